@@ -1,0 +1,119 @@
+package autograd
+
+import (
+	"github.com/residual-nn/residual/internal/kernels"
+)
+
+// ConvParams are the geometry of a 2-D convolution or transposed
+// convolution. Zero strides and dilations mean 1.
+type ConvParams struct {
+	Stride   [2]int // vertical, horizontal
+	Dilation [2]int
+	// Pad is the zero padding: top, left, bottom, right.
+	Pad [4]int
+	// OutputPadding adds rows/columns at the bottom/right of a transposed
+	// convolution's output (PyTorch's output_padding); each must be
+	// smaller than the stride.
+	OutputPadding [2]int
+}
+
+// SymmetricPad returns padding of p on every side.
+func SymmetricPad(ph, pw int) [4]int { return [4]int{ph, pw, ph, pw} }
+
+// SamePad returns the padding for which a stride-s convolution with kernel
+// k and dilation d gives ceil(in/s) outputs; extra padding goes at the end
+// (ONNX's SAME_UPPER) or, with lower, at the start (SAME_LOWER).
+func SamePad(in, k, s, d int, lower bool) (before, after int) {
+	out := (in + s - 1) / s
+	total := max((out-1)*s+d*(k-1)+1-in, 0)
+	before = total / 2
+	if lower {
+		before = total - total/2
+	}
+	return before, total - before
+}
+
+func (p ConvParams) norm() ConvParams {
+	for i := range 2 {
+		if p.Stride[i] == 0 {
+			p.Stride[i] = 1
+		}
+		if p.Dilation[i] == 0 {
+			p.Dilation[i] = 1
+		}
+	}
+	return p
+}
+
+// Conv2d convolves x [N,H,W,C] with w [KH,KW,C,OC] and adds b [OC] if not
+// nil, giving [N,OH,OW,OC].
+func Conv2d(x, w, b *Value, p ConvParams) *Value {
+	p = p.norm()
+	xs, ws := x.Data.Shape, w.Data.Shape
+	if len(xs) != 4 || len(ws) != 4 || xs[3] != ws[2] {
+		shapeErr("Conv2d", "input %v does not fit weight %v (want NHWC input and HWIO weight with equal C)", xs, ws)
+	}
+	if b != nil && (b.Data.Len() != ws[3]) {
+		shapeErr("Conv2d", "bias %v for weight %v", b.Data.Shape, ws)
+	}
+	s := kernels.ConvShape{N: xs[0], H: xs[1], W: xs[2], C: xs[3], OC: ws[3], KH: ws[0], KW: ws[1],
+		SH: p.Stride[0], SW: p.Stride[1], DH: p.Dilation[0], DW: p.Dilation[1],
+		PT: p.Pad[0], PL: p.Pad[1], PB: p.Pad[2], PR: p.Pad[3]}
+	if err := s.Validate(); err != nil {
+		shapeErr("Conv2d", "input %v, weight %v: %v", xs, ws, err)
+	}
+	y := result([]int{s.N, s.OH(), s.OW(), s.OC}, x, w, b)
+	kernels.ConvForward(s, x.Data.Data, w.Data.Data, y.Data.Data)
+	if b != nil {
+		kernels.BiasForward(y.Data.Data, b.Data.Data)
+	}
+	record(y, func() {
+		tp, dy := y.tape, y.Grad.Data
+		tp.contribute(x, func(dst []float32) { kernels.ConvBackwardData(s, dy, w.Data.Data, dst) })
+		tp.contribute(w, func(dst []float32) { kernels.ConvBackwardWeight(s, x.Data.Data, dy, dst) })
+		tp.contribute(b, func(dst []float32) { kernels.BiasBackward(dy, dst) })
+	}, x, w, b)
+	return y
+}
+
+// ConvTranspose2d is the transposed convolution (PyTorch's ConvTranspose2d)
+// of x [N,H,W,IC] with w [KH,KW,OC,IC] (residual's layout for PyTorch's
+// [IC,OC,KH,KW]; see tensor.IOHWToHWOI) plus b [OC], giving
+// [N, (H−1)·s − pt − pb + d·(KH−1) + op + 1, …, OC].
+func ConvTranspose2d(x, w, b *Value, p ConvParams) *Value {
+	p = p.norm()
+	xs, ws := x.Data.Shape, w.Data.Shape
+	if len(xs) != 4 || len(ws) != 4 || xs[3] != ws[3] {
+		shapeErr("ConvTranspose2d", "input %v does not fit weight %v (want NHWC input and [KH,KW,OC,IC] weight)", xs, ws)
+	}
+	if b != nil && b.Data.Len() != ws[2] {
+		shapeErr("ConvTranspose2d", "bias %v for weight %v", b.Data.Shape, ws)
+	}
+	for i := range 2 {
+		if p.OutputPadding[i] < 0 || p.OutputPadding[i] >= max(p.Stride[i], p.Dilation[i]) {
+			shapeErr("ConvTranspose2d", "output padding %v must be below stride %v or dilation %v", p.OutputPadding, p.Stride, p.Dilation)
+		}
+	}
+	oh := (xs[1]-1)*p.Stride[0] - p.Pad[0] - p.Pad[2] + p.Dilation[0]*(ws[0]-1) + p.OutputPadding[0] + 1
+	ow := (xs[2]-1)*p.Stride[1] - p.Pad[1] - p.Pad[3] + p.Dilation[1]*(ws[1]-1) + p.OutputPadding[1] + 1
+	// The equivalent forward convolution maps the output [oh,ow,OC] to the
+	// input [H,W,IC].
+	s := kernels.ConvShape{N: xs[0], H: oh, W: ow, C: ws[2], OC: ws[3], KH: ws[0], KW: ws[1],
+		SH: p.Stride[0], SW: p.Stride[1], DH: p.Dilation[0], DW: p.Dilation[1],
+		PT: p.Pad[0], PL: p.Pad[1], PB: p.Pad[2], PR: p.Pad[3]}
+	if err := s.Validate(); err != nil || s.OH() != xs[1] || s.OW() != xs[2] {
+		shapeErr("ConvTranspose2d", "input %v, weight %v, params %+v give no valid output", xs, ws, p)
+	}
+	y := result([]int{s.N, oh, ow, s.C}, x, w, b)
+	kernels.ConvBackwardData(s, x.Data.Data, w.Data.Data, y.Data.Data)
+	if b != nil {
+		kernels.BiasForward(y.Data.Data, b.Data.Data)
+	}
+	record(y, func() {
+		tp, dy := y.tape, y.Grad.Data
+		tp.contribute(x, func(dst []float32) { kernels.ConvForward(s, dy, w.Data.Data, dst) })
+		tp.contribute(w, func(dst []float32) { kernels.ConvBackwardWeight(s, dy, x.Data.Data, dst) })
+		tp.contribute(b, func(dst []float32) { kernels.BiasBackward(dy, dst) })
+	}, x, w, b)
+	return y
+}

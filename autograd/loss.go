@@ -1,0 +1,79 @@
+package autograd
+
+import (
+	"fmt"
+
+	"github.com/residual-nn/residual/internal/kernels"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// CrossEntropyOptions configure CrossEntropy; the zero value is PyTorch's
+// default except IgnoreIndex (set it to −100 for PyTorch's).
+type CrossEntropyOptions struct {
+	// Weight holds one weight per class, or nil. With weights, the mean is
+	// Σ w[t]·loss / Σ w[t], as in PyTorch.
+	Weight []float32
+	// IgnoreIndex: targets equal to it contribute nothing. Negative values
+	// never match a class.
+	IgnoreIndex int
+	// Sum returns the sum over samples instead of the mean.
+	Sum bool
+}
+
+// CrossEntropy returns the cross-entropy between the logits (classes on the
+// last axis: [N,K] for classification, [N,H,W,K] per pixel for
+// segmentation) and one target class per row. Targets outside [0, K) that
+// are not IgnoreIndex are an error.
+func CrossEntropy(logits *Value, targets []int32, o CrossEntropyOptions) (*Value, error) {
+	s := logits.Data.Shape
+	if len(s) < 2 {
+		return nil, fmt.Errorf("cross-entropy: logits need a class axis, got shape %v", s)
+	}
+	k := s[len(s)-1]
+	l := kernels.CrossEntropy[float32]{M: logits.Data.Len() / k, K: k, Weight: o.Weight, IgnoreIndex: o.IgnoreIndex, Sum: o.Sum}
+	if err := l.Check(targets); err != nil {
+		return nil, err
+	}
+	y := result(nil, logits)
+	loss, norm := l.Forward(logits.Data.Data, targets)
+	y.Data.Data[0] = float32(loss)
+	record(y, func() {
+		y.tape.contribute(logits, func(dst []float32) {
+			l.Backward(logits.Data.Data, targets, norm, float64(y.Grad.Data[0]), dst)
+		})
+	}, logits)
+	return y, nil
+}
+
+func checkTarget(op string, x *Value, t *tensor.Tensor) {
+	if !tensor.SameShape(x.Data.Shape, t.Shape) {
+		shapeErr(op, "prediction %v and target %v differ", x.Data.Shape, t.Shape)
+	}
+}
+
+// BCEWithLogits returns the mean binary cross-entropy between sigmoid(x)
+// and targets in [0, 1] of the same shape, computed stably from the logits.
+func BCEWithLogits(x *Value, target *tensor.Tensor) *Value {
+	checkTarget("BCEWithLogits", x, target)
+	y := result(nil, x)
+	y.Data.Data[0] = float32(kernels.BCEWithLogitsForward(x.Data.Data, target.Data))
+	record(y, func() {
+		y.tape.contribute(x, func(dst []float32) {
+			kernels.BCEWithLogitsBackward(x.Data.Data, target.Data, float64(y.Grad.Data[0]), dst)
+		})
+	}, x)
+	return y
+}
+
+// MSE returns the mean squared error between x and target.
+func MSE(x *Value, target *tensor.Tensor) *Value {
+	checkTarget("MSE", x, target)
+	y := result(nil, x)
+	y.Data.Data[0] = float32(kernels.MSEForward(x.Data.Data, target.Data))
+	record(y, func() {
+		y.tape.contribute(x, func(dst []float32) {
+			kernels.MSEBackward(x.Data.Data, target.Data, float64(y.Grad.Data[0]), dst)
+		})
+	}, x)
+	return y
+}

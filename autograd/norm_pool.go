@@ -1,0 +1,158 @@
+package autograd
+
+import (
+	"github.com/residual-nn/residual/internal/kernels"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// BatchNormParams configure BatchNorm.
+type BatchNormParams struct {
+	// Training selects batch statistics (and updates the running ones);
+	// otherwise the running statistics normalise.
+	Training bool
+	Momentum float64 // PyTorch's momentum (0.1 by default in nn)
+	Eps      float64 // added to the variance (1e-5 by default in nn)
+}
+
+// BatchNorm normalises x over every axis but the last (channels): NHWC
+// images ([N,H,W,C], BatchNorm2d) or [N,C] features (BatchNorm1d). gamma and
+// beta ([C]) may be nil. runMean and runVar ([C]) are read in evaluation
+// mode and updated in training mode (the unbiased batch variance goes into
+// runVar, as in PyTorch).
+func BatchNorm(x, gamma, beta *Value, runMean, runVar *tensor.Tensor, p BatchNormParams) *Value {
+	xs := x.Data.Shape
+	c := xs[len(xs)-1]
+	m := x.Data.Len() / c
+	for _, v := range []*Value{gamma, beta} {
+		if v != nil && v.Data.Len() != c {
+			shapeErr("BatchNorm", "affine parameter %v for input %v", v.Data.Shape, xs)
+		}
+	}
+	for _, t := range []*tensor.Tensor{runMean, runVar} {
+		if t != nil && t.Len() != c {
+			shapeErr("BatchNorm", "running statistic %v for input %v", t.Shape, xs)
+		}
+	}
+	if !p.Training && (runMean == nil || runVar == nil) {
+		shapeErr("BatchNorm", "evaluation mode needs running statistics")
+	}
+	if p.Training && m < 2 {
+		shapeErr("BatchNorm", "training needs more than one value per channel, input %v", xs)
+	}
+	y := result(xs, x, gamma, beta)
+	g, b := data(gamma), data(beta)
+	if p.Training {
+		mean, invStd := make([]float32, c), make([]float32, c)
+		kernels.BatchNormTrainForward(m, c, x.Data.Data, g, b, y.Data.Data, mean, invStd, data32(runMean), data32(runVar), p.Momentum, p.Eps)
+		record(y, func() {
+			y.tape.batchNormTrainGrads(m, c, x, gamma, beta, mean, invStd, y.Grad.Data)
+		}, x, gamma, beta)
+		return y
+	}
+	kernels.BatchNormEvalForward(m, c, x.Data.Data, g, b, runMean.Data, runVar.Data, y.Data.Data, p.Eps)
+	record(y, func() {
+		tp, dy := y.tape, y.Grad.Data
+		dx, dg, db := tp.alloc(len(dy)), tp.alloc(c), tp.alloc(c)
+		kernels.BatchNormEvalBackward(m, c, x.Data.Data, g, runMean.Data, runVar.Data, dy, dx, dg, db, p.Eps)
+		tp.give(x, dx)
+		tp.give(gamma, dg)
+		tp.give(beta, db)
+	}, x, gamma, beta)
+	return y
+}
+
+func (tp *Tape) batchNormTrainGrads(m, c int, x, gamma, beta *Value, mean, invStd, dy []float32) {
+	dx, dg, db := tp.alloc(len(dy)), tp.alloc(c), tp.alloc(c)
+	kernels.BatchNormTrainBackward(m, c, x.Data.Data, data(gamma), mean, invStd, dy, dx, dg, db)
+	tp.give(x, dx)
+	tp.give(gamma, dg)
+	tp.give(beta, db)
+}
+
+func data(v *Value) []float32 {
+	if v == nil {
+		return nil
+	}
+	return v.Data.Data
+}
+
+func data32(t *tensor.Tensor) []float32 {
+	if t == nil {
+		return nil
+	}
+	return t.Data
+}
+
+// PoolParams are the geometry of 2-D pooling. Zero strides default to the
+// kernel size (PyTorch's default), zero dilations to 1.
+type PoolParams struct {
+	Kernel   [2]int
+	Stride   [2]int
+	Dilation [2]int // max pooling only
+	Pad      [4]int // top, left, bottom, right
+	CeilMode bool
+	// CountIncludePad: average pooling divides by the full window (padding
+	// included) rather than by the real inputs in it.
+	CountIncludePad bool
+}
+
+func poolShape(op string, x *Value, p PoolParams) kernels.PoolShape {
+	xs := x.Data.Shape
+	if len(xs) != 4 {
+		shapeErr(op, "needs an NHWC input, got %v", xs)
+	}
+	for i := range 2 {
+		if p.Stride[i] == 0 {
+			p.Stride[i] = p.Kernel[i]
+		}
+		if p.Dilation[i] == 0 {
+			p.Dilation[i] = 1
+		}
+	}
+	s := kernels.PoolShape{N: xs[0], H: xs[1], W: xs[2], C: xs[3], KH: p.Kernel[0], KW: p.Kernel[1],
+		SH: p.Stride[0], SW: p.Stride[1], DH: p.Dilation[0], DW: p.Dilation[1],
+		PT: p.Pad[0], PL: p.Pad[1], PB: p.Pad[2], PR: p.Pad[3], CeilMode: p.CeilMode, CountIncludePad: p.CountIncludePad}
+	if err := s.Validate(); err != nil {
+		shapeErr(op, "input %v: %v", xs, err)
+	}
+	return s
+}
+
+// MaxPool2d max-pools x [N,H,W,C].
+func MaxPool2d(x *Value, p PoolParams) *Value {
+	s := poolShape("MaxPool2d", x, p)
+	y := result([]int{s.N, s.OH(), s.OW(), s.C}, x)
+	arg := make([]int32, y.Data.Len())
+	kernels.MaxPoolForward(s, x.Data.Data, y.Data.Data, arg)
+	record(y, func() {
+		y.tape.contribute(x, func(dst []float32) { kernels.MaxPoolBackward(y.Grad.Data, arg, dst) })
+	}, x)
+	return y
+}
+
+// AvgPool2d average-pools x [N,H,W,C].
+func AvgPool2d(x *Value, p PoolParams) *Value {
+	p.Dilation = [2]int{1, 1}
+	s := poolShape("AvgPool2d", x, p)
+	y := result([]int{s.N, s.OH(), s.OW(), s.C}, x)
+	kernels.AvgPoolForward(s, x.Data.Data, y.Data.Data)
+	record(y, func() {
+		y.tape.contribute(x, func(dst []float32) { kernels.AvgPoolBackward(s, y.Grad.Data, dst) })
+	}, x)
+	return y
+}
+
+// GlobalAvgPool averages x [N,H,W,C] over H and W, giving [N,C].
+func GlobalAvgPool(x *Value) *Value {
+	xs := x.Data.Shape
+	if len(xs) != 4 {
+		shapeErr("GlobalAvgPool", "needs an NHWC input, got %v", xs)
+	}
+	n, hw, c := xs[0], xs[1]*xs[2], xs[3]
+	y := result([]int{n, c}, x)
+	kernels.GlobalAvgPoolForward(n, hw, c, x.Data.Data, y.Data.Data)
+	record(y, func() {
+		y.tape.contribute(x, func(dst []float32) { kernels.GlobalAvgPoolBackward(n, hw, c, y.Grad.Data, dst) })
+	}, x)
+	return y
+}

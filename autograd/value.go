@@ -1,0 +1,231 @@
+// Package autograd implements reverse-mode differentiation over float32
+// tensors.
+//
+// A Value holds a tensor and, after Backward, its gradient. Operations record
+// themselves on a Tape when one of their inputs lives on a tape and a
+// gradient is needed; a computation whose inputs carry no tape (Constant)
+// records nothing and keeps no activations — that is the no-gradient mode
+// used for inference:
+//
+//	tape := autograd.NewTape()
+//	x := tape.Variable(input)          // d loss / d input is wanted too
+//	loss := model(x)                   // ops record on the tape
+//	tape.Backward(loss)                // x.Grad and every parameter's Grad
+//	tape.Reset()                       // recycle the step's buffers
+//
+//	y := model(autograd.Constant(input)) // inference: nothing recorded
+//
+// Images are NHWC; convolution weights HWIO (see package tensor).
+//
+// Shape mismatches inside an operation are programming errors and panic with
+// a message naming the operation and both shapes. Operations whose validity
+// depends on data (class labels) return errors.
+package autograd
+
+import (
+	"fmt"
+
+	"github.com/residual-nn/residual/tensor"
+)
+
+// Value is a node of a computation: a tensor, and its gradient once
+// Backward has run.
+type Value struct {
+	// Data is the value. Operations never modify their inputs' data.
+	Data *tensor.Tensor
+	// Grad is d(loss)/d(Data) after Backward, or nil if no gradient
+	// reached this value. Parameters accumulate gradients across Backward
+	// calls until ZeroGrad.
+	Grad *tensor.Tensor
+	// Name is a parameter's name (e.g. "layer1.0.conv1.weight"); empty for
+	// intermediate values.
+	Name string
+
+	requiresGrad bool // a leaf whose gradient the caller wants
+	needsGrad    bool // requiresGrad, or computed from such a value
+	tape         *Tape
+}
+
+// Param returns a trainable leaf value (no tape): its gradient is computed
+// whenever it takes part in a recorded computation.
+func Param(t *tensor.Tensor, name string) *Value {
+	return &Value{Data: t, Name: name, requiresGrad: true, needsGrad: true}
+}
+
+// Constant returns a leaf value with no tape and no gradient. Computations
+// on constants and parameters alone record nothing (no-gradient mode).
+func Constant(t *tensor.Tensor) *Value { return &Value{Data: t} }
+
+// Shape returns the value's shape.
+func (v *Value) Shape() []int { return v.Data.Shape }
+
+// RequiresGrad reports whether v is a leaf whose gradient is wanted.
+func (v *Value) RequiresGrad() bool { return v.requiresGrad }
+
+// SetRequiresGrad freezes (false) or unfreezes (true) a parameter.
+func (v *Value) SetRequiresGrad(b bool) { v.requiresGrad, v.needsGrad = b, b }
+
+// ZeroGrad drops the accumulated gradient.
+func (v *Value) ZeroGrad() { v.Grad = nil }
+
+// Tape records operations for the backward pass and owns the buffers of the
+// values it produces, recycling them on Reset. A tape is used by one
+// goroutine at a time.
+type Tape struct {
+	nodes []node
+	pool  map[int][][]float32
+	owned [][]float32
+}
+
+type node struct {
+	out      *Value
+	backward func()
+}
+
+// NewTape returns an empty tape.
+func NewTape() *Tape { return &Tape{pool: map[int][][]float32{}} }
+
+// Constant returns a value on the tape that needs no gradient (e.g. a batch
+// of images when only parameter gradients are wanted).
+func (tp *Tape) Constant(t *tensor.Tensor) *Value { return &Value{Data: t, tape: tp} }
+
+// Variable returns a leaf value on the tape whose gradient is wanted (e.g.
+// d output / d input).
+func (tp *Tape) Variable(t *tensor.Tensor) *Value {
+	return &Value{Data: t, tape: tp, requiresGrad: true, needsGrad: true}
+}
+
+// Len returns the number of recorded operations.
+func (tp *Tape) Len() int { return len(tp.nodes) }
+
+// Reset forgets the recorded operations and recycles every buffer the tape
+// allocated. Values produced on this tape (and their gradients, except those
+// of leaves) must not be used afterwards.
+func (tp *Tape) Reset() {
+	for i := range tp.nodes {
+		tp.nodes[i] = node{}
+	}
+	tp.nodes = tp.nodes[:0]
+	for _, b := range tp.owned {
+		tp.pool[len(b)] = append(tp.pool[len(b)], b)
+	}
+	clear(tp.owned)
+	tp.owned = tp.owned[:0]
+}
+
+// alloc returns a zeroed buffer of n floats owned by the tape (or a plain
+// allocation without a tape).
+func (tp *Tape) alloc(n int) []float32 {
+	if tp == nil {
+		return make([]float32, n)
+	}
+	var b []float32
+	if free := tp.pool[n]; len(free) > 0 {
+		b = free[len(free)-1]
+		tp.pool[n] = free[:len(free)-1]
+		clear(b)
+	} else {
+		b = make([]float32, n)
+	}
+	tp.owned = append(tp.owned, b)
+	return b
+}
+
+func (tp *Tape) newTensor(shape []int) *tensor.Tensor {
+	return &tensor.Tensor{Shape: append([]int(nil), shape...), Data: tp.alloc(tensor.NumElements(shape))}
+}
+
+// tapeOf returns the first tape among the inputs, or nil.
+func tapeOf(xs ...*Value) *Tape {
+	for _, x := range xs {
+		if x != nil && x.tape != nil {
+			return x.tape
+		}
+	}
+	return nil
+}
+
+// result makes the output value of an operation on inputs xs, allocated on
+// their tape.
+func result(shape []int, xs ...*Value) *Value {
+	tp := tapeOf(xs...)
+	return &Value{Data: tp.newTensor(shape), tape: tp}
+}
+
+// record registers backward for out if it is on a tape and any input needs
+// a gradient. It returns whether it recorded.
+func record(out *Value, backward func(), xs ...*Value) bool {
+	if out.tape == nil {
+		return false
+	}
+	for _, x := range xs {
+		if x != nil && x.needsGrad {
+			out.needsGrad = true
+			out.tape.nodes = append(out.tape.nodes, node{out: out, backward: backward})
+			return true
+		}
+	}
+	return false
+}
+
+// contribute adds a gradient for x computed by write, which must overwrite
+// the slice it is given. It does nothing if x needs no gradient.
+func (tp *Tape) contribute(x *Value, write func(dst []float32)) {
+	if x == nil || !x.needsGrad {
+		return
+	}
+	n := x.Data.Len()
+	if x.Grad == nil {
+		var buf []float32
+		if x.requiresGrad {
+			buf = make([]float32, n) // leaves keep their gradient past Reset
+		} else {
+			buf = tp.alloc(n)
+		}
+		write(buf)
+		x.Grad = &tensor.Tensor{Shape: append([]int(nil), x.Data.Shape...), Data: buf}
+		return
+	}
+	tmp := tp.alloc(n)
+	write(tmp)
+	g := x.Grad.Data
+	for i, v := range tmp {
+		g[i] += v
+	}
+}
+
+// give adds the computed gradient g (a tape buffer) for x.
+func (tp *Tape) give(x *Value, g []float32) {
+	tp.contribute(x, func(dst []float32) { copy(dst, g) })
+}
+
+// Backward computes the gradient of the scalar loss with respect to every
+// value that needs one. It panics if loss is not a single element.
+func (tp *Tape) Backward(loss *Value) {
+	if loss.Data.Len() != 1 {
+		panic(fmt.Sprintf("autograd: Backward needs a scalar loss, got shape %v", loss.Data.Shape))
+	}
+	tp.BackwardWith(loss, tensor.Full(1, loss.Data.Shape...))
+}
+
+// BackwardWith runs the backward pass from v with the upstream gradient
+// grad (of v's shape): the vector–Jacobian product.
+func (tp *Tape) BackwardWith(v *Value, grad *tensor.Tensor) {
+	if !tensor.SameShape(v.Data.Shape, grad.Shape) {
+		panic(fmt.Sprintf("autograd: BackwardWith: gradient %v for value %v", grad.Shape, v.Data.Shape))
+	}
+	if v.tape != tp {
+		panic("autograd: BackwardWith: the value was not recorded on this tape")
+	}
+	tp.contribute(v, func(dst []float32) { copy(dst, grad.Data) })
+	for i := len(tp.nodes) - 1; i >= 0; i-- {
+		n := tp.nodes[i]
+		if n.out.Grad != nil {
+			n.backward()
+		}
+	}
+}
+
+func shapeErr(op string, format string, args ...any) {
+	panic(fmt.Sprintf("autograd: %s: %s", op, fmt.Sprintf(format, args...)))
+}

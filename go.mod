@@ -1,0 +1,3 @@
+module github.com/residual-nn/residual
+
+go 1.26.8

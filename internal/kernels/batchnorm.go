@@ -1,0 +1,166 @@
+package kernels
+
+import "math"
+
+// BatchNormTrainForward normalises x viewed as [M, C] with the batch's
+// statistics per channel, writes y = gamma·x̂ + beta, stores the batch mean
+// and 1/sqrt(var+eps) in mean and invStd for the backward pass, and updates
+// the running statistics as PyTorch does: the running variance uses the
+// unbiased batch variance (·M/(M−1)), with runMean ← (1−momentum)·runMean +
+// momentum·mean. runMean and runVar may be nil. Sums are taken in float64.
+func BatchNormTrainForward[T Float](m, c int, x, gamma, beta, y, mean, invStd, runMean, runVar []T, momentum, eps float64) {
+	sum := make([]float64, c)
+	for i := 0; i < m; i++ {
+		for j, v := range x[i*c:][:c] {
+			sum[j] += float64(v)
+		}
+	}
+	mu := make([]float64, c)
+	for j := range mu {
+		mu[j] = sum[j] / float64(m)
+	}
+	sq := make([]float64, c)
+	for i := 0; i < m; i++ {
+		for j, v := range x[i*c:][:c] {
+			d := float64(v) - mu[j]
+			sq[j] += d * d
+		}
+	}
+	scale := make([]T, c)
+	shift := make([]T, c)
+	for j := 0; j < c; j++ {
+		v := sq[j] / float64(m)
+		is := 1 / math.Sqrt(v+eps)
+		mean[j] = T(mu[j])
+		invStd[j] = T(is)
+		g := 1.0
+		if gamma != nil {
+			g = float64(gamma[j])
+		}
+		b := 0.0
+		if beta != nil {
+			b = float64(beta[j])
+		}
+		scale[j] = T(g * is)
+		shift[j] = T(b - mu[j]*g*is)
+		if runMean != nil {
+			runMean[j] = T((1-momentum)*float64(runMean[j]) + momentum*mu[j])
+		}
+		if runVar != nil {
+			unbiased := v
+			if m > 1 {
+				unbiased = sq[j] / float64(m-1)
+			}
+			runVar[j] = T((1-momentum)*float64(runVar[j]) + momentum*unbiased)
+		}
+	}
+	affineRows(m, c, x, scale, shift, y)
+}
+
+// BatchNormTrainBackward computes dx, dgamma and dbeta for the training-mode
+// forward pass (batch statistics depend on x). dgamma and dbeta may be nil.
+func BatchNormTrainBackward[T Float](m, c int, x, gamma, mean, invStd, dy, dx, dgamma, dbeta []T) {
+	sdy := make([]float64, c)
+	sdyx := make([]float64, c)
+	for i := 0; i < m; i++ {
+		xr, gr := x[i*c:][:c], dy[i*c:][:c]
+		for j := range gr {
+			g := float64(gr[j])
+			sdy[j] += g
+			sdyx[j] += g * (float64(xr[j]) - float64(mean[j])) * float64(invStd[j])
+		}
+	}
+	// dx = gamma·invStd/M · (M·dy − Σdy − x̂·Σ(dy·x̂))
+	a := make([]T, c)
+	b := make([]T, c)
+	k := make([]T, c)
+	for j := 0; j < c; j++ {
+		g := 1.0
+		if gamma != nil {
+			g = float64(gamma[j])
+		}
+		is := float64(invStd[j])
+		a[j] = T(g * is)
+		// dx = a·dy − a/M·Σdy − a/M·x̂·Σ(dy·x̂), x̂ = (x − mean)·is
+		k[j] = T(g * is * is * sdyx[j] / float64(m))
+		b[j] = T(-g*is*sdy[j]/float64(m) + g*is*is*sdyx[j]*float64(mean[j])/float64(m))
+		if dgamma != nil {
+			dgamma[j] = T(sdyx[j])
+		}
+		if dbeta != nil {
+			dbeta[j] = T(sdy[j])
+		}
+	}
+	for i := 0; i < m; i++ {
+		xr, gr, dr := x[i*c:][:c], dy[i*c:][:c], dx[i*c:][:c]
+		for j := range dr {
+			dr[j] = a[j]*gr[j] - k[j]*xr[j] + b[j]
+		}
+	}
+}
+
+// BatchNormEvalForward normalises x [M, C] with the running statistics.
+func BatchNormEvalForward[T Float](m, c int, x, gamma, beta, runMean, runVar, y []T, eps float64) {
+	scale := make([]T, c)
+	shift := make([]T, c)
+	for j := 0; j < c; j++ {
+		is := 1 / math.Sqrt(float64(runVar[j])+eps)
+		g, b := 1.0, 0.0
+		if gamma != nil {
+			g = float64(gamma[j])
+		}
+		if beta != nil {
+			b = float64(beta[j])
+		}
+		scale[j] = T(g * is)
+		shift[j] = T(b - float64(runMean[j])*g*is)
+	}
+	affineRows(m, c, x, scale, shift, y)
+}
+
+// BatchNormEvalBackward computes dx, dgamma and dbeta when the running
+// statistics were used (they are constants). dgamma and dbeta may be nil.
+func BatchNormEvalBackward[T Float](m, c int, x, gamma, runMean, runVar, dy, dx, dgamma, dbeta []T, eps float64) {
+	is := make([]float64, c)
+	for j := range is {
+		is[j] = 1 / math.Sqrt(float64(runVar[j])+eps)
+	}
+	sdy := make([]float64, c)
+	sdyx := make([]float64, c)
+	scale := make([]T, c)
+	for j := range scale {
+		g := 1.0
+		if gamma != nil {
+			g = float64(gamma[j])
+		}
+		scale[j] = T(g * is[j])
+	}
+	for i := 0; i < m; i++ {
+		xr, gr, dr := x[i*c:][:c], dy[i*c:][:c], dx[i*c:][:c]
+		for j := range gr {
+			g := float64(gr[j])
+			sdy[j] += g
+			sdyx[j] += g * (float64(xr[j]) - float64(runMean[j])) * is[j]
+			dr[j] = gr[j] * scale[j]
+		}
+	}
+	for j := 0; j < c; j++ {
+		if dgamma != nil {
+			dgamma[j] = T(sdyx[j])
+		}
+		if dbeta != nil {
+			dbeta[j] = T(sdy[j])
+		}
+	}
+}
+
+func affineRows[T Float](m, c int, x, scale, shift, y []T) {
+	parallelFor(m, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			xr, yr := x[i*c:][:c], y[i*c:][:c]
+			for j := range yr {
+				yr[j] = xr[j]*scale[j] + shift[j]
+			}
+		}
+	})
+}

@@ -1,0 +1,188 @@
+// Package kernels holds the numeric kernels behind residual's operations.
+//
+// Every kernel here is a reference implementation written once for
+// float32 and float64 (the Float constraint): the engine runs them on
+// float32, and the finite-difference gradient checks run the very same code
+// on float64. Faster kernels for particular shapes and CPUs are checked
+// against these.
+//
+// Image tensors are NHWC; convolution weights are HWIO ([kh][kw][in][out]).
+// Kernels overwrite their outputs unless the doc comment says they
+// accumulate.
+package kernels
+
+import "fmt"
+
+// Float is the element type of the reference kernels.
+type Float interface{ ~float32 | ~float64 }
+
+// ConvShape describes a 2-D convolution of an NHWC input [N,H,W,C] with an
+// HWIO weight [KH,KW,C,OC].
+type ConvShape struct {
+	N, H, W, C     int // input
+	OC             int // output channels
+	KH, KW         int // kernel size
+	SH, SW         int // strides (≥ 1)
+	DH, DW         int // dilations (≥ 1)
+	PT, PL, PB, PR int // zero padding: top, left, bottom, right
+}
+
+// OH returns the output height.
+func (s ConvShape) OH() int { return (s.H+s.PT+s.PB-s.DH*(s.KH-1)-1)/s.SH + 1 }
+
+// OW returns the output width.
+func (s ConvShape) OW() int { return (s.W+s.PL+s.PR-s.DW*(s.KW-1)-1)/s.SW + 1 }
+
+// Validate reports a shape that cannot be computed.
+func (s ConvShape) Validate() error {
+	switch {
+	case s.N < 1 || s.H < 1 || s.W < 1 || s.C < 1 || s.OC < 1 || s.KH < 1 || s.KW < 1:
+		return fmt.Errorf("conv: non-positive size in %+v", s)
+	case s.SH < 1 || s.SW < 1 || s.DH < 1 || s.DW < 1:
+		return fmt.Errorf("conv: stride and dilation must be ≥ 1, got %+v", s)
+	case s.PT < 0 || s.PL < 0 || s.PB < 0 || s.PR < 0:
+		return fmt.Errorf("conv: negative padding in %+v", s)
+	case s.OH() < 1 || s.OW() < 1:
+		return fmt.Errorf("conv: kernel %dx%d (dilation %d,%d) larger than padded input %dx%d",
+			s.KH, s.KW, s.DH, s.DW, s.H+s.PT+s.PB, s.W+s.PL+s.PR)
+	}
+	return nil
+}
+
+// ConvForward computes y[N,OH,OW,OC] = conv(x, w).
+func ConvForward[T Float](s ConvShape, x, w, y []T) {
+	oh, ow := s.OH(), s.OW()
+	clear(y[:s.N*oh*ow*s.OC])
+	parallelFor(s.N*oh, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			n, oy := r/oh, r%oh
+			for ox := 0; ox < ow; ox++ {
+				yo := y[((n*oh+oy)*ow+ox)*s.OC:][:s.OC]
+				for kh := 0; kh < s.KH; kh++ {
+					iy := oy*s.SH - s.PT + kh*s.DH
+					if iy < 0 || iy >= s.H {
+						continue
+					}
+					for kw := 0; kw < s.KW; kw++ {
+						ix := ox*s.SW - s.PL + kw*s.DW
+						if ix < 0 || ix >= s.W {
+							continue
+						}
+						xi := x[((n*s.H+iy)*s.W+ix)*s.C:][:s.C]
+						wk := w[(kh*s.KW+kw)*s.C*s.OC:][:s.C*s.OC]
+						for c, xv := range xi {
+							axpy(xv, wk[c*s.OC:][:s.OC], yo)
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// ConvBackwardData computes dx[N,H,W,C] from dy[N,OH,OW,OC] and w.
+func ConvBackwardData[T Float](s ConvShape, dy, w, dx []T) {
+	oh, ow := s.OH(), s.OW()
+	clear(dx[:s.N*s.H*s.W*s.C])
+	// Parallel over images: each image's dx is written by one goroutine.
+	parallelFor(s.N, func(lo, hi int) {
+		for n := lo; n < hi; n++ {
+			for oy := 0; oy < oh; oy++ {
+				for ox := 0; ox < ow; ox++ {
+					g := dy[((n*oh+oy)*ow+ox)*s.OC:][:s.OC]
+					for kh := 0; kh < s.KH; kh++ {
+						iy := oy*s.SH - s.PT + kh*s.DH
+						if iy < 0 || iy >= s.H {
+							continue
+						}
+						for kw := 0; kw < s.KW; kw++ {
+							ix := ox*s.SW - s.PL + kw*s.DW
+							if ix < 0 || ix >= s.W {
+								continue
+							}
+							xi := dx[((n*s.H+iy)*s.W+ix)*s.C:][:s.C]
+							wk := w[(kh*s.KW+kw)*s.C*s.OC:][:s.C*s.OC]
+							for c := range xi {
+								xi[c] += dot(g, wk[c*s.OC:][:s.OC])
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// ConvBackwardWeight computes dw[KH,KW,C,OC] from x and dy.
+func ConvBackwardWeight[T Float](s ConvShape, x, dy, dw []T) {
+	oh, ow := s.OH(), s.OW()
+	clear(dw[:s.KH*s.KW*s.C*s.OC])
+	// Parallel over kernel rows: each goroutine owns dw[kh].
+	parallelFor(s.KH, func(lo, hi int) {
+		for kh := lo; kh < hi; kh++ {
+			for n := 0; n < s.N; n++ {
+				for oy := 0; oy < oh; oy++ {
+					iy := oy*s.SH - s.PT + kh*s.DH
+					if iy < 0 || iy >= s.H {
+						continue
+					}
+					for ox := 0; ox < ow; ox++ {
+						g := dy[((n*oh+oy)*ow+ox)*s.OC:][:s.OC]
+						for kw := 0; kw < s.KW; kw++ {
+							ix := ox*s.SW - s.PL + kw*s.DW
+							if ix < 0 || ix >= s.W {
+								continue
+							}
+							xi := x[((n*s.H+iy)*s.W+ix)*s.C:][:s.C]
+							wk := dw[(kh*s.KW+kw)*s.C*s.OC:][:s.C*s.OC]
+							for c, xv := range xi {
+								axpy(xv, g, wk[c*s.OC:][:s.OC])
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// BiasForward adds b[C] to every row of y viewed as [rows, C].
+func BiasForward[T Float](y, b []T) {
+	c := len(b)
+	for i := 0; i < len(y); i += c {
+		row := y[i : i+c]
+		for j := range row {
+			row[j] += b[j]
+		}
+	}
+}
+
+// BiasBackward computes db[C] = sum of dy's rows.
+func BiasBackward[T Float](dy, db []T) {
+	c := len(db)
+	acc := make([]float64, c)
+	for i := 0; i < len(dy); i += c {
+		for j, v := range dy[i : i+c] {
+			acc[j] += float64(v)
+		}
+	}
+	for j := range db {
+		db[j] = T(acc[j])
+	}
+}
+
+func axpy[T Float](a T, x, y []T) {
+	y = y[:len(x)]
+	for i, v := range x {
+		y[i] += a * v
+	}
+}
+
+func dot[T Float](x, y []T) T {
+	y = y[:len(x)]
+	var s T
+	for i, v := range x {
+		s += v * y[i]
+	}
+	return s
+}

@@ -1,0 +1,136 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+)
+
+// CrossEntropy describes a cross-entropy loss over logits viewed as [M, K]
+// (rows are samples or pixels, K classes), as PyTorch's cross_entropy.
+type CrossEntropy[T Float] struct {
+	M, K int
+	// Weight, if not nil, holds one weight per class.
+	Weight []T
+	// IgnoreIndex: rows whose target equals it contribute nothing. Use a
+	// negative value (PyTorch's default is −100) to ignore nothing in range.
+	IgnoreIndex int
+	// Sum selects the sum over rows instead of the (weighted) mean.
+	Sum bool
+}
+
+// Check reports targets outside [0, K) that are not the ignore index.
+func (l CrossEntropy[T]) Check(targets []int32) error {
+	if len(targets) != l.M {
+		return fmt.Errorf("cross-entropy: %d targets for %d rows", len(targets), l.M)
+	}
+	if l.Weight != nil && len(l.Weight) != l.K {
+		return fmt.Errorf("cross-entropy: %d class weights for %d classes", len(l.Weight), l.K)
+	}
+	for i, t := range targets {
+		if int(t) != l.IgnoreIndex && (t < 0 || int(t) >= l.K) {
+			return fmt.Errorf("cross-entropy: target %d at row %d is outside [0, %d)", t, i, l.K)
+		}
+	}
+	return nil
+}
+
+func (l CrossEntropy[T]) weight(t int32) float64 {
+	if l.Weight == nil {
+		return 1
+	}
+	return float64(l.Weight[t])
+}
+
+// Forward returns the loss and the normaliser (the summed weight of the
+// rows counted, or 1 with Sum). With every row ignored, the mean is NaN, as
+// in PyTorch.
+func (l CrossEntropy[T]) Forward(logits []T, targets []int32) (loss, norm float64) {
+	for i := 0; i < l.M; i++ {
+		t := targets[i]
+		if int(t) == l.IgnoreIndex {
+			continue
+		}
+		row := logits[i*l.K:][:l.K]
+		mx := math.Inf(-1)
+		for _, v := range row {
+			mx = math.Max(mx, float64(v))
+		}
+		s := 0.0
+		for _, v := range row {
+			s += math.Exp(float64(v) - mx)
+		}
+		w := l.weight(t)
+		loss += w * (mx + math.Log(s) - float64(row[t]))
+		norm += w
+	}
+	if l.Sum {
+		return loss, 1
+	}
+	return loss / norm, norm
+}
+
+// Backward writes dlogits for an upstream gradient g of the loss, given the
+// normaliser returned by Forward.
+func (l CrossEntropy[T]) Backward(logits []T, targets []int32, norm, g float64, dlogits []T) {
+	for i := 0; i < l.M; i++ {
+		row, d := logits[i*l.K:][:l.K], dlogits[i*l.K:][:l.K]
+		t := targets[i]
+		if int(t) == l.IgnoreIndex {
+			clear(d)
+			continue
+		}
+		mx := math.Inf(-1)
+		for _, v := range row {
+			mx = math.Max(mx, float64(v))
+		}
+		s := 0.0
+		for _, v := range row {
+			s += math.Exp(float64(v) - mx)
+		}
+		c := g * l.weight(t) / norm
+		for j, v := range row {
+			p := math.Exp(float64(v)-mx) / s
+			if int32(j) == t {
+				p--
+			}
+			d[j] = T(c * p)
+		}
+	}
+}
+
+// BCEWithLogitsForward returns the mean of the binary cross-entropy between
+// sigmoid(x) and targets t, computed stably.
+func BCEWithLogitsForward[T Float](x, t []T) float64 {
+	s := 0.0
+	for i, v := range x {
+		z := float64(v)
+		s += math.Max(z, 0) - z*float64(t[i]) + math.Log1p(math.Exp(-math.Abs(z)))
+	}
+	return s / float64(len(x))
+}
+
+// BCEWithLogitsBackward writes dx = g·(sigmoid(x) − t)/n.
+func BCEWithLogitsBackward[T Float](x, t []T, g float64, dx []T) {
+	c := g / float64(len(x))
+	for i, v := range x {
+		dx[i] = T(c * (1/(1+math.Exp(-float64(v))) - float64(t[i])))
+	}
+}
+
+// MSEForward returns the mean of (x − t)².
+func MSEForward[T Float](x, t []T) float64 {
+	s := 0.0
+	for i, v := range x {
+		d := float64(v) - float64(t[i])
+		s += d * d
+	}
+	return s / float64(len(x))
+}
+
+// MSEBackward writes dx = g·2(x − t)/n.
+func MSEBackward[T Float](x, t []T, g float64, dx []T) {
+	c := 2 * g / float64(len(x))
+	for i, v := range x {
+		dx[i] = T(c * (float64(v) - float64(t[i])))
+	}
+}

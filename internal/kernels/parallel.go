@@ -1,0 +1,35 @@
+package kernels
+
+import (
+	"runtime"
+	"sync"
+)
+
+// minParallelWork is the number of loop iterations below which parallelFor
+// runs inline; spawning goroutines costs more than small loops.
+const minParallelWork = 2
+
+// parallelFor splits [0, n) into at most GOMAXPROCS contiguous chunks and
+// runs fn on each, in parallel; it returns when all are done.
+func parallelFor(n int, fn func(lo, hi int)) {
+	p := runtime.GOMAXPROCS(0)
+	if p > n {
+		p = n
+	}
+	if p <= 1 || n < minParallelWork {
+		fn(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	chunk := (n + p - 1) / p
+	for lo := chunk; lo < n; lo += chunk {
+		hi := min(lo+chunk, n)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(lo, hi)
+		}()
+	}
+	fn(0, min(chunk, n))
+	wg.Wait()
+}

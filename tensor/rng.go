@@ -1,0 +1,74 @@
+package tensor
+
+import (
+	"math"
+	"math/rand/v2"
+)
+
+// RNG is a seeded pseudo-random number generator (PCG). The same seed gives
+// the same numbers on every machine, and its state can be saved and restored
+// (for checkpoints) with MarshalBinary and UnmarshalBinary.
+type RNG struct {
+	src *rand.PCG
+	r   *rand.Rand
+}
+
+// NewRNG returns a generator seeded with seed.
+func NewRNG(seed uint64) *RNG {
+	src := rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)
+	return &RNG{src: src, r: rand.New(src)}
+}
+
+// Float64 returns a uniform number in [0, 1).
+func (g *RNG) Float64() float64 { return g.r.Float64() }
+
+// Uniform returns a uniform number in [lo, hi).
+func (g *RNG) Uniform(lo, hi float64) float64 { return lo + (hi-lo)*g.r.Float64() }
+
+// Normal returns a standard normal number. It uses the Box–Muller transform
+// so that the sequence depends only on the generator's state.
+func (g *RNG) Normal() float64 {
+	u1 := g.r.Float64()
+	for u1 == 0 {
+		u1 = g.r.Float64()
+	}
+	u2 := g.r.Float64()
+	return math.Sqrt(-2*math.Log(u1)) * math.Cos(2*math.Pi*u2)
+}
+
+// IntN returns a uniform integer in [0, n).
+func (g *RNG) IntN(n int) int { return g.r.IntN(n) }
+
+// Perm returns a random permutation of 0..n-1.
+func (g *RNG) Perm(n int) []int { return g.r.Perm(n) }
+
+// Uint64 returns a uniform 64-bit value (e.g. to seed another generator).
+func (g *RNG) Uint64() uint64 { return g.r.Uint64() }
+
+// MarshalBinary returns the generator's state.
+func (g *RNG) MarshalBinary() ([]byte, error) { return g.src.MarshalBinary() }
+
+// UnmarshalBinary restores a state returned by MarshalBinary.
+func (g *RNG) UnmarshalBinary(b []byte) error { return g.src.UnmarshalBinary(b) }
+
+// FillNormal fills t with normal numbers of the given mean and standard
+// deviation.
+func (g *RNG) FillNormal(t *Tensor, mean, std float64) {
+	for i := range t.Data {
+		t.Data[i] = float32(mean + std*g.Normal())
+	}
+}
+
+// FillUniform fills t with uniform numbers in [lo, hi).
+func (g *RNG) FillUniform(t *Tensor, lo, hi float64) {
+	for i := range t.Data {
+		t.Data[i] = float32(g.Uniform(lo, hi))
+	}
+}
+
+// Randn returns a tensor of standard normal numbers.
+func (g *RNG) Randn(shape ...int) *Tensor {
+	t := New(shape...)
+	g.FillNormal(t, 0, 1)
+	return t
+}
