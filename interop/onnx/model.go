@@ -1,0 +1,257 @@
+// Package onnx reads ONNX models and runs them on residual's engine.
+//
+// Supported operators (2-D spatial, float32): Conv, ConvTranspose,
+// BatchNormalization, Relu, Add, MaxPool, AveragePool, GlobalAveragePool,
+// Gemm, MatMul, Flatten, Concat, Softmax, LogSoftmax, Pad, Identity,
+// Reshape. A model using anything else is refused when it is loaded, with
+// the unsupported operators named; an attribute the engine cannot honour
+// (groups, 1-D/3-D kernels, integer data) is an error naming the node.
+//
+// Images flow through the graph channels-last: a value produced by a
+// spatial operator stays NHWC until an operator needs ONNX's NCHW order
+// (Flatten, Reshape, Softmax on a 4-D value, a graph output), where it is
+// converted once.
+package onnx
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/residual-nn/residual/internal/onnxpb"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// Model is a parsed ONNX graph.
+type Model struct {
+	graph  *onnxpb.GraphProto
+	opset  int64
+	inits  map[string]*value
+	inputs []string // graph inputs that are not initializers
+	output []string
+}
+
+// Load reads and parses an ONNX file.
+func Load(path string) (*Model, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	m, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, nil
+}
+
+// Parse decodes a serialised ModelProto and checks that every operator is
+// supported and every node input is defined.
+func Parse(b []byte) (*Model, error) {
+	var mp onnxpb.ModelProto
+	if err := proto.Unmarshal(b, &mp); err != nil {
+		return nil, fmt.Errorf("onnx: not a valid model: %w", err)
+	}
+	g := mp.GetGraph()
+	if g == nil {
+		return nil, fmt.Errorf("onnx: model has no graph")
+	}
+	m := &Model{graph: g, inits: map[string]*value{}}
+	for _, o := range mp.OpsetImport {
+		if d := o.GetDomain(); d == "" || d == "ai.onnx" {
+			m.opset = o.GetVersion()
+		}
+	}
+	if m.opset == 0 {
+		return nil, fmt.Errorf("onnx: model imports no default-domain opset")
+	}
+	for _, t := range g.Initializer {
+		v, err := decodeTensor(t)
+		if err != nil {
+			return nil, fmt.Errorf("onnx: initializer: %w", err)
+		}
+		m.inits[t.GetName()] = v
+	}
+	defined := map[string]bool{"": true}
+	for name := range m.inits {
+		defined[name] = true
+	}
+	for _, in := range g.Input {
+		if _, ok := m.inits[in.GetName()]; !ok {
+			m.inputs = append(m.inputs, in.GetName())
+		}
+		defined[in.GetName()] = true
+	}
+	var unsupported []string
+	for i, n := range g.Node {
+		if n.GetDomain() != "" && n.GetDomain() != "ai.onnx" {
+			unsupported = append(unsupported, n.GetDomain()+"."+n.GetOpType())
+		} else if _, ok := operators[n.GetOpType()]; !ok {
+			unsupported = append(unsupported, n.GetOpType())
+		}
+		for _, in := range n.Input {
+			if !defined[in] {
+				return nil, fmt.Errorf("onnx: node %d (%s %q) reads %q, which no initializer, input or earlier node defines", i, n.GetOpType(), n.GetName(), in)
+			}
+		}
+		for _, out := range n.Output {
+			defined[out] = true
+		}
+	}
+	if len(unsupported) > 0 {
+		sort.Strings(unsupported)
+		return nil, fmt.Errorf("onnx: unsupported operators: %s", strings.Join(uniq(unsupported), ", "))
+	}
+	for _, o := range g.Output {
+		if !defined[o.GetName()] {
+			return nil, fmt.Errorf("onnx: graph output %q is never computed", o.GetName())
+		}
+		m.output = append(m.output, o.GetName())
+	}
+	return m, nil
+}
+
+func uniq(s []string) []string {
+	var out []string
+	for i, v := range s {
+		if i == 0 || v != s[i-1] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// Opset returns the default-domain opset version the model imports.
+func (m *Model) Opset() int64 { return m.opset }
+
+// Inputs returns the names of the graph inputs that must be supplied.
+func (m *Model) Inputs() []string { return m.inputs }
+
+// Outputs returns the names of the graph outputs.
+func (m *Model) Outputs() []string { return m.output }
+
+// Run evaluates the graph (inference only) on inputs given in ONNX's layout
+// (NCHW images) and returns every graph output in ONNX's layout.
+// Integer-valued inputs (e.g. Pad's pads) may be passed as float tensors
+// holding whole numbers.
+func (m *Model) Run(inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	in := map[string]*value{}
+	for _, name := range m.inputs {
+		t, ok := inputs[name]
+		if !ok {
+			return nil, fmt.Errorf("onnx: input %q not given", name)
+		}
+		in[name] = floatValue(t)
+	}
+	return m.run(in)
+}
+
+// run evaluates the graph on values (which may be integer tensors).
+func (m *Model) run(inputs map[string]*value) (map[string]*tensor.Tensor, error) {
+	env := map[string]*value{}
+	for k, v := range m.inits {
+		env[k] = v
+	}
+	for _, name := range m.inputs {
+		v, ok := inputs[name]
+		if !ok {
+			return nil, fmt.Errorf("onnx: input %q not given", name)
+		}
+		env[name] = v
+	}
+	for i, n := range m.graph.Node {
+		args := make([]*value, len(n.Input))
+		for j, in := range n.Input {
+			if in != "" {
+				args[j] = env[in]
+			}
+		}
+		res, err := m.evalNode(n, args)
+		if err != nil {
+			return nil, fmt.Errorf("onnx: node %d (%s %q): %w", i, n.GetOpType(), n.GetName(), err)
+		}
+		for j, name := range n.Output {
+			if j < len(res) && name != "" {
+				env[name] = res[j]
+			}
+		}
+	}
+	out := map[string]*tensor.Tensor{}
+	for _, name := range m.output {
+		v := env[name]
+		if v == nil {
+			return nil, fmt.Errorf("onnx: output %q was not produced", name)
+		}
+		if v.isInt {
+			t := tensor.New(v.shape...)
+			for i, x := range v.ints {
+				t.Data[i] = float32(x)
+			}
+			out[name] = t
+			continue
+		}
+		out[name] = v.nchw()
+	}
+	return out, nil
+}
+
+// evalNode runs one node, turning the engine's shape panics into errors.
+func (m *Model) evalNode(n *onnxpb.NodeProto, args []*value) (res []*value, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	a := attrs(n)
+	return operators[n.GetOpType()](m, a, args)
+}
+
+// attrMap gives typed access to a node's attributes, and tells how many
+// outputs the node asks for.
+type attrMap struct {
+	m       map[string]*onnxpb.AttributeProto
+	outputs int
+}
+
+func attrs(n *onnxpb.NodeProto) attrMap {
+	a := attrMap{m: map[string]*onnxpb.AttributeProto{}, outputs: len(n.Output)}
+	for _, at := range n.Attribute {
+		a.m[at.GetName()] = at
+	}
+	return a
+}
+
+func (a attrMap) ints(name string, def []int) []int {
+	at, ok := a.m[name]
+	if !ok {
+		return def
+	}
+	out := make([]int, len(at.Ints))
+	for i, v := range at.Ints {
+		out[i] = int(v)
+	}
+	return out
+}
+
+func (a attrMap) int(name string, def int) int {
+	if at, ok := a.m[name]; ok {
+		return int(at.GetI())
+	}
+	return def
+}
+
+func (a attrMap) float(name string, def float32) float32 {
+	if at, ok := a.m[name]; ok {
+		return at.GetF()
+	}
+	return def
+}
+
+func (a attrMap) str(name, def string) string {
+	if at, ok := a.m[name]; ok {
+		return string(at.GetS())
+	}
+	return def
+}

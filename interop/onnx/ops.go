@@ -1,0 +1,602 @@
+package onnx
+
+import (
+	"fmt"
+	"math"
+
+	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/internal/kernels"
+	"github.com/residual-nn/residual/tensor"
+)
+
+type opFunc func(m *Model, a attrMap, args []*value) ([]*value, error)
+
+// operators maps ONNX operator names to their implementations on the engine.
+var operators map[string]opFunc
+
+func init() {
+	operators = map[string]opFunc{
+		"Conv":               opConv,
+		"ConvTranspose":      opConvTranspose,
+		"BatchNormalization": opBatchNorm,
+		"Relu":               opRelu,
+		"Add":                opAdd,
+		"MaxPool":            opMaxPool,
+		"AveragePool":        opAvgPool,
+		"GlobalAveragePool":  opGlobalAvgPool,
+		"Gemm":               opGemm,
+		"MatMul":             opMatMul,
+		"Flatten":            opFlatten,
+		"Reshape":            opReshape,
+		"Concat":             opConcat,
+		"Softmax":            softmaxOp(false),
+		"LogSoftmax":         softmaxOp(true),
+		"Pad":                opPad,
+		"Identity":           func(_ *Model, _ attrMap, args []*value) ([]*value, error) { return args[:1], nil },
+	}
+}
+
+func need(args []*value, n int, op string) error {
+	if len(args) < n {
+		return fmt.Errorf("%s needs %d inputs, got %d", op, n, len(args))
+	}
+	for i := 0; i < n; i++ {
+		if args[i] == nil {
+			return fmt.Errorf("%s: input %d is missing", op, i)
+		}
+	}
+	return nil
+}
+
+func floats(v *value, op string) (*tensor.Tensor, error) {
+	if v.isInt {
+		return nil, fmt.Errorf("%s: integer input where floats were expected", op)
+	}
+	return v.nchw(), nil
+}
+
+// geometry resolves strides, dilations and padding (auto_pad included) of
+// a 2-D spatial operator over an input of height h and width w.
+func geometry(op string, a attrMap, k [2]int, h, w int) (stride, dil [2]int, pad [4]int, err error) {
+	s := a.ints("strides", []int{1, 1})
+	d := a.ints("dilations", []int{1, 1})
+	p := a.ints("pads", []int{0, 0, 0, 0})
+	if len(s) != 2 || len(d) != 2 || len(p) != 4 {
+		return stride, dil, pad, fmt.Errorf("%s: only 2-D spatial attributes are supported (strides %v, dilations %v, pads %v)", op, s, d, p)
+	}
+	stride, dil, pad = [2]int{s[0], s[1]}, [2]int{d[0], d[1]}, [4]int{p[0], p[1], p[2], p[3]}
+	switch ap := a.str("auto_pad", "NOTSET"); ap {
+	case "NOTSET":
+	case "VALID":
+		pad = [4]int{}
+	case "SAME_UPPER", "SAME_LOWER":
+		lower := ap == "SAME_LOWER"
+		pad[0], pad[2] = ag.SamePad(h, k[0], stride[0], dil[0], lower)
+		pad[1], pad[3] = ag.SamePad(w, k[1], stride[1], dil[1], lower)
+	default:
+		return stride, dil, pad, fmt.Errorf("%s: unknown auto_pad %q", op, ap)
+	}
+	return stride, dil, pad, nil
+}
+
+func opConv(_ *Model, a attrMap, args []*value) ([]*value, error) {
+	if err := need(args, 2, "Conv"); err != nil {
+		return nil, err
+	}
+	if g := a.int("group", 1); g != 1 {
+		return nil, fmt.Errorf("Conv: group %d is not supported (only 1)", g)
+	}
+	x, err := args[0].image("Conv")
+	if err != nil {
+		return nil, err
+	}
+	w, err := floats(args[1], "Conv")
+	if err != nil || w.Rank() != 4 {
+		return nil, fmt.Errorf("Conv: weight must be a 4-D float tensor, got %v", args[1].onnxShape())
+	}
+	stride, dil, pad, err := geometry("Conv", a, [2]int{w.Shape[2], w.Shape[3]}, x.Shape[1], x.Shape[2])
+	if err != nil {
+		return nil, err
+	}
+	var b *ag.Value
+	if len(args) > 2 && args[2] != nil {
+		bt, err := floats(args[2], "Conv")
+		if err != nil {
+			return nil, err
+		}
+		b = ag.Constant(bt)
+	}
+	y := ag.Conv2d(ag.Constant(x), ag.Constant(tensor.OIHWToHWIO(w)), b, ag.ConvParams{Stride: stride, Dilation: dil, Pad: pad})
+	return []*value{{f: y.Data, nhwc: true}}, nil
+}
+
+func opConvTranspose(_ *Model, a attrMap, args []*value) ([]*value, error) {
+	if err := need(args, 2, "ConvTranspose"); err != nil {
+		return nil, err
+	}
+	if g := a.int("group", 1); g != 1 {
+		return nil, fmt.Errorf("ConvTranspose: group %d is not supported (only 1)", g)
+	}
+	x, err := args[0].image("ConvTranspose")
+	if err != nil {
+		return nil, err
+	}
+	w, err := floats(args[1], "ConvTranspose")
+	if err != nil || w.Rank() != 4 {
+		return nil, fmt.Errorf("ConvTranspose: weight must be a 4-D float tensor, got %v", args[1].onnxShape())
+	}
+	k := [2]int{w.Shape[2], w.Shape[3]}
+	s := a.ints("strides", []int{1, 1})
+	d := a.ints("dilations", []int{1, 1})
+	p := a.ints("pads", []int{0, 0, 0, 0})
+	op := a.ints("output_padding", []int{0, 0})
+	if len(s) != 2 || len(d) != 2 || len(p) != 4 || len(op) != 2 {
+		return nil, fmt.Errorf("ConvTranspose: only 2-D spatial attributes are supported")
+	}
+	prm := ag.ConvParams{Stride: [2]int{s[0], s[1]}, Dilation: [2]int{d[0], d[1]}, Pad: [4]int{p[0], p[1], p[2], p[3]}, OutputPadding: [2]int{op[0], op[1]}}
+	in := [2]int{x.Shape[1], x.Shape[2]}
+	outShape := a.ints("output_shape", nil)
+	autoPad := a.str("auto_pad", "NOTSET")
+	if len(outShape) > 2 {
+		outShape = outShape[len(outShape)-2:]
+	}
+	if outShape == nil && (autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER") {
+		outShape = []int{in[0] * s[0], in[1] * s[1]}
+	}
+	if outShape != nil {
+		// ONNX: total_padding = stride·(in−1) + output_padding + (k−1)·d + 1 − out,
+		// split with the odd half at the end (SAME_UPPER, the default) or the
+		// start (SAME_LOWER); a negative total grows the output at the end.
+		for i := range 2 {
+			total := s[i]*(in[i]-1) + op[i] + (k[i]-1)*d[i] + 1 - outShape[i]
+			if total < 0 {
+				prm.OutputPadding[i] = op[i] - total
+				prm.Pad[i], prm.Pad[i+2] = 0, 0
+				continue
+			}
+			if autoPad == "SAME_LOWER" {
+				prm.Pad[i], prm.Pad[i+2] = total-total/2, total/2
+			} else {
+				prm.Pad[i], prm.Pad[i+2] = total/2, total-total/2
+			}
+		}
+	} else if autoPad == "VALID" {
+		prm.Pad = [4]int{}
+	}
+	var b *ag.Value
+	if len(args) > 2 && args[2] != nil {
+		bt, err := floats(args[2], "ConvTranspose")
+		if err != nil {
+			return nil, err
+		}
+		b = ag.Constant(bt)
+	}
+	y := ag.ConvTranspose2d(ag.Constant(x), ag.Constant(tensor.IOHWToHWOI(w)), b, prm)
+	return []*value{{f: y.Data, nhwc: true}}, nil
+}
+
+func opBatchNorm(m *Model, a attrMap, args []*value) ([]*value, error) {
+	if err := need(args, 5, "BatchNormalization"); err != nil {
+		return nil, err
+	}
+	var x *tensor.Tensor
+	var err error
+	nhwc := false
+	switch r := len(args[0].onnxShape()); r {
+	case 4:
+		x, err = args[0].image("BatchNormalization")
+		nhwc = true
+	case 2:
+		x, err = floats(args[0], "BatchNormalization")
+	default:
+		return nil, fmt.Errorf("BatchNormalization: rank-%d input not supported (2 or 4)", r)
+	}
+	if err != nil {
+		return nil, err
+	}
+	ps := make([]*tensor.Tensor, 4)
+	for i := range ps {
+		if ps[i], err = floats(args[i+1], "BatchNormalization"); err != nil {
+			return nil, err
+		}
+	}
+	eps := float64(a.float("epsilon", 1e-5))
+	if a.int("training_mode", 0) == 0 {
+		y := ag.BatchNorm(ag.Constant(x), ag.Constant(ps[0]), ag.Constant(ps[1]), ps[2], ps[3], ag.BatchNormParams{Eps: eps})
+		return []*value{{f: y.Data, nhwc: nhwc}}, nil
+	}
+	// Training mode: normalise with the batch statistics; ONNX's running
+	// statistics are input·momentum + batch·(1−momentum) with the
+	// population (biased) variance, which differs from PyTorch's rule, so
+	// they are computed here from the batch.
+	y := ag.BatchNorm(ag.Constant(x), ag.Constant(ps[0]), ag.Constant(ps[1]), nil, nil, ag.BatchNormParams{Training: true, Eps: eps})
+	mom := float64(a.float("momentum", 0.9))
+	c := x.Shape[x.Rank()-1]
+	rows := x.Len() / c
+	mean, sq := make([]float64, c), make([]float64, c)
+	for i := 0; i < rows; i++ {
+		for j, v := range x.Data[i*c : (i+1)*c] {
+			mean[j] += float64(v)
+		}
+	}
+	for j := range mean {
+		mean[j] /= float64(rows)
+	}
+	for i := 0; i < rows; i++ {
+		for j, v := range x.Data[i*c : (i+1)*c] {
+			d := float64(v) - mean[j]
+			sq[j] += d * d
+		}
+	}
+	rm, rv := tensor.New(c), tensor.New(c)
+	for j := 0; j < c; j++ {
+		rm.Data[j] = float32(float64(ps[2].Data[j])*mom + mean[j]*(1-mom))
+		rv.Data[j] = float32(float64(ps[3].Data[j])*mom + sq[j]/float64(rows)*(1-mom))
+	}
+	return []*value{{f: y.Data, nhwc: nhwc}, floatValue(rm), floatValue(rv)}, nil
+}
+
+func opRelu(_ *Model, _ attrMap, args []*value) ([]*value, error) {
+	if err := need(args, 1, "Relu"); err != nil {
+		return nil, err
+	}
+	if args[0].isInt {
+		return nil, fmt.Errorf("Relu: integer input not supported")
+	}
+	y := ag.ReLU(ag.Constant(args[0].f))
+	return []*value{{f: y.Data, nhwc: args[0].nhwc}}, nil
+}
+
+func opAdd(_ *Model, _ attrMap, args []*value) ([]*value, error) {
+	if err := need(args, 2, "Add"); err != nil {
+		return nil, err
+	}
+	a, b := args[0], args[1]
+	if a.isInt || b.isInt {
+		return nil, fmt.Errorf("Add: integer inputs not supported")
+	}
+	if !tensor.SameShape(a.onnxShape(), b.onnxShape()) {
+		return nil, fmt.Errorf("Add: shapes %v and %v differ; broadcasting is not supported", a.onnxShape(), b.onnxShape())
+	}
+	if a.nhwc || b.nhwc {
+		x, _ := a.image("Add")
+		y, _ := b.image("Add")
+		return []*value{{f: ag.Add(ag.Constant(x), ag.Constant(y)).Data, nhwc: true}}, nil
+	}
+	return []*value{floatValue(ag.Add(ag.Constant(a.f), ag.Constant(b.f)).Data)}, nil
+}
+
+func poolParams(op string, a attrMap, x *tensor.Tensor) (ag.PoolParams, error) {
+	k := a.ints("kernel_shape", nil)
+	if len(k) != 2 {
+		return ag.PoolParams{}, fmt.Errorf("%s: kernel_shape %v; only 2-D pooling is supported", op, k)
+	}
+	stride, dil, pad, err := geometry(op, a, [2]int{k[0], k[1]}, x.Shape[1], x.Shape[2])
+	if err != nil {
+		return ag.PoolParams{}, err
+	}
+	return ag.PoolParams{Kernel: [2]int{k[0], k[1]}, Stride: stride, Dilation: dil, Pad: pad,
+		CeilMode: a.int("ceil_mode", 0) != 0, CountIncludePad: a.int("count_include_pad", 0) != 0}, nil
+}
+
+func opMaxPool(_ *Model, a attrMap, args []*value) ([]*value, error) {
+	wantIndices := a.outputs > 1
+	if err := need(args, 1, "MaxPool"); err != nil {
+		return nil, err
+	}
+	x, err := args[0].image("MaxPool")
+	if err != nil {
+		return nil, err
+	}
+	p, err := poolParams("MaxPool", a, x)
+	if err != nil {
+		return nil, err
+	}
+	if !wantIndices {
+		return []*value{{f: ag.MaxPool2d(ag.Constant(x), p).Data, nhwc: true}}, nil
+	}
+	colMajor := a.int("storage_order", 0) != 0
+	// The Indices output: flat positions of the maxima in the NCHW input.
+	s := kernels.PoolShape{N: x.Shape[0], H: x.Shape[1], W: x.Shape[2], C: x.Shape[3], KH: p.Kernel[0], KW: p.Kernel[1],
+		SH: p.Stride[0], SW: p.Stride[1], DH: p.Dilation[0], DW: p.Dilation[1],
+		PT: p.Pad[0], PL: p.Pad[1], PB: p.Pad[2], PR: p.Pad[3], CeilMode: p.CeilMode}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	y := tensor.New(s.N, s.OH(), s.OW(), s.C)
+	arg := make([]int32, y.Len())
+	kernels.MaxPoolForward(s, x.Data, y.Data, arg)
+	yv := &value{f: y, nhwc: true}
+	idx := &value{isInt: true, shape: yv.onnxShape(), ints: make([]int64, len(arg))}
+	oh, ow := s.OH(), s.OW()
+	for i, a := range arg { // i runs over NHWC outputs; write NCHW order
+		n, rem := i/(oh*ow*s.C), i%(oh*ow*s.C)
+		pix, c := rem/s.C, rem%s.C
+		ai := int(a)
+		an, arem := ai/(s.H*s.W*s.C), ai%(s.H*s.W*s.C)
+		apix := arem / s.C
+		if colMajor { // storage_order 1: w·H + h within the plane
+			apix = (apix%s.W)*s.H + apix/s.W
+		}
+		idx.ints[(n*s.C+c)*oh*ow+pix] = int64((an*s.C+c)*s.H*s.W + apix)
+	}
+	return []*value{yv, idx}, nil
+}
+
+func opAvgPool(_ *Model, a attrMap, args []*value) ([]*value, error) {
+	if err := need(args, 1, "AveragePool"); err != nil {
+		return nil, err
+	}
+	x, err := args[0].image("AveragePool")
+	if err != nil {
+		return nil, err
+	}
+	p, err := poolParams("AveragePool", a, x)
+	if err != nil {
+		return nil, err
+	}
+	if p.Dilation != [2]int{1, 1} {
+		return nil, fmt.Errorf("AveragePool: dilations %v not supported", p.Dilation)
+	}
+	return []*value{{f: ag.AvgPool2d(ag.Constant(x), p).Data, nhwc: true}}, nil
+}
+
+func opGlobalAvgPool(_ *Model, _ attrMap, args []*value) ([]*value, error) {
+	if err := need(args, 1, "GlobalAveragePool"); err != nil {
+		return nil, err
+	}
+	x, err := args[0].image("GlobalAveragePool")
+	if err != nil {
+		return nil, err
+	}
+	y := ag.GlobalAvgPool(ag.Constant(x)).Data
+	return []*value{{f: y.Reshape(y.Shape[0], 1, 1, y.Shape[1]), nhwc: true}}, nil
+}
+
+func opGemm(_ *Model, a attrMap, args []*value) ([]*value, error) {
+	if err := need(args, 2, "Gemm"); err != nil {
+		return nil, err
+	}
+	x, err := floats(args[0], "Gemm")
+	if err != nil {
+		return nil, err
+	}
+	w, err := floats(args[1], "Gemm")
+	if err != nil {
+		return nil, err
+	}
+	var c *ag.Value
+	if len(args) > 2 && args[2] != nil {
+		ct, err := floats(args[2], "Gemm")
+		if err != nil {
+			return nil, err
+		}
+		c = ag.Constant(ct)
+	}
+	y := ag.Gemm(ag.Constant(x), ag.Constant(w), c, a.float("alpha", 1), a.float("beta", 1), a.int("transA", 0) != 0, a.int("transB", 0) != 0)
+	return []*value{floatValue(y.Data)}, nil
+}
+
+func opMatMul(_ *Model, _ attrMap, args []*value) ([]*value, error) {
+	if err := need(args, 2, "MatMul"); err != nil {
+		return nil, err
+	}
+	x, err := floats(args[0], "MatMul")
+	if err != nil {
+		return nil, err
+	}
+	w, err := floats(args[1], "MatMul")
+	if err != nil {
+		return nil, err
+	}
+	return []*value{floatValue(ag.MatMul(ag.Constant(x), ag.Constant(w)).Data)}, nil
+}
+
+func opFlatten(_ *Model, a attrMap, args []*value) ([]*value, error) {
+	if err := need(args, 1, "Flatten"); err != nil {
+		return nil, err
+	}
+	x, err := floats(args[0], "Flatten")
+	if err != nil {
+		return nil, err
+	}
+	return []*value{floatValue(ag.Flatten(ag.Constant(x), a.int("axis", 1)).Data)}, nil
+}
+
+func opReshape(_ *Model, _ attrMap, args []*value) ([]*value, error) {
+	if err := need(args, 2, "Reshape"); err != nil {
+		return nil, err
+	}
+	x, err := floats(args[0], "Reshape")
+	if err != nil {
+		return nil, err
+	}
+	if !args[1].isInt {
+		return nil, fmt.Errorf("Reshape: shape must be an integer tensor")
+	}
+	shape := make([]int, len(args[1].ints))
+	infer := -1
+	known := 1
+	for i, d := range args[1].ints {
+		switch {
+		case d == 0 && i < x.Rank():
+			shape[i] = x.Shape[i]
+		case d == -1 && infer < 0:
+			infer = i
+			continue
+		case d < 0:
+			return nil, fmt.Errorf("Reshape: bad shape %v", args[1].ints)
+		default:
+			shape[i] = int(d)
+		}
+		known *= shape[i]
+	}
+	if infer >= 0 {
+		if known == 0 || x.Len()%known != 0 {
+			return nil, fmt.Errorf("Reshape: cannot infer a dimension of %v for %v", args[1].ints, x.Shape)
+		}
+		shape[infer] = x.Len() / known
+	}
+	if tensor.NumElements(shape) != x.Len() {
+		return nil, fmt.Errorf("Reshape: %v does not fit %v", shape, x.Shape)
+	}
+	return []*value{floatValue(x.Reshape(shape...))}, nil
+}
+
+// nhwcAxis maps an ONNX axis of a 4-D NCHW value to the NHWC storage axis.
+var nhwcAxis = [4]int{0, 3, 1, 2}
+
+func opConcat(_ *Model, a attrMap, args []*value) ([]*value, error) {
+	if len(args) == 0 {
+		return nil, fmt.Errorf("Concat: no inputs")
+	}
+	axis := a.int("axis", math.MinInt)
+	if axis == math.MinInt {
+		return nil, fmt.Errorf("Concat: axis attribute is required")
+	}
+	rank := len(args[0].onnxShape())
+	if axis < 0 {
+		axis += rank
+	}
+	allNHWC := rank == 4
+	for _, v := range args {
+		if v == nil || v.isInt {
+			return nil, fmt.Errorf("Concat: missing or integer input")
+		}
+		allNHWC = allNHWC && v.nhwc
+	}
+	vs := make([]*ag.Value, len(args))
+	for i, v := range args {
+		if allNHWC {
+			vs[i] = ag.Constant(v.f)
+		} else {
+			vs[i] = ag.Constant(v.nchw())
+		}
+	}
+	if allNHWC {
+		return []*value{{f: ag.Concat(nhwcAxis[axis], vs...).Data, nhwc: true}}, nil
+	}
+	return []*value{floatValue(ag.Concat(axis, vs...).Data)}, nil
+}
+
+// softmaxOp returns Softmax, or LogSoftmax with log.
+func softmaxOp(log bool) opFunc {
+	return func(m *Model, a attrMap, args []*value) ([]*value, error) { return softmax(m, a, args, log) }
+}
+
+func softmax(m *Model, a attrMap, args []*value, log bool) ([]*value, error) {
+	if err := need(args, 1, "Softmax"); err != nil {
+		return nil, err
+	}
+	x, err := floats(args[0], "Softmax")
+	if err != nil {
+		return nil, err
+	}
+	axis := a.int("axis", -1)
+	v := ag.Constant(x)
+	if m.opset < 13 {
+		// Before opset 13 the input is coerced to 2-D at axis.
+		if axis == -1 {
+			axis = 1
+		}
+		if axis < 0 {
+			axis += x.Rank()
+		}
+		v = ag.Flatten(v, axis)
+		axis = 1
+	}
+	var y *ag.Value
+	if log {
+		y = ag.LogSoftmax(v, axis)
+	} else {
+		y = ag.Softmax(v, axis)
+	}
+	return []*value{floatValue(y.Data.Reshape(x.Shape...))}, nil
+}
+
+func opPad(m *Model, a attrMap, args []*value) ([]*value, error) {
+	if err := need(args, 1, "Pad"); err != nil {
+		return nil, err
+	}
+	if args[0].isInt {
+		// Padding only moves data: pad integers through float32, exactly
+		// while they stay within ±2²⁴.
+		x := tensor.New(args[0].shape...)
+		for i, v := range args[0].ints {
+			if v > 1<<24 || v < -(1<<24) {
+				return nil, fmt.Errorf("Pad: integer %d cannot be carried exactly in float32", v)
+			}
+			x.Data[i] = float32(v)
+		}
+		fa := append([]*value{floatValue(x)}, args[1:]...)
+		if len(fa) > 2 && fa[2] != nil && fa[2].isInt {
+			c := tensor.New(fa[2].shape...)
+			for i, v := range fa[2].ints {
+				c.Data[i] = float32(v)
+			}
+			fa[2] = floatValue(c)
+		}
+		res, err := opPad(m, a, fa)
+		if err != nil {
+			return nil, err
+		}
+		y := res[0].f
+		out := &value{isInt: true, shape: y.Shape, ints: make([]int64, y.Len())}
+		for i, v := range y.Data {
+			out.ints[i] = int64(v)
+		}
+		return []*value{out}, nil
+	}
+	rank := len(args[0].onnxShape())
+	var pads []int
+	val := float32(0)
+	if m.opset < 11 {
+		pads = a.ints("pads", nil)
+		val = a.float("value", 0)
+	} else {
+		if len(args) < 2 || args[1] == nil || !args[1].isInt {
+			return nil, fmt.Errorf("Pad: pads input (int64) is required")
+		}
+		for _, p := range args[1].ints {
+			pads = append(pads, int(p))
+		}
+		if len(args) > 2 && args[2] != nil {
+			if args[2].isInt || args[2].f.Len() != 1 {
+				return nil, fmt.Errorf("Pad: constant_value must be a float scalar")
+			}
+			val = args[2].f.Data[0]
+		}
+		if len(args) > 3 && args[3] != nil {
+			return nil, fmt.Errorf("Pad: the axes input is not supported")
+		}
+	}
+	if len(pads) != 2*rank {
+		return nil, fmt.Errorf("Pad: %d pads for rank %d", len(pads), rank)
+	}
+	var mode ag.PadMode
+	switch s := a.str("mode", "constant"); s {
+	case "constant":
+		mode = ag.PadConstant
+	case "reflect":
+		mode = ag.PadReflect
+	case "edge":
+		mode = ag.PadEdge
+	default:
+		return nil, fmt.Errorf("Pad: mode %q not supported", s)
+	}
+	pp := make([][2]int, rank)
+	for i := range pp {
+		if pads[i] < 0 || pads[i+rank] < 0 {
+			return nil, fmt.Errorf("Pad: negative pads %v (cropping) not supported", pads)
+		}
+		pp[i] = [2]int{pads[i], pads[i+rank]}
+	}
+	if args[0].nhwc {
+		q := make([][2]int, 4)
+		for i := range 4 {
+			q[nhwcAxis[i]] = pp[i]
+		}
+		return []*value{{f: ag.Pad(ag.Constant(args[0].f), q, mode, val).Data, nhwc: true}}, nil
+	}
+	return []*value{floatValue(ag.Pad(ag.Constant(args[0].f), pp, mode, val).Data)}, nil
+}

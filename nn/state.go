@@ -1,0 +1,123 @@
+package nn
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/residual-nn/residual/tensor"
+)
+
+// TorchState returns copies of m's parameters and buffers in PyTorch's
+// layouts (convolution weights OIHW, transposed ones IOHW), keyed by
+// torchvision-style names.
+func TorchState(m any) map[string]*tensor.Tensor {
+	out := map[string]*tensor.Tensor{}
+	for _, e := range StateDict(m) {
+		out[e.Name] = toTorch(e)
+	}
+	return out
+}
+
+func toTorch(e Entry) *tensor.Tensor { return ToTorchLayout(e.Tensor, e.Layout) }
+
+// ToTorchLayout returns a copy of t, stored in layout l, in PyTorch's
+// layout (e.g. a convolution weight or its gradient from HWIO to OIHW).
+func ToTorchLayout(t *tensor.Tensor, l Layout) *tensor.Tensor {
+	switch l {
+	case LayoutHWIO:
+		return tensor.HWIOToOIHW(t)
+	case LayoutHWOI:
+		return tensor.HWOIToIOHW(t)
+	}
+	return t.Clone()
+}
+
+func fromTorch(e Entry, t *tensor.Tensor) (*tensor.Tensor, error) {
+	if t.Rank() == 4 {
+		switch e.Layout {
+		case LayoutHWIO:
+			t = tensor.OIHWToHWIO(t)
+		case LayoutHWOI:
+			t = tensor.IOHWToHWOI(t)
+		}
+	}
+	scalars := t.Len() == 1 && e.Tensor.Len() == 1
+	if !scalars && !tensor.SameShape(t.Shape, e.Tensor.Shape) {
+		return nil, fmt.Errorf("%s: shape %v, model has %v", e.Name, torchShape(e, t), toTorch(e).Shape)
+	}
+	return t, nil
+}
+
+// torchShape reports a mismatched tensor in PyTorch's layout.
+func torchShape(e Entry, t *tensor.Tensor) []int {
+	if t.Rank() != 4 {
+		return t.Shape
+	}
+	return ToTorchLayout(t, e.Layout).Shape
+}
+
+// StateError lists the keys that did not fit when loading a state dict.
+type StateError struct {
+	Missing    []string // in the model, not in the state
+	Unexpected []string // in the state, not in the model
+	Mismatched []string // present in both with different shapes
+}
+
+func (e *StateError) Error() string {
+	var parts []string
+	for _, p := range []struct {
+		what string
+		keys []string
+	}{{"missing", e.Missing}, {"unexpected", e.Unexpected}, {"mis-shaped", e.Mismatched}} {
+		if len(p.keys) > 0 {
+			ks := p.keys
+			more := ""
+			if len(ks) > 8 {
+				ks, more = ks[:8], fmt.Sprintf(" and %d more", len(p.keys)-8)
+			}
+			parts = append(parts, fmt.Sprintf("%d %s keys: %s%s", len(p.keys), p.what, strings.Join(ks, ", "), more))
+		}
+	}
+	return "nn: state dict does not fit the model: " + strings.Join(parts, "; ")
+}
+
+// LoadTorchState copies a state dict in PyTorch's layouts into m. Keys in
+// ignore (e.g. "num_batches_tracked" suffixes) are skipped. With strict,
+// missing and unexpected keys are errors (a *StateError); mis-shaped keys
+// always are. Nothing is copied unless everything fits.
+func LoadTorchState(m any, state map[string]*tensor.Tensor, strict bool) error {
+	entries := StateDict(m)
+	se := &StateError{}
+	converted := make([]*tensor.Tensor, len(entries))
+	known := map[string]bool{}
+	for i, e := range entries {
+		known[e.Name] = true
+		t, ok := state[e.Name]
+		if !ok {
+			se.Missing = append(se.Missing, e.Name)
+			continue
+		}
+		c, err := fromTorch(e, t)
+		if err != nil {
+			se.Mismatched = append(se.Mismatched, err.Error())
+			continue
+		}
+		converted[i] = c
+	}
+	for k := range state {
+		if !known[k] && !strings.HasSuffix(k, "num_batches_tracked") {
+			se.Unexpected = append(se.Unexpected, k)
+		}
+	}
+	sort.Strings(se.Unexpected)
+	if len(se.Mismatched) > 0 || (strict && (len(se.Missing) > 0 || len(se.Unexpected) > 0)) {
+		return se
+	}
+	for i, e := range entries {
+		if converted[i] != nil {
+			copy(e.Tensor.Data, converted[i].Data)
+		}
+	}
+	return nil
+}
