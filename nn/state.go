@@ -64,6 +64,7 @@ type StateError struct {
 	Mismatched []string // present in both with different shapes
 }
 
+// Error lists the offending keys by kind.
 func (e *StateError) Error() string {
 	var parts []string
 	for _, p := range []struct {

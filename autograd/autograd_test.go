@@ -1,0 +1,234 @@
+package autograd_test
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+
+	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// wiringCheck compares the tape's gradients of L = Σ f(inputs)·r with
+// central differences computed through the same float32 forward pass. It
+// checks that each op hands the right gradient to the right input; the
+// kernels' arithmetic itself is checked in float64 in internal/kernels.
+// Step 1e-2 and |analytic − numeric| ≤ 2e-3 + 2e-2·|numeric|: float32
+// rounding of L (~1e-6 relative) divided by the step stays well inside.
+func wiringCheck(t *testing.T, name string, inputs []*tensor.Tensor, f func(xs []*ag.Value) *ag.Value) {
+	t.Helper()
+	rng := tensor.NewRNG(3)
+	eval := func() (float64, *ag.Tape, []*ag.Value, *ag.Value) {
+		tape := ag.NewTape()
+		xs := make([]*ag.Value, len(inputs))
+		for i, in := range inputs {
+			xs[i] = tape.Variable(in)
+		}
+		return 0, tape, xs, f(xs)
+	}
+	_, tape, xs, out := eval()
+	proj := rng.Randn(out.Data.Shape...)
+	tape.BackwardWith(out, proj)
+	loss := func() float64 {
+		_, _, _, o := eval()
+		s := 0.0
+		for i, v := range o.Data.Data {
+			s += float64(v) * float64(proj.Data[i])
+		}
+		return s
+	}
+	const h = 1e-2
+	for k, in := range inputs {
+		if xs[k].Grad == nil {
+			t.Errorf("%s: input %d got no gradient", name, k)
+			continue
+		}
+		for j := range in.Data {
+			orig := in.Data[j]
+			in.Data[j] = orig + h
+			lp := loss()
+			in.Data[j] = orig - h
+			lm := loss()
+			in.Data[j] = orig
+			num := (lp - lm) / (2 * h)
+			if got := float64(xs[k].Grad.Data[j]); math.Abs(got-num) > 2e-3+2e-2*math.Abs(num) {
+				t.Errorf("%s: input %d element %d: gradient %g, finite difference %g", name, k, j, got, num)
+				return
+			}
+		}
+	}
+}
+
+func TestWiring(t *testing.T) {
+	rng := tensor.NewRNG(5)
+	r := rng.Randn
+	wiringCheck(t, "mul", []*tensor.Tensor{r(3, 4), r(3, 4)}, func(x []*ag.Value) *ag.Value { return ag.Mul(x[0], x[1]) })
+	wiringCheck(t, "sum", []*tensor.Tensor{r(3, 4)}, func(x []*ag.Value) *ag.Value { return ag.Sum(ag.Scale(x[0], 2)) })
+	wiringCheck(t, "flatten", []*tensor.Tensor{r(2, 3, 2, 2)}, func(x []*ag.Value) *ag.Value {
+		return ag.Mul(ag.Flatten(x[0], 1), ag.Flatten(x[0], 1))
+	})
+	wiringCheck(t, "matmul-batched", []*tensor.Tensor{r(2, 3, 4), r(2, 4, 5)}, func(x []*ag.Value) *ag.Value { return ag.MatMul(x[0], x[1]) })
+	for _, tc := range []struct {
+		a, b, c []int
+		ta, tb  bool
+	}{
+		{[]int{3, 4}, []int{4, 5}, []int{5}, false, false},
+		{[]int{4, 3}, []int{4, 5}, []int{3, 1}, true, false},
+		{[]int{3, 4}, []int{5, 4}, []int{3, 5}, false, true},
+		{[]int{4, 3}, []int{5, 4}, []int{1}, true, true},
+	} {
+		wiringCheck(t, fmt.Sprintf("gemm%v%v", tc.ta, tc.tb), []*tensor.Tensor{r(tc.a...), r(tc.b...), r(tc.c...)}, func(x []*ag.Value) *ag.Value {
+			return ag.Gemm(x[0], x[1], x[2], 0.7, 1.3, tc.ta, tc.tb)
+		})
+	}
+	for _, mode := range []ag.PadMode{ag.PadConstant, ag.PadEdge, ag.PadReflect} {
+		wiringCheck(t, fmt.Sprintf("pad%d", mode), []*tensor.Tensor{r(1, 4, 3, 2)}, func(x []*ag.Value) *ag.Value {
+			return ag.Pad(x[0], [][2]int{{0, 0}, {1, 2}, {2, 1}, {0, 1}}, mode, 0.5)
+		})
+	}
+	wiringCheck(t, "crop", []*tensor.Tensor{r(2, 5, 6, 2)}, func(x []*ag.Value) *ag.Value { return ag.Crop(x[0], 1, 2, 3, 3) })
+	wiringCheck(t, "concat-axis1", []*tensor.Tensor{r(2, 3, 2), r(2, 1, 2)}, func(x []*ag.Value) *ag.Value { return ag.Concat(1, x[0], x[1]) })
+	awayFromKink := r(3, 3) // ReLU's kink must stay outside the ±1e-2 step
+	for i, v := range awayFromKink.Data {
+		awayFromKink.Data[i] = v + float32(math.Copysign(0.1, float64(v)))
+	}
+	wiringCheck(t, "shared-input", []*tensor.Tensor{awayFromKink}, func(x []*ag.Value) *ag.Value {
+		return ag.Add(ag.ReLU(x[0]), ag.Scale(x[0], -0.5)) // x used twice: gradients accumulate
+	})
+	// Every layer op through the tape, including weights as inputs.
+	wiringCheck(t, "conv+bn+pool", []*tensor.Tensor{r(2, 5, 5, 2), r(3, 3, 2, 3), r(3), r(3)}, func(x []*ag.Value) *ag.Value {
+		y := ag.Conv2d(x[0], x[1], nil, ag.ConvParams{Stride: [2]int{2, 2}, Pad: ag.SymmetricPad(1, 1)})
+		y = ag.BatchNorm(y, x[2], x[3], nil, nil, ag.BatchNormParams{Training: true, Momentum: 0.1, Eps: 1e-5})
+		return ag.AvgPool2d(y, ag.PoolParams{Kernel: [2]int{2, 2}, Stride: [2]int{1, 1}})
+	})
+	wiringCheck(t, "convT", []*tensor.Tensor{r(1, 3, 3, 2), r(2, 2, 3, 2), r(3)}, func(x []*ag.Value) *ag.Value {
+		return ag.ConvTranspose2d(x[0], x[1], x[2], ag.ConvParams{Stride: [2]int{2, 2}})
+	})
+}
+
+func TestNoGradModeRecordsNothing(t *testing.T) {
+	rng := tensor.NewRNG(1)
+	w := ag.Param(rng.Randn(3, 3, 2, 4), "w")
+	x := ag.Constant(rng.Randn(1, 5, 5, 2))
+	y := ag.ReLU(ag.Conv2d(x, w, nil, ag.ConvParams{Pad: ag.SymmetricPad(1, 1)}))
+	if y.Grad != nil || w.Grad != nil {
+		t.Fatal("gradient without backward")
+	}
+	// The same ops on a tape record one node each.
+	tape := ag.NewTape()
+	xt := tape.Constant(x.Data)
+	yt := ag.ReLU(ag.Conv2d(xt, w, nil, ag.ConvParams{Pad: ag.SymmetricPad(1, 1)}))
+	if tape.Len() != 2 {
+		t.Fatalf("tape recorded %d ops, want 2", tape.Len())
+	}
+	for i := range y.Data.Data {
+		if y.Data.Data[i] != yt.Data.Data[i] {
+			t.Fatal("no-grad and recorded forward passes differ")
+		}
+	}
+	// Frozen parameters and constant inputs: nothing needs a gradient, so
+	// nothing is recorded.
+	w.SetRequiresGrad(false)
+	tape2 := ag.NewTape()
+	ag.ReLU(ag.Conv2d(tape2.Constant(x.Data), w, nil, ag.ConvParams{}))
+	if tape2.Len() != 0 {
+		t.Fatalf("frozen model recorded %d ops", tape2.Len())
+	}
+}
+
+func TestInputGradientAndReset(t *testing.T) {
+	tape := ag.NewTape()
+	x := tape.Variable(tensor.MustFromData([]float32{-1, 2, 3}, 3))
+	loss := ag.Sum(ag.Mul(ag.ReLU(x), ag.ReLU(x))) // Σ relu(x)²
+	tape.Backward(loss)
+	want := []float32{0, 4, 6}
+	for i, g := range x.Grad.Data {
+		if g != want[i] {
+			t.Fatalf("dL/dx = %v, want %v", x.Grad.Data, want)
+		}
+	}
+	// Leaf gradients survive Reset; buffers are recycled for the next step.
+	tape.Reset()
+	if x.Grad.Data[1] != 4 || tape.Len() != 0 {
+		t.Fatal("Reset clobbered a leaf gradient or kept nodes")
+	}
+	allocs := testing.AllocsPerRun(10, func() {
+		y := ag.ReLU(tape.Constant(x.Data))
+		_ = y
+		tape.Reset()
+	})
+	if allocs > 6 {
+		t.Errorf("a recycled op allocates %.0f times", allocs)
+	}
+}
+
+func TestBackwardNeedsScalar(t *testing.T) {
+	tape := ag.NewTape()
+	y := ag.ReLU(tape.Variable(tensor.New(2, 2)))
+	defer func() {
+		if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "scalar") {
+			t.Errorf("Backward on a [2 2] value: %v", r)
+		}
+	}()
+	tape.Backward(y)
+}
+
+func TestShapeErrorsNameBothShapes(t *testing.T) {
+	for name, f := range map[string]func(){
+		"Add":    func() { ag.Add(ag.Constant(tensor.New(2, 3)), ag.Constant(tensor.New(3, 2))) },
+		"Conv2d": func() { ag.Conv2d(ag.Constant(tensor.New(1, 4, 4, 3)), ag.Constant(tensor.New(3, 3, 2, 8)), nil, ag.ConvParams{}) },
+		"Linear": func() { ag.Linear(ag.Constant(tensor.New(2, 5)), ag.Constant(tensor.New(3, 4)), nil) },
+		"Concat": func() { ag.Concat(3, ag.Constant(tensor.New(1, 2, 2, 1)), ag.Constant(tensor.New(1, 3, 2, 1))) },
+	} {
+		func() {
+			defer func() {
+				msg := fmt.Sprint(recover())
+				if !strings.Contains(msg, name) || strings.Count(msg, "[") < 2 {
+					t.Errorf("%s: panic %q does not name the op and both shapes", name, msg)
+				}
+			}()
+			f()
+		}()
+	}
+}
+
+func TestCrossEntropyRejectsBadTargets(t *testing.T) {
+	x := ag.Constant(tensor.New(2, 3))
+	if _, err := ag.CrossEntropy(x, []int32{0, 3}, ag.CrossEntropyOptions{IgnoreIndex: -100}); err == nil || !strings.Contains(err.Error(), "target 3") {
+		t.Errorf("target out of range: %v", err)
+	}
+	if _, err := ag.CrossEntropy(x, []int32{0}, ag.CrossEntropyOptions{}); err == nil {
+		t.Error("too few targets accepted")
+	}
+}
+
+func TestDropout(t *testing.T) {
+	rng := tensor.NewRNG(9)
+	tape := ag.NewTape()
+	x := tape.Variable(tensor.Full(1, 10000))
+	y := ag.Dropout(x, 0.3, true, rng)
+	zeros, sum := 0, 0.0
+	for _, v := range y.Data.Data {
+		if v == 0 {
+			zeros++
+		}
+		sum += float64(v)
+	}
+	// Binomial(10000, 0.3): sd ≈ 46; allow 5 sd.
+	if zeros < 3000-230 || zeros > 3000+230 {
+		t.Errorf("%d of 10000 dropped, want ≈3000", zeros)
+	}
+	if math.Abs(sum/10000-1) > 0.05 {
+		t.Errorf("mean %g after inverted dropout, want ≈1", sum/10000)
+	}
+	tape.Backward(ag.Sum(y))
+	for i, g := range x.Grad.Data { // the same mask scales the gradient
+		if g != y.Data.Data[i] {
+			t.Fatalf("gradient %g where output %g", g, y.Data.Data[i])
+		}
+	}
+	if ag.Dropout(x, 0.3, false, rng) != x {
+		t.Error("evaluation-mode dropout is not the identity")
+	}
+}

@@ -1,0 +1,147 @@
+package nn_test
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+
+	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/nn"
+	"github.com/residual-nn/residual/tensor"
+)
+
+type tinyNet struct {
+	Conv1  *nn.Conv2d
+	BN1    *nn.BatchNorm
+	Layer1 []*postAct
+	FC     *nn.Linear
+	Scale  float32 // not a tensor: ignored
+	Hidden *nn.Linear `nn:"-"`
+}
+
+func newTiny() *tinyNet {
+	rng := tensor.NewRNG(1)
+	blk := func(in, out, s int) *postAct {
+		return &postAct{
+			Conv1: nn.NewConv2d(rng, in, out, 3, nn.ConvOptions{Stride: s, Padding: 1}), BN1: nn.NewBatchNorm(out),
+			Conv2: nn.NewConv2d(rng, out, out, 3, nn.ConvOptions{Padding: 1}), BN2: nn.NewBatchNorm(out),
+			Downsample: nn.Sequential{nn.NewConv2d(rng, in, out, 1, nn.ConvOptions{Stride: s}), nn.NewBatchNorm(out)},
+		}
+	}
+	return &tinyNet{Conv1: nn.NewConv2d(rng, 1, 4, 3, nn.ConvOptions{Padding: 1}), BN1: nn.NewBatchNorm(4),
+		Layer1: []*postAct{blk(4, 8, 2)}, FC: nn.NewLinear(rng, 8, 3, true), Hidden: nn.NewLinear(rng, 2, 2, false)}
+}
+
+func TestStateDictUsesTorchvisionNames(t *testing.T) {
+	var names []string
+	for _, e := range nn.StateDict(newTiny()) {
+		names = append(names, e.Name)
+	}
+	got := strings.Join(names, " ")
+	for _, want := range []string{"conv1.weight", "bn1.running_var", "layer1.0.conv1.weight", "layer1.0.bn2.bias",
+		"layer1.0.downsample.0.weight", "layer1.0.downsample.1.running_mean", "fc.weight", "fc.bias"} {
+		if !strings.Contains(" "+got+" ", " "+want+" ") {
+			t.Errorf("state dict lacks %s: %s", want, got)
+		}
+	}
+	if strings.Contains(got, "hidden") {
+		t.Error(`a field tagged nn:"-" was listed`)
+	}
+	// Parameters exclude buffers: 4·9 + 4+4 + (8·4·9 + 16 + 8·8·9 + 16 + 8·4 + 16) + 8·3+3.
+	if n := nn.NumParams(newTiny()); n != 36+8+288+16+576+16+32+16+27 {
+		t.Errorf("NumParams = %d", n)
+	}
+}
+
+func TestTorchStateRoundTripAndErrors(t *testing.T) {
+	a, b := newTiny(), newTiny()
+	nn.InitConstant(b.FC.Weight.Data, 0)
+	st := nn.TorchState(a)
+	if s := st["conv1.weight"].Shape; fmt.Sprint(s) != "[4 1 3 3]" {
+		t.Errorf("conv1.weight exported as %v, want OIHW [4 1 3 3]", s)
+	}
+	if err := nn.LoadTorchState(b, st, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range nn.StateDict(b) {
+		if w := st[e.Name]; w.Sum() != nn.ToTorchLayout(e.Tensor, e.Layout).Sum() {
+			t.Errorf("%s differs after loading", e.Name)
+		}
+	}
+	st["extra.weight"] = tensor.New(1)
+	delete(st, "fc.bias")
+	st["conv1.weight"] = tensor.New(4, 2, 3, 3)
+	before := b.FC.Weight.Data.Clone()
+	err := nn.LoadTorchState(b, st, true)
+	var se *nn.StateError
+	if !errors.As(err, &se) || len(se.Missing) != 1 || len(se.Unexpected) != 1 || len(se.Mismatched) != 1 {
+		t.Fatalf("want one missing, unexpected and mis-shaped key: %v", err)
+	}
+	for _, s := range []string{"fc.bias", "extra.weight", "conv1.weight", "[4 2 3 3]", "[4 1 3 3]"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q does not mention %s", err, s)
+		}
+	}
+	if b.FC.Weight.Data.Sum() != before.Sum() {
+		t.Error("a failed load changed the model")
+	}
+}
+
+func TestLayerShapeErrorNamesLayer(t *testing.T) {
+	m := newTiny()
+	nn.StateDict(m) // gives layers their names
+	defer func() {
+		msg := fmt.Sprint(recover())
+		if !strings.Contains(msg, `"layer1.0.conv1"`) || !strings.Contains(msg, "[2 5 5 3]") {
+			t.Errorf("panic %q does not name the layer and the input shape", msg)
+		}
+	}()
+	m.Layer1[0].Forward(ag.Constant(tensor.New(2, 5, 5, 3)))
+}
+
+func TestSetTraining(t *testing.T) {
+	m := newTiny()
+	nn.SetTraining(m, false)
+	if m.BN1.Training || m.Layer1[0].Downsample[1].(*nn.BatchNorm).Training {
+		t.Error("evaluation mode did not reach every BatchNorm")
+	}
+}
+
+func TestInitStatistics(t *testing.T) {
+	rng := tensor.NewRNG(2)
+	c := nn.NewConv2d(rng, 64, 128, 3, nn.ConvOptions{})
+	std := func(x *tensor.Tensor) float64 {
+		s, q := 0.0, 0.0
+		for _, v := range x.Data {
+			s += float64(v)
+			q += float64(v) * float64(v)
+		}
+		n := float64(x.Len())
+		return math.Sqrt(q/n - (s/n)*(s/n))
+	}
+	for _, tc := range []struct {
+		name string
+		init func()
+		want float64
+	}{
+		{"he-fan-in", func() { nn.HeNormal(rng, c, nn.FanIn) }, math.Sqrt(2.0 / (64 * 9))},
+		{"he-fan-out", func() { nn.HeNormal(rng, c, nn.FanOut) }, math.Sqrt(2.0 / (128 * 9))},
+		{"glorot", func() { nn.GlorotNormal(rng, c) }, math.Sqrt(2.0 / (64*9 + 128*9))},
+		{"kaiming-uniform", func() { nn.InitKaimingUniform(rng, c.Weight.Data, 64*9, nn.GainReLU) }, math.Sqrt(2.0 / (64 * 9))},
+		{"xavier-uniform", func() { nn.InitXavierUniform(rng, c.Weight.Data, 64*9, 128*9, 1) }, math.Sqrt(2.0 / (64*9 + 128*9))},
+		{"pytorch-default", func() { *c = *nn.NewConv2d(rng, 64, 128, 3, nn.ConvOptions{}) }, 1 / math.Sqrt(64*9) / math.Sqrt(3)},
+	} {
+		tc.init()
+		// 73,728 draws: the sample std is within 1% of the truth w.h.p.
+		if got := std(c.Weight.Data); math.Abs(got/tc.want-1) > 0.01 {
+			t.Errorf("%s: std %g, want %g", tc.name, got, tc.want)
+		}
+	}
+	bn := nn.NewBatchNorm(4)
+	nn.ZeroGamma(bn)
+	if bn.Weight.Data.Sum() != 0 {
+		t.Error("ZeroGamma left γ non-zero")
+	}
+}
