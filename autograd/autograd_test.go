@@ -176,8 +176,10 @@ func TestBackwardNeedsScalar(t *testing.T) {
 
 func TestShapeErrorsNameBothShapes(t *testing.T) {
 	for name, f := range map[string]func(){
-		"Add":    func() { ag.Add(ag.Constant(tensor.New(2, 3)), ag.Constant(tensor.New(3, 2))) },
-		"Conv2d": func() { ag.Conv2d(ag.Constant(tensor.New(1, 4, 4, 3)), ag.Constant(tensor.New(3, 3, 2, 8)), nil, ag.ConvParams{}) },
+		"Add": func() { ag.Add(ag.Constant(tensor.New(2, 3)), ag.Constant(tensor.New(3, 2))) },
+		"Conv2d": func() {
+			ag.Conv2d(ag.Constant(tensor.New(1, 4, 4, 3)), ag.Constant(tensor.New(3, 3, 2, 8)), nil, ag.ConvParams{})
+		},
 		"Linear": func() { ag.Linear(ag.Constant(tensor.New(2, 5)), ag.Constant(tensor.New(3, 4)), nil) },
 		"Concat": func() { ag.Concat(3, ag.Constant(tensor.New(1, 2, 2, 1)), ag.Constant(tensor.New(1, 3, 2, 1))) },
 	} {

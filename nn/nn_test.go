@@ -17,7 +17,7 @@ type tinyNet struct {
 	BN1    *nn.BatchNorm
 	Layer1 []*postAct
 	FC     *nn.Linear
-	Scale  float32 // not a tensor: ignored
+	Scale  float32    // not a tensor: ignored
 	Hidden *nn.Linear `nn:"-"`
 }
 
