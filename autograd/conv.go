@@ -53,7 +53,7 @@ func Conv2d(x, w, b *Value, p ConvParams) *Value {
 	if len(xs) != 4 || len(ws) != 4 || xs[3] != ws[2] {
 		shapeErr("Conv2d", "input %v does not fit weight %v (want NHWC input and HWIO weight with equal C)", xs, ws)
 	}
-	if b != nil && (b.Data.Len() != ws[3]) {
+	if b != nil && (b.numel() != ws[3]) {
 		shapeErr("Conv2d", "bias %v for weight %v", b.Data.Shape, ws)
 	}
 	s := kernels.ConvShape{N: xs[0], H: xs[1], W: xs[2], C: xs[3], OC: ws[3], KH: ws[0], KW: ws[1],
@@ -63,6 +63,9 @@ func Conv2d(x, w, b *Value, p ConvParams) *Value {
 		shapeErr("Conv2d", "input %v, weight %v: %v", xs, ws, err)
 	}
 	y := result([]int{s.N, s.OH(), s.OW(), s.OC}, x, w, b)
+	if y.dry() {
+		return y
+	}
 	kernels.ConvForward(s, x.Data.Data, w.Data.Data, y.Data.Data)
 	if b != nil {
 		kernels.BiasForward(y.Data.Data, b.Data.Data)
@@ -86,7 +89,7 @@ func ConvTranspose2d(x, w, b *Value, p ConvParams) *Value {
 	if len(xs) != 4 || len(ws) != 4 || xs[3] != ws[3] {
 		shapeErr("ConvTranspose2d", "input %v does not fit weight %v (want NHWC input and [KH,KW,OC,IC] weight)", xs, ws)
 	}
-	if b != nil && b.Data.Len() != ws[2] {
+	if b != nil && b.numel() != ws[2] {
 		shapeErr("ConvTranspose2d", "bias %v for weight %v", b.Data.Shape, ws)
 	}
 	for i := range 2 {
@@ -105,6 +108,9 @@ func ConvTranspose2d(x, w, b *Value, p ConvParams) *Value {
 		shapeErr("ConvTranspose2d", "input %v, weight %v, params %+v give no valid output", xs, ws, p)
 	}
 	y := result([]int{s.N, oh, ow, s.C}, x, w, b)
+	if y.dry() {
+		return y
+	}
 	kernels.ConvBackwardData(s, x.Data.Data, w.Data.Data, y.Data.Data)
 	if b != nil {
 		kernels.BiasForward(y.Data.Data, b.Data.Data)

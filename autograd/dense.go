@@ -29,7 +29,7 @@ func Gemm(a, b, c *Value, alpha, beta float32, transA, transB bool) *Value {
 	if c != nil {
 		cs := c.Data.Shape
 		switch {
-		case c.Data.Len() == 1:
+		case c.numel() == 1:
 		case len(cs) == 1 && cs[0] == n, len(cs) == 2 && cs[0] == 1 && cs[1] == n:
 			cRow = true
 		case len(cs) == 2 && cs[0] == m && cs[1] == 1:
@@ -41,6 +41,9 @@ func Gemm(a, b, c *Value, alpha, beta float32, transA, transB bool) *Value {
 		}
 	}
 	y := result([]int{m, n}, a, b, c)
+	if y.dry() {
+		return y
+	}
 	yd := y.Data.Data
 	kernels.Gemm(transA, transB, m, n, k, alpha, a.Data.Data, as[1], b.Data.Data, bs[1], 0, yd, n)
 	if c != nil {
@@ -123,6 +126,9 @@ func MatMul(a, b *Value) *Value {
 	m, k, n := as[r-2], as[r-1], bs[r-1]
 	shape := append(append([]int(nil), as[:r-2]...), m, n)
 	y := result(shape, a, b)
+	if y.dry() {
+		return y
+	}
 	ad, bd, yd := a.Data.Data, b.Data.Data, y.Data.Data
 	for i := 0; i < batch; i++ {
 		kernels.Gemm(false, false, m, n, k, 1, ad[i*m*k:], k, bd[i*k*n:], n, 0, yd[i*m*n:], n)

@@ -30,11 +30,14 @@ func CrossEntropy(logits *Value, targets []int32, o CrossEntropyOptions) (*Value
 		return nil, fmt.Errorf("cross-entropy: logits need a class axis, got shape %v", s)
 	}
 	k := s[len(s)-1]
-	l := kernels.CrossEntropy[float32]{M: logits.Data.Len() / k, K: k, Weight: o.Weight, IgnoreIndex: o.IgnoreIndex, Sum: o.Sum}
+	l := kernels.CrossEntropy[float32]{M: logits.numel() / k, K: k, Weight: o.Weight, IgnoreIndex: o.IgnoreIndex, Sum: o.Sum}
 	if err := l.Check(targets); err != nil {
 		return nil, err
 	}
 	y := result(nil, logits)
+	if y.dry() {
+		return y, nil
+	}
 	loss, norm := l.Forward(logits.Data.Data, targets)
 	y.Data.Data[0] = float32(loss)
 	record(y, func() {
@@ -56,6 +59,9 @@ func checkTarget(op string, x *Value, t *tensor.Tensor) {
 func BCEWithLogits(x *Value, target *tensor.Tensor) *Value {
 	checkTarget("BCEWithLogits", x, target)
 	y := result(nil, x)
+	if y.dry() {
+		return y
+	}
 	y.Data.Data[0] = float32(kernels.BCEWithLogitsForward(x.Data.Data, target.Data))
 	record(y, func() {
 		y.tape.contribute(x, func(dst []float32) {
@@ -69,6 +75,9 @@ func BCEWithLogits(x *Value, target *tensor.Tensor) *Value {
 func MSE(x *Value, target *tensor.Tensor) *Value {
 	checkTarget("MSE", x, target)
 	y := result(nil, x)
+	if y.dry() {
+		return y
+	}
 	y.Data.Data[0] = float32(kernels.MSEForward(x.Data.Data, target.Data))
 	record(y, func() {
 		y.tape.contribute(x, func(dst []float32) {

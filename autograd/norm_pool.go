@@ -22,9 +22,9 @@ type BatchNormParams struct {
 func BatchNorm(x, gamma, beta *Value, runMean, runVar *tensor.Tensor, p BatchNormParams) *Value {
 	xs := x.Data.Shape
 	c := xs[len(xs)-1]
-	m := x.Data.Len() / c
+	m := x.numel() / c
 	for _, v := range []*Value{gamma, beta} {
-		if v != nil && v.Data.Len() != c {
+		if v != nil && v.numel() != c {
 			shapeErr("BatchNorm", "affine parameter %v for input %v", v.Data.Shape, xs)
 		}
 	}
@@ -40,6 +40,9 @@ func BatchNorm(x, gamma, beta *Value, runMean, runVar *tensor.Tensor, p BatchNor
 		shapeErr("BatchNorm", "training needs more than one value per channel, input %v", xs)
 	}
 	y := result(xs, x, gamma, beta)
+	if y.dry() {
+		return y
+	}
 	g, b := data(gamma), data(beta)
 	if p.Training {
 		mean, invStd := make([]float32, c), make([]float32, c)
@@ -122,7 +125,10 @@ func poolShape(op string, x *Value, p PoolParams) kernels.PoolShape {
 func MaxPool2d(x *Value, p PoolParams) *Value {
 	s := poolShape("MaxPool2d", x, p)
 	y := result([]int{s.N, s.OH(), s.OW(), s.C}, x)
-	arg := make([]int32, y.Data.Len())
+	if y.dry() {
+		return y
+	}
+	arg := make([]int32, y.numel())
 	kernels.MaxPoolForward(s, x.Data.Data, y.Data.Data, arg)
 	record(y, func() {
 		y.tape.contribute(x, func(dst []float32) { kernels.MaxPoolBackward(y.Grad.Data, arg, dst) })
@@ -135,6 +141,9 @@ func AvgPool2d(x *Value, p PoolParams) *Value {
 	p.Dilation = [2]int{1, 1}
 	s := poolShape("AvgPool2d", x, p)
 	y := result([]int{s.N, s.OH(), s.OW(), s.C}, x)
+	if y.dry() {
+		return y
+	}
 	kernels.AvgPoolForward(s, x.Data.Data, y.Data.Data)
 	record(y, func() {
 		y.tape.contribute(x, func(dst []float32) { kernels.AvgPoolBackward(s, y.Grad.Data, dst) })
@@ -150,6 +159,9 @@ func GlobalAvgPool(x *Value) *Value {
 	}
 	n, hw, c := xs[0], xs[1]*xs[2], xs[3]
 	y := result([]int{n, c}, x)
+	if y.dry() {
+		return y
+	}
 	kernels.GlobalAvgPoolForward(n, hw, c, x.Data.Data, y.Data.Data)
 	record(y, func() {
 		y.tape.contribute(x, func(dst []float32) { kernels.GlobalAvgPoolBackward(n, hw, c, y.Grad.Data, dst) })

@@ -8,6 +8,9 @@ import (
 // ReLU returns max(x, 0).
 func ReLU(x *Value) *Value {
 	y := result(x.Data.Shape, x)
+	if y.dry() {
+		return y
+	}
 	kernels.ReLUForward(x.Data.Data, y.Data.Data)
 	record(y, func() {
 		y.tape.contribute(x, func(dst []float32) { kernels.ReLUBackward(y.Data.Data, y.Grad.Data, dst) })
@@ -21,6 +24,9 @@ func Add(a, b *Value) *Value {
 		shapeErr("Add", "shapes differ: %v and %v (no broadcasting)", a.Data.Shape, b.Data.Shape)
 	}
 	y := result(a.Data.Shape, a, b)
+	if y.dry() {
+		return y
+	}
 	kernels.Add(a.Data.Data, b.Data.Data, y.Data.Data)
 	record(y, func() {
 		tp, dy := y.tape, y.Grad.Data
@@ -36,6 +42,9 @@ func Mul(a, b *Value) *Value {
 		shapeErr("Mul", "shapes differ: %v and %v (no broadcasting)", a.Data.Shape, b.Data.Shape)
 	}
 	y := result(a.Data.Shape, a, b)
+	if y.dry() {
+		return y
+	}
 	kernels.Mul(a.Data.Data, b.Data.Data, y.Data.Data)
 	record(y, func() {
 		tp, dy := y.tape, y.Grad.Data
@@ -48,6 +57,9 @@ func Mul(a, b *Value) *Value {
 // Scale returns s·x.
 func Scale(x *Value, s float32) *Value {
 	y := result(x.Data.Shape, x)
+	if y.dry() {
+		return y
+	}
 	kernels.Scale(s, x.Data.Data, y.Data.Data)
 	record(y, func() {
 		y.tape.contribute(x, func(dst []float32) { kernels.Scale(s, y.Grad.Data, dst) })
@@ -58,6 +70,9 @@ func Scale(x *Value, s float32) *Value {
 // Sum returns the sum of all elements as a scalar (shape []).
 func Sum(x *Value) *Value {
 	y := result(nil, x)
+	if y.dry() {
+		return y
+	}
 	y.Data.Data[0] = float32(x.Data.Sum())
 	record(y, func() {
 		g := y.Grad.Data[0]
@@ -72,8 +87,11 @@ func Sum(x *Value) *Value {
 
 // Reshape returns x with a new shape of the same size, sharing its data.
 func Reshape(x *Value, shape ...int) *Value {
-	if tensor.NumElements(shape) != x.Data.Len() {
+	if tensor.NumElements(shape) != x.numel() {
 		shapeErr("Reshape", "cannot reshape %v to %v", x.Data.Shape, shape)
+	}
+	if x.dry() {
+		return &Value{Data: &tensor.Tensor{Shape: append([]int(nil), shape...)}, tape: x.tape}
 	}
 	y := &Value{Data: x.Data.Reshape(shape...), tape: x.tape}
 	record(y, func() {
@@ -94,7 +112,7 @@ func Flatten(x *Value, axis int) *Value {
 		shapeErr("Flatten", "axis %d for shape %v", axis, s)
 	}
 	outer := tensor.NumElements(s[:axis])
-	return Reshape(x, outer, x.Data.Len()/max(outer, 1))
+	return Reshape(x, outer, x.numel()/max(outer, 1))
 }
 
 // axisSplit returns the sizes before, at, and after axis.
@@ -112,6 +130,9 @@ func axisSplit(op string, shape []int, axis int) (outer, k, inner, a int) {
 func Softmax(x *Value, axis int) *Value {
 	o, k, in, _ := axisSplit("Softmax", x.Data.Shape, axis)
 	y := result(x.Data.Shape, x)
+	if y.dry() {
+		return y
+	}
 	kernels.SoftmaxForward(o, k, in, x.Data.Data, y.Data.Data)
 	record(y, func() {
 		y.tape.contribute(x, func(dst []float32) { kernels.SoftmaxBackward(o, k, in, y.Data.Data, y.Grad.Data, dst) })
@@ -123,6 +144,9 @@ func Softmax(x *Value, axis int) *Value {
 func LogSoftmax(x *Value, axis int) *Value {
 	o, k, in, _ := axisSplit("LogSoftmax", x.Data.Shape, axis)
 	y := result(x.Data.Shape, x)
+	if y.dry() {
+		return y
+	}
 	kernels.LogSoftmaxForward(o, k, in, x.Data.Data, y.Data.Data)
 	record(y, func() {
 		y.tape.contribute(x, func(dst []float32) { kernels.LogSoftmaxBackward(o, k, in, y.Data.Data, y.Grad.Data, dst) })
@@ -155,6 +179,9 @@ func Concat(axis int, xs ...*Value) *Value {
 	shape := append([]int(nil), first...)
 	shape[a] = total
 	y := result(shape, xs...)
+	if y.dry() {
+		return y
+	}
 	in := make([][]float32, len(xs))
 	for i, x := range xs {
 		in[i] = x.Data.Data
@@ -180,6 +207,9 @@ func Crop(x *Value, top, left, h, w int) *Value {
 		shapeErr("Crop", "window %dx%d at (%d,%d) outside input %v", h, w, top, left, s)
 	}
 	y := result([]int{s[0], h, w, s[3]}, x)
+	if y.dry() {
+		return y
+	}
 	kernels.CropForward(s[0], s[1], s[2], s[3], top, left, h, w, x.Data.Data, y.Data.Data)
 	record(y, func() {
 		y.tape.contribute(x, func(dst []float32) {
@@ -228,6 +258,9 @@ func Pad(x *Value, pads [][2]int, mode PadMode, value float32) *Value {
 		shape[a] = s[a] + p[0] + p[1]
 	}
 	y := result(shape, x)
+	if y.dry() {
+		return y
+	}
 	kernels.PadForward(s, maps, value, x.Data.Data, y.Data.Data)
 	record(y, func() {
 		y.tape.contribute(x, func(dst []float32) { kernels.PadBackward(s, maps, y.Grad.Data, dst) })
@@ -246,6 +279,9 @@ func SubsamplePadChannels(x *Value, stride, before, after int) *Value {
 	}
 	n, h, w, c := s[0], s[1], s[2], s[3]
 	y := result([]int{n, (h + stride - 1) / stride, (w + stride - 1) / stride, before + c + after}, x)
+	if y.dry() {
+		return y
+	}
 	kernels.SubsamplePadForward(n, h, w, c, stride, before, after, x.Data.Data, y.Data.Data)
 	record(y, func() {
 		y.tape.contribute(x, func(dst []float32) {
@@ -265,7 +301,7 @@ func Dropout(x *Value, p float64, training bool, rng *tensor.RNG) *Value {
 	if p < 0 || p >= 1 {
 		shapeErr("Dropout", "probability %g outside [0, 1)", p)
 	}
-	mask := make([]float32, x.Data.Len())
+	mask := make([]float32, x.numel())
 	keep := float32(1 / (1 - p))
 	for i := range mask {
 		if rng.Float64() >= p {
@@ -273,6 +309,9 @@ func Dropout(x *Value, p float64, training bool, rng *tensor.RNG) *Value {
 		}
 	}
 	y := result(x.Data.Shape, x)
+	if y.dry() {
+		return y
+	}
 	kernels.Mul(x.Data.Data, mask, y.Data.Data)
 	record(y, func() {
 		y.tape.contribute(x, func(dst []float32) { kernels.Mul(y.Grad.Data, mask, dst) })

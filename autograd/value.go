@@ -72,9 +72,11 @@ func (v *Value) ZeroGrad() { v.Grad = nil }
 // values it produces, recycling them on Reset. A tape is used by one
 // goroutine at a time.
 type Tape struct {
-	nodes []node
-	pool  map[int][][]float32
-	owned [][]float32
+	nodes     []node
+	pool      map[int][][]float32
+	owned     [][]float32
+	shapeOnly bool
+	hook      func(layer any, in, out *Value)
 }
 
 type node struct {
@@ -84,6 +86,42 @@ type node struct {
 
 // NewTape returns an empty tape.
 func NewTape() *Tape { return &Tape{pool: map[int][][]float32{}} }
+
+// NewShapeTape returns a tape that only infers shapes: operations on its
+// values check their inputs and produce correctly shaped values without
+// data, computing nothing and recording nothing. Use Placeholder for its
+// inputs. It serves model summaries and shape validation.
+func NewShapeTape() *Tape { return &Tape{pool: map[int][][]float32{}, shapeOnly: true} }
+
+// Placeholder returns a data-less input of the given shape for a shape
+// tape.
+func (tp *Tape) Placeholder(shape ...int) *Value {
+	if !tp.shapeOnly {
+		panic("autograd: Placeholder needs a tape from NewShapeTape")
+	}
+	return &Value{Data: &tensor.Tensor{Shape: append([]int(nil), shape...)}, tape: tp}
+}
+
+// SetHook makes layers that call Observe report each application to f
+// (for summaries and activation statistics); nil removes it.
+func (tp *Tape) SetHook(f func(layer any, in, out *Value)) { tp.hook = f }
+
+// Observe reports that layer turned in into out to the hook of out's tape,
+// if any. Layers call it at the end of Forward.
+func Observe(layer any, in, out *Value) {
+	if out.tape != nil && out.tape.hook != nil {
+		out.tape.hook(layer, in, out)
+	}
+}
+
+func (v *Value) dry() bool { return v.tape != nil && v.tape.shapeOnly }
+
+// ShapeOnly reports whether v belongs to a shape tape (it holds no data).
+func (v *Value) ShapeOnly() bool { return v.dry() }
+
+// numel is the number of elements of the value's shape (valid for
+// shape-only values, which hold no data).
+func (v *Value) numel() int { return tensor.NumElements(v.Data.Shape) }
 
 // Constant returns a value on the tape that needs no gradient (e.g. a batch
 // of images when only parameter gradients are wanted).
@@ -132,6 +170,9 @@ func (tp *Tape) alloc(n int) []float32 {
 }
 
 func (tp *Tape) newTensor(shape []int) *tensor.Tensor {
+	if tp != nil && tp.shapeOnly {
+		return &tensor.Tensor{Shape: append([]int(nil), shape...)}
+	}
 	return &tensor.Tensor{Shape: append([]int(nil), shape...), Data: tp.alloc(tensor.NumElements(shape))}
 }
 
@@ -202,7 +243,7 @@ func (tp *Tape) give(x *Value, g []float32) {
 // Backward computes the gradient of the scalar loss with respect to every
 // value that needs one. It panics if loss is not a single element.
 func (tp *Tape) Backward(loss *Value) {
-	if loss.Data.Len() != 1 {
+	if loss.numel() != 1 {
 		panic(fmt.Sprintf("autograd: Backward needs a scalar loss, got shape %v", loss.Data.Shape))
 	}
 	tp.BackwardWith(loss, tensor.Full(1, loss.Data.Shape...))

@@ -87,7 +87,9 @@ func (c *Conv2d) Forward(x *autograd.Value) *autograd.Value {
 		g.Pad[0], g.Pad[2] = autograd.SamePad(xs[1], ws[0], max(g.Stride[0], 1), max(g.Dilation[0], 1), false)
 		g.Pad[1], g.Pad[3] = autograd.SamePad(xs[2], ws[1], max(g.Stride[1], 1), max(g.Dilation[1], 1), false)
 	}
-	return autograd.Conv2d(x, c.Weight, c.Bias, g)
+	y := autograd.Conv2d(x, c.Weight, c.Bias, g)
+	autograd.Observe(c, x, y)
+	return y
 }
 
 // NamedTensors lists weight and bias.
@@ -135,7 +137,9 @@ func (c *ConvTranspose2d) Forward(x *autograd.Value) *autograd.Value {
 	if xs := x.Data.Shape; len(xs) != 4 || xs[3] != ws[3] {
 		panic(fmt.Sprintf("nn: %s expects NHWC input with %d channels, got %v (weight %v)", c.describe("ConvTranspose2d"), ws[3], xs, ws))
 	}
-	return autograd.ConvTranspose2d(x, c.Weight, c.Bias, c.Geom)
+	y := autograd.ConvTranspose2d(x, c.Weight, c.Bias, c.Geom)
+	autograd.Observe(c, x, y)
+	return y
 }
 
 // NamedTensors lists weight and bias.
@@ -184,10 +188,12 @@ func (b *BatchNorm) Forward(x *autograd.Value) *autograd.Value {
 	training := b.Training || !b.TrackRunningStats
 	if !b.TrackRunningStats {
 		rm, rv = nil, nil
-	} else if b.Training {
+	} else if b.Training && !x.ShapeOnly() {
 		b.NumBatchesTracked++
 	}
-	return autograd.BatchNorm(x, b.Weight, b.Bias, rm, rv, autograd.BatchNormParams{Training: training, Momentum: b.Momentum, Eps: b.Eps})
+	y := autograd.BatchNorm(x, b.Weight, b.Bias, rm, rv, autograd.BatchNormParams{Training: training, Momentum: b.Momentum, Eps: b.Eps})
+	autograd.Observe(b, x, y)
+	return y
 }
 
 // SetTraining selects batch (true) or running (false) statistics.
@@ -232,7 +238,9 @@ func (l *Linear) Forward(x *autograd.Value) *autograd.Value {
 	if xs := x.Data.Shape; len(xs) != 2 || xs[1] != ws[1] {
 		panic(fmt.Sprintf("nn: %s expects [N %d] input, got %v (weight %v)", l.describe("Linear"), ws[1], xs, ws))
 	}
-	return autograd.Linear(x, l.Weight, l.Bias)
+	y := autograd.Linear(x, l.Weight, l.Bias)
+	autograd.Observe(l, x, y)
+	return y
 }
 
 // NamedTensors lists weight and bias.
@@ -247,11 +255,16 @@ func (l *Linear) NamedTensors() []Entry {
 // Fans returns the fan-in and fan-out of the weight.
 func (l *Linear) Fans() (in, out int) { return l.Weight.Data.Shape[1], l.Weight.Data.Shape[0] }
 
+func observed(layer any, in, out *autograd.Value) *autograd.Value {
+	autograd.Observe(layer, in, out)
+	return out
+}
+
 // ReLU is the rectifier as a layer.
 type ReLU struct{}
 
 // Forward returns max(x, 0).
-func (ReLU) Forward(x *autograd.Value) *autograd.Value { return autograd.ReLU(x) }
+func (r ReLU) Forward(x *autograd.Value) *autograd.Value { return observed(r, x, autograd.ReLU(x)) }
 
 // Identity returns its input.
 type Identity struct{}
@@ -268,26 +281,34 @@ func NewMaxPool2d(k, stride, pad int) MaxPool2d {
 }
 
 // Forward pools x.
-func (m MaxPool2d) Forward(x *autograd.Value) *autograd.Value { return autograd.MaxPool2d(x, m.P) }
+func (m MaxPool2d) Forward(x *autograd.Value) *autograd.Value {
+	return observed(m, x, autograd.MaxPool2d(x, m.P))
+}
 
 // AvgPool2d is average pooling as a layer.
 type AvgPool2d struct{ P autograd.PoolParams }
 
 // Forward pools x.
-func (m AvgPool2d) Forward(x *autograd.Value) *autograd.Value { return autograd.AvgPool2d(x, m.P) }
+func (m AvgPool2d) Forward(x *autograd.Value) *autograd.Value {
+	return observed(m, x, autograd.AvgPool2d(x, m.P))
+}
 
 // GlobalAvgPool averages NHWC images to [N,C] (AdaptiveAvgPool2d(1)
 // followed by flatten).
 type GlobalAvgPool struct{}
 
 // Forward pools x.
-func (GlobalAvgPool) Forward(x *autograd.Value) *autograd.Value { return autograd.GlobalAvgPool(x) }
+func (g GlobalAvgPool) Forward(x *autograd.Value) *autograd.Value {
+	return observed(g, x, autograd.GlobalAvgPool(x))
+}
 
 // Flatten reshapes to [N, rest].
 type Flatten struct{}
 
 // Forward flattens x from axis 1.
-func (Flatten) Forward(x *autograd.Value) *autograd.Value { return autograd.Flatten(x, 1) }
+func (f Flatten) Forward(x *autograd.Value) *autograd.Value {
+	return observed(f, x, autograd.Flatten(x, 1))
+}
 
 // Dropout zeroes inputs with probability P in training mode.
 type Dropout struct {

@@ -185,13 +185,20 @@ func walk(v reflect.Value, prefix string, out *[]Entry, seen map[uintptr]bool) {
 				continue
 			}
 			name := strings.ToLower(f.Name)
+			if f.Anonymous {
+				name = "" // an embedded struct's fields join the parent's
+			}
 			if tag, ok := f.Tag.Lookup("nn"); ok {
 				if tag == "-" {
 					continue
 				}
 				name = tag
 			}
-			walk(v.Field(i), join(prefix, name), out, seen)
+			if name == "" {
+				walk(v.Field(i), prefix, out, seen)
+			} else {
+				walk(v.Field(i), join(prefix, name), out, seen)
+			}
 		}
 	}
 }

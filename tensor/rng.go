@@ -54,8 +54,19 @@ func (g *RNG) UnmarshalBinary(b []byte) error { return g.src.UnmarshalBinary(b) 
 // FillNormal fills t with normal numbers of the given mean and standard
 // deviation.
 func (g *RNG) FillNormal(t *Tensor, mean, std float64) {
-	for i := range t.Data {
-		t.Data[i] = float32(mean + std*g.Normal())
+	d := t.Data
+	for i := 0; i < len(d); i += 2 {
+		// Both outputs of one Box–Muller draw.
+		u1 := g.r.Float64()
+		for u1 == 0 {
+			u1 = g.r.Float64()
+		}
+		r, th := math.Sqrt(-2*math.Log(u1)), 2*math.Pi*g.r.Float64()
+		s, c := math.Sincos(th)
+		d[i] = float32(mean + std*r*c)
+		if i+1 < len(d) {
+			d[i+1] = float32(mean + std*r*s)
+		}
 	}
 }
 

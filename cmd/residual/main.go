@@ -3,6 +3,7 @@
 // Usage:
 //
 //	residual demo [flags]      fit a residual MLP to a 1-D function and print the loss falling
+//	residual summary MODEL     a model's layers, shapes, parameters and multiply-adds
 //	residual help              list the commands
 //
 // Every command takes -h for its flags. Errors go to standard error with a
@@ -27,7 +28,8 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"demo": {"fit a small residual MLP to sin(3x) and print the loss falling", runDemo},
+	"demo":    {"fit a small residual MLP to sin(3x) and print the loss falling", runDemo},
+	"summary": {"list a model's layers, output shapes, parameters and multiply-adds", runSummary},
 }
 
 func usage(w io.Writer) {
@@ -96,4 +98,24 @@ func parse(fs *flag.FlagSet, args []string) error {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
 	return nil
+}
+
+// parseInterleaved parses flags that may come before or after positional
+// arguments ("summary resnet50 --json") and returns the positionals.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %v", errUsage, err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
 }

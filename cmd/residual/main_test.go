@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -42,5 +43,35 @@ func TestDemoStopsOnCancel(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run(ctx, []string{"demo"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "stopped at step 0") {
 		t.Errorf("cancelled demo: exit %d, %q", code, errb.String())
+	}
+}
+
+func TestSummary(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"summary", "resnet20", "--json", "--classes", "100"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	var s struct {
+		TotalParams   int   `json:"total_params"`
+		TotalMultAdds int64 `json:"total_mult_adds"`
+		OutputShape   []int `json:"output_shape"`
+		Layers        []any `json:"layers"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &s); err != nil {
+		t.Fatal(err)
+	}
+	// 269,722 with 10 classes; 90 more weights and biases per extra class.
+	if s.TotalParams != 269722+90*65 || s.OutputShape[1] != 100 || len(s.Layers) != 39 || s.TotalMultAdds < 40e6 {
+		t.Errorf("summary: %+v", s)
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"summary", "unet-padded", "--input", "64x96"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "[1 64 96 1]") {
+		t.Errorf("unet-padded 64x96: exit %d: %s", code, out.String())
+	}
+	for _, bad := range [][]string{{"summary"}, {"summary", "resnet19"}, {"summary", "resnet18", "--input", "big"}, {"summary", "unet", "--input", "570x570"}} {
+		errb.Reset()
+		if code := run(context.Background(), bad, &out, &errb); code == 0 {
+			t.Errorf("%v succeeded", bad)
+		}
 	}
 }

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/residual-nn/residual/models"
+	"github.com/residual-nn/residual/nn"
+	"github.com/residual-nn/residual/tensor"
+)
+
+func runSummary(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("summary", stderr)
+	input := fs.String("input", "", "input image size HxW (default: the model's published size)")
+	classes := fs.Int("classes", 0, "number of classes (default: the model's)")
+	inCh := fs.Int("in-channels", 0, "input channels (default: the model's)")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: residual summary MODEL [flags]\nmodels: %v\n", models.Names())
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return fmt.Errorf("%w: want one model name, got %d arguments", errUsage, len(pos))
+	}
+	cfg, err := models.Preset(pos[0])
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if *classes > 0 {
+		cfg.SetClasses(*classes)
+	}
+	if *inCh > 0 {
+		cfg.SetInChannels(*inCh)
+	}
+	shape := cfg.InputShape(1, cfg.DefaultSide())
+	if *input != "" {
+		var h, w int
+		if _, err := fmt.Sscanf(*input, "%dx%d", &h, &w); err != nil || h < 1 || w < 1 {
+			return fmt.Errorf("%w: --input %q is not HxW", errUsage, *input)
+		}
+		if len(shape) != 4 {
+			return fmt.Errorf("%w: %s takes no image size", errUsage, pos[0])
+		}
+		shape[1], shape[2] = h, w
+	}
+	m, err := models.Build(cfg, tensor.NewRNG(0))
+	if err != nil {
+		return err
+	}
+	s, err := nn.Summarize(m, shape)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(struct {
+			Model string `json:"model"`
+			*nn.Summary
+		}{pos[0], s})
+	}
+	fmt.Fprintf(stdout, "%s\n", pos[0])
+	s.Print(stdout)
+	return nil
+}

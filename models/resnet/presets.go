@@ -1,0 +1,73 @@
+package resnet
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Preset returns the published configuration of a named network:
+//
+//	resnet18 … resnet152                   torchvision's ImageNet ResNets (v1.5, option B)
+//	resnet20 … resnet1202                  He et al. 2015's CIFAR ResNets (6n+2 layers, option A)
+//	plain20 … plain110                     their plain counterparts
+//	preact-resnet110                       He et al. 2016, basic blocks (option B)
+//	preact-resnet164, preact-resnet1001    He et al. 2016, bottlenecks (9n+2 layers)
+func Preset(name string) (Config, error) {
+	imagenet := map[string]struct {
+		block  string
+		layers []int
+	}{
+		"resnet18": {"basic", []int{2, 2, 2, 2}}, "resnet34": {"basic", []int{3, 4, 6, 3}},
+		"resnet50": {"bottleneck", []int{3, 4, 6, 3}}, "resnet101": {"bottleneck", []int{3, 4, 23, 3}},
+		"resnet152": {"bottleneck", []int{3, 8, 36, 3}},
+	}
+	if p, ok := imagenet[name]; ok {
+		return Config{Block: p.block, Layers: p.layers, Widths: []int{64, 128, 256, 512}, Stem: "imagenet", StemWidth: 64,
+			Ordering: PostActivation, Shortcut: ShortcutB, Classes: 1000, InChannels: 3}, nil
+	}
+	cifar := func(block string, n int) Config {
+		return Config{Block: block, Layers: []int{n, n, n}, Widths: []int{16, 32, 64}, Stem: "cifar", StemWidth: 16,
+			Ordering: PostActivation, Shortcut: ShortcutA, Classes: 10, InChannels: 3}
+	}
+	switch {
+	case strings.HasPrefix(name, "preact-resnet"):
+		d, err := strconv.Atoi(strings.TrimPrefix(name, "preact-resnet"))
+		if err != nil {
+			break
+		}
+		var c Config
+		switch {
+		case d == 110:
+			c = cifar("basic", 18)
+		case d == 164 || d == 1001:
+			c = cifar("bottleneck", (d-2)/9)
+		default:
+			return Config{}, fmt.Errorf("resnet: no preset %q (preact-resnet110, -164 or -1001)", name)
+		}
+		c.Ordering, c.Shortcut = PreActivation, ShortcutB
+		return c, nil
+	case strings.HasPrefix(name, "resnet"), strings.HasPrefix(name, "plain"):
+		plain := strings.HasPrefix(name, "plain")
+		d, err := strconv.Atoi(strings.TrimPrefix(strings.TrimPrefix(name, "resnet"), "plain"))
+		if err != nil || d < 8 || (d-2)%6 != 0 {
+			break
+		}
+		c := cifar("basic", (d-2)/6)
+		c.Plain = plain
+		return c, nil
+	}
+	return Config{}, fmt.Errorf("resnet: no preset %q; known: %s", name, strings.Join(Names(), ", "))
+}
+
+// Names lists the preset names (the CIFAR families also take any 6n+2
+// depth, e.g. resnet8 or plain74).
+func Names() []string {
+	n := []string{"resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+		"resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet1202",
+		"plain20", "plain32", "plain44", "plain56", "plain110",
+		"preact-resnet110", "preact-resnet164", "preact-resnet1001"}
+	sort.Strings(n)
+	return n
+}

@@ -1,0 +1,134 @@
+package nn
+
+import (
+	"fmt"
+	"io"
+	"reflect"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/residual-nn/residual/autograd"
+)
+
+// LayerSummary is one row of a model summary.
+type LayerSummary struct {
+	Name        string `json:"name"`
+	Kind        string `json:"kind"`
+	OutputShape []int  `json:"output_shape"`
+	Params      int    `json:"params"`
+	MultAdds    int64  `json:"mult_adds"`
+}
+
+// Summary describes a model applied to one input shape, like torchinfo.
+type Summary struct {
+	InputShape      []int `json:"input_shape"`
+	OutputShape     []int `json:"output_shape"`
+	TotalParams     int   `json:"total_params"`
+	TrainableParams int   `json:"trainable_params"`
+	// TotalMultAdds counts the multiply-adds of convolutions, transposed
+	// convolutions and linear layers for the whole input batch — the
+	// convention of torchvision's published GFLOPS figures.
+	TotalMultAdds int64          `json:"total_mult_adds"`
+	Layers        []LayerSummary `json:"layers"`
+}
+
+// Summarize runs m on a data-less input of the given shape (NHWC for
+// images) and lists every layer that reports itself (see
+// autograd.Observe) with its output shape, parameters and multiply-adds.
+// Nothing is computed, so it is instant even for large models.
+func Summarize(m Layer, input []int) (s *Summary, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("nn: summary: input %v: %v", input, r)
+		}
+	}()
+	entries := StateDict(m) // also names the layers
+	s = &Summary{InputShape: append([]int(nil), input...)}
+	for _, e := range entries {
+		if e.Param != nil {
+			s.TotalParams += e.Tensor.Len()
+			if e.Param.RequiresGrad() {
+				s.TrainableParams += e.Tensor.Len()
+			}
+		}
+	}
+	tape := autograd.NewShapeTape()
+	tape.SetHook(func(layer any, in, out *autograd.Value) {
+		row := LayerSummary{Kind: kindOf(layer), OutputShape: append([]int(nil), out.Shape()...)}
+		if l, ok := layer.(interface{ layerName() string }); ok {
+			row.Name = l.layerName()
+		}
+		if n, ok := layer.(Named); ok {
+			for _, e := range n.NamedTensors() {
+				if e.Param != nil {
+					row.Params += e.Tensor.Len()
+				}
+			}
+		}
+		row.MultAdds = multAdds(layer, in.Shape(), out.Shape())
+		s.TotalMultAdds += row.MultAdds
+		s.Layers = append(s.Layers, row)
+	})
+	out := m.Forward(tape.Placeholder(input...))
+	s.OutputShape = append([]int(nil), out.Shape()...)
+	return s, nil
+}
+
+func (l *label) layerName() string { return l.name }
+
+func kindOf(layer any) string {
+	t := reflect.TypeOf(layer)
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t.Name()
+}
+
+func numel(s []int) int64 {
+	n := int64(1)
+	for _, d := range s {
+		n *= int64(d)
+	}
+	return n
+}
+
+// multAdds counts the multiply-adds of one application of a layer.
+func multAdds(layer any, in, out []int) int64 {
+	switch l := layer.(type) {
+	case *Conv2d:
+		w := l.Weight.Data.Shape // [KH,KW,IC,OC]
+		return numel(out) * int64(w[0]*w[1]*w[2])
+	case *ConvTranspose2d:
+		w := l.Weight.Data.Shape // [KH,KW,OC,IC]
+		return numel(in) * int64(w[0]*w[1]*w[2])
+	case *Linear:
+		return numel(out) * int64(l.Weight.Data.Shape[1])
+	}
+	return 0
+}
+
+// Print writes the summary as a table.
+func (s *Summary) Print(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "layer\tkind\toutput shape\tparams\tmult-adds\t")
+	for _, l := range s.Layers {
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t\n", l.Name, l.Kind, l.OutputShape, group(int64(l.Params)), group(l.MultAdds))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "%s\ninput %v (NHWC) → output %v\ntotal params: %s (trainable %s)\ntotal mult-adds: %s (%.2f G)\n",
+		strings.Repeat("-", 40), s.InputShape, s.OutputShape, group(int64(s.TotalParams)), group(int64(s.TrainableParams)),
+		group(s.TotalMultAdds), float64(s.TotalMultAdds)/1e9)
+}
+
+// group writes n with thousands separators.
+func group(n int64) string {
+	s := fmt.Sprint(n)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 && s[i-1] != '-' {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
