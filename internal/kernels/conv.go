@@ -49,8 +49,16 @@ func (s ConvShape) Validate() error {
 	return nil
 }
 
-// ConvForward computes y[N,OH,OW,OC] = conv(x, w).
+// ConvForward computes y[N,OH,OW,OC] = conv(x, w). For float32 it uses the
+// assembly kernels when the CPU has them and the shape suits them.
 func ConvForward[T Float](s ConvShape, x, w, y []T) {
+	if xf, ok := any(x).([]float32); ok && convForwardFast(s, xf, any(w).([]float32), any(y).([]float32)) {
+		return
+	}
+	convForwardRef(s, x, w, y)
+}
+
+func convForwardRef[T Float](s ConvShape, x, w, y []T) {
 	oh, ow := s.OH(), s.OW()
 	clear(y[:s.N*oh*ow*s.OC])
 	parallelFor(s.N*oh, func(lo, hi int) {
@@ -82,6 +90,13 @@ func ConvForward[T Float](s ConvShape, x, w, y []T) {
 
 // ConvBackwardData computes dx[N,H,W,C] from dy[N,OH,OW,OC] and w.
 func ConvBackwardData[T Float](s ConvShape, dy, w, dx []T) {
+	if f, ok := any(dy).([]float32); ok && convBackwardDataFast(s, f, any(w).([]float32), any(dx).([]float32)) {
+		return
+	}
+	convBackwardDataRef(s, dy, w, dx)
+}
+
+func convBackwardDataRef[T Float](s ConvShape, dy, w, dx []T) {
 	oh, ow := s.OH(), s.OW()
 	clear(dx[:s.N*s.H*s.W*s.C])
 	// Parallel over images: each image's dx is written by one goroutine.
@@ -115,6 +130,13 @@ func ConvBackwardData[T Float](s ConvShape, dy, w, dx []T) {
 
 // ConvBackwardWeight computes dw[KH,KW,C,OC] from x and dy.
 func ConvBackwardWeight[T Float](s ConvShape, x, dy, dw []T) {
+	if f, ok := any(x).([]float32); ok && convBackwardWeightFast(s, f, any(dy).([]float32), any(dw).([]float32)) {
+		return
+	}
+	convBackwardWeightRef(s, x, dy, dw)
+}
+
+func convBackwardWeightRef[T Float](s ConvShape, x, dy, dw []T) {
 	oh, ow := s.OH(), s.OW()
 	clear(dw[:s.KH*s.KW*s.C*s.OC])
 	// Parallel over kernel rows: each goroutine owns dw[kh].

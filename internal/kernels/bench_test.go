@@ -1,0 +1,78 @@
+package kernels
+
+import (
+	"runtime"
+	"testing"
+	"time"
+)
+
+// The 3×3 convolution of the issue: 64→64 channels, 56×56, batch 32.
+var bench3x3 = ConvShape{N: 32, H: 56, W: 56, C: 64, OC: 64, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}
+
+func convFLOP(s ConvShape) float64 {
+	return 2 * float64(s.N*s.OH()*s.OW()*s.OC*s.KH*s.KW*s.C)
+}
+
+func benchConv(b *testing.B, s ConvShape, pass string) {
+	x := make([]float32, s.N*s.H*s.W*s.C)
+	w := make([]float32, s.KH*s.KW*s.C*s.OC)
+	y := make([]float32, s.N*s.OH()*s.OW()*s.OC)
+	for i := range x {
+		x[i] = float32(i%13) * 0.1
+	}
+	for i := range w {
+		w[i] = float32(i%7) * 0.1
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		switch pass {
+		case "fwd":
+			ConvForward(s, x, w, y)
+		case "bwd-data":
+			ConvBackwardData(s, y, w, x)
+		case "bwd-weight":
+			ConvBackwardWeight(s, x, y, w)
+		}
+	}
+	b.ReportMetric(convFLOP(s)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+}
+
+func BenchmarkConv3x3(b *testing.B) {
+	for _, pass := range []string{"fwd", "bwd-data", "bwd-weight"} {
+		b.Run(pass, func(b *testing.B) { benchConv(b, bench3x3, pass) })
+	}
+}
+
+func BenchmarkConvShapes(b *testing.B) {
+	for name, s := range map[string]ConvShape{
+		"1x1-256-64-56":   {N: 8, H: 56, W: 56, C: 256, OC: 64, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
+		"3x3s2-128-28":    {N: 8, H: 56, W: 56, C: 128, OC: 128, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		"7x7s2-stem":      {N: 8, H: 224, W: 224, C: 3, OC: 64, KH: 7, KW: 7, SH: 2, SW: 2, DH: 1, DW: 1, PT: 3, PL: 3, PB: 3, PR: 3},
+		"3x3-16-32-cifar": {N: 128, H: 32, W: 32, C: 16, OC: 16, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		"3x3-512-7":       {N: 8, H: 7, W: 7, C: 512, OC: 512, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+	} {
+		for _, pass := range []string{"fwd", "bwd-data", "bwd-weight"} {
+			b.Run(name+"/"+pass, func(b *testing.B) { benchConv(b, s, pass) })
+		}
+	}
+}
+
+// BenchmarkPeak measures the FMA peak on all GOMAXPROCS cores.
+func BenchmarkPeak(b *testing.B) {
+	if Active() == Generic {
+		b.Skip("no assembly FMA loop at the generic level")
+	}
+	p := runtime.GOMAXPROCS(0)
+	start := time.Now()
+	flop := 0.0
+	for i := 0; i < b.N; i++ {
+		done := make(chan float64, p)
+		for j := 0; j < p; j++ {
+			go func() { done <- Peak(1 << 20) }()
+		}
+		for j := 0; j < p; j++ {
+			flop += <-done
+		}
+	}
+	b.ReportMetric(flop/time.Since(start).Seconds()/1e9, "GFLOP/s")
+}

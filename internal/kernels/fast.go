@@ -1,0 +1,391 @@
+package kernels
+
+import (
+	"os"
+	"sync"
+	"unsafe"
+)
+
+// Level names the kernel implementation in use.
+type Level int
+
+// The kernel levels, from the portable reference up.
+const (
+	Generic Level = iota // the reference kernels of this package, pure Go
+	AVX2                 // Go assembly, AVX2 + FMA
+	AVX512               // Go assembly, AVX-512
+)
+
+// String returns the level's name as RESIDUAL_KERNELS spells it.
+func (l Level) String() string { return [...]string{"generic", "avx2", "avx512"}[l] }
+
+// active is the level in use, chosen once from the CPU (see detect) and the
+// RESIDUAL_KERNELS environment variable: "generic" forces the pure-Go
+// reference kernels, "avx2" caps the level at AVX2.
+var active = func() Level {
+	l := detect()
+	switch os.Getenv("RESIDUAL_KERNELS") {
+	case "generic":
+		l = Generic
+	case "avx2":
+		l = min(l, AVX2)
+	}
+	return l
+}()
+
+// Active returns the kernel level in use.
+func Active() Level { return active }
+
+// SetLevel forces a level (capped at what the CPU supports) and returns the
+// previous one; for tests and benchmarks that compare the paths.
+func SetLevel(l Level) Level {
+	prev := active
+	active = min(l, detect())
+	return prev
+}
+
+// kernelSet holds the micro-kernels of one level.
+type kernelSet struct {
+	vec     int             // floats per vector
+	conv    [2][]convKernel // by block width: [0] one vector, [1] two
+	dw      [2][]dwKernel
+	maxConv [2]int
+	maxDW   [2]int
+}
+
+func (k *kernelSet) init() *kernelSet {
+	for i := range 2 {
+		k.maxConv[i], k.maxDW[i] = len(k.conv[i]), len(k.dw[i])
+	}
+	return k
+}
+
+func kernelsFor(l Level) *kernelSet {
+	switch l {
+	case AVX512:
+		return avx512Set
+	case AVX2:
+		return avx2Set
+	}
+	return nil
+}
+
+// ocBlock is a run of output channels computed by one kernel width.
+type ocBlock struct {
+	oc0, nb, vi int // first channel, width, vectors−1
+	off         int // offset of its packed weights
+}
+
+// blocksFor splits oc channels into blocks of two vectors and at most one
+// of one vector; ok is false if oc is not a multiple of the vector width.
+func blocksFor(k *kernelSet, oc int) (bs []ocBlock, ok bool) {
+	if oc%k.vec != 0 {
+		return nil, false
+	}
+	for o := 0; o < oc; {
+		nb, vi := 2*k.vec, 1
+		if oc-o < nb {
+			nb, vi = k.vec, 0
+		}
+		bs = append(bs, ocBlock{oc0: o, nb: nb, vi: vi})
+		o += nb
+	}
+	return bs, true
+}
+
+// convPlan is one direct-convolution pass over NHWC data: output position o
+// (per spatial axis) reads input position o·S + Off + t·D for the taps t
+// that land inside the input, and is written to y at Y0 + o·YS.
+type convPlan struct {
+	N, H, W, C         int // input
+	OC                 int
+	KH, KW             int
+	SH, SW, DH, DW     int
+	OffH, OffW         int
+	OH, OW             int // outputs computed per image
+	YH, YW             int // spatial size of y
+	Y0H, Y0W, YSH, YSW int
+	k                  *kernelSet
+	blocks             []ocBlock
+	wp                 []float32 // packed weights: per block [KH·KW][C][nb]
+}
+
+// weightSource describes how to read a plan's weights from an HWIO array
+// [SKH][SKW][A][B]: tap maps plan tap (t, u) to the source tap; transposed
+// reads w[..][oc][c] (plan C = B, plan OC = A) instead of w[..][c][oc].
+type weightSource struct {
+	w          []float32
+	SKW, A, B  int
+	transposed bool
+	tap        func(t, u int) (int, int)
+}
+
+func (p *convPlan) pack(src weightSource) {
+	taps := p.KH * p.KW
+	total := 0
+	for i := range p.blocks {
+		p.blocks[i].off = total
+		total += taps * p.C * p.blocks[i].nb
+	}
+	p.wp = getBuf(max(total, 1))
+	for _, b := range p.blocks {
+		dst := p.wp[b.off:]
+		for t := 0; t < p.KH; t++ {
+			for u := 0; u < p.KW; u++ {
+				st, su := src.tap(t, u)
+				sw := src.w[(st*src.SKW+su)*src.A*src.B:][:src.A*src.B]
+				d := dst[(t*p.KW+u)*p.C*b.nb:][:p.C*b.nb]
+				if !src.transposed {
+					for c := 0; c < p.C; c++ {
+						copy(d[c*b.nb:(c+1)*b.nb], sw[c*src.B+b.oc0:])
+					}
+				} else {
+					for c := 0; c < p.C; c++ {
+						row := d[c*b.nb : (c+1)*b.nb]
+						for j := range row {
+							row[j] = sw[(b.oc0+j)*src.B+c]
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// validRange returns the taps t in [0, k) with 0 ≤ o·s + off + t·d < n.
+func validRange(o, s, off, d, k, n int) (t0, t1 int) {
+	t0, t1 = k, 0
+	for t := 0; t < k; t++ {
+		if i := o*s + off + t*d; i >= 0 && i < n {
+			t0, t1 = min(t0, t), max(t1, t+1)
+		}
+	}
+	if t0 >= t1 {
+		return 0, 0
+	}
+	return t0, t1
+}
+
+type colRun struct{ o0, n, u0, u1 int }
+
+type tapKey struct{ t0, t1, u0, u1, nb int }
+
+// run computes the plan for input x into y (every output position the plan
+// covers is overwritten).
+func (p *convPlan) run(x, y []float32) {
+	// Column runs with the same valid horizontal taps.
+	var runs []colRun
+	for o := 0; o < p.OW; o++ {
+		u0, u1 := validRange(o, p.SW, p.OffW, p.DW, p.KW, p.W)
+		if n := len(runs); n > 0 && runs[n-1].u0 == u0 && runs[n-1].u1 == u1 {
+			runs[n-1].n++
+		} else {
+			runs = append(runs, colRun{o, 1, u0, u1})
+		}
+	}
+	// Tap tables: (x offset, weight offset) byte pairs, per valid range.
+	tables := map[tapKey][]int{}
+	table := func(t0, t1, u0, u1, nb int) []int {
+		key := tapKey{t0, t1, u0, u1, nb}
+		if tb, ok := tables[key]; ok {
+			return tb
+		}
+		tb := []int{0, 0} // never empty, so &tb[0] is valid
+		tb = tb[:0]
+		for t := t0; t < t1; t++ {
+			for u := u0; u < u1; u++ {
+				tb = append(tb, ((t*p.DH)*p.W+u*p.DW)*p.C*4, (t*p.KW+u)*p.C*nb*4)
+			}
+		}
+		tables[key] = tb
+		return tb
+	}
+	for _, b := range p.blocks {
+		for r := 0; r < p.OH; r++ {
+			t0, t1 := validRange(r, p.SH, p.OffH, p.DH, p.KH, p.H)
+			for _, c := range runs {
+				table(t0, t1, c.u0, c.u1, b.nb)
+			}
+		}
+	}
+	xs, ys := p.SW*p.C*4, p.YSW*p.OC*4
+	xp := unsafe.Pointer(unsafe.SliceData(x))
+	parallelFor(p.N*p.OH, func(lo, hi int) {
+		for row := lo; row < hi; row++ {
+			n, r := row/p.OH, row%p.OH
+			t0, t1 := validRange(r, p.SH, p.OffH, p.DH, p.KH, p.H)
+			i0 := r*p.SH + p.OffH
+			yrow := ((n*p.YH+p.Y0H+r*p.YSH)*p.YW + p.Y0W) * p.OC
+			for _, b := range p.blocks {
+				ks := p.k.conv[b.vi]
+				mrMax := p.k.maxConv[b.vi]
+				wb := unsafe.Pointer(&p.wp[b.off])
+				for _, c := range runs {
+					tb := table(t0, t1, c.u0, c.u1, b.nb)
+					ntaps := len(tb) / 2
+					tp := (*int)(unsafe.Pointer(unsafe.SliceData(tb[:cap(tb)])))
+					for o := c.o0; o < c.o0+c.n; {
+						mr := min(mrMax, c.o0+c.n-o)
+						j0 := o*p.SW + p.OffW
+						xoff := ((n*p.H+i0)*p.W + j0) * p.C * 4
+						yi := yrow + o*p.YSW*p.OC + b.oc0
+						ks[mr-1](xp, xoff, wb, unsafe.Pointer(&y[yi]), tp, ntaps, p.C, xs, ys)
+						o += mr
+					}
+				}
+			}
+		}
+	})
+	putBuf(p.wp)
+}
+
+// convForwardFast runs ConvForward with the assembly kernels; it returns
+// false (doing nothing) when they do not apply.
+func convForwardFast(s ConvShape, x, w, y []float32) bool {
+	k := kernelsFor(active)
+	if k == nil {
+		return false
+	}
+	bs, ok := blocksFor(k, s.OC)
+	if !ok {
+		return false
+	}
+	p := &convPlan{N: s.N, H: s.H, W: s.W, C: s.C, OC: s.OC, KH: s.KH, KW: s.KW, SH: s.SH, SW: s.SW, DH: s.DH, DW: s.DW,
+		OffH: -s.PT, OffW: -s.PL, OH: s.OH(), OW: s.OW(), YH: s.OH(), YW: s.OW(), YSH: 1, YSW: 1, k: k, blocks: bs}
+	p.pack(weightSource{w: w, SKW: s.KW, A: s.C, B: s.OC, tap: func(t, u int) (int, int) { return t, u }})
+	p.run(x, y)
+	return true
+}
+
+// convBackwardDataFast computes dx = ConvBackwardData with the assembly
+// kernels: one stride-1 pass with flipped, transposed weights per output
+// phase (S_H·S_W phases; one when the stride is 1). Dilation is not
+// handled (returns false).
+func convBackwardDataFast(s ConvShape, dy, w, dx []float32) bool {
+	k := kernelsFor(active)
+	if k == nil || s.DH != 1 || s.DW != 1 {
+		return false
+	}
+	bs, ok := blocksFor(k, s.C)
+	if !ok {
+		return false
+	}
+	oh, ow := s.OH(), s.OW()
+	for ry := 0; ry < s.SH; ry++ {
+		for rx := 0; rx < s.SW; rx++ {
+			// Rows ih with (ih + PT) mod S = ry: ih = ih0 + S·k, and the taps
+			// kh = ry + S·j read dy[q − j] with q = (ih + PT − ry)/S.
+			ih0 := ((ry-s.PT)%s.SH + s.SH) % s.SH
+			iw0 := ((rx-s.PL)%s.SW + s.SW) % s.SW
+			nh, nw := 0, 0
+			if ih0 < s.H {
+				nh = (s.H - ih0 + s.SH - 1) / s.SH
+			}
+			if iw0 < s.W {
+				nw = (s.W - iw0 + s.SW - 1) / s.SW
+			}
+			if nh == 0 || nw == 0 {
+				continue
+			}
+			jh := (s.KH - ry + s.SH - 1) / s.SH // taps in this phase
+			jw := (s.KW - rx + s.SW - 1) / s.SW
+			q0h := (ih0 + s.PT - ry) / s.SH
+			q0w := (iw0 + s.PL - rx) / s.SW
+			p := &convPlan{N: s.N, H: oh, W: ow, C: s.OC, OC: s.C, KH: max(jh, 0), KW: max(jw, 0), SH: 1, SW: 1, DH: 1, DW: 1,
+				OffH: q0h - (jh - 1), OffW: q0w - (jw - 1), OH: nh, OW: nw, YH: s.H, YW: s.W, Y0H: ih0, Y0W: iw0, YSH: s.SH, YSW: s.SW,
+				k: k, blocks: bs}
+			if jh <= 0 || jw <= 0 {
+				p.KH, p.KW = 0, 0
+			}
+			p.pack(weightSource{w: w, SKW: s.KW, A: s.C, B: s.OC, transposed: true,
+				tap: func(t, u int) (int, int) { return ry + s.SH*(jh-1-t), rx + s.SW*(jw-1-u) }})
+			p.run(dy, dx)
+		}
+	}
+	return true
+}
+
+// convBackwardWeightFast computes dw = ConvBackwardWeight with the
+// assembly kernels, each goroutine accumulating its images into its own
+// buffer.
+func convBackwardWeightFast(s ConvShape, x, dy, dw []float32) bool {
+	k := kernelsFor(active)
+	if k == nil {
+		return false
+	}
+	bs, ok := blocksFor(k, s.OC)
+	if !ok {
+		return false
+	}
+	oh, ow := s.OH(), s.OW()
+	size := s.KH * s.KW * s.C * s.OC
+	var mu sync.Mutex
+	clear(dw[:size])
+	xp := unsafe.Pointer(unsafe.SliceData(x))
+	const rowChunk = 8
+	parallelFor(s.N, func(lo, hi int) {
+		acc := getBuf(size)
+		clear(acc)
+		for n := lo; n < hi; n++ {
+			for r0 := 0; r0 < oh; r0 += rowChunk {
+				r1 := min(r0+rowChunk, oh)
+				for kh := 0; kh < s.KH; kh++ {
+					// Rows r in [r0, r1) whose input row is inside.
+					a, e := r0, r1
+					for a < e && a*s.SH-s.PT+kh*s.DH < 0 {
+						a++
+					}
+					for e > a && (e-1)*s.SH-s.PT+kh*s.DH >= s.H {
+						e--
+					}
+					if a >= e {
+						continue
+					}
+					for kw := 0; kw < s.KW; kw++ {
+						c0, c1 := 0, ow
+						for c0 < c1 && c0*s.SW-s.PL+kw*s.DW < 0 {
+							c0++
+						}
+						for c1 > c0 && (c1-1)*s.SW-s.PL+kw*s.DW >= s.W {
+							c1--
+						}
+						if c0 >= c1 {
+							continue
+						}
+						xoff := ((n*s.H+a*s.SH-s.PT+kh*s.DH)*s.W + c0*s.SW - s.PL + kw*s.DW) * s.C * 4
+						dyi := ((n*oh+a)*ow + c0) * s.OC
+						for _, b := range bs {
+							mrMax := k.maxDW[b.vi]
+							nblk := (s.C + mrMax - 1) / mrMax
+							for ib := 0; ib < nblk; ib++ {
+								ic0, ic1 := ib*s.C/nblk, (ib+1)*s.C/nblk
+								k.dw[b.vi][ic1-ic0-1](xp, xoff+ic0*4, unsafe.Pointer(&dy[dyi+b.oc0]),
+									unsafe.Pointer(&acc[((kh*s.KW+kw)*s.C+ic0)*s.OC+b.oc0]),
+									e-a, c1-c0, s.SW*s.C*4, s.SH*s.W*s.C*4, s.OC*4, ow*s.OC*4, s.OC*4)
+							}
+						}
+					}
+				}
+			}
+		}
+		mu.Lock()
+		for i, v := range acc {
+			dw[i] += v
+		}
+		mu.Unlock()
+		putBuf(acc)
+	})
+	return true
+}
+
+// Scratch buffers, recycled to keep a training step from allocating.
+var bufPool sync.Pool
+
+func getBuf(n int) []float32 {
+	if b, ok := bufPool.Get().(*[]float32); ok && cap(*b) >= n {
+		return (*b)[:n]
+	}
+	return make([]float32, n)
+}
+
+func putBuf(b []float32) { bufPool.Put(&b) }
