@@ -17,6 +17,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"go/format"
 	"log"
 	"os"
 )
@@ -90,7 +91,11 @@ func main() {
 	if err := os.WriteFile("kernels_amd64.s", s.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
-	if err := os.WriteFile("kernels_amd64.go", g.Bytes(), 0o644); err != nil {
+	src, err := format.Source(g.Bytes())
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := os.WriteFile("kernels_amd64.go", src, 0o644); err != nil {
 		log.Fatal(err)
 	}
 }
