@@ -67,7 +67,7 @@ func BatchNorm(x, gamma, beta *Value, runMean, runVar *tensor.Tensor, p BatchNor
 func (tp *Tape) batchNormTrainGrads(m, c int, x, gamma, beta *Value, mean, invStd, dy []float32) {
 	dx, dg, db := tp.alloc(len(dy)), tp.alloc(c), tp.alloc(c)
 	kernels.BatchNormTrainBackward(m, c, x.Data.Data, data(gamma), mean, invStd, dy, dx, dg, db)
-	tp.give(x, dx)
+	tp.give(x, dx) // a fresh buffer: x takes it over
 	tp.give(gamma, dg)
 	tp.give(beta, db)
 }

@@ -76,6 +76,7 @@ type Tape struct {
 	pool      map[int][][]float32
 	owned     [][]float32
 	shapeOnly bool
+	noGrad    bool
 	hook      func(layer any, in, out *Value)
 }
 
@@ -86,6 +87,12 @@ type node struct {
 
 // NewTape returns an empty tape.
 func NewTape() *Tape { return &Tape{pool: map[int][][]float32{}} }
+
+// NewNoGradTape returns a tape for inference: it records nothing (no
+// gradients, no activations kept for a backward pass) but, unlike values
+// without a tape, its buffers are recycled on Reset, so a loop of inference
+// steps stops allocating.
+func NewNoGradTape() *Tape { return &Tape{pool: map[int][][]float32{}, noGrad: true} }
 
 // NewShapeTape returns a tape that only infers shapes: operations on its
 // values check their inputs and produce correctly shaped values without
@@ -151,8 +158,9 @@ func (tp *Tape) Reset() {
 	tp.owned = tp.owned[:0]
 }
 
-// alloc returns a zeroed buffer of n floats owned by the tape (or a plain
-// allocation without a tape).
+// alloc returns a buffer of n floats owned by the tape (or a plain
+// allocation without a tape). A recycled buffer is not cleared: every
+// kernel overwrites its whole output.
 func (tp *Tape) alloc(n int) []float32 {
 	if tp == nil {
 		return make([]float32, n)
@@ -161,7 +169,6 @@ func (tp *Tape) alloc(n int) []float32 {
 	if free := tp.pool[n]; len(free) > 0 {
 		b = free[len(free)-1]
 		tp.pool[n] = free[:len(free)-1]
-		clear(b)
 	} else {
 		b = make([]float32, n)
 	}
@@ -196,7 +203,7 @@ func result(shape []int, xs ...*Value) *Value {
 // record registers backward for out if it is on a tape and any input needs
 // a gradient. It returns whether it recorded.
 func record(out *Value, backward func(), xs ...*Value) bool {
-	if out.tape == nil {
+	if out.tape == nil || out.tape.noGrad {
 		return false
 	}
 	for _, x := range xs {
@@ -235,8 +242,17 @@ func (tp *Tape) contribute(x *Value, write func(dst []float32)) {
 	}
 }
 
-// give adds the computed gradient g (a tape buffer) for x.
+// give adds the computed gradient g for x. g must be a tape buffer that
+// nothing else will write: when x has no gradient yet and is not a leaf, x
+// takes g over without a copy. Hand a buffer to at most one value.
 func (tp *Tape) give(x *Value, g []float32) {
+	if x == nil || !x.needsGrad {
+		return
+	}
+	if x.Grad == nil && !x.requiresGrad {
+		x.Grad = &tensor.Tensor{Shape: append([]int(nil), x.Data.Shape...), Data: g}
+		return
+	}
 	tp.contribute(x, func(dst []float32) { copy(dst, g) })
 }
 

@@ -28,6 +28,7 @@ type command struct {
 }
 
 var commands = map[string]command{
+	"bench":   {"measure images/s of the standard workloads (see docs/PERFORMANCE.md)", runBench},
 	"demo":    {"fit a small residual MLP to sin(3x) and print the loss falling", runDemo},
 	"summary": {"list a model's layers, output shapes, parameters and multiply-adds", runSummary},
 }

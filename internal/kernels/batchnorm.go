@@ -9,22 +9,40 @@ import "math"
 // unbiased batch variance (·M/(M−1)), with runMean ← (1−momentum)·runMean +
 // momentum·mean. runMean and runVar may be nil. Sums are taken in float64.
 func BatchNormTrainForward[T Float](m, c int, x, gamma, beta, y, mean, invStd, runMean, runVar []T, momentum, eps float64) {
-	sum := make([]float64, c)
-	for i := 0; i < m; i++ {
-		for j, v := range x[i*c:][:c] {
-			sum[j] += float64(v)
-		}
+	xf, fast := any(x).([]float32)
+	fast = fast && chanOK(c)
+	var sum []float64
+	if fast {
+		sum = chanSums32(xf, nil, m, c, nil)
+	} else {
+		sum = parallelSums(m, c, func(lo, hi int, acc []float64) {
+			for i := lo; i < hi; i++ {
+				for j, v := range x[i*c:][:c] {
+					acc[j] += float64(v)
+				}
+			}
+		})
 	}
 	mu := make([]float64, c)
 	for j := range mu {
 		mu[j] = sum[j] / float64(m)
 	}
-	sq := make([]float64, c)
-	for i := 0; i < m; i++ {
-		for j, v := range x[i*c:][:c] {
-			d := float64(v) - mu[j]
-			sq[j] += d * d
+	var sq []float64
+	if fast {
+		mu32 := make([]float32, c)
+		for j, v := range mu {
+			mu32[j] = float32(v)
 		}
+		sq = chanSums32(xf, nil, m, c, mu32)
+	} else {
+		sq = parallelSums(m, c, func(lo, hi int, acc []float64) {
+			for i := lo; i < hi; i++ {
+				for j, v := range x[i*c:][:c] {
+					d := float64(v) - mu[j]
+					acc[j] += d * d
+				}
+			}
+		})
 	}
 	scale := make([]T, c)
 	shift := make([]T, c)
@@ -60,16 +78,28 @@ func BatchNormTrainForward[T Float](m, c int, x, gamma, beta, y, mean, invStd, r
 // BatchNormTrainBackward computes dx, dgamma and dbeta for the training-mode
 // forward pass (batch statistics depend on x). dgamma and dbeta may be nil.
 func BatchNormTrainBackward[T Float](m, c int, x, gamma, mean, invStd, dy, dx, dgamma, dbeta []T) {
-	sdy := make([]float64, c)
-	sdyx := make([]float64, c)
-	for i := 0; i < m; i++ {
-		xr, gr := x[i*c:][:c], dy[i*c:][:c]
-		for j := range gr {
-			g := float64(gr[j])
-			sdy[j] += g
-			sdyx[j] += g * (float64(xr[j]) - float64(mean[j])) * float64(invStd[j])
+	// Σdy and Σdy·x̂ per channel, in one pass: acc[j] and acc[c+j].
+	xf, fast := any(x).([]float32)
+	fast = fast && chanOK(c)
+	var sums []float64
+	if fast {
+		sums = chanSums32(xf, any(dy).([]float32), m, c, any(mean).([]float32))
+		for j := 0; j < c; j++ { // Σdy·(x − mean) → Σdy·x̂
+			sums[c+j] *= float64(invStd[j])
 		}
+	} else {
+		sums = parallelSums(m, 2*c, func(lo, hi int, acc []float64) {
+			for i := lo; i < hi; i++ {
+				xr, gr := x[i*c:][:c], dy[i*c:][:c]
+				for j := range gr {
+					g := float64(gr[j])
+					acc[j] += g
+					acc[c+j] += g * (float64(xr[j]) - float64(mean[j])) * float64(invStd[j])
+				}
+			}
+		})
 	}
+	sdy, sdyx := sums[:c], sums[c:]
 	// dx = gamma·invStd/M · (M·dy − Σdy − x̂·Σ(dy·x̂))
 	a := make([]T, c)
 	b := make([]T, c)
@@ -91,12 +121,18 @@ func BatchNormTrainBackward[T Float](m, c int, x, gamma, mean, invStd, dy, dx, d
 			dbeta[j] = T(sdy[j])
 		}
 	}
-	for i := 0; i < m; i++ {
-		xr, gr, dr := x[i*c:][:c], dy[i*c:][:c], dx[i*c:][:c]
-		for j := range dr {
-			dr[j] = a[j]*gr[j] - k[j]*xr[j] + b[j]
-		}
+	if fast {
+		chanAffine2_32(xf, any(dy).([]float32), m, c, any(a).([]float32), any(k).([]float32), any(b).([]float32), any(dx).([]float32))
+		return
 	}
+	parallelFor(m, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			xr, gr, dr := x[i*c:][:c], dy[i*c:][:c], dx[i*c:][:c]
+			for j := range dr {
+				dr[j] = a[j]*gr[j] - k[j]*xr[j] + b[j]
+			}
+		}
+	})
 }
 
 // BatchNormEvalForward normalises x [M, C] with the running statistics.
@@ -155,6 +191,10 @@ func BatchNormEvalBackward[T Float](m, c int, x, gamma, runMean, runVar, dy, dx,
 }
 
 func affineRows[T Float](m, c int, x, scale, shift, y []T) {
+	if xf, ok := any(x).([]float32); ok && chanOK(c) {
+		chanAffine32(xf, m, c, any(scale).([]float32), any(shift).([]float32), any(y).([]float32), false)
+		return
+	}
 	parallelFor(m, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			xr, yr := x[i*c:][:c], y[i*c:][:c]

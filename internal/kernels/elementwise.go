@@ -1,16 +1,29 @@
 package kernels
 
+import "math"
+
 // ReLUForward writes y = max(x, 0).
 func ReLUForward[T Float](x, y []T) {
-	for i, v := range x {
-		y[i] = max(v, 0)
+	if xf, ok := any(x).([]float32); ok && relu32(xf, any(y).([]float32)) {
+		return
 	}
+	parallelFor(len(x)/elemChunk+1, func(lo, hi int) {
+		a, b := lo*elemChunk, min(hi*elemChunk, len(x))
+		for i, v := range x[a:b] {
+			y[a+i] = max(v, 0)
+		}
+	})
 }
 
-// ReLUBackward writes dx = dy where the output y is positive, 0 elsewhere.
+// ReLUBackward writes dx = dy where ReLU's output y is not zero (positive,
+// or NaN as in PyTorch), 0 elsewhere.
 func ReLUBackward[T Float](y, dy, dx []T) {
+	if yf, ok := any(y).([]float32); ok {
+		reluBackward32(yf, any(dy).([]float32), any(dx).([]float32))
+		return
+	}
 	for i, v := range y {
-		if v > 0 {
+		if v != 0 {
 			dx[i] = dy[i]
 		} else {
 			dx[i] = 0
@@ -18,13 +31,39 @@ func ReLUBackward[T Float](y, dy, dx []T) {
 	}
 }
 
+// elemChunk is the number of elements one goroutine takes at a time in the
+// element-wise kernels.
+const elemChunk = 1 << 14
+
+func reluBackward32(y, dy, dx []float32) {
+	if reluGrad32(y, dy, dx) {
+		return
+	}
+	parallelFor(len(y)/elemChunk+1, func(lo, hi int) {
+		a, b := lo*elemChunk, min(hi*elemChunk, len(y))
+		ys, gs, ds := y[a:b], dy[a:b], dx[a:b]
+		gs, ds = gs[:len(ys)], ds[:len(ys)]
+		for i, v := range ys {
+			yb := math.Float32bits(v)
+			mask := uint32(int32(yb|-yb) >> 31) // all ones unless y is +0
+			ds[i] = math.Float32frombits(math.Float32bits(gs[i]) & mask)
+		}
+	})
+}
+
 // Add writes y = a + b.
 func Add[T Float](a, b, y []T) {
-	b = b[:len(a)]
-	y = y[:len(a)]
-	for i, v := range a {
-		y[i] = v + b[i]
+	if af, ok := any(a).([]float32); ok && add32(af, any(b).([]float32), any(y).([]float32)) {
+		return
 	}
+	parallelFor(len(a)/elemChunk+1, func(lo, hi int) {
+		s, e := lo*elemChunk, min(hi*elemChunk, len(a))
+		as, bs, ys := a[s:e], b[s:e], y[s:e]
+		bs, ys = bs[:len(as)], ys[:len(as)]
+		for i, v := range as {
+			ys[i] = v + bs[i]
+		}
+	})
 }
 
 // Accumulate adds x into y.

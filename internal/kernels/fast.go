@@ -200,7 +200,7 @@ func (p *convPlan) run(x, y []float32) {
 		tables[key] = tb
 		return tb
 	}
-	for _, b := range p.blocks {
+	for _, b := range p.blocks { // fill every table before the goroutines read them
 		for r := 0; r < p.OH; r++ {
 			t0, t1 := validRange(r, p.SH, p.OffH, p.DH, p.KH, p.H)
 			for _, c := range runs {
@@ -208,29 +208,72 @@ func (p *convPlan) run(x, y []float32) {
 			}
 		}
 	}
-	xs, ys := p.SW*p.C*4, p.YSW*p.OC*4
+	// The longest column run (the interior) is tiled along each output
+	// row. The other runs are border columns, a pixel or two wide: tiling
+	// them along a row would make one-pixel tiles, so they are tiled down
+	// the image instead, over rows that share their valid taps.
+	main := 0
+	for i, c := range runs {
+		if c.n > runs[main].n {
+			main = i
+		}
+	}
+	var rowRuns []colRun // runs of output rows with the same valid taps
+	for r := 0; r < p.OH; r++ {
+		t0, t1 := validRange(r, p.SH, p.OffH, p.DH, p.KH, p.H)
+		if n := len(rowRuns); n > 0 && rowRuns[n-1].u0 == t0 && rowRuns[n-1].u1 == t1 {
+			rowRuns[n-1].n++
+		} else {
+			rowRuns = append(rowRuns, colRun{r, 1, t0, t1})
+		}
+	}
 	xp := unsafe.Pointer(unsafe.SliceData(x))
+	// tile runs kernel k on mr outputs starting at output (r, o) of image n,
+	// the outputs spaced along a row (down = false) or a column.
+	tile := func(b ocBlock, tb []int, n, r, o, mr int, down bool) {
+		xs, ys := p.SW*p.C*4, p.YSW*p.OC*4
+		if down {
+			xs, ys = p.SH*p.W*p.C*4, p.YSH*p.YW*p.OC*4
+		}
+		xoff := ((n*p.H+r*p.SH+p.OffH)*p.W + o*p.SW + p.OffW) * p.C * 4
+		yi := ((n*p.YH+p.Y0H+r*p.YSH)*p.YW+p.Y0W+o*p.YSW)*p.OC + b.oc0
+		tp := (*int)(unsafe.Pointer(unsafe.SliceData(tb[:cap(tb)])))
+		p.k.conv[b.vi][mr-1](xp, xoff, unsafe.Pointer(&p.wp[b.off]), unsafe.Pointer(&y[yi]), tp, len(tb)/2, p.C, xs, ys)
+	}
+	cm := runs[main]
 	parallelFor(p.N*p.OH, func(lo, hi int) {
 		for row := lo; row < hi; row++ {
 			n, r := row/p.OH, row%p.OH
 			t0, t1 := validRange(r, p.SH, p.OffH, p.DH, p.KH, p.H)
-			i0 := r*p.SH + p.OffH
-			yrow := ((n*p.YH+p.Y0H+r*p.YSH)*p.YW + p.Y0W) * p.OC
 			for _, b := range p.blocks {
-				ks := p.k.conv[b.vi]
-				mrMax := p.k.maxConv[b.vi]
-				wb := unsafe.Pointer(&p.wp[b.off])
-				for _, c := range runs {
-					tb := table(t0, t1, c.u0, c.u1, b.nb)
-					ntaps := len(tb) / 2
-					tp := (*int)(unsafe.Pointer(unsafe.SliceData(tb[:cap(tb)])))
-					for o := c.o0; o < c.o0+c.n; {
-						mr := min(mrMax, c.o0+c.n-o)
-						j0 := o*p.SW + p.OffW
-						xoff := ((n*p.H+i0)*p.W + j0) * p.C * 4
-						yi := yrow + o*p.YSW*p.OC + b.oc0
-						ks[mr-1](xp, xoff, wb, unsafe.Pointer(&y[yi]), tp, ntaps, p.C, xs, ys)
-						o += mr
+				tb := table(t0, t1, cm.u0, cm.u1, b.nb)
+				for o := cm.o0; o < cm.o0+cm.n; {
+					mr := min(p.k.maxConv[b.vi], cm.o0+cm.n-o)
+					tile(b, tb, n, r, o, mr, false)
+					o += mr
+				}
+			}
+		}
+	})
+	var border []int // border output columns
+	for i, c := range runs {
+		if i != main {
+			for o := c.o0; o < c.o0+c.n; o++ {
+				border = append(border, i<<32|o)
+			}
+		}
+	}
+	parallelFor(p.N*len(border), func(lo, hi int) {
+		for job := lo; job < hi; job++ {
+			n, bc := job/len(border), border[job%len(border)]
+			c, o := runs[bc>>32], bc&(1<<32-1)
+			for _, rr := range rowRuns {
+				for _, b := range p.blocks {
+					tb := table(rr.u0, rr.u1, c.u0, c.u1, b.nb)
+					for r := rr.o0; r < rr.o0+rr.n; {
+						mr := min(p.k.maxConv[b.vi], rr.o0+rr.n-r)
+						tile(b, tb, n, r, o, mr, true)
+						r += mr
 					}
 				}
 			}

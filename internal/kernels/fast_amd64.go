@@ -2,7 +2,11 @@
 
 package kernels
 
-import "golang.org/x/sys/cpu"
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
 
 // detect returns the best level the CPU and operating system support.
 func detect() Level {
@@ -33,4 +37,110 @@ func Peak(n int) float64 {
 		return float64(n) * peakAVX2FLOPPerIter
 	}
 	return 0
+}
+
+// chanOK reports whether the AVX-512 per-channel kernels handle c channels.
+func chanOK(c int) bool { return active == AVX512 && c > 0 && c%16 == 0 }
+
+// statRows is the number of rows one per-channel kernel call sums in
+// float32 before the partial sums are combined in float64.
+const statRows = 256
+
+// chanSums32 returns per-channel Σ x (k = c) or, with dy, Σ dy and
+// Σ dy·(x − mean) (k = 2c), or with mean and no dy, Σ (x − mean)².
+func chanSums32(x, dy []float32, m, c int, mean []float32) []float64 {
+	k := c
+	if dy != nil {
+		k = 2 * c
+	}
+	return parallelSums((m+statRows-1)/statRows, k, func(lo, hi int, acc []float64) {
+		part := make([]float32, k)
+		for ch := lo; ch < hi; ch++ {
+			r0, r1 := ch*statRows, min((ch+1)*statRows, m)
+			clear(part)
+			xp := unsafe.Pointer(&x[r0*c])
+			switch {
+			case dy != nil:
+				chanDyStats512(xp, unsafe.Pointer(&dy[r0*c]), r1-r0, c, unsafe.Pointer(&mean[0]), unsafe.Pointer(&part[0]))
+			case mean != nil:
+				chanSqDev512(xp, r1-r0, c, unsafe.Pointer(&mean[0]), unsafe.Pointer(&part[0]))
+			default:
+				chanSum512(xp, r1-r0, c, unsafe.Pointer(&part[0]))
+			}
+			for i, v := range part {
+				acc[i] += float64(v)
+			}
+		}
+	})
+}
+
+// chanAffine32 writes y = x·scale + shift per channel (ReLU'd if relu).
+func chanAffine32(x []float32, m, c int, scale, shift, y []float32, relu bool) {
+	r := 0
+	if relu {
+		r = 1
+	}
+	parallelFor((m+statRows-1)/statRows, func(lo, hi int) {
+		r0, r1 := lo*statRows, min(hi*statRows, m)
+		chanAffine512(unsafe.Pointer(&x[r0*c]), r1-r0, c, unsafe.Pointer(&scale[0]), unsafe.Pointer(&shift[0]), unsafe.Pointer(&y[r0*c]), r)
+	})
+}
+
+// chanAffine2_32 writes dx = a·dy − k·x + b per channel.
+func chanAffine2_32(x, dy []float32, m, c int, a, k, b, dx []float32) {
+	parallelFor((m+statRows-1)/statRows, func(lo, hi int) {
+		r0, r1 := lo*statRows, min(hi*statRows, m)
+		chanAffine2512(unsafe.Pointer(&x[r0*c]), unsafe.Pointer(&dy[r0*c]), r1-r0, c,
+			unsafe.Pointer(&a[0]), unsafe.Pointer(&k[0]), unsafe.Pointer(&b[0]), unsafe.Pointer(&dx[r0*c]))
+	})
+}
+
+// elementwise32 runs an AVX-512 kernel over n elements in parallel chunks
+// (the last n mod 16 are left to tail); it returns false without AVX-512.
+func elementwise32(n int, kernel func(off, len int), tail func(off int)) bool {
+	if active != AVX512 {
+		return false
+	}
+	body := n &^ 15
+	parallelFor(body/elemChunk+1, func(lo, hi int) {
+		a, b := lo*elemChunk, min(hi*elemChunk, body)
+		if b > a {
+			kernel(a, b-a)
+		}
+	})
+	tail(body)
+	return true
+}
+
+func relu32(x, y []float32) bool {
+	return elementwise32(len(x), func(o, n int) { relu512(unsafe.Pointer(&x[o]), unsafe.Pointer(&y[o]), n) },
+		func(o int) {
+			for i := o; i < len(x); i++ {
+				y[i] = max(x[i], 0)
+			}
+		})
+}
+
+func reluGrad32(y, dy, dx []float32) bool {
+	return elementwise32(len(y), func(o, n int) {
+		reluGrad512(unsafe.Pointer(&y[o]), unsafe.Pointer(&dy[o]), unsafe.Pointer(&dx[o]), n)
+	}, func(o int) {
+		for i := o; i < len(y); i++ {
+			if y[i] != 0 {
+				dx[i] = dy[i]
+			} else {
+				dx[i] = 0
+			}
+		}
+	})
+}
+
+func add32(a, b, y []float32) bool {
+	return elementwise32(len(a), func(o, n int) {
+		add512(unsafe.Pointer(&a[o]), unsafe.Pointer(&b[o]), unsafe.Pointer(&y[o]), n)
+	}, func(o int) {
+		for i := o; i < len(a); i++ {
+			y[i] = a[i] + b[i]
+		}
+	})
 }

@@ -363,3 +363,27 @@ func peakAVX2(n int)
 
 // peakAVX2FLOPPerIter is the number of FLOP one iteration of peakAVX2 performs.
 const peakAVX2FLOPPerIter = 224
+
+//go:noescape
+func chanSum512(x unsafe.Pointer, rows, c int, acc unsafe.Pointer)
+
+//go:noescape
+func chanSqDev512(x unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
+
+//go:noescape
+func chanDyStats512(x, dy unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
+
+//go:noescape
+func chanAffine512(x unsafe.Pointer, rows, c int, scale, shift, y unsafe.Pointer, relu int)
+
+//go:noescape
+func chanAffine2512(x, dy unsafe.Pointer, rows, c int, a, k, b, dx unsafe.Pointer)
+
+//go:noescape
+func relu512(x, y unsafe.Pointer, n int)
+
+//go:noescape
+func reluGrad512(y, dy, dx unsafe.Pointer, n int)
+
+//go:noescape
+func add512(a, b, y unsafe.Pointer, n int)

@@ -9600,3 +9600,245 @@ peakAVX2_loop:
 	JNZ peakAVX2_loop
 	VZEROUPPER
 	RET
+
+// func chanSum512(x unsafe.Pointer, rows, c int, acc unsafe.Pointer)
+TEXT ·chanSum512(SB), NOSPLIT, $0-32
+	MOVQ x+0(FP), SI
+	MOVQ rows+8(FP), BX
+	MOVQ c+16(FP), R8
+	SHLQ $2, R8
+	MOVQ acc+24(FP), DI
+	XORQ DX, DX
+sum_cv:
+	CMPQ DX, R8
+	JGE sum_done
+	LEAQ (SI)(DX*1), AX
+	VPXORD Z0, Z0, Z0
+	MOVQ BX, CX
+	TESTQ CX, CX
+	JZ sum_store
+sum_row:
+	VADDPS (AX), Z0, Z0
+	ADDQ R8, AX
+	DECQ CX
+	JNZ sum_row
+sum_store:
+	VADDPS (DI)(DX*1), Z0, Z0
+	VMOVUPS Z0, (DI)(DX*1)
+	ADDQ $64, DX
+	JMP sum_cv
+sum_done:
+	VZEROUPPER
+	RET
+
+// func chanSqDev512(x unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
+TEXT ·chanSqDev512(SB), NOSPLIT, $0-40
+	MOVQ x+0(FP), SI
+	MOVQ rows+8(FP), BX
+	MOVQ c+16(FP), R8
+	SHLQ $2, R8
+	MOVQ mean+24(FP), R9
+	MOVQ acc+32(FP), DI
+	XORQ DX, DX
+sq_cv:
+	CMPQ DX, R8
+	JGE sq_done
+	LEAQ (SI)(DX*1), AX
+	VMOVUPS (R9)(DX*1), Z1
+	VPXORD Z0, Z0, Z0
+	MOVQ BX, CX
+	TESTQ CX, CX
+	JZ sq_store
+sq_row:
+	VMOVUPS (AX), Z2
+	VSUBPS Z1, Z2, Z2
+	VFMADD231PS Z2, Z2, Z0
+	ADDQ R8, AX
+	DECQ CX
+	JNZ sq_row
+sq_store:
+	VADDPS (DI)(DX*1), Z0, Z0
+	VMOVUPS Z0, (DI)(DX*1)
+	ADDQ $64, DX
+	JMP sq_cv
+sq_done:
+	VZEROUPPER
+	RET
+
+// func chanDyStats512(x, dy unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
+TEXT ·chanDyStats512(SB), NOSPLIT, $0-48
+	MOVQ x+0(FP), SI
+	MOVQ dy+8(FP), R10
+	MOVQ rows+16(FP), BX
+	MOVQ c+24(FP), R8
+	SHLQ $2, R8
+	MOVQ mean+32(FP), R9
+	MOVQ acc+40(FP), DI
+	LEAQ (DI)(R8*1), R11
+	XORQ DX, DX
+ds_cv:
+	CMPQ DX, R8
+	JGE ds_done
+	LEAQ (SI)(DX*1), AX
+	LEAQ (R10)(DX*1), R12
+	VMOVUPS (R9)(DX*1), Z1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z3, Z3, Z3
+	MOVQ BX, CX
+	TESTQ CX, CX
+	JZ ds_store
+ds_row:
+	VMOVUPS (R12), Z4
+	VMOVUPS (AX), Z2
+	VSUBPS Z1, Z2, Z2
+	VADDPS Z4, Z0, Z0
+	VFMADD231PS Z2, Z4, Z3
+	ADDQ R8, AX
+	ADDQ R8, R12
+	DECQ CX
+	JNZ ds_row
+ds_store:
+	VADDPS (DI)(DX*1), Z0, Z0
+	VMOVUPS Z0, (DI)(DX*1)
+	VADDPS (R11)(DX*1), Z3, Z3
+	VMOVUPS Z3, (R11)(DX*1)
+	ADDQ $64, DX
+	JMP ds_cv
+ds_done:
+	VZEROUPPER
+	RET
+
+// func chanAffine512(x unsafe.Pointer, rows, c int, scale, shift, y unsafe.Pointer, relu int)
+TEXT ·chanAffine512(SB), NOSPLIT, $0-56
+	MOVQ x+0(FP), SI
+	MOVQ rows+8(FP), BX
+	MOVQ c+16(FP), R8
+	SHLQ $2, R8
+	MOVQ scale+24(FP), R9
+	MOVQ shift+32(FP), R10
+	MOVQ y+40(FP), DI
+	MOVQ relu+48(FP), R11
+	VPXORD Z5, Z5, Z5
+	TESTQ BX, BX
+	JZ af_done
+af_row:
+	XORQ DX, DX
+af_cv:
+	VMOVUPS (SI)(DX*1), Z0
+	VMOVUPS (R9)(DX*1), Z2
+	VFMADD213PS (R10)(DX*1), Z2, Z0
+	TESTQ R11, R11
+	JZ af_store
+	VMAXPS Z5, Z0, Z0
+af_store:
+	VMOVUPS Z0, (DI)(DX*1)
+	ADDQ $64, DX
+	CMPQ DX, R8
+	JL af_cv
+	ADDQ R8, SI
+	ADDQ R8, DI
+	DECQ BX
+	JNZ af_row
+af_done:
+	VZEROUPPER
+	RET
+
+// func chanAffine2512(x, dy unsafe.Pointer, rows, c int, a, k, b, dx unsafe.Pointer)
+TEXT ·chanAffine2512(SB), NOSPLIT, $0-64
+	MOVQ x+0(FP), SI
+	MOVQ dy+8(FP), R12
+	MOVQ rows+16(FP), BX
+	MOVQ c+24(FP), R8
+	SHLQ $2, R8
+	MOVQ a+32(FP), R9
+	MOVQ k+40(FP), R10
+	MOVQ b+48(FP), R11
+	MOVQ dx+56(FP), DI
+	TESTQ BX, BX
+	JZ a2_done
+a2_row:
+	XORQ DX, DX
+a2_cv:
+	VMOVUPS (R12)(DX*1), Z0
+	VMULPS (R9)(DX*1), Z0, Z0
+	VMOVUPS (SI)(DX*1), Z1
+	VFNMADD231PS (R10)(DX*1), Z1, Z0
+	VADDPS (R11)(DX*1), Z0, Z0
+	VMOVUPS Z0, (DI)(DX*1)
+	ADDQ $64, DX
+	CMPQ DX, R8
+	JL a2_cv
+	ADDQ R8, SI
+	ADDQ R8, R12
+	ADDQ R8, DI
+	DECQ BX
+	JNZ a2_row
+a2_done:
+	VZEROUPPER
+	RET
+
+// func relu512(x, y unsafe.Pointer, n int)
+TEXT ·relu512(SB), NOSPLIT, $0-24
+	MOVQ x+0(FP), SI
+	MOVQ y+8(FP), DI
+	MOVQ n+16(FP), CX
+	SHRQ $4, CX
+	VPXORD Z1, Z1, Z1
+	TESTQ CX, CX
+	JZ rl_done
+rl_loop:
+	VMAXPS (SI), Z1, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $64, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ rl_loop
+rl_done:
+	VZEROUPPER
+	RET
+
+// func reluGrad512(y, dy, dx unsafe.Pointer, n int)
+TEXT ·reluGrad512(SB), NOSPLIT, $0-32
+	MOVQ y+0(FP), SI
+	MOVQ dy+8(FP), R8
+	MOVQ dx+16(FP), DI
+	MOVQ n+24(FP), CX
+	SHRQ $4, CX
+	VPXORD Z1, Z1, Z1
+	TESTQ CX, CX
+	JZ rg_done
+rg_loop:
+	VMOVUPS (SI), Z0
+	VCMPPS $4, Z1, Z0, K1
+	VMOVUPS.Z (R8), K1, Z2
+	VMOVUPS Z2, (DI)
+	ADDQ $64, SI
+	ADDQ $64, R8
+	ADDQ $64, DI
+	DECQ CX
+	JNZ rg_loop
+rg_done:
+	VZEROUPPER
+	RET
+
+// func add512(a, b, y unsafe.Pointer, n int)
+TEXT ·add512(SB), NOSPLIT, $0-32
+	MOVQ a+0(FP), SI
+	MOVQ b+8(FP), R8
+	MOVQ y+16(FP), DI
+	MOVQ n+24(FP), CX
+	SHRQ $4, CX
+	TESTQ CX, CX
+	JZ ad_done
+ad_loop:
+	VMOVUPS (SI), Z0
+	VADDPS (R8), Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $64, SI
+	ADDQ $64, R8
+	ADDQ $64, DI
+	DECQ CX
+	JNZ ad_loop
+ad_done:
+	VZEROUPPER
+	RET

@@ -33,3 +33,21 @@ func parallelFor(n int, fn func(lo, hi int)) {
 	fn(0, min(chunk, n))
 	wg.Wait()
 }
+
+// parallelSums splits rows [0, m) over goroutines; each calls fn(lo, hi,
+// acc) with its own zeroed accumulator of k float64s, and the accumulators
+// are summed into the result.
+func parallelSums(m, k int, fn func(lo, hi int, acc []float64)) []float64 {
+	total := make([]float64, k)
+	var mu sync.Mutex
+	parallelFor(m, func(lo, hi int) {
+		acc := make([]float64, k)
+		fn(lo, hi, acc)
+		mu.Lock()
+		for i, v := range acc {
+			total[i] += v
+		}
+		mu.Unlock()
+	})
+	return total
+}

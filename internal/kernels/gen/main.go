@@ -88,6 +88,7 @@ func main() {
 	for _, is := range isas {
 		genPeak(&s, &g, is)
 	}
+	genChannel(&s, &g)
 	if err := os.WriteFile("kernels_amd64.s", s.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
@@ -220,4 +221,256 @@ func genPeak(s, g *bytes.Buffer, is isa) {
 		fmt.Fprintf(s, "\tVFMADD231PS %s%d, %s%d, %s%d\n", is.reg, a, is.reg, b, is.reg, i)
 	}
 	fmt.Fprintf(s, "\tDECQ CX\n\tJNZ %s_loop\n\tVZEROUPPER\n\tRET\n", name)
+}
+
+// genChannel writes the AVX-512 per-channel kernels used by batch norm and
+// the element-wise operations. Rows of c channels (c a multiple of 16);
+// every pointer advances by c floats a row.
+//
+//	chanSum512(x, rows, c, acc):           acc[j] += Σ_r x[r][j]
+//	chanSqDev512(x, rows, c, mean, acc):   acc[j] += Σ_r (x[r][j]−mean[j])²
+//	chanDyStats512(x, dy, rows, c, mean, acc): acc[j] += Σ dy; acc[c+j] += Σ dy·(x−mean)
+//	chanAffine512(x, rows, c, scale, shift, y, relu): y = x·scale + shift (then max(·,0) if relu ≠ 0)
+//	chanAffine2512(x, dy, rows, c, a, k, b, dx): dx = a·dy − k·x + b
+//	relu512(x, y, n), reluGrad512(y, dy, dx, n), add512(a, b, y, n): n a multiple of 16
+func genChannel(s, g *bytes.Buffer) {
+	decl := func(name, args string, frame int) {
+		fmt.Fprintf(g, "\n//go:noescape\nfunc %s(%s)\n", name, args)
+		fmt.Fprintf(s, "\n// func %s(%s)\nTEXT ·%s(SB), NOSPLIT, $0-%d\n", name, args, name, frame)
+	}
+	// Sums: for each channel vector, walk the rows with one accumulator.
+	decl("chanSum512", "x unsafe.Pointer, rows, c int, acc unsafe.Pointer", 32)
+	fmt.Fprint(s, `	MOVQ x+0(FP), SI
+	MOVQ rows+8(FP), BX
+	MOVQ c+16(FP), R8
+	SHLQ $2, R8
+	MOVQ acc+24(FP), DI
+	XORQ DX, DX
+sum_cv:
+	CMPQ DX, R8
+	JGE sum_done
+	LEAQ (SI)(DX*1), AX
+	VPXORD Z0, Z0, Z0
+	MOVQ BX, CX
+	TESTQ CX, CX
+	JZ sum_store
+sum_row:
+	VADDPS (AX), Z0, Z0
+	ADDQ R8, AX
+	DECQ CX
+	JNZ sum_row
+sum_store:
+	VADDPS (DI)(DX*1), Z0, Z0
+	VMOVUPS Z0, (DI)(DX*1)
+	ADDQ $64, DX
+	JMP sum_cv
+sum_done:
+	VZEROUPPER
+	RET
+`)
+	decl("chanSqDev512", "x unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer", 40)
+	fmt.Fprint(s, `	MOVQ x+0(FP), SI
+	MOVQ rows+8(FP), BX
+	MOVQ c+16(FP), R8
+	SHLQ $2, R8
+	MOVQ mean+24(FP), R9
+	MOVQ acc+32(FP), DI
+	XORQ DX, DX
+sq_cv:
+	CMPQ DX, R8
+	JGE sq_done
+	LEAQ (SI)(DX*1), AX
+	VMOVUPS (R9)(DX*1), Z1
+	VPXORD Z0, Z0, Z0
+	MOVQ BX, CX
+	TESTQ CX, CX
+	JZ sq_store
+sq_row:
+	VMOVUPS (AX), Z2
+	VSUBPS Z1, Z2, Z2
+	VFMADD231PS Z2, Z2, Z0
+	ADDQ R8, AX
+	DECQ CX
+	JNZ sq_row
+sq_store:
+	VADDPS (DI)(DX*1), Z0, Z0
+	VMOVUPS Z0, (DI)(DX*1)
+	ADDQ $64, DX
+	JMP sq_cv
+sq_done:
+	VZEROUPPER
+	RET
+`)
+	decl("chanDyStats512", "x, dy unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer", 48)
+	fmt.Fprint(s, `	MOVQ x+0(FP), SI
+	MOVQ dy+8(FP), R10
+	MOVQ rows+16(FP), BX
+	MOVQ c+24(FP), R8
+	SHLQ $2, R8
+	MOVQ mean+32(FP), R9
+	MOVQ acc+40(FP), DI
+	LEAQ (DI)(R8*1), R11
+	XORQ DX, DX
+ds_cv:
+	CMPQ DX, R8
+	JGE ds_done
+	LEAQ (SI)(DX*1), AX
+	LEAQ (R10)(DX*1), R12
+	VMOVUPS (R9)(DX*1), Z1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z3, Z3, Z3
+	MOVQ BX, CX
+	TESTQ CX, CX
+	JZ ds_store
+ds_row:
+	VMOVUPS (R12), Z4
+	VMOVUPS (AX), Z2
+	VSUBPS Z1, Z2, Z2
+	VADDPS Z4, Z0, Z0
+	VFMADD231PS Z2, Z4, Z3
+	ADDQ R8, AX
+	ADDQ R8, R12
+	DECQ CX
+	JNZ ds_row
+ds_store:
+	VADDPS (DI)(DX*1), Z0, Z0
+	VMOVUPS Z0, (DI)(DX*1)
+	VADDPS (R11)(DX*1), Z3, Z3
+	VMOVUPS Z3, (R11)(DX*1)
+	ADDQ $64, DX
+	JMP ds_cv
+ds_done:
+	VZEROUPPER
+	RET
+`)
+	decl("chanAffine512", "x unsafe.Pointer, rows, c int, scale, shift, y unsafe.Pointer, relu int", 56)
+	fmt.Fprint(s, `	MOVQ x+0(FP), SI
+	MOVQ rows+8(FP), BX
+	MOVQ c+16(FP), R8
+	SHLQ $2, R8
+	MOVQ scale+24(FP), R9
+	MOVQ shift+32(FP), R10
+	MOVQ y+40(FP), DI
+	MOVQ relu+48(FP), R11
+	VPXORD Z5, Z5, Z5
+	TESTQ BX, BX
+	JZ af_done
+af_row:
+	XORQ DX, DX
+af_cv:
+	VMOVUPS (SI)(DX*1), Z0
+	VMOVUPS (R9)(DX*1), Z2
+	VFMADD213PS (R10)(DX*1), Z2, Z0
+	TESTQ R11, R11
+	JZ af_store
+	VMAXPS Z5, Z0, Z0
+af_store:
+	VMOVUPS Z0, (DI)(DX*1)
+	ADDQ $64, DX
+	CMPQ DX, R8
+	JL af_cv
+	ADDQ R8, SI
+	ADDQ R8, DI
+	DECQ BX
+	JNZ af_row
+af_done:
+	VZEROUPPER
+	RET
+`)
+	decl("chanAffine2512", "x, dy unsafe.Pointer, rows, c int, a, k, b, dx unsafe.Pointer", 64)
+	fmt.Fprint(s, `	MOVQ x+0(FP), SI
+	MOVQ dy+8(FP), R12
+	MOVQ rows+16(FP), BX
+	MOVQ c+24(FP), R8
+	SHLQ $2, R8
+	MOVQ a+32(FP), R9
+	MOVQ k+40(FP), R10
+	MOVQ b+48(FP), R11
+	MOVQ dx+56(FP), DI
+	TESTQ BX, BX
+	JZ a2_done
+a2_row:
+	XORQ DX, DX
+a2_cv:
+	VMOVUPS (R12)(DX*1), Z0
+	VMULPS (R9)(DX*1), Z0, Z0
+	VMOVUPS (SI)(DX*1), Z1
+	VFNMADD231PS (R10)(DX*1), Z1, Z0
+	VADDPS (R11)(DX*1), Z0, Z0
+	VMOVUPS Z0, (DI)(DX*1)
+	ADDQ $64, DX
+	CMPQ DX, R8
+	JL a2_cv
+	ADDQ R8, SI
+	ADDQ R8, R12
+	ADDQ R8, DI
+	DECQ BX
+	JNZ a2_row
+a2_done:
+	VZEROUPPER
+	RET
+`)
+	decl("relu512", "x, y unsafe.Pointer, n int", 24)
+	fmt.Fprint(s, `	MOVQ x+0(FP), SI
+	MOVQ y+8(FP), DI
+	MOVQ n+16(FP), CX
+	SHRQ $4, CX
+	VPXORD Z1, Z1, Z1
+	TESTQ CX, CX
+	JZ rl_done
+rl_loop:
+	VMAXPS (SI), Z1, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $64, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ rl_loop
+rl_done:
+	VZEROUPPER
+	RET
+`)
+	decl("reluGrad512", "y, dy, dx unsafe.Pointer, n int", 32)
+	fmt.Fprint(s, `	MOVQ y+0(FP), SI
+	MOVQ dy+8(FP), R8
+	MOVQ dx+16(FP), DI
+	MOVQ n+24(FP), CX
+	SHRQ $4, CX
+	VPXORD Z1, Z1, Z1
+	TESTQ CX, CX
+	JZ rg_done
+rg_loop:
+	VMOVUPS (SI), Z0
+	VCMPPS $4, Z1, Z0, K1
+	VMOVUPS.Z (R8), K1, Z2
+	VMOVUPS Z2, (DI)
+	ADDQ $64, SI
+	ADDQ $64, R8
+	ADDQ $64, DI
+	DECQ CX
+	JNZ rg_loop
+rg_done:
+	VZEROUPPER
+	RET
+`)
+	decl("add512", "a, b, y unsafe.Pointer, n int", 32)
+	fmt.Fprint(s, `	MOVQ a+0(FP), SI
+	MOVQ b+8(FP), R8
+	MOVQ y+16(FP), DI
+	MOVQ n+24(FP), CX
+	SHRQ $4, CX
+	TESTQ CX, CX
+	JZ ad_done
+ad_loop:
+	VMOVUPS (SI), Z0
+	VADDPS (R8), Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $64, SI
+	ADDQ $64, R8
+	ADDQ $64, DI
+	DECQ CX
+	JNZ ad_loop
+ad_done:
+	VZEROUPPER
+	RET
+`)
 }

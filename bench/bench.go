@@ -1,0 +1,231 @@
+// Package bench measures residual's speed on the workloads of the PyTorch
+// anchors (../shared/anchors/torch_bench.py): the same models, batch sizes,
+// loss and optimizer (SGD, momentum 0.9, weight decay 1e-4), reported as
+// images per second (or GFLOP/s for the kernel figures).
+package bench
+
+import (
+	"fmt"
+	"runtime"
+	"sort"
+	"time"
+
+	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/internal/kernels"
+	"github.com/residual-nn/residual/models"
+	"github.com/residual-nn/residual/nn"
+	"github.com/residual-nn/residual/optim"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// Result is one benchmark's figures: median, min and max of Runs timed
+// repetitions after warm-up.
+type Result struct {
+	Name   string  `json:"name"`
+	Unit   string  `json:"unit"`
+	Median float64 `json:"median"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
+	Runs   int     `json:"runs"`
+	// Threads is GOMAXPROCS during the run; Kernels the kernel level.
+	Threads int    `json:"threads"`
+	Kernels string `json:"kernels"`
+	// AllocsPerStep and BytesPerStep are heap allocations of one warmed-up
+	// step (network benchmarks only).
+	AllocsPerStep float64 `json:"allocs_per_step,omitempty"`
+	BytesPerStep  float64 `json:"bytes_per_step,omitempty"`
+	// GFLOPS is the achieved rate counting convolution and linear FLOP
+	// (training counted as 3× the forward pass, as the anchors do).
+	GFLOPS float64 `json:"gflops,omitempty"`
+}
+
+// Options control a run.
+type Options struct {
+	Warmup, Runs int
+}
+
+type workload struct {
+	model string
+	batch int
+	side  int
+	train bool
+}
+
+var workloads = map[string]workload{
+	"cifar20-train":  {"resnet20", 128, 32, true},
+	"cifar20-infer":  {"resnet20", 128, 32, false},
+	"cifar56-train":  {"resnet56", 128, 32, true},
+	"cifar56-infer":  {"resnet56", 128, 32, false},
+	"resnet18-train": {"resnet18", 8, 224, true},
+	"resnet18-infer": {"resnet18", 8, 224, false},
+	"resnet50-train": {"resnet50", 8, 224, true},
+	"resnet50-infer": {"resnet50", 8, 224, false},
+	"unet-train":     {"unet-padded", 4, 128, true},
+}
+
+// Names lists the benchmarks.
+func Names() []string {
+	n := []string{"conv3x3", "peak"}
+	for k := range workloads {
+		n = append(n, k)
+	}
+	sort.Strings(n)
+	return n
+}
+
+// Run runs one benchmark by name.
+func Run(name string, o Options) (Result, error) {
+	if o.Runs < 1 {
+		o.Runs = 5
+	}
+	if o.Warmup < 0 {
+		o.Warmup = 0
+	}
+	r := Result{Name: name, Runs: o.Runs, Threads: runtime.GOMAXPROCS(0), Kernels: kernels.Active().String()}
+	switch name {
+	case "peak":
+		return peak(r, o)
+	case "conv3x3":
+		return conv3x3(r, o)
+	}
+	w, ok := workloads[name]
+	if !ok {
+		return r, fmt.Errorf("bench: unknown benchmark %q; known: %v", name, Names())
+	}
+	step, flop, err := w.prepare()
+	if err != nil {
+		return r, err
+	}
+	r.Unit = "img/s"
+	rates := measure(step, o, float64(w.batch))
+	r.Median, r.Min, r.Max = stats(rates)
+	r.GFLOPS = r.Median * flop / 1e9
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	step()
+	runtime.ReadMemStats(&m1)
+	r.AllocsPerStep = float64(m1.Mallocs - m0.Mallocs)
+	r.BytesPerStep = float64(m1.TotalAlloc - m0.TotalAlloc)
+	return r, nil
+}
+
+// prepare builds the model and returns one step and the FLOP per image it
+// counts.
+func (w workload) prepare() (func(), float64, error) {
+	cfg, err := models.Preset(w.model)
+	if err != nil {
+		return nil, 0, err
+	}
+	rng := tensor.NewRNG(0)
+	m, err := models.Build(cfg, rng)
+	if err != nil {
+		return nil, 0, err
+	}
+	shape := cfg.InputShape(w.batch, w.side)
+	s, err := nn.Summarize(m, shape)
+	if err != nil {
+		return nil, 0, err
+	}
+	flop := 2 * float64(s.TotalMultAdds) / float64(w.batch)
+	x := rng.Randn(shape...)
+	if !w.train {
+		nn.SetTraining(m, false)
+		tape := ag.NewNoGradTape()
+		return func() {
+			m.Forward(tape.Constant(x))
+			tape.Reset()
+		}, flop, nil
+	}
+	flop *= 3
+	opt, err := optim.NewSGD([]optim.Group{{Params: nn.Parameters(m)}}, optim.SGDConfig{LR: 0.01, Momentum: 0.9, WeightDecay: 1e-4})
+	if err != nil {
+		return nil, 0, err
+	}
+	tape := ag.NewTape()
+	var loss func(out *ag.Value) *ag.Value
+	if cfg.UNet != nil {
+		target := tensor.New(s.OutputShape...)
+		for i := range target.Data {
+			if rng.Float64() > 0.5 {
+				target.Data[i] = 1
+			}
+		}
+		loss = func(out *ag.Value) *ag.Value { return ag.BCEWithLogits(out, target) }
+	} else {
+		labels := make([]int32, w.batch)
+		for i := range labels {
+			labels[i] = int32(rng.IntN(cfg.Classes()))
+		}
+		loss = func(out *ag.Value) *ag.Value {
+			l, _ := ag.CrossEntropy(out, labels, ag.CrossEntropyOptions{IgnoreIndex: -100})
+			return l
+		}
+	}
+	params := nn.Parameters(m)
+	return func() {
+		for _, p := range params {
+			p.ZeroGrad()
+		}
+		tape.Backward(loss(m.Forward(tape.Constant(x))))
+		opt.Step()
+		tape.Reset()
+	}, flop, nil
+}
+
+// measure runs warm-up steps, then o.Runs timed steps, and returns work/s.
+func measure(step func(), o Options, work float64) []float64 {
+	for i := 0; i < o.Warmup; i++ {
+		step()
+	}
+	rates := make([]float64, o.Runs)
+	for i := range rates {
+		t := time.Now()
+		step()
+		rates[i] = work / time.Since(t).Seconds()
+	}
+	return rates
+}
+
+func stats(v []float64) (median, lo, hi float64) {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	n := len(s)
+	median = s[n/2]
+	if n%2 == 0 {
+		median = (s[n/2-1] + s[n/2]) / 2
+	}
+	return median, s[0], s[n-1]
+}
+
+func conv3x3(r Result, o Options) (Result, error) {
+	s := kernels.ConvShape{N: 32, H: 56, W: 56, C: 64, OC: 64, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}
+	rng := tensor.NewRNG(1)
+	x, w := rng.Randn(32, 56, 56, 64), rng.Randn(3, 3, 64, 64)
+	y := tensor.New(32, 56, 56, 64)
+	flop := 2.0 * 32 * 56 * 56 * 64 * 64 * 9
+	rates := measure(func() { kernels.ConvForward(s, x.Data, w.Data, y.Data) }, o, flop/1e9)
+	r.Unit = "GFLOP/s"
+	r.Median, r.Min, r.Max = stats(rates)
+	return r, nil
+}
+
+func peak(r Result, o Options) (Result, error) {
+	if kernels.Active() == kernels.Generic {
+		return r, fmt.Errorf("bench: peak needs the assembly kernels (the kernel level is generic)")
+	}
+	p := runtime.GOMAXPROCS(0)
+	const iters = 1 << 22
+	perIter := kernels.Peak(1) // the FLOP of one iteration
+	rates := measure(func() {
+		done := make(chan float64, p)
+		for j := 0; j < p; j++ {
+			go func() { done <- kernels.Peak(iters) }()
+		}
+		for j := 0; j < p; j++ {
+			<-done
+		}
+	}, o, float64(p)*perIter*iters/1e9)
+	r.Unit = "GFLOP/s"
+	r.Median, r.Min, r.Max = stats(rates)
+	return r, nil
+}

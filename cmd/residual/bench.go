@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/residual-nn/residual/bench"
+)
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench", stderr)
+	asJSON := fs.Bool("json", false, "print one JSON object per line")
+	runs := fs.Int("runs", 7, "timed repetitions (the median is reported)")
+	warmup := fs.Int("warmup", 2, "untimed repetitions first")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: residual bench [NAME...] [flags]\nnames: %v (default: all)\n", bench.Names())
+		fs.PrintDefaults()
+	}
+	names, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(names) == 0 {
+		names = bench.Names()
+	}
+	if *runs < 1 || *warmup < 0 {
+		return fmt.Errorf("%w: --runs must be ≥ 1 and --warmup ≥ 0", errUsage)
+	}
+	known := map[string]bool{}
+	for _, n := range bench.Names() {
+		known[n] = true
+	}
+	for _, n := range names {
+		if !known[n] {
+			return fmt.Errorf("%w: unknown benchmark %q; known: %v", errUsage, n, bench.Names())
+		}
+	}
+	enc := json.NewEncoder(stdout)
+	for _, n := range names {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		r, err := bench.Run(n, bench.Options{Warmup: *warmup, Runs: *runs})
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			if err := enc.Encode(r); err != nil {
+				return err
+			}
+			continue
+		}
+		fmt.Fprintf(stdout, "%-16s %9.1f %-7s (min %.1f, max %.1f; %d runs, %d threads, %s kernels)",
+			r.Name, r.Median, r.Unit, r.Min, r.Max, r.Runs, r.Threads, r.Kernels)
+		if r.GFLOPS > 0 {
+			fmt.Fprintf(stdout, "  %.0f GFLOP/s, %.0f allocs/step", r.GFLOPS, r.AllocsPerStep)
+		}
+		fmt.Fprintln(stdout)
+	}
+	return nil
+}
