@@ -247,10 +247,10 @@ func (p *convPlan) run(x, y []float32) {
 			t0, t1 := validRange(r, p.SH, p.OffH, p.DH, p.KH, p.H)
 			for _, b := range p.blocks {
 				tb := table(t0, t1, cm.u0, cm.u1, b.nb)
-				for o := cm.o0; o < cm.o0+cm.n; {
-					mr := min(p.k.maxConv[b.vi], cm.o0+cm.n-o)
+				for o, left := cm.o0, cm.n; left > 0; {
+					mr := balanced(left, p.k.maxConv[b.vi])
 					tile(b, tb, n, r, o, mr, false)
-					o += mr
+					o, left = o+mr, left-mr
 				}
 			}
 		}
@@ -270,16 +270,24 @@ func (p *convPlan) run(x, y []float32) {
 			for _, rr := range rowRuns {
 				for _, b := range p.blocks {
 					tb := table(rr.u0, rr.u1, c.u0, c.u1, b.nb)
-					for r := rr.o0; r < rr.o0+rr.n; {
-						mr := min(p.k.maxConv[b.vi], rr.o0+rr.n-r)
+					for r, left := rr.o0, rr.n; left > 0; {
+						mr := balanced(left, p.k.maxConv[b.vi])
 						tile(b, tb, n, r, o, mr, true)
-						r += mr
+						r, left = r+mr, left-mr
 					}
 				}
 			}
 		}
 	})
 	putBuf(p.wp)
+}
+
+// balanced returns the size of the next tile when n outputs remain and a
+// tile holds at most maxMR: the outputs are split into equal tiles, since a
+// short last tile (a few accumulators) would wait on FMA latency.
+func balanced(n, maxMR int) int {
+	tiles := (n + maxMR - 1) / maxMR
+	return (n + tiles - 1) / tiles
 }
 
 // convForwardFast runs ConvForward with the assembly kernels; it returns

@@ -133,6 +133,12 @@ func genConv(s *bytes.Buffer, is isa, mr, nv int) string {
 		fmt.Fprintf(s, "\tVMOVUPS %d(R11), %s\n", v*vb, wreg[v])
 	}
 	for p := 0; p < mr; p++ {
+		if nv == 1 && is.name == "AVX512" {
+			// One FMA per activation: fold the broadcast into the FMA's
+			// memory operand instead of spending a separate broadcast.
+			fmt.Fprintf(s, "\tVFMADD231PS.BCST %s, %s, %s\n", pixAddr(p, 0), wreg[0], acc(is, p, 0, nv))
+			continue
+		}
 		b := breg[p%2]
 		fmt.Fprintf(s, "\tVBROADCASTSS %s, %s\n", pixAddr(p, 0), b)
 		for v := 0; v < nv; v++ {
