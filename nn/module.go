@@ -57,9 +57,30 @@ const (
 // StateDict lists every parameter and buffer of m with its full name, in
 // field order (as torchvision's state_dict).
 func StateDict(m any) []Entry {
-	var out []Entry
-	walk(reflect.ValueOf(m), "", &out, map[uintptr]bool{})
-	return out
+	w := walker{seen: map[uintptr]bool{}}
+	w.walk(reflect.ValueOf(m), "")
+	return w.entries
+}
+
+// NamedLayer is a layer that holds tensors, with its full name.
+type NamedLayer struct {
+	Name  string
+	Layer Named
+}
+
+// Layers lists every layer of m that holds tensors (Conv2d, BatchNorm, …)
+// with its full name, in StateDict order.
+func Layers(m any) []NamedLayer {
+	w := walker{seen: map[uintptr]bool{}}
+	w.walk(reflect.ValueOf(m), "")
+	return w.layers
+}
+
+// walker collects the named tensors and layers of a model.
+type walker struct {
+	entries []Entry
+	layers  []NamedLayer
+	seen    map[uintptr]bool
 }
 
 // Parameters returns m's trainable parameters in StateDict order, each
@@ -125,13 +146,13 @@ func join(prefix, name string) string {
 	return prefix + "." + name
 }
 
-func walk(v reflect.Value, prefix string, out *[]Entry, seen map[uintptr]bool) {
+func (w *walker) walk(v reflect.Value, prefix string) {
 	if !v.IsValid() {
 		return
 	}
 	switch v.Kind() {
 	case reflect.Interface:
-		walk(v.Elem(), prefix, out, seen)
+		w.walk(v.Elem(), prefix)
 		return
 	case reflect.Pointer:
 		if v.IsNil() {
@@ -140,17 +161,17 @@ func walk(v reflect.Value, prefix string, out *[]Entry, seen map[uintptr]bool) {
 		switch v.Type() {
 		case valueType:
 			p := v.Interface().(*autograd.Value)
-			*out = append(*out, Entry{Name: prefix, Tensor: p.Data, Param: p})
+			w.entries = append(w.entries, Entry{Name: prefix, Tensor: p.Data, Param: p})
 			return
 		case tensorType:
-			*out = append(*out, Entry{Name: prefix, Tensor: v.Interface().(*tensor.Tensor)})
+			w.entries = append(w.entries, Entry{Name: prefix, Tensor: v.Interface().(*tensor.Tensor)})
 			return
 		}
-		if seen[v.Pointer()] {
+		if w.seen[v.Pointer()] {
 			panic(fmt.Sprintf("nn: module %q is reachable twice; share parameters explicitly instead", prefix))
 		}
-		seen[v.Pointer()] = true
-		defer delete(seen, v.Pointer())
+		w.seen[v.Pointer()] = true
+		defer delete(w.seen, v.Pointer())
 	}
 	if v.CanInterface() {
 		if l, ok := v.Interface().(interface{ setName(string) }); ok {
@@ -159,23 +180,24 @@ func walk(v reflect.Value, prefix string, out *[]Entry, seen map[uintptr]bool) {
 		if n, ok := v.Interface().(Named); ok {
 			for _, e := range n.NamedTensors() {
 				e.Name = join(prefix, e.Name)
-				*out = append(*out, e)
+				w.entries = append(w.entries, e)
 			}
+			w.layers = append(w.layers, NamedLayer{Name: prefix, Layer: n})
 			return
 		}
 	}
 	switch v.Kind() {
 	case reflect.Pointer:
-		walk(v.Elem(), prefix, out, seen)
+		w.walk(v.Elem(), prefix)
 	case reflect.Slice, reflect.Array:
 		for i := 0; i < v.Len(); i++ {
-			walk(v.Index(i), join(prefix, strconv.Itoa(i)), out, seen)
+			w.walk(v.Index(i), join(prefix, strconv.Itoa(i)))
 		}
 	case reflect.Map:
 		keys := v.MapKeys()
 		sort.Slice(keys, func(i, j int) bool { return fmt.Sprint(keys[i]) < fmt.Sprint(keys[j]) })
 		for _, k := range keys {
-			walk(v.MapIndex(k), join(prefix, fmt.Sprint(k)), out, seen)
+			w.walk(v.MapIndex(k), join(prefix, fmt.Sprint(k)))
 		}
 	case reflect.Struct:
 		t := v.Type()
@@ -195,9 +217,9 @@ func walk(v reflect.Value, prefix string, out *[]Entry, seen map[uintptr]bool) {
 				name = tag
 			}
 			if name == "" {
-				walk(v.Field(i), prefix, out, seen)
+				w.walk(v.Field(i), prefix)
 			} else {
-				walk(v.Field(i), join(prefix, name), out, seen)
+				w.walk(v.Field(i), join(prefix, name))
 			}
 		}
 	}

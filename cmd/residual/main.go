@@ -4,6 +4,10 @@
 //
 //	residual demo [flags]      fit a residual MLP to a 1-D function and print the loss falling
 //	residual summary MODEL     a model's layers, shapes, parameters and multiply-adds
+//	residual train [flags]     train a model (default: ResNet-20 on the embedded MNIST)
+//	residual eval --weights CKPT [--data SPEC]
+//	residual predict --weights CKPT IMAGE...
+//	residual bench [NAME...]   images/s of the standard workloads
 //	residual help              list the commands
 //
 // Every command takes -h for its flags. Errors go to standard error with a
@@ -12,6 +16,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,6 +36,9 @@ var commands = map[string]command{
 	"bench":   {"measure images/s of the standard workloads (see docs/PERFORMANCE.md)", runBench},
 	"demo":    {"fit a small residual MLP to sin(3x) and print the loss falling", runDemo},
 	"summary": {"list a model's layers, output shapes, parameters and multiply-adds", runSummary},
+	"train":   {"train a model on a data set (default: a ResNet-20 on MNIST)", runTrain},
+	"eval":    {"accuracy, per-class accuracy and confusion matrix of a checkpoint", runEval},
+	"predict": {"top-k classes of image files with a checkpoint", runPredict},
 }
 
 func usage(w io.Writer) {
@@ -69,8 +77,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 0
 		}
 		fmt.Fprintf(stderr, "residual %s: %v\n", args[0], err)
-		if errors.Is(err, errUsage) {
+		switch {
+		case errors.Is(err, errUsage):
 			return 2
+		case errors.Is(err, errInterrupted):
+			return 130
 		}
 		return 1
 	}
@@ -120,3 +131,5 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 		args = args[1:]
 	}
 }
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }

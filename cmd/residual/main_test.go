@@ -75,3 +75,33 @@ func TestSummary(t *testing.T) {
 		}
 	}
 }
+
+func TestTrainEvalPredict(t *testing.T) {
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	args := []string{"train", "--model", "resnet8", "--epochs", "1", "--limit", "300", "--batch", "50", "--out", dir}
+	if code := run(context.Background(), args, &out, &errb); code != 0 {
+		t.Fatalf("train: exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "test accuracy") {
+		t.Errorf("train output: %s", out.String())
+	}
+	out.Reset()
+	ck := dir + "/best.safetensors"
+	if code := run(context.Background(), []string{"eval", "--weights", ck}, &out, &errb); code != 0 || !strings.Contains(out.String(), "confusion matrix") {
+		t.Errorf("eval: exit %d: %s %s", code, out.String(), errb.String())
+	}
+	for _, bad := range [][]string{
+		{"train", "--model", "resnet8", "--data", "cifar10:/nonexistent"},
+		{"train", "--model", "resnet8", "--augment", "rotate"},
+		{"train", "--model", "resnet8", "--epochs", "0", "--out", dir},
+		{"eval", "--weights", dir + "/missing.safetensors"},
+		{"predict", "--weights", ck},
+		{"predict", "--weights", ck, dir + "/no-such-image.png"},
+	} {
+		errb.Reset()
+		if code := run(context.Background(), bad, &out, &errb); code == 0 || errb.Len() == 0 {
+			t.Errorf("%v: exit %d, stderr %q", bad, code, errb.String())
+		}
+	}
+}

@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"os"
+	"sort"
 	"sync"
 	"unsafe"
 )
@@ -371,7 +372,7 @@ func convBackwardWeightFast(s ConvShape, x, dy, dw []float32) bool {
 	oh, ow := s.OH(), s.OW()
 	size := s.KH * s.KW * s.C * s.OC
 	var mu sync.Mutex
-	clear(dw[:size])
+	parts := map[int][]float32{} // per image range, summed in order below
 	xp := unsafe.Pointer(unsafe.SliceData(x))
 	const rowChunk = 8
 	parallelFor(s.N, func(lo, hi int) {
@@ -420,12 +421,22 @@ func convBackwardWeightFast(s ConvShape, x, dy, dw []float32) bool {
 			}
 		}
 		mu.Lock()
-		for i, v := range acc {
+		parts[lo] = acc
+		mu.Unlock()
+	})
+	keys := make([]int, 0, len(parts))
+	for lo := range parts {
+		keys = append(keys, lo)
+	}
+	sort.Ints(keys)
+	copy(dw[:size], parts[keys[0]])
+	putBuf(parts[keys[0]])
+	for _, lo := range keys[1:] {
+		for i, v := range parts[lo] {
 			dw[i] += v
 		}
-		mu.Unlock()
-		putBuf(acc)
-	})
+		putBuf(parts[lo])
+	}
 	return true
 }
 

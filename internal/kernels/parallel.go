@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"runtime"
+	"sort"
 	"sync"
 )
 
@@ -37,17 +38,35 @@ func parallelFor(n int, fn func(lo, hi int)) {
 // parallelSums splits rows [0, m) over goroutines; each calls fn(lo, hi,
 // acc) with its own zeroed accumulator of k float64s, and the accumulators
 // are summed into the result.
+//
+// The partial sums are added in the order of their row ranges, so the
+// result does not depend on which goroutine finishes first: training is
+// bit-for-bit reproducible for a given GOMAXPROCS.
 func parallelSums(m, k int, fn func(lo, hi int, acc []float64)) []float64 {
-	total := make([]float64, k)
 	var mu sync.Mutex
+	parts := map[int][]float64{}
 	parallelFor(m, func(lo, hi int) {
 		acc := make([]float64, k)
 		fn(lo, hi, acc)
 		mu.Lock()
-		for i, v := range acc {
-			total[i] += v
-		}
+		parts[lo] = acc
 		mu.Unlock()
 	})
+	return sumInOrder(parts, k)
+}
+
+// sumInOrder adds the partial sums by increasing key.
+func sumInOrder(parts map[int][]float64, k int) []float64 {
+	keys := make([]int, 0, len(parts))
+	for lo := range parts {
+		keys = append(keys, lo)
+	}
+	sort.Ints(keys)
+	total := make([]float64, k)
+	for _, lo := range keys {
+		for i, v := range parts[lo] {
+			total[i] += v
+		}
+	}
 	return total
 }

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"golang.org/x/term"
+
+	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/models"
+	"github.com/residual-nn/residual/train"
+)
+
+// errInterrupted makes the CLI exit with status 130 after a clean stop.
+var errInterrupted = train.ErrInterrupted
+
+func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("train", stderr)
+	model := fs.String("model", "resnet20", "model name (see residual summary)")
+	spec := fs.String("data", "mnist", "data: mnist, fashion-mnist[:DIR], idx:DIR, cifar10:DIR, cifar100:DIR, folder:DIR")
+	epochs := fs.Int("epochs", 2, "epochs")
+	batch := fs.Int("batch", 128, "batch size")
+	opt := fs.String("optimizer", "sgd", "sgd, adam or adamw")
+	lr := fs.Float64("lr", 0.1, "learning rate")
+	mom := fs.Float64("momentum", 0.9, "SGD momentum")
+	nesterov := fs.Bool("nesterov", false, "Nesterov momentum")
+	wd := fs.Float64("weight-decay", 1e-4, "weight decay (not on BN parameters and biases)")
+	sched := fs.String("schedule", "cosine", `learning-rate schedule: cosine, he (÷10 at 50% and 75%), constant, multistep:S1,S2[:gamma], cosine:STEPS, warmup:N+...`)
+	aug := fs.String("augment", "auto", "augmentation: none, pad=N, flip, pad=4,flip; auto: pad=2 for grey images, pad=4,flip for colour")
+	val := fs.Float64("val-split", 0.1, "fraction of the training set held out for validation (0: validate on the test set)")
+	seed := fs.Uint64("seed", 1, "random seed")
+	threads := fs.Int("threads", 0, "threads (0: all cores)")
+	out := fs.String("out", "", "run folder (default runs/MODEL-DATA)")
+	resume := fs.Bool("resume", false, "continue the run in --out from its last checkpoint")
+	limit := fs.Int("limit", 0, "use only the first N training images (0: all)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *threads > 0 {
+		runtime.GOMAXPROCS(*threads)
+	}
+	mc, err := models.Preset(*model)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	trainSet, _, err := data.Open(*spec, 0)
+	if err != nil {
+		return err
+	}
+	mc.SetInChannels(trainSet.C)
+	mc.SetClasses(len(trainSet.Classes))
+	a, err := parseAugment(*aug, trainSet.C)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if *out == "" {
+		*out = filepath.Join("runs", *model+"-"+strings.NewReplacer(":", "-", "/", "-").Replace(*spec))
+	}
+	cfg := train.Config{Model: mc, Data: *spec, Epochs: *epochs, Batch: *batch, Optimizer: *opt, LR: *lr, Momentum: *mom, Nesterov: *nesterov,
+		WeightDecay: *wd, Schedule: *sched, Augment: a, ValSplit: *val, Seed: *seed, Limit: *limit, Out: *out, Resume: *resume,
+		Log: stdout, Live: isTerminal(stdout)}
+	fmt.Fprintf(stdout, "training %s on %s (%d images of %dx%dx%d, %d classes) for %d epochs, %d threads, run folder %s\n",
+		*model, *spec, trainSet.Len(), trainSet.H, trainSet.W, trainSet.C, len(trainSet.Classes), *epochs, runtime.GOMAXPROCS(0), *out)
+	res, err := train.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "done in %.0fs: test accuracy %.2f%%; checkpoints %s and %s\n", res.Seconds, 100*res.TestAccuracy,
+		filepath.Join(*out, train.LastCheckpoint), filepath.Join(*out, train.BestCheckpoint))
+	return nil
+}
+
+func parseAugment(s string, channels int) (data.Augment, error) {
+	var a data.Augment
+	switch s {
+	case "auto":
+		if channels == 1 {
+			return data.Augment{Pad: 2}, nil
+		}
+		return data.Augment{Pad: 4, Flip: true}, nil
+	case "none", "":
+		return a, nil
+	}
+	for _, part := range strings.Split(s, ",") {
+		switch {
+		case part == "flip":
+			a.Flip = true
+		case strings.HasPrefix(part, "pad="):
+			n, err := strconv.Atoi(strings.TrimPrefix(part, "pad="))
+			if err != nil || n < 0 {
+				return a, fmt.Errorf("bad augmentation %q", part)
+			}
+			a.Pad = n
+		default:
+			return a, fmt.Errorf("unknown augmentation %q (none, pad=N, flip)", part)
+		}
+	}
+	return a, nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func runEval(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("eval", stderr)
+	weights := fs.String("weights", "", "checkpoint (.safetensors)")
+	spec := fs.String("data", "", "data set (default: the one the checkpoint was trained on)")
+	png := fs.String("confusion", "", "write the confusion matrix PNG here (default: next to the checkpoint)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *weights == "" {
+		return fmt.Errorf("%w: --weights is required", errUsage)
+	}
+	c, err := train.Load(*weights)
+	if err != nil {
+		return err
+	}
+	if *spec == "" {
+		var tc struct {
+			Data string `json:"data"`
+		}
+		if err := jsonUnmarshal(c.Metadata["train"], &tc); err != nil || tc.Data == "" {
+			return fmt.Errorf("%w: the checkpoint does not name its data set; pass --data", errUsage)
+		}
+		*spec = tc.Data
+	}
+	_, test, err := data.Open(*spec, c.Preprocess.Channels)
+	if err != nil {
+		return err
+	}
+	if test.H != c.Preprocess.Height || test.W != c.Preprocess.Width || test.C != c.Preprocess.Channels || len(test.Classes) != len(c.Classes) {
+		return fmt.Errorf("%s holds %dx%dx%d images of %d classes; the model takes %dx%dx%d and %d classes",
+			*spec, test.H, test.W, test.C, len(test.Classes), c.Preprocess.Height, c.Preprocess.Width, c.Preprocess.Channels, len(c.Classes))
+	}
+	l := &data.Loader{Data: test, Batch: 256, Mean: c.Preprocess.Mean, Std: c.Preprocess.Std}
+	loss, acc, conf := train.Evaluate(c.Net, l, len(c.Classes))
+	fmt.Fprintf(stdout, "%s on %s (%d test images): accuracy %.2f%%, loss %.4f\n\nper class:\n", *weights, *spec, test.Len(), 100*acc, loss)
+	for i, row := range conf {
+		t := 0
+		for _, v := range row {
+			t += v
+		}
+		fmt.Fprintf(stdout, "  %-12s %6.2f%%  (%d images)\n", c.Classes[i], 100*float64(row[i])/float64(max(t, 1)), t)
+	}
+	fmt.Fprintf(stdout, "\nconfusion matrix (rows: true class, columns: predicted):\n")
+	for i, row := range conf {
+		fmt.Fprintf(stdout, "  %-12s", c.Classes[i])
+		for _, v := range row {
+			fmt.Fprintf(stdout, " %5d", v)
+		}
+		fmt.Fprintln(stdout)
+	}
+	if *png == "" {
+		*png = filepath.Join(filepath.Dir(*weights), "confusion.png")
+	}
+	if err := train.PlotConfusion(conf, c.Classes, *png); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nconfusion matrix image: %s\n", *png)
+	return nil
+}
+
+func runPredict(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("predict", stderr)
+	weights := fs.String("weights", "", "checkpoint (.safetensors)")
+	top := fs.Int("top", 5, "how many classes to print")
+	images, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if *weights == "" || len(images) == 0 {
+		return fmt.Errorf("%w: usage: residual predict --weights CKPT IMAGE...", errUsage)
+	}
+	c, err := train.Load(*weights)
+	if err != nil {
+		return err
+	}
+	for _, img := range images {
+		gs, err := c.Predict(img, *top)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, img)
+		for _, g := range gs {
+			fmt.Fprintf(stdout, "  %6.2f%%  %s (class %d)\n", 100*g.Probability, g.Name, g.Class)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,93 @@
+// Package data reads image classification data sets — MNIST and
+// Fashion-MNIST (IDX files), CIFAR-10/100 (binary records) and folders of
+// PNG/JPEG images — and feeds them to training as augmented, normalised
+// NHWC batches, deterministically for a given seed.
+//
+// MNIST is embedded (see data/mnist/README.md), so it needs no download.
+package data
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/residual-nn/residual/tensor"
+)
+
+// Dataset is a set of same-sized images with class labels, stored as
+// 8-bit pixels, NHWC.
+type Dataset struct {
+	H, W, C int
+	Pixels  []uint8 // N·H·W·C values
+	Labels  []int32
+	Classes []string // class names, indexed by label
+}
+
+// Len returns the number of images.
+func (d *Dataset) Len() int { return len(d.Labels) }
+
+// Image returns the pixels of image i.
+func (d *Dataset) Image(i int) []uint8 {
+	n := d.H * d.W * d.C
+	return d.Pixels[i*n : (i+1)*n]
+}
+
+// Check reports an inconsistent data set.
+func (d *Dataset) Check() error {
+	switch {
+	case d.H < 1 || d.W < 1 || d.C < 1:
+		return fmt.Errorf("data: bad image size %dx%dx%d", d.H, d.W, d.C)
+	case len(d.Pixels) != d.Len()*d.H*d.W*d.C:
+		return fmt.Errorf("data: %d pixel values for %d images of %dx%dx%d", len(d.Pixels), d.Len(), d.H, d.W, d.C)
+	case len(d.Classes) == 0:
+		return fmt.Errorf("data: no classes")
+	}
+	for i, l := range d.Labels {
+		if l < 0 || int(l) >= len(d.Classes) {
+			return fmt.Errorf("data: label %d of image %d outside [0, %d)", l, i, len(d.Classes))
+		}
+	}
+	return nil
+}
+
+// Subset returns the images at the given indices (copied).
+func (d *Dataset) Subset(idx []int) *Dataset {
+	n := d.H * d.W * d.C
+	s := &Dataset{H: d.H, W: d.W, C: d.C, Classes: d.Classes, Pixels: make([]uint8, 0, len(idx)*n), Labels: make([]int32, 0, len(idx))}
+	for _, i := range idx {
+		s.Pixels = append(s.Pixels, d.Image(i)...)
+		s.Labels = append(s.Labels, d.Labels[i])
+	}
+	return s
+}
+
+// Split holds out a fraction of the images (chosen by a permutation from
+// seed) as a validation set.
+func (d *Dataset) Split(frac float64, seed uint64) (train, val *Dataset, err error) {
+	if frac <= 0 || frac >= 1 {
+		return nil, nil, fmt.Errorf("data: validation fraction %g outside (0, 1)", frac)
+	}
+	perm := tensor.NewRNG(seed ^ 0x5eed5011).Perm(d.Len())
+	nv := int(float64(d.Len()) * frac)
+	if nv == 0 || nv == d.Len() {
+		return nil, nil, fmt.Errorf("data: a %g split of %d images leaves an empty side", frac, d.Len())
+	}
+	return d.Subset(perm[nv:]), d.Subset(perm[:nv]), nil
+}
+
+// Stats returns the per-channel mean and standard deviation of the pixels
+// scaled to [0, 1].
+func (d *Dataset) Stats() (mean, std []float64) {
+	sum, sq := make([]float64, d.C), make([]float64, d.C)
+	for i, p := range d.Pixels {
+		v := float64(p) / 255
+		sum[i%d.C] += v
+		sq[i%d.C] += v * v
+	}
+	n := float64(len(d.Pixels) / d.C)
+	mean, std = make([]float64, d.C), make([]float64, d.C)
+	for c := range mean {
+		mean[c] = sum[c] / n
+		std[c] = max(math.Sqrt(max(sq[c]/n-mean[c]*mean[c], 0)), 1e-6)
+	}
+	return mean, std
+}

@@ -1,0 +1,149 @@
+package data
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+
+	"github.com/residual-nn/residual/tensor"
+)
+
+// Augment describes the random augmentation of training images.
+type Augment struct {
+	// Pad pads each side with zeros and crops back to the original size
+	// at a random offset (He et al.: 4).
+	Pad int
+	// Flip mirrors images horizontally with probability ½.
+	Flip bool
+}
+
+// Loader cuts a data set into batches of normalised NHWC float32 images.
+type Loader struct {
+	Data    *Dataset
+	Batch   int
+	Shuffle bool
+	// DropLast drops a last, smaller batch.
+	DropLast bool
+	Augment  Augment
+	// Mean and Std (per channel, pixels scaled to [0, 1]) normalise:
+	// x = (p/255 − mean)/std.
+	Mean, Std []float64
+	Seed      uint64
+}
+
+// Batch is one batch: images [B,H,W,C] and their labels.
+type Batch struct {
+	X     *tensor.Tensor
+	Y     []int32
+	Index int // batch number within the epoch
+}
+
+// Batches returns the number of batches in an epoch.
+func (l *Loader) Batches() int {
+	n := l.Data.Len() / l.Batch
+	if !l.DropLast && l.Data.Len()%l.Batch != 0 {
+		n++
+	}
+	return n
+}
+
+// seedFor derives an independent seed for (epoch, batch) from the
+// loader's seed, so that each batch's content is fixed whatever goroutine
+// makes it and wherever an epoch is resumed.
+func (l *Loader) seedFor(epoch, batch int) uint64 {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%d/%d/%d", l.Seed, epoch, batch)
+	return h.Sum64()
+}
+
+// order returns the epoch's image order.
+func (l *Loader) order(epoch int) []int {
+	if !l.Shuffle {
+		idx := make([]int, l.Data.Len())
+		for i := range idx {
+			idx[i] = i
+		}
+		return idx
+	}
+	return tensor.NewRNG(l.seedFor(epoch, -1)).Perm(l.Data.Len())
+}
+
+// Epoch prepares the batches of an epoch from batch number skip on, on a
+// separate goroutine, two ahead of the consumer. The channel closes at the
+// end of the epoch or when ctx is cancelled.
+func (l *Loader) Epoch(ctx context.Context, epoch, skip int) <-chan Batch {
+	ch := make(chan Batch, 2)
+	order := l.order(epoch)
+	go func() {
+		defer close(ch)
+		for b := skip; b < l.Batches(); b++ {
+			batch := l.make(order, epoch, b)
+			select {
+			case ch <- batch:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+// make builds batch b of an epoch.
+func (l *Loader) make(order []int, epoch, b int) Batch {
+	d := l.Data
+	lo, hi := b*l.Batch, min((b+1)*l.Batch, d.Len())
+	x := tensor.New(hi-lo, d.H, d.W, d.C)
+	y := make([]int32, hi-lo)
+	rng := tensor.NewRNG(l.seedFor(epoch, b))
+	n := d.H * d.W * d.C
+	for i := lo; i < hi; i++ {
+		src := d.Image(order[i])
+		dst := x.Data[(i-lo)*n : (i-lo+1)*n]
+		dy, dx, flip := 0, 0, false
+		if p := l.Augment.Pad; p > 0 {
+			dy, dx = rng.IntN(2*p+1)-p, rng.IntN(2*p+1)-p
+		}
+		if l.Augment.Flip {
+			flip = rng.Float64() < 0.5
+		}
+		for r := 0; r < d.H; r++ {
+			sr := r + dy
+			for c := 0; c < d.W; c++ {
+				sc := c + dx
+				if flip {
+					sc = d.W - 1 - c + dx
+				}
+				for ch := 0; ch < d.C; ch++ {
+					v := 0.0 // the zero padding of the pad-and-crop
+					if sr >= 0 && sr < d.H && sc >= 0 && sc < d.W {
+						v = float64(src[(sr*d.W+sc)*d.C+ch]) / 255
+					}
+					dst[(r*d.W+c)*d.C+ch] = float32(l.normalise(v, ch))
+				}
+			}
+		}
+		y[i-lo] = d.Labels[order[i]]
+	}
+	return Batch{X: x, Y: y, Index: b}
+}
+
+func (l *Loader) normalise(v float64, ch int) float64 {
+	if l.Mean != nil {
+		v -= l.Mean[ch]
+	}
+	if l.Std != nil {
+		v /= l.Std[ch]
+	}
+	return v
+}
+
+// Normalise converts 8-bit NHWC pixels to a normalised float32 image, as
+// the loader does without augmentation.
+func Normalise(pix []uint8, h, w, c int, mean, std []float64) *tensor.Tensor {
+	l := Loader{Mean: mean, Std: std}
+	t := tensor.New(1, h, w, c)
+	for i, p := range pix {
+		t.Data[i] = float32(l.normalise(float64(p)/255, i%c))
+	}
+	return t
+}

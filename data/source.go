@@ -1,0 +1,54 @@
+package data
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Open reads a data set named by spec and returns its training and test
+// sets:
+//
+//	mnist                 the embedded MNIST
+//	fashion-mnist[:DIR]   Fashion-MNIST IDX files (Debian's dataset-fashion-mnist by default)
+//	idx:DIR               any MNIST-layout folder of IDX files
+//	cifar10:DIR           the CIFAR-10 binary distribution
+//	cifar100:DIR          the CIFAR-100 binary distribution
+//	folder:DIR            DIR/train/CLASS/*.png|jpg and DIR/test/CLASS/… (channels: 1 or 3)
+func Open(spec string, channels int) (train, test *Dataset, err error) {
+	kind, dir, _ := strings.Cut(spec, ":")
+	switch kind {
+	case "mnist":
+		return MNIST()
+	case "fashion-mnist":
+		return FashionMNIST(dir)
+	case "idx":
+		return IDXDir(dir, nil)
+	case "cifar10", "cifar100":
+		if dir == "" {
+			return nil, nil, fmt.Errorf("data: %s needs a folder: %s:DIR", kind, kind)
+		}
+		n := 10
+		if kind == "cifar100" {
+			n = 100
+		}
+		return CIFAR(dir, n)
+	case "folder":
+		if dir == "" {
+			return nil, nil, fmt.Errorf("data: folder needs a path: folder:DIR (with train/ and test/ inside)")
+		}
+		if channels == 0 {
+			channels = 3
+		}
+		if train, err = Folder(dir+"/train", channels); err != nil {
+			return nil, nil, err
+		}
+		if test, err = Folder(dir+"/test", channels); err != nil {
+			return nil, nil, err
+		}
+		if strings.Join(train.Classes, "\x00") != strings.Join(test.Classes, "\x00") || train.H != test.H || train.W != test.W {
+			return nil, nil, fmt.Errorf("data: %s: train and test differ in classes or image size", dir)
+		}
+		return train, test, nil
+	}
+	return nil, nil, fmt.Errorf("data: unknown data set %q (mnist, fashion-mnist[:DIR], idx:DIR, cifar10:DIR, cifar100:DIR, folder:DIR)", spec)
+}

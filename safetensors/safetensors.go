@@ -1,0 +1,253 @@
+// Package safetensors reads and writes the safetensors format
+// (github.com/huggingface/safetensors): an 8-byte little-endian header
+// length, a JSON header mapping each tensor name to its dtype, shape and
+// byte range, an optional "__metadata__" map of strings, then the raw
+// little-endian data. residual stores checkpoints in it, and loads
+// PyTorch state dicts saved with it.
+//
+// The reader checks everything a corrupt or hostile file could get wrong
+// (header size, offsets outside the data, overlapping or unordered ranges,
+// sizes that do not match the shape) and returns an error naming the
+// problem. The writer replaces its target atomically.
+package safetensors
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/residual-nn/residual/tensor"
+)
+
+// maxHeader bounds the JSON header (100 MB, as the reference reader).
+const maxHeader = 100 << 20
+
+type entry struct {
+	Dtype   string   `json:"dtype"`
+	Shape   []int    `json:"shape"`
+	Offsets [2]int64 `json:"data_offsets"`
+}
+
+var dtypeSize = map[string]int{"F32": 4, "F64": 8, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "U8": 1, "I8": 1, "BOOL": 1, "I16": 2}
+
+// File is a decoded safetensors file: float tensors (converted to float32
+// from F32, F64, F16, BF16 and the integer types) and the metadata.
+type File struct {
+	Tensors  map[string]*tensor.Tensor
+	Metadata map[string]string
+	// Dtypes records each tensor's stored dtype.
+	Dtypes map[string]string
+}
+
+// Decode parses a whole safetensors file held in memory.
+func Decode(b []byte) (*File, error) {
+	if len(b) < 8 {
+		return nil, fmt.Errorf("safetensors: %d bytes is too short for a header length", len(b))
+	}
+	n := binary.LittleEndian.Uint64(b)
+	if n > maxHeader || n > uint64(len(b)-8) {
+		return nil, fmt.Errorf("safetensors: header of %d bytes does not fit the %d-byte file (truncated?)", n, len(b))
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b[8:8+n], &raw); err != nil {
+		return nil, fmt.Errorf("safetensors: bad header: %w", err)
+	}
+	data := b[8+n:]
+	f := &File{Tensors: map[string]*tensor.Tensor{}, Metadata: map[string]string{}, Dtypes: map[string]string{}}
+	type span struct {
+		name   string
+		lo, hi int64
+	}
+	var spans []span
+	for name, msg := range raw {
+		if name == "__metadata__" {
+			if err := json.Unmarshal(msg, &f.Metadata); err != nil {
+				return nil, fmt.Errorf("safetensors: metadata must map strings to strings: %w", err)
+			}
+			continue
+		}
+		var e entry
+		if err := json.Unmarshal(msg, &e); err != nil {
+			return nil, fmt.Errorf("safetensors: tensor %q: %w", name, err)
+		}
+		size, ok := dtypeSize[e.Dtype]
+		if !ok {
+			return nil, fmt.Errorf("safetensors: tensor %q has unknown dtype %q", name, e.Dtype)
+		}
+		count := int64(1)
+		for _, d := range e.Shape {
+			if d < 0 || (d > 0 && count > math.MaxInt32/int64(d)) {
+				return nil, fmt.Errorf("safetensors: tensor %q has bad shape %v", name, e.Shape)
+			}
+			count *= int64(d)
+		}
+		lo, hi := e.Offsets[0], e.Offsets[1]
+		if lo < 0 || hi < lo || hi > int64(len(data)) {
+			return nil, fmt.Errorf("safetensors: tensor %q: bytes [%d, %d) outside the %d data bytes (truncated?)", name, lo, hi, len(data))
+		}
+		if hi-lo != count*int64(size) {
+			return nil, fmt.Errorf("safetensors: tensor %q: %d bytes for shape %v of %s", name, hi-lo, e.Shape, e.Dtype)
+		}
+		spans = append(spans, span{name, lo, hi})
+		t := tensor.New(e.Shape...)
+		decode(t.Data, data[lo:hi], e.Dtype)
+		f.Tensors[name] = t
+		f.Dtypes[name] = e.Dtype
+	}
+	// The ranges must tile the data exactly (the format's validity rule).
+	sort.Slice(spans, func(i, j int) bool { return spans[i].lo < spans[j].lo })
+	var at int64
+	for _, s := range spans {
+		if s.lo != at {
+			return nil, fmt.Errorf("safetensors: tensor %q starts at byte %d, expected %d (overlap or gap)", s.name, s.lo, at)
+		}
+		at = s.hi
+	}
+	if at != int64(len(data)) {
+		return nil, fmt.Errorf("safetensors: %d data bytes, tensors cover %d", len(data), at)
+	}
+	return f, nil
+}
+
+func decode(dst []float32, b []byte, dtype string) {
+	le := binary.LittleEndian
+	for i := range dst {
+		switch dtype {
+		case "F32":
+			dst[i] = math.Float32frombits(le.Uint32(b[4*i:]))
+		case "F64":
+			dst[i] = float32(math.Float64frombits(le.Uint64(b[8*i:])))
+		case "BF16":
+			dst[i] = math.Float32frombits(uint32(le.Uint16(b[2*i:])) << 16)
+		case "F16":
+			dst[i] = halfToFloat(le.Uint16(b[2*i:]))
+		case "I64":
+			dst[i] = float32(int64(le.Uint64(b[8*i:])))
+		case "I32":
+			dst[i] = float32(int32(le.Uint32(b[4*i:])))
+		case "I16":
+			dst[i] = float32(int16(le.Uint16(b[2*i:])))
+		case "U8", "BOOL":
+			dst[i] = float32(b[i])
+		case "I8":
+			dst[i] = float32(int8(b[i]))
+		}
+	}
+}
+
+func halfToFloat(h uint16) float32 {
+	sign := uint32(h>>15) << 31
+	exp := uint32(h>>10) & 0x1f
+	frac := uint32(h) & 0x3ff
+	switch {
+	case exp == 0 && frac == 0:
+		return math.Float32frombits(sign)
+	case exp == 0: // subnormal: frac/1024 · 2⁻¹⁴
+		v := float32(frac) / 1024 / 16384
+		if sign != 0 {
+			v = -v
+		}
+		return v
+	case exp == 0x1f:
+		return math.Float32frombits(sign | 0x7f800000 | frac<<13)
+	}
+	return math.Float32frombits(sign | (exp+112)<<23 | frac<<13)
+}
+
+// Read reads and decodes a safetensors file.
+func Read(path string) (*File, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	f, err := Decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return f, nil
+}
+
+// Encode serialises float32 tensors (as F32, in name order) and metadata.
+func Encode(tensors map[string]*tensor.Tensor, metadata map[string]string) ([]byte, error) {
+	names := make([]string, 0, len(tensors))
+	for k := range tensors {
+		if k == "__metadata__" {
+			return nil, fmt.Errorf("safetensors: %q is reserved", k)
+		}
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	hdr := map[string]any{}
+	if len(metadata) > 0 {
+		hdr["__metadata__"] = metadata
+	}
+	var off int64
+	for _, k := range names {
+		t := tensors[k]
+		if tensor.NumElements(t.Shape) != len(t.Data) {
+			return nil, fmt.Errorf("safetensors: tensor %q: %d values for shape %v", k, len(t.Data), t.Shape)
+		}
+		shape := t.Shape
+		if shape == nil {
+			shape = []int{}
+		}
+		n := int64(4 * len(t.Data))
+		hdr[k] = entry{Dtype: "F32", Shape: shape, Offsets: [2]int64{off, off + n}}
+		off += n
+	}
+	h, err := json.Marshal(hdr)
+	if err != nil {
+		return nil, err
+	}
+	for len(h)%8 != 0 { // align the data to 8 bytes, as the reference writer does
+		h = append(h, ' ')
+	}
+	out := make([]byte, 8, 8+len(h)+int(off))
+	binary.LittleEndian.PutUint64(out, uint64(len(h)))
+	out = append(out, h...)
+	for _, k := range names {
+		for _, v := range tensors[k].Data {
+			out = binary.LittleEndian.AppendUint32(out, math.Float32bits(v))
+		}
+	}
+	return out, nil
+}
+
+// Write encodes and writes a file atomically: the data goes to a
+// temporary file in the same folder, is synced, and is renamed over path,
+// so a reader sees the old file or the new one, never a part.
+func Write(path string, tensors map[string]*tensor.Tensor, metadata map[string]string) error {
+	b, err := Encode(tensors, metadata)
+	if err != nil {
+		return err
+	}
+	return WriteAtomic(path, b)
+}
+
+// WriteAtomic writes b to path through a synced temporary file and a
+// rename.
+func WriteAtomic(path string, b []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	name := tmp.Name()
+	if _, err = tmp.Write(b); err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(name, path)
+	}
+	if err != nil {
+		os.Remove(name)
+		return fmt.Errorf("safetensors: writing %s: %w", path, err)
+	}
+	return nil
+}

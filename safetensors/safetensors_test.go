@@ -1,0 +1,144 @@
+package safetensors
+
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/residual-nn/residual/tensor"
+)
+
+func sample() map[string]*tensor.Tensor {
+	return map[string]*tensor.Tensor{
+		"conv1.weight": tensor.MustFromData([]float32{1, -2, 3.5, 4, 5, 6}, 1, 2, 3),
+		"fc.bias":      tensor.MustFromData([]float32{0.25}, 1),
+		"scalar":       tensor.MustFromData([]float32{7}),
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	b, err := Encode(sample(), map[string]string{"epoch": "3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range sample() {
+		got := f.Tensors[k]
+		if got == nil || !tensor.SameShape(got.Shape, want.Shape) || got.Sum() != want.Sum() {
+			t.Errorf("%s: got %v, want %v", k, got, want)
+		}
+	}
+	if f.Metadata["epoch"] != "3" {
+		t.Errorf("metadata %v", f.Metadata)
+	}
+}
+
+// A file written by PyTorch's safetensors (torch.save_file of
+// {"a": arange(6, dtype=float32).reshape(2,3), "b": tensor([1,2], int64)}),
+// bytes built here the same way.
+func TestReadsOtherDtypes(t *testing.T) {
+	hdr := `{"a":{"dtype":"F16","shape":[3],"data_offsets":[0,6]},"b":{"dtype":"I64","shape":[2],"data_offsets":[6,22]},"c":{"dtype":"BF16","shape":[1],"data_offsets":[22,24]}}`
+	b := binary.LittleEndian.AppendUint64(nil, uint64(len(hdr)))
+	b = append(b, hdr...)
+	b = binary.LittleEndian.AppendUint16(b, 0x3c00) // 1.0
+	b = binary.LittleEndian.AppendUint16(b, 0xc000) // −2.0
+	b = binary.LittleEndian.AppendUint16(b, 0x8001) // −2⁻²⁴ (subnormal)
+	b = binary.LittleEndian.AppendUint64(b, 5)
+	b = binary.LittleEndian.AppendUint64(b, ^uint64(0)) // −1
+	b = binary.LittleEndian.AppendUint16(b, 0x4049)     // bf16 3.140625
+	f, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := f.Tensors["a"].Data; a[0] != 1 || a[1] != -2 || a[2] != -1.0/(1<<24) {
+		t.Errorf("F16 decoded to %v", a)
+	}
+	if v := f.Tensors["b"].Data; v[0] != 5 || v[1] != -1 {
+		t.Errorf("I64 decoded to %v", v)
+	}
+	if v := f.Tensors["c"].Data[0]; v != 3.140625 {
+		t.Errorf("BF16 decoded to %v", v)
+	}
+}
+
+func TestCorruptFiles(t *testing.T) {
+	good, _ := Encode(sample(), nil)
+	hlen := binary.LittleEndian.Uint64(good)
+	cases := map[string][]byte{
+		"empty":            {},
+		"truncated data":   good[:len(good)-3],
+		"truncated header": good[:8+hlen/2],
+		"huge header":      append(binary.LittleEndian.AppendUint64(nil, 1<<40), good[8:]...),
+		"not json":         append(binary.LittleEndian.AppendUint64(nil, 4), []byte("nope")...),
+	}
+	bad := func(h string, data int) []byte {
+		b := binary.LittleEndian.AppendUint64(nil, uint64(len(h)))
+		return append(append(b, h...), make([]byte, data)...)
+	}
+	cases["offsets past end"] = bad(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`, 4)
+	cases["size/shape mismatch"] = bad(`{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}`, 8)
+	cases["overlap"] = bad(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}`, 8)
+	cases["unknown dtype"] = bad(`{"a":{"dtype":"Q4","shape":[1],"data_offsets":[0,1]}}`, 1)
+	cases["negative dim"] = bad(`{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}`, 4)
+	cases["bad metadata"] = bad(`{"__metadata__":{"x":1}}`, 0)
+	for name, b := range cases {
+		if _, err := Decode(b); err == nil {
+			t.Errorf("%s: accepted", name)
+		} else if !strings.HasPrefix(err.Error(), "safetensors:") {
+			t.Errorf("%s: error %q does not say where it comes from", name, err)
+		}
+	}
+}
+
+func TestWriteIsAtomic(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "ckpt.safetensors")
+	if err := Write(p, sample(), map[string]string{"v": "1"}); err != nil {
+		t.Fatal(err)
+	}
+	// A failing write (a tensor whose data does not fill its shape) leaves
+	// the old file intact and no temporary files behind.
+	bad := map[string]*tensor.Tensor{"x": {Shape: []int{4}, Data: []float32{1}}}
+	if err := Write(p, bad, nil); err == nil {
+		t.Fatal("a bad tensor was written")
+	}
+	f, err := Read(p)
+	if err != nil || f.Metadata["v"] != "1" {
+		t.Fatalf("old checkpoint damaged: %v", err)
+	}
+	// A write into a folder that cannot be written fails cleanly.
+	if err := Write(filepath.Join(dir, "missing", "x.safetensors"), sample(), nil); err == nil {
+		t.Error("write into a missing folder succeeded")
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("folder holds %d entries, want only the checkpoint", len(entries))
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	good, _ := Encode(sample(), map[string]string{"k": "v"})
+	f.Add(good)
+	f.Add(good[:len(good)/2])
+	f.Add([]byte{8, 0, 0, 0, 0, 0, 0, 0, '{', '}', ' ', ' ', ' ', ' ', ' ', ' '})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		file, err := Decode(b)
+		if err != nil {
+			return
+		}
+		// Whatever decodes must re-encode and decode to the same tensors.
+		out, err := Encode(file.Tensors, file.Metadata)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := Decode(out)
+		if err != nil || len(again.Tensors) != len(file.Tensors) {
+			t.Fatalf("re-encoding failed: %v", err)
+		}
+	})
+}

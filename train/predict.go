@@ -1,0 +1,90 @@
+package train
+
+import (
+	"fmt"
+	"math"
+	"sort"
+
+	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/nn"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// Input turns an image file into the model input the checkpoint's
+// preprocessing describes: channels converted, resized (or resized and
+// centre-cropped), channel order, scaling and normalisation.
+func (p Preprocess) Input(path string) (*tensor.Tensor, error) {
+	img, err := data.LoadImage(path)
+	if err != nil {
+		return nil, err
+	}
+	b := img.Bounds()
+	h, w := b.Dy(), b.Dx()
+	pix := data.Pixels(img, p.Channels)
+	if p.ResizeShorter > 0 {
+		s := float64(p.ResizeShorter) / float64(min(h, w))
+		nh, nw := max(int(math.Round(float64(h)*s)), p.Height), max(int(math.Round(float64(w)*s)), p.Width)
+		pix, h, w = data.Resize(pix, h, w, p.Channels, nh, nw), nh, nw
+		top, left := (h-p.Height)/2, (w-p.Width)/2
+		crop := make([]uint8, 0, p.Height*p.Width*p.Channels)
+		for y := top; y < top+p.Height; y++ {
+			crop = append(crop, pix[(y*w+left)*p.Channels:(y*w+left+p.Width)*p.Channels]...)
+		}
+		pix, h, w = crop, p.Height, p.Width
+	} else if h != p.Height || w != p.Width {
+		pix, h, w = data.Resize(pix, h, w, p.Channels, p.Height, p.Width), p.Height, p.Width
+	}
+	t := tensor.New(1, h, w, p.Channels)
+	for i, v := range pix {
+		c := i % p.Channels
+		if p.BGR {
+			c = p.Channels - 1 - c
+		}
+		x := float64(v)
+		if !p.Scale255 {
+			x /= 255
+		}
+		if p.Mean != nil {
+			x -= p.Mean[c]
+		}
+		if p.Std != nil {
+			x /= p.Std[c]
+		}
+		t.Data[(i/p.Channels)*p.Channels+c] = float32(x)
+	}
+	return t, nil
+}
+
+// Guess is one class and its probability.
+type Guess struct {
+	Class       int
+	Name        string
+	Probability float64
+}
+
+// Predict returns the k most probable classes for an image file.
+func (c *Checkpoint) Predict(path string, k int) ([]Guess, error) {
+	x, err := c.Preprocess.Input(path)
+	if err != nil {
+		return nil, err
+	}
+	nn.SetTraining(c.Net, false)
+	logits := c.Net.Forward(ag.Constant(x))
+	probs := ag.Softmax(logits, 1).Data.Data
+	gs := make([]Guess, len(probs))
+	for i, p := range probs {
+		gs[i] = Guess{Class: i, Probability: float64(p)}
+		if i < len(c.Classes) {
+			gs[i].Name = c.Classes[i]
+		}
+	}
+	sort.SliceStable(gs, func(a, b int) bool { return gs[a].Probability > gs[b].Probability })
+	if k > len(gs) {
+		k = len(gs)
+	}
+	if k < 1 {
+		return nil, fmt.Errorf("train: top-k needs k ≥ 1")
+	}
+	return gs[:k], nil
+}

@@ -1,0 +1,185 @@
+package train
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/models"
+	"github.com/residual-nn/residual/models/resnet"
+	"github.com/residual-nn/residual/safetensors"
+)
+
+// tiny is a two-block ResNet (4 and 8 channels) on 256 MNIST training
+// and test images, batch 32. Its schedule counts steps explicitly, so that
+// a 1-epoch run follows the same learning rates as the first epoch of a
+// 2-epoch run (a cosine over the whole run would not).
+func tiny(out string) Config {
+	rc := resnet.Config{Block: "basic", Layers: []int{1, 1}, Widths: []int{4, 8}, Stem: "cifar", StemWidth: 4,
+		Ordering: resnet.PostActivation, Shortcut: resnet.ShortcutB, Classes: 10, InChannels: 1}
+	return Config{Model: models.Config{Name: "tiny", ResNet: &rc}, Data: "mnist", Epochs: 2, Batch: 32, Optimizer: "sgd",
+		LR: 0.05, Momentum: 0.9, WeightDecay: 1e-4, Schedule: "multistep:10", Augment: data.Augment{Pad: 2}, ValSplit: 0.25,
+		Seed: 3, Limit: 256, Out: out}
+}
+
+func weights(t *testing.T, path string) map[string][]float32 {
+	t.Helper()
+	f, err := safetensors.Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]float32{}
+	for k, v := range f.Tensors {
+		out[k] = v.Data
+	}
+	return out
+}
+
+// Training 2 epochs equals training 1 epoch, stopping, and resuming; and
+// equals being interrupted after the first step and resumed: identical
+// weights and optimizer state, bit for bit.
+func TestResumeIsExact(t *testing.T) {
+	ctx := context.Background()
+	full := tiny(t.TempDir())
+	if _, err := Run(ctx, full); err != nil {
+		t.Fatal(err)
+	}
+	want := weights(t, filepath.Join(full.Out, LastCheckpoint))
+
+	split := tiny(t.TempDir())
+	split.Epochs = 1
+	if _, err := Run(ctx, split); err != nil {
+		t.Fatal(err)
+	}
+	split.Epochs, split.Resume = 2, true
+	if _, err := Run(ctx, split); err != nil {
+		t.Fatal(err)
+	}
+
+	stopped := tiny(t.TempDir())
+	cctx, cancel := context.WithCancel(ctx)
+	cancel() // stop at the first step boundary
+	if _, err := Run(cctx, stopped); !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("cancelled run: %v", err)
+	}
+	if f, _ := safetensors.Read(filepath.Join(stopped.Out, LastCheckpoint)); f == nil || f.Metadata["batch"] != "1" {
+		t.Fatalf("the interrupted run's checkpoint does not record batch 1: %v", f)
+	}
+	stopped.Resume = true
+	if _, err := Run(ctx, stopped); err != nil {
+		t.Fatal(err)
+	}
+	for name, dir := range map[string]string{"stopped at an epoch": split.Out, "interrupted mid-epoch": stopped.Out} {
+		got := weights(t, filepath.Join(dir, LastCheckpoint))
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d tensors, want %d", name, len(got), len(want))
+		}
+		for k, w := range want {
+			if !equal(got[k], w) {
+				t.Errorf("%s: %s differs from the uninterrupted run", name, k)
+			}
+		}
+	}
+	if n := strings.Count(string(must(os.ReadFile(filepath.Join(split.Out, "metrics.jsonl")))), "\n"); n != 2 {
+		t.Errorf("metrics.jsonl has %d lines after 2 epochs", n)
+	}
+	for _, f := range []string{"loss.png", "accuracy.png", BestCheckpoint} {
+		if _, err := os.Stat(filepath.Join(full.Out, f)); err != nil {
+			t.Errorf("%s missing: %v", f, err)
+		}
+	}
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func equal(a, b []float32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestNaNLossStopsAndKeepsCheckpoint(t *testing.T) {
+	c := tiny(t.TempDir())
+	c.Epochs = 1
+	if _, err := Run(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(c.Out, LastCheckpoint)
+	before := must(os.ReadFile(path))
+	c.Epochs, c.Resume, c.LR = 2, true, 1e30
+	_, err := Run(context.Background(), c)
+	if err == nil || !strings.Contains(err.Error(), "loss is") || !strings.Contains(err.Error(), "step") {
+		t.Fatalf("a diverging run: %v", err)
+	}
+	if !bytes.Equal(before, must(os.ReadFile(path))) {
+		t.Error("the last checkpoint changed after the NaN stop")
+	}
+}
+
+func TestBadResumes(t *testing.T) {
+	c := tiny(t.TempDir())
+	c.Epochs = 1
+	if _, err := Run(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	other := c
+	other.Resume = true
+	rc := *c.Model.ResNet
+	rc.Widths = []int{8, 8}
+	other.Model = models.Config{Name: "other", ResNet: &rc}
+	if _, err := Run(context.Background(), other); err == nil || !strings.Contains(err.Error(), "same model") {
+		t.Errorf("resuming another architecture: %v", err)
+	}
+	path := filepath.Join(c.Out, LastCheckpoint)
+	b := must(os.ReadFile(path))
+	trunc := filepath.Join(t.TempDir(), "trunc.safetensors")
+	os.WriteFile(trunc, b[:len(b)-100], 0o644)
+	if _, err := Load(trunc); err == nil || !strings.Contains(err.Error(), "truncated") {
+		t.Errorf("truncated checkpoint: %v", err)
+	}
+	fresh := tiny(t.TempDir())
+	fresh.Resume = true
+	if _, err := Run(context.Background(), fresh); err == nil || !strings.Contains(err.Error(), "no checkpoint") {
+		t.Errorf("resume without a checkpoint: %v", err)
+	}
+	bad := tiny(t.TempDir())
+	bad.Model.ResNet.Classes = 7
+	if _, err := Run(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "classes") {
+		t.Errorf("7-class model on 10-class data: %v", err)
+	}
+}
+
+func TestCheckpointLoadsAndPredicts(t *testing.T) {
+	c := tiny(t.TempDir())
+	c.Epochs = 1
+	if _, err := Run(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	ck, err := Load(filepath.Join(c.Out, BestCheckpoint))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ck.Preprocess.Height != 28 || ck.Preprocess.Channels != 1 || len(ck.Classes) != 10 || ck.Model.Name != "tiny" {
+		t.Errorf("checkpoint metadata: %+v %v", ck.Preprocess, ck.Classes)
+	}
+	// The weights carry torchvision names, unprefixed.
+	if _, ok := ck.Tensors["layer1.0.conv1.weight"]; !ok {
+		t.Error("no layer1.0.conv1.weight in the checkpoint")
+	}
+}
