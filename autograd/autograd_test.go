@@ -260,3 +260,19 @@ func TestNoGradTapeRecyclesAndRecordsNothing(t *testing.T) {
 		t.Error("the output buffer was not recycled")
 	}
 }
+
+// Intermediate gradients of a chain of residual additions, kept with
+// RetainGrad: y = x + f(x) twice with f = 2·(·), so dL/dh = 3 at the middle
+// and 9 at the input for L = Σ out.
+func TestRetainGradThroughResidualAdds(t *testing.T) {
+	tape := ag.NewTape()
+	x := tape.Variable(tensor.Full(1, 4))
+	h := ag.Add(x, ag.Scale(x, 2))
+	h.RetainGrad()
+	out := ag.Add(h, ag.Scale(h, 2))
+	out.RetainGrad()
+	tape.Backward(ag.Sum(out))
+	if out.Grad.Data[0] != 1 || h.Grad.Data[0] != 3 || x.Grad.Data[0] != 9 {
+		t.Errorf("gradients out %g, h %g, x %g; want 1, 3, 9", out.Grad.Data[0], h.Grad.Data[0], x.Grad.Data[0])
+	}
+}

@@ -30,10 +30,14 @@ func Add(a, b *Value) *Value {
 	kernels.Add(a.Data.Data, b.Data.Data, y.Data.Data)
 	record(y, func() {
 		// y's gradient is final when this runs: a takes the buffer over
-		// (no copy); b gets its own copy.
+		// (no copy) unless y's gradient is retained; b gets its own copy.
 		tp, dy := y.tape, y.Grad.Data
 		tp.contribute(b, func(dst []float32) { copy(dst, dy) })
-		tp.give(a, dy)
+		if y.retain {
+			tp.contribute(a, func(dst []float32) { copy(dst, dy) })
+		} else {
+			tp.give(a, dy)
+		}
 	}, a, b)
 	return y
 }

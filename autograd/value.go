@@ -35,7 +35,10 @@ type Value struct {
 	Data *tensor.Tensor
 	// Grad is d(loss)/d(Data) after Backward, or nil if no gradient
 	// reached this value. Parameters accumulate gradients across Backward
-	// calls until ZeroGrad.
+	// calls until ZeroGrad. For an intermediate value (neither a Param nor
+	// a Variable) Grad is reliable only if RetainGrad was called before the
+	// backward pass: otherwise its buffer may be handed on to another value
+	// and change, as PyTorch frees the gradients of non-leaves.
 	Grad *tensor.Tensor
 	// Name is a parameter's name (e.g. "layer1.0.conv1.weight"); empty for
 	// intermediate values.
@@ -43,8 +46,13 @@ type Value struct {
 
 	requiresGrad bool // a leaf whose gradient the caller wants
 	needsGrad    bool // requiresGrad, or computed from such a value
+	retain       bool // keep Grad for inspection: never hand its buffer on
 	tape         *Tape
 }
+
+// RetainGrad keeps this intermediate value's gradient intact through the
+// backward pass (PyTorch's retain_grad), for inspection.
+func (v *Value) RetainGrad() { v.retain = true }
 
 // Param returns a trainable leaf value (no tape): its gradient is computed
 // whenever it takes part in a recorded computation.

@@ -33,12 +33,13 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"bench":   {"measure images/s of the standard workloads (see docs/PERFORMANCE.md)", runBench},
-	"demo":    {"fit a small residual MLP to sin(3x) and print the loss falling", runDemo},
-	"summary": {"list a model's layers, output shapes, parameters and multiply-adds", runSummary},
-	"train":   {"train a model on a data set (default: a ResNet-20 on MNIST)", runTrain},
-	"eval":    {"accuracy, per-class accuracy and confusion matrix of a checkpoint", runEval},
-	"predict": {"top-k classes of image files with a checkpoint", runPredict},
+	"bench":      {"measure images/s of the standard workloads (see docs/PERFORMANCE.md)", runBench},
+	"demo":       {"fit a small residual MLP to sin(3x) and print the loss falling", runDemo},
+	"summary":    {"list a model's layers, output shapes, parameters and multiply-adds", runSummary},
+	"train":      {"train a model on a data set (default: a ResNet-20 on MNIST)", runTrain},
+	"eval":       {"accuracy, per-class accuracy and confusion matrix of a checkpoint", runEval},
+	"experiment": {"run an experiment on why residual networks work (shatter, variance, bottleneck)", runExperiment},
+	"predict":    {"top-k classes of image files with a checkpoint", runPredict},
 }
 
 func usage(w io.Writer) {

@@ -237,6 +237,13 @@ func conv(rng *tensor.RNG, in, out, k, stride int) *nn.Conv2d {
 	return c
 }
 
+// NewBlock builds one block of the config's kind (block type, ordering,
+// shortcut option, branch scale) from in channels at the given stride; width
+// is a basic block's output width or a bottleneck's inner width.
+func NewBlock(rng *tensor.RNG, c Config, in, width, stride int) nn.Layer {
+	return newBlock(rng, c, in, width, stride)
+}
+
 // newBlock builds one block from in channels at the given stride.
 func newBlock(rng *tensor.RNG, c Config, in, width, stride int) nn.Layer {
 	out := width

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Measures residual and PyTorch side by side on this machine, one job at a
+# time, each under /usr/bin/time -v for its peak memory, and prints the
+# table of docs/PERFORMANCE.md. Needs Debian's python3-torch and
+# python3-torchvision and ../shared/anchors/torch_bench.py. Takes about 15
+# minutes on 2 cores; run nothing else meanwhile.
+#
+#   bash bench/compare.sh [OUTDIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-/tmp/residual-compare}
+mkdir -p "$out"
+go build -o "$out/residual" ./cmd/residual
+names="peak conv3x3 cifar20-train cifar20-infer cifar56-train cifar56-infer resnet18-train resnet18-infer resnet50-train resnet50-infer unet-train"
+for n in $names; do
+  /usr/bin/time -v "$out/residual" bench "$n" --json --runs 7 --warmup 2 > "$out/res_$n.json" 2> "$out/res_$n.time"
+done
+for n in peak conv3x3 cifar20-train; do
+  GOMAXPROCS=1 "$out/residual" bench "$n" --json --runs 5 --warmup 1 > "$out/res1_$n.json"
+done
+for sec in cifar20 cifar56 rn18 rn50 unet; do
+  /usr/bin/time -v /usr/bin/python3 ../shared/anchors/torch_bench.py "$sec" --runs 7 --warmup 2 > "$out/torch_$sec.txt" 2> "$out/torch_$sec.time"
+  /usr/bin/time -v /usr/bin/python3 ../shared/anchors/torch_bench.py "$sec" --runs 7 --warmup 2 --channels-last > "$out/torchcl_$sec.txt" 2> "$out/torchcl_$sec.time"
+done
+/usr/bin/python3 ../shared/anchors/torch_bench.py conv > "$out/torch_conv.txt" 2>&1
+/usr/bin/python3 bench/table.py "$out"
