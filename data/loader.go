@@ -78,6 +78,14 @@ func (l *Loader) Epoch(ctx context.Context, epoch, skip int) <-chan Batch {
 		defer close(ch)
 		for b := skip; b < l.Batches(); b++ {
 			batch := l.make(order, epoch, b)
+			// Deliver when there is room before looking at cancellation, so
+			// that what a cancelled consumer receives does not depend on
+			// goroutine scheduling.
+			select {
+			case ch <- batch:
+				continue
+			default:
+			}
 			select {
 			case ch <- batch:
 			case <-ctx.Done():

@@ -61,6 +61,9 @@ type Config struct {
 
 // Result is what a finished run reached.
 type Result struct {
+	// History has one entry per epoch (all epochs of the run, resumed ones
+	// included).
+	History         []Metrics
 	Epochs          int
 	TestAccuracy    float64
 	TestLoss        float64
@@ -270,21 +273,25 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			r.batch = b.Index + 1
 			r.progress()
 			if ctx.Err() != nil {
-				cancel()
-				if err := r.save(LastCheckpoint); err != nil {
-					return nil, err
-				}
-				fmt.Fprintf(r.cfg.Log, "\nstopped at epoch %d, batch %d; checkpoint written to %s\n", r.epoch+1, r.batch, filepath.Join(r.cfg.Out, LastCheckpoint))
-				return nil, ErrInterrupted
+				break
 			}
 		}
 		cancel()
+		// An epoch cut short by cancellation (even before its first batch)
+		// is not finished: save the exact position and stop.
+		if ctx.Err() != nil {
+			if err := r.save(LastCheckpoint); err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(r.cfg.Log, "\nstopped at epoch %d, batch %d; checkpoint written to %s\n", r.epoch+1, r.batch, filepath.Join(r.cfg.Out, LastCheckpoint))
+			return nil, ErrInterrupted
+		}
 		if err := r.endEpoch(); err != nil {
 			return nil, err
 		}
 	}
 	testLoss, testAcc, _ := Evaluate(r.model, r.loader(r.testSet, false), len(r.testSet.Classes))
-	res := &Result{Epochs: r.epoch, TestAccuracy: testAcc, TestLoss: testLoss, BestValAccuracy: r.best, Seconds: time.Since(r.start).Seconds()}
+	res := &Result{History: r.history, Epochs: r.epoch, TestAccuracy: testAcc, TestLoss: testLoss, BestValAccuracy: r.best, Seconds: time.Since(r.start).Seconds()}
 	fmt.Fprintf(r.cfg.Log, "test accuracy %.2f%% (loss %.4f) after %d epochs\n", 100*testAcc, testLoss, r.epoch)
 	return res, nil
 }

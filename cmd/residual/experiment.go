@@ -10,7 +10,7 @@ import (
 	"github.com/residual-nn/residual/experiments"
 )
 
-var experimentNames = []string{"shatter", "variance", "bottleneck"}
+var experimentNames = []string{"shatter", "variance", "degradation", "ensemble", "order", "bottleneck"}
 
 func runExperiment(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("experiment", stderr)
@@ -18,6 +18,11 @@ func runExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	seed := fs.Uint64("seed", 1, "random seed")
 	seeds := fs.Int("seeds", 5, "shatter: initialisations averaged per depth")
 	blocks := fs.Int("blocks", 20, "variance: blocks")
+	full := fs.Bool("full", false, "degradation, ensemble, order: the full-data version (all training images, 20 epochs; hours)")
+	spec := fs.String("data", "", "degradation, ensemble, order: data set (default fashion-mnist; mnist for ensemble)")
+	depth := fs.Int("depth", 56, "order: network depth (6n+2)")
+	epochs := fs.Int("epochs", 0, "degradation, ensemble, order: epochs (default 2, or 20 with --full)")
+	limit := fs.Int("limit", 0, "degradation, ensemble, order: training images (default 10,000, or all with --full)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: residual experiment NAME [flags]\nexperiments: %s\n", strings.Join(experimentNames, ", "))
 		fs.PrintDefaults()
@@ -33,7 +38,52 @@ func runExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if *out == "" {
 		*out = filepath.Join("runs", "experiment-"+name)
 	}
+	budget := func(b experiments.Budget) experiments.Budget {
+		b.Seed, b.Log = *seed, stdout
+		if *full {
+			b.Limit, b.Epochs = 0, 20
+		}
+		if *spec != "" {
+			b.Data = *spec
+		}
+		if *epochs > 0 {
+			b.Epochs = *epochs
+		}
+		if *limit > 0 {
+			b.Limit = *limit
+		}
+		return b
+	}
 	switch name {
+	case "degradation":
+		c := experiments.DefaultDegradation()
+		c.Budget = budget(c.Budget)
+		rows, err := experiments.Degradation(ctx, c, *out)
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			fmt.Fprintf(stdout, "%-9s train error %6.2f%%  test error %6.2f%%\n", r.Name, 100*r.TrainError, 100*r.TestError)
+		}
+	case "ensemble":
+		c := experiments.DefaultEnsemble()
+		c.Budget = budget(c.Budget)
+		r, err := experiments.Ensemble(ctx, c, *out)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%d blocks, 2^%d paths; %s error %.2f%% intact, %.2f%% on average with one block deleted; %s %.2f%% intact, %.2f%% with one layer deleted\n",
+			r.Blocks, r.Blocks, r.ResidualModel, 100*r.BaseError, 100*mean(r.DeleteOne), r.PlainModel, 100*r.PlainBase, 100*mean(r.PlainDelete))
+	case "order":
+		c := experiments.DefaultOrder()
+		c.Depth, c.Budget = *depth, budget(c.Budget)
+		rows, err := experiments.Order(ctx, c, *out)
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			fmt.Fprintf(stdout, "%-16s train error %6.2f%%  test error %6.2f%%\n", r.Ordering, 100*r.TrainError, 100*r.TestError)
+		}
 	case "shatter":
 		c := experiments.DefaultShatter()
 		c.Seed, c.Seeds = *seed, *seeds
@@ -71,4 +121,16 @@ func runExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	fmt.Fprintf(stdout, "figures, numbers and summary.md in %s\n", *out)
 	return nil
+}
+
+// mean averages the entries that are numbers (NaN marks blocks that could
+// not be deleted).
+func mean(v []float64) float64 {
+	s, n := 0.0, 0
+	for _, x := range v {
+		if x == x {
+			s, n = s+x, n+1
+		}
+	}
+	return s / float64(max(n, 1))
 }
