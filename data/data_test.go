@@ -10,6 +10,7 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -249,28 +250,16 @@ func TestLoaderDeterministic(t *testing.T) {
 		t.Fatalf("%d batches, last of %d values", len(a), len(a[2]))
 	}
 	for i := range a {
-		if !equal(a[i], b[i]) {
+		if !slices.Equal(a[i], b[i]) {
 			t.Fatalf("batch %d differs between two runs with the same seed", i)
 		}
 	}
-	if equal(a[0], collect(2, 0)[0]) {
+	if slices.Equal(a[0], collect(2, 0)[0]) {
 		t.Error("epochs 1 and 2 gave the same first batch")
 	}
-	if resumed := collect(1, 1); !equal(resumed[0], a[1]) {
+	if resumed := collect(1, 1); !slices.Equal(resumed[0], a[1]) {
 		t.Error("skipping a batch (resume) does not give the same next batch")
 	}
-}
-
-func equal(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestSplitAndResize(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -80,7 +81,7 @@ func TestResumeIsExact(t *testing.T) {
 			t.Fatalf("%s: %d tensors, want %d", name, len(got), len(want))
 		}
 		for k, w := range want {
-			if !equal(got[k], w) {
+			if !slices.Equal(got[k], w) {
 				t.Errorf("%s: %s differs from the uninterrupted run", name, k)
 			}
 		}
@@ -100,18 +101,6 @@ func must(b []byte, err error) []byte {
 		panic(err)
 	}
 	return b
-}
-
-func equal(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestNaNLossStopsAndKeepsCheckpoint(t *testing.T) {

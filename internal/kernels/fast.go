@@ -2,7 +2,6 @@ package kernels
 
 import (
 	"os"
-	"sort"
 	"sync"
 	"unsafe"
 )
@@ -424,18 +423,9 @@ func convBackwardWeightFast(s ConvShape, x, dy, dw []float32) bool {
 		parts[lo] = acc
 		mu.Unlock()
 	})
-	keys := make([]int, 0, len(parts))
-	for lo := range parts {
-		keys = append(keys, lo)
-	}
-	sort.Ints(keys)
-	copy(dw[:size], parts[keys[0]])
-	putBuf(parts[keys[0]])
-	for _, lo := range keys[1:] {
-		for i, v := range parts[lo] {
-			dw[i] += v
-		}
-		putBuf(parts[lo])
+	sumInOrder(parts, dw[:size])
+	for _, p := range parts {
+		putBuf(p)
 	}
 	return true
 }

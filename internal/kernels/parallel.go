@@ -52,21 +52,24 @@ func parallelSums(m, k int, fn func(lo, hi int, acc []float64)) []float64 {
 		parts[lo] = acc
 		mu.Unlock()
 	})
-	return sumInOrder(parts, k)
+	total := make([]float64, k)
+	sumInOrder(parts, total)
+	return total
 }
 
-// sumInOrder adds the partial sums by increasing key.
-func sumInOrder(parts map[int][]float64, k int) []float64 {
+// sumInOrder adds the partial sums into dst (zeroed first) by increasing
+// key, so that the result does not depend on which goroutine finished
+// first.
+func sumInOrder[T Float](parts map[int][]T, dst []T) {
 	keys := make([]int, 0, len(parts))
 	for lo := range parts {
 		keys = append(keys, lo)
 	}
 	sort.Ints(keys)
-	total := make([]float64, k)
+	clear(dst)
 	for _, lo := range keys {
-		for i, v := range parts[lo] {
-			total[i] += v
+		for i, v := range parts[lo][:len(dst)] {
+			dst[i] += v
 		}
 	}
-	return total
 }
