@@ -216,3 +216,25 @@ func readMetrics(path string, upTo int) []Metrics {
 	}
 	return out
 }
+
+// SaveModel writes a checkpoint of a model that was not trained here
+// (imported weights): its config, weights, classes and preprocessing, so
+// that predict and eval can use it.
+func SaveModel(path string, mc models.Config, net nn.Layer, classes []string, p Preprocess) error {
+	meta := map[string]string{
+		"format":     Format,
+		"model":      mc.Marshal(),
+		"epoch":      "0",
+		"batch":      "0",
+		"step":       "0",
+		"classes":    mustJSON(classes),
+		"preprocess": mustJSON(p),
+	}
+	return safetensors.Write(path, nn.TorchState(net), meta)
+}
+
+// ExportWeights writes only the weights of a checkpoint, under their
+// torchvision names, for PyTorch's load_state_dict.
+func ExportWeights(c *Checkpoint, path string) error {
+	return safetensors.Write(path, nn.TorchState(c.Net), nil)
+}

@@ -8,6 +8,7 @@
 //	residual eval --weights CKPT [--data SPEC]
 //	residual predict --weights CKPT IMAGE...
 //	residual bench [NAME...]   images/s of the standard workloads
+//	residual experiment NAME   shatter, variance, degradation, ensemble, order, bottleneck
 //	residual help              list the commands
 //
 // Every command takes -h for its flags. Errors go to standard error with a
@@ -38,7 +39,9 @@ var commands = map[string]command{
 	"summary":    {"list a model's layers, output shapes, parameters and multiply-adds", runSummary},
 	"train":      {"train a model on a data set (default: a ResNet-20 on MNIST)", runTrain},
 	"eval":       {"accuracy, per-class accuracy and confusion matrix of a checkpoint", runEval},
-	"experiment": {"run an experiment on why residual networks work (shatter, variance, bottleneck)", runExperiment},
+	"export":     {"export a checkpoint's weights for PyTorch: export torch CKPT --out FILE.safetensors", runExport},
+	"import":     {"import PyTorch weights: import torch FILE.pth --model NAME --out CKPT", runImport},
+	"experiment": {"run an experiment on why residual networks work (shatter, variance, degradation, ensemble, order, bottleneck)", runExperiment},
 	"predict":    {"top-k classes of image files with a checkpoint", runPredict},
 }
 

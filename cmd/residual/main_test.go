@@ -105,3 +105,27 @@ func TestTrainEvalPredict(t *testing.T) {
 		}
 	}
 }
+
+// PyTorch weights in, a checkpoint out, predict on it, weights back out.
+func TestImportExport(t *testing.T) {
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	ck := dir + "/small.safetensors"
+	// small.pth is a torchvision-layout ResNet that is not a preset, so
+	// importing it as resnet18 must name the keys that do not fit.
+	if code := run(context.Background(), []string{"import", "torch", "../../testdata/torch/interop/small.pth", "--model", "resnet18", "--out", ck}, &out, &errb); code == 0 || !strings.Contains(errb.String(), "layer1.0.conv1.weight") {
+		t.Errorf("importing a mismatched state dict: exit %d, %s", code, errb.String())
+	}
+	// A checkpoint trained here goes out to PyTorch's names and back in.
+	trained := dir + "/run"
+	if code := run(context.Background(), []string{"train", "--model", "resnet8", "--epochs", "1", "--limit", "200", "--batch", "50", "--out", trained}, &out, &errb); code != 0 {
+		t.Fatalf("train: %s", errb.String())
+	}
+	exported := dir + "/weights.safetensors"
+	if code := run(context.Background(), []string{"export", "torch", trained + "/last.safetensors", "--out", exported}, &out, &errb); code != 0 {
+		t.Fatalf("export: %s", errb.String())
+	}
+	if code := run(context.Background(), []string{"import", "torch", exported, "--model", "resnet8", "--out", ck}, &out, &errb); code != 0 {
+		t.Fatalf("import: %s", errb.String())
+	}
+}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/residual-nn/residual/interop/torch"
+	"github.com/residual-nn/residual/models"
+	"github.com/residual-nn/residual/nn"
+	"github.com/residual-nn/residual/tensor"
+	"github.com/residual-nn/residual/train"
+)
+
+// imagenetPreprocess is torchvision's evaluation transform: resize the
+// shorter side to 256, centre-crop 224, scale to [0, 1], normalise.
+var imagenetPreprocess = train.Preprocess{Height: 224, Width: 224, Channels: 3, ResizeShorter: 256,
+	Mean: []float64{0.485, 0.456, 0.406}, Std: []float64{0.229, 0.224, 0.225}}
+
+func runImport(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("import", stderr)
+	model := fs.String("model", "", "the architecture the weights belong to (e.g. resnet50)")
+	classes := fs.Int("classes", 0, "number of classes (default: the model's)")
+	out := fs.String("out", "", "checkpoint to write (.safetensors)")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 || pos[0] != "torch" || *model == "" || *out == "" {
+		return fmt.Errorf("%w: usage: residual import torch FILE.pth|FILE.safetensors --model NAME --out CKPT", errUsage)
+	}
+	st, err := torch.LoadStateDict(pos[1])
+	if err != nil {
+		return err
+	}
+	mc, err := models.Preset(*model)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if *classes > 0 {
+		mc.SetClasses(*classes)
+	} else if fc, ok := st["fc.bias"]; ok { // follow the weights' classifier
+		mc.SetClasses(fc.Len())
+	}
+	if w, ok := st["conv1.weight"]; ok && w.Rank() == 4 { // and their input channels
+		mc.SetInChannels(w.Shape[1])
+	}
+	net, err := models.Build(mc, tensor.NewRNG(0))
+	if err != nil {
+		return err
+	}
+	if err := nn.LoadTorchState(net, st, true); err != nil {
+		return err
+	}
+	names := make([]string, mc.Classes())
+	for i := range names {
+		names[i] = fmt.Sprint(i)
+	}
+	p := imagenetPreprocess
+	if mc.ResNet != nil && mc.ResNet.Stem == "cifar" { // 32×32 input; a state dict carries no normalisation
+		p = train.Preprocess{Height: 32, Width: 32, Channels: mc.ResNet.InChannels}
+	}
+	if err := train.SaveModel(*out, mc, net, names, p); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "imported %d tensors into %s (%d parameters), wrote %s\n", len(st), *model, nn.NumParams(net), *out)
+	return nil
+}
+
+func runExport(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("export", stderr)
+	out := fs.String("out", "", "file to write (.safetensors with torchvision names)")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 || pos[0] != "torch" || *out == "" {
+		return fmt.Errorf("%w: usage: residual export torch CKPT --out FILE.safetensors", errUsage)
+	}
+	c, err := train.Load(pos[1])
+	if err != nil {
+		return err
+	}
+	if err := train.ExportWeights(c, *out); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote the weights of %s to %s (load with safetensors.torch.load_file and model.load_state_dict)\n", c.Model.Name, *out)
+	return nil
+}

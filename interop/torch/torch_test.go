@@ -1,0 +1,116 @@
+package torch
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/internal/fixture"
+	"github.com/residual-nn/residual/models/resnet"
+	"github.com/residual-nn/residual/nn"
+	"github.com/residual-nn/residual/tensor"
+)
+
+const dir = "../../testdata/torch/interop"
+
+// small is the configuration of testdata/torch/gen_interop.py's model:
+// torchvision's ResNet layout with one basic block in each of two stages.
+func small(t *testing.T) *resnet.Net {
+	m, err := resnet.New(resnet.Config{Block: "basic", Layers: []int{1, 1}, Widths: []int{8, 16}, Stem: "imagenet", StemWidth: 8,
+		Ordering: resnet.PostActivation, Shortcut: resnet.ShortcutB, Classes: 5, InChannels: 3}, tensor.NewRNG(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// Both files load strictly into the residual model and give PyTorch's
+// logits (evaluation mode) at |got − want| ≤ 1e-5·(|want| + max|want|).
+func TestLoadsTorchvisionStateDicts(t *testing.T) {
+	var ref struct {
+		Input  []int          `json:"input"`
+		Logits fixture.Tensor `json:"logits"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "small.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &ref); err != nil {
+		t.Fatal(err)
+	}
+	x := tensor.NCHWToNHWC(fixture.Fill("input", ref.Input...))
+	for _, f := range []string{"small.pth", "small.safetensors"} {
+		st, err := LoadStateDict(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if _, ok := st["layer2.0.downsample.1.num_batches_tracked"]; !ok {
+			t.Errorf("%s: num_batches_tracked missing (integer tensors must load too)", f)
+		}
+		m := small(t)
+		if err := nn.LoadTorchState(m, st, true); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		nn.SetTraining(m, false)
+		got := m.Forward(ag.Constant(x)).Data
+		if err := fixture.Compare(got, ref.Logits.Float32(), 1e-5); err != nil {
+			t.Errorf("%s: logits: %v", f, err)
+		}
+	}
+}
+
+func TestRefusesWhatIsNotAStateDict(t *testing.T) {
+	_, err := LoadStateDict(filepath.Join(dir, "evil.pth"))
+	if err == nil || !strings.Contains(err.Error(), "collections.Counter") {
+		t.Errorf("a pickle naming collections.Counter: %v", err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "small.pth"))
+	tmp := t.TempDir()
+	for name, data := range map[string][]byte{
+		"truncated.pth":   b[:len(b)/2],
+		"empty.pth":       nil,
+		"garbage.pt":      []byte("not a pickle at all, not a zip either"),
+		"bad.safetensors": []byte{1, 2, 3},
+	} {
+		p := filepath.Join(tmp, name)
+		os.WriteFile(p, data, 0o644)
+		if _, err := LoadStateDict(p); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	// A state dict for another architecture: the keys that do not fit are
+	// named.
+	st, err := LoadStateDict(filepath.Join(dir, "small.pth"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := resnet.New(resnet.Config{Block: "basic", Layers: []int{1, 1}, Widths: []int{8, 32}, Stem: "imagenet", StemWidth: 8,
+		Ordering: resnet.PostActivation, Shortcut: resnet.ShortcutB, Classes: 5, InChannels: 3}, tensor.NewRNG(1))
+	if err := nn.LoadTorchState(m, st, true); err == nil || !strings.Contains(err.Error(), "layer2.0.conv1.weight") {
+		t.Errorf("mis-shaped keys: %v", err)
+	}
+}
+
+func FuzzStateDict(f *testing.F) {
+	b, _ := os.ReadFile(filepath.Join(dir, "small.pth"))
+	f.Add(b)
+	f.Add(b[:200])
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p := filepath.Join(t.TempDir(), "f.pth")
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		st, err := LoadStateDict(p)
+		if err != nil {
+			return
+		}
+		for k, v := range st {
+			if tensor.NumElements(v.Shape) != len(v.Data) {
+				t.Fatalf("%s: %d values for %v", k, len(v.Data), v.Shape)
+			}
+		}
+	})
+}

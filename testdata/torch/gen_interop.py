@@ -1,0 +1,83 @@
+#!/usr/bin/python3
+"""Writes the fixtures of interop/torch's tests into testdata/torch/interop/:
+a small ResNet with torchvision's structure and names (torchvision's own
+BasicBlock; widths 8 and 16 so the files stay small) saved with torch.save
+(small.pth) and as safetensors (small.safetensors), its logits in evaluation
+mode for the hashed input of gen_models.py, and a .pth that names a global a
+state dict never needs (evil.pth).
+
+Run from the repository root: /usr/bin/python3 testdata/torch/gen_interop.py
+"""
+import collections
+import json
+import os
+import struct
+import sys
+
+import torch
+import torch.nn as nn
+from torchvision.models.resnet import BasicBlock
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gen_models import fill_value, T  # noqa: E402
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "interop")
+os.makedirs(OUT, exist_ok=True)
+torch.manual_seed(5)
+
+
+class Small(nn.Module):
+    """torchvision.models.ResNet's layout with layers [1, 1], widths 8 and 16."""
+
+    def __init__(self, classes=5):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.layer1 = nn.Sequential(BasicBlock(8, 8))
+        down = nn.Sequential(nn.Conv2d(8, 16, 1, 2, bias=False), nn.BatchNorm2d(16))
+        self.layer2 = nn.Sequential(BasicBlock(8, 16, 2, down))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, classes)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer2(self.layer1(x))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def save_safetensors(sd, path):
+    hdr, data, off = {}, b"", 0
+    for k in sorted(sd):
+        t = sd[k].detach().contiguous()
+        dtype = {torch.float32: "F32", torch.int64: "I64"}[t.dtype]
+        b = t.numpy().tobytes()
+        hdr[k] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
+        data += b
+        off += len(b)
+    h = json.dumps(hdr).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + data)
+
+
+m = Small()
+with torch.no_grad():  # non-trivial BN statistics, so evaluation mode is tested
+    for mod in m.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.running_mean.normal_(0, 0.2)
+            mod.running_var.uniform_(0.5, 1.5)
+            mod.weight.uniform_(0.5, 1.5)
+            mod.bias.normal_(0, 0.2)
+m.eval()
+sd = m.state_dict()
+torch.save(sd, os.path.join(OUT, "small.pth"))
+save_safetensors(sd, os.path.join(OUT, "small.safetensors"))
+x = fill_value("input", [2, 3, 40, 40])
+with torch.no_grad():
+    logits = m(x)
+json.dump({"generator": "testdata/torch/gen_interop.py", "torch": torch.__version__,
+           "input": [2, 3, 40, 40], "logits": T(logits)}, open(os.path.join(OUT, "small.json"), "w"))
+torch.save({"conv1.weight": torch.zeros(1), "note": collections.Counter("abc")}, os.path.join(OUT, "evil.pth"))
+print("wrote", sorted(os.listdir(OUT)))
