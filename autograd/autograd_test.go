@@ -276,3 +276,19 @@ func TestRetainGradThroughResidualAdds(t *testing.T) {
 		t.Errorf("gradients out %g, h %g, x %g; want 1, 3, 9", out.Grad.Data[0], h.Grad.Data[0], x.Grad.Data[0])
 	}
 }
+
+func TestAddRoutedSendsGradientOnlyWhereTold(t *testing.T) {
+	for _, tc := range []struct{ toA, toB bool }{{true, false}, {false, true}, {true, true}} {
+		tape := ag.NewTape()
+		a := tape.Variable(tensor.Full(1, 3))
+		b := tape.Variable(tensor.Full(2, 3))
+		y := ag.AddRouted(a, b, tc.toA, tc.toB)
+		if y.Data.Data[0] != 3 {
+			t.Fatalf("forward %g, want 3", y.Data.Data[0])
+		}
+		tape.Backward(ag.Sum(y))
+		if (a.Grad != nil) != tc.toA || (b.Grad != nil) != tc.toB {
+			t.Errorf("route %+v: gradients reached a: %v, b: %v", tc, a.Grad != nil, b.Grad != nil)
+		}
+	}
+}

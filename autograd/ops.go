@@ -42,6 +42,31 @@ func Add(a, b *Value) *Value {
 	return y
 }
 
+// AddRouted returns a + b like Add, but its backward pass sends the
+// gradient only to the inputs selected by toA and toB: with a residual
+// block's branch and shortcut as a and b, it makes the backward pass follow
+// one path of an unraveled residual network (Veit et al. 2016).
+func AddRouted(a, b *Value, toA, toB bool) *Value {
+	if !tensor.SameShape(a.Data.Shape, b.Data.Shape) {
+		shapeErr("AddRouted", "shapes differ: %v and %v (no broadcasting)", a.Data.Shape, b.Data.Shape)
+	}
+	y := result(a.Data.Shape, a, b)
+	if y.dry() {
+		return y
+	}
+	kernels.Add(a.Data.Data, b.Data.Data, y.Data.Data)
+	record(y, func() {
+		tp, dy := y.tape, y.Grad.Data
+		if toA {
+			tp.contribute(a, func(dst []float32) { copy(dst, dy) })
+		}
+		if toB {
+			tp.contribute(b, func(dst []float32) { copy(dst, dy) })
+		}
+	}, a, b)
+	return y
+}
+
 // Mul returns a ⊙ b (element-wise). The shapes must be equal.
 func Mul(a, b *Value) *Value {
 	if !tensor.SameShape(a.Data.Shape, b.Data.Shape) {

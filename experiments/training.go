@@ -256,19 +256,14 @@ func Ensemble(ctx context.Context, c EnsembleConfig, out string) (*EnsembleResul
 		res.DeleteK = append(res.DeleteK, s/float64(c.Draws))
 	}
 	// Paths: a path of length k passes through k residual branches and the
-	// shortcuts of the other blocks. Its gradient is measured on the
-	// network with only those k branches active (Veit et al.'s sampling).
+	// shortcuts of the other blocks; its gradient is sampled as Veit et al.
+	// do (forward through the whole network, backward along the path).
 	x := firstBatch(loader)
 	for k := 0; k <= n; k++ {
 		res.PathCounts = append(res.PathCounts, binomial(n, k))
 		s := 0.0
 		for d := 0; d < c.Draws; d++ {
-			perm := rng.Perm(n)
-			var del []int
-			for _, p := range perm[k:] {
-				del = append(del, p)
-			}
-			s += inputGradNorm(rnet, blocks, del, x)
+			s += pathGradNorm(rnet, blocks, rng.Perm(n)[:k], x)
 		}
 		res.PathGrad = append(res.PathGrad, s/float64(c.Draws))
 		res.TotalGrad = append(res.TotalGrad, res.PathCounts[k]*res.PathGrad[k])
@@ -336,12 +331,29 @@ func deletable(n *resnet.Net, b [2]int) bool {
 	return !(b[0] > 0 && b[1] == 0)
 }
 
-func inputGradNorm(net *resnet.Net, blocks [][2]int, deleted []int, x *tensor.Tensor) float64 {
-	net.Lesion = map[[2]int]bool{}
-	for _, i := range deleted {
-		net.Lesion[blocks[i]] = true
+// pathGradNorm measures the gradient at the input along paths that pass
+// through the residual branches of the blocks in branch and through the
+// shortcuts of all others (Veit et al. 2016): the whole network runs
+// forward, and the backward pass is routed.
+func pathGradNorm(net *resnet.Net, blocks [][2]int, branch []int, x *tensor.Tensor) float64 {
+	on := map[int]bool{}
+	for _, i := range branch {
+		on[i] = true
 	}
-	defer func() { net.Lesion = nil }()
+	stages := net.Stages()
+	for i, b := range blocks {
+		j := resnet.JoinOf(stages[b[0]][b[1]])
+		if on[i] {
+			j.Route = resnet.RouteBranch
+		} else {
+			j.Route = resnet.RouteSkip
+		}
+	}
+	defer func() {
+		for _, b := range blocks {
+			resnet.JoinOf(stages[b[0]][b[1]]).Route = resnet.RouteBoth
+		}
+	}()
 	nn.SetTraining(net, false)
 	tape := ag.NewTape()
 	xv := tape.Variable(x)

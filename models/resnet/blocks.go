@@ -17,7 +17,21 @@ type Join struct {
 	Plain bool `nn:"-"`
 	// Scale multiplies the branch before the addition (0 means 1).
 	Scale float32 `nn:"-"`
+	// Route, when not RouteBoth, lets the backward pass through the branch
+	// only or the shortcut only (the forward pass is unchanged), to measure
+	// the gradient along one path of the unraveled network.
+	Route Route `nn:"-"`
 }
+
+// Route selects where a block's backward pass goes.
+type Route int
+
+// The routes.
+const (
+	RouteBoth   Route = iota // the ordinary backward pass
+	RouteBranch              // through the residual branch only
+	RouteSkip                // through the shortcut only
+)
 
 // Add returns branch·Scale + shortcut(x), or branch when plain: the end of
 // a residual block.
@@ -31,8 +45,15 @@ func (j *Join) Add(branch, x *ag.Value) *ag.Value {
 	if j.Downsample != nil {
 		x = j.Downsample.Forward(x)
 	}
+	if j.Route != RouteBoth {
+		return ag.AddRouted(branch, x, j.Route == RouteBranch, j.Route == RouteSkip)
+	}
 	return ag.Add(branch, x)
 }
+
+// JoinOf returns the Join of a block built by this package (nil for
+// others), to set its Route or inspect its shortcut.
+func JoinOf(b nn.Layer) *Join { return joinOf(b) }
 
 // OptionA is the parameter-free shortcut of He et al. 2015: subsample by
 // the stride and pad the new channels with zeros.
