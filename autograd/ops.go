@@ -19,9 +19,17 @@ func ReLU(x *Value) *Value {
 }
 
 // Add returns a + b. The shapes must be equal: there is no broadcasting.
-func Add(a, b *Value) *Value {
+func Add(a, b *Value) *Value { return add("Add", a, b, true, true) }
+
+// AddRouted returns a + b like Add, but its backward pass sends the
+// gradient only to the inputs selected by toA and toB: with a residual
+// block's branch and shortcut as a and b, it makes the backward pass follow
+// one path of an unraveled residual network (Veit et al. 2016).
+func AddRouted(a, b *Value, toA, toB bool) *Value { return add("AddRouted", a, b, toA, toB) }
+
+func add(op string, a, b *Value, toA, toB bool) *Value {
 	if !tensor.SameShape(a.Data.Shape, b.Data.Shape) {
-		shapeErr("Add", "shapes differ: %v and %v (no broadcasting)", a.Data.Shape, b.Data.Shape)
+		shapeErr(op, "shapes differ: %v and %v (no broadcasting)", a.Data.Shape, b.Data.Shape)
 	}
 	y := result(a.Data.Shape, a, b)
 	if y.dry() {
@@ -32,36 +40,16 @@ func Add(a, b *Value) *Value {
 		// y's gradient is final when this runs: a takes the buffer over
 		// (no copy) unless y's gradient is retained; b gets its own copy.
 		tp, dy := y.tape, y.Grad.Data
-		tp.contribute(b, func(dst []float32) { copy(dst, dy) })
+		if toB {
+			tp.contribute(b, func(dst []float32) { copy(dst, dy) })
+		}
+		if !toA {
+			return
+		}
 		if y.retain {
 			tp.contribute(a, func(dst []float32) { copy(dst, dy) })
 		} else {
 			tp.give(a, dy)
-		}
-	}, a, b)
-	return y
-}
-
-// AddRouted returns a + b like Add, but its backward pass sends the
-// gradient only to the inputs selected by toA and toB: with a residual
-// block's branch and shortcut as a and b, it makes the backward pass follow
-// one path of an unraveled residual network (Veit et al. 2016).
-func AddRouted(a, b *Value, toA, toB bool) *Value {
-	if !tensor.SameShape(a.Data.Shape, b.Data.Shape) {
-		shapeErr("AddRouted", "shapes differ: %v and %v (no broadcasting)", a.Data.Shape, b.Data.Shape)
-	}
-	y := result(a.Data.Shape, a, b)
-	if y.dry() {
-		return y
-	}
-	kernels.Add(a.Data.Data, b.Data.Data, y.Data.Data)
-	record(y, func() {
-		tp, dy := y.tape, y.Grad.Data
-		if toA {
-			tp.contribute(a, func(dst []float32) { copy(dst, dy) })
-		}
-		if toB {
-			tp.contribute(b, func(dst []float32) { copy(dst, dy) })
 		}
 	}, a, b)
 	return y
