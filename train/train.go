@@ -13,7 +13,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	ag "github.com/residual-nn/residual/autograd"
@@ -420,5 +419,3 @@ func appendJSONLine(path string, v any) error {
 	defer f.Close()
 	return json.NewEncoder(f).Encode(v)
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }

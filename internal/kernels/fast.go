@@ -93,6 +93,18 @@ func blocksFor(k *kernelSet, oc int) (bs []ocBlock, ok bool) {
 	return bs, true
 }
 
+// fastBlocks returns the active level's kernels and the channel blocks for
+// oc output channels; ok is false when the assembly kernels do not apply
+// (generic level, or oc not a multiple of the vector width).
+func fastBlocks(oc int) (*kernelSet, []ocBlock, bool) {
+	k := kernelsFor(active)
+	if k == nil {
+		return nil, nil, false
+	}
+	bs, ok := blocksFor(k, oc)
+	return k, bs, ok
+}
+
 // convPlan is one direct-convolution pass over NHWC data: output position o
 // (per spatial axis) reads input position o·S + Off + t·D for the taps t
 // that land inside the input, and is written to y at Y0 + o·YS.
@@ -293,11 +305,7 @@ func balanced(n, maxMR int) int {
 // convForwardFast runs ConvForward with the assembly kernels; it returns
 // false (doing nothing) when they do not apply.
 func convForwardFast(s ConvShape, x, w, y []float32) bool {
-	k := kernelsFor(active)
-	if k == nil {
-		return false
-	}
-	bs, ok := blocksFor(k, s.OC)
+	k, bs, ok := fastBlocks(s.OC)
 	if !ok {
 		return false
 	}
@@ -313,12 +321,8 @@ func convForwardFast(s ConvShape, x, w, y []float32) bool {
 // phase (S_H·S_W phases; one when the stride is 1). Dilation is not
 // handled (returns false).
 func convBackwardDataFast(s ConvShape, dy, w, dx []float32) bool {
-	k := kernelsFor(active)
-	if k == nil || s.DH != 1 || s.DW != 1 {
-		return false
-	}
-	bs, ok := blocksFor(k, s.C)
-	if !ok {
+	k, bs, ok := fastBlocks(s.C)
+	if !ok || s.DH != 1 || s.DW != 1 {
 		return false
 	}
 	oh, ow := s.OH(), s.OW()
@@ -360,11 +364,7 @@ func convBackwardDataFast(s ConvShape, dy, w, dx []float32) bool {
 // assembly kernels, each goroutine accumulating its images into its own
 // buffer.
 func convBackwardWeightFast(s ConvShape, x, dy, dw []float32) bool {
-	k := kernelsFor(active)
-	if k == nil {
-		return false
-	}
-	bs, ok := blocksFor(k, s.OC)
+	k, bs, ok := fastBlocks(s.OC)
 	if !ok {
 		return false
 	}
