@@ -63,6 +63,7 @@ func Conv2d(x, w, b *Value, p ConvParams) *Value {
 		shapeErr("Conv2d", "input %v, weight %v: %v", xs, ws, err)
 	}
 	y := result([]int{s.N, s.OH(), s.OW(), s.OC}, x, w, b)
+	trace(y, "Conv2d", p, x, w, b)
 	if y.dry() {
 		return y
 	}
@@ -108,6 +109,7 @@ func ConvTranspose2d(x, w, b *Value, p ConvParams) *Value {
 		shapeErr("ConvTranspose2d", "input %v, weight %v, params %+v give no valid output", xs, ws, p)
 	}
 	y := result([]int{s.N, oh, ow, s.C}, x, w, b)
+	trace(y, "ConvTranspose2d", p, x, w, b)
 	if y.dry() {
 		return y
 	}

@@ -40,6 +40,7 @@ func BatchNorm(x, gamma, beta *Value, runMean, runVar *tensor.Tensor, p BatchNor
 		shapeErr("BatchNorm", "training needs more than one value per channel, input %v", xs)
 	}
 	y := result(xs, x, gamma, beta)
+	trace(y, "BatchNorm", BatchNormAttrs{p, runMean, runVar}, x, gamma, beta)
 	if y.dry() {
 		return y
 	}
@@ -125,6 +126,7 @@ func poolShape(op string, x *Value, p PoolParams) kernels.PoolShape {
 func MaxPool2d(x *Value, p PoolParams) *Value {
 	s := poolShape("MaxPool2d", x, p)
 	y := result([]int{s.N, s.OH(), s.OW(), s.C}, x)
+	trace(y, "MaxPool2d", p, x)
 	if y.dry() {
 		return y
 	}
@@ -159,6 +161,7 @@ func GlobalAvgPool(x *Value) *Value {
 	}
 	n, hw, c := xs[0], xs[1]*xs[2], xs[3]
 	y := result([]int{n, c}, x)
+	trace(y, "GlobalAvgPool", nil, x)
 	if y.dry() {
 		return y
 	}

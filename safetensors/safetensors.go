@@ -229,14 +229,18 @@ func Write(path string, tensors map[string]*tensor.Tensor, metadata map[string]s
 }
 
 // WriteAtomic writes b to path through a synced temporary file and a
-// rename.
+// rename, so path holds either its old contents or all of b. The file gets
+// mode 0644, as os.WriteFile would give it.
 func WriteAtomic(path string, b []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return err
 	}
 	name := tmp.Name()
-	if _, err = tmp.Write(b); err == nil {
+	if err = tmp.Chmod(0o644); err == nil {
+		_, err = tmp.Write(b)
+	}
+	if err == nil {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {

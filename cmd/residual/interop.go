@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/residual-nn/residual/interop/keras"
+	"github.com/residual-nn/residual/interop/onnx"
 	"github.com/residual-nn/residual/interop/torch"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/nn"
@@ -102,21 +103,46 @@ func importKeras(dir, out string, stdout io.Writer) error {
 
 func runExport(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("export", stderr)
-	out := fs.String("out", "", "file to write (.safetensors with torchvision names)")
+	out := fs.String("out", "", "file to write (.safetensors with torchvision names, or .onnx)")
+	input := fs.String("input", "", "onnx: the image size HxW the graph is traced at (default: the checkpoint's; any batch size runs)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 2 || pos[0] != "torch" || *out == "" {
-		return fmt.Errorf("%w: usage: residual export torch CKPT --out FILE.safetensors", errUsage)
+	if len(pos) != 2 || (pos[0] != "torch" && pos[0] != "onnx") || *out == "" {
+		return fmt.Errorf("%w: usage: residual export torch CKPT --out FILE.safetensors\n"+
+			"       residual export onnx CKPT --out FILE.onnx [--input HxW]", errUsage)
 	}
 	c, err := train.Load(pos[1])
 	if err != nil {
 		return err
+	}
+	if pos[0] == "onnx" {
+		p := c.Preprocess
+		shape := c.Model.InputShape(1, c.Model.DefaultSide())
+		if len(shape) == 4 && p.Height > 0 {
+			shape[1], shape[2] = p.Height, p.Width
+		}
+		if shape, err = withSize(shape, *input, c.Model.Name); err != nil {
+			return err
+		}
+		if err := onnx.ExportFile(*out, c.Net, shape); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote %s as ONNX (opset %d, input %v NCHW with any batch size) to %s\n", c.Model.Name, onnx.ExportOpset, onnxOrder(shape), *out)
+		return nil
 	}
 	if err := train.ExportWeights(c, *out); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote the weights of %s to %s (load with safetensors.torch.load_file and model.load_state_dict)\n", c.Model.Name, *out)
 	return nil
+}
+
+// onnxOrder shows an NHWC shape in ONNX's NCHW order.
+func onnxOrder(s []int) []int {
+	if len(s) == 4 {
+		return []int{s[0], s[3], s[1], s[2]}
+	}
+	return s
 }

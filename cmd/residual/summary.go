@@ -38,16 +38,9 @@ func runSummary(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	if *inCh > 0 {
 		cfg.SetInChannels(*inCh)
 	}
-	shape := cfg.InputShape(1, cfg.DefaultSide())
-	if *input != "" {
-		var h, w int
-		if _, err := fmt.Sscanf(*input, "%dx%d", &h, &w); err != nil || h < 1 || w < 1 {
-			return fmt.Errorf("%w: --input %q is not HxW", errUsage, *input)
-		}
-		if len(shape) != 4 {
-			return fmt.Errorf("%w: %s takes no image size", errUsage, pos[0])
-		}
-		shape[1], shape[2] = h, w
+	shape, err := withSize(cfg.InputShape(1, cfg.DefaultSide()), *input, pos[0])
+	if err != nil {
+		return err
 	}
 	m, err := models.Build(cfg, tensor.NewRNG(0))
 	if err != nil {
@@ -66,4 +59,21 @@ func runSummary(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "%s\n", pos[0])
 	s.Print(stdout)
 	return nil
+}
+
+// withSize returns shape (NHWC) with the image size of an --input flag
+// ("HxW"; empty keeps shape).
+func withSize(shape []int, size, model string) ([]int, error) {
+	if size == "" {
+		return shape, nil
+	}
+	var h, w int
+	if _, err := fmt.Sscanf(size, "%dx%d", &h, &w); err != nil || h < 1 || w < 1 {
+		return nil, fmt.Errorf("%w: --input %q is not HxW", errUsage, size)
+	}
+	if len(shape) != 4 {
+		return nil, fmt.Errorf("%w: %s takes no image size", errUsage, model)
+	}
+	shape[1], shape[2] = h, w
+	return shape, nil
 }

@@ -1,9 +1,9 @@
 // Package onnx reads ONNX models and runs them on residual's engine.
 //
 // Supported operators (2-D spatial, float32): Conv, ConvTranspose,
-// BatchNormalization, Relu, Add, MaxPool, AveragePool, GlobalAveragePool,
-// Gemm, MatMul, Flatten, Concat, Softmax, LogSoftmax, Pad, Identity,
-// Reshape. A model using anything else is refused when it is loaded, with
+// BatchNormalization, Relu, Add, Mul, MaxPool, AveragePool,
+// GlobalAveragePool, Gemm, MatMul, Flatten, Concat, Slice, Softmax,
+// LogSoftmax, Pad, Identity, Reshape, Transpose, Constant. A model using anything else is refused when it is loaded, with
 // the unsupported operators named; an attribute the engine cannot honour
 // (groups, 1-D/3-D kernels, integer data) is an error naming the node.
 //
@@ -205,7 +205,38 @@ func (m *Model) evalNode(n *onnxpb.NodeProto, args []*value) (res []*value, err 
 		}
 	}()
 	a := attrs(n)
+	for _, name := range []string{"strides", "pads", "dilations", "output_padding", "output_shape", "kernel_shape"} {
+		for _, v := range a.ints(name, nil) {
+			if v > maxGeometry || v < -maxGeometry {
+				return nil, fmt.Errorf("attribute %s holds %d, beyond the ±%d an image network can use", name, v, maxGeometry)
+			}
+		}
+	}
 	return operators[n.GetOpType()](m, a, args)
+}
+
+// maxGeometry bounds the spatial attributes a graph may use, and maxValues
+// the size of any tensor an operator that can grow its input (Pad,
+// ConvTranspose) may produce, so a corrupt or hostile graph gets an error
+// rather than an allocation of gigabytes.
+const (
+	maxGeometry = 1 << 16
+	maxValues   = 1 << 28
+)
+
+// checkSize refuses an output of more than maxValues values.
+func checkSize(op string, shape ...int) error {
+	n := 1
+	for _, d := range shape {
+		if d < 0 {
+			return fmt.Errorf("%s: negative output dimension in %v", op, shape)
+		}
+		n *= d
+		if n > maxValues {
+			return fmt.Errorf("%s: output %v would hold more than %d values", op, shape, maxValues)
+		}
+	}
+	return nil
 }
 
 // attrMap gives typed access to a node's attributes, and tells how many

@@ -6,6 +6,7 @@ import (
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/internal/kernels"
+	"github.com/residual-nn/residual/internal/onnxpb"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -32,7 +33,19 @@ func init() {
 		"Softmax":            softmaxOp(false),
 		"LogSoftmax":         softmaxOp(true),
 		"Pad":                opPad,
-		"Identity":           func(_ *Model, _ attrMap, args []*value) ([]*value, error) { return args[:1], nil },
+		"Slice":              opSlice,
+		"Mul":                opMul,
+		"Transpose":          opTranspose,
+		"Constant":           opConstant,
+		// Shape arithmetic, as torch.onnx.export writes it for a crop whose
+		// size depends on the input (integer tensors only).
+		"Shape":     opShape,
+		"Gather":    opGather,
+		"Sub":       intArith("Sub", func(a, b int64) (int64, error) { return a - b, nil }),
+		"Div":       intArith("Div", intDiv),
+		"Cast":      opCast,
+		"Unsqueeze": opUnsqueeze,
+		"Identity":  func(_ *Model, _ attrMap, args []*value) ([]*value, error) { return args[:1], nil },
 	}
 }
 
@@ -163,6 +176,11 @@ func opConvTranspose(_ *Model, a attrMap, args []*value) ([]*value, error) {
 	} else if autoPad == "VALID" {
 		prm.Pad = [4]int{}
 	}
+	oh := (in[0]-1)*prm.Stride[0] - prm.Pad[0] - prm.Pad[2] + prm.Dilation[0]*(k[0]-1) + prm.OutputPadding[0] + 1
+	ow := (in[1]-1)*prm.Stride[1] - prm.Pad[1] - prm.Pad[3] + prm.Dilation[1]*(k[1]-1) + prm.OutputPadding[1] + 1
+	if err := checkSize("ConvTranspose", x.Shape[0], oh, ow, w.Shape[1]); err != nil {
+		return nil, err
+	}
 	var b *ag.Value
 	if len(args) > 2 && args[2] != nil {
 		bt, err := floats(args[2], "ConvTranspose")
@@ -247,11 +265,14 @@ func opRelu(_ *Model, _ attrMap, args []*value) ([]*value, error) {
 	return []*value{{f: y.Data, nhwc: args[0].nhwc}}, nil
 }
 
-func opAdd(_ *Model, _ attrMap, args []*value) ([]*value, error) {
+func opAdd(m *Model, at attrMap, args []*value) ([]*value, error) {
 	if err := need(args, 2, "Add"); err != nil {
 		return nil, err
 	}
 	a, b := args[0], args[1]
+	if a.isInt && b.isInt {
+		return intArith("Add", func(a, b int64) (int64, error) { return a + b, nil })(m, at, args)
+	}
 	if a.isInt || b.isInt {
 		return nil, fmt.Errorf("Add: integer inputs not supported")
 	}
@@ -585,11 +606,19 @@ func opPad(m *Model, a attrMap, args []*value) ([]*value, error) {
 		return nil, fmt.Errorf("Pad: mode %q not supported", s)
 	}
 	pp := make([][2]int, rank)
+	out := make([]int, rank)
 	for i := range pp {
 		if pads[i] < 0 || pads[i+rank] < 0 {
 			return nil, fmt.Errorf("Pad: negative pads %v (cropping) not supported", pads)
 		}
+		if pads[i] > maxGeometry || pads[i+rank] > maxGeometry {
+			return nil, fmt.Errorf("Pad: pads %v beyond ±%d", pads, maxGeometry)
+		}
 		pp[i] = [2]int{pads[i], pads[i+rank]}
+		out[i] = args[0].onnxShape()[i] + pads[i] + pads[i+rank]
+	}
+	if err := checkSize("Pad", out...); err != nil {
+		return nil, err
 	}
 	if args[0].nhwc {
 		q := make([][2]int, 4)
@@ -599,4 +628,361 @@ func opPad(m *Model, a attrMap, args []*value) ([]*value, error) {
 		return []*value{{f: ag.Pad(ag.Constant(args[0].f), q, mode, val).Data, nhwc: true}}, nil
 	}
 	return []*value{floatValue(ag.Pad(ag.Constant(args[0].f), pp, mode, val).Data)}, nil
+}
+
+// opSlice takes a strided window of a tensor (opset 10+: starts, ends,
+// axes and steps as inputs; positive steps only).
+func opSlice(m *Model, _ attrMap, args []*value) ([]*value, error) {
+	if err := need(args, 3, "Slice"); err != nil {
+		return nil, err
+	}
+	if m.opset < 10 {
+		return nil, fmt.Errorf("Slice: opset %d's attribute form is not supported (opset 10 or later)", m.opset)
+	}
+	x := args[0]
+	if x.isInt {
+		return nil, fmt.Errorf("Slice: integer input not supported")
+	}
+	shape := x.onnxShape()
+	rank := len(shape)
+	list := func(i int, def func(k int) int64) ([]int64, error) {
+		if i >= len(args) || args[i] == nil {
+			n := len(args[1].ints)
+			out := make([]int64, n)
+			for k := range out {
+				out[k] = def(k)
+			}
+			return out, nil
+		}
+		if !args[i].isInt || len(args[i].ints) != len(args[1].ints) {
+			return nil, fmt.Errorf("Slice: input %d must be int64 with one value per sliced axis", i)
+		}
+		return args[i].ints, nil
+	}
+	if !args[1].isInt || !args[2].isInt {
+		return nil, fmt.Errorf("Slice: starts and ends must be int64")
+	}
+	starts, ends := args[1].ints, args[2].ints
+	axes, err := list(3, func(k int) int64 { return int64(k) })
+	if err != nil {
+		return nil, err
+	}
+	steps, err := list(4, func(int) int64 { return 1 })
+	if err != nil || len(ends) != len(starts) {
+		return nil, fmt.Errorf("Slice: %d starts, %d ends: %v", len(starts), len(ends), err)
+	}
+	lo, hi, step := make([]int, rank), append([]int(nil), shape...), make([]int, rank)
+	for i := range step {
+		step[i] = 1
+	}
+	for k, ax := range axes {
+		a := int(ax)
+		if a < 0 {
+			a += rank
+		}
+		if a < 0 || a >= rank {
+			return nil, fmt.Errorf("Slice: axis %d for rank %d", ax, rank)
+		}
+		if steps[k] < 1 {
+			return nil, fmt.Errorf("Slice: step %d not supported (positive steps only)", steps[k])
+		}
+		clamp := func(v int64) int {
+			if v < 0 {
+				v += int64(shape[a])
+			}
+			return int(min(max(v, 0), int64(shape[a])))
+		}
+		lo[a], hi[a], step[a] = clamp(starts[k]), clamp(ends[k]), int(steps[k])
+	}
+	if x.nhwc { // slice the stored NHWC data directly
+		perm := [4]int{0, 2, 3, 1}
+		var l, h, s [4]int
+		for i := range 4 {
+			l[i], h[i], s[i] = lo[perm[i]], hi[perm[i]], step[perm[i]]
+		}
+		return []*value{{f: slice(x.f, l[:], h[:], s[:]), nhwc: true}}, nil
+	}
+	return []*value{floatValue(slice(x.f, lo, hi, step))}, nil
+}
+
+// slice returns t[lo:hi:step] along every axis.
+func slice(t *tensor.Tensor, lo, hi, step []int) *tensor.Tensor {
+	r := t.Rank()
+	shape := make([]int, r)
+	for i := range shape {
+		if hi[i] > lo[i] {
+			shape[i] = (hi[i] - lo[i] + step[i] - 1) / step[i]
+		}
+	}
+	out := tensor.New(shape...)
+	if out.Len() == 0 {
+		return out
+	}
+	strides := make([]int, r)
+	st := 1
+	for i := r - 1; i >= 0; i-- {
+		strides[i], st = st, st*t.Shape[i]
+	}
+	idx := make([]int, r)
+	for o := range out.Data {
+		src := 0
+		for i := range idx {
+			src += (lo[i] + idx[i]*step[i]) * strides[i]
+		}
+		out.Data[o] = t.Data[src]
+		for i := r - 1; i >= 0; i-- {
+			if idx[i]++; idx[i] < shape[i] {
+				break
+			}
+			idx[i] = 0
+		}
+	}
+	return out
+}
+
+// opMul multiplies element-wise tensors of one shape, or a tensor by a
+// single value.
+func opMul(_ *Model, _ attrMap, args []*value) ([]*value, error) {
+	if err := need(args, 2, "Mul"); err != nil {
+		return nil, err
+	}
+	a, b := args[0], args[1]
+	if a.isInt || b.isInt {
+		return nil, fmt.Errorf("Mul: integer inputs not supported")
+	}
+	if b.f.Len() == 1 && a.f.Len() != 1 {
+		a, b = b, a
+	}
+	if a.f.Len() == 1 && b.f.Len() != 1 {
+		return []*value{{f: ag.Scale(ag.Constant(b.f), a.f.Data[0]).Data, nhwc: b.nhwc}}, nil
+	}
+	if !tensor.SameShape(a.onnxShape(), b.onnxShape()) {
+		return nil, fmt.Errorf("Mul: shapes %v and %v differ; only a single-value factor is broadcast", a.onnxShape(), b.onnxShape())
+	}
+	if a.nhwc || b.nhwc {
+		x, _ := a.image("Mul")
+		y, _ := b.image("Mul")
+		return []*value{{f: ag.Mul(ag.Constant(x), ag.Constant(y)).Data, nhwc: true}}, nil
+	}
+	return []*value{floatValue(ag.Mul(ag.Constant(a.f), ag.Constant(b.f)).Data)}, nil
+}
+
+// opTranspose permutes the axes of a float tensor.
+func opTranspose(_ *Model, a attrMap, args []*value) ([]*value, error) {
+	if err := need(args, 1, "Transpose"); err != nil {
+		return nil, err
+	}
+	x, err := floats(args[0], "Transpose")
+	if err != nil {
+		return nil, err
+	}
+	r := x.Rank()
+	def := make([]int, r)
+	for i := range def {
+		def[i] = r - 1 - i
+	}
+	perm := a.ints("perm", def)
+	seen := make([]bool, r)
+	if len(perm) != r {
+		return nil, fmt.Errorf("Transpose: perm %v for rank %d", perm, r)
+	}
+	for _, p := range perm {
+		if p < 0 || p >= r || seen[p] {
+			return nil, fmt.Errorf("Transpose: perm %v is not a permutation", perm)
+		}
+		seen[p] = true
+	}
+	shape := make([]int, r)
+	for i, p := range perm {
+		shape[i] = x.Shape[p]
+	}
+	out := tensor.New(shape...)
+	strides := make([]int, r)
+	st := 1
+	for i := r - 1; i >= 0; i-- {
+		strides[i], st = st, st*x.Shape[i]
+	}
+	idx := make([]int, r)
+	for o := range out.Data {
+		src := 0
+		for i, p := range perm {
+			src += idx[i] * strides[p]
+		}
+		out.Data[o] = x.Data[src]
+		for i := r - 1; i >= 0; i-- {
+			if idx[i]++; idx[i] < shape[i] {
+				break
+			}
+			idx[i] = 0
+		}
+	}
+	return []*value{floatValue(out)}, nil
+}
+
+// opConstant produces its value attribute (a tensor).
+func opConstant(_ *Model, a attrMap, _ []*value) ([]*value, error) {
+	at, ok := a.m["value"]
+	if !ok || at.GetT() == nil {
+		return nil, fmt.Errorf("Constant: only the tensor form (value) is supported")
+	}
+	v, err := decodeTensor(at.GetT())
+	if err != nil {
+		return nil, fmt.Errorf("Constant: %w", err)
+	}
+	return []*value{v}, nil
+}
+
+// intArith returns an element-wise operator on integer tensors (of one
+// shape, or one of them a single value), as shape arithmetic needs.
+func intArith(op string, f func(a, b int64) (int64, error)) opFunc {
+	return func(_ *Model, _ attrMap, args []*value) ([]*value, error) {
+		if err := need(args, 2, op); err != nil {
+			return nil, err
+		}
+		a, b := args[0], args[1]
+		if !a.isInt || !b.isInt {
+			return nil, fmt.Errorf("%s: only integer (shape) arithmetic is supported", op)
+		}
+		shape := a.shape
+		switch {
+		case len(a.ints) == len(b.ints) && tensor.SameShape(a.shape, b.shape):
+		case len(b.ints) == 1:
+		case len(a.ints) == 1:
+			shape = b.shape
+		default:
+			return nil, fmt.Errorf("%s: shapes %v and %v do not broadcast (single values only)", op, a.shape, b.shape)
+		}
+		n := max(len(a.ints), len(b.ints))
+		out := &value{isInt: true, shape: append([]int(nil), shape...), ints: make([]int64, n)}
+		for i := range out.ints {
+			x, y := a.ints[min(i, len(a.ints)-1)], b.ints[min(i, len(b.ints)-1)]
+			v, err := f(x, y)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", op, err)
+			}
+			out.ints[i] = v
+		}
+		return []*value{out}, nil
+	}
+}
+
+// intDiv is ONNX's integer division (truncating, as C).
+func intDiv(a, b int64) (int64, error) {
+	if b == 0 {
+		return 0, fmt.Errorf("integer division by zero")
+	}
+	return a / b, nil
+}
+
+// opShape returns a tensor's ONNX shape as int64.
+func opShape(_ *Model, a attrMap, args []*value) ([]*value, error) {
+	if err := need(args, 1, "Shape"); err != nil {
+		return nil, err
+	}
+	if _, ok := a.m["start"]; ok {
+		return nil, fmt.Errorf("Shape: start/end attributes are not supported")
+	}
+	s := args[0].onnxShape()
+	out := &value{isInt: true, shape: []int{len(s)}, ints: make([]int64, len(s))}
+	for i, d := range s {
+		out.ints[i] = int64(d)
+	}
+	return []*value{out}, nil
+}
+
+// opGather picks entries of a 1-D integer tensor (a shape).
+func opGather(_ *Model, a attrMap, args []*value) ([]*value, error) {
+	if err := need(args, 2, "Gather"); err != nil {
+		return nil, err
+	}
+	d, idx := args[0], args[1]
+	if !d.isInt || !idx.isInt || len(d.shape) != 1 || a.int("axis", 0) != 0 {
+		return nil, fmt.Errorf("Gather: only indexing a 1-D integer tensor (a shape) is supported")
+	}
+	out := &value{isInt: true, shape: append([]int(nil), idx.shape...), ints: make([]int64, len(idx.ints))}
+	for i, j := range idx.ints {
+		if j < 0 {
+			j += int64(len(d.ints))
+		}
+		if j < 0 || j >= int64(len(d.ints)) {
+			return nil, fmt.Errorf("Gather: index %d outside %d values", idx.ints[i], len(d.ints))
+		}
+		out.ints[i] = d.ints[j]
+	}
+	return []*value{out}, nil
+}
+
+// opCast converts between integers and floats.
+func opCast(_ *Model, a attrMap, args []*value) ([]*value, error) {
+	if err := need(args, 1, "Cast"); err != nil {
+		return nil, err
+	}
+	x := args[0]
+	switch to := onnxpb.TensorProto_DataType(a.int("to", 0)); to {
+	case onnxpb.TensorProto_INT64, onnxpb.TensorProto_INT32:
+		if x.isInt {
+			return []*value{x}, nil
+		}
+		t := x.nchw()
+		out := &value{isInt: true, shape: append([]int(nil), t.Shape...), ints: make([]int64, t.Len())}
+		for i, v := range t.Data {
+			out.ints[i] = int64(v)
+		}
+		return []*value{out}, nil
+	case onnxpb.TensorProto_FLOAT, onnxpb.TensorProto_DOUBLE:
+		if !x.isInt {
+			return []*value{x}, nil
+		}
+		t := tensor.New(x.shape...)
+		for i, v := range x.ints {
+			t.Data[i] = float32(v)
+		}
+		return []*value{floatValue(t)}, nil
+	default:
+		return nil, fmt.Errorf("Cast: to type %s is not supported", to)
+	}
+}
+
+// opUnsqueeze inserts axes of size 1 into an integer tensor (a shape).
+func opUnsqueeze(m *Model, a attrMap, args []*value) ([]*value, error) {
+	if err := need(args, 1, "Unsqueeze"); err != nil {
+		return nil, err
+	}
+	x := args[0]
+	var axes []int64
+	if m.opset >= 13 {
+		if len(args) < 2 || args[1] == nil || !args[1].isInt {
+			return nil, fmt.Errorf("Unsqueeze: the axes input (int64) is required")
+		}
+		axes = args[1].ints
+	} else {
+		for _, v := range a.ints("axes", nil) {
+			axes = append(axes, int64(v))
+		}
+	}
+	if !x.isInt {
+		return nil, fmt.Errorf("Unsqueeze: only integer (shape) tensors are supported")
+	}
+	r := len(x.shape) + len(axes)
+	ones := make([]bool, r)
+	for _, ax := range axes {
+		if ax < 0 {
+			ax += int64(r)
+		}
+		if ax < 0 || ax >= int64(r) || ones[ax] {
+			return nil, fmt.Errorf("Unsqueeze: bad axes %v for rank %d", axes, len(x.shape))
+		}
+		ones[ax] = true
+	}
+	shape := make([]int, 0, r)
+	j := 0
+	for i := range r {
+		if ones[i] {
+			shape = append(shape, 1)
+		} else {
+			shape = append(shape, x.shape[j])
+			j++
+		}
+	}
+	return []*value{{isInt: true, shape: shape, ints: x.ints}}, nil
 }

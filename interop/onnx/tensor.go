@@ -75,6 +75,11 @@ func decodeTensor(tp *onnxpb.TensorProto) (*value, error) {
 	}
 	raw := tp.GetRawData()
 	dt := onnxpb.TensorProto_DataType(tp.GetDataType())
+	// Check the amount of data against the shape before allocating, so a
+	// corrupt shape cannot ask for gigabytes.
+	if have := len(raw) + 8*(len(tp.FloatData)+len(tp.DoubleData)+len(tp.Int64Data)+len(tp.Int32Data)); have < n {
+		return nil, fmt.Errorf("tensor %q: shape %v needs %d values, the data holds at most %d", tp.GetName(), shape, n, have)
+	}
 	switch dt {
 	case onnxpb.TensorProto_FLOAT, onnxpb.TensorProto_DOUBLE:
 		t := tensor.New(shape...)

@@ -16,6 +16,7 @@ import sys
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torchvision.models.resnet import BasicBlock
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -80,4 +81,48 @@ with torch.no_grad():
 json.dump({"generator": "testdata/torch/gen_interop.py", "torch": torch.__version__,
            "input": [2, 3, 40, 40], "logits": T(logits)}, open(os.path.join(OUT, "small.json"), "w"))
 torch.save({"conv1.weight": torch.zeros(1), "note": collections.Counter("abc")}, os.path.join(OUT, "evil.pth"))
+
+
+class TinyUNet(nn.Module):
+    """A one-level valid-convolution U-Net: conv-BN-ReLU pairs, max pool,
+    2x2 transposed convolution, centre crop by slicing, concatenation."""
+
+    def __init__(self):
+        super().__init__()
+
+        def pair(i, o):
+            return nn.Sequential(nn.Conv2d(i, o, 3), nn.BatchNorm2d(o), nn.ReLU(), nn.Conv2d(o, o, 3), nn.BatchNorm2d(o), nn.ReLU())
+        self.down = pair(1, 4)
+        self.bottom = pair(4, 8)
+        self.up = nn.ConvTranspose2d(8, 4, 2, 2)
+        self.dec = pair(8, 4)
+        self.head = nn.Conv2d(4, 3, 1)
+
+    def forward(self, x):
+        skip = self.down(x)
+        y = self.up(self.bottom(F.max_pool2d(skip, 2)))
+        t = (skip.shape[2] - y.shape[2]) // 2
+        l = (skip.shape[3] - y.shape[3]) // 2
+        skip = skip[:, :, t:t + y.shape[2], l:l + y.shape[3]]
+        return self.head(self.dec(torch.cat([skip, y], 1)))
+
+
+# Graphs made by torch.onnx.export (opset 13) for interop/onnx's import test.
+u = TinyUNet()
+with torch.no_grad():
+    for mod in u.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.running_mean.normal_(0, 0.2)
+            mod.running_var.uniform_(0.5, 1.5)
+u.eval()
+xu = fill_value("input", [1, 1, 44, 44])
+cases = {}
+for name, net, inp in [("small_resnet", m, x), ("tiny_unet", u, xu)]:
+    path = os.path.join(OUT, name + ".onnx")
+    torch.onnx.export(net, inp, path, opset_version=13, input_names=["input"], output_names=["output"],
+                      dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+    with torch.no_grad():
+        cases[name] = {"input": list(inp.shape), "output": T(net(inp))}
+json.dump({"generator": "testdata/torch/gen_interop.py", "torch": torch.__version__, "cases": cases},
+          open(os.path.join(OUT, "onnx.json"), "w"))
 print("wrote", sorted(os.listdir(OUT)))

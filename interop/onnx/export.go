@@ -1,0 +1,488 @@
+package onnx
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+
+	"google.golang.org/protobuf/proto"
+
+	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/internal/onnxpb"
+	"github.com/residual-nn/residual/nn"
+	"github.com/residual-nn/residual/safetensors"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// ExportOpset is the ONNX operator set exported graphs use.
+const ExportOpset = 13
+
+// Export traces m's forward pass in evaluation mode (it sets m to
+// evaluation mode) on an input of the given shape — NHWC for images, as
+// residual's models take them — and returns it as a serialised ONNX model
+// (opset 13) holding m's weights as initializers under their state-dict
+// (torchvision) names.
+//
+// The graph is laid out as ONNX and PyTorch expect: its input "input" is
+// NCHW, convolution weights OIHW, and an image output is NCHW. Its first
+// dimension (the batch) is symbolic, so the graph runs on any batch size.
+// The trace runs on a shape-only tape, so no arithmetic is done. An
+// operation without an ONNX counterpart (a loss, training-mode dropout or
+// batch norm) is an error.
+func Export(m nn.Layer, input []int) ([]byte, error) {
+	nn.SetTraining(m, false)
+	e := &exporter{g: &onnxpb.GraphProto{Name: proto.String("residual")}, names: map[*ag.Value]string{},
+		nchw: map[*ag.Value]bool{}, converted: map[string]string{}, inits: map[string]bool{},
+		byTensor: map[*tensor.Tensor]string{}, torch: nn.TorchState(m)}
+	for _, en := range nn.StateDict(m) {
+		e.byTensor[en.Tensor] = en.Name
+	}
+	tape := ag.NewShapeTape()
+	tape.SetTracer(func(op ag.Op) {
+		if e.err == nil {
+			e.err = e.op(op)
+		}
+	})
+	x := tape.Placeholder(input...)
+	e.names[x] = "input"
+	e.nchw[x] = len(input) == 4
+	y, err := forward(m, x)
+	if err != nil {
+		return nil, err
+	}
+	if e.err != nil {
+		return nil, fmt.Errorf("onnx: export: %w", e.err)
+	}
+	out, ok := e.names[y]
+	if !ok {
+		return nil, errors.New("onnx: export: the model's output was not produced by a traceable operation")
+	}
+	if e.nchw[y] || len(y.Shape()) != 4 {
+		e.node("Identity", []string{out}, "output", nil)
+	} else {
+		e.node("Transpose", []string{out}, "output", []*onnxpb.AttributeProto{intsAttr("perm", 0, 3, 1, 2)})
+	}
+	e.g.Input = append(e.g.Input, valueInfo("input", onnxShape(input, len(input) == 4)))
+	e.g.Output = append(e.g.Output, valueInfo("output", onnxShape(y.Shape(), len(y.Shape()) == 4)))
+	mp := &onnxpb.ModelProto{
+		IrVersion:    proto.Int64(7),
+		ProducerName: proto.String("residual"),
+		OpsetImport:  []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(ExportOpset)}},
+		Graph:        e.g,
+	}
+	return proto.Marshal(mp)
+}
+
+// ExportFile writes Export's model to path atomically.
+func ExportFile(path string, m nn.Layer, input []int) error {
+	b, err := Export(m, input)
+	if err != nil {
+		return err
+	}
+	return safetensors.WriteAtomic(path, b)
+}
+
+// forward runs the model, turning a shape panic into an error.
+func forward(m nn.Layer, x *ag.Value) (y *ag.Value, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("onnx: export: the model does not run on input %v: %v", x.Shape(), r)
+		}
+	}()
+	return m.Forward(x), nil
+}
+
+type exporter struct {
+	g         *onnxpb.GraphProto
+	names     map[*ag.Value]string // the ONNX name of each value produced so far
+	nchw      map[*ag.Value]bool   // the value is a 4-D image held NCHW in the graph
+	converted map[string]string    // name → name of its transposed copy
+	inits     map[string]bool
+	byTensor  map[*tensor.Tensor]string // the state-dict name of each model tensor
+	torch     map[string]*tensor.Tensor // the state dict in PyTorch's layouts
+	n         int
+	err       error
+}
+
+// nhwcToNCHW maps an NHWC axis to its NCHW position.
+var nhwcToNCHW = [4]int{0, 2, 3, 1}
+
+func (e *exporter) fresh(prefix string) string {
+	e.n++
+	return fmt.Sprintf("%s_%d", prefix, e.n)
+}
+
+func (e *exporter) node(op string, in []string, out string, attrs []*onnxpb.AttributeProto) {
+	e.g.Node = append(e.g.Node, &onnxpb.NodeProto{OpType: proto.String(op), Name: proto.String(out), Input: in, Output: []string{out}, Attribute: attrs})
+}
+
+// initializer adds a float tensor (once per name) and returns its name.
+func (e *exporter) initializer(name string, t *tensor.Tensor) string {
+	if !e.inits[name] {
+		e.inits[name] = true
+		e.g.Initializer = append(e.g.Initializer, encodeTensor(name, t))
+	}
+	return name
+}
+
+func (e *exporter) ints(vals ...int64) string {
+	name := e.fresh("const")
+	e.inits[name] = true
+	raw := make([]byte, 8*len(vals))
+	for i, v := range vals {
+		binary.LittleEndian.PutUint64(raw[8*i:], uint64(v))
+	}
+	e.g.Initializer = append(e.g.Initializer, &onnxpb.TensorProto{Name: proto.String(name), Dims: []int64{int64(len(vals))},
+		DataType: proto.Int32(int32(onnxpb.TensorProto_INT64)), RawData: raw})
+	return name
+}
+
+// name returns the ONNX name of an operation input: a traced value, a
+// model tensor (as a state-dict initializer in PyTorch's layout) or any
+// other constant.
+func (e *exporter) name(v *ag.Value) (string, error) {
+	if n, ok := e.names[v]; ok {
+		return n, nil
+	}
+	if v.Data == nil || v.Data.Data == nil {
+		return "", fmt.Errorf("an input of shape %v comes from an operation that cannot be exported", v.Shape())
+	}
+	if sd, ok := e.byTensor[v.Data]; ok {
+		e.names[v] = e.initializer(sd, e.torch[sd])
+		return e.names[v], nil
+	}
+	e.names[v] = e.initializer(e.fresh("const"), v.Data)
+	return e.names[v], nil
+}
+
+// image returns v's name as an NCHW image, transposing once if needed.
+func (e *exporter) image(v *ag.Value) (string, error) {
+	n, err := e.name(v)
+	if err != nil || e.nchw[v] {
+		return n, err
+	}
+	if len(v.Shape()) != 4 {
+		return "", fmt.Errorf("an image operation got shape %v", v.Shape())
+	}
+	return e.transposed(n, 0, 3, 1, 2), nil
+}
+
+// plain returns v's name in residual's own axis order.
+func (e *exporter) plain(v *ag.Value) (string, error) {
+	n, err := e.name(v)
+	if err != nil || !e.nchw[v] {
+		return n, err
+	}
+	return e.transposed(n, 0, 2, 3, 1), nil
+}
+
+func (e *exporter) transposed(n string, perm ...int64) string {
+	key := fmt.Sprint(n, perm)
+	if t, ok := e.converted[key]; ok {
+		return t
+	}
+	t := e.fresh(n + "_t")
+	e.node("Transpose", []string{n}, t, []*onnxpb.AttributeProto{intsAttr("perm", perm...)})
+	e.converted[key] = t
+	return t
+}
+
+// op emits the nodes of one traced operation.
+func (e *exporter) op(op ag.Op) error {
+	out := e.fresh(op.Kind)
+	in0 := op.Inputs[0]
+	image := false // the output is an NCHW image
+	switch op.Kind {
+	case "Conv2d", "ConvTranspose2d":
+		p := op.Attrs.(ag.ConvParams)
+		x, err := e.image(in0)
+		if err != nil {
+			return err
+		}
+		w, err := e.name(op.Inputs[1])
+		if err != nil {
+			return err
+		}
+		args := []string{x, w}
+		if b := op.Inputs[2]; b != nil {
+			bn, err := e.name(b)
+			if err != nil {
+				return err
+			}
+			args = append(args, bn)
+		}
+		ws := op.Inputs[1].Shape()
+		attrs := []*onnxpb.AttributeProto{intsAttr("kernel_shape", int64(ws[0]), int64(ws[1])),
+			intsAttr("strides", int64(p.Stride[0]), int64(p.Stride[1])), intsAttr("dilations", int64(p.Dilation[0]), int64(p.Dilation[1])),
+			intsAttr("pads", int64(p.Pad[0]), int64(p.Pad[1]), int64(p.Pad[2]), int64(p.Pad[3])), intAttr("group", 1)}
+		kind := "Conv"
+		if op.Kind == "ConvTranspose2d" {
+			kind = "ConvTranspose"
+			attrs = append(attrs, intsAttr("output_padding", int64(p.OutputPadding[0]), int64(p.OutputPadding[1])))
+		}
+		e.node(kind, args, out, attrs)
+		image = true
+	case "BatchNorm":
+		a := op.Attrs.(ag.BatchNormAttrs)
+		if a.Training {
+			return errors.New("a batch norm in training mode cannot be exported (the model is put in evaluation mode: a layer ignores it?)")
+		}
+		c := in0.Shape()[len(in0.Shape())-1]
+		x, err := e.name(in0)
+		if len(in0.Shape()) == 4 {
+			x, err = e.image(in0)
+			image = true
+		}
+		if err != nil {
+			return err
+		}
+		args := []string{x}
+		for i, p := range []*ag.Value{op.Inputs[1], op.Inputs[2]} {
+			if p == nil {
+				t := tensor.New(c)
+				if i == 0 {
+					t.Fill(1)
+				}
+				args = append(args, e.initializer(e.fresh("const"), t))
+				continue
+			}
+			n, err := e.name(p)
+			if err != nil {
+				return err
+			}
+			args = append(args, n)
+		}
+		for _, t := range []*tensor.Tensor{a.RunMean, a.RunVar} {
+			n, ok := e.byTensor[t]
+			if ok {
+				n = e.initializer(n, e.torch[n])
+			} else {
+				n = e.initializer(e.fresh("const"), t)
+			}
+			args = append(args, n)
+		}
+		e.node("BatchNormalization", args, out, []*onnxpb.AttributeProto{floatAttr("epsilon", float32(a.Eps)), floatAttr("momentum", float32(1-a.Momentum))})
+	case "MaxPool2d", "AvgPool2d":
+		p := op.Attrs.(ag.PoolParams)
+		x, err := e.image(in0)
+		if err != nil {
+			return err
+		}
+		stride := p.Stride
+		if stride == [2]int{} {
+			stride = p.Kernel
+		}
+		attrs := []*onnxpb.AttributeProto{intsAttr("kernel_shape", int64(p.Kernel[0]), int64(p.Kernel[1])),
+			intsAttr("strides", int64(stride[0]), int64(stride[1])),
+			intsAttr("pads", int64(p.Pad[0]), int64(p.Pad[1]), int64(p.Pad[2]), int64(p.Pad[3])), intAttr("ceil_mode", b2i(p.CeilMode))}
+		kind := "MaxPool"
+		if op.Kind == "AvgPool2d" {
+			kind = "AveragePool"
+			attrs = append(attrs, intAttr("count_include_pad", b2i(p.CountIncludePad)))
+		} else if p.Dilation != [2]int{} {
+			attrs = append(attrs, intsAttr("dilations", int64(max(p.Dilation[0], 1)), int64(max(p.Dilation[1], 1))))
+		}
+		e.node(kind, []string{x}, out, attrs)
+		image = true
+	case "GlobalAvgPool":
+		x, err := e.image(in0)
+		if err != nil {
+			return err
+		}
+		pooled := e.fresh("GlobalAveragePool")
+		e.node("GlobalAveragePool", []string{x}, pooled, nil)
+		e.node("Flatten", []string{pooled}, out, []*onnxpb.AttributeProto{intAttr("axis", 1)})
+	case "Gemm":
+		a := op.Attrs.(ag.GemmAttrs)
+		var args []string
+		for _, v := range op.Inputs {
+			if v == nil {
+				continue
+			}
+			n, err := e.plain(v)
+			if err != nil {
+				return err
+			}
+			args = append(args, n)
+		}
+		e.node("Gemm", args, out, []*onnxpb.AttributeProto{floatAttr("alpha", a.Alpha), floatAttr("beta", a.Beta),
+			intAttr("transA", b2i(a.TransA)), intAttr("transB", b2i(a.TransB))})
+	case "MatMul", "Sum", "Reshape":
+		var args []string
+		for _, v := range op.Inputs {
+			n, err := e.plain(v)
+			if err != nil {
+				return err
+			}
+			args = append(args, n)
+		}
+		switch op.Kind {
+		case "MatMul":
+			e.node("MatMul", args, out, nil)
+		case "Sum":
+			e.node("ReduceSum", args, out, []*onnxpb.AttributeProto{intAttr("keepdims", 0)})
+		default:
+			shape := make([]int64, len(op.Output.Shape()))
+			for i, d := range op.Output.Shape() {
+				shape[i] = int64(d)
+			}
+			if len(shape) > 0 && len(in0.Shape()) > 0 && shape[0] == int64(in0.Shape()[0]) {
+				shape[0] = 0 // keep the batch dimension, whatever it is
+			}
+			e.node("Reshape", append(args, e.ints(shape...)), out, nil)
+		}
+	case "ReLU", "Scale", "Softmax", "LogSoftmax", "Add", "Mul":
+		// Element-wise (or along one axis): stay in the inputs' layout.
+		image = len(in0.Shape()) == 4
+		for _, v := range op.Inputs {
+			image = image && e.nchw[v]
+		}
+		var args []string
+		for _, v := range op.Inputs {
+			n, err := e.plain(v)
+			if image {
+				n, err = e.image(v)
+			}
+			if err != nil {
+				return err
+			}
+			args = append(args, n)
+		}
+		switch op.Kind {
+		case "ReLU":
+			e.node("Relu", args, out, nil)
+		case "Add", "Mul":
+			e.node(op.Kind, args, out, nil)
+		case "Scale":
+			s := tensor.New()
+			s.Data = []float32{op.Attrs.(float32)}
+			e.node("Mul", append(args, e.initializer(e.fresh("const"), s)), out, nil)
+		default:
+			axis := op.Attrs.(int)
+			if image {
+				axis = nhwcToNCHW[axis]
+			}
+			e.node(op.Kind, args, out, []*onnxpb.AttributeProto{intAttr("axis", int64(axis))})
+		}
+	case "Concat":
+		axis := op.Attrs.(int)
+		image = len(in0.Shape()) == 4
+		var args []string
+		for _, v := range op.Inputs {
+			n, err := e.plain(v)
+			if image {
+				n, err = e.image(v)
+			}
+			if err != nil {
+				return err
+			}
+			args = append(args, n)
+		}
+		if image {
+			axis = nhwcToNCHW[axis]
+		}
+		e.node("Concat", args, out, []*onnxpb.AttributeProto{intAttr("axis", int64(axis))})
+	case "Crop":
+		c := op.Attrs.(ag.CropAttrs)
+		x, err := e.image(in0)
+		if err != nil {
+			return err
+		}
+		e.node("Slice", []string{x, e.ints(int64(c.Top), int64(c.Left)), e.ints(int64(c.Top+c.Height), int64(c.Left+c.Width)), e.ints(2, 3)}, out, nil)
+		image = true
+	case "SubsamplePadChannels":
+		a := op.Attrs.([3]int)
+		x, err := e.image(in0)
+		if err != nil {
+			return err
+		}
+		sub := e.fresh("Slice")
+		e.node("Slice", []string{x, e.ints(0, 0), e.ints(math.MaxInt64, math.MaxInt64), e.ints(2, 3), e.ints(int64(a[0]), int64(a[0]))}, sub, nil)
+		e.node("Pad", []string{sub, e.ints(0, int64(a[1]), 0, 0, 0, int64(a[2]), 0, 0)}, out, []*onnxpb.AttributeProto{stringAttr("mode", "constant")})
+		image = true
+	case "Pad":
+		a := op.Attrs.(ag.PadAttrs)
+		rank := len(in0.Shape())
+		image = rank == 4
+		x, err := e.plain(in0)
+		if image {
+			x, err = e.image(in0)
+		}
+		if err != nil {
+			return err
+		}
+		pads := make([]int64, 2*rank)
+		for ax, p := range a.Pads {
+			at := ax
+			if image {
+				at = nhwcToNCHW[ax]
+			}
+			pads[at], pads[rank+at] = int64(p[0]), int64(p[1])
+		}
+		mode := map[ag.PadMode]string{ag.PadConstant: "constant", ag.PadReflect: "reflect", ag.PadEdge: "edge"}[a.Mode]
+		v := tensor.New()
+		v.Data = []float32{a.Value}
+		e.node("Pad", []string{x, e.ints(pads...), e.initializer(e.fresh("const"), v)}, out, []*onnxpb.AttributeProto{stringAttr("mode", mode)})
+	default:
+		return fmt.Errorf("operation %s has no ONNX export", op.Kind)
+	}
+	e.names[op.Output] = out
+	e.nchw[op.Output] = image
+	return nil
+}
+
+func b2i(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func intAttr(name string, v int64) *onnxpb.AttributeProto {
+	return &onnxpb.AttributeProto{Name: proto.String(name), Type: onnxpb.AttributeProto_INT.Enum(), I: proto.Int64(v)}
+}
+
+func intsAttr(name string, v ...int64) *onnxpb.AttributeProto {
+	return &onnxpb.AttributeProto{Name: proto.String(name), Type: onnxpb.AttributeProto_INTS.Enum(), Ints: v}
+}
+
+func floatAttr(name string, v float32) *onnxpb.AttributeProto {
+	return &onnxpb.AttributeProto{Name: proto.String(name), Type: onnxpb.AttributeProto_FLOAT.Enum(), F: proto.Float32(v)}
+}
+
+func stringAttr(name, v string) *onnxpb.AttributeProto {
+	return &onnxpb.AttributeProto{Name: proto.String(name), Type: onnxpb.AttributeProto_STRING.Enum(), S: []byte(v)}
+}
+
+// onnxShape returns a value's ONNX dimensions (NCHW for images) with a
+// symbolic batch.
+func onnxShape(s []int, image bool) []any {
+	if image {
+		s = []int{s[0], s[3], s[1], s[2]}
+	}
+	out := make([]any, len(s))
+	for i, d := range s {
+		out[i] = int64(d)
+	}
+	if len(out) > 0 {
+		out[0] = "batch"
+	}
+	return out
+}
+
+func valueInfo(name string, dims []any) *onnxpb.ValueInfoProto {
+	sp := &onnxpb.TensorShapeProto{}
+	for _, d := range dims {
+		dim := &onnxpb.TensorShapeProto_Dimension{}
+		switch d := d.(type) {
+		case int64:
+			dim.Value = &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: d}
+		case string:
+			dim.Value = &onnxpb.TensorShapeProto_Dimension_DimParam{DimParam: d}
+		}
+		sp.Dim = append(sp.Dim, dim)
+	}
+	return &onnxpb.ValueInfoProto{Name: proto.String(name), Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{
+		TensorType: &onnxpb.TypeProto_Tensor{ElemType: proto.Int32(int32(onnxpb.TensorProto_FLOAT)), Shape: sp}}}}
+}

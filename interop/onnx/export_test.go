@@ -1,0 +1,227 @@
+package onnx
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/internal/fixture"
+	"github.com/residual-nn/residual/models"
+	"github.com/residual-nn/residual/models/resnet"
+	"github.com/residual-nn/residual/nn"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// exportCase is a model of the zoo (or a variant) with an input shape.
+type exportCase struct {
+	name  string
+	cfg   models.Config
+	input []int
+}
+
+func exportCases(t *testing.T) []exportCase {
+	preset := func(name string) models.Config {
+		c, err := models.Preset(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	small := func(mod func(c *resnet.Config)) models.Config {
+		c := preset("resnet20")
+		c.ResNet.Layers = []int{1, 1, 1}
+		mod(c.ResNet)
+		return c
+	}
+	var cs []exportCase
+	add := func(name string, c models.Config, input ...int) { cs = append(cs, exportCase{name, c, input}) }
+	add("resnet20", preset("resnet20"), 2, 32, 32, 3)
+	add("plain20", preset("plain20"), 2, 32, 32, 3)
+	add("resnet18", preset("resnet18"), 2, 64, 64, 3)
+	add("resnet50", preset("resnet50"), 1, 64, 64, 3)
+	for _, o := range []resnet.Ordering{resnet.BNAfterAdd, resnet.ReLUBeforeAdd, resnet.ReLUOnlyPreAct, resnet.PreActivation} {
+		add("small-"+string(o), small(func(c *resnet.Config) { c.Ordering, c.Shortcut = o, resnet.ShortcutB }), 2, 16, 16, 3)
+	}
+	add("small-bottleneck-v1-scaled", small(func(c *resnet.Config) {
+		c.Block, c.StrideOn1x1, c.BranchScale, c.Shortcut = "bottleneck", true, 0.5, resnet.ShortcutC
+	}), 2, 16, 16, 3)
+	add("small-preact-bottleneck", small(func(c *resnet.Config) {
+		c.Block, c.Ordering, c.Shortcut = "bottleneck", resnet.PreActivation, resnet.ShortcutB
+	}), 2, 16, 16, 3)
+	add("unet", preset("unet"), 1, 188, 188, 1)
+	add("unet-padded", preset("unet-padded"), 2, 32, 48, 1)
+	add("resmlp", preset("resmlp"), 4, 1)
+	return cs
+}
+
+// build makes the model with non-trivial batch-norm statistics and affine
+// parameters, so an export that dropped or misplaced one would show.
+func build(t *testing.T, c models.Config) nn.Layer {
+	m, err := models.Build(c, tensor.NewRNG(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range nn.StateDict(m) {
+		if e.Layout != "" || len(e.Tensor.Shape) != 1 {
+			continue
+		}
+		v := fixture.Fill(e.Name, e.Tensor.Shape...)
+		copy(e.Tensor.Data, v.Data)
+	}
+	nn.SetTraining(m, false)
+	return m
+}
+
+func input(shape []int) *tensor.Tensor {
+	x := tensor.New(shape...)
+	for i, v := range fixture.Hashed("onnx.export.input", x.Len()) {
+		x.Data[i] = float32(v)
+	}
+	return x
+}
+
+// toONNX returns a 4-D NHWC tensor in NCHW order (others unchanged).
+func toONNX(t *tensor.Tensor) *tensor.Tensor {
+	if t.Rank() == 4 {
+		return tensor.NHWCToNCHW(t)
+	}
+	return t
+}
+
+// TestExportRoundTrip exports models of every family and block variant and
+// runs the ONNX graph with residual's own ONNX evaluator: the outputs must
+// match the model's at 1e-5 (relative to the output's scale; the two run
+// the same kernels in the same order but the evaluator's layout
+// conversions).
+func TestExportRoundTrip(t *testing.T) {
+	for _, c := range exportCases(t) {
+		t.Run(c.name, func(t *testing.T) {
+			m := build(t, c.cfg)
+			b, err := Export(m, c.input)
+			if err != nil {
+				t.Fatal(err)
+			}
+			x := input(c.input)
+			want := toONNX(m.Forward(ag.Constant(x)).Data)
+			g, err := Parse(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g.Opset() != ExportOpset || len(g.Inputs()) != 1 || g.Inputs()[0] != "input" {
+				t.Fatalf("opset %d, inputs %v", g.Opset(), g.Inputs())
+			}
+			out, err := g.Run(map[string]*tensor.Tensor{"input": toONNX(x)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := fixture.Compare(out["output"], want, 1e-5); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// TestExportONNXRuntime runs the exported models in ONNX Runtime 1.30 (npm
+// onnxruntime-node, which .ci/run installs into testdata/external/ort) and
+// compares its outputs with residual's at 1e-4 relative to the output's
+// scale — the issue's bound for an independent implementation.
+func TestExportONNXRuntime(t *testing.T) {
+	modules, _ := filepath.Abs("../../testdata/external/ort/node_modules")
+	if _, err := os.Stat(filepath.Join(modules, "onnxruntime-node")); err != nil {
+		t.Skipf("ONNX Runtime is not installed (%v): .ci/run installs npm onnxruntime-node into testdata/external/ort", err)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skipf("no node to run ONNX Runtime: %v", err)
+	}
+	dir := t.TempDir()
+	type job struct {
+		Model  string `json:"model"`
+		Input  string `json:"input"`
+		Dims   []int  `json:"dims"`
+		Output string `json:"output"`
+	}
+	var jobs []job
+	wants := map[string]*tensor.Tensor{}
+	for i, c := range exportCases(t) {
+		m := build(t, c.cfg)
+		path := filepath.Join(dir, fmt.Sprintf("%d.onnx", i))
+		if err := ExportFile(path, m, c.input); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		x := input(c.input)
+		xo := toONNX(x)
+		in := filepath.Join(dir, fmt.Sprintf("%d.in", i))
+		if err := os.WriteFile(in, floatBytes(xo.Data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(dir, fmt.Sprintf("%d.out", i))
+		jobs = append(jobs, job{path, in, xo.Shape, out})
+		wants[c.name+"\x00"+out] = toONNX(m.Forward(ag.Constant(x)).Data)
+	}
+	spec, _ := json.Marshal(jobs)
+	specPath := filepath.Join(dir, "jobs.json")
+	if err := os.WriteFile(specPath, spec, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(node, "testdata/ort_run.js", specPath)
+	cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ONNX Runtime: %v\n%s", err, b)
+	}
+	for key, want := range wants {
+		name, out, _ := strings.Cut(key, "\x00")
+		raw, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var shape []int
+		if b, err := os.ReadFile(out + ".shape"); err != nil || json.Unmarshal(b, &shape) != nil {
+			t.Fatalf("%s: no output shape: %v", name, err)
+		}
+		got := tensor.New(shape...)
+		if len(raw) != 4*got.Len() {
+			t.Fatalf("%s: %d bytes for shape %v", name, len(raw), shape)
+		}
+		for i := range got.Data {
+			got.Data[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+		}
+		if err := fixture.Compare(got, want, 1e-4); err != nil {
+			t.Errorf("%s: ONNX Runtime vs residual: %v", name, err)
+		}
+	}
+}
+
+func floatBytes(v []float32) []byte {
+	b := make([]byte, 4*len(v))
+	for i, f := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(f))
+	}
+	return b
+}
+
+// TestExportErrors checks that what cannot be exported says so.
+func TestExportErrors(t *testing.T) {
+	m := build(t, exportCases(t)[0].cfg)
+	if _, err := Export(m, []int{1, 32, 32, 5}); err == nil || !strings.Contains(err.Error(), "does not run on input") {
+		t.Errorf("wrong channels: %v", err)
+	}
+	lossy := nn.Sequential{m, lossLayer{}}
+	if _, err := Export(lossy, []int{1, 32, 32, 3}); err == nil || !strings.Contains(err.Error(), "cannot be exported") {
+		t.Errorf("loss: %v", err)
+	}
+}
+
+// lossLayer applies an operation the exporter does not know (a loss).
+type lossLayer struct{}
+
+func (lossLayer) Forward(x *ag.Value) *ag.Value {
+	return ag.ReLU(ag.MSE(x, tensor.New(x.Shape()...)))
+}
