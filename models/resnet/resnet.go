@@ -68,9 +68,9 @@ type Config struct {
 	ZeroInitResidual bool `json:"zero_init_residual,omitempty"`
 	// BNEps is the ε of every batch norm (0 means PyTorch's 1e-5; Keras
 	// models use 1e-3).
-	BNEps float64 `json:"bn_eps,omitempty"`
-	Classes          int  `json:"classes"`
-	InChannels       int  `json:"in_channels"`
+	BNEps      float64 `json:"bn_eps,omitempty"`
+	Classes    int     `json:"classes"`
+	InChannels int     `json:"in_channels"`
 }
 
 // Net is a residual (or plain) network for image classification. It maps
