@@ -13,6 +13,9 @@ type CrossEntropyOptions struct {
 	// Weight holds one weight per class, or nil. With weights, the mean is
 	// Σ w[t]·loss / Σ w[t], as in PyTorch.
 	Weight []float32
+	// RowWeight holds one weight per row — per pixel for segmentation (the
+	// U-Net paper's weight map) — or nil; it multiplies the class weight.
+	RowWeight []float32
 	// IgnoreIndex: targets equal to it contribute nothing. Negative values
 	// never match a class.
 	IgnoreIndex int
@@ -30,7 +33,7 @@ func CrossEntropy(logits *Value, targets []int32, o CrossEntropyOptions) (*Value
 		return nil, fmt.Errorf("cross-entropy: logits need a class axis, got shape %v", s)
 	}
 	k := s[len(s)-1]
-	l := kernels.CrossEntropy[float32]{M: logits.numel() / k, K: k, Weight: o.Weight, IgnoreIndex: o.IgnoreIndex, Sum: o.Sum}
+	l := kernels.CrossEntropy[float32]{M: logits.numel() / k, K: k, Weight: o.Weight, RowWeight: o.RowWeight, IgnoreIndex: o.IgnoreIndex, Sum: o.Sum}
 	if err := l.Check(targets); err != nil {
 		return nil, err
 	}
@@ -44,6 +47,32 @@ func CrossEntropy(logits *Value, targets []int32, o CrossEntropyOptions) (*Value
 		y.tape.contribute(logits, func(dst []float32) {
 			l.Backward(logits.Data.Data, targets, norm, float64(y.Grad.Data[0]), dst)
 		})
+	}, logits)
+	return y, nil
+}
+
+// Dice returns the soft Dice loss between the softmax of the logits
+// (classes on the last axis) and one target class per row: 1 − the mean
+// over classes of (2·|P∩G| + 1)/(|P| + |G| + 1), with |P∩G|, |P| and |G|
+// sums of probabilities and indicators over the rows that are not
+// ignoreIndex (Milletari et al. 2016, smoothed by 1).
+func Dice(logits *Value, targets []int32, ignoreIndex int) (*Value, error) {
+	s := logits.Data.Shape
+	if len(s) < 2 {
+		return nil, fmt.Errorf("dice: logits need a class axis, got shape %v", s)
+	}
+	k := s[len(s)-1]
+	l := kernels.Dice[float32]{M: logits.numel() / k, K: k, IgnoreIndex: ignoreIndex}
+	if err := l.Check(targets); err != nil {
+		return nil, err
+	}
+	y := result(nil, logits)
+	if y.dry() {
+		return y, nil
+	}
+	y.Data.Data[0] = float32(l.Forward(logits.Data.Data, targets))
+	record(y, func() {
+		y.tape.contribute(logits, func(dst []float32) { l.Backward(logits.Data.Data, targets, float64(y.Grad.Data[0]), dst) })
 	}, logits)
 	return y, nil
 }

@@ -20,10 +20,21 @@ type Dataset struct {
 	Pixels  []uint8 // N·H·W·C values
 	Labels  []int32
 	Classes []string // class names, indexed by label
+	// Masks, for segmentation, hold one class index per pixel (N·H·W);
+	// Labels are then nil.
+	Masks []uint8
+	// Weights optionally hold one loss weight per pixel (N·H·W) of a
+	// segmentation set (see BorderWeights).
+	Weights []float32
 }
 
 // Len returns the number of images.
-func (d *Dataset) Len() int { return len(d.Labels) }
+func (d *Dataset) Len() int {
+	if d.Masks != nil {
+		return len(d.Masks) / max(d.H*d.W, 1)
+	}
+	return len(d.Labels)
+}
 
 // Image returns the pixels of image i.
 func (d *Dataset) Image(i int) []uint8 {
@@ -40,6 +51,15 @@ func (d *Dataset) Check() error {
 		return fmt.Errorf("data: %d pixel values for %d images of %dx%dx%d", len(d.Pixels), d.Len(), d.H, d.W, d.C)
 	case len(d.Classes) == 0:
 		return fmt.Errorf("data: no classes")
+	case d.Masks != nil && (len(d.Masks) != d.Len()*d.H*d.W || d.Labels != nil):
+		return fmt.Errorf("data: %d mask values for %d images of %dx%d", len(d.Masks), d.Len(), d.H, d.W)
+	case d.Weights != nil && len(d.Weights) != len(d.Masks):
+		return fmt.Errorf("data: %d pixel weights for %d mask values", len(d.Weights), len(d.Masks))
+	}
+	for i, m := range d.Masks {
+		if int(m) >= len(d.Classes) {
+			return fmt.Errorf("data: mask value %d at pixel %d of image %d is not one of the %d classes", m, i%(d.H*d.W), i/(d.H*d.W), len(d.Classes))
+		}
 	}
 	for i, l := range d.Labels {
 		if l < 0 || int(l) >= len(d.Classes) {
@@ -52,10 +72,25 @@ func (d *Dataset) Check() error {
 // Subset returns the images at the given indices (copied).
 func (d *Dataset) Subset(idx []int) *Dataset {
 	n := d.H * d.W * d.C
-	s := &Dataset{H: d.H, W: d.W, C: d.C, Classes: d.Classes, Pixels: make([]uint8, 0, len(idx)*n), Labels: make([]int32, 0, len(idx))}
+	s := &Dataset{H: d.H, W: d.W, C: d.C, Classes: d.Classes, Pixels: make([]uint8, 0, len(idx)*n)}
+	if d.Masks != nil {
+		s.Masks = make([]uint8, 0, len(idx)*d.H*d.W)
+	} else {
+		s.Labels = make([]int32, 0, len(idx))
+	}
+	if d.Weights != nil {
+		s.Weights = make([]float32, 0, len(idx)*d.H*d.W)
+	}
 	for _, i := range idx {
 		s.Pixels = append(s.Pixels, d.Image(i)...)
-		s.Labels = append(s.Labels, d.Labels[i])
+		if d.Masks != nil {
+			s.Masks = append(s.Masks, d.Mask(i)...)
+		} else {
+			s.Labels = append(s.Labels, d.Labels[i])
+		}
+		if d.Weights != nil {
+			s.Weights = append(s.Weights, d.Weights[i*d.H*d.W:(i+1)*d.H*d.W]...)
+		}
 	}
 	return s
 }

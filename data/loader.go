@@ -31,10 +31,13 @@ type Loader struct {
 	Seed      uint64
 }
 
-// Batch is one batch: images [B,H,W,C] and their labels.
+// Batch is one batch: images [B,H,W,C] and their labels — for a
+// segmentation set, one class per pixel (B·H·W, row-major like the images)
+// and, if the set has them, the pixels' loss weights in W.
 type Batch struct {
 	X     *tensor.Tensor
 	Y     []int32
+	W     []float32
 	Index int // batch number within the epoch
 }
 
@@ -101,7 +104,15 @@ func (l *Loader) make(order []int, epoch, b int) Batch {
 	d := l.Data
 	lo, hi := b*l.Batch, min((b+1)*l.Batch, d.Len())
 	x := tensor.New(hi-lo, d.H, d.W, d.C)
+	seg := d.IsSegmentation()
 	y := make([]int32, hi-lo)
+	var wt []float32
+	if seg {
+		y = make([]int32, (hi-lo)*d.H*d.W)
+		if d.Weights != nil {
+			wt = make([]float32, len(y))
+		}
+	}
 	rng := tensor.NewRNG(l.seedFor(epoch, b))
 	n := d.H * d.W * d.C
 	for i := lo; i < hi; i++ {
@@ -121,6 +132,18 @@ func (l *Loader) make(order []int, epoch, b int) Batch {
 				if flip {
 					sc = d.W - 1 - c + dx
 				}
+				if seg { // the mask moves with the image; padding is background
+					at, inside := (i-lo)*d.H*d.W+r*d.W+c, sr >= 0 && sr < d.H && sc >= 0 && sc < d.W
+					if inside {
+						y[at] = int32(d.Mask(order[i])[sr*d.W+sc])
+					}
+					if wt != nil {
+						wt[at] = 1
+						if inside {
+							wt[at] = d.Weights[order[i]*d.H*d.W+sr*d.W+sc]
+						}
+					}
+				}
 				for ch := 0; ch < d.C; ch++ {
 					v := 0.0 // the zero padding of the pad-and-crop
 					if sr >= 0 && sr < d.H && sc >= 0 && sc < d.W {
@@ -130,9 +153,11 @@ func (l *Loader) make(order []int, epoch, b int) Batch {
 				}
 			}
 		}
-		y[i-lo] = d.Labels[order[i]]
+		if !seg {
+			y[i-lo] = d.Labels[order[i]]
+		}
 	}
-	return Batch{X: x, Y: y, Index: b}
+	return Batch{X: x, Y: y, W: wt, Index: b}
 }
 
 func (l *Loader) normalise(v float64, ch int) float64 {

@@ -2,6 +2,7 @@ package data
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -14,9 +15,49 @@ import (
 //	cifar10:DIR           the CIFAR-10 binary distribution
 //	cifar100:DIR          the CIFAR-100 binary distribution
 //	folder:DIR            DIR/train/CLASS/*.png|jpg and DIR/test/CLASS/… (channels: 1 or 3)
+//
+// and segmentation sets (masks of class indices, class 0 the background):
+//
+//	mnist-canvas[:SIDE]   canvases of MNIST digits (Canvases; side 64 by default)
+//	fashion-canvas[:SIDE] canvases of Fashion-MNIST items
+//	segfolder:DIR         DIR/train and DIR/test, each as SegFolder reads it
 func Open(spec string, channels int) (train, test *Dataset, err error) {
 	kind, dir, _ := strings.Cut(spec, ":")
 	switch kind {
+	case "mnist-canvas", "fashion-canvas":
+		var o CanvasOptions
+		if dir != "" {
+			if o.Side, err = strconv.Atoi(dir); err != nil || o.Side < 40 {
+				return nil, nil, fmt.Errorf("data: %s: canvas side %q must be a number ≥ 40", kind, dir)
+			}
+		}
+		if kind == "mnist-canvas" {
+			train, test, err = MNIST()
+		} else {
+			train, test, err = FashionMNIST("")
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		return CanvasSets(train, test, 1, o)
+	case "segfolder":
+		if dir == "" {
+			return nil, nil, fmt.Errorf("data: segfolder needs a path: segfolder:DIR (with train/ and test/ inside)")
+		}
+		if channels == 0 {
+			channels = 3
+		}
+		if train, err = SegFolder(dir+"/train", channels); err != nil {
+			return nil, nil, err
+		}
+		if test, err = SegFolder(dir+"/test", channels); err != nil {
+			return nil, nil, err
+		}
+		if len(test.Classes) > len(train.Classes) || train.H != test.H || train.W != test.W {
+			return nil, nil, fmt.Errorf("data: %s: train and test differ in classes or image size", dir)
+		}
+		test.Classes = train.Classes
+		return train, test, nil
 	case "mnist":
 		return MNIST()
 	case "fashion-mnist":
@@ -50,5 +91,5 @@ func Open(spec string, channels int) (train, test *Dataset, err error) {
 		}
 		return train, test, nil
 	}
-	return nil, nil, fmt.Errorf("data: unknown data set %q (mnist, fashion-mnist[:DIR], idx:DIR, cifar10:DIR, cifar100:DIR, folder:DIR)", spec)
+	return nil, nil, fmt.Errorf("data: unknown data set %q (mnist, fashion-mnist[:DIR], idx:DIR, cifar10:DIR, cifar100:DIR, folder:DIR, mnist-canvas[:SIDE], fashion-canvas[:SIDE], segfolder:DIR)", spec)
 }

@@ -7,6 +7,7 @@ import (
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/models/unet"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
 )
@@ -87,4 +88,43 @@ func (c *Checkpoint) Predict(path string, k int) ([]Guess, error) {
 		return nil, fmt.Errorf("train: top-k needs k ≥ 1")
 	}
 	return gs[:k], nil
+}
+
+// Segment returns the class of every pixel of an image file, at the
+// image's own size, with a U-Net checkpoint: the image is converted to the
+// checkpoint's channels and normalisation (not resized) and segmented by
+// overlap-tile inference (unet.Net.Segment) with tiles of tile output
+// pixels (0: the default). It also returns the image's pixels (for an
+// overlay).
+func (c *Checkpoint) Segment(path string, tile int) (mask, pixels []uint8, h, w int, err error) {
+	u, ok := c.Net.(*unet.Net)
+	if !ok {
+		return nil, nil, 0, 0, fmt.Errorf("train: %s is not a U-Net; segmentation needs one", c.Model.Name)
+	}
+	img, err := data.LoadImage(path)
+	if err != nil {
+		return nil, nil, 0, 0, err
+	}
+	b := img.Bounds()
+	h, w = b.Dy(), b.Dx()
+	p := c.Preprocess
+	pixels = data.Pixels(img, p.Channels)
+	nn.SetTraining(c.Net, false)
+	logits, err := u.Segment(data.Normalise(pixels, h, w, p.Channels, p.Mean, p.Std), tile)
+	if err != nil {
+		return nil, nil, 0, 0, err
+	}
+	k := logits.Shape[3]
+	mask = make([]uint8, h*w)
+	for i := range mask {
+		row := logits.Data[i*k : (i+1)*k]
+		best := 0
+		for j, v := range row {
+			if v > row[best] {
+				best = j
+			}
+		}
+		mask[i] = uint8(best)
+	}
+	return mask, pixels, h, w, nil
 }

@@ -27,13 +27,22 @@ import (
 type Config struct {
 	Model models.Config `json:"model"`
 	// Data names the data set (see data.Open), e.g. "mnist".
-	Data      string  `json:"data"`
-	Epochs    int     `json:"epochs"`
-	Batch     int     `json:"batch"`
-	Optimizer string  `json:"optimizer"` // sgd, adam or adamw
-	LR        float64 `json:"lr"`
-	Momentum  float64 `json:"momentum"`
-	Nesterov  bool    `json:"nesterov,omitempty"`
+	Data string `json:"data"`
+	// Task is "classify" (the default) or "segment": per-pixel classes,
+	// for a U-Net on a data set with masks.
+	Task string `json:"task,omitempty"`
+	// Loss is "ce" (cross-entropy, the default), "dice" (soft Dice) or
+	// "ce+dice" (their sum); Dice is for segmentation.
+	Loss string `json:"loss,omitempty"`
+	// BorderWeights weights the per-pixel cross-entropy with the U-Net
+	// paper's weight map (class balance + w0 = 10, σ = 5 px borders).
+	BorderWeights bool    `json:"border_weights,omitempty"`
+	Epochs        int     `json:"epochs"`
+	Batch         int     `json:"batch"`
+	Optimizer     string  `json:"optimizer"` // sgd, adam or adamw
+	LR            float64 `json:"lr"`
+	Momentum      float64 `json:"momentum"`
+	Nesterov      bool    `json:"nesterov,omitempty"`
 	// WeightDecay applies to weights of rank ≥ 2; BN parameters and biases
 	// get none.
 	WeightDecay float64 `json:"weight_decay"`
@@ -67,7 +76,11 @@ type Result struct {
 	TestAccuracy    float64
 	TestLoss        float64
 	BestValAccuracy float64
-	Seconds         float64
+	// TestIoU and TestMeanIoU are the per-class and mean intersection over
+	// union on the test set (segmentation).
+	TestIoU     []float64
+	TestMeanIoU float64
+	Seconds     float64
 }
 
 // ErrInterrupted is returned when the context is cancelled: training stopped
@@ -76,15 +89,16 @@ var ErrInterrupted = errors.New("train: interrupted; the last checkpoint holds t
 
 // Metrics is one line of metrics.jsonl, written after every epoch.
 type Metrics struct {
-	Epoch     int     `json:"epoch"`
-	Step      int     `json:"step"`
-	LR        float64 `json:"lr"`
-	TrainLoss float64 `json:"train_loss"`
-	TrainAcc  float64 `json:"train_acc"`
-	ValLoss   float64 `json:"val_loss"`
-	ValAcc    float64 `json:"val_acc"`
-	ImgPerSec float64 `json:"img_per_s"`
-	Seconds   float64 `json:"seconds"`
+	Epoch      int     `json:"epoch"`
+	Step       int     `json:"step"`
+	LR         float64 `json:"lr"`
+	TrainLoss  float64 `json:"train_loss"`
+	TrainAcc   float64 `json:"train_acc"`
+	ValLoss    float64 `json:"val_loss"`
+	ValAcc     float64 `json:"val_acc"`
+	ValMeanIoU float64 `json:"val_miou,omitempty"`
+	ImgPerSec  float64 `json:"img_per_s"`
+	Seconds    float64 `json:"seconds"`
 }
 
 // run holds a training run's state.
@@ -131,6 +145,12 @@ func (c *Config) validate() error {
 		return fmt.Errorf("train: no output folder")
 	case c.ValSplit < 0 || c.ValSplit >= 1:
 		return fmt.Errorf("train: validation split %g outside [0, 1)", c.ValSplit)
+	case c.Task != "" && c.Task != "classify" && c.Task != "segment":
+		return fmt.Errorf("train: unknown task %q (classify, segment)", c.Task)
+	case c.Loss != "" && c.Loss != "ce" && c.Loss != "dice" && c.Loss != "ce+dice":
+		return fmt.Errorf("train: unknown loss %q (ce, dice, ce+dice)", c.Loss)
+	case c.Task != "segment" && (c.Loss == "dice" || c.Loss == "ce+dice" || c.BorderWeights):
+		return fmt.Errorf("train: Dice loss and border weights are for --task segment")
 	}
 	return nil
 }
@@ -165,6 +185,13 @@ func setup(cfg Config) (*run, error) {
 	}
 	if err := checkFits(cfg.Model, trainSet); err != nil {
 		return nil, err
+	}
+	if seg := cfg.Task == "segment"; seg != trainSet.IsSegmentation() || seg != (cfg.Model.UNet != nil) {
+		return nil, fmt.Errorf("train: --task %s with model %q and data %q: segmentation needs a U-Net and a data set with masks (mnist-canvas, fashion-canvas, segfolder:DIR), classification neither",
+			map[bool]string{true: "segment", false: "classify"}[seg], cfg.Model.Name, cfg.Data)
+	}
+	if cfg.BorderWeights {
+		r.trainSet.BorderWeights(10, 5)
 	}
 	r.mean, r.std = r.trainSet.Stats()
 	r.rng = tensor.NewRNG(cfg.Seed)
@@ -252,7 +279,8 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 				p.ZeroGrad()
 			}
 			logits := r.model.Forward(tape.Constant(b.X))
-			loss, err := ag.CrossEntropy(logits, b.Y, ag.CrossEntropyOptions{IgnoreIndex: -100})
+			targets, weights := fitTargets(logits, b)
+			loss, err := r.loss(logits, targets, weights)
 			if err != nil {
 				cancel()
 				return nil, err
@@ -263,9 +291,9 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 				return nil, fmt.Errorf("train: the loss is %g at epoch %d, batch %d (step %d); stopped, checkpoints left as they were (try a lower learning rate)",
 					lv, r.epoch+1, b.Index+1, r.opt.Steps()+1)
 			}
-			r.accSum += float64(correct(logits.Data, b.Y))
-			r.lossSum += lv * float64(len(b.Y))
-			r.seen += len(b.Y)
+			r.accSum += float64(correct(logits.Data, targets))
+			r.lossSum += lv * float64(len(targets))
+			r.seen += len(targets)
 			tape.Backward(loss)
 			r.opt.Step()
 			tape.Reset()
@@ -289,24 +317,41 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			return nil, err
 		}
 	}
-	testLoss, testAcc, _ := Evaluate(r.model, r.loader(r.testSet, false), len(r.testSet.Classes))
+	testLoss, testAcc, confusion := Evaluate(r.model, r.loader(r.testSet, false), len(r.testSet.Classes))
 	res := &Result{History: r.history, Epochs: r.epoch, TestAccuracy: testAcc, TestLoss: testLoss, BestValAccuracy: r.best, Seconds: time.Since(r.start).Seconds()}
+	if r.cfg.Task == "segment" {
+		res.TestIoU, res.TestMeanIoU = IoU(confusion)
+		fmt.Fprintf(r.cfg.Log, "test pixel accuracy %.2f%%, mean IoU %.4f (loss %.4f) after %d epochs\n", 100*testAcc, res.TestMeanIoU, testLoss, r.epoch)
+		for c, v := range res.TestIoU {
+			fmt.Fprintf(r.cfg.Log, "  IoU %-12s %.4f\n", r.testSet.Classes[c], v)
+		}
+		return res, nil
+	}
 	fmt.Fprintf(r.cfg.Log, "test accuracy %.2f%% (loss %.4f) after %d epochs\n", 100*testAcc, testLoss, r.epoch)
 	return res, nil
 }
 
 // endEpoch validates, records metrics and curves, and writes checkpoints.
 func (r *run) endEpoch() error {
-	valLoss, valAcc, _ := Evaluate(r.model, r.loader(r.valSet, false), len(r.valSet.Classes))
+	valLoss, valAcc, confusion := Evaluate(r.model, r.loader(r.valSet, false), len(r.valSet.Classes))
 	secs := time.Since(r.epochStart).Seconds()
 	m := Metrics{Epoch: r.epoch + 1, Step: r.opt.Steps(), LR: r.opt.LR(0), TrainLoss: r.lossSum / float64(max(r.seen, 1)),
 		TrainAcc: r.accSum / float64(max(r.seen, 1)), ValLoss: valLoss, ValAcc: valAcc, ImgPerSec: float64(r.imgs) / secs, Seconds: secs}
+	score := valAcc // what picks the best checkpoint
+	if r.cfg.Task == "segment" {
+		_, m.ValMeanIoU = IoU(confusion)
+		score = m.ValMeanIoU
+	}
 	r.history = append(r.history, m)
 	if r.cfg.Live {
 		fmt.Fprint(r.cfg.Log, "\r\033[K")
 	}
-	fmt.Fprintf(r.cfg.Log, "epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%  %.0f img/s  %.0fs\n",
-		m.Epoch, r.cfg.Epochs, m.TrainLoss, 100*m.TrainAcc, m.ValLoss, 100*m.ValAcc, m.ImgPerSec, secs)
+	miou := ""
+	if r.cfg.Task == "segment" {
+		miou = fmt.Sprintf(" mIoU %.4f", m.ValMeanIoU)
+	}
+	fmt.Fprintf(r.cfg.Log, "epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%%s  %.0f img/s  %.0fs\n",
+		m.Epoch, r.cfg.Epochs, m.TrainLoss, 100*m.TrainAcc, m.ValLoss, 100*m.ValAcc, miou, m.ImgPerSec, secs)
 	if err := appendJSONLine(filepath.Join(r.cfg.Out, "metrics.jsonl"), m); err != nil {
 		return err
 	}
@@ -316,8 +361,8 @@ func (r *run) endEpoch() error {
 	r.epoch++ // the checkpoint records the completed epoch
 	defer func() { r.epoch-- }()
 	r.batch = 0
-	if valAcc > r.best {
-		r.best = valAcc
+	if score > r.best {
+		r.best = score
 		if err := r.save(BestCheckpoint); err != nil {
 			return err
 		}
@@ -375,7 +420,8 @@ func correct(logits *tensor.Tensor, labels []int32) int {
 
 // Evaluate runs the model in evaluation mode over a loader's batches and
 // returns the mean cross-entropy, the accuracy and the confusion matrix
-// (rows: true class, columns: predicted).
+// (rows: true class, columns: predicted) — over images, or over pixels for
+// a segmentation set.
 func Evaluate(m nn.Layer, l *data.Loader, classes int) (loss, acc float64, confusion [][]int) {
 	nn.SetTraining(m, false)
 	defer nn.SetTraining(m, true)
@@ -387,12 +433,13 @@ func Evaluate(m nn.Layer, l *data.Loader, classes int) (loss, acc float64, confu
 	n := 0
 	for b := range l.Epoch(context.Background(), 0, 0) {
 		logits := m.Forward(tape.Constant(b.X))
-		lv, err := ag.CrossEntropy(logits, b.Y, ag.CrossEntropyOptions{IgnoreIndex: -100, Sum: true})
+		targets, _ := fitTargets(logits, b)
+		lv, err := ag.CrossEntropy(logits, targets, ag.CrossEntropyOptions{IgnoreIndex: -100, Sum: true})
 		if err == nil {
 			loss += float64(lv.Data.Data[0])
 		}
-		k := logits.Shape()[1]
-		for i, y := range b.Y {
+		k := logits.Shape()[len(logits.Shape())-1]
+		for i, y := range targets {
 			row := logits.Data.Data[i*k : (i+1)*k]
 			best := 0
 			for j, v := range row {
@@ -405,7 +452,7 @@ func Evaluate(m nn.Layer, l *data.Loader, classes int) (loss, acc float64, confu
 				acc++
 			}
 		}
-		n += len(b.Y)
+		n += len(targets)
 		tape.Reset()
 	}
 	return loss / float64(max(n, 1)), acc / float64(max(n, 1)), confusion
@@ -418,4 +465,84 @@ func appendJSONLine(path string, v any) error {
 	}
 	defer f.Close()
 	return json.NewEncoder(f).Encode(v)
+}
+
+// fitTargets returns a batch's targets for the model's output: the labels,
+// or for segmentation the masks (and weights) centre-cropped to the
+// output's size, which a valid-convolution U-Net makes smaller than its
+// input.
+func fitTargets(logits *ag.Value, b data.Batch) ([]int32, []float32) {
+	s := logits.Shape()
+	if len(s) != 4 || b.X.Rank() != 4 {
+		return b.Y, b.W
+	}
+	n, h, w, oh, ow := b.X.Shape[0], b.X.Shape[1], b.X.Shape[2], s[1], s[2]
+	if oh == h && ow == w {
+		return b.Y, b.W
+	}
+	top, left := (h-oh)/2, (w-ow)/2
+	y := make([]int32, 0, n*oh*ow)
+	var wt []float32
+	for i := 0; i < n; i++ {
+		for r := top; r < top+oh; r++ {
+			at := (i*h+r)*w + left
+			y = append(y, b.Y[at:at+ow]...)
+			if b.W != nil {
+				wt = append(wt, b.W[at:at+ow]...)
+			}
+		}
+	}
+	return y, wt
+}
+
+// loss is the configured training loss.
+func (r *run) loss(logits *ag.Value, targets []int32, weights []float32) (*ag.Value, error) {
+	var total *ag.Value
+	if r.cfg.Loss != "dice" {
+		ce, err := ag.CrossEntropy(logits, targets, ag.CrossEntropyOptions{IgnoreIndex: -100, RowWeight: weights})
+		if err != nil {
+			return nil, err
+		}
+		total = ce
+	}
+	if r.cfg.Loss == "dice" || r.cfg.Loss == "ce+dice" {
+		d, err := ag.Dice(logits, targets, -100)
+		if err != nil {
+			return nil, err
+		}
+		if total == nil {
+			return d, nil
+		}
+		total = ag.Add(total, d)
+	}
+	return total, nil
+}
+
+// IoU returns the intersection over union of every class from a confusion
+// matrix (rows: true class, columns: predicted) — TP/(TP + FP + FN) — and
+// their mean over the classes that occur in the truth or the predictions
+// (a class absent from both has IoU NaN and is left out of the mean).
+func IoU(confusion [][]int) (perClass []float64, mean float64) {
+	perClass = make([]float64, len(confusion))
+	n := 0
+	for c := range confusion {
+		tp, fp, fn := confusion[c][c], 0, 0
+		for o := range confusion {
+			if o != c {
+				fn += confusion[c][o]
+				fp += confusion[o][c]
+			}
+		}
+		if tp+fp+fn == 0 {
+			perClass[c] = math.NaN()
+			continue
+		}
+		perClass[c] = float64(tp) / float64(tp+fp+fn)
+		mean += perClass[c]
+		n++
+	}
+	if n == 0 {
+		return perClass, math.NaN()
+	}
+	return perClass, mean / float64(n)
 }

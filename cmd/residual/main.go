@@ -39,10 +39,11 @@ var commands = map[string]command{
 	"summary":    {"list a model's layers, output shapes, parameters and multiply-adds", runSummary},
 	"train":      {"train a model on a data set (default: a ResNet-20 on MNIST)", runTrain},
 	"eval":       {"accuracy, per-class accuracy and confusion matrix of a checkpoint", runEval},
-	"export":     {"export a checkpoint's weights for PyTorch: export torch CKPT --out FILE.safetensors", runExport},
-	"import":     {"import PyTorch weights: import torch FILE.pth --model NAME --out CKPT", runImport},
+	"export":     {"export a checkpoint: export torch CKPT --out FILE.safetensors, export onnx CKPT --out FILE.onnx", runExport},
+	"import":     {"import weights: import torch FILE.pth --model NAME --out CKPT, import keras-tfjs DIR --out CKPT", runImport},
 	"experiment": {"run an experiment on why residual networks work (shatter, variance, degradation, ensemble, order, bottleneck)", runExperiment},
 	"predict":    {"top-k classes of image files with a checkpoint", runPredict},
+	"segment":    {"segment an image of any size with a U-Net checkpoint (mask and overlay PNGs)", runSegment},
 }
 
 func usage(w io.Writer) {

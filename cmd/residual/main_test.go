@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"image"
+	"image/png"
 	"os"
 	"path/filepath"
 	"strings"
@@ -154,5 +156,45 @@ func TestImportKerasPredict(t *testing.T) {
 	lines := strings.Split(out.String(), "\n")
 	if len(lines) < 2 || !strings.Contains(lines[1], "Egyptian_cat") {
 		t.Errorf("predict printed:\n%s", out.String())
+	}
+}
+
+// TestTrainAndSegment trains a U-Net for a moment on MNIST canvases through
+// the CLI, then segments an image of another size: the mask has the
+// image's size and the overlay is written.
+func TestTrainAndSegment(t *testing.T) {
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	args := []string{"train", "--model", "unet-padded", "--base", "4", "--data", "mnist-canvas:48", "--epochs", "1", "--limit", "64",
+		"--batch", "16", "--optimizer", "adam", "--lr", "0.01", "--border-weights", "--out", dir}
+	if code := run(context.Background(), args, &out, &errb); code != 0 || !strings.Contains(out.String(), "test mean IoU") {
+		t.Fatalf("train: %d %s\n%s", code, errb.String(), out.String())
+	}
+	img := image.NewGray(image.Rect(0, 0, 53, 37))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(i * 7)
+	}
+	in := filepath.Join(dir, "in.png")
+	f, err := os.Create(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	png.Encode(f, img)
+	f.Close()
+	mask := filepath.Join(dir, "mask.png")
+	out.Reset()
+	if code := run(context.Background(), []string{"segment", "--weights", filepath.Join(dir, "best.safetensors"), in, "--out", mask}, &out, &errb); code != 0 {
+		t.Fatalf("segment: %d %s", code, errb.String())
+	}
+	for _, p := range []string{mask, filepath.Join(dir, "mask-overlay.png")} {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := png.Decode(f)
+		f.Close()
+		if err != nil || got.Bounds() != img.Bounds() {
+			t.Errorf("%s: %v, bounds %v", p, err, got.Bounds())
+		}
 	}
 }

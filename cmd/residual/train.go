@@ -23,7 +23,11 @@ var errInterrupted = train.ErrInterrupted
 func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("train", stderr)
 	model := fs.String("model", "resnet20", "model name (see residual summary)")
-	spec := fs.String("data", "mnist", "data: mnist, fashion-mnist[:DIR], idx:DIR, cifar10:DIR, cifar100:DIR, folder:DIR")
+	spec := fs.String("data", "mnist", "data: mnist, fashion-mnist[:DIR], idx:DIR, cifar10:DIR, cifar100:DIR, folder:DIR; for segmentation mnist-canvas[:SIDE], fashion-canvas[:SIDE], segfolder:DIR")
+	task := fs.String("task", "auto", "classify or segment (auto: segment for U-Nets)")
+	lossName := fs.String("loss", "ce", "ce, dice or ce+dice (Dice: segmentation)")
+	border := fs.Bool("border-weights", false, "segmentation: weight the cross-entropy with the U-Net paper's map (class balance, w0=10, sigma=5 px)")
+	base := fs.Int("base", 0, "U-Net: channels of the first level (default: the model's)")
 	epochs := fs.Int("epochs", 2, "epochs")
 	batch := fs.Int("batch", 128, "batch size")
 	opt := fs.String("optimizer", "sgd", "sgd, adam or adamw")
@@ -55,6 +59,18 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	mc.SetInChannels(trainSet.C)
 	mc.SetClasses(len(trainSet.Classes))
+	if *base > 0 {
+		if mc.UNet == nil {
+			return fmt.Errorf("%w: --base is for U-Nets", errUsage)
+		}
+		mc.UNet.Base = *base
+	}
+	if *task == "auto" {
+		*task = "classify"
+		if mc.UNet != nil {
+			*task = "segment"
+		}
+	}
 	a, err := parseAugment(*aug, trainSet.C)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
@@ -62,7 +78,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *out == "" {
 		*out = filepath.Join("runs", *model+"-"+strings.NewReplacer(":", "-", "/", "-").Replace(*spec))
 	}
-	cfg := train.Config{Model: mc, Data: *spec, Epochs: *epochs, Batch: *batch, Optimizer: *opt, LR: *lr, Momentum: *mom, Nesterov: *nesterov,
+	cfg := train.Config{Model: mc, Data: *spec, Task: *task, Loss: *lossName, BorderWeights: *border, Epochs: *epochs, Batch: *batch, Optimizer: *opt, LR: *lr, Momentum: *mom, Nesterov: *nesterov,
 		WeightDecay: *wd, Schedule: *sched, Augment: a, ValSplit: *val, Seed: *seed, Limit: *limit, Out: *out, Resume: *resume,
 		Log: stdout, Live: isTerminal(stdout)}
 	fmt.Fprintf(stdout, "training %s on %s (%d images of %dx%dx%d, %d classes) for %d epochs, %d threads, run folder %s\n",
@@ -71,7 +87,11 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "done in %.0fs: test accuracy %.2f%%; checkpoints %s and %s\n", res.Seconds, 100*res.TestAccuracy,
+	score := fmt.Sprintf("test accuracy %.2f%%", 100*res.TestAccuracy)
+	if *task == "segment" {
+		score = fmt.Sprintf("test mean IoU %.4f, pixel accuracy %.2f%%", res.TestMeanIoU, 100*res.TestAccuracy)
+	}
+	fmt.Fprintf(stdout, "done in %.0fs: %s; checkpoints %s and %s\n", res.Seconds, score,
 		filepath.Join(*out, train.LastCheckpoint), filepath.Join(*out, train.BestCheckpoint))
 	return nil
 }
@@ -143,6 +163,14 @@ func runEval(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	l := &data.Loader{Data: test, Batch: 256, Mean: c.Preprocess.Mean, Std: c.Preprocess.Std}
 	loss, acc, conf := train.Evaluate(c.Net, l, len(c.Classes))
+	if c.Model.UNet != nil {
+		iou, mean := train.IoU(conf)
+		fmt.Fprintf(stdout, "%s on %s (%d test images): pixel accuracy %.2f%%, mean IoU %.4f, loss %.4f\n\nIoU per class:\n", *weights, *spec, test.Len(), 100*acc, mean, loss)
+		for i, v := range iou {
+			fmt.Fprintf(stdout, "  %-12s %.4f\n", c.Classes[i], v)
+		}
+		return nil
+	}
 	fmt.Fprintf(stdout, "%s on %s (%d test images): accuracy %.2f%%, loss %.4f\n\nper class:\n", *weights, *spec, test.Len(), 100*acc, loss)
 	for i, row := range conf {
 		t := 0

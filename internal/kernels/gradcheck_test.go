@@ -312,6 +312,7 @@ func TestGradLosses(t *testing.T) {
 		{M: m, K: k, IgnoreIndex: -100},
 		{M: m, K: k, IgnoreIndex: -100, Weight: []float64{0.5, 2, 1, 0.25}},
 		{M: m, K: k, IgnoreIndex: 3, Sum: true},
+		{M: m, K: k, IgnoreIndex: -100, Weight: []float64{0.5, 2, 1, 0.25}, RowWeight: []float64{1, 3, 0.5, 2, 1, 10, 0.1}},
 	} {
 		if err := l.Check(targets); err != nil && l.IgnoreIndex != 3 {
 			t.Fatal(err)
@@ -329,6 +330,22 @@ func TestGradLosses(t *testing.T) {
 				_, norm := l.Forward(in[0], tg)
 				dx := make([]float64, m*k)
 				l.Backward(in[0], tg, norm, dy[0], dx)
+				return [][]float64{dx}
+			}})
+	}
+	for _, d := range []Dice[float64]{{M: m, K: k, IgnoreIndex: -100}, {M: m, K: k, IgnoreIndex: 3}} {
+		tg := targets
+		if d.IgnoreIndex == 3 {
+			tg = []int32{0, 3, 1, 2, 2, 3, 0}
+		}
+		if err := d.Check(tg); err != nil {
+			t.Fatal(err)
+		}
+		runFD(t, fdCase{name: fmt.Sprintf("dice%+v", d), inputs: [][]float64{randVec(r, m*k)},
+			fwd: func(in [][]float64) []float64 { return []float64{d.Forward(in[0], tg)} },
+			bwd: func(in [][]float64, dy []float64) [][]float64 {
+				dx := make([]float64, m*k)
+				d.Backward(in[0], tg, dy[0], dx)
 				return [][]float64{dx}
 			}})
 	}

@@ -11,6 +11,9 @@ type CrossEntropy[T Float] struct {
 	M, K int
 	// Weight, if not nil, holds one weight per class.
 	Weight []T
+	// RowWeight, if not nil, holds one weight per row (per pixel: the
+	// U-Net paper's weight map), multiplying the class weight.
+	RowWeight []T
 	// IgnoreIndex: rows whose target equals it contribute nothing. Use a
 	// negative value (PyTorch's default is −100) to ignore nothing in range.
 	IgnoreIndex int
@@ -26,6 +29,9 @@ func (l CrossEntropy[T]) Check(targets []int32) error {
 	if l.Weight != nil && len(l.Weight) != l.K {
 		return fmt.Errorf("cross-entropy: %d class weights for %d classes", len(l.Weight), l.K)
 	}
+	if l.RowWeight != nil && len(l.RowWeight) != l.M {
+		return fmt.Errorf("cross-entropy: %d row weights for %d rows", len(l.RowWeight), l.M)
+	}
 	for i, t := range targets {
 		if int(t) != l.IgnoreIndex && (t < 0 || int(t) >= l.K) {
 			return fmt.Errorf("cross-entropy: target %d at row %d is outside [0, %d)", t, i, l.K)
@@ -34,11 +40,15 @@ func (l CrossEntropy[T]) Check(targets []int32) error {
 	return nil
 }
 
-func (l CrossEntropy[T]) weight(t int32) float64 {
-	if l.Weight == nil {
-		return 1
+func (l CrossEntropy[T]) weight(i int, t int32) float64 {
+	w := 1.0
+	if l.Weight != nil {
+		w = float64(l.Weight[t])
 	}
-	return float64(l.Weight[t])
+	if l.RowWeight != nil {
+		w *= float64(l.RowWeight[i])
+	}
+	return w
 }
 
 // Forward returns the loss and the normaliser (the summed weight of the
@@ -59,7 +69,7 @@ func (l CrossEntropy[T]) Forward(logits []T, targets []int32) (loss, norm float6
 		for _, v := range row {
 			s += math.Exp(float64(v) - mx)
 		}
-		w := l.weight(t)
+		w := l.weight(i, t)
 		loss += w * (mx + math.Log(s) - float64(row[t]))
 		norm += w
 	}
@@ -87,7 +97,7 @@ func (l CrossEntropy[T]) Backward(logits []T, targets []int32, norm, g float64, 
 		for _, v := range row {
 			s += math.Exp(float64(v) - mx)
 		}
-		c := g * l.weight(t) / norm
+		c := g * l.weight(i, t) / norm
 		for j, v := range row {
 			p := math.Exp(float64(v)-mx) / s
 			if int32(j) == t {
@@ -132,5 +142,88 @@ func MSEBackward[T Float](x, t []T, g float64, dx []T) {
 	c := 2 * g / float64(len(x))
 	for i, v := range x {
 		dx[i] = T(c * (float64(v) - float64(t[i])))
+	}
+}
+
+// Dice is the soft Dice loss (Milletari et al. 2016) over logits viewed as
+// [M, K] rows: with p the softmax of each row, for every class c,
+// dice_c = (2·Σ p_c·[t = c] + 1) / (Σ p_c + Σ [t = c] + 1), and the loss is
+// 1 − the mean of dice_c over the K classes. Rows whose target is
+// IgnoreIndex take no part.
+type Dice[T Float] struct {
+	M, K        int
+	IgnoreIndex int
+}
+
+// Check reports targets outside [0, K) that are not the ignore index.
+func (l Dice[T]) Check(targets []int32) error {
+	return CrossEntropy[T]{M: l.M, K: l.K, IgnoreIndex: l.IgnoreIndex}.Check(targets)
+}
+
+// sums returns the softmax rows and, per class, Σ p·[t = c], Σ p and
+// Σ [t = c].
+func (l Dice[T]) sums(logits []T, targets []int32) (p []float64, inter, psum, gsum []float64) {
+	p = make([]float64, l.M*l.K)
+	inter, psum, gsum = make([]float64, l.K), make([]float64, l.K), make([]float64, l.K)
+	for i := 0; i < l.M; i++ {
+		t := targets[i]
+		if int(t) == l.IgnoreIndex {
+			continue
+		}
+		row, pr := logits[i*l.K:][:l.K], p[i*l.K:][:l.K]
+		mx := math.Inf(-1)
+		for _, v := range row {
+			mx = math.Max(mx, float64(v))
+		}
+		s := 0.0
+		for j, v := range row {
+			pr[j] = math.Exp(float64(v) - mx)
+			s += pr[j]
+		}
+		for j := range pr {
+			pr[j] /= s
+			psum[j] += pr[j]
+		}
+		inter[t] += pr[t]
+		gsum[t]++
+	}
+	return p, inter, psum, gsum
+}
+
+// Forward returns the loss.
+func (l Dice[T]) Forward(logits []T, targets []int32) float64 {
+	_, inter, psum, gsum := l.sums(logits, targets)
+	d := 0.0
+	for c := range inter {
+		d += (2*inter[c] + 1) / (psum[c] + gsum[c] + 1)
+	}
+	return 1 - d/float64(l.K)
+}
+
+// Backward writes dlogits for an upstream gradient g of the loss.
+func (l Dice[T]) Backward(logits []T, targets []int32, g float64, dlogits []T) {
+	p, inter, psum, gsum := l.sums(logits, targets)
+	dp := make([]float64, l.K)
+	for i := 0; i < l.M; i++ {
+		t := targets[i]
+		d := dlogits[i*l.K:][:l.K]
+		if int(t) == l.IgnoreIndex {
+			clear(d)
+			continue
+		}
+		pr := p[i*l.K:][:l.K]
+		dot := 0.0
+		for c := range dp {
+			den := psum[c] + gsum[c] + 1
+			num := -(2*inter[c] + 1)
+			if int32(c) == t {
+				num += 2 * den
+			}
+			dp[c] = -g / float64(l.K) * num / (den * den)
+			dot += pr[c] * dp[c]
+		}
+		for c := range d {
+			d[c] = T(pr[c] * (dp[c] - dot))
+		}
 	}
 }

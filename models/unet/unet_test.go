@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/internal/fixture"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
 )
@@ -42,6 +43,61 @@ func TestPaddedKeepsSize(t *testing.T) {
 	for _, k := range []string{"downs.0.0.weight", "downs.0.1.running_var", "bottom.3.weight", "upconvs.1.bias", "ups.0.4.weight", "head.bias"} {
 		if !names[k] {
 			t.Errorf("missing %s", k)
+		}
+	}
+}
+
+// TestOverlapTile checks the overlap-tile strategy on a small valid U-Net:
+// stitching tiles gives what the network computes on the whole mirrored
+// image at once (1e-5 relative to the logits' scale: the same arithmetic
+// on other tile boundaries), on an image whose size is no multiple of the
+// tile.
+func TestOverlapTile(t *testing.T) {
+	c := Config{InChannels: 2, Classes: 3, Depth: 2, Base: 4, Valid: true}
+	if m := c.Margin(); m != 20 {
+		t.Fatalf("margin %d, want 20 (2+2 at level 1, 4+4 at level 2, 8 at the bottom)", m)
+	}
+	if o, _ := Original().OutputSize(572); Original().Margin() != (572-o)/2 {
+		t.Fatalf("original margin %d, output %d", Original().Margin(), o)
+	}
+	n, err := New(c, tensor.NewRNG(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := tensor.NewRNG(5)
+	x := tensor.New(1, 37, 29, 2)
+	for i := range x.Data {
+		x.Data[i] = float32(rng.Normal())
+	}
+	const out = 12
+	got, err := n.Segment(x, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, tile := c.TileFor(out)
+	m := (in - tile) / 2
+	// The whole image, mirrored by the margin and extended to a size the
+	// network takes: the output's top-left 37×29 must equal the tiles'.
+	side := 37 + 2*m
+	for {
+		if o, err := c.OutputSize(side); err == nil && o >= 37 {
+			break
+		}
+		side++
+	}
+	whole := n.Forward(ag.Constant(Mirrored(x, m, m, side-37-m, side-29-m))).Data
+	want := tensor.New(1, 37, 29, 3)
+	ow := whole.Shape[2]
+	for y := 0; y < 37; y++ {
+		copy(want.Data[y*29*3:(y+1)*29*3], whole.Data[y*ow*3:(y*ow+29)*3])
+	}
+	if err := fixture.Compare(got, want, 1e-5); err != nil {
+		t.Error(err)
+	}
+	// Mirroring reflects about the edge pixel, repeatedly.
+	for i, want := range map[int]int{-1: 1, -2: 2, 5: 3, 4: 4, -7: 1, 11: 3} {
+		if got := mirror(i, 5); got != want {
+			t.Errorf("mirror(%d, 5) = %d, want %d", i, got, want)
 		}
 	}
 }

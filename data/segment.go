@@ -1,0 +1,396 @@
+package data
+
+import (
+	"fmt"
+	"image"
+	"image/color"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/residual-nn/residual/tensor"
+)
+
+// Segmentation data: a Dataset whose Masks are set holds one class index
+// per pixel instead of one label per image. The loader then yields the
+// masks (and the weight maps, if any) as per-pixel targets, transformed
+// with the images.
+
+// IsSegmentation reports whether the data set holds masks.
+func (d *Dataset) IsSegmentation() bool { return d.Masks != nil }
+
+// Mask returns the mask of image i (segmentation sets).
+func (d *Dataset) Mask(i int) []uint8 {
+	n := d.H * d.W
+	return d.Masks[i*n : (i+1)*n]
+}
+
+// CanvasOptions configure Canvases.
+type CanvasOptions struct {
+	Side int // canvas side in pixels (default 64)
+	// MinItems and MaxItems bound the items per canvas (default 2 and 4).
+	MinItems, MaxItems int
+	// MinScale and MaxScale bound an item's side, in pixels (default 20
+	// and 40; MNIST items are 28).
+	MinScale, MaxScale int
+	// Threshold: an item's pixel above it is the item's class in the mask
+	// (default 127).
+	Threshold uint8
+}
+
+func (o *CanvasOptions) defaults() {
+	if o.Side == 0 {
+		o.Side = 64
+	}
+	if o.MinItems == 0 {
+		o.MinItems, o.MaxItems = 2, 4
+	}
+	if o.MinScale == 0 {
+		o.MinScale, o.MaxScale = 20, 40
+	}
+	if o.Threshold == 0 {
+		o.Threshold = 127
+	}
+}
+
+// Canvases composes n grey canvases from the single-channel images of src
+// (MNIST, Fashion-MNIST): each holds MinItems…MaxItems items at random
+// positions and sizes, drawn in turn from a permutation of src; a canvas
+// pixel is the brightest item pixel over it, and the mask holds, where an
+// item's pixel is above the threshold, its class + 1 (the later item where
+// two overlap), and 0 (background) elsewhere. The classes are "background"
+// followed by src's. Everything follows from seed.
+func Canvases(src *Dataset, n int, seed uint64, o CanvasOptions) (*Dataset, error) {
+	o.defaults()
+	if src.C != 1 || src.Len() == 0 || src.IsSegmentation() {
+		return nil, fmt.Errorf("data: canvases need a grey classification data set, got %dx%dx%d with %d images", src.H, src.W, src.C, src.Len())
+	}
+	if o.MaxScale > o.Side || o.MinScale < 1 || o.MinScale > o.MaxScale || o.MinItems < 1 || o.MinItems > o.MaxItems {
+		return nil, fmt.Errorf("data: bad canvas options %+v", o)
+	}
+	rng := tensor.NewRNG(seed)
+	perm := rng.Perm(src.Len())
+	next := 0
+	s := o.Side
+	d := &Dataset{H: s, W: s, C: 1, Pixels: make([]uint8, n*s*s), Masks: make([]uint8, n*s*s),
+		Classes: append([]string{"background"}, src.Classes...)}
+	for i := 0; i < n; i++ {
+		img, mask := d.Image(i), d.Mask(i)
+		items := o.MinItems + rng.IntN(o.MaxItems-o.MinItems+1)
+		for k := 0; k < items; k++ {
+			j := perm[next%len(perm)]
+			next++
+			size := o.MinScale + rng.IntN(o.MaxScale-o.MinScale+1)
+			item := Resize(src.Image(j), src.H, src.W, 1, size, size)
+			top, left := rng.IntN(s-size+1), rng.IntN(s-size+1)
+			class := uint8(src.Labels[j] + 1)
+			for y := 0; y < size; y++ {
+				for x := 0; x < size; x++ {
+					v := item[y*size+x]
+					at := (top+y)*s + left + x
+					img[at] = max(img[at], v)
+					if v > o.Threshold {
+						mask[at] = class
+					}
+				}
+			}
+		}
+	}
+	return d, nil
+}
+
+// CanvasSets returns the canvas task of a grey data set: train canvases
+// from its training images and test canvases from its test images (5 and 1
+// canvases for every 30 and 10 source images: 10,000 and 1,000 from MNIST).
+func CanvasSets(train, test *Dataset, seed uint64, o CanvasOptions) (*Dataset, *Dataset, error) {
+	tr, err := Canvases(train, train.Len()/6, seed, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	te, err := Canvases(test, test.Len()/10, seed^0x7e57, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	return tr, te, nil
+}
+
+// BorderWeights sets d.Weights to the weight map of Ronneberger et al.
+// 2015, eq. 2: w(x) = w_c(x) + w0·exp(−(d1(x) + d2(x))²/(2σ²)), where w_c
+// balances the class frequencies over the whole set (w_c = total /
+// (classes · count of the class), normalised so the mean weight of a pixel
+// is 1 before the border term), and d1, d2 are the distances to the nearest
+// and second-nearest object, objects being the 4-connected regions of one
+// non-background class. The border term is added to background pixels
+// only, where it separates touching objects. The paper uses w0 = 10, σ = 5.
+func (d *Dataset) BorderWeights(w0, sigma float64) {
+	counts := make([]float64, len(d.Classes))
+	for _, m := range d.Masks {
+		counts[m]++
+	}
+	wc := make([]float64, len(counts))
+	for c, n := range counts {
+		if n > 0 {
+			wc[c] = float64(len(d.Masks)) / (float64(len(counts)) * n)
+		}
+	}
+	d.Weights = make([]float32, len(d.Masks))
+	n := d.H * d.W
+	for i := 0; i < d.Len(); i++ {
+		mask, w := d.Mask(i), d.Weights[i*n:(i+1)*n]
+		d1, d2 := nearestTwo(mask, d.H, d.W)
+		for p, m := range mask {
+			v := wc[m]
+			if m == 0 && !math.IsInf(d2[p], 1) {
+				s := d1[p] + d2[p]
+				v += w0 * math.Exp(-s*s/(2*sigma*sigma))
+			}
+			w[p] = float32(v)
+		}
+	}
+}
+
+// nearestTwo returns, for every pixel, the distance to the nearest and the
+// second-nearest object of a mask (+Inf where there are fewer objects).
+func nearestTwo(mask []uint8, h, w int) (d1, d2 []float64) {
+	labels, count := components(mask, h, w)
+	d1, d2 = make([]float64, h*w), make([]float64, h*w)
+	for i := range d1 {
+		d1[i], d2[i] = math.Inf(1), math.Inf(1)
+	}
+	for obj := 1; obj <= count; obj++ {
+		dist := distanceTransform(labels, int32(obj), h, w)
+		for i, v := range dist {
+			switch {
+			case v < d1[i]:
+				d1[i], d2[i] = v, d1[i]
+			case v < d2[i]:
+				d2[i] = v
+			}
+		}
+	}
+	return d1, d2
+}
+
+// components labels the 4-connected regions of equal non-zero mask value
+// 1…count (0: background).
+func components(mask []uint8, h, w int) ([]int32, int) {
+	labels := make([]int32, h*w)
+	count := int32(0)
+	var stack []int
+	for start, m := range mask {
+		if m == 0 || labels[start] != 0 {
+			continue
+		}
+		count++
+		labels[start] = count
+		stack = append(stack[:0], start)
+		for len(stack) > 0 {
+			p := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			y, x := p/w, p%w
+			for _, q := range [4][2]int{{y - 1, x}, {y + 1, x}, {y, x - 1}, {y, x + 1}} {
+				if q[0] < 0 || q[0] >= h || q[1] < 0 || q[1] >= w {
+					continue
+				}
+				at := q[0]*w + q[1]
+				if labels[at] == 0 && mask[at] == m {
+					labels[at] = count
+					stack = append(stack, at)
+				}
+			}
+		}
+	}
+	return labels, int(count)
+}
+
+// distanceTransform returns the exact Euclidean distance from every pixel
+// to the nearest pixel labelled obj (Felzenszwalb and Huttenlocher's
+// separable transform of squared distances).
+func distanceTransform(labels []int32, obj int32, h, w int) []float64 {
+	const inf = 1e20
+	f := make([]float64, h*w)
+	for i, l := range labels {
+		if l != obj {
+			f[i] = inf
+		}
+	}
+	buf := make([]float64, max(h, w))
+	out := make([]float64, max(h, w))
+	for x := 0; x < w; x++ { // columns
+		for y := 0; y < h; y++ {
+			buf[y] = f[y*w+x]
+		}
+		dt1(buf[:h], out[:h])
+		for y := 0; y < h; y++ {
+			f[y*w+x] = out[y]
+		}
+	}
+	for y := 0; y < h; y++ { // rows
+		dt1(f[y*w:(y+1)*w], out[:w])
+		copy(f[y*w:(y+1)*w], out[:w])
+	}
+	for i, v := range f {
+		f[i] = math.Sqrt(v)
+	}
+	return f
+}
+
+// dt1 is the 1-D squared distance transform of sampled function f: the
+// lower envelope of the parabolas rooted at each sample.
+func dt1(f, d []float64) {
+	n := len(f)
+	v := make([]int, n)
+	z := make([]float64, n+1)
+	k := 0
+	z[0], z[1] = math.Inf(-1), math.Inf(1)
+	for q := 1; q < n; q++ {
+		s := ((f[q] + float64(q*q)) - (f[v[k]] + float64(v[k]*v[k]))) / float64(2*q-2*v[k])
+		for s <= z[k] { // z[0] = −∞ ends the loop at k = 0
+			k--
+			s = ((f[q] + float64(q*q)) - (f[v[k]] + float64(v[k]*v[k]))) / float64(2*q-2*v[k])
+		}
+		k++
+		v[k], z[k], z[k+1] = q, s, math.Inf(1)
+	}
+	k = 0
+	for q := 0; q < n; q++ {
+		for z[k+1] < float64(q) {
+			k++
+		}
+		dq := float64(q - v[k])
+		d[q] = dq*dq + f[v[k]]
+	}
+}
+
+// SegFolder reads a segmentation folder: dir/images/NAME.png|jpg and
+// dir/masks/NAME.png, one mask per image with the image's size, holding
+// class indices (the grey value of an 8-bit grey PNG, or the palette index
+// of a paletted one). Every image must have the size of the first; channels
+// is 1 or 3. The classes are named by dir/classes.txt (one per line) if it
+// exists, otherwise "0", "1", … up to the largest index found.
+func SegFolder(dir string, channels int) (*Dataset, error) {
+	if channels != 1 && channels != 3 {
+		return nil, fmt.Errorf("data: images need 1 or 3 channels, not %d", channels)
+	}
+	files, err := os.ReadDir(filepath.Join(dir, "images"))
+	if err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	var names []string
+	for _, f := range files {
+		ext := strings.ToLower(filepath.Ext(f.Name()))
+		if !f.IsDir() && (ext == ".png" || ext == ".jpg" || ext == ".jpeg") {
+			names = append(names, f.Name())
+		}
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		return nil, fmt.Errorf("data: %s has no PNG or JPEG images", filepath.Join(dir, "images"))
+	}
+	d := &Dataset{C: channels}
+	top := 0
+	for _, name := range names {
+		img, err := LoadImage(filepath.Join(dir, "images", name))
+		if err != nil {
+			return nil, err
+		}
+		b := img.Bounds()
+		if d.H == 0 {
+			d.H, d.W = b.Dy(), b.Dx()
+		}
+		if b.Dy() != d.H || b.Dx() != d.W {
+			return nil, fmt.Errorf("data: %s is %dx%d, the first image was %dx%d", name, b.Dx(), b.Dy(), d.W, d.H)
+		}
+		mp := filepath.Join(dir, "masks", strings.TrimSuffix(name, filepath.Ext(name))+".png")
+		mimg, err := LoadImage(mp)
+		if err != nil {
+			return nil, fmt.Errorf("data: the mask of %s: %w", name, err)
+		}
+		if mb := mimg.Bounds(); mb.Dy() != d.H || mb.Dx() != d.W {
+			return nil, fmt.Errorf("data: mask %s is %dx%d, its image %dx%d", mp, mb.Dx(), mb.Dy(), d.W, d.H)
+		}
+		m, err := maskIndices(mimg)
+		if err != nil {
+			return nil, fmt.Errorf("data: mask %s: %w", mp, err)
+		}
+		for _, v := range m {
+			top = max(top, int(v))
+		}
+		d.Pixels = append(d.Pixels, Pixels(img, channels)...)
+		d.Masks = append(d.Masks, m...)
+	}
+	if raw, err := os.ReadFile(filepath.Join(dir, "classes.txt")); err == nil {
+		for _, l := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+			d.Classes = append(d.Classes, strings.TrimSpace(l))
+		}
+	} else {
+		for c := 0; c <= top; c++ {
+			d.Classes = append(d.Classes, strconv.Itoa(c))
+		}
+	}
+	return d, d.Check()
+}
+
+// maskIndices returns the class index of every pixel of a mask image.
+func maskIndices(img image.Image) ([]uint8, error) {
+	b := img.Bounds()
+	out := make([]uint8, 0, b.Dx()*b.Dy())
+	switch m := img.(type) {
+	case *image.Paletted:
+		for y := b.Min.Y; y < b.Max.Y; y++ {
+			for x := b.Min.X; x < b.Max.X; x++ {
+				out = append(out, m.ColorIndexAt(x, y))
+			}
+		}
+	case *image.Gray:
+		for y := b.Min.Y; y < b.Max.Y; y++ {
+			for x := b.Min.X; x < b.Max.X; x++ {
+				out = append(out, m.GrayAt(x, y).Y)
+			}
+		}
+	default:
+		return nil, fmt.Errorf("a mask must be an 8-bit grey or paletted PNG of class indices, this one is %T", img)
+	}
+	return out, nil
+}
+
+// MaskImage returns a mask as an 8-bit grey image of class indices (what
+// SegFolder reads).
+func MaskImage(mask []uint8, h, w int) *image.Gray {
+	g := image.NewGray(image.Rect(0, 0, w, h))
+	copy(g.Pix, mask)
+	return g
+}
+
+// Overlay returns an RGB picture of an image with its mask's classes
+// blended in colour (background left as is).
+func Overlay(pix []uint8, mask []uint8, h, w, c int) *image.RGBA {
+	out := image.NewRGBA(image.Rect(0, 0, w, h))
+	for i, m := range mask {
+		var r, g, b float64
+		if c == 1 {
+			r, g, b = float64(pix[i]), float64(pix[i]), float64(pix[i])
+		} else {
+			r, g, b = float64(pix[3*i]), float64(pix[3*i+1]), float64(pix[3*i+2])
+		}
+		if m != 0 {
+			col := Palette(int(m))
+			r = 0.45*r + 0.55*float64(col.R)
+			g = 0.45*g + 0.55*float64(col.G)
+			b = 0.45*b + 0.55*float64(col.B)
+		}
+		out.Set(i%w, i/w, color.RGBA{uint8(r), uint8(g), uint8(b), 255})
+	}
+	return out
+}
+
+// Palette returns a distinct colour for class c (c > 0).
+func Palette(c int) color.RGBA {
+	cols := []color.RGBA{{230, 25, 75, 255}, {60, 180, 75, 255}, {255, 225, 25, 255}, {0, 130, 200, 255}, {245, 130, 48, 255},
+		{145, 30, 180, 255}, {70, 240, 240, 255}, {240, 50, 230, 255}, {210, 245, 60, 255}, {250, 190, 212, 255},
+		{0, 128, 128, 255}, {220, 190, 255, 255}, {170, 110, 40, 255}, {128, 0, 0, 255}, {170, 255, 195, 255}}
+	return cols[(c-1)%len(cols)]
+}

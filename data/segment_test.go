@@ -1,0 +1,192 @@
+package data
+
+import (
+	"bytes"
+	"context"
+	"image"
+	"image/color"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/residual-nn/residual/tensor"
+)
+
+func TestCanvases(t *testing.T) {
+	train, _, err := MNIST()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := train.Subset([]int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11})
+	a, err := Canvases(src, 20, 3, CanvasOptions{Side: 48})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := Canvases(src, 20, 3, CanvasOptions{Side: 48})
+	if !bytes.Equal(a.Pixels, b.Pixels) || !bytes.Equal(a.Masks, b.Masks) {
+		t.Error("the same seed gave different canvases")
+	}
+	if err := a.Check(); err != nil || a.Len() != 20 || len(a.Classes) != 11 || a.Classes[0] != "background" {
+		t.Fatalf("check %v, %d canvases, classes %v", err, a.Len(), a.Classes)
+	}
+	fg := 0
+	for i, m := range a.Masks {
+		if m != 0 {
+			fg++
+			if a.Pixels[i] <= 127 {
+				t.Fatalf("pixel %d is %d but labelled %d", i, a.Pixels[i], m)
+			}
+		}
+	}
+	if frac := float64(fg) / float64(len(a.Masks)); frac < 0.05 || frac > 0.5 {
+		t.Errorf("%.3f of the pixels are foreground", frac)
+	}
+	if _, err := Canvases(src, 1, 3, CanvasOptions{Side: 30}); err == nil {
+		t.Error("items larger than the canvas were accepted")
+	}
+	if _, err := Canvases(a, 1, 3, CanvasOptions{}); err == nil {
+		t.Error("canvases of canvases were accepted")
+	}
+}
+
+// TestDistanceTransform compares the separable transform with brute force.
+func TestDistanceTransform(t *testing.T) {
+	rng := tensor.NewRNG(8)
+	const h, w = 13, 17
+	mask := make([]uint8, h*w)
+	for i := range mask {
+		if rng.Float64() < 0.08 {
+			mask[i] = uint8(1 + rng.IntN(2))
+		}
+	}
+	labels, n := components(mask, h, w)
+	if n < 3 {
+		t.Fatalf("only %d objects", n)
+	}
+	for obj := int32(1); obj <= int32(n); obj++ {
+		got := distanceTransform(labels, obj, h, w)
+		for p := range got {
+			want := math.Inf(1)
+			for q, l := range labels {
+				if l == obj {
+					dy, dx := float64(p/w-q/w), float64(p%w-q%w)
+					want = math.Min(want, math.Hypot(dy, dx))
+				}
+			}
+			if math.Abs(got[p]-want) > 1e-9 {
+				t.Fatalf("object %d, pixel %d: %g, brute force %g", obj, p, got[p], want)
+			}
+		}
+	}
+}
+
+// TestBorderWeights checks the weight map on two objects with a narrow gap.
+func TestBorderWeights(t *testing.T) {
+	const h, w = 10, 20
+	d := &Dataset{H: h, W: w, C: 1, Pixels: make([]uint8, h*w), Masks: make([]uint8, h*w), Classes: []string{"bg", "a"}}
+	for y := 2; y < 8; y++ {
+		for x := 2; x < 8; x++ {
+			d.Masks[y*w+x] = 1
+			d.Masks[y*w+x+8] = 1 // a second square, 2 px to the right
+		}
+	}
+	d.BorderWeights(10, 5)
+	gap, far, inside := d.Weights[5*w+8], d.Weights[0*w+19], d.Weights[5*w+4]
+	if !(gap > far+5 && far >= inside*0.1) {
+		t.Errorf("weights: gap %g, far background %g, object %g", gap, far, inside)
+	}
+	// Class balance: 72 object pixels of 200 weigh more than background ones.
+	if wb, wo := d.Weights[9*w+0], inside; wo <= wb*0.5 || wo < 1 {
+		t.Errorf("object weight %g, background %g", wo, wb)
+	}
+}
+
+func writeImagePNG(t *testing.T, path string, img image.Image) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := png.Encode(f, img); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSegFolder(t *testing.T) {
+	dir := t.TempDir()
+	for i, name := range []string{"a", "b", "c"} {
+		img := image.NewRGBA(image.Rect(0, 0, 6, 4))
+		mask := image.NewGray(image.Rect(0, 0, 6, 4))
+		for p := range mask.Pix {
+			mask.Pix[p] = uint8((p + i) % 3)
+			img.Set(p%6, p/6, color.RGBA{uint8(40 * mask.Pix[p]), 0, 0, 255})
+		}
+		writeImagePNG(t, filepath.Join(dir, "images", name+".png"), img)
+		writeImagePNG(t, filepath.Join(dir, "masks", name+".png"), mask)
+	}
+	d, err := SegFolder(dir, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Len() != 3 || d.H != 4 || d.W != 6 || len(d.Classes) != 3 || d.Mask(1)[0] != 1 || d.Image(1)[0] != 40 {
+		t.Fatalf("read %d images %dx%d, classes %v", d.Len(), d.H, d.W, d.Classes)
+	}
+	// Paletted masks hold indices too.
+	pal := image.NewPaletted(image.Rect(0, 0, 6, 4), color.Palette{color.Black, color.White, color.Gray{128}})
+	pal.Pix[0] = 2
+	writeImagePNG(t, filepath.Join(dir, "masks", "c.png"), pal)
+	if d, err = SegFolder(dir, 1); err != nil || d.Mask(2)[0] != 2 {
+		t.Fatalf("paletted mask: %v", err)
+	}
+	bad := []struct {
+		setup func()
+		want  string
+	}{
+		{func() { os.WriteFile(filepath.Join(dir, "classes.txt"), []byte("bg\nfg\n"), 0o644) }, "not one of the 2 classes"},
+		{func() { writeImagePNG(t, filepath.Join(dir, "masks", "c.png"), image.NewRGBA(image.Rect(0, 0, 6, 4))) }, "8-bit grey or paletted"},
+		{func() { writeImagePNG(t, filepath.Join(dir, "masks", "c.png"), image.NewGray(image.Rect(0, 0, 5, 4))) }, "is 5x4, its image 6x4"},
+		{func() { os.Remove(filepath.Join(dir, "masks", "c.png")) }, "the mask of c.png"},
+		{func() {
+			writeImagePNG(t, filepath.Join(dir, "masks", "c.png"), image.NewGray(image.Rect(0, 0, 6, 4)))
+			os.WriteFile(filepath.Join(dir, "images", "d.png"), []byte("\x89PNG\r\n\x1a\ntruncated"), 0o644)
+		}, "d.png"},
+	}
+	for _, b := range bad {
+		b.setup()
+		if _, err := SegFolder(dir, 3); err == nil || !strings.Contains(err.Error(), b.want) {
+			t.Errorf("error %v, want one containing %q", err, b.want)
+		}
+	}
+}
+
+// TestLoaderMovesMasks checks that augmentation moves a mask with its
+// image: the mask is foreground exactly where the image is non-zero.
+func TestLoaderMovesMasks(t *testing.T) {
+	train, _, err := MNIST()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Canvases(train.Subset([]int{0, 1, 2, 3, 4, 5, 6, 7}), 8, 1, CanvasOptions{Side: 40, Threshold: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.BorderWeights(10, 5)
+	l := &Loader{Data: d, Batch: 4, Shuffle: true, Augment: Augment{Pad: 5, Flip: true}, Seed: 3}
+	for b := range l.Epoch(context.Background(), 2, 0) {
+		if len(b.Y) != b.X.Len() || len(b.W) != len(b.Y) {
+			t.Fatalf("%d targets, %d weights for %v", len(b.Y), len(b.W), b.X.Shape)
+		}
+		for i, y := range b.Y {
+			if (y != 0) != (b.X.Data[i] > 1.5/255) {
+				t.Fatalf("pixel %d: value %g, class %d", i, b.X.Data[i], y)
+			}
+		}
+	}
+}

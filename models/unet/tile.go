@@ -1,0 +1,115 @@
+package unet
+
+import (
+	"fmt"
+
+	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// Margin returns how many pixels the network loses on each side: (input −
+// output)/2, constant for a valid U-Net (92 for the original's 4 levels) and
+// 0 for the padded form.
+func (c Config) Margin() int {
+	if !c.Valid {
+		return 0
+	}
+	// Each level loses 4 px on the way down and 4 on the way up at its
+	// scale, the bottom 4 at its scale.
+	m, scale := 0, 1
+	for d := 0; d < c.Depth; d++ {
+		m += 2 * scale // down: two 3×3 valid convs, 1 px each side each
+		m += 2 * scale // up, at the same scale
+		scale *= 2
+	}
+	return m + 2*scale
+}
+
+// TileFor returns the smallest valid input side whose output is at least
+// out pixels, and that output. For the padded form the input equals the
+// output and must be a multiple of 2^Depth.
+func (c Config) TileFor(out int) (in, got int) {
+	for in = max(out+2*c.Margin(), 1); ; in++ {
+		if o, err := c.OutputSize(in); err == nil && o >= out {
+			return in, o
+		}
+	}
+}
+
+// mirror maps an index of an axis extended on both sides onto [0, n) by
+// reflection about the edge pixels (…, 2, 1, 0, 1, 2, …), repeated as often
+// as needed.
+func mirror(i, n int) int {
+	if n == 1 {
+		return 0
+	}
+	p := 2 * (n - 1)
+	i %= p
+	if i < 0 {
+		i += p
+	}
+	if i >= n {
+		i = p - i
+	}
+	return i
+}
+
+// Mirrored returns the image x [1,H,W,C] extended by top, left, bottom and
+// right pixels of mirror image.
+func Mirrored(x *tensor.Tensor, top, left, bottom, right int) *tensor.Tensor {
+	h, w, c := x.Shape[1], x.Shape[2], x.Shape[3]
+	oh, ow := h+top+bottom, w+left+right
+	out := tensor.New(1, oh, ow, c)
+	for y := 0; y < oh; y++ {
+		sy := mirror(y-top, h)
+		for xx := 0; xx < ow; xx++ {
+			sx := mirror(xx-left, w)
+			copy(out.Data[(y*ow+xx)*c:(y*ow+xx+1)*c], x.Data[(sy*w+sx)*c:(sy*w+sx+1)*c])
+		}
+	}
+	return out
+}
+
+// Segment returns the logits [1,H,W,Classes] for an image x [1,H,W,C] of
+// any size by the overlap-tile strategy of Ronneberger et al. 2015: the
+// image is extended by mirroring — by the network's margin on every side,
+// and up to a whole number of tiles at the bottom and right — and cut into
+// tiles of out×out output pixels (0: the network's smallest tile of at
+// least 128), each run with the context the margin supplies; the tiles'
+// outputs are stitched and cropped to H×W. For the padded form the margin
+// is 0 and tiles just bound the memory used. The network should be in
+// evaluation mode.
+func (n *Net) Segment(x *tensor.Tensor, out int) (*tensor.Tensor, error) {
+	if x.Rank() != 4 || x.Shape[0] != 1 || x.Shape[3] != n.Config.InChannels {
+		return nil, fmt.Errorf("unet: segment needs one image [1,H,W,%d], got %v", n.Config.InChannels, x.Shape)
+	}
+	if out <= 0 {
+		out = 128
+	}
+	in, t := n.Config.TileFor(out)
+	m := (in - t) / 2
+	h, w := x.Shape[1], x.Shape[2]
+	ty, tx := (h+t-1)/t, (w+t-1)/t
+	big := Mirrored(x, m, m, ty*t-h+m, tx*t-w+m)
+	k := n.Config.Classes
+	res := tensor.New(1, h, w, k)
+	tape := ag.NewNoGradTape()
+	tile := tensor.New(1, in, in, x.Shape[3])
+	bw, c := big.Shape[2], x.Shape[3]
+	for i := 0; i < ty; i++ {
+		for j := 0; j < tx; j++ {
+			for y := 0; y < in; y++ {
+				src := ((i*t+y)*bw + j*t) * c
+				copy(tile.Data[y*in*c:(y+1)*in*c], big.Data[src:src+in*c])
+			}
+			y := n.Forward(tape.Constant(tile)).Data
+			for r := 0; r < t && i*t+r < h; r++ {
+				cols := min(t, w-j*t)
+				dst := ((i*t+r)*w + j*t) * k
+				copy(res.Data[dst:dst+cols*k], y.Data[r*t*k:(r*t+cols)*k])
+			}
+			tape.Reset()
+		}
+	}
+	return res, nil
+}
