@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/residual-nn/residual/experiments"
@@ -23,6 +24,8 @@ func runExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	depth := fs.Int("depth", 56, "order: network depth (6n+2)")
 	epochs := fs.Int("epochs", 0, "degradation, ensemble, order: epochs (default 2, or 20 with --full)")
 	limit := fs.Int("limit", 0, "degradation, ensemble, order: training images (default 10,000, or all with --full)")
+	depths := fs.String("depths", "", "degradation: depths to compare (default 20,32,44,56; 6n+2 each, e.g. 20,32,44,56,110)")
+	warmup := fs.Float64("warmup", -1, "degradation, order: fraction of the steps with a linear learning-rate warm-up (default 0.1)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: residual experiment NAME [flags]\nexperiments: %s\n", strings.Join(experimentNames, ", "))
 		fs.PrintDefaults()
@@ -52,12 +55,25 @@ func runExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if *limit > 0 {
 			b.Limit = *limit
 		}
+		if *warmup >= 0 {
+			b.Warmup = *warmup
+		}
 		return b
 	}
 	switch name {
 	case "degradation":
 		c := experiments.DefaultDegradation()
 		c.Budget = budget(c.Budget)
+		if *depths != "" {
+			c.Depths = nil
+			for _, f := range strings.Split(*depths, ",") {
+				d, err := strconv.Atoi(strings.TrimSpace(f))
+				if err != nil || d < 8 || (d-2)%6 != 0 {
+					return fmt.Errorf("%w: --depths: %q is not a depth 6n+2", errUsage, f)
+				}
+				c.Depths = append(c.Depths, d)
+			}
+		}
 		rows, err := experiments.Degradation(ctx, c, *out)
 		if err != nil {
 			return err
