@@ -57,11 +57,13 @@ func (o *CanvasOptions) defaults() {
 }
 
 // Canvases composes n grey canvases from the single-channel images of src
-// (MNIST, Fashion-MNIST): each holds MinItems…MaxItems items at random
-// positions and sizes, drawn in turn from a permutation of src; a canvas
-// pixel is the brightest item pixel over it, and the mask holds, where an
-// item's pixel is above the threshold, its class + 1 (the later item where
-// two overlap), and 0 (background) elsewhere. The classes are "background"
+// (MNIST, Fashion-MNIST): each holds up to MinItems…MaxItems items at
+// random positions and sizes, drawn in turn from a permutation of src, and
+// placed so that the ink (pixels above the threshold) of two items is at
+// least a pixel apart — an item that finds no such place in 30 tries is
+// left out. A canvas pixel is the brightest item pixel over it, and the
+// mask holds, where an item's pixel is above the threshold, its class + 1,
+// and 0 (background) elsewhere. The classes are "background"
 // followed by src's. Everything follows from seed.
 func Canvases(src *Dataset, n int, seed uint64, o CanvasOptions) (*Dataset, error) {
 	o.defaults()
@@ -77,15 +79,45 @@ func Canvases(src *Dataset, n int, seed uint64, o CanvasOptions) (*Dataset, erro
 	s := o.Side
 	d := &Dataset{H: s, W: s, C: 1, Pixels: make([]uint8, n*s*s), Masks: make([]uint8, n*s*s),
 		Classes: append([]string{"background"}, src.Classes...)}
+	type box struct{ y0, x0, y1, x1 int } // ink bounds, half-open
 	for i := 0; i < n; i++ {
 		img, mask := d.Image(i), d.Mask(i)
+		var boxes []box
 		items := o.MinItems + rng.IntN(o.MaxItems-o.MinItems+1)
 		for k := 0; k < items; k++ {
 			j := perm[next%len(perm)]
 			next++
 			size := o.MinScale + rng.IntN(o.MaxScale-o.MinScale+1)
 			item := Resize(src.Image(j), src.H, src.W, 1, size, size)
-			top, left := rng.IntN(s-size+1), rng.IntN(s-size+1)
+			ink := box{size, size, 0, 0}
+			for y := 0; y < size; y++ {
+				for x := 0; x < size; x++ {
+					if item[y*size+x] > o.Threshold {
+						ink = box{min(ink.y0, y), min(ink.x0, x), max(ink.y1, y+1), max(ink.x1, x+1)}
+					}
+				}
+			}
+			// Place the item where its ink touches no other item's, so that
+			// every labelled pixel is visibly one item's; give up on it
+			// after 30 tries.
+			top, left, placed := 0, 0, false
+			for try := 0; try < 30 && !placed; try++ {
+				top, left = rng.IntN(s-size+1), rng.IntN(s-size+1)
+				b := box{top + ink.y0, left + ink.x0, top + ink.y1, left + ink.x1}
+				placed = true
+				for _, o := range boxes {
+					if b.y0 < o.y1+1 && o.y0 < b.y1+1 && b.x0 < o.x1+1 && o.x0 < b.x1+1 {
+						placed = false
+						break
+					}
+				}
+				if placed {
+					boxes = append(boxes, b)
+				}
+			}
+			if !placed {
+				continue
+			}
 			class := uint8(src.Labels[j] + 1)
 			for y := 0; y < size; y++ {
 				for x := 0; x < size; x++ {

@@ -105,13 +105,33 @@ func runExport(_ context.Context, args []string, stdout, stderr io.Writer) error
 	fs := newFlags("export", stderr)
 	out := fs.String("out", "", "file to write (.safetensors with torchvision names, or .onnx)")
 	input := fs.String("input", "", "onnx: the image size HxW the graph is traced at (default: the checkpoint's; any batch size runs)")
+	model := fs.String("model", "", "onnx: export this zoo model with fresh random weights instead of a checkpoint (for benchmarks and inspection)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
 	}
+	if len(pos) == 1 && pos[0] == "onnx" && *model != "" && *out != "" {
+		mc, err := models.Preset(*model)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		net, err := models.Build(mc, tensor.NewRNG(1))
+		if err != nil {
+			return err
+		}
+		shape, err := withSize(mc.InputShape(1, mc.DefaultSide()), *input, *model)
+		if err != nil {
+			return err
+		}
+		if err := onnx.ExportFile(*out, net, shape); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote %s with random weights as ONNX (opset %d, input %v NCHW) to %s\n", *model, onnx.ExportOpset, onnxOrder(shape), *out)
+		return nil
+	}
 	if len(pos) != 2 || (pos[0] != "torch" && pos[0] != "onnx") || *out == "" {
 		return fmt.Errorf("%w: usage: residual export torch CKPT --out FILE.safetensors\n"+
-			"       residual export onnx CKPT --out FILE.onnx [--input HxW]", errUsage)
+			"       residual export onnx CKPT|--model NAME --out FILE.onnx [--input HxW]", errUsage)
 	}
 	c, err := train.Load(pos[1])
 	if err != nil {
