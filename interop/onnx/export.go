@@ -177,6 +177,15 @@ func (e *exporter) plain(v *ag.Value) (string, error) {
 	return e.transposed(n, 0, 2, 3, 1), nil
 }
 
+// inLayout returns v's name as an NCHW image if image, else in residual's
+// own order.
+func (e *exporter) inLayout(v *ag.Value, image bool) (string, error) {
+	if image {
+		return e.image(v)
+	}
+	return e.plain(v)
+}
+
 func (e *exporter) transposed(n string, perm ...int64) string {
 	key := fmt.Sprint(n, perm)
 	if t, ok := e.converted[key]; ok {
@@ -340,10 +349,7 @@ func (e *exporter) op(op ag.Op) error {
 		}
 		var args []string
 		for _, v := range op.Inputs {
-			n, err := e.plain(v)
-			if image {
-				n, err = e.image(v)
-			}
+			n, err := e.inLayout(v, image)
 			if err != nil {
 				return err
 			}
@@ -370,10 +376,7 @@ func (e *exporter) op(op ag.Op) error {
 		image = len(in0.Shape()) == 4
 		var args []string
 		for _, v := range op.Inputs {
-			n, err := e.plain(v)
-			if image {
-				n, err = e.image(v)
-			}
+			n, err := e.inLayout(v, image)
 			if err != nil {
 				return err
 			}
@@ -405,10 +408,7 @@ func (e *exporter) op(op ag.Op) error {
 		a := op.Attrs.(ag.PadAttrs)
 		rank := len(in0.Shape())
 		image = rank == 4
-		x, err := e.plain(in0)
-		if image {
-			x, err = e.image(in0)
-		}
+		x, err := e.inLayout(in0, image)
 		if err != nil {
 			return err
 		}
