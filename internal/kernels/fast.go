@@ -3,6 +3,7 @@ package kernels
 import (
 	"os"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -182,41 +183,72 @@ type colRun struct{ o0, n, u0, u1 int }
 
 type tapKey struct{ t0, t1, u0, u1, nb int }
 
-// run computes the plan for input x into y (every output position the plan
-// covers is overwritten).
-func (p *convPlan) run(x, y []float32) {
-	// Column runs with the same valid horizontal taps.
-	var runs []colRun
+// convGeom is the data-independent part of running a plan: which taps are
+// valid where, as runs of output columns and rows, the tap tables of each
+// run, and the border columns. It depends only on the geometry, so it is
+// computed once per geometry and cached (a training step runs the same few
+// geometries over and over).
+type convGeom struct {
+	runs    []colRun // runs of output columns with the same valid taps
+	rowRuns []colRun // runs of output rows with the same valid taps
+	main    int      // the longest column run: the interior
+	tables  map[tapKey][]int
+	border  []int // the other runs' columns, as run<<32 | column
+}
+
+// geomKey is everything convGeom depends on.
+type geomKey struct {
+	H, W, C, OC, KH, KW, SH, SW, DH, DW, OffH, OffW, OH, OW int
+	k                                                     *kernelSet
+}
+
+var (
+	geomCache sync.Map     // geomKey → *convGeom
+	geomCount atomic.Int64 // entries in geomCache
+)
+
+// maxGeometries bounds the cache: a program that meets ever new image sizes
+// stops caching (and computes the geometry per call) rather than grow.
+const maxGeometries = 4096
+
+// geometry returns the plan's cached convGeom, computing it the first time.
+func (p *convPlan) geometry() *convGeom {
+	key := geomKey{p.H, p.W, p.C, p.OC, p.KH, p.KW, p.SH, p.SW, p.DH, p.DW, p.OffH, p.OffW, p.OH, p.OW, p.k}
+	if g, ok := geomCache.Load(key); ok {
+		return g.(*convGeom)
+	}
+	g := &convGeom{tables: map[tapKey][]int{}}
 	for o := 0; o < p.OW; o++ {
 		u0, u1 := validRange(o, p.SW, p.OffW, p.DW, p.KW, p.W)
-		if n := len(runs); n > 0 && runs[n-1].u0 == u0 && runs[n-1].u1 == u1 {
-			runs[n-1].n++
+		if n := len(g.runs); n > 0 && g.runs[n-1].u0 == u0 && g.runs[n-1].u1 == u1 {
+			g.runs[n-1].n++
 		} else {
-			runs = append(runs, colRun{o, 1, u0, u1})
+			g.runs = append(g.runs, colRun{o, 1, u0, u1})
+		}
+	}
+	for r := 0; r < p.OH; r++ {
+		t0, t1 := validRange(r, p.SH, p.OffH, p.DH, p.KH, p.H)
+		if n := len(g.rowRuns); n > 0 && g.rowRuns[n-1].u0 == t0 && g.rowRuns[n-1].u1 == t1 {
+			g.rowRuns[n-1].n++
+		} else {
+			g.rowRuns = append(g.rowRuns, colRun{r, 1, t0, t1})
 		}
 	}
 	// Tap tables: (x offset, weight offset) byte pairs, per valid range.
-	tables := map[tapKey][]int{}
-	table := func(t0, t1, u0, u1, nb int) []int {
-		key := tapKey{t0, t1, u0, u1, nb}
-		if tb, ok := tables[key]; ok {
-			return tb
-		}
-		tb := []int{0, 0} // never empty, so &tb[0] is valid
-		tb = tb[:0]
-		for t := t0; t < t1; t++ {
-			for u := u0; u < u1; u++ {
-				tb = append(tb, ((t*p.DH)*p.W+u*p.DW)*p.C*4, (t*p.KW+u)*p.C*nb*4)
-			}
-		}
-		tables[key] = tb
-		return tb
-	}
-	for _, b := range p.blocks { // fill every table before the goroutines read them
-		for r := 0; r < p.OH; r++ {
-			t0, t1 := validRange(r, p.SH, p.OffH, p.DH, p.KH, p.H)
-			for _, c := range runs {
-				table(t0, t1, c.u0, c.u1, b.nb)
+	for _, b := range p.blocks {
+		for _, rr := range g.rowRuns {
+			for _, c := range g.runs {
+				key := tapKey{rr.u0, rr.u1, c.u0, c.u1, b.nb}
+				if _, ok := g.tables[key]; ok {
+					continue
+				}
+				tb := make([]int, 0, max(2*(rr.u1-rr.u0)*(c.u1-c.u0), 2)) // never empty, so &tb[0] is valid
+				for t := rr.u0; t < rr.u1; t++ {
+					for u := c.u0; u < c.u1; u++ {
+						tb = append(tb, ((t*p.DH)*p.W+u*p.DW)*p.C*4, (t*p.KW+u)*p.C*b.nb*4)
+					}
+				}
+				g.tables[key] = tb
 			}
 		}
 	}
@@ -224,21 +256,34 @@ func (p *convPlan) run(x, y []float32) {
 	// row. The other runs are border columns, a pixel or two wide: tiling
 	// them along a row would make one-pixel tiles, so they are tiled down
 	// the image instead, over rows that share their valid taps.
-	main := 0
-	for i, c := range runs {
-		if c.n > runs[main].n {
-			main = i
+	for i, c := range g.runs {
+		if c.n > g.runs[g.main].n {
+			g.main = i
 		}
 	}
-	var rowRuns []colRun // runs of output rows with the same valid taps
-	for r := 0; r < p.OH; r++ {
-		t0, t1 := validRange(r, p.SH, p.OffH, p.DH, p.KH, p.H)
-		if n := len(rowRuns); n > 0 && rowRuns[n-1].u0 == t0 && rowRuns[n-1].u1 == t1 {
-			rowRuns[n-1].n++
-		} else {
-			rowRuns = append(rowRuns, colRun{r, 1, t0, t1})
+	for i, c := range g.runs {
+		if i != g.main {
+			for o := c.o0; o < c.o0+c.n; o++ {
+				g.border = append(g.border, i<<32|o)
+			}
 		}
 	}
+	if geomCount.Load() >= maxGeometries {
+		return g
+	}
+	actual, loaded := geomCache.LoadOrStore(key, g)
+	if !loaded {
+		geomCount.Add(1)
+	}
+	return actual.(*convGeom)
+}
+
+// run computes the plan for input x into y (every output position the plan
+// covers is overwritten).
+func (p *convPlan) run(x, y []float32) {
+	g := p.geometry()
+	runs, rowRuns, border := g.runs, g.rowRuns, g.border
+	table := func(t0, t1, u0, u1, nb int) []int { return g.tables[tapKey{t0, t1, u0, u1, nb}] }
 	xp := unsafe.Pointer(unsafe.SliceData(x))
 	// tile runs kernel k on mr outputs starting at output (r, o) of image n,
 	// the outputs spaced along a row (down = false) or a column.
@@ -252,7 +297,7 @@ func (p *convPlan) run(x, y []float32) {
 		tp := (*int)(unsafe.Pointer(unsafe.SliceData(tb[:cap(tb)])))
 		p.k.conv[b.vi][mr-1](xp, xoff, unsafe.Pointer(&p.wp[b.off]), unsafe.Pointer(&y[yi]), tp, len(tb)/2, p.C, xs, ys)
 	}
-	cm := runs[main]
+	cm := runs[g.main]
 	parallelFor(p.N*p.OH, func(lo, hi int) {
 		for row := lo; row < hi; row++ {
 			n, r := row/p.OH, row%p.OH
@@ -267,14 +312,6 @@ func (p *convPlan) run(x, y []float32) {
 			}
 		}
 	})
-	var border []int // border output columns
-	for i, c := range runs {
-		if i != main {
-			for o := c.o0; o < c.o0+c.n; o++ {
-				border = append(border, i<<32|o)
-			}
-		}
-	}
 	parallelFor(p.N*len(border), func(lo, hi int) {
 		for job := lo; job < hi; job++ {
 			n, bc := job/len(border), border[job%len(border)]

@@ -10,19 +10,26 @@ import (
 // runs inline; spawning goroutines costs more than small loops.
 const minParallelWork = 2
 
+// chunking returns how parallelFor splits n iterations: p chunks of
+// chunk iterations (the last may be shorter); p = 1 runs inline.
+func chunking(n int) (p, chunk int) {
+	p = min(runtime.GOMAXPROCS(0), n)
+	if p <= 1 || n < minParallelWork {
+		return 1, n
+	}
+	chunk = (n + p - 1) / p
+	return (n + chunk - 1) / chunk, chunk
+}
+
 // parallelFor splits [0, n) into at most GOMAXPROCS contiguous chunks and
 // runs fn on each, in parallel; it returns when all are done.
 func parallelFor(n int, fn func(lo, hi int)) {
-	p := runtime.GOMAXPROCS(0)
-	if p > n {
-		p = n
-	}
-	if p <= 1 || n < minParallelWork {
+	p, chunk := chunking(n)
+	if p == 1 {
 		fn(0, n)
 		return
 	}
 	var wg sync.WaitGroup
-	chunk := (n + p - 1) / p
 	for lo := chunk; lo < n; lo += chunk {
 		hi := min(lo+chunk, n)
 		wg.Add(1)
@@ -43,17 +50,18 @@ func parallelFor(n int, fn func(lo, hi int)) {
 // result does not depend on which goroutine finishes first: training is
 // bit-for-bit reproducible for a given GOMAXPROCS.
 func parallelSums(m, k int, fn func(lo, hi int, acc []float64)) []float64 {
-	var mu sync.Mutex
-	parts := map[int][]float64{}
+	p, chunk := chunking(m)
+	buf := make([]float64, (p+1)*k) // the result, then one accumulator per chunk
 	parallelFor(m, func(lo, hi int) {
-		acc := make([]float64, k)
-		fn(lo, hi, acc)
-		mu.Lock()
-		parts[lo] = acc
-		mu.Unlock()
+		i := 1 + lo/max(chunk, 1)
+		fn(lo, hi, buf[i*k:(i+1)*k])
 	})
-	total := make([]float64, k)
-	sumInOrder(parts, total)
+	total := buf[:k]
+	for i := 1; i <= p; i++ {
+		for j, v := range buf[i*k : (i+1)*k] {
+			total[j] += v
+		}
+	}
 	return total
 }
 
