@@ -203,8 +203,8 @@ func readWeights(dir string, mj *modelJSON) (map[string]*tensor.Tensor, error) {
 			}
 			n := 1
 			for _, d := range w.Shape {
-				if d <= 0 {
-					return nil, fmt.Errorf("weight %s has shape %v", w.Name, w.Shape)
+				if d <= 0 || d > len(buf) || n > len(buf) {
+					return nil, fmt.Errorf("weight %s has shape %v, which its shards cannot hold", w.Name, w.Shape)
 				}
 				n *= d
 			}

@@ -152,3 +152,21 @@ func TestBadModels(t *testing.T) {
 		t.Error("a missing folder loaded")
 	}
 }
+
+// FuzzModelJSON feeds arbitrary model.json files (with a small weight
+// shard) to the loader: it may refuse them, never panic.
+func FuzzModelJSON(f *testing.F) {
+	f.Add([]byte(`{"format":"layers-model","modelTopology":{"model_config":{"config":{"layers":[{"class_name":"Conv2D","name":"conv1","config":{"strides":[2,2]}}]}}},` +
+		`"weightsManifest":[{"paths":["w.bin"],"weights":[{"name":"conv1/kernel","shape":[1,1,1,2],"dtype":"float32"}]}]}`))
+	f.Add([]byte(`{"modelTopology":{"config":{"layers":[{"class_name":"Dense","name":"fc","config":{}}]}},"weightsManifest":[]}`))
+	f.Fuzz(func(t *testing.T, model []byte) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "model.json"), model, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "w.bin"), make([]byte, 64), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		LoadTFJS(dir) // errors are fine
+	})
+}
