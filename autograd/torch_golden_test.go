@@ -92,7 +92,7 @@ func TestTorchGoldenOps(t *testing.T) {
 	}
 	for _, op := range []string{"conv2d", "conv_transpose2d", "batchnorm_train", "batchnorm_eval", "relu", "maxpool2d",
 		"avgpool2d", "global_avgpool", "linear", "add", "scale", "concat_channels", "center_crop", "subsample_pad",
-		"reflect_pad", "softmax", "log_softmax", "cross_entropy", "cross_entropy_2d", "bce_with_logits", "mse"} {
+		"reflect_pad", "softmax", "log_softmax", "cross_entropy", "cross_entropy_2d", "cross_entropy_rowweight", "dice", "bce_with_logits", "mse"} {
 		if seen[op] == 0 {
 			t.Errorf("fixture has no case for %s", op)
 		}
@@ -165,13 +165,24 @@ func goldenOp(t *testing.T, c fixture.Case) {
 		runGolden(t, c, x, nil, func(v map[string]*ag.Value) *ag.Value { return ag.Softmax(v["x"], c.Int("axis")) })
 	case "log_softmax":
 		runGolden(t, c, x, nil, func(v map[string]*ag.Value) *ag.Value { return ag.LogSoftmax(v["x"], c.Int("axis")) })
-	case "cross_entropy", "cross_entropy_2d":
+	case "cross_entropy", "cross_entropy_2d", "cross_entropy_rowweight":
 		o := ag.CrossEntropyOptions{IgnoreIndex: c.Int("ignore_index")}
 		if c.Has("weight") {
 			o.Weight = c.T("weight").Data
 		}
+		if c.Has("row_weight") {
+			o.RowWeight = c.T("row_weight").Data
+		}
 		runGolden(t, c, x, nil, func(v map[string]*ag.Value) *ag.Value {
 			l, err := ag.CrossEntropy(v["x"], c.Tensors["target"].Ints(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return l
+		})
+	case "dice":
+		runGolden(t, c, x, nil, func(v map[string]*ag.Value) *ag.Value {
+			l, err := ag.Dice(v["x"], c.Tensors["target"].Ints(), c.Int("ignore_index"))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -134,6 +134,30 @@ def ops():
     cs.append(case("bce_with_logits", {}, lambda x, target: F.binary_cross_entropy_with_logits(x, target),
                    {"x": r(3, 4) * 3, "target": torch.rand(3, 4)}))
     cs.append(case("mse", {}, lambda x, target: F.mse_loss(x, target), {"x": r(3, 4), "target": r(3, 4)}))
+    # Segmentation losses, drawn from their own generator so that adding them
+    # left every earlier fixture as it was.
+    g = torch.Generator().manual_seed(11)
+    tseg = torch.tensor([0, 2, 1, 3, 3, 0, 2, 1])
+    tseg_ign = torch.tensor([0, 2, -100, 3, 3, 0, 2, -100])
+    row_w = torch.rand(8, generator=g) * 3 + 0.1
+    cls_w = torch.rand(4, generator=g) + 0.5
+
+    def weighted_ce(x, target):
+        valid = target != -100
+        t = target.clamp(min=0)
+        w = row_w * cls_w[t] * valid
+        return (w * F.cross_entropy(x, t, reduction="none")).sum() / w.sum()
+    cs.append(case("cross_entropy_rowweight", dict(ignore_index=-100), weighted_ce,
+                   {"x": torch.randn(8, 4, generator=g), "target": tseg_ign}, extra=lambda: {"weight": cls_w, "row_weight": row_w}))
+
+    def dice(x, target):
+        valid = (target != -100).unsqueeze(1).to(x.dtype)
+        p = F.softmax(x, 1) * valid
+        onehot = F.one_hot(target.clamp(min=0), x.shape[1]).to(x.dtype) * valid
+        inter, psum, gsum = (p * onehot).sum(0), p.sum(0), onehot.sum(0)
+        return 1 - ((2 * inter + 1) / (psum + gsum + 1)).mean()
+    cs.append(case("dice", dict(ignore_index=-100), dice, {"x": torch.randn(8, 4, generator=g) * 2, "target": tseg}))
+    cs.append(case("dice", dict(ignore_index=-100), dice, {"x": torch.randn(8, 4, generator=g), "target": tseg_ign}))
     return cs
 
 
