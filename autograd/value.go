@@ -48,6 +48,7 @@ type Value struct {
 	needsGrad    bool // requiresGrad, or computed from such a value
 	retain       bool // keep Grad for inspection: never hand its buffer on
 	tape         *Tape
+	spare        []float32 // a leaf's gradient buffer after ZeroGrad, for the next backward pass
 }
 
 // RetainGrad keeps this intermediate value's gradient intact through the
@@ -73,8 +74,16 @@ func (v *Value) RequiresGrad() bool { return v.requiresGrad }
 // SetRequiresGrad freezes (false) or unfreezes (true) a parameter.
 func (v *Value) SetRequiresGrad(b bool) { v.requiresGrad, v.needsGrad = b, b }
 
-// ZeroGrad drops the accumulated gradient.
-func (v *Value) ZeroGrad() { v.Grad = nil }
+// ZeroGrad drops the accumulated gradient. Its buffer is reused by the
+// next backward pass (a training step then allocates no new gradients), so
+// a Grad tensor read before ZeroGrad changes after it: clone a gradient you
+// want to keep.
+func (v *Value) ZeroGrad() {
+	if v.Grad != nil && v.requiresGrad {
+		v.spare = v.Grad.Data
+	}
+	v.Grad = nil
+}
 
 // Tape records operations for the backward pass and owns the buffers of the
 // values it produces, recycling them on Reset. A tape is used by one
@@ -291,8 +300,12 @@ func (tp *Tape) contribute(x *Value, write func(dst []float32)) {
 	n := x.Data.Len()
 	if x.Grad == nil {
 		var buf []float32
-		if x.requiresGrad {
-			buf = make([]float32, n) // leaves keep their gradient past Reset
+		if x.requiresGrad { // leaves keep their gradient past Reset
+			if len(x.spare) == n {
+				buf, x.spare = x.spare, nil
+			} else {
+				buf = make([]float32, n)
+			}
 		} else {
 			buf = tp.alloc(n)
 		}

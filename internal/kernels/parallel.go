@@ -65,17 +65,21 @@ func parallelSums(m, k int, fn func(lo, hi int, acc []float64)) []float64 {
 	return total
 }
 
-// sumInOrder adds the partial sums into dst (zeroed first) by increasing
-// key, so that the result does not depend on which goroutine finished
-// first.
+// sumInOrder writes the sum of the partial sums into dst, adding them by
+// increasing key, so that the result does not depend on which goroutine
+// finished first.
 func sumInOrder[T Float](parts map[int][]T, dst []T) {
 	keys := make([]int, 0, len(parts))
 	for lo := range parts {
 		keys = append(keys, lo)
 	}
 	sort.Ints(keys)
-	clear(dst)
-	for _, lo := range keys {
+	if len(keys) == 0 {
+		clear(dst)
+		return
+	}
+	copy(dst, parts[keys[0]][:len(dst)])
+	for _, lo := range keys[1:] {
 		for i, v := range parts[lo][:len(dst)] {
 			dst[i] += v
 		}
