@@ -199,7 +199,7 @@ type convGeom struct {
 // geomKey is everything convGeom depends on.
 type geomKey struct {
 	H, W, C, OC, KH, KW, SH, SW, DH, DW, OffH, OffW, OH, OW int
-	k                                                     *kernelSet
+	k                                                       *kernelSet
 }
 
 var (
