@@ -23,4 +23,12 @@ for sec in cifar20 cifar56 rn18 rn50 unet; do
   /usr/bin/time -v /usr/bin/python3 ../shared/anchors/torch_bench.py "$sec" --runs 7 --warmup 2 --channels-last > "$out/torchcl_$sec.txt" 2> "$out/torchcl_$sec.time"
 done
 /usr/bin/python3 ../shared/anchors/torch_bench.py conv > "$out/torch_conv.txt" 2>&1
+# ONNX Runtime (npm onnxruntime-node, as .ci/run installs it) on residual's
+# own ResNet-50 exported to ONNX: resnet50-infer's model, batch and threads.
+ort=testdata/external/ort/node_modules
+if [ -d "$ort/onnxruntime-node" ]; then
+  "$out/residual" export onnx --model resnet50 --out "$out/resnet50.onnx" > /dev/null
+  NODE_PATH=$ort /usr/bin/time -v node bench/ort_bench.js "$out/resnet50.onnx" 8 224 7 2 > "$out/ort_resnet50.json" 2> "$out/ort_resnet50.time"
+  echo "ONNX Runtime resnet50 inference (batch 8, 2 threads): $(cat "$out/ort_resnet50.json")"
+fi
 /usr/bin/python3 bench/table.py "$out"
