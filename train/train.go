@@ -36,13 +36,16 @@ type Config struct {
 	Loss string `json:"loss,omitempty"`
 	// BorderWeights weights the per-pixel cross-entropy with the U-Net
 	// paper's weight map (class balance + w0 = 10, σ = 5 px borders).
-	BorderWeights bool    `json:"border_weights,omitempty"`
-	Epochs        int     `json:"epochs"`
-	Batch         int     `json:"batch"`
-	Optimizer     string  `json:"optimizer"` // sgd, adam or adamw
-	LR            float64 `json:"lr"`
-	Momentum      float64 `json:"momentum"`
-	Nesterov      bool    `json:"nesterov,omitempty"`
+	BorderWeights bool `json:"border_weights,omitempty"`
+	// ClassWeights weights the per-pixel cross-entropy by inverse class
+	// frequency only (the class-balance term of the weight map).
+	ClassWeights bool    `json:"class_weights,omitempty"`
+	Epochs       int     `json:"epochs"`
+	Batch        int     `json:"batch"`
+	Optimizer    string  `json:"optimizer"` // sgd, adam or adamw
+	LR           float64 `json:"lr"`
+	Momentum     float64 `json:"momentum"`
+	Nesterov     bool    `json:"nesterov,omitempty"`
 	// WeightDecay applies to weights of rank ≥ 2; BN parameters and biases
 	// get none.
 	WeightDecay float64 `json:"weight_decay"`
@@ -149,8 +152,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("train: unknown task %q (classify, segment)", c.Task)
 	case c.Loss != "" && c.Loss != "ce" && c.Loss != "dice" && c.Loss != "ce+dice":
 		return fmt.Errorf("train: unknown loss %q (ce, dice, ce+dice)", c.Loss)
-	case c.Task != "segment" && (c.Loss == "dice" || c.Loss == "ce+dice" || c.BorderWeights):
-		return fmt.Errorf("train: Dice loss and border weights are for --task segment")
+	case c.Task != "segment" && (c.Loss == "dice" || c.Loss == "ce+dice" || c.BorderWeights || c.ClassWeights):
+		return fmt.Errorf("train: Dice loss and class or border weights are for --task segment")
 	}
 	return nil
 }
@@ -190,8 +193,11 @@ func setup(cfg Config) (*run, error) {
 		return nil, fmt.Errorf("train: --task %s with model %q and data %q: segmentation needs a U-Net and a data set with masks (mnist-canvas, fashion-canvas, segfolder:DIR), classification neither",
 			map[bool]string{true: "segment", false: "classify"}[seg], cfg.Model.Name, cfg.Data)
 	}
-	if cfg.BorderWeights {
+	switch {
+	case cfg.BorderWeights:
 		r.trainSet.BorderWeights(10, 5)
+	case cfg.ClassWeights:
+		r.trainSet.BorderWeights(0, 5) // the class-balance term alone
 	}
 	r.mean, r.std = r.trainSet.Stats()
 	r.rng = tensor.NewRNG(cfg.Seed)

@@ -27,6 +27,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	task := fs.String("task", "auto", "classify or segment (auto: segment for U-Nets)")
 	lossName := fs.String("loss", "ce", "ce, dice or ce+dice (Dice: segmentation)")
 	border := fs.Bool("border-weights", false, "segmentation: weight the cross-entropy with the U-Net paper's map (class balance, w0=10, sigma=5 px)")
+	classW := fs.Bool("class-weights", false, "segmentation: weight the cross-entropy by inverse class frequency")
 	base := fs.Int("base", 0, "U-Net: channels of the first level (default: the model's)")
 	epochs := fs.Int("epochs", 2, "epochs")
 	batch := fs.Int("batch", 128, "batch size")
@@ -78,7 +79,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *out == "" {
 		*out = filepath.Join("runs", *model+"-"+strings.NewReplacer(":", "-", "/", "-").Replace(*spec))
 	}
-	cfg := train.Config{Model: mc, Data: *spec, Task: *task, Loss: *lossName, BorderWeights: *border, Epochs: *epochs, Batch: *batch, Optimizer: *opt, LR: *lr, Momentum: *mom, Nesterov: *nesterov,
+	cfg := train.Config{Model: mc, Data: *spec, Task: *task, Loss: *lossName, BorderWeights: *border, ClassWeights: *classW, Epochs: *epochs, Batch: *batch, Optimizer: *opt, LR: *lr, Momentum: *mom, Nesterov: *nesterov,
 		WeightDecay: *wd, Schedule: *sched, Augment: a, ValSplit: *val, Seed: *seed, Limit: *limit, Out: *out, Resume: *resume,
 		Log: stdout, Live: isTerminal(stdout)}
 	fmt.Fprintf(stdout, "training %s on %s (%d images of %dx%dx%d, %d classes) for %d epochs, %d threads, run folder %s\n",
