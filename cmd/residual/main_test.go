@@ -166,7 +166,7 @@ func TestTrainAndSegment(t *testing.T) {
 	dir := t.TempDir()
 	var out, errb bytes.Buffer
 	args := []string{"train", "--model", "unet-padded", "--base", "4", "--data", "mnist-canvas:48", "--epochs", "1", "--limit", "64",
-		"--batch", "16", "--optimizer", "adam", "--lr", "0.01", "--border-weights", "--out", dir}
+		"--batch", "16", "--optimizer", "adam", "--lr", "0.01", "--class-weights", "--out", dir}
 	if code := run(context.Background(), args, &out, &errb); code != 0 || !strings.Contains(out.String(), "test mean IoU") {
 		t.Fatalf("train: %d %s\n%s", code, errb.String(), out.String())
 	}
