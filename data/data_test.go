@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"image"
 	"image/color"
-	"image/png"
 	"os"
 	"path/filepath"
 	"slices"
@@ -187,15 +186,7 @@ func writePNG(t *testing.T, path string, w, h int, v uint8) {
 		img.Pix[i] = v
 	}
 	img.Set(0, 0, color.Gray{255})
-	os.MkdirAll(filepath.Dir(path), 0o755)
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := png.Encode(f, img); err != nil {
-		t.Fatal(err)
-	}
+	writeImagePNG(t, path, img)
 }
 
 func TestFolder(t *testing.T) {

@@ -186,6 +186,23 @@ func (e *exporter) inLayout(v *ag.Value, image bool) (string, error) {
 	return e.plain(v)
 }
 
+// args returns the names of an operation's inputs (absent ones left out)
+// in one layout, as inLayout gives them.
+func (e *exporter) args(vs []*ag.Value, image bool) ([]string, error) {
+	var names []string
+	for _, v := range vs {
+		if v == nil {
+			continue
+		}
+		n, err := e.inLayout(v, image)
+		if err != nil {
+			return nil, err
+		}
+		names = append(names, n)
+	}
+	return names, nil
+}
+
 func (e *exporter) transposed(n string, perm ...int64) string {
 	key := fmt.Sprint(n, perm)
 	if t, ok := e.converted[key]; ok {
@@ -304,27 +321,16 @@ func (e *exporter) op(op ag.Op) error {
 		e.node("Flatten", []string{pooled}, out, []*onnxpb.AttributeProto{intAttr("axis", 1)})
 	case "Gemm":
 		a := op.Attrs.(ag.GemmAttrs)
-		var args []string
-		for _, v := range op.Inputs {
-			if v == nil {
-				continue
-			}
-			n, err := e.plain(v)
-			if err != nil {
-				return err
-			}
-			args = append(args, n)
+		args, err := e.args(op.Inputs, false)
+		if err != nil {
+			return err
 		}
 		e.node("Gemm", args, out, []*onnxpb.AttributeProto{floatAttr("alpha", a.Alpha), floatAttr("beta", a.Beta),
 			intAttr("transA", b2i(a.TransA)), intAttr("transB", b2i(a.TransB))})
 	case "MatMul", "Sum", "Reshape":
-		var args []string
-		for _, v := range op.Inputs {
-			n, err := e.plain(v)
-			if err != nil {
-				return err
-			}
-			args = append(args, n)
+		args, err := e.args(op.Inputs, false)
+		if err != nil {
+			return err
 		}
 		switch op.Kind {
 		case "MatMul":
@@ -347,13 +353,9 @@ func (e *exporter) op(op ag.Op) error {
 		for _, v := range op.Inputs {
 			image = image && e.nchw[v]
 		}
-		var args []string
-		for _, v := range op.Inputs {
-			n, err := e.inLayout(v, image)
-			if err != nil {
-				return err
-			}
-			args = append(args, n)
+		args, err := e.args(op.Inputs, image)
+		if err != nil {
+			return err
 		}
 		switch op.Kind {
 		case "ReLU":
@@ -374,13 +376,9 @@ func (e *exporter) op(op ag.Op) error {
 	case "Concat":
 		axis := op.Attrs.(int)
 		image = len(in0.Shape()) == 4
-		var args []string
-		for _, v := range op.Inputs {
-			n, err := e.inLayout(v, image)
-			if err != nil {
-				return err
-			}
-			args = append(args, n)
+		args, err := e.args(op.Inputs, image)
+		if err != nil {
+			return err
 		}
 		if image {
 			axis = nhwcToNCHW[axis]
