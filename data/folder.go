@@ -34,16 +34,12 @@ func Folder(dir string, channels int) (*Dataset, error) {
 		return nil, fmt.Errorf("data: %s has no class sub-folders", dir)
 	}
 	for label, class := range d.Classes {
-		files, err := os.ReadDir(filepath.Join(dir, class))
+		files, err := imageFiles(filepath.Join(dir, class))
 		if err != nil {
-			return nil, fmt.Errorf("data: %w", err)
+			return nil, err
 		}
 		for _, f := range files {
-			ext := strings.ToLower(filepath.Ext(f.Name()))
-			if f.IsDir() || (ext != ".png" && ext != ".jpg" && ext != ".jpeg") {
-				continue
-			}
-			p := filepath.Join(dir, class, f.Name())
+			p := filepath.Join(dir, class, f)
 			img, err := LoadImage(p)
 			if err != nil {
 				return nil, err
@@ -63,6 +59,23 @@ func Folder(dir string, channels int) (*Dataset, error) {
 		return nil, fmt.Errorf("data: no PNG or JPEG images under %s", dir)
 	}
 	return d, d.Check()
+}
+
+// imageFiles lists the PNG and JPEG files of a folder, sorted by name.
+func imageFiles(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	var names []string
+	for _, f := range entries {
+		ext := strings.ToLower(filepath.Ext(f.Name()))
+		if !f.IsDir() && (ext == ".png" || ext == ".jpg" || ext == ".jpeg") {
+			names = append(names, f.Name())
+		}
+	}
+	sort.Strings(names)
+	return names, nil
 }
 
 // LoadImage decodes a PNG or JPEG file.

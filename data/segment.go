@@ -7,7 +7,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -307,18 +306,10 @@ func SegFolder(dir string, channels int) (*Dataset, error) {
 	if channels != 1 && channels != 3 {
 		return nil, fmt.Errorf("data: images need 1 or 3 channels, not %d", channels)
 	}
-	files, err := os.ReadDir(filepath.Join(dir, "images"))
+	names, err := imageFiles(filepath.Join(dir, "images"))
 	if err != nil {
-		return nil, fmt.Errorf("data: %w", err)
+		return nil, err
 	}
-	var names []string
-	for _, f := range files {
-		ext := strings.ToLower(filepath.Ext(f.Name()))
-		if !f.IsDir() && (ext == ".png" || ext == ".jpg" || ext == ".jpeg") {
-			names = append(names, f.Name())
-		}
-	}
-	sort.Strings(names)
 	if len(names) == 0 {
 		return nil, fmt.Errorf("data: %s has no PNG or JPEG images", filepath.Join(dir, "images"))
 	}
