@@ -39,19 +39,9 @@ func Folder(dir string, channels int) (*Dataset, error) {
 			return nil, err
 		}
 		for _, f := range files {
-			p := filepath.Join(dir, class, f)
-			img, err := LoadImage(p)
-			if err != nil {
+			if err := d.appendImage(filepath.Join(dir, class, f)); err != nil {
 				return nil, err
 			}
-			b := img.Bounds()
-			if d.H == 0 {
-				d.H, d.W = b.Dy(), b.Dx()
-			}
-			if b.Dy() != d.H || b.Dx() != d.W {
-				return nil, fmt.Errorf("data: %s is %dx%d, the first image was %dx%d", p, b.Dx(), b.Dy(), d.W, d.H)
-			}
-			d.Pixels = append(d.Pixels, Pixels(img, channels)...)
 			d.Labels = append(d.Labels, int32(label))
 		}
 	}
@@ -59,6 +49,24 @@ func Folder(dir string, channels int) (*Dataset, error) {
 		return nil, fmt.Errorf("data: no PNG or JPEG images under %s", dir)
 	}
 	return d, d.Check()
+}
+
+// appendImage decodes an image file and appends its pixels, converted to
+// d.C channels; the first image sets the size, which every other must have.
+func (d *Dataset) appendImage(path string) error {
+	img, err := LoadImage(path)
+	if err != nil {
+		return err
+	}
+	b := img.Bounds()
+	if d.H == 0 {
+		d.H, d.W = b.Dy(), b.Dx()
+	}
+	if b.Dy() != d.H || b.Dx() != d.W {
+		return fmt.Errorf("data: %s is %dx%d, the first image was %dx%d", path, b.Dx(), b.Dy(), d.W, d.H)
+	}
+	d.Pixels = append(d.Pixels, Pixels(img, d.C)...)
+	return nil
 }
 
 // imageFiles lists the PNG and JPEG files of a folder, sorted by name.

@@ -316,16 +316,8 @@ func SegFolder(dir string, channels int) (*Dataset, error) {
 	d := &Dataset{C: channels}
 	top := 0
 	for _, name := range names {
-		img, err := LoadImage(filepath.Join(dir, "images", name))
-		if err != nil {
+		if err := d.appendImage(filepath.Join(dir, "images", name)); err != nil {
 			return nil, err
-		}
-		b := img.Bounds()
-		if d.H == 0 {
-			d.H, d.W = b.Dy(), b.Dx()
-		}
-		if b.Dy() != d.H || b.Dx() != d.W {
-			return nil, fmt.Errorf("data: %s is %dx%d, the first image was %dx%d", name, b.Dx(), b.Dy(), d.W, d.H)
 		}
 		mp := filepath.Join(dir, "masks", strings.TrimSuffix(name, filepath.Ext(name))+".png")
 		mimg, err := LoadImage(mp)
@@ -342,7 +334,6 @@ func SegFolder(dir string, channels int) (*Dataset, error) {
 		for _, v := range m {
 			top = max(top, int(v))
 		}
-		d.Pixels = append(d.Pixels, Pixels(img, channels)...)
 		d.Masks = append(d.Masks, m...)
 	}
 	if raw, err := os.ReadFile(filepath.Join(dir, "classes.txt")); err == nil {

@@ -217,23 +217,9 @@ func (p *convPlan) geometry() *convGeom {
 	if g, ok := geomCache.Load(key); ok {
 		return g.(*convGeom)
 	}
-	g := &convGeom{tables: map[tapKey][]int{}}
-	for o := 0; o < p.OW; o++ {
-		u0, u1 := validRange(o, p.SW, p.OffW, p.DW, p.KW, p.W)
-		if n := len(g.runs); n > 0 && g.runs[n-1].u0 == u0 && g.runs[n-1].u1 == u1 {
-			g.runs[n-1].n++
-		} else {
-			g.runs = append(g.runs, colRun{o, 1, u0, u1})
-		}
-	}
-	for r := 0; r < p.OH; r++ {
-		t0, t1 := validRange(r, p.SH, p.OffH, p.DH, p.KH, p.H)
-		if n := len(g.rowRuns); n > 0 && g.rowRuns[n-1].u0 == t0 && g.rowRuns[n-1].u1 == t1 {
-			g.rowRuns[n-1].n++
-		} else {
-			g.rowRuns = append(g.rowRuns, colRun{r, 1, t0, t1})
-		}
-	}
+	g := &convGeom{tables: map[tapKey][]int{},
+		runs:    tapRuns(p.OW, p.SW, p.OffW, p.DW, p.KW, p.W),
+		rowRuns: tapRuns(p.OH, p.SH, p.OffH, p.DH, p.KH, p.H)}
 	// Tap tables: (x offset, weight offset) byte pairs, per valid range.
 	for _, b := range p.blocks {
 		for _, rr := range g.rowRuns {
@@ -276,6 +262,21 @@ func (p *convPlan) geometry() *convGeom {
 		geomCount.Add(1)
 	}
 	return actual.(*convGeom)
+}
+
+// tapRuns groups the n outputs along one axis into runs with the same
+// valid taps (see validRange for the other arguments).
+func tapRuns(n, s, off, d, k, size int) []colRun {
+	var runs []colRun
+	for o := 0; o < n; o++ {
+		t0, t1 := validRange(o, s, off, d, k, size)
+		if m := len(runs); m > 0 && runs[m-1].u0 == t0 && runs[m-1].u1 == t1 {
+			runs[m-1].n++
+		} else {
+			runs = append(runs, colRun{o, 1, t0, t1})
+		}
+	}
+	return runs
 }
 
 // run computes the plan for input x into y (every output position the plan

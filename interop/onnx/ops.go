@@ -714,23 +714,41 @@ func slice(t *tensor.Tensor, lo, hi, step []int) *tensor.Tensor {
 			shape[i] = (hi[i] - lo[i] + step[i] - 1) / step[i]
 		}
 	}
+	strides := rowMajorStrides(t.Shape)
+	base, along := 0, make([]int, r)
+	for i := range along {
+		base += lo[i] * strides[i]
+		along[i] = step[i] * strides[i]
+	}
+	return gather(t, shape, base, along)
+}
+
+// rowMajorStrides returns the element strides of a row-major shape.
+func rowMajorStrides(shape []int) []int {
+	strides := make([]int, len(shape))
+	st := 1
+	for i := len(shape) - 1; i >= 0; i-- {
+		strides[i], st = st, st*shape[i]
+	}
+	return strides
+}
+
+// gather returns the tensor of the given shape whose element at index
+// (i₀, i₁, …) is t's element at base + Σ iₖ·along[k] (a strided view of t,
+// copied): slices and transposes.
+func gather(t *tensor.Tensor, shape []int, base int, along []int) *tensor.Tensor {
 	out := tensor.New(shape...)
 	if out.Len() == 0 {
 		return out
 	}
-	strides := make([]int, r)
-	st := 1
-	for i := r - 1; i >= 0; i-- {
-		strides[i], st = st, st*t.Shape[i]
-	}
-	idx := make([]int, r)
+	idx := make([]int, len(shape))
 	for o := range out.Data {
-		src := 0
-		for i := range idx {
-			src += (lo[i] + idx[i]*step[i]) * strides[i]
+		src := base
+		for i, k := range idx {
+			src += k * along[i]
 		}
 		out.Data[o] = t.Data[src]
-		for i := r - 1; i >= 0; i-- {
+		for i := len(shape) - 1; i >= 0; i-- {
 			if idx[i]++; idx[i] < shape[i] {
 				break
 			}
@@ -796,26 +814,12 @@ func opTranspose(_ *Model, a attrMap, args []*value) ([]*value, error) {
 	for i, p := range perm {
 		shape[i] = x.Shape[p]
 	}
-	out := tensor.New(shape...)
-	strides := make([]int, r)
-	st := 1
-	for i := r - 1; i >= 0; i-- {
-		strides[i], st = st, st*x.Shape[i]
+	strides := rowMajorStrides(x.Shape)
+	along := make([]int, r)
+	for i, p := range perm {
+		along[i] = strides[p]
 	}
-	idx := make([]int, r)
-	for o := range out.Data {
-		src := 0
-		for i, p := range perm {
-			src += idx[i] * strides[p]
-		}
-		out.Data[o] = x.Data[src]
-		for i := r - 1; i >= 0; i-- {
-			if idx[i]++; idx[i] < shape[i] {
-				break
-			}
-			idx[i] = 0
-		}
-	}
+	out := gather(x, shape, 0, along)
 	return []*value{floatValue(out)}, nil
 }
 
