@@ -181,8 +181,6 @@ func validRange(o, s, off, d, k, n int) (t0, t1 int) {
 
 type colRun struct{ o0, n, u0, u1 int }
 
-type tapKey struct{ t0, t1, u0, u1, nb int }
-
 // convGeom is the data-independent part of running a plan: which taps are
 // valid where, as runs of output columns and rows, the tap tables of each
 // run, and the border columns. It depends only on the geometry, so it is
@@ -192,8 +190,17 @@ type convGeom struct {
 	runs    []colRun // runs of output columns with the same valid taps
 	rowRuns []colRun // runs of output rows with the same valid taps
 	main    int      // the longest column run: the interior
-	tables  map[tapKey][]int
-	border  []int // the other runs' columns, as run<<32 | column
+	rowOf   []int    // the row run of each output row
+	// tables are the tap tables, (x offset, weight offset) byte pairs, of
+	// row run ri, column run ci and output-channel block bi at
+	// tables[(ri·len(runs)+ci)·len(blocks)+bi].
+	tables [][]int
+	border []int // the other runs' columns, as run<<32 | column
+}
+
+// table returns the tap table of row run ri, column run ci and block bi.
+func (g *convGeom) table(ri, ci, bi, nblocks int) []int {
+	return g.tables[(ri*len(g.runs)+ci)*nblocks+bi]
 }
 
 // geomKey is everything convGeom depends on.
@@ -217,24 +224,24 @@ func (p *convPlan) geometry() *convGeom {
 	if g, ok := geomCache.Load(key); ok {
 		return g.(*convGeom)
 	}
-	g := &convGeom{tables: map[tapKey][]int{},
+	g := &convGeom{
 		runs:    tapRuns(p.OW, p.SW, p.OffW, p.DW, p.KW, p.W),
 		rowRuns: tapRuns(p.OH, p.SH, p.OffH, p.DH, p.KH, p.H)}
-	// Tap tables: (x offset, weight offset) byte pairs, per valid range.
-	for _, b := range p.blocks {
-		for _, rr := range g.rowRuns {
-			for _, c := range g.runs {
-				key := tapKey{rr.u0, rr.u1, c.u0, c.u1, b.nb}
-				if _, ok := g.tables[key]; ok {
-					continue
-				}
+	for ri, rr := range g.rowRuns {
+		for range rr.n {
+			g.rowOf = append(g.rowOf, ri)
+		}
+	}
+	for _, rr := range g.rowRuns {
+		for _, c := range g.runs {
+			for _, b := range p.blocks {
 				tb := make([]int, 0, max(2*(rr.u1-rr.u0)*(c.u1-c.u0), 2)) // never empty, so &tb[0] is valid
 				for t := rr.u0; t < rr.u1; t++ {
 					for u := c.u0; u < c.u1; u++ {
 						tb = append(tb, ((t*p.DH)*p.W+u*p.DW)*p.C*4, (t*p.KW+u)*p.C*b.nb*4)
 					}
 				}
-				g.tables[key] = tb
+				g.tables = append(g.tables, tb)
 			}
 		}
 	}
@@ -284,7 +291,7 @@ func tapRuns(n, s, off, d, k, size int) []colRun {
 func (p *convPlan) run(x, y []float32) {
 	g := p.geometry()
 	runs, rowRuns, border := g.runs, g.rowRuns, g.border
-	table := func(t0, t1, u0, u1, nb int) []int { return g.tables[tapKey{t0, t1, u0, u1, nb}] }
+	nbl := len(p.blocks)
 	xp := unsafe.Pointer(unsafe.SliceData(x))
 	// tile runs kernel k on mr outputs starting at output (r, o) of image n,
 	// the outputs spaced along a row (down = false) or a column.
@@ -302,9 +309,8 @@ func (p *convPlan) run(x, y []float32) {
 	parallelFor(p.N*p.OH, func(lo, hi int) {
 		for row := lo; row < hi; row++ {
 			n, r := row/p.OH, row%p.OH
-			t0, t1 := validRange(r, p.SH, p.OffH, p.DH, p.KH, p.H)
-			for _, b := range p.blocks {
-				tb := table(t0, t1, cm.u0, cm.u1, b.nb)
+			for bi, b := range p.blocks {
+				tb := g.table(g.rowOf[r], g.main, bi, nbl)
 				for o, left := cm.o0, cm.n; left > 0; {
 					mr := balanced(left, p.k.maxConv[b.vi])
 					tile(b, tb, n, r, o, mr, false)
@@ -316,10 +322,10 @@ func (p *convPlan) run(x, y []float32) {
 	parallelFor(p.N*len(border), func(lo, hi int) {
 		for job := lo; job < hi; job++ {
 			n, bc := job/len(border), border[job%len(border)]
-			c, o := runs[bc>>32], bc&(1<<32-1)
-			for _, rr := range rowRuns {
-				for _, b := range p.blocks {
-					tb := table(rr.u0, rr.u1, c.u0, c.u1, b.nb)
+			o := bc & (1<<32 - 1)
+			for ri, rr := range rowRuns {
+				for bi, b := range p.blocks {
+					tb := g.table(ri, int(bc>>32), bi, nbl)
 					for r, left := rr.o0, rr.n; left > 0; {
 						mr := balanced(left, p.k.maxConv[b.vi])
 						tile(b, tb, n, r, o, mr, true)
