@@ -292,3 +292,83 @@ func TestAddRoutedSendsGradientOnlyWhereTold(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchNormReLUEqualsItsParts runs BatchNormReLU and BatchNorm → Add →
+// ReLU on the same inputs, in training and evaluation mode, with and
+// without a skip, on 32 channels (the AVX-512 kernels, where present) and
+// on 3 (the generic loops), and compares the outputs, every input's
+// gradient and the updated running statistics. Both compute the same float
+// operations in the same order; the bound 1e-6 of the tensor's scale only
+// leaves room for a compiler that contracts a·b+c into an FMA in one and
+// not the other.
+func TestBatchNormReLUEqualsItsParts(t *testing.T) {
+	for _, c := range []int{32, 3} {
+		for _, train := range []bool{true, false} {
+			for _, withSkip := range []bool{false, true} {
+				name := fmt.Sprintf("c=%d train=%v skip=%v", c, train, withSkip)
+				rng := tensor.NewRNG(uint64(c))
+				x, gamma, beta := rng.Randn(2, 5, 3, c), rng.Randn(c), rng.Randn(c)
+				skip, proj := rng.Randn(2, 5, 3, c), rng.Randn(2, 5, 3, c)
+				rv := rng.Randn(c)
+				for i, v := range rv.Data {
+					rv.Data[i] = 0.5 + v*v
+				}
+				run := func(fused bool) (out []float32, grads [][]float32, stats [2][]float32) {
+					tape := ag.NewTape()
+					xv, gv, bv := tape.Variable(x.Clone()), tape.Variable(gamma.Clone()), tape.Variable(beta.Clone())
+					var sv *ag.Value
+					if withSkip {
+						sv = tape.Variable(skip.Clone())
+					}
+					rm, rvar := tensor.New(c), rv.Clone()
+					p := ag.BatchNormParams{Training: train, Momentum: 0.1, Eps: 1e-5}
+					var y *ag.Value
+					if fused {
+						y = ag.BatchNormReLU(xv, gv, bv, rm, rvar, p, sv)
+					} else {
+						y = ag.BatchNorm(xv, gv, bv, rm, rvar, p)
+						if sv != nil {
+							y = ag.Add(y, sv)
+						}
+						y = ag.ReLU(y)
+					}
+					tape.BackwardWith(y, proj)
+					for _, v := range []*ag.Value{xv, gv, bv, sv} {
+						if v != nil {
+							grads = append(grads, v.Grad.Data)
+						}
+					}
+					return y.Data.Data, grads, [2][]float32{rm.Data, rvar.Data}
+				}
+				fy, fg, fs := run(true)
+				uy, ug, us := run(false)
+				same := func(what string, got, want []float32) {
+					scale := 0.0
+					for _, v := range want {
+						scale = math.Max(scale, math.Abs(float64(v)))
+					}
+					for i := range want {
+						if math.Abs(float64(got[i]-want[i])) > 1e-6*scale {
+							t.Fatalf("%s: %s element %d: fused %g, separate %g", name, what, i, got[i], want[i])
+						}
+					}
+				}
+				same("output", fy, uy)
+				zeros := 0
+				for _, v := range fy {
+					if v == 0 {
+						zeros++
+					}
+				}
+				if zeros == 0 || zeros == len(fy) {
+					t.Fatalf("%s: %d of %d outputs are zero: the ReLU's mask is not exercised", name, zeros, len(fy))
+				}
+				for i := range ug {
+					same(fmt.Sprintf("gradient of input %d", i), fg[i], ug[i])
+				}
+				same("running mean", fs[0], us[0])
+				same("running variance", fs[1], us[1])
+			}
+		}
+	}
+}

@@ -20,57 +20,107 @@ type BatchNormParams struct {
 // mode and updated in training mode (the unbiased batch variance goes into
 // runVar, as in PyTorch).
 func BatchNorm(x, gamma, beta *Value, runMean, runVar *tensor.Tensor, p BatchNormParams) *Value {
+	y := checkBatchNorm("BatchNorm", x, gamma, beta, nil, runMean, runVar, p)
+	trace(y, "BatchNorm", BatchNormAttrs{p, runMean, runVar}, x, gamma, beta)
+	if y.dry() {
+		return y
+	}
+	batchNorm(y, x, gamma, beta, nil, false, runMean, runVar, p)
+	return y
+}
+
+// BatchNormReLU returns ReLU(BatchNorm(x, ...) + skip) — the end of most
+// residual branches — with skip nil for ReLU(BatchNorm(x, ...)). It computes
+// the same values as the three operations but in two passes over memory
+// forward and two backward instead of five and four, and keeps only its
+// output for the backward pass, not the batch norm's and the sum's.
+//
+// With a tracer or a layer hook on the tape (an ONNX export, a summary) it
+// runs as the separate operations, so that they see each one.
+func BatchNormReLU(x, gamma, beta *Value, runMean, runVar *tensor.Tensor, p BatchNormParams, skip *Value) *Value {
+	if tp := tapeOf(x, skip); tp != nil && (tp.tracer != nil || tp.hook != nil || tp.shapeOnly) {
+		y := BatchNorm(x, gamma, beta, runMean, runVar, p)
+		if skip != nil {
+			y = Add(y, skip)
+		}
+		return ReLU(y)
+	}
+	y := checkBatchNorm("BatchNormReLU", x, gamma, beta, skip, runMean, runVar, p)
+	batchNorm(y, x, gamma, beta, skip, true, runMean, runVar, p)
+	return y
+}
+
+// checkBatchNorm validates a batch norm's operands (panicking with op's
+// name) and returns its output value.
+func checkBatchNorm(op string, x, gamma, beta, skip *Value, runMean, runVar *tensor.Tensor, p BatchNormParams) *Value {
 	xs := x.Data.Shape
 	c := xs[len(xs)-1]
 	m := x.numel() / c
 	for _, v := range []*Value{gamma, beta} {
 		if v != nil && v.numel() != c {
-			shapeErr("BatchNorm", "affine parameter %v for input %v", v.Data.Shape, xs)
+			shapeErr(op, "affine parameter %v for input %v", v.Data.Shape, xs)
 		}
 	}
 	for _, t := range []*tensor.Tensor{runMean, runVar} {
 		if t != nil && t.Len() != c {
-			shapeErr("BatchNorm", "running statistic %v for input %v", t.Shape, xs)
+			shapeErr(op, "running statistic %v for input %v", t.Shape, xs)
 		}
 	}
+	if skip != nil && !tensor.SameShape(skip.Data.Shape, xs) {
+		shapeErr(op, "skip %v for input %v (no broadcasting)", skip.Data.Shape, xs)
+	}
 	if !p.Training && (runMean == nil || runVar == nil) {
-		shapeErr("BatchNorm", "evaluation mode needs running statistics")
+		shapeErr(op, "evaluation mode needs running statistics")
 	}
 	if p.Training && m < 2 {
-		shapeErr("BatchNorm", "training needs more than one value per channel, input %v", xs)
+		shapeErr(op, "training needs more than one value per channel, input %v", xs)
 	}
-	y := result(xs, x, gamma, beta)
-	trace(y, "BatchNorm", BatchNormAttrs{p, runMean, runVar}, x, gamma, beta)
-	if y.dry() {
-		return y
-	}
+	return result(xs, x, gamma, beta, skip)
+}
+
+// batchNorm computes y = BatchNorm(x) (+ skip, then ReLU when relu) and
+// records its backward pass.
+func batchNorm(y, x, gamma, beta, skip *Value, relu bool, runMean, runVar *tensor.Tensor, p BatchNormParams) {
+	xs := x.Data.Shape
+	c := xs[len(xs)-1]
+	m := x.numel() / c
 	g, b := data(gamma), data(beta)
+	f := kernels.Fused[float32]{Skip: data(skip), ReLU: relu}
+	// backFused is f for the backward pass: the output's mask and a buffer
+	// for the skip's gradient.
+	backFused := func() kernels.Fused[float32] {
+		bf := kernels.Fused[float32]{ReLU: relu, Y: y.Data.Data}
+		if skip != nil && skip.needsGrad {
+			bf.DSkip = y.tape.alloc(y.numel())
+		}
+		return bf
+	}
 	if p.Training {
 		mean, invStd := make([]float32, c), make([]float32, c)
-		kernels.BatchNormTrainForward(m, c, x.Data.Data, g, b, y.Data.Data, mean, invStd, data32(runMean), data32(runVar), p.Momentum, p.Eps)
+		kernels.BatchNormTrainForward(m, c, x.Data.Data, g, b, y.Data.Data, mean, invStd, data32(runMean), data32(runVar), p.Momentum, p.Eps, f)
 		record(y, func() {
-			y.tape.batchNormTrainGrads(m, c, x, gamma, beta, mean, invStd, y.Grad.Data)
-		}, x, gamma, beta)
-		return y
+			tp, dy := y.tape, y.Grad.Data
+			dx, dg, db := tp.alloc(len(dy)), tp.alloc(c), tp.alloc(c)
+			bf := backFused()
+			kernels.BatchNormTrainBackward(m, c, x.Data.Data, g, mean, invStd, dy, dx, dg, db, bf)
+			tp.give(x, dx) // fresh buffers: the inputs take them over
+			tp.give(gamma, dg)
+			tp.give(beta, db)
+			tp.give(skip, bf.DSkip)
+		}, x, gamma, beta, skip)
+		return
 	}
-	kernels.BatchNormEvalForward(m, c, x.Data.Data, g, b, runMean.Data, runVar.Data, y.Data.Data, p.Eps)
+	kernels.BatchNormEvalForward(m, c, x.Data.Data, g, b, runMean.Data, runVar.Data, y.Data.Data, p.Eps, f)
 	record(y, func() {
 		tp, dy := y.tape, y.Grad.Data
 		dx, dg, db := tp.alloc(len(dy)), tp.alloc(c), tp.alloc(c)
-		kernels.BatchNormEvalBackward(m, c, x.Data.Data, g, runMean.Data, runVar.Data, dy, dx, dg, db, p.Eps)
+		bf := backFused()
+		kernels.BatchNormEvalBackward(m, c, x.Data.Data, g, runMean.Data, runVar.Data, dy, dx, dg, db, p.Eps, bf)
 		tp.give(x, dx)
 		tp.give(gamma, dg)
 		tp.give(beta, db)
-	}, x, gamma, beta)
-	return y
-}
-
-func (tp *Tape) batchNormTrainGrads(m, c int, x, gamma, beta *Value, mean, invStd, dy []float32) {
-	dx, dg, db := tp.alloc(len(dy)), tp.alloc(c), tp.alloc(c)
-	kernels.BatchNormTrainBackward(m, c, x.Data.Data, data(gamma), mean, invStd, dy, dx, dg, db)
-	tp.give(x, dx) // a fresh buffer: x takes it over
-	tp.give(gamma, dg)
-	tp.give(beta, db)
+		tp.give(skip, bf.DSkip)
+	}, x, gamma, beta, skip)
 }
 
 func data(v *Value) []float32 {

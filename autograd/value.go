@@ -188,6 +188,10 @@ func (tp *Tape) Placeholder(shape ...int) *Value {
 // (for summaries and activation statistics); nil removes it.
 func (tp *Tape) SetHook(f func(layer any, in, out *Value)) { tp.hook = f }
 
+// Observed reports whether v's tape has a layer hook (SetHook): layers that
+// fuse operations then run them apart, so that the hook sees each one.
+func Observed(v *Value) bool { return v.tape != nil && v.tape.hook != nil }
+
 // Observe reports that layer turned in into out to the hook of out's tape,
 // if any. Layers call it at the end of Forward.
 func Observe(layer any, in, out *Value) {

@@ -262,10 +262,21 @@ func visitModules(v reflect.Value, seen map[uintptr]bool, f func(reflect.Value))
 // PyTorch's nn.Sequential.
 type Sequential []Layer
 
-// Forward applies the layers in order.
+// Forward applies the layers in order; a BatchNorm followed by a ReLU runs
+// as BatchNorm.ReLU.
 func (s Sequential) Forward(x *autograd.Value) *autograd.Value {
-	for _, l := range s {
-		x = l.Forward(x)
+	for i := 0; i < len(s); i++ {
+		// A batch norm followed by a ReLU runs as one fused operation
+		// (unless a hook observes each layer): the sequence owns the batch
+		// norm's output, so nothing else can need it.
+		if bn, ok := s[i].(*BatchNorm); ok && i+1 < len(s) && !autograd.Observed(x) {
+			if _, ok := s[i+1].(ReLU); ok {
+				x = bn.ReLU(x)
+				i++
+				continue
+			}
+		}
+		x = s[i].Forward(x)
 	}
 	return x
 }

@@ -2,18 +2,52 @@ package kernels
 
 import "math"
 
+// Fused is what a batch norm computes after its normalisation, in the same
+// passes over memory: y = ReLU(bn(x) + Skip). The zero value fuses
+// nothing.
+//
+// The forward pass reads Skip (nil: no addition) and ReLU. The backward
+// pass reads ReLU and Y, the forward pass's output, whose zeros mask the
+// gradient; it writes the gradient of Skip (the masked dy) into DSkip
+// unless DSkip is nil.
+type Fused[T Float] struct {
+	Skip  []T
+	ReLU  bool
+	Y     []T
+	DSkip []T
+}
+
+// mask returns ReLU's mask source for the fast kernels: Y when a ReLU is
+// fused, nil (no mask) otherwise.
+func (f Fused[T]) mask() []T {
+	if f.ReLU {
+		return f.Y
+	}
+	return nil
+}
+
+// grad returns the gradient reaching the normalisation at i: dy masked by
+// the fused ReLU.
+func (f Fused[T]) grad(dy []T, i int) T {
+	if f.ReLU && f.Y[i] == 0 {
+		return 0
+	}
+	return dy[i]
+}
+
 // BatchNormTrainForward normalises x viewed as [M, C] with the batch's
 // statistics per channel, writes y = gamma·x̂ + beta, stores the batch mean
 // and 1/sqrt(var+eps) in mean and invStd for the backward pass, and updates
 // the running statistics as PyTorch does: the running variance uses the
 // unbiased batch variance (·M/(M−1)), with runMean ← (1−momentum)·runMean +
 // momentum·mean. runMean and runVar may be nil. Sums are taken in float64.
-func BatchNormTrainForward[T Float](m, c int, x, gamma, beta, y, mean, invStd, runMean, runVar []T, momentum, eps float64) {
+// f's skip addition and ReLU are applied to y in the same pass.
+func BatchNormTrainForward[T Float](m, c int, x, gamma, beta, y, mean, invStd, runMean, runVar []T, momentum, eps float64, f Fused[T]) {
 	xf, fast := any(x).([]float32)
 	fast = fast && chanOK(c)
 	var sum []float64
 	if fast {
-		sum = chanSums32(xf, nil, m, c, nil)
+		sum = chanSums32(xf, nil, nil, nil, m, c, nil)
 	} else {
 		sum = parallelSums(m, c, func(lo, hi int, acc []float64) {
 			for i := lo; i < hi; i++ {
@@ -33,7 +67,7 @@ func BatchNormTrainForward[T Float](m, c int, x, gamma, beta, y, mean, invStd, r
 		for j, v := range mu {
 			mu32[j] = float32(v)
 		}
-		sq = chanSums32(xf, nil, m, c, mu32)
+		sq = chanSums32(xf, nil, nil, nil, m, c, mu32)
 	} else {
 		sq = parallelSums(m, c, func(lo, hi int, acc []float64) {
 			for i := lo; i < hi; i++ {
@@ -72,27 +106,34 @@ func BatchNormTrainForward[T Float](m, c int, x, gamma, beta, y, mean, invStd, r
 			runVar[j] = T((1-momentum)*float64(runVar[j]) + momentum*unbiased)
 		}
 	}
-	affineRows(m, c, x, scale, shift, y)
+	affineRows(m, c, x, scale, shift, y, f)
 }
 
 // BatchNormTrainBackward computes dx, dgamma and dbeta for the training-mode
-// forward pass (batch statistics depend on x). dgamma and dbeta may be nil.
-func BatchNormTrainBackward[T Float](m, c int, x, gamma, mean, invStd, dy, dx, dgamma, dbeta []T) {
-	// Σdy and Σdy·x̂ per channel, in one pass: acc[j] and acc[c+j].
+// forward pass (batch statistics depend on x), given dy, the gradient of
+// the forward pass's output (after f's skip addition and ReLU), and writes
+// the skip's gradient into f.DSkip. dgamma and dbeta may be nil.
+func BatchNormTrainBackward[T Float](m, c int, x, gamma, mean, invStd, dy, dx, dgamma, dbeta []T, f Fused[T]) {
+	// Σg and Σg·x̂ per channel, g the gradient after the ReLU's mask, in one
+	// pass: acc[j] and acc[c+j].
 	xf, fast := any(x).([]float32)
 	fast = fast && chanOK(c)
 	var sums []float64
 	if fast {
-		sums = chanSums32(xf, any(dy).([]float32), m, c, any(mean).([]float32))
-		for j := 0; j < c; j++ { // Σdy·(x − mean) → Σdy·x̂
+		sums = chanSums32(xf, any(dy).([]float32), any(f.mask()).([]float32), any(f.DSkip).([]float32), m, c, any(mean).([]float32))
+		for j := 0; j < c; j++ { // Σg·(x − mean) → Σg·x̂
 			sums[c+j] *= float64(invStd[j])
 		}
 	} else {
 		sums = parallelSums(m, 2*c, func(lo, hi int, acc []float64) {
 			for i := lo; i < hi; i++ {
-				xr, gr := x[i*c:][:c], dy[i*c:][:c]
-				for j := range gr {
-					g := float64(gr[j])
+				xr := x[i*c:][:c]
+				for j := range xr {
+					gt := f.grad(dy, i*c+j)
+					if f.DSkip != nil {
+						f.DSkip[i*c+j] = gt
+					}
+					g := float64(gt)
 					acc[j] += g
 					acc[c+j] += g * (float64(xr[j]) - float64(mean[j])) * float64(invStd[j])
 				}
@@ -122,21 +163,26 @@ func BatchNormTrainBackward[T Float](m, c int, x, gamma, mean, invStd, dy, dx, d
 		}
 	}
 	if fast {
-		chanAffine2_32(xf, any(dy).([]float32), m, c, any(a).([]float32), any(k).([]float32), any(b).([]float32), any(dx).([]float32))
+		g, y := dy, f.mask()
+		if f.DSkip != nil { // the masked gradient is already there
+			g, y = f.DSkip, nil
+		}
+		chanAffine2_32(xf, any(g).([]float32), any(y).([]float32), m, c, any(a).([]float32), any(k).([]float32), any(b).([]float32), any(dx).([]float32))
 		return
 	}
 	parallelFor(m, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			xr, gr, dr := x[i*c:][:c], dy[i*c:][:c], dx[i*c:][:c]
+			xr, dr := x[i*c:][:c], dx[i*c:][:c]
 			for j := range dr {
-				dr[j] = a[j]*gr[j] - k[j]*xr[j] + b[j]
+				dr[j] = a[j]*f.grad(dy, i*c+j) - k[j]*xr[j] + b[j]
 			}
 		}
 	})
 }
 
-// BatchNormEvalForward normalises x [M, C] with the running statistics.
-func BatchNormEvalForward[T Float](m, c int, x, gamma, beta, runMean, runVar, y []T, eps float64) {
+// BatchNormEvalForward normalises x [M, C] with the running statistics,
+// then applies f's skip addition and ReLU.
+func BatchNormEvalForward[T Float](m, c int, x, gamma, beta, runMean, runVar, y []T, eps float64, f Fused[T]) {
 	scale := make([]T, c)
 	shift := make([]T, c)
 	for j := 0; j < c; j++ {
@@ -151,12 +197,14 @@ func BatchNormEvalForward[T Float](m, c int, x, gamma, beta, runMean, runVar, y 
 		scale[j] = T(g * is)
 		shift[j] = T(b - float64(runMean[j])*g*is)
 	}
-	affineRows(m, c, x, scale, shift, y)
+	affineRows(m, c, x, scale, shift, y, f)
 }
 
 // BatchNormEvalBackward computes dx, dgamma and dbeta when the running
-// statistics were used (they are constants). dgamma and dbeta may be nil.
-func BatchNormEvalBackward[T Float](m, c int, x, gamma, runMean, runVar, dy, dx, dgamma, dbeta []T, eps float64) {
+// statistics were used (they are constants), from dy, the gradient of the
+// output after f's skip addition and ReLU; the skip's gradient goes into
+// f.DSkip. dgamma and dbeta may be nil.
+func BatchNormEvalBackward[T Float](m, c int, x, gamma, runMean, runVar, dy, dx, dgamma, dbeta []T, eps float64, f Fused[T]) {
 	is := make([]float64, c)
 	for j := range is {
 		is[j] = 1 / math.Sqrt(float64(runVar[j])+eps)
@@ -172,12 +220,16 @@ func BatchNormEvalBackward[T Float](m, c int, x, gamma, runMean, runVar, dy, dx,
 		scale[j] = T(g * is[j])
 	}
 	for i := 0; i < m; i++ {
-		xr, gr, dr := x[i*c:][:c], dy[i*c:][:c], dx[i*c:][:c]
-		for j := range gr {
-			g := float64(gr[j])
+		xr, dr := x[i*c:][:c], dx[i*c:][:c]
+		for j := range dr {
+			gt := f.grad(dy, i*c+j)
+			if f.DSkip != nil {
+				f.DSkip[i*c+j] = gt
+			}
+			g := float64(gt)
 			sdy[j] += g
 			sdyx[j] += g * (float64(xr[j]) - float64(runMean[j])) * is[j]
-			dr[j] = gr[j] * scale[j]
+			dr[j] = gt * scale[j]
 		}
 	}
 	for j := 0; j < c; j++ {
@@ -190,16 +242,25 @@ func BatchNormEvalBackward[T Float](m, c int, x, gamma, runMean, runVar, dy, dx,
 	}
 }
 
-func affineRows[T Float](m, c int, x, scale, shift, y []T) {
+// affineRows writes y = x·scale + shift per channel, then f's skip
+// addition and ReLU.
+func affineRows[T Float](m, c int, x, scale, shift, y []T, f Fused[T]) {
 	if xf, ok := any(x).([]float32); ok && chanOK(c) {
-		chanAffine32(xf, m, c, any(scale).([]float32), any(shift).([]float32), any(y).([]float32), false)
+		chanAffine32(xf, any(f.Skip).([]float32), m, c, any(scale).([]float32), any(shift).([]float32), any(y).([]float32), f.ReLU)
 		return
 	}
 	parallelFor(m, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			xr, yr := x[i*c:][:c], y[i*c:][:c]
 			for j := range yr {
-				yr[j] = xr[j]*scale[j] + shift[j]
+				v := xr[j]*scale[j] + shift[j]
+				if f.Skip != nil {
+					v += f.Skip[i*c+j]
+				}
+				if f.ReLU {
+					v = max(v, 0)
+				}
+				yr[j] = v
 			}
 		}
 	})

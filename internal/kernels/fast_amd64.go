@@ -46,9 +46,11 @@ func chanOK(c int) bool { return active == AVX512 && c > 0 && c%16 == 0 }
 // float32 before the partial sums are combined in float64.
 const statRows = 256
 
-// chanSums32 returns per-channel Σ x (k = c) or, with dy, Σ dy and
-// Σ dy·(x − mean) (k = 2c), or with mean and no dy, Σ (x − mean)².
-func chanSums32(x, dy []float32, m, c int, mean []float32) []float64 {
+// chanSums32 returns per-channel Σ x (k = c) or, with dy, Σ g and
+// Σ g·(x − mean) (k = 2c), or with mean and no dy, Σ (x − mean)². g is dy
+// where y ≠ 0 and 0 elsewhere (dy itself when y is nil: a ReLU's mask); it
+// is stored in dz unless dz is nil.
+func chanSums32(x, dy, y, dz []float32, m, c int, mean []float32) []float64 {
 	k := c
 	if dy != nil {
 		k = 2 * c
@@ -61,7 +63,14 @@ func chanSums32(x, dy []float32, m, c int, mean []float32) []float64 {
 			xp := unsafe.Pointer(&x[r0*c])
 			switch {
 			case dy != nil:
-				chanDyStats512(xp, unsafe.Pointer(&dy[r0*c]), r1-r0, c, unsafe.Pointer(&mean[0]), unsafe.Pointer(&part[0]))
+				yp, dzp := unsafe.Pointer(&dy[r0*c]), unsafe.Pointer(nil)
+				if y != nil {
+					yp = unsafe.Pointer(&y[r0*c])
+				}
+				if dz != nil {
+					dzp = unsafe.Pointer(&dz[r0*c])
+				}
+				chanDyStats512(xp, unsafe.Pointer(&dy[r0*c]), yp, dzp, r1-r0, c, unsafe.Pointer(&mean[0]), unsafe.Pointer(&part[0]))
 			case mean != nil:
 				chanSqDev512(xp, r1-r0, c, unsafe.Pointer(&mean[0]), unsafe.Pointer(&part[0]))
 			default:
@@ -74,23 +83,32 @@ func chanSums32(x, dy []float32, m, c int, mean []float32) []float64 {
 	})
 }
 
-// chanAffine32 writes y = x·scale + shift per channel (ReLU'd if relu).
-func chanAffine32(x []float32, m, c int, scale, shift, y []float32, relu bool) {
+// chanAffine32 writes y = x·scale + shift per channel, plus skip unless it
+// is nil, then ReLU'd if relu.
+func chanAffine32(x, skip []float32, m, c int, scale, shift, y []float32, relu bool) {
 	r := 0
 	if relu {
 		r = 1
 	}
 	parallelFor((m+statRows-1)/statRows, func(lo, hi int) {
 		r0, r1 := lo*statRows, min(hi*statRows, m)
-		chanAffine512(unsafe.Pointer(&x[r0*c]), r1-r0, c, unsafe.Pointer(&scale[0]), unsafe.Pointer(&shift[0]), unsafe.Pointer(&y[r0*c]), r)
+		sp := unsafe.Pointer(nil)
+		if skip != nil {
+			sp = unsafe.Pointer(&skip[r0*c])
+		}
+		chanAffine512(unsafe.Pointer(&x[r0*c]), sp, r1-r0, c, unsafe.Pointer(&scale[0]), unsafe.Pointer(&shift[0]), unsafe.Pointer(&y[r0*c]), r)
 	})
 }
 
-// chanAffine2_32 writes dx = a·dy − k·x + b per channel.
-func chanAffine2_32(x, dy []float32, m, c int, a, k, b, dx []float32) {
+// chanAffine2_32 writes dx = a·g − k·x + b per channel, g = dy where y ≠ 0
+// and 0 elsewhere (dy itself when y is nil).
+func chanAffine2_32(x, dy, y []float32, m, c int, a, k, b, dx []float32) {
+	if y == nil {
+		y = dy
+	}
 	parallelFor((m+statRows-1)/statRows, func(lo, hi int) {
 		r0, r1 := lo*statRows, min(hi*statRows, m)
-		chanAffine2512(unsafe.Pointer(&x[r0*c]), unsafe.Pointer(&dy[r0*c]), r1-r0, c,
+		chanAffine2512(unsafe.Pointer(&x[r0*c]), unsafe.Pointer(&dy[r0*c]), unsafe.Pointer(&y[r0*c]), r1-r0, c,
 			unsafe.Pointer(&a[0]), unsafe.Pointer(&k[0]), unsafe.Pointer(&b[0]), unsafe.Pointer(&dx[r0*c]))
 	})
 }

@@ -11,9 +11,11 @@ var avx512Set, avx2Set *kernelSet
 func Peak(n int) float64 { return 0 }
 
 func chanOK(c int) bool                                                     { return false }
-func chanSums32(x, dy []float32, m, c int, mean []float32) []float64        { panic("no AVX-512") }
-func chanAffine32(x []float32, m, c int, scale, shift, y []float32, r bool) { panic("no AVX-512") }
-func chanAffine2_32(x, dy []float32, m, c int, a, k, b, dx []float32)       { panic("no AVX-512") }
-func relu32(x, y []float32) bool                                            { return false }
-func reluGrad32(y, dy, dx []float32) bool                                   { return false }
-func add32(a, b, y []float32) bool                                          { return false }
+func chanSums32(x, dy, y, dz []float32, m, c int, mean []float32) []float64 { panic("no AVX-512") }
+func chanAffine32(x, skip []float32, m, c int, scale, shift, y []float32, r bool) {
+	panic("no AVX-512")
+}
+func chanAffine2_32(x, dy, y []float32, m, c int, a, k, b, dx []float32) { panic("no AVX-512") }
+func relu32(x, y []float32) bool                                         { return false }
+func reluGrad32(y, dy, dx []float32) bool                                { return false }
+func add32(a, b, y []float32) bool                                       { return false }

@@ -108,3 +108,95 @@ func TestFastConvMatchesReference(t *testing.T) {
 		}
 	}
 }
+
+// TestFastBatchNormMatchesReference compares the AVX-512 batch norm (train
+// and eval, every fused epilogue) with the same kernels run in float64 (the
+// generic loops): row counts that are and are not multiples of the kernels'
+// 256-row chunks, one and three channel vectors. A third of the fused
+// outputs are zero (the ReLU's mask).
+func TestFastBatchNormMatchesReference(t *testing.T) {
+	if detect() < AVX512 {
+		t.Skip("the per-channel kernels need AVX-512; this CPU lacks it")
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	f64 := func(v []float32) []float64 {
+		o := make([]float64, len(v))
+		for i, x := range v {
+			o[i] = float64(x)
+		}
+		return o
+	}
+	f32 := func(v []float64) []float32 {
+		o := make([]float32, len(v))
+		for i, x := range v {
+			o[i] = float32(x)
+		}
+		return o
+	}
+	for _, sh := range [][2]int{{700, 16}, {512, 48}, {3, 16}} {
+		m, c := sh[0], sh[1]
+		x, dy, skip := randF32(r, m*c), randF32(r, m*c), randF32(r, m*c)
+		for i := range x {
+			x[i] = 3*x[i] + 1
+		}
+		gamma, beta, rm, rv := randF32(r, c), randF32(r, c), randF32(r, c), randF32(r, c)
+		for i := range rv {
+			rv[i] = 0.5 + rv[i]*rv[i]
+		}
+		for _, fu := range []struct {
+			skip, relu bool
+		}{{false, false}, {false, true}, {true, true}, {true, false}} {
+			for _, train := range []bool{true, false} {
+				name := fmt.Sprintf("m=%d c=%d skip=%v relu=%v train=%v", m, c, fu.skip, fu.relu, train)
+				// run computes y, dx, dgamma, dbeta and dskip in float32 (at
+				// the AVX-512 level) or float64.
+				run32 := func() [][]float32 {
+					prev := SetLevel(AVX512)
+					defer SetLevel(prev)
+					y, dx, dg, db := make([]float32, m*c), make([]float32, m*c), make([]float32, c), make([]float32, c)
+					f := Fused[float32]{ReLU: fu.relu}
+					var ds []float32
+					if fu.skip {
+						f.Skip, ds = skip, make([]float32, m*c)
+					}
+					if train {
+						mean, is := make([]float32, c), make([]float32, c)
+						BatchNormTrainForward(m, c, x, gamma, beta, y, mean, is, nil, nil, 0.1, 1e-5, f)
+						f.Y, f.DSkip = y, ds
+						BatchNormTrainBackward(m, c, x, gamma, mean, is, dy, dx, dg, db, f)
+					} else {
+						BatchNormEvalForward(m, c, x, gamma, beta, rm, rv, y, 1e-5, f)
+						f.Y, f.DSkip = y, ds
+						BatchNormEvalBackward(m, c, x, gamma, rm, rv, dy, dx, dg, db, 1e-5, f)
+					}
+					return [][]float32{y, dx, dg, db, ds}
+				}
+				run64 := func() [][]float32 {
+					y, dx, dg, db := make([]float64, m*c), make([]float64, m*c), make([]float64, c), make([]float64, c)
+					f := Fused[float64]{ReLU: fu.relu}
+					var ds []float64
+					if fu.skip {
+						f.Skip, ds = f64(skip), make([]float64, m*c)
+					}
+					if train {
+						mean, is := make([]float64, c), make([]float64, c)
+						BatchNormTrainForward(m, c, f64(x), f64(gamma), f64(beta), y, mean, is, nil, nil, 0.1, 1e-5, f)
+						f.Y, f.DSkip = y, ds
+						BatchNormTrainBackward(m, c, f64(x), f64(gamma), mean, is, f64(dy), dx, dg, db, f)
+					} else {
+						BatchNormEvalForward(m, c, f64(x), f64(gamma), f64(beta), f64(rm), f64(rv), y, 1e-5, f)
+						f.Y, f.DSkip = y, ds
+						BatchNormEvalBackward(m, c, f64(x), f64(gamma), f64(rm), f64(rv), f64(dy), dx, dg, db, 1e-5, f)
+					}
+					return [][]float32{f32(y), f32(dx), f32(dg), f32(db), f32(ds)}
+				}
+				got, want := run32(), run64()
+				for k, what := range []string{"y", "dx", "dgamma", "dbeta", "dskip"} {
+					// Float32 sums of up to 700 terms against float64 ones:
+					// 1e-5 of the tensor's scale is ~100 float32 ulps.
+					closeTo(t, name+" "+what, got[k], want[k])
+				}
+			}
+		}
+	}
+}

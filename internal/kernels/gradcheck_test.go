@@ -208,35 +208,75 @@ func TestGradBatchNorm(t *testing.T) {
 	for i := range x {
 		x[i] = 2*x[i] + 0.5
 	}
-	gamma, beta := randVec(r, c), randVec(r, c)
-	runFD(t, fdCase{name: "batchnorm-train", inputs: [][]float64{x, gamma, beta},
-		fwd: func(in [][]float64) []float64 {
-			y := make([]float64, m*c)
-			BatchNormTrainForward(m, c, in[0], in[1], in[2], y, make([]float64, c), make([]float64, c), nil, nil, 0.1, eps)
-			return y
-		},
-		bwd: func(in [][]float64, dy []float64) [][]float64 {
-			y, mean, is := make([]float64, m*c), make([]float64, c), make([]float64, c)
-			BatchNormTrainForward(m, c, in[0], in[1], in[2], y, mean, is, nil, nil, 0.1, eps)
-			dx, dg, db := make([]float64, m*c), make([]float64, c), make([]float64, c)
-			BatchNormTrainBackward(m, c, in[0], in[1], mean, is, dy, dx, dg, db)
-			return [][]float64{dx, dg, db}
-		}})
+	gamma, beta, skip := randVec(r, c), randVec(r, c), randVec(r, m*c)
 	rm, rv := randVec(r, c), randVec(r, c)
 	for i := range rv {
 		rv[i] = 0.5 + rv[i]*rv[i]
 	}
-	runFD(t, fdCase{name: "batchnorm-eval", inputs: [][]float64{x, gamma, beta},
-		fwd: func(in [][]float64) []float64 {
-			y := make([]float64, m*c)
-			BatchNormEvalForward(m, c, in[0], in[1], in[2], rm, rv, y, eps)
-			return y
-		},
-		bwd: func(in [][]float64, dy []float64) [][]float64 {
-			dx, dg, db := make([]float64, m*c), make([]float64, c), make([]float64, c)
-			BatchNormEvalBackward(m, c, in[0], in[1], rm, rv, dy, dx, dg, db, eps)
-			return [][]float64{dx, dg, db}
-		}})
+	// Each case fuses a skip addition (the fourth input) and/or a ReLU.
+	for _, fu := range []struct {
+		name       string
+		skip, relu bool
+	}{{"", false, false}, {"-relu", false, true}, {"-add-relu", true, true}, {"-add", true, false}} {
+		inputs := func() [][]float64 {
+			in := [][]float64{append([]float64(nil), x...), append([]float64(nil), gamma...), append([]float64(nil), beta...)}
+			if fu.skip {
+				in = append(in, append([]float64(nil), skip...))
+			}
+			return in
+		}
+		fused := func(in [][]float64) Fused[float64] {
+			f := Fused[float64]{ReLU: fu.relu}
+			if fu.skip {
+				f.Skip = in[3]
+			}
+			return f
+		}
+		// back fills the backward half of f from the forward's output y
+		// and returns the skip gradient's slot in the result.
+		back := func(f Fused[float64], y []float64) (Fused[float64], []float64) {
+			f.Y = y
+			if fu.skip {
+				f.DSkip = make([]float64, m*c)
+			}
+			return f, f.DSkip
+		}
+		grads := func(dx, dg, db, ds []float64) [][]float64 {
+			g := [][]float64{dx, dg, db}
+			if fu.skip {
+				g = append(g, ds)
+			}
+			return g
+		}
+		runFD(t, fdCase{name: "batchnorm-train" + fu.name, inputs: inputs(),
+			fwd: func(in [][]float64) []float64 {
+				y := make([]float64, m*c)
+				BatchNormTrainForward(m, c, in[0], in[1], in[2], y, make([]float64, c), make([]float64, c), nil, nil, 0.1, eps, fused(in))
+				return y
+			},
+			bwd: func(in [][]float64, dy []float64) [][]float64 {
+				y, mean, is := make([]float64, m*c), make([]float64, c), make([]float64, c)
+				BatchNormTrainForward(m, c, in[0], in[1], in[2], y, mean, is, nil, nil, 0.1, eps, fused(in))
+				dx, dg, db := make([]float64, m*c), make([]float64, c), make([]float64, c)
+				f, ds := back(fused(in), y)
+				BatchNormTrainBackward(m, c, in[0], in[1], mean, is, dy, dx, dg, db, f)
+				return grads(dx, dg, db, ds)
+			}})
+		runFD(t, fdCase{name: "batchnorm-eval" + fu.name, inputs: inputs(),
+			fwd: func(in [][]float64) []float64 {
+				y := make([]float64, m*c)
+				BatchNormEvalForward(m, c, in[0], in[1], in[2], rm, rv, y, eps, fused(in))
+				return y
+			},
+			bwd: func(in [][]float64, dy []float64) [][]float64 {
+				y := make([]float64, m*c)
+				BatchNormEvalForward(m, c, in[0], in[1], in[2], rm, rv, y, eps, fused(in))
+				dx, dg, db := make([]float64, m*c), make([]float64, c), make([]float64, c)
+				f, ds := back(fused(in), y)
+				BatchNormEvalBackward(m, c, in[0], in[1], rm, rv, dy, dx, dg, db, eps, f)
+				return grads(dx, dg, db, ds)
+			}})
+	}
 }
 
 func TestGradGemm(t *testing.T) {

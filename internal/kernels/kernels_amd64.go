@@ -371,13 +371,13 @@ func chanSum512(x unsafe.Pointer, rows, c int, acc unsafe.Pointer)
 func chanSqDev512(x unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
 
 //go:noescape
-func chanDyStats512(x, dy unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
+func chanDyStats512(x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
 
 //go:noescape
-func chanAffine512(x unsafe.Pointer, rows, c int, scale, shift, y unsafe.Pointer, relu int)
+func chanAffine512(x, skip unsafe.Pointer, rows, c int, scale, shift, y unsafe.Pointer, relu int)
 
 //go:noescape
-func chanAffine2512(x, dy unsafe.Pointer, rows, c int, a, k, b, dx unsafe.Pointer)
+func chanAffine2512(x, dy, y unsafe.Pointer, rows, c int, a, k, b, dx unsafe.Pointer)
 
 //go:noescape
 func relu512(x, y unsafe.Pointer, n int)

@@ -51,6 +51,21 @@ func (j *Join) Add(branch, x *ag.Value) *ag.Value {
 	return ag.Add(branch, x)
 }
 
+// AddReLU returns ReLU(Add(bn(branch), x)), the end of a post-activation
+// block, as one fused operation (nn.BatchNorm.AddReLU) unless a branch
+// scale or a route stands between the batch norm and the addition.
+func (j *Join) AddReLU(bn *nn.BatchNorm, branch, x *ag.Value) *ag.Value {
+	switch {
+	case j.Plain:
+		return bn.ReLU(branch)
+	case (j.Scale != 0 && j.Scale != 1) || j.Route != RouteBoth:
+		return ag.ReLU(j.Add(bn.Forward(branch), x))
+	case j.Downsample != nil:
+		x = j.Downsample.Forward(x)
+	}
+	return bn.AddReLU(branch, x)
+}
+
 // JoinOf returns the Join of a block built by this package (nil for
 // others), to set its Route or inspect its shortcut.
 func JoinOf(b nn.Layer) *Join { return joinOf(b) }
@@ -76,11 +91,12 @@ type BasicBlock struct {
 	Join
 }
 
-// Forward applies the block.
+// Forward applies the block: relu(bn1(conv1(x))), then relu(bn2(conv2(·))
+// + shortcut(x)). BN.ReLU and AddReLU are the fused forms of those
+// expressions.
 func (b *BasicBlock) Forward(x *ag.Value) *ag.Value {
-	out := ag.ReLU(b.BN1.Forward(b.Conv1.Forward(x)))
-	out = b.BN2.Forward(b.Conv2.Forward(out))
-	return ag.ReLU(b.Add(out, x))
+	out := b.BN1.ReLU(b.Conv1.Forward(x))
+	return b.AddReLU(b.BN2, b.Conv2.Forward(out), x)
 }
 
 // BNAfterAddBlock is ordering b of He et al. 2016: conv-BN-ReLU-conv, add,
@@ -95,9 +111,9 @@ type BNAfterAddBlock struct {
 
 // Forward applies the block.
 func (b *BNAfterAddBlock) Forward(x *ag.Value) *ag.Value {
-	out := ag.ReLU(b.BN1.Forward(b.Conv1.Forward(x)))
+	out := b.BN1.ReLU(b.Conv1.Forward(x))
 	out = b.Conv2.Forward(out)
-	return ag.ReLU(b.BN2.Forward(b.Add(out, x)))
+	return b.BN2.ReLU(b.Add(out, x))
 }
 
 // ReLUBeforeAddBlock is ordering c: conv-BN-ReLU-conv-BN-ReLU, add.
@@ -111,8 +127,8 @@ type ReLUBeforeAddBlock struct {
 
 // Forward applies the block.
 func (b *ReLUBeforeAddBlock) Forward(x *ag.Value) *ag.Value {
-	out := ag.ReLU(b.BN1.Forward(b.Conv1.Forward(x)))
-	out = ag.ReLU(b.BN2.Forward(b.Conv2.Forward(out)))
+	out := b.BN1.ReLU(b.Conv1.Forward(x))
+	out = b.BN2.ReLU(b.Conv2.Forward(out))
 	return b.Add(out, x)
 }
 
@@ -128,8 +144,8 @@ type ReLUPreActBlock struct {
 
 // Forward applies the block.
 func (b *ReLUPreActBlock) Forward(x *ag.Value) *ag.Value {
-	out := b.BN1.Forward(b.Conv1.Forward(ag.ReLU(x)))
-	out = b.BN2.Forward(b.Conv2.Forward(ag.ReLU(out)))
+	out := b.BN1.ReLU(b.Conv1.Forward(ag.ReLU(x)))
+	out = b.BN2.Forward(b.Conv2.Forward(out))
 	return b.Add(out, x)
 }
 
@@ -146,9 +162,9 @@ type PreActBlock struct {
 
 // Forward applies the block.
 func (b *PreActBlock) Forward(x *ag.Value) *ag.Value {
-	pre := ag.ReLU(b.BN1.Forward(x))
+	pre := b.BN1.ReLU(x)
 	out := b.Conv1.Forward(pre)
-	out = b.Conv2.Forward(ag.ReLU(b.BN2.Forward(out)))
+	out = b.Conv2.Forward(b.BN2.ReLU(out))
 	return b.Add(out, b.shortcutInput(x, pre))
 }
 
@@ -176,10 +192,9 @@ type Bottleneck struct {
 
 // Forward applies the block.
 func (b *Bottleneck) Forward(x *ag.Value) *ag.Value {
-	out := ag.ReLU(b.BN1.Forward(b.Conv1.Forward(x)))
-	out = ag.ReLU(b.BN2.Forward(b.Conv2.Forward(out)))
-	out = b.BN3.Forward(b.Conv3.Forward(out))
-	return ag.ReLU(b.Add(out, x))
+	out := b.BN1.ReLU(b.Conv1.Forward(x))
+	out = b.BN2.ReLU(b.Conv2.Forward(out))
+	return b.AddReLU(b.BN3, b.Conv3.Forward(out), x)
 }
 
 // PreActBottleneck is the full pre-activation bottleneck of He et al.
@@ -196,9 +211,9 @@ type PreActBottleneck struct {
 
 // Forward applies the block.
 func (b *PreActBottleneck) Forward(x *ag.Value) *ag.Value {
-	pre := ag.ReLU(b.BN1.Forward(x))
+	pre := b.BN1.ReLU(x)
 	out := b.Conv1.Forward(pre)
-	out = b.Conv2.Forward(ag.ReLU(b.BN2.Forward(out)))
-	out = b.Conv3.Forward(ag.ReLU(b.BN3.Forward(out)))
+	out = b.Conv2.Forward(b.BN2.ReLU(out))
+	out = b.Conv3.Forward(b.BN3.ReLU(out))
 	return b.Add(out, b.shortcutInput(x, pre))
 }

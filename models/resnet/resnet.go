@@ -112,7 +112,7 @@ func (n *Net) Forward(x *ag.Value) *ag.Value {
 func (n *Net) Features(x *ag.Value) *ag.Value {
 	x = n.Conv1.Forward(x)
 	if n.BN1 != nil {
-		x = ag.ReLU(n.BN1.Forward(x))
+		x = n.BN1.ReLU(x)
 	}
 	if n.Config.Stem == "imagenet" {
 		x = nn.NewMaxPool2d(3, 2, 1).Forward(x)
@@ -128,7 +128,7 @@ func (n *Net) Features(x *ag.Value) *ag.Value {
 	}
 	switch {
 	case n.BN != nil:
-		x = ag.ReLU(n.BN.Forward(x))
+		x = n.BN.ReLU(x)
 	case n.Config.Ordering == ReLUOnlyPreAct:
 		x = ag.ReLU(x)
 	}

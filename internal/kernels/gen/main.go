@@ -235,9 +235,13 @@ func genPeak(s, g *bytes.Buffer, is isa) {
 //
 //	chanSum512(x, rows, c, acc):           acc[j] += Σ_r x[r][j]
 //	chanSqDev512(x, rows, c, mean, acc):   acc[j] += Σ_r (x[r][j]−mean[j])²
-//	chanDyStats512(x, dy, rows, c, mean, acc): acc[j] += Σ dy; acc[c+j] += Σ dy·(x−mean)
-//	chanAffine512(x, rows, c, scale, shift, y, relu): y = x·scale + shift (then max(·,0) if relu ≠ 0)
-//	chanAffine2512(x, dy, rows, c, a, k, b, dx): dx = a·dy − k·x + b
+//	chanDyStats512(x, dy, y, dz, rows, c, mean, acc): with g = dy where y ≠ 0 (0 elsewhere),
+//	    acc[j] += Σ g; acc[c+j] += Σ g·(x−mean); g stored at dz unless dz is nil.
+//	    Pass y = dy for g = dy.
+//	chanAffine512(x, skip, rows, c, scale, shift, y, relu): y = x·scale + shift (+ skip unless
+//	    skip is nil; then max(·,0) if relu ≠ 0)
+//	chanAffine2512(x, dy, y, rows, c, a, k, b, dx): dx = a·g − k·x + b, g = dy where y ≠ 0
+//	    (0 elsewhere); pass y = dy for g = dy.
 //	relu512(x, y, n), reluGrad512(y, dy, dx, n), add512(a, b, y, n): n a multiple of 16
 func genChannel(s, g *bytes.Buffer) {
 	decl := func(name, args string, frame int) {
@@ -307,21 +311,26 @@ sq_done:
 	VZEROUPPER
 	RET
 `)
-	decl("chanDyStats512", "x, dy unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer", 48)
+	decl("chanDyStats512", "x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer", 64)
 	fmt.Fprint(s, `	MOVQ x+0(FP), SI
 	MOVQ dy+8(FP), R10
-	MOVQ rows+16(FP), BX
-	MOVQ c+24(FP), R8
+	MOVQ rows+32(FP), BX
+	MOVQ c+40(FP), R8
 	SHLQ $2, R8
-	MOVQ mean+32(FP), R9
-	MOVQ acc+40(FP), DI
+	MOVQ mean+48(FP), R9
+	MOVQ acc+56(FP), DI
 	LEAQ (DI)(R8*1), R11
+	VPXORD Z6, Z6, Z6
 	XORQ DX, DX
 ds_cv:
 	CMPQ DX, R8
 	JGE ds_done
 	LEAQ (SI)(DX*1), AX
 	LEAQ (R10)(DX*1), R12
+	MOVQ y+16(FP), R13
+	ADDQ DX, R13
+	MOVQ dz+24(FP), R14
+	ADDQ DX, R14
 	VMOVUPS (R9)(DX*1), Z1
 	VPXORD Z0, Z0, Z0
 	VPXORD Z3, Z3, Z3
@@ -329,13 +338,21 @@ ds_cv:
 	TESTQ CX, CX
 	JZ ds_store
 ds_row:
-	VMOVUPS (R12), Z4
+	VMOVUPS (R13), Z5
+	VCMPPS $4, Z6, Z5, K1
+	VMOVUPS.Z (R12), K1, Z4
+	CMPQ dz+24(FP), $0
+	JEQ ds_acc
+	VMOVUPS Z4, (R14)
+ds_acc:
 	VMOVUPS (AX), Z2
 	VSUBPS Z1, Z2, Z2
 	VADDPS Z4, Z0, Z0
 	VFMADD231PS Z2, Z4, Z3
 	ADDQ R8, AX
 	ADDQ R8, R12
+	ADDQ R8, R13
+	ADDQ R8, R14
 	DECQ CX
 	JNZ ds_row
 ds_store:
@@ -349,15 +366,17 @@ ds_done:
 	VZEROUPPER
 	RET
 `)
-	decl("chanAffine512", "x unsafe.Pointer, rows, c int, scale, shift, y unsafe.Pointer, relu int", 56)
+	decl("chanAffine512", "x, skip unsafe.Pointer, rows, c int, scale, shift, y unsafe.Pointer, relu int", 64)
 	fmt.Fprint(s, `	MOVQ x+0(FP), SI
-	MOVQ rows+8(FP), BX
-	MOVQ c+16(FP), R8
+	MOVQ skip+8(FP), R12
+	MOVQ rows+16(FP), BX
+	MOVQ c+24(FP), R8
 	SHLQ $2, R8
-	MOVQ scale+24(FP), R9
-	MOVQ shift+32(FP), R10
-	MOVQ y+40(FP), DI
-	MOVQ relu+48(FP), R11
+	MOVQ scale+32(FP), R9
+	MOVQ shift+40(FP), R10
+	MOVQ y+48(FP), DI
+	MOVQ relu+56(FP), R11
+	MOVQ R12, R13
 	VPXORD Z5, Z5, Z5
 	TESTQ BX, BX
 	JZ af_done
@@ -367,6 +386,10 @@ af_cv:
 	VMOVUPS (SI)(DX*1), Z0
 	VMOVUPS (R9)(DX*1), Z2
 	VFMADD213PS (R10)(DX*1), Z2, Z0
+	TESTQ R13, R13
+	JZ af_relu
+	VADDPS (R12)(DX*1), Z0, Z0
+af_relu:
 	TESTQ R11, R11
 	JZ af_store
 	VMAXPS Z5, Z0, Z0
@@ -376,6 +399,7 @@ af_store:
 	CMPQ DX, R8
 	JL af_cv
 	ADDQ R8, SI
+	ADDQ R8, R12
 	ADDQ R8, DI
 	DECQ BX
 	JNZ af_row
@@ -383,22 +407,26 @@ af_done:
 	VZEROUPPER
 	RET
 `)
-	decl("chanAffine2512", "x, dy unsafe.Pointer, rows, c int, a, k, b, dx unsafe.Pointer", 64)
+	decl("chanAffine2512", "x, dy, y unsafe.Pointer, rows, c int, a, k, b, dx unsafe.Pointer", 72)
 	fmt.Fprint(s, `	MOVQ x+0(FP), SI
 	MOVQ dy+8(FP), R12
-	MOVQ rows+16(FP), BX
-	MOVQ c+24(FP), R8
+	MOVQ y+16(FP), R13
+	MOVQ rows+24(FP), BX
+	MOVQ c+32(FP), R8
 	SHLQ $2, R8
-	MOVQ a+32(FP), R9
-	MOVQ k+40(FP), R10
-	MOVQ b+48(FP), R11
-	MOVQ dx+56(FP), DI
+	MOVQ a+40(FP), R9
+	MOVQ k+48(FP), R10
+	MOVQ b+56(FP), R11
+	MOVQ dx+64(FP), DI
+	VPXORD Z6, Z6, Z6
 	TESTQ BX, BX
 	JZ a2_done
 a2_row:
 	XORQ DX, DX
 a2_cv:
-	VMOVUPS (R12)(DX*1), Z0
+	VMOVUPS (R13)(DX*1), Z5
+	VCMPPS $4, Z6, Z5, K1
+	VMOVUPS.Z (R12)(DX*1), K1, Z0
 	VMULPS (R9)(DX*1), Z0, Z0
 	VMOVUPS (SI)(DX*1), Z1
 	VFNMADD231PS (R10)(DX*1), Z1, Z0
@@ -409,6 +437,7 @@ a2_cv:
 	JL a2_cv
 	ADDQ R8, SI
 	ADDQ R8, R12
+	ADDQ R8, R13
 	ADDQ R8, DI
 	DECQ BX
 	JNZ a2_row
