@@ -49,14 +49,16 @@ func SetLevel(l Level) Level {
 type kernelSet struct {
 	vec     int             // floats per vector
 	conv    [2][]convKernel // by block width: [0] one vector, [1] two
+	row3    [2][]convKernel // the row-of-three-taps kernels (none: nil)
 	dw      [2][]dwKernel
 	maxConv [2]int
+	maxRow3 [2]int
 	maxDW   [2]int
 }
 
 func (k *kernelSet) init() *kernelSet {
 	for i := range 2 {
-		k.maxConv[i], k.maxDW[i] = len(k.conv[i]), len(k.dw[i])
+		k.maxConv[i], k.maxRow3[i], k.maxDW[i] = len(k.conv[i]), len(k.row3[i]), len(k.dw[i])
 	}
 	return k
 }
@@ -195,6 +197,9 @@ type convGeom struct {
 	// row run ri, column run ci and output-channel block bi at
 	// tables[(ri·len(runs)+ci)·len(blocks)+bi].
 	tables [][]int
+	// row3 holds, when the interior runs the row-of-three kernels, the
+	// tables of their left taps, one pair per kernel row: row3[ri·len(blocks)+bi].
+	row3   [][]int
 	border []int // the other runs' columns, as run<<32 | column
 }
 
@@ -254,6 +259,19 @@ func (p *convPlan) geometry() *convGeom {
 			g.main = i
 		}
 	}
+	// A 3-wide kernel at stride 1 whose interior sees all three columns
+	// runs the interior with the row-of-three kernels.
+	if cm := g.runs[g.main]; p.k.row3[0] != nil && p.KW == 3 && p.SW == 1 && p.DW == 1 && cm.u0 == 0 && cm.u1 == 3 {
+		for _, rr := range g.rowRuns {
+			for _, b := range p.blocks {
+				tb := make([]int, 0, max(2*(rr.u1-rr.u0), 2))
+				for t := rr.u0; t < rr.u1; t++ {
+					tb = append(tb, (t*p.DH)*p.W*p.C*4, t*p.KW*p.C*b.nb*4)
+				}
+				g.row3 = append(g.row3, tb)
+			}
+		}
+	}
 	for i, c := range g.runs {
 		if i != g.main {
 			for o := c.o0; o < c.o0+c.n; o++ {
@@ -295,7 +313,7 @@ func (p *convPlan) run(x, y []float32) {
 	xp := unsafe.Pointer(unsafe.SliceData(x))
 	// tile runs kernel k on mr outputs starting at output (r, o) of image n,
 	// the outputs spaced along a row (down = false) or a column.
-	tile := func(b ocBlock, tb []int, n, r, o, mr int, down bool) {
+	tile := func(k convKernel, b ocBlock, tb []int, n, r, o int, down bool) {
 		xs, ys := p.SW*p.C*4, p.YSW*p.OC*4
 		if down {
 			xs, ys = p.SH*p.W*p.C*4, p.YSH*p.YW*p.OC*4
@@ -303,17 +321,20 @@ func (p *convPlan) run(x, y []float32) {
 		xoff := ((n*p.H+r*p.SH+p.OffH)*p.W + o*p.SW + p.OffW) * p.C * 4
 		yi := ((n*p.YH+p.Y0H+r*p.YSH)*p.YW+p.Y0W+o*p.YSW)*p.OC + b.oc0
 		tp := (*int)(unsafe.Pointer(unsafe.SliceData(tb[:cap(tb)])))
-		p.k.conv[b.vi][mr-1](xp, xoff, unsafe.Pointer(&p.wp[b.off]), unsafe.Pointer(&y[yi]), tp, len(tb)/2, p.C, xs, ys)
+		k(xp, xoff, unsafe.Pointer(&p.wp[b.off]), unsafe.Pointer(&y[yi]), tp, len(tb)/2, p.C, xs, ys)
 	}
 	cm := runs[g.main]
 	parallelFor(p.N*p.OH, func(lo, hi int) {
 		for row := lo; row < hi; row++ {
 			n, r := row/p.OH, row%p.OH
 			for bi, b := range p.blocks {
-				tb := g.table(g.rowOf[r], g.main, bi, nbl)
+				ks, tb := p.k.conv[b.vi], g.table(g.rowOf[r], g.main, bi, nbl)
+				if g.row3 != nil {
+					ks, tb = p.k.row3[b.vi], g.row3[g.rowOf[r]*nbl+bi]
+				}
 				for o, left := cm.o0, cm.n; left > 0; {
-					mr := balanced(left, p.k.maxConv[b.vi])
-					tile(b, tb, n, r, o, mr, false)
+					mr := balanced(left, len(ks))
+					tile(ks[mr-1], b, tb, n, r, o, false)
 					o, left = o+mr, left-mr
 				}
 			}
@@ -328,7 +349,7 @@ func (p *convPlan) run(x, y []float32) {
 					tb := g.table(ri, int(bc>>32), bi, nbl)
 					for r, left := rr.o0, rr.n; left > 0; {
 						mr := balanced(left, p.k.maxConv[b.vi])
-						tile(b, tb, n, r, o, mr, true)
+						tile(p.k.conv[b.vi][mr-1], b, tb, n, r, o, true)
 						r, left = r+mr, left-mr
 					}
 				}

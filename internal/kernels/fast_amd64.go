@@ -20,8 +20,9 @@ func detect() Level {
 }
 
 var (
-	avx512Set = (&kernelSet{vec: 16, conv: [2][]convKernel{convAVX512_16[:], convAVX512_32[:]}, dw: [2][]dwKernel{dwAVX512_16[:], dwAVX512_32[:]}}).init()
-	avx2Set   = (&kernelSet{vec: 8, conv: [2][]convKernel{convAVX2_8[:], convAVX2_16[:]}, dw: [2][]dwKernel{dwAVX2_8[:], dwAVX2_16[:]}}).init()
+	avx512Set = (&kernelSet{vec: 16, conv: [2][]convKernel{convAVX512_16[:], convAVX512_32[:]},
+		row3: [2][]convKernel{convRow3AVX512_16[:], convRow3AVX512_32[:]}, dw: [2][]dwKernel{dwAVX512_16[:], dwAVX512_32[:]}}).init()
+	avx2Set = (&kernelSet{vec: 8, conv: [2][]convKernel{convAVX2_8[:], convAVX2_16[:]}, dw: [2][]dwKernel{dwAVX2_8[:], dwAVX2_16[:]}}).init()
 )
 
 // Peak runs n iterations of independent, register-only FMAs at the active

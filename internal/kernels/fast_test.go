@@ -58,6 +58,10 @@ func convShapes(r *rand.Rand) []ConvShape {
 		{N: 1, H: 9, W: 9, C: 16, OC: 16, KH: 3, KW: 3, SH: 1, SW: 1, DH: 2, DW: 2, PT: 2, PL: 2, PB: 2, PR: 2},
 		{N: 1, H: 4, W: 3, C: 16, OC: 16, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 4, PL: 4, PB: 4, PR: 4},
 		{N: 3, H: 1, W: 29, C: 40, OC: 80, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1}, // a GEMM
+		// Row-of-three kernels: interiors of 31 and 18 columns (several
+		// tiles), one- and two-vector blocks, padded and valid.
+		{N: 2, H: 6, W: 33, C: 16, OC: 48, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 1, H: 5, W: 20, C: 8, OC: 16, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1},
 	}
 	for i := 0; i < 6; i++ { // random ones
 		k := 1 + 2*r.IntN(3)
@@ -67,6 +71,28 @@ func convShapes(r *rand.Rand) []ConvShape {
 			KH: k, KW: k, SH: s, SW: s, DH: 1, DW: 1, PT: p, PL: p, PB: p, PR: p})
 	}
 	return sh
+}
+
+// TestRow3KernelsRunTheInterior checks that a 3×3 stride-1 convolution's
+// interior takes the row-of-three kernels at the AVX-512 level (and that a
+// strided one does not), so that TestFastConvMatchesReference tests them.
+func TestRow3KernelsRunTheInterior(t *testing.T) {
+	if detect() < AVX512 {
+		t.Skip("the row-of-three kernels are AVX-512 only; this CPU lacks it")
+	}
+	prev := SetLevel(AVX512)
+	defer SetLevel(prev)
+	for _, c := range []struct {
+		stride int
+		want   bool
+	}{{1, true}, {2, false}} {
+		k, bs, _ := fastBlocks(16)
+		p := &convPlan{N: 1, H: 12, W: 12, C: 16, OC: 16, KH: 3, KW: 3, SH: c.stride, SW: c.stride, DH: 1, DW: 1,
+			OffH: -1, OffW: -1, OH: 12 / c.stride, OW: 12 / c.stride, k: k, blocks: bs}
+		if got := p.geometry().row3 != nil; got != c.want {
+			t.Errorf("stride %d: row-of-three kernels used = %v, want %v", c.stride, got, c.want)
+		}
+	}
 }
 
 func TestFastConvMatchesReference(t *testing.T) {

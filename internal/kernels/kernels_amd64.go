@@ -6,6 +6,52 @@ package kernels
 
 import "unsafe"
 
+// convRow3AVX512_16[mr-1] is the AVX512 conv kernel for mr pixels × 16 channels
+// of a row of three horizontal taps (stride 1, no dilation).
+var convRow3AVX512_16 = [...]convKernel{convRow3AVX512_1x16, convRow3AVX512_2x16, convRow3AVX512_3x16, convRow3AVX512_4x16, convRow3AVX512_5x16, convRow3AVX512_6x16, convRow3AVX512_7x16, convRow3AVX512_8x16, convRow3AVX512_9x16, convRow3AVX512_10x16, convRow3AVX512_11x16, convRow3AVX512_12x16, convRow3AVX512_13x16, convRow3AVX512_14x16}
+
+//go:noescape
+func convRow3AVX512_1x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
+
+//go:noescape
+func convRow3AVX512_2x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
+
+//go:noescape
+func convRow3AVX512_3x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
+
+//go:noescape
+func convRow3AVX512_4x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
+
+//go:noescape
+func convRow3AVX512_5x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
+
+//go:noescape
+func convRow3AVX512_6x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
+
+//go:noescape
+func convRow3AVX512_7x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
+
+//go:noescape
+func convRow3AVX512_8x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
+
+//go:noescape
+func convRow3AVX512_9x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
+
+//go:noescape
+func convRow3AVX512_10x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
+
+//go:noescape
+func convRow3AVX512_11x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
+
+//go:noescape
+func convRow3AVX512_12x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
+
+//go:noescape
+func convRow3AVX512_13x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
+
+//go:noescape
+func convRow3AVX512_14x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
+
 // convAVX512_16[mr-1] is the AVX512 conv kernel for mr pixels × 16 channels.
 var convAVX512_16 = [...]convKernel{convAVX512_1x16, convAVX512_2x16, convAVX512_3x16, convAVX512_4x16, convAVX512_5x16, convAVX512_6x16, convAVX512_7x16, convAVX512_8x16, convAVX512_9x16, convAVX512_10x16, convAVX512_11x16, convAVX512_12x16, convAVX512_13x16, convAVX512_14x16}
 
@@ -137,6 +183,46 @@ func dwAVX512_27x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Poi
 
 //go:noescape
 func dwAVX512_28x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+// convRow3AVX512_32[mr-1] is the AVX512 conv kernel for mr pixels × 32 channels
+// of a row of three horizontal taps (stride 1, no dilation).
+var convRow3AVX512_32 = [...]convKernel{convRow3AVX512_1x32, convRow3AVX512_2x32, convRow3AVX512_3x32, convRow3AVX512_4x32, convRow3AVX512_5x32, convRow3AVX512_6x32, convRow3AVX512_7x32, convRow3AVX512_8x32, convRow3AVX512_9x32, convRow3AVX512_10x32, convRow3AVX512_11x32, convRow3AVX512_12x32}
+
+//go:noescape
+func convRow3AVX512_1x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
+
+//go:noescape
+func convRow3AVX512_2x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
+
+//go:noescape
+func convRow3AVX512_3x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
+
+//go:noescape
+func convRow3AVX512_4x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
+
+//go:noescape
+func convRow3AVX512_5x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
+
+//go:noescape
+func convRow3AVX512_6x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
+
+//go:noescape
+func convRow3AVX512_7x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
+
+//go:noescape
+func convRow3AVX512_8x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
+
+//go:noescape
+func convRow3AVX512_9x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
+
+//go:noescape
+func convRow3AVX512_10x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
+
+//go:noescape
+func convRow3AVX512_11x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
+
+//go:noescape
+func convRow3AVX512_12x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
 
 // convAVX512_32[mr-1] is the AVX512 conv kernel for mr pixels × 32 channels.
 var convAVX512_32 = [...]convKernel{convAVX512_1x32, convAVX512_2x32, convAVX512_3x32, convAVX512_4x32, convAVX512_5x32, convAVX512_6x32, convAVX512_7x32, convAVX512_8x32, convAVX512_9x32, convAVX512_10x32, convAVX512_11x32, convAVX512_12x32, convAVX512_13x32, convAVX512_14x32}

@@ -39,6 +39,10 @@ var isas = []isa{
 // maxMR is the longest pixel tile the conv kernels address (see pixAddr).
 const maxMR = 14
 
+// maxPix is the number of pixels pixAddr reaches: a row-of-three kernel
+// reads mr+2.
+const maxPix = 16
+
 // pixAddr returns the address of pixel p of a tile whose pixel 0 is at DX
 // with pixel stride SI, using DI = 3·SI, R8 = DX+SI, R9 = DX+2·SI,
 // R10 = DX+3·SI, plus a byte displacement.
@@ -46,7 +50,7 @@ func pixAddr(p, disp int) string {
 	a := map[int]string{
 		0: "(DX)", 1: "(DX)(SI*1)", 2: "(DX)(SI*2)", 3: "(DX)(DI*1)", 4: "(DX)(SI*4)", 5: "(R8)(SI*4)",
 		6: "(DX)(DI*2)", 7: "(R8)(DI*2)", 8: "(DX)(SI*8)", 9: "(R8)(SI*8)", 10: "(R9)(SI*8)", 11: "(R10)(SI*8)",
-		12: "(DX)(DI*4)", 13: "(R8)(DI*4)",
+		12: "(DX)(DI*4)", 13: "(R8)(DI*4)", 14: "(R9)(DI*4)", 15: "(R10)(DI*4)",
 	}[p]
 	if disp != 0 {
 		return fmt.Sprintf("%d%s", disp, a)
@@ -67,6 +71,20 @@ func main() {
 			}
 			for mr := 1; mr*nv <= is.maxAcc; mr++ {
 				dw = append(dw, genDW(&s, is, mr, nv))
+			}
+			if is.name == "AVX512" {
+				var row3 []string
+				for mr := 1; mr+2 <= maxPix && mr*nv+3*nv+2 <= is.nregs; mr++ {
+					row3 = append(row3, genConvRow3(&s, is, mr, nv))
+				}
+				fmt.Fprintf(&g, "\n// convRow3%s_%d[mr-1] is the %s conv kernel for mr pixels × %d channels\n// of a row of three horizontal taps (stride 1, no dilation).\nvar convRow3%s_%d = [...]convKernel{", is.name, nr, is.name, nr, is.name, nr)
+				for _, n := range row3 {
+					fmt.Fprintf(&g, "%s, ", n)
+				}
+				fmt.Fprint(&g, "}\n")
+				for _, n := range row3 {
+					fmt.Fprintf(&g, "\n//go:noescape\nfunc %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)\n", n)
+				}
 			}
 			fmt.Fprintf(&g, "\n// conv%s_%d[mr-1] is the %s conv kernel for mr pixels × %d channels.\nvar conv%s_%d = [...]convKernel{", is.name, nr, is.name, nr, is.name, nr)
 			for _, n := range conv {
@@ -152,6 +170,68 @@ func genConv(s *bytes.Buffer, is isa, mr, nv int) string {
 	if mr > 10 {
 		fmt.Fprint(s, "\tADDQ $4, R9\n\tADDQ $4, R10\n")
 	}
+	fmt.Fprintf(s, "\tDECQ CX\n\tJNZ %s_ic\n\tADDQ $16, AX\n\tDECQ BX\n\tJNZ %s_tap\n%s_store:\n", name, name, name)
+	fmt.Fprint(s, "\tMOVQ y+24(FP), DX\n\tMOVQ ys+64(FP), SI\n")
+	for p := 0; p < mr; p++ {
+		for v := 0; v < nv; v++ {
+			fmt.Fprintf(s, "\tVMOVUPS %s, %d(DX)\n", acc(is, p, v, nv), v*vb)
+		}
+		if p < mr-1 {
+			fmt.Fprint(s, "\tADDQ SI, DX\n")
+		}
+	}
+	fmt.Fprint(s, "\tVZEROUPPER\n\tRET\n")
+	return name
+}
+
+// genConvRow3 writes one conv kernel for the interior of a 3-wide kernel
+// at stride 1: taps holds one (xoffset, woffset) pair per kernel row, for
+// its left tap; the row's three taps u = 0, 1, 2 read pixels q = p+u and
+// weights woffset + u·ic·NR·4. Each broadcast activation x[q][c] then
+// feeds the three outputs p = q−u that use it — three times the FMAs per
+// load of genConv, which matters most for one-vector (16-channel) tiles,
+// where genConv does one load per FMA.
+func genConvRow3(s *bytes.Buffer, is isa, mr, nv int) string {
+	name := fmt.Sprintf("convRow3%s_%dx%d", is.name, mr, nv*is.width)
+	vb := is.width * 4
+	wreg := func(u, v int) string { return fmt.Sprintf("%s%d", is.reg, mr*nv+u*nv+v) }
+	breg := []string{fmt.Sprintf("%s%d", is.reg, is.nregs-2), fmt.Sprintf("%s%d", is.reg, is.nregs-1)}
+	fmt.Fprintf(s, "\n// func %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)\nTEXT ·%s(SB), NOSPLIT, $0-72\n", name, name)
+	for p := 0; p < mr; p++ {
+		for v := 0; v < nv; v++ {
+			r := acc(is, p, v, nv)
+			fmt.Fprintf(s, "\t%s %s, %s, %s\n", is.zero, r, r, r)
+		}
+	}
+	// R14 = the weight stride between horizontal taps: ic·NR·4 bytes.
+	fmt.Fprintf(s, "\tMOVQ x+0(FP), R12\n\tADDQ xoff+8(FP), R12\n\tMOVQ w+16(FP), R13\n\tMOVQ taps+32(FP), AX\n\tMOVQ ntaps+40(FP), BX\n\tMOVQ xs+56(FP), SI\n\tLEAQ (SI)(SI*2), DI\n\tMOVQ ic+48(FP), R14\n\tIMULQ $%d, R14\n", nv*vb)
+	fmt.Fprintf(s, "\tTESTQ BX, BX\n\tJZ %s_store\n%s_tap:\n", name, name)
+	fmt.Fprint(s, "\tMOVQ 0(AX), DX\n\tADDQ R12, DX\n\tMOVQ 8(AX), R11\n\tADDQ R13, R11\n\tLEAQ (DX)(SI*1), R8\n\tLEAQ (DX)(SI*2), R9\n\tLEAQ (DX)(DI*1), R10\n")
+	fmt.Fprintf(s, "\tMOVQ ic+48(FP), CX\n%s_ic:\n", name)
+	for u := 0; u < 3; u++ {
+		for v := 0; v < nv; v++ {
+			base := "(R11)"
+			if u > 0 {
+				base = fmt.Sprintf("(R11)(R14*%d)", u)
+			}
+			if v > 0 {
+				base = fmt.Sprintf("%d%s", v*vb, base)
+			}
+			fmt.Fprintf(s, "\tVMOVUPS %s, %s\n", base, wreg(u, v))
+		}
+	}
+	for q := 0; q < mr+2; q++ {
+		b := breg[q%2]
+		fmt.Fprintf(s, "\tVBROADCASTSS %s, %s\n", pixAddr(q, 0), b)
+		for u := 0; u < 3; u++ {
+			if p := q - u; p >= 0 && p < mr {
+				for v := 0; v < nv; v++ {
+					fmt.Fprintf(s, "\tVFMADD231PS %s, %s, %s\n", wreg(u, v), b, acc(is, p, v, nv))
+				}
+			}
+		}
+	}
+	fmt.Fprintf(s, "\tADDQ $%d, R11\n\tADDQ $4, DX\n\tADDQ $4, R8\n\tADDQ $4, R9\n\tADDQ $4, R10\n", nv*vb)
 	fmt.Fprintf(s, "\tDECQ CX\n\tJNZ %s_ic\n\tADDQ $16, AX\n\tDECQ BX\n\tJNZ %s_tap\n%s_store:\n", name, name, name)
 	fmt.Fprint(s, "\tMOVQ y+24(FP), DX\n\tMOVQ ys+64(FP), SI\n")
 	for p := 0; p < mr; p++ {
