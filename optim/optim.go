@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/internal/kernels"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -165,6 +166,10 @@ func (o *SGD) Step() {
 					first = true
 				}
 				buf = b.Data
+			}
+			if mu != 0 && !first && !o.cfg.Nesterov {
+				kernels.SGDMomentum(w, grad, buf, lr, wd, mu, damp)
+				continue
 			}
 			for i := range w {
 				d := grad[i]

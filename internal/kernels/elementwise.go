@@ -66,6 +66,25 @@ func Add[T Float](a, b, y []T) {
 	})
 }
 
+// SGDMomentum applies one step of SGD with momentum to w in place, as
+// PyTorch does after its first step (no Nesterov): d = g + wd·w,
+// buf = mu·buf + damp·d, w −= lr·buf. It runs in parallel chunks, with
+// AVX-512 where present.
+func SGDMomentum(w, g, buf []float32, lr, wd, mu, damp float32) {
+	g, buf = g[:len(w)], buf[:len(w)]
+	coef := [4]float32{lr, wd, mu, damp}
+	if sgd32(w, g, buf, &coef) {
+		return
+	}
+	parallelFor(len(w)/elemChunk+1, func(lo, hi int) {
+		for i := lo * elemChunk; i < min(hi*elemChunk, len(w)); i++ {
+			d := g[i] + wd*w[i]
+			buf[i] = mu*buf[i] + damp*d
+			w[i] -= lr * buf[i]
+		}
+	})
+}
+
 // Accumulate adds x into y.
 func Accumulate[T Float](x, y []T) {
 	y = y[:len(x)]

@@ -143,28 +143,27 @@ func (p *convPlan) pack(src weightSource) {
 		total += taps * p.C * p.blocks[i].nb
 	}
 	p.wp = getBuf(max(total, 1))
-	for _, b := range p.blocks {
-		dst := p.wp[b.off:]
-		for t := 0; t < p.KH; t++ {
-			for u := 0; u < p.KW; u++ {
-				st, su := src.tap(t, u)
-				sw := src.w[(st*src.SKW+su)*src.A*src.B:][:src.A*src.B]
-				d := dst[(t*p.KW+u)*p.C*b.nb:][:p.C*b.nb]
-				if !src.transposed {
-					for c := 0; c < p.C; c++ {
-						copy(d[c*b.nb:(c+1)*b.nb], sw[c*src.B+b.oc0:])
-					}
-				} else {
-					for c := 0; c < p.C; c++ {
-						row := d[c*b.nb : (c+1)*b.nb]
-						for j := range row {
-							row[j] = sw[(b.oc0+j)*src.B+c]
-						}
-					}
+	parallelFor(len(p.blocks)*taps, func(lo, hi int) {
+		for job := lo; job < hi; job++ {
+			b, t, u := p.blocks[job/taps], job%taps/p.KW, job%p.KW
+			st, su := src.tap(t, u)
+			sw := src.w[(st*src.SKW+su)*src.A*src.B:][:src.A*src.B]
+			d := p.wp[b.off+(t*p.KW+u)*p.C*b.nb:][:p.C*b.nb]
+			if !src.transposed {
+				for c := 0; c < p.C; c++ {
+					copy(d[c*b.nb:(c+1)*b.nb], sw[c*src.B+b.oc0:])
+				}
+				continue
+			}
+			// Read each source row once, in order; the writes stride by
+			// the block width within d, which stays in cache.
+			for j := 0; j < b.nb; j++ {
+				for c, v := range sw[(b.oc0+j)*src.B:][:p.C] {
+					d[c*b.nb+j] = v
 				}
 			}
 		}
-	}
+	})
 }
 
 // validRange returns the taps t in [0, k) with 0 ≤ o·s + off + t·d < n.

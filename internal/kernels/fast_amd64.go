@@ -163,3 +163,27 @@ func add32(a, b, y []float32) bool {
 		}
 	})
 }
+
+// sgd32 runs sgd512 over w, g and buf in parallel chunks (coef = lr, wd,
+// mu, damp), the last len mod 16 elements in Go; false without AVX-512.
+func sgd32(w, g, buf []float32, coef *[4]float32) bool {
+	lr, wd, mu, damp := coef[0], coef[1], coef[2], coef[3]
+	return elementwise32(len(w), func(o, n int) {
+		sgd512(unsafe.Pointer(&w[o]), unsafe.Pointer(&g[o]), unsafe.Pointer(&buf[o]), n, unsafe.Pointer(coef))
+	}, func(o int) {
+		for i := o; i < len(w); i++ {
+			d := g[i] + wd*w[i]
+			buf[i] = mu*buf[i] + damp*d
+			w[i] -= lr * buf[i]
+		}
+	})
+}
+
+// iota16 is 0, 1, …, 15: the lanes of maxPool512's indices.
+var iota16 = [16]int32{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}
+
+// maxPoolPixel32 writes one output pixel's c channels of max pooling over
+// the input pixels at element offsets offs (at least one).
+func maxPoolPixel32(x []float32, offs []int, c int, y []float32, arg []int32) {
+	maxPool512(unsafe.Pointer(&x[0]), unsafe.Pointer(&offs[0]), len(offs), c, unsafe.Pointer(&y[0]), unsafe.Pointer(&arg[0]), unsafe.Pointer(&iota16[0]))
+}

@@ -19,3 +19,8 @@ func chanAffine2_32(x, dy, y []float32, m, c int, a, k, b, dx []float32) { panic
 func relu32(x, y []float32) bool                                         { return false }
 func reluGrad32(y, dy, dx []float32) bool                                { return false }
 func add32(a, b, y []float32) bool                                       { return false }
+
+func sgd32(w, g, buf []float32, coef *[4]float32) bool { return false }
+func maxPoolPixel32(x []float32, offs []int, c int, y []float32, arg []int32) {
+	panic("no AVX-512")
+}

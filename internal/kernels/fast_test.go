@@ -226,3 +226,56 @@ func TestFastBatchNormMatchesReference(t *testing.T) {
 		}
 	}
 }
+
+// TestFastMaxPoolAndSGDMatchReference compares the AVX-512 max pooling
+// (values and argmax indices, with ties: inputs are small integers, so the
+// first maximum must win as in the reference) and SGD step with the
+// generic loops. Both compute exactly the same values except SGD, where
+// the kernel's FMAs round once instead of twice: 1e-6 relative.
+func TestFastMaxPoolAndSGDMatchReference(t *testing.T) {
+	if detect() < AVX512 {
+		t.Skip("these kernels need AVX-512; this CPU lacks it")
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, s := range []PoolShape{
+		{N: 2, H: 13, W: 11, C: 32, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 1, H: 8, W: 8, C: 16, KH: 2, KW: 2, SH: 2, SW: 2, DH: 1, DW: 1},
+		{N: 1, H: 9, W: 7, C: 48, KH: 3, KW: 2, SH: 1, SW: 2, DH: 2, DW: 1, PT: 2, PL: 1, PB: 2, PR: 1, CeilMode: true},
+	} {
+		x := make([]float32, s.N*s.H*s.W*s.C)
+		for i := range x {
+			x[i] = float32(r.IntN(5))
+		}
+		ny := s.N * s.OH() * s.OW() * s.C
+		run := func(l Level) ([]float32, []int32) {
+			prev := SetLevel(l)
+			defer SetLevel(prev)
+			y, arg := make([]float32, ny), make([]int32, ny)
+			MaxPoolForward(s, x, y, arg)
+			return y, arg
+		}
+		fy, fa := run(AVX512)
+		gy, ga := run(Generic)
+		for i := range gy {
+			if fy[i] != gy[i] || fa[i] != ga[i] {
+				t.Fatalf("max pool %+v: output %d: fast %g at %d, generic %g at %d", s, i, fy[i], fa[i], gy[i], ga[i])
+			}
+		}
+	}
+	const n = 3*elemChunk + 37 // several chunks and a tail
+	w, g, buf := randF32(r, n), randF32(r, n), randF32(r, n)
+	run := func(l Level) ([]float32, []float32) {
+		prev := SetLevel(l)
+		defer SetLevel(prev)
+		ww, bb := append([]float32(nil), w...), append([]float32(nil), buf...)
+		SGDMomentum(ww, g, bb, 0.1, 1e-4, 0.9, 0.75)
+		return ww, bb
+	}
+	fw, fb := run(AVX512)
+	gw, gb := run(Generic)
+	for i := range gw {
+		if math.Abs(float64(fw[i]-gw[i])) > 1e-6*(1+math.Abs(float64(gw[i]))) || math.Abs(float64(fb[i]-gb[i])) > 1e-6*(1+math.Abs(float64(gb[i]))) {
+			t.Fatalf("SGD element %d: fast w %g buf %g, generic w %g buf %g", i, fw[i], fb[i], gw[i], gb[i])
+		}
+	}
+}

@@ -472,4 +472,10 @@ func relu512(x, y unsafe.Pointer, n int)
 func reluGrad512(y, dy, dx unsafe.Pointer, n int)
 
 //go:noescape
+func sgd512(w, grad, buf unsafe.Pointer, n int, coef unsafe.Pointer)
+
+//go:noescape
+func maxPool512(x, offs unsafe.Pointer, ntaps, c int, y, arg, iota unsafe.Pointer)
+
+//go:noescape
 func add512(a, b, y unsafe.Pointer, n int)

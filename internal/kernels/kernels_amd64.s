@@ -12566,6 +12566,80 @@ rg_done:
 	VZEROUPPER
 	RET
 
+// func sgd512(w, grad, buf unsafe.Pointer, n int, coef unsafe.Pointer)
+TEXT ·sgd512(SB), NOSPLIT, $0-40
+	MOVQ w+0(FP), DI
+	MOVQ grad+8(FP), SI
+	MOVQ buf+16(FP), R8
+	MOVQ n+24(FP), CX
+	SHRQ $4, CX
+	MOVQ coef+32(FP), AX
+	VBROADCASTSS 0(AX), Z4
+	VBROADCASTSS 4(AX), Z5
+	VBROADCASTSS 8(AX), Z6
+	VBROADCASTSS 12(AX), Z7
+	TESTQ CX, CX
+	JZ sgd_done
+sgd_loop:
+	VMOVUPS (DI), Z0
+	VMOVUPS (SI), Z1
+	VFMADD231PS Z5, Z0, Z1
+	VMULPS Z7, Z1, Z1
+	VFMADD231PS (R8), Z6, Z1
+	VMOVUPS Z1, (R8)
+	VFNMADD231PS Z4, Z1, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $64, DI
+	ADDQ $64, SI
+	ADDQ $64, R8
+	DECQ CX
+	JNZ sgd_loop
+sgd_done:
+	VZEROUPPER
+	RET
+
+// func maxPool512(x, offs unsafe.Pointer, ntaps, c int, y, arg, iota unsafe.Pointer)
+TEXT ·maxPool512(SB), NOSPLIT, $0-56
+	MOVQ x+0(FP), SI
+	MOVQ offs+8(FP), R8
+	MOVQ ntaps+16(FP), BX
+	MOVQ c+24(FP), R9
+	MOVQ y+32(FP), DI
+	MOVQ arg+40(FP), R10
+	MOVQ iota+48(FP), R11
+	VMOVDQU32 (R11), Z7
+	XORQ DX, DX
+mp_cv:
+	CMPQ DX, R9
+	JGE mp_done
+	MOVQ 0(R8), AX
+	ADDQ DX, AX
+	VMOVUPS (SI)(AX*4), Z0
+	VPBROADCASTD AX, Z1
+	VPADDD Z7, Z1, Z1
+	MOVQ $1, CX
+mp_tap:
+	CMPQ CX, BX
+	JGE mp_store
+	MOVQ (R8)(CX*8), AX
+	ADDQ DX, AX
+	VMOVUPS (SI)(AX*4), Z2
+	VCMPPS $0x1e, Z0, Z2, K1
+	VMOVUPS Z2, K1, Z0
+	VPBROADCASTD AX, Z3
+	VPADDD Z7, Z3, Z3
+	VMOVDQU32 Z3, K1, Z1
+	INCQ CX
+	JMP mp_tap
+mp_store:
+	VMOVUPS Z0, (DI)(DX*4)
+	VMOVDQU32 Z1, (R10)(DX*4)
+	ADDQ $16, DX
+	JMP mp_cv
+mp_done:
+	VZEROUPPER
+	RET
+
 // func add512(a, b, y unsafe.Pointer, n int)
 TEXT ·add512(SB), NOSPLIT, $0-32
 	MOVQ a+0(FP), SI

@@ -80,8 +80,6 @@ func sumInOrder[T Float](parts map[int][]T, dst []T) {
 	}
 	copy(dst, parts[keys[0]][:len(dst)])
 	for _, lo := range keys[1:] {
-		for i, v := range parts[lo][:len(dst)] {
-			dst[i] += v
-		}
+		Add(dst, parts[lo][:len(dst)], dst)
 	}
 }

@@ -61,12 +61,32 @@ func (s PoolShape) Validate() error {
 // at least one real input (guaranteed by Validate's output size).
 func MaxPoolForward[T Float](s PoolShape, x, y []T, arg []int32) {
 	oh, ow := s.OH(), s.OW()
+	xf, fast := any(x).([]float32)
+	yf, _ := any(y).([]float32)
+	fast = fast && chanOK(s.C)
 	parallelFor(s.N*oh, func(lo, hi int) {
+		var offs []int // the valid taps' element offsets, for the fast path
 		for r := lo; r < hi; r++ {
 			n, oy := r/oh, r%oh
 			for ox := 0; ox < ow; ox++ {
 				o := ((n*oh+oy)*ow + ox) * s.C
 				yo, ao := y[o:o+s.C], arg[o:o+s.C]
+				if fast {
+					offs = offs[:0]
+					for kh := 0; kh < s.KH; kh++ {
+						if iy := oy*s.SH - s.PT + kh*s.DH; iy >= 0 && iy < s.H {
+							for kw := 0; kw < s.KW; kw++ {
+								if ix := ox*s.SW - s.PL + kw*s.DW; ix >= 0 && ix < s.W {
+									offs = append(offs, ((n*s.H+iy)*s.W+ix)*s.C)
+								}
+							}
+						}
+					}
+					if len(offs) > 0 {
+						maxPoolPixel32(xf, offs, s.C, yf[o:o+s.C], ao)
+						continue
+					}
+				}
 				for c := range yo {
 					yo[c] = T(math.Inf(-1))
 					ao[c] = -1
