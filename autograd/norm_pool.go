@@ -180,7 +180,7 @@ func MaxPool2d(x *Value, p PoolParams) *Value {
 	if y.dry() {
 		return y
 	}
-	arg := make([]int32, y.numel())
+	arg := y.tape.allocInt32(y.numel())
 	kernels.MaxPoolForward(s, x.Data.Data, y.Data.Data, arg)
 	record(y, func() {
 		y.tape.contribute(x, func(dst []float32) { kernels.MaxPoolBackward(y.Grad.Data, arg, dst) })

@@ -24,6 +24,7 @@ package autograd
 
 import (
 	"fmt"
+	"unsafe"
 
 	"github.com/residual-nn/residual/tensor"
 )
@@ -253,6 +254,17 @@ func (tp *Tape) alloc(n int) []float32 {
 	}
 	tp.owned = append(tp.owned, b)
 	return b
+}
+
+// allocInt32 returns a buffer of n int32s owned by the tape: a float32
+// buffer of the same size reinterpreted, so that it is recycled with the
+// others.
+func (tp *Tape) allocInt32(n int) []int32 {
+	if n == 0 {
+		return nil
+	}
+	b := tp.alloc(n)
+	return unsafe.Slice((*int32)(unsafe.Pointer(&b[0])), n)
 }
 
 func (tp *Tape) newTensor(shape []int) *tensor.Tensor {
