@@ -50,8 +50,10 @@ func add(op string, a, b *Value, toA, toB bool) *Value {
 		}
 		if y.retain {
 			tp.contribute(a, func(dst []float32) { copy(dst, dy) })
+		} else if a.needsGrad && a.Grad == nil && !a.requiresGrad {
+			y.gradLent = tp.give(a, dy)
 		} else {
-			tp.give(a, dy)
+			tp.contribute(a, func(dst []float32) { copy(dst, dy) })
 		}
 	}, a, b)
 	return y

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"unsafe"
 
+	"github.com/residual-nn/residual/internal/kernels"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -36,10 +37,11 @@ type Value struct {
 	Data *tensor.Tensor
 	// Grad is d(loss)/d(Data) after Backward, or nil if no gradient
 	// reached this value. Parameters accumulate gradients across Backward
-	// calls until ZeroGrad. For an intermediate value (neither a Param nor
-	// a Variable) Grad is reliable only if RetainGrad was called before the
-	// backward pass: otherwise its buffer may be handed on to another value
-	// and change, as PyTorch frees the gradients of non-leaves.
+	// calls until ZeroGrad. An intermediate value (neither a Param nor a
+	// Variable) keeps its Grad only if RetainGrad was called before the
+	// backward pass: otherwise, as PyTorch frees the gradients of
+	// non-leaves, Grad is nil afterwards and its buffer was recycled as soon
+	// as the value's own backward step had used it.
 	Grad *tensor.Tensor
 	// Name is a parameter's name (e.g. "layer1.0.conv1.weight"); empty for
 	// intermediate values.
@@ -48,6 +50,7 @@ type Value struct {
 	requiresGrad bool // a leaf whose gradient the caller wants
 	needsGrad    bool // requiresGrad, or computed from such a value
 	retain       bool // keep Grad for inspection: never hand its buffer on
+	gradLent     bool // Grad's buffer was handed on to an input (give)
 	tape         *Tape
 	spare        []float32 // a leaf's gradient buffer after ZeroGrad, for the next backward pass
 }
@@ -93,6 +96,7 @@ type Tape struct {
 	nodes     []node
 	pool      map[int][][]float32
 	owned     [][]float32
+	ownedAt   map[*float32]int // index in owned of each buffer, by its first element
 	shapeOnly bool
 	noGrad    bool
 	hook      func(layer any, in, out *Value)
@@ -162,19 +166,23 @@ type node struct {
 }
 
 // NewTape returns an empty tape.
-func NewTape() *Tape { return &Tape{pool: map[int][][]float32{}} }
+func NewTape() *Tape { return &Tape{pool: map[int][][]float32{}, ownedAt: map[*float32]int{}} }
 
 // NewNoGradTape returns a tape for inference: it records nothing (no
 // gradients, no activations kept for a backward pass) but, unlike values
 // without a tape, its buffers are recycled on Reset, so a loop of inference
 // steps stops allocating.
-func NewNoGradTape() *Tape { return &Tape{pool: map[int][][]float32{}, noGrad: true} }
+func NewNoGradTape() *Tape {
+	return &Tape{pool: map[int][][]float32{}, ownedAt: map[*float32]int{}, noGrad: true}
+}
 
 // NewShapeTape returns a tape that only infers shapes: operations on its
 // values check their inputs and produce correctly shaped values without
 // data, computing nothing and recording nothing. Use Placeholder for its
 // inputs. It serves model summaries and shape validation.
-func NewShapeTape() *Tape { return &Tape{pool: map[int][][]float32{}, shapeOnly: true} }
+func NewShapeTape() *Tape {
+	return &Tape{pool: map[int][][]float32{}, ownedAt: map[*float32]int{}, shapeOnly: true}
+}
 
 // Placeholder returns a data-less input of the given shape for a shape
 // tape.
@@ -236,6 +244,7 @@ func (tp *Tape) Reset() {
 	}
 	clear(tp.owned)
 	tp.owned = tp.owned[:0]
+	clear(tp.ownedAt)
 }
 
 // alloc returns a buffer of n floats owned by the tape (or a plain
@@ -252,8 +261,32 @@ func (tp *Tape) alloc(n int) []float32 {
 	} else {
 		b = make([]float32, n)
 	}
-	tp.owned = append(tp.owned, b)
+	if n > 0 {
+		tp.ownedAt[&b[0]] = len(tp.owned)
+		tp.owned = append(tp.owned, b)
+	}
 	return b
+}
+
+// release gives a buffer that alloc returned back to the pool before
+// Reset, once nothing will read it again. Buffers the tape does not own
+// are left alone.
+func (tp *Tape) release(b []float32) {
+	if len(b) == 0 {
+		return
+	}
+	i, ok := tp.ownedAt[&b[0]]
+	if !ok {
+		return
+	}
+	last := len(tp.owned) - 1
+	moved := tp.owned[last]
+	tp.owned[i] = moved
+	tp.ownedAt[&moved[0]] = i
+	tp.owned[last] = nil
+	tp.owned = tp.owned[:last]
+	delete(tp.ownedAt, &b[0])
+	tp.pool[len(b)] = append(tp.pool[len(b)], b)
 }
 
 // allocInt32 returns a buffer of n int32s owned by the tape: a float32
@@ -331,24 +364,26 @@ func (tp *Tape) contribute(x *Value, write func(dst []float32)) {
 	}
 	tmp := tp.alloc(n)
 	write(tmp)
-	g := x.Grad.Data
-	for i, v := range tmp {
-		g[i] += v
-	}
+	kernels.Add(x.Grad.Data, tmp, x.Grad.Data)
+	tp.release(tmp)
 }
 
 // give adds the computed gradient g for x. g must be a tape buffer that
 // nothing else will write: when x has no gradient yet and is not a leaf, x
-// takes g over without a copy. Hand a buffer to at most one value.
-func (tp *Tape) give(x *Value, g []float32) {
+// takes g over without a copy and give reports true; otherwise g is
+// released. Hand a buffer to at most one value.
+func (tp *Tape) give(x *Value, g []float32) bool {
 	if x == nil || !x.needsGrad {
-		return
+		tp.release(g)
+		return false
 	}
 	if x.Grad == nil && !x.requiresGrad {
 		x.Grad = &tensor.Tensor{Shape: append([]int(nil), x.Data.Shape...), Data: g}
-		return
+		return true
 	}
 	tp.contribute(x, func(dst []float32) { copy(dst, g) })
+	tp.release(g)
+	return false
 }
 
 // Backward computes the gradient of the scalar loss with respect to every
@@ -372,8 +407,18 @@ func (tp *Tape) BackwardWith(v *Value, grad *tensor.Tensor) {
 	tp.contribute(v, func(dst []float32) { copy(dst, grad.Data) })
 	for i := len(tp.nodes) - 1; i >= 0; i-- {
 		n := tp.nodes[i]
-		if n.out.Grad != nil {
-			n.backward()
+		if n.out.Grad == nil {
+			continue
+		}
+		n.backward()
+		// An intermediate gradient is dead once its own step has used it
+		// (every consumer ran before): recycle it unless it is retained or
+		// was handed on to an input.
+		if out := n.out; !out.retain && !out.requiresGrad {
+			if !out.gradLent {
+				tp.release(out.Grad.Data)
+			}
+			out.Grad, out.gradLent = nil, false
 		}
 	}
 }
