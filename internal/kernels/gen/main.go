@@ -130,8 +130,15 @@ func genConv(s *bytes.Buffer, is isa, mr, nv int) string {
 	wreg := []string{fmt.Sprintf("%s%d", is.reg, is.nregs-4), fmt.Sprintf("%s%d", is.reg, is.nregs-3)}
 	breg := []string{fmt.Sprintf("%s%d", is.reg, is.nregs-2), fmt.Sprintf("%s%d", is.reg, is.nregs-1)}
 	vb := is.width * 4
+	// A small tile has too few accumulators to hide the FMA latency: it
+	// sums successive input channels into separate sets of accumulators,
+	// added together at the end.
+	sets := 1
+	for (sets+1)*mr*nv <= min(8, is.maxAcc) {
+		sets++
+	}
 	fmt.Fprintf(s, "\n// func %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)\nTEXT ·%s(SB), NOSPLIT, $0-72\n", name, name)
-	for p := 0; p < mr; p++ {
+	for p := 0; p < sets*mr; p++ {
 		for v := 0; v < nv; v++ {
 			r := acc(is, p, v, nv)
 			fmt.Fprintf(s, "\t%s %s, %s, %s\n", is.zero, r, r, r)
@@ -146,31 +153,63 @@ func genConv(s *bytes.Buffer, is isa, mr, nv int) string {
 	if mr > 10 {
 		fmt.Fprint(s, "\tLEAQ (DX)(SI*2), R9\n\tLEAQ (DX)(DI*1), R10\n")
 	}
-	fmt.Fprintf(s, "\tMOVQ ic+48(FP), CX\n%s_ic:\n", name)
-	for v := 0; v < nv; v++ {
-		fmt.Fprintf(s, "\tVMOVUPS %d(R11), %s\n", v*vb, wreg[v])
-	}
-	for p := 0; p < mr; p++ {
-		if nv == 1 && is.name == "AVX512" {
-			// One FMA per activation: fold the broadcast into the FMA's
-			// memory operand instead of spending a separate broadcast.
-			fmt.Fprintf(s, "\tVFMADD231PS.BCST %s, %s, %s\n", pixAddr(p, 0), wreg[0], acc(is, p, 0, nv))
-			continue
-		}
-		b := breg[p%2]
-		fmt.Fprintf(s, "\tVBROADCASTSS %s, %s\n", pixAddr(p, 0), b)
+	// step emits one input channel's FMAs, k channels past R11 and DX, into
+	// accumulator set k.
+	step := func(k int) {
 		for v := 0; v < nv; v++ {
-			fmt.Fprintf(s, "\tVFMADD231PS %s, %s, %s\n", wreg[v], b, acc(is, p, v, nv))
+			fmt.Fprintf(s, "\tVMOVUPS %d(R11), %s\n", (k*nv+v)*vb, wreg[v])
+		}
+		for p := 0; p < mr; p++ {
+			a := func(v int) string { return acc(is, k*mr+p, v, nv) }
+			if nv == 1 && is.name == "AVX512" {
+				// One FMA per activation: fold the broadcast into the FMA's
+				// memory operand instead of spending a separate broadcast.
+				fmt.Fprintf(s, "\tVFMADD231PS.BCST %s, %s, %s\n", pixAddr(p, 4*k), wreg[0], a(0))
+				continue
+			}
+			b := breg[p%2]
+			fmt.Fprintf(s, "\tVBROADCASTSS %s, %s\n", pixAddr(p, 4*k), b)
+			for v := 0; v < nv; v++ {
+				fmt.Fprintf(s, "\tVFMADD231PS %s, %s, %s\n", wreg[v], b, a(v))
+			}
 		}
 	}
-	fmt.Fprintf(s, "\tADDQ $%d, R11\n\tADDQ $4, DX\n", nv*vb)
-	if mr > 5 {
-		fmt.Fprint(s, "\tADDQ $4, R8\n")
+	advance := func(k int) {
+		fmt.Fprintf(s, "\tADDQ $%d, R11\n\tADDQ $%d, DX\n", k*nv*vb, 4*k)
+		if mr > 5 {
+			fmt.Fprintf(s, "\tADDQ $%d, R8\n", 4*k)
+		}
+		if mr > 10 {
+			fmt.Fprintf(s, "\tADDQ $%d, R9\n\tADDQ $%d, R10\n", 4*k, 4*k)
+		}
 	}
-	if mr > 10 {
-		fmt.Fprint(s, "\tADDQ $4, R9\n\tADDQ $4, R10\n")
+	fmt.Fprint(s, "\tMOVQ ic+48(FP), CX\n")
+	if sets > 1 {
+		// Channels in groups of sets, each into its own accumulators,
+		// then the rest into set 0.
+		fmt.Fprintf(s, "%s_icn:\n\tCMPQ CX, $%d\n\tJLT %s_ic1\n", name, sets, name)
+		for k := 0; k < sets; k++ {
+			step(k)
+		}
+		advance(sets)
+		fmt.Fprintf(s, "\tSUBQ $%d, CX\n\tJMP %s_icn\n%s_ic1:\n\tTESTQ CX, CX\n\tJZ %s_next\n", sets, name, name, name)
+		step(0)
+		advance(1)
+		fmt.Fprintf(s, "\tDECQ CX\n\tJMP %s_ic1\n%s_next:\n", name, name)
+	} else {
+		fmt.Fprintf(s, "%s_ic:\n", name)
+		step(0)
+		advance(1)
+		fmt.Fprintf(s, "\tDECQ CX\n\tJNZ %s_ic\n", name)
 	}
-	fmt.Fprintf(s, "\tDECQ CX\n\tJNZ %s_ic\n\tADDQ $16, AX\n\tDECQ BX\n\tJNZ %s_tap\n%s_store:\n", name, name, name)
+	fmt.Fprintf(s, "\tADDQ $16, AX\n\tDECQ BX\n\tJNZ %s_tap\n%s_store:\n", name, name)
+	for k := 1; k < sets; k++ {
+		for p := 0; p < mr; p++ {
+			for v := 0; v < nv; v++ {
+				fmt.Fprintf(s, "\tVADDPS %s, %s, %s\n", acc(is, k*mr+p, v, nv), acc(is, p, v, nv), acc(is, p, v, nv))
+			}
+		}
+	}
 	fmt.Fprint(s, "\tMOVQ y+24(FP), DX\n\tMOVQ ys+64(FP), SI\n")
 	for p := 0; p < mr; p++ {
 		for v := 0; v < nv; v++ {
@@ -270,6 +309,11 @@ func genDW(s *bytes.Buffer, is isa, mr, nv int) string {
 		fmt.Fprintf(s, "\tVMOVUPS %d(R10), %s\n", v*vb, dreg[v])
 	}
 	for p := 0; p < mr; p++ {
+		if nv == 1 && is.name == "AVX512" {
+			// One FMA per activation: broadcast from memory in the FMA.
+			fmt.Fprintf(s, "\tVFMADD231PS.BCST %d(AX), %s, %s\n", 4*p, dreg[0], acc(is, p, 0, nv))
+			continue
+		}
 		b := breg[p%2]
 		fmt.Fprintf(s, "\tVBROADCASTSS %d(AX), %s\n", 4*p, b)
 		for v := 0; v < nv; v++ {
