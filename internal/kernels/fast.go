@@ -439,7 +439,12 @@ func convBackwardWeightFast(s ConvShape, x, dy, dw []float32) bool {
 	xp := unsafe.Pointer(unsafe.SliceData(x))
 	const rowChunk = 8
 	parallelFor(s.N, func(lo, hi int) {
-		acc := getBuf(size)
+		// The first image range accumulates into dw itself, the others
+		// into scratch buffers added to it in order.
+		acc := dw[:size]
+		if lo > 0 {
+			acc = getBuf(size)
+		}
 		clear(acc)
 		for n := lo; n < hi; n++ {
 			for r0 := 0; r0 < oh; r0 += rowChunk {
@@ -483,9 +488,11 @@ func convBackwardWeightFast(s ConvShape, x, dy, dw []float32) bool {
 				}
 			}
 		}
-		mu.Lock()
-		parts[lo] = acc
-		mu.Unlock()
+		if lo > 0 {
+			mu.Lock()
+			parts[lo] = acc
+			mu.Unlock()
+		}
 	})
 	sumInOrder(parts, dw[:size])
 	for _, p := range parts {

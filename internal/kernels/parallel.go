@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 )
 
 // minParallelWork is the number of loop iterations below which parallelFor
@@ -22,24 +23,80 @@ func chunking(n int) (p, chunk int) {
 }
 
 // parallelFor splits [0, n) into at most GOMAXPROCS contiguous chunks and
-// runs fn on each, in parallel; it returns when all are done.
+// runs fn on each, in parallel; it returns when all are done. The calling
+// goroutine runs the first chunk; the others go to idle workers (see
+// worker), or to new goroutines when no worker is idle, so that nested or
+// concurrent calls never wait on each other.
 func parallelFor(n int, fn func(lo, hi int)) {
 	p, chunk := chunking(n)
 	if p == 1 {
 		fn(0, n)
 		return
 	}
-	var wg sync.WaitGroup
+	j := jobs.Get().(*job)
+	j.fn = fn
 	for lo := chunk; lo < n; lo += chunk {
-		hi := min(lo+chunk, n)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			fn(lo, hi)
-		}()
+		t := task{j, lo, min(lo+chunk, n)}
+		j.wg.Add(1)
+		select {
+		case tasks <- t:
+		default:
+			startWorker()
+			go t.run()
+		}
 	}
 	fn(0, min(chunk, n))
-	wg.Wait()
+	j.wg.Wait()
+	j.fn = nil
+	jobs.Put(j)
+}
+
+// A job is one parallelFor call: its function and the chunks in flight.
+// Jobs are recycled, so that a call allocates nothing of its own.
+type job struct {
+	fn func(lo, hi int)
+	wg sync.WaitGroup
+}
+
+var jobs = sync.Pool{New: func() any { return new(job) }}
+
+// A task is one chunk of a job.
+type task struct {
+	j      *job
+	lo, hi int
+}
+
+func (t task) run() {
+	t.j.fn(t.lo, t.hi)
+	t.j.wg.Done()
+}
+
+// tasks hands chunks to idle workers: a send succeeds only when one is
+// waiting.
+var tasks = make(chan task)
+
+// workers counts the worker goroutines; startWorker adds one while there
+// are fewer than GOMAXPROCS−1 (the caller of parallelFor is the other).
+var workers atomic.Int32
+
+func startWorker() {
+	for {
+		w := workers.Load()
+		if int(w) >= runtime.GOMAXPROCS(0)-1 {
+			return
+		}
+		if workers.CompareAndSwap(w, w+1) {
+			go worker()
+			return
+		}
+	}
+}
+
+// worker runs chunks for the life of the program, parked between them.
+func worker() {
+	for t := range tasks {
+		t.run()
+	}
 }
 
 // parallelSums splits rows [0, m) over goroutines; each calls fn(lo, hi,
@@ -65,21 +122,16 @@ func parallelSums(m, k int, fn func(lo, hi int, acc []float64)) []float64 {
 	return total
 }
 
-// sumInOrder writes the sum of the partial sums into dst, adding them by
-// increasing key, so that the result does not depend on which goroutine
-// finished first.
+// sumInOrder adds the partial sums into dst (which holds the first part
+// already), by increasing key, so that the result does not depend on which
+// goroutine finished first.
 func sumInOrder[T Float](parts map[int][]T, dst []T) {
 	keys := make([]int, 0, len(parts))
 	for lo := range parts {
 		keys = append(keys, lo)
 	}
 	sort.Ints(keys)
-	if len(keys) == 0 {
-		clear(dst)
-		return
-	}
-	copy(dst, parts[keys[0]][:len(dst)])
-	for _, lo := range keys[1:] {
+	for _, lo := range keys {
 		Add(dst, parts[lo][:len(dst)], dst)
 	}
 }
