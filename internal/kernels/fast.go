@@ -133,6 +133,10 @@ type weightSource struct {
 	SKW, A, B  int
 	transposed bool
 	tap        func(t, u int) (int, int)
+	// valid, when not zero, is the number of real output channels: the
+	// plan's channels beyond it (padding to the vector width) get zero
+	// weights.
+	valid int
 }
 
 func (p *convPlan) pack(src weightSource) {
@@ -149,15 +153,26 @@ func (p *convPlan) pack(src weightSource) {
 			st, su := src.tap(t, u)
 			sw := src.w[(st*src.SKW+su)*src.A*src.B:][:src.A*src.B]
 			d := p.wp[b.off+(t*p.KW+u)*p.C*b.nb:][:p.C*b.nb]
+			have := b.nb // channels of this block with weights
+			if src.valid > 0 {
+				have = max(min(b.nb, src.valid-b.oc0), 0)
+			}
 			if !src.transposed {
 				for c := 0; c < p.C; c++ {
-					copy(d[c*b.nb:(c+1)*b.nb], sw[c*src.B+b.oc0:])
+					copy(d[c*b.nb:c*b.nb+have], sw[c*src.B+b.oc0:])
+					clear(d[c*b.nb+have : (c+1)*b.nb])
 				}
 				continue
 			}
 			// Read each source row once, in order; the writes stride by
 			// the block width within d, which stays in cache.
 			for j := 0; j < b.nb; j++ {
+				if j >= have {
+					for c := 0; c < p.C; c++ {
+						d[c*b.nb+j] = 0
+					}
+					continue
+				}
 				for c, v := range sw[(b.oc0+j)*src.B:][:p.C] {
 					d[c*b.nb+j] = v
 				}
@@ -377,6 +392,64 @@ func convForwardFast(s ConvShape, x, w, y []float32) bool {
 		OffH: -s.PT, OffW: -s.PL, OH: s.OH(), OW: s.OW(), YH: s.OH(), YW: s.OW(), YSH: 1, YSW: 1, k: k, blocks: bs}
 	p.pack(weightSource{w: w, SKW: s.KW, A: s.C, B: s.OC, tap: func(t, u int) (int, int) { return t, u }})
 	p.run(x, y)
+	return true
+}
+
+// minFastGemm is the size (m·n·k) below which gemmFast declines: packing
+// costs more than it saves on tiny products.
+const minFastGemm = 1 << 14
+
+// gemmFast computes Gemm with the conv kernels, as a 1×1 convolution of m
+// pixels of k channels to n channels (padded to the vector width): A is
+// the input, op(B) the packed weights. It returns false (doing nothing)
+// when the kernels do not apply.
+func gemmFast(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) bool {
+	ks := kernelsFor(active)
+	if ks == nil || m*n*k < minFastGemm {
+		return false
+	}
+	rows := k // op(B) is [k][n]: B is [k][ldb], or [n][ldb] when transposed
+	if transB {
+		rows = n
+	}
+	if len(b) < rows*ldb {
+		return false
+	}
+	np := (n + ks.vec - 1) / ks.vec * ks.vec
+	bs, _ := blocksFor(ks, np)
+	x := a // A as m contiguous rows of k
+	if transA || lda != k {
+		x = getBuf(m * k)
+		defer putBuf(x)
+		for i := 0; i < m; i++ {
+			for p := 0; p < k; p++ {
+				if transA {
+					x[i*k+p] = a[p*lda+i]
+				} else {
+					x[i*k+p] = a[i*lda+p]
+				}
+			}
+		}
+	}
+	y := getBuf(m * np)
+	defer putBuf(y)
+	pl := &convPlan{N: 1, H: 1, W: m, C: k, OC: np, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1,
+		OH: 1, OW: m, YH: 1, YW: m, YSH: 1, YSW: 1, k: ks, blocks: bs}
+	pl.pack(weightSource{w: b, SKW: 1, A: rows, B: ldb, transposed: transB, valid: n,
+		tap: func(t, u int) (int, int) { return t, u }})
+	pl.run(x, y)
+	for i := 0; i < m; i++ {
+		row, yr := c[i*ldc:i*ldc+n], y[i*np:i*np+n]
+		if beta == 0 {
+			for j, v := range yr {
+				row[j] = alpha * v
+			}
+		} else {
+			for j, v := range yr {
+				row[j] = alpha*v + beta*row[j]
+			}
+		}
+	}
 	return true
 }
 

@@ -5,6 +5,9 @@ package kernels
 // stride lda; B is [K,N] (or [N,K] if transB) with row stride ldb. With
 // beta = 0, C is overwritten (its old contents, even NaN, are ignored).
 func Gemm[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	if af, ok := any(a).([]float32); ok && gemmFast(transA, transB, m, n, k, float32(alpha), af, lda, any(b).([]float32), ldb, float32(beta), any(c).([]float32), ldc) {
+		return
+	}
 	parallelFor(m, func(lo, hi int) {
 		tmp := make([]T, n)
 		for i := lo; i < hi; i++ {
