@@ -13,6 +13,7 @@ import (
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/internal/fixture"
+	"github.com/residual-nn/residual/internal/onnxpb"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/models/resnet"
 	"github.com/residual-nn/residual/nn"
@@ -229,4 +230,52 @@ type lossLayer struct{}
 
 func (lossLayer) Forward(x *ag.Value) *ag.Value {
 	return ag.ReLU(ag.MSE(x, tensor.New(x.Shape()...)))
+}
+
+// sumLayer ends a network in autograd.Sum, which exports as ReduceSum.
+type sumLayer struct{}
+
+func (sumLayer) Forward(x *ag.Value) *ag.Value { return ag.Sum(x) }
+
+// TestExportReduceSumRoundTrip exports a model ending in a sum and reads it
+// back: residual's evaluator runs the ReduceSum it wrote (over every axis,
+// keepdims 0) and refuses a sum over some axes by name.
+func TestExportReduceSumRoundTrip(t *testing.T) {
+	m := nn.Sequential{build(t, exportCases(t)[0].cfg), sumLayer{}}
+	b, err := Export(m, []int{2, 32, 32, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := input([]int{2, 32, 32, 3})
+	want := m.Forward(ag.Constant(x)).Data
+	g, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := g.Run(map[string]*tensor.Tensor{"input": toONNX(x)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fixture.Compare(out["output"], want, 1e-5); err != nil {
+		t.Error(err)
+	}
+	var last *onnxpb.NodeProto
+	for _, n := range g.graph.Node {
+		if n.GetOpType() == "ReduceSum" {
+			last = n
+		}
+	}
+	if last == nil {
+		t.Fatal("no ReduceSum node in the export")
+	}
+	last.Attribute = append(last.Attribute, intAttr("axes", 1)) // an opset-11 style partial sum
+	axes := last.Attribute[len(last.Attribute)-1]
+	axes.Type, axes.I, axes.Ints = onnxpb.AttributeProto_INTS.Enum(), nil, []int64{1}
+	g2, err := Parse(mustMarshal(t, g))
+	if err == nil {
+		_, err = g2.Run(map[string]*tensor.Tensor{"input": toONNX(x)})
+	}
+	if err == nil || !strings.Contains(err.Error(), "ReduceSum over axes [1]") {
+		t.Errorf("partial ReduceSum: %v", err)
+	}
 }

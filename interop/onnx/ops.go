@@ -37,6 +37,7 @@ func init() {
 		"Mul":                opMul,
 		"Transpose":          opTranspose,
 		"Constant":           opConstant,
+		"ReduceSum":          opReduceSum,
 		// Shape arithmetic, as torch.onnx.export writes it for a crop whose
 		// size depends on the input (integer tensors only).
 		"Shape":     opShape,
@@ -263,6 +264,54 @@ func opRelu(_ *Model, _ attrMap, args []*value) ([]*value, error) {
 	}
 	y := ag.ReLU(ag.Constant(args[0].f))
 	return []*value{{f: y.Data, nhwc: args[0].nhwc}}, nil
+}
+
+// opReduceSum sums over every axis (what residual's exporter writes for
+// autograd.Sum); a reduction over some of the axes is refused by name.
+// Axes come from the second input (opset 13) or the attribute (before).
+func opReduceSum(_ *Model, at attrMap, args []*value) ([]*value, error) {
+	if err := need(args, 1, "ReduceSum"); err != nil {
+		return nil, err
+	}
+	x := args[0]
+	if x.isInt {
+		return nil, fmt.Errorf("ReduceSum: integer input not supported")
+	}
+	axes := at.ints("axes", nil)
+	if len(args) > 1 && args[1] != nil {
+		if !args[1].isInt {
+			return nil, fmt.Errorf("ReduceSum: axes must be an integer tensor")
+		}
+		axes = axes[:0]
+		for _, a := range args[1].ints {
+			axes = append(axes, int(a))
+		}
+	}
+	shape := x.onnxShape()
+	if len(axes) == 0 && at.int("noop_with_empty_axes", 0) != 0 {
+		return args[:1], nil
+	}
+	if len(axes) > 0 {
+		seen := map[int]bool{}
+		for _, a := range axes {
+			if a < -len(shape) || a >= len(shape) {
+				return nil, fmt.Errorf("ReduceSum: axis %d out of range for rank %d", a, len(shape))
+			}
+			seen[(a+len(shape))%len(shape)] = true
+		}
+		if len(seen) != len(shape) {
+			return nil, fmt.Errorf("ReduceSum over axes %v of a rank-%d input: only a sum over every axis is supported", axes, len(shape))
+		}
+	}
+	y := ag.Sum(ag.Constant(x.f)).Data
+	if at.int("keepdims", 1) != 0 {
+		ones := make([]int, len(shape))
+		for i := range ones {
+			ones[i] = 1
+		}
+		y = y.Reshape(ones...)
+	}
+	return []*value{floatValue(y)}, nil
 }
 
 func opAdd(m *Model, at attrMap, args []*value) ([]*value, error) {
