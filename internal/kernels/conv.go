@@ -11,6 +11,8 @@
 // accumulate.
 package kernels
 
+import "math"
+
 import "fmt"
 
 // Float is the element type of the reference kernels.
@@ -52,10 +54,50 @@ func (s ConvShape) Validate() error {
 // ConvForward computes y[N,OH,OW,OC] = conv(x, w). For float32 it uses the
 // assembly kernels when the CPU has them and the shape suits them.
 func ConvForward[T Float](s ConvShape, x, w, y []T) {
-	if xf, ok := any(x).([]float32); ok && convForwardFast(s, xf, any(w).([]float32), any(y).([]float32)) {
+	if xf, ok := any(x).([]float32); ok && convForwardFast(s, xf, any(w).([]float32), any(y).([]float32), nil) {
 		return
 	}
 	convForwardRef(s, x, w, y)
+}
+
+// ConvEpilogue is what ConvForwardEpilogue applies to each output as it
+// is stored: y = Scale·conv + Shift (per output channel) + Skip (same
+// layout as y; nil adds nothing), then max(·, 0) if ReLU. A batch norm in
+// evaluation mode is a Scale and a Shift; a bias is a Shift with Scale 1.
+type ConvEpilogue[T Float] struct {
+	Scale, Shift []T
+	Skip         []T
+	ReLU         bool
+}
+
+// ConvForwardEpilogue computes ConvForward followed by e, in the same pass
+// over the output when the assembly kernels apply (the output is written
+// once instead of written and read again).
+func ConvForwardEpilogue[T Float](s ConvShape, x, w, y []T, e ConvEpilogue[T]) {
+	if xf, ok := any(x).([]float32); ok {
+		floor := float32(math.Inf(-1))
+		if e.ReLU {
+			floor = 0
+		}
+		ep := &convEpilogue{scale: any(e.Scale).([]float32), shift: any(e.Shift).([]float32), skip: any(e.Skip).([]float32), floor: floor}
+		if convForwardFast(s, xf, any(w).([]float32), any(y).([]float32), ep) {
+			return
+		}
+	}
+	convForwardRef(s, x, w, y)
+	parallelFor(s.N*s.OH()*s.OW(), func(lo, hi int) {
+		for i := lo * s.OC; i < hi*s.OC; i++ {
+			c := i % s.OC
+			v := y[i]*e.Scale[c] + e.Shift[c]
+			if e.Skip != nil {
+				v += e.Skip[i]
+			}
+			if e.ReLU {
+				v = max(v, 0)
+			}
+			y[i] = v
+		}
+	})
 }
 
 func convForwardRef[T Float](s ConvShape, x, w, y []T) {

@@ -123,7 +123,20 @@ type convPlan struct {
 	k                  *kernelSet
 	blocks             []ocBlock
 	wp                 []float32 // packed weights: per block [KH·KW][C][nb]
+	ep                 *convEpilogue
 }
+
+// convEpilogue is what a plan applies to its outputs as they are stored:
+// y = max(y·scale + shift + skip, floor) per output channel (see genStore).
+type convEpilogue struct {
+	scale, shift []float32 // per output channel
+	skip         []float32 // nil, or laid out as y
+	floor        float32   // 0 for a ReLU, −∞ for none
+}
+
+// zeroBlock is the skip that an epilogue without one reads: two vectors
+// of zeros, at a stride of 0.
+var zeroBlock [32]float32
 
 // weightSource describes how to read a plan's weights from an HWIO array
 // [SKH][SKW][A][B]: tap maps plan tap (t, u) to the source tap; transposed
@@ -335,7 +348,15 @@ func (p *convPlan) run(x, y []float32) {
 		xoff := ((n*p.H+r*p.SH+p.OffH)*p.W + o*p.SW + p.OffW) * p.C * 4
 		yi := ((n*p.YH+p.Y0H+r*p.YSH)*p.YW+p.Y0W+o*p.YSW)*p.OC + b.oc0
 		tp := (*int)(unsafe.Pointer(unsafe.SliceData(tb[:cap(tb)])))
-		k(xp, xoff, unsafe.Pointer(&p.wp[b.off]), unsafe.Pointer(&y[yi]), tp, len(tb)/2, p.C, xs, ys)
+		var sc, sh, sk unsafe.Pointer
+		skStride, floor := 0, float32(0)
+		if ep := p.ep; ep != nil {
+			sc, sh, sk, floor = unsafe.Pointer(&ep.scale[b.oc0]), unsafe.Pointer(&ep.shift[b.oc0]), unsafe.Pointer(&zeroBlock[0]), ep.floor
+			if ep.skip != nil {
+				sk, skStride = unsafe.Pointer(&ep.skip[yi]), ys
+			}
+		}
+		k(xp, xoff, unsafe.Pointer(&p.wp[b.off]), unsafe.Pointer(&y[yi]), tp, len(tb)/2, p.C, xs, ys, sc, sh, sk, skStride, floor)
 	}
 	cm := runs[g.main]
 	parallelFor(p.N*p.OH, func(lo, hi int) {
@@ -383,13 +404,13 @@ func balanced(n, maxMR int) int {
 
 // convForwardFast runs ConvForward with the assembly kernels; it returns
 // false (doing nothing) when they do not apply.
-func convForwardFast(s ConvShape, x, w, y []float32) bool {
+func convForwardFast(s ConvShape, x, w, y []float32, ep *convEpilogue) bool {
 	k, bs, ok := fastBlocks(s.OC)
 	if !ok {
 		return false
 	}
 	p := &convPlan{N: s.N, H: s.H, W: s.W, C: s.C, OC: s.OC, KH: s.KH, KW: s.KW, SH: s.SH, SW: s.SW, DH: s.DH, DW: s.DW,
-		OffH: -s.PT, OffW: -s.PL, OH: s.OH(), OW: s.OW(), YH: s.OH(), YW: s.OW(), YSH: 1, YSW: 1, k: k, blocks: bs}
+		OffH: -s.PT, OffW: -s.PL, OH: s.OH(), OW: s.OW(), YH: s.OH(), YW: s.OW(), YSH: 1, YSW: 1, k: k, blocks: bs, ep: ep}
 	p.pack(weightSource{w: w, SKW: s.KW, A: s.C, B: s.OC, tap: func(t, u int) (int, int) { return t, u }})
 	p.run(x, y)
 	return true

@@ -112,7 +112,7 @@ func TestFastConvMatchesReference(t *testing.T) {
 			for i := range y { // poison: every output must be written
 				y[i] = float32(math.NaN())
 			}
-			okF := convForwardFast(s, x, w, y)
+			okF := convForwardFast(s, x, w, y, nil)
 			okD := convBackwardDataFast(s, dy, w, dx)
 			okW := convBackwardWeightFast(s, x, dy, dw)
 			SetLevel(prev)
@@ -333,6 +333,50 @@ func TestFastGemmMatchesReference(t *testing.T) {
 					}
 					closeTo(t, fmt.Sprintf("%s beta=%g", name, beta), got, w32)
 				}
+			}
+		}
+	}
+}
+
+// TestConvEpilogueMatchesReference runs ConvForwardEpilogue at every
+// assembly level (the epilogue in the kernels' store) and in float64 (the
+// reference convolution, then the epilogue in Go) on the conv test shapes
+// whose output channels the kernels take, with and without a skip and a
+// ReLU.
+func TestConvEpilogueMatchesReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	f64 := func(v []float32) []float64 {
+		o := make([]float64, len(v))
+		for i, x := range v {
+			o[i] = float64(x)
+		}
+		return o
+	}
+	for _, l := range levels() {
+		for i, s := range convShapes(r) {
+			if s.OC%16 != 0 {
+				continue
+			}
+			ny := s.N * s.OH() * s.OW() * s.OC
+			x, w := randF32(r, s.N*s.H*s.W*s.C), randF32(r, s.KH*s.KW*s.C*s.OC)
+			scale, shift, skip := randF32(r, s.OC), randF32(r, s.OC), randF32(r, ny)
+			for _, ep := range []struct{ skip, relu bool }{{false, false}, {false, true}, {true, true}} {
+				e := ConvEpilogue[float32]{Scale: scale, Shift: shift, ReLU: ep.relu}
+				e64 := ConvEpilogue[float64]{Scale: f64(scale), Shift: f64(shift), ReLU: ep.relu}
+				if ep.skip {
+					e.Skip, e64.Skip = skip, f64(skip)
+				}
+				prev := SetLevel(l)
+				y := make([]float32, ny)
+				ConvForwardEpilogue(s, x, w, y, e)
+				SetLevel(prev)
+				want := make([]float64, ny)
+				ConvForwardEpilogue(s, f64(x), f64(w), want, e64)
+				w32 := make([]float32, ny)
+				for j, v := range want {
+					w32[j] = float32(v)
+				}
+				closeTo(t, fmt.Sprintf("%v/%d %+v skip=%v relu=%v", l, i, s, ep.skip, ep.relu), y, w32)
 			}
 		}
 	}

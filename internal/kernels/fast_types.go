@@ -3,7 +3,8 @@ package kernels
 import "unsafe"
 
 // convKernel computes one output tile; see internal/kernels/gen.
-type convKernel func(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
+type convKernel func(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int,
+	scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
 
 // dwKernel accumulates one weight-gradient tile; see internal/kernels/gen.
 type dwKernel func(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)

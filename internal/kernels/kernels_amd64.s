@@ -4,8 +4,8 @@
 
 #include "textflag.h"
 
-// func convAVX512_1x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX512_1x16(SB), NOSPLIT, $0-72
+// func convAVX512_1x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX512_1x16(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -75,12 +75,27 @@ convAVX512_1x16_store:
 	VADDPS Z7, Z0, Z0
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX512_1x16_epilogue
+	VMOVUPS Z0, 0(DX)
+	VZEROUPPER
+	RET
+convAVX512_1x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z28
+	VMOVUPS 0(R11), Z29
+	VFMADD213PS 0(R12), Z29, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z28, Z0
 	VMOVUPS Z0, 0(DX)
 	VZEROUPPER
 	RET
 
-// func convAVX512_2x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX512_2x16(SB), NOSPLIT, $0-72
+// func convAVX512_2x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX512_2x16(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -146,14 +161,35 @@ convAVX512_2x16_store:
 	VADDPS Z7, Z1, Z1
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX512_2x16_epilogue
 	VMOVUPS Z0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z1, 0(DX)
 	VZEROUPPER
 	RET
+convAVX512_2x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z28
+	VMOVUPS 0(R11), Z29
+	VFMADD213PS 0(R12), Z29, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z28, Z0
+	VMOVUPS Z0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z1
+	VADDPS 0(R13), Z1, Z1
+	VMAXPS Z1, Z28, Z1
+	VMOVUPS Z1, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX512_3x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX512_3x16(SB), NOSPLIT, $0-72
+// func convAVX512_3x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX512_3x16(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -211,6 +247,9 @@ convAVX512_3x16_store:
 	VADDPS Z5, Z2, Z2
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX512_3x16_epilogue
 	VMOVUPS Z0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z1, 0(DX)
@@ -218,9 +257,33 @@ convAVX512_3x16_store:
 	VMOVUPS Z2, 0(DX)
 	VZEROUPPER
 	RET
+convAVX512_3x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z28
+	VMOVUPS 0(R11), Z29
+	VFMADD213PS 0(R12), Z29, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z28, Z0
+	VMOVUPS Z0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z1
+	VADDPS 0(R13), Z1, Z1
+	VMAXPS Z1, Z28, Z1
+	VMOVUPS Z1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z28, Z2
+	VMOVUPS Z2, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX512_4x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX512_4x16(SB), NOSPLIT, $0-72
+// func convAVX512_4x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX512_4x16(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -284,6 +347,9 @@ convAVX512_4x16_store:
 	VADDPS Z7, Z3, Z3
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX512_4x16_epilogue
 	VMOVUPS Z0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z1, 0(DX)
@@ -293,9 +359,39 @@ convAVX512_4x16_store:
 	VMOVUPS Z3, 0(DX)
 	VZEROUPPER
 	RET
+convAVX512_4x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z28
+	VMOVUPS 0(R11), Z29
+	VFMADD213PS 0(R12), Z29, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z28, Z0
+	VMOVUPS Z0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z1
+	VADDPS 0(R13), Z1, Z1
+	VMAXPS Z1, Z28, Z1
+	VMOVUPS Z1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z28, Z2
+	VMOVUPS Z2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z3
+	VADDPS 0(R13), Z3, Z3
+	VMAXPS Z3, Z28, Z3
+	VMOVUPS Z3, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX512_5x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX512_5x16(SB), NOSPLIT, $0-72
+// func convAVX512_5x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX512_5x16(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -333,6 +429,9 @@ convAVX512_5x16_ic:
 convAVX512_5x16_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX512_5x16_epilogue
 	VMOVUPS Z0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z1, 0(DX)
@@ -344,9 +443,45 @@ convAVX512_5x16_store:
 	VMOVUPS Z4, 0(DX)
 	VZEROUPPER
 	RET
+convAVX512_5x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z28
+	VMOVUPS 0(R11), Z29
+	VFMADD213PS 0(R12), Z29, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z28, Z0
+	VMOVUPS Z0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z1
+	VADDPS 0(R13), Z1, Z1
+	VMAXPS Z1, Z28, Z1
+	VMOVUPS Z1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z28, Z2
+	VMOVUPS Z2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z3
+	VADDPS 0(R13), Z3, Z3
+	VMAXPS Z3, Z28, Z3
+	VMOVUPS Z3, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z28, Z4
+	VMOVUPS Z4, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX512_6x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX512_6x16(SB), NOSPLIT, $0-72
+// func convAVX512_6x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX512_6x16(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -388,6 +523,9 @@ convAVX512_6x16_ic:
 convAVX512_6x16_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX512_6x16_epilogue
 	VMOVUPS Z0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z1, 0(DX)
@@ -401,9 +539,51 @@ convAVX512_6x16_store:
 	VMOVUPS Z5, 0(DX)
 	VZEROUPPER
 	RET
+convAVX512_6x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z28
+	VMOVUPS 0(R11), Z29
+	VFMADD213PS 0(R12), Z29, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z28, Z0
+	VMOVUPS Z0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z1
+	VADDPS 0(R13), Z1, Z1
+	VMAXPS Z1, Z28, Z1
+	VMOVUPS Z1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z28, Z2
+	VMOVUPS Z2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z3
+	VADDPS 0(R13), Z3, Z3
+	VMAXPS Z3, Z28, Z3
+	VMOVUPS Z3, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z28, Z4
+	VMOVUPS Z4, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z5
+	VADDPS 0(R13), Z5, Z5
+	VMAXPS Z5, Z28, Z5
+	VMOVUPS Z5, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX512_7x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX512_7x16(SB), NOSPLIT, $0-72
+// func convAVX512_7x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX512_7x16(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -447,6 +627,9 @@ convAVX512_7x16_ic:
 convAVX512_7x16_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX512_7x16_epilogue
 	VMOVUPS Z0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z1, 0(DX)
@@ -462,9 +645,57 @@ convAVX512_7x16_store:
 	VMOVUPS Z6, 0(DX)
 	VZEROUPPER
 	RET
+convAVX512_7x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z28
+	VMOVUPS 0(R11), Z29
+	VFMADD213PS 0(R12), Z29, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z28, Z0
+	VMOVUPS Z0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z1
+	VADDPS 0(R13), Z1, Z1
+	VMAXPS Z1, Z28, Z1
+	VMOVUPS Z1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z28, Z2
+	VMOVUPS Z2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z3
+	VADDPS 0(R13), Z3, Z3
+	VMAXPS Z3, Z28, Z3
+	VMOVUPS Z3, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z28, Z4
+	VMOVUPS Z4, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z5
+	VADDPS 0(R13), Z5, Z5
+	VMAXPS Z5, Z28, Z5
+	VMOVUPS Z5, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z28, Z6
+	VMOVUPS Z6, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX512_8x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX512_8x16(SB), NOSPLIT, $0-72
+// func convAVX512_8x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX512_8x16(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -510,6 +741,9 @@ convAVX512_8x16_ic:
 convAVX512_8x16_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX512_8x16_epilogue
 	VMOVUPS Z0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z1, 0(DX)
@@ -527,9 +761,63 @@ convAVX512_8x16_store:
 	VMOVUPS Z7, 0(DX)
 	VZEROUPPER
 	RET
+convAVX512_8x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z28
+	VMOVUPS 0(R11), Z29
+	VFMADD213PS 0(R12), Z29, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z28, Z0
+	VMOVUPS Z0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z1
+	VADDPS 0(R13), Z1, Z1
+	VMAXPS Z1, Z28, Z1
+	VMOVUPS Z1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z28, Z2
+	VMOVUPS Z2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z3
+	VADDPS 0(R13), Z3, Z3
+	VMAXPS Z3, Z28, Z3
+	VMOVUPS Z3, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z28, Z4
+	VMOVUPS Z4, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z5
+	VADDPS 0(R13), Z5, Z5
+	VMAXPS Z5, Z28, Z5
+	VMOVUPS Z5, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z28, Z6
+	VMOVUPS Z6, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z7
+	VADDPS 0(R13), Z7, Z7
+	VMAXPS Z7, Z28, Z7
+	VMOVUPS Z7, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX512_9x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX512_9x16(SB), NOSPLIT, $0-72
+// func convAVX512_9x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX512_9x16(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -577,6 +865,9 @@ convAVX512_9x16_ic:
 convAVX512_9x16_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX512_9x16_epilogue
 	VMOVUPS Z0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z1, 0(DX)
@@ -596,9 +887,69 @@ convAVX512_9x16_store:
 	VMOVUPS Z8, 0(DX)
 	VZEROUPPER
 	RET
+convAVX512_9x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z28
+	VMOVUPS 0(R11), Z29
+	VFMADD213PS 0(R12), Z29, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z28, Z0
+	VMOVUPS Z0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z1
+	VADDPS 0(R13), Z1, Z1
+	VMAXPS Z1, Z28, Z1
+	VMOVUPS Z1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z28, Z2
+	VMOVUPS Z2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z3
+	VADDPS 0(R13), Z3, Z3
+	VMAXPS Z3, Z28, Z3
+	VMOVUPS Z3, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z28, Z4
+	VMOVUPS Z4, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z5
+	VADDPS 0(R13), Z5, Z5
+	VMAXPS Z5, Z28, Z5
+	VMOVUPS Z5, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z28, Z6
+	VMOVUPS Z6, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z7
+	VADDPS 0(R13), Z7, Z7
+	VMAXPS Z7, Z28, Z7
+	VMOVUPS Z7, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z28, Z8
+	VMOVUPS Z8, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX512_10x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX512_10x16(SB), NOSPLIT, $0-72
+// func convAVX512_10x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX512_10x16(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -648,6 +999,9 @@ convAVX512_10x16_ic:
 convAVX512_10x16_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX512_10x16_epilogue
 	VMOVUPS Z0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z1, 0(DX)
@@ -669,9 +1023,75 @@ convAVX512_10x16_store:
 	VMOVUPS Z9, 0(DX)
 	VZEROUPPER
 	RET
+convAVX512_10x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z28
+	VMOVUPS 0(R11), Z29
+	VFMADD213PS 0(R12), Z29, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z28, Z0
+	VMOVUPS Z0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z1
+	VADDPS 0(R13), Z1, Z1
+	VMAXPS Z1, Z28, Z1
+	VMOVUPS Z1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z28, Z2
+	VMOVUPS Z2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z3
+	VADDPS 0(R13), Z3, Z3
+	VMAXPS Z3, Z28, Z3
+	VMOVUPS Z3, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z28, Z4
+	VMOVUPS Z4, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z5
+	VADDPS 0(R13), Z5, Z5
+	VMAXPS Z5, Z28, Z5
+	VMOVUPS Z5, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z28, Z6
+	VMOVUPS Z6, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z7
+	VADDPS 0(R13), Z7, Z7
+	VMAXPS Z7, Z28, Z7
+	VMOVUPS Z7, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z28, Z8
+	VMOVUPS Z8, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z9
+	VADDPS 0(R13), Z9, Z9
+	VMAXPS Z9, Z28, Z9
+	VMOVUPS Z9, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX512_11x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX512_11x16(SB), NOSPLIT, $0-72
+// func convAVX512_11x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX512_11x16(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -727,6 +1147,9 @@ convAVX512_11x16_ic:
 convAVX512_11x16_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX512_11x16_epilogue
 	VMOVUPS Z0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z1, 0(DX)
@@ -750,9 +1173,81 @@ convAVX512_11x16_store:
 	VMOVUPS Z10, 0(DX)
 	VZEROUPPER
 	RET
+convAVX512_11x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z28
+	VMOVUPS 0(R11), Z29
+	VFMADD213PS 0(R12), Z29, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z28, Z0
+	VMOVUPS Z0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z1
+	VADDPS 0(R13), Z1, Z1
+	VMAXPS Z1, Z28, Z1
+	VMOVUPS Z1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z28, Z2
+	VMOVUPS Z2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z3
+	VADDPS 0(R13), Z3, Z3
+	VMAXPS Z3, Z28, Z3
+	VMOVUPS Z3, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z28, Z4
+	VMOVUPS Z4, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z5
+	VADDPS 0(R13), Z5, Z5
+	VMAXPS Z5, Z28, Z5
+	VMOVUPS Z5, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z28, Z6
+	VMOVUPS Z6, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z7
+	VADDPS 0(R13), Z7, Z7
+	VMAXPS Z7, Z28, Z7
+	VMOVUPS Z7, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z28, Z8
+	VMOVUPS Z8, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z9
+	VADDPS 0(R13), Z9, Z9
+	VMAXPS Z9, Z28, Z9
+	VMOVUPS Z9, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z10
+	VADDPS 0(R13), Z10, Z10
+	VMAXPS Z10, Z28, Z10
+	VMOVUPS Z10, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX512_12x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX512_12x16(SB), NOSPLIT, $0-72
+// func convAVX512_12x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX512_12x16(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -810,6 +1305,9 @@ convAVX512_12x16_ic:
 convAVX512_12x16_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX512_12x16_epilogue
 	VMOVUPS Z0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z1, 0(DX)
@@ -835,9 +1333,87 @@ convAVX512_12x16_store:
 	VMOVUPS Z11, 0(DX)
 	VZEROUPPER
 	RET
+convAVX512_12x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z28
+	VMOVUPS 0(R11), Z29
+	VFMADD213PS 0(R12), Z29, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z28, Z0
+	VMOVUPS Z0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z1
+	VADDPS 0(R13), Z1, Z1
+	VMAXPS Z1, Z28, Z1
+	VMOVUPS Z1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z28, Z2
+	VMOVUPS Z2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z3
+	VADDPS 0(R13), Z3, Z3
+	VMAXPS Z3, Z28, Z3
+	VMOVUPS Z3, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z28, Z4
+	VMOVUPS Z4, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z5
+	VADDPS 0(R13), Z5, Z5
+	VMAXPS Z5, Z28, Z5
+	VMOVUPS Z5, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z28, Z6
+	VMOVUPS Z6, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z7
+	VADDPS 0(R13), Z7, Z7
+	VMAXPS Z7, Z28, Z7
+	VMOVUPS Z7, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z28, Z8
+	VMOVUPS Z8, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z9
+	VADDPS 0(R13), Z9, Z9
+	VMAXPS Z9, Z28, Z9
+	VMOVUPS Z9, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z10
+	VADDPS 0(R13), Z10, Z10
+	VMAXPS Z10, Z28, Z10
+	VMOVUPS Z10, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z11
+	VADDPS 0(R13), Z11, Z11
+	VMAXPS Z11, Z28, Z11
+	VMOVUPS Z11, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX512_13x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX512_13x16(SB), NOSPLIT, $0-72
+// func convAVX512_13x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX512_13x16(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -897,6 +1473,9 @@ convAVX512_13x16_ic:
 convAVX512_13x16_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX512_13x16_epilogue
 	VMOVUPS Z0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z1, 0(DX)
@@ -924,9 +1503,93 @@ convAVX512_13x16_store:
 	VMOVUPS Z12, 0(DX)
 	VZEROUPPER
 	RET
+convAVX512_13x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z28
+	VMOVUPS 0(R11), Z29
+	VFMADD213PS 0(R12), Z29, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z28, Z0
+	VMOVUPS Z0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z1
+	VADDPS 0(R13), Z1, Z1
+	VMAXPS Z1, Z28, Z1
+	VMOVUPS Z1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z28, Z2
+	VMOVUPS Z2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z3
+	VADDPS 0(R13), Z3, Z3
+	VMAXPS Z3, Z28, Z3
+	VMOVUPS Z3, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z28, Z4
+	VMOVUPS Z4, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z5
+	VADDPS 0(R13), Z5, Z5
+	VMAXPS Z5, Z28, Z5
+	VMOVUPS Z5, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z28, Z6
+	VMOVUPS Z6, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z7
+	VADDPS 0(R13), Z7, Z7
+	VMAXPS Z7, Z28, Z7
+	VMOVUPS Z7, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z28, Z8
+	VMOVUPS Z8, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z9
+	VADDPS 0(R13), Z9, Z9
+	VMAXPS Z9, Z28, Z9
+	VMOVUPS Z9, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z10
+	VADDPS 0(R13), Z10, Z10
+	VMAXPS Z10, Z28, Z10
+	VMOVUPS Z10, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z11
+	VADDPS 0(R13), Z11, Z11
+	VMAXPS Z11, Z28, Z11
+	VMOVUPS Z11, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z12
+	VADDPS 0(R13), Z12, Z12
+	VMAXPS Z12, Z28, Z12
+	VMOVUPS Z12, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX512_14x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX512_14x16(SB), NOSPLIT, $0-72
+// func convAVX512_14x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX512_14x16(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -988,6 +1651,9 @@ convAVX512_14x16_ic:
 convAVX512_14x16_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX512_14x16_epilogue
 	VMOVUPS Z0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z1, 0(DX)
@@ -1014,6 +1680,96 @@ convAVX512_14x16_store:
 	ADDQ SI, DX
 	VMOVUPS Z12, 0(DX)
 	ADDQ SI, DX
+	VMOVUPS Z13, 0(DX)
+	VZEROUPPER
+	RET
+convAVX512_14x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z28
+	VMOVUPS 0(R11), Z29
+	VFMADD213PS 0(R12), Z29, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z28, Z0
+	VMOVUPS Z0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z1
+	VADDPS 0(R13), Z1, Z1
+	VMAXPS Z1, Z28, Z1
+	VMOVUPS Z1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z28, Z2
+	VMOVUPS Z2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z3
+	VADDPS 0(R13), Z3, Z3
+	VMAXPS Z3, Z28, Z3
+	VMOVUPS Z3, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z28, Z4
+	VMOVUPS Z4, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z5
+	VADDPS 0(R13), Z5, Z5
+	VMAXPS Z5, Z28, Z5
+	VMOVUPS Z5, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z28, Z6
+	VMOVUPS Z6, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z7
+	VADDPS 0(R13), Z7, Z7
+	VMAXPS Z7, Z28, Z7
+	VMOVUPS Z7, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z28, Z8
+	VMOVUPS Z8, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z9
+	VADDPS 0(R13), Z9, Z9
+	VMAXPS Z9, Z28, Z9
+	VMOVUPS Z9, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z10
+	VADDPS 0(R13), Z10, Z10
+	VMAXPS Z10, Z28, Z10
+	VMOVUPS Z10, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z11
+	VADDPS 0(R13), Z11, Z11
+	VMAXPS Z11, Z28, Z11
+	VMOVUPS Z11, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z12
+	VADDPS 0(R13), Z12, Z12
+	VMAXPS Z12, Z28, Z12
+	VMOVUPS Z12, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z13
+	VADDPS 0(R13), Z13, Z13
+	VMAXPS Z13, Z28, Z13
 	VMOVUPS Z13, 0(DX)
 	VZEROUPPER
 	RET
@@ -3972,8 +4728,8 @@ dwAVX512_28x16_store:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_1x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convRow3AVX512_1x16(SB), NOSPLIT, $0-72
+// func convRow3AVX512_1x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convRow3AVX512_1x16(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	MOVQ x+0(FP), R12
 	ADDQ xoff+8(FP), R12
@@ -4018,12 +4774,27 @@ convRow3AVX512_1x16_ic:
 convRow3AVX512_1x16_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convRow3AVX512_1x16_epilogue
+	VMOVUPS Z0, 0(DX)
+	VZEROUPPER
+	RET
+convRow3AVX512_1x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z30
+	VMOVUPS 0(R11), Z31
+	VFMADD213PS 0(R12), Z31, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z30, Z0
 	VMOVUPS Z0, 0(DX)
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_2x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convRow3AVX512_2x16(SB), NOSPLIT, $0-72
+// func convRow3AVX512_2x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convRow3AVX512_2x16(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	MOVQ x+0(FP), R12
@@ -4073,14 +4844,35 @@ convRow3AVX512_2x16_ic:
 convRow3AVX512_2x16_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convRow3AVX512_2x16_epilogue
 	VMOVUPS Z0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z1, 0(DX)
 	VZEROUPPER
 	RET
+convRow3AVX512_2x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z30
+	VMOVUPS 0(R11), Z31
+	VFMADD213PS 0(R12), Z31, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z30, Z0
+	VMOVUPS Z0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z1
+	VADDPS 0(R13), Z1, Z1
+	VMAXPS Z1, Z30, Z1
+	VMOVUPS Z1, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convRow3AVX512_3x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convRow3AVX512_3x16(SB), NOSPLIT, $0-72
+// func convRow3AVX512_3x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convRow3AVX512_3x16(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -4135,6 +4927,9 @@ convRow3AVX512_3x16_ic:
 convRow3AVX512_3x16_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convRow3AVX512_3x16_epilogue
 	VMOVUPS Z0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z1, 0(DX)
@@ -4142,9 +4937,33 @@ convRow3AVX512_3x16_store:
 	VMOVUPS Z2, 0(DX)
 	VZEROUPPER
 	RET
+convRow3AVX512_3x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z30
+	VMOVUPS 0(R11), Z31
+	VFMADD213PS 0(R12), Z31, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z30, Z0
+	VMOVUPS Z0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z1
+	VADDPS 0(R13), Z1, Z1
+	VMAXPS Z1, Z30, Z1
+	VMOVUPS Z1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z30, Z2
+	VMOVUPS Z2, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convRow3AVX512_4x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convRow3AVX512_4x16(SB), NOSPLIT, $0-72
+// func convRow3AVX512_4x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convRow3AVX512_4x16(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -4204,6 +5023,9 @@ convRow3AVX512_4x16_ic:
 convRow3AVX512_4x16_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convRow3AVX512_4x16_epilogue
 	VMOVUPS Z0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z1, 0(DX)
@@ -4213,9 +5035,39 @@ convRow3AVX512_4x16_store:
 	VMOVUPS Z3, 0(DX)
 	VZEROUPPER
 	RET
+convRow3AVX512_4x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z30
+	VMOVUPS 0(R11), Z31
+	VFMADD213PS 0(R12), Z31, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z30, Z0
+	VMOVUPS Z0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z1
+	VADDPS 0(R13), Z1, Z1
+	VMAXPS Z1, Z30, Z1
+	VMOVUPS Z1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z30, Z2
+	VMOVUPS Z2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z3
+	VADDPS 0(R13), Z3, Z3
+	VMAXPS Z3, Z30, Z3
+	VMOVUPS Z3, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convRow3AVX512_5x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convRow3AVX512_5x16(SB), NOSPLIT, $0-72
+// func convRow3AVX512_5x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convRow3AVX512_5x16(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -4280,6 +5132,9 @@ convRow3AVX512_5x16_ic:
 convRow3AVX512_5x16_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convRow3AVX512_5x16_epilogue
 	VMOVUPS Z0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z1, 0(DX)
@@ -4291,9 +5146,45 @@ convRow3AVX512_5x16_store:
 	VMOVUPS Z4, 0(DX)
 	VZEROUPPER
 	RET
+convRow3AVX512_5x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z30
+	VMOVUPS 0(R11), Z31
+	VFMADD213PS 0(R12), Z31, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z30, Z0
+	VMOVUPS Z0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z1
+	VADDPS 0(R13), Z1, Z1
+	VMAXPS Z1, Z30, Z1
+	VMOVUPS Z1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z30, Z2
+	VMOVUPS Z2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z3
+	VADDPS 0(R13), Z3, Z3
+	VMAXPS Z3, Z30, Z3
+	VMOVUPS Z3, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z30, Z4
+	VMOVUPS Z4, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convRow3AVX512_6x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convRow3AVX512_6x16(SB), NOSPLIT, $0-72
+// func convRow3AVX512_6x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convRow3AVX512_6x16(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -4363,6 +5254,9 @@ convRow3AVX512_6x16_ic:
 convRow3AVX512_6x16_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convRow3AVX512_6x16_epilogue
 	VMOVUPS Z0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z1, 0(DX)
@@ -4376,9 +5270,51 @@ convRow3AVX512_6x16_store:
 	VMOVUPS Z5, 0(DX)
 	VZEROUPPER
 	RET
+convRow3AVX512_6x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z30
+	VMOVUPS 0(R11), Z31
+	VFMADD213PS 0(R12), Z31, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z30, Z0
+	VMOVUPS Z0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z1
+	VADDPS 0(R13), Z1, Z1
+	VMAXPS Z1, Z30, Z1
+	VMOVUPS Z1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z30, Z2
+	VMOVUPS Z2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z3
+	VADDPS 0(R13), Z3, Z3
+	VMAXPS Z3, Z30, Z3
+	VMOVUPS Z3, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z30, Z4
+	VMOVUPS Z4, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z5
+	VADDPS 0(R13), Z5, Z5
+	VMAXPS Z5, Z30, Z5
+	VMOVUPS Z5, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convRow3AVX512_7x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convRow3AVX512_7x16(SB), NOSPLIT, $0-72
+// func convRow3AVX512_7x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convRow3AVX512_7x16(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -4453,6 +5389,9 @@ convRow3AVX512_7x16_ic:
 convRow3AVX512_7x16_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convRow3AVX512_7x16_epilogue
 	VMOVUPS Z0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z1, 0(DX)
@@ -4468,9 +5407,57 @@ convRow3AVX512_7x16_store:
 	VMOVUPS Z6, 0(DX)
 	VZEROUPPER
 	RET
+convRow3AVX512_7x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z30
+	VMOVUPS 0(R11), Z31
+	VFMADD213PS 0(R12), Z31, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z30, Z0
+	VMOVUPS Z0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z1
+	VADDPS 0(R13), Z1, Z1
+	VMAXPS Z1, Z30, Z1
+	VMOVUPS Z1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z30, Z2
+	VMOVUPS Z2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z3
+	VADDPS 0(R13), Z3, Z3
+	VMAXPS Z3, Z30, Z3
+	VMOVUPS Z3, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z30, Z4
+	VMOVUPS Z4, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z5
+	VADDPS 0(R13), Z5, Z5
+	VMAXPS Z5, Z30, Z5
+	VMOVUPS Z5, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z30, Z6
+	VMOVUPS Z6, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convRow3AVX512_8x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convRow3AVX512_8x16(SB), NOSPLIT, $0-72
+// func convRow3AVX512_8x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convRow3AVX512_8x16(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -4550,6 +5537,9 @@ convRow3AVX512_8x16_ic:
 convRow3AVX512_8x16_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convRow3AVX512_8x16_epilogue
 	VMOVUPS Z0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z1, 0(DX)
@@ -4567,9 +5557,63 @@ convRow3AVX512_8x16_store:
 	VMOVUPS Z7, 0(DX)
 	VZEROUPPER
 	RET
+convRow3AVX512_8x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z30
+	VMOVUPS 0(R11), Z31
+	VFMADD213PS 0(R12), Z31, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z30, Z0
+	VMOVUPS Z0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z1
+	VADDPS 0(R13), Z1, Z1
+	VMAXPS Z1, Z30, Z1
+	VMOVUPS Z1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z30, Z2
+	VMOVUPS Z2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z3
+	VADDPS 0(R13), Z3, Z3
+	VMAXPS Z3, Z30, Z3
+	VMOVUPS Z3, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z30, Z4
+	VMOVUPS Z4, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z5
+	VADDPS 0(R13), Z5, Z5
+	VMAXPS Z5, Z30, Z5
+	VMOVUPS Z5, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z30, Z6
+	VMOVUPS Z6, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z7
+	VADDPS 0(R13), Z7, Z7
+	VMAXPS Z7, Z30, Z7
+	VMOVUPS Z7, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convRow3AVX512_9x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convRow3AVX512_9x16(SB), NOSPLIT, $0-72
+// func convRow3AVX512_9x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convRow3AVX512_9x16(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -4654,6 +5698,9 @@ convRow3AVX512_9x16_ic:
 convRow3AVX512_9x16_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convRow3AVX512_9x16_epilogue
 	VMOVUPS Z0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z1, 0(DX)
@@ -4673,9 +5720,69 @@ convRow3AVX512_9x16_store:
 	VMOVUPS Z8, 0(DX)
 	VZEROUPPER
 	RET
+convRow3AVX512_9x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z30
+	VMOVUPS 0(R11), Z31
+	VFMADD213PS 0(R12), Z31, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z30, Z0
+	VMOVUPS Z0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z1
+	VADDPS 0(R13), Z1, Z1
+	VMAXPS Z1, Z30, Z1
+	VMOVUPS Z1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z30, Z2
+	VMOVUPS Z2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z3
+	VADDPS 0(R13), Z3, Z3
+	VMAXPS Z3, Z30, Z3
+	VMOVUPS Z3, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z30, Z4
+	VMOVUPS Z4, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z5
+	VADDPS 0(R13), Z5, Z5
+	VMAXPS Z5, Z30, Z5
+	VMOVUPS Z5, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z30, Z6
+	VMOVUPS Z6, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z7
+	VADDPS 0(R13), Z7, Z7
+	VMAXPS Z7, Z30, Z7
+	VMOVUPS Z7, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z30, Z8
+	VMOVUPS Z8, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convRow3AVX512_10x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convRow3AVX512_10x16(SB), NOSPLIT, $0-72
+// func convRow3AVX512_10x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convRow3AVX512_10x16(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -4765,6 +5872,9 @@ convRow3AVX512_10x16_ic:
 convRow3AVX512_10x16_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convRow3AVX512_10x16_epilogue
 	VMOVUPS Z0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z1, 0(DX)
@@ -4786,9 +5896,75 @@ convRow3AVX512_10x16_store:
 	VMOVUPS Z9, 0(DX)
 	VZEROUPPER
 	RET
+convRow3AVX512_10x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z30
+	VMOVUPS 0(R11), Z31
+	VFMADD213PS 0(R12), Z31, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z30, Z0
+	VMOVUPS Z0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z1
+	VADDPS 0(R13), Z1, Z1
+	VMAXPS Z1, Z30, Z1
+	VMOVUPS Z1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z30, Z2
+	VMOVUPS Z2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z3
+	VADDPS 0(R13), Z3, Z3
+	VMAXPS Z3, Z30, Z3
+	VMOVUPS Z3, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z30, Z4
+	VMOVUPS Z4, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z5
+	VADDPS 0(R13), Z5, Z5
+	VMAXPS Z5, Z30, Z5
+	VMOVUPS Z5, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z30, Z6
+	VMOVUPS Z6, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z7
+	VADDPS 0(R13), Z7, Z7
+	VMAXPS Z7, Z30, Z7
+	VMOVUPS Z7, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z30, Z8
+	VMOVUPS Z8, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z9
+	VADDPS 0(R13), Z9, Z9
+	VMAXPS Z9, Z30, Z9
+	VMOVUPS Z9, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convRow3AVX512_11x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convRow3AVX512_11x16(SB), NOSPLIT, $0-72
+// func convRow3AVX512_11x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convRow3AVX512_11x16(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -4883,6 +6059,9 @@ convRow3AVX512_11x16_ic:
 convRow3AVX512_11x16_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convRow3AVX512_11x16_epilogue
 	VMOVUPS Z0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z1, 0(DX)
@@ -4906,9 +6085,81 @@ convRow3AVX512_11x16_store:
 	VMOVUPS Z10, 0(DX)
 	VZEROUPPER
 	RET
+convRow3AVX512_11x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z30
+	VMOVUPS 0(R11), Z31
+	VFMADD213PS 0(R12), Z31, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z30, Z0
+	VMOVUPS Z0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z1
+	VADDPS 0(R13), Z1, Z1
+	VMAXPS Z1, Z30, Z1
+	VMOVUPS Z1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z30, Z2
+	VMOVUPS Z2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z3
+	VADDPS 0(R13), Z3, Z3
+	VMAXPS Z3, Z30, Z3
+	VMOVUPS Z3, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z30, Z4
+	VMOVUPS Z4, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z5
+	VADDPS 0(R13), Z5, Z5
+	VMAXPS Z5, Z30, Z5
+	VMOVUPS Z5, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z30, Z6
+	VMOVUPS Z6, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z7
+	VADDPS 0(R13), Z7, Z7
+	VMAXPS Z7, Z30, Z7
+	VMOVUPS Z7, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z30, Z8
+	VMOVUPS Z8, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z9
+	VADDPS 0(R13), Z9, Z9
+	VMAXPS Z9, Z30, Z9
+	VMOVUPS Z9, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z10
+	VADDPS 0(R13), Z10, Z10
+	VMAXPS Z10, Z30, Z10
+	VMOVUPS Z10, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convRow3AVX512_12x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convRow3AVX512_12x16(SB), NOSPLIT, $0-72
+// func convRow3AVX512_12x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convRow3AVX512_12x16(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -5008,6 +6259,9 @@ convRow3AVX512_12x16_ic:
 convRow3AVX512_12x16_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convRow3AVX512_12x16_epilogue
 	VMOVUPS Z0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z1, 0(DX)
@@ -5033,9 +6287,87 @@ convRow3AVX512_12x16_store:
 	VMOVUPS Z11, 0(DX)
 	VZEROUPPER
 	RET
+convRow3AVX512_12x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z30
+	VMOVUPS 0(R11), Z31
+	VFMADD213PS 0(R12), Z31, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z30, Z0
+	VMOVUPS Z0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z1
+	VADDPS 0(R13), Z1, Z1
+	VMAXPS Z1, Z30, Z1
+	VMOVUPS Z1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z30, Z2
+	VMOVUPS Z2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z3
+	VADDPS 0(R13), Z3, Z3
+	VMAXPS Z3, Z30, Z3
+	VMOVUPS Z3, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z30, Z4
+	VMOVUPS Z4, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z5
+	VADDPS 0(R13), Z5, Z5
+	VMAXPS Z5, Z30, Z5
+	VMOVUPS Z5, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z30, Z6
+	VMOVUPS Z6, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z7
+	VADDPS 0(R13), Z7, Z7
+	VMAXPS Z7, Z30, Z7
+	VMOVUPS Z7, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z30, Z8
+	VMOVUPS Z8, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z9
+	VADDPS 0(R13), Z9, Z9
+	VMAXPS Z9, Z30, Z9
+	VMOVUPS Z9, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z10
+	VADDPS 0(R13), Z10, Z10
+	VMAXPS Z10, Z30, Z10
+	VMOVUPS Z10, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z11
+	VADDPS 0(R13), Z11, Z11
+	VMAXPS Z11, Z30, Z11
+	VMOVUPS Z11, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convRow3AVX512_13x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convRow3AVX512_13x16(SB), NOSPLIT, $0-72
+// func convRow3AVX512_13x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convRow3AVX512_13x16(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -5140,6 +6472,9 @@ convRow3AVX512_13x16_ic:
 convRow3AVX512_13x16_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convRow3AVX512_13x16_epilogue
 	VMOVUPS Z0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z1, 0(DX)
@@ -5167,9 +6502,93 @@ convRow3AVX512_13x16_store:
 	VMOVUPS Z12, 0(DX)
 	VZEROUPPER
 	RET
+convRow3AVX512_13x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z30
+	VMOVUPS 0(R11), Z31
+	VFMADD213PS 0(R12), Z31, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z30, Z0
+	VMOVUPS Z0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z1
+	VADDPS 0(R13), Z1, Z1
+	VMAXPS Z1, Z30, Z1
+	VMOVUPS Z1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z30, Z2
+	VMOVUPS Z2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z3
+	VADDPS 0(R13), Z3, Z3
+	VMAXPS Z3, Z30, Z3
+	VMOVUPS Z3, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z30, Z4
+	VMOVUPS Z4, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z5
+	VADDPS 0(R13), Z5, Z5
+	VMAXPS Z5, Z30, Z5
+	VMOVUPS Z5, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z30, Z6
+	VMOVUPS Z6, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z7
+	VADDPS 0(R13), Z7, Z7
+	VMAXPS Z7, Z30, Z7
+	VMOVUPS Z7, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z30, Z8
+	VMOVUPS Z8, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z9
+	VADDPS 0(R13), Z9, Z9
+	VMAXPS Z9, Z30, Z9
+	VMOVUPS Z9, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z10
+	VADDPS 0(R13), Z10, Z10
+	VMAXPS Z10, Z30, Z10
+	VMOVUPS Z10, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z11
+	VADDPS 0(R13), Z11, Z11
+	VMAXPS Z11, Z30, Z11
+	VMOVUPS Z11, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z12
+	VADDPS 0(R13), Z12, Z12
+	VMAXPS Z12, Z30, Z12
+	VMOVUPS Z12, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convRow3AVX512_14x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convRow3AVX512_14x16(SB), NOSPLIT, $0-72
+// func convRow3AVX512_14x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convRow3AVX512_14x16(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -5279,6 +6698,9 @@ convRow3AVX512_14x16_ic:
 convRow3AVX512_14x16_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convRow3AVX512_14x16_epilogue
 	VMOVUPS Z0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z1, 0(DX)
@@ -5308,9 +6730,99 @@ convRow3AVX512_14x16_store:
 	VMOVUPS Z13, 0(DX)
 	VZEROUPPER
 	RET
+convRow3AVX512_14x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z30
+	VMOVUPS 0(R11), Z31
+	VFMADD213PS 0(R12), Z31, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z30, Z0
+	VMOVUPS Z0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z1
+	VADDPS 0(R13), Z1, Z1
+	VMAXPS Z1, Z30, Z1
+	VMOVUPS Z1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z30, Z2
+	VMOVUPS Z2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z3
+	VADDPS 0(R13), Z3, Z3
+	VMAXPS Z3, Z30, Z3
+	VMOVUPS Z3, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z30, Z4
+	VMOVUPS Z4, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z5
+	VADDPS 0(R13), Z5, Z5
+	VMAXPS Z5, Z30, Z5
+	VMOVUPS Z5, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z30, Z6
+	VMOVUPS Z6, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z7
+	VADDPS 0(R13), Z7, Z7
+	VMAXPS Z7, Z30, Z7
+	VMOVUPS Z7, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z30, Z8
+	VMOVUPS Z8, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z9
+	VADDPS 0(R13), Z9, Z9
+	VMAXPS Z9, Z30, Z9
+	VMOVUPS Z9, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z10
+	VADDPS 0(R13), Z10, Z10
+	VMAXPS Z10, Z30, Z10
+	VMOVUPS Z10, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z11
+	VADDPS 0(R13), Z11, Z11
+	VMAXPS Z11, Z30, Z11
+	VMOVUPS Z11, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z12
+	VADDPS 0(R13), Z12, Z12
+	VMAXPS Z12, Z30, Z12
+	VMOVUPS Z12, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z13
+	VADDPS 0(R13), Z13, Z13
+	VMAXPS Z13, Z30, Z13
+	VMOVUPS Z13, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX512_1x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX512_1x32(SB), NOSPLIT, $0-72
+// func convAVX512_1x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX512_1x32(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -5386,13 +6898,33 @@ convAVX512_1x32_store:
 	VADDPS Z7, Z1, Z1
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX512_1x32_epilogue
 	VMOVUPS Z0, 0(DX)
 	VMOVUPS Z1, 64(DX)
 	VZEROUPPER
 	RET
+convAVX512_1x32_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z28
+	VMOVUPS 0(R11), Z29
+	VMOVUPS 64(R11), Z30
+	VFMADD213PS 0(R12), Z29, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z28, Z0
+	VMOVUPS Z0, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z1
+	VADDPS 64(R13), Z1, Z1
+	VMAXPS Z1, Z28, Z1
+	VMOVUPS Z1, 64(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX512_2x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX512_2x32(SB), NOSPLIT, $0-72
+// func convAVX512_2x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX512_2x32(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -5465,6 +6997,9 @@ convAVX512_2x32_store:
 	VADDPS Z7, Z3, Z3
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX512_2x32_epilogue
 	VMOVUPS Z0, 0(DX)
 	VMOVUPS Z1, 64(DX)
 	ADDQ SI, DX
@@ -5472,9 +7007,36 @@ convAVX512_2x32_store:
 	VMOVUPS Z3, 64(DX)
 	VZEROUPPER
 	RET
+convAVX512_2x32_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z28
+	VMOVUPS 0(R11), Z29
+	VMOVUPS 64(R11), Z30
+	VFMADD213PS 0(R12), Z29, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z28, Z0
+	VMOVUPS Z0, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z1
+	VADDPS 64(R13), Z1, Z1
+	VMAXPS Z1, Z28, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z28, Z2
+	VMOVUPS Z2, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z3
+	VADDPS 64(R13), Z3, Z3
+	VMAXPS Z3, Z28, Z3
+	VMOVUPS Z3, 64(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX512_3x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX512_3x32(SB), NOSPLIT, $0-72
+// func convAVX512_3x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX512_3x32(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -5518,6 +7080,9 @@ convAVX512_3x32_ic:
 convAVX512_3x32_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX512_3x32_epilogue
 	VMOVUPS Z0, 0(DX)
 	VMOVUPS Z1, 64(DX)
 	ADDQ SI, DX
@@ -5528,9 +7093,46 @@ convAVX512_3x32_store:
 	VMOVUPS Z5, 64(DX)
 	VZEROUPPER
 	RET
+convAVX512_3x32_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z28
+	VMOVUPS 0(R11), Z29
+	VMOVUPS 64(R11), Z30
+	VFMADD213PS 0(R12), Z29, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z28, Z0
+	VMOVUPS Z0, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z1
+	VADDPS 64(R13), Z1, Z1
+	VMAXPS Z1, Z28, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z28, Z2
+	VMOVUPS Z2, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z3
+	VADDPS 64(R13), Z3, Z3
+	VMAXPS Z3, Z28, Z3
+	VMOVUPS Z3, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z28, Z4
+	VMOVUPS Z4, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z5
+	VADDPS 64(R13), Z5, Z5
+	VMAXPS Z5, Z28, Z5
+	VMOVUPS Z5, 64(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX512_4x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX512_4x32(SB), NOSPLIT, $0-72
+// func convAVX512_4x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX512_4x32(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -5579,6 +7181,9 @@ convAVX512_4x32_ic:
 convAVX512_4x32_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX512_4x32_epilogue
 	VMOVUPS Z0, 0(DX)
 	VMOVUPS Z1, 64(DX)
 	ADDQ SI, DX
@@ -5592,9 +7197,56 @@ convAVX512_4x32_store:
 	VMOVUPS Z7, 64(DX)
 	VZEROUPPER
 	RET
+convAVX512_4x32_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z28
+	VMOVUPS 0(R11), Z29
+	VMOVUPS 64(R11), Z30
+	VFMADD213PS 0(R12), Z29, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z28, Z0
+	VMOVUPS Z0, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z1
+	VADDPS 64(R13), Z1, Z1
+	VMAXPS Z1, Z28, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z28, Z2
+	VMOVUPS Z2, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z3
+	VADDPS 64(R13), Z3, Z3
+	VMAXPS Z3, Z28, Z3
+	VMOVUPS Z3, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z28, Z4
+	VMOVUPS Z4, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z5
+	VADDPS 64(R13), Z5, Z5
+	VMAXPS Z5, Z28, Z5
+	VMOVUPS Z5, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z28, Z6
+	VMOVUPS Z6, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z7
+	VADDPS 64(R13), Z7, Z7
+	VMAXPS Z7, Z28, Z7
+	VMOVUPS Z7, 64(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX512_5x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX512_5x32(SB), NOSPLIT, $0-72
+// func convAVX512_5x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX512_5x32(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -5648,6 +7300,9 @@ convAVX512_5x32_ic:
 convAVX512_5x32_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX512_5x32_epilogue
 	VMOVUPS Z0, 0(DX)
 	VMOVUPS Z1, 64(DX)
 	ADDQ SI, DX
@@ -5664,9 +7319,66 @@ convAVX512_5x32_store:
 	VMOVUPS Z9, 64(DX)
 	VZEROUPPER
 	RET
+convAVX512_5x32_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z28
+	VMOVUPS 0(R11), Z29
+	VMOVUPS 64(R11), Z30
+	VFMADD213PS 0(R12), Z29, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z28, Z0
+	VMOVUPS Z0, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z1
+	VADDPS 64(R13), Z1, Z1
+	VMAXPS Z1, Z28, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z28, Z2
+	VMOVUPS Z2, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z3
+	VADDPS 64(R13), Z3, Z3
+	VMAXPS Z3, Z28, Z3
+	VMOVUPS Z3, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z28, Z4
+	VMOVUPS Z4, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z5
+	VADDPS 64(R13), Z5, Z5
+	VMAXPS Z5, Z28, Z5
+	VMOVUPS Z5, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z28, Z6
+	VMOVUPS Z6, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z7
+	VADDPS 64(R13), Z7, Z7
+	VMAXPS Z7, Z28, Z7
+	VMOVUPS Z7, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z28, Z8
+	VMOVUPS Z8, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z9
+	VADDPS 64(R13), Z9, Z9
+	VMAXPS Z9, Z28, Z9
+	VMOVUPS Z9, 64(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX512_6x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX512_6x32(SB), NOSPLIT, $0-72
+// func convAVX512_6x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX512_6x32(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -5727,6 +7439,9 @@ convAVX512_6x32_ic:
 convAVX512_6x32_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX512_6x32_epilogue
 	VMOVUPS Z0, 0(DX)
 	VMOVUPS Z1, 64(DX)
 	ADDQ SI, DX
@@ -5746,9 +7461,76 @@ convAVX512_6x32_store:
 	VMOVUPS Z11, 64(DX)
 	VZEROUPPER
 	RET
+convAVX512_6x32_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z28
+	VMOVUPS 0(R11), Z29
+	VMOVUPS 64(R11), Z30
+	VFMADD213PS 0(R12), Z29, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z28, Z0
+	VMOVUPS Z0, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z1
+	VADDPS 64(R13), Z1, Z1
+	VMAXPS Z1, Z28, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z28, Z2
+	VMOVUPS Z2, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z3
+	VADDPS 64(R13), Z3, Z3
+	VMAXPS Z3, Z28, Z3
+	VMOVUPS Z3, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z28, Z4
+	VMOVUPS Z4, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z5
+	VADDPS 64(R13), Z5, Z5
+	VMAXPS Z5, Z28, Z5
+	VMOVUPS Z5, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z28, Z6
+	VMOVUPS Z6, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z7
+	VADDPS 64(R13), Z7, Z7
+	VMAXPS Z7, Z28, Z7
+	VMOVUPS Z7, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z28, Z8
+	VMOVUPS Z8, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z9
+	VADDPS 64(R13), Z9, Z9
+	VMAXPS Z9, Z28, Z9
+	VMOVUPS Z9, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z10
+	VADDPS 0(R13), Z10, Z10
+	VMAXPS Z10, Z28, Z10
+	VMOVUPS Z10, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z11
+	VADDPS 64(R13), Z11, Z11
+	VMAXPS Z11, Z28, Z11
+	VMOVUPS Z11, 64(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX512_7x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX512_7x32(SB), NOSPLIT, $0-72
+// func convAVX512_7x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX512_7x32(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -5814,6 +7596,9 @@ convAVX512_7x32_ic:
 convAVX512_7x32_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX512_7x32_epilogue
 	VMOVUPS Z0, 0(DX)
 	VMOVUPS Z1, 64(DX)
 	ADDQ SI, DX
@@ -5836,9 +7621,86 @@ convAVX512_7x32_store:
 	VMOVUPS Z13, 64(DX)
 	VZEROUPPER
 	RET
+convAVX512_7x32_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z28
+	VMOVUPS 0(R11), Z29
+	VMOVUPS 64(R11), Z30
+	VFMADD213PS 0(R12), Z29, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z28, Z0
+	VMOVUPS Z0, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z1
+	VADDPS 64(R13), Z1, Z1
+	VMAXPS Z1, Z28, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z28, Z2
+	VMOVUPS Z2, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z3
+	VADDPS 64(R13), Z3, Z3
+	VMAXPS Z3, Z28, Z3
+	VMOVUPS Z3, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z28, Z4
+	VMOVUPS Z4, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z5
+	VADDPS 64(R13), Z5, Z5
+	VMAXPS Z5, Z28, Z5
+	VMOVUPS Z5, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z28, Z6
+	VMOVUPS Z6, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z7
+	VADDPS 64(R13), Z7, Z7
+	VMAXPS Z7, Z28, Z7
+	VMOVUPS Z7, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z28, Z8
+	VMOVUPS Z8, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z9
+	VADDPS 64(R13), Z9, Z9
+	VMAXPS Z9, Z28, Z9
+	VMOVUPS Z9, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z10
+	VADDPS 0(R13), Z10, Z10
+	VMAXPS Z10, Z28, Z10
+	VMOVUPS Z10, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z11
+	VADDPS 64(R13), Z11, Z11
+	VMAXPS Z11, Z28, Z11
+	VMOVUPS Z11, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z12
+	VADDPS 0(R13), Z12, Z12
+	VMAXPS Z12, Z28, Z12
+	VMOVUPS Z12, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z13
+	VADDPS 64(R13), Z13, Z13
+	VMAXPS Z13, Z28, Z13
+	VMOVUPS Z13, 64(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX512_8x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX512_8x32(SB), NOSPLIT, $0-72
+// func convAVX512_8x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX512_8x32(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -5909,6 +7771,9 @@ convAVX512_8x32_ic:
 convAVX512_8x32_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX512_8x32_epilogue
 	VMOVUPS Z0, 0(DX)
 	VMOVUPS Z1, 64(DX)
 	ADDQ SI, DX
@@ -5934,9 +7799,96 @@ convAVX512_8x32_store:
 	VMOVUPS Z15, 64(DX)
 	VZEROUPPER
 	RET
+convAVX512_8x32_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z28
+	VMOVUPS 0(R11), Z29
+	VMOVUPS 64(R11), Z30
+	VFMADD213PS 0(R12), Z29, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z28, Z0
+	VMOVUPS Z0, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z1
+	VADDPS 64(R13), Z1, Z1
+	VMAXPS Z1, Z28, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z28, Z2
+	VMOVUPS Z2, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z3
+	VADDPS 64(R13), Z3, Z3
+	VMAXPS Z3, Z28, Z3
+	VMOVUPS Z3, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z28, Z4
+	VMOVUPS Z4, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z5
+	VADDPS 64(R13), Z5, Z5
+	VMAXPS Z5, Z28, Z5
+	VMOVUPS Z5, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z28, Z6
+	VMOVUPS Z6, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z7
+	VADDPS 64(R13), Z7, Z7
+	VMAXPS Z7, Z28, Z7
+	VMOVUPS Z7, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z28, Z8
+	VMOVUPS Z8, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z9
+	VADDPS 64(R13), Z9, Z9
+	VMAXPS Z9, Z28, Z9
+	VMOVUPS Z9, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z10
+	VADDPS 0(R13), Z10, Z10
+	VMAXPS Z10, Z28, Z10
+	VMOVUPS Z10, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z11
+	VADDPS 64(R13), Z11, Z11
+	VMAXPS Z11, Z28, Z11
+	VMOVUPS Z11, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z12
+	VADDPS 0(R13), Z12, Z12
+	VMAXPS Z12, Z28, Z12
+	VMOVUPS Z12, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z13
+	VADDPS 64(R13), Z13, Z13
+	VMAXPS Z13, Z28, Z13
+	VMOVUPS Z13, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z14
+	VADDPS 0(R13), Z14, Z14
+	VMAXPS Z14, Z28, Z14
+	VMOVUPS Z14, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z15
+	VADDPS 64(R13), Z15, Z15
+	VMAXPS Z15, Z28, Z15
+	VMOVUPS Z15, 64(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX512_9x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX512_9x32(SB), NOSPLIT, $0-72
+// func convAVX512_9x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX512_9x32(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -6012,6 +7964,9 @@ convAVX512_9x32_ic:
 convAVX512_9x32_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX512_9x32_epilogue
 	VMOVUPS Z0, 0(DX)
 	VMOVUPS Z1, 64(DX)
 	ADDQ SI, DX
@@ -6040,9 +7995,106 @@ convAVX512_9x32_store:
 	VMOVUPS Z17, 64(DX)
 	VZEROUPPER
 	RET
+convAVX512_9x32_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z28
+	VMOVUPS 0(R11), Z29
+	VMOVUPS 64(R11), Z30
+	VFMADD213PS 0(R12), Z29, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z28, Z0
+	VMOVUPS Z0, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z1
+	VADDPS 64(R13), Z1, Z1
+	VMAXPS Z1, Z28, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z28, Z2
+	VMOVUPS Z2, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z3
+	VADDPS 64(R13), Z3, Z3
+	VMAXPS Z3, Z28, Z3
+	VMOVUPS Z3, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z28, Z4
+	VMOVUPS Z4, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z5
+	VADDPS 64(R13), Z5, Z5
+	VMAXPS Z5, Z28, Z5
+	VMOVUPS Z5, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z28, Z6
+	VMOVUPS Z6, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z7
+	VADDPS 64(R13), Z7, Z7
+	VMAXPS Z7, Z28, Z7
+	VMOVUPS Z7, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z28, Z8
+	VMOVUPS Z8, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z9
+	VADDPS 64(R13), Z9, Z9
+	VMAXPS Z9, Z28, Z9
+	VMOVUPS Z9, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z10
+	VADDPS 0(R13), Z10, Z10
+	VMAXPS Z10, Z28, Z10
+	VMOVUPS Z10, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z11
+	VADDPS 64(R13), Z11, Z11
+	VMAXPS Z11, Z28, Z11
+	VMOVUPS Z11, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z12
+	VADDPS 0(R13), Z12, Z12
+	VMAXPS Z12, Z28, Z12
+	VMOVUPS Z12, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z13
+	VADDPS 64(R13), Z13, Z13
+	VMAXPS Z13, Z28, Z13
+	VMOVUPS Z13, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z14
+	VADDPS 0(R13), Z14, Z14
+	VMAXPS Z14, Z28, Z14
+	VMOVUPS Z14, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z15
+	VADDPS 64(R13), Z15, Z15
+	VMAXPS Z15, Z28, Z15
+	VMOVUPS Z15, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z16
+	VADDPS 0(R13), Z16, Z16
+	VMAXPS Z16, Z28, Z16
+	VMOVUPS Z16, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z17
+	VADDPS 64(R13), Z17, Z17
+	VMAXPS Z17, Z28, Z17
+	VMOVUPS Z17, 64(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX512_10x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX512_10x32(SB), NOSPLIT, $0-72
+// func convAVX512_10x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX512_10x32(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -6123,6 +8175,9 @@ convAVX512_10x32_ic:
 convAVX512_10x32_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX512_10x32_epilogue
 	VMOVUPS Z0, 0(DX)
 	VMOVUPS Z1, 64(DX)
 	ADDQ SI, DX
@@ -6154,9 +8209,116 @@ convAVX512_10x32_store:
 	VMOVUPS Z19, 64(DX)
 	VZEROUPPER
 	RET
+convAVX512_10x32_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z28
+	VMOVUPS 0(R11), Z29
+	VMOVUPS 64(R11), Z30
+	VFMADD213PS 0(R12), Z29, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z28, Z0
+	VMOVUPS Z0, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z1
+	VADDPS 64(R13), Z1, Z1
+	VMAXPS Z1, Z28, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z28, Z2
+	VMOVUPS Z2, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z3
+	VADDPS 64(R13), Z3, Z3
+	VMAXPS Z3, Z28, Z3
+	VMOVUPS Z3, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z28, Z4
+	VMOVUPS Z4, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z5
+	VADDPS 64(R13), Z5, Z5
+	VMAXPS Z5, Z28, Z5
+	VMOVUPS Z5, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z28, Z6
+	VMOVUPS Z6, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z7
+	VADDPS 64(R13), Z7, Z7
+	VMAXPS Z7, Z28, Z7
+	VMOVUPS Z7, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z28, Z8
+	VMOVUPS Z8, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z9
+	VADDPS 64(R13), Z9, Z9
+	VMAXPS Z9, Z28, Z9
+	VMOVUPS Z9, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z10
+	VADDPS 0(R13), Z10, Z10
+	VMAXPS Z10, Z28, Z10
+	VMOVUPS Z10, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z11
+	VADDPS 64(R13), Z11, Z11
+	VMAXPS Z11, Z28, Z11
+	VMOVUPS Z11, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z12
+	VADDPS 0(R13), Z12, Z12
+	VMAXPS Z12, Z28, Z12
+	VMOVUPS Z12, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z13
+	VADDPS 64(R13), Z13, Z13
+	VMAXPS Z13, Z28, Z13
+	VMOVUPS Z13, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z14
+	VADDPS 0(R13), Z14, Z14
+	VMAXPS Z14, Z28, Z14
+	VMOVUPS Z14, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z15
+	VADDPS 64(R13), Z15, Z15
+	VMAXPS Z15, Z28, Z15
+	VMOVUPS Z15, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z16
+	VADDPS 0(R13), Z16, Z16
+	VMAXPS Z16, Z28, Z16
+	VMOVUPS Z16, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z17
+	VADDPS 64(R13), Z17, Z17
+	VMAXPS Z17, Z28, Z17
+	VMOVUPS Z17, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z18
+	VADDPS 0(R13), Z18, Z18
+	VMAXPS Z18, Z28, Z18
+	VMOVUPS Z18, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z19
+	VADDPS 64(R13), Z19, Z19
+	VMAXPS Z19, Z28, Z19
+	VMOVUPS Z19, 64(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX512_11x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX512_11x32(SB), NOSPLIT, $0-72
+// func convAVX512_11x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX512_11x32(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -6246,6 +8408,9 @@ convAVX512_11x32_ic:
 convAVX512_11x32_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX512_11x32_epilogue
 	VMOVUPS Z0, 0(DX)
 	VMOVUPS Z1, 64(DX)
 	ADDQ SI, DX
@@ -6280,9 +8445,126 @@ convAVX512_11x32_store:
 	VMOVUPS Z21, 64(DX)
 	VZEROUPPER
 	RET
+convAVX512_11x32_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z28
+	VMOVUPS 0(R11), Z29
+	VMOVUPS 64(R11), Z30
+	VFMADD213PS 0(R12), Z29, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z28, Z0
+	VMOVUPS Z0, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z1
+	VADDPS 64(R13), Z1, Z1
+	VMAXPS Z1, Z28, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z28, Z2
+	VMOVUPS Z2, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z3
+	VADDPS 64(R13), Z3, Z3
+	VMAXPS Z3, Z28, Z3
+	VMOVUPS Z3, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z28, Z4
+	VMOVUPS Z4, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z5
+	VADDPS 64(R13), Z5, Z5
+	VMAXPS Z5, Z28, Z5
+	VMOVUPS Z5, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z28, Z6
+	VMOVUPS Z6, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z7
+	VADDPS 64(R13), Z7, Z7
+	VMAXPS Z7, Z28, Z7
+	VMOVUPS Z7, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z28, Z8
+	VMOVUPS Z8, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z9
+	VADDPS 64(R13), Z9, Z9
+	VMAXPS Z9, Z28, Z9
+	VMOVUPS Z9, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z10
+	VADDPS 0(R13), Z10, Z10
+	VMAXPS Z10, Z28, Z10
+	VMOVUPS Z10, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z11
+	VADDPS 64(R13), Z11, Z11
+	VMAXPS Z11, Z28, Z11
+	VMOVUPS Z11, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z12
+	VADDPS 0(R13), Z12, Z12
+	VMAXPS Z12, Z28, Z12
+	VMOVUPS Z12, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z13
+	VADDPS 64(R13), Z13, Z13
+	VMAXPS Z13, Z28, Z13
+	VMOVUPS Z13, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z14
+	VADDPS 0(R13), Z14, Z14
+	VMAXPS Z14, Z28, Z14
+	VMOVUPS Z14, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z15
+	VADDPS 64(R13), Z15, Z15
+	VMAXPS Z15, Z28, Z15
+	VMOVUPS Z15, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z16
+	VADDPS 0(R13), Z16, Z16
+	VMAXPS Z16, Z28, Z16
+	VMOVUPS Z16, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z17
+	VADDPS 64(R13), Z17, Z17
+	VMAXPS Z17, Z28, Z17
+	VMOVUPS Z17, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z18
+	VADDPS 0(R13), Z18, Z18
+	VMAXPS Z18, Z28, Z18
+	VMOVUPS Z18, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z19
+	VADDPS 64(R13), Z19, Z19
+	VMAXPS Z19, Z28, Z19
+	VMOVUPS Z19, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z20
+	VADDPS 0(R13), Z20, Z20
+	VMAXPS Z20, Z28, Z20
+	VMOVUPS Z20, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z21
+	VADDPS 64(R13), Z21, Z21
+	VMAXPS Z21, Z28, Z21
+	VMOVUPS Z21, 64(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX512_12x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX512_12x32(SB), NOSPLIT, $0-72
+// func convAVX512_12x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX512_12x32(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -6377,6 +8659,9 @@ convAVX512_12x32_ic:
 convAVX512_12x32_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX512_12x32_epilogue
 	VMOVUPS Z0, 0(DX)
 	VMOVUPS Z1, 64(DX)
 	ADDQ SI, DX
@@ -6414,9 +8699,136 @@ convAVX512_12x32_store:
 	VMOVUPS Z23, 64(DX)
 	VZEROUPPER
 	RET
+convAVX512_12x32_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z28
+	VMOVUPS 0(R11), Z29
+	VMOVUPS 64(R11), Z30
+	VFMADD213PS 0(R12), Z29, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z28, Z0
+	VMOVUPS Z0, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z1
+	VADDPS 64(R13), Z1, Z1
+	VMAXPS Z1, Z28, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z28, Z2
+	VMOVUPS Z2, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z3
+	VADDPS 64(R13), Z3, Z3
+	VMAXPS Z3, Z28, Z3
+	VMOVUPS Z3, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z28, Z4
+	VMOVUPS Z4, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z5
+	VADDPS 64(R13), Z5, Z5
+	VMAXPS Z5, Z28, Z5
+	VMOVUPS Z5, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z28, Z6
+	VMOVUPS Z6, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z7
+	VADDPS 64(R13), Z7, Z7
+	VMAXPS Z7, Z28, Z7
+	VMOVUPS Z7, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z28, Z8
+	VMOVUPS Z8, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z9
+	VADDPS 64(R13), Z9, Z9
+	VMAXPS Z9, Z28, Z9
+	VMOVUPS Z9, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z10
+	VADDPS 0(R13), Z10, Z10
+	VMAXPS Z10, Z28, Z10
+	VMOVUPS Z10, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z11
+	VADDPS 64(R13), Z11, Z11
+	VMAXPS Z11, Z28, Z11
+	VMOVUPS Z11, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z12
+	VADDPS 0(R13), Z12, Z12
+	VMAXPS Z12, Z28, Z12
+	VMOVUPS Z12, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z13
+	VADDPS 64(R13), Z13, Z13
+	VMAXPS Z13, Z28, Z13
+	VMOVUPS Z13, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z14
+	VADDPS 0(R13), Z14, Z14
+	VMAXPS Z14, Z28, Z14
+	VMOVUPS Z14, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z15
+	VADDPS 64(R13), Z15, Z15
+	VMAXPS Z15, Z28, Z15
+	VMOVUPS Z15, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z16
+	VADDPS 0(R13), Z16, Z16
+	VMAXPS Z16, Z28, Z16
+	VMOVUPS Z16, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z17
+	VADDPS 64(R13), Z17, Z17
+	VMAXPS Z17, Z28, Z17
+	VMOVUPS Z17, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z18
+	VADDPS 0(R13), Z18, Z18
+	VMAXPS Z18, Z28, Z18
+	VMOVUPS Z18, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z19
+	VADDPS 64(R13), Z19, Z19
+	VMAXPS Z19, Z28, Z19
+	VMOVUPS Z19, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z20
+	VADDPS 0(R13), Z20, Z20
+	VMAXPS Z20, Z28, Z20
+	VMOVUPS Z20, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z21
+	VADDPS 64(R13), Z21, Z21
+	VMAXPS Z21, Z28, Z21
+	VMOVUPS Z21, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z22
+	VADDPS 0(R13), Z22, Z22
+	VMAXPS Z22, Z28, Z22
+	VMOVUPS Z22, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z23
+	VADDPS 64(R13), Z23, Z23
+	VMAXPS Z23, Z28, Z23
+	VMOVUPS Z23, 64(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX512_13x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX512_13x32(SB), NOSPLIT, $0-72
+// func convAVX512_13x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX512_13x32(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -6516,6 +8928,9 @@ convAVX512_13x32_ic:
 convAVX512_13x32_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX512_13x32_epilogue
 	VMOVUPS Z0, 0(DX)
 	VMOVUPS Z1, 64(DX)
 	ADDQ SI, DX
@@ -6556,9 +8971,146 @@ convAVX512_13x32_store:
 	VMOVUPS Z25, 64(DX)
 	VZEROUPPER
 	RET
+convAVX512_13x32_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z28
+	VMOVUPS 0(R11), Z29
+	VMOVUPS 64(R11), Z30
+	VFMADD213PS 0(R12), Z29, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z28, Z0
+	VMOVUPS Z0, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z1
+	VADDPS 64(R13), Z1, Z1
+	VMAXPS Z1, Z28, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z28, Z2
+	VMOVUPS Z2, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z3
+	VADDPS 64(R13), Z3, Z3
+	VMAXPS Z3, Z28, Z3
+	VMOVUPS Z3, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z28, Z4
+	VMOVUPS Z4, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z5
+	VADDPS 64(R13), Z5, Z5
+	VMAXPS Z5, Z28, Z5
+	VMOVUPS Z5, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z28, Z6
+	VMOVUPS Z6, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z7
+	VADDPS 64(R13), Z7, Z7
+	VMAXPS Z7, Z28, Z7
+	VMOVUPS Z7, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z28, Z8
+	VMOVUPS Z8, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z9
+	VADDPS 64(R13), Z9, Z9
+	VMAXPS Z9, Z28, Z9
+	VMOVUPS Z9, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z10
+	VADDPS 0(R13), Z10, Z10
+	VMAXPS Z10, Z28, Z10
+	VMOVUPS Z10, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z11
+	VADDPS 64(R13), Z11, Z11
+	VMAXPS Z11, Z28, Z11
+	VMOVUPS Z11, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z12
+	VADDPS 0(R13), Z12, Z12
+	VMAXPS Z12, Z28, Z12
+	VMOVUPS Z12, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z13
+	VADDPS 64(R13), Z13, Z13
+	VMAXPS Z13, Z28, Z13
+	VMOVUPS Z13, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z14
+	VADDPS 0(R13), Z14, Z14
+	VMAXPS Z14, Z28, Z14
+	VMOVUPS Z14, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z15
+	VADDPS 64(R13), Z15, Z15
+	VMAXPS Z15, Z28, Z15
+	VMOVUPS Z15, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z16
+	VADDPS 0(R13), Z16, Z16
+	VMAXPS Z16, Z28, Z16
+	VMOVUPS Z16, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z17
+	VADDPS 64(R13), Z17, Z17
+	VMAXPS Z17, Z28, Z17
+	VMOVUPS Z17, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z18
+	VADDPS 0(R13), Z18, Z18
+	VMAXPS Z18, Z28, Z18
+	VMOVUPS Z18, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z19
+	VADDPS 64(R13), Z19, Z19
+	VMAXPS Z19, Z28, Z19
+	VMOVUPS Z19, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z20
+	VADDPS 0(R13), Z20, Z20
+	VMAXPS Z20, Z28, Z20
+	VMOVUPS Z20, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z21
+	VADDPS 64(R13), Z21, Z21
+	VMAXPS Z21, Z28, Z21
+	VMOVUPS Z21, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z22
+	VADDPS 0(R13), Z22, Z22
+	VMAXPS Z22, Z28, Z22
+	VMOVUPS Z22, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z23
+	VADDPS 64(R13), Z23, Z23
+	VMAXPS Z23, Z28, Z23
+	VMOVUPS Z23, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z24
+	VADDPS 0(R13), Z24, Z24
+	VMAXPS Z24, Z28, Z24
+	VMOVUPS Z24, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z25
+	VADDPS 64(R13), Z25, Z25
+	VMAXPS Z25, Z28, Z25
+	VMOVUPS Z25, 64(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX512_14x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX512_14x32(SB), NOSPLIT, $0-72
+// func convAVX512_14x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX512_14x32(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -6663,6 +9215,9 @@ convAVX512_14x32_ic:
 convAVX512_14x32_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX512_14x32_epilogue
 	VMOVUPS Z0, 0(DX)
 	VMOVUPS Z1, 64(DX)
 	ADDQ SI, DX
@@ -6703,6 +9258,153 @@ convAVX512_14x32_store:
 	VMOVUPS Z25, 64(DX)
 	ADDQ SI, DX
 	VMOVUPS Z26, 0(DX)
+	VMOVUPS Z27, 64(DX)
+	VZEROUPPER
+	RET
+convAVX512_14x32_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z28
+	VMOVUPS 0(R11), Z29
+	VMOVUPS 64(R11), Z30
+	VFMADD213PS 0(R12), Z29, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z28, Z0
+	VMOVUPS Z0, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z1
+	VADDPS 64(R13), Z1, Z1
+	VMAXPS Z1, Z28, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z28, Z2
+	VMOVUPS Z2, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z3
+	VADDPS 64(R13), Z3, Z3
+	VMAXPS Z3, Z28, Z3
+	VMOVUPS Z3, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z28, Z4
+	VMOVUPS Z4, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z5
+	VADDPS 64(R13), Z5, Z5
+	VMAXPS Z5, Z28, Z5
+	VMOVUPS Z5, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z28, Z6
+	VMOVUPS Z6, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z7
+	VADDPS 64(R13), Z7, Z7
+	VMAXPS Z7, Z28, Z7
+	VMOVUPS Z7, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z28, Z8
+	VMOVUPS Z8, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z9
+	VADDPS 64(R13), Z9, Z9
+	VMAXPS Z9, Z28, Z9
+	VMOVUPS Z9, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z10
+	VADDPS 0(R13), Z10, Z10
+	VMAXPS Z10, Z28, Z10
+	VMOVUPS Z10, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z11
+	VADDPS 64(R13), Z11, Z11
+	VMAXPS Z11, Z28, Z11
+	VMOVUPS Z11, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z12
+	VADDPS 0(R13), Z12, Z12
+	VMAXPS Z12, Z28, Z12
+	VMOVUPS Z12, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z13
+	VADDPS 64(R13), Z13, Z13
+	VMAXPS Z13, Z28, Z13
+	VMOVUPS Z13, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z14
+	VADDPS 0(R13), Z14, Z14
+	VMAXPS Z14, Z28, Z14
+	VMOVUPS Z14, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z15
+	VADDPS 64(R13), Z15, Z15
+	VMAXPS Z15, Z28, Z15
+	VMOVUPS Z15, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z16
+	VADDPS 0(R13), Z16, Z16
+	VMAXPS Z16, Z28, Z16
+	VMOVUPS Z16, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z17
+	VADDPS 64(R13), Z17, Z17
+	VMAXPS Z17, Z28, Z17
+	VMOVUPS Z17, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z18
+	VADDPS 0(R13), Z18, Z18
+	VMAXPS Z18, Z28, Z18
+	VMOVUPS Z18, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z19
+	VADDPS 64(R13), Z19, Z19
+	VMAXPS Z19, Z28, Z19
+	VMOVUPS Z19, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z20
+	VADDPS 0(R13), Z20, Z20
+	VMAXPS Z20, Z28, Z20
+	VMOVUPS Z20, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z21
+	VADDPS 64(R13), Z21, Z21
+	VMAXPS Z21, Z28, Z21
+	VMOVUPS Z21, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z22
+	VADDPS 0(R13), Z22, Z22
+	VMAXPS Z22, Z28, Z22
+	VMOVUPS Z22, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z23
+	VADDPS 64(R13), Z23, Z23
+	VMAXPS Z23, Z28, Z23
+	VMOVUPS Z23, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z24
+	VADDPS 0(R13), Z24, Z24
+	VMAXPS Z24, Z28, Z24
+	VMOVUPS Z24, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z25
+	VADDPS 64(R13), Z25, Z25
+	VMAXPS Z25, Z28, Z25
+	VMOVUPS Z25, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z29, Z26
+	VADDPS 0(R13), Z26, Z26
+	VMAXPS Z26, Z28, Z26
+	VMOVUPS Z26, 0(DX)
+	VFMADD213PS 64(R12), Z30, Z27
+	VADDPS 64(R13), Z27, Z27
+	VMAXPS Z27, Z28, Z27
 	VMOVUPS Z27, 64(DX)
 	VZEROUPPER
 	RET
@@ -8128,8 +10830,8 @@ dwAVX512_14x32_store:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_1x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convRow3AVX512_1x32(SB), NOSPLIT, $0-72
+// func convRow3AVX512_1x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convRow3AVX512_1x32(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	MOVQ x+0(FP), R12
@@ -8181,13 +10883,33 @@ convRow3AVX512_1x32_ic:
 convRow3AVX512_1x32_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convRow3AVX512_1x32_epilogue
 	VMOVUPS Z0, 0(DX)
 	VMOVUPS Z1, 64(DX)
 	VZEROUPPER
 	RET
+convRow3AVX512_1x32_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z30
+	VMOVUPS 0(R11), Z31
+	VMOVUPS 64(R11), Z2
+	VFMADD213PS 0(R12), Z31, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z30, Z0
+	VMOVUPS Z0, 0(DX)
+	VFMADD213PS 64(R12), Z2, Z1
+	VADDPS 64(R13), Z1, Z1
+	VMAXPS Z1, Z30, Z1
+	VMOVUPS Z1, 64(DX)
+	VZEROUPPER
+	RET
 
-// func convRow3AVX512_2x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convRow3AVX512_2x32(SB), NOSPLIT, $0-72
+// func convRow3AVX512_2x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convRow3AVX512_2x32(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -8248,6 +10970,9 @@ convRow3AVX512_2x32_ic:
 convRow3AVX512_2x32_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convRow3AVX512_2x32_epilogue
 	VMOVUPS Z0, 0(DX)
 	VMOVUPS Z1, 64(DX)
 	ADDQ SI, DX
@@ -8255,9 +10980,36 @@ convRow3AVX512_2x32_store:
 	VMOVUPS Z3, 64(DX)
 	VZEROUPPER
 	RET
+convRow3AVX512_2x32_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z30
+	VMOVUPS 0(R11), Z31
+	VMOVUPS 64(R11), Z4
+	VFMADD213PS 0(R12), Z31, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z30, Z0
+	VMOVUPS Z0, 0(DX)
+	VFMADD213PS 64(R12), Z4, Z1
+	VADDPS 64(R13), Z1, Z1
+	VMAXPS Z1, Z30, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z30, Z2
+	VMOVUPS Z2, 0(DX)
+	VFMADD213PS 64(R12), Z4, Z3
+	VADDPS 64(R13), Z3, Z3
+	VMAXPS Z3, Z30, Z3
+	VMOVUPS Z3, 64(DX)
+	VZEROUPPER
+	RET
 
-// func convRow3AVX512_3x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convRow3AVX512_3x32(SB), NOSPLIT, $0-72
+// func convRow3AVX512_3x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convRow3AVX512_3x32(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -8327,6 +11079,9 @@ convRow3AVX512_3x32_ic:
 convRow3AVX512_3x32_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convRow3AVX512_3x32_epilogue
 	VMOVUPS Z0, 0(DX)
 	VMOVUPS Z1, 64(DX)
 	ADDQ SI, DX
@@ -8337,9 +11092,46 @@ convRow3AVX512_3x32_store:
 	VMOVUPS Z5, 64(DX)
 	VZEROUPPER
 	RET
+convRow3AVX512_3x32_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z30
+	VMOVUPS 0(R11), Z31
+	VMOVUPS 64(R11), Z6
+	VFMADD213PS 0(R12), Z31, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z30, Z0
+	VMOVUPS Z0, 0(DX)
+	VFMADD213PS 64(R12), Z6, Z1
+	VADDPS 64(R13), Z1, Z1
+	VMAXPS Z1, Z30, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z30, Z2
+	VMOVUPS Z2, 0(DX)
+	VFMADD213PS 64(R12), Z6, Z3
+	VADDPS 64(R13), Z3, Z3
+	VMAXPS Z3, Z30, Z3
+	VMOVUPS Z3, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z30, Z4
+	VMOVUPS Z4, 0(DX)
+	VFMADD213PS 64(R12), Z6, Z5
+	VADDPS 64(R13), Z5, Z5
+	VMAXPS Z5, Z30, Z5
+	VMOVUPS Z5, 64(DX)
+	VZEROUPPER
+	RET
 
-// func convRow3AVX512_4x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convRow3AVX512_4x32(SB), NOSPLIT, $0-72
+// func convRow3AVX512_4x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convRow3AVX512_4x32(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -8418,6 +11210,9 @@ convRow3AVX512_4x32_ic:
 convRow3AVX512_4x32_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convRow3AVX512_4x32_epilogue
 	VMOVUPS Z0, 0(DX)
 	VMOVUPS Z1, 64(DX)
 	ADDQ SI, DX
@@ -8431,9 +11226,56 @@ convRow3AVX512_4x32_store:
 	VMOVUPS Z7, 64(DX)
 	VZEROUPPER
 	RET
+convRow3AVX512_4x32_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z30
+	VMOVUPS 0(R11), Z31
+	VMOVUPS 64(R11), Z8
+	VFMADD213PS 0(R12), Z31, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z30, Z0
+	VMOVUPS Z0, 0(DX)
+	VFMADD213PS 64(R12), Z8, Z1
+	VADDPS 64(R13), Z1, Z1
+	VMAXPS Z1, Z30, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z30, Z2
+	VMOVUPS Z2, 0(DX)
+	VFMADD213PS 64(R12), Z8, Z3
+	VADDPS 64(R13), Z3, Z3
+	VMAXPS Z3, Z30, Z3
+	VMOVUPS Z3, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z30, Z4
+	VMOVUPS Z4, 0(DX)
+	VFMADD213PS 64(R12), Z8, Z5
+	VADDPS 64(R13), Z5, Z5
+	VMAXPS Z5, Z30, Z5
+	VMOVUPS Z5, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z30, Z6
+	VMOVUPS Z6, 0(DX)
+	VFMADD213PS 64(R12), Z8, Z7
+	VADDPS 64(R13), Z7, Z7
+	VMAXPS Z7, Z30, Z7
+	VMOVUPS Z7, 64(DX)
+	VZEROUPPER
+	RET
 
-// func convRow3AVX512_5x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convRow3AVX512_5x32(SB), NOSPLIT, $0-72
+// func convRow3AVX512_5x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convRow3AVX512_5x32(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -8521,6 +11363,9 @@ convRow3AVX512_5x32_ic:
 convRow3AVX512_5x32_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convRow3AVX512_5x32_epilogue
 	VMOVUPS Z0, 0(DX)
 	VMOVUPS Z1, 64(DX)
 	ADDQ SI, DX
@@ -8537,9 +11382,66 @@ convRow3AVX512_5x32_store:
 	VMOVUPS Z9, 64(DX)
 	VZEROUPPER
 	RET
+convRow3AVX512_5x32_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z30
+	VMOVUPS 0(R11), Z31
+	VMOVUPS 64(R11), Z10
+	VFMADD213PS 0(R12), Z31, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z30, Z0
+	VMOVUPS Z0, 0(DX)
+	VFMADD213PS 64(R12), Z10, Z1
+	VADDPS 64(R13), Z1, Z1
+	VMAXPS Z1, Z30, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z30, Z2
+	VMOVUPS Z2, 0(DX)
+	VFMADD213PS 64(R12), Z10, Z3
+	VADDPS 64(R13), Z3, Z3
+	VMAXPS Z3, Z30, Z3
+	VMOVUPS Z3, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z30, Z4
+	VMOVUPS Z4, 0(DX)
+	VFMADD213PS 64(R12), Z10, Z5
+	VADDPS 64(R13), Z5, Z5
+	VMAXPS Z5, Z30, Z5
+	VMOVUPS Z5, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z30, Z6
+	VMOVUPS Z6, 0(DX)
+	VFMADD213PS 64(R12), Z10, Z7
+	VADDPS 64(R13), Z7, Z7
+	VMAXPS Z7, Z30, Z7
+	VMOVUPS Z7, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z30, Z8
+	VMOVUPS Z8, 0(DX)
+	VFMADD213PS 64(R12), Z10, Z9
+	VADDPS 64(R13), Z9, Z9
+	VMAXPS Z9, Z30, Z9
+	VMOVUPS Z9, 64(DX)
+	VZEROUPPER
+	RET
 
-// func convRow3AVX512_6x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convRow3AVX512_6x32(SB), NOSPLIT, $0-72
+// func convRow3AVX512_6x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convRow3AVX512_6x32(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -8636,6 +11538,9 @@ convRow3AVX512_6x32_ic:
 convRow3AVX512_6x32_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convRow3AVX512_6x32_epilogue
 	VMOVUPS Z0, 0(DX)
 	VMOVUPS Z1, 64(DX)
 	ADDQ SI, DX
@@ -8655,9 +11560,76 @@ convRow3AVX512_6x32_store:
 	VMOVUPS Z11, 64(DX)
 	VZEROUPPER
 	RET
+convRow3AVX512_6x32_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z30
+	VMOVUPS 0(R11), Z31
+	VMOVUPS 64(R11), Z12
+	VFMADD213PS 0(R12), Z31, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z30, Z0
+	VMOVUPS Z0, 0(DX)
+	VFMADD213PS 64(R12), Z12, Z1
+	VADDPS 64(R13), Z1, Z1
+	VMAXPS Z1, Z30, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z30, Z2
+	VMOVUPS Z2, 0(DX)
+	VFMADD213PS 64(R12), Z12, Z3
+	VADDPS 64(R13), Z3, Z3
+	VMAXPS Z3, Z30, Z3
+	VMOVUPS Z3, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z30, Z4
+	VMOVUPS Z4, 0(DX)
+	VFMADD213PS 64(R12), Z12, Z5
+	VADDPS 64(R13), Z5, Z5
+	VMAXPS Z5, Z30, Z5
+	VMOVUPS Z5, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z30, Z6
+	VMOVUPS Z6, 0(DX)
+	VFMADD213PS 64(R12), Z12, Z7
+	VADDPS 64(R13), Z7, Z7
+	VMAXPS Z7, Z30, Z7
+	VMOVUPS Z7, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z30, Z8
+	VMOVUPS Z8, 0(DX)
+	VFMADD213PS 64(R12), Z12, Z9
+	VADDPS 64(R13), Z9, Z9
+	VMAXPS Z9, Z30, Z9
+	VMOVUPS Z9, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z10
+	VADDPS 0(R13), Z10, Z10
+	VMAXPS Z10, Z30, Z10
+	VMOVUPS Z10, 0(DX)
+	VFMADD213PS 64(R12), Z12, Z11
+	VADDPS 64(R13), Z11, Z11
+	VMAXPS Z11, Z30, Z11
+	VMOVUPS Z11, 64(DX)
+	VZEROUPPER
+	RET
 
-// func convRow3AVX512_7x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convRow3AVX512_7x32(SB), NOSPLIT, $0-72
+// func convRow3AVX512_7x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convRow3AVX512_7x32(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -8763,6 +11735,9 @@ convRow3AVX512_7x32_ic:
 convRow3AVX512_7x32_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convRow3AVX512_7x32_epilogue
 	VMOVUPS Z0, 0(DX)
 	VMOVUPS Z1, 64(DX)
 	ADDQ SI, DX
@@ -8785,9 +11760,86 @@ convRow3AVX512_7x32_store:
 	VMOVUPS Z13, 64(DX)
 	VZEROUPPER
 	RET
+convRow3AVX512_7x32_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z30
+	VMOVUPS 0(R11), Z31
+	VMOVUPS 64(R11), Z14
+	VFMADD213PS 0(R12), Z31, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z30, Z0
+	VMOVUPS Z0, 0(DX)
+	VFMADD213PS 64(R12), Z14, Z1
+	VADDPS 64(R13), Z1, Z1
+	VMAXPS Z1, Z30, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z30, Z2
+	VMOVUPS Z2, 0(DX)
+	VFMADD213PS 64(R12), Z14, Z3
+	VADDPS 64(R13), Z3, Z3
+	VMAXPS Z3, Z30, Z3
+	VMOVUPS Z3, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z30, Z4
+	VMOVUPS Z4, 0(DX)
+	VFMADD213PS 64(R12), Z14, Z5
+	VADDPS 64(R13), Z5, Z5
+	VMAXPS Z5, Z30, Z5
+	VMOVUPS Z5, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z30, Z6
+	VMOVUPS Z6, 0(DX)
+	VFMADD213PS 64(R12), Z14, Z7
+	VADDPS 64(R13), Z7, Z7
+	VMAXPS Z7, Z30, Z7
+	VMOVUPS Z7, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z30, Z8
+	VMOVUPS Z8, 0(DX)
+	VFMADD213PS 64(R12), Z14, Z9
+	VADDPS 64(R13), Z9, Z9
+	VMAXPS Z9, Z30, Z9
+	VMOVUPS Z9, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z10
+	VADDPS 0(R13), Z10, Z10
+	VMAXPS Z10, Z30, Z10
+	VMOVUPS Z10, 0(DX)
+	VFMADD213PS 64(R12), Z14, Z11
+	VADDPS 64(R13), Z11, Z11
+	VMAXPS Z11, Z30, Z11
+	VMOVUPS Z11, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z12
+	VADDPS 0(R13), Z12, Z12
+	VMAXPS Z12, Z30, Z12
+	VMOVUPS Z12, 0(DX)
+	VFMADD213PS 64(R12), Z14, Z13
+	VADDPS 64(R13), Z13, Z13
+	VMAXPS Z13, Z30, Z13
+	VMOVUPS Z13, 64(DX)
+	VZEROUPPER
+	RET
 
-// func convRow3AVX512_8x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convRow3AVX512_8x32(SB), NOSPLIT, $0-72
+// func convRow3AVX512_8x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convRow3AVX512_8x32(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -8902,6 +11954,9 @@ convRow3AVX512_8x32_ic:
 convRow3AVX512_8x32_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convRow3AVX512_8x32_epilogue
 	VMOVUPS Z0, 0(DX)
 	VMOVUPS Z1, 64(DX)
 	ADDQ SI, DX
@@ -8927,9 +11982,96 @@ convRow3AVX512_8x32_store:
 	VMOVUPS Z15, 64(DX)
 	VZEROUPPER
 	RET
+convRow3AVX512_8x32_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z30
+	VMOVUPS 0(R11), Z31
+	VMOVUPS 64(R11), Z16
+	VFMADD213PS 0(R12), Z31, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z30, Z0
+	VMOVUPS Z0, 0(DX)
+	VFMADD213PS 64(R12), Z16, Z1
+	VADDPS 64(R13), Z1, Z1
+	VMAXPS Z1, Z30, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z30, Z2
+	VMOVUPS Z2, 0(DX)
+	VFMADD213PS 64(R12), Z16, Z3
+	VADDPS 64(R13), Z3, Z3
+	VMAXPS Z3, Z30, Z3
+	VMOVUPS Z3, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z30, Z4
+	VMOVUPS Z4, 0(DX)
+	VFMADD213PS 64(R12), Z16, Z5
+	VADDPS 64(R13), Z5, Z5
+	VMAXPS Z5, Z30, Z5
+	VMOVUPS Z5, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z30, Z6
+	VMOVUPS Z6, 0(DX)
+	VFMADD213PS 64(R12), Z16, Z7
+	VADDPS 64(R13), Z7, Z7
+	VMAXPS Z7, Z30, Z7
+	VMOVUPS Z7, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z30, Z8
+	VMOVUPS Z8, 0(DX)
+	VFMADD213PS 64(R12), Z16, Z9
+	VADDPS 64(R13), Z9, Z9
+	VMAXPS Z9, Z30, Z9
+	VMOVUPS Z9, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z10
+	VADDPS 0(R13), Z10, Z10
+	VMAXPS Z10, Z30, Z10
+	VMOVUPS Z10, 0(DX)
+	VFMADD213PS 64(R12), Z16, Z11
+	VADDPS 64(R13), Z11, Z11
+	VMAXPS Z11, Z30, Z11
+	VMOVUPS Z11, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z12
+	VADDPS 0(R13), Z12, Z12
+	VMAXPS Z12, Z30, Z12
+	VMOVUPS Z12, 0(DX)
+	VFMADD213PS 64(R12), Z16, Z13
+	VADDPS 64(R13), Z13, Z13
+	VMAXPS Z13, Z30, Z13
+	VMOVUPS Z13, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z14
+	VADDPS 0(R13), Z14, Z14
+	VMAXPS Z14, Z30, Z14
+	VMOVUPS Z14, 0(DX)
+	VFMADD213PS 64(R12), Z16, Z15
+	VADDPS 64(R13), Z15, Z15
+	VMAXPS Z15, Z30, Z15
+	VMOVUPS Z15, 64(DX)
+	VZEROUPPER
+	RET
 
-// func convRow3AVX512_9x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convRow3AVX512_9x32(SB), NOSPLIT, $0-72
+// func convRow3AVX512_9x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convRow3AVX512_9x32(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -9053,6 +12195,9 @@ convRow3AVX512_9x32_ic:
 convRow3AVX512_9x32_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convRow3AVX512_9x32_epilogue
 	VMOVUPS Z0, 0(DX)
 	VMOVUPS Z1, 64(DX)
 	ADDQ SI, DX
@@ -9081,9 +12226,106 @@ convRow3AVX512_9x32_store:
 	VMOVUPS Z17, 64(DX)
 	VZEROUPPER
 	RET
+convRow3AVX512_9x32_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z30
+	VMOVUPS 0(R11), Z31
+	VMOVUPS 64(R11), Z18
+	VFMADD213PS 0(R12), Z31, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z30, Z0
+	VMOVUPS Z0, 0(DX)
+	VFMADD213PS 64(R12), Z18, Z1
+	VADDPS 64(R13), Z1, Z1
+	VMAXPS Z1, Z30, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z30, Z2
+	VMOVUPS Z2, 0(DX)
+	VFMADD213PS 64(R12), Z18, Z3
+	VADDPS 64(R13), Z3, Z3
+	VMAXPS Z3, Z30, Z3
+	VMOVUPS Z3, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z30, Z4
+	VMOVUPS Z4, 0(DX)
+	VFMADD213PS 64(R12), Z18, Z5
+	VADDPS 64(R13), Z5, Z5
+	VMAXPS Z5, Z30, Z5
+	VMOVUPS Z5, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z30, Z6
+	VMOVUPS Z6, 0(DX)
+	VFMADD213PS 64(R12), Z18, Z7
+	VADDPS 64(R13), Z7, Z7
+	VMAXPS Z7, Z30, Z7
+	VMOVUPS Z7, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z30, Z8
+	VMOVUPS Z8, 0(DX)
+	VFMADD213PS 64(R12), Z18, Z9
+	VADDPS 64(R13), Z9, Z9
+	VMAXPS Z9, Z30, Z9
+	VMOVUPS Z9, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z10
+	VADDPS 0(R13), Z10, Z10
+	VMAXPS Z10, Z30, Z10
+	VMOVUPS Z10, 0(DX)
+	VFMADD213PS 64(R12), Z18, Z11
+	VADDPS 64(R13), Z11, Z11
+	VMAXPS Z11, Z30, Z11
+	VMOVUPS Z11, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z12
+	VADDPS 0(R13), Z12, Z12
+	VMAXPS Z12, Z30, Z12
+	VMOVUPS Z12, 0(DX)
+	VFMADD213PS 64(R12), Z18, Z13
+	VADDPS 64(R13), Z13, Z13
+	VMAXPS Z13, Z30, Z13
+	VMOVUPS Z13, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z14
+	VADDPS 0(R13), Z14, Z14
+	VMAXPS Z14, Z30, Z14
+	VMOVUPS Z14, 0(DX)
+	VFMADD213PS 64(R12), Z18, Z15
+	VADDPS 64(R13), Z15, Z15
+	VMAXPS Z15, Z30, Z15
+	VMOVUPS Z15, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z16
+	VADDPS 0(R13), Z16, Z16
+	VMAXPS Z16, Z30, Z16
+	VMOVUPS Z16, 0(DX)
+	VFMADD213PS 64(R12), Z18, Z17
+	VADDPS 64(R13), Z17, Z17
+	VMAXPS Z17, Z30, Z17
+	VMOVUPS Z17, 64(DX)
+	VZEROUPPER
+	RET
 
-// func convRow3AVX512_10x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convRow3AVX512_10x32(SB), NOSPLIT, $0-72
+// func convRow3AVX512_10x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convRow3AVX512_10x32(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -9216,6 +12458,9 @@ convRow3AVX512_10x32_ic:
 convRow3AVX512_10x32_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convRow3AVX512_10x32_epilogue
 	VMOVUPS Z0, 0(DX)
 	VMOVUPS Z1, 64(DX)
 	ADDQ SI, DX
@@ -9247,9 +12492,116 @@ convRow3AVX512_10x32_store:
 	VMOVUPS Z19, 64(DX)
 	VZEROUPPER
 	RET
+convRow3AVX512_10x32_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z30
+	VMOVUPS 0(R11), Z31
+	VMOVUPS 64(R11), Z20
+	VFMADD213PS 0(R12), Z31, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z30, Z0
+	VMOVUPS Z0, 0(DX)
+	VFMADD213PS 64(R12), Z20, Z1
+	VADDPS 64(R13), Z1, Z1
+	VMAXPS Z1, Z30, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z30, Z2
+	VMOVUPS Z2, 0(DX)
+	VFMADD213PS 64(R12), Z20, Z3
+	VADDPS 64(R13), Z3, Z3
+	VMAXPS Z3, Z30, Z3
+	VMOVUPS Z3, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z30, Z4
+	VMOVUPS Z4, 0(DX)
+	VFMADD213PS 64(R12), Z20, Z5
+	VADDPS 64(R13), Z5, Z5
+	VMAXPS Z5, Z30, Z5
+	VMOVUPS Z5, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z30, Z6
+	VMOVUPS Z6, 0(DX)
+	VFMADD213PS 64(R12), Z20, Z7
+	VADDPS 64(R13), Z7, Z7
+	VMAXPS Z7, Z30, Z7
+	VMOVUPS Z7, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z30, Z8
+	VMOVUPS Z8, 0(DX)
+	VFMADD213PS 64(R12), Z20, Z9
+	VADDPS 64(R13), Z9, Z9
+	VMAXPS Z9, Z30, Z9
+	VMOVUPS Z9, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z10
+	VADDPS 0(R13), Z10, Z10
+	VMAXPS Z10, Z30, Z10
+	VMOVUPS Z10, 0(DX)
+	VFMADD213PS 64(R12), Z20, Z11
+	VADDPS 64(R13), Z11, Z11
+	VMAXPS Z11, Z30, Z11
+	VMOVUPS Z11, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z12
+	VADDPS 0(R13), Z12, Z12
+	VMAXPS Z12, Z30, Z12
+	VMOVUPS Z12, 0(DX)
+	VFMADD213PS 64(R12), Z20, Z13
+	VADDPS 64(R13), Z13, Z13
+	VMAXPS Z13, Z30, Z13
+	VMOVUPS Z13, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z14
+	VADDPS 0(R13), Z14, Z14
+	VMAXPS Z14, Z30, Z14
+	VMOVUPS Z14, 0(DX)
+	VFMADD213PS 64(R12), Z20, Z15
+	VADDPS 64(R13), Z15, Z15
+	VMAXPS Z15, Z30, Z15
+	VMOVUPS Z15, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z16
+	VADDPS 0(R13), Z16, Z16
+	VMAXPS Z16, Z30, Z16
+	VMOVUPS Z16, 0(DX)
+	VFMADD213PS 64(R12), Z20, Z17
+	VADDPS 64(R13), Z17, Z17
+	VMAXPS Z17, Z30, Z17
+	VMOVUPS Z17, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z18
+	VADDPS 0(R13), Z18, Z18
+	VMAXPS Z18, Z30, Z18
+	VMOVUPS Z18, 0(DX)
+	VFMADD213PS 64(R12), Z20, Z19
+	VADDPS 64(R13), Z19, Z19
+	VMAXPS Z19, Z30, Z19
+	VMOVUPS Z19, 64(DX)
+	VZEROUPPER
+	RET
 
-// func convRow3AVX512_11x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convRow3AVX512_11x32(SB), NOSPLIT, $0-72
+// func convRow3AVX512_11x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convRow3AVX512_11x32(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -9391,6 +12743,9 @@ convRow3AVX512_11x32_ic:
 convRow3AVX512_11x32_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convRow3AVX512_11x32_epilogue
 	VMOVUPS Z0, 0(DX)
 	VMOVUPS Z1, 64(DX)
 	ADDQ SI, DX
@@ -9425,9 +12780,126 @@ convRow3AVX512_11x32_store:
 	VMOVUPS Z21, 64(DX)
 	VZEROUPPER
 	RET
+convRow3AVX512_11x32_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z30
+	VMOVUPS 0(R11), Z31
+	VMOVUPS 64(R11), Z22
+	VFMADD213PS 0(R12), Z31, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z30, Z0
+	VMOVUPS Z0, 0(DX)
+	VFMADD213PS 64(R12), Z22, Z1
+	VADDPS 64(R13), Z1, Z1
+	VMAXPS Z1, Z30, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z30, Z2
+	VMOVUPS Z2, 0(DX)
+	VFMADD213PS 64(R12), Z22, Z3
+	VADDPS 64(R13), Z3, Z3
+	VMAXPS Z3, Z30, Z3
+	VMOVUPS Z3, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z30, Z4
+	VMOVUPS Z4, 0(DX)
+	VFMADD213PS 64(R12), Z22, Z5
+	VADDPS 64(R13), Z5, Z5
+	VMAXPS Z5, Z30, Z5
+	VMOVUPS Z5, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z30, Z6
+	VMOVUPS Z6, 0(DX)
+	VFMADD213PS 64(R12), Z22, Z7
+	VADDPS 64(R13), Z7, Z7
+	VMAXPS Z7, Z30, Z7
+	VMOVUPS Z7, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z30, Z8
+	VMOVUPS Z8, 0(DX)
+	VFMADD213PS 64(R12), Z22, Z9
+	VADDPS 64(R13), Z9, Z9
+	VMAXPS Z9, Z30, Z9
+	VMOVUPS Z9, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z10
+	VADDPS 0(R13), Z10, Z10
+	VMAXPS Z10, Z30, Z10
+	VMOVUPS Z10, 0(DX)
+	VFMADD213PS 64(R12), Z22, Z11
+	VADDPS 64(R13), Z11, Z11
+	VMAXPS Z11, Z30, Z11
+	VMOVUPS Z11, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z12
+	VADDPS 0(R13), Z12, Z12
+	VMAXPS Z12, Z30, Z12
+	VMOVUPS Z12, 0(DX)
+	VFMADD213PS 64(R12), Z22, Z13
+	VADDPS 64(R13), Z13, Z13
+	VMAXPS Z13, Z30, Z13
+	VMOVUPS Z13, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z14
+	VADDPS 0(R13), Z14, Z14
+	VMAXPS Z14, Z30, Z14
+	VMOVUPS Z14, 0(DX)
+	VFMADD213PS 64(R12), Z22, Z15
+	VADDPS 64(R13), Z15, Z15
+	VMAXPS Z15, Z30, Z15
+	VMOVUPS Z15, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z16
+	VADDPS 0(R13), Z16, Z16
+	VMAXPS Z16, Z30, Z16
+	VMOVUPS Z16, 0(DX)
+	VFMADD213PS 64(R12), Z22, Z17
+	VADDPS 64(R13), Z17, Z17
+	VMAXPS Z17, Z30, Z17
+	VMOVUPS Z17, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z18
+	VADDPS 0(R13), Z18, Z18
+	VMAXPS Z18, Z30, Z18
+	VMOVUPS Z18, 0(DX)
+	VFMADD213PS 64(R12), Z22, Z19
+	VADDPS 64(R13), Z19, Z19
+	VMAXPS Z19, Z30, Z19
+	VMOVUPS Z19, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z20
+	VADDPS 0(R13), Z20, Z20
+	VMAXPS Z20, Z30, Z20
+	VMOVUPS Z20, 0(DX)
+	VFMADD213PS 64(R12), Z22, Z21
+	VADDPS 64(R13), Z21, Z21
+	VMAXPS Z21, Z30, Z21
+	VMOVUPS Z21, 64(DX)
+	VZEROUPPER
+	RET
 
-// func convRow3AVX512_12x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convRow3AVX512_12x32(SB), NOSPLIT, $0-72
+// func convRow3AVX512_12x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convRow3AVX512_12x32(SB), NOSPLIT, $0-108
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -9578,6 +13050,9 @@ convRow3AVX512_12x32_ic:
 convRow3AVX512_12x32_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convRow3AVX512_12x32_epilogue
 	VMOVUPS Z0, 0(DX)
 	VMOVUPS Z1, 64(DX)
 	ADDQ SI, DX
@@ -9615,9 +13090,136 @@ convRow3AVX512_12x32_store:
 	VMOVUPS Z23, 64(DX)
 	VZEROUPPER
 	RET
+convRow3AVX512_12x32_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Z30
+	VMOVUPS 0(R11), Z31
+	VMOVUPS 64(R11), Z24
+	VFMADD213PS 0(R12), Z31, Z0
+	VADDPS 0(R13), Z0, Z0
+	VMAXPS Z0, Z30, Z0
+	VMOVUPS Z0, 0(DX)
+	VFMADD213PS 64(R12), Z24, Z1
+	VADDPS 64(R13), Z1, Z1
+	VMAXPS Z1, Z30, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z2
+	VADDPS 0(R13), Z2, Z2
+	VMAXPS Z2, Z30, Z2
+	VMOVUPS Z2, 0(DX)
+	VFMADD213PS 64(R12), Z24, Z3
+	VADDPS 64(R13), Z3, Z3
+	VMAXPS Z3, Z30, Z3
+	VMOVUPS Z3, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z4
+	VADDPS 0(R13), Z4, Z4
+	VMAXPS Z4, Z30, Z4
+	VMOVUPS Z4, 0(DX)
+	VFMADD213PS 64(R12), Z24, Z5
+	VADDPS 64(R13), Z5, Z5
+	VMAXPS Z5, Z30, Z5
+	VMOVUPS Z5, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z6
+	VADDPS 0(R13), Z6, Z6
+	VMAXPS Z6, Z30, Z6
+	VMOVUPS Z6, 0(DX)
+	VFMADD213PS 64(R12), Z24, Z7
+	VADDPS 64(R13), Z7, Z7
+	VMAXPS Z7, Z30, Z7
+	VMOVUPS Z7, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z8
+	VADDPS 0(R13), Z8, Z8
+	VMAXPS Z8, Z30, Z8
+	VMOVUPS Z8, 0(DX)
+	VFMADD213PS 64(R12), Z24, Z9
+	VADDPS 64(R13), Z9, Z9
+	VMAXPS Z9, Z30, Z9
+	VMOVUPS Z9, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z10
+	VADDPS 0(R13), Z10, Z10
+	VMAXPS Z10, Z30, Z10
+	VMOVUPS Z10, 0(DX)
+	VFMADD213PS 64(R12), Z24, Z11
+	VADDPS 64(R13), Z11, Z11
+	VMAXPS Z11, Z30, Z11
+	VMOVUPS Z11, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z12
+	VADDPS 0(R13), Z12, Z12
+	VMAXPS Z12, Z30, Z12
+	VMOVUPS Z12, 0(DX)
+	VFMADD213PS 64(R12), Z24, Z13
+	VADDPS 64(R13), Z13, Z13
+	VMAXPS Z13, Z30, Z13
+	VMOVUPS Z13, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z14
+	VADDPS 0(R13), Z14, Z14
+	VMAXPS Z14, Z30, Z14
+	VMOVUPS Z14, 0(DX)
+	VFMADD213PS 64(R12), Z24, Z15
+	VADDPS 64(R13), Z15, Z15
+	VMAXPS Z15, Z30, Z15
+	VMOVUPS Z15, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z16
+	VADDPS 0(R13), Z16, Z16
+	VMAXPS Z16, Z30, Z16
+	VMOVUPS Z16, 0(DX)
+	VFMADD213PS 64(R12), Z24, Z17
+	VADDPS 64(R13), Z17, Z17
+	VMAXPS Z17, Z30, Z17
+	VMOVUPS Z17, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z18
+	VADDPS 0(R13), Z18, Z18
+	VMAXPS Z18, Z30, Z18
+	VMOVUPS Z18, 0(DX)
+	VFMADD213PS 64(R12), Z24, Z19
+	VADDPS 64(R13), Z19, Z19
+	VMAXPS Z19, Z30, Z19
+	VMOVUPS Z19, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z20
+	VADDPS 0(R13), Z20, Z20
+	VMAXPS Z20, Z30, Z20
+	VMOVUPS Z20, 0(DX)
+	VFMADD213PS 64(R12), Z24, Z21
+	VADDPS 64(R13), Z21, Z21
+	VMAXPS Z21, Z30, Z21
+	VMOVUPS Z21, 64(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Z31, Z22
+	VADDPS 0(R13), Z22, Z22
+	VMAXPS Z22, Z30, Z22
+	VMOVUPS Z22, 0(DX)
+	VFMADD213PS 64(R12), Z24, Z23
+	VADDPS 64(R13), Z23, Z23
+	VMAXPS Z23, Z30, Z23
+	VMOVUPS Z23, 64(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX2_1x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX2_1x8(SB), NOSPLIT, $0-72
+// func convAVX2_1x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX2_1x8(SB), NOSPLIT, $0-108
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -9696,12 +13298,27 @@ convAVX2_1x8_store:
 	VADDPS Y7, Y0, Y0
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX2_1x8_epilogue
+	VMOVUPS Y0, 0(DX)
+	VZEROUPPER
+	RET
+convAVX2_1x8_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Y12
+	VMOVUPS 0(R11), Y13
+	VFMADD213PS 0(R12), Y13, Y0
+	VADDPS 0(R13), Y0, Y0
+	VMAXPS Y0, Y12, Y0
 	VMOVUPS Y0, 0(DX)
 	VZEROUPPER
 	RET
 
-// func convAVX2_2x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX2_2x8(SB), NOSPLIT, $0-72
+// func convAVX2_2x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX2_2x8(SB), NOSPLIT, $0-108
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -9777,14 +13394,35 @@ convAVX2_2x8_store:
 	VADDPS Y7, Y1, Y1
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX2_2x8_epilogue
 	VMOVUPS Y0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Y1, 0(DX)
 	VZEROUPPER
 	RET
+convAVX2_2x8_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Y12
+	VMOVUPS 0(R11), Y13
+	VFMADD213PS 0(R12), Y13, Y0
+	VADDPS 0(R13), Y0, Y0
+	VMAXPS Y0, Y12, Y0
+	VMOVUPS Y0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y1
+	VADDPS 0(R13), Y1, Y1
+	VMAXPS Y1, Y12, Y1
+	VMOVUPS Y1, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX2_3x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX2_3x8(SB), NOSPLIT, $0-72
+// func convAVX2_3x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX2_3x8(SB), NOSPLIT, $0-108
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -9851,6 +13489,9 @@ convAVX2_3x8_store:
 	VADDPS Y5, Y2, Y2
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX2_3x8_epilogue
 	VMOVUPS Y0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Y1, 0(DX)
@@ -9858,9 +13499,33 @@ convAVX2_3x8_store:
 	VMOVUPS Y2, 0(DX)
 	VZEROUPPER
 	RET
+convAVX2_3x8_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Y12
+	VMOVUPS 0(R11), Y13
+	VFMADD213PS 0(R12), Y13, Y0
+	VADDPS 0(R13), Y0, Y0
+	VMAXPS Y0, Y12, Y0
+	VMOVUPS Y0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y1
+	VADDPS 0(R13), Y1, Y1
+	VMAXPS Y1, Y12, Y1
+	VMOVUPS Y1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y2
+	VADDPS 0(R13), Y2, Y2
+	VMAXPS Y2, Y12, Y2
+	VMOVUPS Y2, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX2_4x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX2_4x8(SB), NOSPLIT, $0-72
+// func convAVX2_4x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX2_4x8(SB), NOSPLIT, $0-108
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -9936,6 +13601,9 @@ convAVX2_4x8_store:
 	VADDPS Y7, Y3, Y3
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX2_4x8_epilogue
 	VMOVUPS Y0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Y1, 0(DX)
@@ -9945,9 +13613,39 @@ convAVX2_4x8_store:
 	VMOVUPS Y3, 0(DX)
 	VZEROUPPER
 	RET
+convAVX2_4x8_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Y12
+	VMOVUPS 0(R11), Y13
+	VFMADD213PS 0(R12), Y13, Y0
+	VADDPS 0(R13), Y0, Y0
+	VMAXPS Y0, Y12, Y0
+	VMOVUPS Y0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y1
+	VADDPS 0(R13), Y1, Y1
+	VMAXPS Y1, Y12, Y1
+	VMOVUPS Y1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y2
+	VADDPS 0(R13), Y2, Y2
+	VMAXPS Y2, Y12, Y2
+	VMOVUPS Y2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y3
+	VADDPS 0(R13), Y3, Y3
+	VMAXPS Y3, Y12, Y3
+	VMOVUPS Y3, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX2_5x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX2_5x8(SB), NOSPLIT, $0-72
+// func convAVX2_5x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX2_5x8(SB), NOSPLIT, $0-108
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -9990,6 +13688,9 @@ convAVX2_5x8_ic:
 convAVX2_5x8_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX2_5x8_epilogue
 	VMOVUPS Y0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Y1, 0(DX)
@@ -10001,9 +13702,45 @@ convAVX2_5x8_store:
 	VMOVUPS Y4, 0(DX)
 	VZEROUPPER
 	RET
+convAVX2_5x8_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Y12
+	VMOVUPS 0(R11), Y13
+	VFMADD213PS 0(R12), Y13, Y0
+	VADDPS 0(R13), Y0, Y0
+	VMAXPS Y0, Y12, Y0
+	VMOVUPS Y0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y1
+	VADDPS 0(R13), Y1, Y1
+	VMAXPS Y1, Y12, Y1
+	VMOVUPS Y1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y2
+	VADDPS 0(R13), Y2, Y2
+	VMAXPS Y2, Y12, Y2
+	VMOVUPS Y2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y3
+	VADDPS 0(R13), Y3, Y3
+	VMAXPS Y3, Y12, Y3
+	VMOVUPS Y3, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y4
+	VADDPS 0(R13), Y4, Y4
+	VMAXPS Y4, Y12, Y4
+	VMOVUPS Y4, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX2_6x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX2_6x8(SB), NOSPLIT, $0-72
+// func convAVX2_6x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX2_6x8(SB), NOSPLIT, $0-108
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -10051,6 +13788,9 @@ convAVX2_6x8_ic:
 convAVX2_6x8_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX2_6x8_epilogue
 	VMOVUPS Y0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Y1, 0(DX)
@@ -10064,9 +13804,51 @@ convAVX2_6x8_store:
 	VMOVUPS Y5, 0(DX)
 	VZEROUPPER
 	RET
+convAVX2_6x8_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Y12
+	VMOVUPS 0(R11), Y13
+	VFMADD213PS 0(R12), Y13, Y0
+	VADDPS 0(R13), Y0, Y0
+	VMAXPS Y0, Y12, Y0
+	VMOVUPS Y0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y1
+	VADDPS 0(R13), Y1, Y1
+	VMAXPS Y1, Y12, Y1
+	VMOVUPS Y1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y2
+	VADDPS 0(R13), Y2, Y2
+	VMAXPS Y2, Y12, Y2
+	VMOVUPS Y2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y3
+	VADDPS 0(R13), Y3, Y3
+	VMAXPS Y3, Y12, Y3
+	VMOVUPS Y3, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y4
+	VADDPS 0(R13), Y4, Y4
+	VMAXPS Y4, Y12, Y4
+	VMOVUPS Y4, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y5
+	VADDPS 0(R13), Y5, Y5
+	VMAXPS Y5, Y12, Y5
+	VMOVUPS Y5, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX2_7x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX2_7x8(SB), NOSPLIT, $0-72
+// func convAVX2_7x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX2_7x8(SB), NOSPLIT, $0-108
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -10117,6 +13899,9 @@ convAVX2_7x8_ic:
 convAVX2_7x8_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX2_7x8_epilogue
 	VMOVUPS Y0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Y1, 0(DX)
@@ -10132,9 +13917,57 @@ convAVX2_7x8_store:
 	VMOVUPS Y6, 0(DX)
 	VZEROUPPER
 	RET
+convAVX2_7x8_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Y12
+	VMOVUPS 0(R11), Y13
+	VFMADD213PS 0(R12), Y13, Y0
+	VADDPS 0(R13), Y0, Y0
+	VMAXPS Y0, Y12, Y0
+	VMOVUPS Y0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y1
+	VADDPS 0(R13), Y1, Y1
+	VMAXPS Y1, Y12, Y1
+	VMOVUPS Y1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y2
+	VADDPS 0(R13), Y2, Y2
+	VMAXPS Y2, Y12, Y2
+	VMOVUPS Y2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y3
+	VADDPS 0(R13), Y3, Y3
+	VMAXPS Y3, Y12, Y3
+	VMOVUPS Y3, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y4
+	VADDPS 0(R13), Y4, Y4
+	VMAXPS Y4, Y12, Y4
+	VMOVUPS Y4, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y5
+	VADDPS 0(R13), Y5, Y5
+	VMAXPS Y5, Y12, Y5
+	VMOVUPS Y5, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y6
+	VADDPS 0(R13), Y6, Y6
+	VMAXPS Y6, Y12, Y6
+	VMOVUPS Y6, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX2_8x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX2_8x8(SB), NOSPLIT, $0-72
+// func convAVX2_8x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX2_8x8(SB), NOSPLIT, $0-108
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -10188,6 +14021,9 @@ convAVX2_8x8_ic:
 convAVX2_8x8_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX2_8x8_epilogue
 	VMOVUPS Y0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Y1, 0(DX)
@@ -10205,9 +14041,63 @@ convAVX2_8x8_store:
 	VMOVUPS Y7, 0(DX)
 	VZEROUPPER
 	RET
+convAVX2_8x8_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Y12
+	VMOVUPS 0(R11), Y13
+	VFMADD213PS 0(R12), Y13, Y0
+	VADDPS 0(R13), Y0, Y0
+	VMAXPS Y0, Y12, Y0
+	VMOVUPS Y0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y1
+	VADDPS 0(R13), Y1, Y1
+	VMAXPS Y1, Y12, Y1
+	VMOVUPS Y1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y2
+	VADDPS 0(R13), Y2, Y2
+	VMAXPS Y2, Y12, Y2
+	VMOVUPS Y2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y3
+	VADDPS 0(R13), Y3, Y3
+	VMAXPS Y3, Y12, Y3
+	VMOVUPS Y3, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y4
+	VADDPS 0(R13), Y4, Y4
+	VMAXPS Y4, Y12, Y4
+	VMOVUPS Y4, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y5
+	VADDPS 0(R13), Y5, Y5
+	VMAXPS Y5, Y12, Y5
+	VMOVUPS Y5, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y6
+	VADDPS 0(R13), Y6, Y6
+	VMAXPS Y6, Y12, Y6
+	VMOVUPS Y6, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y7
+	VADDPS 0(R13), Y7, Y7
+	VMAXPS Y7, Y12, Y7
+	VMOVUPS Y7, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX2_9x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX2_9x8(SB), NOSPLIT, $0-72
+// func convAVX2_9x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX2_9x8(SB), NOSPLIT, $0-108
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -10264,6 +14154,9 @@ convAVX2_9x8_ic:
 convAVX2_9x8_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX2_9x8_epilogue
 	VMOVUPS Y0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Y1, 0(DX)
@@ -10283,9 +14176,69 @@ convAVX2_9x8_store:
 	VMOVUPS Y8, 0(DX)
 	VZEROUPPER
 	RET
+convAVX2_9x8_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Y12
+	VMOVUPS 0(R11), Y13
+	VFMADD213PS 0(R12), Y13, Y0
+	VADDPS 0(R13), Y0, Y0
+	VMAXPS Y0, Y12, Y0
+	VMOVUPS Y0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y1
+	VADDPS 0(R13), Y1, Y1
+	VMAXPS Y1, Y12, Y1
+	VMOVUPS Y1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y2
+	VADDPS 0(R13), Y2, Y2
+	VMAXPS Y2, Y12, Y2
+	VMOVUPS Y2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y3
+	VADDPS 0(R13), Y3, Y3
+	VMAXPS Y3, Y12, Y3
+	VMOVUPS Y3, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y4
+	VADDPS 0(R13), Y4, Y4
+	VMAXPS Y4, Y12, Y4
+	VMOVUPS Y4, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y5
+	VADDPS 0(R13), Y5, Y5
+	VMAXPS Y5, Y12, Y5
+	VMOVUPS Y5, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y6
+	VADDPS 0(R13), Y6, Y6
+	VMAXPS Y6, Y12, Y6
+	VMOVUPS Y6, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y7
+	VADDPS 0(R13), Y7, Y7
+	VMAXPS Y7, Y12, Y7
+	VMOVUPS Y7, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y8
+	VADDPS 0(R13), Y8, Y8
+	VMAXPS Y8, Y12, Y8
+	VMOVUPS Y8, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX2_10x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX2_10x8(SB), NOSPLIT, $0-72
+// func convAVX2_10x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX2_10x8(SB), NOSPLIT, $0-108
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -10345,6 +14298,9 @@ convAVX2_10x8_ic:
 convAVX2_10x8_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX2_10x8_epilogue
 	VMOVUPS Y0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Y1, 0(DX)
@@ -10366,9 +14322,75 @@ convAVX2_10x8_store:
 	VMOVUPS Y9, 0(DX)
 	VZEROUPPER
 	RET
+convAVX2_10x8_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Y12
+	VMOVUPS 0(R11), Y13
+	VFMADD213PS 0(R12), Y13, Y0
+	VADDPS 0(R13), Y0, Y0
+	VMAXPS Y0, Y12, Y0
+	VMOVUPS Y0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y1
+	VADDPS 0(R13), Y1, Y1
+	VMAXPS Y1, Y12, Y1
+	VMOVUPS Y1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y2
+	VADDPS 0(R13), Y2, Y2
+	VMAXPS Y2, Y12, Y2
+	VMOVUPS Y2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y3
+	VADDPS 0(R13), Y3, Y3
+	VMAXPS Y3, Y12, Y3
+	VMOVUPS Y3, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y4
+	VADDPS 0(R13), Y4, Y4
+	VMAXPS Y4, Y12, Y4
+	VMOVUPS Y4, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y5
+	VADDPS 0(R13), Y5, Y5
+	VMAXPS Y5, Y12, Y5
+	VMOVUPS Y5, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y6
+	VADDPS 0(R13), Y6, Y6
+	VMAXPS Y6, Y12, Y6
+	VMOVUPS Y6, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y7
+	VADDPS 0(R13), Y7, Y7
+	VMAXPS Y7, Y12, Y7
+	VMOVUPS Y7, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y8
+	VADDPS 0(R13), Y8, Y8
+	VMAXPS Y8, Y12, Y8
+	VMOVUPS Y8, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y9
+	VADDPS 0(R13), Y9, Y9
+	VMAXPS Y9, Y12, Y9
+	VMOVUPS Y9, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX2_11x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX2_11x8(SB), NOSPLIT, $0-72
+// func convAVX2_11x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX2_11x8(SB), NOSPLIT, $0-108
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -10435,6 +14457,9 @@ convAVX2_11x8_ic:
 convAVX2_11x8_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX2_11x8_epilogue
 	VMOVUPS Y0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Y1, 0(DX)
@@ -10458,9 +14483,81 @@ convAVX2_11x8_store:
 	VMOVUPS Y10, 0(DX)
 	VZEROUPPER
 	RET
+convAVX2_11x8_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Y12
+	VMOVUPS 0(R11), Y13
+	VFMADD213PS 0(R12), Y13, Y0
+	VADDPS 0(R13), Y0, Y0
+	VMAXPS Y0, Y12, Y0
+	VMOVUPS Y0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y1
+	VADDPS 0(R13), Y1, Y1
+	VMAXPS Y1, Y12, Y1
+	VMOVUPS Y1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y2
+	VADDPS 0(R13), Y2, Y2
+	VMAXPS Y2, Y12, Y2
+	VMOVUPS Y2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y3
+	VADDPS 0(R13), Y3, Y3
+	VMAXPS Y3, Y12, Y3
+	VMOVUPS Y3, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y4
+	VADDPS 0(R13), Y4, Y4
+	VMAXPS Y4, Y12, Y4
+	VMOVUPS Y4, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y5
+	VADDPS 0(R13), Y5, Y5
+	VMAXPS Y5, Y12, Y5
+	VMOVUPS Y5, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y6
+	VADDPS 0(R13), Y6, Y6
+	VMAXPS Y6, Y12, Y6
+	VMOVUPS Y6, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y7
+	VADDPS 0(R13), Y7, Y7
+	VMAXPS Y7, Y12, Y7
+	VMOVUPS Y7, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y8
+	VADDPS 0(R13), Y8, Y8
+	VMAXPS Y8, Y12, Y8
+	VMOVUPS Y8, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y9
+	VADDPS 0(R13), Y9, Y9
+	VMAXPS Y9, Y12, Y9
+	VMOVUPS Y9, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y10
+	VADDPS 0(R13), Y10, Y10
+	VMAXPS Y10, Y12, Y10
+	VMOVUPS Y10, 0(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX2_12x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX2_12x8(SB), NOSPLIT, $0-72
+// func convAVX2_12x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX2_12x8(SB), NOSPLIT, $0-108
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -10530,6 +14627,9 @@ convAVX2_12x8_ic:
 convAVX2_12x8_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX2_12x8_epilogue
 	VMOVUPS Y0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Y1, 0(DX)
@@ -10552,6 +14652,84 @@ convAVX2_12x8_store:
 	ADDQ SI, DX
 	VMOVUPS Y10, 0(DX)
 	ADDQ SI, DX
+	VMOVUPS Y11, 0(DX)
+	VZEROUPPER
+	RET
+convAVX2_12x8_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Y12
+	VMOVUPS 0(R11), Y13
+	VFMADD213PS 0(R12), Y13, Y0
+	VADDPS 0(R13), Y0, Y0
+	VMAXPS Y0, Y12, Y0
+	VMOVUPS Y0, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y1
+	VADDPS 0(R13), Y1, Y1
+	VMAXPS Y1, Y12, Y1
+	VMOVUPS Y1, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y2
+	VADDPS 0(R13), Y2, Y2
+	VMAXPS Y2, Y12, Y2
+	VMOVUPS Y2, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y3
+	VADDPS 0(R13), Y3, Y3
+	VMAXPS Y3, Y12, Y3
+	VMOVUPS Y3, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y4
+	VADDPS 0(R13), Y4, Y4
+	VMAXPS Y4, Y12, Y4
+	VMOVUPS Y4, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y5
+	VADDPS 0(R13), Y5, Y5
+	VMAXPS Y5, Y12, Y5
+	VMOVUPS Y5, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y6
+	VADDPS 0(R13), Y6, Y6
+	VMAXPS Y6, Y12, Y6
+	VMOVUPS Y6, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y7
+	VADDPS 0(R13), Y7, Y7
+	VMAXPS Y7, Y12, Y7
+	VMOVUPS Y7, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y8
+	VADDPS 0(R13), Y8, Y8
+	VMAXPS Y8, Y12, Y8
+	VMOVUPS Y8, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y9
+	VADDPS 0(R13), Y9, Y9
+	VMAXPS Y9, Y12, Y9
+	VMOVUPS Y9, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y10
+	VADDPS 0(R13), Y10, Y10
+	VMAXPS Y10, Y12, Y10
+	VMOVUPS Y10, 0(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y11
+	VADDPS 0(R13), Y11, Y11
+	VMAXPS Y11, Y12, Y11
 	VMOVUPS Y11, 0(DX)
 	VZEROUPPER
 	RET
@@ -11420,8 +15598,8 @@ dwAVX2_12x8_store:
 	VZEROUPPER
 	RET
 
-// func convAVX2_1x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX2_1x16(SB), NOSPLIT, $0-72
+// func convAVX2_1x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX2_1x16(SB), NOSPLIT, $0-108
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -11497,13 +15675,33 @@ convAVX2_1x16_store:
 	VADDPS Y7, Y1, Y1
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX2_1x16_epilogue
 	VMOVUPS Y0, 0(DX)
 	VMOVUPS Y1, 32(DX)
 	VZEROUPPER
 	RET
+convAVX2_1x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Y12
+	VMOVUPS 0(R11), Y13
+	VMOVUPS 32(R11), Y14
+	VFMADD213PS 0(R12), Y13, Y0
+	VADDPS 0(R13), Y0, Y0
+	VMAXPS Y0, Y12, Y0
+	VMOVUPS Y0, 0(DX)
+	VFMADD213PS 32(R12), Y14, Y1
+	VADDPS 32(R13), Y1, Y1
+	VMAXPS Y1, Y12, Y1
+	VMOVUPS Y1, 32(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX2_2x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX2_2x16(SB), NOSPLIT, $0-72
+// func convAVX2_2x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX2_2x16(SB), NOSPLIT, $0-108
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -11576,6 +15774,9 @@ convAVX2_2x16_store:
 	VADDPS Y7, Y3, Y3
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX2_2x16_epilogue
 	VMOVUPS Y0, 0(DX)
 	VMOVUPS Y1, 32(DX)
 	ADDQ SI, DX
@@ -11583,9 +15784,36 @@ convAVX2_2x16_store:
 	VMOVUPS Y3, 32(DX)
 	VZEROUPPER
 	RET
+convAVX2_2x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Y12
+	VMOVUPS 0(R11), Y13
+	VMOVUPS 32(R11), Y14
+	VFMADD213PS 0(R12), Y13, Y0
+	VADDPS 0(R13), Y0, Y0
+	VMAXPS Y0, Y12, Y0
+	VMOVUPS Y0, 0(DX)
+	VFMADD213PS 32(R12), Y14, Y1
+	VADDPS 32(R13), Y1, Y1
+	VMAXPS Y1, Y12, Y1
+	VMOVUPS Y1, 32(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y2
+	VADDPS 0(R13), Y2, Y2
+	VMAXPS Y2, Y12, Y2
+	VMOVUPS Y2, 0(DX)
+	VFMADD213PS 32(R12), Y14, Y3
+	VADDPS 32(R13), Y3, Y3
+	VMAXPS Y3, Y12, Y3
+	VMOVUPS Y3, 32(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX2_3x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX2_3x16(SB), NOSPLIT, $0-72
+// func convAVX2_3x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX2_3x16(SB), NOSPLIT, $0-108
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -11629,6 +15857,9 @@ convAVX2_3x16_ic:
 convAVX2_3x16_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX2_3x16_epilogue
 	VMOVUPS Y0, 0(DX)
 	VMOVUPS Y1, 32(DX)
 	ADDQ SI, DX
@@ -11639,9 +15870,46 @@ convAVX2_3x16_store:
 	VMOVUPS Y5, 32(DX)
 	VZEROUPPER
 	RET
+convAVX2_3x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Y12
+	VMOVUPS 0(R11), Y13
+	VMOVUPS 32(R11), Y14
+	VFMADD213PS 0(R12), Y13, Y0
+	VADDPS 0(R13), Y0, Y0
+	VMAXPS Y0, Y12, Y0
+	VMOVUPS Y0, 0(DX)
+	VFMADD213PS 32(R12), Y14, Y1
+	VADDPS 32(R13), Y1, Y1
+	VMAXPS Y1, Y12, Y1
+	VMOVUPS Y1, 32(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y2
+	VADDPS 0(R13), Y2, Y2
+	VMAXPS Y2, Y12, Y2
+	VMOVUPS Y2, 0(DX)
+	VFMADD213PS 32(R12), Y14, Y3
+	VADDPS 32(R13), Y3, Y3
+	VMAXPS Y3, Y12, Y3
+	VMOVUPS Y3, 32(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y4
+	VADDPS 0(R13), Y4, Y4
+	VMAXPS Y4, Y12, Y4
+	VMOVUPS Y4, 0(DX)
+	VFMADD213PS 32(R12), Y14, Y5
+	VADDPS 32(R13), Y5, Y5
+	VMAXPS Y5, Y12, Y5
+	VMOVUPS Y5, 32(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX2_4x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX2_4x16(SB), NOSPLIT, $0-72
+// func convAVX2_4x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX2_4x16(SB), NOSPLIT, $0-108
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -11690,6 +15958,9 @@ convAVX2_4x16_ic:
 convAVX2_4x16_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX2_4x16_epilogue
 	VMOVUPS Y0, 0(DX)
 	VMOVUPS Y1, 32(DX)
 	ADDQ SI, DX
@@ -11703,9 +15974,56 @@ convAVX2_4x16_store:
 	VMOVUPS Y7, 32(DX)
 	VZEROUPPER
 	RET
+convAVX2_4x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Y12
+	VMOVUPS 0(R11), Y13
+	VMOVUPS 32(R11), Y14
+	VFMADD213PS 0(R12), Y13, Y0
+	VADDPS 0(R13), Y0, Y0
+	VMAXPS Y0, Y12, Y0
+	VMOVUPS Y0, 0(DX)
+	VFMADD213PS 32(R12), Y14, Y1
+	VADDPS 32(R13), Y1, Y1
+	VMAXPS Y1, Y12, Y1
+	VMOVUPS Y1, 32(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y2
+	VADDPS 0(R13), Y2, Y2
+	VMAXPS Y2, Y12, Y2
+	VMOVUPS Y2, 0(DX)
+	VFMADD213PS 32(R12), Y14, Y3
+	VADDPS 32(R13), Y3, Y3
+	VMAXPS Y3, Y12, Y3
+	VMOVUPS Y3, 32(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y4
+	VADDPS 0(R13), Y4, Y4
+	VMAXPS Y4, Y12, Y4
+	VMOVUPS Y4, 0(DX)
+	VFMADD213PS 32(R12), Y14, Y5
+	VADDPS 32(R13), Y5, Y5
+	VMAXPS Y5, Y12, Y5
+	VMOVUPS Y5, 32(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y6
+	VADDPS 0(R13), Y6, Y6
+	VMAXPS Y6, Y12, Y6
+	VMOVUPS Y6, 0(DX)
+	VFMADD213PS 32(R12), Y14, Y7
+	VADDPS 32(R13), Y7, Y7
+	VMAXPS Y7, Y12, Y7
+	VMOVUPS Y7, 32(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX2_5x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX2_5x16(SB), NOSPLIT, $0-72
+// func convAVX2_5x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX2_5x16(SB), NOSPLIT, $0-108
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -11759,6 +16077,9 @@ convAVX2_5x16_ic:
 convAVX2_5x16_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX2_5x16_epilogue
 	VMOVUPS Y0, 0(DX)
 	VMOVUPS Y1, 32(DX)
 	ADDQ SI, DX
@@ -11775,9 +16096,66 @@ convAVX2_5x16_store:
 	VMOVUPS Y9, 32(DX)
 	VZEROUPPER
 	RET
+convAVX2_5x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Y12
+	VMOVUPS 0(R11), Y13
+	VMOVUPS 32(R11), Y14
+	VFMADD213PS 0(R12), Y13, Y0
+	VADDPS 0(R13), Y0, Y0
+	VMAXPS Y0, Y12, Y0
+	VMOVUPS Y0, 0(DX)
+	VFMADD213PS 32(R12), Y14, Y1
+	VADDPS 32(R13), Y1, Y1
+	VMAXPS Y1, Y12, Y1
+	VMOVUPS Y1, 32(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y2
+	VADDPS 0(R13), Y2, Y2
+	VMAXPS Y2, Y12, Y2
+	VMOVUPS Y2, 0(DX)
+	VFMADD213PS 32(R12), Y14, Y3
+	VADDPS 32(R13), Y3, Y3
+	VMAXPS Y3, Y12, Y3
+	VMOVUPS Y3, 32(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y4
+	VADDPS 0(R13), Y4, Y4
+	VMAXPS Y4, Y12, Y4
+	VMOVUPS Y4, 0(DX)
+	VFMADD213PS 32(R12), Y14, Y5
+	VADDPS 32(R13), Y5, Y5
+	VMAXPS Y5, Y12, Y5
+	VMOVUPS Y5, 32(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y6
+	VADDPS 0(R13), Y6, Y6
+	VMAXPS Y6, Y12, Y6
+	VMOVUPS Y6, 0(DX)
+	VFMADD213PS 32(R12), Y14, Y7
+	VADDPS 32(R13), Y7, Y7
+	VMAXPS Y7, Y12, Y7
+	VMOVUPS Y7, 32(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y8
+	VADDPS 0(R13), Y8, Y8
+	VMAXPS Y8, Y12, Y8
+	VMOVUPS Y8, 0(DX)
+	VFMADD213PS 32(R12), Y14, Y9
+	VADDPS 32(R13), Y9, Y9
+	VMAXPS Y9, Y12, Y9
+	VMOVUPS Y9, 32(DX)
+	VZEROUPPER
+	RET
 
-// func convAVX2_6x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)
-TEXT ·convAVX2_6x16(SB), NOSPLIT, $0-72
+// func convAVX2_6x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+TEXT ·convAVX2_6x16(SB), NOSPLIT, $0-108
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -11838,6 +16216,9 @@ convAVX2_6x16_ic:
 convAVX2_6x16_store:
 	MOVQ y+24(FP), DX
 	MOVQ ys+64(FP), SI
+	MOVQ scale+72(FP), R11
+	TESTQ R11, R11
+	JNZ convAVX2_6x16_epilogue
 	VMOVUPS Y0, 0(DX)
 	VMOVUPS Y1, 32(DX)
 	ADDQ SI, DX
@@ -11854,6 +16235,73 @@ convAVX2_6x16_store:
 	VMOVUPS Y9, 32(DX)
 	ADDQ SI, DX
 	VMOVUPS Y10, 0(DX)
+	VMOVUPS Y11, 32(DX)
+	VZEROUPPER
+	RET
+convAVX2_6x16_epilogue:
+	MOVQ shift+80(FP), R12
+	MOVQ skip+88(FP), R13
+	MOVQ skipStride+96(FP), R14
+	VBROADCASTSS floor+104(FP), Y12
+	VMOVUPS 0(R11), Y13
+	VMOVUPS 32(R11), Y14
+	VFMADD213PS 0(R12), Y13, Y0
+	VADDPS 0(R13), Y0, Y0
+	VMAXPS Y0, Y12, Y0
+	VMOVUPS Y0, 0(DX)
+	VFMADD213PS 32(R12), Y14, Y1
+	VADDPS 32(R13), Y1, Y1
+	VMAXPS Y1, Y12, Y1
+	VMOVUPS Y1, 32(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y2
+	VADDPS 0(R13), Y2, Y2
+	VMAXPS Y2, Y12, Y2
+	VMOVUPS Y2, 0(DX)
+	VFMADD213PS 32(R12), Y14, Y3
+	VADDPS 32(R13), Y3, Y3
+	VMAXPS Y3, Y12, Y3
+	VMOVUPS Y3, 32(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y4
+	VADDPS 0(R13), Y4, Y4
+	VMAXPS Y4, Y12, Y4
+	VMOVUPS Y4, 0(DX)
+	VFMADD213PS 32(R12), Y14, Y5
+	VADDPS 32(R13), Y5, Y5
+	VMAXPS Y5, Y12, Y5
+	VMOVUPS Y5, 32(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y6
+	VADDPS 0(R13), Y6, Y6
+	VMAXPS Y6, Y12, Y6
+	VMOVUPS Y6, 0(DX)
+	VFMADD213PS 32(R12), Y14, Y7
+	VADDPS 32(R13), Y7, Y7
+	VMAXPS Y7, Y12, Y7
+	VMOVUPS Y7, 32(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y8
+	VADDPS 0(R13), Y8, Y8
+	VMAXPS Y8, Y12, Y8
+	VMOVUPS Y8, 0(DX)
+	VFMADD213PS 32(R12), Y14, Y9
+	VADDPS 32(R13), Y9, Y9
+	VMAXPS Y9, Y12, Y9
+	VMOVUPS Y9, 32(DX)
+	ADDQ SI, DX
+	ADDQ R14, R13
+	VFMADD213PS 0(R12), Y13, Y10
+	VADDPS 0(R13), Y10, Y10
+	VMAXPS Y10, Y12, Y10
+	VMOVUPS Y10, 0(DX)
+	VFMADD213PS 32(R12), Y14, Y11
+	VADDPS 32(R13), Y11, Y11
+	VMAXPS Y11, Y12, Y11
 	VMOVUPS Y11, 32(DX)
 	VZEROUPPER
 	RET

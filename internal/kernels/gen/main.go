@@ -83,7 +83,7 @@ func main() {
 				}
 				fmt.Fprint(&g, "}\n")
 				for _, n := range row3 {
-					fmt.Fprintf(&g, "\n//go:noescape\nfunc %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)\n", n)
+					fmt.Fprintf(&g, "\n//go:noescape\nfunc %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)\n", n)
 				}
 			}
 			fmt.Fprintf(&g, "\n// conv%s_%d[mr-1] is the %s conv kernel for mr pixels × %d channels.\nvar conv%s_%d = [...]convKernel{", is.name, nr, is.name, nr, is.name, nr)
@@ -96,7 +96,7 @@ func main() {
 			}
 			fmt.Fprint(&g, "}\n")
 			for _, n := range conv {
-				fmt.Fprintf(&g, "\n//go:noescape\nfunc %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)\n", n)
+				fmt.Fprintf(&g, "\n//go:noescape\nfunc %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)\n", n)
 			}
 			for _, n := range dw {
 				fmt.Fprintf(&g, "\n//go:noescape\nfunc %s(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)\n", n)
@@ -137,7 +137,7 @@ func genConv(s *bytes.Buffer, is isa, mr, nv int) string {
 	for (sets+1)*mr*nv <= min(8, is.maxAcc) {
 		sets++
 	}
-	fmt.Fprintf(s, "\n// func %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)\nTEXT ·%s(SB), NOSPLIT, $0-72\n", name, name)
+	fmt.Fprintf(s, "\n// func %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)\nTEXT ·%s(SB), NOSPLIT, $0-108\n", name, name)
 	for p := 0; p < sets*mr; p++ {
 		for v := 0; v < nv; v++ {
 			r := acc(is, p, v, nv)
@@ -210,16 +210,7 @@ func genConv(s *bytes.Buffer, is isa, mr, nv int) string {
 			}
 		}
 	}
-	fmt.Fprint(s, "\tMOVQ y+24(FP), DX\n\tMOVQ ys+64(FP), SI\n")
-	for p := 0; p < mr; p++ {
-		for v := 0; v < nv; v++ {
-			fmt.Fprintf(s, "\tVMOVUPS %s, %d(DX)\n", acc(is, p, v, nv), v*vb)
-		}
-		if p < mr-1 {
-			fmt.Fprint(s, "\tADDQ SI, DX\n")
-		}
-	}
-	fmt.Fprint(s, "\tVZEROUPPER\n\tRET\n")
+	genStore(s, is, name, mr, nv, append(wreg, breg...))
 	return name
 }
 
@@ -235,7 +226,7 @@ func genConvRow3(s *bytes.Buffer, is isa, mr, nv int) string {
 	vb := is.width * 4
 	wreg := func(u, v int) string { return fmt.Sprintf("%s%d", is.reg, mr*nv+u*nv+v) }
 	breg := []string{fmt.Sprintf("%s%d", is.reg, is.nregs-2), fmt.Sprintf("%s%d", is.reg, is.nregs-1)}
-	fmt.Fprintf(s, "\n// func %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int)\nTEXT ·%s(SB), NOSPLIT, $0-72\n", name, name)
+	fmt.Fprintf(s, "\n// func %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)\nTEXT ·%s(SB), NOSPLIT, $0-108\n", name, name)
 	for p := 0; p < mr; p++ {
 		for v := 0; v < nv; v++ {
 			r := acc(is, p, v, nv)
@@ -272,7 +263,26 @@ func genConvRow3(s *bytes.Buffer, is isa, mr, nv int) string {
 	}
 	fmt.Fprintf(s, "\tADDQ $%d, R11\n\tADDQ $4, DX\n\tADDQ $4, R8\n\tADDQ $4, R9\n\tADDQ $4, R10\n", nv*vb)
 	fmt.Fprintf(s, "\tDECQ CX\n\tJNZ %s_ic\n\tADDQ $16, AX\n\tDECQ BX\n\tJNZ %s_tap\n%s_store:\n", name, name, name)
-	fmt.Fprint(s, "\tMOVQ y+24(FP), DX\n\tMOVQ ys+64(FP), SI\n")
+	free := append([]string(nil), breg...)
+	for u := 0; u < 3; u++ {
+		for v := 0; v < nv; v++ {
+			free = append(free, wreg(u, v))
+		}
+	}
+	genStore(s, is, name, mr, nv, free)
+	return name
+}
+
+// genStore writes a conv kernel's store of its mr×nv accumulators at y
+// (pixel stride ys). With scale nil it stores them as they are; otherwise
+// it applies the epilogue y = max(acc·scale + shift + skip, floor) per
+// output channel — a batch norm in evaluation mode, a bias, a residual
+// addition and a ReLU (floor 0; −∞ for none) — reading skip with its own
+// pixel stride (0 to add a block of zeros). free lists vector registers
+// the kernel no longer needs (nv+1 of them are used).
+func genStore(s *bytes.Buffer, is isa, name string, mr, nv int, free []string) {
+	vb := is.width * 4
+	fmt.Fprintf(s, "\tMOVQ y+24(FP), DX\n\tMOVQ ys+64(FP), SI\n\tMOVQ scale+72(FP), R11\n\tTESTQ R11, R11\n\tJNZ %s_epilogue\n", name)
 	for p := 0; p < mr; p++ {
 		for v := 0; v < nv; v++ {
 			fmt.Fprintf(s, "\tVMOVUPS %s, %d(DX)\n", acc(is, p, v, nv), v*vb)
@@ -281,8 +291,23 @@ func genConvRow3(s *bytes.Buffer, is isa, mr, nv int) string {
 			fmt.Fprint(s, "\tADDQ SI, DX\n")
 		}
 	}
+	fmt.Fprintf(s, "\tVZEROUPPER\n\tRET\n%s_epilogue:\n", name)
+	floor, sc := free[0], free[1:1+nv]
+	fmt.Fprintf(s, "\tMOVQ shift+80(FP), R12\n\tMOVQ skip+88(FP), R13\n\tMOVQ skipStride+96(FP), R14\n\tVBROADCASTSS floor+104(FP), %s\n", floor)
+	for v := 0; v < nv; v++ {
+		fmt.Fprintf(s, "\tVMOVUPS %d(R11), %s\n", v*vb, sc[v])
+	}
+	for p := 0; p < mr; p++ {
+		for v := 0; v < nv; v++ {
+			a := acc(is, p, v, nv)
+			fmt.Fprintf(s, "\tVFMADD213PS %d(R12), %s, %s\n\tVADDPS %d(R13), %s, %s\n\tVMAXPS %s, %s, %s\n\tVMOVUPS %s, %d(DX)\n",
+				v*vb, sc[v], a, v*vb, a, a, a, floor, a, a, v*vb)
+		}
+		if p < mr-1 {
+			fmt.Fprint(s, "\tADDQ SI, DX\n\tADDQ R14, R13\n")
+		}
+	}
 	fmt.Fprint(s, "\tVZEROUPPER\n\tRET\n")
-	return name
 }
 
 // genDW writes one weight-gradient kernel. Arguments: x, xoff, dy, dw,
