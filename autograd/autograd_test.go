@@ -372,3 +372,68 @@ func TestBatchNormReLUEqualsItsParts(t *testing.T) {
 		}
 	}
 }
+
+// TestConvBatchNormEqualsItsParts runs ConvBatchNorm on a no-gradient tape
+// (the fused inference path) and as Conv2d → BatchNorm → Add → ReLU, with
+// and without a conv bias, a skip and the ReLU, to 32 output channels (the
+// assembly kernels, where present) and to 3 (the generic loops). The
+// fused path folds the batch norm into a scale and shift applied in float32
+// to the convolution's sums: equal within 1e-5 of the output's scale.
+func TestConvBatchNormEqualsItsParts(t *testing.T) {
+	for _, oc := range []int{32, 3} {
+		for _, bias := range []bool{false, true} {
+			for _, withSkip := range []bool{false, true} {
+				for _, relu := range []bool{false, true} {
+					name := fmt.Sprintf("oc=%d bias=%v skip=%v relu=%v", oc, bias, withSkip, relu)
+					rng := tensor.NewRNG(uint64(oc))
+					x, w := rng.Randn(2, 7, 6, 5), rng.Randn(3, 3, 5, oc)
+					gamma, beta, rm, rv := rng.Randn(oc), rng.Randn(oc), rng.Randn(oc), rng.Randn(oc)
+					for i, v := range rv.Data {
+						rv.Data[i] = 0.5 + v*v
+					}
+					skip := rng.Randn(2, 4, 3, oc)
+					var b *tensor.Tensor
+					if bias {
+						b = rng.Randn(oc)
+					}
+					cp := ag.ConvParams{Stride: [2]int{2, 2}, Pad: ag.SymmetricPad(1, 1)}
+					bp := ag.BatchNormParams{Eps: 1e-5}
+					run := func(fused bool) []float32 {
+						tape := ag.NewNoGradTape()
+						val := func(t *tensor.Tensor) *ag.Value {
+							if t == nil {
+								return nil
+							}
+							return tape.Constant(t)
+						}
+						var sv *ag.Value
+						if withSkip {
+							sv = val(skip)
+						}
+						if fused {
+							return ag.ConvBatchNorm(val(x), val(w), val(b), cp, val(gamma), val(beta), rm, rv, bp, sv, relu).Data.Data
+						}
+						y := ag.BatchNorm(ag.Conv2d(val(x), val(w), val(b), cp), val(gamma), val(beta), rm, rv, bp)
+						if sv != nil {
+							y = ag.Add(y, sv)
+						}
+						if relu {
+							y = ag.ReLU(y)
+						}
+						return y.Data.Data
+					}
+					got, want := run(true), run(false)
+					scale := 0.0
+					for _, v := range want {
+						scale = math.Max(scale, math.Abs(float64(v)))
+					}
+					for i := range want {
+						if math.Abs(float64(got[i]-want[i])) > 1e-5*scale {
+							t.Fatalf("%s: element %d: fused %g, separate %g", name, i, got[i], want[i])
+						}
+					}
+				}
+			}
+		}
+	}
+}

@@ -77,6 +77,14 @@ func (o ConvOptions) geometry(k int) autograd.ConvParams {
 
 // Forward convolves x [N,H,W,In].
 func (c *Conv2d) Forward(x *autograd.Value) *autograd.Value {
+	y := autograd.Conv2d(x, c.Weight, c.Bias, c.geometryFor(x))
+	autograd.Observe(c, x, y)
+	return y
+}
+
+// geometryFor checks x's channels and returns the convolution's geometry
+// for it (SamePad depends on the input's size).
+func (c *Conv2d) geometryFor(x *autograd.Value) autograd.ConvParams {
 	ws := c.Weight.Data.Shape
 	if xs := x.Data.Shape; len(xs) != 4 || xs[3] != ws[2] {
 		panic(fmt.Sprintf("nn: %s expects NHWC input with %d channels, got %v (weight %v)", c.describe("Conv2d"), ws[2], xs, ws))
@@ -87,9 +95,31 @@ func (c *Conv2d) Forward(x *autograd.Value) *autograd.Value {
 		g.Pad[0], g.Pad[2] = autograd.SamePad(xs[1], ws[0], max(g.Stride[0], 1), max(g.Dilation[0], 1), false)
 		g.Pad[1], g.Pad[3] = autograd.SamePad(xs[2], ws[1], max(g.Stride[1], 1), max(g.Dilation[1], 1), false)
 	}
-	y := autograd.Conv2d(x, c.Weight, c.Bias, g)
-	autograd.Observe(c, x, y)
-	return y
+	return g
+}
+
+// ConvBN returns bn.Forward(conv.Forward(x)), then + skip (nil: none),
+// then ReLU'd if relu: a convolution and what follows it in a residual
+// network. In inference (bn in evaluation mode, no gradient wanted) it runs
+// as one operation, autograd.ConvBatchNorm, that writes the output once;
+// in training the batch norm, addition and ReLU run fused after the
+// convolution (BatchNorm.ReLU, AddReLU).
+func ConvBN(conv *Conv2d, bn *BatchNorm, x, skip *autograd.Value, relu bool) *autograd.Value {
+	if bn.Training || !bn.TrackRunningStats || autograd.Observed(x) {
+		y := conv.Forward(x)
+		switch {
+		case relu:
+			return bn.AddReLU(y, skip)
+		case skip != nil:
+			return autograd.Add(bn.Forward(y), skip)
+		}
+		return bn.Forward(y)
+	}
+	if oc, c := conv.Weight.Data.Shape[3], bn.RunningMean.Len(); oc != c {
+		panic(fmt.Sprintf("nn: %s of %d channels follows %s to %d channels", bn.describe("BatchNorm"), c, conv.describe("Conv2d"), oc))
+	}
+	return autograd.ConvBatchNorm(x, conv.Weight, conv.Bias, conv.geometryFor(x), bn.Weight, bn.Bias, bn.RunningMean, bn.RunningVar,
+		autograd.BatchNormParams{Momentum: bn.Momentum, Eps: bn.Eps}, skip, relu)
 }
 
 // NamedTensors lists weight and bias.

@@ -51,19 +51,20 @@ func (j *Join) Add(branch, x *ag.Value) *ag.Value {
 	return ag.Add(branch, x)
 }
 
-// AddReLU returns ReLU(Add(bn(branch), x)), the end of a post-activation
-// block, as one fused operation (nn.BatchNorm.AddReLU) unless a branch
+// ConvBNAddReLU returns ReLU(Add(bn(conv(in)), x)), the end of a
+// post-activation block, through nn.ConvBN (one operation in inference;
+// the batch norm, addition and ReLU fused in training) unless a branch
 // scale or a route stands between the batch norm and the addition.
-func (j *Join) AddReLU(bn *nn.BatchNorm, branch, x *ag.Value) *ag.Value {
+func (j *Join) ConvBNAddReLU(conv *nn.Conv2d, bn *nn.BatchNorm, in, x *ag.Value) *ag.Value {
 	switch {
 	case j.Plain:
-		return bn.ReLU(branch)
+		return nn.ConvBN(conv, bn, in, nil, true)
 	case (j.Scale != 0 && j.Scale != 1) || j.Route != RouteBoth:
-		return ag.ReLU(j.Add(bn.Forward(branch), x))
+		return ag.ReLU(j.Add(bn.Forward(conv.Forward(in)), x))
 	case j.Downsample != nil:
 		x = j.Downsample.Forward(x)
 	}
-	return bn.AddReLU(branch, x)
+	return nn.ConvBN(conv, bn, in, x, true)
 }
 
 // JoinOf returns the Join of a block built by this package (nil for
@@ -92,11 +93,11 @@ type BasicBlock struct {
 }
 
 // Forward applies the block: relu(bn1(conv1(x))), then relu(bn2(conv2(·))
-// + shortcut(x)). BN.ReLU and AddReLU are the fused forms of those
-// expressions.
+// + shortcut(x)). nn.ConvBN and ConvBNAddReLU are the fused forms of
+// those expressions.
 func (b *BasicBlock) Forward(x *ag.Value) *ag.Value {
-	out := b.BN1.ReLU(b.Conv1.Forward(x))
-	return b.AddReLU(b.BN2, b.Conv2.Forward(out), x)
+	out := nn.ConvBN(b.Conv1, b.BN1, x, nil, true)
+	return b.ConvBNAddReLU(b.Conv2, b.BN2, out, x)
 }
 
 // BNAfterAddBlock is ordering b of He et al. 2016: conv-BN-ReLU-conv, add,
@@ -111,7 +112,7 @@ type BNAfterAddBlock struct {
 
 // Forward applies the block.
 func (b *BNAfterAddBlock) Forward(x *ag.Value) *ag.Value {
-	out := b.BN1.ReLU(b.Conv1.Forward(x))
+	out := nn.ConvBN(b.Conv1, b.BN1, x, nil, true)
 	out = b.Conv2.Forward(out)
 	return b.BN2.ReLU(b.Add(out, x))
 }
@@ -127,8 +128,8 @@ type ReLUBeforeAddBlock struct {
 
 // Forward applies the block.
 func (b *ReLUBeforeAddBlock) Forward(x *ag.Value) *ag.Value {
-	out := b.BN1.ReLU(b.Conv1.Forward(x))
-	out = b.BN2.ReLU(b.Conv2.Forward(out))
+	out := nn.ConvBN(b.Conv1, b.BN1, x, nil, true)
+	out = nn.ConvBN(b.Conv2, b.BN2, out, nil, true)
 	return b.Add(out, x)
 }
 
@@ -144,8 +145,8 @@ type ReLUPreActBlock struct {
 
 // Forward applies the block.
 func (b *ReLUPreActBlock) Forward(x *ag.Value) *ag.Value {
-	out := b.BN1.ReLU(b.Conv1.Forward(ag.ReLU(x)))
-	out = b.BN2.Forward(b.Conv2.Forward(out))
+	out := nn.ConvBN(b.Conv1, b.BN1, ag.ReLU(x), nil, true)
+	out = nn.ConvBN(b.Conv2, b.BN2, out, nil, false)
 	return b.Add(out, x)
 }
 
@@ -163,8 +164,8 @@ type PreActBlock struct {
 // Forward applies the block.
 func (b *PreActBlock) Forward(x *ag.Value) *ag.Value {
 	pre := b.BN1.ReLU(x)
-	out := b.Conv1.Forward(pre)
-	out = b.Conv2.Forward(b.BN2.ReLU(out))
+	out := nn.ConvBN(b.Conv1, b.BN2, pre, nil, true)
+	out = b.Conv2.Forward(out)
 	return b.Add(out, b.shortcutInput(x, pre))
 }
 
@@ -192,9 +193,9 @@ type Bottleneck struct {
 
 // Forward applies the block.
 func (b *Bottleneck) Forward(x *ag.Value) *ag.Value {
-	out := b.BN1.ReLU(b.Conv1.Forward(x))
-	out = b.BN2.ReLU(b.Conv2.Forward(out))
-	return b.AddReLU(b.BN3, b.Conv3.Forward(out), x)
+	out := nn.ConvBN(b.Conv1, b.BN1, x, nil, true)
+	out = nn.ConvBN(b.Conv2, b.BN2, out, nil, true)
+	return b.ConvBNAddReLU(b.Conv3, b.BN3, out, x)
 }
 
 // PreActBottleneck is the full pre-activation bottleneck of He et al.
@@ -212,8 +213,8 @@ type PreActBottleneck struct {
 // Forward applies the block.
 func (b *PreActBottleneck) Forward(x *ag.Value) *ag.Value {
 	pre := b.BN1.ReLU(x)
-	out := b.Conv1.Forward(pre)
-	out = b.Conv2.Forward(b.BN2.ReLU(out))
-	out = b.Conv3.Forward(b.BN3.ReLU(out))
+	out := nn.ConvBN(b.Conv1, b.BN2, pre, nil, true)
+	out = nn.ConvBN(b.Conv2, b.BN3, out, nil, true)
+	out = b.Conv3.Forward(out)
 	return b.Add(out, b.shortcutInput(x, pre))
 }

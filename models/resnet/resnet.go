@@ -110,9 +110,10 @@ func (n *Net) Forward(x *ag.Value) *ag.Value {
 
 // Features returns the pooled features [N,C] before the classifier.
 func (n *Net) Features(x *ag.Value) *ag.Value {
-	x = n.Conv1.Forward(x)
 	if n.BN1 != nil {
-		x = n.BN1.ReLU(x)
+		x = nn.ConvBN(n.Conv1, n.BN1, x, nil, true)
+	} else {
+		x = n.Conv1.Forward(x)
 	}
 	if n.Config.Stem == "imagenet" {
 		x = nn.NewMaxPool2d(3, 2, 1).Forward(x)
