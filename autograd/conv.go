@@ -69,7 +69,8 @@ func Conv2d(x, w, b *Value, p ConvParams) *Value {
 	}
 	record(y, func() {
 		tp, dy := y.tape, y.Grad.Data
-		tp.contribute(x, func(dst []float32) { kernels.ConvBackwardData(s, dy, w.Data.Data, dst) })
+		tp.contributeAdd(x, func(dst []float32) { kernels.ConvBackwardData(s, dy, w.Data.Data, dst) },
+			func(dst []float32) { kernels.ConvBackwardDataAdd(s, dy, w.Data.Data, dst) })
 		tp.contribute(w, func(dst []float32) { kernels.ConvBackwardWeight(s, x.Data.Data, dy, dst) })
 		tp.contribute(b, func(dst []float32) { kernels.BiasBackward(dy, dst) })
 	}, x, w, b)

@@ -368,6 +368,20 @@ func (tp *Tape) contribute(x *Value, write func(dst []float32)) {
 	tp.release(tmp)
 }
 
+// contributeAdd is contribute for an operation that can also add its
+// gradient onto x's existing one in place (add), which saves the scratch
+// buffer and a pass over memory.
+func (tp *Tape) contributeAdd(x *Value, write, add func(dst []float32)) {
+	if x == nil || !x.needsGrad {
+		return
+	}
+	if x.Grad == nil {
+		tp.contribute(x, write)
+		return
+	}
+	add(x.Grad.Data)
+}
+
 // give adds the computed gradient g for x. g must be a tape buffer that
 // nothing else will write: when x has no gradient yet and is not a leaf, x
 // takes g over without a copy and give reports true; otherwise g is

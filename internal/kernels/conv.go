@@ -132,10 +132,30 @@ func convForwardRef[T Float](s ConvShape, x, w, y []T) {
 
 // ConvBackwardData computes dx[N,H,W,C] from dy[N,OH,OW,OC] and w.
 func ConvBackwardData[T Float](s ConvShape, dy, w, dx []T) {
-	if f, ok := any(dy).([]float32); ok && convBackwardDataFast(s, f, any(w).([]float32), any(dx).([]float32)) {
+	if f, ok := any(dy).([]float32); ok && convBackwardDataFast(s, f, any(w).([]float32), any(dx).([]float32), nil) {
 		return
 	}
 	convBackwardDataRef(s, dy, w, dx)
+}
+
+// ConvBackwardDataAdd adds ConvBackwardData's result to dx. With the
+// assembly kernels the sum is made as the kernels store (dx is read and
+// written once); otherwise through a scratch buffer.
+func ConvBackwardDataAdd[T Float](s ConvShape, dy, w, dx []T) {
+	if f, ok := any(dy).([]float32); ok {
+		one, zero := make([]float32, s.C), make([]float32, s.C)
+		for i := range one {
+			one[i] = 1
+		}
+		dxf := any(dx).([]float32)
+		ep := &convEpilogue{scale: one, shift: zero, skip: dxf, floor: float32(math.Inf(-1))}
+		if convBackwardDataFast(s, f, any(w).([]float32), dxf, ep) {
+			return
+		}
+	}
+	tmp := make([]T, s.N*s.H*s.W*s.C)
+	convBackwardDataRef(s, dy, w, tmp)
+	Add(dx, tmp, dx)
 }
 
 func convBackwardDataRef[T Float](s ConvShape, dy, w, dx []T) {

@@ -478,7 +478,7 @@ func gemmFast(transA, transB bool, m, n, k int, alpha float32, a []float32, lda 
 // kernels: one stride-1 pass with flipped, transposed weights per output
 // phase (S_H·S_W phases; one when the stride is 1). Dilation is not
 // handled (returns false).
-func convBackwardDataFast(s ConvShape, dy, w, dx []float32) bool {
+func convBackwardDataFast(s ConvShape, dy, w, dx []float32, ep *convEpilogue) bool {
 	k, bs, ok := fastBlocks(s.C)
 	if !ok || s.DH != 1 || s.DW != 1 {
 		return false
@@ -506,7 +506,7 @@ func convBackwardDataFast(s ConvShape, dy, w, dx []float32) bool {
 			q0w := (iw0 + s.PL - rx) / s.SW
 			p := &convPlan{N: s.N, H: oh, W: ow, C: s.OC, OC: s.C, KH: max(jh, 0), KW: max(jw, 0), SH: 1, SW: 1, DH: 1, DW: 1,
 				OffH: q0h - (jh - 1), OffW: q0w - (jw - 1), OH: nh, OW: nw, YH: s.H, YW: s.W, Y0H: ih0, Y0W: iw0, YSH: s.SH, YSW: s.SW,
-				k: k, blocks: bs}
+				k: k, blocks: bs, ep: ep}
 			if jh <= 0 || jw <= 0 {
 				p.KH, p.KW = 0, 0
 			}

@@ -113,7 +113,7 @@ func TestFastConvMatchesReference(t *testing.T) {
 				y[i] = float32(math.NaN())
 			}
 			okF := convForwardFast(s, x, w, y, nil)
-			okD := convBackwardDataFast(s, dy, w, dx)
+			okD := convBackwardDataFast(s, dy, w, dx, nil)
 			okW := convBackwardWeightFast(s, x, dy, dw)
 			SetLevel(prev)
 			ry, rdx, rdw := make([]float32, len(dy)), make([]float32, len(x)), make([]float32, len(w))
@@ -130,6 +130,17 @@ func TestFastConvMatchesReference(t *testing.T) {
 					t.Fatalf("%s: fast path declined the data gradient", name)
 				}
 				closeTo(t, name+" data gradient", dx, rdx)
+				// Accumulating onto an existing gradient in the kernels'
+				// store: dx0 + the data gradient.
+				dx0 := randF32(r, len(x))
+				acc := append([]float32(nil), dx0...)
+				prev := SetLevel(l)
+				ConvBackwardDataAdd(s, dy, w, acc)
+				SetLevel(prev)
+				for i := range rdx {
+					rdx[i] += dx0[i]
+				}
+				closeTo(t, name+" accumulated data gradient", acc, rdx)
 			}
 		}
 	}
