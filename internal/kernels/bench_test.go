@@ -49,6 +49,8 @@ func BenchmarkConvShapes(b *testing.B) {
 		"3x3s2-128-28":    {N: 8, H: 56, W: 56, C: 128, OC: 128, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		"7x7s2-stem":      {N: 8, H: 224, W: 224, C: 3, OC: 64, KH: 7, KW: 7, SH: 2, SW: 2, DH: 1, DW: 1, PT: 3, PL: 3, PB: 3, PR: 3},
 		"3x3-16-32-cifar": {N: 128, H: 32, W: 32, C: 16, OC: 16, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		"3x3-32-16-cifar": {N: 128, H: 16, W: 16, C: 32, OC: 32, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		"3x3-64-8-cifar":  {N: 128, H: 8, W: 8, C: 64, OC: 64, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		"3x3-512-7":       {N: 8, H: 7, W: 7, C: 512, OC: 512, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 	} {
 		for _, pass := range []string{"fwd", "bwd-data", "bwd-weight"} {
