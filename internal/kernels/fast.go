@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -359,36 +360,59 @@ func (p *convPlan) run(x, y []float32) {
 		k(xp, xoff, unsafe.Pointer(&p.wp[b.off]), unsafe.Pointer(&y[yi]), tp, len(tb)/2, p.C, xs, ys, sc, sh, sk, skStride, floor)
 	}
 	cm := runs[g.main]
-	parallelFor(p.N*p.OH, func(lo, hi int) {
-		for row := lo; row < hi; row++ {
-			n, r := row/p.OH, row%p.OH
+	// mainRow tiles output row r of image n along the row (the interior);
+	// borderColumn tiles border column o of image n (run c) down the image.
+	mainRow := func(n, r int) {
+		for bi, b := range p.blocks {
+			ks, tb := p.k.conv[b.vi], g.table(g.rowOf[r], g.main, bi, nbl)
+			if g.row3 != nil {
+				ks, tb = p.k.row3[b.vi], g.row3[g.rowOf[r]*nbl+bi]
+			}
+			for o, left := cm.o0, cm.n; left > 0; {
+				mr := balanced(left, len(ks))
+				tile(ks[mr-1], b, tb, n, r, o, false)
+				o, left = o+mr, left-mr
+			}
+		}
+	}
+	borderColumn := func(n, bc int) {
+		o := bc & (1<<32 - 1)
+		for ri, rr := range rowRuns {
 			for bi, b := range p.blocks {
-				ks, tb := p.k.conv[b.vi], g.table(g.rowOf[r], g.main, bi, nbl)
-				if g.row3 != nil {
-					ks, tb = p.k.row3[b.vi], g.row3[g.rowOf[r]*nbl+bi]
-				}
-				for o, left := cm.o0, cm.n; left > 0; {
-					mr := balanced(left, len(ks))
-					tile(ks[mr-1], b, tb, n, r, o, false)
-					o, left = o+mr, left-mr
+				tb := g.table(ri, bc>>32, bi, nbl)
+				for r, left := rr.o0, rr.n; left > 0; {
+					mr := balanced(left, p.k.maxConv[b.vi])
+					tile(p.k.conv[b.vi][mr-1], b, tb, n, r, o, true)
+					r, left = r+mr, left-mr
 				}
 			}
+		}
+	}
+	if p.N >= 4*runtime.GOMAXPROCS(0) {
+		// Enough images to share out: each goroutine takes whole images,
+		// so an image's border columns are computed while its input is
+		// still in cache, and there is one barrier instead of two.
+		parallelFor(p.N, func(lo, hi int) {
+			for n := lo; n < hi; n++ {
+				for r := 0; r < p.OH; r++ {
+					mainRow(n, r)
+				}
+				for _, bc := range border {
+					borderColumn(n, bc)
+				}
+			}
+		})
+		putBuf(p.wp)
+		return
+	}
+	parallelFor(p.N*p.OH, func(lo, hi int) {
+		for row := lo; row < hi; row++ {
+			mainRow(row/p.OH, row%p.OH)
 		}
 	})
 	parallelFor(p.N*len(border), func(lo, hi int) {
 		for job := lo; job < hi; job++ {
-			n, bc := job/len(border), border[job%len(border)]
-			o := bc & (1<<32 - 1)
-			for ri, rr := range rowRuns {
-				for bi, b := range p.blocks {
-					tb := g.table(ri, int(bc>>32), bi, nbl)
-					for r, left := rr.o0, rr.n; left > 0; {
-						mr := balanced(left, p.k.maxConv[b.vi])
-						tile(p.k.conv[b.vi][mr-1], b, tb, n, r, o, true)
-						r, left = r+mr, left-mr
-					}
-				}
-			}
+			borderColumn(job/len(border), border[job%len(border)])
 		}
 	})
 	putBuf(p.wp)

@@ -62,6 +62,10 @@ func convShapes(r *rand.Rand) []ConvShape {
 		// tiles), one- and two-vector blocks, padded and valid.
 		{N: 2, H: 6, W: 33, C: 16, OC: 48, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 1, H: 5, W: 20, C: 8, OC: 16, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1},
+		// Batches large enough for whole images per goroutine (N ≥
+		// 4·GOMAXPROCS on up to 16 cores), padded and strided.
+		{N: 65, H: 4, W: 5, C: 16, OC: 16, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 65, H: 5, W: 5, C: 16, OC: 32, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 	}
 	for i := 0; i < 6; i++ { // random ones
 		k := 1 + 2*r.IntN(3)
