@@ -360,63 +360,101 @@ func (p *convPlan) run(x, y []float32) {
 		k(xp, xoff, unsafe.Pointer(&p.wp[b.off]), unsafe.Pointer(&y[yi]), tp, len(tb)/2, p.C, xs, ys, sc, sh, sk, skStride, floor)
 	}
 	cm := runs[g.main]
-	// mainRow tiles output row r of image n along the row (the interior);
-	// borderColumn tiles border column o of image n (run c) down the image.
-	mainRow := func(n, r int) {
-		for bi, b := range p.blocks {
-			ks, tb := p.k.conv[b.vi], g.table(g.rowOf[r], g.main, bi, nbl)
-			if g.row3 != nil {
-				ks, tb = p.k.row3[b.vi], g.row3[g.rowOf[r]*nbl+bi]
-			}
-			for o, left := cm.o0, cm.n; left > 0; {
-				mr := balanced(left, len(ks))
-				tile(ks[mr-1], b, tb, n, r, o, false)
-				o, left = o+mr, left-mr
-			}
+	// mainRow tiles output row r of image n along the row (the interior)
+	// for channel block bi; borderColumn tiles border column o of image n
+	// (run c) down the image.
+	mainRow := func(n, r, bi int) {
+		b := p.blocks[bi]
+		ks, tb := p.k.conv[b.vi], g.table(g.rowOf[r], g.main, bi, nbl)
+		if g.row3 != nil {
+			ks, tb = p.k.row3[b.vi], g.row3[g.rowOf[r]*nbl+bi]
+		}
+		for o, left := cm.o0, cm.n; left > 0; {
+			mr := balanced(left, len(ks))
+			tile(ks[mr-1], b, tb, n, r, o, false)
+			o, left = o+mr, left-mr
 		}
 	}
-	borderColumn := func(n, bc int) {
+	borderColumn := func(n, bc, bi int) {
+		b := p.blocks[bi]
 		o := bc & (1<<32 - 1)
 		for ri, rr := range rowRuns {
-			for bi, b := range p.blocks {
-				tb := g.table(ri, bc>>32, bi, nbl)
-				for r, left := rr.o0, rr.n; left > 0; {
-					mr := balanced(left, p.k.maxConv[b.vi])
-					tile(p.k.conv[b.vi][mr-1], b, tb, n, r, o, true)
-					r, left = r+mr, left-mr
-				}
+			tb := g.table(ri, bc>>32, bi, nbl)
+			for r, left := rr.o0, rr.n; left > 0; {
+				mr := balanced(left, p.k.maxConv[b.vi])
+				tile(p.k.conv[b.vi][mr-1], b, tb, n, r, o, true)
+				r, left = r+mr, left-mr
 			}
 		}
 	}
+	// With more packed weights than a core's cache holds, one block's
+	// weights serve every row before the next block's are read (blocks
+	// outside); otherwise each input row serves every block (rows outside).
+	blocksOutside := len(p.wp)*4 > maxCachedWeights
 	if p.N >= 4*runtime.GOMAXPROCS(0) {
 		// Enough images to share out: each goroutine takes whole images,
 		// so an image's border columns are computed while its input is
 		// still in cache, and there is one barrier instead of two.
 		parallelFor(p.N, func(lo, hi int) {
 			for n := lo; n < hi; n++ {
+				if blocksOutside {
+					for bi := range p.blocks {
+						for r := 0; r < p.OH; r++ {
+							mainRow(n, r, bi)
+						}
+						for _, bc := range border {
+							borderColumn(n, bc, bi)
+						}
+					}
+					continue
+				}
 				for r := 0; r < p.OH; r++ {
-					mainRow(n, r)
+					for bi := range p.blocks {
+						mainRow(n, r, bi)
+					}
 				}
 				for _, bc := range border {
-					borderColumn(n, bc)
+					for bi := range p.blocks {
+						borderColumn(n, bc, bi)
+					}
 				}
 			}
 		})
 		putBuf(p.wp)
 		return
 	}
-	parallelFor(p.N*p.OH, func(lo, hi int) {
+	rows := func(lo, hi, bi int) {
 		for row := lo; row < hi; row++ {
-			mainRow(row/p.OH, row%p.OH)
+			mainRow(row/p.OH, row%p.OH, bi)
+		}
+	}
+	parallelFor(p.N*p.OH, func(lo, hi int) {
+		if blocksOutside {
+			for bi := range p.blocks {
+				rows(lo, hi, bi)
+			}
+			return
+		}
+		for row := lo; row < hi; row++ {
+			for bi := range p.blocks {
+				rows(row, row+1, bi)
+			}
 		}
 	})
 	parallelFor(p.N*len(border), func(lo, hi int) {
 		for job := lo; job < hi; job++ {
-			borderColumn(job/len(border), border[job%len(border)])
+			for bi := range p.blocks {
+				borderColumn(job/len(border), border[job%len(border)], bi)
+			}
 		}
 	})
 	putBuf(p.wp)
 }
+
+// maxCachedWeights is the size of packed weights (bytes) above which a
+// plan keeps one output-channel block's weights in cache across rows
+// rather than one input row across blocks.
+const maxCachedWeights = 1 << 20
 
 // balanced returns the size of the next tile when n outputs remain and a
 // tile holds at most maxMR: the outputs are split into equal tiles, since a
