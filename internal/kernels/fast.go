@@ -594,6 +594,39 @@ func convBackwardWeightFast(s ConvShape, x, dy, dw []float32) bool {
 	parts := map[int][]float32{} // per image range, summed in order below
 	xp := unsafe.Pointer(unsafe.SliceData(x))
 	const rowChunk = 8
+	// tap runs the kernels of tap (kh, kw) over output rows [r0, r1) of
+	// image n (those whose input row and columns are inside), for channel
+	// block b and input-channel block ib of nblk, into acc.
+	tap := func(acc []float32, n, r0, r1, kh, kw int, b ocBlock, ib, nblk int) {
+		a, e := r0, r1
+		for a < e && a*s.SH-s.PT+kh*s.DH < 0 {
+			a++
+		}
+		for e > a && (e-1)*s.SH-s.PT+kh*s.DH >= s.H {
+			e--
+		}
+		c0, c1 := 0, ow
+		for c0 < c1 && c0*s.SW-s.PL+kw*s.DW < 0 {
+			c0++
+		}
+		for c1 > c0 && (c1-1)*s.SW-s.PL+kw*s.DW >= s.W {
+			c1--
+		}
+		if a >= e || c0 >= c1 {
+			return
+		}
+		xoff := ((n*s.H+a*s.SH-s.PT+kh*s.DH)*s.W + c0*s.SW - s.PL + kw*s.DW) * s.C * 4
+		dyi := ((n*oh+a)*ow + c0) * s.OC
+		ic0, ic1 := ib*s.C/nblk, (ib+1)*s.C/nblk
+		k.dw[b.vi][ic1-ic0-1](xp, xoff+ic0*4, unsafe.Pointer(&dy[dyi+b.oc0]),
+			unsafe.Pointer(&acc[((kh*s.KW+kw)*s.C+ic0)*s.OC+b.oc0]),
+			e-a, c1-c0, s.SW*s.C*4, s.SH*s.W*s.C*4, s.OC*4, ow*s.OC*4, s.OC*4)
+	}
+	nblks := func(b ocBlock) int { return (s.C + k.maxDW[b.vi] - 1) / k.maxDW[b.vi] }
+	// With a weight gradient larger than a core's cache, each tile of it
+	// takes all the goroutine's images before the next tile (it stays in
+	// cache); otherwise each image visits every tile.
+	tilesOutside := size*4 > maxCachedWeights
 	parallelFor(s.N, func(lo, hi int) {
 		// The first image range accumulates into dw itself, the others
 		// into scratch buffers added to it in order.
@@ -602,42 +635,29 @@ func convBackwardWeightFast(s ConvShape, x, dy, dw []float32) bool {
 			acc = getBuf(size)
 		}
 		clear(acc)
-		for n := lo; n < hi; n++ {
-			for r0 := 0; r0 < oh; r0 += rowChunk {
-				r1 := min(r0+rowChunk, oh)
-				for kh := 0; kh < s.KH; kh++ {
-					// Rows r in [r0, r1) whose input row is inside.
-					a, e := r0, r1
-					for a < e && a*s.SH-s.PT+kh*s.DH < 0 {
-						a++
-					}
-					for e > a && (e-1)*s.SH-s.PT+kh*s.DH >= s.H {
-						e--
-					}
-					if a >= e {
-						continue
-					}
-					for kw := 0; kw < s.KW; kw++ {
-						c0, c1 := 0, ow
-						for c0 < c1 && c0*s.SW-s.PL+kw*s.DW < 0 {
-							c0++
+		if tilesOutside {
+			for kh := 0; kh < s.KH; kh++ {
+				for kw := 0; kw < s.KW; kw++ {
+					for _, b := range bs {
+						for ib, nblk := 0, nblks(b); ib < nblk; ib++ {
+							for n := lo; n < hi; n++ {
+								for r0 := 0; r0 < oh; r0 += rowChunk {
+									tap(acc, n, r0, min(r0+rowChunk, oh), kh, kw, b, ib, nblk)
+								}
+							}
 						}
-						for c1 > c0 && (c1-1)*s.SW-s.PL+kw*s.DW >= s.W {
-							c1--
-						}
-						if c0 >= c1 {
-							continue
-						}
-						xoff := ((n*s.H+a*s.SH-s.PT+kh*s.DH)*s.W + c0*s.SW - s.PL + kw*s.DW) * s.C * 4
-						dyi := ((n*oh+a)*ow + c0) * s.OC
-						for _, b := range bs {
-							mrMax := k.maxDW[b.vi]
-							nblk := (s.C + mrMax - 1) / mrMax
-							for ib := 0; ib < nblk; ib++ {
-								ic0, ic1 := ib*s.C/nblk, (ib+1)*s.C/nblk
-								k.dw[b.vi][ic1-ic0-1](xp, xoff+ic0*4, unsafe.Pointer(&dy[dyi+b.oc0]),
-									unsafe.Pointer(&acc[((kh*s.KW+kw)*s.C+ic0)*s.OC+b.oc0]),
-									e-a, c1-c0, s.SW*s.C*4, s.SH*s.W*s.C*4, s.OC*4, ow*s.OC*4, s.OC*4)
+					}
+				}
+			}
+		} else {
+			for n := lo; n < hi; n++ {
+				for r0 := 0; r0 < oh; r0 += rowChunk {
+					for kh := 0; kh < s.KH; kh++ {
+						for kw := 0; kw < s.KW; kw++ {
+							for _, b := range bs {
+								for ib, nblk := 0, nblks(b); ib < nblk; ib++ {
+									tap(acc, n, r0, min(r0+rowChunk, oh), kh, kw, b, ib, nblk)
+								}
 							}
 						}
 					}
