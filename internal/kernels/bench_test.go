@@ -81,11 +81,15 @@ func BenchmarkPeak(b *testing.B) {
 
 // BenchmarkBatchNorm measures a training batch norm's forward and backward
 // passes on the first CIFAR ResNet stage's activations (batch 128, 32×32,
-// 16 channels), alone ("plain") and with the block's addition and ReLU
+// 16 channels) and on a wide ResNet-50 stage, alone ("plain") and with the block's addition and ReLU
 // fused ("add-relu"), in GB/s of tensor data touched (inputs read plus
 // outputs written, counted once each).
 func BenchmarkBatchNorm(b *testing.B) {
-	const m, c = 128 * 32 * 32, 16
+	b.Run("c16", func(b *testing.B) { benchBatchNorm(b, 128*32*32, 16) })
+	b.Run("c1024", func(b *testing.B) { benchBatchNorm(b, 8*14*14, 1024) }) // ResNet-50's third stage
+}
+
+func benchBatchNorm(b *testing.B, m, c int) {
 	x, skip, y, dy, dx, ds := make([]float32, m*c), make([]float32, m*c), make([]float32, m*c), make([]float32, m*c), make([]float32, m*c), make([]float32, m*c)
 	for i := range x {
 		x[i], skip[i], dy[i] = float32(i%13)*0.1, float32(i%7)*0.1-0.3, float32(i%5)*0.1-0.2
@@ -108,7 +112,7 @@ func BenchmarkBatchNorm(b *testing.B) {
 			for b.Loop() {
 				BatchNormTrainForward(m, c, x, gamma, beta, y, mean, is, nil, nil, 0.1, 1e-5, f)
 			}
-			b.ReportMetric(streams*4*m*c*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+			b.ReportMetric(streams*4*float64(m*c*b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
 		})
 		bf := Fused[float32]{ReLU: tc.relu, Y: y}
 		bstreams := 3.0 // x, dy, dx
@@ -123,25 +127,25 @@ func BenchmarkBatchNorm(b *testing.B) {
 			for b.Loop() {
 				BatchNormTrainBackward(m, c, x, gamma, mean, is, dy, dx, nil, nil, bf)
 			}
-			b.ReportMetric(bstreams*4*m*c*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+			b.ReportMetric(bstreams*4*float64(m*c*b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
 		})
 	}
 	b.Run("relu", func(b *testing.B) {
 		for b.Loop() {
 			ReLUForward(x, y)
 		}
-		b.ReportMetric(2*4*m*c*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+		b.ReportMetric(2*4*float64(m*c*b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
 	})
 	b.Run("relu-grad", func(b *testing.B) {
 		for b.Loop() {
 			ReLUBackward(y, dy, dx)
 		}
-		b.ReportMetric(3*4*m*c*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+		b.ReportMetric(3*4*float64(m*c*b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
 	})
 	b.Run("add", func(b *testing.B) {
 		for b.Loop() {
 			Add(x, skip, y)
 		}
-		b.ReportMetric(3*4*m*c*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+		b.ReportMetric(3*4*float64(m*c*b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
 	})
 }
