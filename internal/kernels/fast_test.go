@@ -153,7 +153,8 @@ func TestFastConvMatchesReference(t *testing.T) {
 // TestFastBatchNormMatchesReference compares the AVX-512 batch norm (train
 // and eval, every fused epilogue) with the same kernels run in float64 (the
 // generic loops): row counts that are and are not multiples of the kernels'
-// 256-row chunks, one and three channel vectors. A third of the fused
+// 256-row chunks, one and three channel vectors, and rows wide enough for
+// the row-major sums (272 channels). A third of the fused
 // outputs are zero (the ReLU's mask).
 func TestFastBatchNormMatchesReference(t *testing.T) {
 	if detect() < AVX512 {
@@ -174,7 +175,7 @@ func TestFastBatchNormMatchesReference(t *testing.T) {
 		}
 		return o
 	}
-	for _, sh := range [][2]int{{700, 16}, {512, 48}, {3, 16}} {
+	for _, sh := range [][2]int{{700, 16}, {512, 48}, {3, 16}, {300, 272}} {
 		m, c := sh[0], sh[1]
 		x, dy, skip := randF32(r, m*c), randF32(r, m*c), randF32(r, m*c)
 		for i := range x {

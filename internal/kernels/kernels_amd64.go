@@ -479,3 +479,12 @@ func maxPool512(x, offs unsafe.Pointer, ntaps, c int, y, arg, iota unsafe.Pointe
 
 //go:noescape
 func add512(a, b, y unsafe.Pointer, n int)
+
+//go:noescape
+func chanSumRows512(x unsafe.Pointer, rows, c int, acc unsafe.Pointer)
+
+//go:noescape
+func chanSqDevRows512(x unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
+
+//go:noescape
+func chanDyStatsRows512(x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)

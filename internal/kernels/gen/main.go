@@ -107,6 +107,7 @@ func main() {
 		genPeak(&s, &g, is)
 	}
 	genChannel(&s, &g)
+	genChannelRows(&s, &g)
 	if err := os.WriteFile("kernels_amd64.s", s.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
@@ -730,6 +731,120 @@ ad_loop:
 	DECQ CX
 	JNZ ad_loop
 ad_done:
+	VZEROUPPER
+	RET
+`)
+}
+
+// genChannelRows writes row-major versions of the per-channel sums for
+// wide rows: they walk each row from left to right and keep the sums in
+// memory (acc, which stays in L1), instead of walking each channel vector
+// down the rows — with rows of 4 KB, a walk down a column lands every line
+// in one cache set.
+//
+//	chanSumRows512(x, rows, c, acc):                 acc[j] += Σ_r x[r][j]
+//	chanSqDevRows512(x, rows, c, mean, acc):         acc[j] += Σ_r (x[r][j]−mean[j])²
+//	chanDyStatsRows512(x, dy, y, dz, rows, c, mean, acc): as chanDyStats512
+func genChannelRows(s, g *bytes.Buffer) {
+	decl := func(name, args string, frame int) {
+		fmt.Fprintf(g, "\n//go:noescape\nfunc %s(%s)\n", name, args)
+		fmt.Fprintf(s, "\n// func %s(%s)\nTEXT ·%s(SB), NOSPLIT, $0-%d\n", name, args, name, frame)
+	}
+	decl("chanSumRows512", "x unsafe.Pointer, rows, c int, acc unsafe.Pointer", 32)
+	fmt.Fprint(s, `	MOVQ x+0(FP), SI
+	MOVQ rows+8(FP), BX
+	MOVQ c+16(FP), R8
+	SHLQ $2, R8
+	MOVQ acc+24(FP), DI
+	TESTQ BX, BX
+	JZ sr_done
+sr_row:
+	XORQ DX, DX
+sr_cv:
+	VMOVUPS (DI)(DX*1), Z0
+	VADDPS (SI)(DX*1), Z0, Z0
+	VMOVUPS Z0, (DI)(DX*1)
+	ADDQ $64, DX
+	CMPQ DX, R8
+	JL sr_cv
+	ADDQ R8, SI
+	DECQ BX
+	JNZ sr_row
+sr_done:
+	VZEROUPPER
+	RET
+`)
+	decl("chanSqDevRows512", "x unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer", 40)
+	fmt.Fprint(s, `	MOVQ x+0(FP), SI
+	MOVQ rows+8(FP), BX
+	MOVQ c+16(FP), R8
+	SHLQ $2, R8
+	MOVQ mean+24(FP), R9
+	MOVQ acc+32(FP), DI
+	TESTQ BX, BX
+	JZ qr_done
+qr_row:
+	XORQ DX, DX
+qr_cv:
+	VMOVUPS (SI)(DX*1), Z2
+	VSUBPS (R9)(DX*1), Z2, Z2
+	VMOVUPS (DI)(DX*1), Z0
+	VFMADD231PS Z2, Z2, Z0
+	VMOVUPS Z0, (DI)(DX*1)
+	ADDQ $64, DX
+	CMPQ DX, R8
+	JL qr_cv
+	ADDQ R8, SI
+	DECQ BX
+	JNZ qr_row
+qr_done:
+	VZEROUPPER
+	RET
+`)
+	decl("chanDyStatsRows512", "x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer", 64)
+	fmt.Fprint(s, `	MOVQ x+0(FP), SI
+	MOVQ dy+8(FP), R10
+	MOVQ y+16(FP), R13
+	MOVQ dz+24(FP), R14
+	MOVQ rows+32(FP), BX
+	MOVQ c+40(FP), R8
+	SHLQ $2, R8
+	MOVQ mean+48(FP), R9
+	MOVQ acc+56(FP), DI
+	LEAQ (DI)(R8*1), R11
+	VPXORD Z6, Z6, Z6
+	TESTQ BX, BX
+	JZ dr_done
+dr_row:
+	XORQ DX, DX
+dr_cv:
+	VMOVUPS (R13)(DX*1), Z5
+	VCMPPS $4, Z6, Z5, K1
+	VMOVUPS.Z (R10)(DX*1), K1, Z4
+	TESTQ R14, R14
+	JZ dr_acc
+	VMOVUPS Z4, (R14)(DX*1)
+dr_acc:
+	VMOVUPS (SI)(DX*1), Z2
+	VSUBPS (R9)(DX*1), Z2, Z2
+	VADDPS (DI)(DX*1), Z4, Z0
+	VMOVUPS Z0, (DI)(DX*1)
+	VMOVUPS (R11)(DX*1), Z3
+	VFMADD231PS Z2, Z4, Z3
+	VMOVUPS Z3, (R11)(DX*1)
+	ADDQ $64, DX
+	CMPQ DX, R8
+	JL dr_cv
+	ADDQ R8, SI
+	ADDQ R8, R10
+	ADDQ R8, R13
+	TESTQ R14, R14
+	JZ dr_next
+	ADDQ R8, R14
+dr_next:
+	DECQ BX
+	JNZ dr_row
+dr_done:
 	VZEROUPPER
 	RET
 `)
