@@ -261,6 +261,31 @@ func TestNoGradTapeRecyclesAndRecordsNothing(t *testing.T) {
 	}
 }
 
+// TestNoGradTapeSharesThePool checks that an inference tape made from a
+// training tape reuses the buffers the training tape freed, and gives its
+// own back to it.
+func TestNoGradTapeSharesThePool(t *testing.T) {
+	train := ag.NewTape()
+	w := ag.Param(tensor.Full(1, 3, 3, 2, 2), "w")
+	conv := func(tp *ag.Tape) *ag.Value {
+		return ag.Conv2d(tp.Constant(tensor.Full(1, 1, 4, 4, 2)), w, nil, ag.ConvParams{Pad: ag.SymmetricPad(1, 1)})
+	}
+	first := &conv(train).Data.Data[0]
+	train.Reset()
+	eval := train.NoGradTape()
+	y := conv(eval)
+	if &y.Data.Data[0] != first {
+		t.Error("the inference tape did not reuse the training tape's buffer")
+	}
+	if eval.Len() != 0 {
+		t.Errorf("the inference tape recorded %d ops", eval.Len())
+	}
+	eval.Reset()
+	if &conv(train).Data.Data[0] != first {
+		t.Error("the training tape did not get the buffer back")
+	}
+}
+
 // Intermediate gradients of a chain of residual additions, kept with
 // RetainGrad: y = x + f(x) twice with f = 2·(·), so dL/dh = 3 at the middle
 // and 9 at the input for L = Σ out.

@@ -176,6 +176,14 @@ func NewNoGradTape() *Tape {
 	return &Tape{pool: map[int][][]float32{}, ownedAt: map[*float32]int{}, noGrad: true}
 }
 
+// NoGradTape returns an inference tape (see NewNoGradTape) that shares
+// tp's pool of recycled buffers: what one tape's Reset frees, the other
+// reuses, so evaluating between training steps needs no second set of
+// buffers. Use the two tapes from one goroutine, one at a time.
+func (tp *Tape) NoGradTape() *Tape {
+	return &Tape{pool: tp.pool, ownedAt: map[*float32]int{}, noGrad: true}
+}
+
 // NewShapeTape returns a tape that only infers shapes: operations on its
 // values check their inputs and produce correctly shaped values without
 // data, computing nothing and recording nothing. Use Placeholder for its

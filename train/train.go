@@ -108,6 +108,7 @@ type Metrics struct {
 type run struct {
 	cfg               Config
 	model             nn.Layer
+	evalTape          *ag.Tape // inference tape sharing the training tape's buffers
 	opt               optim.Optimizer
 	trainSet, valSet  *data.Dataset
 	testSet           *data.Dataset
@@ -274,6 +275,7 @@ func (r *run) loader(d *data.Dataset, training bool) *data.Loader {
 func (r *run) loop(ctx context.Context) (*Result, error) {
 	r.start = time.Now()
 	tape := ag.NewTape()
+	r.evalTape = tape.NoGradTape()
 	params := nn.Parameters(r.model)
 	for ; r.epoch < r.cfg.Epochs; r.epoch, r.batch = r.epoch+1, 0 {
 		nn.SetTraining(r.model, true)
@@ -323,7 +325,7 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			return nil, err
 		}
 	}
-	testLoss, testAcc, confusion := Evaluate(r.model, r.loader(r.testSet, false), len(r.testSet.Classes))
+	testLoss, testAcc, confusion := evaluate(r.model, r.loader(r.testSet, false), len(r.testSet.Classes), r.evalTape)
 	res := &Result{History: r.history, Epochs: r.epoch, TestAccuracy: testAcc, TestLoss: testLoss, BestValAccuracy: r.best, Seconds: time.Since(r.start).Seconds()}
 	if r.cfg.Task == "segment" {
 		res.TestIoU, res.TestMeanIoU = IoU(confusion)
@@ -339,7 +341,7 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 
 // endEpoch validates, records metrics and curves, and writes checkpoints.
 func (r *run) endEpoch() error {
-	valLoss, valAcc, confusion := Evaluate(r.model, r.loader(r.valSet, false), len(r.valSet.Classes))
+	valLoss, valAcc, confusion := evaluate(r.model, r.loader(r.valSet, false), len(r.valSet.Classes), r.evalTape)
 	secs := time.Since(r.epochStart).Seconds()
 	m := Metrics{Epoch: r.epoch + 1, Step: r.opt.Steps(), LR: r.opt.LR(0), TrainLoss: r.lossSum / float64(max(r.seen, 1)),
 		TrainAcc: r.accSum / float64(max(r.seen, 1)), ValLoss: valLoss, ValAcc: valAcc, ImgPerSec: float64(r.imgs) / secs, Seconds: secs}
@@ -429,13 +431,18 @@ func correct(logits *tensor.Tensor, labels []int32) int {
 // (rows: true class, columns: predicted) — over images, or over pixels for
 // a segmentation set.
 func Evaluate(m nn.Layer, l *data.Loader, classes int) (loss, acc float64, confusion [][]int) {
+	return evaluate(m, l, classes, ag.NewNoGradTape())
+}
+
+// evaluate is Evaluate on the given inference tape (the trainer passes one
+// that shares its training tape's buffers).
+func evaluate(m nn.Layer, l *data.Loader, classes int, tape *ag.Tape) (loss, acc float64, confusion [][]int) {
 	nn.SetTraining(m, false)
 	defer nn.SetTraining(m, true)
 	confusion = make([][]int, classes)
 	for i := range confusion {
 		confusion[i] = make([]int, classes)
 	}
-	tape := ag.NewNoGradTape()
 	n := 0
 	for b := range l.Epoch(context.Background(), 0, 0) {
 		logits := m.Forward(tape.Constant(b.X))
