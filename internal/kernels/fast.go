@@ -387,67 +387,51 @@ func (p *convPlan) run(x, y []float32) {
 			}
 		}
 	}
-	// With more packed weights than a core's cache holds, one block's
-	// weights serve every row before the next block's are read (blocks
-	// outside); otherwise each input row serves every block (rows outside).
+	// rows tiles the interior of output rows [lo, hi) (counted over all
+	// images) for every block. With more packed weights than a core's
+	// cache holds, one block's weights serve every row before the next
+	// block's are read; otherwise each input row serves every block.
 	blocksOutside := len(p.wp)*4 > maxCachedWeights
+	rows := func(lo, hi int) {
+		if blocksOutside {
+			for bi := range p.blocks {
+				for row := lo; row < hi; row++ {
+					mainRow(row/p.OH, row%p.OH, bi)
+				}
+			}
+			return
+		}
+		for row := lo; row < hi; row++ {
+			for bi := range p.blocks {
+				mainRow(row/p.OH, row%p.OH, bi)
+			}
+		}
+	}
+	borders := func(n int, columns []int) {
+		for _, bc := range columns {
+			for bi := range p.blocks {
+				borderColumn(n, bc, bi)
+			}
+		}
+	}
 	if p.N >= 4*runtime.GOMAXPROCS(0) {
 		// Enough images to share out: each goroutine takes whole images,
 		// so an image's border columns are computed while its input is
 		// still in cache, and there is one barrier instead of two.
 		parallelFor(p.N, func(lo, hi int) {
 			for n := lo; n < hi; n++ {
-				if blocksOutside {
-					for bi := range p.blocks {
-						for r := 0; r < p.OH; r++ {
-							mainRow(n, r, bi)
-						}
-						for _, bc := range border {
-							borderColumn(n, bc, bi)
-						}
-					}
-					continue
-				}
-				for r := 0; r < p.OH; r++ {
-					for bi := range p.blocks {
-						mainRow(n, r, bi)
-					}
-				}
-				for _, bc := range border {
-					for bi := range p.blocks {
-						borderColumn(n, bc, bi)
-					}
-				}
+				rows(n*p.OH, (n+1)*p.OH)
+				borders(n, border)
 			}
 		})
-		putBuf(p.wp)
-		return
+	} else {
+		parallelFor(p.N*p.OH, rows)
+		parallelFor(p.N*len(border), func(lo, hi int) {
+			for job := lo; job < hi; job++ {
+				borders(job/len(border), border[job%len(border):][:1])
+			}
+		})
 	}
-	rows := func(lo, hi, bi int) {
-		for row := lo; row < hi; row++ {
-			mainRow(row/p.OH, row%p.OH, bi)
-		}
-	}
-	parallelFor(p.N*p.OH, func(lo, hi int) {
-		if blocksOutside {
-			for bi := range p.blocks {
-				rows(lo, hi, bi)
-			}
-			return
-		}
-		for row := lo; row < hi; row++ {
-			for bi := range p.blocks {
-				rows(row, row+1, bi)
-			}
-		}
-	})
-	parallelFor(p.N*len(border), func(lo, hi int) {
-		for job := lo; job < hi; job++ {
-			for bi := range p.blocks {
-				borderColumn(job/len(border), border[job%len(border)], bi)
-			}
-		}
-	})
 	putBuf(p.wp)
 }
 
