@@ -66,6 +66,11 @@ func convShapes(r *rand.Rand) []ConvShape {
 		// 4·GOMAXPROCS on up to 16 cores), padded and strided.
 		{N: 65, H: 4, W: 5, C: 16, OC: 16, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 65, H: 5, W: 5, C: 16, OC: 32, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		// Over maxCachedWeights of weights (1.3 MB): block-outside loop
+		// order forward and backward-data, tile-outside weight gradient;
+		// with few images and with whole images per goroutine.
+		{N: 2, H: 5, W: 6, C: 192, OC: 192, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 65, H: 3, W: 2, C: 192, OC: 192, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 	}
 	for i := 0; i < 6; i++ { // random ones
 		k := 1 + 2*r.IntN(3)
