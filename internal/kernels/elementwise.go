@@ -85,14 +85,6 @@ func SGDMomentum(w, g, buf []float32, lr, wd, mu, damp float32) {
 	})
 }
 
-// Accumulate adds x into y.
-func Accumulate[T Float](x, y []T) {
-	y = y[:len(x)]
-	for i, v := range x {
-		y[i] += v
-	}
-}
-
 // Scale writes y = a·x.
 func Scale[T Float](a T, x, y []T) {
 	y = y[:len(x)]
