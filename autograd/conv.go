@@ -59,11 +59,7 @@ func Conv2d(x, w, b *Value, p ConvParams) *Value {
 		return y
 	}
 	if b != nil { // the bias is added as the kernels store the output
-		ones := make([]float32, s.OC)
-		for i := range ones {
-			ones[i] = 1
-		}
-		kernels.ConvForwardEpilogue(s, x.Data.Data, w.Data.Data, y.Data.Data, kernels.ConvEpilogue[float32]{Scale: ones, Shift: b.Data.Data})
+		kernels.ConvForwardEpilogue(s, x.Data.Data, w.Data.Data, y.Data.Data, kernels.ConvEpilogue[float32]{Shift: b.Data.Data})
 	} else {
 		kernels.ConvForward(s, x.Data.Data, w.Data.Data, y.Data.Data)
 	}

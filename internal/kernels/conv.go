@@ -62,8 +62,9 @@ func ConvForward[T Float](s ConvShape, x, w, y []T) {
 
 // ConvEpilogue is what ConvForwardEpilogue applies to each output as it
 // is stored: y = Scale·conv + Shift (per output channel) + Skip (same
-// layout as y; nil adds nothing), then max(·, 0) if ReLU. A batch norm in
-// evaluation mode is a Scale and a Shift; a bias is a Shift with Scale 1.
+// layout as y; nil adds nothing), then max(·, 0) if ReLU. A nil Scale is
+// 1 and a nil Shift 0. A batch norm in evaluation mode is a Scale and a
+// Shift; a bias is a Shift alone.
 type ConvEpilogue[T Float] struct {
 	Scale, Shift []T
 	Skip         []T
@@ -79,7 +80,8 @@ func ConvForwardEpilogue[T Float](s ConvShape, x, w, y []T, e ConvEpilogue[T]) {
 		if e.ReLU {
 			floor = 0
 		}
-		ep := &convEpilogue{scale: any(e.Scale).([]float32), shift: any(e.Shift).([]float32), skip: any(e.Skip).([]float32), floor: floor}
+		ep := &convEpilogue{scale: unitsOr(any(e.Scale).([]float32), 1, s.OC), shift: unitsOr(any(e.Shift).([]float32), 0, s.OC),
+			skip: any(e.Skip).([]float32), floor: floor}
 		if convForwardFast(s, xf, any(w).([]float32), any(y).([]float32), ep) {
 			return
 		}
@@ -88,7 +90,13 @@ func ConvForwardEpilogue[T Float](s ConvShape, x, w, y []T, e ConvEpilogue[T]) {
 	parallelFor(s.N*s.OH()*s.OW(), func(lo, hi int) {
 		for i := lo * s.OC; i < hi*s.OC; i++ {
 			c := i % s.OC
-			v := y[i]*e.Scale[c] + e.Shift[c]
+			v := y[i]
+			if e.Scale != nil {
+				v *= e.Scale[c]
+			}
+			if e.Shift != nil {
+				v += e.Shift[c]
+			}
 			if e.Skip != nil {
 				v += e.Skip[i]
 			}
@@ -98,6 +106,37 @@ func ConvForwardEpilogue[T Float](s ConvShape, x, w, y []T, e ConvEpilogue[T]) {
 			y[i] = v
 		}
 	})
+}
+
+// sharedOnes and sharedZeros stand in for a nil Scale or Shift of an
+// epilogue (read only), so that a bias or an accumulation allocates no
+// per-channel vectors in a training step.
+var sharedOnes, sharedZeros = func() ([]float32, []float32) {
+	o := make([]float32, 4096)
+	for i := range o {
+		o[i] = 1
+	}
+	return o, make([]float32, 4096)
+}()
+
+// unitsOr returns v, or when v is nil n copies of u (1 or 0): the shared
+// vectors when they are long enough.
+func unitsOr(v []float32, u float32, n int) []float32 {
+	if v != nil {
+		return v
+	}
+	shared := sharedZeros
+	if u == 1 {
+		shared = sharedOnes
+	}
+	if n <= len(shared) {
+		return shared[:n]
+	}
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = u
+	}
+	return out
 }
 
 func convForwardRef[T Float](s ConvShape, x, w, y []T) {
@@ -143,12 +182,8 @@ func ConvBackwardData[T Float](s ConvShape, dy, w, dx []T) {
 // written once); otherwise through a scratch buffer.
 func ConvBackwardDataAdd[T Float](s ConvShape, dy, w, dx []T) {
 	if f, ok := any(dy).([]float32); ok {
-		one, zero := make([]float32, s.C), make([]float32, s.C)
-		for i := range one {
-			one[i] = 1
-		}
 		dxf := any(dx).([]float32)
-		ep := &convEpilogue{scale: one, shift: zero, skip: dxf, floor: float32(math.Inf(-1))}
+		ep := &convEpilogue{scale: unitsOr(nil, 1, s.C), shift: unitsOr(nil, 0, s.C), skip: dxf, floor: float32(math.Inf(-1))}
 		if convBackwardDataFast(s, f, any(w).([]float32), dxf, ep) {
 			return
 		}

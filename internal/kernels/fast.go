@@ -506,16 +506,7 @@ func gemmFast(transA, transB bool, m, n, k int, alpha float32, a []float32, lda 
 		tap: func(t, u int) (int, int) { return t, u }})
 	pl.run(x, y)
 	for i := 0; i < m; i++ {
-		row, yr := c[i*ldc:i*ldc+n], y[i*np:i*np+n]
-		if beta == 0 {
-			for j, v := range yr {
-				row[j] = alpha * v
-			}
-		} else {
-			for j, v := range yr {
-				row[j] = alpha*v + beta*row[j]
-			}
-		}
+		storeScaled(c[i*ldc:i*ldc+n], y[i*np:i*np+n], alpha, beta)
 	}
 	return true
 }

@@ -18,6 +18,24 @@ func levels() []Level {
 	return ls
 }
 
+// f64 and f32 convert between the float32 kernels' data and float64
+// references.
+func f64(v []float32) []float64 {
+	o := make([]float64, len(v))
+	for i, x := range v {
+		o[i] = float64(x)
+	}
+	return o
+}
+
+func f32(v []float64) []float32 {
+	o := make([]float32, len(v))
+	for i, x := range v {
+		o[i] = float32(x)
+	}
+	return o
+}
+
 func randF32(r *rand.Rand, n int) []float32 {
 	v := make([]float32, n)
 	for i := range v {
@@ -166,20 +184,6 @@ func TestFastBatchNormMatchesReference(t *testing.T) {
 		t.Skip("the per-channel kernels need AVX-512; this CPU lacks it")
 	}
 	r := rand.New(rand.NewPCG(3, 4))
-	f64 := func(v []float32) []float64 {
-		o := make([]float64, len(v))
-		for i, x := range v {
-			o[i] = float64(x)
-		}
-		return o
-	}
-	f32 := func(v []float64) []float32 {
-		o := make([]float32, len(v))
-		for i, x := range v {
-			o[i] = float32(x)
-		}
-		return o
-	}
 	for _, sh := range [][2]int{{700, 16}, {512, 48}, {3, 16}, {300, 272}} {
 		m, c := sh[0], sh[1]
 		x, dy, skip := randF32(r, m*c), randF32(r, m*c), randF32(r, m*c)
@@ -336,23 +340,9 @@ func TestFastGemmMatchesReference(t *testing.T) {
 					if !ok {
 						t.Fatalf("%s: the fast path declined", name)
 					}
-					want := make([]float64, len(c0))
-					for i, v := range c0 {
-						want[i] = float64(v)
-					}
-					f64 := func(v []float32) []float64 {
-						o := make([]float64, len(v))
-						for i, x := range v {
-							o[i] = float64(x)
-						}
-						return o
-					}
+					want := f64(c0)
 					Gemm(ta, tb, m, n, k, 1.5, f64(a), lda, f64(b), ldb, float64(beta), want, ldc)
-					w32 := make([]float32, len(want))
-					for i, v := range want {
-						w32[i] = float32(v)
-					}
-					closeTo(t, fmt.Sprintf("%s beta=%g", name, beta), got, w32)
+					closeTo(t, fmt.Sprintf("%s beta=%g", name, beta), got, f32(want))
 				}
 			}
 		}
@@ -363,16 +353,9 @@ func TestFastGemmMatchesReference(t *testing.T) {
 // assembly level (the epilogue in the kernels' store) and in float64 (the
 // reference convolution, then the epilogue in Go) on the conv test shapes
 // whose output channels the kernels take, with and without a skip and a
-// ReLU.
+// ReLU, and as a bias alone (nil Scale).
 func TestConvEpilogueMatchesReference(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 12))
-	f64 := func(v []float32) []float64 {
-		o := make([]float64, len(v))
-		for i, x := range v {
-			o[i] = float64(x)
-		}
-		return o
-	}
 	for _, l := range levels() {
 		for i, s := range convShapes(r) {
 			if s.OC%16 != 0 {
@@ -381,9 +364,12 @@ func TestConvEpilogueMatchesReference(t *testing.T) {
 			ny := s.N * s.OH() * s.OW() * s.OC
 			x, w := randF32(r, s.N*s.H*s.W*s.C), randF32(r, s.KH*s.KW*s.C*s.OC)
 			scale, shift, skip := randF32(r, s.OC), randF32(r, s.OC), randF32(r, ny)
-			for _, ep := range []struct{ skip, relu bool }{{false, false}, {false, true}, {true, true}} {
+			for _, ep := range []struct{ biasOnly, skip, relu bool }{{false, false, false}, {false, false, true}, {false, true, true}, {true, false, false}} {
 				e := ConvEpilogue[float32]{Scale: scale, Shift: shift, ReLU: ep.relu}
 				e64 := ConvEpilogue[float64]{Scale: f64(scale), Shift: f64(shift), ReLU: ep.relu}
+				if ep.biasOnly { // a nil Scale is 1
+					e.Scale, e64.Scale = nil, nil
+				}
 				if ep.skip {
 					e.Skip, e64.Skip = skip, f64(skip)
 				}
@@ -393,11 +379,7 @@ func TestConvEpilogueMatchesReference(t *testing.T) {
 				SetLevel(prev)
 				want := make([]float64, ny)
 				ConvForwardEpilogue(s, f64(x), f64(w), want, e64)
-				w32 := make([]float32, ny)
-				for j, v := range want {
-					w32[j] = float32(v)
-				}
-				closeTo(t, fmt.Sprintf("%v/%d %+v skip=%v relu=%v", l, i, s, ep.skip, ep.relu), y, w32)
+				closeTo(t, fmt.Sprintf("%v/%d %+v bias-only=%v skip=%v relu=%v", l, i, s, ep.biasOnly, ep.skip, ep.relu), y, f32(want))
 			}
 		}
 	}

@@ -30,16 +30,22 @@ func Gemm[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b 
 					axpy(av, b[p*ldb:p*ldb+n], tmp)
 				}
 			}
-			row := c[i*ldc : i*ldc+n]
-			if beta == 0 {
-				for j := range row {
-					row[j] = alpha * tmp[j]
-				}
-			} else {
-				for j := range row {
-					row[j] = alpha*tmp[j] + beta*row[j]
-				}
-			}
+			storeScaled(c[i*ldc:i*ldc+n], tmp, alpha, beta)
 		}
 	})
+}
+
+// storeScaled writes row = alpha·v + beta·row; with beta = 0 the old row
+// is ignored (even NaN).
+func storeScaled[T Float](row, v []T, alpha, beta T) {
+	v = v[:len(row)]
+	if beta == 0 {
+		for j := range row {
+			row[j] = alpha * v[j]
+		}
+		return
+	}
+	for j := range row {
+		row[j] = alpha*v[j] + beta*row[j]
+	}
 }
