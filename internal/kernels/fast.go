@@ -455,9 +455,13 @@ func convForwardFast(s ConvShape, x, w, y []float32, ep *convEpilogue) bool {
 	if !ok {
 		return false
 	}
+	src := weightSource{w: w, SKW: s.KW, A: s.C, B: s.OC, tap: func(t, u int) (int, int) { return t, u }}
+	if winoConv(s, src, ep, x, y) {
+		return true
+	}
 	p := &convPlan{N: s.N, H: s.H, W: s.W, C: s.C, OC: s.OC, KH: s.KH, KW: s.KW, SH: s.SH, SW: s.SW, DH: s.DH, DW: s.DW,
 		OffH: -s.PT, OffW: -s.PL, OH: s.OH(), OW: s.OW(), YH: s.OH(), YW: s.OW(), YSH: 1, YSW: 1, k: k, blocks: bs, ep: ep}
-	p.pack(weightSource{w: w, SKW: s.KW, A: s.C, B: s.OC, tap: func(t, u int) (int, int) { return t, u }})
+	p.pack(src)
 	p.run(x, y)
 	return true
 }
@@ -521,6 +525,16 @@ func convBackwardDataFast(s ConvShape, dy, w, dx []float32, ep *convEpilogue) bo
 		return false
 	}
 	oh, ow := s.OH(), s.OW()
+	if s.SH == 1 && s.SW == 1 && s.KH == 3 && s.KW == 3 && max(s.PT, s.PL, s.PB, s.PR) <= 2 {
+		// The data gradient of a stride-1 3×3 convolution is a stride-1
+		// 3×3 convolution of dy with the flipped, transposed weights.
+		b := ConvShape{N: s.N, H: oh, W: ow, C: s.OC, OC: s.C, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1,
+			PT: 2 - s.PT, PL: 2 - s.PL, PB: 2 - s.PB, PR: 2 - s.PR}
+		src := weightSource{w: w, SKW: 3, A: s.C, B: s.OC, transposed: true, tap: func(t, u int) (int, int) { return 2 - t, 2 - u }}
+		if winoConv(b, src, ep, dy, dx) {
+			return true
+		}
+	}
 	for ry := 0; ry < s.SH; ry++ {
 		for rx := 0; rx < s.SW; rx++ {
 			// Rows ih with (ih + PT) mod S = ry: ih = ih0 + S·k, and the taps

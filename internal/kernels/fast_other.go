@@ -24,3 +24,5 @@ func sgd32(w, g, buf []float32, coef *[4]float32) bool { return false }
 func maxPoolPixel32(x []float32, offs []int, c int, y []float32, arg []int32) {
 	panic("no AVX-512")
 }
+
+func winoConv(s ConvShape, src weightSource, ep *convEpilogue, x, y []float32) bool { return false }

@@ -384,3 +384,65 @@ func TestConvEpilogueMatchesReference(t *testing.T) {
 		}
 	}
 }
+
+// TestWinogradMatchesReference runs the Winograd F(2×2, 3×3) path directly
+// (forward, with and without an epilogue, and as the data gradient) on
+// even and odd output sizes, padded and valid, one- and two-vector channel
+// blocks, against the reference convolution in float64. Its rounding
+// differs from the direct sums' (the transforms add and halve), so it is
+// held to closeTo's bound on the float64 result.
+func TestWinogradMatchesReference(t *testing.T) {
+	if detect() < AVX512 {
+		t.Skip("the Winograd path is AVX-512 only; this CPU lacks it")
+	}
+	prev := SetLevel(AVX512)
+	defer SetLevel(prev)
+	r := rand.New(rand.NewPCG(5, 6))
+	for i, s := range []ConvShape{
+		{N: 2, H: 8, W: 8, C: 16, OC: 16, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 3, H: 9, W: 7, C: 32, OC: 48, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 1, H: 12, W: 13, C: 16, OC: 32},                           // valid: 10×11 outputs
+		{N: 2, H: 5, W: 6, C: 64, OC: 16, PT: 2, PL: 0, PB: 1, PR: 2}, // asymmetric
+		{N: 1, H: 32, W: 32, C: 16, OC: 16, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 1, H: 3, W: 3, C: 16, OC: 16, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 2, H: 66, W: 3, C: 16, OC: 16, PT: 1, PL: 1, PB: 1, PR: 1}, // several strips
+	} {
+		s.KH, s.KW, s.SH, s.SW, s.DH, s.DW = 3, 3, 1, 1, 1, 1
+		name := fmt.Sprintf("%d %+v", i, s)
+		x := randF32(r, s.N*s.H*s.W*s.C)
+		w := randF32(r, 9*s.C*s.OC)
+		n := s.N * s.OH() * s.OW() * s.OC
+		dy, skip := randF32(r, n), randF32(r, n)
+		scale, shift := randF32(r, s.OC), randF32(r, s.OC)
+		src := weightSource{w: w, SKW: 3, A: s.C, B: s.OC, tap: func(t, u int) (int, int) { return t, u }}
+		ref := make([]float64, n)
+		convForwardRef(s, f64(x), f64(w), ref)
+
+		y := make([]float32, n)
+		if !winoConv(s, src, nil, x, y) {
+			t.Fatalf("%s: the Winograd path declined", name)
+		}
+		closeTo(t, name+" forward", y, f32(ref))
+
+		ep := &convEpilogue{scale: scale, shift: shift, skip: skip, floor: 0}
+		if !winoConv(s, src, ep, x, y) {
+			t.Fatalf("%s: the Winograd path declined", name)
+		}
+		want := make([]float32, n)
+		for j, v := range ref {
+			c := j % s.OC
+			want[j] = float32(max(v*float64(scale[c])+float64(shift[c])+float64(skip[j]), 0))
+		}
+		closeTo(t, name+" forward with epilogue", y, want)
+
+		dx := make([]float32, len(x))
+		rdx := make([]float64, len(x))
+		convBackwardDataRef(s, f64(dy), f64(w), rdx)
+		if max(s.PT, s.PL, s.PB, s.PR) <= 2 {
+			if !convBackwardDataFast(s, dy, w, dx, nil) {
+				t.Fatalf("%s: the data gradient declined", name)
+			}
+			closeTo(t, name+" data gradient", dx, f32(rdx))
+		}
+	}
+}

@@ -12,6 +12,10 @@
 //   - dw: an MR×NR weight-gradient tile (MR input channels × NR output
 //     channels) loaded, accumulated over a rows×cols block of pixels,
 //     dw[c][:] += x[pix][c] · dy[pix][:], and stored back.
+//
+// and, for AVX-512 only, the per-channel kernels of batch norm and the
+// element-wise operations, and the transforms and per-position products
+// of the Winograd F(2×2, 3×3) convolution (genWinograd, genWinoGemm).
 package main
 
 import (
@@ -108,6 +112,22 @@ func main() {
 	}
 	genChannel(&s, &g)
 	genChannelRows(&s, &g)
+	genWinograd(&s, &g)
+	is := isas[0]
+	for nv := 1; nv <= 2; nv++ {
+		var names []string
+		for mr := 1; mr <= maxMR && mr*nv <= is.maxAcc; mr++ {
+			names = append(names, genWinoGemm(&s, is, mr, nv))
+		}
+		fmt.Fprintf(&g, "\n// winoGemm%s_%d[mr-1] is the Winograd products' kernel for mr tiles × %d channels.\nvar winoGemm%s_%d = [...]winoGemmKernel{", is.name, nv*is.width, nv*is.width, is.name, nv*is.width)
+		for _, n := range names {
+			fmt.Fprintf(&g, "%s, ", n)
+		}
+		fmt.Fprint(&g, "}\n")
+		for _, n := range names {
+			fmt.Fprintf(&g, "\n//go:noescape\nfunc %s(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)\n", n)
+		}
+	}
 	if err := os.WriteFile("kernels_amd64.s", s.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
@@ -848,4 +868,171 @@ dr_done:
 	VZEROUPPER
 	RET
 `)
+}
+
+// genWinograd writes the AVX-512 transforms of Winograd's F(2×2, 3×3)
+// convolution (see winograd_amd64.go), one channel vector at a time:
+//
+//	winoIn512(src, rs, cs, dst, ps, tiles, c): for each of tiles 4×4 input
+//	  windows (rows rs bytes apart, pixels cs, window t at src + 2·t·cs),
+//	  V = Bᵀ·d·B, position i·4+j of tile t stored at dst + (i·4+j)·ps + t·c·4.
+//	winoOut512(m, ps, y, rs, cs, tiles, k, scale, shift, skipDelta, floor):
+//	  for each tile t, Y = Aᵀ·M·A from the 16 positions at m + pos·ps + t·k·4,
+//	  then y = max(Y·scale + shift [+ skip], floor) stored as 2×2 pixels at
+//	  y + 2·t·cs (rows rs apart); winoOutSkip512 adds the skip read at
+//	  skipDelta bytes from each output.
+//	winoGrad512(dy, rs, cs, dst, ps, tiles, k): for each 2×2 output-gradient
+//	  tile, Z = A·g·Aᵀ (4×4), stored as winoIn512 stores V.
+func genWinograd(s, g *bytes.Buffer) {
+	decl := func(name, args string, frame int) {
+		fmt.Fprintf(g, "\n//go:noescape\nfunc %s(%s)\n", name, args)
+		fmt.Fprintf(s, "\n// func %s(%s)\nTEXT ·%s(SB), NOSPLIT, $0-%d\n", name, args, name, frame)
+	}
+	z := func(i int) string { return fmt.Sprintf("Z%d", i) }
+	// store16 stores Z0..Z15 at DX, DX+R11, … (position stride R11).
+	store16 := func() {
+		fmt.Fprint(s, "\tMOVQ R13, DX\n")
+		for p := 0; p < 16; p++ {
+			fmt.Fprintf(s, "\tVMOVUPS %s, (DX)\n", z(p))
+			if p < 15 {
+				fmt.Fprint(s, "\tADDQ R11, DX\n")
+			}
+		}
+	}
+	// Input transform. d[i][j] in Z(4i+j); e = Bᵀd in Z16..31; V in Z0..15.
+	decl("winoIn512", "src unsafe.Pointer, rs, cs int, dst unsafe.Pointer, ps, tiles, c int", 56)
+	fmt.Fprint(s, "\tMOVQ src+0(FP), SI\n\tMOVQ rs+8(FP), R8\n\tMOVQ cs+16(FP), R9\n\tLEAQ (R9)(R9*2), R10\n\tMOVQ dst+24(FP), DI\n\tMOVQ ps+32(FP), R11\n\tMOVQ tiles+40(FP), BX\n\tMOVQ c+48(FP), R14\n\tSHRQ $4, R14\n")
+	fmt.Fprint(s, "wi_tile:\n\tTESTQ BX, BX\n\tJZ wi_done\n\tMOVQ SI, R12\n\tMOVQ DI, R13\n\tMOVQ R14, CX\nwi_cv:\n\tMOVQ R12, AX\n")
+	for i := 0; i < 4; i++ {
+		for j, a := range []string{"(AX)", "(AX)(R9*1)", "(AX)(R9*2)", "(AX)(R10*1)"} {
+			fmt.Fprintf(s, "\tVMOVUPS %s, %s\n", a, z(4*i+j))
+		}
+		if i < 3 {
+			fmt.Fprint(s, "\tADDQ R8, AX\n")
+		}
+	}
+	for j := 0; j < 4; j++ { // rows: e0 = d0−d2, e1 = d1+d2, e2 = d2−d1, e3 = d1−d3
+		fmt.Fprintf(s, "\tVSUBPS %s, %s, %s\n", z(8+j), z(j), z(16+j))
+		fmt.Fprintf(s, "\tVADDPS %s, %s, %s\n", z(8+j), z(4+j), z(20+j))
+		fmt.Fprintf(s, "\tVSUBPS %s, %s, %s\n", z(4+j), z(8+j), z(24+j))
+		fmt.Fprintf(s, "\tVSUBPS %s, %s, %s\n", z(12+j), z(4+j), z(28+j))
+	}
+	for i := 0; i < 4; i++ { // columns, the same combinations
+		e := func(j int) string { return z(16 + 4*i + j) }
+		fmt.Fprintf(s, "\tVSUBPS %s, %s, %s\n", e(2), e(0), z(4*i))
+		fmt.Fprintf(s, "\tVADDPS %s, %s, %s\n", e(2), e(1), z(4*i+1))
+		fmt.Fprintf(s, "\tVSUBPS %s, %s, %s\n", e(1), e(2), z(4*i+2))
+		fmt.Fprintf(s, "\tVSUBPS %s, %s, %s\n", e(3), e(1), z(4*i+3))
+	}
+	store16()
+	fmt.Fprint(s, "\tADDQ $64, R12\n\tADDQ $64, R13\n\tDECQ CX\n\tJNZ wi_cv\n")
+	fmt.Fprint(s, "\tLEAQ (SI)(R9*2), SI\n\tMOVQ c+48(FP), AX\n\tSHLQ $2, AX\n\tADDQ AX, DI\n\tDECQ BX\n\tJMP wi_tile\nwi_done:\n\tVZEROUPPER\n\tRET\n")
+
+	// Output transforms, with and without a skip.
+	for _, withSkip := range []bool{false, true} {
+		name, l := "winoOut512", "wo"
+		if withSkip {
+			name, l = "winoOutSkip512", "wos"
+		}
+		decl(name, "m unsafe.Pointer, ps int, y unsafe.Pointer, rs, cs, tiles, k int, scale, shift unsafe.Pointer, skipDelta int, floor float32", 84)
+		fmt.Fprint(s, "\tMOVQ m+0(FP), SI\n\tMOVQ ps+8(FP), R11\n\tMOVQ y+16(FP), DI\n\tMOVQ rs+24(FP), R8\n\tMOVQ cs+32(FP), R9\n\tMOVQ tiles+40(FP), BX\n\tMOVQ skipDelta+72(FP), R14\n\tVBROADCASTSS floor+80(FP), Z30\n")
+		fmt.Fprintf(s, "%s_tile:\n\tTESTQ BX, BX\n\tJZ %s_done\n\tMOVQ SI, R12\n\tMOVQ DI, R13\n\tXORQ R10, R10\n\tMOVQ k+48(FP), CX\n\tSHRQ $4, CX\n%s_cv:\n\tMOVQ R12, AX\n", l, l, l)
+		for p := 0; p < 16; p++ {
+			fmt.Fprintf(s, "\tVMOVUPS (AX), %s\n", z(p))
+			if p < 15 {
+				fmt.Fprint(s, "\tADDQ R11, AX\n")
+			}
+		}
+		for j := 0; j < 4; j++ { // rows: s0 = m0+m1+m2, s1 = m1−m2−m3
+			fmt.Fprintf(s, "\tVADDPS %s, %s, %s\n\tVADDPS %s, %s, %s\n", z(4+j), z(j), z(16+j), z(8+j), z(16+j), z(16+j))
+			fmt.Fprintf(s, "\tVSUBPS %s, %s, %s\n\tVSUBPS %s, %s, %s\n", z(8+j), z(4+j), z(20+j), z(12+j), z(20+j), z(20+j))
+		}
+		for i := 0; i < 2; i++ { // columns: y0 = s0+s1+s2, y1 = s1−s2−s3
+			q := func(j int) string { return z(16 + 4*i + j) }
+			y0, y1 := z(24+2*i), z(25+2*i)
+			fmt.Fprintf(s, "\tVADDPS %s, %s, %s\n\tVADDPS %s, %s, %s\n", q(1), q(0), y0, q(2), y0, y0)
+			fmt.Fprintf(s, "\tVSUBPS %s, %s, %s\n\tVSUBPS %s, %s, %s\n", q(2), q(1), y1, q(3), y1, y1)
+		}
+		fmt.Fprint(s, "\tMOVQ scale+56(FP), AX\n\tVMOVUPS (AX)(R10*1), Z28\n\tMOVQ shift+64(FP), AX\n\tVMOVUPS (AX)(R10*1), Z29\n\tMOVQ R13, AX\n")
+		for o, step := range []string{"\tADDQ R9, AX\n", "\tLEAQ (R13)(R8*1), AX\n", "\tADDQ R9, AX\n", ""} {
+			y := z(24 + o)
+			fmt.Fprintf(s, "\tVFMADD213PS Z29, Z28, %s\n", y)
+			if withSkip {
+				fmt.Fprintf(s, "\tVADDPS (AX)(R14*1), %s, %s\n", y, y)
+			}
+			fmt.Fprintf(s, "\tVMAXPS Z30, %s, %s\n\tVMOVUPS %s, (AX)\n%s", y, y, y, step)
+		}
+		fmt.Fprintf(s, "\tADDQ $64, R12\n\tADDQ $64, R13\n\tADDQ $64, R10\n\tDECQ CX\n\tJNZ %s_cv\n", l)
+		fmt.Fprintf(s, "\tMOVQ k+48(FP), AX\n\tSHLQ $2, AX\n\tADDQ AX, SI\n\tLEAQ (DI)(R9*2), DI\n\tDECQ BX\n\tJMP %s_tile\n%s_done:\n\tVZEROUPPER\n\tRET\n", l, l)
+	}
+
+	// Output-gradient transform for the weight gradient: Z = A·g·Aᵀ, A =
+	// [1 0; 1 1; 1 −1; 0 −1]. g[i][j] in Z(16+2i+j); rows h (4×2) in
+	// Z20..27; Z in Z0..15.
+	decl("winoGrad512", "dy unsafe.Pointer, rs, cs int, dst unsafe.Pointer, ps, tiles, k int", 56)
+	fmt.Fprint(s, "\tMOVQ dy+0(FP), SI\n\tMOVQ rs+8(FP), R8\n\tMOVQ cs+16(FP), R9\n\tMOVQ dst+24(FP), DI\n\tMOVQ ps+32(FP), R11\n\tMOVQ tiles+40(FP), BX\n\tMOVQ k+48(FP), R14\n\tSHRQ $4, R14\n\tVPXORD Z31, Z31, Z31\n")
+	fmt.Fprint(s, "wg_tile:\n\tTESTQ BX, BX\n\tJZ wg_done\n\tMOVQ SI, R12\n\tMOVQ DI, R13\n\tMOVQ R14, CX\nwg_cv:\n\tMOVQ R12, AX\n")
+	fmt.Fprint(s, "\tVMOVUPS (AX), Z16\n\tVMOVUPS (AX)(R9*1), Z17\n\tADDQ R8, AX\n\tVMOVUPS (AX), Z18\n\tVMOVUPS (AX)(R9*1), Z19\n")
+	for j := 0; j < 2; j++ { // rows: h0 = g0, h1 = g0+g1, h2 = g0−g1, h3 = −g1
+		g0, g1 := z(16+j), z(18+j)
+		h := func(i int) string { return z(20 + 2*i + j) }
+		fmt.Fprintf(s, "\tVMOVAPS %s, %s\n\tVADDPS %s, %s, %s\n\tVSUBPS %s, %s, %s\n\tVSUBPS %s, Z31, %s\n", g0, h(0), g1, g0, h(1), g1, g0, h(2), g1, h(3))
+	}
+	for i := 0; i < 4; i++ { // columns, the same
+		a, b := z(20+2*i), z(21+2*i)
+		fmt.Fprintf(s, "\tVMOVAPS %s, %s\n\tVADDPS %s, %s, %s\n\tVSUBPS %s, %s, %s\n\tVSUBPS %s, Z31, %s\n", a, z(4*i), b, a, z(4*i+1), b, a, z(4*i+2), b, z(4*i+3))
+	}
+	store16()
+	fmt.Fprint(s, "\tADDQ $64, R12\n\tADDQ $64, R13\n\tDECQ CX\n\tJNZ wg_cv\n")
+	fmt.Fprint(s, "\tLEAQ (SI)(R9*2), SI\n\tMOVQ k+48(FP), AX\n\tSHLQ $2, AX\n\tADDQ AX, DI\n\tDECQ BX\n\tJMP wg_tile\nwg_done:\n\tVZEROUPPER\n\tRET\n")
+}
+
+// genWinoGemm writes one kernel of the Winograd path's per-position
+// products: for each of the 16 positions, an mr×NR tile of
+// m[pos][tile][:] = Σ_c v[pos][tile][c]·u[pos][c][:], then the next
+// position (v, u and m advance by vps, ups and mps bytes). Tiles are cs
+// bytes apart in v and ms apart in m. Arguments: v, u, m, c, cs, ms, vps,
+// ups, mps.
+func genWinoGemm(s *bytes.Buffer, is isa, mr, nv int) string {
+	name := fmt.Sprintf("winoGemm%s_%dx%d", is.name, mr, nv*is.width)
+	wreg := []string{fmt.Sprintf("%s%d", is.reg, is.nregs-4), fmt.Sprintf("%s%d", is.reg, is.nregs-3)}
+	breg := []string{fmt.Sprintf("%s%d", is.reg, is.nregs-2), fmt.Sprintf("%s%d", is.reg, is.nregs-1)}
+	vb := is.width * 4
+	fmt.Fprintf(s, "\n// func %s(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)\nTEXT ·%s(SB), NOSPLIT, $0-72\n", name, name)
+	fmt.Fprint(s, "\tMOVQ v+0(FP), R12\n\tMOVQ u+8(FP), R13\n\tMOVQ m+16(FP), R14\n\tMOVQ cs+32(FP), SI\n\tLEAQ (SI)(SI*2), DI\n\tMOVQ $16, BX\n")
+	fmt.Fprintf(s, "%s_pos:\n", name)
+	for p := 0; p < mr; p++ {
+		for v := 0; v < nv; v++ {
+			r := acc(is, p, v, nv)
+			fmt.Fprintf(s, "\t%s %s, %s, %s\n", is.zero, r, r, r)
+		}
+	}
+	fmt.Fprint(s, "\tMOVQ R12, DX\n\tMOVQ R13, R11\n\tLEAQ (DX)(SI*1), R8\n\tLEAQ (DX)(SI*2), R9\n\tLEAQ (DX)(DI*1), R10\n\tMOVQ c+24(FP), CX\n")
+	fmt.Fprintf(s, "%s_ic:\n", name)
+	for v := 0; v < nv; v++ {
+		fmt.Fprintf(s, "\tVMOVUPS %d(R11), %s\n", v*vb, wreg[v])
+	}
+	for p := 0; p < mr; p++ {
+		if nv == 1 {
+			fmt.Fprintf(s, "\tVFMADD231PS.BCST %s, %s, %s\n", pixAddr(p, 0), wreg[0], acc(is, p, 0, nv))
+			continue
+		}
+		b := breg[p%2]
+		fmt.Fprintf(s, "\tVBROADCASTSS %s, %s\n", pixAddr(p, 0), b)
+		for v := 0; v < nv; v++ {
+			fmt.Fprintf(s, "\tVFMADD231PS %s, %s, %s\n", wreg[v], b, acc(is, p, v, nv))
+		}
+	}
+	fmt.Fprintf(s, "\tADDQ $%d, R11\n\tADDQ $4, DX\n\tADDQ $4, R8\n\tADDQ $4, R9\n\tADDQ $4, R10\n\tDECQ CX\n\tJNZ %s_ic\n", nv*vb, name)
+	fmt.Fprint(s, "\tMOVQ R14, DX\n\tMOVQ ms+40(FP), AX\n")
+	for p := 0; p < mr; p++ {
+		for v := 0; v < nv; v++ {
+			fmt.Fprintf(s, "\tVMOVUPS %s, %d(DX)\n", acc(is, p, v, nv), v*vb)
+		}
+		if p < mr-1 {
+			fmt.Fprint(s, "\tADDQ AX, DX\n")
+		}
+	}
+	fmt.Fprintf(s, "\tADDQ vps+48(FP), R12\n\tADDQ ups+56(FP), R13\n\tADDQ mps+64(FP), R14\n\tDECQ BX\n\tJNZ %s_pos\n\tVZEROUPPER\n\tRET\n", name)
+	return name
 }

@@ -1,0 +1,244 @@
+//go:build amd64 && !purego
+
+package kernels
+
+import (
+	"math"
+	"unsafe"
+)
+
+// Winograd's minimal filtering F(2×2, 3×3) (Lavin and Gray, 2016) computes
+// a 2×2 tile of a stride-1 3×3 convolution from a 4×4 input window with
+// 16 multiplications per input-output channel pair instead of 36:
+//
+//	Y = Aᵀ·[(G·g·Gᵀ) ⊙ (Bᵀ·d·B)]·A
+//
+// Over channels the element-wise product becomes 16 matrix products, one per
+// position of the 4×4 transformed tile, [tiles × C]·[C × K] — run on the
+// 1×1 conv kernels — between an input transform and an output transform
+// (winoIn512, winoOut512). A convolution of C→K channels thus does 16/36 of
+// the direct kernels' FMAs, plus transforms linear in C + K; in float32 its
+// rounding error is within the tests' tolerance of the direct sums (the
+// transforms' coefficients are 0, ±1 and ±½).
+
+// winoMaxWeights bounds the transformed weights (16·C·K floats, in bytes)
+// for which the Winograd path is taken: every strip of tiles reads all of
+// them, so they must stay in a core's cache.
+const winoMaxWeights = 1 << 20
+
+// winoStripBytes bounds the input rows one job copies, zero padded, to
+// transform: a strip is as many rows of tiles as fit.
+const winoStripBytes = 96 << 10
+
+// winoConv computes the convolution s (stride 1, 3×3, weights read through
+// src) of x into y with Winograd's F(2×2, 3×3) and the epilogue ep; it
+// returns false (doing nothing) when that path does not apply: another
+// shape, channel counts not multiples of 16, weights too large, or a level
+// below AVX-512.
+func winoConv(s ConvShape, src weightSource, ep *convEpilogue, x, y []float32) bool {
+	if active != AVX512 || s.KH != 3 || s.KW != 3 || s.SH != 1 || s.SW != 1 || s.DH != 1 || s.DW != 1 ||
+		s.C%16 != 0 || s.OC%16 != 0 || 16*s.C*s.OC*4 > winoMaxWeights {
+		return false
+	}
+	newWinoPlan(s.N, s.H, s.W, s.C, s.OC, s.PT, s.PL, s.OH(), s.OW(), src, ep).run(x, y)
+	return true
+}
+
+// winoPlan is one Winograd convolution: input [N,H,W,C], zero padding PT
+// above and PL to the left (and whatever the output size needs below and
+// to the right), output [N,OH,OW,K].
+type winoPlan struct {
+	N, H, W, C, K  int
+	PT, PL, OH, OW int
+	tilesH, tilesW int
+	k              *kernelSet
+	blocks         []ocBlock
+	u              []float32     // transformed weights, per block [16][C][nb]
+	taps           [2][16][2]int // per block width and position: the GEMM's one tap
+	ep             *convEpilogue
+}
+
+// newWinoPlan transforms the weights read through src (plan tap (t, u),
+// input channel c, output channel k) into U = G·g·Gᵀ, packed per
+// output-channel block like a 4×4 kernel's.
+func newWinoPlan(N, H, W, C, K, PT, PL, OH, OW int, src weightSource, ep *convEpilogue) *winoPlan {
+	ks := kernelsFor(active)
+	bs, _ := blocksFor(ks, K)
+	p := &winoPlan{N: N, H: H, W: W, C: C, K: K, PT: PT, PL: PL, OH: OH, OW: OW,
+		tilesH: (OH + 1) / 2, tilesW: (OW + 1) / 2, k: ks, blocks: bs, ep: ep}
+	total := 0
+	for i := range p.blocks {
+		p.blocks[i].off = total
+		total += 16 * C * p.blocks[i].nb
+	}
+	for vi := range 2 {
+		for pos := range 16 {
+			p.taps[vi][pos] = [2]int{0, pos * C * (vi + 1) * ks.vec * 4}
+		}
+	}
+	p.u = getBuf(total)
+	// The source offsets of the nine taps, and the strides of c and k.
+	var base [9]int
+	for t := range 3 {
+		for u := range 3 {
+			st, su := src.tap(t, u)
+			base[t*3+u] = (st*src.SKW + su) * src.A * src.B
+		}
+	}
+	cs, kst := src.B, 1
+	if src.transposed {
+		cs, kst = 1, src.B
+	}
+	parallelFor(len(p.blocks)*C, func(lo, hi int) {
+		var g [9]float32
+		for job := lo; job < hi; job++ {
+			b, c := p.blocks[job/C], job%C
+			dst := p.u[b.off+c*b.nb:]
+			for j := range b.nb {
+				k := b.oc0 + j
+				for i, o := range base {
+					g[i] = src.w[o+c*cs+k*kst]
+				}
+				// G·g (4×3), then (G·g)·Gᵀ (4×4); G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1].
+				var gg [12]float32
+				for col := range 3 {
+					a0, a1, a2 := g[col], g[3+col], g[6+col]
+					gg[col], gg[3+col], gg[6+col], gg[9+col] = a0, 0.5*(a0+a1+a2), 0.5*(a0-a1+a2), a2
+				}
+				for r := range 4 {
+					a0, a1, a2 := gg[3*r], gg[3*r+1], gg[3*r+2]
+					v := [4]float32{a0, 0.5 * (a0 + a1 + a2), 0.5 * (a0 - a1 + a2), a2}
+					for col, x := range v {
+						dst[((4*r+col)*C)*b.nb+j] = x
+					}
+				}
+			}
+		}
+	})
+	return p
+}
+
+// gemmRows returns the rows of tiles whose per-position products are
+// computed together: at least 14 tiles (the longest kernel), so that narrow
+// images still make long tiles.
+func (p *winoPlan) gemmRows() int { return min(p.tilesH, (14+p.tilesW-1)/p.tilesW) }
+
+// stripRows returns the rows of tiles one job computes: a multiple of
+// gemmRows whose input rows (2 per row of tiles, plus 2) take at most
+// winoStripBytes.
+func (p *winoPlan) stripRows() int {
+	g := p.gemmRows()
+	per := 2 * (2*p.tilesW + 2) * p.C * 4 // bytes of input per row of tiles
+	return min(p.tilesH, max(g, winoStripBytes/per/g*g))
+}
+
+// run computes y from x (every output overwritten, or added to when the
+// epilogue's skip is y itself).
+func (p *winoPlan) run(x, y []float32) {
+	R, G := p.stripRows(), p.gemmRows()
+	strips := (p.tilesH + R - 1) / R
+	tw, C, K := p.tilesW, p.C, p.K
+	wp := 2*tw + 2 // input columns a row of tiles reads
+	rowF := wp * C
+	scale, shift := unitsOr(nil, 1, K), unitsOr(nil, 0, K)
+	floor := float32(math.Inf(-1))
+	var skip []float32
+	if ep := p.ep; ep != nil {
+		scale, shift, floor, skip = ep.scale, ep.shift, ep.floor, ep.skip
+	}
+	gemm := [2][]winoGemmKernel{winoGemmAVX512_16[:], winoGemmAVX512_32[:]}
+	j0 := min(p.PL, wp) // the input columns inside the image
+	j1 := max(j0, min(wp, p.W+p.PL))
+	parallelFor(p.N*strips, func(lo, hi int) {
+		in := getBuf((2*R + 2) * rowF)
+		v := getBuf(16 * G * tw * C)
+		m := getBuf(16 * G * tw * K)
+		var part []float32 // a row of tiles cut by the output's edge
+		for job := lo; job < hi; job++ {
+			n, st := job/strips, job%strips
+			tr0 := st * R
+			nrows := min(R, p.tilesH-tr0)
+			// The input rows the strip reads, zero outside the image.
+			for r := 0; r < 2*nrows+2; r++ {
+				row := in[r*rowF : (r+1)*rowF]
+				ih := 2*tr0 - p.PT + r
+				if ih < 0 || ih >= p.H {
+					clear(row)
+					continue
+				}
+				clear(row[:j0*C])
+				copy(row[j0*C:j1*C], x[((n*p.H+ih)*p.W+j0-p.PL)*C:])
+				clear(row[j1*C:])
+			}
+			for g0 := 0; g0 < nrows; g0 += G {
+				rows := min(G, nrows-g0)
+				t := rows * tw
+				for r := 0; r < rows; r++ {
+					winoIn512(unsafe.Pointer(&in[2*(g0+r)*rowF]), rowF*4, C*4, unsafe.Pointer(&v[r*tw*C]), t*C*4, tw, C)
+				}
+				for _, b := range p.blocks {
+					ks := gemm[b.vi]
+					for t0 := 0; t0 < t; {
+						mr := balanced(t-t0, len(ks))
+						ks[mr-1](unsafe.Pointer(&v[t0*C]), unsafe.Pointer(&p.u[b.off]), unsafe.Pointer(&m[t0*K+b.oc0]),
+							C, C*4, K*4, t*C*4, C*b.nb*4, t*K*4)
+						t0 += mr
+					}
+				}
+				p.transformOutput(m, t, tr0+g0, rows, n, y, skip, scale, shift, floor, &part)
+			}
+		}
+		putBuf(in)
+		putBuf(v)
+		putBuf(m)
+		if part != nil {
+			putBuf(part)
+		}
+	})
+	putBuf(p.u)
+}
+
+// transformOutput stores rows of tiles from tile row tr of image n, their
+// t tiles' products in m, through the epilogue into y. part is scratch
+// for a row of tiles cut by the output's edge (allocated on first use).
+func (p *winoPlan) transformOutput(m []float32, t, tr, rows, n int, y, skip, scale, shift []float32, floor float32, part *[]float32) {
+	tw, K := p.tilesW, p.K
+	for r := 0; r < rows; r++ {
+		oh := 2 * (tr + r)
+		mp := unsafe.Pointer(&m[r*tw*K])
+		if oh+1 < p.OH && 2*tw == p.OW {
+			yi := (n*p.OH + oh) * p.OW * K
+			if skip != nil {
+				delta := int(uintptr(unsafe.Pointer(&skip[yi])) - uintptr(unsafe.Pointer(&y[yi])))
+				winoOutSkip512(mp, t*K*4, unsafe.Pointer(&y[yi]), p.OW*K*4, K*4, tw, K,
+					unsafe.Pointer(&scale[0]), unsafe.Pointer(&shift[0]), delta, floor)
+			} else {
+				winoOut512(mp, t*K*4, unsafe.Pointer(&y[yi]), p.OW*K*4, K*4, tw, K,
+					unsafe.Pointer(&scale[0]), unsafe.Pointer(&shift[0]), 0, floor)
+			}
+			continue
+		}
+		// The output's last row or column: through part, 2 rows of
+		// 2·tw pixels, with the skip copied in first.
+		if *part == nil {
+			*part = getBuf(2 * 2 * tw * K)
+		}
+		nr := min(2, p.OH-oh)
+		if skip != nil {
+			clear(*part)
+			for i := range nr {
+				yi := ((n*p.OH + oh + i) * p.OW) * K
+				copy((*part)[i*2*tw*K:], skip[yi:yi+p.OW*K])
+			}
+			winoOutSkip512(mp, t*K*4, unsafe.Pointer(&(*part)[0]), 2*tw*K*4, K*4, tw, K,
+				unsafe.Pointer(&scale[0]), unsafe.Pointer(&shift[0]), 0, floor)
+		} else {
+			winoOut512(mp, t*K*4, unsafe.Pointer(&(*part)[0]), 2*tw*K*4, K*4, tw, K,
+				unsafe.Pointer(&scale[0]), unsafe.Pointer(&shift[0]), 0, floor)
+		}
+		for i := range nr {
+			yi := ((n*p.OH + oh + i) * p.OW) * K
+			copy(y[yi:yi+p.OW*K], (*part)[i*2*tw*K:])
+		}
+	}
+}
