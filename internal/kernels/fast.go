@@ -577,6 +577,9 @@ func convBackwardWeightFast(s ConvShape, x, dy, dw []float32) bool {
 	if !ok {
 		return false
 	}
+	if winoWeightGrad(s, x, dy, dw) {
+		return true
+	}
 	oh, ow := s.OH(), s.OW()
 	size := s.KH * s.KW * s.C * s.OC
 	var mu sync.Mutex

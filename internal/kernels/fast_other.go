@@ -26,3 +26,4 @@ func maxPoolPixel32(x []float32, offs []int, c int, y []float32, arg []int32) {
 }
 
 func winoConv(s ConvShape, src weightSource, ep *convEpilogue, x, y []float32) bool { return false }
+func winoWeightGrad(s ConvShape, x, dy, dw []float32) bool                          { return false }

@@ -386,7 +386,8 @@ func TestConvEpilogueMatchesReference(t *testing.T) {
 }
 
 // TestWinogradMatchesReference runs the Winograd F(2×2, 3×3) path directly
-// (forward, with and without an epilogue, and as the data gradient) on
+// (forward, with and without an epilogue, the data gradient and the weight
+// gradient) on
 // even and odd output sizes, padded and valid, one- and two-vector channel
 // blocks, against the reference convolution in float64. Its rounding
 // differs from the direct sums' (the transforms add and halve), so it is
@@ -406,6 +407,11 @@ func TestWinogradMatchesReference(t *testing.T) {
 		{N: 1, H: 32, W: 32, C: 16, OC: 16, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 1, H: 3, W: 3, C: 16, OC: 16, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 2, H: 66, W: 3, C: 16, OC: 16, PT: 1, PL: 1, PB: 1, PR: 1}, // several strips
+		// Weight gradients (32+ channels): valid and odd, small images
+		// grouped across images, several strips of a larger one.
+		{N: 3, H: 11, W: 10, C: 32, OC: 32},
+		{N: 5, H: 8, W: 8, C: 64, OC: 64, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 1, H: 40, W: 36, C: 32, OC: 32, PT: 1, PL: 1, PB: 1, PR: 1},
 	} {
 		s.KH, s.KW, s.SH, s.SW, s.DH, s.DW = 3, 3, 1, 1, 1, 1
 		name := fmt.Sprintf("%d %+v", i, s)
@@ -434,6 +440,16 @@ func TestWinogradMatchesReference(t *testing.T) {
 			want[j] = float32(max(v*float64(scale[c])+float64(shift[c])+float64(skip[j]), 0))
 		}
 		closeTo(t, name+" forward with epilogue", y, want)
+
+		dw := make([]float32, len(w))
+		rdw := make([]float64, len(w))
+		convBackwardWeightRef(s, f64(x), f64(dy), rdw)
+		if got, want := winoWeightGrad(s, x, dy, dw), min(s.C, s.OC) >= winoMinGradChannels; got != want {
+			t.Fatalf("%s: the weight gradient's Winograd path taken = %v, want %v", name, got, want)
+		}
+		if min(s.C, s.OC) >= winoMinGradChannels {
+			closeTo(t, name+" weight gradient", dw, f32(rdw))
+		}
 
 		dx := make([]float32, len(x))
 		rdx := make([]float64, len(x))

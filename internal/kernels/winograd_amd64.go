@@ -4,6 +4,7 @@ package kernels
 
 import (
 	"math"
+	"sync"
 	"unsafe"
 )
 
@@ -30,18 +31,36 @@ const winoMaxWeights = 1 << 20
 // transform: a strip is as many rows of tiles as fit.
 const winoStripBytes = 96 << 10
 
+// winoMinGradChannels is the fewest input or output channels for which the
+// weight gradient takes the Winograd path: with 16, transforming the
+// output gradient (4 pixels into 16 positions a tile) costs more than the
+// products save (measured: 230 against the direct kernels' 250–275
+// GFLOP/s on CIFAR's first stage; 64 channels: 390 against 310–330).
+const winoMinGradChannels = 32
+
+// winoGroupBytes bounds the transformed tiles (16 positions × tiles ×
+// channels) that the weight gradient gathers before multiplying them.
+const winoGroupBytes = 192 << 10
+
 // winoConv computes the convolution s (stride 1, 3×3, weights read through
 // src) of x into y with Winograd's F(2×2, 3×3) and the epilogue ep; it
 // returns false (doing nothing) when that path does not apply: another
 // shape, channel counts not multiples of 16, weights too large, or a level
 // below AVX-512.
 func winoConv(s ConvShape, src weightSource, ep *convEpilogue, x, y []float32) bool {
-	if active != AVX512 || s.KH != 3 || s.KW != 3 || s.SH != 1 || s.SW != 1 || s.DH != 1 || s.DW != 1 ||
-		s.C%16 != 0 || s.OC%16 != 0 || 16*s.C*s.OC*4 > winoMaxWeights {
+	if !winoApplies(s) {
 		return false
 	}
-	newWinoPlan(s.N, s.H, s.W, s.C, s.OC, s.PT, s.PL, s.OH(), s.OW(), src, ep).run(x, y)
+	p := newWinoPlan(s, ep)
+	p.transformWeights(src)
+	p.run(x, y)
 	return true
+}
+
+// winoApplies reports whether the Winograd path computes s.
+func winoApplies(s ConvShape) bool {
+	return active == AVX512 && s.KH == 3 && s.KW == 3 && s.SH == 1 && s.SW == 1 && s.DH == 1 && s.DW == 1 &&
+		s.C%16 == 0 && s.OC%16 == 0 && 16*s.C*s.OC*4 <= winoMaxWeights
 }
 
 // winoPlan is one Winograd convolution: input [N,H,W,C], zero padding PT
@@ -53,29 +72,30 @@ type winoPlan struct {
 	tilesH, tilesW int
 	k              *kernelSet
 	blocks         []ocBlock
-	u              []float32     // transformed weights, per block [16][C][nb]
-	taps           [2][16][2]int // per block width and position: the GEMM's one tap
+	u              []float32 // transformed weights, per block [16][C][nb]
 	ep             *convEpilogue
 }
 
-// newWinoPlan transforms the weights read through src (plan tap (t, u),
-// input channel c, output channel k) into U = G·g·Gᵀ, packed per
-// output-channel block like a 4×4 kernel's.
-func newWinoPlan(N, H, W, C, K, PT, PL, OH, OW int, src weightSource, ep *convEpilogue) *winoPlan {
+// newWinoPlan returns the plan of convolution s (stride 1, 3×3) with
+// epilogue ep, its weights not yet transformed.
+func newWinoPlan(s ConvShape, ep *convEpilogue) *winoPlan {
 	ks := kernelsFor(active)
-	bs, _ := blocksFor(ks, K)
-	p := &winoPlan{N: N, H: H, W: W, C: C, K: K, PT: PT, PL: PL, OH: OH, OW: OW,
-		tilesH: (OH + 1) / 2, tilesW: (OW + 1) / 2, k: ks, blocks: bs, ep: ep}
-	total := 0
+	bs, _ := blocksFor(ks, s.OC)
+	oh, ow := s.OH(), s.OW()
+	p := &winoPlan{N: s.N, H: s.H, W: s.W, C: s.C, K: s.OC, PT: s.PT, PL: s.PL, OH: oh, OW: ow,
+		tilesH: (oh + 1) / 2, tilesW: (ow + 1) / 2, k: ks, blocks: bs, ep: ep}
 	for i := range p.blocks {
-		p.blocks[i].off = total
-		total += 16 * C * p.blocks[i].nb
+		p.blocks[i].off = i * 16 * s.C * ks.vec * 2
 	}
-	for vi := range 2 {
-		for pos := range 16 {
-			p.taps[vi][pos] = [2]int{0, pos * C * (vi + 1) * ks.vec * 4}
-		}
-	}
+	return p
+}
+
+// transformWeights transforms the weights read through src (plan tap
+// (t, u), input channel c, output channel k) into U = G·g·Gᵀ, packed per
+// output-channel block like a 4×4 kernel's.
+func (p *winoPlan) transformWeights(src weightSource) {
+	C := p.C
+	total := 16 * C * p.K
 	p.u = getBuf(total)
 	// The source offsets of the nine taps, and the strides of c and k.
 	var base [9]int
@@ -115,19 +135,19 @@ func newWinoPlan(N, H, W, C, K, PT, PL, OH, OW int, src weightSource, ep *convEp
 			}
 		}
 	})
-	return p
 }
 
 // gemmRows returns the rows of tiles whose per-position products are
-// computed together: at least 14 tiles (the longest kernel), so that narrow
-// images still make long tiles.
-func (p *winoPlan) gemmRows() int { return min(p.tilesH, (14+p.tilesW-1)/p.tilesW) }
+// computed together: at least minTiles tiles (the forward products: 14, the
+// longest kernel), so that narrow images still make long tiles.
+func (p *winoPlan) gemmRows(minTiles int) int {
+	return min(p.tilesH, (minTiles+p.tilesW-1)/p.tilesW)
+}
 
-// stripRows returns the rows of tiles one job computes: a multiple of
-// gemmRows whose input rows (2 per row of tiles, plus 2) take at most
+// stripRows returns the rows of tiles one job computes: a multiple of g
+// (gemmRows) whose input rows (2 per row of tiles, plus 2) take at most
 // winoStripBytes.
-func (p *winoPlan) stripRows() int {
-	g := p.gemmRows()
+func (p *winoPlan) stripRows(g int) int {
 	per := 2 * (2*p.tilesW + 2) * p.C * 4 // bytes of input per row of tiles
 	return min(p.tilesH, max(g, winoStripBytes/per/g*g))
 }
@@ -135,7 +155,8 @@ func (p *winoPlan) stripRows() int {
 // run computes y from x (every output overwritten, or added to when the
 // epilogue's skip is y itself).
 func (p *winoPlan) run(x, y []float32) {
-	R, G := p.stripRows(), p.gemmRows()
+	G := p.gemmRows(14)
+	R := p.stripRows(G)
 	strips := (p.tilesH + R - 1) / R
 	tw, C, K := p.tilesW, p.C, p.K
 	wp := 2*tw + 2 // input columns a row of tiles reads
@@ -147,8 +168,6 @@ func (p *winoPlan) run(x, y []float32) {
 		scale, shift, floor, skip = ep.scale, ep.shift, ep.floor, ep.skip
 	}
 	gemm := [2][]winoGemmKernel{winoGemmAVX512_16[:], winoGemmAVX512_32[:]}
-	j0 := min(p.PL, wp) // the input columns inside the image
-	j1 := max(j0, min(wp, p.W+p.PL))
 	parallelFor(p.N*strips, func(lo, hi int) {
 		in := getBuf((2*R + 2) * rowF)
 		v := getBuf(16 * G * tw * C)
@@ -158,18 +177,7 @@ func (p *winoPlan) run(x, y []float32) {
 			n, st := job/strips, job%strips
 			tr0 := st * R
 			nrows := min(R, p.tilesH-tr0)
-			// The input rows the strip reads, zero outside the image.
-			for r := 0; r < 2*nrows+2; r++ {
-				row := in[r*rowF : (r+1)*rowF]
-				ih := 2*tr0 - p.PT + r
-				if ih < 0 || ih >= p.H {
-					clear(row)
-					continue
-				}
-				clear(row[:j0*C])
-				copy(row[j0*C:j1*C], x[((n*p.H+ih)*p.W+j0-p.PL)*C:])
-				clear(row[j1*C:])
-			}
+			p.fillStrip(x, n, tr0, nrows, in)
 			for g0 := 0; g0 < nrows; g0 += G {
 				rows := min(G, nrows-g0)
 				t := rows * tw
@@ -241,4 +249,148 @@ func (p *winoPlan) transformOutput(m []float32, t, tr, rows, n int, y, skip, sca
 			copy(y[yi:yi+p.OW*K], (*part)[i*2*tw*K:])
 		}
 	}
+}
+
+// fillStrip copies the input rows that tile rows [tr0, tr0+nrows) of image
+// n read into in (rows of 2·tilesW+2 pixels), zero outside the image.
+// (Reading the windows inside the image in place instead, and gathering
+// only the border ones, measured no faster.)
+func (p *winoPlan) fillStrip(x []float32, n, tr0, nrows int, in []float32) {
+	C := p.C
+	wp := 2*p.tilesW + 2
+	rowF := wp * C
+	j0 := min(p.PL, wp) // the columns inside the image
+	j1 := max(j0, min(wp, p.W+p.PL))
+	for r := 0; r < 2*nrows+2; r++ {
+		row := in[r*rowF : (r+1)*rowF]
+		ih := 2*tr0 - p.PT + r
+		if ih < 0 || ih >= p.H {
+			clear(row)
+			continue
+		}
+		clear(row[:j0*C])
+		copy(row[j0*C:j1*C], x[((n*p.H+ih)*p.W+j0-p.PL)*C:])
+		clear(row[j1*C:])
+	}
+}
+
+// winoWeightGrad computes dw = ConvBackwardWeight(s, x, dy) with Winograd's
+// F(2×2, 3×3) run backwards: the forward tile is linear in the weights,
+// Y = Aᵀ·[(G·g·Gᵀ) ⊙ V]·A, so dL/dg = Gᵀ·[V ⊙ (A·dY·Aᵀ)]·G summed over
+// tiles. The 4×4 products V ⊙ Z are summed over every tile and image in
+// the transformed domain (16 per-position products [C × tiles]·[tiles × K]
+// on the weight-gradient kernels) and transformed back once. It returns
+// false (doing nothing) when the Winograd path does not apply to s.
+func winoWeightGrad(s ConvShape, x, dy, dw []float32) bool {
+	if !winoApplies(s) || min(s.C, s.OC) < winoMinGradChannels {
+		return false
+	}
+	p := newWinoPlan(s, nil)
+	R := p.stripRows(1)
+	strips := (p.tilesH + R - 1) / R
+	tw, C, K := p.tilesW, p.C, p.K
+	rowF := (2*tw + 2) * C
+	// Rows of tiles are transformed into v and z until they hold capT
+	// tiles (whole rows, across images), then multiplied: long products
+	// even for small images.
+	capT := max(1, winoGroupBytes/(16*max(C, K)*4)/tw) * tw
+	size := 16 * C * K
+	var mu sync.Mutex
+	parts := map[int][]float32{} // per job range, summed in order below
+	parallelFor(p.N*strips, func(lo, hi int) {
+		acc := getBuf(size)
+		clear(acc)
+		in := getBuf((2*R + 2) * rowF)
+		v := getBuf(16 * capT * C)
+		z := getBuf(16 * capT * K)
+		var dyRows []float32 // a row of output-gradient tiles cut by the edge, zero padded
+		vp := unsafe.Pointer(&v[0])
+		filled := 0
+		flush := func() {
+			for pos := range 16 {
+				for _, b := range p.blocks {
+					ks := p.k.dw[b.vi]
+					nblk := (C + len(ks) - 1) / len(ks)
+					for ib := range nblk {
+						ic0, ic1 := ib*C/nblk, (ib+1)*C/nblk
+						ks[ic1-ic0-1](vp, (pos*capT*C+ic0)*4, unsafe.Pointer(&z[pos*capT*K+b.oc0]), unsafe.Pointer(&acc[(pos*C+ic0)*K+b.oc0]),
+							1, filled, C*4, 0, K*4, 0, K*4)
+					}
+				}
+			}
+			filled = 0
+		}
+		for job := lo; job < hi; job++ {
+			n, st := job/strips, job%strips
+			tr0 := st * R
+			nrows := min(R, p.tilesH-tr0)
+			p.fillStrip(x, n, tr0, nrows, in)
+			for r := 0; r < nrows; r++ {
+				winoIn512(unsafe.Pointer(&in[2*r*rowF]), rowF*4, C*4, unsafe.Pointer(&v[filled*C]), capT*C*4, tw, C)
+				oh := 2 * (tr0 + r)
+				if oh+1 < p.OH && 2*tw == p.OW {
+					winoGrad512(unsafe.Pointer(&dy[(n*p.OH+oh)*p.OW*K]), p.OW*K*4, K*4, unsafe.Pointer(&z[filled*K]), capT*K*4, tw, K)
+				} else {
+					if dyRows == nil {
+						dyRows = getBuf(2 * 2 * tw * K)
+					}
+					clear(dyRows)
+					for i := range min(2, p.OH-oh) {
+						copy(dyRows[i*2*tw*K:], dy[(n*p.OH+oh+i)*p.OW*K:][:p.OW*K])
+					}
+					winoGrad512(unsafe.Pointer(&dyRows[0]), 2*tw*K*4, K*4, unsafe.Pointer(&z[filled*K]), capT*K*4, tw, K)
+				}
+				if filled += tw; filled == capT {
+					flush()
+				}
+			}
+		}
+		if filled > 0 {
+			flush()
+		}
+		putBuf(in)
+		putBuf(v)
+		putBuf(z)
+		if dyRows != nil {
+			putBuf(dyRows)
+		}
+		mu.Lock()
+		parts[lo] = acc
+		mu.Unlock()
+	})
+	// The first range's sum takes the others', in order; then dw = Gᵀ·M·G.
+	m := parts[0]
+	delete(parts, 0)
+	sumInOrder(parts, m)
+	for _, b := range parts {
+		putBuf(b)
+	}
+	parallelFor(C, func(lo, hi int) {
+		var q [16][]float32
+		var d [9][]float32
+		for c := lo; c < hi; c++ {
+			for pos := range q {
+				q[pos] = m[(pos*C+c)*K:][:K]
+			}
+			for tap := range d {
+				d[tap] = dw[(tap*C+c)*K:][:K]
+			}
+			for k := range K {
+				// Gᵀ·q (3×4) then ·G (3×3); Gᵀ = [1 ½ ½ 0; 0 ½ −½ 0; 0 ½ ½ 1].
+				var h [12]float32
+				for j := range 4 {
+					a0, a1, a2, a3 := q[j][k], q[4+j][k], q[8+j][k], q[12+j][k]
+					h[j], h[4+j], h[8+j] = a0+0.5*(a1+a2), 0.5*(a1-a2), 0.5*(a1+a2)+a3
+				}
+				for i := range 3 {
+					a0, a1, a2, a3 := h[4*i], h[4*i+1], h[4*i+2], h[4*i+3]
+					d[3*i][k] = a0 + 0.5*(a1+a2)
+					d[3*i+1][k] = 0.5 * (a1 - a2)
+					d[3*i+2][k] = 0.5*(a1+a2) + a3
+				}
+			}
+		}
+	})
+	putBuf(m)
+	return true
 }
