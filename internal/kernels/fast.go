@@ -35,6 +35,11 @@ var active = func() Level {
 	return l
 }()
 
+// winograd is whether stride-1 3×3 convolutions may take the Winograd
+// path (AVX-512 only); RESIDUAL_WINOGRAD=0 keeps them on the direct
+// kernels, whose sums round like the reference's.
+var winograd = os.Getenv("RESIDUAL_WINOGRAD") != "0"
+
 // Active returns the kernel level in use.
 func Active() Level { return active }
 

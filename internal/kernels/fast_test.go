@@ -123,6 +123,19 @@ func TestRow3KernelsRunTheInterior(t *testing.T) {
 }
 
 func TestFastConvMatchesReference(t *testing.T) {
+	for _, wino := range []bool{false, true} {
+		// Without Winograd, the direct kernels compute every shape;
+		// with it, the stride-1 3×3 ones with 16k channels take it.
+		t.Run(fmt.Sprintf("winograd=%v", wino), func(t *testing.T) {
+			prev := winograd
+			winograd = wino
+			defer func() { winograd = prev }()
+			testFastConv(t)
+		})
+	}
+}
+
+func testFastConv(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, l := range levels() {
 		for i, s := range convShapes(r) {
@@ -396,8 +409,9 @@ func TestWinogradMatchesReference(t *testing.T) {
 	if detect() < AVX512 {
 		t.Skip("the Winograd path is AVX-512 only; this CPU lacks it")
 	}
-	prev := SetLevel(AVX512)
-	defer SetLevel(prev)
+	prev, prevW := SetLevel(AVX512), winograd
+	winograd = true // even under RESIDUAL_WINOGRAD=0
+	defer func() { SetLevel(prev); winograd = prevW }()
 	r := rand.New(rand.NewPCG(5, 6))
 	for i, s := range []ConvShape{
 		{N: 2, H: 8, W: 8, C: 16, OC: 16, PT: 1, PL: 1, PB: 1, PR: 1},

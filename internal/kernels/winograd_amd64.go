@@ -59,7 +59,7 @@ func winoConv(s ConvShape, src weightSource, ep *convEpilogue, x, y []float32) b
 
 // winoApplies reports whether the Winograd path computes s.
 func winoApplies(s ConvShape) bool {
-	return active == AVX512 && s.KH == 3 && s.KW == 3 && s.SH == 1 && s.SW == 1 && s.DH == 1 && s.DW == 1 &&
+	return winograd && active == AVX512 && s.KH == 3 && s.KW == 3 && s.SH == 1 && s.SW == 1 && s.DH == 1 && s.DW == 1 &&
 		s.C%16 == 0 && s.OC%16 == 0 && 16*s.C*s.OC*4 <= winoMaxWeights
 }
 
