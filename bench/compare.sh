@@ -15,6 +15,9 @@ res() { /usr/bin/time -v "$out/residual" bench "$1" --json --runs 7 --warmup 2 >
 # Each model's residual and PyTorch runs follow each other, so that the
 # machine's drift (it is shared) falls on both sides of a ratio alike.
 for n in peak conv3x3; do res "$n"; done
+# The same convolution on the direct kernels (its GFLOP/s above are the
+# direct convolution's FLOPs over Winograd's time).
+RESIDUAL_WINOGRAD=0 "$out/residual" bench conv3x3 --json --runs 7 --warmup 2 > "$out/res_conv3x3-direct.json"
 # ONNX Runtime (npm onnxruntime-node, as .ci/run installs it) on residual's
 # own ResNet-50 exported to ONNX: resnet50-infer's model, batch and threads.
 ort=testdata/external/ort/node_modules

@@ -39,7 +39,11 @@ rows = [("cifar20-train", "cifar20", "train step"), ("cifar20-infer", "cifar20",
 peak = last_json(os.path.join(out, "res_peak.json"))["median"]
 print(f"measured FMA peak: {peak:.0f} GFLOP/s (2 threads)")
 c = last_json(os.path.join(out, "res_conv3x3.json"))["median"]
-print(f"conv3x3 64->64 56x56 b32 forward: {c:.0f} GFLOP/s = {100 * c / peak:.0f}% of peak")
+print(f"conv3x3 64->64 56x56 b32 forward: {c:.0f} GFLOP/s = {100 * c / peak:.0f}% of peak (direct-convolution FLOPs per second)")
+direct = os.path.join(out, "res_conv3x3-direct.json")
+if os.path.exists(direct):
+    d = last_json(direct)["median"]
+    print(f"  on the direct kernels (RESIDUAL_WINOGRAD=0): {d:.0f} GFLOP/s = {100 * d / peak:.0f}% of peak")
 print()
 print("| benchmark | residual img/s (min–max) | PyTorch NCHW | PyTorch channels-last | ratio to PyTorch's best | residual GFLOP/s (% of peak) | peak RSS residual / PyTorch best layout (MB) |")
 print("|---|---|---|---|---|---|---|")
