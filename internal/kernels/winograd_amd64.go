@@ -52,7 +52,9 @@ func winoConv(s ConvShape, src weightSource, ep *convEpilogue, x, y []float32) b
 		return false
 	}
 	p := newWinoPlan(s, ep)
-	p.transformWeights(src)
+	if !p.transformWeights(src) {
+		return false
+	}
 	p.run(x, y)
 	return true
 }
@@ -90,51 +92,65 @@ func newWinoPlan(s ConvShape, ep *convEpilogue) *winoPlan {
 	return p
 }
 
-// transformWeights transforms the weights read through src (plan tap
-// (t, u), input channel c, output channel k) into U = G·g·Gᵀ, packed per
-// output-channel block like a 4×4 kernel's.
-func (p *winoPlan) transformWeights(src weightSource) {
-	C := p.C
-	total := 16 * C * p.K
-	p.u = getBuf(total)
-	// The source offsets of the nine taps, and the strides of c and k.
-	var base [9]int
+// transformWeights transforms the weights read through src into U =
+// G·g·Gᵀ, packed per output-channel block like a 4×4 kernel's. It handles
+// the two sources the convolutions use, and returns false for any other:
+// HWIO weights as they are (the forward pass), and flipped and transposed
+// (the data gradient, whose U is the forward one's transposed with the
+// positions 0 and 3 of each axis swapped, since G·J = P·G for the
+// reversal J and the swap P).
+func (p *winoPlan) transformWeights(src weightSource) bool {
+	C, K := p.C, p.K
+	forward, flipped := !src.transposed && src.SKW == 3, src.transposed && src.SKW == 3
 	for t := range 3 {
 		for u := range 3 {
 			st, su := src.tap(t, u)
-			base[t*3+u] = (st*src.SKW + su) * src.A * src.B
+			forward = forward && st == t && su == u
+			flipped = flipped && st == 2-t && su == 2-u
 		}
 	}
-	cs, kst := src.B, 1
-	if src.transposed {
-		cs, kst = 1, src.B
+	if !forward && !flipped {
+		return false
 	}
-	parallelFor(len(p.blocks)*C, func(lo, hi int) {
-		var g [9]float32
+	// fwd transforms HWIO weights w [3][3][a][b]: each vector vi of 16 of
+	// the b channels, over every a channel, into u at offset off with
+	// position stride ps and a-row stride rs (bytes).
+	fwd := func(w []float32, a, b int, u []float32, at func(vi int) (off, ps, rs int)) {
+		parallelFor(b/16, func(lo, hi int) {
+			for vi := lo; vi < hi; vi++ {
+				off, ps, rs := at(vi)
+				winoWeights512(unsafe.Pointer(&w[vi*16]), a*b*4, unsafe.Pointer(&u[off]), ps, a, b*4, rs, 0.5)
+			}
+		})
+	}
+	p.u = getBuf(16 * C * K)
+	if forward {
+		fwd(src.w, C, K, p.u, func(vi int) (int, int, int) {
+			b := p.blocks[vi/2] // blocks of two vectors, the last maybe of one
+			return b.off + vi*16 - b.oc0, C * b.nb * 4, b.nb * 4
+		})
+		return true
+	}
+	// The forward U of the source ([16][K][C]: the source's a is the plan's
+	// K), then transposed into the plan's blocks.
+	tu := getBuf(16 * K * C)
+	fwd(src.w, K, C, tu, func(vi int) (int, int, int) { return vi * 16, K * C * 4, C * 4 })
+	swap := [4]int{3, 1, 2, 0}
+	parallelFor(16*len(p.blocks), func(lo, hi int) {
 		for job := lo; job < hi; job++ {
-			b, c := p.blocks[job/C], job%C
-			dst := p.u[b.off+c*b.nb:]
+			pos, b := job/len(p.blocks), p.blocks[job%len(p.blocks)]
+			from := tu[(swap[pos/4]*4+swap[pos%4])*K*C:]
+			dst := p.u[b.off+pos*C*b.nb:]
 			for j := range b.nb {
-				k := b.oc0 + j
-				for i, o := range base {
-					g[i] = src.w[o+c*cs+k*kst]
-				}
-				// G·g (4×3), then (G·g)·Gᵀ (4×4); G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1].
-				var gg [12]float32
-				for col := range 3 {
-					a0, a1, a2 := g[col], g[3+col], g[6+col]
-					gg[col], gg[3+col], gg[6+col], gg[9+col] = a0, 0.5*(a0+a1+a2), 0.5*(a0-a1+a2), a2
-				}
-				for r := range 4 {
-					a0, a1, a2 := gg[3*r], gg[3*r+1], gg[3*r+2]
-					v := [4]float32{a0, 0.5 * (a0 + a1 + a2), 0.5 * (a0 - a1 + a2), a2}
-					for col, x := range v {
-						dst[((4*r+col)*C)*b.nb+j] = x
-					}
+				row := from[(b.oc0+j)*C:][:C]
+				for c, v := range row {
+					dst[c*b.nb+j] = v
 				}
 			}
 		}
 	})
+	putBuf(tu)
+	return true
 }
 
 // gemmRows returns the rows of tiles whose per-position products are

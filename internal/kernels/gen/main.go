@@ -113,6 +113,7 @@ func main() {
 	genChannel(&s, &g)
 	genChannelRows(&s, &g)
 	genWinograd(&s, &g)
+	genWinoWeights(&s, &g)
 	is := isas[0]
 	for nv := 1; nv <= 2; nv++ {
 		var names []string
@@ -1035,4 +1036,45 @@ func genWinoGemm(s *bytes.Buffer, is isa, mr, nv int) string {
 	}
 	fmt.Fprintf(s, "\tADDQ vps+48(FP), R12\n\tADDQ ups+56(FP), R13\n\tADDQ mps+64(FP), R14\n\tDECQ BX\n\tJNZ %s_pos\n\tVZEROUPPER\n\tRET\n", name)
 	return name
+}
+
+// genWinoWeights writes winoWeights512(src, ts, dst, ps, n, ss, ds, half):
+// for n input channels, U = G·g·Gᵀ of a 3×3 kernel whose taps are vectors
+// of 16 output channels at src + tap·ts, stored as positions at dst +
+// pos·ps; src and dst then advance by ss and ds bytes. half is ½.
+func genWinoWeights(s, g *bytes.Buffer) {
+	args := "src unsafe.Pointer, ts int, dst unsafe.Pointer, ps, n, ss, ds int, half float32"
+	fmt.Fprintf(g, "\n//go:noescape\nfunc winoWeights512(%s)\n", args)
+	fmt.Fprintf(s, "\n// func winoWeights512(%s)\nTEXT ·winoWeights512(SB), NOSPLIT, $0-60\n", args)
+	z := func(i int) string { return fmt.Sprintf("Z%d", i) }
+	fmt.Fprint(s, "\tMOVQ src+0(FP), SI\n\tMOVQ ts+8(FP), R8\n\tMOVQ dst+16(FP), DI\n\tMOVQ ps+24(FP), R11\n\tMOVQ n+32(FP), CX\n\tVBROADCASTSS half+56(FP), Z31\n\tTESTQ CX, CX\n\tJZ ww_done\nww_loop:\n\tMOVQ SI, AX\n")
+	for tap := 0; tap < 9; tap++ {
+		fmt.Fprintf(s, "\tVMOVUPS (AX), %s\n", z(tap))
+		if tap < 8 {
+			fmt.Fprint(s, "\tADDQ R8, AX\n")
+		}
+	}
+	// (G·g)[r][u] in Z(9+3r+u): rows g0, ½(g0+g1+g2), ½(g0−g1+g2), g2.
+	gg := func(r, u int) string { return z(9 + 3*r + u) }
+	for u := 0; u < 3; u++ {
+		a0, a1, a2 := z(u), z(3+u), z(6+u)
+		fmt.Fprintf(s, "\tVMOVAPS %s, %s\n\tVMOVAPS %s, %s\n", a0, gg(0, u), a2, gg(3, u))
+		fmt.Fprintf(s, "\tVADDPS %s, %s, Z21\n", a2, a0)
+		fmt.Fprintf(s, "\tVADDPS %s, Z21, %s\n\tVMULPS Z31, %s, %s\n", a1, gg(1, u), gg(1, u), gg(1, u))
+		fmt.Fprintf(s, "\tVSUBPS %s, Z21, %s\n\tVMULPS Z31, %s, %s\n", a1, gg(2, u), gg(2, u), gg(2, u))
+	}
+	fmt.Fprint(s, "\tMOVQ DI, DX\n")
+	for r := 0; r < 4; r++ {
+		b0, b1, b2 := gg(r, 0), gg(r, 1), gg(r, 2)
+		fmt.Fprintf(s, "\tVADDPS %s, %s, Z21\n", b2, b0)
+		fmt.Fprintf(s, "\tVADDPS %s, Z21, Z22\n\tVMULPS Z31, Z22, Z22\n", b1)
+		fmt.Fprintf(s, "\tVSUBPS %s, Z21, Z23\n\tVMULPS Z31, Z23, Z23\n", b1)
+		for i, v := range []string{b0, "Z22", "Z23", b2} {
+			fmt.Fprintf(s, "\tVMOVUPS %s, (DX)\n", v)
+			if r < 3 || i < 3 {
+				fmt.Fprint(s, "\tADDQ R11, DX\n")
+			}
+		}
+	}
+	fmt.Fprint(s, "\tADDQ ss+40(FP), SI\n\tADDQ ds+48(FP), DI\n\tDECQ CX\n\tJNZ ww_loop\nww_done:\n\tVZEROUPPER\n\tRET\n")
 }
