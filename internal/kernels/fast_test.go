@@ -426,6 +426,9 @@ func TestWinogradMatchesReference(t *testing.T) {
 		{N: 3, H: 11, W: 10, C: 32, OC: 32},
 		{N: 5, H: 8, W: 8, C: 64, OC: 64, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 1, H: 40, W: 36, C: 32, OC: 32, PT: 1, PL: 1, PB: 1, PR: 1},
+		// Over winoMaxWeights: forward passes over 96, 96 and 32 output
+		// channels, odd rows; the gradients stay direct.
+		{N: 2, H: 7, W: 6, C: 160, OC: 224, PT: 1, PL: 1, PB: 1, PR: 1},
 	} {
 		s.KH, s.KW, s.SH, s.SW, s.DH, s.DW = 3, 3, 1, 1, 1, 1
 		name := fmt.Sprintf("%d %+v", i, s)
@@ -458,10 +461,11 @@ func TestWinogradMatchesReference(t *testing.T) {
 		dw := make([]float32, len(w))
 		rdw := make([]float64, len(w))
 		convBackwardWeightRef(s, f64(x), f64(dy), rdw)
-		if got, want := winoWeightGrad(s, x, dy, dw), min(s.C, s.OC) >= winoMinGradChannels; got != want {
-			t.Fatalf("%s: the weight gradient's Winograd path taken = %v, want %v", name, got, want)
+		wantW := min(s.C, s.OC) >= winoMinGradChannels && 16*s.C*s.OC*4 <= winoMaxWeights
+		if got := winoWeightGrad(s, x, dy, dw); got != wantW {
+			t.Fatalf("%s: the weight gradient's Winograd path taken = %v, want %v", name, got, wantW)
 		}
-		if min(s.C, s.OC) >= winoMinGradChannels {
+		if wantW {
 			closeTo(t, name+" weight gradient", dw, f32(rdw))
 		}
 
@@ -469,6 +473,7 @@ func TestWinogradMatchesReference(t *testing.T) {
 		rdx := make([]float64, len(x))
 		convBackwardDataRef(s, f64(dy), f64(w), rdx)
 		if max(s.PT, s.PL, s.PB, s.PR) <= 2 {
+			// (Over winoMaxWeights this runs the direct kernels.)
 			if !convBackwardDataFast(s, dy, w, dx, nil) {
 				t.Fatalf("%s: the data gradient declined", name)
 			}

@@ -23,9 +23,16 @@ import (
 // transforms' coefficients are 0, ±1 and ±½).
 
 // winoMaxWeights bounds the transformed weights (16·C·K floats, in bytes)
-// for which the Winograd path is taken: every strip of tiles reads all of
-// them, so they must stay in a core's cache.
+// of one pass: every strip of tiles reads all of them, so they must stay
+// in a core's cache. With more, the forward convolution runs in passes
+// over blocks of output channels, each transforming the input again; the
+// data and weight gradients stay on the direct kernels.
 const winoMaxWeights = 1 << 20
+
+// winoMaxPasses is the most passes a forward convolution is split into
+// (measured: 256→256 channels at 14×14, 4 passes, 415 against the direct
+// kernels' 315–325 GFLOP/s; 512→512 at 7×7, 16 passes, 165 against 263).
+const winoMaxPasses = 4
 
 // winoStripBytes bounds the input rows one job copies, zero padded, to
 // transform: a strip is as many rows of tiles as fit.
@@ -51,25 +58,64 @@ func winoConv(s ConvShape, src weightSource, ep *convEpilogue, x, y []float32) b
 	if !winoApplies(s) {
 		return false
 	}
-	p := newWinoPlan(s, ep)
-	if !p.transformWeights(src) {
+	forward, flipped := src.SKW == 3 && !src.transposed, src.SKW == 3 && src.transposed
+	for t := range 3 {
+		for u := range 3 {
+			st, su := src.tap(t, u)
+			forward = forward && st == t && su == u
+			flipped = flipped && st == 2-t && su == 2-u
+		}
+	}
+	// Weights over winoMaxWeights: passes over blocks of output channels,
+	// forward only (the data gradient's transposition is not worth it
+	// there) and at most winoMaxPasses.
+	kb := s.OC
+	if 16*s.C*s.OC*4 > winoMaxWeights {
+		kb = max(32, winoMaxWeights/(16*s.C*4)/32*32)
+		flipped = false
+	}
+	if !forward && !flipped || (s.OC+kb-1)/kb > winoMaxPasses {
 		return false
 	}
-	p.run(x, y)
+	var tu []float32 // the flipped source's forward U, [16][OC][C]
+	if flipped {
+		tu = getBuf(16 * s.OC * s.C)
+		winoWeights(src.w, s.OC, s.C, s.C/16, tu, func(vi int) (int, int, int) { return vi * 16, s.OC * s.C * 4, s.C * 4 })
+		defer putBuf(tu)
+	}
+	for k0 := 0; k0 < s.OC; k0 += kb {
+		p := newWinoPlan(s, ep, k0, min(kb, s.OC-k0))
+		p.transformWeights(src.w, tu)
+		p.run(x, y)
+	}
 	return true
+}
+
+// winoWeights transforms HWIO weights w [3][3][a][b]: each of the first
+// nv vectors vi of 16 of the b channels, over every a channel, into u at
+// offset off with position stride ps and a-row stride rs (bytes), as
+// at(vi) says.
+func winoWeights(w []float32, a, b, nv int, u []float32, at func(vi int) (off, ps, rs int)) {
+	parallelFor(nv, func(lo, hi int) {
+		for vi := lo; vi < hi; vi++ {
+			off, ps, rs := at(vi)
+			winoWeights512(unsafe.Pointer(&w[vi*16]), a*b*4, unsafe.Pointer(&u[off]), ps, a, b*4, rs, 0.5)
+		}
+	})
 }
 
 // winoApplies reports whether the Winograd path computes s.
 func winoApplies(s ConvShape) bool {
 	return winograd && active == AVX512 && s.KH == 3 && s.KW == 3 && s.SH == 1 && s.SW == 1 && s.DH == 1 && s.DW == 1 &&
-		s.C%16 == 0 && s.OC%16 == 0 && 16*s.C*s.OC*4 <= winoMaxWeights
+		s.C%16 == 0 && s.OC%16 == 0
 }
 
 // winoPlan is one Winograd convolution: input [N,H,W,C], zero padding PT
 // above and PL to the left (and whatever the output size needs below and
-// to the right), output [N,OH,OW,K].
+// to the right), output channels [K0, K0+K) of y [N,OH,OW,KY].
 type winoPlan struct {
 	N, H, W, C, K  int
+	K0, KY         int
 	PT, PL, OH, OW int
 	tilesH, tilesW int
 	k              *kernelSet
@@ -78,13 +124,14 @@ type winoPlan struct {
 	ep             *convEpilogue
 }
 
-// newWinoPlan returns the plan of convolution s (stride 1, 3×3) with
-// epilogue ep, its weights not yet transformed.
-func newWinoPlan(s ConvShape, ep *convEpilogue) *winoPlan {
+// newWinoPlan returns the plan of output channels [k0, k0+kb) of
+// convolution s (stride 1, 3×3) with epilogue ep, its weights not yet
+// transformed.
+func newWinoPlan(s ConvShape, ep *convEpilogue, k0, kb int) *winoPlan {
 	ks := kernelsFor(active)
-	bs, _ := blocksFor(ks, s.OC)
+	bs, _ := blocksFor(ks, kb)
 	oh, ow := s.OH(), s.OW()
-	p := &winoPlan{N: s.N, H: s.H, W: s.W, C: s.C, K: s.OC, PT: s.PT, PL: s.PL, OH: oh, OW: ow,
+	p := &winoPlan{N: s.N, H: s.H, W: s.W, C: s.C, K: kb, K0: k0, KY: s.OC, PT: s.PT, PL: s.PL, OH: oh, OW: ow,
 		tilesH: (oh + 1) / 2, tilesW: (ow + 1) / 2, k: ks, blocks: bs, ep: ep}
 	for i := range p.blocks {
 		p.blocks[i].off = i * 16 * s.C * ks.vec * 2
@@ -92,65 +139,36 @@ func newWinoPlan(s ConvShape, ep *convEpilogue) *winoPlan {
 	return p
 }
 
-// transformWeights transforms the weights read through src into U =
-// G·g·Gᵀ, packed per output-channel block like a 4×4 kernel's. It handles
-// the two sources the convolutions use, and returns false for any other:
-// HWIO weights as they are (the forward pass), and flipped and transposed
-// (the data gradient, whose U is the forward one's transposed with the
-// positions 0 and 3 of each axis swapped, since G·J = P·G for the
-// reversal J and the swap P).
-func (p *winoPlan) transformWeights(src weightSource) bool {
+// transformWeights transforms the plan's weights into U = G·g·Gᵀ, packed
+// per output-channel block like a 4×4 kernel's: from the HWIO weights w
+// (the forward pass), or, for the data gradient (flipped and transposed
+// weights), from tu, the forward U of w [16][KY][C]: the data gradient's
+// U is it transposed with the positions 0 and 3 of each axis swapped,
+// since G·J = P·G for the reversal J and the swap P.
+func (p *winoPlan) transformWeights(w, tu []float32) {
 	C, K := p.C, p.K
-	forward, flipped := !src.transposed && src.SKW == 3, src.transposed && src.SKW == 3
-	for t := range 3 {
-		for u := range 3 {
-			st, su := src.tap(t, u)
-			forward = forward && st == t && su == u
-			flipped = flipped && st == 2-t && su == 2-u
-		}
-	}
-	if !forward && !flipped {
-		return false
-	}
-	// fwd transforms HWIO weights w [3][3][a][b]: each vector vi of 16 of
-	// the b channels, over every a channel, into u at offset off with
-	// position stride ps and a-row stride rs (bytes).
-	fwd := func(w []float32, a, b int, u []float32, at func(vi int) (off, ps, rs int)) {
-		parallelFor(b/16, func(lo, hi int) {
-			for vi := lo; vi < hi; vi++ {
-				off, ps, rs := at(vi)
-				winoWeights512(unsafe.Pointer(&w[vi*16]), a*b*4, unsafe.Pointer(&u[off]), ps, a, b*4, rs, 0.5)
-			}
-		})
-	}
 	p.u = getBuf(16 * C * K)
-	if forward {
-		fwd(src.w, C, K, p.u, func(vi int) (int, int, int) {
+	if tu == nil {
+		winoWeights(w[p.K0:], C, p.KY, K/16, p.u, func(vi int) (int, int, int) {
 			b := p.blocks[vi/2] // blocks of two vectors, the last maybe of one
 			return b.off + vi*16 - b.oc0, C * b.nb * 4, b.nb * 4
 		})
-		return true
+		return
 	}
-	// The forward U of the source ([16][K][C]: the source's a is the plan's
-	// K), then transposed into the plan's blocks.
-	tu := getBuf(16 * K * C)
-	fwd(src.w, K, C, tu, func(vi int) (int, int, int) { return vi * 16, K * C * 4, C * 4 })
 	swap := [4]int{3, 1, 2, 0}
 	parallelFor(16*len(p.blocks), func(lo, hi int) {
 		for job := lo; job < hi; job++ {
 			pos, b := job/len(p.blocks), p.blocks[job%len(p.blocks)]
-			from := tu[(swap[pos/4]*4+swap[pos%4])*K*C:]
+			from := tu[(swap[pos/4]*4+swap[pos%4])*p.KY*C:]
 			dst := p.u[b.off+pos*C*b.nb:]
 			for j := range b.nb {
-				row := from[(b.oc0+j)*C:][:C]
+				row := from[(p.K0+b.oc0+j)*C:][:C]
 				for c, v := range row {
 					dst[c*b.nb+j] = v
 				}
 			}
 		}
 	})
-	putBuf(tu)
-	return true
 }
 
 // gemmRows returns the rows of tiles whose per-position products are
@@ -181,7 +199,7 @@ func (p *winoPlan) run(x, y []float32) {
 	floor := float32(math.Inf(-1))
 	var skip []float32
 	if ep := p.ep; ep != nil {
-		scale, shift, floor, skip = ep.scale, ep.shift, ep.floor, ep.skip
+		scale, shift, floor, skip = ep.scale[p.K0:], ep.shift[p.K0:], ep.floor, ep.skip
 	}
 	gemm := [2][]winoGemmKernel{winoGemmAVX512_16[:], winoGemmAVX512_32[:]}
 	parallelFor(p.N*strips, func(lo, hi int) {
@@ -226,44 +244,45 @@ func (p *winoPlan) run(x, y []float32) {
 // t tiles' products in m, through the epilogue into y. part is scratch
 // for a row of tiles cut by the output's edge (allocated on first use).
 func (p *winoPlan) transformOutput(m []float32, t, tr, rows, n int, y, skip, scale, shift []float32, floor float32, part *[]float32) {
-	tw, K := p.tilesW, p.K
+	tw, K, KY := p.tilesW, p.K, p.KY
+	sc, sh := unsafe.Pointer(&scale[0]), unsafe.Pointer(&shift[0])
 	for r := 0; r < rows; r++ {
 		oh := 2 * (tr + r)
 		mp := unsafe.Pointer(&m[r*tw*K])
 		if oh+1 < p.OH && 2*tw == p.OW {
-			yi := (n*p.OH + oh) * p.OW * K
+			yi := (n*p.OH+oh)*p.OW*KY + p.K0
 			if skip != nil {
 				delta := int(uintptr(unsafe.Pointer(&skip[yi])) - uintptr(unsafe.Pointer(&y[yi])))
-				winoOutSkip512(mp, t*K*4, unsafe.Pointer(&y[yi]), p.OW*K*4, K*4, tw, K,
-					unsafe.Pointer(&scale[0]), unsafe.Pointer(&shift[0]), delta, floor)
+				winoOutSkip512(mp, t*K*4, unsafe.Pointer(&y[yi]), p.OW*KY*4, KY*4, tw, K, sc, sh, delta, floor)
 			} else {
-				winoOut512(mp, t*K*4, unsafe.Pointer(&y[yi]), p.OW*K*4, K*4, tw, K,
-					unsafe.Pointer(&scale[0]), unsafe.Pointer(&shift[0]), 0, floor)
+				winoOut512(mp, t*K*4, unsafe.Pointer(&y[yi]), p.OW*KY*4, KY*4, tw, K, sc, sh, 0, floor)
 			}
 			continue
 		}
-		// The output's last row or column: through part, 2 rows of
-		// 2·tw pixels, with the skip copied in first.
+		// The output's last row or column: through part, 2 rows of 2·tw
+		// pixels of K channels, with the skip copied in first.
 		if *part == nil {
 			*part = getBuf(2 * 2 * tw * K)
 		}
+		pt := *part
 		nr := min(2, p.OH-oh)
-		if skip != nil {
-			clear(*part)
+		// pixels calls f with the offsets in part and in y of each output
+		// pixel of the two rows.
+		pixels := func(f func(pi, yi int)) {
 			for i := range nr {
-				yi := ((n*p.OH + oh + i) * p.OW) * K
-				copy((*part)[i*2*tw*K:], skip[yi:yi+p.OW*K])
+				for o := range p.OW {
+					f((i*2*tw+o)*K, ((n*p.OH+oh+i)*p.OW+o)*KY+p.K0)
+				}
 			}
-			winoOutSkip512(mp, t*K*4, unsafe.Pointer(&(*part)[0]), 2*tw*K*4, K*4, tw, K,
-				unsafe.Pointer(&scale[0]), unsafe.Pointer(&shift[0]), 0, floor)
+		}
+		if skip != nil {
+			clear(pt)
+			pixels(func(pi, yi int) { copy(pt[pi:pi+K], skip[yi:]) })
+			winoOutSkip512(mp, t*K*4, unsafe.Pointer(&pt[0]), 2*tw*K*4, K*4, tw, K, sc, sh, 0, floor)
 		} else {
-			winoOut512(mp, t*K*4, unsafe.Pointer(&(*part)[0]), 2*tw*K*4, K*4, tw, K,
-				unsafe.Pointer(&scale[0]), unsafe.Pointer(&shift[0]), 0, floor)
+			winoOut512(mp, t*K*4, unsafe.Pointer(&pt[0]), 2*tw*K*4, K*4, tw, K, sc, sh, 0, floor)
 		}
-		for i := range nr {
-			yi := ((n*p.OH + oh + i) * p.OW) * K
-			copy(y[yi:yi+p.OW*K], (*part)[i*2*tw*K:])
-		}
+		pixels(func(pi, yi int) { copy(y[yi:yi+K], pt[pi:]) })
 	}
 }
 
@@ -298,10 +317,10 @@ func (p *winoPlan) fillStrip(x []float32, n, tr0, nrows int, in []float32) {
 // on the weight-gradient kernels) and transformed back once. It returns
 // false (doing nothing) when the Winograd path does not apply to s.
 func winoWeightGrad(s ConvShape, x, dy, dw []float32) bool {
-	if !winoApplies(s) || min(s.C, s.OC) < winoMinGradChannels {
+	if !winoApplies(s) || min(s.C, s.OC) < winoMinGradChannels || 16*s.C*s.OC*4 > winoMaxWeights {
 		return false
 	}
-	p := newWinoPlan(s, nil)
+	p := newWinoPlan(s, nil, 0, s.OC)
 	R := p.stripRows(1)
 	strips := (p.tilesH + R - 1) / R
 	tw, C, K := p.tilesW, p.C, p.K
