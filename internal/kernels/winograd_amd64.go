@@ -38,6 +38,10 @@ const winoMaxPasses = 4
 // transform: a strip is as many rows of tiles as fit.
 const winoStripBytes = 96 << 10
 
+// winoColTiles is the longest run of a row's tiles transformed and
+// multiplied together when a row of tiles is a group of its own.
+const winoColTiles = 8
+
 // winoMinGradChannels is the fewest input or output channels for which the
 // weight gradient takes the Winograd path: with 16, transforming the
 // output gradient (4 pixels into 16 positions a tile) costs more than the
@@ -214,20 +218,28 @@ func (p *winoPlan) run(x, y []float32) {
 			p.fillStrip(x, n, tr0, nrows, in)
 			for g0 := 0; g0 < nrows; g0 += G {
 				rows := min(G, nrows-g0)
-				t := rows * tw
-				for r := 0; r < rows; r++ {
-					winoIn512(unsafe.Pointer(&in[2*(g0+r)*rowF]), rowF*4, C*4, unsafe.Pointer(&v[r*tw*C]), t*C*4, tw, C)
-				}
-				for _, b := range p.blocks {
-					ks := gemm[b.vi]
-					for t0 := 0; t0 < t; {
-						mr := balanced(t-t0, len(ks))
-						ks[mr-1](unsafe.Pointer(&v[t0*C]), unsafe.Pointer(&p.u[b.off]), unsafe.Pointer(&m[t0*K+b.oc0]),
-							C, C*4, K*4, t*C*4, C*b.nb*4, t*K*4)
-						t0 += mr
+				// A group is rows of tiles, or when one row is long, a run
+				// of its columns (so that the group's transformed tiles and
+				// products stay in L1 beside the weights).
+				for c0, cw := 0, tw; c0 < tw; c0 += cw {
+					if rows == 1 {
+						cw = balanced(tw-c0, winoColTiles)
 					}
+					t := rows * cw
+					for r := 0; r < rows; r++ {
+						winoIn512(unsafe.Pointer(&in[2*(g0+r)*rowF+2*c0*C]), rowF*4, C*4, unsafe.Pointer(&v[r*cw*C]), t*C*4, cw, C)
+					}
+					for _, b := range p.blocks {
+						ks := gemm[b.vi]
+						for t0 := 0; t0 < t; {
+							mr := balanced(t-t0, len(ks))
+							ks[mr-1](unsafe.Pointer(&v[t0*C]), unsafe.Pointer(&p.u[b.off]), unsafe.Pointer(&m[t0*K+b.oc0]),
+								C, C*4, K*4, t*C*4, C*b.nb*4, t*K*4)
+							t0 += mr
+						}
+					}
+					p.transformOutput(m, t, tr0+g0, rows, c0, cw, n, y, skip, scale, shift, floor, &part)
 				}
-				p.transformOutput(m, t, tr0+g0, rows, n, y, skip, scale, shift, floor, &part)
 			}
 		}
 		putBuf(in)
@@ -241,46 +253,47 @@ func (p *winoPlan) run(x, y []float32) {
 }
 
 // transformOutput stores rows of tiles from tile row tr of image n, their
-// t tiles' products in m, through the epilogue into y. part is scratch
-// for a row of tiles cut by the output's edge (allocated on first use).
-func (p *winoPlan) transformOutput(m []float32, t, tr, rows, n int, y, skip, scale, shift []float32, floor float32, part *[]float32) {
-	tw, K, KY := p.tilesW, p.K, p.KY
+// columns [c0, c0+cw), through the epilogue into y; m holds their t tiles'
+// products. part is scratch for tiles cut by the output's edge (allocated
+// on first use).
+func (p *winoPlan) transformOutput(m []float32, t, tr, rows, c0, cw, n int, y, skip, scale, shift []float32, floor float32, part *[]float32) {
+	K, KY := p.K, p.KY
 	sc, sh := unsafe.Pointer(&scale[0]), unsafe.Pointer(&shift[0])
 	for r := 0; r < rows; r++ {
 		oh := 2 * (tr + r)
-		mp := unsafe.Pointer(&m[r*tw*K])
-		if oh+1 < p.OH && 2*tw == p.OW {
-			yi := (n*p.OH+oh)*p.OW*KY + p.K0
+		mp := unsafe.Pointer(&m[r*cw*K])
+		if oh+1 < p.OH && 2*(c0+cw) <= p.OW {
+			yi := ((n*p.OH+oh)*p.OW+2*c0)*KY + p.K0
 			if skip != nil {
 				delta := int(uintptr(unsafe.Pointer(&skip[yi])) - uintptr(unsafe.Pointer(&y[yi])))
-				winoOutSkip512(mp, t*K*4, unsafe.Pointer(&y[yi]), p.OW*KY*4, KY*4, tw, K, sc, sh, delta, floor)
+				winoOutSkip512(mp, t*K*4, unsafe.Pointer(&y[yi]), p.OW*KY*4, KY*4, cw, K, sc, sh, delta, floor)
 			} else {
-				winoOut512(mp, t*K*4, unsafe.Pointer(&y[yi]), p.OW*KY*4, KY*4, tw, K, sc, sh, 0, floor)
+				winoOut512(mp, t*K*4, unsafe.Pointer(&y[yi]), p.OW*KY*4, KY*4, cw, K, sc, sh, 0, floor)
 			}
 			continue
 		}
-		// The output's last row or column: through part, 2 rows of 2·tw
+		// The output's last row or column: through part, 2 rows of 2·cw
 		// pixels of K channels, with the skip copied in first.
 		if *part == nil {
-			*part = getBuf(2 * 2 * tw * K)
+			*part = getBuf(2 * 2 * p.tilesW * K)
 		}
 		pt := *part
-		nr := min(2, p.OH-oh)
+		nr, nc := min(2, p.OH-oh), min(2*cw, p.OW-2*c0)
 		// pixels calls f with the offsets in part and in y of each output
-		// pixel of the two rows.
+		// pixel of the tiles.
 		pixels := func(f func(pi, yi int)) {
 			for i := range nr {
-				for o := range p.OW {
-					f((i*2*tw+o)*K, ((n*p.OH+oh+i)*p.OW+o)*KY+p.K0)
+				for o := range nc {
+					f((i*2*cw+o)*K, ((n*p.OH+oh+i)*p.OW+2*c0+o)*KY+p.K0)
 				}
 			}
 		}
 		if skip != nil {
 			clear(pt)
 			pixels(func(pi, yi int) { copy(pt[pi:pi+K], skip[yi:]) })
-			winoOutSkip512(mp, t*K*4, unsafe.Pointer(&pt[0]), 2*tw*K*4, K*4, tw, K, sc, sh, 0, floor)
+			winoOutSkip512(mp, t*K*4, unsafe.Pointer(&pt[0]), 2*cw*K*4, K*4, cw, K, sc, sh, 0, floor)
 		} else {
-			winoOut512(mp, t*K*4, unsafe.Pointer(&pt[0]), 2*tw*K*4, K*4, tw, K, sc, sh, 0, floor)
+			winoOut512(mp, t*K*4, unsafe.Pointer(&pt[0]), 2*cw*K*4, K*4, cw, K, sc, sh, 0, floor)
 		}
 		pixels(func(pi, yi int) { copy(y[yi:yi+K], pt[pi:]) })
 	}
