@@ -624,7 +624,7 @@ func convBackwardWeightFast(s ConvShape, x, dy, dw []float32) bool {
 	// takes all the goroutine's images before the next tile (it stays in
 	// cache); otherwise each image visits every tile.
 	tilesOutside := size*4 > maxCachedWeights
-	parallelFor(s.N, func(lo, hi int) {
+	parallelForEach(s.N, func(lo, hi int) {
 		// The first image range accumulates into dw itself, the others
 		// into scratch buffers added to it in order.
 		acc := dw[:size]

@@ -11,32 +11,53 @@ import (
 // runs inline; spawning goroutines costs more than small loops.
 const minParallelWork = 2
 
-// chunking returns how parallelFor splits n iterations: p chunks of
-// chunk iterations (the last may be shorter); p = 1 runs inline.
-func chunking(n int) (p, chunk int) {
+// chunksPerGoroutine is how many chunks parallelFor cuts per goroutine:
+// the goroutines take chunks in turn until none is left, so that one
+// slowed down (the machine is shared) leaves its share to the others
+// instead of making them wait at the end.
+const chunksPerGoroutine = 4
+
+// chunking returns how parallelFor splits n iterations: p goroutines
+// (p = 1 runs inline) over chunks of chunk iterations (the last may be
+// shorter).
+func chunking(n int) (p, chunk int) { return chunkingBy(n, chunksPerGoroutine) }
+
+// chunkingBy is chunking with per chunks a goroutine.
+func chunkingBy(n, per int) (p, chunk int) {
 	p = min(runtime.GOMAXPROCS(0), n)
 	if p <= 1 || n < minParallelWork {
 		return 1, n
 	}
-	chunk = (n + p - 1) / p
-	return (n + chunk - 1) / chunk, chunk
+	chunks := min(n, p*per)
+	return p, (n + chunks - 1) / chunks
 }
 
-// parallelFor splits [0, n) into at most GOMAXPROCS contiguous chunks and
-// runs fn on each, in parallel; it returns when all are done. The calling
-// goroutine runs the first chunk; the others go to idle workers (see
-// worker), or to new goroutines when no worker is idle, so that nested or
+// parallelFor splits [0, n) into contiguous chunks and runs fn on each, in
+// parallel on up to GOMAXPROCS goroutines, which take the chunks in order
+// as they finish the previous ones; it returns when all are done. fn is
+// called once per chunk, and the chunks depend only on n and GOMAXPROCS,
+// so results that combine per-chunk work in chunk order are reproducible.
+// The calling goroutine takes part; the others are idle workers (see
+// worker), or new goroutines when no worker is idle, so that nested or
 // concurrent calls never wait on each other.
-func parallelFor(n int, fn func(lo, hi int)) {
-	p, chunk := chunking(n)
+func parallelFor(n int, fn func(lo, hi int)) { parallelChunks(n, chunksPerGoroutine, fn) }
+
+// parallelForEach is parallelFor with one chunk per goroutine: for loops
+// whose chunks each fill a buffer of their own (partial weight gradients),
+// which more chunks would multiply.
+func parallelForEach(n int, fn func(lo, hi int)) { parallelChunks(n, 1, fn) }
+
+func parallelChunks(n, per int, fn func(lo, hi int)) {
+	p, chunk := chunkingBy(n, per)
 	if p == 1 {
 		fn(0, n)
 		return
 	}
 	j := jobs.Get().(*job)
-	j.fn = fn
-	for lo := chunk; lo < n; lo += chunk {
-		t := task{j, lo, min(lo+chunk, n)}
+	j.fn, j.n, j.chunk = fn, n, chunk
+	j.next.Store(0)
+	for range p - 1 {
+		t := task{j}
 		j.wg.Add(1)
 		select {
 		case tasks <- t:
@@ -45,29 +66,40 @@ func parallelFor(n int, fn func(lo, hi int)) {
 			go t.run()
 		}
 	}
-	fn(0, min(chunk, n))
+	j.work()
 	j.wg.Wait()
 	j.fn = nil
 	jobs.Put(j)
 }
 
-// A job is one parallelFor call: its function and the chunks in flight.
-// Jobs are recycled, so that a call allocates nothing of its own.
+// A job is one parallelFor call: its function, its chunks and the next
+// chunk to take. Jobs are recycled, so that a call allocates nothing of
+// its own.
 type job struct {
-	fn func(lo, hi int)
-	wg sync.WaitGroup
+	fn       func(lo, hi int)
+	n, chunk int
+	next     atomic.Int64
+	wg       sync.WaitGroup
+}
+
+// work runs the job's chunks until none is left.
+func (j *job) work() {
+	for {
+		lo := int(j.next.Add(int64(j.chunk))) - j.chunk
+		if lo >= j.n {
+			return
+		}
+		j.fn(lo, min(lo+j.chunk, j.n))
+	}
 }
 
 var jobs = sync.Pool{New: func() any { return new(job) }}
 
-// A task is one chunk of a job.
-type task struct {
-	j      *job
-	lo, hi int
-}
+// A task is a goroutine's part in a job.
+type task struct{ j *job }
 
 func (t task) run() {
-	t.j.fn(t.lo, t.hi)
+	t.j.work()
 	t.j.wg.Done()
 }
 
@@ -107,14 +139,15 @@ func worker() {
 // result does not depend on which goroutine finishes first: training is
 // bit-for-bit reproducible for a given GOMAXPROCS.
 func parallelSums(m, k int, fn func(lo, hi int, acc []float64)) []float64 {
-	p, chunk := chunking(m)
-	buf := make([]float64, (p+1)*k) // the result, then one accumulator per chunk
+	_, chunk := chunking(m)
+	chunks := (m + chunk - 1) / max(chunk, 1)
+	buf := make([]float64, (chunks+1)*k) // the result, then one accumulator per chunk
 	parallelFor(m, func(lo, hi int) {
 		i := 1 + lo/max(chunk, 1)
 		fn(lo, hi, buf[i*k:(i+1)*k])
 	})
 	total := buf[:k]
-	for i := 1; i <= p; i++ {
+	for i := 1; i <= chunks; i++ {
 		for j, v := range buf[i*k : (i+1)*k] {
 			total[j] += v
 		}

@@ -345,7 +345,7 @@ func winoWeightGrad(s ConvShape, x, dy, dw []float32) bool {
 	size := 16 * C * K
 	var mu sync.Mutex
 	parts := map[int][]float32{} // per job range, summed in order below
-	parallelFor(p.N*strips, func(lo, hi int) {
+	parallelForEach(p.N*strips, func(lo, hi int) {
 		acc := getBuf(size)
 		clear(acc)
 		in := getBuf((2*R + 2) * rowF)
