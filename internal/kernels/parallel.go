@@ -15,7 +15,7 @@ const minParallelWork = 2
 // the goroutines take chunks in turn until none is left, so that one
 // slowed down (the machine is shared) leaves its share to the others
 // instead of making them wait at the end.
-const chunksPerGoroutine = 4
+const chunksPerGoroutine = 8
 
 // chunking returns how parallelFor splits n iterations: p goroutines
 // (p = 1 runs inline) over chunks of chunk iterations (the last may be
