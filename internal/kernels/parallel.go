@@ -5,6 +5,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // minParallelWork is the number of loop iterations below which parallelFor
@@ -37,9 +38,12 @@ func chunkingBy(n, per int) (p, chunk int) {
 // as they finish the previous ones; it returns when all are done. fn is
 // called once per chunk, and the chunks depend only on n and GOMAXPROCS,
 // so results that combine per-chunk work in chunk order are reproducible.
-// The calling goroutine takes part; the others are idle workers (see
-// worker), or new goroutines when no worker is idle, so that nested or
-// concurrent calls never wait on each other.
+//
+// The calling goroutine takes part and never waits for help: it offers the
+// job to the workers (see worker) and works through the chunks itself;
+// workers that join take chunks too, and it waits only for those that
+// joined to finish theirs. Nested or concurrent calls therefore never wait
+// on each other.
 func parallelFor(n int, fn func(lo, hi int)) { parallelChunks(n, chunksPerGoroutine, fn) }
 
 // parallelForEach is parallelFor with one chunk per goroutine: for loops
@@ -56,31 +60,40 @@ func parallelChunks(n, per int, fn func(lo, hi int)) {
 	j := jobs.Get().(*job)
 	j.fn, j.n, j.chunk = fn, n, chunk
 	j.next.Store(0)
+	j.done.Store(0)
+	j.state.Store(0) // open
+	pending.Store(j)
 	for range p - 1 {
-		t := task{j}
-		j.wg.Add(1)
 		select {
-		case tasks <- t:
+		case tasks <- j: // a parked worker wakes to help
 		default:
 			startWorker()
-			go t.run()
 		}
 	}
 	j.work()
-	j.wg.Wait()
+	joined := j.state.Or(closed) &^ closed
+	pending.CompareAndSwap(j, nil)
+	for j.done.Load() != joined { // each is finishing its last chunk
+		runtime.Gosched()
+	}
 	j.fn = nil
 	jobs.Put(j)
 }
 
-// A job is one parallelFor call: its function, its chunks and the next
-// chunk to take. Jobs are recycled, so that a call allocates nothing of
-// its own.
+// A job is one parallelFor call: its function, its chunks, the next chunk
+// to take, and the helpers that joined it and finished. Jobs are recycled,
+// so that a call allocates nothing of its own.
 type job struct {
 	fn       func(lo, hi int)
 	n, chunk int
 	next     atomic.Int64
-	wg       sync.WaitGroup
+	state    atomic.Int32 // helpers joined, | closed once the caller is done
+	done     atomic.Int32 // helpers finished
 }
+
+// closed marks a job's state once its caller has run out of chunks: no
+// helper joins after that.
+const closed = 1 << 30
 
 // work runs the job's chunks until none is left.
 func (j *job) work() {
@@ -93,19 +106,28 @@ func (j *job) work() {
 	}
 }
 
-var jobs = sync.Pool{New: func() any { return new(job) }}
-
-// A task is a goroutine's part in a job.
-type task struct{ j *job }
-
-func (t task) run() {
-	t.j.work()
-	t.j.wg.Done()
+// help joins the job, unless its caller is done, and works on it.
+func (j *job) help() {
+	for {
+		s := j.state.Load()
+		if s&closed != 0 {
+			return
+		}
+		if j.state.CompareAndSwap(s, s+1) {
+			break
+		}
+	}
+	j.work()
+	j.done.Add(1)
 }
 
-// tasks hands chunks to idle workers: a send succeeds only when one is
-// waiting.
-var tasks = make(chan task)
+var jobs = sync.Pool{New: func() any { return new(job) }}
+
+// pending is the latest job offered to spinning workers.
+var pending atomic.Pointer[job]
+
+// tasks wakes parked workers: a send succeeds only when one is waiting.
+var tasks = make(chan *job)
 
 // workers counts the worker goroutines; startWorker adds one while there
 // are fewer than GOMAXPROCS−1 (the caller of parallelFor is the other).
@@ -124,10 +146,29 @@ func startWorker() {
 	}
 }
 
-// worker runs chunks for the life of the program, parked between them.
+// workerSpin is how long a worker looks for offered jobs after its last
+// one before it parks: a training step calls parallelFor thousands of
+// times with short serial stretches between, and waking a parked
+// goroutine takes longer than many of those stretches.
+const workerSpin = 100 * time.Microsecond
+
+// worker helps with jobs for the life of the program: it spins on pending
+// for workerSpin after each, then parks until a caller wakes it.
 func worker() {
-	for t := range tasks {
-		t.run()
+	for {
+		last := time.Now()
+		for i := 0; ; i++ {
+			if j := pending.Load(); j != nil && j.state.Load()&closed == 0 {
+				j.help()
+				last, i = time.Now(), 0
+				continue
+			}
+			if i%64 == 63 && time.Since(last) > workerSpin {
+				break
+			}
+			runtime.Gosched()
+		}
+		(<-tasks).help()
 	}
 }
 
