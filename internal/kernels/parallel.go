@@ -150,7 +150,7 @@ func startWorker() {
 // one before it parks: a training step calls parallelFor thousands of
 // times with short serial stretches between, and waking a parked
 // goroutine takes longer than many of those stretches.
-const workerSpin = 100 * time.Microsecond
+const workerSpin = 400 * time.Microsecond
 
 // worker helps with jobs for the life of the program: it spins on pending
 // for workerSpin after each, then parks until a caller wakes it.
