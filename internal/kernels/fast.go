@@ -675,13 +675,27 @@ func convBackwardWeightFast(s ConvShape, x, dy, dw []float32) bool {
 }
 
 // Scratch buffers, recycled to keep a training step from allocating.
-var bufPool sync.Pool
+// bufPool holds the buffers, each in a holder (a *[]float32) that
+// holders recycles, so that getting and putting back allocate nothing.
+var bufPool, holders sync.Pool
 
 func getBuf(n int) []float32 {
-	if b, ok := bufPool.Get().(*[]float32); ok && cap(*b) >= n {
-		return (*b)[:n]
+	if h, ok := bufPool.Get().(*[]float32); ok {
+		b := *h
+		*h = nil
+		holders.Put(h)
+		if cap(b) >= n {
+			return b[:n]
+		}
 	}
 	return make([]float32, n)
 }
 
-func putBuf(b []float32) { bufPool.Put(&b) }
+func putBuf(b []float32) {
+	h, ok := holders.Get().(*[]float32)
+	if !ok {
+		h = new([]float32)
+	}
+	*h = b
+	bufPool.Put(h)
+}

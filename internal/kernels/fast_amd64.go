@@ -62,7 +62,13 @@ func chanSums32(x, dy, y, dz []float32, m, c int, mean []float32) []float64 {
 		k = 2 * c
 	}
 	return parallelSums((m+statRows-1)/statRows, k, func(lo, hi int, acc []float64) {
-		part := make([]float32, k)
+		var arr [512]float32 // the partial sums in float32: on the stack when they fit
+		part := arr[:0]
+		if k <= len(arr) {
+			part = arr[:k]
+		} else {
+			part = make([]float32, k)
+		}
 		for ch := lo; ch < hi; ch++ {
 			r0, r1 := ch*statRows, min((ch+1)*statRows, m)
 			clear(part)

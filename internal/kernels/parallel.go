@@ -123,6 +123,9 @@ func (j *job) help() {
 
 var jobs = sync.Pool{New: func() any { return new(job) }}
 
+// sumsPool recycles parallelSums' accumulators.
+var sumsPool = sync.Pool{New: func() any { return new([]float64) }}
+
 // pending is the latest job offered to spinning workers.
 var pending atomic.Pointer[job]
 
@@ -182,17 +185,23 @@ func worker() {
 func parallelSums(m, k int, fn func(lo, hi int, acc []float64)) []float64 {
 	_, chunk := chunking(m)
 	chunks := (m + chunk - 1) / max(chunk, 1)
-	buf := make([]float64, (chunks+1)*k) // the result, then one accumulator per chunk
+	bp := sumsPool.Get().(*[]float64) // one accumulator per chunk, recycled
+	if cap(*bp) < chunks*k {
+		*bp = make([]float64, chunks*k)
+	}
+	buf := (*bp)[:chunks*k]
+	clear(buf)
 	parallelFor(m, func(lo, hi int) {
-		i := 1 + lo/max(chunk, 1)
+		i := lo / max(chunk, 1)
 		fn(lo, hi, buf[i*k:(i+1)*k])
 	})
-	total := buf[:k]
-	for i := 1; i <= chunks; i++ {
+	total := make([]float64, k)
+	for i := range chunks {
 		for j, v := range buf[i*k : (i+1)*k] {
 			total[j] += v
 		}
 	}
+	sumsPool.Put(bp)
 	return total
 }
 
