@@ -400,6 +400,15 @@ func genPeak(s, g *bytes.Buffer, is isa) {
 	fmt.Fprintf(s, "\tDECQ CX\n\tJNZ %s_loop\n\tVZEROUPPER\n\tRET\n", name)
 }
 
+// declarer returns a function that declares an assembly function: its Go
+// declaration in g and its TEXT line in s (ABI0, frame of arguments).
+func declarer(s, g *bytes.Buffer) func(name, args string, frame int) {
+	return func(name, args string, frame int) {
+		fmt.Fprintf(g, "\n//go:noescape\nfunc %s(%s)\n", name, args)
+		fmt.Fprintf(s, "\n// func %s(%s)\nTEXT ·%s(SB), NOSPLIT, $0-%d\n", name, args, name, frame)
+	}
+}
+
 // genChannel writes the AVX-512 per-channel kernels used by batch norm and
 // the element-wise operations. Rows of c channels (c a multiple of 16);
 // every pointer advances by c floats a row.
@@ -419,10 +428,7 @@ func genPeak(s, g *bytes.Buffer, is isa) {
 //	maxPool512(x, offs, ntaps, c, y, arg, iota): y[j] = max over the taps of x[offs[t]+j],
 //	    arg[j] the index offs[t]+j of the first maximum, for j < c (a multiple of 16)
 func genChannel(s, g *bytes.Buffer) {
-	decl := func(name, args string, frame int) {
-		fmt.Fprintf(g, "\n//go:noescape\nfunc %s(%s)\n", name, args)
-		fmt.Fprintf(s, "\n// func %s(%s)\nTEXT ·%s(SB), NOSPLIT, $0-%d\n", name, args, name, frame)
-	}
+	decl := declarer(s, g)
 	// Sums: for each channel vector, walk the rows with one accumulator.
 	decl("chanSum512", "x unsafe.Pointer, rows, c int, acc unsafe.Pointer", 32)
 	fmt.Fprint(s, `	MOVQ x+0(FP), SI
@@ -767,10 +773,7 @@ ad_done:
 //	chanSqDevRows512(x, rows, c, mean, acc):         acc[j] += Σ_r (x[r][j]−mean[j])²
 //	chanDyStatsRows512(x, dy, y, dz, rows, c, mean, acc): as chanDyStats512
 func genChannelRows(s, g *bytes.Buffer) {
-	decl := func(name, args string, frame int) {
-		fmt.Fprintf(g, "\n//go:noescape\nfunc %s(%s)\n", name, args)
-		fmt.Fprintf(s, "\n// func %s(%s)\nTEXT ·%s(SB), NOSPLIT, $0-%d\n", name, args, name, frame)
-	}
+	decl := declarer(s, g)
 	decl("chanSumRows512", "x unsafe.Pointer, rows, c int, acc unsafe.Pointer", 32)
 	fmt.Fprint(s, `	MOVQ x+0(FP), SI
 	MOVQ rows+8(FP), BX
@@ -885,10 +888,7 @@ dr_done:
 //	winoGrad512(dy, rs, cs, dst, ps, tiles, k): for each 2×2 output-gradient
 //	  tile, Z = A·g·Aᵀ (4×4), stored as winoIn512 stores V.
 func genWinograd(s, g *bytes.Buffer) {
-	decl := func(name, args string, frame int) {
-		fmt.Fprintf(g, "\n//go:noescape\nfunc %s(%s)\n", name, args)
-		fmt.Fprintf(s, "\n// func %s(%s)\nTEXT ·%s(SB), NOSPLIT, $0-%d\n", name, args, name, frame)
-	}
+	decl := declarer(s, g)
 	z := func(i int) string { return fmt.Sprintf("Z%d", i) }
 	// store16 stores Z0..Z15 at DX, DX+R11, … (position stride R11).
 	store16 := func() {
@@ -1043,9 +1043,7 @@ func genWinoGemm(s *bytes.Buffer, is isa, mr, nv int) string {
 // of 16 output channels at src + tap·ts, stored as positions at dst +
 // pos·ps; src and dst then advance by ss and ds bytes. half is ½.
 func genWinoWeights(s, g *bytes.Buffer) {
-	args := "src unsafe.Pointer, ts int, dst unsafe.Pointer, ps, n, ss, ds int, half float32"
-	fmt.Fprintf(g, "\n//go:noescape\nfunc winoWeights512(%s)\n", args)
-	fmt.Fprintf(s, "\n// func winoWeights512(%s)\nTEXT ·winoWeights512(SB), NOSPLIT, $0-60\n", args)
+	declarer(s, g)("winoWeights512", "src unsafe.Pointer, ts int, dst unsafe.Pointer, ps, n, ss, ds int, half float32", 60)
 	z := func(i int) string { return fmt.Sprintf("Z%d", i) }
 	fmt.Fprint(s, "\tMOVQ src+0(FP), SI\n\tMOVQ ts+8(FP), R8\n\tMOVQ dst+16(FP), DI\n\tMOVQ ps+24(FP), R11\n\tMOVQ n+32(FP), CX\n\tVBROADCASTSS half+56(FP), Z31\n\tTESTQ CX, CX\n\tJZ ww_done\nww_loop:\n\tMOVQ SI, AX\n")
 	for tap := 0; tap < 9; tap++ {
