@@ -62,11 +62,9 @@ func chanSums32(x, dy, y, dz []float32, m, c int, mean []float32) []float64 {
 		k = 2 * c
 	}
 	return parallelSums((m+statRows-1)/statRows, k, func(lo, hi int, acc []float64) {
-		var arr [512]float32 // the partial sums in float32: on the stack when they fit
-		part := arr[:0]
-		if k <= len(arr) {
-			part = arr[:k]
-		} else {
+		var arr [512]float32 // the float32 partial sums: on the stack when they fit
+		part := arr[:min(k, len(arr))]
+		if k > len(arr) {
 			part = make([]float32, k)
 		}
 		for ch := lo; ch < hi; ch++ {

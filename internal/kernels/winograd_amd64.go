@@ -15,9 +15,9 @@ import (
 //	Y = Aᵀ·[(G·g·Gᵀ) ⊙ (Bᵀ·d·B)]·A
 //
 // Over channels the element-wise product becomes 16 matrix products, one per
-// position of the 4×4 transformed tile, [tiles × C]·[C × K] — run on the
-// 1×1 conv kernels — between an input transform and an output transform
-// (winoIn512, winoOut512). A convolution of C→K channels thus does 16/36 of
+// position of the 4×4 transformed tile, [tiles × C]·[C × K] (winoGemm, a
+// generated kernel that runs a tile group through all 16), between an
+// input transform and an output transform (winoIn512, winoOut512). A convolution of C→K channels thus does 16/36 of
 // the direct kernels' FMAs, plus transforms linear in C + K; in float32 its
 // rounding error is within the tests' tolerance of the direct sums (the
 // transforms' coefficients are 0, ±1 and ±½).
@@ -56,7 +56,8 @@ const winoGroupBytes = 192 << 10
 // winoConv computes the convolution s (stride 1, 3×3, weights read through
 // src) of x into y with Winograd's F(2×2, 3×3) and the epilogue ep; it
 // returns false (doing nothing) when that path does not apply: another
-// shape, channel counts not multiples of 16, weights too large, or a level
+// shape, channel counts not multiples of 16, weights needing more than
+// winoMaxPasses passes (or any pass, for the data gradient), or a level
 // below AVX-512.
 func winoConv(s ConvShape, src weightSource, ep *convEpilogue, x, y []float32) bool {
 	if !winoApplies(s) {
