@@ -198,8 +198,7 @@ func (p *winoPlan) run(x, y []float32) {
 	R := p.stripRows(G)
 	strips := (p.tilesH + R - 1) / R
 	tw, C, K := p.tilesW, p.C, p.K
-	wp := 2*tw + 2 // input columns a row of tiles reads
-	rowF := wp * C
+	rowF := p.stripRow()
 	scale, shift := unitsOr(nil, 1, K), unitsOr(nil, 0, K)
 	floor := float32(math.Inf(-1))
 	var skip []float32
@@ -300,14 +299,18 @@ func (p *winoPlan) transformOutput(m []float32, t, tr, rows, c0, cw, n int, y, s
 	}
 }
 
+// stripRow returns the floats of one row of a job's input strip: the
+// 2·tilesW+2 input columns a row of tiles reads.
+func (p *winoPlan) stripRow() int { return (2*p.tilesW + 2) * p.C }
+
 // fillStrip copies the input rows that tile rows [tr0, tr0+nrows) of image
 // n read into in (rows of 2·tilesW+2 pixels), zero outside the image.
 // (Reading the windows inside the image in place instead, and gathering
 // only the border ones, measured no faster.)
 func (p *winoPlan) fillStrip(x []float32, n, tr0, nrows int, in []float32) {
 	C := p.C
-	wp := 2*p.tilesW + 2
-	rowF := wp * C
+	rowF := p.stripRow()
+	wp := rowF / C
 	j0 := min(p.PL, wp) // the columns inside the image
 	j1 := max(j0, min(wp, p.W+p.PL))
 	for r := 0; r < 2*nrows+2; r++ {
@@ -329,7 +332,9 @@ func (p *winoPlan) fillStrip(x []float32, n, tr0, nrows int, in []float32) {
 // tiles. The 4×4 products V ⊙ Z are summed over every tile and image in
 // the transformed domain (16 per-position products [C × tiles]·[tiles × K]
 // on the weight-gradient kernels) and transformed back once. It returns
-// false (doing nothing) when the Winograd path does not apply to s.
+// false (doing nothing) when the Winograd path does not apply to s, when
+// it has fewer than winoMinGradChannels input or output channels, or when
+// its transformed weights exceed winoMaxWeights.
 func winoWeightGrad(s ConvShape, x, dy, dw []float32) bool {
 	if !winoApplies(s) || min(s.C, s.OC) < winoMinGradChannels || 16*s.C*s.OC*4 > winoMaxWeights {
 		return false
@@ -338,7 +343,7 @@ func winoWeightGrad(s ConvShape, x, dy, dw []float32) bool {
 	R := p.stripRows(1)
 	strips := (p.tilesH + R - 1) / R
 	tw, C, K := p.tilesW, p.C, p.K
-	rowF := (2*tw + 2) * C
+	rowF := p.stripRow()
 	// Rows of tiles are transformed into v and z until they hold capT
 	// tiles (whole rows, across images), then multiplied: long products
 	// even for small images.
