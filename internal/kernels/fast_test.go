@@ -398,20 +398,29 @@ func TestConvEpilogueMatchesReference(t *testing.T) {
 	}
 }
 
-// TestWinogradMatchesReference runs the Winograd F(2×2, 3×3) path directly
+// TestWinogradMatchesReference runs the Winograd path directly, with
+// F(2×2, 3×3) tiles only and with F(4×4, 3×3) ones where they apply
 // (forward, with and without an epilogue, the data gradient and the weight
 // gradient) on
 // even and odd output sizes, padded and valid, one- and two-vector channel
 // blocks, against the reference convolution in float64. Its rounding
-// differs from the direct sums' (the transforms add and halve), so it is
+// differs from the direct sums' (the transforms add and scale), so it is
 // held to closeTo's bound on the float64 result.
 func TestWinogradMatchesReference(t *testing.T) {
 	if detect() < AVX512 {
 		t.Skip("the Winograd path is AVX-512 only; this CPU lacks it")
 	}
-	prev, prevW := SetLevel(AVX512), winograd
-	winograd = true // even under RESIDUAL_WINOGRAD=0
-	defer func() { SetLevel(prev); winograd = prevW }()
+	for _, four := range []bool{false, true} {
+		t.Run(fmt.Sprintf("F4x4=%v", four), func(t *testing.T) {
+			prev, prevW, prev4 := SetLevel(AVX512), winograd, winograd4
+			winograd, winograd4 = true, four // even under RESIDUAL_WINOGRAD=0 or 2
+			defer func() { SetLevel(prev); winograd, winograd4 = prevW, prev4 }()
+			testWinograd(t, four)
+		})
+	}
+}
+
+func testWinograd(t *testing.T, four bool) {
 	r := rand.New(rand.NewPCG(5, 6))
 	for i, s := range []ConvShape{
 		{N: 2, H: 8, W: 8, C: 16, OC: 16, PT: 1, PL: 1, PB: 1, PR: 1},
@@ -420,7 +429,10 @@ func TestWinogradMatchesReference(t *testing.T) {
 		{N: 2, H: 5, W: 6, C: 64, OC: 16, PT: 2, PL: 0, PB: 1, PR: 2}, // asymmetric
 		{N: 1, H: 32, W: 32, C: 16, OC: 16, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 1, H: 3, W: 3, C: 16, OC: 16, PT: 1, PL: 1, PB: 1, PR: 1},
-		{N: 2, H: 66, W: 3, C: 16, OC: 16, PT: 1, PL: 1, PB: 1, PR: 1}, // several strips
+		{N: 2, H: 66, W: 3, C: 16, OC: 16, PT: 1, PL: 1, PB: 1, PR: 1},  // several strips
+		{N: 2, H: 16, W: 16, C: 64, OC: 64, PT: 1, PL: 1, PB: 1, PR: 1}, // F(4×4): no edge tiles
+		{N: 1, H: 11, W: 14, C: 48, OC: 32, PT: 1, PL: 1, PB: 1, PR: 1}, // F(4×4): cut rows and columns
+		{N: 2, H: 30, W: 58, C: 16, OC: 32, PT: 1, PL: 1, PB: 1, PR: 1}, // F(4×4): several strips, cut rows
 		// Weight gradients (32+ channels): valid and odd, small images
 		// grouped across images, several strips of a larger one.
 		{N: 3, H: 11, W: 10, C: 32, OC: 32},
@@ -438,6 +450,13 @@ func TestWinogradMatchesReference(t *testing.T) {
 		dy, skip := randF32(r, n), randF32(r, n)
 		scale, shift := randF32(r, s.OC), randF32(r, s.OC)
 		src := weightSource{w: w, SKW: 3, A: s.C, B: s.OC, tap: func(t, u int) (int, int) { return t, u }}
+		wantTile := 2
+		if four && s.C <= winoMaxSum4 {
+			wantTile = 4
+		}
+		if got := winoTile(s); got != wantTile {
+			t.Fatalf("%s: tiles of %d, want %d", name, got, wantTile)
+		}
 		ref := make([]float64, n)
 		convForwardRef(s, f64(x), f64(w), ref)
 

@@ -504,92 +504,104 @@ func winoGrad512(dy unsafe.Pointer, rs, cs int, dst unsafe.Pointer, ps, tiles, k
 //go:noescape
 func winoWeights512(src unsafe.Pointer, ts int, dst unsafe.Pointer, ps, n, ss, ds int, half float32)
 
+//go:noescape
+func winoIn4_512(src unsafe.Pointer, rs, cs int, dst unsafe.Pointer, ps, tiles, c int)
+
+//go:noescape
+func winoOut4_512(m unsafe.Pointer, ps int, y unsafe.Pointer, rs, cs, tiles, k int, scale, shift unsafe.Pointer, skipDelta int, floor float32)
+
+//go:noescape
+func winoOutSkip4_512(m unsafe.Pointer, ps int, y unsafe.Pointer, rs, cs, tiles, k int, scale, shift unsafe.Pointer, skipDelta int, floor float32)
+
+//go:noescape
+func winoWeights4_512(src unsafe.Pointer, ts int, dst unsafe.Pointer, ps, n, ss, ds int)
+
 // winoGemmAVX512_16[mr-1] is the Winograd products' kernel for mr tiles × 16 channels.
 var winoGemmAVX512_16 = [...]winoGemmKernel{winoGemmAVX512_1x16, winoGemmAVX512_2x16, winoGemmAVX512_3x16, winoGemmAVX512_4x16, winoGemmAVX512_5x16, winoGemmAVX512_6x16, winoGemmAVX512_7x16, winoGemmAVX512_8x16, winoGemmAVX512_9x16, winoGemmAVX512_10x16, winoGemmAVX512_11x16, winoGemmAVX512_12x16, winoGemmAVX512_13x16, winoGemmAVX512_14x16}
 
 //go:noescape
-func winoGemmAVX512_1x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)
+func winoGemmAVX512_1x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 //go:noescape
-func winoGemmAVX512_2x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)
+func winoGemmAVX512_2x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 //go:noescape
-func winoGemmAVX512_3x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)
+func winoGemmAVX512_3x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 //go:noescape
-func winoGemmAVX512_4x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)
+func winoGemmAVX512_4x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 //go:noescape
-func winoGemmAVX512_5x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)
+func winoGemmAVX512_5x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 //go:noescape
-func winoGemmAVX512_6x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)
+func winoGemmAVX512_6x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 //go:noescape
-func winoGemmAVX512_7x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)
+func winoGemmAVX512_7x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 //go:noescape
-func winoGemmAVX512_8x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)
+func winoGemmAVX512_8x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 //go:noescape
-func winoGemmAVX512_9x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)
+func winoGemmAVX512_9x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 //go:noescape
-func winoGemmAVX512_10x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)
+func winoGemmAVX512_10x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 //go:noescape
-func winoGemmAVX512_11x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)
+func winoGemmAVX512_11x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 //go:noescape
-func winoGemmAVX512_12x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)
+func winoGemmAVX512_12x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 //go:noescape
-func winoGemmAVX512_13x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)
+func winoGemmAVX512_13x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 //go:noescape
-func winoGemmAVX512_14x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)
+func winoGemmAVX512_14x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 // winoGemmAVX512_32[mr-1] is the Winograd products' kernel for mr tiles × 32 channels.
 var winoGemmAVX512_32 = [...]winoGemmKernel{winoGemmAVX512_1x32, winoGemmAVX512_2x32, winoGemmAVX512_3x32, winoGemmAVX512_4x32, winoGemmAVX512_5x32, winoGemmAVX512_6x32, winoGemmAVX512_7x32, winoGemmAVX512_8x32, winoGemmAVX512_9x32, winoGemmAVX512_10x32, winoGemmAVX512_11x32, winoGemmAVX512_12x32, winoGemmAVX512_13x32, winoGemmAVX512_14x32}
 
 //go:noescape
-func winoGemmAVX512_1x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)
+func winoGemmAVX512_1x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 //go:noescape
-func winoGemmAVX512_2x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)
+func winoGemmAVX512_2x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 //go:noescape
-func winoGemmAVX512_3x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)
+func winoGemmAVX512_3x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 //go:noescape
-func winoGemmAVX512_4x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)
+func winoGemmAVX512_4x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 //go:noescape
-func winoGemmAVX512_5x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)
+func winoGemmAVX512_5x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 //go:noescape
-func winoGemmAVX512_6x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)
+func winoGemmAVX512_6x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 //go:noescape
-func winoGemmAVX512_7x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)
+func winoGemmAVX512_7x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 //go:noescape
-func winoGemmAVX512_8x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)
+func winoGemmAVX512_8x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 //go:noescape
-func winoGemmAVX512_9x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)
+func winoGemmAVX512_9x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 //go:noescape
-func winoGemmAVX512_10x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)
+func winoGemmAVX512_10x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 //go:noescape
-func winoGemmAVX512_11x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)
+func winoGemmAVX512_11x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 //go:noescape
-func winoGemmAVX512_12x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)
+func winoGemmAVX512_12x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 //go:noescape
-func winoGemmAVX512_13x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)
+func winoGemmAVX512_13x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 //go:noescape
-func winoGemmAVX512_14x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)
+func winoGemmAVX512_14x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)

@@ -21,8 +21,22 @@ import (
 // the direct kernels' FMAs, plus transforms linear in C + K; in float32 its
 // rounding error is within the tests' tolerance of the direct sums (the
 // transforms' coefficients are 0, ±1 and ±½).
+//
+// F(4×4, 3×3) computes a 4×4 tile from a 6×6 window with 36 multiplications
+// instead of 144: 2.25 products an output instead of 4, for transforms that
+// cost about as much an output (winoIn4_512, winoOut4_512; Lavin and Gray's
+// points 0, ±1, ±2). Its float32 rounding error is larger, and grows with
+// the channels summed: about 4·10⁻⁶ of the output's scale up to 64 channels
+// against F(2×2, 3×3)'s 4·10⁻⁷ (a numpy model of the kernels' order of
+// operations; 10⁻⁵ at 256 channels), so it is taken only for sums over at
+// most winoMaxSum4 channels, where it stays within the tests' 10⁻⁵.
 
-// winoMaxWeights bounds the transformed weights (16·C·K floats, in bytes)
+// winoMaxSum4 is the most channels a convolution sums (its input channels)
+// for which F(4×4, 3×3) is taken; above, F(2×2, 3×3) (see the rounding
+// error above).
+const winoMaxSum4 = 64
+
+// winoMaxWeights bounds the transformed weights (16 or 36·C·K floats, in bytes)
 // of one pass: every strip of tiles reads all of them, so they must stay
 // in a core's cache. With more, the forward convolution runs in passes
 // over blocks of output channels, each transforming the input again; the
@@ -63,6 +77,8 @@ func winoConv(s ConvShape, src weightSource, ep *convEpilogue, x, y []float32) b
 	if !winoApplies(s) {
 		return false
 	}
+	m := winoTile(s)
+	npos := (m + 2) * (m + 2)
 	forward, flipped := src.SKW == 3 && !src.transposed, src.SKW == 3 && src.transposed
 	for t := range 3 {
 		for u := range 3 {
@@ -75,36 +91,77 @@ func winoConv(s ConvShape, src weightSource, ep *convEpilogue, x, y []float32) b
 	// forward only (the data gradient's transposition is not worth it
 	// there) and at most winoMaxPasses.
 	kb := s.OC
-	if 16*s.C*s.OC*4 > winoMaxWeights {
-		kb = max(32, winoMaxWeights/(16*s.C*4)/32*32)
+	if npos*s.C*s.OC*4 > winoMaxWeights {
+		kb = max(32, winoMaxWeights/(npos*s.C*4)/32*32)
 		flipped = false
 	}
 	if !forward && !flipped || (s.OC+kb-1)/kb > winoMaxPasses {
 		return false
 	}
-	var tu []float32 // the flipped source's forward U, [16][OC][C]
-	if flipped {
+	w := src.w
+	var tu []float32 // F(2×2): the flipped source's forward U, [16][OC][C]
+	switch {
+	case flipped && m == 2:
 		tu = getBuf(16 * s.OC * s.C)
 		winoWeights(src.w, s.OC, s.C, s.C/16, tu, func(vi int) (int, int, int) { return vi * 16, s.OC * s.C * 4, s.C * 4 })
 		defer putBuf(tu)
+	case flipped: // F(4×4): the flipped, transposed weights as HWIO
+		w = getBuf(9 * s.C * s.OC)
+		flipTranspose(src.w, s.OC, s.C, w)
+		defer putBuf(w)
 	}
 	for k0 := 0; k0 < s.OC; k0 += kb {
-		p := newWinoPlan(s, ep, k0, min(kb, s.OC-k0))
-		p.transformWeights(src.w, tu)
+		p := newWinoPlan(s, ep, k0, min(kb, s.OC-k0), m)
+		p.transformWeights(w, tu)
 		p.run(x, y)
 	}
 	return true
 }
 
-// winoWeights transforms HWIO weights w [3][3][a][b]: each of the first
-// nv vectors vi of 16 of the b channels, over every a channel, into u at
-// offset off with position stride ps and a-row stride rs (bytes), as
-// at(vi) says.
+// winoTile returns the side of the output tiles the Winograd path computes
+// s in: 4 (F(4×4, 3×3)) when it sums over at most winoMaxSum4 channels,
+// otherwise 2.
+func winoTile(s ConvShape) int {
+	if winograd4 && s.C <= winoMaxSum4 {
+		return 4
+	}
+	return 2
+}
+
+// flipTranspose writes into t [3][3][b][a] the HWIO weights w [3][3][a][b]
+// flipped and transposed: t[i][j][k][c] = w[2−i][2−j][c][k].
+func flipTranspose(w []float32, a, b int, t []float32) {
+	parallelFor(9*a, func(lo, hi int) {
+		for job := lo; job < hi; job++ {
+			tap, c := job/a, job%a
+			from := w[((8-tap)*a+c)*b:][:b]
+			to := t[tap*a*b+c:]
+			for k, v := range from {
+				to[k*a] = v
+			}
+		}
+	})
+}
+
+// winoWeights transforms HWIO weights w [3][3][a][b] for F(2×2, 3×3):
+// each of the first nv vectors vi of 16 of the b channels, over every a
+// channel, into u at offset off with position stride ps and a-row stride
+// rs (bytes), as at(vi) says.
 func winoWeights(w []float32, a, b, nv int, u []float32, at func(vi int) (off, ps, rs int)) {
 	parallelFor(nv, func(lo, hi int) {
 		for vi := lo; vi < hi; vi++ {
 			off, ps, rs := at(vi)
 			winoWeights512(unsafe.Pointer(&w[vi*16]), a*b*4, unsafe.Pointer(&u[off]), ps, a, b*4, rs, 0.5)
+		}
+	})
+}
+
+// winoWeights4 is winoWeights for F(4×4, 3×3) (36 positions).
+func winoWeights4(w []float32, a, b, nv int, u []float32, at func(vi int) (off, ps, rs int)) {
+	parallelFor(nv, func(lo, hi int) {
+		for vi := lo; vi < hi; vi++ {
+			off, ps, rs := at(vi)
+			winoWeights4_512(unsafe.Pointer(&w[vi*16]), a*b*4, unsafe.Pointer(&u[off]), ps, a, b*4, rs)
 		}
 	})
 }
@@ -117,29 +174,31 @@ func winoApplies(s ConvShape) bool {
 
 // winoPlan is one Winograd convolution: input [N,H,W,C], zero padding PT
 // above and PL to the left (and whatever the output size needs below and
-// to the right), output channels [K0, K0+K) of y [N,OH,OW,KY].
+// to the right), output channels [K0, K0+K) of y [N,OH,OW,KY], in tiles of
+// m×m outputs (F(2×2, 3×3) or F(4×4, 3×3)).
 type winoPlan struct {
 	N, H, W, C, K  int
 	K0, KY         int
 	PT, PL, OH, OW int
+	m, npos        int // the tile's side, the positions of a transformed tile ((m+2)²)
 	tilesH, tilesW int
 	k              *kernelSet
 	blocks         []ocBlock
-	u              []float32 // transformed weights, per block [16][C][nb]
+	u              []float32 // transformed weights, per block [npos][C][nb]
 	ep             *convEpilogue
 }
 
 // newWinoPlan returns the plan of output channels [k0, k0+kb) of
-// convolution s (stride 1, 3×3) with epilogue ep, its weights not yet
-// transformed.
-func newWinoPlan(s ConvShape, ep *convEpilogue, k0, kb int) *winoPlan {
+// convolution s (stride 1, 3×3) with epilogue ep, in m×m tiles (2 or 4),
+// its weights not yet transformed.
+func newWinoPlan(s ConvShape, ep *convEpilogue, k0, kb, m int) *winoPlan {
 	ks := kernelsFor(active)
 	bs, _ := blocksFor(ks, kb)
 	oh, ow := s.OH(), s.OW()
 	p := &winoPlan{N: s.N, H: s.H, W: s.W, C: s.C, K: kb, K0: k0, KY: s.OC, PT: s.PT, PL: s.PL, OH: oh, OW: ow,
-		tilesH: (oh + 1) / 2, tilesW: (ow + 1) / 2, k: ks, blocks: bs, ep: ep}
+		m: m, npos: (m + 2) * (m + 2), tilesH: (oh + m - 1) / m, tilesW: (ow + m - 1) / m, k: ks, blocks: bs, ep: ep}
 	for i := range p.blocks {
-		p.blocks[i].off = i * 16 * s.C * ks.vec * 2
+		p.blocks[i].off = i * p.npos * s.C * ks.vec * 2
 	}
 	return p
 }
@@ -152,9 +211,13 @@ func newWinoPlan(s ConvShape, ep *convEpilogue, k0, kb int) *winoPlan {
 // since G·J = P·G for the reversal J and the swap P.
 func (p *winoPlan) transformWeights(w, tu []float32) {
 	C, K := p.C, p.K
-	p.u = getBuf(16 * C * K)
+	p.u = getBuf(p.npos * C * K)
 	if tu == nil {
-		winoWeights(w[p.K0:], C, p.KY, K/16, p.u, func(vi int) (int, int, int) {
+		transform := winoWeights
+		if p.m == 4 {
+			transform = winoWeights4
+		}
+		transform(w[p.K0:], C, p.KY, K/16, p.u, func(vi int) (int, int, int) {
 			b := p.blocks[vi/2] // blocks of two vectors, the last maybe of one
 			return b.off + vi*16 - b.oc0, C * b.nb * 4, b.nb * 4
 		})
@@ -184,17 +247,23 @@ func (p *winoPlan) gemmRows(minTiles int) int {
 }
 
 // stripRows returns the rows of tiles one job computes: a multiple of g
-// (gemmRows) whose input rows (2 per row of tiles, plus 2) take at most
+// (gemmRows) whose input rows (m per row of tiles, plus 2) take at most
 // winoStripBytes.
 func (p *winoPlan) stripRows(g int) int {
-	per := 2 * (2*p.tilesW + 2) * p.C * 4 // bytes of input per row of tiles
+	per := p.m * p.stripRow() * 4 // bytes of input per row of tiles
 	return min(p.tilesH, max(g, winoStripBytes/per/g*g))
 }
 
 // run computes y from x (every output overwritten, or added to when the
 // epilogue's skip is y itself).
 func (p *winoPlan) run(x, y []float32) {
+	// F(4×4)'s transformed tiles are 2.25 times F(2×2)'s: shorter groups
+	// keep them in cache (measured: 8 tiles against 14, 16 channels at
+	// 32×32 +10%, 32 at 16×16 +70%).
 	G := p.gemmRows(14)
+	if p.m == 4 {
+		G = p.gemmRows(8)
+	}
 	R := p.stripRows(G)
 	strips := (p.tilesH + R - 1) / R
 	tw, C, K := p.tilesW, p.C, p.K
@@ -206,10 +275,14 @@ func (p *winoPlan) run(x, y []float32) {
 		scale, shift, floor, skip = ep.scale[p.K0:], ep.shift[p.K0:], ep.floor, ep.skip
 	}
 	gemm := [2][]winoGemmKernel{winoGemmAVX512_16[:], winoGemmAVX512_32[:]}
+	in4, np := winoIn512, p.npos
+	if p.m == 4 {
+		in4 = winoIn4_512
+	}
 	parallelFor(p.N*strips, func(lo, hi int) {
-		in := getBuf((2*R + 2) * rowF)
-		v := getBuf(16 * G * tw * C)
-		m := getBuf(16 * G * tw * K)
+		in := getBuf((p.m*R + 2) * rowF)
+		v := getBuf(np * G * tw * C)
+		m := getBuf(np * G * tw * K)
 		var part []float32 // a row of tiles cut by the output's edge
 		for job := lo; job < hi; job++ {
 			n, st := job/strips, job%strips
@@ -227,14 +300,14 @@ func (p *winoPlan) run(x, y []float32) {
 					}
 					t := rows * cw
 					for r := 0; r < rows; r++ {
-						winoIn512(unsafe.Pointer(&in[2*(g0+r)*rowF+2*c0*C]), rowF*4, C*4, unsafe.Pointer(&v[r*cw*C]), t*C*4, cw, C)
+						in4(unsafe.Pointer(&in[p.m*((g0+r)*rowF+c0*C)]), rowF*4, C*4, unsafe.Pointer(&v[r*cw*C]), t*C*4, cw, C)
 					}
 					for _, b := range p.blocks {
 						ks := gemm[b.vi]
 						for t0 := 0; t0 < t; {
 							mr := balanced(t-t0, len(ks))
 							ks[mr-1](unsafe.Pointer(&v[t0*C]), unsafe.Pointer(&p.u[b.off]), unsafe.Pointer(&m[t0*K+b.oc0]),
-								C, C*4, K*4, t*C*4, C*b.nb*4, t*K*4)
+								C, C*4, K*4, t*C*4, C*b.nb*4, t*K*4, np)
 							t0 += mr
 						}
 					}
@@ -257,54 +330,58 @@ func (p *winoPlan) run(x, y []float32) {
 // products. part is scratch for tiles cut by the output's edge (allocated
 // on first use).
 func (p *winoPlan) transformOutput(m []float32, t, tr, rows, c0, cw, n int, y, skip, scale, shift []float32, floor float32, part *[]float32) {
-	K, KY := p.K, p.KY
+	K, KY, tm := p.K, p.KY, p.m
 	sc, sh := unsafe.Pointer(&scale[0]), unsafe.Pointer(&shift[0])
+	out, outSkip := winoOut512, winoOutSkip512
+	if tm == 4 {
+		out, outSkip = winoOut4_512, winoOutSkip4_512
+	}
 	for r := 0; r < rows; r++ {
-		oh := 2 * (tr + r)
+		oh := tm * (tr + r)
 		mp := unsafe.Pointer(&m[r*cw*K])
-		if oh+1 < p.OH && 2*(c0+cw) <= p.OW {
-			yi := ((n*p.OH+oh)*p.OW+2*c0)*KY + p.K0
+		if oh+tm <= p.OH && tm*(c0+cw) <= p.OW {
+			yi := ((n*p.OH+oh)*p.OW+tm*c0)*KY + p.K0
 			if skip != nil {
 				delta := int(uintptr(unsafe.Pointer(&skip[yi])) - uintptr(unsafe.Pointer(&y[yi])))
-				winoOutSkip512(mp, t*K*4, unsafe.Pointer(&y[yi]), p.OW*KY*4, KY*4, cw, K, sc, sh, delta, floor)
+				outSkip(mp, t*K*4, unsafe.Pointer(&y[yi]), p.OW*KY*4, KY*4, cw, K, sc, sh, delta, floor)
 			} else {
-				winoOut512(mp, t*K*4, unsafe.Pointer(&y[yi]), p.OW*KY*4, KY*4, cw, K, sc, sh, 0, floor)
+				out(mp, t*K*4, unsafe.Pointer(&y[yi]), p.OW*KY*4, KY*4, cw, K, sc, sh, 0, floor)
 			}
 			continue
 		}
-		// The output's last row or column: through part, 2 rows of 2·cw
+		// The output's last rows or columns: through part, m rows of m·cw
 		// pixels of K channels, with the skip copied in first.
 		if *part == nil {
-			*part = getBuf(2 * 2 * p.tilesW * K)
+			*part = getBuf(tm * tm * p.tilesW * K)
 		}
 		pt := *part
-		nr, nc := min(2, p.OH-oh), min(2*cw, p.OW-2*c0)
+		nr, nc := min(tm, p.OH-oh), min(tm*cw, p.OW-tm*c0)
 		// pixels calls f with the offsets in part and in y of each output
 		// pixel of the tiles.
 		pixels := func(f func(pi, yi int)) {
 			for i := range nr {
 				for o := range nc {
-					f((i*2*cw+o)*K, ((n*p.OH+oh+i)*p.OW+2*c0+o)*KY+p.K0)
+					f((i*tm*cw+o)*K, ((n*p.OH+oh+i)*p.OW+tm*c0+o)*KY+p.K0)
 				}
 			}
 		}
 		if skip != nil {
 			clear(pt)
 			pixels(func(pi, yi int) { copy(pt[pi:pi+K], skip[yi:]) })
-			winoOutSkip512(mp, t*K*4, unsafe.Pointer(&pt[0]), 2*cw*K*4, K*4, cw, K, sc, sh, 0, floor)
+			outSkip(mp, t*K*4, unsafe.Pointer(&pt[0]), tm*cw*K*4, K*4, cw, K, sc, sh, 0, floor)
 		} else {
-			winoOut512(mp, t*K*4, unsafe.Pointer(&pt[0]), 2*cw*K*4, K*4, cw, K, sc, sh, 0, floor)
+			out(mp, t*K*4, unsafe.Pointer(&pt[0]), tm*cw*K*4, K*4, cw, K, sc, sh, 0, floor)
 		}
 		pixels(func(pi, yi int) { copy(y[yi:yi+K], pt[pi:]) })
 	}
 }
 
 // stripRow returns the floats of one row of a job's input strip: the
-// 2·tilesW+2 input columns a row of tiles reads.
-func (p *winoPlan) stripRow() int { return (2*p.tilesW + 2) * p.C }
+// m·tilesW+2 input columns a row of tiles reads.
+func (p *winoPlan) stripRow() int { return (p.m*p.tilesW + 2) * p.C }
 
 // fillStrip copies the input rows that tile rows [tr0, tr0+nrows) of image
-// n read into in (rows of 2·tilesW+2 pixels), zero outside the image.
+// n read into in (rows of m·tilesW+2 pixels), zero outside the image.
 // (Reading the windows inside the image in place instead, and gathering
 // only the border ones, measured no faster.)
 func (p *winoPlan) fillStrip(x []float32, n, tr0, nrows int, in []float32) {
@@ -313,9 +390,9 @@ func (p *winoPlan) fillStrip(x []float32, n, tr0, nrows int, in []float32) {
 	wp := rowF / C
 	j0 := min(p.PL, wp) // the columns inside the image
 	j1 := max(j0, min(wp, p.W+p.PL))
-	for r := 0; r < 2*nrows+2; r++ {
+	for r := 0; r < p.m*nrows+2; r++ {
 		row := in[r*rowF : (r+1)*rowF]
-		ih := 2*tr0 - p.PT + r
+		ih := p.m*tr0 - p.PT + r
 		if ih < 0 || ih >= p.H {
 			clear(row)
 			continue
@@ -339,7 +416,7 @@ func winoWeightGrad(s ConvShape, x, dy, dw []float32) bool {
 	if !winoApplies(s) || min(s.C, s.OC) < winoMinGradChannels || 16*s.C*s.OC*4 > winoMaxWeights {
 		return false
 	}
-	p := newWinoPlan(s, nil, 0, s.OC)
+	p := newWinoPlan(s, nil, 0, s.OC, 2)
 	R := p.stripRows(1)
 	strips := (p.tilesH + R - 1) / R
 	tw, C, K := p.tilesW, p.C, p.K

@@ -23,7 +23,9 @@ import (
 	"fmt"
 	"go/format"
 	"log"
+	"math"
 	"os"
+	"strings"
 )
 
 type isa struct {
@@ -114,6 +116,7 @@ func main() {
 	genChannelRows(&s, &g)
 	genWinograd(&s, &g)
 	genWinoWeights(&s, &g)
+	genWinograd4(&s, &g)
 	is := isas[0]
 	for nv := 1; nv <= 2; nv++ {
 		var names []string
@@ -126,7 +129,7 @@ func main() {
 		}
 		fmt.Fprint(&g, "}\n")
 		for _, n := range names {
-			fmt.Fprintf(&g, "\n//go:noescape\nfunc %s(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)\n", n)
+			fmt.Fprintf(&g, "\n//go:noescape\nfunc %s(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)\n", n)
 		}
 	}
 	if err := os.WriteFile("kernels_amd64.s", s.Bytes(), 0o644); err != nil {
@@ -989,18 +992,18 @@ func genWinograd(s, g *bytes.Buffer) {
 }
 
 // genWinoGemm writes one kernel of the Winograd path's per-position
-// products: for each of the 16 positions, an mr×NR tile of
+// products: for each of the npos positions (16 or 36), an mr×NR tile of
 // m[pos][tile][:] = Σ_c v[pos][tile][c]·u[pos][c][:], then the next
 // position (v, u and m advance by vps, ups and mps bytes). Tiles are cs
 // bytes apart in v and ms apart in m. Arguments: v, u, m, c, cs, ms, vps,
-// ups, mps.
+// ups, mps, npos.
 func genWinoGemm(s *bytes.Buffer, is isa, mr, nv int) string {
 	name := fmt.Sprintf("winoGemm%s_%dx%d", is.name, mr, nv*is.width)
 	wreg := []string{fmt.Sprintf("%s%d", is.reg, is.nregs-4), fmt.Sprintf("%s%d", is.reg, is.nregs-3)}
 	breg := []string{fmt.Sprintf("%s%d", is.reg, is.nregs-2), fmt.Sprintf("%s%d", is.reg, is.nregs-1)}
 	vb := is.width * 4
-	fmt.Fprintf(s, "\n// func %s(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps int)\nTEXT ·%s(SB), NOSPLIT, $0-72\n", name, name)
-	fmt.Fprint(s, "\tMOVQ v+0(FP), R12\n\tMOVQ u+8(FP), R13\n\tMOVQ m+16(FP), R14\n\tMOVQ cs+32(FP), SI\n\tLEAQ (SI)(SI*2), DI\n\tMOVQ $16, BX\n")
+	fmt.Fprintf(s, "\n// func %s(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)\nTEXT ·%s(SB), NOSPLIT, $0-80\n", name, name)
+	fmt.Fprint(s, "\tMOVQ v+0(FP), R12\n\tMOVQ u+8(FP), R13\n\tMOVQ m+16(FP), R14\n\tMOVQ cs+32(FP), SI\n\tLEAQ (SI)(SI*2), DI\n\tMOVQ npos+72(FP), BX\n")
 	fmt.Fprintf(s, "%s_pos:\n", name)
 	for p := 0; p < mr; p++ {
 		for v := 0; v < nv; v++ {
@@ -1075,4 +1078,217 @@ func genWinoWeights(s, g *bytes.Buffer) {
 		}
 	}
 	fmt.Fprint(s, "\tADDQ ss+40(FP), SI\n\tADDQ ds+48(FP), DI\n\tDECQ CX\n\tJNZ ww_loop\nww_done:\n\tVZEROUPPER\n\tRET\n")
+}
+
+// winoK4 is the constant table of the F(4×4, 3×3) kernels (wk4<> in the
+// assembly), read through embedded broadcasts: winoK4At(v) is its address.
+var winoK4 = []float32{4, -5, -4, 2, -2, 8, 1.0 / 4, -1.0 / 6, 1.0 / 24, 1.0 / 12, -1.0 / 12, 1.0 / 6}
+
+func winoK4At(v float32) string {
+	for i, k := range winoK4 {
+		if k == v {
+			return fmt.Sprintf("wk4<>+%d(SB)", 4*i)
+		}
+	}
+	panic(fmt.Sprint("no constant ", v))
+}
+
+// genWinograd4 writes the transforms of Winograd's F(4×4, 3×3) (Lavin and
+// Gray's points 0, ±1, ±2, ∞): winoIn4_512, winoOut4_512,
+// winoOutSkip4_512 and winoWeights4_512, with the signatures of their
+// F(2×2, 3×3) counterparts, over 6×6 windows and 36 positions.
+//
+//	Bᵀ = [4 0 −5 0 1 0; 0 −4 −4 1 1 0; 0 4 −4 −1 1 0; 0 −2 −1 2 1 0; 0 2 −1 −2 1 0; 0 4 0 −5 0 1]
+//	G = [¼ 0 0; −⅙ −⅙ −⅙; −⅙ ⅙ −⅙; 1/24 1/12 ⅙; 1/24 −1/12 ⅙; 0 0 1]
+//	Aᵀ = [1 1 1 1 1 0; 0 1 −1 2 −2 0; 0 1 1 4 4 0; 0 1 −1 8 −8 1]
+func genWinograd4(s, g *bytes.Buffer) {
+	decl := declarer(s, g)
+	z := func(i int) string { return fmt.Sprintf("Z%d", i) }
+	op := func(f string, a ...any) { fmt.Fprintf(s, "\t"+f+"\n", a...) }
+	fmt.Fprint(s, "\n")
+	for i, k := range winoK4 {
+		op("DATA wk4<>+%d(SB)/4, $0x%08x", 4*i, math.Float32bits(k))
+	}
+	op("GLOBL wk4<>(SB), RODATA|NOPTR, $%d", 4*len(winoK4))
+	// bt writes t = Bᵀ·d for the six vectors d into the six registers t
+	// (distinct from d; d survives), with temporaries a, b.
+	bt := func(d, t [6]string, a, b string) {
+		op("VMOVAPS %s, %s", d[4], t[0])
+		op("VFMADD231PS.BCST %s, %s, %s", winoK4At(-5), d[2], t[0])
+		op("VFMADD231PS.BCST %s, %s, %s", winoK4At(4), d[0], t[0])
+		op("VMOVAPS %s, %s", d[4], a)
+		op("VFMADD231PS.BCST %s, %s, %s", winoK4At(-4), d[2], a)
+		op("VMOVAPS %s, %s", d[3], b)
+		op("VFMADD231PS.BCST %s, %s, %s", winoK4At(-4), d[1], b)
+		op("VADDPS %s, %s, %s", b, a, t[1])
+		op("VSUBPS %s, %s, %s", b, a, t[2])
+		op("VSUBPS %s, %s, %s", d[2], d[4], a) // c = d4 − d2
+		op("VSUBPS %s, %s, %s", d[1], d[3], b) // e = d3 − d1
+		op("VMOVAPS %s, %s", a, t[3])
+		op("VFMADD231PS.BCST %s, %s, %s", winoK4At(2), b, t[3])
+		op("VMOVAPS %s, %s", a, t[4])
+		op("VFMADD231PS.BCST %s, %s, %s", winoK4At(-2), b, t[4])
+		op("VMOVAPS %s, %s", d[5], t[5])
+		op("VFMADD231PS.BCST %s, %s, %s", winoK4At(4), d[1], t[5])
+		op("VFMADD231PS.BCST %s, %s, %s", winoK4At(-5), d[3], t[5])
+	}
+	regs := func(base int) (r [6]string) {
+		for i := range r {
+			r[i] = z(base + i)
+		}
+		return
+	}
+
+	// Input transform: rows of the window (Z0..5 → Z6..11) stored at the
+	// 36 positions, then columns read back (Z0..5 → Z6..11) and stored.
+	decl("winoIn4_512", "src unsafe.Pointer, rs, cs int, dst unsafe.Pointer, ps, tiles, c int", 56)
+	// R8 = 5·cs, R10 = 3·cs, R14 = 6·ps.
+	fmt.Fprint(s, "\tMOVQ src+0(FP), SI\n\tMOVQ cs+16(FP), R9\n\tLEAQ (R9)(R9*4), R8\n\tLEAQ (R9)(R9*2), R10\n\tMOVQ dst+24(FP), DI\n\tMOVQ ps+32(FP), R11\n\tIMUL3Q $6, R11, R14\n\tMOVQ tiles+40(FP), BX\n")
+	fmt.Fprint(s, "wi4_tile:\n\tTESTQ BX, BX\n\tJZ wi4_done\n\tMOVQ SI, R12\n\tMOVQ DI, R13\n\tMOVQ c+48(FP), CX\n\tSHRQ $4, CX\nwi4_cv:\n\tMOVQ R12, AX\n\tMOVQ R13, DX\n")
+	for i := 0; i < 6; i++ {
+		d := regs(0)
+		for j, a := range []string{"(AX)", "(AX)(R9*1)", "(AX)(R9*2)", "(AX)(R10*1)", "(AX)(R9*4)", "(AX)(R8*1)"} {
+			op("VMOVUPS %s, %s", a, d[j])
+		}
+		op("ADDQ rs+8(FP), AX")
+		bt(d, regs(6), "Z12", "Z13")
+		for j := 0; j < 6; j++ {
+			op("VMOVUPS %s, (DX)", z(6+j))
+			op("ADDQ R11, DX")
+		}
+	}
+	for j := 0; j < 6; j++ {
+		op("MOVQ R13, DX")
+		for k := 0; k < j; k++ {
+			op("ADDQ R11, DX")
+		}
+		op("MOVQ DX, AX")
+		for i := 0; i < 6; i++ {
+			op("VMOVUPS (AX), %s", z(i))
+			if i < 5 {
+				op("ADDQ R14, AX")
+			}
+		}
+		bt(regs(0), regs(6), "Z12", "Z13")
+		for i := 0; i < 6; i++ {
+			op("VMOVUPS %s, (DX)", z(6+i))
+			if i < 5 {
+				op("ADDQ R14, DX")
+			}
+		}
+	}
+	fmt.Fprint(s, "\tADDQ $64, R12\n\tADDQ $64, R13\n\tDECQ CX\n\tJNZ wi4_cv\n")
+	fmt.Fprint(s, "\tLEAQ (SI)(R9*4), SI\n\tMOVQ c+48(FP), AX\n\tSHLQ $2, AX\n\tADDQ AX, DI\n\tDECQ BX\n\tJMP wi4_tile\nwi4_done:\n\tVZEROUPPER\n\tRET\n")
+
+	// Output transforms. Columns: S(i,j) = Z(6i+j), i < 4, from the six
+	// products of column j (temporaries Z24..27); then each row i of S
+	// gives four outputs through the epilogue (scale Z28, shift Z29, floor
+	// Z30).
+	for _, withSkip := range []bool{false, true} {
+		name, l := "winoOut4_512", "wo4"
+		if withSkip {
+			name, l = "winoOutSkip4_512", "wos4"
+		}
+		decl(name, "m unsafe.Pointer, ps int, y unsafe.Pointer, rs, cs, tiles, k int, scale, shift unsafe.Pointer, skipDelta int, floor float32", 84)
+		fmt.Fprint(s, "\tMOVQ m+0(FP), SI\n\tMOVQ ps+8(FP), R11\n\tMOVQ y+16(FP), DI\n\tMOVQ rs+24(FP), R8\n\tMOVQ cs+32(FP), R9\n\tLEAQ (R9)(R9*2), R14\n\tMOVQ tiles+40(FP), BX\n\tVBROADCASTSS floor+80(FP), Z30\n")
+		fmt.Fprintf(s, "%s_tile:\n\tTESTQ BX, BX\n\tJZ %s_done\n\tMOVQ SI, R12\n\tMOVQ DI, R13\n\tXORQ R10, R10\n\tMOVQ k+48(FP), CX\n\tSHRQ $4, CX\n%s_cv:\n\tIMUL3Q $6, R11, DX\n", l, l, l)
+		S := func(i, j int) string { return z(6*i + j) }
+		t := regs(24)
+		for j := 0; j < 6; j++ {
+			op("MOVQ R12, AX")
+			for k := 0; k < j; k++ {
+				op("ADDQ R11, AX")
+			}
+			for i, r := range []string{S(0, j), t[0], t[1], t[2], t[3], S(3, j)} {
+				op("VMOVUPS (AX), %s", r)
+				if i < 5 {
+					op("ADDQ DX, AX")
+				}
+			}
+			op("VADDPS %s, %s, %s", t[1], t[0], S(2, j)) // p = m1+m2
+			op("VSUBPS %s, %s, %s", t[1], t[0], S(1, j)) // q = m1−m2
+			op("VADDPS %s, %s, %s", t[3], t[2], t[0])    // r = m3+m4
+			op("VSUBPS %s, %s, %s", t[3], t[2], t[1])    // w = m3−m4
+			op("VADDPS %s, %s, %s", S(2, j), S(0, j), S(0, j))
+			op("VADDPS %s, %s, %s", t[0], S(0, j), S(0, j))
+			op("VADDPS %s, %s, %s", S(1, j), S(3, j), S(3, j))
+			op("VFMADD231PS.BCST %s, %s, %s", winoK4At(8), t[1], S(3, j))
+			op("VFMADD231PS.BCST %s, %s, %s", winoK4At(2), t[1], S(1, j))
+			op("VFMADD231PS.BCST %s, %s, %s", winoK4At(4), t[0], S(2, j))
+		}
+		fmt.Fprint(s, "\tMOVQ scale+56(FP), AX\n\tVMOVUPS (AX)(R10*1), Z28\n\tMOVQ shift+64(FP), AX\n\tVMOVUPS (AX)(R10*1), Z29\n\tMOVQ R13, AX\n")
+		for i := 0; i < 4; i++ {
+			if withSkip { // DX: the skip's row
+				op("MOVQ skipDelta+72(FP), DX\n\tADDQ AX, DX")
+			}
+			a := func(j int) string { return S(i, j) }
+			op("VADDPS %s, %s, %s", a(2), a(1), t[0]) // p
+			op("VSUBPS %s, %s, %s", a(2), a(1), t[1]) // q
+			op("VADDPS %s, %s, %s", a(4), a(3), t[2]) // r
+			op("VSUBPS %s, %s, %s", a(4), a(3), t[3]) // w
+			op("VADDPS %s, %s, %s", t[0], a(0), a(0))
+			op("VADDPS %s, %s, %s", t[2], a(0), a(0))
+			op("VADDPS %s, %s, %s", t[1], a(5), a(5))
+			op("VFMADD231PS.BCST %s, %s, %s", winoK4At(8), t[3], a(5))
+			op("VFMADD231PS.BCST %s, %s, %s", winoK4At(2), t[3], t[1])
+			op("VFMADD231PS.BCST %s, %s, %s", winoK4At(4), t[2], t[0])
+			for o, y := range []string{a(0), t[1], t[0], a(5)} {
+				addr := []string{"(AX)", "(AX)(R9*1)", "(AX)(R9*2)", "(AX)(R14*1)"}[o]
+				op("VFMADD213PS Z29, Z28, %s", y)
+				if withSkip {
+					op("VADDPS %s, %s, %s", strings.Replace(addr, "(AX)", "(DX)", 1), y, y)
+				}
+				op("VMAXPS Z30, %s, %s\n\tVMOVUPS %s, %s", y, y, y, addr)
+			}
+			if i < 3 {
+				op("ADDQ R8, AX")
+			}
+		}
+		fmt.Fprintf(s, "\tADDQ $64, R12\n\tADDQ $64, R13\n\tADDQ $64, R10\n\tDECQ CX\n\tJNZ %s_cv\n", l)
+		fmt.Fprintf(s, "\tMOVQ k+48(FP), AX\n\tSHLQ $2, AX\n\tADDQ AX, SI\n\tLEAQ (DI)(R9*4), DI\n\tDECQ BX\n\tJMP %s_tile\n%s_done:\n\tVZEROUPPER\n\tRET\n", l, l)
+	}
+
+	// Weight transform: U = G·g·Gᵀ. gg writes the six rows G·(g0, g1, g2)
+	// into o, with the temporary tmp.
+	gg := func(g0, g1, g2 string, o [6]string, tmp string) {
+		op("VMULPS.BCST %s, %s, %s", winoK4At(1.0/4), g0, o[0])
+		op("VADDPS %s, %s, %s", g2, g0, tmp)
+		op("VADDPS %s, %s, %s", g1, tmp, o[1])
+		op("VMULPS.BCST %s, %s, %s", winoK4At(-1.0/6), o[1], o[1])
+		op("VSUBPS %s, %s, %s", g1, tmp, o[2])
+		op("VMULPS.BCST %s, %s, %s", winoK4At(-1.0/6), o[2], o[2])
+		op("VMULPS.BCST %s, %s, %s", winoK4At(1.0/24), g0, o[3])
+		op("VFMADD231PS.BCST %s, %s, %s", winoK4At(1.0/6), g2, o[3])
+		op("VMOVAPS %s, %s", o[3], o[4])
+		op("VFMADD231PS.BCST %s, %s, %s", winoK4At(1.0/12), g1, o[3])
+		op("VFMADD231PS.BCST %s, %s, %s", winoK4At(-1.0/12), g1, o[4])
+		op("VMOVAPS %s, %s", g2, o[5])
+	}
+	decl("winoWeights4_512", "src unsafe.Pointer, ts int, dst unsafe.Pointer, ps, n, ss, ds int", 56)
+	fmt.Fprint(s, "\tMOVQ src+0(FP), SI\n\tMOVQ ts+8(FP), R8\n\tMOVQ dst+16(FP), DI\n\tMOVQ ps+24(FP), R11\n\tMOVQ n+32(FP), CX\n\tTESTQ CX, CX\n\tJZ ww4_done\nww4_loop:\n\tMOVQ SI, AX\n")
+	for tap := 0; tap < 9; tap++ {
+		op("VMOVUPS (AX), %s", z(tap))
+		if tap < 8 {
+			op("ADDQ R8, AX")
+		}
+	}
+	// (G·g)[r][u] in Z(9+3r+u), r < 6.
+	for u := 0; u < 3; u++ {
+		var o [6]string
+		for r := range o {
+			o[r] = z(9 + 3*r + u)
+		}
+		gg(z(u), z(3+u), z(6+u), o, "Z27")
+	}
+	op("MOVQ DI, DX")
+	for r := 0; r < 6; r++ {
+		gg(z(9+3*r), z(10+3*r), z(11+3*r), regs(0), "Z6")
+		for j := 0; j < 6; j++ {
+			op("VMOVUPS %s, (DX)", z(j))
+			if r < 5 || j < 5 {
+				op("ADDQ R11, DX")
+			}
+		}
+	}
+	fmt.Fprint(s, "\tADDQ ss+40(FP), SI\n\tADDQ ds+48(FP), DI\n\tDECQ CX\n\tJNZ ww4_loop\nww4_done:\n\tVZEROUPPER\n\tRET\n")
 }
