@@ -480,7 +480,7 @@ func testWinograd(t *testing.T, four bool) {
 		dw := make([]float32, len(w))
 		rdw := make([]float64, len(w))
 		convBackwardWeightRef(s, f64(x), f64(dy), rdw)
-		wantW := min(s.C, s.OC) >= winoMinGradChannels && 16*s.C*s.OC*4 <= winoMaxWeights
+		wantW := four && 36*s.C*s.OC*4 <= winoMaxWeights || min(s.C, s.OC) >= winoMinGradChannels && 16*s.C*s.OC*4 <= winoMaxWeights
 		if got := winoWeightGrad(s, x, dy, dw); got != wantW {
 			t.Fatalf("%s: the weight gradient's Winograd path taken = %v, want %v", name, got, wantW)
 		}

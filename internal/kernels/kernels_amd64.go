@@ -516,6 +516,12 @@ func winoOutSkip4_512(m unsafe.Pointer, ps int, y unsafe.Pointer, rs, cs, tiles,
 //go:noescape
 func winoWeights4_512(src unsafe.Pointer, ts int, dst unsafe.Pointer, ps, n, ss, ds int)
 
+//go:noescape
+func winoGrad4_512(dy unsafe.Pointer, rs, cs int, dst unsafe.Pointer, ps, tiles, k int)
+
+//go:noescape
+func winoGradOut4_512(src unsafe.Pointer, ps int, dst unsafe.Pointer, ts, n int)
+
 // winoGemmAVX512_16[mr-1] is the Winograd products' kernel for mr tiles × 16 channels.
 var winoGemmAVX512_16 = [...]winoGemmKernel{winoGemmAVX512_1x16, winoGemmAVX512_2x16, winoGemmAVX512_3x16, winoGemmAVX512_4x16, winoGemmAVX512_5x16, winoGemmAVX512_6x16, winoGemmAVX512_7x16, winoGemmAVX512_8x16, winoGemmAVX512_9x16, winoGemmAVX512_10x16, winoGemmAVX512_11x16, winoGemmAVX512_12x16, winoGemmAVX512_13x16, winoGemmAVX512_14x16}
 

@@ -29,7 +29,10 @@ import (
 // the channels summed: about 4·10⁻⁶ of the output's scale up to 64 channels
 // against F(2×2, 3×3)'s 4·10⁻⁷ (a numpy model of the kernels' order of
 // operations; 10⁻⁵ at 256 channels), so it is taken only for sums over at
-// most winoMaxSum4 channels, where it stays within the tests' 10⁻⁵.
+// most winoMaxSum4 channels, where it stays within the tests' 10⁻⁵ (the
+// worst element of TestWinogradMatchesReference, 64 channels, is at 0.76
+// of that bound; F(2×2)'s worst at 0.2). The weight gradient sums over
+// pixels, not channels, and takes F(4×4, 3×3) at any width.
 
 // winoMaxSum4 is the most channels a convolution sums (its input channels)
 // for which F(4×4, 3×3) is taken; above, F(2×2, 3×3) (see the rounding
@@ -57,10 +60,12 @@ const winoStripBytes = 96 << 10
 const winoColTiles = 8
 
 // winoMinGradChannels is the fewest input or output channels for which the
-// weight gradient takes the Winograd path: with 16, transforming the
-// output gradient (4 pixels into 16 positions a tile) costs more than the
+// weight gradient takes F(2×2, 3×3): with 16, transforming the output
+// gradient (4 pixels into 16 positions a tile) costs more than the
 // products save (measured: 230 against the direct kernels' 250–275
 // GFLOP/s on CIFAR's first stage; 64 channels: 390 against 310–330).
+// F(4×4, 3×3) is taken from 16 channels (CIFAR's first stage: 505–535
+// against the direct kernels' 305–350 GFLOP/s).
 const winoMinGradChannels = 32
 
 // winoGroupBytes bounds the transformed tiles (16 positions × tiles ×
@@ -116,6 +121,22 @@ func winoConv(s ConvShape, src weightSource, ep *convEpilogue, x, y []float32) b
 		p.run(x, y)
 	}
 	return true
+}
+
+// winoGradTile returns the side of the tiles in which the weight gradient
+// of s takes the Winograd path, or 0 where it declines: F(4×4, 3×3) where
+// its transformed weights fit winoMaxWeights, else F(2×2, 3×3) from
+// winoMinGradChannels channels where they fit.
+func winoGradTile(s ConvShape) int {
+	switch {
+	case !winoApplies(s):
+		return 0
+	case winograd4 && 36*s.C*s.OC*4 <= winoMaxWeights:
+		return 4
+	case min(s.C, s.OC) >= winoMinGradChannels && 16*s.C*s.OC*4 <= winoMaxWeights:
+		return 2
+	}
+	return 0
 }
 
 // winoTile returns the side of the output tiles the Winograd path computes
@@ -404,41 +425,45 @@ func (p *winoPlan) fillStrip(x []float32, n, tr0, nrows int, in []float32) {
 }
 
 // winoWeightGrad computes dw = ConvBackwardWeight(s, x, dy) with Winograd's
-// F(2×2, 3×3) run backwards: the forward tile is linear in the weights,
-// Y = Aᵀ·[(G·g·Gᵀ) ⊙ V]·A, so dL/dg = Gᵀ·[V ⊙ (A·dY·Aᵀ)]·G summed over
-// tiles. The 4×4 products V ⊙ Z are summed over every tile and image in
-// the transformed domain (16 per-position products [C × tiles]·[tiles × K]
-// on the weight-gradient kernels) and transformed back once. It returns
-// false (doing nothing) when the Winograd path does not apply to s, when
-// it has fewer than winoMinGradChannels input or output channels, or when
-// its transformed weights exceed winoMaxWeights.
+// F(4×4, 3×3) or F(2×2, 3×3) run backwards: the forward tile is linear in
+// the weights, Y = Aᵀ·[(G·g·Gᵀ) ⊙ V]·A, so dL/dg = Gᵀ·[V ⊙ (A·dY·Aᵀ)]·G
+// summed over tiles. The products V ⊙ Z are summed over every tile and
+// image in the transformed domain (36 or 16 per-position products
+// [C × tiles]·[tiles × K] on the weight-gradient kernels) and transformed
+// back once. It returns false (doing nothing) where winoGradTile declines.
 func winoWeightGrad(s ConvShape, x, dy, dw []float32) bool {
-	if !winoApplies(s) || min(s.C, s.OC) < winoMinGradChannels || 16*s.C*s.OC*4 > winoMaxWeights {
+	m := winoGradTile(s)
+	if m == 0 {
 		return false
 	}
-	p := newWinoPlan(s, nil, 0, s.OC, 2)
+	np := (m + 2) * (m + 2)
+	p := newWinoPlan(s, nil, 0, s.OC, m)
 	R := p.stripRows(1)
 	strips := (p.tilesH + R - 1) / R
 	tw, C, K := p.tilesW, p.C, p.K
 	rowF := p.stripRow()
+	in4, grad4 := winoIn512, winoGrad512
+	if m == 4 {
+		in4, grad4 = winoIn4_512, winoGrad4_512
+	}
 	// Rows of tiles are transformed into v and z until they hold capT
 	// tiles (whole rows, across images), then multiplied: long products
 	// even for small images.
-	capT := max(1, winoGroupBytes/(16*max(C, K)*4)/tw) * tw
-	size := 16 * C * K
+	capT := max(1, winoGroupBytes/(np*max(C, K)*4)/tw) * tw
+	size := np * C * K
 	var mu sync.Mutex
 	parts := map[int][]float32{} // per job range, summed in order below
 	parallelForEach(p.N*strips, func(lo, hi int) {
 		acc := getBuf(size)
 		clear(acc)
-		in := getBuf((2*R + 2) * rowF)
-		v := getBuf(16 * capT * C)
-		z := getBuf(16 * capT * K)
+		in := getBuf((m*R + 2) * rowF)
+		v := getBuf(np * capT * C)
+		z := getBuf(np * capT * K)
 		var dyRows []float32 // a row of output-gradient tiles cut by the edge, zero padded
 		vp := unsafe.Pointer(&v[0])
 		filled := 0
 		flush := func() {
-			for pos := range 16 {
+			for pos := range np {
 				for _, b := range p.blocks {
 					ks := p.k.dw[b.vi]
 					nblk := (C + len(ks) - 1) / len(ks)
@@ -457,19 +482,19 @@ func winoWeightGrad(s ConvShape, x, dy, dw []float32) bool {
 			nrows := min(R, p.tilesH-tr0)
 			p.fillStrip(x, n, tr0, nrows, in)
 			for r := 0; r < nrows; r++ {
-				winoIn512(unsafe.Pointer(&in[2*r*rowF]), rowF*4, C*4, unsafe.Pointer(&v[filled*C]), capT*C*4, tw, C)
-				oh := 2 * (tr0 + r)
-				if oh+1 < p.OH && 2*tw == p.OW {
-					winoGrad512(unsafe.Pointer(&dy[(n*p.OH+oh)*p.OW*K]), p.OW*K*4, K*4, unsafe.Pointer(&z[filled*K]), capT*K*4, tw, K)
+				in4(unsafe.Pointer(&in[m*r*rowF]), rowF*4, C*4, unsafe.Pointer(&v[filled*C]), capT*C*4, tw, C)
+				oh := m * (tr0 + r)
+				if oh+m <= p.OH && m*tw == p.OW {
+					grad4(unsafe.Pointer(&dy[(n*p.OH+oh)*p.OW*K]), p.OW*K*4, K*4, unsafe.Pointer(&z[filled*K]), capT*K*4, tw, K)
 				} else {
 					if dyRows == nil {
-						dyRows = getBuf(2 * 2 * tw * K)
+						dyRows = getBuf(m * m * tw * K)
 					}
 					clear(dyRows)
-					for i := range min(2, p.OH-oh) {
-						copy(dyRows[i*2*tw*K:], dy[(n*p.OH+oh+i)*p.OW*K:][:p.OW*K])
+					for i := range min(m, p.OH-oh) {
+						copy(dyRows[i*m*tw*K:], dy[(n*p.OH+oh+i)*p.OW*K:][:p.OW*K])
 					}
-					winoGrad512(unsafe.Pointer(&dyRows[0]), 2*tw*K*4, K*4, unsafe.Pointer(&z[filled*K]), capT*K*4, tw, K)
+					grad4(unsafe.Pointer(&dyRows[0]), m*tw*K*4, K*4, unsafe.Pointer(&z[filled*K]), capT*K*4, tw, K)
 				}
 				if filled += tw; filled == capT {
 					flush()
@@ -490,18 +515,26 @@ func winoWeightGrad(s ConvShape, x, dy, dw []float32) bool {
 		mu.Unlock()
 	})
 	// The first range's sum takes the others', in order; then dw = Gᵀ·M·G.
-	m := parts[0]
+	acc := parts[0]
 	delete(parts, 0)
-	sumInOrder(parts, m)
+	sumInOrder(parts, acc)
 	for _, b := range parts {
 		putBuf(b)
+	}
+	defer putBuf(acc)
+	if m == 4 {
+		nv := C * K / 16
+		parallelFor(nv, func(lo, hi int) {
+			winoGradOut4_512(unsafe.Pointer(&acc[lo*16]), C*K*4, unsafe.Pointer(&dw[lo*16]), C*K*4, hi-lo)
+		})
+		return true
 	}
 	parallelFor(C, func(lo, hi int) {
 		var q [16][]float32
 		var d [9][]float32
 		for c := lo; c < hi; c++ {
 			for pos := range q {
-				q[pos] = m[(pos*C+c)*K:][:K]
+				q[pos] = acc[(pos*C+c)*K:][:K]
 			}
 			for tap := range d {
 				d[tap] = dw[(tap*C+c)*K:][:K]
@@ -522,6 +555,5 @@ func winoWeightGrad(s ConvShape, x, dy, dw []float32) bool {
 			}
 		}
 	})
-	putBuf(m)
 	return true
 }

@@ -117,6 +117,7 @@ func main() {
 	genWinograd(&s, &g)
 	genWinoWeights(&s, &g)
 	genWinograd4(&s, &g)
+	genWinoGrad4(&s, &g)
 	is := isas[0]
 	for nv := 1; nv <= 2; nv++ {
 		var names []string
@@ -1291,4 +1292,120 @@ func genWinograd4(s, g *bytes.Buffer) {
 		}
 	}
 	fmt.Fprint(s, "\tADDQ ss+40(FP), SI\n\tADDQ ds+48(FP), DI\n\tDECQ CX\n\tJNZ ww4_loop\nww4_done:\n\tVZEROUPPER\n\tRET\n")
+}
+
+// genWinoGrad4 writes the weight gradient's kernels of F(4×4, 3×3):
+// winoGrad4_512, the output-gradient transform Z = A·dY·Aᵀ (winoGrad512's
+// signature; A = Aᵀ's transpose, 6×4), and winoGradOut4_512(src, ps, dst,
+// ts, n), the transform back dw = Gᵀ·M·G of n consecutive vectors: M's 36
+// positions ps bytes apart at src, dw's 9 taps ts bytes apart at dst, both
+// advancing 64 bytes a vector.
+func genWinoGrad4(s, g *bytes.Buffer) {
+	decl := declarer(s, g)
+	z := func(i int) string { return fmt.Sprintf("Z%d", i) }
+	op := func(f string, a ...any) { fmt.Fprintf(s, "\t"+f+"\n", a...) }
+	// at writes the six A·(g0..g3) into o: g0, e+o, e−o, e'+o', e'−o', g3
+	// with e = g0+g2, o = g1+g3, e' = g0+4g2, o' = 2g1+8g3; t1, t2 are
+	// temporaries. o may not alias g.
+	at := func(gv [4]string, o [6]string, t1, t2 string) {
+		op("VMOVAPS %s, %s", gv[0], o[0])
+		op("VMOVAPS %s, %s", gv[3], o[5])
+		op("VADDPS %s, %s, %s", gv[2], gv[0], t1)
+		op("VADDPS %s, %s, %s", gv[3], gv[1], t2)
+		op("VADDPS %s, %s, %s", t2, t1, o[1])
+		op("VSUBPS %s, %s, %s", t2, t1, o[2])
+		op("VMOVAPS %s, %s", gv[0], t1)
+		op("VFMADD231PS.BCST %s, %s, %s", winoK4At(4), gv[2], t1)
+		op("VMULPS.BCST %s, %s, %s", winoK4At(2), gv[1], t2)
+		op("VFMADD231PS.BCST %s, %s, %s", winoK4At(8), gv[3], t2)
+		op("VADDPS %s, %s, %s", t2, t1, o[3])
+		op("VSUBPS %s, %s, %s", t2, t1, o[4])
+	}
+	// Rows: h[i][0..5] in Z(6i+j) from dY's row i (Z24..27); then columns
+	// j: Z0..5 of (h[0..3][j]) stored at positions 6p+j.
+	decl("winoGrad4_512", "dy unsafe.Pointer, rs, cs int, dst unsafe.Pointer, ps, tiles, k int", 56)
+	fmt.Fprint(s, "\tMOVQ dy+0(FP), SI\n\tMOVQ rs+8(FP), R8\n\tMOVQ cs+16(FP), R9\n\tLEAQ (R9)(R9*2), R10\n\tMOVQ dst+24(FP), DI\n\tMOVQ ps+32(FP), R11\n\tIMUL3Q $6, R11, R14\n\tMOVQ tiles+40(FP), BX\n")
+	fmt.Fprint(s, "wg4_tile:\n\tTESTQ BX, BX\n\tJZ wg4_done\n\tMOVQ SI, R12\n\tMOVQ DI, R13\n\tMOVQ k+48(FP), CX\n\tSHRQ $4, CX\nwg4_cv:\n\tMOVQ R12, AX\n")
+	for i := 0; i < 4; i++ {
+		for j, a := range []string{"(AX)", "(AX)(R9*1)", "(AX)(R9*2)", "(AX)(R10*1)"} {
+			op("VMOVUPS %s, %s", a, z(24+j))
+		}
+		if i < 3 {
+			op("ADDQ R8, AX")
+		}
+		var o [6]string
+		for j := range o {
+			o[j] = z(6*i + j)
+		}
+		at([4]string{"Z24", "Z25", "Z26", "Z27"}, o, "Z28", "Z29")
+	}
+	for j := 0; j < 6; j++ {
+		op("MOVQ R13, DX")
+		for k := 0; k < j; k++ {
+			op("ADDQ R11, DX")
+		}
+		o := [6]string{"Z24", "Z25", "Z26", "Z27", "Z30", "Z31"}
+		at([4]string{z(j), z(6 + j), z(12 + j), z(18 + j)}, o, "Z28", "Z29")
+		for p := 0; p < 6; p++ {
+			op("VMOVUPS %s, (DX)", o[p])
+			if p < 5 {
+				op("ADDQ R14, DX")
+			}
+		}
+	}
+	fmt.Fprint(s, "\tADDQ $64, R12\n\tADDQ $64, R13\n\tDECQ CX\n\tJNZ wg4_cv\n")
+	fmt.Fprint(s, "\tLEAQ (SI)(R9*4), SI\n\tMOVQ k+48(FP), AX\n\tSHLQ $2, AX\n\tADDQ AX, DI\n\tDECQ BX\n\tJMP wg4_tile\nwg4_done:\n\tVZEROUPPER\n\tRET\n")
+
+	// gt writes the three Gᵀ·(m0..m5) into o (distinct from m):
+	// ¼m0 − ⅙(m1+m2) + (m3+m4)/24, ⅙(m2−m1) + (m3−m4)/12,
+	// −⅙(m1+m2) + ⅙(m3+m4) + m5; t1, t2 are temporaries.
+	gt := func(m [6]string, o [3]string, t1, t2 string) {
+		op("VADDPS %s, %s, %s", m[2], m[1], t1) // m1+m2
+		op("VADDPS %s, %s, %s", m[4], m[3], t2) // m3+m4
+		op("VMULPS.BCST %s, %s, %s", winoK4At(1.0/4), m[0], o[0])
+		op("VFMADD231PS.BCST %s, %s, %s", winoK4At(-1.0/6), t1, o[0])
+		op("VFMADD231PS.BCST %s, %s, %s", winoK4At(1.0/24), t2, o[0])
+		op("VMOVAPS %s, %s", m[5], o[2])
+		op("VFMADD231PS.BCST %s, %s, %s", winoK4At(-1.0/6), t1, o[2])
+		op("VFMADD231PS.BCST %s, %s, %s", winoK4At(1.0/6), t2, o[2])
+		op("VSUBPS %s, %s, %s", m[1], m[2], t1) // m2−m1
+		op("VSUBPS %s, %s, %s", m[4], m[3], t2) // m3−m4
+		op("VMULPS.BCST %s, %s, %s", winoK4At(1.0/6), t1, o[1])
+		op("VFMADD231PS.BCST %s, %s, %s", winoK4At(1.0/12), t2, o[1])
+	}
+	// Columns j: h[0..2][j] in Z(3j+r) (Z0..17) from M's column (Z18..23);
+	// then rows r: dw[r][0..2] (Z24..26) from h[r][0..5].
+	decl("winoGradOut4_512", "src unsafe.Pointer, ps int, dst unsafe.Pointer, ts, n int", 40)
+	fmt.Fprint(s, "\tMOVQ src+0(FP), SI\n\tMOVQ ps+8(FP), R11\n\tIMUL3Q $6, R11, R14\n\tMOVQ dst+16(FP), DI\n\tMOVQ ts+24(FP), R8\n\tMOVQ n+32(FP), CX\n\tTESTQ CX, CX\n\tJZ wgo4_done\nwgo4_loop:\n")
+	for j := 0; j < 6; j++ {
+		op("MOVQ SI, AX")
+		for k := 0; k < j; k++ {
+			op("ADDQ R11, AX")
+		}
+		var m [6]string
+		for i := range m {
+			m[i] = z(18 + i)
+			op("VMOVUPS (AX), %s", m[i])
+			if i < 5 {
+				op("ADDQ R14, AX")
+			}
+		}
+		gt(m, [3]string{z(3 * j), z(3*j + 1), z(3*j + 2)}, "Z24", "Z25")
+	}
+	op("MOVQ DI, DX")
+	for r := 0; r < 3; r++ {
+		var h [6]string
+		for j := range h {
+			h[j] = z(3*j + r)
+		}
+		o := [3]string{"Z26", "Z27", "Z28"}
+		gt(h, o, "Z24", "Z25")
+		for u := 0; u < 3; u++ {
+			op("VMOVUPS %s, (DX)", o[u])
+			if r < 2 || u < 2 {
+				op("ADDQ R8, DX")
+			}
+		}
+	}
+	fmt.Fprint(s, "\tADDQ $64, SI\n\tADDQ $64, DI\n\tDECQ CX\n\tJNZ wgo4_loop\nwgo4_done:\n\tVZEROUPPER\n\tRET\n")
 }
