@@ -45,30 +45,41 @@ func (f Fused[T]) grad(dy []T, i int) T {
 func BatchNormTrainForward[T Float](m, c int, x, gamma, beta, y, mean, invStd, runMean, runVar []T, momentum, eps float64, f Fused[T]) {
 	xf, fast := any(x).([]float32)
 	fast = fast && chanOK(c)
-	var sum []float64
-	if fast {
-		sum = chanSums32(xf, nil, nil, nil, m, c, nil)
-	} else {
-		sum = parallelSums(m, c, func(lo, hi int, acc []float64) {
+	mu := make([]float64, c)
+	var sq []float64 // Σ (x − mean)²
+	switch {
+	case fast && shiftedStats(c):
+		// One pass about a shift K, the first row: Σ (x−K)² and Σ (x−K).
+		// Sums of deviations from a sample of the batch cancel little,
+		// whatever the mean (an unshifted Σx² − M·mean² would lose the
+		// variance when the mean dwarfs it).
+		k := xf[:c]
+		sk := chanSums32(xf, nil, nil, nil, m, c, k, true)
+		sq = sk[:c]
+		for j := range mu {
+			d := sk[c+j] / float64(m)
+			mu[j] = float64(k[j]) + d
+			sq[j] = max(sq[j]-float64(m)*d*d, 0)
+		}
+	case fast:
+		sum := chanSums32(xf, nil, nil, nil, m, c, nil, false)
+		mu32 := make([]float32, c)
+		for j := range mu {
+			mu[j] = sum[j] / float64(m)
+			mu32[j] = float32(mu[j])
+		}
+		sq = chanSums32(xf, nil, nil, nil, m, c, mu32, false)
+	default:
+		sum := parallelSums(m, c, func(lo, hi int, acc []float64) {
 			for i := lo; i < hi; i++ {
 				for j, v := range x[i*c:][:c] {
 					acc[j] += float64(v)
 				}
 			}
 		})
-	}
-	mu := make([]float64, c)
-	for j := range mu {
-		mu[j] = sum[j] / float64(m)
-	}
-	var sq []float64
-	if fast {
-		mu32 := make([]float32, c)
-		for j, v := range mu {
-			mu32[j] = float32(v)
+		for j := range mu {
+			mu[j] = sum[j] / float64(m)
 		}
-		sq = chanSums32(xf, nil, nil, nil, m, c, mu32)
-	} else {
 		sq = parallelSums(m, c, func(lo, hi int, acc []float64) {
 			for i := lo; i < hi; i++ {
 				for j, v := range x[i*c:][:c] {
@@ -120,7 +131,7 @@ func BatchNormTrainBackward[T Float](m, c int, x, gamma, mean, invStd, dy, dx, d
 	fast = fast && chanOK(c)
 	var sums []float64
 	if fast {
-		sums = chanSums32(xf, any(dy).([]float32), any(f.mask()).([]float32), any(f.DSkip).([]float32), m, c, any(mean).([]float32))
+		sums = chanSums32(xf, any(dy).([]float32), any(f.mask()).([]float32), any(f.DSkip).([]float32), m, c, any(mean).([]float32), false)
 		for j := 0; j < c; j++ { // Σg·(x − mean) → Σg·x̂
 			sums[c+j] *= float64(invStd[j])
 		}

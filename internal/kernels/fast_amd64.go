@@ -48,6 +48,10 @@ func chanOK(c int) bool { return active == AVX512 && c > 0 && c%16 == 0 }
 // bytes; measured: better from 128 channels, worse at 32).
 const wideRow = 128
 
+// shiftedStats reports whether chanSums32 takes a batch norm's statistics
+// in one pass about a shift (narrow rows).
+func shiftedStats(c int) bool { return c < wideRow }
+
 // statRows is the number of rows one per-channel kernel call sums in
 // float32 before the partial sums are combined in float64.
 const statRows = 256
@@ -56,9 +60,12 @@ const statRows = 256
 // Σ g·(x − mean) (k = 2c), or with mean and no dy, Σ (x − mean)². g is dy
 // where y ≠ 0 and 0 elsewhere (dy itself when y is nil: a ReLU's mask); it
 // is stored in dz unless dz is nil.
-func chanSums32(x, dy, y, dz []float32, m, c int, mean []float32) []float64 {
+//
+// With shifted (and mean the shift K, no dy; narrow rows only), it returns
+// Σ (x − K)² and Σ (x − K) (k = 2c) in one pass.
+func chanSums32(x, dy, y, dz []float32, m, c int, mean []float32, shifted bool) []float64 {
 	k := c
-	if dy != nil {
+	if dy != nil || shifted {
 		k = 2 * c
 	}
 	return parallelSums((m+statRows-1)/statRows, k, func(lo, hi int, acc []float64) {
@@ -90,6 +97,8 @@ func chanSums32(x, dy, y, dz []float32, m, c int, mean []float32) []float64 {
 				} else {
 					chanDyStats512(xp, unsafe.Pointer(&dy[r0*c]), yp, dzp, r1-r0, c, unsafe.Pointer(&mean[0]), unsafe.Pointer(&part[0]))
 				}
+			case shifted:
+				chanShiftStats512(xp, r1-r0, c, unsafe.Pointer(&mean[0]), unsafe.Pointer(&part[0]))
 			case mean != nil && wide:
 				chanSqDevRows512(xp, r1-r0, c, unsafe.Pointer(&mean[0]), unsafe.Pointer(&part[0]))
 			case mean != nil:

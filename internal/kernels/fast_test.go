@@ -197,11 +197,15 @@ func TestFastBatchNormMatchesReference(t *testing.T) {
 		t.Skip("the per-channel kernels need AVX-512; this CPU lacks it")
 	}
 	r := rand.New(rand.NewPCG(3, 4))
-	for _, sh := range [][2]int{{700, 16}, {512, 48}, {3, 16}, {300, 272}} {
-		m, c := sh[0], sh[1]
+	// The last shape's mean is 50 times its spread: the one-pass
+	// statistics (about a shift) must not lose the variance. (Much more
+	// and the float32 affine y = x·scale + shift itself, PyTorch's form
+	// too, cancels past the bound.)
+	for _, sh := range [][4]float32{{700, 16, 3, 1}, {512, 48, 3, 1}, {3, 16, 3, 1}, {300, 272, 3, 1}, {1000, 32, 0.1, 3}} {
+		m, c := int(sh[0]), int(sh[1])
 		x, dy, skip := randF32(r, m*c), randF32(r, m*c), randF32(r, m*c)
 		for i := range x {
-			x[i] = 3*x[i] + 1
+			x[i] = sh[2]*x[i] + sh[3]
 		}
 		gamma, beta, rm, rv := randF32(r, c), randF32(r, c), randF32(r, c), randF32(r, c)
 		for i := range rv {

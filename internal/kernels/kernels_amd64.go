@@ -457,6 +457,9 @@ func chanSum512(x unsafe.Pointer, rows, c int, acc unsafe.Pointer)
 func chanSqDev512(x unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
 
 //go:noescape
+func chanShiftStats512(x unsafe.Pointer, rows, c int, shift, acc unsafe.Pointer)
+
+//go:noescape
 func chanDyStats512(x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
 
 //go:noescape

@@ -419,6 +419,8 @@ func declarer(s, g *bytes.Buffer) func(name, args string, frame int) {
 //
 //	chanSum512(x, rows, c, acc):           acc[j] += Σ_r x[r][j]
 //	chanSqDev512(x, rows, c, mean, acc):   acc[j] += Σ_r (x[r][j]−mean[j])²
+//	chanShiftStats512(x, rows, c, shift, acc): with d = x[r][j]−shift[j],
+//	    acc[j] += Σ_r d², acc[c+j] += Σ_r d
 //	chanDyStats512(x, dy, y, dz, rows, c, mean, acc): with g = dy where y ≠ 0 (0 elsewhere),
 //	    acc[j] += Σ g; acc[c+j] += Σ g·(x−mean); g stored at dz unless dz is nil.
 //	    Pass y = dy for g = dy.
@@ -493,6 +495,59 @@ sq_store:
 	ADDQ $64, DX
 	JMP sq_cv
 sq_done:
+	VZEROUPPER
+	RET
+`)
+	decl("chanShiftStats512", "x unsafe.Pointer, rows, c int, shift, acc unsafe.Pointer", 40)
+	fmt.Fprint(s, `	MOVQ x+0(FP), SI
+	MOVQ rows+8(FP), BX
+	MOVQ c+16(FP), R8
+	SHLQ $2, R8
+	MOVQ shift+24(FP), R9
+	MOVQ acc+32(FP), DI
+	LEAQ (DI)(R8*1), R11
+	XORQ DX, DX
+ss_cv:
+	CMPQ DX, R8
+	JGE ss_done
+	LEAQ (SI)(DX*1), AX
+	VMOVUPS (R9)(DX*1), Z1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	MOVQ BX, CX
+	SHRQ $1, CX
+	JZ ss_tail
+ss_row:
+	VMOVUPS (AX), Z2
+	VSUBPS Z1, Z2, Z2
+	VADDPS Z2, Z3, Z3
+	VFMADD231PS Z2, Z2, Z0
+	VMOVUPS (AX)(R8*1), Z6
+	VSUBPS Z1, Z6, Z6
+	VADDPS Z6, Z5, Z5
+	VFMADD231PS Z6, Z6, Z4
+	LEAQ (AX)(R8*2), AX
+	DECQ CX
+	JNZ ss_row
+ss_tail:
+	TESTQ $1, BX
+	JZ ss_store
+	VMOVUPS (AX), Z2
+	VSUBPS Z1, Z2, Z2
+	VADDPS Z2, Z3, Z3
+	VFMADD231PS Z2, Z2, Z0
+ss_store:
+	VADDPS Z4, Z0, Z0
+	VADDPS Z5, Z3, Z3
+	VADDPS (DI)(DX*1), Z0, Z0
+	VMOVUPS Z0, (DI)(DX*1)
+	VADDPS (R11)(DX*1), Z3, Z3
+	VMOVUPS Z3, (R11)(DX*1)
+	ADDQ $64, DX
+	JMP ss_cv
+ss_done:
 	VZEROUPPER
 	RET
 `)
