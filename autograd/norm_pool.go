@@ -86,24 +86,40 @@ func batchNorm(y, x, gamma, beta, skip *Value, relu bool, runMean, runVar *tenso
 	m := x.numel() / c
 	g, b := data(gamma), data(beta)
 	f := kernels.Fused[float32]{Skip: data(skip), ReLU: relu}
-	// backFused is f for the backward pass: the output's mask and a buffer
-	// for the skip's gradient.
-	backFused := func() kernels.Fused[float32] {
+	// backBuffers returns f for the backward pass (the output's mask and a
+	// buffer for the skip's gradient) and the buffer for x's gradient.
+	// When dy dies with this step, the kernels write over it (they read
+	// each element before writing it): the skip's gradient (the masked dy)
+	// if the skip can take the buffer over, else x's. Writing over dy,
+	// whose lines the pass has just read, saves a fresh buffer's reads for
+	// ownership.
+	backBuffers := func(dy []float32) (kernels.Fused[float32], []float32) {
+		tp := y.tape
 		bf := kernels.Fused[float32]{ReLU: relu, Y: y.Data.Data}
+		var dx []float32
 		if skip != nil && skip.needsGrad {
-			bf.DSkip = y.tape.alloc(y.numel())
+			if y.handsOn(skip) {
+				bf.DSkip, y.gradLent = dy, true
+			} else {
+				bf.DSkip = tp.alloc(len(dy))
+			}
 		}
-		return bf
+		if !y.gradLent && y.handsOn(x) {
+			dx, y.gradLent = dy, true
+		} else {
+			dx = tp.alloc(len(dy))
+		}
+		return bf, dx
 	}
 	if p.Training {
 		mean, invStd := make([]float32, c), make([]float32, c)
 		kernels.BatchNormTrainForward(m, c, x.Data.Data, g, b, y.Data.Data, mean, invStd, data32(runMean), data32(runVar), p.Momentum, p.Eps, f)
 		record(y, func() {
 			tp, dy := y.tape, y.Grad.Data
-			dx, dg, db := tp.alloc(len(dy)), tp.alloc(c), tp.alloc(c)
-			bf := backFused()
+			bf, dx := backBuffers(dy)
+			dg, db := tp.alloc(c), tp.alloc(c)
 			kernels.BatchNormTrainBackward(m, c, x.Data.Data, g, mean, invStd, dy, dx, dg, db, bf)
-			tp.give(x, dx) // fresh buffers: the inputs take them over
+			tp.give(x, dx) // fresh buffers (or dy's): the inputs take them over
 			tp.give(gamma, dg)
 			tp.give(beta, db)
 			tp.give(skip, bf.DSkip)
@@ -113,8 +129,8 @@ func batchNorm(y, x, gamma, beta, skip *Value, relu bool, runMean, runVar *tenso
 	kernels.BatchNormEvalForward(m, c, x.Data.Data, g, b, runMean.Data, runVar.Data, y.Data.Data, p.Eps, f)
 	record(y, func() {
 		tp, dy := y.tape, y.Grad.Data
-		dx, dg, db := tp.alloc(len(dy)), tp.alloc(c), tp.alloc(c)
-		bf := backFused()
+		bf, dx := backBuffers(dy)
+		dg, db := tp.alloc(c), tp.alloc(c)
 		kernels.BatchNormEvalBackward(m, c, x.Data.Data, g, runMean.Data, runVar.Data, dy, dx, dg, db, p.Eps, bf)
 		tp.give(x, dx)
 		tp.give(gamma, dg)

@@ -390,6 +390,15 @@ func (tp *Tape) contributeAdd(x *Value, write, add func(dst []float32)) {
 	add(x.Grad.Data)
 }
 
+// handsOn reports whether out's gradient buffer dies with out's own
+// backward step (not retained, not a leaf's) and x would take it over in
+// give (x needs a gradient, has none yet and is not a leaf): then out's
+// backward may write x's gradient over its own and give it on, marking
+// out.gradLent.
+func (out *Value) handsOn(x *Value) bool {
+	return !out.retain && !out.requiresGrad && x != nil && x.needsGrad && x.Grad == nil && !x.requiresGrad
+}
+
 // give adds the computed gradient g for x. g must be a tape buffer that
 // nothing else will write: when x has no gradient yet and is not a leaf, x
 // takes g over without a copy and give reports true; otherwise g is
