@@ -52,6 +52,8 @@ func BenchmarkConvShapes(b *testing.B) {
 		"3x3-32-16-cifar": {N: 128, H: 16, W: 16, C: 32, OC: 32, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		"3x3-64-8-cifar":  {N: 128, H: 8, W: 8, C: 64, OC: 64, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		"3x3-512-7":       {N: 8, H: 7, W: 7, C: 512, OC: 512, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		"3x3-256-14":      {N: 8, H: 14, W: 14, C: 256, OC: 256, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		"3x3-128-28":      {N: 8, H: 28, W: 28, C: 128, OC: 128, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 	} {
 		for _, pass := range []string{"fwd", "bwd-data", "bwd-weight"} {
 			b.Run(name+"/"+pass, func(b *testing.B) { benchConv(b, s, pass) })

@@ -443,8 +443,10 @@ func testWinograd(t *testing.T, four bool) {
 		{N: 5, H: 8, W: 8, C: 64, OC: 64, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 1, H: 40, W: 36, C: 32, OC: 32, PT: 1, PL: 1, PB: 1, PR: 1},
 		// Over winoMaxWeights: forward passes over 96, 96 and 32 output
-		// channels, odd rows; the gradients stay direct.
+		// channels, odd rows; the weight gradient in passes too (F(4×4):
+		// 32 channels each, F(2×2): 96), the data gradient direct.
 		{N: 2, H: 7, W: 6, C: 160, OC: 224, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 1, H: 9, W: 10, C: 256, OC: 96, PT: 1, PL: 1, PB: 1, PR: 1},
 	} {
 		s.KH, s.KW, s.SH, s.SW, s.DH, s.DW = 3, 3, 1, 1, 1, 1
 		name := fmt.Sprintf("%d %+v", i, s)
@@ -484,7 +486,14 @@ func testWinograd(t *testing.T, four bool) {
 		dw := make([]float32, len(w))
 		rdw := make([]float64, len(w))
 		convBackwardWeightRef(s, f64(x), f64(dy), rdw)
-		wantW := four && 36*s.C*s.OC*4 <= winoMaxWeights || min(s.C, s.OC) >= winoMinGradChannels && 16*s.C*s.OC*4 <= winoMaxWeights
+		// F(4×4) takes every shape whose transformed gradient fits one
+		// pass; the last two shapes are taken in passes.
+		gm, kb := winoGradTile(s)
+		fits4, fits2 := 36*s.C*s.OC*4 <= winoMaxWeights, 16*s.C*s.OC*4 <= winoMaxWeights
+		if four && fits4 && gm != 4 || !four && gm == 4 || !fits2 && (gm == 0 || kb >= s.OC) {
+			t.Fatalf("%s: weight gradient in tiles of %d, %d channels a pass", name, gm, kb)
+		}
+		wantW := gm != 0
 		if got := winoWeightGrad(s, x, dy, dw); got != wantW {
 			t.Fatalf("%s: the weight gradient's Winograd path taken = %v, want %v", name, got, wantW)
 		}

@@ -68,6 +68,13 @@ const winoColTiles = 8
 // against the direct kernels' 305–350 GFLOP/s).
 const winoMinGradChannels = 32
 
+// winoMaxGradPasses is the most passes over blocks of output channels a
+// weight gradient is split into (each transforms the input again;
+// measured: 128→128 channels at 28×28, F(4×4) in 3 passes, 567–646
+// against 383–475 GFLOP/s in one F(2×2) pass; 256→256 at 14×14 in 16
+// F(4×4) or 4 F(2×2) passes 113–312 against the direct kernels' 314–344).
+const winoMaxGradPasses = 3
+
 // winoGroupBytes bounds the transformed tiles (16 positions × tiles ×
 // channels) that the weight gradient gathers before multiplying them.
 const winoGroupBytes = 192 << 10
@@ -124,19 +131,26 @@ func winoConv(s ConvShape, src weightSource, ep *convEpilogue, x, y []float32) b
 }
 
 // winoGradTile returns the side of the tiles in which the weight gradient
-// of s takes the Winograd path, or 0 where it declines: F(4×4, 3×3) where
-// its transformed weights fit winoMaxWeights, else F(2×2, 3×3) from
-// winoMinGradChannels channels where they fit.
-func winoGradTile(s ConvShape) int {
-	switch {
-	case !winoApplies(s):
-		return 0
-	case winograd4 && 36*s.C*s.OC*4 <= winoMaxWeights:
-		return 4
-	case min(s.C, s.OC) >= winoMinGradChannels && 16*s.C*s.OC*4 <= winoMaxWeights:
-		return 2
+// of s takes the Winograd path, 0 where it declines, and the output
+// channels of each pass: F(4×4, 3×3), else F(2×2, 3×3) from
+// winoMinGradChannels channels, in passes over blocks of output channels
+// whose transformed gradients fit winoMaxWeights, at most
+// winoMaxGradPasses of them.
+func winoGradTile(s ConvShape) (m, kb int) {
+	if !winoApplies(s) {
+		return 0, 0
 	}
-	return 0
+	for _, m := range []int{4, 2} {
+		if m == 4 && !winograd4 || m == 2 && min(s.C, s.OC) < winoMinGradChannels {
+			continue
+		}
+		np := (m + 2) * (m + 2)
+		kb := min(s.OC, winoMaxWeights/(np*s.C*4)/16*16)
+		if kb >= 16 && (s.OC+kb-1)/kb <= winoMaxGradPasses {
+			return m, kb
+		}
+	}
+	return 0, 0
 }
 
 // winoTile returns the side of the output tiles the Winograd path computes
@@ -432,15 +446,23 @@ func (p *winoPlan) fillStrip(x []float32, n, tr0, nrows int, in []float32) {
 // [C × tiles]·[tiles × K] on the weight-gradient kernels) and transformed
 // back once. It returns false (doing nothing) where winoGradTile declines.
 func winoWeightGrad(s ConvShape, x, dy, dw []float32) bool {
-	m := winoGradTile(s)
+	m, kb := winoGradTile(s)
 	if m == 0 {
 		return false
 	}
-	np := (m + 2) * (m + 2)
-	p := newWinoPlan(s, nil, 0, s.OC, m)
+	for k0 := 0; k0 < s.OC; k0 += kb {
+		winoWeightGradBlock(newWinoPlan(s, nil, k0, min(kb, s.OC-k0), m), x, dy, dw)
+	}
+	return true
+}
+
+// winoWeightGradBlock computes the weight gradient's output channels
+// [p.K0, p.K0+p.K) (of p.KY).
+func winoWeightGradBlock(p *winoPlan, x, dy, dw []float32) {
+	m, np := p.m, p.npos
 	R := p.stripRows(1)
 	strips := (p.tilesH + R - 1) / R
-	tw, C, K := p.tilesW, p.C, p.K
+	tw, C, K, K0, KY := p.tilesW, p.C, p.K, p.K0, p.KY
 	rowF := p.stripRow()
 	in4, grad4 := winoIn512, winoGrad512
 	if m == 4 {
@@ -485,14 +507,16 @@ func winoWeightGrad(s ConvShape, x, dy, dw []float32) bool {
 				in4(unsafe.Pointer(&in[m*r*rowF]), rowF*4, C*4, unsafe.Pointer(&v[filled*C]), capT*C*4, tw, C)
 				oh := m * (tr0 + r)
 				if oh+m <= p.OH && m*tw == p.OW {
-					grad4(unsafe.Pointer(&dy[(n*p.OH+oh)*p.OW*K]), p.OW*K*4, K*4, unsafe.Pointer(&z[filled*K]), capT*K*4, tw, K)
+					grad4(unsafe.Pointer(&dy[(n*p.OH+oh)*p.OW*KY+K0]), p.OW*KY*4, KY*4, unsafe.Pointer(&z[filled*K]), capT*K*4, tw, K)
 				} else {
 					if dyRows == nil {
 						dyRows = getBuf(m * m * tw * K)
 					}
 					clear(dyRows)
 					for i := range min(m, p.OH-oh) {
-						copy(dyRows[i*m*tw*K:], dy[(n*p.OH+oh+i)*p.OW*K:][:p.OW*K])
+						for o := range p.OW {
+							copy(dyRows[(i*m*tw+o)*K:][:K], dy[((n*p.OH+oh+i)*p.OW+o)*KY+K0:])
+						}
 					}
 					grad4(unsafe.Pointer(&dyRows[0]), m*tw*K*4, K*4, unsafe.Pointer(&z[filled*K]), capT*K*4, tw, K)
 				}
@@ -523,11 +547,12 @@ func winoWeightGrad(s ConvShape, x, dy, dw []float32) bool {
 	}
 	defer putBuf(acc)
 	if m == 4 {
-		nv := C * K / 16
-		parallelFor(nv, func(lo, hi int) {
-			winoGradOut4_512(unsafe.Pointer(&acc[lo*16]), C*K*4, unsafe.Pointer(&dw[lo*16]), C*K*4, hi-lo)
+		parallelFor(C, func(lo, hi int) {
+			for c := lo; c < hi; c++ {
+				winoGradOut4_512(unsafe.Pointer(&acc[c*K]), C*K*4, unsafe.Pointer(&dw[c*KY+K0]), C*KY*4, K/16)
+			}
 		})
-		return true
+		return
 	}
 	parallelFor(C, func(lo, hi int) {
 		var q [16][]float32
@@ -537,7 +562,7 @@ func winoWeightGrad(s ConvShape, x, dy, dw []float32) bool {
 				q[pos] = acc[(pos*C+c)*K:][:K]
 			}
 			for tap := range d {
-				d[tap] = dw[(tap*C+c)*K:][:K]
+				d[tap] = dw[(tap*C+c)*KY+K0:][:K]
 			}
 			for k := range K {
 				// Gᵀ·q (3×4) then ·G (3×3); Gᵀ = [1 ½ ½ 0; 0 ½ −½ 0; 0 ½ ½ 1].
@@ -555,5 +580,4 @@ func winoWeightGrad(s ConvShape, x, dy, dw []float32) bool {
 			}
 		}
 	})
-	return true
 }
