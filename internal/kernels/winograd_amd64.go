@@ -111,13 +111,13 @@ func winoConv(s ConvShape, src weightSource, ep *convEpilogue, x, y []float32) b
 		return false
 	}
 	w := src.w
-	var tu []float32 // F(2×2): the flipped source's forward U, [16][OC][C]
+	var tu []float32 // F(2×2)'s data gradient: the forward U of w, [16][OC][C]
 	switch {
 	case flipped && m == 2:
 		tu = getBuf(16 * s.OC * s.C)
-		winoWeights(src.w, s.OC, s.C, s.C/16, tu, func(vi int) (int, int, int) { return vi * 16, s.OC * s.C * 4, s.C * 4 })
+		winoWeights(2, src.w, s.OC, s.C, s.C/16, tu, func(vi int) (int, int, int) { return vi * 16, s.OC * s.C * 4, s.C * 4 })
 		defer putBuf(tu)
-	case flipped: // F(4×4): the flipped, transposed weights as HWIO
+	case flipped: // F(4×4)'s: the flipped, transposed weights as HWIO
 		w = getBuf(9 * s.C * s.OC)
 		flipTranspose(src.w, s.OC, s.C, w)
 		defer putBuf(w)
@@ -178,25 +178,19 @@ func flipTranspose(w []float32, a, b int, t []float32) {
 	})
 }
 
-// winoWeights transforms HWIO weights w [3][3][a][b] for F(2×2, 3×3):
-// each of the first nv vectors vi of 16 of the b channels, over every a
+// winoWeights transforms HWIO weights w [3][3][a][b] for m×m tiles (2 or
+// 4): each of the first nv vectors vi of 16 of the b channels, over every a
 // channel, into u at offset off with position stride ps and a-row stride
 // rs (bytes), as at(vi) says.
-func winoWeights(w []float32, a, b, nv int, u []float32, at func(vi int) (off, ps, rs int)) {
+func winoWeights(m int, w []float32, a, b, nv int, u []float32, at func(vi int) (off, ps, rs int)) {
 	parallelFor(nv, func(lo, hi int) {
 		for vi := lo; vi < hi; vi++ {
 			off, ps, rs := at(vi)
-			winoWeights512(unsafe.Pointer(&w[vi*16]), a*b*4, unsafe.Pointer(&u[off]), ps, a, b*4, rs, 0.5)
-		}
-	})
-}
-
-// winoWeights4 is winoWeights for F(4×4, 3×3) (36 positions).
-func winoWeights4(w []float32, a, b, nv int, u []float32, at func(vi int) (off, ps, rs int)) {
-	parallelFor(nv, func(lo, hi int) {
-		for vi := lo; vi < hi; vi++ {
-			off, ps, rs := at(vi)
-			winoWeights4_512(unsafe.Pointer(&w[vi*16]), a*b*4, unsafe.Pointer(&u[off]), ps, a, b*4, rs)
+			if m == 4 {
+				winoWeights4_512(unsafe.Pointer(&w[vi*16]), a*b*4, unsafe.Pointer(&u[off]), ps, a, b*4, rs)
+			} else {
+				winoWeights512(unsafe.Pointer(&w[vi*16]), a*b*4, unsafe.Pointer(&u[off]), ps, a, b*4, rs, 0.5)
+			}
 		}
 	})
 }
@@ -239,20 +233,18 @@ func newWinoPlan(s ConvShape, ep *convEpilogue, k0, kb, m int) *winoPlan {
 }
 
 // transformWeights transforms the plan's weights into U = G·g·Gᵀ, packed
-// per output-channel block like a 4×4 kernel's: from the HWIO weights w
-// (the forward pass), or, for the data gradient (flipped and transposed
-// weights), from tu, the forward U of w [16][KY][C]: the data gradient's
-// U is it transposed with the positions 0 and 3 of each axis swapped,
-// since G·J = P·G for the reversal J and the swap P.
+// per output-channel block like a (m+2)×(m+2) kernel's: from the HWIO
+// weights w, or, for F(2×2)'s data gradient (flipped and transposed
+// weights), from tu, the forward U of w [16][KY][C]: the data gradient's U
+// is it transposed with the positions 0 and 3 of each axis swapped, since
+// G·J = P·G for the reversal J and the swap P (F(4×4)'s points have no
+// such symmetry: its caller flips and transposes w instead, which costs
+// 128-channel data gradients ~15% with F(2×2)).
 func (p *winoPlan) transformWeights(w, tu []float32) {
 	C, K := p.C, p.K
 	p.u = getBuf(p.npos * C * K)
 	if tu == nil {
-		transform := winoWeights
-		if p.m == 4 {
-			transform = winoWeights4
-		}
-		transform(w[p.K0:], C, p.KY, K/16, p.u, func(vi int) (int, int, int) {
+		winoWeights(p.m, w[p.K0:], C, p.KY, K/16, p.u, func(vi int) (int, int, int) {
 			b := p.blocks[vi/2] // blocks of two vectors, the last maybe of one
 			return b.off + vi*16 - b.oc0, C * b.nb * 4, b.nb * 4
 		})
@@ -310,9 +302,9 @@ func (p *winoPlan) run(x, y []float32) {
 		scale, shift, floor, skip = ep.scale[p.K0:], ep.shift[p.K0:], ep.floor, ep.skip
 	}
 	gemm := [2][]winoGemmKernel{winoGemmAVX512_16[:], winoGemmAVX512_32[:]}
-	in4, np := winoIn512, p.npos
+	inT, np := winoIn512, p.npos // the input transform
 	if p.m == 4 {
-		in4 = winoIn4_512
+		inT = winoIn4_512
 	}
 	parallelFor(p.N*strips, func(lo, hi int) {
 		in := getBuf((p.m*R + 2) * rowF)
@@ -335,7 +327,7 @@ func (p *winoPlan) run(x, y []float32) {
 					}
 					t := rows * cw
 					for r := 0; r < rows; r++ {
-						in4(unsafe.Pointer(&in[p.m*((g0+r)*rowF+c0*C)]), rowF*4, C*4, unsafe.Pointer(&v[r*cw*C]), t*C*4, cw, C)
+						inT(unsafe.Pointer(&in[p.m*((g0+r)*rowF+c0*C)]), rowF*4, C*4, unsafe.Pointer(&v[r*cw*C]), t*C*4, cw, C)
 					}
 					for _, b := range p.blocks {
 						ks := gemm[b.vi]
@@ -464,9 +456,9 @@ func winoWeightGradBlock(p *winoPlan, x, dy, dw []float32) {
 	strips := (p.tilesH + R - 1) / R
 	tw, C, K, K0, KY := p.tilesW, p.C, p.K, p.K0, p.KY
 	rowF := p.stripRow()
-	in4, grad4 := winoIn512, winoGrad512
+	inT, gradT := winoIn512, winoGrad512 // the input and output-gradient transforms
 	if m == 4 {
-		in4, grad4 = winoIn4_512, winoGrad4_512
+		inT, gradT = winoIn4_512, winoGrad4_512
 	}
 	// Rows of tiles are transformed into v and z until they hold capT
 	// tiles (whole rows, across images), then multiplied: long products
@@ -504,10 +496,10 @@ func winoWeightGradBlock(p *winoPlan, x, dy, dw []float32) {
 			nrows := min(R, p.tilesH-tr0)
 			p.fillStrip(x, n, tr0, nrows, in)
 			for r := 0; r < nrows; r++ {
-				in4(unsafe.Pointer(&in[m*r*rowF]), rowF*4, C*4, unsafe.Pointer(&v[filled*C]), capT*C*4, tw, C)
+				inT(unsafe.Pointer(&in[m*r*rowF]), rowF*4, C*4, unsafe.Pointer(&v[filled*C]), capT*C*4, tw, C)
 				oh := m * (tr0 + r)
 				if oh+m <= p.OH && m*tw == p.OW {
-					grad4(unsafe.Pointer(&dy[(n*p.OH+oh)*p.OW*KY+K0]), p.OW*KY*4, KY*4, unsafe.Pointer(&z[filled*K]), capT*K*4, tw, K)
+					gradT(unsafe.Pointer(&dy[(n*p.OH+oh)*p.OW*KY+K0]), p.OW*KY*4, KY*4, unsafe.Pointer(&z[filled*K]), capT*K*4, tw, K)
 				} else {
 					if dyRows == nil {
 						dyRows = getBuf(m * m * tw * K)
@@ -518,7 +510,7 @@ func winoWeightGradBlock(p *winoPlan, x, dy, dw []float32) {
 							copy(dyRows[(i*m*tw+o)*K:][:K], dy[((n*p.OH+oh+i)*p.OW+o)*KY+K0:])
 						}
 					}
-					grad4(unsafe.Pointer(&dyRows[0]), m*tw*K*4, K*4, unsafe.Pointer(&z[filled*K]), capT*K*4, tw, K)
+					gradT(unsafe.Pointer(&dyRows[0]), m*tw*K*4, K*4, unsafe.Pointer(&z[filled*K]), capT*K*4, tw, K)
 				}
 				if filled += tw; filled == capT {
 					flush()
