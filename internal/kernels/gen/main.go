@@ -147,6 +147,14 @@ func main() {
 
 func acc(is isa, p, v, nv int) string { return fmt.Sprintf("%s%d", is.reg, p*nv+v) }
 
+// z names AVX-512 register i.
+func z(i int) string { return fmt.Sprintf("Z%d", i) }
+
+// emitter returns a function that writes one instruction line to s.
+func emitter(s *bytes.Buffer) func(f string, a ...any) {
+	return func(f string, a ...any) { fmt.Fprintf(s, "\t"+f+"\n", a...) }
+}
+
 // genConv writes one conv kernel. Arguments (ABI0, 8 bytes each):
 // x, xoff, w, y, taps, ntaps, ic, xs, ys. taps holds ntaps (xoffset,
 // woffset) byte pairs; x+xoff+xoffset is the tap's first pixel; w+woffset
@@ -948,7 +956,6 @@ dr_done:
 //	  tile, Z = A·g·Aᵀ (4×4), stored as winoIn512 stores V.
 func genWinograd(s, g *bytes.Buffer) {
 	decl := declarer(s, g)
-	z := func(i int) string { return fmt.Sprintf("Z%d", i) }
 	// store16 stores Z0..Z15 at DX, DX+R11, … (position stride R11).
 	store16 := func() {
 		fmt.Fprint(s, "\tMOVQ R13, DX\n")
@@ -1103,7 +1110,6 @@ func genWinoGemm(s *bytes.Buffer, is isa, mr, nv int) string {
 // pos·ps; src and dst then advance by ss and ds bytes. half is ½.
 func genWinoWeights(s, g *bytes.Buffer) {
 	declarer(s, g)("winoWeights512", "src unsafe.Pointer, ts int, dst unsafe.Pointer, ps, n, ss, ds int, half float32", 60)
-	z := func(i int) string { return fmt.Sprintf("Z%d", i) }
 	fmt.Fprint(s, "\tMOVQ src+0(FP), SI\n\tMOVQ ts+8(FP), R8\n\tMOVQ dst+16(FP), DI\n\tMOVQ ps+24(FP), R11\n\tMOVQ n+32(FP), CX\n\tVBROADCASTSS half+56(FP), Z31\n\tTESTQ CX, CX\n\tJZ ww_done\nww_loop:\n\tMOVQ SI, AX\n")
 	for tap := 0; tap < 9; tap++ {
 		fmt.Fprintf(s, "\tVMOVUPS (AX), %s\n", z(tap))
@@ -1159,8 +1165,7 @@ func winoK4At(v float32) string {
 //	Aᵀ = [1 1 1 1 1 0; 0 1 −1 2 −2 0; 0 1 1 4 4 0; 0 1 −1 8 −8 1]
 func genWinograd4(s, g *bytes.Buffer) {
 	decl := declarer(s, g)
-	z := func(i int) string { return fmt.Sprintf("Z%d", i) }
-	op := func(f string, a ...any) { fmt.Fprintf(s, "\t"+f+"\n", a...) }
+	op := emitter(s)
 	fmt.Fprint(s, "\n")
 	for i, k := range winoK4 {
 		op("DATA wk4<>+%d(SB)/4, $0x%08x", 4*i, math.Float32bits(k))
@@ -1357,8 +1362,7 @@ func genWinograd4(s, g *bytes.Buffer) {
 // advancing 64 bytes a vector.
 func genWinoGrad4(s, g *bytes.Buffer) {
 	decl := declarer(s, g)
-	z := func(i int) string { return fmt.Sprintf("Z%d", i) }
-	op := func(f string, a ...any) { fmt.Fprintf(s, "\t"+f+"\n", a...) }
+	op := emitter(s)
 	// at writes the six A·(g0..g3) into o: g0, e+o, e−o, e'+o', e'−o', g3
 	// with e = g0+g2, o = g1+g3, e' = g0+4g2, o' = 2g1+8g3; t1, t2 are
 	// temporaries. o may not alias g.
