@@ -1,0 +1,76 @@
+// Package limits holds the bounds that residual applies to every input it
+// may not trust: checkpoints and state dicts, ONNX and Keras files, images,
+// data sets and server requests. Each parser and loader checks its input
+// against these values before it allocates, so a small hostile file gets an
+// error naming the problem instead of a crash or an allocation of
+// gigabytes. docs/SECURITY.md lists where each limit is applied and how it
+// is tested.
+//
+// The values are variables so that a program with other needs (a server
+// on a large machine, a test) can change them before it reads anything;
+// they are not safe to change while inputs are being read.
+package limits
+
+import "fmt"
+
+var (
+	// TensorElements bounds the number of values of one tensor read from a
+	// file or produced by an operator of an untrusted graph: 2^28 (1 GiB of
+	// float32), which ResNet-152's largest weight (2.4M) and a batch of 64
+	// 224×224×64 activations (205M) stay below.
+	TensorElements = 1 << 28
+	// TotalBytes bounds the tensor data of one checkpoint, state dict or
+	// model file: 4 GiB, beyond ResNet-1202's 78 MB and ResNet-152's
+	// 240 MB by far.
+	TotalBytes int64 = 4 << 30
+	// ImagePixels bounds an image's width × height, checked from its
+	// header before it is decoded: PIL's MAX_IMAGE_PIXELS (89,478,485, a
+	// 1/4 GB 24-bit image), so that what PIL refuses as a decompression
+	// bomb, residual refuses too.
+	ImagePixels = 89_478_485
+	// ImageSide bounds an image's width and height on their own, and any
+	// size an image is resized to: 1<<16, the largest side PNG decoders
+	// commonly accept.
+	ImageSide = 1 << 16
+	// Classes bounds a classifier's class count (ImageNet-21k has 21,841).
+	Classes = 1 << 17
+	// Channels bounds the channels of a layer described by a file.
+	Channels = 1 << 16
+	// Layers bounds the depth a file may ask a network to have (blocks per
+	// stage, nodes of a graph): ResNet-1202 has 600 blocks.
+	Layers = 1 << 14
+	// Nesting bounds the nesting of structured data in a file (pickle
+	// frames, JSON of a model config).
+	Nesting = 1 << 10
+)
+
+// CheckElements returns an error naming what if the shape is negative in
+// any dimension or holds more than TensorElements values. It multiplies
+// without overflowing.
+func CheckElements(what string, shape ...int) error {
+	n := 1
+	for _, d := range shape {
+		if d < 0 {
+			return fmt.Errorf("%s: negative dimension in shape %v", what, shape)
+		}
+		if d != 0 && n > TensorElements/d {
+			return fmt.Errorf("%s: shape %v holds more than %d values (limits.TensorElements)", what, shape, TensorElements)
+		}
+		n *= d
+	}
+	return nil
+}
+
+// CheckImage returns an error naming what if a w×h image is empty or
+// larger than ImageSide on a side or ImagePixels in all.
+func CheckImage(what string, w, h int) error {
+	switch {
+	case w <= 0 || h <= 0:
+		return fmt.Errorf("%s: image of %d×%d pixels is empty", what, w, h)
+	case w > ImageSide || h > ImageSide:
+		return fmt.Errorf("%s: image of %d×%d pixels has a side over %d (limits.ImageSide)", what, w, h, ImageSide)
+	case int64(w)*int64(h) > int64(ImagePixels):
+		return fmt.Errorf("%s: image of %d×%d = %d pixels is over %d (limits.ImagePixels): refused as a possible decompression bomb", what, w, h, int64(w)*int64(h), ImagePixels)
+	}
+	return nil
+}
