@@ -145,3 +145,35 @@ func TestInitStatistics(t *testing.T) {
 		t.Error("ZeroGamma left γ non-zero")
 	}
 }
+
+// Batch counters travel as torchvision's NAME.num_batches_tracked
+// 0-dimensional tensors; a state without them (Keras, older checkpoints)
+// still loads strictly and leaves the counters alone; a count that is not
+// a whole number ≥ 0 is refused, naming the key.
+func TestNumBatchesTrackedTensor(t *testing.T) {
+	a, b := newTiny(), newTiny()
+	a.BN1.NumBatchesTracked, a.Layer1[0].BN2.NumBatchesTracked = 7, 1<<20
+	st := nn.TorchState(a)
+	c := st["layer1.0.bn2.num_batches_tracked"]
+	if c == nil || len(c.Shape) != 0 || c.Data[0] != 1<<20 {
+		t.Fatalf("layer1.0.bn2.num_batches_tracked = %v", c)
+	}
+	if err := nn.LoadTorchState(b, st, true); err != nil {
+		t.Fatal(err)
+	}
+	if b.BN1.NumBatchesTracked != 7 || b.Layer1[0].BN2.NumBatchesTracked != 1<<20 {
+		t.Errorf("counters %d, %d after loading, want 7, %d", b.BN1.NumBatchesTracked, b.Layer1[0].BN2.NumBatchesTracked, 1<<20)
+	}
+	delete(st, "bn1.num_batches_tracked")
+	b.BN1.NumBatchesTracked = 3
+	if err := nn.LoadTorchState(b, st, true); err != nil || b.BN1.NumBatchesTracked != 3 {
+		t.Errorf("without the counter: %v, counter %d (want 3, unchanged)", err, b.BN1.NumBatchesTracked)
+	}
+	for _, v := range []float32{-1, 2.5, float32(math.NaN()), float32(math.Inf(1))} {
+		st["bn1.num_batches_tracked"] = &tensor.Tensor{Data: []float32{v}}
+		err := nn.LoadTorchState(b, st, true)
+		if err == nil || !strings.Contains(err.Error(), "bn1.num_batches_tracked") {
+			t.Errorf("count %v: %v", v, err)
+		}
+	}
+}
