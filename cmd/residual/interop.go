@@ -5,18 +5,18 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/interop/keras"
 	"github.com/residual-nn/residual/interop/onnx"
 	"github.com/residual-nn/residual/interop/torch"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
-	"github.com/residual-nn/residual/train"
 )
 
 // imagenetPreprocess is torchvision's evaluation transform: resize the
 // shorter side to 256, centre-crop 224, scale to [0, 1], normalise.
-var imagenetPreprocess = train.Preprocess{Height: 224, Width: 224, Channels: 3, ResizeShorter: 256,
+var imagenetPreprocess = checkpoint.Preprocess{Height: 224, Width: 224, Channels: 3, ResizeShorter: 256,
 	Mean: []float64{0.485, 0.456, 0.406}, Std: []float64{0.229, 0.224, 0.225}}
 
 func runImport(_ context.Context, args []string, stdout, stderr io.Writer) error {
@@ -63,10 +63,10 @@ func runImport(_ context.Context, args []string, stdout, stderr io.Writer) error
 		names[i] = fmt.Sprint(i)
 	}
 	p := imagenetPreprocess
-	if mc.ResNet != nil && mc.ResNet.Stem == "cifar" { // 32×32 input; a state dict carries no normalisation
-		p = train.Preprocess{Height: 32, Width: 32, Channels: mc.ResNet.InChannels}
+	if side := mc.DefaultSide(); side != p.Height { // a CIFAR network: 32×32; a state dict carries no normalisation
+		p = checkpoint.Preprocess{Height: side, Width: side, Channels: mc.InChannels()}
 	}
-	if err := train.SaveModel(*out, mc, net, names, p); err != nil {
+	if err := checkpoint.Write(*out, net, checkpoint.Meta{Model: mc, Classes: names, Preprocess: p}, nil); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "imported %d tensors into %s (%d parameters), wrote %s\n", len(st), *model, nn.NumParams(net), *out)
@@ -94,7 +94,7 @@ func importKeras(dir, out string, stdout io.Writer) error {
 			names[i] = fmt.Sprint(i)
 		}
 	}
-	if err := train.SaveModel(out, m.Config, net, names, keras.Preprocess); err != nil {
+	if err := checkpoint.Write(out, net, checkpoint.Meta{Model: m.Config, Classes: names, Preprocess: keras.Preprocess}, nil); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "imported Keras %s (%d parameters, %d classes), wrote %s\n", m.Config.Name, nn.NumParams(net), m.Config.Classes(), out)
@@ -133,7 +133,7 @@ func runExport(_ context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("%w: usage: residual export torch CKPT --out FILE.safetensors\n"+
 			"       residual export onnx CKPT|--model NAME --out FILE.onnx [--input HxW]", errUsage)
 	}
-	c, err := train.Load(pos[1])
+	c, err := checkpoint.Load(pos[1])
 	if err != nil {
 		return err
 	}
@@ -152,7 +152,7 @@ func runExport(_ context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(stdout, "wrote %s as ONNX (opset %d, input %v NCHW with any batch size) to %s\n", c.Model.Name, onnx.ExportOpset, onnxOrder(shape), *out)
 		return nil
 	}
-	if err := train.ExportWeights(c, *out); err != nil {
+	if err := checkpoint.ExportWeights(*out, c.Net); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote the weights of %s to %s (load with safetensors.torch.load_file and model.load_state_dict)\n", c.Model.Name, *out)
