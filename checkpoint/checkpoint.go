@@ -241,6 +241,19 @@ func FromFile(f *safetensors.File) (*Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A small file must not make the loader build a large model: the
+	// weights it holds bound the model's size before anything is built
+	// (the estimate is within 2% of the true count; a file holding the
+	// whole state always passes).
+	held := 0
+	for k, t := range f.Tensors {
+		if !strings.HasPrefix(k, OptimizerPrefix) && !strings.HasSuffix(k, "."+nn.NumBatchesTracked) {
+			held += len(t.Data)
+		}
+	}
+	if est := meta.Model.Arch.ParamEstimate(); est > 1.05*float64(held)+1024 {
+		return nil, fmt.Errorf("model: the config describes about %.0f parameters, the file holds %d weight values", est, held)
+	}
 	net, err := models.Build(meta.Model, tensor.NewRNG(0))
 	if err != nil {
 		return nil, err

@@ -119,35 +119,44 @@ func (c *ResNet) Validate() error {
 	if err := c.Config.Validate(); err != nil {
 		return err
 	}
-	// Weights: stem, then per block its convolutions and a projection
-	// (counted always: an upper bound), then the classifier.
+	if err := checkParams(c.ParamEstimate()); err != nil {
+		return fmt.Errorf("resnet: %w", err)
+	}
+	return nil
+}
+
+// ParamEstimate counts the weights from the config alone: stem, blocks
+// and classifier (option A's parameter-free shortcuts counted as
+// projections, and batch norms where pre-activation has fewer: a little
+// over the true count).
+func (c *ResNet) ParamEstimate() float64 {
 	stem := 9.0
 	if c.Stem == "imagenet" {
 		stem = 49
 	}
-	in, n := float64(c.StemWidth), stem*float64(c.Config.InChannels*c.StemWidth)
+	in, n := float64(c.StemWidth), stem*float64(c.Config.InChannels*c.StemWidth)+2*float64(c.StemWidth)
 	for s, count := range c.Layers {
-		w := float64(c.Widths[s])
-		out, block := w, 0.0
+		w, out := float64(c.Widths[s]), float64(c.Widths[s])
+		// A block's convolutions and batch norms, and a projection where
+		// the shape changes (every block for option C; counted for
+		// option A too, which has none).
+		block := func(in float64, project bool) float64 {
+			p := 0.0
+			if project {
+				p = in*out + 2*out
+			}
+			if c.Block == "bottleneck" {
+				return in*w + 9*w*w + w*out + 4*w + 2*out + p
+			}
+			return 9*in*w + 9*w*w + 4*w + p
+		}
 		if c.Block == "bottleneck" {
 			out = 4 * w
-			block = in*w + 9*w*w + w*out + in*out
-		} else {
-			block = 9*in*w + 9*w*w + in*out
 		}
-		n += block + 4*out // + batch norms
-		n += float64(count-1) * (func() float64 {
-			if c.Block == "bottleneck" {
-				return out*w + 9*w*w + w*out + 4*out
-			}
-			return 18*w*w + 4*out
-		}())
+		n += block(in, s > 0 || in != out || c.Shortcut == resnet.ShortcutC) + float64(count-1)*block(out, c.Shortcut == resnet.ShortcutC)
 		in = out
 	}
-	if err := checkParams(n + in*float64(c.Config.Classes)); err != nil {
-		return fmt.Errorf("resnet: %w", err)
-	}
-	return nil
+	return n + 2*in + (in+1)*float64(c.Config.Classes)
 }
 
 // UNet is package unet's family: per-pixel classification.
@@ -199,6 +208,16 @@ func (c *UNet) Validate() error {
 	if c.Base<<c.Depth > limits.Channels {
 		return fmt.Errorf("unet: base %d doubled %d times is %d channels, over %d (limits.Channels)", c.Base, c.Depth, c.Base<<c.Depth, limits.Channels)
 	}
+	if err := checkParams(c.ParamEstimate()); err != nil {
+		return fmt.Errorf("unet: %w", err)
+	}
+	return nil
+}
+
+// ParamEstimate counts the weights from the config alone: the double
+// convolutions of every level (biases and batch norms counted both), the
+// up-convolutions and the head.
+func (c *UNet) ParamEstimate() float64 {
 	in, n := float64(c.Config.InChannels), 0.0
 	for d := 0; d <= c.Depth; d++ {
 		w := float64(c.Base << d)
@@ -208,10 +227,7 @@ func (c *UNet) Validate() error {
 		}
 		in = w
 	}
-	if err := checkParams(n + float64(c.Base*c.Config.Classes)); err != nil {
-		return fmt.Errorf("unet: %w", err)
-	}
-	return nil
+	return n + float64((c.Base+1)*c.Config.Classes)
 }
 
 // MLP is package mlp's family: residual MLPs on vectors.
@@ -254,9 +270,15 @@ func (c *MLP) Validate() error {
 	if c.Depth < 0 || c.Depth > limits.Layers {
 		return fmt.Errorf("mlp: Depth %d outside [0, %d] (limits.Layers)", c.Depth, limits.Layers)
 	}
-	w := float64(c.Width)
-	if err := checkParams(float64(c.In)*w + float64(c.Depth)*(w*w+3*w) + w*float64(c.Out)); err != nil {
+	if err := checkParams(c.ParamEstimate()); err != nil {
 		return fmt.Errorf("mlp: %w", err)
 	}
 	return nil
+}
+
+// ParamEstimate counts the weights from the config alone (batch norms
+// counted whether present or not).
+func (c *MLP) ParamEstimate() float64 {
+	w := float64(c.Width)
+	return (float64(c.In)+1)*w + float64(c.Depth)*(w*w+3*w) + (w+1)*float64(c.Out)
 }

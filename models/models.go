@@ -51,6 +51,12 @@ type Arch interface {
 	// Validate returns an error naming the field of a config that
 	// describes no network or one beyond the bounds of package limits.
 	Validate() error
+	// ParamEstimate is the number of weights the network will have,
+	// from the config alone (within 2%, never under), so
+	// that a loader can refuse a config its file cannot fill before
+	// building it. Valid only for a config that passed Validate's
+	// field checks.
+	ParamEstimate() float64
 }
 
 // Config names a model and holds its description. Preset fills it from a
