@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"image"
 	"image/png"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/infer"
 )
 
 func TestCLIErrors(t *testing.T) {
@@ -196,5 +200,46 @@ func TestTrainAndSegment(t *testing.T) {
 		if err != nil || got.Bounds() != img.Bounds() {
 			t.Errorf("%s: %v, bounds %v", p, err, got.Bounds())
 		}
+	}
+}
+
+// residual predict prints what package infer's Classify returns for the
+// same images, in the same order.
+func TestPredictEqualsInfer(t *testing.T) {
+	ck := "../../testdata/checkpoint/mnist-tiny.safetensors"
+	var paths []string
+	var imgs []image.Image
+	for _, name := range []string{"digit0.png", "digit1.png", "digit2.png", "color.png"} {
+		p := filepath.Join("../../testdata/checkpoint", name)
+		img, err := data.LoadImage(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths, imgs = append(paths, p), append(imgs, img)
+	}
+	m, err := infer.Open(ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	guesses, err := m.Classify(context.Background(), imgs, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want strings.Builder
+	for i, gs := range guesses {
+		fmt.Fprintln(&want, paths[i])
+		for _, g := range gs {
+			fmt.Fprintf(&want, "  %6.2f%%  %s (class %d)\n", 100*g.Probability, g.Name, g.Class)
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), append([]string{"predict", "--weights", ck, "--top", "4"}, paths...), &out, &errb); code != 0 {
+		t.Fatalf("predict: exit %d: %s", code, errb.String())
+	}
+	if out.String() != want.String() {
+		t.Errorf("predict printed\n%s\ninfer.Classify gives\n%s", out.String(), want.String())
+	}
+	if !strings.Contains(out.String(), "(class 7)") {
+		t.Errorf("the first digit, a 7, is not among the guesses:\n%s", out.String())
 	}
 }
