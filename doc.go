@@ -9,6 +9,8 @@
 //	nn                 layers with parameters, initialisation, torchvision-style names
 //	optim              SGD, Adam, AdamW, parameter groups, learning-rate schedules
 //	models/mlp         residual multilayer perceptrons
+//	checkpoint         residual's checkpoints: weights, optimizer state, typed metadata
+//	infer              classify and segment images from Go programs, concurrently
 //	interop/onnx       running ONNX graphs on the engine
 //	internal/kernels   the numeric kernels behind the operations
 //	cmd/residual       the command-line tool
