@@ -247,7 +247,10 @@ func TestErrors(t *testing.T) {
 		{"wrong channels", func() error { _, err := m.Forward(ctx, tensor.New(1, 28, 28, 3)); return err }, "[N,H,W,1]"},
 		{"nil input", func() error { _, err := m.Forward(ctx, nil); return err }, "input of shape []"},
 		{"empty batch", func() error { _, err := m.Forward(ctx, tensor.New(0, 28, 28, 1)); return err }, "N ≥ 1"},
-		{"huge input", func() error { _, err := m.Forward(ctx, &tensor.Tensor{Shape: []int{1 << 20, 1 << 10, 1 << 10, 1}}); return err }, "limits.TensorElements"},
+		{"huge input", func() error {
+			_, err := m.Forward(ctx, &tensor.Tensor{Shape: []int{1 << 20, 1 << 10, 1 << 10, 1}})
+			return err
+		}, "limits.TensorElements"},
 		{"U-Net size", func() error { _, err := u.Forward(ctx, tensor.New(1, 15, 15, 3)); return err }, "cannot take input [1 15 15 3]"},
 		{"cancelled forward", func() error { _, err := m.Forward(cancelled, tensor.New(1, 28, 28, 1)); return err }, "context canceled"},
 		{"cancelled classify", func() error { _, err := m.Classify(cancelled, []image.Image{img}, 1); return err }, "context canceled"},
@@ -255,7 +258,10 @@ func TestErrors(t *testing.T) {
 		{"k = 0", func() error { _, err := m.Classify(ctx, []image.Image{img}, 0); return err }, "k ≥ 1"},
 		{"classify with a U-Net", func() error { _, err := u.Classify(ctx, []image.Image{img}, 1); return err }, "use Segment"},
 		{"segment with a ResNet", func() error { _, err := m.Segment(ctx, img); return err }, "not a segmentation model"},
-		{"empty image", func() error { _, err := m.Classify(ctx, []image.Image{image.NewGray(image.Rect(0, 0, 0, 5))}, 1); return err }, "image 0"},
+		{"empty image", func() error {
+			_, err := m.Classify(ctx, []image.Image{image.NewGray(image.Rect(0, 0, 0, 5))}, 1)
+			return err
+		}, "image 0"},
 		{"bomb", func() error { _, err := m.Preprocess(image.NewGray(image.Rect(0, 0, 100000, 1))); return err }, "limits.ImageSide"},
 		{"negative tile", func() error { _, err := u.SegmentTiles(ctx, img, -1); return err }, "tile"},
 	} {
