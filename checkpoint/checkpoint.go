@@ -258,7 +258,7 @@ func FromFile(f *safetensors.File) (*Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := CheckInput(net, meta.Model.InputShape(1, meta.Preprocess.Height), meta.Preprocess); err != nil {
+	if err := checkInput(net, meta.Model.InputShape(1, meta.Preprocess.Height), meta.Preprocess); err != nil {
 		return nil, err
 	}
 	weights := map[string]*tensor.Tensor{}
@@ -279,11 +279,11 @@ func FromFile(f *safetensors.File) (*Checkpoint, error) {
 	return c, nil
 }
 
-// CheckInput returns an error if the model, run on one input of the
+// checkInput returns an error if the model, run on one input of the
 // preprocessing's size, would fail or make an activation of more than
 // limits.TensorElements values. It runs on a shape tape: nothing is
 // computed or allocated but shapes.
-func CheckInput(net nn.Layer, shape []int, p Preprocess) error {
+func checkInput(net nn.Layer, shape []int, p Preprocess) error {
 	if len(shape) == 4 {
 		shape = []int{1, p.Height, p.Width, shape[3]}
 	}
