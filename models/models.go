@@ -173,16 +173,17 @@ func Build(c Config, rng *tensor.RNG) (nn.Layer, error) {
 	return c.Arch.Build(rng)
 }
 
-// Clone returns a copy that shares nothing with c.
-func (c Config) Clone() Config {
+// Clone returns a copy that shares nothing with c, through the config's
+// JSON form (an error for values JSON cannot hold, such as NaN).
+func (c Config) Clone() (Config, error) {
 	if c.Arch == nil {
-		return c
+		return c, nil
 	}
-	back, err := Unmarshal(c.Marshal())
+	b, err := json.Marshal(c)
 	if err != nil {
-		panic(fmt.Sprintf("models: config %q does not survive JSON: %v", c.Name, err)) // every Arch is plain data
+		return Config{}, fmt.Errorf("models: config %q: %w", c.Name, err)
 	}
-	return back
+	return Unmarshal(string(b))
 }
 
 // stored is a Config as JSON: {"name", "kind", "config"}.

@@ -194,11 +194,18 @@ func TestValidateRefusesHostileConfigs(t *testing.T) {
 
 func TestCloneSharesNothing(t *testing.T) {
 	a, _ := models.Preset("resnet20")
-	b := a.Clone()
+	b, err := a.Clone()
+	if err != nil {
+		t.Fatal(err)
+	}
 	b.SetClasses(3)
 	b.Arch.(*models.ResNet).Layers[0] = 1
 	if a.Classes() != 10 || a.Arch.(*models.ResNet).Layers[0] != 3 {
 		t.Errorf("changing a clone changed the original: %+v", a.Arch)
+	}
+	a.Arch.(*models.ResNet).BNEps = math.NaN()
+	if _, err := a.Clone(); err == nil {
+		t.Error("a NaN field cloned without error")
 	}
 }
 

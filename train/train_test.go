@@ -130,7 +130,10 @@ func TestBadResumes(t *testing.T) {
 	}
 	other := c
 	other.Resume = true
-	other.Model = c.Model.Clone()
+	var err error
+	if other.Model, err = c.Model.Clone(); err != nil {
+		t.Fatal(err)
+	}
 	other.Model.Name = "other"
 	other.Model.Arch.(*models.ResNet).Widths = []int{8, 8}
 	if _, err := Run(context.Background(), other); err == nil || !strings.Contains(err.Error(), "same model") {
