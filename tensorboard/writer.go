@@ -121,6 +121,22 @@ func NewWriter(dir string) (*Writer, error) {
 	return w, nil
 }
 
+// RemoveEventFiles deletes the event files (events.out.tfevents.*) in dir,
+// not below it: what a run folder held from an earlier run that a fresh
+// run replaces. A missing dir is not an error.
+func RemoveEventFiles(dir string) error {
+	files, err := filepath.Glob(filepath.Join(dir, "events.out.tfevents.*"))
+	if err != nil {
+		return fmt.Errorf("tensorboard: %w", err)
+	}
+	for _, f := range files {
+		if err := os.Remove(f); err != nil {
+			return fmt.Errorf("tensorboard: %w", err)
+		}
+	}
+	return nil
+}
+
 // NewWriterTo writes events to w instead of a file, taking each event's
 // wall time from clock (time.Now if nil): for tests that need the same
 // bytes every run, and for callers with their own storage. It writes the

@@ -368,6 +368,19 @@ func TestNewWriterFiles(t *testing.T) {
 	if paths[0] == paths[1] {
 		t.Errorf("two writers share the file %s", paths[0])
 	}
+	keep := filepath.Join(dir, "metrics.jsonl")
+	if err := os.WriteFile(keep, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := RemoveEventFiles(dir); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 1 || left[0] != keep {
+		t.Errorf("RemoveEventFiles left %v, want only %s", left, keep)
+	}
+	if err := RemoveEventFiles(filepath.Join(dir, "missing")); err != nil {
+		t.Errorf("RemoveEventFiles on a missing folder: %v", err)
+	}
 }
 
 // failWriter fails every write after the first n bytes.
