@@ -67,8 +67,9 @@ const (
 // file's path; after an error the Writer writes nothing more.
 //
 // Events are buffered: call Flush when the events should become visible
-// to a running TensorBoard (after each epoch), and Close at the end. A
-// Writer is for one goroutine at a time.
+// to a running TensorBoard (after each epoch), and Close at the end;
+// events are also flushed when FlushInterval has passed. A Writer is for
+// one goroutine at a time.
 type Writer struct {
 	path  string
 	file  *os.File // nil when writing to a caller's io.Writer
@@ -76,7 +77,15 @@ type Writer struct {
 	clock func() time.Time
 	rec   []byte // scratch for one record
 	err   error
+
+	lastFlush time.Time // by the real clock, not clock
 }
+
+// FlushInterval is how long events may wait in a Writer's buffer: an
+// event written this long after the last flush flushes the buffer, so
+// that a running TensorBoard follows a long epoch. It is PyTorch's and
+// TensorFlow's default (flush_secs=120).
+const FlushInterval = 2 * time.Minute
 
 // FileName returns the name TensorBoard expects for an event file
 // started at t by process pid on host:
@@ -149,7 +158,7 @@ func NewWriterTo(w io.Writer, clock func() time.Time) *Writer {
 }
 
 func newWriter(dst io.Writer, path string, clock func() time.Time) *Writer {
-	w := &Writer{path: path, buf: bufio.NewWriterSize(dst, 64<<10), clock: clock}
+	w := &Writer{path: path, buf: bufio.NewWriterSize(dst, 64<<10), clock: clock, lastFlush: time.Now()}
 	ev := appendEventHead(nil, w.clock(), 0)
 	ev = protowireString(ev, eventFileVersion, fileVersion)
 	w.write(ev)
@@ -167,8 +176,12 @@ func (w *Writer) write(event []byte) error {
 	w.rec = appendRecord(w.rec[:0], event)
 	if _, err := w.buf.Write(w.rec); err != nil {
 		w.err = fmt.Errorf("tensorboard: writing %s: %w", w.path, err)
+		return w.err
 	}
-	return w.err
+	if time.Since(w.lastFlush) >= FlushInterval {
+		return w.Flush()
+	}
+	return nil
 }
 
 // summaryEvent encodes an Event at step holding the Summary values.
@@ -199,6 +212,9 @@ func (w *Writer) Scalar(tag string, step int64, value float64) error {
 func (w *Writer) Scalars(step int64, tags []string, values []float64) error {
 	if len(tags) != len(values) {
 		return fmt.Errorf("tensorboard: %d tags for %d values", len(tags), len(values))
+	}
+	if len(tags) == 0 {
+		return errors.New("tensorboard: no values to write")
 	}
 	var vals []byte
 	for i, tag := range tags {
@@ -327,6 +343,7 @@ func (w *Writer) Flush() error {
 	if err := w.buf.Flush(); err != nil {
 		w.err = fmt.Errorf("tensorboard: writing %s: %w", w.path, err)
 	}
+	w.lastFlush = time.Now()
 	return w.err
 }
 

@@ -412,6 +412,7 @@ func TestErrors(t *testing.T) {
 	}{
 		{"empty tag", w.Scalar("", 1, 1), "empty tag"},
 		{"lengths", w.Scalars(1, []string{"a", "b"}, []float64{1}), "2 tags for 1 values"},
+		{"no values", w.Scalars(1, nil, nil), "no values"},
 		{"not png", w.ImagePNG("img", 1, []byte("GIF89a....")), `image "img": not a PNG`},
 		{"bomb", w.ImagePNG("img", 1, pngHeader(50000, 50000)), "decompression bomb"},
 		{"wide", w.ImagePNG("img", 1, pngHeader(1<<20, 1)), "limits.ImageSide"},
@@ -447,6 +448,30 @@ func TestErrors(t *testing.T) {
 	}
 	if err := fw.Close(); err == nil {
 		t.Error("Close after a failed write returned nil")
+	}
+}
+
+// TestFlushInterval checks that events reach the io.Writer without Flush
+// once FlushInterval has passed since the last flush, and not before.
+func TestFlushInterval(t *testing.T) {
+	var b bytes.Buffer
+	w := NewWriterTo(&b, fixedClock())
+	if err := w.Scalar("x", 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	if b.Len() != 0 {
+		t.Fatalf("%d bytes flushed before FlushInterval", b.Len())
+	}
+	w.lastFlush = time.Now().Add(-FlushInterval)
+	if err := w.Scalar("x", 2, 1); err != nil {
+		t.Fatal(err)
+	}
+	f, err := readEvents(b.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Events) != 3 {
+		t.Errorf("%d events flushed after FlushInterval, want 3", len(f.Events))
 	}
 }
 
