@@ -62,9 +62,10 @@ const (
 	colorRGBA = 4
 )
 
-// A Writer appends events to one event file. Its methods return the
-// first error met (by the write itself or earlier), wrapped with the
-// file's path; after an error the Writer writes nothing more.
+// A Writer appends events to one event file. Input it refuses (an empty
+// tag, a file that is not a PNG) is an error that leaves it usable; a
+// failed write is an error naming the file that every later call
+// returns too, as the Writer writes nothing more.
 //
 // Events are buffered: call Flush when the events should become visible
 // to a running TensorBoard (after each epoch), and Close at the end;
