@@ -38,6 +38,10 @@ type Comm interface {
 	// complete in any order but must be started in the same order on
 	// every rank.
 	StartAllReduceSum(buf []float32) Request
+	// AllReduceSumFloat64 is AllReduceSum for float64 values: for sums
+	// that float32 would round too much (metrics over an epoch, the batch
+	// statistics of SyncBatchNorm).
+	AllReduceSumFloat64(buf []float64) error
 	// Broadcast replaces buf on every rank with root's buf.
 	Broadcast(buf []float32, root int) error
 	// BroadcastBytes replaces buf on every rank with root's buf.
@@ -150,6 +154,9 @@ func (l *Local) AllReduceSum([]float32) error { return l.check(0) }
 
 // StartAllReduceSum returns a completed Request.
 func (l *Local) StartAllReduceSum([]float32) Request { return done{l.check(0)} }
+
+// AllReduceSumFloat64 leaves buf as it is.
+func (l *Local) AllReduceSumFloat64([]float64) error { return l.check(0) }
 
 // Broadcast leaves buf as it is; root must be 0.
 func (l *Local) Broadcast(_ []float32, root int) error { return l.check(root) }

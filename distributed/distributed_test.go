@@ -164,6 +164,14 @@ func TestGroupCollectives(t *testing.T) {
 					return err
 				}
 			}
+			// float64 sums keep what float32 would round away.
+			d := []float64{1e15 + float64(r), 0.1}
+			if err := c.AllReduceSumFloat64(d); err != nil {
+				return err
+			}
+			if want := float64(size)*1e15 + float64(size*(size-1)/2); d[0] != want {
+				return fmt.Errorf("AllReduceSumFloat64 = %v, want %v", d[0], want)
+			}
 			f := rankData(r, 9, 5)
 			if err := c.Broadcast(f, size-1); err != nil {
 				return err

@@ -42,6 +42,7 @@ type round struct {
 	op      string
 	root    int
 	f32     [][]float32
+	f64     [][]float64
 	bytes   [][]byte
 	arrived int
 	done    chan struct{}
@@ -61,18 +62,22 @@ func (m *member) AllReduceSum(buf []float32) error {
 }
 
 func (m *member) StartAllReduceSum(buf []float32) Request {
-	return m.join("AllReduceSum", 0, buf, nil)
+	return m.join("AllReduceSum", 0, buf, nil, nil)
+}
+
+func (m *member) AllReduceSumFloat64(buf []float64) error {
+	return m.join("AllReduceSumFloat64", 0, nil, buf, nil).Wait()
 }
 
 func (m *member) Broadcast(buf []float32, root int) error {
-	return m.join("Broadcast", root, buf, nil).Wait()
+	return m.join("Broadcast", root, buf, nil, nil).Wait()
 }
 
 func (m *member) BroadcastBytes(buf []byte, root int) error {
-	return m.join("BroadcastBytes", root, nil, buf).Wait()
+	return m.join("BroadcastBytes", root, nil, nil, buf).Wait()
 }
 
-func (m *member) Barrier() error { return m.join("Barrier", 0, nil, nil).Wait() }
+func (m *member) Barrier() error { return m.join("Barrier", 0, nil, nil, nil).Wait() }
 
 // Finalize leaves the group; rounds still waiting for this rank fail.
 func (m *member) Finalize() error {
@@ -93,7 +98,7 @@ func (m *member) Finalize() error {
 
 // join brings this rank's part of its next collective; the last rank to
 // arrive performs it.
-func (m *member) join(op string, root int, f []float32, b []byte) Request {
+func (m *member) join(op string, root int, f []float32, d []float64, b []byte) Request {
 	g := m.g
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -107,7 +112,7 @@ func (m *member) join(op string, root int, f []float32, b []byte) Request {
 	g.seq[m.rank]++
 	rd := g.rounds[n]
 	if rd == nil {
-		rd = &round{op: op, root: root, f32: make([][]float32, g.size), bytes: make([][]byte, g.size), done: make(chan struct{})}
+		rd = &round{op: op, root: root, f32: make([][]float32, g.size), f64: make([][]float64, g.size), bytes: make([][]byte, g.size), done: make(chan struct{})}
 		g.rounds[n] = rd
 		for r, gone := range g.gone {
 			if gone && g.seq[r] <= n {
@@ -121,7 +126,7 @@ func (m *member) join(op string, root int, f []float32, b []byte) Request {
 		return rd
 	default:
 	}
-	rd.f32[m.rank], rd.bytes[m.rank] = f, b
+	rd.f32[m.rank], rd.f64[m.rank], rd.bytes[m.rank] = f, d, b
 	rd.arrived++
 	switch {
 	case rd.op != op || rd.root != root:
@@ -146,9 +151,10 @@ func (g *group) finish(n int, rd *round, err error) {
 
 // perform computes the collective once every rank's buffer is in.
 func (rd *round) perform() error {
+	n := func(r int) int { return len(rd.f32[r]) + len(rd.f64[r]) + len(rd.bytes[r]) }
 	for r := range rd.f32 {
-		if len(rd.f32[r]) != len(rd.f32[0]) || len(rd.bytes[r]) != len(rd.bytes[0]) {
-			return fmt.Errorf("distributed: %s with %d values on rank 0 and %d on rank %d", rd.op, max(len(rd.f32[0]), len(rd.bytes[0])), max(len(rd.f32[r]), len(rd.bytes[r])), r)
+		if n(r) != n(0) {
+			return fmt.Errorf("distributed: %s with %d values on rank 0 and %d on rank %d", rd.op, n(0), n(r), r)
 		}
 	}
 	switch rd.op {
@@ -160,6 +166,16 @@ func (rd *round) perform() error {
 			}
 		}
 		for _, b := range rd.f32 {
+			copy(b, sum)
+		}
+	case "AllReduceSumFloat64":
+		sum := make([]float64, len(rd.f64[0]))
+		for _, b := range rd.f64 {
+			for i, v := range b {
+				sum[i] += v
+			}
+		}
+		for _, b := range rd.f64 {
 			copy(b, sum)
 		}
 	case "Broadcast":

@@ -42,12 +42,21 @@ static void rs_error_string(int rc, char *buf, int cap) {
 
 static void *rs_new(void) { return malloc(sizeof(MPI_Request)); }
 
-static int rs_iallreduce(float *buf, int n, void *req) {
-	return MPI_Iallreduce(MPI_IN_PLACE, buf, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, (MPI_Request *)req);
+// The element types, numbered as Go's dtype constants.
+static MPI_Datatype rs_type(int t) {
+	switch (t) {
+	case 1: return MPI_FLOAT;
+	case 2: return MPI_DOUBLE;
+	}
+	return MPI_BYTE;
 }
 
-static int rs_ibcast(void *buf, int n, int isfloat, int root, void *req) {
-	return MPI_Ibcast(buf, n, isfloat ? MPI_FLOAT : MPI_BYTE, root, MPI_COMM_WORLD, (MPI_Request *)req);
+static int rs_iallreduce(void *buf, int n, int t, void *req) {
+	return MPI_Iallreduce(MPI_IN_PLACE, buf, n, rs_type(t), MPI_SUM, MPI_COMM_WORLD, (MPI_Request *)req);
+}
+
+static int rs_ibcast(void *buf, int n, int t, int root, void *req) {
+	return MPI_Ibcast(buf, n, rs_type(t), root, MPI_COMM_WORLD, (MPI_Request *)req);
 }
 
 static int rs_ibarrier(void *req) {
@@ -127,14 +136,24 @@ func (k opKind) String() string {
 	return [...]string{"AllReduceSum", "Broadcast", "Barrier", "Finalize"}[k]
 }
 
+// The element types of a buffer (rs_type in C).
+const (
+	dtByte = iota
+	dtFloat32
+	dtFloat64
+)
+
+var dtSize = [...]int{dtByte: 1, dtFloat32: 4, dtFloat64: 8}
+
 // mpiOp is one collective, from its start on the caller's goroutine to
 // its completion on the MPI goroutine.
 type mpiOp struct {
 	kind    opKind
-	f32     []float32
-	bytes   []byte
+	buf     unsafe.Pointer // n values of type dtype; nil when n is 0
+	n       int
+	dtype   int
 	root    int
-	pin     runtime.Pinner // the buffer, while MPI may touch it
+	pin     runtime.Pinner // buf, while MPI may touch it
 	reqs    []unsafe.Pointer
 	started time.Time
 	done    chan struct{}
@@ -288,21 +307,12 @@ func (c *mpiComm) run(ready chan<- error) {
 // start issues op's non-blocking MPI calls, one per maxCount values.
 func (c *mpiComm) start(op *mpiOp) error {
 	op.started = time.Now()
-	n, elem := len(op.bytes), 1
-	var base unsafe.Pointer
-	if op.f32 != nil {
-		n, elem = len(op.f32), 4
-		if n > 0 {
-			base = unsafe.Pointer(&op.f32[0])
-		}
-	} else if n > 0 {
-		base = unsafe.Pointer(&op.bytes[0])
-	}
+	n, elem := op.n, dtSize[op.dtype]
 	for lo := 0; lo < n || (n == 0 && lo == 0); lo += maxCount {
 		cnt := min(n-lo, maxCount)
 		var p unsafe.Pointer
-		if base != nil {
-			p = unsafe.Add(base, lo*elem)
+		if op.buf != nil {
+			p = unsafe.Add(op.buf, lo*elem)
 		}
 		req := C.rs_new()
 		if req == nil {
@@ -311,13 +321,9 @@ func (c *mpiComm) start(op *mpiOp) error {
 		var rc C.int
 		switch op.kind {
 		case opAllReduce:
-			rc = C.rs_iallreduce((*C.float)(p), C.int(cnt), req)
+			rc = C.rs_iallreduce(p, C.int(cnt), C.int(op.dtype), req)
 		case opBroadcast:
-			isf := C.int(0)
-			if elem == 4 {
-				isf = 1
-			}
-			rc = C.rs_ibcast(p, C.int(cnt), isf, C.int(op.root), req)
+			rc = C.rs_ibcast(p, C.int(cnt), C.int(op.dtype), C.int(op.root), req)
 		case opBarrier:
 			rc = C.rs_ibarrier(req)
 		}
@@ -388,11 +394,8 @@ func (c *mpiComm) submit(op *mpiOp) Request {
 			return done{err}
 		}
 	}
-	switch {
-	case len(op.f32) > 0:
-		op.pin.Pin(&op.f32[0])
-	case len(op.bytes) > 0:
-		op.pin.Pin(&op.bytes[0])
+	if op.buf != nil {
+		op.pin.Pin(op.buf)
 	}
 	c.ops <- op
 	return op
@@ -409,18 +412,19 @@ func (c *mpiComm) String() string {
 func (c *mpiComm) AllReduceSum(buf []float32) error { return c.StartAllReduceSum(buf).Wait() }
 
 func (c *mpiComm) StartAllReduceSum(buf []float32) Request {
-	return c.submit(&mpiOp{kind: opAllReduce, f32: nonNil(buf)})
+	return c.submit(&mpiOp{kind: opAllReduce, buf: first(buf), n: len(buf), dtype: dtFloat32})
+}
+
+func (c *mpiComm) AllReduceSumFloat64(buf []float64) error {
+	return c.submit(&mpiOp{kind: opAllReduce, buf: first(buf), n: len(buf), dtype: dtFloat64}).Wait()
 }
 
 func (c *mpiComm) Broadcast(buf []float32, root int) error {
-	return c.submit(&mpiOp{kind: opBroadcast, f32: nonNil(buf), root: root}).Wait()
+	return c.submit(&mpiOp{kind: opBroadcast, buf: first(buf), n: len(buf), dtype: dtFloat32, root: root}).Wait()
 }
 
 func (c *mpiComm) BroadcastBytes(buf []byte, root int) error {
-	if buf == nil {
-		buf = []byte{}
-	}
-	return c.submit(&mpiOp{kind: opBroadcast, bytes: buf, root: root}).Wait()
+	return c.submit(&mpiOp{kind: opBroadcast, buf: first(buf), n: len(buf), dtype: dtByte, root: root}).Wait()
 }
 
 func (c *mpiComm) Barrier() error { return c.submit(&mpiOp{kind: opBarrier}).Wait() }
@@ -428,13 +432,12 @@ func (c *mpiComm) Barrier() error { return c.submit(&mpiOp{kind: opBarrier}).Wai
 // Finalize waits for the operations in flight, then calls MPI_Finalize.
 func (c *mpiComm) Finalize() error { return c.submit(&mpiOp{kind: opFinalize}).Wait() }
 
-// nonNil returns b, or an empty slice for nil, so that start knows a
-// float32 operation from a byte one.
-func nonNil(b []float32) []float32 {
-	if b == nil {
-		return []float32{}
+// first returns the address of b's first element, nil for an empty b.
+func first[T any](b []T) unsafe.Pointer {
+	if len(b) == 0 {
+		return nil
 	}
-	return b
+	return unsafe.Pointer(&b[0])
 }
 
 func firstLine(s string) string {

@@ -221,6 +221,15 @@ func childCollectives(c Comm) error {
 		return fmt.Errorf("AllReduceSum of integers = %v, want %v", ints, want)
 	}
 
+	// float64 sums keep what float32 would round away.
+	d := []float64{1e15 + float64(rank), 0.5}
+	if err := c.AllReduceSumFloat64(d); err != nil {
+		return err
+	}
+	if want := []float64{float64(size)*1e15 + float64(size*(size-1)/2), float64(size) / 2}; d[0] != want[0] || d[1] != want[1] {
+		return fmt.Errorf("AllReduceSumFloat64 = %v, want %v", d, want)
+	}
+
 	// Broadcast from the last rank, floats and bytes.
 	root := size - 1
 	f := rankData(rank, 7, 1001)
