@@ -159,35 +159,36 @@ func (rd *round) perform() error {
 	}
 	switch rd.op {
 	case "AllReduceSum":
-		sum := make([]float32, len(rd.f32[0]))
-		for _, b := range rd.f32 {
-			for i, v := range b {
-				sum[i] += v
-			}
-		}
-		for _, b := range rd.f32 {
-			copy(b, sum)
-		}
+		sumInto(rd.f32)
 	case "AllReduceSumFloat64":
-		sum := make([]float64, len(rd.f64[0]))
-		for _, b := range rd.f64 {
-			for i, v := range b {
-				sum[i] += v
-			}
-		}
-		for _, b := range rd.f64 {
-			copy(b, sum)
-		}
+		sumInto(rd.f64)
 	case "Broadcast":
-		for _, b := range rd.f32 {
-			copy(b, rd.f32[rd.root])
-		}
+		copyFrom(rd.f32, rd.root)
 	case "BroadcastBytes":
-		for _, b := range rd.bytes {
-			copy(b, rd.bytes[rd.root])
-		}
+		copyFrom(rd.bytes, rd.root)
 	}
 	return nil
+}
+
+// sumInto replaces every rank's buffer with the sum of all, added in
+// rank order.
+func sumInto[T float32 | float64](bufs [][]T) {
+	sum := make([]T, len(bufs[0]))
+	for _, b := range bufs {
+		for i, v := range b {
+			sum[i] += v
+		}
+	}
+	for _, b := range bufs {
+		copy(b, sum)
+	}
+}
+
+// copyFrom replaces every rank's buffer with root's.
+func copyFrom[T any](bufs [][]T, root int) {
+	for _, b := range bufs {
+		copy(b, bufs[root])
+	}
 }
 
 func (rd *round) Wait() error {
