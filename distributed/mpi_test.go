@@ -212,6 +212,31 @@ func childCollectives(c Comm) error {
 			return err
 		}
 	}
+	// An all-reduce completes while its caller computes, without a call
+	// into MPI from it: the MPI goroutine drives the progress that makes
+	// the overlap with the backward pass (the caller here only watches
+	// the request's channel, which calls nothing).
+	big := rankData(rank, 50, 1<<20)
+	op := c.StartAllReduceSum(big).(*mpiOp)
+	deadline := time.Now().Add(20 * time.Second)
+	for waiting := true; waiting; {
+		select {
+		case <-op.done:
+			waiting = false
+		default:
+			if time.Now().After(deadline) {
+				return errors.New("a 4 MiB all-reduce made no progress in 20 s without Wait")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if err := op.Wait(); err != nil {
+		return err
+	}
+	if err := checkSum("the background all-reduce", big, size, 50, 1); err != nil {
+		return err
+	}
+
 	// Integers sum exactly in float32.
 	ints := []float32{float32(rank), 1, float32(rank * rank)}
 	if err := c.AllReduceSum(ints); err != nil {
