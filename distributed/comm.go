@@ -102,7 +102,9 @@ func Init(kind string) (Comm, error) {
 // InitWithOptions returns the Comm of the given kind with options o. For
 // KindMPI it initialises MPI, which does its own rendezvous (from what
 // mpirun, srun or the MPI Operator's launcher gave the process); it fails
-// in a binary built without -tags mpi.
+// in a binary built without -tags mpi. MPI is initialised once per
+// process: a second call returns the same Comm (with the first call's
+// options), and a call after its Finalize an error.
 func InitWithOptions(kind string, o Options) (Comm, error) {
 	if o.Timeout == 0 {
 		o.Timeout = DefaultTimeout

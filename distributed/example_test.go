@@ -7,6 +7,20 @@ import (
 	"github.com/residual-nn/residual/distributed"
 )
 
+// A program starts its communicator once, says which rank it is, and
+// finalizes at the end. "none" is one process; a training command would
+// pass its --distributed flag ("auto", "mpi").
+func ExampleInit() {
+	c, err := distributed.Init("none")
+	if err != nil {
+		panic(err)
+	}
+	defer c.Finalize()
+	fmt.Printf("rank %d of %d\n", c.Rank(), c.Size())
+	// Output:
+	// rank 0 of 1
+}
+
 // Two ranks (goroutines of one process here; processes under mpirun with
 // Init("mpi")) average their gradients with a Reducer, as a training step
 // does after its backward pass.
