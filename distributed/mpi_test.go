@@ -35,6 +35,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// ChildModes holds child programs defined by the external test package
+// (package distributed_test registers "equivalence" in its init).
+var ChildModes = map[string]func(Comm) error{}
+
 // mpirun runs the test binary as np ranks in child mode, within limit,
 // and returns its combined output, its error and how long it ran.
 func mpirun(t *testing.T, np int, mode string, limit time.Duration) (string, error, time.Duration) {
@@ -88,6 +92,18 @@ func TestMPICollectives(t *testing.T) {
 			}
 			t.Logf("%d ranks in %s:\n%s", np, took.Round(time.Millisecond), out)
 		})
+	}
+}
+
+// TestMPIDataParallelEqualsOneProcess runs the data-parallel equivalence
+// check (equivalence_test.go) on 2 and 3 MPI ranks.
+func TestMPIDataParallelEqualsOneProcess(t *testing.T) {
+	for _, np := range []int{2, 3} {
+		out, err, _ := mpirun(t, np, "equivalence", 2*time.Minute)
+		if err != nil {
+			t.Fatalf("mpirun -np %d: %v; output:\n%s", np, err, out)
+		}
+		t.Logf("%d ranks:\n%s", np, out)
 	}
 }
 
@@ -158,7 +174,12 @@ func runChild(mode string) int {
 	case "hang":
 		err = childHang(c)
 	default:
-		err = fmt.Errorf("unknown child mode %q", mode)
+		f := ChildModes[mode]
+		if f == nil {
+			err = fmt.Errorf("unknown child mode %q", mode)
+			break
+		}
+		err = f(c)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "rank %d of %d: FAIL: %v\n", c.Rank(), c.Size(), err)
