@@ -74,7 +74,7 @@ func (g *grpcService) ServerReady(context.Context, *inferencepb.ServerReadyReque
 
 func (g *grpcService) ModelReady(_ context.Context, r *inferencepb.ModelReadyRequest) (*inferencepb.ModelReadyResponse, error) {
 	_, err := g.s.lookup(r.GetName(), r.GetVersion())
-	if ae := classify(err); err != nil && ae.code == codes.NotFound {
+	if err != nil && classify(err).code == codes.NotFound {
 		return nil, err
 	}
 	return &inferencepb.ModelReadyResponse{Ready: err == nil}, nil
