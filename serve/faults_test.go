@@ -188,7 +188,9 @@ func pngHeader(w, h uint32) []byte {
 	// Patch width and height in IHDR (bytes 16..23); the CRC no longer
 	// matches, which DecodeConfig checks, so recompute it.
 	b := append([]byte(nil), full[:33]...)
-	putU32 := func(off int, v uint32) { b[off], b[off+1], b[off+2], b[off+3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v) }
+	putU32 := func(off int, v uint32) {
+		b[off], b[off+1], b[off+2], b[off+3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
+	}
 	putU32(16, w)
 	putU32(20, h)
 	putU32(29, crc32.ChecksumIEEE(b[12:29]))

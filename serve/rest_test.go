@@ -139,7 +139,7 @@ func TestBadRequests(t *testing.T) {
 		{"malformed JSON", "m", `{"inputs":[`, 400, "malformed"},
 		{"not an object", "m", `[1,2]`, 400, "malformed"},
 		{"no inputs", "m", `{"inputs":[]}`, 400, "0 inputs"},
-		{"wrong input name", "m", strings.Replace(`{"inputs":[` + good + `]}`, `"input"`, `"x"`, 1), 400, `unknown input "x"`},
+		{"wrong input name", "m", strings.Replace(`{"inputs":[`+good+`]}`, `"input"`, `"x"`, 1), 400, `unknown input "x"`},
 		{"wrong shape", "m", `{"inputs":[{"name":"input","shape":[1,3,2,1],"datatype":"FP32","data":[1,2,3,4,5,6]}]}`, 400, "does not match"},
 		{"rank 2", "m", `{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]}`, 400, "does not match"},
 		{"negative dimension", "m", `{"inputs":[{"name":"input","shape":[1,-2,2,1],"datatype":"FP32","data":[1,2,3,4]}]}`, 400, "invalid dimension"},
