@@ -29,6 +29,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
@@ -99,11 +100,18 @@ func run(args []string, out io.Writer) error {
 		before := scrapeBatches(*base)
 		atk := vegeta.NewAttacker(r.opts...)
 		var m vegeta.Metrics
-		n := 0
-		for res := range atk.Attack(vegeta.NewStaticTargeter(tgt), r.pacer, *duration, r.label) {
-			m.Add(res)
-			if n++; n >= *maxReq {
-				atk.Stop()
+		// The targeter hands out at most maxReq requests, then ends the run.
+		var sent atomic.Int64
+		targeter := func(t *vegeta.Target) error {
+			if sent.Add(1) > int64(*maxReq) {
+				return vegeta.ErrNoTargets
+			}
+			*t = tgt
+			return nil
+		}
+		for res := range atk.Attack(targeter, r.pacer, *duration, r.label) {
+			if res.Error != vegeta.ErrNoTargets.Error() { // not a request
+				m.Add(res)
 			}
 		}
 		m.Close()
