@@ -55,10 +55,11 @@ func run(args []string, out io.Writer) error {
 	maxReq := fs.Int("max-requests", 100_000, "stop a run after this many requests")
 	timeout := fs.Duration("timeout", 30*time.Second, "per-request timeout")
 	asJSON := fs.Bool("json", false, "print one JSON line per run")
+	dump := fs.String("dump-body", "", "write the request body to this file and exit (for hey: hey -D FILE)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *model == "" || (*rates == "") == (*conc == "") {
+	if *model == "" || *dump == "" && (*rates == "") == (*conc == "") {
 		return errors.New("usage: serveload --model NAME (--rates R1,R2,... | --concurrency C1,C2,...) [--url http://127.0.0.1:PORT]")
 	}
 	u, err := url.Parse(*base)
@@ -71,6 +72,12 @@ func run(args []string, out io.Writer) error {
 	tgt, err := target(*base, *model, *shapeFlag, *image, *binaryData)
 	if err != nil {
 		return err
+	}
+	if *dump != "" {
+		for k, v := range tgt.Header {
+			fmt.Fprintf(out, "header %s: %s\n", k, v[0])
+		}
+		return os.WriteFile(*dump, tgt.Body, 0o644)
 	}
 	type run struct {
 		label string

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 
 	ag "github.com/residual-nn/residual/autograd"
@@ -123,8 +124,10 @@ func openCheckpoint(path string) (serve.Backend, error) {
 	}}, nil
 }
 
-// checkpointBackend serves a train.Checkpoint.
+// checkpointBackend serves a train.Checkpoint, one forward pass at a time
+// (the network's layers are not documented as safe for concurrent use).
 type checkpointBackend struct {
+	mu   sync.Mutex
 	c    *train.Checkpoint
 	info serve.ModelInfo
 }
@@ -132,6 +135,8 @@ type checkpointBackend struct {
 func (b *checkpointBackend) Info() serve.ModelInfo { return b.info }
 
 func (b *checkpointBackend) Forward(_ context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	return b.c.Net.Forward(ag.Constant(x)).Data, nil
 }
 
