@@ -32,7 +32,9 @@ func TestWebPage(t *testing.T) {
 		t.Skip("starts a browser; skipped in -short mode")
 	}
 	net := newResNet(t)
-	ts := start(t, Config{MaxDelay: -1}, map[string]Backend{"resnet": net})
+	seg := newFake()
+	seg.task, seg.classes = TaskSegment, 2
+	ts := start(t, Config{MaxDelay: -1}, map[string]Backend{"resnet": net, "unet": seg})
 	photo, err := filepath.Abs("testdata/ring.png")
 	if err != nil {
 		t.Fatal(err)
@@ -63,6 +65,7 @@ func TestWebPage(t *testing.T) {
 	err = chromedp.Do(ctx,
 		chromedp.Navigate(ts.url+"/"),
 		chromedp.WaitReady(chromedp.CSS(`#model option`)),
+		chromedp.SetValue(chromedp.ID("model"), "resnet"),
 		chromedp.SetUploadFiles(chromedp.ID("file"), []string{photo}),
 		chromedp.WaitVisible(chromedp.ID("top1")),
 	)
@@ -89,5 +92,18 @@ func TestWebPage(t *testing.T) {
 	}
 	if !strings.Contains(meta, `"resnet20"`) || !strings.Contains(meta, `"input"`) {
 		t.Errorf("metadata panel shows %q", meta)
+	}
+
+	// The U-Net: choosing it runs the photo again and shows the overlay at
+	// the photo's size.
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => { const s = document.getElementById("model"); s.value = "unet"; s.dispatchEvent(new Event("change")); return true; })()`)); err != nil {
+		t.Fatalf("choosing the U-Net: %v", err)
+	}
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.ID("mask"))); err != nil {
+		t.Fatalf("browser, segmentation: %v", err)
+	}
+	width, err := chromedp.Run(ctx, chromedp.Poll[float64](`document.getElementById("mask").naturalWidth || null`))
+	if err != nil || width != 28 {
+		t.Errorf("overlay image is %v pixels wide (%v), want the photo's 28", width, err)
 	}
 }

@@ -141,11 +141,17 @@ func (s *Server) image(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	img, err := decodeImage(b, s.cfg.MaxImagePixels)
-	if err != nil {
-		return err
+	select {
+	case s.decoding <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	x, err := preprocess(m.backend, img)
+	img, err := decodeImage(b, s.cfg.MaxImagePixels)
+	var x *tensor.Tensor
+	if err == nil {
+		x, err = preprocess(m.backend, img)
+	}
+	<-s.decoding
 	if err != nil {
 		return err
 	}

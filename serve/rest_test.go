@@ -236,6 +236,23 @@ func TestHealthAndMetadata(t *testing.T) {
 	if code, _ := get(t, ts.url+"/v2/health/ready"); code != 200 {
 		t.Errorf("ready after the warm-up: %d", code)
 	}
+
+	// Replacing a served version keeps the server ready: the old one
+	// answers until the new one has warmed up.
+	next := newFake()
+	next.gate = make(chan struct{})
+	go func() { added <- ts.Add("m", "1", next) }()
+	for next.calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if code, _ := get(t, ts.url+"/v2/health/ready"); code != 200 {
+		t.Errorf("ready while a served version is replaced: %d, want 200", code)
+	}
+	serving(t, ts, "m")
+	close(next.gate)
+	if err := <-added; err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestBatching sends concurrent requests to a slow model and checks that

@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"sync"
@@ -51,7 +52,8 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxImagePixels bounds width × height of an uploaded image, checked
 	// from its header before decoding (default 1<<24, 64 MiB as RGBA;
-	// limits.ImagePixels applies too).
+	// limits.ImagePixels applies too). At most 2 × GOMAXPROCS images are
+	// decoded at once, so decoding memory stays bounded under overload.
 	MaxImagePixels int
 	// Timeout is a request's deadline when it sets none (default 30 s).
 	Timeout time.Duration
@@ -127,6 +129,8 @@ type Server struct {
 	models  map[string]map[string]*model // name → version → model
 	loading atomic.Int32                 // loads in progress
 
+	decoding chan struct{} // bounds concurrent image decodes (memory)
+
 	repoMu  sync.Mutex
 	files   map[string]fileStat // repository files loaded (or failed), by path
 	pending map[string]fileStat // changed files waiting one poll to settle
@@ -141,20 +145,20 @@ type fileStat struct {
 func New(cfg Config) *Server {
 	cfg.defaults()
 	return &Server{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		metrics: newMetrics(cfg.Logger),
-		models:  map[string]map[string]*model{},
-		files:   map[string]fileStat{},
-		pending: map[string]fileStat{},
+		cfg:      cfg,
+		log:      cfg.Logger,
+		metrics:  newMetrics(cfg.Logger),
+		models:   map[string]map[string]*model{},
+		decoding: make(chan struct{}, 2*runtime.GOMAXPROCS(0)),
+		files:    map[string]fileStat{},
+		pending:  map[string]fileStat{},
 	}
 }
 
 // Add serves b as version of name after a warm-up batch, replacing (and
 // draining) a model already served under that name and version.
 func (s *Server) Add(name, version string, b Backend) error {
-	s.loading.Add(1)
-	defer s.loading.Add(-1)
+	defer s.pendingLoad(name, version)()
 	if err := checkName("model name", name); err != nil {
 		return err
 	}
@@ -198,13 +202,26 @@ func (s *Server) Load(name, version, path string) error {
 	if s.cfg.Open == nil {
 		return errors.New("serve: no Opener configured to load " + path)
 	}
-	s.loading.Add(1)
-	defer s.loading.Add(-1)
+	defer s.pendingLoad(name, version)()
 	b, err := s.cfg.Open(path)
 	if err != nil {
 		return fmt.Errorf("serve: model %s version %s: %w", name, version, err)
 	}
 	return s.Add(name, version, b)
+}
+
+// pendingLoad marks the server not ready while a model version that is
+// not yet served loads (a replacement keeps the server ready: the previous
+// version answers meanwhile); it returns the function that ends the mark.
+func (s *Server) pendingLoad(name, version string) func() {
+	s.mu.RLock()
+	served := s.models[name][version] != nil
+	s.mu.RUnlock()
+	if served {
+		return func() {}
+	}
+	s.loading.Add(1)
+	return func() { s.loading.Add(-1) }
 }
 
 // Unload stops serving a model version after answering its queued
