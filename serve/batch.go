@@ -201,8 +201,11 @@ func (bt *batcher) run(batch []*job, size int) {
 	}
 	y, err := bt.forward(x)
 	compute := time.Since(start)
-	if err == nil && (len(y.Shape) == 0 || y.Shape[0] != size) {
-		err = internal("model returned shape %v for a batch of %d", y.Shape, size)
+	if err == nil && (y == nil || len(y.Shape) == 0 || y.Shape[0] != size || len(y.Data) != tensor.NumElements(y.Shape)) {
+		err = internal("model returned a malformed output for a batch of %d", size)
+		if y != nil {
+			err = internal("model returned shape %v with %d values for a batch of %d", y.Shape, len(y.Data), size)
+		}
 	}
 	if err == nil {
 		// EWMA with weight 1/4 on the newest batch: follows load changes

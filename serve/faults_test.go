@@ -3,6 +3,7 @@ package serve
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"hash/crc32"
 	"image"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/residual-nn/residual/safetensors"
+	"github.com/residual-nn/residual/serve/internal/inferencepb"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -342,9 +344,9 @@ func TestRepositoryReload(t *testing.T) {
 	}
 }
 
-// TestDrainUnderLoad: requests in flight when the server is told to stop
-// (what SIGTERM does in residual serve) are all answered, Run returns nil,
-// and new connections are refused afterwards.
+// TestDrainUnderLoad: REST and gRPC requests in flight when the server is
+// told to stop (what SIGTERM does in residual serve) are all answered, Run
+// returns nil, and new connections are refused afterwards.
 func TestDrainUnderLoad(t *testing.T) {
 	f := newFake()
 	f.delay = 40 * time.Millisecond
@@ -370,6 +372,19 @@ func TestDrainUnderLoad(t *testing.T) {
 		}()
 	}
 	sent.Wait()
+	// And four over gRPC.
+	const g = 4
+	gc := grpcClient(t, ts)
+	gerrs := make(chan error, g)
+	for range g {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			_, err := gc.ModelInfer(ctx, &inferencepb.ModelInferRequest{ModelName: "m", Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{
+				{Name: "input", Datatype: "FP32", Shape: []int64{1, 2, 2, 1}, Contents: &inferencepb.InferTensorContents{Fp32Contents: []float32{1, 2, 3, 4}}}}})
+			gerrs <- err
+		}()
+	}
 	// Wait until the server holds every request (queued, running or done;
 	// the first batch was the warm-up), then stop it.
 	accepted := func() int {
@@ -381,13 +396,18 @@ func TestDrainUnderLoad(t *testing.T) {
 		}
 		return done + int(ts.models["m"]["1"].bt.queued.Load())
 	}
-	for accepted() < n {
+	for accepted() < n+g {
 		time.Sleep(time.Millisecond)
 	}
 	ts.cancel() // the drain starts with requests queued and running
 	for range n {
 		if c := <-codes; c != 200 {
 			t.Errorf("an accepted request got %d during the drain", c)
+		}
+	}
+	for range g {
+		if err := <-gerrs; err != nil {
+			t.Errorf("an accepted gRPC request failed during the drain: %v", err)
 		}
 	}
 	select {
@@ -402,4 +422,30 @@ func TestDrainUnderLoad(t *testing.T) {
 	if _, err := net.DialTimeout("tcp", strings.TrimPrefix(ts.url, "http://"), time.Second); err == nil {
 		t.Error("server still accepts connections after the drain")
 	}
+}
+
+// badShape is a model that answers the wrong number of rows.
+type badShape struct{ *fakeBackend }
+
+func (b badShape) Forward(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	if x.Data[0] == 7 {
+		return tensor.New(x.Shape[0]+1, 3), nil
+	}
+	if x.Data[0] == 8 {
+		return &tensor.Tensor{Shape: []int{x.Shape[0], 3}, Data: make([]float32, 1)}, nil
+	}
+	return b.fakeBackend.Forward(ctx, x)
+}
+
+// TestMalformedModelOutput: a model answering the wrong shape, or a shape
+// its data does not fill, gets 500 naming it, and the server serves on.
+func TestMalformedModelOutput(t *testing.T) {
+	ts := start(t, Config{MaxDelay: -1}, map[string]Backend{"m": badShape{newFake()}})
+	for _, v := range []float32{7, 8} {
+		code, _, b := post(t, ts.url+"/v2/models/m/infer", "application/json", inferJSON([]int{1, 2, 2, 1}, []float32{v, 0, 0, 0}, ""))
+		if code != 500 || !strings.Contains(string(b), "model returned shape") {
+			t.Errorf("input %v: %d %s", v, code, b)
+		}
+	}
+	serving(t, ts, "m")
 }
