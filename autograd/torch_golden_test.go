@@ -56,7 +56,7 @@ func runGolden(t *testing.T, c fixture.Case, inputs, params []string, fn func(v 
 			t.Errorf("%s %v: %s: %v", c.Op, c.Attrs, what, err)
 		}
 	}
-	check("output", nchw(out.Data), c.T("out"))
+	check("output", nchw(out.Tensor()), c.T("out"))
 	if !c.Has("proj") {
 		return
 	}

@@ -33,7 +33,11 @@ import (
 // Value is a node of a computation: a tensor, and its gradient once
 // Backward has run.
 type Value struct {
-	// Data is the value. Operations never modify their inputs' data.
+	// Data is the value. Operations never modify their inputs' data. On a
+	// tape, an operation may defer computing it until the value is used,
+	// so that it fuses with what follows (fuse.go): Data's shape is set at
+	// once, its numbers after Realize, which every operation calls on its
+	// inputs. Read Data of a value produced on a tape through Tensor.
 	Data *tensor.Tensor
 	// Grad is d(loss)/d(Data) after Backward, or nil if no gradient
 	// reached this value. Parameters accumulate gradients across Backward
@@ -53,6 +57,7 @@ type Value struct {
 	gradLent     bool // Grad's buffer was handed on to an input (give)
 	tape         *Tape
 	spare        []float32 // a leaf's gradient buffer after ZeroGrad, for the next backward pass
+	lazy         *deferred // what computes Data, while it is deferred (fuse.go)
 }
 
 // RetainGrad keeps this intermediate value's gradient intact through the
@@ -171,7 +176,9 @@ func NewTape() *Tape { return &Tape{pool: map[int][][]float32{}, ownedAt: map[*f
 // NewNoGradTape returns a tape for inference: it records nothing (no
 // gradients, no activations kept for a backward pass) but, unlike values
 // without a tape, its buffers are recycled on Reset, so a loop of inference
-// steps stops allocating.
+// steps stops allocating, and convolutions fuse with the batch norm,
+// addition and ReLU that follow them (fuse.go): read an output's numbers
+// through Value.Tensor, which computes them if they were deferred.
 func NewNoGradTape() *Tape {
 	return &Tape{pool: map[int][][]float32{}, ownedAt: map[*float32]int{}, noGrad: true}
 }
@@ -204,10 +211,6 @@ func (tp *Tape) Placeholder(shape ...int) *Value {
 // SetHook makes layers that call Observe report each application to f
 // (for summaries and activation statistics); nil removes it.
 func (tp *Tape) SetHook(f func(layer any, in, out *Value)) { tp.hook = f }
-
-// Observed reports whether v's tape has a layer hook (SetHook): layers that
-// fuse operations then run them apart, so that the hook sees each one.
-func Observed(v *Value) bool { return v.tape != nil && v.tape.hook != nil }
 
 // Observe reports that layer turned in into out to the hook of out's tape,
 // if any. Layers call it at the end of Forward.
@@ -326,8 +329,11 @@ func tapeOf(xs ...*Value) *Tape {
 }
 
 // result makes the output value of an operation on inputs xs, allocated on
-// their tape.
+// their tape, after computing any deferred input.
 func result(shape []int, xs ...*Value) *Value {
+	for _, x := range xs {
+		x.Realize()
+	}
 	tp := tapeOf(xs...)
 	return &Value{Data: tp.newTensor(shape), tape: tp}
 }
@@ -429,6 +435,7 @@ func (tp *Tape) Backward(loss *Value) {
 // BackwardWith runs the backward pass from v with the upstream gradient
 // grad (of v's shape): the vector–Jacobian product.
 func (tp *Tape) BackwardWith(v *Value, grad *tensor.Tensor) {
+	v.Realize()
 	if !tensor.SameShape(v.Data.Shape, grad.Shape) {
 		panic(fmt.Sprintf("autograd: BackwardWith: gradient %v for value %v", grad.Shape, v.Data.Shape))
 	}
