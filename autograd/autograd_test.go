@@ -530,3 +530,35 @@ func TestDeferredValueReadTwice(t *testing.T) {
 		}
 	}
 }
+
+// TestGradReady checks that the backward pass reports each parameter once,
+// as soon as its gradient is final — after the last operation that used
+// it, before the backward steps of earlier operations — and with that
+// final gradient, for a weight used twice and a bias used once.
+func TestGradReady(t *testing.T) {
+	tape := ag.NewTape()
+	w1 := ag.Param(tensor.Full(0.5, 2, 2), "w1")
+	w2 := ag.Param(tensor.Full(2, 2, 2), "w2")
+	b := ag.Param(tensor.Full(1, 2), "b")
+	frozen := ag.Param(tensor.Full(1, 2, 2), "frozen")
+	frozen.SetRequiresGrad(false)
+	var order []string
+	final := map[string][]float32{}
+	tape.SetGradReady(func(p *ag.Value) {
+		order = append(order, p.Name)
+		final[p.Name] = append([]float32(nil), p.Grad.Data...)
+	})
+	x := tape.Constant(tensor.Full(1, 3, 2))
+	h := ag.ReLU(ag.MatMul(ag.MatMul(x, w1), frozen)) // w1's only use: the first operation
+	y := ag.Add(ag.MatMul(h, w2), ag.MatMul(h, w2))   // w2 used twice
+	loss := ag.Sum(ag.Gemm(y, w2, b, 1, 1, false, false))
+	tape.Backward(loss)
+	if want := []string{"b", "w2", "w1"}; fmt.Sprint(order) != fmt.Sprint(want) {
+		t.Fatalf("reported %v, want %v (each once, as soon as final)", order, want)
+	}
+	for _, p := range []*ag.Value{w1, w2, b} {
+		if fmt.Sprint(final[p.Name]) != fmt.Sprint(p.Grad.Data) {
+			t.Errorf("%s reported with gradient %v, final %v", p.Name, final[p.Name], p.Grad.Data)
+		}
+	}
+}

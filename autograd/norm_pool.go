@@ -12,6 +12,12 @@ type BatchNormParams struct {
 	Training bool
 	Momentum float64 // PyTorch's momentum (0.1 by default in nn)
 	Eps      float64 // added to the variance (1e-5 by default in nn)
+	// Sync, when set, makes a training-mode batch norm use the statistics
+	// of the whole batch across processes (synchronised batch norm): it is
+	// called with per-channel sums and must replace them, in place, by
+	// their sums over every process (an all-reduce), in the same order on
+	// every process. Package distributed provides one.
+	Sync func(sums []float64) `json:"-"`
 }
 
 // BatchNorm normalises x over every axis but the last (channels): NHWC
@@ -92,6 +98,10 @@ func batchNorm(y, x, gamma, beta, skip *Value, relu bool, runMean, runVar *tenso
 			dx = tp.alloc(len(dy))
 		}
 		return bf, dx
+	}
+	if p.Training && p.Sync != nil {
+		syncBatchNorm(y, x, gamma, beta, skip, relu, runMean, runVar, p)
+		return
 	}
 	if p.Training {
 		mean, invStd := make([]float32, c), make([]float32, c)

@@ -106,6 +106,24 @@ type Tape struct {
 	noGrad    bool
 	hook      func(layer any, in, out *Value)
 	tracer    func(Op)
+	gradReady func(*Value)
+	leafUses  map[*Value]int // recorded operations whose backward step has yet to give each leaf its gradient
+}
+
+// SetGradReady makes the backward pass call f with each leaf value (a
+// parameter or a Variable) as soon as its gradient is final: after the
+// backward step of the last recorded operation that used it, while the
+// pass goes on through earlier operations. Data-parallel training starts
+// reducing a parameter's gradient across processes there, so that the
+// communication overlaps the rest of the backward pass. nil removes it. A
+// leaf that no recorded operation used, or to which no gradient flowed, is
+// not reported. Set it before the forward pass: operations count the
+// leaves they use as they are recorded.
+func (tp *Tape) SetGradReady(f func(leaf *Value)) {
+	tp.gradReady = f
+	if f != nil && tp.leafUses == nil {
+		tp.leafUses = map[*Value]int{}
+	}
 }
 
 // Op is one operation as a tracer sees it (SetTracer): enough to rebuild
@@ -168,6 +186,7 @@ func trace(y *Value, kind string, attrs any, xs ...*Value) {
 type node struct {
 	out      *Value
 	backward func()
+	leaves   []*Value // the inputs that are leaves, when gradients are reported (SetGradReady)
 }
 
 // NewTape returns an empty tape.
@@ -256,6 +275,7 @@ func (tp *Tape) Reset() {
 	clear(tp.owned)
 	tp.owned = tp.owned[:0]
 	clear(tp.ownedAt)
+	clear(tp.leafUses)
 }
 
 // alloc returns a buffer of n floats owned by the tape (or a plain
@@ -347,7 +367,16 @@ func record(out *Value, backward func(), xs ...*Value) bool {
 	for _, x := range xs {
 		if x != nil && x.needsGrad {
 			out.needsGrad = true
-			out.tape.nodes = append(out.tape.nodes, node{out: out, backward: backward})
+			n := node{out: out, backward: backward}
+			if tp := out.tape; tp.gradReady != nil {
+				for _, x := range xs {
+					if x != nil && x.requiresGrad {
+						n.leaves = append(n.leaves, x)
+						tp.leafUses[x]++
+					}
+				}
+			}
+			out.tape.nodes = append(out.tape.nodes, n)
 			return true
 		}
 	}
@@ -445,18 +474,25 @@ func (tp *Tape) BackwardWith(v *Value, grad *tensor.Tensor) {
 	tp.contribute(v, func(dst []float32) { copy(dst, grad.Data) })
 	for i := len(tp.nodes) - 1; i >= 0; i-- {
 		n := tp.nodes[i]
-		if n.out.Grad == nil {
-			continue
-		}
-		n.backward()
-		// An intermediate gradient is dead once its own step has used it
-		// (every consumer ran before): recycle it unless it is retained or
-		// was handed on to an input.
-		if out := n.out; !out.retain && !out.requiresGrad {
-			if !out.gradLent {
-				tp.release(out.Grad.Data)
+		if n.out.Grad != nil {
+			n.backward()
+			// An intermediate gradient is dead once its own step has used
+			// it (every consumer ran before): recycle it unless it is
+			// retained or was handed on to an input.
+			if out := n.out; !out.retain && !out.requiresGrad {
+				if !out.gradLent {
+					tp.release(out.Grad.Data)
+				}
+				out.Grad, out.gradLent = nil, false
 			}
-			out.Grad, out.gradLent = nil, false
+		}
+		for _, l := range n.leaves {
+			if tp.leafUses[l]--; tp.leafUses[l] == 0 {
+				delete(tp.leafUses, l)
+				if l.Grad != nil {
+					tp.gradReady(l)
+				}
+			}
 		}
 	}
 }

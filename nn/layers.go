@@ -171,6 +171,9 @@ type BatchNorm struct {
 	// TrackRunningStats false normalises with batch statistics in both
 	// modes and never updates the running ones.
 	TrackRunningStats bool
+	// Sync, when set, synchronises the batch statistics of training across
+	// processes (see autograd.BatchNormParams.Sync).
+	Sync func(sums []float64) `nn:"-"`
 	// folded: FoldBatchNorm moved this batch norm into the convolution
 	// before it; Forward is the identity.
 	folded bool
@@ -213,7 +216,7 @@ func (b *BatchNorm) prepare(x *autograd.Value) (rm, rv *tensor.Tensor, p autogra
 	} else if b.Training && !x.ShapeOnly() {
 		b.NumBatchesTracked++
 	}
-	return rm, rv, autograd.BatchNormParams{Training: training, Momentum: b.Momentum, Eps: b.Eps}
+	return rm, rv, autograd.BatchNormParams{Training: training, Momentum: b.Momentum, Eps: b.Eps, Sync: b.Sync}
 }
 
 // SetTraining selects batch (true) or running (false) statistics.
