@@ -171,6 +171,9 @@ type BatchNorm struct {
 	// TrackRunningStats false normalises with batch statistics in both
 	// modes and never updates the running ones.
 	TrackRunningStats bool
+	// Frozen keeps the batch norm in evaluation mode whatever SetTraining
+	// says (see Freeze).
+	Frozen bool `nn:"-"`
 	// Sync, when set, synchronises the batch statistics of training across
 	// processes (see autograd.BatchNormParams.Sync).
 	Sync func(sums []float64) `nn:"-"`
@@ -219,8 +222,9 @@ func (b *BatchNorm) prepare(x *autograd.Value) (rm, rv *tensor.Tensor, p autogra
 	return rm, rv, autograd.BatchNormParams{Training: training, Momentum: b.Momentum, Eps: b.Eps, Sync: b.Sync}
 }
 
-// SetTraining selects batch (true) or running (false) statistics.
-func (b *BatchNorm) SetTraining(t bool) { b.Training = t }
+// SetTraining selects batch (true) or running (false) statistics; a
+// Frozen batch norm stays in evaluation mode.
+func (b *BatchNorm) SetTraining(t bool) { b.Training = t && !b.Frozen }
 
 // NamedTensors lists weight, bias, running_mean and running_var
 // (torchvision's num_batches_tracked is the NumBatchesTracked field).
