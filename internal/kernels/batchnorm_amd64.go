@@ -5,7 +5,7 @@ package kernels
 import "unsafe"
 
 // chanOK reports whether the AVX-512 per-channel kernels handle c channels.
-func chanOK(c int) bool { return active == AVX512 && c > 0 && c%16 == 0 }
+func chanOK(c int) bool { return use.avx512 && c > 0 && c%16 == 0 }
 
 // wideRow is the channel count from which the per-channel sums walk rows
 // left to right instead of channel vectors down the rows (a row of 512

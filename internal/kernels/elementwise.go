@@ -2,11 +2,15 @@ package kernels
 
 import "math"
 
-// ReLUForward writes y = max(x, 0).
-func ReLUForward[T Float](x, y []T) {
-	if xf, ok := any(x).([]float32); ok && relu32(xf, any(y).([]float32)) {
-		return
+// ReLUForward writes y = max(x, 0) (NaN where x is NaN).
+func ReLUForward(x, y []float32) {
+	if !relu32(x, y) {
+		reluForwardRef(x, y)
 	}
+}
+
+// reluForwardRef is ReLUForward's reference.
+func reluForwardRef[T Float](x, y []T) {
 	parallelFor(len(x)/elemChunk+1, func(lo, hi int) {
 		a, b := lo*elemChunk, min(hi*elemChunk, len(x))
 		for i, v := range x[a:b] {
@@ -17,11 +21,16 @@ func ReLUForward[T Float](x, y []T) {
 
 // ReLUBackward writes dx = dy where ReLU's output y is not zero (positive,
 // or NaN as in PyTorch), 0 elsewhere.
-func ReLUBackward[T Float](y, dy, dx []T) {
-	if yf, ok := any(y).([]float32); ok {
-		reluBackward32(yf, any(dy).([]float32), any(dx).([]float32))
+func ReLUBackward(y, dy, dx []float32) {
+	if use.k == nil {
+		reluBackwardRef(y, dy, dx)
 		return
 	}
+	reluBackward32(y, dy, dx)
+}
+
+// reluBackwardRef is ReLUBackward's reference.
+func reluBackwardRef[T Float](y, dy, dx []T) {
 	for i, v := range y {
 		if v != 0 {
 			dx[i] = dy[i]
@@ -52,10 +61,14 @@ func reluBackward32(y, dy, dx []float32) {
 }
 
 // Add writes y = a + b.
-func Add[T Float](a, b, y []T) {
-	if af, ok := any(a).([]float32); ok && add32(af, any(b).([]float32), any(y).([]float32)) {
-		return
+func Add(a, b, y []float32) {
+	if !add32(a, b, y) {
+		addRef(a, b, y)
 	}
+}
+
+// addRef is Add's reference.
+func addRef[T Float](a, b, y []T) {
 	parallelFor(len(a)/elemChunk+1, func(lo, hi int) {
 		s, e := lo*elemChunk, min(hi*elemChunk, len(a))
 		as, bs, ys := a[s:e], b[s:e], y[s:e]

@@ -7,7 +7,7 @@ import "unsafe"
 // elementwise32 runs an AVX-512 kernel over n elements in parallel chunks
 // (the last n mod 16 are left to tail); it returns false without AVX-512.
 func elementwise32(n int, kernel func(off, len int), tail func(off int)) bool {
-	if active != AVX512 {
+	if !use.avx512 {
 		return false
 	}
 	body := n &^ 15

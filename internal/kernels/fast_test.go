@@ -248,11 +248,11 @@ func TestFastBatchNormMatchesReference(t *testing.T) {
 					}
 					if train {
 						mean, is := make([]float64, c), make([]float64, c)
-						BatchNormTrainForward(m, c, f64(x), f64(gamma), f64(beta), y, mean, is, nil, nil, 0.1, 1e-5, f)
+						batchNormTrainForwardRef(m, c, f64(x), f64(gamma), f64(beta), y, mean, is, nil, nil, 0.1, 1e-5, f)
 						f.Y, f.DSkip = y, ds
-						BatchNormTrainBackward(m, c, f64(x), f64(gamma), mean, is, f64(dy), dx, dg, db, f)
+						batchNormTrainBackwardRef(m, c, f64(x), f64(gamma), mean, is, f64(dy), dx, dg, db, f)
 					} else {
-						BatchNormEvalForward(m, c, f64(x), f64(gamma), f64(beta), f64(rm), f64(rv), y, 1e-5, f)
+						batchNormEvalForwardRef(m, c, f64(x), f64(gamma), f64(beta), f64(rm), f64(rv), y, 1e-5, f)
 						f.Y, f.DSkip = y, ds
 						BatchNormEvalBackward(m, c, f64(x), f64(gamma), f64(rm), f64(rv), f64(dy), dx, dg, db, 1e-5, f)
 					}
@@ -358,7 +358,7 @@ func TestFastGemmMatchesReference(t *testing.T) {
 						t.Fatalf("%s: the fast path declined", name)
 					}
 					want := f64(c0)
-					Gemm(ta, tb, m, n, k, 1.5, f64(a), lda, f64(b), ldb, float64(beta), want, ldc)
+					gemmRef(ta, tb, m, n, k, 1.5, f64(a), lda, f64(b), ldb, float64(beta), want, ldc)
 					closeTo(t, fmt.Sprintf("%s beta=%g", name, beta), got, f32(want))
 				}
 			}
@@ -395,7 +395,7 @@ func TestConvEpilogueMatchesReference(t *testing.T) {
 				ConvForwardEpilogue(s, x, w, y, e)
 				SetLevel(prev)
 				want := make([]float64, ny)
-				ConvForwardEpilogue(s, f64(x), f64(w), want, e64)
+				convForwardEpilogueRef(s, f64(x), f64(w), want, e64)
 				closeTo(t, fmt.Sprintf("%v/%d %+v bias-only=%v skip=%v relu=%v", l, i, s, ep.biasOnly, ep.skip, ep.relu), y, f32(want))
 			}
 		}

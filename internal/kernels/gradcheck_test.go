@@ -86,7 +86,7 @@ func convCase(name string, s ConvShape, bias bool) fdCase {
 	return fdCase{name: name, inputs: in,
 		fwd: func(in [][]float64) []float64 {
 			y := make([]float64, ny)
-			ConvForward(s, in[0], in[1], y)
+			convForwardRef(s, in[0], in[1], y)
 			if bias {
 				BiasForward(y, in[2])
 			}
@@ -95,8 +95,8 @@ func convCase(name string, s ConvShape, bias bool) fdCase {
 		bwd: func(in [][]float64, dy []float64) [][]float64 {
 			dx := make([]float64, len(in[0]))
 			dw := make([]float64, len(in[1]))
-			ConvBackwardData(s, dy, in[1], dx)
-			ConvBackwardWeight(s, in[0], dy, dw)
+			convBackwardDataRef(s, dy, in[1], dx)
+			convBackwardWeightRef(s, in[0], dy, dw)
 			g := [][]float64{dx, dw}
 			if bias {
 				db := make([]float64, s.OC)
@@ -138,14 +138,14 @@ func TestGradConvTranspose(t *testing.T) {
 		runFD(t, fdCase{name: fmt.Sprintf("convT%d", i), inputs: in,
 			fwd: func(in [][]float64) []float64 {
 				y := make([]float64, s.N*s.H*s.W*s.C)
-				ConvBackwardData(s, in[0], in[1], y)
+				convBackwardDataRef(s, in[0], in[1], y)
 				return y
 			},
 			bwd: func(in [][]float64, dy []float64) [][]float64 {
 				dx := make([]float64, len(in[0]))
 				dw := make([]float64, len(in[1]))
-				ConvForward(s, dy, in[1], dx)
-				ConvBackwardWeight(s, dy, in[0], dw)
+				convForwardRef(s, dy, in[1], dx)
+				convBackwardWeightRef(s, dy, in[0], dw)
 				return [][]float64{dx, dw}
 			}})
 	}
@@ -165,12 +165,12 @@ func TestGradPool(t *testing.T) {
 		runFD(t, fdCase{name: fmt.Sprintf("maxpool%d", i), inputs: in,
 			fwd: func(in [][]float64) []float64 {
 				y := make([]float64, ny)
-				MaxPoolForward(s, in[0], y, make([]int32, ny))
+				maxPoolForwardRef(s, in[0], y, make([]int32, ny))
 				return y
 			},
 			bwd: func(in [][]float64, dy []float64) [][]float64 {
 				y, arg := make([]float64, ny), make([]int32, ny)
-				MaxPoolForward(s, in[0], y, arg)
+				maxPoolForwardRef(s, in[0], y, arg)
 				dx := make([]float64, len(in[0]))
 				MaxPoolBackward(dy, arg, dx)
 				return [][]float64{dx}
@@ -251,26 +251,26 @@ func TestGradBatchNorm(t *testing.T) {
 		runFD(t, fdCase{name: "batchnorm-train" + fu.name, inputs: inputs(),
 			fwd: func(in [][]float64) []float64 {
 				y := make([]float64, m*c)
-				BatchNormTrainForward(m, c, in[0], in[1], in[2], y, make([]float64, c), make([]float64, c), nil, nil, 0.1, eps, fused(in))
+				batchNormTrainForwardRef(m, c, in[0], in[1], in[2], y, make([]float64, c), make([]float64, c), nil, nil, 0.1, eps, fused(in))
 				return y
 			},
 			bwd: func(in [][]float64, dy []float64) [][]float64 {
 				y, mean, is := make([]float64, m*c), make([]float64, c), make([]float64, c)
-				BatchNormTrainForward(m, c, in[0], in[1], in[2], y, mean, is, nil, nil, 0.1, eps, fused(in))
+				batchNormTrainForwardRef(m, c, in[0], in[1], in[2], y, mean, is, nil, nil, 0.1, eps, fused(in))
 				dx, dg, db := make([]float64, m*c), make([]float64, c), make([]float64, c)
 				f, ds := back(fused(in), y)
-				BatchNormTrainBackward(m, c, in[0], in[1], mean, is, dy, dx, dg, db, f)
+				batchNormTrainBackwardRef(m, c, in[0], in[1], mean, is, dy, dx, dg, db, f)
 				return grads(dx, dg, db, ds)
 			}})
 		runFD(t, fdCase{name: "batchnorm-eval" + fu.name, inputs: inputs(),
 			fwd: func(in [][]float64) []float64 {
 				y := make([]float64, m*c)
-				BatchNormEvalForward(m, c, in[0], in[1], in[2], rm, rv, y, eps, fused(in))
+				batchNormEvalForwardRef(m, c, in[0], in[1], in[2], rm, rv, y, eps, fused(in))
 				return y
 			},
 			bwd: func(in [][]float64, dy []float64) [][]float64 {
 				y := make([]float64, m*c)
-				BatchNormEvalForward(m, c, in[0], in[1], in[2], rm, rv, y, eps, fused(in))
+				batchNormEvalForwardRef(m, c, in[0], in[1], in[2], rm, rv, y, eps, fused(in))
 				dx, dg, db := make([]float64, m*c), make([]float64, c), make([]float64, c)
 				f, ds := back(fused(in), y)
 				BatchNormEvalBackward(m, c, in[0], in[1], rm, rv, dy, dx, dg, db, eps, f)
@@ -294,21 +294,21 @@ func TestGradGemm(t *testing.T) {
 		runFD(t, fdCase{name: fmt.Sprintf("gemm%v%v", ta, tb), inputs: [][]float64{randVec(r, m*k), randVec(r, k*n)},
 			fwd: func(in [][]float64) []float64 {
 				c := make([]float64, m*n)
-				Gemm(ta, tb, m, n, k, 1.5, in[0], lda, in[1], ldb, 0, c, n)
+				gemmRef(ta, tb, m, n, k, 1.5, in[0], lda, in[1], ldb, 0, c, n)
 				return c
 			},
 			bwd: func(in [][]float64, dc []float64) [][]float64 {
 				da, db := make([]float64, m*k), make([]float64, k*n)
 				// dop(A) = alpha·dC·op(B)ᵀ; dop(B) = alpha·op(A)ᵀ·dC.
 				if ta {
-					Gemm(tb, true, k, m, n, 1.5, in[1], ldb, dc, n, 0, da, m) // dA[k,m] = op(B)·dCᵀ
+					gemmRef(tb, true, k, m, n, 1.5, in[1], ldb, dc, n, 0, da, m) // dA[k,m] = op(B)·dCᵀ
 				} else {
-					Gemm(false, !tb, m, k, n, 1.5, dc, n, in[1], ldb, 0, da, k)
+					gemmRef(false, !tb, m, k, n, 1.5, dc, n, in[1], ldb, 0, da, k)
 				}
 				if tb {
-					Gemm(true, ta, n, k, m, 1.5, dc, n, in[0], lda, 0, db, k) // dB[n,k] = dCᵀ·op(A)
+					gemmRef(true, ta, n, k, m, 1.5, dc, n, in[0], lda, 0, db, k) // dB[n,k] = dCᵀ·op(A)
 				} else {
-					Gemm(!ta, false, k, n, m, 1.5, in[0], lda, dc, n, 0, db, n)
+					gemmRef(!ta, false, k, n, m, 1.5, in[0], lda, dc, n, 0, db, n)
 				}
 				return [][]float64{da, db}
 			}})
@@ -473,13 +473,13 @@ func TestGradElementwise(t *testing.T) {
 	runFD(t, fdCase{name: "relu", inputs: [][]float64{x},
 		fwd: func(in [][]float64) []float64 {
 			y := make([]float64, 20)
-			ReLUForward(in[0], y)
+			reluForwardRef(in[0], y)
 			return y
 		},
 		bwd: func(in [][]float64, dy []float64) [][]float64 {
 			y, dx := make([]float64, 20), make([]float64, 20)
-			ReLUForward(in[0], y)
-			ReLUBackward(y, dy, dx)
+			reluForwardRef(in[0], y)
+			reluBackwardRef(y, dy, dx)
 			return [][]float64{dx}
 		}})
 	runFD(t, fdCase{name: "mul", inputs: [][]float64{randVec(r, 20), randVec(r, 20)},
