@@ -208,7 +208,7 @@ af_cv:
 af_relu:
 	TESTQ R11, R11
 	JZ af_store
-	VMAXPS Z5, Z0, Z0
+	VMAXPS Z0, Z5, Z0
 af_store:
 	VMOVUPS Z0, (DI)(DX*1)
 	ADDQ $64, DX

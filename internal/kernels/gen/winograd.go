@@ -89,7 +89,7 @@ func genWinograd(e *emitter) {
 			if withSkip {
 				e.textf("\tVADDPS (AX)(R14*1), %s, %s\n", y, y)
 			}
-			e.textf("\tVMAXPS Z30, %s, %s\n\tVMOVUPS %s, (AX)\n%s", y, y, y, step)
+			e.textf("\tVMAXPS %s, Z30, %s\n\tVMOVUPS %s, (AX)\n%s", y, y, y, step)
 		}
 		e.textf("\tADDQ $64, R12\n\tADDQ $64, R13\n\tADDQ $64, R10\n\tDECQ CX\n\tJNZ %s_cv\n", l)
 		e.textf("\tMOVQ k+48(FP), AX\n\tSHLQ $2, AX\n\tADDQ AX, SI\n\tLEAQ (DI)(R9*2), DI\n\tDECQ BX\n\tJMP %s_tile\n%s_done:\n\tVZEROUPPER\n\tRET\n", l, l)

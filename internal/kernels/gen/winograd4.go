@@ -161,7 +161,7 @@ func genWinograd4(e *emitter) {
 				if withSkip {
 					e.op("VADDPS %s, %s, %s", strings.Replace(addr, "(AX)", "(DX)", 1), y, y)
 				}
-				e.op("VMAXPS Z30, %s, %s\n\tVMOVUPS %s, %s", y, y, y, addr)
+				e.op("VMAXPS %s, Z30, %s\n\tVMOVUPS %s, %s", y, y, y, addr)
 			}
 			if i < 3 {
 				e.op("ADDQ R8, AX")
