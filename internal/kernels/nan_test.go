@@ -2,9 +2,12 @@ package kernels
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	kt "github.com/residual-nn/residual/internal/kernels/kernelstest"
 )
 
 // The NaN/Inf propagation tests inject NaN, +Inf and −Inf, one kind and one
@@ -82,17 +85,6 @@ func samePattern(t *testing.T, what string, got []float32, want []float64) {
 	}
 }
 
-// nonFinite counts want's NaN and ±Inf.
-func nonFinite(want []float64) int {
-	n := 0
-	for _, v := range want {
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			n++
-		}
-	}
-	return n
-}
-
 // nanConvShapes are shapes the direct kernels take at both assembly levels
 // (output and input channels multiples of 16): padded 3×3, strided 3×3
 // (phased data gradient), 1×1, and a 7×7 stem over 3 channels (forward
@@ -104,9 +96,17 @@ var nanConvShapes = []ConvShape{
 	{N: 1, H: 11, W: 11, C: 3, OC: 16, KH: 7, KW: 7, SH: 2, SW: 2, DH: 1, DW: 1, PT: 3, PL: 3, PB: 3, PR: 3},
 }
 
+// poison returns ins with the slice named which replaced by a copy that
+// holds bad at three random positions; the others are shared.
+func poison(r *rand.Rand, ins map[string][]float32, which string, bad float32) map[string][]float32 {
+	o := maps.Clone(ins)
+	o[which] = inject(r, ins[which], bad, false)
+	return o
+}
+
 // TestConvPropagatesNaN covers the forward convolution with every
 // epilogue input (scale, shift, skip, with and without a ReLU), the data
-// gradient, alone and accumulated, and the weight gradient.
+// gradient, alone and accumulated onto dx, and the weight gradient.
 func TestConvPropagatesNaN(t *testing.T) {
 	for _, l := range nanLevels {
 		t.Run(l.String(), func(t *testing.T) {
@@ -116,178 +116,58 @@ func TestConvPropagatesNaN(t *testing.T) {
 					if _, _, ok := fastBlocks(s.OC); l > Generic && !ok {
 						t.Fatalf("shape %d: the assembly kernels decline it", si)
 					}
-					ny := s.N * s.OH() * s.OW() * s.OC
-					x, w, dy := randF32(r, s.N*s.H*s.W*s.C), randF32(r, s.KH*s.KW*s.C*s.OC), randF32(r, ny)
-					scale, shift, skip, dx0 := randF32(r, s.OC), randF32(r, s.OC), randF32(r, ny), randF32(r, len(x))
+					nx, ny := s.N*s.H*s.W*s.C, s.N*s.OH()*s.OW()*s.OC
+					clean := map[string][]float32{"x": kt.RandF32(r, nx), "w": kt.RandF32(r, s.KH*s.KW*s.C*s.OC), "dy": kt.RandF32(r, ny),
+						"scale": kt.RandF32(r, s.OC), "shift": kt.RandF32(r, s.OC), "skip": kt.RandF32(r, ny), "dx": kt.RandF32(r, nx)}
 					for _, bad := range nanKinds {
-						name := func(what string) string { return fmt.Sprintf("shape %d %s %g", si, what, bad) }
-						for in, v := range map[string][]float32{"x": x, "w": w} {
-							xs, ws := x, w
-							if in == "x" {
-								xs = inject(r, v, bad, false)
-							} else {
-								ws = inject(r, v, bad, false)
-							}
-							y := make([]float32, ny)
-							ConvForward(s, xs, ws, y)
-							want := make([]float64, ny)
-							convForwardRef(s, f64(xs), f64(ws), want)
-							samePattern(t, name("forward, bad "+in), y, want)
-						}
-						// The epilogue: each of its inputs, ReLU or not.
-						for _, relu := range []bool{false, true} {
-							for _, in := range []string{"x", "scale", "shift", "skip"} {
-								e := ConvEpilogue[float32]{Scale: scale, Shift: shift, Skip: skip, ReLU: relu}
-								xs := x
-								switch in {
-								case "x":
-									xs = inject(r, x, bad, false)
-								case "scale":
-									e.Scale = inject(r, scale, bad, false)
-								case "shift":
-									e.Shift = inject(r, shift, bad, false)
-								case "skip":
-									e.Skip = inject(r, skip, bad, false)
-								}
+						name := func(what, in string) string { return fmt.Sprintf("shape %d %s, %g in %s", si, what, bad, in) }
+						for _, in := range []string{"x", "w", "scale", "shift", "skip"} {
+							v := poison(r, clean, in, bad)
+							// The epilogue's inputs with and without a ReLU; x
+							// and w also without an epilogue.
+							for _, relu := range []bool{false, true} {
+								e := ConvEpilogue[float32]{Scale: v["scale"], Shift: v["shift"], Skip: v["skip"], ReLU: relu}
 								y := make([]float32, ny)
-								ConvForwardEpilogue(s, xs, w, y, e)
+								ConvForwardEpilogue(s, v["x"], v["w"], y, e)
 								want := make([]float64, ny)
-								convForwardEpilogueRef(s, f64(xs), f64(w), want, ConvEpilogue[float64]{
-									Scale: f64(e.Scale), Shift: f64(e.Shift), Skip: f64(e.Skip), ReLU: relu})
-								samePattern(t, name(fmt.Sprintf("epilogue relu=%v, bad %s", relu, in)), y, want)
+								convForwardEpilogueRef(s, kt.F64(v["x"]), kt.F64(v["w"]), want, ConvEpilogue[float64]{
+									Scale: kt.F64(e.Scale), Shift: kt.F64(e.Shift), Skip: kt.F64(e.Skip), ReLU: relu})
+								samePattern(t, name(fmt.Sprintf("epilogue relu=%v", relu), in), y, want)
+							}
+							if in == "x" || in == "w" {
+								y := make([]float32, ny)
+								ConvForward(s, v["x"], v["w"], y)
+								want := make([]float64, ny)
+								convForwardRef(s, kt.F64(v["x"]), kt.F64(v["w"]), want)
+								samePattern(t, name("forward", in), y, want)
 							}
 						}
 						for _, in := range []string{"dy", "w", "dx"} {
-							dys, ws, acc := dy, w, dx0
-							switch in {
-							case "dy":
-								dys = inject(r, dy, bad, false)
-							case "w":
-								ws = inject(r, w, bad, false)
-							case "dx":
-								acc = inject(r, dx0, bad, false)
-							}
-							want := make([]float64, len(x))
-							convBackwardDataRef(s, f64(dys), f64(ws), want)
+							v := poison(r, clean, in, bad)
+							want := make([]float64, nx)
+							convBackwardDataRef(s, kt.F64(v["dy"]), kt.F64(v["w"]), want)
 							if in != "dx" {
-								dx := make([]float32, len(x))
-								ConvBackwardData(s, dys, ws, dx)
-								samePattern(t, name("data gradient, bad "+in), dx, want)
+								dx := make([]float32, nx)
+								ConvBackwardData(s, v["dy"], v["w"], dx)
+								samePattern(t, name("data gradient", in), dx, want)
 							}
-							sum := append([]float32(nil), acc...)
-							ConvBackwardDataAdd(s, dys, ws, sum)
-							wantSum := f64(acc)
+							sum := append([]float32(nil), v["dx"]...)
+							ConvBackwardDataAdd(s, v["dy"], v["w"], sum)
+							wantSum := kt.F64(v["dx"])
 							addRef(wantSum, want, wantSum)
-							samePattern(t, name("accumulated data gradient, bad "+in), sum, wantSum)
+							samePattern(t, name("accumulated data gradient", in), sum, wantSum)
 						}
 						for _, in := range []string{"x", "dy"} {
-							xs, dys := x, dy
-							if in == "x" {
-								xs = inject(r, x, bad, false)
-							} else {
-								dys = inject(r, dy, bad, false)
-							}
-							dw := make([]float32, len(w))
-							ConvBackwardWeight(s, xs, dys, dw)
-							want := make([]float64, len(w))
-							convBackwardWeightRef(s, f64(xs), f64(dys), want)
-							samePattern(t, name("weight gradient, bad "+in), dw, want)
+							v := poison(r, clean, in, bad)
+							dw := make([]float32, len(v["w"]))
+							ConvBackwardWeight(s, v["x"], v["dy"], dw)
+							want := make([]float64, len(dw))
+							convBackwardWeightRef(s, kt.F64(v["x"]), kt.F64(v["dy"]), want)
+							samePattern(t, name("weight gradient", in), dw, want)
 						}
 					}
 				}
 			})
-		})
-	}
-}
-
-// TestWinogradPropagatesNonFinite runs the Winograd path (both tile sizes:
-// forward with an epilogue, data and weight gradients) with NaN and ±Inf
-// injected into each input, and checks that every output the reference
-// makes non-finite is non-finite (see the note at the top of this file).
-func TestWinogradPropagatesNonFinite(t *testing.T) {
-	if detect() < AVX512 {
-		t.Skip("the Winograd path is AVX-512 only; this CPU lacks it")
-	}
-	for _, four := range []bool{false, true} {
-		t.Run(fmt.Sprintf("F4x4=%v", four), func(t *testing.T) {
-			prev, prevW, prev4 := SetLevel(AVX512), winograd, winograd4
-			winograd, winograd4 = true, four
-			defer func() { SetLevel(prev); winograd, winograd4 = prevW, prev4 }()
-			r := rand.New(rand.NewPCG(23, 24))
-			s := ConvShape{N: 2, H: 9, W: 10, C: 32, OC: 32, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}
-			if !winoApplies(s) {
-				t.Fatal("the Winograd path declines the test's shape")
-			}
-			ny := s.N * s.OH() * s.OW() * s.OC
-			x, w, dy := randF32(r, s.N*s.H*s.W*s.C), randF32(r, 9*s.C*s.OC), randF32(r, ny)
-			scale, shift, skip := randF32(r, s.OC), randF32(r, s.OC), randF32(r, ny)
-			covers := func(what string, got []float32, want []float64) {
-				t.Helper()
-				if nonFinite(want) == 0 {
-					t.Fatalf("%s: the reference has no non-finite output", what)
-				}
-				for i, v := range want {
-					if (math.IsNaN(v) || math.IsInf(v, 0)) && !math.IsNaN(float64(got[i])) && !math.IsInf(float64(got[i]), 0) {
-						t.Fatalf("%s: element %d: Winograd %g, reference %g", what, i, got[i], v)
-					}
-				}
-			}
-			for _, bad := range nanKinds {
-				for _, in := range []string{"x", "w", "scale", "shift", "skip"} {
-					e := ConvEpilogue[float32]{Scale: scale, Shift: shift, Skip: skip, ReLU: true}
-					xs, ws := x, w
-					switch in {
-					case "x":
-						xs = inject(r, x, bad, false)
-					case "w":
-						ws = inject(r, w, bad, false)
-					case "scale":
-						e.Scale = inject(r, scale, bad, false)
-					case "shift":
-						e.Shift = inject(r, shift, bad, false)
-					case "skip":
-						e.Skip = inject(r, skip, bad, false)
-					}
-					y := make([]float32, ny)
-					ConvForwardEpilogue(s, xs, ws, y, e)
-					want := make([]float64, ny)
-					convForwardEpilogueRef(s, f64(xs), f64(ws), want, ConvEpilogue[float64]{
-						Scale: f64(e.Scale), Shift: f64(e.Shift), Skip: f64(e.Skip), ReLU: e.ReLU})
-					if bad < 0 && (in == "scale" || in == "shift" || in == "skip") {
-						// −Inf before the ReLU is 0 after it: nothing to cover.
-						continue
-					}
-					covers(fmt.Sprintf("forward %g in %s", bad, in), y, want)
-				}
-				for _, in := range []string{"x", "w", "dy"} {
-					xs, ws, dys := x, w, dy
-					switch in {
-					case "x":
-						xs = inject(r, x, bad, false)
-					case "w":
-						ws = inject(r, w, bad, false)
-					case "dy":
-						dys = inject(r, dy, bad, false)
-					}
-					if in != "x" {
-						dx := make([]float32, len(x))
-						ConvBackwardData(s, dys, ws, dx)
-						want := make([]float64, len(x))
-						convBackwardDataRef(s, f64(dys), f64(ws), want)
-						covers(fmt.Sprintf("data gradient %g in %s", bad, in), dx, want)
-					}
-					if in != "w" {
-						if m, _ := winoGradTile(s); m == 0 {
-							t.Fatal("the weight gradient's Winograd path declines the test's shape")
-						}
-						dw := make([]float32, len(w))
-						ConvBackwardWeight(s, xs, dys, dw)
-						want := make([]float64, len(w))
-						convBackwardWeightRef(s, f64(xs), f64(dys), want)
-						covers(fmt.Sprintf("weight gradient %g in %s", bad, in), dw, want)
-					}
-				}
-			}
 		})
 	}
 }
@@ -302,7 +182,7 @@ func TestGemmPropagatesNaN(t *testing.T) {
 				r := rand.New(rand.NewPCG(25, 26))
 				m, n, k := 37, 21, 40 // m·n·k over minFastGemm: the kernels take it
 				for _, tr := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
-					a, b, c := randF32(r, m*k), randF32(r, k*n), randF32(r, m*n)
+					a, b, c := kt.RandF32(r, m*k), kt.RandF32(r, k*n), kt.RandF32(r, m*n)
 					for i := 0; i < len(a); i += 3 {
 						a[i] = 0
 					}
@@ -327,8 +207,8 @@ func TestGemmPropagatesNaN(t *testing.T) {
 							for _, beta := range []float32{0, 0.5} {
 								got := append([]float32(nil), cs...)
 								Gemm(tr[0], tr[1], m, n, k, 1.5, as, lda, bs, ldb, beta, got, n)
-								want := f64(cs)
-								gemmRef(tr[0], tr[1], m, n, k, 1.5, f64(as), lda, f64(bs), ldb, float64(beta), want, n)
+								want := kt.F64(cs)
+								gemmRef(tr[0], tr[1], m, n, k, 1.5, kt.F64(as), lda, kt.F64(bs), ldb, float64(beta), want, n)
 								samePattern(t, fmt.Sprintf("trans=%v beta=%g %g in %s", tr, beta, bad, in), got, want)
 							}
 						}
@@ -354,12 +234,12 @@ func TestBatchNormPropagatesNaN(t *testing.T) {
 					if l == AVX512 && !chanOK(c) {
 						t.Fatalf("c=%d: the per-channel kernels decline it", c)
 					}
-					x, gamma, beta, skip, dy := randF32(r, m*c), randF32(r, c), randF32(r, c), randF32(r, m*c), randF32(r, m*c)
-					rm, rv := randF32(r, c), randF32(r, c)
+					x, gamma, beta, skip, dy := kt.RandF32(r, m*c), kt.RandF32(r, c), kt.RandF32(r, c), kt.RandF32(r, m*c), kt.RandF32(r, m*c)
+					rm, rv := kt.RandF32(r, c), kt.RandF32(r, c)
 					for i := range rv {
 						rv[i] = 0.5 + rv[i]*rv[i]
 					}
-					mask := randF32(r, m*c) // the fused ReLU's output: a third zeros
+					mask := kt.RandF32(r, m*c) // the fused ReLU's output: a third zeros
 					for i := 0; i < len(mask); i += 3 {
 						mask[i] = 0
 					}
@@ -388,14 +268,14 @@ func TestBatchNormPropagatesNaN(t *testing.T) {
 								f := Fused[float32]{ReLU: fu.relu}
 								f64f := Fused[float64]{ReLU: fu.relu}
 								if fu.skip {
-									f.Skip, f64f.Skip = ss, f64(ss)
+									f.Skip, f64f.Skip = ss, kt.F64(ss)
 								}
 								// Training: y, the batch statistics and the running ones.
 								y, mean, is := make([]float32, m*c), make([]float32, c), make([]float32, c)
 								rm32, rv32 := append([]float32(nil), rms...), append([]float32(nil), rvs...)
 								BatchNormTrainForward(m, c, xs, gs, bs, y, mean, is, rm32, rv32, 0.1, 1e-5, f)
-								wy, wmean, wis, wrm, wrv := make([]float64, m*c), make([]float64, c), make([]float64, c), f64(rms), f64(rvs)
-								batchNormTrainForwardRef(m, c, f64(xs), f64(gs), f64(bs), wy, wmean, wis, wrm, wrv, 0.1, 1e-5, f64f)
+								wy, wmean, wis, wrm, wrv := make([]float64, m*c), make([]float64, c), make([]float64, c), kt.F64(rms), kt.F64(rvs)
+								batchNormTrainForwardRef(m, c, kt.F64(xs), kt.F64(gs), kt.F64(bs), wy, wmean, wis, wrm, wrv, 0.1, 1e-5, f64f)
 								for i, p := range []struct {
 									got  []float32
 									want []float64
@@ -406,7 +286,7 @@ func TestBatchNormPropagatesNaN(t *testing.T) {
 								ey := make([]float32, m*c)
 								BatchNormEvalForward(m, c, xs, gs, bs, rms, rvs, ey, 1e-5, f)
 								wey := make([]float64, m*c)
-								batchNormEvalForwardRef(m, c, f64(xs), f64(gs), f64(bs), f64(rms), f64(rvs), wey, 1e-5, f64f)
+								batchNormEvalForwardRef(m, c, kt.F64(xs), kt.F64(gs), kt.F64(bs), kt.F64(rms), kt.F64(rvs), wey, 1e-5, f64f)
 								samePattern(t, name+": eval forward", ey, wey)
 							}
 						}
@@ -428,14 +308,14 @@ func TestBatchNormPropagatesNaN(t *testing.T) {
 									ms = inject(r, mask, bad, false)
 								}
 								f := Fused[float32]{ReLU: true, Y: ms}
-								f64f := Fused[float64]{ReLU: true, Y: f64(ms)}
+								f64f := Fused[float64]{ReLU: true, Y: kt.F64(ms)}
 								if dskip {
 									f.DSkip, f64f.DSkip = make([]float32, m*c), make([]float64, m*c)
 								}
 								dx, dg, db := make([]float32, m*c), make([]float32, c), make([]float32, c)
 								BatchNormTrainBackward(m, c, xs, gs, mean, is, dys, dx, dg, db, f)
 								wdx, wdg, wdb := make([]float64, m*c), make([]float64, c), make([]float64, c)
-								batchNormTrainBackwardRef(m, c, f64(xs), f64(gs), f64(mean), f64(is), f64(dys), wdx, wdg, wdb, f64f)
+								batchNormTrainBackwardRef(m, c, kt.F64(xs), kt.F64(gs), kt.F64(mean), kt.F64(is), kt.F64(dys), wdx, wdg, wdb, f64f)
 								name := fmt.Sprintf("c=%d dskip=%v %g in %s: train backward", c, dskip, bad, in)
 								samePattern(t, name+" dx", dx, wdx)
 								samePattern(t, name+" dgamma", dg, wdg)
@@ -461,9 +341,9 @@ func TestElementwisePropagatesNaN(t *testing.T) {
 			atLevel(t, l, func() {
 				r := rand.New(rand.NewPCG(29, 30))
 				ps := PoolShape{N: 2, H: 9, W: 8, C: 32, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}
-				x := randF32(r, ps.N*ps.H*ps.W*ps.C)
+				x := kt.RandF32(r, ps.N*ps.H*ps.W*ps.C)
 				n := 2*elemChunk + 21
-				a, b, dy := randF32(r, n), randF32(r, n), randF32(r, n)
+				a, b, dy := kt.RandF32(r, n), kt.RandF32(r, n), kt.RandF32(r, n)
 				for _, bad := range nanKinds {
 					// Two bad values in one window: the first NaN must win.
 					xs := inject(r, x, bad, false)
@@ -472,7 +352,7 @@ func TestElementwisePropagatesNaN(t *testing.T) {
 					y, arg := make([]float32, ny), make([]int32, ny)
 					MaxPoolForward(ps, xs, y, arg)
 					wy, warg := make([]float64, ny), make([]int32, ny)
-					maxPoolForwardRef(ps, f64(xs), wy, warg)
+					maxPoolForwardRef(ps, kt.F64(xs), wy, warg)
 					samePattern(t, fmt.Sprintf("max pool %g", bad), y, wy)
 					for i := range warg {
 						if arg[i] != warg[i] {
@@ -485,7 +365,7 @@ func TestElementwisePropagatesNaN(t *testing.T) {
 					y = make([]float32, n)
 					ReLUForward(as, y)
 					wy = make([]float64, n)
-					reluForwardRef(f64(as), wy)
+					reluForwardRef(kt.F64(as), wy)
 					samePattern(t, fmt.Sprintf("ReLU %g", bad), y, wy)
 
 					for _, in := range []string{"y", "dy"} {
@@ -496,14 +376,14 @@ func TestElementwisePropagatesNaN(t *testing.T) {
 						dx := make([]float32, n)
 						ReLUBackward(ys, dys, dx)
 						wdx := make([]float64, n)
-						reluBackwardRef(f64(ys), f64(dys), wdx)
+						reluBackwardRef(kt.F64(ys), kt.F64(dys), wdx)
 						samePattern(t, fmt.Sprintf("ReLU gradient %g in %s", bad, in), dx, wdx)
 					}
 
 					y = make([]float32, n)
 					Add(as, b, y)
 					wy = make([]float64, n)
-					addRef(f64(as), f64(b), wy)
+					addRef(kt.F64(as), kt.F64(b), wy)
 					samePattern(t, fmt.Sprintf("Add %g", bad), y, wy)
 
 					for _, in := range []string{"w", "g", "buf"} {
@@ -519,7 +399,7 @@ func TestElementwisePropagatesNaN(t *testing.T) {
 						ww, bb := append([]float32(nil), w...), append([]float32(nil), buf...)
 						const lr, wd, mu, damp = 0.1, 1e-4, 0.9, 0.75
 						SGDMomentum(ww, g, bb, lr, wd, mu, damp)
-						wantW, wantB := f64(w), f64(buf)
+						wantW, wantB := kt.F64(w), kt.F64(buf)
 						for i := range wantW {
 							d := float64(g[i]) + wd*wantW[i]
 							wantB[i] = mu*wantB[i] + damp*d
