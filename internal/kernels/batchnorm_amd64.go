@@ -140,7 +140,8 @@ func chanShiftStats512(x unsafe.Pointer, rows, c int, shift, acc unsafe.Pointer)
 func chanDyStats512(x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
 
 // chanAffine512 writes y[r][j] = x[r][j]·scale[j] + shift[j], plus
-// skip[r][j] unless skip is nil, then max(·, 0) if relu ≠ 0.
+// skip[r][j] unless skip is nil, then max(·, 0) if relu ≠ 0 (NaN stays
+// NaN).
 //
 //go:noescape
 func chanAffine512(x, skip unsafe.Pointer, rows, c int, scale, shift, y unsafe.Pointer, relu int)

@@ -17,9 +17,10 @@
 // accumulate.
 package kernels
 
-import "math"
-
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // Float is the element type of the reference kernels.
 type Float interface{ ~float32 | ~float64 }

@@ -31,19 +31,23 @@ func ReLUBackward(y, dy, dx []float32) {
 
 // reluBackwardRef is ReLUBackward's reference.
 func reluBackwardRef[T Float](y, dy, dx []T) {
-	for i, v := range y {
-		if v != 0 {
-			dx[i] = dy[i]
-		} else {
-			dx[i] = 0
+	parallelFor(len(y)/elemChunk+1, func(lo, hi int) {
+		for i := lo * elemChunk; i < min(hi*elemChunk, len(y)); i++ {
+			if y[i] != 0 {
+				dx[i] = dy[i]
+			} else {
+				dx[i] = 0
+			}
 		}
-	}
+	})
 }
 
 // elemChunk is the number of elements one goroutine takes at a time in the
 // element-wise kernels.
 const elemChunk = 1 << 14
 
+// reluBackward32 is ReLUBackward at the assembly levels: reluGrad512, or
+// a branch-free loop that masks dy with y's bits.
 func reluBackward32(y, dy, dx []float32) {
 	if reluGrad32(y, dy, dx) {
 		return
@@ -53,8 +57,8 @@ func reluBackward32(y, dy, dx []float32) {
 		ys, gs, ds := y[a:b], dy[a:b], dx[a:b]
 		gs, ds = gs[:len(ys)], ds[:len(ys)]
 		for i, v := range ys {
-			yb := math.Float32bits(v)
-			mask := uint32(int32(yb|-yb) >> 31) // all ones unless y is +0
+			b := math.Float32bits(v) << 1     // y without its sign: 0 for ±0
+			mask := uint32(int32(b|-b) >> 31) // all ones unless y is ±0
 			ds[i] = math.Float32frombits(math.Float32bits(gs[i]) & mask)
 		}
 	})

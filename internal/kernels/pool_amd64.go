@@ -15,7 +15,9 @@ func maxPoolPixel32(x []float32, offs []int, c int, y []float32, arg []int32) {
 
 // maxPool512 (pool_amd64.s, AVX-512) writes, for j < c (a multiple of
 // 16), y[j] = the maximum over the taps t < ntaps of x[offs[t]+j] and
-// arg[j] = offs[t]+j of the first maximum; iota points at iota16.
+// arg[j] = offs[t]+j of the first maximum, a NaN counting as greater than
+// any number (the first NaN wins, as in maxPoolPixelRef); iota points at
+// iota16.
 //
 //go:noescape
 func maxPool512(x, offs unsafe.Pointer, ntaps, c int, y, arg, iota unsafe.Pointer)
