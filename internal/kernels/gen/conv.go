@@ -4,6 +4,55 @@ import (
 	"fmt"
 )
 
+// genConvFamily writes, for each instruction set and block width (one or
+// two vectors of output channels), the conv and weight-gradient kernels
+// of every tile height that fits the registers (and for AVX-512 the
+// row-of-three kernels), with the tables that index them by height and
+// their Go declarations.
+func genConvFamily(e *emitter) {
+	for _, is := range isas {
+		for _, nv := range []int{1, 2} {
+			nr := nv * is.width
+			var conv, dw []string
+			for mr := 1; mr <= maxMR && mr*nv <= is.maxAcc; mr++ {
+				conv = append(conv, genConv(e, is, mr, nv))
+			}
+			for mr := 1; mr*nv <= is.maxAcc; mr++ {
+				dw = append(dw, genDW(e, is, mr, nv))
+			}
+			if is.name == "AVX512" {
+				var row3 []string
+				for mr := 1; mr+2 <= maxPix && mr*nv+3*nv+2 <= is.nregs; mr++ {
+					row3 = append(row3, genConvRow3(e, is, mr, nv))
+				}
+				e.gof("\n// convRow3%s_%d[mr-1] is the %s conv kernel for mr pixels × %d channels\n// of a row of three horizontal taps (stride 1, no dilation).\nvar convRow3%s_%d = [...]convKernel{", is.name, nr, is.name, nr, is.name, nr)
+				for _, n := range row3 {
+					e.gof("%s, ", n)
+				}
+				e.goText("}\n")
+				for _, n := range row3 {
+					e.gof("\n//go:noescape\nfunc %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)\n", n)
+				}
+			}
+			e.gof("\n// conv%s_%d[mr-1] is the %s conv kernel for mr pixels × %d channels.\nvar conv%s_%d = [...]convKernel{", is.name, nr, is.name, nr, is.name, nr)
+			for _, n := range conv {
+				e.gof("%s, ", n)
+			}
+			e.gof("}\n\n// dw%s_%d[mr-1] is the %s weight-gradient kernel for mr input × %d output channels.\nvar dw%s_%d = [...]dwKernel{", is.name, nr, is.name, nr, is.name, nr)
+			for _, n := range dw {
+				e.gof("%s, ", n)
+			}
+			e.goText("}\n")
+			for _, n := range conv {
+				e.gof("\n//go:noescape\nfunc %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)\n", n)
+			}
+			for _, n := range dw {
+				e.gof("\n//go:noescape\nfunc %s(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)\n", n)
+			}
+		}
+	}
+}
+
 // genConv writes one conv kernel. Arguments (ABI0, 8 bytes each):
 // x, xoff, w, y, taps, ntaps, ic, xs, ys. taps holds ntaps (xoffset,
 // woffset) byte pairs; x+xoff+xoffset is the tap's first pixel; w+woffset

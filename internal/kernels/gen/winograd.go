@@ -116,6 +116,27 @@ func genWinograd(e *emitter) {
 	e.text("\tLEAQ (SI)(R9*2), SI\n\tMOVQ k+48(FP), AX\n\tSHLQ $2, AX\n\tADDQ AX, DI\n\tDECQ BX\n\tJMP wg_tile\nwg_done:\n\tVZEROUPPER\n\tRET\n")
 }
 
+// genWinoGemms writes the Winograd products' kernels (AVX-512, one and
+// two vectors of output channels, every tile count that fits the
+// registers), their tables and Go declarations.
+func genWinoGemms(e *emitter) {
+	is := isas[0]
+	for nv := 1; nv <= 2; nv++ {
+		var names []string
+		for mr := 1; mr <= maxMR && mr*nv <= is.maxAcc; mr++ {
+			names = append(names, genWinoGemm(e, is, mr, nv))
+		}
+		e.gof("\n// winoGemm%s_%d[mr-1] is the Winograd products' kernel for mr tiles × %d channels.\nvar winoGemm%s_%d = [...]winoGemmKernel{", is.name, nv*is.width, nv*is.width, is.name, nv*is.width)
+		for _, n := range names {
+			e.gof("%s, ", n)
+		}
+		e.goText("}\n")
+		for _, n := range names {
+			e.gof("\n//go:noescape\nfunc %s(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)\n", n)
+		}
+	}
+}
+
 // genWinoGemm writes one kernel of the Winograd path's per-position
 // products: for each of the npos positions (16 or 36), an mr×NR tile of
 // m[pos][tile][:] = Σ_c v[pos][tile][c]·u[pos][c][:], then the next
