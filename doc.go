@@ -12,6 +12,7 @@
 //	checkpoint         residual's checkpoints: weights, optimizer state, typed metadata
 //	infer              classify and segment images from Go programs, concurrently
 //	interop/onnx       running ONNX graphs on the engine
+//	distributed        data-parallel training: communicators (MPI with -tags mpi), gradient buckets, sampler
 //	internal/kernels   the numeric kernels behind the operations
 //	cmd/residual       the command-line tool
 package residual

@@ -27,6 +27,7 @@ import (
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/limits"
+	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/models/unet"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
@@ -79,25 +80,28 @@ func New(c *checkpoint.Checkpoint) (*Model, error) {
 	if c.Model.Dense() {
 		task = "segment"
 	}
+	if err := prepare(c.Model, c.Net); err != nil {
+		return nil, fmt.Errorf("infer: preparing %s for inference: %w", c.Model.Name, err)
+	}
 	p := c.Preprocess
 	m := &Model{
 		info: Info{Name: c.Model.Name, Kind: c.Model.Kind(), Task: task, Classes: append([]string(nil), c.Classes...),
 			Height: p.Height, Width: p.Width, Channels: p.Channels, Preprocess: p},
 		dense: c.Model.Dense(),
-		net:   prepare(c.Net),
+		net:   c.Net,
 	}
 	m.tapes.New = func() any { return ag.NewNoGradTape() }
 	return m, nil
 }
 
 // prepare turns a network as built and loaded into one for inference: the
-// single place where inference-only transformations of the model belong.
-// Everything that walks the model (nn.SetTraining, nn.StateDict: they
-// name its layers as a side effect) happens here, before the model is
-// shared.
-func prepare(net nn.Layer) nn.Layer {
-	nn.SetTraining(net, false)
-	return net
+// single place where inference-only transformations of the model belong
+// (models.ForInference: evaluation mode, batch norms folded into the
+// convolutions before them). Everything that walks the model (nn.StateDict
+// and nn.Layers name its layers as a side effect) happens here, before the
+// model is shared.
+func prepare(c models.Config, net nn.Layer) error {
+	return models.ForInference(c, net)
 }
 
 // Info describes the model: name, task, classes, input size and

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,10 +74,14 @@ type v1Guess struct {
 
 // The first format's checkpoints give what that format's code gave
 // (testdata/checkpoint/v1-outputs.json, written by train.Checkpoint's
-// Predict and Segment before they moved here): the same ten classes in
-// the same order with the same probabilities, one image at a time as that
-// code ran them, bit for bit (same kernels, same order of operations);
-// and the same mask.
+// Predict and Segment before they moved here), one image at a time as that
+// code ran them: the same most probable class, every class's probability
+// within a relative 1e-5, and the same mask. The tolerance: that code ran
+// the batch norms after the convolutions, Open folds them into the
+// weights (models.ForInference), which rounds each of the network's six
+// layers differently by a few float32 ulps (ε = 1.2e-7); a logit of size
+// ≤ 3 moves by ≲ 6 layers · 2ε · 3 ≈ 5e-6 and a softmax probability by a
+// relative ≲ 2·5e-6. (Without folding the two agreed bit for bit.)
 func TestMatchesFirstFormat(t *testing.T) {
 	raw, err := os.ReadFile(filepath.Join(dir, "v1-outputs.json"))
 	if err != nil {
@@ -96,9 +101,16 @@ func TestMatchesFirstFormat(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for i, g := range got[0] {
-			if g.Class != w[i].Class || g.Name != w[i].Name || g.Probability != w[i].Probability {
-				t.Errorf("%s #%d: %+v, the first format's code gave %+v", name, i, g, w[i])
+		if len(got[0]) != len(w) || got[0][0].Class != w[0].Class {
+			t.Fatalf("%s: %+v, the first format's code gave %+v", name, got[0], w)
+		}
+		byClass := map[int]float64{}
+		for _, g := range got[0] {
+			byClass[g.Class] = g.Probability
+		}
+		for _, g := range w {
+			if p, ok := byClass[g.Class]; !ok || math.Abs(p-g.Probability) > 1e-5*g.Probability {
+				t.Errorf("%s: class %d has probability %v, the first format's code gave %v", name, g.Class, p, g.Probability)
 			}
 		}
 	}

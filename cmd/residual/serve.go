@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/residual-nn/residual/infer"
+	"github.com/residual-nn/residual/serve"
+)
+
+// modelFlags collects repeated --model NAME=CKPT flags.
+type modelFlags []string
+
+func (m *modelFlags) String() string     { return strings.Join(*m, ",") }
+func (m *modelFlags) Set(s string) error { *m = append(*m, s); return nil }
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", stderr)
+	var models modelFlags
+	fs.Var(&models, "model", "a model to serve as NAME=CKPT (repeatable); served as version 1")
+	repo := fs.String("repository", "", "model repository DIR/NAME/VERSION/model.safetensors, polled for changes")
+	addr := fs.String("addr", "127.0.0.1:8080", "HTTP address (REST, web page, /metrics)")
+	grpcAddr := fs.String("grpc-addr", "127.0.0.1:8081", "gRPC address (empty: no gRPC)")
+	var cfg serve.Config
+	fs.IntVar(&cfg.MaxBatch, "max-batch", 8, "images per batch at most")
+	fs.DurationVar(&cfg.MaxDelay, "max-delay", 2e6, "how long a batch waits for more requests")
+	fs.IntVar(&cfg.MaxQueue, "max-queue", 256, "requests waiting per model at most (more get 429)")
+	fs.IntVar(&cfg.Instances, "instances", 1, "batches run at once per model")
+	fs.Int64Var(&cfg.MaxBodyBytes, "max-body", 32<<20, "request body bytes at most")
+	fs.IntVar(&cfg.MaxImagePixels, "max-pixels", 1<<24, "uploaded image pixels (width × height) at most")
+	fs.DurationVar(&cfg.Timeout, "timeout", 30e9, "deadline of requests that set none (Request-Timeout header, grpc-timeout)")
+	fs.DurationVar(&cfg.PollInterval, "poll", 2e9, "how often the repository is scanned")
+	drain := fs.Duration("drain", 30e9, "on SIGTERM or interrupt, how long in-flight requests may take")
+	logJSON := fs.Bool("log-json", false, "log as JSON lines instead of text")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if len(models) == 0 && *repo == "" {
+		return fmt.Errorf("%w: usage: residual serve --model NAME=CKPT [--model ...] | --repository DIR [--addr HOST:PORT]", errUsage)
+	}
+	var h slog.Handler = slog.NewTextHandler(stderr, nil)
+	if *logJSON {
+		h = slog.NewJSONHandler(stderr, nil)
+	}
+	cfg.Logger = slog.New(h)
+	cfg.Repository = *repo
+	cfg.Open = openCheckpoint
+	s := serve.New(cfg)
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM)
+	defer stop()
+	hl, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	var gl net.Listener
+	if *grpcAddr != "" {
+		if gl, err = net.Listen("tcp", *grpcAddr); err != nil {
+			hl.Close()
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "serving on http://%s", hl.Addr())
+	if gl != nil {
+		fmt.Fprintf(stdout, " and grpc://%s", gl.Addr())
+	}
+	fmt.Fprintln(stdout)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(runCtx, hl, gl, *drain) }()
+	// Models load while the server is live but not ready.
+	var loadErr error
+	for _, m := range models {
+		name, path, ok := strings.Cut(m, "=")
+		if !ok || name == "" || path == "" {
+			loadErr = fmt.Errorf("%w: --model %q: want NAME=CKPT", errUsage, m)
+			break
+		}
+		if loadErr = s.Load(name, "1", path); loadErr != nil {
+			break
+		}
+	}
+	if loadErr == nil {
+		loadErr = s.ScanRepository()
+	}
+	if loadErr != nil {
+		cancel()
+		<-done
+		return loadErr
+	}
+	return <-done
+}
+
+// openCheckpoint opens a checkpoint (any residual reads) for serving
+// through package infer, whose models are safe for concurrent use.
+func openCheckpoint(path string) (serve.Backend, error) {
+	m, err := infer.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	i := m.Info()
+	pre, err := json.Marshal(i.Preprocess)
+	if err != nil {
+		return nil, err
+	}
+	task := serve.TaskClassify
+	if i.Task == "segment" {
+		task = serve.TaskSegment
+	}
+	return &checkpointBackend{Model: m, info: serve.ModelInfo{
+		Task: task, Classes: i.Classes, Height: i.Height, Width: i.Width, Channels: i.Channels,
+		Architecture: i.Name, Preprocessing: string(pre),
+	}}, nil
+}
+
+// checkpointBackend serves an infer.Model: its Preprocess (training's
+// evaluation transform) and Forward (safe for concurrent use, so any
+// number of instances may share it).
+type checkpointBackend struct {
+	*infer.Model
+	info serve.ModelInfo
+}
+
+func (b *checkpointBackend) Info() serve.ModelInfo { return b.info }
