@@ -54,7 +54,7 @@ func Conv2d(x, w, b *Value, p ConvParams) *Value {
 	p = p.norm()
 	s := convShape("Conv2d", x, w, b, p)
 	y := result([]int{s.N, s.OH(), s.OW(), s.OC}, x, w, b)
-	trace(y, "Conv2d", p, x, w, b)
+	trace(y, OpConv2d, p, x, w, b)
 	if y.dry() {
 		return y
 	}
@@ -178,7 +178,7 @@ func ConvTranspose2d(x, w, b *Value, p ConvParams) *Value {
 		shapeErr("ConvTranspose2d", "input %v, weight %v, params %+v give no valid output", xs, ws, p)
 	}
 	y := result([]int{s.N, oh, ow, s.C}, x, w, b)
-	trace(y, "ConvTranspose2d", p, x, w, b)
+	trace(y, OpConvTranspose2d, p, x, w, b)
 	if y.dry() {
 		return y
 	}

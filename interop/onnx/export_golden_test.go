@@ -133,25 +133,61 @@ func (opsLayer) Forward(x *ag.Value) *ag.Value {
 	return ag.Sum(y)
 }
 
-// TestExportOpsRoundTrip runs opsLayer's export in residual's ONNX
-// evaluator: the graph the golden hash pins computes what the layer does
-// (at 1e-5 relative to the output's scale, as TestExportRoundTrip).
+// TestExportOpsRoundTrip runs the exports of opsLayer and constLayer in
+// residual's ONNX evaluator: each graph computes what its layer does (at
+// 1e-5 relative to the output's scale, as TestExportRoundTrip).
 func TestExportOpsRoundTrip(t *testing.T) {
 	shape := []int{2, 8, 8, 3}
-	b, err := Export(opsLayer{}, shape)
-	if err != nil {
-		t.Fatal(err)
+	for _, m := range []nn.Layer{opsLayer{}, constLayer{}} {
+		b, err := Export(m, shape)
+		if err != nil {
+			t.Fatalf("%T: %v", m, err)
+		}
+		g, err := Parse(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := input(shape)
+		out, err := g.Run(map[string]*tensor.Tensor{"input": toONNX(x)})
+		if err != nil {
+			t.Fatalf("%T: %v", m, err)
+		}
+		if err := fixture.Compare(out["output"], toONNX(m.Forward(ag.Constant(x)).Data), 1e-5); err != nil {
+			t.Errorf("%T: %v", m, err)
+		}
 	}
-	g, err := Parse(b)
-	if err != nil {
-		t.Fatal(err)
+}
+
+// constLayer convolves with weights that are not a model's parameters
+// (the exporter must still write them in ONNX's layout), average-pools
+// (with the window counting padding, and rounding up) and convolves back
+// with a transposed convolution.
+type constLayer struct{}
+
+func (constLayer) Forward(x *ag.Value) *ag.Value {
+	c := func(shape ...int) *ag.Value {
+		t := tensor.New(shape...)
+		for i := range t.Data {
+			t.Data[i] = float32(i%5)/4 - 0.5
+		}
+		return ag.Constant(t)
 	}
-	x := input(shape)
-	out, err := g.Run(map[string]*tensor.Tensor{"input": toONNX(x)})
-	if err != nil {
-		t.Fatal(err)
+	one := [2]int{1, 1}
+	y := ag.Conv2d(x, c(3, 3, 3, 4), c(4), ag.ConvParams{Stride: one, Dilation: one, Pad: ag.SymmetricPad(1, 1)})
+	y = ag.AvgPool2d(y, ag.PoolParams{Kernel: [2]int{3, 3}, Stride: [2]int{2, 2}, Pad: [4]int{1, 1, 1, 1}, CeilMode: true, CountIncludePad: true})
+	return ag.ConvTranspose2d(y, c(2, 2, 5, 4), nil, ag.ConvParams{Stride: [2]int{2, 2}, Dilation: one})
+}
+
+// TestExportsEveryOpKind checks that the exporter's table has an entry for
+// every operation autograd can trace, and nothing else.
+func TestExportsEveryOpKind(t *testing.T) {
+	kinds := ag.OpKinds()
+	for _, k := range kinds {
+		if exports[k] == nil {
+			t.Errorf("%s has no export", k)
+		}
 	}
-	if err := fixture.Compare(out["output"], opsLayer{}.Forward(ag.Constant(x)).Data, 1e-5); err != nil {
-		t.Error(err)
+	if len(exports) != len(kinds) {
+		t.Errorf("%d exports for %d traced kinds", len(exports), len(kinds))
 	}
 }
