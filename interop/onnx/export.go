@@ -238,31 +238,27 @@ type exportFunc func(e *exporter, op ag.Op, out string) (image bool, err error)
 
 // exports maps each traced operation to its ONNX export (the importer's
 // operators table read the other way).
-var exports map[ag.OpKind]exportFunc
-
-func init() {
-	exports = map[ag.OpKind]exportFunc{
-		ag.OpConv2d:               convExport("Conv"),
-		ag.OpConvTranspose2d:      convExport("ConvTranspose"),
-		ag.OpBatchNorm:            exportBatchNorm,
-		ag.OpMaxPool2d:            poolExport("MaxPool"),
-		ag.OpAvgPool2d:            poolExport("AveragePool"),
-		ag.OpGlobalAvgPool:        exportGlobalAvgPool,
-		ag.OpGemm:                 exportGemm,
-		ag.OpMatMul:               exportMatMul,
-		ag.OpSum:                  exportSum,
-		ag.OpReshape:              exportReshape,
-		ag.OpReLU:                 elementwise("Relu"),
-		ag.OpAdd:                  elementwise("Add"),
-		ag.OpMul:                  elementwise("Mul"),
-		ag.OpScale:                exportScale,
-		ag.OpSoftmax:              softmaxExport("Softmax"),
-		ag.OpLogSoftmax:           softmaxExport("LogSoftmax"),
-		ag.OpConcat:               exportConcat,
-		ag.OpCrop:                 exportCrop,
-		ag.OpSubsamplePadChannels: exportSubsamplePad,
-		ag.OpPad:                  exportPad,
-	}
+var exports = map[ag.OpKind]exportFunc{
+	ag.OpConv2d:               convExport("Conv"),
+	ag.OpConvTranspose2d:      convExport("ConvTranspose"),
+	ag.OpBatchNorm:            exportBatchNorm,
+	ag.OpMaxPool2d:            poolExport("MaxPool"),
+	ag.OpAvgPool2d:            poolExport("AveragePool"),
+	ag.OpGlobalAvgPool:        exportGlobalAvgPool,
+	ag.OpGemm:                 exportGemm,
+	ag.OpMatMul:               exportMatMul,
+	ag.OpSum:                  exportSum,
+	ag.OpReshape:              exportReshape,
+	ag.OpReLU:                 elementwise("Relu"),
+	ag.OpAdd:                  elementwise("Add"),
+	ag.OpMul:                  elementwise("Mul"),
+	ag.OpScale:                exportScale,
+	ag.OpSoftmax:              softmaxExport("Softmax"),
+	ag.OpLogSoftmax:           softmaxExport("LogSoftmax"),
+	ag.OpConcat:               exportConcat,
+	ag.OpCrop:                 exportCrop,
+	ag.OpSubsamplePadChannels: exportSubsamplePad,
+	ag.OpPad:                  exportPad,
 }
 
 // op emits the nodes of one traced operation.
