@@ -20,7 +20,7 @@ func TestCLIErrors(t *testing.T) {
 	}{
 		{[]string{"nonsense"}, 2, `unknown command "nonsense"`},
 		{[]string{"demo", "--bogus"}, 2, "flag provided but not defined"},
-		{[]string{"demo", "--steps", "0"}, 2, "must be positive"},
+		{[]string{"demo", "--steps", "0"}, 2, "--steps 0: must be in [1, 10000000]"},
 		{[]string{"demo", "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"help"}, 0, ""},
 	} {
@@ -45,7 +45,7 @@ func TestDemoStopsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	var out, errb bytes.Buffer
-	if code := run(ctx, []string{"demo"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "stopped at step 0") {
+	if code := run(ctx, []string{"demo"}, &out, &errb); code != 130 || !strings.Contains(errb.String(), "stopped at step 0") {
 		t.Errorf("cancelled demo: exit %d, %q", code, errb.String())
 	}
 }
