@@ -180,13 +180,35 @@ func defaultRunFolder(model, spec string) string {
 	return filepath.Join("runs", model+"-"+strings.NewReplacer(":", "-", "/", "-").Replace(spec))
 }
 
-// checkWritableDir creates dir if it is missing and creates and removes a
-// file in it, so that a folder that cannot be written is reported before
-// the work whose results would go there. Its failure is not a usage error
-// (exit status 1) but names the flag.
-func checkWritableDir(name, dir string) error {
+// checkWritableDir proves that files can be created in dir by creating
+// and removing one, so that a folder that cannot be written is reported
+// before the work whose results would go there. Folders it had to create
+// for that are removed again (the command creates them when it writes).
+// Its failure is not a usage error (exit status 1) but names the flag.
+func checkWritableDir(name, dir string) (err error) {
+	dir = filepath.Clean(dir)
+	missing := "" // the outermost folder of dir that does not exist yet
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); !os.IsNotExist(err) {
+			break
+		}
+		missing = d
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("--%s %s: cannot create the folder: %w", name, dir, err)
+	}
+	if missing != "" {
+		defer func() {
+			for d := dir; ; d = filepath.Dir(d) {
+				os.Remove(d) // only ever an empty folder made above
+				if d == missing || filepath.Dir(d) == d {
+					break
+				}
+			}
+		}()
 	}
 	f, err := os.CreateTemp(dir, ".residual-write-test-*")
 	if err != nil {

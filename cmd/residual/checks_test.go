@@ -134,3 +134,33 @@ func TestThreadsClamped(t *testing.T) {
 		t.Errorf("GOMAXPROCS changed to %d by a refused command", runtime.GOMAXPROCS(0))
 	}
 }
+
+// TestCheckWritableDir: a folder that can be written passes and is left as
+// it was (folders made for the test are removed again); one under a file
+// fails naming the flag.
+func TestCheckWritableDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := checkWritableDir("out", filepath.Join(dir, "a", "b", "c")); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("left behind: %v", entries)
+	}
+	existing := filepath.Join(dir, "run")
+	if err := os.Mkdir(existing, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkWritableDir("out", existing); err != nil {
+		t.Fatal(err)
+	}
+	if entries, err := os.ReadDir(existing); err != nil || len(entries) != 0 {
+		t.Errorf("existing folder: %v, %v", entries, err)
+	}
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkWritableDir("out", filepath.Join(file, "run")); err == nil || !strings.Contains(err.Error(), "--out "+filepath.Join(file, "run")) {
+		t.Errorf("under a file: %v", err)
+	}
+}
