@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 
 	"github.com/residual-nn/residual/limits"
@@ -158,9 +159,15 @@ func checkTrain(fs *flag.FlagSet, _ []string) error {
 	if err != nil {
 		return err
 	}
+	// The names of the augmentations are parseAugment's to check; the
+	// shift is bounded here.
 	aug := stringFlag(fs, "augment")
-	if _, err := parseAugment(aug, 1); err != nil {
-		return badFlag("augment", aug, "%v", err)
+	for _, part := range strings.Split(aug, ",") {
+		if p, ok := strings.CutPrefix(part, "pad="); ok {
+			if n, err := strconv.Atoi(p); err != nil || n < 0 || n > maxPad {
+				return badFlag("augment", aug, "want pad=N for N in [0, %d]", maxPad)
+			}
+		}
 	}
 	if n := intFlag(fs, "threads"); n > runtime.NumCPU() {
 		// More threads than CPUs only adds switching: clamp, and say so.
