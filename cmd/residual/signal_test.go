@@ -98,24 +98,24 @@ func TestMain(m *testing.M) {
 type process struct {
 	cmd    *exec.Cmd
 	lines  chan string // standard output, line by line
-	stderr lockedBuffer
+	stderr syncBuffer
 	done   chan struct{}
 }
 
-// lockedBuffer is a bytes.Buffer that the process's output copier and the
+// syncBuffer is a bytes.Buffer that the process's output copier and the
 // test may use at once.
-type lockedBuffer struct {
+type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *syncBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+func (l *syncBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
