@@ -14,7 +14,7 @@ import (
 	"github.com/residual-nn/residual/train"
 )
 
-func runSegment(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func runSegment(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("segment", stderr)
 	weights := fs.String("weights", "", "U-Net checkpoint (.safetensors)")
 	out := fs.String("out", "", "mask to write: a grey PNG of class indices")
@@ -27,9 +27,7 @@ func runSegment(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	if *weights == "" || *out == "" || len(pos) != 1 {
 		return fmt.Errorf("%w: usage: residual segment --weights CKPT IMAGE --out MASK.png [--overlay OVERLAY.png]", errUsage)
 	}
-	if *overlay == "" {
-		*overlay = strings.TrimSuffix(*out, ".png") + "-overlay.png"
-	}
+	*overlay = overlayPath(*out, *overlay)
 	c, err := train.Load(*weights)
 	if err != nil {
 		return err
@@ -37,8 +35,14 @@ func runSegment(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := models.ForInference(c.Model, c.Net); err != nil {
 		return err
 	}
+	if err := stopped(ctx); err != nil {
+		return err
+	}
 	mask, pix, h, w, err := c.Segment(pos[0], *tile)
 	if err != nil {
+		return err
+	}
+	if err := stopped(ctx); err != nil {
 		return err
 	}
 	if err := writePNG(*out, data.MaskImage(mask, h, w)); err != nil {
