@@ -276,6 +276,9 @@ func Ensemble(ctx context.Context, c EnsembleConfig, out string) (*EnsembleResul
 	for k := 0; k <= len(idBlocks); k++ {
 		s := 0.0
 		for d := 0; d < c.Draws; d++ {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
 			perm := rng.Perm(len(idBlocks))
 			var del []int
 			for _, p := range perm[:k] {
@@ -290,6 +293,9 @@ func Ensemble(ctx context.Context, c EnsembleConfig, out string) (*EnsembleResul
 	// do (forward through the whole network, backward along the path).
 	x := firstBatch(loader)
 	for k := 0; k <= n; k++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		res.PathCounts = append(res.PathCounts, binomial(n, k))
 		s := 0.0
 		for d := 0; d < c.Draws; d++ {

@@ -91,7 +91,7 @@ func TestTorchStateRoundTripAndErrors(t *testing.T) {
 
 func TestLayerShapeErrorNamesLayer(t *testing.T) {
 	m := newTiny()
-	nn.StateDict(m) // gives layers their names
+	nn.Name(m)
 	defer func() {
 		msg := fmt.Sprint(recover())
 		if !strings.Contains(msg, `"layer1.0.conv1"`) || !strings.Contains(msg, "[2 5 5 3]") {
@@ -103,10 +103,68 @@ func TestLayerShapeErrorNamesLayer(t *testing.T) {
 
 func TestSetTraining(t *testing.T) {
 	m := newTiny()
+	m.Hidden = nil
 	nn.SetTraining(m, false)
 	if m.BN1.Training || m.Layer1[0].Downsample[1].(*nn.BatchNorm).Training {
 		t.Error("evaluation mode did not reach every BatchNorm")
 	}
+	d := nn.NewDropout(0.5, tensor.NewRNG(1))
+	nn.SetTraining(nn.Sequential{m, d}, false)
+	if d.Training {
+		t.Error("evaluation mode did not reach a Dropout behind an interface")
+	}
+}
+
+// TestReadsHaveNoSideEffects checks that StateDict, Parameters, Layers,
+// NumParams, SetTraining and Summarize leave parameter names as the
+// constructors made them ("weight"), that Name gives each its state-dict
+// key, and that the summary names layers without Name.
+func TestReadsHaveNoSideEffects(t *testing.T) {
+	m := newTiny()
+	nn.StateDict(m)
+	nn.Parameters(m)
+	nn.Layers(m)
+	nn.NumParams(m)
+	nn.SetTraining(m, false)
+	s, err := nn.Summarize(m, []int{2, 8, 8, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Layer1[0].Conv1.Weight.Name; got != "weight" {
+		t.Errorf("a read renamed layer1.0.conv1.weight to %q", got)
+	}
+	if len(s.Layers) == 0 || s.Layers[0].Name != "conv1" {
+		t.Errorf("summary rows %+v: the first should be conv1", s.Layers)
+	}
+	nn.Name(m)
+	for _, e := range nn.StateDict(m) {
+		if e.Param != nil && e.Param.Name != e.Name {
+			t.Errorf("after Name, parameter %s is named %q", e.Name, e.Param.Name)
+		}
+	}
+	if m.Hidden.Weight.Name != "weight" {
+		t.Errorf(`Name named a field tagged nn:"-": %q`, m.Hidden.Weight.Name)
+	}
+}
+
+// Forward runs tinyNet's stem and classifier, enough for a summary.
+func (n *tinyNet) Forward(x *ag.Value) *ag.Value {
+	h := n.BN1.Forward(n.Conv1.Forward(x))
+	return n.FC.Forward(ag.Reshape(ag.GlobalAvgPool(ag.Concat(3, h, h)), 2, 8))
+}
+
+// loop is a model that contains itself.
+type loop struct{ Next *loop }
+
+func TestWalkRefusesACycle(t *testing.T) {
+	l := &loop{}
+	l.Next = l
+	defer func() {
+		if msg := fmt.Sprint(recover()); !strings.Contains(msg, `"next"`) {
+			t.Errorf("panic %q does not name the module that contains itself", msg)
+		}
+	}()
+	nn.StateDict(l)
 }
 
 func TestInitStatistics(t *testing.T) {

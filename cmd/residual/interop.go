@@ -19,7 +19,7 @@ import (
 var imagenetPreprocess = checkpoint.Preprocess{Height: 224, Width: 224, Channels: 3, ResizeShorter: 256,
 	Mean: []float64{0.485, 0.456, 0.406}, Std: []float64{0.229, 0.224, 0.225}}
 
-func runImport(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("import", stderr)
 	model := fs.String("model", "", "the architecture the weights belong to (e.g. resnet50)")
 	classes := fs.Int("classes", 0, "number of classes (default: the model's)")
@@ -29,7 +29,7 @@ func runImport(_ context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	if len(pos) == 2 && pos[0] == "keras-tfjs" && *out != "" {
-		return importKeras(pos[1], *out, stdout)
+		return importKeras(ctx, pos[1], *out, stdout)
 	}
 	if len(pos) != 2 || pos[0] != "torch" || *model == "" || *out == "" {
 		return fmt.Errorf("%w: usage: residual import torch FILE.pth|FILE.safetensors --model NAME --out CKPT\n"+
@@ -37,6 +37,9 @@ func runImport(_ context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	st, err := torch.LoadStateDict(pos[1])
 	if err != nil {
+		return err
+	}
+	if err := stopped(ctx); err != nil {
 		return err
 	}
 	mc, err := models.Preset(*model)
@@ -58,6 +61,9 @@ func runImport(_ context.Context, args []string, stdout, stderr io.Writer) error
 	if err := nn.LoadTorchState(net, st, true); err != nil {
 		return err
 	}
+	if err := stopped(ctx); err != nil {
+		return err
+	}
 	names := make([]string, mc.Classes())
 	for i := range names {
 		names[i] = fmt.Sprint(i)
@@ -75,9 +81,12 @@ func runImport(_ context.Context, args []string, stdout, stderr io.Writer) error
 
 // importKeras converts a Keras ResNet in the TensorFlow.js layers format
 // into a checkpoint.
-func importKeras(dir, out string, stdout io.Writer) error {
+func importKeras(ctx context.Context, dir, out string, stdout io.Writer) error {
 	m, err := keras.LoadTFJS(dir)
 	if err != nil {
+		return err
+	}
+	if err := stopped(ctx); err != nil {
 		return err
 	}
 	net, err := models.Build(m.Config, tensor.NewRNG(0))
@@ -85,6 +94,9 @@ func importKeras(dir, out string, stdout io.Writer) error {
 		return err
 	}
 	if err := nn.LoadTorchState(net, m.State, true); err != nil {
+		return err
+	}
+	if err := stopped(ctx); err != nil {
 		return err
 	}
 	names := m.Classes
@@ -101,16 +113,23 @@ func importKeras(dir, out string, stdout io.Writer) error {
 	return nil
 }
 
-func runExport(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("export", stderr)
 	out := fs.String("out", "", "file to write (.safetensors with torchvision names, or .onnx)")
 	input := fs.String("input", "", "onnx: the image size HxW the graph is traced at (default: the checkpoint's; any batch size runs)")
 	model := fs.String("model", "", "onnx: export this zoo model with fresh random weights instead of a checkpoint (for benchmarks and inspection)")
+	weights := fs.String("weights", "", "the checkpoint to export (.safetensors; or give it after torch|onnx)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
 	}
+	if len(pos) == 1 && *weights != "" { // export torch|onnx --weights CKPT
+		pos = append(pos, *weights)
+	}
 	if len(pos) == 1 && pos[0] == "onnx" && *model != "" && *out != "" {
+		if err := stopped(ctx); err != nil {
+			return err
+		}
 		mc, err := models.Preset(*model)
 		if err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)
@@ -130,11 +149,14 @@ func runExport(_ context.Context, args []string, stdout, stderr io.Writer) error
 		return nil
 	}
 	if len(pos) != 2 || (pos[0] != "torch" && pos[0] != "onnx") || *out == "" {
-		return fmt.Errorf("%w: usage: residual export torch CKPT --out FILE.safetensors\n"+
-			"       residual export onnx CKPT|--model NAME --out FILE.onnx [--input HxW]", errUsage)
+		return fmt.Errorf("%w: usage: residual export torch --weights CKPT --out FILE.safetensors\n"+
+			"       residual export onnx --weights CKPT|--model NAME --out FILE.onnx [--input HxW]", errUsage)
 	}
 	c, err := checkpoint.Load(pos[1])
 	if err != nil {
+		return err
+	}
+	if err := stopped(ctx); err != nil {
 		return err
 	}
 	if pos[0] == "onnx" {

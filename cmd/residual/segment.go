@@ -26,9 +26,7 @@ func runSegment(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *weights == "" || *out == "" || len(pos) != 1 {
 		return fmt.Errorf("%w: usage: residual segment --weights CKPT IMAGE --out MASK.png [--overlay OVERLAY.png]", errUsage)
 	}
-	if *overlay == "" {
-		*overlay = strings.TrimSuffix(*out, ".png") + "-overlay.png"
-	}
+	*overlay = overlayPath(*out, *overlay)
 	m, err := infer.Open(*weights)
 	if err != nil {
 		return err
@@ -37,12 +35,18 @@ func runSegment(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if len(info.Classes) > 256 {
 		return fmt.Errorf("%s has %d classes; a grey PNG mask holds 256", *weights, len(info.Classes))
 	}
+	if err := stopped(ctx); err != nil {
+		return err
+	}
 	img, err := data.LoadImage(pos[0])
 	if err != nil {
 		return err
 	}
 	seg, err := m.SegmentTiles(ctx, img, *tile)
 	if err != nil {
+		if cause := stopped(ctx); cause != nil {
+			return cause // the signal, for the exit status
+		}
 		return err
 	}
 	h, w := seg.Height, seg.Width

@@ -80,9 +80,6 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	if *out == "" {
-		*out = filepath.Join("runs", *model+"-"+strings.NewReplacer(":", "-", "/", "-").Replace(*spec))
-	}
 	cfg := train.Config{Model: mc, Data: *spec, Task: *task, Loss: *lossName, BorderWeights: *border, ClassWeights: *classW, Epochs: *epochs, Batch: *batch, Optimizer: *opt, LR: *lr, Momentum: *mom, Nesterov: *nesterov,
 		WeightDecay: *wd, Schedule: *sched, Augment: a, ValSplit: *val, Seed: *seed, Limit: *limit, Out: *out, Resume: *resume,
 		Log: stdout, Live: isTerminal(stdout)}
@@ -134,7 +131,7 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-func runEval(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("eval", stderr)
 	weights := fs.String("weights", "", "checkpoint (.safetensors)")
 	spec := fs.String("data", "", "data set (default: the one the checkpoint was trained on)")
@@ -165,8 +162,10 @@ func runEval(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := models.ForInference(c.Model, c.Net); err != nil {
 		return err
 	}
-	l := &data.Loader{Data: test, Batch: 256, Mean: c.Preprocess.Mean, Std: c.Preprocess.Std}
-	loss, acc, conf := train.Evaluate(c.Net, l, len(c.Classes))
+	loss, acc, conf, err := evaluate(ctx, c.Net, test, c.Preprocess.Mean, c.Preprocess.Std, len(c.Classes))
+	if err != nil {
+		return err
+	}
 	if c.Model.Dense() {
 		iou, mean := train.IoU(conf)
 		fmt.Fprintf(stdout, "%s on %s (%d test images): pixel accuracy %.2f%%, mean IoU %.4f, loss %.4f\n\nIoU per class:\n", *weights, *spec, test.Len(), 100*acc, mean, loss)
@@ -218,12 +217,18 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	decoded := make([]image.Image, len(images))
 	for i, path := range images {
+		if err := stopped(ctx); err != nil {
+			return err
+		}
 		if decoded[i], err = data.LoadImage(path); err != nil {
 			return err
 		}
 	}
 	guesses, err := m.Classify(ctx, decoded, *top)
 	if err != nil {
+		if cause := stopped(ctx); cause != nil {
+			return cause // the signal, for the exit status
+		}
 		return err
 	}
 	for i, gs := range guesses {
