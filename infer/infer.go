@@ -97,9 +97,8 @@ func New(c *checkpoint.Checkpoint) (*Model, error) {
 // prepare turns a network as built and loaded into one for inference: the
 // single place where inference-only transformations of the model belong
 // (models.ForInference: evaluation mode, batch norms folded into the
-// convolutions before them). Everything that walks the model (nn.StateDict
-// and nn.Layers name its layers as a side effect) happens here, before the
-// model is shared.
+// convolutions before them). Everything that changes the model happens
+// here, before it is shared; afterwards it is only read.
 func prepare(c models.Config, net nn.Layer) error {
 	return models.ForInference(c, net)
 }
