@@ -23,6 +23,11 @@ var (
 	// model file: 4 GiB, beyond ResNet-1202's 78 MB and ResNet-152's
 	// 240 MB by far.
 	TotalBytes int64 = 4 << 30
+	// HeaderBytes bounds the structured part of a file that is read whole
+	// before its tensor data: a safetensors JSON header, a pickle (a .pth's
+	// data.pkl), a Keras model.json or labels.json. 100 MB, the bound of
+	// the reference safetensors reader; ResNet-152's data.pkl is 40 kB.
+	HeaderBytes int64 = 100 << 20
 	// ImagePixels bounds an image's width × height, checked from its
 	// header before it is decoded: PIL's MAX_IMAGE_PIXELS (89,478,485, a
 	// 1/4 GB 24-bit image), so that what PIL refuses as a decompression
