@@ -302,8 +302,8 @@ func TestLegacyFormat(t *testing.T) {
 		b    []byte
 		want string
 	}{
-		"truncated": {legacy(p.Bytes(), []string{"k"}, [][]byte{floats(1, 2)}, []uint64{3}), "truncated: 8 of 12 bytes"},
-		"huge count": {legacy(p.Bytes(), []string{"k"}, [][]byte{floats(1, 2, 3)}, []uint64{1 << 60}), "holds 1152921504606846976 values, the pickle describes 3"},
+		"truncated":   {legacy(p.Bytes(), []string{"k"}, [][]byte{floats(1, 2)}, []uint64{3}), "truncated: 8 of 12 bytes"},
+		"huge count":  {legacy(p.Bytes(), []string{"k"}, [][]byte{floats(1, 2, 3)}, []uint64{1 << 60}), "holds 1152921504606846976 values, the pickle describes 3"},
 		"unknown key": {legacy(p.Bytes(), []string{"j"}, [][]byte{floats(1, 2, 3)}, []uint64{3}), "unknown or repeated"},
 	} {
 		err := loadBounded(t, write(name+".pt", c.b))
