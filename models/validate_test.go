@@ -49,7 +49,7 @@ func TestHostileConfigs(t *testing.T) {
 		`{"name":"x","unet":{"in_channels":1,"classes":2,"depth":40,"base":64}}`:                                                                                                                                   "limits.Channels",
 		`{"name":"x","unet":{"in_channels":1,"classes":2,"depth":1,"base":4611686018427387904}}`:                                                                                                                   "limits.Channels",
 		`{"name":"x","unet":{"in_channels":1,"classes":2,"depth":0,"base":64}}`:                                                                                                                                    "positive",
-		`{"name":"x","mlp":{"In":1,"Out":1,"Width":10000,"Depth":14000}}`:                                                                                                                                           "limits.TotalBytes",
+		`{"name":"x","mlp":{"In":1,"Out":1,"Width":10000,"Depth":14000}}`:                                                                                                                                          "limits.TotalBytes",
 		`{"name":"x","mlp":{"In":1,"Out":1,"Width":10,"Depth":1000000}}`:                                                                                                                                           "limits.Layers",
 		`{"name":"x","mlp":{"In":1,"Out":1,"Width":10,"Depth":1},"unet":{"in_channels":1,"classes":2,"depth":1,"base":4}}`:                                                                                         "exactly one",
 		`{"name":"x"}`: "exactly one",
