@@ -196,3 +196,10 @@ func sortStrings(s []string) {
 		}
 	}
 }
+
+// A device is refused, not read without end.
+func TestLoadRefusesDevices(t *testing.T) {
+	if _, err := Load("/dev/zero"); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("/dev/zero: %v", err)
+	}
+}

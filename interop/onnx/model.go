@@ -21,6 +21,7 @@ package onnx
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -41,11 +42,28 @@ type Model struct {
 	output []string
 }
 
-// Load reads and parses an ONNX file.
+// Load reads and parses an ONNX file. It must be a regular file of at most
+// limits.TotalBytes + limits.HeaderBytes (a device or a pipe is refused
+// rather than read without end).
 func Load(path string) (*Model, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("onnx: %s is not a regular file", path)
+	}
+	if st.Size() > limits.TotalBytes+limits.HeaderBytes {
+		return nil, fmt.Errorf("onnx: %s has %d bytes, more than a model may (limits.TotalBytes + limits.HeaderBytes)", path, st.Size())
+	}
+	b := make([]byte, st.Size())
+	if n, err := io.ReadFull(f, b); err != nil {
+		return nil, fmt.Errorf("onnx: %s: read %d of %d bytes: %w", path, n, len(b), err)
 	}
 	m, err := Parse(b)
 	if err != nil {
