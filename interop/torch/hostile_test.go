@@ -74,12 +74,20 @@ func statePickle(specs ...spec) []byte {
 // pth zips a pickle and storages as torch.save does (archive/data.pkl,
 // archive/data/<key>), with the given compression method.
 func pth(t *testing.T, pkl []byte, storages map[string][]byte, method uint16) string {
+	p := filepath.Join(t.TempDir(), "x.pth")
+	if err := os.WriteFile(p, pthBytes(pkl, storages, method), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func pthBytes(pkl []byte, storages map[string][]byte, method uint16) []byte {
 	var buf bytes.Buffer
 	w := zip.NewWriter(&buf)
 	add := func(name string, b []byte) {
 		f, err := w.CreateHeader(&zip.FileHeader{Name: name, Method: method})
 		if err != nil {
-			t.Fatal(err)
+			panic(err)
 		}
 		f.Write(b)
 	}
@@ -88,13 +96,9 @@ func pth(t *testing.T, pkl []byte, storages map[string][]byte, method uint16) st
 		add("archive/data/"+k, b)
 	}
 	if err := w.Close(); err != nil {
-		t.Fatal(err)
+		panic(err)
 	}
-	p := filepath.Join(t.TempDir(), "x.pth")
-	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return buf.Bytes()
 }
 
 func floats(vs ...float32) []byte {
@@ -278,13 +282,20 @@ func legacy(pkl []byte, keys []string, storages [][]byte, counts []uint64) []byt
 	return p.Bytes()
 }
 
-func TestLegacyFormat(t *testing.T) {
+// legacyStateDict pickles a one-tensor state dict with the legacy format's
+// persistent ids, whose sixth entry is the view metadata (None).
+func legacyStateDict() []byte {
 	var p pk
 	p.op(0x80, 2).global("collections", "OrderedDict").op(')', 'R', '(')
 	p.str("w").global("torch._utils", "_rebuild_tensor_v2").op('(')
 	p.op('(').str("storage").global("torch", "FloatStorage").str("k").str("cpu").int(3).op('N', 't', 'Q')
 	p.int(0).tuple(3).tuple(1).op(0x89).global("collections", "OrderedDict").op(')', 'R', 't', 'R')
 	p.op('u', '.')
+	return p.Bytes()
+}
+
+func TestLegacyFormat(t *testing.T) {
+	p := bytes.NewBuffer(legacyStateDict())
 	dir := t.TempDir()
 	write := func(name string, b []byte) string {
 		path := filepath.Join(dir, name)
