@@ -25,7 +25,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -125,7 +124,7 @@ func LoadTFJS(path string) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	raw, err := readFile(file, limits.HeaderBytes)
+	raw, err := limits.ReadFile(file, limits.HeaderBytes)
 	if err != nil {
 		return nil, fmt.Errorf("keras: %w", err)
 	}
@@ -182,31 +181,6 @@ func parseTopology(raw json.RawMessage) ([]layer, error) {
 	return ls, nil
 }
 
-// readFile reads a regular file of at most limit bytes (a device, a pipe
-// or a larger file is refused before it is read).
-func readFile(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	if st.Size() > limit {
-		return nil, fmt.Errorf("%s has %d bytes, more than %d", path, st.Size(), limit)
-	}
-	b := make([]byte, st.Size())
-	if n, err := io.ReadFull(f, b); err != nil {
-		return nil, fmt.Errorf("%s: read %d of %d bytes: %w", path, n, len(b), err)
-	}
-	return b, nil
-}
-
 // readWeights reads every shard group of the manifest and cuts it into the
 // named tensors (Keras layouts).
 func readWeights(dir string, mj *modelJSON) (map[string]*tensor.Tensor, error) {
@@ -218,7 +192,7 @@ func readWeights(dir string, mj *modelJSON) (map[string]*tensor.Tensor, error) {
 			if filepath.Base(p) != p || p == "." || p == ".." {
 				return nil, fmt.Errorf("weight shard path %q leaves the model's folder", p)
 			}
-			b, err := readFile(filepath.Join(dir, p), limits.TotalBytes-total)
+			b, err := limits.ReadFile(filepath.Join(dir, p), limits.TotalBytes-total)
 			if err != nil {
 				return nil, fmt.Errorf("weight shard: %w (the shards may hold %d bytes in all, limits.TotalBytes)", err, limits.TotalBytes)
 			}
@@ -267,7 +241,7 @@ func readLabels(dir string, classes int) ([]string, error) {
 		if _, err := os.Stat(p); err != nil {
 			continue
 		}
-		raw, err := readFile(p, limits.HeaderBytes)
+		raw, err := limits.ReadFile(p, limits.HeaderBytes)
 		if err != nil {
 			return nil, err
 		}

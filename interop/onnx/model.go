@@ -21,8 +21,6 @@ package onnx
 
 import (
 	"fmt"
-	"io"
-	"os"
 	"sort"
 	"strings"
 
@@ -46,24 +44,9 @@ type Model struct {
 // limits.TotalBytes + limits.HeaderBytes (a device or a pipe is refused
 // rather than read without end).
 func Load(path string) (*Model, error) {
-	f, err := os.Open(path)
+	b, err := limits.ReadFile(path, limits.TotalBytes+limits.HeaderBytes)
 	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("onnx: %s is not a regular file", path)
-	}
-	if st.Size() > limits.TotalBytes+limits.HeaderBytes {
-		return nil, fmt.Errorf("onnx: %s has %d bytes, more than a model may (limits.TotalBytes + limits.HeaderBytes)", path, st.Size())
-	}
-	b := make([]byte, st.Size())
-	if n, err := io.ReadFull(f, b); err != nil {
-		return nil, fmt.Errorf("onnx: %s: read %d of %d bytes: %w", path, n, len(b), err)
+		return nil, fmt.Errorf("onnx: %w", err)
 	}
 	m, err := Parse(b)
 	if err != nil {
@@ -261,23 +244,11 @@ func (m *Model) evalNode(n *onnxpb.NodeProto, args []*value) (res []*value, err 
 		return nil, fmt.Errorf("shape inference gave %d outputs, the operator %d (a bug in residual's evaluator)", len(shapes), len(res))
 	}
 	for i, v := range res {
-		if got := v.onnxShape(); !equalShapes(got, shapes[i]) {
+		if got := v.onnxShape(); !tensor.SameShape(got, shapes[i]) {
 			return nil, fmt.Errorf("shape inference gave output %d shape %v, the operator %v (a bug in residual's evaluator)", i, shapes[i], got)
 		}
 	}
 	return res, nil
-}
-
-func equalShapes(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // maxGeometry bounds the spatial attributes a graph may use (strides,
