@@ -233,23 +233,25 @@ func LoadStateDict(path string) (map[string]*tensor.Tensor, error) {
 	if st.Size() > limits.TotalBytes+limits.HeaderBytes {
 		return nil, fmt.Errorf("torch: %s has %d bytes, more than a state dict may (limits.TotalBytes + limits.HeaderBytes)", path, st.Size())
 	}
-	head := make([]byte, len(legacyMagic))
-	n, _ := io.ReadFull(f, head)
-	var out map[string]*tensor.Tensor
-	switch {
-	case n >= 4 && string(head[:4]) == "PK\x03\x04":
-		out, err = loadZip(f, st.Size())
-	case n == len(legacyMagic) && bytes.Equal(head, legacyMagic):
-		if _, err = f.Seek(0, io.SeekStart); err == nil {
-			out, err = loadLegacy(bufio.NewReader(f))
-		}
-	default:
-		return nil, fmt.Errorf("torch: %s is neither a torch.save zip archive nor a legacy torch.save file (%d bytes read)", path, n)
-	}
+	out, err := decode(f, st.Size())
 	if err != nil {
 		return nil, fmt.Errorf("torch: %s: %w", path, err)
 	}
 	return out, nil
+}
+
+// decode reads a torch.save file of size bytes: the zip format or the
+// legacy one, told apart by how they begin.
+func decode(r io.ReaderAt, size int64) (map[string]*tensor.Tensor, error) {
+	head := make([]byte, len(legacyMagic))
+	n, _ := r.ReadAt(head, 0)
+	switch {
+	case n >= 4 && string(head[:4]) == "PK\x03\x04":
+		return loadZip(r, size)
+	case n == len(legacyMagic) && bytes.Equal(head, legacyMagic):
+		return loadLegacy(bufio.NewReader(io.NewSectionReader(r, 0, size)))
+	}
+	return nil, fmt.Errorf("neither a torch.save zip archive nor a legacy torch.save file (%d bytes read)", n)
 }
 
 // legacyMagic is how torch.save's legacy (non-zip) format begins: the
