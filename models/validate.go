@@ -55,9 +55,11 @@ func (c Config) params() (float64, error) {
 		sz.total += sz.weight(k*k, r.InChannels, r.StemWidth)
 		in, blocks := r.StemWidth, 0
 		for s, n := range r.Layers {
-			if n > limits.Layers || r.Widths[s] > limits.Channels {
-				return 0, fmt.Errorf("models: resnet: stage %d has %d blocks of width %d, beyond %d blocks (limits.Layers) or %d channels (limits.Channels)",
-					s+1, n, r.Widths[s], limits.Layers, limits.Channels)
+			if n > limits.Layers {
+				return 0, fmt.Errorf("models: resnet: stage %d has %d blocks, more than %d (limits.Layers)", s+1, n, limits.Layers)
+			}
+			if r.Widths[s] > limits.Channels {
+				return 0, fmt.Errorf("models: resnet: stage %d has width %d, more than %d channels (limits.Channels)", s+1, r.Widths[s], limits.Channels)
 			}
 			w, out := r.Widths[s], r.Widths[s]
 			if r.Block == "bottleneck" {
