@@ -98,3 +98,16 @@ func FuzzConfig(f *testing.F) {
 		}
 	})
 }
+
+// Validate accepts every model of the zoo.
+func TestValidateAcceptsThePresets(t *testing.T) {
+	for _, name := range Names() {
+		c, err := Preset(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
