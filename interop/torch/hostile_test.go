@@ -247,6 +247,29 @@ func TestHostilePth(t *testing.T) {
 	}
 }
 
+// Zip entries whose headers declare more data than they hold are refused
+// before that much is allocated.
+func TestLyingZipSizes(t *testing.T) {
+	pkl := statePickle(spec{"w", "FloatStorage", "0", 1 << 28, 0, []int64{1 << 28}, []int64{1}})
+	for method, want := range map[uint16]string{zip.Store: "stored with 8 bytes but declares 1073741824", zip.Deflate: "more than its 8 compressed bytes can hold"} {
+		var buf bytes.Buffer
+		w := zip.NewWriter(&buf)
+		f, _ := w.Create("archive/data.pkl")
+		f.Write(pkl)
+		raw, err := w.CreateRaw(&zip.FileHeader{Name: "archive/data/0", Method: method, CompressedSize64: 8, UncompressedSize64: 1 << 30})
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw.Write(floats(1, 2))
+		w.Close()
+		p := filepath.Join(t.TempDir(), "lying.pth")
+		os.WriteFile(p, buf.Bytes(), 0o644)
+		if err := loadBounded(t, p); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("method %d: got %v, want %q", method, err, want)
+		}
+	}
+}
+
 // A storage whose zip entry declares the right size but whose data was
 // cut short (the local size and the CRC disagree with the bytes) is an
 // error, never zero padding.
@@ -275,27 +298,29 @@ func legacy(pkl []byte, keys []string, storages [][]byte, counts []uint64) []byt
 		p.str(k)
 	}
 	p.op('l', '.')
-	for i, s := range storages {
-		p.Write(binary.LittleEndian.AppendUint64(nil, counts[i]))
-		p.Write(s)
+	for i, c := range counts {
+		p.Write(binary.LittleEndian.AppendUint64(nil, c))
+		if i < len(storages) {
+			p.Write(storages[i])
+		}
 	}
 	return p.Bytes()
 }
 
 // legacyStateDict pickles a one-tensor state dict with the legacy format's
 // persistent ids, whose sixth entry is the view metadata (None).
-func legacyStateDict() []byte {
+func legacyStateDict(numel int64) []byte {
 	var p pk
 	p.op(0x80, 2).global("collections", "OrderedDict").op(')', 'R', '(')
 	p.str("w").global("torch._utils", "_rebuild_tensor_v2").op('(')
-	p.op('(').str("storage").global("torch", "FloatStorage").str("k").str("cpu").int(3).op('N', 't', 'Q')
-	p.int(0).tuple(3).tuple(1).op(0x89).global("collections", "OrderedDict").op(')', 'R', 't', 'R')
+	p.op('(').str("storage").global("torch", "FloatStorage").str("k").str("cpu").int(numel).op('N', 't', 'Q')
+	p.int(0).tuple(numel).tuple(1).op(0x89).global("collections", "OrderedDict").op(')', 'R', 't', 'R')
 	p.op('u', '.')
 	return p.Bytes()
 }
 
 func TestLegacyFormat(t *testing.T) {
-	p := bytes.NewBuffer(legacyStateDict())
+	p := bytes.NewBuffer(legacyStateDict(3))
 	dir := t.TempDir()
 	write := func(name string, b []byte) string {
 		path := filepath.Join(dir, name)
@@ -313,9 +338,10 @@ func TestLegacyFormat(t *testing.T) {
 		b    []byte
 		want string
 	}{
-		"truncated":   {legacy(p.Bytes(), []string{"k"}, [][]byte{floats(1, 2)}, []uint64{3}), "truncated: 8 of 12 bytes"},
-		"huge count":  {legacy(p.Bytes(), []string{"k"}, [][]byte{floats(1, 2, 3)}, []uint64{1 << 60}), "holds 1152921504606846976 values, the pickle describes 3"},
-		"unknown key": {legacy(p.Bytes(), []string{"j"}, [][]byte{floats(1, 2, 3)}, []uint64{3}), "unknown or repeated"},
+		"truncated":             {legacy(p.Bytes(), []string{"k"}, [][]byte{floats(1, 2)}, []uint64{3}), "truncated: 12 bytes, the file has 8 left"},
+		"huge storage, no data": {legacy(legacyStateDict(1<<28), []string{"k"}, nil, []uint64{1 << 28}), "truncated: 1073741824 bytes, the file has 0 left"},
+		"huge count":            {legacy(p.Bytes(), []string{"k"}, [][]byte{floats(1, 2, 3)}, []uint64{1 << 60}), "holds 1152921504606846976 values, the pickle describes 3"},
+		"unknown key":           {legacy(p.Bytes(), []string{"j"}, [][]byte{floats(1, 2, 3)}, []uint64{3}), "unknown or repeated"},
 	} {
 		err := loadBounded(t, write(name+".pt", c.b))
 		if err == nil || !strings.Contains(err.Error(), c.want) {

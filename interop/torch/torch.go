@@ -249,7 +249,9 @@ func decode(r io.ReaderAt, size int64) (map[string]*tensor.Tensor, error) {
 	case n >= 4 && string(head[:4]) == "PK\x03\x04":
 		return loadZip(r, size)
 	case n == len(legacyMagic) && bytes.Equal(head, legacyMagic):
-		return loadLegacy(bufio.NewReader(io.NewSectionReader(r, 0, size)))
+		c := &counter{r: io.NewSectionReader(r, 0, size)}
+		br := bufio.NewReader(c)
+		return loadLegacy(br, func() int64 { return size - (c.n - int64(br.Buffered())) })
 	}
 	return nil, fmt.Errorf("neither a torch.save zip archive nor a legacy torch.save file (%d bytes read)", n)
 }
@@ -342,6 +344,20 @@ func readEntry(zf *zip.File, want, limit int64) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("entry %s holds %d bytes, more than %d", zf.Name, n, limit)
 	}
+	// The declared size must be one the stored bytes can give: equal to
+	// them when stored, within deflate's ratio (at most 1032:1) when
+	// compressed, so that a header cannot make this allocate what the file
+	// does not hold.
+	switch c := zf.CompressedSize64; zf.Method {
+	case zip.Store:
+		if c != n {
+			return nil, fmt.Errorf("entry %s is stored with %d bytes but declares %d", zf.Name, c, n)
+		}
+	case zip.Deflate:
+		if n > 1032*c+64 {
+			return nil, fmt.Errorf("entry %s declares %d bytes, more than its %d compressed bytes can hold", zf.Name, n, c)
+		}
+	}
 	rc, err := zf.Open()
 	if err != nil {
 		return nil, fmt.Errorf("entry %s: %w", zf.Name, err)
@@ -366,7 +382,7 @@ func readEntry(zf *zip.File, want, limit int64) ([]byte, error) {
 // the magic number, the protocol version and the system's description,
 // the pickled dict, the list of storage keys, then for each key an 8-byte
 // value count and the raw values.
-func loadLegacy(r *bufio.Reader) (map[string]*tensor.Tensor, error) {
+func loadLegacy(r *bufio.Reader, remaining func() int64) (map[string]*tensor.Tensor, error) {
 	next := func(what string, load func(any) (any, error)) (any, error) {
 		p, err := readPickle(r)
 		if err != nil {
@@ -432,12 +448,27 @@ func loadLegacy(r *bufio.Reader) (map[string]*tensor.Tensor, error) {
 			return nil, fmt.Errorf("storage %q holds %d values, the pickle describes %d", key, c, st.numel)
 		}
 		size, _ := safetensors.DtypeSize(st.class.dtype)
+		if n, left := st.numel*int64(size), remaining(); n > left {
+			return nil, fmt.Errorf("storage %q truncated: %d bytes, the file has %d left", key, n, left)
+		}
 		st.data = make([]byte, st.numel*int64(size))
 		if m, err := io.ReadFull(r, st.data); err != nil {
 			return nil, fmt.Errorf("storage %q truncated: %d of %d bytes", key, m, len(st.data))
 		}
 	}
 	return convertAll(refs)
+}
+
+// counter counts the bytes read through it.
+type counter struct {
+	r io.Reader
+	n int64
+}
+
+func (c *counter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // named is one entry of a state dict.

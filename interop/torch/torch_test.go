@@ -105,7 +105,7 @@ func FuzzStateDict(f *testing.F) {
 		spec{"wt", "FloatStorage", "0", 6, 1, []int64{2, 2}, []int64{1, 3}}, spec{"h", "HalfStorage", "1", 1, 0, nil, nil})
 	f.Add(pthBytes(pkl, map[string][]byte{"0": floats(1, 2, 3, 4, 5, 6), "1": {0, 0x3c}}, 0))
 	f.Add(pthBytes(pkl, map[string][]byte{"0": floats(1, 2, 3, 4, 5, 6), "1": {0, 0x3c}}, 8))
-	f.Add(legacy(legacyStateDict(), []string{"k"}, [][]byte{floats(1, 2, 3)}, []uint64{3}))
+	f.Add(legacy(legacyStateDict(3), []string{"k"}, [][]byte{floats(1, 2, 3)}, []uint64{3}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// decode is LoadStateDict after it has opened the file and checked
 		// its size.
