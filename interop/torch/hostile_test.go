@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -69,6 +70,16 @@ func statePickle(specs ...spec) []byte {
 	}
 	p.op('u', '.')
 	return p.Bytes()
+}
+
+// views returns n tensors that each view all of one storage of size
+// values.
+func views(n int, size int64) []spec {
+	out := make([]spec, n)
+	for i := range out {
+		out[i] = spec{fmt.Sprintf("t%d", i), "ByteStorage", "0", size, 0, []int64{size}, []int64{1}}
+	}
+	return out
 }
 
 // pth zips a pickle and storages as torch.save does (archive/data.pkl,
@@ -232,6 +243,7 @@ func TestHostilePth(t *testing.T) {
 		{"class count the file lacks", one(spec{"fc.bias", "FloatStorage", "0", 1 << 27, 0, []int64{1 << 27}, []int64{1}}), map[string][]byte{"0": floats(1, 2)}, "holds 8 bytes, the pickle describes 536870912"},
 		{"truncated storage", one(spec{"w", "FloatStorage", "0", 4, 0, []int64{4}, []int64{1}}), map[string][]byte{"0": floats(1, 2, 3)}, "holds 12 bytes, the pickle describes 16"},
 		{"missing storage", one(spec{"w", "FloatStorage", "0", 4, 0, []int64{4}, []int64{1}}), nil, "no entry archive/data/0"},
+		{"many views of one storage", string(statePickle(views(40, 1<<25)...)), nil, "limits.TotalBytes"},
 		{"foreign global", "\x80\x02cos\nsystem\n.", nil, "os.system"},
 		{"not a dict", "\x80\x02N.", nil, "not a state dict"},
 	}

@@ -509,6 +509,14 @@ func stateDict(obj any) ([]named, error) {
 	default:
 		return nil, fmt.Errorf("holds a %T, not a state dict (save model.state_dict(), not the model)", obj)
 	}
+	// Tensors may share a storage, so their values are bounded together
+	// too, before any storage is read.
+	var values int64
+	for _, n := range out {
+		if values += int64(tensor.NumElements(n.t.size)); values > limits.TotalBytes/4 {
+			return nil, fmt.Errorf("the tensors hold more than %d bytes of float32 values (limits.TotalBytes)", limits.TotalBytes)
+		}
+	}
 	return out, nil
 }
 
