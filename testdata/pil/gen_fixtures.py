@@ -19,6 +19,12 @@ It writes, into testdata/pil/:
   gives for every one of them.
 - cmyk.jpg and cmyk.png: an Adobe CMYK JPEG (which Go's encoder cannot
   write) and PIL's conversion of it to RGB.
+- torchvision/*.png and torchvision/cases.json: torchvision's evaluation
+  transform (Resize(size/0.875) + CenterCrop(size)) and resized crops at
+  given windows (F.resized_crop) of the resize inputs, and statistics of
+  RandomResizedCrop.get_params over 200,000 draws for several image shapes
+  (mean and standard deviation of the area fraction and of log(w/h), and
+  how often the centre fallback is taken).
 
 Everything is deterministic; the files are kept small (the photos are
 cropped) so that the whole folder stays well under 1 MB.
@@ -137,8 +143,55 @@ def cmyk_fixture():
     dec.convert("RGB").save(os.path.join(HERE, "cmyk.png"))
 
 
+def torchvision_fixtures():
+    import math
+
+    import torch
+    import torchvision.transforms as T
+    import torchvision.transforms.functional as F
+
+    out = os.path.join(HERE, "torchvision")
+    os.makedirs(out, exist_ok=True)
+    src = os.path.join(HERE, "resize")
+    cases = {"eval": [], "resized_crop": [], "random_crop_stats": []}
+    for name in ["chelsea", "astronaut", "camera"]:
+        im = Image.open(os.path.join(src, name + ".png"))
+        im.load()
+        for size in [32, 57, 112]:
+            resize = size * 8 // 7  # timm's floor(size / 0.875)
+            t = T.Compose([T.Resize(resize), T.CenterCrop(size)])
+            dst = "eval_%s_%d.png" % (name, size)
+            t(im).save(os.path.join(out, dst))
+            cases["eval"].append({"input": name + ".png", "output": dst, "size": size, "resize": resize})
+        for top, left, h, w, size in [(10, 20, 50, 70, 32), (0, 0, im.height, im.width, 48), (33, 5, 17, 23, 40)]:
+            dst = "crop_%s_%d_%d_%d_%d_%d.png" % (name, top, left, h, w, size)
+            F.resized_crop(im, top, left, h, w, [size, size]).save(os.path.join(out, dst))
+            cases["resized_crop"].append({"input": name + ".png", "output": dst, "top": top, "left": left,
+                                          "height": h, "width": w, "size": size})
+    torch.manual_seed(0)
+    draws = 200000
+    for h, w in [(100, 100), (120, 480), (400, 90), (47, 61), (10, 1000)]:
+        img = Image.new("L", (w, h))
+        fracs, logs, fallback = [], [], 0
+        for _ in range(draws):
+            i, j, ch, cw = T.RandomResizedCrop.get_params(img, [0.08, 1.0], [3.0 / 4.0, 4.0 / 3.0])
+            fracs.append(ch * cw / (h * w))
+            logs.append(math.log(cw / ch))
+        def ms(v):
+            m = sum(v) / len(v)
+            return m, math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
+        fm, fs = ms(fracs)
+        lm, ls = ms(logs)
+        cases["random_crop_stats"].append({"height": h, "width": w, "draws": draws,
+                                           "area_mean": fm, "area_sd": fs, "log_ratio_mean": lm, "log_ratio_sd": ls})
+    with open(os.path.join(out, "cases.json"), "w") as f:
+        json.dump(cases, f, indent=1)
+        f.write("\n")
+
+
 if __name__ == "__main__":
     resize_fixtures()
     webp_fixtures()
     exif_fixtures()
     cmyk_fixture()
+    torchvision_fixtures()
