@@ -2,7 +2,6 @@ package train
 
 import (
 	"fmt"
-	"math"
 	"sort"
 
 	ag "github.com/residual-nn/residual/autograd"
@@ -13,29 +12,24 @@ import (
 )
 
 // Input turns an image file into the model input the checkpoint's
-// preprocessing describes: channels converted, resized (or resized and
-// centre-cropped), channel order, scaling and normalisation.
+// preprocessing describes: decoded within the pixel limits (data.LoadImage),
+// channels converted, torchvision's Resize and CenterCrop (or a resize to
+// the input size) as data.EvalTransform does them, channel order, scaling
+// and normalisation.
 func (p Preprocess) Input(path string) (*tensor.Tensor, error) {
+	if p.Channels != 1 && p.Channels != 3 {
+		return nil, fmt.Errorf("train: the checkpoint's preprocessing has %d channels; images have 1 or 3", p.Channels)
+	}
 	img, err := data.LoadImage(path)
 	if err != nil {
 		return nil, err
 	}
 	b := img.Bounds()
-	h, w := b.Dy(), b.Dx()
-	pix := data.Pixels(img, p.Channels)
-	if p.ResizeShorter > 0 {
-		s := float64(p.ResizeShorter) / float64(min(h, w))
-		nh, nw := max(int(math.Round(float64(h)*s)), p.Height), max(int(math.Round(float64(w)*s)), p.Width)
-		pix, h, w = data.Resize(pix, h, w, p.Channels, nh, nw), nh, nw
-		top, left := (h-p.Height)/2, (w-p.Width)/2
-		crop := make([]uint8, 0, p.Height*p.Width*p.Channels)
-		for y := top; y < top+p.Height; y++ {
-			crop = append(crop, pix[(y*w+left)*p.Channels:(y*w+left+p.Width)*p.Channels]...)
-		}
-		pix, h, w = crop, p.Height, p.Width
-	} else if h != p.Height || w != p.Width {
-		pix, h, w = data.Resize(pix, h, w, p.Channels, p.Height, p.Width), p.Height, p.Width
+	pix, err := data.EvalTransform(data.Pixels(img, p.Channels), b.Dy(), b.Dx(), p.Channels, p.ResizeShorter, p.Height, p.Width)
+	if err != nil {
+		return nil, fmt.Errorf("train: %s: %w", path, err)
 	}
+	h, w := p.Height, p.Width
 	t := tensor.New(1, h, w, p.Channels)
 	for i, v := range pix {
 		c := i % p.Channels
