@@ -40,22 +40,17 @@ type ImageOptions struct {
 	SkipBadImages bool
 	// Log receives the warnings for skipped files (nil: standard error).
 	Log io.Writer
-
-	mu     sync.Mutex
-	warned map[string]bool
 }
 
-// warn reports a skipped file once per file.
+// warned holds the warnings given, so that each is given once in a
+// process (a file is skipped every epoch, and a set may be opened twice).
+var warned sync.Map
+
+// warn reports a skipped file, once.
 func (o *ImageOptions) warn(err error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.warned == nil {
-		o.warned = map[string]bool{}
-	}
-	if o.warned[err.Error()] {
+	if _, seen := warned.LoadOrStore(err.Error(), true); seen {
 		return
 	}
-	o.warned[err.Error()] = true
 	w := o.Log
 	if w == nil {
 		w = os.Stderr
