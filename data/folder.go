@@ -213,6 +213,9 @@ func OpenFolder(dir string, o *ImageOptions) (train, test *Dataset, err error) {
 	}
 	if testDir == "" {
 		train, test = train.classSplit()
+		if test.Len() == 0 {
+			return nil, nil, fmt.Errorf("data: %s: no class has the two images needed to hold one out for testing; add images or a test/ folder", dir)
+		}
 		return train, test, nil
 	}
 	if test, err = FolderWith(testDir, o, train.Classes); err != nil {

@@ -245,6 +245,12 @@ func TestFolderLayouts(t *testing.T) {
 	if err != nil || !slices.Equal(test2.Files, test.Files) || !slices.Equal(train2.Files, train.Files) {
 		t.Errorf("a second open split differently: %v", err)
 	}
+	one := t.TempDir()
+	writeImage(t, filepath.Join(one, "a", "1.png"), flat("gray", 4, 4, color.NRGBA{}))
+	writeImage(t, filepath.Join(one, "b", "1.png"), flat("gray", 4, 4, color.NRGBA{}))
+	if _, _, err := Open("folder:"+one, 3); err == nil || !strings.Contains(err.Error(), "two images") {
+		t.Errorf("a split with nothing to hold out: %v", err)
+	}
 	// train/ and test/: test classes take the training labels; a class
 	// only in test/ is an error naming it.
 	lay := t.TempDir()

@@ -167,6 +167,31 @@ func pixels(img image.Image, c int) []uint8 {
 				put(y*w+x, row[4*x], row[4*x+1], row[4*x+2], row[4*x+3])
 			}
 		}
+	case *image.RGBA: // what Go's PNG decoder returns for opaque RGB
+		for y := 0; y < h; y++ {
+			row := m.Pix[y*m.Stride : y*m.Stride+4*w]
+			for x := 0; x < w; x++ {
+				r, g, bl, a := row[4*x], row[4*x+1], row[4*x+2], row[4*x+3]
+				if a != 255 {
+					r, g, bl, a = rawNRGBA(color.RGBA{r, g, bl, a})
+				}
+				put(y*w+x, r, g, bl, a)
+			}
+		}
+	case *image.Paletted:
+		pal := make([][4]uint8, len(m.Palette))
+		for i, c := range m.Palette {
+			pal[i][0], pal[i][1], pal[i][2], pal[i][3] = rawNRGBA(c)
+		}
+		for y := 0; y < h; y++ {
+			for x, ci := range m.Pix[y*m.Stride : y*m.Stride+w] {
+				var p [4]uint8 // an index outside the palette: black, as image.Paletted.At gives
+				if int(ci) < len(pal) {
+					p = pal[ci]
+				}
+				put(y*w+x, p[0], p[1], p[2], p[3])
+			}
+		}
 	case *image.YCbCr:
 		for y := 0; y < h; y++ {
 			for x := 0; x < w; x++ {
@@ -178,12 +203,27 @@ func pixels(img image.Image, c int) []uint8 {
 	default:
 		for y := 0; y < h; y++ {
 			for x := 0; x < w; x++ {
-				p := color.NRGBA64Model.Convert(img.At(b.Min.X+x, b.Min.Y+y)).(color.NRGBA64)
-				put(y*w+x, uint8(p.R>>8), uint8(p.G>>8), uint8(p.B>>8), uint8(p.A>>8))
+				r, g, bl, a := rawNRGBA(img.At(b.Min.X+x, b.Min.Y+y))
+				put(y*w+x, r, g, bl, a)
 			}
 		}
 	}
 	return out
+}
+
+// rawNRGBA returns a colour's 8-bit red, green, blue and alpha, not
+// premultiplied: as stored for non-premultiplied colours (no round trip
+// through premultiplied values, which would lose the colour of nearly
+// transparent pixels), the high bytes of 16-bit ones.
+func rawNRGBA(c color.Color) (r, g, b, a uint8) {
+	switch c := c.(type) {
+	case color.NRGBA:
+		return c.R, c.G, c.B, c.A
+	case color.NRGBA64:
+		return uint8(c.R >> 8), uint8(c.G >> 8), uint8(c.B >> 8), uint8(c.A >> 8)
+	}
+	p := color.NRGBA64Model.Convert(c).(color.NRGBA64)
+	return uint8(p.R >> 8), uint8(p.G >> 8), uint8(p.B >> 8), uint8(p.A >> 8)
 }
 
 // Pixels returns an image's pixels, row by row, as grey (channels 1) or

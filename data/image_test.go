@@ -236,8 +236,10 @@ func TestPixelModes(t *testing.T) {
 	nrgba64.SetNRGBA64(0, 0, color.NRGBA64{0xc812, 0x6434, 0x32ff, 0x1000})
 	g16 := image.NewGray16(r)
 	g16.SetGray16(0, 0, color.Gray16{0x7fff})
-	pal := image.NewPaletted(r, color.Palette{color.Black, color.NRGBA{200, 100, 50, 255}})
+	pal := image.NewPaletted(r, color.Palette{color.Black, color.NRGBA{200, 100, 50, 3}}) // nearly transparent: the colour must survive
 	pal.SetColorIndex(0, 0, 1)
+	rgba := image.NewRGBA(image.Rect(0, 0, 2, 1))
+	rgba.Pix = []uint8{200, 100, 50, 255, 100, 50, 25, 128} // premultiplied: (200, 100, 50) at half alpha
 	cmyk := image.NewCMYK(r)
 	cmyk.SetCMYK(0, 0, color.CMYK{55, 155, 205, 0}) // (255−C)(255−K)/255 = 200, 100, 50
 	ycc := image.NewYCbCr(r, image.YCbCrSubsampleRatio444)
@@ -251,6 +253,8 @@ func TestPixelModes(t *testing.T) {
 		"NRGBA64":                {nrgba64, [3]uint8{0xc8, 0x64, 0x32}},
 		"Gray16":                 {g16, [3]uint8{0x7f, 0x7f, 0x7f}},
 		"Paletted":               {pal, [3]uint8{200, 100, 50}},
+		"RGBA":                   {rgba.SubImage(image.Rect(0, 0, 1, 1)), [3]uint8{200, 100, 50}},
+		"RGBA half transparent":  {rgba.SubImage(image.Rect(1, 0, 2, 1)), [3]uint8{199, 99, 49}}, // un-premultiplied in 16 bits: 100·257·65535/(128·257) = 51199.6 → high byte 199
 		"CMYK":                   {cmyk, [3]uint8{200, 100, 50}},
 	} {
 		if got := Pixels(c.img, 3); [3]uint8(got) != c.want {
@@ -410,8 +414,15 @@ func TestCorruptImages(t *testing.T) {
 }
 
 // FuzzDecodeImage feeds arbitrary bytes to the decoders behind the pixel
-// limits: no panic, and an image that decodes is within the limits.
+// limits: no panic, and an image that decodes is within the limits. The
+// pixel limit is lowered to 2^16 while it runs: a header within the real
+// limit may make a decoder allocate and fill up to 89 megapixels from a
+// few bytes (truncated VP8 data reads as zeros, for one), which is
+// allowed but would slow the fuzzer to a few inputs a minute.
 func FuzzDecodeImage(f *testing.F) {
+	pixels := limits.ImagePixels
+	limits.ImagePixels = 1 << 16
+	f.Cleanup(func() { limits.ImagePixels = pixels })
 	var buf bytes.Buffer
 	png.Encode(&buf, image.NewGray(image.Rect(0, 0, 3, 2)))
 	f.Add(buf.Bytes())

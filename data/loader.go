@@ -208,16 +208,13 @@ func (l *Loader) makeFiles(order []int, epoch, b int) Batch {
 	d := l.Data
 	lo, hi := b*l.Batch, min((b+1)*l.Batch, d.Len())
 	n := d.H * d.W * d.C
-	type result struct {
-		x   []float32
-		err error
-	}
-	res := make([]result, hi-lo)
+	x := tensor.New(hi-lo, d.H, d.W, d.C)
+	errs := make([]error, hi-lo)
 	parallel(hi-lo, func(k int) {
 		rng := tensor.NewRNG(l.sampleSeed(epoch, lo+k))
 		src, err := d.sample(order[lo+k], l.Augment.ResizedCrop, rng)
 		if err != nil {
-			res[k].err = err
+			errs[k] = err
 			return
 		}
 		dy, dx, flip := 0, 0, false
@@ -227,7 +224,7 @@ func (l *Loader) makeFiles(order []int, epoch, b int) Batch {
 		if l.Augment.Flip {
 			flip = rng.Float64() < 0.5
 		}
-		res[k].x = make([]float32, n)
+		dst := x.Data[k*n : (k+1)*n]
 		for r := 0; r < d.H; r++ {
 			for c := 0; c < d.W; c++ {
 				sr, sc := r+dy, c+dx
@@ -239,29 +236,30 @@ func (l *Loader) makeFiles(order []int, epoch, b int) Batch {
 					if sr >= 0 && sr < d.H && sc >= 0 && sc < d.W {
 						v = float64(src[(sr*d.W+sc)*d.C+ch]) / 255
 					}
-					res[k].x[(r*d.W+c)*d.C+ch] = float32(l.normalise(v, ch))
+					dst[(r*d.W+c)*d.C+ch] = float32(l.normalise(v, ch))
 				}
 			}
 		}
 	})
+	// Skipped images close up in place.
 	var y []int32
-	var xs []float32
-	for k, r := range res {
-		if r.err != nil {
+	for k, err := range errs {
+		if err != nil {
 			if !d.Images.SkipBadImages {
-				return Batch{Index: b, Err: r.err}
+				return Batch{Index: b, Err: err}
 			}
-			d.Images.warn(r.err)
+			d.Images.warn(err)
 			continue
 		}
-		xs = append(xs, r.x...)
+		copy(x.Data[len(y)*n:(len(y)+1)*n], x.Data[k*n:(k+1)*n])
 		y = append(y, d.Labels[order[lo+k]])
 	}
 	if len(y) == 0 {
 		return Batch{Index: b, Err: fmt.Errorf("data: no image of batch %d could be read", b+1)}
 	}
-	x := tensor.New(len(y), d.H, d.W, d.C)
-	copy(x.Data, xs)
+	if len(y) < hi-lo {
+		x = &tensor.Tensor{Shape: []int{len(y), d.H, d.W, d.C}, Data: x.Data[:len(y)*n]}
+	}
 	return Batch{X: x, Y: y, Index: b}
 }
 
