@@ -100,15 +100,15 @@ type draw interface {
 }
 
 // batches runs one epoch of a loader and returns its batches, failing on
-// a batch error.
+// a loader error.
 func batches(t *testing.T, l *Loader, epoch int) []Batch {
 	t.Helper()
 	var out []Batch
 	for b := range l.Epoch(context.Background(), epoch, 0) {
-		if b.Err != nil {
-			t.Fatal(b.Err)
-		}
 		out = append(out, b)
+	}
+	if err := l.Err(); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
@@ -315,13 +315,13 @@ func TestFolderBadFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var last Batch
+	l := &Loader{Data: train, Batch: 3}
 	n := 0
-	for b := range (&Loader{Data: train, Batch: 3}).Epoch(context.Background(), 0, 0) {
-		last, n = b, n+1
+	for range l.Epoch(context.Background(), 0, 0) {
+		n++
 	}
-	if last.Err == nil || !strings.Contains(last.Err.Error(), "3t.png") || n != 2 {
-		t.Errorf("a truncated file in the epoch: %d batches, the last with %v", n, last.Err)
+	if err := l.Err(); err == nil || !strings.Contains(err.Error(), "3t.png") || n != 1 {
+		t.Errorf("a truncated file in the epoch: %d batches before it, error %v", n, err)
 	}
 	var log strings.Builder
 	skip, err := FolderWith(dir, &ImageOptions{Channels: 1, ImageSize: 8, SkipBadImages: true, Log: &log}, nil)
@@ -406,10 +406,10 @@ func TestFolderLoaderDeterministic(t *testing.T) {
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
 		var out [][]float32
 		for b := range l.Epoch(context.Background(), epoch, skip) {
-			if b.Err != nil {
-				t.Fatal(b.Err)
-			}
 			out = append(out, append(b.X.Data, float32(b.Y[0])))
+		}
+		if err := l.Err(); err != nil {
+			t.Fatal(err)
 		}
 		return out
 	}
@@ -453,11 +453,10 @@ func ExampleOpenFolder() {
 	}
 	l := &Loader{Data: train, Batch: 4, Shuffle: true, Augment: Augment{ResizedCrop: true, Flip: true}, Seed: 1}
 	for b := range l.Epoch(context.Background(), 0, 0) {
-		if b.Err != nil {
-			fmt.Println(b.Err)
-			return
-		}
 		fmt.Println("batch", b.X.Shape, "classes", train.Classes, "test images", test.Len())
+	}
+	if err := l.Err(); err != nil {
+		fmt.Println(err)
 	}
 	// Output: batch [2 64 64 3] classes [animal thing] test images 2
 }

@@ -38,6 +38,9 @@ type Loader struct {
 	// x = (p/255 − mean)/std.
 	Mean, Std []float64
 	Seed      uint64
+
+	mu  sync.Mutex
+	err error // what cut the last epoch short
 }
 
 // Batch is one batch: images [B,H,W,C] and their labels — for a
@@ -48,9 +51,6 @@ type Batch struct {
 	Y     []int32
 	W     []float32
 	Index int // batch number within the epoch
-	// Err, set on the last batch of an epoch cut short, says why: an image
-	// file of a folder that could not be read (X and Y are then nil).
-	Err error
 }
 
 // Batches returns the number of batches in an epoch.
@@ -98,21 +98,19 @@ func (l *Loader) order(epoch int) []int {
 func (l *Loader) Epoch(ctx context.Context, epoch, skip int) <-chan Batch {
 	ch := make(chan Batch, 2)
 	order := l.order(epoch)
+	l.setErr(nil)
 	go func() {
 		defer close(ch)
 		for b := skip; b < l.Batches(); b++ {
 			var batch Batch
 			if l.Data.Files != nil {
-				batch = l.makeFiles(order, epoch, b)
+				var err error
+				if batch, err = l.makeFiles(order, epoch, b); err != nil {
+					l.setErr(err)
+					return
+				}
 			} else {
 				batch = l.make(order, epoch, b)
-			}
-			if batch.Err != nil {
-				select {
-				case ch <- batch:
-				case <-ctx.Done():
-				}
-				return
 			}
 			// Deliver when there is room before looking at cancellation, so
 			// that what a cancelled consumer receives does not depend on
@@ -198,13 +196,29 @@ func (l *Loader) make(order []int, epoch, b int) Batch {
 	return Batch{X: x, Y: y, W: wt, Index: b}
 }
 
+// Err returns the error that cut the loader's last epoch short (its
+// channel closed before the last batch): an image file of a folder that
+// could not be read, named. It is nil after a whole epoch; call it once
+// the channel is closed.
+func (l *Loader) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+func (l *Loader) setErr(err error) {
+	l.mu.Lock()
+	l.err = err
+	l.mu.Unlock()
+}
+
 // makeFiles builds batch b of an epoch of a folder's files: each image is
 // decoded and transformed on its own goroutine, its random choices drawn
 // from a stream seeded by (seed, epoch, position in the epoch), so that
 // the batch does not depend on which goroutine makes what. A file that
-// cannot be read ends the epoch with Batch.Err naming it, or, with
+// cannot be read is an error naming it, or, with
 // ImageOptions.SkipBadImages, is left out of the batch with a warning.
-func (l *Loader) makeFiles(order []int, epoch, b int) Batch {
+func (l *Loader) makeFiles(order []int, epoch, b int) (Batch, error) {
 	d := l.Data
 	lo, hi := b*l.Batch, min((b+1)*l.Batch, d.Len())
 	n := d.H * d.W * d.C
@@ -246,7 +260,7 @@ func (l *Loader) makeFiles(order []int, epoch, b int) Batch {
 	for k, err := range errs {
 		if err != nil {
 			if !d.Images.SkipBadImages {
-				return Batch{Index: b, Err: err}
+				return Batch{}, err
 			}
 			d.Images.warn(err)
 			continue
@@ -255,12 +269,12 @@ func (l *Loader) makeFiles(order []int, epoch, b int) Batch {
 		y = append(y, d.Labels[order[lo+k]])
 	}
 	if len(y) == 0 {
-		return Batch{Index: b, Err: fmt.Errorf("data: no image of batch %d could be read", b+1)}
+		return Batch{}, fmt.Errorf("data: no image of batch %d could be read", b+1)
 	}
 	if len(y) < hi-lo {
 		x = &tensor.Tensor{Shape: []int{len(y), d.H, d.W, d.C}, Data: x.Data[:len(y)*n]}
 	}
-	return Batch{X: x, Y: y, Index: b}
+	return Batch{X: x, Y: y, Index: b}, nil
 }
 
 // parallel calls f(0), …, f(n−1) on up to GOMAXPROCS goroutines.
