@@ -17,7 +17,8 @@ import (
 // sizes through the CLI with --image-size and --skip-bad-images: the run
 // reports the image size asked for and skips a corrupt file (the warning
 // goes to the process's standard error; package data's tests read it);
-// without --skip-bad-images the file stops the command, named.
+// without --skip-bad-images the file stops the command, named, whether
+// its header (at open) or only its pixel data (in the epoch) is broken.
 func TestTrainOnImageFolder(t *testing.T) {
 	dir := t.TempDir()
 	for i := range 24 {
@@ -43,8 +44,18 @@ func TestTrainOnImageFolder(t *testing.T) {
 	if code, _, errs := run1(); code == 0 || !strings.Contains(errs, "broken.png") {
 		t.Errorf("a corrupt file without --skip-bad-images: exit %d, %s", code, errs)
 	}
+	// A file whose header is good but whose pixel data is cut stops the
+	// run in the epoch, named.
+	var buf bytes.Buffer
+	png.Encode(&buf, image.NewGray(image.Rect(0, 0, 64, 64)))
+	os.WriteFile(filepath.Join(dir, "light", "cut.png"), buf.Bytes()[:buf.Len()-40], 0o644)
+	os.Rename(filepath.Join(dir, "dark", "broken.png"), filepath.Join(dir, "broken.txt"))
+	if code, _, errs := run1(); code == 0 || !strings.Contains(errs, "cut.png") {
+		t.Errorf("a truncated file without --skip-bad-images: exit %d, %s", code, errs)
+	}
+	os.Rename(filepath.Join(dir, "broken.txt"), filepath.Join(dir, "dark", "broken.png"))
 	code, out, errs := run1("--skip-bad-images")
-	if code != 0 || !strings.Contains(out, "20 images of 16x16x3") || !strings.Contains(out, "test accuracy") {
+	if code != 0 || !strings.Contains(out, "21 images of 16x16x3") || !strings.Contains(out, "test accuracy") {
 		t.Errorf("exit %d\nstdout %s\nstderr %s", code, out, errs)
 	}
 	var out2, errb bytes.Buffer

@@ -175,6 +175,9 @@ func runEval(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	l := &data.Loader{Data: test, Batch: 256, Mean: c.Preprocess.Mean, Std: c.Preprocess.Std}
 	loss, acc, conf := train.Evaluate(c.Net, l, len(c.Classes))
+	if err := l.Err(); err != nil {
+		return err
+	}
 	if c.Model.UNet != nil {
 		iou, mean := train.IoU(conf)
 		fmt.Fprintf(stdout, "%s on %s (%d test images): pixel accuracy %.2f%%, mean IoU %.4f, loss %.4f\n\nIoU per class:\n", *weights, *spec, test.Len(), 100*acc, mean, loss)
