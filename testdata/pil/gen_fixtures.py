@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Writes the fixtures that package data's image tests compare against PIL.
 
-Run from the repository root with Debian's Python (python3-pil, python3-skimage):
+Run from the repository root with Debian's Python (python3-pil, python3-skimage,
+and python3-torchvision for the torchvision/ fixtures; about 5 minutes, most of it
+the 1,000,000 RandomResizedCrop draws):
 
     /usr/bin/python3 testdata/pil/gen_fixtures.py
 
