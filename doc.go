@@ -10,6 +10,7 @@
 //	optim              SGD, Adam, AdamW, parameter groups, learning-rate schedules
 //	models/mlp         residual multilayer perceptrons
 //	interop/onnx       running ONNX graphs on the engine
+//	distributed        data-parallel training: communicators (MPI with -tags mpi), gradient buckets, sampler
 //	internal/kernels   the numeric kernels behind the operations
 //	cmd/residual       the command-line tool
 package residual

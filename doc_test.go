@@ -5,6 +5,7 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -101,4 +102,27 @@ func hasPackageDoc(dir string) bool {
 	}
 	docCache[dir] = found
 	return found
+}
+
+// TestREADMEBlockIsReal checks that the block the README shows is the
+// code of models/resnet/blocks.go, character for character.
+func TestREADMEBlockIsReal(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile("models/resnet/blocks.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const start = "```go\nfunc (b *BasicBlock) Forward"
+	i := strings.Index(string(readme), start)
+	if i < 0 {
+		t.Fatal("README.md shows no BasicBlock.Forward")
+	}
+	block := string(readme[i+len("```go\n"):])
+	block = block[:strings.Index(block, "```")]
+	if !strings.Contains(string(src), block) {
+		t.Errorf("README.md's block is not the code of models/resnet/blocks.go:\n%s", block)
+	}
 }

@@ -250,13 +250,13 @@ func TestNoGradTapeRecyclesAndRecordsNothing(t *testing.T) {
 	w := ag.Param(tensor.Full(1, 3, 3, 2, 2), "w")
 	x := tape.Constant(tensor.Full(1, 1, 4, 4, 2))
 	y := ag.Conv2d(x, w, nil, ag.ConvParams{Pad: ag.SymmetricPad(1, 1)})
-	if tape.Len() != 0 || y.Data.At(0, 1, 1, 0) != 18 {
+	if tape.Len() != 0 || y.Tensor().At(0, 1, 1, 0) != 18 {
 		t.Fatalf("no-grad tape recorded %d ops; center output %g (want 18)", tape.Len(), y.Data.At(0, 1, 1, 0))
 	}
 	first := &y.Data.Data[0]
 	tape.Reset()
 	y2 := ag.Conv2d(x, w, nil, ag.ConvParams{Pad: ag.SymmetricPad(1, 1)})
-	if &y2.Data.Data[0] != first {
+	if &y2.Tensor().Data[0] != first {
 		t.Error("the output buffer was not recycled")
 	}
 }
@@ -270,18 +270,18 @@ func TestNoGradTapeSharesThePool(t *testing.T) {
 	conv := func(tp *ag.Tape) *ag.Value {
 		return ag.Conv2d(tp.Constant(tensor.Full(1, 1, 4, 4, 2)), w, nil, ag.ConvParams{Pad: ag.SymmetricPad(1, 1)})
 	}
-	first := &conv(train).Data.Data[0]
+	first := &conv(train).Tensor().Data[0]
 	train.Reset()
 	eval := train.NoGradTape()
 	y := conv(eval)
-	if &y.Data.Data[0] != first {
+	if &y.Tensor().Data[0] != first {
 		t.Error("the inference tape did not reuse the training tape's buffer")
 	}
 	if eval.Len() != 0 {
 		t.Errorf("the inference tape recorded %d ops", eval.Len())
 	}
 	eval.Reset()
-	if &conv(train).Data.Data[0] != first {
+	if &conv(train).Tensor().Data[0] != first {
 		t.Error("the training tape did not get the buffer back")
 	}
 }
@@ -318,14 +318,21 @@ func TestAddRoutedSendsGradientOnlyWhereTold(t *testing.T) {
 	}
 }
 
-// TestBatchNormReLUEqualsItsParts runs BatchNormReLU and BatchNorm → Add →
-// ReLU on the same inputs, in training and evaluation mode, with and
-// without a skip, on 32 channels (the AVX-512 kernels, where present) and
-// on 3 (the generic loops), and compares the outputs, every input's
-// gradient and the updated running statistics. Both compute the same float
-// operations in the same order; the bound 1e-6 of the tensor's scale only
-// leaves room for a compiler that contracts a·b+c into an FMA in one and
-// not the other.
+// separate makes operations on tape run one by one, unfused: a layer hook
+// must see each operation.
+func separate(tape *ag.Tape) *ag.Tape {
+	tape.SetHook(func(any, *ag.Value, *ag.Value) {})
+	return tape
+}
+
+// TestBatchNormReLUEqualsItsParts runs BatchNorm → Add → ReLU fused (one
+// recorded operation) and separately (a tape with a hook) on the same
+// inputs, in training and evaluation mode, with and without a skip, on 32
+// channels (the AVX-512 kernels, where present) and on 3 (the generic
+// loops), and compares the outputs, every input's gradient and the updated
+// running statistics. Both compute the same float operations in the same
+// order; the bound 1e-6 of the tensor's scale only leaves room for a
+// compiler that contracts a·b+c into an FMA in one and not the other.
 func TestBatchNormReLUEqualsItsParts(t *testing.T) {
 	for _, c := range []int{32, 3} {
 		for _, train := range []bool{true, false} {
@@ -340,6 +347,9 @@ func TestBatchNormReLUEqualsItsParts(t *testing.T) {
 				}
 				run := func(fused bool) (out []float32, grads [][]float32, stats [2][]float32) {
 					tape := ag.NewTape()
+					if !fused {
+						separate(tape)
+					}
 					xv, gv, bv := tape.Variable(x.Clone()), tape.Variable(gamma.Clone()), tape.Variable(beta.Clone())
 					var sv *ag.Value
 					if withSkip {
@@ -347,15 +357,20 @@ func TestBatchNormReLUEqualsItsParts(t *testing.T) {
 					}
 					rm, rvar := tensor.New(c), rv.Clone()
 					p := ag.BatchNormParams{Training: train, Momentum: 0.1, Eps: 1e-5}
-					var y *ag.Value
-					if fused {
-						y = ag.BatchNormReLU(xv, gv, bv, rm, rvar, p, sv)
-					} else {
-						y = ag.BatchNorm(xv, gv, bv, rm, rvar, p)
+					y := ag.BatchNorm(xv, gv, bv, rm, rvar, p)
+					if sv != nil {
+						y = ag.Add(y, sv)
+					}
+					y = ag.ReLU(y)
+					want := 1 // one fused operation
+					if !fused {
+						want = 2 // BatchNorm, ReLU
 						if sv != nil {
-							y = ag.Add(y, sv)
+							want++ // Add
 						}
-						y = ag.ReLU(y)
+					}
+					if tape.Len() != want {
+						t.Fatalf("%s: %d operations recorded, want %d (fused: %v)", name, tape.Len(), want, fused)
 					}
 					tape.BackwardWith(y, proj)
 					for _, v := range []*ag.Value{xv, gv, bv, sv} {
@@ -398,12 +413,14 @@ func TestBatchNormReLUEqualsItsParts(t *testing.T) {
 	}
 }
 
-// TestConvBatchNormEqualsItsParts runs ConvBatchNorm on a no-gradient tape
-// (the fused inference path) and as Conv2d → BatchNorm → Add → ReLU, with
-// and without a conv bias, a skip and the ReLU, to 32 output channels (the
-// assembly kernels, where present) and to 3 (the generic loops). The
-// fused path folds the batch norm into a scale and shift applied in float32
-// to the convolution's sums: equal within 1e-5 of the output's scale.
+// TestConvBatchNormEqualsItsParts runs Conv2d → BatchNorm → Add → ReLU on
+// a no-gradient tape, fused (one output buffer: the batch norm folds into a
+// scale and shift of the convolution's epilogue) and separately (a tape
+// with a hook), with and without a conv bias, a skip and the ReLU, to 32
+// output channels (the assembly kernels, where present) and to 3 (the
+// generic loops). The fused path applies the folded scale and shift in
+// float32 to the convolution's sums: equal within 1e-5 of the output's
+// scale.
 func TestConvBatchNormEqualsItsParts(t *testing.T) {
 	for _, oc := range []int{32, 3} {
 		for _, bias := range []bool{false, true} {
@@ -425,6 +442,9 @@ func TestConvBatchNormEqualsItsParts(t *testing.T) {
 					bp := ag.BatchNormParams{Eps: 1e-5}
 					run := func(fused bool) []float32 {
 						tape := ag.NewNoGradTape()
+						if !fused {
+							separate(tape)
+						}
 						val := func(t *tensor.Tensor) *ag.Value {
 							if t == nil {
 								return nil
@@ -435,9 +455,6 @@ func TestConvBatchNormEqualsItsParts(t *testing.T) {
 						if withSkip {
 							sv = val(skip)
 						}
-						if fused {
-							return ag.ConvBatchNorm(val(x), val(w), val(b), cp, val(gamma), val(beta), rm, rv, bp, sv, relu).Data.Data
-						}
 						y := ag.BatchNorm(ag.Conv2d(val(x), val(w), val(b), cp), val(gamma), val(beta), rm, rv, bp)
 						if sv != nil {
 							y = ag.Add(y, sv)
@@ -445,7 +462,11 @@ func TestConvBatchNormEqualsItsParts(t *testing.T) {
 						if relu {
 							y = ag.ReLU(y)
 						}
-						return y.Data.Data
+						out := y.Tensor().Data
+						if n := ag.OwnedBuffers(tape); fused && n != 1 {
+							t.Fatalf("%s: the fused path allocated %d buffers, want 1 (the output)", name, n)
+						}
+						return out
 					}
 					got, want := run(true), run(false)
 					scale := 0.0
@@ -459,6 +480,85 @@ func TestConvBatchNormEqualsItsParts(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// TestDeferredValueReadTwice uses a batch norm + skip both through a ReLU
+// (which fuses with it) and directly (so it is computed a second time, as
+// in a ReLU-only pre-activation block whose output is both the next
+// block's pre-activation and its shortcut), fused and separately: the
+// outputs, the gradients and the running statistics — updated once per
+// application of the batch norm, not once per use — agree within the bound
+// of TestBatchNormReLUEqualsItsParts.
+func TestDeferredValueReadTwice(t *testing.T) {
+	rng := tensor.NewRNG(7)
+	c := 32
+	x, gamma, beta, skip := rng.Randn(2, 4, 3, c), rng.Randn(c), rng.Randn(c), rng.Randn(2, 4, 3, c)
+	run := func(fused bool) (grads [][]float32, stats [2][]float32, loss float32) {
+		tape := ag.NewTape()
+		if !fused {
+			separate(tape)
+		}
+		xv, gv, bv, sv := tape.Variable(x.Clone()), tape.Variable(gamma.Clone()), tape.Variable(beta.Clone()), tape.Variable(skip.Clone())
+		rm, rv := tensor.New(c), tensor.Full(1, c)
+		y := ag.Add(ag.BatchNorm(xv, gv, bv, rm, rv, ag.BatchNormParams{Training: true, Momentum: 0.1, Eps: 1e-5}), sv)
+		l := ag.Add(ag.Sum(ag.ReLU(y)), ag.Sum(ag.Scale(y, 0.5)))
+		tape.Backward(l)
+		for _, v := range []*ag.Value{xv, gv, bv, sv} {
+			grads = append(grads, v.Grad.Data)
+		}
+		return grads, [2][]float32{rm.Data, rv.Data}, l.Data.Data[0]
+	}
+	fg, fs, fl := run(true)
+	ug, us, ul := run(false)
+	if math.Abs(float64(fl-ul)) > 1e-6*math.Abs(float64(ul)) {
+		t.Fatalf("loss: fused %g, separate %g", fl, ul)
+	}
+	for i := range ug {
+		for j := range ug[i] {
+			if math.Abs(float64(fg[i][j]-ug[i][j])) > 1e-5 {
+				t.Fatalf("gradient of input %d, element %d: fused %g, separate %g", i, j, fg[i][j], ug[i][j])
+			}
+		}
+	}
+	for i := range us {
+		for j := range us[i] {
+			if fs[i][j] != us[i][j] {
+				t.Fatalf("running statistic %d, channel %d: fused %g, separate %g (updated twice?)", i, j, fs[i][j], us[i][j])
+			}
+		}
+	}
+}
+
+// TestGradReady checks that the backward pass reports each parameter once,
+// as soon as its gradient is final — after the last operation that used
+// it, before the backward steps of earlier operations — and with that
+// final gradient, for a weight used twice and a bias used once.
+func TestGradReady(t *testing.T) {
+	tape := ag.NewTape()
+	w1 := ag.Param(tensor.Full(0.5, 2, 2), "w1")
+	w2 := ag.Param(tensor.Full(2, 2, 2), "w2")
+	b := ag.Param(tensor.Full(1, 2), "b")
+	frozen := ag.Param(tensor.Full(1, 2, 2), "frozen")
+	frozen.SetRequiresGrad(false)
+	var order []string
+	final := map[string][]float32{}
+	tape.SetGradReady(func(p *ag.Value) {
+		order = append(order, p.Name)
+		final[p.Name] = append([]float32(nil), p.Grad.Data...)
+	})
+	x := tape.Constant(tensor.Full(1, 3, 2))
+	h := ag.ReLU(ag.MatMul(ag.MatMul(x, w1), frozen)) // w1's only use: the first operation
+	y := ag.Add(ag.MatMul(h, w2), ag.MatMul(h, w2))   // w2 used twice
+	loss := ag.Sum(ag.Gemm(y, w2, b, 1, 1, false, false))
+	tape.Backward(loss)
+	if want := []string{"b", "w2", "w1"}; fmt.Sprint(order) != fmt.Sprint(want) {
+		t.Fatalf("reported %v, want %v (each once, as soon as final)", order, want)
+	}
+	for _, p := range []*ag.Value{w1, w2, b} {
+		if fmt.Sprint(final[p.Name]) != fmt.Sprint(p.Grad.Data) {
+			t.Errorf("%s reported with gradient %v, final %v", p.Name, final[p.Name], p.Grad.Data)
 		}
 	}
 }

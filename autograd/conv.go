@@ -1,10 +1,7 @@
 package autograd
 
 import (
-	"math"
-
 	"github.com/residual-nn/residual/internal/kernels"
-	"github.com/residual-nn/residual/tensor"
 )
 
 // ConvParams are the geometry of a 2-D convolution or transposed
@@ -49,10 +46,15 @@ func (p ConvParams) norm() ConvParams {
 }
 
 // Conv2d convolves x [N,H,W,C] with w [KH,KW,C,OC] and adds b [OC] if not
-// nil, giving [N,OH,OW,OC].
+// nil, giving [N,OH,OW,OC]. On a no-gradient tape its output is deferred,
+// so that a batch norm in evaluation mode, an addition and a ReLU that
+// follow run as it stores the output (fuse.go).
 func Conv2d(x, w, b *Value, p ConvParams) *Value {
 	p = p.norm()
 	s := convShape("Conv2d", x, w, b, p)
+	if y := deferConv(s, x, w, b); y != nil {
+		return y
+	}
 	y := result([]int{s.N, s.OH(), s.OW(), s.OC}, x, w, b)
 	trace(y, "Conv2d", p, x, w, b)
 	if y.dry() {
@@ -90,63 +92,6 @@ func convShape(op string, x, w, b *Value, p ConvParams) kernels.ConvShape {
 		shapeErr(op, "input %v, weight %v: %v", xs, ws, err)
 	}
 	return s
-}
-
-// ConvBatchNorm returns BatchNorm(Conv2d(x, w, b, cp), …) + skip, then
-// ReLU'd if relu (skip may be nil): a convolution and the batch norm,
-// residual addition and ReLU that follow it. With the batch norm in
-// evaluation mode and no gradient wanted (inference) it runs as one
-// operation: the batch norm folds into a per-channel scale and shift that
-// the convolution's kernels apply, with the bias, the skip and the ReLU,
-// as they store the output — one write of the output instead of a write
-// and two more passes. Otherwise (training, a gradient, a tracer or a
-// hook on the tape) it runs the operations apart.
-func ConvBatchNorm(x, w, b *Value, cp ConvParams, gamma, beta *Value, runMean, runVar *tensor.Tensor, bp BatchNormParams, skip *Value, relu bool) *Value {
-	tp := tapeOf(x, w, b, gamma, beta, skip)
-	grad := false
-	for _, v := range []*Value{x, w, b, gamma, beta, skip} {
-		grad = grad || (v != nil && v.needsGrad)
-	}
-	if bp.Training || runMean == nil || runVar == nil || (tp != nil && (!tp.noGrad && grad || tp.tracer != nil || tp.hook != nil || tp.shapeOnly)) {
-		y := Conv2d(x, w, b, cp)
-		if relu {
-			return BatchNormReLU(y, gamma, beta, runMean, runVar, bp, skip)
-		}
-		y = BatchNorm(y, gamma, beta, runMean, runVar, bp)
-		if skip != nil {
-			y = Add(y, skip)
-		}
-		return y
-	}
-	cp = cp.norm()
-	s := convShape("ConvBatchNorm", x, w, b, cp)
-	if runMean.Len() != s.OC || runVar.Len() != s.OC || (gamma != nil && gamma.numel() != s.OC) || (beta != nil && beta.numel() != s.OC) {
-		shapeErr("ConvBatchNorm", "batch norm of %d channels after a convolution to %d", runMean.Len(), s.OC)
-	}
-	out := []int{s.N, s.OH(), s.OW(), s.OC}
-	if skip != nil && !tensor.SameShape(skip.Data.Shape, out) {
-		shapeErr("ConvBatchNorm", "skip %v for output %v (no broadcasting)", skip.Data.Shape, out)
-	}
-	y := &Value{Data: tp.newTensor(out), tape: tp}
-	scale, shift := make([]float32, s.OC), make([]float32, s.OC)
-	for c := range scale {
-		g, bt, bias := 1.0, 0.0, 0.0
-		if gamma != nil {
-			g = float64(gamma.Data.Data[c])
-		}
-		if beta != nil {
-			bt = float64(beta.Data.Data[c])
-		}
-		if b != nil {
-			bias = float64(b.Data.Data[c])
-		}
-		sc := g / math.Sqrt(float64(runVar.Data[c])+bp.Eps)
-		scale[c] = float32(sc)
-		shift[c] = float32(bt + (bias-float64(runMean.Data[c]))*sc)
-	}
-	kernels.ConvForwardEpilogue(s, x.Data.Data, w.Data.Data, y.Data.Data,
-		kernels.ConvEpilogue[float32]{Scale: scale, Shift: shift, Skip: data(skip), ReLU: relu})
-	return y
 }
 
 // ConvTranspose2d is the transposed convolution (PyTorch's ConvTranspose2d)

@@ -21,6 +21,9 @@ type CrossEntropyOptions struct {
 	IgnoreIndex int
 	// Sum returns the sum over samples instead of the mean.
 	Sum bool
+	// LabelSmoothing is PyTorch's label_smoothing: the target distribution
+	// puts 1 − ε on the true class and ε/K on every class.
+	LabelSmoothing float64
 }
 
 // CrossEntropy returns the cross-entropy between the logits (classes on the
@@ -33,7 +36,7 @@ func CrossEntropy(logits *Value, targets []int32, o CrossEntropyOptions) (*Value
 		return nil, fmt.Errorf("cross-entropy: logits need a class axis, got shape %v", s)
 	}
 	k := s[len(s)-1]
-	l := kernels.CrossEntropy[float32]{M: logits.numel() / k, K: k, Weight: o.Weight, RowWeight: o.RowWeight, IgnoreIndex: o.IgnoreIndex, Sum: o.Sum}
+	l := kernels.CrossEntropy[float32]{M: logits.numel() / k, K: k, Weight: o.Weight, RowWeight: o.RowWeight, IgnoreIndex: o.IgnoreIndex, Sum: o.Sum, Smoothing: o.LabelSmoothing}
 	if err := l.Check(targets); err != nil {
 		return nil, err
 	}

@@ -12,15 +12,28 @@ type BatchNormParams struct {
 	Training bool
 	Momentum float64 // PyTorch's momentum (0.1 by default in nn)
 	Eps      float64 // added to the variance (1e-5 by default in nn)
+	// Sync, when set, makes a training-mode batch norm use the statistics
+	// of the whole batch across processes (synchronised batch norm): it is
+	// called with per-channel sums and must replace them, in place, by
+	// their sums over every process (an all-reduce), in the same order on
+	// every process. Package distributed provides one.
+	Sync func(sums []float64) `json:"-"`
 }
 
 // BatchNorm normalises x over every axis but the last (channels): NHWC
 // images ([N,H,W,C], BatchNorm2d) or [N,C] features (BatchNorm1d). gamma and
 // beta ([C]) may be nil. runMean and runVar ([C]) are read in evaluation
 // mode and updated in training mode (the unbiased batch variance goes into
-// runVar, as in PyTorch).
+// runVar, as in PyTorch). On a tape its output is deferred, so that an
+// addition and a ReLU that follow run in its pass over memory, forward and
+// backward, and after a deferred convolution in inference it folds into the
+// convolution (fuse.go).
 func BatchNorm(x, gamma, beta *Value, runMean, runVar *tensor.Tensor, p BatchNormParams) *Value {
-	y := checkBatchNorm("BatchNorm", x, gamma, beta, nil, runMean, runVar, p)
+	checkBatchNorm("BatchNorm", x, gamma, beta, runMean, runVar, p)
+	if y := deferBatchNorm(x, gamma, beta, runMean, runVar, p); y != nil {
+		return y
+	}
+	y := result(x.Data.Shape, x, gamma, beta)
 	trace(y, "BatchNorm", BatchNormAttrs{p, runMean, runVar}, x, gamma, beta)
 	if y.dry() {
 		return y
@@ -29,30 +42,9 @@ func BatchNorm(x, gamma, beta *Value, runMean, runVar *tensor.Tensor, p BatchNor
 	return y
 }
 
-// BatchNormReLU returns ReLU(BatchNorm(x, ...) + skip) — the end of most
-// residual branches — with skip nil for ReLU(BatchNorm(x, ...)). It computes
-// the same values as the three operations but in two passes over memory
-// forward and two backward instead of five and four, and keeps only its
-// output for the backward pass, not the batch norm's and the sum's.
-//
-// With a tracer or a layer hook on the tape (an ONNX export, a summary) it
-// runs as the separate operations, so that they see each one.
-func BatchNormReLU(x, gamma, beta *Value, runMean, runVar *tensor.Tensor, p BatchNormParams, skip *Value) *Value {
-	if tp := tapeOf(x, skip); tp != nil && (tp.tracer != nil || tp.hook != nil || tp.shapeOnly) {
-		y := BatchNorm(x, gamma, beta, runMean, runVar, p)
-		if skip != nil {
-			y = Add(y, skip)
-		}
-		return ReLU(y)
-	}
-	y := checkBatchNorm("BatchNormReLU", x, gamma, beta, skip, runMean, runVar, p)
-	batchNorm(y, x, gamma, beta, skip, true, runMean, runVar, p)
-	return y
-}
-
-// checkBatchNorm validates a batch norm's operands (panicking with op's
-// name) and returns its output value.
-func checkBatchNorm(op string, x, gamma, beta, skip *Value, runMean, runVar *tensor.Tensor, p BatchNormParams) *Value {
+// checkBatchNorm validates a batch norm's operands, panicking with
+// op's name.
+func checkBatchNorm(op string, x, gamma, beta *Value, runMean, runVar *tensor.Tensor, p BatchNormParams) {
 	xs := x.Data.Shape
 	c := xs[len(xs)-1]
 	m := x.numel() / c
@@ -66,16 +58,12 @@ func checkBatchNorm(op string, x, gamma, beta, skip *Value, runMean, runVar *ten
 			shapeErr(op, "running statistic %v for input %v", t.Shape, xs)
 		}
 	}
-	if skip != nil && !tensor.SameShape(skip.Data.Shape, xs) {
-		shapeErr(op, "skip %v for input %v (no broadcasting)", skip.Data.Shape, xs)
-	}
 	if !p.Training && (runMean == nil || runVar == nil) {
 		shapeErr(op, "evaluation mode needs running statistics")
 	}
 	if p.Training && m < 2 {
 		shapeErr(op, "training needs more than one value per channel, input %v", xs)
 	}
-	return result(xs, x, gamma, beta, skip)
 }
 
 // batchNorm computes y = BatchNorm(x) (+ skip, then ReLU when relu) and
@@ -110,6 +98,10 @@ func batchNorm(y, x, gamma, beta, skip *Value, relu bool, runMean, runVar *tenso
 			dx = tp.alloc(len(dy))
 		}
 		return bf, dx
+	}
+	if p.Training && p.Sync != nil {
+		syncBatchNorm(y, x, gamma, beta, skip, relu, runMean, runVar, p)
+		return
 	}
 	if p.Training {
 		mean, invStd := make([]float32, c), make([]float32, c)

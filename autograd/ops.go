@@ -5,8 +5,12 @@ import (
 	"github.com/residual-nn/residual/tensor"
 )
 
-// ReLU returns max(x, 0).
+// ReLU returns max(x, 0). After a deferred batch norm or convolution (and
+// an addition) it runs in their pass over memory (fuse.go).
 func ReLU(x *Value) *Value {
+	if y := fuseReLU(x); y != nil {
+		return y
+	}
 	y := result(x.Data.Shape, x)
 	trace(y, "ReLU", nil, x)
 	if y.dry() {
@@ -20,7 +24,14 @@ func ReLU(x *Value) *Value {
 }
 
 // Add returns a + b. The shapes must be equal: there is no broadcasting.
-func Add(a, b *Value) *Value { return add("Add", a, b, true, true) }
+// When a or b is a deferred batch norm or convolution, the other is added
+// in its pass over memory (fuse.go).
+func Add(a, b *Value) *Value {
+	if y := deferAdd(a, b); y != nil {
+		return y
+	}
+	return add("Add", a, b, true, true)
+}
 
 // AddRouted returns a + b like Add, but its backward pass sends the
 // gradient only to the inputs selected by toA and toB: with a residual
@@ -121,6 +132,7 @@ func Reshape(x *Value, shape ...int) *Value {
 		trace(y, "Reshape", nil, x)
 		return y
 	}
+	x.Realize()
 	y := &Value{Data: x.Data.Reshape(shape...), tape: x.tape}
 	trace(y, "Reshape", nil, x)
 	record(y, func() {

@@ -2,12 +2,34 @@ package autograd_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/internal/fixture"
 	"github.com/residual-nn/residual/tensor"
 )
+
+// TestTorchGoldenLabelSmoothing compares cross-entropy with label
+// smoothing (with class weights and an ignored class, and per pixel) with
+// PyTorch's F.cross_entropy(label_smoothing=ε): loss and gradient, from
+// testdata/torch/gen_finetune.py.
+func TestTorchGoldenLabelSmoothing(t *testing.T) {
+	f, err := fixture.Load("../testdata/torch/finetune.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for i, c := range f.Cases {
+		if strings.HasPrefix(c.Op, "cross_entropy") {
+			n++
+			t.Run(fmt.Sprintf("%s_%d", c.Op, i), func(t *testing.T) { goldenOp(t, c) })
+		}
+	}
+	if n != 3 {
+		t.Errorf("%d label-smoothing cases, want 3", n)
+	}
+}
 
 // goldenRtol is the tolerance for comparisons with PyTorch (float32 on both
 // sides): |got − want| ≤ 1e-5·(|want| + max|want|), see fixture.Compare.
@@ -56,7 +78,7 @@ func runGolden(t *testing.T, c fixture.Case, inputs, params []string, fn func(v 
 			t.Errorf("%s %v: %s: %v", c.Op, c.Attrs, what, err)
 		}
 	}
-	check("output", nchw(out.Data), c.T("out"))
+	check("output", nchw(out.Tensor()), c.T("out"))
 	if !c.Has("proj") {
 		return
 	}
@@ -167,6 +189,9 @@ func goldenOp(t *testing.T, c fixture.Case) {
 		runGolden(t, c, x, nil, func(v map[string]*ag.Value) *ag.Value { return ag.LogSoftmax(v["x"], c.Int("axis")) })
 	case "cross_entropy", "cross_entropy_2d", "cross_entropy_rowweight":
 		o := ag.CrossEntropyOptions{IgnoreIndex: c.Int("ignore_index")}
+		if _, ok := c.Attrs["label_smoothing"]; ok {
+			o.LabelSmoothing = c.Float("label_smoothing")
+		}
 		if c.Has("weight") {
 			o.Weight = c.T("weight").Data
 		}

@@ -33,7 +33,11 @@ import (
 // Value is a node of a computation: a tensor, and its gradient once
 // Backward has run.
 type Value struct {
-	// Data is the value. Operations never modify their inputs' data.
+	// Data is the value. Operations never modify their inputs' data. On a
+	// tape, an operation may defer computing it until the value is used,
+	// so that it fuses with what follows (fuse.go): Data's shape is set at
+	// once, its numbers after Realize, which every operation calls on its
+	// inputs. Read Data of a value produced on a tape through Tensor.
 	Data *tensor.Tensor
 	// Grad is d(loss)/d(Data) after Backward, or nil if no gradient
 	// reached this value. Parameters accumulate gradients across Backward
@@ -53,6 +57,7 @@ type Value struct {
 	gradLent     bool // Grad's buffer was handed on to an input (give)
 	tape         *Tape
 	spare        []float32 // a leaf's gradient buffer after ZeroGrad, for the next backward pass
+	lazy         *deferred // what computes Data, while it is deferred (fuse.go)
 }
 
 // RetainGrad keeps this intermediate value's gradient intact through the
@@ -101,6 +106,24 @@ type Tape struct {
 	noGrad    bool
 	hook      func(layer any, in, out *Value)
 	tracer    func(Op)
+	gradReady func(*Value)
+	leafUses  map[*Value]int // recorded operations whose backward step has yet to give each leaf its gradient
+}
+
+// SetGradReady makes the backward pass call f with each leaf value (a
+// parameter or a Variable) as soon as its gradient is final: after the
+// backward step of the last recorded operation that used it, while the
+// pass goes on through earlier operations. Data-parallel training starts
+// reducing a parameter's gradient across processes there, so that the
+// communication overlaps the rest of the backward pass. nil removes it. A
+// leaf that no recorded operation used, or to which no gradient flowed, is
+// not reported. Set it before the forward pass: operations count the
+// leaves they use as they are recorded.
+func (tp *Tape) SetGradReady(f func(leaf *Value)) {
+	tp.gradReady = f
+	if f != nil && tp.leafUses == nil {
+		tp.leafUses = map[*Value]int{}
+	}
 }
 
 // Op is one operation as a tracer sees it (SetTracer): enough to rebuild
@@ -163,6 +186,7 @@ func trace(y *Value, kind string, attrs any, xs ...*Value) {
 type node struct {
 	out      *Value
 	backward func()
+	leaves   []*Value // the inputs that are leaves, when gradients are reported (SetGradReady)
 }
 
 // NewTape returns an empty tape.
@@ -171,7 +195,9 @@ func NewTape() *Tape { return &Tape{pool: map[int][][]float32{}, ownedAt: map[*f
 // NewNoGradTape returns a tape for inference: it records nothing (no
 // gradients, no activations kept for a backward pass) but, unlike values
 // without a tape, its buffers are recycled on Reset, so a loop of inference
-// steps stops allocating.
+// steps stops allocating, and convolutions fuse with the batch norm,
+// addition and ReLU that follow them (fuse.go): read an output's numbers
+// through Value.Tensor, which computes them if they were deferred.
 func NewNoGradTape() *Tape {
 	return &Tape{pool: map[int][][]float32{}, ownedAt: map[*float32]int{}, noGrad: true}
 }
@@ -204,10 +230,6 @@ func (tp *Tape) Placeholder(shape ...int) *Value {
 // SetHook makes layers that call Observe report each application to f
 // (for summaries and activation statistics); nil removes it.
 func (tp *Tape) SetHook(f func(layer any, in, out *Value)) { tp.hook = f }
-
-// Observed reports whether v's tape has a layer hook (SetHook): layers that
-// fuse operations then run them apart, so that the hook sees each one.
-func Observed(v *Value) bool { return v.tape != nil && v.tape.hook != nil }
 
 // Observe reports that layer turned in into out to the hook of out's tape,
 // if any. Layers call it at the end of Forward.
@@ -253,6 +275,7 @@ func (tp *Tape) Reset() {
 	clear(tp.owned)
 	tp.owned = tp.owned[:0]
 	clear(tp.ownedAt)
+	clear(tp.leafUses)
 }
 
 // alloc returns a buffer of n floats owned by the tape (or a plain
@@ -326,8 +349,11 @@ func tapeOf(xs ...*Value) *Tape {
 }
 
 // result makes the output value of an operation on inputs xs, allocated on
-// their tape.
+// their tape, after computing any deferred input.
 func result(shape []int, xs ...*Value) *Value {
+	for _, x := range xs {
+		x.Realize()
+	}
 	tp := tapeOf(xs...)
 	return &Value{Data: tp.newTensor(shape), tape: tp}
 }
@@ -341,7 +367,16 @@ func record(out *Value, backward func(), xs ...*Value) bool {
 	for _, x := range xs {
 		if x != nil && x.needsGrad {
 			out.needsGrad = true
-			out.tape.nodes = append(out.tape.nodes, node{out: out, backward: backward})
+			n := node{out: out, backward: backward}
+			if tp := out.tape; tp.gradReady != nil {
+				for _, x := range xs {
+					if x != nil && x.requiresGrad {
+						n.leaves = append(n.leaves, x)
+						tp.leafUses[x]++
+					}
+				}
+			}
+			out.tape.nodes = append(out.tape.nodes, n)
 			return true
 		}
 	}
@@ -429,6 +464,7 @@ func (tp *Tape) Backward(loss *Value) {
 // BackwardWith runs the backward pass from v with the upstream gradient
 // grad (of v's shape): the vector–Jacobian product.
 func (tp *Tape) BackwardWith(v *Value, grad *tensor.Tensor) {
+	v.Realize()
 	if !tensor.SameShape(v.Data.Shape, grad.Shape) {
 		panic(fmt.Sprintf("autograd: BackwardWith: gradient %v for value %v", grad.Shape, v.Data.Shape))
 	}
@@ -438,18 +474,25 @@ func (tp *Tape) BackwardWith(v *Value, grad *tensor.Tensor) {
 	tp.contribute(v, func(dst []float32) { copy(dst, grad.Data) })
 	for i := len(tp.nodes) - 1; i >= 0; i-- {
 		n := tp.nodes[i]
-		if n.out.Grad == nil {
-			continue
-		}
-		n.backward()
-		// An intermediate gradient is dead once its own step has used it
-		// (every consumer ran before): recycle it unless it is retained or
-		// was handed on to an input.
-		if out := n.out; !out.retain && !out.requiresGrad {
-			if !out.gradLent {
-				tp.release(out.Grad.Data)
+		if n.out.Grad != nil {
+			n.backward()
+			// An intermediate gradient is dead once its own step has used
+			// it (every consumer ran before): recycle it unless it is
+			// retained or was handed on to an input.
+			if out := n.out; !out.retain && !out.requiresGrad {
+				if !out.gradLent {
+					tp.release(out.Grad.Data)
+				}
+				out.Grad, out.gradLent = nil, false
 			}
-			out.Grad, out.gradLent = nil, false
+		}
+		for _, l := range n.leaves {
+			if tp.leafUses[l]--; tp.leafUses[l] == 0 {
+				delete(tp.leafUses, l)
+				if l.Grad != nil {
+					tp.gradReady(l)
+				}
+			}
 		}
 	}
 }

@@ -129,7 +129,9 @@ func (w workload) prepare() (func(), float64, error) {
 	flop := 2 * float64(s.TotalMultAdds) / float64(w.batch)
 	x := rng.Randn(shape...)
 	if !w.train {
-		nn.SetTraining(m, false)
+		if err := models.ForInference(cfg, m); err != nil {
+			return nil, 0, err
+		}
 		tape := ag.NewNoGradTape()
 		return func() {
 			m.Forward(tape.Constant(x))

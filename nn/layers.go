@@ -98,30 +98,6 @@ func (c *Conv2d) geometryFor(x *autograd.Value) autograd.ConvParams {
 	return g
 }
 
-// ConvBN returns bn.Forward(conv.Forward(x)), then + skip (nil: none),
-// then ReLU'd if relu: a convolution and what follows it in a residual
-// network. In inference (bn in evaluation mode, no gradient wanted) it runs
-// as one operation, autograd.ConvBatchNorm, that writes the output once;
-// in training the batch norm, addition and ReLU run fused after the
-// convolution (BatchNorm.ReLU, AddReLU).
-func ConvBN(conv *Conv2d, bn *BatchNorm, x, skip *autograd.Value, relu bool) *autograd.Value {
-	if bn.Training || !bn.TrackRunningStats || autograd.Observed(x) {
-		y := conv.Forward(x)
-		switch {
-		case relu:
-			return bn.AddReLU(y, skip)
-		case skip != nil:
-			return autograd.Add(bn.Forward(y), skip)
-		}
-		return bn.Forward(y)
-	}
-	if oc, c := conv.Weight.Data.Shape[3], bn.RunningMean.Len(); oc != c {
-		panic(fmt.Sprintf("nn: %s of %d channels follows %s to %d channels", bn.describe("BatchNorm"), c, conv.describe("Conv2d"), oc))
-	}
-	return autograd.ConvBatchNorm(x, conv.Weight, conv.Bias, conv.geometryFor(x), bn.Weight, bn.Bias, bn.RunningMean, bn.RunningVar,
-		autograd.BatchNormParams{Momentum: bn.Momentum, Eps: bn.Eps}, skip, relu)
-}
-
 // NamedTensors lists weight and bias.
 func (c *Conv2d) NamedTensors() []Entry {
 	es := []Entry{{Name: "weight", Tensor: c.Weight.Data, Param: c.Weight, Layout: LayoutHWIO}}
@@ -195,6 +171,15 @@ type BatchNorm struct {
 	// TrackRunningStats false normalises with batch statistics in both
 	// modes and never updates the running ones.
 	TrackRunningStats bool
+	// Frozen keeps the batch norm in evaluation mode whatever SetTraining
+	// says (see Freeze).
+	Frozen bool `nn:"-"`
+	// Sync, when set, synchronises the batch statistics of training across
+	// processes (see autograd.BatchNormParams.Sync).
+	Sync func(sums []float64) `nn:"-"`
+	// folded: FoldBatchNorm moved this batch norm into the convolution
+	// before it; Forward is the identity.
+	folded bool
 }
 
 // NewBatchNorm returns a batch norm over c channels with PyTorch's defaults
@@ -208,33 +193,16 @@ func NewBatchNorm(c int) *BatchNorm {
 	}
 }
 
-// Forward normalises x.
+// Forward normalises x (or returns it, once folded into the convolution
+// before it by FoldBatchNorm).
 func (b *BatchNorm) Forward(x *autograd.Value) *autograd.Value {
+	if b.folded {
+		return x
+	}
 	rm, rv, p := b.prepare(x)
 	y := autograd.BatchNorm(x, b.Weight, b.Bias, rm, rv, p)
 	autograd.Observe(b, x, y)
 	return y
-}
-
-// ReLU returns ReLU(b.Forward(x)), fused into one operation
-// (autograd.BatchNormReLU): faster, and it keeps one activation instead of
-// two for the backward pass.
-func (b *BatchNorm) ReLU(x *autograd.Value) *autograd.Value { return b.AddReLU(x, nil) }
-
-// AddReLU returns ReLU(b.Forward(x) + skip), fused into one operation: the
-// end of a post-activation residual block. With a layer hook on the tape
-// it runs the three operations apart, so that the hook sees the batch
-// norm's own output.
-func (b *BatchNorm) AddReLU(x, skip *autograd.Value) *autograd.Value {
-	if autograd.Observed(x) {
-		y := b.Forward(x)
-		if skip != nil {
-			y = autograd.Add(y, skip)
-		}
-		return autograd.ReLU(y)
-	}
-	rm, rv, p := b.prepare(x)
-	return autograd.BatchNormReLU(x, b.Weight, b.Bias, rm, rv, p, skip)
 }
 
 // prepare checks x's channels, counts a training batch and returns the
@@ -251,11 +219,12 @@ func (b *BatchNorm) prepare(x *autograd.Value) (rm, rv *tensor.Tensor, p autogra
 	} else if b.Training && !x.ShapeOnly() {
 		b.NumBatchesTracked++
 	}
-	return rm, rv, autograd.BatchNormParams{Training: training, Momentum: b.Momentum, Eps: b.Eps}
+	return rm, rv, autograd.BatchNormParams{Training: training, Momentum: b.Momentum, Eps: b.Eps, Sync: b.Sync}
 }
 
-// SetTraining selects batch (true) or running (false) statistics.
-func (b *BatchNorm) SetTraining(t bool) { b.Training = t }
+// SetTraining selects batch (true) or running (false) statistics; a
+// Frozen batch norm stays in evaluation mode.
+func (b *BatchNorm) SetTraining(t bool) { b.Training = t && !b.Frozen }
 
 // NamedTensors lists weight, bias, running_mean and running_var
 // (torchvision's num_batches_tracked is the NumBatchesTracked field).

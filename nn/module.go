@@ -262,41 +262,10 @@ func visitModules(v reflect.Value, seen map[uintptr]bool, f func(reflect.Value))
 // PyTorch's nn.Sequential.
 type Sequential []Layer
 
-// Forward applies the layers in order; a Conv2d followed by a BatchNorm
-// (and a ReLU) runs as ConvBN, a BatchNorm followed by a ReLU as
-// BatchNorm.ReLU.
+// Forward applies the layers in order.
 func (s Sequential) Forward(x *autograd.Value) *autograd.Value {
-	for i := 0; i < len(s); i++ {
-		// A convolution followed by a batch norm (and a ReLU), and a batch
-		// norm followed by a ReLU, run as one fused operation (unless a
-		// hook observes each layer): the sequence owns the intermediate
-		// outputs, so nothing else can need them.
-		if autograd.Observed(x) {
-			x = s[i].Forward(x)
-			continue
-		}
-		if conv, ok := s[i].(*Conv2d); ok && i+1 < len(s) {
-			if bn, ok := s[i+1].(*BatchNorm); ok {
-				relu := false
-				if i+2 < len(s) {
-					_, relu = s[i+2].(ReLU)
-				}
-				x = ConvBN(conv, bn, x, nil, relu)
-				i++
-				if relu {
-					i++
-				}
-				continue
-			}
-		}
-		if bn, ok := s[i].(*BatchNorm); ok && i+1 < len(s) {
-			if _, ok := s[i+1].(ReLU); ok {
-				x = bn.ReLU(x)
-				i++
-				continue
-			}
-		}
-		x = s[i].Forward(x)
+	for _, l := range s {
+		x = l.Forward(x)
 	}
 	return x
 }

@@ -1,21 +1,38 @@
 package train
 
 import (
+	"bytes"
 	"fmt"
 	"image/color"
 	"math"
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 )
+
+// plotDPI is the resolution plots are drawn at: twice the 96 dpi that
+// gonum's Plot.Save uses, so that a 6×4 inch plot is 1152×768 pixels and
+// stays sharp on high-density screens and in TensorBoard's zoom.
+const plotDPI = 192
 
 // plotCurves draws loss.png and accuracy.png (train and validation against
 // epoch) into dir.
 func plotCurves(h []Metrics, dir string) error {
+	return PlotCurves(h, dir)
+}
+
+// PlotCurves draws loss.png and accuracy.png (train and validation
+// against epoch, with whole-epoch ticks and the legend below the axes)
+// into dir, at plotDPI.
+func PlotCurves(h []Metrics, dir string) error {
 	series := func(f func(Metrics) float64) plotter.XYs {
 		xy := make(plotter.XYs, len(h))
 		for i, m := range h {
@@ -33,13 +50,191 @@ func plotCurves(h []Metrics, dir string) error {
 		p := plot.New()
 		p.Title.Text, p.X.Label.Text, p.Y.Label.Text = c.title, "epoch", c.y
 		p.Add(plotter.NewGrid())
-		if err := plotutil.AddLinePoints(p, "train", series(c.train), "validation", series(c.val)); err != nil {
-			return fmt.Errorf("train: plot: %w", err)
+		var legend []legendItem
+		for i, s := range []struct {
+			name string
+			xy   plotter.XYs
+		}{{"train", series(c.train)}, {"validation", series(c.val)}} {
+			l, pts, err := plotter.NewLinePoints(s.xy)
+			if err != nil {
+				return fmt.Errorf("train: plot %s: %s: %w", c.file, s.name, err)
+			}
+			l.Color, l.Dashes = plotutil.Color(i), plotutil.Dashes(i)
+			pts.Color, pts.Shape = plotutil.Color(i), plotutil.Shape(i)
+			p.Add(l, pts)
+			legend = append(legend, legendItem{s.name, []plot.Thumbnailer{l, pts}})
 		}
-		p.Legend.Top = c.file == "loss.png" // away from the curves
-		if err := p.Save(6*vg.Inch, 4*vg.Inch, filepath.Join(dir, c.file)); err != nil {
-			return fmt.Errorf("train: plot: %w", err)
+		p.X.Tick.Marker = integerTicks{}
+		if len(h) == 1 { // a range around the one epoch, not [e-1, e+1]
+			p.X.Min, p.X.Max = float64(h[0].Epoch)-0.5, float64(h[0].Epoch)+0.5
 		}
+		if err := savePlot(p, legend, 6*vg.Inch, 4*vg.Inch, filepath.Join(dir, c.file)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PlotStepLoss draws the training loss of every step (steps[i], losses[i])
+// to an image file (PNG at plotDPI, or as the extension says: .svg,
+// .pdf, …): the raw values in a light line and, over them, their
+// exponential moving average, debiased as TensorBoard's smoothing is,
+// with a time constant of 1/50 of the steps shown (no smoothing under
+// 100 steps). Non-finite losses are left out.
+func PlotStepLoss(steps []int, losses []float64, path string) error {
+	if len(steps) != len(losses) {
+		return fmt.Errorf("train: plot %s: %d steps for %d losses", path, len(steps), len(losses))
+	}
+	raw := make(plotter.XYs, 0, len(steps))
+	for i, s := range steps {
+		if !math.IsNaN(losses[i]) && !math.IsInf(losses[i], 0) {
+			raw = append(raw, plotter.XY{X: float64(s), Y: losses[i]})
+		}
+	}
+	if len(raw) == 0 {
+		return fmt.Errorf("train: plot %s: no finite loss to draw", path)
+	}
+	tau := float64(len(raw)) / 50
+	smooth := make(plotter.XYs, len(raw))
+	weight := 0.0
+	if tau > 2 {
+		weight = 1 - 1/tau
+	}
+	ema, debias := 0.0, 0.0
+	for i, xy := range raw {
+		ema = weight*ema + (1-weight)*xy.Y
+		debias = weight*debias + (1 - weight)
+		smooth[i] = plotter.XY{X: xy.X, Y: ema / debias}
+	}
+	p := plot.New()
+	p.Title.Text, p.X.Label.Text, p.Y.Label.Text = "Training loss per step", "step", "loss"
+	p.Add(plotter.NewGrid())
+	rawLine, err := plotter.NewLine(raw)
+	if err != nil {
+		return fmt.Errorf("train: plot %s: %w", path, err)
+	}
+	rawLine.Color = color.RGBA{R: 160, G: 190, B: 230, A: 255}
+	rawLine.Width = vg.Points(0.75)
+	p.Add(rawLine)
+	legend := []legendItem{{"per step", []plot.Thumbnailer{rawLine}}}
+	if weight > 0 {
+		smoothLine, err := plotter.NewLine(smooth)
+		if err != nil {
+			return fmt.Errorf("train: plot %s: %w", path, err)
+		}
+		smoothLine.Color, smoothLine.Width = plotutil.Color(0), vg.Points(1.5)
+		p.Add(smoothLine)
+		legend = append(legend, legendItem{fmt.Sprintf("moving average (~%.0f steps)", tau), []plot.Thumbnailer{smoothLine}})
+	}
+	if len(raw) == 1 {
+		p.X.Min, p.X.Max = raw[0].X-0.5, raw[0].X+0.5
+	}
+	p.X.Tick.Marker = integerTicks{}
+	return savePlot(p, legend, 6*vg.Inch, 4*vg.Inch, path)
+}
+
+// integerTicks labels whole numbers only (epochs, steps) at a spacing of
+// 1, 2 or 5 times a power of ten that leaves at most 10 labels, with
+// unlabelled ticks at the whole numbers between labels when they are at
+// most 50.
+type integerTicks struct{}
+
+func (integerTicks) Ticks(min, max float64) []plot.Tick {
+	lo, hi := math.Ceil(min), math.Floor(max)
+	if !(lo <= hi) || math.IsInf(lo, 0) || math.IsInf(hi, 0) {
+		return nil
+	}
+	step := 1.0
+	for mag := 1.0; ; mag *= 10 {
+		if step = mag; (hi-lo)/step <= 10 {
+			break
+		}
+		if step = 2 * mag; (hi-lo)/step <= 10 {
+			break
+		}
+		if step = 5 * mag; (hi-lo)/step <= 10 {
+			break
+		}
+	}
+	var ticks []plot.Tick
+	for v := math.Ceil(lo/step) * step; v <= hi; v += step {
+		ticks = append(ticks, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'f', 0, 64)})
+	}
+	if step > 1 && hi-lo <= 50 {
+		for v := lo; v <= hi; v++ {
+			if math.Mod(v, step) != 0 {
+				ticks = append(ticks, plot.Tick{Value: v})
+			}
+		}
+	}
+	return ticks
+}
+
+// legendItem is one entry of a legend: a name and the thumbnails (line,
+// marker) drawn before it.
+type legendItem struct {
+	name   string
+	thumbs []plot.Thumbnailer
+}
+
+// savePlot draws p on a w×h canvas with the legend entries in one row
+// under the axes, off the data, and writes it to path through a temporary
+// file, so that a reader never sees half a plot. The format follows the
+// extension as for plot.Save; PNG is drawn at plotDPI.
+func savePlot(p *plot.Plot, legend []legendItem, w, h vg.Length, path string) error {
+	var c vg.CanvasWriterTo
+	switch format := strings.ToLower(strings.TrimPrefix(filepath.Ext(path), ".")); format {
+	case "png":
+		c = vgimg.PngCanvas{Canvas: vgimg.NewWith(vgimg.UseWH(w, h), vgimg.UseDPI(plotDPI))}
+	default:
+		var err error
+		if c, err = draw.NewFormattedCanvas(w, h, format); err != nil {
+			return fmt.Errorf("train: plot %s: %w", path, err)
+		}
+	}
+	dc := draw.New(c)
+	if len(legend) == 0 {
+		p.Draw(dc)
+	} else {
+		sty := plot.NewLegend().TextStyle
+		em := sty.Rectangle("M").Max
+		rowH := em.Y + sty.FontExtents().Descent
+		pad := em.Y / 2
+		area := draw.Crop(dc, 0, 0, rowH+2*pad, 0)
+		p.Draw(area)
+		widths, total := make([]vg.Length, len(legend)), vg.Length(0)
+		thumbW := vg.Points(20)
+		for i, it := range legend {
+			widths[i] = thumbW + sty.Rectangle(" "+it.name).Max.X
+			total += widths[i]
+			if i > 0 {
+				total += 2 * em.X
+			}
+		}
+		data := p.DataCanvas(area)
+		x := max(data.Center().X-total/2, dc.Min.X)
+		for i, it := range legend {
+			l := plot.NewLegend()
+			l.Left, l.Top, l.ThumbnailWidth = true, true, thumbW
+			l.Add(it.name, it.thumbs...)
+			l.Draw(draw.Canvas{Canvas: dc.Canvas, Rectangle: vg.Rectangle{
+				Min: vg.Point{X: x, Y: dc.Min.Y + pad},
+				Max: vg.Point{X: x + widths[i], Y: dc.Min.Y + pad + rowH},
+			}})
+			x += widths[i] + 2*em.X
+		}
+	}
+	var b bytes.Buffer
+	if _, err := c.WriteTo(&b); err != nil {
+		return fmt.Errorf("train: plot %s: %w", path, err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("train: plot: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("train: plot: %w", err)
 	}
 	return nil
 }
@@ -66,7 +261,8 @@ func rowFrac(row []int, c int) float64 {
 }
 
 // PlotConfusion draws a confusion matrix (rows: true class, columns:
-// predicted, shaded by the fraction of the row) to a PNG file.
+// predicted, shaded by the fraction of the row) to an image file (PNG at
+// plotDPI, or as the extension says: .svg, .pdf, …).
 func PlotConfusion(confusion [][]int, classes []string, path string) error {
 	p := plot.New()
 	p.Title.Text = "Confusion matrix: counts; shade = (fraction of the row)^(1/3)"
@@ -97,10 +293,8 @@ func PlotConfusion(confusion [][]int, classes []string, path string) error {
 	}
 	p.X.Tick.Marker, p.Y.Tick.Marker = plot.ConstantTicks(ticks), plot.ConstantTicks(yticks)
 	side := vg.Length(2+len(classes)/3) * vg.Inch
-	if err := p.Save(side+vg.Inch, side, path); err != nil {
-		return fmt.Errorf("train: plot: %w", err)
-	}
-	return nil
+	width := max(side+vg.Inch, p.Title.TextStyle.Rectangle(p.Title.Text).Size().X+vg.Inch/4) // the whole title
+	return savePlot(p, nil, width, side, path)
 }
 
 // whiteToBlue is a palette from white (0) to dark blue (1).

@@ -65,8 +65,8 @@ func (c *Checkpoint) Predict(path string, k int) ([]Guess, error) {
 		return nil, err
 	}
 	nn.SetTraining(c.Net, false)
-	logits := c.Net.Forward(ag.Constant(x))
-	probs := ag.Softmax(logits, 1).Data.Data
+	logits := c.Net.Forward(ag.NewNoGradTape().Constant(x))
+	probs := ag.Softmax(logits, 1).Tensor().Data
 	gs := make([]Guess, len(probs))
 	for i, p := range probs {
 		gs[i] = Guess{Class: i, Probability: float64(p)}

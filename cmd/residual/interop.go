@@ -146,6 +146,11 @@ func runExport(_ context.Context, args []string, stdout, stderr io.Writer) error
 		if shape, err = withSize(shape, *input, c.Model.Name); err != nil {
 			return err
 		}
+		// As torch.onnx.export in evaluation mode: batch norms fold into
+		// the convolutions before them.
+		if err := models.ForInference(c.Model, c.Net); err != nil {
+			return err
+		}
 		if err := onnx.ExportFile(*out, c.Net, shape); err != nil {
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/safetensors"
 	"github.com/residual-nn/residual/train"
 )
@@ -31,6 +32,9 @@ func runSegment(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	c, err := train.Load(*weights)
 	if err != nil {
+		return err
+	}
+	if err := models.ForInference(c.Model, c.Net); err != nil {
 		return err
 	}
 	mask, pix, h, w, err := c.Segment(pos[0], *tile)

@@ -173,6 +173,9 @@ func runEval(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%s holds %dx%dx%d images of %d classes; the model takes %dx%dx%d and %d classes",
 			*spec, test.H, test.W, test.C, len(test.Classes), c.Preprocess.Height, c.Preprocess.Width, c.Preprocess.Channels, len(c.Classes))
 	}
+	if err := models.ForInference(c.Model, c.Net); err != nil {
+		return err
+	}
 	l := &data.Loader{Data: test, Batch: 256, Mean: c.Preprocess.Mean, Std: c.Preprocess.Std}
 	loss, acc, conf := train.Evaluate(c.Net, l, len(c.Classes))
 	if err := l.Err(); err != nil {
@@ -225,6 +228,9 @@ func runPredict(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	c, err := train.Load(*weights)
 	if err != nil {
+		return err
+	}
+	if err := models.ForInference(c.Model, c.Net); err != nil {
 		return err
 	}
 	for _, img := range images {

@@ -19,6 +19,10 @@ type CrossEntropy[T Float] struct {
 	IgnoreIndex int
 	// Sum selects the sum over rows instead of the (weighted) mean.
 	Sum bool
+	// Smoothing is PyTorch's label_smoothing ε: the target becomes 1 − ε on
+	// the true class plus ε/K on every class, so a row's loss is
+	// w_t·(1−ε)·(−log p_t) + ε/K·Σ_k w_k·(−log p_k), normalised by Σ w_t.
+	Smoothing float64
 }
 
 // Check reports targets outside [0, K) that are not the ignore index.
@@ -32,6 +36,9 @@ func (l CrossEntropy[T]) Check(targets []int32) error {
 	if l.RowWeight != nil && len(l.RowWeight) != l.M {
 		return fmt.Errorf("cross-entropy: %d row weights for %d rows", len(l.RowWeight), l.M)
 	}
+	if l.Smoothing < 0 || l.Smoothing > 1 || math.IsNaN(l.Smoothing) {
+		return fmt.Errorf("cross-entropy: label smoothing %g outside [0, 1]", l.Smoothing)
+	}
 	for i, t := range targets {
 		if int(t) != l.IgnoreIndex && (t < 0 || int(t) >= l.K) {
 			return fmt.Errorf("cross-entropy: target %d at row %d is outside [0, %d)", t, i, l.K)
@@ -41,14 +48,21 @@ func (l CrossEntropy[T]) Check(targets []int32) error {
 }
 
 func (l CrossEntropy[T]) weight(i int, t int32) float64 {
-	w := 1.0
-	if l.Weight != nil {
-		w = float64(l.Weight[t])
+	return l.classWeight(int(t)) * l.rowWeight(i)
+}
+
+func (l CrossEntropy[T]) classWeight(k int) float64 {
+	if l.Weight == nil {
+		return 1
 	}
-	if l.RowWeight != nil {
-		w *= float64(l.RowWeight[i])
+	return float64(l.Weight[k])
+}
+
+func (l CrossEntropy[T]) rowWeight(i int) float64 {
+	if l.RowWeight == nil {
+		return 1
 	}
-	return w
+	return float64(l.RowWeight[i])
 }
 
 // Forward returns the loss and the normaliser (the summed weight of the
@@ -69,8 +83,15 @@ func (l CrossEntropy[T]) Forward(logits []T, targets []int32) (loss, norm float6
 		for _, v := range row {
 			s += math.Exp(float64(v) - mx)
 		}
-		w := l.weight(i, t)
-		loss += w * (mx + math.Log(s) - float64(row[t]))
+		w, lse := l.weight(i, t), mx+math.Log(s)
+		loss += w * (1 - l.Smoothing) * (lse - float64(row[t]))
+		if l.Smoothing != 0 {
+			smooth := 0.0
+			for k, v := range row {
+				smooth += l.classWeight(k) * (lse - float64(v))
+			}
+			loss += l.rowWeight(i) * l.Smoothing / float64(l.K) * smooth
+		}
 		norm += w
 	}
 	if l.Sum {
@@ -97,13 +118,21 @@ func (l CrossEntropy[T]) Backward(logits []T, targets []int32, norm, g float64, 
 		for _, v := range row {
 			s += math.Exp(float64(v) - mx)
 		}
-		c := g * l.weight(i, t) / norm
+		c := g * l.weight(i, t) * (1 - l.Smoothing) / norm
+		cs, wsum := 0.0, 0.0 // the smoothing term: ε/K·(p_j·Σ_k w_k − w_j)
+		if l.Smoothing != 0 {
+			cs = g * l.rowWeight(i) * l.Smoothing / float64(l.K) / norm
+			for k := range row {
+				wsum += l.classWeight(k)
+			}
+		}
 		for j, v := range row {
 			p := math.Exp(float64(v)-mx) / s
+			dj := p
 			if int32(j) == t {
-				p--
+				dj--
 			}
-			d[j] = T(c * p)
+			d[j] = T(c*dj + cs*(p*wsum-l.classWeight(j)))
 		}
 	}
 }

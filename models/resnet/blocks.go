@@ -51,22 +51,6 @@ func (j *Join) Add(branch, x *ag.Value) *ag.Value {
 	return ag.Add(branch, x)
 }
 
-// ConvBNAddReLU returns ReLU(Add(bn(conv(in)), x)), the end of a
-// post-activation block, through nn.ConvBN (one operation in inference;
-// the batch norm, addition and ReLU fused in training) unless a branch
-// scale or a route stands between the batch norm and the addition.
-func (j *Join) ConvBNAddReLU(conv *nn.Conv2d, bn *nn.BatchNorm, in, x *ag.Value) *ag.Value {
-	switch {
-	case j.Plain:
-		return nn.ConvBN(conv, bn, in, nil, true)
-	case (j.Scale != 0 && j.Scale != 1) || j.Route != RouteBoth:
-		return ag.ReLU(j.Add(bn.Forward(conv.Forward(in)), x))
-	case j.Downsample != nil:
-		x = j.Downsample.Forward(x)
-	}
-	return nn.ConvBN(conv, bn, in, x, true)
-}
-
 // JoinOf returns the Join of a block built by this package (nil for
 // others), to set its Route or inspect its shortcut.
 func JoinOf(b nn.Layer) *Join { return joinOf(b) }
@@ -92,12 +76,11 @@ type BasicBlock struct {
 	Join
 }
 
-// Forward applies the block: relu(bn1(conv1(x))), then relu(bn2(conv2(·))
-// + shortcut(x)). nn.ConvBN and ConvBNAddReLU are the fused forms of
-// those expressions.
+// Forward applies the block.
 func (b *BasicBlock) Forward(x *ag.Value) *ag.Value {
-	out := nn.ConvBN(b.Conv1, b.BN1, x, nil, true)
-	return b.ConvBNAddReLU(b.Conv2, b.BN2, out, x)
+	out := ag.ReLU(b.BN1.Forward(b.Conv1.Forward(x)))
+	out = b.BN2.Forward(b.Conv2.Forward(out))
+	return ag.ReLU(b.Add(out, x))
 }
 
 // BNAfterAddBlock is ordering b of He et al. 2016: conv-BN-ReLU-conv, add,
@@ -112,9 +95,9 @@ type BNAfterAddBlock struct {
 
 // Forward applies the block.
 func (b *BNAfterAddBlock) Forward(x *ag.Value) *ag.Value {
-	out := nn.ConvBN(b.Conv1, b.BN1, x, nil, true)
+	out := ag.ReLU(b.BN1.Forward(b.Conv1.Forward(x)))
 	out = b.Conv2.Forward(out)
-	return b.BN2.ReLU(b.Add(out, x))
+	return ag.ReLU(b.BN2.Forward(b.Add(out, x)))
 }
 
 // ReLUBeforeAddBlock is ordering c: conv-BN-ReLU-conv-BN-ReLU, add.
@@ -128,8 +111,8 @@ type ReLUBeforeAddBlock struct {
 
 // Forward applies the block.
 func (b *ReLUBeforeAddBlock) Forward(x *ag.Value) *ag.Value {
-	out := nn.ConvBN(b.Conv1, b.BN1, x, nil, true)
-	out = nn.ConvBN(b.Conv2, b.BN2, out, nil, true)
+	out := ag.ReLU(b.BN1.Forward(b.Conv1.Forward(x)))
+	out = ag.ReLU(b.BN2.Forward(b.Conv2.Forward(out)))
 	return b.Add(out, x)
 }
 
@@ -145,8 +128,8 @@ type ReLUPreActBlock struct {
 
 // Forward applies the block.
 func (b *ReLUPreActBlock) Forward(x *ag.Value) *ag.Value {
-	out := nn.ConvBN(b.Conv1, b.BN1, ag.ReLU(x), nil, true)
-	out = nn.ConvBN(b.Conv2, b.BN2, out, nil, false)
+	out := ag.ReLU(b.BN1.Forward(b.Conv1.Forward(ag.ReLU(x))))
+	out = b.BN2.Forward(b.Conv2.Forward(out))
 	return b.Add(out, x)
 }
 
@@ -163,9 +146,9 @@ type PreActBlock struct {
 
 // Forward applies the block.
 func (b *PreActBlock) Forward(x *ag.Value) *ag.Value {
-	pre := b.BN1.ReLU(x)
-	out := nn.ConvBN(b.Conv1, b.BN2, pre, nil, true)
-	out = b.Conv2.Forward(out)
+	pre := ag.ReLU(b.BN1.Forward(x))
+	out := b.Conv1.Forward(pre)
+	out = b.Conv2.Forward(ag.ReLU(b.BN2.Forward(out)))
 	return b.Add(out, b.shortcutInput(x, pre))
 }
 
@@ -193,9 +176,10 @@ type Bottleneck struct {
 
 // Forward applies the block.
 func (b *Bottleneck) Forward(x *ag.Value) *ag.Value {
-	out := nn.ConvBN(b.Conv1, b.BN1, x, nil, true)
-	out = nn.ConvBN(b.Conv2, b.BN2, out, nil, true)
-	return b.ConvBNAddReLU(b.Conv3, b.BN3, out, x)
+	out := ag.ReLU(b.BN1.Forward(b.Conv1.Forward(x)))
+	out = ag.ReLU(b.BN2.Forward(b.Conv2.Forward(out)))
+	out = b.BN3.Forward(b.Conv3.Forward(out))
+	return ag.ReLU(b.Add(out, x))
 }
 
 // PreActBottleneck is the full pre-activation bottleneck of He et al.
@@ -212,9 +196,9 @@ type PreActBottleneck struct {
 
 // Forward applies the block.
 func (b *PreActBottleneck) Forward(x *ag.Value) *ag.Value {
-	pre := b.BN1.ReLU(x)
-	out := nn.ConvBN(b.Conv1, b.BN2, pre, nil, true)
-	out = nn.ConvBN(b.Conv2, b.BN3, out, nil, true)
-	out = b.Conv3.Forward(out)
+	pre := ag.ReLU(b.BN1.Forward(x))
+	out := b.Conv1.Forward(pre)
+	out = b.Conv2.Forward(ag.ReLU(b.BN2.Forward(out)))
+	out = b.Conv3.Forward(ag.ReLU(b.BN3.Forward(out)))
 	return b.Add(out, b.shortcutInput(x, pre))
 }

@@ -111,7 +111,7 @@ func (n *Net) Forward(x *ag.Value) *ag.Value {
 // Features returns the pooled features [N,C] before the classifier.
 func (n *Net) Features(x *ag.Value) *ag.Value {
 	if n.BN1 != nil {
-		x = nn.ConvBN(n.Conv1, n.BN1, x, nil, true)
+		x = ag.ReLU(n.BN1.Forward(n.Conv1.Forward(x)))
 	} else {
 		x = n.Conv1.Forward(x)
 	}
@@ -129,7 +129,7 @@ func (n *Net) Features(x *ag.Value) *ag.Value {
 	}
 	switch {
 	case n.BN != nil:
-		x = n.BN.ReLU(x)
+		x = ag.ReLU(n.BN.Forward(x))
 	case n.Config.Ordering == ReLUOnlyPreAct:
 		x = ag.ReLU(x)
 	}

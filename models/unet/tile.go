@@ -102,7 +102,7 @@ func (n *Net) Segment(x *tensor.Tensor, out int) (*tensor.Tensor, error) {
 				src := ((i*t+y)*bw + j*t) * c
 				copy(tile.Data[y*in*c:(y+1)*in*c], big.Data[src:src+in*c])
 			}
-			y := n.Forward(tape.Constant(tile)).Data
+			y := n.Forward(tape.Constant(tile)).Tensor()
 			for r := 0; r < t && i*t+r < h; r++ {
 				cols := min(t, w-j*t)
 				dst := ((i*t+r)*w + j*t) * k

@@ -1,0 +1,245 @@
+package autograd
+
+import (
+	"math"
+
+	"github.com/residual-nn/residual/internal/kernels"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// Fusion is decided in this file and nowhere else.
+//
+// A residual network spends much of its time outside the convolutions, in
+// passes over memory: a batch norm, the residual addition and a ReLU read
+// and write every activation three times. Two producers therefore leave
+// their output deferred — shaped, but not yet computed — so that what
+// follows can join them:
+//
+//   - a batch norm on a tape (training, or evaluation between training
+//     steps): an Add of another value and then a ReLU join it, and it runs
+//     as one pass forward and one backward that keeps only the final output
+//     (kernels.BatchNormTrainForward/…Backward with a kernels.Fused);
+//   - a convolution whose output needs no gradient, on a no-gradient tape
+//     (inference): a batch norm in evaluation mode folds into a scale and a
+//     shift of the convolution's output, then an Add and a ReLU join it, and
+//     the kernels apply them all as they store the output
+//     (kernels.ConvForwardEpilogue).
+//
+// Any other use of a deferred value computes it first (Realize): the
+// operations of this package do so for their inputs, and so does Backward.
+// Values without a tape (Constant, Param) are never deferred, and neither are
+// values on a tape with a tracer or a layer hook (which must see every
+// operation) or on a shape tape. Models therefore say nothing about fusion:
+// relu(bn2(conv2(out)) + shortcut(x)) is one fused operation where it can
+// be, and three where it cannot.
+
+// deferred is what a deferred value will be: its producer's computation,
+// then + skip, then ReLU'd.
+type deferred struct {
+	op   any // *convDeferred or *bnDeferred
+	skip *Value
+	relu bool
+}
+
+// convDeferred is a convolution (with its bias, and the batch norm in
+// evaluation mode that may have folded into it) whose output nobody has
+// read yet.
+type convDeferred struct {
+	s            kernels.ConvShape
+	x, w         *Value
+	scale, shift []float32 // per output channel; nil: 1 and 0
+}
+
+// bnDeferred is a batch norm whose output nobody has read yet.
+type bnDeferred struct {
+	x, gamma, beta  *Value
+	runMean, runVar *tensor.Tensor
+	p               BatchNormParams
+	// updated is shared by every value computed from this application of
+	// the batch norm: its running statistics are updated once, by the
+	// first of them to be realized.
+	updated *bool
+}
+
+// fuses reports whether operations on tp may defer their outputs: the one
+// predicate of fusion. Values without a tape are computed at once (their
+// callers read Data straight away); a tracer, a layer hook and a shape
+// tape must see each operation as itself.
+func (tp *Tape) fuses() bool {
+	return tp != nil && tp.tracer == nil && tp.hook == nil && !tp.shapeOnly
+}
+
+// records reports whether an operation on tp with inputs xs records a
+// backward step (the condition of record).
+func records(tp *Tape, xs ...*Value) bool {
+	if tp == nil || tp.noGrad {
+		return false
+	}
+	for _, x := range xs {
+		if x != nil && x.needsGrad {
+			return true
+		}
+	}
+	return false
+}
+
+// deferValue returns a value of the given shape on tp that d will compute
+// when it is realized.
+func deferValue(tp *Tape, shape []int, d *deferred, needsGrad bool) *Value {
+	return &Value{Data: &tensor.Tensor{Shape: append([]int(nil), shape...)}, tape: tp, lazy: d, needsGrad: needsGrad}
+}
+
+// open reports whether an Add can still join d (no skip, no ReLU yet).
+func (d *deferred) open() bool { return d != nil && d.skip == nil && !d.relu }
+
+// Realize computes v's data if an operation left it deferred (see the
+// fusion rules in this package's fuse.go: a batch norm's output on a tape,
+// a convolution's on a no-gradient tape, until the addition and ReLU that
+// follow are known). Operations and Backward realize their inputs
+// themselves; code that reads Data of a value produced on a tape calls
+// Realize first, or reads it through Tensor.
+func (v *Value) Realize() {
+	if v == nil || v.lazy == nil {
+		return
+	}
+	d := v.lazy
+	v.lazy = nil
+	v.Data.Data = v.tape.alloc(v.numel())
+	switch op := d.op.(type) {
+	case *convDeferred:
+		kernels.ConvForwardEpilogue(op.s, op.x.Data.Data, op.w.Data.Data, v.Data.Data,
+			kernels.ConvEpilogue[float32]{Scale: op.scale, Shift: op.shift, Skip: data(d.skip), ReLU: d.relu})
+	case *bnDeferred:
+		rm, rv := op.runMean, op.runVar
+		if op.p.Training {
+			if *op.updated {
+				rm, rv = nil, nil // the batch's statistics went into them already
+			}
+			*op.updated = true
+		}
+		batchNorm(v, op.x, op.gamma, op.beta, d.skip, d.relu, rm, rv, op.p)
+	}
+}
+
+// Tensor returns v's data, computing it first if it was deferred.
+func (v *Value) Tensor() *tensor.Tensor {
+	v.Realize()
+	return v.Data
+}
+
+// deferConv returns Conv2d's output deferred when the tape fuses and no
+// gradient will flow through it, else nil.
+func deferConv(s kernels.ConvShape, x, w, b *Value) *Value {
+	tp := tapeOf(x, w, b)
+	if !tp.fuses() || records(tp, x, w, b) {
+		return nil
+	}
+	x.Realize()
+	return deferValue(tp, []int{s.N, s.OH(), s.OW(), s.OC}, &deferred{op: &convDeferred{s: s, x: x, w: w, shift: data(b)}}, false)
+}
+
+// deferBatchNorm returns BatchNorm's output deferred when the tape fuses,
+// else nil. A batch norm in evaluation mode after a deferred convolution
+// folds into it.
+func deferBatchNorm(x, gamma, beta *Value, runMean, runVar *tensor.Tensor, p BatchNormParams) *Value {
+	tp := tapeOf(x, gamma, beta)
+	if !tp.fuses() {
+		return nil
+	}
+	if c, ok := x.lazy.opConv(); ok && !p.Training && c.scale == nil && !records(tp, gamma, beta) {
+		scale, shift := foldBatchNorm(data(gamma), data(beta), c.shift, runMean.Data, runVar.Data, p.Eps)
+		fc := *c
+		fc.scale, fc.shift = scale, shift
+		return deferValue(tp, x.Data.Shape, &deferred{op: &fc}, false)
+	}
+	x.Realize()
+	d := &bnDeferred{x: x, gamma: gamma, beta: beta, runMean: runMean, runVar: runVar, p: p, updated: new(bool)}
+	return deferValue(tp, x.Data.Shape, &deferred{op: d}, records(tp, x, gamma, beta))
+}
+
+// opConv returns the deferred convolution of d if d is one that nothing has
+// joined yet.
+func (d *deferred) opConv() (*convDeferred, bool) {
+	if !d.open() {
+		return nil, false
+	}
+	c, ok := d.op.(*convDeferred)
+	return c, ok
+}
+
+// deferAdd returns a + b deferred when one of them is a deferred value
+// that an addition can join (the other becomes its skip), else nil.
+func deferAdd(a, b *Value) *Value {
+	if !a.lazy.open() {
+		a, b = b, a
+	}
+	if !a.lazy.open() || !tensor.SameShape(a.Data.Shape, b.Data.Shape) {
+		return nil
+	}
+	tp := tapeOf(a, b)
+	_, conv := a.lazy.op.(*convDeferred)
+	if conv && records(tp, b) {
+		return nil // a convolution's epilogue has no backward pass for the skip
+	}
+	b.Realize()
+	return deferValue(tp, a.Data.Shape, &deferred{op: a.lazy.op, skip: b}, a.needsGrad || records(tp, b))
+}
+
+// fuseReLU returns ReLU(x) computed in x's deferred operation, or nil when
+// x is not deferred.
+func fuseReLU(x *Value) *Value {
+	if x.lazy == nil {
+		return nil
+	}
+	y := deferValue(x.tape, x.Data.Shape, &deferred{op: x.lazy.op, skip: x.lazy.skip, relu: true}, x.needsGrad)
+	y.Realize()
+	return y
+}
+
+// foldBatchNorm returns the per-channel scale and shift that a batch norm
+// in evaluation mode applies to conv + bias (bias may be nil): scale =
+// γ/√(var+ε), shift = β + (bias − mean)·scale, computed in float64. A nil
+// γ is 1 and a nil β 0.
+func foldBatchNorm(gamma, beta, bias, runMean, runVar []float32, eps float64) (scale, shift []float32) {
+	scale, shift = make([]float32, len(runMean)), make([]float32, len(runMean))
+	for c := range scale {
+		g, bt, b := 1.0, 0.0, 0.0
+		if gamma != nil {
+			g = float64(gamma[c])
+		}
+		if beta != nil {
+			bt = float64(beta[c])
+		}
+		if bias != nil {
+			b = float64(bias[c])
+		}
+		sc := g / math.Sqrt(float64(runVar[c])+eps)
+		scale[c] = float32(sc)
+		shift[c] = float32(bt + (b-float64(runMean[c]))*sc)
+	}
+	return scale, shift
+}
+
+// FoldBatchNorm returns the weights and bias of a convolution (weight
+// HWIO, bias nil or [OC]) followed by a batch norm in evaluation mode as
+// one convolution: w·scale and shift per output channel (see
+// foldBatchNorm), as PyTorch's fuse_conv_bn_eval. nn.FoldBatchNorm applies
+// it to a model.
+func FoldBatchNorm(w, bias, gamma, beta, runMean, runVar *tensor.Tensor, eps float64) (fw, fb *tensor.Tensor) {
+	oc := w.Shape[len(w.Shape)-1]
+	d := func(t *tensor.Tensor) []float32 {
+		if t == nil {
+			return nil
+		}
+		return t.Data
+	}
+	if runMean.Len() != oc || runVar.Len() != oc || (gamma != nil && gamma.Len() != oc) || (beta != nil && beta.Len() != oc) || (bias != nil && bias.Len() != oc) {
+		shapeErr("FoldBatchNorm", "batch norm of %d channels after a convolution to %d", runMean.Len(), oc)
+	}
+	scale, shift := foldBatchNorm(d(gamma), d(beta), d(bias), runMean.Data, runVar.Data, eps)
+	fw = w.Clone()
+	for i := range fw.Data {
+		fw.Data[i] *= scale[i%oc]
+	}
+	return fw, tensor.MustFromData(shift, oc)
+}

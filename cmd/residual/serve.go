@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"image"
+	"io"
+	"log/slog"
+	"net"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+
+	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/nn"
+	"github.com/residual-nn/residual/serve"
+	"github.com/residual-nn/residual/tensor"
+	"github.com/residual-nn/residual/train"
+)
+
+// modelFlags collects repeated --model NAME=CKPT flags.
+type modelFlags []string
+
+func (m *modelFlags) String() string     { return strings.Join(*m, ",") }
+func (m *modelFlags) Set(s string) error { *m = append(*m, s); return nil }
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", stderr)
+	var models modelFlags
+	fs.Var(&models, "model", "a model to serve as NAME=CKPT (repeatable); served as version 1")
+	repo := fs.String("repository", "", "model repository DIR/NAME/VERSION/model.safetensors, polled for changes")
+	addr := fs.String("addr", "127.0.0.1:8080", "HTTP address (REST, web page, /metrics)")
+	grpcAddr := fs.String("grpc-addr", "127.0.0.1:8081", "gRPC address (empty: no gRPC)")
+	var cfg serve.Config
+	fs.IntVar(&cfg.MaxBatch, "max-batch", 8, "images per batch at most")
+	fs.DurationVar(&cfg.MaxDelay, "max-delay", 2e6, "how long a batch waits for more requests")
+	fs.IntVar(&cfg.MaxQueue, "max-queue", 256, "requests waiting per model at most (more get 429)")
+	fs.IntVar(&cfg.Instances, "instances", 1, "batches run at once per model")
+	fs.Int64Var(&cfg.MaxBodyBytes, "max-body", 32<<20, "request body bytes at most")
+	fs.IntVar(&cfg.MaxImagePixels, "max-pixels", 1<<24, "uploaded image pixels (width × height) at most")
+	fs.DurationVar(&cfg.Timeout, "timeout", 30e9, "deadline of requests that set none (Request-Timeout header, grpc-timeout)")
+	fs.DurationVar(&cfg.PollInterval, "poll", 2e9, "how often the repository is scanned")
+	drain := fs.Duration("drain", 30e9, "on SIGTERM or interrupt, how long in-flight requests may take")
+	logJSON := fs.Bool("log-json", false, "log as JSON lines instead of text")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if len(models) == 0 && *repo == "" {
+		return fmt.Errorf("%w: usage: residual serve --model NAME=CKPT [--model ...] | --repository DIR [--addr HOST:PORT]", errUsage)
+	}
+	var h slog.Handler = slog.NewTextHandler(stderr, nil)
+	if *logJSON {
+		h = slog.NewJSONHandler(stderr, nil)
+	}
+	cfg.Logger = slog.New(h)
+	cfg.Repository = *repo
+	cfg.Open = openCheckpoint
+	s := serve.New(cfg)
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM)
+	defer stop()
+	hl, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	var gl net.Listener
+	if *grpcAddr != "" {
+		if gl, err = net.Listen("tcp", *grpcAddr); err != nil {
+			hl.Close()
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "serving on http://%s", hl.Addr())
+	if gl != nil {
+		fmt.Fprintf(stdout, " and grpc://%s", gl.Addr())
+	}
+	fmt.Fprintln(stdout)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(runCtx, hl, gl, *drain) }()
+	// Models load while the server is live but not ready.
+	var loadErr error
+	for _, m := range models {
+		name, path, ok := strings.Cut(m, "=")
+		if !ok || name == "" || path == "" {
+			loadErr = fmt.Errorf("%w: --model %q: want NAME=CKPT", errUsage, m)
+			break
+		}
+		if loadErr = s.Load(name, "1", path); loadErr != nil {
+			break
+		}
+	}
+	if loadErr == nil {
+		loadErr = s.ScanRepository()
+	}
+	if loadErr != nil {
+		cancel()
+		<-done
+		return loadErr
+	}
+	return <-done
+}
+
+// openCheckpoint loads a residual checkpoint for serving.
+// TODO(lead): replace with an adapter over infer.Open once package infer
+// lands; it reads every checkpoint kind residual reads.
+func openCheckpoint(path string) (serve.Backend, error) {
+	c, err := train.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	nn.SetTraining(c.Net, false)
+	task := serve.TaskClassify
+	if c.Model.UNet != nil {
+		task = serve.TaskSegment
+	}
+	p := c.Preprocess
+	return &checkpointBackend{c: c, info: serve.ModelInfo{
+		Task: task, Classes: c.Classes, Height: p.Height, Width: p.Width, Channels: p.Channels,
+		Architecture: c.Model.Name, Preprocessing: c.Metadata["preprocess"],
+	}}, nil
+}
+
+// checkpointBackend serves a train.Checkpoint, one forward pass at a time
+// (the network's layers are not documented as safe for concurrent use).
+type checkpointBackend struct {
+	mu   sync.Mutex
+	c    *train.Checkpoint
+	info serve.ModelInfo
+}
+
+func (b *checkpointBackend) Info() serve.ModelInfo { return b.info }
+
+func (b *checkpointBackend) Forward(_ context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.c.Net.Forward(ag.Constant(x)).Data, nil
+}
+
+// Preprocess applies the checkpoint's resizing and normalisation to a
+// decoded image (train.Preprocess.Input does the same from a file).
+func (b *checkpointBackend) Preprocess(img image.Image) (*tensor.Tensor, error) {
+	p := b.c.Preprocess
+	if p.ResizeShorter > 0 || p.BGR || p.Scale255 {
+		return nil, fmt.Errorf("preprocessing %s is not supported by this server build yet", b.info.Preprocessing)
+	}
+	bd := img.Bounds()
+	pix := data.Resize(data.Pixels(img, p.Channels), bd.Dy(), bd.Dx(), p.Channels, p.Height, p.Width)
+	return data.Normalise(pix, p.Height, p.Width, p.Channels, p.Mean, p.Std), nil
+}

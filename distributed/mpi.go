@@ -1,0 +1,450 @@
+//go:build mpi && cgo
+
+package distributed
+
+/*
+#include <stdlib.h>
+#include <mpi.h>
+
+// The wrappers keep MPI's handle types (pointers in Open MPI, integers in
+// MPICH) on the C side: a request is a malloc'ed MPI_Request that Go
+// holds as a void *.
+
+static int rs_init(int *provided) {
+	int inited = 0;
+	MPI_Initialized(&inited);
+	if (inited) return -1;
+	int rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, provided);
+	if (rc != MPI_SUCCESS) return rc;
+	return MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+}
+
+static int rs_rank(int *r) { return MPI_Comm_rank(MPI_COMM_WORLD, r); }
+static int rs_size(int *s) { return MPI_Comm_size(MPI_COMM_WORLD, s); }
+
+static void rs_version(char *buf, int cap) {
+	int n = 0;
+	char v[MPI_MAX_LIBRARY_VERSION_STRING];
+	if (MPI_Get_library_version(v, &n) != MPI_SUCCESS) n = 0;
+	if (n >= cap) n = cap - 1;
+	for (int i = 0; i < n; i++) buf[i] = v[i];
+	buf[n] = 0;
+}
+
+static void rs_error_string(int rc, char *buf, int cap) {
+	int n = 0;
+	char s[MPI_MAX_ERROR_STRING];
+	if (MPI_Error_string(rc, s, &n) != MPI_SUCCESS) n = 0;
+	if (n >= cap) n = cap - 1;
+	for (int i = 0; i < n; i++) buf[i] = s[i];
+	buf[n] = 0;
+}
+
+static void *rs_new(void) { return malloc(sizeof(MPI_Request)); }
+
+// The element types, numbered as Go's dtype constants.
+static MPI_Datatype rs_type(int t) {
+	switch (t) {
+	case 1: return MPI_FLOAT;
+	case 2: return MPI_DOUBLE;
+	}
+	return MPI_BYTE;
+}
+
+static int rs_iallreduce(void *buf, int n, int t, void *req) {
+	return MPI_Iallreduce(MPI_IN_PLACE, buf, n, rs_type(t), MPI_SUM, MPI_COMM_WORLD, (MPI_Request *)req);
+}
+
+static int rs_ibcast(void *buf, int n, int t, int root, void *req) {
+	return MPI_Ibcast(buf, n, rs_type(t), root, MPI_COMM_WORLD, (MPI_Request *)req);
+}
+
+static int rs_ibarrier(void *req) {
+	return MPI_Ibarrier(MPI_COMM_WORLD, (MPI_Request *)req);
+}
+
+static int rs_test(void *req, int *flag) {
+	return MPI_Test((MPI_Request *)req, flag, MPI_STATUS_IGNORE);
+}
+
+static int rs_abort(int code) { return MPI_Abort(MPI_COMM_WORLD, code); }
+static int rs_finalize(void) { return MPI_Finalize(); }
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+	"unsafe"
+)
+
+// MPIAvailable reports whether this binary was built with MPI (-tags mpi
+// and cgo).
+const MPIAvailable = true
+
+// Threading. Every MPI call of the process is made by one goroutine,
+// locked to its OS thread, which also called MPI_Init_thread:
+// MPI_THREAD_FUNNELED. The alternative, MPI_THREAD_MULTIPLE with MPI
+// called from any goroutine (and so from any OS thread, as goroutines
+// move between threads), is not provided by every MPI build, costs a lock
+// in every call where it is, and would still need the collectives
+// ordered by the caller; funnelling gives that order for free and lets
+// the thread drive progress. Open MPI (without a progress thread) and
+// MPICH advance a non-blocking collective only inside MPI calls, so
+// while requests are in flight the goroutine polls them with MPI_Test:
+// spinning at first, then sleeping between polls (up to pollMaxSleep),
+// so that a long wait does not take a core from the computation the
+// all-reduce overlaps.
+const (
+	pollSpins    = 200                    // polls before the first sleep
+	pollMaxSleep = 200 * time.Microsecond // the longest sleep between polls
+	// maxCount bounds the count of one MPI call (a C int); larger
+	// buffers go in several calls.
+	maxCount = 1 << 30
+)
+
+var (
+	mpiMu    sync.Mutex
+	mpiWorld *mpiComm // the Comm of this process, once initialised
+)
+
+// mpiComm is MPI_COMM_WORLD, driven by one goroutine (run).
+type mpiComm struct {
+	rank, size int
+	version    string
+	timeout    time.Duration
+	ops        chan *mpiOp
+
+	mu        sync.Mutex
+	finalized bool
+}
+
+type opKind int
+
+const (
+	opAllReduce opKind = iota
+	opBroadcast
+	opBarrier
+	opFinalize
+)
+
+func (k opKind) String() string {
+	return [...]string{"AllReduceSum", "Broadcast", "Barrier", "Finalize"}[k]
+}
+
+// The element types of a buffer (rs_type in C).
+const (
+	dtByte = iota
+	dtFloat32
+	dtFloat64
+)
+
+var dtSize = [...]int{dtByte: 1, dtFloat32: 4, dtFloat64: 8}
+
+// mpiOp is one collective, from its start on the caller's goroutine to
+// its completion on the MPI goroutine.
+type mpiOp struct {
+	kind    opKind
+	buf     unsafe.Pointer // n values of type dtype; nil when n is 0
+	n       int
+	dtype   int
+	root    int
+	pin     runtime.Pinner // buf, while MPI may touch it
+	reqs    []unsafe.Pointer
+	started time.Time
+	done    chan struct{}
+	err     error
+}
+
+func (op *mpiOp) Wait() error {
+	<-op.done
+	return op.err
+}
+
+func (op *mpiOp) finish(err error) {
+	op.err = err
+	op.pin.Unpin()
+	close(op.done)
+}
+
+func initMPI(o Options) (Comm, error) {
+	mpiMu.Lock()
+	defer mpiMu.Unlock()
+	if mpiWorld != nil {
+		if mpiWorld.isFinalized() {
+			return nil, errors.New("distributed: MPI was finalized; it cannot be initialised again in the same process")
+		}
+		return mpiWorld, nil
+	}
+	c := &mpiComm{timeout: o.Timeout, ops: make(chan *mpiOp, 64)}
+	ready := make(chan error)
+	go c.run(ready)
+	if err := <-ready; err != nil {
+		return nil, err
+	}
+	mpiWorld = c
+	return c, nil
+}
+
+func mpiError(what string, rc C.int) error {
+	var buf [512]C.char
+	C.rs_error_string(rc, &buf[0], C.int(len(buf)))
+	return fmt.Errorf("distributed: %s: %s (MPI error %d)", what, C.GoString(&buf[0]), int(rc))
+}
+
+// run is the MPI goroutine: it initialises MPI on its locked thread,
+// then starts the operations it receives and polls those in flight.
+func (c *mpiComm) run(ready chan<- error) {
+	runtime.LockOSThread() // for good: the thread ends with the goroutine
+	// Open MPI replaces handlers of SIGSEGV, SIGBUS, SIGFPE and SIGABRT
+	// that are still the default, to print a stack trace; the Go
+	// runtime has installed its own already, which Open MPI keeps, and
+	// an empty opal_signal list makes sure it touches none.
+	if os.Getenv("OMPI_MCA_opal_signal") == "" {
+		os.Setenv("OMPI_MCA_opal_signal", "")
+	}
+	var provided C.int
+	if rc := C.rs_init(&provided); rc != C.MPI_SUCCESS {
+		if rc == -1 {
+			ready <- errors.New("distributed: MPI was initialised by other code in this process")
+		} else {
+			ready <- mpiError("MPI_Init_thread", rc)
+		}
+		return
+	}
+	if provided < C.MPI_THREAD_FUNNELED {
+		C.rs_finalize()
+		ready <- fmt.Errorf("distributed: the MPI library provides thread level %d, below MPI_THREAD_FUNNELED", int(provided))
+		return
+	}
+	var r, s C.int
+	if rc := C.rs_rank(&r); rc != C.MPI_SUCCESS {
+		ready <- mpiError("MPI_Comm_rank", rc)
+		return
+	}
+	if rc := C.rs_size(&s); rc != C.MPI_SUCCESS {
+		ready <- mpiError("MPI_Comm_size", rc)
+		return
+	}
+	var v [C.MPI_MAX_LIBRARY_VERSION_STRING + 1]C.char
+	C.rs_version(&v[0], C.int(len(v)))
+	c.rank, c.size, c.version = int(r), int(s), firstLine(C.GoString(&v[0]))
+	ready <- nil
+
+	var (
+		pending  []*mpiOp
+		finalize *mpiOp
+		idle     int
+		timer    = time.NewTimer(time.Hour)
+	)
+	timer.Stop()
+	for {
+		if finalize != nil && len(pending) == 0 {
+			rc := C.rs_finalize()
+			var err error
+			if rc != C.MPI_SUCCESS {
+				err = mpiError("MPI_Finalize", rc)
+			}
+			finalize.finish(err)
+			return
+		}
+		var op *mpiOp
+		switch {
+		case len(pending) == 0 && finalize == nil:
+			op = <-c.ops
+		case idle < pollSpins:
+			select {
+			case op = <-c.ops:
+			default:
+			}
+		default:
+			timer.Reset(min(time.Duration(idle-pollSpins+1)*5*time.Microsecond, pollMaxSleep))
+			select {
+			case op = <-c.ops:
+			case <-timer.C:
+			}
+			timer.Stop()
+		}
+		if op != nil {
+			idle = 0
+			if op.kind == opFinalize {
+				finalize = op
+				continue
+			}
+			if err := c.start(op); err != nil {
+				op.finish(err)
+				continue
+			}
+			pending = append(pending, op)
+			continue
+		}
+		kept := pending[:0]
+		for _, p := range pending {
+			if ok, err := c.test(p); ok {
+				p.finish(err)
+				idle = 0
+			} else {
+				kept = append(kept, p)
+			}
+		}
+		clear(pending[len(kept):])
+		pending = kept
+		idle++
+		if c.timeout > 0 && len(pending) > 0 {
+			if waited := time.Since(pending[0].started); waited > c.timeout {
+				fmt.Fprintf(os.Stderr, "distributed: rank %d: %s has waited %s for the other ranks (timeout %s): aborting the job\n", c.rank, pending[0].kind, waited.Round(time.Second), c.timeout)
+				C.rs_abort(3)
+				os.Exit(3) // MPI_Abort does not return; in case it does
+			}
+		}
+	}
+}
+
+// start issues op's non-blocking MPI calls, one per maxCount values.
+func (c *mpiComm) start(op *mpiOp) error {
+	op.started = time.Now()
+	n, elem := op.n, dtSize[op.dtype]
+	for lo := 0; lo < n || (n == 0 && lo == 0); lo += maxCount {
+		cnt := min(n-lo, maxCount)
+		var p unsafe.Pointer
+		if op.buf != nil {
+			p = unsafe.Add(op.buf, lo*elem)
+		}
+		req := C.rs_new()
+		if req == nil {
+			return errors.New("distributed: out of memory for an MPI request")
+		}
+		var rc C.int
+		switch op.kind {
+		case opAllReduce:
+			rc = C.rs_iallreduce(p, C.int(cnt), C.int(op.dtype), req)
+		case opBroadcast:
+			rc = C.rs_ibcast(p, C.int(cnt), C.int(op.dtype), C.int(op.root), req)
+		case opBarrier:
+			rc = C.rs_ibarrier(req)
+		}
+		if rc != C.MPI_SUCCESS {
+			C.free(req)
+			// The requests already started stay in flight: wait for them
+			// before the buffer is released.
+			for _, r := range op.reqs {
+				for {
+					var flag C.int
+					if C.rs_test(r, &flag) != C.MPI_SUCCESS || flag != 0 {
+						break
+					}
+				}
+				C.free(r)
+			}
+			op.reqs = nil
+			return mpiError("starting "+op.kind.String(), rc)
+		}
+		op.reqs = append(op.reqs, req)
+		if n == 0 {
+			break
+		}
+	}
+	return nil
+}
+
+// test polls op's requests and reports whether all have completed.
+func (c *mpiComm) test(op *mpiOp) (bool, error) {
+	for len(op.reqs) > 0 {
+		var flag C.int
+		rc := C.rs_test(op.reqs[0], &flag)
+		if rc != C.MPI_SUCCESS {
+			for _, r := range op.reqs {
+				C.free(r)
+			}
+			op.reqs = nil
+			return true, mpiError(op.kind.String(), rc)
+		}
+		if flag == 0 {
+			return false, nil
+		}
+		C.free(op.reqs[0])
+		op.reqs = op.reqs[1:]
+	}
+	return true, nil
+}
+
+func (c *mpiComm) isFinalized() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.finalized
+}
+
+// submit hands op to the MPI goroutine.
+func (c *mpiComm) submit(op *mpiOp) Request {
+	op.done = make(chan struct{})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.finalized {
+		return done{ErrFinalized}
+	}
+	if op.kind == opFinalize {
+		c.finalized = true
+	}
+	if op.kind == opBroadcast {
+		if err := checkRoot(op.root, c.size); err != nil {
+			return done{err}
+		}
+	}
+	if op.buf != nil {
+		op.pin.Pin(op.buf)
+	}
+	c.ops <- op
+	return op
+}
+
+func (c *mpiComm) Rank() int { return c.rank }
+func (c *mpiComm) Size() int { return c.size }
+
+// String names the rank and the MPI library, for a log line.
+func (c *mpiComm) String() string {
+	return fmt.Sprintf("MPI rank %d of %d (%s)", c.rank, c.size, c.version)
+}
+
+func (c *mpiComm) AllReduceSum(buf []float32) error { return c.StartAllReduceSum(buf).Wait() }
+
+func (c *mpiComm) StartAllReduceSum(buf []float32) Request {
+	return c.submit(&mpiOp{kind: opAllReduce, buf: first(buf), n: len(buf), dtype: dtFloat32})
+}
+
+func (c *mpiComm) AllReduceSumFloat64(buf []float64) error {
+	return c.submit(&mpiOp{kind: opAllReduce, buf: first(buf), n: len(buf), dtype: dtFloat64}).Wait()
+}
+
+func (c *mpiComm) Broadcast(buf []float32, root int) error {
+	return c.submit(&mpiOp{kind: opBroadcast, buf: first(buf), n: len(buf), dtype: dtFloat32, root: root}).Wait()
+}
+
+func (c *mpiComm) BroadcastBytes(buf []byte, root int) error {
+	return c.submit(&mpiOp{kind: opBroadcast, buf: first(buf), n: len(buf), dtype: dtByte, root: root}).Wait()
+}
+
+func (c *mpiComm) Barrier() error { return c.submit(&mpiOp{kind: opBarrier}).Wait() }
+
+// Finalize waits for the operations in flight, then calls MPI_Finalize.
+func (c *mpiComm) Finalize() error { return c.submit(&mpiOp{kind: opFinalize}).Wait() }
+
+// first returns the address of b's first element, nil for an empty b.
+func first[T any](b []T) unsafe.Pointer {
+	if len(b) == 0 {
+		return nil
+	}
+	return unsafe.Pointer(&b[0])
+}
+
+func firstLine(s string) string {
+	for i, r := range s {
+		if r == '\n' || r == ',' {
+			return s[:i]
+		}
+	}
+	return s
+}

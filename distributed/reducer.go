@@ -1,0 +1,234 @@
+package distributed
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Bucket sizes of PyTorch's DistributedDataParallel.
+const (
+	// DefaultBucketBytes is the size a bucket of gradients grows to before
+	// it is closed: DDP's bucket_cap_mb, 25 MiB.
+	DefaultBucketBytes = 25 << 20
+	// DefaultFirstBucketBytes is the first bucket's size: 1 MiB, DDP's
+	// first bucket, so that the first all-reduce starts after the last
+	// layers' gradients rather than after 25 MiB of them.
+	DefaultFirstBucketBytes = 1 << 20
+)
+
+// ReducerOptions tune NewReducer; zero values take the defaults.
+type ReducerOptions struct {
+	BucketBytes      int // DefaultBucketBytes
+	FirstBucketBytes int // DefaultFirstBucketBytes
+}
+
+// Reducer averages gradients over the ranks of a Comm the way PyTorch's
+// DistributedDataParallel does: the parameters are grouped into buckets in
+// reverse order (the order in which the backward pass produces their
+// gradients), and each bucket's all-reduce starts as soon as its last
+// gradient is in, so that it overlaps the rest of the backward pass.
+//
+// In each step the training loop calls MarkReady for every parameter as
+// its gradient becomes final, then Wait before the optimizer step: Wait
+// completes the all-reduces and writes each gradient back as the mean
+// over the ranks. Buckets start in bucket order on every rank (a bucket
+// whose gradients are all in waits for the ones before it), so that all
+// ranks issue the same collectives in the same order even if their
+// gradients arrive in different orders.
+//
+// A Reducer is used by one goroutine at a time.
+type Reducer struct {
+	comm    Comm
+	sizes   []int
+	buckets []bucket
+	where   []slot // where[i]: parameter i's bucket and offset
+	grads   [][]float32
+	pending []int // per bucket, the gradients still missing
+	next    int   // the next bucket to start
+	marked  int   // gradients marked in this step
+	noSync  bool
+}
+
+type bucket struct {
+	params []int // parameter indices, in the order they fill the bucket
+	buf    []float32
+	req    Request
+}
+
+type slot struct{ bucket, offset int }
+
+// NewReducer returns a Reducer for parameters whose gradients hold
+// sizes[i] float32 values, in the model's parameter order.
+func NewReducer(comm Comm, sizes []int, o ReducerOptions) (*Reducer, error) {
+	if o.BucketBytes <= 0 {
+		o.BucketBytes = DefaultBucketBytes
+	}
+	if o.FirstBucketBytes <= 0 {
+		o.FirstBucketBytes = DefaultFirstBucketBytes
+	}
+	for i, n := range sizes {
+		if n <= 0 {
+			return nil, fmt.Errorf("distributed: NewReducer: parameter %d has %d gradient values", i, n)
+		}
+	}
+	r := &Reducer{comm: comm, sizes: sizes, where: make([]slot, len(sizes)), grads: make([][]float32, len(sizes))}
+	for _, ps := range AssignBuckets(sizes, o.BucketBytes, o.FirstBucketBytes) {
+		b := bucket{params: ps}
+		n := 0
+		for _, p := range ps {
+			r.where[p] = slot{len(r.buckets), n}
+			n += sizes[p]
+		}
+		b.buf = make([]float32, n)
+		r.buckets = append(r.buckets, b)
+	}
+	r.pending = make([]int, len(r.buckets))
+	r.reset()
+	return r, nil
+}
+
+// AssignBuckets groups parameters with gradients of sizes[i] float32s into
+// buckets as DDP does: in reverse parameter order, each bucket closed
+// once it holds at least capBytes (firstBytes for the first), so a bucket
+// exceeds its cap by less than its last gradient. It returns the
+// parameter indices of each bucket.
+func AssignBuckets(sizes []int, capBytes, firstBytes int) [][]int {
+	var out [][]int
+	var cur []int
+	bytes, limit := 0, firstBytes
+	for i := len(sizes) - 1; i >= 0; i-- {
+		cur = append(cur, i)
+		bytes += 4 * sizes[i]
+		if bytes >= limit {
+			out = append(out, cur)
+			cur, bytes, limit = nil, 0, capBytes
+		}
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// Buckets returns the parameter indices of each bucket, in the order
+// their all-reduces start.
+func (r *Reducer) Buckets() [][]int {
+	out := make([][]int, len(r.buckets))
+	for i, b := range r.buckets {
+		out[i] = append([]int(nil), b.params...)
+	}
+	return out
+}
+
+func (r *Reducer) reset() {
+	for i, b := range r.buckets {
+		r.pending[i] = len(b.params)
+		r.buckets[i].req = nil
+	}
+	clear(r.grads)
+	r.next, r.marked = 0, 0
+}
+
+// MarkReady hands in parameter i's gradient for this step: it is copied
+// into its bucket, and the bucket's all-reduce starts if it was the
+// bucket's last gradient (and the buckets before it have started). grad
+// is where Wait writes the averaged gradient back; the caller must not
+// change it until Wait returns. Under NoSync MarkReady does nothing.
+func (r *Reducer) MarkReady(i int, grad []float32) error {
+	if r.noSync {
+		return nil
+	}
+	if i < 0 || i >= len(r.sizes) {
+		return fmt.Errorf("distributed: MarkReady: parameter %d of %d", i, len(r.sizes))
+	}
+	if len(grad) != r.sizes[i] {
+		return fmt.Errorf("distributed: MarkReady: parameter %d has %d gradient values, the Reducer was built for %d", i, len(grad), r.sizes[i])
+	}
+	if r.grads[i] != nil {
+		return fmt.Errorf("distributed: MarkReady: parameter %d marked twice in one step", i)
+	}
+	s := r.where[i]
+	r.grads[i] = grad
+	r.marked++
+	copy(r.buckets[s.bucket].buf[s.offset:], grad)
+	r.pending[s.bucket]--
+	r.launchReady()
+	return nil
+}
+
+// launchReady starts, in order, the buckets whose gradients are all in.
+func (r *Reducer) launchReady() {
+	for r.next < len(r.buckets) && r.pending[r.next] == 0 {
+		b := &r.buckets[r.next]
+		b.req = r.comm.StartAllReduceSum(b.buf)
+		r.next++
+	}
+}
+
+// Wait completes the step: it starts the buckets not yet started, waits
+// for every all-reduce and writes each gradient back divided by the
+// number of ranks. A parameter whose gradient was never marked is
+// reduced as zeros (so that every rank still issues the same
+// collectives) and named in the error; an unused parameter must be
+// marked with a zero gradient. Under NoSync Wait does nothing.
+func (r *Reducer) Wait() error {
+	if r.noSync {
+		return nil
+	}
+	defer r.reset()
+	var missing []int
+	if r.marked < len(r.sizes) {
+		for i, g := range r.grads {
+			if g == nil {
+				missing = append(missing, i)
+				s := r.where[i]
+				clear(r.buckets[s.bucket].buf[s.offset : s.offset+r.sizes[i]])
+				r.pending[s.bucket]--
+			}
+		}
+		r.launchReady()
+	}
+	var errs []error
+	n := float32(r.comm.Size())
+	for bi := range r.buckets {
+		b := &r.buckets[bi]
+		if err := b.req.Wait(); err != nil {
+			errs = append(errs, fmt.Errorf("bucket %d: %w", bi, err))
+			continue
+		}
+		if len(errs) > 0 {
+			continue
+		}
+		for _, p := range b.params {
+			s := r.where[p]
+			if g := r.grads[p]; g != nil {
+				src := b.buf[s.offset : s.offset+len(g)]
+				for k, v := range src {
+					g[k] = v / n // the correctly rounded mean, not v·(1/n)
+				}
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("distributed: Reducer.Wait: %w", errors.Join(errs...))
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("distributed: Reducer.Wait: parameters %v got no gradient in this step (mark unused parameters with zeros)", missing)
+	}
+	return nil
+}
+
+// NoSync runs f with synchronisation off, as DDP's no_sync context: the
+// gradients of the backward passes in f accumulate locally (MarkReady
+// and Wait do nothing), and the first synchronised step after it reduces
+// the accumulated gradients. For gradient accumulation over k
+// micro-batches, run the first k−1 inside NoSync and the last outside.
+func (r *Reducer) NoSync(f func() error) error {
+	if r.marked > 0 {
+		return fmt.Errorf("distributed: Reducer.NoSync: %d gradients already marked in this step", r.marked)
+	}
+	prev := r.noSync
+	r.noSync = true
+	defer func() { r.noSync = prev }()
+	return f()
+}

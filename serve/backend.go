@@ -1,0 +1,69 @@
+package serve
+
+import (
+	"context"
+	"fmt"
+	"image"
+
+	"github.com/residual-nn/residual/tensor"
+)
+
+// Backend is one loaded model as the server needs it: what it is, how an
+// image becomes its input, and a batched forward pass. Package infer's
+// Model provides all three; an adapter only copies its Info into a
+// ModelInfo.
+type Backend interface {
+	// Info describes the model; it must not change while the backend is
+	// served.
+	Info() ModelInfo
+	// Preprocess turns a decoded image into one NHWC input [1,H,W,C].
+	Preprocess(img image.Image) (*tensor.Tensor, error)
+	// Forward runs a batch [N,H,W,C] and returns logits [N,classes]
+	// (classifiers) or [N,H',W',classes] (segmenters). The server calls it
+	// from one goroutine per model instance (Config.Instances); with more
+	// than one instance it must be safe for concurrent use.
+	Forward(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error)
+}
+
+// Tasks a model can serve.
+const (
+	TaskClassify = "classify"
+	TaskSegment  = "segment"
+)
+
+// ModelInfo is what the server publishes about a model (metadata routes,
+// the web page) and checks requests against.
+type ModelInfo struct {
+	// Task is TaskClassify or TaskSegment.
+	Task string `json:"task"`
+	// Classes names the output classes (index i is class i).
+	Classes []string `json:"classes"`
+	// Height, Width and Channels of one input image; the input tensor is
+	// [N,Height,Width,Channels] float32.
+	Height   int `json:"height"`
+	Width    int `json:"width"`
+	Channels int `json:"channels"`
+	// Architecture names the network (e.g. "resnet50"), for people.
+	Architecture string `json:"architecture,omitempty"`
+	// Preprocessing describes how Preprocess maps pixels to inputs, for
+	// clients that send tensors themselves (free text or JSON).
+	Preprocessing string `json:"preprocessing,omitempty"`
+}
+
+// validate checks that an info can be served.
+func (mi ModelInfo) validate() error {
+	switch {
+	case mi.Task != TaskClassify && mi.Task != TaskSegment:
+		return fmt.Errorf("task %q is neither %q nor %q", mi.Task, TaskClassify, TaskSegment)
+	case mi.Height <= 0 || mi.Width <= 0 || mi.Channels <= 0:
+		return fmt.Errorf("input shape %d×%d×%d is not positive", mi.Height, mi.Width, mi.Channels)
+	case len(mi.Classes) == 0:
+		return fmt.Errorf("no classes")
+	}
+	return nil
+}
+
+// Opener loads the model file at path (a checkpoint of any kind residual
+// reads); the server calls it for --model flags and for every new or
+// changed file of a repository.
+type Opener func(path string) (Backend, error)

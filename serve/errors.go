@@ -1,0 +1,63 @@
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"google.golang.org/grpc/codes"
+)
+
+// apiError is an error with the HTTP status and gRPC code it is answered
+// with; its message goes to the client.
+type apiError struct {
+	status int
+	code   codes.Code
+	reason string // the failure label of nv_inference_request_failure
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func badRequest(format string, args ...any) error {
+	return &apiError{http.StatusBadRequest, codes.InvalidArgument, "REJECTED", fmt.Sprintf(format, args...)}
+}
+
+func notFound(format string, args ...any) error {
+	return &apiError{http.StatusNotFound, codes.NotFound, "REJECTED", fmt.Sprintf(format, args...)}
+}
+
+func unavailable(format string, args ...any) error {
+	return &apiError{http.StatusServiceUnavailable, codes.Unavailable, "REJECTED", fmt.Sprintf(format, args...)}
+}
+
+func tooLarge(format string, args ...any) error {
+	return &apiError{http.StatusRequestEntityTooLarge, codes.ResourceExhausted, "REJECTED", fmt.Sprintf(format, args...)}
+}
+
+// errOverloaded refuses a request at admission: the queue is full or the
+// request's deadline cannot be met.
+func overloaded(format string, args ...any) error {
+	return &apiError{http.StatusTooManyRequests, codes.ResourceExhausted, "OVERLOADED", fmt.Sprintf(format, args...)}
+}
+
+func internal(format string, args ...any) error {
+	return &apiError{http.StatusInternalServerError, codes.Internal, "BACKEND", fmt.Sprintf(format, args...)}
+}
+
+// classify maps any error to an apiError: context errors become 504/499
+// (DeadlineExceeded/Canceled), unknown errors 500.
+func classify(err error) *apiError {
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case errors.Is(err, context.DeadlineExceeded):
+		return &apiError{http.StatusGatewayTimeout, codes.DeadlineExceeded, "TIMEOUT", "deadline exceeded: " + err.Error()}
+	case errors.Is(err, context.Canceled):
+		// 499 is nginx's "client closed request"; the client is gone anyway.
+		return &apiError{499, codes.Canceled, "CANCELED", "request canceled: " + err.Error()}
+	}
+	return &apiError{http.StatusInternalServerError, codes.Internal, "BACKEND", err.Error()}
+}

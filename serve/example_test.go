@@ -1,0 +1,72 @@
+package serve_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+
+	"github.com/residual-nn/residual/serve"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// brightness is a toy classifier of one grey pixel: logits (-4x+2, 4x-2)
+// for "dark" and "bright". A real server wraps package infer's Model.
+type brightness struct{}
+
+func (brightness) Info() serve.ModelInfo {
+	return serve.ModelInfo{Task: serve.TaskClassify, Classes: []string{"dark", "bright"}, Height: 1, Width: 1, Channels: 1}
+}
+
+func (brightness) Preprocess(img image.Image) (*tensor.Tensor, error) {
+	g := color.GrayModel.Convert(img.At(img.Bounds().Min.X, img.Bounds().Min.Y)).(color.Gray)
+	return tensor.MustFromData([]float32{float32(g.Y) / 255}, 1, 1, 1, 1), nil
+}
+
+func (brightness) Forward(_ context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	y := tensor.New(x.Shape[0], 2)
+	for i, v := range x.Data {
+		y.Data[2*i], y.Data[2*i+1] = -4*v+2, 4*v-2
+	}
+	return y, nil
+}
+
+// A server with one model, asked to classify a white image through the
+// image route (the v2 routes and gRPC serve the same model).
+func Example() {
+	s := serve.New(serve.Config{Logger: slog.New(slog.DiscardHandler)})
+	defer s.Close()
+	if err := s.Add("brightness", "1", brightness{}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	ts := httptest.NewServer(s.Handler()) // on 127.0.0.1
+	defer ts.Close()
+
+	img := image.NewGray(image.Rect(0, 0, 4, 4))
+	for i := range img.Pix {
+		img.Pix[i] = 255
+	}
+	var body bytes.Buffer
+	png.Encode(&body, img)
+	resp, err := http.Post(ts.URL+"/v1/models/brightness:classify?top=2", "image/png", &body)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	var r serve.ClassifyResponse
+	json.NewDecoder(resp.Body).Decode(&r)
+	for _, g := range r.Predictions {
+		fmt.Printf("%s %.4f\n", g.Label, g.Probability)
+	}
+	// Output:
+	// bright 0.9820
+	// dark 0.0180
+}

@@ -1,0 +1,451 @@
+package serve
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"hash/crc32"
+	"image"
+	"image/png"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/residual-nn/residual/safetensors"
+	"github.com/residual-nn/residual/serve/internal/inferencepb"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// dial opens a raw TCP connection to the test server.
+func dial(t testing.TB, ts *testServer) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", strings.TrimPrefix(ts.url, "http://"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// closedWithin reports whether the server closes c within d (reading
+// whatever it sends first).
+func closedWithin(c net.Conn, d time.Duration) bool {
+	c.SetReadDeadline(time.Now().Add(d))
+	_, err := io.Copy(io.Discard, c)
+	return err == nil // io.Copy returns nil at EOF, a timeout error otherwise
+}
+
+// TestClientDisconnects: a client that leaves mid-request (half a body),
+// one that leaves while its request is queued or running, and one that
+// leaves mid-response (after the first bytes of a large answer). The
+// server answers the next request each time.
+func TestClientDisconnects(t *testing.T) {
+	slow := newFake()
+	slow.delay = 100 * time.Millisecond
+	wide := newFake()
+	wide.classes = 100_000 // ~2.4 MB of JSON per answer
+	ts := start(t, Config{MaxDelay: -1}, map[string]Backend{"m": newFake(), "slow": slow, "wide": wide})
+	body := inferJSON([]int{1, 2, 2, 1}, []float32{1, 2, 3, 4}, "")
+
+	c := dial(t, ts)
+	fmt.Fprintf(c, "POST /v2/models/m/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body[:10])
+	c.Close()
+	serving(t, ts, "m")
+
+	c = dial(t, ts)
+	fmt.Fprintf(c, "POST /v2/models/slow/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	time.Sleep(20 * time.Millisecond) // queued or running
+	c.Close()
+	serving(t, ts, "slow")
+
+	c = dial(t, ts)
+	fmt.Fprintf(c, "POST /v2/models/wide/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	buf := make([]byte, 4096)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(c, buf); err != nil {
+		t.Fatalf("reading the start of the answer: %v", err)
+	}
+	if !bytes.HasPrefix(buf, []byte("HTTP/1.1 200")) {
+		t.Fatalf("answer starts %q", buf[:40])
+	}
+	c.Close()
+	serving(t, ts, "wide")
+	serving(t, ts, "m")
+}
+
+// TestSlowloris: a client that sends its header a few bytes at a time is
+// cut off by ReadHeaderTimeout, and one that sends its body slowly by
+// ReadTimeout, while other clients are served.
+func TestSlowloris(t *testing.T) {
+	ts := start(t, Config{ReadHeaderTimeout: 200 * time.Millisecond, ReadTimeout: 400 * time.Millisecond}, map[string]Backend{"m": newFake()})
+	header := dial(t, ts)
+	fmt.Fprint(header, "POST /v2/models/m/infer HTTP/1.1\r\nHost: x\r\n")
+	body := dial(t, ts)
+	fmt.Fprint(body, "POST /v2/models/m/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+	go func() { // keep trickling until the server hangs up
+		for i := 0; i < 40; i++ {
+			time.Sleep(50 * time.Millisecond)
+			if _, err := header.Write([]byte("X")); err != nil {
+				return
+			}
+		}
+	}()
+	serving(t, ts, "m")
+	if !closedWithin(header, 3*time.Second) {
+		t.Error("a client trickling its header was not cut off within 3 s (ReadHeaderTimeout 200 ms)")
+	}
+	if !closedWithin(body, 3*time.Second) {
+		t.Error("a client trickling its body was not cut off within 3 s (ReadTimeout 400 ms)")
+	}
+	serving(t, ts, "m")
+}
+
+// TestHugeBody: a request that claims 1 GB is refused from its header
+// (413) after the client has sent only a few MB; a chunked body without a
+// length is cut at the limit. Neither is read to the end.
+func TestHugeBody(t *testing.T) {
+	ts := start(t, Config{MaxBodyBytes: 1 << 20}, map[string]Backend{"m": newFake()})
+	for _, chunked := range []bool{false, true} {
+		c := dial(t, ts)
+		hdr := "POST /v2/models/m/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+		if chunked {
+			hdr += "Transfer-Encoding: chunked\r\n\r\n"
+		} else {
+			hdr += "Content-Length: 1073741824\r\n\r\n"
+		}
+		if _, err := io.WriteString(c, hdr); err != nil {
+			t.Fatal(err)
+		}
+		sent := make(chan int64, 1)
+		go func() {
+			// Up to 4 MB, stopping when the server stops reading.
+			chunk := bytes.Repeat([]byte("1,"), 32<<10)
+			var n int64
+			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			for n < 4<<20 {
+				var err error
+				if chunked {
+					_, err = fmt.Fprintf(c, "%x\r\n%s\r\n", len(chunk), chunk)
+				} else {
+					_, err = c.Write(chunk)
+				}
+				if err != nil {
+					break
+				}
+				n += int64(len(chunk))
+			}
+			sent <- n
+		}()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("chunked=%v: %v", chunked, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), "limit") {
+			t.Errorf("chunked=%v: %d %s, want 413", chunked, resp.StatusCode, b)
+		}
+		c.Close()
+		if n := <-sent; n > 4<<20 {
+			t.Errorf("client sent %d bytes", n)
+		}
+	}
+	serving(t, ts, "m")
+}
+
+// TestDecompressionBomb: a 25 KB PNG that would decode to 5000×5000
+// pixels is refused from its header (413), before decoding, under the
+// server's pixel limit.
+func TestDecompressionBomb(t *testing.T) {
+	ts := start(t, Config{}, map[string]Backend{"m": newFake()})
+	bomb := pngBytes(t, image.NewGray(image.Rect(0, 0, 5000, 5000)))
+	if len(bomb) > 100<<10 {
+		t.Fatalf("bomb is %d bytes; expected a compressed few tens of KB", len(bomb))
+	}
+	code, _, b := post(t, ts.url+"/v1/models/m:classify", "image/png", bomb)
+	if code != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), "before decoding") {
+		t.Errorf("bomb: %d %s", code, b)
+	}
+	// Over limits.ImageSide, from a header alone (the IDAT is never read).
+	code, _, b = post(t, ts.url+"/v1/models/m:classify", "image/png", pngHeader(100_000, 1))
+	if code != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), "limits.ImageSide") {
+		t.Errorf("huge side: %d %s", code, b)
+	}
+	serving(t, ts, "m")
+}
+
+// pngHeader returns a PNG signature and IHDR chunk for a w×h grey image.
+func pngHeader(w, h uint32) []byte {
+	var buf bytes.Buffer
+	png.Encode(&buf, image.NewGray(image.Rect(0, 0, 1, 1)))
+	full := buf.Bytes()
+	// Patch width and height in IHDR (bytes 16..23); the CRC no longer
+	// matches, which DecodeConfig checks, so recompute it.
+	b := append([]byte(nil), full[:33]...)
+	putU32 := func(off int, v uint32) {
+		b[off], b[off+1], b[off+2], b[off+3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
+	}
+	putU32(16, w)
+	putU32(20, h)
+	putU32(29, crc32.ChecksumIEEE(b[12:29]))
+	return b
+}
+
+// TestManyIdleConnections holds thousands of idle connections open and
+// checks that a request is still answered promptly. The count is 10,000
+// where the descriptor limit allows (client and server ends both count in
+// this process), else what fits.
+func TestManyIdleConnections(t *testing.T) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		t.Skip("cannot read the descriptor limit:", err)
+	}
+	n := min(10_000, (int(rl.Cur)-500)/2)
+	if n < 100 {
+		t.Skipf("descriptor limit %d leaves room for only %d connections", rl.Cur, n)
+	}
+	ts := start(t, Config{}, map[string]Backend{"m": newFake()})
+	addr := strings.TrimPrefix(ts.url, "http://")
+	conns := make([]net.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	t0 := time.Now()
+	for range n {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatalf("after %d connections: %v", len(conns), err)
+		}
+		conns = append(conns, c)
+	}
+	opened := time.Since(t0)
+	t1 := time.Now()
+	serving(t, ts, "m")
+	if d := time.Since(t1); d > 2*time.Second {
+		t.Errorf("with %d idle connections a request took %v", n, d)
+	}
+	t.Logf("%d idle connections (descriptor limit %d) opened in %v; request answered in %v", n, rl.Cur, opened, time.Since(t1))
+}
+
+// TestRepositoryReload serves a repository model, replaces its file while
+// requests run, and checks that the new weights are picked up without a
+// failed request; a corrupt replacement leaves the old model serving; a
+// removed file unloads the model.
+func TestRepositoryReload(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "m", "1", "model.safetensors")
+	write := func(scale float32) {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := safetensors.Write(path, map[string]*tensor.Tensor{"scale": tensor.Full(scale, 1)}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open := func(p string) (Backend, error) {
+		f, err := safetensors.Read(p)
+		if err != nil {
+			return nil, err
+		}
+		s := f.Tensors["scale"]
+		if s == nil {
+			return nil, fmt.Errorf("%s: no tensor scale", p)
+		}
+		b := newFake()
+		b.scale = s.Data[0]
+		return b, nil
+	}
+	write(1)
+	ts := start(t, Config{Repository: dir, PollInterval: 20 * time.Millisecond, Open: open, MaxDelay: -1}, nil)
+	if err := ts.ScanRepository(); err != nil {
+		t.Fatal(err)
+	}
+	logit := func() (int, float32) {
+		code, _, b := post(t, ts.url+"/v2/models/m/infer", "application/json", inferJSON([]int{1, 2, 2, 1}, []float32{1, 1, 1, 1}, ""))
+		if code != 200 {
+			return code, 0
+		}
+		return code, decodeInfer(t, b).Outputs[0].Data[0]
+	}
+	if code, v := logit(); code != 200 || v != 4 {
+		t.Fatalf("first model: %d %v", code, v)
+	}
+	// Requests keep running while the file is replaced.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	failures := make(chan string, 1000)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if code, v := logit(); code != 200 || (v != 4 && v != 8) {
+				failures <- fmt.Sprintf("%d %v", code, v)
+			}
+		}
+	}()
+	time.Sleep(10 * time.Millisecond) // let the mtime differ on coarse clocks
+	write(2)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, v := logit(); v == 8 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("replaced model not picked up within 5 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	close(failures)
+	for f := range failures {
+		t.Errorf("request during the replacement failed: %s", f)
+	}
+
+	// A corrupt file: logged, the previous model keeps serving.
+	if err := os.WriteFile(path, []byte("not a safetensors file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(ts.logs.String(), "repository model not loaded") {
+		if time.Now().After(deadline.Add(5 * time.Second)) {
+			t.Fatal("corrupt model file not reported within 10 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if code, v := logit(); code != 200 || v != 8 {
+		t.Errorf("after a corrupt replacement: %d %v, want the previous model's 8", code, v)
+	}
+
+	// Removed: unloaded.
+	os.RemoveAll(filepath.Join(dir, "m"))
+	for {
+		if code, _ := logit(); code == http.StatusNotFound {
+			break
+		}
+		if time.Now().After(deadline.Add(10 * time.Second)) {
+			t.Fatal("removed model still served after 15 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestDrainUnderLoad: REST and gRPC requests in flight when the server is
+// told to stop (what SIGTERM does in residual serve) are all answered, Run
+// returns nil, and new connections are refused afterwards.
+func TestDrainUnderLoad(t *testing.T) {
+	f := newFake()
+	f.delay = 40 * time.Millisecond
+	ts := start(t, Config{MaxBatch: 4, MaxDelay: 5 * time.Millisecond}, map[string]Backend{"m": f})
+	const n = 24
+	codes := make(chan int, n)
+	var sent sync.WaitGroup
+	for i := range n {
+		sent.Add(1)
+		go func() {
+			body := inferJSON([]int{1, 2, 2, 1}, []float32{float32(i), 0, 0, 0}, "")
+			req, _ := http.NewRequest(http.MethodPost, ts.url+"/v2/models/m/infer", bytes.NewReader(body))
+			sent.Done()
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Errorf("request %d: %v", i, err)
+				codes <- 0
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		}()
+	}
+	sent.Wait()
+	// And four over gRPC.
+	const g = 4
+	gc := grpcClient(t, ts)
+	gerrs := make(chan error, g)
+	for range g {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			_, err := gc.ModelInfer(ctx, &inferencepb.ModelInferRequest{ModelName: "m", Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{
+				{Name: "input", Datatype: "FP32", Shape: []int64{1, 2, 2, 1}, Contents: &inferencepb.InferTensorContents{Fp32Contents: []float32{1, 2, 3, 4}}}}})
+			gerrs <- err
+		}()
+	}
+	// Wait until the server holds every request (queued, running or done;
+	// the first batch was the warm-up), then stop it.
+	accepted := func() int {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		done := -1
+		for _, b := range f.batches {
+			done += b
+		}
+		return done + int(ts.models["m"]["1"].bt.queued.Load())
+	}
+	for accepted() < n+g {
+		time.Sleep(time.Millisecond)
+	}
+	ts.cancel() // the drain starts with requests queued and running
+	for range n {
+		if c := <-codes; c != 200 {
+			t.Errorf("an accepted request got %d during the drain", c)
+		}
+	}
+	for range g {
+		if err := <-gerrs; err != nil {
+			t.Errorf("an accepted gRPC request failed during the drain: %v", err)
+		}
+	}
+	select {
+	case err := <-ts.done:
+		if err != nil {
+			t.Errorf("Run after the drain: %v", err)
+		}
+		ts.done <- err // for the cleanup
+	case <-time.After(10 * time.Second):
+		t.Fatal("server did not stop")
+	}
+	if _, err := net.DialTimeout("tcp", strings.TrimPrefix(ts.url, "http://"), time.Second); err == nil {
+		t.Error("server still accepts connections after the drain")
+	}
+}
+
+// badShape is a model that answers the wrong number of rows.
+type badShape struct{ *fakeBackend }
+
+func (b badShape) Forward(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	if x.Data[0] == 7 {
+		return tensor.New(x.Shape[0]+1, 3), nil
+	}
+	if x.Data[0] == 8 {
+		return &tensor.Tensor{Shape: []int{x.Shape[0], 3}, Data: make([]float32, 1)}, nil
+	}
+	return b.fakeBackend.Forward(ctx, x)
+}
+
+// TestMalformedModelOutput: a model answering the wrong shape, or a shape
+// its data does not fill, gets 500 naming it, and the server serves on.
+func TestMalformedModelOutput(t *testing.T) {
+	ts := start(t, Config{MaxDelay: -1}, map[string]Backend{"m": badShape{newFake()}})
+	for _, v := range []float32{7, 8} {
+		code, _, b := post(t, ts.url+"/v2/models/m/infer", "application/json", inferJSON([]int{1, 2, 2, 1}, []float32{v, 0, 0, 0}, ""))
+		if code != 500 || !strings.Contains(string(b), "model returned shape") {
+			t.Errorf("input %v: %d %s", v, code, b)
+		}
+	}
+	serving(t, ts, "m")
+}

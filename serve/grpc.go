@@ -1,0 +1,200 @@
+package serve
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"runtime/debug"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/residual-nn/residual/serve/internal/inferencepb"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// NewGRPC returns a gRPC server with the Open Inference Protocol's
+// inference.GRPCInferenceService registered, its messages bounded by
+// Config.MaxBodyBytes, panics recovered (INTERNAL) and calls logged. The
+// client's deadline (grpc-timeout) is the request's; without one the
+// server's Config.Timeout applies.
+func (s *Server) NewGRPC(opts ...grpc.ServerOption) *grpc.Server {
+	opts = append([]grpc.ServerOption{
+		grpc.MaxRecvMsgSize(int(min(s.cfg.MaxBodyBytes, math.MaxInt32))),
+		grpc.ChainUnaryInterceptor(s.grpcInterceptor),
+	}, opts...)
+	g := grpc.NewServer(opts...)
+	inferencepb.RegisterGRPCInferenceServiceServer(g, &grpcService{s: s})
+	return g
+}
+
+// grpcInterceptor recovers panics, applies the default deadline, maps
+// errors to status codes and logs each call.
+func (s *Server) grpcInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	start := time.Now()
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("grpc handler panicked", "method", info.FullMethod, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			resp, err = nil, status.Errorf(codes.Internal, "internal error: handler panicked: %v", p)
+		}
+		code := status.Code(err)
+		lvl := slog.LevelInfo
+		if code == codes.Internal || code == codes.Unknown {
+			lvl = slog.LevelError
+		}
+		s.log.LogAttrs(ctx, lvl, "grpc", slog.String("method", info.FullMethod), slog.String("code", code.String()), slog.Duration("duration", time.Since(start)))
+	}()
+	ctx, cancel := s.withTimeout(ctx, 0)
+	defer cancel()
+	resp, err = handler(ctx, req)
+	if err != nil {
+		if _, ok := status.FromError(err); !ok || status.Code(err) == codes.Unknown {
+			ae := classify(err)
+			err = status.Error(ae.code, ae.msg)
+		}
+	}
+	return resp, err
+}
+
+type grpcService struct {
+	inferencepb.UnimplementedGRPCInferenceServiceServer
+	s *Server
+}
+
+func (g *grpcService) ServerLive(context.Context, *inferencepb.ServerLiveRequest) (*inferencepb.ServerLiveResponse, error) {
+	return &inferencepb.ServerLiveResponse{Live: true}, nil
+}
+
+func (g *grpcService) ServerReady(context.Context, *inferencepb.ServerReadyRequest) (*inferencepb.ServerReadyResponse, error) {
+	return &inferencepb.ServerReadyResponse{Ready: g.s.Ready()}, nil
+}
+
+func (g *grpcService) ModelReady(_ context.Context, r *inferencepb.ModelReadyRequest) (*inferencepb.ModelReadyResponse, error) {
+	_, err := g.s.lookup(r.GetName(), r.GetVersion())
+	if err != nil && classify(err).code == codes.NotFound {
+		return nil, err
+	}
+	return &inferencepb.ModelReadyResponse{Ready: err == nil}, nil
+}
+
+func (g *grpcService) ServerMetadata(context.Context, *inferencepb.ServerMetadataRequest) (*inferencepb.ServerMetadataResponse, error) {
+	return &inferencepb.ServerMetadataResponse{Name: serverName, Version: serverVersion}, nil
+}
+
+func (g *grpcService) ModelMetadata(_ context.Context, r *inferencepb.ModelMetadataRequest) (*inferencepb.ModelMetadataResponse, error) {
+	m, err := g.s.lookup(r.GetName(), r.GetVersion())
+	if err != nil {
+		return nil, err
+	}
+	md := g.s.metadata(m)
+	conv := func(ts []tensorMeta) []*inferencepb.ModelMetadataResponse_TensorMetadata {
+		var out []*inferencepb.ModelMetadataResponse_TensorMetadata
+		for _, t := range ts {
+			out = append(out, &inferencepb.ModelMetadataResponse_TensorMetadata{Name: t.Name, Datatype: t.Datatype, Shape: t.Shape})
+		}
+		return out
+	}
+	return &inferencepb.ModelMetadataResponse{Name: md.Name, Versions: md.Versions, Platform: md.Platform, Inputs: conv(md.Inputs), Outputs: conv(md.Outputs)}, nil
+}
+
+// ModelInfer runs one request. The input comes as typed contents or as
+// raw_input_contents; outputs are answered as raw_output_contents FP32
+// (what Triton's clients read), in the order requested.
+func (g *grpcService) ModelInfer(ctx context.Context, r *inferencepb.ModelInferRequest) (*inferencepb.ModelInferResponse, error) {
+	if len(r.GetInputs()) != 1 {
+		return nil, badRequest("request has %d inputs; the model takes one, %q", len(r.GetInputs()), inputName)
+	}
+	in := r.GetInputs()[0]
+	if in.GetName() != inputName {
+		return nil, badRequest("unknown input %q; the model's input is %q", in.GetName(), inputName)
+	}
+	n, dims, err := checkShape("input "+inputName, in.GetShape())
+	if err != nil {
+		return nil, err
+	}
+	var data []float32
+	switch raw := r.GetRawInputContents(); {
+	case len(raw) > 1:
+		return nil, badRequest("%d raw_input_contents for one input", len(raw))
+	case len(raw) == 1:
+		if in.GetContents() != nil {
+			return nil, badRequest("input %q has both contents and raw_input_contents", in.GetName())
+		}
+		data, err = decodeRaw("input "+inputName, in.GetDatatype(), raw[0], n)
+	default:
+		data, err = typedContents(in.GetDatatype(), in.GetContents(), n)
+	}
+	if err != nil {
+		return nil, err
+	}
+	y, m, err := g.s.infer(ctx, "grpc", r.GetModelName(), r.GetModelVersion(), tensor.MustFromData(data, dims...))
+	if err != nil {
+		return nil, err
+	}
+	var want []string
+	for _, o := range r.GetOutputs() {
+		want = append(want, o.GetName())
+	}
+	names, ts, err := outputs(y, want)
+	if err != nil {
+		return nil, err
+	}
+	resp := &inferencepb.ModelInferResponse{ModelName: m.name, ModelVersion: m.version, Id: r.GetId()}
+	for i, name := range names {
+		resp.Outputs = append(resp.Outputs, &inferencepb.ModelInferResponse_InferOutputTensor{Name: name, Datatype: datatypeF32, Shape: shape64(ts[i].Shape)})
+		resp.RawOutputContents = append(resp.RawOutputContents, rawBytes(ts[i]))
+	}
+	return resp, nil
+}
+
+// typedContents converts the typed contents field of a datatype to
+// float32, checking the element count.
+func typedContents(dt string, c *inferencepb.InferTensorContents, n int) ([]float32, error) {
+	if _, err := elemSize(dt); err != nil {
+		return nil, err
+	}
+	if c == nil {
+		return nil, badRequest("input %q has neither contents nor raw_input_contents", inputName)
+	}
+	var out []float32
+	add := func(count int, at func(i int) float32) error {
+		if count != n {
+			return badRequest("input %q: %d %s elements, its shape declares %d", inputName, count, dt, n)
+		}
+		out = make([]float32, n)
+		for i := range out {
+			out[i] = at(i)
+		}
+		return nil
+	}
+	var err error
+	switch dt {
+	case "BOOL":
+		v := c.GetBoolContents()
+		err = add(len(v), func(i int) float32 { return map[bool]float32{true: 1}[v[i]] })
+	case "INT8", "INT16", "INT32":
+		v := c.GetIntContents()
+		err = add(len(v), func(i int) float32 { return float32(v[i]) })
+	case "INT64":
+		v := c.GetInt64Contents()
+		err = add(len(v), func(i int) float32 { return float32(v[i]) })
+	case "UINT8", "UINT16", "UINT32":
+		v := c.GetUintContents()
+		err = add(len(v), func(i int) float32 { return float32(v[i]) })
+	case "UINT64":
+		v := c.GetUint64Contents()
+		err = add(len(v), func(i int) float32 { return float32(v[i]) })
+	case "FP32":
+		v := c.GetFp32Contents()
+		err = add(len(v), func(i int) float32 { return v[i] })
+	case "FP64":
+		v := c.GetFp64Contents()
+		err = add(len(v), func(i int) float32 { return float32(v[i]) })
+	case "FP16":
+		return nil, badRequest("input %q: FP16 has no typed contents; send it as raw_input_contents", inputName)
+	}
+	return out, err
+}

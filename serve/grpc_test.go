@@ -1,0 +1,104 @@
+package serve
+
+import (
+	"context"
+	"encoding/binary"
+	"math"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/serve/internal/inferencepb"
+	"github.com/residual-nn/residual/tensor"
+)
+
+func grpcClient(t testing.TB, ts *testServer) inferencepb.GRPCInferenceServiceClient {
+	t.Helper()
+	conn, err := grpc.NewClient(ts.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return inferencepb.NewGRPCInferenceServiceClient(conn)
+}
+
+// TestGRPC checks the gRPC service: health, metadata, and ModelInfer with
+// raw and typed contents giving the model's own logits; errors map to
+// INVALID_ARGUMENT, NOT_FOUND and RESOURCE_EXHAUSTED.
+func TestGRPC(t *testing.T) {
+	net := newResNet(t)
+	slow := newFake()
+	slow.delay = 150 * time.Millisecond
+	ts := start(t, Config{MaxDelay: -1, MaxBatch: 1}, map[string]Backend{"resnet": net, "slow": slow})
+	c := grpcClient(t, ts)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	if r, err := c.ServerLive(ctx, &inferencepb.ServerLiveRequest{}); err != nil || !r.Live {
+		t.Fatalf("ServerLive: %v %v", r, err)
+	}
+	if r, err := c.ServerReady(ctx, &inferencepb.ServerReadyRequest{}); err != nil || !r.Ready {
+		t.Fatalf("ServerReady: %v %v", r, err)
+	}
+	if r, err := c.ModelReady(ctx, &inferencepb.ModelReadyRequest{Name: "resnet"}); err != nil || !r.Ready {
+		t.Fatalf("ModelReady: %v %v", r, err)
+	}
+	md, err := c.ModelMetadata(ctx, &inferencepb.ModelMetadataRequest{Name: "resnet", Version: "1"})
+	if err != nil || md.Name != "resnet" || len(md.Inputs) != 1 || md.Inputs[0].Datatype != "FP32" || len(md.Inputs[0].Shape) != 4 || md.Outputs[0].Shape[1] != 10 {
+		t.Fatalf("ModelMetadata: %v %v", md, err)
+	}
+
+	x := tensor.NewRNG(5).Randn(1, 28, 28, 1)
+	want := net.net.Forward(ag.Constant(x)).Data
+	raw := make([]byte, 4*len(x.Data))
+	for i, v := range x.Data {
+		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
+	}
+	in := &inferencepb.ModelInferRequest_InferInputTensor{Name: "input", Datatype: "FP32", Shape: []int64{1, 28, 28, 1}}
+	reqs := map[string]*inferencepb.ModelInferRequest{
+		"raw": {ModelName: "resnet", Id: "a", Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{in}, RawInputContents: [][]byte{raw},
+			Outputs: []*inferencepb.ModelInferRequest_InferRequestedOutputTensor{{Name: "logits"}}},
+		"typed": {ModelName: "resnet", Id: "a", Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{{Name: "input", Datatype: "FP32", Shape: in.Shape,
+			Contents: &inferencepb.InferTensorContents{Fp32Contents: x.Data}}}, Outputs: []*inferencepb.ModelInferRequest_InferRequestedOutputTensor{{Name: "logits"}}},
+	}
+	for name, req := range reqs {
+		r, err := c.ModelInfer(ctx, req)
+		if err != nil {
+			t.Fatalf("%s ModelInfer: %v", name, err)
+		}
+		if r.Id != "a" || r.ModelVersion != "1" || len(r.Outputs) != 1 || len(r.RawOutputContents) != 1 || len(r.RawOutputContents[0]) != 40 {
+			t.Fatalf("%s response %v", name, r)
+		}
+		for i, v := range want.Data {
+			if got := math.Float32frombits(binary.LittleEndian.Uint32(r.RawOutputContents[0][4*i:])); got != v {
+				t.Fatalf("%s logit %d: %v, model %v", name, i, got, v)
+			}
+		}
+	}
+
+	bad := map[codes.Code]*inferencepb.ModelInferRequest{
+		codes.InvalidArgument: {ModelName: "resnet", Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{{Name: "input", Datatype: "FP32", Shape: []int64{1, 28, 28, 3}}}, RawInputContents: [][]byte{raw}},
+		codes.NotFound:        {ModelName: "nope", Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{in}, RawInputContents: [][]byte{raw}},
+	}
+	for want, req := range bad {
+		if _, err := c.ModelInfer(ctx, req); status.Code(err) != want {
+			t.Errorf("want %v, got %v", want, err)
+		}
+	}
+	// A deadline the slow model cannot meet is refused at admission.
+	sin := &inferencepb.ModelInferRequest_InferInputTensor{Name: "input", Datatype: "FP32", Shape: []int64{1, 2, 2, 1}, Contents: &inferencepb.InferTensorContents{Fp32Contents: []float32{1, 2, 3, 4}}}
+	sreq := &inferencepb.ModelInferRequest{ModelName: "slow", Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{sin}}
+	dctx, dcancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer dcancel()
+	if _, err := c.ModelInfer(dctx, sreq); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("deadline that cannot be met: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if r, err := c.ModelInfer(ctx, sreq); err != nil || len(r.Outputs) != 2 {
+		t.Errorf("slow model after the refusal: %v %v", r, err)
+	}
+}

@@ -1,0 +1,233 @@
+package serve
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	_ "image/jpeg" // decoders of the image routes
+	"image/png"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"sort"
+	"strconv"
+
+	_ "golang.org/x/image/webp"
+
+	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/limits"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// decodeImage decodes a JPEG, PNG or WebP after checking its header's size
+// against limits.CheckImage and maxPixels, so that a decompression bomb is refused
+// before any pixel is allocated. Decoder panics become errors.
+func decodeImage(b []byte, maxPixels int) (img image.Image, err error) {
+	cfg, format, err := image.DecodeConfig(bytes.NewReader(b))
+	if err != nil {
+		return nil, badRequest("image: %v (want JPEG, PNG or WebP)", err)
+	}
+	if err := limits.CheckImage(format+" image", cfg.Width, cfg.Height); err != nil {
+		return nil, tooLarge("%v", err)
+	}
+	if px := int64(cfg.Width) * int64(cfg.Height); px > int64(maxPixels) {
+		return nil, tooLarge("%s image of %d×%d = %d pixels is over the server's limit of %d (--max-pixels): refused before decoding", format, cfg.Width, cfg.Height, px, maxPixels)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			img, err = nil, badRequest("image: %s decoder failed: %v", format, p)
+		}
+	}()
+	img, _, err = image.Decode(bytes.NewReader(b))
+	if err != nil {
+		return nil, badRequest("image: %v", err)
+	}
+	return img, nil
+}
+
+// imageBody returns the image bytes of a request: the raw body, or the
+// multipart form field "image".
+func imageBody(r *http.Request) ([]byte, error) {
+	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "multipart/form-data" {
+		return readBody(r)
+	}
+	mr := multipart.NewReader(r.Body, params["boundary"])
+	for {
+		p, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			return nil, badRequest("multipart form has no field %q", "image")
+		}
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			return nil, tooLarge("request body is over the server's limit of %d bytes (--max-body)", mb.Limit)
+		}
+		if err != nil {
+			return nil, badRequest("multipart form: %v", err)
+		}
+		if p.FormName() != "image" {
+			continue
+		}
+		b, err := io.ReadAll(p)
+		if errors.As(err, &mb) {
+			return nil, tooLarge("request body is over the server's limit of %d bytes (--max-body)", mb.Limit)
+		}
+		if err != nil {
+			return nil, badRequest("multipart field image: %v", err)
+		}
+		return b, nil
+	}
+}
+
+// Guess is one class of a classification answer.
+type Guess struct {
+	Class       int     `json:"class"`
+	Label       string  `json:"label"`
+	Probability float64 `json:"probability"`
+}
+
+// ClassifyResponse is the answer of POST /v1/models/NAME:classify.
+type ClassifyResponse struct {
+	Model       string  `json:"model"`
+	Version     string  `json:"version"`
+	Predictions []Guess `json:"predictions"`
+}
+
+// handleImage is POST /v1/models/NAME:classify (top-k JSON, ?top=K,
+// default 5) and NAME:segment (a PNG: the grey mask of class indices, or
+// with ?overlay=1 the image with the mask blended in colour), with the
+// image as the raw body or the multipart field "image".
+func (s *Server) handleImage(w http.ResponseWriter, r *http.Request) {
+	if err := s.image(w, r); err != nil {
+		writeError(w, err)
+	}
+}
+
+func (s *Server) image(w http.ResponseWriter, r *http.Request) error {
+	name, action, err := splitAction(r.PathValue("action"))
+	if err != nil {
+		return err
+	}
+	version := ""
+	if n := r.PathValue("name"); n != "" {
+		name, version = n, name
+	}
+	if action != TaskClassify && action != TaskSegment {
+		return notFound("unknown action %q: want classify or segment", action)
+	}
+	m, err := s.lookup(name, version)
+	if err != nil {
+		return err
+	}
+	if m.info.Task != action {
+		return badRequest("model %q is a %s model; it cannot %s", name, m.info.Task, action)
+	}
+	top := 5
+	if action == TaskClassify && r.URL.Query().Has("top") {
+		top, err = strconv.Atoi(r.URL.Query().Get("top"))
+		if err != nil || top < 1 {
+			return badRequest("query top=%q: want a positive integer", r.URL.Query().Get("top"))
+		}
+	}
+	ctx, cancel, err := s.requestContext(r, 0)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	b, err := imageBody(r)
+	if err != nil {
+		return err
+	}
+	select {
+	case s.decoding <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	img, err := decodeImage(b, s.cfg.MaxImagePixels)
+	var x *tensor.Tensor
+	if err == nil {
+		x, err = preprocess(m.backend, img)
+	}
+	<-s.decoding
+	if err != nil {
+		return err
+	}
+	y, m, err := s.infer(ctx, "http", name, version, x)
+	if err != nil {
+		return err
+	}
+	if action == TaskClassify {
+		writeJSON(w, http.StatusOK, ClassifyResponse{Model: m.name, Version: m.version, Predictions: topK(softmaxLast(y).Data, m.info.Classes, top)})
+		return nil
+	}
+	return writeMask(ctx, w, img, y, r.URL.Query().Get("overlay") == "1")
+}
+
+// preprocess calls the backend's Preprocess, turning its panics and errors
+// into 400s.
+func preprocess(b Backend, img image.Image) (x *tensor.Tensor, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			x, err = nil, internal("preprocessing panicked: %v", p)
+		}
+	}()
+	x, err = b.Preprocess(img)
+	if err != nil {
+		return nil, badRequest("preprocessing the image: %v", err)
+	}
+	return x, nil
+}
+
+// topK returns the k most probable classes of one row of probabilities.
+func topK(probs []float32, classes []string, k int) []Guess {
+	gs := make([]Guess, len(probs))
+	for i, p := range probs {
+		gs[i] = Guess{Class: i, Probability: float64(p)}
+		if i < len(classes) {
+			gs[i].Label = classes[i]
+		}
+	}
+	sort.SliceStable(gs, func(a, b int) bool { return gs[a].Probability > gs[b].Probability })
+	return gs[:min(k, len(gs))]
+}
+
+// writeMask answers a segmentation: logits [1,H',W',K] become a mask of
+// class indices scaled (nearest neighbour) to the image's size, as a grey
+// PNG or blended over the image.
+func writeMask(_ context.Context, w http.ResponseWriter, img image.Image, y *tensor.Tensor, overlay bool) error {
+	if len(y.Shape) != 4 || y.Shape[0] != 1 {
+		return internal("segmentation model returned shape %v; want [1 H W classes]", y.Shape)
+	}
+	mh, mw, k := y.Shape[1], y.Shape[2], y.Shape[3]
+	b := img.Bounds()
+	h, wd := b.Dy(), b.Dx()
+	mask := make([]uint8, h*wd)
+	for py := range h {
+		sy := py * mh / h
+		for px := range wd {
+			row := y.Data[(sy*mw+px*mw/wd)*k:][:k]
+			best := 0
+			for j, v := range row {
+				if v > row[best] {
+					best = j
+				}
+			}
+			mask[py*wd+px] = uint8(min(best, 255))
+		}
+	}
+	var out image.Image = data.MaskImage(mask, h, wd)
+	if overlay {
+		out = data.Overlay(data.Pixels(img, 3), mask, h, wd, 3)
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, out); err != nil {
+		return internal("encoding the mask: %v", err)
+	}
+	w.Header().Set("Content-Type", "image/png")
+	w.Header().Set("Content-Length", fmt.Sprint(buf.Len()))
+	w.Write(buf.Bytes())
+	return nil
+}

@@ -1,0 +1,105 @@
+package serve
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics holds the server's Prometheus collectors. The nv_* names and
+// their meaning follow Triton's metrics documentation (cumulative counters
+// in microseconds, counted per request), so Triton dashboards work; the
+// residual_* histograms add latency and batch-size distributions.
+type metrics struct {
+	reg *prometheus.Registry
+
+	success, count, exec           *prometheus.CounterVec
+	failure                        *prometheus.CounterVec
+	requestUs, queueUs, computeUs  *prometheus.CounterVec
+	latency, queueLatency, batches *prometheus.HistogramVec
+	queueItems                     *prometheus.GaugeVec
+	logger                         *slog.Logger
+}
+
+func newMetrics(logger *slog.Logger) *metrics {
+	mv := []string{"model", "version"}
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, append(mv, labels...))
+	}
+	// Latency buckets from 100 µs to ~52 s, doubling: one CIFAR image on a
+	// core to a large overloaded batch.
+	lat := prometheus.ExponentialBuckets(100e-6, 2, 20)
+	m := &metrics{
+		reg:          prometheus.NewRegistry(),
+		success:      counter("nv_inference_request_success", "Number of successful inference requests, all batch sizes"),
+		failure:      counter("nv_inference_request_failure", "Number of failed inference requests, all batch sizes", "reason"),
+		count:        counter("nv_inference_count", "Number of inferences performed (a batch of n counts n)"),
+		exec:         counter("nv_inference_exec_count", "Number of model executions (batches) performed"),
+		requestUs:    counter("nv_inference_request_duration_us", "Cumulative end-to-end inference request handling duration in microseconds"),
+		queueUs:      counter("nv_inference_queue_duration_us", "Cumulative inference queuing duration in microseconds"),
+		computeUs:    counter("nv_inference_compute_infer_duration_us", "Cumulative compute inference duration in microseconds (each request counts its batch's time)"),
+		latency:      prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "residual_request_duration_seconds", Help: "End-to-end inference request latency", Buckets: lat}, append(mv, "protocol")),
+		queueLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "residual_queue_duration_seconds", Help: "Time a request waited for its batch to start", Buckets: lat}, mv),
+		batches:      prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "residual_batch_size", Help: "Images per model execution", Buckets: prometheus.ExponentialBuckets(1, 2, 11)}, mv),
+		queueItems:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "residual_queue_images", Help: "Images queued or running"}, mv),
+		logger:       logger,
+	}
+	m.reg.MustRegister(m.success, m.failure, m.count, m.exec, m.requestUs, m.queueUs, m.computeUs,
+		m.latency, m.queueLatency, m.batches, m.queueItems,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// modelMetrics are the collectors of one model version.
+type modelMetrics struct {
+	success, count, exec, requestUs, queueUs, computeUs prometheus.Counter
+	failure                                             *prometheus.CounterVec
+	latency                                             prometheus.ObserverVec
+	queueLatency, batches                               prometheus.Observer
+	queueItems                                          prometheus.Gauge
+	logger                                              *slog.Logger
+}
+
+func (m *metrics) forModel(name, version string) *modelMetrics {
+	l := prometheus.Labels{"model": name, "version": version}
+	return &modelMetrics{
+		success:      m.success.With(l),
+		count:        m.count.With(l),
+		exec:         m.exec.With(l),
+		requestUs:    m.requestUs.With(l),
+		queueUs:      m.queueUs.With(l),
+		computeUs:    m.computeUs.With(l),
+		failure:      m.failure.MustCurryWith(l),
+		latency:      m.latency.MustCurryWith(l),
+		queueLatency: m.queueLatency.With(l),
+		batches:      m.batches.With(l),
+		queueItems:   m.queueItems.With(l),
+		logger:       m.logger,
+	}
+}
+
+// observeBatch records one model execution.
+func (mm *modelMetrics) observeBatch(size int, _ time.Duration, err error) {
+	if err != nil {
+		return
+	}
+	mm.exec.Inc()
+	mm.batches.Observe(float64(size))
+}
+
+// observeRequest records one answered inference request of n images.
+func (mm *modelMetrics) observeRequest(protocol string, n int, total time.Duration, r result, err error) {
+	if err != nil {
+		mm.failure.WithLabelValues(classify(err).reason).Inc()
+		return
+	}
+	mm.success.Inc()
+	mm.count.Add(float64(n))
+	mm.requestUs.Add(float64(total.Microseconds()))
+	mm.queueUs.Add(float64(r.queue.Microseconds()))
+	mm.computeUs.Add(float64(r.compute.Microseconds()))
+	mm.latency.WithLabelValues(protocol).Observe(total.Seconds())
+	mm.queueLatency.Observe(r.queue.Seconds())
+}

@@ -1,0 +1,472 @@
+package serve
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"math"
+	"mime/multipart"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// TestInferMatchesModel checks the v2 route end to end with a real
+// ResNet-20: JSON and binary requests and responses give the logits of the
+// model called directly, bit for bit (same input, batch of one, same code
+// path; JSON carries float32 exactly as Go prints the shortest
+// round-tripping decimal), and probabilities are the logits' softmax.
+func TestInferMatchesModel(t *testing.T) {
+	net := newResNet(t)
+	ts := start(t, Config{MaxDelay: -1}, map[string]Backend{"resnet": net})
+	x := tensor.NewRNG(3).Randn(1, 28, 28, 1)
+	want := net.net.Forward(ag.Constant(x)).Data
+
+	code, _, b := post(t, ts.url+"/v2/models/resnet/infer", "application/json", inferJSON(x.Shape, x.Data, ""))
+	if code != http.StatusOK {
+		t.Fatalf("JSON infer: %d %s", code, b)
+	}
+	r := decodeInfer(t, b)
+	if r.ModelName != "resnet" || r.ModelVersion != "1" || r.ID != "r1" || len(r.Outputs) != 2 {
+		t.Fatalf("response header fields: %+v", r)
+	}
+	if r.Outputs[0].Name != logitsName || fmt.Sprint(r.Outputs[0].Shape) != "[1 10]" {
+		t.Fatalf("logits output %+v", r.Outputs[0])
+	}
+	for i, v := range want.Data {
+		if r.Outputs[0].Data[i] != v {
+			t.Fatalf("logit %d: served %v, model %v", i, r.Outputs[0].Data[i], v)
+		}
+	}
+	var sum float64
+	for _, p := range r.Outputs[1].Data {
+		sum += float64(p)
+	}
+	// Ten float32 probabilities each rounded once: |Σ-1| ≤ 10·2^-24 ≈ 6e-7.
+	if math.Abs(sum-1) > 1e-6 {
+		t.Errorf("probabilities sum to %v", sum)
+	}
+
+	// Binary tensor extension: FP32 input bytes after the JSON header,
+	// logits requested as binary.
+	raw := make([]byte, 4*len(x.Data))
+	for i, v := range x.Data {
+		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
+	}
+	hdr := fmt.Sprintf(`{"inputs":[{"name":"input","shape":[1,28,28,1],"datatype":"FP32","parameters":{"binary_data_size":%d}}],"outputs":[{"name":"logits","parameters":{"binary_data":true}}]}`, len(raw))
+	code, h, b := post(t, ts.url+"/v2/models/resnet/versions/1/infer", "application/octet-stream", append([]byte(hdr), raw...), headerInferenceLength, fmt.Sprint(len(hdr)))
+	if code != http.StatusOK {
+		t.Fatalf("binary infer: %d %s", code, b)
+	}
+	var n int
+	fmt.Sscan(h.Get(headerInferenceLength), &n)
+	if n <= 0 || n > len(b) {
+		t.Fatalf("response %s header %q for %d bytes", headerInferenceLength, h.Get(headerInferenceLength), len(b))
+	}
+	rb := decodeInfer(t, b[:n])
+	if len(rb.Outputs) != 1 || rb.Outputs[0].Parameters["binary_data_size"] != float64(40) || len(b)-n != 40 {
+		t.Fatalf("binary response: %+v and %d bytes", rb, len(b)-n)
+	}
+	for i, v := range want.Data {
+		if got := math.Float32frombits(binary.LittleEndian.Uint32(b[n+4*i:])); got != v {
+			t.Fatalf("binary logit %d: %v, model %v", i, got, v)
+		}
+	}
+}
+
+// TestDatatypes sends one input in every numeric datatype (nested JSON,
+// and raw bytes for FP16) and checks the values reach the model.
+func TestDatatypes(t *testing.T) {
+	ts := start(t, Config{MaxDelay: -1}, map[string]Backend{"m": newFake()})
+	// The fake's class-0 logit is Σx = 1+2+3+4 = 10 in every case.
+	for _, dt := range []string{"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP32", "FP64"} {
+		data := `[[[[1],[2]],[[3],[4]]]]`
+		want := float32(10)
+		if dt == "BOOL" {
+			data, want = `[true,false,true,true]`, 3
+		}
+		body := fmt.Sprintf(`{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":%q,"data":%s}],"outputs":[{"name":"logits"}]}`, dt, data)
+		code, _, b := post(t, ts.url+"/v2/models/m/infer", "application/json", []byte(body))
+		if code != http.StatusOK {
+			t.Errorf("%s: %d %s", dt, code, b)
+			continue
+		}
+		if got := decodeInfer(t, b).Outputs[0].Data[0]; got != want {
+			t.Errorf("%s: logit %v, want %v", dt, got, want)
+		}
+	}
+	// FP16 1, 2, 3, 4 (0x3c00, 0x4000, 0x4200, 0x4400) as binary data.
+	raw := []byte{0x00, 0x3c, 0x00, 0x40, 0x00, 0x42, 0x00, 0x44}
+	hdr := `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP16","parameters":{"binary_data_size":8}}],"outputs":[{"name":"logits"}]}`
+	code, _, b := post(t, ts.url+"/v2/models/m/infer", "application/octet-stream", append([]byte(hdr), raw...), headerInferenceLength, fmt.Sprint(len(hdr)))
+	if code != http.StatusOK || decodeInfer(t, b).Outputs[0].Data[0] != 10 {
+		t.Errorf("FP16: %d %s", code, b)
+	}
+}
+
+func TestHalfToFloat(t *testing.T) {
+	for h, want := range map[uint16]float32{0x3c00: 1, 0xc000: -2, 0x3555: 0.333251953125, 0x0001: 5.960464477539063e-08, 0x7bff: 65504, 0x8000: float32(math.Copysign(0, -1))} {
+		if got := halfToFloat(h); got != want || math.Signbit(float64(got)) != math.Signbit(float64(want)) {
+			t.Errorf("halfToFloat(%#04x) = %v, want %v", h, got, want)
+		}
+	}
+	if !math.IsInf(float64(halfToFloat(0x7c00)), 1) || !math.IsNaN(float64(halfToFloat(0x7e00))) {
+		t.Error("infinity or NaN not kept")
+	}
+}
+
+// TestBadRequests checks that each malformed request gets 400 (or 404)
+// with a JSON error naming the problem, and that the server then still
+// serves.
+func TestBadRequests(t *testing.T) {
+	ts := start(t, Config{MaxDelay: -1, MaxBatch: 4}, map[string]Backend{"m": newFake()})
+	good := `{"name":"input","shape":[1,2,2,1],"datatype":"FP32","data":[1,2,3,4]}`
+	cases := []struct {
+		name, path, body string
+		status           int
+		says             string
+	}{
+		{"malformed JSON", "m", `{"inputs":[`, 400, "malformed"},
+		{"not an object", "m", `[1,2]`, 400, "malformed"},
+		{"no inputs", "m", `{"inputs":[]}`, 400, "0 inputs"},
+		{"wrong input name", "m", strings.Replace(`{"inputs":[`+good+`]}`, `"input"`, `"x"`, 1), 400, `unknown input "x"`},
+		{"wrong shape", "m", `{"inputs":[{"name":"input","shape":[1,3,2,1],"datatype":"FP32","data":[1,2,3,4,5,6]}]}`, 400, "does not match"},
+		{"rank 2", "m", `{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]}`, 400, "does not match"},
+		{"negative dimension", "m", `{"inputs":[{"name":"input","shape":[1,-2,2,1],"datatype":"FP32","data":[1,2,3,4]}]}`, 400, "invalid dimension"},
+		{"huge shape", "m", `{"inputs":[{"name":"input","shape":[100000,100000,100000,1],"datatype":"FP32","data":[1]}]}`, 400, "limits.TensorElements"},
+		{"too few values", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP32","data":[1,2,3]}]}`, 400, "holds 3 elements"},
+		{"too many values", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP32","data":[1,2,3,4,5]}]}`, 400, "more than the 4"},
+		{"string values", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP32","data":["a","b","c","d"]}]}`, 400, "want a number"},
+		{"BYTES", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"BYTES","data":[1,2,3,4]}]}`, 400, "BYTES"},
+		{"unknown datatype", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP8","data":[1,2,3,4]}]}`, 400, `unknown datatype "FP8"`},
+		{"overflowing number", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP32","data":[1e999,2,3,4]}]}`, 400, "data element 0"},
+		{"float32 overflow", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP32","data":[1e300,2,3,4]}]}`, 400, "must be finite"},
+		{"batch over max", "m", `{"inputs":[{"name":"input","shape":[5,2,2,1],"datatype":"FP32","data":[` + strings.Repeat("1,", 19) + `1]}]}`, 400, "--max-batch 4"},
+		{"empty batch", "m", `{"inputs":[{"name":"input","shape":[0,2,2,1],"datatype":"FP32","data":[]}]}`, 400, "empty"},
+		{"unknown output", "m", `{"inputs":[` + good + `],"outputs":[{"name":"boxes"}]}`, 400, `unknown output "boxes"`},
+		{"bad timeout", "m", `{"parameters":{"timeout":"soon"},"inputs":[` + good + `]}`, 400, `"timeout"`},
+		{"unknown model", "nope", `{"inputs":[` + good + `]}`, 404, `unknown model "nope"`},
+		{"unknown version", "m/versions/9", `{"inputs":[` + good + `]}`, 404, `no version "9"`},
+	}
+	for _, c := range cases {
+		code, _, b := post(t, ts.url+"/v2/models/"+c.path+"/infer", "application/json", []byte(c.body))
+		var e struct{ Error string }
+		if err := json.Unmarshal(b, &e); err != nil || code != c.status || !strings.Contains(e.Error, c.says) {
+			t.Errorf("%s: %d %s; want %d naming %q", c.name, code, b, c.status, c.says)
+		}
+	}
+	// Binary extension errors.
+	bin := []struct {
+		name, hdr, length string
+		raw               []byte
+		says              string
+	}{
+		{"length past body", `{}`, "99", nil, "not a length"},
+		{"size past data", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP32","parameters":{"binary_data_size":16}}]}`, "", make([]byte, 8), "more than the 8 bytes"},
+		{"size mismatch", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP32","parameters":{"binary_data_size":8}}]}`, "", make([]byte, 8), "want 16 bytes"},
+		{"trailing bytes", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP32","parameters":{"binary_data_size":16}}]}`, "", make([]byte, 20), "no input claims"},
+	}
+	for _, c := range bin {
+		l := c.length
+		if l == "" {
+			l = fmt.Sprint(len(c.hdr))
+		}
+		code, _, b := post(t, ts.url+"/v2/models/m/infer", "application/octet-stream", append([]byte(c.hdr), c.raw...), headerInferenceLength, l)
+		if code != 400 || !strings.Contains(string(b), c.says) {
+			t.Errorf("binary %s: %d %s; want 400 naming %q", c.name, code, b, c.says)
+		}
+	}
+	code, _, b := post(t, ts.url+"/v2/models/m/infer", "application/json", inferJSON([]int{1, 2, 2, 1}, []float32{1, 2, 3, 4}, ""), HeaderTimeout, "whenever")
+	if code != 400 || !strings.Contains(string(b), HeaderTimeout) {
+		t.Errorf("bad %s header: %d %s", HeaderTimeout, code, b)
+	}
+	serving(t, ts, "m")
+}
+
+// TestHealthAndMetadata checks the v2 health, readiness and metadata
+// routes, and that readiness waits for the warm-up batch.
+func TestHealthAndMetadata(t *testing.T) {
+	ts := start(t, Config{}, map[string]Backend{"m": newFake()})
+	for path, want := range map[string]int{
+		"/v2/health/live": 200, "/v2/health/ready": 200, "/v2/models/m/ready": 200, "/v2/models/m/versions/1/ready": 200,
+		"/v2/models/x/ready": 404, "/v2/models/m/versions/2/ready": 404, "/v2": 200, "/": 200, "/nothing": 404,
+	} {
+		if code, b := get(t, ts.url+path); code != want {
+			t.Errorf("GET %s: %d %s, want %d", path, code, b, want)
+		}
+	}
+	code, b := get(t, ts.url+"/v2/models/m")
+	var md modelMetadata
+	if err := json.Unmarshal(b, &md); code != 200 || err != nil {
+		t.Fatalf("metadata: %d %s %v", code, b, err)
+	}
+	if md.Name != "m" || fmt.Sprint(md.Versions) != "[1]" || len(md.Inputs) != 1 || fmt.Sprint(md.Inputs[0]) != "{input FP32 [-1 2 2 1]}" ||
+		fmt.Sprint(md.Outputs) != "[{logits FP32 [-1 3]} {probabilities FP32 [-1 3]}]" || md.Residual.Info.Task != TaskClassify {
+		t.Errorf("metadata %+v", md)
+	}
+
+	// A model whose warm-up is held: the server is live, not ready.
+	slow := newFake()
+	slow.gate = make(chan struct{})
+	added := make(chan error, 1)
+	go func() { added <- ts.Add("slow", "1", slow) }()
+	for slow.calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if code, _ := get(t, ts.url+"/v2/health/ready"); code != http.StatusBadRequest {
+		t.Errorf("ready during a warm-up: %d, want 400", code)
+	}
+	if code, _ := get(t, ts.url+"/v2/health/live"); code != 200 {
+		t.Errorf("live during a warm-up: %d", code)
+	}
+	close(slow.gate)
+	if err := <-added; err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := get(t, ts.url+"/v2/health/ready"); code != 200 {
+		t.Errorf("ready after the warm-up: %d", code)
+	}
+
+	// Replacing a served version keeps the server ready: the old one
+	// answers until the new one has warmed up.
+	next := newFake()
+	next.gate = make(chan struct{})
+	go func() { added <- ts.Add("m", "1", next) }()
+	for next.calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if code, _ := get(t, ts.url+"/v2/health/ready"); code != 200 {
+		t.Errorf("ready while a served version is replaced: %d, want 200", code)
+	}
+	serving(t, ts, "m")
+	close(next.gate)
+	if err := <-added; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBatching sends concurrent requests to a slow model and checks that
+// they were coalesced and each answered with its own output.
+func TestBatching(t *testing.T) {
+	f := newFake()
+	f.delay = 30 * time.Millisecond
+	ts := start(t, Config{MaxBatch: 8, MaxDelay: 20 * time.Millisecond}, map[string]Backend{"m": f})
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v := float32(i)
+			code, _, b := post(t, ts.url+"/v2/models/m/infer", "application/json", inferJSON([]int{1, 2, 2, 1}, []float32{v, v, v, v}, `,"outputs":[{"name":"logits"}]`))
+			if code != 200 {
+				errs <- fmt.Errorf("request %d: %d %s", i, code, b)
+				return
+			}
+			if got := decodeInfer(t, b).Outputs[0].Data; got[2] != 3*4*v {
+				errs <- fmt.Errorf("request %d got another's answer: %v", i, got)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if m := f.maxBatch(); m < 2 || m > 8 {
+		t.Errorf("largest batch %d; want 2..8 (coalesced, bounded)", m)
+	}
+	_, b := get(t, ts.url+"/metrics")
+	for _, want := range []string{`nv_inference_request_success{model="m",version="1"} 16`, `nv_inference_count{model="m",version="1"} 16`, `residual_batch_size_bucket{model="m",version="1",le="8"}`, "nv_inference_queue_duration_us", "nv_inference_compute_infer_duration_us", `residual_request_duration_seconds_count{model="m",protocol="http",version="1"} 16`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+// TestAdmission checks that a request whose deadline cannot be met is
+// refused at once with 429, and that a full queue refuses too.
+func TestAdmission(t *testing.T) {
+	f := newFake()
+	f.delay = 300 * time.Millisecond
+	ts := start(t, Config{MaxBatch: 1, MaxDelay: -1, MaxQueue: 2}, map[string]Backend{"m": f})
+	// The warm-up measured ~300 ms per image; with work queued, a 50 ms
+	// deadline cannot be met.
+	busy := make(chan int, 3)
+	for range 3 {
+		go func() {
+			code, _, _ := post(t, ts.url+"/v2/models/m/infer", "application/json", inferJSON([]int{1, 2, 2, 1}, []float32{1, 2, 3, 4}, ""))
+			busy <- code
+		}()
+	}
+	for ts.Server.models["m"]["1"].bt.queued.Load() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	t0 := time.Now()
+	code, h, b := post(t, ts.url+"/v2/models/m/infer", "application/json", inferJSON([]int{1, 2, 2, 1}, []float32{1, 2, 3, 4}, ""), HeaderTimeout, "50ms")
+	if code != http.StatusTooManyRequests || !strings.Contains(string(b), "cannot be met") || h.Get("Retry-After") == "" {
+		t.Errorf("deadline that cannot be met: %d %s", code, b)
+	}
+	if d := time.Since(t0); d > 250*time.Millisecond {
+		t.Errorf("refusal took %v; it should come at admission, before a batch (300 ms) runs", d)
+	}
+	// Triton's timeout parameter (µs) works the same way.
+	code, _, b = post(t, ts.url+"/v2/models/m/infer", "application/json", inferJSON([]int{1, 2, 2, 1}, []float32{1, 2, 3, 4}, `,"parameters":{"timeout":50000}`))
+	if code != http.StatusTooManyRequests {
+		t.Errorf("timeout parameter: %d %s", code, b)
+	}
+	ok, full := 0, 0
+	for range 3 {
+		switch c := <-busy; c {
+		case 200:
+			ok++
+		case 429:
+			full++
+		default:
+			t.Errorf("queued request: status %d", c)
+		}
+	}
+	if ok < 2 {
+		t.Errorf("%d of the 3 queued requests answered; want at least 2 (one runs, two queue)", ok)
+	}
+	serving(t, ts, "m")
+	_, mb := get(t, ts.url+"/metrics")
+	if !strings.Contains(string(mb), `nv_inference_request_failure{model="m",reason="OVERLOADED",version="1"}`) {
+		t.Error("overload refusals not counted in nv_inference_request_failure")
+	}
+}
+
+// TestPanicRecovered checks that a model panic answers 500 and the server
+// keeps serving, over REST and for the image routes.
+func TestPanicRecovered(t *testing.T) {
+	ts := start(t, Config{MaxDelay: -1}, map[string]Backend{"m": newFake()})
+	code, _, b := post(t, ts.url+"/v2/models/m/infer", "application/json", inferJSON([]int{1, 2, 2, 1}, []float32{666, 0, 0, 0}, ""))
+	if code != 500 || !strings.Contains(string(b), "panicked") {
+		t.Errorf("panicking model: %d %s", code, b)
+	}
+	serving(t, ts, "m")
+	if !strings.Contains(ts.logs.String(), "model panicked") {
+		t.Error("panic not logged")
+	}
+}
+
+func pngBytes(t testing.TB, img image.Image) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestClassifyRoute checks :classify with a raw PNG body, a multipart
+// form, and a WebP of the same pixels (PIL-written, lossless): the same
+// top-k, in order, with the probabilities of the model's softmax.
+func TestClassifyRoute(t *testing.T) {
+	net := newResNet(t)
+	ts := start(t, Config{MaxDelay: -1}, map[string]Backend{"resnet": net})
+	pngb, err := os.ReadFile("testdata/ring.png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	webp, err := os.ReadFile("testdata/ring.webp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, _ := decodeImage(pngb, 1<<20)
+	x, _ := net.Preprocess(img)
+	probs := softmaxLast(net.net.Forward(ag.Constant(x)).Data).Data
+	want := topK(probs, net.Info().Classes, 3)
+
+	var form bytes.Buffer
+	mw := multipart.NewWriter(&form)
+	mw.WriteField("note", "ignored")
+	fw, _ := mw.CreateFormFile("image", "ring.png")
+	fw.Write(pngb)
+	mw.Close()
+	for name, req := range map[string][2]string{
+		"raw PNG":   {"image/png", string(pngb)},
+		"multipart": {mw.FormDataContentType(), form.String()},
+		"WebP":      {"image/webp", string(webp)},
+	} {
+		code, _, b := post(t, ts.url+"/v1/models/resnet:classify?top=3", req[0], []byte(req[1]))
+		var r ClassifyResponse
+		if err := json.Unmarshal(b, &r); code != 200 || err != nil {
+			t.Errorf("%s: %d %s", name, code, b)
+			continue
+		}
+		if fmt.Sprint(r.Predictions) != fmt.Sprint(want) || r.Model != "resnet" {
+			t.Errorf("%s: %+v, want %+v", name, r.Predictions, want)
+		}
+	}
+	for name, c := range map[string]struct {
+		path, ctype, body string
+		status            int
+		says              string
+	}{
+		"not an image":  {"resnet:classify", "image/png", "hello", 400, "want JPEG, PNG or WebP"},
+		"truncated PNG": {"resnet:classify", "image/png", string(pngb[:len(pngb)-40]), 400, "image"},
+		"no field":      {"resnet:classify", mw.FormDataContentType(), strings.Replace(form.String(), `name="image"`, `name="picture"`, 1), 400, "multipart form has no field"},
+		"bad top":       {"resnet:classify?top=0", "image/png", string(pngb), 400, "top"},
+		"wrong task":    {"resnet:segment", "image/png", string(pngb), 400, "cannot segment"},
+		"bad action":    {"resnet:explain", "image/png", string(pngb), 404, "unknown action"},
+		"no action":     {"resnet", "image/png", string(pngb), 404, "NAME:classify"},
+		"unknown model": {"other:classify", "image/png", string(pngb), 404, "unknown model"},
+	} {
+		code, _, b := post(t, ts.url+"/v1/models/"+c.path, c.ctype, []byte(c.body))
+		if code != c.status || !strings.Contains(string(b), c.says) {
+			t.Errorf("%s: %d %s; want %d naming %q", name, code, b, c.status, c.says)
+		}
+	}
+}
+
+// TestSegmentRoute checks :segment's mask: the fake segmenter marks pixels
+// over 0.5 as class 1 on its 2×2 input, scaled back to the image's 6×4.
+func TestSegmentRoute(t *testing.T) {
+	f := newFake()
+	f.task, f.classes = TaskSegment, 2
+	ts := start(t, Config{MaxDelay: -1}, map[string]Backend{"unet": f})
+	img := image.NewGray(image.Rect(0, 0, 6, 4))
+	for y := range 4 {
+		for x := 3; x < 6; x++ {
+			img.SetGray(x, y, color.Gray{255}) // right half white
+		}
+	}
+	code, h, b := post(t, ts.url+"/v1/models/unet:segment", "image/png", pngBytes(t, img))
+	if code != 200 || h.Get("Content-Type") != "image/png" {
+		t.Fatalf("segment: %d %s", code, b)
+	}
+	mask, err := png.Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mask.Bounds().Dx() != 6 || mask.Bounds().Dy() != 4 {
+		t.Fatalf("mask is %v, want the image's 6×4", mask.Bounds())
+	}
+	for y := range 4 {
+		for x := range 6 {
+			want := uint8(0)
+			if x >= 3 {
+				want = 1
+			}
+			if got := mask.(*image.Gray).GrayAt(x, y).Y; got != want {
+				t.Errorf("mask (%d,%d) = %d, want %d", x, y, got, want)
+			}
+		}
+	}
+	code, _, b = post(t, ts.url+"/v1/models/unet:segment?overlay=1", "image/png", pngBytes(t, img))
+	ov, err := png.Decode(bytes.NewReader(b))
+	if code != 200 || err != nil || ov.Bounds().Dx() != 6 {
+		t.Fatalf("overlay: %d %v", code, err)
+	}
+}

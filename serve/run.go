@@ -1,0 +1,97 @@
+package serve
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+)
+
+// HTTPServer returns an http.Server for Handler with the configured
+// timeouts: ReadHeaderTimeout and ReadTimeout end slowloris clients,
+// IdleTimeout idle keep-alive connections.
+func (s *Server) HTTPServer() *http.Server {
+	return &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+}
+
+// Run serves HTTP on httpLn and gRPC on grpcLn (either may be nil) and
+// polls the repository, until ctx ends or a listener fails. It then
+// drains: the listeners close, every accepted request is answered (for at
+// most drain; 0 means 30 s), queued batches run, and the models are
+// unloaded. It returns nil after a clean drain.
+func (s *Server) Run(ctx context.Context, httpLn, grpcLn net.Listener, drain time.Duration) error {
+	if drain <= 0 {
+		drain = 30 * time.Second
+	}
+	errc := make(chan error, 2)
+	hs := s.HTTPServer()
+	if httpLn != nil {
+		go func() { errc <- hs.Serve(httpLn) }()
+		s.log.Info("serving HTTP", "addr", httpLn.Addr().String())
+	}
+	gs := s.NewGRPC()
+	if grpcLn != nil {
+		go func() { errc <- gs.Serve(grpcLn) }()
+		s.log.Info("serving gRPC", "addr", grpcLn.Addr().String())
+	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	if s.cfg.Repository != "" {
+		go s.watch(wctx)
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	s.log.Info("draining", "timeout", drain)
+	dctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	grpcDone := make(chan struct{})
+	go func() { gs.GracefulStop(); close(grpcDone) }()
+	if serr := hs.Shutdown(dctx); serr != nil && err == nil {
+		err = serr
+	}
+	select {
+	case <-grpcDone:
+	case <-dctx.Done():
+		gs.Stop()
+		if err == nil {
+			err = dctx.Err()
+		}
+	}
+	stopWatch()
+	s.Close()
+	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	s.log.Info("stopped", "err", err)
+	return err
+}
+
+//go:embed web
+var web embed.FS
+
+// serveIndex answers the web page: one HTML file with its script and
+// style inline, no external resources.
+func serveIndex(w http.ResponseWriter, r *http.Request) {
+	b, err := web.ReadFile("web/index.html")
+	if err != nil {
+		writeError(w, internal("web page missing: %v", err))
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' blob: data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'")
+	w.Write(b)
+}

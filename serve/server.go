@@ -1,0 +1,490 @@
+// Package serve is residual's inference server: classifiers and U-Nets
+// behind the Open Inference Protocol (KServe v2, the protocol Triton and
+// KServe clients speak) over REST and gRPC, convenience routes that take
+// an image and answer labels or a mask, a web page, Prometheus metrics and
+// dynamic batching with admission control.
+//
+// A Server holds models (Backend values, loaded by an Opener from files
+// or added directly), each with its own batching queue. Requests of one
+// model arriving within Config.MaxDelay are run as one batch of at most
+// Config.MaxBatch images; a request whose deadline cannot be met given the
+// queue and the measured compute time per image is refused at once (HTTP
+// 429, gRPC RESOURCE_EXHAUSTED) rather than left to time out in the queue.
+// Every input is bounded (package limits, Config.MaxBodyBytes) and checked
+// before it is decoded; a panic in a model answers its requests with 500
+// and the server keeps serving. docs/SERVING.md describes the routes,
+// flags and measurements.
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/residual-nn/residual/limits"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// Config sets the server's batching, limits and timeouts. Zero fields take
+// the defaults documented on each.
+type Config struct {
+	// MaxBatch bounds the images of one model execution (default 8).
+	MaxBatch int
+	// MaxDelay is how long the first request of a batch waits for others
+	// (default 2 ms; negative: no waiting, run what is queued).
+	MaxDelay time.Duration
+	// MaxQueue bounds the requests waiting per model (default 256); more
+	// are refused with 429.
+	MaxQueue int
+	// Instances is the number of goroutines executing batches per model
+	// (default 1: one batch at a time, using every core the engine uses).
+	Instances int
+	// MaxBodyBytes bounds a request body (default 32 MiB).
+	MaxBodyBytes int64
+	// MaxImagePixels bounds width × height of an uploaded image, checked
+	// from its header before decoding (default 1<<24, 64 MiB as RGBA;
+	// limits.ImagePixels applies too). At most 2 × GOMAXPROCS images are
+	// decoded at once, so decoding memory stays bounded under overload.
+	MaxImagePixels int
+	// Timeout is a request's deadline when it sets none (default 30 s).
+	Timeout time.Duration
+	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout are the
+	// http.Server timeouts (defaults 5 s, 30 s, 60 s, 120 s) that bound
+	// slow clients (slowloris) and idle connections.
+	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// Repository, if set, is a folder DIR/NAME/VERSION/model.safetensors
+	// polled every PollInterval (default 2 s): new and changed files are
+	// loaded (a changed file once its size and time are unchanged for one
+	// poll, so half-written files are not read), removed ones unloaded.
+	Repository   string
+	PollInterval time.Duration
+	// Open loads model files (required for Repository and Load).
+	Open Opener
+	// Logger receives request logs and events (default slog.Default()).
+	Logger *slog.Logger
+}
+
+func (c *Config) defaults() {
+	setDur := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 8
+	}
+	setDur(&c.MaxDelay, 2*time.Millisecond)
+	if c.MaxDelay < 0 {
+		c.MaxDelay = 0
+	}
+	if c.MaxQueue <= 0 {
+		c.MaxQueue = 256
+	}
+	if c.Instances <= 0 {
+		c.Instances = 1
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 32 << 20
+	}
+	if c.MaxImagePixels <= 0 {
+		c.MaxImagePixels = 1 << 24
+	}
+	setDur(&c.Timeout, 30*time.Second)
+	setDur(&c.ReadHeaderTimeout, 5*time.Second)
+	setDur(&c.ReadTimeout, 30*time.Second)
+	setDur(&c.WriteTimeout, 60*time.Second)
+	setDur(&c.IdleTimeout, 120*time.Second)
+	setDur(&c.PollInterval, 2*time.Second)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// model is one served version of a named model.
+type model struct {
+	name, version string
+	backend       Backend
+	info          ModelInfo
+	bt            *batcher
+	metrics       *modelMetrics
+	ready         atomic.Bool
+}
+
+// Server serves models; create it with New.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+
+	mu      sync.RWMutex
+	models  map[string]map[string]*model // name → version → model
+	loading atomic.Int32                 // loads in progress
+
+	decoding chan struct{} // bounds concurrent image decodes (memory)
+
+	repoMu  sync.Mutex
+	files   map[string]fileStat // repository files loaded (or failed), by path
+	pending map[string]fileStat // changed files waiting one poll to settle
+}
+
+type fileStat struct {
+	size  int64
+	mtime time.Time
+}
+
+// New returns a server with no models.
+func New(cfg Config) *Server {
+	cfg.defaults()
+	return &Server{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		metrics:  newMetrics(cfg.Logger),
+		models:   map[string]map[string]*model{},
+		decoding: make(chan struct{}, 2*runtime.GOMAXPROCS(0)),
+		files:    map[string]fileStat{},
+		pending:  map[string]fileStat{},
+	}
+}
+
+// Add serves b as version of name after a warm-up batch, replacing (and
+// draining) a model already served under that name and version.
+func (s *Server) Add(name, version string, b Backend) error {
+	defer s.pendingLoad(name, version)()
+	if err := checkName("model name", name); err != nil {
+		return err
+	}
+	if err := checkName("model version", version); err != nil {
+		return err
+	}
+	info := b.Info()
+	if err := info.validate(); err != nil {
+		return fmt.Errorf("serve: model %s version %s: %w", name, version, err)
+	}
+	if err := limits.CheckElements("serve: model "+name+" input", s.cfg.MaxBatch, info.Height, info.Width, info.Channels); err != nil {
+		return err
+	}
+	mm := s.metrics.forModel(name, version)
+	m := &model{name: name, version: version, backend: b, info: info, metrics: mm,
+		bt: newBatcher(b, s.cfg.MaxBatch, s.cfg.MaxDelay, s.cfg.MaxQueue, s.cfg.Instances, mm)}
+	start := time.Now()
+	if _, err := m.bt.submit(context.Background(), tensor.New(1, info.Height, info.Width, info.Channels)); err != nil {
+		m.bt.close()
+		return fmt.Errorf("serve: model %s version %s: warm-up batch: %w", name, version, err)
+	}
+	m.ready.Store(true)
+	s.mu.Lock()
+	if s.models[name] == nil {
+		s.models[name] = map[string]*model{}
+	}
+	old := s.models[name][version]
+	s.models[name][version] = m
+	s.mu.Unlock()
+	s.log.Info("model ready", "model", name, "version", version, "task", info.Task, "input", fmt.Sprintf("%dx%dx%d", info.Height, info.Width, info.Channels), "classes", len(info.Classes), "warmup", time.Since(start))
+	if old != nil {
+		old.ready.Store(false)
+		old.bt.close()
+		s.log.Info("model replaced", "model", name, "version", version)
+	}
+	return nil
+}
+
+// Load opens path with Config.Open and serves it (see Add).
+func (s *Server) Load(name, version, path string) error {
+	if s.cfg.Open == nil {
+		return errors.New("serve: no Opener configured to load " + path)
+	}
+	defer s.pendingLoad(name, version)()
+	b, err := s.cfg.Open(path)
+	if err != nil {
+		return fmt.Errorf("serve: model %s version %s: %w", name, version, err)
+	}
+	return s.Add(name, version, b)
+}
+
+// pendingLoad marks the server not ready while a model version that is
+// not yet served loads (a replacement keeps the server ready: the previous
+// version answers meanwhile); it returns the function that ends the mark.
+func (s *Server) pendingLoad(name, version string) func() {
+	s.mu.RLock()
+	served := s.models[name][version] != nil
+	s.mu.RUnlock()
+	if served {
+		return func() {}
+	}
+	s.loading.Add(1)
+	return func() { s.loading.Add(-1) }
+}
+
+// Unload stops serving a model version after answering its queued
+// requests.
+func (s *Server) Unload(name, version string) {
+	s.mu.Lock()
+	m := s.models[name][version]
+	if m != nil {
+		delete(s.models[name], version)
+		if len(s.models[name]) == 0 {
+			delete(s.models, name)
+		}
+	}
+	s.mu.Unlock()
+	if m != nil {
+		m.ready.Store(false)
+		m.bt.close()
+		s.log.Info("model unloaded", "model", name, "version", version)
+	}
+}
+
+// Close unloads every model, answering queued requests first.
+func (s *Server) Close() {
+	s.mu.RLock()
+	var all [][2]string
+	for n, vs := range s.models {
+		for v := range vs {
+			all = append(all, [2]string{n, v})
+		}
+	}
+	s.mu.RUnlock()
+	for _, nv := range all {
+		s.Unload(nv[0], nv[1])
+	}
+}
+
+// Ready reports whether the server has at least one model, no load in
+// progress, and every model has run its warm-up batch.
+func (s *Server) Ready() bool {
+	if s.loading.Load() > 0 {
+		return false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if len(s.models) == 0 {
+		return false
+	}
+	for _, vs := range s.models {
+		for _, m := range vs {
+			if !m.ready.Load() {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// checkName keeps names and versions to what is safe in URLs, metric
+// labels and file names.
+func checkName(what, s string) error {
+	if s == "" || len(s) > 128 {
+		return fmt.Errorf("serve: %s %q must have 1 to 128 characters", what, s)
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') || s == "." || s == ".." {
+			return fmt.Errorf("serve: %s %q may only hold letters, digits, '-', '_' and '.'", what, s)
+		}
+	}
+	return nil
+}
+
+// lookup returns a ready model; version "" means the newest (versions
+// compare as numbers when both are, else as strings).
+func (s *Server) lookup(name, version string) (*model, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	vs := s.models[name]
+	if len(vs) == 0 {
+		return nil, notFound("unknown model %q", name)
+	}
+	if version == "" {
+		version = newest(vs)
+	}
+	m := vs[version]
+	if m == nil {
+		return nil, notFound("model %q has no version %q (versions: %v)", name, version, versions(vs))
+	}
+	if !m.ready.Load() {
+		return nil, unavailable("model %q version %q is not ready", name, version)
+	}
+	return m, nil
+}
+
+func versions(vs map[string]*model) []string {
+	out := make([]string, 0, len(vs))
+	for v := range vs {
+		out = append(out, v)
+	}
+	sort.Slice(out, func(i, j int) bool { return versionLess(out[i], out[j]) })
+	return out
+}
+
+func newest(vs map[string]*model) string {
+	v := versions(vs)
+	return v[len(v)-1]
+}
+
+func versionLess(a, b string) bool {
+	x, ex := strconv.ParseUint(a, 10, 64)
+	y, ey := strconv.ParseUint(b, 10, 64)
+	if ex == nil && ey == nil {
+		return x < y
+	}
+	return a < b
+}
+
+// modelList returns every model's name and versions, sorted.
+func (s *Server) modelList() []*model {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []*model
+	for _, vs := range s.models {
+		for _, m := range vs {
+			out = append(out, m)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].name != out[j].name {
+			return out[i].name < out[j].name
+		}
+		return versionLess(out[i].version, out[j].version)
+	})
+	return out
+}
+
+// withTimeout gives ctx the server's default deadline if it has none and
+// shortens it to d if d > 0 is sooner.
+func (s *Server) withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		if _, ok := ctx.Deadline(); ok {
+			return ctx, func() {}
+		}
+		d = s.cfg.Timeout
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// infer runs x ([n,H,W,C]) on a model through its batcher, checking the
+// input first, and records the request's metrics.
+func (s *Server) infer(ctx context.Context, protocol, name, version string, x *tensor.Tensor) (*tensor.Tensor, *model, error) {
+	start := time.Now()
+	for attempt := 0; ; attempt++ {
+		m, err := s.lookup(name, version)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := m.checkInput(x); err != nil {
+			m.metrics.observeRequest(protocol, 0, 0, result{}, err)
+			return nil, m, err
+		}
+		r, err := m.bt.submit(ctx, x)
+		if errors.Is(err, errBatcherClosed) && attempt < 2 {
+			continue // replaced between lookup and submit
+		}
+		m.metrics.observeRequest(protocol, x.Shape[0], time.Since(start), r, err)
+		if err != nil {
+			return nil, m, err
+		}
+		return r.y, m, nil
+	}
+}
+
+// checkInput checks an input batch against the model: rank, image shape,
+// at least one image, finite values.
+func (m *model) checkInput(x *tensor.Tensor) error {
+	want := []int{m.info.Height, m.info.Width, m.info.Channels}
+	if len(x.Shape) != 4 || !tensor.SameShape(x.Shape[1:], want) {
+		return badRequest("input shape %v does not match the model's [-1 %d %d %d] (NHWC)", x.Shape, want[0], want[1], want[2])
+	}
+	if x.Shape[0] < 1 {
+		return badRequest("input batch is empty")
+	}
+	if i := finite(x.Data); i >= 0 {
+		return badRequest("input value %d is %v; inputs must be finite", i, x.Data[i])
+	}
+	return nil
+}
+
+// ScanRepository loads new and changed models of Config.Repository and
+// unloads removed ones (see Config.Repository). The first scan loads every
+// model at once; later ones wait for a changed file to settle. Errors
+// loading one model are logged and leave the other models (and the
+// model's previous version) serving.
+func (s *Server) ScanRepository() error {
+	dir := s.cfg.Repository
+	if dir == "" {
+		return nil
+	}
+	s.repoMu.Lock()
+	defer s.repoMu.Unlock()
+	first := len(s.files) == 0 && len(s.pending) == 0
+	names, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("serve: repository: %w", err)
+	}
+	seen := map[string]bool{}
+	for _, n := range names {
+		if !n.IsDir() || checkName("model name", n.Name()) != nil {
+			continue
+		}
+		vers, err := os.ReadDir(filepath.Join(dir, n.Name()))
+		if err != nil {
+			continue
+		}
+		for _, v := range vers {
+			if !v.IsDir() || checkName("model version", v.Name()) != nil {
+				continue
+			}
+			path := filepath.Join(dir, n.Name(), v.Name(), "model.safetensors")
+			fi, err := os.Stat(path)
+			if err != nil || !fi.Mode().IsRegular() {
+				continue
+			}
+			seen[path] = true
+			st := fileStat{fi.Size(), fi.ModTime()}
+			if old, ok := s.files[path]; ok && old == st {
+				delete(s.pending, path)
+				continue
+			}
+			if p, ok := s.pending[path]; !first && (!ok || p != st) {
+				s.pending[path] = st // wait one poll for the file to settle
+				continue
+			}
+			delete(s.pending, path)
+			s.files[path] = st
+			if err := s.Load(n.Name(), v.Name(), path); err != nil {
+				s.log.Error("repository model not loaded", "path", path, "err", err)
+			}
+		}
+	}
+	for path := range s.files {
+		if !seen[path] {
+			delete(s.files, path)
+			delete(s.pending, path)
+			ver := filepath.Dir(path)
+			s.Unload(filepath.Base(filepath.Dir(ver)), filepath.Base(ver))
+		}
+	}
+	return nil
+}
+
+// watch scans the repository every PollInterval until ctx ends.
+func (s *Server) watch(ctx context.Context) {
+	t := time.NewTicker(s.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.ScanRepository(); err != nil {
+				s.log.Error("repository scan", "err", err)
+			}
+		}
+	}
+}
