@@ -1,7 +1,11 @@
 // Package data reads image classification data sets — MNIST and
 // Fashion-MNIST (IDX files), CIFAR-10/100 (binary records) and folders of
-// PNG/JPEG images — and feeds them to training as augmented, normalised
-// NHWC batches, deterministically for a given seed.
+// JPEG, PNG, GIF, BMP and WebP images of any size — and feeds them to
+// training as augmented, normalised NHWC batches, deterministically for a
+// given seed. A folder's images are decoded batch by batch in the loader,
+// within the pixel limits of package limits, and brought to one size by
+// torchvision's transforms (RandomResizedCrop for training; Resize and
+// CenterCrop for evaluation) with PIL's antialiased bilinear resize.
 //
 // MNIST is embedded (see data/mnist/README.md), so it needs no download.
 package data
@@ -14,10 +18,15 @@ import (
 )
 
 // Dataset is a set of same-sized images with class labels, stored as
-// 8-bit pixels, NHWC.
+// 8-bit pixels, NHWC, or, for an image folder, as files that the loader
+// decodes and transforms to H×W×C when it makes a batch.
 type Dataset struct {
 	H, W, C int
-	Pixels  []uint8 // N·H·W·C values
+	Pixels  []uint8 // N·H·W·C values (nil for a folder's files)
+	// Files, for a set read from an image folder (see Folder), hold one
+	// image file per sample, decoded by the loader; Images say how.
+	Files   []string
+	Images  *ImageOptions
 	Labels  []int32
 	Classes []string // class names, indexed by label
 	// Masks, for segmentation, hold one class index per pixel (N·H·W);
@@ -36,7 +45,8 @@ func (d *Dataset) Len() int {
 	return len(d.Labels)
 }
 
-// Image returns the pixels of image i.
+// Image returns the pixels of image i of a set held in memory (not of a
+// folder's files: see Files).
 func (d *Dataset) Image(i int) []uint8 {
 	n := d.H * d.W * d.C
 	return d.Pixels[i*n : (i+1)*n]
@@ -47,7 +57,9 @@ func (d *Dataset) Check() error {
 	switch {
 	case d.H < 1 || d.W < 1 || d.C < 1:
 		return fmt.Errorf("data: bad image size %dx%dx%d", d.H, d.W, d.C)
-	case len(d.Pixels) != d.Len()*d.H*d.W*d.C:
+	case d.Files != nil && (len(d.Files) != d.Len() || d.Pixels != nil || d.Images == nil || d.Masks != nil):
+		return fmt.Errorf("data: %d image files for %d labels", len(d.Files), d.Len())
+	case d.Files == nil && len(d.Pixels) != d.Len()*d.H*d.W*d.C:
 		return fmt.Errorf("data: %d pixel values for %d images of %dx%dx%d", len(d.Pixels), d.Len(), d.H, d.W, d.C)
 	case len(d.Classes) == 0:
 		return fmt.Errorf("data: no classes")
@@ -72,7 +84,12 @@ func (d *Dataset) Check() error {
 // Subset returns the images at the given indices (copied).
 func (d *Dataset) Subset(idx []int) *Dataset {
 	n := d.H * d.W * d.C
-	s := &Dataset{H: d.H, W: d.W, C: d.C, Classes: d.Classes, Pixels: make([]uint8, 0, len(idx)*n)}
+	s := &Dataset{H: d.H, W: d.W, C: d.C, Classes: d.Classes, Images: d.Images}
+	if d.Files != nil {
+		s.Files = make([]string, 0, len(idx))
+	} else {
+		s.Pixels = make([]uint8, 0, len(idx)*n)
+	}
 	if d.Masks != nil {
 		s.Masks = make([]uint8, 0, len(idx)*d.H*d.W)
 	} else {
@@ -82,7 +99,11 @@ func (d *Dataset) Subset(idx []int) *Dataset {
 		s.Weights = make([]float32, 0, len(idx)*d.H*d.W)
 	}
 	for _, i := range idx {
-		s.Pixels = append(s.Pixels, d.Image(i)...)
+		if d.Files != nil {
+			s.Files = append(s.Files, d.Files[i])
+		} else {
+			s.Pixels = append(s.Pixels, d.Image(i)...)
+		}
 		if d.Masks != nil {
 			s.Masks = append(s.Masks, d.Mask(i)...)
 		} else {
@@ -109,20 +130,56 @@ func (d *Dataset) Split(frac float64, seed uint64) (train, val *Dataset, err err
 	return d.Subset(perm[nv:]), d.Subset(perm[:nv]), nil
 }
 
+// StatsSample is the number of images of a folder's files from which
+// Stats estimates the mean and standard deviation.
+const StatsSample = 100
+
+// EvalShorter is the shorter side that the evaluation transform resizes
+// a folder's images to before their centre crop (EvalResize of the image
+// size), and 0 for a set held in memory (its images are used as they are):
+// the ResizeShorter of a checkpoint's preprocessing, so that prediction
+// sees images as evaluation did.
+func (d *Dataset) EvalShorter() int {
+	if d.Files == nil {
+		return 0
+	}
+	return EvalResize(d.H)
+}
+
 // Stats returns the per-channel mean and standard deviation of the pixels
-// scaled to [0, 1].
+// scaled to [0, 1]; for a folder's files, of StatsSample images evenly
+// spaced through the set, after the evaluation transform (files that fail
+// to decode are left out).
 func (d *Dataset) Stats() (mean, std []float64) {
+	pix := d.Pixels
+	if d.Files != nil {
+		pix = d.statsPixels()
+	}
 	sum, sq := make([]float64, d.C), make([]float64, d.C)
-	for i, p := range d.Pixels {
+	for i, p := range pix {
 		v := float64(p) / 255
 		sum[i%d.C] += v
 		sq[i%d.C] += v * v
 	}
-	n := float64(len(d.Pixels) / d.C)
+	n := float64(max(len(pix)/d.C, 1))
 	mean, std = make([]float64, d.C), make([]float64, d.C)
 	for c := range mean {
 		mean[c] = sum[c] / n
 		std[c] = max(math.Sqrt(max(sq[c]/n-mean[c]*mean[c], 0)), 1e-6)
 	}
 	return mean, std
+}
+
+// statsPixels decodes the images Stats samples from a folder's files.
+func (d *Dataset) statsPixels() []uint8 {
+	n := min(d.Len(), StatsSample)
+	imgs := make([][]uint8, n)
+	parallel(n, func(k int) {
+		imgs[k], _ = d.sample(k*d.Len()/n, false, nil)
+	})
+	var pix []uint8
+	for _, p := range imgs {
+		pix = append(pix, p...)
+	}
+	return pix
 }

@@ -2,57 +2,316 @@ package data
 
 import (
 	"fmt"
-	"image"
-	"image/color"
-	_ "image/jpeg" // registers JPEG decoding
-	_ "image/png"  // registers PNG decoding
+	"hash/fnv"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
+
+	"github.com/residual-nn/residual/tensor"
 )
 
-// Folder reads a folder with one sub-folder of PNG/JPEG images per class
-// (classes sorted by name). Every image must have the size of the first;
-// channels is 1 (grey) or 3 (RGB), images are converted to it.
+// DefaultImageSize is the side of the square images made from a folder
+// when ImageOptions.ImageSize is 0: torchvision's and timm's 224.
+const DefaultImageSize = 224
+
+// FolderTestFraction is the share of each class that OpenFolder holds out
+// as the test set of a folder without train/ and val/ or test/
+// sub-folders.
+const FolderTestFraction = 0.2
+
+// ImageOptions say how a folder of image files of any size becomes
+// same-sized samples.
+type ImageOptions struct {
+	// Channels is 1 (grey) or 3 (RGB, the default when 0).
+	Channels int
+	// ImageSize is the side of the square samples (0: DefaultImageSize).
+	// Evaluation resizes the shorter side to EvalResize(ImageSize) and
+	// takes the centre; training with Augment.ResizedCrop takes a
+	// RandomResizedCrop of this size.
+	ImageSize int
+	// SkipBadImages skips a file that cannot be decoded or is over the
+	// limits, with a warning naming it, instead of failing.
+	SkipBadImages bool
+	// Log receives the warnings for skipped files (nil: standard error).
+	Log io.Writer
+}
+
+// warned holds the warnings given, so that each is given once in a
+// process (a file is skipped every epoch, and a set may be opened twice).
+var warned sync.Map
+
+// warn reports a skipped file, once.
+func (o *ImageOptions) warn(err error) {
+	if _, seen := warned.LoadOrStore(err.Error(), true); seen {
+		return
+	}
+	w := o.Log
+	if w == nil {
+		w = os.Stderr
+	}
+	fmt.Fprintf(w, "warning: skipped: %v\n", err)
+}
+
+func (o *ImageOptions) defaults() error {
+	if o.Channels == 0 {
+		o.Channels = 3
+	}
+	if o.ImageSize == 0 {
+		o.ImageSize = DefaultImageSize
+	}
+	if o.Channels != 1 && o.Channels != 3 {
+		return fmt.Errorf("data: folder images need 1 or 3 channels, not %d", o.Channels)
+	}
+	if o.ImageSize < 1 || o.ImageSize > 4096 {
+		return fmt.Errorf("data: image size %d outside [1, 4096]", o.ImageSize)
+	}
+	return nil
+}
+
+// Folder reads a folder of images of any size and format (JPEG, PNG, GIF,
+// BMP, WebP) with one sub-folder of images per class (classes sorted by
+// name, images found in any depth below, as torchvision's ImageFolder
+// does), as square samples of DefaultImageSize in the given channels.
+// Only the headers are read now; the loader decodes the images batch by
+// batch.
 func Folder(dir string, channels int) (*Dataset, error) {
-	if channels != 1 && channels != 3 {
-		return nil, fmt.Errorf("data: folder images need 1 or 3 channels, not %d", channels)
+	return FolderWith(dir, &ImageOptions{Channels: channels}, nil)
+}
+
+// FolderWith is Folder with options. With classes given, the sub-folders
+// must be among them and take their labels (a test folder may lack some
+// of the training classes).
+func FolderWith(dir string, o *ImageOptions, classes []string) (*Dataset, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
 	}
-	entries, err := os.ReadDir(dir)
+	found, err := classDirs(dir)
 	if err != nil {
-		return nil, fmt.Errorf("data: %w", err)
+		return nil, err
 	}
-	d := &Dataset{C: channels}
-	for _, e := range entries {
-		if e.IsDir() {
-			d.Classes = append(d.Classes, e.Name())
+	if classes == nil {
+		classes = found
+	}
+	d := &Dataset{H: o.ImageSize, W: o.ImageSize, C: o.Channels, Classes: classes, Images: o}
+	for _, class := range found {
+		label := slices.Index(classes, class)
+		if label < 0 {
+			return nil, fmt.Errorf("data: %s: class %q is not one of the training classes %v", dir, class, classes)
 		}
-	}
-	sort.Strings(d.Classes)
-	if len(d.Classes) == 0 {
-		return nil, fmt.Errorf("data: %s has no class sub-folders", dir)
-	}
-	for label, class := range d.Classes {
-		files, err := imageFiles(filepath.Join(dir, class))
+		files, err := imageFilesBelow(filepath.Join(dir, class))
 		if err != nil {
 			return nil, err
 		}
 		for _, f := range files {
-			if err := d.appendImage(filepath.Join(dir, class, f)); err != nil {
+			if err := CheckImageFile(f); err != nil {
+				if o.SkipBadImages {
+					o.warn(err)
+					continue
+				}
 				return nil, err
 			}
+			d.Files = append(d.Files, f)
 			d.Labels = append(d.Labels, int32(label))
 		}
 	}
 	if d.Len() == 0 {
-		return nil, fmt.Errorf("data: no PNG or JPEG images under %s", dir)
+		return nil, fmt.Errorf("data: no images (%s) under %s", strings.Join(ImageExtensions, ", "), dir)
 	}
 	return d, d.Check()
 }
 
+// classDirs lists the sub-folders of dir (links to folders included),
+// sorted.
+func classDirs(dir string) ([]string, error) {
+	classes, err := listDir(dir, func(e os.DirEntry) bool { return isDir(filepath.Join(dir, e.Name())) })
+	if err == nil && len(classes) == 0 {
+		err = fmt.Errorf("data: %s has no class sub-folders", dir)
+	}
+	return classes, err
+}
+
+// listDir returns the names of the entries of dir that keep accepts,
+// sorted.
+func listDir(dir string, keep func(os.DirEntry) bool) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		if keep(e) {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+func isDir(path string) bool {
+	st, err := os.Stat(path) // follows links, as ImageFolder does
+	return err == nil && st.IsDir()
+}
+
+// isImageName reports whether a file name has one of ImageExtensions.
+func isImageName(name string) bool {
+	return slices.Contains(ImageExtensions, strings.ToLower(filepath.Ext(name)))
+}
+
+// imageFilesBelow lists the image files in dir and its sub-folders, sorted
+// by path.
+func imageFilesBelow(dir string) ([]string, error) {
+	var files []string
+	err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !e.IsDir() && isImageName(e.Name()) {
+			files = append(files, path)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	sort.Strings(files)
+	return files, nil
+}
+
+// OpenFolder reads an image folder laid out as
+//
+//	DIR/train/CLASS/…  and  DIR/test/CLASS/… (or DIR/val/CLASS/…)
+//
+// or, without train/, as DIR/CLASS/… split into training and test sets:
+// FolderTestFraction of each class's images (rounded down, at least one
+// of a class with two or more) are held out, chosen by a permutation
+// seeded with the FNV-1a hash of the class name, so that the split is the
+// same on every run, whatever the training seed. A train/ without test/ or
+// val/ is split the same way.
+func OpenFolder(dir string, o *ImageOptions) (train, test *Dataset, err error) {
+	trainDir := filepath.Join(dir, "train")
+	testDir := ""
+	for _, name := range []string{"test", "val"} {
+		if isDir(filepath.Join(dir, name)) {
+			testDir = filepath.Join(dir, name)
+			break
+		}
+	}
+	if !isDir(trainDir) {
+		if testDir != "" {
+			return nil, nil, fmt.Errorf("data: %s has %s but no train/", dir, filepath.Base(testDir))
+		}
+		trainDir = dir
+	}
+	if train, err = FolderWith(trainDir, o, nil); err != nil {
+		return nil, nil, err
+	}
+	if testDir == "" {
+		train, test = train.classSplit()
+		if test.Len() == 0 {
+			return nil, nil, fmt.Errorf("data: %s: no class has the two images needed to hold one out for testing; add images or a test/ folder", dir)
+		}
+		return train, test, nil
+	}
+	if test, err = FolderWith(testDir, o, train.Classes); err != nil {
+		return nil, nil, err
+	}
+	return train, test, nil
+}
+
+// classSplit splits a folder's images into training and test sets, per
+// class, as OpenFolder describes.
+func (d *Dataset) classSplit() (train, test *Dataset) {
+	byClass := make([][]int, len(d.Classes))
+	for i, l := range d.Labels {
+		byClass[l] = append(byClass[l], i)
+	}
+	var tr, te []int
+	for c, idx := range byClass {
+		n := int(float64(len(idx)) * FolderTestFraction)
+		if n == 0 && len(idx) >= 2 {
+			n = 1
+		}
+		h := fnv.New64a()
+		h.Write([]byte(d.Classes[c]))
+		perm := tensor.NewRNG(h.Sum64()).Perm(len(idx))
+		held := make([]bool, len(idx))
+		for _, p := range perm[:n] {
+			held[p] = true
+		}
+		for k, i := range idx { // each side keeps the folder's order
+			if held[k] {
+				te = append(te, i)
+			} else {
+				tr = append(tr, i)
+			}
+		}
+	}
+	sort.Ints(tr)
+	sort.Ints(te)
+	return d.Subset(tr), d.Subset(te)
+}
+
+// folderSpec parses the options of a folder spec's kind,
+// "folder[,size=N][,skip-bad]".
+func folderSpec(kind string, channels int) (*ImageOptions, error) {
+	o := &ImageOptions{Channels: channels}
+	parts := strings.Split(kind, ",")
+	for _, p := range parts[1:] {
+		switch {
+		case strings.HasPrefix(p, "size="):
+			n, err := strconv.Atoi(strings.TrimPrefix(p, "size="))
+			if err != nil {
+				return nil, fmt.Errorf("data: folder option %q: not a number", p)
+			}
+			o.ImageSize = n
+		case p == "skip-bad":
+			o.SkipBadImages = true
+		default:
+			return nil, fmt.Errorf("data: unknown folder option %q (size=N, skip-bad)", p)
+		}
+	}
+	return o, o.defaults()
+}
+
+// FolderSpec returns the data spec (for Open) of an image folder read
+// with the given image size (0: the default) and bad-image skipping; a
+// spec that is not a folder one is returned as it is when both are unset,
+// and refused otherwise.
+func FolderSpec(spec string, imageSize int, skipBad bool) (string, error) {
+	kind, dir, _ := strings.Cut(spec, ":")
+	if imageSize == 0 && !skipBad {
+		return spec, nil
+	}
+	if k, _, _ := strings.Cut(kind, ","); k != "folder" {
+		return "", fmt.Errorf("data: an image size and skipping bad images are for folder:DIR, not %q", spec)
+	}
+	o, err := folderSpec(kind, 0)
+	if err != nil {
+		return "", err
+	}
+	if imageSize != 0 {
+		o.ImageSize = imageSize
+	}
+	o.SkipBadImages = o.SkipBadImages || skipBad
+	if err := o.defaults(); err != nil {
+		return "", err
+	}
+	kind = "folder,size=" + strconv.Itoa(o.ImageSize)
+	if o.SkipBadImages {
+		kind += ",skip-bad"
+	}
+	return kind + ":" + dir, nil
+}
+
 // appendImage decodes an image file and appends its pixels, converted to
-// d.C channels; the first image sets the size, which every other must have.
+// d.C channels; the first image sets the size, which every other must
+// have (SegFolder's images, which stay in memory).
 func (d *Dataset) appendImage(path string) error {
 	img, err := LoadImage(path)
 	if err != nil {
@@ -69,58 +328,37 @@ func (d *Dataset) appendImage(path string) error {
 	return nil
 }
 
-// imageFiles lists the PNG and JPEG files of a folder, sorted by name.
+// imageFiles lists the image files of a folder (not below it), sorted by
+// name.
 func imageFiles(dir string) ([]string, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("data: %w", err)
-	}
-	var names []string
-	for _, f := range entries {
-		ext := strings.ToLower(filepath.Ext(f.Name()))
-		if !f.IsDir() && (ext == ".png" || ext == ".jpg" || ext == ".jpeg") {
-			names = append(names, f.Name())
-		}
-	}
-	sort.Strings(names)
-	return names, nil
+	return listDir(dir, func(e os.DirEntry) bool { return !e.IsDir() && isImageName(e.Name()) })
 }
 
-// LoadImage decodes a PNG or JPEG file.
-func LoadImage(path string) (image.Image, error) {
-	f, err := os.Open(path)
+// sample decodes image i of a folder set and transforms it to H×W×C:
+// RandomResizedCrop with rng when crop is set, the evaluation transform
+// otherwise.
+func (d *Dataset) sample(i int, crop bool, rng *tensor.RNG) ([]uint8, error) {
+	img, err := LoadImage(d.Files[i])
 	if err != nil {
-		return nil, fmt.Errorf("data: %w", err)
+		return nil, err
 	}
-	defer f.Close()
-	img, _, err := image.Decode(f)
-	if err != nil {
-		return nil, fmt.Errorf("data: %s: %w", path, err)
-	}
-	return img, nil
-}
-
-// Pixels returns an image's pixels, row by row, as grey (channels 1) or
-// RGB (channels 3) bytes.
-func Pixels(img image.Image, channels int) []uint8 {
 	b := img.Bounds()
-	out := make([]uint8, 0, b.Dx()*b.Dy()*channels)
-	for y := b.Min.Y; y < b.Max.Y; y++ {
-		for x := b.Min.X; x < b.Max.X; x++ {
-			c := img.At(x, y)
-			if channels == 1 {
-				out = append(out, color.GrayModel.Convert(c).(color.Gray).Y)
-				continue
-			}
-			r, g, bl, _ := c.RGBA()
-			out = append(out, uint8(r>>8), uint8(g>>8), uint8(bl>>8))
-		}
+	pix := Pixels(img, d.C)
+	if crop {
+		pix, err = RandomResizedCrop(rng, pix, b.Dy(), b.Dx(), d.C, d.H, d.W)
+	} else {
+		pix, err = EvalTransform(pix, b.Dy(), b.Dx(), d.C, EvalResize(d.H), d.H, d.W)
 	}
-	return out
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", d.Files[i], err)
+	}
+	return pix, nil
 }
 
 // Resize scales an 8-bit NHWC image of h×w×c to oh×ow by bilinear
-// interpolation (pixel centres aligned, as PIL and torchvision do).
+// interpolation without antialiasing (pixel centres aligned, as
+// torchvision's tensor resize with antialias=False does); the canvases
+// use it. ResizeAA is PIL's antialiased resize.
 func Resize(pix []uint8, h, w, c, oh, ow int) []uint8 {
 	out := make([]uint8, oh*ow*c)
 	sy, sx := float64(h)/float64(oh), float64(w)/float64(ow)

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"github.com/residual-nn/residual/tensor"
 )
@@ -15,6 +18,12 @@ type Augment struct {
 	Pad int
 	// Flip mirrors images horizontally with probability ½.
 	Flip bool
+	// ResizedCrop takes torchvision's RandomResizedCrop (see RandomCrop)
+	// of each image of a classification set, resized to the set's size,
+	// before padding and flipping; a folder's files are cropped from the
+	// decoded image at its own size. Without it, a folder's files get the
+	// evaluation transform (EvalTransform). Segmentation sets ignore it.
+	ResizedCrop bool `json:",omitempty"`
 }
 
 // Loader cuts a data set into batches of normalised NHWC float32 images.
@@ -29,6 +38,9 @@ type Loader struct {
 	// x = (p/255 − mean)/std.
 	Mean, Std []float64
 	Seed      uint64
+
+	mu  sync.Mutex
+	err error // what cut the last epoch short
 }
 
 // Batch is one batch: images [B,H,W,C] and their labels — for a
@@ -59,6 +71,15 @@ func (l *Loader) seedFor(epoch, batch int) uint64 {
 	return h.Sum64()
 }
 
+// sampleSeed derives the seed of the random choices for the image at
+// position i of an epoch's order (a folder's files are transformed one
+// image per goroutine).
+func (l *Loader) sampleSeed(epoch, i int) uint64 {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%d/%d/image %d", l.Seed, epoch, i)
+	return h.Sum64()
+}
+
 // order returns the epoch's image order.
 func (l *Loader) order(epoch int) []int {
 	if !l.Shuffle {
@@ -77,10 +98,20 @@ func (l *Loader) order(epoch int) []int {
 func (l *Loader) Epoch(ctx context.Context, epoch, skip int) <-chan Batch {
 	ch := make(chan Batch, 2)
 	order := l.order(epoch)
+	l.setErr(nil)
 	go func() {
 		defer close(ch)
 		for b := skip; b < l.Batches(); b++ {
-			batch := l.make(order, epoch, b)
+			var batch Batch
+			if l.Data.Files != nil {
+				var err error
+				if batch, err = l.makeFiles(order, epoch, b); err != nil {
+					l.setErr(err)
+					return
+				}
+			} else {
+				batch = l.make(order, epoch, b)
+			}
 			// Deliver when there is room before looking at cancellation, so
 			// that what a cancelled consumer receives does not depend on
 			// goroutine scheduling.
@@ -117,6 +148,11 @@ func (l *Loader) make(order []int, epoch, b int) Batch {
 	n := d.H * d.W * d.C
 	for i := lo; i < hi; i++ {
 		src := d.Image(order[i])
+		if l.Augment.ResizedCrop && !seg {
+			if crop, err := RandomResizedCrop(rng, src, d.H, d.W, d.C, d.H, d.W); err == nil { // the set's own size: within the limits
+				src = crop
+			}
+		}
 		dst := x.Data[(i-lo)*n : (i-lo+1)*n]
 		dy, dx, flip := 0, 0, false
 		if p := l.Augment.Pad; p > 0 {
@@ -158,6 +194,103 @@ func (l *Loader) make(order []int, epoch, b int) Batch {
 		}
 	}
 	return Batch{X: x, Y: y, W: wt, Index: b}
+}
+
+// Err returns the error that cut the loader's last epoch short (its
+// channel closed before the last batch): an image file of a folder that
+// could not be read, named. It is nil after a whole epoch; call it once
+// the channel is closed.
+func (l *Loader) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+func (l *Loader) setErr(err error) {
+	l.mu.Lock()
+	l.err = err
+	l.mu.Unlock()
+}
+
+// makeFiles builds batch b of an epoch of a folder's files: each image is
+// decoded and transformed on its own goroutine, its random choices drawn
+// from a stream seeded by (seed, epoch, position in the epoch), so that
+// the batch does not depend on which goroutine makes what. A file that
+// cannot be read is an error naming it, or, with
+// ImageOptions.SkipBadImages, is left out of the batch with a warning.
+func (l *Loader) makeFiles(order []int, epoch, b int) (Batch, error) {
+	d := l.Data
+	lo, hi := b*l.Batch, min((b+1)*l.Batch, d.Len())
+	n := d.H * d.W * d.C
+	x := tensor.New(hi-lo, d.H, d.W, d.C)
+	errs := make([]error, hi-lo)
+	parallel(hi-lo, func(k int) {
+		rng := tensor.NewRNG(l.sampleSeed(epoch, lo+k))
+		src, err := d.sample(order[lo+k], l.Augment.ResizedCrop, rng)
+		if err != nil {
+			errs[k] = err
+			return
+		}
+		dy, dx, flip := 0, 0, false
+		if p := l.Augment.Pad; p > 0 {
+			dy, dx = rng.IntN(2*p+1)-p, rng.IntN(2*p+1)-p
+		}
+		if l.Augment.Flip {
+			flip = rng.Float64() < 0.5
+		}
+		dst := x.Data[k*n : (k+1)*n]
+		for r := 0; r < d.H; r++ {
+			for c := 0; c < d.W; c++ {
+				sr, sc := r+dy, c+dx
+				if flip {
+					sc = d.W - 1 - c + dx
+				}
+				for ch := 0; ch < d.C; ch++ {
+					v := 0.0
+					if sr >= 0 && sr < d.H && sc >= 0 && sc < d.W {
+						v = float64(src[(sr*d.W+sc)*d.C+ch]) / 255
+					}
+					dst[(r*d.W+c)*d.C+ch] = float32(l.normalise(v, ch))
+				}
+			}
+		}
+	})
+	// Skipped images close up in place.
+	var y []int32
+	for k, err := range errs {
+		if err != nil {
+			if !d.Images.SkipBadImages {
+				return Batch{}, err
+			}
+			d.Images.warn(err)
+			continue
+		}
+		copy(x.Data[len(y)*n:(len(y)+1)*n], x.Data[k*n:(k+1)*n])
+		y = append(y, d.Labels[order[lo+k]])
+	}
+	if len(y) == 0 {
+		return Batch{}, fmt.Errorf("data: no image of batch %d could be read", b+1)
+	}
+	if len(y) < hi-lo {
+		x = &tensor.Tensor{Shape: []int{len(y), d.H, d.W, d.C}, Data: x.Data[:len(y)*n]}
+	}
+	return Batch{X: x, Y: y, Index: b}, nil
+}
+
+// parallel calls f(0), …, f(n−1) on up to GOMAXPROCS goroutines.
+func parallel(n int, f func(int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(n, runtime.GOMAXPROCS(0)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := int(next.Add(1) - 1); k < n; k = int(next.Add(1) - 1) {
+				f(k)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 func (l *Loader) normalise(v float64, ch int) float64 {

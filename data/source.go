@@ -14,7 +14,12 @@ import (
 //	idx:DIR               any MNIST-layout folder of IDX files
 //	cifar10:DIR           the CIFAR-10 binary distribution
 //	cifar100:DIR          the CIFAR-100 binary distribution
-//	folder:DIR            DIR/train/CLASS/*.png|jpg and DIR/test/CLASS/… (channels: 1 or 3)
+//	folder[,size=N][,skip-bad]:DIR
+//	                      images of any size (JPEG, PNG, GIF, BMP, WebP) in DIR/train/CLASS/…
+//	                      and DIR/test/CLASS/… or DIR/val/CLASS/…, or in DIR/CLASS/… split
+//	                      (see OpenFolder); N×N samples (224 by default), decoded by the
+//	                      loader; skip-bad skips unreadable files with a warning
+//	                      (ImageOptions; channels 1 or 3, 3 by default)
 //
 // and segmentation sets (masks of class indices, class 0 the background):
 //
@@ -22,7 +27,11 @@ import (
 //	fashion-canvas[:SIDE] canvases of Fashion-MNIST items
 //	segfolder:DIR         DIR/train and DIR/test, each as SegFolder reads it
 func Open(spec string, channels int) (train, test *Dataset, err error) {
-	kind, dir, _ := strings.Cut(spec, ":")
+	kindOpts, dir, _ := strings.Cut(spec, ":")
+	kind, _, _ := strings.Cut(kindOpts, ",")
+	if kind != "folder" && kind != kindOpts {
+		return nil, nil, fmt.Errorf("data: %s takes no options (%q)", kind, kindOpts)
+	}
 	switch kind {
 	case "mnist-canvas", "fashion-canvas":
 		var o CanvasOptions
@@ -75,21 +84,13 @@ func Open(spec string, channels int) (train, test *Dataset, err error) {
 		return CIFAR(dir, n)
 	case "folder":
 		if dir == "" {
-			return nil, nil, fmt.Errorf("data: folder needs a path: folder:DIR (with train/ and test/ inside)")
+			return nil, nil, fmt.Errorf("data: folder needs a path: folder:DIR (with CLASS/ sub-folders, or train/ and test/ or val/ with CLASS/ inside)")
 		}
-		if channels == 0 {
-			channels = 3
-		}
-		if train, err = Folder(dir+"/train", channels); err != nil {
+		o, err := folderSpec(kindOpts, channels)
+		if err != nil {
 			return nil, nil, err
 		}
-		if test, err = Folder(dir+"/test", channels); err != nil {
-			return nil, nil, err
-		}
-		if strings.Join(train.Classes, "\x00") != strings.Join(test.Classes, "\x00") || train.H != test.H || train.W != test.W {
-			return nil, nil, fmt.Errorf("data: %s: train and test differ in classes or image size", dir)
-		}
-		return train, test, nil
+		return OpenFolder(dir, o)
 	}
 	return nil, nil, fmt.Errorf("data: unknown data set %q (mnist, fashion-mnist[:DIR], idx:DIR, cifar10:DIR, cifar100:DIR, folder:DIR, mnist-canvas[:SIDE], fashion-canvas[:SIDE], segfolder:DIR)", spec)
 }

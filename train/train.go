@@ -282,7 +282,8 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 		r.epochStart = time.Now()
 		r.lossSum, r.accSum, r.seen, r.imgs = 0, 0, 0, 0
 		epochCtx, cancel := context.WithCancel(ctx)
-		for b := range r.loader(r.trainSet, true).Epoch(epochCtx, r.epoch, r.batch) {
+		loader := r.loader(r.trainSet, true)
+		for b := range loader.Epoch(epochCtx, r.epoch, r.batch) {
 			for _, p := range params {
 				p.ZeroGrad()
 			}
@@ -312,6 +313,9 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			}
 		}
 		cancel()
+		if err := loader.Err(); err != nil { // an unreadable image file
+			return nil, fmt.Errorf("train: epoch %d: %w", r.epoch+1, err)
+		}
 		// An epoch cut short by cancellation (even before its first batch)
 		// is not finished: save the exact position and stop.
 		if ctx.Err() != nil {
@@ -325,7 +329,11 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			return nil, err
 		}
 	}
-	testLoss, testAcc, confusion := evaluate(r.model, r.loader(r.testSet, false), len(r.testSet.Classes), r.evalTape)
+	testLoader := r.loader(r.testSet, false)
+	testLoss, testAcc, confusion := evaluate(r.model, testLoader, len(r.testSet.Classes), r.evalTape)
+	if err := testLoader.Err(); err != nil {
+		return nil, fmt.Errorf("train: test set: %w", err)
+	}
 	res := &Result{History: r.history, Epochs: r.epoch, TestAccuracy: testAcc, TestLoss: testLoss, BestValAccuracy: r.best, Seconds: time.Since(r.start).Seconds()}
 	if r.cfg.Task == "segment" {
 		res.TestIoU, res.TestMeanIoU = IoU(confusion)
@@ -341,7 +349,11 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 
 // endEpoch validates, records metrics and curves, and writes checkpoints.
 func (r *run) endEpoch() error {
-	valLoss, valAcc, confusion := evaluate(r.model, r.loader(r.valSet, false), len(r.valSet.Classes), r.evalTape)
+	valLoader := r.loader(r.valSet, false)
+	valLoss, valAcc, confusion := evaluate(r.model, valLoader, len(r.valSet.Classes), r.evalTape)
+	if err := valLoader.Err(); err != nil {
+		return fmt.Errorf("train: validation set: %w", err)
+	}
 	secs := time.Since(r.epochStart).Seconds()
 	m := Metrics{Epoch: r.epoch + 1, Step: r.opt.Steps(), LR: r.opt.LR(0), TrainLoss: r.lossSum / float64(max(r.seen, 1)),
 		TrainAcc: r.accSum / float64(max(r.seen, 1)), ValLoss: valLoss, ValAcc: valAcc, ImgPerSec: float64(r.imgs) / secs, Seconds: secs}
@@ -429,7 +441,8 @@ func correct(logits *tensor.Tensor, labels []int32) int {
 // Evaluate runs the model in evaluation mode over a loader's batches and
 // returns the mean cross-entropy, the accuracy and the confusion matrix
 // (rows: true class, columns: predicted) — over images, or over pixels for
-// a segmentation set.
+// a segmentation set. If the loader stopped early (l.Err: an unreadable
+// image file), the figures cover the batches before it.
 func Evaluate(m nn.Layer, l *data.Loader, classes int) (loss, acc float64, confusion [][]int) {
 	return evaluate(m, l, classes, ag.NewNoGradTape())
 }

@@ -26,7 +26,7 @@ var errInterrupted = train.ErrInterrupted
 func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("train", stderr)
 	model := fs.String("model", "resnet20", "model name (see residual summary)")
-	spec := fs.String("data", "mnist", "data: mnist, fashion-mnist[:DIR], idx:DIR, cifar10:DIR, cifar100:DIR, folder:DIR; for segmentation mnist-canvas[:SIDE], fashion-canvas[:SIDE], segfolder:DIR")
+	spec := fs.String("data", "mnist", "data: mnist, fashion-mnist[:DIR], idx:DIR, cifar10:DIR, cifar100:DIR, folder:DIR (images of any size, see --image-size); for segmentation mnist-canvas[:SIDE], fashion-canvas[:SIDE], segfolder:DIR")
 	task := fs.String("task", "auto", "classify or segment (auto: segment for U-Nets)")
 	lossName := fs.String("loss", "ce", "ce, dice or ce+dice (Dice: segmentation)")
 	border := fs.Bool("border-weights", false, "segmentation: weight the cross-entropy with the U-Net paper's map (class balance, w0=10, sigma=5 px)")
@@ -40,7 +40,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	nesterov := fs.Bool("nesterov", false, "Nesterov momentum")
 	wd := fs.Float64("weight-decay", 1e-4, "weight decay (not on BN parameters and biases)")
 	sched := fs.String("schedule", "cosine", `learning-rate schedule: cosine, he (÷10 at 50% and 75%), constant, multistep:S1,S2[:gamma], cosine:STEPS, warmup:N+...`)
-	aug := fs.String("augment", "auto", "augmentation: none, pad=N, flip, pad=4,flip; auto: pad=2 for grey images, pad=4,flip for colour")
+	aug := fs.String("augment", "auto", "augmentation: none, pad=N, flip, resized-crop (torchvision's RandomResizedCrop), combined with commas; auto: resized-crop,flip for folder:DIR, pad=2 for grey images, pad=4,flip for colour")
+	imageSize := fs.Int("image-size", 0, "folder:DIR: side of the square images made from the files (default 224)")
+	skipBad := fs.Bool("skip-bad-images", false, "folder:DIR: skip unreadable image files with a warning instead of failing")
 	val := fs.Float64("val-split", 0.1, "fraction of the training set held out for validation (0: validate on the test set)")
 	seed := fs.Uint64("seed", 1, "random seed")
 	threads := fs.Int("threads", 0, "threads (0: all cores)")
@@ -55,6 +57,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	mc, err := models.Preset(*model)
 	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if *spec, err = data.FolderSpec(*spec, *imageSize, *skipBad); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	trainSet, _, err := data.Open(*spec, 0)
@@ -76,7 +81,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			*task = "segment"
 		}
 	}
-	a, err := parseAugment(*aug, trainSet.C)
+	a, err := parseAugment(*aug, trainSet)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -98,11 +103,14 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-func parseAugment(s string, channels int) (data.Augment, error) {
+func parseAugment(s string, d *data.Dataset) (data.Augment, error) {
 	var a data.Augment
 	switch s {
 	case "auto":
-		if channels == 1 {
+		if d.Files != nil { // images of any size: torchvision's training transform
+			return data.Augment{ResizedCrop: true, Flip: true}, nil
+		}
+		if d.C == 1 {
 			return data.Augment{Pad: 2}, nil
 		}
 		return data.Augment{Pad: 4, Flip: true}, nil
@@ -113,6 +121,8 @@ func parseAugment(s string, channels int) (data.Augment, error) {
 		switch {
 		case part == "flip":
 			a.Flip = true
+		case part == "resized-crop":
+			a.ResizedCrop = true
 		case strings.HasPrefix(part, "pad="):
 			n, err := strconv.Atoi(strings.TrimPrefix(part, "pad="))
 			if err != nil || n < 0 {
@@ -120,7 +130,7 @@ func parseAugment(s string, channels int) (data.Augment, error) {
 			}
 			a.Pad = n
 		default:
-			return a, fmt.Errorf("unknown augmentation %q (none, pad=N, flip)", part)
+			return a, fmt.Errorf("unknown augmentation %q (none, pad=N, flip, resized-crop)", part)
 		}
 	}
 	return a, nil

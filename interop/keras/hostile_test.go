@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"github.com/residual-nn/residual/models"
 	"math"
 	"os"
 	"path/filepath"
@@ -96,7 +97,7 @@ func TestSyntheticModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := m.Config.ResNet
+	c := m.Config.Arch.(*models.ResNet).Config
 	if c.Classes != 3 || len(c.Layers) != 4 || c.Layers[3] != 1 || !c.StrideOn1x1 || c.BNEps != 1e-3 {
 		t.Errorf("config %+v", c)
 	}

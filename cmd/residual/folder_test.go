@@ -1,0 +1,65 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestTrainOnImageFolder trains for one epoch on a folder of PNGs of mixed
+// sizes through the CLI with --image-size and --skip-bad-images: the run
+// reports the image size asked for and skips a corrupt file (the warning
+// goes to the process's standard error; package data's tests read it);
+// without --skip-bad-images the file stops the command, named, whether
+// its header (at open) or only its pixel data (in the epoch) is broken.
+func TestTrainOnImageFolder(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 24 {
+		class := []string{"dark", "light"}[i%2]
+		img := image.NewRGBA(image.Rect(0, 0, 20+3*i, 40-i))
+		for p := range img.Pix {
+			img.Pix[p] = uint8(40 + 150*(i%2) + p%13)
+		}
+		img.Set(0, 0, color.Black)
+		var buf bytes.Buffer
+		png.Encode(&buf, img)
+		os.MkdirAll(filepath.Join(dir, class), 0o755)
+		os.WriteFile(filepath.Join(dir, class, fmt.Sprintf("%02d.png", i)), buf.Bytes(), 0o644)
+	}
+	os.WriteFile(filepath.Join(dir, "dark", "broken.png"), []byte("not a png"), 0o644)
+	run1 := func(extra ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		args := append([]string{"train", "--model", "resnet8", "--data", "folder:" + dir, "--image-size", "16", "--epochs", "1", "--batch", "8",
+			"--val-split", "0", "--out", filepath.Join(t.TempDir(), "run")}, extra...)
+		code := run(context.Background(), args, &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	if code, _, errs := run1(); code == 0 || !strings.Contains(errs, "broken.png") {
+		t.Errorf("a corrupt file without --skip-bad-images: exit %d, %s", code, errs)
+	}
+	// A file whose header is good but whose pixel data is cut stops the
+	// run in the epoch, named.
+	var buf bytes.Buffer
+	png.Encode(&buf, image.NewGray(image.Rect(0, 0, 64, 64)))
+	os.WriteFile(filepath.Join(dir, "light", "cut.png"), buf.Bytes()[:buf.Len()-40], 0o644)
+	os.Rename(filepath.Join(dir, "dark", "broken.png"), filepath.Join(dir, "broken.txt"))
+	if code, _, errs := run1(); code == 0 || !strings.Contains(errs, "cut.png") {
+		t.Errorf("a truncated file without --skip-bad-images: exit %d, %s", code, errs)
+	}
+	os.Rename(filepath.Join(dir, "broken.txt"), filepath.Join(dir, "dark", "broken.png"))
+	code, out, errs := run1("--skip-bad-images")
+	if code != 0 || !strings.Contains(out, "21 images of 16x16x3") || !strings.Contains(out, "test accuracy") {
+		t.Errorf("exit %d\nstdout %s\nstderr %s", code, out, errs)
+	}
+	var out2, errb bytes.Buffer
+	if code := run(context.Background(), []string{"train", "--data", "mnist", "--image-size", "64"}, &out2, &errb); code == 0 || !strings.Contains(errb.String(), "folder:DIR") {
+		t.Errorf("--image-size on mnist: exit %d, %s", code, errb.String())
+	}
+}

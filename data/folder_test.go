@@ -1,0 +1,462 @@
+package data
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"image"
+	"image/color"
+	"image/gif"
+	"image/jpeg"
+	"image/png"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+
+	"golang.org/x/image/bmp"
+)
+
+// writeImage encodes img into path ("png", "jpeg", "gif" or "bmp" by the
+// extension), creating the folders.
+func writeImage(t *testing.T, path string, img image.Image) {
+	t.Helper()
+	var buf bytes.Buffer
+	var err error
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".png":
+		err = png.Encode(&buf, img)
+	case ".jpg", ".jpeg":
+		err = jpeg.Encode(&buf, img, &jpeg.Options{Quality: 100})
+	case ".gif":
+		err = gif.Encode(&buf, img, nil)
+	case ".bmp":
+		err = bmp.Encode(&buf, img)
+	default:
+		t.Fatalf("no encoder for %s", path)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeBytes(t, path, buf.Bytes())
+}
+
+func writeBytes(t *testing.T, path string, b []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeBytes(t, to, b)
+}
+
+// flat returns a w×h image of one colour in the given mode.
+func flat(mode string, w, h int, c color.NRGBA) image.Image {
+	r := image.Rect(0, 0, w, h)
+	var img draw
+	switch mode {
+	case "gray":
+		img = image.NewGray(r)
+	case "gray16":
+		img = image.NewGray16(r)
+	case "rgba": // opaque colour, stored premultiplied
+		img = image.NewRGBA(r)
+	case "nrgba-half": // half transparent: the colour must survive (alpha is dropped)
+		img = image.NewNRGBA(r)
+		c.A = 128
+	case "rgba64":
+		img = image.NewRGBA64(r)
+	case "nrgba64":
+		img = image.NewNRGBA64(r)
+	case "paletted":
+		img = image.NewPaletted(r, color.Palette{color.Black, c})
+	case "cmyk":
+		img = image.NewCMYK(r)
+	}
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			img.Set(x, y, c)
+		}
+	}
+	return img
+}
+
+type draw interface {
+	image.Image
+	Set(x, y int, c color.Color)
+}
+
+// batches runs one epoch of a loader and returns its batches, failing on
+// a loader error.
+func batches(t *testing.T, l *Loader, epoch int) []Batch {
+	t.Helper()
+	var out []Batch
+	for b := range l.Epoch(context.Background(), epoch, 0) {
+		out = append(out, b)
+	}
+	if err := l.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestFolderFormats reads a folder of real files in every format and mode
+// the decoders return, of mixed sizes and shapes: flat colours (grey for
+// the grey modes), which the evaluation transform must keep exactly
+// (PIL's resize of a flat image is flat: the fixed-point weights sum to
+// 2^22 within ksize/2, far below the ½ that would change a byte), except
+// JPEG, whose Y'CbCr round trip moves a colour by up to 2 levels per
+// channel at quality 100 (the bound used, 3). The WebP and CMYK files are
+// PIL's, compared with the evaluation transform of PIL's decoding.
+func TestFolderFormats(t *testing.T) {
+	dir := t.TempDir()
+	type file struct {
+		name, mode string
+		w, h       int
+		tol        int
+	}
+	files := []file{
+		{"a.png", "gray", 40, 30, 0}, {"b.png", "gray16", 30, 45, 0}, {"c.png", "rgba", 64, 64, 0},
+		{"d.png", "nrgba-half", 17, 9, 0}, {"e.png", "rgba64", 5, 300, 0}, {"f.png", "nrgba64", 300, 5, 0},
+		{"g.png", "paletted", 1, 1, 0}, {"h.jpg", "rgba", 33, 21, 3}, {"i.jpeg", "gray", 21, 33, 3},
+		{"j.gif", "paletted", 50, 40, 0}, {"k.bmp", "rgba", 23, 29, 0}, {"l.BMP", "gray", 9, 12, 0},
+	}
+	want := map[int][3]uint8{}
+	for i, f := range files {
+		c := color.NRGBA{uint8(20 * i), uint8(200 - 10*i), uint8(7 * i), 255}
+		if strings.HasPrefix(f.mode, "gray") {
+			c.G, c.B = c.R, c.R
+		}
+		class := []string{"ant", "bee"}[i%2]
+		writeImage(t, filepath.Join(dir, "train", class, f.name), flat(f.mode, f.w, f.h, c))
+		want[i] = [3]uint8{c.R, c.G, c.B}
+	}
+	copyFile(t, filepath.Join(pilDir, "webp", "lossy_alpha.webp"), filepath.Join(dir, "train", "bee", "z1.webp"))
+	copyFile(t, filepath.Join(pilDir, "cmyk.jpg"), filepath.Join(dir, "train", "bee", "z2.jpg"))
+	writeBytes(t, filepath.Join(dir, "train", "bee", "notes.txt"), []byte("not an image: ignored"))
+	writeImage(t, filepath.Join(dir, "val", "ant", "v.png"), flat("gray", 3, 3, color.NRGBA{9, 9, 9, 255}))
+
+	const size = 16
+	train, test, err := Open(fmt.Sprintf("folder,size=%d:%s", size, dir), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if train.Len() != len(files)+2 || test.Len() != 1 || !slices.Equal(train.Classes, []string{"ant", "bee"}) || train.Pixels != nil {
+		t.Fatalf("train: %d files %v, classes %v; test: %d", train.Len(), train.Files, train.Classes, test.Len())
+	}
+	l := &Loader{Data: train, Batch: 5}
+	var got []float32
+	var labels []int32
+	for _, b := range batches(t, l, 0) {
+		if b.X.Shape[1] != size || b.X.Shape[2] != size || b.X.Shape[3] != 3 {
+			t.Fatalf("batch shape %v", b.X.Shape)
+		}
+		got = append(got, b.X.Data...)
+		labels = append(labels, b.Y...)
+	}
+	n := size * size * 3
+	for k, path := range train.Files {
+		px := got[k*n : (k+1)*n]
+		name := filepath.Base(path)
+		if labels[k] != train.Labels[k] {
+			t.Errorf("%s: label %d, want %d", name, labels[k], train.Labels[k])
+		}
+		i := slices.IndexFunc(files, func(f file) bool { return f.name == name })
+		if i < 0 { // PIL's files: the transform of PIL's decoding
+			ref := map[string]string{"z1.webp": "webp/lossy_alpha.png", "z2.jpg": "cmyk.png"}[name]
+			img := mustLoad(t, filepath.Join(pilDir, ref))
+			b := img.Bounds()
+			exp, err := EvalTransform(Pixels(img, 3), b.Dy(), b.Dx(), 3, EvalResize(size), size, size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tol := map[string]int{"z1.webp": 0, "z2.jpg": 6}[name] // see TestWebPMatchesPIL, TestCMYK
+			for j, v := range exp {
+				if d := int(px[j]*255+0.5) - int(v); d > tol || d < -tol {
+					t.Fatalf("%s: byte %d is %g·255, want %d", name, j, px[j], v)
+				}
+			}
+			continue
+		}
+		for j, v := range px {
+			if d := int(v*255+0.5) - int(want[i][j%3]); d > files[i].tol || d < -files[i].tol {
+				t.Fatalf("%s (%s %dx%d): byte %d is %g·255, want %d", name, files[i].mode, files[i].w, files[i].h, j, v, want[i][j%3])
+			}
+		}
+	}
+	// Grey: the same files as one channel.
+	grey, _, err := Open(fmt.Sprintf("folder,size=%d:%s", size, dir), 1)
+	if err != nil || grey.C != 1 {
+		t.Fatalf("grey: %v", err)
+	}
+	if b := batches(t, &Loader{Data: grey, Batch: 32}, 0); b[0].X.Shape[3] != 1 || b[0].X.Shape[0] != grey.Len() {
+		t.Errorf("grey batch %v", b[0].X.Shape)
+	}
+}
+
+// TestFolderLayouts checks the three layouts: train/ + test/, train/ +
+// val/, and one folder of classes split per class by a fixed seed (the
+// same split on every open, whatever the training seed).
+func TestFolderLayouts(t *testing.T) {
+	dir := t.TempDir()
+	for c, class := range []string{"zebra", "ant", "mole"} {
+		for i := range 10 + c {
+			writeImage(t, filepath.Join(dir, class, fmt.Sprintf("%02d.png", i)), flat("gray", 4, 4, color.NRGBA{uint8(i), 0, 0, 255}))
+		}
+	}
+	writeImage(t, filepath.Join(dir, "ant", "deeper", "x.png"), flat("gray", 4, 4, color.NRGBA{}))
+	train, test, err := Open("folder:"+dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(train.Classes, []string{"ant", "mole", "zebra"}) || train.C != 3 || train.H != DefaultImageSize {
+		t.Fatalf("classes %v, %dx%dx%d", train.Classes, train.H, train.W, train.C)
+	}
+	// ant: 11 + 1 nested = 12 → 2 held out; mole 12 → 2; zebra 10 → 2.
+	count := func(d *Dataset) [3]int {
+		var n [3]int
+		for _, l := range d.Labels {
+			n[l]++
+		}
+		return n
+	}
+	if count(test) != [3]int{2, 2, 2} || count(train) != [3]int{10, 10, 8} {
+		t.Errorf("split: train %v, test %v", count(train), count(test))
+	}
+	for _, f := range test.Files {
+		if slices.Contains(train.Files, f) {
+			t.Errorf("%s is in both sets", f)
+		}
+	}
+	train2, test2, err := Open("folder:"+dir, 3)
+	if err != nil || !slices.Equal(test2.Files, test.Files) || !slices.Equal(train2.Files, train.Files) {
+		t.Errorf("a second open split differently: %v", err)
+	}
+	one := t.TempDir()
+	writeImage(t, filepath.Join(one, "a", "1.png"), flat("gray", 4, 4, color.NRGBA{}))
+	writeImage(t, filepath.Join(one, "b", "1.png"), flat("gray", 4, 4, color.NRGBA{}))
+	if _, _, err := Open("folder:"+one, 3); err == nil || !strings.Contains(err.Error(), "two images") {
+		t.Errorf("a split with nothing to hold out: %v", err)
+	}
+	// train/ and test/: test classes take the training labels; a class
+	// only in test/ is an error naming it.
+	lay := t.TempDir()
+	writeImage(t, filepath.Join(lay, "train", "b", "1.png"), flat("gray", 4, 4, color.NRGBA{}))
+	writeImage(t, filepath.Join(lay, "train", "c", "1.png"), flat("gray", 4, 4, color.NRGBA{}))
+	writeImage(t, filepath.Join(lay, "test", "c", "1.png"), flat("gray", 4, 4, color.NRGBA{}))
+	_, test, err = Open("folder:"+lay, 3)
+	if err != nil || test.Len() != 1 || test.Labels[0] != 1 || len(test.Classes) != 2 {
+		t.Errorf("test with a subset of the classes: %v", err)
+	}
+	writeImage(t, filepath.Join(lay, "test", "d", "1.png"), flat("gray", 4, 4, color.NRGBA{}))
+	if _, _, err := Open("folder:"+lay, 3); err == nil || !strings.Contains(err.Error(), `"d"`) {
+		t.Errorf("a class only in test/: %v", err)
+	}
+	for spec, want := range map[string]string{
+		"folder,size=0x:" + lay:   "not a number",
+		"folder,size=9999:" + lay: "outside",
+		"folder,zoom:" + lay:      "unknown folder option",
+		"mnist,size=3":            "takes no options",
+		"folder:" + t.TempDir():   "no class sub-folders",
+	} {
+		if _, _, err := Open(spec, 3); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", spec, err, want)
+		}
+	}
+	for _, c := range []struct {
+		spec          string
+		size          int
+		skip          bool
+		want, wantErr string
+	}{
+		{"folder:d", 0, false, "folder:d", ""},
+		{"folder:d", 160, false, "folder,size=160:d", ""},
+		{"folder,size=64:d", 0, true, "folder,size=64,skip-bad:d", ""},
+		{"mnist", 0, false, "mnist", ""},
+		{"mnist", 32, false, "", "for folder:DIR"},
+	} {
+		got, err := FolderSpec(c.spec, c.size, c.skip)
+		if got != c.want || (err == nil) != (c.wantErr == "") || (err != nil && !strings.Contains(err.Error(), c.wantErr)) {
+			t.Errorf("FolderSpec(%q, %d, %v) = %q, %v", c.spec, c.size, c.skip, got, err)
+		}
+	}
+}
+
+// TestFolderBadFiles checks broken files: refused at open with the file
+// named when the header is bad (not an image, a bomb), or in the epoch
+// when only the pixel data is (a truncated PNG); with SkipBadImages each
+// is left out with one warning naming it.
+func TestFolderBadFiles(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 6 {
+		writeImage(t, filepath.Join(dir, "a", fmt.Sprintf("%d.png", i)), flat("gray", 20, 20, color.NRGBA{uint8(i), 0, 0, 255}))
+	}
+	var buf bytes.Buffer
+	png.Encode(&buf, image.NewGray(image.Rect(0, 0, 64, 64)))
+	truncated := buf.Bytes()[:buf.Len()-30] // the header intact, the pixel data cut
+	writeBytes(t, filepath.Join(dir, "a", "3t.png"), truncated)
+	if _, _, err := Open("folder,size=8:"+dir, 1); err != nil {
+		t.Fatalf("the truncated file's header is good: %v", err)
+	}
+	train, err := FolderWith(dir, &ImageOptions{Channels: 1, ImageSize: 8}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &Loader{Data: train, Batch: 3}
+	n := 0
+	for range l.Epoch(context.Background(), 0, 0) {
+		n++
+	}
+	if err := l.Err(); err == nil || !strings.Contains(err.Error(), "3t.png") || n != 1 {
+		t.Errorf("a truncated file in the epoch: %d batches before it, error %v", n, err)
+	}
+	var log strings.Builder
+	skip, err := FolderWith(dir, &ImageOptions{Channels: 1, ImageSize: 8, SkipBadImages: true, Log: &log}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen int
+	for range 2 { // two epochs, one warning
+		for _, b := range batches(t, &Loader{Data: skip, Batch: 3}, 0) {
+			seen += b.X.Shape[0]
+		}
+	}
+	if seen != 12 || strings.Count(log.String(), "3t.png") != 1 {
+		t.Errorf("skipping: %d images in two epochs; log %q", seen, log.String())
+	}
+
+	for name, b := range map[string][]byte{"bomb.png": pngWithSize(t, 50000, 50000), "text.jpg": []byte("hello")} {
+		bad := t.TempDir()
+		writeImage(t, filepath.Join(bad, "a", "ok.png"), flat("gray", 4, 4, color.NRGBA{}))
+		writeBytes(t, filepath.Join(bad, "a", name), b)
+		if _, err := FolderWith(bad, &ImageOptions{}, nil); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: %v", name, err)
+		}
+		log.Reset()
+		d, err := FolderWith(bad, &ImageOptions{SkipBadImages: true, Log: &log}, nil)
+		if err != nil || d.Len() != 1 || !strings.Contains(log.String(), name) {
+			t.Errorf("%s skipped: %v, %d images, log %q", name, err, d.Len(), log.String())
+		}
+	}
+}
+
+// TestFolderLazy checks that opening a folder decodes no image: 24 files
+// of 240×240 RGB (4.1 MB decoded, 5.5 MB as RGBA) are opened with under
+// 1 MiB allocated
+// (paths, labels and the header reads), and the loader holds at most a
+// batch's worth of decoded images.
+func TestFolderLazy(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 24 {
+		writeImage(t, filepath.Join(dir, []string{"x", "y"}[i%2], fmt.Sprintf("%d.png", i)), flat("rgba", 240, 240, color.NRGBA{uint8(i), 1, 2, 255}))
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	d, err := FolderWith(dir, &ImageOptions{ImageSize: 32}, nil)
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 1<<20 {
+		t.Errorf("opening 24 images of 240×240 allocated %d bytes", alloc)
+	}
+	if d.Len() != 24 || d.Pixels != nil {
+		t.Errorf("%d images, %d pixel bytes held", d.Len(), len(d.Pixels))
+	}
+	mean, _ := d.Stats()
+	// The red channel holds 0…23 (mean 11.5), green 1, blue 2.
+	if mean[0]*255 < 11.49 || mean[0]*255 > 11.51 || mean[1]*255 < 0.99 || mean[1]*255 > 1.01 {
+		t.Errorf("mean %v ·255", mean)
+	}
+}
+
+// TestFolderLoaderDeterministic checks that a folder's training batches
+// (RandomResizedCrop + flip) depend only on the seed, the epoch and the
+// batch: the same with 1 and 4 goroutines decoding, and when an epoch is
+// resumed after its first batch; another epoch differs.
+func TestFolderLoaderDeterministic(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 10 {
+		img := image.NewRGBA(image.Rect(0, 0, 30+7*i, 50-3*i))
+		for p := range img.Pix {
+			img.Pix[p] = uint8(p*7 + i)
+		}
+		writeImage(t, filepath.Join(dir, []string{"p", "q"}[i%2], fmt.Sprintf("%d.png", i)), img)
+	}
+	d, err := FolderWith(dir, &ImageOptions{ImageSize: 12}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &Loader{Data: d, Batch: 4, Shuffle: true, Augment: Augment{ResizedCrop: true, Flip: true}, Seed: 3}
+	collect := func(epoch, skip, procs int) [][]float32 {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+		var out [][]float32
+		for b := range l.Epoch(context.Background(), epoch, skip) {
+			out = append(out, append(b.X.Data, float32(b.Y[0])))
+		}
+		if err := l.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	a, b := collect(1, 0, 1), collect(1, 0, 4)
+	if len(a) != 3 {
+		t.Fatalf("%d batches", len(a))
+	}
+	for i := range a {
+		if !slices.Equal(a[i], b[i]) {
+			t.Fatalf("batch %d differs between 1 and 4 goroutines", i)
+		}
+	}
+	if r := collect(1, 1, 2); !slices.Equal(r[0], a[1]) {
+		t.Error("a resumed epoch's first batch differs")
+	}
+	if slices.Equal(collect(2, 0, 2)[0], a[0]) {
+		t.Error("epochs 1 and 2 gave the same first batch")
+	}
+	// Without augmentation: the evaluation transform, the same every epoch.
+	l.Augment, l.Shuffle = Augment{}, false
+	if !slices.Equal(collect(1, 0, 2)[0], collect(5, 0, 2)[0]) {
+		t.Error("evaluation batches differ between epochs")
+	}
+}
+
+// ExampleOpenFolder opens a folder of photos as 64×64 RGB samples and
+// reads one training batch with torchvision's training augmentation.
+func ExampleOpenFolder() {
+	dir, _ := os.MkdirTemp("", "photos")
+	defer os.RemoveAll(dir)
+	for i, name := range []string{"chelsea", "coffee", "astronaut", "rocket"} {
+		class := []string{"animal", "thing"}[i%2]
+		os.MkdirAll(filepath.Join(dir, "train", class), 0o755)
+		b, _ := os.ReadFile(filepath.Join("..", "testdata", "pil", "resize", name+".png"))
+		os.WriteFile(filepath.Join(dir, "train", class, name+".png"), b, 0o644)
+	}
+	train, test, err := OpenFolder(dir, &ImageOptions{ImageSize: 64, Log: io.Discard})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	l := &Loader{Data: train, Batch: 4, Shuffle: true, Augment: Augment{ResizedCrop: true, Flip: true}, Seed: 1}
+	for b := range l.Epoch(context.Background(), 0, 0) {
+		fmt.Println("batch", b.X.Shape, "classes", train.Classes, "test images", test.Len())
+	}
+	if err := l.Err(); err != nil {
+		fmt.Println(err)
+	}
+	// Output: batch [2 64 64 3] classes [animal thing] test images 2
+}

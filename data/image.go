@@ -1,0 +1,439 @@
+package data
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	_ "image/gif" // registers GIF decoding
+	_ "image/jpeg"
+	_ "image/png"
+	"io"
+	"os"
+
+	_ "golang.org/x/image/bmp"  // registers BMP decoding
+	_ "golang.org/x/image/webp" // registers WebP decoding
+
+	"github.com/residual-nn/residual/limits"
+)
+
+// maxImageFile bounds the bytes read from one image file: the largest
+// image limits.ImagePixels allows, stored uncompressed at 8 bytes a pixel
+// (16-bit RGBA), plus 1 MiB of metadata. It stops a read of a device or an
+// endless file, not a bomb (the header check does that).
+func maxImageFile() int64 { return 8*int64(limits.ImagePixels) + 1<<20 }
+
+// ImageExtensions are the file name extensions (lower case) that the
+// folder readers take as images; other files are ignored, as torchvision's
+// ImageFolder does.
+var ImageExtensions = []string{".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"}
+
+// LoadImage decodes a JPEG, PNG, GIF (its first frame), BMP or WebP file,
+// upright: a JPEG's EXIF orientation is applied. The header is checked
+// against limits.CheckImage before any pixel is allocated, so a file that
+// claims 50,000×50,000 pixels is refused at the cost of reading its
+// header. Errors name the file.
+func LoadImage(path string) (image.Image, error) {
+	b, err := readImageFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return DecodeImage(b, path)
+}
+
+// readImageFile reads an image file whole, refusing one larger than
+// maxImageFile.
+func readImageFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	defer f.Close()
+	max := maxImageFile()
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("data: %s: %w", path, err)
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("data: %s: more than %d bytes, too large for an image within limits.ImagePixels", path, max)
+	}
+	return b, nil
+}
+
+// DecodeImage decodes an image file's bytes as LoadImage does; name is
+// used in errors.
+func DecodeImage(b []byte, name string) (img image.Image, err error) {
+	format, err := checkImageHeader(b, name)
+	if err != nil {
+		return nil, err
+	}
+	// The decoders are not ours: a panic on a crafted file is an error
+	// naming the file, not a crash.
+	defer func() {
+		if r := recover(); r != nil {
+			img, err = nil, fmt.Errorf("data: %s: corrupt %s image (the decoder failed: %v)", name, format, r)
+		}
+	}()
+	img, _, err = image.Decode(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("data: %s: corrupt %s image: %w", name, format, err)
+	}
+	if format == "webp" {
+		img = webpRGB(img)
+	}
+	if format == "jpeg" {
+		if o := exifOrientation(b); o > 1 {
+			img = orientImage(img, o)
+		}
+	}
+	return img, nil
+}
+
+// checkImageHeader reads an image's header and refuses an unknown format
+// or a size outside limits.CheckImage, before any pixel is decoded.
+func checkImageHeader(b []byte, name string) (format string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("data: %s: corrupt image header (the decoder failed: %v)", name, r)
+		}
+	}()
+	cfg, format, err := image.DecodeConfig(bytes.NewReader(b))
+	if errors.Is(err, image.ErrFormat) {
+		return "", fmt.Errorf("data: %s: not a JPEG, PNG, GIF, BMP or WebP image", name)
+	}
+	if err != nil {
+		return "", fmt.Errorf("data: %s: corrupt %s header: %w", name, format, err)
+	}
+	if err := limits.CheckImage("data: "+name, cfg.Width, cfg.Height); err != nil {
+		return "", err
+	}
+	return format, nil
+}
+
+// CheckImageFile reads only the header of an image file and checks it as
+// LoadImage would before decoding: a known format within the limits.
+func CheckImageFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("data: %w", err)
+	}
+	defer f.Close()
+	// Headers sit in the first bytes; 64 KiB holds a JPEG's EXIF segment
+	// and any PNG, GIF, BMP or WebP header.
+	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	if err != nil {
+		return fmt.Errorf("data: %s: %w", path, err)
+	}
+	_, err = checkImageHeader(b, path)
+	if errors.Is(err, io.ErrUnexpectedEOF) && len(b) == 64<<10 {
+		return nil // a header longer than 64 KiB: checked again when decoded
+	}
+	return err
+}
+
+// pixels returns an image's pixels, row by row, as grey (c = 1), RGB
+// (c = 3) or RGBA (c = 4) bytes, converted as PIL's Image.convert does:
+// colours are not premultiplied by alpha (alpha is dropped, not blended),
+// grey is ITU-R 601-2 luma (L = (19595 R + 38470 G + 7471 B + 2^15) / 2^16),
+// 16-bit values keep their high byte.
+func pixels(img image.Image, c int) []uint8 {
+	b := img.Bounds()
+	w, h := b.Dx(), b.Dy()
+	out := make([]uint8, w*h*c)
+	put := func(i int, r, g, bl, a uint8) {
+		switch c {
+		case 1:
+			out[i] = uint8((19595*uint32(r) + 38470*uint32(g) + 7471*uint32(bl) + 1<<15) >> 16)
+		case 3:
+			out[3*i], out[3*i+1], out[3*i+2] = r, g, bl
+		default:
+			out[4*i], out[4*i+1], out[4*i+2], out[4*i+3] = r, g, bl, a
+		}
+	}
+	switch m := img.(type) {
+	case *image.Gray:
+		for y := 0; y < h; y++ {
+			row := m.Pix[y*m.Stride : y*m.Stride+w]
+			for x, v := range row {
+				put(y*w+x, v, v, v, 255)
+			}
+		}
+	case *image.NRGBA:
+		for y := 0; y < h; y++ {
+			row := m.Pix[y*m.Stride : y*m.Stride+4*w]
+			for x := 0; x < w; x++ {
+				put(y*w+x, row[4*x], row[4*x+1], row[4*x+2], row[4*x+3])
+			}
+		}
+	case *image.RGBA: // what Go's PNG decoder returns for opaque RGB
+		for y := 0; y < h; y++ {
+			row := m.Pix[y*m.Stride : y*m.Stride+4*w]
+			for x := 0; x < w; x++ {
+				r, g, bl, a := row[4*x], row[4*x+1], row[4*x+2], row[4*x+3]
+				if a != 255 {
+					r, g, bl, a = rawNRGBA(color.RGBA{r, g, bl, a})
+				}
+				put(y*w+x, r, g, bl, a)
+			}
+		}
+	case *image.Paletted:
+		pal := make([][4]uint8, len(m.Palette))
+		for i, c := range m.Palette {
+			pal[i][0], pal[i][1], pal[i][2], pal[i][3] = rawNRGBA(c)
+		}
+		for y := 0; y < h; y++ {
+			for x, ci := range m.Pix[y*m.Stride : y*m.Stride+w] {
+				var p [4]uint8 // an index outside the palette: black, as image.Paletted.At gives
+				if int(ci) < len(pal) {
+					p = pal[ci]
+				}
+				put(y*w+x, p[0], p[1], p[2], p[3])
+			}
+		}
+	case *image.YCbCr:
+		for y := 0; y < h; y++ {
+			for x := 0; x < w; x++ {
+				yi, ci := m.YOffset(b.Min.X+x, b.Min.Y+y), m.COffset(b.Min.X+x, b.Min.Y+y)
+				r, g, bl := color.YCbCrToRGB(m.Y[yi], m.Cb[ci], m.Cr[ci])
+				put(y*w+x, r, g, bl, 255)
+			}
+		}
+	default:
+		for y := 0; y < h; y++ {
+			for x := 0; x < w; x++ {
+				r, g, bl, a := rawNRGBA(img.At(b.Min.X+x, b.Min.Y+y))
+				put(y*w+x, r, g, bl, a)
+			}
+		}
+	}
+	return out
+}
+
+// rawNRGBA returns a colour's 8-bit red, green, blue and alpha, not
+// premultiplied: as stored for non-premultiplied colours (no round trip
+// through premultiplied values, which would lose the colour of nearly
+// transparent pixels), the high bytes of 16-bit ones.
+func rawNRGBA(c color.Color) (r, g, b, a uint8) {
+	switch c := c.(type) {
+	case color.NRGBA:
+		return c.R, c.G, c.B, c.A
+	case color.NRGBA64:
+		return uint8(c.R >> 8), uint8(c.G >> 8), uint8(c.B >> 8), uint8(c.A >> 8)
+	}
+	p := color.NRGBA64Model.Convert(c).(color.NRGBA64)
+	return uint8(p.R >> 8), uint8(p.G >> 8), uint8(p.B >> 8), uint8(p.A >> 8)
+}
+
+// Pixels returns an image's pixels, row by row, as grey (channels 1) or
+// RGB (channels 3) bytes, converted as PIL's Image.convert("L") and
+// convert("RGB") do (alpha dropped, not blended).
+func Pixels(img image.Image, channels int) []uint8 {
+	if channels != 1 {
+		channels = 3
+	}
+	return pixels(img, channels)
+}
+
+// exifOrientation returns the EXIF orientation (1 to 8) of a JPEG file's
+// APP1 segment, or 0 when it has none or the segment is malformed.
+func exifOrientation(b []byte) int {
+	if len(b) < 4 || b[0] != 0xff || b[1] != 0xd8 {
+		return 0
+	}
+	for i := 2; i+4 <= len(b); {
+		if b[i] != 0xff {
+			return 0
+		}
+		marker := b[i+1]
+		if marker == 0xff { // fill byte
+			i++
+			continue
+		}
+		if marker == 0xda || marker == 0xd9 { // start of scan, end of image: no EXIF before
+			return 0
+		}
+		n := int(binary.BigEndian.Uint16(b[i+2:]))
+		if n < 2 || i+2+n > len(b) {
+			return 0
+		}
+		seg := b[i+4 : i+2+n]
+		if marker == 0xe1 && len(seg) >= 6 && string(seg[:6]) == "Exif\x00\x00" {
+			return tiffOrientation(seg[6:])
+		}
+		i += 2 + n
+	}
+	return 0
+}
+
+// tiffOrientation reads the Orientation tag (0x0112) of a TIFF header's
+// first IFD, or 0.
+func tiffOrientation(t []byte) int {
+	if len(t) < 8 {
+		return 0
+	}
+	var bo binary.ByteOrder
+	switch string(t[:4]) {
+	case "II*\x00":
+		bo = binary.LittleEndian
+	case "MM\x00*":
+		bo = binary.BigEndian
+	default:
+		return 0
+	}
+	ifd := bo.Uint32(t[4:])
+	if ifd > uint32(len(t)-2) {
+		return 0
+	}
+	n := int(bo.Uint16(t[ifd:]))
+	for k := 0; k < n; k++ {
+		e := int(ifd) + 2 + 12*k
+		if e+12 > len(t) {
+			return 0
+		}
+		if bo.Uint16(t[e:]) != 0x0112 {
+			continue
+		}
+		if typ, count := bo.Uint16(t[e+2:]), bo.Uint32(t[e+4:]); typ != 3 || count != 1 {
+			return 0
+		}
+		if o := int(bo.Uint16(t[e+8:])); o >= 1 && o <= 8 {
+			return o
+		}
+		return 0
+	}
+	return 0
+}
+
+// orientImage returns img turned upright for EXIF orientation o (2 to 8),
+// as PIL's ImageOps.exif_transpose does.
+func orientImage(img image.Image, o int) image.Image {
+	b := img.Bounds()
+	pix, h, w := orient(pixels(img, 4), b.Dy(), b.Dx(), 4, o)
+	out := image.NewNRGBA(image.Rect(0, 0, w, h))
+	copy(out.Pix, pix)
+	return out
+}
+
+// orient applies EXIF orientation o to h×w×c pixels: the stored picture
+// is mirrored (2), turned 180° (3), flipped (4), transposed (5), turned
+// 90° clockwise (6), transversed (7) or turned 90° counter-clockwise (8)
+// back upright.
+func orient(pix []uint8, h, w, c, o int) ([]uint8, int, int) {
+	if o < 2 || o > 8 {
+		return pix, h, w
+	}
+	oh, ow := h, w
+	if o >= 5 {
+		oh, ow = w, h
+	}
+	out := make([]uint8, len(pix))
+	for y := 0; y < oh; y++ {
+		for x := 0; x < ow; x++ {
+			var sy, sx int // the stored pixel shown at (y, x)
+			switch o {
+			case 2:
+				sy, sx = y, w-1-x
+			case 3:
+				sy, sx = h-1-y, w-1-x
+			case 4:
+				sy, sx = h-1-y, x
+			case 5:
+				sy, sx = x, y
+			case 6:
+				sy, sx = h-1-x, y
+			case 7:
+				sy, sx = h-1-x, w-1-y
+			case 8:
+				sy, sx = x, w-1-y
+			}
+			copy(out[(y*ow+x)*c:(y*ow+x+1)*c], pix[(sy*w+sx)*c:(sy*w+sx+1)*c])
+		}
+	}
+	return out, oh, ow
+}
+
+// webpRGB converts a lossy WebP's Y'CbCr (golang.org/x/image/webp returns
+// it as image.YCbCr or image.NYCbCrA, whose At would convert it as
+// full-range JFIF) to RGB as libwebp, and so PIL and torchvision, do:
+// BT.601 limited range with libwebp's fixed-point constants and its
+// "fancy" chroma upsampling (each chroma value interpolated 9:3:3:1 from
+// the four nearest samples). Lossless WebPs are already RGB.
+func webpRGB(img image.Image) image.Image {
+	var m *image.YCbCr
+	var alpha []uint8
+	var astride int
+	switch t := img.(type) {
+	case *image.YCbCr:
+		m = t
+	case *image.NYCbCrA:
+		m, alpha, astride = &t.YCbCr, t.A, t.AStride
+	default:
+		return img
+	}
+	if m.SubsampleRatio != image.YCbCrSubsampleRatio420 || m.Rect.Min != (image.Point{}) {
+		return img
+	}
+	w, h := m.Rect.Dx(), m.Rect.Dy()
+	cw, ch := (w+1)/2, (h+1)/2
+	out := image.NewNRGBA(image.Rect(0, 0, w, h))
+	chroma := func(p []uint8, x, y int) int { return int(p[y*m.CStride+x]) }
+	// up returns the upsampled chroma at pixel (x, y) from plane p.
+	up := func(p []uint8, x, y int) int {
+		ny, fy := nearFar(y, ch)
+		if fy < 0 { // first row, or the last of an even height: the nearest row twice
+			fy = ny
+		}
+		nx, fx := nearFar(x, cw)
+		a, c := chroma(p, nx, ny), chroma(p, nx, fy)
+		if fx < 0 { // first column, or the last of an even width: libwebp interpolates only vertically
+			return (3*a + c + 2) >> 2
+		}
+		bb, d := chroma(p, fx, ny), chroma(p, fx, fy)
+		return (((a + 3*bb + 3*c + d + 8) >> 3) + a) >> 1
+	}
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			yy := int(m.Y[y*m.YStride+x])
+			u, v := up(m.Cb, x, y), up(m.Cr, x, y)
+			o := out.Pix[y*out.Stride+4*x:]
+			o[0] = clip6(multHi(yy, 19077) + multHi(v, 26149) - 14234)
+			o[1] = clip6(multHi(yy, 19077) - multHi(u, 6419) - multHi(v, 13320) + 8708)
+			o[2] = clip6(multHi(yy, 19077) + multHi(u, 33050) - 17685)
+			o[3] = 255
+			if alpha != nil {
+				o[3] = alpha[y*astride+x]
+			}
+		}
+	}
+	return out
+}
+
+// nearFar returns the nearest chroma sample of luma position i (of a
+// 2:1 subsampled axis with n samples) and the second nearest, or −1 where
+// that falls outside (the first position, and the last of an even length).
+func nearFar(i, n int) (near, far int) {
+	near = i / 2
+	if i%2 == 1 {
+		far = near + 1
+	} else {
+		far = near - 1
+	}
+	if far < 0 || far >= n {
+		far = -1
+	}
+	return near, far
+}
+
+func multHi(v, c int) int { return (v * c) >> 8 }
+
+func clip6(v int) uint8 {
+	switch {
+	case v < 0:
+		return 0
+	case v>>6 > 255:
+		return 255
+	}
+	return uint8(v >> 6)
+}

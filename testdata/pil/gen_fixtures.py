@@ -1,0 +1,199 @@
+#!/usr/bin/python3
+"""Writes the fixtures that package data's image tests compare against PIL.
+
+Run from the repository root with Debian's Python (python3-pil, python3-skimage,
+and python3-torchvision for the torchvision/ fixtures; about 5 minutes, most of it
+the 1,000,000 RandomResizedCrop draws):
+
+    /usr/bin/python3 testdata/pil/gen_fixtures.py
+
+It writes, into testdata/pil/:
+
+- resize/*.png and resize/cases.json: crops of scikit-image's sample photos
+  (the inputs, as PNG) and PIL's Image.resize(..., BILINEAR) of each to
+  several sizes (shrinking by integer and non-integer factors, enlarging,
+  odd sizes, a change of aspect): what torchvision's Resize and
+  RandomResizedCrop produce on PIL images.
+- webp/*.webp: lossless and lossy WebP files, with and without alpha, and
+  webp/*.png: PIL's (libwebp's) decoding of each, converted to RGB or RGBA.
+- exif/*.jpg: a JPEG with each EXIF orientation (2 to 8) of the same
+  asymmetric picture, and exif/upright.png, what ImageOps.exif_transpose
+  gives for every one of them.
+- cmyk.jpg and cmyk.png: an Adobe CMYK JPEG (which Go's encoder cannot
+  write) and PIL's conversion of it to RGB.
+- torchvision/*.png and torchvision/cases.json: torchvision's evaluation
+  transform (Resize(size/0.875) + CenterCrop(size)) and resized crops at
+  given windows (F.resized_crop) of the resize inputs, and statistics of
+  RandomResizedCrop.get_params over 200,000 draws for several image shapes
+  (mean and standard deviation of the area fraction and of log(w/h), and
+  how often the centre fallback is taken).
+
+Everything is deterministic; the files are kept small (the photos are
+cropped) so that the whole folder stays well under 1 MB.
+"""
+import json
+import os
+
+import skimage.data
+from PIL import Image, ImageOps
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PHOTOS = os.path.dirname(skimage.data.__file__)
+
+
+def photo(name, box, mode="RGB"):
+    im = Image.open(os.path.join(PHOTOS, name))
+    im.load()
+    return im.convert(mode).crop(box)
+
+
+def resize_fixtures():
+    out = os.path.join(HERE, "resize")
+    os.makedirs(out, exist_ok=True)
+    inputs = {
+        # name: (photo, crop box (left, top, right, bottom), mode)
+        "chelsea": ("chelsea.png", (100, 40, 261, 161), "RGB"),  # 161x121
+        "coffee": ("coffee.png", (200, 100, 297, 173), "RGB"),  # 97x73
+        "astronaut": ("astronaut.png", (150, 60, 251, 187), "RGB"),  # 101x127
+        "rocket": ("rocket.jpg", (120, 80, 183, 171), "RGB"),  # 63x91
+        "camera": ("camera.png", (180, 60, 311, 183), "L"),  # 131x123, grey
+    }
+    sizes = {
+        "chelsea": [(64, 48), (37, 29), (161, 60), (13, 11), (230, 171)],
+        "coffee": [(48, 36), (31, 23), (150, 113), (97, 41)],
+        "astronaut": [(50, 63), (17, 21), (101, 200), (7, 9)],
+        "rocket": [(21, 30), (40, 58), (100, 140), (1, 1)],
+        "camera": [(65, 61), (29, 27), (200, 190), (131, 50)],
+    }
+    cases = []
+    for name, (file, box, mode) in inputs.items():
+        im = photo(file, box, mode)
+        src = name + ".png"
+        im.save(os.path.join(out, src))
+        for w, h in sizes[name]:
+            dst = "%s_%dx%d.png" % (name, w, h)
+            im.resize((w, h), Image.BILINEAR).save(os.path.join(out, dst))
+            cases.append({"input": src, "output": dst, "width": w, "height": h})
+    with open(os.path.join(out, "cases.json"), "w") as f:
+        json.dump(cases, f, indent=1)
+        f.write("\n")
+
+
+def webp_fixtures():
+    out = os.path.join(HERE, "webp")
+    os.makedirs(out, exist_ok=True)
+    rgb = photo("chelsea.png", (150, 60, 197, 95))  # 47x35: odd sizes for the chroma edges
+    rgba = rgb.copy()
+    alpha = Image.linear_gradient("L").resize(rgb.size)
+    rgba.putalpha(alpha)
+    files = {
+        "lossless.webp": (rgb, dict(lossless=True)),
+        "lossless_alpha.webp": (rgba, dict(lossless=True)),
+        "lossy.webp": (rgb, dict(quality=80, method=4)),
+        "lossy_alpha.webp": (rgba, dict(quality=80, method=4)),
+        # even sizes, for the last row and column of the chroma upsampling
+        "lossy_even.webp": (photo("coffee.png", (220, 110, 260, 140)), dict(quality=90)),
+    }
+    for name, (im, opts) in files.items():
+        path = os.path.join(out, name)
+        im.save(path, "WEBP", **opts)
+        dec = Image.open(path)
+        dec.load()
+        dec.convert("RGBA" if "alpha" in name else "RGB").save(path[:-5] + ".png")
+
+
+def exif_fixtures():
+    out = os.path.join(HERE, "exif")
+    os.makedirs(out, exist_ok=True)
+    # An asymmetric picture of flat blocks (JPEG keeps flat blocks nearly
+    # exact): 24 wide, 16 high.
+    up = Image.new("RGB", (24, 16), (255, 255, 255))
+    up.paste((255, 0, 0), (0, 0, 8, 8))
+    up.paste((0, 0, 255), (16, 8, 24, 16))
+    up.paste((0, 160, 0), (8, 0, 16, 8))
+    up.save(os.path.join(out, "upright.png"))
+    # The stored picture for orientation o is the one that exif_transpose
+    # turns upright: the inverse transform of the upright one.
+    inverse = {
+        2: Image.FLIP_LEFT_RIGHT,
+        3: Image.ROTATE_180,
+        4: Image.FLIP_TOP_BOTTOM,
+        5: Image.TRANSPOSE,
+        6: Image.ROTATE_90,
+        7: Image.TRANSVERSE,
+        8: Image.ROTATE_270,
+    }
+    for o, op in inverse.items():
+        stored = up.transpose(op)
+        exif = Image.Exif()
+        exif[0x0112] = o
+        path = os.path.join(out, "orientation%d.jpg" % o)
+        stored.save(path, "JPEG", quality=95, subsampling=0, exif=exif.tobytes())
+        back = ImageOps.exif_transpose(Image.open(path))
+        if back.size != up.size:
+            raise SystemExit("orientation %d: exif_transpose gave %s" % (o, back.size))
+
+
+def cmyk_fixture():
+    im = photo("coffee.png", (200, 100, 240, 130)).convert("CMYK")
+    path = os.path.join(HERE, "cmyk.jpg")
+    im.save(path, "JPEG", quality=95)
+    dec = Image.open(path)
+    dec.load()
+    if dec.mode != "CMYK":
+        raise SystemExit("cmyk.jpg decodes as " + dec.mode)
+    dec.convert("RGB").save(os.path.join(HERE, "cmyk.png"))
+
+
+def torchvision_fixtures():
+    import math
+
+    import torch
+    import torchvision.transforms as T
+    import torchvision.transforms.functional as F
+
+    out = os.path.join(HERE, "torchvision")
+    os.makedirs(out, exist_ok=True)
+    src = os.path.join(HERE, "resize")
+    cases = {"eval": [], "resized_crop": [], "random_crop_stats": []}
+    for name in ["chelsea", "astronaut", "camera"]:
+        im = Image.open(os.path.join(src, name + ".png"))
+        im.load()
+        for size in [32, 57, 112]:
+            resize = size * 8 // 7  # timm's floor(size / 0.875)
+            t = T.Compose([T.Resize(resize), T.CenterCrop(size)])
+            dst = "eval_%s_%d.png" % (name, size)
+            t(im).save(os.path.join(out, dst))
+            cases["eval"].append({"input": name + ".png", "output": dst, "size": size, "resize": resize})
+        for top, left, h, w, size in [(10, 20, 50, 70, 32), (0, 0, im.height, im.width, 48), (33, 5, 17, 23, 40)]:
+            dst = "crop_%s_%d_%d_%d_%d_%d.png" % (name, top, left, h, w, size)
+            F.resized_crop(im, top, left, h, w, [size, size]).save(os.path.join(out, dst))
+            cases["resized_crop"].append({"input": name + ".png", "output": dst, "top": top, "left": left,
+                                          "height": h, "width": w, "size": size})
+    torch.manual_seed(0)
+    draws = 200000
+    for h, w in [(100, 100), (120, 480), (400, 90), (47, 61), (10, 1000)]:
+        img = Image.new("L", (w, h))
+        fracs, logs, fallback = [], [], 0
+        for _ in range(draws):
+            i, j, ch, cw = T.RandomResizedCrop.get_params(img, [0.08, 1.0], [3.0 / 4.0, 4.0 / 3.0])
+            fracs.append(ch * cw / (h * w))
+            logs.append(math.log(cw / ch))
+        def ms(v):
+            m = sum(v) / len(v)
+            return m, math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
+        fm, fs = ms(fracs)
+        lm, ls = ms(logs)
+        cases["random_crop_stats"].append({"height": h, "width": w, "draws": draws,
+                                           "area_mean": fm, "area_sd": fs, "log_ratio_mean": lm, "log_ratio_sd": ls})
+    with open(os.path.join(out, "cases.json"), "w") as f:
+        json.dump(cases, f, indent=1)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    resize_fixtures()
+    webp_fixtures()
+    exif_fixtures()
+    cmyk_fixture()
+    torchvision_fixtures()
