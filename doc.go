@@ -2,17 +2,27 @@
 // networks: it builds, trains, analyses and runs ResNets and U-Nets on an
 // ordinary CPU.
 //
-// The packages:
+// The packages, from the command line down (imports point down):
 //
-//	tensor             float32 tensors (images NHWC), layout conversion, seeded RNG
-//	autograd           reverse-mode differentiation: the differentiable operations
-//	nn                 layers with parameters, initialisation, torchvision-style names
-//	optim              SGD, Adam, AdamW, parameter groups, learning-rate schedules
-//	models/mlp         residual multilayer perceptrons
-//	checkpoint         residual's checkpoints: weights, optimizer state, typed metadata
-//	infer              classify and segment images from Go programs, concurrently
-//	interop/onnx       running ONNX graphs on the engine
-//	distributed        data-parallel training: communicators (MPI with -tags mpi), gradient buckets, sampler
-//	internal/kernels   the numeric kernels behind the operations
-//	cmd/residual       the command-line tool
+//	cmd/residual        the command-line tool
+//	serve               an inference server: Open Inference Protocol (REST, gRPC), image routes, batching, metrics
+//	train               the training loop, resume, metrics, curves, evaluation
+//	experiments         the experiments on why residual networks work
+//	bench               the benchmarks behind 'residual bench'
+//	infer               classify and segment images from Go programs, concurrently
+//	checkpoint          residual's checkpoints: weights, optimizer state, typed metadata
+//	interop/onnx        ONNX export (by tracing) and an evaluator of ONNX graphs
+//	interop/torch       PyTorch state dicts (.pth through a bounded unpickler, safetensors)
+//	interop/keras       Keras ResNets in the TensorFlow.js layers format
+//	distributed         data-parallel training: communicators (MPI with -tags mpi), gradient buckets, sampler
+//	tensorboard         TensorBoard event files (scalars, images)
+//	data                data sets, image folders and transforms, augmentation, the prefetching loader
+//	models              the zoo from config values behind one interface; models/resnet, models/unet, models/mlp
+//	optim               SGD, Adam, AdamW, parameter groups, schedules, gradient clipping, weight averages
+//	nn                  layers with parameters, initialisation, torchvision-style names, batch-norm folding, freezing
+//	autograd            reverse-mode differentiation: the operations, and where they fuse (fuse.go)
+//	safetensors         the safetensors format
+//	limits              the bounds applied to every untrusted input
+//	tensor              float32 tensors (images NHWC), layout conversion, seeded RNG
+//	internal/kernels    the numeric kernels behind the operations (Go assembly, AVX-512/AVX2)
 package residual
