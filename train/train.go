@@ -21,6 +21,7 @@ import (
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/optim"
 	"github.com/residual-nn/residual/tensor"
+	"github.com/residual-nn/residual/tensorboard"
 )
 
 // Config is a training run.
@@ -64,6 +65,10 @@ type Config struct {
 	// Out is the run folder: checkpoints, metrics.jsonl, curves.
 	Out    string `json:"-"`
 	Resume bool   `json:"-"`
+	// TensorBoard writes TensorBoard event files into Out: the loss and
+	// learning rate of every step, the metrics of every epoch, the test
+	// results and the curves' images at the end.
+	TensorBoard bool `json:"-"`
 	// Log receives the progress display and messages; Live redraws one
 	// line in place (a terminal), otherwise plain lines are written.
 	Log  io.Writer `json:"-"`
@@ -121,6 +126,9 @@ type run struct {
 	lossSum, accSum   float64
 	seen, imgs        int
 	epochStart, start time.Time
+	tb                *tensorboard.Writer // nil without Config.TensorBoard
+	steps             []int               // this session's steps and their losses, for step_loss.png
+	stepLoss          []float64
 }
 
 // Run trains as configured. It returns ErrInterrupted (after saving) when
@@ -134,7 +142,27 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return r.loop(ctx)
+	if cfg.TensorBoard {
+		if !cfg.Resume {
+			if err := tensorboard.RemoveEventFiles(cfg.Out); err != nil {
+				return nil, err
+			}
+		}
+		if r.tb, err = tensorboard.NewWriter(cfg.Out); err != nil {
+			return nil, err
+		}
+		if err := r.tb.SessionStart(int64(r.opt.Steps())); err != nil {
+			r.tb.Close()
+			return nil, err
+		}
+	}
+	res, err := r.loop(ctx)
+	if r.tb != nil {
+		if cerr := r.tb.Close(); err == nil && cerr != nil {
+			return nil, cerr
+		}
+	}
+	return res, err
 }
 
 func (c *Config) validate() error {
@@ -304,7 +332,15 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			r.lossSum += lv * float64(len(targets))
 			r.seen += len(targets)
 			tape.Backward(loss)
+			lr := r.opt.LR(0) // this step's, before Step advances the schedule
 			r.opt.Step()
+			r.steps, r.stepLoss = append(r.steps, r.opt.Steps()), append(r.stepLoss, lv)
+			if r.tb != nil {
+				if err := r.tb.TrainStep(int64(r.opt.Steps()), lv, lr); err != nil {
+					cancel()
+					return nil, err
+				}
+			}
 			tape.Reset()
 			r.batch = b.Index + 1
 			r.progress()
@@ -335,6 +371,20 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 		return nil, fmt.Errorf("train: test set: %w", err)
 	}
 	res := &Result{History: r.history, Epochs: r.epoch, TestAccuracy: testAcc, TestLoss: testLoss, BestValAccuracy: r.best, Seconds: time.Since(r.start).Seconds()}
+	if r.tb != nil {
+		step := int64(r.opt.Steps())
+		if err := r.tb.Scalars(step, []string{"test/loss", "test/acc"}, []float64{testLoss, testAcc}); err != nil {
+			return nil, err
+		}
+		for _, name := range []string{"loss", "accuracy", "step_loss"} {
+			if _, err := os.Stat(filepath.Join(r.cfg.Out, name+".png")); err != nil {
+				continue // not drawn in this session (a resumed run with nothing left to train)
+			}
+			if err := r.tb.ImageFile(tensorboard.CurvesPrefix+name, step, filepath.Join(r.cfg.Out, name+".png")); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if r.cfg.Task == "segment" {
 		res.TestIoU, res.TestMeanIoU = IoU(confusion)
 		fmt.Fprintf(r.cfg.Log, "test pixel accuracy %.2f%%, mean IoU %.4f (loss %.4f) after %d epochs\n", 100*testAcc, res.TestMeanIoU, testLoss, r.epoch)
@@ -377,6 +427,19 @@ func (r *run) endEpoch() error {
 	}
 	if err := plotCurves(r.history, r.cfg.Out); err != nil {
 		return err
+	}
+	if len(r.steps) > 0 { // none when resumed at an epoch's end
+		if err := PlotStepLoss(r.steps, r.stepLoss, filepath.Join(r.cfg.Out, "step_loss.png")); err != nil {
+			return err
+		}
+	}
+	if r.tb != nil {
+		if err := r.tb.Metrics(tensorboard.EpochPrefix, int64(m.Step), m, "step"); err != nil {
+			return err
+		}
+		if err := r.tb.Flush(); err != nil {
+			return err
+		}
 	}
 	r.epoch++ // the checkpoint records the completed epoch
 	defer func() { r.epoch-- }()
