@@ -37,14 +37,10 @@ type Budget struct {
 	Log    io.Writer // progress; nil for none
 }
 
-// schedule returns the learning-rate schedule for a run of the given
-// number of steps.
-func (b Budget) schedule(steps int) string {
-	w := int(b.Warmup * float64(steps))
-	if w < 1 {
-		return "cosine"
-	}
-	return fmt.Sprintf("warmup:%d+cosine:%d", w, max(steps-w, 1))
+// schedule returns the learning-rate schedule: a cosine, after a linear
+// warm-up over the fraction Warmup of the run.
+func (b Budget) schedule() train.Schedule {
+	return train.Schedule{Kind: train.ScheduleCosine, WarmupEpochs: b.Warmup * float64(b.Epochs)}
 }
 
 // recipe describes the budget's training recipe for a report.
@@ -58,24 +54,13 @@ func (b Budget) recipe() string {
 
 // trained trains one network and returns its result and checkpoint path.
 func (b Budget) trained(ctx context.Context, mc models.Config, dir string) (*train.Result, string, error) {
-	trainSet, test, err := data.Open(b.Data, 0)
-	if err != nil {
-		return nil, "", err
-	}
-	n := trainSet.Len()
-	if b.Limit > 0 {
-		n = min(n, b.Limit)
-	}
-	steps := (n + b.Batch - 1) / b.Batch * b.Epochs
-	mc.SetInChannels(test.C)
-	mc.SetClasses(len(test.Classes))
 	log := b.Log
 	if log == nil {
 		log = io.Discard
 	}
 	fmt.Fprintf(log, "training %s (%d epochs on %s)\n", mc.Name, b.Epochs, b.Data)
 	res, err := train.Run(ctx, train.Config{Model: mc, Data: b.Data, Epochs: b.Epochs, Batch: b.Batch, Optimizer: "sgd", LR: b.LR,
-		Momentum: 0.9, WeightDecay: 1e-4, Schedule: b.schedule(steps), Augment: data.Augment{Pad: 2}, Seed: b.Seed, Limit: b.Limit,
+		Momentum: 0.9, WeightDecay: 1e-4, Schedule: b.schedule(), Augment: &data.Augment{Pad: 2}, Seed: b.Seed, Limit: b.Limit,
 		Out: dir, Log: log})
 	if err != nil {
 		return nil, "", fmt.Errorf("experiments: training %s: %w", mc.Name, err)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/residual-nn/residual/checkpoint"
+	"github.com/residual-nn/residual/nn"
 )
 
 // Checkpoint file names in a run folder.
@@ -63,9 +64,9 @@ func (r *run) restore(path string) error {
 	if c.Position == nil {
 		return fmt.Errorf("train: %s was not written by a training run (no position to resume from)", path)
 	}
-	r.model = c.Net // the same architecture, with the stored weights and statistics
-	if r.opt, err = newOptimizer(r.cfg, r.model, r.stepsPerEpoch*r.cfg.Epochs); err != nil {
-		return err
+	// Into the model and optimizer Prepare built: the same architecture.
+	if err := nn.LoadTorchState(r.model, nn.TorchState(c.Net), true); err != nil {
+		return fmt.Errorf("train: %s: %w", path, err)
 	}
 	for k, t := range r.opt.State() {
 		src, ok := c.Optimizer[k]

@@ -52,10 +52,10 @@ func TestFitTargets(t *testing.T) {
 // background alone gives (its IoU / 11). Telling the digits apart takes a
 // real run (docs/SEGMENTATION.md); this checks the machinery learns.
 func TestSegmentationTrains(t *testing.T) {
-	for _, loss := range []string{"ce", "ce+dice"} {
+	for _, loss := range []Loss{CE, CEDice} {
 		c := unet.Config{InChannels: 1, Classes: 11, Depth: 2, Base: 8, BatchNorm: true}
 		cfg := Config{Model: models.Config{Name: "unet-tiny", Arch: &models.UNet{Config: c}}, Data: "mnist-canvas:40", Task: "segment", Loss: loss,
-			BorderWeights: loss == "ce", Epochs: 4, Batch: 16, Optimizer: "adam", LR: 1e-2, Schedule: "constant",
+			BorderWeights: loss == "ce", Epochs: 4, Batch: 16, Optimizer: "adam", LR: 1e-2, Schedule: Schedule{Kind: ScheduleConstant},
 			ValSplit: 0.2, Seed: 1, Limit: 320, Out: t.TempDir()}
 		res, err := Run(context.Background(), cfg)
 		if err != nil {

@@ -29,32 +29,29 @@ type Config struct {
 	Model models.Config `json:"model"`
 	// Data names the data set (see data.Open), e.g. "mnist".
 	Data string `json:"data"`
-	// Task is "classify" (the default) or "segment": per-pixel classes,
-	// for a U-Net on a data set with masks.
-	Task string `json:"task,omitempty"`
-	// Loss is "ce" (cross-entropy, the default), "dice" (soft Dice) or
-	// "ce+dice" (their sum); Dice is for segmentation.
-	Loss string `json:"loss,omitempty"`
+	// Task is Classify (the default, "") or Segment.
+	Task Task `json:"task,omitempty"`
+	// Loss is CE (the default, ""), Dice or CEDice.
+	Loss Loss `json:"loss,omitempty"`
 	// BorderWeights weights the per-pixel cross-entropy with the U-Net
 	// paper's weight map (class balance + w0 = 10, σ = 5 px borders).
 	BorderWeights bool `json:"border_weights,omitempty"`
 	// ClassWeights weights the per-pixel cross-entropy by inverse class
 	// frequency only (the class-balance term of the weight map).
-	ClassWeights bool    `json:"class_weights,omitempty"`
-	Epochs       int     `json:"epochs"`
-	Batch        int     `json:"batch"`
-	Optimizer    string  `json:"optimizer"` // sgd, adam or adamw
-	LR           float64 `json:"lr"`
-	Momentum     float64 `json:"momentum"`
-	Nesterov     bool    `json:"nesterov,omitempty"`
+	ClassWeights bool      `json:"class_weights,omitempty"`
+	Epochs       int       `json:"epochs"`
+	Batch        int       `json:"batch"`
+	Optimizer    Optimizer `json:"optimizer"` // SGD (the default, ""), Adam or AdamW
+	LR           float64   `json:"lr"`
+	Momentum     float64   `json:"momentum"`
+	Nesterov     bool      `json:"nesterov,omitempty"`
 	// WeightDecay applies to weights of rank ≥ 2; BN parameters and biases
 	// get none.
 	WeightDecay float64 `json:"weight_decay"`
-	// Schedule is an optim.ParseSchedule spec, "cosine" (to zero over the
-	// whole run) or "he": ÷10 at 50% and 75% of the run (He et al. 2015's
-	// 32k/48k of 64k iterations).
-	Schedule string       `json:"schedule"`
-	Augment  data.Augment `json:"augment"`
+	// Schedule is the learning-rate schedule, in epochs.
+	Schedule Schedule `json:"schedule"`
+	// Augment is the training images' augmentation; nil: DefaultAugment.
+	Augment *data.Augment `json:"augment"`
 	// ValSplit holds out this fraction of the training set for validation;
 	// 0 validates on the test set.
 	ValSplit float64 `json:"val_split"`
@@ -74,6 +71,35 @@ type Config struct {
 	Log  io.Writer `json:"-"`
 	Live bool      `json:"-"`
 }
+
+// Task is what a run trains the model to do.
+type Task string
+
+// Tasks.
+const (
+	Classify Task = "classify" // one class per image
+	Segment  Task = "segment"  // one class per pixel (a U-Net on a data set with masks)
+)
+
+// Loss names a training loss.
+type Loss string
+
+// Losses.
+const (
+	CE     Loss = "ce"      // cross-entropy
+	Dice   Loss = "dice"    // soft Dice (segmentation)
+	CEDice Loss = "ce+dice" // their sum (segmentation)
+)
+
+// Optimizer names an optimizer.
+type Optimizer string
+
+// Optimizers.
+const (
+	SGD   Optimizer = "sgd"
+	Adam  Optimizer = "adam"
+	AdamW Optimizer = "adamw"
+)
 
 // Result is what a finished run reached.
 type Result struct {
@@ -129,12 +155,19 @@ type run struct {
 	tb                *tensorboard.Writer // nil without Config.TensorBoard
 	steps             []int               // this session's steps and their losses, for step_loss.png
 	stepLoss          []float64
+	trained           bool // Train was called
 }
 
-// Run trains as configured. It returns ErrInterrupted (after saving) when
-// ctx is cancelled, and an error naming the step if the loss becomes NaN
-// (the previous checkpoints stay as they were).
-func Run(ctx context.Context, cfg Config) (*Result, error) {
+// Trainer is a run made ready by Prepare: the data opened once, the model
+// sized from it (input channels and classes) and built, the optimizer
+// made and, with Config.Resume, the checkpoint's state loaded into them.
+type Trainer struct{ r *run }
+
+// Prepare opens the data, sizes and builds the model and its optimizer,
+// and loads the last checkpoint when resuming; the work is left to
+// Trainer.Train. Config.Model's input channels and classes are taken from
+// the data (the caller's config is not changed).
+func Prepare(cfg Config) (*Trainer, error) {
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
 	}
@@ -142,12 +175,45 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	return &Trainer{r: r}, nil
+}
+
+// Config returns the run's config as prepared: the model sized from the
+// data, the augmentation resolved.
+func (t *Trainer) Config() Config { return t.r.cfg }
+
+// Data returns the training, validation and test sets (the validation set
+// is the test set when Config.ValSplit is 0).
+func (t *Trainer) Data() (train, val, test *data.Dataset) {
+	return t.r.trainSet, t.r.valSet, t.r.testSet
+}
+
+// Run trains as configured: Prepare, then Trainer.Train.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	t, err := Prepare(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return t.Train(ctx)
+}
+
+// Train runs the prepared training. It returns ErrInterrupted (after
+// saving) when ctx is cancelled, and an error naming the step if the loss
+// becomes NaN (the previous checkpoints stay as they were). A Trainer
+// trains once.
+func (t *Trainer) Train(ctx context.Context) (*Result, error) {
+	r, cfg := t.r, t.r.cfg
+	if r.trained {
+		return nil, errors.New("train: this Trainer has already trained; Prepare another")
+	}
+	r.trained = true
 	if cfg.TensorBoard {
 		if !cfg.Resume {
 			if err := tensorboard.RemoveEventFiles(cfg.Out); err != nil {
 				return nil, err
 			}
 		}
+		var err error
 		if r.tb, err = tensorboard.NewWriter(cfg.Out); err != nil {
 			return nil, err
 		}
@@ -165,7 +231,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	return res, err
 }
 
-func (c *Config) validate() error {
+// Validate checks the config before any work: counts, rates, names of the
+// task, loss and optimizer, and the schedule.
+func (c *Config) Validate() error {
 	switch {
 	case c.Epochs < 1:
 		return fmt.Errorf("train: epochs must be ≥ 1, got %d", c.Epochs)
@@ -177,27 +245,51 @@ func (c *Config) validate() error {
 		return fmt.Errorf("train: no output folder")
 	case c.ValSplit < 0 || c.ValSplit >= 1:
 		return fmt.Errorf("train: validation split %g outside [0, 1)", c.ValSplit)
-	case c.Task != "" && c.Task != "classify" && c.Task != "segment":
+	case c.Task != "" && c.Task != Classify && c.Task != Segment:
 		return fmt.Errorf("train: unknown task %q (classify, segment)", c.Task)
-	case c.Loss != "" && c.Loss != "ce" && c.Loss != "dice" && c.Loss != "ce+dice":
+	case c.Loss != "" && c.Loss != CE && c.Loss != Dice && c.Loss != CEDice:
 		return fmt.Errorf("train: unknown loss %q (ce, dice, ce+dice)", c.Loss)
-	case c.Task != "segment" && (c.Loss == "dice" || c.Loss == "ce+dice" || c.BorderWeights || c.ClassWeights):
+	case c.Task != Segment && (c.Loss == Dice || c.Loss == CEDice || c.BorderWeights || c.ClassWeights):
 		return fmt.Errorf("train: Dice loss and class or border weights are for --task segment")
+	case c.Optimizer != "" && c.Optimizer != SGD && c.Optimizer != Adam && c.Optimizer != AdamW:
+		return fmt.Errorf("train: unknown optimizer %q (sgd, adam, adamw)", c.Optimizer)
 	}
-	return nil
+	return c.Schedule.validate(c.Epochs)
+}
+
+// DefaultAugment is the augmentation of a run whose Config.Augment is nil:
+// torchvision's training transform (random resized crop, flip) for images
+// of any size (folder:DIR), 2-pixel shifts for grey images, 4-pixel shifts
+// and flips for colour ones.
+func DefaultAugment(d *data.Dataset) data.Augment {
+	switch {
+	case d.Files != nil:
+		return data.Augment{ResizedCrop: true, Flip: true}
+	case d.C == 1:
+		return data.Augment{Pad: 2}
+	}
+	return data.Augment{Pad: 4, Flip: true}
 }
 
 func setup(cfg Config) (*run, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	channels := 0
-	if in := cfg.Model.InputShape(1, 1); len(in) == 4 {
-		channels = in[3]
-	}
-	trainSet, testSet, err := data.Open(cfg.Data, channels)
+	trainSet, testSet, err := data.Open(cfg.Data, 0)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Model, err = cfg.Model.Clone(); err != nil {
+		return nil, fmt.Errorf("train: model config: %w", err)
+	}
+	cfg.Model.SetInChannels(trainSet.C)
+	cfg.Model.SetClasses(len(trainSet.Classes))
+	if err := cfg.Model.Validate(); err != nil {
+		return nil, fmt.Errorf("train: model %q on %s: %w", cfg.Model.Name, cfg.Data, err)
+	}
+	if cfg.Augment == nil {
+		a := DefaultAugment(trainSet)
+		cfg.Augment = &a
 	}
 	if cfg.Limit > 0 && cfg.Limit < trainSet.Len() {
 		idx := make([]int, cfg.Limit)
@@ -218,7 +310,7 @@ func setup(cfg Config) (*run, error) {
 	if err := checkFits(cfg.Model, trainSet); err != nil {
 		return nil, err
 	}
-	if seg := cfg.Task == "segment"; seg != trainSet.IsSegmentation() || seg != cfg.Model.Dense() {
+	if seg := cfg.Task == Segment; seg != trainSet.IsSegmentation() || seg != cfg.Model.Dense() {
 		return nil, fmt.Errorf("train: --task %s with model %q and data %q: segmentation needs a U-Net and a data set with masks (mnist-canvas, fashion-canvas, segfolder:DIR), classification neither",
 			map[bool]string{true: "segment", false: "classify"}[seg], cfg.Model.Name, cfg.Data)
 	}
@@ -234,7 +326,7 @@ func setup(cfg Config) (*run, error) {
 		return nil, err
 	}
 	r.stepsPerEpoch = (&data.Loader{Data: r.trainSet, Batch: cfg.Batch}).Batches()
-	if r.opt, err = newOptimizer(cfg, r.model, r.stepsPerEpoch*cfg.Epochs); err != nil {
+	if r.opt, err = newOptimizer(cfg, r.model, r.stepsPerEpoch); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
@@ -266,27 +358,18 @@ func checkFits(m models.Config, d *data.Dataset) error {
 	return nil
 }
 
-func newOptimizer(cfg Config, m nn.Layer, totalSteps int) (optim.Optimizer, error) {
-	var sched optim.Schedule
-	switch cfg.Schedule {
-	case "he":
-		sched = optim.MultiStep{Milestones: []int{totalSteps / 2, totalSteps * 3 / 4}, Gamma: 0.1}
-	case "cosine": // over the whole run
-		sched = optim.Cosine{Total: totalSteps}
-	default:
-		s, err := optim.ParseSchedule(cfg.Schedule)
-		if err != nil {
-			return nil, err
-		}
-		sched = s
+func newOptimizer(cfg Config, m nn.Layer, stepsPerEpoch int) (optim.Optimizer, error) {
+	sched, err := cfg.Schedule.resolve(stepsPerEpoch, cfg.Epochs)
+	if err != nil {
+		return nil, err
 	}
 	groups := optim.SplitDecay(nn.Parameters(m))
 	switch cfg.Optimizer {
-	case "sgd", "":
+	case SGD, "":
 		return optim.NewSGD(groups, optim.SGDConfig{LR: cfg.LR, Momentum: cfg.Momentum, WeightDecay: cfg.WeightDecay, Nesterov: cfg.Nesterov, Schedule: sched})
-	case "adam":
+	case Adam:
 		return optim.NewAdam(groups, optim.AdamConfig{LR: cfg.LR, WeightDecay: cfg.WeightDecay, Schedule: sched})
-	case "adamw":
+	case AdamW:
 		return optim.NewAdamW(groups, optim.AdamConfig{LR: cfg.LR, WeightDecay: cfg.WeightDecay, Schedule: sched})
 	}
 	return nil, fmt.Errorf("train: unknown optimizer %q (sgd, adam, adamw)", cfg.Optimizer)
@@ -295,7 +378,7 @@ func newOptimizer(cfg Config, m nn.Layer, totalSteps int) (optim.Optimizer, erro
 func (r *run) loader(d *data.Dataset, training bool) *data.Loader {
 	l := &data.Loader{Data: d, Batch: r.cfg.Batch, Mean: r.mean, Std: r.std, Seed: r.cfg.Seed}
 	if training {
-		l.Shuffle, l.Augment = true, r.cfg.Augment
+		l.Shuffle, l.Augment = true, *r.cfg.Augment
 	}
 	return l
 }
@@ -385,7 +468,7 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			}
 		}
 	}
-	if r.cfg.Task == "segment" {
+	if r.cfg.Task == Segment {
 		res.TestIoU, res.TestMeanIoU = IoU(confusion)
 		fmt.Fprintf(r.cfg.Log, "test pixel accuracy %.2f%%, mean IoU %.4f (loss %.4f) after %d epochs\n", 100*testAcc, res.TestMeanIoU, testLoss, r.epoch)
 		for c, v := range res.TestIoU {
@@ -408,7 +491,7 @@ func (r *run) endEpoch() error {
 	m := Metrics{Epoch: r.epoch + 1, Step: r.opt.Steps(), LR: r.opt.LR(0), TrainLoss: r.lossSum / float64(max(r.seen, 1)),
 		TrainAcc: r.accSum / float64(max(r.seen, 1)), ValLoss: valLoss, ValAcc: valAcc, ImgPerSec: float64(r.imgs) / secs, Seconds: secs}
 	score := valAcc // what picks the best checkpoint
-	if r.cfg.Task == "segment" {
+	if r.cfg.Task == Segment {
 		_, m.ValMeanIoU = IoU(confusion)
 		score = m.ValMeanIoU
 	}
@@ -417,7 +500,7 @@ func (r *run) endEpoch() error {
 		fmt.Fprint(r.cfg.Log, "\r\033[K")
 	}
 	miou := ""
-	if r.cfg.Task == "segment" {
+	if r.cfg.Task == Segment {
 		miou = fmt.Sprintf(" mIoU %.4f", m.ValMeanIoU)
 	}
 	fmt.Fprintf(r.cfg.Log, "epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%%s  %.0f img/s  %.0fs\n",
@@ -587,14 +670,14 @@ func fitTargets(logits *ag.Value, b data.Batch) ([]int32, []float32) {
 // loss is the configured training loss.
 func (r *run) loss(logits *ag.Value, targets []int32, weights []float32) (*ag.Value, error) {
 	var total *ag.Value
-	if r.cfg.Loss != "dice" {
+	if r.cfg.Loss != Dice {
 		ce, err := ag.CrossEntropy(logits, targets, ag.CrossEntropyOptions{IgnoreIndex: -100, RowWeight: weights})
 		if err != nil {
 			return nil, err
 		}
 		total = ce
 	}
-	if r.cfg.Loss == "dice" || r.cfg.Loss == "ce+dice" {
+	if r.cfg.Loss == Dice || r.cfg.Loss == CEDice {
 		d, err := ag.Dice(logits, targets, -100)
 		if err != nil {
 			return nil, err

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/residual-nn/residual/limits"
+	"github.com/residual-nn/residual/train"
 )
 
 // Bounds of flags that no file or package limit covers. Values beyond them
@@ -155,9 +156,18 @@ func checkTrain(fs *flag.FlagSet, _ []string) error {
 		intIn(fs, "limit", 0, math.MaxInt),
 		intIn(fs, "base", 0, limits.Channels),
 		intIn(fs, "threads", 0, math.MaxInt),
+		floatIn(fs, "warmup-epochs", 0, true, inf, false),
 	)
 	if err != nil {
 		return err
+	}
+	if w, e := floatFlag(fs, "warmup-epochs"), intFlag(fs, "epochs"); fs.Lookup("warmup-epochs") != nil && w >= float64(e) {
+		return badFlag("warmup-epochs", w, "must be less than --epochs %d", e)
+	}
+	if s := stringFlag(fs, "schedule"); fs.Lookup("schedule") != nil {
+		if _, err := train.ParseSchedule(s); err != nil {
+			return badFlag("schedule", s, "%v", err)
+		}
 	}
 	// The names of the augmentations are parseAugment's to check; the
 	// shift is bounded here.

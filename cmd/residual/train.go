@@ -39,7 +39,8 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	mom := fs.Float64("momentum", 0.9, "SGD momentum")
 	nesterov := fs.Bool("nesterov", false, "Nesterov momentum")
 	wd := fs.Float64("weight-decay", 1e-4, "weight decay (not on BN parameters and biases)")
-	sched := fs.String("schedule", "cosine", `learning-rate schedule: cosine, he (÷10 at 50% and 75%), constant, multistep:S1,S2[:gamma], cosine:STEPS, warmup:N+...`)
+	sched := fs.String("schedule", "cosine", `learning-rate schedule: cosine, he (÷10 at 50% and 75%), constant, multistep:S1,S2[:gamma], cosine:STEPS, warmup:N+... (S, STEPS, N in steps)`)
+	warmup := fs.Float64("warmup-epochs", 0, "epochs (fractions allowed) of linear learning-rate warm-up from 0 before the schedule")
 	aug := fs.String("augment", "auto", "augmentation: none, pad=N, flip, resized-crop (torchvision's RandomResizedCrop), combined with commas; auto: resized-crop,flip for folder:DIR, pad=2 for grey images, pad=4,flip for colour")
 	imageSize := fs.Int("image-size", 0, "folder:DIR: side of the square images made from the files (default 224)")
 	skipBad := fs.Bool("skip-bad-images", false, "folder:DIR: skip unreadable image files with a warning instead of failing")
@@ -63,12 +64,6 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *spec, err = data.FolderSpec(*spec, *imageSize, *skipBad); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	trainSet, _, err := data.Open(*spec, 0)
-	if err != nil {
-		return err
-	}
-	mc.SetInChannels(trainSet.C)
-	mc.SetClasses(len(trainSet.Classes))
 	if *base > 0 {
 		u, ok := mc.Arch.(*models.UNet)
 		if !ok {
@@ -82,16 +77,29 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			*task = "segment"
 		}
 	}
-	a, err := parseAugment(*aug, trainSet)
+	a, err := parseAugment(*aug)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	cfg := train.Config{Model: mc, Data: *spec, Task: *task, Loss: *lossName, BorderWeights: *border, ClassWeights: *classW, Epochs: *epochs, Batch: *batch, Optimizer: *opt, LR: *lr, Momentum: *mom, Nesterov: *nesterov,
-		WeightDecay: *wd, Schedule: *sched, Augment: a, ValSplit: *val, Seed: *seed, Limit: *limit, Out: *out, Resume: *resume, TensorBoard: *tb,
-		Log: stdout, Live: isTerminal(stdout)}
+	schedule, err := train.ParseSchedule(*sched)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	schedule.WarmupEpochs = *warmup
+	cfg := train.Config{Model: mc, Data: *spec, Task: train.Task(*task), Loss: train.Loss(*lossName), BorderWeights: *border, ClassWeights: *classW, Epochs: *epochs, Batch: *batch,
+		Optimizer: train.Optimizer(*opt), LR: *lr, Momentum: *mom, Nesterov: *nesterov, WeightDecay: *wd, Schedule: schedule, Augment: a, ValSplit: *val, Seed: *seed, Limit: *limit,
+		Out: *out, Resume: *resume, TensorBoard: *tb, Log: stdout, Live: isTerminal(stdout)}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	t, err := train.Prepare(cfg)
+	if err != nil {
+		return err
+	}
+	trainSet, _, _ := t.Data()
 	fmt.Fprintf(stdout, "training %s on %s (%d images of %dx%dx%d, %d classes) for %d epochs, %d threads, run folder %s\n",
 		*model, *spec, trainSet.Len(), trainSet.H, trainSet.W, trainSet.C, len(trainSet.Classes), *epochs, runtime.GOMAXPROCS(0), *out)
-	res, err := train.Run(ctx, cfg)
+	res, err := t.Train(ctx)
 	if err != nil {
 		return err
 	}
@@ -104,17 +112,12 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-func parseAugment(s string, d *data.Dataset) (data.Augment, error) {
-	var a data.Augment
+// parseAugment reads --augment; nil for auto (train.DefaultAugment).
+func parseAugment(s string) (*data.Augment, error) {
+	a := &data.Augment{}
 	switch s {
 	case "auto":
-		if d.Files != nil { // images of any size: torchvision's training transform
-			return data.Augment{ResizedCrop: true, Flip: true}, nil
-		}
-		if d.C == 1 {
-			return data.Augment{Pad: 2}, nil
-		}
-		return data.Augment{Pad: 4, Flip: true}, nil
+		return nil, nil
 	case "none", "":
 		return a, nil
 	}

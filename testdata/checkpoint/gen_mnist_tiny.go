@@ -30,7 +30,7 @@ func main() {
 	rc := resnet.Config{Block: "basic", Layers: []int{1, 1}, Widths: []int{4, 8}, Stem: "cifar", StemWidth: 4,
 		Ordering: resnet.PostActivation, Shortcut: resnet.ShortcutB, Classes: 10, InChannels: 1}
 	cfg := train.Config{Model: models.Config{Name: "mnist-tiny", Arch: &models.ResNet{Config: rc}}, Data: "mnist", Epochs: 3,
-		Batch: 64, Optimizer: "adam", LR: 0.01, Schedule: "cosine", Augment: data.Augment{Pad: 2}, ValSplit: 0.1,
+		Batch: 64, Optimizer: "adam", LR: 0.01, Schedule: train.Schedule{Kind: train.ScheduleCosine}, Augment: &data.Augment{Pad: 2}, ValSplit: 0.1,
 		Seed: 1, Limit: 8192, Out: tmp, Log: os.Stderr}
 	if _, err := train.Run(context.Background(), cfg); err != nil {
 		log.Fatal(err)

@@ -1,0 +1,93 @@
+package train
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/residual-nn/residual/optim"
+)
+
+// The typed schedules resolve to the optim schedules their step-counted
+// specs describe, factor for factor over the whole run: a cosine after a
+// warm-up of 1.5 epochs of 10 steps is "warmup:15+cosine:45" for 6
+// epochs; he is ÷10 at 50% and 75%; multistep milestones in epochs keep
+// their place in the run after a warm-up.
+func TestScheduleResolves(t *testing.T) {
+	const spe, epochs = 10, 6
+	for _, c := range []struct {
+		s    Schedule
+		want string
+	}{
+		{Schedule{Kind: ScheduleCosine}, "cosine:60"},
+		{Schedule{Kind: ScheduleCosine, WarmupEpochs: 1.5}, "warmup:15+cosine:45"},
+		{Schedule{Kind: ScheduleHe}, "multistep:30,45"},
+		{Schedule{Kind: ScheduleHe, WarmupEpochs: 1}, "warmup:10+multistep:20,35"},
+		{Schedule{Kind: ScheduleMultiStep, Milestones: []float64{2, 4.5}, Gamma: 0.5}, "multistep:20,45:0.5"},
+		{Schedule{Kind: ScheduleMultiStep, Milestones: []float64{2}, WarmupEpochs: 0.5}, "warmup:5+multistep:15"},
+		{Schedule{}, "constant"},
+		{Schedule{Kind: ScheduleConstant, WarmupEpochs: 2}, "warmup:20+constant"},
+		{Schedule{Steps: "multistep:10"}, "multistep:10"},
+	} {
+		got, err := c.s.resolve(spe, epochs)
+		if err != nil {
+			t.Fatalf("%v: %v", c.s, err)
+		}
+		want, err := optim.ParseSchedule(c.want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for step := 0; step <= spe*epochs; step++ {
+			if g, w := got.Factor(step), want.Factor(step); g != w {
+				t.Errorf("%v at step %d: factor %g, %s gives %g", c.s, step, g, c.want, w)
+				break
+			}
+		}
+	}
+}
+
+// Bad schedules are refused before any work, naming the problem.
+func TestScheduleValidate(t *testing.T) {
+	for _, c := range []struct {
+		s    Schedule
+		want string
+	}{
+		{Schedule{Kind: "linear"}, "unknown schedule"},
+		{Schedule{Kind: ScheduleMultiStep}, "without milestones"},
+		{Schedule{Kind: ScheduleMultiStep, Milestones: []float64{3, 2}}, "increasing"},
+		{Schedule{Kind: ScheduleCosine, Milestones: []float64{1}}, "no milestones"},
+		{Schedule{Kind: ScheduleCosine, WarmupEpochs: 6}, "warm-up"},
+		{Schedule{Kind: ScheduleCosine, WarmupEpochs: -1}, "warm-up"},
+		{Schedule{Steps: "multistep:x"}, "milestones"},
+	} {
+		if err := c.s.validate(6); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: error %v, want one about %q", c.s, err, c.want)
+		}
+	}
+	if _, err := ParseSchedule("cosine:abc"); err == nil {
+		t.Error("ParseSchedule accepted cosine:abc")
+	}
+}
+
+// A config recorded before schedules were typed (a spec string) still
+// reads, and a typed one round-trips through JSON.
+func TestScheduleJSON(t *testing.T) {
+	var old struct {
+		Schedule Schedule `json:"schedule"`
+	}
+	if err := json.Unmarshal([]byte(`{"schedule":"he"}`), &old); err != nil || old.Schedule.Kind != ScheduleHe {
+		t.Errorf("old string form: %+v, %v", old.Schedule, err)
+	}
+	if err := json.Unmarshal([]byte(`{"schedule":"warmup:5+cosine:10"}`), &old); err != nil || old.Schedule.Steps != "warmup:5+cosine:10" {
+		t.Errorf("old step spec: %+v, %v", old.Schedule, err)
+	}
+	s := Schedule{Kind: ScheduleMultiStep, Milestones: []float64{1, 2.5}, Gamma: 0.2, WarmupEpochs: 0.5}
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Schedule
+	if err := json.Unmarshal(b, &back); err != nil || back.String() != s.String() || back.WarmupEpochs != 0.5 || len(back.Milestones) != 2 {
+		t.Errorf("%s read back as %+v (%v)", b, back, err)
+	}
+}
