@@ -11,6 +11,7 @@ import (
 
 	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/nn"
+	"github.com/residual-nn/residual/tensor"
 )
 
 // Checkpoint file names in a run folder.
@@ -29,23 +30,33 @@ func (r *run) meta() (checkpoint.Meta, error) {
 	if err != nil {
 		return checkpoint.Meta{}, fmt.Errorf("train: recording the run's config: %w", err)
 	}
+	pre := checkpoint.Preprocess{Height: r.trainSet.H, Width: r.trainSet.W, Channels: r.trainSet.C, Mean: r.mean, Std: r.std}
+	if r.pre != nil { // Config.Init's, at this data's size
+		pre = *r.pre
+		pre.Height, pre.Width, pre.Channels = r.trainSet.H, r.trainSet.W, r.trainSet.C
+	}
 	return checkpoint.Meta{
-		Model:   r.cfg.Model,
-		Classes: r.trainSet.Classes,
-		Preprocess: checkpoint.Preprocess{Height: r.trainSet.H, Width: r.trainSet.W, Channels: r.trainSet.C,
-			Mean: r.mean, Std: r.std},
-		Train:    cfg,
-		Position: &checkpoint.Position{Epoch: r.epoch, Batch: r.batch, Step: r.opt.Steps(), BestValAcc: r.best, RNG: rng},
+		Model:      r.cfg.Model,
+		Classes:    r.trainSet.Classes,
+		Preprocess: pre,
+		Train:      cfg,
+		Position:   &checkpoint.Position{Epoch: r.epoch, Batch: r.batch, Step: r.opt.Steps(), BestValAcc: r.best, RNG: rng},
 	}, nil
 }
 
 // save writes a checkpoint atomically into the run folder.
 func (r *run) save(name string) error {
+	return r.saveNet(name, r.model, r.opt.State())
+}
+
+// saveNet writes a checkpoint of net (the model, or a copy holding the
+// moving average) with the run's metadata.
+func (r *run) saveNet(name string, net nn.Layer, opt map[string]*tensor.Tensor) error {
 	m, err := r.meta()
 	if err != nil {
 		return err
 	}
-	return checkpoint.Write(filepath.Join(r.cfg.Out, name), r.model, m, r.opt.State())
+	return checkpoint.Write(filepath.Join(r.cfg.Out, name), net, m, opt)
 }
 
 // restore continues a run from a checkpoint of the same model.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/nn"
@@ -59,6 +60,35 @@ type Config struct {
 	// Limit keeps only the first Limit training and test images (0: all),
 	// for quick runs.
 	Limit int `json:"limit,omitempty"`
+	// Init starts from a checkpoint's weights (one written here or an
+	// imported one): every tensor whose name and shape match is loaded,
+	// the rest (the classifier head, when the class count differs) stays
+	// freshly initialised, and the log says which. The run takes the
+	// checkpoint's preprocessing (input channels, mean and std) and keeps
+	// it in its own checkpoints.
+	Init string `json:"init,omitempty"`
+	// Freeze lists module prefixes whose parameters are not trained
+	// (nn.Freeze); "backbone" stands for everything but the classifier
+	// head (resnet fc, unet and mlp head).
+	Freeze []string `json:"freeze,omitempty"`
+	// HeadLRMult multiplies the classifier head's learning rate (0 or 1:
+	// the same as the rest); the head's weights and biases keep their
+	// weight-decay split.
+	HeadLRMult float64 `json:"head_lr_mult,omitempty"`
+	// LabelSmoothing is the cross-entropy's label smoothing, in [0, 1).
+	LabelSmoothing float64 `json:"label_smoothing,omitempty"`
+	// EMA, in (0, 1), keeps an exponential moving average of the weights
+	// and batch norm statistics with this decay, updated after every step,
+	// validated every epoch (val_acc_ema) and saved as EMACheckpoint; 0:
+	// none.
+	EMA float64 `json:"ema,omitempty"`
+	// ClipGrad, when > 0, scales the gradients so that their joint L2 norm
+	// is at most ClipGrad before each step.
+	ClipGrad float64 `json:"clip_grad,omitempty"`
+	// Patience, when > 0, stops the run once the validation metric (the
+	// one that picks the best checkpoint) has not improved for Patience
+	// epochs.
+	Patience int `json:"patience,omitempty"`
 	// Out is the run folder: checkpoints, metrics.jsonl, curves.
 	Out    string `json:"-"`
 	Resume bool   `json:"-"`
@@ -110,6 +140,12 @@ type Result struct {
 	TestAccuracy    float64
 	TestLoss        float64
 	BestValAccuracy float64
+	// TestTop5 is the top-5 test accuracy (classification with ≥ 5
+	// classes).
+	TestTop5 float64
+	// StoppedEarly says that Config.Patience ended the run before
+	// Config.Epochs.
+	StoppedEarly bool
 	// TestIoU and TestMeanIoU are the per-class and mean intersection over
 	// union on the test set (segmentation).
 	TestIoU     []float64
@@ -130,6 +166,9 @@ type Metrics struct {
 	TrainAcc   float64 `json:"train_acc"`
 	ValLoss    float64 `json:"val_loss"`
 	ValAcc     float64 `json:"val_acc"`
+	ValTop5    float64 `json:"val_top5,omitempty"` // classification with ≥ 5 classes
+	ValAccEMA  float64 `json:"val_acc_ema,omitempty"`
+	ValLossEMA float64 `json:"val_loss_ema,omitempty"`
 	ValMeanIoU float64 `json:"val_miou,omitempty"`
 	ImgPerSec  float64 `json:"img_per_s"`
 	Seconds    float64 `json:"seconds"`
@@ -155,7 +194,13 @@ type run struct {
 	tb                *tensorboard.Writer // nil without Config.TensorBoard
 	steps             []int               // this session's steps and their losses, for step_loss.png
 	stepLoss          []float64
-	trained           bool // Train was called
+	stoppedEarly      bool
+	trained           bool                   // Train was called
+	params            []*ag.Value            // the trained (not frozen) parameters
+	head              string                 // the classifier head's module name
+	pre               *checkpoint.Preprocess // from Config.Init; nil: the data's mean and std
+	ema               *optim.EMA
+	emaModel          nn.Layer // evaluated and saved with the averages
 }
 
 // Trainer is a run made ready by Prepare: the data opened once, the model
@@ -254,7 +299,32 @@ func (c *Config) Validate() error {
 	case c.Optimizer != "" && c.Optimizer != SGD && c.Optimizer != Adam && c.Optimizer != AdamW:
 		return fmt.Errorf("train: unknown optimizer %q (sgd, adam, adamw)", c.Optimizer)
 	}
+	if err := c.validateFineTuning(); err != nil {
+		return err
+	}
 	return c.Schedule.validate(c.Epochs)
+}
+
+func (c *Config) validateFineTuning() error {
+	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+	switch {
+	case !finite(c.HeadLRMult) || c.HeadLRMult < 0:
+		return fmt.Errorf("train: head learning-rate multiplier %g must be ≥ 0", c.HeadLRMult)
+	case !(c.LabelSmoothing >= 0 && c.LabelSmoothing < 1):
+		return fmt.Errorf("train: label smoothing %g outside [0, 1)", c.LabelSmoothing)
+	case !(c.EMA >= 0 && c.EMA < 1):
+		return fmt.Errorf("train: EMA decay %g outside [0, 1)", c.EMA)
+	case !finite(c.ClipGrad) || c.ClipGrad < 0:
+		return fmt.Errorf("train: gradient clipping norm %g must be ≥ 0", c.ClipGrad)
+	case c.Patience < 0:
+		return fmt.Errorf("train: patience %d must be ≥ 0", c.Patience)
+	}
+	for _, p := range c.Freeze {
+		if p == "" || p == "none" {
+			return fmt.Errorf("train: freeze prefix %q (use no Freeze to train everything)", p)
+		}
+	}
+	return nil
 }
 
 // DefaultAugment is the augmentation of a run whose Config.Augment is nil:
@@ -275,7 +345,16 @@ func setup(cfg Config) (*run, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	trainSet, testSet, err := data.Open(cfg.Data, 0)
+	var init *checkpoint.Checkpoint
+	channels := 0 // the data's own
+	if cfg.Init != "" {
+		var err error
+		if init, err = loadInit(cfg.Init); err != nil {
+			return nil, err
+		}
+		channels = init.Preprocess.Channels
+	}
+	trainSet, testSet, err := data.Open(cfg.Data, channels)
 	if err != nil {
 		return nil, err
 	}
@@ -321,12 +400,27 @@ func setup(cfg Config) (*run, error) {
 		r.trainSet.BorderWeights(0, 5) // the class-balance term alone
 	}
 	r.mean, r.std = r.trainSet.Stats()
+	if init != nil {
+		p := init.Preprocess
+		r.pre, r.mean, r.std = &p, p.Mean, p.Std
+	}
 	r.rng = tensor.NewRNG(cfg.Seed)
 	if r.model, err = models.Build(cfg.Model, r.rng); err != nil {
 		return nil, err
 	}
+	if r.head, err = headName(cfg.Model, r.model); err != nil && (len(cfg.Freeze) > 0 || (cfg.HeadLRMult != 0 && cfg.HeadLRMult != 1)) {
+		return nil, err
+	}
+	if init != nil && !cfg.Resume {
+		if err := r.loadInit(init); err != nil {
+			return nil, err
+		}
+	}
+	if err := r.freeze(); err != nil {
+		return nil, err
+	}
 	r.stepsPerEpoch = (&data.Loader{Data: r.trainSet, Batch: cfg.Batch}).Batches()
-	if r.opt, err = newOptimizer(cfg, r.model, r.stepsPerEpoch); err != nil {
+	if r.opt, err = r.newOptimizer(); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
@@ -338,6 +432,11 @@ func setup(cfg Config) (*run, error) {
 		}
 	} else if err := os.Remove(filepath.Join(cfg.Out, "metrics.jsonl")); err != nil && !os.IsNotExist(err) {
 		return nil, fmt.Errorf("train: %w", err)
+	}
+	if cfg.EMA > 0 {
+		if err := r.startEMA(); err != nil {
+			return nil, err
+		}
 	}
 	return r, nil
 }
@@ -358,12 +457,49 @@ func checkFits(m models.Config, d *data.Dataset) error {
 	return nil
 }
 
-func newOptimizer(cfg Config, m nn.Layer, stepsPerEpoch int) (optim.Optimizer, error) {
-	sched, err := cfg.Schedule.resolve(stepsPerEpoch, cfg.Epochs)
+// newOptimizer makes the optimizer over the trained parameters: the
+// weight-decay split, and the head in groups of its own when its learning
+// rate differs.
+func (r *run) newOptimizer() (optim.Optimizer, error) {
+	cfg := r.cfg
+	sched, err := cfg.Schedule.resolve(r.stepsPerEpoch, cfg.Epochs)
 	if err != nil {
 		return nil, err
 	}
-	groups := optim.SplitDecay(nn.Parameters(m))
+	inHead := map[*ag.Value]bool{}
+	for _, e := range nn.StateDict(r.model) {
+		if e.Param != nil && r.head != "" && under(e.Name, r.head) {
+			inHead[e.Param] = true
+		}
+	}
+	var body, head []*ag.Value
+	r.params = nil
+	for _, p := range nn.Parameters(r.model) {
+		if !p.RequiresGrad() {
+			continue
+		}
+		r.params = append(r.params, p)
+		if cfg.HeadLRMult != 0 && cfg.HeadLRMult != 1 && inHead[p] {
+			head = append(head, p)
+		} else {
+			body = append(body, p)
+		}
+	}
+	if len(r.params) == 0 {
+		return nil, fmt.Errorf("train: every parameter is frozen; nothing to train")
+	}
+	var groups []optim.Group
+	for _, g := range optim.SplitDecay(body) {
+		if len(g.Params) > 0 {
+			groups = append(groups, g)
+		}
+	}
+	for _, g := range optim.SplitDecay(head) {
+		if len(g.Params) > 0 {
+			g.LR = cfg.LR * cfg.HeadLRMult
+			groups = append(groups, g)
+		}
+	}
 	switch cfg.Optimizer {
 	case SGD, "":
 		return optim.NewSGD(groups, optim.SGDConfig{LR: cfg.LR, Momentum: cfg.Momentum, WeightDecay: cfg.WeightDecay, Nesterov: cfg.Nesterov, Schedule: sched})
@@ -387,7 +523,7 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 	r.start = time.Now()
 	tape := ag.NewTape()
 	r.evalTape = tape.NoGradTape()
-	params := nn.Parameters(r.model)
+	params := r.params
 	for ; r.epoch < r.cfg.Epochs; r.epoch, r.batch = r.epoch+1, 0 {
 		nn.SetTraining(r.model, true)
 		r.epochStart = time.Now()
@@ -415,8 +551,14 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			r.lossSum += lv * float64(len(targets))
 			r.seen += len(targets)
 			tape.Backward(loss)
+			if r.cfg.ClipGrad > 0 {
+				optim.ClipGradNorm(r.params, r.cfg.ClipGrad)
+			}
 			lr := r.opt.LR(0) // this step's, before Step advances the schedule
 			r.opt.Step()
+			if r.ema != nil {
+				r.ema.Update()
+			}
 			r.steps, r.stepLoss = append(r.steps, r.opt.Steps()), append(r.stepLoss, lv)
 			if r.tb != nil {
 				if err := r.tb.TrainStep(int64(r.opt.Steps()), lv, lr); err != nil {
@@ -447,13 +589,21 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 		if err := r.endEpoch(); err != nil {
 			return nil, err
 		}
+		if n := r.staleEpochs(); r.cfg.Patience > 0 && n >= r.cfg.Patience && r.epoch+1 < r.cfg.Epochs {
+			fmt.Fprintf(r.cfg.Log, "stopping early after epoch %d of %d: the validation %s has not improved for %d epochs (best %.4f)\n",
+				r.epoch+1, r.cfg.Epochs, r.scoreName(), n, r.best)
+			r.epoch++
+			r.stoppedEarly = true
+			break
+		}
 	}
 	testLoader := r.loader(r.testSet, false)
-	testLoss, testAcc, confusion := evaluate(r.model, testLoader, len(r.testSet.Classes), r.evalTape)
+	test := evaluate(r.model, testLoader, len(r.testSet.Classes), r.evalTape)
+	testLoss, testAcc, confusion := test.loss, test.acc, test.confusion
 	if err := testLoader.Err(); err != nil {
 		return nil, fmt.Errorf("train: test set: %w", err)
 	}
-	res := &Result{History: r.history, Epochs: r.epoch, TestAccuracy: testAcc, TestLoss: testLoss, BestValAccuracy: r.best, Seconds: time.Since(r.start).Seconds()}
+	res := &Result{History: r.history, Epochs: r.epoch, TestAccuracy: testAcc, TestLoss: testLoss, BestValAccuracy: r.best, TestTop5: test.top5, StoppedEarly: r.stoppedEarly, Seconds: time.Since(r.start).Seconds()}
 	if r.tb != nil {
 		step := int64(r.opt.Steps())
 		if err := r.tb.Scalars(step, []string{"test/loss", "test/acc"}, []float64{testLoss, testAcc}); err != nil {
@@ -476,14 +626,19 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 		}
 		return res, nil
 	}
-	fmt.Fprintf(r.cfg.Log, "test accuracy %.2f%% (loss %.4f) after %d epochs\n", 100*testAcc, testLoss, r.epoch)
+	top5 := ""
+	if len(r.testSet.Classes) >= 5 {
+		top5 = fmt.Sprintf(", top-5 %.2f%%", 100*test.top5)
+	}
+	fmt.Fprintf(r.cfg.Log, "test accuracy %.2f%%%s (loss %.4f) after %d epochs\n", 100*testAcc, top5, testLoss, r.epoch)
 	return res, nil
 }
 
 // endEpoch validates, records metrics and curves, and writes checkpoints.
 func (r *run) endEpoch() error {
 	valLoader := r.loader(r.valSet, false)
-	valLoss, valAcc, confusion := evaluate(r.model, valLoader, len(r.valSet.Classes), r.evalTape)
+	val := evaluate(r.model, valLoader, len(r.valSet.Classes), r.evalTape)
+	valLoss, valAcc, confusion := val.loss, val.acc, val.confusion
 	if err := valLoader.Err(); err != nil {
 		return fmt.Errorf("train: validation set: %w", err)
 	}
@@ -494,6 +649,15 @@ func (r *run) endEpoch() error {
 	if r.cfg.Task == Segment {
 		_, m.ValMeanIoU = IoU(confusion)
 		score = m.ValMeanIoU
+	} else if len(r.valSet.Classes) >= 5 {
+		m.ValTop5 = val.top5
+	}
+	if r.ema != nil {
+		e, err := r.evaluateEMA()
+		if err != nil {
+			return err
+		}
+		m.ValAccEMA, m.ValLossEMA = e.acc, e.loss
 	}
 	r.history = append(r.history, m)
 	if r.cfg.Live {
@@ -502,6 +666,11 @@ func (r *run) endEpoch() error {
 	miou := ""
 	if r.cfg.Task == Segment {
 		miou = fmt.Sprintf(" mIoU %.4f", m.ValMeanIoU)
+	} else if m.ValTop5 > 0 {
+		miou = fmt.Sprintf(" top-5 %.2f%%", 100*m.ValTop5)
+	}
+	if r.ema != nil {
+		miou += fmt.Sprintf("  EMA val loss %.4f acc %.2f%%", m.ValLossEMA, 100*m.ValAccEMA)
 	}
 	fmt.Fprintf(r.cfg.Log, "epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%%s  %.0f img/s  %.0fs\n",
 		m.Epoch, r.cfg.Epochs, m.TrainLoss, 100*m.TrainAcc, m.ValLoss, 100*m.ValAcc, miou, m.ImgPerSec, secs)
@@ -530,6 +699,11 @@ func (r *run) endEpoch() error {
 	if score > r.best {
 		r.best = score
 		if err := r.save(BestCheckpoint); err != nil {
+			return err
+		}
+	}
+	if r.ema != nil {
+		if err := r.saveNet(EMACheckpoint, r.emaModel, nil); err != nil {
 			return err
 		}
 	}
@@ -590,15 +764,23 @@ func correct(logits *tensor.Tensor, labels []int32) int {
 // a segmentation set. If the loader stopped early (l.Err: an unreadable
 // image file), the figures cover the batches before it.
 func Evaluate(m nn.Layer, l *data.Loader, classes int) (loss, acc float64, confusion [][]int) {
-	return evaluate(m, l, classes, ag.NewNoGradTape())
+	e := evaluate(m, l, classes, ag.NewNoGradTape())
+	return e.loss, e.acc, e.confusion
+}
+
+// evaluation is what evaluate measures.
+type evaluation struct {
+	loss, acc, top5 float64
+	confusion       [][]int
 }
 
 // evaluate is Evaluate on the given inference tape (the trainer passes one
 // that shares its training tape's buffers).
-func evaluate(m nn.Layer, l *data.Loader, classes int, tape *ag.Tape) (loss, acc float64, confusion [][]int) {
+func evaluate(m nn.Layer, l *data.Loader, classes int, tape *ag.Tape) evaluation {
+	var loss, acc, top5 float64
 	nn.SetTraining(m, false)
 	defer nn.SetTraining(m, true)
-	confusion = make([][]int, classes)
+	confusion := make([][]int, classes)
 	for i := range confusion {
 		confusion[i] = make([]int, classes)
 	}
@@ -620,6 +802,15 @@ func evaluate(m nn.Layer, l *data.Loader, classes int, tape *ag.Tape) (loss, acc
 				}
 			}
 			confusion[y][best]++
+			above := 0 // classes scored higher than the true one
+			for _, v := range row {
+				if v > row[y] {
+					above++
+				}
+			}
+			if above < 5 {
+				top5++
+			}
 			if int32(best) == y {
 				acc++
 			}
@@ -627,7 +818,8 @@ func evaluate(m nn.Layer, l *data.Loader, classes int, tape *ag.Tape) (loss, acc
 		n += len(targets)
 		tape.Reset()
 	}
-	return loss / float64(max(n, 1)), acc / float64(max(n, 1)), confusion
+	d := float64(max(n, 1))
+	return evaluation{loss: loss / d, acc: acc / d, top5: top5 / d, confusion: confusion}
 }
 
 func appendJSONLine(path string, v any) error {
@@ -671,7 +863,7 @@ func fitTargets(logits *ag.Value, b data.Batch) ([]int32, []float32) {
 func (r *run) loss(logits *ag.Value, targets []int32, weights []float32) (*ag.Value, error) {
 	var total *ag.Value
 	if r.cfg.Loss != Dice {
-		ce, err := ag.CrossEntropy(logits, targets, ag.CrossEntropyOptions{IgnoreIndex: -100, RowWeight: weights})
+		ce, err := ag.CrossEntropy(logits, targets, ag.CrossEntropyOptions{IgnoreIndex: -100, RowWeight: weights, LabelSmoothing: r.cfg.LabelSmoothing})
 		if err != nil {
 			return nil, err
 		}

@@ -157,6 +157,13 @@ func checkTrain(fs *flag.FlagSet, _ []string) error {
 		intIn(fs, "base", 0, limits.Channels),
 		intIn(fs, "threads", 0, math.MaxInt),
 		floatIn(fs, "warmup-epochs", 0, true, inf, false),
+		floatIn(fs, "head-lr-mult", 0, true, inf, false),
+		floatIn(fs, "label-smoothing", 0, true, 1, false),
+		floatIn(fs, "ema", 0, true, 1, false),
+		floatIn(fs, "clip-grad", 0, true, inf, false),
+		intIn(fs, "patience", 0, math.MaxInt),
+		checkFreeze(stringFlag(fs, "freeze")),
+		checkInit(stringFlag(fs, "init")),
 	)
 	if err != nil {
 		return err
@@ -190,6 +197,30 @@ func checkTrain(fs *flag.FlagSet, _ []string) error {
 		fs.Set("out", out)
 	}
 	return checkWritableDir("out", out)
+}
+
+// checkFreeze refuses an empty prefix in --freeze's list.
+func checkFreeze(s string) error {
+	if s == "none" || s == "" {
+		return nil
+	}
+	for _, p := range strings.Split(s, ",") {
+		if p == "" || p == "none" {
+			return badFlag("freeze", s, "want none, backbone or module prefixes separated by commas")
+		}
+	}
+	return nil
+}
+
+// checkInit refuses an --init that is not a readable file.
+func checkInit(path string) error {
+	if path == "" {
+		return nil
+	}
+	if st, err := os.Stat(path); err != nil || st.IsDir() {
+		return badFlag("init", path, "not a checkpoint file")
+	}
+	return nil
 }
 
 // defaultRunFolder is train's run folder when --out is not given.

@@ -50,6 +50,13 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	out := fs.String("out", "", "run folder (default runs/MODEL-DATA)")
 	resume := fs.Bool("resume", false, "continue the run in --out from its last checkpoint")
 	limit := fs.Int("limit", 0, "use only the first N training images (0: all)")
+	initCkpt := fs.String("init", "", "start from this checkpoint's weights (ours or imported): tensors whose name and shape match are loaded, the rest (the head, for another class count) is left fresh; its preprocessing is kept")
+	freeze := fs.String("freeze", "none", "none, backbone (all but the classifier head) or module prefixes separated by commas (e.g. conv1,bn1,layer1)")
+	headLR := fs.Float64("head-lr-mult", 1, "multiply the classifier head's learning rate by this")
+	smooth := fs.Float64("label-smoothing", 0, "label smoothing of the cross-entropy, in [0, 1)")
+	ema := fs.Float64("ema", 0, "keep a moving average of the weights with this decay in (0, 1), validated each epoch and saved as ema.safetensors (0: none)")
+	clip := fs.Float64("clip-grad", 0, "clip the gradients' joint L2 norm to this before each step (0: none)")
+	patience := fs.Int("patience", 0, "stop when the validation metric has not improved for N epochs (0: never)")
 	tb := fs.Bool("tensorboard", true, "write TensorBoard event files into the run folder (tensorboard --logdir RUNS)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -88,7 +95,8 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	schedule.WarmupEpochs = *warmup
 	cfg := train.Config{Model: mc, Data: *spec, Task: train.Task(*task), Loss: train.Loss(*lossName), BorderWeights: *border, ClassWeights: *classW, Epochs: *epochs, Batch: *batch,
 		Optimizer: train.Optimizer(*opt), LR: *lr, Momentum: *mom, Nesterov: *nesterov, WeightDecay: *wd, Schedule: schedule, Augment: a, ValSplit: *val, Seed: *seed, Limit: *limit,
-		Out: *out, Resume: *resume, TensorBoard: *tb, Log: stdout, Live: isTerminal(stdout)}
+		Out: *out, Resume: *resume, TensorBoard: *tb, Log: stdout, Live: isTerminal(stdout),
+		Init: *initCkpt, Freeze: freezeList(*freeze), HeadLRMult: *headLR, LabelSmoothing: *smooth, EMA: *ema, ClipGrad: *clip, Patience: *patience}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -110,6 +118,14 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "done in %.0fs: %s; checkpoints %s and %s\n", res.Seconds, score,
 		filepath.Join(*out, train.LastCheckpoint), filepath.Join(*out, train.BestCheckpoint))
 	return nil
+}
+
+// freezeList reads --freeze: nil for none.
+func freezeList(s string) []string {
+	if s == "none" || s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
 }
 
 // parseAugment reads --augment; nil for auto (train.DefaultAugment).

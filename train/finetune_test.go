@@ -1,0 +1,200 @@
+package train
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/residual-nn/residual/checkpoint"
+	"github.com/residual-nn/residual/models"
+	"github.com/residual-nn/residual/nn"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// writeInit writes a checkpoint of the tiny model with 7 classes (random
+// weights from seed 9) and a preprocessing of its own, as an init for
+// MNIST runs, and returns its path and tensors.
+func writeInit(t *testing.T) (string, map[string][]float32) {
+	t.Helper()
+	mc, err := tiny("").Model.Clone()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc.SetClasses(7)
+	net, err := models.Build(mc, tensor.NewRNG(9))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "init.safetensors")
+	meta := checkpoint.Meta{Model: mc, Classes: []string{"a", "b", "c", "d", "e", "f", "g"},
+		Preprocess: checkpoint.Preprocess{Height: 28, Width: 28, Channels: 1, Mean: []float64{0.5}, Std: []float64{0.25}}}
+	if err := checkpoint.Write(path, net, meta, nil); err != nil {
+		t.Fatal(err)
+	}
+	return path, weights(t, path)
+}
+
+// --init from a checkpoint with another class count loads everything but
+// the head (and says so); with the backbone frozen, a run leaves every
+// backbone tensor (batch norm statistics included) bit-identical to the
+// init's and trains the head; the run's checkpoints keep the init's mean
+// and std.
+func TestInitFreezeBackbone(t *testing.T) {
+	init, want := writeInit(t)
+	var log bytes.Buffer
+	cfg := tiny(t.TempDir())
+	cfg.Epochs, cfg.Init, cfg.Freeze, cfg.Log = 1, init, []string{"backbone"}, &log
+	if _, err := Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), "left freshly initialised") || !strings.Contains(log.String(), "fc.weight") || !strings.Contains(log.String(), "fc.bias") {
+		t.Errorf("the log does not report the fresh head:\n%s", log.String())
+	}
+	last := filepath.Join(cfg.Out, LastCheckpoint)
+	got := weights(t, last)
+	for k, w := range want {
+		if strings.HasPrefix(k, "fc.") || strings.HasSuffix(k, nn.NumBatchesTracked) {
+			continue
+		}
+		g := got[k]
+		if len(g) != len(w) {
+			t.Fatalf("%s: %d values, init has %d", k, len(g), len(w))
+		}
+		for i := range w {
+			if math.Float32bits(g[i]) != math.Float32bits(w[i]) {
+				t.Errorf("frozen %s[%d] changed: %g, init %g", k, i, g[i], w[i])
+				break
+			}
+		}
+	}
+	if len(got["fc.weight"]) != 10*8 {
+		t.Errorf("fc.weight has %d values, want 10 classes × 8", len(got["fc.weight"]))
+	}
+	c, err := checkpoint.Load(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := c.Preprocess; len(p.Mean) != 1 || p.Mean[0] != 0.5 || p.Std[0] != 0.25 {
+		t.Errorf("the run's checkpoint has mean %v std %v, want the init's 0.5 and 0.25", p.Mean, p.Std)
+	}
+}
+
+// oneStep is the tiny model trained for exactly one step (32 images, batch
+// 32, no validation split, plain SGD without momentum or weight decay),
+// returning its config, its initial weights and the last checkpoint's.
+func oneStep(t *testing.T, edit func(*Config)) (Config, map[string][]float32, map[string][]float32) {
+	t.Helper()
+	cfg := tiny(t.TempDir())
+	cfg.Epochs, cfg.Limit, cfg.ValSplit, cfg.Momentum, cfg.WeightDecay = 1, 32, 0, 0, 0
+	edit(&cfg)
+	tr, err := Prepare(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := map[string][]float32{}
+	for k, v := range nn.TorchState(tr.r.model) {
+		before[k] = append([]float32(nil), v.Data...)
+	}
+	if _, err := tr.Train(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, before, weights(t, filepath.Join(cfg.Out, LastCheckpoint))
+}
+
+// After one step the EMA checkpoint holds decay·w₀ + (1−decay)·w₁ for
+// every tensor (computed as optim.EMA does, so bit for bit), differs from
+// the last checkpoint, and the metrics record its validation accuracy and
+// the top-5 accuracy.
+func TestEMACheckpoint(t *testing.T) {
+	decay := 0.9 // a variable: 1−decay rounded in float64, as optim.EMA computes it (the constant 1−0.9 is exactly 0.1)
+	cfg, w0, w1 := oneStep(t, func(c *Config) { c.EMA = decay })
+	ema := weights(t, filepath.Join(cfg.Out, EMACheckpoint))
+	differs := false
+	for k, a := range w0 {
+		if strings.HasSuffix(k, nn.NumBatchesTracked) {
+			continue
+		}
+		for i := range a {
+			want := float32(decay*float64(a[i]) + (1-decay)*float64(w1[k][i]))
+			if ema[k][i] != want {
+				t.Fatalf("%s[%d]: EMA %g, want %g·%g + %g·%g = %g", k, i, ema[k][i], decay, a[i], 1-decay, w1[k][i], want)
+			}
+			differs = differs || ema[k][i] != w1[k][i]
+		}
+	}
+	if !differs {
+		t.Error("the EMA checkpoint equals the last one")
+	}
+	f, err := os.Open(filepath.Join(cfg.Out, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Scan()
+	var m map[string]float64
+	if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m["val_acc_ema"]; !ok || m["val_top5"] < m["val_acc"] || m["val_top5"] == 0 {
+		t.Errorf("metrics.jsonl line %s: want val_acc_ema and val_top5 ≥ val_acc > 0", sc.Text())
+	}
+}
+
+// Clipping the gradients' norm to 1e-8 bounds one SGD step's change of
+// any weight by lr·1e-8; a head learning rate ×1e-12 leaves the head's
+// weights as they were while the rest moves.
+func TestClipAndHeadLR(t *testing.T) {
+	cfg, w0, w1 := oneStep(t, func(c *Config) { c.ClipGrad = 1e-8; c.LabelSmoothing = 0.1 })
+	for k, a := range w0 {
+		if strings.Contains(k, "running_") || strings.HasSuffix(k, nn.NumBatchesTracked) {
+			continue // statistics, not gradient steps
+		}
+		for i := range a {
+			// lr·1e-8 plus a float32 rounding of the weight (2⁻²³|w|).
+			if d := math.Abs(float64(w1[k][i] - a[i])); d > cfg.LR*1e-8+math.Abs(float64(a[i]))*0x1p-23 {
+				t.Fatalf("%s[%d] moved %g with the gradient norm clipped to 1e-8 at lr %g", k, i, d, cfg.LR)
+			}
+		}
+	}
+	_, w0, w1 = oneStep(t, func(c *Config) { c.HeadLRMult = 1e-12 })
+	moved := func(k string) bool {
+		for i := range w0[k] {
+			if w0[k][i] != w1[k][i] {
+				return true
+			}
+		}
+		return false
+	}
+	if moved("fc.weight") {
+		t.Error("fc.weight moved at a head learning rate of lr×1e-12")
+	}
+	if !moved("conv1.weight") {
+		t.Error("conv1.weight did not move")
+	}
+}
+
+// With nothing able to change the predictions (backbone frozen, the head's
+// steps below float32's resolution), patience 2 stops a 6-epoch run after
+// epoch 3 and says so.
+func TestPatienceStops(t *testing.T) {
+	var log bytes.Buffer
+	cfg := tiny(t.TempDir())
+	cfg.Epochs, cfg.Patience, cfg.Freeze, cfg.LR, cfg.Log = 6, 2, []string{"backbone"}, 1e-20, &log
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.StoppedEarly || res.Epochs != 3 || len(res.History) != 3 {
+		t.Errorf("stopped early %v after %d epochs (%d recorded); want after 3", res.StoppedEarly, res.Epochs, len(res.History))
+	}
+	if !strings.Contains(log.String(), "stopping early after epoch 3 of 6") {
+		t.Errorf("the log does not say it stopped:\n%s", log.String())
+	}
+}
