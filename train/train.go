@@ -764,8 +764,23 @@ func correct(logits *tensor.Tensor, labels []int32) int {
 // a segmentation set. If the loader stopped early (l.Err: an unreadable
 // image file), the figures cover the batches before it.
 func Evaluate(m nn.Layer, l *data.Loader, classes int) (loss, acc float64, confusion [][]int) {
+	e := EvaluateAll(m, l, classes)
+	return e.Loss, e.Accuracy, e.Confusion
+}
+
+// Evaluation is what EvaluateAll measures.
+type Evaluation struct {
+	Loss, Accuracy float64
+	// Top5 is the fraction whose true class is among the 5 highest
+	// scores (fewer than 5 classes score higher than it).
+	Top5      float64
+	Confusion [][]int
+}
+
+// EvaluateAll is Evaluate with the top-5 accuracy as well.
+func EvaluateAll(m nn.Layer, l *data.Loader, classes int) Evaluation {
 	e := evaluate(m, l, classes, ag.NewNoGradTape())
-	return e.loss, e.acc, e.confusion
+	return Evaluation{Loss: e.loss, Accuracy: e.acc, Top5: e.top5, Confusion: e.confusion}
 }
 
 // evaluation is what evaluate measures.

@@ -17,25 +17,26 @@ const evalBatch = 256
 // accuracy over all targets (images, or pixels for segmentation) and the
 // summed confusion matrix: the counts equal one pass's, and the loss
 // differs from one pass's only in the order of its float64 sum.
-func evaluate(ctx context.Context, net nn.Layer, test *data.Dataset, mean, std []float64, classes int) (loss, acc float64, confusion [][]int, err error) {
+func evaluate(ctx context.Context, net nn.Layer, test *data.Dataset, mean, std []float64, classes int) (loss, acc, top5 float64, confusion [][]int, err error) {
 	confusion = make([][]int, classes)
 	for i := range confusion {
 		confusion[i] = make([]int, classes)
 	}
-	var lossSum float64
+	var lossSum, top5Sum float64
 	n, correct := 0, 0
 	for lo := 0; lo < test.Len(); lo += evalBatch {
 		if err := stopped(ctx); err != nil {
-			return 0, 0, nil, err
+			return 0, 0, 0, nil, err
 		}
 		idx := make([]int, min(evalBatch, test.Len()-lo))
 		for i := range idx {
 			idx[i] = lo + i
 		}
 		l := &data.Loader{Data: test.Subset(idx), Batch: evalBatch, Mean: mean, Std: std}
-		bl, _, conf := train.Evaluate(net, l, classes)
+		e := train.EvaluateAll(net, l, classes)
+		bl, conf := e.Loss, e.Confusion
 		if err := l.Err(); err != nil { // an image that could not be decoded
-			return 0, 0, nil, err
+			return 0, 0, 0, nil, err
 		}
 		bn := 0
 		for i, row := range conf {
@@ -48,9 +49,11 @@ func evaluate(ctx context.Context, net nn.Layer, test *data.Dataset, mean, std [
 			}
 		}
 		lossSum += bl * float64(bn)
+		top5Sum += e.Top5 * float64(bn)
 		n += bn
 	}
-	return lossSum / float64(max(n, 1)), float64(correct) / float64(max(n, 1)), confusion, nil
+	d := float64(max(n, 1))
+	return lossSum / d, float64(correct) / d, top5Sum / d, confusion, nil
 }
 
 // stopped returns the cause of ctx's cancellation (the signal, for the

@@ -75,15 +75,21 @@ func TestEvaluateInBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	mean, std := []float64{0.1307}, []float64{0.3081}
-	wantLoss, wantAcc, wantConf := train.Evaluate(net, &data.Loader{Data: test, Batch: evalBatch, Mean: mean, Std: std}, 10)
-	loss, acc, conf, err := evaluate(context.Background(), net, test, mean, std, 10)
+	whole := train.EvaluateAll(net, &data.Loader{Data: test, Batch: evalBatch, Mean: mean, Std: std}, 10)
+	wantLoss, wantAcc, wantConf := whole.Loss, whole.Accuracy, whole.Confusion
+	loss, acc, top5, conf, err := evaluate(context.Background(), net, test, mean, std, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(conf, wantConf) || acc != wantAcc || math.Abs(loss-wantLoss) > 1e-12*wantLoss {
 		t.Errorf("in batches: loss %v acc %v; in one pass: loss %v acc %v (confusion equal: %v)", loss, acc, wantLoss, wantAcc, reflect.DeepEqual(conf, wantConf))
 	}
-	if _, _, _, err := evaluate(cancelledBy(syscall.SIGINT), net, test, mean, std, 10); err == nil || err.Error() != "stopped by SIGINT" {
+	// Per-batch fractions weighted back into counts: equal up to float64
+	// rounding of a few operations.
+	if math.Abs(top5-whole.Top5) > 1e-12 || top5 < acc {
+		t.Errorf("top-5 in batches %v, in one pass %v (accuracy %v)", top5, whole.Top5, acc)
+	}
+	if _, _, _, _, err := evaluate(cancelledBy(syscall.SIGINT), net, test, mean, std, 10); err == nil || err.Error() != "stopped by SIGINT" {
 		t.Errorf("cancelled: %v", err)
 	}
 }

@@ -192,7 +192,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := models.ForInference(c.Model, c.Net); err != nil {
 		return err
 	}
-	loss, acc, conf, err := evaluate(ctx, c.Net, test, c.Preprocess.Mean, c.Preprocess.Std, len(c.Classes))
+	loss, acc, top5, conf, err := evaluate(ctx, c.Net, test, c.Preprocess.Mean, c.Preprocess.Std, len(c.Classes))
 	if err != nil {
 		return err
 	}
@@ -204,7 +204,11 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		return nil
 	}
-	fmt.Fprintf(stdout, "%s on %s (%d test images): accuracy %.2f%%, loss %.4f\n\nper class:\n", *weights, *spec, test.Len(), 100*acc, loss)
+	top := ""
+	if len(c.Classes) >= 5 {
+		top = fmt.Sprintf(", top-5 %.2f%%", 100*top5)
+	}
+	fmt.Fprintf(stdout, "%s on %s (%d test images): accuracy %.2f%%%s, loss %.4f\n\nper class:\n", *weights, *spec, test.Len(), 100*acc, top, loss)
 	for i, row := range conf {
 		t := 0
 		for _, v := range row {
