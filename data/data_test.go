@@ -259,3 +259,24 @@ func TestSplitAndResize(t *testing.T) {
 		t.Errorf("resize corners: %v", r)
 	}
 }
+
+// Caffe's preprocessing: BGR puts the image's channel ch at 2−ch and
+// Scale255 normalises 0-255 values with the model-order mean and std, as
+// infer's preprocessing does: (p − mean[o])/std[o] for output channel o.
+func TestLoaderBGRScale255(t *testing.T) {
+	d := &Dataset{H: 1, W: 2, C: 3, Pixels: []uint8{10, 20, 30, 40, 50, 60}, Labels: []int32{0}, Classes: []string{"a"}}
+	mean, std := []float64{103.939, 116.779, 123.68}, []float64{1, 2, 4}
+	l := &Loader{Data: d, Batch: 1, Mean: mean, Std: std, BGR: true, Scale255: true}
+	var got []float32
+	for b := range l.Epoch(context.Background(), 0, 0) {
+		got = b.X.Data
+	}
+	for px := 0; px < 2; px++ {
+		for o := 0; o < 3; o++ {
+			p := float64(d.Pixels[px*3+2-o])
+			if want := float32((p - mean[o]) / std[o]); got[px*3+o] != want {
+				t.Errorf("pixel %d, model channel %d: %g, want (%g − %g)/%g = %g", px, o, got[px*3+o], p, mean[o], std[o], want)
+			}
+		}
+	}
+}

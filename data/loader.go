@@ -37,7 +37,12 @@ type Loader struct {
 	// Mean and Std (per channel, pixels scaled to [0, 1]) normalise:
 	// x = (p/255 − mean)/std.
 	Mean, Std []float64
-	Seed      uint64
+	// BGR reverses the channel order and Scale255 keeps pixels in [0, 255]
+	// before Mean and Std (then in the model's channel order and that
+	// scale): Caffe's preprocessing, which Keras ResNets expect, as
+	// checkpoint.Preprocess records it.
+	BGR, Scale255 bool
+	Seed          uint64
 
 	mu  sync.Mutex
 	err error // what cut the last epoch short
@@ -185,7 +190,8 @@ func (l *Loader) make(order []int, epoch, b int) Batch {
 					if sr >= 0 && sr < d.H && sc >= 0 && sc < d.W {
 						v = float64(src[(sr*d.W+sc)*d.C+ch]) / 255
 					}
-					dst[(r*d.W+c)*d.C+ch] = float32(l.normalise(v, ch))
+					o := l.channel(ch, d.C)
+					dst[(r*d.W+c)*d.C+o] = float32(l.normalise(v, o))
 				}
 			}
 		}
@@ -250,7 +256,8 @@ func (l *Loader) makeFiles(order []int, epoch, b int) (Batch, error) {
 					if sr >= 0 && sr < d.H && sc >= 0 && sc < d.W {
 						v = float64(src[(sr*d.W+sc)*d.C+ch]) / 255
 					}
-					dst[(r*d.W+c)*d.C+ch] = float32(l.normalise(v, ch))
+					o := l.channel(ch, d.C)
+					dst[(r*d.W+c)*d.C+o] = float32(l.normalise(v, o))
 				}
 			}
 		}
@@ -293,7 +300,21 @@ func parallel(n int, f func(int)) {
 	wg.Wait()
 }
 
+// channel is where the loader puts an image's channel ch of c: reversed
+// with BGR.
+func (l *Loader) channel(ch, c int) int {
+	if l.BGR {
+		return c - 1 - ch
+	}
+	return ch
+}
+
+// normalise maps a pixel value in [0, 1] to the model's input for its
+// (model-order) channel ch.
 func (l *Loader) normalise(v float64, ch int) float64 {
+	if l.Scale255 {
+		v *= 255 // exact: (p/255)·255 = p in float64 for every byte p
+	}
 	if l.Mean != nil {
 		v -= l.Mean[ch]
 	}

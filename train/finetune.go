@@ -55,10 +55,6 @@ func loadInit(path string) (*checkpoint.Checkpoint, error) {
 		}
 		return nil, fmt.Errorf("train: --init: %w", err)
 	}
-	if p := c.Preprocess; p.Scale255 || p.BGR || p.ResizeShorter != 0 {
-		return nil, fmt.Errorf("train: --init %s: its preprocessing (0-255 scale %v, BGR %v, resize shorter side %d) is not one the data loader reproduces; only mean/std normalisation of [0, 1] pixels is",
-			path, p.Scale255, p.BGR, p.ResizeShorter)
-	}
 	return c, nil
 }
 

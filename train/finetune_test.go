@@ -33,7 +33,7 @@ func writeInit(t *testing.T) (string, map[string][]float32) {
 	}
 	path := filepath.Join(t.TempDir(), "init.safetensors")
 	meta := checkpoint.Meta{Model: mc, Classes: []string{"a", "b", "c", "d", "e", "f", "g"},
-		Preprocess: checkpoint.Preprocess{Height: 28, Width: 28, Channels: 1, Mean: []float64{0.5}, Std: []float64{0.25}}}
+		Preprocess: checkpoint.Preprocess{Height: 28, Width: 28, Channels: 1, Mean: []float64{127.5}, Std: []float64{64}, Scale255: true}}
 	if err := checkpoint.Write(path, net, meta, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -43,8 +43,8 @@ func writeInit(t *testing.T) (string, map[string][]float32) {
 // --init from a checkpoint with another class count loads everything but
 // the head (and says so); with the backbone frozen, a run leaves every
 // backbone tensor (batch norm statistics included) bit-identical to the
-// init's and trains the head; the run's checkpoints keep the init's mean
-// and std.
+// init's and trains the head; the run's checkpoints keep the init's
+// preprocessing.
 func TestInitFreezeBackbone(t *testing.T) {
 	init, want := writeInit(t)
 	var log bytes.Buffer
@@ -80,8 +80,8 @@ func TestInitFreezeBackbone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := c.Preprocess; len(p.Mean) != 1 || p.Mean[0] != 0.5 || p.Std[0] != 0.25 {
-		t.Errorf("the run's checkpoint has mean %v std %v, want the init's 0.5 and 0.25", p.Mean, p.Std)
+	if p := c.Preprocess; len(p.Mean) != 1 || p.Mean[0] != 127.5 || p.Std[0] != 64 || !p.Scale255 {
+		t.Errorf("the run's checkpoint has mean %v std %v Scale255 %v, want the init's 127.5, 64 and true", p.Mean, p.Std, p.Scale255)
 	}
 }
 

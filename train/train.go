@@ -64,8 +64,8 @@ type Config struct {
 	// imported one): every tensor whose name and shape match is loaded,
 	// the rest (the classifier head, when the class count differs) stays
 	// freshly initialised, and the log says which. The run takes the
-	// checkpoint's preprocessing (input channels, mean and std) and keeps
-	// it in its own checkpoints.
+	// checkpoint's preprocessing (input channels, mean and std, Caffe's
+	// BGR and 0-255 scale) and keeps it in its own checkpoints.
 	Init string `json:"init,omitempty"`
 	// Freeze lists module prefixes whose parameters are not trained
 	// (nn.Freeze); "backbone" stands for everything but the classifier
@@ -513,6 +513,9 @@ func (r *run) newOptimizer() (optim.Optimizer, error) {
 
 func (r *run) loader(d *data.Dataset, training bool) *data.Loader {
 	l := &data.Loader{Data: d, Batch: r.cfg.Batch, Mean: r.mean, Std: r.std, Seed: r.cfg.Seed}
+	if r.pre != nil {
+		l.BGR, l.Scale255 = r.pre.BGR, r.pre.Scale255
+	}
 	if training {
 		l.Shuffle, l.Augment = true, *r.cfg.Augment
 	}
