@@ -150,11 +150,17 @@ func (r *run) startEMA() error {
 	return nil
 }
 
-// evaluateEMA validates the moving average of the weights.
-func (r *run) evaluateEMA() (evaluation, error) {
+// emaWeights returns the EMA model holding the current averages.
+func (r *run) emaWeights() nn.Layer {
 	for i, e := range nn.StateDict(r.emaModel) {
 		copy(e.Tensor.Data, r.ema.Averages()[i].Data)
 	}
+	return r.emaModel
+}
+
+// evaluateEMA validates the moving average of the weights.
+func (r *run) evaluateEMA() (evaluation, error) {
+	r.emaWeights()
 	l := r.loader(r.valSet, false)
 	ev := evaluate(r.emaModel, l, len(r.valSet.Classes), r.evalTape)
 	if err := l.Err(); err != nil {

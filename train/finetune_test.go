@@ -198,3 +198,47 @@ func TestPatienceStops(t *testing.T) {
 		t.Errorf("the log does not say it stopped:\n%s", log.String())
 	}
 }
+
+// The moving average resumes exactly: 2 epochs equal 1 epoch + resume,
+// and equal being interrupted after the first step + resume, for the EMA
+// checkpoint as for the weights.
+func TestEMAResumes(t *testing.T) {
+	ctx := context.Background()
+	full := tiny(t.TempDir())
+	full.EMA = 0.9
+	if _, err := Run(ctx, full); err != nil {
+		t.Fatal(err)
+	}
+	want := weights(t, filepath.Join(full.Out, EMACheckpoint))
+	split := full
+	split.Out, split.Epochs = t.TempDir(), 1
+	if _, err := Run(ctx, split); err != nil {
+		t.Fatal(err)
+	}
+	split.Epochs, split.Resume = 2, true
+	if _, err := Run(ctx, split); err != nil {
+		t.Fatal(err)
+	}
+	stopped := full
+	stopped.Out = t.TempDir()
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := Run(cctx, stopped); err == nil {
+		t.Fatal("the cancelled run finished")
+	}
+	stopped.Resume = true
+	if _, err := Run(ctx, stopped); err != nil {
+		t.Fatal(err)
+	}
+	for name, dir := range map[string]string{"stopped at an epoch": split.Out, "interrupted mid-epoch": stopped.Out} {
+		got := weights(t, filepath.Join(dir, EMACheckpoint))
+		for k, w := range want {
+			for i := range w {
+				if math.Float32bits(got[k][i]) != math.Float32bits(w[i]) {
+					t.Errorf("%s: %s[%d] = %g, the uninterrupted run's EMA %g", name, k, i, got[k][i], w[i])
+					break
+				}
+			}
+		}
+	}
+}

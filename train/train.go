@@ -583,6 +583,11 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 		// An epoch cut short by cancellation (even before its first batch)
 		// is not finished: save the exact position and stop.
 		if ctx.Err() != nil {
+			if r.ema != nil { // the average up to this step, to resume from
+				if err := r.saveNet(EMACheckpoint, r.emaWeights(), nil); err != nil {
+					return nil, err
+				}
+			}
 			if err := r.save(LastCheckpoint); err != nil {
 				return nil, err
 			}
@@ -706,7 +711,7 @@ func (r *run) endEpoch() error {
 		}
 	}
 	if r.ema != nil {
-		if err := r.saveNet(EMACheckpoint, r.emaModel, nil); err != nil {
+		if err := r.saveNet(EMACheckpoint, r.emaWeights(), nil); err != nil {
 			return err
 		}
 	}
