@@ -9,6 +9,8 @@
 //	nn                 layers with parameters, initialisation, torchvision-style names
 //	optim              SGD, Adam, AdamW, parameter groups, learning-rate schedules
 //	models/mlp         residual multilayer perceptrons
+//	checkpoint         residual's checkpoints: weights, optimizer state, typed metadata
+//	infer              classify and segment images from Go programs, concurrently
 //	interop/onnx       running ONNX graphs on the engine
 //	distributed        data-parallel training: communicators (MPI with -tags mpi), gradient buckets, sampler
 //	internal/kernels   the numeric kernels behind the operations

@@ -56,7 +56,7 @@ func Conv2d(x, w, b *Value, p ConvParams) *Value {
 		return y
 	}
 	y := result([]int{s.N, s.OH(), s.OW(), s.OC}, x, w, b)
-	trace(y, "Conv2d", p, x, w, b)
+	trace(y, OpConv2d, p, x, w, b)
 	if y.dry() {
 		return y
 	}
@@ -123,7 +123,7 @@ func ConvTranspose2d(x, w, b *Value, p ConvParams) *Value {
 		shapeErr("ConvTranspose2d", "input %v, weight %v, params %+v give no valid output", xs, ws, p)
 	}
 	y := result([]int{s.N, oh, ow, s.C}, x, w, b)
-	trace(y, "ConvTranspose2d", p, x, w, b)
+	trace(y, OpConvTranspose2d, p, x, w, b)
 	if y.dry() {
 		return y
 	}

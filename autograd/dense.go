@@ -41,7 +41,7 @@ func Gemm(a, b, c *Value, alpha, beta float32, transA, transB bool) *Value {
 		}
 	}
 	y := result([]int{m, n}, a, b, c)
-	trace(y, "Gemm", GemmAttrs{alpha, beta, transA, transB}, a, b, c)
+	trace(y, OpGemm, GemmAttrs{alpha, beta, transA, transB}, a, b, c)
 	if y.dry() {
 		return y
 	}
@@ -127,7 +127,7 @@ func MatMul(a, b *Value) *Value {
 	m, k, n := as[r-2], as[r-1], bs[r-1]
 	shape := append(append([]int(nil), as[:r-2]...), m, n)
 	y := result(shape, a, b)
-	trace(y, "MatMul", nil, a, b)
+	trace(y, OpMatMul, nil, a, b)
 	if y.dry() {
 		return y
 	}

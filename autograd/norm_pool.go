@@ -34,7 +34,7 @@ func BatchNorm(x, gamma, beta *Value, runMean, runVar *tensor.Tensor, p BatchNor
 		return y
 	}
 	y := result(x.Data.Shape, x, gamma, beta)
-	trace(y, "BatchNorm", BatchNormAttrs{p, runMean, runVar}, x, gamma, beta)
+	trace(y, OpBatchNorm, BatchNormAttrs{p, runMean, runVar}, x, gamma, beta)
 	if y.dry() {
 		return y
 	}
@@ -184,7 +184,7 @@ func poolShape(op string, x *Value, p PoolParams) kernels.PoolShape {
 func MaxPool2d(x *Value, p PoolParams) *Value {
 	s := poolShape("MaxPool2d", x, p)
 	y := result([]int{s.N, s.OH(), s.OW(), s.C}, x)
-	trace(y, "MaxPool2d", p, x)
+	trace(y, OpMaxPool2d, p, x)
 	if y.dry() {
 		return y
 	}
@@ -201,6 +201,7 @@ func AvgPool2d(x *Value, p PoolParams) *Value {
 	p.Dilation = [2]int{1, 1}
 	s := poolShape("AvgPool2d", x, p)
 	y := result([]int{s.N, s.OH(), s.OW(), s.C}, x)
+	trace(y, OpAvgPool2d, p, x)
 	if y.dry() {
 		return y
 	}
@@ -219,7 +220,7 @@ func GlobalAvgPool(x *Value) *Value {
 	}
 	n, hw, c := xs[0], xs[1]*xs[2], xs[3]
 	y := result([]int{n, c}, x)
-	trace(y, "GlobalAvgPool", nil, x)
+	trace(y, OpGlobalAvgPool, nil, x)
 	if y.dry() {
 		return y
 	}

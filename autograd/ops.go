@@ -12,7 +12,7 @@ func ReLU(x *Value) *Value {
 		return y
 	}
 	y := result(x.Data.Shape, x)
-	trace(y, "ReLU", nil, x)
+	trace(y, OpReLU, nil, x)
 	if y.dry() {
 		return y
 	}
@@ -44,7 +44,7 @@ func add(op string, a, b *Value, toA, toB bool) *Value {
 		shapeErr(op, "shapes differ: %v and %v (no broadcasting)", a.Data.Shape, b.Data.Shape)
 	}
 	y := result(a.Data.Shape, a, b)
-	trace(y, "Add", nil, a, b)
+	trace(y, OpAdd, nil, a, b)
 	if y.dry() {
 		return y
 	}
@@ -76,7 +76,7 @@ func Mul(a, b *Value) *Value {
 		shapeErr("Mul", "shapes differ: %v and %v (no broadcasting)", a.Data.Shape, b.Data.Shape)
 	}
 	y := result(a.Data.Shape, a, b)
-	trace(y, "Mul", nil, a, b)
+	trace(y, OpMul, nil, a, b)
 	if y.dry() {
 		return y
 	}
@@ -92,7 +92,7 @@ func Mul(a, b *Value) *Value {
 // Scale returns s·x.
 func Scale(x *Value, s float32) *Value {
 	y := result(x.Data.Shape, x)
-	trace(y, "Scale", s, x)
+	trace(y, OpScale, ScaleAttrs{s}, x)
 	if y.dry() {
 		return y
 	}
@@ -106,7 +106,7 @@ func Scale(x *Value, s float32) *Value {
 // Sum returns the sum of all elements as a scalar (shape []).
 func Sum(x *Value) *Value {
 	y := result(nil, x)
-	trace(y, "Sum", nil, x)
+	trace(y, OpSum, nil, x)
 	if y.dry() {
 		return y
 	}
@@ -129,12 +129,12 @@ func Reshape(x *Value, shape ...int) *Value {
 	}
 	if x.dry() {
 		y := &Value{Data: &tensor.Tensor{Shape: append([]int(nil), shape...)}, tape: x.tape}
-		trace(y, "Reshape", nil, x)
+		trace(y, OpReshape, nil, x)
 		return y
 	}
 	x.Realize()
 	y := &Value{Data: x.Data.Reshape(shape...), tape: x.tape}
-	trace(y, "Reshape", nil, x)
+	trace(y, OpReshape, nil, x)
 	record(y, func() {
 		y.tape.contribute(x, func(dst []float32) { copy(dst, y.Grad.Data) })
 	}, x)
@@ -171,7 +171,7 @@ func axisSplit(op string, shape []int, axis int) (outer, k, inner, a int) {
 func Softmax(x *Value, axis int) *Value {
 	o, k, in, a := axisSplit("Softmax", x.Data.Shape, axis)
 	y := result(x.Data.Shape, x)
-	trace(y, "Softmax", a, x)
+	trace(y, OpSoftmax, AxisAttrs{a}, x)
 	if y.dry() {
 		return y
 	}
@@ -186,7 +186,7 @@ func Softmax(x *Value, axis int) *Value {
 func LogSoftmax(x *Value, axis int) *Value {
 	o, k, in, a := axisSplit("LogSoftmax", x.Data.Shape, axis)
 	y := result(x.Data.Shape, x)
-	trace(y, "LogSoftmax", a, x)
+	trace(y, OpLogSoftmax, AxisAttrs{a}, x)
 	if y.dry() {
 		return y
 	}
@@ -222,7 +222,7 @@ func Concat(axis int, xs ...*Value) *Value {
 	shape := append([]int(nil), first...)
 	shape[a] = total
 	y := result(shape, xs...)
-	trace(y, "Concat", a, xs...)
+	trace(y, OpConcat, AxisAttrs{a}, xs...)
 	if y.dry() {
 		return y
 	}
@@ -251,7 +251,7 @@ func Crop(x *Value, top, left, h, w int) *Value {
 		shapeErr("Crop", "window %dx%d at (%d,%d) outside input %v", h, w, top, left, s)
 	}
 	y := result([]int{s[0], h, w, s[3]}, x)
-	trace(y, "Crop", CropAttrs{top, left, h, w}, x)
+	trace(y, OpCrop, CropAttrs{top, left, h, w}, x)
 	if y.dry() {
 		return y
 	}
@@ -303,7 +303,7 @@ func Pad(x *Value, pads [][2]int, mode PadMode, value float32) *Value {
 		shape[a] = s[a] + p[0] + p[1]
 	}
 	y := result(shape, x)
-	trace(y, "Pad", PadAttrs{pads, mode, value}, x)
+	trace(y, OpPad, PadAttrs{pads, mode, value}, x)
 	if y.dry() {
 		return y
 	}
@@ -325,7 +325,7 @@ func SubsamplePadChannels(x *Value, stride, before, after int) *Value {
 	}
 	n, h, w, c := s[0], s[1], s[2], s[3]
 	y := result([]int{n, (h + stride - 1) / stride, (w + stride - 1) / stride, before + c + after}, x)
-	trace(y, "SubsamplePadChannels", [3]int{stride, before, after}, x)
+	trace(y, OpSubsamplePadChannels, SubsamplePadAttrs{stride, before, after}, x)
 	if y.dry() {
 		return y
 	}

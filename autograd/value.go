@@ -126,63 +126,6 @@ func (tp *Tape) SetGradReady(f func(leaf *Value)) {
 	}
 }
 
-// Op is one operation as a tracer sees it (SetTracer): enough to rebuild
-// the computation elsewhere, as the ONNX exporter does.
-//
-// Kind is the operation's function name ("Conv2d", "BatchNorm", "Add" —
-// AddRouted reports itself as Add —, "Reshape" — Flatten reports itself as
-// Reshape —, ...). Inputs are in the function's argument order; an absent
-// optional input (a nil bias) is nil. Attrs holds the operation's
-// parameters: ConvParams for Conv2d and ConvTranspose2d, BatchNormAttrs,
-// PoolParams for MaxPool2d and AvgPool2d, GemmAttrs, float32 for Scale,
-// int (the axis) for Softmax, LogSoftmax and Concat, CropAttrs, PadAttrs,
-// [3]int{stride, before, after} for SubsamplePadChannels, and nil for the
-// others (ReLU, Add, Mul, Sum, MatMul, GlobalAvgPool; Reshape's new shape is
-// its output's).
-type Op struct {
-	Kind   string
-	Inputs []*Value
-	Output *Value
-	Attrs  any
-}
-
-// BatchNormAttrs are a traced BatchNorm's parameters and running
-// statistics.
-type BatchNormAttrs struct {
-	BatchNormParams
-	RunMean, RunVar *tensor.Tensor
-}
-
-// GemmAttrs are a traced Gemm's parameters (Linear is a Gemm with
-// transB).
-type GemmAttrs struct {
-	Alpha, Beta    float32
-	TransA, TransB bool
-}
-
-// CropAttrs are a traced Crop's window (CenterCrop is a Crop).
-type CropAttrs struct{ Top, Left, Height, Width int }
-
-// PadAttrs are a traced Pad's parameters.
-type PadAttrs struct {
-	Pads  [][2]int
-	Mode  PadMode
-	Value float32
-}
-
-// SetTracer makes every operation on this tape report itself to f, in the
-// order they run; nil removes it. Operations that cannot be traced (the
-// losses) do not report themselves: a tracer sees their outputs only as
-// inputs of later operations that it has not seen produced.
-func (tp *Tape) SetTracer(f func(Op)) { tp.tracer = f }
-
-// trace reports an operation to its tape's tracer, if any.
-func trace(y *Value, kind string, attrs any, xs ...*Value) {
-	if y.tape != nil && y.tape.tracer != nil {
-		y.tape.tracer(Op{Kind: kind, Inputs: xs, Output: y, Attrs: attrs})
-	}
-}
-
 type node struct {
 	out      *Value
 	backward func()

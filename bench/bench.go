@@ -145,7 +145,7 @@ func (w workload) prepare() (func(), float64, error) {
 	}
 	tape := ag.NewTape()
 	var loss func(out *ag.Value) *ag.Value
-	if cfg.UNet != nil {
+	if cfg.Dense() {
 		target := tensor.New(s.OutputShape...)
 		for i := range target.Data {
 			if rng.Float64() > 0.5 {

@@ -2,6 +2,8 @@ package experiments
 
 import (
 	"context"
+	"fmt"
+	"strings"
 
 	"github.com/residual-nn/residual/internal/kernels"
 	"math"
@@ -89,6 +91,19 @@ func TestVariance(t *testing.T) {
 	}
 	if len(curves) != 16 {
 		t.Errorf("%d curves, want 4 variants × 2 networks × 2 inputs", len(curves))
+	}
+}
+
+// A variance configuration without blocks is an error naming them, not a
+// panic in the plotting library.
+func TestVarianceRefusesNoBlocks(t *testing.T) {
+	for _, blocks := range []int{0, -1} {
+		c := DefaultVariance()
+		c.Blocks = blocks
+		_, err := Variance(context.Background(), c, t.TempDir())
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("got %d blocks", blocks)) {
+			t.Errorf("%d blocks: %v", blocks, err)
+		}
 	}
 }
 

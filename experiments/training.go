@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/models/resnet"
@@ -220,11 +221,11 @@ func Ensemble(ctx context.Context, c EnsembleConfig, out string) (*EnsembleResul
 	if err != nil {
 		return nil, err
 	}
-	rc, err := train.Load(rpath)
+	rc, err := checkpoint.Load(rpath)
 	if err != nil {
 		return nil, err
 	}
-	pc, err := train.Load(ppath)
+	pc, err := checkpoint.Load(ppath)
 	if err != nil {
 		return nil, err
 	}
@@ -275,6 +276,9 @@ func Ensemble(ctx context.Context, c EnsembleConfig, out string) (*EnsembleResul
 	for k := 0; k <= len(idBlocks); k++ {
 		s := 0.0
 		for d := 0; d < c.Draws; d++ {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
 			perm := rng.Perm(len(idBlocks))
 			var del []int
 			for _, p := range perm[:k] {
@@ -289,6 +293,9 @@ func Ensemble(ctx context.Context, c EnsembleConfig, out string) (*EnsembleResul
 	// do (forward through the whole network, backward along the path).
 	x := firstBatch(loader)
 	for k := 0; k <= n; k++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		res.PathCounts = append(res.PathCounts, binomial(n, k))
 		s := 0.0
 		for d := 0; d < c.Draws; d++ {
@@ -477,7 +484,7 @@ func Order(ctx context.Context, c OrderConfig, out string) ([]OrderRow, error) {
 	var lines []Line
 	for i, o := range []resnet.Ordering{resnet.PostActivation, resnet.BNAfterAdd, resnet.ReLUBeforeAdd, resnet.ReLUOnlyPreAct, resnet.PreActivation} {
 		mc := preset(fmt.Sprintf("resnet%d", c.Depth))
-		mc.ResNet.Ordering = o
+		mc.Arch.(*models.ResNet).Ordering = o
 		mc.Name = fmt.Sprintf("resnet%d-%s", c.Depth, o)
 		res, _, err := c.Budget.trained(ctx, mc, filepath.Join(out, "runs", string(o)))
 		if err != nil {

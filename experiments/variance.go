@@ -164,6 +164,9 @@ type VarianceCurve struct {
 // Variance runs the experiment: for each variant, network (MLP, conv
 // ResNet) and input (Gaussian, MNIST), the variance after every block.
 func Variance(ctx context.Context, c VarianceConfig, out string) ([]VarianceCurve, error) {
+	if c.Blocks < 1 || c.Width < 1 || c.Channels < 1 || c.Batch < 1 {
+		return nil, fmt.Errorf("experiments: variance needs at least one block, unit, channel and input; got %d blocks, width %d, %d channels, batch %d", c.Blocks, c.Width, c.Channels, c.Batch)
+	}
 	r, err := NewReport(out, "Activation variance at initialisation")
 	if err != nil {
 		return nil, err

@@ -36,8 +36,8 @@ func TestFoldBatchNorm(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cfg.UNet != nil {
-			cfg.UNet.Base = 4
+		if u, ok := cfg.Arch.(*models.UNet); ok {
+			u.Base = 4
 		}
 		m, err := models.Build(cfg, tensor.NewRNG(3))
 		if err != nil {

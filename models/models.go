@@ -2,9 +2,17 @@
 // that can be stored in a checkpoint: the ResNets, plain networks and
 // pre-activation ResNets of package resnet, the U-Nets of package unet and
 // the residual MLPs of package mlp.
+//
+// Each family is an Arch (ResNet, UNet, MLP in this package): it builds
+// its network, knows its classes, input channels and input shape, says
+// whether its output is per pixel (Dense), and validates itself against the
+// bounds of package limits. A Config is a name and an Arch; it is stored as
+// {"name", "kind", "config"}. Adding a family means one Arch type and one
+// entry in the table of kinds (family.go).
 package models
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -17,14 +25,46 @@ import (
 	"github.com/residual-nn/residual/tensor"
 )
 
-// Config names a model and holds its full description; exactly one of
-// ResNet, UNet and MLP is set. Preset fills it from a name; change fields
-// before Build for variants.
+// Arch is one family's description of a network: everything needed to
+// build it, size its input and output, and check it before building.
+// Implementations are pointers (SetClasses and SetInChannels change them).
+type Arch interface {
+	// Kind names the family in stored configs ("resnet", "unet", "mlp").
+	Kind() string
+	// Build constructs the network, initialised from rng.
+	Build(rng *tensor.RNG) (nn.Layer, error)
+	// Classes is the number of outputs per example (per pixel when Dense).
+	Classes() int
+	SetClasses(n int)
+	// InChannels is the number of input channels (inputs of an MLP).
+	InChannels() int
+	SetInChannels(n int)
+	// InputShape is the input of a batch of n: NHWC images of side×side,
+	// or [n, inputs] for networks on vectors (side is then ignored).
+	InputShape(n, side int) []int
+	// DefaultSide is the image side the network was published for (0 for
+	// networks on vectors).
+	DefaultSide() int
+	// Dense reports a per-pixel output [N,H,W,Classes] (segmentation)
+	// instead of one vector of logits per example.
+	Dense() bool
+	// Validate returns an error naming the field of a config that
+	// describes no network or one beyond the bounds of package limits.
+	Validate() error
+	// ParamEstimate is the number of weights the network will have,
+	// from the config alone (within 2%, never under), so
+	// that a loader can refuse a config its file cannot fill before
+	// building it. Valid only for a config that passed Validate's
+	// field checks.
+	ParamEstimate() float64
+}
+
+// Config names a model and holds its description. Preset fills it from a
+// name; change the Arch's fields before Build for variants. Copies of a
+// Config share the Arch: use Clone for an independent one.
 type Config struct {
-	Name   string         `json:"name"`
-	ResNet *resnet.Config `json:"resnet,omitempty"`
-	UNet   *unet.Config   `json:"unet,omitempty"`
-	MLP    *mlp.Config    `json:"mlp,omitempty"`
+	Name string
+	Arch Arch
 }
 
 // Names lists the model names Preset knows.
@@ -38,122 +78,191 @@ func Names() []string {
 func Preset(name string) (Config, error) {
 	switch name {
 	case "unet":
-		c := unet.Original()
-		return Config{Name: name, UNet: &c}, nil
+		return Config{Name: name, Arch: &UNet{unet.Original()}}, nil
 	case "unet-padded":
-		c := unet.Padded()
-		return Config{Name: name, UNet: &c}, nil
+		return Config{Name: name, Arch: &UNet{unet.Padded()}}, nil
 	case "resmlp":
-		return Config{Name: name, MLP: &mlp.Config{In: 1, Out: 1, Width: 200, Depth: 50, Skip: true, BatchNorm: true}}, nil
+		return Config{Name: name, Arch: &MLP{mlp.Config{In: 1, Out: 1, Width: 200, Depth: 50, Skip: true, BatchNorm: true}}}, nil
 	}
 	rc, err := resnet.Preset(name)
 	if err != nil {
 		return Config{}, fmt.Errorf("models: unknown model %q; known: %s", name, strings.Join(Names(), ", "))
 	}
-	return Config{Name: name, ResNet: &rc}, nil
+	return Config{Name: name, Arch: &ResNet{rc}}, nil
+}
+
+// Kind returns the family's name ("" without an Arch).
+func (c Config) Kind() string {
+	if c.Arch == nil {
+		return ""
+	}
+	return c.Arch.Kind()
 }
 
 // SetClasses sets the number of output classes (output channels for
 // U-Nets, outputs for MLPs).
-func (c *Config) SetClasses(n int) {
-	switch {
-	case c.ResNet != nil:
-		c.ResNet.Classes = n
-	case c.UNet != nil:
-		c.UNet.Classes = n
-	case c.MLP != nil:
-		c.MLP.Out = n
+func (c Config) SetClasses(n int) {
+	if c.Arch != nil {
+		c.Arch.SetClasses(n)
 	}
 }
 
 // SetInChannels sets the number of input channels (inputs for MLPs).
-func (c *Config) SetInChannels(n int) {
-	switch {
-	case c.ResNet != nil:
-		c.ResNet.InChannels = n
-	case c.UNet != nil:
-		c.UNet.InChannels = n
-	case c.MLP != nil:
-		c.MLP.In = n
+func (c Config) SetInChannels(n int) {
+	if c.Arch != nil {
+		c.Arch.SetInChannels(n)
 	}
 }
 
-// Classes returns the number of output classes.
+// Classes returns the number of output classes (0 without an Arch).
 func (c Config) Classes() int {
-	switch {
-	case c.ResNet != nil:
-		return c.ResNet.Classes
-	case c.UNet != nil:
-		return c.UNet.Classes
-	case c.MLP != nil:
-		return c.MLP.Out
+	if c.Arch == nil {
+		return 0
 	}
-	return 0
+	return c.Arch.Classes()
+}
+
+// InChannels returns the number of input channels (0 without an Arch).
+func (c Config) InChannels() int {
+	if c.Arch == nil {
+		return 0
+	}
+	return c.Arch.InChannels()
 }
 
 // InputShape returns the model's input shape for a batch of n and an image
 // side (ignored for MLPs): NHWC for images.
 func (c Config) InputShape(n, side int) []int {
-	switch {
-	case c.ResNet != nil:
-		return []int{n, side, side, c.ResNet.InChannels}
-	case c.UNet != nil:
-		return []int{n, side, side, c.UNet.InChannels}
-	case c.MLP != nil:
-		return []int{n, c.MLP.In}
+	if c.Arch == nil {
+		return nil
 	}
-	return nil
+	return c.Arch.InputShape(n, side)
 }
 
 // DefaultSide is the image side the model was published for: 224 for
 // ImageNet ResNets, 32 for CIFAR ones, 572 for the original U-Net and 128
 // for the padded one (0 for MLPs).
 func (c Config) DefaultSide() int {
-	switch {
-	case c.ResNet != nil && c.ResNet.Stem == "imagenet":
-		return 224
-	case c.ResNet != nil:
-		return 32
-	case c.UNet != nil && c.UNet.Valid:
-		return 572
-	case c.UNet != nil:
-		return 128
+	if c.Arch == nil {
+		return 0
 	}
-	return 0
+	return c.Arch.DefaultSide()
 }
 
-// Build constructs the model, initialised from rng.
+// Dense reports a per-pixel output (a segmentation network).
+func (c Config) Dense() bool { return c.Arch != nil && c.Arch.Dense() }
+
+// Validate returns an error naming what is wrong with a config that has no
+// Arch, describes no network, or one beyond the bounds of package limits.
+func (c Config) Validate() error {
+	if c.Arch == nil {
+		return fmt.Errorf("models: config %q describes no network", c.Name)
+	}
+	if err := c.Arch.Validate(); err != nil {
+		return fmt.Errorf("models: %s: %w", c.Name, err)
+	}
+	return nil
+}
+
+// Build validates the config and constructs the model, initialised from
+// rng.
 func Build(c Config, rng *tensor.RNG) (nn.Layer, error) {
-	set := 0
-	for _, p := range []bool{c.ResNet != nil, c.UNet != nil, c.MLP != nil} {
-		if p {
-			set++
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c.Arch.Build(rng)
+}
+
+// Clone returns a copy that shares nothing with c, through the config's
+// JSON form (an error for values JSON cannot hold, such as NaN).
+func (c Config) Clone() (Config, error) {
+	if c.Arch == nil {
+		return c, nil
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return Config{}, fmt.Errorf("models: config %q: %w", c.Name, err)
+	}
+	return Unmarshal(string(b))
+}
+
+// stored is a Config as JSON: {"name", "kind", "config"}.
+type stored struct {
+	Name   string          `json:"name"`
+	Kind   string          `json:"kind"`
+	Config json.RawMessage `json:"config"`
+}
+
+// MarshalJSON writes {"name", "kind", "config"}.
+func (c Config) MarshalJSON() ([]byte, error) {
+	if c.Arch == nil {
+		return nil, fmt.Errorf("models: config %q describes no network", c.Name)
+	}
+	b, err := json.Marshal(c.Arch)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(stored{Name: c.Name, Kind: c.Arch.Kind(), Config: b})
+}
+
+// UnmarshalJSON reads {"name", "kind", "config"}, and the first format of
+// residual's checkpoints, {"name", "<kind>": {...}} with the family's
+// config under its kind.
+func (c *Config) UnmarshalJSON(b []byte) error {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return fmt.Errorf("models: bad model config: %w", err)
+	}
+	var s stored
+	if raw, ok := fields["name"]; ok {
+		if err := json.Unmarshal(raw, &s.Name); err != nil {
+			return fmt.Errorf("models: bad model config: name: %w", err)
 		}
 	}
-	if set != 1 {
-		return nil, fmt.Errorf("models: config %q must describe exactly one network, it describes %d", c.Name, set)
+	if raw, ok := fields["kind"]; ok {
+		if err := json.Unmarshal(raw, &s.Kind); err != nil {
+			return fmt.Errorf("models: bad model config: kind: %w", err)
+		}
+		s.Config = fields["config"]
+	} else { // first format: the family's config under its kind
+		for _, k := range Kinds() {
+			if raw, ok := fields[k]; ok && !bytes.Equal(raw, []byte("null")) {
+				if s.Kind != "" {
+					return fmt.Errorf("models: config %q describes both a %s and a %s", s.Name, s.Kind, k)
+				}
+				s.Kind, s.Config = k, raw
+			}
+		}
 	}
-	switch {
-	case c.ResNet != nil:
-		return resnet.New(*c.ResNet, rng)
-	case c.UNet != nil:
-		return unet.New(*c.UNet, rng)
-	default:
-		return mlp.New(*c.MLP, rng)
+	newArch, ok := kinds[s.Kind]
+	if !ok {
+		return fmt.Errorf("models: config %q: unknown kind %q (known: %s)", s.Name, s.Kind, strings.Join(Kinds(), ", "))
 	}
+	a := newArch()
+	if len(s.Config) == 0 {
+		return fmt.Errorf("models: config %q of kind %s has no \"config\"", s.Name, s.Kind)
+	}
+	if err := json.Unmarshal(s.Config, a); err != nil {
+		return fmt.Errorf("models: config %q: bad %s config: %w", s.Name, s.Kind, err)
+	}
+	*c = Config{Name: s.Name, Arch: a}
+	return nil
 }
 
 // Marshal returns the config as JSON (for checkpoint metadata).
 func (c Config) Marshal() string {
-	b, _ := json.Marshal(c)
+	b, err := json.Marshal(c)
+	if err != nil {
+		return ""
+	}
 	return string(b)
 }
 
-// Unmarshal reads a config written by Marshal.
+// Unmarshal reads a config written by Marshal (or in the first format).
 func Unmarshal(s string) (Config, error) {
 	var c Config
-	if err := json.Unmarshal([]byte(s), &c); err != nil {
-		return Config{}, fmt.Errorf("models: bad model config: %w", err)
+	if err := c.UnmarshalJSON([]byte(s)); err != nil {
+		return Config{}, err
 	}
 	return c, nil
 }

@@ -46,7 +46,7 @@ func FoldBatchNorm(m Layer, input []int) (n int, err error) {
 		}
 		switch a := op.Attrs.(type) {
 		case autograd.ConvParams:
-			if op.Kind == "Conv2d" && byWeight[op.Inputs[1]] != nil {
+			if op.Kind == autograd.OpConv2d && byWeight[op.Inputs[1]] != nil {
 				convs[op.Output] = byWeight[op.Inputs[1]]
 			}
 		case autograd.BatchNormAttrs:
@@ -73,6 +73,9 @@ func FoldBatchNorm(m Layer, input []int) (n int, err error) {
 		folded[c] = true
 		p.bn.foldInto(c)
 		n++
+	}
+	if n > 0 {
+		Name(m) // the biases the folds added
 	}
 	return n, nil
 }

@@ -8,8 +8,8 @@ import (
 	"github.com/residual-nn/residual/tensor"
 )
 
-// label is embedded in layers so that StateDict can give them their full
-// name for error messages.
+// label is embedded in layers so that Name can give them their full name
+// for error messages.
 type label struct{ name string }
 
 func (l *label) setName(n string) { l.name = n }

@@ -10,6 +10,10 @@
 // Layer1 []*Block whose blocks have a Conv1 *nn.Conv2d gives
 // "layer1.0.conv1.weight", torchvision's key.
 //
+// StateDict, Parameters, Layers and SetTraining only read a model (all
+// four are one walk over it); Name, which the model constructors call,
+// writes each parameter's full name into it.
+//
 // Layers panic on inputs of the wrong shape with a message naming the layer
 // and both shapes; nothing in this package reads files.
 package nn
@@ -55,11 +59,23 @@ const (
 )
 
 // StateDict lists every parameter and buffer of m with its full name, in
-// field order (as torchvision's state_dict).
+// field order (as torchvision's state_dict). It only reads m.
 func StateDict(m any) []Entry {
-	w := walker{seen: map[uintptr]bool{}}
-	w.walk(reflect.ValueOf(m), "")
-	return w.entries
+	var entries []Entry
+	walk(m, func(name string, part any) {
+		switch p := part.(type) {
+		case *autograd.Value:
+			entries = append(entries, Entry{Name: name, Tensor: p.Data, Param: p})
+		case *tensor.Tensor:
+			entries = append(entries, Entry{Name: name, Tensor: p})
+		case Named:
+			for _, e := range p.NamedTensors() {
+				e.Name = join(name, e.Name)
+				entries = append(entries, e)
+			}
+		}
+	})
+	return entries
 }
 
 // NamedLayer is a layer that holds tensors, with its full name.
@@ -71,25 +87,44 @@ type NamedLayer struct {
 // Layers lists every layer of m that holds tensors (Conv2d, BatchNorm, …)
 // with its full name, in StateDict order.
 func Layers(m any) []NamedLayer {
-	w := walker{seen: map[uintptr]bool{}}
-	w.walk(reflect.ValueOf(m), "")
-	return w.layers
+	var layers []NamedLayer
+	walk(m, func(name string, part any) {
+		if n, ok := part.(Named); ok {
+			layers = append(layers, NamedLayer{Name: name, Layer: n})
+		}
+	})
+	return layers
 }
 
-// walker collects the named tensors and layers of a model.
-type walker struct {
-	entries []Entry
-	layers  []NamedLayer
-	seen    map[uintptr]bool
+// Name gives every parameter of m its full state-dict name as its
+// autograd.Value Name (optimizers key their state by it, so checkpoints
+// do), and every layer its name for the messages of its shape errors. The
+// model constructors (resnet.New, unet.New, mlp.New) call it; call it on a
+// model assembled by hand, and again after replacing one of its layers.
+func Name(m any) {
+	walk(m, func(name string, part any) {
+		if l, ok := part.(interface{ setName(string) }); ok {
+			l.setName(name)
+		}
+		switch p := part.(type) {
+		case *autograd.Value:
+			p.Name = name
+		case Named:
+			for _, e := range p.NamedTensors() {
+				if e.Param != nil {
+					e.Param.Name = join(name, e.Name)
+				}
+			}
+		}
+	})
 }
 
-// Parameters returns m's trainable parameters in StateDict order, each
-// named with its full name.
+// Parameters returns m's trainable parameters in StateDict order. Their
+// Name is what Name (called by the model's constructor) made it.
 func Parameters(m any) []*autograd.Value {
 	var ps []*autograd.Value
 	for _, e := range StateDict(m) {
 		if e.Param != nil {
-			e.Param.Name = e.Name
 			ps = append(ps, e.Param)
 		}
 	}
@@ -121,8 +156,8 @@ type Trainer interface {
 // SetTraining switches every layer of m that implements Trainer to
 // training (true) or evaluation (false) mode.
 func SetTraining(m any, training bool) {
-	visitModules(reflect.ValueOf(m), map[uintptr]bool{}, func(v reflect.Value) {
-		if t, ok := v.Interface().(Trainer); ok {
+	walk(m, func(_ string, part any) {
+		if t, ok := part.(Trainer); ok {
 			t.SetTraining(training)
 		}
 	})
@@ -140,64 +175,78 @@ var (
 )
 
 func join(prefix, name string) string {
-	if prefix == "" {
-		return name
+	if prefix == "" || name == "" {
+		return prefix + name
 	}
 	return prefix + "." + name
 }
 
-func (w *walker) walk(v reflect.Value, prefix string) {
+// walk calls visit on every part of m with its full name, in field order
+// (the order of StateDict): m itself, then what it holds through exported
+// fields (but those tagged nn:"-"), slices, arrays and maps (in the order
+// of their keys), down to parameters (*autograd.Value), buffers
+// (*tensor.Tensor) and Named layers, which it does not enter. A pointer is
+// visited, not the value it points to. It is the one walk over a model's
+// structure; StateDict, Layers, Name and SetTraining differ only in what
+// they do with the parts.
+func walk(m any, visit func(name string, part any)) {
+	w := walker{visit: visit, path: map[uintptr]bool{}}
+	w.walk(reflect.ValueOf(m), "")
+}
+
+// walker holds a walk's visitor and the pointers on the way down to the
+// current part, to refuse a model that contains itself.
+type walker struct {
+	visit func(name string, part any)
+	path  map[uintptr]bool
+}
+
+func (w *walker) walk(v reflect.Value, name string) {
 	if !v.IsValid() {
 		return
 	}
 	switch v.Kind() {
 	case reflect.Interface:
-		w.walk(v.Elem(), prefix)
+		w.walk(v.Elem(), name)
 		return
 	case reflect.Pointer:
 		if v.IsNil() {
 			return
 		}
-		switch v.Type() {
-		case valueType:
-			p := v.Interface().(*autograd.Value)
-			w.entries = append(w.entries, Entry{Name: prefix, Tensor: p.Data, Param: p})
-			return
-		case tensorType:
-			w.entries = append(w.entries, Entry{Name: prefix, Tensor: v.Interface().(*tensor.Tensor)})
+		if v.Type() == valueType || v.Type() == tensorType {
+			w.visit(name, v.Interface())
 			return
 		}
-		if w.seen[v.Pointer()] {
-			panic(fmt.Sprintf("nn: module %q is reachable twice; share parameters explicitly instead", prefix))
+		if w.path[v.Pointer()] {
+			panic(fmt.Sprintf("nn: module %q contains itself", name))
 		}
-		w.seen[v.Pointer()] = true
-		defer delete(w.seen, v.Pointer())
+		w.path[v.Pointer()] = true
+		defer delete(w.path, v.Pointer())
 	}
 	if v.CanInterface() {
-		if l, ok := v.Interface().(interface{ setName(string) }); ok {
-			l.setName(prefix)
+		part := v.Interface()
+		w.visit(name, part)
+		if _, ok := part.(Named); ok {
+			return
 		}
-		if n, ok := v.Interface().(Named); ok {
-			for _, e := range n.NamedTensors() {
-				e.Name = join(prefix, e.Name)
-				w.entries = append(w.entries, e)
-			}
-			w.layers = append(w.layers, NamedLayer{Name: prefix, Layer: n})
+	}
+	if v.Kind() == reflect.Pointer {
+		v = v.Elem()
+		if v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
+			w.walk(v, name)
 			return
 		}
 	}
 	switch v.Kind() {
-	case reflect.Pointer:
-		w.walk(v.Elem(), prefix)
 	case reflect.Slice, reflect.Array:
 		for i := 0; i < v.Len(); i++ {
-			w.walk(v.Index(i), join(prefix, strconv.Itoa(i)))
+			w.walk(v.Index(i), join(name, strconv.Itoa(i)))
 		}
 	case reflect.Map:
 		keys := v.MapKeys()
 		sort.Slice(keys, func(i, j int) bool { return fmt.Sprint(keys[i]) < fmt.Sprint(keys[j]) })
 		for _, k := range keys {
-			w.walk(v.MapIndex(k), join(prefix, fmt.Sprint(k)))
+			w.walk(v.MapIndex(k), join(name, fmt.Sprint(k)))
 		}
 	case reflect.Struct:
 		t := v.Type()
@@ -206,54 +255,17 @@ func (w *walker) walk(v reflect.Value, prefix string) {
 			if !f.IsExported() {
 				continue
 			}
-			name := strings.ToLower(f.Name)
+			field := strings.ToLower(f.Name)
 			if f.Anonymous {
-				name = "" // an embedded struct's fields join the parent's
+				field = "" // an embedded struct's fields join the parent's
 			}
 			if tag, ok := f.Tag.Lookup("nn"); ok {
 				if tag == "-" {
 					continue
 				}
-				name = tag
+				field = tag
 			}
-			if name == "" {
-				w.walk(v.Field(i), prefix)
-			} else {
-				w.walk(v.Field(i), join(prefix, name))
-			}
-		}
-	}
-}
-
-// visitModules calls f on every pointer, interface value and struct
-// reachable from v through exported fields and slices.
-func visitModules(v reflect.Value, seen map[uintptr]bool, f func(reflect.Value)) {
-	if !v.IsValid() {
-		return
-	}
-	switch v.Kind() {
-	case reflect.Interface:
-		visitModules(v.Elem(), seen, f)
-	case reflect.Pointer:
-		if v.IsNil() || v.Type() == valueType || v.Type() == tensorType || seen[v.Pointer()] {
-			return
-		}
-		seen[v.Pointer()] = true
-		f(v)
-		visitModules(v.Elem(), seen, f)
-	case reflect.Slice, reflect.Array:
-		for i := 0; i < v.Len(); i++ {
-			visitModules(v.Index(i), seen, f)
-		}
-	case reflect.Map:
-		for _, k := range v.MapKeys() {
-			visitModules(v.MapIndex(k), seen, f)
-		}
-	case reflect.Struct:
-		for i := 0; i < v.NumField(); i++ {
-			if v.Type().Field(i).IsExported() {
-				visitModules(v.Field(i), seen, f)
-			}
+			w.walk(v.Field(i), join(name, field))
 		}
 	}
 }

@@ -91,7 +91,7 @@ func TestTorchStateRoundTripAndErrors(t *testing.T) {
 
 func TestLayerShapeErrorNamesLayer(t *testing.T) {
 	m := newTiny()
-	nn.StateDict(m) // gives layers their names
+	nn.Name(m)
 	defer func() {
 		msg := fmt.Sprint(recover())
 		if !strings.Contains(msg, `"layer1.0.conv1"`) || !strings.Contains(msg, "[2 5 5 3]") {
@@ -103,10 +103,68 @@ func TestLayerShapeErrorNamesLayer(t *testing.T) {
 
 func TestSetTraining(t *testing.T) {
 	m := newTiny()
+	m.Hidden = nil
 	nn.SetTraining(m, false)
 	if m.BN1.Training || m.Layer1[0].Downsample[1].(*nn.BatchNorm).Training {
 		t.Error("evaluation mode did not reach every BatchNorm")
 	}
+	d := nn.NewDropout(0.5, tensor.NewRNG(1))
+	nn.SetTraining(nn.Sequential{m, d}, false)
+	if d.Training {
+		t.Error("evaluation mode did not reach a Dropout behind an interface")
+	}
+}
+
+// TestReadsHaveNoSideEffects checks that StateDict, Parameters, Layers,
+// NumParams, SetTraining and Summarize leave parameter names as the
+// constructors made them ("weight"), that Name gives each its state-dict
+// key, and that the summary names layers without Name.
+func TestReadsHaveNoSideEffects(t *testing.T) {
+	m := newTiny()
+	nn.StateDict(m)
+	nn.Parameters(m)
+	nn.Layers(m)
+	nn.NumParams(m)
+	nn.SetTraining(m, false)
+	s, err := nn.Summarize(m, []int{2, 8, 8, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Layer1[0].Conv1.Weight.Name; got != "weight" {
+		t.Errorf("a read renamed layer1.0.conv1.weight to %q", got)
+	}
+	if len(s.Layers) == 0 || s.Layers[0].Name != "conv1" {
+		t.Errorf("summary rows %+v: the first should be conv1", s.Layers)
+	}
+	nn.Name(m)
+	for _, e := range nn.StateDict(m) {
+		if e.Param != nil && e.Param.Name != e.Name {
+			t.Errorf("after Name, parameter %s is named %q", e.Name, e.Param.Name)
+		}
+	}
+	if m.Hidden.Weight.Name != "weight" {
+		t.Errorf(`Name named a field tagged nn:"-": %q`, m.Hidden.Weight.Name)
+	}
+}
+
+// Forward runs tinyNet's stem and classifier, enough for a summary.
+func (n *tinyNet) Forward(x *ag.Value) *ag.Value {
+	h := n.BN1.Forward(n.Conv1.Forward(x))
+	return n.FC.Forward(ag.Reshape(ag.GlobalAvgPool(ag.Concat(3, h, h)), 2, 8))
+}
+
+// loop is a model that contains itself.
+type loop struct{ Next *loop }
+
+func TestWalkRefusesACycle(t *testing.T) {
+	l := &loop{}
+	l.Next = l
+	defer func() {
+		if msg := fmt.Sprint(recover()); !strings.Contains(msg, `"next"`) {
+			t.Errorf("panic %q does not name the module that contains itself", msg)
+		}
+	}()
+	nn.StateDict(l)
 }
 
 func TestInitStatistics(t *testing.T) {
@@ -143,5 +201,37 @@ func TestInitStatistics(t *testing.T) {
 	nn.ZeroGamma(bn)
 	if bn.Weight.Data.Sum() != 0 {
 		t.Error("ZeroGamma left γ non-zero")
+	}
+}
+
+// Batch counters travel as torchvision's NAME.num_batches_tracked
+// 0-dimensional tensors; a state without them (Keras, older checkpoints)
+// still loads strictly and leaves the counters alone; a count that is not
+// a whole number ≥ 0 is refused, naming the key.
+func TestNumBatchesTrackedTensor(t *testing.T) {
+	a, b := newTiny(), newTiny()
+	a.BN1.NumBatchesTracked, a.Layer1[0].BN2.NumBatchesTracked = 7, 1<<20
+	st := nn.TorchState(a)
+	c := st["layer1.0.bn2.num_batches_tracked"]
+	if c == nil || len(c.Shape) != 0 || c.Data[0] != 1<<20 {
+		t.Fatalf("layer1.0.bn2.num_batches_tracked = %v", c)
+	}
+	if err := nn.LoadTorchState(b, st, true); err != nil {
+		t.Fatal(err)
+	}
+	if b.BN1.NumBatchesTracked != 7 || b.Layer1[0].BN2.NumBatchesTracked != 1<<20 {
+		t.Errorf("counters %d, %d after loading, want 7, %d", b.BN1.NumBatchesTracked, b.Layer1[0].BN2.NumBatchesTracked, 1<<20)
+	}
+	delete(st, "bn1.num_batches_tracked")
+	b.BN1.NumBatchesTracked = 3
+	if err := nn.LoadTorchState(b, st, true); err != nil || b.BN1.NumBatchesTracked != 3 {
+		t.Errorf("without the counter: %v, counter %d (want 3, unchanged)", err, b.BN1.NumBatchesTracked)
+	}
+	for _, v := range []float32{-1, 2.5, float32(math.NaN()), float32(math.Inf(1))} {
+		st["bn1.num_batches_tracked"] = &tensor.Tensor{Data: []float32{v}}
+		err := nn.LoadTorchState(b, st, true)
+		if err == nil || !strings.Contains(err.Error(), "bn1.num_batches_tracked") {
+			t.Errorf("count %v: %v", v, err)
+		}
 	}
 }

@@ -2,19 +2,35 @@ package nn
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 
 	"github.com/residual-nn/residual/tensor"
 )
 
+// NumBatchesTracked is the suffix of a batch norm's batch counter in a
+// state dict: torchvision's num_batches_tracked, a 0-dimensional int64
+// tensor.
+const NumBatchesTracked = "num_batches_tracked"
+
 // TorchState returns copies of m's parameters and buffers in PyTorch's
 // layouts (convolution weights OIHW, transposed ones IOHW), keyed by
-// torchvision-style names.
+// torchvision-style names, and every batch norm's counter as
+// "NAME.num_batches_tracked", a 0-dimensional tensor as torchvision stores
+// it (a float32 here, exact up to 2^24 batches; writers store it as an
+// integer).
 func TorchState(m any) map[string]*tensor.Tensor {
 	out := map[string]*tensor.Tensor{}
 	for _, e := range StateDict(m) {
 		out[e.Name] = toTorch(e)
+	}
+	for _, l := range Layers(m) {
+		if b, ok := l.Layer.(*BatchNorm); ok && b.TrackRunningStats {
+			t := tensor.New()
+			t.Data[0] = float32(b.NumBatchesTracked)
+			out[join(l.Name, NumBatchesTracked)] = t
+		}
 	}
 	return out
 }
@@ -83,10 +99,12 @@ func (e *StateError) Error() string {
 	return "nn: state dict does not fit the model: " + strings.Join(parts, "; ")
 }
 
-// LoadTorchState copies a state dict in PyTorch's layouts into m. Keys in
-// ignore (e.g. "num_batches_tracked" suffixes) are skipped. With strict,
-// missing and unexpected keys are errors (a *StateError); mis-shaped keys
-// always are. Nothing is copied unless everything fits.
+// LoadTorchState copies a state dict in PyTorch's layouts into m. With
+// strict, missing and unexpected keys are errors (a *StateError);
+// mis-shaped keys always are. A batch norm's num_batches_tracked sets its
+// NumBatchesTracked when present (a single whole number ≥ 0) and is never
+// missing: Keras models and older checkpoints have none. Nothing is copied
+// unless everything fits.
 func LoadTorchState(m any, state map[string]*tensor.Tensor, strict bool) error {
 	entries := StateDict(m)
 	se := &StateError{}
@@ -106,8 +124,25 @@ func LoadTorchState(m any, state map[string]*tensor.Tensor, strict bool) error {
 		}
 		converted[i] = c
 	}
+	tracked := map[*BatchNorm]int64{}
+	for _, l := range Layers(m) {
+		b, ok := l.Layer.(*BatchNorm)
+		if !ok {
+			continue
+		}
+		k := join(l.Name, NumBatchesTracked)
+		known[k] = true
+		if t, ok := state[k]; ok {
+			n, err := batchCount(k, t)
+			if err != nil {
+				se.Mismatched = append(se.Mismatched, err.Error())
+				continue
+			}
+			tracked[b] = n
+		}
+	}
 	for k := range state {
-		if !known[k] && !strings.HasSuffix(k, "num_batches_tracked") {
+		if !known[k] && !strings.HasSuffix(k, NumBatchesTracked) {
 			se.Unexpected = append(se.Unexpected, k)
 		}
 	}
@@ -120,5 +155,20 @@ func LoadTorchState(m any, state map[string]*tensor.Tensor, strict bool) error {
 			copy(e.Tensor.Data, converted[i].Data)
 		}
 	}
+	for b, n := range tracked {
+		b.NumBatchesTracked = n
+	}
 	return nil
+}
+
+// batchCount reads a num_batches_tracked tensor: one whole number ≥ 0.
+func batchCount(name string, t *tensor.Tensor) (int64, error) {
+	if len(t.Data) != 1 {
+		return 0, fmt.Errorf("%s: shape %v, want a single count", name, t.Shape)
+	}
+	v := float64(t.Data[0])
+	if v < 0 || v != math.Trunc(v) || math.IsInf(v, 0) {
+		return 0, fmt.Errorf("%s: %v is not a batch count", name, v)
+	}
+	return int64(v), nil
 }

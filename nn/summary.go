@@ -42,7 +42,13 @@ func Summarize(m Layer, input []int) (s *Summary, err error) {
 			err = fmt.Errorf("nn: summary: input %v: %v", input, r)
 		}
 	}()
-	entries := StateDict(m) // also names the layers
+	entries := StateDict(m)
+	names := map[Named]string{} // the layers holding tensors; a pointer identifies one
+	for _, l := range Layers(m) {
+		if reflect.TypeOf(l.Layer).Kind() == reflect.Pointer {
+			names[l.Layer] = l.Name
+		}
+	}
 	s = &Summary{InputShape: append([]int(nil), input...)}
 	for _, e := range entries {
 		if e.Param != nil {
@@ -55,10 +61,10 @@ func Summarize(m Layer, input []int) (s *Summary, err error) {
 	tape := autograd.NewShapeTape()
 	tape.SetHook(func(layer any, in, out *autograd.Value) {
 		row := LayerSummary{Kind: kindOf(layer), OutputShape: append([]int(nil), out.Shape()...)}
-		if l, ok := layer.(interface{ layerName() string }); ok {
-			row.Name = l.layerName()
-		}
 		if n, ok := layer.(Named); ok {
+			if reflect.TypeOf(n).Kind() == reflect.Pointer {
+				row.Name = names[n]
+			}
 			for _, e := range n.NamedTensors() {
 				if e.Param != nil {
 					row.Params += e.Tensor.Len()
@@ -73,8 +79,6 @@ func Summarize(m Layer, input []int) (s *Summary, err error) {
 	s.OutputShape = append([]int(nil), out.Shape()...)
 	return s, nil
 }
-
-func (l *label) layerName() string { return l.name }
 
 func kindOf(layer any) string {
 	t := reflect.TypeOf(layer)

@@ -173,6 +173,13 @@ func Read(path string) (*File, error) {
 
 // Encode serialises float32 tensors (as F32, in name order) and metadata.
 func Encode(tensors map[string]*tensor.Tensor, metadata map[string]string) ([]byte, error) {
+	return EncodeDtypes(tensors, nil, metadata)
+}
+
+// EncodeDtypes is Encode with the tensors named in dtypes stored as "I64"
+// (PyTorch's torch.long, e.g. num_batches_tracked) instead of F32; their
+// values must be whole numbers.
+func EncodeDtypes(tensors map[string]*tensor.Tensor, dtypes, metadata map[string]string) ([]byte, error) {
 	names := make([]string, 0, len(tensors))
 	for k := range tensors {
 		if k == "__metadata__" {
@@ -195,8 +202,21 @@ func Encode(tensors map[string]*tensor.Tensor, metadata map[string]string) ([]by
 		if shape == nil {
 			shape = []int{}
 		}
-		n := int64(4 * len(t.Data))
-		hdr[k] = entry{Dtype: "F32", Shape: shape, Offsets: [2]int64{off, off + n}}
+		dtype := "F32"
+		switch d := dtypes[k]; d {
+		case "", "F32":
+		case "I64":
+			dtype = d
+			for _, v := range t.Data {
+				if float64(v) != math.Trunc(float64(v)) {
+					return nil, fmt.Errorf("safetensors: tensor %q: %v cannot be stored as I64", k, v)
+				}
+			}
+		default:
+			return nil, fmt.Errorf("safetensors: tensor %q: cannot write dtype %q (F32 or I64)", k, d)
+		}
+		n := int64(dtypeSize[dtype] * len(t.Data))
+		hdr[k] = entry{Dtype: dtype, Shape: shape, Offsets: [2]int64{off, off + n}}
 		off += n
 	}
 	h, err := json.Marshal(hdr)
@@ -210,6 +230,12 @@ func Encode(tensors map[string]*tensor.Tensor, metadata map[string]string) ([]by
 	binary.LittleEndian.PutUint64(out, uint64(len(h)))
 	out = append(out, h...)
 	for _, k := range names {
+		if dtypes[k] == "I64" {
+			for _, v := range tensors[k].Data {
+				out = binary.LittleEndian.AppendUint64(out, uint64(int64(v)))
+			}
+			continue
+		}
 		for _, v := range tensors[k].Data {
 			out = binary.LittleEndian.AppendUint32(out, math.Float32bits(v))
 		}
@@ -221,7 +247,13 @@ func Encode(tensors map[string]*tensor.Tensor, metadata map[string]string) ([]by
 // temporary file in the same folder, is synced, and is renamed over path,
 // so a reader sees the old file or the new one, never a part.
 func Write(path string, tensors map[string]*tensor.Tensor, metadata map[string]string) error {
-	b, err := Encode(tensors, metadata)
+	return WriteDtypes(path, tensors, nil, metadata)
+}
+
+// WriteDtypes is Write with the tensors named in dtypes stored as "I64"
+// (see EncodeDtypes).
+func WriteDtypes(path string, tensors map[string]*tensor.Tensor, dtypes, metadata map[string]string) error {
+	b, err := EncodeDtypes(tensors, dtypes, metadata)
 	if err != nil {
 		return err
 	}

@@ -142,3 +142,28 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// Counters such as num_batches_tracked are stored as PyTorch stores them:
+// I64, 8 little-endian bytes, read back exactly; a fraction is refused.
+func TestI64RoundTrip(t *testing.T) {
+	ts := map[string]*tensor.Tensor{"bn.num_batches_tracked": tensor.MustFromData([]float32{1 << 20}), "w": tensor.MustFromData([]float32{0.5}, 1)}
+	b, err := EncodeDtypes(ts, map[string]string{"bn.num_batches_tracked": "I64"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Dtypes["bn.num_batches_tracked"] != "I64" || f.Tensors["bn.num_batches_tracked"].Data[0] != 1<<20 || f.Dtypes["w"] != "F32" {
+		t.Errorf("read back %v %v", f.Dtypes, f.Tensors["bn.num_batches_tracked"])
+	}
+	n := binary.LittleEndian.Uint64(b)
+	if got := binary.LittleEndian.Uint64(b[8+n:]); got != 1<<20 { // names sort: the counter's bytes come first
+		t.Errorf("stored %d, want %d as int64", got, 1<<20)
+	}
+	ts["bn.num_batches_tracked"].Data[0] = 2.5
+	if _, err := EncodeDtypes(ts, map[string]string{"bn.num_batches_tracked": "I64"}, nil); err == nil {
+		t.Error("2.5 stored as I64")
+	}
+}

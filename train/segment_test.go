@@ -54,7 +54,7 @@ func TestFitTargets(t *testing.T) {
 func TestSegmentationTrains(t *testing.T) {
 	for _, loss := range []string{"ce", "ce+dice"} {
 		c := unet.Config{InChannels: 1, Classes: 11, Depth: 2, Base: 8, BatchNorm: true}
-		cfg := Config{Model: models.Config{Name: "unet-tiny", UNet: &c}, Data: "mnist-canvas:40", Task: "segment", Loss: loss,
+		cfg := Config{Model: models.Config{Name: "unet-tiny", Arch: &models.UNet{Config: c}}, Data: "mnist-canvas:40", Task: "segment", Loss: loss,
 			BorderWeights: loss == "ce", Epochs: 4, Batch: 16, Optimizer: "adam", LR: 1e-2, Schedule: "constant",
 			ValSplit: 0.2, Seed: 1, Limit: 320, Out: t.TempDir()}
 		res, err := Run(context.Background(), cfg)
@@ -66,7 +66,7 @@ func TestSegmentationTrains(t *testing.T) {
 			t.Errorf("%s: train loss %g → %g, test mean IoU %g %v", loss, h[0].TrainLoss, h[len(h)-1].TrainLoss, res.TestMeanIoU, res.TestIoU)
 		}
 	}
-	bad := Config{Model: models.Config{Name: "unet-tiny", UNet: &unet.Config{InChannels: 1, Classes: 10, Depth: 2, Base: 4}},
+	bad := Config{Model: models.Config{Name: "unet-tiny", Arch: &models.UNet{Config: unet.Config{InChannels: 1, Classes: 10, Depth: 2, Base: 4}}},
 		Data: "mnist", Task: "segment", Epochs: 1, Batch: 8, LR: 0.1, Out: t.TempDir(), Limit: 16}
 	if _, err := Run(context.Background(), bad); err == nil {
 		t.Error("segmenting a classification data set was accepted")

@@ -190,7 +190,7 @@ func setup(cfg Config) (*run, error) {
 	if err := checkFits(cfg.Model, trainSet); err != nil {
 		return nil, err
 	}
-	if seg := cfg.Task == "segment"; seg != trainSet.IsSegmentation() || seg != (cfg.Model.UNet != nil) {
+	if seg := cfg.Task == "segment"; seg != trainSet.IsSegmentation() || seg != cfg.Model.Dense() {
 		return nil, fmt.Errorf("train: --task %s with model %q and data %q: segmentation needs a U-Net and a data set with masks (mnist-canvas, fashion-canvas, segfolder:DIR), classification neither",
 			map[bool]string{true: "segment", false: "classify"}[seg], cfg.Model.Name, cfg.Data)
 	}

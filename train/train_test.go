@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/models/resnet"
@@ -23,7 +24,7 @@ import (
 func tiny(out string) Config {
 	rc := resnet.Config{Block: "basic", Layers: []int{1, 1}, Widths: []int{4, 8}, Stem: "cifar", StemWidth: 4,
 		Ordering: resnet.PostActivation, Shortcut: resnet.ShortcutB, Classes: 10, InChannels: 1}
-	return Config{Model: models.Config{Name: "tiny", ResNet: &rc}, Data: "mnist", Epochs: 2, Batch: 32, Optimizer: "sgd",
+	return Config{Model: models.Config{Name: "tiny", Arch: &models.ResNet{Config: rc}}, Data: "mnist", Epochs: 2, Batch: 32, Optimizer: "sgd",
 		LR: 0.05, Momentum: 0.9, WeightDecay: 1e-4, Schedule: "multistep:10", Augment: data.Augment{Pad: 2}, ValSplit: 0.25,
 		Seed: 3, Limit: 256, Out: out}
 }
@@ -129,9 +130,12 @@ func TestBadResumes(t *testing.T) {
 	}
 	other := c
 	other.Resume = true
-	rc := *c.Model.ResNet
-	rc.Widths = []int{8, 8}
-	other.Model = models.Config{Name: "other", ResNet: &rc}
+	var err error
+	if other.Model, err = c.Model.Clone(); err != nil {
+		t.Fatal(err)
+	}
+	other.Model.Name = "other"
+	other.Model.Arch.(*models.ResNet).Widths = []int{8, 8}
 	if _, err := Run(context.Background(), other); err == nil || !strings.Contains(err.Error(), "same model") {
 		t.Errorf("resuming another architecture: %v", err)
 	}
@@ -139,7 +143,7 @@ func TestBadResumes(t *testing.T) {
 	b := must(os.ReadFile(path))
 	trunc := filepath.Join(t.TempDir(), "trunc.safetensors")
 	os.WriteFile(trunc, b[:len(b)-100], 0o644)
-	if _, err := Load(trunc); err == nil || !strings.Contains(err.Error(), "truncated") {
+	if _, err := checkpoint.Load(trunc); err == nil || !strings.Contains(err.Error(), "truncated") {
 		t.Errorf("truncated checkpoint: %v", err)
 	}
 	fresh := tiny(t.TempDir())
@@ -148,7 +152,7 @@ func TestBadResumes(t *testing.T) {
 		t.Errorf("resume without a checkpoint: %v", err)
 	}
 	bad := tiny(t.TempDir())
-	bad.Model.ResNet.Classes = 7
+	bad.Model.SetClasses(7)
 	if _, err := Run(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "classes") {
 		t.Errorf("7-class model on 10-class data: %v", err)
 	}
@@ -160,15 +164,30 @@ func TestCheckpointLoadsAndPredicts(t *testing.T) {
 	if _, err := Run(context.Background(), c); err != nil {
 		t.Fatal(err)
 	}
-	ck, err := Load(filepath.Join(c.Out, BestCheckpoint))
+	path := filepath.Join(c.Out, BestCheckpoint)
+	ck, err := checkpoint.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ck.Preprocess.Height != 28 || ck.Preprocess.Channels != 1 || len(ck.Classes) != 10 || ck.Model.Name != "tiny" {
-		t.Errorf("checkpoint metadata: %+v %v", ck.Preprocess, ck.Classes)
+	if ck.Preprocess.Height != 28 || ck.Preprocess.Channels != 1 || len(ck.Classes) != 10 || ck.Model.Name != "tiny" ||
+		ck.Position == nil || ck.Position.Epoch != 1 || ck.DataSpec() != "mnist" || len(ck.Optimizer) == 0 {
+		t.Errorf("checkpoint metadata: %+v %v %+v", ck.Preprocess, ck.Classes, ck.Position)
 	}
-	// The weights carry torchvision names, unprefixed.
-	if _, ok := ck.Tensors["layer1.0.conv1.weight"]; !ok {
+	// The weights carry torchvision names, unprefixed, and the batch norm
+	// counters are torchvision's int64 tensors: one epoch of the 192
+	// training images (256 less the 25% held out) in batches of 32 is 6.
+	f, err := safetensors.Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.Tensors["layer1.0.conv1.weight"]; !ok {
 		t.Error("no layer1.0.conv1.weight in the checkpoint")
+	}
+	if _, ok := f.Metadata["num_batches_tracked"]; ok {
+		t.Error("batch norm counters still stored as a JSON map")
+	}
+	n := f.Tensors["layer1.0.bn1.num_batches_tracked"]
+	if f.Dtypes["layer1.0.bn1.num_batches_tracked"] != "I64" || n == nil || n.Data[0] != 6 {
+		t.Errorf("layer1.0.bn1.num_batches_tracked: %s %v, want I64 6 (one epoch of 192 images in batches of 32)", f.Dtypes["layer1.0.bn1.num_batches_tracked"], n)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/residual-nn/residual/bench"
 )
@@ -14,10 +15,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	asJSON := fs.Bool("json", false, "print one JSON object per line")
 	runs := fs.Int("runs", 7, "timed repetitions (the median is reported)")
 	warmup := fs.Int("warmup", 2, "untimed repetitions first")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: residual bench [NAME...] [flags]\nnames: %v (default: all)\n", bench.Names())
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() { printUsage(fs, "names: "+strings.Join(bench.Names(), ", ")+" (default: all)") }
 	names, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err

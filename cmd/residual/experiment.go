@@ -26,10 +26,7 @@ func runExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	limit := fs.Int("limit", 0, "degradation, ensemble, order: training images (default 10,000, or all with --full)")
 	depths := fs.String("depths", "", "degradation: depths to compare (default 20,32,44,56; 6n+2 each, e.g. 20,32,44,56,110)")
 	warmup := fs.Float64("warmup", -1, "degradation, order: fraction of the steps with a linear learning-rate warm-up (default 0.1)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: residual experiment NAME [flags]\nexperiments: %s\n", strings.Join(experimentNames, ", "))
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() { printUsage(fs, "experiments: "+strings.Join(experimentNames, ", ")) }
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -125,6 +122,9 @@ func runExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 			fmt.Fprintf(stdout, "%-5s %-9s %-14s log2-variance slope %6.3f  last/first %9.3g  growth/block %7.3g\n", v.Network, v.Input, v.Variant, v.Log2Fit, v.Ratio, v.PerBlock)
 		}
 	case "bottleneck":
+		if err := stopped(ctx); err != nil {
+			return err
+		}
 		costs, err := experiments.Bottleneck(*out)
 		if err != nil {
 			return err

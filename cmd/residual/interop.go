@@ -5,21 +5,21 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/interop/keras"
 	"github.com/residual-nn/residual/interop/onnx"
 	"github.com/residual-nn/residual/interop/torch"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
-	"github.com/residual-nn/residual/train"
 )
 
 // imagenetPreprocess is torchvision's evaluation transform: resize the
 // shorter side to 256, centre-crop 224, scale to [0, 1], normalise.
-var imagenetPreprocess = train.Preprocess{Height: 224, Width: 224, Channels: 3, ResizeShorter: 256,
+var imagenetPreprocess = checkpoint.Preprocess{Height: 224, Width: 224, Channels: 3, ResizeShorter: 256,
 	Mean: []float64{0.485, 0.456, 0.406}, Std: []float64{0.229, 0.224, 0.225}}
 
-func runImport(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("import", stderr)
 	model := fs.String("model", "", "the architecture the weights belong to (e.g. resnet50)")
 	classes := fs.Int("classes", 0, "number of classes (default: the model's)")
@@ -29,7 +29,7 @@ func runImport(_ context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	if len(pos) == 2 && pos[0] == "keras-tfjs" && *out != "" {
-		return importKeras(pos[1], *out, stdout)
+		return importKeras(ctx, pos[1], *out, stdout)
 	}
 	if len(pos) != 2 || pos[0] != "torch" || *model == "" || *out == "" {
 		return fmt.Errorf("%w: usage: residual import torch FILE.pth|FILE.safetensors --model NAME --out CKPT\n"+
@@ -37,6 +37,9 @@ func runImport(_ context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	st, err := torch.LoadStateDict(pos[1])
 	if err != nil {
+		return err
+	}
+	if err := stopped(ctx); err != nil {
 		return err
 	}
 	mc, err := models.Preset(*model)
@@ -58,15 +61,18 @@ func runImport(_ context.Context, args []string, stdout, stderr io.Writer) error
 	if err := nn.LoadTorchState(net, st, true); err != nil {
 		return err
 	}
+	if err := stopped(ctx); err != nil {
+		return err
+	}
 	names := make([]string, mc.Classes())
 	for i := range names {
 		names[i] = fmt.Sprint(i)
 	}
 	p := imagenetPreprocess
-	if mc.ResNet != nil && mc.ResNet.Stem == "cifar" { // 32×32 input; a state dict carries no normalisation
-		p = train.Preprocess{Height: 32, Width: 32, Channels: mc.ResNet.InChannels}
+	if side := mc.DefaultSide(); side != p.Height { // a CIFAR network: 32×32; a state dict carries no normalisation
+		p = checkpoint.Preprocess{Height: side, Width: side, Channels: mc.InChannels()}
 	}
-	if err := train.SaveModel(*out, mc, net, names, p); err != nil {
+	if err := checkpoint.Write(*out, net, checkpoint.Meta{Model: mc, Classes: names, Preprocess: p}, nil); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "imported %d tensors into %s (%d parameters), wrote %s\n", len(st), *model, nn.NumParams(net), *out)
@@ -75,9 +81,12 @@ func runImport(_ context.Context, args []string, stdout, stderr io.Writer) error
 
 // importKeras converts a Keras ResNet in the TensorFlow.js layers format
 // into a checkpoint.
-func importKeras(dir, out string, stdout io.Writer) error {
+func importKeras(ctx context.Context, dir, out string, stdout io.Writer) error {
 	m, err := keras.LoadTFJS(dir)
 	if err != nil {
+		return err
+	}
+	if err := stopped(ctx); err != nil {
 		return err
 	}
 	net, err := models.Build(m.Config, tensor.NewRNG(0))
@@ -87,6 +96,9 @@ func importKeras(dir, out string, stdout io.Writer) error {
 	if err := nn.LoadTorchState(net, m.State, true); err != nil {
 		return err
 	}
+	if err := stopped(ctx); err != nil {
+		return err
+	}
 	names := m.Classes
 	if names == nil {
 		names = make([]string, m.Config.Classes())
@@ -94,23 +106,30 @@ func importKeras(dir, out string, stdout io.Writer) error {
 			names[i] = fmt.Sprint(i)
 		}
 	}
-	if err := train.SaveModel(out, m.Config, net, names, keras.Preprocess); err != nil {
+	if err := checkpoint.Write(out, net, checkpoint.Meta{Model: m.Config, Classes: names, Preprocess: keras.Preprocess}, nil); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "imported Keras %s (%d parameters, %d classes), wrote %s\n", m.Config.Name, nn.NumParams(net), m.Config.Classes(), out)
 	return nil
 }
 
-func runExport(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("export", stderr)
 	out := fs.String("out", "", "file to write (.safetensors with torchvision names, or .onnx)")
 	input := fs.String("input", "", "onnx: the image size HxW the graph is traced at (default: the checkpoint's; any batch size runs)")
 	model := fs.String("model", "", "onnx: export this zoo model with fresh random weights instead of a checkpoint (for benchmarks and inspection)")
+	weights := fs.String("weights", "", "the checkpoint to export (.safetensors; or give it after torch|onnx)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
 	}
+	if len(pos) == 1 && *weights != "" { // export torch|onnx --weights CKPT
+		pos = append(pos, *weights)
+	}
 	if len(pos) == 1 && pos[0] == "onnx" && *model != "" && *out != "" {
+		if err := stopped(ctx); err != nil {
+			return err
+		}
 		mc, err := models.Preset(*model)
 		if err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)
@@ -130,11 +149,14 @@ func runExport(_ context.Context, args []string, stdout, stderr io.Writer) error
 		return nil
 	}
 	if len(pos) != 2 || (pos[0] != "torch" && pos[0] != "onnx") || *out == "" {
-		return fmt.Errorf("%w: usage: residual export torch CKPT --out FILE.safetensors\n"+
-			"       residual export onnx CKPT|--model NAME --out FILE.onnx [--input HxW]", errUsage)
+		return fmt.Errorf("%w: usage: residual export torch --weights CKPT --out FILE.safetensors\n"+
+			"       residual export onnx --weights CKPT|--model NAME --out FILE.onnx [--input HxW]", errUsage)
 	}
-	c, err := train.Load(pos[1])
+	c, err := checkpoint.Load(pos[1])
 	if err != nil {
+		return err
+	}
+	if err := stopped(ctx); err != nil {
 		return err
 	}
 	if pos[0] == "onnx" {
@@ -157,7 +179,7 @@ func runExport(_ context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(stdout, "wrote %s as ONNX (opset %d, input %v NCHW with any batch size) to %s\n", c.Model.Name, onnx.ExportOpset, onnxOrder(shape), *out)
 		return nil
 	}
-	if err := train.ExportWeights(c, *out); err != nil {
+	if err := checkpoint.ExportWeights(*out, c.Net); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote the weights of %s to %s (load with safetensors.torch.load_file and model.load_state_dict)\n", c.Model.Name, *out)

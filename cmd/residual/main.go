@@ -2,22 +2,33 @@
 //
 // Usage:
 //
-//	residual demo [flags]      fit a residual MLP to a 1-D function and print the loss falling
-//	residual summary MODEL     a model's layers, shapes, parameters and multiply-adds
-//	residual train [flags]     train a model (default: ResNet-20 on the embedded MNIST)
+//	residual demo [flags]                  fit a residual MLP to a 1-D function and print the loss falling
+//	residual summary [flags] MODEL         a model's layers, shapes, parameters and multiply-adds
+//	residual train [flags]                 train a model (default: ResNet-20 on the embedded MNIST)
 //	residual eval --weights CKPT [--data SPEC]
 //	residual predict --weights CKPT IMAGE...
-//	residual bench [NAME...]   images/s of the standard workloads
-//	residual experiment NAME   shatter, variance, degradation, ensemble, order, bottleneck
-//	residual help              list the commands
+//	residual segment --weights CKPT --out MASK.png IMAGE
+//	residual import torch FILE --model NAME --out CKPT
+//	residual export torch|onnx --weights CKPT --out FILE
+//	residual bench [flags] [NAME...]       images/s of the standard workloads
+//	residual experiment [flags] NAME       shatter, variance, degradation, ensemble, order, bottleneck
+//	residual version                       module version, VCS revision, Go version, kernel level
+//	residual help [COMMAND]                list the commands, or one command's usage and flags
 //
-// Every command takes -h for its flags. Errors go to standard error with a
-// non-zero exit status.
+// 'residual help COMMAND' and 'residual COMMAND -h' print a command's usage
+// and flags on standard output. Errors go to standard error: bad usage (an
+// unknown command or flag, a flag value out of range) exits with status 2,
+// other failures with 1.
+//
+// SIGINT (Ctrl-C) and SIGTERM (docker stop, Kubernetes, Slurm) cancel the
+// running command: training writes a checkpoint to resume from, and the
+// process exits with 128 + the signal number (130 for SIGINT, 143 for
+// SIGTERM), as a shell reports a process killed by that signal. A second
+// signal exits at once.
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,6 +36,8 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
+	"syscall"
 )
 
 // command is one subcommand: it parses its own flags from args.
@@ -34,6 +47,7 @@ type command struct {
 }
 
 var commands = map[string]command{
+	"version":    {"print the module version, VCS revision, Go version and kernel level", runVersion},
 	"bench":      {"measure images/s of the standard workloads (see docs/PERFORMANCE.md)", runBench},
 	"demo":       {"fit a small residual MLP to sin(3x) and print the loss falling", runDemo},
 	"summary":    {"list a model's layers, output shapes, parameters and multiply-adds", runSummary},
@@ -47,95 +61,271 @@ var commands = map[string]command{
 	"segment":    {"segment an image of any size with a U-Net checkpoint (mask and overlay PNGs)", runSegment},
 }
 
+// synopses are the commands' usage lines with their positional arguments,
+// one line per form; a command missing here reads "residual NAME [flags]".
+var synopses = map[string][]string{
+	"bench":      {"residual bench [flags] [NAME...]"},
+	"demo":       {"residual demo [flags]"},
+	"summary":    {"residual summary [flags] MODEL"},
+	"train":      {"residual train [flags]"},
+	"eval":       {"residual eval --weights CKPT [--data SPEC] [flags]"},
+	"export":     {"residual export torch --weights CKPT --out FILE.safetensors", "residual export onnx --weights CKPT --out FILE.onnx [--input HxW]", "residual export onnx --model NAME --out FILE.onnx [--input HxW]"},
+	"import":     {"residual import torch FILE.pth|FILE.safetensors --model NAME --out CKPT.safetensors [--classes N]", "residual import keras-tfjs DIR|model.json --out CKPT.safetensors"},
+	"experiment": {"residual experiment [flags] NAME"},
+	"predict":    {"residual predict --weights CKPT [--top K] IMAGE..."},
+	"segment":    {"residual segment --weights CKPT --out MASK.png [--overlay OVERLAY.png] [--tile N] IMAGE"},
+	"version":    {"residual version"},
+}
+
+// synopsis returns a command's usage lines.
+func synopsis(name string) []string {
+	if s, ok := synopses[name]; ok {
+		return s
+	}
+	return []string{"residual " + name + " [flags]"}
+}
+
+// usage lists the commands with their usage lines.
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: residual COMMAND [flags]\n\ncommands:")
+	fmt.Fprintln(w, "residual builds, trains, analyses and runs residual networks.\n\nusage:")
 	names := make([]string, 0, len(commands))
 	for n := range commands {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
+		for _, s := range synopsis(n) {
+			fmt.Fprintf(w, "  %s\n", s)
+		}
+		fmt.Fprintf(w, "      %s\n", commands[n].summary)
 	}
-	fmt.Fprintln(w, "\nrun 'residual COMMAND -h' for a command's flags")
+	fmt.Fprintln(w, "  residual help [COMMAND]\n      list the commands, or print one command's usage and flags")
+	fmt.Fprintln(w, "\n'residual help COMMAND' or 'residual COMMAND -h' prints a command's flags.")
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	ctx := watchSignals(context.Background(), sigs, os.Stderr, os.Exit)
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// signalCause is the cancellation cause of the context that main passes to
+// the commands: the signal that arrived. It counts as context.Canceled for
+// errors.Is.
+type signalCause struct{ sig os.Signal }
+
+func (s signalCause) Error() string        { return "stopped by " + signalName(s.sig) }
+func (s signalCause) Is(target error) bool { return target == context.Canceled }
+
+// signalName spells the two signals residual handles as kill(1) does.
+func signalName(sig os.Signal) string {
+	switch sig {
+	case os.Interrupt:
+		return "SIGINT"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	}
+	return sig.String()
+}
+
+// signalStatus is the exit status of a process stopped by sig: 128 + the
+// signal number, as shells report it (130 for SIGINT, 143 for SIGTERM).
+func signalStatus(sig os.Signal) int {
+	if s, ok := sig.(syscall.Signal); ok {
+		return 128 + int(s)
+	}
+	return 128 + int(syscall.SIGINT)
+}
+
+// watchSignals returns a context that the first signal from sigs cancels,
+// with a signalCause naming it; a second signal calls exit with its status
+// at once, for a command that does not stop soon enough. Closing sigs ends
+// the watch.
+func watchSignals(parent context.Context, sigs <-chan os.Signal, stderr io.Writer, exit func(int)) context.Context {
+	ctx, cancel := context.WithCancelCause(parent)
+	go func() {
+		s, ok := <-sigs
+		if !ok {
+			return
+		}
+		cancel(signalCause{s})
+		fmt.Fprintf(stderr, "\nresidual: %s received, stopping (send it again to exit at once)\n", signalName(s))
+		if s, ok = <-sigs; ok {
+			fmt.Fprintf(stderr, "residual: second %s, exiting at once\n", signalName(s))
+			exit(signalStatus(s))
+		}
+	}()
+	return ctx
+}
+
+// interruptStatus is the exit status of a command stopped because ctx was
+// cancelled: the signal's (see signalStatus), or 130 when the context was
+// cancelled by other means.
+func interruptStatus(ctx context.Context) int {
+	var sc signalCause
+	if errors.As(context.Cause(ctx), &sc) {
+		return signalStatus(sc.sig)
+	}
+	return signalStatus(os.Interrupt)
 }
 
 // run executes the command line and returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		usage(stdout)
-		return 0
-	}
-	c, ok := commands[args[0]]
-	if !ok {
-		fmt.Fprintf(stderr, "residual: unknown command %q\n", args[0])
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "residual: no command given")
 		usage(stderr)
 		return 2
 	}
-	if err := c.run(ctx, args[1:], stdout, stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "residual %s: %v\n", args[0], err)
+	switch args[0] {
+	case "-h", "-help", "--help":
+		usage(stdout)
+		return 0
+	case "help":
 		switch {
-		case errors.Is(err, errUsage):
+		case len(args) == 1 || args[1] == "help":
+			usage(stdout)
+			return 0
+		case len(args) > 2:
+			fmt.Fprintf(stderr, "residual help: want one command, got %q\n", args[1:])
 			return 2
-		case errors.Is(err, errInterrupted):
-			return 130
 		}
-		return 1
+		if _, ok := commands[args[1]]; !ok {
+			fmt.Fprintf(stderr, "residual help: unknown command %q; 'residual help' lists them\n", args[1])
+			return 2
+		}
+		return run(ctx, []string{args[1], "-h"}, stdout, stderr)
 	}
-	return 0
+	name := args[0]
+	c, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(stderr, "residual: unknown command %q\n", name)
+		usage(stderr)
+		return 2
+	}
+	err := c.run(ctx, args[1:], stdout, stderr)
+	var help *helpRequest
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &help):
+		help.fs.SetOutput(stdout)
+		help.fs.Usage()
+		return 0
+	case errors.Is(err, flag.ErrHelp): // a command that parsed without parse()
+		return 0
+	}
+	if cause := context.Cause(ctx); cause != nil && !strings.Contains(err.Error(), cause.Error()) {
+		fmt.Fprintf(stderr, "residual %s: %v (%v)\n", name, err, cause)
+	} else {
+		fmt.Fprintf(stderr, "residual %s: %v\n", name, err)
+	}
+	switch {
+	case ctx.Err() != nil: // stopped by a signal, however the command reported it
+		return interruptStatus(ctx)
+	case errors.Is(err, errInterrupted):
+		return signalStatus(os.Interrupt)
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "'residual help %s' prints its usage and flags\n", name)
+		return 2
+	}
+	return 1
 }
 
 // errUsage marks errors in the command line itself (exit status 2).
 var errUsage = errors.New("bad usage")
 
-// newFlags returns a flag set that reports errors instead of exiting.
+// helpRequest is what parsing returns for -h, -help and --help: run prints
+// the flag set's usage on standard output and exits with status 0.
+type helpRequest struct{ fs *flag.FlagSet }
+
+func (h *helpRequest) Error() string { return "help requested" }
+func (h *helpRequest) Unwrap() error { return flag.ErrHelp }
+
+// newFlags returns a flag set that reports errors instead of exiting. Its
+// usage prints the command's usage lines and flags on the set's output
+// (standard output when help is asked for); stderr receives the notes
+// that flag checks print (see checks.go).
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("residual "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() { printUsage(fs, "") }
 	return fs
 }
 
-// parse parses flags, wrapping failures as usage errors.
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+// printUsage prints a flag set's usage lines, an optional note (the
+// command's choices of names) and its flags on the set's output.
+func printUsage(fs *flag.FlagSet, note string) {
+	w := fs.Output()
+	name := strings.TrimPrefix(fs.Name(), "residual ")
+	fmt.Fprintf(w, "usage: %s\n", strings.Join(synopsis(name), "\n       "))
+	if s := commandSummary(name); s != "" {
+		fmt.Fprintf(w, "\n%s\n", s)
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	if note != "" {
+		fmt.Fprintf(w, "\n%s\n", note)
+	}
+	if hasFlags(fs) {
+		fmt.Fprintln(w, "\nflags:")
+		fs.PrintDefaults()
+	}
+}
+
+// commandSummary returns a command's summary line. It is set in init: the
+// commands refer to printUsage, which would otherwise refer back to them
+// while they are initialised.
+var commandSummary func(name string) string
+
+func init() { commandSummary = func(name string) string { return commands[name].summary } }
+
+func hasFlags(fs *flag.FlagSet) bool {
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	return n > 0
+}
+
+// parseFlags parses args with the flag package's own messages silenced:
+// run prints the error (a usage error) or the help (a helpRequest).
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	out := fs.Output()
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return &helpRequest{fs}
+	case err != nil:
+		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	return nil
 }
 
+// parse parses flags, wrapping failures as usage errors, and checks the
+// flags' values (checks.go) before the command does any work.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	return checkFlags(fs, nil)
+}
+
 // parseInterleaved parses flags that may come before or after positional
-// arguments ("summary resnet50 --json") and returns the positionals.
+// arguments ("summary resnet50 --json"), checks them as parse does, and
+// returns the positionals.
 func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, fmt.Errorf("%w: %v", errUsage, err)
+		if err := parseFlags(fs, args); err != nil {
+			return nil, err
 		}
 		args = fs.Args()
 		if len(args) == 0 {
-			return pos, nil
+			return pos, checkFlags(fs, pos)
 		}
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
 }
-
-func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }

@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"image"
 	"image/png"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/infer"
 )
 
 func TestCLIErrors(t *testing.T) {
@@ -20,7 +24,7 @@ func TestCLIErrors(t *testing.T) {
 	}{
 		{[]string{"nonsense"}, 2, `unknown command "nonsense"`},
 		{[]string{"demo", "--bogus"}, 2, "flag provided but not defined"},
-		{[]string{"demo", "--steps", "0"}, 2, "must be positive"},
+		{[]string{"demo", "--steps", "0"}, 2, "--steps 0: must be in [1, 10000000]"},
 		{[]string{"demo", "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"help"}, 0, ""},
 	} {
@@ -45,7 +49,7 @@ func TestDemoStopsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	var out, errb bytes.Buffer
-	if code := run(ctx, []string{"demo"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "stopped at step 0") {
+	if code := run(ctx, []string{"demo"}, &out, &errb); code != 130 || !strings.Contains(errb.String(), "stopped at step 0") {
 		t.Errorf("cancelled demo: exit %d, %q", code, errb.String())
 	}
 }
@@ -95,6 +99,14 @@ func TestTrainEvalPredict(t *testing.T) {
 	if code := run(context.Background(), []string{"eval", "--weights", ck}, &out, &errb); code != 0 || !strings.Contains(out.String(), "confusion matrix") {
 		t.Errorf("eval: exit %d: %s %s", code, out.String(), errb.String())
 	}
+	digit := filepath.Join(dir, "digit.png")
+	writeGray(t, digit, 28, 28)
+	stopsAt(t, "eval", "--weights", ck)
+	stopsAt(t, "predict", "--weights", ck, digit)
+	out.Reset()
+	if code := run(context.Background(), []string{"predict", "--weights", ck, "--top", "2", digit}, &out, &errb); code != 0 || strings.Count(out.String(), "(class ") != 2 {
+		t.Errorf("predict: exit %d: %s %s", code, out.String(), errb.String())
+	}
 	for _, bad := range [][]string{
 		{"train", "--model", "resnet8", "--data", "cifar10:/nonexistent"},
 		{"train", "--model", "resnet8", "--augment", "rotate"},
@@ -126,11 +138,52 @@ func TestImportExport(t *testing.T) {
 		t.Fatalf("train: %s", errb.String())
 	}
 	exported := dir + "/weights.safetensors"
+	stopsAt(t, "export", "torch", "--weights", trained+"/last.safetensors", "--out", exported)
 	if code := run(context.Background(), []string{"export", "torch", trained + "/last.safetensors", "--out", exported}, &out, &errb); code != 0 {
 		t.Fatalf("export: %s", errb.String())
 	}
+	// --weights names the checkpoint as in every other command.
+	again := dir + "/again.safetensors"
+	if code := run(context.Background(), []string{"export", "torch", "--weights", trained + "/last.safetensors", "--out", again}, &out, &errb); code != 0 {
+		t.Fatalf("export --weights: %s", errb.String())
+	}
+	if a, b := readFile(t, exported), readFile(t, again); !bytes.Equal(a, b) {
+		t.Errorf("export with --weights wrote other bytes than with the positional checkpoint")
+	}
+	stopsAt(t, "import", "torch", exported, "--model", "resnet8", "--out", ck)
+	if _, err := os.Stat(ck); !os.IsNotExist(err) {
+		t.Errorf("a cancelled import wrote %s (%v)", ck, err)
+	}
 	if code := run(context.Background(), []string{"import", "torch", exported, "--model", "resnet8", "--out", ck}, &out, &errb); code != 0 {
 		t.Fatalf("import: %s", errb.String())
+	}
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// writeGray writes a w×h grey PNG with a gradient.
+func writeGray(t *testing.T, path string, w, h int) {
+	t.Helper()
+	img := image.NewGray(image.Rect(0, 0, w, h))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(i * 7)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := png.Encode(f, img); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -182,6 +235,10 @@ func TestTrainAndSegment(t *testing.T) {
 	png.Encode(f, img)
 	f.Close()
 	mask := filepath.Join(dir, "mask.png")
+	stopsAt(t, "segment", "--weights", filepath.Join(dir, "best.safetensors"), in, "--out", mask)
+	if _, err := os.Stat(mask); !os.IsNotExist(err) {
+		t.Errorf("a cancelled segment wrote %s (%v)", mask, err)
+	}
 	out.Reset()
 	if code := run(context.Background(), []string{"segment", "--weights", filepath.Join(dir, "best.safetensors"), in, "--out", mask}, &out, &errb); code != 0 {
 		t.Fatalf("segment: %d %s", code, errb.String())
@@ -196,5 +253,46 @@ func TestTrainAndSegment(t *testing.T) {
 		if err != nil || got.Bounds() != img.Bounds() {
 			t.Errorf("%s: %v, bounds %v", p, err, got.Bounds())
 		}
+	}
+}
+
+// residual predict prints what package infer's Classify returns for the
+// same images, in the same order.
+func TestPredictEqualsInfer(t *testing.T) {
+	ck := "../../testdata/checkpoint/mnist-tiny.safetensors"
+	var paths []string
+	var imgs []image.Image
+	for _, name := range []string{"digit0.png", "digit1.png", "digit2.png", "color.png"} {
+		p := filepath.Join("../../testdata/checkpoint", name)
+		img, err := data.LoadImage(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths, imgs = append(paths, p), append(imgs, img)
+	}
+	m, err := infer.Open(ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	guesses, err := m.Classify(context.Background(), imgs, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want strings.Builder
+	for i, gs := range guesses {
+		fmt.Fprintln(&want, paths[i])
+		for _, g := range gs {
+			fmt.Fprintf(&want, "  %6.2f%%  %s (class %d)\n", 100*g.Probability, g.Name, g.Class)
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), append([]string{"predict", "--weights", ck, "--top", "4"}, paths...), &out, &errb); code != 0 {
+		t.Fatalf("predict: exit %d: %s", code, errb.String())
+	}
+	if out.String() != want.String() {
+		t.Errorf("predict printed\n%s\ninfer.Classify gives\n%s", out.String(), want.String())
+	}
+	if !strings.Contains(out.String(), "(class 7)") {
+		t.Errorf("the first digit, a 7, is not among the guesses:\n%s", out.String())
 	}
 }

@@ -9,12 +9,11 @@ import (
 	"strings"
 
 	"github.com/residual-nn/residual/data"
-	"github.com/residual-nn/residual/models"
+	"github.com/residual-nn/residual/infer"
 	"github.com/residual-nn/residual/safetensors"
-	"github.com/residual-nn/residual/train"
 )
 
-func runSegment(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func runSegment(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("segment", stderr)
 	weights := fs.String("weights", "", "U-Net checkpoint (.safetensors)")
 	out := fs.String("out", "", "mask to write: a grey PNG of class indices")
@@ -27,36 +26,46 @@ func runSegment(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	if *weights == "" || *out == "" || len(pos) != 1 {
 		return fmt.Errorf("%w: usage: residual segment --weights CKPT IMAGE --out MASK.png [--overlay OVERLAY.png]", errUsage)
 	}
-	if *overlay == "" {
-		*overlay = strings.TrimSuffix(*out, ".png") + "-overlay.png"
-	}
-	c, err := train.Load(*weights)
+	*overlay = overlayPath(*out, *overlay)
+	m, err := infer.Open(*weights)
 	if err != nil {
 		return err
 	}
-	if err := models.ForInference(c.Model, c.Net); err != nil {
+	info := m.Info()
+	if len(info.Classes) > 256 {
+		return fmt.Errorf("%s has %d classes; a grey PNG mask holds 256", *weights, len(info.Classes))
+	}
+	if err := stopped(ctx); err != nil {
 		return err
 	}
-	mask, pix, h, w, err := c.Segment(pos[0], *tile)
+	img, err := data.LoadImage(pos[0])
 	if err != nil {
 		return err
+	}
+	seg, err := m.SegmentTiles(ctx, img, *tile)
+	if err != nil {
+		if cause := stopped(ctx); cause != nil {
+			return cause // the signal, for the exit status
+		}
+		return err
+	}
+	h, w := seg.Height, seg.Width
+	mask := make([]uint8, len(seg.Class))
+	counts := make([]int, len(info.Classes))
+	for i, k := range seg.Class {
+		mask[i] = uint8(k)
+		counts[k]++
 	}
 	if err := writePNG(*out, data.MaskImage(mask, h, w)); err != nil {
 		return err
 	}
-	if err := writePNG(*overlay, data.Overlay(pix, mask, h, w, c.Preprocess.Channels)); err != nil {
+	if err := writePNG(*overlay, data.Overlay(data.Pixels(img, info.Channels), mask, h, w, info.Channels)); err != nil {
 		return err
-	}
-	counts := make([]int, len(c.Classes))
-	for _, m := range mask {
-		if int(m) < len(counts) {
-			counts[m]++
-		}
 	}
 	fmt.Fprintf(stdout, "%s: %dx%d pixels segmented, mask %s, overlay %s\n", pos[0], w, h, *out, *overlay)
 	for k, n := range counts {
 		if n > 0 {
-			fmt.Fprintf(stdout, "  %-12s %6.2f%%\n", c.Classes[k], 100*float64(n)/float64(len(mask)))
+			fmt.Fprintf(stdout, "  %-12s %6.2f%%\n", info.Classes[k], 100*float64(n)/float64(len(mask)))
 		}
 	}
 	return nil

@@ -2,22 +2,17 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
-	"image"
 	"io"
 	"log/slog"
 	"net"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
 
-	ag "github.com/residual-nn/residual/autograd"
-	"github.com/residual-nn/residual/data"
-	"github.com/residual-nn/residual/nn"
+	"github.com/residual-nn/residual/infer"
 	"github.com/residual-nn/residual/serve"
-	"github.com/residual-nn/residual/tensor"
-	"github.com/residual-nn/residual/train"
 )
 
 // modelFlags collects repeated --model NAME=CKPT flags.
@@ -104,50 +99,34 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return <-done
 }
 
-// openCheckpoint loads a residual checkpoint for serving.
-// TODO(lead): replace with an adapter over infer.Open once package infer
-// lands; it reads every checkpoint kind residual reads.
+// openCheckpoint opens a checkpoint (any residual reads) for serving
+// through package infer, whose models are safe for concurrent use.
 func openCheckpoint(path string) (serve.Backend, error) {
-	c, err := train.Load(path)
+	m, err := infer.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	nn.SetTraining(c.Net, false)
+	i := m.Info()
+	pre, err := json.Marshal(i.Preprocess)
+	if err != nil {
+		return nil, err
+	}
 	task := serve.TaskClassify
-	if c.Model.UNet != nil {
+	if i.Task == "segment" {
 		task = serve.TaskSegment
 	}
-	p := c.Preprocess
-	return &checkpointBackend{c: c, info: serve.ModelInfo{
-		Task: task, Classes: c.Classes, Height: p.Height, Width: p.Width, Channels: p.Channels,
-		Architecture: c.Model.Name, Preprocessing: c.Metadata["preprocess"],
+	return &checkpointBackend{Model: m, info: serve.ModelInfo{
+		Task: task, Classes: i.Classes, Height: i.Height, Width: i.Width, Channels: i.Channels,
+		Architecture: i.Name, Preprocessing: string(pre),
 	}}, nil
 }
 
-// checkpointBackend serves a train.Checkpoint, one forward pass at a time
-// (the network's layers are not documented as safe for concurrent use).
+// checkpointBackend serves an infer.Model: its Preprocess (training's
+// evaluation transform) and Forward (safe for concurrent use, so any
+// number of instances may share it).
 type checkpointBackend struct {
-	mu   sync.Mutex
-	c    *train.Checkpoint
+	*infer.Model
 	info serve.ModelInfo
 }
 
 func (b *checkpointBackend) Info() serve.ModelInfo { return b.info }
-
-func (b *checkpointBackend) Forward(_ context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.c.Net.Forward(ag.Constant(x)).Data, nil
-}
-
-// Preprocess applies the checkpoint's resizing and normalisation to a
-// decoded image (train.Preprocess.Input does the same from a file).
-func (b *checkpointBackend) Preprocess(img image.Image) (*tensor.Tensor, error) {
-	p := b.c.Preprocess
-	if p.ResizeShorter > 0 || p.BGR || p.Scale255 {
-		return nil, fmt.Errorf("preprocessing %s is not supported by this server build yet", b.info.Preprocessing)
-	}
-	bd := img.Bounds()
-	pix := data.Resize(data.Pixels(img, p.Channels), bd.Dy(), bd.Dx(), p.Channels, p.Height, p.Width)
-	return data.Normalise(pix, p.Height, p.Width, p.Channels, p.Mean, p.Std), nil
-}

@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/tensor"
-	"github.com/residual-nn/residual/train"
 )
 
 // lockedBuffer is a writer the server goroutine and the test share.
@@ -60,7 +60,9 @@ func TestServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	ckpt := filepath.Join(t.TempDir(), "m.safetensors")
-	if err := train.SaveModel(ckpt, cfg, net, []string{"a", "b", "c"}, train.Preprocess{Height: 16, Width: 16, Channels: 1, Mean: []float64{0.5}, Std: []float64{0.25}}); err != nil {
+	meta := checkpoint.Meta{Model: cfg, Classes: []string{"a", "b", "c"},
+		Preprocess: checkpoint.Preprocess{Height: 16, Width: 16, Channels: 1, Mean: []float64{0.5}, Std: []float64{0.25}}}
+	if err := checkpoint.Write(ckpt, net, meta, nil); err != nil {
 		t.Fatal(err)
 	}
 

@@ -5,22 +5,21 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 
+	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
 )
 
-func runSummary(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func runSummary(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("summary", stderr)
 	input := fs.String("input", "", "input image size HxW (default: the model's published size)")
 	classes := fs.Int("classes", 0, "number of classes (default: the model's)")
 	inCh := fs.Int("in-channels", 0, "input channels (default: the model's)")
 	asJSON := fs.Bool("json", false, "print one JSON object")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: residual summary MODEL [flags]\nmodels: %v\n", models.Names())
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() { printUsage(fs, fmt.Sprintf("models: %s", strings.Join(models.Names(), ", "))) }
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -42,8 +41,14 @@ func runSummary(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if err := stopped(ctx); err != nil {
+		return err
+	}
 	m, err := models.Build(cfg, tensor.NewRNG(0))
 	if err != nil {
+		return err
+	}
+	if err := stopped(ctx); err != nil {
 		return err
 	}
 	s, err := nn.Summarize(m, shape)
@@ -70,6 +75,9 @@ func withSize(shape []int, size, model string) ([]int, error) {
 	var h, w int
 	if _, err := fmt.Sscanf(size, "%dx%d", &h, &w); err != nil || h < 1 || w < 1 {
 		return nil, fmt.Errorf("%w: --input %q is not HxW", errUsage, size)
+	}
+	if err := limits.CheckImage("--input "+size, w, h); err != nil {
+		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if len(shape) != 4 {
 		return nil, fmt.Errorf("%w: %s takes no image size", errUsage, model)

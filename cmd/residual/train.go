@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"image"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,7 +13,9 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/infer"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/train"
 )
@@ -56,7 +59,6 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	named := *spec // the run folder's default name, without the folder options
 	if *spec, err = data.FolderSpec(*spec, *imageSize, *skipBad); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -67,23 +69,21 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	mc.SetInChannels(trainSet.C)
 	mc.SetClasses(len(trainSet.Classes))
 	if *base > 0 {
-		if mc.UNet == nil {
+		u, ok := mc.Arch.(*models.UNet)
+		if !ok {
 			return fmt.Errorf("%w: --base is for U-Nets", errUsage)
 		}
-		mc.UNet.Base = *base
+		u.Base = *base
 	}
 	if *task == "auto" {
 		*task = "classify"
-		if mc.UNet != nil {
+		if mc.Dense() {
 			*task = "segment"
 		}
 	}
 	a, err := parseAugment(*aug, trainSet)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if *out == "" {
-		*out = filepath.Join("runs", *model+"-"+strings.NewReplacer(":", "-", "/", "-").Replace(named))
 	}
 	cfg := train.Config{Model: mc, Data: *spec, Task: *task, Loss: *lossName, BorderWeights: *border, ClassWeights: *classW, Epochs: *epochs, Batch: *batch, Optimizer: *opt, LR: *lr, Momentum: *mom, Nesterov: *nesterov,
 		WeightDecay: *wd, Schedule: *sched, Augment: a, ValSplit: *val, Seed: *seed, Limit: *limit, Out: *out, Resume: *resume,
@@ -141,7 +141,7 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-func runEval(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("eval", stderr)
 	weights := fs.String("weights", "", "checkpoint (.safetensors)")
 	spec := fs.String("data", "", "data set (default: the one the checkpoint was trained on)")
@@ -152,18 +152,14 @@ func runEval(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if *weights == "" {
 		return fmt.Errorf("%w: --weights is required", errUsage)
 	}
-	c, err := train.Load(*weights)
+	c, err := checkpoint.Load(*weights)
 	if err != nil {
 		return err
 	}
 	if *spec == "" {
-		var tc struct {
-			Data string `json:"data"`
-		}
-		if err := jsonUnmarshal(c.Metadata["train"], &tc); err != nil || tc.Data == "" {
+		if *spec = c.DataSpec(); *spec == "" {
 			return fmt.Errorf("%w: the checkpoint does not name its data set; pass --data", errUsage)
 		}
-		*spec = tc.Data
 	}
 	_, test, err := data.Open(*spec, c.Preprocess.Channels)
 	if err != nil {
@@ -176,12 +172,11 @@ func runEval(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := models.ForInference(c.Model, c.Net); err != nil {
 		return err
 	}
-	l := &data.Loader{Data: test, Batch: 256, Mean: c.Preprocess.Mean, Std: c.Preprocess.Std}
-	loss, acc, conf := train.Evaluate(c.Net, l, len(c.Classes))
-	if err := l.Err(); err != nil {
+	loss, acc, conf, err := evaluate(ctx, c.Net, test, c.Preprocess.Mean, c.Preprocess.Std, len(c.Classes))
+	if err != nil {
 		return err
 	}
-	if c.Model.UNet != nil {
+	if c.Model.Dense() {
 		iou, mean := train.IoU(conf)
 		fmt.Fprintf(stdout, "%s on %s (%d test images): pixel accuracy %.2f%%, mean IoU %.4f, loss %.4f\n\nIoU per class:\n", *weights, *spec, test.Len(), 100*acc, mean, loss)
 		for i, v := range iou {
@@ -215,7 +210,7 @@ func runEval(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func runPredict(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("predict", stderr)
 	weights := fs.String("weights", "", "checkpoint (.safetensors)")
 	top := fs.Int("top", 5, "how many classes to print")
@@ -226,19 +221,28 @@ func runPredict(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	if *weights == "" || len(images) == 0 {
 		return fmt.Errorf("%w: usage: residual predict --weights CKPT IMAGE...", errUsage)
 	}
-	c, err := train.Load(*weights)
+	m, err := infer.Open(*weights)
 	if err != nil {
 		return err
 	}
-	if err := models.ForInference(c.Model, c.Net); err != nil {
-		return err
-	}
-	for _, img := range images {
-		gs, err := c.Predict(img, *top)
-		if err != nil {
+	decoded := make([]image.Image, len(images))
+	for i, path := range images {
+		if err := stopped(ctx); err != nil {
 			return err
 		}
-		fmt.Fprintln(stdout, img)
+		if decoded[i], err = data.LoadImage(path); err != nil {
+			return err
+		}
+	}
+	guesses, err := m.Classify(ctx, decoded, *top)
+	if err != nil {
+		if cause := stopped(ctx); cause != nil {
+			return cause // the signal, for the exit status
+		}
+		return err
+	}
+	for i, gs := range guesses {
+		fmt.Fprintln(stdout, images[i])
 		for _, g := range gs {
 			fmt.Fprintf(stdout, "  %6.2f%%  %s (class %d)\n", 100*g.Probability, g.Name, g.Class)
 		}

@@ -42,55 +42,96 @@ func (f Fused[T]) grad(dy []T, i int) T {
 // unbiased batch variance (·M/(M−1)), with runMean ← (1−momentum)·runMean +
 // momentum·mean. runMean and runVar may be nil. Sums are taken in float64.
 // f's skip addition and ReLU are applied to y in the same pass.
-func BatchNormTrainForward[T Float](m, c int, x, gamma, beta, y, mean, invStd, runMean, runVar []T, momentum, eps float64, f Fused[T]) {
-	xf, fast := any(x).([]float32)
-	fast = fast && chanOK(c)
+//
+// It takes the AVX-512 per-channel kernels where they apply (chanOK), the
+// reference (batchNormTrainForwardRef) otherwise.
+func BatchNormTrainForward(m, c int, x, gamma, beta, y, mean, invStd, runMean, runVar []float32, momentum, eps float64, f Fused[float32]) {
+	if !chanOK(c) {
+		batchNormTrainForwardRef(m, c, x, gamma, beta, y, mean, invStd, runMean, runVar, momentum, eps, f)
+		return
+	}
 	mu := make([]float64, c)
 	var sq []float64 // Σ (x − mean)²
-	switch {
-	case fast && shiftedStats(c):
+	if shiftedStats(c) {
 		// One pass about a shift K, the first row: Σ (x−K)² and Σ (x−K).
 		// Sums of deviations from a sample of the batch cancel little,
 		// whatever the mean (an unshifted Σx² − M·mean² would lose the
-		// variance when the mean dwarfs it).
-		k := xf[:c]
-		sk := chanSums32(xf, nil, nil, nil, m, c, k, true)
+		// variance when the mean dwarfs it). A non-finite K would turn
+		// every deviation into NaN (Inf − Inf), where the reference's mean
+		// is ±Inf: such channels are shifted by 0.
+		k := x[:c]
+		for _, v := range k {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				k = finiteOrZero(k)
+				break
+			}
+		}
+		sk := chanSums32(x, nil, nil, nil, m, c, k, true)
 		sq = sk[:c]
 		for j := range mu {
 			d := sk[c+j] / float64(m)
 			mu[j] = float64(k[j]) + d
 			sq[j] = max(sq[j]-float64(m)*d*d, 0)
 		}
-	case fast:
-		sum := chanSums32(xf, nil, nil, nil, m, c, nil, false)
+	} else {
+		sum := chanSums32(x, nil, nil, nil, m, c, nil, false)
 		mu32 := make([]float32, c)
 		for j := range mu {
 			mu[j] = sum[j] / float64(m)
 			mu32[j] = float32(mu[j])
 		}
-		sq = chanSums32(xf, nil, nil, nil, m, c, mu32, false)
-	default:
-		sum := parallelSums(m, c, func(lo, hi int, acc []float64) {
-			for i := lo; i < hi; i++ {
-				for j, v := range x[i*c:][:c] {
-					acc[j] += float64(v)
-				}
-			}
-		})
-		for j := range mu {
-			mu[j] = sum[j] / float64(m)
-		}
-		sq = parallelSums(m, c, func(lo, hi int, acc []float64) {
-			for i := lo; i < hi; i++ {
-				for j, v := range x[i*c:][:c] {
-					d := float64(v) - mu[j]
-					acc[j] += d * d
-				}
-			}
-		})
+		sq = chanSums32(x, nil, nil, nil, m, c, mu32, false)
 	}
-	scale := make([]T, c)
-	shift := make([]T, c)
+	scale, shift := trainStats(m, mu, sq, gamma, beta, mean, invStd, runMean, runVar, momentum, eps)
+	chanAffine32(x, f.Skip, m, c, scale, shift, y, f.ReLU)
+}
+
+// finiteOrZero returns a copy of v with its NaN and ±Inf replaced by 0.
+func finiteOrZero(v []float32) []float32 {
+	o := make([]float32, len(v))
+	for i, x := range v {
+		if !math.IsNaN(float64(x)) && !math.IsInf(float64(x), 0) {
+			o[i] = x
+		}
+	}
+	return o
+}
+
+// batchNormTrainForwardRef is BatchNormTrainForward's reference, for any
+// Float.
+func batchNormTrainForwardRef[T Float](m, c int, x, gamma, beta, y, mean, invStd, runMean, runVar []T, momentum, eps float64, f Fused[T]) {
+	sum := parallelSums(m, c, func(lo, hi int, acc []float64) {
+		for i := lo; i < hi; i++ {
+			for j, v := range x[i*c:][:c] {
+				acc[j] += float64(v)
+			}
+		}
+	})
+	mu := make([]float64, c)
+	for j := range mu {
+		mu[j] = sum[j] / float64(m)
+	}
+	sq := parallelSums(m, c, func(lo, hi int, acc []float64) {
+		for i := lo; i < hi; i++ {
+			for j, v := range x[i*c:][:c] {
+				d := float64(v) - mu[j]
+				acc[j] += d * d
+			}
+		}
+	})
+	scale, shift := trainStats(m, mu, sq, gamma, beta, mean, invStd, runMean, runVar, momentum, eps)
+	affineRowsRef(m, c, x, scale, shift, y, f)
+}
+
+// trainStats finishes a training-mode forward pass from the batch's mean
+// mu and squared deviations sq (Σ (x − mean)², M rows) per channel: it
+// stores the mean and 1/sqrt(var+eps), updates the running statistics
+// (either may be nil) and returns the affine map y = x·scale + shift that
+// normalises and applies gamma and beta (nil: 1 and 0).
+func trainStats[T Float](m int, mu, sq []float64, gamma, beta, mean, invStd, runMean, runVar []T, momentum, eps float64) (scale, shift []T) {
+	c := len(mu)
+	scale = make([]T, c)
+	shift = make([]T, c)
 	for j := 0; j < c; j++ {
 		v := sq[j] / float64(m)
 		is := 1 / math.Sqrt(v+eps)
@@ -117,45 +158,75 @@ func BatchNormTrainForward[T Float](m, c int, x, gamma, beta, y, mean, invStd, r
 			runVar[j] = T((1-momentum)*float64(runVar[j]) + momentum*unbiased)
 		}
 	}
-	affineRows(m, c, x, scale, shift, y, f)
+	return scale, shift
 }
 
 // BatchNormTrainBackward computes dx, dgamma and dbeta for the training-mode
 // forward pass (batch statistics depend on x), given dy, the gradient of
 // the forward pass's output (after f's skip addition and ReLU), and writes
 // the skip's gradient into f.DSkip. dgamma and dbeta may be nil.
-func BatchNormTrainBackward[T Float](m, c int, x, gamma, mean, invStd, dy, dx, dgamma, dbeta []T, f Fused[T]) {
+//
+// It takes the AVX-512 per-channel kernels where they apply (chanOK), the
+// reference (batchNormTrainBackwardRef) otherwise.
+func BatchNormTrainBackward(m, c int, x, gamma, mean, invStd, dy, dx, dgamma, dbeta []float32, f Fused[float32]) {
+	if !chanOK(c) {
+		batchNormTrainBackwardRef(m, c, x, gamma, mean, invStd, dy, dx, dgamma, dbeta, f)
+		return
+	}
+	// Σg and Σg·(x − mean) per channel, g the gradient after the ReLU's
+	// mask, in one pass: sums[j] and sums[c+j].
+	sums := chanSums32(x, dy, f.mask(), f.DSkip, m, c, mean, false)
+	for j := 0; j < c; j++ { // Σg·(x − mean) → Σg·x̂
+		sums[c+j] *= float64(invStd[j])
+	}
+	a, k, b := trainBackwardCoefs(m, sums, gamma, mean, invStd, dgamma, dbeta)
+	g, y := dy, f.mask()
+	if f.DSkip != nil { // the masked gradient is already there
+		g, y = f.DSkip, nil
+	}
+	chanAffine2_32(x, g, y, m, c, a, k, b, dx)
+}
+
+// batchNormTrainBackwardRef is BatchNormTrainBackward's reference, for
+// any Float.
+func batchNormTrainBackwardRef[T Float](m, c int, x, gamma, mean, invStd, dy, dx, dgamma, dbeta []T, f Fused[T]) {
 	// Σg and Σg·x̂ per channel, g the gradient after the ReLU's mask, in one
 	// pass: acc[j] and acc[c+j].
-	xf, fast := any(x).([]float32)
-	fast = fast && chanOK(c)
-	var sums []float64
-	if fast {
-		sums = chanSums32(xf, any(dy).([]float32), any(f.mask()).([]float32), any(f.DSkip).([]float32), m, c, any(mean).([]float32), false)
-		for j := 0; j < c; j++ { // Σg·(x − mean) → Σg·x̂
-			sums[c+j] *= float64(invStd[j])
-		}
-	} else {
-		sums = parallelSums(m, 2*c, func(lo, hi int, acc []float64) {
-			for i := lo; i < hi; i++ {
-				xr := x[i*c:][:c]
-				for j := range xr {
-					gt := f.grad(dy, i*c+j)
-					if f.DSkip != nil {
-						f.DSkip[i*c+j] = gt
-					}
-					g := float64(gt)
-					acc[j] += g
-					acc[c+j] += g * (float64(xr[j]) - float64(mean[j])) * float64(invStd[j])
+	sums := parallelSums(m, 2*c, func(lo, hi int, acc []float64) {
+		for i := lo; i < hi; i++ {
+			xr := x[i*c:][:c]
+			for j := range xr {
+				gt := f.grad(dy, i*c+j)
+				if f.DSkip != nil {
+					f.DSkip[i*c+j] = gt
 				}
+				g := float64(gt)
+				acc[j] += g
+				acc[c+j] += g * (float64(xr[j]) - float64(mean[j])) * float64(invStd[j])
 			}
-		})
-	}
+		}
+	})
+	a, k, b := trainBackwardCoefs(m, sums, gamma, mean, invStd, dgamma, dbeta)
+	parallelFor(m, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			xr, dr := x[i*c:][:c], dx[i*c:][:c]
+			for j := range dr {
+				dr[j] = a[j]*f.grad(dy, i*c+j) - k[j]*xr[j] + b[j]
+			}
+		}
+	})
+}
+
+// trainBackwardCoefs returns, from sums = (Σg, Σg·x̂) per channel over M
+// rows, the coefficients of dx = a·g − k·x + b, and stores dgamma = Σg·x̂
+// and dbeta = Σg unless they are nil.
+func trainBackwardCoefs[T Float](m int, sums []float64, gamma, mean, invStd, dgamma, dbeta []T) (a, k, b []T) {
+	c := len(sums) / 2
 	sdy, sdyx := sums[:c], sums[c:]
 	// dx = gamma·invStd/M · (M·dy − Σdy − x̂·Σ(dy·x̂))
-	a := make([]T, c)
-	b := make([]T, c)
-	k := make([]T, c)
+	a = make([]T, c)
+	b = make([]T, c)
+	k = make([]T, c)
 	for j := 0; j < c; j++ {
 		g := 1.0
 		if gamma != nil {
@@ -173,29 +244,33 @@ func BatchNormTrainBackward[T Float](m, c int, x, gamma, mean, invStd, dy, dx, d
 			dbeta[j] = T(sdy[j])
 		}
 	}
-	if fast {
-		g, y := dy, f.mask()
-		if f.DSkip != nil { // the masked gradient is already there
-			g, y = f.DSkip, nil
-		}
-		chanAffine2_32(xf, any(g).([]float32), any(y).([]float32), m, c, any(a).([]float32), any(k).([]float32), any(b).([]float32), any(dx).([]float32))
-		return
-	}
-	parallelFor(m, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			xr, dr := x[i*c:][:c], dx[i*c:][:c]
-			for j := range dr {
-				dr[j] = a[j]*f.grad(dy, i*c+j) - k[j]*xr[j] + b[j]
-			}
-		}
-	})
+	return a, k, b
 }
 
 // BatchNormEvalForward normalises x [M, C] with the running statistics,
-// then applies f's skip addition and ReLU.
-func BatchNormEvalForward[T Float](m, c int, x, gamma, beta, runMean, runVar, y []T, eps float64, f Fused[T]) {
-	scale := make([]T, c)
-	shift := make([]T, c)
+// then applies f's skip addition and ReLU; on the AVX-512 per-channel
+// kernels where they apply.
+func BatchNormEvalForward(m, c int, x, gamma, beta, runMean, runVar, y []float32, eps float64, f Fused[float32]) {
+	scale, shift := evalAffine(c, gamma, beta, runMean, runVar, eps)
+	if chanOK(c) {
+		chanAffine32(x, f.Skip, m, c, scale, shift, y, f.ReLU)
+		return
+	}
+	affineRowsRef(m, c, x, scale, shift, y, f)
+}
+
+// batchNormEvalForwardRef is BatchNormEvalForward's reference, for any
+// Float.
+func batchNormEvalForwardRef[T Float](m, c int, x, gamma, beta, runMean, runVar, y []T, eps float64, f Fused[T]) {
+	scale, shift := evalAffine(c, gamma, beta, runMean, runVar, eps)
+	affineRowsRef(m, c, x, scale, shift, y, f)
+}
+
+// evalAffine returns the affine map y = x·scale + shift of a batch norm
+// in evaluation mode.
+func evalAffine[T Float](c int, gamma, beta, runMean, runVar []T, eps float64) (scale, shift []T) {
+	scale = make([]T, c)
+	shift = make([]T, c)
 	for j := 0; j < c; j++ {
 		is := 1 / math.Sqrt(float64(runVar[j])+eps)
 		g, b := 1.0, 0.0
@@ -208,7 +283,7 @@ func BatchNormEvalForward[T Float](m, c int, x, gamma, beta, runMean, runVar, y 
 		scale[j] = T(g * is)
 		shift[j] = T(b - float64(runMean[j])*g*is)
 	}
-	affineRows(m, c, x, scale, shift, y, f)
+	return scale, shift
 }
 
 // BatchNormEvalBackward computes dx, dgamma and dbeta when the running
@@ -253,13 +328,9 @@ func BatchNormEvalBackward[T Float](m, c int, x, gamma, runMean, runVar, dy, dx,
 	}
 }
 
-// affineRows writes y = x·scale + shift per channel, then f's skip
+// affineRowsRef writes y = x·scale + shift per channel, then f's skip
 // addition and ReLU.
-func affineRows[T Float](m, c int, x, scale, shift, y []T, f Fused[T]) {
-	if xf, ok := any(x).([]float32); ok && chanOK(c) {
-		chanAffine32(xf, any(f.Skip).([]float32), m, c, any(scale).([]float32), any(shift).([]float32), any(y).([]float32), f.ReLU)
-		return
-	}
+func affineRowsRef[T Float](m, c int, x, scale, shift, y []T, f Fused[T]) {
 	parallelFor(m, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			xr, yr := x[i*c:][:c], y[i*c:][:c]

@@ -1,19 +1,26 @@
 // Package kernels holds the numeric kernels behind residual's operations.
 //
-// Every kernel here is a reference implementation written once for
-// float32 and float64 (the Float constraint): the engine runs them on
-// float32, and the finite-difference gradient checks run the very same code
-// on float64. Faster kernels for particular shapes and CPUs are checked
-// against these.
+// Every kernel is a reference implementation written once for float32 and
+// float64 (the Float constraint): the finite-difference gradient checks run
+// it on float64, and it is the float32 path where no faster kernel
+// applies. The kernels that have faster float32 versions (convolutions,
+// Gemm, batch norm in training, max pooling, ReLU, Add) are exported as
+// float32 entry points: each takes the assembly kernels of the active
+// level (see Level; resolved once, at start or by SetLevel) where the shape
+// suits them, and its reference (the unexported generic function of the
+// same name with a Ref suffix) otherwise. RESIDUAL_KERNELS=generic sends
+// every entry point to its reference. The fast kernels are checked against
+// the references, values and NaN/Inf propagation alike.
 //
 // Image tensors are NHWC; convolution weights are HWIO ([kh][kw][in][out]).
 // Kernels overwrite their outputs unless the doc comment says they
 // accumulate.
 package kernels
 
-import "math"
-
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // Float is the element type of the reference kernels.
 type Float interface{ ~float32 | ~float64 }
@@ -51,13 +58,13 @@ func (s ConvShape) Validate() error {
 	return nil
 }
 
-// ConvForward computes y[N,OH,OW,OC] = conv(x, w). For float32 it uses the
-// assembly kernels when the CPU has them and the shape suits them.
-func ConvForward[T Float](s ConvShape, x, w, y []T) {
-	if xf, ok := any(x).([]float32); ok && convForwardFast(s, xf, any(w).([]float32), any(y).([]float32), nil) {
-		return
+// ConvForward computes y[N,OH,OW,OC] = conv(x, w): with the assembly
+// kernels of the active level where they apply, with the reference
+// (convForwardRef) otherwise.
+func ConvForward(s ConvShape, x, w, y []float32) {
+	if !convForwardFast(s, x, w, y, nil) {
+		convForwardRef(s, x, w, y)
 	}
-	convForwardRef(s, x, w, y)
 }
 
 // ConvEpilogue is what ConvForwardEpilogue applies to each output as it
@@ -74,18 +81,20 @@ type ConvEpilogue[T Float] struct {
 // ConvForwardEpilogue computes ConvForward followed by e, in the same pass
 // over the output when the assembly kernels apply (the output is written
 // once instead of written and read again).
-func ConvForwardEpilogue[T Float](s ConvShape, x, w, y []T, e ConvEpilogue[T]) {
-	if xf, ok := any(x).([]float32); ok {
-		floor := float32(math.Inf(-1))
-		if e.ReLU {
-			floor = 0
-		}
-		ep := &convEpilogue{scale: unitsOr(any(e.Scale).([]float32), 1, s.OC), shift: unitsOr(any(e.Shift).([]float32), 0, s.OC),
-			skip: any(e.Skip).([]float32), floor: floor}
-		if convForwardFast(s, xf, any(w).([]float32), any(y).([]float32), ep) {
-			return
-		}
+func ConvForwardEpilogue(s ConvShape, x, w, y []float32, e ConvEpilogue[float32]) {
+	floor := float32(math.Inf(-1))
+	if e.ReLU {
+		floor = 0
 	}
+	ep := &convEpilogue{scale: unitsOr(e.Scale, 1, s.OC), shift: unitsOr(e.Shift, 0, s.OC), skip: e.Skip, floor: floor}
+	if !convForwardFast(s, x, w, y, ep) {
+		convForwardEpilogueRef(s, x, w, y, e)
+	}
+}
+
+// convForwardEpilogueRef is ConvForwardEpilogue's reference: the
+// convolution, then the epilogue in a second pass.
+func convForwardEpilogueRef[T Float](s ConvShape, x, w, y []T, e ConvEpilogue[T]) {
 	convForwardRef(s, x, w, y)
 	parallelFor(s.N*s.OH()*s.OW(), func(lo, hi int) {
 		for i := lo * s.OC; i < hi*s.OC; i++ {
@@ -139,6 +148,7 @@ func unitsOr(v []float32, u float32, n int) []float32 {
 	return out
 }
 
+// convForwardRef is ConvForward's reference, for any Float.
 func convForwardRef[T Float](s ConvShape, x, w, y []T) {
 	oh, ow := s.OH(), s.OW()
 	clear(y[:s.N*oh*ow*s.OC])
@@ -170,29 +180,30 @@ func convForwardRef[T Float](s ConvShape, x, w, y []T) {
 }
 
 // ConvBackwardData computes dx[N,H,W,C] from dy[N,OH,OW,OC] and w.
-func ConvBackwardData[T Float](s ConvShape, dy, w, dx []T) {
-	if f, ok := any(dy).([]float32); ok && convBackwardDataFast(s, f, any(w).([]float32), any(dx).([]float32), nil) {
-		return
+func ConvBackwardData(s ConvShape, dy, w, dx []float32) {
+	if !convBackwardDataFast(s, dy, w, dx, nil) {
+		convBackwardDataRef(s, dy, w, dx)
 	}
-	convBackwardDataRef(s, dy, w, dx)
 }
 
 // ConvBackwardDataAdd adds ConvBackwardData's result to dx. With the
 // assembly kernels the sum is made as the kernels store (dx is read and
 // written once); otherwise through a scratch buffer.
-func ConvBackwardDataAdd[T Float](s ConvShape, dy, w, dx []T) {
-	if f, ok := any(dy).([]float32); ok {
-		dxf := any(dx).([]float32)
-		ep := &convEpilogue{scale: unitsOr(nil, 1, s.C), shift: unitsOr(nil, 0, s.C), skip: dxf, floor: float32(math.Inf(-1))}
-		if convBackwardDataFast(s, f, any(w).([]float32), dxf, ep) {
-			return
-		}
+func ConvBackwardDataAdd(s ConvShape, dy, w, dx []float32) {
+	ep := &convEpilogue{scale: unitsOr(nil, 1, s.C), shift: unitsOr(nil, 0, s.C), skip: dx, floor: float32(math.Inf(-1))}
+	if !convBackwardDataFast(s, dy, w, dx, ep) {
+		convBackwardDataAddRef(s, dy, w, dx)
 	}
-	tmp := make([]T, s.N*s.H*s.W*s.C)
-	convBackwardDataRef(s, dy, w, tmp)
-	Add(dx, tmp, dx)
 }
 
+// convBackwardDataAddRef is ConvBackwardDataAdd's reference.
+func convBackwardDataAddRef[T Float](s ConvShape, dy, w, dx []T) {
+	tmp := make([]T, s.N*s.H*s.W*s.C)
+	convBackwardDataRef(s, dy, w, tmp)
+	addRef(dx, tmp, dx)
+}
+
+// convBackwardDataRef is ConvBackwardData's reference.
 func convBackwardDataRef[T Float](s ConvShape, dy, w, dx []T) {
 	oh, ow := s.OH(), s.OW()
 	clear(dx[:s.N*s.H*s.W*s.C])
@@ -226,13 +237,13 @@ func convBackwardDataRef[T Float](s ConvShape, dy, w, dx []T) {
 }
 
 // ConvBackwardWeight computes dw[KH,KW,C,OC] from x and dy.
-func ConvBackwardWeight[T Float](s ConvShape, x, dy, dw []T) {
-	if f, ok := any(x).([]float32); ok && convBackwardWeightFast(s, f, any(dy).([]float32), any(dw).([]float32)) {
-		return
+func ConvBackwardWeight(s ConvShape, x, dy, dw []float32) {
+	if !convBackwardWeightFast(s, x, dy, dw) {
+		convBackwardWeightRef(s, x, dy, dw)
 	}
-	convBackwardWeightRef(s, x, dy, dw)
 }
 
+// convBackwardWeightRef is ConvBackwardWeight's reference.
 func convBackwardWeightRef[T Float](s ConvShape, x, dy, dw []T) {
 	oh, ow := s.OH(), s.OW()
 	clear(dw[:s.KH*s.KW*s.C*s.OC])

@@ -2,11 +2,15 @@ package kernels
 
 import "math"
 
-// ReLUForward writes y = max(x, 0).
-func ReLUForward[T Float](x, y []T) {
-	if xf, ok := any(x).([]float32); ok && relu32(xf, any(y).([]float32)) {
-		return
+// ReLUForward writes y = max(x, 0) (NaN where x is NaN).
+func ReLUForward(x, y []float32) {
+	if !relu32(x, y) {
+		reluForwardRef(x, y)
 	}
+}
+
+// reluForwardRef is ReLUForward's reference.
+func reluForwardRef[T Float](x, y []T) {
 	parallelFor(len(x)/elemChunk+1, func(lo, hi int) {
 		a, b := lo*elemChunk, min(hi*elemChunk, len(x))
 		for i, v := range x[a:b] {
@@ -17,24 +21,33 @@ func ReLUForward[T Float](x, y []T) {
 
 // ReLUBackward writes dx = dy where ReLU's output y is not zero (positive,
 // or NaN as in PyTorch), 0 elsewhere.
-func ReLUBackward[T Float](y, dy, dx []T) {
-	if yf, ok := any(y).([]float32); ok {
-		reluBackward32(yf, any(dy).([]float32), any(dx).([]float32))
+func ReLUBackward(y, dy, dx []float32) {
+	if use.k == nil {
+		reluBackwardRef(y, dy, dx)
 		return
 	}
-	for i, v := range y {
-		if v != 0 {
-			dx[i] = dy[i]
-		} else {
-			dx[i] = 0
+	reluBackward32(y, dy, dx)
+}
+
+// reluBackwardRef is ReLUBackward's reference.
+func reluBackwardRef[T Float](y, dy, dx []T) {
+	parallelFor(len(y)/elemChunk+1, func(lo, hi int) {
+		for i := lo * elemChunk; i < min(hi*elemChunk, len(y)); i++ {
+			if y[i] != 0 {
+				dx[i] = dy[i]
+			} else {
+				dx[i] = 0
+			}
 		}
-	}
+	})
 }
 
 // elemChunk is the number of elements one goroutine takes at a time in the
 // element-wise kernels.
 const elemChunk = 1 << 14
 
+// reluBackward32 is ReLUBackward at the assembly levels: reluGrad512, or
+// a branch-free loop that masks dy with y's bits.
 func reluBackward32(y, dy, dx []float32) {
 	if reluGrad32(y, dy, dx) {
 		return
@@ -44,18 +57,22 @@ func reluBackward32(y, dy, dx []float32) {
 		ys, gs, ds := y[a:b], dy[a:b], dx[a:b]
 		gs, ds = gs[:len(ys)], ds[:len(ys)]
 		for i, v := range ys {
-			yb := math.Float32bits(v)
-			mask := uint32(int32(yb|-yb) >> 31) // all ones unless y is +0
+			b := math.Float32bits(v) << 1     // y without its sign: 0 for ±0
+			mask := uint32(int32(b|-b) >> 31) // all ones unless y is ±0
 			ds[i] = math.Float32frombits(math.Float32bits(gs[i]) & mask)
 		}
 	})
 }
 
 // Add writes y = a + b.
-func Add[T Float](a, b, y []T) {
-	if af, ok := any(a).([]float32); ok && add32(af, any(b).([]float32), any(y).([]float32)) {
-		return
+func Add(a, b, y []float32) {
+	if !add32(a, b, y) {
+		addRef(a, b, y)
 	}
+}
+
+// addRef is Add's reference.
+func addRef[T Float](a, b, y []T) {
 	parallelFor(len(a)/elemChunk+1, func(lo, hi int) {
 		s, e := lo*elemChunk, min(hi*elemChunk, len(a))
 		as, bs, ys := a[s:e], b[s:e], y[s:e]

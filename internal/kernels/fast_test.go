@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	kt "github.com/residual-nn/residual/internal/kernels/kernelstest"
 )
 
 // levels returns the assembly levels this CPU can run.
@@ -16,48 +18,6 @@ func levels() []Level {
 		}
 	}
 	return ls
-}
-
-// f64 and f32 convert between the float32 kernels' data and float64
-// references.
-func f64(v []float32) []float64 {
-	o := make([]float64, len(v))
-	for i, x := range v {
-		o[i] = float64(x)
-	}
-	return o
-}
-
-func f32(v []float64) []float32 {
-	o := make([]float32, len(v))
-	for i, x := range v {
-		o[i] = float32(x)
-	}
-	return o
-}
-
-func randF32(r *rand.Rand, n int) []float32 {
-	v := make([]float32, n)
-	for i := range v {
-		v[i] = float32(r.NormFloat64())
-	}
-	return v
-}
-
-// closeTo compares a fast float32 result with the reference float32 result:
-// |a − b| ≤ 1e-5·(|b| + max|b|)·√terms-ish; both sum the same terms in
-// different orders, so the bound is relative to the tensor's scale.
-func closeTo(t *testing.T, what string, got, want []float32) {
-	t.Helper()
-	scale := 0.0
-	for _, v := range want {
-		scale = math.Max(scale, math.Abs(float64(v)))
-	}
-	for i := range want {
-		if d := math.Abs(float64(got[i] - want[i])); d > 1e-5*(math.Abs(float64(want[i]))+scale) || math.IsNaN(float64(got[i])) {
-			t.Fatalf("%s: element %d: fast %g, reference %g", what, i, got[i], want[i])
-		}
-	}
 }
 
 // convShapes covers every shape family the networks use plus odd sizes,
@@ -144,9 +104,9 @@ func testFastConv(t *testing.T) {
 			}
 			name := fmt.Sprintf("%v/%d %+v", l, i, s)
 			oh, ow := s.OH(), s.OW()
-			x := randF32(r, s.N*s.H*s.W*s.C)
-			w := randF32(r, s.KH*s.KW*s.C*s.OC)
-			dy := randF32(r, s.N*oh*ow*s.OC)
+			x := kt.RandF32(r, s.N*s.H*s.W*s.C)
+			w := kt.RandF32(r, s.KH*s.KW*s.C*s.OC)
+			dy := kt.RandF32(r, s.N*oh*ow*s.OC)
 			prev := SetLevel(l)
 			y, dx, dw := make([]float32, len(dy)), make([]float32, len(x)), make([]float32, len(w))
 			for i := range y { // poison: every output must be written
@@ -163,16 +123,16 @@ func testFastConv(t *testing.T) {
 			if !okF || !okW {
 				t.Fatalf("%s: fast path declined forward (%v) or weight gradient (%v)", name, okF, okW)
 			}
-			closeTo(t, name+" forward", y, ry)
-			closeTo(t, name+" weight gradient", dw, rdw)
+			kt.CloseTo(t, name+" forward", y, ry)
+			kt.CloseTo(t, name+" weight gradient", dw, rdw)
 			if s.C%16 == 0 && s.DH == 1 {
 				if !okD {
 					t.Fatalf("%s: fast path declined the data gradient", name)
 				}
-				closeTo(t, name+" data gradient", dx, rdx)
+				kt.CloseTo(t, name+" data gradient", dx, rdx)
 				// Accumulating onto an existing gradient in the kernels'
 				// store: dx0 + the data gradient.
-				dx0 := randF32(r, len(x))
+				dx0 := kt.RandF32(r, len(x))
 				acc := append([]float32(nil), dx0...)
 				prev := SetLevel(l)
 				ConvBackwardDataAdd(s, dy, w, acc)
@@ -180,7 +140,7 @@ func testFastConv(t *testing.T) {
 				for i := range rdx {
 					rdx[i] += dx0[i]
 				}
-				closeTo(t, name+" accumulated data gradient", acc, rdx)
+				kt.CloseTo(t, name+" accumulated data gradient", acc, rdx)
 			}
 		}
 	}
@@ -203,11 +163,11 @@ func TestFastBatchNormMatchesReference(t *testing.T) {
 	// too, cancels past the bound.)
 	for _, sh := range [][4]float32{{700, 16, 3, 1}, {512, 48, 3, 1}, {3, 16, 3, 1}, {300, 272, 3, 1}, {1000, 32, 0.1, 3}} {
 		m, c := int(sh[0]), int(sh[1])
-		x, dy, skip := randF32(r, m*c), randF32(r, m*c), randF32(r, m*c)
+		x, dy, skip := kt.RandF32(r, m*c), kt.RandF32(r, m*c), kt.RandF32(r, m*c)
 		for i := range x {
 			x[i] = sh[2]*x[i] + sh[3]
 		}
-		gamma, beta, rm, rv := randF32(r, c), randF32(r, c), randF32(r, c), randF32(r, c)
+		gamma, beta, rm, rv := kt.RandF32(r, c), kt.RandF32(r, c), kt.RandF32(r, c), kt.RandF32(r, c)
 		for i := range rv {
 			rv[i] = 0.5 + rv[i]*rv[i]
 		}
@@ -244,25 +204,25 @@ func TestFastBatchNormMatchesReference(t *testing.T) {
 					f := Fused[float64]{ReLU: fu.relu}
 					var ds []float64
 					if fu.skip {
-						f.Skip, ds = f64(skip), make([]float64, m*c)
+						f.Skip, ds = kt.F64(skip), make([]float64, m*c)
 					}
 					if train {
 						mean, is := make([]float64, c), make([]float64, c)
-						BatchNormTrainForward(m, c, f64(x), f64(gamma), f64(beta), y, mean, is, nil, nil, 0.1, 1e-5, f)
+						batchNormTrainForwardRef(m, c, kt.F64(x), kt.F64(gamma), kt.F64(beta), y, mean, is, nil, nil, 0.1, 1e-5, f)
 						f.Y, f.DSkip = y, ds
-						BatchNormTrainBackward(m, c, f64(x), f64(gamma), mean, is, f64(dy), dx, dg, db, f)
+						batchNormTrainBackwardRef(m, c, kt.F64(x), kt.F64(gamma), mean, is, kt.F64(dy), dx, dg, db, f)
 					} else {
-						BatchNormEvalForward(m, c, f64(x), f64(gamma), f64(beta), f64(rm), f64(rv), y, 1e-5, f)
+						batchNormEvalForwardRef(m, c, kt.F64(x), kt.F64(gamma), kt.F64(beta), kt.F64(rm), kt.F64(rv), y, 1e-5, f)
 						f.Y, f.DSkip = y, ds
-						BatchNormEvalBackward(m, c, f64(x), f64(gamma), f64(rm), f64(rv), f64(dy), dx, dg, db, 1e-5, f)
+						BatchNormEvalBackward(m, c, kt.F64(x), kt.F64(gamma), kt.F64(rm), kt.F64(rv), kt.F64(dy), dx, dg, db, 1e-5, f)
 					}
-					return [][]float32{f32(y), f32(dx), f32(dg), f32(db), f32(ds)}
+					return [][]float32{kt.F32(y), kt.F32(dx), kt.F32(dg), kt.F32(db), kt.F32(ds)}
 				}
 				got, want := run32(), run64()
 				for k, what := range []string{"y", "dx", "dgamma", "dbeta", "dskip"} {
 					// Float32 sums of up to 700 terms against float64 ones:
 					// 1e-5 of the tensor's scale is ~100 float32 ulps.
-					closeTo(t, name+" "+what, got[k], want[k])
+					kt.CloseTo(t, name+" "+what, got[k], want[k])
 				}
 			}
 		}
@@ -305,7 +265,7 @@ func TestFastMaxPoolAndSGDMatchReference(t *testing.T) {
 		}
 	}
 	const n = 3*elemChunk + 37 // several chunks and a tail
-	w, g, buf := randF32(r, n), randF32(r, n), randF32(r, n)
+	w, g, buf := kt.RandF32(r, n), kt.RandF32(r, n), kt.RandF32(r, n)
 	run := func(l Level) ([]float32, []float32) {
 		prev := SetLevel(l)
 		defer SetLevel(prev)
@@ -347,7 +307,7 @@ func TestFastGemmMatchesReference(t *testing.T) {
 				if tb {
 					brows = n
 				}
-				a, b, c0 := randF32(r, arows*lda), randF32(r, brows*ldb), randF32(r, m*ldc)
+				a, b, c0 := kt.RandF32(r, arows*lda), kt.RandF32(r, brows*ldb), kt.RandF32(r, m*ldc)
 				name := fmt.Sprintf("%v m=%d n=%d k=%d transA=%v transB=%v", l, m, n, k, ta, tb)
 				for _, beta := range []float32{0, 0.5} {
 					prev := SetLevel(l)
@@ -357,9 +317,9 @@ func TestFastGemmMatchesReference(t *testing.T) {
 					if !ok {
 						t.Fatalf("%s: the fast path declined", name)
 					}
-					want := f64(c0)
-					Gemm(ta, tb, m, n, k, 1.5, f64(a), lda, f64(b), ldb, float64(beta), want, ldc)
-					closeTo(t, fmt.Sprintf("%s beta=%g", name, beta), got, f32(want))
+					want := kt.F64(c0)
+					gemmRef(ta, tb, m, n, k, 1.5, kt.F64(a), lda, kt.F64(b), ldb, float64(beta), want, ldc)
+					kt.CloseTo(t, fmt.Sprintf("%s beta=%g", name, beta), got, kt.F32(want))
 				}
 			}
 		}
@@ -379,137 +339,25 @@ func TestConvEpilogueMatchesReference(t *testing.T) {
 				continue
 			}
 			ny := s.N * s.OH() * s.OW() * s.OC
-			x, w := randF32(r, s.N*s.H*s.W*s.C), randF32(r, s.KH*s.KW*s.C*s.OC)
-			scale, shift, skip := randF32(r, s.OC), randF32(r, s.OC), randF32(r, ny)
+			x, w := kt.RandF32(r, s.N*s.H*s.W*s.C), kt.RandF32(r, s.KH*s.KW*s.C*s.OC)
+			scale, shift, skip := kt.RandF32(r, s.OC), kt.RandF32(r, s.OC), kt.RandF32(r, ny)
 			for _, ep := range []struct{ biasOnly, skip, relu bool }{{false, false, false}, {false, false, true}, {false, true, true}, {true, false, false}} {
 				e := ConvEpilogue[float32]{Scale: scale, Shift: shift, ReLU: ep.relu}
-				e64 := ConvEpilogue[float64]{Scale: f64(scale), Shift: f64(shift), ReLU: ep.relu}
+				e64 := ConvEpilogue[float64]{Scale: kt.F64(scale), Shift: kt.F64(shift), ReLU: ep.relu}
 				if ep.biasOnly { // a nil Scale is 1
 					e.Scale, e64.Scale = nil, nil
 				}
 				if ep.skip {
-					e.Skip, e64.Skip = skip, f64(skip)
+					e.Skip, e64.Skip = skip, kt.F64(skip)
 				}
 				prev := SetLevel(l)
 				y := make([]float32, ny)
 				ConvForwardEpilogue(s, x, w, y, e)
 				SetLevel(prev)
 				want := make([]float64, ny)
-				ConvForwardEpilogue(s, f64(x), f64(w), want, e64)
-				closeTo(t, fmt.Sprintf("%v/%d %+v bias-only=%v skip=%v relu=%v", l, i, s, ep.biasOnly, ep.skip, ep.relu), y, f32(want))
+				convForwardEpilogueRef(s, kt.F64(x), kt.F64(w), want, e64)
+				kt.CloseTo(t, fmt.Sprintf("%v/%d %+v bias-only=%v skip=%v relu=%v", l, i, s, ep.biasOnly, ep.skip, ep.relu), y, kt.F32(want))
 			}
-		}
-	}
-}
-
-// TestWinogradMatchesReference runs the Winograd path directly, with
-// F(2×2, 3×3) tiles only and with F(4×4, 3×3) ones where they apply
-// (forward, with and without an epilogue, the data gradient and the weight
-// gradient) on
-// even and odd output sizes, padded and valid, one- and two-vector channel
-// blocks, against the reference convolution in float64. Its rounding
-// differs from the direct sums' (the transforms add and scale), so it is
-// held to closeTo's bound on the float64 result.
-func TestWinogradMatchesReference(t *testing.T) {
-	if detect() < AVX512 {
-		t.Skip("the Winograd path is AVX-512 only; this CPU lacks it")
-	}
-	for _, four := range []bool{false, true} {
-		t.Run(fmt.Sprintf("F4x4=%v", four), func(t *testing.T) {
-			prev, prevW, prev4 := SetLevel(AVX512), winograd, winograd4
-			winograd, winograd4 = true, four // even under RESIDUAL_WINOGRAD=0 or 2
-			defer func() { SetLevel(prev); winograd, winograd4 = prevW, prev4 }()
-			testWinograd(t, four)
-		})
-	}
-}
-
-func testWinograd(t *testing.T, four bool) {
-	r := rand.New(rand.NewPCG(5, 6))
-	for i, s := range []ConvShape{
-		{N: 2, H: 8, W: 8, C: 16, OC: 16, PT: 1, PL: 1, PB: 1, PR: 1},
-		{N: 3, H: 9, W: 7, C: 32, OC: 48, PT: 1, PL: 1, PB: 1, PR: 1},
-		{N: 1, H: 12, W: 13, C: 16, OC: 32},                           // valid: 10×11 outputs
-		{N: 2, H: 5, W: 6, C: 64, OC: 16, PT: 2, PL: 0, PB: 1, PR: 2}, // asymmetric
-		{N: 1, H: 32, W: 32, C: 16, OC: 16, PT: 1, PL: 1, PB: 1, PR: 1},
-		{N: 1, H: 3, W: 3, C: 16, OC: 16, PT: 1, PL: 1, PB: 1, PR: 1},
-		{N: 2, H: 66, W: 3, C: 16, OC: 16, PT: 1, PL: 1, PB: 1, PR: 1},  // several strips
-		{N: 2, H: 16, W: 16, C: 64, OC: 64, PT: 1, PL: 1, PB: 1, PR: 1}, // F(4×4): no edge tiles
-		{N: 1, H: 11, W: 14, C: 48, OC: 32, PT: 1, PL: 1, PB: 1, PR: 1}, // F(4×4): cut rows and columns
-		{N: 2, H: 30, W: 58, C: 16, OC: 32, PT: 1, PL: 1, PB: 1, PR: 1}, // F(4×4): several strips, cut rows
-		// Weight gradients (32+ channels): valid and odd, small images
-		// grouped across images, several strips of a larger one.
-		{N: 3, H: 11, W: 10, C: 32, OC: 32},
-		{N: 5, H: 8, W: 8, C: 64, OC: 64, PT: 1, PL: 1, PB: 1, PR: 1},
-		{N: 1, H: 40, W: 36, C: 32, OC: 32, PT: 1, PL: 1, PB: 1, PR: 1},
-		// Over winoMaxWeights: forward passes over 96, 96 and 32 output
-		// channels, odd rows; the weight gradient in passes too (F(4×4):
-		// 32 channels each, F(2×2): 96), the data gradient direct.
-		{N: 2, H: 7, W: 6, C: 160, OC: 224, PT: 1, PL: 1, PB: 1, PR: 1},
-		{N: 1, H: 9, W: 10, C: 256, OC: 96, PT: 1, PL: 1, PB: 1, PR: 1},
-	} {
-		s.KH, s.KW, s.SH, s.SW, s.DH, s.DW = 3, 3, 1, 1, 1, 1
-		name := fmt.Sprintf("%d %+v", i, s)
-		x := randF32(r, s.N*s.H*s.W*s.C)
-		w := randF32(r, 9*s.C*s.OC)
-		n := s.N * s.OH() * s.OW() * s.OC
-		dy, skip := randF32(r, n), randF32(r, n)
-		scale, shift := randF32(r, s.OC), randF32(r, s.OC)
-		src := weightSource{w: w, SKW: 3, A: s.C, B: s.OC, tap: func(t, u int) (int, int) { return t, u }}
-		wantTile := 2
-		if four && s.C <= winoMaxSum4 {
-			wantTile = 4
-		}
-		if got := winoTile(s); got != wantTile {
-			t.Fatalf("%s: tiles of %d, want %d", name, got, wantTile)
-		}
-		ref := make([]float64, n)
-		convForwardRef(s, f64(x), f64(w), ref)
-
-		y := make([]float32, n)
-		if !winoConv(s, src, nil, x, y) {
-			t.Fatalf("%s: the Winograd path declined", name)
-		}
-		closeTo(t, name+" forward", y, f32(ref))
-
-		ep := &convEpilogue{scale: scale, shift: shift, skip: skip, floor: 0}
-		if !winoConv(s, src, ep, x, y) {
-			t.Fatalf("%s: the Winograd path declined", name)
-		}
-		want := make([]float32, n)
-		for j, v := range ref {
-			c := j % s.OC
-			want[j] = float32(max(v*float64(scale[c])+float64(shift[c])+float64(skip[j]), 0))
-		}
-		closeTo(t, name+" forward with epilogue", y, want)
-
-		dw := make([]float32, len(w))
-		rdw := make([]float64, len(w))
-		convBackwardWeightRef(s, f64(x), f64(dy), rdw)
-		// F(4×4) takes every shape whose transformed gradient fits one
-		// pass; the last two shapes are taken in passes.
-		gm, kb := winoGradTile(s)
-		fits4, fits2 := 36*s.C*s.OC*4 <= winoMaxWeights, 16*s.C*s.OC*4 <= winoMaxWeights
-		if four && fits4 && gm != 4 || !four && gm == 4 || !fits2 && (gm == 0 || kb >= s.OC) {
-			t.Fatalf("%s: weight gradient in tiles of %d, %d channels a pass", name, gm, kb)
-		}
-		wantW := gm != 0
-		if got := winoWeightGrad(s, x, dy, dw); got != wantW {
-			t.Fatalf("%s: the weight gradient's Winograd path taken = %v, want %v", name, got, wantW)
-		}
-		if wantW {
-			closeTo(t, name+" weight gradient", dw, f32(rdw))
-		}
-
-		dx := make([]float32, len(x))
-		rdx := make([]float64, len(x))
-		convBackwardDataRef(s, f64(dy), f64(w), rdx)
-		if max(s.PT, s.PL, s.PB, s.PR) <= 2 {
-			// (Over winoMaxWeights this runs the direct kernels.)
-			if !convBackwardDataFast(s, dy, w, dx, nil) {
-				t.Fatalf("%s: the data gradient declined", name)
-			}
-			closeTo(t, name+" data gradient", dx, f32(rdx))
 		}
 	}
 }

@@ -4,10 +4,19 @@ package kernels
 // op(B) is [K,N], all row-major. A is [M,K] (or [K,M] if transA) with row
 // stride lda; B is [K,N] (or [N,K] if transB) with row stride ldb. With
 // beta = 0, C is overwritten (its old contents, even NaN, are ignored).
-func Gemm[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
-	if af, ok := any(a).([]float32); ok && gemmFast(transA, transB, m, n, k, float32(alpha), af, lda, any(b).([]float32), ldb, float32(beta), any(c).([]float32), ldc) {
-		return
+//
+// It runs on the assembly kernels of the active level where they apply
+// (products of at least minFastGemm), on the reference (gemmRef)
+// otherwise.
+func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if !gemmFast(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
+		gemmRef(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 	}
+}
+
+// gemmRef is Gemm's reference, for any Float. Every product is taken, a
+// zero times NaN or ±Inf included (NaN, as IEEE 754 and PyTorch have it).
+func gemmRef[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	parallelFor(m, func(lo, hi int) {
 		tmp := make([]T, n)
 		for i := lo; i < hi; i++ {
@@ -18,9 +27,6 @@ func Gemm[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b 
 					av = a[p*lda+i]
 				} else {
 					av = a[i*lda+p]
-				}
-				if av == 0 {
-					continue
 				}
 				if transB {
 					for j := 0; j < n; j++ {

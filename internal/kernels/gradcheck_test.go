@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	kt "github.com/residual-nn/residual/internal/kernels/kernelstest"
 )
 
 // Finite-difference gradient checks in float64 for every forward/backward
@@ -29,19 +31,11 @@ type fdCase struct {
 	bwd func(in [][]float64, dy []float64) [][]float64
 }
 
-func randVec(r *rand.Rand, n int) []float64 {
-	v := make([]float64, n)
-	for i := range v {
-		v[i] = r.NormFloat64()
-	}
-	return v
-}
-
 func runFD(t *testing.T, c fdCase) {
 	t.Helper()
 	r := rand.New(rand.NewPCG(7, 11))
 	y := c.fwd(c.inputs)
-	proj := randVec(r, len(y))
+	proj := kt.RandF64(r, len(y))
 	loss := func() float64 {
 		s := 0.0
 		for i, v := range c.fwd(c.inputs) {
@@ -78,15 +72,15 @@ func runFD(t *testing.T, c fdCase) {
 
 func convCase(name string, s ConvShape, bias bool) fdCase {
 	r := rand.New(rand.NewPCG(1, uint64(s.H*31+s.W)))
-	in := [][]float64{randVec(r, s.N*s.H*s.W*s.C), randVec(r, s.KH*s.KW*s.C*s.OC)}
+	in := [][]float64{kt.RandF64(r, s.N*s.H*s.W*s.C), kt.RandF64(r, s.KH*s.KW*s.C*s.OC)}
 	if bias {
-		in = append(in, randVec(r, s.OC))
+		in = append(in, kt.RandF64(r, s.OC))
 	}
 	ny := s.N * s.OH() * s.OW() * s.OC
 	return fdCase{name: name, inputs: in,
 		fwd: func(in [][]float64) []float64 {
 			y := make([]float64, ny)
-			ConvForward(s, in[0], in[1], y)
+			convForwardRef(s, in[0], in[1], y)
 			if bias {
 				BiasForward(y, in[2])
 			}
@@ -95,8 +89,8 @@ func convCase(name string, s ConvShape, bias bool) fdCase {
 		bwd: func(in [][]float64, dy []float64) [][]float64 {
 			dx := make([]float64, len(in[0]))
 			dw := make([]float64, len(in[1]))
-			ConvBackwardData(s, dy, in[1], dx)
-			ConvBackwardWeight(s, in[0], dy, dw)
+			convBackwardDataRef(s, dy, in[1], dx)
+			convBackwardWeightRef(s, in[0], dy, dw)
 			g := [][]float64{dx, dw}
 			if bias {
 				db := make([]float64, s.OC)
@@ -134,18 +128,18 @@ func TestGradConvTranspose(t *testing.T) {
 	} {
 		r := rand.New(rand.NewPCG(3, uint64(i)))
 		oh, ow := s.OH(), s.OW()
-		in := [][]float64{randVec(r, s.N*oh*ow*s.OC), randVec(r, s.KH*s.KW*s.C*s.OC)}
+		in := [][]float64{kt.RandF64(r, s.N*oh*ow*s.OC), kt.RandF64(r, s.KH*s.KW*s.C*s.OC)}
 		runFD(t, fdCase{name: fmt.Sprintf("convT%d", i), inputs: in,
 			fwd: func(in [][]float64) []float64 {
 				y := make([]float64, s.N*s.H*s.W*s.C)
-				ConvBackwardData(s, in[0], in[1], y)
+				convBackwardDataRef(s, in[0], in[1], y)
 				return y
 			},
 			bwd: func(in [][]float64, dy []float64) [][]float64 {
 				dx := make([]float64, len(in[0]))
 				dw := make([]float64, len(in[1]))
-				ConvForward(s, dy, in[1], dx)
-				ConvBackwardWeight(s, dy, in[0], dw)
+				convForwardRef(s, dy, in[1], dx)
+				convBackwardWeightRef(s, dy, in[0], dw)
 				return [][]float64{dx, dw}
 			}})
 	}
@@ -160,17 +154,17 @@ func TestGradPool(t *testing.T) {
 	}
 	for i, s := range shapes {
 		r := rand.New(rand.NewPCG(5, uint64(i)))
-		in := [][]float64{randVec(r, s.N*s.H*s.W*s.C)}
+		in := [][]float64{kt.RandF64(r, s.N*s.H*s.W*s.C)}
 		ny := s.N * s.OH() * s.OW() * s.C
 		runFD(t, fdCase{name: fmt.Sprintf("maxpool%d", i), inputs: in,
 			fwd: func(in [][]float64) []float64 {
 				y := make([]float64, ny)
-				MaxPoolForward(s, in[0], y, make([]int32, ny))
+				maxPoolForwardRef(s, in[0], y, make([]int32, ny))
 				return y
 			},
 			bwd: func(in [][]float64, dy []float64) [][]float64 {
 				y, arg := make([]float64, ny), make([]int32, ny)
-				MaxPoolForward(s, in[0], y, arg)
+				maxPoolForwardRef(s, in[0], y, arg)
 				dx := make([]float64, len(in[0]))
 				MaxPoolBackward(dy, arg, dx)
 				return [][]float64{dx}
@@ -188,7 +182,7 @@ func TestGradPool(t *testing.T) {
 			}})
 	}
 	r := rand.New(rand.NewPCG(5, 99))
-	runFD(t, fdCase{name: "globalavgpool", inputs: [][]float64{randVec(r, 2*3*5*4)},
+	runFD(t, fdCase{name: "globalavgpool", inputs: [][]float64{kt.RandF64(r, 2*3*5*4)},
 		fwd: func(in [][]float64) []float64 {
 			y := make([]float64, 2*4)
 			GlobalAvgPoolForward(2, 15, 4, in[0], y)
@@ -204,12 +198,12 @@ func TestGradPool(t *testing.T) {
 func TestGradBatchNorm(t *testing.T) {
 	const m, c, eps = 13, 4, 1e-5
 	r := rand.New(rand.NewPCG(9, 1))
-	x := randVec(r, m*c)
+	x := kt.RandF64(r, m*c)
 	for i := range x {
 		x[i] = 2*x[i] + 0.5
 	}
-	gamma, beta, skip := randVec(r, c), randVec(r, c), randVec(r, m*c)
-	rm, rv := randVec(r, c), randVec(r, c)
+	gamma, beta, skip := kt.RandF64(r, c), kt.RandF64(r, c), kt.RandF64(r, m*c)
+	rm, rv := kt.RandF64(r, c), kt.RandF64(r, c)
 	for i := range rv {
 		rv[i] = 0.5 + rv[i]*rv[i]
 	}
@@ -251,26 +245,26 @@ func TestGradBatchNorm(t *testing.T) {
 		runFD(t, fdCase{name: "batchnorm-train" + fu.name, inputs: inputs(),
 			fwd: func(in [][]float64) []float64 {
 				y := make([]float64, m*c)
-				BatchNormTrainForward(m, c, in[0], in[1], in[2], y, make([]float64, c), make([]float64, c), nil, nil, 0.1, eps, fused(in))
+				batchNormTrainForwardRef(m, c, in[0], in[1], in[2], y, make([]float64, c), make([]float64, c), nil, nil, 0.1, eps, fused(in))
 				return y
 			},
 			bwd: func(in [][]float64, dy []float64) [][]float64 {
 				y, mean, is := make([]float64, m*c), make([]float64, c), make([]float64, c)
-				BatchNormTrainForward(m, c, in[0], in[1], in[2], y, mean, is, nil, nil, 0.1, eps, fused(in))
+				batchNormTrainForwardRef(m, c, in[0], in[1], in[2], y, mean, is, nil, nil, 0.1, eps, fused(in))
 				dx, dg, db := make([]float64, m*c), make([]float64, c), make([]float64, c)
 				f, ds := back(fused(in), y)
-				BatchNormTrainBackward(m, c, in[0], in[1], mean, is, dy, dx, dg, db, f)
+				batchNormTrainBackwardRef(m, c, in[0], in[1], mean, is, dy, dx, dg, db, f)
 				return grads(dx, dg, db, ds)
 			}})
 		runFD(t, fdCase{name: "batchnorm-eval" + fu.name, inputs: inputs(),
 			fwd: func(in [][]float64) []float64 {
 				y := make([]float64, m*c)
-				BatchNormEvalForward(m, c, in[0], in[1], in[2], rm, rv, y, eps, fused(in))
+				batchNormEvalForwardRef(m, c, in[0], in[1], in[2], rm, rv, y, eps, fused(in))
 				return y
 			},
 			bwd: func(in [][]float64, dy []float64) [][]float64 {
 				y := make([]float64, m*c)
-				BatchNormEvalForward(m, c, in[0], in[1], in[2], rm, rv, y, eps, fused(in))
+				batchNormEvalForwardRef(m, c, in[0], in[1], in[2], rm, rv, y, eps, fused(in))
 				dx, dg, db := make([]float64, m*c), make([]float64, c), make([]float64, c)
 				f, ds := back(fused(in), y)
 				BatchNormEvalBackward(m, c, in[0], in[1], rm, rv, dy, dx, dg, db, eps, f)
@@ -291,24 +285,24 @@ func TestGradGemm(t *testing.T) {
 		if tb {
 			ldb = k
 		}
-		runFD(t, fdCase{name: fmt.Sprintf("gemm%v%v", ta, tb), inputs: [][]float64{randVec(r, m*k), randVec(r, k*n)},
+		runFD(t, fdCase{name: fmt.Sprintf("gemm%v%v", ta, tb), inputs: [][]float64{kt.RandF64(r, m*k), kt.RandF64(r, k*n)},
 			fwd: func(in [][]float64) []float64 {
 				c := make([]float64, m*n)
-				Gemm(ta, tb, m, n, k, 1.5, in[0], lda, in[1], ldb, 0, c, n)
+				gemmRef(ta, tb, m, n, k, 1.5, in[0], lda, in[1], ldb, 0, c, n)
 				return c
 			},
 			bwd: func(in [][]float64, dc []float64) [][]float64 {
 				da, db := make([]float64, m*k), make([]float64, k*n)
 				// dop(A) = alpha·dC·op(B)ᵀ; dop(B) = alpha·op(A)ᵀ·dC.
 				if ta {
-					Gemm(tb, true, k, m, n, 1.5, in[1], ldb, dc, n, 0, da, m) // dA[k,m] = op(B)·dCᵀ
+					gemmRef(tb, true, k, m, n, 1.5, in[1], ldb, dc, n, 0, da, m) // dA[k,m] = op(B)·dCᵀ
 				} else {
-					Gemm(false, !tb, m, k, n, 1.5, dc, n, in[1], ldb, 0, da, k)
+					gemmRef(false, !tb, m, k, n, 1.5, dc, n, in[1], ldb, 0, da, k)
 				}
 				if tb {
-					Gemm(true, ta, n, k, m, 1.5, dc, n, in[0], lda, 0, db, k) // dB[n,k] = dCᵀ·op(A)
+					gemmRef(true, ta, n, k, m, 1.5, dc, n, in[0], lda, 0, db, k) // dB[n,k] = dCᵀ·op(A)
 				} else {
-					Gemm(!ta, false, k, n, m, 1.5, in[0], lda, dc, n, 0, db, n)
+					gemmRef(!ta, false, k, n, m, 1.5, in[0], lda, dc, n, 0, db, n)
 				}
 				return [][]float64{da, db}
 			}})
@@ -318,7 +312,7 @@ func TestGradGemm(t *testing.T) {
 func TestGradSoftmax(t *testing.T) {
 	const outer, k, inner = 2, 5, 3
 	r := rand.New(rand.NewPCG(4, 4))
-	x := randVec(r, outer*k*inner)
+	x := kt.RandF64(r, outer*k*inner)
 	for _, log := range []bool{false, true} {
 		runFD(t, fdCase{name: fmt.Sprintf("softmax-log%v", log), inputs: [][]float64{x},
 			fwd: func(in [][]float64) []float64 {
@@ -361,7 +355,7 @@ func TestGradLosses(t *testing.T) {
 		if l.IgnoreIndex == 3 {
 			tg = []int32{0, 3, 1, 2, 2, 3, 0}
 		}
-		runFD(t, fdCase{name: fmt.Sprintf("crossentropy%+v", l), inputs: [][]float64{randVec(r, m*k)},
+		runFD(t, fdCase{name: fmt.Sprintf("crossentropy%+v", l), inputs: [][]float64{kt.RandF64(r, m*k)},
 			fwd: func(in [][]float64) []float64 {
 				v, _ := l.Forward(in[0], tg)
 				return []float64{v}
@@ -381,7 +375,7 @@ func TestGradLosses(t *testing.T) {
 		if err := d.Check(tg); err != nil {
 			t.Fatal(err)
 		}
-		runFD(t, fdCase{name: fmt.Sprintf("dice%+v", d), inputs: [][]float64{randVec(r, m*k)},
+		runFD(t, fdCase{name: fmt.Sprintf("dice%+v", d), inputs: [][]float64{kt.RandF64(r, m*k)},
 			fwd: func(in [][]float64) []float64 { return []float64{d.Forward(in[0], tg)} },
 			bwd: func(in [][]float64, dy []float64) [][]float64 {
 				dx := make([]float64, m*k)
@@ -393,14 +387,14 @@ func TestGradLosses(t *testing.T) {
 	for i := range tgt {
 		tgt[i] = r.Float64()
 	}
-	runFD(t, fdCase{name: "bce", inputs: [][]float64{randVec(r, 10), tgt},
+	runFD(t, fdCase{name: "bce", inputs: [][]float64{kt.RandF64(r, 10), tgt},
 		fwd: func(in [][]float64) []float64 { return []float64{BCEWithLogitsForward(in[0], in[1])} },
 		bwd: func(in [][]float64, dy []float64) [][]float64 {
 			dx := make([]float64, 10)
 			BCEWithLogitsBackward(in[0], in[1], dy[0], dx)
 			return [][]float64{dx, nil}
 		}})
-	runFD(t, fdCase{name: "mse", inputs: [][]float64{randVec(r, 10), tgt},
+	runFD(t, fdCase{name: "mse", inputs: [][]float64{kt.RandF64(r, 10), tgt},
 		fwd: func(in [][]float64) []float64 { return []float64{MSEForward(in[0], in[1])} },
 		bwd: func(in [][]float64, dy []float64) [][]float64 {
 			dx := make([]float64, 10)
@@ -412,7 +406,7 @@ func TestGradLosses(t *testing.T) {
 func TestGradShapeOps(t *testing.T) {
 	r := rand.New(rand.NewPCG(8, 8))
 	dims := []int{2, 3, 1}
-	runFD(t, fdCase{name: "concat", inputs: [][]float64{randVec(r, 2*2*3), randVec(r, 2*3*3), randVec(r, 2*1*3)},
+	runFD(t, fdCase{name: "concat", inputs: [][]float64{kt.RandF64(r, 2*2*3), kt.RandF64(r, 2*3*3), kt.RandF64(r, 2*1*3)},
 		fwd: func(in [][]float64) []float64 {
 			y := make([]float64, 2*6*3)
 			ConcatForward(2, 3, dims, in, y)
@@ -423,7 +417,7 @@ func TestGradShapeOps(t *testing.T) {
 			ConcatBackward(2, 3, dims, dy, dx)
 			return dx
 		}})
-	runFD(t, fdCase{name: "crop", inputs: [][]float64{randVec(r, 2*7*6*3)},
+	runFD(t, fdCase{name: "crop", inputs: [][]float64{kt.RandF64(r, 2*7*6*3)},
 		fwd: func(in [][]float64) []float64 {
 			y := make([]float64, 2*3*4*3)
 			CropForward(2, 7, 6, 3, 2, 1, 3, 4, in[0], y)
@@ -437,7 +431,7 @@ func TestGradShapeOps(t *testing.T) {
 	shape := []int{2, 4, 5}
 	for _, mode := range []PadMode{PadConstant, PadReflect, PadEdge} {
 		maps := [][]int{PadIndex(2, 0, 1, mode), PadIndex(4, 2, 3, mode), PadIndex(5, 1, 0, mode)}
-		runFD(t, fdCase{name: fmt.Sprintf("pad%d", mode), inputs: [][]float64{randVec(r, 40)},
+		runFD(t, fdCase{name: fmt.Sprintf("pad%d", mode), inputs: [][]float64{kt.RandF64(r, 40)},
 			fwd: func(in [][]float64) []float64 {
 				y := make([]float64, 3*9*6)
 				PadForward(shape, maps, 0.5, in[0], y)
@@ -449,7 +443,7 @@ func TestGradShapeOps(t *testing.T) {
 				return [][]float64{dx}
 			}})
 	}
-	runFD(t, fdCase{name: "subsamplepad", inputs: [][]float64{randVec(r, 2*5*5*3)},
+	runFD(t, fdCase{name: "subsamplepad", inputs: [][]float64{kt.RandF64(r, 2*5*5*3)},
 		fwd: func(in [][]float64) []float64 {
 			y := make([]float64, 2*3*3*6)
 			SubsamplePadForward(2, 5, 5, 3, 2, 1, 2, in[0], y)
@@ -464,7 +458,7 @@ func TestGradShapeOps(t *testing.T) {
 
 func TestGradElementwise(t *testing.T) {
 	r := rand.New(rand.NewPCG(10, 10))
-	x := randVec(r, 20)
+	x := kt.RandF64(r, 20)
 	for i := range x { // keep away from the kink
 		if math.Abs(x[i]) < 1e-3 {
 			x[i] = 0.5
@@ -473,16 +467,16 @@ func TestGradElementwise(t *testing.T) {
 	runFD(t, fdCase{name: "relu", inputs: [][]float64{x},
 		fwd: func(in [][]float64) []float64 {
 			y := make([]float64, 20)
-			ReLUForward(in[0], y)
+			reluForwardRef(in[0], y)
 			return y
 		},
 		bwd: func(in [][]float64, dy []float64) [][]float64 {
 			y, dx := make([]float64, 20), make([]float64, 20)
-			ReLUForward(in[0], y)
-			ReLUBackward(y, dy, dx)
+			reluForwardRef(in[0], y)
+			reluBackwardRef(y, dy, dx)
 			return [][]float64{dx}
 		}})
-	runFD(t, fdCase{name: "mul", inputs: [][]float64{randVec(r, 20), randVec(r, 20)},
+	runFD(t, fdCase{name: "mul", inputs: [][]float64{kt.RandF64(r, 20), kt.RandF64(r, 20)},
 		fwd: func(in [][]float64) []float64 {
 			y := make([]float64, 20)
 			Mul(in[0], in[1], y)

@@ -451,48 +451,6 @@ func peakAVX2(n int)
 const peakAVX2FLOPPerIter = 224
 
 //go:noescape
-func chanSum512(x unsafe.Pointer, rows, c int, acc unsafe.Pointer)
-
-//go:noescape
-func chanSqDev512(x unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
-
-//go:noescape
-func chanShiftStats512(x unsafe.Pointer, rows, c int, shift, acc unsafe.Pointer)
-
-//go:noescape
-func chanDyStats512(x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
-
-//go:noescape
-func chanAffine512(x, skip unsafe.Pointer, rows, c int, scale, shift, y unsafe.Pointer, relu int)
-
-//go:noescape
-func chanAffine2512(x, dy, y unsafe.Pointer, rows, c int, a, k, b, dx unsafe.Pointer)
-
-//go:noescape
-func relu512(x, y unsafe.Pointer, n int)
-
-//go:noescape
-func reluGrad512(y, dy, dx unsafe.Pointer, n int)
-
-//go:noescape
-func sgd512(w, grad, buf unsafe.Pointer, n int, coef unsafe.Pointer)
-
-//go:noescape
-func maxPool512(x, offs unsafe.Pointer, ntaps, c int, y, arg, iota unsafe.Pointer)
-
-//go:noescape
-func add512(a, b, y unsafe.Pointer, n int)
-
-//go:noescape
-func chanSumRows512(x unsafe.Pointer, rows, c int, acc unsafe.Pointer)
-
-//go:noescape
-func chanSqDevRows512(x unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
-
-//go:noescape
-func chanDyStatsRows512(x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
-
-//go:noescape
 func winoIn512(src unsafe.Pointer, rs, cs int, dst unsafe.Pointer, ps, tiles, c int)
 
 //go:noescape

@@ -208,7 +208,7 @@ func parallelSums(m, k int, fn func(lo, hi int, acc []float64)) []float64 {
 // sumInOrder adds the partial sums into dst (which holds the first part
 // already), by increasing key, so that the result does not depend on which
 // goroutine finished first.
-func sumInOrder[T Float](parts map[int][]T, dst []T) {
+func sumInOrder(parts map[int][]float32, dst []float32) {
 	keys := make([]int, 0, len(parts))
 	for lo := range parts {
 		keys = append(keys, lo)

@@ -57,62 +57,88 @@ func (s PoolShape) Validate() error {
 }
 
 // MaxPoolForward computes y[N,OH,OW,C] and, for the backward pass, the flat
-// index into x of each maximum (arg). Padding never wins: a window must hold
-// at least one real input (guaranteed by Validate's output size).
-func MaxPoolForward[T Float](s PoolShape, x, y []T, arg []int32) {
+// index into x of each maximum (arg): the first maximum of each window, a
+// NaN counting as greater than any number (so that a NaN propagates, as in
+// PyTorch). Padding never wins: a window must hold at least one real input
+// (guaranteed by Validate's output size).
+//
+// It takes the AVX-512 kernel where it applies (chanOK), the reference
+// (maxPoolForwardRef) otherwise.
+func MaxPoolForward(s PoolShape, x, y []float32, arg []int32) {
+	if !chanOK(s.C) {
+		maxPoolForwardRef(s, x, y, arg)
+		return
+	}
 	oh, ow := s.OH(), s.OW()
-	xf, fast := any(x).([]float32)
-	yf, _ := any(y).([]float32)
-	fast = fast && chanOK(s.C)
 	parallelFor(s.N*oh, func(lo, hi int) {
-		var offs []int // the valid taps' element offsets, for the fast path
+		var offs []int // the valid taps' element offsets
 		for r := lo; r < hi; r++ {
 			n, oy := r/oh, r%oh
 			for ox := 0; ox < ow; ox++ {
 				o := ((n*oh+oy)*ow + ox) * s.C
-				yo, ao := y[o:o+s.C], arg[o:o+s.C]
-				if fast {
-					offs = offs[:0]
-					for kh := 0; kh < s.KH; kh++ {
-						if iy := oy*s.SH - s.PT + kh*s.DH; iy >= 0 && iy < s.H {
-							for kw := 0; kw < s.KW; kw++ {
-								if ix := ox*s.SW - s.PL + kw*s.DW; ix >= 0 && ix < s.W {
-									offs = append(offs, ((n*s.H+iy)*s.W+ix)*s.C)
-								}
-							}
-						}
-					}
-					if len(offs) > 0 {
-						maxPoolPixel32(xf, offs, s.C, yf[o:o+s.C], ao)
-						continue
-					}
-				}
-				for c := range yo {
-					yo[c] = T(math.Inf(-1))
-					ao[c] = -1
-				}
+				offs = offs[:0]
 				for kh := 0; kh < s.KH; kh++ {
-					iy := oy*s.SH - s.PT + kh*s.DH
-					if iy < 0 || iy >= s.H {
-						continue
-					}
-					for kw := 0; kw < s.KW; kw++ {
-						ix := ox*s.SW - s.PL + kw*s.DW
-						if ix < 0 || ix >= s.W {
-							continue
-						}
-						base := ((n*s.H+iy)*s.W + ix) * s.C
-						for c, v := range x[base : base+s.C] {
-							if v > yo[c] || ao[c] < 0 {
-								yo[c] = v
-								ao[c] = int32(base + c)
+					if iy := oy*s.SH - s.PT + kh*s.DH; iy >= 0 && iy < s.H {
+						for kw := 0; kw < s.KW; kw++ {
+							if ix := ox*s.SW - s.PL + kw*s.DW; ix >= 0 && ix < s.W {
+								offs = append(offs, ((n*s.H+iy)*s.W+ix)*s.C)
 							}
 						}
 					}
+				}
+				if len(offs) > 0 {
+					maxPoolPixel32(x, offs, s.C, y[o:o+s.C], arg[o:o+s.C])
+				} else {
+					maxPoolPixelRef(s, x, y[o:o+s.C], arg[o:o+s.C], n, oy, ox)
 				}
 			}
 		}
 	})
+}
+
+// maxPoolForwardRef is MaxPoolForward's reference, for any Float.
+func maxPoolForwardRef[T Float](s PoolShape, x, y []T, arg []int32) {
+	oh, ow := s.OH(), s.OW()
+	parallelFor(s.N*oh, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			n, oy := r/oh, r%oh
+			for ox := 0; ox < ow; ox++ {
+				o := ((n*oh+oy)*ow + ox) * s.C
+				maxPoolPixelRef(s, x, y[o:o+s.C], arg[o:o+s.C], n, oy, ox)
+			}
+		}
+	})
+}
+
+// maxPoolPixelRef computes output pixel (oy, ox) of image n into yo and
+// ao: the first maximum of each channel's window, the first NaN if there
+// is one (−∞ and index −1 for a window with no real input).
+func maxPoolPixelRef[T Float](s PoolShape, x, yo []T, ao []int32, n, oy, ox int) {
+	for c := range yo {
+		yo[c] = T(math.Inf(-1))
+		ao[c] = -1
+	}
+	for kh := 0; kh < s.KH; kh++ {
+		iy := oy*s.SH - s.PT + kh*s.DH
+		if iy < 0 || iy >= s.H {
+			continue
+		}
+		for kw := 0; kw < s.KW; kw++ {
+			ix := ox*s.SW - s.PL + kw*s.DW
+			if ix < 0 || ix >= s.W {
+				continue
+			}
+			base := ((n*s.H+iy)*s.W + ix) * s.C
+			for c, v := range x[base : base+s.C] {
+				// v wins if it is greater, or the first input, or the
+				// first NaN.
+				if ao[c] < 0 || v > yo[c] || v != v && yo[c] == yo[c] {
+					yo[c] = v
+					ao[c] = int32(base + c)
+				}
+			}
+		}
+	}
 }
 
 // MaxPoolBackward computes dx from dy and the arg indices of the forward

@@ -197,7 +197,7 @@ func winoWeights(m int, w []float32, a, b, nv int, u []float32, at func(vi int) 
 
 // winoApplies reports whether the Winograd path computes s.
 func winoApplies(s ConvShape) bool {
-	return winograd && active == AVX512 && s.KH == 3 && s.KW == 3 && s.SH == 1 && s.SW == 1 && s.DH == 1 && s.DW == 1 &&
+	return winograd && use.avx512 && s.KH == 3 && s.KW == 3 && s.SH == 1 && s.SW == 1 && s.DH == 1 && s.DW == 1 &&
 		s.C%16 == 0 && s.OC%16 == 0
 }
 
@@ -221,7 +221,7 @@ type winoPlan struct {
 // convolution s (stride 1, 3×3) with epilogue ep, in m×m tiles (2 or 4),
 // its weights not yet transformed.
 func newWinoPlan(s ConvShape, ep *convEpilogue, k0, kb, m int) *winoPlan {
-	ks := kernelsFor(active)
+	ks := use.k
 	bs, _ := blocksFor(ks, kb)
 	oh, ow := s.OH(), s.OW()
 	p := &winoPlan{N: s.N, H: s.H, W: s.W, C: s.C, K: kb, K0: k0, KY: s.OC, PT: s.PT, PL: s.PL, OH: oh, OW: ow,

@@ -33,10 +33,10 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/models/resnet"
 	"github.com/residual-nn/residual/tensor"
-	"github.com/residual-nn/residual/train"
 )
 
 // Preprocess is keras.applications' "caffe" mode for its ResNets, which
@@ -44,7 +44,7 @@ import (
 // pixels in [0, 255] less the ImageNet means (BGR order), no scaling; the
 // image resized (shorter side 256) and centre-cropped to 224×224, as
 // torchvision evaluates.
-var Preprocess = train.Preprocess{Height: 224, Width: 224, Channels: 3, ResizeShorter: 256,
+var Preprocess = checkpoint.Preprocess{Height: 224, Width: 224, Channels: 3, ResizeShorter: 256,
 	Scale255: true, BGR: true, Mean: []float64{103.939, 116.779, 123.68}}
 
 // Model is a Keras network converted for residual.
@@ -428,7 +428,7 @@ func convert(layers []layer, w map[string]*tensor.Tensor) (*Model, error) {
 		sort.Strings(extra)
 		return nil, fmt.Errorf("%d weights belong to no layer of the ResNet: %s", len(extra), strings.Join(extra, ", "))
 	}
-	return &Model{Config: models.Config{Name: fmt.Sprintf("keras-resnet%d", depth), ResNet: &c}, State: st}, nil
+	return &Model{Config: models.Config{Name: fmt.Sprintf("keras-resnet%d", depth), Arch: &models.ResNet{Config: c}}, State: st}, nil
 }
 
 func stride(l layer) int {

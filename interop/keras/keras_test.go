@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/infer"
 	"github.com/residual-nn/residual/internal/fixture"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/nn"
@@ -40,7 +42,7 @@ func TestKerasResNet50(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := m.Config.ResNet
+	c := &m.Config.Arch.(*models.ResNet).Config
 	if !c.StrideOn1x1 || c.BNEps != 1e-3 || c.Classes != 1000 || len(m.Classes) != 1000 || m.Classes[285] != "Egyptian_cat" {
 		t.Fatalf("config %+v, %d class names", c, len(m.Classes))
 	}
@@ -97,7 +99,11 @@ func TestKerasResNet50(t *testing.T) {
 			t.Errorf("photo %s is missing (Debian python3-skimage; .ci/run installs it): %v", name, err)
 			continue
 		}
-		x, err := Preprocess.Input(path)
+		img, err := data.LoadImage(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x, err := infer.Input(Preprocess, img)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -156,6 +156,24 @@ func (e *exporter) name(v *ag.Value) (string, error) {
 	return e.names[v], nil
 }
 
+// weight returns the name of a convolution weight in ONNX's layout (OIHW,
+// or IOHW for a transposed convolution): a model tensor is in the state
+// dict's PyTorch layout already; another constant, or a weight computed
+// in the graph, is turned from residual's HWIO (HWOI).
+func (e *exporter) weight(v *ag.Value) (string, error) {
+	if _, ok := e.byTensor[v.Data]; ok {
+		return e.name(v)
+	}
+	if _, traced := e.names[v]; traced || v.Data == nil || v.Data.Data == nil {
+		n, err := e.name(v)
+		if err != nil {
+			return "", err
+		}
+		return e.transposed(n, 3, 2, 0, 1), nil
+	}
+	return e.initializer(e.fresh("const"), tensor.HWIOToOIHW(v.Data)), nil
+}
+
 // image returns v's name as an NCHW image, transposing once if needed.
 func (e *exporter) image(v *ag.Value) (string, error) {
 	n, err := e.name(v)
@@ -214,27 +232,80 @@ func (e *exporter) transposed(n string, perm ...int64) string {
 	return t
 }
 
+// exportFunc emits the nodes of one traced operation, the last of them
+// named out; image reports that out is an NCHW image.
+type exportFunc func(e *exporter, op ag.Op, out string) (image bool, err error)
+
+// exports maps each traced operation to its ONNX export (the importer's
+// operators table read the other way).
+var exports = map[ag.OpKind]exportFunc{
+	ag.OpConv2d:               convExport("Conv"),
+	ag.OpConvTranspose2d:      convExport("ConvTranspose"),
+	ag.OpBatchNorm:            exportBatchNorm,
+	ag.OpMaxPool2d:            poolExport("MaxPool"),
+	ag.OpAvgPool2d:            poolExport("AveragePool"),
+	ag.OpGlobalAvgPool:        exportGlobalAvgPool,
+	ag.OpGemm:                 exportGemm,
+	ag.OpMatMul:               exportMatMul,
+	ag.OpSum:                  exportSum,
+	ag.OpReshape:              exportReshape,
+	ag.OpReLU:                 elementwise("Relu"),
+	ag.OpAdd:                  elementwise("Add"),
+	ag.OpMul:                  elementwise("Mul"),
+	ag.OpScale:                exportScale,
+	ag.OpSoftmax:              softmaxExport("Softmax"),
+	ag.OpLogSoftmax:           softmaxExport("LogSoftmax"),
+	ag.OpConcat:               exportConcat,
+	ag.OpCrop:                 exportCrop,
+	ag.OpSubsamplePadChannels: exportSubsamplePad,
+	ag.OpPad:                  exportPad,
+}
+
 // op emits the nodes of one traced operation.
 func (e *exporter) op(op ag.Op) error {
-	out := e.fresh(op.Kind)
-	in0 := op.Inputs[0]
-	image := false // the output is an NCHW image
-	switch op.Kind {
-	case "Conv2d", "ConvTranspose2d":
-		p := op.Attrs.(ag.ConvParams)
-		x, err := e.image(in0)
+	f, ok := exports[op.Kind]
+	if !ok {
+		return fmt.Errorf("operation %s has no ONNX export", op.Kind)
+	}
+	out := e.fresh(string(op.Kind))
+	image, err := f(e, op, out)
+	if err != nil {
+		return err
+	}
+	e.names[op.Output] = out
+	e.nchw[op.Output] = image
+	return nil
+}
+
+// attrsOf returns op's attributes as the type its kind carries.
+func attrsOf[T ag.OpAttrs](op ag.Op) (T, error) {
+	a, ok := op.Attrs.(T)
+	if !ok {
+		return a, fmt.Errorf("%s: traced with attributes %T, want %T", op.Kind, op.Attrs, a)
+	}
+	return a, nil
+}
+
+// convExport exports Conv2d or ConvTranspose2d as the ONNX operator kind.
+func convExport(kind string) exportFunc {
+	return func(e *exporter, op ag.Op, out string) (bool, error) {
+		p, err := attrsOf[ag.ConvParams](op)
 		if err != nil {
-			return err
+			return false, err
 		}
-		w, err := e.name(op.Inputs[1])
+		x, err := e.image(op.Inputs[0])
 		if err != nil {
-			return err
+			return false, err
+		}
+		w, err := e.weight(op.Inputs[1])
+		if err != nil {
+			return false, err
 		}
 		args := []string{x, w}
 		if b := op.Inputs[2]; b != nil {
 			bn, err := e.name(b)
 			if err != nil {
-				return err
+				return false, err
 			}
 			args = append(args, bn)
 		}
@@ -242,58 +313,70 @@ func (e *exporter) op(op ag.Op) error {
 		attrs := []*onnxpb.AttributeProto{intsAttr("kernel_shape", int64(ws[0]), int64(ws[1])),
 			intsAttr("strides", int64(p.Stride[0]), int64(p.Stride[1])), intsAttr("dilations", int64(p.Dilation[0]), int64(p.Dilation[1])),
 			intsAttr("pads", int64(p.Pad[0]), int64(p.Pad[1]), int64(p.Pad[2]), int64(p.Pad[3])), intAttr("group", 1)}
-		kind := "Conv"
-		if op.Kind == "ConvTranspose2d" {
-			kind = "ConvTranspose"
+		if kind == "ConvTranspose" {
 			attrs = append(attrs, intsAttr("output_padding", int64(p.OutputPadding[0]), int64(p.OutputPadding[1])))
 		}
 		e.node(kind, args, out, attrs)
-		image = true
-	case "BatchNorm":
-		a := op.Attrs.(ag.BatchNormAttrs)
-		if a.Training {
-			return errors.New("a batch norm in training mode cannot be exported (the model is put in evaluation mode: a layer ignores it?)")
+		return true, nil
+	}
+}
+
+// exportBatchNorm exports an evaluation-mode BatchNorm as
+// BatchNormalization; absent affine parameters become ones and zeros.
+func exportBatchNorm(e *exporter, op ag.Op, out string) (bool, error) {
+	a, err := attrsOf[ag.BatchNormAttrs](op)
+	if err != nil {
+		return false, err
+	}
+	if a.Training {
+		return false, errors.New("a batch norm in training mode cannot be exported (the model is put in evaluation mode: a layer ignores it?)")
+	}
+	in0 := op.Inputs[0]
+	c := in0.Shape()[len(in0.Shape())-1]
+	image := len(in0.Shape()) == 4
+	x, err := e.inLayout(in0, image)
+	if err != nil {
+		return false, err
+	}
+	args := []string{x}
+	for i, p := range []*ag.Value{op.Inputs[1], op.Inputs[2]} {
+		if p == nil {
+			t := tensor.New(c)
+			if i == 0 {
+				t.Fill(1)
+			}
+			args = append(args, e.initializer(e.fresh("const"), t))
+			continue
 		}
-		c := in0.Shape()[len(in0.Shape())-1]
-		x, err := e.name(in0)
-		if len(in0.Shape()) == 4 {
-			x, err = e.image(in0)
-			image = true
-		}
+		n, err := e.name(p)
 		if err != nil {
-			return err
+			return false, err
 		}
-		args := []string{x}
-		for i, p := range []*ag.Value{op.Inputs[1], op.Inputs[2]} {
-			if p == nil {
-				t := tensor.New(c)
-				if i == 0 {
-					t.Fill(1)
-				}
-				args = append(args, e.initializer(e.fresh("const"), t))
-				continue
-			}
-			n, err := e.name(p)
-			if err != nil {
-				return err
-			}
-			args = append(args, n)
+		args = append(args, n)
+	}
+	for _, t := range []*tensor.Tensor{a.RunMean, a.RunVar} {
+		n, ok := e.byTensor[t]
+		if ok {
+			n = e.initializer(n, e.torch[n])
+		} else {
+			n = e.initializer(e.fresh("const"), t)
 		}
-		for _, t := range []*tensor.Tensor{a.RunMean, a.RunVar} {
-			n, ok := e.byTensor[t]
-			if ok {
-				n = e.initializer(n, e.torch[n])
-			} else {
-				n = e.initializer(e.fresh("const"), t)
-			}
-			args = append(args, n)
-		}
-		e.node("BatchNormalization", args, out, []*onnxpb.AttributeProto{floatAttr("epsilon", float32(a.Eps)), floatAttr("momentum", float32(1-a.Momentum))})
-	case "MaxPool2d", "AvgPool2d":
-		p := op.Attrs.(ag.PoolParams)
-		x, err := e.image(in0)
+		args = append(args, n)
+	}
+	e.node("BatchNormalization", args, out, []*onnxpb.AttributeProto{floatAttr("epsilon", float32(a.Eps)), floatAttr("momentum", float32(1-a.Momentum))})
+	return image, nil
+}
+
+// poolExport exports MaxPool2d or AvgPool2d as the ONNX operator kind.
+func poolExport(kind string) exportFunc {
+	return func(e *exporter, op ag.Op, out string) (bool, error) {
+		p, err := attrsOf[ag.PoolParams](op)
 		if err != nil {
-			return err
+			return false, err
+		}
+		x, err := e.image(op.Inputs[0])
+		if err != nil {
+			return false, err
 		}
 		stride := p.Stride
 		if stride == [2]int{} {
@@ -302,132 +385,227 @@ func (e *exporter) op(op ag.Op) error {
 		attrs := []*onnxpb.AttributeProto{intsAttr("kernel_shape", int64(p.Kernel[0]), int64(p.Kernel[1])),
 			intsAttr("strides", int64(stride[0]), int64(stride[1])),
 			intsAttr("pads", int64(p.Pad[0]), int64(p.Pad[1]), int64(p.Pad[2]), int64(p.Pad[3])), intAttr("ceil_mode", b2i(p.CeilMode))}
-		kind := "MaxPool"
-		if op.Kind == "AvgPool2d" {
-			kind = "AveragePool"
+		if kind == "AveragePool" {
 			attrs = append(attrs, intAttr("count_include_pad", b2i(p.CountIncludePad)))
 		} else if p.Dilation != [2]int{} {
 			attrs = append(attrs, intsAttr("dilations", int64(max(p.Dilation[0], 1)), int64(max(p.Dilation[1], 1))))
 		}
 		e.node(kind, []string{x}, out, attrs)
-		image = true
-	case "GlobalAvgPool":
-		x, err := e.image(in0)
+		return true, nil
+	}
+}
+
+// exportGlobalAvgPool exports GlobalAvgPool, whose output is [N,C], as
+// GlobalAveragePool ([N,C,1,1]) and a Flatten.
+func exportGlobalAvgPool(e *exporter, op ag.Op, out string) (bool, error) {
+	x, err := e.image(op.Inputs[0])
+	if err != nil {
+		return false, err
+	}
+	pooled := e.fresh("GlobalAveragePool")
+	e.node("GlobalAveragePool", []string{x}, pooled, nil)
+	e.node("Flatten", []string{pooled}, out, []*onnxpb.AttributeProto{intAttr("axis", 1)})
+	return false, nil
+}
+
+func exportGemm(e *exporter, op ag.Op, out string) (bool, error) {
+	a, err := attrsOf[ag.GemmAttrs](op)
+	if err != nil {
+		return false, err
+	}
+	args, err := e.args(op.Inputs, false)
+	if err != nil {
+		return false, err
+	}
+	e.node("Gemm", args, out, []*onnxpb.AttributeProto{floatAttr("alpha", a.Alpha), floatAttr("beta", a.Beta),
+		intAttr("transA", b2i(a.TransA)), intAttr("transB", b2i(a.TransB))})
+	return false, nil
+}
+
+func exportMatMul(e *exporter, op ag.Op, out string) (bool, error) {
+	args, err := e.args(op.Inputs, false)
+	if err != nil {
+		return false, err
+	}
+	e.node("MatMul", args, out, nil)
+	return false, nil
+}
+
+// exportSum exports Sum (over every element, to a scalar) as ReduceSum
+// without axes.
+func exportSum(e *exporter, op ag.Op, out string) (bool, error) {
+	args, err := e.args(op.Inputs, false)
+	if err != nil {
+		return false, err
+	}
+	e.node("ReduceSum", args, out, []*onnxpb.AttributeProto{intAttr("keepdims", 0)})
+	return false, nil
+}
+
+// exportReshape exports Reshape to its output's shape, in residual's own
+// axis order, with the batch dimension left to the input (0) when it is
+// kept, so the graph runs on any batch size.
+func exportReshape(e *exporter, op ag.Op, out string) (bool, error) {
+	args, err := e.args(op.Inputs, false)
+	if err != nil {
+		return false, err
+	}
+	in0 := op.Inputs[0]
+	shape := make([]int64, len(op.Output.Shape()))
+	for i, d := range op.Output.Shape() {
+		shape[i] = int64(d)
+	}
+	if len(shape) > 0 && len(in0.Shape()) > 0 && shape[0] == int64(in0.Shape()[0]) {
+		shape[0] = 0 // keep the batch dimension, whatever it is
+	}
+	e.node("Reshape", append(args, e.ints(shape...)), out, nil)
+	return false, nil
+}
+
+// sameLayout returns the names of an element-wise operation's inputs in
+// the layout they share: NCHW when all are images held so, else
+// residual's own.
+func (e *exporter) sameLayout(op ag.Op) (args []string, image bool, err error) {
+	image = len(op.Inputs[0].Shape()) == 4
+	for _, v := range op.Inputs {
+		image = image && e.nchw[v]
+	}
+	args, err = e.args(op.Inputs, image)
+	return args, image, err
+}
+
+// elementwise exports ReLU, Add or Mul as the ONNX operator kind, in the
+// inputs' layout.
+func elementwise(kind string) exportFunc {
+	return func(e *exporter, op ag.Op, out string) (bool, error) {
+		args, image, err := e.sameLayout(op)
 		if err != nil {
-			return err
+			return false, err
 		}
-		pooled := e.fresh("GlobalAveragePool")
-		e.node("GlobalAveragePool", []string{x}, pooled, nil)
-		e.node("Flatten", []string{pooled}, out, []*onnxpb.AttributeProto{intAttr("axis", 1)})
-	case "Gemm":
-		a := op.Attrs.(ag.GemmAttrs)
-		args, err := e.args(op.Inputs, false)
+		e.node(kind, args, out, nil)
+		return image, nil
+	}
+}
+
+// exportScale exports Scale as a Mul by a scalar.
+func exportScale(e *exporter, op ag.Op, out string) (bool, error) {
+	a, err := attrsOf[ag.ScaleAttrs](op)
+	if err != nil {
+		return false, err
+	}
+	args, image, err := e.sameLayout(op)
+	if err != nil {
+		return false, err
+	}
+	s := tensor.New()
+	s.Data = []float32{a.Factor}
+	e.node("Mul", append(args, e.initializer(e.fresh("const"), s)), out, nil)
+	return image, nil
+}
+
+// softmaxExport exports Softmax or LogSoftmax as the ONNX operator kind,
+// its axis moved to where the input's layout holds it.
+func softmaxExport(kind string) exportFunc {
+	return func(e *exporter, op ag.Op, out string) (bool, error) {
+		a, err := attrsOf[ag.AxisAttrs](op)
 		if err != nil {
-			return err
+			return false, err
 		}
-		e.node("Gemm", args, out, []*onnxpb.AttributeProto{floatAttr("alpha", a.Alpha), floatAttr("beta", a.Beta),
-			intAttr("transA", b2i(a.TransA)), intAttr("transB", b2i(a.TransB))})
-	case "MatMul", "Sum", "Reshape":
-		args, err := e.args(op.Inputs, false)
+		args, image, err := e.sameLayout(op)
 		if err != nil {
-			return err
+			return false, err
 		}
-		switch op.Kind {
-		case "MatMul":
-			e.node("MatMul", args, out, nil)
-		case "Sum":
-			e.node("ReduceSum", args, out, []*onnxpb.AttributeProto{intAttr("keepdims", 0)})
-		default:
-			shape := make([]int64, len(op.Output.Shape()))
-			for i, d := range op.Output.Shape() {
-				shape[i] = int64(d)
-			}
-			if len(shape) > 0 && len(in0.Shape()) > 0 && shape[0] == int64(in0.Shape()[0]) {
-				shape[0] = 0 // keep the batch dimension, whatever it is
-			}
-			e.node("Reshape", append(args, e.ints(shape...)), out, nil)
-		}
-	case "ReLU", "Scale", "Softmax", "LogSoftmax", "Add", "Mul":
-		// Element-wise (or along one axis): stay in the inputs' layout.
-		image = len(in0.Shape()) == 4
-		for _, v := range op.Inputs {
-			image = image && e.nchw[v]
-		}
-		args, err := e.args(op.Inputs, image)
-		if err != nil {
-			return err
-		}
-		switch op.Kind {
-		case "ReLU":
-			e.node("Relu", args, out, nil)
-		case "Add", "Mul":
-			e.node(op.Kind, args, out, nil)
-		case "Scale":
-			s := tensor.New()
-			s.Data = []float32{op.Attrs.(float32)}
-			e.node("Mul", append(args, e.initializer(e.fresh("const"), s)), out, nil)
-		default:
-			axis := op.Attrs.(int)
-			if image {
-				axis = nhwcToNCHW[axis]
-			}
-			e.node(op.Kind, args, out, []*onnxpb.AttributeProto{intAttr("axis", int64(axis))})
-		}
-	case "Concat":
-		axis := op.Attrs.(int)
-		image = len(in0.Shape()) == 4
-		args, err := e.args(op.Inputs, image)
-		if err != nil {
-			return err
-		}
+		axis := a.Axis
 		if image {
 			axis = nhwcToNCHW[axis]
 		}
-		e.node("Concat", args, out, []*onnxpb.AttributeProto{intAttr("axis", int64(axis))})
-	case "Crop":
-		c := op.Attrs.(ag.CropAttrs)
-		x, err := e.image(in0)
-		if err != nil {
-			return err
-		}
-		e.node("Slice", []string{x, e.ints(int64(c.Top), int64(c.Left)), e.ints(int64(c.Top+c.Height), int64(c.Left+c.Width)), e.ints(2, 3)}, out, nil)
-		image = true
-	case "SubsamplePadChannels":
-		a := op.Attrs.([3]int)
-		x, err := e.image(in0)
-		if err != nil {
-			return err
-		}
-		sub := e.fresh("Slice")
-		e.node("Slice", []string{x, e.ints(0, 0), e.ints(math.MaxInt64, math.MaxInt64), e.ints(2, 3), e.ints(int64(a[0]), int64(a[0]))}, sub, nil)
-		e.node("Pad", []string{sub, e.ints(0, int64(a[1]), 0, 0, 0, int64(a[2]), 0, 0)}, out, []*onnxpb.AttributeProto{stringAttr("mode", "constant")})
-		image = true
-	case "Pad":
-		a := op.Attrs.(ag.PadAttrs)
-		rank := len(in0.Shape())
-		image = rank == 4
-		x, err := e.inLayout(in0, image)
-		if err != nil {
-			return err
-		}
-		pads := make([]int64, 2*rank)
-		for ax, p := range a.Pads {
-			at := ax
-			if image {
-				at = nhwcToNCHW[ax]
-			}
-			pads[at], pads[rank+at] = int64(p[0]), int64(p[1])
-		}
-		mode := map[ag.PadMode]string{ag.PadConstant: "constant", ag.PadReflect: "reflect", ag.PadEdge: "edge"}[a.Mode]
-		v := tensor.New()
-		v.Data = []float32{a.Value}
-		e.node("Pad", []string{x, e.ints(pads...), e.initializer(e.fresh("const"), v)}, out, []*onnxpb.AttributeProto{stringAttr("mode", mode)})
-	default:
-		return fmt.Errorf("operation %s has no ONNX export", op.Kind)
+		e.node(kind, args, out, []*onnxpb.AttributeProto{intAttr("axis", int64(axis))})
+		return image, nil
 	}
-	e.names[op.Output] = out
-	e.nchw[op.Output] = image
-	return nil
+}
+
+// exportConcat exports Concat; images are joined NCHW.
+func exportConcat(e *exporter, op ag.Op, out string) (bool, error) {
+	a, err := attrsOf[ag.AxisAttrs](op)
+	if err != nil {
+		return false, err
+	}
+	image := len(op.Inputs[0].Shape()) == 4
+	args, err := e.args(op.Inputs, image)
+	if err != nil {
+		return false, err
+	}
+	axis := a.Axis
+	if image {
+		axis = nhwcToNCHW[axis]
+	}
+	e.node("Concat", args, out, []*onnxpb.AttributeProto{intAttr("axis", int64(axis))})
+	return image, nil
+}
+
+// exportCrop exports Crop as a Slice of the spatial axes.
+func exportCrop(e *exporter, op ag.Op, out string) (bool, error) {
+	c, err := attrsOf[ag.CropAttrs](op)
+	if err != nil {
+		return false, err
+	}
+	x, err := e.image(op.Inputs[0])
+	if err != nil {
+		return false, err
+	}
+	e.node("Slice", []string{x, e.ints(int64(c.Top), int64(c.Left)), e.ints(int64(c.Top+c.Height), int64(c.Left+c.Width)), e.ints(2, 3)}, out, nil)
+	return true, nil
+}
+
+// exportSubsamplePad exports SubsamplePadChannels as a strided Slice and
+// a Pad of the channels with zeros.
+func exportSubsamplePad(e *exporter, op ag.Op, out string) (bool, error) {
+	a, err := attrsOf[ag.SubsamplePadAttrs](op)
+	if err != nil {
+		return false, err
+	}
+	x, err := e.image(op.Inputs[0])
+	if err != nil {
+		return false, err
+	}
+	sub := e.fresh("Slice")
+	e.node("Slice", []string{x, e.ints(0, 0), e.ints(math.MaxInt64, math.MaxInt64), e.ints(2, 3), e.ints(int64(a.Stride), int64(a.Stride))}, sub, nil)
+	e.node("Pad", []string{sub, e.ints(0, int64(a.Before), 0, 0, 0, int64(a.After), 0, 0)}, out, []*onnxpb.AttributeProto{stringAttr("mode", "constant")})
+	return true, nil
+}
+
+// padModes are the ONNX names of the padding modes.
+var padModes = map[ag.PadMode]string{ag.PadConstant: "constant", ag.PadReflect: "reflect", ag.PadEdge: "edge"}
+
+// exportPad exports Pad; an image is padded NCHW.
+func exportPad(e *exporter, op ag.Op, out string) (bool, error) {
+	a, err := attrsOf[ag.PadAttrs](op)
+	if err != nil {
+		return false, err
+	}
+	in0 := op.Inputs[0]
+	rank := len(in0.Shape())
+	image := rank == 4
+	x, err := e.inLayout(in0, image)
+	if err != nil {
+		return false, err
+	}
+	pads := make([]int64, 2*rank)
+	for ax, p := range a.Pads {
+		at := ax
+		if image {
+			at = nhwcToNCHW[ax]
+		}
+		pads[at], pads[rank+at] = int64(p[0]), int64(p[1])
+	}
+	mode, ok := padModes[a.Mode]
+	if !ok {
+		return false, fmt.Errorf("Pad: mode %v has no ONNX counterpart", a.Mode)
+	}
+	v := tensor.New()
+	v.Data = []float32{a.Value}
+	e.node("Pad", []string{x, e.ints(pads...), e.initializer(e.fresh("const"), v)}, out, []*onnxpb.AttributeProto{stringAttr("mode", mode)})
+	return image, nil
 }
 
 func b2i(b bool) int64 {

@@ -37,8 +37,9 @@ func exportCases(t *testing.T) []exportCase {
 	}
 	small := func(mod func(c *resnet.Config)) models.Config {
 		c := preset("resnet20")
-		c.ResNet.Layers = []int{1, 1, 1}
-		mod(c.ResNet)
+		r := c.Arch.(*models.ResNet)
+		r.Layers = []int{1, 1, 1}
+		mod(&r.Config)
 		return c
 	}
 	var cs []exportCase

@@ -94,6 +94,7 @@ func New(c Config, rng *tensor.RNG) (*Net, error) {
 		}
 		n.Blocks = append(n.Blocks, b)
 	}
+	nn.Name(n)
 	return n, nil
 }
 

@@ -232,6 +232,7 @@ func New(c Config, rng *tensor.RNG) (*Net, error) {
 		n.BN = c.batchNorm(in)
 	}
 	n.FC = nn.NewLinear(rng, in, c.Classes, true)
+	nn.Name(n)
 	return n, nil
 }
 

@@ -1,6 +1,7 @@
 package unet
 
 import (
+	"context"
 	"fmt"
 
 	ag "github.com/residual-nn/residual/autograd"
@@ -80,6 +81,13 @@ func Mirrored(x *tensor.Tensor, top, left, bottom, right int) *tensor.Tensor {
 // is 0 and tiles just bound the memory used. The network should be in
 // evaluation mode.
 func (n *Net) Segment(x *tensor.Tensor, out int) (*tensor.Tensor, error) {
+	return n.SegmentContext(context.Background(), x, out)
+}
+
+// SegmentContext is Segment that stops between tiles when ctx is done,
+// returning its error. It only reads the network, so calls may run
+// concurrently on one network in evaluation mode.
+func (n *Net) SegmentContext(ctx context.Context, x *tensor.Tensor, out int) (*tensor.Tensor, error) {
 	if x.Rank() != 4 || x.Shape[0] != 1 || x.Shape[3] != n.Config.InChannels {
 		return nil, fmt.Errorf("unet: segment needs one image [1,H,W,%d], got %v", n.Config.InChannels, x.Shape)
 	}
@@ -98,6 +106,9 @@ func (n *Net) Segment(x *tensor.Tensor, out int) (*tensor.Tensor, error) {
 	bw, c := big.Shape[2], x.Shape[3]
 	for i := 0; i < ty; i++ {
 		for j := 0; j < tx; j++ {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
 			for y := 0; y < in; y++ {
 				src := ((i*t+y)*bw + j*t) * c
 				copy(tile.Data[y*in*c:(y+1)*in*c], big.Data[src:src+in*c])

@@ -75,6 +75,7 @@ func New(c Config, rng *tensor.RNG) (*Net, error) {
 		n.Ups = append(n.Ups, n.doubleConv(rng, 2*w, w))
 	}
 	n.Head = nn.NewConv2d(rng, c.Base, c.Classes, 1, nn.ConvOptions{Bias: true})
+	nn.Name(n)
 	return n, nil
 }
 

@@ -1,87 +1,22 @@
 package kernels
 
 import (
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"unsafe"
 )
 
-// Level names the kernel implementation in use.
-type Level int
+// convKernel computes one output tile; see internal/kernels/gen.
+type convKernel func(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int,
+	scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
 
-// The kernel levels, from the portable reference up.
-const (
-	Generic Level = iota // the reference kernels of this package, pure Go
-	AVX2                 // Go assembly, AVX2 + FMA
-	AVX512               // Go assembly, AVX-512
-)
+// dwKernel accumulates one weight-gradient tile; see internal/kernels/gen.
+type dwKernel func(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
 
-// String returns the level's name as RESIDUAL_KERNELS spells it.
-func (l Level) String() string { return [...]string{"generic", "avx2", "avx512"}[l] }
-
-// active is the level in use, chosen once from the CPU (see detect) and the
-// RESIDUAL_KERNELS environment variable: "generic" forces the pure-Go
-// reference kernels, "avx2" caps the level at AVX2.
-var active = func() Level {
-	l := detect()
-	switch os.Getenv("RESIDUAL_KERNELS") {
-	case "generic":
-		l = Generic
-	case "avx2":
-		l = min(l, AVX2)
-	}
-	return l
-}()
-
-// winograd is whether stride-1 3×3 convolutions may take the Winograd
-// path (AVX-512 only); RESIDUAL_WINOGRAD=0 keeps them on the direct
-// kernels, whose sums round like the reference's.
-var winograd = os.Getenv("RESIDUAL_WINOGRAD") != "0"
-
-// winograd4 is whether that path may use F(4×4, 3×3) tiles where they
-// apply; RESIDUAL_WINOGRAD=2 keeps it to F(2×2, 3×3).
-var winograd4 = os.Getenv("RESIDUAL_WINOGRAD") != "2"
-
-// Active returns the kernel level in use.
-func Active() Level { return active }
-
-// SetLevel forces a level (capped at what the CPU supports) and returns the
-// previous one; for tests and benchmarks that compare the paths.
-func SetLevel(l Level) Level {
-	prev := active
-	active = min(l, detect())
-	return prev
-}
-
-// kernelSet holds the micro-kernels of one level.
-type kernelSet struct {
-	vec     int             // floats per vector
-	conv    [2][]convKernel // by block width: [0] one vector, [1] two
-	row3    [2][]convKernel // the row-of-three-taps kernels (none: nil)
-	dw      [2][]dwKernel
-	maxConv [2]int
-	maxRow3 [2]int
-	maxDW   [2]int
-}
-
-func (k *kernelSet) init() *kernelSet {
-	for i := range 2 {
-		k.maxConv[i], k.maxRow3[i], k.maxDW[i] = len(k.conv[i]), len(k.row3[i]), len(k.dw[i])
-	}
-	return k
-}
-
-func kernelsFor(l Level) *kernelSet {
-	switch l {
-	case AVX512:
-		return avx512Set
-	case AVX2:
-		return avx2Set
-	}
-	return nil
-}
+// winoGemmKernel computes one tile of the Winograd path's per-position
+// products (16 or 36 positions); see internal/kernels/gen.
+type winoGemmKernel func(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 // ocBlock is a run of output channels computed by one kernel width.
 type ocBlock struct {
@@ -110,7 +45,7 @@ func blocksFor(k *kernelSet, oc int) (bs []ocBlock, ok bool) {
 // oc output channels; ok is false when the assembly kernels do not apply
 // (generic level, or oc not a multiple of the vector width).
 func fastBlocks(oc int) (*kernelSet, []ocBlock, bool) {
-	k := kernelsFor(active)
+	k := use.k
 	if k == nil {
 		return nil, nil, false
 	}
@@ -455,251 +390,4 @@ const maxCachedWeights = 1 << 20
 func balanced(n, maxMR int) int {
 	tiles := (n + maxMR - 1) / maxMR
 	return (n + tiles - 1) / tiles
-}
-
-// convForwardFast runs ConvForward with the assembly kernels; it returns
-// false (doing nothing) when they do not apply.
-func convForwardFast(s ConvShape, x, w, y []float32, ep *convEpilogue) bool {
-	k, bs, ok := fastBlocks(s.OC)
-	if !ok {
-		return false
-	}
-	src := weightSource{w: w, SKW: s.KW, A: s.C, B: s.OC, tap: func(t, u int) (int, int) { return t, u }}
-	if winoConv(s, src, ep, x, y) {
-		return true
-	}
-	p := &convPlan{N: s.N, H: s.H, W: s.W, C: s.C, OC: s.OC, KH: s.KH, KW: s.KW, SH: s.SH, SW: s.SW, DH: s.DH, DW: s.DW,
-		OffH: -s.PT, OffW: -s.PL, OH: s.OH(), OW: s.OW(), YH: s.OH(), YW: s.OW(), YSH: 1, YSW: 1, k: k, blocks: bs, ep: ep}
-	p.pack(src)
-	p.run(x, y)
-	return true
-}
-
-// minFastGemm is the size (m·n·k) below which gemmFast declines: packing
-// costs more than it saves on tiny products.
-const minFastGemm = 1 << 14
-
-// gemmFast computes Gemm with the conv kernels, as a 1×1 convolution of m
-// pixels of k channels to n channels (padded to the vector width): A is
-// the input, op(B) the packed weights. It returns false (doing nothing)
-// when the kernels do not apply.
-func gemmFast(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) bool {
-	ks := kernelsFor(active)
-	if ks == nil || m*n*k < minFastGemm {
-		return false
-	}
-	rows := k // op(B) is [k][n]: B is [k][ldb], or [n][ldb] when transposed
-	if transB {
-		rows = n
-	}
-	if len(b) < rows*ldb {
-		return false
-	}
-	np := (n + ks.vec - 1) / ks.vec * ks.vec
-	bs, _ := blocksFor(ks, np)
-	x := a // A as m contiguous rows of k
-	if transA || lda != k {
-		x = getBuf(m * k)
-		defer putBuf(x)
-		for i := 0; i < m; i++ {
-			for p := 0; p < k; p++ {
-				if transA {
-					x[i*k+p] = a[p*lda+i]
-				} else {
-					x[i*k+p] = a[i*lda+p]
-				}
-			}
-		}
-	}
-	y := getBuf(m * np)
-	defer putBuf(y)
-	pl := &convPlan{N: 1, H: 1, W: m, C: k, OC: np, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1,
-		OH: 1, OW: m, YH: 1, YW: m, YSH: 1, YSW: 1, k: ks, blocks: bs}
-	pl.pack(weightSource{w: b, SKW: 1, A: rows, B: ldb, transposed: transB, valid: n,
-		tap: func(t, u int) (int, int) { return t, u }})
-	pl.run(x, y)
-	for i := 0; i < m; i++ {
-		storeScaled(c[i*ldc:i*ldc+n], y[i*np:i*np+n], alpha, beta)
-	}
-	return true
-}
-
-// convBackwardDataFast computes dx = ConvBackwardData with the assembly
-// kernels: one stride-1 pass with flipped, transposed weights per output
-// phase (S_H·S_W phases; one when the stride is 1). Dilation is not
-// handled (returns false).
-func convBackwardDataFast(s ConvShape, dy, w, dx []float32, ep *convEpilogue) bool {
-	k, bs, ok := fastBlocks(s.C)
-	if !ok || s.DH != 1 || s.DW != 1 {
-		return false
-	}
-	oh, ow := s.OH(), s.OW()
-	if s.SH == 1 && s.SW == 1 && s.KH == 3 && s.KW == 3 && max(s.PT, s.PL, s.PB, s.PR) <= 2 {
-		// The data gradient of a stride-1 3×3 convolution is a stride-1
-		// 3×3 convolution of dy with the flipped, transposed weights.
-		b := ConvShape{N: s.N, H: oh, W: ow, C: s.OC, OC: s.C, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1,
-			PT: 2 - s.PT, PL: 2 - s.PL, PB: 2 - s.PB, PR: 2 - s.PR}
-		src := weightSource{w: w, SKW: 3, A: s.C, B: s.OC, transposed: true, tap: func(t, u int) (int, int) { return 2 - t, 2 - u }}
-		if winoConv(b, src, ep, dy, dx) {
-			return true
-		}
-	}
-	for ry := 0; ry < s.SH; ry++ {
-		for rx := 0; rx < s.SW; rx++ {
-			// Rows ih with (ih + PT) mod S = ry: ih = ih0 + S·k, and the taps
-			// kh = ry + S·j read dy[q − j] with q = (ih + PT − ry)/S.
-			ih0 := ((ry-s.PT)%s.SH + s.SH) % s.SH
-			iw0 := ((rx-s.PL)%s.SW + s.SW) % s.SW
-			nh, nw := 0, 0
-			if ih0 < s.H {
-				nh = (s.H - ih0 + s.SH - 1) / s.SH
-			}
-			if iw0 < s.W {
-				nw = (s.W - iw0 + s.SW - 1) / s.SW
-			}
-			if nh == 0 || nw == 0 {
-				continue
-			}
-			jh := (s.KH - ry + s.SH - 1) / s.SH // taps in this phase
-			jw := (s.KW - rx + s.SW - 1) / s.SW
-			q0h := (ih0 + s.PT - ry) / s.SH
-			q0w := (iw0 + s.PL - rx) / s.SW
-			p := &convPlan{N: s.N, H: oh, W: ow, C: s.OC, OC: s.C, KH: max(jh, 0), KW: max(jw, 0), SH: 1, SW: 1, DH: 1, DW: 1,
-				OffH: q0h - (jh - 1), OffW: q0w - (jw - 1), OH: nh, OW: nw, YH: s.H, YW: s.W, Y0H: ih0, Y0W: iw0, YSH: s.SH, YSW: s.SW,
-				k: k, blocks: bs, ep: ep}
-			if jh <= 0 || jw <= 0 {
-				p.KH, p.KW = 0, 0
-			}
-			p.pack(weightSource{w: w, SKW: s.KW, A: s.C, B: s.OC, transposed: true,
-				tap: func(t, u int) (int, int) { return ry + s.SH*(jh-1-t), rx + s.SW*(jw-1-u) }})
-			p.run(dy, dx)
-		}
-	}
-	return true
-}
-
-// convBackwardWeightFast computes dw = ConvBackwardWeight with the
-// assembly kernels, each goroutine accumulating its images into its own
-// buffer.
-func convBackwardWeightFast(s ConvShape, x, dy, dw []float32) bool {
-	k, bs, ok := fastBlocks(s.OC)
-	if !ok {
-		return false
-	}
-	if winoWeightGrad(s, x, dy, dw) {
-		return true
-	}
-	oh, ow := s.OH(), s.OW()
-	size := s.KH * s.KW * s.C * s.OC
-	var mu sync.Mutex
-	parts := map[int][]float32{} // per image range, summed in order below
-	xp := unsafe.Pointer(unsafe.SliceData(x))
-	const rowChunk = 8
-	// tap runs the kernels of tap (kh, kw) over output rows [r0, r1) of
-	// image n (those whose input row and columns are inside), for channel
-	// block b and input-channel block ib of nblk, into acc.
-	tap := func(acc []float32, n, r0, r1, kh, kw int, b ocBlock, ib, nblk int) {
-		a, e := r0, r1
-		for a < e && a*s.SH-s.PT+kh*s.DH < 0 {
-			a++
-		}
-		for e > a && (e-1)*s.SH-s.PT+kh*s.DH >= s.H {
-			e--
-		}
-		c0, c1 := 0, ow
-		for c0 < c1 && c0*s.SW-s.PL+kw*s.DW < 0 {
-			c0++
-		}
-		for c1 > c0 && (c1-1)*s.SW-s.PL+kw*s.DW >= s.W {
-			c1--
-		}
-		if a >= e || c0 >= c1 {
-			return
-		}
-		xoff := ((n*s.H+a*s.SH-s.PT+kh*s.DH)*s.W + c0*s.SW - s.PL + kw*s.DW) * s.C * 4
-		dyi := ((n*oh+a)*ow + c0) * s.OC
-		ic0, ic1 := ib*s.C/nblk, (ib+1)*s.C/nblk
-		k.dw[b.vi][ic1-ic0-1](xp, xoff+ic0*4, unsafe.Pointer(&dy[dyi+b.oc0]),
-			unsafe.Pointer(&acc[((kh*s.KW+kw)*s.C+ic0)*s.OC+b.oc0]),
-			e-a, c1-c0, s.SW*s.C*4, s.SH*s.W*s.C*4, s.OC*4, ow*s.OC*4, s.OC*4)
-	}
-	nblks := func(b ocBlock) int { return (s.C + k.maxDW[b.vi] - 1) / k.maxDW[b.vi] }
-	// With a weight gradient larger than a core's cache, each tile of it
-	// takes all the goroutine's images before the next tile (it stays in
-	// cache); otherwise each image visits every tile.
-	tilesOutside := size*4 > maxCachedWeights
-	parallelForEach(s.N, func(lo, hi int) {
-		// The first image range accumulates into dw itself, the others
-		// into scratch buffers added to it in order.
-		acc := dw[:size]
-		if lo > 0 {
-			acc = getBuf(size)
-		}
-		clear(acc)
-		if tilesOutside {
-			for kh := 0; kh < s.KH; kh++ {
-				for kw := 0; kw < s.KW; kw++ {
-					for _, b := range bs {
-						for ib, nblk := 0, nblks(b); ib < nblk; ib++ {
-							for n := lo; n < hi; n++ {
-								for r0 := 0; r0 < oh; r0 += rowChunk {
-									tap(acc, n, r0, min(r0+rowChunk, oh), kh, kw, b, ib, nblk)
-								}
-							}
-						}
-					}
-				}
-			}
-		} else {
-			for n := lo; n < hi; n++ {
-				for r0 := 0; r0 < oh; r0 += rowChunk {
-					for kh := 0; kh < s.KH; kh++ {
-						for kw := 0; kw < s.KW; kw++ {
-							for _, b := range bs {
-								for ib, nblk := 0, nblks(b); ib < nblk; ib++ {
-									tap(acc, n, r0, min(r0+rowChunk, oh), kh, kw, b, ib, nblk)
-								}
-							}
-						}
-					}
-				}
-			}
-		}
-		if lo > 0 {
-			mu.Lock()
-			parts[lo] = acc
-			mu.Unlock()
-		}
-	})
-	sumInOrder(parts, dw[:size])
-	for _, p := range parts {
-		putBuf(p)
-	}
-	return true
-}
-
-// Scratch buffers, recycled to keep a training step from allocating.
-// bufPool holds the buffers, each in a holder (a *[]float32) that
-// holders recycles, so that getting and putting back allocate nothing.
-var bufPool, holders sync.Pool
-
-func getBuf(n int) []float32 {
-	if h, ok := bufPool.Get().(*[]float32); ok {
-		b := *h
-		*h = nil
-		holders.Put(h)
-		if cap(b) >= n {
-			return b[:n]
-		}
-	}
-	return make([]float32, n)
-}
-
-func putBuf(b []float32) {
-	h, ok := holders.Get().(*[]float32)
-	if !ok {
-		h = new([]float32)
-	}
-	*h = b
-	bufPool.Put(h)
 }

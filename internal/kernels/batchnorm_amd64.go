@@ -2,46 +2,10 @@
 
 package kernels
 
-import (
-	"unsafe"
-
-	"golang.org/x/sys/cpu"
-)
-
-// detect returns the best level the CPU and operating system support.
-func detect() Level {
-	switch {
-	case cpu.X86.HasAVX512F:
-		return AVX512
-	case cpu.X86.HasAVX2 && cpu.X86.HasFMA:
-		return AVX2
-	}
-	return Generic
-}
-
-var (
-	avx512Set = (&kernelSet{vec: 16, conv: [2][]convKernel{convAVX512_16[:], convAVX512_32[:]},
-		row3: [2][]convKernel{convRow3AVX512_16[:], convRow3AVX512_32[:]}, dw: [2][]dwKernel{dwAVX512_16[:], dwAVX512_32[:]}}).init()
-	avx2Set = (&kernelSet{vec: 8, conv: [2][]convKernel{convAVX2_8[:], convAVX2_16[:]}, dw: [2][]dwKernel{dwAVX2_8[:], dwAVX2_16[:]}}).init()
-)
-
-// Peak runs n iterations of independent, register-only FMAs at the active
-// level on the calling goroutine and returns the FLOP performed (0 at the
-// generic level): the ceiling every kernel is measured against.
-func Peak(n int) float64 {
-	switch active {
-	case AVX512:
-		peakAVX512(n)
-		return float64(n) * peakAVX512FLOPPerIter
-	case AVX2:
-		peakAVX2(n)
-		return float64(n) * peakAVX2FLOPPerIter
-	}
-	return 0
-}
+import "unsafe"
 
 // chanOK reports whether the AVX-512 per-channel kernels handle c channels.
-func chanOK(c int) bool { return active == AVX512 && c > 0 && c%16 == 0 }
+func chanOK(c int) bool { return use.avx512 && c > 0 && c%16 == 0 }
 
 // wideRow is the channel count from which the per-channel sums walk rows
 // left to right instead of channel vectors down the rows (a row of 512
@@ -145,76 +109,61 @@ func chanAffine2_32(x, dy, y []float32, m, c int, a, k, b, dx []float32) {
 	})
 }
 
-// elementwise32 runs an AVX-512 kernel over n elements in parallel chunks
-// (the last n mod 16 are left to tail); it returns false without AVX-512.
-func elementwise32(n int, kernel func(off, len int), tail func(off int)) bool {
-	if active != AVX512 {
-		return false
-	}
-	body := n &^ 15
-	parallelFor(body/elemChunk+1, func(lo, hi int) {
-		a, b := lo*elemChunk, min(hi*elemChunk, body)
-		if b > a {
-			kernel(a, b-a)
-		}
-	})
-	tail(body)
-	return true
-}
+// The per-channel kernels of batch norm (batchnorm_amd64.s), AVX-512. x
+// holds rows of c channels (c a multiple of 16); every row pointer
+// advances by c floats a row. The column kernels walk each channel vector
+// down the rows with its sums in registers; the Rows kernels walk each row
+// left to right with the sums in acc (for wide rows, whose columns would
+// land every line in one cache set).
 
-func relu32(x, y []float32) bool {
-	return elementwise32(len(x), func(o, n int) { relu512(unsafe.Pointer(&x[o]), unsafe.Pointer(&y[o]), n) },
-		func(o int) {
-			for i := o; i < len(x); i++ {
-				y[i] = max(x[i], 0)
-			}
-		})
-}
+// chanSum512 adds Σ_r x[r][j] to acc[j], j < c.
+//
+//go:noescape
+func chanSum512(x unsafe.Pointer, rows, c int, acc unsafe.Pointer)
 
-func reluGrad32(y, dy, dx []float32) bool {
-	return elementwise32(len(y), func(o, n int) {
-		reluGrad512(unsafe.Pointer(&y[o]), unsafe.Pointer(&dy[o]), unsafe.Pointer(&dx[o]), n)
-	}, func(o int) {
-		for i := o; i < len(y); i++ {
-			if y[i] != 0 {
-				dx[i] = dy[i]
-			} else {
-				dx[i] = 0
-			}
-		}
-	})
-}
+// chanSqDev512 adds Σ_r (x[r][j] − mean[j])² to acc[j].
+//
+//go:noescape
+func chanSqDev512(x unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
 
-func add32(a, b, y []float32) bool {
-	return elementwise32(len(a), func(o, n int) {
-		add512(unsafe.Pointer(&a[o]), unsafe.Pointer(&b[o]), unsafe.Pointer(&y[o]), n)
-	}, func(o int) {
-		for i := o; i < len(a); i++ {
-			y[i] = a[i] + b[i]
-		}
-	})
-}
+// chanShiftStats512 adds, with d = x[r][j] − shift[j], Σ_r d² to acc[j]
+// and Σ_r d to acc[c+j] (two rows per iteration into two sets of sums).
+//
+//go:noescape
+func chanShiftStats512(x unsafe.Pointer, rows, c int, shift, acc unsafe.Pointer)
 
-// sgd32 runs sgd512 over w, g and buf in parallel chunks (coef = lr, wd,
-// mu, damp), the last len mod 16 elements in Go; false without AVX-512.
-func sgd32(w, g, buf []float32, coef *[4]float32) bool {
-	lr, wd, mu, damp := coef[0], coef[1], coef[2], coef[3]
-	return elementwise32(len(w), func(o, n int) {
-		sgd512(unsafe.Pointer(&w[o]), unsafe.Pointer(&g[o]), unsafe.Pointer(&buf[o]), n, unsafe.Pointer(coef))
-	}, func(o int) {
-		for i := o; i < len(w); i++ {
-			d := g[i] + wd*w[i]
-			buf[i] = mu*buf[i] + damp*d
-			w[i] -= lr * buf[i]
-		}
-	})
-}
+// chanDyStats512 adds, with g = dy[r][j] where y[r][j] ≠ 0 (or is NaN) and
+// 0 elsewhere, Σ_r g to acc[j] and Σ_r g·(x[r][j] − mean[j]) to acc[c+j],
+// and stores g at dz[r][j] unless dz is nil. Pass y = dy for g = dy.
+//
+//go:noescape
+func chanDyStats512(x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
 
-// iota16 is 0, 1, …, 15: the lanes of maxPool512's indices.
-var iota16 = [16]int32{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}
+// chanAffine512 writes y[r][j] = x[r][j]·scale[j] + shift[j], plus
+// skip[r][j] unless skip is nil, then max(·, 0) if relu ≠ 0 (NaN stays
+// NaN).
+//
+//go:noescape
+func chanAffine512(x, skip unsafe.Pointer, rows, c int, scale, shift, y unsafe.Pointer, relu int)
 
-// maxPoolPixel32 writes one output pixel's c channels of max pooling over
-// the input pixels at element offsets offs (at least one).
-func maxPoolPixel32(x []float32, offs []int, c int, y []float32, arg []int32) {
-	maxPool512(unsafe.Pointer(&x[0]), unsafe.Pointer(&offs[0]), len(offs), c, unsafe.Pointer(&y[0]), unsafe.Pointer(&arg[0]), unsafe.Pointer(&iota16[0]))
-}
+// chanAffine2512 writes dx[r][j] = a[j]·g − k[j]·x[r][j] + b[j], g =
+// dy[r][j] where y[r][j] ≠ 0 (or is NaN) and 0 elsewhere. Pass y = dy for
+// g = dy.
+//
+//go:noescape
+func chanAffine2512(x, dy, y unsafe.Pointer, rows, c int, a, k, b, dx unsafe.Pointer)
+
+// chanSumRows512 is chanSum512 walking rows.
+//
+//go:noescape
+func chanSumRows512(x unsafe.Pointer, rows, c int, acc unsafe.Pointer)
+
+// chanSqDevRows512 is chanSqDev512 walking rows.
+//
+//go:noescape
+func chanSqDevRows512(x unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
+
+// chanDyStatsRows512 is chanDyStats512 walking rows.
+//
+//go:noescape
+func chanDyStatsRows512(x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)

@@ -1,0 +1,377 @@
+// Package checkpoint reads and writes residual's checkpoints: safetensors
+// files holding a model's weights under their torchvision names (so that
+// PyTorch can load them), optimizer state under the "optimizer." prefix,
+// and typed metadata (Meta): the model's config, its class names, how an
+// image becomes its input (Preprocess) and, for a training run, the run's
+// config and position.
+//
+// Load checks everything a file says before it builds anything: the model
+// config against the bounds of package limits, the classes against the
+// classifier, the preprocessing against the input channels, the input
+// size against the activations it would need. Write replaces its target
+// atomically. Both packages train and infer use it; it knows nothing of
+// either.
+package checkpoint
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/residual-nn/residual/limits"
+	"github.com/residual-nn/residual/models"
+	"github.com/residual-nn/residual/nn"
+	"github.com/residual-nn/residual/safetensors"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// Format identifies residual's checkpoints in their metadata. The second
+// format stores the model config as {"name", "kind", "config"} and batch
+// norm counters as num_batches_tracked tensors; files in the first
+// ({"name", "resnet": {...}}, counters in a JSON map) still load.
+const Format = "residual-checkpoint/2"
+
+// formatV1 is the first format, read but no longer written.
+const formatV1 = "residual-checkpoint/1"
+
+// OptimizerPrefix marks optimizer-state tensors in a checkpoint; the model
+// weights carry their torchvision names unprefixed, so PyTorch can load
+// them after dropping these keys.
+const OptimizerPrefix = "optimizer."
+
+// Preprocess is how an image becomes the model's input; it is stored in
+// every checkpoint so that inference applies what training did.
+type Preprocess struct {
+	// Height, Width and Channels of the model input (1 grey or 3 RGB).
+	Height, Width, Channels int
+	// Mean and Std per channel, for pixels scaled to [0, 1] (or to
+	// [0, 255] when Scale255 is set, as Keras's "caffe" mode); empty for
+	// none.
+	Mean, Std []float64
+	Scale255  bool `json:",omitempty"`
+	// BGR reverses the channel order (Keras "caffe").
+	BGR bool `json:",omitempty"`
+	// ResizeShorter, if set, resizes the shorter side to it and centre
+	// crops Height×Width (ImageNet style); otherwise the image is resized
+	// to Height×Width.
+	ResizeShorter int `json:",omitempty"`
+}
+
+// Validate returns an error naming the field of a preprocessing record
+// that no image could follow: sizes outside [1, limits.ImageSide] or over
+// limits.ImagePixels, channels other than 1 or 3, a mean or std whose
+// length is not the channel count, a non-finite value or a std ≤ 0.
+func (p Preprocess) Validate() error {
+	if p.Channels != 1 && p.Channels != 3 {
+		return fmt.Errorf("preprocess: Channels %d (1 grey or 3 RGB)", p.Channels)
+	}
+	if err := limits.CheckImage("preprocess: Width×Height", p.Width, p.Height); err != nil {
+		return err
+	}
+	if p.ResizeShorter < 0 || p.ResizeShorter > limits.ImageSide {
+		return fmt.Errorf("preprocess: ResizeShorter %d outside [0, %d] (limits.ImageSide)", p.ResizeShorter, limits.ImageSide)
+	}
+	for _, v := range []struct {
+		name     string
+		vs       []float64
+		positive bool
+	}{{"Mean", p.Mean, false}, {"Std", p.Std, true}} {
+		if len(v.vs) != 0 && len(v.vs) != p.Channels {
+			return fmt.Errorf("preprocess: %d values of %s for %d channels", len(v.vs), v.name, p.Channels)
+		}
+		for i, x := range v.vs {
+			if math.IsNaN(x) || math.IsInf(x, 0) || (v.positive && x <= 0) {
+				return fmt.Errorf("preprocess: %s[%d] = %v", v.name, i, x)
+			}
+		}
+	}
+	return nil
+}
+
+// Position is where a training run stood when it wrote the checkpoint; the
+// trainer fills it and reads it back to resume.
+type Position struct {
+	Epoch, Batch, Step int
+	// BestValAcc is the best validation metric so far.
+	BestValAcc float64
+	// RNG is the run's random generator state (tensor.RNG.MarshalBinary).
+	RNG []byte
+}
+
+// Meta is a checkpoint's metadata.
+type Meta struct {
+	Model      models.Config
+	Classes    []string
+	Preprocess Preprocess
+	// Train is the training run's config as the trainer recorded it
+	// (JSON); nil for a model not trained here (imported weights).
+	Train json.RawMessage
+	// Position is nil for a model not trained here.
+	Position *Position
+}
+
+// DataSpec returns the data set the training config names ("" if none).
+func (m Meta) DataSpec() string {
+	var tc struct {
+		Data string `json:"data"`
+	}
+	if json.Unmarshal(m.Train, &tc) != nil {
+		return ""
+	}
+	return tc.Data
+}
+
+// Validate checks the metadata against the model it describes: a valid
+// model config (models.Config.Validate), as many class names as outputs,
+// a valid preprocessing record with as many channels as the model's input
+// (for models on images), and a position with no negative counts.
+func (m Meta) Validate() error {
+	if err := m.Model.Validate(); err != nil {
+		return err
+	}
+	if n := m.Model.Classes(); len(m.Classes) != n {
+		return fmt.Errorf("classes: %d names for a model with %d outputs", len(m.Classes), n)
+	}
+	if err := m.Preprocess.Validate(); err != nil {
+		return err
+	}
+	if in := m.Model.InputShape(1, 1); len(in) == 4 && in[3] != m.Preprocess.Channels {
+		return fmt.Errorf("preprocess: Channels %d for a model with %d input channels", m.Preprocess.Channels, in[3])
+	}
+	if p := m.Position; p != nil && (p.Epoch < 0 || p.Batch < 0 || p.Step < 0) {
+		return fmt.Errorf("position: negative epoch %d, batch %d or step %d", p.Epoch, p.Batch, p.Step)
+	}
+	return nil
+}
+
+// Checkpoint is a loaded checkpoint: its metadata, the model built from it
+// with the stored weights and statistics (in training mode, as built), and
+// the optimizer state (keys without OptimizerPrefix; empty for imports).
+type Checkpoint struct {
+	Meta
+	Net       nn.Layer
+	Optimizer map[string]*tensor.Tensor
+}
+
+// Write writes a checkpoint atomically: net's weights and batch norm
+// counters (as int64, torchvision's num_batches_tracked), the optimizer
+// state under OptimizerPrefix, and meta, which must be valid.
+func Write(path string, net nn.Layer, meta Meta, optimizer map[string]*tensor.Tensor) error {
+	if err := meta.Validate(); err != nil {
+		return fmt.Errorf("checkpoint: writing %s: %w", path, err)
+	}
+	tensors := nn.TorchState(net)
+	for k, t := range optimizer {
+		tensors[OptimizerPrefix+k] = t
+	}
+	md, err := meta.encode()
+	if err != nil {
+		return fmt.Errorf("checkpoint: writing %s: %w", path, err)
+	}
+	return safetensors.WriteDtypes(path, tensors, intDtypes(tensors), md)
+}
+
+// ExportWeights writes only a model's weights and batch norm counters,
+// under their torchvision names, for PyTorch's load_state_dict.
+func ExportWeights(path string, net nn.Layer) error {
+	tensors := nn.TorchState(net)
+	return safetensors.WriteDtypes(path, tensors, intDtypes(tensors), nil)
+}
+
+// intDtypes stores the batch norm counters as int64, as PyTorch does.
+func intDtypes(tensors map[string]*tensor.Tensor) map[string]string {
+	d := map[string]string{}
+	for k := range tensors {
+		if strings.HasSuffix(k, "."+nn.NumBatchesTracked) {
+			d[k] = "I64"
+		}
+	}
+	return d
+}
+
+func (m Meta) encode() (map[string]string, error) {
+	model, err := json.Marshal(m.Model)
+	if err != nil {
+		return nil, err
+	}
+	classes, err := json.Marshal(m.Classes)
+	if err != nil {
+		return nil, err
+	}
+	pre, err := json.Marshal(m.Preprocess)
+	if err != nil {
+		return nil, err
+	}
+	md := map[string]string{"format": Format, "model": string(model), "classes": string(classes), "preprocess": string(pre)}
+	if m.Train != nil {
+		md["train"] = string(m.Train)
+	}
+	if p := m.Position; p != nil {
+		md["epoch"] = strconv.Itoa(p.Epoch)
+		md["batch"] = strconv.Itoa(p.Batch)
+		md["step"] = strconv.Itoa(p.Step)
+		md["best_val_acc"] = strconv.FormatFloat(p.BestValAcc, 'g', -1, 64)
+		md["rng"] = base64.StdEncoding.EncodeToString(p.RNG)
+	}
+	return md, nil
+}
+
+// Load reads a checkpoint and rebuilds its model with the stored weights.
+// Errors name the file and the field or tensor at fault.
+func Load(path string) (*Checkpoint, error) {
+	f, err := safetensors.Read(path)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	c, err := FromFile(f)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// FromFile rebuilds a checkpoint from a decoded safetensors file (Load
+// without the reading).
+func FromFile(f *safetensors.File) (*Checkpoint, error) {
+	meta, err := decodeMeta(f.Metadata)
+	if err != nil {
+		return nil, err
+	}
+	// A small file must not make the loader build a large model: the
+	// weights it holds bound the model's size before anything is built
+	// (the estimate is within 2% of the true count; a file holding the
+	// whole state always passes).
+	held := 0
+	for k, t := range f.Tensors {
+		if !strings.HasPrefix(k, OptimizerPrefix) && !strings.HasSuffix(k, "."+nn.NumBatchesTracked) {
+			held += len(t.Data)
+		}
+	}
+	if est := meta.Model.Arch.ParamEstimate(); est > 1.05*float64(held)+1024 {
+		return nil, fmt.Errorf("model: the config describes about %.0f parameters, the file holds %d weight values", est, held)
+	}
+	net, err := models.Build(meta.Model, tensor.NewRNG(0))
+	if err != nil {
+		return nil, err
+	}
+	if err := checkInput(net, meta.Model.InputShape(1, meta.Preprocess.Height), meta.Preprocess); err != nil {
+		return nil, err
+	}
+	weights := map[string]*tensor.Tensor{}
+	c := &Checkpoint{Meta: meta, Net: net, Optimizer: map[string]*tensor.Tensor{}}
+	for k, t := range f.Tensors {
+		if o, ok := strings.CutPrefix(k, OptimizerPrefix); ok {
+			c.Optimizer[o] = t
+		} else {
+			weights[k] = t
+		}
+	}
+	if err := nn.LoadTorchState(net, weights, true); err != nil {
+		return nil, err
+	}
+	if err := loadCountersV1(net, f.Metadata, weights); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// checkInput returns an error if the model, run on one input of the
+// preprocessing's size, would fail or make an activation of more than
+// limits.TensorElements values. It runs on a shape tape: nothing is
+// computed or allocated but shapes.
+func checkInput(net nn.Layer, shape []int, p Preprocess) error {
+	if len(shape) == 4 {
+		shape = []int{1, p.Height, p.Width, shape[3]}
+	}
+	s, err := nn.Summarize(net, shape)
+	if err != nil {
+		return fmt.Errorf("preprocess: the model does not take %dx%d inputs: %w", p.Height, p.Width, err)
+	}
+	for _, l := range s.Layers {
+		if err := limits.CheckElements("preprocess: activation of "+l.Name, l.OutputShape...); err != nil {
+			return fmt.Errorf("%w at a %dx%d input", err, p.Height, p.Width)
+		}
+	}
+	return nil
+}
+
+// decodeMeta reads and validates the metadata of either format.
+func decodeMeta(md map[string]string) (Meta, error) {
+	var m Meta
+	switch md["format"] {
+	case Format, formatV1:
+	default:
+		return m, fmt.Errorf("not a residual checkpoint (format %q)", md["format"])
+	}
+	var err error
+	if m.Model, err = models.Unmarshal(md["model"]); err != nil {
+		return m, fmt.Errorf("model: %w", err)
+	}
+	if err := json.Unmarshal([]byte(md["classes"]), &m.Classes); err != nil {
+		return m, fmt.Errorf("classes: %w", err)
+	}
+	if err := json.Unmarshal([]byte(md["preprocess"]), &m.Preprocess); err != nil {
+		return m, fmt.Errorf("preprocess: %w", err)
+	}
+	if t, ok := md["train"]; ok {
+		if !json.Valid([]byte(t)) {
+			return m, errors.New("train: not JSON")
+		}
+		m.Train = json.RawMessage(t)
+	}
+	if _, ok := md["rng"]; ok { // a training run's checkpoint
+		p := &Position{}
+		for _, f := range []struct {
+			key string
+			v   *int
+		}{{"epoch", &p.Epoch}, {"batch", &p.Batch}, {"step", &p.Step}} {
+			if *f.v, err = strconv.Atoi(md[f.key]); err != nil {
+				return m, fmt.Errorf("%s: %q is not a count", f.key, md[f.key])
+			}
+		}
+		if p.BestValAcc, err = strconv.ParseFloat(md["best_val_acc"], 64); err != nil {
+			return m, fmt.Errorf("best_val_acc: %q is not a number", md["best_val_acc"])
+		}
+		if p.RNG, err = base64.StdEncoding.DecodeString(md["rng"]); err != nil {
+			return m, fmt.Errorf("rng: %w", err)
+		}
+		m.Position = p
+	}
+	return m, m.Validate()
+}
+
+// loadCountersV1 sets the batch norm counters of a first-format checkpoint,
+// stored as a JSON map from layer name to count, unless the file has
+// num_batches_tracked tensors.
+func loadCountersV1(net nn.Layer, md map[string]string, weights map[string]*tensor.Tensor) error {
+	raw, ok := md["num_batches_tracked"]
+	if !ok {
+		return nil
+	}
+	var tracked map[string]int64
+	if err := json.Unmarshal([]byte(raw), &tracked); err != nil {
+		return fmt.Errorf("num_batches_tracked: %w", err)
+	}
+	for _, l := range nn.Layers(net) {
+		b, ok := l.Layer.(*nn.BatchNorm)
+		if !ok {
+			continue
+		}
+		if _, ok := weights[l.Name+"."+nn.NumBatchesTracked]; ok {
+			continue
+		}
+		n, ok := tracked[l.Name]
+		if !ok {
+			continue
+		}
+		if n < 0 {
+			return fmt.Errorf("num_batches_tracked: %s has %d", l.Name, n)
+		}
+		b.NumBatchesTracked = n
+	}
+	return nil
+}

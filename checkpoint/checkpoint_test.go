@@ -1,0 +1,198 @@
+package checkpoint_test
+
+import (
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/residual-nn/residual/checkpoint"
+	"github.com/residual-nn/residual/models"
+	"github.com/residual-nn/residual/nn"
+	"github.com/residual-nn/residual/safetensors"
+)
+
+const (
+	resnetV1 = "../testdata/checkpoint/resnet-v1.safetensors"
+	unetV1   = "../testdata/checkpoint/unet-v1.safetensors"
+)
+
+// The first format's files (written by that format's code, see
+// testdata/checkpoint/README.md) load: model, classes, preprocessing,
+// position, optimizer state, and the batch norm counters from the JSON
+// map.
+func TestFirstFormatLoads(t *testing.T) {
+	c, err := checkpoint.Load(resnetV1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Model.Name != "tiny" || c.Model.Kind() != "resnet" || len(c.Classes) != 10 || c.Preprocess.Height != 28 ||
+		c.Position == nil || c.Position.Epoch != 1 || c.Position.Step != 6 || len(c.Position.RNG) == 0 ||
+		c.DataSpec() != "mnist" || len(c.Optimizer) == 0 {
+		t.Fatalf("loaded %+v, position %+v", c.Meta, c.Position)
+	}
+	for _, l := range nn.Layers(c.Net) {
+		if b, ok := l.Layer.(*nn.BatchNorm); ok && b.NumBatchesTracked != 6 {
+			t.Errorf("%s counted %d batches, the file's map says 6", l.Name, b.NumBatchesTracked)
+		}
+	}
+	u, err := checkpoint.Load(unetV1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !u.Model.Dense() || u.Position != nil || u.Train != nil || len(u.Preprocess.Mean) != 3 || len(u.Optimizer) != 0 {
+		t.Errorf("U-Net loaded as %+v", u.Meta)
+	}
+}
+
+// Writing a loaded checkpoint and loading it back gives the same weights,
+// counters, optimizer state and metadata, in the current format: counters
+// as I64 tensors, no JSON map.
+func TestWriteRoundTrip(t *testing.T) {
+	c, err := checkpoint.Load(resnetV1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "c.safetensors")
+	if err := checkpoint.Write(path, c.Net, c.Meta, c.Optimizer); err != nil {
+		t.Fatal(err)
+	}
+	f, err := safetensors.Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Metadata["format"] != checkpoint.Format || f.Metadata["num_batches_tracked"] != "" || f.Dtypes["bn1.num_batches_tracked"] != "I64" {
+		t.Errorf("written as format %q, counters %q, dtype %q", f.Metadata["format"], f.Metadata["num_batches_tracked"], f.Dtypes["bn1.num_batches_tracked"])
+	}
+	if !strings.Contains(f.Metadata["model"], `"kind":"resnet"`) {
+		t.Errorf("model stored as %s", f.Metadata["model"])
+	}
+	back, err := checkpoint.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := nn.TorchState(c.Net), nn.TorchState(back.Net)
+	if len(a) != len(b) {
+		t.Fatalf("%d tensors back, wrote %d", len(b), len(a))
+	}
+	for k, v := range a {
+		if !slices.Equal(v.Data, b[k].Data) {
+			t.Errorf("%s differs after the round trip", k)
+		}
+	}
+	for k, v := range c.Optimizer {
+		if !slices.Equal(v.Data, back.Optimizer[k].Data) {
+			t.Errorf("optimizer %s differs after the round trip", k)
+		}
+	}
+	m1, _ := json.Marshal(c.Meta)
+	m2, _ := json.Marshal(back.Meta)
+	if string(m1) != string(m2) {
+		t.Errorf("metadata\n%s\nread back as\n%s", m1, m2)
+	}
+	if _, err := checkpoint.Load(filepath.Join(t.TempDir(), "none.safetensors")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a missing file: %v", err)
+	}
+}
+
+// Hostile or inconsistent metadata is refused with an error naming the
+// field, before a model is built from it (issue #21's cases among them).
+func TestHostileMetadata(t *testing.T) {
+	f, err := safetensors.Read(resnetV1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := f.Metadata["model"]
+	cases := []struct {
+		key, value, want string
+	}{
+		{"format", "pytorch", "not a residual checkpoint"},
+		{"model", "{", "model"},
+		{"model", `{"name":"x","kind":"transformer","config":{}}`, "unknown kind"},
+		{"model", strings.Replace(model, `"widths":[4,8]`, `"widths":[4,32768]`, 1), "parameters"},
+		{"model", strings.Replace(model, `"widths":[4,8]`, `"widths":[4,64]`, 1), "the file holds 1"},
+		{"model", strings.Replace(model, `"layers":[1,1]`, `"layers":[1,100000]`, 1), "layers[1]"},
+		{"model", strings.Replace(model, `"classes":10`, `"classes":-3`, 1), "classes"},
+		{"model", strings.Replace(model, `"in_channels":1`, `"in_channels":3`, 1), "Channels 1 for a model with 3 input channels"},
+		{"classes", `["a","b"]`, "2 names for a model with 10 outputs"},
+		{"classes", `{}`, "classes"},
+		{"preprocess", `{"Height":28,"Width":28,"Channels":1,"Mean":[0.1,0.2,0.3],"Std":[0.3]}`, "3 values of Mean for 1 channels"},
+		{"preprocess", `{"Height":28,"Width":28,"Channels":1,"Mean":[0.1],"Std":[0]}`, "Std[0] = 0"},
+		{"preprocess", `{"Height":-28,"Width":28,"Channels":1}`, "empty"},
+		{"preprocess", `{"Height":28,"Width":28,"Channels":0}`, "Channels 0"},
+		{"preprocess", `{"Height":1000000,"Width":28,"Channels":1}`, "limits.ImageSide"},
+		{"preprocess", `{"Height":9000,"Width":9000,"Channels":1}`, "limits.TensorElements"},
+		{"preprocess", `{"Height":28,"Width":28,"Channels":1,"ResizeShorter":-1}`, "ResizeShorter"},
+		{"epoch", "x", "epoch"},
+		{"epoch", "-1", "negative epoch"},
+		{"best_val_acc", "", "best_val_acc"},
+		{"rng", "!!", "rng"},
+		{"train", "{", "train"},
+		{"num_batches_tracked", `{"bn1":-5}`, "num_batches_tracked"},
+	}
+	for _, tc := range cases {
+		md := map[string]string{}
+		for k, v := range f.Metadata {
+			md[k] = v
+		}
+		md[tc.key] = tc.value
+		path := filepath.Join(t.TempDir(), "bad.safetensors")
+		if err := safetensors.Write(path, f.Tensors, md); err != nil {
+			t.Fatal(err)
+		}
+		_, err := checkpoint.Load(path)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), path) {
+			t.Errorf("%s = %.60s: error %v, want one naming the file and %q", tc.key, tc.value, err, tc.want)
+		}
+	}
+}
+
+// Write refuses metadata that Load would refuse, so no run writes a
+// checkpoint it cannot read.
+func TestWriteValidates(t *testing.T) {
+	c, err := checkpoint.Load(resnetV1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := c.Meta
+	m.Classes = m.Classes[:3]
+	path := filepath.Join(t.TempDir(), "c.safetensors")
+	if err := checkpoint.Write(path, c.Net, m, nil); err == nil || !strings.Contains(err.Error(), "3 names") {
+		t.Errorf("3 class names for 10 outputs: %v", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a refused checkpoint left a file: %v", err)
+	}
+	m = c.Meta
+	m.Model = models.Config{Name: "none"}
+	if err := checkpoint.Write(path, c.Net, m, nil); err == nil || !strings.Contains(err.Error(), "describes no network") {
+		t.Errorf("no model config: %v", err)
+	}
+}
+
+// FuzzMetadata feeds arbitrary model configs, class lists and
+// preprocessing records to the loader: it must return a checkpoint or an
+// error, never panic or exhaust memory. The seeds are the fixture's own.
+func FuzzMetadata(f *testing.F) {
+	file, err := safetensors.Read(resnetV1)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(file.Metadata["model"], file.Metadata["classes"], file.Metadata["preprocess"])
+	f.Add(`{"name":"u","kind":"unet","config":{"in_channels":1,"classes":10,"depth":2,"base":4}}`, file.Metadata["classes"], file.Metadata["preprocess"])
+	f.Fuzz(func(t *testing.T, model, classes, pre string) {
+		md := map[string]string{}
+		for k, v := range file.Metadata {
+			md[k] = v
+		}
+		md["model"], md["classes"], md["preprocess"] = model, classes, pre
+		c, err := checkpoint.FromFile(&safetensors.File{Tensors: file.Tensors, Metadata: md})
+		if err == nil && len(c.Classes) != c.Model.Classes() {
+			t.Errorf("accepted %d class names for %d outputs", len(c.Classes), c.Model.Classes())
+		}
+	})
+}

@@ -1,0 +1,403 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"github.com/residual-nn/residual/limits"
+)
+
+// Bounds of flags that no file or package limit covers. Values beyond them
+// are refused before any work, with a message naming the flag and value.
+const (
+	// maxEpochs bounds --epochs: a thousand times the longest recipe
+	// residual documents (CIFAR ResNets: 160 epochs) would still pass.
+	maxEpochs = 1_000_000
+	// maxBatch bounds --batch: one batch of 65,536 MNIST images already
+	// holds 51 M input values and gigabytes of activations.
+	maxBatch = 1 << 16
+	// maxPad bounds the shift of --augment pad=N: 64 pixels, beyond any
+	// published recipe (2 for MNIST, 4 for CIFAR) and beyond the side of
+	// the 28×28 and 32×32 images those recipes pad.
+	maxPad = 64
+	// maxRuns bounds bench's --runs and --warmup.
+	maxRuns = 10_000
+	// maxSteps bounds demo's --steps.
+	maxSteps = 10_000_000
+	// maxSeeds bounds experiment's --seeds.
+	maxSeeds = 10_000
+	// maxBlocks bounds experiment variance's --blocks: the measurement
+	// keeps every block's activations for the backward pass (about 12 MB
+	// a block for the convolutional network, 1.2 GB at 100 blocks), and
+	// 100 doublings of the unnormalised residual network's variance
+	// already span 30 decades.
+	maxBlocks = 100
+)
+
+// flagChecks checks a command's flag values (and its positional arguments,
+// where a flag's meaning depends on them) after parsing and before the
+// command does any work; parse and parseInterleaved call them. A check may
+// also settle a flag: train's --threads is clamped to the CPUs (with a
+// note on standard error) and its --out gets its default, so that the
+// folder can be tested for writing before the data set is read.
+var flagChecks = map[string]func(fs *flag.FlagSet, pos []string) error{
+	"train":      checkTrain,
+	"eval":       checkEval,
+	"predict":    checkPredict,
+	"segment":    checkSegment,
+	"import":     checkImport,
+	"export":     checkExport,
+	"summary":    checkSummary,
+	"demo":       checkDemo,
+	"bench":      checkBench,
+	"experiment": checkExperiment,
+}
+
+// checkFlags runs the command's checks, if it has any.
+func checkFlags(fs *flag.FlagSet, pos []string) error {
+	if check, ok := flagChecks[strings.TrimPrefix(fs.Name(), "residual ")]; ok {
+		return check(fs, pos)
+	}
+	return nil
+}
+
+// badFlag is a usage error naming the flag and its value.
+func badFlag(name string, value any, format string, args ...any) error {
+	return fmt.Errorf("%w: --%s %v: %s", errUsage, name, value, fmt.Sprintf(format, args...))
+}
+
+// flagValue returns the value of a defined flag (nil if fs has none or
+// its type cannot say).
+func flagValue(fs *flag.FlagSet, name string) any {
+	if f := fs.Lookup(name); f != nil {
+		if g, ok := f.Value.(flag.Getter); ok {
+			return g.Get()
+		}
+	}
+	return nil
+}
+
+// The typed values of flags: zero for a flag the set lacks, so a check
+// stays quiet about a flag that a command no longer has.
+func intFlag(fs *flag.FlagSet, name string) int { v, _ := flagValue(fs, name).(int); return v }
+func floatFlag(fs *flag.FlagSet, name string) float64 {
+	v, _ := flagValue(fs, name).(float64)
+	return v
+}
+func stringFlag(fs *flag.FlagSet, name string) string { v, _ := flagValue(fs, name).(string); return v }
+
+// intIn refuses an integer flag outside [lo, hi]; a flag the set lacks
+// passes.
+func intIn(fs *flag.FlagSet, name string, lo, hi int) error {
+	v, ok := flagValue(fs, name).(int)
+	if ok && (v < lo || v > hi) {
+		if hi == math.MaxInt {
+			return badFlag(name, v, "must be ≥ %d", lo)
+		}
+		return badFlag(name, v, "must be in [%d, %d]", lo, hi)
+	}
+	return nil
+}
+
+// floatIn refuses a float flag that is not finite or lies outside the
+// interval from lo to hi, each end included as the flags say; the message
+// shows the interval in the usual notation.
+func floatIn(fs *flag.FlagSet, name string, lo float64, loIn bool, hi float64, hiIn bool) error {
+	v, ok := flagValue(fs, name).(float64)
+	if !ok {
+		return nil
+	}
+	bad := math.IsNaN(v) || math.IsInf(v, 0) || v < lo || v > hi || (!loIn && v == lo) || (!hiIn && v == hi)
+	if !bad {
+		return nil
+	}
+	l, r := "(", ")"
+	if loIn {
+		l = "["
+	}
+	if hiIn {
+		r = "]"
+	}
+	if math.IsInf(hi, 1) {
+		if loIn {
+			return badFlag(name, v, "must be a finite number ≥ %g", lo)
+		}
+		return badFlag(name, v, "must be a finite number > %g", lo)
+	}
+	return badFlag(name, v, "must be in %s%g, %g%s", l, lo, hi, r)
+}
+
+// firstError returns the first non-nil error.
+func firstError(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkTrain(fs *flag.FlagSet, _ []string) error {
+	inf := math.Inf(1)
+	err := firstError(
+		intIn(fs, "epochs", 1, maxEpochs),
+		intIn(fs, "batch", 1, maxBatch),
+		floatIn(fs, "lr", 0, false, inf, false),
+		floatIn(fs, "momentum", 0, true, 1, false),
+		floatIn(fs, "weight-decay", 0, true, inf, false),
+		floatIn(fs, "val-split", 0, true, 1, false),
+		intIn(fs, "limit", 0, math.MaxInt),
+		intIn(fs, "base", 0, limits.Channels),
+		intIn(fs, "threads", 0, math.MaxInt),
+	)
+	if err != nil {
+		return err
+	}
+	// The names of the augmentations are parseAugment's to check; the
+	// shift is bounded here.
+	aug := stringFlag(fs, "augment")
+	for _, part := range strings.Split(aug, ",") {
+		if p, ok := strings.CutPrefix(part, "pad="); ok {
+			if n, err := strconv.Atoi(p); err != nil || n < 0 || n > maxPad {
+				return badFlag("augment", aug, "want pad=N for N in [0, %d]", maxPad)
+			}
+		}
+	}
+	if n := intFlag(fs, "threads"); n > runtime.NumCPU() {
+		// More threads than CPUs only adds switching: clamp, and say so.
+		fmt.Fprintf(fs.Output(), "residual train: --threads %d: this machine has %d CPUs; using %d\n", n, runtime.NumCPU(), runtime.NumCPU())
+		fs.Set("threads", fmt.Sprint(runtime.NumCPU()))
+	}
+	out := stringFlag(fs, "out")
+	if out == "" {
+		out = defaultRunFolder(stringFlag(fs, "model"), stringFlag(fs, "data"))
+		fs.Set("out", out)
+	}
+	return checkWritableDir("out", out)
+}
+
+// defaultRunFolder is train's run folder when --out is not given.
+func defaultRunFolder(model, spec string) string {
+	return filepath.Join("runs", model+"-"+strings.NewReplacer(":", "-", "/", "-").Replace(spec))
+}
+
+// checkWritableDir proves that files can be created in dir by creating
+// and removing one, so that a folder that cannot be written is reported
+// before the work whose results would go there. Folders it had to create
+// for that are removed again (the command creates them when it writes).
+// Its failure is not a usage error (exit status 1) but names the flag.
+func checkWritableDir(name, dir string) (err error) {
+	dir = filepath.Clean(dir)
+	missing := "" // the outermost folder of dir that does not exist yet
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); !os.IsNotExist(err) {
+			break
+		}
+		missing = d
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("--%s %s: cannot create the folder: %w", name, dir, err)
+	}
+	if missing != "" {
+		defer func() {
+			for d := dir; ; d = filepath.Dir(d) {
+				os.Remove(d) // only ever an empty folder made above
+				if d == missing || filepath.Dir(d) == d {
+					break
+				}
+			}
+		}()
+	}
+	f, err := os.CreateTemp(dir, ".residual-write-test-*")
+	if err != nil {
+		return fmt.Errorf("--%s %s: cannot write in the folder: %w", name, dir, err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}
+
+func checkEval(fs *flag.FlagSet, _ []string) error {
+	return checkOutName(fs, "confusion", "PNG", ".png")
+}
+
+func checkPredict(fs *flag.FlagSet, _ []string) error {
+	return intIn(fs, "top", 1, limits.Classes)
+}
+
+func checkSegment(fs *flag.FlagSet, pos []string) error {
+	if tile := intFlag(fs, "tile"); tile != 0 {
+		if tile < 0 {
+			return badFlag("tile", tile, "must be ≥ 1 (or 0 for the network's default)")
+		}
+		if err := limits.CheckImage("tile", tile, tile); err != nil {
+			return badFlag("tile", tile, "a tile is an image the network sees whole, and %v", err)
+		}
+	}
+	out := stringFlag(fs, "out")
+	if out == "" {
+		return nil // the command reports the missing flag with its usage
+	}
+	overlay := overlayPath(out, stringFlag(fs, "overlay"))
+	if err := firstError(checkOutName(fs, "out", "PNG", ".png"), checkOutName(fs, "overlay", "PNG", ".png")); err != nil {
+		return err
+	}
+	if samePath(out, overlay) {
+		return badFlag("overlay", overlay, "is the mask (--out) too; name another file")
+	}
+	inputs := append([]string{stringFlag(fs, "weights")}, pos...)
+	for _, in := range inputs {
+		for _, o := range [][2]string{{"out", out}, {"overlay", overlay}} {
+			if samePath(o[1], in) {
+				return badFlag(o[0], o[1], "is the input %s; segment would overwrite it", in)
+			}
+		}
+	}
+	return nil
+}
+
+// overlayPath is segment's overlay file: the one given, or the mask's name
+// with -overlay.
+func overlayPath(mask, overlay string) string {
+	if overlay != "" {
+		return overlay
+	}
+	return strings.TrimSuffix(mask, ".png") + "-overlay.png"
+}
+
+func checkImport(fs *flag.FlagSet, pos []string) error {
+	if err := firstError(intIn(fs, "classes", 0, limits.Classes), checkOutName(fs, "out", "a safetensors checkpoint", ".safetensors")); err != nil {
+		return err
+	}
+	out := stringFlag(fs, "out")
+	if len(pos) == 2 && out != "" && samePath(out, pos[1]) {
+		return badFlag("out", out, "is the file being imported; import would overwrite it")
+	}
+	return nil
+}
+
+func checkExport(fs *flag.FlagSet, pos []string) error {
+	out := stringFlag(fs, "out")
+	if len(pos) == 0 || out == "" {
+		return nil // the command reports the missing arguments with its usage
+	}
+	switch pos[0] {
+	case "torch":
+		if err := checkOutName(fs, "out", "safetensors (PyTorch reads it with safetensors.torch.load_file)", ".safetensors"); err != nil {
+			return err
+		}
+	case "onnx":
+		if err := checkOutName(fs, "out", "an ONNX model", ".onnx"); err != nil {
+			return err
+		}
+	}
+	weights := stringFlag(fs, "weights")
+	if model := stringFlag(fs, "model"); model != "" && (weights != "" || len(pos) == 2) {
+		return badFlag("model", model, "exports random weights; give it or a checkpoint, not both")
+	}
+	if len(pos) == 2 {
+		if weights != "" && weights != pos[1] {
+			return badFlag("weights", weights, "and the checkpoint argument %s differ; give one", pos[1])
+		}
+		weights = pos[1]
+	}
+	if weights != "" && samePath(out, weights) {
+		return badFlag("out", out, "is the checkpoint being exported; export would overwrite it")
+	}
+	return nil
+}
+
+func checkSummary(fs *flag.FlagSet, _ []string) error {
+	return firstError(intIn(fs, "classes", 0, limits.Classes), intIn(fs, "in-channels", 0, limits.Channels))
+}
+
+func checkDemo(fs *flag.FlagSet, _ []string) error {
+	return firstError(intIn(fs, "steps", 1, maxSteps), intIn(fs, "depth", 0, limits.Layers), intIn(fs, "width", 1, limits.Channels))
+}
+
+func checkBench(fs *flag.FlagSet, _ []string) error {
+	return firstError(intIn(fs, "runs", 1, maxRuns), intIn(fs, "warmup", 0, maxRuns))
+}
+
+func checkExperiment(fs *flag.FlagSet, _ []string) error {
+	err := firstError(
+		intIn(fs, "seeds", 1, maxSeeds),
+		intIn(fs, "blocks", 1, maxBlocks),
+		intIn(fs, "epochs", 0, maxEpochs),
+		intIn(fs, "limit", 0, math.MaxInt),
+	)
+	if err != nil {
+		return err
+	}
+	// Depths are 6n+2: three stages of n two-layer blocks and two more
+	// layers; 3n blocks stay within limits.Layers.
+	if d := intFlag(fs, "depth"); fs.Lookup("depth") != nil && d < 8 || (d-2)%6 != 0 || (d-2)/2 > limits.Layers {
+		return badFlag("depth", d, "must be 6n+2 for n in [1, %d] (20, 32, 44, 56, 110, …)", limits.Layers/3)
+	}
+	if w := floatFlag(fs, "warmup"); w != -1 {
+		return floatIn(fs, "warmup", 0, true, 1, true)
+	}
+	return nil
+}
+
+// formats names the file formats that common file name extensions
+// announce, for checkOutName.
+var formats = map[string]string{
+	".safetensors": "safetensors",
+	".pth":         "a torch.save pickle",
+	".pt":          "a torch.save pickle",
+	".bin":         "a torch.save pickle",
+	".pkl":         "a pickle",
+	".ckpt":        "a framework checkpoint",
+	".onnx":        "an ONNX model",
+	".h5":          "a Keras HDF5 file",
+	".keras":       "a Keras archive",
+	".json":        "JSON",
+	".png":         "PNG",
+	".jpg":         "JPEG",
+	".jpeg":        "JPEG",
+	".gif":         "GIF",
+	".bmp":         "BMP",
+	".webp":        "WebP",
+	".tif":         "TIFF",
+	".tiff":        "TIFF",
+}
+
+// checkOutName refuses an output file named by flag whose extension
+// announces another format than the command writes (format, whose own
+// extension is ext): bytes of one format under another's name mislead
+// every program that opens the file. Other names, and no extension, pass.
+func checkOutName(fs *flag.FlagSet, name, format, ext string) error {
+	path := stringFlag(fs, name)
+	e := strings.ToLower(filepath.Ext(path))
+	f, known := formats[e]
+	if !known || e == ext || f == formats[ext] {
+		return nil
+	}
+	return badFlag(name, path, "names %s file, but %s writes %s; name it %s", f, strings.TrimPrefix(fs.Name(), "residual "), format, strings.TrimSuffix(path, filepath.Ext(path))+ext)
+}
+
+// samePath reports whether a and b name one file: the same absolute path,
+// or one existing file reached through links (os.SameFile). An output that
+// does not exist yet under another path cannot be an input.
+func samePath(a, b string) bool {
+	if aa, err := filepath.Abs(a); err == nil {
+		if ab, err := filepath.Abs(b); err == nil && aa == ab {
+			return true
+		}
+	}
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	fb, err := os.Stat(b)
+	return err == nil && os.SameFile(fa, fb)
+}

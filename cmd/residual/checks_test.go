@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestFlagChecks runs each refused flag value through the CLI in-process:
+// the exit status is 2 (1 for an unwritable folder), standard error names
+// the flag and its value, and nothing is trained or written (each case
+// returns well within a second; the bound below is generous for a shared
+// machine).
+func TestFlagChecks(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	img := filepath.Join(dir, "in.png")
+	ck := filepath.Join(dir, "ck.safetensors")
+	for _, p := range []string{file, img, ck} {
+		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	link := filepath.Join(dir, "link.png")
+	if err := os.Symlink(img, link); err != nil {
+		t.Fatal(err)
+	}
+	runs := filepath.Join(dir, "runs")
+	out := func(name string) string { return filepath.Join(runs, name) }
+	for _, tc := range []struct {
+		args []string
+		code int
+		want []string // in standard error
+	}{
+		{[]string{"train", "--momentum", "-1"}, 2, []string{"--momentum -1", "[0, 1)"}},
+		{[]string{"train", "--momentum", "5"}, 2, []string{"--momentum 5"}},
+		{[]string{"train", "--momentum", "1"}, 2, []string{"--momentum 1"}},
+		{[]string{"train", "--weight-decay", "-1"}, 2, []string{"--weight-decay -1", "≥ 0"}},
+		{[]string{"train", "--weight-decay", "NaN"}, 2, []string{"--weight-decay NaN"}},
+		{[]string{"train", "--weight-decay", "Inf"}, 2, []string{"--weight-decay +Inf"}},
+		{[]string{"train", "--lr", "0"}, 2, []string{"--lr 0", "> 0"}},
+		{[]string{"train", "--lr", "-0.1"}, 2, []string{"--lr -0.1"}},
+		{[]string{"train", "--lr", "NaN"}, 2, []string{"--lr NaN"}},
+		{[]string{"train", "--limit", "-5"}, 2, []string{"--limit -5", "≥ 0"}},
+		{[]string{"train", "--val-split", "NaN"}, 2, []string{"--val-split NaN"}},
+		{[]string{"train", "--val-split", "1"}, 2, []string{"--val-split 1", "[0, 1)"}},
+		{[]string{"train", "--val-split", "-0.1"}, 2, []string{"--val-split -0.1"}},
+		{[]string{"train", "--augment", "pad=1000"}, 2, []string{"--augment pad=1000", "[0, 64]"}},
+		{[]string{"train", "--augment", "pad=-1,flip"}, 2, []string{"--augment pad=-1,flip", "[0, 64]"}},
+		{[]string{"train", "--augment", "pad=x"}, 2, []string{"--augment pad=x"}},
+		{[]string{"train", "--epochs", "0"}, 2, []string{"--epochs 0", "[1, 1000000]"}},
+		{[]string{"train", "--epochs", "2000000"}, 2, []string{"--epochs 2000000"}},
+		{[]string{"train", "--batch", "0"}, 2, []string{"--batch 0"}},
+		{[]string{"train", "--batch", "100000"}, 2, []string{"--batch 100000", "[1, 65536]"}},
+		{[]string{"train", "--threads", "-1"}, 2, []string{"--threads -1"}},
+		{[]string{"train", "--base", "-1"}, 2, []string{"--base -1"}},
+		{[]string{"train", "--out", filepath.Join(file, "run")}, 1, []string{"--out " + filepath.Join(file, "run"), "cannot create the folder"}},
+		{[]string{"experiment", "variance", "--blocks", "-1"}, 2, []string{"--blocks -1", "[1, 100]"}},
+		{[]string{"experiment", "variance", "--blocks", "0"}, 2, []string{"--blocks 0"}},
+		{[]string{"experiment", "order", "--depth", "21"}, 2, []string{"--depth 21", "6n+2"}},
+		{[]string{"experiment", "shatter", "--seeds", "0"}, 2, []string{"--seeds 0"}},
+		{[]string{"experiment", "order", "--warmup", "2"}, 2, []string{"--warmup 2"}},
+		{[]string{"experiment", "order", "--limit", "-1"}, 2, []string{"--limit -1"}},
+		{[]string{"segment", "--weights", ck, img, "--out", out("m.png"), "--tile", "100000"}, 2, []string{"--tile 100000", "65536"}},
+		{[]string{"segment", "--weights", ck, img, "--out", out("m.png"), "--tile", "20000"}, 2, []string{"--tile 20000", "decompression bomb"}},
+		{[]string{"segment", "--weights", ck, img, "--out", out("m.png"), "--tile", "-1"}, 2, []string{"--tile -1"}},
+		{[]string{"segment", "--weights", ck, img, "--out", img}, 2, []string{"--out " + img, "overwrite"}},
+		{[]string{"segment", "--weights", ck, img, "--out", link}, 2, []string{"--out " + link, "is the input " + img}},
+		{[]string{"segment", "--weights", ck, img, "--out", out("m.png"), "--overlay", img}, 2, []string{"--overlay " + img}},
+		{[]string{"segment", "--weights", ck, img, "--out", out("m.png"), "--overlay", out("m.png")}, 2, []string{"--overlay " + out("m.png")}},
+		{[]string{"segment", "--weights", ck, img, "--out", out("m.jpg")}, 2, []string{"--out " + out("m.jpg"), "JPEG"}},
+		{[]string{"export", "torch", "--weights", ck, "--out", out("x.pth")}, 2, []string{"--out " + out("x.pth"), "torch.save pickle", "safetensors", out("x.safetensors")}},
+		{[]string{"export", "torch", ck, "--out", out("x.pt")}, 2, []string{"--out " + out("x.pt")}},
+		{[]string{"export", "onnx", ck, "--out", out("x.safetensors")}, 2, []string{"--out " + out("x.safetensors"), "x.onnx"}},
+		{[]string{"export", "torch", ck, "--weights", file, "--out", out("x.safetensors")}, 2, []string{"--weights " + file, "differ"}},
+		{[]string{"export", "torch", "--weights", ck, "--out", ck}, 2, []string{"--out " + ck, "overwrite"}},
+		{[]string{"export", "onnx", "--model", "resnet8", "--weights", ck, "--out", out("x.onnx")}, 2, []string{"--model resnet8", "not both"}},
+		{[]string{"import", "torch", ck, "--model", "resnet8", "--out", ck}, 2, []string{"--out " + ck, "overwrite"}},
+		{[]string{"import", "torch", ck, "--model", "resnet8", "--out", out("y.pth")}, 2, []string{"--out " + out("y.pth"), "y.safetensors"}},
+		{[]string{"import", "torch", ck, "--model", "resnet8", "--classes", "-1", "--out", out("y.safetensors")}, 2, []string{"--classes -1"}},
+		{[]string{"predict", "--weights", ck, "--top", "0", img}, 2, []string{"--top 0"}},
+		{[]string{"eval", "--weights", ck, "--confusion", out("c.jpg")}, 2, []string{"--confusion " + out("c.jpg")}},
+		{[]string{"summary", "resnet8", "--classes", "-1"}, 2, []string{"--classes -1"}},
+		{[]string{"summary", "resnet8", "--input", "100000x10"}, 2, []string{"--input 100000x10", "65536"}},
+		{[]string{"demo", "--width", "100000"}, 2, []string{"--width 100000"}},
+		{[]string{"bench", "--runs", "0"}, 2, []string{"--runs 0"}},
+	} {
+		var stdout, stderr bytes.Buffer
+		start := time.Now()
+		code := run(context.Background(), tc.args, &stdout, &stderr)
+		if code != tc.code {
+			t.Errorf("%q: exit %d, want %d; stderr %q", tc.args, code, tc.code, stderr.String())
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(stderr.String(), w) {
+				t.Errorf("%q: stderr %q lacks %q", tc.args, stderr.String(), w)
+			}
+		}
+		if el := time.Since(start); el > 5*time.Second {
+			t.Errorf("%q: took %v; a refused flag must be refused before any work", tc.args, el)
+		}
+	}
+	if _, err := os.Stat(runs); !os.IsNotExist(err) {
+		t.Errorf("a refused command wrote into %s (%v)", runs, err)
+	}
+	for _, p := range []string{img, ck} {
+		if b, err := os.ReadFile(p); err != nil || string(b) != "x" {
+			t.Errorf("%s changed: %q, %v", p, b, err)
+		}
+	}
+}
+
+// TestThreadsClamped: --threads beyond the CPUs is clamped with a note (the
+// command then stops at the unwritable --out, before it could train).
+func TestThreadsClamped(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	before := runtime.GOMAXPROCS(0)
+	code := run(context.Background(), []string{"train", "--threads", "100000", "--out", filepath.Join(file, "run")}, &stdout, &stderr)
+	want := "--threads 100000: this machine has " + strconv.Itoa(runtime.NumCPU()) + " CPUs; using " + strconv.Itoa(runtime.NumCPU())
+	if code != 1 || !strings.Contains(stderr.String(), want) {
+		t.Errorf("exit %d, stderr %q; want 1 and %q", code, stderr.String(), want)
+	}
+	if runtime.GOMAXPROCS(0) != before {
+		t.Errorf("GOMAXPROCS changed to %d by a refused command", runtime.GOMAXPROCS(0))
+	}
+}
+
+// TestCheckWritableDir: a folder that can be written passes and is left as
+// it was (folders made for the test are removed again); one under a file
+// fails naming the flag.
+func TestCheckWritableDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := checkWritableDir("out", filepath.Join(dir, "a", "b", "c")); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("left behind: %v", entries)
+	}
+	existing := filepath.Join(dir, "run")
+	if err := os.Mkdir(existing, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkWritableDir("out", existing); err != nil {
+		t.Fatal(err)
+	}
+	if entries, err := os.ReadDir(existing); err != nil || len(entries) != 0 {
+		t.Errorf("existing folder: %v, %v", entries, err)
+	}
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkWritableDir("out", filepath.Join(file, "run")); err == nil || !strings.Contains(err.Error(), "--out "+filepath.Join(file, "run")) {
+		t.Errorf("under a file: %v", err)
+	}
+}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// TestHelp: help goes to standard output with status 0 and shows each
+// command's positional arguments; 'help CMD', 'CMD -h' and 'CMD --help'
+// print the same usage and flags; mistakes go to standard error with
+// status 2.
+func TestHelp(t *testing.T) {
+	call := func(args ...string) (int, string, string) {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), args, &stdout, &stderr)
+		return code, stdout.String(), stderr.String()
+	}
+	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}} {
+		code, out, errs := call(args...)
+		if code != 0 || errs != "" {
+			t.Errorf("%q: exit %d, stderr %q", args, code, errs)
+		}
+		for _, want := range []string{"residual predict --weights CKPT [--top K] IMAGE...", "residual summary [flags] MODEL",
+			"residual export torch --weights CKPT --out FILE.safetensors", "residual version", "residual help [COMMAND]"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%q: standard output lacks %q:\n%s", args, want, out)
+			}
+		}
+	}
+	for name := range commands {
+		code, help, errs := call("help", name)
+		if code != 0 || errs != "" || !strings.HasPrefix(help, "usage: residual "+name) {
+			t.Errorf("help %s: exit %d, stdout %q, stderr %q", name, code, help, errs)
+		}
+		for _, flag := range []string{"-h", "--help"} {
+			if code, out, errs := call(name, flag); code != 0 || errs != "" || out != help {
+				t.Errorf("%s %s: exit %d, stderr %q, stdout differs from help %s:\n%s", name, flag, code, errs, name, out)
+			}
+		}
+	}
+	if _, out, _ := call("help", "train"); !strings.Contains(out, "-momentum float") || !strings.Contains(out, "flags:") {
+		t.Errorf("help train shows no flags:\n%s", out)
+	}
+	if _, out, _ := call("help", "experiment"); !strings.Contains(out, "experiments: shatter, variance") {
+		t.Errorf("help experiment does not list the experiments:\n%s", out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "no command given"},
+		{[]string{"help", "nonsense"}, `unknown command "nonsense"`},
+		{[]string{"help", "train", "eval"}, "want one command"},
+		{[]string{"train", "--bogus"}, "flag provided but not defined: -bogus"},
+		{[]string{"train", "--epochs", "x"}, `invalid value "x" for flag -epochs`},
+		{[]string{"version", "extra"}, `unexpected argument "extra"`},
+	} {
+		code, out, errs := call(tc.args...)
+		if code != 2 || !strings.Contains(errs, tc.want) || strings.Contains(out, "usage") {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want 2 and %q on standard error", tc.args, code, out, errs, tc.want)
+		}
+	}
+}
+
+// TestVersion: the Go version and platform and the kernel level; the module
+// version and revision read "(unknown)" in a test binary, which carries no
+// build information of the main module (TestSignals checks a built binary).
+func TestVersion(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"version"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	for _, want := range []string{"residual ", "revision ", runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH, "kernels  "} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("version lacks %q:\n%s", want, stdout.String())
+		}
+	}
+}

@@ -1,0 +1,240 @@
+//go:build unix
+
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestWatchSignals: the first signal cancels the context with the signal
+// as its cause (and as context.Canceled); the second exits with its status.
+func TestWatchSignals(t *testing.T) {
+	sigs := make(chan os.Signal, 2)
+	exited := make(chan int, 1)
+	var stderr bytes.Buffer
+	ctx := watchSignals(context.Background(), sigs, &stderr, func(code int) { exited <- code })
+	sigs <- syscall.SIGTERM
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("SIGTERM did not cancel the context")
+	}
+	cause := context.Cause(ctx)
+	if !errors.Is(cause, context.Canceled) || cause.Error() != "stopped by SIGTERM" || interruptStatus(ctx) != 143 {
+		t.Errorf("cause %v, status %d; want SIGTERM and 143", cause, interruptStatus(ctx))
+	}
+	sigs <- os.Interrupt
+	select {
+	case code := <-exited:
+		if code != 130 {
+			t.Errorf("second signal (SIGINT): exit %d, want 130", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a second signal did not exit")
+	}
+	if !strings.Contains(stderr.String(), "second SIGINT, exiting at once") {
+		t.Errorf("stderr %q", stderr.String())
+	}
+	// A context cancelled without a signal reports SIGINT's status.
+	plain, cancel := context.WithCancel(context.Background())
+	cancel()
+	if s := interruptStatus(plain); s != 130 {
+		t.Errorf("plain cancellation: status %d, want 130", s)
+	}
+}
+
+var built struct {
+	once sync.Once
+	bin  string
+	err  error
+}
+
+// residualBinary builds cmd/residual once for the tests that need a real
+// process (signals, build information).
+func residualBinary(t *testing.T) string {
+	t.Helper()
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("no go command to build residual with: %v", err)
+	}
+	built.once.Do(func() {
+		dir, err := os.MkdirTemp("", "residual-cli-test")
+		if err != nil {
+			built.err = err
+			return
+		}
+		built.bin = filepath.Join(dir, "residual")
+		out, err := exec.Command(gobin, "build", "-o", built.bin, ".").CombinedOutput()
+		if err != nil {
+			built.err = errors.New(string(out))
+		}
+	})
+	if built.err != nil {
+		t.Fatalf("go build: %v", built.err)
+	}
+	return built.bin
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.bin != "" {
+		os.RemoveAll(filepath.Dir(built.bin))
+	}
+	os.Exit(code)
+}
+
+// process is a residual command running in a process of its own.
+type process struct {
+	cmd    *exec.Cmd
+	lines  chan string // standard output, line by line
+	stderr syncBuffer
+	done   chan struct{}
+}
+
+// syncBuffer is a bytes.Buffer that the process's output copier and the
+// test may use at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *syncBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func start(t *testing.T, bin string, args ...string) *process {
+	t.Helper()
+	p := &process{cmd: exec.Command(bin, args...), lines: make(chan string, 1000), done: make(chan struct{})}
+	p.cmd.Stderr = &p.stderr
+	out, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.cmd.Process.Kill(); <-p.done })
+	go func() {
+		defer close(p.done)
+		s := bufio.NewScanner(out)
+		for s.Scan() {
+			p.lines <- s.Text()
+		}
+		close(p.lines)
+	}()
+	return p
+}
+
+// waitLine returns the first line of standard output that starts with
+// prefix, failing after a minute.
+func (p *process) waitLine(t *testing.T, prefix string) string {
+	t.Helper()
+	timeout := time.After(time.Minute)
+	for {
+		select {
+		case l, ok := <-p.lines:
+			if !ok {
+				t.Fatalf("%v ended without a line starting %q; stderr %s", p.cmd.Args, prefix, p.stderr.String())
+			}
+			if strings.HasPrefix(l, prefix) {
+				return l
+			}
+		case <-timeout:
+			t.Fatalf("%v printed no line starting %q within a minute", p.cmd.Args, prefix)
+		}
+	}
+}
+
+// wait returns the exit status, failing if the process runs on for more
+// than a minute.
+func (p *process) wait(t *testing.T) int {
+	t.Helper()
+	go func() {
+		for range p.lines { // drain, so the process never blocks on its output
+		}
+	}()
+	select {
+	case <-p.done:
+	case <-time.After(time.Minute):
+		t.Fatalf("%v did not exit within a minute of the signal", p.cmd.Args)
+	}
+	p.cmd.Wait()
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// TestSignals trains in a real process and stops it as a scheduler would:
+// SIGTERM checkpoints and exits with 143, the run resumes from that
+// checkpoint, SIGINT exits with 130, and a second signal exits at once.
+// About ten seconds of training on two cores, plus the build.
+func TestSignals(t *testing.T) {
+	bin := residualBinary(t)
+	dir := t.TempDir()
+	args := []string{"train", "--model", "resnet8", "--limit", "128", "--epochs", "50", "--batch", "32", "--val-split", "0", "--out", dir}
+
+	p := start(t, bin, args...)
+	p.waitLine(t, "epoch 1/50  train loss") // the end of the first epoch
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t); code != 143 {
+		t.Fatalf("SIGTERM: exit %d, want 143; stderr %s", code, p.stderr.String())
+	}
+	if !strings.Contains(p.stderr.String(), "SIGTERM received, stopping") || !strings.Contains(p.stderr.String(), "resume with --resume") {
+		t.Errorf("SIGTERM: stderr %q", p.stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "last.safetensors")); err != nil {
+		t.Fatalf("no checkpoint after SIGTERM: %v", err)
+	}
+
+	// The resumed run goes on after the first epoch, and SIGINT stops it.
+	p = start(t, bin, append(args, "--resume")...)
+	if l := p.waitLine(t, "epoch "); strings.HasPrefix(l, "epoch 1/") {
+		t.Errorf("the resumed run started again at epoch 1: %q", l)
+	}
+	p.cmd.Process.Signal(os.Interrupt)
+	if code := p.wait(t); code != 130 {
+		t.Fatalf("SIGINT: exit %d, want 130; stderr %s", code, p.stderr.String())
+	}
+
+	// Two signals at once: the second exits without waiting for the step
+	// to end. They are two different signals because the kernel merges a
+	// signal sent while the same one is still pending (TestWatchSignals
+	// sends the same one twice); either may be delivered first.
+	p = start(t, bin, append(args, "--resume")...)
+	p.waitLine(t, "epoch ")
+	p.cmd.Process.Signal(os.Interrupt)
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	code := p.wait(t)
+	switch stderr := p.stderr.String(); {
+	case code == 143 && strings.Contains(stderr, "second SIGTERM, exiting at once"):
+	case code == 130 && strings.Contains(stderr, "second SIGINT, exiting at once"):
+	default:
+		t.Errorf("SIGINT and SIGTERM: exit %d, stderr %q; want an immediate exit with the second one's status", code, stderr)
+	}
+	if strings.Contains(p.stderr.String(), "resume with --resume") {
+		t.Errorf("the second signal waited for the checkpoint: %q", p.stderr.String())
+	}
+
+	// A built binary carries its module version.
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil || strings.HasPrefix(string(out), "residual (unknown)") {
+		t.Errorf("version: %v\n%s", err, out)
+	}
+}

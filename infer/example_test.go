@@ -1,0 +1,50 @@
+package infer_test
+
+import (
+	"context"
+	"fmt"
+	"image"
+	_ "image/png" // registers the PNG decoder with image.Decode
+	"log"
+	"os"
+
+	"github.com/residual-nn/residual/infer"
+)
+
+// The whole program that classifies an image file with a trained
+// checkpoint: open the checkpoint once (a server keeps the *Model and
+// shares it between goroutines), decode the image, classify, print the
+// three most probable classes. The checkpoint is a small ResNet trained
+// briefly on MNIST (testdata/checkpoint/gen_mnist_tiny.go); the image is
+// MNIST's first test digit, a 7.
+func Example() {
+	m, err := infer.Open("../testdata/checkpoint/mnist-tiny.safetensors")
+	if err != nil {
+		log.Fatal(err)
+	}
+	info := m.Info()
+	fmt.Printf("%s: %s into %d classes, input %dx%dx%d\n", info.Name, info.Task, len(info.Classes), info.Height, info.Width, info.Channels)
+
+	f, err := os.Open("../testdata/checkpoint/digit0.png")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer f.Close()
+	img, _, err := image.Decode(f)
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	guesses, err := m.Classify(context.Background(), []image.Image{img}, 3)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, g := range guesses[0] {
+		fmt.Printf("%5.1f%%  %s\n", 100*g.Probability, g.Name)
+	}
+	// Output:
+	// mnist-tiny: classify into 10 classes, input 28x28x1
+	//  60.2%  7
+	//  11.4%  1
+	//  10.6%  9
+}

@@ -1,0 +1,278 @@
+// Package infer runs residual's trained or imported models from Go
+// programs: open a checkpoint once, then classify or segment decoded
+// images from as many goroutines as you like.
+//
+//	m, err := infer.Open("runs/resnet20-mnist/best.safetensors")
+//	...
+//	guesses, err := m.Classify(ctx, []image.Image{img}, 5)
+//
+// A Model is safe for concurrent use: the network is put in evaluation
+// mode once, when it is opened, and is only read afterwards (batch norms
+// use their running statistics and count nothing); each call runs on its
+// own inference tape (autograd.NewNoGradTape), taken from a pool. Images
+// go through training's evaluation transform (Input), so a model sees
+// what it saw when it was validated.
+//
+// This package needs neither the trainer nor the plotting stack nor the
+// embedded MNIST: a program that only infers stays small.
+package infer
+
+import (
+	"context"
+	"fmt"
+	"image"
+	"sort"
+	"sync"
+
+	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/checkpoint"
+	"github.com/residual-nn/residual/limits"
+	"github.com/residual-nn/residual/models"
+	"github.com/residual-nn/residual/models/unet"
+	"github.com/residual-nn/residual/nn"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// maxBatch is how many images Classify runs through the network at once:
+// enough to use the cores' vector units, few enough that a ResNet-50's
+// activations stay around 1 GB.
+const maxBatch = 16
+
+// Model is an opened checkpoint, ready for inference.
+type Model struct {
+	info  Info
+	dense bool
+	net   nn.Layer
+	tapes sync.Pool // *ag.Tape from NewNoGradTape
+}
+
+// Info describes an opened model.
+type Info struct {
+	// Name is the model's name (e.g. "resnet50"); Kind its family
+	// ("resnet", "unet", "mlp").
+	Name, Kind string
+	// Task is "classify" (one vector of class logits per image) or
+	// "segment" (a class per pixel).
+	Task string
+	// Classes are the class names, one per output.
+	Classes []string
+	// Height, Width and Channels are the model input's; a segmentation
+	// model takes images of any size (Segment tiles them).
+	Height, Width, Channels int
+	// Preprocess is how Preprocess turns an image into the input.
+	Preprocess checkpoint.Preprocess
+}
+
+// Open reads a checkpoint (one residual wrote: trained, or imported from
+// PyTorch or Keras) and prepares its model for inference.
+func Open(path string) (*Model, error) {
+	c, err := checkpoint.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	return New(c)
+}
+
+// New prepares a loaded checkpoint's model for inference. The model is
+// changed (evaluation mode) and must not be used elsewhere afterwards.
+func New(c *checkpoint.Checkpoint) (*Model, error) {
+	task := "classify"
+	if c.Model.Dense() {
+		task = "segment"
+	}
+	if err := prepare(c.Model, c.Net); err != nil {
+		return nil, fmt.Errorf("infer: preparing %s for inference: %w", c.Model.Name, err)
+	}
+	p := c.Preprocess
+	m := &Model{
+		info: Info{Name: c.Model.Name, Kind: c.Model.Kind(), Task: task, Classes: append([]string(nil), c.Classes...),
+			Height: p.Height, Width: p.Width, Channels: p.Channels, Preprocess: p},
+		dense: c.Model.Dense(),
+		net:   c.Net,
+	}
+	m.tapes.New = func() any { return ag.NewNoGradTape() }
+	return m, nil
+}
+
+// prepare turns a network as built and loaded into one for inference: the
+// single place where inference-only transformations of the model belong
+// (models.ForInference: evaluation mode, batch norms folded into the
+// convolutions before them). Everything that changes the model happens
+// here, before it is shared; afterwards it is only read.
+func prepare(c models.Config, net nn.Layer) error {
+	return models.ForInference(c, net)
+}
+
+// Info describes the model: name, task, classes, input size and
+// preprocessing.
+func (m *Model) Info() Info {
+	i := m.info
+	i.Classes = append([]string(nil), i.Classes...)
+	i.Preprocess.Mean = append([]float64(nil), i.Preprocess.Mean...)
+	i.Preprocess.Std = append([]float64(nil), i.Preprocess.Std...)
+	return i
+}
+
+// Preprocess turns an image into the model's input [1,H,W,C] by training's
+// evaluation transform (see Input).
+func (m *Model) Preprocess(img image.Image) (*tensor.Tensor, error) {
+	return Input(m.info.Preprocess, img)
+}
+
+// Forward runs a batch of preprocessed images x [N,H,W,C] (N ≥ 1) through
+// the network and returns its logits: [N,Classes] for a classifier,
+// [N,H',W',Classes] for a segmentation network (H'×W' is smaller than the
+// input for a valid U-Net). A server batches requests through it. Inputs
+// the network cannot take are an error, as is a done ctx.
+func (m *Model) Forward(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if x == nil || x.Rank() != 4 || x.Shape[0] < 1 || x.Shape[3] != m.info.Channels {
+		var shape []int
+		if x != nil {
+			shape = x.Shape
+		}
+		return nil, fmt.Errorf("infer: input of shape %v, want [N,H,W,%d] with N ≥ 1", shape, m.info.Channels)
+	}
+	if err := limits.CheckElements("infer: input", x.Shape...); err != nil {
+		return nil, err
+	}
+	if len(x.Data) != tensor.NumElements(x.Shape) {
+		return nil, fmt.Errorf("infer: input holds %d values for shape %v", len(x.Data), x.Shape)
+	}
+	return m.forward(x)
+}
+
+// forward runs the network on its own pooled tape and copies the output
+// out of the tape's buffers.
+func (m *Model) forward(x *tensor.Tensor) (y *tensor.Tensor, err error) {
+	tape := m.tapes.Get().(*ag.Tape)
+	defer func() {
+		tape.Reset()
+		m.tapes.Put(tape)
+		if r := recover(); r != nil { // a network refusing the input's size
+			y, err = nil, fmt.Errorf("infer: %s cannot take input %v: %v", m.info.Name, x.Shape, r)
+		}
+	}()
+	return m.net.Forward(tape.Constant(x)).Data.Clone(), nil
+}
+
+// Guess is one class and its probability.
+type Guess struct {
+	Class       int
+	Name        string
+	Probability float64
+}
+
+// Classify returns the k most probable classes of each image, most
+// probable first (k is capped at the number of classes). Images are
+// preprocessed as in training's evaluation and run in batches; ctx is
+// checked between batches.
+func (m *Model) Classify(ctx context.Context, imgs []image.Image, k int) ([][]Guess, error) {
+	if m.dense {
+		return nil, fmt.Errorf("infer: %s segments images; use Segment", m.info.Name)
+	}
+	if k < 1 {
+		return nil, fmt.Errorf("infer: top-k needs k ≥ 1, got %d", k)
+	}
+	k = min(k, len(m.info.Classes))
+	out := make([][]Guess, 0, len(imgs))
+	p := m.info.Preprocess
+	for lo := 0; lo < len(imgs); lo += maxBatch {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		batch := imgs[lo:min(lo+maxBatch, len(imgs))]
+		x := tensor.New(len(batch), p.Height, p.Width, p.Channels)
+		per := p.Height * p.Width * p.Channels
+		for i, img := range batch {
+			xi, err := m.Preprocess(img)
+			if err != nil {
+				return nil, fmt.Errorf("infer: image %d: %w", lo+i, err)
+			}
+			copy(x.Data[i*per:], xi.Data)
+		}
+		logits, err := m.Forward(ctx, x)
+		if err != nil {
+			return nil, err
+		}
+		if logits.Rank() != 2 || logits.Shape[1] != len(m.info.Classes) {
+			return nil, fmt.Errorf("infer: %s gave logits %v for %d classes", m.info.Name, logits.Shape, len(m.info.Classes))
+		}
+		probs := ag.Softmax(ag.Constant(logits), 1).Data
+		n := logits.Shape[1]
+		for i := range batch {
+			out = append(out, top(probs.Data[i*n:(i+1)*n], m.info.Classes, k))
+		}
+	}
+	return out, nil
+}
+
+// top returns the k largest probabilities with their classes (ties keep
+// class order).
+func top(probs []float32, names []string, k int) []Guess {
+	gs := make([]Guess, len(probs))
+	for i, p := range probs {
+		gs[i] = Guess{Class: i, Name: names[i], Probability: float64(p)}
+	}
+	sort.SliceStable(gs, func(a, b int) bool { return gs[a].Probability > gs[b].Probability })
+	return gs[:k]
+}
+
+// Mask is a segmentation: the class of every pixel of an image, at the
+// image's own size.
+type Mask struct {
+	Width, Height int
+	// Class holds the class index of each pixel, row by row.
+	Class []int32
+	// Names are the class names.
+	Names []string
+}
+
+// Segment returns the class of every pixel of img with a segmentation
+// model (a U-Net), by overlap-tile inference (unet.Net.Segment) with tiles
+// of the network's default size. ctx is checked between tiles.
+func (m *Model) Segment(ctx context.Context, img image.Image) (*Mask, error) {
+	return m.SegmentTiles(ctx, img, 0)
+}
+
+// SegmentTiles is Segment with tiles of tile×tile output pixels (0: the
+// network's default; a tile larger than the image is cut to its size).
+// The image is converted to the model's channels and normalisation but not
+// resized.
+func (m *Model) SegmentTiles(ctx context.Context, img image.Image, tile int) (*Mask, error) {
+	u, ok := m.net.(*unet.Net)
+	if !ok {
+		return nil, fmt.Errorf("infer: %s is not a segmentation model (a U-Net)", m.info.Name)
+	}
+	if tile < 0 {
+		return nil, fmt.Errorf("infer: tile %d < 0", tile)
+	}
+	b := img.Bounds()
+	h, w := b.Dy(), b.Dx()
+	if err := limits.CheckImage("infer: input", w, h); err != nil {
+		return nil, err
+	}
+	if tile > max(h, w) {
+		tile = max(h, w)
+	}
+	x := normalise(m.info.Preprocess, pixels(img, m.info.Channels), h, w)
+	logits, err := u.SegmentContext(ctx, x, tile)
+	if err != nil {
+		return nil, err
+	}
+	k := logits.Shape[3]
+	mask := &Mask{Width: w, Height: h, Class: make([]int32, h*w), Names: append([]string(nil), m.info.Classes...)}
+	for i := range mask.Class {
+		row := logits.Data[i*k : (i+1)*k]
+		best := 0
+		for j, v := range row {
+			if v > row[best] {
+				best = j
+			}
+		}
+		mask.Class[i] = int32(best)
+	}
+	return mask, nil
+}

@@ -1,0 +1,296 @@
+package infer_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/residual-nn/residual/checkpoint"
+	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/infer"
+	"github.com/residual-nn/residual/tensor"
+)
+
+const dir = "../testdata/checkpoint"
+
+func open(t testing.TB, name string) *infer.Model {
+	t.Helper()
+	m, err := infer.Open(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func load(t testing.TB, name string) image.Image {
+	t.Helper()
+	img, err := data.LoadImage(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// A program that only infers does not link the trainer, the plotting stack
+// or package data (which embeds MNIST).
+func TestImportsStaySmall(t *testing.T) {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command to list the imports with:", err)
+	}
+	out, err := exec.Command(gobin, "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps := strings.Fields(string(out))
+	if !slices.Contains(deps, "github.com/residual-nn/residual/checkpoint") {
+		t.Fatalf("go list -deps printed no checkpoint package: %q", out)
+	}
+	for _, d := range deps {
+		for _, bad := range []string{"github.com/residual-nn/residual/train", "github.com/residual-nn/residual/data", "gonum.org/v1/plot", "github.com/residual-nn/residual/experiments"} {
+			if d == bad || strings.HasPrefix(d, bad+"/") {
+				t.Errorf("infer depends on %s", d)
+			}
+		}
+	}
+}
+
+type v1Guess struct {
+	Class       int
+	Name        string
+	Probability float64
+}
+
+// The first format's checkpoints give what that format's code gave
+// (testdata/checkpoint/v1-outputs.json, written by train.Checkpoint's
+// Predict and Segment before they moved here), one image at a time as that
+// code ran them: the same most probable class, every class's probability
+// within a relative 1e-5, and the same mask. The tolerance: that code ran
+// the batch norms after the convolutions, Open folds them into the
+// weights (models.ForInference), which rounds each of the network's six
+// layers differently by a few float32 ulps (ε = 1.2e-7); a logit of size
+// ≤ 3 moves by ≲ 6 layers · 2ε · 3 ≈ 5e-6 and a softmax probability by a
+// relative ≲ 2·5e-6. (Without folding the two agreed bit for bit.)
+func TestMatchesFirstFormat(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(dir, "v1-outputs.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &want); err != nil {
+		t.Fatal(err)
+	}
+	m := open(t, "resnet-v1.safetensors")
+	for _, name := range []string{"digit0.png", "digit1.png", "digit2.png"} {
+		var w []v1Guess
+		if err := json.Unmarshal(want[name], &w); err != nil {
+			t.Fatal(err)
+		}
+		got, err := m.Classify(context.Background(), []image.Image{load(t, name)}, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got[0]) != len(w) || got[0][0].Class != w[0].Class {
+			t.Fatalf("%s: %+v, the first format's code gave %+v", name, got[0], w)
+		}
+		byClass := map[int]float64{}
+		for _, g := range got[0] {
+			byClass[g.Class] = g.Probability
+		}
+		for _, g := range w {
+			if p, ok := byClass[g.Class]; !ok || math.Abs(p-g.Probability) > 1e-5*g.Probability {
+				t.Errorf("%s: class %d has probability %v, the first format's code gave %v", name, g.Class, p, g.Probability)
+			}
+		}
+	}
+	var mask []byte
+	if err := json.Unmarshal(want["color.png"], &mask); err != nil {
+		t.Fatal(err)
+	}
+	u := open(t, "unet-v1.safetensors")
+	if i := u.Info(); i.Task != "segment" || i.Kind != "unet" || len(i.Classes) != 3 {
+		t.Errorf("U-Net info %+v", i)
+	}
+	seg, err := u.SegmentTiles(context.Background(), load(t, "color.png"), 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seg.Width != 21 || seg.Height != 13 || len(seg.Class) != len(mask) {
+		t.Fatalf("mask %dx%d of %d pixels, want 21x13", seg.Width, seg.Height, len(seg.Class))
+	}
+	for i, k := range seg.Class {
+		if byte(k) != mask[i] {
+			t.Fatalf("pixel %d: class %d, the first format's code gave %d", i, k, mask[i])
+		}
+	}
+}
+
+// images returns n test images of varied sizes and colour models: the
+// committed digits, and digits scaled, inverted and put on RGBA and
+// paletted canvases, so that preprocessing converts and resizes.
+func images(t *testing.T, n int) []image.Image {
+	base := []image.Image{load(t, "digit0.png"), load(t, "digit1.png"), load(t, "digit2.png")}
+	var out []image.Image
+	for i := 0; len(out) < n; i++ {
+		src := base[i%3]
+		side := 20 + 7*i
+		var img interface {
+			image.Image
+			Set(x, y int, c color.Color)
+		}
+		switch i % 3 {
+		case 0:
+			img = image.NewGray(image.Rect(0, 0, side, side+i%5))
+		case 1:
+			img = image.NewRGBA(image.Rect(0, 0, side+3, side))
+		default:
+			img = image.NewPaletted(image.Rect(0, 0, side, side), color.Palette{color.Black, color.White, color.Gray{128}})
+		}
+		b := img.Bounds()
+		for y := 0; y < b.Dy(); y++ {
+			for x := 0; x < b.Dx(); x++ {
+				img.Set(x, y, src.At(x*28/b.Dx(), y*28/b.Dy()))
+			}
+		}
+		out = append(out, img)
+	}
+	return out
+}
+
+// Eight goroutines classifying at once (run under -race in CI) get what
+// one goroutine gets, bit for bit, and a U-Net segments concurrently too.
+func TestConcurrentUse(t *testing.T) {
+	m := open(t, "mnist-tiny.safetensors")
+	imgs := images(t, 20) // two batches of 16 and 4
+	ctx := context.Background()
+	want, err := m.Classify(ctx, imgs, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := open(t, "unet-v1.safetensors")
+	color := load(t, "color.png")
+	wantMask, err := u.SegmentTiles(ctx, color, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := 0; r < 2; r++ {
+				got, err := m.Classify(ctx, imgs, 3)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if !equalGuesses(got, want) {
+					errs <- fmt.Errorf("goroutine %d: %v, serially %v", g, got, want)
+					return
+				}
+			}
+			if g%2 == 0 {
+				mask, err := u.SegmentTiles(ctx, color, 8)
+				if err != nil || !slices.Equal(mask.Class, wantMask.Class) {
+					errs <- fmt.Errorf("goroutine %d: concurrent mask differs (%v)", g, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func equalGuesses(a, b [][]infer.Guess) bool {
+	return slices.EqualFunc(a, b, func(x, y []infer.Guess) bool { return slices.Equal(x, y) })
+}
+
+// Input gives the bytes training's code gives: package data's Pixels,
+// Resize and Normalise, for images of every colour model and sizes that
+// are and are not the model's.
+func TestInputMatchesData(t *testing.T) {
+	p := checkpoint.Preprocess{Height: 28, Width: 28, Channels: 1, Mean: []float64{0.13}, Std: []float64{0.31}}
+	for i, img := range images(t, 9) {
+		for _, ch := range []int{1, 3} {
+			p.Channels, p.Mean, p.Std = ch, slices.Repeat([]float64{0.13}, ch), slices.Repeat([]float64{0.31}, ch)
+			got, err := infer.Input(p, img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := img.Bounds()
+			pix := data.Resize(data.Pixels(img, ch), b.Dy(), b.Dx(), ch, 28, 28)
+			want := data.Normalise(pix, 28, 28, ch, p.Mean, p.Std)
+			if !slices.Equal(got.Data, want.Data) || !slices.Equal(got.Shape, []int{1, 28, 28, ch}) {
+				t.Errorf("image %d (%T %v), %d channels: differs from package data's transform", i, img, b, ch)
+			}
+		}
+	}
+}
+
+// Inputs a model cannot take are errors naming the problem, never panics;
+// a cancelled context stops the work.
+func TestErrors(t *testing.T) {
+	m := open(t, "mnist-tiny.safetensors")
+	u := open(t, "unet-v1.safetensors")
+	ctx := context.Background()
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	img := load(t, "digit0.png")
+	for _, tc := range []struct {
+		name string
+		err  func() error
+		want string
+	}{
+		{"wrong channels", func() error { _, err := m.Forward(ctx, tensor.New(1, 28, 28, 3)); return err }, "[N,H,W,1]"},
+		{"nil input", func() error { _, err := m.Forward(ctx, nil); return err }, "input of shape []"},
+		{"empty batch", func() error { _, err := m.Forward(ctx, tensor.New(0, 28, 28, 1)); return err }, "N ≥ 1"},
+		{"huge input", func() error {
+			_, err := m.Forward(ctx, &tensor.Tensor{Shape: []int{1 << 20, 1 << 10, 1 << 10, 1}})
+			return err
+		}, "limits.TensorElements"},
+		{"U-Net size", func() error { _, err := u.Forward(ctx, tensor.New(1, 15, 15, 3)); return err }, "cannot take input [1 15 15 3]"},
+		{"cancelled forward", func() error { _, err := m.Forward(cancelled, tensor.New(1, 28, 28, 1)); return err }, "context canceled"},
+		{"cancelled classify", func() error { _, err := m.Classify(cancelled, []image.Image{img}, 1); return err }, "context canceled"},
+		{"cancelled segment", func() error { _, err := u.Segment(cancelled, img); return err }, "context canceled"},
+		{"k = 0", func() error { _, err := m.Classify(ctx, []image.Image{img}, 0); return err }, "k ≥ 1"},
+		{"classify with a U-Net", func() error { _, err := u.Classify(ctx, []image.Image{img}, 1); return err }, "use Segment"},
+		{"segment with a ResNet", func() error { _, err := m.Segment(ctx, img); return err }, "not a segmentation model"},
+		{"empty image", func() error {
+			_, err := m.Classify(ctx, []image.Image{image.NewGray(image.Rect(0, 0, 0, 5))}, 1)
+			return err
+		}, "image 0"},
+		{"bomb", func() error { _, err := m.Preprocess(image.NewGray(image.Rect(0, 0, 100000, 1))); return err }, "limits.ImageSide"},
+		{"negative tile", func() error { _, err := u.SegmentTiles(ctx, img, -1); return err }, "tile"},
+	} {
+		err := tc.err()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error with %q", tc.name, err, tc.want)
+		}
+		if strings.HasPrefix(tc.name, "cancelled") && !errors.Is(err, context.Canceled) {
+			t.Errorf("%s: %v is not context.Canceled", tc.name, err)
+		}
+	}
+	// A tile far larger than the image is cut to it (issue #21: --tile
+	// 100000 on a 1-pixel image ran out of memory).
+	if _, err := u.SegmentTiles(ctx, image.NewRGBA(image.Rect(0, 0, 1, 1)), 100000); err != nil {
+		t.Errorf("a 1-pixel image with tile 100000: %v", err)
+	}
+	if got, err := m.Classify(ctx, nil, 3); err != nil || len(got) != 0 {
+		t.Errorf("no images: %v, %v", got, err)
+	}
+}

@@ -1,0 +1,121 @@
+package infer
+
+import (
+	"fmt"
+	"image"
+	"image/color"
+	"math"
+
+	"github.com/residual-nn/residual/checkpoint"
+	"github.com/residual-nn/residual/limits"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// Input applies training's evaluation transform, as p describes it, to an
+// image: pixels converted to grey or RGB, resized to p's size (or the
+// shorter side resized to p.ResizeShorter and the centre cropped), channel
+// order, scaling and normalisation. It returns the model input
+// [1,Height,Width,Channels].
+//
+// The conversion and resize are package data's (Pixels, Resize), which
+// training uses; they are repeated here because package data embeds MNIST
+// and this package must stay small, and a test checks both give the same
+// bytes.
+func Input(p checkpoint.Preprocess, img image.Image) (*tensor.Tensor, error) {
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("infer: %w", err)
+	}
+	b := img.Bounds()
+	h, w := b.Dy(), b.Dx()
+	if err := limits.CheckImage("infer: input", w, h); err != nil {
+		return nil, err
+	}
+	pix := pixels(img, p.Channels)
+	if p.ResizeShorter > 0 {
+		s := float64(p.ResizeShorter) / float64(min(h, w))
+		nh := min(max(int(math.Round(float64(h)*s)), p.Height), limits.ImageSide)
+		nw := min(max(int(math.Round(float64(w)*s)), p.Width), limits.ImageSide)
+		if err := limits.CheckImage("infer: resized input", nw, nh); err != nil {
+			return nil, err
+		}
+		pix, h, w = resize(pix, h, w, p.Channels, nh, nw), nh, nw
+		top, left := (h-p.Height)/2, (w-p.Width)/2
+		crop := make([]uint8, 0, p.Height*p.Width*p.Channels)
+		for y := top; y < top+p.Height; y++ {
+			crop = append(crop, pix[(y*w+left)*p.Channels:(y*w+left+p.Width)*p.Channels]...)
+		}
+		pix, h, w = crop, p.Height, p.Width
+	} else if h != p.Height || w != p.Width {
+		pix, h, w = resize(pix, h, w, p.Channels, p.Height, p.Width), p.Height, p.Width
+	}
+	return normalise(p, pix, h, w), nil
+}
+
+// normalise turns 8-bit NHWC pixels into the model's input: channel order,
+// scaling to [0, 1] (unless Scale255), then mean and std.
+func normalise(p checkpoint.Preprocess, pix []uint8, h, w int) *tensor.Tensor {
+	c := p.Channels
+	t := tensor.New(1, h, w, c)
+	for i, v := range pix {
+		ch := i % c
+		if p.BGR {
+			ch = c - 1 - ch
+		}
+		x := float64(v)
+		if !p.Scale255 {
+			x /= 255
+		}
+		if p.Mean != nil {
+			x -= p.Mean[ch]
+		}
+		if p.Std != nil {
+			x /= p.Std[ch]
+		}
+		t.Data[(i/c)*c+ch] = float32(x)
+	}
+	return t
+}
+
+// pixels returns an image's pixels, row by row, as grey (channels 1) or
+// RGB (channels 3) bytes: package data's Pixels.
+func pixels(img image.Image, channels int) []uint8 {
+	b := img.Bounds()
+	out := make([]uint8, 0, b.Dx()*b.Dy()*channels)
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			c := img.At(x, y)
+			if channels == 1 {
+				out = append(out, color.GrayModel.Convert(c).(color.Gray).Y)
+				continue
+			}
+			r, g, bl, _ := c.RGBA()
+			out = append(out, uint8(r>>8), uint8(g>>8), uint8(bl>>8))
+		}
+	}
+	return out
+}
+
+// resize scales an 8-bit h×w×c image to oh×ow by bilinear interpolation
+// with pixel centres aligned: package data's Resize.
+func resize(pix []uint8, h, w, c, oh, ow int) []uint8 {
+	out := make([]uint8, oh*ow*c)
+	sy, sx := float64(h)/float64(oh), float64(w)/float64(ow)
+	for y := 0; y < oh; y++ {
+		fy := max((float64(y)+0.5)*sy-0.5, 0)
+		y0 := min(int(fy), h-1)
+		y1 := min(y0+1, h-1)
+		wy := fy - float64(y0)
+		for x := 0; x < ow; x++ {
+			fx := max((float64(x)+0.5)*sx-0.5, 0)
+			x0 := min(int(fx), w-1)
+			x1 := min(x0+1, w-1)
+			wx := fx - float64(x0)
+			for ch := 0; ch < c; ch++ {
+				at := func(yy, xx int) float64 { return float64(pix[(yy*w+xx)*c+ch]) }
+				v := (1-wy)*((1-wx)*at(y0, x0)+wx*at(y0, x1)) + wy*((1-wx)*at(y1, x0)+wx*at(y1, x1))
+				out[(y*ow+x)*c+ch] = uint8(min(max(v+0.5, 0), 255))
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,364 @@
+//go:build amd64 && !purego
+
+// Hand-written AVX-512 kernels of batch norm: the per-channel sums of the
+// statistics and of the backward pass, and the per-channel affine maps
+// with the fused skip addition and ReLU. The Go declarations, with the
+// loop each computes, are in batchnorm_amd64.go.
+
+#include "textflag.h"
+
+// func chanSum512(x unsafe.Pointer, rows, c int, acc unsafe.Pointer)
+TEXT ·chanSum512(SB), NOSPLIT, $0-32
+	MOVQ x+0(FP), SI
+	MOVQ rows+8(FP), BX
+	MOVQ c+16(FP), R8
+	SHLQ $2, R8
+	MOVQ acc+24(FP), DI
+	XORQ DX, DX
+sum_cv:
+	CMPQ DX, R8
+	JGE sum_done
+	LEAQ (SI)(DX*1), AX
+	VPXORD Z0, Z0, Z0
+	MOVQ BX, CX
+	TESTQ CX, CX
+	JZ sum_store
+sum_row:
+	VADDPS (AX), Z0, Z0
+	ADDQ R8, AX
+	DECQ CX
+	JNZ sum_row
+sum_store:
+	VADDPS (DI)(DX*1), Z0, Z0
+	VMOVUPS Z0, (DI)(DX*1)
+	ADDQ $64, DX
+	JMP sum_cv
+sum_done:
+	VZEROUPPER
+	RET
+
+// func chanSqDev512(x unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
+TEXT ·chanSqDev512(SB), NOSPLIT, $0-40
+	MOVQ x+0(FP), SI
+	MOVQ rows+8(FP), BX
+	MOVQ c+16(FP), R8
+	SHLQ $2, R8
+	MOVQ mean+24(FP), R9
+	MOVQ acc+32(FP), DI
+	XORQ DX, DX
+sq_cv:
+	CMPQ DX, R8
+	JGE sq_done
+	LEAQ (SI)(DX*1), AX
+	VMOVUPS (R9)(DX*1), Z1
+	VPXORD Z0, Z0, Z0
+	MOVQ BX, CX
+	TESTQ CX, CX
+	JZ sq_store
+sq_row:
+	VMOVUPS (AX), Z2
+	VSUBPS Z1, Z2, Z2
+	VFMADD231PS Z2, Z2, Z0
+	ADDQ R8, AX
+	DECQ CX
+	JNZ sq_row
+sq_store:
+	VADDPS (DI)(DX*1), Z0, Z0
+	VMOVUPS Z0, (DI)(DX*1)
+	ADDQ $64, DX
+	JMP sq_cv
+sq_done:
+	VZEROUPPER
+	RET
+
+// func chanShiftStats512(x unsafe.Pointer, rows, c int, shift, acc unsafe.Pointer)
+TEXT ·chanShiftStats512(SB), NOSPLIT, $0-40
+	MOVQ x+0(FP), SI
+	MOVQ rows+8(FP), BX
+	MOVQ c+16(FP), R8
+	SHLQ $2, R8
+	MOVQ shift+24(FP), R9
+	MOVQ acc+32(FP), DI
+	LEAQ (DI)(R8*1), R11
+	XORQ DX, DX
+ss_cv:
+	CMPQ DX, R8
+	JGE ss_done
+	LEAQ (SI)(DX*1), AX
+	VMOVUPS (R9)(DX*1), Z1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	MOVQ BX, CX
+	SHRQ $1, CX
+	JZ ss_tail
+ss_row:
+	VMOVUPS (AX), Z2
+	VSUBPS Z1, Z2, Z2
+	VADDPS Z2, Z3, Z3
+	VFMADD231PS Z2, Z2, Z0
+	VMOVUPS (AX)(R8*1), Z6
+	VSUBPS Z1, Z6, Z6
+	VADDPS Z6, Z5, Z5
+	VFMADD231PS Z6, Z6, Z4
+	LEAQ (AX)(R8*2), AX
+	DECQ CX
+	JNZ ss_row
+ss_tail:
+	TESTQ $1, BX
+	JZ ss_store
+	VMOVUPS (AX), Z2
+	VSUBPS Z1, Z2, Z2
+	VADDPS Z2, Z3, Z3
+	VFMADD231PS Z2, Z2, Z0
+ss_store:
+	VADDPS Z4, Z0, Z0
+	VADDPS Z5, Z3, Z3
+	VADDPS (DI)(DX*1), Z0, Z0
+	VMOVUPS Z0, (DI)(DX*1)
+	VADDPS (R11)(DX*1), Z3, Z3
+	VMOVUPS Z3, (R11)(DX*1)
+	ADDQ $64, DX
+	JMP ss_cv
+ss_done:
+	VZEROUPPER
+	RET
+
+// func chanDyStats512(x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
+TEXT ·chanDyStats512(SB), NOSPLIT, $0-64
+	MOVQ x+0(FP), SI
+	MOVQ dy+8(FP), R10
+	MOVQ rows+32(FP), BX
+	MOVQ c+40(FP), R8
+	SHLQ $2, R8
+	MOVQ mean+48(FP), R9
+	MOVQ acc+56(FP), DI
+	LEAQ (DI)(R8*1), R11
+	VPXORD Z6, Z6, Z6
+	XORQ DX, DX
+ds_cv:
+	CMPQ DX, R8
+	JGE ds_done
+	LEAQ (SI)(DX*1), AX
+	LEAQ (R10)(DX*1), R12
+	MOVQ y+16(FP), R13
+	ADDQ DX, R13
+	MOVQ dz+24(FP), R14
+	ADDQ DX, R14
+	VMOVUPS (R9)(DX*1), Z1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z3, Z3, Z3
+	MOVQ BX, CX
+	TESTQ CX, CX
+	JZ ds_store
+ds_row:
+	VMOVUPS (R13), Z5
+	VCMPPS $4, Z6, Z5, K1
+	VMOVUPS.Z (R12), K1, Z4
+	CMPQ dz+24(FP), $0
+	JEQ ds_acc
+	VMOVUPS Z4, (R14)
+ds_acc:
+	VMOVUPS (AX), Z2
+	VSUBPS Z1, Z2, Z2
+	VADDPS Z4, Z0, Z0
+	VFMADD231PS Z2, Z4, Z3
+	ADDQ R8, AX
+	ADDQ R8, R12
+	ADDQ R8, R13
+	ADDQ R8, R14
+	DECQ CX
+	JNZ ds_row
+ds_store:
+	VADDPS (DI)(DX*1), Z0, Z0
+	VMOVUPS Z0, (DI)(DX*1)
+	VADDPS (R11)(DX*1), Z3, Z3
+	VMOVUPS Z3, (R11)(DX*1)
+	ADDQ $64, DX
+	JMP ds_cv
+ds_done:
+	VZEROUPPER
+	RET
+
+// func chanAffine512(x, skip unsafe.Pointer, rows, c int, scale, shift, y unsafe.Pointer, relu int)
+TEXT ·chanAffine512(SB), NOSPLIT, $0-64
+	MOVQ x+0(FP), SI
+	MOVQ skip+8(FP), R12
+	MOVQ rows+16(FP), BX
+	MOVQ c+24(FP), R8
+	SHLQ $2, R8
+	MOVQ scale+32(FP), R9
+	MOVQ shift+40(FP), R10
+	MOVQ y+48(FP), DI
+	MOVQ relu+56(FP), R11
+	MOVQ R12, R13
+	VPXORD Z5, Z5, Z5
+	TESTQ BX, BX
+	JZ af_done
+af_row:
+	XORQ DX, DX
+af_cv:
+	VMOVUPS (SI)(DX*1), Z0
+	VMOVUPS (R9)(DX*1), Z2
+	VFMADD213PS (R10)(DX*1), Z2, Z0
+	TESTQ R13, R13
+	JZ af_relu
+	VADDPS (R12)(DX*1), Z0, Z0
+af_relu:
+	TESTQ R11, R11
+	JZ af_store
+	VMAXPS Z0, Z5, Z0
+af_store:
+	VMOVUPS Z0, (DI)(DX*1)
+	ADDQ $64, DX
+	CMPQ DX, R8
+	JL af_cv
+	ADDQ R8, SI
+	ADDQ R8, R12
+	ADDQ R8, DI
+	DECQ BX
+	JNZ af_row
+af_done:
+	VZEROUPPER
+	RET
+
+// func chanAffine2512(x, dy, y unsafe.Pointer, rows, c int, a, k, b, dx unsafe.Pointer)
+TEXT ·chanAffine2512(SB), NOSPLIT, $0-72
+	MOVQ x+0(FP), SI
+	MOVQ dy+8(FP), R12
+	MOVQ y+16(FP), R13
+	MOVQ rows+24(FP), BX
+	MOVQ c+32(FP), R8
+	SHLQ $2, R8
+	MOVQ a+40(FP), R9
+	MOVQ k+48(FP), R10
+	MOVQ b+56(FP), R11
+	MOVQ dx+64(FP), DI
+	VPXORD Z6, Z6, Z6
+	TESTQ BX, BX
+	JZ a2_done
+a2_row:
+	XORQ DX, DX
+a2_cv:
+	VMOVUPS (R13)(DX*1), Z5
+	VCMPPS $4, Z6, Z5, K1
+	VMOVUPS.Z (R12)(DX*1), K1, Z0
+	VMULPS (R9)(DX*1), Z0, Z0
+	VMOVUPS (SI)(DX*1), Z1
+	VFNMADD231PS (R10)(DX*1), Z1, Z0
+	VADDPS (R11)(DX*1), Z0, Z0
+	VMOVUPS Z0, (DI)(DX*1)
+	ADDQ $64, DX
+	CMPQ DX, R8
+	JL a2_cv
+	ADDQ R8, SI
+	ADDQ R8, R12
+	ADDQ R8, R13
+	ADDQ R8, DI
+	DECQ BX
+	JNZ a2_row
+a2_done:
+	VZEROUPPER
+	RET
+
+// func chanSumRows512(x unsafe.Pointer, rows, c int, acc unsafe.Pointer)
+TEXT ·chanSumRows512(SB), NOSPLIT, $0-32
+	MOVQ x+0(FP), SI
+	MOVQ rows+8(FP), BX
+	MOVQ c+16(FP), R8
+	SHLQ $2, R8
+	MOVQ acc+24(FP), DI
+	TESTQ BX, BX
+	JZ sr_done
+sr_row:
+	XORQ DX, DX
+sr_cv:
+	VMOVUPS (DI)(DX*1), Z0
+	VADDPS (SI)(DX*1), Z0, Z0
+	VMOVUPS Z0, (DI)(DX*1)
+	ADDQ $64, DX
+	CMPQ DX, R8
+	JL sr_cv
+	ADDQ R8, SI
+	DECQ BX
+	JNZ sr_row
+sr_done:
+	VZEROUPPER
+	RET
+
+// func chanSqDevRows512(x unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
+TEXT ·chanSqDevRows512(SB), NOSPLIT, $0-40
+	MOVQ x+0(FP), SI
+	MOVQ rows+8(FP), BX
+	MOVQ c+16(FP), R8
+	SHLQ $2, R8
+	MOVQ mean+24(FP), R9
+	MOVQ acc+32(FP), DI
+	TESTQ BX, BX
+	JZ qr_done
+qr_row:
+	XORQ DX, DX
+qr_cv:
+	VMOVUPS (SI)(DX*1), Z2
+	VSUBPS (R9)(DX*1), Z2, Z2
+	VMOVUPS (DI)(DX*1), Z0
+	VFMADD231PS Z2, Z2, Z0
+	VMOVUPS Z0, (DI)(DX*1)
+	ADDQ $64, DX
+	CMPQ DX, R8
+	JL qr_cv
+	ADDQ R8, SI
+	DECQ BX
+	JNZ qr_row
+qr_done:
+	VZEROUPPER
+	RET
+
+// func chanDyStatsRows512(x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
+TEXT ·chanDyStatsRows512(SB), NOSPLIT, $0-64
+	MOVQ x+0(FP), SI
+	MOVQ dy+8(FP), R10
+	MOVQ y+16(FP), R13
+	MOVQ dz+24(FP), R14
+	MOVQ rows+32(FP), BX
+	MOVQ c+40(FP), R8
+	SHLQ $2, R8
+	MOVQ mean+48(FP), R9
+	MOVQ acc+56(FP), DI
+	LEAQ (DI)(R8*1), R11
+	VPXORD Z6, Z6, Z6
+	TESTQ BX, BX
+	JZ dr_done
+dr_row:
+	XORQ DX, DX
+dr_cv:
+	VMOVUPS (R13)(DX*1), Z5
+	VCMPPS $4, Z6, Z5, K1
+	VMOVUPS.Z (R10)(DX*1), K1, Z4
+	TESTQ R14, R14
+	JZ dr_acc
+	VMOVUPS Z4, (R14)(DX*1)
+dr_acc:
+	VMOVUPS (SI)(DX*1), Z2
+	VSUBPS (R9)(DX*1), Z2, Z2
+	VADDPS (DI)(DX*1), Z4, Z0
+	VMOVUPS Z0, (DI)(DX*1)
+	VMOVUPS (R11)(DX*1), Z3
+	VFMADD231PS Z2, Z4, Z3
+	VMOVUPS Z3, (R11)(DX*1)
+	ADDQ $64, DX
+	CMPQ DX, R8
+	JL dr_cv
+	ADDQ R8, SI
+	ADDQ R8, R10
+	ADDQ R8, R13
+	TESTQ R14, R14
+	JZ dr_next
+	ADDQ R8, R14
+dr_next:
+	DECQ BX
+	JNZ dr_row
+dr_done:
+	VZEROUPPER
+	RET

@@ -1,0 +1,94 @@
+package kernels
+
+import "os"
+
+// Level names the kernel implementation in use.
+type Level int
+
+// The kernel levels, from the portable reference up.
+const (
+	Generic Level = iota // the reference kernels of this package, pure Go
+	AVX2                 // Go assembly, AVX2 + FMA
+	AVX512               // Go assembly, AVX-512
+)
+
+// String returns the level's name as RESIDUAL_KERNELS spells it.
+func (l Level) String() string { return [...]string{"generic", "avx2", "avx512"}[l] }
+
+// active is the level in use, chosen once from the CPU (see detect) and the
+// RESIDUAL_KERNELS environment variable: "generic" forces the pure-Go
+// reference kernels, "avx2" caps the level at AVX2.
+var active = func() Level {
+	l := detect()
+	switch os.Getenv("RESIDUAL_KERNELS") {
+	case "generic":
+		l = Generic
+	case "avx2":
+		l = min(l, AVX2)
+	}
+	return l
+}()
+
+// winograd is whether stride-1 3×3 convolutions may take the Winograd
+// path (AVX-512 only); RESIDUAL_WINOGRAD=0 keeps them on the direct
+// kernels, whose sums round like the reference's.
+var winograd = os.Getenv("RESIDUAL_WINOGRAD") != "0"
+
+// winograd4 is whether that path may use F(4×4, 3×3) tiles where they
+// apply; RESIDUAL_WINOGRAD=2 keeps it to F(2×2, 3×3).
+var winograd4 = os.Getenv("RESIDUAL_WINOGRAD") != "2"
+
+// Active returns the kernel level in use.
+func Active() Level { return active }
+
+// SetLevel forces a level (capped at what the CPU supports) and returns the
+// previous one; for tests and benchmarks that compare the paths.
+func SetLevel(l Level) Level {
+	prev := active
+	active = min(l, detect())
+	use = implFor(active)
+	return prev
+}
+
+// impl is what the active level offers the float32 entry points,
+// resolved once from the level (at start and by SetLevel) rather than
+// tested by each call: the direct convolution kernels (nil at the generic
+// level) and whether the AVX-512-only kernels run (batch norm's
+// per-channel passes, the element-wise kernels, max pooling, Winograd).
+type impl struct {
+	k      *kernelSet
+	avx512 bool
+}
+
+// use is the active level's impl.
+var use = implFor(active)
+
+func implFor(l Level) impl { return impl{k: kernelsFor(l), avx512: l == AVX512} }
+
+// kernelSet holds the micro-kernels of one level.
+type kernelSet struct {
+	vec     int             // floats per vector
+	conv    [2][]convKernel // by block width: [0] one vector, [1] two
+	row3    [2][]convKernel // the row-of-three-taps kernels (none: nil)
+	dw      [2][]dwKernel
+	maxConv [2]int
+	maxRow3 [2]int
+	maxDW   [2]int
+}
+
+func (k *kernelSet) init() *kernelSet {
+	for i := range 2 {
+		k.maxConv[i], k.maxRow3[i], k.maxDW[i] = len(k.conv[i]), len(k.row3[i]), len(k.dw[i])
+	}
+	return k
+}
+
+func kernelsFor(l Level) *kernelSet {
+	switch l {
+	case AVX512:
+		return avx512Set
+	case AVX2:
+		return avx2Set
+	}
+	return nil
+}

@@ -1,0 +1,23 @@
+//go:build amd64 && !purego
+
+package kernels
+
+import "unsafe"
+
+// iota16 is 0, 1, …, 15: the lanes of maxPool512's indices.
+var iota16 = [16]int32{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}
+
+// maxPoolPixel32 writes one output pixel's c channels of max pooling over
+// the input pixels at element offsets offs (at least one).
+func maxPoolPixel32(x []float32, offs []int, c int, y []float32, arg []int32) {
+	maxPool512(unsafe.Pointer(&x[0]), unsafe.Pointer(&offs[0]), len(offs), c, unsafe.Pointer(&y[0]), unsafe.Pointer(&arg[0]), unsafe.Pointer(&iota16[0]))
+}
+
+// maxPool512 (pool_amd64.s, AVX-512) writes, for j < c (a multiple of
+// 16), y[j] = the maximum over the taps t < ntaps of x[offs[t]+j] and
+// arg[j] = offs[t]+j of the first maximum, a NaN counting as greater than
+// any number (the first NaN wins, as in maxPoolPixelRef); iota points at
+// iota16.
+//
+//go:noescape
+func maxPool512(x, offs unsafe.Pointer, ntaps, c int, y, arg, iota unsafe.Pointer)

@@ -1,0 +1,207 @@
+//go:build amd64 && !purego
+
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	kt "github.com/residual-nn/residual/internal/kernels/kernelstest"
+)
+
+// TestWinogradMatchesReference runs the Winograd path directly, with
+// F(2×2, 3×3) tiles only and with F(4×4, 3×3) ones where they apply
+// (forward, with and without an epilogue, the data gradient and the weight
+// gradient) on
+// even and odd output sizes, padded and valid, one- and two-vector channel
+// blocks, against the reference convolution in float64. Its rounding
+// differs from the direct sums' (the transforms add and scale), so it is
+// held to closeTo's bound on the float64 result.
+func TestWinogradMatchesReference(t *testing.T) {
+	if detect() < AVX512 {
+		t.Skip("the Winograd path is AVX-512 only; this CPU lacks it")
+	}
+	for _, four := range []bool{false, true} {
+		t.Run(fmt.Sprintf("F4x4=%v", four), func(t *testing.T) {
+			prev, prevW, prev4 := SetLevel(AVX512), winograd, winograd4
+			winograd, winograd4 = true, four // even under RESIDUAL_WINOGRAD=0 or 2
+			defer func() { SetLevel(prev); winograd, winograd4 = prevW, prev4 }()
+			testWinograd(t, four)
+		})
+	}
+}
+
+func testWinograd(t *testing.T, four bool) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for i, s := range []ConvShape{
+		{N: 2, H: 8, W: 8, C: 16, OC: 16, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 3, H: 9, W: 7, C: 32, OC: 48, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 1, H: 12, W: 13, C: 16, OC: 32},                           // valid: 10×11 outputs
+		{N: 2, H: 5, W: 6, C: 64, OC: 16, PT: 2, PL: 0, PB: 1, PR: 2}, // asymmetric
+		{N: 1, H: 32, W: 32, C: 16, OC: 16, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 1, H: 3, W: 3, C: 16, OC: 16, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 2, H: 66, W: 3, C: 16, OC: 16, PT: 1, PL: 1, PB: 1, PR: 1},  // several strips
+		{N: 2, H: 16, W: 16, C: 64, OC: 64, PT: 1, PL: 1, PB: 1, PR: 1}, // F(4×4): no edge tiles
+		{N: 1, H: 11, W: 14, C: 48, OC: 32, PT: 1, PL: 1, PB: 1, PR: 1}, // F(4×4): cut rows and columns
+		{N: 2, H: 30, W: 58, C: 16, OC: 32, PT: 1, PL: 1, PB: 1, PR: 1}, // F(4×4): several strips, cut rows
+		// Weight gradients (32+ channels): valid and odd, small images
+		// grouped across images, several strips of a larger one.
+		{N: 3, H: 11, W: 10, C: 32, OC: 32},
+		{N: 5, H: 8, W: 8, C: 64, OC: 64, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 1, H: 40, W: 36, C: 32, OC: 32, PT: 1, PL: 1, PB: 1, PR: 1},
+		// Over winoMaxWeights: forward passes over 96, 96 and 32 output
+		// channels, odd rows; the weight gradient in passes too (F(4×4):
+		// 32 channels each, F(2×2): 96), the data gradient direct.
+		{N: 2, H: 7, W: 6, C: 160, OC: 224, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 1, H: 9, W: 10, C: 256, OC: 96, PT: 1, PL: 1, PB: 1, PR: 1},
+	} {
+		s.KH, s.KW, s.SH, s.SW, s.DH, s.DW = 3, 3, 1, 1, 1, 1
+		name := fmt.Sprintf("%d %+v", i, s)
+		x := kt.RandF32(r, s.N*s.H*s.W*s.C)
+		w := kt.RandF32(r, 9*s.C*s.OC)
+		n := s.N * s.OH() * s.OW() * s.OC
+		dy, skip := kt.RandF32(r, n), kt.RandF32(r, n)
+		scale, shift := kt.RandF32(r, s.OC), kt.RandF32(r, s.OC)
+		src := weightSource{w: w, SKW: 3, A: s.C, B: s.OC, tap: func(t, u int) (int, int) { return t, u }}
+		wantTile := 2
+		if four && s.C <= winoMaxSum4 {
+			wantTile = 4
+		}
+		if got := winoTile(s); got != wantTile {
+			t.Fatalf("%s: tiles of %d, want %d", name, got, wantTile)
+		}
+		ref := make([]float64, n)
+		convForwardRef(s, kt.F64(x), kt.F64(w), ref)
+
+		y := make([]float32, n)
+		if !winoConv(s, src, nil, x, y) {
+			t.Fatalf("%s: the Winograd path declined", name)
+		}
+		kt.CloseTo(t, name+" forward", y, kt.F32(ref))
+
+		ep := &convEpilogue{scale: scale, shift: shift, skip: skip, floor: 0}
+		if !winoConv(s, src, ep, x, y) {
+			t.Fatalf("%s: the Winograd path declined", name)
+		}
+		want := make([]float32, n)
+		for j, v := range ref {
+			c := j % s.OC
+			want[j] = float32(max(v*float64(scale[c])+float64(shift[c])+float64(skip[j]), 0))
+		}
+		kt.CloseTo(t, name+" forward with epilogue", y, want)
+
+		dw := make([]float32, len(w))
+		rdw := make([]float64, len(w))
+		convBackwardWeightRef(s, kt.F64(x), kt.F64(dy), rdw)
+		// F(4×4) takes every shape whose transformed gradient fits one
+		// pass; the last two shapes are taken in passes.
+		gm, kb := winoGradTile(s)
+		fits4, fits2 := 36*s.C*s.OC*4 <= winoMaxWeights, 16*s.C*s.OC*4 <= winoMaxWeights
+		if four && fits4 && gm != 4 || !four && gm == 4 || !fits2 && (gm == 0 || kb >= s.OC) {
+			t.Fatalf("%s: weight gradient in tiles of %d, %d channels a pass", name, gm, kb)
+		}
+		wantW := gm != 0
+		if got := winoWeightGrad(s, x, dy, dw); got != wantW {
+			t.Fatalf("%s: the weight gradient's Winograd path taken = %v, want %v", name, got, wantW)
+		}
+		if wantW {
+			kt.CloseTo(t, name+" weight gradient", dw, kt.F32(rdw))
+		}
+
+		dx := make([]float32, len(x))
+		rdx := make([]float64, len(x))
+		convBackwardDataRef(s, kt.F64(dy), kt.F64(w), rdx)
+		if max(s.PT, s.PL, s.PB, s.PR) <= 2 {
+			// (Over winoMaxWeights this runs the direct kernels.)
+			if !convBackwardDataFast(s, dy, w, dx, nil) {
+				t.Fatalf("%s: the data gradient declined", name)
+			}
+			kt.CloseTo(t, name+" data gradient", dx, kt.F32(rdx))
+		}
+	}
+}
+
+// TestWinogradPropagatesNonFinite runs the Winograd path (both tile sizes:
+// forward with an epilogue, data and weight gradients) with NaN and ±Inf
+// injected into each input, and checks that every output the reference
+// makes non-finite is non-finite (see the note at the top of this file).
+func TestWinogradPropagatesNonFinite(t *testing.T) {
+	if detect() < AVX512 {
+		t.Skip("the Winograd path is AVX-512 only; this CPU lacks it")
+	}
+	for _, four := range []bool{false, true} {
+		t.Run(fmt.Sprintf("F4x4=%v", four), func(t *testing.T) {
+			prev, prevW, prev4 := SetLevel(AVX512), winograd, winograd4
+			winograd, winograd4 = true, four
+			defer func() { SetLevel(prev); winograd, winograd4 = prevW, prev4 }()
+			r := rand.New(rand.NewPCG(23, 24))
+			s := ConvShape{N: 2, H: 9, W: 10, C: 32, OC: 32, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}
+			if !winoApplies(s) {
+				t.Fatal("the Winograd path declines the test's shape")
+			}
+			ny := s.N * s.OH() * s.OW() * s.OC
+			nx := s.N * s.H * s.W * s.C
+			clean := map[string][]float32{"x": kt.RandF32(r, nx), "w": kt.RandF32(r, 9*s.C*s.OC), "dy": kt.RandF32(r, ny),
+				"scale": kt.RandF32(r, s.OC), "shift": kt.RandF32(r, s.OC), "skip": kt.RandF32(r, ny)}
+			covers := func(what string, got []float32, want []float64) {
+				t.Helper()
+				if nonFinite(want) == 0 {
+					t.Fatalf("%s: the reference has no non-finite output", what)
+				}
+				for i, v := range want {
+					if (math.IsNaN(v) || math.IsInf(v, 0)) && !math.IsNaN(float64(got[i])) && !math.IsInf(float64(got[i]), 0) {
+						t.Fatalf("%s: element %d: Winograd %g, reference %g", what, i, got[i], v)
+					}
+				}
+			}
+			for _, bad := range nanKinds {
+				for _, in := range []string{"x", "w", "scale", "shift", "skip"} {
+					if bad < 0 && in != "x" && in != "w" {
+						continue // −Inf in the epilogue is 0 after the ReLU: nothing to cover
+					}
+					v := poison(r, clean, in, bad)
+					e := ConvEpilogue[float32]{Scale: v["scale"], Shift: v["shift"], Skip: v["skip"], ReLU: true}
+					y := make([]float32, ny)
+					ConvForwardEpilogue(s, v["x"], v["w"], y, e)
+					want := make([]float64, ny)
+					convForwardEpilogueRef(s, kt.F64(v["x"]), kt.F64(v["w"]), want, ConvEpilogue[float64]{
+						Scale: kt.F64(e.Scale), Shift: kt.F64(e.Shift), Skip: kt.F64(e.Skip), ReLU: true})
+					covers(fmt.Sprintf("forward %g in %s", bad, in), y, want)
+				}
+				if m, _ := winoGradTile(s); m == 0 {
+					t.Fatal("the weight gradient's Winograd path declines the test's shape")
+				}
+				for _, in := range []string{"x", "w", "dy"} {
+					v := poison(r, clean, in, bad)
+					if in != "x" {
+						dx := make([]float32, nx)
+						ConvBackwardData(s, v["dy"], v["w"], dx)
+						want := make([]float64, nx)
+						convBackwardDataRef(s, kt.F64(v["dy"]), kt.F64(v["w"]), want)
+						covers(fmt.Sprintf("data gradient %g in %s", bad, in), dx, want)
+					}
+					if in != "w" {
+						dw := make([]float32, len(v["w"]))
+						ConvBackwardWeight(s, v["x"], v["dy"], dw)
+						want := make([]float64, len(dw))
+						convBackwardWeightRef(s, kt.F64(v["x"]), kt.F64(v["dy"]), want)
+						covers(fmt.Sprintf("weight gradient %g in %s", bad, in), dw, want)
+					}
+				}
+			}
+		})
+	}
+}
+
+// nonFinite counts want's NaN and ±Inf.
+func nonFinite(want []float64) int {
+	n := 0
+	for _, v := range want {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,284 @@
+package models
+
+import (
+	"fmt"
+	"math"
+	"sort"
+
+	"github.com/residual-nn/residual/limits"
+	"github.com/residual-nn/residual/models/mlp"
+	"github.com/residual-nn/residual/models/resnet"
+	"github.com/residual-nn/residual/models/unet"
+	"github.com/residual-nn/residual/nn"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// kinds makes an empty Arch of each stored kind: the one table a new
+// family joins.
+var kinds = map[string]func() Arch{
+	"resnet": func() Arch { return new(ResNet) },
+	"unet":   func() Arch { return new(UNet) },
+	"mlp":    func() Arch { return new(MLP) },
+}
+
+// Kinds lists the families a stored config may name.
+func Kinds() []string {
+	ks := make([]string, 0, len(kinds))
+	for k := range kinds {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// checkParams refuses a network whose weights would exceed
+// limits.TotalBytes (as float32), from an estimate made before building it.
+func checkParams(n float64) error {
+	if n*4 > float64(limits.TotalBytes) {
+		return fmt.Errorf("about %.3g parameters, over %d bytes of weights (limits.TotalBytes)", n, limits.TotalBytes)
+	}
+	return nil
+}
+
+// checkSizes returns an error naming the first size outside [1, max].
+func checkSizes(sizes ...size) error {
+	for _, s := range sizes {
+		if s.v < 1 || s.v > s.bound {
+			return fmt.Errorf("%s %d outside [1, %d] (%s)", s.name, s.v, s.bound, s.limit)
+		}
+	}
+	return nil
+}
+
+// size is one bounded field of a config: its name, value, bound and the
+// bound's name.
+type size struct {
+	name  string
+	v     int
+	bound int
+	limit string
+}
+
+// ResNet is package resnet's family: ResNets, plain networks and
+// pre-activation ResNets. Its fields are resnet.Config's (Classes and
+// InChannels as c.Config.Classes and c.Config.InChannels).
+type ResNet struct{ resnet.Config }
+
+// Kind is "resnet".
+func (c *ResNet) Kind() string { return "resnet" }
+
+// Build returns a *resnet.Net.
+func (c *ResNet) Build(rng *tensor.RNG) (nn.Layer, error) { return resnet.New(c.Config, rng) }
+
+// Classes is the classifier's outputs.
+func (c *ResNet) Classes() int { return c.Config.Classes }
+
+// SetClasses sets the classifier's outputs.
+func (c *ResNet) SetClasses(n int) { c.Config.Classes = n }
+
+// InChannels is the stem convolution's input channels.
+func (c *ResNet) InChannels() int { return c.Config.InChannels }
+
+// SetInChannels sets the stem convolution's input channels.
+func (c *ResNet) SetInChannels(n int) { c.Config.InChannels = n }
+
+// InputShape is [n, side, side, InChannels].
+func (c *ResNet) InputShape(n, side int) []int { return []int{n, side, side, c.Config.InChannels} }
+
+// DefaultSide is 224 for an ImageNet stem, 32 for a CIFAR one.
+func (c *ResNet) DefaultSide() int {
+	if c.Stem == "imagenet" {
+		return 224
+	}
+	return 32
+}
+
+// Dense is false: one vector of logits per image.
+func (c *ResNet) Dense() bool { return false }
+
+// Validate checks resnet.Config's rules, the bounds of package limits on
+// classes, channels, widths and depth, and the weights' total size.
+func (c *ResNet) Validate() error {
+	if err := checkSizes(size{"classes", c.Config.Classes, limits.Classes, "limits.Classes"},
+		size{"in_channels", c.Config.InChannels, limits.Channels, "limits.Channels"},
+		size{"stem_width", c.StemWidth, limits.Channels, "limits.Channels"}); err != nil {
+		return fmt.Errorf("resnet: %w", err)
+	}
+	if len(c.Layers) > 4 || len(c.Widths) != len(c.Layers) {
+		return fmt.Errorf("resnet: need 1 to 4 stages with a width each, got layers %v widths %v", c.Layers, c.Widths)
+	}
+	for i := range c.Layers {
+		if err := checkSizes(size{fmt.Sprintf("layers[%d]", i), c.Layers[i], limits.Layers, "limits.Layers"},
+			size{fmt.Sprintf("widths[%d]", i), c.Widths[i], limits.Channels, "limits.Channels"}); err != nil {
+			return fmt.Errorf("resnet: %w", err)
+		}
+	}
+	if math.IsNaN(c.BNEps) || math.IsInf(c.BNEps, 0) || c.BNEps < 0 || math.IsNaN(float64(c.BranchScale)) || math.IsInf(float64(c.BranchScale), 0) {
+		return fmt.Errorf("resnet: bn_eps %v and branch_scale %v must be finite (bn_eps ≥ 0)", c.BNEps, c.BranchScale)
+	}
+	if err := c.Config.Validate(); err != nil {
+		return err
+	}
+	if err := checkParams(c.ParamEstimate()); err != nil {
+		return fmt.Errorf("resnet: %w", err)
+	}
+	return nil
+}
+
+// ParamEstimate counts the weights from the config alone: stem, blocks
+// and classifier (option A's parameter-free shortcuts counted as
+// projections, and batch norms where pre-activation has fewer: a little
+// over the true count).
+func (c *ResNet) ParamEstimate() float64 {
+	stem := 9.0
+	if c.Stem == "imagenet" {
+		stem = 49
+	}
+	in, n := float64(c.StemWidth), stem*float64(c.Config.InChannels*c.StemWidth)+2*float64(c.StemWidth)
+	for s, count := range c.Layers {
+		w, out := float64(c.Widths[s]), float64(c.Widths[s])
+		// A block's convolutions and batch norms, and a projection where
+		// the shape changes (every block for option C; counted for
+		// option A too, which has none).
+		block := func(in float64, project bool) float64 {
+			p := 0.0
+			if project {
+				p = in*out + 2*out
+			}
+			if c.Block == "bottleneck" {
+				return in*w + 9*w*w + w*out + 4*w + 2*out + p
+			}
+			return 9*in*w + 9*w*w + 4*w + p
+		}
+		if c.Block == "bottleneck" {
+			out = 4 * w
+		}
+		n += block(in, s > 0 || in != out || c.Shortcut == resnet.ShortcutC) + float64(count-1)*block(out, c.Shortcut == resnet.ShortcutC)
+		in = out
+	}
+	return n + 2*in + (in+1)*float64(c.Config.Classes)
+}
+
+// UNet is package unet's family: per-pixel classification.
+type UNet struct{ unet.Config }
+
+// Kind is "unet".
+func (c *UNet) Kind() string { return "unet" }
+
+// Build returns a *unet.Net.
+func (c *UNet) Build(rng *tensor.RNG) (nn.Layer, error) { return unet.New(c.Config, rng) }
+
+// Classes is the output channels of the final 1×1 convolution.
+func (c *UNet) Classes() int { return c.Config.Classes }
+
+// SetClasses sets the output channels.
+func (c *UNet) SetClasses(n int) { c.Config.Classes = n }
+
+// InChannels is the first convolution's input channels.
+func (c *UNet) InChannels() int { return c.Config.InChannels }
+
+// SetInChannels sets the first convolution's input channels.
+func (c *UNet) SetInChannels(n int) { c.Config.InChannels = n }
+
+// InputShape is [n, side, side, InChannels].
+func (c *UNet) InputShape(n, side int) []int { return []int{n, side, side, c.Config.InChannels} }
+
+// DefaultSide is 572 for the original (valid) U-Net, 128 for the padded
+// one.
+func (c *UNet) DefaultSide() int {
+	if c.Valid {
+		return 572
+	}
+	return 128
+}
+
+// Dense is true: logits per pixel.
+func (c *UNet) Dense() bool { return true }
+
+// Validate checks positive sizes within the bounds of package limits (the
+// widest level, Base·2^Depth channels, included) and the weights' total
+// size.
+func (c *UNet) Validate() error {
+	if err := checkSizes(size{"classes", c.Config.Classes, limits.Classes, "limits.Classes"},
+		size{"in_channels", c.Config.InChannels, limits.Channels, "limits.Channels"},
+		size{"depth", c.Depth, 16, "levels"},
+		size{"base", c.Base, limits.Channels, "limits.Channels"}); err != nil {
+		return fmt.Errorf("unet: %w", err)
+	}
+	if c.Base<<c.Depth > limits.Channels {
+		return fmt.Errorf("unet: base %d doubled %d times is %d channels, over %d (limits.Channels)", c.Base, c.Depth, c.Base<<c.Depth, limits.Channels)
+	}
+	if err := checkParams(c.ParamEstimate()); err != nil {
+		return fmt.Errorf("unet: %w", err)
+	}
+	return nil
+}
+
+// ParamEstimate counts the weights from the config alone: the double
+// convolutions of every level (biases and batch norms counted both), the
+// up-convolutions and the head.
+func (c *UNet) ParamEstimate() float64 {
+	in, n := float64(c.Config.InChannels), 0.0
+	for d := 0; d <= c.Depth; d++ {
+		w := float64(c.Base << d)
+		n += 9*(in*w+w*w) + 6*w // down (and bottom) double convolutions
+		if d < c.Depth {
+			n += 4*2*w*w + 9*(2*w*w+w*w) + 7*w // up-convolution and up double convolution
+		}
+		in = w
+	}
+	return n + float64((c.Base+1)*c.Config.Classes)
+}
+
+// MLP is package mlp's family: residual MLPs on vectors.
+type MLP struct{ mlp.Config }
+
+// Kind is "mlp".
+func (c *MLP) Kind() string { return "mlp" }
+
+// Build returns a *mlp.Net.
+func (c *MLP) Build(rng *tensor.RNG) (nn.Layer, error) { return mlp.New(c.Config, rng) }
+
+// Classes is the number of outputs.
+func (c *MLP) Classes() int { return c.Out }
+
+// SetClasses sets the number of outputs.
+func (c *MLP) SetClasses(n int) { c.Out = n }
+
+// InChannels is the number of inputs.
+func (c *MLP) InChannels() int { return c.In }
+
+// SetInChannels sets the number of inputs.
+func (c *MLP) SetInChannels(n int) { c.In = n }
+
+// InputShape is [n, In].
+func (c *MLP) InputShape(n, _ int) []int { return []int{n, c.In} }
+
+// DefaultSide is 0: an MLP takes vectors.
+func (c *MLP) DefaultSide() int { return 0 }
+
+// Dense is false.
+func (c *MLP) Dense() bool { return false }
+
+// Validate checks sizes within the bounds of package limits and the
+// weights' total size.
+func (c *MLP) Validate() error {
+	if err := checkSizes(size{"In", c.In, limits.Channels, "limits.Channels"}, size{"Out", c.Out, limits.Classes, "limits.Classes"},
+		size{"Width", c.Width, limits.Channels, "limits.Channels"}); err != nil {
+		return fmt.Errorf("mlp: %w", err)
+	}
+	if c.Depth < 0 || c.Depth > limits.Layers {
+		return fmt.Errorf("mlp: Depth %d outside [0, %d] (limits.Layers)", c.Depth, limits.Layers)
+	}
+	if err := checkParams(c.ParamEstimate()); err != nil {
+		return fmt.Errorf("mlp: %w", err)
+	}
+	return nil
+}
+
+// ParamEstimate counts the weights from the config alone (batch norms
+// counted whether present or not).
+func (c *MLP) ParamEstimate() float64 {
+	w := float64(c.Width)
+	return (float64(c.In)+1)*w + float64(c.Depth)*(w*w+3*w) + (w+1)*float64(c.Out)
+}
