@@ -11,7 +11,11 @@
 // they are not safe to change while inputs are being read.
 package limits
 
-import "fmt"
+import (
+	"fmt"
+	"io"
+	"os"
+)
 
 var (
 	// TensorElements bounds the number of values of one tensor read from a
@@ -23,6 +27,11 @@ var (
 	// model file: 4 GiB, beyond ResNet-1202's 78 MB and ResNet-152's
 	// 240 MB by far.
 	TotalBytes int64 = 4 << 30
+	// HeaderBytes bounds the structured part of a file that is read whole
+	// before its tensor data: a safetensors JSON header, a pickle (a .pth's
+	// data.pkl), a Keras model.json or labels.json. 100 MB, the bound of
+	// the reference safetensors reader; ResNet-152's data.pkl is 40 kB.
+	HeaderBytes int64 = 100 << 20
 	// ImagePixels bounds an image's width × height, checked from its
 	// header before it is decoded: PIL's MAX_IMAGE_PIXELS (89,478,485, a
 	// 1/4 GB 24-bit image), so that what PIL refuses as a decompression
@@ -73,4 +82,31 @@ func CheckImage(what string, w, h int) error {
 		return fmt.Errorf("%s: image of %d×%d = %d pixels is over %d (limits.ImagePixels): refused as a possible decompression bomb", what, w, h, int64(w)*int64(h), ImagePixels)
 	}
 	return nil
+}
+
+// ReadFile reads a whole file that must be a regular file of at most
+// limit bytes: its size comes from Stat and is checked before anything is
+// allocated, and a device, a pipe or a folder is refused rather than read
+// without end.
+func ReadFile(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if st.Size() > limit {
+		return nil, fmt.Errorf("%s has %d bytes, more than the %d allowed", path, st.Size(), limit)
+	}
+	b := make([]byte, st.Size())
+	if n, err := io.ReadFull(f, b); err != nil {
+		return nil, fmt.Errorf("%s: read %d of %d bytes: %w", path, n, len(b), err)
+	}
+	return b, nil
 }

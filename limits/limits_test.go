@@ -1,6 +1,8 @@
 package limits
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -38,5 +40,22 @@ func TestCheckImage(t *testing.T) {
 		if err := CheckImage("f.png", c.w, c.h); (err == nil) != c.ok {
 			t.Errorf("CheckImage(%d, %d) = %v, want ok=%v", c.w, c.h, err, c.ok)
 		}
+	}
+}
+
+func TestReadFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	os.WriteFile(p, []byte("12345"), 0o644)
+	if b, err := ReadFile(p, 5); err != nil || string(b) != "12345" {
+		t.Errorf("ReadFile = %q, %v", b, err)
+	}
+	if _, err := ReadFile(p, 4); err == nil || !strings.Contains(err.Error(), "more than the 4 allowed") {
+		t.Errorf("over the limit: %v", err)
+	}
+	if _, err := ReadFile("/dev/zero", 1<<40); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("/dev/zero: %v", err)
+	}
+	if _, err := ReadFile(filepath.Dir(p), 1<<40); err == nil {
+		t.Error("a folder was read")
 	}
 }

@@ -15,16 +15,15 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"sort"
 
+	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/tensor"
 )
-
-// maxHeader bounds the JSON header (100 MB, as the reference reader).
-const maxHeader = 100 << 20
 
 type entry struct {
 	Dtype   string   `json:"dtype"`
@@ -49,23 +48,108 @@ func Decode(b []byte) (*File, error) {
 		return nil, fmt.Errorf("safetensors: %d bytes is too short for a header length", len(b))
 	}
 	n := binary.LittleEndian.Uint64(b)
-	if n > maxHeader || n > uint64(len(b)-8) {
-		return nil, fmt.Errorf("safetensors: header of %d bytes does not fit the %d-byte file (truncated?)", n, len(b))
+	if n > uint64(limits.HeaderBytes) || n > uint64(len(b)-8) {
+		return nil, fmt.Errorf("safetensors: header of %d bytes does not fit the %d-byte file or exceeds %d bytes (limits.HeaderBytes)", n, len(b), limits.HeaderBytes)
 	}
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(b[8:8+n], &raw); err != nil {
-		return nil, fmt.Errorf("safetensors: bad header: %w", err)
+	h, err := parseHeader(b[8 : 8+n])
+	if err != nil {
+		return nil, err
 	}
 	data := b[8+n:]
-	f := &File{Tensors: map[string]*tensor.Tensor{}, Metadata: map[string]string{}, Dtypes: map[string]string{}}
-	type span struct {
-		name   string
-		lo, hi int64
+	if int64(len(data)) != h.dataLen {
+		return nil, fmt.Errorf("safetensors: %d data bytes, the header's tensors cover %d (truncated or padded?)", len(data), h.dataLen)
 	}
-	var spans []span
+	return h.decode(data), nil
+}
+
+// Read reads and decodes a safetensors file. It never reads more than the
+// header describes: the header length and the header come first and are
+// checked against limits.HeaderBytes, the file's size (from Stat, for a
+// regular file) and limits.TotalBytes before the data is read, so a
+// device, a pipe or a hostile header cannot make it read or allocate
+// without end.
+func Read(path string) (*File, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	size := int64(-1)
+	if st, err := fh.Stat(); err == nil && st.Mode().IsRegular() {
+		size = st.Size()
+	}
+	f, err := ReadFrom(fh, size)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return f, nil
+}
+
+// ReadFrom decodes a safetensors file from r, whose size is size bytes (−1
+// when unknown: a pipe or a device). It reads the header length, the
+// header and then exactly the data the header describes, and refuses a
+// known size that differs from what the header implies.
+func ReadFrom(r io.Reader, size int64) (*File, error) {
+	var lenBuf [8]byte
+	if n, err := io.ReadFull(r, lenBuf[:]); err != nil {
+		return nil, fmt.Errorf("safetensors: %d bytes is too short for a header length (%v)", n, err)
+	}
+	n := binary.LittleEndian.Uint64(lenBuf[:])
+	if n > uint64(limits.HeaderBytes) || (size >= 0 && n > uint64(size-8)) {
+		return nil, fmt.Errorf("safetensors: header of %d bytes does not fit the %d-byte file or exceeds %d bytes (limits.HeaderBytes)", n, size, limits.HeaderBytes)
+	}
+	hdr := make([]byte, n)
+	if got, err := io.ReadFull(r, hdr); err != nil {
+		return nil, fmt.Errorf("safetensors: header truncated: %d of %d bytes (%v)", got, n, err)
+	}
+	h, err := parseHeader(hdr)
+	if err != nil {
+		return nil, err
+	}
+	if size >= 0 && size-8-int64(n) != h.dataLen {
+		return nil, fmt.Errorf("safetensors: %d data bytes, the header's tensors cover %d (truncated or padded?)", size-8-int64(n), h.dataLen)
+	}
+	data := make([]byte, h.dataLen)
+	if got, err := io.ReadFull(r, data); err != nil {
+		return nil, fmt.Errorf("safetensors: data truncated: %d of the %d bytes the header describes (%v)", got, h.dataLen, err)
+	}
+	if size < 0 { // nothing may follow the data
+		var one [1]byte
+		if m, _ := io.ReadFull(r, one[:]); m != 0 {
+			return nil, fmt.Errorf("safetensors: bytes follow the %d data bytes the header describes", h.dataLen)
+		}
+	}
+	return h.decode(data), nil
+}
+
+// header is a checked safetensors header: its tensors sorted by offset,
+// tiling dataLen bytes exactly.
+type header struct {
+	entries  []namedEntry
+	metadata map[string]string
+	dataLen  int64
+}
+
+type namedEntry struct {
+	name string
+	entry
+}
+
+// parseHeader decodes and checks a JSON header: known dtypes, shapes
+// within limits.TensorElements, byte ranges that match their shapes and
+// tile the data without gap or overlap, and in all no more than
+// limits.TotalBytes of float32 values. Nothing is allocated for the data
+// before all of it holds.
+func parseHeader(hdr []byte) (*header, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(hdr, &raw); err != nil {
+		return nil, fmt.Errorf("safetensors: bad header: %w", err)
+	}
+	h := &header{metadata: map[string]string{}}
+	var values int64
 	for name, msg := range raw {
 		if name == "__metadata__" {
-			if err := json.Unmarshal(msg, &f.Metadata); err != nil {
+			if err := json.Unmarshal(msg, &h.metadata); err != nil {
 				return nil, fmt.Errorf("safetensors: metadata must map strings to strings: %w", err)
 			}
 			continue
@@ -78,40 +162,60 @@ func Decode(b []byte) (*File, error) {
 		if !ok {
 			return nil, fmt.Errorf("safetensors: tensor %q has unknown dtype %q", name, e.Dtype)
 		}
-		count := int64(1)
-		for _, d := range e.Shape {
-			if d < 0 || (d > 0 && count > math.MaxInt32/int64(d)) {
-				return nil, fmt.Errorf("safetensors: tensor %q has bad shape %v", name, e.Shape)
-			}
-			count *= int64(d)
+		if err := limits.CheckElements(fmt.Sprintf("safetensors: tensor %q", name), e.Shape...); err != nil {
+			return nil, err
 		}
+		count := int64(tensor.NumElements(e.Shape))
 		lo, hi := e.Offsets[0], e.Offsets[1]
-		if lo < 0 || hi < lo || hi > int64(len(data)) {
-			return nil, fmt.Errorf("safetensors: tensor %q: bytes [%d, %d) outside the %d data bytes (truncated?)", name, lo, hi, len(data))
+		if lo < 0 || hi < lo {
+			return nil, fmt.Errorf("safetensors: tensor %q: bad byte range [%d, %d)", name, lo, hi)
 		}
 		if hi-lo != count*int64(size) {
 			return nil, fmt.Errorf("safetensors: tensor %q: %d bytes for shape %v of %s", name, hi-lo, e.Shape, e.Dtype)
 		}
-		spans = append(spans, span{name, lo, hi})
-		t := tensor.New(e.Shape...)
-		decode(t.Data, data[lo:hi], e.Dtype)
-		f.Tensors[name] = t
-		f.Dtypes[name] = e.Dtype
+		if values += count; values > limits.TotalBytes/4 {
+			return nil, fmt.Errorf("safetensors: the tensors hold more than %d bytes of float32 values (limits.TotalBytes)", limits.TotalBytes)
+		}
+		h.entries = append(h.entries, namedEntry{name, e})
 	}
 	// The ranges must tile the data exactly (the format's validity rule).
-	sort.Slice(spans, func(i, j int) bool { return spans[i].lo < spans[j].lo })
-	var at int64
-	for _, s := range spans {
-		if s.lo != at {
-			return nil, fmt.Errorf("safetensors: tensor %q starts at byte %d, expected %d (overlap or gap)", s.name, s.lo, at)
+	sort.Slice(h.entries, func(i, j int) bool {
+		a, b := h.entries[i], h.entries[j]
+		return a.Offsets[0] < b.Offsets[0] || a.Offsets[0] == b.Offsets[0] && a.name < b.name
+	})
+	for _, e := range h.entries {
+		if e.Offsets[0] != h.dataLen {
+			return nil, fmt.Errorf("safetensors: tensor %q starts at byte %d, expected %d (overlap or gap)", e.name, e.Offsets[0], h.dataLen)
 		}
-		at = s.hi
+		h.dataLen = e.Offsets[1]
 	}
-	if at != int64(len(data)) {
-		return nil, fmt.Errorf("safetensors: %d data bytes, tensors cover %d", len(data), at)
-	}
-	return f, nil
+	return h, nil
 }
+
+// decode converts the checked data to float32 tensors.
+func (h *header) decode(data []byte) *File {
+	f := &File{Tensors: map[string]*tensor.Tensor{}, Metadata: h.metadata, Dtypes: map[string]string{}}
+	for _, e := range h.entries {
+		t := tensor.New(e.Shape...)
+		decode(t.Data, data[e.Offsets[0]:e.Offsets[1]], e.Dtype)
+		f.Tensors[e.name] = t
+		f.Dtypes[e.name] = e.Dtype
+	}
+	return f
+}
+
+// DtypeSize returns the bytes per value of a safetensors dtype ("F32",
+// "BF16", "I64", …) and whether it is one the reader knows.
+func DtypeSize(dtype string) (int, bool) {
+	n, ok := dtypeSize[dtype]
+	return n, ok
+}
+
+// DecodeValues converts len(dst) little-endian values of a dtype that
+// DtypeSize knows from src (at least len(dst)·DtypeSize(dtype) bytes) to
+// float32, as the reader does: integers and booleans by value, F64
+// rounded, F16 and BF16 exactly.
+func DecodeValues(dst []float32, src []byte, dtype string) { decode(dst, src, dtype) }
 
 func decode(dst []float32, b []byte, dtype string) {
 	le := binary.LittleEndian
@@ -156,19 +260,6 @@ func halfToFloat(h uint16) float32 {
 		return math.Float32frombits(sign | 0x7f800000 | frac<<13)
 	}
 	return math.Float32frombits(sign | (exp+112)<<23 | frac<<13)
-}
-
-// Read reads and decodes a safetensors file.
-func Read(path string) (*File, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	f, err := Decode(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return f, nil
 }
 
 // Encode serialises float32 tensors (as F32, in name order) and metadata.

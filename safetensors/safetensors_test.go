@@ -1,9 +1,12 @@
 package safetensors
 
 import (
+	"bytes"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -128,6 +131,13 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte{8, 0, 0, 0, 0, 0, 0, 0, '{', '}', ' ', ' ', ' ', ' ', ' ', ' '})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		file, err := Decode(b)
+		// The streaming reader agrees with the in-memory one, whether or
+		// not it knows the size.
+		for _, size := range []int64{int64(len(b)), -1} {
+			if _, serr := ReadFrom(bytes.NewReader(b), size); (serr == nil) != (err == nil) {
+				t.Fatalf("Decode: %v, ReadFrom (size %d): %v", err, size, serr)
+			}
+		}
 		if err != nil {
 			return
 		}
@@ -141,6 +151,62 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("re-encoding failed: %v", err)
 		}
 	})
+}
+
+// Hostile files are refused from their header, before the data they
+// describe is allocated or read.
+func TestHostileFiles(t *testing.T) {
+	dir := t.TempDir()
+	files := 0
+	file := func(h string, data int) string {
+		b := binary.LittleEndian.AppendUint64(nil, uint64(len(h)))
+		b = append(append(b, h...), make([]byte, data)...)
+		files++
+		p := filepath.Join(dir, fmt.Sprintf("f%d.safetensors", files))
+		os.WriteFile(p, b, 0o644)
+		return p
+	}
+	huge := filepath.Join(dir, "huge-header.safetensors")
+	os.WriteFile(huge, binary.LittleEndian.AppendUint64(nil, 1<<62), 0o644)
+	cases := map[string]struct{ path, want string }{
+		"/dev/zero":            {"/dev/zero", "bad header"},
+		"header over the file": {huge, "limits.HeaderBytes"},
+		"huge shape":           {file(`{"a":{"dtype":"F32","shape":[65536,65536],"data_offsets":[0,17179869184]}}`, 0), "limits.TensorElements"},
+		"overflowing shape":    {file(`{"a":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,4]}}`, 4), "limits.TensorElements"},
+		"data the file lacks":  {file(`{"a":{"dtype":"F32","shape":[1000000],"data_offsets":[0,4000000]}}`, 16), "16 data bytes, the header's tensors cover 4000000"},
+		"negative offset":      {file(`{"a":{"dtype":"F32","shape":[1],"data_offsets":[-4,0]}}`, 0), "bad byte range"},
+		"total over limit": {file(`{"a":{"dtype":"U8","shape":[268435456],"data_offsets":[0,268435456]},"b":{"dtype":"U8","shape":[268435456],"data_offsets":[268435456,536870912]},`+
+			`"c":{"dtype":"U8","shape":[268435456],"data_offsets":[536870912,805306368]},"d":{"dtype":"U8","shape":[268435456],"data_offsets":[805306368,1073741824]},`+
+			`"e":{"dtype":"U8","shape":[268435456],"data_offsets":[1073741824,1342177280]}}`, 0), "limits.TotalBytes"},
+	}
+	for name, c := range cases {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := Read(c.path)
+		runtime.ReadMemStats(&after)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want an error containing %q", name, err, c.want)
+		}
+		if d := after.TotalAlloc - before.TotalAlloc; d > 64<<20 {
+			t.Errorf("%s: allocated %d MB before refusing", name, d>>20)
+		}
+	}
+}
+
+// A file of unknown size (a pipe) is read up to what its header
+// describes, and bytes after that are refused.
+func TestReadFromStream(t *testing.T) {
+	good, _ := Encode(sample(), map[string]string{"k": "v"})
+	f, err := ReadFrom(bytes.NewReader(good), -1)
+	if err != nil || len(f.Tensors) != 3 {
+		t.Fatalf("stream: %v", err)
+	}
+	if _, err := ReadFrom(bytes.NewReader(append(good, 0)), -1); err == nil || !strings.Contains(err.Error(), "follow") {
+		t.Errorf("trailing byte: %v", err)
+	}
+	if _, err := ReadFrom(bytes.NewReader(good[:len(good)-1]), -1); err == nil || !strings.Contains(err.Error(), "truncated") {
+		t.Errorf("truncated stream: %v", err)
+	}
 }
 
 // Counters such as num_batches_tracked are stored as PyTorch stores them:

@@ -34,7 +34,7 @@ func evaluate(ctx context.Context, net nn.Layer, test *data.Dataset, mean, std [
 		}
 		l := &data.Loader{Data: test.Subset(idx), Batch: evalBatch, Mean: mean, Std: std}
 		bl, _, conf := train.Evaluate(net, l, classes)
-		if err := l.Err(); err != nil { // an unreadable image file
+		if err := l.Err(); err != nil { // an image that could not be decoded
 			return 0, 0, nil, err
 		}
 		bn := 0

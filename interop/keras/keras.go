@@ -34,6 +34,7 @@ import (
 	"strings"
 
 	"github.com/residual-nn/residual/checkpoint"
+	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/models/resnet"
 	"github.com/residual-nn/residual/tensor"
@@ -123,7 +124,7 @@ func LoadTFJS(path string) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	raw, err := os.ReadFile(file)
+	raw, err := limits.ReadFile(file, limits.HeaderBytes)
 	if err != nil {
 		return nil, fmt.Errorf("keras: %w", err)
 	}
@@ -184,16 +185,18 @@ func parseTopology(raw json.RawMessage) ([]layer, error) {
 // named tensors (Keras layouts).
 func readWeights(dir string, mj *modelJSON) (map[string]*tensor.Tensor, error) {
 	out := map[string]*tensor.Tensor{}
+	total := int64(0) // shard bytes read so far, bounded by limits.TotalBytes
 	for gi, g := range mj.Manifest {
 		var buf []byte
 		for _, p := range g.Paths {
 			if filepath.Base(p) != p || p == "." || p == ".." {
 				return nil, fmt.Errorf("weight shard path %q leaves the model's folder", p)
 			}
-			b, err := os.ReadFile(filepath.Join(dir, p))
+			b, err := limits.ReadFile(filepath.Join(dir, p), limits.TotalBytes-total)
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("weight shard: %w (the shards may hold %d bytes in all, limits.TotalBytes)", err, limits.TotalBytes)
 			}
+			total += int64(len(b))
 			buf = append(buf, b...)
 		}
 		need := 0
@@ -201,12 +204,14 @@ func readWeights(dir string, mj *modelJSON) (map[string]*tensor.Tensor, error) {
 			if w.DType != "float32" || len(w.Quantization) > 0 {
 				return nil, fmt.Errorf("weight %s is %s%s; only unquantised float32 is supported", w.Name, w.DType, map[bool]string{true: " (quantised)"}[len(w.Quantization) > 0])
 			}
-			n := 1
+			if err := limits.CheckElements("weight "+w.Name, w.Shape...); err != nil {
+				return nil, err
+			}
+			n := tensor.NumElements(w.Shape)
 			for _, d := range w.Shape {
-				if d <= 0 || d > len(buf) || n > len(buf) {
-					return nil, fmt.Errorf("weight %s has shape %v, which its shards cannot hold", w.Name, w.Shape)
+				if d <= 0 {
+					return nil, fmt.Errorf("weight %s has shape %v, with an empty dimension", w.Name, w.Shape)
 				}
-				n *= d
 			}
 			if need+4*n > len(buf) {
 				return nil, fmt.Errorf("weight group %d: its shards hold %d bytes, but the manifest needs more (truncated shard?) at %s", gi, len(buf), w.Name)
@@ -233,9 +238,12 @@ func readWeights(dir string, mj *modelJSON) (map[string]*tensor.Tensor, error) {
 // folder or the package's assets folder; none is not an error.
 func readLabels(dir string, classes int) ([]string, error) {
 	for _, p := range []string{filepath.Join(dir, "labels.json"), filepath.Join(dir, "..", "assets", "labels.json")} {
-		raw, err := os.ReadFile(p)
-		if err != nil {
+		if _, err := os.Stat(p); err != nil {
 			continue
+		}
+		raw, err := limits.ReadFile(p, limits.HeaderBytes)
+		if err != nil {
+			return nil, err
 		}
 		var m map[string]string
 		if err := json.Unmarshal(raw, &m); err != nil {
@@ -289,6 +297,9 @@ func convert(layers []layer, w map[string]*tensor.Tensor) (*Model, error) {
 				return nil, fmt.Errorf("layer %s applies %q; a ResNet uses relu", l.Name, l.Config.Activation)
 			}
 		case "BatchNormalization":
+			if e := l.Config.Epsilon; !(e > 0) || math.IsInf(e, 0) {
+				return nil, fmt.Errorf("batch norm %s has epsilon %g; it must be positive and finite", l.Name, e)
+			}
 			if eps != 0 && l.Config.Epsilon != eps {
 				return nil, fmt.Errorf("batch norms use different epsilons (%g and %g at %s)", eps, l.Config.Epsilon, l.Name)
 			}
@@ -340,14 +351,16 @@ func convert(layers []layer, w map[string]*tensor.Tensor) (*Model, error) {
 	if eps != 1e-5 {
 		c.BNEps = eps
 	}
-	in, classes := 0, 0
-	if k := w[dense[0].Name+"/kernel"]; k != nil && k.Rank() == 2 {
-		in, classes = k.Shape[0], k.Shape[1]
+	kernel := w[dense[0].Name+"/kernel"]
+	switch {
+	case kernel == nil:
+		return nil, fmt.Errorf("the weights manifest has no kernel for the classifier %s (%s/kernel)", dense[0].Name, dense[0].Name)
+	case kernel.Rank() != 2 || kernel.Shape[0] != 2048:
+		return nil, fmt.Errorf("classifier %s has kernel %v; want [2048, classes]", dense[0].Name, kernel.Shape)
+	case kernel.Shape[1] > limits.Classes:
+		return nil, fmt.Errorf("classifier %s has %d classes, more than %d (limits.Classes)", dense[0].Name, kernel.Shape[1], limits.Classes)
 	}
-	if in != 2048 {
-		return nil, fmt.Errorf("classifier %s has kernel %v; want [2048, classes]", dense[0].Name, w[dense[0].Name+"/kernel"].Shape)
-	}
-	c.Classes = classes
+	c.Classes = kernel.Shape[1]
 	depth := 3*(c.Layers[0]+c.Layers[1]+c.Layers[2]+c.Layers[3]) + 2
 
 	st := map[string]*tensor.Tensor{}
@@ -428,7 +441,11 @@ func convert(layers []layer, w map[string]*tensor.Tensor) (*Model, error) {
 		sort.Strings(extra)
 		return nil, fmt.Errorf("%d weights belong to no layer of the ResNet: %s", len(extra), strings.Join(extra, ", "))
 	}
-	return &Model{Config: models.Config{Name: fmt.Sprintf("keras-resnet%d", depth), Arch: &models.ResNet{Config: c}}, State: st}, nil
+	m := &Model{Config: models.Config{Name: fmt.Sprintf("keras-resnet%d", depth), Arch: &models.ResNet{Config: c}}, State: st}
+	if err := m.Config.Validate(); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 func stride(l layer) int {

@@ -159,20 +159,29 @@ func TestBadModels(t *testing.T) {
 	}
 }
 
-// FuzzModelJSON feeds arbitrary model.json files (with a small weight
-// shard) to the loader: it may refuse them, never panic.
+// FuzzModelJSON feeds arbitrary model.json files and weight shards to the
+// loader, starting from a complete synthetic ResNet: it may refuse them,
+// never panic, and what it accepts must build.
 func FuzzModelJSON(f *testing.F) {
-	f.Add([]byte(`{"format":"layers-model","modelTopology":{"model_config":{"config":{"layers":[{"class_name":"Conv2D","name":"conv1","config":{"strides":[2,2]}}]}}},` +
-		`"weightsManifest":[{"paths":["w.bin"],"weights":[{"name":"conv1/kernel","shape":[1,1,1,2],"dtype":"float32"}]}]}`))
-	f.Add([]byte(`{"modelTopology":{"config":{"layers":[{"class_name":"Dense","name":"fc","config":{}}]}},"weightsManifest":[]}`))
-	f.Fuzz(func(t *testing.T, model []byte) {
+	model, bin := synthetic(3)
+	f.Add(model, bin)
+	f.Add([]byte(`{"format":"layers-model","modelTopology":{"model_config":{"config":{"layers":[{"class_name":"Conv2D","name":"conv1","config":{"strides":[2,2]}}]}}},`+
+		`"weightsManifest":[{"paths":["w.bin"],"weights":[{"name":"conv1/kernel","shape":[1,1,1,2],"dtype":"float32"}]}]}`), make([]byte, 8))
+	f.Add([]byte(`{"modelTopology":{"config":{"layers":[{"class_name":"Dense","name":"fc","config":{}}]}},"weightsManifest":[]}`), []byte{})
+	f.Fuzz(func(t *testing.T, model, bin []byte) {
 		dir := t.TempDir()
 		if err := os.WriteFile(filepath.Join(dir, "model.json"), model, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, "w.bin"), make([]byte, 64), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, "w.bin"), bin, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		LoadTFJS(dir) // errors are fine
+		m, err := LoadTFJS(dir)
+		if err != nil {
+			return
+		}
+		if err := m.Config.Validate(); err != nil {
+			t.Fatalf("accepted a config that does not validate: %v", err)
+		}
 	})
 }

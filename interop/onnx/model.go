@@ -11,17 +11,23 @@
 // spatial operator stays NHWC until an operator needs ONNX's NCHW order
 // (Flatten, Reshape, Softmax on a 4-D value, a graph output), where it is
 // converted once.
+//
+// A graph is untrusted input: before each node runs, the shapes of its
+// outputs are inferred (with the engine's own shape rules where the
+// engine computes it) and checked against limits.TensorElements, so a
+// graph of a few bytes cannot ask for gigabytes; spatial attributes are
+// bounded too, and initializers must hold the data their shapes claim.
 package onnx
 
 import (
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/residual-nn/residual/internal/onnxpb"
+	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -34,11 +40,13 @@ type Model struct {
 	output []string
 }
 
-// Load reads and parses an ONNX file.
+// Load reads and parses an ONNX file. It must be a regular file of at most
+// limits.TotalBytes + limits.HeaderBytes (a device or a pipe is refused
+// rather than read without end).
 func Load(path string) (*Model, error) {
-	b, err := os.ReadFile(path)
+	b, err := limits.ReadFile(path, limits.TotalBytes+limits.HeaderBytes)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("onnx: %w", err)
 	}
 	m, err := Parse(b)
 	if err != nil {
@@ -198,6 +206,10 @@ func (m *Model) run(inputs map[string]*value) (map[string]*tensor.Tensor, error)
 }
 
 // evalNode runs one node, turning the engine's shape panics into errors.
+// Every node's outputs are inferred (shapeRules) and checked against
+// limits.TensorElements before the operator runs, so a small graph cannot
+// ask for gigabytes; what the operator produces must then have exactly
+// the inferred shapes.
 func (m *Model) evalNode(n *onnxpb.NodeProto, args []*value) (res []*value, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -212,32 +224,38 @@ func (m *Model) evalNode(n *onnxpb.NodeProto, args []*value) (res []*value, err 
 			}
 		}
 	}
-	return operators[n.GetOpType()](m, a, args)
-}
-
-// maxGeometry bounds the spatial attributes a graph may use, and maxValues
-// the size of any tensor an operator that can grow its input (Pad,
-// ConvTranspose) may produce, so a corrupt or hostile graph gets an error
-// rather than an allocation of gigabytes.
-const (
-	maxGeometry = 1 << 16
-	maxValues   = 1 << 28
-)
-
-// checkSize refuses an output of more than maxValues values.
-func checkSize(op string, shape ...int) error {
-	n := 1
-	for _, d := range shape {
-		if d < 0 {
-			return fmt.Errorf("%s: negative output dimension in %v", op, shape)
+	op := n.GetOpType()
+	shapes, err := shapeRules[op](m, a, args)
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range shapes {
+		if len(s) > maxRank {
+			return nil, fmt.Errorf("output %d would have rank %d, more than %d", i, len(s), maxRank)
 		}
-		n *= d
-		if n > maxValues {
-			return fmt.Errorf("%s: output %v would hold more than %d values", op, shape, maxValues)
+		if err := limits.CheckElements(fmt.Sprintf("%s: output %d", op, i), s...); err != nil {
+			return nil, err
 		}
 	}
-	return nil
+	if res, err = operators[op](m, a, args); err != nil {
+		return nil, err
+	}
+	if len(res) != len(shapes) {
+		return nil, fmt.Errorf("shape inference gave %d outputs, the operator %d (a bug in residual's evaluator)", len(shapes), len(res))
+	}
+	for i, v := range res {
+		if got := v.onnxShape(); !tensor.SameShape(got, shapes[i]) {
+			return nil, fmt.Errorf("shape inference gave output %d shape %v, the operator %v (a bug in residual's evaluator)", i, shapes[i], got)
+		}
+	}
+	return res, nil
 }
+
+// maxGeometry bounds the spatial attributes a graph may use (strides,
+// pads, dilations, kernel and output sizes), so that no geometry
+// arithmetic overflows; limits.TensorElements bounds every value an
+// operator produces.
+const maxGeometry = 1 << 16
 
 // attrMap gives typed access to a node's attributes, and tells how many
 // outputs the node asks for.

@@ -7,6 +7,7 @@ import (
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/internal/kernels"
 	"github.com/residual-nn/residual/internal/onnxpb"
+	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -139,20 +140,40 @@ func opConvTranspose(_ *Model, a attrMap, args []*value) ([]*value, error) {
 	if err != nil || w.Rank() != 4 {
 		return nil, fmt.Errorf("ConvTranspose: weight must be a 4-D float tensor, got %v", args[1].onnxShape())
 	}
-	k := [2]int{w.Shape[2], w.Shape[3]}
+	prm, err := convTransposeParams(a, [2]int{x.Shape[1], x.Shape[2]}, [2]int{w.Shape[2], w.Shape[3]})
+	if err != nil {
+		return nil, err
+	}
+	var b *ag.Value
+	if len(args) > 2 && args[2] != nil {
+		bt, err := floats(args[2], "ConvTranspose")
+		if err != nil {
+			return nil, err
+		}
+		b = ag.Constant(bt)
+	}
+	y := ag.ConvTranspose2d(ag.Constant(x), ag.Constant(tensor.IOHWToHWOI(w)), b, prm)
+	return []*value{{f: y.Data, nhwc: true}}, nil
+}
+
+// convTransposeParams resolves ConvTranspose's attributes (output_shape
+// and auto_pad included) for an input of in = (H, W) and a kernel k.
+func convTransposeParams(a attrMap, in, k [2]int) (ag.ConvParams, error) {
 	s := a.ints("strides", []int{1, 1})
 	d := a.ints("dilations", []int{1, 1})
 	p := a.ints("pads", []int{0, 0, 0, 0})
 	op := a.ints("output_padding", []int{0, 0})
 	if len(s) != 2 || len(d) != 2 || len(p) != 4 || len(op) != 2 {
-		return nil, fmt.Errorf("ConvTranspose: only 2-D spatial attributes are supported")
+		return ag.ConvParams{}, fmt.Errorf("ConvTranspose: only 2-D spatial attributes are supported")
 	}
 	prm := ag.ConvParams{Stride: [2]int{s[0], s[1]}, Dilation: [2]int{d[0], d[1]}, Pad: [4]int{p[0], p[1], p[2], p[3]}, OutputPadding: [2]int{op[0], op[1]}}
-	in := [2]int{x.Shape[1], x.Shape[2]}
 	outShape := a.ints("output_shape", nil)
 	autoPad := a.str("auto_pad", "NOTSET")
 	if len(outShape) > 2 {
 		outShape = outShape[len(outShape)-2:]
+	}
+	if len(outShape) == 1 {
+		return ag.ConvParams{}, fmt.Errorf("ConvTranspose: output_shape %v has one dimension", outShape)
 	}
 	if outShape == nil && (autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER") {
 		outShape = []int{in[0] * s[0], in[1] * s[1]}
@@ -177,21 +198,7 @@ func opConvTranspose(_ *Model, a attrMap, args []*value) ([]*value, error) {
 	} else if autoPad == "VALID" {
 		prm.Pad = [4]int{}
 	}
-	oh := (in[0]-1)*prm.Stride[0] - prm.Pad[0] - prm.Pad[2] + prm.Dilation[0]*(k[0]-1) + prm.OutputPadding[0] + 1
-	ow := (in[1]-1)*prm.Stride[1] - prm.Pad[1] - prm.Pad[3] + prm.Dilation[1]*(k[1]-1) + prm.OutputPadding[1] + 1
-	if err := checkSize("ConvTranspose", x.Shape[0], oh, ow, w.Shape[1]); err != nil {
-		return nil, err
-	}
-	var b *ag.Value
-	if len(args) > 2 && args[2] != nil {
-		bt, err := floats(args[2], "ConvTranspose")
-		if err != nil {
-			return nil, err
-		}
-		b = ag.Constant(bt)
-	}
-	y := ag.ConvTranspose2d(ag.Constant(x), ag.Constant(tensor.IOHWToHWOI(w)), b, prm)
-	return []*value{{f: y.Data, nhwc: true}}, nil
+	return prm, nil
 }
 
 func opBatchNorm(m *Model, a attrMap, args []*value) ([]*value, error) {
@@ -481,36 +488,50 @@ func opReshape(_ *Model, _ attrMap, args []*value) ([]*value, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !args[1].isInt {
+	shape, err := reshapeTarget(x.Shape, args[1])
+	if err != nil {
+		return nil, err
+	}
+	return []*value{floatValue(x.Reshape(shape...))}, nil
+}
+
+// reshapeTarget resolves Reshape's shape input (0 copies a dimension of
+// x, −1 is inferred) for an input of ONNX shape xs.
+func reshapeTarget(xs []int, to *value) ([]int, error) {
+	if !to.isInt {
 		return nil, fmt.Errorf("Reshape: shape must be an integer tensor")
 	}
-	shape := make([]int, len(args[1].ints))
+	n := tensor.NumElements(xs)
+	shape := make([]int, len(to.ints))
 	infer := -1
 	known := 1
-	for i, d := range args[1].ints {
+	for i, d := range to.ints {
 		switch {
-		case d == 0 && i < x.Rank():
-			shape[i] = x.Shape[i]
+		case d == 0 && i < len(xs):
+			shape[i] = xs[i]
 		case d == -1 && infer < 0:
 			infer = i
 			continue
-		case d < 0:
-			return nil, fmt.Errorf("Reshape: bad shape %v", args[1].ints)
+		case d < 0 || d > math.MaxInt32:
+			return nil, fmt.Errorf("Reshape: bad shape %v", to.ints)
 		default:
 			shape[i] = int(d)
+		}
+		if err := limits.CheckElements("Reshape", shape[:i+1]...); err != nil {
+			return nil, err
 		}
 		known *= shape[i]
 	}
 	if infer >= 0 {
-		if known == 0 || x.Len()%known != 0 {
-			return nil, fmt.Errorf("Reshape: cannot infer a dimension of %v for %v", args[1].ints, x.Shape)
+		if known == 0 || n%known != 0 {
+			return nil, fmt.Errorf("Reshape: cannot infer a dimension of %v for %v", to.ints, xs)
 		}
-		shape[infer] = x.Len() / known
+		shape[infer] = n / known
 	}
-	if tensor.NumElements(shape) != x.Len() {
-		return nil, fmt.Errorf("Reshape: %v does not fit %v", shape, x.Shape)
+	if tensor.NumElements(shape) != n {
+		return nil, fmt.Errorf("Reshape: %v does not fit %v", shape, xs)
 	}
-	return []*value{floatValue(x.Reshape(shape...))}, nil
+	return shape, nil
 }
 
 // nhwcAxis maps an ONNX axis of a 4-D NCHW value to the NHWC storage axis.
@@ -588,6 +609,10 @@ func opPad(m *Model, a attrMap, args []*value) ([]*value, error) {
 	if err := need(args, 1, "Pad"); err != nil {
 		return nil, err
 	}
+	pp, mode, val, err := padPlan(m, a, args)
+	if err != nil {
+		return nil, err
+	}
 	if args[0].isInt {
 		// Padding only moves data: pad integers through float32, exactly
 		// while they stay within ±2²⁴.
@@ -598,76 +623,12 @@ func opPad(m *Model, a attrMap, args []*value) ([]*value, error) {
 			}
 			x.Data[i] = float32(v)
 		}
-		fa := append([]*value{floatValue(x)}, args[1:]...)
-		if len(fa) > 2 && fa[2] != nil && fa[2].isInt {
-			c := tensor.New(fa[2].shape...)
-			for i, v := range fa[2].ints {
-				c.Data[i] = float32(v)
-			}
-			fa[2] = floatValue(c)
-		}
-		res, err := opPad(m, a, fa)
-		if err != nil {
-			return nil, err
-		}
-		y := res[0].f
+		y := ag.Pad(ag.Constant(x), pp, mode, val).Data
 		out := &value{isInt: true, shape: y.Shape, ints: make([]int64, y.Len())}
 		for i, v := range y.Data {
 			out.ints[i] = int64(v)
 		}
 		return []*value{out}, nil
-	}
-	rank := len(args[0].onnxShape())
-	var pads []int
-	val := float32(0)
-	if m.opset < 11 {
-		pads = a.ints("pads", nil)
-		val = a.float("value", 0)
-	} else {
-		if len(args) < 2 || args[1] == nil || !args[1].isInt {
-			return nil, fmt.Errorf("Pad: pads input (int64) is required")
-		}
-		for _, p := range args[1].ints {
-			pads = append(pads, int(p))
-		}
-		if len(args) > 2 && args[2] != nil {
-			if args[2].isInt || args[2].f.Len() != 1 {
-				return nil, fmt.Errorf("Pad: constant_value must be a float scalar")
-			}
-			val = args[2].f.Data[0]
-		}
-		if len(args) > 3 && args[3] != nil {
-			return nil, fmt.Errorf("Pad: the axes input is not supported")
-		}
-	}
-	if len(pads) != 2*rank {
-		return nil, fmt.Errorf("Pad: %d pads for rank %d", len(pads), rank)
-	}
-	var mode ag.PadMode
-	switch s := a.str("mode", "constant"); s {
-	case "constant":
-		mode = ag.PadConstant
-	case "reflect":
-		mode = ag.PadReflect
-	case "edge":
-		mode = ag.PadEdge
-	default:
-		return nil, fmt.Errorf("Pad: mode %q not supported", s)
-	}
-	pp := make([][2]int, rank)
-	out := make([]int, rank)
-	for i := range pp {
-		if pads[i] < 0 || pads[i+rank] < 0 {
-			return nil, fmt.Errorf("Pad: negative pads %v (cropping) not supported", pads)
-		}
-		if pads[i] > maxGeometry || pads[i+rank] > maxGeometry {
-			return nil, fmt.Errorf("Pad: pads %v beyond ±%d", pads, maxGeometry)
-		}
-		pp[i] = [2]int{pads[i], pads[i+rank]}
-		out[i] = args[0].onnxShape()[i] + pads[i] + pads[i+rank]
-	}
-	if err := checkSize("Pad", out...); err != nil {
-		return nil, err
 	}
 	if args[0].nhwc {
 		q := make([][2]int, 4)
@@ -677,6 +638,64 @@ func opPad(m *Model, a attrMap, args []*value) ([]*value, error) {
 		return []*value{{f: ag.Pad(ag.Constant(args[0].f), q, mode, val).Data, nhwc: true}}, nil
 	}
 	return []*value{floatValue(ag.Pad(ag.Constant(args[0].f), pp, mode, val).Data)}, nil
+}
+
+// padPlan resolves Pad's pads (before and after each ONNX axis), mode and
+// constant value, from the attributes (before opset 11) or the inputs.
+func padPlan(m *Model, a attrMap, args []*value) (pp [][2]int, mode ag.PadMode, val float32, err error) {
+	rank := len(args[0].onnxShape())
+	var pads []int
+	if m.opset < 11 {
+		pads = a.ints("pads", nil)
+		val = a.float("value", 0)
+	} else {
+		if len(args) < 2 || args[1] == nil || !args[1].isInt {
+			return nil, 0, 0, fmt.Errorf("Pad: pads input (int64) is required")
+		}
+		for _, p := range args[1].ints {
+			if p > maxGeometry || p < -maxGeometry {
+				return nil, 0, 0, fmt.Errorf("Pad: pads %v beyond ±%d", args[1].ints, maxGeometry)
+			}
+			pads = append(pads, int(p))
+		}
+		if len(args) > 2 && args[2] != nil {
+			switch c := args[2]; {
+			case c.isInt && len(c.ints) == 1:
+				val = float32(c.ints[0])
+			case !c.isInt && c.f.Len() == 1:
+				val = c.f.Data[0]
+			default:
+				return nil, 0, 0, fmt.Errorf("Pad: constant_value must be a scalar")
+			}
+		}
+		if len(args) > 3 && args[3] != nil {
+			return nil, 0, 0, fmt.Errorf("Pad: the axes input is not supported")
+		}
+	}
+	if len(pads) != 2*rank {
+		return nil, 0, 0, fmt.Errorf("Pad: %d pads for rank %d", len(pads), rank)
+	}
+	switch s := a.str("mode", "constant"); s {
+	case "constant":
+		mode = ag.PadConstant
+	case "reflect":
+		mode = ag.PadReflect
+	case "edge":
+		mode = ag.PadEdge
+	default:
+		return nil, 0, 0, fmt.Errorf("Pad: mode %q not supported", s)
+	}
+	pp = make([][2]int, rank)
+	for i := range pp {
+		if pads[i] < 0 || pads[i+rank] < 0 {
+			return nil, 0, 0, fmt.Errorf("Pad: negative pads %v (cropping) not supported", pads)
+		}
+		if pads[i] > maxGeometry || pads[i+rank] > maxGeometry {
+			return nil, 0, 0, fmt.Errorf("Pad: pads %v beyond ±%d", pads, maxGeometry)
+		}
+		pp[i] = [2]int{pads[i], pads[i+rank]}
+	}
+	return pp, mode, val, nil
 }
 
 // opSlice takes a strided window of a tensor (opset 10+: starts, ends,
@@ -692,7 +711,25 @@ func opSlice(m *Model, _ attrMap, args []*value) ([]*value, error) {
 	if x.isInt {
 		return nil, fmt.Errorf("Slice: integer input not supported")
 	}
-	shape := x.onnxShape()
+	lo, hi, step, err := slicePlan(args)
+	if err != nil {
+		return nil, err
+	}
+	if x.nhwc { // slice the stored NHWC data directly
+		perm := [4]int{0, 2, 3, 1}
+		var l, h, s [4]int
+		for i := range 4 {
+			l[i], h[i], s[i] = lo[perm[i]], hi[perm[i]], step[perm[i]]
+		}
+		return []*value{{f: slice(x.f, l[:], h[:], s[:]), nhwc: true}}, nil
+	}
+	return []*value{floatValue(slice(x.f, lo, hi, step))}, nil
+}
+
+// slicePlan resolves Slice's window over the ONNX axes of args[0]: the
+// first index, the end (clamped to the axis) and the step of each.
+func slicePlan(args []*value) (lo, hi, step []int, err error) {
+	shape := args[0].onnxShape()
 	rank := len(shape)
 	list := func(i int, def func(k int) int64) ([]int64, error) {
 		if i >= len(args) || args[i] == nil {
@@ -709,18 +746,18 @@ func opSlice(m *Model, _ attrMap, args []*value) ([]*value, error) {
 		return args[i].ints, nil
 	}
 	if !args[1].isInt || !args[2].isInt {
-		return nil, fmt.Errorf("Slice: starts and ends must be int64")
+		return nil, nil, nil, fmt.Errorf("Slice: starts and ends must be int64")
 	}
 	starts, ends := args[1].ints, args[2].ints
 	axes, err := list(3, func(k int) int64 { return int64(k) })
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	steps, err := list(4, func(int) int64 { return 1 })
 	if err != nil || len(ends) != len(starts) {
-		return nil, fmt.Errorf("Slice: %d starts, %d ends: %v", len(starts), len(ends), err)
+		return nil, nil, nil, fmt.Errorf("Slice: %d starts, %d ends: %v", len(starts), len(ends), err)
 	}
-	lo, hi, step := make([]int, rank), append([]int(nil), shape...), make([]int, rank)
+	lo, hi, step = make([]int, rank), append([]int(nil), shape...), make([]int, rank)
 	for i := range step {
 		step[i] = 1
 	}
@@ -730,10 +767,10 @@ func opSlice(m *Model, _ attrMap, args []*value) ([]*value, error) {
 			a += rank
 		}
 		if a < 0 || a >= rank {
-			return nil, fmt.Errorf("Slice: axis %d for rank %d", ax, rank)
+			return nil, nil, nil, fmt.Errorf("Slice: axis %d for rank %d", ax, rank)
 		}
-		if steps[k] < 1 {
-			return nil, fmt.Errorf("Slice: step %d not supported (positive steps only)", steps[k])
+		if steps[k] < 1 || steps[k] > math.MaxInt32 {
+			return nil, nil, nil, fmt.Errorf("Slice: step %d not supported (positive steps only)", steps[k])
 		}
 		clamp := func(v int64) int {
 			if v < 0 {
@@ -743,26 +780,24 @@ func opSlice(m *Model, _ attrMap, args []*value) ([]*value, error) {
 		}
 		lo[a], hi[a], step[a] = clamp(starts[k]), clamp(ends[k]), int(steps[k])
 	}
-	if x.nhwc { // slice the stored NHWC data directly
-		perm := [4]int{0, 2, 3, 1}
-		var l, h, s [4]int
-		for i := range 4 {
-			l[i], h[i], s[i] = lo[perm[i]], hi[perm[i]], step[perm[i]]
-		}
-		return []*value{{f: slice(x.f, l[:], h[:], s[:]), nhwc: true}}, nil
-	}
-	return []*value{floatValue(slice(x.f, lo, hi, step))}, nil
+	return lo, hi, step, nil
 }
 
-// slice returns t[lo:hi:step] along every axis.
-func slice(t *tensor.Tensor, lo, hi, step []int) *tensor.Tensor {
-	r := t.Rank()
-	shape := make([]int, r)
+// sliceShape is the shape of the window lo:hi:step.
+func sliceShape(lo, hi, step []int) []int {
+	shape := make([]int, len(lo))
 	for i := range shape {
 		if hi[i] > lo[i] {
 			shape[i] = (hi[i] - lo[i] + step[i] - 1) / step[i]
 		}
 	}
+	return shape
+}
+
+// slice returns t[lo:hi:step] along every axis.
+func slice(t *tensor.Tensor, lo, hi, step []int) *tensor.Tensor {
+	r := t.Rank()
+	shape := sliceShape(lo, hi, step)
 	strides := rowMajorStrides(t.Shape)
 	base, along := 0, make([]int, r)
 	for i := range along {
@@ -998,6 +1033,16 @@ func opCast(_ *Model, a attrMap, args []*value) ([]*value, error) {
 
 // opUnsqueeze inserts axes of size 1 into an integer tensor (a shape).
 func opUnsqueeze(m *Model, a attrMap, args []*value) ([]*value, error) {
+	shape, err := unsqueezeShape(m, a, args)
+	if err != nil {
+		return nil, err
+	}
+	return []*value{{isInt: true, shape: shape, ints: args[0].ints}}, nil
+}
+
+// unsqueezeShape is Unsqueeze's output shape; axes come from the second
+// input (opset 13) or the attribute (before).
+func unsqueezeShape(m *Model, a attrMap, args []*value) ([]int, error) {
 	if err := need(args, 1, "Unsqueeze"); err != nil {
 		return nil, err
 	}
@@ -1015,6 +1060,9 @@ func opUnsqueeze(m *Model, a attrMap, args []*value) ([]*value, error) {
 	}
 	if !x.isInt {
 		return nil, fmt.Errorf("Unsqueeze: only integer (shape) tensors are supported")
+	}
+	if len(axes) > maxRank {
+		return nil, fmt.Errorf("Unsqueeze: %d axes, more than rank %d", len(axes), maxRank)
 	}
 	r := len(x.shape) + len(axes)
 	ones := make([]bool, r)
@@ -1037,5 +1085,5 @@ func opUnsqueeze(m *Model, a attrMap, args []*value) ([]*value, error) {
 			j++
 		}
 	}
-	return []*value{{isInt: true, shape: shape, ints: x.ints}}, nil
+	return shape, nil
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/residual-nn/residual/internal/onnxpb"
+	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -61,18 +62,20 @@ func decodeTensor(tp *onnxpb.TensorProto) (*value, error) {
 	if tp.GetDataLocation() == onnxpb.TensorProto_EXTERNAL {
 		return nil, fmt.Errorf("tensor %q: external data is not supported", tp.GetName())
 	}
+	if len(tp.Dims) > maxRank {
+		return nil, fmt.Errorf("tensor %q: rank %d, more than %d", tp.GetName(), len(tp.Dims), maxRank)
+	}
 	shape := make([]int, len(tp.Dims))
-	n := 1
 	for i, d := range tp.Dims {
 		if d < 0 || d > math.MaxInt32 {
 			return nil, fmt.Errorf("tensor %q: bad dimension %d", tp.GetName(), d)
 		}
 		shape[i] = int(d)
-		n *= int(d)
-		if n > 1<<31 {
-			return nil, fmt.Errorf("tensor %q: %v is too large", tp.GetName(), tp.Dims)
-		}
 	}
+	if err := limits.CheckElements(fmt.Sprintf("tensor %q", tp.GetName()), shape...); err != nil {
+		return nil, err
+	}
+	n := tensor.NumElements(shape)
 	raw := tp.GetRawData()
 	dt := onnxpb.TensorProto_DataType(tp.GetDataType())
 	// Check the amount of data against the shape before allocating, so a

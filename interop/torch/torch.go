@@ -3,40 +3,213 @@
 // as safetensors — as residual tensors in PyTorch's layouts, ready for
 // nn.LoadTorchState.
 //
-// Pickles are read with github.com/nlpodyssey/gopickle, which interprets
-// the pickle opcodes in Go and never executes code; this package restricts
-// the globals a file may name to the few a state dict needs (torch storage
-// classes, the tensor rebuild function and OrderedDict) and refuses any
-// other by name, as PyTorch's weights_only loading does.
+// Pickles are interpreted with github.com/nlpodyssey/gopickle, which runs
+// the pickle opcodes in Go and never executes code; this package resolves
+// the few globals a state dict needs (torch storage classes, the tensor
+// rebuild functions and OrderedDict) itself and refuses any other by name,
+// as PyTorch's weights_only loading does.
+//
+// Everything else — the zip archive, the legacy stream, the storages and
+// the tensors' sizes, strides and offsets — is read here, and checked
+// before anything is allocated: each pickle's lengths against its bytes
+// and limits.HeaderBytes (readPickle), each storage against its zip entry
+// and limits.TotalBytes, each tensor against limits.TensorElements and the
+// storage it views. A tensor may not hold more values than its storage,
+// so what a file decodes to is bounded by its size. Storage data is read
+// with io.ReadFull and checked against the archive's CRC, so a truncated
+// or corrupt file is an error, never zeros; deflate-compressed entries
+// are read like stored ones.
 package torch
 
 import (
+	"archive/zip"
+	"bufio"
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"github.com/nlpodyssey/gopickle/pickle"
-	"github.com/nlpodyssey/gopickle/pytorch"
 	"github.com/nlpodyssey/gopickle/types"
 
+	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/safetensors"
 	"github.com/residual-nn/residual/tensor"
 )
 
-// restrict refuses every global that gopickle's PyTorch loader did not
-// resolve itself: its loader knows the torch storage classes and
-// torch._utils._rebuild_tensor_v2, its unpickler collections.OrderedDict;
-// anything else has no business in a state dict.
-func restrict(module, name string) (any, error) {
-	return nil, fmt.Errorf("torch: the pickle names %s.%s, which a state dict does not need; refusing to load it", module, name)
+// storageDtypes maps torch's storage classes to the safetensors dtype of
+// their values (whose decoder this package shares).
+var storageDtypes = map[string]string{
+	"FloatStorage": "F32", "DoubleStorage": "F64", "HalfStorage": "F16", "BFloat16Storage": "BF16",
+	"LongStorage": "I64", "IntStorage": "I32", "ShortStorage": "I16", "CharStorage": "I8",
+	"ByteStorage": "U8", "BoolStorage": "BOOL",
+}
+
+// storageClass is what the pickle's torch.XStorage globals resolve to.
+type storageClass struct{ dtype string }
+
+// storage is a persistent reference to a block of values: a zip entry
+// (data/<key>) or a legacy file's storage record.
+type storage struct {
+	class storageClass
+	key   string
+	numel int64
+	data  []byte // the raw values, once read
+}
+
+// tensorRef is what torch._utils._rebuild_tensor_v2 returns: a checked
+// view of a storage, converted to a tensor once the storage is read.
+type tensorRef struct {
+	st     *storage
+	offset int
+	size   []int
+	stride []int
+}
+
+// rebuildTensor is torch._utils._rebuild_tensor_v2(storage, offset, size,
+// stride, requires_grad, backward_hooks[, metadata]).
+type rebuildTensor struct{}
+
+func (rebuildTensor) Call(args ...any) (any, error) {
+	if len(args) < 4 {
+		return nil, fmt.Errorf("_rebuild_tensor_v2 called with %d arguments, want at least 4", len(args))
+	}
+	st, ok := args[0].(*storage)
+	if !ok {
+		return nil, fmt.Errorf("_rebuild_tensor_v2: a %T where a storage belongs", args[0])
+	}
+	offset, ok := args[1].(int)
+	if !ok || offset < 0 {
+		return nil, fmt.Errorf("_rebuild_tensor_v2: storage offset %v is not a non-negative integer", args[1])
+	}
+	size, err := intTuple("size", args[2])
+	if err != nil {
+		return nil, err
+	}
+	stride, err := intTuple("stride", args[3])
+	if err != nil {
+		return nil, err
+	}
+	if len(size) != len(stride) {
+		return nil, fmt.Errorf("size %v and stride %v differ in rank", size, stride)
+	}
+	if err := limits.CheckElements("tensor", size...); err != nil {
+		return nil, err
+	}
+	n := int64(tensor.NumElements(size))
+	if n > st.numel {
+		return nil, fmt.Errorf("tensor of size %v holds %d values, its storage only %d (expanded views are not supported)", size, n, st.numel)
+	}
+	if n > 0 { // the last element must lie inside the storage
+		last := int64(offset)
+		for i, d := range size {
+			if stride[i] < 0 || int64(stride[i]) > st.numel {
+				return nil, fmt.Errorf("stride %v outside its %d-value storage", stride, st.numel)
+			}
+			last += int64(d-1) * int64(stride[i])
+		}
+		if last >= st.numel {
+			return nil, fmt.Errorf("size %v, stride %v at offset %d reach value %d of a %d-value storage", size, stride, offset, last, st.numel)
+		}
+	}
+	return &tensorRef{st: st, offset: offset, size: size, stride: stride}, nil
+}
+
+// rebuildParameter is torch._utils._rebuild_parameter(data, requires_grad,
+// backward_hooks): an nn.Parameter saved whole is its tensor.
+type rebuildParameter struct{}
+
+func (rebuildParameter) Call(args ...any) (any, error) {
+	if len(args) < 1 {
+		return nil, fmt.Errorf("_rebuild_parameter called without arguments")
+	}
+	if _, ok := args[0].(*tensorRef); !ok {
+		return nil, fmt.Errorf("_rebuild_parameter: a %T where a tensor belongs", args[0])
+	}
+	return args[0], nil
+}
+
+// maxRank bounds a tensor's rank (PyTorch's own bound is 64).
+const maxRank = 64
+
+func intTuple(what string, v any) ([]int, error) {
+	t, ok := v.(*types.Tuple)
+	if !ok {
+		return nil, fmt.Errorf("tensor %s is a %T, not a tuple", what, v)
+	}
+	if t.Len() > maxRank {
+		return nil, fmt.Errorf("tensor %s has rank %d, more than %d", what, t.Len(), maxRank)
+	}
+	out := make([]int, t.Len())
+	for i := range out {
+		d, ok := t.Get(i).(int)
+		if !ok || d < 0 {
+			return nil, fmt.Errorf("tensor %s %v: entry %d is not a non-negative integer", what, *t, i)
+		}
+		out[i] = d
+	}
+	return out, nil
+}
+
+// findClass resolves the globals a state dict needs and refuses any other
+// (collections.OrderedDict the pickle reader resolves itself).
+func findClass(module, name string) (any, error) {
+	switch module + "." + name {
+	case "torch._utils._rebuild_tensor_v2":
+		return rebuildTensor{}, nil
+	case "torch._utils._rebuild_parameter":
+		return rebuildParameter{}, nil
+	}
+	if dt, ok := storageDtypes[name]; ok && module == "torch" {
+		return storageClass{dt}, nil
+	}
+	return nil, fmt.Errorf("the pickle names %s.%s, which a state dict does not need; refusing to load it", module, name)
+}
+
+// storages collects the storages a pickle refers to, by key.
+type storages struct {
+	byKey map[string]*storage
+	bytes int64 // their declared data, in all
+}
+
+// ref returns the storage named by a persistent id
+// ("storage", class, key, location, numel[, view]).
+func (s *storages) ref(pid any, legacy bool) (any, error) {
+	t, ok := pid.(*types.Tuple)
+	if !ok || t.Len() < 5 || t.Get(0) != "storage" {
+		return nil, fmt.Errorf("persistent id %v is not a storage reference", pid)
+	}
+	class, ok1 := t.Get(1).(storageClass)
+	key, ok2 := t.Get(2).(string)
+	numel, ok3 := t.Get(4).(int)
+	if !ok1 || !ok2 || !ok3 || numel < 0 {
+		return nil, fmt.Errorf("storage reference %v: want (storage class, key, location, size)", *t)
+	}
+	if legacy && t.Len() > 5 && t.Get(5) != nil {
+		return nil, fmt.Errorf("storage %q is a view of another storage, which legacy files rarely hold; re-save with a current PyTorch", key)
+	}
+	if st, ok := s.byKey[key]; ok {
+		if st.class != class || st.numel != int64(numel) {
+			return nil, fmt.Errorf("storage %q is referred to as both %d %s and %d %s values", key, st.numel, st.class.dtype, numel, class.dtype)
+		}
+		return st, nil
+	}
+	size, _ := safetensors.DtypeSize(class.dtype)
+	if int64(numel) > limits.TotalBytes/int64(size) || s.bytes+int64(numel)*int64(size) > limits.TotalBytes {
+		return nil, fmt.Errorf("storage %q of %d %s values: the storages exceed %d bytes (limits.TotalBytes)", key, numel, class.dtype, limits.TotalBytes)
+	}
+	s.bytes += int64(numel) * int64(size)
+	st := &storage{class: class, key: key, numel: int64(numel)}
+	s.byKey[key] = st
+	return st, nil
 }
 
 // LoadStateDict reads a state dict from a .safetensors file or a
-// torch.save file (.pth, .pt, .bin) and returns its floating-point tensors
-// by name. Integer entries (num_batches_tracked) are converted to float32.
+// torch.save file (.pth, .pt, .bin) and returns its tensors by name as
+// float32 (integer entries such as num_batches_tracked converted).
 func LoadStateDict(path string) (map[string]*tensor.Tensor, error) {
 	if strings.EqualFold(filepath.Ext(path), ".safetensors") {
 		f, err := safetensors.Read(path)
@@ -45,136 +218,356 @@ func LoadStateDict(path string) (map[string]*tensor.Tensor, error) {
 		}
 		return f.Tensors, nil
 	}
-	if err := checkContainer(path); err != nil {
-		return nil, err
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("torch: %w", err)
 	}
-	obj, err := pytorch.LoadWithUnpickler(path, func(r io.Reader) pickle.Unpickler {
-		u := pickle.NewUnpickler(r)
-		u.FindClass = restrict
-		return u
-	})
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("torch: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("torch: %s is not a regular file", path)
+	}
+	if st.Size() > limits.TotalBytes+limits.HeaderBytes {
+		return nil, fmt.Errorf("torch: %s has %d bytes, more than a state dict may (limits.TotalBytes + limits.HeaderBytes)", path, st.Size())
+	}
+	out, err := decode(f, st.Size())
 	if err != nil {
 		return nil, fmt.Errorf("torch: %s: %w", path, err)
 	}
-	d, ok := obj.(*types.OrderedDict)
-	if !ok {
-		if m, isMap := obj.(*types.Dict); isMap {
-			return fromDict(path, m)
-		}
-		return nil, fmt.Errorf("torch: %s holds a %T, not a state dict (save model.state_dict(), not the model)", path, obj)
-	}
-	out := map[string]*tensor.Tensor{}
-	for e := d.List.Front(); e != nil; e = e.Next() {
-		entry := e.Value.(*types.OrderedDictEntry)
-		if err := add(out, path, entry.Key, entry.Value); err != nil {
-			return nil, err
-		}
-	}
 	return out, nil
+}
+
+// decode reads a torch.save file of size bytes: the zip format or the
+// legacy one, told apart by how they begin.
+func decode(r io.ReaderAt, size int64) (map[string]*tensor.Tensor, error) {
+	head := make([]byte, len(legacyMagic))
+	n, _ := r.ReadAt(head, 0)
+	switch {
+	case n >= 4 && string(head[:4]) == "PK\x03\x04":
+		return loadZip(r, size)
+	case n == len(legacyMagic) && bytes.Equal(head, legacyMagic):
+		c := &counter{r: io.NewSectionReader(r, 0, size)}
+		br := bufio.NewReader(c)
+		return loadLegacy(br, func() int64 { return size - (c.n - int64(br.Buffered())) })
+	}
+	return nil, fmt.Errorf("neither a torch.save zip archive nor a legacy torch.save file (%d bytes read)", n)
 }
 
 // legacyMagic is how torch.save's legacy (non-zip) format begins: the
 // pickled (protocol 2) magic number 0x1950a86a20f9469cfc6c.
 var legacyMagic = []byte{0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19}
 
-// checkContainer accepts a zip archive (torch.save's format since PyTorch
-// 1.6) or the legacy format's exact beginning; anything else is refused
-// before the pickle reader sees it (gopickle's legacy reader does not
-// return on an empty file).
-func checkContainer(path string) error {
-	f, err := os.Open(path)
+// loadZip reads torch.save's zip format: <prefix>/data.pkl holds the
+// pickled dict, <prefix>/data/<key> each storage's raw little-endian
+// values.
+func loadZip(f io.ReaderAt, size int64) (map[string]*tensor.Tensor, error) {
+	zr, err := zip.NewReader(f, size)
 	if err != nil {
-		return fmt.Errorf("torch: %w", err)
+		return nil, fmt.Errorf("bad zip archive: %w", err)
 	}
-	defer f.Close()
-	head := make([]byte, len(legacyMagic))
-	n, _ := io.ReadFull(f, head)
-	switch {
-	case n >= 4 && string(head[:4]) == "PK\x03\x04":
-		return nil
-	case n == len(legacyMagic) && bytes.Equal(head, legacyMagic):
-		return nil
+	entries := map[string]*zip.File{}
+	var pkl *zip.File
+	prefix := ""
+	for _, zf := range zr.File {
+		entries[zf.Name] = zf
+		dir, base := pathSplit(zf.Name)
+		switch base {
+		case "constants.pkl":
+			return nil, fmt.Errorf("a TorchScript archive (%s), not a state dict; save model.state_dict()", zf.Name)
+		case "data.pkl":
+			if pkl != nil {
+				return nil, fmt.Errorf("two pickles (%s and %s) in one archive", pkl.Name, zf.Name)
+			}
+			pkl, prefix = zf, dir
+		}
 	}
-	return fmt.Errorf("torch: %s is neither a torch.save zip archive nor a legacy torch.save file (%d bytes read)", path, n)
+	if pkl == nil {
+		return nil, fmt.Errorf("no data.pkl in the archive")
+	}
+	if bo, ok := entries[prefix+"byteorder"]; ok {
+		b, err := readEntry(bo, 0, 16)
+		if err != nil {
+			return nil, err
+		}
+		if string(b) != "little" {
+			return nil, fmt.Errorf("byte order %q; only little-endian files are supported", b)
+		}
+	}
+	b, err := readEntry(pkl, 0, limits.HeaderBytes)
+	if err != nil {
+		return nil, err
+	}
+	p, err := readPickle(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", pkl.Name, err)
+	}
+	ss := &storages{byKey: map[string]*storage{}}
+	obj, err := unpickle(p, findClass, func(pid any) (any, error) { return ss.ref(pid, false) })
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", pkl.Name, err)
+	}
+	refs, err := stateDict(obj)
+	if err != nil {
+		return nil, err
+	}
+	for _, st := range ss.byKey {
+		zf, ok := entries[prefix+"data/"+st.key]
+		if !ok {
+			return nil, fmt.Errorf("storage %q has no entry %sdata/%s in the archive", st.key, prefix, st.key)
+		}
+		size, _ := safetensors.DtypeSize(st.class.dtype)
+		if st.data, err = readEntry(zf, st.numel*int64(size), st.numel*int64(size)); err != nil {
+			return nil, fmt.Errorf("storage %q: %w", st.key, err)
+		}
+	}
+	return convertAll(refs)
 }
 
-func fromDict(path string, m *types.Dict) (map[string]*tensor.Tensor, error) {
-	out := map[string]*tensor.Tensor{}
-	for _, e := range *m {
-		if err := add(out, path, e.Key, e.Value); err != nil {
-			return nil, err
+// pathSplit splits a zip entry name at its last slash (the slash stays
+// with the folder).
+func pathSplit(name string) (dir, base string) {
+	i := strings.LastIndexByte(name, '/')
+	return name[:i+1], name[i+1:]
+}
+
+// readEntry reads a whole zip entry of exactly want bytes (any size up to
+// limit when want is 0), checking its declared size before allocating and
+// its CRC after reading.
+func readEntry(zf *zip.File, want, limit int64) ([]byte, error) {
+	n := zf.UncompressedSize64
+	if (want > 0 && n != uint64(want)) || n > uint64(limit) {
+		if want > 0 {
+			return nil, fmt.Errorf("entry %s holds %d bytes, the pickle describes %d", zf.Name, n, want)
+		}
+		return nil, fmt.Errorf("entry %s holds %d bytes, more than %d", zf.Name, n, limit)
+	}
+	// The declared size must be one the stored bytes can give: equal to
+	// them when stored, within deflate's ratio (at most 1032:1) when
+	// compressed, so that a header cannot make this allocate what the file
+	// does not hold.
+	switch c := zf.CompressedSize64; zf.Method {
+	case zip.Store:
+		if c != n {
+			return nil, fmt.Errorf("entry %s is stored with %d bytes but declares %d", zf.Name, c, n)
+		}
+	case zip.Deflate:
+		if n > 1032*c+64 {
+			return nil, fmt.Errorf("entry %s declares %d bytes, more than its %d compressed bytes can hold", zf.Name, n, c)
+		}
+	}
+	rc, err := zf.Open()
+	if err != nil {
+		return nil, fmt.Errorf("entry %s: %w", zf.Name, err)
+	}
+	defer rc.Close()
+	b := make([]byte, n)
+	if m, err := io.ReadFull(rc, b); err != nil {
+		return nil, fmt.Errorf("entry %s truncated: %d of %d bytes (%v)", zf.Name, m, n, err)
+	}
+	// Reading on to the end makes the zip reader check the CRC (and that
+	// no data follows what the header declared).
+	if m, err := rc.Read(make([]byte, 1)); m != 0 || err != io.EOF {
+		if err == nil || err == io.EOF {
+			err = fmt.Errorf("more data than the %d bytes declared", n)
+		}
+		return nil, fmt.Errorf("entry %s: %w", zf.Name, err)
+	}
+	return b, nil
+}
+
+// loadLegacy reads torch.save's format before PyTorch 1.6: pickles of
+// the magic number, the protocol version and the system's description,
+// the pickled dict, the list of storage keys, then for each key an 8-byte
+// value count and the raw values.
+func loadLegacy(r *bufio.Reader, remaining func() int64) (map[string]*tensor.Tensor, error) {
+	next := func(what string, load func(any) (any, error)) (any, error) {
+		p, err := readPickle(r)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		obj, err := unpickle(p, findClass, load)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		return obj, nil
+	}
+	magic, err := next("magic number", nil)
+	if err != nil {
+		return nil, err
+	}
+	if m, ok := magic.(*big.Int); !ok || m.Text(16) != "1950a86a20f9469cfc6c" {
+		return nil, fmt.Errorf("bad magic number %v", magic)
+	}
+	version, err := next("protocol version", nil)
+	if err != nil {
+		return nil, err
+	}
+	if version != 1001 {
+		return nil, fmt.Errorf("protocol version %v, want 1001", version)
+	}
+	sys, err := next("system description", nil)
+	if err != nil {
+		return nil, err
+	}
+	if d, ok := sys.(*types.Dict); ok {
+		if le, found := d.Get("little_endian"); found && le != true {
+			return nil, fmt.Errorf("written on a big-endian machine; only little-endian files are supported")
+		}
+	}
+	ss := &storages{byKey: map[string]*storage{}}
+	obj, err := next("state dict", func(pid any) (any, error) { return ss.ref(pid, true) })
+	if err != nil {
+		return nil, err
+	}
+	refs, err := stateDict(obj)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := next("storage keys", nil)
+	if err != nil {
+		return nil, err
+	}
+	list, ok := keys.(*types.List)
+	if !ok || list.Len() != len(ss.byKey) {
+		return nil, fmt.Errorf("the storage key list %v does not name the %d storages the state dict uses", keys, len(ss.byKey))
+	}
+	for i := range list.Len() {
+		key, _ := list.Get(i).(string)
+		st, ok := ss.byKey[key]
+		if !ok || st.data != nil {
+			return nil, fmt.Errorf("storage key %v is unknown or repeated", list.Get(i))
+		}
+		var count [8]byte
+		if _, err := io.ReadFull(r, count[:]); err != nil {
+			return nil, fmt.Errorf("storage %q: truncated before its size", key)
+		}
+		if c := binary.LittleEndian.Uint64(count[:]); c != uint64(st.numel) {
+			return nil, fmt.Errorf("storage %q holds %d values, the pickle describes %d", key, c, st.numel)
+		}
+		size, _ := safetensors.DtypeSize(st.class.dtype)
+		if n, left := st.numel*int64(size), remaining(); n > left {
+			return nil, fmt.Errorf("storage %q truncated: %d bytes, the file has %d left", key, n, left)
+		}
+		st.data = make([]byte, st.numel*int64(size))
+		if m, err := io.ReadFull(r, st.data); err != nil {
+			return nil, fmt.Errorf("storage %q truncated: %d of %d bytes", key, m, len(st.data))
+		}
+	}
+	return convertAll(refs)
+}
+
+// counter counts the bytes read through it.
+type counter struct {
+	r io.Reader
+	n int64
+}
+
+func (c *counter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// named is one entry of a state dict.
+type named struct {
+	name string
+	t    *tensorRef
+}
+
+// stateDict checks that the unpickled object is a dict of tensors by name.
+func stateDict(obj any) ([]named, error) {
+	var out []named
+	add := func(k, v any) error {
+		name, ok := k.(string)
+		if !ok {
+			return fmt.Errorf("a key of type %T, not a parameter name", k)
+		}
+		t, ok := v.(*tensorRef)
+		if !ok {
+			return fmt.Errorf("%q is a %T, not a tensor", name, v)
+		}
+		out = append(out, named{name, t})
+		return nil
+	}
+	switch d := obj.(type) {
+	case *types.OrderedDict:
+		for e := d.List.Front(); e != nil; e = e.Next() {
+			entry := e.Value.(*types.OrderedDictEntry)
+			if err := add(entry.Key, entry.Value); err != nil {
+				return nil, err
+			}
+		}
+	case *types.Dict:
+		for _, e := range *d {
+			if err := add(e.Key, e.Value); err != nil {
+				return nil, err
+			}
+		}
+	default:
+		return nil, fmt.Errorf("holds a %T, not a state dict (save model.state_dict(), not the model)", obj)
+	}
+	// Tensors may share a storage, so their values are bounded together
+	// too, before any storage is read.
+	var values int64
+	for _, n := range out {
+		if values += int64(tensor.NumElements(n.t.size)); values > limits.TotalBytes/4 {
+			return nil, fmt.Errorf("the tensors hold more than %d bytes of float32 values (limits.TotalBytes)", limits.TotalBytes)
 		}
 	}
 	return out, nil
 }
 
-func add(out map[string]*tensor.Tensor, path string, key, value any) error {
-	name, ok := key.(string)
-	if !ok {
-		return fmt.Errorf("torch: %s: a key of type %T, not a parameter name", path, key)
+// convertAll converts every tensor once the storages are read.
+func convertAll(refs []named) (map[string]*tensor.Tensor, error) {
+	out := make(map[string]*tensor.Tensor, len(refs))
+	for _, r := range refs {
+		if _, dup := out[r.name]; dup {
+			return nil, fmt.Errorf("%q appears twice", r.name)
+		}
+		out[r.name] = r.t.convert()
 	}
-	t, ok := value.(*pytorch.Tensor)
-	if !ok {
-		return fmt.Errorf("torch: %s: %q is a %T, not a tensor", path, name, value)
-	}
-	v, err := convert(t)
-	if err != nil {
-		return fmt.Errorf("torch: %s: %q: %w", path, name, err)
-	}
-	out[name] = v
-	return nil
+	return out, nil
 }
 
-// convert copies a (possibly strided) PyTorch tensor into a dense one.
-func convert(t *pytorch.Tensor) (*tensor.Tensor, error) {
-	var src []float32
-	switch s := t.Source.(type) {
-	case *pytorch.FloatStorage:
-		src = s.Data
-	case *pytorch.DoubleStorage:
-		src = make([]float32, len(s.Data))
-		for i, v := range s.Data {
-			src[i] = float32(v)
-		}
-	case *pytorch.HalfStorage:
-		src = s.Data
-	case *pytorch.BFloat16Storage:
-		src = s.Data
-	case *pytorch.LongStorage:
-		src = make([]float32, len(s.Data))
-		for i, v := range s.Data {
-			src[i] = float32(v)
-		}
-	case *pytorch.IntStorage:
-		src = make([]float32, len(s.Data))
-		for i, v := range s.Data {
-			src[i] = float32(v)
-		}
-	default:
-		return nil, fmt.Errorf("storage type %T is not supported", t.Source)
+// convert copies the (possibly strided) view out of its storage, whose
+// bounds rebuildTensor checked.
+func (r *tensorRef) convert() *tensor.Tensor {
+	out := tensor.New(r.size...)
+	dt := r.st.class.dtype
+	size, _ := safetensors.DtypeSize(dt)
+	if contiguous(r.size, r.stride) {
+		safetensors.DecodeValues(out.Data, r.st.data[r.offset*size:], dt)
+		return out
 	}
-	if len(t.Size) != len(t.Stride) {
-		return nil, fmt.Errorf("size %v and stride %v differ in rank", t.Size, t.Stride)
-	}
-	out := tensor.New(t.Size...)
-	// Walk the index space in row-major order, reading through the strides.
-	idx := make([]int, len(t.Size))
+	idx := make([]int, len(r.size))
 	for i := range out.Data {
-		off := t.StorageOffset
+		off := r.offset
 		for a, v := range idx {
-			off += v * t.Stride[a]
+			off += v * r.stride[a]
 		}
-		if off < 0 || off >= len(src) {
-			return nil, fmt.Errorf("element %v at storage offset %d outside its %d-element storage", idx, off, len(src))
-		}
-		out.Data[i] = src[off]
+		safetensors.DecodeValues(out.Data[i:i+1], r.st.data[off*size:], dt)
 		for a := len(idx) - 1; a >= 0; a-- {
-			idx[a]++
-			if idx[a] < t.Size[a] {
+			if idx[a]++; idx[a] < r.size[a] {
 				break
 			}
 			idx[a] = 0
 		}
 	}
-	return out, nil
+	return out
+}
+
+// contiguous reports whether stride is the row-major stride of size
+// (dimensions of size 1 may have any stride).
+func contiguous(size, stride []int) bool {
+	want := 1
+	for i := len(size) - 1; i >= 0; i-- {
+		if size[i] != 1 && stride[i] != want {
+			return false
+		}
+		want *= size[i]
+	}
+	return true
 }

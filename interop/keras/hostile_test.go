@@ -1,0 +1,175 @@
+package keras
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"github.com/residual-nn/residual/models"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/residual-nn/residual/limits"
+)
+
+// synthetic returns a model.json and its weight shard for a Keras ResNet
+// with the layout of keras.applications' ResNet-50 but one block per stage
+// and every convolution 1×1 with one channel: what LoadTFJS reads, in a
+// few kilobytes. The classifier has the given classes.
+func synthetic(classes int) (model, bin []byte) {
+	type w struct {
+		Name  string `json:"name"`
+		Shape []int  `json:"shape"`
+		DType string `json:"dtype"`
+	}
+	var layers []map[string]any
+	var weights []w
+	var data []float32
+	add := func(name string, shape []int, v float32) {
+		weights = append(weights, w{name, shape, "float32"})
+		n := 1
+		for _, d := range shape {
+			n *= d
+		}
+		for range n {
+			data = append(data, v)
+		}
+	}
+	conv := func(name, bn string, stride int) {
+		layers = append(layers,
+			map[string]any{"class_name": "Conv2D", "name": name, "config": map[string]any{"strides": []int{stride, stride}, "use_bias": true, "kernel_size": []int{1, 1}}},
+			map[string]any{"class_name": "BatchNormalization", "name": bn, "config": map[string]any{"epsilon": 1e-3}},
+			map[string]any{"class_name": "Activation", "name": name + "_relu", "config": map[string]any{"activation": "relu"}})
+		add(name+"/kernel", []int{1, 1, 1, 1}, 0.5)
+		add(name+"/bias", []int{1}, 0.25)
+		for _, p := range []string{"gamma", "beta", "moving_mean", "moving_variance"} {
+			add(bn+"/"+p, []int{1}, 1)
+		}
+	}
+	layers = append(layers, map[string]any{"class_name": "InputLayer", "name": "input_1", "config": map[string]any{}})
+	conv("conv1", "bn_conv1", 2)
+	for s := 2; s <= 5; s++ {
+		stride := 2
+		if s == 2 {
+			stride = 1
+		}
+		for _, br := range []string{"2a", "2b", "2c", "1"} {
+			st := 1
+			if br == "2a" || br == "1" {
+				st = stride
+			}
+			conv(fmt.Sprintf("res%da_branch%s", s, br), fmt.Sprintf("bn%da_branch%s", s, br), st)
+		}
+	}
+	layers = append(layers, map[string]any{"class_name": "Dense", "name": "fc1000", "config": map[string]any{"units": classes}})
+	add("fc1000/kernel", []int{2048, classes}, 0.125)
+	add("fc1000/bias", []int{classes}, 0)
+	m := map[string]any{"format": "layers-model",
+		"modelTopology":   map[string]any{"model_config": map[string]any{"config": map[string]any{"layers": layers}}},
+		"weightsManifest": []map[string]any{{"paths": []string{"w.bin"}, "weights": weights}}}
+	model, _ = json.Marshal(m)
+	for _, v := range data {
+		bin = binary.LittleEndian.AppendUint32(bin, math.Float32bits(v))
+	}
+	return model, bin
+}
+
+// writeModel writes a model.json and its shard into a new folder.
+func writeModel(t *testing.T, model, bin []byte) string {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "model.json"), model, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if bin != nil {
+		if err := os.WriteFile(filepath.Join(dir, "w.bin"), bin, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestSyntheticModel(t *testing.T) {
+	model, bin := synthetic(3)
+	m, err := LoadTFJS(writeModel(t, model, bin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := m.Config.Arch.(*models.ResNet).Config
+	if c.Classes != 3 || len(c.Layers) != 4 || c.Layers[3] != 1 || !c.StrideOn1x1 || c.BNEps != 1e-3 {
+		t.Errorf("config %+v", c)
+	}
+	// The conv bias (0.25) is folded into the BN's running mean (1).
+	if got := m.State["layer1.0.bn1.running_mean"].Data[0]; got != 0.75 {
+		t.Errorf("folded running mean %v, want 0.75", got)
+	}
+}
+
+// Hostile or broken model.json files and shards get errors naming the
+// problem, never a panic, and allocate little before refusing.
+func TestHostileModels(t *testing.T) {
+	model, bin := synthetic(3)
+	edit := func(old, new string) []byte { return []byte(strings.Replace(string(model), old, new, 1)) }
+	noKernel := func() []byte { // the manifest without the classifier's kernel (and the shard without its values)
+		var mj map[string]any
+		json.Unmarshal(model, &mj)
+		g := mj["weightsManifest"].([]any)[0].(map[string]any)
+		var kept []any
+		for _, w := range g["weights"].([]any) {
+			if w.(map[string]any)["name"] != "fc1000/kernel" {
+				kept = append(kept, w)
+			}
+		}
+		g["weights"] = kept
+		b, _ := json.Marshal(mj)
+		return b
+	}
+	fcStart := len(bin) - 4*(2048*3+3)
+	cases := []struct {
+		name       string
+		model, bin []byte
+		want       string
+	}{
+		{"no classifier kernel", noKernel(), append(append([]byte{}, bin[:fcStart]...), bin[len(bin)-12:]...), "no kernel for the classifier fc1000"},
+		{"epsilon 0", edit(`"epsilon":0.001`, `"epsilon":0`), bin, "epsilon 0"},
+		{"negative epsilon", edit(`"epsilon":0.001`, `"epsilon":-1`), bin, "epsilon -1"},
+		{"huge shape", edit(`"shape":[2048,3]`, `"shape":[65536,65536,65536]`), bin, "limits.TensorElements"},
+		{"overflowing shape", edit(`"shape":[2048,3]`, `"shape":[4294967296,4294967296,4294967296,4294967296]`), bin, "limits.TensorElements"},
+		{"class count the shard lacks", edit(`"shape":[2048,3]`, `"shape":[2048,100000]`), bin, "truncated shard"},
+		{"negative dimension", edit(`"shape":[2048,3]`, `"shape":[-2048,-3]`), bin, "negative dimension"},
+		{"missing shard", model, nil, "w.bin"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := LoadTFJS(writeModel(t, c.model, c.bin))
+			runtime.ReadMemStats(&after)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("got %v, want an error containing %q", err, c.want)
+			}
+			if d := after.TotalAlloc - before.TotalAlloc; d > 64<<20 {
+				t.Errorf("allocated %d MB before refusing", d>>20)
+			}
+		})
+	}
+	t.Run("device as shard", func(t *testing.T) {
+		dir := writeModel(t, model, nil)
+		if err := os.Symlink("/dev/zero", filepath.Join(dir, "w.bin")); err != nil {
+			t.Skipf("cannot link to /dev/zero: %v", err)
+		}
+		if _, err := LoadTFJS(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("got %v", err)
+		}
+	})
+	t.Run("classes over the limit", func(t *testing.T) {
+		old := limits.Classes
+		limits.Classes = 2
+		defer func() { limits.Classes = old }()
+		if _, err := LoadTFJS(writeModel(t, model, bin)); err == nil || !strings.Contains(err.Error(), "limits.Classes") {
+			t.Errorf("got %v", err)
+		}
+	})
+}

@@ -1,0 +1,91 @@
+package models
+
+import (
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/residual-nn/residual/tensor"
+)
+
+// Configs a checkpoint could carry that describe a hostile network are
+// refused by Build, naming the limit, before anything is allocated.
+func TestHostileConfigs(t *testing.T) {
+	cases := map[string]string{
+		`{"name":"x","resnet":{"block":"basic","layers":[2,2],"widths":[64,4000000],"stem":"cifar","stem_width":16,"ordering":"post","shortcut":"B","classes":10,"in_channels":3}}`:                                "limits.Channels",
+		`{"name":"x","resnet":{"block":"basic","layers":[100000],"widths":[16],"stem":"cifar","stem_width":16,"ordering":"post","shortcut":"B","classes":10,"in_channels":3}}`:                                     "limits.Layers",
+		`{"name":"x","resnet":{"block":"basic","layers":[9223372036854775807,9223372036854775807],"widths":[16,16],"stem":"cifar","stem_width":16,"ordering":"post","shortcut":"B","classes":10,"in_channels":3}}`: "limits.Layers",
+		`{"name":"x","resnet":{"block":"basic","layers":[1],"widths":[16],"stem":"cifar","stem_width":16,"ordering":"post","shortcut":"B","classes":100000000,"in_channels":3}}`:                                   "limits.Classes",
+		`{"name":"x","resnet":{"block":"bottleneck","layers":[3,4,6,3],"widths":[16384,16384,16384,16384],"stem":"imagenet","stem_width":64,"ordering":"post","shortcut":"B","classes":10,"in_channels":3}}`:       "limits.TotalBytes",
+		`{"name":"x","resnet":{"block":"basic","layers":[2000,2000,2000,2000],"widths":[2048,2048,2048,2048],"stem":"cifar","stem_width":16,"ordering":"post","shortcut":"B","classes":10,"in_channels":3}}`:       "limits.TotalBytes",
+		`{"name":"x","resnet":{"block":"basic","layers":[1],"widths":[16],"stem":"cifar","stem_width":16,"ordering":"post","shortcut":"B","classes":10,"in_channels":3,"bn_eps":-1}}`:                              "bn_eps -1",
+		`{"name":"x","resnet":{"block":"basic","layers":[1],"widths":[-16],"stem":"cifar","stem_width":16,"ordering":"post","shortcut":"B","classes":10,"in_channels":3}}`:                                         "widths[0] -16",
+		`{"name":"x","unet":{"in_channels":1,"classes":2,"depth":40,"base":64}}`:                                                                                                                                   "depth 40",
+		`{"name":"x","unet":{"in_channels":1,"classes":2,"depth":1,"base":4611686018427387904}}`:                                                                                                                   "limits.Channels",
+		`{"name":"x","unet":{"in_channels":1,"classes":2,"depth":0,"base":64}}`:                                                                                                                                    "depth 0",
+		`{"name":"x","mlp":{"In":1,"Out":1,"Width":10000,"Depth":14000}}`:                                                                                                                                          "limits.TotalBytes",
+		`{"name":"x","mlp":{"In":1,"Out":1,"Width":10,"Depth":1000000}}`:                                                                                                                                           "limits.Layers",
+	}
+	// Configs that name two networks or none are refused while reading.
+	for _, js := range []string{`{"name":"x","mlp":{"In":1,"Out":1,"Width":10,"Depth":1},"unet":{"in_channels":1,"classes":2,"depth":1,"base":4}}`, `{"name":"x"}`} {
+		if _, err := Unmarshal(js); err == nil {
+			t.Errorf("%s: read without error", js)
+		}
+	}
+	for js, want := range cases {
+		c, err := Unmarshal(js)
+		if err != nil {
+			t.Fatalf("%s: %v", js, err)
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err = Build(c, tensor.NewRNG(1))
+		runtime.ReadMemStats(&after)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want an error containing %q", js, err, want)
+		}
+		if d := after.TotalAlloc - before.TotalAlloc; d > 64<<20 {
+			t.Errorf("%s: allocated %d MB before refusing", js, d>>20)
+		}
+	}
+}
+
+var errPrefix = regexp.MustCompile(`^(models|resnet|unet|mlp): `)
+
+// FuzzConfig reads a model config as a checkpoint's metadata holds it:
+// whatever Validate accepts and is small must build without a panic.
+func FuzzConfig(f *testing.F) {
+	for _, name := range []string{"resnet20", "resnet18", "unet", "resmlp", "preact-resnet164"} {
+		c, _ := Preset(name)
+		f.Add(c.Marshal())
+	}
+	f.Add(`{"name":"x","resnet":{"block":"bottleneck","layers":[1,1],"widths":[2,3],"stem":"cifar","stem_width":1,"ordering":"preact","shortcut":"A","classes":1,"in_channels":1}}`)
+	f.Add(`{"name":"x","unet":{"in_channels":1,"classes":2,"depth":2,"base":2,"valid":true}}`)
+	f.Add(`{"name":"x","mlp":{"In":3,"Out":2,"Width":4,"Depth":2,"Skip":true,"Init":"glorot"}}`)
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := Unmarshal(s)
+		if err != nil {
+			return
+		}
+		if c.Validate() != nil || c.Arch.ParamEstimate() > 2e5 {
+			return
+		}
+		if _, err := Build(c, tensor.NewRNG(1)); err != nil && !errPrefix.MatchString(err.Error()) {
+			t.Fatalf("error %q does not say where it comes from", err)
+		}
+	})
+}
+
+// Validate accepts every model of the zoo.
+func TestValidateAcceptsThePresets(t *testing.T) {
+	for _, name := range Names() {
+		c, err := Preset(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
