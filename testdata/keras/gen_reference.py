@@ -9,14 +9,13 @@ folds biases into batch norm and builds a torchvision-named model.
 
 Writes reference.json: logits for a hashed input (shared hash, see
 testdata/torch/gen_models.py) and for photos from Debian's python3-skimage,
-preprocessed exactly as residual's "caffe" checkpoint preprocessing does
-(PNG decode, bilinear resize of the shorter side to 256 with pixel centres
-aligned and rounding to uint8, centre crop 224, RGB->BGR, minus the means).
+preprocessed as residual's "caffe" checkpoint preprocessing specifies, by
+torchvision itself: PNG decode, Resize(256) (PIL's antialiased bilinear
+resize of the shorter side) and CenterCrop(224), RGB->BGR, minus the means.
 
 Usage: /usr/bin/python3 testdata/keras/gen_reference.py PACKAGE_DIR
 """
 import json
-import math
 import os
 import sys
 
@@ -86,29 +85,11 @@ def forward(cfg, w, x):
     return vals[cfg["layers"][-1]["name"]]
 
 
-def resize(pix, oh, ow):
-    """residual's data.Resize, in float64, rounding half up."""
-    h, w, _ = pix.shape
-    sy, sx = h / oh, w / ow
-    fy = np.maximum((np.arange(oh) + 0.5) * sy - 0.5, 0)
-    fx = np.maximum((np.arange(ow) + 0.5) * sx - 0.5, 0)
-    y0 = np.minimum(fy.astype(int), h - 1)
-    x0 = np.minimum(fx.astype(int), w - 1)
-    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
-    wy, wx = (fy - y0)[:, None, None], (fx - x0)[None, :, None]
-    p = pix.astype(np.float64)
-    v = (1 - wy) * ((1 - wx) * p[y0][:, x0] + wx * p[y0][:, x1]) + wy * ((1 - wx) * p[y1][:, x0] + wx * p[y1][:, x1])
-    return np.clip(np.floor(v + 0.5), 0, 255).astype(np.uint8)
-
-
 def photo(path):
-    pix = np.asarray(Image.open(path).convert("RGB"))
-    h, w, _ = pix.shape
-    s = 256 / min(h, w)
-    nh, nw = max(int(round(h * s)), 224), max(int(round(w * s)), 224)
-    pix = resize(pix, nh, nw)
-    top, left = (nh - 224) // 2, (nw - 224) // 2
-    pix = pix[top:top + 224, left:left + 224].astype(np.float64)
+    import torchvision.transforms as T
+
+    im = Image.open(path).convert("RGB")
+    pix = np.asarray(T.CenterCrop(224)(T.Resize(256)(im))).astype(np.float64)
     x = pix[:, :, ::-1] - MEAN_BGR
     return torch.from_numpy(x.astype(np.float32)[None].copy())
 
