@@ -63,6 +63,9 @@ func (r *run) restore(path string) error {
 	if c.Position == nil {
 		return fmt.Errorf("train: %s was not written by a training run (no position to resume from)", path)
 	}
+	if err := checkResume(c, path, r.cfg); err != nil {
+		return err
+	}
 	r.model = c.Net // the same architecture, with the stored weights and statistics
 	if r.opt, err = newOptimizer(r.cfg, r.model, r.stepsPerEpoch*r.cfg.Epochs); err != nil {
 		return err
@@ -80,23 +83,31 @@ func (r *run) restore(path string) error {
 	if r.rng.UnmarshalBinary(p.RNG) != nil {
 		return fmt.Errorf("train: %s: bad RNG state", path)
 	}
-	r.history = readMetrics(filepath.Join(r.cfg.Out, "metrics.jsonl"), r.epoch)
+	r.history = readMetrics(filepath.Join(r.cfg.Out, metricsFile), r.epoch)
 	fmt.Fprintf(r.cfg.Log, "resuming %s at epoch %d, batch %d (step %d)\n", path, r.epoch+1, r.batch, p.Step)
 	return nil
 }
 
-// readMetrics returns the recorded epochs up to upTo.
+// readMetrics returns the recorded epochs 1 to upTo, each once (the last
+// line recorded for it: an epoch written twice, or torn, by a run that was
+// killed and resumed counts once).
 func readMetrics(path string, upTo int) []Metrics {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
-	var out []Metrics
+	byEpoch := map[int]Metrics{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		var m Metrics
-		if json.Unmarshal(sc.Bytes(), &m) == nil && m.Epoch <= upTo {
+		if json.Unmarshal(sc.Bytes(), &m) == nil && m.Epoch >= 1 && m.Epoch <= upTo {
+			byEpoch[m.Epoch] = m
+		}
+	}
+	var out []Metrics
+	for e := 1; e <= upTo; e++ {
+		if m, ok := byEpoch[e]; ok {
 			out = append(out, m)
 		}
 	}

@@ -48,6 +48,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	threads := fs.Int("threads", 0, "threads (0: all cores)")
 	out := fs.String("out", "", "run folder (default runs/MODEL-DATA)")
 	resume := fs.Bool("resume", false, "continue the run in --out from its last checkpoint")
+	overwrite := fs.Bool("overwrite", false, "start over in a run folder that holds a run (deletes its checkpoints and metrics)")
 	limit := fs.Int("limit", 0, "use only the first N training images (0: all)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -86,7 +87,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	cfg := train.Config{Model: mc, Data: *spec, Task: *task, Loss: *lossName, BorderWeights: *border, ClassWeights: *classW, Epochs: *epochs, Batch: *batch, Optimizer: *opt, LR: *lr, Momentum: *mom, Nesterov: *nesterov,
-		WeightDecay: *wd, Schedule: *sched, Augment: a, ValSplit: *val, Seed: *seed, Limit: *limit, Out: *out, Resume: *resume,
+		WeightDecay: *wd, Schedule: *sched, Augment: a, ValSplit: *val, Seed: *seed, Limit: *limit, Out: *out, Resume: *resume, Overwrite: *overwrite,
 		Log: stdout, Live: isTerminal(stdout)}
 	fmt.Fprintf(stdout, "training %s on %s (%d images of %dx%dx%d, %d classes) for %d epochs, %d threads, run folder %s\n",
 		*model, *spec, trainSet.Len(), trainSet.H, trainSet.W, trainSet.C, len(trainSet.Classes), *epochs, runtime.GOMAXPROCS(0), *out)
