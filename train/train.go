@@ -486,7 +486,6 @@ func evaluate(m nn.Layer, l *data.Loader, classes int, tape *ag.Tape) (loss, acc
 	return loss / float64(max(n, 1)), acc / float64(max(n, 1)), confusion
 }
 
-
 // fitTargets returns a batch's targets for the model's output: the labels,
 // or for segmentation the masks (and weights) centre-cropped to the
 // output's size, which a valid-convolution U-Net makes smaller than its
