@@ -31,8 +31,11 @@ func (r *run) meta() (checkpoint.Meta, error) {
 	return checkpoint.Meta{
 		Model:   r.cfg.Model,
 		Classes: r.trainSet.Classes,
+		// A folder of images of any size is seen through torchvision's
+		// evaluation transform (the shorter side resized, the centre
+		// cropped); predict and serve apply the same.
 		Preprocess: checkpoint.Preprocess{Height: r.trainSet.H, Width: r.trainSet.W, Channels: r.trainSet.C,
-			Mean: r.mean, Std: r.std},
+			Mean: r.mean, Std: r.std, ResizeShorter: r.trainSet.EvalShorter()},
 		Train:    cfg,
 		Position: &checkpoint.Position{Epoch: r.epoch, Batch: r.batch, Step: r.opt.Steps(), BestValAcc: r.best, RNG: rng},
 	}, nil
