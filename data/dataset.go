@@ -12,6 +12,7 @@ package data
 
 import (
 	"fmt"
+	"github.com/residual-nn/residual/data/transform"
 	"math"
 
 	"github.com/residual-nn/residual/tensor"
@@ -143,7 +144,7 @@ func (d *Dataset) EvalShorter() int {
 	if d.Files == nil {
 		return 0
 	}
-	return EvalResize(d.H)
+	return transform.EvalResize(d.H)
 }
 
 // Stats returns the per-channel mean and standard deviation of the pixels

@@ -2,6 +2,7 @@ package data
 
 import (
 	"fmt"
+	"github.com/residual-nn/residual/data/transform"
 	"hash/fnv"
 	"io"
 	"io/fs"
@@ -31,7 +32,7 @@ type ImageOptions struct {
 	// Channels is 1 (grey) or 3 (RGB, the default when 0).
 	Channels int
 	// ImageSize is the side of the square samples (0: DefaultImageSize).
-	// Evaluation resizes the shorter side to EvalResize(ImageSize) and
+	// Evaluation resizes the shorter side to transform.EvalResize(ImageSize) and
 	// takes the centre; training with Augment.ResizedCrop takes a
 	// RandomResizedCrop of this size.
 	ImageSize int
@@ -345,9 +346,9 @@ func (d *Dataset) sample(i int, crop bool, rng *tensor.RNG) ([]uint8, error) {
 	b := img.Bounds()
 	pix := Pixels(img, d.C)
 	if crop {
-		pix, err = RandomResizedCrop(rng, pix, b.Dy(), b.Dx(), d.C, d.H, d.W)
+		pix, err = transform.RandomResizedCrop(rng, pix, b.Dy(), b.Dx(), d.C, d.H, d.W)
 	} else {
-		pix, err = EvalTransform(pix, b.Dy(), b.Dx(), d.C, EvalResize(d.H), d.H, d.W)
+		pix, err = transform.EvalTransform(pix, b.Dy(), b.Dx(), d.C, transform.EvalResize(d.H), d.H, d.W)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", d.Files[i], err)

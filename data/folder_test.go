@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/residual-nn/residual/data/transform"
 	"image"
 	"image/color"
 	"image/gif"
@@ -179,7 +180,7 @@ func TestFolderFormats(t *testing.T) {
 			ref := map[string]string{"z1.webp": "webp/lossy_alpha.png", "z2.jpg": "cmyk.png"}[name]
 			img := mustLoad(t, filepath.Join(pilDir, ref))
 			b := img.Bounds()
-			exp, err := EvalTransform(Pixels(img, 3), b.Dy(), b.Dx(), 3, EvalResize(size), size, size)
+			exp, err := transform.EvalTransform(Pixels(img, 3), b.Dy(), b.Dx(), 3, transform.EvalResize(size), size, size)
 			if err != nil {
 				t.Fatal(err)
 			}

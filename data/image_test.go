@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"github.com/residual-nn/residual/data/transform"
 	"hash/crc32"
 	"image"
 	"image/color"
@@ -84,7 +85,7 @@ func TestResizeMatchesPIL(t *testing.T) {
 			ch = 1
 		}
 		b := in.Bounds()
-		got, err := ResizeAA(Pixels(in, ch), b.Dy(), b.Dx(), ch, c.Height, c.Width)
+		got, err := transform.ResizeAA(Pixels(in, ch), b.Dy(), b.Dx(), ch, c.Height, c.Width)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -375,7 +376,7 @@ func TestWideImageBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = EvalTransform(Pixels(img, 3), 1, 60000, 3, 256, 224, 224)
+	_, err = transform.EvalTransform(Pixels(img, 3), 1, 60000, 3, 256, 224, 224)
 	runtime.ReadMemStats(&after)
 	if err == nil || !strings.Contains(err.Error(), "limits.Image") {
 		t.Errorf("resizing 60000×1 to a shorter side of 256: %v", err)
@@ -383,7 +384,7 @@ func TestWideImageBounded(t *testing.T) {
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4<<20 {
 		t.Errorf("%d bytes allocated", alloc)
 	}
-	if _, err := ResizeAA([]uint8{1, 2, 3}, 1, 1, 3, 1, 1<<17); err == nil {
+	if _, err := transform.ResizeAA([]uint8{1, 2, 3}, 1, 1, 3, 1, 1<<17); err == nil {
 		t.Error("a resize to 131072 columns was accepted")
 	}
 }

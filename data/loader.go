@@ -3,6 +3,7 @@ package data
 import (
 	"context"
 	"fmt"
+	"github.com/residual-nn/residual/data/transform"
 	"hash/fnv"
 	"runtime"
 	"sync"
@@ -154,7 +155,7 @@ func (l *Loader) make(order []int, epoch, b int) Batch {
 	for i := lo; i < hi; i++ {
 		src := d.Image(order[i])
 		if l.Augment.ResizedCrop && !seg {
-			if crop, err := RandomResizedCrop(rng, src, d.H, d.W, d.C, d.H, d.W); err == nil { // the set's own size: within the limits
+			if crop, err := transform.RandomResizedCrop(rng, src, d.H, d.W, d.C, d.H, d.W); err == nil { // the set's own size: within the limits
 				src = crop
 			}
 		}

@@ -61,7 +61,7 @@ func (b Budget) trained(ctx context.Context, mc models.Config, dir string) (*tra
 	fmt.Fprintf(log, "training %s (%d epochs on %s)\n", mc.Name, b.Epochs, b.Data)
 	res, err := train.Run(ctx, train.Config{Model: mc, Data: b.Data, Epochs: b.Epochs, Batch: b.Batch, Optimizer: "sgd", LR: b.LR,
 		Momentum: 0.9, WeightDecay: 1e-4, Schedule: b.schedule(), Augment: &data.Augment{Pad: 2}, Seed: b.Seed, Limit: b.Limit,
-		Out: dir, Log: log})
+		Out: dir, Overwrite: true, Log: log}) // an experiment re-run replaces its runs
 	if err != nil {
 		return nil, "", fmt.Errorf("experiments: training %s: %w", mc.Name, err)
 	}

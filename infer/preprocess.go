@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"image"
 	"image/color"
-	"math"
 
 	"github.com/residual-nn/residual/checkpoint"
+	"github.com/residual-nn/residual/data/transform"
 	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/tensor"
 )
@@ -17,10 +17,11 @@ import (
 // order, scaling and normalisation. It returns the model input
 // [1,Height,Width,Channels].
 //
-// The conversion and resize are package data's (Pixels, Resize), which
-// training uses; they are repeated here because package data embeds MNIST
-// and this package must stay small, and a test checks both give the same
-// bytes.
+// The evaluation transform is package data/transform's, which training
+// uses (torchvision's Resize and CenterCrop, PIL's resampling byte for
+// byte). The pixel conversion and the squashing resize are package data's
+// (Pixels, Resize), repeated here because package data embeds MNIST and
+// this package must stay small; a test checks both give the same bytes.
 func Input(p checkpoint.Preprocess, img image.Image) (*tensor.Tensor, error) {
 	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("infer: %w", err)
@@ -32,19 +33,13 @@ func Input(p checkpoint.Preprocess, img image.Image) (*tensor.Tensor, error) {
 	}
 	pix := pixels(img, p.Channels)
 	if p.ResizeShorter > 0 {
-		s := float64(p.ResizeShorter) / float64(min(h, w))
-		nh := min(max(int(math.Round(float64(h)*s)), p.Height), limits.ImageSide)
-		nw := min(max(int(math.Round(float64(w)*s)), p.Width), limits.ImageSide)
-		if err := limits.CheckImage("infer: resized input", nw, nh); err != nil {
-			return nil, err
+		// torchvision's Resize(shorter) and CenterCrop, PIL's antialiased
+		// bilinear resampling byte for byte (data/transform).
+		var err error
+		if pix, err = transform.EvalTransform(pix, h, w, p.Channels, p.ResizeShorter, p.Height, p.Width); err != nil {
+			return nil, fmt.Errorf("infer: %w", err)
 		}
-		pix, h, w = resize(pix, h, w, p.Channels, nh, nw), nh, nw
-		top, left := (h-p.Height)/2, (w-p.Width)/2
-		crop := make([]uint8, 0, p.Height*p.Width*p.Channels)
-		for y := top; y < top+p.Height; y++ {
-			crop = append(crop, pix[(y*w+left)*p.Channels:(y*w+left+p.Width)*p.Channels]...)
-		}
-		pix, h, w = crop, p.Height, p.Width
+		h, w = p.Height, p.Width
 	} else if h != p.Height || w != p.Width {
 		pix, h, w = resize(pix, h, w, p.Channels, p.Height, p.Width), p.Height, p.Width
 	}

@@ -30,10 +30,12 @@ func (r *run) meta() (checkpoint.Meta, error) {
 	if err != nil {
 		return checkpoint.Meta{}, fmt.Errorf("train: recording the run's config: %w", err)
 	}
-	pre := checkpoint.Preprocess{Height: r.trainSet.H, Width: r.trainSet.W, Channels: r.trainSet.C, Mean: r.mean, Std: r.std}
-	if r.pre != nil { // Config.Init's, at this data's size
-		pre = *r.pre
-		pre.Height, pre.Width, pre.Channels = r.trainSet.H, r.trainSet.W, r.trainSet.C
+	// A folder of images of any size is seen through torchvision's
+	// evaluation transform (the shorter side resized, the centre cropped);
+	// predict and serve apply the same.
+	pre := checkpoint.Preprocess{Height: r.trainSet.H, Width: r.trainSet.W, Channels: r.trainSet.C, Mean: r.mean, Std: r.std, ResizeShorter: r.trainSet.EvalShorter()}
+	if r.pre != nil { // Config.Init's normalisation, at this data's size
+		pre.Mean, pre.Std, pre.BGR, pre.Scale255 = r.pre.Mean, r.pre.Std, r.pre.BGR, r.pre.Scale255
 	}
 	return checkpoint.Meta{
 		Model:      r.cfg.Model,
@@ -75,6 +77,9 @@ func (r *run) restore(path string) error {
 	if c.Position == nil {
 		return fmt.Errorf("train: %s was not written by a training run (no position to resume from)", path)
 	}
+	if err := checkResume(c, path, r.cfg); err != nil {
+		return err
+	}
 	// Into the model and optimizer Prepare built: the same architecture.
 	if err := nn.LoadTorchState(r.model, nn.TorchState(c.Net), true); err != nil {
 		return fmt.Errorf("train: %s: %w", path, err)
@@ -92,23 +97,31 @@ func (r *run) restore(path string) error {
 	if r.rng.UnmarshalBinary(p.RNG) != nil {
 		return fmt.Errorf("train: %s: bad RNG state", path)
 	}
-	r.history = readMetrics(filepath.Join(r.cfg.Out, "metrics.jsonl"), r.epoch)
+	r.history = readMetrics(filepath.Join(r.cfg.Out, metricsFile), r.epoch)
 	fmt.Fprintf(r.cfg.Log, "resuming %s at epoch %d, batch %d (step %d)\n", path, r.epoch+1, r.batch, p.Step)
 	return nil
 }
 
-// readMetrics returns the recorded epochs up to upTo.
+// readMetrics returns the recorded epochs 1 to upTo, each once (the last
+// line recorded for it: an epoch written twice, or torn, by a run that was
+// killed and resumed counts once).
 func readMetrics(path string, upTo int) []Metrics {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
-	var out []Metrics
+	byEpoch := map[int]Metrics{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		var m Metrics
-		if json.Unmarshal(sc.Bytes(), &m) == nil && m.Epoch <= upTo {
+		if json.Unmarshal(sc.Bytes(), &m) == nil && m.Epoch >= 1 && m.Epoch <= upTo {
+			byEpoch[m.Epoch] = m
+		}
+	}
+	var out []Metrics
+	for e := 1; e <= upTo; e++ {
+		if m, ok := byEpoch[e]; ok {
 			out = append(out, m)
 		}
 	}

@@ -6,7 +6,6 @@ package train
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -96,6 +95,9 @@ type Config struct {
 	// learning rate of every step, the metrics of every epoch, the test
 	// results and the curves' images at the end.
 	TensorBoard bool `json:"-"`
+	// Overwrite starts over in a run folder that holds a run (without it,
+	// and without Resume, such a folder is refused).
+	Overwrite bool `json:"-"`
 	// Log receives the progress display and messages; Live redraws one
 	// line in place (a terminal), otherwise plain lines are written.
 	Log  io.Writer `json:"-"`
@@ -423,15 +425,13 @@ func setup(cfg Config) (*run, error) {
 	if r.opt, err = r.newOptimizer(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
-		return nil, fmt.Errorf("train: %w", err)
+	if err := prepareFolder(cfg); err != nil {
+		return nil, err
 	}
 	if cfg.Resume {
 		if err := r.restore(filepath.Join(cfg.Out, LastCheckpoint)); err != nil {
 			return nil, err
 		}
-	} else if err := os.Remove(filepath.Join(cfg.Out, "metrics.jsonl")); err != nil && !os.IsNotExist(err) {
-		return nil, fmt.Errorf("train: %w", err)
 	}
 	if cfg.EMA > 0 {
 		if err := r.startEMA(); err != nil {
@@ -682,7 +682,10 @@ func (r *run) endEpoch() error {
 	}
 	fmt.Fprintf(r.cfg.Log, "epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%%s  %.0f img/s  %.0fs\n",
 		m.Epoch, r.cfg.Epochs, m.TrainLoss, 100*m.TrainAcc, m.ValLoss, 100*m.ValAcc, miou, m.ImgPerSec, secs)
-	if err := appendJSONLine(filepath.Join(r.cfg.Out, "metrics.jsonl"), m); err != nil {
+	if err := m.checkFinite(); err != nil {
+		return err
+	}
+	if err := writeMetrics(r.cfg.Out, r.history); err != nil {
 		return err
 	}
 	if err := plotCurves(r.history, r.cfg.Out); err != nil {
@@ -843,15 +846,6 @@ func evaluate(m nn.Layer, l *data.Loader, classes int, tape *ag.Tape) evaluation
 	}
 	d := float64(max(n, 1))
 	return evaluation{loss: loss / d, acc: acc / d, top5: top5 / d, confusion: confusion}
-}
-
-func appendJSONLine(path string, v any) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return fmt.Errorf("train: %w", err)
-	}
-	defer f.Close()
-	return json.NewEncoder(f).Encode(v)
 }
 
 // fitTargets returns a batch's targets for the model's output: the labels,

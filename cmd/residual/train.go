@@ -49,6 +49,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	threads := fs.Int("threads", 0, "threads (0: all cores)")
 	out := fs.String("out", "", "run folder (default runs/MODEL-DATA)")
 	resume := fs.Bool("resume", false, "continue the run in --out from its last checkpoint")
+	overwrite := fs.Bool("overwrite", false, "start over in a run folder that holds a run (deletes its checkpoints and metrics)")
 	limit := fs.Int("limit", 0, "use only the first N training images (0: all)")
 	initCkpt := fs.String("init", "", "start from this checkpoint's weights (ours or imported): tensors whose name and shape match are loaded, the rest (the head, for another class count) is left fresh; its preprocessing is kept")
 	freeze := fs.String("freeze", "none", "none, backbone (all but the classifier head) or module prefixes separated by commas (e.g. conv1,bn1,layer1)")
@@ -95,7 +96,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	schedule.WarmupEpochs = *warmup
 	cfg := train.Config{Model: mc, Data: *spec, Task: train.Task(*task), Loss: train.Loss(*lossName), BorderWeights: *border, ClassWeights: *classW, Epochs: *epochs, Batch: *batch,
 		Optimizer: train.Optimizer(*opt), LR: *lr, Momentum: *mom, Nesterov: *nesterov, WeightDecay: *wd, Schedule: schedule, Augment: a, ValSplit: *val, Seed: *seed, Limit: *limit,
-		Out: *out, Resume: *resume, TensorBoard: *tb, Log: stdout, Live: isTerminal(stdout),
+		Out: *out, Resume: *resume, Overwrite: *overwrite, TensorBoard: *tb, Log: stdout, Live: isTerminal(stdout),
 		Init: *initCkpt, Freeze: freezeList(*freeze), HeadLRMult: *headLR, LabelSmoothing: *smooth, EMA: *ema, ClipGrad: *clip, Patience: *patience}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)

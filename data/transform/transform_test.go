@@ -1,8 +1,10 @@
-package data
+package transform_test
 
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/data/transform"
 	"image"
 	"math"
 	"os"
@@ -56,11 +58,11 @@ func photo(t *testing.T, name string) (pix []uint8, h, w, c int) {
 		c = 1
 	}
 	b := img.Bounds()
-	return Pixels(img, c), b.Dy(), b.Dx(), c
+	return data.Pixels(img, c), b.Dy(), b.Dx(), c
 }
 
 // TestTransformsMatchTorchvision compares EvalTransform with torchvision's
-// Compose([Resize(size/0.875), CenterCrop(size)]) and Crop + ResizeAA with
+// Compose([Resize(size/0.875), transform.CenterCrop(size)]) and Crop + ResizeAA with
 // F.resized_crop (what RandomResizedCrop applies to the window it draws)
 // on PIL images of real photos. Both run PIL's resize, which ResizeAA
 // reproduces byte for byte, and the same integer sizes and offsets, so
@@ -69,25 +71,25 @@ func TestTransformsMatchTorchvision(t *testing.T) {
 	cases := loadTorchvisionCases(t)
 	for _, c := range cases.Eval {
 		pix, h, w, ch := photo(t, c.Input)
-		if EvalResize(c.Size) != c.Resize {
-			t.Errorf("EvalResize(%d) = %d, torchvision's script used %d", c.Size, EvalResize(c.Size), c.Resize)
+		if transform.EvalResize(c.Size) != c.Resize {
+			t.Errorf("transform.EvalResize(%d) = %d, torchvision's script used %d", c.Size, transform.EvalResize(c.Size), c.Resize)
 		}
-		got, err := EvalTransform(pix, h, w, ch, EvalResize(c.Size), c.Size, c.Size)
+		got, err := transform.EvalTransform(pix, h, w, ch, transform.EvalResize(c.Size), c.Size, c.Size)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := Pixels(mustLoad(t, filepath.Join(pilDir, "torchvision", c.Output)), ch)
+		want := data.Pixels(mustLoad(t, filepath.Join(pilDir, "torchvision", c.Output)), ch)
 		if worst, n := maxDiff(t, got, want); worst != 0 {
 			t.Errorf("%s: %d bytes differ from torchvision's, by up to %d", c.Output, n, worst)
 		}
 	}
 	for _, c := range cases.ResizedCrop {
 		pix, h, w, ch := photo(t, c.Input)
-		got, err := ResizeAA(Crop(pix, h, w, ch, c.Top, c.Left, c.Height, c.Width), c.Height, c.Width, ch, c.Size, c.Size)
+		got, err := transform.ResizeAA(transform.Crop(pix, h, w, ch, c.Top, c.Left, c.Height, c.Width), c.Height, c.Width, ch, c.Size, c.Size)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := Pixels(mustLoad(t, filepath.Join(pilDir, "torchvision", c.Output)), ch)
+		want := data.Pixels(mustLoad(t, filepath.Join(pilDir, "torchvision", c.Output)), ch)
 		if worst, n := maxDiff(t, got, want); worst != 0 {
 			t.Errorf("%s: %d bytes differ from torchvision's, by up to %d", c.Output, n, worst)
 		}
@@ -111,7 +113,7 @@ func TestRandomCropStatistics(t *testing.T) {
 		rng := tensor.NewRNG(uint64(h*7919 + w))
 		var fsum, lsum float64
 		for range draws {
-			top, left, ch, cw := RandomCrop(rng, h, w)
+			top, left, ch, cw := transform.RandomCrop(rng, h, w)
 			if top < 0 || left < 0 || ch < 1 || cw < 1 || top+ch > h || left+cw > w {
 				t.Fatalf("%dx%d: window (%d, %d) %dx%d outside the image", w, h, left, top, cw, ch)
 			}
@@ -124,9 +126,9 @@ func TestRandomCropStatistics(t *testing.T) {
 			// (r(ch − ½) − ½)/ch ≤ cw/ch ≤ (r(ch + ½) + ½)/ch.
 			slack := (float64(cw+ch)/2 + 0.25) / float64(h*w)
 			fch := float64(ch)
-			rlo, rhi := (CropRatioMin*(fch-0.5)-0.5)/fch, (CropRatioMax*(fch+0.5)+0.5)/fch
+			rlo, rhi := (transform.CropRatioMin*(fch-0.5)-0.5)/fch, (transform.CropRatioMax*(fch+0.5)+0.5)/fch
 			fallback := top == (h-ch)/2 && left == (w-cw)/2 && (ch == h || cw == w)
-			if !fallback && (frac < CropScaleMin-slack || frac > 1 || ratio < rlo || ratio > rhi) {
+			if !fallback && (frac < transform.CropScaleMin-slack || frac > 1 || ratio < rlo || ratio > rhi) {
 				t.Fatalf("%dx%d: window %dx%d: area fraction %.4f, ratio %.4f", w, h, cw, ch, frac, ratio)
 			}
 		}
@@ -144,9 +146,9 @@ func TestRandomCropStatistics(t *testing.T) {
 	same, differ := true, false
 	for range 100 {
 		var wa, wb, wo [4]int
-		wa[0], wa[1], wa[2], wa[3] = RandomCrop(a, 300, 200)
-		wb[0], wb[1], wb[2], wb[3] = RandomCrop(b, 300, 200)
-		wo[0], wo[1], wo[2], wo[3] = RandomCrop(other, 300, 200)
+		wa[0], wa[1], wa[2], wa[3] = transform.RandomCrop(a, 300, 200)
+		wb[0], wb[1], wb[2], wb[3] = transform.RandomCrop(b, 300, 200)
+		wo[0], wo[1], wo[2], wo[3] = transform.RandomCrop(other, 300, 200)
 		same = same && wa == wb
 		differ = differ || wa != wo
 	}
@@ -155,7 +157,7 @@ func TestRandomCropStatistics(t *testing.T) {
 	}
 	// A 1000×10 strip fits no window of ratio ≤ 4/3 and area ≥ 8%: the
 	// fallback is the centred 13×10 (round(10·4/3)).
-	if top, left, ch, cw := RandomCrop(tensor.NewRNG(1), 10, 1000); top != 0 || left != 493 || ch != 10 || cw != 13 {
+	if top, left, ch, cw := transform.RandomCrop(tensor.NewRNG(1), 10, 1000); top != 0 || left != 493 || ch != 10 || cw != 13 {
 		t.Errorf("fallback window (%d, %d) %dx%d, want (493, 0) 13x10", left, top, cw, ch)
 	}
 }
@@ -170,43 +172,74 @@ func TestCentreCropAndSizes(t *testing.T) {
 	for i := range pix {
 		pix[i] = uint8(i)
 	}
-	if got := CenterCrop(pix, 5, 7, 1, 2, 2); !slices.Equal(got, []uint8{16, 17, 23, 24}) {
+	if got := transform.CenterCrop(pix, 5, 7, 1, 2, 2); !slices.Equal(got, []uint8{16, 17, 23, 24}) {
 		t.Errorf("centre crop 2x2 of 7x5: %v", got)
 	}
 	// 2×2 into 4×5: padded 1 above, 1 below, 1 left, 2 right.
-	got := CenterCrop([]uint8{1, 2, 3, 4}, 2, 2, 1, 4, 5)
+	got := transform.CenterCrop([]uint8{1, 2, 3, 4}, 2, 2, 1, 4, 5)
 	want := []uint8{0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 3, 4, 0, 0, 0, 0, 0, 0, 0}
 	if !slices.Equal(got, want) {
 		t.Errorf("padded centre crop: %v", got)
 	}
-	if h, w := ShorterSide(375, 500, 256); h != 256 || w != 341 {
+	if h, w := transform.ShorterSide(375, 500, 256); h != 256 || w != 341 {
 		t.Errorf("375x500 → %dx%d, want 256x341 (int(256·500/375))", h, w)
 	}
-	if h, w := ShorterSide(500, 375, 256); h != 341 || w != 256 {
+	if h, w := transform.ShorterSide(500, 375, 256); h != 341 || w != 256 {
 		t.Errorf("500x375 → %dx%d, want 341x256", h, w)
 	}
-	if h, w := ShorterSide(3, 7, 5); h != 5 || w != 11 {
+	if h, w := transform.ShorterSide(3, 7, 5); h != 5 || w != 11 {
 		t.Errorf("7x3 → %dx%d, want 11x5 (int(5·7/3) = int(11.67))", w, h)
 	}
-	if EvalResize(224) != 256 || EvalResize(32) != 36 {
-		t.Errorf("EvalResize: %d %d", EvalResize(224), EvalResize(32))
+	if transform.EvalResize(224) != 256 || transform.EvalResize(32) != 36 {
+		t.Errorf("EvalResize: %d %d", transform.EvalResize(224), transform.EvalResize(32))
 	}
 }
 
 // ExampleEvalTransform turns a decoded photo into the centre 224×224 RGB
-// crop that torchvision's Resize(256) + CenterCrop(224) makes.
+// crop that torchvision's Resize(256) + transform.CenterCrop(224) makes.
 func ExampleEvalTransform() {
-	img, err := LoadImage("../testdata/pil/resize/chelsea.png")
+	img, err := data.LoadImage("../../testdata/pil/resize/chelsea.png")
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	b := img.Bounds()
-	pix, err := EvalTransform(Pixels(img, 3), b.Dy(), b.Dx(), 3, EvalResize(224), 224, 224)
+	pix, err := transform.EvalTransform(data.Pixels(img, 3), b.Dy(), b.Dx(), 3, transform.EvalResize(224), 224, 224)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	fmt.Printf("%dx%d photo → %d bytes (224×224×3)\n", b.Dx(), b.Dy(), len(pix))
 	// Output: 161x121 photo → 150528 bytes (224×224×3)
+}
+
+const pilDir = "../../testdata/pil"
+
+// maxDiff returns the largest difference between two byte slices and how
+// many bytes differ.
+func maxDiff(t *testing.T, a, b []uint8) (worst, n int) {
+	t.Helper()
+	if len(a) != len(b) {
+		t.Fatalf("%d bytes against %d", len(a), len(b))
+	}
+	for i := range a {
+		d := int(a[i]) - int(b[i])
+		if d < 0 {
+			d = -d
+		}
+		if d > 0 {
+			n++
+		}
+		worst = max(worst, d)
+	}
+	return worst, n
+}
+
+func mustLoad(t *testing.T, path string) image.Image {
+	t.Helper()
+	img, err := data.LoadImage(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }

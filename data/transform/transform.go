@@ -1,4 +1,10 @@
-package data
+// Package transform holds torchvision's image transforms on 8-bit NHWC
+// pixels, computed as PIL and torchvision compute them (byte for byte):
+// PIL's antialiased bilinear resize, crops, Resize(shorter side) followed
+// by CenterCrop for evaluation, and RandomResizedCrop for training. Package
+// data applies them to data sets, package infer to a program's images; it
+// imports neither, so a program that only infers links no data set.
+package transform
 
 import (
 	"fmt"

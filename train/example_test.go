@@ -1,0 +1,34 @@
+package train_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+
+	"github.com/residual-nn/residual/models"
+	"github.com/residual-nn/residual/train"
+)
+
+// Prepare opens the data once and sizes the model from it; Train runs.
+// Here a ResNet-20 fine-tunes from an earlier run's checkpoint with the
+// backbone frozen, a cosine schedule after a 1-epoch warm-up, and a
+// moving average of the weights.
+func ExamplePrepare() {
+	mc, err := models.Preset("resnet20")
+	if err != nil {
+		log.Fatal(err)
+	}
+	t, err := train.Prepare(train.Config{Model: mc, Data: "mnist", Epochs: 5, Batch: 128, Optimizer: train.SGD, LR: 0.05, Momentum: 0.9,
+		Schedule: train.Schedule{Kind: train.ScheduleCosine, WarmupEpochs: 1},
+		Init:     "runs/mnist/best.safetensors", Freeze: []string{"backbone"}, EMA: 0.999, Patience: 2,
+		Out: "runs/mnist-finetune", TensorBoard: true, Log: os.Stdout})
+	if err != nil {
+		log.Fatal(err)
+	}
+	res, err := t.Train(context.Background())
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("test accuracy %.2f%%\n", 100*res.TestAccuracy)
+}

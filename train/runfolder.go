@@ -1,0 +1,145 @@
+package train
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/residual-nn/residual/checkpoint"
+	"github.com/residual-nn/residual/safetensors"
+)
+
+// metricsFile is the run folder's per-epoch record.
+const metricsFile = "metrics.jsonl"
+
+// prepareFolder readies the run folder before any work: it refuses to
+// start over a run that is there unless the run resumes it or Overwrite
+// says to replace it, and removes the temporary files of a checkpoint
+// write that was killed.
+func prepareFolder(cfg Config) error {
+	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	last := filepath.Join(cfg.Out, LastCheckpoint)
+	if _, err := os.Stat(last); err == nil && !cfg.Resume && !cfg.Overwrite {
+		return fmt.Errorf("train: %s already holds a run (%s); continue it with --resume, or start over with --overwrite (which deletes its checkpoints and metrics)", cfg.Out, last)
+	}
+	// The temporary files of atomic writes (checkpoints, metrics, curves)
+	// are named .NAME.*.tmp; one is left only by a write that was killed.
+	stale, _ := filepath.Glob(filepath.Join(cfg.Out, ".*.*.tmp"))
+	for _, f := range stale {
+		if err := os.Remove(f); err != nil {
+			return fmt.Errorf("train: removing %s, left by an interrupted write: %w", f, err)
+		}
+		fmt.Fprintf(cfg.Log, "removed %s, left by an interrupted write\n", f)
+	}
+	if cfg.Resume {
+		return nil
+	}
+	for _, name := range []string{metricsFile, LastCheckpoint, BestCheckpoint, EMACheckpoint} {
+		if err := os.Remove(filepath.Join(cfg.Out, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("train: %w", err)
+		}
+	}
+	return nil
+}
+
+// positionSettings are the settings a saved position depends on: with
+// another value the same epoch and batch would mean other images, or
+// another order of them. Epochs, the learning rate and the schedule may
+// change on --resume (training continues, along another schedule).
+var positionSettings = []string{"model", "data", "task", "batch", "seed", "limit", "val_split", "augment"}
+
+// resumeChanges compares the training config a checkpoint recorded with
+// this run's and lists the position settings that differ ("batch 128 →
+// 64"), sorted; nothing for a checkpoint that recorded none.
+func resumeChanges(stored json.RawMessage, cfg Config) ([]string, error) {
+	if len(stored) == 0 {
+		return nil, nil
+	}
+	var was, now map[string]json.RawMessage
+	if err := json.Unmarshal(stored, &was); err != nil {
+		return nil, fmt.Errorf("train: the checkpoint's training config: %w", err)
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(b, &now); err != nil {
+		return nil, err
+	}
+	var diffs []string
+	for _, k := range positionSettings {
+		w, n := compact(was[k]), compact(now[k])
+		if w != n {
+			diffs = append(diffs, fmt.Sprintf("%s %s → %s", k, orNone(w), orNone(n)))
+		}
+	}
+	sort.Strings(diffs)
+	return diffs, nil
+}
+
+func compact(raw json.RawMessage) string {
+	var b bytes.Buffer
+	if len(raw) == 0 || json.Compact(&b, raw) != nil {
+		return string(raw)
+	}
+	return b.String()
+}
+
+func orNone(s string) string {
+	if s == "" || s == "null" || s == "0" || s == `""` {
+		return "(none)"
+	}
+	return s
+}
+
+// checkResume refuses a --resume whose position settings differ from the
+// checkpoint's, naming each one.
+func checkResume(c *checkpoint.Checkpoint, path string, cfg Config) error {
+	diffs, err := resumeChanges(c.Train, cfg)
+	if err != nil {
+		return fmt.Errorf("train: %s: %w", path, err)
+	}
+	if len(diffs) > 0 {
+		return fmt.Errorf("train: --resume from %s with other settings than the run's: %s; the saved position (epoch %d, batch %d) would mean other images — resume with the run's settings, or start over with --overwrite",
+			path, strings.Join(diffs, ", "), c.Position.Epoch+1, c.Position.Batch)
+	}
+	return nil
+}
+
+// checkFinite refuses metrics that JSON cannot hold and that say the run
+// diverged: a validation loss that overflowed to ±Inf or became NaN while
+// every training step's loss stayed finite.
+func (m Metrics) checkFinite() error {
+	for _, v := range []struct {
+		name string
+		x    float64
+	}{{"training loss", m.TrainLoss}, {"validation loss", m.ValLoss}, {"validation accuracy", m.ValAcc}, {"validation mean IoU", m.ValMeanIoU}, {"learning rate", m.LR}} {
+		if math.IsNaN(v.x) || math.IsInf(v.x, 0) {
+			return fmt.Errorf("train: the %s is %g after epoch %d: the run diverged; stopped, checkpoints left as they were (try a lower learning rate)", v.name, v.x, m.Epoch)
+		}
+	}
+	return nil
+}
+
+// writeMetrics writes the whole history to the run folder's metrics file
+// atomically: an epoch interrupted while its line was written, then
+// resumed, leaves neither a torn line nor a duplicate epoch.
+func writeMetrics(dir string, h []Metrics) error {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	for _, m := range h {
+		if err := enc.Encode(m); err != nil {
+			return fmt.Errorf("train: %w", err)
+		}
+	}
+	return safetensors.WriteAtomic(filepath.Join(dir, metricsFile), b.Bytes())
+}

@@ -1,0 +1,89 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// A run folder that holds a run is refused without --resume or
+// --overwrite, and nothing in it changes; --overwrite starts over; a
+// resume with another batch size or seed is refused, naming both values,
+// and one with more epochs continues; a killed write's temporary file is
+// removed and a torn or duplicated metrics file is rewritten with each
+// epoch once.
+func TestRunFolderSafety(t *testing.T) {
+	ctx := context.Background()
+	c := tiny(t.TempDir())
+	c.Epochs = 1
+	if _, err := Run(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	last := filepath.Join(c.Out, LastCheckpoint)
+	before := must(os.ReadFile(last))
+	metrics := must(os.ReadFile(filepath.Join(c.Out, metricsFile)))
+	if _, err := Run(ctx, c); err == nil || !strings.Contains(err.Error(), "--resume") || !strings.Contains(err.Error(), "--overwrite") {
+		t.Fatalf("a second run into the same folder: %v", err)
+	}
+	if string(must(os.ReadFile(last))) != string(before) || string(must(os.ReadFile(filepath.Join(c.Out, metricsFile)))) != string(metrics) {
+		t.Fatal("the refused run changed the folder")
+	}
+
+	changed := c
+	changed.Resume, changed.Epochs, changed.Batch, changed.Seed = true, 2, 16, 9
+	_, err := Run(ctx, changed)
+	if err == nil || !strings.Contains(err.Error(), "batch 32 → 16") || !strings.Contains(err.Error(), "seed 3 → 9") {
+		t.Fatalf("resuming with another batch size and seed: %v", err)
+	}
+
+	// A killed write leaves a temporary file and, say, a duplicated line.
+	tmp := filepath.Join(c.Out, ".last.safetensors.1234.tmp")
+	os.WriteFile(tmp, []byte("partial"), 0o644)
+	os.WriteFile(filepath.Join(c.Out, metricsFile), append(append([]byte{}, metrics...), metrics...), 0o644)
+	more := c
+	more.Resume, more.Epochs = true, 2
+	if _, err := Run(ctx, more); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(tmp); !os.IsNotExist(err) {
+		t.Errorf("the interrupted write's %s is still there: %v", tmp, err)
+	}
+	var epochs []int
+	for _, line := range strings.Split(strings.TrimSpace(string(must(os.ReadFile(filepath.Join(c.Out, metricsFile))))), "\n") {
+		var m Metrics
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("metrics line %q: %v", line, err)
+		}
+		epochs = append(epochs, m.Epoch)
+	}
+	if len(epochs) != 2 || epochs[0] != 1 || epochs[1] != 2 {
+		t.Errorf("metrics hold epochs %v, want [1 2]", epochs)
+	}
+
+	over := c
+	over.Overwrite = true
+	if _, err := Run(ctx, over); err != nil {
+		t.Fatalf("--overwrite: %v", err)
+	}
+	if n := strings.Count(string(must(os.ReadFile(filepath.Join(c.Out, metricsFile)))), "\n"); n != 1 {
+		t.Errorf("after --overwrite with 1 epoch, metrics has %d lines", n)
+	}
+}
+
+// Metrics that JSON cannot hold stop the run with a message saying it
+// diverged, instead of an encoding error after the epoch's work.
+func TestDivergedMetrics(t *testing.T) {
+	m := Metrics{Epoch: 3, TrainLoss: 1e24, ValLoss: math.Inf(1), LR: 0.1}
+	err := m.checkFinite()
+	if err == nil || !strings.Contains(err.Error(), "validation loss is +Inf after epoch 3") {
+		t.Errorf("an infinite validation loss: %v", err)
+	}
+	m.ValLoss = 2
+	if err := m.checkFinite(); err != nil {
+		t.Errorf("finite metrics (a training loss of 1e24 is still a number): %v", err)
+	}
+}
