@@ -9,6 +9,7 @@ import (
 	"image/color"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -90,6 +91,22 @@ func TestIDXCorrupt(t *testing.T) {
 		if _, _, err := ReadIDX(bytes.NewReader(b)); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+	// A gzipped header claiming 60,000 images of 100×100 (600 MB of zeros
+	// from a few kilobytes) is refused before the values are allocated.
+	var bomb bytes.Buffer
+	bw := gzip.NewWriter(&bomb)
+	bw.Write(idxBytes([]uint32{60000, 100, 100}, make([]byte, 1<<20)))
+	bw.Close()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, _, err := ReadIDX(&bomb)
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "limits.TensorElements") {
+		t.Errorf("a gzip bomb: %v", err)
+	}
+	if d := after.TotalAlloc - before.TotalAlloc; d > 16<<20 {
+		t.Errorf("the gzip bomb allocated %d MB before its error", d>>20)
 	}
 	// Labels that do not match the images, or a label outside the classes.
 	img := idxBytes([]uint32{2, 1, 1}, []byte{0, 255})
