@@ -2,7 +2,7 @@ package data
 
 import (
 	"fmt"
-	"os"
+	"github.com/residual-nn/residual/limits"
 	"path/filepath"
 )
 
@@ -61,9 +61,14 @@ func CIFAR(dir string, classes int) (train, test *Dataset, err error) {
 	read := func(files []string) (*Dataset, error) {
 		var all []byte
 		for _, f := range files {
-			b, err := os.ReadFile(filepath.Join(dir, f))
+			// A batch file is 30,730,000 bytes; a device or a file of
+			// gigabytes is refused before it is read.
+			b, err := limits.ReadFile(filepath.Join(dir, f), int64(limits.TensorElements))
 			if err != nil {
 				return nil, fmt.Errorf("cifar: %w", err)
+			}
+			if len(b) == 0 {
+				return nil, fmt.Errorf("cifar: %s is empty (a batch file holds 10,000 records)", f)
 			}
 			if len(b)%(lb+cifarPixels) != 0 {
 				return nil, fmt.Errorf("cifar: %s: %d bytes is not a whole number of records (truncated?)", f, len(b))

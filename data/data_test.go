@@ -161,6 +161,19 @@ func TestCIFARLayout(t *testing.T) {
 	if _, _, err := CIFAR(dir, 10); err == nil || !strings.Contains(err.Error(), "test_batch.bin") {
 		t.Errorf("truncated test batch: %v", err)
 	}
+	// An empty batch file is an error naming it, not a batch skipped.
+	os.WriteFile(filepath.Join(dir, "test_batch.bin"), cifarRecord(0, 0, 0, 0), 0o644)
+	os.WriteFile(filepath.Join(dir, "data_batch_3.bin"), nil, 0o644)
+	if _, _, err := CIFAR(dir, 10); err == nil || !strings.Contains(err.Error(), "data_batch_3.bin is empty") {
+		t.Errorf("empty batch file: %v", err)
+	}
+	// A device in place of a batch file is refused, not read without end.
+	os.Remove(filepath.Join(dir, "data_batch_3.bin"))
+	if err := os.Symlink("/dev/zero", filepath.Join(dir, "data_batch_3.bin")); err == nil {
+		if _, _, err := CIFAR(dir, 10); err == nil {
+			t.Error("/dev/zero as a batch file: accepted")
+		}
+	}
 }
 
 func FuzzIDX(f *testing.F) {
