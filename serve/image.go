@@ -23,8 +23,8 @@ import (
 )
 
 // decodeImage decodes a JPEG, PNG or WebP after checking its header's size
-// against limits.CheckImage and maxPixels, so that a decompression bomb is refused
-// before any pixel is allocated. Decoder panics become errors.
+// against limits.CheckImage and maxPixels, so that a decompression bomb is
+// refused (413) before any pixel is allocated; a corrupt image is a 400.
 func decodeImage(b []byte, maxPixels int) (img image.Image, err error) {
 	cfg, format, err := image.DecodeConfig(bytes.NewReader(b))
 	if err != nil {
@@ -36,14 +36,11 @@ func decodeImage(b []byte, maxPixels int) (img image.Image, err error) {
 	if px := int64(cfg.Width) * int64(cfg.Height); px > int64(maxPixels) {
 		return nil, tooLarge("%s image of %d×%d = %d pixels is over the server's limit of %d (--max-pixels): refused before decoding", format, cfg.Width, cfg.Height, px, maxPixels)
 	}
-	defer func() {
-		if p := recover(); p != nil {
-			img, err = nil, badRequest("image: %s decoder failed: %v", format, p)
-		}
-	}()
-	img, _, err = image.Decode(bytes.NewReader(b))
+	// Decoded as training decodes a file: EXIF orientation applied, lossy
+	// WebP's colours converted as libwebp does, decoder panics recovered.
+	img, err = data.DecodeImage(b, "request "+format+" image")
 	if err != nil {
-		return nil, badRequest("image: %v", err)
+		return nil, badRequest("%v", err)
 	}
 	return img, nil
 }
