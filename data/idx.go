@@ -57,9 +57,14 @@ func ReadIDX(r io.Reader) (dims []int, values []uint8, err error) {
 		total *= int(d)
 		dims = append(dims, int(d))
 	}
-	values = make([]uint8, total)
-	if _, err := io.ReadFull(br, values); err != nil {
-		return nil, nil, fmt.Errorf("idx: %v×%d bytes promised, data truncated: %w", dims, 1, err)
+	// Read what is there, growing the buffer with the data, rather than
+	// allocating all the header claims before reading a byte of it.
+	values, err = io.ReadAll(io.LimitReader(br, int64(total)))
+	if err != nil {
+		return nil, nil, fmt.Errorf("idx: reading %v values: %w", dims, err)
+	}
+	if len(values) != total {
+		return nil, nil, fmt.Errorf("idx: %v values promised, data truncated after %d", dims, len(values))
 	}
 	if _, err := br.ReadByte(); err != io.EOF {
 		return nil, nil, fmt.Errorf("idx: trailing data after %v values", dims)
