@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/binary"
+	"github.com/residual-nn/residual/data/transform"
 	"image"
 	"image/color"
 	"os"
@@ -284,7 +285,7 @@ func TestSplitAndResize(t *testing.T) {
 	if _, _, err := train.Split(1.5, 3); err == nil {
 		t.Error("split 1.5 accepted")
 	}
-	r := Resize([]uint8{0, 100, 200, 255}, 2, 2, 1, 4, 4)
+	r := transform.Resize([]uint8{0, 100, 200, 255}, 2, 2, 1, 4, 4)
 	if r[0] != 0 || r[15] != 255 || len(r) != 16 {
 		t.Errorf("resize corners: %v", r)
 	}

@@ -2,6 +2,7 @@ package data
 
 import (
 	"fmt"
+	"github.com/residual-nn/residual/data/transform"
 	"image"
 	"image/color"
 	"math"
@@ -87,7 +88,7 @@ func Canvases(src *Dataset, n int, seed uint64, o CanvasOptions) (*Dataset, erro
 			j := perm[next%len(perm)]
 			next++
 			size := o.MinScale + rng.IntN(o.MaxScale-o.MinScale+1)
-			item := Resize(src.Image(j), src.H, src.W, 1, size, size)
+			item := transform.Resize(src.Image(j), src.H, src.W, 1, size, size)
 			ink := box{size, size, 0, 0}
 			for y := 0; y < size; y++ {
 				for x := 0; x < size; x++ {

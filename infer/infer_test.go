@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/residual-nn/residual/data/transform"
 	"image"
 	"image/color"
 	"math"
@@ -234,7 +235,7 @@ func TestInputMatchesData(t *testing.T) {
 				t.Fatal(err)
 			}
 			b := img.Bounds()
-			pix := data.Resize(data.Pixels(img, ch), b.Dy(), b.Dx(), ch, 28, 28)
+			pix := transform.Resize(data.Pixels(img, ch), b.Dy(), b.Dx(), ch, 28, 28)
 			want := data.Normalise(pix, 28, 28, ch, p.Mean, p.Std)
 			if !slices.Equal(got.Data, want.Data) || !slices.Equal(got.Shape, []int{1, 28, 28, ch}) {
 				t.Errorf("image %d (%T %v), %d channels: differs from package data's transform", i, img, b, ch)

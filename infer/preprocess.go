@@ -19,9 +19,10 @@ import (
 //
 // The evaluation transform is package data/transform's, which training
 // uses (torchvision's Resize and CenterCrop, PIL's resampling byte for
-// byte). The pixel conversion and the squashing resize are package data's
-// (Pixels, Resize), repeated here because package data embeds MNIST and
-// this package must stay small; a test checks both give the same bytes.
+// byte), and so is the resize to the model's size (transform.Resize). The
+// pixel conversion is package data's Pixels, repeated here because package
+// data embeds MNIST and this package must stay small; a test checks both
+// give the same bytes.
 func Input(p checkpoint.Preprocess, img image.Image) (*tensor.Tensor, error) {
 	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("infer: %w", err)
@@ -41,7 +42,7 @@ func Input(p checkpoint.Preprocess, img image.Image) (*tensor.Tensor, error) {
 		}
 		h, w = p.Height, p.Width
 	} else if h != p.Height || w != p.Width {
-		pix, h, w = resize(pix, h, w, p.Channels, p.Height, p.Width), p.Height, p.Width
+		pix, h, w = transform.Resize(pix, h, w, p.Channels, p.Height, p.Width), p.Height, p.Width
 	}
 	return normalise(p, pix, h, w), nil
 }
@@ -85,31 +86,6 @@ func pixels(img image.Image, channels int) []uint8 {
 			}
 			r, g, bl, _ := c.RGBA()
 			out = append(out, uint8(r>>8), uint8(g>>8), uint8(bl>>8))
-		}
-	}
-	return out
-}
-
-// resize scales an 8-bit h×w×c image to oh×ow by bilinear interpolation
-// with pixel centres aligned: package data's Resize.
-func resize(pix []uint8, h, w, c, oh, ow int) []uint8 {
-	out := make([]uint8, oh*ow*c)
-	sy, sx := float64(h)/float64(oh), float64(w)/float64(ow)
-	for y := 0; y < oh; y++ {
-		fy := max((float64(y)+0.5)*sy-0.5, 0)
-		y0 := min(int(fy), h-1)
-		y1 := min(y0+1, h-1)
-		wy := fy - float64(y0)
-		for x := 0; x < ow; x++ {
-			fx := max((float64(x)+0.5)*sx-0.5, 0)
-			x0 := min(int(fx), w-1)
-			x1 := min(x0+1, w-1)
-			wx := fx - float64(x0)
-			for ch := 0; ch < c; ch++ {
-				at := func(yy, xx int) float64 { return float64(pix[(yy*w+xx)*c+ch]) }
-				v := (1-wy)*((1-wx)*at(y0, x0)+wx*at(y0, x1)) + wy*((1-wx)*at(y1, x0)+wx*at(y1, x1))
-				out[(y*ow+x)*c+ch] = uint8(min(max(v+0.5, 0), 255))
-			}
 		}
 	}
 	return out

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/residual-nn/residual/data/transform"
 	"image"
 	"io"
 	"log/slog"
@@ -53,7 +54,7 @@ func (b *resnetBackend) Info() ModelInfo {
 
 func (b *resnetBackend) Preprocess(img image.Image) (*tensor.Tensor, error) {
 	bd := img.Bounds()
-	pix := data.Resize(data.Pixels(img, 1), bd.Dy(), bd.Dx(), 1, 28, 28)
+	pix := transform.Resize(data.Pixels(img, 1), bd.Dy(), bd.Dx(), 1, 28, 28)
 	return data.Normalise(pix, 28, 28, 1, nil, nil), nil
 }
 
@@ -90,7 +91,7 @@ func (f *fakeBackend) Info() ModelInfo {
 
 func (f *fakeBackend) Preprocess(img image.Image) (*tensor.Tensor, error) {
 	bd := img.Bounds()
-	pix := data.Resize(data.Pixels(img, 1), bd.Dy(), bd.Dx(), 1, 2, 2)
+	pix := transform.Resize(data.Pixels(img, 1), bd.Dy(), bd.Dx(), 1, 2, 2)
 	return data.Normalise(pix, 2, 2, 1, nil, nil), nil
 }
 

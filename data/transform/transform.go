@@ -269,3 +269,31 @@ func RandomResizedCrop(rng *tensor.RNG, pix []uint8, h, w, c, oh, ow int) ([]uin
 	top, left, ch, cw := RandomCrop(rng, h, w)
 	return ResizeAA(Crop(pix, h, w, c, top, left, ch, cw), ch, cw, c, oh, ow)
 }
+
+// Resize scales an 8-bit NHWC image of h×w×c to oh×ow by bilinear
+// interpolation without antialiasing (pixel centres aligned, as
+// torchvision's tensor resize with antialias=False does); the canvases
+// and predictions on images of another size use it. ResizeAA is PIL's
+// antialiased resize.
+func Resize(pix []uint8, h, w, c, oh, ow int) []uint8 {
+	out := make([]uint8, oh*ow*c)
+	sy, sx := float64(h)/float64(oh), float64(w)/float64(ow)
+	for y := 0; y < oh; y++ {
+		fy := max((float64(y)+0.5)*sy-0.5, 0)
+		y0 := min(int(fy), h-1)
+		y1 := min(y0+1, h-1)
+		wy := fy - float64(y0)
+		for x := 0; x < ow; x++ {
+			fx := max((float64(x)+0.5)*sx-0.5, 0)
+			x0 := min(int(fx), w-1)
+			x1 := min(x0+1, w-1)
+			wx := fx - float64(x0)
+			for ch := 0; ch < c; ch++ {
+				at := func(yy, xx int) float64 { return float64(pix[(yy*w+xx)*c+ch]) }
+				v := (1-wy)*((1-wx)*at(y0, x0)+wx*at(y0, x1)) + wy*((1-wx)*at(y1, x0)+wx*at(y1, x1))
+				out[(y*ow+x)*c+ch] = uint8(min(max(v+0.5, 0), 255))
+			}
+		}
+	}
+	return out
+}
