@@ -3,9 +3,9 @@ package train
 import (
 	"bytes"
 	"fmt"
+	"github.com/residual-nn/residual/safetensors"
 	"image/color"
 	"math"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -228,12 +228,9 @@ func savePlot(p *plot.Plot, legend []legendItem, w, h vg.Length, path string) er
 	if _, err := c.WriteTo(&b); err != nil {
 		return fmt.Errorf("train: plot %s: %w", path, err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b.Bytes(), 0o644); err != nil {
-		return fmt.Errorf("train: plot: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	// The one atomic write the run folder uses (checkpoints, metrics): its
+	// temporary files are the ones prepareFolder removes after a kill.
+	if err := safetensors.WriteAtomic(path, b.Bytes()); err != nil {
 		return fmt.Errorf("train: plot: %w", err)
 	}
 	return nil
