@@ -1,0 +1,138 @@
+package experiments
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+)
+
+// A Claim is one statement from the literature tested by an experiment: what
+// the source says, the number the run measured for it, the criterion that
+// number must meet, and whether it did. Experiments write their claims to
+// claims.json in their output folder (Report.Claims), so that a run can be
+// judged by a program and not only by reading a figure.
+type Claim struct {
+	// Claim says what is asserted, in a sentence ("deleting one identity
+	// block raises the median test error by at most 1 point").
+	Claim string `json:"claim"`
+	// Source names the paper and the figure, table or theorem.
+	Source string `json:"source"`
+	// Measured is the statistic the criterion is applied to.
+	Measured float64 `json:"measured"`
+	// Spread is the measured statistic's spread over seeds (a standard
+	// deviation or a half-range, as Criterion says); 0 when there is one run.
+	Spread float64 `json:"spread,omitempty"`
+	// Seeds is how many seeds (or initialisations) Measured summarises.
+	Seeds int `json:"seeds,omitempty"`
+	// Criterion states the pass condition in words and numbers
+	// ("≤ 1.0 points").
+	Criterion string `json:"criterion"`
+	// Pass is whether Measured met Criterion.
+	Pass bool `json:"pass"`
+}
+
+// MarshalJSON writes a non-finite Measured or Spread as null: JSON has no NaN,
+// and a claim whose statistic could not be computed must still be written
+// (and fail) rather than abort the report.
+func (c Claim) MarshalJSON() ([]byte, error) {
+	type plain Claim
+	out := struct {
+		plain
+		Measured *float64 `json:"measured"`
+		Spread   *float64 `json:"spread,omitempty"`
+	}{plain: plain(c)}
+	if !math.IsNaN(c.Measured) && !math.IsInf(c.Measured, 0) {
+		out.Measured = &c.Measured
+	}
+	if c.Spread != 0 && !math.IsNaN(c.Spread) && !math.IsInf(c.Spread, 0) {
+		out.Spread = &c.Spread
+	}
+	return json.Marshal(out)
+}
+
+// Within returns a claim that passes when |measured − want| ≤ tol.
+func Within(claim, source string, measured, want, tol float64) Claim {
+	return Claim{Claim: claim, Source: source, Measured: measured,
+		Criterion: fmt.Sprintf("%g ± %g", want, tol),
+		Pass:      math.Abs(measured-want) <= tol}
+}
+
+// AtMost returns a claim that passes when measured ≤ bound.
+func AtMost(claim, source string, measured, bound float64) Claim {
+	return Claim{Claim: claim, Source: source, Measured: measured,
+		Criterion: fmt.Sprintf("≤ %g", bound), Pass: measured <= bound}
+}
+
+// AtLeast returns a claim that passes when measured ≥ bound.
+func AtLeast(claim, source string, measured, bound float64) Claim {
+	return Claim{Claim: claim, Source: source, Measured: measured,
+		Criterion: fmt.Sprintf("≥ %g", bound), Pass: measured >= bound}
+}
+
+// Claims writes the claims to claims.json (sorted as given) and adds a table
+// of them to the summary. A NaN measurement fails its claim.
+func (r *Report) Claims(claims []Claim) error {
+	for i := range claims {
+		if math.IsNaN(claims[i].Measured) {
+			claims[i].Pass = false
+		}
+	}
+	b, err := json.MarshalIndent(claims, "", " ")
+	if err != nil {
+		return fmt.Errorf("experiments: claims: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(r.Dir, "claims.json"), append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("experiments: %w", err)
+	}
+	r.Printf("\n| claim | source | measured | criterion | pass |\n|---|---|---|---|---|")
+	for _, c := range claims {
+		m := fmt.Sprintf("%.4g", c.Measured)
+		if c.Spread != 0 {
+			m += fmt.Sprintf(" ± %.2g", c.Spread)
+		}
+		if c.Seeds > 0 {
+			m += fmt.Sprintf(" (%d seeds)", c.Seeds)
+		}
+		pass := "no"
+		if c.Pass {
+			pass = "yes"
+		}
+		r.Printf("| %s | %s | %s | %s | %s |", c.Claim, c.Source, m, c.Criterion, pass)
+	}
+	return nil
+}
+
+// meanSpread returns the mean and the sample standard deviation of v (0 for
+// fewer than two values).
+func meanSpread(v []float64) (mean, sd float64) {
+	if len(v) == 0 {
+		return math.NaN(), 0
+	}
+	for _, x := range v {
+		mean += x
+	}
+	mean /= float64(len(v))
+	if len(v) < 2 {
+		return mean, 0
+	}
+	for _, x := range v {
+		sd += (x - mean) * (x - mean)
+	}
+	return mean, math.Sqrt(sd / float64(len(v)-1))
+}
+
+// median returns the median of v without reordering it.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}

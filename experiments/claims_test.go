@@ -1,0 +1,60 @@
+package experiments
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestClaimsFile(t *testing.T) {
+	dir := t.TempDir()
+	r, err := NewReport(dir, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := []Claim{
+		Within("slope is one", "Prince Fig. 11.6", 1.03, 1, 0.05),
+		AtMost("median increase", "Veit et al. 2016, Fig. 3", 1.5, 1),
+		AtLeast("nan", "x", math.NaN(), 0),
+	}
+	claims[2].Pass = true // a NaN must fail whatever the caller set
+	if err := r.Claims(claims); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "claims.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []map[string]any
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0]["pass"] != true || got[1]["pass"] != false || got[2]["pass"] != false || got[2]["measured"] != nil {
+		t.Fatalf("claims.json = %s", b)
+	}
+	for _, k := range []string{"claim", "source", "measured", "criterion", "pass"} {
+		if _, ok := got[0][k]; !ok {
+			t.Errorf("claims.json lacks %q: %s", k, b)
+		}
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := os.ReadFile(filepath.Join(dir, "summary.md"))
+	if !strings.Contains(string(s), "| slope is one | Prince Fig. 11.6 | 1.03 | 1 ± 0.05 | yes |") {
+		t.Errorf("summary.md lacks the claims table:\n%s", s)
+	}
+}
+
+func TestMeanSpreadMedian(t *testing.T) {
+	m, sd := meanSpread([]float64{1, 2, 3, 4})
+	if m != 2.5 || math.Abs(sd-math.Sqrt(5.0/3)) > 1e-12 {
+		t.Errorf("meanSpread = %v, %v", m, sd)
+	}
+	if median([]float64{3, 1, 2}) != 2 || median([]float64{4, 1, 3, 2}) != 2.5 {
+		t.Error("median wrong")
+	}
+}
