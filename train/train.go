@@ -355,6 +355,15 @@ func setup(cfg Config) (*run, error) {
 			return nil, err
 		}
 		channels = init.Preprocess.Channels
+		if err := modelFromInit(&cfg, init); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Task == "" { // the model's own task
+		cfg.Task = Classify
+		if cfg.Model.Dense() {
+			cfg.Task = Segment
+		}
 	}
 	trainSet, testSet, err := data.Open(cfg.Data, channels)
 	if err != nil {
