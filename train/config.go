@@ -1,0 +1,184 @@
+package train
+
+import (
+	"fmt"
+	"io"
+	"math"
+
+	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/models"
+)
+
+// Config is a training run.
+type Config struct {
+	Model models.Config `json:"model"`
+	// Data names the data set (see data.Open), e.g. "mnist".
+	Data string `json:"data"`
+	// Task is Classify (the default, "") or Segment.
+	Task Task `json:"task,omitempty"`
+	// Loss is CE (the default, ""), Dice or CEDice.
+	Loss Loss `json:"loss,omitempty"`
+	// BorderWeights weights the per-pixel cross-entropy with the U-Net
+	// paper's weight map (class balance + w0 = 10, σ = 5 px borders).
+	BorderWeights bool `json:"border_weights,omitempty"`
+	// ClassWeights weights the per-pixel cross-entropy by inverse class
+	// frequency only (the class-balance term of the weight map).
+	ClassWeights bool      `json:"class_weights,omitempty"`
+	Epochs       int       `json:"epochs"`
+	Batch        int       `json:"batch"`
+	Optimizer    Optimizer `json:"optimizer"` // SGD (the default, ""), Adam or AdamW
+	LR           float64   `json:"lr"`
+	Momentum     float64   `json:"momentum"`
+	Nesterov     bool      `json:"nesterov,omitempty"`
+	// WeightDecay applies to weights of rank ≥ 2; BN parameters and biases
+	// get none.
+	WeightDecay float64 `json:"weight_decay"`
+	// Schedule is the learning-rate schedule, in epochs.
+	Schedule Schedule `json:"schedule"`
+	// Augment is the training images' augmentation; nil: DefaultAugment.
+	Augment *data.Augment `json:"augment"`
+	// ValSplit holds out this fraction of the training set for validation;
+	// 0 validates on the test set.
+	ValSplit float64 `json:"val_split"`
+	Seed     uint64  `json:"seed"`
+	// Limit keeps only the first Limit training and test images (0: all),
+	// for quick runs.
+	Limit int `json:"limit,omitempty"`
+	// Init starts from a checkpoint's weights (one written here or an
+	// imported one): every tensor whose name and shape match is loaded,
+	// the rest (the classifier head, when the class count differs) stays
+	// freshly initialised, and the log says which. The run takes the
+	// checkpoint's preprocessing (input channels, mean and std, Caffe's
+	// BGR and 0-255 scale) and keeps it in its own checkpoints.
+	Init string `json:"init,omitempty"`
+	// Freeze lists module prefixes whose parameters are not trained
+	// (nn.Freeze); "backbone" stands for everything but the classifier
+	// head (resnet fc, unet and mlp head).
+	Freeze []string `json:"freeze,omitempty"`
+	// HeadLRMult multiplies the classifier head's learning rate (0 or 1:
+	// the same as the rest); the head's weights and biases keep their
+	// weight-decay split.
+	HeadLRMult float64 `json:"head_lr_mult,omitempty"`
+	// LabelSmoothing is the cross-entropy's label smoothing, in [0, 1).
+	LabelSmoothing float64 `json:"label_smoothing,omitempty"`
+	// EMA, in (0, 1), keeps an exponential moving average of the weights
+	// and batch norm statistics with this decay, updated after every step,
+	// validated every epoch (val_acc_ema) and saved as EMACheckpoint; 0:
+	// none.
+	EMA float64 `json:"ema,omitempty"`
+	// ClipGrad, when > 0, scales the gradients so that their joint L2 norm
+	// is at most ClipGrad before each step.
+	ClipGrad float64 `json:"clip_grad,omitempty"`
+	// Patience, when > 0, stops the run once the validation metric (the
+	// one that picks the best checkpoint) has not improved for Patience
+	// epochs.
+	Patience int `json:"patience,omitempty"`
+	// Out is the run folder: checkpoints, metrics.jsonl, curves.
+	Out    string `json:"-"`
+	Resume bool   `json:"-"`
+	// TensorBoard writes TensorBoard event files into Out: the loss and
+	// learning rate of every step, the metrics of every epoch, the test
+	// results and the curves' images at the end.
+	TensorBoard bool `json:"-"`
+	// Overwrite starts over in a run folder that holds a run (without it,
+	// and without Resume, such a folder is refused).
+	Overwrite bool `json:"-"`
+	// Log receives the progress display and messages; Live redraws one
+	// line in place (a terminal), otherwise plain lines are written.
+	Log  io.Writer `json:"-"`
+	Live bool      `json:"-"`
+}
+
+// Task is what a run trains the model to do.
+type Task string
+
+// Tasks.
+const (
+	Classify Task = "classify" // one class per image
+	Segment  Task = "segment"  // one class per pixel (a U-Net on a data set with masks)
+)
+
+// Loss names a training loss.
+type Loss string
+
+// Losses.
+const (
+	CE     Loss = "ce"      // cross-entropy
+	Dice   Loss = "dice"    // soft Dice (segmentation)
+	CEDice Loss = "ce+dice" // their sum (segmentation)
+)
+
+// Optimizer names an optimizer.
+type Optimizer string
+
+// Optimizers.
+const (
+	SGD   Optimizer = "sgd"
+	Adam  Optimizer = "adam"
+	AdamW Optimizer = "adamw"
+)
+
+// Validate checks the config before any work: counts, rates, names of the
+// task, loss and optimizer, and the schedule.
+func (c *Config) Validate() error {
+	switch {
+	case c.Epochs < 1:
+		return fmt.Errorf("train: epochs must be ≥ 1, got %d", c.Epochs)
+	case c.Batch < 1:
+		return fmt.Errorf("train: batch must be ≥ 1, got %d", c.Batch)
+	case c.LR <= 0 || math.IsNaN(c.LR):
+		return fmt.Errorf("train: learning rate must be > 0, got %g", c.LR)
+	case c.Out == "":
+		return fmt.Errorf("train: no output folder")
+	case c.ValSplit < 0 || c.ValSplit >= 1:
+		return fmt.Errorf("train: validation split %g outside [0, 1)", c.ValSplit)
+	case c.Task != "" && c.Task != Classify && c.Task != Segment:
+		return fmt.Errorf("train: unknown task %q (classify, segment)", c.Task)
+	case c.Loss != "" && c.Loss != CE && c.Loss != Dice && c.Loss != CEDice:
+		return fmt.Errorf("train: unknown loss %q (ce, dice, ce+dice)", c.Loss)
+	case c.Task != Segment && (c.Loss == Dice || c.Loss == CEDice || c.BorderWeights || c.ClassWeights):
+		return fmt.Errorf("train: Dice loss and class or border weights are for --task segment")
+	case c.Optimizer != "" && c.Optimizer != SGD && c.Optimizer != Adam && c.Optimizer != AdamW:
+		return fmt.Errorf("train: unknown optimizer %q (sgd, adam, adamw)", c.Optimizer)
+	}
+	if err := c.validateFineTuning(); err != nil {
+		return err
+	}
+	return c.Schedule.validate(c.Epochs)
+}
+
+func (c *Config) validateFineTuning() error {
+	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+	switch {
+	case !finite(c.HeadLRMult) || c.HeadLRMult < 0:
+		return fmt.Errorf("train: head learning-rate multiplier %g must be ≥ 0", c.HeadLRMult)
+	case !(c.LabelSmoothing >= 0 && c.LabelSmoothing < 1):
+		return fmt.Errorf("train: label smoothing %g outside [0, 1)", c.LabelSmoothing)
+	case !(c.EMA >= 0 && c.EMA < 1):
+		return fmt.Errorf("train: EMA decay %g outside [0, 1)", c.EMA)
+	case !finite(c.ClipGrad) || c.ClipGrad < 0:
+		return fmt.Errorf("train: gradient clipping norm %g must be ≥ 0", c.ClipGrad)
+	case c.Patience < 0:
+		return fmt.Errorf("train: patience %d must be ≥ 0", c.Patience)
+	}
+	for _, p := range c.Freeze {
+		if p == "" || p == "none" {
+			return fmt.Errorf("train: freeze prefix %q (use no Freeze to train everything)", p)
+		}
+	}
+	return nil
+}
+
+// DefaultAugment is the augmentation of a run whose Config.Augment is nil:
+// torchvision's training transform (random resized crop, flip) for images
+// of any size (folder:DIR), 2-pixel shifts for grey images, 4-pixel shifts
+// and flips for colour ones.
+func DefaultAugment(d *data.Dataset) data.Augment {
+	switch {
+	case d.Files != nil:
+		return data.Augment{ResizedCrop: true, Flip: true}
+	case d.C == 1:
+		return data.Augment{Pad: 2}
+	}
+	return data.Augment{Pad: 4, Flip: true}
+}

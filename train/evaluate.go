@@ -1,0 +1,138 @@
+package train
+
+import (
+	"context"
+	"math"
+
+	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/nn"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// correct counts rows of logits whose arg-max is the label.
+func correct(logits *tensor.Tensor, labels []int32) int {
+	k := logits.Shape[len(logits.Shape)-1]
+	n := 0
+	for i, y := range labels {
+		row := logits.Data[i*k : (i+1)*k]
+		best := 0
+		for j, v := range row {
+			if v > row[best] {
+				best = j
+			}
+		}
+		if int32(best) == y {
+			n++
+		}
+	}
+	return n
+}
+
+// Evaluate runs the model in evaluation mode over a loader's batches and
+// returns the mean cross-entropy, the accuracy and the confusion matrix
+// (rows: true class, columns: predicted) — over images, or over pixels for
+// a segmentation set. If the loader stopped early (l.Err: an unreadable
+// image file), the figures cover the batches before it.
+func Evaluate(m nn.Layer, l *data.Loader, classes int) (loss, acc float64, confusion [][]int) {
+	e := EvaluateAll(m, l, classes)
+	return e.Loss, e.Accuracy, e.Confusion
+}
+
+// Evaluation is what EvaluateAll measures.
+type Evaluation struct {
+	Loss, Accuracy float64
+	// Top5 is the fraction whose true class is among the 5 highest
+	// scores (fewer than 5 classes score higher than it).
+	Top5      float64
+	Confusion [][]int
+}
+
+// EvaluateAll is Evaluate with the top-5 accuracy as well.
+func EvaluateAll(m nn.Layer, l *data.Loader, classes int) Evaluation {
+	e := evaluate(m, l, classes, ag.NewNoGradTape())
+	return Evaluation{Loss: e.loss, Accuracy: e.acc, Top5: e.top5, Confusion: e.confusion}
+}
+
+// evaluation is what evaluate measures.
+type evaluation struct {
+	loss, acc, top5 float64
+	confusion       [][]int
+}
+
+// evaluate is Evaluate on the given inference tape (the trainer passes one
+// that shares its training tape's buffers).
+func evaluate(m nn.Layer, l *data.Loader, classes int, tape *ag.Tape) evaluation {
+	var loss, acc, top5 float64
+	nn.SetTraining(m, false)
+	defer nn.SetTraining(m, true)
+	confusion := make([][]int, classes)
+	for i := range confusion {
+		confusion[i] = make([]int, classes)
+	}
+	n := 0
+	for b := range l.Epoch(context.Background(), 0, 0) {
+		logits := m.Forward(tape.Constant(b.X))
+		targets, _ := fitTargets(logits, b)
+		lv, err := ag.CrossEntropy(logits, targets, ag.CrossEntropyOptions{IgnoreIndex: -100, Sum: true})
+		if err == nil {
+			loss += float64(lv.Data.Data[0])
+		}
+		k := logits.Shape()[len(logits.Shape())-1]
+		for i, y := range targets {
+			row := logits.Data.Data[i*k : (i+1)*k]
+			best := 0
+			for j, v := range row {
+				if v > row[best] {
+					best = j
+				}
+			}
+			confusion[y][best]++
+			above := 0 // classes scored higher than the true one
+			for _, v := range row {
+				if v > row[y] {
+					above++
+				}
+			}
+			if above < 5 {
+				top5++
+			}
+			if int32(best) == y {
+				acc++
+			}
+		}
+		n += len(targets)
+		tape.Reset()
+	}
+	d := float64(max(n, 1))
+	return evaluation{loss: loss / d, acc: acc / d, top5: top5 / d, confusion: confusion}
+}
+
+// IoU returns the intersection over union of every class from a confusion
+// matrix (rows: true class, columns: predicted) — TP/(TP + FP + FN) — and
+// their mean over the classes that occur in the truth or the predictions
+// (a class absent from both has IoU NaN and is left out of the mean).
+func IoU(confusion [][]int) (perClass []float64, mean float64) {
+	perClass = make([]float64, len(confusion))
+	n := 0
+	for c := range confusion {
+		tp, fp, fn := confusion[c][c], 0, 0
+		for o := range confusion {
+			if o != c {
+				fn += confusion[c][o]
+				fp += confusion[o][c]
+			}
+		}
+		if tp+fp+fn == 0 {
+			perClass[c] = math.NaN()
+			continue
+		}
+		perClass[c] = float64(tp) / float64(tp+fp+fn)
+		mean += perClass[c]
+		n++
+	}
+	if n == 0 {
+		return perClass, math.NaN()
+	}
+	return perClass, mean / float64(n)
+}

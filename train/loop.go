@@ -1,0 +1,295 @@
+package train
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/nn"
+	"github.com/residual-nn/residual/optim"
+	"github.com/residual-nn/residual/tensorboard"
+)
+
+func (r *run) loop(ctx context.Context) (*Result, error) {
+	r.start = time.Now()
+	tape := ag.NewTape()
+	r.evalTape = tape.NoGradTape()
+	params := r.params
+	for ; r.epoch < r.cfg.Epochs; r.epoch, r.batch = r.epoch+1, 0 {
+		nn.SetTraining(r.model, true)
+		r.epochStart = time.Now()
+		r.lossSum, r.accSum, r.seen, r.imgs = 0, 0, 0, 0
+		epochCtx, cancel := context.WithCancel(ctx)
+		loader := r.loader(r.trainSet, true)
+		for b := range loader.Epoch(epochCtx, r.epoch, r.batch) {
+			for _, p := range params {
+				p.ZeroGrad()
+			}
+			logits := r.model.Forward(tape.Constant(b.X))
+			targets, weights := fitTargets(logits, b)
+			loss, err := r.loss(logits, targets, weights)
+			if err != nil {
+				cancel()
+				return nil, err
+			}
+			lv := float64(loss.Data.Data[0])
+			if math.IsNaN(lv) || math.IsInf(lv, 0) {
+				cancel()
+				return nil, fmt.Errorf("train: the loss is %g at epoch %d, batch %d (step %d); stopped, checkpoints left as they were (try a lower learning rate)",
+					lv, r.epoch+1, b.Index+1, r.opt.Steps()+1)
+			}
+			r.accSum += float64(correct(logits.Data, targets))
+			r.lossSum += lv * float64(len(targets))
+			r.seen += len(targets)
+			tape.Backward(loss)
+			if r.cfg.ClipGrad > 0 {
+				optim.ClipGradNorm(r.params, r.cfg.ClipGrad)
+			}
+			lr := r.opt.LR(0) // this step's, before Step advances the schedule
+			r.opt.Step()
+			if r.ema != nil {
+				r.ema.Update()
+			}
+			r.steps, r.stepLoss = append(r.steps, r.opt.Steps()), append(r.stepLoss, lv)
+			if r.tb != nil {
+				if err := r.tb.TrainStep(int64(r.opt.Steps()), lv, lr); err != nil {
+					cancel()
+					return nil, err
+				}
+			}
+			tape.Reset()
+			r.batch = b.Index + 1
+			r.progress()
+			if ctx.Err() != nil {
+				break
+			}
+		}
+		cancel()
+		if err := loader.Err(); err != nil { // an unreadable image file
+			return nil, fmt.Errorf("train: epoch %d: %w", r.epoch+1, err)
+		}
+		// An epoch cut short by cancellation (even before its first batch)
+		// is not finished: save the exact position and stop.
+		if ctx.Err() != nil {
+			if r.ema != nil { // the average up to this step, to resume from
+				if err := r.saveNet(EMACheckpoint, r.emaWeights(), nil); err != nil {
+					return nil, err
+				}
+			}
+			if err := r.save(LastCheckpoint); err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(r.cfg.Log, "\nstopped at epoch %d, batch %d; checkpoint written to %s\n", r.epoch+1, r.batch, filepath.Join(r.cfg.Out, LastCheckpoint))
+			return nil, ErrInterrupted
+		}
+		if err := r.endEpoch(); err != nil {
+			return nil, err
+		}
+		if n := r.staleEpochs(); r.cfg.Patience > 0 && n >= r.cfg.Patience && r.epoch+1 < r.cfg.Epochs {
+			fmt.Fprintf(r.cfg.Log, "stopping early after epoch %d of %d: the validation %s has not improved for %d epochs (best %.4f)\n",
+				r.epoch+1, r.cfg.Epochs, r.scoreName(), n, r.best)
+			r.epoch++
+			r.stoppedEarly = true
+			break
+		}
+	}
+	testLoader := r.loader(r.testSet, false)
+	test := evaluate(r.model, testLoader, len(r.testSet.Classes), r.evalTape)
+	testLoss, testAcc, confusion := test.loss, test.acc, test.confusion
+	if err := testLoader.Err(); err != nil {
+		return nil, fmt.Errorf("train: test set: %w", err)
+	}
+	res := &Result{History: r.history, Epochs: r.epoch, TestAccuracy: testAcc, TestLoss: testLoss, BestValAccuracy: r.best, TestTop5: test.top5, StoppedEarly: r.stoppedEarly, Seconds: time.Since(r.start).Seconds()}
+	if r.tb != nil {
+		step := int64(r.opt.Steps())
+		if err := r.tb.Scalars(step, []string{"test/loss", "test/acc"}, []float64{testLoss, testAcc}); err != nil {
+			return nil, err
+		}
+		for _, name := range []string{"loss", "accuracy", "step_loss"} {
+			if _, err := os.Stat(filepath.Join(r.cfg.Out, name+".png")); err != nil {
+				continue // not drawn in this session (a resumed run with nothing left to train)
+			}
+			if err := r.tb.ImageFile(tensorboard.CurvesPrefix+name, step, filepath.Join(r.cfg.Out, name+".png")); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if r.cfg.Task == Segment {
+		res.TestIoU, res.TestMeanIoU = IoU(confusion)
+		fmt.Fprintf(r.cfg.Log, "test pixel accuracy %.2f%%, mean IoU %.4f (loss %.4f) after %d epochs\n", 100*testAcc, res.TestMeanIoU, testLoss, r.epoch)
+		for c, v := range res.TestIoU {
+			fmt.Fprintf(r.cfg.Log, "  IoU %-12s %.4f\n", r.testSet.Classes[c], v)
+		}
+		return res, nil
+	}
+	top5 := ""
+	if len(r.testSet.Classes) >= 5 {
+		top5 = fmt.Sprintf(", top-5 %.2f%%", 100*test.top5)
+	}
+	fmt.Fprintf(r.cfg.Log, "test accuracy %.2f%%%s (loss %.4f) after %d epochs\n", 100*testAcc, top5, testLoss, r.epoch)
+	return res, nil
+}
+
+// endEpoch validates, records metrics and curves, and writes checkpoints.
+func (r *run) endEpoch() error {
+	valLoader := r.loader(r.valSet, false)
+	val := evaluate(r.model, valLoader, len(r.valSet.Classes), r.evalTape)
+	valLoss, valAcc, confusion := val.loss, val.acc, val.confusion
+	if err := valLoader.Err(); err != nil {
+		return fmt.Errorf("train: validation set: %w", err)
+	}
+	secs := time.Since(r.epochStart).Seconds()
+	m := Metrics{Epoch: r.epoch + 1, Step: r.opt.Steps(), LR: r.opt.LR(0), TrainLoss: r.lossSum / float64(max(r.seen, 1)),
+		TrainAcc: r.accSum / float64(max(r.seen, 1)), ValLoss: valLoss, ValAcc: valAcc, ImgPerSec: float64(r.imgs) / secs, Seconds: secs}
+	score := valAcc // what picks the best checkpoint
+	if r.cfg.Task == Segment {
+		_, m.ValMeanIoU = IoU(confusion)
+		score = m.ValMeanIoU
+	} else if len(r.valSet.Classes) >= 5 {
+		m.ValTop5 = val.top5
+	}
+	if r.ema != nil {
+		e, err := r.evaluateEMA()
+		if err != nil {
+			return err
+		}
+		m.ValAccEMA, m.ValLossEMA = e.acc, e.loss
+	}
+	r.history = append(r.history, m)
+	if r.cfg.Live {
+		fmt.Fprint(r.cfg.Log, "\r\033[K")
+	}
+	miou := ""
+	if r.cfg.Task == Segment {
+		miou = fmt.Sprintf(" mIoU %.4f", m.ValMeanIoU)
+	} else if m.ValTop5 > 0 {
+		miou = fmt.Sprintf(" top-5 %.2f%%", 100*m.ValTop5)
+	}
+	if r.ema != nil {
+		miou += fmt.Sprintf("  EMA val loss %.4f acc %.2f%%", m.ValLossEMA, 100*m.ValAccEMA)
+	}
+	fmt.Fprintf(r.cfg.Log, "epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%%s  %.0f img/s  %.0fs\n",
+		m.Epoch, r.cfg.Epochs, m.TrainLoss, 100*m.TrainAcc, m.ValLoss, 100*m.ValAcc, miou, m.ImgPerSec, secs)
+	if err := m.checkFinite(); err != nil {
+		return err
+	}
+	if err := writeMetrics(r.cfg.Out, r.history); err != nil {
+		return err
+	}
+	if err := plotCurves(r.history, r.cfg.Out); err != nil {
+		return err
+	}
+	if len(r.steps) > 0 { // none when resumed at an epoch's end
+		if err := PlotStepLoss(r.steps, r.stepLoss, filepath.Join(r.cfg.Out, "step_loss.png")); err != nil {
+			return err
+		}
+	}
+	if r.tb != nil {
+		if err := r.tb.Metrics(tensorboard.EpochPrefix, int64(m.Step), m, "step"); err != nil {
+			return err
+		}
+		if err := r.tb.Flush(); err != nil {
+			return err
+		}
+	}
+	r.epoch++ // the checkpoint records the completed epoch
+	defer func() { r.epoch-- }()
+	r.batch = 0
+	if score > r.best {
+		r.best = score
+		if err := r.save(BestCheckpoint); err != nil {
+			return err
+		}
+	}
+	if r.ema != nil {
+		if err := r.saveNet(EMACheckpoint, r.emaWeights(), nil); err != nil {
+			return err
+		}
+	}
+	return r.save(LastCheckpoint)
+}
+
+func (r *run) progress() {
+	r.imgs += r.cfg.Batch
+	n := r.stepsPerEpoch
+	el := time.Since(r.epochStart).Seconds()
+	rate := float64(r.imgs) / el
+	eta := time.Duration(float64(n-r.batch) * float64(r.cfg.Batch) / rate * float64(time.Second)).Round(time.Second)
+	line := fmt.Sprintf("epoch %d/%d %s %d/%d  ETA %s  loss %.4f  acc %.2f%%  %.0f img/s",
+		r.epoch+1, r.cfg.Epochs, bar(r.batch, n, 20), r.batch, n, eta, r.lossSum/float64(r.seen), 100*r.accSum/float64(r.seen), rate)
+	switch {
+	case r.cfg.Live:
+		fmt.Fprint(r.cfg.Log, "\r\033[K"+line)
+	case r.batch%max(n/5, 1) == 0 && r.batch < n:
+		fmt.Fprintln(r.cfg.Log, line)
+	}
+}
+
+func bar(done, total, width int) string {
+	f := done * width / max(total, 1)
+	b := make([]byte, width+2)
+	b[0], b[width+1] = '[', ']'
+	for i := 0; i < width; i++ {
+		b[i+1] = '.'
+		if i < f {
+			b[i+1] = '#'
+		}
+	}
+	return string(b)
+}
+
+// fitTargets returns a batch's targets for the model's output: the labels,
+// or for segmentation the masks (and weights) centre-cropped to the
+// output's size, which a valid-convolution U-Net makes smaller than its
+// input.
+func fitTargets(logits *ag.Value, b data.Batch) ([]int32, []float32) {
+	s := logits.Shape()
+	if len(s) != 4 || b.X.Rank() != 4 {
+		return b.Y, b.W
+	}
+	n, h, w, oh, ow := b.X.Shape[0], b.X.Shape[1], b.X.Shape[2], s[1], s[2]
+	if oh == h && ow == w {
+		return b.Y, b.W
+	}
+	top, left := (h-oh)/2, (w-ow)/2
+	y := make([]int32, 0, n*oh*ow)
+	var wt []float32
+	for i := 0; i < n; i++ {
+		for r := top; r < top+oh; r++ {
+			at := (i*h+r)*w + left
+			y = append(y, b.Y[at:at+ow]...)
+			if b.W != nil {
+				wt = append(wt, b.W[at:at+ow]...)
+			}
+		}
+	}
+	return y, wt
+}
+
+// loss is the configured training loss.
+func (r *run) loss(logits *ag.Value, targets []int32, weights []float32) (*ag.Value, error) {
+	var total *ag.Value
+	if r.cfg.Loss != Dice {
+		ce, err := ag.CrossEntropy(logits, targets, ag.CrossEntropyOptions{IgnoreIndex: -100, RowWeight: weights, LabelSmoothing: r.cfg.LabelSmoothing})
+		if err != nil {
+			return nil, err
+		}
+		total = ce
+	}
+	if r.cfg.Loss == Dice || r.cfg.Loss == CEDice {
+		d, err := ag.Dice(logits, targets, -100)
+		if err != nil {
+			return nil, err
+		}
+		if total == nil {
+			return d, nil
+		}
+		total = ag.Add(total, d)
+	}
+	return total, nil
+}

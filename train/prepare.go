@@ -1,0 +1,202 @@
+package train
+
+import (
+	"fmt"
+	"path/filepath"
+
+	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/checkpoint"
+	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/models"
+	"github.com/residual-nn/residual/nn"
+	"github.com/residual-nn/residual/optim"
+	"github.com/residual-nn/residual/tensor"
+)
+
+func setup(cfg Config) (*run, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	var init *checkpoint.Checkpoint
+	channels := 0 // the data's own
+	if cfg.Init != "" {
+		var err error
+		if init, err = loadInit(cfg.Init); err != nil {
+			return nil, err
+		}
+		channels = init.Preprocess.Channels
+		if err := modelFromInit(&cfg, init); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Task == "" { // the model's own task
+		cfg.Task = Classify
+		if cfg.Model.Dense() {
+			cfg.Task = Segment
+		}
+	}
+	trainSet, testSet, err := data.Open(cfg.Data, channels)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Model, err = cfg.Model.Clone(); err != nil {
+		return nil, fmt.Errorf("train: model config: %w", err)
+	}
+	cfg.Model.SetInChannels(trainSet.C)
+	cfg.Model.SetClasses(len(trainSet.Classes))
+	if err := cfg.Model.Validate(); err != nil {
+		return nil, fmt.Errorf("train: model %q on %s: %w", cfg.Model.Name, cfg.Data, err)
+	}
+	if cfg.Augment == nil {
+		a := DefaultAugment(trainSet)
+		cfg.Augment = &a
+	}
+	if cfg.Limit > 0 && cfg.Limit < trainSet.Len() {
+		idx := make([]int, cfg.Limit)
+		for i := range idx {
+			idx[i] = i
+		}
+		trainSet = trainSet.Subset(idx)
+		if cfg.Limit < testSet.Len() {
+			testSet = testSet.Subset(idx)
+		}
+	}
+	r := &run{cfg: cfg, trainSet: trainSet, testSet: testSet, valSet: testSet, best: -1}
+	if cfg.ValSplit > 0 {
+		if r.trainSet, r.valSet, err = trainSet.Split(cfg.ValSplit, cfg.Seed); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkFits(cfg.Model, trainSet); err != nil {
+		return nil, err
+	}
+	if seg := cfg.Task == Segment; seg != trainSet.IsSegmentation() || seg != cfg.Model.Dense() {
+		return nil, fmt.Errorf("train: --task %s with model %q and data %q: segmentation needs a U-Net and a data set with masks (mnist-canvas, fashion-canvas, segfolder:DIR), classification neither",
+			map[bool]string{true: "segment", false: "classify"}[seg], cfg.Model.Name, cfg.Data)
+	}
+	switch {
+	case cfg.BorderWeights:
+		r.trainSet.BorderWeights(10, 5)
+	case cfg.ClassWeights:
+		r.trainSet.BorderWeights(0, 5) // the class-balance term alone
+	}
+	r.mean, r.std = r.trainSet.Stats()
+	if init != nil {
+		p := init.Preprocess
+		r.pre, r.mean, r.std = &p, p.Mean, p.Std
+	}
+	r.rng = tensor.NewRNG(cfg.Seed)
+	if r.model, err = models.Build(cfg.Model, r.rng); err != nil {
+		return nil, err
+	}
+	if r.head, err = headName(cfg.Model, r.model); err != nil && (len(cfg.Freeze) > 0 || (cfg.HeadLRMult != 0 && cfg.HeadLRMult != 1)) {
+		return nil, err
+	}
+	if init != nil && !cfg.Resume {
+		if err := r.loadInit(init); err != nil {
+			return nil, err
+		}
+	}
+	if err := r.freeze(); err != nil {
+		return nil, err
+	}
+	r.stepsPerEpoch = (&data.Loader{Data: r.trainSet, Batch: cfg.Batch}).Batches()
+	if r.opt, err = r.newOptimizer(); err != nil {
+		return nil, err
+	}
+	if err := prepareFolder(cfg); err != nil {
+		return nil, err
+	}
+	if cfg.Resume {
+		if err := r.restore(filepath.Join(cfg.Out, LastCheckpoint)); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.EMA > 0 {
+		if err := r.startEMA(); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// checkFits reports a model whose input channels or classes do not match
+// the data.
+func checkFits(m models.Config, d *data.Dataset) error {
+	shape := m.InputShape(1, d.H)
+	if len(shape) != 4 {
+		return fmt.Errorf("train: model %q does not take images", m.Name)
+	}
+	if shape[3] != d.C {
+		return fmt.Errorf("train: model %q takes %d input channels, the data has %d", m.Name, shape[3], d.C)
+	}
+	if m.Classes() != len(d.Classes) {
+		return fmt.Errorf("train: model %q has %d classes, the data has %d", m.Name, m.Classes(), len(d.Classes))
+	}
+	return nil
+}
+
+// newOptimizer makes the optimizer over the trained parameters: the
+// weight-decay split, and the head in groups of its own when its learning
+// rate differs.
+func (r *run) newOptimizer() (optim.Optimizer, error) {
+	cfg := r.cfg
+	sched, err := cfg.Schedule.resolve(r.stepsPerEpoch, cfg.Epochs)
+	if err != nil {
+		return nil, err
+	}
+	inHead := map[*ag.Value]bool{}
+	for _, e := range nn.StateDict(r.model) {
+		if e.Param != nil && r.head != "" && under(e.Name, r.head) {
+			inHead[e.Param] = true
+		}
+	}
+	var body, head []*ag.Value
+	r.params = nil
+	for _, p := range nn.Parameters(r.model) {
+		if !p.RequiresGrad() {
+			continue
+		}
+		r.params = append(r.params, p)
+		if cfg.HeadLRMult != 0 && cfg.HeadLRMult != 1 && inHead[p] {
+			head = append(head, p)
+		} else {
+			body = append(body, p)
+		}
+	}
+	if len(r.params) == 0 {
+		return nil, fmt.Errorf("train: every parameter is frozen; nothing to train")
+	}
+	var groups []optim.Group
+	for _, g := range optim.SplitDecay(body) {
+		if len(g.Params) > 0 {
+			groups = append(groups, g)
+		}
+	}
+	for _, g := range optim.SplitDecay(head) {
+		if len(g.Params) > 0 {
+			g.LR = cfg.LR * cfg.HeadLRMult
+			groups = append(groups, g)
+		}
+	}
+	switch cfg.Optimizer {
+	case SGD, "":
+		return optim.NewSGD(groups, optim.SGDConfig{LR: cfg.LR, Momentum: cfg.Momentum, WeightDecay: cfg.WeightDecay, Nesterov: cfg.Nesterov, Schedule: sched})
+	case Adam:
+		return optim.NewAdam(groups, optim.AdamConfig{LR: cfg.LR, WeightDecay: cfg.WeightDecay, Schedule: sched})
+	case AdamW:
+		return optim.NewAdamW(groups, optim.AdamConfig{LR: cfg.LR, WeightDecay: cfg.WeightDecay, Schedule: sched})
+	}
+	return nil, fmt.Errorf("train: unknown optimizer %q (sgd, adam, adamw)", cfg.Optimizer)
+}
+
+func (r *run) loader(d *data.Dataset, training bool) *data.Loader {
+	l := &data.Loader{Data: d, Batch: r.cfg.Batch, Mean: r.mean, Std: r.std, Seed: r.cfg.Seed}
+	if r.pre != nil {
+		l.BGR, l.Scale255 = r.pre.BGR, r.pre.Scale255
+	}
+	if training {
+		l.Shuffle, l.Augment = true, *r.cfg.Augment
+	}
+	return l
+}
