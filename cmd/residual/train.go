@@ -50,7 +50,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	out := fs.String("out", "", "run folder (default runs/MODEL-DATA)")
 	resume := fs.Bool("resume", false, "continue the run in --out from its last checkpoint")
 	overwrite := fs.Bool("overwrite", false, "start over in a run folder that holds a run (deletes its checkpoints and metrics)")
-	limit := fs.Int("limit", 0, "use only the first N training images (0: all)")
+	limit := fs.Int("limit", 0, "use only N training (and test) images (0: all): the first N, or for folder:DIR N spread over the classes")
 	initCkpt := fs.String("init", "", "start from this checkpoint's weights (ours or imported): tensors whose name and shape match are loaded, the rest (the head, for another class count) is left fresh; its preprocessing is kept")
 	freeze := fs.String("freeze", "none", "none, backbone (all but the classifier head) or module prefixes separated by commas (e.g. conv1,bn1,layer1)")
 	headLR := fs.Float64("head-lr-mult", 1, "multiply the classifier head's learning rate by this")
