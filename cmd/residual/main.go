@@ -5,13 +5,18 @@
 //	residual demo [flags]                  fit a residual MLP to a 1-D function and print the loss falling
 //	residual summary [flags] MODEL         a model's layers, shapes, parameters and multiply-adds
 //	residual train [flags]                 train a model (default: ResNet-20 on the embedded MNIST)
-//	residual eval --weights CKPT [--data SPEC]
-//	residual predict --weights CKPT IMAGE...
-//	residual segment --weights CKPT --out MASK.png IMAGE
-//	residual import torch FILE --model NAME --out CKPT
-//	residual export torch|onnx --weights CKPT --out FILE
+//	residual eval --weights CKPT [--data SPEC] [flags]
+//	residual predict --weights CKPT [--top K] IMAGE...
+//	residual segment --weights CKPT --out MASK.png [--overlay OVERLAY.png] [--tile N] IMAGE
+//	residual import torch FILE.pth|FILE.safetensors --model NAME --out CKPT.safetensors [--classes N]
+//	residual import keras-tfjs DIR|model.json --out CKPT.safetensors
+//	residual export torch --weights CKPT --out FILE.safetensors
+//	residual export onnx --weights CKPT --out FILE.onnx [--input HxW]
+//	residual export onnx --model NAME --out FILE.onnx [--input HxW]
+//	residual serve --model NAME=CKPT [--model NAME=CKPT...] [flags]
+//	residual serve --repository DIR [flags]
 //	residual bench [flags] [NAME...]       images/s of the standard workloads
-//	residual experiment [flags] NAME       shatter, variance, degradation, ensemble, order, bottleneck
+//	residual experiment [flags] NAME       the experiments on why residual networks work
 //	residual version                       module version, VCS revision, Go version, kernel level
 //	residual help [COMMAND]                list the commands, or one command's usage and flags
 //
