@@ -60,7 +60,7 @@ var commands = map[string]command{
 	"eval":       {"accuracy, per-class accuracy and confusion matrix of a checkpoint", runEval},
 	"export":     {"export a checkpoint: export torch CKPT --out FILE.safetensors, export onnx CKPT --out FILE.onnx", runExport},
 	"import":     {"import weights: import torch FILE.pth --model NAME --out CKPT, import keras-tfjs DIR --out CKPT", runImport},
-	"experiment": {"run an experiment on why residual networks work (shatter, variance, degradation, ensemble, order, bottleneck)", runExperiment},
+	"experiment": {"run an experiment on why residual networks work (" + strings.Join(experimentNames, ", ") + ")", runExperiment},
 	"predict":    {"top-k classes of image files with a checkpoint", runPredict},
 	"serve":      {"serve models over the Open Inference Protocol (REST, gRPC), with a web page and metrics (see docs/SERVING.md)", runServe},
 	"segment":    {"segment an image of any size with a U-Net checkpoint (mask and overlay PNGs)", runSegment},
@@ -79,6 +79,7 @@ var synopses = map[string][]string{
 	"experiment": {"residual experiment [flags] NAME"},
 	"predict":    {"residual predict --weights CKPT [--top K] IMAGE..."},
 	"segment":    {"residual segment --weights CKPT --out MASK.png [--overlay OVERLAY.png] [--tile N] IMAGE"},
+	"serve":      {"residual serve --model NAME=CKPT [--model NAME=CKPT...] [flags]", "residual serve --repository DIR [flags]"},
 	"version":    {"residual version"},
 }
 
