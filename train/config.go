@@ -41,8 +41,9 @@ type Config struct {
 	// 0 validates on the test set.
 	ValSplit float64 `json:"val_split"`
 	Seed     uint64  `json:"seed"`
-	// Limit keeps only the first Limit training and test images (0: all),
-	// for quick runs.
+	// Limit keeps only Limit training and test images (0: all), for quick
+	// runs: the first ones, or for an image folder ones spread evenly over
+	// its files, so that every class is kept.
 	Limit int `json:"limit,omitempty"`
 	// Init starts from a checkpoint's weights (one written here or an
 	// imported one): every tensor whose name and shape match is loaded,

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -44,6 +45,47 @@ func headName(mc models.Config, m nn.Layer) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("train: the %s model has no %q module (its classifier head)", mc.Kind(), head)
+}
+
+// modelFromInit gives a run with an init checkpoint the checkpoint's
+// network when Config.Model names none (Arch nil), and warns when the model
+// asked for is built differently from the checkpoint's (say torchvision's
+// ResNet-50 v1.5 for Keras's v1, whose stride sits in the first 1×1
+// convolution and whose batch norms use eps 1e-3): the tensors would load
+// by name and shape into a network that computes something else.
+func modelFromInit(cfg *Config, init *checkpoint.Checkpoint) error {
+	if cfg.Model.Arch == nil {
+		m, err := init.Model.Clone()
+		if err != nil {
+			return fmt.Errorf("train: --init %s: model config: %w", cfg.Init, err)
+		}
+		cfg.Model = m
+		return nil
+	}
+	want, err := cfg.Model.Clone()
+	if err != nil {
+		return fmt.Errorf("train: model config: %w", err)
+	}
+	have, err := init.Model.Clone()
+	if err != nil || have.Kind() != want.Kind() {
+		return nil // another family: loading by name and shape says what fits
+	}
+	have.SetClasses(want.Classes())
+	have.SetInChannels(want.InChannels())
+	if a, b := jsonText(have.Arch), jsonText(want.Arch); a != b && cfg.Log != nil {
+		fmt.Fprintf(cfg.Log, "init: warning: --model %s is not built like the checkpoint's %s (%s against %s); leave out --model to fine-tune the checkpoint's own network\n",
+			cfg.Model.Name, init.Model.Name, b, a)
+	}
+	return nil
+}
+
+// jsonText returns v as JSON (empty if it cannot be written).
+func jsonText(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return ""
+	}
+	return string(b)
 }
 
 // loadInit reads Config.Init's checkpoint.

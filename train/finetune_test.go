@@ -242,3 +242,29 @@ func TestEMAResumes(t *testing.T) {
 		}
 	}
 }
+
+// Without a model, --init fine-tunes the checkpoint's own network; a model
+// built differently (here with another stem width) is used as asked, with a
+// warning in the log.
+func TestInitModelFromCheckpoint(t *testing.T) {
+	init, _ := writeInit(t)
+	cfg := tiny(t.TempDir())
+	cfg.Epochs, cfg.Init, cfg.Model, cfg.Limit = 1, init, models.Config{}, 64
+	tr, err := Prepare(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tr.Config().Model; got.Name != "tiny" || got.Classes() != 10 || tr.Config().Task != Classify {
+		t.Errorf("model %q with %d classes, task %q: want the checkpoint's tiny with the data's 10 classes, classify", got.Name, got.Classes(), tr.Config().Task)
+	}
+	var log bytes.Buffer
+	cfg = tiny(t.TempDir())
+	cfg.Init, cfg.Log = init, &log
+	cfg.Model.Arch.(*models.ResNet).StemWidth = 8
+	if _, err := Prepare(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), "is not built like the checkpoint's tiny") {
+		t.Errorf("no warning about the differing model:\n%s", log.String())
+	}
+}

@@ -13,6 +13,21 @@ import (
 	"github.com/residual-nn/residual/tensor"
 )
 
+// limited returns the indices of Config.Limit's n images of d: the first n
+// of the sets that come shuffled (MNIST's, CIFAR's files), and n spread
+// evenly over an image folder, whose files are listed class by class, so
+// that a limited run still sees every class.
+func limited(d *data.Dataset, n int) []int {
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+		if d.Files != nil {
+			idx[i] = i * d.Len() / n
+		}
+	}
+	return idx
+}
+
 func setup(cfg Config) (*run, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -25,6 +40,15 @@ func setup(cfg Config) (*run, error) {
 			return nil, err
 		}
 		channels = init.Preprocess.Channels
+		if err := modelFromInit(&cfg, init); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Task == "" { // the model's own task
+		cfg.Task = Classify
+		if cfg.Model.Dense() {
+			cfg.Task = Segment
+		}
 	}
 	trainSet, testSet, err := data.Open(cfg.Data, channels)
 	if err != nil {
@@ -43,13 +67,9 @@ func setup(cfg Config) (*run, error) {
 		cfg.Augment = &a
 	}
 	if cfg.Limit > 0 && cfg.Limit < trainSet.Len() {
-		idx := make([]int, cfg.Limit)
-		for i := range idx {
-			idx[i] = i
-		}
-		trainSet = trainSet.Subset(idx)
+		trainSet = trainSet.Subset(limited(trainSet, cfg.Limit))
 		if cfg.Limit < testSet.Len() {
-			testSet = testSet.Subset(idx)
+			testSet = testSet.Subset(limited(testSet, cfg.Limit))
 		}
 	}
 	r := &run{cfg: cfg, trainSet: trainSet, testSet: testSet, valSet: testSet, best: -1}

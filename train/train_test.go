@@ -213,3 +213,24 @@ func TestPrepareSizesModel(t *testing.T) {
 		t.Errorf("training set of %d images, want 192 (256 less a 25%% split)", tr.Len())
 	}
 }
+
+// --limit keeps the first images of a shuffled set but spreads over an image
+// folder's files, which are listed class by class.
+func TestLimited(t *testing.T) {
+	mem := &data.Dataset{Labels: make([]int32, 10)}
+	folder := &data.Dataset{Labels: []int32{0, 0, 0, 0, 1, 1, 1, 1, 2, 2}, Files: make([]string, 10)}
+	if got := limited(mem, 3); !slices.Equal(got, []int{0, 1, 2}) {
+		t.Errorf("limited(shuffled set, 3) = %v", got)
+	}
+	got := limited(folder, 3)
+	if !slices.Equal(got, []int{0, 3, 6}) {
+		t.Errorf("limited(folder, 3) = %v", got)
+	}
+	classes := map[int32]bool{}
+	for _, i := range limited(folder, 5) {
+		classes[folder.Labels[i]] = true
+	}
+	if len(classes) != 3 {
+		t.Errorf("limited(folder, 5) covers %d of 3 classes", len(classes))
+	}
+}

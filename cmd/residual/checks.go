@@ -193,7 +193,11 @@ func checkTrain(fs *flag.FlagSet, _ []string) error {
 	}
 	out := stringFlag(fs, "out")
 	if out == "" {
-		out = defaultRunFolder(stringFlag(fs, "model"), stringFlag(fs, "data"))
+		model := stringFlag(fs, "model")
+		if init := stringFlag(fs, "init"); init != "" && !flagSet(fs, "model") { // the checkpoint's network
+			model = strings.TrimSuffix(filepath.Base(init), filepath.Ext(init))
+		}
+		out = defaultRunFolder(model, stringFlag(fs, "data"))
 		fs.Set("out", out)
 	}
 	return checkWritableDir("out", out)
@@ -221,6 +225,13 @@ func checkInit(path string) error {
 		return badFlag("init", path, "not a checkpoint file")
 	}
 	return nil
+}
+
+// flagSet says whether the flag was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // defaultRunFolder is train's run folder when --out is not given.

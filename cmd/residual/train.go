@@ -50,7 +50,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	out := fs.String("out", "", "run folder (default runs/MODEL-DATA)")
 	resume := fs.Bool("resume", false, "continue the run in --out from its last checkpoint")
 	overwrite := fs.Bool("overwrite", false, "start over in a run folder that holds a run (deletes its checkpoints and metrics)")
-	limit := fs.Int("limit", 0, "use only the first N training images (0: all)")
+	limit := fs.Int("limit", 0, "use only N training (and test) images (0: all): the first N, or for folder:DIR N spread over the classes")
 	initCkpt := fs.String("init", "", "start from this checkpoint's weights (ours or imported): tensors whose name and shape match are loaded, the rest (the head, for another class count) is left fresh; its preprocessing is kept")
 	freeze := fs.String("freeze", "none", "none, backbone (all but the classifier head) or module prefixes separated by commas (e.g. conv1,bn1,layer1)")
 	headLR := fs.Float64("head-lr-mult", 1, "multiply the classifier head's learning rate by this")
@@ -65,25 +65,26 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *threads > 0 {
 		runtime.GOMAXPROCS(*threads)
 	}
-	mc, err := models.Preset(*model)
-	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	var mc models.Config // with --init and no --model: the checkpoint's network (train.Prepare reads it)
+	if *initCkpt == "" || flagSet(fs, "model") {
+		var err error
+		if mc, err = models.Preset(*model); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
 	}
+	var err error
 	if *spec, err = data.FolderSpec(*spec, *imageSize, *skipBad); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if *base > 0 {
-		u, ok := mc.Arch.(*models.UNet)
+		u, ok := mc.Arch.(*models.UNet) // with a U-Net from --init: refused, as its widths are the checkpoint's
 		if !ok {
 			return fmt.Errorf("%w: --base is for U-Nets", errUsage)
 		}
 		u.Base = *base
 	}
 	if *task == "auto" {
-		*task = "classify"
-		if mc.Dense() {
-			*task = "segment"
-		}
+		*task = "" // the model's: segment for U-Nets
 	}
 	a, err := parseAugment(*aug)
 	if err != nil {
@@ -107,13 +108,13 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	trainSet, _, _ := t.Data()
 	fmt.Fprintf(stdout, "training %s on %s (%d images of %dx%dx%d, %d classes) for %d epochs, %d threads, run folder %s\n",
-		*model, *spec, trainSet.Len(), trainSet.H, trainSet.W, trainSet.C, len(trainSet.Classes), *epochs, runtime.GOMAXPROCS(0), *out)
+		t.Config().Model.Name, *spec, trainSet.Len(), trainSet.H, trainSet.W, trainSet.C, len(trainSet.Classes), *epochs, runtime.GOMAXPROCS(0), *out)
 	res, err := t.Train(ctx)
 	if err != nil {
 		return err
 	}
 	score := fmt.Sprintf("test accuracy %.2f%%", 100*res.TestAccuracy)
-	if *task == "segment" {
+	if t.Config().Task == train.Segment {
 		score = fmt.Sprintf("test mean IoU %.4f, pixel accuracy %.2f%%", res.TestMeanIoU, 100*res.TestAccuracy)
 	}
 	fmt.Fprintf(stdout, "done in %.0fs: %s; checkpoints %s and %s\n", res.Seconds, score,
