@@ -10,6 +10,7 @@
 //	experiments         the experiments on why residual networks work
 //	bench               the benchmarks behind 'residual bench'
 //	bench/serveload     a load generator for the server: open-loop rates or closed-loop clients, loopback only
+//	bench/fashionfolder Fashion-MNIST written as a folder of mixed-size PNG and JPEG photos (the README's fine-tuning data)
 //	infer               classify and segment images from Go programs, concurrently
 //	checkpoint          residual's checkpoints: weights, optimizer state, typed metadata
 //	interop/onnx        ONNX export (by tracing) and an evaluator of ONNX graphs
