@@ -98,7 +98,8 @@ func (c *Conv2d) geometryFor(x *autograd.Value) autograd.ConvParams {
 	return g
 }
 
-// NamedTensors lists weight and bias.
+// NamedTensors lists "weight" (stored HWIO, LayoutHWIO) and, when the
+// layer has one, "bias", sharing the parameters' tensors (not copies).
 func (c *Conv2d) NamedTensors() []Entry {
 	es := []Entry{{Name: "weight", Tensor: c.Weight.Data, Param: c.Weight, Layout: LayoutHWIO}}
 	if c.Bias != nil {
@@ -148,7 +149,8 @@ func (c *ConvTranspose2d) Forward(x *autograd.Value) *autograd.Value {
 	return y
 }
 
-// NamedTensors lists weight and bias.
+// NamedTensors lists "weight" (stored HWOI, LayoutHWOI) and, when the
+// layer has one, "bias", sharing the parameters' tensors (not copies).
 func (c *ConvTranspose2d) NamedTensors() []Entry {
 	es := []Entry{{Name: "weight", Tensor: c.Weight.Data, Param: c.Weight, Layout: LayoutHWOI}}
 	if c.Bias != nil {
@@ -270,7 +272,8 @@ func (l *Linear) Forward(x *autograd.Value) *autograd.Value {
 	return y
 }
 
-// NamedTensors lists weight and bias.
+// NamedTensors lists "weight" ([out,in], as PyTorch stores it) and, when
+// the layer has one, "bias", sharing the parameters' tensors (not copies).
 func (l *Linear) NamedTensors() []Entry {
 	es := []Entry{{Name: "weight", Tensor: l.Weight.Data, Param: l.Weight}}
 	if l.Bias != nil {
