@@ -9,6 +9,8 @@
 //	train               the training loop, resume, metrics, curves, evaluation
 //	experiments         the experiments on why residual networks work
 //	bench               the benchmarks behind 'residual bench'
+//	bench/serveload     a load generator for the server: open-loop rates or closed-loop clients, loopback only
+//	bench/fashionfolder Fashion-MNIST written as a folder of mixed-size PNG and JPEG photos (the README's fine-tuning data)
 //	infer               classify and segment images from Go programs, concurrently
 //	checkpoint          residual's checkpoints: weights, optimizer state, typed metadata
 //	interop/onnx        ONNX export (by tracing) and an evaluator of ONNX graphs
@@ -17,6 +19,7 @@
 //	distributed         data-parallel training: communicators (MPI with -tags mpi), gradient buckets, sampler
 //	tensorboard         TensorBoard event files (scalars, images)
 //	data                data sets, image folders and transforms, augmentation, the prefetching loader
+//	data/transform      torchvision's image transforms on 8-bit pixels, byte for byte as PIL computes them
 //	models              the zoo from config values behind one interface; models/resnet, models/unet, models/mlp
 //	optim               SGD, Adam, AdamW, parameter groups, schedules, gradient clipping, weight averages
 //	nn                  layers with parameters, initialisation, torchvision-style names, batch-norm folding, freezing
@@ -25,4 +28,12 @@
 //	limits              the bounds applied to every untrusted input
 //	tensor              float32 tensors (images NHWC), layout conversion, seeded RNG
 //	internal/kernels    the numeric kernels behind the operations (Go assembly, AVX-512/AVX2)
+//
+// and the internal packages:
+//
+//	internal/kernels/gen         the generator of the kernels' tiled assembly (go generate)
+//	internal/kernels/kernelstest the helpers with which the kernels' tests compare float32 with float64
+//	internal/fixture             the golden fixtures of outside references and their comparisons
+//	internal/onnxpb              ONNX's protobuf schema, compiled by protoc-gen-go
+//	serve/internal/inferencepb   the Open Inference Protocol's gRPC service, compiled by protoc
 package residual

@@ -126,3 +126,66 @@ func TestREADMEBlockIsReal(t *testing.T) {
 		t.Errorf("README.md's block is not the code of models/resnet/blocks.go:\n%s", block)
 	}
 }
+
+// TestDocListsEveryPackage checks that the package list of doc.go names
+// every package directory of the module (a new package joins the map of
+// the house) and names none that does not exist.
+func TestDocListsEveryPackage(t *testing.T) {
+	f, err := parser.ParseFile(token.NewFileSet(), "doc.go", nil, parser.ParseComments|parser.PackageClauseOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := f.Doc.Text()
+	dirs := map[string]bool{}
+	err = filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") && path != "." {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go") && filepath.Dir(path) != "." {
+			dirs[filepath.ToSlash(filepath.Dir(path))] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A package is listed when its path appears in the doc as a word of its
+	// own (models/resnet may be named in models' line).
+	listed := func(dir string) bool {
+		for rest := doc; ; {
+			i := strings.Index(rest, dir)
+			if i < 0 {
+				return false
+			}
+			before, after := byte(' '), byte(' ')
+			if i > 0 {
+				before = rest[i-1]
+			}
+			if i+len(dir) < len(rest) {
+				after = rest[i+len(dir)]
+			}
+			if strings.IndexByte(" \t\n,;(", before) >= 0 && strings.IndexByte(" \t\n,;)", after) >= 0 {
+				return true
+			}
+			rest = rest[i+len(dir):]
+		}
+	}
+	for dir := range dirs {
+		if !listed(dir) {
+			t.Errorf("doc.go's package list does not name %s", dir)
+		}
+	}
+	// The first column of the list's lines must be packages.
+	for _, line := range strings.Split(doc, "\n") {
+		if !strings.HasPrefix(line, "\t") {
+			continue
+		}
+		name := strings.Fields(line)[0]
+		if !dirs[name] {
+			t.Errorf("doc.go lists %s, which is not a package directory", name)
+		}
+	}
+}

@@ -89,7 +89,8 @@ func Mul(a, b *Value) *Value {
 	return y
 }
 
-// Scale returns s·x.
+// Scale returns s·x elementwise, in a new value of x's shape (the gradient
+// of x is s times the output's).
 func Scale(x *Value, s float32) *Value {
 	y := result(x.Data.Shape, x)
 	trace(y, OpScale, ScaleAttrs{s}, x)

@@ -23,8 +23,9 @@ type OpKind string
 
 // The operations a tracer can see. The losses and training-mode Dropout
 // have no kind and do not report themselves (Dropout in evaluation mode
-// returns its input); the fused ConvBatchNorm and BatchNormReLU run unfused
-// on a tape with a tracer, which so sees the operations they combine.
+// returns its input). Nothing fuses on a tape with a tracer (Tape.fuses,
+// fuse.go), so a tracer sees a convolution, batch norm, addition and ReLU
+// as four operations wherever they would otherwise run as one.
 const (
 	OpConv2d          OpKind = "Conv2d"          // x, w, b; ConvParams
 	OpConvTranspose2d OpKind = "ConvTranspose2d" // x, w, b; ConvParams

@@ -75,7 +75,8 @@ func Param(t *tensor.Tensor, name string) *Value {
 // on constants and parameters alone record nothing (no-gradient mode).
 func Constant(t *tensor.Tensor) *Value { return &Value{Data: t} }
 
-// Shape returns the value's shape.
+// Shape returns the shape of v's tensor: its own slice, not a copy, so
+// callers must not modify it.
 func (v *Value) Shape() []int { return v.Data.Shape }
 
 // RequiresGrad reports whether v is a leaf whose gradient is wanted.
@@ -133,7 +134,10 @@ type node struct {
 	leaves   []*Value // the inputs that are leaves, when gradients are reported (SetGradReady)
 }
 
-// NewTape returns an empty tape.
+// NewTape returns an empty tape for training: operations on values from it
+// record their backward steps for Backward, batch norms fuse with the
+// addition and ReLU that follow them (fuse.go), and Reset recycles the
+// buffers.
 func NewTape() *Tape { return &Tape{pool: map[int][][]float32{}, ownedAt: map[*float32]int{}} }
 
 // NewNoGradTape returns a tape for inference: it records nothing (no

@@ -39,7 +39,8 @@ type Result struct {
 	GFLOPS float64 `json:"gflops,omitempty"`
 }
 
-// Options control a run.
+// Options control a run: Warmup untimed repetitions (negative: 0), then
+// Runs timed ones (below 1: 5), whose median Result reports.
 type Options struct {
 	Warmup, Runs int
 }
@@ -73,7 +74,9 @@ func Names() []string {
 	return n
 }
 
-// Run runs one benchmark by name.
+// Run runs the benchmark called name (one of Names) on the current
+// GOMAXPROCS threads and kernels; an unknown name is an error that lists
+// the known ones.
 func Run(name string, o Options) (Result, error) {
 	if o.Runs < 1 {
 		o.Runs = 5

@@ -36,7 +36,12 @@ rows = [("cifar20-train", "cifar20", "train step"), ("cifar20-infer", "cifar20",
         ("resnet18-train", "rn18", "train step"), ("resnet18-infer", "rn18", "inference"),
         ("resnet50-train", "rn50", "train step"), ("resnet50-infer", "rn50", "inference"),
         ("unet-train", "unet", "train step")]
-peak = last_json(os.path.join(out, "res_peak.json"))["median"]
+p = last_json(os.path.join(out, "res_peak.json"))
+peak = p["median"]
+machine = os.path.join(out, "machine.txt")
+if os.path.exists(machine):
+    print(" ".join(open(machine).read().split()))
+print(f"kernels: {p.get('kernels', '?')}, {p.get('threads', '?')} threads")
 print(f"measured FMA peak: {peak:.0f} GFLOP/s (2 threads)")
 c = last_json(os.path.join(out, "res_conv3x3.json"))["median"]
 print(f"conv3x3 64->64 56x56 b32 forward: {c:.0f} GFLOP/s = {100 * c / peak:.0f}% of peak (direct-convolution FLOPs per second)")

@@ -102,7 +102,10 @@ type Position struct {
 	RNG []byte
 }
 
-// Meta is a checkpoint's metadata.
+// Meta is what a checkpoint holds besides its tensors, stored as strings
+// (JSON for the structured fields) in the safetensors header's
+// __metadata__: the model's config, the class names, the preprocessing
+// and, for a training run's checkpoint, its config and position.
 type Meta struct {
 	Model      models.Config
 	Classes    []string

@@ -38,7 +38,8 @@ type Dataset struct {
 	Weights []float32
 }
 
-// Len returns the number of images.
+// Len returns the number of images (of labels, or of masks for a
+// segmentation set).
 func (d *Dataset) Len() int {
 	if d.Masks != nil {
 		return len(d.Masks) / max(d.H*d.W, 1)
@@ -53,7 +54,9 @@ func (d *Dataset) Image(i int) []uint8 {
 	return d.Pixels[i*n : (i+1)*n]
 }
 
-// Check reports an inconsistent data set.
+// Check returns an error naming the first inconsistency: an image size
+// below 1, pixel, file, mask or weight counts that do not match the
+// images, no classes, or a label or mask value outside the classes.
 func (d *Dataset) Check() error {
 	switch {
 	case d.H < 1 || d.W < 1 || d.C < 1:

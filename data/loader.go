@@ -32,7 +32,8 @@ type Loader struct {
 	Data    *Dataset
 	Batch   int
 	Shuffle bool
-	// DropLast drops a last, smaller batch.
+	// DropLast leaves out the last batch when it would be smaller than
+	// Batch (as torch's DataLoader(drop_last=True)); otherwise it is kept.
 	DropLast bool
 	Augment  Augment
 	// Mean and Std (per channel, pixels scaled to [0, 1]) normalise:
@@ -59,7 +60,8 @@ type Batch struct {
 	Index int // batch number within the epoch
 }
 
-// Batches returns the number of batches in an epoch.
+// Batches returns the number of batches in an epoch: ⌈Len/Batch⌉, or
+// ⌊Len/Batch⌋ with DropLast.
 func (l *Loader) Batches() int {
 	n := l.Data.Len() / l.Batch
 	if !l.DropLast && l.Data.Len()%l.Batch != 0 {

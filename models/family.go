@@ -64,16 +64,18 @@ type size struct {
 // InChannels as c.Config.Classes and c.Config.InChannels).
 type ResNet struct{ resnet.Config }
 
-// Kind is "resnet".
+// Kind is "resnet", the family's name in a stored {"kind", "config"}.
 func (c *ResNet) Kind() string { return "resnet" }
 
-// Build returns a *resnet.Net.
+// Build returns a *resnet.Net initialised from rng (resnet.New); it
+// fails on a config resnet.Config.Validate refuses.
 func (c *ResNet) Build(rng *tensor.RNG) (nn.Layer, error) { return resnet.New(c.Config, rng) }
 
-// Classes is the classifier's outputs.
+// Classes is the number of logits the classifier (fc) produces.
 func (c *ResNet) Classes() int { return c.Config.Classes }
 
-// SetClasses sets the classifier's outputs.
+// SetClasses sets the classifier's number of logits; the data's class
+// count is set here before building.
 func (c *ResNet) SetClasses(n int) { c.Config.Classes = n }
 
 // InChannels is the stem convolution's input channels.
@@ -162,10 +164,11 @@ func (c *ResNet) ParamEstimate() float64 {
 // UNet is package unet's family: per-pixel classification.
 type UNet struct{ unet.Config }
 
-// Kind is "unet".
+// Kind is "unet", the family's name in a stored {"kind", "config"}.
 func (c *UNet) Kind() string { return "unet" }
 
-// Build returns a *unet.Net.
+// Build returns a *unet.Net initialised from rng (unet.New), or the
+// config's error.
 func (c *UNet) Build(rng *tensor.RNG) (nn.Layer, error) { return unet.New(c.Config, rng) }
 
 // Classes is the output channels of the final 1×1 convolution.
@@ -233,10 +236,11 @@ func (c *UNet) ParamEstimate() float64 {
 // MLP is package mlp's family: residual MLPs on vectors.
 type MLP struct{ mlp.Config }
 
-// Kind is "mlp".
+// Kind is "mlp", the family's name in a stored {"kind", "config"}.
 func (c *MLP) Kind() string { return "mlp" }
 
-// Build returns a *mlp.Net.
+// Build returns a *mlp.Net initialised from rng (mlp.New), or the
+// config's error.
 func (c *MLP) Build(rng *tensor.RNG) (nn.Layer, error) { return mlp.New(c.Config, rng) }
 
 // Classes is the number of outputs.
@@ -257,7 +261,7 @@ func (c *MLP) InputShape(n, _ int) []int { return []int{n, c.In} }
 // DefaultSide is 0: an MLP takes vectors.
 func (c *MLP) DefaultSide() int { return 0 }
 
-// Dense is false.
+// Dense is false: one vector of outputs per input.
 func (c *MLP) Dense() bool { return false }
 
 // Validate checks sizes within the bounds of package limits and the

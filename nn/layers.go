@@ -98,7 +98,8 @@ func (c *Conv2d) geometryFor(x *autograd.Value) autograd.ConvParams {
 	return g
 }
 
-// NamedTensors lists weight and bias.
+// NamedTensors lists "weight" (stored HWIO, LayoutHWIO) and, when the
+// layer has one, "bias", sharing the parameters' tensors (not copies).
 func (c *Conv2d) NamedTensors() []Entry {
 	es := []Entry{{Name: "weight", Tensor: c.Weight.Data, Param: c.Weight, Layout: LayoutHWIO}}
 	if c.Bias != nil {
@@ -148,7 +149,8 @@ func (c *ConvTranspose2d) Forward(x *autograd.Value) *autograd.Value {
 	return y
 }
 
-// NamedTensors lists weight and bias.
+// NamedTensors lists "weight" (stored HWOI, LayoutHWOI) and, when the
+// layer has one, "bias", sharing the parameters' tensors (not copies).
 func (c *ConvTranspose2d) NamedTensors() []Entry {
 	es := []Entry{{Name: "weight", Tensor: c.Weight.Data, Param: c.Weight, Layout: LayoutHWOI}}
 	if c.Bias != nil {
@@ -270,7 +272,8 @@ func (l *Linear) Forward(x *autograd.Value) *autograd.Value {
 	return y
 }
 
-// NamedTensors lists weight and bias.
+// NamedTensors lists "weight" ([out,in], as PyTorch stores it) and, when
+// the layer has one, "bias", sharing the parameters' tensors (not copies).
 func (l *Linear) NamedTensors() []Entry {
 	es := []Entry{{Name: "weight", Tensor: l.Weight.Data, Param: l.Weight}}
 	if l.Bias != nil {
@@ -279,7 +282,8 @@ func (l *Linear) NamedTensors() []Entry {
 	return es
 }
 
-// Fans returns the fan-in and fan-out of the weight.
+// Fans returns the weight's fan-in (input features) and fan-out (output
+// features), which the initialisers scale by.
 func (l *Linear) Fans() (in, out int) { return l.Weight.Data.Shape[1], l.Weight.Data.Shape[0] }
 
 func observed(layer any, in, out *autograd.Value) *autograd.Value {
@@ -287,19 +291,21 @@ func observed(layer any, in, out *autograd.Value) *autograd.Value {
 	return out
 }
 
-// ReLU is the rectifier as a layer.
+// ReLU is max(x, 0) elementwise as a layer (nn.ReLU), with no parameters.
 type ReLU struct{}
 
 // Forward returns max(x, 0).
 func (r ReLU) Forward(x *autograd.Value) *autograd.Value { return observed(r, x, autograd.ReLU(x)) }
 
-// Identity returns its input.
+// Identity is a layer that passes its input through unchanged (no copy), a
+// placeholder where a block has no shortcut projection or head.
 type Identity struct{}
 
-// Forward returns x.
+// Forward returns x itself.
 func (Identity) Forward(x *autograd.Value) *autograd.Value { return x }
 
-// MaxPool2d is max pooling as a layer.
+// MaxPool2d is max pooling over NHWC images as a layer (nn.MaxPool2d); P
+// holds the window, stride, padding and dilation.
 type MaxPool2d struct{ P autograd.PoolParams }
 
 // NewMaxPool2d returns k×k max pooling with the given stride and padding.
@@ -307,7 +313,7 @@ func NewMaxPool2d(k, stride, pad int) MaxPool2d {
 	return MaxPool2d{autograd.PoolParams{Kernel: [2]int{k, k}, Stride: [2]int{stride, stride}, Pad: autograd.SymmetricPad(pad, pad)}}
 }
 
-// Forward pools x.
+// Forward max-pools x [N,H,W,C] with m.P (padding never wins the max).
 func (m MaxPool2d) Forward(x *autograd.Value) *autograd.Value {
 	return observed(m, x, autograd.MaxPool2d(x, m.P))
 }
@@ -315,7 +321,7 @@ func (m MaxPool2d) Forward(x *autograd.Value) *autograd.Value {
 // AvgPool2d is average pooling as a layer.
 type AvgPool2d struct{ P autograd.PoolParams }
 
-// Forward pools x.
+// Forward average-pools x [N,H,W,C] with m.P.
 func (m AvgPool2d) Forward(x *autograd.Value) *autograd.Value {
 	return observed(m, x, autograd.AvgPool2d(x, m.P))
 }
@@ -324,7 +330,7 @@ func (m AvgPool2d) Forward(x *autograd.Value) *autograd.Value {
 // followed by flatten).
 type GlobalAvgPool struct{}
 
-// Forward pools x.
+// Forward returns the mean of x [N,H,W,C] over H and W, as [N,C].
 func (g GlobalAvgPool) Forward(x *autograd.Value) *autograd.Value {
 	return observed(g, x, autograd.GlobalAvgPool(x))
 }
@@ -348,7 +354,8 @@ type Dropout struct {
 // training mode.
 func NewDropout(p float64, rng *tensor.RNG) *Dropout { return &Dropout{P: p, Training: true, RNG: rng} }
 
-// Forward applies dropout.
+// Forward zeroes each element with probability P and scales the rest by
+// 1/(1−P) in training mode; otherwise it returns x.
 func (d *Dropout) Forward(x *autograd.Value) *autograd.Value {
 	return autograd.Dropout(x, d.P, d.Training, d.RNG)
 }

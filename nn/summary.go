@@ -111,7 +111,9 @@ func multAdds(layer any, in, out []int) int64 {
 	return 0
 }
 
-// Print writes the summary as a table.
+// Print writes the summary for a terminal: one row per layer (name, kind,
+// output shape, parameters, multiply-adds, right-aligned with thousands
+// separators), then the input and output shapes and the totals.
 func (s *Summary) Print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "layer\tkind\toutput shape\tparams\tmult-adds\t")

@@ -54,7 +54,8 @@ type Optimizer interface {
 	Step()
 	// LR returns the learning rate the next Step uses for group g.
 	LR(g int) float64
-	// Steps returns the number of steps taken.
+	// Steps returns how many times Step has run (plus what SetSteps set);
+	// the schedule's factor for the next Step is taken at this count.
 	Steps() int
 	// State returns the optimizer's internal tensors (momentum buffers,
 	// moments) named "<param>.<kind>", for checkpoints; SetSteps and the
@@ -135,7 +136,10 @@ type SGD struct {
 	buf map[*autograd.Value]*tensor.Tensor
 }
 
-// NewSGD returns SGD over the groups.
+// NewSGD returns SGD over the groups. It fails if a parameter is in more
+// than one group, or if Nesterov is asked for without momentum or with
+// dampening (as torch.optim.SGD refuses it). Momentum buffers are made on
+// each parameter's first update.
 func NewSGD(groups []Group, c SGDConfig) (*SGD, error) {
 	if err := checkGroups(groups); err != nil {
 		return nil, err
@@ -236,7 +240,9 @@ type Adam struct {
 	pstep     map[*autograd.Value]int
 }
 
-// NewAdam returns Adam over the groups.
+// NewAdam returns Adam (L2 weight decay added to the gradient) over the
+// groups. Zero betas and Eps take PyTorch's defaults (0.9, 0.999, 1e-8);
+// betas outside [0, 1) or a parameter in more than one group are errors.
 func NewAdam(groups []Group, c AdamConfig) (*Adam, error) { return newAdam(groups, c, false) }
 
 // NewAdamW returns AdamW (decoupled weight decay) over the groups. Note that
@@ -357,7 +363,8 @@ type Cosine struct {
 	MinFactor float64
 }
 
-// Factor returns the cosine-annealed factor.
+// Factor returns MinFactor + (1 − MinFactor)(1 + cos(π·step/Total))/2,
+// and MinFactor from step Total on.
 func (s Cosine) Factor(step int) float64 {
 	if step >= s.Total {
 		return s.MinFactor
@@ -396,7 +403,7 @@ func (s Warmup) Factor(step int) float64 {
 // Constant keeps the factor at 1.
 type Constant struct{}
 
-// Factor returns 1.
+// Factor returns 1 at every step.
 func (Constant) Factor(int) float64 { return 1 }
 
 // ParseSchedule reads a schedule from text: "constant", "multistep:M1,M2[:gamma]"

@@ -119,7 +119,9 @@ type model struct {
 	ready         atomic.Bool
 }
 
-// Server serves models; create it with New.
+// Server holds the served models, each with its batching queue; its
+// methods and handlers are safe for concurrent use. Create it with New,
+// serve it with Handler, NewGRPC or Run, and stop it with Close.
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
@@ -141,7 +143,9 @@ type fileStat struct {
 	mtime time.Time
 }
 
-// New returns a server with no models.
+// New returns a server with no models yet (add them with Add, Load or
+// ScanRepository); cfg's zero fields take the defaults documented on
+// Config's fields.
 func New(cfg Config) *Server {
 	cfg.defaults()
 	return &Server{

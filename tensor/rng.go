@@ -13,7 +13,9 @@ type RNG struct {
 	r   *rand.Rand
 }
 
-// NewRNG returns a generator seeded with seed.
+// NewRNG returns a generator whose whole stream is fixed by seed (the PCG
+// is seeded with seed and seed XOR a constant). An RNG is not safe for
+// concurrent use: give each goroutine its own, seeded from Uint64.
 func NewRNG(seed uint64) *RNG {
 	src := rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)
 	return &RNG{src: src, r: rand.New(src)}
@@ -45,7 +47,8 @@ func (g *RNG) Perm(n int) []int { return g.r.Perm(n) }
 // Uint64 returns a uniform 64-bit value (e.g. to seed another generator).
 func (g *RNG) Uint64() uint64 { return g.r.Uint64() }
 
-// MarshalBinary returns the generator's state.
+// MarshalBinary returns the generator's state (the PCG's, 20 bytes), from
+// which UnmarshalBinary continues the same stream.
 func (g *RNG) MarshalBinary() ([]byte, error) { return g.src.MarshalBinary() }
 
 // UnmarshalBinary restores a state returned by MarshalBinary.

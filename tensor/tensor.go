@@ -119,10 +119,12 @@ func (t *Tensor) CopyFrom(src *Tensor) {
 	copy(t.Data, src.Data)
 }
 
-// At returns the element at the given index (one coordinate per dimension).
+// At returns the element at the given index (one coordinate per
+// dimension, row-major). It panics on a wrong number of coordinates or one
+// out of range, as slice indexing does.
 func (t *Tensor) At(idx ...int) float32 { return t.Data[t.offset(idx)] }
 
-// Set sets the element at the given index.
+// Set stores v at the given index, with At's indexing and panics.
 func (t *Tensor) Set(v float32, idx ...int) { t.Data[t.offset(idx)] = v }
 
 func (t *Tensor) offset(idx []int) int {

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"go/parser"
+	"go/token"
 	"runtime"
 	"strings"
 	"testing"
@@ -76,6 +78,24 @@ func TestVersion(t *testing.T) {
 	for _, want := range []string{"residual ", "revision ", runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH, "kernels  "} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("version lacks %q:\n%s", want, stdout.String())
+		}
+	}
+}
+
+// TestPackageDocShowsEveryForm checks that the usage in this command's
+// package doc (what go doc and pkg.go.dev show) has every form of every
+// command that 'residual help' prints, so the two cannot drift apart.
+func TestPackageDocShowsEveryForm(t *testing.T) {
+	f, err := parser.ParseFile(token.NewFileSet(), "main.go", nil, parser.ParseComments|parser.PackageClauseOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := f.Doc.Text()
+	for name := range commands {
+		for _, form := range synopsis(name) {
+			if !strings.Contains(doc, "\t"+form+"\n") && !strings.Contains(doc, "\t"+form+"  ") {
+				t.Errorf("main.go's package doc lacks the usage line %q", form)
+			}
 		}
 	}
 }

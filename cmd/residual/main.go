@@ -5,13 +5,18 @@
 //	residual demo [flags]                  fit a residual MLP to a 1-D function and print the loss falling
 //	residual summary [flags] MODEL         a model's layers, shapes, parameters and multiply-adds
 //	residual train [flags]                 train a model (default: ResNet-20 on the embedded MNIST)
-//	residual eval --weights CKPT [--data SPEC]
-//	residual predict --weights CKPT IMAGE...
-//	residual segment --weights CKPT --out MASK.png IMAGE
-//	residual import torch FILE --model NAME --out CKPT
-//	residual export torch|onnx --weights CKPT --out FILE
+//	residual eval --weights CKPT [--data SPEC] [flags]
+//	residual predict --weights CKPT [--top K] IMAGE...
+//	residual segment --weights CKPT --out MASK.png [--overlay OVERLAY.png] [--tile N] IMAGE
+//	residual import torch FILE.pth|FILE.safetensors --model NAME --out CKPT.safetensors [--classes N]
+//	residual import keras-tfjs DIR|model.json --out CKPT.safetensors
+//	residual export torch --weights CKPT --out FILE.safetensors
+//	residual export onnx --weights CKPT --out FILE.onnx [--input HxW]
+//	residual export onnx --model NAME --out FILE.onnx [--input HxW]
+//	residual serve --model NAME=CKPT [--model NAME=CKPT...] [flags]
+//	residual serve --repository DIR [flags]
 //	residual bench [flags] [NAME...]       images/s of the standard workloads
-//	residual experiment [flags] NAME       shatter, variance, degradation, ensemble, order, bottleneck
+//	residual experiment [flags] NAME       the experiments on why residual networks work
 //	residual version                       module version, VCS revision, Go version, kernel level
 //	residual help [COMMAND]                list the commands, or one command's usage and flags
 //
@@ -55,7 +60,7 @@ var commands = map[string]command{
 	"eval":       {"accuracy, per-class accuracy and confusion matrix of a checkpoint", runEval},
 	"export":     {"export a checkpoint: export torch CKPT --out FILE.safetensors, export onnx CKPT --out FILE.onnx", runExport},
 	"import":     {"import weights: import torch FILE.pth --model NAME --out CKPT, import keras-tfjs DIR --out CKPT", runImport},
-	"experiment": {"run an experiment on why residual networks work (shatter, variance, degradation, ensemble, order, bottleneck)", runExperiment},
+	"experiment": {"run an experiment on why residual networks work (" + strings.Join(experimentNames, ", ") + ")", runExperiment},
 	"predict":    {"top-k classes of image files with a checkpoint", runPredict},
 	"serve":      {"serve models over the Open Inference Protocol (REST, gRPC), with a web page and metrics (see docs/SERVING.md)", runServe},
 	"segment":    {"segment an image of any size with a U-Net checkpoint (mask and overlay PNGs)", runSegment},
@@ -74,6 +79,7 @@ var synopses = map[string][]string{
 	"experiment": {"residual experiment [flags] NAME"},
 	"predict":    {"residual predict --weights CKPT [--top K] IMAGE..."},
 	"segment":    {"residual segment --weights CKPT --out MASK.png [--overlay OVERLAY.png] [--tile N] IMAGE"},
+	"serve":      {"residual serve --model NAME=CKPT [--model NAME=CKPT...] [flags]", "residual serve --repository DIR [flags]"},
 	"version":    {"residual version"},
 }
 

@@ -31,7 +31,8 @@ import (
 	"github.com/residual-nn/residual/tensor"
 )
 
-// Model is a parsed ONNX graph.
+// Model is a parsed ONNX graph with its initializers decoded, ready for
+// Run, which interprets it with residual's operations (no ONNX Runtime).
 type Model struct {
 	graph  *onnxpb.GraphProto
 	opset  int64
@@ -137,7 +138,8 @@ func (m *Model) Opset() int64 { return m.opset }
 // Inputs returns the names of the graph inputs that must be supplied.
 func (m *Model) Inputs() []string { return m.inputs }
 
-// Outputs returns the names of the graph outputs.
+// Outputs returns the names of the graph outputs, the keys of Run's
+// result, in the graph's order.
 func (m *Model) Outputs() []string { return m.output }
 
 // Run evaluates the graph (inference only) on inputs given in ONNX's layout

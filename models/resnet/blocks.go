@@ -61,7 +61,8 @@ type OptionA struct {
 	Stride, Before, After int
 }
 
-// Forward applies the shortcut.
+// Forward keeps every Stride-th row and column of x [N,H,W,C] and pads
+// the channels with Before zeros in front and After behind.
 func (o OptionA) Forward(x *ag.Value) *ag.Value {
 	return ag.SubsamplePadChannels(x, o.Stride, o.Before, o.After)
 }
@@ -76,7 +77,7 @@ type BasicBlock struct {
 	Join
 }
 
-// Forward applies the block.
+// Forward returns relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)).
 func (b *BasicBlock) Forward(x *ag.Value) *ag.Value {
 	out := ag.ReLU(b.BN1.Forward(b.Conv1.Forward(x)))
 	out = b.BN2.Forward(b.Conv2.Forward(out))
@@ -93,7 +94,7 @@ type BNAfterAddBlock struct {
 	Join
 }
 
-// Forward applies the block.
+// Forward returns relu(bn2(conv2(relu(bn1(conv1(x)))) + shortcut(x))).
 func (b *BNAfterAddBlock) Forward(x *ag.Value) *ag.Value {
 	out := ag.ReLU(b.BN1.Forward(b.Conv1.Forward(x)))
 	out = b.Conv2.Forward(out)
@@ -109,7 +110,7 @@ type ReLUBeforeAddBlock struct {
 	Join
 }
 
-// Forward applies the block.
+// Forward returns relu(bn2(conv2(relu(bn1(conv1(x)))))) + shortcut(x).
 func (b *ReLUBeforeAddBlock) Forward(x *ag.Value) *ag.Value {
 	out := ag.ReLU(b.BN1.Forward(b.Conv1.Forward(x)))
 	out = ag.ReLU(b.BN2.Forward(b.Conv2.Forward(out)))
@@ -126,7 +127,7 @@ type ReLUPreActBlock struct {
 	Join
 }
 
-// Forward applies the block.
+// Forward returns bn2(conv2(relu(bn1(conv1(relu(x)))))) + shortcut(x).
 func (b *ReLUPreActBlock) Forward(x *ag.Value) *ag.Value {
 	out := ag.ReLU(b.BN1.Forward(b.Conv1.Forward(ag.ReLU(x))))
 	out = b.BN2.Forward(b.Conv2.Forward(out))
@@ -144,7 +145,8 @@ type PreActBlock struct {
 	Join
 }
 
-// Forward applies the block.
+// Forward returns conv2(relu(bn2(conv1(relu(bn1(x)))))) + shortcut(x),
+// where a projection shortcut takes relu(bn1(x)) and the others x.
 func (b *PreActBlock) Forward(x *ag.Value) *ag.Value {
 	pre := ag.ReLU(b.BN1.Forward(x))
 	out := b.Conv1.Forward(pre)
@@ -174,7 +176,8 @@ type Bottleneck struct {
 	Join
 }
 
-// Forward applies the block.
+// Forward returns relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x))))))))
+// + shortcut(x)).
 func (b *Bottleneck) Forward(x *ag.Value) *ag.Value {
 	out := ag.ReLU(b.BN1.Forward(b.Conv1.Forward(x)))
 	out = ag.ReLU(b.BN2.Forward(b.Conv2.Forward(out)))
@@ -194,7 +197,8 @@ type PreActBottleneck struct {
 	Join
 }
 
-// Forward applies the block.
+// Forward returns conv3(relu(bn3(conv2(relu(bn2(conv1(relu(bn1(x)))))))))
+// + shortcut(x), where a projection shortcut takes relu(bn1(x)).
 func (b *PreActBottleneck) Forward(x *ag.Value) *ag.Value {
 	pre := ag.ReLU(b.BN1.Forward(x))
 	out := b.Conv1.Forward(pre)

@@ -92,7 +92,8 @@ type Net struct {
 	Lesion map[[2]int]bool `nn:"-"`
 }
 
-// Stages returns the network's stages of blocks.
+// Stages returns the non-empty stages (layer1…layer4) in order, each its
+// blocks; the slices are the network's own, so editing them edits the net.
 func (n *Net) Stages() [][]nn.Layer {
 	var s [][]nn.Layer
 	for _, l := range [][]nn.Layer{n.Layer1, n.Layer2, n.Layer3, n.Layer4} {
