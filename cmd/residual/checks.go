@@ -381,8 +381,8 @@ func checkBench(fs *flag.FlagSet, _ []string) error {
 
 func checkExperiment(fs *flag.FlagSet, _ []string) error {
 	err := firstError(
-		intIn(fs, "seeds", 1, maxSeeds),
-		intIn(fs, "blocks", 1, maxBlocks),
+		intIn(fs, "seeds", 0, maxSeeds),   // 0: the experiment's default
+		intIn(fs, "blocks", 0, maxBlocks), // 0: the default
 		intIn(fs, "epochs", 0, maxEpochs),
 		intIn(fs, "limit", 0, math.MaxInt),
 	)

@@ -17,8 +17,9 @@ func runExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs := newFlags("experiment", stderr)
 	out := fs.String("out", "", "output folder (default runs/experiment-NAME)")
 	seed := fs.Uint64("seed", 1, "random seed")
-	seeds := fs.Int("seeds", 5, "shatter: initialisations averaged per depth")
-	blocks := fs.Int("blocks", 20, "variance: blocks")
+	seeds := fs.Int("seeds", 0, "shatter: initialisations (default 500); variance: seeds (default 50)")
+	quick := fs.Bool("quick", false, "a short version of the experiment, what the tests run (shatter, variance: seconds of CPU)")
+	blocks := fs.Int("blocks", 0, "variance: blocks (default 20, 12 with --quick)")
 	full := fs.Bool("full", false, "degradation, ensemble, order: the full-data version (all training images, 20 epochs; hours)")
 	spec := fs.String("data", "", "degradation, ensemble, order: data set (default fashion-mnist; mnist for ensemble)")
 	depth := fs.Int("depth", 56, "order: network depth (6n+2)")
@@ -99,7 +100,13 @@ func runExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 	case "shatter":
 		c := experiments.DefaultShatter()
-		c.Seed, c.Seeds = *seed, *seeds
+		if *quick {
+			c = experiments.QuickShatter()
+		}
+		c.Seed = *seed
+		if *seeds > 0 {
+			c.Inits = *seeds
+		}
 		r, err := experiments.Shatter(ctx, c, *out)
 		if err != nil {
 			return err
@@ -109,29 +116,38 @@ func runExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 				fmt.Fprintf(stdout, "%-18s BN=%-5v neighbour correlation %6.3f  spectrum slope %5.2f\n", n.Name, n.BN, n.NeighCor, n.Slope)
 			}
 		}
-		fmt.Fprintf(stdout, "depth fits with BN: plain corr ≈ exp(−L/%.2f) (theory 2^−L: τ=1.44), residual corr ≈ L^−%.2f (theory 0.5); without BN: plain τ=%.1f, residual L^−%.2f\n",
-			r.PlainBNT, r.ResPower, r.PlainTau, r.ResNoBNP)
+		printClaims(stdout, r.Claims)
 	case "variance":
 		c := experiments.DefaultVariance()
-		c.Seed, c.Blocks = *seed, *blocks
+		if *quick {
+			c = experiments.QuickVariance()
+		}
+		c.Seed = *seed
+		if *blocks > 0 {
+			c.Blocks = *blocks
+		}
+		if *seeds > 0 {
+			c.Seeds = *seeds
+		}
 		curves, err := experiments.Variance(ctx, c, *out)
 		if err != nil {
 			return err
 		}
 		for _, v := range curves {
-			fmt.Fprintf(stdout, "%-5s %-9s %-14s log2-variance slope %6.3f  last/first %9.3g  growth/block %7.3g\n", v.Network, v.Input, v.Variant, v.Log2Fit, v.Ratio, v.PerBlock)
+			fmt.Fprintf(stdout, "%-5s %4d %-8s %-14s log2-variance slope %6.3f  last/first %9.3g ± %-8.2g growth/block %7.3g\n", v.Network, v.Width, v.Padding, v.Variant, v.Log2Fit, v.Ratio, v.RatioSD, v.PerBlock)
 		}
 	case "bottleneck":
 		if err := stopped(ctx); err != nil {
 			return err
 		}
-		costs, err := experiments.Bottleneck(*out)
+		res, err := experiments.Bottleneck(*out)
 		if err != nil {
 			return err
 		}
-		for _, c := range costs {
-			fmt.Fprintf(stdout, "%-42s %12d params %16d mult-adds\n", c.Name, c.Params, c.MultAdds)
+		for _, c := range append(res.Blocks, res.Networks...) {
+			fmt.Fprintf(stdout, "%-58s %12d params %16d mult-adds\n", c.Name, c.Params, c.MultAdds)
 		}
+		printClaims(stdout, res.Claims)
 	default:
 		return fmt.Errorf("%w: unknown experiment %q (%s)", errUsage, name, strings.Join(experimentNames, ", "))
 	}
@@ -149,4 +165,16 @@ func mean(v []float64) float64 {
 		}
 	}
 	return s / float64(max(n, 1))
+}
+
+// printClaims writes one line a claim: pass or FAIL, the measurement, the
+// criterion.
+func printClaims(w io.Writer, claims []experiments.Claim) {
+	for _, c := range claims {
+		verdict := "FAIL"
+		if c.Pass {
+			verdict = "pass"
+		}
+		fmt.Fprintf(w, "%s  %.4g (criterion %s): %s\n", verdict, c.Measured, c.Criterion, c.Claim)
+	}
 }
