@@ -6,7 +6,8 @@ import "math"
 // and 8-bit exponent, and 7 stored fraction bits (8 significant bits with
 // the implicit one), so every BF16 value is a float32 whose low 16 bits are
 // zero. Rounding a float32 to it (round to nearest, ties to even) has a
-// relative error of at most u = 2⁻⁹ for normal values; the product of two
+// relative error of at most u = 2⁻⁸ for normal values (half the spacing
+// 2⁻⁷ at the bottom of a binade); the product of two
 // BF16 values has at most 16 significant bits and is exact in float32.
 
 // BF16FromFloat32 returns the bfloat16 nearest f (ties to even), as its bit

@@ -1,0 +1,10 @@
+//go:build !amd64 || purego
+
+package kernels
+
+// hasBF16 is false: no VDPBF16PS kernels on this platform.
+const hasBF16 = false
+
+// bf16Kernels are the Go models of the micro-kernels (bf16native.go),
+// which the native path never reaches here (hasBF16 is false).
+var bf16Kernels = bf16KernelsGo(12)
