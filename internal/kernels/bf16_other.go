@@ -8,3 +8,6 @@ const hasBF16 = false
 // bf16Kernels are the Go models of the micro-kernels (bf16native.go),
 // which the native path never reaches here (hasBF16 is false).
 var bf16Kernels = bf16KernelsGo(12)
+
+// PeakBF16 reports no VDPBF16PS loop on this platform.
+func PeakBF16(n int) float64 { return 0 }
