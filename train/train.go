@@ -5,6 +5,7 @@
 package train
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -88,6 +89,12 @@ type Config struct {
 	// one that picks the best checkpoint) has not improved for Patience
 	// epochs.
 	Patience int `json:"patience,omitempty"`
+	// Precision is the arithmetic of the convolutions and matrix products,
+	// forward and backward, "fp32" (the default, "") or "bf16": PyTorch's
+	// CPU autocast, bfloat16 operands and float32 sums, with float32
+	// master weights, batch-norm statistics, losses and optimizer state
+	// (see autograd.Precision). Validation runs in it too.
+	Precision string `json:"precision,omitempty"`
 	// Out is the run folder: checkpoints, metrics.jsonl, curves.
 	Out    string `json:"-"`
 	Resume bool   `json:"-"`
@@ -281,6 +288,11 @@ func (t *Trainer) Train(ctx context.Context) (*Result, error) {
 // Validate checks the config before any work: counts, rates, names of the
 // task, loss and optimizer, and the schedule.
 func (c *Config) Validate() error {
+	if c.Precision != "" {
+		if _, err := ag.ParsePrecision(c.Precision); err != nil {
+			return fmt.Errorf("train: %w", err)
+		}
+	}
 	switch {
 	case c.Epochs < 1:
 		return fmt.Errorf("train: epochs must be ≥ 1, got %d", c.Epochs)
@@ -525,6 +537,9 @@ func (r *run) loader(d *data.Dataset, training bool) *data.Loader {
 func (r *run) loop(ctx context.Context) (*Result, error) {
 	r.start = time.Now()
 	tape := ag.NewTape()
+	if pr, err := ag.ParsePrecision(cmp.Or(r.cfg.Precision, "fp32")); err == nil { // Validate has checked it
+		tape.SetPrecision(pr)
+	}
 	r.evalTape = tape.NoGradTape()
 	params := r.params
 	for ; r.epoch < r.cfg.Epochs; r.epoch, r.batch = r.epoch+1, 0 {
@@ -790,7 +805,15 @@ type Evaluation struct {
 
 // EvaluateAll is Evaluate with the top-5 accuracy as well.
 func EvaluateAll(m nn.Layer, l *data.Loader, classes int) Evaluation {
-	e := evaluate(m, l, classes, ag.NewNoGradTape())
+	return EvaluateAllPrecision(m, l, classes, ag.FP32)
+}
+
+// EvaluateAllPrecision is EvaluateAll with the convolutions and matrix
+// products in precision p (see autograd.Precision).
+func EvaluateAllPrecision(m nn.Layer, l *data.Loader, classes int, p ag.Precision) Evaluation {
+	tape := ag.NewNoGradTape()
+	tape.SetPrecision(p)
+	e := evaluate(m, l, classes, tape)
 	return Evaluation{Loss: e.loss, Accuracy: e.acc, Top5: e.top5, Confusion: e.confusion}
 }
 
