@@ -40,7 +40,8 @@ func RoundBF16(f float32) float32 { return Float32FromBF16(BF16FromFloat32(f)) }
 func RoundSliceBF16(dst, src []float32) {
 	dst = dst[:len(src)]
 	parallelFor((len(src)+bf16Chunk-1)/bf16Chunk, func(lo, hi int) {
-		for i := lo * bf16Chunk; i < min(hi*bf16Chunk, len(src)); i++ {
+		s, e := lo*bf16Chunk, min(hi*bf16Chunk, len(src))
+		for i := s + roundBF16Fast(dst[s:e], src[s:e]); i < e; i++ {
 			dst[i] = RoundBF16(src[i])
 		}
 	})

@@ -2,7 +2,11 @@
 
 package kernels
 
-import "golang.org/x/sys/cpu"
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
 
 // hasBF16 is whether the CPU runs AVX512-BF16's VDPBF16PS (with the
 // AVX-512 foundation the kernels' other instructions need).
@@ -20,4 +24,21 @@ func PeakBF16(n int) float64 {
 	}
 	peakBF16(n)
 	return float64(n) * peakBF16FLOPPerIter
+}
+
+// roundBF16AVX2 writes n (a multiple of 8) float32 of src rounded to
+// bfloat16 to dst: RoundBF16, eight lanes at a time (bf16_amd64.s).
+//
+//go:noescape
+func roundBF16AVX2(dst, src unsafe.Pointer, n int)
+
+// roundBF16Fast rounds the longest multiple-of-8 prefix of src into dst
+// with roundBF16AVX2 where the level has AVX2, and returns its length.
+func roundBF16Fast(dst, src []float32) int {
+	n := len(src) &^ 7
+	if use.k == nil || n == 0 {
+		return 0
+	}
+	roundBF16AVX2(unsafe.Pointer(&dst[0]), unsafe.Pointer(&src[0]), n)
+	return n
 }

@@ -11,3 +11,6 @@ var bf16Kernels = bf16KernelsGo(12)
 
 // PeakBF16 reports no VDPBF16PS loop on this platform.
 func PeakBF16(n int) float64 { return 0 }
+
+// roundBF16Fast rounds nothing: no assembly here.
+func roundBF16Fast(dst, src []float32) int { return 0 }
