@@ -65,6 +65,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if _, err := ag.ParsePrecision(*precision); err != nil {
+		return fmt.Errorf("%w: --precision: %v", errUsage, err)
+	}
 	if *threads > 0 {
 		runtime.GOMAXPROCS(*threads)
 	}
