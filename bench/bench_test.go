@@ -54,11 +54,16 @@ func TestRunAll(t *testing.T) {
 }
 
 // TestBF16Workloads runs one step of each bfloat16 network benchmark at a
-// tiny size (batch 2, 32×32 inputs: ResNet-50 runs on any side), and
-// conv3x3-bf16 and peak-bf16 once: peak-bf16 must run where the CPU has
-// AVX512-BF16 and refuse with a reason where it does not.
+// tiny size (batch 2, 32×32 inputs: ResNet-50 runs on any side; only
+// ResNet-20's in -short mode), and conv3x3-bf16 and peak-bf16 once:
+// peak-bf16 must run where the CPU has AVX512-BF16 and refuse with a
+// reason where it does not.
 func TestBF16Workloads(t *testing.T) {
-	for _, name := range []string{"cifar20-train-bf16", "resnet50-train-bf16", "resnet50-infer-bf16"} {
+	names := []string{"cifar20-train-bf16", "resnet50-train-bf16", "resnet50-infer-bf16"}
+	if testing.Short() {
+		names = names[:1]
+	}
+	for _, name := range names {
 		w, ok := workloads[name]
 		if !ok || w.precision != ag.BF16 {
 			t.Fatalf("%s: not a bfloat16 workload: %+v", name, w)
