@@ -60,16 +60,14 @@ func Conv2d(x, w, b *Value, p ConvParams) *Value {
 	if y.dry() {
 		return y
 	}
-	if b != nil { // the bias is added as the kernels store the output
-		kernels.ConvForwardEpilogue(s, x.Data.Data, w.Data.Data, y.Data.Data, kernels.ConvEpilogue[float32]{Shift: b.Data.Data})
-	} else {
-		kernels.ConvForward(s, x.Data.Data, w.Data.Data, y.Data.Data)
-	}
+	pr := y.tape.Precision()
+	// The bias (if any) is added as the kernels store the output.
+	convForward(pr, s, x.Data.Data, w.Data.Data, y.Data.Data, kernels.ConvEpilogue[float32]{Shift: data(b)})
 	record(y, func() {
 		tp, dy := y.tape, y.Grad.Data
-		tp.contributeAdd(x, func(dst []float32) { kernels.ConvBackwardData(s, dy, w.Data.Data, dst) },
-			func(dst []float32) { kernels.ConvBackwardDataAdd(s, dy, w.Data.Data, dst) })
-		tp.contribute(w, func(dst []float32) { kernels.ConvBackwardWeight(s, x.Data.Data, dy, dst) })
+		tp.contributeAdd(x, func(dst []float32) { convBackwardData(pr, s, dy, w.Data.Data, dst) },
+			func(dst []float32) { convBackwardDataAdd(pr, s, dy, w.Data.Data, dst) })
+		tp.contribute(w, func(dst []float32) { convBackwardWeight(pr, s, x.Data.Data, dy, dst) })
 		tp.contribute(b, func(dst []float32) { kernels.BiasBackward(dy, dst) })
 	}, x, w, b)
 	return y
@@ -127,14 +125,15 @@ func ConvTranspose2d(x, w, b *Value, p ConvParams) *Value {
 	if y.dry() {
 		return y
 	}
-	kernels.ConvBackwardData(s, x.Data.Data, w.Data.Data, y.Data.Data)
+	pr := y.tape.Precision()
+	convBackwardData(pr, s, x.Data.Data, w.Data.Data, y.Data.Data)
 	if b != nil {
 		kernels.BiasForward(y.Data.Data, b.Data.Data)
 	}
 	record(y, func() {
 		tp, dy := y.tape, y.Grad.Data
-		tp.contribute(x, func(dst []float32) { kernels.ConvForward(s, dy, w.Data.Data, dst) })
-		tp.contribute(w, func(dst []float32) { kernels.ConvBackwardWeight(s, dy, x.Data.Data, dst) })
+		tp.contribute(x, func(dst []float32) { convForward(pr, s, dy, w.Data.Data, dst, kernels.ConvEpilogue[float32]{}) })
+		tp.contribute(w, func(dst []float32) { convBackwardWeight(pr, s, dy, x.Data.Data, dst) })
 		tp.contribute(b, func(dst []float32) { kernels.BiasBackward(dy, dst) })
 	}, x, w, b)
 	return y

@@ -1,9 +1,5 @@
 package autograd
 
-import (
-	"github.com/residual-nn/residual/internal/kernels"
-)
-
 // Gemm computes alpha·op(a)·op(b) + beta·c as ONNX's Gemm: a is [M,K] (or
 // [K,M] with transA), b is [K,N] (or [N,K] with transB). c may be nil, or a
 // scalar ([] or [1]), a row [N] / [1,N], a column [M,1], or [M,N]; it is
@@ -45,8 +41,8 @@ func Gemm(a, b, c *Value, alpha, beta float32, transA, transB bool) *Value {
 	if y.dry() {
 		return y
 	}
-	yd := y.Data.Data
-	kernels.Gemm(transA, transB, m, n, k, alpha, a.Data.Data, as[1], b.Data.Data, bs[1], 0, yd, n)
+	yd, pr := y.Data.Data, y.tape.Precision()
+	gemm(pr, transA, transB, m, n, k, alpha, a.Data.Data, as[1], b.Data.Data, bs[1], 0, yd, n)
 	if c != nil {
 		cd := c.Data.Data
 		for i := 0; i < m; i++ {
@@ -66,16 +62,16 @@ func Gemm(a, b, c *Value, alpha, beta float32, transA, transB bool) *Value {
 		tp, dy := y.tape, y.Grad.Data
 		tp.contribute(a, func(dst []float32) {
 			if transA { // dA [K,M] = alpha·op(B)·dYᵀ
-				kernels.Gemm(transB, true, k, m, n, alpha, b.Data.Data, bs[1], dy, n, 0, dst, m)
+				gemm(pr, transB, true, k, m, n, alpha, b.Data.Data, bs[1], dy, n, 0, dst, m)
 			} else { // dA [M,K] = alpha·dY·op(B)ᵀ
-				kernels.Gemm(false, !transB, m, k, n, alpha, dy, n, b.Data.Data, bs[1], 0, dst, k)
+				gemm(pr, false, !transB, m, k, n, alpha, dy, n, b.Data.Data, bs[1], 0, dst, k)
 			}
 		})
 		tp.contribute(b, func(dst []float32) {
 			if transB { // dB [N,K] = alpha·dYᵀ·op(A)
-				kernels.Gemm(true, transA, n, k, m, alpha, dy, n, a.Data.Data, as[1], 0, dst, k)
+				gemm(pr, true, transA, n, k, m, alpha, dy, n, a.Data.Data, as[1], 0, dst, k)
 			} else { // dB [K,N] = alpha·op(A)ᵀ·dY
-				kernels.Gemm(!transA, false, k, n, m, alpha, a.Data.Data, as[1], dy, n, 0, dst, n)
+				gemm(pr, !transA, false, k, n, m, alpha, a.Data.Data, as[1], dy, n, 0, dst, n)
 			}
 		})
 		tp.contribute(c, func(dst []float32) {
@@ -131,20 +127,20 @@ func MatMul(a, b *Value) *Value {
 	if y.dry() {
 		return y
 	}
-	ad, bd, yd := a.Data.Data, b.Data.Data, y.Data.Data
+	ad, bd, yd, pr := a.Data.Data, b.Data.Data, y.Data.Data, y.tape.Precision()
 	for i := 0; i < batch; i++ {
-		kernels.Gemm(false, false, m, n, k, 1, ad[i*m*k:], k, bd[i*k*n:], n, 0, yd[i*m*n:], n)
+		gemm(pr, false, false, m, n, k, 1, ad[i*m*k:], k, bd[i*k*n:], n, 0, yd[i*m*n:], n)
 	}
 	record(y, func() {
 		tp, dy := y.tape, y.Grad.Data
 		tp.contribute(a, func(dst []float32) {
 			for i := 0; i < batch; i++ {
-				kernels.Gemm(false, true, m, k, n, 1, dy[i*m*n:], n, bd[i*k*n:], n, 0, dst[i*m*k:], k)
+				gemm(pr, false, true, m, k, n, 1, dy[i*m*n:], n, bd[i*k*n:], n, 0, dst[i*m*k:], k)
 			}
 		})
 		tp.contribute(b, func(dst []float32) {
 			for i := 0; i < batch; i++ {
-				kernels.Gemm(true, false, k, n, m, 1, ad[i*m*k:], k, dy[i*m*n:], n, 0, dst[i*k*n:], n)
+				gemm(pr, true, false, k, n, m, 1, ad[i*m*k:], k, dy[i*m*n:], n, 0, dst[i*k*n:], n)
 			}
 		})
 	}, a, b)

@@ -26,3 +26,20 @@ func ExampleConstant() {
 	fmt.Println(y.Data.Data, y.Grad == nil)
 	// Output: [0 0.5] true
 }
+
+// bfloat16 autocast: the tape's convolutions and matrix products round
+// their operands to bfloat16 (8 significant bits) and sum in float32.
+// 1 + 2⁻¹⁰ is not a bfloat16; it rounds to 1.
+func ExampleTape_SetPrecision() {
+	w := ag.Param(tensor.MustFromData([]float32{1}, 1, 1), "w")
+	x := tensor.MustFromData([]float32{1 + 1.0/1024}, 1, 1)
+	for _, p := range []ag.Precision{ag.FP32, ag.BF16} {
+		tape := ag.NewTape()
+		tape.SetPrecision(p)
+		y := ag.Linear(tape.Constant(x), w, nil)
+		fmt.Println(p, y.Data.Data)
+	}
+	// Output:
+	// fp32 [1.0009766]
+	// bf16 [1]
+}

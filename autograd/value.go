@@ -110,6 +110,7 @@ type Tape struct {
 	tracer    func(Op)
 	gradReady func(*Value)
 	leafUses  map[*Value]int // recorded operations whose backward step has yet to give each leaf its gradient
+	precision Precision      // of the convolutions and matrix products (precision.go)
 }
 
 // SetGradReady makes the backward pass call f with each leaf value (a
@@ -155,7 +156,7 @@ func NewNoGradTape() *Tape {
 // reuses, so evaluating between training steps needs no second set of
 // buffers. Use the two tapes from one goroutine, one at a time.
 func (tp *Tape) NoGradTape() *Tape {
-	return &Tape{pool: tp.pool, ownedAt: map[*float32]int{}, noGrad: true}
+	return &Tape{pool: tp.pool, ownedAt: map[*float32]int{}, noGrad: true, precision: tp.precision}
 }
 
 // NewShapeTape returns a tape that only infers shapes: operations on its

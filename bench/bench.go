@@ -30,6 +30,11 @@ type Result struct {
 	// Threads is GOMAXPROCS during the run; Kernels the kernel level.
 	Threads int    `json:"threads"`
 	Kernels string `json:"kernels"`
+	// Precision is "bf16" for the bfloat16 benchmarks, BF16Path how their
+	// bfloat16 products ran (kernels.BF16Path: avx512bf16, or emulated in
+	// float32 on a CPU without AVX512-BF16).
+	Precision string `json:"precision,omitempty"`
+	BF16Path  string `json:"bf16_path,omitempty"`
 	// AllocsPerStep and BytesPerStep are heap allocations of one warmed-up
 	// step (network benchmarks only).
 	AllocsPerStep float64 `json:"allocs_per_step,omitempty"`
@@ -50,23 +55,29 @@ type workload struct {
 	batch int
 	side  int
 	train bool
+	// precision of the convolutions and linear layers (autograd.Precision).
+	precision ag.Precision
 }
 
 var workloads = map[string]workload{
-	"cifar20-train":  {"resnet20", 128, 32, true},
-	"cifar20-infer":  {"resnet20", 128, 32, false},
-	"cifar56-train":  {"resnet56", 128, 32, true},
-	"cifar56-infer":  {"resnet56", 128, 32, false},
-	"resnet18-train": {"resnet18", 8, 224, true},
-	"resnet18-infer": {"resnet18", 8, 224, false},
-	"resnet50-train": {"resnet50", 8, 224, true},
-	"resnet50-infer": {"resnet50", 8, 224, false},
-	"unet-train":     {"unet-padded", 4, 128, true},
+	"cifar20-train":  {"resnet20", 128, 32, true, ag.FP32},
+	"cifar20-infer":  {"resnet20", 128, 32, false, ag.FP32},
+	"cifar56-train":  {"resnet56", 128, 32, true, ag.FP32},
+	"cifar56-infer":  {"resnet56", 128, 32, false, ag.FP32},
+	"resnet18-train": {"resnet18", 8, 224, true, ag.FP32},
+	"resnet18-infer": {"resnet18", 8, 224, false, ag.FP32},
+	"resnet50-train": {"resnet50", 8, 224, true, ag.FP32},
+	"resnet50-infer": {"resnet50", 8, 224, false, ag.FP32},
+	"unet-train":     {"unet-padded", 4, 128, true, ag.FP32},
+
+	"cifar20-train-bf16":  {"resnet20", 128, 32, true, ag.BF16},
+	"resnet50-train-bf16": {"resnet50", 8, 224, true, ag.BF16},
+	"resnet50-infer-bf16": {"resnet50", 8, 224, false, ag.BF16},
 }
 
 // Names lists the benchmarks.
 func Names() []string {
-	n := []string{"conv3x3", "peak"}
+	n := []string{"conv3x3", "peak", "conv3x3-bf16", "peak-bf16"}
 	for k := range workloads {
 		n = append(n, k)
 	}
@@ -89,11 +100,18 @@ func Run(name string, o Options) (Result, error) {
 	case "peak":
 		return peak(r, o)
 	case "conv3x3":
-		return conv3x3(r, o)
+		return conv3x3(r, o, ag.FP32)
+	case "conv3x3-bf16":
+		return conv3x3(r, o, ag.BF16)
+	case "peak-bf16":
+		return peakBF16(r, o)
 	}
 	w, ok := workloads[name]
 	if !ok {
 		return r, fmt.Errorf("bench: unknown benchmark %q; known: %v", name, Names())
+	}
+	if w.precision == ag.BF16 {
+		r.Precision, r.BF16Path = "bf16", kernels.BF16Path()
 	}
 	step, flop, err := w.prepare()
 	if err != nil {
@@ -136,6 +154,7 @@ func (w workload) prepare() (func(), float64, error) {
 			return nil, 0, err
 		}
 		tape := ag.NewNoGradTape()
+		tape.SetPrecision(w.precision)
 		return func() {
 			m.Forward(tape.Constant(x))
 			tape.Reset()
@@ -147,6 +166,7 @@ func (w workload) prepare() (func(), float64, error) {
 		return nil, 0, err
 	}
 	tape := ag.NewTape()
+	tape.SetPrecision(w.precision)
 	var loss func(out *ag.Value) *ag.Value
 	if cfg.Dense() {
 		target := tensor.New(s.OutputShape...)
@@ -202,13 +222,20 @@ func stats(v []float64) (median, lo, hi float64) {
 	return median, s[0], s[n-1]
 }
 
-func conv3x3(r Result, o Options) (Result, error) {
+// conv3x3 measures one ResNet-50-sized 3×3 convolution forward, in
+// float32 or on bfloat16 operands.
+func conv3x3(r Result, o Options, p ag.Precision) (Result, error) {
 	s := kernels.ConvShape{N: 32, H: 56, W: 56, C: 64, OC: 64, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}
 	rng := tensor.NewRNG(1)
 	x, w := rng.Randn(32, 56, 56, 64), rng.Randn(3, 3, 64, 64)
 	y := tensor.New(32, 56, 56, 64)
 	flop := 2.0 * 32 * 56 * 56 * 64 * 64 * 9
-	rates := measure(func() { kernels.ConvForward(s, x.Data, w.Data, y.Data) }, o, flop/1e9)
+	f := kernels.ConvForward
+	if p == ag.BF16 {
+		f = kernels.ConvForwardBF16
+		r.Precision, r.BF16Path = "bf16", kernels.BF16Path()
+	}
+	rates := measure(func() { f(s, x.Data, w.Data, y.Data) }, o, flop/1e9)
 	r.Unit = "GFLOP/s"
 	r.Median, r.Min, r.Max = stats(rates)
 	return r, nil
@@ -218,13 +245,29 @@ func peak(r Result, o Options) (Result, error) {
 	if kernels.Active() == kernels.Generic {
 		return r, fmt.Errorf("bench: peak needs the assembly kernels (the kernel level is generic)")
 	}
+	return peakOf(r, o, kernels.Peak)
+}
+
+// peakBF16 is peak on VDPBF16PS: the bfloat16 instruction throughput
+// (64 FLOP an instruction: 16 lanes of two products and two additions).
+func peakBF16(r Result, o Options) (Result, error) {
+	if !kernels.HasBF16() {
+		return r, fmt.Errorf("bench: peak-bf16 needs AVX512-BF16, which this CPU lacks (its bf16 path emulates on float32 FMAs: see peak)")
+	}
+	r.Precision, r.BF16Path = "bf16", kernels.BF16Path()
+	return peakOf(r, o, kernels.PeakBF16)
+}
+
+// peakOf measures f (a register-only loop of n iterations returning its
+// FLOP) on every thread at once.
+func peakOf(r Result, o Options, f func(n int) float64) (Result, error) {
 	p := runtime.GOMAXPROCS(0)
 	const iters = 1 << 22
-	perIter := kernels.Peak(1) // the FLOP of one iteration
+	perIter := f(1) // the FLOP of one iteration
 	rates := measure(func() {
 		done := make(chan float64, p)
 		for j := 0; j < p; j++ {
-			go func() { done <- kernels.Peak(iters) }()
+			go func() { done <- f(iters) }()
 		}
 		for j := 0; j < p; j++ {
 			<-done

@@ -3,6 +3,7 @@ package bench
 import (
 	"testing"
 
+	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/internal/kernels"
 )
 
@@ -11,7 +12,7 @@ import (
 func BenchmarkStep(b *testing.B) {
 	for _, name := range Names() {
 		if _, ok := workloads[name]; !ok {
-			continue // conv3x3 and peak are not steps
+			continue // conv3x3 and peak (and their bf16 versions) are not steps
 		}
 		b.Run(name, func(b *testing.B) {
 			step, _, err := workloads[name].prepare()
@@ -49,5 +50,43 @@ func TestRunAll(t *testing.T) {
 	}
 	if _, err := Run("nope", Options{}); err == nil {
 		t.Error("unknown benchmark accepted")
+	}
+}
+
+// TestBF16Workloads runs one step of each bfloat16 network benchmark at a
+// tiny size (batch 2, 32×32 inputs: ResNet-50 runs on any side; only
+// ResNet-20's in -short mode), and conv3x3-bf16 and peak-bf16 once:
+// peak-bf16 must run where the CPU has AVX512-BF16 and refuse with a
+// reason where it does not.
+func TestBF16Workloads(t *testing.T) {
+	names := []string{"cifar20-train-bf16", "resnet50-train-bf16", "resnet50-infer-bf16"}
+	if testing.Short() {
+		names = names[:1]
+	}
+	for _, name := range names {
+		w, ok := workloads[name]
+		if !ok || w.precision != ag.BF16 {
+			t.Fatalf("%s: not a bfloat16 workload: %+v", name, w)
+		}
+		w.batch, w.side = 2, 32
+		step, flop, err := w.prepare()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		step()
+		if !(flop > 0) {
+			t.Errorf("%s: %g FLOP per image", name, flop)
+		}
+	}
+	if testing.Short() {
+		return
+	}
+	r, err := Run("conv3x3-bf16", Options{Runs: 1})
+	if err != nil || !(r.Median > 0) || r.Precision != "bf16" || r.BF16Path == "" {
+		t.Errorf("conv3x3-bf16: %+v, %v", r, err)
+	}
+	r, err = Run("peak-bf16", Options{Runs: 1})
+	if kernels.HasBF16() != (err == nil) {
+		t.Errorf("peak-bf16 on a CPU with AVX512-BF16 %v: %+v, %v", kernels.HasBF16(), r, err)
 	}
 }

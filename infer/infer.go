@@ -44,6 +44,9 @@ type Model struct {
 	dense bool
 	net   nn.Layer
 	tapes sync.Pool // *ag.Tape from NewNoGradTape
+	// precision is the arithmetic of the convolutions and matrix products
+	// (SetPrecision).
+	precision ag.Precision
 }
 
 // Info describes an opened model.
@@ -148,6 +151,7 @@ func (m *Model) Forward(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, 
 // out of the tape's buffers.
 func (m *Model) forward(x *tensor.Tensor) (y *tensor.Tensor, err error) {
 	tape := m.tapes.Get().(*ag.Tape)
+	tape.SetPrecision(m.precision)
 	defer func() {
 		tape.Reset()
 		m.tapes.Put(tape)
@@ -157,6 +161,12 @@ func (m *Model) forward(x *tensor.Tensor) (y *tensor.Tensor, err error) {
 	}()
 	return m.net.Forward(tape.Constant(x)).Data.Clone(), nil
 }
+
+// SetPrecision sets the arithmetic of the model's convolutions and matrix
+// products: ag.FP32 (the default) or ag.BF16 (bfloat16 operands, float32
+// sums: PyTorch's CPU autocast; see autograd.Precision). Call it before
+// the model serves requests, not while it does.
+func (m *Model) SetPrecision(p ag.Precision) { m.precision = p }
 
 // Guess is one class and its probability.
 type Guess struct {

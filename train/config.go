@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	ag "github.com/residual-nn/residual/autograd"
 	"io"
 	"math"
 
@@ -74,6 +75,12 @@ type Config struct {
 	// one that picks the best checkpoint) has not improved for Patience
 	// epochs.
 	Patience int `json:"patience,omitempty"`
+	// Precision is the arithmetic of the convolutions and matrix products,
+	// forward and backward, "fp32" (the default, "") or "bf16": PyTorch's
+	// CPU autocast, bfloat16 operands and float32 sums, with float32
+	// master weights, batch-norm statistics, losses and optimizer state
+	// (see autograd.Precision). Validation runs in it too.
+	Precision string `json:"precision,omitempty"`
 	// Out is the run folder: checkpoints, metrics.jsonl, curves.
 	Out    string `json:"-"`
 	Resume bool   `json:"-"`
@@ -122,6 +129,11 @@ const (
 // Validate checks the config before any work: counts, rates, names of the
 // task, loss and optimizer, and the schedule.
 func (c *Config) Validate() error {
+	if c.Precision != "" {
+		if _, err := ag.ParsePrecision(c.Precision); err != nil {
+			return fmt.Errorf("train: %w", err)
+		}
+	}
 	switch {
 	case c.Epochs < 1:
 		return fmt.Errorf("train: epochs must be ≥ 1, got %d", c.Epochs)

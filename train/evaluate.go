@@ -50,7 +50,15 @@ type Evaluation struct {
 
 // EvaluateAll is Evaluate with the top-5 accuracy as well.
 func EvaluateAll(m nn.Layer, l *data.Loader, classes int) Evaluation {
-	e := evaluate(m, l, classes, ag.NewNoGradTape())
+	return EvaluateAllPrecision(m, l, classes, ag.FP32)
+}
+
+// EvaluateAllPrecision is EvaluateAll with the convolutions and matrix
+// products in precision p (see autograd.Precision).
+func EvaluateAllPrecision(m nn.Layer, l *data.Loader, classes int, p ag.Precision) Evaluation {
+	tape := ag.NewNoGradTape()
+	tape.SetPrecision(p)
+	e := evaluate(m, l, classes, tape)
 	return Evaluation{Loss: e.loss, Accuracy: e.acc, Top5: e.top5, Confusion: e.confusion}
 }
 

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -18,6 +19,9 @@ import (
 func (r *run) loop(ctx context.Context) (*Result, error) {
 	r.start = time.Now()
 	tape := ag.NewTape()
+	if pr, err := ag.ParsePrecision(cmp.Or(r.cfg.Precision, "fp32")); err == nil { // Validate has checked it
+		tape.SetPrecision(pr)
+	}
 	r.evalTape = tape.NoGradTape()
 	params := r.params
 	for ; r.epoch < r.cfg.Epochs; r.epoch, r.batch = r.epoch+1, 0 {

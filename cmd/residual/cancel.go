@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 
+	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/train"
@@ -17,7 +18,7 @@ const evalBatch = 256
 // accuracy over all targets (images, or pixels for segmentation) and the
 // summed confusion matrix: the counts equal one pass's, and the loss
 // differs from one pass's only in the order of its float64 sum.
-func evaluate(ctx context.Context, net nn.Layer, test *data.Dataset, mean, std []float64, classes int) (loss, acc, top5 float64, confusion [][]int, err error) {
+func evaluate(ctx context.Context, net nn.Layer, test *data.Dataset, mean, std []float64, classes int, precision ag.Precision) (loss, acc, top5 float64, confusion [][]int, err error) {
 	confusion = make([][]int, classes)
 	for i := range confusion {
 		confusion[i] = make([]int, classes)
@@ -33,7 +34,7 @@ func evaluate(ctx context.Context, net nn.Layer, test *data.Dataset, mean, std [
 			idx[i] = lo + i
 		}
 		l := &data.Loader{Data: test.Subset(idx), Batch: evalBatch, Mean: mean, Std: std}
-		e := train.EvaluateAll(net, l, classes)
+		e := train.EvaluateAllPrecision(net, l, classes, precision)
 		bl, conf := e.Loss, e.Confusion
 		if err := l.Err(); err != nil { // an image that could not be decoded
 			return 0, 0, 0, nil, err

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/tensor"
@@ -77,7 +78,7 @@ func TestEvaluateInBatches(t *testing.T) {
 	mean, std := []float64{0.1307}, []float64{0.3081}
 	whole := train.EvaluateAll(net, &data.Loader{Data: test, Batch: evalBatch, Mean: mean, Std: std}, 10)
 	wantLoss, wantAcc, wantConf := whole.Loss, whole.Accuracy, whole.Confusion
-	loss, acc, top5, conf, err := evaluate(context.Background(), net, test, mean, std, 10)
+	loss, acc, top5, conf, err := evaluate(context.Background(), net, test, mean, std, 10, ag.FP32)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +90,7 @@ func TestEvaluateInBatches(t *testing.T) {
 	if math.Abs(top5-whole.Top5) > 1e-12 || top5 < acc {
 		t.Errorf("top-5 in batches %v, in one pass %v (accuracy %v)", top5, whole.Top5, acc)
 	}
-	if _, _, _, _, err := evaluate(cancelledBy(syscall.SIGINT), net, test, mean, std, 10); err == nil || err.Error() != "stopped by SIGINT" {
+	if _, _, _, _, err := evaluate(cancelledBy(syscall.SIGINT), net, test, mean, std, 10, ag.FP32); err == nil || err.Error() != "stopped by SIGINT" {
 		t.Errorf("cancelled: %v", err)
 	}
 }

@@ -27,6 +27,9 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"demo", "--steps", "0"}, 2, "--steps 0: must be in [1, 10000000]"},
 		{[]string{"demo", "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"help"}, 0, ""},
+		{[]string{"train", "--precision", "fp16"}, 2, `--precision: unknown precision "fp16"`},
+		{[]string{"eval", "--precision", "int4"}, 2, `--precision: unknown precision "int4"`},
+		{[]string{"predict", "--precision", "half", "x.png"}, 2, `--precision: unknown precision "half"`},
 	} {
 		var out, errb bytes.Buffer
 		if code := run(context.Background(), tc.args, &out, &errb); code != tc.code || !strings.Contains(errb.String(), tc.msg) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"image"
 	"io"
@@ -13,6 +14,7 @@ import (
 
 	"golang.org/x/term"
 
+	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/infer"
@@ -58,9 +60,13 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ema := fs.Float64("ema", 0, "keep a moving average of the weights with this decay in (0, 1), validated each epoch and saved as ema.safetensors (0: none)")
 	clip := fs.Float64("clip-grad", 0, "clip the gradients' joint L2 norm to this before each step (0: none)")
 	patience := fs.Int("patience", 0, "stop when the validation metric has not improved for N epochs (0: never)")
+	precision := precisionFlag(fs)
 	tb := fs.Bool("tensorboard", true, "write TensorBoard event files into the run folder (tensorboard --logdir RUNS)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if _, err := ag.ParsePrecision(*precision); err != nil {
+		return fmt.Errorf("%w: --precision: %v", errUsage, err)
 	}
 	if *threads > 0 {
 		runtime.GOMAXPROCS(*threads)
@@ -98,7 +104,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg := train.Config{Model: mc, Data: *spec, Task: train.Task(*task), Loss: train.Loss(*lossName), BorderWeights: *border, ClassWeights: *classW, Epochs: *epochs, Batch: *batch,
 		Optimizer: train.Optimizer(*opt), LR: *lr, Momentum: *mom, Nesterov: *nesterov, WeightDecay: *wd, Schedule: schedule, Augment: a, ValSplit: *val, Seed: *seed, Limit: *limit,
 		Out: *out, Resume: *resume, Overwrite: *overwrite, TensorBoard: *tb, Log: stdout, Live: isTerminal(stdout),
-		Init: *initCkpt, Freeze: freezeList(*freeze), HeadLRMult: *headLR, LabelSmoothing: *smooth, EMA: *ema, ClipGrad: *clip, Patience: *patience}
+		Init: *initCkpt, Freeze: freezeList(*freeze), HeadLRMult: *headLR, LabelSmoothing: *smooth, EMA: *ema, ClipGrad: *clip, Patience: *patience, Precision: *precision}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -158,6 +164,12 @@ func parseAugment(s string) (*data.Augment, error) {
 	return a, nil
 }
 
+// precisionFlag defines --precision: the arithmetic of the convolutions
+// and matrix products (autograd.Precision).
+func precisionFlag(fs *flag.FlagSet) *string {
+	return fs.String("precision", "fp32", "fp32, or bf16: convolutions and linear layers on bfloat16 operands with float32 sums (PyTorch's CPU autocast; in training forward and backward, with float32 weights, batch norm, losses and optimizer state); VDPBF16PS where the CPU has AVX512-BF16, emulated in float32 otherwise")
+}
+
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
@@ -168,8 +180,13 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	weights := fs.String("weights", "", "checkpoint (.safetensors)")
 	spec := fs.String("data", "", "data set (default: the one the checkpoint was trained on)")
 	png := fs.String("confusion", "", "write the confusion matrix PNG here (default: next to the checkpoint)")
+	precision := precisionFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	pr, err := ag.ParsePrecision(*precision)
+	if err != nil {
+		return fmt.Errorf("%w: --precision: %v", errUsage, err)
 	}
 	if *weights == "" {
 		return fmt.Errorf("%w: --weights is required", errUsage)
@@ -194,7 +211,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := models.ForInference(c.Model, c.Net); err != nil {
 		return err
 	}
-	loss, acc, top5, conf, err := evaluate(ctx, c.Net, test, c.Preprocess.Mean, c.Preprocess.Std, len(c.Classes))
+	loss, acc, top5, conf, err := evaluate(ctx, c.Net, test, c.Preprocess.Mean, c.Preprocess.Std, len(c.Classes), pr)
 	if err != nil {
 		return err
 	}
@@ -240,9 +257,14 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := newFlags("predict", stderr)
 	weights := fs.String("weights", "", "checkpoint (.safetensors)")
 	top := fs.Int("top", 5, "how many classes to print")
+	precision := precisionFlag(fs)
 	images, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
+	}
+	pr, err := ag.ParsePrecision(*precision)
+	if err != nil {
+		return fmt.Errorf("%w: --precision: %v", errUsage, err)
 	}
 	if *weights == "" || len(images) == 0 {
 		return fmt.Errorf("%w: usage: residual predict --weights CKPT IMAGE...", errUsage)
@@ -251,6 +273,7 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	m.SetPrecision(pr)
 	decoded := make([]image.Image, len(images))
 	for i, path := range images {
 		if err := stopped(ctx); err != nil {

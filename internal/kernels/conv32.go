@@ -13,7 +13,7 @@ func convForwardFast(s ConvShape, x, w, y []float32, ep *convEpilogue) bool {
 		return false
 	}
 	src := weightSource{w: w, SKW: s.KW, A: s.C, B: s.OC, tap: func(t, u int) (int, int) { return t, u }}
-	if winoConv(s, src, ep, x, y) {
+	if !ep.isDirect() && winoConv(s, src, ep, x, y) {
 		return true
 	}
 	p := &convPlan{N: s.N, H: s.H, W: s.W, C: s.C, OC: s.OC, KH: s.KH, KW: s.KW, SH: s.SH, SW: s.SW, DH: s.DH, DW: s.DW,
@@ -88,7 +88,7 @@ func convBackwardDataFast(s ConvShape, dy, w, dx []float32, ep *convEpilogue) bo
 		b := ConvShape{N: s.N, H: oh, W: ow, C: s.OC, OC: s.C, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1,
 			PT: 2 - s.PT, PL: 2 - s.PL, PB: 2 - s.PB, PR: 2 - s.PR}
 		src := weightSource{w: w, SKW: 3, A: s.C, B: s.OC, transposed: true, tap: func(t, u int) (int, int) { return 2 - t, 2 - u }}
-		if winoConv(b, src, ep, dy, dx) {
+		if !ep.isDirect() && winoConv(b, src, ep, dy, dx) {
 			return true
 		}
 	}
@@ -130,12 +130,18 @@ func convBackwardDataFast(s ConvShape, dy, w, dx []float32, ep *convEpilogue) bo
 // assembly kernels, each goroutine accumulating its images into its own
 // buffer.
 func convBackwardWeightFast(s ConvShape, x, dy, dw []float32) bool {
+	if _, _, ok := fastBlocks(s.OC); ok && winoWeightGrad(s, x, dy, dw) {
+		return true
+	}
+	return convBackwardWeightDirect(s, x, dy, dw)
+}
+
+// convBackwardWeightDirect is convBackwardWeightFast without the Winograd
+// path.
+func convBackwardWeightDirect(s ConvShape, x, dy, dw []float32) bool {
 	k, bs, ok := fastBlocks(s.OC)
 	if !ok {
 		return false
-	}
-	if winoWeightGrad(s, x, dy, dw) {
-		return true
 	}
 	oh, ow := s.OH(), s.OW()
 	size := s.KH * s.KW * s.C * s.OC

@@ -77,7 +77,14 @@ type convEpilogue struct {
 	scale, shift []float32 // per output channel
 	skip         []float32 // nil, or laid out as y
 	floor        float32   // 0 for a ReLU, −∞ for none
+	// direct keeps the convolution off the Winograd path, whose
+	// transforms round differently: the bfloat16 entry points use it
+	// (their sums must be those of the bfloat16 products).
+	direct bool
 }
+
+// isDirect reports whether e asks for the direct kernels (nil does not).
+func (e *convEpilogue) isDirect() bool { return e != nil && e.direct }
 
 // zeroBlock is the skip that an epilogue without one reads: two vectors
 // of zeros, at a stride of 0.

@@ -572,3 +572,50 @@ func winoGemmAVX512_13x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos
 
 //go:noescape
 func winoGemmAVX512_14x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
+
+//go:noescape
+func gemmBF16AVX512_1(a unsafe.Pointer, lda int, b unsafe.Pointer, c unsafe.Pointer, ldc int, kp int)
+
+//go:noescape
+func gemmBF16AVX512_2(a unsafe.Pointer, lda int, b unsafe.Pointer, c unsafe.Pointer, ldc int, kp int)
+
+//go:noescape
+func gemmBF16AVX512_3(a unsafe.Pointer, lda int, b unsafe.Pointer, c unsafe.Pointer, ldc int, kp int)
+
+//go:noescape
+func gemmBF16AVX512_4(a unsafe.Pointer, lda int, b unsafe.Pointer, c unsafe.Pointer, ldc int, kp int)
+
+//go:noescape
+func gemmBF16AVX512_5(a unsafe.Pointer, lda int, b unsafe.Pointer, c unsafe.Pointer, ldc int, kp int)
+
+//go:noescape
+func gemmBF16AVX512_6(a unsafe.Pointer, lda int, b unsafe.Pointer, c unsafe.Pointer, ldc int, kp int)
+
+//go:noescape
+func gemmBF16AVX512_7(a unsafe.Pointer, lda int, b unsafe.Pointer, c unsafe.Pointer, ldc int, kp int)
+
+//go:noescape
+func gemmBF16AVX512_8(a unsafe.Pointer, lda int, b unsafe.Pointer, c unsafe.Pointer, ldc int, kp int)
+
+//go:noescape
+func gemmBF16AVX512_9(a unsafe.Pointer, lda int, b unsafe.Pointer, c unsafe.Pointer, ldc int, kp int)
+
+//go:noescape
+func gemmBF16AVX512_10(a unsafe.Pointer, lda int, b unsafe.Pointer, c unsafe.Pointer, ldc int, kp int)
+
+//go:noescape
+func gemmBF16AVX512_11(a unsafe.Pointer, lda int, b unsafe.Pointer, c unsafe.Pointer, ldc int, kp int)
+
+//go:noescape
+func gemmBF16AVX512_12(a unsafe.Pointer, lda int, b unsafe.Pointer, c unsafe.Pointer, ldc int, kp int)
+
+// bf16KernelsAVX512[mr-1] is the VDPBF16PS micro-kernel of mr rows × 32 columns.
+var bf16KernelsAVX512 = [...]bf16Kernel{gemmBF16AVX512_1, gemmBF16AVX512_2, gemmBF16AVX512_3, gemmBF16AVX512_4, gemmBF16AVX512_5, gemmBF16AVX512_6, gemmBF16AVX512_7, gemmBF16AVX512_8, gemmBF16AVX512_9, gemmBF16AVX512_10, gemmBF16AVX512_11, gemmBF16AVX512_12}
+
+// peakBF16 runs n iterations of 24 independent VDPBF16PS (64 FLOP each: 16 lanes × 2 products, a multiply and an add each).
+//
+//go:noescape
+func peakBF16(n int)
+
+// peakBF16FLOPPerIter is the number of FLOP one iteration of peakBF16 performs.
+const peakBF16FLOPPerIter = 1536

@@ -20,6 +20,9 @@
 //   - winograd.go: the transforms of Winograd's F(2×2, 3×3) and the
 //     per-position products of both tile sizes (AVX-512).
 //   - winograd4.go: the transforms of F(4×4, 3×3) (AVX-512).
+//   - bf16.go: the bfloat16 micro-kernels on VDPBF16PS (AVX512-BF16) and
+//     their peak loop, written as EVEX encodings (Go's assembler lacks
+//     the mnemonics) checked against objdump by bf16_test.go.
 //
 // All of them write through one emitter (emit.go).
 package main
@@ -96,6 +99,7 @@ func generate() (asm, decls []byte, err error) {
 	genWinograd4(e)
 	genWinoGrad4(e)
 	genWinoGemms(e)
+	genBF16(e)
 	src, err := format.Source(e.g.Bytes())
 	if err != nil {
 		return nil, nil, fmt.Errorf("formatting the declarations: %w", err)

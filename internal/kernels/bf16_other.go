@@ -1,0 +1,16 @@
+//go:build !amd64 || purego
+
+package kernels
+
+// hasBF16 is false: no VDPBF16PS kernels on this platform.
+const hasBF16 = false
+
+// bf16Kernels are the Go models of the micro-kernels (bf16native.go),
+// which the native path never reaches here (hasBF16 is false).
+var bf16Kernels = bf16KernelsGo(12)
+
+// PeakBF16 reports no VDPBF16PS loop on this platform.
+func PeakBF16(n int) float64 { return 0 }
+
+// roundBF16Fast rounds nothing: no assembly here.
+func roundBF16Fast(dst, src []float32) int { return 0 }

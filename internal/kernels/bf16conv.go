@@ -1,0 +1,165 @@
+package kernels
+
+import (
+	"math"
+	"os"
+)
+
+// The bfloat16 entry points compute what PyTorch's CPU autocast computes
+// for a convolution or a matrix product: both operands rounded to
+// bfloat16, the products (exact in float32) summed in float32, a float32
+// result. They run one of three ways, chosen from the CPU (BF16Path):
+//
+//   - native: AVX512-BF16's VDPBF16PS on operands packed as bfloat16
+//     pairs (bf16native.go), where the CPU has it and the active level is
+//     AVX-512;
+//   - emulated: the operands rounded to bfloat16 but kept as float32
+//     (low halves zero), then the float32 direct kernels of the active
+//     level (AVX2 or AVX-512; never Winograd, whose transforms would round
+//     the operands again): each FMA's product is the exact bfloat16
+//     product, so this is VDPBF16PS up to the order of the float32 sums;
+//   - reference: the same rounded operands on the reference kernels
+//     (RESIDUAL_KERNELS=generic, or no assembly).
+//
+// RESIDUAL_BF16=emulate keeps a CPU with AVX512-BF16 on the emulation.
+//
+// Error bound (the tests' tolerance): with u = 2⁻⁸ (bfloat16's unit
+// roundoff: 8 significant bits), each rounded operand is
+// a(1+δ), |δ| ≤ u, so each product is off by at most (2u+u²)|a||b|; summing
+// K of them in float32 adds at most γ_K = K·2⁻²⁴/(1−K·2⁻²⁴) of Σ|â||b̂|.
+// So |ŷ − y| ≤ ((2u+u²) + γ_K(1+u)²)·Σ|a||b| against the exact y.
+
+// BF16Path names how the bfloat16 entry points compute on this machine and
+// level: "avx512bf16" (VDPBF16PS), "emulated-avx512" or "emulated-avx2"
+// (the float32 kernels on rounded operands), or "reference".
+func BF16Path() string {
+	switch {
+	case bf16NativeOn():
+		return "avx512bf16"
+	case use.k != nil:
+		return "emulated-" + active.String()
+	}
+	return "reference"
+}
+
+// HasBF16 reports whether the CPU has AVX512-BF16 (VDPBF16PS), whatever
+// the level in use.
+func HasBF16() bool { return hasBF16 }
+
+// bf16Emulate is RESIDUAL_BF16=emulate: stay off the native kernels.
+var bf16Emulate = os.Getenv("RESIDUAL_BF16") == "emulate"
+
+// bf16NativeOn reports whether the native kernels compute now.
+func bf16NativeOn() bool { return hasBF16 && !bf16Emulate && use.avx512 }
+
+// roundedBuf returns a pooled copy of v rounded to bfloat16.
+func roundedBuf(v []float32) []float32 {
+	b := getBuf(len(v))
+	RoundSliceBF16(b, v)
+	return b
+}
+
+// directEpilogue is the epilogue that stores the sums as they are, on the
+// direct kernels.
+func directEpilogue(n int) *convEpilogue {
+	return &convEpilogue{scale: unitsOr(nil, 1, n), shift: unitsOr(nil, 0, n), floor: float32(math.Inf(-1)), direct: true}
+}
+
+// ConvForwardBF16 is ConvForward with bfloat16 operands (see BF16Path).
+func ConvForwardBF16(s ConvShape, x, w, y []float32) {
+	ConvForwardEpilogueBF16(s, x, w, y, ConvEpilogue[float32]{})
+}
+
+// ConvForwardEpilogueBF16 is ConvForwardEpilogue with bfloat16 operands:
+// the epilogue (scale, shift, skip, ReLU) is applied in float32.
+func ConvForwardEpilogueBF16(s ConvShape, x, w, y []float32, e ConvEpilogue[float32]) {
+	x, w = x[:s.N*s.H*s.W*s.C], w[:s.KH*s.KW*s.C*s.OC]
+	floor := float32(math.Inf(-1))
+	if e.ReLU {
+		floor = 0
+	}
+	ep := &convEpilogue{scale: unitsOr(e.Scale, 1, s.OC), shift: unitsOr(e.Shift, 0, s.OC), skip: e.Skip, floor: floor, direct: true}
+	if bf16NativeOn() {
+		convForwardNativeBF16(s, x, w, y, ep)
+		return
+	}
+	xr, wr := roundedBuf(x), roundedBuf(w)
+	defer putBuf(xr)
+	defer putBuf(wr)
+	if !convForwardFast(s, xr, wr, y, ep) {
+		convForwardEpilogueRef(s, xr, wr, y, e)
+	}
+}
+
+// ConvBackwardDataBF16 is ConvBackwardData with bfloat16 operands.
+func ConvBackwardDataBF16(s ConvShape, dy, w, dx []float32) {
+	dy, w = dy[:s.N*s.OH()*s.OW()*s.OC], w[:s.KH*s.KW*s.C*s.OC]
+	if bf16NativeOn() {
+		convBackwardDataNativeBF16(s, dy, w, dx, false)
+		return
+	}
+	dyr, wr := roundedBuf(dy), roundedBuf(w)
+	defer putBuf(dyr)
+	defer putBuf(wr)
+	if !convBackwardDataFast(s, dyr, wr, dx, directEpilogue(s.C)) {
+		convBackwardDataRef(s, dyr, wr, dx)
+	}
+}
+
+// ConvBackwardDataAddBF16 is ConvBackwardDataAdd with bfloat16 operands
+// (the addition to dx in float32).
+func ConvBackwardDataAddBF16(s ConvShape, dy, w, dx []float32) {
+	dy, w = dy[:s.N*s.OH()*s.OW()*s.OC], w[:s.KH*s.KW*s.C*s.OC]
+	if bf16NativeOn() {
+		convBackwardDataNativeBF16(s, dy, w, dx, true)
+		return
+	}
+	dyr, wr := roundedBuf(dy), roundedBuf(w)
+	defer putBuf(dyr)
+	defer putBuf(wr)
+	ep := directEpilogue(s.C)
+	ep.skip = dx
+	if !convBackwardDataFast(s, dyr, wr, dx, ep) {
+		convBackwardDataAddRef(s, dyr, wr, dx)
+	}
+}
+
+// ConvBackwardWeightBF16 is ConvBackwardWeight with bfloat16 operands.
+func ConvBackwardWeightBF16(s ConvShape, x, dy, dw []float32) {
+	x, dy = x[:s.N*s.H*s.W*s.C], dy[:s.N*s.OH()*s.OW()*s.OC]
+	if bf16NativeOn() {
+		convBackwardWeightNativeBF16(s, x, dy, dw)
+		return
+	}
+	xr, dyr := roundedBuf(x), roundedBuf(dy)
+	defer putBuf(xr)
+	defer putBuf(dyr)
+	if !convBackwardWeightDirect(s, xr, dyr, dw) {
+		convBackwardWeightRef(s, xr, dyr, dw)
+	}
+}
+
+// GemmBF16 is Gemm with op(A) and op(B) rounded to bfloat16 (alpha, beta
+// and C stay float32).
+func GemmBF16(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if m == 0 || n == 0 || k == 0 {
+		Gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) // no products to round
+		return
+	}
+	arows, acols, brows, bcols := m, k, k, n
+	if transA {
+		arows, acols = k, m
+	}
+	if transB {
+		brows, bcols = n, k
+	}
+	a, b = a[:(arows-1)*lda+acols], b[:(brows-1)*ldb+bcols]
+	if bf16NativeOn() {
+		gemmNativeBF16(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	ar, br := roundedBuf(a), roundedBuf(b)
+	defer putBuf(ar)
+	defer putBuf(br)
+	Gemm(transA, transB, m, n, k, alpha, ar, lda, br, ldb, beta, c, ldc)
+}

@@ -1,0 +1,263 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+
+	kt "github.com/residual-nn/residual/internal/kernels/kernelstest"
+)
+
+// bf16U is bfloat16's unit roundoff 2⁻ᵖ for p = 8 significant bits, round
+// to nearest: half the spacing 2⁻⁷ of the values in [1, 2).
+const bf16U = 1.0 / 256
+
+// gammaF32 is the bound γ_n = n·2⁻²⁴/(1 − n·2⁻²⁴) on the relative error of
+// n float32 additions in any order (Higham, Accuracy and Stability of
+// Numerical Algorithms, §3.1 and §4.2), relative to the sum of the
+// magnitudes of the terms.
+func gammaF32(n int) float64 {
+	e := float64(n) * 0x1p-24
+	return e / (1 - e)
+}
+
+// bf16Way is one way the bfloat16 entry points compute.
+type bf16Way struct {
+	name string
+	set  func() (restore func())
+	// native is whether to call the native drivers directly (with the
+	// micro-kernels in bf16Kernels), rather than the entry points.
+	native bool
+}
+
+// bf16Ways returns the reference, the emulation at each assembly level
+// this CPU runs, the native drivers with the Go model of VDPBF16PS (on any
+// CPU), and, on a CPU with AVX512-BF16, the native drivers on the
+// generated kernels.
+func bf16Ways() []bf16Way {
+	level := func(l Level) func() func() {
+		return func() func() {
+			prev, prevE := SetLevel(l), bf16Emulate
+			bf16Emulate = true
+			return func() { SetLevel(prev); bf16Emulate = prevE }
+		}
+	}
+	ways := []bf16Way{{name: "reference", set: level(Generic)}}
+	for _, l := range levels() {
+		ways = append(ways, bf16Way{name: "emulated-" + l.String(), set: level(l)})
+	}
+	ways = append(ways, bf16Way{name: "native-gomodel", native: true, set: func() func() {
+		prev := bf16Kernels
+		bf16Kernels = bf16KernelsGo(len(prev))
+		return func() { bf16Kernels = prev }
+	}})
+	if hasBF16 {
+		ways = append(ways, bf16Way{name: "native-avx512bf16", native: true, set: func() func() { return func() {} }})
+	}
+	return ways
+}
+
+func absF64(v []float32) []float64 {
+	o := kt.F64(v)
+	for i := range o {
+		o[i] = math.Abs(o[i])
+	}
+	return o
+}
+
+func roundedF32(v []float32) []float32 {
+	o := make([]float32, len(v))
+	RoundSliceBF16(o, v)
+	return o
+}
+
+// checkBF16 compares got with the float64 results: exact, of the rounded
+// operands (exactR) and of the unrounded ones (exact); mag is the sum of
+// the magnitudes of each output's products, n the float32 additions on
+// the path of one output. Bounds: |got − exactR| ≤ γ_n·mag (the float32
+// sums; the products of bfloat16 values are exact), and |got − exact| ≤
+// ((2u+u²) + γ_n(1+u)²)·mag (the rounding of the operands on top). It
+// returns whether some element is further from exact than float32 alone
+// would be (γ_n·mag), i.e. the operands were rounded.
+func checkBF16(t *testing.T, what string, got []float32, exact, exactR, mag []float64, n int) (rounded bool) {
+	t.Helper()
+	g := gammaF32(n)
+	for i := range exact {
+		d, dR := math.Abs(float64(got[i])-exact[i]), math.Abs(float64(got[i])-exactR[i])
+		// The 0x1p-140 absorbs the rounding of a sum that is itself near zero
+		// in float32's subnormal range (never reached by these inputs).
+		if dR > g*mag[i]+0x1p-140 || math.IsNaN(float64(got[i])) {
+			t.Fatalf("%s: element %d: %g, exact on bfloat16 operands %g (bound %g)", what, i, got[i], exactR[i], g*mag[i])
+		}
+		if d > ((2*bf16U+bf16U*bf16U)+g*(1+bf16U)*(1+bf16U))*mag[i]+0x1p-140 {
+			t.Fatalf("%s: element %d: %g, exact %g", what, i, got[i], exact[i])
+		}
+		rounded = rounded || d > g*mag[i]
+	}
+	return rounded
+}
+
+// TestConvBF16 runs the bfloat16 convolutions (forward with and without an
+// epilogue, data gradient, data gradient added, weight gradient) every
+// way this machine can, on the float32 kernels' shapes plus odd channel
+// counts (odd reductions leave half a bfloat16 pair, output channels not
+// a multiple of the vector width), against float64.
+func TestConvBF16(t *testing.T) {
+	r := rand.New(rand.NewPCG(18, 2))
+	all := convShapes(r)
+	// The float32 kernels' shapes without the large ones (their blocking
+	// does not exist on these paths), and two of the random ones.
+	shapes := append([]ConvShape{all[0], all[1], all[2], all[3], all[4], all[7], all[8], all[9], all[10], all[12], all[len(all)-1], all[len(all)-2]},
+		ConvShape{N: 2, H: 5, W: 7, C: 3, OC: 5, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		ConvShape{N: 1, H: 6, W: 6, C: 7, OC: 37, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
+		ConvShape{N: 3, H: 9, W: 8, C: 33, OC: 65, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 0, PB: 1, PR: 2})
+	for i, s := range shapes {
+		oh, ow := s.OH(), s.OW()
+		x := kt.RandF32(r, s.N*s.H*s.W*s.C)
+		w := kt.RandF32(r, s.KH*s.KW*s.C*s.OC)
+		dy := kt.RandF32(r, s.N*oh*ow*s.OC)
+		dxAdd0 := kt.RandF32(r, len(x))
+		xr, wr, dyr := roundedF32(x), roundedF32(w), roundedF32(dy)
+		// The float32 additions on one output's path: its terms, plus the
+		// partial sums merged (per goroutine, per tap in col2im).
+		merges := runtime.GOMAXPROCS(0) + s.KH*s.KW
+		ref := func(f func(a, b, out []float64), a, b []float32, ar, br []float32, n int) (e, eR, mag []float64) {
+			e, eR, mag = make([]float64, n), make([]float64, n), make([]float64, n)
+			f(kt.F64(a), kt.F64(b), e)
+			f(kt.F64(ar), kt.F64(br), eR)
+			f(absF64(a), absF64(b), mag)
+			return e, eR, mag
+		}
+		fe, feR, fmag := ref(func(a, b, o []float64) { convForwardRef(s, a, b, o) }, x, w, xr, wr, len(dy))
+		de, deR, dmag := ref(func(a, b, o []float64) { convBackwardDataRef(s, a, b, o) }, dy, w, dyr, wr, len(x))
+		// The addition: the sum above plus dx's old value, one more float32
+		// addition, whose term is included in the magnitude.
+		ae, aeR, amag := make([]float64, len(x)), make([]float64, len(x)), make([]float64, len(x))
+		for i, v := range dxAdd0 {
+			ae[i], aeR[i], amag[i] = de[i]+float64(v), deR[i]+float64(v), dmag[i]+math.Abs(float64(v))
+		}
+		we, weR, wmag := ref(func(a, b, o []float64) { convBackwardWeightRef(s, a, b, o) }, x, dy, xr, dyr, len(w))
+		for _, way := range bf16Ways() {
+			name := fmt.Sprintf("%s shape %d %+v", way.name, i, s)
+			restore := way.set()
+			y, dx, dw := make([]float32, len(dy)), make([]float32, len(x)), make([]float32, len(w))
+			dxAdd := append([]float32(nil), dxAdd0...)
+			if way.native {
+				convForwardNativeBF16(s, x, w, y, directEpilogue(s.OC))
+				convBackwardDataNativeBF16(s, dy, w, dx, false)
+				convBackwardDataNativeBF16(s, dy, w, dxAdd, true)
+				convBackwardWeightNativeBF16(s, x, dy, dw)
+			} else {
+				ConvForwardBF16(s, x, w, y)
+				ConvBackwardDataBF16(s, dy, w, dx)
+				ConvBackwardDataAddBF16(s, dy, w, dxAdd)
+				ConvBackwardWeightBF16(s, x, dy, dw)
+			}
+			restore()
+
+			rounded := checkBF16(t, name+" forward", y, fe, feR, fmag, s.KH*s.KW*s.C+merges)
+			rounded = checkBF16(t, name+" data", dx, de, deR, dmag, s.KH*s.KW*s.OC+merges) || rounded
+			rounded = checkBF16(t, name+" data add", dxAdd, ae, aeR, amag, s.KH*s.KW*s.OC+merges+1) || rounded
+			rounded = checkBF16(t, name+" weight", dw, we, weR, wmag, s.N*oh*ow+merges) || rounded
+			if !rounded {
+				t.Errorf("%s: every result within float32's error: the operands were not rounded to bfloat16", name)
+			}
+		}
+	}
+}
+
+// TestConvEpilogueBF16 checks the epilogue (scale, shift, skip, ReLU) of
+// the bfloat16 forward convolution, applied in float32 to the sums: on
+// top of γ_K·Σ|x̂||ŵ|·|scale|, each of its three float32 operations rounds
+// by at most 2⁻²⁴ of the magnitudes involved.
+func TestConvEpilogueBF16(t *testing.T) {
+	r := rand.New(rand.NewPCG(18, 3))
+	s := ConvShape{N: 2, H: 7, W: 6, C: 16, OC: 48, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}
+	x, w := kt.RandF32(r, s.N*s.H*s.W*s.C), kt.RandF32(r, s.KH*s.KW*s.C*s.OC)
+	scale, shift := kt.RandF32(r, s.OC), kt.RandF32(r, s.OC)
+	n := s.N * s.OH() * s.OW() * s.OC
+	skip := kt.RandF32(r, n)
+	e := ConvEpilogue[float32]{Scale: scale, Shift: shift, Skip: skip, ReLU: true}
+	sums, mag := make([]float64, n), make([]float64, n)
+	convForwardRef(s, kt.F64(roundedF32(x)), kt.F64(roundedF32(w)), sums)
+	convForwardRef(s, absF64(x), absF64(w), mag)
+	for _, way := range bf16Ways() {
+		y := make([]float32, n)
+		restore := way.set()
+		if way.native {
+			convForwardNativeBF16(s, x, w, y, &convEpilogue{scale: scale, shift: shift, skip: skip, floor: 0, direct: true})
+		} else {
+			ConvForwardEpilogueBF16(s, x, w, y, e)
+		}
+		restore()
+		g := gammaF32(s.KH*s.KW*s.C + runtime.GOMAXPROCS(0))
+		for i := range y {
+			c := i % s.OC
+			sc := float64(scale[c])
+			v := sums[i]*sc + float64(shift[c]) + float64(skip[i])
+			bound := g*mag[i]*math.Abs(sc) + 3*0x1p-24*(math.Abs(sums[i]*sc)+math.Abs(float64(shift[c]))+math.Abs(float64(skip[i])))
+			if math.Abs(float64(y[i])-math.Max(v, 0)) > bound {
+				t.Fatalf("%s: element %d: %g, want %g (bound %g)", way.name, i, y[i], math.Max(v, 0), bound)
+			}
+		}
+	}
+}
+
+// TestGemmBF16 runs GemmBF16 every way, with transposes, leading
+// dimensions past the row length, beta 0 and not, odd k (half a pair) and
+// n not a multiple of the vector width, against float64.
+func TestGemmBF16(t *testing.T) {
+	r := rand.New(rand.NewPCG(18, 4))
+	for _, way := range bf16Ways() {
+		for _, sh := range [][3]int{{8, 1000, 64}, {37, 21, 41}, {5, 48, 130}, {70, 33, 1}, {1, 1, 3}} {
+			m, n, k := sh[0], sh[1], sh[2]
+			for _, tr := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
+				ta, tb := tr[0], tr[1]
+				lda, ldb, ldc := k+3, n+1, n+2
+				arows, brows := m, k
+				if ta {
+					lda, arows = m+3, k
+				}
+				if tb {
+					ldb, brows = k+1, n
+				}
+				a, b, c0 := kt.RandF32(r, arows*lda), kt.RandF32(r, brows*ldb), kt.RandF32(r, m*ldc)
+				for _, beta := range []float32{0, 0.5} {
+					name := fmt.Sprintf("%s m=%d n=%d k=%d transA=%v transB=%v beta=%g", way.name, m, n, k, ta, tb, beta)
+					got := append([]float32(nil), c0...)
+					restore := way.set()
+					if way.native {
+						gemmNativeBF16(ta, tb, m, n, k, 1.5, a, lda, b, ldb, beta, got, ldc)
+					} else {
+						GemmBF16(ta, tb, m, n, k, 1.5, a, lda, b, ldb, beta, got, ldc)
+					}
+					restore()
+					e, eR, mag := make([]float64, m*ldc), make([]float64, m*ldc), make([]float64, m*ldc)
+					gemmRef(ta, tb, m, n, k, 1, kt.F64(a), lda, kt.F64(b), ldb, 0, e, ldc)
+					gemmRef(ta, tb, m, n, k, 1, kt.F64(roundedF32(a)), lda, kt.F64(roundedF32(b)), ldb, 0, eR, ldc)
+					gemmRef(ta, tb, m, n, k, 1, absF64(a), lda, absF64(b), ldb, 0, mag, ldc)
+					// got = 1.5·sum + beta·c0: the scaling by 1.5 (exact up to one
+					// rounding) and the addition add 2 float32 roundings, counted as
+					// 2 more additions with c0's term in the magnitude.
+					for i := 0; i < m; i++ {
+						for j := 0; j < ldc; j++ {
+							q := i*ldc + j
+							if j >= n {
+								e[q], eR[q], mag[q] = float64(c0[q]), float64(c0[q]), 0
+								continue
+							}
+							cb := float64(beta) * float64(c0[q])
+							e[q], eR[q], mag[q] = 1.5*e[q]+cb, 1.5*eR[q]+cb, 1.5*mag[q]+math.Abs(cb)
+						}
+					}
+					rounded := checkBF16(t, name, got, e, eR, mag, k+2)
+					if !rounded && k > 1 {
+						t.Errorf("%s: every result within float32's error: not rounded to bfloat16", name)
+					}
+				}
+			}
+		}
+	}
+}

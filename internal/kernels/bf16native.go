@@ -1,0 +1,324 @@
+package kernels
+
+import (
+	"math"
+	"unsafe"
+)
+
+// The native bfloat16 path: operands packed as bfloat16 pairs (the low
+// half of each uint32 is the even element of the reduction, the high half
+// the odd one, as VDPBF16PS pairs them) and multiplied by the micro-kernels
+// bf16Kernels, which accumulate float32 tiles of bf16NR columns. Every
+// operation is a matrix product y[i][j] = Σ_p A[i][p]·B[p][j] over such
+// pairs: a convolution's forward pass and weight gradient through im2col
+// rows (gathered a block at a time, never whole), its data gradient as the
+// product with the transposed weights followed by col2im.
+
+// bf16NR is the width of a micro-kernel tile: two vectors of 16 floats.
+const bf16NR = 32
+
+// bf16MB is the number of rows of A a goroutine packs and multiplies at a
+// time.
+const bf16MB = 64
+
+// bf16Kernel accumulates a tile of mr rows (its index in bf16Kernels plus
+// one) by bf16NR columns: for p < mr, j < bf16NR,
+// c[p][j] += Σ_kk dp(a[p][kk], b[kk][j]), where a's row p starts at
+// a + p·lda bytes and holds kp pairs, b holds kp groups of bf16NR pairs
+// (128 bytes each) and c's row p starts at c + p·ldc bytes. dp(x, y) is
+// VDPBF16PS on one lane: y.hi·x.hi and then y.lo·x.lo added to the sum in
+// float32.
+type bf16Kernel func(a unsafe.Pointer, lda int, b unsafe.Pointer, c unsafe.Pointer, ldc int, kp int)
+
+// bf16Pair packs elements e0 (even) and e1 (odd) as one pair.
+func bf16Pair(e0, e1 float32) uint32 {
+	return uint32(BF16FromFloat32(e0)) | uint32(BF16FromFloat32(e1))<<16
+}
+
+// packBBF16 packs B ([k][n], element (p, j) = get(p, j)) into panels of
+// bf16NR columns: panel jb holds kp = ⌈k/2⌉ groups of bf16NR pairs; columns
+// past n and the odd element past k are zero. It returns the packing and
+// np, n rounded up to the panel width.
+func packBBF16(k, n int, get func(p, j int) float32) ([]uint32, int) {
+	kp, np := (k+1)/2, (n+bf16NR-1)/bf16NR*bf16NR
+	out := make([]uint32, kp*np)
+	parallelFor(np/bf16NR, func(lo, hi int) {
+		for jb := lo; jb < hi; jb++ {
+			panel := out[jb*kp*bf16NR:][:kp*bf16NR]
+			for kk := 0; kk < kp; kk++ {
+				for jj := 0; jj < bf16NR; jj++ {
+					j := jb*bf16NR + jj
+					if j >= n {
+						break
+					}
+					e1 := float32(0)
+					if 2*kk+1 < k {
+						e1 = get(2*kk+1, j)
+					}
+					panel[kk*bf16NR+jj] = bf16Pair(get(2*kk, j), e1)
+				}
+			}
+		}
+	})
+	return out, np
+}
+
+// packRowBF16 packs row (k float32, k ≤ 2·len(dst)) as pairs into dst,
+// the odd element past k zero.
+func packRowBF16(dst []uint32, row []float32) {
+	k := len(row)
+	for kk := range dst {
+		e0, e1 := float32(0), float32(0)
+		if 2*kk < k {
+			e0 = row[2*kk]
+		}
+		if 2*kk+1 < k {
+			e1 = row[2*kk+1]
+		}
+		dst[kk] = bf16Pair(e0, e1)
+	}
+}
+
+// bf16Tiles accumulates y[i][:np] += a[i]·B for the rows i < rows of a
+// (kp pairs each, contiguous), B packed by packBBF16, y rows np apart.
+func bf16Tiles(a []uint32, rows, kp int, bp []uint32, np int, y []float32) {
+	if rows == 0 || kp == 0 {
+		return
+	}
+	maxMR := len(bf16Kernels)
+	for jb := 0; jb < np/bf16NR; jb++ {
+		panel := unsafe.Pointer(&bp[jb*kp*bf16NR])
+		for i := 0; i < rows; i += maxMR {
+			mr := min(maxMR, rows-i)
+			bf16Kernels[mr-1](unsafe.Pointer(&a[i*kp]), kp*4, panel, unsafe.Pointer(&y[i*np+jb*bf16NR]), np*4, kp)
+		}
+	}
+}
+
+// gemmNativeBF16 is GemmBF16 on the native kernels.
+func gemmNativeBF16(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	bp, np := packBBF16(k, n, func(p, j int) float32 {
+		if transB {
+			return b[j*ldb+p]
+		}
+		return b[p*ldb+j]
+	})
+	kp := (k + 1) / 2
+	parallelFor((m+bf16MB-1)/bf16MB, func(lo, hi int) {
+		ap := make([]uint32, bf16MB*kp)
+		row := make([]float32, k)
+		y := getBuf(bf16MB * np)
+		defer putBuf(y)
+		for blk := lo; blk < hi; blk++ {
+			i0, i1 := blk*bf16MB, min((blk+1)*bf16MB, m)
+			for i := i0; i < i1; i++ {
+				for p := range row {
+					if transA {
+						row[p] = a[p*lda+i]
+					} else {
+						row[p] = a[i*lda+p]
+					}
+				}
+				packRowBF16(ap[(i-i0)*kp:][:kp], row)
+			}
+			clear(y)
+			bf16Tiles(ap, i1-i0, kp, bp, np, y)
+			for i := i0; i < i1; i++ {
+				storeScaled(c[i*ldc:i*ldc+n], y[(i-i0)*np:][:n], alpha, beta)
+			}
+		}
+	})
+}
+
+// im2colRow writes the im2col row of output pixel q (image, row, column)
+// of s into row ([KH][KW][C], zeros where a tap falls in the padding).
+func im2colRow(s ConvShape, x []float32, q int, row []float32) {
+	oh, ow := s.OH(), s.OW()
+	n, oy, ox := q/(oh*ow), q/ow%oh, q%ow
+	for kh := 0; kh < s.KH; kh++ {
+		iy := oy*s.SH - s.PT + kh*s.DH
+		for kw := 0; kw < s.KW; kw++ {
+			ix := ox*s.SW - s.PL + kw*s.DW
+			dst := row[(kh*s.KW+kw)*s.C:][:s.C]
+			if iy < 0 || iy >= s.H || ix < 0 || ix >= s.W {
+				clear(dst)
+				continue
+			}
+			copy(dst, x[((n*s.H+iy)*s.W+ix)*s.C:][:s.C])
+		}
+	}
+}
+
+// convForwardNativeBF16 is ConvForwardEpilogueBF16 on the native kernels:
+// y = ep(im2col(x)·W).
+func convForwardNativeBF16(s ConvShape, x, w, y []float32, ep *convEpilogue) {
+	k := s.KH * s.KW * s.C
+	bp, np := packBBF16(k, s.OC, func(p, j int) float32 { return w[p*s.OC+j] })
+	kp, npix := (k+1)/2, s.N*s.OH()*s.OW()
+	parallelFor((npix+bf16MB-1)/bf16MB, func(lo, hi int) {
+		ap := make([]uint32, bf16MB*kp)
+		row := make([]float32, k)
+		acc := getBuf(bf16MB * np)
+		defer putBuf(acc)
+		for blk := lo; blk < hi; blk++ {
+			q0, q1 := blk*bf16MB, min((blk+1)*bf16MB, npix)
+			for q := q0; q < q1; q++ {
+				im2colRow(s, x, q, row)
+				packRowBF16(ap[(q-q0)*kp:][:kp], row)
+			}
+			clear(acc)
+			bf16Tiles(ap, q1-q0, kp, bp, np, acc)
+			for q := q0; q < q1; q++ {
+				yr, ar := y[q*s.OC:][:s.OC], acc[(q-q0)*np:][:s.OC]
+				for j, v := range ar {
+					v = v*ep.scale[j] + ep.shift[j]
+					if ep.skip != nil {
+						v += ep.skip[q*s.OC+j]
+					}
+					yr[j] = max(v, ep.floor) // floor −∞ keeps NaN: max(NaN, x) is NaN
+				}
+			}
+		}
+	})
+}
+
+// convBackwardDataNativeBF16 is ConvBackwardDataBF16 (add: …AddBF16) on
+// the native kernels: the columns dy·Wᵀ of each output pixel, scattered
+// back onto dx (col2im), one goroutine per image so no two write the same
+// dx.
+func convBackwardDataNativeBF16(s ConvShape, dy, w, dx []float32, add bool) {
+	k := s.KH * s.KW * s.C
+	// B[oc][kidx] = W[kidx][oc].
+	bp, np := packBBF16(s.OC, k, func(p, j int) float32 { return w[j*s.OC+p] })
+	kp, oh, ow := (s.OC+1)/2, s.OH(), s.OW()
+	if !add {
+		clear(dx[:s.N*s.H*s.W*s.C])
+	}
+	parallelFor(s.N, func(lo, hi int) {
+		ap := make([]uint32, bf16MB*kp)
+		cols := getBuf(bf16MB * np)
+		defer putBuf(cols)
+		for n := lo; n < hi; n++ {
+			for q0 := n * oh * ow; q0 < (n+1)*oh*ow; q0 += bf16MB {
+				q1 := min(q0+bf16MB, (n+1)*oh*ow)
+				for q := q0; q < q1; q++ {
+					packRowBF16(ap[(q-q0)*kp:][:kp], dy[q*s.OC:][:s.OC])
+				}
+				clear(cols)
+				bf16Tiles(ap, q1-q0, kp, bp, np, cols)
+				for q := q0; q < q1; q++ {
+					oy, ox := q/ow%oh, q%ow
+					col := cols[(q-q0)*np:]
+					for kh := 0; kh < s.KH; kh++ {
+						iy := oy*s.SH - s.PT + kh*s.DH
+						if iy < 0 || iy >= s.H {
+							continue
+						}
+						for kw := 0; kw < s.KW; kw++ {
+							ix := ox*s.SW - s.PL + kw*s.DW
+							if ix < 0 || ix >= s.W {
+								continue
+							}
+							d := dx[((n*s.H+iy)*s.W+ix)*s.C:][:s.C]
+							for c, v := range col[(kh*s.KW+kw)*s.C:][:s.C] {
+								d[c] += v
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// bf16PixChunk is the number of output pixels (a multiple of 2) of one
+// packed block of dy in the weight gradient.
+const bf16PixChunk = 1024
+
+// convBackwardWeightNativeBF16 is ConvBackwardWeightBF16 on the native
+// kernels: dW = im2col(x)ᵀ·dy, the pixels a chunk at a time (dy's chunk
+// packed once, the columns of im2col gathered per block of dW's rows, in
+// parallel over those blocks).
+func convBackwardWeightNativeBF16(s ConvShape, x, dy, dw []float32) {
+	k := s.KH * s.KW * s.C
+	npix := s.N * s.OH() * s.OW()
+	np := (s.OC + bf16NR - 1) / bf16NR * bf16NR
+	nblk := (k + bf16MB - 1) / bf16MB
+	acc := make([]float32, nblk*bf16MB*np)
+	for p0 := 0; p0 < npix; p0 += bf16PixChunk {
+		p1 := min(p0+bf16PixChunk, npix)
+		bp, _ := packBBF16(p1-p0, s.OC, func(p, j int) float32 { return dy[(p0+p)*s.OC+j] })
+		kp := (p1 - p0 + 1) / 2
+		parallelFor(nblk, func(lo, hi int) {
+			rows := make([]float32, bf16MB*(p1-p0)) // [row][pixel]
+			col := make([]float32, k)
+			ap := make([]uint32, bf16MB*kp)
+			for blk := lo; blk < hi; blk++ {
+				r0, r1 := blk*bf16MB, min((blk+1)*bf16MB, k)
+				for q := p0; q < p1; q++ {
+					im2colRow(s, x, q, col)
+					for r := r0; r < r1; r++ {
+						rows[(r-r0)*(p1-p0)+q-p0] = col[r]
+					}
+				}
+				for r := r0; r < r1; r++ {
+					packRowBF16(ap[(r-r0)*kp:][:kp], rows[(r-r0)*(p1-p0):][:p1-p0])
+				}
+				bf16Tiles(ap, r1-r0, kp, bp, np, acc[blk*bf16MB*np:])
+			}
+		})
+	}
+	for r := 0; r < k; r++ {
+		copy(dw[r*s.OC:][:s.OC], acc[r*np:][:s.OC])
+	}
+}
+
+// bf16KernelGo is the micro-kernel of mr rows in Go, VDPBF16PS's arithmetic
+// lane by lane (odd product, then even, each added in float32, with
+// VDPBF16PS's flushing of subnormal inputs and results to zero): the
+// native path's model, which runs the packing and the drivers above where
+// the CPU lacks the instruction.
+func bf16KernelGo(mr int) bf16Kernel {
+	return func(a unsafe.Pointer, lda int, b unsafe.Pointer, c unsafe.Pointer, ldc int, kp int) {
+		bs := unsafe.Slice((*uint32)(b), kp*bf16NR)
+		for p := 0; p < mr; p++ {
+			as := unsafe.Slice((*uint32)(unsafe.Add(a, p*lda)), kp)
+			cs := unsafe.Slice((*float32)(unsafe.Add(c, p*ldc)), bf16NR)
+			for j := range cs {
+				acc := cs[j]
+				for kk, av := range as {
+					bv := bs[kk*bf16NR+j]
+					acc = ftz(acc + daz(uint16(av>>16))*daz(uint16(bv>>16)))
+					acc = ftz(acc + daz(uint16(av))*daz(uint16(bv)))
+				}
+				cs[j] = acc
+			}
+		}
+	}
+}
+
+// daz widens a bfloat16, flushing a subnormal to a zero of its sign.
+func daz(h uint16) float32 {
+	if h&0x7f80 == 0 {
+		h &= 0x8000
+	}
+	return Float32FromBF16(h)
+}
+
+// ftz flushes a subnormal float32 to a zero of its sign.
+func ftz(f float32) float32 {
+	if b := math.Float32bits(f); b&0x7f800000 == 0 {
+		return math.Float32frombits(b & 0x80000000)
+	}
+	return f
+}
+
+// bf16KernelsGo returns the Go models of the micro-kernels of 1 to maxMR
+// rows.
+func bf16KernelsGo(maxMR int) []bf16Kernel {
+	ks := make([]bf16Kernel, maxMR)
+	for i := range ks {
+		ks[i] = bf16KernelGo(i + 1)
+	}
+	return ks
+}
