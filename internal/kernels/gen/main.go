@@ -20,6 +20,8 @@
 //   - winograd.go: the transforms of Winograd's F(2×2, 3×3) and the
 //     per-position products of both tile sizes (AVX-512).
 //   - winograd4.go: the transforms of F(4×4, 3×3) (AVX-512).
+//   - int8.go: the int8 tile kernels (AVX2 VPMADDWD on widened pairs,
+//     AVX-512 VNNI VPDPBUSD) and the int8 peak loops.
 //
 // All of them write through one emitter (emit.go).
 package main
@@ -96,6 +98,8 @@ func generate() (asm, decls []byte, err error) {
 	genWinograd4(e)
 	genWinoGrad4(e)
 	genWinoGemms(e)
+	genInt8(e)
+	genPeakInt8(e)
 	src, err := format.Source(e.g.Bytes())
 	if err != nil {
 		return nil, nil, fmt.Errorf("formatting the declarations: %w", err)
