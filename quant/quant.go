@@ -245,6 +245,17 @@ func (m *Model) prepare() error {
 // them; not to be changed).
 func (m *Model) Layers() map[string]*Layer { return m.layers }
 
+// IsLinear reports whether the named layer is a linear layer (stored
+// [out,in]) rather than a convolution.
+func (m *Model) IsLinear(name string) bool {
+	for _, n := range m.g.nodes {
+		if n.kind == kConv && n.name == name {
+			return n.linear
+		}
+	}
+	return false
+}
+
 // Params returns the calibration record.
 func (m *Model) Params() Params { return m.params }
 

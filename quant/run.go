@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"math"
 
+	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/internal/kernels"
 	"github.com/residual-nn/residual/limits"
+	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -243,4 +245,20 @@ func pad(nd node, xs, ys []int, a, y []uint8, z uint8) {
 			idx[d] = 0
 		}
 	}
+}
+
+// Layer returns the model as an nn.Layer, for code written against one
+// (evaluation loops): its Forward runs the int8 network on the input's
+// values and returns them as a constant (no tape, no gradient). An input
+// it cannot take panics, as a layer's does.
+func (m *Model) Layer() nn.Layer { return asLayer{m} }
+
+type asLayer struct{ m *Model }
+
+func (l asLayer) Forward(x *ag.Value) *ag.Value {
+	y, err := l.m.Forward(context.Background(), x.Tensor())
+	if err != nil {
+		panic(err)
+	}
+	return ag.Constant(y)
 }
