@@ -69,6 +69,7 @@ func Names() []string {
 	for k := range workloads {
 		n = append(n, k)
 	}
+	n = append(n, int8Names()...)
 	sort.Strings(n)
 	return n
 }
@@ -87,6 +88,9 @@ func Run(name string, o Options) (Result, error) {
 		return peak(r, o)
 	case "conv3x3":
 		return conv3x3(r, o)
+	}
+	if r, ok, err := runInt8(name, r, o); ok {
+		return r, err
 	}
 	w, ok := workloads[name]
 	if !ok {
