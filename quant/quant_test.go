@@ -151,7 +151,9 @@ func TestQuantizedLayerBound(t *testing.T) {
 }
 
 // TestQuantizedResNet20 quantizes a ResNet-20 (random weights, batch norm
-// statistics made non-trivial) with the min/max and percentile methods
+// statistics made non-trivial) with the min/max and percentile methods,
+// and a ResNet-18 (ImageNet stem: max pooling, projection shortcuts) at
+// 16×16 by min/max,
 // (entropy clips by design, which a random network's logits do not
 // survive: TestKLThreshold tests it) and compares its logits
 // with the float network's on held-out inputs. With 21 int8 layers the
@@ -159,11 +161,20 @@ func TestQuantizedLayerBound(t *testing.T) {
 // small relative to the logits' spread (10% of their range) — a bug in
 // fusion, scales or zero points gives errors of the order of the range.
 func TestQuantizedResNet20(t *testing.T) {
-	cfg, err := models.Preset("resnet20")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, method := range []Method{MinMax, Percentile} {
+	for _, tc := range []struct {
+		model  string
+		method Method
+	}{{"resnet20", MinMax}, {"resnet20", Percentile}, {"resnet18", MinMax}} {
+		cfg, err := models.Preset(tc.model)
+		if err != nil {
+			t.Fatal(err)
+		}
+		method := tc.method
+		if tc.model == "resnet18" { // a narrow one: the structure is what is tested
+			cfg, _ = cfg.Clone()
+			a := cfg.Arch.(*models.ResNet)
+			a.Widths, a.StemWidth = []int{8, 16, 32, 64}, 8
+		}
 		rng := tensor.NewRNG(3)
 		net, err := models.Build(cfg, rng)
 		if err != nil {
@@ -200,7 +211,7 @@ func TestQuantizedResNet20(t *testing.T) {
 		}
 		for i := range want.Data {
 			if d := math.Abs(float64(got.Data[i] - want.Data[i])); d > 0.1*(hi-lo) {
-				t.Errorf("%s: logit %d = %v, float %v (range %v)", method, i, got.Data[i], want.Data[i], hi-lo)
+				t.Errorf("%s %s: logit %d = %v, float %v (range %v)", tc.model, method, i, got.Data[i], want.Data[i], hi-lo)
 				break
 			}
 		}

@@ -217,7 +217,7 @@ func maxPool(nd node, xs []int, a, y []uint8) {
 		xf[i] = float32(v)
 	}
 	yf := make([]float32, len(y))
-	kernels.MaxPoolForward(s, xf, yf, nil)
+	kernels.MaxPoolForward(s, xf, yf, make([]int32, len(yf)))
 	for i, v := range yf {
 		y[i] = uint8(v)
 	}
