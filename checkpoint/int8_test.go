@@ -2,6 +2,7 @@ package checkpoint_test
 
 import (
 	"context"
+	"math"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -140,6 +141,9 @@ func TestInt8Damaged(t *testing.T) {
 		{"shortscale", "scales", func(ts map[string]*tensor.Tensor, dt, md map[string]string) {
 			s := ts[some+".weight_scale"]
 			ts[some+".weight_scale"] = &tensor.Tensor{Shape: []int{1}, Data: s.Data[:1]}
+		}},
+		{"nanweightscale", "weight scale", func(ts map[string]*tensor.Tensor, dt, md map[string]string) {
+			ts[some+".weight_scale"].Data[0] = float32(math.NaN())
 		}},
 		{"badscale", "scale", func(ts map[string]*tensor.Tensor, dt, md map[string]string) {
 			md["quant"] = strings.Replace(md["quant"], `"scale":`, `"scale":-`, 1)

@@ -225,6 +225,11 @@ func (m *Model) prepare() error {
 		if (l.Bias == nil) != (n.bias == nil) || (l.Bias != nil && len(l.Bias) != l.OC) {
 			return fmt.Errorf("quant: layer %q: bias of %d values for a layer with %d outputs (bias %v)", n.name, len(l.Bias), l.OC, n.bias != nil)
 		}
+		for o, v := range l.Scale {
+			if !(v > 0) || math.IsInf(float64(v), 0) {
+				return fmt.Errorf("quant: layer %q: weight scale %d is %v (want finite and positive)", n.name, o, v)
+			}
+		}
 		st := &convState{w: kernels.NewInt8Weights(l.W, l.KH*l.KW*l.IC, l.OC), mult: make([]float32, l.OC), bias: l.Bias}
 		if st.bias == nil {
 			st.bias = make([]int32, l.OC)
