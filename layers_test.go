@@ -9,14 +9,14 @@ import (
 // layer ranks the packages from the bottom (0) to the command line: a
 // package may import only packages of lower rank. It is the drawing of the
 // imports as a check (cmd → serve/train/experiments/bench →
-// infer/interop → checkpoint/data → models → nn/optim → autograd →
+// infer/interop → checkpoint/data → models → quant → nn/optim → autograd →
 // tensor/kernels).
 var layer = map[string]int{
 	"tensor": 0, "limits": 0, "internal/kernels": 0, "internal/kernels/kernelstest": 0, "internal/kernels/gen": 0,
 	"internal/onnxpb": 0, "safetensors": 1, "data/transform": 1, "tensorboard": 1, "distributed": 1,
 	"autograd": 2,
 	"nn":       3, "optim": 3,
-	"models/resnet": 4, "models/unet": 4, "models/mlp": 4,
+	"models/resnet": 4, "models/unet": 4, "models/mlp": 4, "quant": 4,
 	"models":     5,
 	"checkpoint": 6, "data": 6, "internal/fixture": 6,
 	"interop/onnx": 7, "interop/torch": 7, "interop/keras": 7, "infer": 7,

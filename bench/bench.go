@@ -81,6 +81,7 @@ func Names() []string {
 	for k := range workloads {
 		n = append(n, k)
 	}
+	n = append(n, int8Names()...)
 	sort.Strings(n)
 	return n
 }
@@ -105,6 +106,9 @@ func Run(name string, o Options) (Result, error) {
 		return conv3x3(r, o, ag.BF16)
 	case "peak-bf16":
 		return peakBF16(r, o)
+	}
+	if r, ok, err := runInt8(name, r, o); ok {
+		return r, err
 	}
 	w, ok := workloads[name]
 	if !ok {

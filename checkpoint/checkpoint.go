@@ -25,6 +25,7 @@ import (
 	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/nn"
+	"github.com/residual-nn/residual/quant"
 	"github.com/residual-nn/residual/safetensors"
 	"github.com/residual-nn/residual/tensor"
 )
@@ -154,10 +155,15 @@ func (m Meta) Validate() error {
 // Checkpoint is a loaded checkpoint: its metadata, the model built from it
 // with the stored weights and statistics (in training mode, as built), and
 // the optimizer state (keys without OptimizerPrefix; empty for imports).
+//
+// An int8 checkpoint (WriteInt8) loads with Int8 set: the quantized model
+// to run. Its Net is then the float model's structure only (built from
+// the config, batch norms folded, weights not loaded): it must not be run.
 type Checkpoint struct {
 	Meta
 	Net       nn.Layer
 	Optimizer map[string]*tensor.Tensor
+	Int8      *quant.Model
 }
 
 // Write writes a checkpoint atomically: net's weights and batch norm
@@ -264,8 +270,14 @@ func FromFile(f *safetensors.File) (*Checkpoint, error) {
 	if err := checkInput(net, meta.Model.InputShape(1, meta.Preprocess.Height), meta.Preprocess); err != nil {
 		return nil, err
 	}
-	weights := map[string]*tensor.Tensor{}
 	c := &Checkpoint{Meta: meta, Net: net, Optimizer: map[string]*tensor.Tensor{}}
+	if IsInt8(f) {
+		if err := fromInt8(f, meta, c); err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+	weights := map[string]*tensor.Tensor{}
 	for k, t := range f.Tensors {
 		if o, ok := strings.CutPrefix(k, OptimizerPrefix); ok {
 			c.Optimizer[o] = t

@@ -30,6 +30,7 @@ import (
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/models/unet"
 	"github.com/residual-nn/residual/nn"
+	"github.com/residual-nn/residual/quant"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -43,7 +44,8 @@ type Model struct {
 	info  Info
 	dense bool
 	net   nn.Layer
-	tapes sync.Pool // *ag.Tape from NewNoGradTape
+	int8  *quant.Model // an int8 checkpoint's model (net unused)
+	tapes sync.Pool    // *ag.Tape from NewNoGradTape
 	// precision is the arithmetic of the convolutions and matrix products
 	// (SetPrecision).
 	precision ag.Precision
@@ -64,10 +66,14 @@ type Info struct {
 	Height, Width, Channels int
 	// Preprocess is how Preprocess turns an image into the input.
 	Preprocess checkpoint.Preprocess
+	// Precision is "int8" for an int8 checkpoint (package quant), else
+	// "fp32".
+	Precision string
 }
 
-// Open reads a checkpoint (one residual wrote: trained, or imported from
-// PyTorch or Keras) and prepares its model for inference.
+// Open reads a checkpoint (one residual wrote: trained, imported from
+// PyTorch or Keras, or quantized to int8 by `residual quantize`) and
+// prepares its model for inference.
 func Open(path string) (*Model, error) {
 	c, err := checkpoint.Load(path)
 	if err != nil {
@@ -83,15 +89,20 @@ func New(c *checkpoint.Checkpoint) (*Model, error) {
 	if c.Model.Dense() {
 		task = "segment"
 	}
-	if err := prepare(c.Model, c.Net); err != nil {
-		return nil, fmt.Errorf("infer: preparing %s for inference: %w", c.Model.Name, err)
+	precision := "int8"
+	if c.Int8 == nil {
+		precision = "fp32"
+		if err := prepare(c.Model, c.Net); err != nil {
+			return nil, fmt.Errorf("infer: preparing %s for inference: %w", c.Model.Name, err)
+		}
 	}
 	p := c.Preprocess
 	m := &Model{
 		info: Info{Name: c.Model.Name, Kind: c.Model.Kind(), Task: task, Classes: append([]string(nil), c.Classes...),
-			Height: p.Height, Width: p.Width, Channels: p.Channels, Preprocess: p},
+			Height: p.Height, Width: p.Width, Channels: p.Channels, Preprocess: p, Precision: precision},
 		dense: c.Model.Dense(),
 		net:   c.Net,
+		int8:  c.Int8,
 	}
 	m.tapes.New = func() any { return ag.NewNoGradTape() }
 	return m, nil
@@ -150,6 +161,13 @@ func (m *Model) Forward(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, 
 // forward runs the network on its own pooled tape and copies the output
 // out of the tape's buffers.
 func (m *Model) forward(x *tensor.Tensor) (y *tensor.Tensor, err error) {
+	if m.int8 != nil {
+		y, err := m.int8.Forward(context.Background(), x)
+		if err != nil {
+			return nil, fmt.Errorf("infer: %s (int8): %w", m.info.Name, err)
+		}
+		return y, nil
+	}
 	tape := m.tapes.Get().(*ag.Tape)
 	tape.SetPrecision(m.precision)
 	defer func() {

@@ -267,9 +267,15 @@ func Encode(tensors map[string]*tensor.Tensor, metadata map[string]string) ([]by
 	return EncodeDtypes(tensors, nil, metadata)
 }
 
-// EncodeDtypes is Encode with the tensors named in dtypes stored as "I64"
-// (PyTorch's torch.long, e.g. num_batches_tracked) instead of F32; their
-// values must be whole numbers.
+// intRange is the range of values each integer dtype EncodeDtypes writes
+// holds.
+var intRange = map[string][2]float64{"I64": {math.MinInt64, math.MaxInt64}, "I32": {math.MinInt32, math.MaxInt32}, "I8": {-128, 127}, "U8": {0, 255}}
+
+// EncodeDtypes is Encode with the tensors named in dtypes stored as an
+// integer type instead of F32: "I64" (PyTorch's torch.long, e.g.
+// num_batches_tracked), or "I32", "I8" and "U8" (an int8 checkpoint's
+// biases, weights and zero points); their values must be whole numbers in
+// the type's range.
 func EncodeDtypes(tensors map[string]*tensor.Tensor, dtypes, metadata map[string]string) ([]byte, error) {
 	names := make([]string, 0, len(tensors))
 	for k := range tensors {
@@ -296,15 +302,16 @@ func EncodeDtypes(tensors map[string]*tensor.Tensor, dtypes, metadata map[string
 		dtype := "F32"
 		switch d := dtypes[k]; d {
 		case "", "F32":
-		case "I64":
+		case "I64", "I32", "I8", "U8":
 			dtype = d
+			lo, hi := intRange[d][0], intRange[d][1]
 			for _, v := range t.Data {
-				if float64(v) != math.Trunc(float64(v)) {
-					return nil, fmt.Errorf("safetensors: tensor %q: %v cannot be stored as I64", k, v)
+				if float64(v) != math.Trunc(float64(v)) || float64(v) < lo || float64(v) > hi {
+					return nil, fmt.Errorf("safetensors: tensor %q: %v cannot be stored as %s", k, v, d)
 				}
 			}
 		default:
-			return nil, fmt.Errorf("safetensors: tensor %q: cannot write dtype %q (F32 or I64)", k, d)
+			return nil, fmt.Errorf("safetensors: tensor %q: cannot write dtype %q (F32, I64, I32, I8 or U8)", k, d)
 		}
 		n := int64(dtypeSize[dtype] * len(t.Data))
 		hdr[k] = entry{Dtype: dtype, Shape: shape, Offsets: [2]int64{off, off + n}}
@@ -321,9 +328,20 @@ func EncodeDtypes(tensors map[string]*tensor.Tensor, dtypes, metadata map[string
 	binary.LittleEndian.PutUint64(out, uint64(len(h)))
 	out = append(out, h...)
 	for _, k := range names {
-		if dtypes[k] == "I64" {
+		switch dtypes[k] {
+		case "I64":
 			for _, v := range tensors[k].Data {
 				out = binary.LittleEndian.AppendUint64(out, uint64(int64(v)))
+			}
+			continue
+		case "I32":
+			for _, v := range tensors[k].Data {
+				out = binary.LittleEndian.AppendUint32(out, uint32(int32(v)))
+			}
+			continue
+		case "I8", "U8":
+			for _, v := range tensors[k].Data {
+				out = append(out, byte(int32(v)))
 			}
 			continue
 		}
@@ -341,7 +359,7 @@ func Write(path string, tensors map[string]*tensor.Tensor, metadata map[string]s
 	return WriteDtypes(path, tensors, nil, metadata)
 }
 
-// WriteDtypes is Write with the tensors named in dtypes stored as "I64"
+// WriteDtypes is Write with the tensors named in dtypes stored as integers
 // (see EncodeDtypes).
 func WriteDtypes(path string, tensors map[string]*tensor.Tensor, dtypes, metadata map[string]string) error {
 	b, err := EncodeDtypes(tensors, dtypes, metadata)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -231,5 +232,38 @@ func TestI64RoundTrip(t *testing.T) {
 	ts["bn.num_batches_tracked"].Data[0] = 2.5
 	if _, err := EncodeDtypes(ts, map[string]string{"bn.num_batches_tracked": "I64"}, nil); err == nil {
 		t.Error("2.5 stored as I64")
+	}
+}
+
+// Integer dtypes round-trip by value, and a value outside a dtype's range
+// (or not whole) is an error naming the tensor.
+func TestIntegerDtypes(t *testing.T) {
+	ts := map[string]*tensor.Tensor{
+		"w": {Shape: []int{3}, Data: []float32{-128, 0, 127}},
+		"b": {Shape: []int{2}, Data: []float32{-16777216, 16777216}},
+		"z": {Shape: []int{2}, Data: []float32{0, 255}},
+	}
+	dt := map[string]string{"w": "I8", "b": "I32", "z": "U8"}
+	b, err := EncodeDtypes(ts, dt, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range ts {
+		if f.Dtypes[k] != dt[k] || !slices.Equal(f.Tensors[k].Data, want.Data) {
+			t.Errorf("%s: %s %v, want %s %v", k, f.Dtypes[k], f.Tensors[k].Data, dt[k], want.Data)
+		}
+	}
+	for _, bad := range []struct {
+		v  float32
+		dt string
+	}{{128, "I8"}, {-129, "I8"}, {256, "U8"}, {-1, "U8"}, {0.5, "I32"}, {3e9, "I32"}} {
+		_, err := EncodeDtypes(map[string]*tensor.Tensor{"x": {Shape: []int{1}, Data: []float32{bad.v}}}, map[string]string{"x": bad.dt}, nil)
+		if err == nil || !strings.Contains(err.Error(), `"x"`) {
+			t.Errorf("%v as %s: error %v", bad.v, bad.dt, err)
+		}
 	}
 }

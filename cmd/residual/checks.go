@@ -51,6 +51,7 @@ var flagChecks = map[string]func(fs *flag.FlagSet, pos []string) error{
 	"train":      checkTrain,
 	"eval":       checkEval,
 	"predict":    checkPredict,
+	"quantize":   checkQuantize,
 	"segment":    checkSegment,
 	"import":     checkImport,
 	"export":     checkExport,

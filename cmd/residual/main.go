@@ -7,6 +7,7 @@
 //	residual train [flags]                 train a model (default: ResNet-20 on the embedded MNIST)
 //	residual eval --weights CKPT [--data SPEC] [flags]
 //	residual predict --weights CKPT [--top K] IMAGE...
+//	residual quantize CKPT --calibrate SPEC|--calibrate-images FILES --out CKPT8
 //	residual segment --weights CKPT --out MASK.png [--overlay OVERLAY.png] [--tile N] IMAGE
 //	residual import torch FILE.pth|FILE.safetensors --model NAME --out CKPT.safetensors [--classes N]
 //	residual import keras-tfjs DIR|model.json --out CKPT.safetensors
@@ -62,6 +63,7 @@ var commands = map[string]command{
 	"import":     {"import weights: import torch FILE.pth --model NAME --out CKPT, import keras-tfjs DIR --out CKPT", runImport},
 	"experiment": {"run an experiment on why residual networks work (" + strings.Join(experimentNames, ", ") + ")", runExperiment},
 	"predict":    {"top-k classes of image files with a checkpoint", runPredict},
+	"quantize":   {"quantize a checkpoint to int8, calibrated on a data set (see docs/QUANTIZATION.md)", runQuantize},
 	"serve":      {"serve models over the Open Inference Protocol (REST, gRPC), with a web page and metrics (see docs/SERVING.md)", runServe},
 	"segment":    {"segment an image of any size with a U-Net checkpoint (mask and overlay PNGs)", runSegment},
 }
@@ -78,6 +80,7 @@ var synopses = map[string][]string{
 	"import":     {"residual import torch FILE.pth|FILE.safetensors --model NAME --out CKPT.safetensors [--classes N]", "residual import keras-tfjs DIR|model.json --out CKPT.safetensors"},
 	"experiment": {"residual experiment [flags] NAME"},
 	"predict":    {"residual predict --weights CKPT [--top K] IMAGE..."},
+	"quantize":   {"residual quantize CKPT --calibrate SPEC [--batches N] [--method minmax|percentile|entropy] --out CKPT8"},
 	"segment":    {"residual segment --weights CKPT --out MASK.png [--overlay OVERLAY.png] [--tile N] IMAGE"},
 	"serve":      {"residual serve --model NAME=CKPT [--model NAME=CKPT...] [flags]", "residual serve --repository DIR [flags]"},
 	"version":    {"residual version"},

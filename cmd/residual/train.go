@@ -208,10 +208,13 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("%s holds %dx%dx%d images of %d classes; the model takes %dx%dx%d and %d classes",
 			*spec, test.H, test.W, test.C, len(test.Classes), c.Preprocess.Height, c.Preprocess.Width, c.Preprocess.Channels, len(c.Classes))
 	}
-	if err := models.ForInference(c.Model, c.Net); err != nil {
+	net := c.Net
+	if c.Int8 != nil {
+		net = c.Int8.Layer() // an int8 checkpoint runs its quantized model
+	} else if err := models.ForInference(c.Model, c.Net); err != nil {
 		return err
 	}
-	loss, acc, top5, conf, err := evaluate(ctx, c.Net, test, c.Preprocess.Mean, c.Preprocess.Std, len(c.Classes), pr)
+	loss, acc, top5, conf, err := evaluate(ctx, net, test, c.Preprocess.Mean, c.Preprocess.Std, len(c.Classes), pr)
 	if err != nil {
 		return err
 	}

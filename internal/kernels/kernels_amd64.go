@@ -619,3 +619,82 @@ func peakBF16(n int)
 
 // peakBF16FLOPPerIter is the number of FLOP one iteration of peakBF16 performs.
 const peakBF16FLOPPerIter = 1536
+
+// int8AVX2[mr-1] computes an mr×16 int32 tile from int16 pairs (VPMADDWD).
+var int8AVX2 = [...]int8Kernel{int8AVX2_1x16, int8AVX2_2x16, int8AVX2_3x16, int8AVX2_4x16, int8AVX2_5x16}
+
+// int8VNNI[mr-1] computes an mr×32 int32 tile from u8×s8 quads (VPDPBUSD).
+var int8VNNI = [...]int8Kernel{int8VNNI_1x32, int8VNNI_2x32, int8VNNI_3x32, int8VNNI_4x32, int8VNNI_5x32, int8VNNI_6x32, int8VNNI_7x32, int8VNNI_8x32, int8VNNI_9x32, int8VNNI_10x32, int8VNNI_11x32, int8VNNI_12x32, int8VNNI_13x32, int8VNNI_14x32}
+
+//go:noescape
+func int8AVX2_1x16(a, b unsafe.Pointer, steps int, c unsafe.Pointer)
+
+//go:noescape
+func int8AVX2_2x16(a, b unsafe.Pointer, steps int, c unsafe.Pointer)
+
+//go:noescape
+func int8AVX2_3x16(a, b unsafe.Pointer, steps int, c unsafe.Pointer)
+
+//go:noescape
+func int8AVX2_4x16(a, b unsafe.Pointer, steps int, c unsafe.Pointer)
+
+//go:noescape
+func int8AVX2_5x16(a, b unsafe.Pointer, steps int, c unsafe.Pointer)
+
+//go:noescape
+func int8VNNI_1x32(a, b unsafe.Pointer, steps int, c unsafe.Pointer)
+
+//go:noescape
+func int8VNNI_2x32(a, b unsafe.Pointer, steps int, c unsafe.Pointer)
+
+//go:noescape
+func int8VNNI_3x32(a, b unsafe.Pointer, steps int, c unsafe.Pointer)
+
+//go:noescape
+func int8VNNI_4x32(a, b unsafe.Pointer, steps int, c unsafe.Pointer)
+
+//go:noescape
+func int8VNNI_5x32(a, b unsafe.Pointer, steps int, c unsafe.Pointer)
+
+//go:noescape
+func int8VNNI_6x32(a, b unsafe.Pointer, steps int, c unsafe.Pointer)
+
+//go:noescape
+func int8VNNI_7x32(a, b unsafe.Pointer, steps int, c unsafe.Pointer)
+
+//go:noescape
+func int8VNNI_8x32(a, b unsafe.Pointer, steps int, c unsafe.Pointer)
+
+//go:noescape
+func int8VNNI_9x32(a, b unsafe.Pointer, steps int, c unsafe.Pointer)
+
+//go:noescape
+func int8VNNI_10x32(a, b unsafe.Pointer, steps int, c unsafe.Pointer)
+
+//go:noescape
+func int8VNNI_11x32(a, b unsafe.Pointer, steps int, c unsafe.Pointer)
+
+//go:noescape
+func int8VNNI_12x32(a, b unsafe.Pointer, steps int, c unsafe.Pointer)
+
+//go:noescape
+func int8VNNI_13x32(a, b unsafe.Pointer, steps int, c unsafe.Pointer)
+
+//go:noescape
+func int8VNNI_14x32(a, b unsafe.Pointer, steps int, c unsafe.Pointer)
+
+// peakInt8AVX2 runs n iterations of 6 independent VPMADDWD (16 int8 multiply-adds each).
+//
+//go:noescape
+func peakInt8AVX2(n int)
+
+// peakInt8AVX2OpsPerIter is the number of int8 operations (2 per multiply-add) one iteration of peakInt8AVX2 performs.
+const peakInt8AVX2OpsPerIter = 192
+
+// peakInt8VNNI runs n iterations of 24 independent VPDPBUSD (64 int8 multiply-adds each).
+//
+//go:noescape
+func peakInt8VNNI(n int)
+
+// peakInt8VNNIOpsPerIter is the number of int8 operations (2 per multiply-add) one iteration of peakInt8VNNI performs.
+const peakInt8VNNIOpsPerIter = 3072

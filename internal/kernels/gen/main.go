@@ -23,6 +23,8 @@
 //   - bf16.go: the bfloat16 micro-kernels on VDPBF16PS (AVX512-BF16) and
 //     their peak loop, written as EVEX encodings (Go's assembler lacks
 //     the mnemonics) checked against objdump by bf16_test.go.
+//   - int8.go: the int8 tile kernels (AVX2 VPMADDWD on widened pairs,
+//     AVX-512 VNNI VPDPBUSD) and the int8 peak loops.
 //
 // All of them write through one emitter (emit.go).
 package main
@@ -100,6 +102,8 @@ func generate() (asm, decls []byte, err error) {
 	genWinoGrad4(e)
 	genWinoGemms(e)
 	genBF16(e)
+	genInt8(e)
+	genPeakInt8(e)
 	src, err := format.Source(e.g.Bytes())
 	if err != nil {
 		return nil, nil, fmt.Errorf("formatting the declarations: %w", err)

@@ -1,0 +1,128 @@
+package checkpoint
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/residual-nn/residual/quant"
+	"github.com/residual-nn/residual/safetensors"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// An int8 checkpoint (WriteInt8) holds a quantized model: for each
+// convolution and linear layer, under its state-dict name, the weight as
+// I8 in PyTorch's layout ([out,in,kh,kw], or [out,in]), "weight_scale"
+// (F32, one per output channel) and the bias as I32 (in units of the
+// input's scale times the weight scale, as ONNX's QLinearConv takes it);
+// the usual metadata; "precision" = "int8"; and "quant", the calibration
+// record (quant.Params as JSON: the activations' scales and zero points).
+
+// precisionKey is the metadata key naming an int8 checkpoint's precision.
+const precisionKey = "precision"
+
+// WriteInt8 writes a quantized model's checkpoint atomically; meta is the
+// float checkpoint's (its training position is dropped: an int8 model
+// does not resume training).
+func WriteInt8(path string, q *quant.Model, meta Meta) error {
+	meta.Position = nil
+	if err := meta.Validate(); err != nil {
+		return fmt.Errorf("checkpoint: writing %s: %w", path, err)
+	}
+	md, err := meta.encode()
+	if err != nil {
+		return fmt.Errorf("checkpoint: writing %s: %w", path, err)
+	}
+	p, err := json.Marshal(q.Params())
+	if err != nil {
+		return fmt.Errorf("checkpoint: writing %s: %w", path, err)
+	}
+	md[precisionKey], md["quant"] = "int8", string(p)
+	tensors, dtypes := map[string]*tensor.Tensor{}, map[string]string{}
+	for name, l := range q.Layers() {
+		var w *tensor.Tensor
+		if l.KH == 1 && l.KW == 1 && q.IsLinear(name) {
+			w = tensor.New(l.OC, l.IC)
+		} else {
+			w = tensor.New(l.OC, l.IC, l.KH, l.KW)
+		}
+		k := l.KH * l.KW * l.IC
+		for i := range k {
+			ky, kx, ic := i/(l.KW*l.IC), i/l.IC%l.KW, i%l.IC
+			for o := range l.OC {
+				w.Data[((o*l.IC+ic)*l.KH+ky)*l.KW+kx] = float32(l.W[i*l.OC+o])
+			}
+		}
+		tensors[name+".weight"], dtypes[name+".weight"] = w, "I8"
+		tensors[name+".weight_scale"] = &tensor.Tensor{Shape: []int{l.OC}, Data: append([]float32(nil), l.Scale...)}
+		if l.Bias != nil {
+			b := tensor.New(l.OC)
+			for o, v := range l.Bias {
+				b.Data[o] = float32(v)
+			}
+			tensors[name+".bias"], dtypes[name+".bias"] = b, "I32"
+		}
+	}
+	return safetensors.WriteDtypes(path, tensors, dtypes, md)
+}
+
+// IsInt8 reports whether a decoded file is an int8 checkpoint.
+func IsInt8(f *safetensors.File) bool { return f.Metadata[precisionKey] == "int8" }
+
+// fromInt8 rebuilds an int8 checkpoint: the model built from its config
+// (float weights untouched, batch norms folded: the structure the int8
+// graph is traced from) and the quantized model.
+func fromInt8(f *safetensors.File, meta Meta, c *Checkpoint) error {
+	var p quant.Params
+	if err := json.Unmarshal([]byte(f.Metadata["quant"]), &p); err != nil {
+		return fmt.Errorf("quant: %w", err)
+	}
+	layers := map[string]*quant.Layer{}
+	for k, s := range f.Tensors {
+		name, ok := strings.CutSuffix(k, ".weight_scale")
+		if !ok {
+			continue
+		}
+		w, ok := f.Tensors[name+".weight"]
+		if !ok || f.Dtypes[name+".weight"] != "I8" || f.Dtypes[k] != "F32" {
+			return fmt.Errorf("%s: want an I8 %s.weight with the F32 scales (got %q, %q)", k, name, f.Dtypes[name+".weight"], f.Dtypes[k])
+		}
+		ws := w.Shape
+		if len(ws) == 2 {
+			ws = []int{ws[0], ws[1], 1, 1}
+		}
+		if len(ws) != 4 || len(s.Shape) != 1 || s.Shape[0] != ws[0] {
+			return fmt.Errorf("%s.weight: shape %v with %v scales (want [out,in,kh,kw] or [out,in] and [out])", name, w.Shape, s.Shape)
+		}
+		l := &quant.Layer{OC: ws[0], IC: ws[1], KH: ws[2], KW: ws[3], Scale: s.Data, W: make([]int8, len(w.Data))}
+		for o := range l.OC {
+			for ic := range l.IC {
+				for ky := range l.KH {
+					for kx := range l.KW {
+						l.W[((ky*l.KW+kx)*l.IC+ic)*l.OC+o] = int8(w.Data[((o*l.IC+ic)*l.KH+ky)*l.KW+kx])
+					}
+				}
+			}
+		}
+		if b, ok := f.Tensors[name+".bias"]; ok {
+			if f.Dtypes[name+".bias"] != "I32" || len(b.Data) != l.OC {
+				return fmt.Errorf("%s.bias: %s of shape %v, want I32 [%d]", name, f.Dtypes[name+".bias"], b.Shape, l.OC)
+			}
+			l.Bias = make([]int32, l.OC)
+			for o, v := range b.Data {
+				l.Bias[o] = int32(v)
+			}
+		}
+		layers[name] = l
+	}
+	in := meta.Model.InputShape(1, meta.Preprocess.Height)
+	if len(in) == 4 {
+		in = []int{1, meta.Preprocess.Height, meta.Preprocess.Width, in[3]}
+	}
+	q, err := quant.New(c.Net, in, p, layers)
+	if err != nil {
+		return err
+	}
+	c.Int8 = q
+	return nil
+}

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/residual-nn/residual/checkpoint"
+	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/infer"
+	"github.com/residual-nn/residual/quant"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// runQuantize quantizes a float checkpoint to int8 (package quant) with
+// activation ranges calibrated on batches of a data set's training split
+// (never the test split it is then evaluated on).
+func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("quantize", stderr)
+	spec := fs.String("calibrate", "", "data set whose training images calibrate the activation ranges (default: the one the checkpoint was trained on)")
+	images := fs.String("calibrate-images", "", "instead of --calibrate: a comma-separated list of image files, preprocessed as predict does, one batch")
+	batches := fs.Int("batches", 8, "calibration batches")
+	batch := fs.Int("batch", 32, "images per calibration batch")
+	method := fs.String("method", "percentile", "calibration: minmax, percentile or entropy")
+	pct := fs.Float64("percentile", 99.99, "percentile: the percentile of magnitudes kept")
+	out := fs.String("out", "", "int8 checkpoint to write (.safetensors)")
+	weights := fs.String("weights", "", "the float checkpoint (or give it as the argument)")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 1 && *weights == "" {
+		*weights = pos[0]
+	} else if len(pos) != 0 {
+		return fmt.Errorf("%w: usage: residual quantize CKPT --calibrate SPEC --out CKPT8", errUsage)
+	}
+	if *weights == "" || *out == "" {
+		return fmt.Errorf("%w: usage: residual quantize CKPT --calibrate SPEC --out CKPT8", errUsage)
+	}
+	m, err := quant.ParseMethod(*method)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	c, err := checkpoint.Load(*weights)
+	if err != nil {
+		return err
+	}
+	if c.Int8 != nil {
+		return fmt.Errorf("%s is already an int8 checkpoint", *weights)
+	}
+	p := c.Preprocess
+	in := []int{1, p.Height, p.Width, p.Channels}
+	n := 0
+	var next func() (*tensor.Tensor, error)
+	if *images != "" {
+		files := strings.Split(*images, ",")
+		x := tensor.New(len(files), p.Height, p.Width, p.Channels)
+		for i, f := range files {
+			img, err := data.LoadImage(f)
+			if err != nil {
+				return err
+			}
+			xi, err := infer.Input(p, img)
+			if err != nil {
+				return fmt.Errorf("%s: %w", f, err)
+			}
+			copy(x.Data[i*len(xi.Data):], xi.Data)
+		}
+		*spec = fmt.Sprintf("%d images", len(files))
+		next = func() (*tensor.Tensor, error) {
+			if n++; n > 1 {
+				n = 1
+				return nil, nil
+			}
+			return x, nil
+		}
+		return quantizeAndWrite(ctx, c, in, next, m, *pct, *out, func() string { return fmt.Sprintf("1 batch of %s", *spec) }, stdout)
+	}
+	if *spec == "" {
+		if *spec = c.DataSpec(); *spec == "" {
+			return fmt.Errorf("%w: the checkpoint does not name its data set; pass --calibrate", errUsage)
+		}
+	}
+	trainSet, _, err := data.Open(*spec, c.Preprocess.Channels)
+	if err != nil {
+		return err
+	}
+	if trainSet.H != p.Height || trainSet.W != p.Width || trainSet.C != p.Channels {
+		return fmt.Errorf("%s holds %dx%dx%d images; the model takes %dx%dx%d", *spec, trainSet.H, trainSet.W, trainSet.C, p.Height, p.Width, p.Channels)
+	}
+	l := &data.Loader{Data: trainSet, Batch: *batch, Shuffle: true, Seed: 1, Mean: p.Mean, Std: p.Std, BGR: p.BGR, Scale255: p.Scale255}
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch := l.Epoch(lctx, 0, 0)
+	next = func() (*tensor.Tensor, error) {
+		if n >= *batches {
+			return nil, nil
+		}
+		b, ok := <-ch
+		if !ok {
+			if err := l.Err(); err != nil {
+				return nil, err
+			}
+			return nil, nil // the set is smaller than the batches asked for
+		}
+		n++
+		return b.X, nil
+	}
+	return quantizeAndWrite(ctx, c, in, next, m, *pct, *out, func() string { return fmt.Sprintf("%d batches of %s", n, *spec) }, stdout)
+}
+
+// quantizeAndWrite quantizes c's model on the calibration batches next
+// yields and writes the int8 checkpoint; what describes the calibration
+// data for the report (after the batches ran).
+func quantizeAndWrite(ctx context.Context, c *checkpoint.Checkpoint, in []int, next func() (*tensor.Tensor, error), m quant.Method, pct float64, out string, what func() string, stdout io.Writer) error {
+	q, err := quant.Quantize(ctx, c.Net, in, next, quant.Options{Method: m, Percentile: pct})
+	if err != nil {
+		if cause := stopped(ctx); cause != nil {
+			return cause
+		}
+		return err
+	}
+	if err := checkpoint.WriteInt8(out, q, c.Meta); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "quantized %s to int8 (%s calibration on %s) and wrote %s\n", c.Model.Name, m, what(), out)
+	return nil
+}
+
+func checkQuantize(fs *flag.FlagSet, _ []string) error {
+	return firstError(intIn(fs, "batches", 1, 1<<20), intIn(fs, "batch", 1, 4096),
+		floatIn(fs, "percentile", 50, false, 100, true), checkOutName(fs, "out", "safetensors", ".safetensors"))
+}

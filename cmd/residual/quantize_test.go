@@ -1,0 +1,42 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestQuantizeCommand quantizes the small MNIST checkpoint on three digit
+// images and predicts with the int8 checkpoint: the command reports what
+// it did, and prediction runs on the int8 file. Bad flags are usage
+// errors (status 2).
+func TestQuantizeCommand(t *testing.T) {
+	const dir = "../../testdata/checkpoint/"
+	out := filepath.Join(t.TempDir(), "tiny8.safetensors")
+	imgs := dir + "digit0.png," + dir + "digit1.png," + dir + "digit2.png"
+	var o, e bytes.Buffer
+	if code := run(context.Background(), []string{"quantize", dir + "mnist-tiny.safetensors", "--calibrate-images", imgs, "--method", "minmax", "--out", out}, &o, &e); code != 0 {
+		t.Fatalf("quantize: status %d: %s", code, e.String())
+	}
+	if !strings.Contains(o.String(), "minmax calibration on 1 batch of 3 images") {
+		t.Errorf("quantize said %q", o.String())
+	}
+	o.Reset()
+	if code := run(context.Background(), []string{"predict", "--weights", out, "--top", "2", dir + "digit1.png"}, &o, &e); code != 0 {
+		t.Fatalf("predict int8: status %d: %s", code, e.String())
+	}
+	if strings.Count(o.String(), "(class ") != 2 {
+		t.Errorf("predict printed %q", o.String())
+	}
+	for _, bad := range [][]string{
+		{"quantize", dir + "mnist-tiny.safetensors", "--method", "median", "--out", out},
+		{"quantize", dir + "mnist-tiny.safetensors", "--percentile", "20", "--out", out},
+		{"quantize", dir + "mnist-tiny.safetensors"},
+	} {
+		if code := run(context.Background(), bad, &o, &e); code != 2 {
+			t.Errorf("%v: status %d, want 2 (%s)", bad, code, e.String())
+		}
+	}
+}

@@ -1,0 +1,11 @@
+//go:build !amd64 || purego
+
+package kernels
+
+// No int8 assembly on this platform: ActiveInt8 is the reference.
+var (
+	hasVNNI                          = false
+	int8AVX2Kernels, int8VNNIKernels []int8Kernel
+)
+
+func peakInt8(n int, vnni bool) float64 { return 0 }

@@ -1,0 +1,217 @@
+package kernels
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// int8Shapes are convolutions in the shapes the networks use plus odd
+// ones: channel counts that are not a multiple of any block (3, 5, 17,
+// 33), reduction lengths not a multiple of 2 or 4, pixel counts that
+// leave short tiles, strides, asymmetric padding and dilation, and GEMMs
+// (1×1 on 1×1 images, as a linear layer runs).
+var int8Shapes = []ConvShape{
+	{N: 2, H: 9, W: 11, C: 16, OC: 32, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+	{N: 2, H: 9, W: 9, C: 17, OC: 33, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+	{N: 1, H: 8, W: 8, C: 24, OC: 64, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
+	{N: 2, H: 7, W: 9, C: 5, OC: 3, KH: 1, KW: 1, SH: 2, SW: 2, DH: 1, DW: 1},
+	{N: 1, H: 19, W: 17, C: 3, OC: 16, KH: 7, KW: 7, SH: 2, SW: 2, DH: 1, DW: 1, PT: 3, PL: 3, PB: 3, PR: 3},
+	{N: 1, H: 8, W: 9, C: 7, OC: 40, KH: 3, KW: 2, SH: 2, SW: 1, DH: 1, DW: 1, PT: 0, PL: 1, PB: 2, PR: 0},
+	{N: 1, H: 9, W: 9, C: 16, OC: 16, KH: 3, KW: 3, SH: 1, SW: 1, DH: 2, DW: 2, PT: 2, PL: 2, PB: 2, PR: 2},
+	{N: 13, H: 1, W: 1, C: 65, OC: 10, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1}, // a linear layer
+	{N: 3, H: 1, W: 1, C: 1, OC: 1, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
+}
+
+// int8Case is one random convolution with its epilogue.
+type int8Case struct {
+	s    ConvShape
+	x    []uint8
+	zx   uint8
+	w    *Int8Weights
+	ep   Int8Epilogue
+	fout bool
+}
+
+func newInt8Case(r *rand.Rand, s ConvShape, res, relu, fout bool) *int8Case {
+	c := &int8Case{s: s, zx: uint8(r.IntN(256)), fout: fout}
+	c.x = make([]uint8, s.N*s.H*s.W*s.C)
+	for i := range c.x {
+		c.x[i] = uint8(r.IntN(256))
+	}
+	k := s.KH * s.KW * s.C
+	w := make([]int8, k*s.OC)
+	for i := range w {
+		w[i] = int8(r.IntN(255) - 127) // symmetric: −127…127
+	}
+	w[0], w[len(w)-1] = -127, 127 // the extremes, against the assembly's widest products
+	c.w = NewInt8Weights(w, k, s.OC)
+	c.ep = Int8Epilogue{Bias: make([]int32, s.OC), Mult: make([]float32, s.OC), Zero: int32(r.IntN(256)), ReLU: relu}
+	for n := range s.OC {
+		c.ep.Bias[n] = int32(r.IntN(20001) - 10000)
+		// About 1/(√k·255·127/8): outputs spread over a few hundred steps.
+		c.ep.Mult[n] = float32((0.5 + r.Float64()) * 8 / (math.Sqrt(float64(k)) * 255 * 127))
+	}
+	if res {
+		c.ep.Res = make([]uint8, s.N*s.OH()*s.OW()*s.OC)
+		for i := range c.ep.Res {
+			c.ep.Res[i] = uint8(r.IntN(256))
+		}
+		c.ep.ResZero, c.ep.ResMult = int32(r.IntN(256)), float32(0.25+r.Float64())
+	}
+	return c
+}
+
+func (c *int8Case) run() ([]uint8, []float32) {
+	out := c.s.N * c.s.OH() * c.s.OW() * c.s.OC
+	if c.fout {
+		yf := make([]float32, out)
+		Int8Conv(c.s, c.x, c.zx, c.w, &c.ep, nil, yf)
+		return nil, yf
+	}
+	y := make([]uint8, out)
+	Int8Conv(c.s, c.x, c.zx, c.w, &c.ep, y, nil)
+	return y, nil
+}
+
+// exact returns the output in float64 from the real-valued formula:
+// Σ(x−zx)·w over the receptive field (padding is the real value 0),
+// with bias, multiplier and residual applied in float64, before rounding.
+func (c *int8Case) exact() []float64 {
+	s := c.s
+	oh, ow := s.OH(), s.OW()
+	v := make([]float64, s.N*oh*ow*s.OC)
+	for n := range s.N {
+		for oy := range oh {
+			for ox := range ow {
+				m := (n*oh+oy)*ow + ox
+				for o := range s.OC {
+					var sum float64
+					for ky := range s.KH {
+						for kx := range s.KW {
+							iy, ix := oy*s.SH-s.PT+ky*s.DH, ox*s.SW-s.PL+kx*s.DW
+							if iy < 0 || iy >= s.H || ix < 0 || ix >= s.W {
+								continue
+							}
+							for ci := range s.C {
+								xv := float64(c.x[((n*s.H+iy)*s.W+ix)*s.C+ci]) - float64(c.zx)
+								sum += xv * float64(c.w.W[((ky*s.KW+kx)*s.C+ci)*s.OC+o])
+							}
+						}
+					}
+					r := (sum + float64(c.ep.Bias[o])) * float64(c.ep.Mult[o])
+					if c.ep.Res != nil {
+						r += (float64(c.ep.Res[m*s.OC+o]) - float64(c.ep.ResZero)) * float64(c.ep.ResMult)
+					}
+					v[m*s.OC+o] = r
+				}
+			}
+		}
+	}
+	return v
+}
+
+// int8Paths returns the levels to run and the int8 path each selects,
+// skipping (with the reason logged) the paths this CPU lacks.
+func int8Paths(t *testing.T) []Level {
+	ls := []Level{Generic}
+	ls = append(ls, levels()...)
+	if !hasVNNI {
+		t.Log("AVX512-VNNI path not run: this CPU lacks AVX512-VNNI")
+	}
+	return ls
+}
+
+// TestInt8Conv checks every runnable int8 path against the float64
+// evaluation of the same formula. The int32 sums are exact (|Σ| ≤
+// K·255·127 < 2³¹ for every shape here), so the only error is the
+// epilogue's float32 arithmetic: (acc+bias) and the products with Mult
+// and ResMult round with relative error ≤ 2⁻²⁴ each, on values below
+// 10⁴ output steps here, so |v32 − v64| < 3·10⁴·2⁻²⁴ < 2·10⁻³ step. A
+// u8 output is round(v)+zero clamped: it equals the float64 value so
+// rounded unless v64 lies within 2·10⁻³ of a tie, where it may differ
+// by one step; a float output is within 2·10⁻³·max(1, |v|). Every path
+// must also equal the reference bit for bit (the sums are exact, the
+// epilogue is shared).
+func TestInt8Conv(t *testing.T) {
+	prev := Active()
+	defer SetLevel(prev)
+	r := rand.New(rand.NewPCG(18, 8))
+	for i, s := range int8Shapes {
+		for _, v := range []struct{ res, relu, fout bool }{{false, false, false}, {true, true, false}, {false, true, true}, {true, false, true}} {
+			c := newInt8Case(r, s, v.res, v.relu, v.fout)
+			ex := c.exact()
+			SetLevel(Generic)
+			refU, refF := c.run()
+			for j, e := range ex {
+				if c.fout {
+					want := e
+					if v.relu {
+						want = max(e, 0)
+					}
+					if d := math.Abs(float64(refF[j]) - want); d > 2e-3*max(1, math.Abs(want)) {
+						t.Fatalf("shape %d %+v: float output %d = %v, float64 %v", i, v, j, refF[j], want)
+					}
+					continue
+				}
+				lo := 0.0
+				if v.relu {
+					lo = float64(c.ep.Zero)
+				}
+				want := min(max(math.RoundToEven(e)+float64(c.ep.Zero), lo), 255)
+				got := float64(refU[j])
+				frac := e - math.Floor(e)
+				if got != want && !(math.Abs(frac-0.5) < 2e-3 && math.Abs(got-want) <= 1) {
+					t.Fatalf("shape %d %+v: output %d = %v, float64 rounds to %v (%v)", i, v, j, got, want, e)
+				}
+			}
+			for _, l := range int8Paths(t)[1:] {
+				SetLevel(l)
+				gotU, gotF := c.run()
+				if !slices.Equal(gotU, refU) || !slices.Equal(gotF, refF) {
+					t.Errorf("shape %d %+v: path %v differs from the reference", i, v, ActiveInt8())
+				}
+			}
+		}
+	}
+}
+
+// TestInt8PathSelection checks the path each level selects on this CPU.
+func TestInt8PathSelection(t *testing.T) {
+	prev := Active()
+	defer SetLevel(prev)
+	SetLevel(Generic)
+	if p := ActiveInt8(); p != Int8Generic {
+		t.Errorf("generic level: int8 path %v", p)
+	}
+	if detect() >= AVX2 {
+		SetLevel(AVX2)
+		if p := ActiveInt8(); p != Int8AVX2 {
+			t.Errorf("avx2 level: int8 path %v", p)
+		}
+	}
+	SetLevel(AVX512)
+	want := Int8Generic
+	switch {
+	case detect() == AVX512 && hasVNNI:
+		want = Int8VNNI
+	case detect() >= AVX2:
+		want = Int8AVX2
+	}
+	if p := ActiveInt8(); p != want {
+		t.Errorf("avx512 level on this CPU: int8 path %v, want %v", p, want)
+	}
+}
+
+// TestPeakInt8 checks that the peak loop runs and counts its operations.
+func TestPeakInt8(t *testing.T) {
+	prev := Active()
+	defer SetLevel(prev)
+	for _, l := range int8Paths(t)[1:] {
+		SetLevel(l)
+		if ops := PeakInt8(10); ops <= 0 {
+			t.Errorf("level %v: PeakInt8 reported %v operations", l, ops)
+		}
+	}
+}

@@ -1,0 +1,248 @@
+package quant
+
+import (
+	"context"
+	"math"
+	"testing"
+
+	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/internal/kernels"
+	"github.com/residual-nn/residual/models"
+	"github.com/residual-nn/residual/nn"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// block is a small residual network: conv-BN-ReLU, conv-BN plus the
+// identity, ReLU, global pooling, linear.
+type block struct {
+	C1, C2 *nn.Conv2d
+	B1, B2 *nn.BatchNorm
+	FC     *nn.Linear
+}
+
+func newBlock(rng *tensor.RNG, c int) *block {
+	b := &block{C1: nn.NewConv2d(rng, 3, c, 3, nn.ConvOptions{Padding: 1}), C2: nn.NewConv2d(rng, c, c, 3, nn.ConvOptions{Padding: 1}),
+		B1: nn.NewBatchNorm(c), B2: nn.NewBatchNorm(c), FC: nn.NewLinear(rng, c, 5, true)}
+	for _, bn := range []*nn.BatchNorm{b.B1, b.B2} {
+		for i := range c {
+			bn.RunningMean.Data[i] = float32(rng.Normal()) * 0.1
+			bn.RunningVar.Data[i] = 0.5 + float32(rng.Float64())
+			bn.Weight.Data.Data[i] = 0.5 + float32(rng.Float64())
+			bn.Bias.Data.Data[i] = float32(rng.Normal()) * 0.1
+		}
+	}
+	nn.Name(b)
+	return b
+}
+
+func (b *block) Forward(x *ag.Value) *ag.Value {
+	y := ag.ReLU(b.B1.Forward(b.C1.Forward(x)))
+	z := ag.ReLU(ag.Add(b.B2.Forward(b.C2.Forward(y)), y))
+	return b.FC.Forward(ag.GlobalAvgPool(z))
+}
+
+func randInput(rng *tensor.RNG, shape ...int) *tensor.Tensor {
+	x := tensor.New(shape...)
+	for i := range x.Data {
+		x.Data[i] = float32(rng.Normal())
+	}
+	return x
+}
+
+func floatForward(net nn.Layer, x *tensor.Tensor) *tensor.Tensor {
+	tape := ag.NewNoGradTape()
+	return net.Forward(tape.Constant(x)).Tensor().Clone()
+}
+
+// TestGraphFuses checks the int8 graph of a residual block: the batch
+// norms folded away, the second convolution absorbing the residual
+// addition and its ReLU, the first its ReLU.
+func TestGraphFuses(t *testing.T) {
+	net := newBlock(tensor.NewRNG(1), 8)
+	if _, err := nn.FoldBatchNorm(net, []int{1, 6, 6, 3}); err != nil {
+		t.Fatal(err)
+	}
+	g, err := traceGraph(net, []int{1, 6, 6, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []kind
+	for _, n := range g.nodes {
+		kinds = append(kinds, n.kind)
+	}
+	want := []kind{kConv, kConv, kGAP, kConv}
+	if len(kinds) != len(want) {
+		t.Fatalf("nodes %v, want %v", kinds, want)
+	}
+	for i := range want {
+		if kinds[i] != want[i] {
+			t.Fatalf("nodes %v, want %v", kinds, want)
+		}
+	}
+	if !g.nodes[0].relu || g.nodes[0].res >= 0 || !g.nodes[1].relu || g.nodes[1].res != g.nodes[0].out || g.nodes[3].relu {
+		t.Errorf("fusion: %+v %+v", g.nodes[0], g.nodes[1])
+	}
+	if g.nodes[0].name != "c1" || g.nodes[3].name != "fc" || !g.nodes[3].linear {
+		t.Errorf("names %q %q", g.nodes[0].name, g.nodes[3].name)
+	}
+}
+
+// TestQuantizedLayerBound checks the first layer against the float64
+// evaluation of what it represents: dequantized input times dequantized
+// weights plus the bias, ReLU. The int32 sum is exact, and the only
+// errors are the bias's quantization (half a unit of sx·sw[o], ≤ half an
+// output step as sx·sw[o] ≤ sy here) and the final rounding (half an
+// output step) plus float32 epilogue rounding (< 10⁻³ step): so every
+// output is within one output step of the float64 value.
+func TestQuantizedLayerBound(t *testing.T) {
+	rng := tensor.NewRNG(2)
+	net := newBlock(rng, 8)
+	in := []int{1, 6, 6, 3}
+	x := randInput(rng, 4, 6, 6, 3)
+	calls := 0
+	m, err := Quantize(context.Background(), net, in, func() (*tensor.Tensor, error) {
+		calls++
+		if calls > 1 {
+			return nil, nil
+		}
+		return x, nil
+	}, Options{Method: MinMax})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd := m.g.nodes[0]
+	l := m.layers[nd.name]
+	qx, qy := m.qp[0], m.qp[nd.out]
+	xq := Quantize8(x.Data, qx, nil)
+	st := m.conv[0]
+	s := convShape(nd, x.Shape)
+	y := make([]uint8, s.N*s.OH()*s.OW()*s.OC)
+	ep := &kernels.Int8Epilogue{Bias: st.bias, Mult: st.mult, Zero: int32(qy.Zero), ReLU: nd.relu}
+	kernels.Int8Conv(s, xq, uint8(qx.Zero), st.w, ep, y, nil)
+	if l.Bias == nil || qx.Scale*float64(l.Scale[0]) > qy.Scale {
+		t.Fatalf("test premise: bias %v, sx·sw %v, sy %v", l.Bias != nil, qx.Scale*float64(l.Scale[0]), qy.Scale)
+	}
+	for n := range s.N {
+		for oy := range s.OH() {
+			for ox := range s.OW() {
+				for o := range s.OC {
+					var sum float64
+					for ky := range 3 {
+						for kx := range 3 {
+							iy, ix := oy-1+ky, ox-1+kx
+							if iy < 0 || iy >= 6 || ix < 0 || ix >= 6 {
+								continue
+							}
+							for c := range 3 {
+								xv := qx.Scale * float64(int(xq[((n*6+iy)*6+ix)*3+c])-qx.Zero)
+								sum += xv * float64(l.Scale[o]) * float64(l.W[((ky*3+kx)*3+c)*s.OC+o])
+							}
+						}
+					}
+					v := max(sum+float64(nd.bias[o]), 0)
+					got := qy.Scale * float64(int(y[((n*6+oy)*6+ox)*s.OC+o])-qy.Zero)
+					if d := math.Abs(got - v); d > qy.Scale*(1+1e-3) && v < qy.Scale*float64(255-qy.Zero) {
+						t.Fatalf("output (%d,%d,%d,%d) = %v, float64 %v: off by %.2f steps", n, oy, ox, o, got, v, d/qy.Scale)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestQuantizedResNet20 quantizes a ResNet-20 (random weights, batch norm
+// statistics made non-trivial) with the min/max and percentile methods,
+// and a ResNet-18 (ImageNet stem: max pooling, projection shortcuts) at
+// 16×16 by min/max,
+// (entropy clips by design, which a random network's logits do not
+// survive: TestKLThreshold tests it) and compares its logits
+// with the float network's on held-out inputs. With 21 int8 layers the
+// error is not bounded tightly by the scales; the check is that it is
+// small relative to the logits' spread (10% of their range) — a bug in
+// fusion, scales or zero points gives errors of the order of the range.
+func TestQuantizedResNet20(t *testing.T) {
+	for _, tc := range []struct {
+		model  string
+		method Method
+	}{{"resnet20", MinMax}, {"resnet20", Percentile}, {"resnet18", MinMax}} {
+		cfg, err := models.Preset(tc.model)
+		if err != nil {
+			t.Fatal(err)
+		}
+		method := tc.method
+		if tc.model == "resnet18" { // a narrow one: the structure is what is tested
+			cfg, _ = cfg.Clone()
+			a := cfg.Arch.(*models.ResNet)
+			a.Widths, a.StemWidth = []int{8, 16, 32, 64}, 8
+		}
+		rng := tensor.NewRNG(3)
+		net, err := models.Build(cfg, rng)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range nn.Layers(net) {
+			if bn, ok := l.Layer.(*nn.BatchNorm); ok {
+				for i := range bn.RunningVar.Data {
+					bn.RunningMean.Data[i] = float32(rng.Normal()) * 0.05
+					bn.RunningVar.Data[i] = 0.5 + float32(rng.Float64())
+				}
+			}
+		}
+		in := cfg.InputShape(1, 16)
+		b := 0
+		m, err := Quantize(context.Background(), net, in, func() (*tensor.Tensor, error) {
+			if b++; b > 2 {
+				return nil, nil
+			}
+			return randInput(rng, 8, 16, 16, in[3]), nil
+		}, Options{Method: method})
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := randInput(rng, 4, 16, 16, in[3])
+		want := floatForward(net, x)
+		got, err := m.Forward(context.Background(), x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lo, hi := math.Inf(1), math.Inf(-1)
+		for _, v := range want.Data {
+			lo, hi = min(lo, float64(v)), max(hi, float64(v))
+		}
+		for i := range want.Data {
+			if d := math.Abs(float64(got.Data[i] - want.Data[i])); d > 0.1*(hi-lo) {
+				t.Errorf("%s %s: logit %d = %v, float %v (range %v)", tc.model, method, i, got.Data[i], want.Data[i], hi-lo)
+				break
+			}
+		}
+	}
+}
+
+// TestKLThreshold checks the entropy method's clip on histograms whose
+// right answer is clear: a uniform histogram keeps (nearly) all of its
+// range (merging its bins loses nothing); an exponential bulk (scale 64
+// bins) plus three outliers at the far end is clipped within the bulk's
+// tail (255…1024 bins), not at the outliers.
+func TestKLThreshold(t *testing.T) {
+	h := make([]float64, histBins)
+	for i := range histBins {
+		h[i] = 1000
+	}
+	if got := klThreshold(h, 255); got < histBins*95/100 {
+		t.Errorf("uniform: threshold %d bins of %d", got, histBins)
+	}
+	clear(h)
+	for i := range 512 {
+		h[i] = math.Round(1e6 * math.Exp(-float64(i)/64))
+	}
+	h[histBins-1] = 3
+	if got := klThreshold(h, 255); got < 255 || got > 1024 {
+		t.Errorf("exponential bulk and outliers at %d: threshold %d bins", histBins, got)
+	}
+	var o observer
+	o.add([]float32{-1, 0.5, 2, 3}, true)
+	lo, hi := o.rangeOf(MinMax, 0)
+	if lo != -1 || hi != 3 {
+		t.Errorf("minmax range [%v, %v], want [-1, 3]", lo, hi)
+	}
+}

@@ -1,0 +1,264 @@
+package quant
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/internal/kernels"
+	"github.com/residual-nn/residual/limits"
+	"github.com/residual-nn/residual/nn"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// Forward runs the quantized network on x [N,H,W,C] (float32, the
+// float network's input; N ≥ 1, H, W, C as quantized) and returns its
+// output in float32 ([N,classes] logits for a classifier).
+func (m *Model) Forward(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	y, _, err := m.run(ctx, x, false)
+	return y, err
+}
+
+// run runs the network; with keep it returns every value it computed (by
+// value number) instead of freeing each after its last reader.
+func (m *Model) run(ctx context.Context, x *tensor.Tensor, keep bool) (*tensor.Tensor, [][]uint8, error) {
+	in := m.g.input
+	if x == nil || x.Rank() != len(in) || x.Shape[0] < 1 || !equalTail(x.Shape, in) || len(x.Data) != tensor.NumElements(x.Shape) {
+		var shape []int
+		if x != nil {
+			shape = x.Shape
+		}
+		return nil, nil, fmt.Errorf("quant: input of shape %v, want [N %v] with N ≥ 1", shape, in[1:])
+	}
+	if err := limits.CheckElements("quant: input", x.Shape...); err != nil {
+		return nil, nil, err
+	}
+	n := x.Shape[0]
+	vals := make([][]uint8, m.g.nvals)
+	vals[0] = Quantize8(x.Data, m.qp[0], nil)
+	// lastUse frees each value after its last reader.
+	lastUse := make([]int, m.g.nvals)
+	for i, nd := range m.g.nodes {
+		for _, v := range nd.in {
+			lastUse[v] = i
+		}
+		if nd.res >= 0 {
+			lastUse[nd.res] = i
+		}
+	}
+	var out *tensor.Tensor
+	for i, nd := range m.g.nodes {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+		shape := append([]int{n}, nd.shape[1:]...)
+		size := tensor.NumElements(shape)
+		final := nd.out == m.g.output
+		xs := append([]int{n}, nd.shapeIn[1:]...)
+		a, qa, qy := vals[nd.in[0]], m.qp[nd.in[0]], m.qp[nd.out]
+		var y []uint8
+		if !(final && nd.kind == kConv) {
+			y = make([]uint8, size)
+		}
+		switch nd.kind {
+		case kConv:
+			st := m.conv[i]
+			s := convShape(nd, xs)
+			ep := &kernels.Int8Epilogue{Bias: st.bias, Mult: st.mult, Zero: int32(qy.Zero), ReLU: nd.relu}
+			if nd.res >= 0 {
+				qr, sy := m.qp[nd.res], qy.Scale
+				if final {
+					sy = 1
+				}
+				ep.Res, ep.ResZero, ep.ResMult = vals[nd.res], int32(qr.Zero), float32(qr.Scale/sy)
+			}
+			if final {
+				out = tensor.New(shape...)
+				kernels.Int8Conv(s, a, uint8(qa.Zero), st.w, ep, nil, out.Data)
+			} else {
+				kernels.Int8Conv(s, a, uint8(qa.Zero), st.w, ep, y, nil)
+			}
+		case kAdd:
+			b, qb := vals[nd.in[1]], m.qp[nd.in[1]]
+			lo := 0
+			if nd.relu {
+				lo = qy.Zero
+			}
+			for j := range y {
+				v := qa.Scale*float64(int(a[j])-qa.Zero) + qb.Scale*float64(int(b[j])-qb.Zero)
+				y[j] = quantize1(v, qy, lo)
+			}
+		case kAffine:
+			c := nd.shape[len(nd.shape)-1]
+			for j := range y {
+				v := qa.Scale * float64(int(a[j])-qa.Zero)
+				y[j] = quantize1(float64(nd.a[j%c])*v+float64(nd.b[j%c]), qy, 0)
+			}
+		case kReLU:
+			for j, v := range a {
+				y[j] = max(v, uint8(qa.Zero))
+			}
+		case kReshape:
+			copy(y, a)
+		case kMaxPool:
+			maxPool(nd, xs, a, y)
+		case kGAP:
+			hw, c := xs[1]*xs[2], xs[3]
+			for b := range n {
+				for ch := range c {
+					var sum int
+					for p := range hw {
+						sum += int(a[(b*hw+p)*c+ch])
+					}
+					y[b*c+ch] = uint8(roundDiv(sum, hw))
+				}
+			}
+		case kSubsamplePad:
+			h, w, c := xs[1], xs[2], xs[3]
+			oh, ow, oc := nd.shape[1], nd.shape[2], nd.shape[3]
+			for j := range y {
+				y[j] = uint8(qa.Zero)
+			}
+			for b := range n {
+				for oy := range oh {
+					for ox := range ow {
+						src := a[((b*h+oy*nd.sub.Stride)*w+ox*nd.sub.Stride)*c:][:c]
+						copy(y[((b*oh+oy)*ow+ox)*oc+nd.sub.Before:], src)
+					}
+				}
+			}
+		case kPad:
+			pad(nd, xs, shape, a, y, uint8(qa.Zero))
+		}
+		if final && out == nil {
+			out = Dequantize8(y, qy, shape)
+		}
+		vals[nd.out] = y
+		for v := range vals {
+			if !keep && v != m.g.output && lastUse[v] == i && v != nd.out {
+				vals[v] = nil
+			}
+		}
+	}
+	if out == nil { // the network is the identity
+		out = Dequantize8(vals[0], m.qp[0], x.Shape)
+	}
+	return out, vals, nil
+}
+
+// quantize1 quantizes one real value: round half to even, add the zero
+// point, clamp to [lo, 255].
+func quantize1(v float64, q QParams, lo int) uint8 {
+	r := math.RoundToEven(v/q.Scale) + float64(q.Zero)
+	return uint8(min(max(r, float64(lo)), 255))
+}
+
+// roundDiv returns a/b rounded half to even (a ≥ 0, b > 0).
+func roundDiv(a, b int) int {
+	q, r := a/b, a%b
+	if 2*r > b || (2*r == b && q%2 == 1) {
+		q++
+	}
+	return q
+}
+
+// Quantize8 quantizes float32 values to u8 as ONNX's QuantizeLinear does
+// (round half to even, saturate), into dst if it is long enough. NaN
+// becomes the zero point.
+func Quantize8(xs []float32, q QParams, dst []uint8) []uint8 {
+	if len(dst) < len(xs) {
+		dst = make([]uint8, len(xs))
+	}
+	inv := 1 / q.Scale
+	for i, v := range xs {
+		f := float64(v) * inv
+		if f != f {
+			f = 0
+		}
+		r := math.RoundToEven(max(min(f, 1e6), -1e6)) + float64(q.Zero)
+		dst[i] = uint8(min(max(r, 0), 255))
+	}
+	return dst[:len(xs)]
+}
+
+// Dequantize8 returns u8 values as float32: Scale·(q − Zero).
+func Dequantize8(q []uint8, p QParams, shape []int) *tensor.Tensor {
+	t := tensor.New(shape...)
+	for i, v := range q {
+		t.Data[i] = float32(p.Scale * float64(int(v)-p.Zero))
+	}
+	return t
+}
+
+// convShape returns a conv node's geometry for input shape xs (NHWC; a
+// linear layer's [N,K] runs as a 1×1 convolution of [N,1,1,K]).
+func convShape(nd node, xs []int) kernels.ConvShape {
+	ws := nd.w.Shape
+	if nd.linear {
+		return kernels.ConvShape{N: xs[0], H: 1, W: 1, C: xs[1], OC: ws[3], KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1}
+	}
+	p := nd.geom
+	return kernels.ConvShape{N: xs[0], H: xs[1], W: xs[2], C: xs[3], OC: ws[3], KH: ws[0], KW: ws[1],
+		SH: max(p.Stride[0], 1), SW: max(p.Stride[1], 1), DH: max(p.Dilation[0], 1), DW: max(p.Dilation[1], 1),
+		PT: p.Pad[0], PL: p.Pad[1], PB: p.Pad[2], PR: p.Pad[3]}
+}
+
+// maxPool runs max pooling on u8 values through the float kernel (u8
+// values are exact in float32, and the maximum commutes with the
+// monotonic quantization).
+func maxPool(nd node, xs []int, a, y []uint8) {
+	p := nd.pool
+	s := kernels.PoolShape{N: xs[0], H: xs[1], W: xs[2], C: xs[3], KH: p.Kernel[0], KW: p.Kernel[1],
+		SH: max(p.Stride[0], 1), SW: max(p.Stride[1], 1), DH: max(p.Dilation[0], 1), DW: max(p.Dilation[1], 1),
+		PT: p.Pad[0], PL: p.Pad[1], PB: p.Pad[2], PR: p.Pad[3], CeilMode: p.CeilMode}
+	xf := make([]float32, len(a))
+	for i, v := range a {
+		xf[i] = float32(v)
+	}
+	yf := make([]float32, len(y))
+	kernels.MaxPoolForward(s, xf, yf, make([]int32, len(yf)))
+	for i, v := range yf {
+		y[i] = uint8(v)
+	}
+}
+
+// pad pads a by the zero point (the real value 0).
+func pad(nd node, xs, ys []int, a, y []uint8, z uint8) {
+	for i := range y {
+		y[i] = z
+	}
+	// Walk every input index and place it at its padded position.
+	r := len(xs)
+	idx := make([]int, r)
+	for i := range a {
+		o := 0
+		for d := range r {
+			o = o*ys[d] + idx[d] + nd.pads[d][0]
+		}
+		y[o] = a[i]
+		for d := r - 1; d >= 0; d-- {
+			idx[d]++
+			if idx[d] < xs[d] {
+				break
+			}
+			idx[d] = 0
+		}
+	}
+}
+
+// Layer returns the model as an nn.Layer, for code written against one
+// (evaluation loops): its Forward runs the int8 network on the input's
+// values and returns them as a constant (no tape, no gradient). An input
+// it cannot take panics, as a layer's does.
+func (m *Model) Layer() nn.Layer { return asLayer{m} }
+
+type asLayer struct{ m *Model }
+
+func (l asLayer) Forward(x *ag.Value) *ag.Value {
+	y, err := l.m.Forward(context.Background(), x.Tensor())
+	if err != nil {
+		panic(err)
+	}
+	return ag.Constant(y)
+}
