@@ -29,6 +29,11 @@ type Config struct {
 	Model models.Config `json:"model"`
 	// Data names the data set (see data.Open), e.g. "mnist".
 	Data string `json:"data"`
+	// TrainSet and TestSet, when set, are used instead of opening Data
+	// (which then only names them in the run's records): data made in
+	// memory, as the experiments make mirrored segmentation tiles. Both or
+	// neither.
+	TrainSet, TestSet *data.Dataset `json:"-"`
 	// Task is Classify (the default, "") or Segment.
 	Task Task `json:"task,omitempty"`
 	// Loss is CE (the default, ""), Dice or CEDice.
@@ -153,6 +158,9 @@ type Result struct {
 	TestIoU     []float64
 	TestMeanIoU float64
 	Seconds     float64
+	// StepLoss is the training loss of every step this session ran (a
+	// resumed run's earlier steps are not included), in order.
+	StepLoss []float64
 }
 
 // ErrInterrupted is returned when the context is cancelled: training stopped
@@ -356,9 +364,17 @@ func setup(cfg Config) (*run, error) {
 		}
 		channels = init.Preprocess.Channels
 	}
-	trainSet, testSet, err := data.Open(cfg.Data, channels)
-	if err != nil {
-		return nil, err
+	trainSet, testSet := cfg.TrainSet, cfg.TestSet
+	var err error
+	switch {
+	case (trainSet == nil) != (testSet == nil):
+		return nil, errors.New("train: TrainSet and TestSet go together; one is missing")
+	case trainSet == nil:
+		if trainSet, testSet, err = data.Open(cfg.Data, channels); err != nil {
+			return nil, err
+		}
+	case channels != 0 && trainSet.C != channels:
+		return nil, fmt.Errorf("train: the data in memory has %d channels, the init checkpoint %d", trainSet.C, channels)
 	}
 	if cfg.Model, err = cfg.Model.Clone(); err != nil {
 		return nil, fmt.Errorf("train: model config: %w", err)
@@ -611,7 +627,8 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 	if err := testLoader.Err(); err != nil {
 		return nil, fmt.Errorf("train: test set: %w", err)
 	}
-	res := &Result{History: r.history, Epochs: r.epoch, TestAccuracy: testAcc, TestLoss: testLoss, BestValAccuracy: r.best, TestTop5: test.top5, StoppedEarly: r.stoppedEarly, Seconds: time.Since(r.start).Seconds()}
+	res := &Result{History: r.history, Epochs: r.epoch, TestAccuracy: testAcc, TestLoss: testLoss, BestValAccuracy: r.best, TestTop5: test.top5, StoppedEarly: r.stoppedEarly, Seconds: time.Since(r.start).Seconds(),
+		StepLoss: append([]float64(nil), r.stepLoss...)}
 	if r.tb != nil {
 		step := int64(r.opt.Steps())
 		if err := r.tb.Scalars(step, []string{"test/loss", "test/acc"}, []float64{testLoss, testAcc}); err != nil {

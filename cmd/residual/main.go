@@ -11,7 +11,7 @@
 //	residual import torch FILE --model NAME --out CKPT
 //	residual export torch|onnx --weights CKPT --out FILE
 //	residual bench [flags] [NAME...]       images/s of the standard workloads
-//	residual experiment [flags] NAME       shatter, variance, degradation, ensemble, order, bottleneck
+//	residual experiment [flags] NAME       shatter, variance, degradation, ensemble, order, bottleneck, segment-unet
 //	residual version                       module version, VCS revision, Go version, kernel level
 //	residual help [COMMAND]                list the commands, or one command's usage and flags
 //
@@ -55,7 +55,7 @@ var commands = map[string]command{
 	"eval":       {"accuracy, per-class accuracy and confusion matrix of a checkpoint", runEval},
 	"export":     {"export a checkpoint: export torch CKPT --out FILE.safetensors, export onnx CKPT --out FILE.onnx", runExport},
 	"import":     {"import weights: import torch FILE.pth --model NAME --out CKPT, import keras-tfjs DIR --out CKPT", runImport},
-	"experiment": {"run an experiment on why residual networks work (shatter, variance, degradation, ensemble, order, bottleneck)", runExperiment},
+	"experiment": {"run an experiment on why residual networks work (shatter, variance, degradation, ensemble, order, bottleneck, segment-unet)", runExperiment},
 	"predict":    {"top-k classes of image files with a checkpoint", runPredict},
 	"serve":      {"serve models over the Open Inference Protocol (REST, gRPC), with a web page and metrics (see docs/SERVING.md)", runServe},
 	"segment":    {"segment an image of any size with a U-Net checkpoint (mask and overlay PNGs)", runSegment},
