@@ -429,7 +429,7 @@ func TestMirrorSet(t *testing.T) {
 
 // The U-Net criterion pairs the seeds: differences of +0.01 and −0.005
 // pass (mean 0.0025), −0.03 and −0.02 fail; the tiled padded rows are not
-// the padded reference.
+// the padded reference; untrained networks (mean IoU 0.01) fail.
 func TestUNetClaims(t *testing.T) {
 	mk := func(d1, d2 float64) []UNetRow {
 		return []UNetRow{
@@ -446,6 +446,13 @@ func TestUNetClaims(t *testing.T) {
 	}
 	if c := UNetClaims(mk(0, 0)[:2]); c[0].Pass || c[0].Seeds != 0 {
 		t.Errorf("no valid U-Net: %+v", c[0])
+	}
+	untrained := mk(0, 0)
+	for i := range untrained {
+		untrained[i].MeanIoU = 0.01
+	}
+	if c := UNetClaims(untrained); c[0].Pass || c[0].Measured != 0 {
+		t.Errorf("two untrained U-Nets agree, and must not pass: %+v", c[0])
 	}
 }
 
