@@ -53,10 +53,10 @@ func DefaultEnsemble() EnsembleConfig {
 
 // QuickEnsemble is a version of a minute or so for tests: ResNet-20 and
 // plain-20 on 3,000 MNIST images for 2 epochs (enough for both to learn),
-// 2 draws, k up to 4, 3 re-orderings, on 2,000 test images. Its numbers
+// 2 draws, k up to 4, 3 re-orderings, on 1,000 test images. Its numbers
 // test the machinery; the claims need the default protocol.
 func QuickEnsemble() EnsembleConfig {
-	return EnsembleConfig{Model: "resnet20", Plain: "plain20", Draws: 2, MaxDelete: 4, Reorderings: 3, PathDraws: 2, PathBatch: 32, EvalLimit: 2000,
+	return EnsembleConfig{Model: "resnet20", Plain: "plain20", Draws: 2, MaxDelete: 4, Reorderings: 3, PathDraws: 2, PathBatch: 32, EvalLimit: 1000,
 		Budget: Budget{Data: "mnist", Limit: 3000, Epochs: 2, Batch: 100, LR: 0.1, Seed: 1}}
 }
 

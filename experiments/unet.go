@@ -50,12 +50,12 @@ func DefaultSegmentUNet() UNetConfig {
 		Epochs: 5, Batch: 32, LR: 0.003, Seed: 1, Seeds: 2}
 }
 
-// QuickSegmentUNet is a version of seconds for tests: 4 channels, 400
-// training canvases, one epoch of 50 steps, 2 seeds, 4 evaluation
+// QuickSegmentUNet is a version of seconds for tests: 4 channels, 160
+// training canvases, one epoch of 20 steps, 2 seeds, 4 evaluation
 // canvases of 96×96.
 // Its numbers test the machinery only.
 func QuickSegmentUNet() UNetConfig {
-	return UNetConfig{Source: "mnist", Side: 64, EvalSide: 96, Train: 400, Val: 16, Eval: 4, Depth: 2, Base: 4,
+	return UNetConfig{Source: "mnist", Side: 64, EvalSide: 96, Train: 160, Val: 16, Eval: 4, Depth: 2, Base: 4,
 		Epochs: 1, Batch: 8, LR: 0.003, Seed: 1, Seeds: 2}
 }
 
