@@ -1,6 +1,7 @@
 package experiments
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -80,11 +81,14 @@ func (r *Report) Claims(claims []Claim) error {
 			claims[i].Pass = false
 		}
 	}
-	b, err := json.MarshalIndent(claims, "", " ")
-	if err != nil {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // criteria say "≥" and "<" as they are
+	enc.SetIndent("", " ")
+	if err := enc.Encode(claims); err != nil {
 		return fmt.Errorf("experiments: claims: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(r.Dir, "claims.json"), append(b, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(r.Dir, "claims.json"), b.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("experiments: %w", err)
 	}
 	r.Printf("\n| claim | source | measured | criterion | pass |\n|---|---|---|---|---|")

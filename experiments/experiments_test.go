@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/residual-nn/residual/internal/kernels"
 	"math"
 	"os"
 	"path/filepath"
@@ -192,79 +191,6 @@ func TestBottleneck(t *testing.T) {
 	for _, c := range readClaims(t, dir) {
 		if c["pass"] != true {
 			t.Errorf("claim %q failed: measured %v, criterion %v", c["claim"], c["measured"], c["criterion"])
-		}
-	}
-}
-
-// The training experiments in their quick mode (tiny budgets): they run end
-// to end and write their outputs; path counts are exactly binomial; and
-// deleting one block of a trained ResNet raises its error less than
-// deleting a layer of a plain network of the same depth raises the plain
-// network's (Veit et al. 2016). The qualitative degradation and ordering
-// results need the full budgets (docs/EXPERIMENTS.md).
-func TestTrainingExperimentsQuick(t *testing.T) {
-	if kernels.Active() == kernels.Generic {
-		t.Skip("seven training runs: ~45 s on the assembly kernels, over 10 minutes on the pure-Go reference kernels " +
-			"(RESIDUAL_KERNELS=generic, CI's second pass, which checks the kernels' correctness); CI's main pass runs this test")
-	}
-	ctx := context.Background()
-	quick := Budget{Data: "mnist", Limit: 1000, Epochs: 1, Batch: 100, LR: 0.1, Seed: 1}
-	dir := t.TempDir()
-	rows, err := Degradation(ctx, DegradationConfig{Depths: []int{8, 14}, Budget: quick}, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rows) != 4 || !rows[0].Plain || rows[1].Plain {
-		t.Fatalf("degradation rows: %+v", rows)
-	}
-	for _, r := range rows {
-		if r.TrainError < 0 || r.TrainError > 1 || r.TestError < 0 || r.TestError > 1 || len(r.History) != 1 {
-			t.Errorf("%s: train error %g, test error %g, %d epochs", r.Name, r.TrainError, r.TestError, len(r.History))
-		}
-	}
-	// The lesion comparison needs both networks to have learned something:
-	// 3,000 images for 2 epochs (a plain net after 10 steps is at chance),
-	// and nine blocks: a 6-block ResNet-14 at this budget loses as much as
-	// its plain twin when one block goes (+0.52 and +0.53), ResNet-20
-	// loses +0.26 against plain-20's +0.63.
-	lesion := quick
-	lesion.Limit, lesion.Epochs = 3000, 2
-	ens, err := Ensemble(ctx, EnsembleConfig{Model: "resnet20", Plain: "plain20", Draws: 2, Budget: lesion}, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ens.Blocks != 9 {
-		t.Fatalf("resnet20 has %d blocks, want 9", ens.Blocks)
-	}
-	want := []float64{1, 9, 36, 84, 126, 126, 84, 36, 9, 1}
-	for k, c := range ens.PathCounts {
-		if c != want[k] {
-			t.Errorf("paths of length %d: %g, want C(9,%d) = %g", k, c, k, want[k])
-		}
-	}
-	if ens.PlainBase > 0.5 || ens.BaseError > 0.5 {
-		t.Fatalf("the networks did not learn: errors %.3f (residual), %.3f (plain)", ens.BaseError, ens.PlainBase)
-	}
-	// Compare over the same blocks: those with identity shortcuts, the
-	// only ones a plain net can lose (Veit et al. delete only those too).
-	var rdel, pdel []float64
-	for i, ok := range ens.Deletable {
-		if ok {
-			rdel, pdel = append(rdel, ens.DeleteOne[i]), append(pdel, ens.PlainDelete[i])
-		}
-	}
-	rd, pd := meanOf(rdel)-ens.BaseError, meanOf(pdel)-ens.PlainBase
-	t.Logf("deleting one identity block: ResNet error +%.3f, plain +%.3f", rd, pd)
-	if len(rdel) == 0 || rd >= pd {
-		t.Errorf("deleting one of %d identity blocks raised the ResNet's error by %.3f, the plain net's by %.3f; want the ResNet's smaller", len(rdel), rd, pd)
-	}
-	order, err := Order(ctx, OrderConfig{Depth: 8, Budget: quick}, t.TempDir())
-	if err != nil || len(order) != 5 {
-		t.Fatalf("order: %d rows, %v", len(order), err)
-	}
-	for _, f := range []string{"degradation.png", "degradation.json", "summary.md"} {
-		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
-			t.Errorf("%s: %v", f, err)
 		}
 	}
 }

@@ -15,6 +15,11 @@ type Config struct {
 	Model models.Config `json:"model"`
 	// Data names the data set (see data.Open), e.g. "mnist".
 	Data string `json:"data"`
+	// TrainSet and TestSet, when set, are used instead of opening Data
+	// (which then only names them in the run's records): data made in
+	// memory, as the experiments make mirrored segmentation tiles. Both or
+	// neither.
+	TrainSet, TestSet *data.Dataset `json:"-"`
 	// Task is Classify (the default, "") or Segment.
 	Task Task `json:"task,omitempty"`
 	// Loss is CE (the default, ""), Dice or CEDice.

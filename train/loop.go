@@ -108,7 +108,8 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 	if err := testLoader.Err(); err != nil {
 		return nil, fmt.Errorf("train: test set: %w", err)
 	}
-	res := &Result{History: r.history, Epochs: r.epoch, TestAccuracy: testAcc, TestLoss: testLoss, BestValAccuracy: r.best, TestTop5: test.top5, StoppedEarly: r.stoppedEarly, Seconds: time.Since(r.start).Seconds()}
+	res := &Result{History: r.history, Epochs: r.epoch, TestAccuracy: testAcc, TestLoss: testLoss, BestValAccuracy: r.best, TestTop5: test.top5, StoppedEarly: r.stoppedEarly, Seconds: time.Since(r.start).Seconds(),
+		StepLoss: append([]float64(nil), r.stepLoss...)}
 	if r.tb != nil {
 		step := int64(r.opt.Steps())
 		if err := r.tb.Scalars(step, []string{"test/loss", "test/acc"}, []float64{testLoss, testAcc}); err != nil {

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 
@@ -50,9 +51,17 @@ func setup(cfg Config) (*run, error) {
 			cfg.Task = Segment
 		}
 	}
-	trainSet, testSet, err := data.Open(cfg.Data, channels)
-	if err != nil {
-		return nil, err
+	trainSet, testSet := cfg.TrainSet, cfg.TestSet
+	var err error
+	switch {
+	case (trainSet == nil) != (testSet == nil):
+		return nil, errors.New("train: TrainSet and TestSet go together; one is missing")
+	case trainSet == nil:
+		if trainSet, testSet, err = data.Open(cfg.Data, channels); err != nil {
+			return nil, err
+		}
+	case channels != 0 && trainSet.C != channels:
+		return nil, fmt.Errorf("train: the data in memory has %d channels, the init checkpoint %d", trainSet.C, channels)
 	}
 	if cfg.Model, err = cfg.Model.Clone(); err != nil {
 		return nil, fmt.Errorf("train: model config: %w", err)

@@ -39,6 +39,9 @@ type Result struct {
 	TestIoU     []float64
 	TestMeanIoU float64
 	Seconds     float64
+	// StepLoss is the training loss of every step this session ran (a
+	// resumed run's earlier steps are not included), in order.
+	StepLoss []float64
 }
 
 // ErrInterrupted is returned when the context is cancelled: training stopped

@@ -5,28 +5,28 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/residual-nn/residual/experiments"
 )
 
-var experimentNames = []string{"shatter", "variance", "degradation", "ensemble", "order", "bottleneck"}
+var experimentNames = []string{"shatter", "variance", "degradation", "ensemble", "order", "bottleneck", "segment-unet"}
 
 func runExperiment(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("experiment", stderr)
 	out := fs.String("out", "", "output folder (default runs/experiment-NAME)")
-	seed := fs.Uint64("seed", 1, "random seed")
-	seeds := fs.Int("seeds", 0, "shatter: initialisations (default 500); variance: seeds (default 50)")
-	quick := fs.Bool("quick", false, "a short version of the experiment, what the tests run (shatter, variance: seconds of CPU)")
+	seed := fs.Uint64("seed", 1, "random seed (the first of --seeds for the training experiments)")
+	seeds := fs.Int("seeds", 0, "shatter: initialisations (default 500); variance: seeds (default 50); degradation, order, segment-unet: seeds per network (default 2)")
+	quick := fs.Bool("quick", false, "the small version the tests run (seconds to minutes; the training experiments' quick numbers do not test the claims)")
 	blocks := fs.Int("blocks", 0, "variance: blocks (default 20, 12 with --quick)")
-	full := fs.Bool("full", false, "degradation, ensemble, order: the full-data version (all training images, 20 epochs; hours)")
-	spec := fs.String("data", "", "degradation, ensemble, order: data set (default fashion-mnist; mnist for ensemble)")
-	depth := fs.Int("depth", 56, "order: network depth (6n+2)")
-	epochs := fs.Int("epochs", 0, "degradation, ensemble, order: epochs (default 2, or 20 with --full)")
-	limit := fs.Int("limit", 0, "degradation, ensemble, order: training images (default 10,000, or all with --full)")
-	depths := fs.String("depths", "", "degradation: depths to compare (default 20,32,44,56; 6n+2 each, e.g. 20,32,44,56,110)")
-	warmup := fs.Float64("warmup", -1, "degradation, order: fraction of the steps with a linear learning-rate warm-up (default 0.1)")
+	spec := fs.String("data", "", "degradation, ensemble, order: data set (default fashion-mnist); segment-unet: mnist or fashion-mnist, the canvases' items")
+	depth := fs.Int("depth", 32, "order: network depth (6n+2)")
+	epochs := fs.Int("epochs", 0, "degradation, ensemble, order, segment-unet: epochs (default 25, 10, 3, 5)")
+	limit := fs.Int("limit", 0, "degradation, ensemble, order: training images (default 10,000 for degradation, all otherwise); segment-unet: training canvases (default 10,000)")
+	models := fs.String("models", "", "degradation: presets to compare (default plain20,plain32,plain44,plain56,resnet20,resnet56)")
+	warmup := fs.Float64("warmup", -1, "degradation, ensemble, order: fraction of the steps with a linear learning-rate warm-up (default 0, or 0.05 for ensemble)")
+	weights := fs.String("weights", "", "ensemble: a trained ResNet checkpoint to study instead of training one")
+	plainWeights := fs.String("plain-weights", "", "ensemble: a trained plain-network checkpoint to study instead of training one")
 	fs.Usage = func() { printUsage(fs, "experiments: "+strings.Join(experimentNames, ", ")) }
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -39,11 +39,14 @@ func runExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if *out == "" {
 		*out = filepath.Join("runs", "experiment-"+name)
 	}
+	trainingSeeds := func(def int) int {
+		if flagSet(fs, "seeds") {
+			return *seeds
+		}
+		return def
+	}
 	budget := func(b experiments.Budget) experiments.Budget {
 		b.Seed, b.Log = *seed, stdout
-		if *full {
-			b.Limit, b.Epochs = 0, 20
-		}
 		if *spec != "" {
 			b.Data = *spec
 		}
@@ -61,15 +64,14 @@ func runExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	switch name {
 	case "degradation":
 		c := experiments.DefaultDegradation()
-		c.Budget = budget(c.Budget)
-		if *depths != "" {
-			c.Depths = nil
-			for _, f := range strings.Split(*depths, ",") {
-				d, err := strconv.Atoi(strings.TrimSpace(f))
-				if err != nil || d < 8 || (d-2)%6 != 0 {
-					return fmt.Errorf("%w: --depths: %q is not a depth 6n+2", errUsage, f)
-				}
-				c.Depths = append(c.Depths, d)
+		if *quick {
+			c = experiments.QuickDegradation()
+		}
+		c.Budget, c.Seeds = budget(c.Budget), trainingSeeds(c.Seeds)
+		if *models != "" {
+			c.Models = nil
+			for _, f := range strings.Split(*models, ",") {
+				c.Models = append(c.Models, strings.TrimSpace(f))
 			}
 		}
 		rows, err := experiments.Degradation(ctx, c, *out)
@@ -77,11 +79,14 @@ func runExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 			return err
 		}
 		for _, r := range rows {
-			fmt.Fprintf(stdout, "%-9s train error %6.2f%%  test error %6.2f%%\n", r.Name, 100*r.TrainError, 100*r.TestError)
+			fmt.Fprintf(stdout, "%-9s seed %d  train error %6.2f%%  test error %6.2f%%\n", r.Name, r.Seed, 100*r.TrainError, 100*r.TestError)
 		}
 	case "ensemble":
 		c := experiments.DefaultEnsemble()
-		c.Budget = budget(c.Budget)
+		if *quick {
+			c = experiments.QuickEnsemble()
+		}
+		c.Budget, c.Weights, c.PlainWeights = budget(c.Budget), *weights, *plainWeights
 		r, err := experiments.Ensemble(ctx, c, *out)
 		if err != nil {
 			return err
@@ -90,13 +95,41 @@ func runExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 			r.Blocks, r.Blocks, r.ResidualModel, 100*r.BaseError, 100*mean(r.DeleteOne), r.PlainModel, 100*r.PlainBase, 100*mean(r.PlainDelete))
 	case "order":
 		c := experiments.DefaultOrder()
-		c.Depth, c.Budget = *depth, budget(c.Budget)
+		if *quick {
+			c = experiments.QuickOrder()
+		}
+		if *quick && !flagSet(fs, "depth") {
+			*depth = c.Depth
+		}
+		c.Depth, c.Budget, c.Seeds = *depth, budget(c.Budget), trainingSeeds(c.Seeds)
 		rows, err := experiments.Order(ctx, c, *out)
 		if err != nil {
 			return err
 		}
 		for _, r := range rows {
-			fmt.Fprintf(stdout, "%-16s train error %6.2f%%  test error %6.2f%%\n", r.Ordering, 100*r.TrainError, 100*r.TestError)
+			fmt.Fprintf(stdout, "%-16s seed %d  train error %6.2f%%  test error %6.2f%%\n", r.Ordering, r.Seed, 100*r.TrainError, 100*r.TestError)
+		}
+	case "segment-unet":
+		c := experiments.DefaultSegmentUNet()
+		if *quick {
+			c = experiments.QuickSegmentUNet()
+		}
+		c.Seed, c.Seeds, c.Log = *seed, trainingSeeds(c.Seeds), stdout
+		if *spec != "" {
+			c.Source = *spec
+		}
+		if *epochs > 0 {
+			c.Epochs = *epochs
+		}
+		if *limit > 0 {
+			c.Train = *limit
+		}
+		rows, err := experiments.SegmentUNet(ctx, c, *out)
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			fmt.Fprintf(stdout, "%-6s seed %d  mean IoU %.4f  pixel accuracy %6.2f%%  (%s)\n", r.Net, r.Seed, r.MeanIoU, 100*r.PixelAcc, r.Inference)
 		}
 	case "shatter":
 		c := experiments.DefaultShatter()
