@@ -16,9 +16,9 @@ import (
 	"github.com/residual-nn/residual/tensor"
 )
 
-// readClaims checks that dir/claims.json holds n claims with every field
+// readClaimsN checks that dir/claims.json holds n claims with every field
 // and returns them.
-func readClaims(t *testing.T, dir string, n int) []map[string]any {
+func readClaimsN(t *testing.T, dir string, n int) []map[string]any {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, "claims.json"))
 	if err != nil {
@@ -71,7 +71,7 @@ func TestTrainingExperimentsQuick(t *testing.T) {
 			t.Errorf("%s: train error %g, test error %g, %d epochs", r.Name, r.TrainError, r.TestError, len(r.History))
 		}
 	}
-	readClaims(t, deg, 4)
+	readClaimsN(t, deg, 4)
 	for _, f := range []string{"degradation.png", "degradation.json", "summary.md"} {
 		if _, err := os.Stat(filepath.Join(deg, f)); err != nil {
 			t.Errorf("%s: %v", f, err)
@@ -121,7 +121,7 @@ func TestTrainingExperimentsQuick(t *testing.T) {
 	if len(rdel) == 0 || rd >= pd {
 		t.Errorf("deleting one of %d identity blocks raised the ResNet's error by %.3f, the plain net's by %.3f; want the ResNet's smaller", len(rdel), rd, pd)
 	}
-	readClaims(t, ensDir, 9)
+	readClaimsN(t, ensDir, 9)
 	// Given weights are loaded, not retrained.
 	c := QuickEnsemble()
 	weights := filepath.Join(ensDir, "runs", "resnet20", "last.safetensors")
@@ -148,7 +148,7 @@ func TestTrainingExperimentsQuick(t *testing.T) {
 			t.Errorf("%s seed %d: %d step losses (want %d), %d first-epoch parts (want %d)", r.Ordering, r.Seed, len(r.StepLoss), steps, len(r.FirstEpochLoss), qo.Segments)
 		}
 	}
-	readClaims(t, ordDir, 2)
+	readClaimsN(t, ordDir, 2)
 
 	segDir := filepath.Join(dir, "segment-unet")
 	seg, err := SegmentUNet(ctx, QuickSegmentUNet(), segDir)
@@ -163,7 +163,7 @@ func TestTrainingExperimentsQuick(t *testing.T) {
 			t.Errorf("%s (%s): mean IoU %g, pixel accuracy %g", r.Net, r.Inference, r.MeanIoU, r.PixelAcc)
 		}
 	}
-	readClaims(t, segDir, 1)
+	readClaimsN(t, segDir, 1)
 }
 
 // The degradation criteria on synthetic training errors: a plain curve
