@@ -145,7 +145,7 @@ func TestDataParallelTrainEqualsOneProcess(t *testing.T) {
 			c := unet.Config{InChannels: 1, Classes: 11, Depth: 1, Base: 4}
 			return Config{Model: models.Config{Name: "unet-nobn", Arch: &models.UNet{Config: c}}, Data: "mnist-canvas:40", Task: Segment,
 				BorderWeights: true, Epochs: 2, Batch: batch, Optimizer: SGD, LR: 0.05, Momentum: 0.9, Schedule: Schedule{Kind: ScheduleConstant},
-				ValSplit: 0.25, Seed: 2, Limit: 128, Out: out}
+				Augment: &data.Augment{}, ValSplit: 0.25, Seed: 2, Limit: 128, Out: out}
 		}, 8, false, 5e-4, 5e-4},
 	}
 	for _, tc := range cases {
@@ -168,6 +168,8 @@ func TestDataParallelTrainEqualsOneProcess(t *testing.T) {
 			if len(ref.stepLoss) < 6 {
 				t.Fatalf("only %d steps", len(ref.stepLoss))
 			}
+			t.Logf("step losses, 2 ranks: %.7f", runs[0].stepLoss)
+			t.Logf("step losses, 1 process: %.7f", ref.stepLoss)
 			dl, dw := compareRuns(t, runs[0], ref)
 			t.Logf("2 ranks × %d against 1 × %d, %d steps: losses within %.3g, weights within %.3g (losses %.4f → %.4f)",
 				tc.batch, 2*tc.batch, len(ref.stepLoss), dl, dw, ref.stepLoss[0], ref.stepLoss[len(ref.stepLoss)-1])

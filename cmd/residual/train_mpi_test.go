@@ -226,13 +226,13 @@ func TestMPIFaults(t *testing.T) {
 	args2 := append([]string{"train", "--distributed", "mpi"}, mpiArgs(dir2, 16)...)
 	args2 = append(args2[:len(args2):len(args2)], "--epochs", "2", "--limit", "1024")
 	cmd = mpiCmd(ctx, bin, 2, args2...)
-	out.Reset()
-	cmd.Stdout, cmd.Stderr = &out, &out
+	var out2 syncBuffer // read while mpirun writes it
+	cmd.Stdout, cmd.Stderr = &out2, &out2
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	victim = rankPID(t, cmd.Process.Pid, 1)
-	for deadline := time.Now().Add(2 * time.Minute); !strings.Contains(out.String(), "data-parallel over 2 ranks") && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(2 * time.Minute); !strings.Contains(out2.String(), "data-parallel over 2 ranks") && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 	}
 	time.Sleep(200 * time.Millisecond) // into the first epoch
@@ -240,8 +240,8 @@ func TestMPIFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = cmd.Wait()
-	if !errors.As(err, &ee) || !strings.Contains(out.String(), "stopped at epoch") {
-		t.Fatalf("SIGTERM to rank 1: %v, want a non-zero exit after rank 0's checkpoint:\n%s", err, out.String())
+	if !errors.As(err, &ee) || !strings.Contains(out2.String(), "stopped at epoch") {
+		t.Fatalf("SIGTERM to rank 1: %v, want a non-zero exit after rank 0's checkpoint:\n%s", err, out2.String())
 	}
 	if _, err := checkpoint.Load(filepath.Join(dir2, train.LastCheckpoint)); err != nil {
 		t.Fatalf("the checkpoint of the stop: %v", err)
