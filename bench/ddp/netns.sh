@@ -14,6 +14,13 @@
 #          addresses only: --mca pml ob1 --mca btl tcp,self
 #          --mca btl_tcp_if_include 10.77.0.0/24 (without it the two ranks,
 #          on one machine, would talk through shared memory).
+#          NOT WORKING YET with Debian's Open MPI 4.1.4: the ranks fail in
+#          MPI_Init ("OPAL ERROR: Unreachable in file ext3x_client.c"),
+#          because PMIx connects them to mpirun over TCP on 127.0.0.1, which
+#          inside a namespace is the namespace's own loopback. The fix to
+#          try: a veth from the root namespace into each one, and PMIx told
+#          to accept and advertise that address (PMIX_MCA_ptl_tcp_if_include,
+#          PMIX_MCA_ptl_tcp_remote_connections=1).
 #   torch: torch_ddp.py --threads 1, one rank per namespace, Gloo on the
 #          veth (GLOO_SOCKET_IFNAME), rendezvous at rank 0's address.
 #
