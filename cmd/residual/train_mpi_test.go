@@ -200,7 +200,9 @@ func TestMPIFaults(t *testing.T) {
 		t.Fatalf("after rank 1 was killed mpirun ended with %v, want a non-zero status:\n%s", err, out.String())
 	}
 	t.Logf("rank 1 killed: mpirun exited with status %d after %s", ee.ExitCode(), took.Round(time.Millisecond))
-	if took > 10*time.Second {
+	// distributed's TestMPIDyingRankEndsJob measures about 1 s on 2 idle
+	// cores; on 2 cores shared with a benchmark this took 9.9 s.
+	if took > 20*time.Second {
 		t.Errorf("mpirun took %s to end the job after a rank died, want seconds", took)
 	}
 	c, err := checkpoint.Load(last)
