@@ -37,11 +37,11 @@ func CheckSame(c Comm, name, value string) error {
 	if len(differ) == 0 {
 		return nil
 	}
-	v0, err := broadcastString(c, value, 0)
+	v0, err := BroadcastString(c, value, 0)
 	if err != nil {
 		return fmt.Errorf("distributed: checking %s: %w", name, err)
 	}
-	vd, err := broadcastString(c, value, differ[0])
+	vd, err := BroadcastString(c, value, differ[0])
 	if err != nil {
 		return fmt.Errorf("distributed: checking %s: %w", name, err)
 	}
@@ -49,8 +49,10 @@ func CheckSame(c Comm, name, value string) error {
 		name, plural(len(differ)), joinInts(differ), verbS(len(differ)), describeDiff(v0, vd, differ[0]))
 }
 
-// broadcastString sends root's s to every rank: its length, then its bytes.
-func broadcastString(c Comm, s string, root int) (string, error) {
+// BroadcastString returns root's s on every rank (the others' s is
+// ignored): its length, then its bytes, so that the ranks need not know
+// the length beforehand. Every rank must call it.
+func BroadcastString(c Comm, s string, root int) (string, error) {
 	var n [8]byte
 	binary.LittleEndian.PutUint64(n[:], uint64(len(s)))
 	if err := c.BroadcastBytes(n[:], root); err != nil {

@@ -7,6 +7,7 @@ import (
 	"math"
 
 	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/distributed"
 	"github.com/residual-nn/residual/models"
 )
 
@@ -86,6 +87,23 @@ type Config struct {
 	// master weights, batch-norm statistics, losses and optimizer state
 	// (see autograd.Precision). Validation runs in it too.
 	Precision string `json:"precision,omitempty"`
+	// SyncBN makes every batch norm use the statistics of the global
+	// batch across the ranks of Comm (SyncBatchNorm), so that N ranks with
+	// batch B train as one process with batch N·B.
+	SyncBN bool `json:"sync_bn,omitempty"`
+	// WorldSize is the number of ranks the run trains on: set by Prepare
+	// from Comm (0 without), recorded in checkpoints, and a resumed run
+	// must have the same.
+	WorldSize int `json:"world_size,omitempty"`
+	// Comm, when set, makes this process one rank of a data-parallel
+	// training (see package distributed and docs/DISTRIBUTED.md): Batch
+	// is per rank, every rank starts from rank 0's model, trains on its
+	// own shard of each epoch and averages the gradients with the others
+	// during the backward pass; only rank 0 writes to Log and Out. Every
+	// rank must call Prepare and Train with the same config (checked: the
+	// ranks fail at the start naming what differs). nil trains in this
+	// process alone, as without package distributed.
+	Comm distributed.Comm `json:"-"`
 	// Out is the run folder: checkpoints, metrics.jsonl, curves.
 	Out    string `json:"-"`
 	Resume bool   `json:"-"`
@@ -158,6 +176,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("train: Dice loss and class or border weights are for --task segment")
 	case c.Optimizer != "" && c.Optimizer != SGD && c.Optimizer != Adam && c.Optimizer != AdamW:
 		return fmt.Errorf("train: unknown optimizer %q (sgd, adam, adamw)", c.Optimizer)
+	case c.SyncBN && c.Comm == nil:
+		return fmt.Errorf("train: SyncBatchNorm (--sync-bn) is for data-parallel training (--distributed)")
 	}
 	if err := c.validateFineTuning(); err != nil {
 		return err

@@ -62,10 +62,19 @@ func EvaluateAllPrecision(m nn.Layer, l *data.Loader, classes int, p ag.Precisio
 	return Evaluation{Loss: e.loss, Accuracy: e.acc, Top5: e.top5, Confusion: e.confusion}
 }
 
-// evaluation is what evaluate measures.
+// evaluation is what evaluate measures: the means, and the sums and
+// count they are made of (summed over the ranks under Config.Comm).
 type evaluation struct {
-	loss, acc, top5 float64
-	confusion       [][]int
+	loss, acc, top5         float64
+	confusion               [][]int
+	lossSum, hits, top5Hits float64
+	n                       int
+}
+
+// means sets the means from the sums.
+func (e *evaluation) means() {
+	d := float64(max(e.n, 1))
+	e.loss, e.acc, e.top5 = e.lossSum/d, e.hits/d, e.top5Hits/d
 }
 
 // evaluate is Evaluate on the given inference tape (the trainer passes one
@@ -82,7 +91,7 @@ func evaluate(m nn.Layer, l *data.Loader, classes int, tape *ag.Tape) evaluation
 	for b := range l.Epoch(context.Background(), 0, 0) {
 		logits := m.Forward(tape.Constant(b.X))
 		targets, _ := fitTargets(logits, b)
-		lv, err := ag.CrossEntropy(logits, targets, ag.CrossEntropyOptions{IgnoreIndex: -100, Sum: true})
+		lv, err := ag.CrossEntropy(logits, targets, ag.CrossEntropyOptions{IgnoreIndex: ignoreIndex, Sum: true})
 		if err == nil {
 			loss += float64(lv.Data.Data[0])
 		}
@@ -112,8 +121,9 @@ func evaluate(m nn.Layer, l *data.Loader, classes int, tape *ag.Tape) evaluation
 		n += len(targets)
 		tape.Reset()
 	}
-	d := float64(max(n, 1))
-	return evaluation{loss: loss / d, acc: acc / d, top5: top5 / d, confusion: confusion}
+	e := evaluation{lossSum: loss, hits: acc, top5Hits: top5, n: n, confusion: confusion}
+	e.means()
+	return e
 }
 
 // IoU returns the intersection over union of every class from a confusion

@@ -202,13 +202,7 @@ func (r *run) emaWeights() nn.Layer {
 
 // evaluateEMA validates the moving average of the weights.
 func (r *run) evaluateEMA() (evaluation, error) {
-	r.emaWeights()
-	l := r.loader(r.valSet, false)
-	ev := evaluate(r.emaModel, l, len(r.valSet.Classes), r.evalTape)
-	if err := l.Err(); err != nil {
-		return ev, fmt.Errorf("train: validation set: %w", err)
-	}
-	return ev, nil
+	return r.evaluateOn(r.emaWeights(), false)
 }
 
 // score is the validation metric that picks the best checkpoint.

@@ -11,6 +11,7 @@ import (
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/distributed"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/optim"
 	"github.com/residual-nn/residual/tensorboard"
@@ -24,12 +25,21 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 	}
 	r.evalTape = tape.NoGradTape()
 	params := r.params
+	if r.ddp != nil {
+		r.ddp.hook(tape)
+	}
+	stop := false // every rank was told to stop (Config.Comm)
 	for ; r.epoch < r.cfg.Epochs; r.epoch, r.batch = r.epoch+1, 0 {
 		nn.SetTraining(r.model, true)
 		r.epochStart = time.Now()
 		r.lossSum, r.accSum, r.seen, r.imgs = 0, 0, 0, 0
+		// Under Config.Comm every rank runs every step of the epoch until
+		// the control all-reduce says stop: its loader does not watch ctx.
 		epochCtx, cancel := context.WithCancel(ctx)
-		loader := r.loader(r.trainSet, true)
+		if r.ddp != nil {
+			epochCtx, cancel = context.WithCancel(context.Background())
+		}
+		loader := r.loader(r.epochData(r.epoch), true)
 		for b := range loader.Epoch(epochCtx, r.epoch, r.batch) {
 			for _, p := range params {
 				p.ZeroGrad()
@@ -42,15 +52,43 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 				return nil, err
 			}
 			lv := float64(loss.Data.Data[0])
-			if math.IsNaN(lv) || math.IsInf(lv, 0) {
+			bad := math.IsNaN(lv) || math.IsInf(lv, 0)
+			hits := float64(correct(logits.Data, targets))
+			var ctl []float32
+			var ctlReq distributed.Request
+			if r.ddp != nil {
+				ctl = make([]float32, ctlLen)
+				ctl[ctlStop], ctl[ctlLoss], ctl[ctlCorrect], ctl[ctlCount] = stopRequested(ctx), float32(lv*float64(len(targets))), float32(hits), float32(len(targets))
+				if bad {
+					ctl[ctlBad] = 1
+				}
+				ctlReq = r.ddp.comm.StartAllReduceSum(ctl)
+			} else if bad {
 				cancel()
 				return nil, fmt.Errorf("train: the loss is %g at epoch %d, batch %d (step %d); stopped, checkpoints left as they were (try a lower learning rate)",
 					lv, r.epoch+1, b.Index+1, r.opt.Steps()+1)
 			}
-			r.accSum += float64(correct(logits.Data, targets))
-			r.lossSum += lv * float64(len(targets))
-			r.seen += len(targets)
 			tape.Backward(loss)
+			if r.ddp != nil {
+				if err := r.ddp.finishStep(params, ctlReq); err != nil {
+					cancel()
+					return nil, err
+				}
+				if ctl[ctlBad] > 0 {
+					cancel()
+					return nil, fmt.Errorf("train: the loss is not finite on %g of %d ranks at epoch %d, batch %d (step %d; here %g); stopped, checkpoints left as they were (try a lower learning rate)",
+						ctl[ctlBad], r.worldSize(), r.epoch+1, b.Index+1, r.opt.Steps()+1, lv)
+				}
+				stop = ctl[ctlStop] > 0
+				lv = float64(ctl[ctlLoss]) / float64(ctl[ctlCount]) // the global batch's
+				r.accSum += float64(ctl[ctlCorrect])
+				r.lossSum += float64(ctl[ctlLoss])
+				r.seen += int(ctl[ctlCount])
+			} else {
+				r.accSum += hits
+				r.lossSum += lv * float64(len(targets))
+				r.seen += len(targets)
+			}
 			if r.cfg.ClipGrad > 0 {
 				optim.ClipGradNorm(r.params, r.cfg.ClipGrad)
 			}
@@ -69,26 +107,27 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			tape.Reset()
 			r.batch = b.Index + 1
 			r.progress()
-			if ctx.Err() != nil {
+			if (r.ddp == nil && ctx.Err() != nil) || stop {
 				break
 			}
 		}
 		cancel()
-		if err := loader.Err(); err != nil { // an unreadable image file
-			return nil, fmt.Errorf("train: epoch %d: %w", r.epoch+1, err)
+		lerr := loader.Err() // an unreadable image file
+		if lerr != nil {
+			lerr = fmt.Errorf("train: epoch %d: %w", r.epoch+1, lerr)
+		}
+		if r.ddp != nil {
+			lerr = agree(r.ddp.comm, fmt.Sprintf("reading epoch %d", r.epoch+1), lerr)
+		}
+		if lerr != nil {
+			return nil, lerr
 		}
 		// An epoch cut short by cancellation (even before its first batch)
 		// is not finished: save the exact position and stop.
-		if ctx.Err() != nil {
-			if r.ema != nil { // the average up to this step, to resume from
-				if err := r.saveNet(EMACheckpoint, r.emaWeights(), nil); err != nil {
-					return nil, err
-				}
-			}
-			if err := r.save(LastCheckpoint); err != nil {
+		if (r.ddp == nil && ctx.Err() != nil) || stop {
+			if err := r.saveStopped(); err != nil {
 				return nil, err
 			}
-			fmt.Fprintf(r.cfg.Log, "\nstopped at epoch %d, batch %d; checkpoint written to %s\n", r.epoch+1, r.batch, filepath.Join(r.cfg.Out, LastCheckpoint))
 			return nil, ErrInterrupted
 		}
 		if err := r.endEpoch(); err != nil {
@@ -102,12 +141,16 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			break
 		}
 	}
-	testLoader := r.loader(r.testSet, false)
-	test := evaluate(r.model, testLoader, len(r.testSet.Classes), r.evalTape)
-	testLoss, testAcc, confusion := test.loss, test.acc, test.confusion
-	if err := testLoader.Err(); err != nil {
-		return nil, fmt.Errorf("train: test set: %w", err)
+	if r.ddp != nil {
+		if err := r.broadcastBuffers(); err != nil {
+			return nil, err
+		}
 	}
+	test, err := r.evaluateOn(r.model, true)
+	if err != nil {
+		return nil, err
+	}
+	testLoss, testAcc, confusion := test.loss, test.acc, test.confusion
 	res := &Result{History: r.history, Epochs: r.epoch, TestAccuracy: testAcc, TestLoss: testLoss, BestValAccuracy: r.best, TestTop5: test.top5, StoppedEarly: r.stoppedEarly, Seconds: time.Since(r.start).Seconds(),
 		StepLoss: append([]float64(nil), r.stepLoss...)}
 	if r.tb != nil {
@@ -140,14 +183,54 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 	return res, nil
 }
 
+// saveStopped writes the checkpoint of a run stopped mid-epoch (rank 0's,
+// under Config.Comm, once every rank holds its batch-norm statistics).
+func (r *run) saveStopped() error {
+	save := func() error {
+		if !r.rank0() {
+			return nil
+		}
+		if r.ema != nil { // the average up to this step, to resume from
+			if err := r.saveNet(EMACheckpoint, r.emaWeights(), nil); err != nil {
+				return err
+			}
+		}
+		if err := r.save(LastCheckpoint); err != nil {
+			return err
+		}
+		fmt.Fprintf(r.cfg.Log, "\nstopped at epoch %d, batch %d; checkpoint written to %s\n", r.epoch+1, r.batch, filepath.Join(r.cfg.Out, LastCheckpoint))
+		return nil
+	}
+	if r.ddp == nil {
+		return save()
+	}
+	if err := r.broadcastBuffers(); err != nil {
+		return err
+	}
+	return agree(r.ddp.comm, "writing the checkpoint", save())
+}
+
 // endEpoch validates, records metrics and curves, and writes checkpoints.
 func (r *run) endEpoch() error {
-	valLoader := r.loader(r.valSet, false)
-	val := evaluate(r.model, valLoader, len(r.valSet.Classes), r.evalTape)
-	valLoss, valAcc, confusion := val.loss, val.acc, val.confusion
-	if err := valLoader.Err(); err != nil {
-		return fmt.Errorf("train: validation set: %w", err)
+	if r.ddp == nil {
+		return r.endEpochHere()
 	}
+	if err := r.broadcastBuffers(); err != nil {
+		return err
+	}
+	// Rank 0's writes can fail (a full disk) while the others wait to go
+	// on: they learn it here and stop with it.
+	return agree(r.ddp.comm, fmt.Sprintf("ending epoch %d", r.epoch+1), r.endEpochHere())
+}
+
+// endEpochHere is endEpoch on this rank: the evaluation (summed over the
+// ranks under Config.Comm), then rank 0's records and checkpoints.
+func (r *run) endEpochHere() error {
+	val, err := r.evaluateOn(r.model, false)
+	if err != nil {
+		return err
+	}
+	valLoss, valAcc, confusion := val.loss, val.acc, val.confusion
 	secs := time.Since(r.epochStart).Seconds()
 	m := Metrics{Epoch: r.epoch + 1, Step: r.opt.Steps(), LR: r.opt.LR(0), TrainLoss: r.lossSum / float64(max(r.seen, 1)),
 		TrainAcc: r.accSum / float64(max(r.seen, 1)), ValLoss: valLoss, ValAcc: valAcc, ImgPerSec: float64(r.imgs) / secs, Seconds: secs}
@@ -182,6 +265,12 @@ func (r *run) endEpoch() error {
 		m.Epoch, r.cfg.Epochs, m.TrainLoss, 100*m.TrainAcc, m.ValLoss, 100*m.ValAcc, miou, m.ImgPerSec, secs)
 	if err := m.checkFinite(); err != nil {
 		return err
+	}
+	if !r.rank0() { // the same history and best score as rank 0, nothing written
+		if score > r.best {
+			r.best = score
+		}
+		return nil
 	}
 	if err := writeMetrics(r.cfg.Out, r.history); err != nil {
 		return err
@@ -220,11 +309,11 @@ func (r *run) endEpoch() error {
 }
 
 func (r *run) progress() {
-	r.imgs += r.cfg.Batch
+	r.imgs += r.cfg.Batch * r.worldSize()
 	n := r.stepsPerEpoch
 	el := time.Since(r.epochStart).Seconds()
 	rate := float64(r.imgs) / el
-	eta := time.Duration(float64(n-r.batch) * float64(r.cfg.Batch) / rate * float64(time.Second)).Round(time.Second)
+	eta := time.Duration(float64(n-r.batch) * float64(r.cfg.Batch*r.worldSize()) / rate * float64(time.Second)).Round(time.Second)
 	line := fmt.Sprintf("epoch %d/%d %s %d/%d  ETA %s  loss %.4f  acc %.2f%%  %.0f img/s",
 		r.epoch+1, r.cfg.Epochs, bar(r.batch, n, 20), r.batch, n, eta, r.lossSum/float64(r.seen), 100*r.accSum/float64(r.seen), rate)
 	switch {
@@ -276,18 +365,34 @@ func fitTargets(logits *ag.Value, b data.Batch) ([]int32, []float32) {
 	return y, wt
 }
 
-// loss is the configured training loss.
+// ignoreIndex marks targets that count in no loss.
+const ignoreIndex = -100
+
+// loss is the configured training loss. Under Config.Comm a weighted
+// cross-entropy (Σ w·loss / Σ w) is normalised by the global batch's Σ w
+// (see weightNorm); the Dice loss is each rank's batch's, averaged over
+// the ranks with the gradients.
 func (r *run) loss(logits *ag.Value, targets []int32, weights []float32) (*ag.Value, error) {
 	var total *ag.Value
 	if r.cfg.Loss != Dice {
-		ce, err := ag.CrossEntropy(logits, targets, ag.CrossEntropyOptions{IgnoreIndex: -100, RowWeight: weights, LabelSmoothing: r.cfg.LabelSmoothing})
+		o := ag.CrossEntropyOptions{IgnoreIndex: ignoreIndex, RowWeight: weights, LabelSmoothing: r.cfg.LabelSmoothing}
+		global := r.ddp != nil && weights != nil
+		o.Sum = global
+		ce, err := ag.CrossEntropy(logits, targets, o)
 		if err != nil {
 			return nil, err
+		}
+		if global {
+			f, err := r.weightNorm(targets, weights)
+			if err != nil {
+				return nil, err
+			}
+			ce = ag.Scale(ce, f)
 		}
 		total = ce
 	}
 	if r.cfg.Loss == Dice || r.cfg.Loss == CEDice {
-		d, err := ag.Dice(logits, targets, -100)
+		d, err := ag.Dice(logits, targets, ignoreIndex)
 		if err != nil {
 			return nil, err
 		}

@@ -120,9 +120,12 @@ func setup(cfg Config) (*run, error) {
 	if err := r.freeze(); err != nil {
 		return nil, err
 	}
-	r.stepsPerEpoch = (&data.Loader{Data: r.trainSet, Batch: cfg.Batch}).Batches()
+	r.stepsPerEpoch = r.stepsFor(cfg.Batch)
 	if r.opt, err = r.newOptimizer(); err != nil {
 		return nil, err
+	}
+	if cfg.Comm != nil { // the folder, resumption and the average: joinGroup, on rank 0
+		return r, nil
 	}
 	if err := prepareFolder(cfg); err != nil {
 		return nil, err
@@ -215,8 +218,8 @@ func (r *run) loader(d *data.Dataset, training bool) *data.Loader {
 	if r.pre != nil {
 		l.BGR, l.Scale255 = r.pre.BGR, r.pre.Scale255
 	}
-	if training {
-		l.Shuffle, l.Augment = true, *r.cfg.Augment
+	if training { // under Config.Comm the Sampler has shuffled the epoch's shard
+		l.Shuffle, l.Augment = r.ddp == nil, *r.cfg.Augment
 	}
 	return l
 }

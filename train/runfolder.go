@@ -55,7 +55,7 @@ func prepareFolder(cfg Config) error {
 // another value the same epoch and batch would mean other images, or
 // another order of them. Epochs, the learning rate and the schedule may
 // change on --resume (training continues, along another schedule).
-var positionSettings = []string{"model", "data", "task", "batch", "seed", "limit", "val_split", "augment"}
+var positionSettings = []string{"model", "data", "task", "batch", "seed", "limit", "val_split", "augment", "world_size"}
 
 // resumeChanges compares the training config a checkpoint recorded with
 // this run's and lists the position settings that differ ("batch 128 →
@@ -104,6 +104,19 @@ func orNone(s string) string {
 // checkResume refuses a --resume whose position settings differ from the
 // checkpoint's, naming each one.
 func checkResume(c *checkpoint.Checkpoint, path string, cfg Config) error {
+	var was struct {
+		WorldSize int `json:"world_size"`
+	}
+	if len(c.Train) > 0 && json.Unmarshal(c.Train, &was) == nil && was.WorldSize != cfg.WorldSize {
+		ranks := func(n int) string {
+			if n == 0 {
+				return "one process without --distributed"
+			}
+			return fmt.Sprintf("%d ranks", n)
+		}
+		return fmt.Errorf("train: --resume from %s: the run was trained on %s, this one runs on %s; each rank's shard of the data, and so the saved position, depends on the number of ranks — resume with %s, or start over with --overwrite",
+			path, ranks(was.WorldSize), ranks(cfg.WorldSize), ranks(was.WorldSize))
+	}
 	diffs, err := resumeChanges(c.Train, cfg)
 	if err != nil {
 		return fmt.Errorf("train: %s: %w", path, err)

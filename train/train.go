@@ -92,6 +92,7 @@ type run struct {
 	pre               *checkpoint.Preprocess // from Config.Init; nil: the data's mean and std
 	ema               *optim.EMA
 	emaModel          nn.Layer // evaluated and saved with the averages
+	ddp               *ddp     // nil without Config.Comm
 }
 
 // Trainer is a run made ready by Prepare: the data opened once, the model
@@ -107,7 +108,20 @@ func Prepare(cfg Config) (*Trainer, error) {
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
 	}
+	cfg.Log, cfg.WorldSize = quiet(cfg), 0
+	if cfg.Comm != nil {
+		cfg.WorldSize = cfg.Comm.Size()
+		if cfg.Comm.Rank() != 0 {
+			cfg.TensorBoard = false
+		}
+	}
 	r, err := setup(cfg)
+	if cfg.Comm != nil {
+		if r == nil && err == nil {
+			err = errors.New("train: no run prepared")
+		}
+		err = joinGroup(cfg.Comm, r, err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -9,7 +9,9 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/residual-nn/residual/distributed"
 	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/train"
 )
@@ -192,6 +194,16 @@ func checkTrain(fs *flag.FlagSet, _ []string) error {
 		fmt.Fprintf(fs.Output(), "residual train: --threads %d: this machine has %d CPUs; using %d\n", n, runtime.NumCPU(), runtime.NumCPU())
 		fs.Set("threads", fmt.Sprint(runtime.NumCPU()))
 	}
+	switch d := stringFlag(fs, "distributed"); d {
+	case distributed.KindNone, distributed.KindLocal, distributed.KindMPI, distributed.KindAuto:
+	default:
+		return badFlag("distributed", d, "want none, mpi or auto")
+	}
+	if f := fs.Lookup("dist-timeout"); f != nil {
+		if d, ok := f.Value.(flag.Getter).Get().(time.Duration); ok && d <= 0 {
+			return badFlag("dist-timeout", d, "must be > 0")
+		}
+	}
 	out := stringFlag(fs, "out")
 	if out == "" {
 		model := stringFlag(fs, "model")
@@ -200,6 +212,9 @@ func checkTrain(fs *flag.FlagSet, _ []string) error {
 		}
 		out = defaultRunFolder(model, stringFlag(fs, "data"))
 		fs.Set("out", out)
+	}
+	if l, ok, _ := distributed.DetectLauncher(os.Getenv); ok && l.Rank != 0 && stringFlag(fs, "distributed") != distributed.KindNone {
+		return nil // only rank 0 writes the run folder, which need not exist on this machine
 	}
 	return checkWritableDir("out", out)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"image"
@@ -17,6 +18,7 @@ import (
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/distributed"
 	"github.com/residual-nn/residual/infer"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/train"
@@ -62,6 +64,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	patience := fs.Int("patience", 0, "stop when the validation metric has not improved for N epochs (0: never)")
 	precision := precisionFlag(fs)
 	tb := fs.Bool("tensorboard", true, "write TensorBoard event files into the run folder (tensorboard --logdir RUNS)")
+	dist := fs.String("distributed", distributed.KindAuto, "data-parallel training: none (this process alone), mpi (one rank of an mpirun/srun/MPIJob job; a binary built with -tags mpi) or auto (mpi when a launcher started several processes); --batch is per rank, see docs/DISTRIBUTED.md")
+	syncBN := fs.Bool("sync-bn", false, "with --distributed: batch norms use the statistics of the global batch over all ranks (SyncBatchNorm)")
+	distTimeout := fs.Duration("dist-timeout", distributed.DefaultTimeout, "with --distributed: abort the job when a collective waits longer than this for the other ranks (a hung rank)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -71,6 +76,19 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *threads > 0 {
 		runtime.GOMAXPROCS(*threads)
 	}
+	comm, err := distributed.InitWithOptions(*dist, distributed.Options{Timeout: *distTimeout})
+	if err != nil {
+		return err
+	}
+	if _, local := comm.(*distributed.Local); local {
+		comm = nil // one process: train as without package distributed
+		if *syncBN {
+			return fmt.Errorf("%w: --sync-bn needs data-parallel training (run under mpirun with --distributed mpi or auto)", errUsage)
+		}
+	}
+	if comm != nil && comm.Rank() != 0 {
+		stdout = io.Discard // rank 0 reports for all
+	}
 	var mc models.Config // with --init and no --model: the checkpoint's network (train.Prepare reads it)
 	if *initCkpt == "" || flagSet(fs, "model") {
 		var err error
@@ -78,7 +96,6 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
 	}
-	var err error
 	if *spec, err = data.FolderSpec(*spec, *imageSize, *skipBad); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -104,28 +121,52 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg := train.Config{Model: mc, Data: *spec, Task: train.Task(*task), Loss: train.Loss(*lossName), BorderWeights: *border, ClassWeights: *classW, Epochs: *epochs, Batch: *batch,
 		Optimizer: train.Optimizer(*opt), LR: *lr, Momentum: *mom, Nesterov: *nesterov, WeightDecay: *wd, Schedule: schedule, Augment: a, ValSplit: *val, Seed: *seed, Limit: *limit,
 		Out: *out, Resume: *resume, Overwrite: *overwrite, TensorBoard: *tb, Log: stdout, Live: isTerminal(stdout),
-		Init: *initCkpt, Freeze: freezeList(*freeze), HeadLRMult: *headLR, LabelSmoothing: *smooth, EMA: *ema, ClipGrad: *clip, Patience: *patience, Precision: *precision}
+		Init: *initCkpt, Freeze: freezeList(*freeze), HeadLRMult: *headLR, LabelSmoothing: *smooth, EMA: *ema, ClipGrad: *clip, Patience: *patience, Precision: *precision,
+		SyncBN: *syncBN}
+	if comm != nil {
+		cfg.Comm = comm
+	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	t, err := train.Prepare(cfg)
-	if err != nil {
-		return err
+	res, err := trainRun(ctx, cfg, *model, *spec, stdout)
+	if comm != nil && (err == nil || errors.Is(err, errInterrupted)) {
+		// Every rank got here together (a failure on one rank that the
+		// others did not share ends the process without MPI_Finalize,
+		// which makes mpirun end the job).
+		if ferr := comm.Finalize(); err == nil && ferr != nil {
+			return ferr
+		}
 	}
-	trainSet, _, _ := t.Data()
-	fmt.Fprintf(stdout, "training %s on %s (%d images of %dx%dx%d, %d classes) for %d epochs, %d threads, run folder %s\n",
-		t.Config().Model.Name, *spec, trainSet.Len(), trainSet.H, trainSet.W, trainSet.C, len(trainSet.Classes), *epochs, runtime.GOMAXPROCS(0), *out)
-	res, err := t.Train(ctx)
 	if err != nil {
+		if comm != nil {
+			return fmt.Errorf("rank %d of %d: %w", comm.Rank(), comm.Size(), err)
+		}
 		return err
 	}
 	score := fmt.Sprintf("test accuracy %.2f%%", 100*res.TestAccuracy)
-	if t.Config().Task == train.Segment {
+	if res.TestIoU != nil { // segmentation
 		score = fmt.Sprintf("test mean IoU %.4f, pixel accuracy %.2f%%", res.TestMeanIoU, 100*res.TestAccuracy)
 	}
 	fmt.Fprintf(stdout, "done in %.0fs: %s; checkpoints %s and %s\n", res.Seconds, score,
 		filepath.Join(*out, train.LastCheckpoint), filepath.Join(*out, train.BestCheckpoint))
 	return nil
+}
+
+// trainRun prepares and runs the training of cfg.
+func trainRun(ctx context.Context, cfg train.Config, model, spec string, stdout io.Writer) (*train.Result, error) {
+	t, err := train.Prepare(cfg)
+	if err != nil {
+		return nil, err
+	}
+	trainSet, _, _ := t.Data()
+	ranks := ""
+	if cfg.Comm != nil {
+		ranks = fmt.Sprintf(" × %d ranks", cfg.Comm.Size())
+	}
+	fmt.Fprintf(stdout, "training %s on %s (%d images of %dx%dx%d, %d classes) for %d epochs, %d threads%s, run folder %s\n",
+		t.Config().Model.Name, spec, trainSet.Len(), trainSet.H, trainSet.W, trainSet.C, len(trainSet.Classes), cfg.Epochs, runtime.GOMAXPROCS(0), ranks, cfg.Out)
+	return t.Train(ctx)
 }
 
 // freezeList reads --freeze: nil for none.

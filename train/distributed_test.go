@@ -1,0 +1,283 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/distributed"
+	"github.com/residual-nn/residual/models"
+	"github.com/residual-nn/residual/models/unet"
+	"github.com/residual-nn/residual/nn"
+)
+
+// rankRun is what one rank of a data-parallel run ended with.
+type rankRun struct {
+	stepLoss []float64   // the loss of every step (the global batch's)
+	state    [][]float32 // the model's tensors, parameters and buffers
+	res      *Result
+	err      error
+}
+
+// runRanks trains cfg on size ranks of an in-process group (goroutines),
+// rank r with configure(r, &cfg) applied, and returns every rank's end.
+// Rank 0 writes into cfg.Out, the others into folders of their own,
+// which must stay empty.
+func runRanks(t *testing.T, ctx context.Context, cfg Config, size int, configure func(rank int, c *Config)) []rankRun {
+	t.Helper()
+	out := make([]rankRun, size)
+	var wg sync.WaitGroup
+	for r, comm := range distributed.NewGroup(size) {
+		c := cfg
+		c.Comm = comm
+		if r > 0 {
+			c.Out = t.TempDir()
+		}
+		if configure != nil {
+			configure(r, &c)
+		}
+		wg.Go(func() {
+			tr, err := Prepare(c)
+			if err != nil {
+				out[r].err = err
+				return
+			}
+			out[r].res, out[r].err = tr.Train(ctx)
+			out[r].stepLoss = tr.r.stepLoss
+			for _, e := range nn.StateDict(tr.r.model) {
+				out[r].state = append(out[r].state, append([]float32(nil), e.Tensor.Data...))
+			}
+			if r > 0 {
+				if files, _ := filepath.Glob(filepath.Join(c.Out, "*")); len(files) > 0 {
+					out[r].err = errors.Join(out[r].err, fmt.Errorf("rank %d wrote %v", r, files))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// sameRanks checks that every rank ended with bitwise the same model.
+func sameRanks(t *testing.T, runs []rankRun) {
+	t.Helper()
+	for r := 1; r < len(runs); r++ {
+		for i := range runs[0].state {
+			for k, v := range runs[0].state[i] {
+				if runs[r].state[i][k] != v {
+					t.Fatalf("tensor %d[%d]: rank 0 has %g, rank %d has %g", i, k, v, r, runs[r].state[i][k])
+				}
+			}
+		}
+	}
+}
+
+// compareRuns returns the largest absolute difference of the step losses
+// and of the model tensors between two runs.
+func compareRuns(t *testing.T, a, b rankRun) (loss, weight float64) {
+	t.Helper()
+	if len(a.stepLoss) != len(b.stepLoss) || len(a.state) != len(b.state) {
+		t.Fatalf("%d and %d steps, %d and %d tensors", len(a.stepLoss), len(b.stepLoss), len(a.state), len(b.state))
+	}
+	for i := range a.stepLoss {
+		loss = max(loss, math.Abs(a.stepLoss[i]-b.stepLoss[i]))
+	}
+	for i := range a.state {
+		for k := range a.state[i] {
+			weight = max(weight, math.Abs(float64(a.state[i][k]-b.state[i][k])))
+		}
+	}
+	return loss, weight
+}
+
+// ddpTiny is the tiny ResNet of the other tests (batch norm in every
+// block) on 512 MNIST images, without augmentation: its random shifts
+// are drawn per batch (data.Loader seeds them from the batch number), so
+// two ranks' halves of a batch would get other shifts than the whole
+// batch does in one process. Equivalence needs the same inputs.
+func ddpTiny(out string, batch int) Config {
+	c := tiny(out)
+	c.Batch, c.Limit, c.Augment, c.ValSplit = batch, 512, &data.Augment{}, 0.25
+	return c
+}
+
+// TestDataParallelTrainEqualsOneProcess is issue 17's equivalence check
+// through the trainer: 2 ranks × batch 64 with SyncBatchNorm take the
+// steps of one process × batch 128 (the same trainer with a one-process
+// Comm, so that the epoch's order is the Sampler's permutation in both),
+// and a network without batch norm (a U-Net on MNIST canvases, with the
+// border-weighted cross-entropy, whose normaliser Σw is all-reduced) 2 ×
+// 8 those of 1 × 16.
+//
+// Tolerance. The runs differ only in the order of float32 additions: a
+// weight gradient is one sum over the 128 images' positions in one
+// process (up to 128·28·28 ≈ 10⁵ terms), two sums of half of them and
+// their average here; batch norm's statistics are float64 sums either
+// way. A float32 sum of K terms carries a relative rounding error of
+// about √K·2⁻²⁴ ≈ 2e-5 (K = 10⁵; the bound K·2⁻²⁴ is reached only by
+// adversarial data), so each step's gradients differ by about 2e-5 of
+// their size (≤ 1 here). SGD with learning rate η = 0.05 and momentum
+// μ = 0.9 moves a weight by at most η/(1−μ) = 0.5 times the gradient
+// difference per step, so after the T = 12 steps the weights may differ
+// by 12·0.5·2e-5 ≈ 1.2e-4, and the losses, which change by at most about
+// the same relative amount, by ≈ 1e-4 of their size (≈ 2). The test
+// allows 5e-4 for the weights and 5e-4 for the losses — a few times the
+// estimate, and far below the differences of a wrong average (×2 in
+// every step), a wrong shard or unsynchronised batch statistics (which
+// move the losses by about 1e-2 here; see the t.Log).
+func TestDataParallelTrainEqualsOneProcess(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		name        string
+		cfg         func(out string, batch int) Config
+		batch       int
+		syncBN      bool
+		lossTol, wt float64
+	}{
+		{"resnet+SyncBN", ddpTiny, 64, true, 5e-4, 5e-4},
+		{"unet without BN, weighted loss", func(out string, batch int) Config {
+			c := unet.Config{InChannels: 1, Classes: 11, Depth: 1, Base: 4}
+			return Config{Model: models.Config{Name: "unet-nobn", Arch: &models.UNet{Config: c}}, Data: "mnist-canvas:40", Task: Segment,
+				BorderWeights: true, Epochs: 2, Batch: batch, Optimizer: SGD, LR: 0.05, Momentum: 0.9, Schedule: Schedule{Kind: ScheduleConstant},
+				Augment: &data.Augment{}, ValSplit: 0.25, Seed: 2, Limit: 128, Out: out}
+		}, 8, false, 5e-4, 5e-4},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			one := tc.cfg(t.TempDir(), 2*tc.batch)
+			one.Comm, one.SyncBN = distributed.NewLocal(), tc.syncBN
+			ref := runRanks(t, ctx, one, 1, nil)[0]
+			if ref.err != nil {
+				t.Fatal(ref.err)
+			}
+			two := tc.cfg(t.TempDir(), tc.batch)
+			two.SyncBN = tc.syncBN
+			runs := runRanks(t, ctx, two, 2, nil)
+			for r, run := range runs {
+				if run.err != nil {
+					t.Fatalf("rank %d: %v", r, run.err)
+				}
+			}
+			sameRanks(t, runs)
+			if len(ref.stepLoss) < 6 {
+				t.Fatalf("only %d steps", len(ref.stepLoss))
+			}
+			t.Logf("step losses, 2 ranks: %.7f", runs[0].stepLoss)
+			t.Logf("step losses, 1 process: %.7f", ref.stepLoss)
+			dl, dw := compareRuns(t, runs[0], ref)
+			t.Logf("2 ranks × %d against 1 × %d, %d steps: losses within %.3g, weights within %.3g (losses %.4f → %.4f)",
+				tc.batch, 2*tc.batch, len(ref.stepLoss), dl, dw, ref.stepLoss[0], ref.stepLoss[len(ref.stepLoss)-1])
+			if dl > tc.lossTol || dw > tc.wt {
+				t.Errorf("2 ranks differ from one process: losses by %.3g (tolerance %g), weights by %.3g (tolerance %g)", dl, tc.lossTol, dw, tc.wt)
+			}
+			if ra, rb := runs[0].res, ref.res; math.Abs(ra.TestAccuracy-rb.TestAccuracy) > 0.01 || math.Abs(ra.TestLoss-rb.TestLoss) > 1e-3 {
+				t.Errorf("sharded test evaluation: accuracy %g, loss %g; one process: %g, %g", ra.TestAccuracy, ra.TestLoss, rb.TestAccuracy, rb.TestLoss)
+			}
+			if tc.syncBN { // without SyncBN the batch statistics are each rank's: a real difference
+				plain := tc.cfg(t.TempDir(), tc.batch)
+				unsynced := runRanks(t, ctx, plain, 2, nil)
+				if unsynced[0].err != nil {
+					t.Fatal(unsynced[0].err)
+				}
+				dl, _ := compareRuns(t, unsynced[0], ref)
+				t.Logf("without SyncBN: losses differ by up to %.3g", dl)
+				if dl <= 10*tc.lossTol {
+					t.Errorf("without SyncBN the losses differ by only %.3g: the test cannot tell synchronised statistics from local ones", dl)
+				}
+			}
+		})
+	}
+}
+
+// TestDataParallelDisagreement checks the start-up checks: ranks with
+// another learning rate or model fail at the start, every rank, naming it.
+func TestDataParallelDisagreement(t *testing.T) {
+	for _, tc := range []struct {
+		name, want string
+		change     func(*Config)
+	}{
+		{"flags", `"lr=0.05"; rank 1 has "lr=0.1"`, func(c *Config) { c.LR = 0.1 }},
+		{"model", "the model config", func(c *Config) { c.Model.Name = "other" }},
+	} {
+		cfg := ddpTiny(t.TempDir(), 16)
+		runs := runRanks(t, context.Background(), cfg, 2, func(r int, c *Config) {
+			if r == 1 {
+				m, _ := c.Model.Clone()
+				c.Model = m
+				tc.change(c)
+			}
+		})
+		for r, run := range runs {
+			if run.err == nil || !strings.Contains(run.err.Error(), tc.want) {
+				t.Errorf("%s: rank %d: %v, want an error containing %q", tc.name, r, run.err, tc.want)
+			}
+		}
+	}
+}
+
+// TestDataParallelStopAndResume stops a 2-rank run by cancelling rank 1's
+// context alone: both ranks stop after the same step, rank 0 writes the
+// checkpoint; resuming on 3 ranks is refused, and resuming on 2 ends
+// with bitwise the weights of a run that was never stopped.
+func TestDataParallelStopAndResume(t *testing.T) {
+	full := ddpTiny(t.TempDir(), 32)
+	whole := runRanks(t, context.Background(), full, 2, nil)
+	if whole[0].err != nil {
+		t.Fatal(whole[0].err)
+	}
+
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	// Rank 1 alone is told to stop (its context is cancelled from the start).
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	steps := make([]int, 2)
+	cfg2 := ddpTiny(t.TempDir(), 32)
+	for r, comm := range distributed.NewGroup(2) {
+		c := cfg2
+		c.Comm = comm
+		ctx := context.Background()
+		if r == 1 {
+			c.Out, ctx = t.TempDir(), cancelled
+		}
+		wg.Go(func() {
+			tr, err := Prepare(c)
+			if err != nil {
+				errs[r] = err
+				return
+			}
+			_, errs[r] = tr.Train(ctx)
+			steps[r] = tr.r.opt.Steps()
+		})
+	}
+	wg.Wait()
+	for r, err := range errs {
+		if !errors.Is(err, ErrInterrupted) {
+			t.Fatalf("rank %d: %v, want ErrInterrupted", r, err)
+		}
+	}
+	if steps[0] != 1 || steps[1] != 1 {
+		t.Fatalf("the ranks stopped after steps %v, want both after the first", steps)
+	}
+
+	cfg2.Resume = true
+	three := runRanks(t, context.Background(), cfg2, 3, nil)
+	if err := three[0].err; err == nil || !strings.Contains(err.Error(), "trained on 2 ranks, this one runs on 3") {
+		t.Fatalf("resuming on 3 ranks: %v", err)
+	}
+	resumed := runRanks(t, context.Background(), cfg2, 2, nil)
+	for r, run := range resumed {
+		if run.err != nil {
+			t.Fatalf("resumed rank %d: %v", r, run.err)
+		}
+	}
+	if _, dw := compareRuns(t, rankRun{state: resumed[0].state}, rankRun{state: whole[0].state}); dw != 0 {
+		t.Errorf("stopped and resumed on 2 ranks, the weights differ from an uninterrupted run by %g", dw)
+	}
+}
