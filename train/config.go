@@ -21,7 +21,8 @@ type Config struct {
 	// memory, as the experiments make mirrored segmentation tiles. Both or
 	// neither.
 	TrainSet, TestSet *data.Dataset `json:"-"`
-	// Task is Classify (the default, "") or Segment.
+	// Task is Classify or Segment; "" is the model's own (Segment for a
+	// U-Net), settled by Prepare before the checks that depend on it.
 	Task Task `json:"task,omitempty"`
 	// Loss is CE (the default, ""), Dice or CEDice.
 	Loss Loss `json:"loss,omitempty"`
@@ -172,7 +173,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("train: unknown task %q (classify, segment)", c.Task)
 	case c.Loss != "" && c.Loss != CE && c.Loss != Dice && c.Loss != CEDice:
 		return fmt.Errorf("train: unknown loss %q (ce, dice, ce+dice)", c.Loss)
-	case c.Task != Segment && (c.Loss == Dice || c.Loss == CEDice || c.BorderWeights || c.ClassWeights):
+	case c.Task != "" && c.Task != Segment && (c.Loss == Dice || c.Loss == CEDice || c.BorderWeights || c.ClassWeights):
 		return fmt.Errorf("train: Dice loss and class or border weights are for --task segment")
 	case c.Optimizer != "" && c.Optimizer != SGD && c.Optimizer != Adam && c.Optimizer != AdamW:
 		return fmt.Errorf("train: unknown optimizer %q (sgd, adam, adamw)", c.Optimizer)

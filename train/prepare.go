@@ -50,6 +50,9 @@ func setup(cfg Config) (*run, error) {
 		if cfg.Model.Dense() {
 			cfg.Task = Segment
 		}
+		if err := cfg.Validate(); err != nil { // the checks that depend on the task
+			return nil, err
+		}
 	}
 	trainSet, testSet := cfg.TrainSet, cfg.TestSet
 	var err error
