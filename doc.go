@@ -11,6 +11,7 @@
 //	bench               the benchmarks behind 'residual bench'
 //	bench/serveload     a load generator for the server: open-loop rates or closed-loop clients, loopback only
 //	bench/fashionfolder Fashion-MNIST written as a folder of mixed-size PNG and JPEG photos (the README's fine-tuning data)
+//	bench/ddp/ddpbench  a data-parallel training step timed: step, all-reduce and the share the overlap hides
 //	infer               classify and segment images from Go programs, concurrently
 //	checkpoint          residual's checkpoints: weights, optimizer state, typed metadata
 //	interop/onnx        ONNX export (by tracing) and an evaluator of ONNX graphs
@@ -20,6 +21,7 @@
 //	tensorboard         TensorBoard event files (scalars, images)
 //	data                data sets, image folders and transforms, augmentation, the prefetching loader
 //	data/transform      torchvision's image transforms on 8-bit pixels, byte for byte as PIL computes them
+//	quant               int8 post-training quantization: calibration, per-channel weights, the int8 graph
 //	models              the zoo from config values behind one interface; models/resnet, models/unet, models/mlp
 //	optim               SGD, Adam, AdamW, parameter groups, schedules, gradient clipping, weight averages
 //	nn                  layers with parameters, initialisation, torchvision-style names, batch-norm folding, freezing

@@ -24,8 +24,11 @@ import (
 type Precision int
 
 const (
-	FP32 Precision = iota // float32 throughout
-	BF16                  // bfloat16 operands, float32 sums (autocast)
+	// FP32 computes in float32 throughout.
+	FP32 Precision = iota
+	// BF16 rounds the operands of convolutions and matrix products to
+	// bfloat16 and sums in float32, as PyTorch's CPU autocast does.
+	BF16
 )
 
 // String returns the precision's name as ParsePrecision reads it.
