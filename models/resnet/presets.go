@@ -10,6 +10,7 @@ import (
 // Preset returns the published configuration of a named network:
 //
 //	resnet18 … resnet152                   torchvision's ImageNet ResNets (v1.5, option B)
+//	resnet50-v1, resnet101-v1, resnet152-v1 the paper's bottleneck ResNets (v1: stride on the first 1×1, as Keras's)
 //	resnet20 … resnet1202                  He et al. 2015's CIFAR ResNets (6n+2 layers, option A)
 //	plain20 … plain110                     their plain counterparts
 //	preact-resnet110                       He et al. 2016, basic blocks (option B)
@@ -23,9 +24,10 @@ func Preset(name string) (Config, error) {
 		"resnet50": {"bottleneck", []int{3, 4, 6, 3}}, "resnet101": {"bottleneck", []int{3, 4, 23, 3}},
 		"resnet152": {"bottleneck", []int{3, 8, 36, 3}},
 	}
-	if p, ok := imagenet[name]; ok {
+	base, v1 := strings.CutSuffix(name, "-v1")
+	if p, ok := imagenet[base]; ok && (!v1 || p.block == "bottleneck") {
 		return Config{Block: p.block, Layers: p.layers, Widths: []int{64, 128, 256, 512}, Stem: "imagenet", StemWidth: 64,
-			Ordering: PostActivation, Shortcut: ShortcutB, Classes: 1000, InChannels: 3}, nil
+			Ordering: PostActivation, Shortcut: ShortcutB, Classes: 1000, InChannels: 3, StrideOn1x1: v1}, nil
 	}
 	cifar := func(block string, n int) Config {
 		return Config{Block: block, Layers: []int{n, n, n}, Widths: []int{16, 32, 64}, Stem: "cifar", StemWidth: 16,
@@ -64,7 +66,7 @@ func Preset(name string) (Config, error) {
 // Names lists the preset names (the CIFAR families also take any 6n+2
 // depth, e.g. resnet8 or plain74).
 func Names() []string {
-	n := []string{"resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+	n := []string{"resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50-v1", "resnet101-v1", "resnet152-v1",
 		"resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet1202",
 		"plain20", "plain32", "plain44", "plain56", "plain110",
 		"preact-resnet110", "preact-resnet164", "preact-resnet1001"}
