@@ -7,7 +7,8 @@
 //	residual train [flags]                 train a model (default: ResNet-20 on the embedded MNIST)
 //	residual eval --weights CKPT [--data SPEC] [flags]
 //	residual predict --weights CKPT [--top K] IMAGE...
-//	residual quantize CKPT --calibrate SPEC|--calibrate-images FILES --out CKPT8
+//	residual quantize CKPT --calibrate SPEC [--batches N] [--method minmax|percentile|entropy] --out CKPT8
+//	residual quantize CKPT --calibrate-images FILE,FILE... --out CKPT8
 //	residual segment --weights CKPT --out MASK.png [--overlay OVERLAY.png] [--tile N] IMAGE
 //	residual import torch FILE.pth|FILE.safetensors --model NAME --out CKPT.safetensors [--classes N]
 //	residual import keras-tfjs DIR|model.json --out CKPT.safetensors
@@ -80,7 +81,7 @@ var synopses = map[string][]string{
 	"import":     {"residual import torch FILE.pth|FILE.safetensors --model NAME --out CKPT.safetensors [--classes N]", "residual import keras-tfjs DIR|model.json --out CKPT.safetensors"},
 	"experiment": {"residual experiment [flags] NAME"},
 	"predict":    {"residual predict --weights CKPT [--top K] IMAGE..."},
-	"quantize":   {"residual quantize CKPT --calibrate SPEC [--batches N] [--method minmax|percentile|entropy] --out CKPT8"},
+	"quantize":   {"residual quantize CKPT --calibrate SPEC [--batches N] [--method minmax|percentile|entropy] --out CKPT8", "residual quantize CKPT --calibrate-images FILE,FILE... --out CKPT8"},
 	"segment":    {"residual segment --weights CKPT --out MASK.png [--overlay OVERLAY.png] [--tile N] IMAGE"},
 	"serve":      {"residual serve --model NAME=CKPT [--model NAME=CKPT...] [flags]", "residual serve --repository DIR [flags]"},
 	"version":    {"residual version"},
