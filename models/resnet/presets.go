@@ -64,9 +64,10 @@ func Preset(name string) (Config, error) {
 }
 
 // Names lists the preset names (the CIFAR families also take any 6n+2
-// depth, e.g. resnet8 or plain74).
+// depth, e.g. resnet8 or plain74, and the bottleneck ImageNet nets a -v1
+// variant, e.g. resnet50-v1, which the zoo's tests do not sweep).
 func Names() []string {
-	n := []string{"resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50-v1", "resnet101-v1", "resnet152-v1",
+	n := []string{"resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
 		"resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet1202",
 		"plain20", "plain32", "plain44", "plain56", "plain110",
 		"preact-resnet110", "preact-resnet164", "preact-resnet1001"}
