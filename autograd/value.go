@@ -254,8 +254,10 @@ func (tp *Tape) alloc(n int) []float32 {
 // another size reuses the buffers of the last one instead of adding its
 // own: a server whose batches take every size up to B holds about twice
 // the buffers of a batch of B, not the sum over all sizes (which grew a
-// ResNet-20 server past 7 GB). Only the n floats asked for are ever
-// written, so the rest of the capacity costs address space, not memory.
+// ResNet-20 server past 7 GB). Only the n floats asked for are written
+// by the kernels; the rest of the capacity costs address space, and
+// memory only where the allocator zeroes reused pages for it (at most
+// the class's doubling, once per buffer: the pool then keeps it).
 func sizeClass(n int) int {
 	if n <= 4096 {
 		return n

@@ -166,7 +166,8 @@ func circleGradients(net nn.Layer, x *tensor.Tensor) []float64 {
 func neighbourCorrelation(g []float64) float64 { return pearson(g[:len(g)-1], g[1:]) }
 
 func pearson(a, b []float64) float64 {
-	ma, mb := mean(a), mean(b)
+	ma, _ := meanSpread(a)
+	mb, _ := meanSpread(b)
 	var sab, saa, sbb float64
 	for i := range a {
 		da, db := a[i]-ma, b[i]-mb
@@ -180,17 +181,9 @@ func pearson(a, b []float64) float64 {
 	return sab / math.Sqrt(saa*sbb)
 }
 
-func mean(v []float64) float64 {
-	s := 0.0
-	for _, x := range v {
-		s += x
-	}
-	return s / float64(len(v))
-}
-
 // autocorrelation returns the normalised autocorrelation for lags 0…maxLag.
 func autocorrelation(g []float64, maxLag int) []float64 {
-	m := mean(g)
+	m, _ := meanSpread(g)
 	var v float64
 	for _, x := range g {
 		v += (x - m) * (x - m)
@@ -211,7 +204,7 @@ func autocorrelation(g []float64, maxLag int) []float64 {
 // frequency (brown noise ≈ −2, white noise ≈ 0).
 func spectrum(g []float64) (freq, power []float64, slope float64) {
 	n := len(g)
-	m := mean(g)
+	m, _ := meanSpread(g)
 	var lx, ly []float64
 	for f := 1; f <= n/2; f++ {
 		var s complex128

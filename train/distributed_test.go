@@ -130,7 +130,8 @@ func ddpTiny(out string, batch int) Config {
 // allows 5e-4 for the weights and 5e-4 for the losses — a few times the
 // estimate, and far below the differences of a wrong average (×2 in
 // every step) or a wrong shard; unsynchronised batch statistics must
-// exceed them too (checked, with the differences in the t.Log).
+// exceed them tenfold in the losses or the weights (checked; the weights
+// move by about 1e-2, see the t.Log).
 func TestDataParallelTrainEqualsOneProcess(t *testing.T) {
 	ctx := context.Background()
 	cases := []struct {
@@ -187,8 +188,8 @@ func TestDataParallelTrainEqualsOneProcess(t *testing.T) {
 				}
 				dl, dw := compareRuns(t, unsynced[0], ref)
 				t.Logf("without SyncBN: losses differ by up to %.3g, weights by %.3g", dl, dw)
-				if dl <= tc.lossTol && dw <= tc.wt {
-					t.Errorf("without SyncBN the losses differ by only %.3g and the weights by %.3g, within the tolerances: the test cannot tell synchronised statistics from local ones", dl, dw)
+				if dl <= 10*tc.lossTol && dw <= 10*tc.wt {
+					t.Errorf("without SyncBN the losses differ by only %.3g and the weights by %.3g, within 10× the tolerances: the test cannot tell synchronised statistics from local ones", dl, dw)
 				}
 			}
 		})
