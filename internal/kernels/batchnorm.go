@@ -43,7 +43,7 @@ func (f Fused[T]) grad(dy []T, i int) T {
 // momentum·mean. runMean and runVar may be nil. Sums are taken in float64.
 // f's skip addition and ReLU are applied to y in the same pass.
 //
-// It takes the AVX-512 per-channel kernels where they apply (chanOK), the
+// It takes the active level's per-channel kernels where they apply (chanOK), the
 // reference (batchNormTrainForwardRef) otherwise.
 func BatchNormTrainForward(m, c int, x, gamma, beta, y, mean, invStd, runMean, runVar []float32, momentum, eps float64, f Fused[float32]) {
 	if !chanOK(c) {
@@ -166,7 +166,7 @@ func trainStats[T Float](m int, mu, sq []float64, gamma, beta, mean, invStd, run
 // the forward pass's output (after f's skip addition and ReLU), and writes
 // the skip's gradient into f.DSkip. dgamma and dbeta may be nil.
 //
-// It takes the AVX-512 per-channel kernels where they apply (chanOK), the
+// It takes the active level's per-channel kernels where they apply (chanOK), the
 // reference (batchNormTrainBackwardRef) otherwise.
 func BatchNormTrainBackward(m, c int, x, gamma, mean, invStd, dy, dx, dgamma, dbeta []float32, f Fused[float32]) {
 	if !chanOK(c) {
@@ -248,8 +248,8 @@ func trainBackwardCoefs[T Float](m int, sums []float64, gamma, mean, invStd, dga
 }
 
 // BatchNormEvalForward normalises x [M, C] with the running statistics,
-// then applies f's skip addition and ReLU; on the AVX-512 per-channel
-// kernels where they apply.
+// then applies f's skip addition and ReLU; on the active level's
+// per-channel kernels where they apply.
 func BatchNormEvalForward(m, c int, x, gamma, beta, runMean, runVar, y []float32, eps float64, f Fused[float32]) {
 	scale, shift := evalAffine(c, gamma, beta, runMean, runVar, eps)
 	if chanOK(c) {

@@ -4,8 +4,44 @@ package kernels
 
 import "unsafe"
 
-// chanOK reports whether the AVX-512 per-channel kernels handle c channels.
-func chanOK(c int) bool { return use.avx512 && c > 0 && c%16 == 0 }
+// chanOK reports whether the active level's per-channel batch-norm kernels
+// handle c channels: a whole number of vectors (16 floats for AVX-512, 8
+// for AVX2).
+func chanOK(c int) bool { return use.bn != nil && c > 0 && c%use.bn.vec == 0 }
+
+// poolOK reports whether the AVX-512 max-pooling kernel handles c channels.
+func poolOK(c int) bool { return use.avx512 && c > 0 && c%16 == 0 }
+
+// bnKernels are one level's per-channel batch-norm kernels (their loops are
+// described at the AVX-512 declarations below; the AVX2 ones compute the
+// same on 8-float vectors).
+type bnKernels struct {
+	vec                          int // floats per vector: c must be a multiple
+	sum, sumRows                 func(x unsafe.Pointer, rows, c int, acc unsafe.Pointer)
+	sqDev, sqDevRows, shiftStats func(x unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
+	dyStats, dyStatsRows         func(x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
+	affine                       func(x, skip unsafe.Pointer, rows, c int, scale, shift, y unsafe.Pointer, relu int)
+	affine2                      func(x, dy, y unsafe.Pointer, rows, c int, a, k, b, dx unsafe.Pointer)
+}
+
+var (
+	bnAVX512 = &bnKernels{vec: 16, sum: chanSum512, sumRows: chanSumRows512, sqDev: chanSqDev512, sqDevRows: chanSqDevRows512,
+		shiftStats: chanShiftStats512, dyStats: chanDyStats512, dyStatsRows: chanDyStatsRows512, affine: chanAffine512, affine2: chanAffine2512}
+	bnAVX2 = &bnKernels{vec: 8, sum: chanSumAVX2, sumRows: chanSumRowsAVX2, sqDev: chanSqDevAVX2, sqDevRows: chanSqDevRowsAVX2,
+		shiftStats: chanShiftStatsAVX2, dyStats: chanDyStatsAVX2, dyStatsRows: chanDyStatsRowsAVX2, affine: chanAffineAVX2, affine2: chanAffine2AVX2}
+)
+
+// bnKernelsFor returns level l's per-channel batch-norm kernels (nil at the
+// generic level).
+func bnKernelsFor(l Level) *bnKernels {
+	switch l {
+	case AVX512:
+		return bnAVX512
+	case AVX2:
+		return bnAVX2
+	}
+	return nil
+}
 
 // wideRow is the channel count from which the per-channel sums walk rows
 // left to right instead of channel vectors down the rows (a row of 512
@@ -32,6 +68,7 @@ func chanSums32(x, dy, y, dz []float32, m, c int, mean []float32, shifted bool) 
 	if dy != nil || shifted {
 		k = 2 * c
 	}
+	bn := use.bn
 	return parallelSums((m+statRows-1)/statRows, k, func(lo, hi int, acc []float64) {
 		var arr [512]float32 // the float32 partial sums: on the stack when they fit
 		part := arr[:min(k, len(arr))]
@@ -57,20 +94,20 @@ func chanSums32(x, dy, y, dz []float32, m, c int, mean []float32, shifted bool) 
 					dzp = unsafe.Pointer(&dz[r0*c])
 				}
 				if wide {
-					chanDyStatsRows512(xp, unsafe.Pointer(&dy[r0*c]), yp, dzp, r1-r0, c, unsafe.Pointer(&mean[0]), unsafe.Pointer(&part[0]))
+					bn.dyStatsRows(xp, unsafe.Pointer(&dy[r0*c]), yp, dzp, r1-r0, c, unsafe.Pointer(&mean[0]), unsafe.Pointer(&part[0]))
 				} else {
-					chanDyStats512(xp, unsafe.Pointer(&dy[r0*c]), yp, dzp, r1-r0, c, unsafe.Pointer(&mean[0]), unsafe.Pointer(&part[0]))
+					bn.dyStats(xp, unsafe.Pointer(&dy[r0*c]), yp, dzp, r1-r0, c, unsafe.Pointer(&mean[0]), unsafe.Pointer(&part[0]))
 				}
 			case shifted:
-				chanShiftStats512(xp, r1-r0, c, unsafe.Pointer(&mean[0]), unsafe.Pointer(&part[0]))
+				bn.shiftStats(xp, r1-r0, c, unsafe.Pointer(&mean[0]), unsafe.Pointer(&part[0]))
 			case mean != nil && wide:
-				chanSqDevRows512(xp, r1-r0, c, unsafe.Pointer(&mean[0]), unsafe.Pointer(&part[0]))
+				bn.sqDevRows(xp, r1-r0, c, unsafe.Pointer(&mean[0]), unsafe.Pointer(&part[0]))
 			case mean != nil:
-				chanSqDev512(xp, r1-r0, c, unsafe.Pointer(&mean[0]), unsafe.Pointer(&part[0]))
+				bn.sqDev(xp, r1-r0, c, unsafe.Pointer(&mean[0]), unsafe.Pointer(&part[0]))
 			case wide:
-				chanSumRows512(xp, r1-r0, c, unsafe.Pointer(&part[0]))
+				bn.sumRows(xp, r1-r0, c, unsafe.Pointer(&part[0]))
 			default:
-				chanSum512(xp, r1-r0, c, unsafe.Pointer(&part[0]))
+				bn.sum(xp, r1-r0, c, unsafe.Pointer(&part[0]))
 			}
 			for i, v := range part {
 				acc[i] += float64(v)
@@ -92,7 +129,7 @@ func chanAffine32(x, skip []float32, m, c int, scale, shift, y []float32, relu b
 		if skip != nil {
 			sp = unsafe.Pointer(&skip[r0*c])
 		}
-		chanAffine512(unsafe.Pointer(&x[r0*c]), sp, r1-r0, c, unsafe.Pointer(&scale[0]), unsafe.Pointer(&shift[0]), unsafe.Pointer(&y[r0*c]), r)
+		use.bn.affine(unsafe.Pointer(&x[r0*c]), sp, r1-r0, c, unsafe.Pointer(&scale[0]), unsafe.Pointer(&shift[0]), unsafe.Pointer(&y[r0*c]), r)
 	})
 }
 
@@ -104,7 +141,7 @@ func chanAffine2_32(x, dy, y []float32, m, c int, a, k, b, dx []float32) {
 	}
 	parallelFor((m+statRows-1)/statRows, func(lo, hi int) {
 		r0, r1 := lo*statRows, min(hi*statRows, m)
-		chanAffine2512(unsafe.Pointer(&x[r0*c]), unsafe.Pointer(&dy[r0*c]), unsafe.Pointer(&y[r0*c]), r1-r0, c,
+		use.bn.affine2(unsafe.Pointer(&x[r0*c]), unsafe.Pointer(&dy[r0*c]), unsafe.Pointer(&y[r0*c]), r1-r0, c,
 			unsafe.Pointer(&a[0]), unsafe.Pointer(&k[0]), unsafe.Pointer(&b[0]), unsafe.Pointer(&dx[r0*c]))
 	})
 }
@@ -167,3 +204,33 @@ func chanSqDevRows512(x unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
 //
 //go:noescape
 func chanDyStatsRows512(x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
+
+// The AVX2 versions (batchnorm_avx2_amd64.s): the same loops as the
+// AVX-512 kernels above, on 8-float vectors.
+
+//go:noescape
+func chanSumAVX2(x unsafe.Pointer, rows, c int, acc unsafe.Pointer)
+
+//go:noescape
+func chanSqDevAVX2(x unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
+
+//go:noescape
+func chanShiftStatsAVX2(x unsafe.Pointer, rows, c int, shift, acc unsafe.Pointer)
+
+//go:noescape
+func chanDyStatsAVX2(x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
+
+//go:noescape
+func chanAffineAVX2(x, skip unsafe.Pointer, rows, c int, scale, shift, y unsafe.Pointer, relu int)
+
+//go:noescape
+func chanAffine2AVX2(x, dy, y unsafe.Pointer, rows, c int, a, k, b, dx unsafe.Pointer)
+
+//go:noescape
+func chanSumRowsAVX2(x unsafe.Pointer, rows, c int, acc unsafe.Pointer)
+
+//go:noescape
+func chanSqDevRowsAVX2(x unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
+
+//go:noescape
+func chanDyStatsRowsAVX2(x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)

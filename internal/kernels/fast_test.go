@@ -146,22 +146,29 @@ func testFastConv(t *testing.T) {
 	}
 }
 
-// TestFastBatchNormMatchesReference compares the AVX-512 batch norm (train
-// and eval, every fused epilogue) with the same kernels run in float64 (the
-// generic loops): row counts that are and are not multiples of the kernels'
-// 256-row chunks, one and three channel vectors, and rows wide enough for
-// the row-major sums (272 channels). A third of the fused
+// TestFastBatchNormMatchesReference compares the batch norm of each
+// assembly level (train and eval, every fused epilogue) with the same
+// kernels run in float64 (the generic loops): row counts that are and are
+// not multiples of the kernels' 256-row chunks, one and three channel
+// vectors of either width (8 and 24 channels are AVX2's only), and rows
+// wide enough for the row-major sums (272 channels). A third of the fused
 // outputs are zero (the ReLU's mask).
 func TestFastBatchNormMatchesReference(t *testing.T) {
-	if detect() < AVX512 {
-		t.Skip("the per-channel kernels need AVX-512; this CPU lacks it")
+	if len(levels()) == 0 {
+		t.Skip("the per-channel kernels need AVX2 or AVX-512; this CPU has neither")
 	}
+	for _, l := range levels() {
+		t.Run(l.String(), func(t *testing.T) { testFastBatchNorm(t, l) })
+	}
+}
+
+func testFastBatchNorm(t *testing.T, l Level) {
 	r := rand.New(rand.NewPCG(3, 4))
 	// The last shape's mean is 50 times its spread: the one-pass
 	// statistics (about a shift) must not lose the variance. (Much more
 	// and the float32 affine y = x·scale + shift itself, PyTorch's form
 	// too, cancels past the bound.)
-	for _, sh := range [][4]float32{{700, 16, 3, 1}, {512, 48, 3, 1}, {3, 16, 3, 1}, {300, 272, 3, 1}, {1000, 32, 0.1, 3}} {
+	for _, sh := range [][4]float32{{700, 16, 3, 1}, {512, 48, 3, 1}, {3, 16, 3, 1}, {300, 272, 3, 1}, {1000, 32, 0.1, 3}, {500, 8, 3, 1}, {257, 24, 3, 1}} {
 		m, c := int(sh[0]), int(sh[1])
 		x, dy, skip := kt.RandF32(r, m*c), kt.RandF32(r, m*c), kt.RandF32(r, m*c)
 		for i := range x {
@@ -177,9 +184,9 @@ func TestFastBatchNormMatchesReference(t *testing.T) {
 			for _, train := range []bool{true, false} {
 				name := fmt.Sprintf("m=%d c=%d skip=%v relu=%v train=%v", m, c, fu.skip, fu.relu, train)
 				// run computes y, dx, dgamma, dbeta and dskip in float32 (at
-				// the AVX-512 level) or float64.
+				// level l) or float64.
 				run32 := func() [][]float32 {
-					prev := SetLevel(AVX512)
+					prev := SetLevel(l)
 					defer SetLevel(prev)
 					y, dx, dg, db := make([]float32, m*c), make([]float32, m*c), make([]float32, c), make([]float32, c)
 					f := Fused[float32]{ReLU: fu.relu}

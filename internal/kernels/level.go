@@ -52,18 +52,20 @@ func SetLevel(l Level) Level {
 
 // impl is what the active level offers the float32 entry points,
 // resolved once from the level (at start and by SetLevel) rather than
-// tested by each call: the direct convolution kernels (nil at the generic
-// level) and whether the AVX-512-only kernels run (batch norm's
-// per-channel passes, the element-wise kernels, max pooling, Winograd).
+// tested by each call: the direct convolution kernels and batch norm's
+// per-channel kernels (nil at the generic level), and whether the
+// AVX-512-only kernels run (the element-wise kernels, max pooling,
+// Winograd).
 type impl struct {
 	k      *kernelSet
+	bn     *bnKernels // batch norm's per-channel kernels (nil: the reference loops)
 	avx512 bool
 }
 
 // use is the active level's impl.
 var use = implFor(active)
 
-func implFor(l Level) impl { return impl{k: kernelsFor(l), avx512: l == AVX512} }
+func implFor(l Level) impl { return impl{k: kernelsFor(l), bn: bnKernelsFor(l), avx512: l == AVX512} }
 
 // kernelSet holds the micro-kernels of one level.
 type kernelSet struct {
