@@ -4,41 +4,45 @@ package kernels
 
 import "unsafe"
 
-// chanOK reports whether the active level's per-channel batch-norm kernels
-// handle c channels: a whole number of vectors (16 floats for AVX-512, 8
-// for AVX2).
-func chanOK(c int) bool { return use.bn != nil && c > 0 && c%use.bn.vec == 0 }
+// chanOK reports whether the active level's per-channel kernels (batch
+// norm's, max pooling's) handle c channels: a whole number of vectors (16
+// floats for AVX-512, 8 for AVX2).
+func chanOK(c int) bool { return use.vk != nil && c > 0 && c%use.vk.vec == 0 }
 
-// poolOK reports whether the AVX-512 max-pooling kernel handles c channels.
-func poolOK(c int) bool { return use.avx512 && c > 0 && c%16 == 0 }
-
-// bnKernels are one level's per-channel batch-norm kernels (their loops are
-// described at the AVX-512 declarations below; the AVX2 ones compute the
-// same on 8-float vectors).
-type bnKernels struct {
-	vec                          int // floats per vector: c must be a multiple
+// vecKernels are one level's vector kernels outside the convolutions:
+// batch norm's per-channel passes, the element-wise kernels and max
+// pooling's pixel (their loops are described at the AVX-512 declarations;
+// the AVX2 ones compute the same on 8-float vectors).
+type vecKernels struct {
+	vec                          int // floats per vector: c (or n) must be a multiple
 	sum, sumRows                 func(x unsafe.Pointer, rows, c int, acc unsafe.Pointer)
 	sqDev, sqDevRows, shiftStats func(x unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
 	dyStats, dyStatsRows         func(x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
 	affine                       func(x, skip unsafe.Pointer, rows, c int, scale, shift, y unsafe.Pointer, relu int)
 	affine2                      func(x, dy, y unsafe.Pointer, rows, c int, a, k, b, dx unsafe.Pointer)
+	relu                         func(x, y unsafe.Pointer, n int)
+	reluGrad, add                func(a, b, y unsafe.Pointer, n int)
+	sgd                          func(w, grad, buf unsafe.Pointer, n int, coef unsafe.Pointer)
+	maxPool                      func(x, offs unsafe.Pointer, ntaps, c int, y, arg, iota unsafe.Pointer)
 }
 
 var (
-	bnAVX512 = &bnKernels{vec: 16, sum: chanSum512, sumRows: chanSumRows512, sqDev: chanSqDev512, sqDevRows: chanSqDevRows512,
-		shiftStats: chanShiftStats512, dyStats: chanDyStats512, dyStatsRows: chanDyStatsRows512, affine: chanAffine512, affine2: chanAffine2512}
-	bnAVX2 = &bnKernels{vec: 8, sum: chanSumAVX2, sumRows: chanSumRowsAVX2, sqDev: chanSqDevAVX2, sqDevRows: chanSqDevRowsAVX2,
-		shiftStats: chanShiftStatsAVX2, dyStats: chanDyStatsAVX2, dyStatsRows: chanDyStatsRowsAVX2, affine: chanAffineAVX2, affine2: chanAffine2AVX2}
+	vecAVX512 = &vecKernels{vec: 16, sum: chanSum512, sumRows: chanSumRows512, sqDev: chanSqDev512, sqDevRows: chanSqDevRows512,
+		shiftStats: chanShiftStats512, dyStats: chanDyStats512, dyStatsRows: chanDyStatsRows512, affine: chanAffine512, affine2: chanAffine2512,
+		relu: relu512, reluGrad: reluGrad512, add: add512, sgd: sgd512, maxPool: maxPool512}
+	vecAVX2 = &vecKernels{vec: 8, sum: chanSumAVX2, sumRows: chanSumRowsAVX2, sqDev: chanSqDevAVX2, sqDevRows: chanSqDevRowsAVX2,
+		shiftStats: chanShiftStatsAVX2, dyStats: chanDyStatsAVX2, dyStatsRows: chanDyStatsRowsAVX2, affine: chanAffineAVX2, affine2: chanAffine2AVX2,
+		relu: reluAVX2, reluGrad: reluGradAVX2, add: addAVX2, sgd: sgdAVX2, maxPool: maxPoolAVX2}
 )
 
-// bnKernelsFor returns level l's per-channel batch-norm kernels (nil at the
-// generic level).
-func bnKernelsFor(l Level) *bnKernels {
+// vecKernelsFor returns level l's vector kernels (nil at the generic
+// level).
+func vecKernelsFor(l Level) *vecKernels {
 	switch l {
 	case AVX512:
-		return bnAVX512
+		return vecAVX512
 	case AVX2:
-		return bnAVX2
+		return vecAVX2
 	}
 	return nil
 }
@@ -68,7 +72,7 @@ func chanSums32(x, dy, y, dz []float32, m, c int, mean []float32, shifted bool) 
 	if dy != nil || shifted {
 		k = 2 * c
 	}
-	bn := use.bn
+	bn := use.vk
 	return parallelSums((m+statRows-1)/statRows, k, func(lo, hi int, acc []float64) {
 		var arr [512]float32 // the float32 partial sums: on the stack when they fit
 		part := arr[:min(k, len(arr))]
@@ -129,7 +133,7 @@ func chanAffine32(x, skip []float32, m, c int, scale, shift, y []float32, relu b
 		if skip != nil {
 			sp = unsafe.Pointer(&skip[r0*c])
 		}
-		use.bn.affine(unsafe.Pointer(&x[r0*c]), sp, r1-r0, c, unsafe.Pointer(&scale[0]), unsafe.Pointer(&shift[0]), unsafe.Pointer(&y[r0*c]), r)
+		use.vk.affine(unsafe.Pointer(&x[r0*c]), sp, r1-r0, c, unsafe.Pointer(&scale[0]), unsafe.Pointer(&shift[0]), unsafe.Pointer(&y[r0*c]), r)
 	})
 }
 
@@ -141,7 +145,7 @@ func chanAffine2_32(x, dy, y []float32, m, c int, a, k, b, dx []float32) {
 	}
 	parallelFor((m+statRows-1)/statRows, func(lo, hi int) {
 		r0, r1 := lo*statRows, min(hi*statRows, m)
-		use.bn.affine2(unsafe.Pointer(&x[r0*c]), unsafe.Pointer(&dy[r0*c]), unsafe.Pointer(&y[r0*c]), r1-r0, c,
+		use.vk.affine2(unsafe.Pointer(&x[r0*c]), unsafe.Pointer(&dy[r0*c]), unsafe.Pointer(&y[r0*c]), r1-r0, c,
 			unsafe.Pointer(&a[0]), unsafe.Pointer(&k[0]), unsafe.Pointer(&b[0]), unsafe.Pointer(&dx[r0*c]))
 	})
 }

@@ -236,20 +236,28 @@ func testFastBatchNorm(t *testing.T, l Level) {
 	}
 }
 
-// TestFastMaxPoolAndSGDMatchReference compares the AVX-512 max pooling
-// (values and argmax indices, with ties: inputs are small integers, so the
-// first maximum must win as in the reference) and SGD step with the
-// generic loops. Both compute exactly the same values except SGD, where
-// the kernel's FMAs round once instead of twice: 1e-6 relative.
-func TestFastMaxPoolAndSGDMatchReference(t *testing.T) {
-	if detect() < AVX512 {
-		t.Skip("these kernels need AVX-512; this CPU lacks it")
+// TestFastMaxPoolAndElementwiseMatchReference compares each assembly
+// level's max pooling (values and argmax indices, with ties: inputs are
+// small integers, so the first maximum must win as in the reference), ReLU,
+// its gradient, the addition and the SGD step with the generic loops. All
+// compute exactly the same values except SGD, where the kernel's FMAs
+// round once instead of twice: 1e-6 relative.
+func TestFastMaxPoolAndElementwiseMatchReference(t *testing.T) {
+	if len(levels()) == 0 {
+		t.Skip("these kernels need AVX2 or AVX-512; this CPU has neither")
 	}
+	for _, l := range levels() {
+		t.Run(l.String(), func(t *testing.T) { testFastPoolElementwise(t, l) })
+	}
+}
+
+func testFastPoolElementwise(t *testing.T, l Level) {
 	r := rand.New(rand.NewPCG(5, 6))
 	for _, s := range []PoolShape{
 		{N: 2, H: 13, W: 11, C: 32, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 1, H: 8, W: 8, C: 16, KH: 2, KW: 2, SH: 2, SW: 2, DH: 1, DW: 1},
 		{N: 1, H: 9, W: 7, C: 48, KH: 3, KW: 2, SH: 1, SW: 2, DH: 2, DW: 1, PT: 2, PL: 1, PB: 2, PR: 1, CeilMode: true},
+		{N: 2, H: 7, W: 7, C: 24, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}, // three AVX2 vectors
 	} {
 		x := make([]float32, s.N*s.H*s.W*s.C)
 		for i := range x {
@@ -263,7 +271,7 @@ func TestFastMaxPoolAndSGDMatchReference(t *testing.T) {
 			MaxPoolForward(s, x, y, arg)
 			return y, arg
 		}
-		fy, fa := run(AVX512)
+		fy, fa := run(l)
 		gy, ga := run(Generic)
 		for i := range gy {
 			if fy[i] != gy[i] || fa[i] != ga[i] {
@@ -273,18 +281,41 @@ func TestFastMaxPoolAndSGDMatchReference(t *testing.T) {
 	}
 	const n = 3*elemChunk + 37 // several chunks and a tail
 	w, g, buf := kt.RandF32(r, n), kt.RandF32(r, n), kt.RandF32(r, n)
-	run := func(l Level) ([]float32, []float32) {
+	for i := 0; i < n; i += 3 {
+		w[i] = 0 // ReLU's gradient masks where its output is zero
+	}
+	run := func(l Level) [][]float32 {
 		prev := SetLevel(l)
 		defer SetLevel(prev)
 		ww, bb := append([]float32(nil), w...), append([]float32(nil), buf...)
 		SGDMomentum(ww, g, bb, 0.1, 1e-4, 0.9, 0.75)
-		return ww, bb
+		relu, dx, sum := make([]float32, n), make([]float32, n), make([]float32, n)
+		if !relu32(g, relu) || !reluGrad32(w, g, dx) || !add32(w, g, sum) {
+			if l != Generic {
+				t.Fatalf("level %v: an element-wise kernel declined", l)
+			}
+			for i := range relu {
+				relu[i] = max(g[i], 0)
+				if w[i] != 0 {
+					dx[i] = g[i]
+				}
+				sum[i] = w[i] + g[i]
+			}
+		}
+		return [][]float32{ww, bb, relu, dx, sum}
 	}
-	fw, fb := run(AVX512)
-	gw, gb := run(Generic)
-	for i := range gw {
-		if math.Abs(float64(fw[i]-gw[i])) > 1e-6*(1+math.Abs(float64(gw[i]))) || math.Abs(float64(fb[i]-gb[i])) > 1e-6*(1+math.Abs(float64(gb[i]))) {
-			t.Fatalf("SGD element %d: fast w %g buf %g, generic w %g buf %g", i, fw[i], fb[i], gw[i], gb[i])
+	f, gen := run(l), run(Generic)
+	for i := range gen[0] {
+		fw, fb, gw, gb := f[0][i], f[1][i], gen[0][i], gen[1][i]
+		if math.Abs(float64(fw-gw)) > 1e-6*(1+math.Abs(float64(gw))) || math.Abs(float64(fb-gb)) > 1e-6*(1+math.Abs(float64(gb))) {
+			t.Fatalf("SGD element %d: fast w %g buf %g, generic w %g buf %g", i, fw, fb, gw, gb)
+		}
+	}
+	for k, what := range []string{"relu", "relu grad", "add"} {
+		for i, v := range gen[2+k] {
+			if f[2+k][i] != v {
+				t.Fatalf("%s element %d: fast %g, generic %g", what, i, f[2+k][i], v)
+			}
 		}
 	}
 }

@@ -52,20 +52,20 @@ func SetLevel(l Level) Level {
 
 // impl is what the active level offers the float32 entry points,
 // resolved once from the level (at start and by SetLevel) rather than
-// tested by each call: the direct convolution kernels and batch norm's
-// per-channel kernels (nil at the generic level), and whether the
-// AVX-512-only kernels run (the element-wise kernels, max pooling,
-// Winograd).
+// tested by each call: the direct convolution kernels and the vector
+// kernels of batch norm, the element-wise ops and max pooling (nil at the
+// generic level), and whether the AVX-512-only paths run (Winograd, native
+// bf16).
 type impl struct {
 	k      *kernelSet
-	bn     *bnKernels // batch norm's per-channel kernels (nil: the reference loops)
+	vk     *vecKernels // batch norm's, the element-wise and max pooling's kernels (nil: the reference loops)
 	avx512 bool
 }
 
 // use is the active level's impl.
 var use = implFor(active)
 
-func implFor(l Level) impl { return impl{k: kernelsFor(l), bn: bnKernelsFor(l), avx512: l == AVX512} }
+func implFor(l Level) impl { return impl{k: kernelsFor(l), vk: vecKernelsFor(l), avx512: l == AVX512} }
 
 // kernelSet holds the micro-kernels of one level.
 type kernelSet struct {

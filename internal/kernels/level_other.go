@@ -12,11 +12,10 @@ func Peak(n int) float64 { return 0 }
 
 func shiftedStats(c int) bool { return false }
 func chanOK(c int) bool       { return false }
-func poolOK(c int) bool       { return false }
 
-type bnKernels struct{}
+type vecKernels struct{ vec int }
 
-func bnKernelsFor(l Level) *bnKernels { return nil }
+func vecKernelsFor(l Level) *vecKernels { return nil }
 
 func chanSums32(x, dy, y, dz []float32, m, c int, mean []float32, shifted bool) []float64 {
 	panic("no AVX-512")

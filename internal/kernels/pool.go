@@ -62,10 +62,10 @@ func (s PoolShape) Validate() error {
 // PyTorch). Padding never wins: a window must hold at least one real input
 // (guaranteed by Validate's output size).
 //
-// It takes the AVX-512 kernel where it applies (poolOK), the reference
+// It takes the active level's kernel where it applies (chanOK), the reference
 // (maxPoolForwardRef) otherwise.
 func MaxPoolForward(s PoolShape, x, y []float32, arg []int32) {
-	if !poolOK(s.C) {
+	if !chanOK(s.C) {
 		maxPoolForwardRef(s, x, y, arg)
 		return
 	}

@@ -4,13 +4,14 @@ package kernels
 
 import "unsafe"
 
-// iota16 is 0, 1, …, 15: the lanes of maxPool512's indices.
+// iota16 is 0, 1, …, 15: the lanes of maxPool512's (and, its first eight,
+// maxPoolAVX2's) indices.
 var iota16 = [16]int32{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}
 
 // maxPoolPixel32 writes one output pixel's c channels of max pooling over
 // the input pixels at element offsets offs (at least one).
 func maxPoolPixel32(x []float32, offs []int, c int, y []float32, arg []int32) {
-	maxPool512(unsafe.Pointer(&x[0]), unsafe.Pointer(&offs[0]), len(offs), c, unsafe.Pointer(&y[0]), unsafe.Pointer(&arg[0]), unsafe.Pointer(&iota16[0]))
+	use.vk.maxPool(unsafe.Pointer(&x[0]), unsafe.Pointer(&offs[0]), len(offs), c, unsafe.Pointer(&y[0]), unsafe.Pointer(&arg[0]), unsafe.Pointer(&iota16[0]))
 }
 
 // maxPool512 (pool_amd64.s, AVX-512) writes, for j < c (a multiple of
@@ -21,3 +22,8 @@ func maxPoolPixel32(x []float32, offs []int, c int, y []float32, arg []int32) {
 //
 //go:noescape
 func maxPool512(x, offs unsafe.Pointer, ntaps, c int, y, arg, iota unsafe.Pointer)
+
+// maxPoolAVX2 is maxPool512 for c a multiple of 8.
+//
+//go:noescape
+func maxPoolAVX2(x, offs unsafe.Pointer, ntaps, c int, y, arg, iota unsafe.Pointer)

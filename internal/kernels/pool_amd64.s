@@ -1,7 +1,7 @@
 //go:build amd64 && !purego
 
-// Hand-written AVX-512 max pooling of one output pixel. The Go
-// declaration, with the loop it computes, is in pool_amd64.go.
+// Hand-written max pooling of one output pixel, AVX-512 and AVX2. The Go
+// declarations, with the loop they compute, are in pool_amd64.go.
 
 #include "textflag.h"
 
@@ -45,5 +45,55 @@ mp_store:
 	ADDQ $16, DX
 	JMP mp_cv
 mp_done:
+	VZEROUPPER
+	RET
+
+// func maxPoolAVX2(x, offs unsafe.Pointer, ntaps, c int, y, arg, iota unsafe.Pointer)
+//
+// maxPool512 on 8-float vectors: the new value wins where the maximum so
+// far is ordered (predicate 7) and the value is not ≤ it (predicate 0x16,
+// NLE_UQ: greater, or NaN), blended with VBLENDVPS instead of K1.
+TEXT ·maxPoolAVX2(SB), NOSPLIT, $0-56
+	MOVQ x+0(FP), SI
+	MOVQ offs+8(FP), R8
+	MOVQ ntaps+16(FP), BX
+	MOVQ c+24(FP), R9
+	MOVQ y+32(FP), DI
+	MOVQ arg+40(FP), R10
+	MOVQ iota+48(FP), R11
+	VMOVDQU (R11), Y7
+	XORQ DX, DX
+mq_cv:
+	CMPQ DX, R9
+	JGE mq_done
+	MOVQ 0(R8), AX
+	ADDQ DX, AX
+	VMOVUPS (SI)(AX*4), Y0
+	VMOVD AX, X1
+	VPBROADCASTD X1, Y1
+	VPADDD Y7, Y1, Y1
+	MOVQ $1, CX
+mq_tap:
+	CMPQ CX, BX
+	JGE mq_store
+	MOVQ (R8)(CX*8), AX
+	ADDQ DX, AX
+	VMOVUPS (SI)(AX*4), Y2
+	VCMPPS $0x07, Y0, Y0, Y4
+	VCMPPS $0x16, Y0, Y2, Y5
+	VANDPS Y4, Y5, Y5
+	VBLENDVPS Y5, Y2, Y0, Y0
+	VMOVD AX, X3
+	VPBROADCASTD X3, Y3
+	VPADDD Y7, Y3, Y3
+	VBLENDVPS Y5, Y3, Y1, Y1
+	INCQ CX
+	JMP mq_tap
+mq_store:
+	VMOVUPS Y0, (DI)(DX*4)
+	VMOVDQU Y1, (R10)(DX*4)
+	ADDQ $8, DX
+	JMP mq_cv
+mq_done:
 	VZEROUPPER
 	RET
