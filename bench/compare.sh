@@ -7,10 +7,8 @@
 # (.ci/run installs it). Run nothing else meanwhile: PyTorch's threads meet
 # at a barrier after every operation and suffer most from a busy machine.
 #
-# Running time: about 5 minutes on the 2-core AVX-512 machine (2026-11-27);
-# on a 2-core AVX2-only machine, which has no Winograd kernels and trains
-# 4-9x slower in the renovation A/B, an estimated 7-12 minutes (from that
-# A/B's img/s; not yet timed).
+# Running time: about 5 minutes on the 2-core AVX-512 machine (2026-11-27),
+# 4 minutes 10 s on a 2-core AVX2-only machine (2026-12-03).
 #
 #   bash bench/compare.sh [OUTDIR]     measure, then print the table
 #   bash bench/compare.sh --check      check the prerequisites, build, and
@@ -21,7 +19,7 @@ cd "$(dirname "$0")/.."
 check=false
 case "${1:-}" in
 -h | --help)
-  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
   exit 0
   ;;
 -n | --check) check=true; shift ;;
