@@ -107,7 +107,7 @@ func (v *Value) Realize() {
 	v.Data.Data = v.tape.alloc(v.numel())
 	switch op := d.op.(type) {
 	case *convDeferred:
-		convForward(v.tape.Precision(), op.s, op.x.Data.Data, op.w.Data.Data, v.Data.Data,
+		convForwardW(v.tape.Precision(), op.s, op.x.Data.Data, op.w, v.Data.Data,
 			kernels.ConvEpilogue[float32]{Scale: op.scale, Shift: op.shift, Skip: data(d.skip), ReLU: d.relu})
 	case *bnDeferred:
 		rm, rv := op.runMean, op.runVar

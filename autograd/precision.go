@@ -77,6 +77,16 @@ func convForward(p Precision, s kernels.ConvShape, x, w, y []float32, e kernels.
 	kernels.ConvForwardEpilogue(s, x, w, y, e)
 }
 
+// convForwardW is convForward with the weight as a value: a sealed weight
+// (Value.Seal) in float32 runs on its packed form, kept across calls.
+func convForwardW(p Precision, s kernels.ConvShape, x []float32, w *Value, y []float32, e kernels.ConvEpilogue[float32]) {
+	if p == FP32 && w.sealed != nil {
+		kernels.ConvForwardPacked(s, x, w.Data.Data, w.packedConvWeights(s), y, e)
+		return
+	}
+	convForward(p, s, x, w.Data.Data, y, e)
+}
+
 func convBackwardData(p Precision, s kernels.ConvShape, dy, w, dx []float32) {
 	if p == BF16 {
 		kernels.ConvBackwardDataBF16(s, dy, w, dx)

@@ -25,6 +25,7 @@ package autograd
 import (
 	"fmt"
 	"math/bits"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/residual-nn/residual/internal/kernels"
@@ -59,6 +60,50 @@ type Value struct {
 	tape         *Tape
 	spare        []float32 // a leaf's gradient buffer after ZeroGrad, for the next backward pass
 	lazy         *deferred // what computes Data, while it is deferred (fuse.go)
+	sealed       *sealed   // set by Seal: forms derived once from Data
+}
+
+// sealed holds what operations derive from a sealed value's data and keep
+// across calls.
+type sealed struct {
+	conv atomic.Pointer[packedConv] // the value as a convolution's packed weights
+}
+
+// packedConv is a sealed weight's packed form; pc is nil when the direct
+// kernels do not apply to its shape (so that packing is not retried).
+type packedConv struct{ pc *kernels.PackedConv }
+
+// Seal declares that v's data will not change again, so that operations
+// may keep forms derived from it across calls instead of recomputing them
+// each time: a convolution packs a sealed weight for its kernels once,
+// where it otherwise copies the whole weight tensor on every call (a third
+// of a batch-1 ResNet-50 forward pass on AVX2). models.ForInference
+// seals a model's parameters once they are final; the results are the same
+// bit for bit. Changing Data after Seal makes later results wrong: seal
+// only what is read and never written from then on (unlike nn.Freeze,
+// which stops training a parameter that may still be loaded or changed).
+// Seal is not safe to call concurrently with operations on v.
+func (v *Value) Seal() {
+	if v.sealed == nil {
+		v.sealed = &sealed{}
+	}
+}
+
+// Sealed reports whether Seal was called on v.
+func (v *Value) Sealed() bool { return v.sealed != nil }
+
+// packedConvWeights returns sealed weight w packed for convolutions of
+// shape s, packing it on first use (concurrent first uses may both pack;
+// one result is kept).
+func (w *Value) packedConvWeights(s kernels.ConvShape) *kernels.PackedConv {
+	if p := w.sealed.conv.Load(); p != nil {
+		return p.pc
+	}
+	p := &packedConv{kernels.PackConv(s, w.Data.Data)}
+	if !w.sealed.conv.CompareAndSwap(nil, p) {
+		return w.sealed.conv.Load().pc
+	}
+	return p.pc
 }
 
 // RetainGrad keeps this intermediate value's gradient intact through the

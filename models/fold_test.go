@@ -83,3 +83,29 @@ func TestFoldBatchNorm(t *testing.T) {
 		}
 	}
 }
+
+// ForInference seals every parameter (nn.Seal), so that convolutions keep
+// their packed weights across calls.
+func TestForInferenceSeals(t *testing.T) {
+	cfg, err := models.Preset("resnet20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	net, err := models.Build(cfg, tensor.NewRNG(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range nn.Parameters(net) {
+		if p.Sealed() {
+			t.Fatalf("%s sealed before ForInference", p.Name)
+		}
+	}
+	if err := models.ForInference(cfg, net); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range nn.Parameters(net) {
+		if !p.Sealed() {
+			t.Errorf("%s not sealed by ForInference", p.Name)
+		}
+	}
+}

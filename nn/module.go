@@ -131,6 +131,16 @@ func Parameters(m any) []*autograd.Value {
 	return ps
 }
 
+// Seal seals every parameter of m (autograd.Value.Seal): their data will
+// not change again, so operations may keep forms derived from them
+// (convolutions' packed weights). For models that are only run from now
+// on; nn.Freeze, by contrast, stops training parameters.
+func Seal(m any) {
+	for _, p := range Parameters(m) {
+		p.Seal()
+	}
+}
+
 // NumParams returns the number of trainable values of m.
 func NumParams(m any) int {
 	n := 0

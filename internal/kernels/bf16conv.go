@@ -86,7 +86,7 @@ func ConvForwardEpilogueBF16(s ConvShape, x, w, y []float32, e ConvEpilogue[floa
 	xr, wr := roundedBuf(x), roundedBuf(w)
 	defer putBuf(xr)
 	defer putBuf(wr)
-	if !convForwardFast(s, xr, wr, y, ep) {
+	if !convForwardFast(s, xr, wr, y, ep, nil) {
 		convForwardEpilogueRef(s, xr, wr, y, e)
 	}
 }

@@ -62,7 +62,7 @@ func (s ConvShape) Validate() error {
 // kernels of the active level where they apply, with the reference
 // (convForwardRef) otherwise.
 func ConvForward(s ConvShape, x, w, y []float32) {
-	if !convForwardFast(s, x, w, y, nil) {
+	if !convForwardFast(s, x, w, y, nil, nil) {
 		convForwardRef(s, x, w, y)
 	}
 }
@@ -87,7 +87,7 @@ func ConvForwardEpilogue(s ConvShape, x, w, y []float32, e ConvEpilogue[float32]
 		floor = 0
 	}
 	ep := &convEpilogue{scale: unitsOr(e.Scale, 1, s.OC), shift: unitsOr(e.Shift, 0, s.OC), skip: e.Skip, floor: floor}
-	if !convForwardFast(s, x, w, y, ep) {
+	if !convForwardFast(s, x, w, y, ep, nil) {
 		convForwardEpilogueRef(s, x, w, y, e)
 	}
 }

@@ -69,6 +69,9 @@ type convPlan struct {
 	blocks             []ocBlock
 	wp                 []float32 // packed weights: per block [KH·KW][C][nb]
 	ep                 *convEpilogue
+	// prepacked is set when wp belongs to a PackedConv: run then leaves
+	// it alone instead of returning it to the buffer pool.
+	prepacked bool
 }
 
 // convEpilogue is what a plan applies to its outputs as they are stored:
@@ -383,7 +386,9 @@ func (p *convPlan) run(x, y []float32) {
 			}
 		})
 	}
-	putBuf(p.wp)
+	if !p.prepacked {
+		putBuf(p.wp)
+	}
 }
 
 // maxCachedWeights is the size of packed weights (bytes) above which a

@@ -112,7 +112,7 @@ func testFastConv(t *testing.T) {
 			for i := range y { // poison: every output must be written
 				y[i] = float32(math.NaN())
 			}
-			okF := convForwardFast(s, x, w, y, nil)
+			okF := convForwardFast(s, x, w, y, nil, nil)
 			okD := convBackwardDataFast(s, dy, w, dx, nil)
 			okW := convBackwardWeightFast(s, x, dy, dw)
 			SetLevel(prev)
@@ -395,6 +395,81 @@ func TestConvEpilogueMatchesReference(t *testing.T) {
 				want := make([]float64, ny)
 				convForwardEpilogueRef(s, kt.F64(x), kt.F64(w), want, e64)
 				kt.CloseTo(t, fmt.Sprintf("%v/%d %+v bias-only=%v skip=%v relu=%v", l, i, s, ep.biasOnly, ep.skip, ep.relu), y, kt.F32(want))
+			}
+		}
+	}
+}
+
+// TestConvForwardPackedEqualsUnpacked checks that prepacked weights give
+// ConvForwardEpilogue's outputs bit for bit (the same kernels on the same
+// packed layout), at every level, for every shape family and an epilogue
+// with scale, shift, skip and ReLU; that one PackedConv serves another
+// batch and image size; and that weights packed at another level, or for
+// another shape, are ignored rather than misread.
+func TestConvForwardPackedEqualsUnpacked(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	for _, l := range append([]Level{Generic}, levels()...) {
+		for i, s := range convShapes(r) {
+			prev := SetLevel(l)
+			x := kt.RandF32(r, s.N*s.H*s.W*s.C)
+			w := kt.RandF32(r, s.KH*s.KW*s.C*s.OC)
+			n := s.N * s.OH() * s.OW() * s.OC
+			e := ConvEpilogue[float32]{Scale: kt.RandF32(r, s.OC), Shift: kt.RandF32(r, s.OC), Skip: kt.RandF32(r, n), ReLU: true}
+			pw := PackConv(s, w)
+			if (pw != nil) != (l != Generic && s.OC%use.k.vec == 0) {
+				t.Fatalf("%v/%d: PackConv returned %v", l, i, pw)
+			}
+			want, got := make([]float32, n), make([]float32, n)
+			ConvForwardEpilogue(s, x, w, want, e)
+			ConvForwardPacked(s, x, w, pw, got, e)
+			// Another batch and image size with the same packed weights.
+			s2 := s
+			s2.N, s2.H, s2.W = s.N+1, s.H+2, s.W+3
+			x2 := kt.RandF32(r, s2.N*s2.H*s2.W*s2.C)
+			n2 := s2.N * s2.OH() * s2.OW() * s2.OC
+			e2 := e
+			e2.Skip = kt.RandF32(r, n2)
+			want2, got2 := make([]float32, n2), make([]float32, n2)
+			ConvForwardEpilogue(s2, x2, w, want2, e2)
+			ConvForwardPacked(s2, x2, w, pw, got2, e2)
+			SetLevel(prev)
+			for j := range want {
+				if got[j] != want[j] && !(math.IsNaN(float64(got[j])) && math.IsNaN(float64(want[j]))) {
+					t.Fatalf("%v/%d %+v: output %d: packed %g, unpacked %g", l, i, s, j, got[j], want[j])
+				}
+			}
+			for j := range want2 {
+				if got2[j] != want2[j] {
+					t.Fatalf("%v/%d %+v at %+v: output %d: packed %g, unpacked %g", l, i, s, s2, j, got2[j], want2[j])
+				}
+			}
+		}
+	}
+	// Packed at one level, run at another; packed for one shape, run with
+	// another's weights layout: the packed form is not used.
+	if len(levels()) > 0 {
+		s := ConvShape{N: 1, H: 6, W: 6, C: 16, OC: 32, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}
+		w := kt.RandF32(r, 3*3*16*32)
+		x := kt.RandF32(r, 6*6*16)
+		pw := PackConv(s, w)
+		prev := SetLevel(Generic)
+		want, got := make([]float32, 6*6*32), make([]float32, 6*6*32)
+		ConvForwardEpilogue(s, x, w, want, ConvEpilogue[float32]{})
+		ConvForwardPacked(s, x, w, pw, got, ConvEpilogue[float32]{})
+		SetLevel(prev)
+		for j := range want {
+			if got[j] != want[j] {
+				t.Fatalf("packed at %v, run generic: output %d: %g, want %g", Active(), j, got[j], want[j])
+			}
+		}
+		s1 := s
+		s1.KH, s1.KW, s1.PT, s1.PL, s1.PB, s1.PR = 1, 1, 0, 0, 0, 0
+		w1 := kt.RandF32(r, 16*32) // pw's first tap differs from it
+		ConvForwardEpilogue(s1, x, w1, want, ConvEpilogue[float32]{})
+		ConvForwardPacked(s1, x, w1, pw, got, ConvEpilogue[float32]{})
+		for j := range want {
+			if got[j] != want[j] {
+				t.Fatalf("packed for 3×3, run 1×1: output %d: %g, want %g", j, got[j], want[j])
 			}
 		}
 	}
