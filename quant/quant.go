@@ -45,12 +45,17 @@ type QParams struct {
 }
 
 // fromRange returns the parameters that map [lo, hi] (lo ≤ 0 ≤ hi) onto
-// 0…255 with 0 represented exactly.
+// 0…255 with 0 represented exactly. The scale is rounded to float32, the
+// precision ONNX stores it in, so an exported QDQ model holds exactly the
+// scales the int8 graph computes with.
 func fromRange(lo, hi float64) QParams {
 	if hi-lo <= 0 || math.IsNaN(hi-lo) || math.IsInf(hi-lo, 0) {
 		return QParams{Scale: 1}
 	}
-	s := (hi - lo) / 255
+	s := float64(float32((hi - lo) / 255))
+	if s == 0 { // a range below float32's smallest step
+		return QParams{Scale: 1}
+	}
 	z := int(math.RoundToEven(-lo / s))
 	return QParams{Scale: s, Zero: min(max(z, 0), 255)}
 }

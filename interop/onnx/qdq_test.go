@@ -1,0 +1,431 @@
+package onnx
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"golang.org/x/sys/cpu"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/residual-nn/residual/internal/fixture"
+	"github.com/residual-nn/residual/internal/onnxpb"
+	"github.com/residual-nn/residual/models"
+	"github.com/residual-nn/residual/models/resnet"
+	"github.com/residual-nn/residual/quant"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// qdqCase is a network quantized for the QDQ tests.
+type qdqCase struct {
+	name  string
+	cfg   models.Config
+	input []int
+}
+
+// qdqCases reach every operation of the int8 graph: convolutions with
+// fused ReLU and residual, option-A shortcuts (Slice + Pad on u8),
+// projection shortcuts and max pooling (ResNet-18's stem), unfused
+// additions, ReLUs and batch norms (pre-activation blocks), global
+// pooling and linear layers.
+func qdqCases(t *testing.T) []qdqCase {
+	preset := func(name string) models.Config {
+		c, err := models.Preset(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _ = c.Clone()
+		return c
+	}
+	r20 := preset("resnet20")
+	r20.Arch.(*models.ResNet).Layers = []int{1, 1, 1}
+	pre := preset("resnet20")
+	pa := pre.Arch.(*models.ResNet)
+	pa.Layers, pa.Ordering, pa.Shortcut = []int{1, 1, 1}, resnet.PreActivation, resnet.ShortcutB
+	r18 := preset("resnet18")
+	a := r18.Arch.(*models.ResNet)
+	a.Widths, a.StemWidth = []int{8, 8, 16, 16}, 8
+	return []qdqCase{{"resnet20-small", r20, []int{1, 16, 16, 3}}, {"preact-small", pre, []int{1, 16, 16, 3}}, {"resnet18-narrow", r18, []int{1, 32, 32, 3}}}
+}
+
+// quantizeCase builds the case's network (non-trivial batch norms) and
+// quantizes it by min/max on two batches of hashed inputs.
+func quantizeCase(t *testing.T, c qdqCase) *quant.Model {
+	t.Helper()
+	net := build(t, c.cfg)
+	calls := 0
+	q, err := quant.Quantize(context.Background(), net, c.input, func() (*tensor.Tensor, error) {
+		if calls++; calls > 2 {
+			return nil, nil
+		}
+		shape := append([]int{4}, c.input[1:]...)
+		x := tensor.New(shape...)
+		for i, v := range fixture.Hashed(fmt.Sprintf("onnx.qdq.calibrate.%d", calls), x.Len()) {
+			x.Data[i] = float32(v)
+		}
+		return x, nil
+	}, quant.Options{Method: quant.MinMax})
+	if err != nil {
+		t.Fatalf("%s: %v", c.name, err)
+	}
+	return q
+}
+
+// u8Names returns the ONNX name of each u8 value of an ExportInt8 graph
+// ("" for the final layer's float output).
+func u8Names(g *quant.Graph) []string {
+	names := make([]string, g.Values)
+	names[0] = "v0"
+	for _, op := range g.Ops {
+		switch {
+		case op.Out == g.Output && (op.Kind == quant.OpConv || op.Kind == quant.OpLinear):
+		case op.Kind == quant.OpGlobalAvgPool:
+			names[op.Out] = fmt.Sprintf("v%d_flat", op.Out)
+		default:
+			names[op.Out] = fmt.Sprintf("v%d", op.Out)
+		}
+	}
+	return names
+}
+
+// TestQDQExportStructure checks the exported graph's QDQ form: int8
+// weights with per-channel scales on axis 0 and zero points 0, int32
+// biases whose scale is the input scale times the weight scale, u8
+// activations.
+func TestQDQExportStructure(t *testing.T) {
+	c := qdqCases(t)[0]
+	q := quantizeCase(t, c)
+	b, err := ExportInt8(q, map[string]string{"k": "v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mp onnxpb.ModelProto
+	if err := proto.Unmarshal(b, &mp); err != nil {
+		t.Fatal(err)
+	}
+	if len(mp.MetadataProps) != 1 || mp.MetadataProps[0].GetKey() != "k" {
+		t.Errorf("metadata %v", mp.MetadataProps)
+	}
+	inits := map[string]*onnxpb.TensorProto{}
+	for _, i := range mp.Graph.Initializer {
+		inits[i.GetName()] = i
+	}
+	convs := 0
+	for _, n := range mp.Graph.Node {
+		switch n.GetOpType() {
+		case "Conv", "Gemm":
+			convs++
+		case "DequantizeLinear":
+			x := inits[n.Input[0]]
+			if x == nil {
+				continue
+			}
+			dt := onnxpb.TensorProto_DataType(x.GetDataType())
+			if dt != onnxpb.TensorProto_INT8 && dt != onnxpb.TensorProto_INT32 {
+				t.Errorf("%s: dequantizes a %s initializer", n.GetName(), dt)
+			}
+			if attrs(n).int("axis", -1) != 0 || len(inits[n.Input[1]].Dims) != 1 || inits[n.Input[1]].Dims[0] != x.Dims[0] {
+				t.Errorf("%s: not per output channel", n.GetName())
+			}
+			for _, z := range inits[n.Input[2]].RawData {
+				if z != 0 {
+					t.Errorf("%s: zero point %d", n.GetName(), z)
+				}
+			}
+		}
+	}
+	if convs != len(q.Layers()) {
+		t.Errorf("%d Conv/Gemm nodes for %d layers", convs, len(q.Layers()))
+	}
+	for name, l := range q.Layers() {
+		bs := inits[name+".bias_scale"]
+		if l.Bias == nil || bs == nil {
+			continue
+		}
+		var sx float32
+		for _, op := range q.Graph().Ops {
+			if op.Layer == name {
+				sx = float32(q.ValueParams(op.In[0]).Scale)
+			}
+		}
+		for o := range l.OC {
+			if got := math.Float32frombits(binary.LittleEndian.Uint32(bs.RawData[4*o:])); got != sx*l.Scale[o] {
+				t.Errorf("%s: bias scale %d = %v, want %v", name, o, got, sx*l.Scale[o])
+			}
+		}
+	}
+}
+
+// ortOutput reads a tensor ort_run.js wrote.
+func ortOutput(t *testing.T, path string) (raw []byte, dims []int, typ string) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		Dims []int  `json:"dims"`
+		Type string `json:"type"`
+	}
+	b, err := os.ReadFile(path + ".json")
+	if err != nil {
+		if b, err = os.ReadFile(path + ".shape"); err != nil {
+			t.Fatal(err)
+		}
+		info.Type = "float32"
+		err = json.Unmarshal(b, &info.Dims)
+	} else {
+		err = json.Unmarshal(b, &info)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw, info.Dims, info.Type
+}
+
+// TestQDQExportONNXRuntime runs the QDQ exports in ONNX Runtime 1.30,
+// without graph optimizations (QDQ's reference semantics: DequantizeLinear,
+// float32 Conv/Gemm/Add/Relu, QuantizeLinear) and with all of them (the
+// Conv/Gemm units fused into QLinearConv/QGemm, int32 sums), and compares
+// every u8 activation and the logits with residual's int8 network.
+//
+// The bound. Both compute each requantized value from the same u8 inputs
+// and int8 weights: residual sums exactly in int32 and scales once in
+// float32 (float32(acc+bias)·(sx·sw/sy)); ONNX Runtime either does the
+// same (QLinearConv) or sums the dequantized products in float32 and
+// divides by sy. The real values agree to float32 rounding (relative
+// K·2⁻²⁴ for K terms), so the rounded u8 results agree except where the
+// value lies that close to a rounding boundary (x.5), where they differ by
+// one step: every u8 activation must agree within 1. The logits (the last
+// linear layer, float32, no rounding) then differ by the one-step input
+// differences times the weights plus float32 summation error:
+// |Δy[n]| ≤ sx·sw[n]·Σ_k |w[k][n]|·|Δx_k| + K·2⁻²³·Σ_k |sx·(x_k−z)·sw[n]·w[k][n]| + |b|·2⁻²³ (the
+// bound is computed from ONNX Runtime's own u8 inputs to the layer).
+func TestQDQExportONNXRuntime(t *testing.T) {
+	ortAvailable(t)
+	dir := t.TempDir()
+	type job struct {
+		Model        string   `json:"model"`
+		Input        string   `json:"input"`
+		Dims         []int    `json:"dims"`
+		Output       string   `json:"output"`
+		Optimization string   `json:"optimization"`
+		Optimized    string   `json:"optimized,omitempty"`
+		Fetch        []string `json:"fetch"`
+	}
+	type check struct {
+		name  string
+		skip  string // why the case cannot run here
+		q     *quant.Model
+		x     *tensor.Tensor
+		out   string
+		fused string // the optimized model, for the fusion check
+		names []string
+	}
+	var jobs []job
+	var checks []check
+	saturates := runtime.GOARCH == "amd64" && !cpu.X86.HasAVX512VNNI && !cpu.X86.HasAVXVNNI
+	for i, c := range qdqCases(t) {
+		for _, v := range []struct {
+			level  string
+			narrow bool
+		}{{"disabled", false}, {"all", false}, {"all", true}} {
+			name := c.name + "/" + v.level
+			q := quantizeCase(t, c)
+			if v.narrow {
+				name += "-7bit"
+				q = narrowWeights(t, c, q)
+			}
+			if v.level == "all" && !v.narrow && saturates {
+				checks = append(checks, check{name: name, skip: "ONNX Runtime's fused u8×s8 kernels on a CPU without VNNI add products pairwise into int16 with saturation (VPMADDUBSW), " +
+					"so full-range int8 weights give wrong sums there; the -7bit case (|w| ≤ 63, which cannot saturate) checks the fused kernels on this CPU"})
+				continue
+			}
+			path, fetch, names := writeQDQForORT(t, dir, fmt.Sprintf("%d-%d", i, len(checks)), q)
+			shape := append([]int{3}, c.input[1:]...)
+			x := tensor.New(shape...)
+			for j, h := range fixture.Hashed("onnx.qdq.input."+c.name, x.Len()) {
+				x.Data[j] = float32(1.2 * h) // a little beyond the calibrated range: saturation is exercised
+			}
+			xo := toONNX(x)
+			in := path + ".in"
+			if err := os.WriteFile(in, floatBytes(xo.Data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out := path + ".out"
+			j := job{Model: path, Input: in, Dims: xo.Shape, Output: out, Optimization: v.level, Fetch: fetch}
+			if v.level == "all" {
+				j.Optimized = out + ".onnx"
+			}
+			jobs = append(jobs, j)
+			checks = append(checks, check{name: name, q: q, x: x, out: out, fused: j.Optimized, names: names})
+		}
+	}
+	spec, _ := json.Marshal(jobs)
+	specPath := filepath.Join(dir, "jobs.json")
+	if err := os.WriteFile(specPath, spec, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runORT(t, specPath)
+	for _, ck := range checks {
+		t.Run(ck.name, func(t *testing.T) { checkQDQRun(t, ck.skip, ck.q, ck.x, ck.out, ck.fused, ck.names) })
+	}
+}
+
+// checkQDQRun compares what ort_run.js wrote for a QDQ export (out, its
+// u8 values under names, the optimized model fused) with residual's int8
+// network on x, as TestQDQExportONNXRuntime explains.
+func checkQDQRun(t *testing.T, skip string, q *quant.Model, x *tensor.Tensor, out, fused string, names []string) {
+	if skip != "" {
+		t.Skip(skip)
+	}
+	want, vals, err := q.Values(context.Background(), x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[int][]uint8{} // ONNX Runtime's u8 values in residual's layout
+	differ, total := 0, 0
+	for v, n := range names {
+		if n == "" {
+			continue
+		}
+		raw, dims, typ := ortOutput(t, out+"."+n)
+		if typ != "uint8" || len(raw) != len(vals[v]) {
+			t.Fatalf("value %d: ONNX Runtime gave %s %v, residual %d values", v, typ, dims, len(vals[v]))
+		}
+		u := raw
+		if len(dims) == 4 { // NCHW → NHWC
+			u = make([]uint8, len(raw))
+			c, h, w := dims[1], dims[2], dims[3]
+			for i := range raw {
+				b, ch, y, xx := i/(c*h*w), i/(h*w)%c, i/w%h, i%w
+				u[((b*h+y)*w+xx)*c+ch] = raw[i]
+			}
+		}
+		got[v] = u
+		for i := range u {
+			total++
+			if d := int(u[i]) - int(vals[v][i]); d != 0 {
+				differ++
+				if d < -1 || d > 1 {
+					t.Errorf("value %d element %d: ONNX Runtime %d, residual %d (more than one step)", v, i, u[i], vals[v][i])
+					break
+				}
+			}
+		}
+	}
+	t.Logf("%d of %d u8 activations differ by one step", differ, total)
+	raw, dims, _ := ortOutput(t, out)
+	if len(raw) != 4*want.Len() {
+		t.Fatalf("output %v, want %v", dims, want.Shape)
+	}
+	g := q.Graph()
+	last := g.Ops[len(g.Ops)-1]
+	if last.Kind != quant.OpLinear || last.Res >= 0 {
+		t.Fatalf("the test's bound is for a network ending in a linear layer")
+	}
+	l := q.Layers()[last.Layer]
+	px := q.ValueParams(last.In[0])
+	xr, xo := vals[last.In[0]], got[last.In[0]]
+	k := l.IC
+	for i := range want.Data {
+		b, o := i/l.OC, i%l.OC
+		var steps, mag float64
+		for j := range k {
+			w := math.Abs(float64(l.W[j*l.OC+o]))
+			steps += w * math.Abs(float64(int(xo[b*k+j])-int(xr[b*k+j])))
+			mag += w * math.Abs(float64(int(xr[b*k+j])-px.Zero))
+		}
+		if l.Bias != nil {
+			mag += math.Abs(float64(l.Bias[o]))
+		}
+		bound := px.Scale * float64(l.Scale[o]) * (steps + mag*float64(k+1)*0x1p-23)
+		g := math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+		if d := math.Abs(float64(g - want.Data[i])); d > bound {
+			t.Errorf("logit %d: ONNX Runtime %v, residual %v: |Δ| %.3g > bound %.3g", i, g, want.Data[i], d, bound)
+		}
+	}
+	if fused == "" {
+		return
+	}
+	b, err := os.ReadFile(fused)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mp onnxpb.ModelProto
+	if err := proto.Unmarshal(b, &mp); err != nil {
+		t.Fatal(err)
+	}
+	ops := map[string]int{}
+	for _, n := range mp.Graph.Node {
+		ops[n.GetOpType()]++
+	}
+	t.Logf("ONNX Runtime's optimized graph: %v", ops)
+	if ops["QLinearConv"] == 0 || ops["QGemm"] == 0 {
+		t.Errorf("ONNX Runtime fused no convolution into QLinearConv or no linear layer into QGemm: %v", ops)
+	}
+}
+
+// writeQDQForORT exports q with every u8 value also a graph output (so
+// ONNX Runtime returns them) to dir/name.onnx; it returns the path, the
+// extra outputs' names and each value's name (u8Names).
+func writeQDQForORT(t *testing.T, dir, name string, q *quant.Model) (path string, fetch, names []string) {
+	t.Helper()
+	b, err := ExportInt8(q, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mp onnxpb.ModelProto
+	if err := proto.Unmarshal(b, &mp); err != nil {
+		t.Fatal(err)
+	}
+	names = u8Names(q.Graph())
+	for _, n := range names {
+		if n == "" {
+			continue
+		}
+		fetch = append(fetch, n)
+		mp.Graph.Output = append(mp.Graph.Output, &onnxpb.ValueInfoProto{Name: proto.String(n), Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{
+			TensorType: &onnxpb.TypeProto_Tensor{ElemType: proto.Int32(int32(onnxpb.TensorProto_UINT8))}}}})
+	}
+	path = filepath.Join(dir, name+".onnx")
+	if err := os.WriteFile(path, mustMarshalModel(t, &mp), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, fetch, names
+}
+
+// narrowWeights returns q with every weight halved (|w| ≤ 63, 7 bits):
+// ONNX Runtime's AVX2 u8×s8 kernels cannot saturate on such weights.
+func narrowWeights(t *testing.T, c qdqCase, q *quant.Model) *quant.Model {
+	t.Helper()
+	layers := map[string]*quant.Layer{}
+	for name, l := range q.Layers() {
+		n := *l
+		n.W = make([]int8, len(l.W))
+		for i, w := range l.W {
+			n.W[i] = w / 2
+		}
+		layers[name] = &n
+	}
+	q2, err := quant.New(build(t, c.cfg), c.input, q.Params(), layers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q2
+}
+
+func mustMarshalModel(t *testing.T, mp *onnxpb.ModelProto) []byte {
+	t.Helper()
+	b, err := proto.Marshal(mp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
