@@ -246,3 +246,33 @@ func TestKLThreshold(t *testing.T) {
 		t.Errorf("minmax range [%v, %v], want [-1, 3]", lo, hi)
 	}
 }
+
+// TestQuantize8ONNX checks Quantize8 on the example of ONNX's
+// QuantizeLinear specification (scale 2, zero point 128: 3/2 = 1.5 rounds
+// to even, 1000 and −1000 saturate) and on ties either side of zero.
+func TestQuantize8ONNX(t *testing.T) {
+	got := Quantize8([]float32{0, 2, 3, 1000, -254, -1000, 5, -3, -5}, QParams{Scale: 2, Zero: 128}, nil)
+	want := []uint8{128, 129, 130, 255, 1, 0, 130, 126, 126}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("Quantize8 = %v, want %v", got, want)
+		}
+	}
+}
+
+// TestGlobalPoolRounding checks that global average pooling rounds the
+// real mean (the mean of q − zero) half to even, as QuantizeLinear of
+// GlobalAveragePool's float output does: with zero point 3, the mean 4.5
+// of q is 1.5 above the zero point and rounds to 2 (q = 5), where
+// rounding q's mean itself would give 4.
+func TestGlobalPoolRounding(t *testing.T) {
+	if got := roundDiv(9-2*3, 2) + 3; got != 5 {
+		t.Errorf("mean 4.5 about zero point 3: %d, want 5", got)
+	}
+	if got := roundDiv(-3, 2); got != -2 {
+		t.Errorf("roundDiv(-3, 2) = %d, want -2", got)
+	}
+	if got := roundDiv(-1, 2); got != 0 {
+		t.Errorf("roundDiv(-1, 2) = %d, want 0", got)
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 
@@ -159,6 +160,9 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := stopped(ctx); err != nil {
 		return err
 	}
+	if c.Int8 != nil {
+		return exportInt8(pos[0], c, *input, *out, stdout)
+	}
 	if pos[0] == "onnx" {
 		p := c.Preprocess
 		shape := c.Model.InputShape(1, c.Model.DefaultSide())
@@ -184,6 +188,41 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stdout, "wrote the weights of %s to %s (load with safetensors.torch.load_file and model.load_state_dict)\n", c.Model.Name, *out)
 	return nil
+}
+
+// exportInt8 writes an int8 checkpoint as a QDQ ONNX model, with the
+// checkpoint's model config, class names and preprocessing in its
+// metadata so that `residual import onnx` rebuilds the checkpoint.
+func exportInt8(format string, c *checkpoint.Checkpoint, input, out string, stdout io.Writer) error {
+	if format != "onnx" {
+		return fmt.Errorf("%w: an int8 checkpoint exports to ONNX only (QDQ: residual export onnx --weights CKPT8 --out FILE.onnx)", errUsage)
+	}
+	if input != "" {
+		return fmt.Errorf("%w: --input: an int8 checkpoint's graph is fixed at the size it was quantized at (%v)", errUsage, c.Int8.InputShape()[1:])
+	}
+	props, err := onnxMeta(c.Meta)
+	if err != nil {
+		return err
+	}
+	if err := onnx.ExportInt8File(out, c.Int8, props); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote int8 %s as QDQ ONNX (opset %d, input %v NCHW float32 with any batch size) to %s\n", c.Model.Name, onnx.ExportOpset, onnxOrder(c.Int8.InputShape()), out)
+	return nil
+}
+
+// onnxMeta returns a checkpoint's metadata as an ONNX model's
+// metadata_props: its model config, class names and preprocessing.
+func onnxMeta(m checkpoint.Meta) (map[string]string, error) {
+	props := map[string]string{}
+	for k, v := range map[string]any{"residual.model": m.Model, "residual.classes": m.Classes, "residual.preprocess": m.Preprocess} {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		props[k] = string(b)
+	}
+	return props, nil
 }
 
 // onnxOrder shows an NHWC shape in ONNX's NCHW order.
