@@ -76,7 +76,9 @@ type Op struct {
 
 // Calibrated reports whether the operation's output gets its own scale
 // and zero point (Params.Acts[Trace]); the others keep their input's.
-func (o Op) Calibrated() bool { return o.Kind == OpConv || o.Kind == OpLinear || o.Kind == OpAdd || o.Kind == OpAffine }
+func (o Op) Calibrated() bool {
+	return o.Kind == OpConv || o.Kind == OpLinear || o.Kind == OpAdd || o.Kind == OpAffine
+}
 
 // Graph is a network's int8 graph: its operations in order of execution.
 type Graph struct {
