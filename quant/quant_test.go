@@ -2,12 +2,15 @@ package quant
 
 import (
 	"context"
+	"encoding/json"
 	"math"
+	"strings"
 	"testing"
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/internal/kernels"
 	"github.com/residual-nn/residual/models"
+	"github.com/residual-nn/residual/models/resnet"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
 )
@@ -274,5 +277,74 @@ func TestGlobalPoolRounding(t *testing.T) {
 	}
 	if got := roundDiv(-1, 2); got != 0 {
 		t.Errorf("roundDiv(-1, 2) = %d, want 0", got)
+	}
+}
+
+// TestNewKeepsUnfoldedBatchNorms rebuilds a pre-activation ResNet (whose
+// batch norms after the additions cannot fold into a convolution) from its
+// stored parts, as an int8 checkpoint is loaded: from a freshly built
+// network with default batch norms and the parameters through JSON. The
+// outputs must be the quantized model's, bit for bit: the unfolded batch
+// norms come from the parameters, not from the network given.
+func TestNewKeepsUnfoldedBatchNorms(t *testing.T) {
+	cfg, err := models.Preset("resnet20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ = cfg.Clone()
+	a := cfg.Arch.(*models.ResNet)
+	a.Layers, a.Ordering, a.Shortcut = []int{1, 1, 1}, resnet.PreActivation, resnet.ShortcutB
+	rng := tensor.NewRNG(4)
+	net, err := models.Build(cfg, rng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range nn.Layers(net) {
+		if bn, ok := l.Layer.(*nn.BatchNorm); ok {
+			for i := range bn.RunningVar.Data {
+				bn.RunningMean.Data[i] = float32(rng.Normal()) * 0.2
+				bn.RunningVar.Data[i] = 0.5 + float32(rng.Float64())
+			}
+		}
+	}
+	in := []int{1, 8, 8, 3}
+	calls := 0
+	q, err := Quantize(context.Background(), net, in, func() (*tensor.Tensor, error) {
+		if calls++; calls > 1 {
+			return nil, nil
+		}
+		return randInput(rng, 4, 8, 8, 3), nil
+	}, Options{Method: MinMax})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(q.Params().Affine) == 0 {
+		t.Fatal("test premise: no unfolded batch norm")
+	}
+	b, err := json.Marshal(q.Params())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p Params
+	if err := json.Unmarshal(b, &p); err != nil {
+		t.Fatal(err)
+	}
+	fresh, _ := models.Build(cfg, tensor.NewRNG(5))
+	q2, err := New(fresh, in, p, q.Layers())
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := randInput(rng, 2, 8, 8, 3)
+	want, _ := q.Forward(context.Background(), x)
+	got, _ := q2.Forward(context.Background(), x)
+	for i := range want.Data {
+		if got.Data[i] != want.Data[i] {
+			t.Fatalf("logit %d: rebuilt %v, quantized %v", i, got.Data[i], want.Data[i])
+		}
+	}
+	p.Affine = nil
+	fresh, _ = models.Build(cfg, tensor.NewRNG(5))
+	if _, err := New(fresh, in, p, q.Layers()); err == nil || !strings.Contains(err.Error(), "quantize the float checkpoint again") {
+		t.Errorf("parameters without the affine factors: %v", err)
 	}
 }
