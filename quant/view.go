@@ -60,6 +60,12 @@ type Op struct {
 	// Layer is a convolution's or linear layer's state-dict prefix, its
 	// key in Model.Layers.
 	Layer string
+	// Bias is whether a convolution or linear layer has a bias (every
+	// convolution a batch norm folded into has one).
+	Bias bool
+	// Weight is a convolution's or linear layer's weight shape, HWIO
+	// ([1, 1, in, out] for a linear layer).
+	Weight []int
 	// Conv is a convolution's geometry.
 	Conv ag.ConvParams
 	Pool ag.PoolParams
@@ -101,7 +107,11 @@ func (g *graph) view() *Graph {
 				k = OpLinear
 			}
 		}
-		v.Ops = append(v.Ops, Op{Kind: k, In: append([]int(nil), n.in...), Out: n.out, Res: n.res, ReLU: n.relu, Layer: n.name,
+		var ws []int
+		if n.w != nil {
+			ws = append(ws, n.w.Shape...)
+		}
+		v.Ops = append(v.Ops, Op{Kind: k, Weight: ws, Bias: n.bias != nil, In: append([]int(nil), n.in...), Out: n.out, Res: n.res, ReLU: n.relu, Layer: n.name,
 			Conv: n.geom, Pool: n.pool, Sub: n.sub, Pads: n.pads, A: n.a, B: n.b, InShape: n.shapeIn, Shape: n.shape, Trace: n.op})
 	}
 	return v

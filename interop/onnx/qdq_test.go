@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
 
 	"golang.org/x/sys/cpu"
@@ -428,4 +429,64 @@ func mustMarshalModel(t *testing.T, mp *onnxpb.ModelProto) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestQDQImportRoundTrip exports each case and imports the export into a
+// freshly built network of the same architecture: the int8 weights, weight
+// scales, biases, activation scales and zero points and unfolded batch
+// norms must come back identical (all but the logits' scale, which the
+// float output does not use and the graph does not hold), and so must the
+// outputs, bit for bit.
+func TestQDQImportRoundTrip(t *testing.T) {
+	for _, c := range qdqCases(t) {
+		t.Run(c.name, func(t *testing.T) {
+			q := quantizeCase(t, c)
+			b, err := ExportInt8(q, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fresh, err := models.Build(c.cfg, tensor.NewRNG(9))
+			if err != nil {
+				t.Fatal(err)
+			}
+			q2, err := ImportInt8(b, fresh, c.input)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(q2.Layers()) != len(q.Layers()) {
+				t.Fatalf("%d layers back, %d exported", len(q2.Layers()), len(q.Layers()))
+			}
+			for name, l := range q.Layers() {
+				l2 := q2.Layers()[name]
+				if l2 == nil || !slices.Equal(l.W, l2.W) || !slices.Equal(l.Scale, l2.Scale) || !slices.Equal(l.Bias, l2.Bias) ||
+					l.KH != l2.KH || l.KW != l2.KW || l.IC != l2.IC || l.OC != l2.OC {
+					t.Errorf("layer %s differs after the round trip", name)
+				}
+			}
+			p, p2 := q.Params(), q2.Params()
+			out := q.Graph().Ops[len(q.Graph().Ops)-1].Trace
+			if p.Input != p2.Input || len(p.Acts) != len(p2.Acts) {
+				t.Errorf("input %+v, %d activations; back %+v, %d", p.Input, len(p.Acts), p2.Input, len(p2.Acts))
+			}
+			for k, v := range p.Acts {
+				if k != out && p2.Acts[k] != v {
+					t.Errorf("activation %d: %+v, back %+v", k, v, p2.Acts[k])
+				}
+			}
+			for k, v := range p.Affine {
+				if !slices.Equal(v.A, p2.Affine[k].A) || !slices.Equal(v.B, p2.Affine[k].B) {
+					t.Errorf("affine %d differs", k)
+				}
+			}
+			x := input(append([]int{2}, c.input[1:]...))
+			want, _ := q.Forward(context.Background(), x)
+			got, err := q2.Forward(context.Background(), x)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(want.Data, got.Data) {
+				t.Errorf("outputs differ after the round trip")
+			}
+		})
+	}
 }
