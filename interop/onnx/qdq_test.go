@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/cpu"
@@ -488,5 +489,160 @@ func TestQDQImportRoundTrip(t *testing.T) {
 				t.Errorf("outputs differ after the round trip")
 			}
 		})
+	}
+}
+
+// TestQDQImportMalformed feeds ImportInt8 broken variants of a valid
+// export: each must fail with an error naming the problem (never a panic,
+// which ImportInt8 would report as "malformed model"), and random byte
+// corruptions of the file must fail or import without panicking.
+func TestQDQImportMalformed(t *testing.T) {
+	c := qdqCases(t)[0]
+	q := quantizeCase(t, c)
+	good, err := ExportInt8(q, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	load := func() *onnxpb.ModelProto {
+		var mp onnxpb.ModelProto
+		if err := proto.Unmarshal(good, &mp); err != nil {
+			t.Fatal(err)
+		}
+		return &mp
+	}
+	// find returns the first node of the type, and an initializer by name.
+	node := func(mp *onnxpb.ModelProto, op string, nth int) *onnxpb.NodeProto {
+		for _, n := range mp.Graph.Node {
+			if n.GetOpType() == op {
+				if nth == 0 {
+					return n
+				}
+				nth--
+			}
+		}
+		t.Fatalf("no %s", op)
+		return nil
+	}
+	init := func(mp *onnxpb.ModelProto, name string) *onnxpb.TensorProto {
+		for _, i := range mp.Graph.Initializer {
+			if i.GetName() == name {
+				return i
+			}
+		}
+		t.Fatalf("no initializer %s", name)
+		return nil
+	}
+	producer := func(mp *onnxpb.ModelProto, name string) *onnxpb.NodeProto {
+		for _, n := range mp.Graph.Node {
+			if slices.Contains(n.Output, name) {
+				return n
+			}
+		}
+		t.Fatalf("nothing produces %s", name)
+		return nil
+	}
+	wdq := func(mp *onnxpb.ModelProto) *onnxpb.NodeProto { return producer(mp, node(mp, "Conv", 0).Input[1]) }
+	cases := []struct {
+		name, want string
+		mutate     func(mp *onnxpb.ModelProto)
+	}{
+		{"weight scale missing", "has no scale", func(mp *onnxpb.ModelProto) { wdq(mp).Input = wdq(mp).Input[:1] }},
+		{"weight axis 1", "axis 1", func(mp *onnxpb.ModelProto) { wdq(mp).Attribute = []*onnxpb.AttributeProto{intAttr("axis", 1)} }},
+		{"uint8 weights", "int8 weights are INT8", func(mp *onnxpb.ModelProto) {
+			init(mp, wdq(mp).Input[0]).DataType = proto.Int32(int32(onnxpb.TensorProto_UINT8))
+		}},
+		{"float weights", "not the output of a DequantizeLinear", func(mp *onnxpb.ModelProto) {
+			conv := node(mp, "Conv", 0)
+			conv.Input[1] = wdq(mp).Input[1] // the scale tensor, a float initializer
+		}},
+		{"weight zero point 3", "zero point 3", func(mp *onnxpb.ModelProto) { init(mp, wdq(mp).Input[2]).RawData[0] = 3 }},
+		{"weight zero point uint8", "zero point of type UINT8", func(mp *onnxpb.ModelProto) {
+			init(mp, wdq(mp).Input[2]).DataType = proto.Int32(int32(onnxpb.TensorProto_UINT8))
+		}},
+		{"weight shape", "has shape", func(mp *onnxpb.ModelProto) { init(mp, wdq(mp).Input[0]).Dims[2] = 5 }},
+		{"huge weight shape", "has shape", func(mp *onnxpb.ModelProto) { init(mp, wdq(mp).Input[0]).Dims = []int64{1 << 40, 1 << 40, 3, 3} }},
+		{"weight data short", "needs 432 values", func(mp *onnxpb.ModelProto) {
+			w := init(mp, wdq(mp).Input[0])
+			w.RawData = w.RawData[:len(w.RawData)-1]
+		}},
+		{"scales count", "scales for", func(mp *onnxpb.ModelProto) {
+			s := init(mp, wdq(mp).Input[1])
+			s.Dims, s.RawData = []int64{2}, s.RawData[:8]
+		}},
+		{"negative weight scale", "finite and positive", func(mp *onnxpb.ModelProto) {
+			copy(init(mp, wdq(mp).Input[1]).RawData, floatBytes([]float32{-1}))
+		}},
+		{"NaN activation scale", "finite and positive", func(mp *onnxpb.ModelProto) {
+			copy(init(mp, "v0_scale").RawData, floatBytes([]float32{float32(math.NaN())}))
+		}},
+		{"int8 activations", "UINT8", func(mp *onnxpb.ModelProto) {
+			init(mp, "v0_zero_point").DataType = proto.Int32(int32(onnxpb.TensorProto_INT8))
+		}},
+		{"scale not an initializer", "not an initializer", func(mp *onnxpb.ModelProto) { wdq(mp).Input[1] = "v0" }},
+		{"bias scale", "bias scale", func(mp *onnxpb.ModelProto) {
+			bdq := producer(mp, node(mp, "Conv", 0).Input[2])
+			copy(init(mp, bdq.Input[1]).RawData, floatBytes([]float32{1}))
+		}},
+		{"int8 bias", "quantized biases are INT32", func(mp *onnxpb.ModelProto) {
+			bdq := producer(mp, node(mp, "Conv", 0).Input[2])
+			b := init(mp, bdq.Input[0])
+			b.DataType, b.RawData = proto.Int32(int32(onnxpb.TensorProto_INT8)), b.RawData[:len(b.RawData)/4]
+		}},
+		{"strides", "strides", func(mp *onnxpb.ModelProto) {
+			node(mp, "Conv", 0).Attribute = append(node(mp, "Conv", 0).Attribute, intsAttr("strides", 2, 2))
+			a := node(mp, "Conv", 0).Attribute
+			for i := range a[:len(a)-1] {
+				if a[i].GetName() == "strides" {
+					a[i] = a[len(a)-1]
+				}
+			}
+			node(mp, "Conv", 0).Attribute = a[:len(a)-1]
+		}},
+		{"requantized elsewhere", "dequantizes value", func(mp *onnxpb.ModelProto) {
+			// A residual read with another scale than its own.
+			dq := producer(mp, node(mp, "Add", 0).Input[1])
+			mp.Graph.Initializer = append(mp.Graph.Initializer, float32Init("other_scale", nil, []float32{0.5}))
+			dq.Input[1] = "other_scale"
+		}},
+		{"input not quantized", "QuantizeLinear", func(mp *onnxpb.ModelProto) {
+			q := node(mp, "QuantizeLinear", 0)
+			q.OpType = proto.String("Identity")
+		}},
+		{"layer missing", "Conv and Gemm nodes", func(mp *onnxpb.ModelProto) { node(mp, "Gemm", 0).OpType = proto.String("MatMul") }},
+		{"old opset", "opset", func(mp *onnxpb.ModelProto) { mp.OpsetImport[0].Version = proto.Int64(10) }},
+		{"no graph", "no graph", func(mp *onnxpb.ModelProto) { mp.Graph = nil }},
+	}
+	for _, tc := range cases {
+		mp := load()
+		tc.mutate(mp)
+		b, err := proto.Marshal(mp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh, _ := models.Build(c.cfg, tensor.NewRNG(9))
+		_, err = ImportInt8(b, fresh, c.input)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "malformed model") {
+			t.Errorf("%s: %v (want an error containing %q)", tc.name, err, tc.want)
+		}
+	}
+	fresh, _ := models.Build(c.cfg, tensor.NewRNG(9))
+	if _, err := ImportInt8(good[:len(good)/2], fresh, c.input); err == nil {
+		t.Error("a truncated file imported")
+	}
+	// A different architecture: the layers do not match.
+	other, _ := models.Build(qdqCases(t)[2].cfg, tensor.NewRNG(9))
+	if _, err := ImportInt8(good, other, qdqCases(t)[2].input); err == nil {
+		t.Error("resnet20's export imported into a resnet18")
+	}
+	rng := tensor.NewRNG(11)
+	for i := range 200 {
+		b := slices.Clone(good)
+		for range 1 + i%4 {
+			b[rng.IntN(len(b))] ^= byte(1 + rng.IntN(255))
+		}
+		fresh, _ := models.Build(c.cfg, tensor.NewRNG(9))
+		if _, err := ImportInt8(b, fresh, c.input); err != nil && strings.Contains(err.Error(), "malformed model") {
+			t.Errorf("corruption %d: %v", i, err)
+		}
 	}
 }
