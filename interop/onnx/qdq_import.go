@@ -344,16 +344,20 @@ func (im *qdqImporter) epilogue(name, out string, op quant.Op, layer bool) (quan
 	cur := out
 	final := op.Out == im.plan.Output
 	// skipQDQ steps over a QuantizeLinear–DequantizeLinear pair that
-	// residual does not have (it rounds only the fused result).
-	skipQDQ := func() {
+	// residual does not have (it rounds only the fused result) when the
+	// pair leads to the operation next (or, for "", to the graph output).
+	skipQDQ := func(next string) {
 		if q := im.only(cur, "QuantizeLinear"); q != nil {
 			if dq := im.only(q.Output[0], "DequantizeLinear"); dq != nil {
-				cur = dq.Output[0]
+				y := dq.Output[0]
+				if (next == "" && im.outputs[y]) || (next != "" && im.only(y, next) != nil) {
+					cur = y
+				}
 			}
 		}
 	}
 	if layer && op.Res >= 0 {
-		skipQDQ()
+		skipQDQ("Add")
 		add := im.only(cur, "Add")
 		if add == nil {
 			return quant.QParams{}, fmt.Errorf("%s: the model adds a residual after this layer; its output is not read by an Add alone", name)
@@ -372,14 +376,14 @@ func (im *qdqImporter) epilogue(name, out string, op quant.Op, layer bool) (quan
 	}
 	relu := false
 	if op.ReLU {
-		skipQDQ()
+		skipQDQ("Relu")
 		if r := im.only(cur, "Relu"); r != nil {
 			cur, relu = r.Output[0], true
 		}
 	}
 	if final {
 		if layer {
-			skipQDQ()
+			skipQDQ("")
 			if id := im.only(cur, "Identity"); id != nil {
 				cur = id.Output[0]
 			}

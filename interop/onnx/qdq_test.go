@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -644,5 +645,165 @@ func TestQDQImportMalformed(t *testing.T) {
 		if _, err := ImportInt8(b, fresh, c.input); err != nil && strings.Contains(err.Error(), "malformed model") {
 			t.Errorf("corruption %d: %v", i, err)
 		}
+	}
+}
+
+// ortStyle rewrites an ExportInt8 graph into the forms ONNX Runtime's
+// quantize_static writes: a QuantizeLinear–DequantizeLinear pair between
+// each Conv and the residual Add it feeds, the Relus before a
+// QuantizeLinear of zero point 0 removed, MaxPool between a
+// DequantizeLinear and a QuantizeLinear of its input's parameters, the
+// logits quantized and dequantized, and the first layer's bias a float
+// initializer.
+func ortStyle(t *testing.T, mp *onnxpb.ModelProto) {
+	g := mp.Graph
+	inits := map[string]*onnxpb.TensorProto{}
+	for _, i := range g.Initializer {
+		inits[i.GetName()] = i
+	}
+	producer := map[string]*onnxpb.NodeProto{}
+	consumers := map[string][]*onnxpb.NodeProto{}
+	for _, n := range g.Node {
+		for _, o := range n.Output {
+			producer[o] = n
+		}
+		for _, i := range n.Input {
+			consumers[i] = append(consumers[i], n)
+		}
+	}
+	node := func(op, out string, in ...string) *onnxpb.NodeProto {
+		return &onnxpb.NodeProto{OpType: proto.String(op), Name: proto.String(out + "_" + op), Input: in, Output: []string{out}}
+	}
+	var out []*onnxpb.NodeProto
+	floatBias := false
+	for _, n := range g.Node {
+		switch n.GetOpType() {
+		case "Relu":
+			c := consumers[n.Output[0]]
+			if p := producer[n.Input[0]]; len(c) == 1 && c[0].GetOpType() == "QuantizeLinear" && inits[c[0].Input[2]].RawData[0] == 0 && p.GetOpType() != "DequantizeLinear" {
+				c[0].Input[0] = n.Input[0]
+				continue
+			}
+		case "Add":
+			for k, in := range n.Input {
+				if p := producer[in]; p != nil && p.GetOpType() == "Conv" {
+					out = append(out, node("QuantizeLinear", in+"_q", in, "v0_scale", "v0_zero_point"),
+						node("DequantizeLinear", in+"_dq", in+"_q", "v0_scale", "v0_zero_point"))
+					n.Input[k] = in + "_dq"
+				}
+			}
+		case "MaxPool":
+			x := n.Input[0]
+			s, z := x+"_scale", x+"_zero_point"
+			out = append(out, node("DequantizeLinear", x+"_dqm", x, s, z))
+			n.Input[0] = x + "_dqm"
+			y := n.Output[0]
+			n.Output[0] = y + "_f"
+			out = append(out, n, node("QuantizeLinear", y, y+"_f", s, z))
+			continue
+		case "Gemm":
+			if n.Output[0] == "output" {
+				n.Output[0] = "logits"
+				out = append(out, n, node("QuantizeLinear", "logits_q", "logits", "v0_scale", "v0_zero_point"),
+					node("DequantizeLinear", "output", "logits_q", "v0_scale", "v0_zero_point"))
+				continue
+			}
+		case "Conv":
+			if !floatBias && len(n.Input) == 3 {
+				floatBias = true
+				bdq := producer[n.Input[2]]
+				q, s := inits[bdq.Input[0]], inits[bdq.Input[1]]
+				b := make([]float32, q.Dims[0])
+				for o := range b {
+					b[o] = float32(int32(binary.LittleEndian.Uint32(q.RawData[4*o:]))) * math.Float32frombits(binary.LittleEndian.Uint32(s.RawData[4*o:]))
+				}
+				g.Initializer = append(g.Initializer, float32Init("float_bias", q.Dims, b))
+				n.Input[2] = "float_bias"
+			}
+		}
+		out = append(out, n)
+	}
+	g.Node = out
+	if !floatBias {
+		t.Fatal("test premise: no convolution with a bias")
+	}
+}
+
+// TestQDQImportORTStyle imports the forms ONNX Runtime's quantize_static
+// writes (ortStyle) of the resnet18-narrow export: what residual's int8
+// graph does not round is dropped, the rest must come back as exported —
+// the same weights, biases (the float one quantized back exactly), scales
+// and outputs. ONNX Runtime runs the rewritten graph too (when installed),
+// so the rewrite is a valid model.
+func TestQDQImportORTStyle(t *testing.T) {
+	c := qdqCases(t)[2]
+	q := quantizeCase(t, c)
+	b, err := ExportInt8(q, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mp onnxpb.ModelProto
+	if err := proto.Unmarshal(b, &mp); err != nil {
+		t.Fatal(err)
+	}
+	relus := 0
+	for _, n := range mp.Graph.Node {
+		if n.GetOpType() == "Relu" {
+			relus++
+		}
+	}
+	ortStyle(t, &mp)
+	for _, n := range mp.Graph.Node {
+		if n.GetOpType() == "Relu" {
+			relus--
+		}
+	}
+	if relus == 0 {
+		t.Fatal("test premise: no Relu removed")
+	}
+	b = mustMarshalModel(t, &mp)
+	fresh, _ := models.Build(c.cfg, tensor.NewRNG(9))
+	q2, err := ImportInt8(b, fresh, c.input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, l := range q.Layers() {
+		l2 := q2.Layers()[name]
+		if l2 == nil || !slices.Equal(l.W, l2.W) || !slices.Equal(l.Scale, l2.Scale) || !slices.Equal(l.Bias, l2.Bias) {
+			t.Errorf("layer %s differs", name)
+		}
+	}
+	x := input(append([]int{2}, c.input[1:]...))
+	want, _ := q.Forward(context.Background(), x)
+	got, err := q2.Forward(context.Background(), x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(want.Data, got.Data) {
+		t.Errorf("outputs differ")
+	}
+	if _, err := exec.LookPath("node"); err != nil {
+		return
+	}
+	modules, _ := filepath.Abs("../../testdata/external/ort/node_modules")
+	if _, err := os.Stat(filepath.Join(modules, "onnxruntime-node")); err != nil {
+		return
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "m.onnx")
+	xo := toONNX(x)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+".in", floatBytes(xo.Data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec, _ := json.Marshal([]map[string]any{{"model": path, "input": path + ".in", "dims": xo.Shape, "output": path + ".out"}})
+	if err := os.WriteFile(filepath.Join(dir, "jobs.json"), spec, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runORT(t, filepath.Join(dir, "jobs.json"))
+	if raw, _, _ := ortOutput(t, path+".out"); len(raw) != 4*want.Len() {
+		t.Errorf("ONNX Runtime gave %d bytes for %d logits", len(raw), want.Len())
 	}
 }
