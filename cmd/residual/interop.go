@@ -10,6 +10,7 @@ import (
 	"github.com/residual-nn/residual/interop/keras"
 	"github.com/residual-nn/residual/interop/onnx"
 	"github.com/residual-nn/residual/interop/torch"
+	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
@@ -32,9 +33,13 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(pos) == 2 && pos[0] == "keras-tfjs" && *out != "" {
 		return importKeras(ctx, pos[1], *out, stdout)
 	}
+	if len(pos) == 2 && pos[0] == "onnx" && *out != "" {
+		return importONNXInt8(ctx, pos[1], *model, *classes, *out, stdout)
+	}
 	if len(pos) != 2 || pos[0] != "torch" || *model == "" || *out == "" {
 		return fmt.Errorf("%w: usage: residual import torch FILE.pth|FILE.safetensors --model NAME --out CKPT\n"+
-			"       residual import keras-tfjs DIR|model.json --out CKPT", errUsage)
+			"       residual import keras-tfjs DIR|model.json --out CKPT\n"+
+			"       residual import onnx FILE.onnx [--model NAME] --out CKPT8 (a QDQ int8 model)", errUsage)
 	}
 	st, err := torch.LoadStateDict(pos[1])
 	if err != nil {
@@ -112,6 +117,93 @@ func importKeras(ctx context.Context, dir, out string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "imported Keras %s (%d parameters, %d classes), wrote %s\n", m.Config.Name, nn.NumParams(net), m.Config.Classes(), out)
 	return nil
+}
+
+// importONNXInt8 reads a QDQ (int8) ONNX model into an int8 checkpoint:
+// the architecture, class names and preprocessing come from the model's
+// metadata (residual's own exports) or, with --model, from the zoo model
+// named, the input and output sizes of the graph and --classes.
+func importONNXInt8(ctx context.Context, path, model string, classes int, out string, stdout io.Writer) error {
+	b, err := limits.ReadFile(path, limits.TotalBytes+limits.HeaderBytes)
+	if err != nil {
+		return fmt.Errorf("onnx: %w", err)
+	}
+	info, err := onnx.Describe(b)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	meta, err := onnxImportMeta(info, model, classes)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := stopped(ctx); err != nil {
+		return err
+	}
+	net, err := models.Build(meta.Model, tensor.NewRNG(0))
+	if err != nil {
+		return err
+	}
+	in := meta.Model.InputShape(1, meta.Preprocess.Height)
+	if len(in) == 4 {
+		in = []int{1, meta.Preprocess.Height, meta.Preprocess.Width, in[3]}
+	}
+	q, err := onnx.ImportInt8(b, net, in)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := checkpoint.WriteInt8(out, q, meta); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "imported the QDQ model %s as int8 %s (%d int8 layers, input %v NHWC), wrote %s\n", path, meta.Model.Name, len(q.Layers()), in, out)
+	return nil
+}
+
+// onnxImportMeta returns the checkpoint metadata of an imported ONNX
+// model: residual's metadata_props (onnxMeta) unless model names a zoo
+// model, whose input and classes then follow the graph's dimensions.
+func onnxImportMeta(info onnx.Info, model string, classes int) (checkpoint.Meta, error) {
+	var m checkpoint.Meta
+	if cfg, ok := info.Props["residual.model"]; ok && model == "" {
+		var err error
+		if m.Model, err = models.Unmarshal(cfg); err != nil {
+			return m, fmt.Errorf("metadata residual.model: %w", err)
+		}
+		if err := json.Unmarshal([]byte(info.Props["residual.classes"]), &m.Classes); err != nil {
+			return m, fmt.Errorf("metadata residual.classes: %w", err)
+		}
+		if err := json.Unmarshal([]byte(info.Props["residual.preprocess"]), &m.Preprocess); err != nil {
+			return m, fmt.Errorf("metadata residual.preprocess: %w", err)
+		}
+		return m, m.Validate()
+	}
+	if model == "" {
+		return m, fmt.Errorf("%w: the model does not say its architecture (no residual metadata); pass --model NAME", errUsage)
+	}
+	mc, err := models.Preset(model)
+	if err != nil {
+		return m, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if len(info.Input) != 4 || info.Input[1] <= 0 || info.Input[2] <= 0 || info.Input[3] <= 0 {
+		return m, fmt.Errorf("the graph's input has dimensions %v; want an NCHW image of a fixed size", info.Input)
+	}
+	c, h, w := info.Input[1], info.Input[2], info.Input[3]
+	mc.SetInChannels(c)
+	if classes == 0 && len(info.Output) == 2 && info.Output[1] > 0 {
+		classes = info.Output[1]
+	}
+	if classes > 0 {
+		mc.SetClasses(classes)
+	}
+	m.Model = mc
+	m.Classes = make([]string, mc.Classes())
+	for i := range m.Classes {
+		m.Classes[i] = fmt.Sprint(i)
+	}
+	m.Preprocess = checkpoint.Preprocess{Height: h, Width: w, Channels: c}
+	if h == imagenetPreprocess.Height && w == imagenetPreprocess.Width && c == 3 {
+		m.Preprocess = imagenetPreprocess
+	}
+	return m, m.Validate()
 }
 
 func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -38,6 +38,22 @@ func TestQuantizeCommand(t *testing.T) {
 	if !strings.Contains(o.String(), "as QDQ ONNX") {
 		t.Errorf("export said %q", o.String())
 	}
+	// The QDQ model imports back into an int8 checkpoint that predicts
+	// exactly as the one exported.
+	back := filepath.Join(t.TempDir(), "back8.safetensors")
+	o.Reset()
+	if code := run(context.Background(), []string{"import", "onnx", onnxOut, "--out", back}, &o, &e); code != 0 {
+		t.Fatalf("import onnx: status %d: %s", code, e.String())
+	}
+	var p1, p2 bytes.Buffer
+	for i, w := range []string{out, back} {
+		if code := run(context.Background(), []string{"predict", "--weights", w, "--top", "3", dir + "digit2.png"}, []*bytes.Buffer{&p1, &p2}[i], &e); code != 0 {
+			t.Fatalf("predict %s: status %d: %s", w, code, e.String())
+		}
+	}
+	if p1.String() != p2.String() {
+		t.Errorf("predictions differ after export and import:\n%s\n%s", p1.String(), p2.String())
+	}
 	// An int8 checkpoint computes in int8: a float precision is refused,
 	// and so are exports that would write its unused float weights.
 	for _, bad := range [][]string{

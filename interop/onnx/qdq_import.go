@@ -745,3 +745,53 @@ func int64s(d []int64) []int {
 	}
 	return out
 }
+
+// Info is what an ONNX model says about itself without being run: its
+// metadata_props, and the dimensions of its (first) graph input that is
+// not an initializer and of its first output, in ONNX's order, −1 where a
+// dimension is symbolic.
+type Info struct {
+	Props         map[string]string
+	Input, Output []int
+}
+
+// Describe reads a serialised model's Info.
+func Describe(b []byte) (Info, error) {
+	var mp onnxpb.ModelProto
+	if err := proto.Unmarshal(b, &mp); err != nil {
+		return Info{}, fmt.Errorf("onnx: not a valid model: %w", err)
+	}
+	info := Info{Props: map[string]string{}}
+	for _, p := range mp.MetadataProps {
+		info.Props[p.GetKey()] = p.GetValue()
+	}
+	g := mp.GetGraph()
+	if g == nil {
+		return Info{}, fmt.Errorf("onnx: the model has no graph")
+	}
+	inits := map[string]bool{}
+	for _, t := range g.Initializer {
+		inits[t.GetName()] = true
+	}
+	dims := func(v *onnxpb.ValueInfoProto) []int {
+		var d []int
+		for _, x := range v.GetType().GetTensorType().GetShape().GetDim() {
+			if x.GetDimParam() != "" || x.GetDimValue() <= 0 || x.GetDimValue() > maxGeometry {
+				d = append(d, -1)
+			} else {
+				d = append(d, int(x.GetDimValue()))
+			}
+		}
+		return d
+	}
+	for _, in := range g.Input {
+		if !inits[in.GetName()] {
+			info.Input = dims(in)
+			break
+		}
+	}
+	if len(g.Output) > 0 {
+		info.Output = dims(g.Output[0])
+	}
+	return info, nil
+}
