@@ -192,11 +192,15 @@ func ortOutput(t *testing.T, path string) (raw []byte, dims []int, typ string) {
 	return raw, info.Dims, info.Type
 }
 
-// TestQDQExportONNXRuntime runs the QDQ exports in ONNX Runtime 1.30,
-// without graph optimizations (QDQ's reference semantics: DequantizeLinear,
-// float32 Conv/Gemm/Add/Relu, QuantizeLinear) and with all of them (the
-// Conv/Gemm units fused into QLinearConv/QGemm, int32 sums), and compares
-// every u8 activation and the logits with residual's int8 network.
+// TestQDQExportONNXRuntime runs the QDQ exports in ONNX Runtime 1.30 and
+// compares every u8 activation and the logits with residual's int8
+// network, at three settings: graph optimizations disabled (QDQ's
+// reference semantics: DequantizeLinear, float32 Conv/Gemm/Add/Relu,
+// QuantizeLinear); all of them (the Conv/Gemm units fused into
+// QLinearConv/QGemm, int32 sums), which runs only on a CPU where ONNX
+// Runtime's u8×s8 kernels cannot saturate (VNNI, or not x86); and all of
+// them with the session option session.x64quantprecision, with which ONNX
+// Runtime computes u8×u8 instead where its x86 kernels would saturate.
 //
 // The bound. Both compute each requantized value from the same u8 inputs
 // and int8 weights: residual sums exactly in int32 and scales once in
@@ -208,8 +212,8 @@ func ortOutput(t *testing.T, path string) (raw []byte, dims []int, typ string) {
 // one step: every u8 activation must agree within 1. The logits (the last
 // linear layer, float32, no rounding) then differ by the one-step input
 // differences times the weights plus float32 summation error:
-// |Δy[n]| ≤ sx·sw[n]·Σ_k |w[k][n]|·|Δx_k| + K·2⁻²³·Σ_k |sx·(x_k−z)·sw[n]·w[k][n]| + |b|·2⁻²³ (the
-// bound is computed from ONNX Runtime's own u8 inputs to the layer).
+// |Δy[n]| ≤ sx·sw[n]·(Σ_k |w[k][n]|·|Δx_k| + (K+1)·2⁻²³·(Σ_k |w[k][n]·(x_k−z)| + |b[n]|))
+// (the bound is computed from ONNX Runtime's own u8 inputs to the layer).
 func TestQDQExportONNXRuntime(t *testing.T) {
 	ortAvailable(t)
 	dir := t.TempDir()
@@ -221,6 +225,7 @@ func TestQDQExportONNXRuntime(t *testing.T) {
 		Optimization string   `json:"optimization"`
 		Optimized    string   `json:"optimized,omitempty"`
 		Fetch        []string `json:"fetch"`
+		Extra        any      `json:"extra,omitempty"`
 	}
 	type check struct {
 		name  string
@@ -235,19 +240,12 @@ func TestQDQExportONNXRuntime(t *testing.T) {
 	var checks []check
 	saturates := runtime.GOARCH == "amd64" && !cpu.X86.HasAVX512VNNI && !cpu.X86.HasAVXVNNI
 	for i, c := range qdqCases(t) {
-		for _, v := range []struct {
-			level  string
-			narrow bool
-		}{{"disabled", false}, {"all", false}, {"all", true}} {
-			name := c.name + "/" + v.level
-			q := quantizeCase(t, c)
-			if v.narrow {
-				name += "-7bit"
-				q = narrowWeights(t, c, q)
-			}
-			if v.level == "all" && !v.narrow && saturates {
+		q := quantizeCase(t, c)
+		for _, level := range []string{"disabled", "all", "all-x64quantprecision"} {
+			name := c.name + "/" + level
+			if level == "all" && saturates {
 				checks = append(checks, check{name: name, skip: "ONNX Runtime's fused u8×s8 kernels on a CPU without VNNI add products pairwise into int16 with saturation (VPMADDUBSW), " +
-					"so full-range int8 weights give wrong sums there; the -7bit case (|w| ≤ 63, which cannot saturate) checks the fused kernels on this CPU"})
+					"so int8 weights outside [-64, 63] give wrong sums there; the all-x64quantprecision case (its session option that avoids it) checks the fused kernels on this CPU"})
 				continue
 			}
 			path, fetch, names := writeQDQForORT(t, dir, fmt.Sprintf("%d-%d", i, len(checks)), q)
@@ -262,8 +260,11 @@ func TestQDQExportONNXRuntime(t *testing.T) {
 				t.Fatal(err)
 			}
 			out := path + ".out"
-			j := job{Model: path, Input: in, Dims: xo.Shape, Output: out, Optimization: v.level, Fetch: fetch}
-			if v.level == "all" {
+			j := job{Model: path, Input: in, Dims: xo.Shape, Output: out, Optimization: level, Fetch: fetch}
+			if level == "all-x64quantprecision" {
+				j.Optimization, j.Extra = "all", map[string]any{"session": map[string]string{"x64quantprecision": "1"}}
+			}
+			if j.Optimization == "all" {
 				j.Optimized = out + ".onnx"
 			}
 			jobs = append(jobs, j)
@@ -402,26 +403,6 @@ func writeQDQForORT(t *testing.T, dir, name string, q *quant.Model) (path string
 		t.Fatal(err)
 	}
 	return path, fetch, names
-}
-
-// narrowWeights returns q with every weight halved (|w| ≤ 63, 7 bits):
-// ONNX Runtime's AVX2 u8×s8 kernels cannot saturate on such weights.
-func narrowWeights(t *testing.T, c qdqCase, q *quant.Model) *quant.Model {
-	t.Helper()
-	layers := map[string]*quant.Layer{}
-	for name, l := range q.Layers() {
-		n := *l
-		n.W = make([]int8, len(l.W))
-		for i, w := range l.W {
-			n.W[i] = w / 2
-		}
-		layers[name] = &n
-	}
-	q2, err := quant.New(build(t, c.cfg), c.input, q.Params(), layers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return q2
 }
 
 func mustMarshalModel(t *testing.T, mp *onnxpb.ModelProto) []byte {

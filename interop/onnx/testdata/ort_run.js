@@ -6,7 +6,8 @@
 // graphOptimizationLevel ("disabled" if absent); optimized, a path to
 // save the optimized model to; fetch, more graph outputs to write, each
 // to output + "." + name (raw data) and output + "." + name + ".json"
-// ({dims, type}).
+// ({dims, type}); extra, session configuration entries (the
+// SessionOptions' extra field, e.g. {"session": {"x64quantprecision": "1"}}).
 const fs = require('fs');
 const ort = require('onnxruntime-node');
 
@@ -14,6 +15,9 @@ async function main() {
   const jobs = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
   for (const job of jobs) {
     const opts = { graphOptimizationLevel: job.optimization || 'disabled' };
+    if (job.extra) {
+      opts.extra = job.extra;
+    }
     if (job.optimized) {
       opts.optimizedModelFilePath = job.optimized;
     }
