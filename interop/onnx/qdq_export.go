@@ -178,6 +178,9 @@ func (e *qdqExporter) op(op quant.Op) error {
 		for i, d := range op.Shape {
 			shape[i] = int64(d)
 		}
+		if len(op.Shape) == 0 || len(op.InShape) == 0 || op.Shape[0] != op.InShape[0] {
+			return fmt.Errorf("a reshape of %v to %v changes the batch dimension", op.InShape, op.Shape)
+		}
 		shape[0] = 0 // the batch dimension, whatever it is
 		y := fmt.Sprintf("v%d", op.Out)
 		if len(op.Shape) == 4 {

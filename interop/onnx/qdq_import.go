@@ -197,7 +197,50 @@ func (im *qdqImporter) read() error {
 			return fmt.Errorf("%s %q: %w", affNodes[i].GetOpType(), affNodes[i].GetName(), err)
 		}
 	}
+	if err := im.checkOperators(); err != nil {
+		return err
+	}
 	return im.checkSeen()
+}
+
+// qdqOperators are the operators a QDQ graph of residual's int8 graph
+// uses; qdqCounted maps those that must appear as often as an operation
+// of the int8 graph to it.
+var (
+	qdqOperators = map[string]bool{"QuantizeLinear": true, "DequantizeLinear": true, "Conv": true, "Gemm": true, "Add": true,
+		"Mul": true, "BatchNormalization": true, "Relu": true, "MaxPool": true, "GlobalAveragePool": true, "Flatten": true,
+		"Reshape": true, "Transpose": true, "Slice": true, "Pad": true, "Identity": true}
+	qdqCounted = map[string]quant.OpKind{"MaxPool": quant.OpMaxPool, "GlobalAveragePool": quant.OpGlobalAvgPool, "Relu": quant.OpReLU}
+)
+
+// checkOperators checks that the graph uses only operators residual's
+// int8 graph has, and as many max and global poolings and lone Relus (those
+// no layer or addition absorbed) as it does: a graph with operations the
+// layers and scales read do not show is refused, not imported without
+// them.
+func (im *qdqImporter) checkOperators() error {
+	count := map[string]int{}
+	for _, n := range im.g.Node {
+		t := n.GetOpType()
+		if !qdqOperators[t] {
+			return fmt.Errorf("node %q: operator %s has no counterpart in residual's int8 graph", n.GetName(), t)
+		}
+		if !im.used[n] {
+			count[t]++
+		}
+	}
+	for t, k := range qdqCounted {
+		want := 0
+		for _, op := range im.plan.Ops {
+			if op.Kind == k {
+				want++
+			}
+		}
+		if count[t] != want {
+			return fmt.Errorf("the graph has %d %s nodes (outside the layers), the model's int8 graph %d", count[t], t, want)
+		}
+	}
+	return nil
 }
 
 // readLayers matches the graph's Conv and Gemm nodes with the int8
@@ -379,6 +422,7 @@ func (im *qdqImporter) epilogue(name, out string, op quant.Op, layer bool) (quan
 		skipQDQ("Relu")
 		if r := im.only(cur, "Relu"); r != nil {
 			cur, relu = r.Output[0], true
+			im.used[r] = true
 		}
 	}
 	if final {
@@ -728,7 +772,7 @@ func (im *qdqImporter) ints(name string) ([]int64, error) {
 	if t == nil {
 		return nil, fmt.Errorf("%q is not an initializer", name)
 	}
-	v, err := decodeTensor(t)
+	v, err := decodeTensorOf(t, true)
 	if err != nil {
 		return nil, err
 	}

@@ -591,6 +591,13 @@ func TestQDQImportMalformed(t *testing.T) {
 			q.OpType = proto.String("Identity")
 		}},
 		{"layer missing", "Conv and Gemm nodes", func(mp *onnxpb.ModelProto) { node(mp, "Gemm", 0).OpType = proto.String("MatMul") }},
+		{"extra Relu", "Relu nodes", func(mp *onnxpb.ModelProto) {
+			// A Relu before the pooling, which the int8 graph does not have.
+			gap := node(mp, "GlobalAveragePool", 0)
+			mp.Graph.Node = append(mp.Graph.Node, &onnxpb.NodeProto{OpType: proto.String("Relu"), Name: proto.String("extra"), Input: []string{gap.Input[0]}, Output: []string{"extra_relu"}})
+			gap.Input[0] = "extra_relu"
+		}},
+		{"unknown operator", "no counterpart", func(mp *onnxpb.ModelProto) { node(mp, "Flatten", 0).OpType = proto.String("Softmax") }},
 		{"old opset", "opset", func(mp *onnxpb.ModelProto) { mp.OpsetImport[0].Version = proto.Int64(10) }},
 		{"no graph", "no graph", func(mp *onnxpb.ModelProto) { mp.Graph = nil }},
 	}

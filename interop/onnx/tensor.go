@@ -57,9 +57,13 @@ func (v *value) image(op string) (*tensor.Tensor, error) {
 }
 
 // decodeTensor converts a TensorProto to a value. FLOAT, DOUBLE (narrowed)
-// and INT64/INT32/INT8/UINT8 are supported; other types are reported by
-// name.
-func decodeTensor(tp *onnxpb.TensorProto) (*value, error) {
+// and INT64/INT32 are supported; other types are reported by name.
+func decodeTensor(tp *onnxpb.TensorProto) (*value, error) { return decodeTensorOf(tp, false) }
+
+// decodeTensorOf is decodeTensor, and with eightBit it decodes INT8 and
+// UINT8 too, as integers (a QDQ model's quantized data, which the float
+// evaluator does not take: its uint8 arithmetic would not wrap).
+func decodeTensorOf(tp *onnxpb.TensorProto, eightBit bool) (*value, error) {
 	if tp.GetDataLocation() == onnxpb.TensorProto_EXTERNAL {
 		return nil, fmt.Errorf("tensor %q: external data is not supported", tp.GetName())
 	}
@@ -117,6 +121,9 @@ func decodeTensor(tp *onnxpb.TensorProto) (*value, error) {
 		}
 		return floatValue(t), nil
 	case onnxpb.TensorProto_INT8, onnxpb.TensorProto_UINT8:
+		if !eightBit {
+			break
+		}
 		// Quantized data (QDQ models): raw bytes, or one value per
 		// int32_data entry.
 		v := &value{isInt: true, shape: shape, ints: make([]int64, n)}
