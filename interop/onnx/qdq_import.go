@@ -105,6 +105,15 @@ func (im *qdqImporter) index() error {
 		if d := n.GetDomain(); d != "" && d != "ai.onnx" {
 			return fmt.Errorf("node %q: operator %s.%s is not standard ONNX", n.GetName(), d, n.GetOpType())
 		}
+		if len(n.Output) == 0 || n.Output[0] == "" {
+			return fmt.Errorf("node %q (%s) has no output", n.GetName(), n.GetOpType())
+		}
+		switch t := n.GetOpType(); {
+		case (t == "QuantizeLinear" || t == "DequantizeLinear") && (len(n.Input) < 2 || n.Input[0] == "" || n.Input[1] == ""):
+			return fmt.Errorf("%s %q has no scale (inputs %q)", t, n.GetName(), n.Input)
+		case (t == "Add" || t == "Mul") && len(n.Input) != 2:
+			return fmt.Errorf("%s %q has %d inputs", t, n.GetName(), len(n.Input))
+		}
 		for _, in := range n.Input {
 			if in != "" {
 				im.consumers[in] = append(im.consumers[in], n)

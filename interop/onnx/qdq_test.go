@@ -598,6 +598,9 @@ func TestQDQImportMalformed(t *testing.T) {
 			gap.Input[0] = "extra_relu"
 		}},
 		{"unknown operator", "no counterpart", func(mp *onnxpb.ModelProto) { node(mp, "Flatten", 0).OpType = proto.String("Softmax") }},
+		{"DequantizeLinear without inputs", "has no scale", func(mp *onnxpb.ModelProto) { wdq(mp).Input = nil }},
+		{"Add without outputs", "has no output", func(mp *onnxpb.ModelProto) { node(mp, "Add", 0).Output = nil }},
+		{"Add of one input", "has 1 inputs", func(mp *onnxpb.ModelProto) { node(mp, "Add", 0).Input = node(mp, "Add", 0).Input[:1] }},
 		{"old opset", "opset", func(mp *onnxpb.ModelProto) { mp.OpsetImport[0].Version = proto.Int64(10) }},
 		{"no graph", "no graph", func(mp *onnxpb.ModelProto) { mp.Graph = nil }},
 	}
