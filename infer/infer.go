@@ -183,8 +183,15 @@ func (m *Model) forward(x *tensor.Tensor) (y *tensor.Tensor, err error) {
 // SetPrecision sets the arithmetic of the model's convolutions and matrix
 // products: ag.FP32 (the default) or ag.BF16 (bfloat16 operands, float32
 // sums: PyTorch's CPU autocast; see autograd.Precision). Call it before
-// the model serves requests, not while it does.
-func (m *Model) SetPrecision(p ag.Precision) { m.precision = p }
+// the model serves requests, not while it does. An int8 model computes in
+// int8 and refuses any precision but ag.FP32 (which leaves it as it is).
+func (m *Model) SetPrecision(p ag.Precision) error {
+	if m.int8 != nil && p != ag.FP32 {
+		return fmt.Errorf("infer: %s is an int8 model; precision %s applies to float models only", m.info.Name, p)
+	}
+	m.precision = p
+	return nil
+}
 
 // Guess is one class and its probability.
 type Guess struct {

@@ -45,12 +45,17 @@ type QParams struct {
 }
 
 // fromRange returns the parameters that map [lo, hi] (lo ≤ 0 ≤ hi) onto
-// 0…255 with 0 represented exactly.
+// 0…255 with 0 represented exactly. The scale is rounded to float32, the
+// precision ONNX stores it in, so an exported QDQ model holds exactly the
+// scales the int8 graph computes with.
 func fromRange(lo, hi float64) QParams {
 	if hi-lo <= 0 || math.IsNaN(hi-lo) || math.IsInf(hi-lo, 0) {
 		return QParams{Scale: 1}
 	}
-	s := (hi - lo) / 255
+	s := float64(float32((hi - lo) / 255))
+	if s == 0 { // a range below float32's smallest step
+		return QParams{Scale: 1}
+	}
 	z := int(math.RoundToEven(-lo / s))
 	return QParams{Scale: s, Zero: min(max(z, 0), 255)}
 }
@@ -65,6 +70,17 @@ type Params struct {
 	Input   QParams         `json:"input"`
 	Ops     int             `json:"ops"` // operations in the trace, a check that the graph is the one calibrated
 	Acts    map[int]QParams `json:"activations"`
+	// Affine holds, by the same index, the per-channel y = A·x + B of
+	// each batch norm that could not be folded into a convolution (and
+	// each scale): an int8 checkpoint stores no float tensors, so New
+	// takes them from here, not from the network it is given.
+	Affine map[int]Affine `json:"affine,omitempty"`
+}
+
+// Affine is a per-channel y = A[c]·x + B[c].
+type Affine struct {
+	A []float32 `json:"a"`
+	B []float32 `json:"b"`
 }
 
 // Layer is one quantized convolution or linear layer's tensors, as stored.
@@ -134,6 +150,12 @@ func Quantize(ctx context.Context, net nn.Layer, input []int, batches func() (*t
 		o := obs[n.op]
 		lo, hi := o.rangeOf(opt.Method, opt.Percentile)
 		p.Acts[n.op] = fromRange(lo, hi)
+		if n.kind == kAffine {
+			if p.Affine == nil {
+				p.Affine = map[int]Affine{}
+			}
+			p.Affine[n.op] = Affine{A: n.a, B: n.b}
+		}
 	}
 	m := &Model{g: g, params: p}
 	m.qp = m.valueParams()
@@ -289,7 +311,7 @@ func New(net nn.Layer, input []int, p Params, layers map[string]*Layer) (*Model,
 	if err := checkQParams("input", p.Input); err != nil {
 		return nil, err
 	}
-	for _, n := range g.nodes {
+	for i, n := range g.nodes {
 		if !calibrated(n.kind) {
 			continue
 		}
@@ -300,6 +322,19 @@ func New(net nn.Layer, input []int, p Params, layers map[string]*Layer) (*Model,
 		if err := checkQParams(fmt.Sprintf("activation %d", n.op), q); err != nil {
 			return nil, err
 		}
+		if n.kind == kAffine {
+			a, ok := p.Affine[n.op]
+			c := n.shape[len(n.shape)-1]
+			if !ok || len(a.A) != c || len(a.B) != c {
+				return nil, fmt.Errorf("quant: operation %d (a batch norm not folded, or a scale) needs %d per-channel factors and offsets, the parameters hold %d and %d (quantized before they were recorded? quantize the float checkpoint again)", n.op, c, len(a.A), len(a.B))
+			}
+			for i := range c {
+				if !finite(a.A[i]) || !finite(a.B[i]) {
+					return nil, fmt.Errorf("quant: operation %d: affine channel %d is %v·x + %v", n.op, i, a.A[i], a.B[i])
+				}
+			}
+			g.nodes[i].a, g.nodes[i].b = a.A, a.B
+		}
 	}
 	m := &Model{g: g, params: p, layers: layers}
 	m.qp = m.valueParams()
@@ -308,6 +343,8 @@ func New(net nn.Layer, input []int, p Params, layers map[string]*Layer) (*Model,
 	}
 	return m, nil
 }
+
+func finite(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
 
 func checkQParams(what string, q QParams) error {
 	if !(q.Scale > 0) || math.IsInf(q.Scale, 0) || q.Zero < 0 || q.Zero > 255 {

@@ -2,12 +2,15 @@ package quant
 
 import (
 	"context"
+	"encoding/json"
 	"math"
+	"strings"
 	"testing"
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/internal/kernels"
 	"github.com/residual-nn/residual/models"
+	"github.com/residual-nn/residual/models/resnet"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
 )
@@ -244,5 +247,104 @@ func TestKLThreshold(t *testing.T) {
 	lo, hi := o.rangeOf(MinMax, 0)
 	if lo != -1 || hi != 3 {
 		t.Errorf("minmax range [%v, %v], want [-1, 3]", lo, hi)
+	}
+}
+
+// TestQuantize8ONNX checks Quantize8 on the example of ONNX's
+// QuantizeLinear specification (scale 2, zero point 128: 3/2 = 1.5 rounds
+// to even, 1000 and −1000 saturate) and on ties either side of zero.
+func TestQuantize8ONNX(t *testing.T) {
+	got := Quantize8([]float32{0, 2, 3, 1000, -254, -1000, 5, -3, -5}, QParams{Scale: 2, Zero: 128}, nil)
+	want := []uint8{128, 129, 130, 255, 1, 0, 130, 126, 126}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("Quantize8 = %v, want %v", got, want)
+		}
+	}
+}
+
+// TestGlobalPoolRounding checks that global average pooling rounds the
+// real mean (the mean of q − zero) half to even, as QuantizeLinear of
+// GlobalAveragePool's float output does: with zero point 3, the mean 4.5
+// of q is 1.5 above the zero point and rounds to 2 (q = 5), where
+// rounding q's mean itself would give 4.
+func TestGlobalPoolRounding(t *testing.T) {
+	if got := roundDiv(9-2*3, 2) + 3; got != 5 {
+		t.Errorf("mean 4.5 about zero point 3: %d, want 5", got)
+	}
+	if got := roundDiv(-3, 2); got != -2 {
+		t.Errorf("roundDiv(-3, 2) = %d, want -2", got)
+	}
+	if got := roundDiv(-1, 2); got != 0 {
+		t.Errorf("roundDiv(-1, 2) = %d, want 0", got)
+	}
+}
+
+// TestNewKeepsUnfoldedBatchNorms rebuilds a pre-activation ResNet (whose
+// batch norms after the additions cannot fold into a convolution) from its
+// stored parts, as an int8 checkpoint is loaded: from a freshly built
+// network with default batch norms and the parameters through JSON. The
+// outputs must be the quantized model's, bit for bit: the unfolded batch
+// norms come from the parameters, not from the network given.
+func TestNewKeepsUnfoldedBatchNorms(t *testing.T) {
+	cfg, err := models.Preset("resnet20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ = cfg.Clone()
+	a := cfg.Arch.(*models.ResNet)
+	a.Layers, a.Ordering, a.Shortcut = []int{1, 1, 1}, resnet.PreActivation, resnet.ShortcutB
+	rng := tensor.NewRNG(4)
+	net, err := models.Build(cfg, rng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range nn.Layers(net) {
+		if bn, ok := l.Layer.(*nn.BatchNorm); ok {
+			for i := range bn.RunningVar.Data {
+				bn.RunningMean.Data[i] = float32(rng.Normal()) * 0.2
+				bn.RunningVar.Data[i] = 0.5 + float32(rng.Float64())
+			}
+		}
+	}
+	in := []int{1, 8, 8, 3}
+	calls := 0
+	q, err := Quantize(context.Background(), net, in, func() (*tensor.Tensor, error) {
+		if calls++; calls > 1 {
+			return nil, nil
+		}
+		return randInput(rng, 4, 8, 8, 3), nil
+	}, Options{Method: MinMax})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(q.Params().Affine) == 0 {
+		t.Fatal("test premise: no unfolded batch norm")
+	}
+	b, err := json.Marshal(q.Params())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p Params
+	if err := json.Unmarshal(b, &p); err != nil {
+		t.Fatal(err)
+	}
+	fresh, _ := models.Build(cfg, tensor.NewRNG(5))
+	q2, err := New(fresh, in, p, q.Layers())
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := randInput(rng, 2, 8, 8, 3)
+	want, _ := q.Forward(context.Background(), x)
+	got, _ := q2.Forward(context.Background(), x)
+	for i := range want.Data {
+		if got.Data[i] != want.Data[i] {
+			t.Fatalf("logit %d: rebuilt %v, quantized %v", i, got.Data[i], want.Data[i])
+		}
+	}
+	p.Affine = nil
+	fresh, _ = models.Build(cfg, tensor.NewRNG(5))
+	if _, err := New(fresh, in, p, q.Layers()); err == nil || !strings.Contains(err.Error(), "quantize the float checkpoint again") {
+		t.Errorf("parameters without the affine factors: %v", err)
 	}
 }

@@ -20,6 +20,14 @@ func (m *Model) Forward(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, 
 	return y, err
 }
 
+// Values runs the quantized network like Forward and also returns every
+// u8 value of its graph (Graph's value numbers, residual's NHWC layout;
+// nil for the output of a layer that returns float32): for checking an
+// export against another runtime value by value.
+func (m *Model) Values(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, [][]uint8, error) {
+	return m.run(ctx, x, true)
+}
+
 // run runs the network; with keep it returns every value it computed (by
 // value number) instead of freeing each after its last reader.
 func (m *Model) run(ctx context.Context, x *tensor.Tensor, keep bool) (*tensor.Tensor, [][]uint8, error) {
@@ -104,14 +112,17 @@ func (m *Model) run(ctx context.Context, x *tensor.Tensor, keep bool) (*tensor.T
 		case kMaxPool:
 			maxPool(nd, xs, a, y)
 		case kGAP:
+			// The mean in real terms, requantized with the same scale:
+			// round(mean(q) − z) + z, half to even as QuantizeLinear
+			// rounds the real mean / scale.
 			hw, c := xs[1]*xs[2], xs[3]
 			for b := range n {
 				for ch := range c {
-					var sum int
+					sum := -qa.Zero * hw
 					for p := range hw {
 						sum += int(a[(b*hw+p)*c+ch])
 					}
-					y[b*c+ch] = uint8(roundDiv(sum, hw))
+					y[b*c+ch] = uint8(roundDiv(sum, hw) + qa.Zero)
 				}
 			}
 		case kSubsamplePad:
@@ -154,8 +165,11 @@ func quantize1(v float64, q QParams, lo int) uint8 {
 	return uint8(min(max(r, float64(lo)), 255))
 }
 
-// roundDiv returns a/b rounded half to even (a ≥ 0, b > 0).
+// roundDiv returns a/b rounded half to even (b > 0).
 func roundDiv(a, b int) int {
+	if a < 0 {
+		return -roundDiv(-a, b)
+	}
 	q, r := a/b, a%b
 	if 2*r > b || (2*r == b && q%2 == 1) {
 		q++
@@ -164,19 +178,20 @@ func roundDiv(a, b int) int {
 }
 
 // Quantize8 quantizes float32 values to u8 as ONNX's QuantizeLinear does
-// (round half to even, saturate), into dst if it is long enough. NaN
-// becomes the zero point.
+// (and ONNX Runtime computes it): x / scale in float32, rounded half to
+// even, plus the zero point, saturated to 0…255; into dst if it is long
+// enough. NaN becomes the zero point.
 func Quantize8(xs []float32, q QParams, dst []uint8) []uint8 {
 	if len(dst) < len(xs) {
 		dst = make([]uint8, len(xs))
 	}
-	inv := 1 / q.Scale
+	s := float32(q.Scale)
 	for i, v := range xs {
-		f := float64(v) * inv
+		f := v / s
 		if f != f {
 			f = 0
 		}
-		r := math.RoundToEven(max(min(f, 1e6), -1e6)) + float64(q.Zero)
+		r := math.RoundToEven(float64(max(min(f, 1e6), -1e6))) + float64(q.Zero)
 		dst[i] = uint8(min(max(r, 0), 255))
 	}
 	return dst[:len(xs)]

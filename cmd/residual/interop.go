@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/residual-nn/residual/interop/keras"
 	"github.com/residual-nn/residual/interop/onnx"
 	"github.com/residual-nn/residual/interop/torch"
+	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
@@ -31,9 +33,13 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(pos) == 2 && pos[0] == "keras-tfjs" && *out != "" {
 		return importKeras(ctx, pos[1], *out, stdout)
 	}
+	if len(pos) == 2 && pos[0] == "onnx" && *out != "" {
+		return importONNXInt8(ctx, pos[1], *model, *classes, *out, stdout)
+	}
 	if len(pos) != 2 || pos[0] != "torch" || *model == "" || *out == "" {
 		return fmt.Errorf("%w: usage: residual import torch FILE.pth|FILE.safetensors --model NAME --out CKPT\n"+
-			"       residual import keras-tfjs DIR|model.json --out CKPT", errUsage)
+			"       residual import keras-tfjs DIR|model.json --out CKPT\n"+
+			"       residual import onnx FILE.onnx [--model NAME] --out CKPT8 (a QDQ int8 model)", errUsage)
 	}
 	st, err := torch.LoadStateDict(pos[1])
 	if err != nil {
@@ -113,6 +119,93 @@ func importKeras(ctx context.Context, dir, out string, stdout io.Writer) error {
 	return nil
 }
 
+// importONNXInt8 reads a QDQ (int8) ONNX model into an int8 checkpoint:
+// the architecture, class names and preprocessing come from the model's
+// metadata (residual's own exports) or, with --model, from the zoo model
+// named, the input and output sizes of the graph and --classes.
+func importONNXInt8(ctx context.Context, path, model string, classes int, out string, stdout io.Writer) error {
+	b, err := limits.ReadFile(path, limits.TotalBytes+limits.HeaderBytes)
+	if err != nil {
+		return fmt.Errorf("onnx: %w", err)
+	}
+	info, err := onnx.Describe(b)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	meta, err := onnxImportMeta(info, model, classes)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := stopped(ctx); err != nil {
+		return err
+	}
+	net, err := models.Build(meta.Model, tensor.NewRNG(0))
+	if err != nil {
+		return err
+	}
+	in := meta.Model.InputShape(1, meta.Preprocess.Height)
+	if len(in) == 4 {
+		in = []int{1, meta.Preprocess.Height, meta.Preprocess.Width, in[3]}
+	}
+	q, err := onnx.ImportInt8(b, net, in)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := checkpoint.WriteInt8(out, q, meta); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "imported the QDQ model %s as int8 %s (%d int8 layers, input %v NHWC), wrote %s\n", path, meta.Model.Name, len(q.Layers()), in, out)
+	return nil
+}
+
+// onnxImportMeta returns the checkpoint metadata of an imported ONNX
+// model: residual's metadata_props (onnxMeta) unless model names a zoo
+// model, whose input and classes then follow the graph's dimensions.
+func onnxImportMeta(info onnx.Info, model string, classes int) (checkpoint.Meta, error) {
+	var m checkpoint.Meta
+	if cfg, ok := info.Props["residual.model"]; ok && model == "" {
+		var err error
+		if m.Model, err = models.Unmarshal(cfg); err != nil {
+			return m, fmt.Errorf("metadata residual.model: %w", err)
+		}
+		if err := json.Unmarshal([]byte(info.Props["residual.classes"]), &m.Classes); err != nil {
+			return m, fmt.Errorf("metadata residual.classes: %w", err)
+		}
+		if err := json.Unmarshal([]byte(info.Props["residual.preprocess"]), &m.Preprocess); err != nil {
+			return m, fmt.Errorf("metadata residual.preprocess: %w", err)
+		}
+		return m, m.Validate()
+	}
+	if model == "" {
+		return m, fmt.Errorf("%w: the model does not say its architecture (no residual metadata); pass --model NAME", errUsage)
+	}
+	mc, err := models.Preset(model)
+	if err != nil {
+		return m, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if len(info.Input) != 4 || info.Input[1] <= 0 || info.Input[2] <= 0 || info.Input[3] <= 0 {
+		return m, fmt.Errorf("the graph's input has dimensions %v; want an NCHW image of a fixed size", info.Input)
+	}
+	c, h, w := info.Input[1], info.Input[2], info.Input[3]
+	mc.SetInChannels(c)
+	if classes == 0 && len(info.Output) == 2 && info.Output[1] > 0 {
+		classes = info.Output[1]
+	}
+	if classes > 0 {
+		mc.SetClasses(classes)
+	}
+	m.Model = mc
+	m.Classes = make([]string, mc.Classes())
+	for i := range m.Classes {
+		m.Classes[i] = fmt.Sprint(i)
+	}
+	m.Preprocess = checkpoint.Preprocess{Height: h, Width: w, Channels: c}
+	if h == imagenetPreprocess.Height && w == imagenetPreprocess.Width && c == 3 {
+		m.Preprocess = imagenetPreprocess
+	}
+	return m, m.Validate()
+}
+
 func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("export", stderr)
 	out := fs.String("out", "", "file to write (.safetensors with torchvision names, or .onnx)")
@@ -159,6 +252,9 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := stopped(ctx); err != nil {
 		return err
 	}
+	if c.Int8 != nil {
+		return exportInt8(pos[0], c, *input, *out, stdout)
+	}
 	if pos[0] == "onnx" {
 		p := c.Preprocess
 		shape := c.Model.InputShape(1, c.Model.DefaultSide())
@@ -184,6 +280,41 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stdout, "wrote the weights of %s to %s (load with safetensors.torch.load_file and model.load_state_dict)\n", c.Model.Name, *out)
 	return nil
+}
+
+// exportInt8 writes an int8 checkpoint as a QDQ ONNX model, with the
+// checkpoint's model config, class names and preprocessing in its
+// metadata so that `residual import onnx` rebuilds the checkpoint.
+func exportInt8(format string, c *checkpoint.Checkpoint, input, out string, stdout io.Writer) error {
+	if format != "onnx" {
+		return fmt.Errorf("%w: an int8 checkpoint exports to ONNX only (QDQ: residual export onnx --weights CKPT8 --out FILE.onnx)", errUsage)
+	}
+	if input != "" {
+		return fmt.Errorf("%w: --input: an int8 checkpoint's graph is fixed at the size it was quantized at (%v)", errUsage, c.Int8.InputShape()[1:])
+	}
+	props, err := onnxMeta(c.Meta)
+	if err != nil {
+		return err
+	}
+	if err := onnx.ExportInt8File(out, c.Int8, props); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote int8 %s as QDQ ONNX (opset %d, input %v NCHW float32 with any batch size) to %s\n", c.Model.Name, onnx.ExportOpset, onnxOrder(c.Int8.InputShape()), out)
+	return nil
+}
+
+// onnxMeta returns a checkpoint's metadata as an ONNX model's
+// metadata_props: its model config, class names and preprocessing.
+func onnxMeta(m checkpoint.Meta) (map[string]string, error) {
+	props := map[string]string{}
+	for k, v := range map[string]any{"residual.model": m.Model, "residual.classes": m.Classes, "residual.preprocess": m.Preprocess} {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		props[k] = string(b)
+	}
+	return props, nil
 }
 
 // onnxOrder shows an NHWC shape in ONNX's NCHW order.

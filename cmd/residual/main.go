@@ -12,6 +12,7 @@
 //	residual segment --weights CKPT --out MASK.png [--overlay OVERLAY.png] [--tile N] IMAGE
 //	residual import torch FILE.pth|FILE.safetensors --model NAME --out CKPT.safetensors [--classes N]
 //	residual import keras-tfjs DIR|model.json --out CKPT.safetensors
+//	residual import onnx FILE.onnx [--model NAME] --out CKPT8.safetensors
 //	residual export torch --weights CKPT --out FILE.safetensors
 //	residual export onnx --weights CKPT --out FILE.onnx [--input HxW]
 //	residual export onnx --model NAME --out FILE.onnx [--input HxW]
@@ -61,7 +62,7 @@ var commands = map[string]command{
 	"train":      {"train a model on a data set (default: a ResNet-20 on MNIST)", runTrain},
 	"eval":       {"accuracy, per-class accuracy and confusion matrix of a checkpoint", runEval},
 	"export":     {"export a checkpoint: export torch CKPT --out FILE.safetensors, export onnx CKPT --out FILE.onnx", runExport},
-	"import":     {"import weights: import torch FILE.pth --model NAME --out CKPT, import keras-tfjs DIR --out CKPT", runImport},
+	"import":     {"import weights: import torch FILE.pth --model NAME --out CKPT, import keras-tfjs DIR --out CKPT, import onnx QDQ.onnx --out CKPT8", runImport},
 	"experiment": {"run an experiment on why residual networks work (" + strings.Join(experimentNames, ", ") + ")", runExperiment},
 	"predict":    {"top-k classes of image files with a checkpoint", runPredict},
 	"quantize":   {"quantize a checkpoint to int8, calibrated on a data set (see docs/QUANTIZATION.md)", runQuantize},
@@ -78,7 +79,7 @@ var synopses = map[string][]string{
 	"train":      {"residual train [flags]"},
 	"eval":       {"residual eval --weights CKPT [--data SPEC] [flags]"},
 	"export":     {"residual export torch --weights CKPT --out FILE.safetensors", "residual export onnx --weights CKPT --out FILE.onnx [--input HxW]", "residual export onnx --model NAME --out FILE.onnx [--input HxW]"},
-	"import":     {"residual import torch FILE.pth|FILE.safetensors --model NAME --out CKPT.safetensors [--classes N]", "residual import keras-tfjs DIR|model.json --out CKPT.safetensors"},
+	"import":     {"residual import torch FILE.pth|FILE.safetensors --model NAME --out CKPT.safetensors [--classes N]", "residual import keras-tfjs DIR|model.json --out CKPT.safetensors", "residual import onnx FILE.onnx [--model NAME] --out CKPT8.safetensors"},
 	"experiment": {"residual experiment [flags] NAME"},
 	"predict":    {"residual predict --weights CKPT [--top K] IMAGE..."},
 	"quantize":   {"residual quantize CKPT --calibrate SPEC [--batches N] [--method minmax|percentile|entropy] --out CKPT8", "residual quantize CKPT --calibrate-images FILE,FILE... --out CKPT8"},

@@ -30,6 +30,43 @@ func TestQuantizeCommand(t *testing.T) {
 	if strings.Count(o.String(), "(class ") != 2 {
 		t.Errorf("predict printed %q", o.String())
 	}
+	o.Reset()
+	onnxOut := filepath.Join(t.TempDir(), "tiny8.onnx")
+	if code := run(context.Background(), []string{"export", "onnx", "--weights", out, "--out", onnxOut}, &o, &e); code != 0 {
+		t.Fatalf("export onnx int8: status %d: %s", code, e.String())
+	}
+	if !strings.Contains(o.String(), "as QDQ ONNX") {
+		t.Errorf("export said %q", o.String())
+	}
+	// The QDQ model imports back into an int8 checkpoint that predicts
+	// exactly as the one exported.
+	back := filepath.Join(t.TempDir(), "back8.safetensors")
+	o.Reset()
+	if code := run(context.Background(), []string{"import", "onnx", onnxOut, "--out", back}, &o, &e); code != 0 {
+		t.Fatalf("import onnx: status %d: %s", code, e.String())
+	}
+	var p1, p2 bytes.Buffer
+	for i, w := range []string{out, back} {
+		if code := run(context.Background(), []string{"predict", "--weights", w, "--top", "3", dir + "digit2.png"}, []*bytes.Buffer{&p1, &p2}[i], &e); code != 0 {
+			t.Fatalf("predict %s: status %d: %s", w, code, e.String())
+		}
+	}
+	if p1.String() != p2.String() {
+		t.Errorf("predictions differ after export and import:\n%s\n%s", p1.String(), p2.String())
+	}
+	// An int8 checkpoint computes in int8: a float precision is refused,
+	// and so are exports that would write its unused float weights.
+	for _, bad := range [][]string{
+		{"predict", "--weights", out, "--precision", "bf16", dir + "digit1.png"},
+		{"eval", "--weights", out, "--precision", "bf16"},
+		{"export", "torch", "--weights", out, "--out", filepath.Join(t.TempDir(), "w.safetensors")},
+		{"export", "onnx", "--weights", out, "--input", "32x32", "--out", onnxOut},
+	} {
+		e.Reset()
+		if code := run(context.Background(), bad, &o, &e); code != 2 || !strings.Contains(e.String(), "int8") {
+			t.Errorf("%v: status %d, want 2 with a message naming int8 (%s)", bad, code, e.String())
+		}
+	}
 	for _, bad := range [][]string{
 		{"quantize", dir + "mnist-tiny.safetensors", "--method", "median", "--out", out},
 		{"quantize", dir + "mnist-tiny.safetensors", "--percentile", "20", "--out", out},

@@ -236,6 +236,9 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	if c.Int8 != nil && pr != ag.FP32 {
+		return fmt.Errorf("%w: --precision %s: %s is an int8 checkpoint, which computes in int8 (precision applies to float checkpoints)", errUsage, pr, *weights)
+	}
 	if *spec == "" {
 		if *spec = c.DataSpec(); *spec == "" {
 			return fmt.Errorf("%w: the checkpoint does not name its data set; pass --data", errUsage)
@@ -317,7 +320,9 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	m.SetPrecision(pr)
+	if err := m.SetPrecision(pr); err != nil {
+		return fmt.Errorf("%w: --precision: %v", errUsage, err)
+	}
 	decoded := make([]image.Image, len(images))
 	for i, path := range images {
 		if err := stopped(ctx); err != nil {

@@ -140,14 +140,7 @@ func TestExportRoundTrip(t *testing.T) {
 // compares its outputs with residual's at 1e-4 relative to the output's
 // scale — the issue's bound for an independent implementation.
 func TestExportONNXRuntime(t *testing.T) {
-	modules, _ := filepath.Abs("../../testdata/external/ort/node_modules")
-	if _, err := os.Stat(filepath.Join(modules, "onnxruntime-node")); err != nil {
-		t.Skipf("ONNX Runtime is not installed (%v): .ci/run installs npm onnxruntime-node into testdata/external/ort", err)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skipf("no node to run ONNX Runtime: %v", err)
-	}
+	ortAvailable(t)
 	dir := t.TempDir()
 	type job struct {
 		Model  string `json:"model"`
@@ -178,11 +171,7 @@ func TestExportONNXRuntime(t *testing.T) {
 	if err := os.WriteFile(specPath, spec, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(node, "testdata/ort_run.js", specPath)
-	cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("ONNX Runtime: %v\n%s", err, b)
-	}
+	runORT(t, specPath)
 	for key, want := range wants {
 		name, out, _ := strings.Cut(key, "\x00")
 		raw, err := os.ReadFile(out)
@@ -203,6 +192,30 @@ func TestExportONNXRuntime(t *testing.T) {
 		if err := fixture.Compare(got, want, 1e-4); err != nil {
 			t.Errorf("%s: ONNX Runtime vs residual: %v", name, err)
 		}
+	}
+}
+
+// ortAvailable skips the test unless ONNX Runtime (npm onnxruntime-node,
+// which .ci/run installs into testdata/external/ort) and node are here.
+func ortAvailable(t *testing.T) {
+	t.Helper()
+	modules, _ := filepath.Abs("../../testdata/external/ort/node_modules")
+	if _, err := os.Stat(filepath.Join(modules, "onnxruntime-node")); err != nil {
+		t.Skipf("ONNX Runtime is not installed (%v): .ci/run installs npm onnxruntime-node into testdata/external/ort", err)
+	}
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skipf("no node to run ONNX Runtime: %v", err)
+	}
+}
+
+// runORT runs testdata/ort_run.js on a jobs file (ortAvailable first).
+func runORT(t *testing.T, specPath string) {
+	t.Helper()
+	modules, _ := filepath.Abs("../../testdata/external/ort/node_modules")
+	cmd := exec.Command("node", "testdata/ort_run.js", specPath)
+	cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ONNX Runtime: %v\n%s", err, b)
 	}
 }
 

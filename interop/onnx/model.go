@@ -12,6 +12,12 @@
 // (Flatten, Reshape, Softmax on a 4-D value, a graph output), where it is
 // converted once.
 //
+// Int8 models (package quant) export as QDQ models — QuantizeLinear and
+// DequantizeLinear around the float operators, int8 weights, int32
+// biases — that ONNX Runtime runs with its int8 kernels (ExportInt8), and
+// QDQ models import back into int8 models (ImportInt8); the evaluator
+// (Run) itself computes in float32 and does not run QDQ graphs.
+//
 // A graph is untrusted input: before each node runs, the shapes of its
 // outputs are inferred (with the engine's own shape rules where the
 // engine computes it) and checked against limits.TensorElements, so a

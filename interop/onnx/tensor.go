@@ -58,7 +58,12 @@ func (v *value) image(op string) (*tensor.Tensor, error) {
 
 // decodeTensor converts a TensorProto to a value. FLOAT, DOUBLE (narrowed)
 // and INT64/INT32 are supported; other types are reported by name.
-func decodeTensor(tp *onnxpb.TensorProto) (*value, error) {
+func decodeTensor(tp *onnxpb.TensorProto) (*value, error) { return decodeTensorOf(tp, false) }
+
+// decodeTensorOf is decodeTensor, and with eightBit it decodes INT8 and
+// UINT8 too, as integers (a QDQ model's quantized data, which the float
+// evaluator does not take: its uint8 arithmetic would not wrap).
+func decodeTensorOf(tp *onnxpb.TensorProto, eightBit bool) (*value, error) {
 	if tp.GetDataLocation() == onnxpb.TensorProto_EXTERNAL {
 		return nil, fmt.Errorf("tensor %q: external data is not supported", tp.GetName())
 	}
@@ -115,6 +120,40 @@ func decodeTensor(tp *onnxpb.TensorProto) (*value, error) {
 			}
 		}
 		return floatValue(t), nil
+	case onnxpb.TensorProto_INT8, onnxpb.TensorProto_UINT8:
+		if !eightBit {
+			break
+		}
+		// Quantized data (QDQ models): raw bytes, or one value per
+		// int32_data entry.
+		v := &value{isInt: true, shape: shape, ints: make([]int64, n)}
+		switch {
+		case len(raw) > 0:
+			if len(raw) != n {
+				return nil, fmt.Errorf("tensor %q: %d raw bytes for %d 8-bit integers", tp.GetName(), len(raw), n)
+			}
+			for i, b := range raw {
+				if dt == onnxpb.TensorProto_INT8 {
+					v.ints[i] = int64(int8(b))
+				} else {
+					v.ints[i] = int64(b)
+				}
+			}
+		case len(tp.Int32Data) == n:
+			lo, hi := int32(0), int32(255)
+			if dt == onnxpb.TensorProto_INT8 {
+				lo, hi = -128, 127
+			}
+			for i, x := range tp.Int32Data {
+				if x < lo || x > hi {
+					return nil, fmt.Errorf("tensor %q: %d is not a %s value", tp.GetName(), x, dt)
+				}
+				v.ints[i] = int64(x)
+			}
+		default:
+			return nil, fmt.Errorf("tensor %q: wrong number of integers for shape %v", tp.GetName(), shape)
+		}
+		return v, nil
 	case onnxpb.TensorProto_INT64, onnxpb.TensorProto_INT32:
 		v := &value{isInt: true, shape: shape, ints: make([]int64, n)}
 		size := 8
