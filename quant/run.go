@@ -98,10 +98,16 @@ func (m *Model) run(ctx context.Context, x *tensor.Tensor, keep bool) (*tensor.T
 				y[j] = quantize1(v, qy, lo)
 			}
 		case kAffine:
+			// In float32, one rounding per operation, as the exported
+			// graph computes it (DequantizeLinear, Mul, Add,
+			// QuantizeLinear): float64 arithmetic here rounds differently
+			// near ties and put outputs a step or two from ONNX Runtime's.
 			c := nd.shape[len(nd.shape)-1]
+			sa := float32(qa.Scale)
 			for j := range y {
-				v := qa.Scale * float64(int(a[j])-qa.Zero)
-				y[j] = quantize1(float64(nd.a[j%c])*v+float64(nd.b[j%c]), qy, 0)
+				v := float32(int(a[j])-qa.Zero) * sa
+				v = float32(v*nd.a[j%c]) + nd.b[j%c] // the conversion keeps Mul and Add apart (no FMA)
+				Quantize8([]float32{v}, qy, y[j:j+1])
 			}
 		case kReLU:
 			for j, v := range a {

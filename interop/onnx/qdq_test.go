@@ -295,6 +295,17 @@ func checkQDQRun(t *testing.T, skip string, q *quant.Model, x *tensor.Tensor, ou
 	}
 	got := map[int][]uint8{} // ONNX Runtime's u8 values in residual's layout
 	differ, total := 0, 0
+	// The one-step bound is per layer: it holds for a value whose inputs
+	// agreed exactly. Downstream of a difference, a layer's gain (Σ|w| of
+	// a convolution, |a| of an affine map, in steps of its input over
+	// steps of its output) can widen it, so such values are counted, not
+	// bounded.
+	inputs := map[int][]int{}
+	for _, op := range q.Graph().Ops {
+		inputs[op.Out] = append(append([]int(nil), op.In...), op.Res)
+	}
+	diverged := map[int]bool{}
+	propagated := 0
 	for v, n := range names {
 		if n == "" {
 			continue
@@ -313,18 +324,26 @@ func checkQDQRun(t *testing.T, skip string, q *quant.Model, x *tensor.Tensor, ou
 			}
 		}
 		got[v] = u
+		upstream := false
+		for _, in := range inputs[v] {
+			upstream = upstream || diverged[in]
+		}
 		for i := range u {
 			total++
 			if d := int(u[i]) - int(vals[v][i]); d != 0 {
-				differ++
-				if d < -1 || d > 1 {
-					t.Errorf("value %d element %d: ONNX Runtime %d, residual %d (more than one step)", v, i, u[i], vals[v][i])
-					break
+				diverged[v] = true
+				switch {
+				case upstream:
+					propagated++
+				case d < -1 || d > 1:
+					t.Errorf("value %d element %d: ONNX Runtime %d, residual %d (more than one step, from equal inputs)", v, i, u[i], vals[v][i])
+				default:
+					differ++
 				}
 			}
 		}
 	}
-	t.Logf("%d of %d u8 activations differ by one step", differ, total)
+	t.Logf("%d of %d u8 activations differ by one step from equal inputs; %d more differ downstream of a difference", differ, total, propagated)
 	raw, dims, _ := ortOutput(t, out)
 	if len(raw) != 4*want.Len() {
 		t.Fatalf("output %v, want %v", dims, want.Shape)
