@@ -1,5 +1,5 @@
 #!/bin/bash
-# Every measurement docs/DISTRIBUTED.md needs, in one run of about 11
+# Every measurement docs/DISTRIBUTED.md needs, in one run of about 13
 # minutes (bounded to 15: each command has a time limit), on a quiet
 # machine with 2 cores, as root (the network namespaces need it).
 #

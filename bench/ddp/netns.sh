@@ -40,9 +40,11 @@
 # otherwise tbf, which limits the rate and adds no delay — said on stderr
 # and in the LINK line. (The development VM's kernel has neither sch_netem
 # nor loadable modules, nor sch_fq for an eBPF delay: there, no latency can
-# be added.) tbf's bucket is 100 µs of traffic at the rate (at least 64 KiB,
-# one GSO segment), so that the limit bites on every all-reduce, not only
-# on those larger than a burst.
+# be added.) tbf's bucket is 100 µs of traffic at the rate, at least 128 KiB
+# (two 64 KiB GSO segments: with one, the rate reached fell to 0.6–0.8 of
+# 1 Gbit/s when timers ran late on a loaded machine): small against the
+# all-reduces (ResNet-20's 1 MiB, ResNet-50's 25 MiB buckets), so that the
+# limit bites on nearly all of their bytes.
 #
 # After ours and torch it prints one line "LINK {json}": the shaping and
 # the bytes each end of the data link sent during the run (ip -s link), so
@@ -122,7 +124,7 @@ for pair in "$ns0 veth0" "$ns1 veth1"; do
 		continue
 	fi
 	[[ $qdisc == netem && $dev == veth1 ]] && tc -n "$ns0" qdisc del dev veth0 root # both ends alike
-	burst=$((bytes_per_s / 10000 > 65536 ? bytes_per_s / 10000 : 65536))
+	burst=$((bytes_per_s / 10000 > 131072 ? bytes_per_s / 10000 : 131072))
 	for p in "$ns0 veth0" "$ns1 veth1"; do
 		read -r n d <<<"$p"
 		tc -n "$n" qdisc replace dev "$d" root tbf rate "$rate" burst "$burst" latency 50ms

@@ -175,6 +175,9 @@ def worker(rank, world, a, pin=False):
             hidden_s=hidden, hidden_frac=hidden / comm_s if comm_s > 0 else 0.0,
             img_per_s=batch * world / step_s)), flush=True)
     if world > 1:
+        # Meet before the teardown: a rank whose peer had already torn its
+        # Gloo context down was seen spinning for ever in destroy_process_group.
+        dist.barrier()
         dist.destroy_process_group()
 
 
