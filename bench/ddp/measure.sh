@@ -51,7 +51,19 @@ results=$out/results.jsonl log=$out/log.txt
 : >"$results"
 : >"$log"
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+# netns.sh deletes its namespaces on exit; one killed by its time limit's
+# SIGKILL leaves them, with whatever runs there, to be ended here.
+cleanup() {
+	rm -rf "$tmp"
+	if [[ $(id -u) -eq 0 ]]; then
+		for ns in rsdl0 rsdl1 rsdlc; do
+			pids=$(ip netns pids "$ns" 2>/dev/null || true)
+			[[ -n $pids ]] && kill $pids 2>/dev/null || true
+			ip netns del "$ns" 2>/dev/null || true
+		done
+	fi
+}
+trap cleanup EXIT
 start=$(date +%s)
 deadline=$((start + 15 * 60))
 

@@ -79,7 +79,16 @@ ns0=rsdl0 ns1=rsdl1 nsc=rsdlc
 ip0=10.77.0.1 ip1=10.77.0.2
 tmp=$(mktemp -d)
 
-delns() { for ns in "$ns0" "$ns1" "$nsc"; do ip netns del "$ns" 2>/dev/null || true; done; }
+# delns ends what still runs in the namespaces (a rank whose peer failed)
+# and deletes them.
+delns() {
+	local ns pids
+	for ns in "$ns0" "$ns1" "$nsc"; do
+		pids=$(ip netns pids "$ns" 2>/dev/null || true)
+		[[ -n $pids ]] && kill $pids 2>/dev/null || true
+		ip netns del "$ns" 2>/dev/null || true
+	done
+}
 cleanup() {
 	delns # takes the veths, the bridge and the qdiscs with them
 	rm -rf "$tmp"
