@@ -3,6 +3,7 @@
 
 Usage:
   /usr/bin/python3 torch_ddp.py --model cifar20|rn50 --ranks N --threads T [--batch B] [--steps S] [--warmup W]
+                                [--side S] [--no-pin] [--plain-malloc]
       starts N local ranks (torch.multiprocessing, rendezvous on 127.0.0.1), each with T threads
   RANK=r WORLD_SIZE=n MASTER_ADDR=a MASTER_PORT=p /usr/bin/python3 torch_ddp.py --model ... --threads T
       runs one rank (bench/ddp/netns.sh starts one per network namespace; set GLOO_SOCKET_IFNAME
