@@ -1,33 +1,58 @@
 #!/bin/bash
 # Runs 2 data-parallel ranks in two network namespaces joined by a veth pair
-# whose both ends are rate-limited and delayed by tc (netem), so that their
-# all-reduces are real TCP traffic through a link of known speed.
+# shaped by tc, so that their all-reduces are real TCP traffic through a
+# link of known rate.
 #
 # Usage (as root):
 #   bench/ddp/netns.sh [--rate 10gbit] [--delay 0.1ms] ours  [ddpbench flags...]
 #   bench/ddp/netns.sh [--rate 1gbit]  [--delay 0.1ms] torch [torch_ddp.py flags...]
-#   bench/ddp/netns.sh [--rate ...] [--delay ...] check      # the link alone: ping and a TCP transfer
+#   bench/ddp/netns.sh [--rate ...] [--delay ...] check      # the link alone: round trip and TCP rate
 #
-#   ours:  mpirun (Open MPI) starts rank 0 in namespace rsdl0 and rank 1 in
-#          rsdl1 (MPMD: each rank is `ip netns exec NS ddpbench ...`), one
-#          core and GOMAXPROCS=1 each, and is told to use TCP over the veth
-#          addresses only: --mca pml ob1 --mca btl tcp,self
-#          --mca btl_tcp_if_include 10.77.0.0/24 (without it the two ranks,
-#          on one machine, would talk through shared memory).
-#          NOT WORKING YET with Debian's Open MPI 4.1.4: the ranks fail in
-#          MPI_Init ("OPAL ERROR: Unreachable in file ext3x_client.c"),
-#          because PMIx connects them to mpirun over TCP on 127.0.0.1, which
-#          inside a namespace is the namespace's own loopback. The fix to
-#          try: a veth from the root namespace into each one, and PMIx told
-#          to accept and advertise that address (PMIX_MCA_ptl_tcp_if_include,
-#          PMIX_MCA_ptl_tcp_remote_connections=1).
-#   torch: torch_ddp.py --threads 1, one rank per namespace, Gloo on the
-#          veth (GLOO_SOCKET_IFNAME), rendezvous at rank 0's address.
+# Layout: namespaces rsdl0 and rsdl1 hold one rank each; the data link is
+# the veth pair veth0 (10.77.0.1, in rsdl0) <-> veth1 (10.77.0.2, in
+# rsdl1), whose both ends' egress is shaped. A third namespace, rsdlc,
+# holds mpirun and a bridge (10.78.0.1) with a control veth into each rank's
+# namespace (10.78.0.2, 10.78.0.3; unshaped): mpirun's PMIx server, which
+# every rank must reach in MPI_Init, listens there. Nothing is added to the
+# machine's own namespace, and the three namespaces (with the veths and
+# their qdiscs) are deleted on exit, whatever the exit.
+#
+#   ours:  mpirun (Open MPI), in rsdlc, starts rank 0 as `ip netns exec rsdl0
+#          ddpbench ...` and rank 1 in rsdl1 (MPMD), bound to a core each,
+#          GOMAXPROCS=1. Two kinds of settings make it work:
+#          - PMIx (the ranks' connection to mpirun in MPI_Init): by default
+#            mpirun's PMIx server listens on 127.0.0.1 only, which inside a
+#            rank's namespace is that namespace's own loopback, and MPI_Init
+#            fails ("OPAL ERROR: Unreachable in file ext3x_client.c").
+#            PMIX_MCA_ptl_tcp_remote_connections=1 and
+#            PMIX_MCA_ptl_tcp_if_include=10.78.0.0/24 in mpirun's
+#            environment make it listen on, and advertise to the ranks, the
+#            bridge's address.
+#          - MPI traffic: --mca pml ob1 --mca btl tcp,self
+#            --mca btl_tcp_if_include 10.77.0.0/24: TCP over the shaped veth
+#            only (the ranks share a machine, so without this Open MPI would
+#            use shared memory, or UCX's, and the link would carry nothing).
+#   torch: torch_ddp.py --threads 1, one rank per namespace, each on its own
+#          core, Gloo on the veth (GLOO_SOCKET_IFNAME), rendezvous (TCPStore)
+#          at rank 0's veth address.
+#
+# Shaping: netem (rate and one-way delay) where the kernel has sch_netem;
+# otherwise tbf, which limits the rate and adds no delay — said on stderr
+# and in the LINK line. (The development VM's kernel has neither sch_netem
+# nor loadable modules, nor sch_fq for an eBPF delay: there, no latency can
+# be added.) tbf's bucket is 100 µs of traffic at the rate, at least 128 KiB
+# (two 64 KiB GSO segments: with one, the rate reached fell to 0.6–0.8 of
+# 1 Gbit/s when timers ran late on a loaded machine): small against the
+# all-reduces (ResNet-20's 1 MiB, ResNet-50's 25 MiB buckets), so that the
+# limit bites on nearly all of their bytes.
+#
+# After ours and torch it prints one line "LINK {json}": the shaping and
+# the bytes each end of the data link sent during the run (ip -s link), so
+# that a result shows that its traffic crossed the veth; and the bytes of
+# the control link, which must stay small.
 #
 # DDPBENCH names the ddpbench binary, built with MPI (default: built here
-# with CGO_ENABLED=1 go build -tags mpi into a temporary folder). The
-# namespaces, and with them the veth pair and its qdiscs, are deleted on
-# exit, whatever the exit. Nothing leaves the two namespaces.
+# with CGO_ENABLED=1 go build -tags mpi into a temporary folder).
 set -euo pipefail
 
 rate=10gbit
@@ -50,45 +75,90 @@ esac
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-ns0=rsdl0 ns1=rsdl1
+ns0=rsdl0 ns1=rsdl1 nsc=rsdlc
 ip0=10.77.0.1 ip1=10.77.0.2
 tmp=$(mktemp -d)
 
+# delns ends what still runs in the namespaces (a rank whose peer failed)
+# and deletes them.
+delns() {
+	local ns pids
+	for ns in "$ns0" "$ns1" "$nsc"; do
+		pids=$(ip netns pids "$ns" 2>/dev/null || true)
+		[[ -n $pids ]] && kill $pids 2>/dev/null || true
+		ip netns del "$ns" 2>/dev/null || true
+	done
+}
 cleanup() {
-	ip netns del "$ns0" 2>/dev/null || true # takes the veth pair and its qdiscs with it
-	ip netns del "$ns1" 2>/dev/null || true
+	delns # takes the veths, the bridge and the qdiscs with them
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-cleanup_stale() { ip netns del "$ns0" 2>/dev/null || true; ip netns del "$ns1" 2>/dev/null || true; }
-cleanup_stale
-ip netns add "$ns0"
-ip netns add "$ns1"
+delns # a previous run's, killed before its cleanup
+for ns in "$ns0" "$ns1" "$nsc"; do
+	ip netns add "$ns"
+	ip -n "$ns" link set lo up
+done
+# The data link.
 ip link add veth0 netns "$ns0" type veth peer name veth1 netns "$ns1"
 ip -n "$ns0" addr add "$ip0/24" dev veth0
 ip -n "$ns1" addr add "$ip1/24" dev veth1
-for ns in "$ns0" "$ns1"; do ip -n "$ns" link set lo up; done
 ip -n "$ns0" link set veth0 up
 ip -n "$ns1" link set veth1 up
-# netem on each end's egress: the rate limits each direction, the delay is
-# one way (a round trip takes 2·delay); its queue holds 2 s of traffic at
-# the rate in 1500-byte packets, so that it drops nothing. A kernel without
-# sch_netem (some VMs' kernels) gets tbf for the rate and no delay, said so.
-bytes_per_s=$(python3 -c "import re; m=re.fullmatch(r'([0-9.]+)([kmg]?)bit','${rate,,}'); print(int(float(m[1])*{'':1,'k':1e3,'m':1e6,'g':1e9}[m[2]]/8))")
+# The control network: a bridge in rsdlc, a veth "ctl" from each rank's namespace into it.
+ip -n "$nsc" link add br0 type bridge
+ip -n "$nsc" addr add 10.78.0.1/24 dev br0
+ip -n "$nsc" link set br0 up
+host=2
+for ns in "$ns0" "$ns1"; do
+	ip link add ctl netns "$ns" type veth peer name "c$ns" netns "$nsc"
+	ip -n "$nsc" link set "c$ns" master br0
+	ip -n "$nsc" link set "c$ns" up
+	ip -n "$ns" addr add "10.78.0.$host/24" dev ctl
+	ip -n "$ns" link set ctl up
+	host=$((host + 1))
+done
+
+# Shaping, on each end's egress: netem's rate limits each direction and its
+# delay is one way (a round trip takes 2·delay); its queue holds 2 s of
+# traffic in 1500-byte packets, so that it drops nothing.
+bytes_per_s=$(python3 -c "import re,sys; m=re.fullmatch(r'([0-9.]+)([kmg]?)bit','${rate,,}') or sys.exit('netns.sh: --rate $rate: want e.g. 10gbit, 1gbit, 500mbit'); print(int(float(m[1])*{'':1,'k':1e3,'m':1e6,'g':1e9}[m[2]]/8))")
 limit=$((bytes_per_s * 2 / 1500 > 1000 ? bytes_per_s * 2 / 1500 : 1000))
-shaped="netem rate $rate, $delay one-way delay"
+qdisc=netem shaped="netem rate $rate, $delay one-way delay" applied_delay=$delay
 for pair in "$ns0 veth0" "$ns1 veth1"; do
 	read -r ns dev <<<"$pair"
-	if ! tc -n "$ns" qdisc add dev "$dev" root netem rate "$rate" delay "$delay" limit "$limit" 2>/dev/null; then
-		# tbf: a bucket of 4 ms of traffic (at least 64 KiB: a GSO segment), 50 ms of queue.
-		burst=$((bytes_per_s / 250 > 65536 ? bytes_per_s / 250 : 65536))
-		tc -n "$ns" qdisc add dev "$dev" root tbf rate "$rate" burst "$burst" latency 50ms
-		shaped="tbf rate $rate, NO added delay (this kernel has no sch_netem)"
+	if [[ $qdisc == netem ]] && tc -n "$ns" qdisc add dev "$dev" root netem rate "$rate" delay "$delay" limit "$limit" 2>/dev/null; then
+		continue
 	fi
+	[[ $qdisc == netem && $dev == veth1 ]] && tc -n "$ns0" qdisc del dev veth0 root # both ends alike
+	burst=$((bytes_per_s / 10000 > 131072 ? bytes_per_s / 10000 : 131072))
+	for p in "$ns0 veth0" "$ns1 veth1"; do
+		read -r n d <<<"$p"
+		tc -n "$n" qdisc replace dev "$d" root tbf rate "$rate" burst "$burst" latency 50ms
+	done
+	qdisc=tbf applied_delay=0 shaped="tbf rate $rate (bucket $burst bytes), NO added delay: this kernel has no sch_netem"
+	break
 done
 echo "netns.sh: $ns0 ($ip0) <-> $ns1 ($ip1): $shaped" >&2
+
+# txbytes NS DEV: the bytes DEV has sent.
+txbytes() { ip -n "$1" -s -j link show dev "$2" | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['stats64']['tx']['bytes'])"; }
+declare -A before
+snapshot() { for p in "$ns0 veth0" "$ns1 veth1" "$ns0 ctl" "$ns1 ctl"; do read -r n d <<<"$p"; before[$n/$d]=$(txbytes "$n" "$d"); done; }
+link_line() {
+	local d00 d11 c0 c1
+	d00=$(($(txbytes "$ns0" veth0) - before[$ns0/veth0]))
+	d11=$(($(txbytes "$ns1" veth1) - before[$ns1/veth1]))
+	c0=$(($(txbytes "$ns0" ctl) - before[$ns0/ctl]))
+	c1=$(($(txbytes "$ns1" ctl) - before[$ns1/ctl]))
+	echo "LINK {\"what\":\"$what\",\"rate\":\"$rate\",\"qdisc\":\"$qdisc\",\"delay\":\"$applied_delay\",\"requested_delay\":\"$delay\",\"veth0_tx_bytes\":$d00,\"veth1_tx_bytes\":$d11,\"control_tx_bytes\":$((c0 + c1))}"
+	if ((d00 + d11 == 0)); then
+		echo "netns.sh: nothing crossed the data link" >&2
+		return 1
+	fi
+}
 
 case $what in
 check)
@@ -104,18 +174,18 @@ while True:
     b=c.recv(1<<20)
     if not b: break
     n+=len(b)
-c.sendall(b'k'); print('received',n,'bytes')" &
+c.sendall(b'k')" &
 	sleep 1
 	ip netns exec "$ns0" python3 -c "
-import socket,time
+import json,socket,time
 s=socket.create_connection(('$ip1',29600)); s.setsockopt(socket.IPPROTO_TCP,socket.TCP_NODELAY,1)
 t=time.perf_counter()
 for _ in range(100): s.sendall(b'p'); s.recv(1)
-print(f'round trip {(time.perf_counter()-t)/100*1e3:.3f} ms')
+rtt=(time.perf_counter()-t)/100
 buf=b'x'*(1<<20); t=time.perf_counter()
 for _ in range(100): s.sendall(buf)
 s.shutdown(socket.SHUT_WR); s.recv(1); dt=time.perf_counter()-t
-print(f'sent 100 MiB in {dt:.3f} s: {100*8*1.048576/dt/1000:.2f} Gbit/s')"
+print('RESULT '+json.dumps(dict(name='veth link $rate', rate='$rate', qdisc='$qdisc', delay='$applied_delay', rtt_s=rtt, mib=100, transfer_s=dt, gbit_per_s=100*8*1.048576/dt/1000)))"
 	wait
 	;;
 ours)
@@ -124,19 +194,24 @@ ours)
 		bin=$tmp/ddpbench
 		(cd "$root" && CGO_ENABLED=1 go build -tags mpi -o "$bin" ./bench/ddp/ddpbench)
 	fi
-	mpirun --allow-run-as-root --oversubscribe --bind-to core \
+	snapshot
+	ip netns exec "$nsc" env PMIX_MCA_ptl_tcp_remote_connections=1 PMIX_MCA_ptl_tcp_if_include=10.78.0.0/24 \
+		mpirun --allow-run-as-root --oversubscribe --bind-to core \
 		--mca pml ob1 --mca btl tcp,self --mca btl_tcp_if_include 10.77.0.0/24 \
 		-x GOMAXPROCS=1 \
 		-np 1 ip netns exec "$ns0" "$bin" --distributed mpi "$@" : \
 		-np 1 ip netns exec "$ns1" "$bin" --distributed mpi "$@"
+	link_line
 	;;
 torch)
 	common=(MASTER_ADDR=$ip0 MASTER_PORT=29517 WORLD_SIZE=2)
+	snapshot
 	ip netns exec "$ns1" env "${common[@]}" RANK=1 GLOO_SOCKET_IFNAME=veth1 taskset -c 1 \
 		/usr/bin/python3 "$here/torch_ddp.py" --threads 1 "$@" &
 	pid1=$!
 	ip netns exec "$ns0" env "${common[@]}" RANK=0 GLOO_SOCKET_IFNAME=veth0 taskset -c 0 \
 		/usr/bin/python3 "$here/torch_ddp.py" --threads 1 "$@"
 	wait "$pid1"
+	link_line
 	;;
 esac

@@ -3,23 +3,32 @@
 
 Usage:
   /usr/bin/python3 torch_ddp.py --model cifar20|rn50 --ranks N --threads T [--batch B] [--steps S] [--warmup W]
+                                [--side S] [--no-pin] [--plain-malloc]
       starts N local ranks (torch.multiprocessing, rendezvous on 127.0.0.1), each with T threads
   RANK=r WORLD_SIZE=n MASTER_ADDR=a MASTER_PORT=p /usr/bin/python3 torch_ddp.py --model ... --threads T
       runs one rank (bench/ddp/netns.sh starts one per network namespace; set GLOO_SOCKET_IFNAME
       to the interface Gloo must use)
 
-It follows ../shared/anchors/torch_bench.py's conventions, so that its figures compare with the
-anchors and with `residual bench`: Debian's python3-torch, re-executed with jemalloc preloaded
-(--plain-malloc turns it off), torch.set_num_threads(T), the same CIFAR ResNet (option A
-shortcuts, copied below) and torchvision's resnet50, SGD(lr 0.01, momentum 0.9, weight decay
-1e-4), one fixed random batch per rank, median over timed steps after warm-up. --batch is per
-rank; by default the global batch of the anchors (128 for cifar20, 8 for rn50) divided by N.
+Methodology: that of ../shared/anchors/torch_bench.py (the PyTorch anchors of docs/PERFORMANCE.md),
+so that its figures compare with the anchors and with `residual bench`: Debian's python3-torch
+run by /usr/bin/python3; the script re-executes itself with jemalloc preloaded (LD_PRELOAD of
+Debian's libjemalloc2, with torch_bench.py's MALLOC_CONF; --plain-malloc turns it off; the
+RESULT line names the allocator), as PyTorch's CPU tuning guide recommends (on these VMs glibc's
+allocator makes PyTorch 2-3x slower); torch.set_num_threads(T) and nothing else about threads;
+the same CIFAR ResNet (option A shortcuts, copied below) and torchvision's resnet50;
+SGD(lr 0.01, momentum 0.9, weight decay 1e-4); one fixed random batch per rank; the median over
+timed steps after warm-up. --batch is per rank; by default the global batch of the anchors (128
+for cifar20, 8 for rn50) divided by N. Ranks started here (--ranks N) are each pinned to core
+r mod the cores (--no-pin: not), as mpirun --bind-to core pins ddpbench's.
 
-Rank 0 prints one line "RESULT {json}" with the medians in seconds, averaged over the ranks:
-step_s (a DDP step: forward, backward with the bucket all-reduces overlapping it, optimizer),
-comm_s (the same bytes all-reduced in DDP's 25 MiB buckets alone, nothing to overlap), and
-img_per_s (the global batch over step_s) — the fields ddpbench prints. With N = 1 the model is
-not wrapped in DDP (plain training, as the anchors time it) and comm_s is 0.
+Rank 0 prints one line "RESULT {json}" with the medians in seconds, averaged over the ranks, in
+ddpbench's fields: step_s (a DDP step: forward, backward with the bucket all-reduces overlapping
+it, optimizer); comm_s (the same bytes all-reduced in DDP's 25 MiB buckets alone, nothing to
+overlap: the total communication time); step_nosync_s (the same step under DDP's no_sync(), no
+all-reduce at all); exposed_s = step_s − step_nosync_s (the communication the overlap did not
+hide, clamped at 0), hidden_s = comm_s − exposed_s and hidden_frac = hidden_s / comm_s; and
+img_per_s (the global batch over step_s). With N = 1 the model is not wrapped in DDP (plain
+training, as the anchors time it) and the communication fields are 0.
 """
 import argparse
 import json
@@ -108,12 +117,16 @@ def median_steps(fn, warmup, steps):
     return statistics.median(ts)
 
 
-def worker(rank, world, a):
+def worker(rank, world, a, pin=False):
+    if pin:
+        cores = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cores[rank % len(cores)]})
     torch.set_num_threads(a.threads)
     if world > 1:
         dist.init_process_group("gloo", rank=rank, world_size=world)
     torch.manual_seed(0)
     model, side, classes, global_batch = build(a.model)
+    side = a.side or side
     batch = a.batch or max(global_batch // world, 1)
     g = torch.Generator().manual_seed(100 + rank)  # each rank its own batch
     x = torch.randn(batch, 3, side, side, generator=g)
@@ -130,8 +143,15 @@ def worker(rank, world, a):
         opt.step()
 
     step_s = median_steps(step, a.warmup, a.steps)
-    comm_s = 0.0
+    comm_s = nosync_s = 0.0
     if world > 1:
+        def step_nosync():
+            opt.zero_grad(set_to_none=True)
+            with net.no_sync():
+                F.cross_entropy(net(x), y).backward()
+            opt.step()
+        nosync_s = median_steps(step_nosync, a.warmup, a.steps)
+
         n = sum(p.numel() for p in model.parameters())
         per = 25 * (1 << 20) // 4
         bufs = [torch.zeros(min(per, n - lo)) for lo in range(0, n, per)]
@@ -140,18 +160,25 @@ def worker(rank, world, a):
             for b in bufs:
                 dist.all_reduce(b)
         comm_s = median_steps(comm, a.warmup, a.steps)
-    vals = torch.tensor([step_s, comm_s], dtype=torch.float64)
+    vals = torch.tensor([step_s, comm_s, nosync_s], dtype=torch.float64)
     if world > 1:
         dist.all_reduce(vals)
         vals /= world
     if rank == 0:
+        step_s, comm_s, nosync_s = vals.tolist()
+        exposed = max(step_s - nosync_s, 0.0) if world > 1 else 0.0
+        hidden = max(comm_s - exposed, 0.0)
         print("RESULT " + json.dumps(dict(
             name=f"torch DDP gloo {a.model} b{batch}x{world} ranks x{a.threads} threads", model=a.model,
             batch_per_rank=batch, ranks=world, threads=torch.get_num_threads(), torch=torch.__version__,
             allocator="jemalloc" if JEMALLOC in os.environ.get("LD_PRELOAD", "") else "default",
-            steps=a.steps, step_s=vals[0].item(), comm_s=vals[1].item(),
-            img_per_s=batch * world / vals[0].item())), flush=True)
+            side=side, steps=a.steps, step_s=step_s, comm_s=comm_s, step_nosync_s=nosync_s, exposed_s=exposed,
+            hidden_s=hidden, hidden_frac=hidden / comm_s if comm_s > 0 else 0.0,
+            img_per_s=batch * world / step_s)), flush=True)
     if world > 1:
+        # Meet before the teardown: a rank whose peer had already torn its
+        # Gloo context down was seen spinning for ever in destroy_process_group.
+        dist.barrier()
         dist.destroy_process_group()
 
 
@@ -163,6 +190,8 @@ def main():
     p.add_argument("--batch", type=int, default=0, help="per rank")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--side", type=int, default=0, help="image side (default: the model's, 32 or 224)")
+    p.add_argument("--no-pin", action="store_true", help="do not pin the ranks started here to cores")
     p.add_argument("--plain-malloc", action="store_true")
     a = p.parse_args()
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
@@ -173,7 +202,7 @@ def main():
         return
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", "29517")
-    mp.spawn(worker, args=(a.ranks, a), nprocs=a.ranks, join=True)
+    mp.spawn(worker, args=(a.ranks, a, not a.no_pin), nprocs=a.ranks, join=True)
 
 
 if __name__ == "__main__":
