@@ -103,11 +103,11 @@ func (m *Model) run(ctx context.Context, x *tensor.Tensor, keep bool) (*tensor.T
 			// QuantizeLinear): float64 arithmetic here rounds differently
 			// near ties and put outputs a step or two from ONNX Runtime's.
 			c := nd.shape[len(nd.shape)-1]
-			sa := float32(qa.Scale)
+			sa, sy := float32(qa.Scale), float32(qy.Scale)
 			for j := range y {
 				v := float32(int(a[j])-qa.Zero) * sa
 				v = float32(v*nd.a[j%c]) + nd.b[j%c] // the conversion keeps Mul and Add apart (no FMA)
-				Quantize8([]float32{v}, qy, y[j:j+1])
+				y[j] = quantize8(v, sy, qy.Zero)
 			}
 		case kReLU:
 			for j, v := range a {
@@ -193,14 +193,20 @@ func Quantize8(xs []float32, q QParams, dst []uint8) []uint8 {
 	}
 	s := float32(q.Scale)
 	for i, v := range xs {
-		f := v / s
-		if f != f {
-			f = 0
-		}
-		r := math.RoundToEven(float64(max(min(f, 1e6), -1e6))) + float64(q.Zero)
-		dst[i] = uint8(min(max(r, 0), 255))
+		dst[i] = quantize8(v, s, q.Zero)
 	}
 	return dst[:len(xs)]
+}
+
+// quantize8 is QuantizeLinear of one value: v / s in float32, rounded half
+// to even, plus zero, saturated to 0…255 (NaN gives zero).
+func quantize8(v, s float32, zero int) uint8 {
+	f := v / s
+	if f != f {
+		f = 0
+	}
+	r := math.RoundToEven(float64(max(min(f, 1e6), -1e6))) + float64(zero)
+	return uint8(min(max(r, 0), 255))
 }
 
 // Dequantize8 returns u8 values as float32: Scale·(q − Zero).

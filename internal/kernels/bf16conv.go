@@ -74,11 +74,8 @@ func ConvForwardBF16(s ConvShape, x, w, y []float32) {
 // the epilogue (scale, shift, skip, ReLU) is applied in float32.
 func ConvForwardEpilogueBF16(s ConvShape, x, w, y []float32, e ConvEpilogue[float32]) {
 	x, w = x[:s.N*s.H*s.W*s.C], w[:s.KH*s.KW*s.C*s.OC]
-	floor := float32(math.Inf(-1))
-	if e.ReLU {
-		floor = 0
-	}
-	ep := &convEpilogue{scale: unitsOr(e.Scale, 1, s.OC), shift: unitsOr(e.Shift, 0, s.OC), skip: e.Skip, floor: floor, direct: true}
+	ep := epilogueOf(e, s.OC)
+	ep.direct = true
 	if bf16NativeOn() {
 		convForwardNativeBF16(s, x, w, y, ep)
 		return

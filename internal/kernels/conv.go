@@ -82,14 +82,7 @@ type ConvEpilogue[T Float] struct {
 // over the output when the assembly kernels apply (the output is written
 // once instead of written and read again).
 func ConvForwardEpilogue(s ConvShape, x, w, y []float32, e ConvEpilogue[float32]) {
-	floor := float32(math.Inf(-1))
-	if e.ReLU {
-		floor = 0
-	}
-	ep := &convEpilogue{scale: unitsOr(e.Scale, 1, s.OC), shift: unitsOr(e.Shift, 0, s.OC), skip: e.Skip, floor: floor}
-	if !convForwardFast(s, x, w, y, ep, nil) {
-		convForwardEpilogueRef(s, x, w, y, e)
-	}
+	ConvForwardPacked(s, x, w, nil, y, e)
 }
 
 // convForwardEpilogueRef is ConvForwardEpilogue's reference: the

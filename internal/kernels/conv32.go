@@ -61,6 +61,17 @@ func PackConv(s ConvShape, w []float32) *PackedConv {
 	return &PackedConv{c: s.C, oc: s.OC, kh: s.KH, kw: s.KW, k: k, blocks: p.blocks, wp: wp}
 }
 
+// epilogueOf returns e as the kernels apply it to oc output channels: a
+// nil Scale or Shift as shared ones or zeros, the ReLU as a floor of 0 (−∞
+// without).
+func epilogueOf(e ConvEpilogue[float32], oc int) *convEpilogue {
+	floor := float32(math.Inf(-1))
+	if e.ReLU {
+		floor = 0
+	}
+	return &convEpilogue{scale: unitsOr(e.Scale, 1, oc), shift: unitsOr(e.Shift, 0, oc), skip: e.Skip, floor: floor}
+}
+
 // fits reports whether pw holds weights packed for shape s at kernel set
 // k (false for a nil pw).
 func (pw *PackedConv) fits(s ConvShape, k *kernelSet) bool {
@@ -73,12 +84,7 @@ func (pw *PackedConv) fits(s ConvShape, k *kernelSet) bool {
 // packed at another kernel level (or nil) is ignored. The result equals
 // ConvForwardEpilogue's bit for bit.
 func ConvForwardPacked(s ConvShape, x, w []float32, pw *PackedConv, y []float32, e ConvEpilogue[float32]) {
-	floor := float32(math.Inf(-1))
-	if e.ReLU {
-		floor = 0
-	}
-	ep := &convEpilogue{scale: unitsOr(e.Scale, 1, s.OC), shift: unitsOr(e.Shift, 0, s.OC), skip: e.Skip, floor: floor}
-	if !convForwardFast(s, x, w, y, ep, pw) {
+	if !convForwardFast(s, x, w, y, epilogueOf(e, s.OC), pw) {
 		convForwardEpilogueRef(s, x, w, y, e)
 	}
 }

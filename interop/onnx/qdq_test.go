@@ -25,19 +25,12 @@ import (
 	"github.com/residual-nn/residual/tensor"
 )
 
-// qdqCase is a network quantized for the QDQ tests.
-type qdqCase struct {
-	name  string
-	cfg   models.Config
-	input []int
-}
-
 // qdqCases reach every operation of the int8 graph: convolutions with
 // fused ReLU and residual, option-A shortcuts (Slice + Pad on u8),
 // projection shortcuts and max pooling (ResNet-18's stem), unfused
 // additions, ReLUs and batch norms (pre-activation blocks), global
 // pooling and linear layers.
-func qdqCases(t *testing.T) []qdqCase {
+func qdqCases(t *testing.T) []exportCase {
 	preset := func(name string) models.Config {
 		c, err := models.Preset(name)
 		if err != nil {
@@ -54,12 +47,12 @@ func qdqCases(t *testing.T) []qdqCase {
 	r18 := preset("resnet18")
 	a := r18.Arch.(*models.ResNet)
 	a.Widths, a.StemWidth = []int{8, 8, 16, 16}, 8
-	return []qdqCase{{"resnet20-small", r20, []int{1, 16, 16, 3}}, {"preact-small", pre, []int{1, 16, 16, 3}}, {"resnet18-narrow", r18, []int{1, 32, 32, 3}}}
+	return []exportCase{{"resnet20-small", r20, []int{1, 16, 16, 3}}, {"preact-small", pre, []int{1, 16, 16, 3}}, {"resnet18-narrow", r18, []int{1, 32, 32, 3}}}
 }
 
 // quantizeCase builds the case's network (non-trivial batch norms) and
 // quantizes it by min/max on two batches of hashed inputs.
-func quantizeCase(t *testing.T, c qdqCase) *quant.Model {
+func quantizeCase(t *testing.T, c exportCase) *quant.Model {
 	t.Helper()
 	net := build(t, c.cfg)
 	calls := 0
