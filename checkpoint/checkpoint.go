@@ -101,6 +101,24 @@ type Position struct {
 	BestValAcc float64
 	// RNG is the run's random generator state (tensor.RNG.MarshalBinary).
 	RNG []byte
+	// Partial is the record of the epoch a run stopped in the middle of
+	// (Batch > 0), so that, resumed, its metrics cover the whole epoch;
+	// nil otherwise, and in checkpoints written before it was recorded.
+	Partial *Partial
+}
+
+// Partial is the running record of an epoch cut short.
+type Partial struct {
+	// LossSum and Hits are the summed training loss and the correct
+	// predictions of the Seen targets (images, or pixels for
+	// segmentation) trained on so far.
+	LossSum float64 `json:"loss_sum"`
+	Hits    float64 `json:"hits"`
+	Seen    int     `json:"seen"`
+	// Images counts the images of the steps run, and Seconds their wall
+	// time: the epoch's speed.
+	Images  int     `json:"images"`
+	Seconds float64 `json:"seconds"`
 }
 
 // Meta is what a checkpoint holds besides its tensors, stored as strings
@@ -132,7 +150,7 @@ func (m Meta) DataSpec() string {
 // Validate checks the metadata against the model it describes: a valid
 // model config (models.Config.Validate), as many class names as outputs,
 // a valid preprocessing record with as many channels as the model's input
-// (for models on images), and a position with no negative counts.
+// (for models on images), and a position with no negative counts (its partial epoch's included).
 func (m Meta) Validate() error {
 	if err := m.Model.Validate(); err != nil {
 		return err
@@ -148,6 +166,11 @@ func (m Meta) Validate() error {
 	}
 	if p := m.Position; p != nil && (p.Epoch < 0 || p.Batch < 0 || p.Step < 0) {
 		return fmt.Errorf("position: negative epoch %d, batch %d or step %d", p.Epoch, p.Batch, p.Step)
+	}
+	if p := m.Position; p != nil && p.Partial != nil {
+		if q := p.Partial; q.Seen < 0 || q.Images < 0 || q.Seconds < 0 || q.Hits < 0 { // JSON holds no NaN or Inf
+			return fmt.Errorf("position: epoch_partial holds a negative count (%+v)", *q)
+		}
 	}
 	return nil
 }
@@ -225,6 +248,13 @@ func (m Meta) encode() (map[string]string, error) {
 		md["step"] = strconv.Itoa(p.Step)
 		md["best_val_acc"] = strconv.FormatFloat(p.BestValAcc, 'g', -1, 64)
 		md["rng"] = base64.StdEncoding.EncodeToString(p.RNG)
+		if p.Partial != nil {
+			b, err := json.Marshal(p.Partial)
+			if err != nil {
+				return nil, fmt.Errorf("checkpoint: the epoch's partial record: %w", err)
+			}
+			md["epoch_partial"] = string(b)
+		}
 	}
 	return md, nil
 }
@@ -353,6 +383,12 @@ func decodeMeta(md map[string]string) (Meta, error) {
 		}
 		if p.RNG, err = base64.StdEncoding.DecodeString(md["rng"]); err != nil {
 			return m, fmt.Errorf("rng: %w", err)
+		}
+		if t, ok := md["epoch_partial"]; ok {
+			p.Partial = &Partial{}
+			if err := json.Unmarshal([]byte(t), p.Partial); err != nil {
+				return m, fmt.Errorf("epoch_partial: %w", err)
+			}
 		}
 		m.Position = p
 	}

@@ -131,6 +131,9 @@ func TestHostileMetadata(t *testing.T) {
 		{"epoch", "-1", "negative epoch"},
 		{"best_val_acc", "", "best_val_acc"},
 		{"rng", "!!", "rng"},
+		{"epoch_partial", `{"seen":"many"}`, "epoch_partial"},
+		{"epoch_partial", `{"loss_sum":1e999}`, "epoch_partial"},
+		{"epoch_partial", `{"loss_sum":2.5,"hits":3,"seen":-4}`, "epoch_partial holds a negative count"},
 		{"train", "{", "train"},
 		{"num_batches_tracked", `{"bn1":-5}`, "num_batches_tracked"},
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -31,6 +32,9 @@ type Budget struct {
 	Augment *data.Augment
 	Seed    uint64
 	Log     io.Writer // progress; nil for none
+	// Resume continues the runs already in the output folder (an
+	// experiment that was stopped) instead of replacing them: see trainIn.
+	Resume bool
 }
 
 // schedule returns the learning-rate schedule: a cosine, after a linear
@@ -77,13 +81,39 @@ func (b Budget) trained(ctx context.Context, mc models.Config, dir string) (*tra
 		log = io.Discard
 	}
 	fmt.Fprintf(log, "training %s (%d epochs on %s, seed %d)\n", mc.Name, b.Epochs, b.Data, b.Seed)
-	res, err := train.Run(ctx, train.Config{Model: mc, Data: b.Data, Epochs: b.Epochs, Batch: b.Batch, Optimizer: train.SGD, LR: b.LR,
+	res, err := trainIn(ctx, train.Config{Model: mc, Data: b.Data, Epochs: b.Epochs, Batch: b.Batch, Optimizer: train.SGD, LR: b.LR,
 		Momentum: 0.9, WeightDecay: 1e-4, Schedule: b.schedule(), Augment: b.augment(), Seed: b.Seed, Limit: b.Limit,
-		Out: dir, Overwrite: true, Log: log}) // an experiment re-run replaces its runs
+		Out: dir, Log: log}, b.Resume)
 	if err != nil {
 		return nil, "", fmt.Errorf("experiments: training %s: %w", mc.Name, err)
 	}
 	return res, filepath.Join(dir, train.LastCheckpoint), nil
+}
+
+// trainIn trains cfg into its run folder cfg.Out. Without resume it
+// starts over, replacing a run that is there: an experiment run again
+// replaces its runs. With resume it continues the run there, if any —
+// a finished one is only evaluated, a stopped one goes on from its
+// checkpoint — and refuses one trained with any other setting
+// (train.Config.ResumeSame): an experiment compares its networks on one
+// recipe.
+func trainIn(ctx context.Context, cfg train.Config, resume bool) (*train.Result, error) {
+	_, err := os.Stat(filepath.Join(cfg.Out, train.LastCheckpoint))
+	cfg.Resume = resume && err == nil
+	cfg.Overwrite, cfg.ResumeSame = !cfg.Resume, true
+	return train.Run(ctx, cfg)
+}
+
+// trainSeconds is a run's training time: the sum of its epochs' wall
+// times (validation included), so that a resumed run counts the epochs
+// trained before it was stopped. An epoch resumed in its middle counts
+// from the resumption.
+func trainSeconds(res *train.Result) float64 {
+	s := 0.0
+	for _, m := range res.History {
+		s += m.Seconds
+	}
+	return s
 }
 
 // seeds returns n consecutive seeds from first.

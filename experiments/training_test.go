@@ -3,9 +3,12 @@ package experiments
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/residual-nn/residual/data"
@@ -14,6 +17,7 @@ import (
 	"github.com/residual-nn/residual/models/resnet"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
+	"github.com/residual-nn/residual/train"
 )
 
 // readClaimsN checks that dir/claims.json holds n claims with every field
@@ -150,6 +154,37 @@ func TestTrainingExperimentsQuick(t *testing.T) {
 	}
 	readClaimsN(t, ordDir, 2)
 
+	// Stopped as its second run starts and resumed, the experiment gives
+	// the uninterrupted rows exactly: the finished run is evaluated again,
+	// the stopped one goes on from its checkpoint (its first step's loss
+	// read back from its record), the rest are trained.
+	one := QuickOrder()
+	one.Seeds = 1
+	resDir := filepath.Join(dir, "order-resumed")
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	one.Budget.Log = &cancelAt{prefix: "training resnet", n: 2, cancel: cancel}
+	if _, err := Order(cctx, one, resDir); !errors.Is(err, train.ErrInterrupted) {
+		t.Fatalf("order stopped in its second run: %v", err)
+	}
+	one.Budget.Log, one.Budget.Resume = nil, true
+	again, err := Order(ctx, one, resDir)
+	if err != nil || len(again) != len(Orderings) {
+		t.Fatalf("order resumed: %d rows, %v", len(again), err)
+	}
+	for i, r := range again {
+		w := order[i]
+		if r.Ordering != w.Ordering || r.TrainError != w.TrainError || r.TestError != w.TestError || !slices.Equal(r.StepLoss, w.StepLoss) {
+			t.Errorf("%s resumed: train error %v, test error %v, step losses %v; uninterrupted %v, %v, %v",
+				r.Ordering, r.TrainError, r.TestError, r.StepLoss, w.TrainError, w.TestError, w.StepLoss)
+		}
+	}
+	// A run trained to another recipe is refused, naming the difference.
+	one.Budget.Epochs = 2
+	if _, err := Order(ctx, one, resDir); err == nil || !strings.Contains(err.Error(), "epochs 1 → 2") {
+		t.Errorf("order resumed with 2 epochs over runs of 1: %v", err)
+	}
+
 	segDir := filepath.Join(dir, "segment-unet")
 	seg, err := SegmentUNet(ctx, QuickSegmentUNet(), segDir)
 	if err != nil {
@@ -164,6 +199,23 @@ func TestTrainingExperimentsQuick(t *testing.T) {
 		}
 	}
 	readClaimsN(t, segDir, 1)
+}
+
+// cancelAt is a log that calls cancel when the n-th line starting with
+// prefix is written.
+type cancelAt struct {
+	prefix string
+	n      int
+	cancel func()
+}
+
+func (c *cancelAt) Write(p []byte) (int, error) {
+	if strings.HasPrefix(string(p), c.prefix) {
+		if c.n--; c.n == 0 {
+			c.cancel()
+		}
+	}
+	return len(p), nil
 }
 
 // The degradation criteria on synthetic training errors: a plain curve

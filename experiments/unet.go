@@ -39,6 +39,9 @@ type UNetConfig struct {
 	Seed        uint64
 	Seeds       int
 	Log         io.Writer
+	// Resume continues the runs already in the output folder (see
+	// Budget.Resume).
+	Resume bool
 }
 
 // DefaultSegmentUNet is the protocol of docs/EXPERIMENTS.md: both U-Nets
@@ -67,7 +70,7 @@ type UNetRow struct {
 	MeanIoU   float64 `json:"mean_iou"`
 	PixelAcc  float64 `json:"pixel_accuracy"`
 	Params    int     `json:"params"`
-	// TrainSeconds is the training's wall time; TrainMeanIoU the test
+	// TrainSeconds is the training's wall time (trainSeconds); ValMeanIoU the
 	// mean IoU the trainer reported on the validation canvases.
 	TrainSeconds float64 `json:"train_seconds"`
 	ValMeanIoU   float64 `json:"val_mean_iou"`
@@ -160,11 +163,11 @@ func SegmentUNet(ctx context.Context, c UNetConfig, out string) ([]UNetRow, erro
 		} {
 			dir := filepath.Join(out, "runs", fmt.Sprintf("unet-%s-seed%d", v.name, seed))
 			fmt.Fprintf(log, "training the %s U-Net (%d epochs on %d canvases, seed %d)\n", v.name, c.Epochs, c.Train, seed)
-			res, err := train.Run(ctx, train.Config{Model: models.Config{Name: "unet-" + v.name, Arch: &models.UNet{Config: v.cfg}},
+			res, err := trainIn(ctx, train.Config{Model: models.Config{Name: "unet-" + v.name, Arch: &models.UNet{Config: v.cfg}},
 				Data: fmt.Sprintf("%s canvases (experiment segment-unet)", c.Source), TrainSet: v.tr, TestSet: v.va, Task: train.Segment,
 				Epochs: c.Epochs, Batch: c.Batch, Optimizer: train.AdamW, LR: c.LR, WeightDecay: 1e-4,
 				Schedule: train.Schedule{Kind: train.ScheduleCosine}, Augment: &data.Augment{Pad: 2}, Seed: seed,
-				Out: dir, Overwrite: true, Log: log})
+				Out: dir, Log: log}, c.Resume)
 			if err != nil {
 				return nil, fmt.Errorf("experiments: segment-unet: training the %s U-Net: %w", v.name, err)
 			}
@@ -186,7 +189,7 @@ func SegmentUNet(ctx context.Context, c UNetConfig, out string) ([]UNetRow, erro
 					return nil, err
 				}
 				rows = append(rows, UNetRow{Net: v.name, Seed: seed, Inference: v.how[i], MeanIoU: miou, PixelAcc: acc, Params: nn.NumParams(net),
-					TrainSeconds: res.Seconds, ValMeanIoU: res.TestMeanIoU})
+					TrainSeconds: trainSeconds(res), ValMeanIoU: res.TestMeanIoU})
 			}
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/nn"
@@ -37,12 +38,16 @@ func (r *run) meta() (checkpoint.Meta, error) {
 	if r.pre != nil { // Config.Init's normalisation, at this data's size
 		pre.Mean, pre.Std, pre.BGR, pre.Scale255 = r.pre.Mean, r.pre.Std, r.pre.BGR, r.pre.Scale255
 	}
+	var partial *checkpoint.Partial
+	if r.batch > 0 { // stopped in the middle of an epoch
+		partial = &checkpoint.Partial{LossSum: r.lossSum, Hits: r.accSum, Seen: r.seen, Images: r.imgs, Seconds: time.Since(r.epochStart).Seconds()}
+	}
 	return checkpoint.Meta{
 		Model:      r.cfg.Model,
 		Classes:    r.trainSet.Classes,
 		Preprocess: pre,
 		Train:      cfg,
-		Position:   &checkpoint.Position{Epoch: r.epoch, Batch: r.batch, Step: r.opt.Steps(), BestValAcc: r.best, RNG: rng},
+		Position:   &checkpoint.Position{Epoch: r.epoch, Batch: r.batch, Step: r.opt.Steps(), BestValAcc: r.best, RNG: rng, Partial: partial},
 	}, nil
 }
 
@@ -98,6 +103,8 @@ func (r *run) restore(path string) error {
 		return fmt.Errorf("train: %s: bad RNG state", path)
 	}
 	r.history = readMetrics(filepath.Join(r.cfg.Out, metricsFile), r.epoch)
+	r.steps, r.stepLoss = readStepLoss(r.cfg.Out, p.Step)
+	r.partial = p.Partial
 	fmt.Fprintf(r.cfg.Log, "resuming %s at epoch %d, batch %d (step %d)\n", path, r.epoch+1, r.batch, p.Step)
 	return nil
 }

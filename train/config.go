@@ -108,6 +108,11 @@ type Config struct {
 	// Out is the run folder: checkpoints, metrics.jsonl, curves.
 	Out    string `json:"-"`
 	Resume bool   `json:"-"`
+	// ResumeSame makes Resume refuse a checkpoint trained with any other
+	// recorded setting (epochs, learning rate, schedule…), not only with
+	// another of those the saved position depends on: for runs that must
+	// all follow one recipe, such as an experiment's.
+	ResumeSame bool `json:"-"`
 	// TensorBoard writes TensorBoard event files into Out: the loss and
 	// learning rate of every step, the metrics of every epoch, the test
 	// results and the curves' images at the end.

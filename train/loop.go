@@ -33,6 +33,11 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 		nn.SetTraining(r.model, true)
 		r.epochStart = time.Now()
 		r.lossSum, r.accSum, r.seen, r.imgs = 0, 0, 0, 0
+		if p := r.partial; p != nil && r.batch > 0 { // resumed in this epoch's middle: its metrics cover all of it
+			r.lossSum, r.accSum, r.seen, r.imgs = p.LossSum, p.Hits, p.Seen, p.Images
+			r.epochStart = r.epochStart.Add(-time.Duration(p.Seconds * float64(time.Second)))
+		}
+		r.partial = nil
 		// Under Config.Comm every rank runs every step of the epoch until
 		// the control all-reduce says stop: its loader does not watch ctx.
 		epochCtx, cancel := context.WithCancel(ctx)
@@ -195,6 +200,11 @@ func (r *run) saveStopped() error {
 				return err
 			}
 		}
+		// The record first: it may hold steps the checkpoint does not
+		// (they are ignored on resuming), never fewer.
+		if err := writeStepLoss(r.cfg.Out, r.steps, r.stepLoss); err != nil {
+			return err
+		}
 		if err := r.save(LastCheckpoint); err != nil {
 			return err
 		}
@@ -278,7 +288,10 @@ func (r *run) endEpochHere() error {
 	if err := plotCurves(r.history, r.cfg.Out); err != nil {
 		return err
 	}
-	if len(r.steps) > 0 { // none when resumed at an epoch's end
+	if len(r.steps) > 0 { // none when resumed at an epoch's end without a record
+		if err := writeStepLoss(r.cfg.Out, r.steps, r.stepLoss); err != nil {
+			return err
+		}
 		if err := PlotStepLoss(r.steps, r.stepLoss, filepath.Join(r.cfg.Out, "step_loss.png")); err != nil {
 			return err
 		}

@@ -10,14 +10,18 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/safetensors"
 )
 
-// metricsFile is the run folder's per-epoch record.
-const metricsFile = "metrics.jsonl"
+// The run folder's records: one line per epoch, one per step.
+const (
+	metricsFile  = "metrics.jsonl"
+	stepLossFile = "step_loss.csv"
+)
 
 // prepareFolder readies the run folder before any work: it refuses to
 // start over a run that is there unless the run resumes it or Overwrite
@@ -43,7 +47,7 @@ func prepareFolder(cfg Config) error {
 	if cfg.Resume {
 		return nil
 	}
-	for _, name := range []string{metricsFile, LastCheckpoint, BestCheckpoint, EMACheckpoint} {
+	for _, name := range []string{metricsFile, stepLossFile, LastCheckpoint, BestCheckpoint, EMACheckpoint} {
 		if err := os.Remove(filepath.Join(cfg.Out, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("train: %w", err)
 		}
@@ -58,9 +62,10 @@ func prepareFolder(cfg Config) error {
 var positionSettings = []string{"model", "data", "task", "batch", "seed", "limit", "val_split", "augment", "world_size"}
 
 // resumeChanges compares the training config a checkpoint recorded with
-// this run's and lists the position settings that differ ("batch 128 →
-// 64"), sorted; nothing for a checkpoint that recorded none.
-func resumeChanges(stored json.RawMessage, cfg Config) ([]string, error) {
+// this run's and lists the settings among keys (nil: all of either) that
+// differ ("batch 128 → 64"), sorted; nothing for a checkpoint that
+// recorded none.
+func resumeChanges(stored json.RawMessage, cfg Config, keys []string) ([]string, error) {
 	if len(stored) == 0 {
 		return nil, nil
 	}
@@ -75,8 +80,18 @@ func resumeChanges(stored json.RawMessage, cfg Config) ([]string, error) {
 	if err := json.Unmarshal(b, &now); err != nil {
 		return nil, err
 	}
+	if keys == nil {
+		for k := range was {
+			keys = append(keys, k)
+		}
+		for k := range now {
+			if _, ok := was[k]; !ok {
+				keys = append(keys, k)
+			}
+		}
+	}
 	var diffs []string
-	for _, k := range positionSettings {
+	for _, k := range keys {
 		w, n := compact(was[k]), compact(now[k])
 		if w != n {
 			diffs = append(diffs, fmt.Sprintf("%s %s → %s", k, orNone(w), orNone(n)))
@@ -117,13 +132,23 @@ func checkResume(c *checkpoint.Checkpoint, path string, cfg Config) error {
 		return fmt.Errorf("train: --resume from %s: the run was trained on %s, this one runs on %s; each rank's shard of the data, and so the saved position, depends on the number of ranks — resume with %s, or start over with --overwrite",
 			path, ranks(was.WorldSize), ranks(cfg.WorldSize), ranks(was.WorldSize))
 	}
-	diffs, err := resumeChanges(c.Train, cfg)
+	diffs, err := resumeChanges(c.Train, cfg, positionSettings)
 	if err != nil {
 		return fmt.Errorf("train: %s: %w", path, err)
 	}
 	if len(diffs) > 0 {
 		return fmt.Errorf("train: --resume from %s with other settings than the run's: %s; the saved position (epoch %d, batch %d) would mean other images — resume with the run's settings, or start over with --overwrite",
 			path, strings.Join(diffs, ", "), c.Position.Epoch+1, c.Position.Batch)
+	}
+	if !cfg.ResumeSame {
+		return nil
+	}
+	if diffs, err = resumeChanges(c.Train, cfg, nil); err != nil {
+		return fmt.Errorf("train: %s: %w", path, err)
+	}
+	if len(diffs) > 0 {
+		return fmt.Errorf("train: resuming %s, trained with other settings: %s; this run must follow the one recipe it started with — resume with its settings, or start over",
+			path, strings.Join(diffs, ", "))
 	}
 	return nil
 }
@@ -155,4 +180,54 @@ func writeMetrics(dir string, h []Metrics) error {
 		}
 	}
 	return safetensors.WriteAtomic(filepath.Join(dir, metricsFile), b.Bytes())
+}
+
+// writeStepLoss writes the loss of every step so far to the run folder's
+// step_loss.csv ("step,loss" and a line per step), whole and atomically
+// like the metrics, so that a resumed run's record and curve cover the
+// steps before the resumption.
+func writeStepLoss(dir string, steps []int, losses []float64) error {
+	b := make([]byte, 0, 16+24*len(steps))
+	b = append(b, "step,loss\n"...)
+	for i, s := range steps {
+		b = strconv.AppendInt(b, int64(s), 10)
+		b = append(b, ',')
+		b = strconv.AppendFloat(b, losses[i], 'g', -1, 64)
+		b = append(b, '\n')
+	}
+	return safetensors.WriteAtomic(filepath.Join(dir, stepLossFile), b)
+}
+
+// readStepLoss returns the steps 1 to upTo recorded in a run folder's
+// step_loss.csv, in order, each once (a step recorded twice, by a run
+// killed between writing its record and its checkpoint and then resumed,
+// counts once, with its last loss). A missing or unreadable record gives
+// nothing: it only draws a curve.
+func readStepLoss(dir string, upTo int) ([]int, []float64) {
+	b, err := os.ReadFile(filepath.Join(dir, stepLossFile))
+	if err != nil {
+		return nil, nil
+	}
+	byStep := map[int]float64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		s, l, ok := strings.Cut(line, ",")
+		if !ok {
+			continue
+		}
+		step, err1 := strconv.Atoi(s)
+		loss, err2 := strconv.ParseFloat(l, 64)
+		if err1 == nil && err2 == nil && step >= 1 && step <= upTo {
+			byStep[step] = loss
+		}
+	}
+	steps := make([]int, 0, len(byStep))
+	for s := range byStep {
+		steps = append(steps, s)
+	}
+	sort.Ints(steps)
+	losses := make([]float64, len(steps))
+	for i, s := range steps {
+		losses[i] = byStep[s]
+	}
+	return steps, losses
 }

@@ -39,8 +39,9 @@ type Result struct {
 	TestIoU     []float64
 	TestMeanIoU float64
 	Seconds     float64
-	// StepLoss is the training loss of every step this session ran (a
-	// resumed run's earlier steps are not included), in order.
+	// StepLoss is the training loss of every step of the run, in order;
+	// a resumed run reads its earlier steps back from the run folder's
+	// step_loss.csv.
 	StepLoss []float64
 }
 
@@ -79,11 +80,12 @@ type run struct {
 	history           []Metrics
 	rng               *tensor.RNG
 	stepsPerEpoch     int
-	lossSum, accSum   float64
+	lossSum, accSum   float64 // the epoch's running sums, over seen targets
 	seen, imgs        int
 	epochStart, start time.Time
+	partial           *checkpoint.Partial // the running sums of the epoch resumed in its middle
 	tb                *tensorboard.Writer // nil without Config.TensorBoard
-	steps             []int               // this session's steps and their losses, for step_loss.png
+	steps             []int               // the run's steps and their losses (step_loss.csv, step_loss.png)
 	stepLoss          []float64
 	stoppedEarly      bool
 	trained           bool                   // Train was called

@@ -44,12 +44,17 @@ func weights(t *testing.T, path string) map[string][]float32 {
 
 // Training 2 epochs equals training 1 epoch, stopping, and resuming; and
 // equals being interrupted after the first step and resumed: identical
-// weights and optimizer state, bit for bit.
+// weights and optimizer state, bit for bit, and the same loss for every
+// step of the run in the result and in step_loss.csv.
 func TestResumeIsExact(t *testing.T) {
 	ctx := context.Background()
 	full := tiny(t.TempDir())
-	if _, err := Run(ctx, full); err != nil {
+	fullRes, err := Run(ctx, full)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if n := len(fullRes.StepLoss); n != 2*6 { // 192 training images, batch 32
+		t.Fatalf("%d step losses over 2 epochs, want 12", n)
 	}
 	want := weights(t, filepath.Join(full.Out, LastCheckpoint))
 
@@ -59,7 +64,8 @@ func TestResumeIsExact(t *testing.T) {
 		t.Fatal(err)
 	}
 	split.Epochs, split.Resume = 2, true
-	if _, err := Run(ctx, split); err != nil {
+	splitRes, err := Run(ctx, split)
+	if err != nil {
 		t.Fatal(err)
 	}
 
@@ -73,8 +79,26 @@ func TestResumeIsExact(t *testing.T) {
 		t.Fatalf("the interrupted run's checkpoint does not record batch 1: %v", f)
 	}
 	stopped.Resume = true
-	if _, err := Run(ctx, stopped); err != nil {
+	stoppedRes, err := Run(ctx, stopped)
+	if err != nil {
 		t.Fatal(err)
+	}
+	for name, res := range map[string]*Result{"stopped at an epoch": splitRes, "interrupted mid-epoch": stoppedRes} {
+		if !slices.Equal(res.StepLoss, fullRes.StepLoss) {
+			t.Errorf("%s: the step losses %v differ from the uninterrupted run's %v", name, res.StepLoss, fullRes.StepLoss)
+		}
+		// The epoch resumed in its middle reports all of its steps.
+		for i, m := range res.History {
+			if w := fullRes.History[i]; m.TrainLoss != w.TrainLoss || m.TrainAcc != w.TrainAcc || m.ValLoss != w.ValLoss {
+				t.Errorf("%s: epoch %d: training loss %v, accuracy %v, validation loss %v; uninterrupted %v, %v, %v", name, m.Epoch, m.TrainLoss, m.TrainAcc, m.ValLoss, w.TrainLoss, w.TrainAcc, w.ValLoss)
+			}
+		}
+	}
+	for name, dir := range map[string]string{"uninterrupted": full.Out, "stopped at an epoch": split.Out, "interrupted mid-epoch": stopped.Out} {
+		steps, losses := readStepLoss(dir, 1<<30)
+		if !slices.Equal(steps, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}) || !slices.Equal(losses, fullRes.StepLoss) {
+			t.Errorf("%s: step_loss.csv holds steps %v, losses %v; want 1…12 and %v", name, steps, losses, fullRes.StepLoss)
+		}
 	}
 	for name, dir := range map[string]string{"stopped at an epoch": split.Out, "interrupted mid-epoch": stopped.Out} {
 		got := weights(t, filepath.Join(dir, LastCheckpoint))
@@ -94,6 +118,25 @@ func TestResumeIsExact(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(full.Out, f)); err != nil {
 			t.Errorf("%s missing: %v", f, err)
 		}
+	}
+}
+
+// A step record written by a run killed before its checkpoint, then
+// resumed, holds steps twice and steps past the checkpoint; and a torn
+// last line. Reading it back keeps each step once, the last loss written,
+// up to the checkpoint's step.
+func TestReadStepLossKeepsTheResumedRecord(t *testing.T) {
+	dir := t.TempDir()
+	rec := "step,loss\n1,2.5\n2,2.25\n3,2\n4,1.75\n2,2.125\n3,1.875\nnot,a-number\n4,1."
+	if err := os.WriteFile(filepath.Join(dir, stepLossFile), []byte(rec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	steps, losses := readStepLoss(dir, 3)
+	if !slices.Equal(steps, []int{1, 2, 3}) || !slices.Equal(losses, []float64{2.5, 2.125, 1.875}) {
+		t.Errorf("read steps %v losses %v; want [1 2 3] [2.5 2.125 1.875]", steps, losses)
+	}
+	if s, l := readStepLoss(t.TempDir(), 3); s != nil || l != nil {
+		t.Errorf("a folder without a record gave %v %v", s, l)
 	}
 }
 
@@ -150,6 +193,21 @@ func TestBadResumes(t *testing.T) {
 	fresh.Resume = true
 	if _, err := Run(context.Background(), fresh); err == nil || !strings.Contains(err.Error(), "no checkpoint") {
 		t.Errorf("resume without a checkpoint: %v", err)
+	}
+	// Epochs and the learning rate may change on a resume, except under
+	// ResumeSame, which names them; the run folder is left as it was.
+	same := c
+	same.Resume, same.ResumeSame, same.Epochs, same.LR = true, true, 3, 0.1
+	before := must(os.ReadFile(path))
+	if _, err := Run(context.Background(), same); err == nil || !strings.Contains(err.Error(), "epochs 1 → 3") || !strings.Contains(err.Error(), "lr 0.05 → 0.1") {
+		t.Errorf("a ResumeSame run with other epochs and lr: %v", err)
+	}
+	if !bytes.Equal(before, must(os.ReadFile(path))) {
+		t.Error("the refused ResumeSame run changed the checkpoint")
+	}
+	same.Epochs, same.LR = c.Epochs, c.LR
+	if _, err := Run(context.Background(), same); err != nil {
+		t.Errorf("a ResumeSame run with the run's own settings: %v", err)
 	}
 }
 

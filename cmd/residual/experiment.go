@@ -27,6 +27,7 @@ func runExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	warmup := fs.Float64("warmup", -1, "degradation, ensemble, order: fraction of the steps with a linear learning-rate warm-up (default 0, or 0.05 for ensemble)")
 	weights := fs.String("weights", "", "ensemble: a trained ResNet checkpoint to study instead of training one")
 	plainWeights := fs.String("plain-weights", "", "ensemble: a trained plain-network checkpoint to study instead of training one")
+	resume := fs.Bool("resume", false, "degradation, ensemble, order, segment-unet: continue a stopped experiment in --out with the same flags: finished runs are evaluated again, a stopped one goes on from its checkpoint, the rest are trained; a run trained with other settings is refused")
 	fs.Usage = func() { printUsage(fs, "experiments: "+strings.Join(experimentNames, ", ")) }
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -36,6 +37,9 @@ func runExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fmt.Errorf("%w: want one experiment name (%s)", errUsage, strings.Join(experimentNames, ", "))
 	}
 	name := pos[0]
+	if *resume && (name == "shatter" || name == "variance" || name == "bottleneck") {
+		return fmt.Errorf("%w: --resume continues the training experiments (degradation, ensemble, order, segment-unet); %s trains nothing: run it again", errUsage, name)
+	}
 	if *out == "" {
 		*out = filepath.Join("runs", "experiment-"+name)
 	}
@@ -46,7 +50,7 @@ func runExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return def
 	}
 	budget := func(b experiments.Budget) experiments.Budget {
-		b.Seed, b.Log = *seed, stdout
+		b.Seed, b.Log, b.Resume = *seed, stdout, *resume
 		if *spec != "" {
 			b.Data = *spec
 		}
@@ -114,7 +118,7 @@ func runExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if *quick {
 			c = experiments.QuickSegmentUNet()
 		}
-		c.Seed, c.Seeds, c.Log = *seed, trainingSeeds(c.Seeds), stdout
+		c.Seed, c.Seeds, c.Log, c.Resume = *seed, trainingSeeds(c.Seeds), stdout, *resume
 		if *spec != "" {
 			c.Source = *spec
 		}

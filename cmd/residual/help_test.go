@@ -59,6 +59,7 @@ func TestHelp(t *testing.T) {
 		{[]string{"train", "--bogus"}, "flag provided but not defined: -bogus"},
 		{[]string{"train", "--epochs", "x"}, `invalid value "x" for flag -epochs`},
 		{[]string{"version", "extra"}, `unexpected argument "extra"`},
+		{[]string{"experiment", "shatter", "--resume"}, "shatter trains nothing"},
 	} {
 		code, out, errs := call(tc.args...)
 		if code != 2 || !strings.Contains(errs, tc.want) || strings.Contains(out, "usage") {
