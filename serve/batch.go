@@ -28,8 +28,12 @@ type result struct {
 }
 
 // batcher coalesces concurrent jobs of one model into batches of at most
-// maxBatch images, waiting at most maxDelay after the first job of a batch
-// for more, and runs them on the backend from instances goroutines. Its
+// maxBatch images and runs them on the backend from instances goroutines.
+// An instance that is idle when a job arrives runs it at once, with
+// whatever else is queued by then: waiting could only add latency, since
+// nothing else runs. One that finds jobs already waiting when it comes
+// free (the model is busy) waits up to maxDelay after taking them for more
+// to fill the batch. Its
 // queue holds at most maxQueue jobs; submit refuses a job when the queue is
 // full or when the estimated wait exceeds the job's deadline.
 type batcher struct {
@@ -124,19 +128,26 @@ func (bt *batcher) close() {
 func (bt *batcher) loop() {
 	defer bt.wg.Done()
 	var carry *job
-	for {
+	for ran := false; ; ran = true {
 		first := carry
 		carry = nil
+		busy := first != nil // jobs were waiting when this instance came free from a batch
 		if first == nil {
 			var ok bool
-			if first, ok = <-bt.queue; !ok {
+			select {
+			case first, ok = <-bt.queue:
+				busy = ran
+			default:
+				first, ok = <-bt.queue // idle until it comes
+			}
+			if !ok {
 				return
 			}
 		}
 		batch, size := []*job{first}, first.n
 		var timer <-chan time.Time
 		var t *time.Timer
-		if bt.maxDelay > 0 {
+		if bt.maxDelay > 0 && busy {
 			t = time.NewTimer(bt.maxDelay)
 			timer = t.C
 		}

@@ -39,8 +39,11 @@ import (
 type Config struct {
 	// MaxBatch bounds the images of one model execution (default 8).
 	MaxBatch int
-	// MaxDelay is how long the first request of a batch waits for others
-	// (default 2 ms; negative: no waiting, run what is queued).
+	// MaxDelay is how long a batch that forms while the model is busy
+	// (requests were already waiting when an instance came free) waits
+	// for more requests to fill it (default 2 ms; negative: no waiting,
+	// run what is queued). A request that finds an instance idle runs at
+	// once, with whatever else is queued by then.
 	MaxDelay time.Duration
 	// MaxQueue bounds the requests waiting per model (default 256); more
 	// are refused with 429.
