@@ -101,13 +101,21 @@ func trainIn(ctx context.Context, cfg train.Config, resume bool) (*train.Result,
 	_, err := os.Stat(filepath.Join(cfg.Out, train.LastCheckpoint))
 	cfg.Resume = resume && err == nil
 	cfg.Overwrite, cfg.ResumeSame = !cfg.Resume, true
-	return train.Run(ctx, cfg)
+	res, err := train.Run(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if h := res.History; len(h) > 0 && len(res.StepLoss) != h[len(h)-1].Step {
+		return nil, fmt.Errorf("experiments: %s: the resumed run's step record holds %d of its %d steps (a run folder from before the record was kept?); run the experiment again without --resume",
+			cfg.Out, len(res.StepLoss), h[len(h)-1].Step)
+	}
+	return res, nil
 }
 
 // trainSeconds is a run's training time: the sum of its epochs' wall
 // times (validation included), so that a resumed run counts the epochs
-// trained before it was stopped. An epoch resumed in its middle counts
-// from the resumption.
+// trained before it was stopped, and an epoch resumed in its middle its
+// time before the stop.
 func trainSeconds(res *train.Result) float64 {
 	s := 0.0
 	for _, m := range res.History {

@@ -62,10 +62,16 @@ func newBatcher(b Backend, maxBatch int, maxDelay time.Duration, maxQueue, insta
 
 // estimate returns how long n more images would take to be answered:
 // the images ahead and these at the measured compute time per image, plus
-// the batching delay.
+// the batching delay when there are images ahead (an idle model runs a
+// request at once).
 func (bt *batcher) estimate(n int) time.Duration {
 	per := time.Duration(bt.perImage.Load())
-	return bt.maxDelay + per*time.Duration(bt.queued.Load()+int64(n))
+	ahead := bt.queued.Load()
+	wait := time.Duration(0)
+	if ahead > 0 {
+		wait = bt.maxDelay
+	}
+	return wait + per*time.Duration(ahead+int64(n))
 }
 
 // submit queues x ([n, ...]) and waits for its output. It refuses at

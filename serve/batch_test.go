@@ -34,8 +34,11 @@ func TestBatcherRunsAtOnceWhenIdle(t *testing.T) {
 	for range 3 { // queued behind the running batch
 		go submit()
 	}
-	for bt.queued.Load() < 4 {
-		time.Sleep(time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); bt.queued.Load() < 4; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			close(f.gate)
+			t.Fatalf("%d images queued, want 4", bt.queued.Load())
+		}
 	}
 	close(f.gate)
 	for range 4 {
@@ -52,5 +55,20 @@ func TestBatcherRunsAtOnceWhenIdle(t *testing.T) {
 	defer f.mu.Unlock()
 	if !slices.Equal(f.batches, []int{1, 3}) {
 		t.Errorf("batches %v; want [1 3]: the lone request at once, the three that waited together", f.batches)
+	}
+}
+
+// The admission estimate adds the batching delay only when images are
+// ahead: a request to an idle model runs at once, so a deadline between
+// its compute time and the delay is met, not refused.
+func TestEstimateIdleHasNoDelay(t *testing.T) {
+	bt := &batcher{maxDelay: time.Second}
+	bt.perImage.Store(int64(time.Millisecond))
+	if got := bt.estimate(1); got != time.Millisecond {
+		t.Errorf("idle model, one image: estimate %v, want 1ms", got)
+	}
+	bt.queued.Store(2)
+	if got, want := bt.estimate(1), time.Second+3*time.Millisecond; got != want {
+		t.Errorf("two images ahead, one more: estimate %v, want %v", got, want)
 	}
 }

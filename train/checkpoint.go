@@ -104,6 +104,10 @@ func (r *run) restore(path string) error {
 	}
 	r.history = readMetrics(filepath.Join(r.cfg.Out, metricsFile), r.epoch)
 	r.steps, r.stepLoss = readStepLoss(r.cfg.Out, p.Step)
+	if len(r.steps) != p.Step { // steps 1…Step, each once, when complete
+		fmt.Fprintf(r.cfg.Log, "%s holds %d of the %d steps before the resumption (a folder from before the record was kept, or a record lost); the step-loss curve and Result.StepLoss leave them out\n",
+			filepath.Join(r.cfg.Out, stepLossFile), len(r.steps), p.Step)
+	}
 	r.partial = p.Partial
 	fmt.Fprintf(r.cfg.Log, "resuming %s at epoch %d, batch %d (step %d)\n", path, r.epoch+1, r.batch, p.Step)
 	return nil

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/distributed"
 	"github.com/residual-nn/residual/nn"
@@ -177,6 +178,9 @@ type position struct {
 	Best               float64
 	RNG                []byte
 	History            []Metrics
+	Partial            *checkpoint.Partial // the epoch resumed in its middle
+	Steps              []int               // the step record read back
+	StepLoss           []float64
 }
 
 // joinGroup makes the prepared run one rank of cfg.Comm's group (err is
@@ -291,7 +295,7 @@ func (r *run) broadcastState() error {
 		if err != nil {
 			return err
 		}
-		if msg, err = json.Marshal(position{r.epoch, r.batch, r.opt.Steps(), r.best, rng, r.history}); err != nil {
+		if msg, err = json.Marshal(position{r.epoch, r.batch, r.opt.Steps(), r.best, rng, r.history, r.partial, r.steps, r.stepLoss}); err != nil {
 			return err
 		}
 	}
@@ -305,6 +309,7 @@ func (r *run) broadcastState() error {
 	}
 	if c.Rank() != 0 {
 		r.epoch, r.batch, r.best, r.history = p.Epoch, p.Batch, p.Best, p.History
+		r.partial, r.steps, r.stepLoss = p.Partial, p.Steps, p.StepLoss
 		r.opt.SetSteps(p.Step)
 		if err := r.rng.UnmarshalBinary(p.RNG); err != nil {
 			return fmt.Errorf("train: rank 0's RNG state: %w", err)

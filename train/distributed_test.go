@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -280,5 +281,15 @@ func TestDataParallelStopAndResume(t *testing.T) {
 	}
 	if _, dw := compareRuns(t, rankRun{state: resumed[0].state}, rankRun{state: whole[0].state}); dw != 0 {
 		t.Errorf("stopped and resumed on 2 ranks, the weights differ from an uninterrupted run by %g", dw)
+	}
+	// Every rank, not only rank 0 (which read them), holds the steps before
+	// the stop and the whole first epoch's metrics.
+	for r, run := range resumed {
+		if !slices.Equal(run.res.StepLoss, whole[0].res.StepLoss) {
+			t.Errorf("resumed rank %d: step losses %v, the uninterrupted run's %v", r, run.res.StepLoss, whole[0].res.StepLoss)
+		}
+		if got, want := run.res.History[0], whole[0].res.History[0]; got.TrainLoss != want.TrainLoss || got.TrainAcc != want.TrainAcc {
+			t.Errorf("resumed rank %d: first epoch's training loss %v, accuracy %v; uninterrupted %v, %v", r, got.TrainLoss, got.TrainAcc, want.TrainLoss, want.TrainAcc)
+		}
 	}
 }

@@ -183,6 +183,10 @@ func (r *run) startEMA() error {
 	if err != nil {
 		return fmt.Errorf("train: resuming the moving average: %w", err)
 	}
+	if c.Position != nil && c.Position.Step != r.opt.Steps() { // killed between writing it and the last checkpoint
+		fmt.Fprintf(r.cfg.Log, "%s holds the moving average at step %d, the run resumes at step %d; it restarts from the current weights\n", path, c.Position.Step, r.opt.Steps())
+		return nil
+	}
 	if err := nn.LoadTorchState(r.emaModel, nn.TorchState(c.Net), true); err != nil {
 		return fmt.Errorf("train: %s: %w", path, err)
 	}

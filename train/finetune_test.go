@@ -215,9 +215,27 @@ func TestEMAResumes(t *testing.T) {
 	if _, err := Run(ctx, split); err != nil {
 		t.Fatal(err)
 	}
+	epoch1 := must(os.ReadFile(filepath.Join(split.Out, EMACheckpoint)))
 	split.Epochs, split.Resume = 2, true
 	if _, err := Run(ctx, split); err != nil {
 		t.Fatal(err)
+	}
+	// An average one epoch behind the last checkpoint (a run killed
+	// between the two writes) is not resumed from: it restarts, saying so.
+	stale := split
+	stale.Out, stale.Epochs = t.TempDir(), 3
+	for name, b := range map[string][]byte{LastCheckpoint: must(os.ReadFile(filepath.Join(split.Out, LastCheckpoint))), EMACheckpoint: epoch1} {
+		if err := os.WriteFile(filepath.Join(stale.Out, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var log bytes.Buffer
+	stale.Log = &log
+	if _, err := Run(ctx, stale); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), "holds the moving average at step 6, the run resumes at step 12") {
+		t.Errorf("a stale moving average was resumed from without a word:\n%s", log.String())
 	}
 	stopped := full
 	stopped.Out = t.TempDir()

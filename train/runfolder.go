@@ -93,7 +93,7 @@ func resumeChanges(stored json.RawMessage, cfg Config, keys []string) ([]string,
 	var diffs []string
 	for _, k := range keys {
 		w, n := compact(was[k]), compact(now[k])
-		if w != n {
+		if orNone(w) != orNone(n) { // a key a checkpoint lacks equals its zero value now
 			diffs = append(diffs, fmt.Sprintf("%s %s → %s", k, orNone(w), orNone(n)))
 		}
 	}
