@@ -72,7 +72,14 @@ async function main() {
     });
   });
   server.listen(Number(port), '127.0.0.1', () => console.log(`onnxruntime-node serving ${model} on http://127.0.0.1:${port}`));
-  process.on('SIGTERM', () => server.close(() => process.exit(0)));
+  // On SIGTERM stop accepting, drop idle keep-alive connections (without
+  // that, close waits on clients that never hang up) and exit once in-flight
+  // requests are answered, or after 5 s regardless.
+  process.on('SIGTERM', () => {
+    server.close(() => process.exit(0));
+    server.closeIdleConnections();
+    setTimeout(() => process.exit(0), 5000).unref();
+  });
 }
 
 main().catch((e) => { console.error(String(e)); process.exit(1); });
