@@ -92,8 +92,12 @@ func Order(ctx context.Context, c OrderConfig, out string) ([]OrderRow, error) {
 			mc.Name = fmt.Sprintf("resnet%d-%s", c.Depth, o)
 			b := c.Budget
 			b.Seed = seed
-			res, _, err := b.trained(ctx, mc, filepath.Join(out, "runs", fmt.Sprintf("%s-seed%d", o, seed)))
+			dir := filepath.Join(out, "runs", fmt.Sprintf("%s-seed%d", o, seed))
+			res, _, err := b.trained(ctx, mc, dir)
 			if err != nil {
+				return nil, err
+			}
+			if err := wholeStepLoss(res, dir); err != nil { // the first epoch's loss is what is compared
 				return nil, err
 			}
 			last := res.History[len(res.History)-1]

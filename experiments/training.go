@@ -101,15 +101,17 @@ func trainIn(ctx context.Context, cfg train.Config, resume bool) (*train.Result,
 	_, err := os.Stat(filepath.Join(cfg.Out, train.LastCheckpoint))
 	cfg.Resume = resume && err == nil
 	cfg.Overwrite, cfg.ResumeSame = !cfg.Resume, true
-	res, err := train.Run(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
+	return train.Run(ctx, cfg)
+}
+
+// wholeStepLoss refuses a run whose step losses are incomplete: one
+// resumed from a run folder written before the record was kept.
+func wholeStepLoss(res *train.Result, dir string) error {
 	if h := res.History; len(h) > 0 && len(res.StepLoss) != h[len(h)-1].Step {
-		return nil, fmt.Errorf("experiments: %s: the resumed run's step record holds %d of its %d steps (a run folder from before the record was kept?); run the experiment again without --resume",
-			cfg.Out, len(res.StepLoss), h[len(h)-1].Step)
+		return fmt.Errorf("experiments: %s: the resumed run's step record holds %d of its %d steps (a run folder from before the record was kept?); run the experiment again without --resume",
+			dir, len(res.StepLoss), h[len(h)-1].Step)
 	}
-	return res, nil
+	return nil
 }
 
 // trainSeconds is a run's training time: the sum of its epochs' wall

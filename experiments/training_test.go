@@ -524,3 +524,16 @@ func anyOf(l []nn.Layer) []any {
 }
 
 func tensorRNG(seed uint64) *tensor.RNG { return tensor.NewRNG(seed) }
+
+// A resumed run whose step record lacks steps (a run folder from before the
+// record was kept) is refused by the experiment that compares step losses.
+func TestWholeStepLoss(t *testing.T) {
+	whole := &train.Result{History: []train.Metrics{{Epoch: 1, Step: 3}}, StepLoss: []float64{2.3, 2.2, 2.1}}
+	if err := wholeStepLoss(whole, "d"); err != nil {
+		t.Errorf("a whole record: %v", err)
+	}
+	part := &train.Result{History: []train.Metrics{{Epoch: 1, Step: 3}}, StepLoss: []float64{2.1}}
+	if err := wholeStepLoss(part, "d"); err == nil || !strings.Contains(err.Error(), "holds 1 of its 3 steps") {
+		t.Errorf("a record of 1 step of 3: %v", err)
+	}
+}
