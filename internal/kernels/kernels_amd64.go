@@ -483,6 +483,39 @@ func winoGrad4_512(dy unsafe.Pointer, rs, cs int, dst unsafe.Pointer, ps, tiles,
 //go:noescape
 func winoGradOut4_512(src unsafe.Pointer, ps int, dst unsafe.Pointer, ts, n int)
 
+//go:noescape
+func winoInAVX2(src unsafe.Pointer, rs, cs int, dst unsafe.Pointer, ps, tiles, c int)
+
+//go:noescape
+func winoIn4_AVX2(src unsafe.Pointer, rs, cs int, dst unsafe.Pointer, ps, tiles, c int)
+
+//go:noescape
+func winoOutAVX2(m unsafe.Pointer, ps int, y unsafe.Pointer, rs, cs, tiles, k int, scale, shift unsafe.Pointer, skipDelta int, floor float32)
+
+//go:noescape
+func winoOut4_AVX2(m unsafe.Pointer, ps int, y unsafe.Pointer, rs, cs, tiles, k int, scale, shift unsafe.Pointer, skipDelta int, floor float32)
+
+//go:noescape
+func winoOutSkipAVX2(m unsafe.Pointer, ps int, y unsafe.Pointer, rs, cs, tiles, k int, scale, shift unsafe.Pointer, skipDelta int, floor float32)
+
+//go:noescape
+func winoOutSkip4_AVX2(m unsafe.Pointer, ps int, y unsafe.Pointer, rs, cs, tiles, k int, scale, shift unsafe.Pointer, skipDelta int, floor float32)
+
+//go:noescape
+func winoWeightsAVX2(src unsafe.Pointer, ts int, dst unsafe.Pointer, ps, n, ss, ds int, half float32)
+
+//go:noescape
+func winoWeights4_AVX2(src unsafe.Pointer, ts int, dst unsafe.Pointer, ps, n, ss, ds int)
+
+//go:noescape
+func winoGradAVX2(dy unsafe.Pointer, rs, cs int, dst unsafe.Pointer, ps, tiles, k int)
+
+//go:noescape
+func winoGrad4_AVX2(dy unsafe.Pointer, rs, cs int, dst unsafe.Pointer, ps, tiles, k int)
+
+//go:noescape
+func winoGradOut4_AVX2(src unsafe.Pointer, ps int, dst unsafe.Pointer, ts, n int)
+
 // winoGemmAVX512_16[mr-1] is the Winograd products' kernel for mr tiles × 16 channels.
 var winoGemmAVX512_16 = [...]winoGemmKernel{winoGemmAVX512_1x16, winoGemmAVX512_2x16, winoGemmAVX512_3x16, winoGemmAVX512_4x16, winoGemmAVX512_5x16, winoGemmAVX512_6x16, winoGemmAVX512_7x16, winoGemmAVX512_8x16, winoGemmAVX512_9x16, winoGemmAVX512_10x16, winoGemmAVX512_11x16, winoGemmAVX512_12x16, winoGemmAVX512_13x16, winoGemmAVX512_14x16}
 
@@ -572,6 +605,66 @@ func winoGemmAVX512_13x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos
 
 //go:noescape
 func winoGemmAVX512_14x32(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
+
+// winoGemmAVX2_8[mr-1] is the Winograd products' kernel for mr tiles × 8 channels.
+var winoGemmAVX2_8 = [...]winoGemmKernel{winoGemmAVX2_1x8, winoGemmAVX2_2x8, winoGemmAVX2_3x8, winoGemmAVX2_4x8, winoGemmAVX2_5x8, winoGemmAVX2_6x8, winoGemmAVX2_7x8, winoGemmAVX2_8x8, winoGemmAVX2_9x8, winoGemmAVX2_10x8, winoGemmAVX2_11x8, winoGemmAVX2_12x8}
+
+//go:noescape
+func winoGemmAVX2_1x8(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
+
+//go:noescape
+func winoGemmAVX2_2x8(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
+
+//go:noescape
+func winoGemmAVX2_3x8(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
+
+//go:noescape
+func winoGemmAVX2_4x8(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
+
+//go:noescape
+func winoGemmAVX2_5x8(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
+
+//go:noescape
+func winoGemmAVX2_6x8(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
+
+//go:noescape
+func winoGemmAVX2_7x8(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
+
+//go:noescape
+func winoGemmAVX2_8x8(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
+
+//go:noescape
+func winoGemmAVX2_9x8(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
+
+//go:noescape
+func winoGemmAVX2_10x8(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
+
+//go:noescape
+func winoGemmAVX2_11x8(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
+
+//go:noescape
+func winoGemmAVX2_12x8(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
+
+// winoGemmAVX2_16[mr-1] is the Winograd products' kernel for mr tiles × 16 channels.
+var winoGemmAVX2_16 = [...]winoGemmKernel{winoGemmAVX2_1x16, winoGemmAVX2_2x16, winoGemmAVX2_3x16, winoGemmAVX2_4x16, winoGemmAVX2_5x16, winoGemmAVX2_6x16}
+
+//go:noescape
+func winoGemmAVX2_1x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
+
+//go:noescape
+func winoGemmAVX2_2x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
+
+//go:noescape
+func winoGemmAVX2_3x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
+
+//go:noescape
+func winoGemmAVX2_4x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
+
+//go:noescape
+func winoGemmAVX2_5x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
+
+//go:noescape
+func winoGemmAVX2_6x16(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 //go:noescape
 func gemmBF16AVX512_1(a unsafe.Pointer, lda int, b unsafe.Pointer, c unsafe.Pointer, ldc int, kp int)

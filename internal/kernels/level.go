@@ -30,7 +30,7 @@ var active = func() Level {
 }()
 
 // winograd is whether stride-1 3×3 convolutions may take the Winograd
-// path (AVX-512 only); RESIDUAL_WINOGRAD=0 keeps them on the direct
+// path (AVX2 and AVX-512); RESIDUAL_WINOGRAD=0 keeps them on the direct
 // kernels, whose sums round like the reference's.
 var winograd = os.Getenv("RESIDUAL_WINOGRAD") != "0"
 
@@ -54,8 +54,8 @@ func SetLevel(l Level) Level {
 // resolved once from the level (at start and by SetLevel) rather than
 // tested by each call: the direct convolution kernels and the vector
 // kernels of batch norm, the element-wise ops and max pooling (nil at the
-// generic level), and whether the AVX-512-only paths run (Winograd, native
-// bf16).
+// generic level), and whether the AVX-512 paths run (its Winograd kernels,
+// native bf16).
 type impl struct {
 	k      *kernelSet
 	vk     *vecKernels // batch norm's, the element-wise and max pooling's kernels (nil: the reference loops)

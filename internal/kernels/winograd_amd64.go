@@ -47,9 +47,14 @@ const winoMaxSum4 = 64
 const winoMaxWeights = 1 << 20
 
 // winoMaxPasses is the most passes a forward convolution is split into
-// (measured: 256→256 channels at 14×14, 4 passes, 415 against the direct
-// kernels' 315–325 GFLOP/s; 512→512 at 7×7, 16 passes, 165 against 263).
-const winoMaxPasses = 4
+// at AVX-512 (measured: 256→256 channels at 14×14, 4 passes, 415 against
+// the direct kernels' 315–325 GFLOP/s; 512→512 at 7×7, 16 passes, 165
+// against 263); winoMaxPassesAVX2 at AVX2, whose 4 passes of 256→256 at
+// 14×14 ran at 168–184 against the direct kernels' 177–199.
+const (
+	winoMaxPasses     = 4
+	winoMaxPassesAVX2 = 2
+)
 
 // winoStripBytes bounds the input rows one job copies, zero padded, to
 // transform: a strip is as many rows of tiles as fit.
@@ -79,12 +84,50 @@ const winoMaxGradPasses = 3
 // channels) that the weight gradient gathers before multiplying them.
 const winoGroupBytes = 192 << 10
 
+// winoKernels are one level's Winograd kernels: the transforms and the
+// per-position products, generated for AVX-512 (vectors of 16 floats) and
+// AVX2 (8).
+type winoKernels struct {
+	vec                          int // floats a vector
+	in, in4                      func(src unsafe.Pointer, rs, cs int, dst unsafe.Pointer, ps, tiles, c int)
+	out, outSkip, out4, outSkip4 func(m unsafe.Pointer, ps int, y unsafe.Pointer, rs, cs, tiles, k int, scale, shift unsafe.Pointer, skipDelta int, floor float32)
+	weights                      func(src unsafe.Pointer, ts int, dst unsafe.Pointer, ps, n, ss, ds int, half float32)
+	weights4                     func(src unsafe.Pointer, ts int, dst unsafe.Pointer, ps, n, ss, ds int)
+	grad, grad4                  func(dy unsafe.Pointer, rs, cs int, dst unsafe.Pointer, ps, tiles, k int)
+	gradOut4                     func(src unsafe.Pointer, ps int, dst unsafe.Pointer, ts, n int)
+	gemm                         [2][]winoGemmKernel // by channel block: one vector, two
+	maxPasses                    int                 // the most passes of a forward convolution
+}
+
+var (
+	wino512 = &winoKernels{vec: 16, in: winoIn512, in4: winoIn4_512,
+		out: winoOut512, outSkip: winoOutSkip512, out4: winoOut4_512, outSkip4: winoOutSkip4_512,
+		weights: winoWeights512, weights4: winoWeights4_512, grad: winoGrad512, grad4: winoGrad4_512, gradOut4: winoGradOut4_512,
+		gemm: [2][]winoGemmKernel{winoGemmAVX512_16[:], winoGemmAVX512_32[:]}, maxPasses: winoMaxPasses}
+	winoAVX2 = &winoKernels{vec: 8, in: winoInAVX2, in4: winoIn4_AVX2,
+		out: winoOutAVX2, outSkip: winoOutSkipAVX2, out4: winoOut4_AVX2, outSkip4: winoOutSkip4_AVX2,
+		weights: winoWeightsAVX2, weights4: winoWeights4_AVX2, grad: winoGradAVX2, grad4: winoGrad4_AVX2, gradOut4: winoGradOut4_AVX2,
+		gemm: [2][]winoGemmKernel{winoGemmAVX2_8[:], winoGemmAVX2_16[:]}, maxPasses: winoMaxPassesAVX2}
+)
+
+// winoUse returns the active level's Winograd kernels, nil at the generic
+// level.
+func winoUse() *winoKernels {
+	switch {
+	case use.avx512:
+		return wino512
+	case use.k != nil:
+		return winoAVX2
+	}
+	return nil
+}
+
 // winoConv computes the convolution s (stride 1, 3×3, weights read through
 // src) of x into y with Winograd's F(2×2, 3×3) and the epilogue ep; it
 // returns false (doing nothing) when that path does not apply: another
 // shape, channel counts not multiples of 16, weights needing more than
-// winoMaxPasses passes (or any pass, for the data gradient), or a level
-// below AVX-512.
+// the level's most passes (or any pass, for the data gradient), or the
+// generic level.
 func winoConv(s ConvShape, src weightSource, ep *convEpilogue, x, y []float32) bool {
 	if !winoApplies(s) {
 		return false
@@ -101,13 +144,13 @@ func winoConv(s ConvShape, src weightSource, ep *convEpilogue, x, y []float32) b
 	}
 	// Weights over winoMaxWeights: passes over blocks of output channels,
 	// forward only (the data gradient's transposition is not worth it
-	// there) and at most winoMaxPasses.
+	// there) and at most the level's maxPasses.
 	kb := s.OC
 	if npos*s.C*s.OC*4 > winoMaxWeights {
 		kb = max(32, winoMaxWeights/(npos*s.C*4)/32*32)
 		flipped = false
 	}
-	if !forward && !flipped || (s.OC+kb-1)/kb > winoMaxPasses {
+	if !forward && !flipped || (s.OC+kb-1)/kb > winoUse().maxPasses {
 		return false
 	}
 	w := src.w
@@ -115,7 +158,8 @@ func winoConv(s ConvShape, src weightSource, ep *convEpilogue, x, y []float32) b
 	switch {
 	case flipped && m == 2:
 		tu = getBuf(16 * s.OC * s.C)
-		winoWeights(2, src.w, s.OC, s.C, s.C/16, tu, func(vi int) (int, int, int) { return vi * 16, s.OC * s.C * 4, s.C * 4 })
+		vec := winoUse().vec
+		winoWeights(2, src.w, s.OC, s.C, s.C/vec, tu, func(vi int) (int, int, int) { return vi * vec, s.OC * s.C * 4, s.C * 4 })
 		defer putBuf(tu)
 	case flipped: // F(4×4)'s: the flipped, transposed weights as HWIO
 		w = getBuf(9 * s.C * s.OC)
@@ -179,17 +223,18 @@ func flipTranspose(w []float32, a, b int, t []float32) {
 }
 
 // winoWeights transforms HWIO weights w [3][3][a][b] for m×m tiles (2 or
-// 4): each of the first nv vectors vi of 16 of the b channels, over every a
+// 4): each of the first nv vectors vi of the b channels, over every a
 // channel, into u at offset off with position stride ps and a-row stride
 // rs (bytes), as at(vi) says.
 func winoWeights(m int, w []float32, a, b, nv int, u []float32, at func(vi int) (off, ps, rs int)) {
+	k := winoUse()
 	parallelFor(nv, func(lo, hi int) {
 		for vi := lo; vi < hi; vi++ {
 			off, ps, rs := at(vi)
 			if m == 4 {
-				winoWeights4_512(unsafe.Pointer(&w[vi*16]), a*b*4, unsafe.Pointer(&u[off]), ps, a, b*4, rs)
+				k.weights4(unsafe.Pointer(&w[vi*k.vec]), a*b*4, unsafe.Pointer(&u[off]), ps, a, b*4, rs)
 			} else {
-				winoWeights512(unsafe.Pointer(&w[vi*16]), a*b*4, unsafe.Pointer(&u[off]), ps, a, b*4, rs, 0.5)
+				k.weights(unsafe.Pointer(&w[vi*k.vec]), a*b*4, unsafe.Pointer(&u[off]), ps, a, b*4, rs, 0.5)
 			}
 		}
 	})
@@ -197,7 +242,7 @@ func winoWeights(m int, w []float32, a, b, nv int, u []float32, at func(vi int) 
 
 // winoApplies reports whether the Winograd path computes s.
 func winoApplies(s ConvShape) bool {
-	return winograd && use.avx512 && s.KH == 3 && s.KW == 3 && s.SH == 1 && s.SW == 1 && s.DH == 1 && s.DW == 1 &&
+	return winograd && use.k != nil && s.KH == 3 && s.KW == 3 && s.SH == 1 && s.SW == 1 && s.DH == 1 && s.DW == 1 &&
 		s.C%16 == 0 && s.OC%16 == 0
 }
 
@@ -244,9 +289,10 @@ func (p *winoPlan) transformWeights(w, tu []float32) {
 	C, K := p.C, p.K
 	p.u = getBuf(p.npos * C * K)
 	if tu == nil {
-		winoWeights(p.m, w[p.K0:], C, p.KY, K/16, p.u, func(vi int) (int, int, int) {
+		vec := winoUse().vec
+		winoWeights(p.m, w[p.K0:], C, p.KY, K/vec, p.u, func(vi int) (int, int, int) {
 			b := p.blocks[vi/2] // blocks of two vectors, the last maybe of one
-			return b.off + vi*16 - b.oc0, C * b.nb * 4, b.nb * 4
+			return b.off + vi*vec - b.oc0, C * b.nb * 4, b.nb * 4
 		})
 		return
 	}
@@ -301,10 +347,11 @@ func (p *winoPlan) run(x, y []float32) {
 	if ep := p.ep; ep != nil {
 		scale, shift, floor, skip = ep.scale[p.K0:], ep.shift[p.K0:], ep.floor, ep.skip
 	}
-	gemm := [2][]winoGemmKernel{winoGemmAVX512_16[:], winoGemmAVX512_32[:]}
-	inT, np := winoIn512, p.npos // the input transform
+	wk := winoUse()
+	gemm := wk.gemm
+	inT, np := wk.in, p.npos // the input transform
 	if p.m == 4 {
-		inT = winoIn4_512
+		inT = wk.in4
 	}
 	parallelFor(p.N*strips, func(lo, hi int) {
 		in := getBuf((p.m*R + 2) * rowF)
@@ -359,9 +406,10 @@ func (p *winoPlan) run(x, y []float32) {
 func (p *winoPlan) transformOutput(m []float32, t, tr, rows, c0, cw, n int, y, skip, scale, shift []float32, floor float32, part *[]float32) {
 	K, KY, tm := p.K, p.KY, p.m
 	sc, sh := unsafe.Pointer(&scale[0]), unsafe.Pointer(&shift[0])
-	out, outSkip := winoOut512, winoOutSkip512
+	wk := winoUse()
+	out, outSkip := wk.out, wk.outSkip
 	if tm == 4 {
-		out, outSkip = winoOut4_512, winoOutSkip4_512
+		out, outSkip = wk.out4, wk.outSkip4
 	}
 	for r := 0; r < rows; r++ {
 		oh := tm * (tr + r)
@@ -456,9 +504,10 @@ func winoWeightGradBlock(p *winoPlan, x, dy, dw []float32) {
 	strips := (p.tilesH + R - 1) / R
 	tw, C, K, K0, KY := p.tilesW, p.C, p.K, p.K0, p.KY
 	rowF := p.stripRow()
-	inT, gradT := winoIn512, winoGrad512 // the input and output-gradient transforms
+	wk := winoUse()
+	inT, gradT := wk.in, wk.grad // the input and output-gradient transforms
 	if m == 4 {
-		inT, gradT = winoIn4_512, winoGrad4_512
+		inT, gradT = wk.in4, wk.grad4
 	}
 	// Rows of tiles are transformed into v and z until they hold capT
 	// tiles (whole rows, across images), then multiplied: long products
@@ -541,7 +590,7 @@ func winoWeightGradBlock(p *winoPlan, x, dy, dw []float32) {
 	if m == 4 {
 		parallelFor(C, func(lo, hi int) {
 			for c := lo; c < hi; c++ {
-				winoGradOut4_512(unsafe.Pointer(&acc[c*K]), C*K*4, unsafe.Pointer(&dw[c*KY+K0]), C*KY*4, K/16)
+				wk.gradOut4(unsafe.Pointer(&acc[c*K]), C*K*4, unsafe.Pointer(&dw[c*KY+K0]), C*KY*4, K/wk.vec)
 			}
 		})
 		return

@@ -20,17 +20,34 @@ import (
 // differs from the direct sums' (the transforms add and scale), so it is
 // held to closeTo's bound on the float64 result.
 func TestWinogradMatchesReference(t *testing.T) {
-	if detect() < AVX512 {
-		t.Skip("the Winograd path is AVX-512 only; this CPU lacks it")
+	if detect() < AVX2 {
+		t.Skip("the Winograd path needs AVX2 or AVX-512; this CPU has neither")
 	}
-	for _, four := range []bool{false, true} {
-		t.Run(fmt.Sprintf("F4x4=%v", four), func(t *testing.T) {
-			prev, prevW, prev4 := SetLevel(AVX512), winograd, winograd4
-			winograd, winograd4 = true, four // even under RESIDUAL_WINOGRAD=0 or 2
+	for _, tc := range winoCases() {
+		t.Run(fmt.Sprintf("%v/F4x4=%v", tc.l, tc.four), func(t *testing.T) {
+			prev, prevW, prev4 := SetLevel(tc.l), winograd, winograd4
+			winograd, winograd4 = true, tc.four // even under RESIDUAL_WINOGRAD=0 or 2
 			defer func() { SetLevel(prev); winograd, winograd4 = prevW, prev4 }()
-			testWinograd(t, four)
+			testWinograd(t, tc.four)
 		})
 	}
+}
+
+// winoCase is a level and whether F(4×4, 3×3) tiles may be taken.
+type winoCase struct {
+	l    Level
+	four bool
+}
+
+// winoCases are the levels this CPU runs, each with F(2×2, 3×3) tiles
+// only and with F(4×4, 3×3) ones.
+func winoCases() (cs []winoCase) {
+	for _, l := range levels() {
+		for _, four := range []bool{false, true} {
+			cs = append(cs, winoCase{l, four})
+		}
+	}
+	return cs
 }
 
 func testWinograd(t *testing.T, four bool) {
@@ -51,10 +68,11 @@ func testWinograd(t *testing.T, four bool) {
 		{N: 3, H: 11, W: 10, C: 32, OC: 32},
 		{N: 5, H: 8, W: 8, C: 64, OC: 64, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 1, H: 40, W: 36, C: 32, OC: 32, PT: 1, PL: 1, PB: 1, PR: 1},
-		// Over winoMaxWeights: forward passes over 96, 96 and 32 output
-		// channels, odd rows; the weight gradient in passes too (F(4×4):
-		// 32 channels each, F(2×2): 96), the data gradient direct.
-		{N: 2, H: 7, W: 6, C: 160, OC: 224, PT: 1, PL: 1, PB: 1, PR: 1},
+		// Over winoMaxWeights: forward passes over 96 and 80 output
+		// channels (two, which every level takes), odd rows; the weight
+		// gradient in F(2×2) passes too (96 channels each), the data
+		// gradient direct.
+		{N: 2, H: 7, W: 6, C: 160, OC: 176, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 1, H: 9, W: 10, C: 256, OC: 96, PT: 1, PL: 1, PB: 1, PR: 1},
 	} {
 		s.KH, s.KW, s.SH, s.SW, s.DH, s.DW = 3, 3, 1, 1, 1, 1
@@ -128,12 +146,13 @@ func testWinograd(t *testing.T, four bool) {
 // injected into each input, and checks that every output the reference
 // makes non-finite is non-finite (see the note at the top of this file).
 func TestWinogradPropagatesNonFinite(t *testing.T) {
-	if detect() < AVX512 {
-		t.Skip("the Winograd path is AVX-512 only; this CPU lacks it")
+	if detect() < AVX2 {
+		t.Skip("the Winograd path needs AVX2 or AVX-512; this CPU has neither")
 	}
-	for _, four := range []bool{false, true} {
-		t.Run(fmt.Sprintf("F4x4=%v", four), func(t *testing.T) {
-			prev, prevW, prev4 := SetLevel(AVX512), winograd, winograd4
+	for _, tc := range winoCases() {
+		l, four := tc.l, tc.four
+		t.Run(fmt.Sprintf("%v/F4x4=%v", l, four), func(t *testing.T) {
+			prev, prevW, prev4 := SetLevel(l), winograd, winograd4
 			winograd, winograd4 = true, four
 			defer func() { SetLevel(prev); winograd, winograd4 = prevW, prev4 }()
 			r := rand.New(rand.NewPCG(23, 24))

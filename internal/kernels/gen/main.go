@@ -20,6 +20,8 @@
 //   - winograd.go: the transforms of Winograd's F(2×2, 3×3) and the
 //     per-position products of both tile sizes (AVX-512).
 //   - winograd4.go: the transforms of F(4×4, 3×3) (AVX-512).
+//   - winograd_avx2.go: both sizes' transforms for AVX2, in two passes
+//     each (16 registers); winovec.go: the 1-D transforms they share.
 //   - bf16.go: the bfloat16 micro-kernels on VDPBF16PS (AVX512-BF16) and
 //     their peak loop, written as EVEX encodings (Go's assembler lacks
 //     the mnemonics) checked against objdump by bf16_test.go.
@@ -100,6 +102,7 @@ func generate() (asm, decls []byte, err error) {
 	genWinoWeights(e)
 	genWinograd4(e)
 	genWinoGrad4(e)
+	genWinogradAVX2(e)
 	genWinoGemms(e)
 	genBF16(e)
 	genInt8(e)

@@ -116,11 +116,16 @@ func genWinograd(e *emitter) {
 	e.text("\tLEAQ (SI)(R9*2), SI\n\tMOVQ k+48(FP), AX\n\tSHLQ $2, AX\n\tADDQ AX, DI\n\tDECQ BX\n\tJMP wg_tile\nwg_done:\n\tVZEROUPPER\n\tRET\n")
 }
 
-// genWinoGemms writes the Winograd products' kernels (AVX-512, one and
-// two vectors of output channels, every tile count that fits the
-// registers), their tables and Go declarations.
+// genWinoGemms writes the Winograd products' kernels (each instruction
+// set, one and two vectors of output channels, every tile count that fits
+// the registers), their tables and Go declarations.
 func genWinoGemms(e *emitter) {
-	is := isas[0]
+	for _, is := range isas {
+		genWinoGemmSet(e, is)
+	}
+}
+
+func genWinoGemmSet(e *emitter, is isa) {
 	for nv := 1; nv <= 2; nv++ {
 		var names []string
 		for mr := 1; mr <= maxMR && mr*nv <= is.maxAcc; mr++ {
@@ -163,7 +168,7 @@ func genWinoGemm(e *emitter, is isa, mr, nv int) string {
 		e.textf("\tVMOVUPS %d(R11), %s\n", v*vb, wreg[v])
 	}
 	for p := 0; p < mr; p++ {
-		if nv == 1 {
+		if nv == 1 && is.name == "AVX512" {
 			e.textf("\tVFMADD231PS.BCST %s, %s, %s\n", pixAddr(p, 0), wreg[0], acc(is, p, 0, nv))
 			continue
 		}

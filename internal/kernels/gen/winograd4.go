@@ -33,28 +33,8 @@ func genWinograd4(e *emitter) {
 		e.op("DATA wk4<>+%d(SB)/4, $0x%08x", 4*i, math.Float32bits(k))
 	}
 	e.op("GLOBL wk4<>(SB), RODATA|NOPTR, $%d", 4*len(winoK4))
-	// bt writes t = Bᵀ·d for the six vectors d into the six registers t
-	// (distinct from d; d survives), with temporaries a, b.
-	bt := func(d, t [6]string, a, b string) {
-		e.op("VMOVAPS %s, %s", d[4], t[0])
-		e.op("VFMADD231PS.BCST %s, %s, %s", winoK4At(-5), d[2], t[0])
-		e.op("VFMADD231PS.BCST %s, %s, %s", winoK4At(4), d[0], t[0])
-		e.op("VMOVAPS %s, %s", d[4], a)
-		e.op("VFMADD231PS.BCST %s, %s, %s", winoK4At(-4), d[2], a)
-		e.op("VMOVAPS %s, %s", d[3], b)
-		e.op("VFMADD231PS.BCST %s, %s, %s", winoK4At(-4), d[1], b)
-		e.op("VADDPS %s, %s, %s", b, a, t[1])
-		e.op("VSUBPS %s, %s, %s", b, a, t[2])
-		e.op("VSUBPS %s, %s, %s", d[2], d[4], a) // c = d4 − d2
-		e.op("VSUBPS %s, %s, %s", d[1], d[3], b) // e = d3 − d1
-		e.op("VMOVAPS %s, %s", a, t[3])
-		e.op("VFMADD231PS.BCST %s, %s, %s", winoK4At(2), b, t[3])
-		e.op("VMOVAPS %s, %s", a, t[4])
-		e.op("VFMADD231PS.BCST %s, %s, %s", winoK4At(-2), b, t[4])
-		e.op("VMOVAPS %s, %s", d[5], t[5])
-		e.op("VFMADD231PS.BCST %s, %s, %s", winoK4At(4), d[1], t[5])
-		e.op("VFMADD231PS.BCST %s, %s, %s", winoK4At(-5), d[3], t[5])
-	}
+	vo := zmmOps(e)
+	bt := func(d, t [6]string, a, b string) { vo.bt4(d, t, a, b) }
 	regs := func(base int) (r [6]string) {
 		for i := range r {
 			r[i] = z(base + i)
@@ -171,22 +151,8 @@ func genWinograd4(e *emitter) {
 		e.textf("\tMOVQ k+48(FP), AX\n\tSHLQ $2, AX\n\tADDQ AX, SI\n\tLEAQ (DI)(R9*4), DI\n\tDECQ BX\n\tJMP %s_tile\n%s_done:\n\tVZEROUPPER\n\tRET\n", l, l)
 	}
 
-	// Weight transform: U = G·g·Gᵀ. gg writes the six rows G·(g0, g1, g2)
-	// into o, with the temporary tmp.
-	gg := func(g0, g1, g2 string, o [6]string, tmp string) {
-		e.op("VMULPS.BCST %s, %s, %s", winoK4At(1.0/4), g0, o[0])
-		e.op("VADDPS %s, %s, %s", g2, g0, tmp)
-		e.op("VADDPS %s, %s, %s", g1, tmp, o[1])
-		e.op("VMULPS.BCST %s, %s, %s", winoK4At(-1.0/6), o[1], o[1])
-		e.op("VSUBPS %s, %s, %s", g1, tmp, o[2])
-		e.op("VMULPS.BCST %s, %s, %s", winoK4At(-1.0/6), o[2], o[2])
-		e.op("VMULPS.BCST %s, %s, %s", winoK4At(1.0/24), g0, o[3])
-		e.op("VFMADD231PS.BCST %s, %s, %s", winoK4At(1.0/6), g2, o[3])
-		e.op("VMOVAPS %s, %s", o[3], o[4])
-		e.op("VFMADD231PS.BCST %s, %s, %s", winoK4At(1.0/12), g1, o[3])
-		e.op("VFMADD231PS.BCST %s, %s, %s", winoK4At(-1.0/12), g1, o[4])
-		e.op("VMOVAPS %s, %s", g2, o[5])
-	}
+	// Weight transform: U = G·g·Gᵀ.
+	gg := func(g0, g1, g2 string, o6 [6]string, tmp string) { vo.gg4(g0, g1, g2, o6, tmp) }
 	e.decl("winoWeights4_512", "src unsafe.Pointer, ts int, dst unsafe.Pointer, ps, n, ss, ds int", 56)
 	e.text("\tMOVQ src+0(FP), SI\n\tMOVQ ts+8(FP), R8\n\tMOVQ dst+16(FP), DI\n\tMOVQ ps+24(FP), R11\n\tMOVQ n+32(FP), CX\n\tTESTQ CX, CX\n\tJZ ww4_done\nww4_loop:\n\tMOVQ SI, AX\n")
 	for tap := 0; tap < 9; tap++ {
@@ -223,23 +189,8 @@ func genWinograd4(e *emitter) {
 // positions ps bytes apart at src, dw's 9 taps ts bytes apart at dst, both
 // advancing 64 bytes a vector.
 func genWinoGrad4(e *emitter) {
-	// at writes the six A·(g0..g3) into o: g0, e+o, e−o, e'+o', e'−o', g3
-	// with e = g0+g2, o = g1+g3, e' = g0+4g2, o' = 2g1+8g3; t1, t2 are
-	// temporaries. o may not alias g.
-	at := func(gv [4]string, o [6]string, t1, t2 string) {
-		e.op("VMOVAPS %s, %s", gv[0], o[0])
-		e.op("VMOVAPS %s, %s", gv[3], o[5])
-		e.op("VADDPS %s, %s, %s", gv[2], gv[0], t1)
-		e.op("VADDPS %s, %s, %s", gv[3], gv[1], t2)
-		e.op("VADDPS %s, %s, %s", t2, t1, o[1])
-		e.op("VSUBPS %s, %s, %s", t2, t1, o[2])
-		e.op("VMOVAPS %s, %s", gv[0], t1)
-		e.op("VFMADD231PS.BCST %s, %s, %s", winoK4At(4), gv[2], t1)
-		e.op("VMULPS.BCST %s, %s, %s", winoK4At(2), gv[1], t2)
-		e.op("VFMADD231PS.BCST %s, %s, %s", winoK4At(8), gv[3], t2)
-		e.op("VADDPS %s, %s, %s", t2, t1, o[3])
-		e.op("VSUBPS %s, %s, %s", t2, t1, o[4])
-	}
+	vo := zmmOps(e)
+	at := func(gv [4]string, o6 [6]string, t1, t2 string) { vo.at4(gv, o6, t1, t2) }
 	// Rows: h[i][0..5] in Z(6i+j) from dY's row i (Z24..27); then columns
 	// j: Z0..5 of (h[0..3][j]) stored at positions 6p+j.
 	e.decl("winoGrad4_512", "dy unsafe.Pointer, rs, cs int, dst unsafe.Pointer, ps, tiles, k int", 56)
@@ -275,23 +226,7 @@ func genWinoGrad4(e *emitter) {
 	e.text("\tADDQ $64, R12\n\tADDQ $64, R13\n\tDECQ CX\n\tJNZ wg4_cv\n")
 	e.text("\tLEAQ (SI)(R9*4), SI\n\tMOVQ k+48(FP), AX\n\tSHLQ $2, AX\n\tADDQ AX, DI\n\tDECQ BX\n\tJMP wg4_tile\nwg4_done:\n\tVZEROUPPER\n\tRET\n")
 
-	// gt writes the three Gᵀ·(m0..m5) into o (distinct from m):
-	// ¼m0 − ⅙(m1+m2) + (m3+m4)/24, ⅙(m2−m1) + (m3−m4)/12,
-	// −⅙(m1+m2) + ⅙(m3+m4) + m5; t1, t2 are temporaries.
-	gt := func(m [6]string, o [3]string, t1, t2 string) {
-		e.op("VADDPS %s, %s, %s", m[2], m[1], t1) // m1+m2
-		e.op("VADDPS %s, %s, %s", m[4], m[3], t2) // m3+m4
-		e.op("VMULPS.BCST %s, %s, %s", winoK4At(1.0/4), m[0], o[0])
-		e.op("VFMADD231PS.BCST %s, %s, %s", winoK4At(-1.0/6), t1, o[0])
-		e.op("VFMADD231PS.BCST %s, %s, %s", winoK4At(1.0/24), t2, o[0])
-		e.op("VMOVAPS %s, %s", m[5], o[2])
-		e.op("VFMADD231PS.BCST %s, %s, %s", winoK4At(-1.0/6), t1, o[2])
-		e.op("VFMADD231PS.BCST %s, %s, %s", winoK4At(1.0/6), t2, o[2])
-		e.op("VSUBPS %s, %s, %s", m[1], m[2], t1) // m2−m1
-		e.op("VSUBPS %s, %s, %s", m[4], m[3], t2) // m3−m4
-		e.op("VMULPS.BCST %s, %s, %s", winoK4At(1.0/6), t1, o[1])
-		e.op("VFMADD231PS.BCST %s, %s, %s", winoK4At(1.0/12), t2, o[1])
-	}
+	gt := func(m [6]string, o3 [3]string, t1, t2 string) { vo.gt4(m, o3, t1, t2) }
 	// Columns j: h[0..2][j] in Z(3j+r) (Z0..17) from M's column (Z18..23);
 	// then rows r: dw[r][0..2] (Z24..26) from h[r][0..5].
 	e.decl("winoGradOut4_512", "src unsafe.Pointer, ps int, dst unsafe.Pointer, ts, n int", 40)
