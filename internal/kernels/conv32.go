@@ -15,7 +15,11 @@ func convForwardFast(s ConvShape, x, w, y []float32, ep *convEpilogue, pw *Packe
 		return false
 	}
 	src := weightSource{w: w, SKW: s.KW, A: s.C, B: s.OC, tap: func(t, u int) (int, int) { return t, u }}
-	if !ep.isDirect() && winoConv(s, src, ep, x, y) {
+	var pre *winoPacked
+	if pw.fits(s, k) {
+		pre = pw.wino
+	}
+	if !ep.isDirect() && winoConv(s, src, ep, x, y, pre) {
 		return true
 	}
 	p := &convPlan{N: s.N, H: s.H, W: s.W, C: s.C, OC: s.OC, KH: s.KH, KW: s.KW, SH: s.SH, SW: s.SW, DH: s.DH, DW: s.DW,
@@ -30,8 +34,9 @@ func convForwardFast(s ConvShape, x, w, y []float32, ep *convEpilogue, pw *Packe
 }
 
 // PackedConv is a convolution's weights packed once for the active
-// level's direct kernels, for callers whose weights do not change between
-// calls (inference): ConvForwardPacked then skips the packing that every
+// level's direct kernels, and transformed for its Winograd path where that
+// applies, for callers whose weights do not change between calls
+// (inference): ConvForwardPacked then skips the packing that every
 // ConvForward does, a copy of the whole weight tensor that costs a third
 // of a batch-1 ResNet-50 forward pass on AVX2. It is read only after
 // PackConv and safe for concurrent use.
@@ -40,10 +45,12 @@ type PackedConv struct {
 	k             *kernelSet
 	blocks        []ocBlock
 	wp            []float32
+	wino          *winoPacked // nil where the Winograd path declines the shape
 }
 
 // PackConv packs w [KH,KW,C,OC] for convolutions of shape s (only C, OC,
-// KH and KW matter: any batch and image size may use the result). It
+// KH, KW, strides and dilations matter: any batch and image size may use
+// the result). It
 // returns nil when the direct kernels do not apply (generic level, OC not
 // a multiple of the vector width); ConvForwardPacked then packs per call
 // or takes the reference, as ConvForwardEpilogue does.
@@ -58,7 +65,7 @@ func PackConv(s ConvShape, w []float32) *PackedConv {
 	// so that the pool's (possibly larger) buffer goes back.
 	wp := append([]float32(nil), p.wp...)
 	putBuf(p.wp)
-	return &PackedConv{c: s.C, oc: s.OC, kh: s.KH, kw: s.KW, k: k, blocks: p.blocks, wp: wp}
+	return &PackedConv{c: s.C, oc: s.OC, kh: s.KH, kw: s.KW, k: k, blocks: p.blocks, wp: wp, wino: packWino(s, w)}
 }
 
 // epilogueOf returns e as the kernels apply it to oc output channels: a
@@ -154,7 +161,7 @@ func convBackwardDataFast(s ConvShape, dy, w, dx []float32, ep *convEpilogue) bo
 		b := ConvShape{N: s.N, H: oh, W: ow, C: s.OC, OC: s.C, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1,
 			PT: 2 - s.PT, PL: 2 - s.PL, PB: 2 - s.PB, PR: 2 - s.PR}
 		src := weightSource{w: w, SKW: 3, A: s.C, B: s.OC, transposed: true, tap: func(t, u int) (int, int) { return 2 - t, 2 - u }}
-		if !ep.isDirect() && winoConv(b, src, ep, dy, dx) {
+		if !ep.isDirect() && winoConv(b, src, ep, dy, dx, nil) {
 			return true
 		}
 	}

@@ -33,5 +33,11 @@ func maxPoolPixel32(x []float32, offs []int, c int, y []float32, arg []int32) {
 	panic("no AVX-512")
 }
 
-func winoConv(s ConvShape, src weightSource, ep *convEpilogue, x, y []float32) bool { return false }
-func winoWeightGrad(s ConvShape, x, dy, dw []float32) bool                          { return false }
+func winoConv(s ConvShape, src weightSource, ep *convEpilogue, x, y []float32, pre *winoPacked) bool {
+	return false
+}
+
+type winoPacked struct{}
+
+func packWino(s ConvShape, w []float32) *winoPacked        { return nil }
+func winoWeightGrad(s ConvShape, x, dy, dw []float32) bool { return false }

@@ -128,37 +128,28 @@ func winoUse() *winoKernels {
 // shape, channel counts not multiples of 16, weights needing more than
 // the level's most passes (or any pass, for the data gradient), or the
 // generic level.
-func winoConv(s ConvShape, src weightSource, ep *convEpilogue, x, y []float32) bool {
-	if !winoApplies(s) {
+// pre, if not nil, holds the forward weights already transformed
+// (packWino); winoConv uses it when it was made for this level and tiling.
+func winoConv(s ConvShape, src weightSource, ep *convEpilogue, x, y []float32, pre *winoPacked) bool {
+	m, kb, flipped, ok := winoForward(s, src)
+	if !ok {
 		return false
 	}
-	m := winoTile(s)
-	npos := (m + 2) * (m + 2)
-	forward, flipped := src.SKW == 3 && !src.transposed, src.SKW == 3 && src.transposed
-	for t := range 3 {
-		for u := range 3 {
-			st, su := src.tap(t, u)
-			forward = forward && st == t && su == u
-			flipped = flipped && st == 2-t && su == 2-u
+	wk := winoUse()
+	if pre != nil && pre.wk == wk && pre.m == m && pre.kb == kb && !flipped {
+		for i, k0 := 0, 0; k0 < s.OC; i, k0 = i+1, k0+kb {
+			p := newWinoPlan(s, ep, k0, min(kb, s.OC-k0), m)
+			p.u, p.lent = pre.u[i], true
+			p.run(x, y)
 		}
-	}
-	// Weights over winoMaxWeights: passes over blocks of output channels,
-	// forward only (the data gradient's transposition is not worth it
-	// there) and at most the level's maxPasses.
-	kb := s.OC
-	if npos*s.C*s.OC*4 > winoMaxWeights {
-		kb = max(32, winoMaxWeights/(npos*s.C*4)/32*32)
-		flipped = false
-	}
-	if !forward && !flipped || (s.OC+kb-1)/kb > winoUse().maxPasses {
-		return false
+		return true
 	}
 	w := src.w
 	var tu []float32 // F(2×2)'s data gradient: the forward U of w, [16][OC][C]
 	switch {
 	case flipped && m == 2:
 		tu = getBuf(16 * s.OC * s.C)
-		vec := winoUse().vec
+		vec := wk.vec
 		winoWeights(2, src.w, s.OC, s.C, s.C/vec, tu, func(vi int) (int, int, int) { return vi * vec, s.OC * s.C * 4, s.C * 4 })
 		defer putBuf(tu)
 	case flipped: // F(4×4)'s: the flipped, transposed weights as HWIO
@@ -172,6 +163,67 @@ func winoConv(s ConvShape, src weightSource, ep *convEpilogue, x, y []float32) b
 		p.run(x, y)
 	}
 	return true
+}
+
+// winoForward returns how the Winograd path computes s with weights
+// src: in m×m tiles, in passes over kb output channels, from weights
+// flipped and transposed (the data gradient) or not; ok is false where
+// it declines.
+func winoForward(s ConvShape, src weightSource) (m, kb int, flipped, ok bool) {
+	if !winoApplies(s) {
+		return 0, 0, false, false
+	}
+	m = winoTile(s)
+	npos := (m + 2) * (m + 2)
+	forward := src.SKW == 3 && !src.transposed
+	flipped = src.SKW == 3 && src.transposed
+	for t := range 3 {
+		for u := range 3 {
+			st, su := src.tap(t, u)
+			forward = forward && st == t && su == u
+			flipped = flipped && st == 2-t && su == 2-u
+		}
+	}
+	// Weights over winoMaxWeights: passes over blocks of output channels,
+	// forward only (the data gradient's transposition is not worth it
+	// there) and at most the level's maxPasses.
+	kb = s.OC
+	if npos*s.C*s.OC*4 > winoMaxWeights {
+		kb = max(32, winoMaxWeights/(npos*s.C*4)/32*32)
+		flipped = false
+	}
+	if !forward && !flipped || (s.OC+kb-1)/kb > winoUse().maxPasses {
+		return 0, 0, false, false
+	}
+	return m, kb, flipped, true
+}
+
+// winoPacked is a forward convolution's weights transformed once for the
+// Winograd path (inference: PackConv), one buffer per pass: at batch 1,
+// transforming them on every call took longer than the products
+// themselves.
+type winoPacked struct {
+	wk    *winoKernels // the level it was made for
+	m, kb int          // the tiling
+	u     [][]float32
+}
+
+// packWino transforms w for the forward convolutions of shape s, or
+// returns nil where the Winograd path declines s.
+func packWino(s ConvShape, w []float32) *winoPacked {
+	src := weightSource{w: w, SKW: s.KW, A: s.C, B: s.OC, tap: func(t, u int) (int, int) { return t, u }}
+	m, kb, _, ok := winoForward(s, src)
+	if !ok {
+		return nil
+	}
+	pre := &winoPacked{wk: winoUse(), m: m, kb: kb}
+	for k0 := 0; k0 < s.OC; k0 += kb {
+		p := newWinoPlan(s, nil, k0, min(kb, s.OC-k0), m)
+		p.transformWeights(w, nil)
+		pre.u = append(pre.u, append([]float32(nil), p.u[:p.npos*s.C*p.K]...))
+		putBuf(p.u)
+	}
+	return pre
 }
 
 // winoGradTile returns the side of the tiles in which the weight gradient
@@ -259,6 +311,7 @@ type winoPlan struct {
 	k              *kernelSet
 	blocks         []ocBlock
 	u              []float32 // transformed weights, per block [npos][C][nb]
+	lent           bool      // u belongs to a winoPacked: run leaves it alone
 	ep             *convEpilogue
 }
 
@@ -396,7 +449,9 @@ func (p *winoPlan) run(x, y []float32) {
 			putBuf(part)
 		}
 	})
-	putBuf(p.u)
+	if !p.lent {
+		putBuf(p.u)
+	}
 }
 
 // transformOutput stores rows of tiles from tile row tr of image n, their

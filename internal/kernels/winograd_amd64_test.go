@@ -94,13 +94,13 @@ func testWinograd(t *testing.T, four bool) {
 		convForwardRef(s, kt.F64(x), kt.F64(w), ref)
 
 		y := make([]float32, n)
-		if !winoConv(s, src, nil, x, y) {
+		if !winoConv(s, src, nil, x, y, nil) {
 			t.Fatalf("%s: the Winograd path declined", name)
 		}
 		kt.CloseTo(t, name+" forward", y, kt.F32(ref))
 
 		ep := &convEpilogue{scale: scale, shift: shift, skip: skip, floor: 0}
-		if !winoConv(s, src, ep, x, y) {
+		if !winoConv(s, src, ep, x, y, nil) {
 			t.Fatalf("%s: the Winograd path declined", name)
 		}
 		want := make([]float32, n)
@@ -223,4 +223,47 @@ func nonFinite(want []float64) int {
 		}
 	}
 	return n
+}
+
+// TestPackConvTransformsWinogradWeights checks that PackConv transforms
+// the weights of a Winograd shape once, in the passes the path takes, and
+// that ConvForwardPacked reads them (zeroing them zeroes the output) where
+// ConvForward transforms its own; TestConvForwardPackedEqualsUnpacked
+// checks that both give the same outputs bit for bit.
+func TestPackConvTransformsWinogradWeights(t *testing.T) {
+	r := rand.New(rand.NewPCG(31, 32))
+	for _, tc := range winoCases() {
+		t.Run(fmt.Sprintf("%v/F4x4=%v", tc.l, tc.four), func(t *testing.T) {
+			prev, prevW, prev4 := SetLevel(tc.l), winograd, winograd4
+			winograd, winograd4 = true, tc.four
+			defer func() { SetLevel(prev); winograd, winograd4 = prevW, prev4 }()
+			for _, s := range []ConvShape{
+				{N: 1, H: 8, W: 8, C: 64, OC: 64},
+				{N: 1, H: 7, W: 6, C: 160, OC: 176}, // two passes
+			} {
+				s.KH, s.KW, s.SH, s.SW, s.DH, s.DW, s.PT, s.PL, s.PB, s.PR = 3, 3, 1, 1, 1, 1, 1, 1, 1, 1
+				w := kt.RandF32(r, 9*s.C*s.OC)
+				x := kt.RandF32(r, s.N*s.H*s.W*s.C)
+				pw := PackConv(s, w)
+				if pw == nil || pw.wino == nil {
+					t.Fatalf("%+v: no transformed weights in %+v", s, pw)
+				}
+				m, kb, _, _ := winoForward(s, weightSource{w: w, SKW: 3, A: s.C, B: s.OC, tap: func(t, u int) (int, int) { return t, u }})
+				if pw.wino.m != m || pw.wino.kb != kb || len(pw.wino.u) != (s.OC+kb-1)/kb {
+					t.Fatalf("%+v: packed in %d passes of %d channels, tiles of %d; the path takes %d channels in tiles of %d",
+						s, len(pw.wino.u), pw.wino.kb, pw.wino.m, kb, m)
+				}
+				for _, u := range pw.wino.u {
+					clear(u)
+				}
+				y := make([]float32, s.N*s.OH()*s.OW()*s.OC)
+				ConvForwardPacked(s, x, w, pw, y, ConvEpilogue[float32]{})
+				for i, v := range y {
+					if v != 0 {
+						t.Fatalf("%+v: output %d is %g from zeroed transformed weights: they were not used", s, i, v)
+					}
+				}
+			}
+		})
+	}
 }

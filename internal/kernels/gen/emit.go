@@ -34,6 +34,14 @@ func (e *emitter) decl(name, args string, frame int) {
 	e.textf("\n// func %s(%s)\nTEXT ·%s(SB), NOSPLIT, $0-%d\n", name, args, name, frame)
 }
 
+// declLocals declares an assembly function like decl, with a frame of
+// locals bytes of its own (at 0(SP) to locals−1(SP)); the assembler then
+// adds the stack check that NOSPLIT would leave out.
+func (e *emitter) declLocals(name, args string, frame, locals int) {
+	e.gof("\n//go:noescape\nfunc %s(%s)\n", name, args)
+	e.textf("\n// func %s(%s)\nTEXT ·%s(SB), $%d-%d\n", name, args, name, locals, frame)
+}
+
 // acc names accumulator register (pixel p, vector v) of a tile nv vectors
 // wide.
 func acc(is isa, p, v, nv int) string { return fmt.Sprintf("%s%d", is.reg, p*nv+v) }

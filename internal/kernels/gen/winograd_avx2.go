@@ -230,18 +230,20 @@ func (v vecOps) winoOut(name string, n, m int, skip bool, t1 func(m []string) []
 
 // winoWeights writes a weight transform (winoWeights512's or
 // winoWeights4_512's signature) into n×n positions: the three columns of
-// taps through t1 into the positions' first three columns, then each row
-// of those through t1 into the whole row, in place. t1 reads three
-// vectors (Y0..2) and writes n (Y3..).
+// taps through t1 into an n×3 scratch on the stack, then each of its rows
+// through t1 into a row of positions. t1 reads three vectors (Y0..2) and
+// writes n (Y3..). (The positions of a weight are often 4 KB apart, so
+// reading back a first pass stored in them, as the other transforms do,
+// stalled on 4K aliasing: ResNet-20 at batch 1 spent 83% of its time here.)
 func (v vecOps) winoWeights(name string, n int, t1 func(g, o []string)) {
 	e, l := v.e, name
 	args, frame := "src unsafe.Pointer, ts int, dst unsafe.Pointer, ps, n, ss, ds int", 56
 	if n == 4 {
 		args, frame = args+", half float32", 60
 	}
-	e.decl(name, args, frame)
-	// R9 = 3·ts, R14 = n·ps.
-	e.textf("\tMOVQ src+0(FP), SI\n\tMOVQ ts+8(FP), R8\n\tLEAQ (R8)(R8*2), R9\n\tMOVQ dst+16(FP), DI\n\tMOVQ ps+24(FP), R11\n\tIMUL3Q $%d, R11, R14\n\tMOVQ n+32(FP), CX\n", n)
+	e.declLocals(name, args, frame, n*3*32)
+	// R9 = 3·ts.
+	e.text("\tMOVQ src+0(FP), SI\n\tMOVQ ts+8(FP), R8\n\tLEAQ (R8)(R8*2), R9\n\tMOVQ dst+16(FP), DI\n\tMOVQ ps+24(FP), R11\n\tMOVQ n+32(FP), CX\n")
 	if n == 4 {
 		e.op("VBROADCASTSS half+56(FP), Y15")
 	}
@@ -254,24 +256,17 @@ func (v vecOps) winoWeights(name string, n int, t1 func(g, o []string)) {
 		}
 		e.op("VMOVUPS (AX), %s\n\tVMOVUPS (AX)(R9*1), %s\n\tVMOVUPS (AX)(R9*2), %s", g[0], g[1], g[2])
 		t1(g, o)
-		v.column("DX", "DI", u)
 		for r := 0; r < n; r++ {
-			e.op("VMOVUPS %s, (DX)", o[r])
-			if r < n-1 {
-				e.op("ADDQ R14, DX")
-			}
+			e.op("VMOVUPS %s, %d(SP)", o[r], (3*r+u)*32)
 		}
 	}
+	e.op("MOVQ DI, DX")
 	for r := 0; r < n; r++ {
-		e.op("MOVQ DI, DX")
-		for k := 0; k < r; k++ {
-			e.op("ADDQ R14, DX")
-		}
-		e.op("VMOVUPS (DX), %s\n\tVMOVUPS (DX)(R11*1), %s\n\tVMOVUPS (DX)(R11*2), %s", g[0], g[1], g[2])
+		e.op("VMOVUPS %d(SP), %s\n\tVMOVUPS %d(SP), %s\n\tVMOVUPS %d(SP), %s", 3*r*32, g[0], (3*r+1)*32, g[1], (3*r+2)*32, g[2])
 		t1(g, o)
 		for j := 0; j < n; j++ {
 			e.op("VMOVUPS %s, (DX)", o[j])
-			if j < n-1 {
+			if r < n-1 || j < n-1 {
 				e.op("ADDQ R11, DX")
 			}
 		}
