@@ -19,7 +19,7 @@ if [[ -z $bin ]]; then
 fi
 (cd "$root" && go build -o "$tmp/serveload" ./bench/serveload)
 "$bin" bench resnet50-infer --runs 5 2>&1 | tail -1
-"$bin" serve --model resnet50="$ckpt" --max-batch 8 --max-delay 5ms --grpc-addr "" >"$tmp/server.log" 2>&1 &
+"$bin" serve --model resnet50="$ckpt" --max-batch 8 --grpc-addr "" >"$tmp/server.log" 2>&1 &
 server=$!
 ready=0
 for _ in $(seq 1 120); do curl -sf 127.0.0.1:8080/v2/health/ready >/dev/null && ready=1 && break; sleep 1; done

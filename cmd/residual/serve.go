@@ -30,7 +30,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	grpcAddr := fs.String("grpc-addr", "127.0.0.1:8081", "gRPC address (empty: no gRPC)")
 	var cfg serve.Config
 	fs.IntVar(&cfg.MaxBatch, "max-batch", 8, "images per batch at most")
-	fs.DurationVar(&cfg.MaxDelay, "max-delay", 2e6, "how long a batch that forms while the model is busy waits for more requests (0: never); a request that finds the model idle runs at once")
+	fs.DurationVar(&cfg.MaxDelay, "max-delay", 0, "how long a batch that forms while the model is busy waits for more requests (0: never, run what is queued); a request that finds the model idle runs at once")
 	fs.IntVar(&cfg.MaxQueue, "max-queue", 256, "requests waiting per model at most (more get 429)")
 	fs.IntVar(&cfg.Instances, "instances", 1, "batches run at once per model")
 	fs.Int64Var(&cfg.MaxBodyBytes, "max-body", 32<<20, "request body bytes at most")
@@ -48,9 +48,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var h slog.Handler = slog.NewTextHandler(stderr, nil)
 	if *logJSON {
 		h = slog.NewJSONHandler(stderr, nil)
-	}
-	if cfg.MaxDelay == 0 { // serve.Config's zero takes the default; the flag's means none
-		cfg.MaxDelay = -1
 	}
 	cfg.Logger = slog.New(h)
 	cfg.Repository = *repo
