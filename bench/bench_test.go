@@ -90,3 +90,25 @@ func TestBF16Workloads(t *testing.T) {
 		t.Errorf("peak-bf16 on a CPU with AVX512-BF16 %v: %+v, %v", kernels.HasBF16(), r, err)
 	}
 }
+
+// BenchmarkInferBatch1 times one image through the inference workloads'
+// networks (CIFAR ResNet-20 at 32×32, ResNet-50 at 224×224): the latency a
+// server's lone request pays for compute. Compare RESIDUAL_WINOGRAD=0 or
+// GOMAXPROCS=1 beside it, alternated.
+func BenchmarkInferBatch1(b *testing.B) {
+	for _, name := range []string{"cifar20-infer", "resnet50-infer"} {
+		w := workloads[name]
+		w.batch = 1
+		b.Run(w.model, func(b *testing.B) {
+			step, _, err := w.prepare()
+			if err != nil {
+				b.Fatal(err)
+			}
+			step()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				step()
+			}
+		})
+	}
+}
