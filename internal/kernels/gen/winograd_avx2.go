@@ -12,12 +12,12 @@ import "math"
 //
 // AVX2 has 16 vector registers, too few to hold a transformed tile (16 or
 // 36 vectors) the way the AVX-512 kernels do, so each 2-D transform runs
-// as two passes of its 1-D transform, the first storing its results where
-// the second reads them: in the destination (the input, weight and
-// output-gradient transforms), or in the products being transformed
-// (the output transforms and the weight gradient's transform back, whose
-// products are scratch that nothing reads afterwards). Each pass's
-// vectors stay in L1.
+// as two passes of its 1-D transform, the first storing its results in a
+// scratch on the stack that the second reads (the weight gradient's
+// transform back: in the products being transformed, scratch that nothing
+// reads afterwards). The destination's positions are often a multiple of
+// 4 KB apart, so a first pass stored there and read back stalls on 4K
+// aliasing; the stack's scratch is contiguous and stays in L1.
 func genWinogradAVX2(e *emitter) {
 	v := ymmOps(e)
 	e.text("\n")
@@ -109,16 +109,16 @@ func (v vecOps) winoIn(name string, n int, t1 func(d, t []string)) {
 // winoTiles writes a transform of tiles of m×m pixels, the tile t at src +
 // t·step·cs (rows rs bytes apart, pixels cs), into n×n positions (ps bytes
 // apart, the tile's at dst + t·c·4): each of the tile's rows through t1
-// into a row of positions, then each column of those (its first m rows)
-// through t1 into the whole column, in place. t1 reads m vectors (Y0..)
+// into a row of an n×m stack scratch, then each column of that through
+// t1 into a column of positions. t1 reads m vectors (Y0..)
 // and writes n (from Y4 or Ym). src and c name the first and last
 // arguments (winoIn512's or winoGrad512's names).
 func (v vecOps) winoTiles(name, src, c string, m, n, step int, t1 func(d, t []string)) {
 	e, l := v.e, name
-	e.decl(name, src+" unsafe.Pointer, rs, cs int, dst unsafe.Pointer, ps, tiles, "+c+" int", 56)
+	e.declLocals(name, src+" unsafe.Pointer, rs, cs int, dst unsafe.Pointer, ps, tiles, "+c+" int", 56, m*n*32)
 	// R8 = 5·cs, R10 = 3·cs, R14 = n·ps; Y15 = 0.
 	e.textf("\tMOVQ %s+0(FP), SI\n\tMOVQ cs+16(FP), R9\n\tLEAQ (R9)(R9*4), R8\n\tLEAQ (R9)(R9*2), R10\n\tMOVQ dst+24(FP), DI\n\tMOVQ ps+32(FP), R11\n\tIMUL3Q $%d, R11, R14\n\tMOVQ tiles+40(FP), BX\n\tVXORPS Y15, Y15, Y15\n", src, n)
-	e.textf("%s_tile:\n\tTESTQ BX, BX\n\tJZ %s_done\n\tMOVQ SI, R12\n\tMOVQ DI, R13\n\tMOVQ %s+48(FP), CX\n\tSHRQ $3, CX\n%s_cv:\n\tMOVQ R12, AX\n\tMOVQ R13, DX\n", l, l, c, l)
+	e.textf("%s_tile:\n\tTESTQ BX, BX\n\tJZ %s_done\n\tMOVQ SI, R12\n\tMOVQ DI, R13\n\tMOVQ %s+48(FP), CX\n\tSHRQ $3, CX\n%s_cv:\n\tMOVQ R12, AX\n", l, l, c, l)
 	d, t := v.regs(0, m), v.regs(max(m, 4), n)
 	for i := 0; i < m; i++ {
 		for j, a := range []string{"(AX)", "(AX)(R9*1)", "(AX)(R9*2)", "(AX)(R10*1)", "(AX)(R9*4)", "(AX)(R8*1)"}[:m] {
@@ -127,20 +127,15 @@ func (v vecOps) winoTiles(name, src, c string, m, n, step int, t1 func(d, t []st
 		e.op("ADDQ rs+8(FP), AX")
 		t1(d, t)
 		for j := 0; j < n; j++ {
-			e.op("VMOVUPS %s, (DX)", t[j])
-			e.op("ADDQ R11, DX")
+			e.op("VMOVUPS %s, %d(SP)", t[j], (i*n+j)*32)
 		}
 	}
 	for j := 0; j < n; j++ {
-		v.column("DX", "R13", j)
-		e.op("MOVQ DX, AX")
 		for i := 0; i < m; i++ {
-			e.op("VMOVUPS (AX), %s", d[i])
-			if i < m-1 {
-				e.op("ADDQ R14, AX")
-			}
+			e.op("VMOVUPS %d(SP), %s", (i*n+j)*32, d[i])
 		}
 		t1(d, t)
+		v.column("DX", "R13", j)
 		for i := 0; i < n; i++ {
 			e.op("VMOVUPS %s, (DX)", t[i])
 			if i < n-1 {
@@ -162,13 +157,13 @@ func (v vecOps) column(reg, base string, j int) {
 
 // winoOut writes an output transform (winoOut512's signature) from n×n
 // positions to m×m outputs: the columns of the positions through t1 into
-// their first m rows, in place, then those rows through t1 into outputs,
+// an m×n stack scratch, then its rows through t1 into outputs,
 // each through the epilogue (scale Y13, shift Y14, floor Y15) and, with
 // skip, the skip's value. t1 reads n vectors (Y0..), which it may
 // overwrite, and returns the m registers of its results (among Y0..Y9).
 func (v vecOps) winoOut(name string, n, m int, skip bool, t1 func(m []string) []string) {
 	e, l := v.e, name
-	e.decl(name, "m unsafe.Pointer, ps int, y unsafe.Pointer, rs, cs, tiles, k int, scale, shift unsafe.Pointer, skipDelta int, floor float32", 84)
+	e.declLocals(name, "m unsafe.Pointer, ps int, y unsafe.Pointer, rs, cs, tiles, k int, scale, shift unsafe.Pointer, skipDelta int, floor float32", 84, m*n*32)
 	e.text("\tMOVQ m+0(FP), SI\n\tMOVQ ps+8(FP), R11\n\tMOVQ y+16(FP), DI\n\tMOVQ rs+24(FP), R8\n\tMOVQ cs+32(FP), R9\n\tLEAQ (R9)(R9*2), R14\n\tMOVQ tiles+40(FP), BX\n\tVBROADCASTSS floor+80(FP), Y15\n")
 	e.textf("%s_tile:\n\tTESTQ BX, BX\n\tJZ %s_done\n\tMOVQ SI, R12\n\tMOVQ DI, R13\n\tXORQ R10, R10\n\tMOVQ k+48(FP), CX\n\tSHRQ $3, CX\n%s_cv:\n", l, l, l)
 	in := v.regs(0, n)
@@ -183,25 +178,14 @@ func (v vecOps) winoOut(name string, n, m int, skip bool, t1 func(m []string) []
 			}
 		}
 		out := t1(in)
-		v.column("AX", "R12", j)
 		for i, r := range out {
-			e.op("VMOVUPS %s, (AX)", r)
-			if i < m-1 {
-				e.op("ADDQ DX, AX")
-			}
+			e.op("VMOVUPS %s, %d(SP)", r, (i*n+j)*32)
 		}
 	}
 	e.text("\tMOVQ scale+56(FP), AX\n\tVMOVUPS (AX)(R10*1), Y13\n\tMOVQ shift+64(FP), AX\n\tVMOVUPS (AX)(R10*1), Y14\n")
 	for i := 0; i < m; i++ {
-		e.op("MOVQ R12, AX")
-		for k := 0; k < i; k++ {
-			e.op("ADDQ DX, AX")
-		}
 		for j := 0; j < n; j++ {
-			e.op("VMOVUPS (AX), %s", in[j])
-			if j < n-1 {
-				e.op("ADDQ R11, AX")
-			}
+			e.op("VMOVUPS %d(SP), %s", (i*n+j)*32, in[j])
 		}
 		out := t1(in)
 		// DX: output row i; AX: its skip.
@@ -222,7 +206,6 @@ func (v vecOps) winoOut(name string, n, m int, skip bool, t1 func(m []string) []
 			e.op("VMAXPS %s, Y15, %s", y, y)
 			e.op("VMOVUPS %s, (DX)%s", y, idx)
 		}
-		e.op("IMUL3Q $%d, R11, DX", n)
 	}
 	e.textf("\tADDQ $32, R12\n\tADDQ $32, R13\n\tADDQ $32, R10\n\tDECQ CX\n\tJNZ %s_cv\n", l)
 	e.textf("\tMOVQ k+48(FP), AX\n\tSHLQ $2, AX\n\tADDQ AX, SI\n\tLEAQ (DI)(R9*%d), DI\n\tDECQ BX\n\tJMP %s_tile\n%s_done:\n\tVZEROUPPER\n\tRET\n", m, l, l)
@@ -232,9 +215,9 @@ func (v vecOps) winoOut(name string, n, m int, skip bool, t1 func(m []string) []
 // winoWeights4_512's signature) into n×n positions: the three columns of
 // taps through t1 into an n×3 scratch on the stack, then each of its rows
 // through t1 into a row of positions. t1 reads three vectors (Y0..2) and
-// writes n (Y3..). (The positions of a weight are often 4 KB apart, so
-// reading back a first pass stored in them, as the other transforms do,
-// stalled on 4K aliasing: ResNet-20 at batch 1 spent 83% of its time here.)
+// writes n (Y3..). (A first pass stored in the positions, 4 KB apart,
+// and read back stalled on 4K aliasing: ResNet-20 at batch 1 spent 83%
+// of its time here.)
 func (v vecOps) winoWeights(name string, n int, t1 func(g, o []string)) {
 	e, l := v.e, name
 	args, frame := "src unsafe.Pointer, ts int, dst unsafe.Pointer, ps, n, ss, ds int", 56
