@@ -18,7 +18,10 @@ import (
 // Over channels the element-wise product becomes 16 matrix products, one per
 // position of the 4×4 transformed tile, [tiles × C]·[C × K] (winoGemm, a
 // generated kernel that runs a tile group through all 16), between an
-// input transform and an output transform (winoIn512, winoOut512). A convolution of C→K channels thus does 16/36 of
+// input transform and an output transform (winoIn512, winoOut512, and
+// winoInAVX2, winoOutAVX2 at AVX2, which compute the same transforms in two
+// passes of the 1-D one, in another order of operations; the tests hold
+// both levels to one bound). A convolution of C→K channels thus does 16/36 of
 // the direct kernels' FMAs, plus transforms linear in C + K; in float32 its
 // rounding error is within the tests' tolerance of the direct sums (the
 // transforms' coefficients are 0, ±1 and ±½).
