@@ -7,10 +7,11 @@
 // A Server holds models (Backend values, loaded by an Opener from files
 // or added directly), each with its own batching queue. Requests of one
 // model that wait while it is busy are run together, in batches of at most
-// Config.MaxBatch images (a batch waits up to Config.MaxDelay for more;
-// a request that finds the model idle runs at once); a request whose
-// deadline cannot be met given the
-// queue and the measured compute time per image is refused at once (HTTP
+// Config.MaxBatch images (what queued while one batch ran forms the next,
+// which may wait up to Config.MaxDelay for more, none by default; a request
+// that finds the model idle runs at once); a request whose deadline cannot
+// be met given the queue and the measured compute time per image is
+// refused at once (HTTP
 // 429, gRPC RESOURCE_EXHAUSTED) rather than left to time out in the queue.
 // Every input is bounded (package limits, Config.MaxBodyBytes) and checked
 // before it is decoded; a panic in a model answers its requests with 500
