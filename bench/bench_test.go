@@ -14,19 +14,22 @@ func BenchmarkStep(b *testing.B) {
 		if _, ok := workloads[name]; !ok {
 			continue // conv3x3 and peak (and their bf16 versions) are not steps
 		}
-		b.Run(name, func(b *testing.B) {
-			step, _, err := workloads[name].prepare()
-			if err != nil {
-				b.Fatal(err)
-			}
-			step()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				step()
-			}
-			b.ReportMetric(float64(workloads[name].batch*b.N)/b.Elapsed().Seconds(), "img/s")
-		})
+		b.Run(name, func(b *testing.B) { runStep(b, workloads[name]) })
 	}
+}
+
+// runStep times w's step after one untimed run, and reports images/s.
+func runStep(b *testing.B, w workload) {
+	step, _, err := w.prepare()
+	if err != nil {
+		b.Fatal(err)
+	}
+	step()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		step()
+	}
+	b.ReportMetric(float64(w.batch*b.N)/b.Elapsed().Seconds(), "img/s")
 }
 
 func TestRunAll(t *testing.T) {
@@ -99,16 +102,6 @@ func BenchmarkInferBatch1(b *testing.B) {
 	for _, name := range []string{"cifar20-infer", "resnet50-infer"} {
 		w := workloads[name]
 		w.batch = 1
-		b.Run(w.model, func(b *testing.B) {
-			step, _, err := w.prepare()
-			if err != nil {
-				b.Fatal(err)
-			}
-			step()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				step()
-			}
-		})
+		b.Run(w.model, func(b *testing.B) { runStep(b, w) })
 	}
 }

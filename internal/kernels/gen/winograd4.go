@@ -1,23 +1,13 @@
 package main
 
 import (
-	"fmt"
 	"math"
 	"strings"
 )
 
 // winoK4 is the constant table of the F(4×4, 3×3) kernels (wk4<> in the
-// assembly), read through embedded broadcasts: winoK4At(v) is its address.
+// AVX-512 assembly, wk4y<> in the AVX2), read through vecOps.k.
 var winoK4 = []float32{4, -5, -4, 2, -2, 8, 1.0 / 4, -1.0 / 6, 1.0 / 24, 1.0 / 12, -1.0 / 12, 1.0 / 6}
-
-func winoK4At(v float32) string {
-	for i, k := range winoK4 {
-		if k == v {
-			return fmt.Sprintf("wk4<>+%d(SB)", 4*i)
-		}
-	}
-	panic(fmt.Sprint("no constant ", v))
-}
 
 // genWinograd4 writes the transforms of Winograd's F(4×4, 3×3) (Lavin and
 // Gray's points 0, ±1, ±2, ∞): winoIn4_512, winoOut4_512,
@@ -34,7 +24,6 @@ func genWinograd4(e *emitter) {
 	}
 	e.op("GLOBL wk4<>(SB), RODATA|NOPTR, $%d", 4*len(winoK4))
 	vo := zmmOps(e)
-	bt := func(d, t [6]string, a, b string) { vo.bt4(d, t, a, b) }
 	regs := func(base int) (r [6]string) {
 		for i := range r {
 			r[i] = z(base + i)
@@ -54,7 +43,7 @@ func genWinograd4(e *emitter) {
 			e.op("VMOVUPS %s, %s", a, d[j])
 		}
 		e.op("ADDQ rs+8(FP), AX")
-		bt(d, regs(6), "Z12", "Z13")
+		vo.bt4(d, regs(6), "Z12", "Z13")
 		for j := 0; j < 6; j++ {
 			e.op("VMOVUPS %s, (DX)", z(6+j))
 			e.op("ADDQ R11, DX")
@@ -72,7 +61,7 @@ func genWinograd4(e *emitter) {
 				e.op("ADDQ R14, AX")
 			}
 		}
-		bt(regs(0), regs(6), "Z12", "Z13")
+		vo.bt4(regs(0), regs(6), "Z12", "Z13")
 		for i := 0; i < 6; i++ {
 			e.op("VMOVUPS %s, (DX)", z(6+i))
 			if i < 5 {
@@ -115,27 +104,17 @@ func genWinograd4(e *emitter) {
 			e.op("VADDPS %s, %s, %s", S(2, j), S(0, j), S(0, j))
 			e.op("VADDPS %s, %s, %s", t[0], S(0, j), S(0, j))
 			e.op("VADDPS %s, %s, %s", S(1, j), S(3, j), S(3, j))
-			e.op("VFMADD231PS.BCST %s, %s, %s", winoK4At(8), t[1], S(3, j))
-			e.op("VFMADD231PS.BCST %s, %s, %s", winoK4At(2), t[1], S(1, j))
-			e.op("VFMADD231PS.BCST %s, %s, %s", winoK4At(4), t[0], S(2, j))
+			vo.fma(8, t[1], S(3, j))
+			vo.fma(2, t[1], S(1, j))
+			vo.fma(4, t[0], S(2, j))
 		}
 		e.text("\tMOVQ scale+56(FP), AX\n\tVMOVUPS (AX)(R10*1), Z28\n\tMOVQ shift+64(FP), AX\n\tVMOVUPS (AX)(R10*1), Z29\n\tMOVQ R13, AX\n")
 		for i := 0; i < 4; i++ {
 			if withSkip { // DX: the skip's row
 				e.op("MOVQ skipDelta+72(FP), DX\n\tADDQ AX, DX")
 			}
-			a := func(j int) string { return S(i, j) }
-			e.op("VADDPS %s, %s, %s", a(2), a(1), t[0]) // p
-			e.op("VSUBPS %s, %s, %s", a(2), a(1), t[1]) // q
-			e.op("VADDPS %s, %s, %s", a(4), a(3), t[2]) // r
-			e.op("VSUBPS %s, %s, %s", a(4), a(3), t[3]) // w
-			e.op("VADDPS %s, %s, %s", t[0], a(0), a(0))
-			e.op("VADDPS %s, %s, %s", t[2], a(0), a(0))
-			e.op("VADDPS %s, %s, %s", t[1], a(5), a(5))
-			e.op("VFMADD231PS.BCST %s, %s, %s", winoK4At(8), t[3], a(5))
-			e.op("VFMADD231PS.BCST %s, %s, %s", winoK4At(2), t[3], t[1])
-			e.op("VFMADD231PS.BCST %s, %s, %s", winoK4At(4), t[2], t[0])
-			for o, y := range []string{a(0), t[1], t[0], a(5)} {
+			row := []string{S(i, 0), S(i, 1), S(i, 2), S(i, 3), S(i, 4), S(i, 5)}
+			for o, y := range vo.aT4(row, t[:]) {
 				addr := []string{"(AX)", "(AX)(R9*1)", "(AX)(R9*2)", "(AX)(R14*1)"}[o]
 				e.op("VFMADD213PS Z29, Z28, %s", y)
 				if withSkip {
@@ -152,7 +131,6 @@ func genWinograd4(e *emitter) {
 	}
 
 	// Weight transform: U = G·g·Gᵀ.
-	gg := func(g0, g1, g2 string, o6 [6]string, tmp string) { vo.gg4(g0, g1, g2, o6, tmp) }
 	e.decl("winoWeights4_512", "src unsafe.Pointer, ts int, dst unsafe.Pointer, ps, n, ss, ds int", 56)
 	e.text("\tMOVQ src+0(FP), SI\n\tMOVQ ts+8(FP), R8\n\tMOVQ dst+16(FP), DI\n\tMOVQ ps+24(FP), R11\n\tMOVQ n+32(FP), CX\n\tTESTQ CX, CX\n\tJZ ww4_done\nww4_loop:\n\tMOVQ SI, AX\n")
 	for tap := 0; tap < 9; tap++ {
@@ -167,11 +145,11 @@ func genWinograd4(e *emitter) {
 		for r := range o {
 			o[r] = z(9 + 3*r + u)
 		}
-		gg(z(u), z(3+u), z(6+u), o, "Z27")
+		vo.gg4(z(u), z(3+u), z(6+u), o, "Z27")
 	}
 	e.op("MOVQ DI, DX")
 	for r := 0; r < 6; r++ {
-		gg(z(9+3*r), z(10+3*r), z(11+3*r), regs(0), "Z6")
+		vo.gg4(z(9+3*r), z(10+3*r), z(11+3*r), regs(0), "Z6")
 		for j := 0; j < 6; j++ {
 			e.op("VMOVUPS %s, (DX)", z(j))
 			if r < 5 || j < 5 {
@@ -190,7 +168,6 @@ func genWinograd4(e *emitter) {
 // advancing 64 bytes a vector.
 func genWinoGrad4(e *emitter) {
 	vo := zmmOps(e)
-	at := func(gv [4]string, o6 [6]string, t1, t2 string) { vo.at4(gv, o6, t1, t2) }
 	// Rows: h[i][0..5] in Z(6i+j) from dY's row i (Z24..27); then columns
 	// j: Z0..5 of (h[0..3][j]) stored at positions 6p+j.
 	e.decl("winoGrad4_512", "dy unsafe.Pointer, rs, cs int, dst unsafe.Pointer, ps, tiles, k int", 56)
@@ -207,7 +184,7 @@ func genWinoGrad4(e *emitter) {
 		for j := range o {
 			o[j] = z(6*i + j)
 		}
-		at([4]string{"Z24", "Z25", "Z26", "Z27"}, o, "Z28", "Z29")
+		vo.at4([4]string{"Z24", "Z25", "Z26", "Z27"}, o, "Z28", "Z29")
 	}
 	for j := 0; j < 6; j++ {
 		e.op("MOVQ R13, DX")
@@ -215,7 +192,7 @@ func genWinoGrad4(e *emitter) {
 			e.op("ADDQ R11, DX")
 		}
 		o := [6]string{"Z24", "Z25", "Z26", "Z27", "Z30", "Z31"}
-		at([4]string{z(j), z(6 + j), z(12 + j), z(18 + j)}, o, "Z28", "Z29")
+		vo.at4([4]string{z(j), z(6 + j), z(12 + j), z(18 + j)}, o, "Z28", "Z29")
 		for p := 0; p < 6; p++ {
 			e.op("VMOVUPS %s, (DX)", o[p])
 			if p < 5 {
@@ -226,7 +203,6 @@ func genWinoGrad4(e *emitter) {
 	e.text("\tADDQ $64, R12\n\tADDQ $64, R13\n\tDECQ CX\n\tJNZ wg4_cv\n")
 	e.text("\tLEAQ (SI)(R9*4), SI\n\tMOVQ k+48(FP), AX\n\tSHLQ $2, AX\n\tADDQ AX, DI\n\tDECQ BX\n\tJMP wg4_tile\nwg4_done:\n\tVZEROUPPER\n\tRET\n")
 
-	gt := func(m [6]string, o3 [3]string, t1, t2 string) { vo.gt4(m, o3, t1, t2) }
 	// Columns j: h[0..2][j] in Z(3j+r) (Z0..17) from M's column (Z18..23);
 	// then rows r: dw[r][0..2] (Z24..26) from h[r][0..5].
 	e.decl("winoGradOut4_512", "src unsafe.Pointer, ps int, dst unsafe.Pointer, ts, n int", 40)
@@ -244,7 +220,7 @@ func genWinoGrad4(e *emitter) {
 				e.op("ADDQ R14, AX")
 			}
 		}
-		gt(m, [3]string{z(3 * j), z(3*j + 1), z(3*j + 2)}, "Z24", "Z25")
+		vo.gt4(m, [3]string{z(3 * j), z(3*j + 1), z(3*j + 2)}, "Z24", "Z25")
 	}
 	e.op("MOVQ DI, DX")
 	for r := 0; r < 3; r++ {
@@ -253,7 +229,7 @@ func genWinoGrad4(e *emitter) {
 			h[j] = z(3*j + r)
 		}
 		o := [3]string{"Z26", "Z27", "Z28"}
-		gt(h, o, "Z24", "Z25")
+		vo.gt4(h, o, "Z24", "Z25")
 		for u := 0; u < 3; u++ {
 			e.op("VMOVUPS %s, (DX)", o[u])
 			if r < 2 || u < 2 {

@@ -47,22 +47,8 @@ func genWinogradAVX2(e *emitter) {
 		e.op("VSUBPS %s, %s, %s", m[3], m[1], m[1])
 		return m[:2]
 	}
-	// Aᵀ of F(4×4), over m0..m5 with the temporaries Y6..9:
-	// m0+p+r, q+2w, p+4r, q+8w+m5 for p, q = m1±m2 and r, w = m3±m4.
-	outT4 := func(m []string) []string {
-		t := v.regs(6, 4)
-		e.op("VADDPS %s, %s, %s", m[2], m[1], t[0])
-		e.op("VSUBPS %s, %s, %s", m[2], m[1], t[1])
-		e.op("VADDPS %s, %s, %s", m[4], m[3], t[2])
-		e.op("VSUBPS %s, %s, %s", m[4], m[3], t[3])
-		e.op("VADDPS %s, %s, %s", t[0], m[0], m[0])
-		e.op("VADDPS %s, %s, %s", t[2], m[0], m[0])
-		e.op("VADDPS %s, %s, %s", t[1], m[5], m[5])
-		v.fma(8, t[3], m[5])
-		v.fma(2, t[3], t[1])
-		v.fma(4, t[2], t[0])
-		return []string{m[0], t[1], t[0], m[5]}
-	}
+	// Aᵀ of F(4×4), over m0..m5 with the temporaries Y6..9.
+	outT4 := func(m []string) []string { return v.aT4(m, v.regs(6, 4)) }
 	for _, skip := range []bool{false, true} {
 		s := ""
 		if skip {

@@ -129,3 +129,20 @@ func (v vecOps) gt4(m [6]string, o [3]string, t1, t2 string) {
 	v.mul(1.0/6, t1, o[1])
 	v.fma(1.0/12, t2, o[1])
 }
+
+// aT4 writes Aᵀ·(m0..m5) of F(4×4, 3×3) in place, with the temporaries t
+// (four): m0+p+r, q+2w, p+4r, q+8w+m5 for p, q = m1±m2 and r, w = m3±m4.
+// It returns the four registers of the results: m0, t1, t0, m5.
+func (v vecOps) aT4(m, t []string) []string {
+	v.e.op("VADDPS %s, %s, %s", m[2], m[1], t[0]) // p
+	v.e.op("VSUBPS %s, %s, %s", m[2], m[1], t[1]) // q
+	v.e.op("VADDPS %s, %s, %s", m[4], m[3], t[2]) // r
+	v.e.op("VSUBPS %s, %s, %s", m[4], m[3], t[3]) // w
+	v.e.op("VADDPS %s, %s, %s", t[0], m[0], m[0])
+	v.e.op("VADDPS %s, %s, %s", t[2], m[0], m[0])
+	v.e.op("VADDPS %s, %s, %s", t[1], m[5], m[5])
+	v.fma(8, t[3], m[5])
+	v.fma(2, t[3], t[1])
+	v.fma(4, t[2], t[0])
+	return []string{m[0], t[1], t[0], m[5]}
+}
