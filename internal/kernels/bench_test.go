@@ -13,16 +13,23 @@ func convFLOP(s ConvShape) float64 {
 	return 2 * float64(s.N*s.OH()*s.OW()*s.OC*s.KH*s.KW*s.C)
 }
 
-func benchConv(b *testing.B, s ConvShape, pass string) {
-	x := make([]float32, s.N*s.H*s.W*s.C)
-	w := make([]float32, s.KH*s.KW*s.C*s.OC)
-	y := make([]float32, s.N*s.OH()*s.OW()*s.OC)
+// benchOperands returns an input and weights of shape s filled with a
+// fixed pattern, and an output to write.
+func benchOperands(s ConvShape) (x, w, y []float32) {
+	x = make([]float32, s.N*s.H*s.W*s.C)
+	w = make([]float32, s.KH*s.KW*s.C*s.OC)
+	y = make([]float32, s.N*s.OH()*s.OW()*s.OC)
 	for i := range x {
 		x[i] = float32(i%13) * 0.1
 	}
 	for i := range w {
 		w[i] = float32(i%7) * 0.1
 	}
+	return x, w, y
+}
+
+func benchConv(b *testing.B, s ConvShape, pass string) {
+	x, w, y := benchOperands(s)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		switch pass {

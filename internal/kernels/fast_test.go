@@ -49,6 +49,11 @@ func convShapes(r *rand.Rand) []ConvShape {
 		// with few images and with whole images per goroutine.
 		{N: 2, H: 5, W: 6, C: 192, OC: 192, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 65, H: 3, W: 2, C: 192, OC: 192, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		// Few images (runSegments): a 1×1 GEMM view whose 98 pixels of
+		// 1,024 channels take several segments, the last one short, and
+		// rows in runs of three (a row's input is 60 KB) by channel groups.
+		{N: 2, H: 7, W: 7, C: 1024, OC: 32, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
+		{N: 1, H: 11, W: 40, C: 128, OC: 64, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 	}
 	for i := 0; i < 6; i++ { // random ones
 		k := 1 + 2*r.IntN(3)
@@ -471,6 +476,29 @@ func TestConvForwardPackedEqualsUnpacked(t *testing.T) {
 			if got[j] != want[j] {
 				t.Fatalf("packed for 3×3, run 1×1: output %d: %g, want %g", j, got[j], want[j])
 			}
+		}
+	}
+}
+
+// TestGemmViewIsOneRow checks which plans gemmView turns into a single row
+// of N·H·W pixels: dense 1×1 stride-1 unpadded ones, and no other.
+func TestGemmViewIsOneRow(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		p    convPlan
+		want bool
+	}{
+		{"1x1", convPlan{N: 2, H: 14, W: 14, KH: 1, KW: 1, SH: 1, SW: 1, OH: 14, OW: 14, YH: 14, YW: 14, YSH: 1, YSW: 1}, true},
+		{"1x1 stride 2", convPlan{N: 2, H: 14, W: 14, KH: 1, KW: 1, SH: 2, SW: 2, OH: 7, OW: 7, YH: 7, YW: 7, YSH: 1, YSW: 1}, false},
+		{"3x3", convPlan{N: 2, H: 14, W: 14, KH: 3, KW: 3, SH: 1, SW: 1, OffH: -1, OffW: -1, OH: 14, OW: 14, YH: 14, YW: 14, YSH: 1, YSW: 1}, false},
+		{"1x1 into a strided output (a data-gradient phase)", convPlan{N: 2, H: 7, W: 7, KH: 1, KW: 1, SH: 1, SW: 1, OH: 7, OW: 7, YH: 14, YW: 14, YSH: 2, YSW: 2}, false},
+	} {
+		p := c.p
+		m := p.N * p.H * p.W
+		p.gemmView()
+		got := p.N == 1 && p.H == 1 && p.OH == 1 && p.W == m && p.OW == m && p.YW == m
+		if got != c.want {
+			t.Errorf("%s: one row of %d = %v, want %v (%+v)", c.name, m, got, c.want, p)
 		}
 	}
 }

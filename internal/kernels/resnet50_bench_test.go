@@ -1,0 +1,80 @@
+package kernels
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+)
+
+// resnet50Convs lists the distinct convolutions of torchvision's ResNet-50
+// (v1.5) at 224² for a batch of n, with how often each occurs.
+func resnet50Convs(n int) []struct {
+	name  string
+	s     ConvShape
+	count int
+} {
+	c := func(h, cin, cout, k, stride int) ConvShape {
+		p := k / 2
+		return ConvShape{N: n, H: h, W: h, C: cin, OC: cout, KH: k, KW: k, SH: stride, SW: stride, DH: 1, DW: 1, PT: p, PL: p, PB: p, PR: p}
+	}
+	type e = struct {
+		name  string
+		s     ConvShape
+		count int
+	}
+	return []e{
+		{"stem", c(224, 3, 64, 7, 2), 1},
+		{"l1-1x1-64-64", c(56, 64, 64, 1, 1), 1},
+		{"l1-1x1-256-64", c(56, 256, 64, 1, 1), 2},
+		{"l1-3x3-64", c(56, 64, 64, 3, 1), 3},
+		{"l1-1x1-64-256", c(56, 64, 256, 1, 1), 4},
+		{"l2-1x1-256-128@56", c(56, 256, 128, 1, 1), 1},
+		{"l2-3x3s2-128", c(56, 128, 128, 3, 2), 1},
+		{"l2-1x1s2-256-512", c(56, 256, 512, 1, 2), 1},
+		{"l2-1x1-512-128", c(28, 512, 128, 1, 1), 3},
+		{"l2-3x3-128", c(28, 128, 128, 3, 1), 3},
+		{"l2-1x1-128-512", c(28, 128, 512, 1, 1), 4},
+		{"l3-1x1-512-256@28", c(28, 512, 256, 1, 1), 1},
+		{"l3-3x3s2-256", c(28, 256, 256, 3, 2), 1},
+		{"l3-1x1s2-512-1024", c(28, 512, 1024, 1, 2), 1},
+		{"l3-1x1-1024-256", c(14, 1024, 256, 1, 1), 5},
+		{"l3-3x3-256", c(14, 256, 256, 3, 1), 5},
+		{"l3-1x1-256-1024", c(14, 256, 1024, 1, 1), 6},
+		{"l4-1x1-1024-512@14", c(14, 1024, 512, 1, 1), 1},
+		{"l4-3x3s2-512", c(14, 512, 512, 3, 2), 1},
+		{"l4-1x1s2-1024-2048", c(14, 1024, 2048, 1, 2), 1},
+		{"l4-1x1-2048-512", c(7, 2048, 512, 1, 1), 2},
+		{"l4-3x3-512", c(7, 512, 512, 3, 1), 2},
+		{"l4-1x1-512-2048", c(7, 512, 2048, 1, 1), 3},
+	}
+}
+
+// BenchmarkResNet50Convs times each distinct convolution of ResNet-50 with
+// sealed (packed) weights and a folded batch-norm epilogue, at the batch
+// RESIDUAL_BENCH_BATCH (default 1); ms/net is its share of one forward pass.
+func BenchmarkResNet50Convs(b *testing.B) {
+	n := 1
+	if v, err := strconv.Atoi(os.Getenv("RESIDUAL_BENCH_BATCH")); err == nil && v > 0 {
+		n = v
+	}
+	for _, l := range resnet50Convs(n) {
+		s := l.s
+		b.Run(fmt.Sprintf("%s/x%d", l.name, l.count), func(b *testing.B) {
+			x, w, y := benchOperands(s)
+			scale, shift := make([]float32, s.OC), make([]float32, s.OC)
+			for i := range scale {
+				scale[i] = 1
+			}
+			pw := PackConv(s, w)
+			e := ConvEpilogue[float32]{Scale: scale, Shift: shift, ReLU: true}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				ConvForwardPacked(s, x, w, pw, y, e)
+			}
+			sec := b.Elapsed().Seconds() / float64(b.N)
+			b.ReportMetric(convFLOP(s)/sec/1e9, "GFLOP/s")
+			b.ReportMetric(sec*1e3*float64(l.count), "ms/net")
+		})
+	}
+}
