@@ -14,6 +14,13 @@ func convForwardFast(s ConvShape, x, w, y []float32, ep *convEpilogue, pw *Packe
 	if !ok {
 		return false
 	}
+	if xs, sub, ok := subsample1x1(s, x); ok {
+		// A strided 1×1 convolution reads one pixel in SH·SW: gathered,
+		// they make a dense 1×1 convolution, which runs as one matrix
+		// product (gemmView) instead of in tiles of one output row.
+		defer putBuf(xs)
+		s, x = sub, xs
+	}
 	src := weightSource{w: w, SKW: s.KW, A: s.C, B: s.OC, tap: func(t, u int) (int, int) { return t, u }}
 	var pre *winoPacked
 	if pw.fits(s, k) {
@@ -31,6 +38,31 @@ func convForwardFast(s ConvShape, x, w, y []float32, ep *convEpilogue, pw *Packe
 	}
 	p.run(x, y)
 	return true
+}
+
+// subsample1x1 gathers the pixels that a strided, unpadded 1×1
+// convolution of shape s reads from x into a pooled buffer (putBuf it),
+// and returns the equivalent stride-1 shape; ok is false for any other
+// convolution.
+func subsample1x1(s ConvShape, x []float32) (xs []float32, sub ConvShape, ok bool) {
+	if s.KH != 1 || s.KW != 1 || (s.SH == 1 && s.SW == 1) || s.PT != 0 || s.PL != 0 || s.PB != 0 || s.PR != 0 {
+		return nil, s, false
+	}
+	oh, ow, c := s.OH(), s.OW(), s.C
+	xs = getBuf(s.N * oh * ow * c)
+	parallelFor(s.N*oh, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			n, i := r/oh, r%oh
+			src := x[((n*s.H+i*s.SH)*s.W)*c:]
+			dst := xs[r*ow*c : (r+1)*ow*c]
+			for j := range ow {
+				copy(dst[j*c:(j+1)*c], src[j*s.SW*c:j*s.SW*c+c])
+			}
+		}
+	})
+	sub = s
+	sub.H, sub.W, sub.SH, sub.SW = oh, ow, 1, 1
+	return xs, sub, true
 }
 
 // PackedConv is a convolution's weights packed once for the active
