@@ -27,6 +27,8 @@ type Result struct {
 	Min    float64 `json:"min"`
 	Max    float64 `json:"max"`
 	Runs   int     `json:"runs"`
+	// Batch is the network workloads' batch size (0 for the others).
+	Batch int `json:"batch,omitempty"`
 	// Threads is GOMAXPROCS during the run; Kernels the kernel level.
 	Threads int    `json:"threads"`
 	Kernels string `json:"kernels"`
@@ -48,6 +50,10 @@ type Result struct {
 // Runs timed ones (below 1: 5), whose median Result reports.
 type Options struct {
 	Warmup, Runs int
+	// Batch, when positive, replaces a network workload's batch size
+	// (batch 1 is a server's latency; the kernel and peak benchmarks
+	// ignore it).
+	Batch int
 }
 
 type workload struct {
@@ -57,6 +63,14 @@ type workload struct {
 	train bool
 	// precision of the convolutions and linear layers (autograd.Precision).
 	precision ag.Precision
+}
+
+// withBatch returns w with batch size b, or w itself when b < 1.
+func (w workload) withBatch(b int) workload {
+	if b > 0 {
+		w.batch = b
+	}
+	return w
 }
 
 var workloads = map[string]workload{
@@ -114,6 +128,8 @@ func Run(name string, o Options) (Result, error) {
 	if !ok {
 		return r, fmt.Errorf("bench: unknown benchmark %q; known: %v", name, Names())
 	}
+	w = w.withBatch(o.Batch)
+	r.Batch = w.batch
 	if w.precision == ag.BF16 {
 		r.Precision, r.BF16Path = "bf16", kernels.BF16Path()
 	}

@@ -51,6 +51,9 @@ func TestRunAll(t *testing.T) {
 			t.Errorf("%s: %+v", n, r)
 		}
 	}
+	if r, err := Run("cifar20-infer", Options{Runs: 1, Batch: 3}); err != nil || r.Batch != 3 {
+		t.Errorf("Batch 3: result batch %d, error %v", r.Batch, err)
+	}
 	if _, err := Run("nope", Options{}); err == nil {
 		t.Error("unknown benchmark accepted")
 	}
@@ -100,8 +103,7 @@ func TestBF16Workloads(t *testing.T) {
 // GOMAXPROCS=1 beside it, alternated.
 func BenchmarkInferBatch1(b *testing.B) {
 	for _, name := range []string{"cifar20-infer", "resnet50-infer"} {
-		w := workloads[name]
-		w.batch = 1
+		w := workloads[name].withBatch(1)
 		b.Run(w.model, func(b *testing.B) { runStep(b, w) })
 	}
 }

@@ -45,6 +45,8 @@ func runInt8(name string, r Result, o Options) (Result, bool, error) {
 	if !ok {
 		return r, false, nil
 	}
+	w = w.withBatch(o.Batch)
+	r.Batch = w.batch
 	r, err := w.runInt8(r, o)
 	return r, true, err
 }

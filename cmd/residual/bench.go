@@ -15,6 +15,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	asJSON := fs.Bool("json", false, "print one JSON object per line")
 	runs := fs.Int("runs", 7, "timed repetitions (the median is reported)")
 	warmup := fs.Int("warmup", 2, "untimed repetitions first")
+	batch := fs.Int("batch", 0, "batch size of the network workloads (0: each one's own, as in docs/PERFORMANCE.md)")
 	fs.Usage = func() { printUsage(fs, "names: "+strings.Join(bench.Names(), ", ")+" (default: all)") }
 	names, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -25,6 +26,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *runs < 1 || *warmup < 0 {
 		return fmt.Errorf("%w: --runs must be ≥ 1 and --warmup ≥ 0", errUsage)
+	}
+	if *batch < 0 {
+		return fmt.Errorf("%w: --batch %d: a batch size is ≥ 1 (0: each workload's own)", errUsage, *batch)
 	}
 	known := map[string]bool{}
 	for _, n := range bench.Names() {
@@ -40,7 +44,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		r, err := bench.Run(n, bench.Options{Warmup: *warmup, Runs: *runs})
+		r, err := bench.Run(n, bench.Options{Warmup: *warmup, Runs: *runs, Batch: *batch})
 		if err != nil {
 			return err
 		}
@@ -52,6 +56,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		fmt.Fprintf(stdout, "%-16s %9.1f %-7s (min %.1f, max %.1f; %d runs, %d threads, %s kernels)",
 			r.Name, r.Median, r.Unit, r.Min, r.Max, r.Runs, r.Threads, r.Kernels)
+		if r.Batch > 0 {
+			fmt.Fprintf(stdout, "  batch %d", r.Batch)
+		}
 		if r.GFLOPS > 0 {
 			fmt.Fprintf(stdout, "  %.0f GFLOP/s, %.0f allocs/step", r.GFLOPS, r.AllocsPerStep)
 		}

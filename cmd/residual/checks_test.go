@@ -105,6 +105,7 @@ func TestFlagChecks(t *testing.T) {
 		{[]string{"summary", "resnet8", "--input", "100000x10"}, 2, []string{"--input 100000x10", "65536"}},
 		{[]string{"demo", "--width", "100000"}, 2, []string{"--width 100000"}},
 		{[]string{"bench", "--runs", "0"}, 2, []string{"--runs 0"}},
+		{[]string{"bench", "--batch", "-1"}, 2, []string{"--batch -1"}},
 	} {
 		var stdout, stderr bytes.Buffer
 		start := time.Now()
