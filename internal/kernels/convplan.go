@@ -7,9 +7,10 @@ import (
 	"unsafe"
 )
 
-// convKernel computes one output tile; see internal/kernels/gen.
+// convKernel computes tiles output tiles of its height (mr outputs), each
+// mr outputs past the one before; see internal/kernels/gen.
 type convKernel func(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int,
-	scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
+	scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
 
 // dwKernel accumulates one weight-gradient tile; see internal/kernels/gen.
 type dwKernel func(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
@@ -294,9 +295,10 @@ func (p *convPlan) run(x, y []float32) {
 	runs, rowRuns, border := g.runs, g.rowRuns, g.border
 	nbl := len(p.blocks)
 	xp := unsafe.Pointer(unsafe.SliceData(x))
-	// tile runs kernel k on mr outputs starting at output (r, o) of image n,
-	// the outputs spaced along a row (down = false) or a column.
-	tile := func(k convKernel, b ocBlock, tb []int, n, r, o int, down bool) {
+	// tile runs kernel k on tiles tiles of its mr outputs starting at
+	// output (r, o) of image n, the outputs spaced along a row (down =
+	// false) or a column.
+	tile := func(k convKernel, b ocBlock, tb []int, n, r, o int, down bool, tiles int) {
 		xs, ys := p.SW*p.C*4, p.YSW*p.OC*4
 		if down {
 			xs, ys = p.SH*p.W*p.C*4, p.YSH*p.YW*p.OC*4
@@ -312,7 +314,7 @@ func (p *convPlan) run(x, y []float32) {
 				sk, skStride = unsafe.Pointer(&ep.skip[yi]), ys
 			}
 		}
-		k(xp, xoff, unsafe.Pointer(&p.wp[b.off]), unsafe.Pointer(&y[yi]), tp, len(tb)/2, p.C, xs, ys, sc, sh, sk, skStride, floor)
+		k(xp, xoff, unsafe.Pointer(&p.wp[b.off]), unsafe.Pointer(&y[yi]), tp, len(tb)/2, p.C, xs, ys, sc, sh, sk, skStride, floor, tiles)
 	}
 	cm := runs[g.main]
 	// mainRow tiles output row r of image n along the row (the interior)
@@ -326,9 +328,9 @@ func (p *convPlan) run(x, y []float32) {
 			ks, tb = p.k.row3[b.vi], g.row3[g.rowOf[r]*nbl+bi]
 		}
 		for left > 0 {
-			mr := balanced(left, len(ks))
-			tile(ks[mr-1], b, tb, n, r, o, false)
-			o, left = o+mr, left-mr
+			mr, t := equalTiles(left, len(ks))
+			tile(ks[mr-1], b, tb, n, r, o, false, t)
+			o, left = o+t*mr, left-t*mr
 		}
 	}
 	mainRow := func(n, r, bi int) { mainRowSpan(n, r, bi, cm.o0, cm.n) }
@@ -338,9 +340,9 @@ func (p *convPlan) run(x, y []float32) {
 		for ri, rr := range rowRuns {
 			tb := g.table(ri, bc>>32, bi, nbl)
 			for r, left := rr.o0, rr.n; left > 0; {
-				mr := balanced(left, p.k.maxConv[b.vi])
-				tile(p.k.conv[b.vi][mr-1], b, tb, n, r, o, true)
-				r, left = r+mr, left-mr
+				mr, t := equalTiles(left, p.k.maxConv[b.vi])
+				tile(p.k.conv[b.vi][mr-1], b, tb, n, r, o, true, t)
+				r, left = r+t*mr, left-t*mr
 			}
 		}
 	}
@@ -471,6 +473,18 @@ func (p *convPlan) runSegments(cm colRun, span func(n, r, bi, o, left int)) {
 // plan keeps one output-channel block's weights in cache across rows
 // rather than one input row across blocks.
 const maxCachedWeights = 1 << 20
+
+// equalTiles returns the size of the next tiles when n outputs remain
+// and a tile holds at most maxMR (balanced's), and how many of them come
+// in a row: one kernel call computes them all.
+func equalTiles(n, maxMR int) (mr, tiles int) {
+	mr = balanced(n, maxMR)
+	tiles = 1
+	for tiles*mr < n && balanced(n-tiles*mr, maxMR) == mr {
+		tiles++
+	}
+	return mr, tiles
+}
 
 // balanced returns the size of the next tile when n outputs remain and a
 // tile holds at most maxMR: the outputs are split into equal tiles, since a

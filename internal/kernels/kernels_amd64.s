@@ -4,8 +4,9 @@
 
 #include "textflag.h"
 
-// func convAVX512_1x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX512_1x16(SB), NOSPLIT, $0-108
+// func convAVX512_1x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX512_1x16(SB), NOSPLIT, $0-120
+convAVX512_1x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -79,8 +80,7 @@ convAVX512_1x16_store:
 	TESTQ R11, R11
 	JNZ convAVX512_1x16_epilogue
 	VMOVUPS Z0, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX512_1x16_more
 convAVX512_1x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -91,11 +91,26 @@ convAVX512_1x16_epilogue:
 	VADDPS 0(R13), Z0, Z0
 	VMAXPS Z0, Z28, Z0
 	VMOVUPS Z0, 0(DX)
+convAVX512_1x16_more:
+	DECQ tiles+112(FP)
+	JLE convAVX512_1x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $1, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $1, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $1, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX512_1x16_tile
+convAVX512_1x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_2x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX512_2x16(SB), NOSPLIT, $0-108
+// func convAVX512_2x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX512_2x16(SB), NOSPLIT, $0-120
+convAVX512_2x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -167,8 +182,7 @@ convAVX512_2x16_store:
 	VMOVUPS Z0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z1, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX512_2x16_more
 convAVX512_2x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -185,11 +199,26 @@ convAVX512_2x16_epilogue:
 	VADDPS 0(R13), Z1, Z1
 	VMAXPS Z1, Z28, Z1
 	VMOVUPS Z1, 0(DX)
+convAVX512_2x16_more:
+	DECQ tiles+112(FP)
+	JLE convAVX512_2x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $2, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $2, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $2, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX512_2x16_tile
+convAVX512_2x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_3x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX512_3x16(SB), NOSPLIT, $0-108
+// func convAVX512_3x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX512_3x16(SB), NOSPLIT, $0-120
+convAVX512_3x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -255,8 +284,7 @@ convAVX512_3x16_store:
 	VMOVUPS Z1, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z2, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX512_3x16_more
 convAVX512_3x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -279,11 +307,26 @@ convAVX512_3x16_epilogue:
 	VADDPS 0(R13), Z2, Z2
 	VMAXPS Z2, Z28, Z2
 	VMOVUPS Z2, 0(DX)
+convAVX512_3x16_more:
+	DECQ tiles+112(FP)
+	JLE convAVX512_3x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $3, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $3, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $3, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX512_3x16_tile
+convAVX512_3x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_4x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX512_4x16(SB), NOSPLIT, $0-108
+// func convAVX512_4x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX512_4x16(SB), NOSPLIT, $0-120
+convAVX512_4x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -357,8 +400,7 @@ convAVX512_4x16_store:
 	VMOVUPS Z2, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z3, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX512_4x16_more
 convAVX512_4x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -387,11 +429,26 @@ convAVX512_4x16_epilogue:
 	VADDPS 0(R13), Z3, Z3
 	VMAXPS Z3, Z28, Z3
 	VMOVUPS Z3, 0(DX)
+convAVX512_4x16_more:
+	DECQ tiles+112(FP)
+	JLE convAVX512_4x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $4, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $4, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $4, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX512_4x16_tile
+convAVX512_4x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_5x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX512_5x16(SB), NOSPLIT, $0-108
+// func convAVX512_5x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX512_5x16(SB), NOSPLIT, $0-120
+convAVX512_5x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -441,8 +498,7 @@ convAVX512_5x16_store:
 	VMOVUPS Z3, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z4, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX512_5x16_more
 convAVX512_5x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -477,11 +533,26 @@ convAVX512_5x16_epilogue:
 	VADDPS 0(R13), Z4, Z4
 	VMAXPS Z4, Z28, Z4
 	VMOVUPS Z4, 0(DX)
+convAVX512_5x16_more:
+	DECQ tiles+112(FP)
+	JLE convAVX512_5x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $5, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $5, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $5, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX512_5x16_tile
+convAVX512_5x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_6x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX512_6x16(SB), NOSPLIT, $0-108
+// func convAVX512_6x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX512_6x16(SB), NOSPLIT, $0-120
+convAVX512_6x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -537,8 +608,7 @@ convAVX512_6x16_store:
 	VMOVUPS Z4, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z5, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX512_6x16_more
 convAVX512_6x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -579,11 +649,26 @@ convAVX512_6x16_epilogue:
 	VADDPS 0(R13), Z5, Z5
 	VMAXPS Z5, Z28, Z5
 	VMOVUPS Z5, 0(DX)
+convAVX512_6x16_more:
+	DECQ tiles+112(FP)
+	JLE convAVX512_6x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $6, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $6, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $6, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX512_6x16_tile
+convAVX512_6x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_7x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX512_7x16(SB), NOSPLIT, $0-108
+// func convAVX512_7x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX512_7x16(SB), NOSPLIT, $0-120
+convAVX512_7x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -643,8 +728,7 @@ convAVX512_7x16_store:
 	VMOVUPS Z5, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z6, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX512_7x16_more
 convAVX512_7x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -691,11 +775,26 @@ convAVX512_7x16_epilogue:
 	VADDPS 0(R13), Z6, Z6
 	VMAXPS Z6, Z28, Z6
 	VMOVUPS Z6, 0(DX)
+convAVX512_7x16_more:
+	DECQ tiles+112(FP)
+	JLE convAVX512_7x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $7, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $7, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $7, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX512_7x16_tile
+convAVX512_7x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_8x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX512_8x16(SB), NOSPLIT, $0-108
+// func convAVX512_8x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX512_8x16(SB), NOSPLIT, $0-120
+convAVX512_8x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -759,8 +858,7 @@ convAVX512_8x16_store:
 	VMOVUPS Z6, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z7, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX512_8x16_more
 convAVX512_8x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -813,11 +911,26 @@ convAVX512_8x16_epilogue:
 	VADDPS 0(R13), Z7, Z7
 	VMAXPS Z7, Z28, Z7
 	VMOVUPS Z7, 0(DX)
+convAVX512_8x16_more:
+	DECQ tiles+112(FP)
+	JLE convAVX512_8x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $8, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $8, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $8, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX512_8x16_tile
+convAVX512_8x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_9x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX512_9x16(SB), NOSPLIT, $0-108
+// func convAVX512_9x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX512_9x16(SB), NOSPLIT, $0-120
+convAVX512_9x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -885,8 +998,7 @@ convAVX512_9x16_store:
 	VMOVUPS Z7, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z8, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX512_9x16_more
 convAVX512_9x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -945,11 +1057,26 @@ convAVX512_9x16_epilogue:
 	VADDPS 0(R13), Z8, Z8
 	VMAXPS Z8, Z28, Z8
 	VMOVUPS Z8, 0(DX)
+convAVX512_9x16_more:
+	DECQ tiles+112(FP)
+	JLE convAVX512_9x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $9, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $9, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $9, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX512_9x16_tile
+convAVX512_9x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_10x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX512_10x16(SB), NOSPLIT, $0-108
+// func convAVX512_10x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX512_10x16(SB), NOSPLIT, $0-120
+convAVX512_10x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -1021,8 +1148,7 @@ convAVX512_10x16_store:
 	VMOVUPS Z8, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z9, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX512_10x16_more
 convAVX512_10x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -1087,11 +1213,26 @@ convAVX512_10x16_epilogue:
 	VADDPS 0(R13), Z9, Z9
 	VMAXPS Z9, Z28, Z9
 	VMOVUPS Z9, 0(DX)
+convAVX512_10x16_more:
+	DECQ tiles+112(FP)
+	JLE convAVX512_10x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $10, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $10, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $10, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX512_10x16_tile
+convAVX512_10x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_11x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX512_11x16(SB), NOSPLIT, $0-108
+// func convAVX512_11x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX512_11x16(SB), NOSPLIT, $0-120
+convAVX512_11x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -1171,8 +1312,7 @@ convAVX512_11x16_store:
 	VMOVUPS Z9, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z10, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX512_11x16_more
 convAVX512_11x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -1243,11 +1383,26 @@ convAVX512_11x16_epilogue:
 	VADDPS 0(R13), Z10, Z10
 	VMAXPS Z10, Z28, Z10
 	VMOVUPS Z10, 0(DX)
+convAVX512_11x16_more:
+	DECQ tiles+112(FP)
+	JLE convAVX512_11x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $11, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $11, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $11, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX512_11x16_tile
+convAVX512_11x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_12x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX512_12x16(SB), NOSPLIT, $0-108
+// func convAVX512_12x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX512_12x16(SB), NOSPLIT, $0-120
+convAVX512_12x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -1331,8 +1486,7 @@ convAVX512_12x16_store:
 	VMOVUPS Z10, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z11, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX512_12x16_more
 convAVX512_12x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -1409,11 +1563,26 @@ convAVX512_12x16_epilogue:
 	VADDPS 0(R13), Z11, Z11
 	VMAXPS Z11, Z28, Z11
 	VMOVUPS Z11, 0(DX)
+convAVX512_12x16_more:
+	DECQ tiles+112(FP)
+	JLE convAVX512_12x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $12, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $12, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $12, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX512_12x16_tile
+convAVX512_12x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_13x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX512_13x16(SB), NOSPLIT, $0-108
+// func convAVX512_13x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX512_13x16(SB), NOSPLIT, $0-120
+convAVX512_13x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -1501,8 +1670,7 @@ convAVX512_13x16_store:
 	VMOVUPS Z11, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z12, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX512_13x16_more
 convAVX512_13x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -1585,11 +1753,26 @@ convAVX512_13x16_epilogue:
 	VADDPS 0(R13), Z12, Z12
 	VMAXPS Z12, Z28, Z12
 	VMOVUPS Z12, 0(DX)
+convAVX512_13x16_more:
+	DECQ tiles+112(FP)
+	JLE convAVX512_13x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $13, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $13, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $13, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX512_13x16_tile
+convAVX512_13x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_14x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX512_14x16(SB), NOSPLIT, $0-108
+// func convAVX512_14x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX512_14x16(SB), NOSPLIT, $0-120
+convAVX512_14x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -1681,8 +1864,7 @@ convAVX512_14x16_store:
 	VMOVUPS Z12, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z13, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX512_14x16_more
 convAVX512_14x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -1771,6 +1953,20 @@ convAVX512_14x16_epilogue:
 	VADDPS 0(R13), Z13, Z13
 	VMAXPS Z13, Z28, Z13
 	VMOVUPS Z13, 0(DX)
+convAVX512_14x16_more:
+	DECQ tiles+112(FP)
+	JLE convAVX512_14x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $14, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $14, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $14, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX512_14x16_tile
+convAVX512_14x16_done:
 	VZEROUPPER
 	RET
 
@@ -4728,8 +4924,9 @@ dwAVX512_28x16_store:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_1x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convRow3AVX512_1x16(SB), NOSPLIT, $0-108
+// func convRow3AVX512_1x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convRow3AVX512_1x16(SB), NOSPLIT, $0-120
+convRow3AVX512_1x16_tile:
 	VPXORD Z0, Z0, Z0
 	MOVQ x+0(FP), R12
 	ADDQ xoff+8(FP), R12
@@ -4778,8 +4975,7 @@ convRow3AVX512_1x16_store:
 	TESTQ R11, R11
 	JNZ convRow3AVX512_1x16_epilogue
 	VMOVUPS Z0, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convRow3AVX512_1x16_more
 convRow3AVX512_1x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -4790,11 +4986,26 @@ convRow3AVX512_1x16_epilogue:
 	VADDPS 0(R13), Z0, Z0
 	VMAXPS Z0, Z30, Z0
 	VMOVUPS Z0, 0(DX)
+convRow3AVX512_1x16_more:
+	DECQ tiles+112(FP)
+	JLE convRow3AVX512_1x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $1, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $1, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $1, AX
+	ADDQ AX, skip+88(FP)
+	JMP convRow3AVX512_1x16_tile
+convRow3AVX512_1x16_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_2x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convRow3AVX512_2x16(SB), NOSPLIT, $0-108
+// func convRow3AVX512_2x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convRow3AVX512_2x16(SB), NOSPLIT, $0-120
+convRow3AVX512_2x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	MOVQ x+0(FP), R12
@@ -4850,8 +5061,7 @@ convRow3AVX512_2x16_store:
 	VMOVUPS Z0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z1, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convRow3AVX512_2x16_more
 convRow3AVX512_2x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -4868,11 +5078,26 @@ convRow3AVX512_2x16_epilogue:
 	VADDPS 0(R13), Z1, Z1
 	VMAXPS Z1, Z30, Z1
 	VMOVUPS Z1, 0(DX)
+convRow3AVX512_2x16_more:
+	DECQ tiles+112(FP)
+	JLE convRow3AVX512_2x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $2, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $2, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $2, AX
+	ADDQ AX, skip+88(FP)
+	JMP convRow3AVX512_2x16_tile
+convRow3AVX512_2x16_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_3x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convRow3AVX512_3x16(SB), NOSPLIT, $0-108
+// func convRow3AVX512_3x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convRow3AVX512_3x16(SB), NOSPLIT, $0-120
+convRow3AVX512_3x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -4935,8 +5160,7 @@ convRow3AVX512_3x16_store:
 	VMOVUPS Z1, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z2, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convRow3AVX512_3x16_more
 convRow3AVX512_3x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -4959,11 +5183,26 @@ convRow3AVX512_3x16_epilogue:
 	VADDPS 0(R13), Z2, Z2
 	VMAXPS Z2, Z30, Z2
 	VMOVUPS Z2, 0(DX)
+convRow3AVX512_3x16_more:
+	DECQ tiles+112(FP)
+	JLE convRow3AVX512_3x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $3, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $3, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $3, AX
+	ADDQ AX, skip+88(FP)
+	JMP convRow3AVX512_3x16_tile
+convRow3AVX512_3x16_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_4x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convRow3AVX512_4x16(SB), NOSPLIT, $0-108
+// func convRow3AVX512_4x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convRow3AVX512_4x16(SB), NOSPLIT, $0-120
+convRow3AVX512_4x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -5033,8 +5272,7 @@ convRow3AVX512_4x16_store:
 	VMOVUPS Z2, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z3, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convRow3AVX512_4x16_more
 convRow3AVX512_4x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -5063,11 +5301,26 @@ convRow3AVX512_4x16_epilogue:
 	VADDPS 0(R13), Z3, Z3
 	VMAXPS Z3, Z30, Z3
 	VMOVUPS Z3, 0(DX)
+convRow3AVX512_4x16_more:
+	DECQ tiles+112(FP)
+	JLE convRow3AVX512_4x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $4, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $4, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $4, AX
+	ADDQ AX, skip+88(FP)
+	JMP convRow3AVX512_4x16_tile
+convRow3AVX512_4x16_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_5x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convRow3AVX512_5x16(SB), NOSPLIT, $0-108
+// func convRow3AVX512_5x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convRow3AVX512_5x16(SB), NOSPLIT, $0-120
+convRow3AVX512_5x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -5144,8 +5397,7 @@ convRow3AVX512_5x16_store:
 	VMOVUPS Z3, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z4, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convRow3AVX512_5x16_more
 convRow3AVX512_5x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -5180,11 +5432,26 @@ convRow3AVX512_5x16_epilogue:
 	VADDPS 0(R13), Z4, Z4
 	VMAXPS Z4, Z30, Z4
 	VMOVUPS Z4, 0(DX)
+convRow3AVX512_5x16_more:
+	DECQ tiles+112(FP)
+	JLE convRow3AVX512_5x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $5, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $5, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $5, AX
+	ADDQ AX, skip+88(FP)
+	JMP convRow3AVX512_5x16_tile
+convRow3AVX512_5x16_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_6x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convRow3AVX512_6x16(SB), NOSPLIT, $0-108
+// func convRow3AVX512_6x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convRow3AVX512_6x16(SB), NOSPLIT, $0-120
+convRow3AVX512_6x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -5268,8 +5535,7 @@ convRow3AVX512_6x16_store:
 	VMOVUPS Z4, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z5, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convRow3AVX512_6x16_more
 convRow3AVX512_6x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -5310,11 +5576,26 @@ convRow3AVX512_6x16_epilogue:
 	VADDPS 0(R13), Z5, Z5
 	VMAXPS Z5, Z30, Z5
 	VMOVUPS Z5, 0(DX)
+convRow3AVX512_6x16_more:
+	DECQ tiles+112(FP)
+	JLE convRow3AVX512_6x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $6, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $6, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $6, AX
+	ADDQ AX, skip+88(FP)
+	JMP convRow3AVX512_6x16_tile
+convRow3AVX512_6x16_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_7x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convRow3AVX512_7x16(SB), NOSPLIT, $0-108
+// func convRow3AVX512_7x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convRow3AVX512_7x16(SB), NOSPLIT, $0-120
+convRow3AVX512_7x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -5405,8 +5686,7 @@ convRow3AVX512_7x16_store:
 	VMOVUPS Z5, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z6, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convRow3AVX512_7x16_more
 convRow3AVX512_7x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -5453,11 +5733,26 @@ convRow3AVX512_7x16_epilogue:
 	VADDPS 0(R13), Z6, Z6
 	VMAXPS Z6, Z30, Z6
 	VMOVUPS Z6, 0(DX)
+convRow3AVX512_7x16_more:
+	DECQ tiles+112(FP)
+	JLE convRow3AVX512_7x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $7, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $7, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $7, AX
+	ADDQ AX, skip+88(FP)
+	JMP convRow3AVX512_7x16_tile
+convRow3AVX512_7x16_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_8x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convRow3AVX512_8x16(SB), NOSPLIT, $0-108
+// func convRow3AVX512_8x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convRow3AVX512_8x16(SB), NOSPLIT, $0-120
+convRow3AVX512_8x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -5555,8 +5850,7 @@ convRow3AVX512_8x16_store:
 	VMOVUPS Z6, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z7, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convRow3AVX512_8x16_more
 convRow3AVX512_8x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -5609,11 +5903,26 @@ convRow3AVX512_8x16_epilogue:
 	VADDPS 0(R13), Z7, Z7
 	VMAXPS Z7, Z30, Z7
 	VMOVUPS Z7, 0(DX)
+convRow3AVX512_8x16_more:
+	DECQ tiles+112(FP)
+	JLE convRow3AVX512_8x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $8, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $8, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $8, AX
+	ADDQ AX, skip+88(FP)
+	JMP convRow3AVX512_8x16_tile
+convRow3AVX512_8x16_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_9x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convRow3AVX512_9x16(SB), NOSPLIT, $0-108
+// func convRow3AVX512_9x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convRow3AVX512_9x16(SB), NOSPLIT, $0-120
+convRow3AVX512_9x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -5718,8 +6027,7 @@ convRow3AVX512_9x16_store:
 	VMOVUPS Z7, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z8, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convRow3AVX512_9x16_more
 convRow3AVX512_9x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -5778,11 +6086,26 @@ convRow3AVX512_9x16_epilogue:
 	VADDPS 0(R13), Z8, Z8
 	VMAXPS Z8, Z30, Z8
 	VMOVUPS Z8, 0(DX)
+convRow3AVX512_9x16_more:
+	DECQ tiles+112(FP)
+	JLE convRow3AVX512_9x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $9, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $9, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $9, AX
+	ADDQ AX, skip+88(FP)
+	JMP convRow3AVX512_9x16_tile
+convRow3AVX512_9x16_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_10x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convRow3AVX512_10x16(SB), NOSPLIT, $0-108
+// func convRow3AVX512_10x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convRow3AVX512_10x16(SB), NOSPLIT, $0-120
+convRow3AVX512_10x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -5894,8 +6217,7 @@ convRow3AVX512_10x16_store:
 	VMOVUPS Z8, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z9, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convRow3AVX512_10x16_more
 convRow3AVX512_10x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -5960,11 +6282,26 @@ convRow3AVX512_10x16_epilogue:
 	VADDPS 0(R13), Z9, Z9
 	VMAXPS Z9, Z30, Z9
 	VMOVUPS Z9, 0(DX)
+convRow3AVX512_10x16_more:
+	DECQ tiles+112(FP)
+	JLE convRow3AVX512_10x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $10, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $10, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $10, AX
+	ADDQ AX, skip+88(FP)
+	JMP convRow3AVX512_10x16_tile
+convRow3AVX512_10x16_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_11x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convRow3AVX512_11x16(SB), NOSPLIT, $0-108
+// func convRow3AVX512_11x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convRow3AVX512_11x16(SB), NOSPLIT, $0-120
+convRow3AVX512_11x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -6083,8 +6420,7 @@ convRow3AVX512_11x16_store:
 	VMOVUPS Z9, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z10, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convRow3AVX512_11x16_more
 convRow3AVX512_11x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -6155,11 +6491,26 @@ convRow3AVX512_11x16_epilogue:
 	VADDPS 0(R13), Z10, Z10
 	VMAXPS Z10, Z30, Z10
 	VMOVUPS Z10, 0(DX)
+convRow3AVX512_11x16_more:
+	DECQ tiles+112(FP)
+	JLE convRow3AVX512_11x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $11, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $11, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $11, AX
+	ADDQ AX, skip+88(FP)
+	JMP convRow3AVX512_11x16_tile
+convRow3AVX512_11x16_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_12x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convRow3AVX512_12x16(SB), NOSPLIT, $0-108
+// func convRow3AVX512_12x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convRow3AVX512_12x16(SB), NOSPLIT, $0-120
+convRow3AVX512_12x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -6285,8 +6636,7 @@ convRow3AVX512_12x16_store:
 	VMOVUPS Z10, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z11, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convRow3AVX512_12x16_more
 convRow3AVX512_12x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -6363,11 +6713,26 @@ convRow3AVX512_12x16_epilogue:
 	VADDPS 0(R13), Z11, Z11
 	VMAXPS Z11, Z30, Z11
 	VMOVUPS Z11, 0(DX)
+convRow3AVX512_12x16_more:
+	DECQ tiles+112(FP)
+	JLE convRow3AVX512_12x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $12, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $12, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $12, AX
+	ADDQ AX, skip+88(FP)
+	JMP convRow3AVX512_12x16_tile
+convRow3AVX512_12x16_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_13x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convRow3AVX512_13x16(SB), NOSPLIT, $0-108
+// func convRow3AVX512_13x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convRow3AVX512_13x16(SB), NOSPLIT, $0-120
+convRow3AVX512_13x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -6500,8 +6865,7 @@ convRow3AVX512_13x16_store:
 	VMOVUPS Z11, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z12, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convRow3AVX512_13x16_more
 convRow3AVX512_13x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -6584,11 +6948,26 @@ convRow3AVX512_13x16_epilogue:
 	VADDPS 0(R13), Z12, Z12
 	VMAXPS Z12, Z30, Z12
 	VMOVUPS Z12, 0(DX)
+convRow3AVX512_13x16_more:
+	DECQ tiles+112(FP)
+	JLE convRow3AVX512_13x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $13, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $13, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $13, AX
+	ADDQ AX, skip+88(FP)
+	JMP convRow3AVX512_13x16_tile
+convRow3AVX512_13x16_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_14x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convRow3AVX512_14x16(SB), NOSPLIT, $0-108
+// func convRow3AVX512_14x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convRow3AVX512_14x16(SB), NOSPLIT, $0-120
+convRow3AVX512_14x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -6728,8 +7107,7 @@ convRow3AVX512_14x16_store:
 	VMOVUPS Z12, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Z13, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convRow3AVX512_14x16_more
 convRow3AVX512_14x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -6818,11 +7196,26 @@ convRow3AVX512_14x16_epilogue:
 	VADDPS 0(R13), Z13, Z13
 	VMAXPS Z13, Z30, Z13
 	VMOVUPS Z13, 0(DX)
+convRow3AVX512_14x16_more:
+	DECQ tiles+112(FP)
+	JLE convRow3AVX512_14x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $14, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $14, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $14, AX
+	ADDQ AX, skip+88(FP)
+	JMP convRow3AVX512_14x16_tile
+convRow3AVX512_14x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_1x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX512_1x32(SB), NOSPLIT, $0-108
+// func convAVX512_1x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX512_1x32(SB), NOSPLIT, $0-120
+convAVX512_1x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -6903,8 +7296,7 @@ convAVX512_1x32_store:
 	JNZ convAVX512_1x32_epilogue
 	VMOVUPS Z0, 0(DX)
 	VMOVUPS Z1, 64(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX512_1x32_more
 convAVX512_1x32_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -6920,11 +7312,26 @@ convAVX512_1x32_epilogue:
 	VADDPS 64(R13), Z1, Z1
 	VMAXPS Z1, Z28, Z1
 	VMOVUPS Z1, 64(DX)
+convAVX512_1x32_more:
+	DECQ tiles+112(FP)
+	JLE convAVX512_1x32_done
+	MOVQ xs+56(FP), AX
+	IMULQ $1, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $1, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $1, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX512_1x32_tile
+convAVX512_1x32_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_2x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX512_2x32(SB), NOSPLIT, $0-108
+// func convAVX512_2x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX512_2x32(SB), NOSPLIT, $0-120
+convAVX512_2x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -7005,8 +7412,7 @@ convAVX512_2x32_store:
 	ADDQ SI, DX
 	VMOVUPS Z2, 0(DX)
 	VMOVUPS Z3, 64(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX512_2x32_more
 convAVX512_2x32_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -7032,11 +7438,26 @@ convAVX512_2x32_epilogue:
 	VADDPS 64(R13), Z3, Z3
 	VMAXPS Z3, Z28, Z3
 	VMOVUPS Z3, 64(DX)
+convAVX512_2x32_more:
+	DECQ tiles+112(FP)
+	JLE convAVX512_2x32_done
+	MOVQ xs+56(FP), AX
+	IMULQ $2, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $2, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $2, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX512_2x32_tile
+convAVX512_2x32_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_3x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX512_3x32(SB), NOSPLIT, $0-108
+// func convAVX512_3x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX512_3x32(SB), NOSPLIT, $0-120
+convAVX512_3x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -7091,8 +7512,7 @@ convAVX512_3x32_store:
 	ADDQ SI, DX
 	VMOVUPS Z4, 0(DX)
 	VMOVUPS Z5, 64(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX512_3x32_more
 convAVX512_3x32_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -7128,11 +7548,26 @@ convAVX512_3x32_epilogue:
 	VADDPS 64(R13), Z5, Z5
 	VMAXPS Z5, Z28, Z5
 	VMOVUPS Z5, 64(DX)
+convAVX512_3x32_more:
+	DECQ tiles+112(FP)
+	JLE convAVX512_3x32_done
+	MOVQ xs+56(FP), AX
+	IMULQ $3, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $3, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $3, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX512_3x32_tile
+convAVX512_3x32_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_4x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX512_4x32(SB), NOSPLIT, $0-108
+// func convAVX512_4x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX512_4x32(SB), NOSPLIT, $0-120
+convAVX512_4x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -7195,8 +7630,7 @@ convAVX512_4x32_store:
 	ADDQ SI, DX
 	VMOVUPS Z6, 0(DX)
 	VMOVUPS Z7, 64(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX512_4x32_more
 convAVX512_4x32_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -7242,11 +7676,26 @@ convAVX512_4x32_epilogue:
 	VADDPS 64(R13), Z7, Z7
 	VMAXPS Z7, Z28, Z7
 	VMOVUPS Z7, 64(DX)
+convAVX512_4x32_more:
+	DECQ tiles+112(FP)
+	JLE convAVX512_4x32_done
+	MOVQ xs+56(FP), AX
+	IMULQ $4, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $4, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $4, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX512_4x32_tile
+convAVX512_4x32_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_5x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX512_5x32(SB), NOSPLIT, $0-108
+// func convAVX512_5x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX512_5x32(SB), NOSPLIT, $0-120
+convAVX512_5x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -7317,8 +7766,7 @@ convAVX512_5x32_store:
 	ADDQ SI, DX
 	VMOVUPS Z8, 0(DX)
 	VMOVUPS Z9, 64(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX512_5x32_more
 convAVX512_5x32_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -7374,11 +7822,26 @@ convAVX512_5x32_epilogue:
 	VADDPS 64(R13), Z9, Z9
 	VMAXPS Z9, Z28, Z9
 	VMOVUPS Z9, 64(DX)
+convAVX512_5x32_more:
+	DECQ tiles+112(FP)
+	JLE convAVX512_5x32_done
+	MOVQ xs+56(FP), AX
+	IMULQ $5, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $5, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $5, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX512_5x32_tile
+convAVX512_5x32_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_6x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX512_6x32(SB), NOSPLIT, $0-108
+// func convAVX512_6x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX512_6x32(SB), NOSPLIT, $0-120
+convAVX512_6x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -7459,8 +7922,7 @@ convAVX512_6x32_store:
 	ADDQ SI, DX
 	VMOVUPS Z10, 0(DX)
 	VMOVUPS Z11, 64(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX512_6x32_more
 convAVX512_6x32_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -7526,11 +7988,26 @@ convAVX512_6x32_epilogue:
 	VADDPS 64(R13), Z11, Z11
 	VMAXPS Z11, Z28, Z11
 	VMOVUPS Z11, 64(DX)
+convAVX512_6x32_more:
+	DECQ tiles+112(FP)
+	JLE convAVX512_6x32_done
+	MOVQ xs+56(FP), AX
+	IMULQ $6, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $6, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $6, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX512_6x32_tile
+convAVX512_6x32_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_7x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX512_7x32(SB), NOSPLIT, $0-108
+// func convAVX512_7x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX512_7x32(SB), NOSPLIT, $0-120
+convAVX512_7x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -7619,8 +8096,7 @@ convAVX512_7x32_store:
 	ADDQ SI, DX
 	VMOVUPS Z12, 0(DX)
 	VMOVUPS Z13, 64(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX512_7x32_more
 convAVX512_7x32_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -7696,11 +8172,26 @@ convAVX512_7x32_epilogue:
 	VADDPS 64(R13), Z13, Z13
 	VMAXPS Z13, Z28, Z13
 	VMOVUPS Z13, 64(DX)
+convAVX512_7x32_more:
+	DECQ tiles+112(FP)
+	JLE convAVX512_7x32_done
+	MOVQ xs+56(FP), AX
+	IMULQ $7, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $7, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $7, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX512_7x32_tile
+convAVX512_7x32_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_8x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX512_8x32(SB), NOSPLIT, $0-108
+// func convAVX512_8x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX512_8x32(SB), NOSPLIT, $0-120
+convAVX512_8x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -7797,8 +8288,7 @@ convAVX512_8x32_store:
 	ADDQ SI, DX
 	VMOVUPS Z14, 0(DX)
 	VMOVUPS Z15, 64(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX512_8x32_more
 convAVX512_8x32_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -7884,11 +8374,26 @@ convAVX512_8x32_epilogue:
 	VADDPS 64(R13), Z15, Z15
 	VMAXPS Z15, Z28, Z15
 	VMOVUPS Z15, 64(DX)
+convAVX512_8x32_more:
+	DECQ tiles+112(FP)
+	JLE convAVX512_8x32_done
+	MOVQ xs+56(FP), AX
+	IMULQ $8, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $8, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $8, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX512_8x32_tile
+convAVX512_8x32_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_9x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX512_9x32(SB), NOSPLIT, $0-108
+// func convAVX512_9x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX512_9x32(SB), NOSPLIT, $0-120
+convAVX512_9x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -7993,8 +8498,7 @@ convAVX512_9x32_store:
 	ADDQ SI, DX
 	VMOVUPS Z16, 0(DX)
 	VMOVUPS Z17, 64(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX512_9x32_more
 convAVX512_9x32_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -8090,11 +8594,26 @@ convAVX512_9x32_epilogue:
 	VADDPS 64(R13), Z17, Z17
 	VMAXPS Z17, Z28, Z17
 	VMOVUPS Z17, 64(DX)
+convAVX512_9x32_more:
+	DECQ tiles+112(FP)
+	JLE convAVX512_9x32_done
+	MOVQ xs+56(FP), AX
+	IMULQ $9, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $9, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $9, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX512_9x32_tile
+convAVX512_9x32_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_10x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX512_10x32(SB), NOSPLIT, $0-108
+// func convAVX512_10x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX512_10x32(SB), NOSPLIT, $0-120
+convAVX512_10x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -8207,8 +8726,7 @@ convAVX512_10x32_store:
 	ADDQ SI, DX
 	VMOVUPS Z18, 0(DX)
 	VMOVUPS Z19, 64(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX512_10x32_more
 convAVX512_10x32_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -8314,11 +8832,26 @@ convAVX512_10x32_epilogue:
 	VADDPS 64(R13), Z19, Z19
 	VMAXPS Z19, Z28, Z19
 	VMOVUPS Z19, 64(DX)
+convAVX512_10x32_more:
+	DECQ tiles+112(FP)
+	JLE convAVX512_10x32_done
+	MOVQ xs+56(FP), AX
+	IMULQ $10, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $10, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $10, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX512_10x32_tile
+convAVX512_10x32_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_11x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX512_11x32(SB), NOSPLIT, $0-108
+// func convAVX512_11x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX512_11x32(SB), NOSPLIT, $0-120
+convAVX512_11x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -8443,8 +8976,7 @@ convAVX512_11x32_store:
 	ADDQ SI, DX
 	VMOVUPS Z20, 0(DX)
 	VMOVUPS Z21, 64(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX512_11x32_more
 convAVX512_11x32_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -8560,11 +9092,26 @@ convAVX512_11x32_epilogue:
 	VADDPS 64(R13), Z21, Z21
 	VMAXPS Z21, Z28, Z21
 	VMOVUPS Z21, 64(DX)
+convAVX512_11x32_more:
+	DECQ tiles+112(FP)
+	JLE convAVX512_11x32_done
+	MOVQ xs+56(FP), AX
+	IMULQ $11, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $11, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $11, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX512_11x32_tile
+convAVX512_11x32_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_12x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX512_12x32(SB), NOSPLIT, $0-108
+// func convAVX512_12x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX512_12x32(SB), NOSPLIT, $0-120
+convAVX512_12x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -8697,8 +9244,7 @@ convAVX512_12x32_store:
 	ADDQ SI, DX
 	VMOVUPS Z22, 0(DX)
 	VMOVUPS Z23, 64(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX512_12x32_more
 convAVX512_12x32_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -8824,11 +9370,26 @@ convAVX512_12x32_epilogue:
 	VADDPS 64(R13), Z23, Z23
 	VMAXPS Z23, Z28, Z23
 	VMOVUPS Z23, 64(DX)
+convAVX512_12x32_more:
+	DECQ tiles+112(FP)
+	JLE convAVX512_12x32_done
+	MOVQ xs+56(FP), AX
+	IMULQ $12, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $12, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $12, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX512_12x32_tile
+convAVX512_12x32_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_13x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX512_13x32(SB), NOSPLIT, $0-108
+// func convAVX512_13x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX512_13x32(SB), NOSPLIT, $0-120
+convAVX512_13x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -8969,8 +9530,7 @@ convAVX512_13x32_store:
 	ADDQ SI, DX
 	VMOVUPS Z24, 0(DX)
 	VMOVUPS Z25, 64(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX512_13x32_more
 convAVX512_13x32_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -9106,11 +9666,26 @@ convAVX512_13x32_epilogue:
 	VADDPS 64(R13), Z25, Z25
 	VMAXPS Z25, Z28, Z25
 	VMOVUPS Z25, 64(DX)
+convAVX512_13x32_more:
+	DECQ tiles+112(FP)
+	JLE convAVX512_13x32_done
+	MOVQ xs+56(FP), AX
+	IMULQ $13, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $13, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $13, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX512_13x32_tile
+convAVX512_13x32_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_14x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX512_14x32(SB), NOSPLIT, $0-108
+// func convAVX512_14x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX512_14x32(SB), NOSPLIT, $0-120
+convAVX512_14x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -9259,8 +9834,7 @@ convAVX512_14x32_store:
 	ADDQ SI, DX
 	VMOVUPS Z26, 0(DX)
 	VMOVUPS Z27, 64(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX512_14x32_more
 convAVX512_14x32_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -9406,6 +9980,20 @@ convAVX512_14x32_epilogue:
 	VADDPS 64(R13), Z27, Z27
 	VMAXPS Z27, Z28, Z27
 	VMOVUPS Z27, 64(DX)
+convAVX512_14x32_more:
+	DECQ tiles+112(FP)
+	JLE convAVX512_14x32_done
+	MOVQ xs+56(FP), AX
+	IMULQ $14, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $14, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $14, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX512_14x32_tile
+convAVX512_14x32_done:
 	VZEROUPPER
 	RET
 
@@ -10830,8 +11418,9 @@ dwAVX512_14x32_store:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_1x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convRow3AVX512_1x32(SB), NOSPLIT, $0-108
+// func convRow3AVX512_1x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convRow3AVX512_1x32(SB), NOSPLIT, $0-120
+convRow3AVX512_1x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	MOVQ x+0(FP), R12
@@ -10888,8 +11477,7 @@ convRow3AVX512_1x32_store:
 	JNZ convRow3AVX512_1x32_epilogue
 	VMOVUPS Z0, 0(DX)
 	VMOVUPS Z1, 64(DX)
-	VZEROUPPER
-	RET
+	JMP convRow3AVX512_1x32_more
 convRow3AVX512_1x32_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -10905,11 +11493,26 @@ convRow3AVX512_1x32_epilogue:
 	VADDPS 64(R13), Z1, Z1
 	VMAXPS Z1, Z30, Z1
 	VMOVUPS Z1, 64(DX)
+convRow3AVX512_1x32_more:
+	DECQ tiles+112(FP)
+	JLE convRow3AVX512_1x32_done
+	MOVQ xs+56(FP), AX
+	IMULQ $1, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $1, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $1, AX
+	ADDQ AX, skip+88(FP)
+	JMP convRow3AVX512_1x32_tile
+convRow3AVX512_1x32_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_2x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convRow3AVX512_2x32(SB), NOSPLIT, $0-108
+// func convRow3AVX512_2x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convRow3AVX512_2x32(SB), NOSPLIT, $0-120
+convRow3AVX512_2x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -10978,8 +11581,7 @@ convRow3AVX512_2x32_store:
 	ADDQ SI, DX
 	VMOVUPS Z2, 0(DX)
 	VMOVUPS Z3, 64(DX)
-	VZEROUPPER
-	RET
+	JMP convRow3AVX512_2x32_more
 convRow3AVX512_2x32_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -11005,11 +11607,26 @@ convRow3AVX512_2x32_epilogue:
 	VADDPS 64(R13), Z3, Z3
 	VMAXPS Z3, Z30, Z3
 	VMOVUPS Z3, 64(DX)
+convRow3AVX512_2x32_more:
+	DECQ tiles+112(FP)
+	JLE convRow3AVX512_2x32_done
+	MOVQ xs+56(FP), AX
+	IMULQ $2, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $2, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $2, AX
+	ADDQ AX, skip+88(FP)
+	JMP convRow3AVX512_2x32_tile
+convRow3AVX512_2x32_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_3x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convRow3AVX512_3x32(SB), NOSPLIT, $0-108
+// func convRow3AVX512_3x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convRow3AVX512_3x32(SB), NOSPLIT, $0-120
+convRow3AVX512_3x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -11090,8 +11707,7 @@ convRow3AVX512_3x32_store:
 	ADDQ SI, DX
 	VMOVUPS Z4, 0(DX)
 	VMOVUPS Z5, 64(DX)
-	VZEROUPPER
-	RET
+	JMP convRow3AVX512_3x32_more
 convRow3AVX512_3x32_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -11127,11 +11743,26 @@ convRow3AVX512_3x32_epilogue:
 	VADDPS 64(R13), Z5, Z5
 	VMAXPS Z5, Z30, Z5
 	VMOVUPS Z5, 64(DX)
+convRow3AVX512_3x32_more:
+	DECQ tiles+112(FP)
+	JLE convRow3AVX512_3x32_done
+	MOVQ xs+56(FP), AX
+	IMULQ $3, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $3, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $3, AX
+	ADDQ AX, skip+88(FP)
+	JMP convRow3AVX512_3x32_tile
+convRow3AVX512_3x32_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_4x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convRow3AVX512_4x32(SB), NOSPLIT, $0-108
+// func convRow3AVX512_4x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convRow3AVX512_4x32(SB), NOSPLIT, $0-120
+convRow3AVX512_4x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -11224,8 +11855,7 @@ convRow3AVX512_4x32_store:
 	ADDQ SI, DX
 	VMOVUPS Z6, 0(DX)
 	VMOVUPS Z7, 64(DX)
-	VZEROUPPER
-	RET
+	JMP convRow3AVX512_4x32_more
 convRow3AVX512_4x32_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -11271,11 +11901,26 @@ convRow3AVX512_4x32_epilogue:
 	VADDPS 64(R13), Z7, Z7
 	VMAXPS Z7, Z30, Z7
 	VMOVUPS Z7, 64(DX)
+convRow3AVX512_4x32_more:
+	DECQ tiles+112(FP)
+	JLE convRow3AVX512_4x32_done
+	MOVQ xs+56(FP), AX
+	IMULQ $4, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $4, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $4, AX
+	ADDQ AX, skip+88(FP)
+	JMP convRow3AVX512_4x32_tile
+convRow3AVX512_4x32_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_5x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convRow3AVX512_5x32(SB), NOSPLIT, $0-108
+// func convRow3AVX512_5x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convRow3AVX512_5x32(SB), NOSPLIT, $0-120
+convRow3AVX512_5x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -11380,8 +12025,7 @@ convRow3AVX512_5x32_store:
 	ADDQ SI, DX
 	VMOVUPS Z8, 0(DX)
 	VMOVUPS Z9, 64(DX)
-	VZEROUPPER
-	RET
+	JMP convRow3AVX512_5x32_more
 convRow3AVX512_5x32_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -11437,11 +12081,26 @@ convRow3AVX512_5x32_epilogue:
 	VADDPS 64(R13), Z9, Z9
 	VMAXPS Z9, Z30, Z9
 	VMOVUPS Z9, 64(DX)
+convRow3AVX512_5x32_more:
+	DECQ tiles+112(FP)
+	JLE convRow3AVX512_5x32_done
+	MOVQ xs+56(FP), AX
+	IMULQ $5, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $5, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $5, AX
+	ADDQ AX, skip+88(FP)
+	JMP convRow3AVX512_5x32_tile
+convRow3AVX512_5x32_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_6x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convRow3AVX512_6x32(SB), NOSPLIT, $0-108
+// func convRow3AVX512_6x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convRow3AVX512_6x32(SB), NOSPLIT, $0-120
+convRow3AVX512_6x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -11558,8 +12217,7 @@ convRow3AVX512_6x32_store:
 	ADDQ SI, DX
 	VMOVUPS Z10, 0(DX)
 	VMOVUPS Z11, 64(DX)
-	VZEROUPPER
-	RET
+	JMP convRow3AVX512_6x32_more
 convRow3AVX512_6x32_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -11625,11 +12283,26 @@ convRow3AVX512_6x32_epilogue:
 	VADDPS 64(R13), Z11, Z11
 	VMAXPS Z11, Z30, Z11
 	VMOVUPS Z11, 64(DX)
+convRow3AVX512_6x32_more:
+	DECQ tiles+112(FP)
+	JLE convRow3AVX512_6x32_done
+	MOVQ xs+56(FP), AX
+	IMULQ $6, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $6, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $6, AX
+	ADDQ AX, skip+88(FP)
+	JMP convRow3AVX512_6x32_tile
+convRow3AVX512_6x32_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_7x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convRow3AVX512_7x32(SB), NOSPLIT, $0-108
+// func convRow3AVX512_7x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convRow3AVX512_7x32(SB), NOSPLIT, $0-120
+convRow3AVX512_7x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -11758,8 +12431,7 @@ convRow3AVX512_7x32_store:
 	ADDQ SI, DX
 	VMOVUPS Z12, 0(DX)
 	VMOVUPS Z13, 64(DX)
-	VZEROUPPER
-	RET
+	JMP convRow3AVX512_7x32_more
 convRow3AVX512_7x32_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -11835,11 +12507,26 @@ convRow3AVX512_7x32_epilogue:
 	VADDPS 64(R13), Z13, Z13
 	VMAXPS Z13, Z30, Z13
 	VMOVUPS Z13, 64(DX)
+convRow3AVX512_7x32_more:
+	DECQ tiles+112(FP)
+	JLE convRow3AVX512_7x32_done
+	MOVQ xs+56(FP), AX
+	IMULQ $7, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $7, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $7, AX
+	ADDQ AX, skip+88(FP)
+	JMP convRow3AVX512_7x32_tile
+convRow3AVX512_7x32_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_8x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convRow3AVX512_8x32(SB), NOSPLIT, $0-108
+// func convRow3AVX512_8x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convRow3AVX512_8x32(SB), NOSPLIT, $0-120
+convRow3AVX512_8x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -11980,8 +12667,7 @@ convRow3AVX512_8x32_store:
 	ADDQ SI, DX
 	VMOVUPS Z14, 0(DX)
 	VMOVUPS Z15, 64(DX)
-	VZEROUPPER
-	RET
+	JMP convRow3AVX512_8x32_more
 convRow3AVX512_8x32_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -12067,11 +12753,26 @@ convRow3AVX512_8x32_epilogue:
 	VADDPS 64(R13), Z15, Z15
 	VMAXPS Z15, Z30, Z15
 	VMOVUPS Z15, 64(DX)
+convRow3AVX512_8x32_more:
+	DECQ tiles+112(FP)
+	JLE convRow3AVX512_8x32_done
+	MOVQ xs+56(FP), AX
+	IMULQ $8, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $8, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $8, AX
+	ADDQ AX, skip+88(FP)
+	JMP convRow3AVX512_8x32_tile
+convRow3AVX512_8x32_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_9x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convRow3AVX512_9x32(SB), NOSPLIT, $0-108
+// func convRow3AVX512_9x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convRow3AVX512_9x32(SB), NOSPLIT, $0-120
+convRow3AVX512_9x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -12224,8 +12925,7 @@ convRow3AVX512_9x32_store:
 	ADDQ SI, DX
 	VMOVUPS Z16, 0(DX)
 	VMOVUPS Z17, 64(DX)
-	VZEROUPPER
-	RET
+	JMP convRow3AVX512_9x32_more
 convRow3AVX512_9x32_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -12321,11 +13021,26 @@ convRow3AVX512_9x32_epilogue:
 	VADDPS 64(R13), Z17, Z17
 	VMAXPS Z17, Z30, Z17
 	VMOVUPS Z17, 64(DX)
+convRow3AVX512_9x32_more:
+	DECQ tiles+112(FP)
+	JLE convRow3AVX512_9x32_done
+	MOVQ xs+56(FP), AX
+	IMULQ $9, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $9, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $9, AX
+	ADDQ AX, skip+88(FP)
+	JMP convRow3AVX512_9x32_tile
+convRow3AVX512_9x32_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_10x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convRow3AVX512_10x32(SB), NOSPLIT, $0-108
+// func convRow3AVX512_10x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convRow3AVX512_10x32(SB), NOSPLIT, $0-120
+convRow3AVX512_10x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -12490,8 +13205,7 @@ convRow3AVX512_10x32_store:
 	ADDQ SI, DX
 	VMOVUPS Z18, 0(DX)
 	VMOVUPS Z19, 64(DX)
-	VZEROUPPER
-	RET
+	JMP convRow3AVX512_10x32_more
 convRow3AVX512_10x32_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -12597,11 +13311,26 @@ convRow3AVX512_10x32_epilogue:
 	VADDPS 64(R13), Z19, Z19
 	VMAXPS Z19, Z30, Z19
 	VMOVUPS Z19, 64(DX)
+convRow3AVX512_10x32_more:
+	DECQ tiles+112(FP)
+	JLE convRow3AVX512_10x32_done
+	MOVQ xs+56(FP), AX
+	IMULQ $10, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $10, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $10, AX
+	ADDQ AX, skip+88(FP)
+	JMP convRow3AVX512_10x32_tile
+convRow3AVX512_10x32_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_11x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convRow3AVX512_11x32(SB), NOSPLIT, $0-108
+// func convRow3AVX512_11x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convRow3AVX512_11x32(SB), NOSPLIT, $0-120
+convRow3AVX512_11x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -12778,8 +13507,7 @@ convRow3AVX512_11x32_store:
 	ADDQ SI, DX
 	VMOVUPS Z20, 0(DX)
 	VMOVUPS Z21, 64(DX)
-	VZEROUPPER
-	RET
+	JMP convRow3AVX512_11x32_more
 convRow3AVX512_11x32_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -12895,11 +13623,26 @@ convRow3AVX512_11x32_epilogue:
 	VADDPS 64(R13), Z21, Z21
 	VMAXPS Z21, Z30, Z21
 	VMOVUPS Z21, 64(DX)
+convRow3AVX512_11x32_more:
+	DECQ tiles+112(FP)
+	JLE convRow3AVX512_11x32_done
+	MOVQ xs+56(FP), AX
+	IMULQ $11, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $11, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $11, AX
+	ADDQ AX, skip+88(FP)
+	JMP convRow3AVX512_11x32_tile
+convRow3AVX512_11x32_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_12x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convRow3AVX512_12x32(SB), NOSPLIT, $0-108
+// func convRow3AVX512_12x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convRow3AVX512_12x32(SB), NOSPLIT, $0-120
+convRow3AVX512_12x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -13088,8 +13831,7 @@ convRow3AVX512_12x32_store:
 	ADDQ SI, DX
 	VMOVUPS Z22, 0(DX)
 	VMOVUPS Z23, 64(DX)
-	VZEROUPPER
-	RET
+	JMP convRow3AVX512_12x32_more
 convRow3AVX512_12x32_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -13215,11 +13957,26 @@ convRow3AVX512_12x32_epilogue:
 	VADDPS 64(R13), Z23, Z23
 	VMAXPS Z23, Z30, Z23
 	VMOVUPS Z23, 64(DX)
+convRow3AVX512_12x32_more:
+	DECQ tiles+112(FP)
+	JLE convRow3AVX512_12x32_done
+	MOVQ xs+56(FP), AX
+	IMULQ $12, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $12, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $12, AX
+	ADDQ AX, skip+88(FP)
+	JMP convRow3AVX512_12x32_tile
+convRow3AVX512_12x32_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_1x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX2_1x8(SB), NOSPLIT, $0-108
+// func convAVX2_1x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX2_1x8(SB), NOSPLIT, $0-120
+convAVX2_1x8_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -13302,8 +14059,7 @@ convAVX2_1x8_store:
 	TESTQ R11, R11
 	JNZ convAVX2_1x8_epilogue
 	VMOVUPS Y0, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX2_1x8_more
 convAVX2_1x8_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -13314,11 +14070,26 @@ convAVX2_1x8_epilogue:
 	VADDPS 0(R13), Y0, Y0
 	VMAXPS Y0, Y12, Y0
 	VMOVUPS Y0, 0(DX)
+convAVX2_1x8_more:
+	DECQ tiles+112(FP)
+	JLE convAVX2_1x8_done
+	MOVQ xs+56(FP), AX
+	IMULQ $1, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $1, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $1, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX2_1x8_tile
+convAVX2_1x8_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_2x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX2_2x8(SB), NOSPLIT, $0-108
+// func convAVX2_2x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX2_2x8(SB), NOSPLIT, $0-120
+convAVX2_2x8_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -13400,8 +14171,7 @@ convAVX2_2x8_store:
 	VMOVUPS Y0, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Y1, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX2_2x8_more
 convAVX2_2x8_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -13418,11 +14188,26 @@ convAVX2_2x8_epilogue:
 	VADDPS 0(R13), Y1, Y1
 	VMAXPS Y1, Y12, Y1
 	VMOVUPS Y1, 0(DX)
+convAVX2_2x8_more:
+	DECQ tiles+112(FP)
+	JLE convAVX2_2x8_done
+	MOVQ xs+56(FP), AX
+	IMULQ $2, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $2, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $2, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX2_2x8_tile
+convAVX2_2x8_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_3x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX2_3x8(SB), NOSPLIT, $0-108
+// func convAVX2_3x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX2_3x8(SB), NOSPLIT, $0-120
+convAVX2_3x8_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -13497,8 +14282,7 @@ convAVX2_3x8_store:
 	VMOVUPS Y1, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Y2, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX2_3x8_more
 convAVX2_3x8_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -13521,11 +14305,26 @@ convAVX2_3x8_epilogue:
 	VADDPS 0(R13), Y2, Y2
 	VMAXPS Y2, Y12, Y2
 	VMOVUPS Y2, 0(DX)
+convAVX2_3x8_more:
+	DECQ tiles+112(FP)
+	JLE convAVX2_3x8_done
+	MOVQ xs+56(FP), AX
+	IMULQ $3, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $3, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $3, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX2_3x8_tile
+convAVX2_3x8_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_4x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX2_4x8(SB), NOSPLIT, $0-108
+// func convAVX2_4x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX2_4x8(SB), NOSPLIT, $0-120
+convAVX2_4x8_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -13611,8 +14410,7 @@ convAVX2_4x8_store:
 	VMOVUPS Y2, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Y3, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX2_4x8_more
 convAVX2_4x8_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -13641,11 +14439,26 @@ convAVX2_4x8_epilogue:
 	VADDPS 0(R13), Y3, Y3
 	VMAXPS Y3, Y12, Y3
 	VMOVUPS Y3, 0(DX)
+convAVX2_4x8_more:
+	DECQ tiles+112(FP)
+	JLE convAVX2_4x8_done
+	MOVQ xs+56(FP), AX
+	IMULQ $4, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $4, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $4, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX2_4x8_tile
+convAVX2_4x8_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_5x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX2_5x8(SB), NOSPLIT, $0-108
+// func convAVX2_5x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX2_5x8(SB), NOSPLIT, $0-120
+convAVX2_5x8_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -13700,8 +14513,7 @@ convAVX2_5x8_store:
 	VMOVUPS Y3, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Y4, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX2_5x8_more
 convAVX2_5x8_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -13736,11 +14548,26 @@ convAVX2_5x8_epilogue:
 	VADDPS 0(R13), Y4, Y4
 	VMAXPS Y4, Y12, Y4
 	VMOVUPS Y4, 0(DX)
+convAVX2_5x8_more:
+	DECQ tiles+112(FP)
+	JLE convAVX2_5x8_done
+	MOVQ xs+56(FP), AX
+	IMULQ $5, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $5, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $5, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX2_5x8_tile
+convAVX2_5x8_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_6x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX2_6x8(SB), NOSPLIT, $0-108
+// func convAVX2_6x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX2_6x8(SB), NOSPLIT, $0-120
+convAVX2_6x8_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -13802,8 +14629,7 @@ convAVX2_6x8_store:
 	VMOVUPS Y4, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Y5, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX2_6x8_more
 convAVX2_6x8_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -13844,11 +14670,26 @@ convAVX2_6x8_epilogue:
 	VADDPS 0(R13), Y5, Y5
 	VMAXPS Y5, Y12, Y5
 	VMOVUPS Y5, 0(DX)
+convAVX2_6x8_more:
+	DECQ tiles+112(FP)
+	JLE convAVX2_6x8_done
+	MOVQ xs+56(FP), AX
+	IMULQ $6, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $6, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $6, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX2_6x8_tile
+convAVX2_6x8_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_7x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX2_7x8(SB), NOSPLIT, $0-108
+// func convAVX2_7x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX2_7x8(SB), NOSPLIT, $0-120
+convAVX2_7x8_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -13915,8 +14756,7 @@ convAVX2_7x8_store:
 	VMOVUPS Y5, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Y6, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX2_7x8_more
 convAVX2_7x8_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -13963,11 +14803,26 @@ convAVX2_7x8_epilogue:
 	VADDPS 0(R13), Y6, Y6
 	VMAXPS Y6, Y12, Y6
 	VMOVUPS Y6, 0(DX)
+convAVX2_7x8_more:
+	DECQ tiles+112(FP)
+	JLE convAVX2_7x8_done
+	MOVQ xs+56(FP), AX
+	IMULQ $7, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $7, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $7, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX2_7x8_tile
+convAVX2_7x8_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_8x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX2_8x8(SB), NOSPLIT, $0-108
+// func convAVX2_8x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX2_8x8(SB), NOSPLIT, $0-120
+convAVX2_8x8_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -14039,8 +14894,7 @@ convAVX2_8x8_store:
 	VMOVUPS Y6, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Y7, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX2_8x8_more
 convAVX2_8x8_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -14093,11 +14947,26 @@ convAVX2_8x8_epilogue:
 	VADDPS 0(R13), Y7, Y7
 	VMAXPS Y7, Y12, Y7
 	VMOVUPS Y7, 0(DX)
+convAVX2_8x8_more:
+	DECQ tiles+112(FP)
+	JLE convAVX2_8x8_done
+	MOVQ xs+56(FP), AX
+	IMULQ $8, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $8, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $8, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX2_8x8_tile
+convAVX2_8x8_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_9x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX2_9x8(SB), NOSPLIT, $0-108
+// func convAVX2_9x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX2_9x8(SB), NOSPLIT, $0-120
+convAVX2_9x8_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -14174,8 +15043,7 @@ convAVX2_9x8_store:
 	VMOVUPS Y7, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Y8, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX2_9x8_more
 convAVX2_9x8_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -14234,11 +15102,26 @@ convAVX2_9x8_epilogue:
 	VADDPS 0(R13), Y8, Y8
 	VMAXPS Y8, Y12, Y8
 	VMOVUPS Y8, 0(DX)
+convAVX2_9x8_more:
+	DECQ tiles+112(FP)
+	JLE convAVX2_9x8_done
+	MOVQ xs+56(FP), AX
+	IMULQ $9, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $9, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $9, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX2_9x8_tile
+convAVX2_9x8_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_10x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX2_10x8(SB), NOSPLIT, $0-108
+// func convAVX2_10x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX2_10x8(SB), NOSPLIT, $0-120
+convAVX2_10x8_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -14320,8 +15203,7 @@ convAVX2_10x8_store:
 	VMOVUPS Y8, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Y9, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX2_10x8_more
 convAVX2_10x8_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -14386,11 +15268,26 @@ convAVX2_10x8_epilogue:
 	VADDPS 0(R13), Y9, Y9
 	VMAXPS Y9, Y12, Y9
 	VMOVUPS Y9, 0(DX)
+convAVX2_10x8_more:
+	DECQ tiles+112(FP)
+	JLE convAVX2_10x8_done
+	MOVQ xs+56(FP), AX
+	IMULQ $10, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $10, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $10, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX2_10x8_tile
+convAVX2_10x8_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_11x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX2_11x8(SB), NOSPLIT, $0-108
+// func convAVX2_11x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX2_11x8(SB), NOSPLIT, $0-120
+convAVX2_11x8_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -14481,8 +15378,7 @@ convAVX2_11x8_store:
 	VMOVUPS Y9, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Y10, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX2_11x8_more
 convAVX2_11x8_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -14553,11 +15449,26 @@ convAVX2_11x8_epilogue:
 	VADDPS 0(R13), Y10, Y10
 	VMAXPS Y10, Y12, Y10
 	VMOVUPS Y10, 0(DX)
+convAVX2_11x8_more:
+	DECQ tiles+112(FP)
+	JLE convAVX2_11x8_done
+	MOVQ xs+56(FP), AX
+	IMULQ $11, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $11, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $11, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX2_11x8_tile
+convAVX2_11x8_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_12x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX2_12x8(SB), NOSPLIT, $0-108
+// func convAVX2_12x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX2_12x8(SB), NOSPLIT, $0-120
+convAVX2_12x8_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -14653,8 +15564,7 @@ convAVX2_12x8_store:
 	VMOVUPS Y10, 0(DX)
 	ADDQ SI, DX
 	VMOVUPS Y11, 0(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX2_12x8_more
 convAVX2_12x8_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -14731,6 +15641,20 @@ convAVX2_12x8_epilogue:
 	VADDPS 0(R13), Y11, Y11
 	VMAXPS Y11, Y12, Y11
 	VMOVUPS Y11, 0(DX)
+convAVX2_12x8_more:
+	DECQ tiles+112(FP)
+	JLE convAVX2_12x8_done
+	MOVQ xs+56(FP), AX
+	IMULQ $12, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $12, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $12, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX2_12x8_tile
+convAVX2_12x8_done:
 	VZEROUPPER
 	RET
 
@@ -15598,8 +16522,9 @@ dwAVX2_12x8_store:
 	VZEROUPPER
 	RET
 
-// func convAVX2_1x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX2_1x16(SB), NOSPLIT, $0-108
+// func convAVX2_1x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX2_1x16(SB), NOSPLIT, $0-120
+convAVX2_1x16_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -15680,8 +16605,7 @@ convAVX2_1x16_store:
 	JNZ convAVX2_1x16_epilogue
 	VMOVUPS Y0, 0(DX)
 	VMOVUPS Y1, 32(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX2_1x16_more
 convAVX2_1x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -15697,11 +16621,26 @@ convAVX2_1x16_epilogue:
 	VADDPS 32(R13), Y1, Y1
 	VMAXPS Y1, Y12, Y1
 	VMOVUPS Y1, 32(DX)
+convAVX2_1x16_more:
+	DECQ tiles+112(FP)
+	JLE convAVX2_1x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $1, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $1, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $1, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX2_1x16_tile
+convAVX2_1x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_2x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX2_2x16(SB), NOSPLIT, $0-108
+// func convAVX2_2x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX2_2x16(SB), NOSPLIT, $0-120
+convAVX2_2x16_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -15782,8 +16721,7 @@ convAVX2_2x16_store:
 	ADDQ SI, DX
 	VMOVUPS Y2, 0(DX)
 	VMOVUPS Y3, 32(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX2_2x16_more
 convAVX2_2x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -15809,11 +16747,26 @@ convAVX2_2x16_epilogue:
 	VADDPS 32(R13), Y3, Y3
 	VMAXPS Y3, Y12, Y3
 	VMOVUPS Y3, 32(DX)
+convAVX2_2x16_more:
+	DECQ tiles+112(FP)
+	JLE convAVX2_2x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $2, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $2, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $2, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX2_2x16_tile
+convAVX2_2x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_3x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX2_3x16(SB), NOSPLIT, $0-108
+// func convAVX2_3x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX2_3x16(SB), NOSPLIT, $0-120
+convAVX2_3x16_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -15868,8 +16821,7 @@ convAVX2_3x16_store:
 	ADDQ SI, DX
 	VMOVUPS Y4, 0(DX)
 	VMOVUPS Y5, 32(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX2_3x16_more
 convAVX2_3x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -15905,11 +16857,26 @@ convAVX2_3x16_epilogue:
 	VADDPS 32(R13), Y5, Y5
 	VMAXPS Y5, Y12, Y5
 	VMOVUPS Y5, 32(DX)
+convAVX2_3x16_more:
+	DECQ tiles+112(FP)
+	JLE convAVX2_3x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $3, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $3, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $3, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX2_3x16_tile
+convAVX2_3x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_4x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX2_4x16(SB), NOSPLIT, $0-108
+// func convAVX2_4x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX2_4x16(SB), NOSPLIT, $0-120
+convAVX2_4x16_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -15972,8 +16939,7 @@ convAVX2_4x16_store:
 	ADDQ SI, DX
 	VMOVUPS Y6, 0(DX)
 	VMOVUPS Y7, 32(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX2_4x16_more
 convAVX2_4x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -16019,11 +16985,26 @@ convAVX2_4x16_epilogue:
 	VADDPS 32(R13), Y7, Y7
 	VMAXPS Y7, Y12, Y7
 	VMOVUPS Y7, 32(DX)
+convAVX2_4x16_more:
+	DECQ tiles+112(FP)
+	JLE convAVX2_4x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $4, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $4, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $4, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX2_4x16_tile
+convAVX2_4x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_5x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX2_5x16(SB), NOSPLIT, $0-108
+// func convAVX2_5x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX2_5x16(SB), NOSPLIT, $0-120
+convAVX2_5x16_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -16094,8 +17075,7 @@ convAVX2_5x16_store:
 	ADDQ SI, DX
 	VMOVUPS Y8, 0(DX)
 	VMOVUPS Y9, 32(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX2_5x16_more
 convAVX2_5x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -16151,11 +17131,26 @@ convAVX2_5x16_epilogue:
 	VADDPS 32(R13), Y9, Y9
 	VMAXPS Y9, Y12, Y9
 	VMOVUPS Y9, 32(DX)
+convAVX2_5x16_more:
+	DECQ tiles+112(FP)
+	JLE convAVX2_5x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $5, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $5, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $5, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX2_5x16_tile
+convAVX2_5x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_6x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)
-TEXT ·convAVX2_6x16(SB), NOSPLIT, $0-108
+// func convAVX2_6x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+TEXT ·convAVX2_6x16(SB), NOSPLIT, $0-120
+convAVX2_6x16_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -16236,8 +17231,7 @@ convAVX2_6x16_store:
 	ADDQ SI, DX
 	VMOVUPS Y10, 0(DX)
 	VMOVUPS Y11, 32(DX)
-	VZEROUPPER
-	RET
+	JMP convAVX2_6x16_more
 convAVX2_6x16_epilogue:
 	MOVQ shift+80(FP), R12
 	MOVQ skip+88(FP), R13
@@ -16303,6 +17297,20 @@ convAVX2_6x16_epilogue:
 	VADDPS 32(R13), Y11, Y11
 	VMAXPS Y11, Y12, Y11
 	VMOVUPS Y11, 32(DX)
+convAVX2_6x16_more:
+	DECQ tiles+112(FP)
+	JLE convAVX2_6x16_done
+	MOVQ xs+56(FP), AX
+	IMULQ $6, AX
+	ADDQ AX, xoff+8(FP)
+	MOVQ ys+64(FP), AX
+	IMULQ $6, AX
+	ADDQ AX, y+24(FP)
+	MOVQ skipStride+96(FP), AX
+	IMULQ $6, AX
+	ADDQ AX, skip+88(FP)
+	JMP convAVX2_6x16_tile
+convAVX2_6x16_done:
 	VZEROUPPER
 	RET
 

@@ -31,7 +31,7 @@ func genConvFamily(e *emitter) {
 				}
 				e.goText("}\n")
 				for _, n := range row3 {
-					e.gof("\n//go:noescape\nfunc %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)\n", n)
+					e.gof("\n//go:noescape\nfunc %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)\n", n)
 				}
 			}
 			e.gof("\n// conv%s_%d[mr-1] is the %s conv kernel for mr pixels × %d channels.\nvar conv%s_%d = [...]convKernel{", is.name, nr, is.name, nr, is.name, nr)
@@ -44,7 +44,7 @@ func genConvFamily(e *emitter) {
 			}
 			e.goText("}\n")
 			for _, n := range conv {
-				e.gof("\n//go:noescape\nfunc %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)\n", n)
+				e.gof("\n//go:noescape\nfunc %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)\n", n)
 			}
 			for _, n := range dw {
 				e.gof("\n//go:noescape\nfunc %s(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)\n", n)
@@ -54,7 +54,9 @@ func genConvFamily(e *emitter) {
 }
 
 // genConv writes one conv kernel. Arguments (ABI0, 8 bytes each):
-// x, xoff, w, y, taps, ntaps, ic, xs, ys. taps holds ntaps (xoffset,
+// x, xoff, w, y, taps, ntaps, ic, xs, ys, the epilogue's, and tiles: the
+// kernel computes that many tiles, each mr pixels past the one before
+// (one call per run of equal tiles instead of one per tile). taps holds ntaps (xoffset,
 // woffset) byte pairs; x+xoff+xoffset is the tap's first pixel; w+woffset
 // its packed weights [ic][NR].
 func genConv(e *emitter, is isa, mr, nv int) string {
@@ -69,7 +71,7 @@ func genConv(e *emitter, is isa, mr, nv int) string {
 	for (sets+1)*mr*nv <= min(8, is.maxAcc) {
 		sets++
 	}
-	e.textf("\n// func %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)\nTEXT ·%s(SB), NOSPLIT, $0-108\n", name, name)
+	e.textf("\n// func %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)\nTEXT ·%s(SB), NOSPLIT, $0-120\n%s_tile:\n", name, name, name)
 	for p := 0; p < sets*mr; p++ {
 		for v := 0; v < nv; v++ {
 			r := acc(is, p, v, nv)
@@ -158,7 +160,7 @@ func genConvRow3(e *emitter, is isa, mr, nv int) string {
 	vb := is.width * 4
 	wreg := func(u, v int) string { return fmt.Sprintf("%s%d", is.reg, mr*nv+u*nv+v) }
 	breg := []string{fmt.Sprintf("%s%d", is.reg, is.nregs-2), fmt.Sprintf("%s%d", is.reg, is.nregs-1)}
-	e.textf("\n// func %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32)\nTEXT ·%s(SB), NOSPLIT, $0-108\n", name, name)
+	e.textf("\n// func %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)\nTEXT ·%s(SB), NOSPLIT, $0-120\n%s_tile:\n", name, name, name)
 	for p := 0; p < mr; p++ {
 		for v := 0; v < nv; v++ {
 			r := acc(is, p, v, nv)
@@ -223,7 +225,7 @@ func genStore(e *emitter, is isa, name string, mr, nv int, free []string) {
 			e.text("\tADDQ SI, DX\n")
 		}
 	}
-	e.textf("\tVZEROUPPER\n\tRET\n%s_epilogue:\n", name)
+	e.textf("\tJMP %s_more\n%s_epilogue:\n", name, name)
 	floor, sc := free[0], free[1:1+nv]
 	e.textf("\tMOVQ shift+80(FP), R12\n\tMOVQ skip+88(FP), R13\n\tMOVQ skipStride+96(FP), R14\n\tVBROADCASTSS floor+104(FP), %s\n", floor)
 	for v := 0; v < nv; v++ {
@@ -239,7 +241,14 @@ func genStore(e *emitter, is isa, name string, mr, nv int, free []string) {
 			e.text("\tADDQ SI, DX\n\tADDQ R14, R13\n")
 		}
 	}
-	e.text("\tVZEROUPPER\n\tRET\n")
+	// The next tile, if any, starts mr pixels on: its input xs·mr bytes,
+	// its output ys·mr and its skip skipStride·mr further (arguments are
+	// the callee's to change).
+	e.textf("%s_more:\n\tDECQ tiles+112(FP)\n\tJLE %s_done\n", name, name)
+	for _, a := range []struct{ stride, ptr string }{{"xs+56(FP)", "xoff+8(FP)"}, {"ys+64(FP)", "y+24(FP)"}, {"skipStride+96(FP)", "skip+88(FP)"}} {
+		e.textf("\tMOVQ %s, AX\n\tIMULQ $%d, AX\n\tADDQ AX, %s\n", a.stride, mr, a.ptr)
+	}
+	e.textf("\tJMP %s_tile\n%s_done:\n\tVZEROUPPER\n\tRET\n", name, name)
 }
 
 // genDW writes one weight-gradient kernel. Arguments: x, xoff, dy, dw,
