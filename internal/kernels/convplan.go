@@ -180,6 +180,9 @@ type convGeom struct {
 	// row run ri, column run ci and output-channel block bi at
 	// tables[(ri·len(runs)+ci)·len(blocks)+bi].
 	tables [][]int
+	// ic is the channels per tap of column run ci's tables: C, or a
+	// kernel row's taps merged into one tap of (u1−u0)·C channels.
+	ic []int
 	// row3 holds, when the interior runs the row-of-three kernels, the
 	// tables of their left taps, one pair per kernel row: row3[ri·len(blocks)+bi].
 	row3   [][]int
@@ -220,12 +223,24 @@ func (p *convPlan) geometry() *convGeom {
 			g.rowOf = append(g.rowOf, ri)
 		}
 	}
+	// With no horizontal dilation a kernel row's taps are adjacent pixels,
+	// whose channels follow each other in x as their weights do in the
+	// packed block: the row is one tap of (u1−u0)·C channels. A 7×7 stem
+	// over 3 channels then loops 7 taps of 21 channels, not 49 of 3.
+	for _, c := range g.runs {
+		w := 1
+		if p.DW == 1 {
+			w = c.u1 - c.u0
+		}
+		g.ic = append(g.ic, max(w, 1)*p.C)
+	}
 	for _, rr := range g.rowRuns {
-		for _, c := range g.runs {
+		for ci, c := range g.runs {
+			step := g.ic[ci] / max(p.C, 1) // taps merged per entry
 			for _, b := range p.blocks {
 				tb := make([]int, 0, max(2*(rr.u1-rr.u0)*(c.u1-c.u0), 2)) // never empty, so &tb[0] is valid
 				for t := rr.u0; t < rr.u1; t++ {
-					for u := c.u0; u < c.u1; u++ {
+					for u := c.u0; u < c.u1; u += max(step, 1) {
 						tb = append(tb, ((t*p.DH)*p.W+u*p.DW)*p.C*4, (t*p.KW+u)*p.C*b.nb*4)
 					}
 				}
@@ -298,7 +313,7 @@ func (p *convPlan) run(x, y []float32) {
 	// tile runs kernel k on tiles tiles of its mr outputs starting at
 	// output (r, o) of image n, the outputs spaced along a row (down =
 	// false) or a column.
-	tile := func(k convKernel, b ocBlock, tb []int, n, r, o int, down bool, tiles int) {
+	tile := func(k convKernel, b ocBlock, tb []int, ic, n, r, o int, down bool, tiles int) {
 		xs, ys := p.SW*p.C*4, p.YSW*p.OC*4
 		if down {
 			xs, ys = p.SH*p.W*p.C*4, p.YSH*p.YW*p.OC*4
@@ -314,7 +329,7 @@ func (p *convPlan) run(x, y []float32) {
 				sk, skStride = unsafe.Pointer(&ep.skip[yi]), ys
 			}
 		}
-		k(xp, xoff, unsafe.Pointer(&p.wp[b.off]), unsafe.Pointer(&y[yi]), tp, len(tb)/2, p.C, xs, ys, sc, sh, sk, skStride, floor, tiles)
+		k(xp, xoff, unsafe.Pointer(&p.wp[b.off]), unsafe.Pointer(&y[yi]), tp, len(tb)/2, ic, xs, ys, sc, sh, sk, skStride, floor, tiles)
 	}
 	cm := runs[g.main]
 	// mainRow tiles output row r of image n along the row (the interior)
@@ -323,13 +338,13 @@ func (p *convPlan) run(x, y []float32) {
 	// mainRowSpan tiles outputs [o, o+left) of that row only.
 	mainRowSpan := func(n, r, bi, o, left int) {
 		b := p.blocks[bi]
-		ks, tb := p.k.conv[b.vi], g.table(g.rowOf[r], g.main, bi, nbl)
+		ks, tb, ic := p.k.conv[b.vi], g.table(g.rowOf[r], g.main, bi, nbl), g.ic[g.main]
 		if g.row3 != nil {
-			ks, tb = p.k.row3[b.vi], g.row3[g.rowOf[r]*nbl+bi]
+			ks, tb, ic = p.k.row3[b.vi], g.row3[g.rowOf[r]*nbl+bi], p.C
 		}
 		for left > 0 {
 			mr, t := equalTiles(left, len(ks))
-			tile(ks[mr-1], b, tb, n, r, o, false, t)
+			tile(ks[mr-1], b, tb, ic, n, r, o, false, t)
 			o, left = o+t*mr, left-t*mr
 		}
 	}
@@ -341,7 +356,7 @@ func (p *convPlan) run(x, y []float32) {
 			tb := g.table(ri, bc>>32, bi, nbl)
 			for r, left := rr.o0, rr.n; left > 0; {
 				mr, t := equalTiles(left, p.k.maxConv[b.vi])
-				tile(p.k.conv[b.vi][mr-1], b, tb, n, r, o, true, t)
+				tile(p.k.conv[b.vi][mr-1], b, tb, g.ic[bc>>32], n, r, o, true, t)
 				r, left = r+t*mr, left-t*mr
 			}
 		}
