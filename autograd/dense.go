@@ -1,5 +1,7 @@
 package autograd
 
+import "github.com/residual-nn/residual/internal/kernels"
+
 // Gemm computes alpha·op(a)·op(b) + beta·c as ONNX's Gemm: a is [M,K] (or
 // [K,M] with transA), b is [K,N] (or [N,K] with transB). c may be nil, or a
 // scalar ([] or [1]), a row [N] / [1,N], a column [M,1], or [M,N]; it is
@@ -42,7 +44,11 @@ func Gemm(a, b, c *Value, alpha, beta float32, transA, transB bool) *Value {
 		return y
 	}
 	yd, pr := y.Data.Data, y.tape.Precision()
-	gemm(pr, transA, transB, m, n, k, alpha, a.Data.Data, as[1], b.Data.Data, bs[1], 0, yd, n)
+	if b.sealed != nil && pr == FP32 { // inference: B packed once
+		kernels.GemmPacked(transA, m, n, k, alpha, a.Data.Data, as[1], b.Data.Data, bs[1], transB, b.packedGemmB(transB, n, k, bs[1]), 0, yd, n)
+	} else {
+		gemm(pr, transA, transB, m, n, k, alpha, a.Data.Data, as[1], b.Data.Data, bs[1], 0, yd, n)
+	}
 	if c != nil {
 		cd := c.Data.Data
 		for i := 0; i < m; i++ {

@@ -48,3 +48,38 @@ func TestSealedConvEqualsUnsealed(t *testing.T) {
 		}
 	}
 }
+
+// A sealed linear layer's weight gives the same product bit for bit, with
+// its packed form made on first use and reused after (where the kernels
+// apply: not at the generic level, not below minFastGemm).
+func TestSealedLinearEqualsUnsealed(t *testing.T) {
+	for _, c := range []struct{ batch, in, out int }{{1, 2048, 1000}, {5, 96, 10}, {3, 4, 3}} {
+		rng := tensor.NewRNG(uint64(c.out))
+		x, w, b := rng.Randn(c.batch, c.in), rng.Randn(c.out, c.in), rng.Randn(c.out)
+		run := func(seal bool) []float32 {
+			tape := NewNoGradTape()
+			wv := Param(w, "weight")
+			if seal {
+				wv.Seal()
+			}
+			var out []float32
+			for range 2 { // the second call runs on the kept packed form
+				out = Linear(tape.Constant(x), wv, tape.Constant(b)).Tensor().Data
+			}
+			if seal {
+				p := wv.sealed.gemm.Load()
+				packs := kernels.Active() != kernels.Generic
+				if p == nil || (p.pg != nil) != packs {
+					t.Fatalf("%+v: kept packed form %v, want packed=%v", c, p, packs)
+				}
+			}
+			return out
+		}
+		got, want := run(true), run(false)
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("%+v: element %d: sealed %g, unsealed %g", c, i, got[i], want[i])
+			}
+		}
+	}
+}

@@ -137,19 +137,83 @@ const minFastGemm = 1 << 14
 // the input, op(B) the packed weights. It returns false (doing nothing)
 // when the kernels do not apply.
 func gemmFast(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) bool {
-	ks := use.k
-	if ks == nil || m*n*k < minFastGemm {
+	if use.k == nil || m*n*k < minFastGemm {
 		return false
 	}
+	pb := packGemmB(transB, n, k, b, ldb)
+	if pb == nil {
+		return false
+	}
+	defer putBuf(pb.wp)
+	gemmPacked(transA, m, n, k, alpha, a, lda, pb, beta, c, ldc)
+	return true
+}
+
+// PackedGemm is a matrix product's B operand packed for the active
+// level's kernels (as a 1×1 convolution's weights), for callers whose B
+// does not change between calls: a sealed linear layer's weights, which
+// GemmPacked then reads without repacking (ResNet-50's classifier is 8 MB
+// of them). It is read only after PackGemm and safe for concurrent use.
+type PackedGemm struct {
+	n, k, ldb int
+	transB    bool
+	k32       *kernelSet
+	blocks    []ocBlock
+	wp        []float32
+}
+
+// PackGemm packs op(B) ([k][n]; B is [n][ldb] when transB, else
+// [k][ldb]) for GemmPacked. It returns nil when the kernels do not apply
+// (generic level, or B too short).
+func PackGemm(transB bool, n, k int, b []float32, ldb int) *PackedGemm {
+	pb := packGemmB(transB, n, k, b, ldb)
+	if pb == nil {
+		return nil
+	}
+	// packGemmB draws wp from the buffer pool; keep a copy of exactly its
+	// size so that the pool's (possibly larger) buffer goes back.
+	wp := append([]float32(nil), pb.wp...)
+	putBuf(pb.wp)
+	pb.wp = wp
+	return pb
+}
+
+// packGemmB is PackGemm with wp drawn from the buffer pool.
+func packGemmB(transB bool, n, k int, b []float32, ldb int) *PackedGemm {
+	ks := use.k
 	rows := k // op(B) is [k][n]: B is [k][ldb], or [n][ldb] when transposed
 	if transB {
 		rows = n
 	}
-	if len(b) < rows*ldb {
-		return false
+	if ks == nil || len(b) < rows*ldb {
+		return nil
 	}
 	np := (n + ks.vec - 1) / ks.vec * ks.vec
 	bs, _ := blocksFor(ks, np)
+	pl := &convPlan{C: k, OC: np, KH: 1, KW: 1, k: ks, blocks: bs}
+	pl.pack(weightSource{w: b, SKW: 1, A: rows, B: ldb, transposed: transB, valid: n,
+		tap: func(t, u int) (int, int) { return t, u }})
+	return &PackedGemm{n: n, k: k, ldb: ldb, transB: transB, k32: ks, blocks: bs, wp: pl.wp}
+}
+
+// GemmPacked is Gemm with op(B) packed by PackGemm (op(A) as Gemm's; the
+// result equals Gemm's bit for bit). A pb packed at another kernel level,
+// for another n, k, ldb or transB, or nil, is ignored: B is read as Gemm
+// reads it.
+func GemmPacked(transA bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, transB bool, pb *PackedGemm, beta float32, c []float32, ldc int) {
+	if pb == nil || pb.k32 != use.k || pb.n != n || pb.k != k || pb.ldb != ldb || pb.transB != transB || m*n*k < minFastGemm {
+		Gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	gemmPacked(transA, m, n, k, alpha, a, lda, pb, beta, c, ldc)
+}
+
+// gemmPacked runs op(A)·op(B) as a 1×1 convolution of m pixels of k
+// channels to n channels (padded to the vector width): op(B) is pb, A is
+// copied into m contiguous rows first when it is transposed or strided.
+func gemmPacked(transA bool, m, n, k int, alpha float32, a []float32, lda int, pb *PackedGemm, beta float32, c []float32, ldc int) {
+	ks := pb.k32
+	np := (n + ks.vec - 1) / ks.vec * ks.vec
 	x := a // A as m contiguous rows of k
 	if transA || lda != k {
 		x = getBuf(m * k)
@@ -167,14 +231,11 @@ func gemmFast(transA, transB bool, m, n, k int, alpha float32, a []float32, lda 
 	y := getBuf(m * np)
 	defer putBuf(y)
 	pl := &convPlan{N: 1, H: 1, W: m, C: k, OC: np, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1,
-		OH: 1, OW: m, YH: 1, YW: m, YSH: 1, YSW: 1, k: ks, blocks: bs}
-	pl.pack(weightSource{w: b, SKW: 1, A: rows, B: ldb, transposed: transB, valid: n,
-		tap: func(t, u int) (int, int) { return t, u }})
+		OH: 1, OW: m, YH: 1, YW: m, YSH: 1, YSW: 1, k: ks, blocks: pb.blocks, wp: pb.wp, prepacked: true}
 	pl.run(x, y)
 	for i := 0; i < m; i++ {
 		storeScaled(c[i*ldc:i*ldc+n], y[i*np:i*np+n], alpha, beta)
 	}
-	return true
 }
 
 // convBackwardDataFast computes dx = ConvBackwardData with the assembly

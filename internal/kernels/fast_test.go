@@ -363,6 +363,26 @@ func TestFastGemmMatchesReference(t *testing.T) {
 					want := kt.F64(c0)
 					gemmRef(ta, tb, m, n, k, 1.5, kt.F64(a), lda, kt.F64(b), ldb, float64(beta), want, ldc)
 					kt.CloseTo(t, fmt.Sprintf("%s beta=%g", name, beta), got, kt.F32(want))
+					// B packed once (PackGemm) gives the same product bit for
+					// bit, and a packing for another shape is not used.
+					prev = SetLevel(l)
+					pb := PackGemm(tb, n, k, b, ldb)
+					packed := append([]float32(nil), c0...)
+					GemmPacked(ta, m, n, k, 1.5, a, lda, b, ldb, tb, pb, beta, packed, ldc)
+					other := append([]float32(nil), c0...)
+					GemmPacked(ta, m, n, k, 1.5, a, lda, b, ldb-1, tb, pb, beta, other, ldc)
+					wantOther := append([]float32(nil), c0...)
+					Gemm(ta, tb, m, n, k, 1.5, a, lda, b, ldb-1, beta, wantOther, ldc)
+					SetLevel(prev)
+					if pb == nil {
+						t.Fatalf("%s: PackGemm declined", name)
+					}
+					for i := range got {
+						if packed[i] != got[i] || other[i] != wantOther[i] {
+							t.Fatalf("%s beta=%g: element %d: packed %g against %g; packed for ldb=%d, run at ldb−1: %g against %g",
+								name, beta, i, packed[i], got[i], ldb, other[i], wantOther[i])
+						}
+					}
 				}
 			}
 		}
