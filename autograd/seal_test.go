@@ -51,7 +51,7 @@ func TestSealedConvEqualsUnsealed(t *testing.T) {
 
 // A sealed linear layer's weight gives the same product bit for bit, with
 // its packed form made on first use and reused after (where the kernels
-// apply: not at the generic level, not below minFastGemm).
+// apply: not at the generic level; a product below minFastGemm packs but runs on the reference).
 func TestSealedLinearEqualsUnsealed(t *testing.T) {
 	for _, c := range []struct{ batch, in, out int }{{1, 2048, 1000}, {5, 96, 10}, {3, 4, 3}} {
 		rng := tensor.NewRNG(uint64(c.out))

@@ -15,7 +15,7 @@ onnx=${2:?usage: bench/serve_alternate.sh CKPT ONNX [ROUNDS] [RESIDUAL_BINARY]}
 rounds=${3:-3}
 tmp=$(mktemp -d)
 pids=()
-trap 'for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; rm -rf "$tmp"' EXIT
+trap 'for p in "${pids[@]:-}"; do kill -TERM "$p" 2>/dev/null || true; done; rm -rf "$tmp"' EXIT
 bin=${4:-}
 if [[ -z $bin ]]; then
 	(cd "$root" && go build -o "$tmp/residual" ./cmd/residual)

@@ -415,7 +415,7 @@ func (p *convPlan) run(x, y []float32) {
 // stored densely into what it is, one matrix product: a single row of
 // N·H·W pixels, so that its tiles are full-width everywhere instead of
 // split at the end of each image row (a 14-pixel row takes tiles of 5, 5
-// and 4 on AVX2, a 7-pixel one 4 and 3) and runRow can block it for the
+// and 4 on AVX2, a 7-pixel one 4 and 3) and runSegments can block it for the
 // caches.
 func (p *convPlan) gemmView() {
 	if p.KH != 1 || p.KW != 1 || p.SH != 1 || p.SW != 1 || p.OffH != 0 || p.OffW != 0 ||

@@ -51,7 +51,7 @@ func convShapes(r *rand.Rand) []ConvShape {
 		{N: 65, H: 3, W: 2, C: 192, OC: 192, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		// Few images (runSegments): a 1×1 GEMM view whose 98 pixels of
 		// 1,024 channels take several segments, the last one short, and
-		// rows in runs of three (a row's input is 60 KB) by channel groups.
+		// rows in runs of three by channel groups (two threads; a row's input is 60 KB).
 		{N: 2, H: 7, W: 7, C: 1024, OC: 32, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
 		{N: 1, H: 11, W: 40, C: 128, OC: 64, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 	}
