@@ -27,3 +27,12 @@ func putBuf(b []float32) {
 	*h = b
 	bufPool.Put(h)
 }
+
+// unpooled returns a copy of pooled buffer b of exactly its length, for a
+// result kept beyond the call (packed weights), and gives b back to the
+// pool, whose buffer may be larger.
+func unpooled(b []float32) []float32 {
+	c := append([]float32(nil), b...)
+	putBuf(b)
+	return c
+}

@@ -93,11 +93,7 @@ func PackConv(s ConvShape, w []float32) *PackedConv {
 	}
 	p := &convPlan{C: s.C, OC: s.OC, KH: s.KH, KW: s.KW, k: k, blocks: bs}
 	p.pack(weightSource{w: w, SKW: s.KW, A: s.C, B: s.OC, tap: func(t, u int) (int, int) { return t, u }})
-	// pack draws wp from the buffer pool; keep a copy of exactly its size
-	// so that the pool's (possibly larger) buffer goes back.
-	wp := append([]float32(nil), p.wp...)
-	putBuf(p.wp)
-	return &PackedConv{c: s.C, oc: s.OC, kh: s.KH, kw: s.KW, k: k, blocks: p.blocks, wp: wp, wino: packWino(s, w)}
+	return &PackedConv{c: s.C, oc: s.OC, kh: s.KH, kw: s.KW, k: k, blocks: p.blocks, wp: unpooled(p.wp), wino: packWino(s, w)}
 }
 
 // epilogueOf returns e as the kernels apply it to oc output channels: a
@@ -137,7 +133,7 @@ const minFastGemm = 1 << 14
 // the input, op(B) the packed weights. It returns false (doing nothing)
 // when the kernels do not apply.
 func gemmFast(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) bool {
-	if use.k == nil || m*n*k < minFastGemm {
+	if m*n*k < minFastGemm {
 		return false
 	}
 	pb := packGemmB(transB, n, k, b, ldb)
@@ -170,11 +166,7 @@ func PackGemm(transB bool, n, k int, b []float32, ldb int) *PackedGemm {
 	if pb == nil {
 		return nil
 	}
-	// packGemmB draws wp from the buffer pool; keep a copy of exactly its
-	// size so that the pool's (possibly larger) buffer goes back.
-	wp := append([]float32(nil), pb.wp...)
-	putBuf(pb.wp)
-	pb.wp = wp
+	pb.wp = unpooled(pb.wp)
 	return pb
 }
 

@@ -227,20 +227,20 @@ func (p *convPlan) geometry() *convGeom {
 	// whose channels follow each other in x as their weights do in the
 	// packed block: the row is one tap of (u1−u0)·C channels. A 7×7 stem
 	// over 3 channels then loops 7 taps of 21 channels, not 49 of 3.
-	for _, c := range g.runs {
-		w := 1
+	merged := make([]int, len(g.runs)) // taps per table entry, by column run
+	for ci, c := range g.runs {
+		merged[ci] = 1
 		if p.DW == 1 {
-			w = c.u1 - c.u0
+			merged[ci] = max(c.u1-c.u0, 1)
 		}
-		g.ic = append(g.ic, max(w, 1)*p.C)
+		g.ic = append(g.ic, merged[ci]*p.C)
 	}
 	for _, rr := range g.rowRuns {
 		for ci, c := range g.runs {
-			step := g.ic[ci] / max(p.C, 1) // taps merged per entry
 			for _, b := range p.blocks {
 				tb := make([]int, 0, max(2*(rr.u1-rr.u0)*(c.u1-c.u0), 2)) // never empty, so &tb[0] is valid
 				for t := rr.u0; t < rr.u1; t++ {
-					for u := c.u0; u < c.u1; u += max(step, 1) {
+					for u := c.u0; u < c.u1; u += merged[ci] {
 						tb = append(tb, ((t*p.DH)*p.W+u*p.DW)*p.C*4, (t*p.KW+u)*p.C*b.nb*4)
 					}
 				}
@@ -332,10 +332,10 @@ func (p *convPlan) run(x, y []float32) {
 		k(xp, xoff, unsafe.Pointer(&p.wp[b.off]), unsafe.Pointer(&y[yi]), tp, len(tb)/2, ic, xs, ys, sc, sh, sk, skStride, floor, tiles)
 	}
 	cm := runs[g.main]
-	// mainRow tiles output row r of image n along the row (the interior)
-	// for channel block bi; borderColumn tiles border column o of image n
-	// (run c) down the image.
-	// mainRowSpan tiles outputs [o, o+left) of that row only.
+	// mainRowSpan tiles outputs [o, o+left) of output row r of image n
+	// along the row (the interior) for channel block bi, mainRow the whole
+	// interior; borderColumn tiles border column o of image n (run c) down
+	// the image.
 	mainRowSpan := func(n, r, bi, o, left int) {
 		b := p.blocks[bi]
 		ks, tb, ic := p.k.conv[b.vi], g.table(g.rowOf[r], g.main, bi, nbl), g.ic[g.main]
@@ -493,12 +493,11 @@ const maxCachedWeights = 1 << 20
 // and a tile holds at most maxMR (balanced's), and how many of them come
 // in a row: one kernel call computes them all.
 func equalTiles(n, maxMR int) (mr, tiles int) {
-	mr = balanced(n, maxMR)
-	tiles = 1
-	for tiles*mr < n && balanced(n-tiles*mr, maxMR) == mr {
-		tiles++
-	}
-	return mr, tiles
+	// balanced cuts n into t tiles of mr or mr−1 outputs, the longer ones
+	// first: n − t·(mr−1) of them.
+	t := (n + maxMR - 1) / maxMR
+	mr = (n + t - 1) / t
+	return mr, n - t*(mr-1)
 }
 
 // balanced returns the size of the next tile when n outputs remain and a

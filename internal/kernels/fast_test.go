@@ -522,3 +522,32 @@ func TestGemmViewIsOneRow(t *testing.T) {
 		}
 	}
 }
+
+// TestEqualTilesFollowBalanced checks that equalTiles' runs give the same
+// tiles as calling balanced tile by tile, for every length and tile size
+// the kernels use.
+func TestEqualTilesFollowBalanced(t *testing.T) {
+	for maxMR := 1; maxMR <= 16; maxMR++ {
+		for n := 1; n <= 300; n++ {
+			var want, got []int
+			for left := n; left > 0; {
+				mr := balanced(left, maxMR)
+				want = append(want, mr)
+				left -= mr
+			}
+			for left := n; left > 0; {
+				mr, k := equalTiles(left, maxMR)
+				if k < 1 || mr < 1 || mr > maxMR || k*mr > left {
+					t.Fatalf("n=%d maxMR=%d: %d tiles of %d with %d left", n, maxMR, k, mr, left)
+				}
+				for range k {
+					got = append(got, mr)
+				}
+				left -= k * mr
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("n=%d maxMR=%d: tiles %v, balanced gives %v", n, maxMR, got, want)
+			}
+		}
+	}
+}
