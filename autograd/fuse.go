@@ -89,6 +89,15 @@ func deferValue(tp *Tape, shape []int, d *deferred, needsGrad bool) *Value {
 	return &Value{Data: &tensor.Tensor{Shape: append([]int(nil), shape...)}, tape: tp, lazy: d, needsGrad: needsGrad}
 }
 
+// input is the activation d's producer reads (its weights and batch-norm
+// parameters are leaves).
+func (d *deferred) input() *Value {
+	if c, ok := d.op.(*convDeferred); ok {
+		return c.x
+	}
+	return d.op.(*bnDeferred).x
+}
+
 // open reports whether an Add can still join d (no skip, no ReLU yet).
 func (d *deferred) open() bool { return d != nil && d.skip == nil && !d.relu }
 
@@ -104,7 +113,11 @@ func (v *Value) Realize() {
 	}
 	d := v.lazy
 	v.lazy = nil
+	if v.tape.plans != nil {
+		v.tape.memStep(d.input(), d.skip)
+	}
 	v.Data.Data = v.tape.alloc(v.numel())
+	v.tape.memOwn(v)
 	switch op := d.op.(type) {
 	case *convDeferred:
 		convForwardW(v.tape.Precision(), op.s, op.x.Data.Data, op.w, v.Data.Data,
@@ -124,6 +137,7 @@ func (v *Value) Realize() {
 // Tensor returns v's data, computing it first if it was deferred.
 func (v *Value) Tensor() *tensor.Tensor {
 	v.Realize()
+	v.memCheck()
 	return v.Data
 }
 

@@ -134,7 +134,8 @@ func Reshape(x *Value, shape ...int) *Value {
 		return y
 	}
 	x.Realize()
-	y := &Value{Data: x.Data.Reshape(shape...), tape: x.tape}
+	x.memCheck()
+	y := &Value{Data: x.Data.Reshape(shape...), tape: x.tape, mem: x.mem}
 	trace(y, OpReshape, nil, x)
 	record(y, func() {
 		y.tape.contribute(x, func(dst []float32) { copy(dst, y.Grad.Data) })

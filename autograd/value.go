@@ -61,6 +61,7 @@ type Value struct {
 	spare        []float32 // a leaf's gradient buffer after ZeroGrad, for the next backward pass
 	lazy         *deferred // what computes Data, while it is deferred (fuse.go)
 	sealed       *sealed   // set by Seal: forms derived once from Data
+	mem          int       // its buffer in its tape's memory plan (memplan.go); 0: none
 }
 
 // sealed holds what operations derive from a sealed value's data and keep
@@ -177,6 +178,7 @@ type Tape struct {
 	gradReady func(*Value)
 	leafUses  map[*Value]int // recorded operations whose backward step has yet to give each leaf its gradient
 	precision Precision      // of the convolutions and matrix products (precision.go)
+	plans     *memoryPlans   // set by PlanMemory (memplan.go)
 }
 
 // SetGradReady makes the backward pass call f with each leaf value (a
@@ -284,8 +286,14 @@ func (tp *Tape) Reset() {
 		tp.nodes[i] = node{}
 	}
 	tp.nodes = tp.nodes[:0]
+	// A pass that confirmed a memory plan held all its buffers at once;
+	// the passes that follow need a few of them, so the pool does not keep
+	// the rest.
+	drop := tp.plans != nil && tp.plans.memReset()
 	for _, b := range tp.owned {
-		tp.pool[cap(b)] = append(tp.pool[cap(b)], b)
+		if !drop {
+			tp.pool[cap(b)] = append(tp.pool[cap(b)], b)
+		}
 	}
 	clear(tp.owned)
 	tp.owned = tp.owned[:0]
@@ -302,6 +310,9 @@ func (tp *Tape) alloc(n int) []float32 {
 	}
 	var b []float32
 	c := sizeClass(n)
+	if tp.plans != nil && len(tp.pool[c]) == 0 {
+		c = tp.plans.larger(tp.pool, c)
+	}
 	if free := tp.pool[c]; len(free) > 0 {
 		b = free[len(free)-1][:n]
 		tp.pool[c] = free[:len(free)-1]
@@ -311,6 +322,9 @@ func (tp *Tape) alloc(n int) []float32 {
 	if n > 0 {
 		tp.ownedAt[&b[0]] = len(tp.owned)
 		tp.owned = append(tp.owned, b)
+		if tp.plans != nil {
+			tp.plans.memAllocated(b)
+		}
 	}
 	return b
 }
@@ -350,6 +364,9 @@ func (tp *Tape) release(b []float32) {
 	tp.owned[last] = nil
 	tp.owned = tp.owned[:last]
 	delete(tp.ownedAt, &b[0])
+	if tp.plans != nil {
+		tp.plans.memReleased(b)
+	}
 	tp.pool[cap(b)] = append(tp.pool[cap(b)], b)
 }
 
@@ -388,7 +405,13 @@ func result(shape []int, xs ...*Value) *Value {
 		x.Realize()
 	}
 	tp := tapeOf(xs...)
-	return &Value{Data: tp.newTensor(shape), tape: tp}
+	if tp == nil || tp.plans == nil {
+		return &Value{Data: tp.newTensor(shape), tape: tp}
+	}
+	tp.memStep(xs...)
+	y := &Value{Data: tp.newTensor(shape), tape: tp}
+	tp.memOwn(y)
+	return y
 }
 
 // record registers backward for out if it is on a tape and any input needs

@@ -175,8 +175,9 @@ func (w workload) prepare() (func(), float64, error) {
 		}
 		tape := ag.NewNoGradTape()
 		tape.SetPrecision(w.precision)
+		tape.PlanMemory() // as infer.Model runs a network
 		return func() {
-			m.Forward(tape.Constant(x))
+			m.Forward(tape.Constant(x)).Tensor()
 			tape.Reset()
 		}, flop, nil
 	}

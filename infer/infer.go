@@ -21,6 +21,7 @@ import (
 	"context"
 	"fmt"
 	"image"
+	"runtime"
 	"sort"
 	"sync"
 
@@ -45,7 +46,7 @@ type Model struct {
 	dense bool
 	net   nn.Layer
 	int8  *quant.Model // an int8 checkpoint's model (net unused)
-	tapes sync.Pool    // *ag.Tape from NewNoGradTape
+	tapes tapes
 	// precision is the arithmetic of the convolutions and matrix products
 	// (SetPrecision).
 	precision ag.Precision
@@ -104,7 +105,6 @@ func New(c *checkpoint.Checkpoint) (*Model, error) {
 		net:   c.Net,
 		int8:  c.Int8,
 	}
-	m.tapes.New = func() any { return ag.NewNoGradTape() }
 	return m, nil
 }
 
@@ -168,11 +168,11 @@ func (m *Model) forward(x *tensor.Tensor) (y *tensor.Tensor, err error) {
 		}
 		return y, nil
 	}
-	tape := m.tapes.Get().(*ag.Tape)
+	tape := m.tapes.get()
 	tape.SetPrecision(m.precision)
 	defer func() {
 		tape.Reset()
-		m.tapes.Put(tape)
+		m.tapes.put(tape)
 		if r := recover(); r != nil { // a network refusing the input's size
 			y, err = nil, fmt.Errorf("infer: %s cannot take input %v: %v", m.info.Name, x.Shape, r)
 		}
@@ -310,4 +310,37 @@ func (m *Model) SegmentTiles(ctx context.Context, img image.Image, tile int) (*M
 		mask.Class[i] = int32(best)
 	}
 	return mask, nil
+}
+
+// tapes keeps a model's inference tapes, one per pass running at once,
+// with their pooled buffers and memory plans (autograd.Tape.PlanMemory).
+// Unlike a sync.Pool, which drops what it holds at garbage collections, it
+// keeps them: a dropped tape took its buffers with it, and its successor
+// allocated and learnt a whole pass again (a ResNet-50 server collecting
+// several times a second did so continually). It keeps at most one tape
+// per processor; passes beyond that many at once use tapes it lets go.
+type tapes struct {
+	mu   sync.Mutex
+	free []*ag.Tape
+}
+
+func (ts *tapes) get() *ag.Tape {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if n := len(ts.free); n > 0 {
+		tp := ts.free[n-1]
+		ts.free = ts.free[:n-1]
+		return tp
+	}
+	tp := ag.NewNoGradTape()
+	tp.PlanMemory() // forward reads only the network's output
+	return tp
+}
+
+func (ts *tapes) put(tp *ag.Tape) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if len(ts.free) < runtime.GOMAXPROCS(0) {
+		ts.free = append(ts.free, tp)
+	}
 }

@@ -296,3 +296,35 @@ func TestErrors(t *testing.T) {
 		t.Errorf("no images: %v, %v", got, err)
 	}
 }
+
+// A model's tapes learn each pass's memory plan on their first passes and
+// release buffers on later ones (autograd.Tape.PlanMemory): every pass,
+// at batch sizes that alternate, gives the logits of the first pass of its
+// size bit for bit. The valid U-Net's crop-and-concatenate skips keep
+// buffers alive across most of the pass.
+func TestRepeatedForwardIsExact(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		side int
+	}{{"mnist-tiny.safetensors", 0}, {"unet-v1.safetensors", 124}} {
+		m := open(t, c.name)
+		i := m.Info()
+		h, w := i.Height, i.Width
+		if c.side > 0 {
+			h, w = c.side, c.side
+		}
+		first := map[int][]float32{}
+		for pass, n := range []int{1, 3, 1, 3, 3, 1, 1, 3} {
+			x := tensor.NewRNG(uint64(n)).Randn(n, h, w, i.Channels)
+			y, err := m.Forward(context.Background(), x)
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			if want, ok := first[n]; !ok {
+				first[n] = y.Data
+			} else if !slices.Equal(y.Data, want) {
+				t.Fatalf("%s: pass %d (batch %d) differs from the first pass of its size", c.name, pass, n)
+			}
+		}
+	}
+}

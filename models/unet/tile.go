@@ -102,6 +102,7 @@ func (n *Net) SegmentContext(ctx context.Context, x *tensor.Tensor, out int) (*t
 	k := n.Config.Classes
 	res := tensor.New(1, h, w, k)
 	tape := ag.NewNoGradTape()
+	tape.PlanMemory() // each tile's pass reads only the network's output
 	tile := tensor.New(1, in, in, x.Shape[3])
 	bw, c := big.Shape[2], x.Shape[3]
 	for i := 0; i < ty; i++ {
