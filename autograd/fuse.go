@@ -46,7 +46,7 @@ type deferred struct {
 // read yet.
 type convDeferred struct {
 	s            kernels.ConvShape
-	x, w         *Value
+	x, w, b      *Value
 	scale, shift []float32 // per output channel; nil: 1 and 0
 }
 
@@ -89,13 +89,16 @@ func deferValue(tp *Tape, shape []int, d *deferred, needsGrad bool) *Value {
 	return &Value{Data: &tensor.Tensor{Shape: append([]int(nil), shape...)}, tape: tp, lazy: d, needsGrad: needsGrad}
 }
 
-// input is the activation d's producer reads (its weights and batch-norm
-// parameters are leaves).
-func (d *deferred) input() *Value {
-	if c, ok := d.op.(*convDeferred); ok {
-		return c.x
+// reads returns the values d's producer reads when it computes, then more
+// (for a memory plan's record of reads: memplan.go).
+func (d *deferred) reads(more ...*Value) []*Value {
+	switch op := d.op.(type) {
+	case *convDeferred:
+		return append([]*Value{op.x, op.w, op.b}, more...)
+	case *bnDeferred:
+		return append([]*Value{op.x, op.gamma, op.beta}, more...)
 	}
-	return d.op.(*bnDeferred).x
+	return more
 }
 
 // open reports whether an Add can still join d (no skip, no ReLU yet).
@@ -114,7 +117,7 @@ func (v *Value) Realize() {
 	d := v.lazy
 	v.lazy = nil
 	if v.tape.plans != nil {
-		v.tape.memStep(d.input(), d.skip)
+		v.tape.memStep(d.reads(d.skip)...)
 	}
 	v.Data.Data = v.tape.alloc(v.numel())
 	v.tape.memOwn(v)
@@ -149,7 +152,7 @@ func deferConv(s kernels.ConvShape, x, w, b *Value) *Value {
 		return nil
 	}
 	x.Realize()
-	return deferValue(tp, []int{s.N, s.OH(), s.OW(), s.OC}, &deferred{op: &convDeferred{s: s, x: x, w: w, shift: data(b)}}, false)
+	return deferValue(tp, []int{s.N, s.OH(), s.OW(), s.OC}, &deferred{op: &convDeferred{s: s, x: x, w: w, b: b, shift: data(b)}}, false)
 }
 
 // deferBatchNorm returns BatchNorm's output deferred when the tape fuses,
@@ -161,6 +164,9 @@ func deferBatchNorm(x, gamma, beta *Value, runMean, runVar *tensor.Tensor, p Bat
 		return nil
 	}
 	if c, ok := x.lazy.opConv(); ok && !p.Training && c.scale == nil && !records(tp, gamma, beta) {
+		if tp.plans != nil { // the fold reads them now
+			tp.memStep(gamma, beta, c.b)
+		}
 		scale, shift := foldBatchNorm(data(gamma), data(beta), c.shift, runMean.Data, runVar.Data, p.Eps)
 		fc := *c
 		fc.scale, fc.shift = scale, shift

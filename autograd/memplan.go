@@ -46,15 +46,17 @@ type memoryPlans struct {
 	reads  [][]int          // by step (from 1): the mems it reads
 	replay *memoryPlan      // the plan this pass follows; nil: none (recording)
 	off    bool             // the pass departed from its plan
+	broken bool             // Discard: the pass did not finish
 }
 
 // passBuf is a buffer of the pass under way.
 type passBuf struct {
 	buf      []float32
-	val      *Value // the value it holds, poisoned when the plan releases it
-	lastRead int    // the last step that read it (0: none yet)
-	released bool   // back in the pool
-	planned  bool   // released by the plan (not by an operation)
+	val      *Value   // the value it holds, poisoned when the plan releases it
+	views    []*Value // Reshapes of val, which share its buffer
+	lastRead int      // the last step that read it (0: none yet)
+	released bool     // back in the pool
+	planned  bool     // released by the plan (not by an operation)
 }
 
 // memoryPlan is a recorded pass: its allocations and when to release them.
@@ -72,17 +74,24 @@ type memoryPlan struct {
 // pass as soon as no later step of the pass reads it, so that a pass holds
 // a few layers' activations instead of all of them (ResNet-50: 17 MB of
 // buffers per image instead of 57) and reuses buffers while they are in
-// cache. It learns the pass from the tape's first one, which holds every
-// buffer as before; a pass that runs other operations, or the same ones
-// in another order, is learnt again (see the file's comment), so it suits
-// a tape that runs one network, at any batch size, pass after pass.
+// cache. The tape's first pass records what each step reads and the
+// second, if it runs the same steps, confirms it; both hold every buffer
+// as before, and releasing starts with the third. A pass that runs other
+// operations, or the same ones in another order, stops releasing where it
+// departs and is recorded afresh (see memplan.go), so PlanMemory suits a
+// tape that runs one network, at any batch size, pass after pass. A pass
+// that does not finish (a panic inside it) must end with Discard instead
+// of Reset, or two such passes would be taken for the whole.
 //
-// The price is a rule: once a pass is learnt, a value that an operation
-// reads is valid only until the first operation after the last one that
-// reads it. Values no operation reads, such as the outputs, stay valid
-// until Reset. Read an intermediate value (or Clone it) before running
-// operations that follow its last use: reading it afterwards panics. It
-// panics on a tape that records gradients.
+// The price is a rule: once a pass is confirmed, a value that an
+// operation reads is valid only until the first operation after the last
+// one that reads it (a Reshape shares its input's buffer, and its fate).
+// Values no operation reads, such as the outputs, stay valid until Reset.
+// Read an intermediate value (or Clone it) before running operations that
+// follow its last use. Reading it afterwards through an operation or
+// Tensor panics, and its Data holds no numbers; a pass that departs from
+// the plan and then reads a buffer released before it departed panics
+// the same way. It panics on a tape that records gradients.
 func (tp *Tape) PlanMemory() {
 	if !tp.noGrad || tp.shapeOnly {
 		panic("autograd: PlanMemory needs a no-gradient tape")
@@ -101,6 +110,16 @@ func (tp *Tape) PlannedReleases(n int) int {
 	return tp.plans.byKey[n].planned
 }
 
+// Discard ends a pass that did not finish, as Reset does, except that a
+// memory plan learns nothing from it (see PlanMemory): call it instead of
+// Reset when a panic interrupted the pass.
+func (tp *Tape) Discard() {
+	if tp.plans != nil {
+		tp.plans.broken = true
+	}
+	tp.Reset()
+}
+
 // memStep starts a step of the pass that reads xs: it releases what the
 // plan frees here and records the reads.
 func (tp *Tape) memStep(xs ...*Value) {
@@ -115,9 +134,7 @@ func (tp *Tape) memStep(xs ...*Value) {
 			if b.released {
 				continue
 			}
-			if b.val != nil {
-				b.val.Data.Data = nil
-			}
+			b.poison()
 			tp.release(b.buf)
 			b.planned = true
 		}
@@ -194,6 +211,28 @@ func (tp *Tape) memOwn(v *Value) {
 	}
 }
 
+// memAlias makes view (a Reshape of x, sharing its data) share x's buffer
+// in the plan.
+func (tp *Tape) memAlias(x, view *Value) {
+	if tp == nil || tp.plans == nil || x.mem == 0 || x.tape != tp {
+		return
+	}
+	view.mem = x.mem
+	b := &tp.plans.bufs[x.mem-1]
+	b.views = append(b.views, view)
+}
+
+// poison makes the values that hold b's buffer unreadable: their data nil,
+// their reads through operations and Tensor a panic (b.released).
+func (b *passBuf) poison() {
+	if b.val != nil {
+		b.val.Data.Data = nil
+	}
+	for _, v := range b.views {
+		v.Data.Data = nil
+	}
+}
+
 // memCheck panics if v's buffer was released by the plan.
 func (v *Value) memCheck() {
 	if v.mem != 0 && v.tape != nil && v.tape.plans != nil && v.tape.plans.bufs[v.mem-1].released {
@@ -207,7 +246,16 @@ func (v *Value) memCheck() {
 // the pass confirmed its plan: it held every buffer it allocated, and the
 // passes that follow need a few of them.
 func (m *memoryPlans) memReset() (confirmed bool) {
-	if len(m.bufs) > 0 {
+	for i := range m.bufs { // values of this pass no longer name its buffers
+		b := &m.bufs[i]
+		if b.val != nil {
+			b.val.mem = 0
+		}
+		for _, v := range b.views {
+			v.mem = 0
+		}
+	}
+	if len(m.bufs) > 0 && !m.broken {
 		key := len(m.bufs[0].buf)
 		p := m.replay
 		if p == nil || m.off || len(m.bufs) != p.bufs || m.step != len(p.freeAt)-1 {
@@ -224,7 +272,7 @@ func (m *memoryPlans) memReset() (confirmed bool) {
 	m.bufs = m.bufs[:0]
 	clear(m.byPtr)
 	m.reads = m.reads[:0]
-	m.step, m.replay, m.off = 0, nil, false
+	m.step, m.replay, m.off, m.broken = 0, nil, false, false
 	return confirmed
 }
 

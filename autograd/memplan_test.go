@@ -179,3 +179,69 @@ func TestPlanMemoryNeedsANoGradTape(t *testing.T) {
 	}()
 	ag.NewTape().PlanMemory()
 }
+
+// A deferred convolution reads its weight and bias when it is computed,
+// steps after it was made: a weight computed on the tape (here a scaled
+// constant, read by a Sum in between) must stay alive until then.
+func TestMemoryPlanKeepsADeferredConvolutionsOperands(t *testing.T) {
+	rng := tensor.NewRNG(3)
+	x, w, b, other := rng.Randn(1, 6, 6, 4), rng.Randn(3, 3, 4, 4), rng.Randn(4), rng.Randn(1, 6, 6, 4)
+	pass := func(tape *ag.Tape) []float32 {
+		w0 := ag.Scale(tape.Constant(w), 1)
+		b0 := ag.Scale(tape.Constant(b), 1)
+		y := ag.Conv2d(tape.Constant(x), ag.Reshape(w0, 3, 3, 4, 4), b0, ag.ConvParams{Pad: ag.SymmetricPad(1, 1)})
+		ag.Sum(w0)
+		ag.Sum(b0)
+		ag.Scale(tape.Constant(other), 2) // takes a buffer the plan may have freed
+		out := slices.Clone(ag.ReLU(y).Tensor().Data)
+		tape.Reset()
+		return out
+	}
+	plain, planned := ag.NewNoGradTape(), ag.NewNoGradTape()
+	planned.PlanMemory()
+	want := pass(plain)
+	for i := range 4 {
+		if got := pass(planned); !slices.Equal(got, want) {
+			t.Fatalf("pass %d: planned output differs from unplanned", i)
+		}
+	}
+}
+
+// Passes that panic part way end with Discard: two of them, cut at the
+// same step, must not be taken for the whole pass that follows.
+func TestMemoryPlanDiscardsInterruptedPasses(t *testing.T) {
+	n := newPlanNet()
+	plain, planned := ag.NewNoGradTape(), ag.NewNoGradTape()
+	planned.PlanMemory()
+	for pass, cut := range []bool{true, true, false, false, false, true, false} {
+		n.cut = cut
+		want, _ := n.run(plain, 2, uint64(pass))
+		if cut {
+			x := tensor.NewRNG(uint64(pass)).Randn(2, 12, 12, 3)
+			n.forward(planned.Constant(x))
+			planned.Discard()
+			continue
+		}
+		got, _ := n.run(planned, 2, uint64(pass))
+		if !slices.Equal(got, want) {
+			t.Fatalf("pass %d: planned output differs from unplanned", pass)
+		}
+	}
+}
+
+// A value kept past Reset no longer names a buffer of the plan: reshaping
+// it (as code that used it stale could before plans) does not index the
+// next pass's buffers.
+func TestMemoryPlanForgetsValuesAtReset(t *testing.T) {
+	n := newPlanNet()
+	tape := ag.NewNoGradTape()
+	tape.PlanMemory()
+	var kept *ag.Value
+	for range 3 {
+		y, _ := n.forward(tape.Constant(tensor.NewRNG(1).Randn(1, 12, 12, 3)))
+		y.Tensor()
+		kept = y
+		tape.Reset()
+	}
+	ag.Reshape(kept, 10) // must not panic
+}

@@ -135,7 +135,8 @@ func Reshape(x *Value, shape ...int) *Value {
 	}
 	x.Realize()
 	x.memCheck()
-	y := &Value{Data: x.Data.Reshape(shape...), tape: x.tape, mem: x.mem}
+	y := &Value{Data: x.Data.Reshape(shape...), tape: x.tape}
+	x.tape.memAlias(x, y)
 	trace(y, OpReshape, nil, x)
 	record(y, func() {
 		y.tape.contribute(x, func(dst []float32) { copy(dst, y.Grad.Data) })

@@ -171,13 +171,16 @@ func (m *Model) forward(x *tensor.Tensor) (y *tensor.Tensor, err error) {
 	tape := m.tapes.get()
 	tape.SetPrecision(m.precision)
 	defer func() {
-		tape.Reset()
-		m.tapes.put(tape)
-		if r := recover(); r != nil { // a network refusing the input's size
+		r := recover()
+		if r != nil { // a network refusing the input's size
+			tape.Discard() // the pass stopped short: its memory plan must not learn it
 			y, err = nil, fmt.Errorf("infer: %s cannot take input %v: %v", m.info.Name, x.Shape, r)
+		} else {
+			tape.Reset()
 		}
+		m.tapes.put(tape)
 	}()
-	return m.net.Forward(tape.Constant(x)).Data.Clone(), nil
+	return m.net.Forward(tape.Constant(x)).Tensor().Clone(), nil
 }
 
 // SetPrecision sets the arithmetic of the model's convolutions and matrix

@@ -300,8 +300,9 @@ func TestErrors(t *testing.T) {
 // A model's tapes learn each pass's memory plan on their first passes and
 // release buffers on later ones (autograd.Tape.PlanMemory): every pass,
 // at batch sizes that alternate, gives the logits of the first pass of its
-// size bit for bit. The valid U-Net's crop-and-concatenate skips keep
-// buffers alive across most of the pass.
+// size bit for bit. The U-Net's concatenated skips keep buffers alive
+// across most of the pass (models/unet's TestOverlapTile runs a valid
+// U-Net's crops on a planned tape).
 func TestRepeatedForwardIsExact(t *testing.T) {
 	for _, c := range []struct {
 		name string
@@ -319,6 +320,9 @@ func TestRepeatedForwardIsExact(t *testing.T) {
 			y, err := m.Forward(context.Background(), x)
 			if err != nil {
 				t.Fatalf("%s: %v", c.name, err)
+			}
+			if len(y.Data) != tensor.NumElements(y.Shape) {
+				t.Fatalf("%s: output of shape %v holds %d values", c.name, y.Shape, len(y.Data))
 			}
 			if want, ok := first[n]; !ok {
 				first[n] = y.Data
