@@ -130,36 +130,57 @@ type Int8Epilogue struct {
 	ResMult float32
 }
 
-// roundEven rounds to the nearest integer, ties to even, as ONNX's
-// QuantizeLinear does.
-func roundEven(v float32) int32 {
-	return int32(math.RoundToEven(float64(v)))
-}
-
 // store writes output row m (channels n0 ≤ n < n1) from sums acc
-// (acc[n−n0]).
+// (acc[n−n0]). The cases are separate loops, so that none tests per
+// element what holds for the row.
 func (ep *Int8Epilogue) store(m, nch, n0 int, acc []int32, y []uint8, yf []float32) {
-	lo := int32(0)
-	if ep.ReLU {
-		lo = ep.Zero
+	n1 := n0 + len(acc)
+	bias, mult := ep.Bias[n0:n1:n1], ep.Mult[n0:n1:n1]
+	row := m*nch + n0
+	var res []uint8
+	if ep.Res != nil {
+		res = ep.Res[row : row+len(acc) : row+len(acc)]
 	}
-	for j, a := range acc {
-		n := n0 + j
-		v := float32(a+ep.Bias[n]) * ep.Mult[n]
-		if ep.Res != nil {
-			v += float32(int32(ep.Res[m*nch+n])-ep.ResZero) * ep.ResMult
-		}
-		if yf != nil {
+	if yf != nil {
+		out := yf[row : row+len(acc) : row+len(acc)]
+		for j, a := range acc {
+			v := float32(a+bias[j]) * mult[j]
+			if res != nil {
+				v += float32(int32(res[j])-ep.ResZero) * ep.ResMult
+			}
 			if ep.ReLU && v < 0 {
 				v = 0
 			}
-			yf[m*nch+n] = v
-			continue
+			out[j] = v
 		}
-		v = max(min(v, 1e6), -1e6) // keep the conversion defined; the clamp below decides
-		q := roundEven(v) + ep.Zero
-		y[m*nch+n] = uint8(min(max(q, lo), 255))
+		return
 	}
+	out := y[row : row+len(acc) : row+len(acc)]
+	lo, zero := int32(0), ep.Zero
+	if ep.ReLU {
+		lo = zero
+	}
+	if res == nil {
+		for j, a := range acc {
+			out[j] = requantize(float32(a+bias[j])*mult[j], zero, lo)
+		}
+		return
+	}
+	rz, rm := ep.ResZero, ep.ResMult
+	for j, a := range acc {
+		out[j] = requantize(float32(a+bias[j])*mult[j]+float32(int32(res[j])-rz)*rm, zero, lo)
+	}
+}
+
+// requantize rounds v half to even, adds zero and clamps to [lo, 255].
+// Adding 1.5·2²³ leaves the float32 sum's low mantissa bits holding v
+// rounded to an integer, half to even (float32 addition's own rounding),
+// for |v| < 2²²: ONNX QuantizeLinear's rounding without a round trip
+// through float64.
+func requantize(v float32, zero, lo int32) uint8 {
+	v = max(min(v, 1e6), -1e6) // inside ±2²²; the clamp below decides
+	q := int32(math.Float32bits(v+0x1.8p23)-0x4b400000) + zero
+	return uint8(min(max(q, lo), 255))
 }
 
 // Int8Conv computes a convolution of u8 activations x (NHWC, zero point
@@ -300,18 +321,33 @@ func patch(s ConvShape, x []uint8, m int, f func(k0 int, vals []uint8)) {
 
 // gatherU8 fills a VNNI panel ([⌈k/4⌉][mr][4] bytes) with the patches of
 // output pixels m0…m0+mr−1; positions outside the input (and past k) hold
-// the zero point.
+// the zero point. With channels in fours, a tap's channels fill whole
+// steps and are copied four at a time.
 func gatherU8(s ConvShape, x []uint8, zx uint8, m0, mr, k int, panel []byte) {
 	steps := (k + 3) / 4
 	p := panel[:steps*mr*4]
 	for i := range p {
 		p[i] = zx
 	}
+	if s.C%4 != 0 {
+		for r := range mr {
+			patch(s, x, m0+r, func(k0 int, vals []uint8) {
+				for i, v := range vals {
+					kk := k0 + i
+					p[(kk/4*mr+r)*4+kk%4] = v
+				}
+			})
+		}
+		return
+	}
+	quads := unsafe.Slice((*[4]uint8)(unsafe.Pointer(&p[0])), len(p)/4)
 	for r := range mr {
-		patch(s, x, m0+r, func(k0 int, vals []uint8) {
-			for i, v := range vals {
-				kk := k0 + i
-				p[(kk/4*mr+r)*4+kk%4] = v
+		taps(s, m0+r, func(k0, at int) {
+			vals := x[at : at+s.C : at+s.C]
+			o := k0/4*mr + r
+			for i := 0; i < len(vals); i += 4 {
+				quads[o] = [4]uint8(vals[i : i+4])
+				o += mr
 			}
 		})
 	}
@@ -319,17 +355,56 @@ func gatherU8(s ConvShape, x []uint8, zx uint8, m0, mr, k int, panel []byte) {
 
 // gatherI16 fills an AVX2 panel ([⌈k/2⌉][mr][2] int16) with x−zx over the
 // patches of output pixels m0…m0+mr−1 (0 outside the input and past k).
+// With an even channel count, a tap's channels fill whole steps and are
+// written a pair at a time (the per-value index arithmetic and call were
+// half of an int8 convolution's time).
 func gatherI16(s ConvShape, x []uint8, zx uint8, m0, mr, k int, panel []int16) {
 	steps := (k + 1) / 2
 	p := panel[:steps*mr*2]
 	clear(p)
+	if s.C%2 != 0 {
+		for r := range mr {
+			patch(s, x, m0+r, func(k0 int, vals []uint8) {
+				for i, v := range vals {
+					kk := k0 + i
+					p[(kk/2*mr+r)*2+kk%2] = int16(v) - int16(zx)
+				}
+			})
+		}
+		return
+	}
+	z := int16(zx)
+	pairs := unsafe.Slice((*[2]int16)(unsafe.Pointer(&p[0])), len(p)/2)
 	for r := range mr {
-		patch(s, x, m0+r, func(k0 int, vals []uint8) {
-			for i, v := range vals {
-				kk := k0 + i
-				p[(kk/2*mr+r)*2+kk%2] = int16(v) - int16(zx)
+		taps(s, m0+r, func(k0, at int) {
+			vals := x[at : at+s.C : at+s.C]
+			o := k0/2*mr + r
+			for i := 0; i < len(vals); i += 2 {
+				pairs[o] = [2]int16{int16(vals[i]) - z, int16(vals[i+1]) - z}
+				o += mr
 			}
 		})
+	}
+}
+
+// taps calls f(k0, at) for each tap of output pixel m's receptive field
+// that lies inside the input: k0 is the tap's first patch position and at
+// the offset in x of its C channels.
+func taps(s ConvShape, m int, f func(k0, at int)) {
+	oh, ow := s.OH(), s.OW()
+	n, oy, ox := m/(oh*ow), m/ow%oh, m%ow
+	for ky := range s.KH {
+		iy := oy*s.SH - s.PT + ky*s.DH
+		if iy < 0 || iy >= s.H {
+			continue
+		}
+		for kx := range s.KW {
+			ix := ox*s.SW - s.PL + kx*s.DW
+			if ix < 0 || ix >= s.W {
+				continue
+			}
+			f((ky*s.KW+kx)*s.C, ((n*s.H+iy)*s.W+ix)*s.C)
+		}
 	}
 }
 

@@ -215,3 +215,69 @@ func TestPeakInt8(t *testing.T) {
 		}
 	}
 }
+
+// The panel gathers' fast paths (whole steps of a tap's channels) fill
+// what the per-value formula does, on every CPU (the VNNI panel's kernels
+// run only where AVX-512 VNNI is).
+func TestGatherPanels(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 4))
+	shapes := append([]ConvShape{
+		{N: 2, H: 5, W: 6, C: 8, OC: 8, KH: 3, KW: 3, SH: 2, SW: 1, DH: 1, DW: 2, PT: 1, PL: 2, PB: 1, PR: 2},
+		{N: 1, H: 4, W: 4, C: 12, OC: 4, KH: 2, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 0, PL: 1, PB: 1, PR: 1},
+	}, int8Shapes...)
+	for i, s := range shapes {
+		x := make([]uint8, s.N*s.H*s.W*s.C)
+		for j := range x {
+			x[j] = uint8(r.IntN(256))
+		}
+		zx := uint8(r.IntN(256))
+		k, m := s.KH*s.KW*s.C, s.N*s.OH()*s.OW()
+		for m0 := 0; m0 < m; m0 += 5 {
+			mr := min(5, m-m0)
+			want8 := make([]byte, (k+3)/4*mr*4)
+			want16 := make([]int16, (k+1)/2*mr*2)
+			for j := range want8 {
+				want8[j] = zx
+			}
+			for rr := range mr {
+				patch(s, x, m0+rr, func(k0 int, vals []uint8) {
+					for j, v := range vals {
+						kk := k0 + j
+						want8[(kk/4*mr+rr)*4+kk%4] = v
+						want16[(kk/2*mr+rr)*2+kk%2] = int16(v) - int16(zx)
+					}
+				})
+			}
+			got8 := make([]byte, len(want8)+8)
+			got16 := make([]int16, len(want16)+8)
+			gatherU8(s, x, zx, m0, mr, k, got8)
+			gatherI16(s, x, zx, m0, mr, k, got16)
+			if !slices.Equal(got8[:len(want8)], want8) || !slices.Equal(got16[:len(want16)], want16) {
+				t.Fatalf("shape %d %+v, pixels %d+%d: gathered panel differs from the per-value formula", i, s, m0, mr)
+			}
+		}
+	}
+}
+
+// roundEven rounds to the nearest integer, ties to even, as ONNX's
+// QuantizeLinear does.
+func roundEven(v float32) int32 { return int32(math.RoundToEven(float64(v))) }
+
+// requantize's rounding by the float32 magic number is roundEven's on
+// every value of its range's edges, its ties and random values.
+func TestRequantizeRoundsHalfToEven(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 5))
+	vs := []float32{0, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 1e6, -1e6, 2e6, -3e7, 0.49999997, 127.5, 128.5, -128.5}
+	for range 100000 {
+		vs = append(vs, float32(r.NormFloat64()*300), float32(int(r.IntN(2000))-1000)+0.5)
+	}
+	for _, v := range vs {
+		for _, zero := range []int32{0, 3, 128} {
+			c := max(min(v, 1e6), -1e6)
+			want := uint8(min(max(roundEven(c)+zero, zero), 255))
+			if got := requantize(v, zero, zero); got != want {
+				t.Fatalf("requantize(%v, zero %d) = %d, roundEven gives %d", v, zero, got, want)
+			}
+		}
+	}
+}
