@@ -302,21 +302,7 @@ func int8ConvTiled(s ConvShape, x []uint8, zx uint8, w *Int8Weights, ep *Int8Epi
 // pixel m that lies inside the input: vals are the input values for
 // patch positions k0, k0+1, ….
 func patch(s ConvShape, x []uint8, m int, f func(k0 int, vals []uint8)) {
-	oh, ow := s.OH(), s.OW()
-	n, oy, ox := m/(oh*ow), m/ow%oh, m%ow
-	for ky := range s.KH {
-		iy := oy*s.SH - s.PT + ky*s.DH
-		if iy < 0 || iy >= s.H {
-			continue
-		}
-		for kx := range s.KW {
-			ix := ox*s.SW - s.PL + kx*s.DW
-			if ix < 0 || ix >= s.W {
-				continue
-			}
-			f((ky*s.KW+kx)*s.C, x[((n*s.H+iy)*s.W+ix)*s.C:][:s.C])
-		}
-	}
+	taps(s, m, func(k0, at int) { f(k0, x[at:at+s.C]) })
 }
 
 // gatherU8 fills a VNNI panel ([⌈k/4⌉][mr][4] bytes) with the patches of
