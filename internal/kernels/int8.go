@@ -160,15 +160,18 @@ func (ep *Int8Epilogue) store(m, nch, n0 int, acc []int32, y []uint8, yf []float
 	if ep.ReLU {
 		lo = zero
 	}
+	rz, rm := ep.ResZero, ep.ResMult
+	j := requantizeVec(acc, bias, mult, out, res, zero, lo, rz, rm)
 	if res == nil {
-		for j, a := range acc {
-			out[j] = requantize(float32(a+bias[j])*mult[j], zero, lo)
+		for ; j < len(acc); j++ {
+			out[j] = requantize(float32(acc[j]+bias[j])*mult[j], zero, lo)
 		}
 		return
 	}
-	rz, rm := ep.ResZero, ep.ResMult
-	for j, a := range acc {
-		out[j] = requantize(float32(a+bias[j])*mult[j]+float32(int32(res[j])-rz)*rm, zero, lo)
+	for ; j < len(acc); j++ {
+		// The conversions round each product, as the vector loop does
+		// (Go may otherwise fuse a product and a sum).
+		out[j] = requantize(float32(float32(acc[j]+bias[j])*mult[j])+float32(float32(int32(res[j])-rz)*rm), zero, lo)
 	}
 }
 
