@@ -15,6 +15,11 @@
 //
 //	y := model(autograd.Constant(input)) // inference: nothing recorded
 //
+// An inference loop runs on a tape from NewNoGradTape, which records
+// nothing, fuses each convolution with the batch norm, addition and ReLU
+// after it, and recycles its buffers on Reset; PlanMemory makes it also
+// release each buffer once the pass is done with it (memplan.go).
+//
 // Images are NHWC; convolution weights HWIO (see package tensor).
 //
 // Shape mismatches inside an operation are programming errors and panic with
