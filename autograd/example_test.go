@@ -43,3 +43,27 @@ func ExampleTape_SetPrecision() {
 	// fp32 [1.0009766]
 	// bf16 [1]
 }
+
+// An inference loop on a planned tape: the first two passes learn which
+// buffers each step reads, later ones release each intermediate buffer
+// after its last read. Read the output before Reset.
+func ExampleTape_PlanMemory() {
+	w := ag.Constant(tensor.Full(0.5, 1, 1, 4, 4)) // a 1×1 convolution, 4 → 4 channels
+	tape := ag.NewNoGradTape()
+	tape.PlanMemory()
+	for pass := range 4 {
+		x := tape.Constant(tensor.Full(float32(pass), 2, 8, 8, 4))
+		h := ag.ReLU(ag.Conv2d(x, w, nil, ag.ConvParams{}))
+		h = ag.ReLU(ag.Add(ag.Conv2d(h, w, nil, ag.ConvParams{}), h))
+		y := ag.GlobalAvgPool(h)
+		fmt.Println(pass, y.Tensor().Data[0])
+		tape.Reset()
+	}
+	fmt.Println("buffers released per pass:", tape.PlannedReleases(2*8*8*4))
+	// Output:
+	// 0 0
+	// 1 6
+	// 2 12
+	// 3 18
+	// buffers released per pass: 1
+}
