@@ -180,10 +180,16 @@ func (ep *Int8Epilogue) store(m, nch, n0 int, acc []int32, y []uint8, yf []float
 // rounded to an integer, half to even (float32 addition's own rounding),
 // for |v| < 2²²: ONNX QuantizeLinear's rounding without a round trip
 // through float64.
+//
+// A NaN counts as 1e6 (so 255), as the vector loop's VMINPS makes it, and
+// a result below 0 is 0 whatever lo is.
 func requantize(v float32, zero, lo int32) uint8 {
-	v = max(min(v, 1e6), -1e6) // inside ±2²²; the clamp below decides
+	if !(v <= 1e6) { // inside ±2²²; the clamp below decides
+		v = 1e6
+	}
+	v = max(v, -1e6)
 	q := int32(math.Float32bits(v+0x1.8p23)-0x4b400000) + zero
-	return uint8(min(max(q, lo), 255))
+	return uint8(min(max(q, lo, 0), 255))
 }
 
 // Int8Conv computes a convolution of u8 activations x (NHWC, zero point

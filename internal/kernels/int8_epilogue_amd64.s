@@ -7,7 +7,9 @@
 // float32(res − zero) times its multiplier, clamped to ±1e6, rounded to
 // an integer half to even (VCVTPS2DQ under the default MXCSR, which Go
 // keeps), plus the output zero point, clamped to [lo, 255] and stored as
-// bytes. n is a multiple of 8. The Go declarations are in int8_amd64.go.
+// bytes (VPACKUSDW makes a negative lo 0). A NaN becomes 1e6: VMINPS
+// returns its second source, the constant, when one is NaN. n is a
+// multiple of 8. The Go declarations are in int8_amd64.go.
 
 #include "textflag.h"
 

@@ -222,6 +222,7 @@ func TestPeakInt8(t *testing.T) {
 func TestGatherPanels(t *testing.T) {
 	r := rand.New(rand.NewPCG(4, 4))
 	shapes := append([]ConvShape{
+		{N: 1, H: 5, W: 5, C: 6, OC: 8, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}, // pairs, not quads
 		{N: 2, H: 5, W: 6, C: 8, OC: 8, KH: 3, KW: 3, SH: 2, SW: 1, DH: 1, DW: 2, PT: 1, PL: 2, PB: 1, PR: 2},
 		{N: 1, H: 4, W: 4, C: 12, OC: 4, KH: 2, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 0, PL: 1, PB: 1, PR: 1},
 	}, int8Shapes...)
@@ -277,6 +278,59 @@ func TestRequantizeRoundsHalfToEven(t *testing.T) {
 			want := uint8(min(max(roundEven(c)+zero, zero), 255))
 			if got := requantize(v, zero, zero); got != want {
 				t.Fatalf("requantize(%v, zero %d) = %d, roundEven gives %d", v, zero, got, want)
+			}
+		}
+	}
+}
+
+// The epilogue's vector loop (where this CPU has one) writes what the Go
+// loop writes, on random rows and on the edges: ±1e6 and beyond,
+// infinite and NaN multipliers, negative and large zero points, with and
+// without a residual.
+func TestRequantizeVecMatchesGo(t *testing.T) {
+	r := rand.New(rand.NewPCG(6, 6))
+	specials := []float32{0, 1e-4, -1e-4, 1, 1e6, -1e6, 3e38, -3e38, float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), -float32(math.NaN())}
+	for trial := range 2000 {
+		n := 8 + r.IntN(40)
+		acc, bias := make([]int32, n), make([]int32, n)
+		mult := make([]float32, n)
+		res := make([]uint8, n)
+		for j := range n {
+			acc[j], bias[j] = int32(r.IntN(1<<20))-1<<19, int32(r.IntN(2000))-1000
+			mult[j] = float32(r.NormFloat64() * 1e-3)
+			if r.IntN(8) == 0 {
+				mult[j] = specials[r.IntN(len(specials))]
+			}
+			res[j] = uint8(r.IntN(256))
+		}
+		zero, lo := int32(r.IntN(300))-20, int32(0)
+		if trial%2 == 1 {
+			lo = zero
+		}
+		rz, rm := int32(r.IntN(256)), specials[r.IntN(len(specials))]
+		if trial%3 != 0 {
+			rm = float32(r.NormFloat64() * 0.05)
+		}
+		for _, withRes := range []bool{false, true} {
+			var rs []uint8
+			if withRes {
+				rs = res
+			}
+			want := make([]uint8, n)
+			for j := range n {
+				v := float32(float32(acc[j]+bias[j]) * mult[j])
+				if withRes {
+					v += float32(float32(int32(res[j])-rz) * rm)
+				}
+				want[j] = requantize(v, zero, lo)
+			}
+			got := make([]uint8, n)
+			done := requantizeVec(acc, bias, mult, got, rs, zero, lo, rz, rm)
+			if done == 0 {
+				t.Skip("no vector epilogue at this level")
+			}
+			if !slices.Equal(got[:done], want[:done]) {
+				t.Fatalf("trial %d (residual %v, zero %d, lo %d): vector %v, Go %v", trial, withRes, zero, lo, got[:done], want[:done])
 			}
 		}
 	}
