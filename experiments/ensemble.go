@@ -186,7 +186,7 @@ func Ensemble(ctx context.Context, c EnsembleConfig, out string) (*EnsembleResul
 	}
 	res.BaseError = errorWith(rnet, rl, nil)
 	res.PlainBase = errorWith(pnet, pl, nil)
-	nplain := len(flatBlocks(pnet))
+	pblocks := flatBlocks(pnet)
 	for i := 0; i < n; i++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -194,8 +194,11 @@ func Ensemble(ctx context.Context, c EnsembleConfig, out string) (*EnsembleResul
 		ok := deletable(blocks[i])
 		res.Deletable = append(res.Deletable, ok)
 		res.DeleteOne = append(res.DeleteOne, errorWith(rnet, rl, []int{i}))
-		pe := math.NaN() // a plain layer that changes the shape cannot be deleted
-		if ok && i < nplain {
+		// The plain network's own block i (it may be shallower than the
+		// residual one, so its downsampling blocks sit at other indices):
+		// one that changes the shape cannot be deleted.
+		pe := math.NaN()
+		if i < len(pblocks) && deletable(pblocks[i]) {
 			pe = errorWith(pnet, pl, []int{i})
 		}
 		res.PlainDelete = append(res.PlainDelete, pe)

@@ -126,6 +126,23 @@ func TestTrainingExperimentsQuick(t *testing.T) {
 		t.Errorf("deleting one of %d identity blocks raised the ResNet's error by %.3f, the plain net's by %.3f; want the ResNet's smaller", len(rdel), rd, pd)
 	}
 	readClaimsN(t, ensDir, 9)
+	// A plain network shallower than the residual one (the default
+	// protocol's plain-20 beside ResNet-56): its downsampling blocks sit at
+	// other indices and are never deleted (deleting plain-8's second block,
+	// a stage's first, once fed 16 channels to a 32-channel convolution).
+	short := QuickEnsemble()
+	short.Plain, short.Weights = "plain8", filepath.Join(ensDir, "runs", "resnet20", "last.safetensors")
+	short.Draws, short.MaxDelete, short.Reorderings, short.PathDraws, short.EvalLimit = 1, 1, 1, 1, 200
+	short.Budget.Limit, short.Budget.Epochs = 500, 1
+	sh, err := Ensemble(ctx, short, filepath.Join(dir, "ensemble-short"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range sh.PlainDelete {
+		if want := i == 0; !math.IsNaN(e) != want {
+			t.Errorf("plain-8 block %d deleted: error %v; want a number only for block 0 (its one identity block)", i, e)
+		}
+	}
 	// Given weights are loaded, not retrained.
 	c := QuickEnsemble()
 	weights := filepath.Join(ensDir, "runs", "resnet20", "last.safetensors")
