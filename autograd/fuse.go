@@ -89,18 +89,6 @@ func deferValue(tp *Tape, shape []int, d *deferred, needsGrad bool) *Value {
 	return &Value{Data: &tensor.Tensor{Shape: append([]int(nil), shape...)}, tape: tp, lazy: d, needsGrad: needsGrad}
 }
 
-// reads returns the values d's producer reads when it computes, then more
-// (for a memory plan's record of reads: memplan.go).
-func (d *deferred) reads(more ...*Value) []*Value {
-	switch op := d.op.(type) {
-	case *convDeferred:
-		return append([]*Value{op.x, op.w, op.b}, more...)
-	case *bnDeferred:
-		return append([]*Value{op.x, op.gamma, op.beta}, more...)
-	}
-	return more
-}
-
 // open reports whether an Add can still join d (no skip, no ReLU yet).
 func (d *deferred) open() bool { return d != nil && d.skip == nil && !d.relu }
 
@@ -116,8 +104,13 @@ func (v *Value) Realize() {
 	}
 	d := v.lazy
 	v.lazy = nil
-	if v.tape.plans != nil {
-		v.tape.memStep(d.reads(d.skip)...)
+	if v.tape.plans != nil { // a step of the memory plan reading what the producer reads (memplan.go)
+		switch op := d.op.(type) {
+		case *convDeferred:
+			v.tape.memStep(op.x, op.w, op.b, d.skip)
+		case *bnDeferred:
+			v.tape.memStep(op.x, op.gamma, op.beta, d.skip)
+		}
 	}
 	v.Data.Data = v.tape.alloc(v.numel())
 	v.tape.memOwn(v)

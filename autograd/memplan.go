@@ -289,13 +289,13 @@ func (m *memoryPlans) record() *memoryPlan {
 	return p
 }
 
-// larger returns the class of a free buffer in pool one or two classes
+// largerFree returns the class of a free buffer in pool one or two classes
 // above c (twice or four times its size), or c if there is none. A
 // planned tape takes it rather than allocate: the passes of a server's
 // batch sizes then share the buffers of its largest batch, where each
 // class would otherwise keep its own (ResNet-50 at batches 1–8: ~320 MB
 // pooled instead of about the 140 of batch 8).
-func (m *memoryPlans) larger(pool map[int][][]float32, c int) int {
+func largerFree(pool map[int][][]float32, c int) int {
 	if c > 4096 { // above sizeClass's exact sizes
 		for up := 2 * c; up <= 4*c; up *= 2 {
 			if len(pool[up]) > 0 {

@@ -294,9 +294,8 @@ func (tp *Tape) Reset() {
 	// A pass that confirmed a memory plan held all its buffers at once;
 	// the passes that follow need a few of them, so the pool does not keep
 	// the rest.
-	drop := tp.plans != nil && tp.plans.memReset()
-	for _, b := range tp.owned {
-		if !drop {
+	if drop := tp.plans != nil && tp.plans.memReset(); !drop {
+		for _, b := range tp.owned {
 			tp.pool[cap(b)] = append(tp.pool[cap(b)], b)
 		}
 	}
@@ -316,7 +315,7 @@ func (tp *Tape) alloc(n int) []float32 {
 	var b []float32
 	c := sizeClass(n)
 	if tp.plans != nil && len(tp.pool[c]) == 0 {
-		c = tp.plans.larger(tp.pool, c)
+		c = largerFree(tp.pool, c)
 	}
 	if free := tp.pool[c]; len(free) > 0 {
 		b = free[len(free)-1][:n]
