@@ -23,6 +23,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"sync"
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/internal/kernels"
@@ -104,6 +105,7 @@ type Model struct {
 	qp     []QParams // by value
 	layers map[string]*Layer
 	conv   []*convState // by node (nil for others)
+	bufs   sync.Pool    // *buffers: a run's u8 values, for the next run to reuse
 }
 
 // convState is what a conv node needs at run time.

@@ -59,9 +59,10 @@ type Int8Weights struct {
 	W      []int8
 	ColSum []int32
 
-	once16, once8 sync.Once
-	avx2          []int16 // [⌈N/16⌉][⌈K/2⌉][16][2]
-	vnni          []int8  // [⌈N/32⌉][⌈K/4⌉][32][4]
+	once16, once8, onceD sync.Once
+	avx2                 []int16 // [⌈N/16⌉][⌈K/2⌉][16][2]
+	vnni                 []int8  // [⌈N/32⌉][⌈K/4⌉][32][4]
+	direct               []int8  // the VNNI packing with each kernel row padded to whole quads
 }
 
 // NewInt8Weights wraps w ([K][N], not copied).
@@ -106,6 +107,28 @@ func (q *Int8Weights) packedVNNI() []int8 {
 		q.vnni = p
 	})
 	return q.vnni
+}
+
+// packedDirect is the direct path's packing for kernel rows of rowLen
+// weights (KW·C; K a multiple of it): packedVNNI's, with each row padded
+// by zero weights to a whole number of quads where rowLen is not one. The
+// padding multiplies the bytes that follow a row in memory (the next
+// pixel's), which the zero weights cancel.
+func (q *Int8Weights) packedDirect(rowLen int) []int8 {
+	if rowLen%4 == 0 {
+		return q.packedVNNI()
+	}
+	q.onceD.Do(func() {
+		rq := (rowLen + 3) / 4 * 4
+		kh := q.K / rowLen
+		w := make([]int8, kh*rq*q.N)
+		for r := range kh {
+			copy(w[r*rq*q.N:], q.W[r*rowLen*q.N:(r+1)*rowLen*q.N])
+		}
+		p := &Int8Weights{K: kh * rq, N: q.N, W: w}
+		q.direct = p.packedVNNI()
+	})
+	return q.direct
 }
 
 // Int8Epilogue turns the int32 sums acc[m][n] = Σ(x−zx)·w into the
@@ -202,6 +225,10 @@ func Int8Conv(s ConvShape, x []uint8, zx uint8, w *Int8Weights, ep *Int8Epilogue
 	}
 	switch ActiveInt8() {
 	case Int8VNNI:
+		if int8DirectOK(s) {
+			int8ConvDirect(s, x, zx, w, ep, y, yf)
+			return
+		}
 		int8ConvTiled(s, x, zx, w, ep, y, yf, true)
 	case Int8AVX2:
 		int8ConvTiled(s, x, zx, w, ep, y, yf, false)

@@ -12,8 +12,9 @@ import (
 var hasVNNI = cpu.X86.HasAVX512F && cpu.X86.HasAVX512VNNI
 
 var (
-	int8AVX2Kernels = int8AVX2[:]
-	int8VNNIKernels = int8VNNI[:]
+	int8AVX2Kernels   = int8AVX2[:]
+	int8VNNIKernels   = int8VNNI[:]
+	int8DirectKernels = int8Direct[:]
 )
 
 func peakInt8(n int, vnni bool) float64 {
@@ -48,4 +49,36 @@ func requantizeVec(acc, bias []int32, mult []float32, out, res []uint8, zero, lo
 		requantizeResAVX2(unsafe.Pointer(&acc[0]), unsafe.Pointer(&bias[0]), unsafe.Pointer(&mult[0]), unsafe.Pointer(&out[0]), unsafe.Pointer(&res[0]), n, zero, lo, resZero, resMult)
 	}
 	return n
+}
+
+// requantizeTile512 and requantizeTileRes512 are the direct VNNI path's
+// u8 epilogue over a whole tile (int8_epilogue_amd64.s): rows rows of 32
+// int32 sums, the channels in mask, to rows outStride bytes apart; lo ≥ 0.
+//
+//go:noescape
+func requantizeTile512(acc, bias, mult, out unsafe.Pointer, rows, outStride int, mask uint32, zero, lo int32)
+
+//go:noescape
+func requantizeTileRes512(acc, bias, mult, out unsafe.Pointer, rows, outStride int, mask uint32, zero, lo int32, res unsafe.Pointer, resZero int32, resMult float32)
+
+// storeTile writes rows m0…m0+rows−1, channels n0…n0+nc−1 (nc ≤ 32) of a
+// u8 output from tile ([rows][32] sums) through the epilogue, in one
+// AVX-512 call.
+func (ep *Int8Epilogue) storeTile(tile []int32, m0, rows, nch, n0, nc int, y []uint8) {
+	mask := uint32(1)<<nc - 1
+	if nc == 32 {
+		mask = ^uint32(0)
+	}
+	lo := int32(0)
+	if ep.ReLU {
+		lo = max(ep.Zero, 0)
+	}
+	at := m0*nch + n0
+	_ = y[at+(rows-1)*nch+nc-1]
+	if ep.Res == nil {
+		requantizeTile512(unsafe.Pointer(&tile[0]), unsafe.Pointer(&ep.Bias[n0]), unsafe.Pointer(&ep.Mult[n0]), unsafe.Pointer(&y[at]), rows, nch, mask, ep.Zero, lo)
+		return
+	}
+	_ = ep.Res[at+(rows-1)*nch+nc-1]
+	requantizeTileRes512(unsafe.Pointer(&tile[0]), unsafe.Pointer(&ep.Bias[n0]), unsafe.Pointer(&ep.Mult[n0]), unsafe.Pointer(&y[at]), rows, nch, mask, ep.Zero, lo, unsafe.Pointer(&ep.Res[at]), ep.ResZero, ep.ResMult)
 }

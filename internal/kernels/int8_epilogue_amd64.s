@@ -116,3 +116,167 @@ rr_loop:
 rr_done:
 	VZEROUPPER
 	RET
+
+// The same requantization on a whole tile of the direct VNNI path, 16
+// lanes a vector (AVX-512): rows rows of acc (32 int32 each, 128 bytes
+// apart) to rows of out (outStride bytes apart), channels by mask (bit j:
+// channel j; the bias, multipliers and residual are read under it, so
+// nothing past the last channel is touched). lo is at least 0 here
+// (VPMOVDB truncates; the caller passes max(lo, 0)).
+
+// TILESETUP loads the tile's per-channel and constant operands, with the
+// mask in AX: K1, K2 the two halves of the mask, Z16, Z17 the bias, Z18,
+// Z19 the multipliers, Z22 255, Z23 1e6, Z24 −1e6 (uses AX). The
+// functions load Z20 (the zero point) and Z21 (lo) themselves.
+#define TILESETUP \
+	KMOVW AX, K1 \
+	SHRL $16, AX \
+	KMOVW AX, K2 \
+	VMOVDQU32.Z (BX), K1, Z16 \
+	VMOVDQU32.Z 64(BX), K2, Z17 \
+	VMOVUPS.Z (DX), K1, Z18 \
+	VMOVUPS.Z 64(DX), K2, Z19 \
+	MOVL $255, AX \
+	VPBROADCASTD AX, Z22 \
+	MOVL $0x49742400, AX \
+	VPBROADCASTD AX, Z23 \
+	MOVL $0xc9742400, AX \
+	VPBROADCASTD AX, Z24
+
+// TILEFINISH finishes Z0 (channels 0–15) and Z1 (16–31) as STORE does,
+// leaving their bytes in X0 and X1.
+#define TILEFINISH \
+	VMINPS Z23, Z0, Z0 \
+	VMINPS Z23, Z1, Z1 \
+	VMAXPS Z24, Z0, Z0 \
+	VMAXPS Z24, Z1, Z1 \
+	VCVTPS2DQ Z0, Z0 \
+	VCVTPS2DQ Z1, Z1 \
+	VPADDD Z20, Z0, Z0 \
+	VPADDD Z20, Z1, Z1 \
+	VPMAXSD Z21, Z0, Z0 \
+	VPMAXSD Z21, Z1, Z1 \
+	VPMINSD Z22, Z0, Z0 \
+	VPMINSD Z22, Z1, Z1 \
+	VPMOVDB Z0, X0 \
+	VPMOVDB Z1, X1
+
+// TILESTORE stores X0, X1 at (DI) under the mask; TILESTOREFULL all 32
+// bytes (masked loads and stores are slower on AMD's cores: the loops
+// for a full channel block use none).
+#define TILESTORE \
+	VMOVDQU8 X0, K1, (DI) \
+	VMOVDQU8 X1, K2, 16(DI)
+
+#define TILESTOREFULL \
+	VMOVDQU X0, (DI) \
+	VMOVDQU X1, 16(DI)
+
+// TILEACC loads a tile row's sums (SI) into Z0, Z1 as floats: (sum +
+// bias) · multiplier.
+#define TILEACC \
+	VPADDD (SI), Z16, Z0 \
+	VPADDD 64(SI), Z17, Z1 \
+	VCVTDQ2PS Z0, Z0 \
+	VCVTDQ2PS Z1, Z1 \
+	VMULPS Z18, Z0, Z0 \
+	VMULPS Z19, Z1, Z1
+
+// TILERES adds the residual bytes, widened into Z2, Z3, in output units:
+// (res − Z25) · Z26.
+#define TILERES \
+	VPSUBD Z25, Z2, Z2 \
+	VPSUBD Z25, Z3, Z3 \
+	VCVTDQ2PS Z2, Z2 \
+	VCVTDQ2PS Z3, Z3 \
+	VMULPS Z26, Z2, Z2 \
+	VMULPS Z26, Z3, Z3 \
+	VADDPS Z2, Z0, Z0 \
+	VADDPS Z3, Z1, Z1
+
+// func requantizeTile512(acc, bias, mult, out unsafe.Pointer, rows, outStride int, mask uint32, zero, lo int32)
+TEXT ·requantizeTile512(SB), NOSPLIT, $0-60
+	MOVQ acc+0(FP), SI
+	MOVQ bias+8(FP), BX
+	MOVQ mult+16(FP), DX
+	MOVQ out+24(FP), DI
+	MOVQ rows+32(FP), CX
+	MOVQ outStride+40(FP), R9
+	MOVL zero+52(FP), AX
+	VPBROADCASTD AX, Z20
+	MOVL lo+56(FP), AX
+	VPBROADCASTD AX, Z21
+	MOVL mask+48(FP), AX
+	TILESETUP
+	CMPL mask+48(FP), $-1
+	JEQ tq_full
+tq_loop:
+	TILEACC
+	TILEFINISH
+	TILESTORE
+	ADDQ $128, SI
+	ADDQ R9, DI
+	DECQ CX
+	JNZ tq_loop
+	VZEROUPPER
+	RET
+tq_full:
+	TILEACC
+	TILEFINISH
+	TILESTOREFULL
+	ADDQ $128, SI
+	ADDQ R9, DI
+	DECQ CX
+	JNZ tq_full
+	VZEROUPPER
+	RET
+
+// func requantizeTileRes512(acc, bias, mult, out unsafe.Pointer, rows, outStride int, mask uint32, zero, lo int32, res unsafe.Pointer, resZero int32, resMult float32)
+TEXT ·requantizeTileRes512(SB), NOSPLIT, $0-80
+	MOVQ acc+0(FP), SI
+	MOVQ bias+8(FP), BX
+	MOVQ mult+16(FP), DX
+	MOVQ out+24(FP), DI
+	MOVQ rows+32(FP), CX
+	MOVQ outStride+40(FP), R9
+	MOVQ res+64(FP), R8
+	MOVL zero+52(FP), AX
+	VPBROADCASTD AX, Z20
+	MOVL lo+56(FP), AX
+	VPBROADCASTD AX, Z21
+	MOVL resZero+72(FP), AX
+	VPBROADCASTD AX, Z25
+	MOVL resMult+76(FP), AX
+	VPBROADCASTD AX, Z26
+	MOVL mask+48(FP), AX
+	TILESETUP
+	CMPL mask+48(FP), $-1
+	JEQ tr_full
+tr_loop:
+	TILEACC
+	VPMOVZXBD.Z (R8), K1, Z2
+	VPMOVZXBD.Z 16(R8), K2, Z3
+	TILERES
+	TILEFINISH
+	TILESTORE
+	ADDQ $128, SI
+	ADDQ R9, DI
+	ADDQ R9, R8
+	DECQ CX
+	JNZ tr_loop
+	VZEROUPPER
+	RET
+tr_full:
+	TILEACC
+	VPMOVZXBD (R8), Z2
+	VPMOVZXBD 16(R8), Z3
+	TILERES
+	TILEFINISH
+	TILESTOREFULL
+	ADDQ $128, SI
+	ADDQ R9, DI
+	ADDQ R9, R8
+	DECQ CX
+	JNZ tr_full
+	VZEROUPPER
+	RET

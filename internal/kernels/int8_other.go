@@ -6,6 +6,7 @@ package kernels
 var (
 	hasVNNI                          = false
 	int8AVX2Kernels, int8VNNIKernels []int8Kernel
+	int8DirectKernels                []int8DirectKernel
 )
 
 func peakInt8(n int, vnni bool) float64 { return 0 }
@@ -13,4 +14,12 @@ func peakInt8(n int, vnni bool) float64 { return 0 }
 // requantizeVec: no vector loops here (see int8_amd64.go).
 func requantizeVec(acc, bias []int32, mult []float32, out, res []uint8, zero, lo, resZero int32, resMult float32) int {
 	return 0
+}
+
+// storeTile is int8_amd64.go's tile epilogue, row by row (the direct path
+// that calls it does not run here).
+func (ep *Int8Epilogue) storeTile(tile []int32, m0, rows, nch, n0, nc int, y []uint8) {
+	for r := range rows {
+		ep.store(m0+r, nch, n0, tile[r*32:r*32+nc], y, nil)
+	}
 }

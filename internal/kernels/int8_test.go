@@ -22,6 +22,16 @@ var int8Shapes = []ConvShape{
 	{N: 1, H: 9, W: 9, C: 16, OC: 16, KH: 3, KW: 3, SH: 1, SW: 1, DH: 2, DW: 2, PT: 2, PL: 2, PB: 2, PR: 2},
 	{N: 13, H: 1, W: 1, C: 65, OC: 10, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1}, // a linear layer
 	{N: 3, H: 1, W: 1, C: 1, OC: 1, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
+	// The direct VNNI path (channels in quads): strided 3×3 with a short
+	// channel block, rows wider than a tile with dilated rows, a 1×1
+	// batch longer than a group of tiles, a strided 1×1, asymmetric
+	// padding with a horizontal stride only, and an unpadded 3×3.
+	{N: 2, H: 9, W: 9, C: 20, OC: 40, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+	{N: 2, H: 10, W: 37, C: 8, OC: 32, KH: 3, KW: 3, SH: 1, SW: 1, DH: 2, DW: 1, PT: 2, PL: 1, PB: 2, PR: 1},
+	{N: 3, H: 9, W: 11, C: 12, OC: 36, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
+	{N: 2, H: 8, W: 8, C: 16, OC: 64, KH: 1, KW: 1, SH: 2, SW: 2, DH: 1, DW: 1},
+	{N: 1, H: 7, W: 30, C: 4, OC: 8, KH: 3, KW: 5, SH: 1, SW: 2, DH: 1, DW: 1, PT: 0, PL: 2, PB: 1, PR: 0},
+	{N: 2, H: 6, W: 6, C: 8, OC: 16, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1},
 }
 
 // int8Case is one random convolution with its epilogue.
@@ -333,5 +343,39 @@ func TestRequantizeVecMatchesGo(t *testing.T) {
 				t.Fatalf("trial %d (residual %v, zero %d, lo %d): vector %v, Go %v", trial, withRes, zero, lo, got[:done], want[:done])
 			}
 		}
+	}
+}
+
+// TestMaxPoolU8 compares the u8 max pooling with the float32 one on the
+// same values (u8 values are exact in float32, and max commutes with the
+// conversion), at every level: ResNet's 3×3/2 pooling with padding,
+// channel counts with and without a vector tail, dilation and ceil mode.
+func TestMaxPoolU8(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	shapes := []PoolShape{
+		{N: 2, H: 11, W: 12, C: 64, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 1, H: 9, W: 7, C: 37, KH: 2, KW: 3, SH: 1, SW: 2, DH: 2, DW: 1, PT: 1, PL: 0, PB: 0, PR: 1},
+		{N: 1, H: 8, W: 8, C: 3, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, CeilMode: true},
+	}
+	for _, l := range append([]Level{Generic}, levels()...) {
+		prev := SetLevel(l)
+		for _, s := range shapes {
+			x := make([]uint8, s.N*s.H*s.W*s.C)
+			xf := make([]float32, len(x))
+			for i := range x {
+				x[i] = uint8(r.IntN(256))
+				xf[i] = float32(x[i])
+			}
+			n := s.N * s.OH() * s.OW() * s.C
+			y, yf := make([]uint8, n), make([]float32, n)
+			MaxPoolU8(s, x, y)
+			MaxPoolForward(s, xf, yf, make([]int32, n))
+			for i := range y {
+				if float32(y[i]) != yf[i] {
+					t.Fatalf("%v %+v: output %d is %d, float32 pooling gives %v", l, s, i, y[i], yf[i])
+				}
+			}
+		}
+		SetLevel(prev)
 	}
 }

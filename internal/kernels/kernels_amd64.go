@@ -776,6 +776,51 @@ func int8VNNI_13x32(a, b unsafe.Pointer, steps int, c unsafe.Pointer)
 //go:noescape
 func int8VNNI_14x32(a, b unsafe.Pointer, steps int, c unsafe.Pointer)
 
+// int8Direct[mr-1] computes an mr×32 int32 tile of a convolution read in place (VPDPBUSD; gen/int8.go's genInt8Direct).
+var int8Direct = [...]int8DirectKernel{int8Direct_1x32, int8Direct_2x32, int8Direct_3x32, int8Direct_4x32, int8Direct_5x32, int8Direct_6x32, int8Direct_7x32, int8Direct_8x32, int8Direct_9x32, int8Direct_10x32, int8Direct_11x32, int8Direct_12x32, int8Direct_13x32, int8Direct_14x32}
+
+//go:noescape
+func int8Direct_1x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+
+//go:noescape
+func int8Direct_2x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+
+//go:noescape
+func int8Direct_3x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+
+//go:noescape
+func int8Direct_4x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+
+//go:noescape
+func int8Direct_5x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+
+//go:noescape
+func int8Direct_6x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+
+//go:noescape
+func int8Direct_7x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+
+//go:noescape
+func int8Direct_8x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+
+//go:noescape
+func int8Direct_9x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+
+//go:noescape
+func int8Direct_10x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+
+//go:noescape
+func int8Direct_11x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+
+//go:noescape
+func int8Direct_12x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+
+//go:noescape
+func int8Direct_13x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+
+//go:noescape
+func int8Direct_14x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+
 // peakInt8AVX2 runs n iterations of 6 independent VPMADDWD (16 int8 multiply-adds each).
 //
 //go:noescape

@@ -41,3 +41,10 @@ type winoPacked struct{}
 
 func packWino(s ConvShape, w []float32) *winoPacked        { return nil }
 func winoWeightGrad(s ConvShape, x, dy, dw []float32) bool { return false }
+
+// maxU8 sets dst[i] = max(dst[i], src[i]) (len(src) ≥ len(dst)).
+func maxU8(dst, src []uint8) {
+	for i := range dst {
+		dst[i] = max(dst[i], src[i])
+	}
+}

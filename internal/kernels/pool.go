@@ -96,6 +96,42 @@ func MaxPoolForward(s PoolShape, x, y []float32, arg []int32) {
 	})
 }
 
+// MaxPoolU8 is MaxPoolForward for u8 values (an int8 network's
+// activations, whose order is their real values' order) without the
+// indices: each output pixel's channels start as its first real input's
+// and take the byte-wise maximum with the others. Padding never wins.
+func MaxPoolU8(s PoolShape, x, y []uint8) {
+	oh, ow := s.OH(), s.OW()
+	parallelFor(s.N*oh, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			n, oy := r/oh, r%oh
+			for ox := range ow {
+				out := y[(r*ow+ox)*s.C:][:s.C]
+				first := true
+				for kh := range s.KH {
+					iy := oy*s.SH - s.PT + kh*s.DH
+					if iy < 0 || iy >= s.H {
+						continue
+					}
+					for kw := range s.KW {
+						ix := ox*s.SW - s.PL + kw*s.DW
+						if ix < 0 || ix >= s.W {
+							continue
+						}
+						in := x[((n*s.H+iy)*s.W+ix)*s.C:][:s.C]
+						if first {
+							copy(out, in)
+							first = false
+						} else {
+							maxU8(out, in)
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
 // maxPoolForwardRef is MaxPoolForward's reference, for any Float.
 func maxPoolForwardRef[T Float](s PoolShape, x, y []T, arg []int32) {
 	oh, ow := s.OH(), s.OW()

@@ -27,3 +27,24 @@ func maxPool512(x, offs unsafe.Pointer, ntaps, c int, y, arg, iota unsafe.Pointe
 //
 //go:noescape
 func maxPoolAVX2(x, offs unsafe.Pointer, ntaps, c int, y, arg, iota unsafe.Pointer)
+
+// maxU8AVX2 (pool_amd64.s) sets dst[i] = max(dst[i], src[i]) for i < n, a
+// multiple of 32.
+//
+//go:noescape
+func maxU8AVX2(dst, src unsafe.Pointer, n int)
+
+// maxU8 sets dst[i] = max(dst[i], src[i]) (len(src) ≥ len(dst)).
+func maxU8(dst, src []uint8) {
+	n := 0
+	if active >= AVX2 {
+		n = len(dst) &^ 31
+		if n > 0 {
+			_ = src[n-1]
+			maxU8AVX2(unsafe.Pointer(&dst[0]), unsafe.Pointer(&src[0]), n)
+		}
+	}
+	for i := n; i < len(dst); i++ {
+		dst[i] = max(dst[i], src[i])
+	}
+}

@@ -97,3 +97,23 @@ mq_store:
 mq_done:
 	VZEROUPPER
 	RET
+
+// func maxU8AVX2(dst, src unsafe.Pointer, n int)
+// dst[i] = max(dst[i], src[i]) for i < n, a multiple of 32.
+TEXT ·maxU8AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $5, CX
+	JZ maxu8_done
+maxu8_loop:
+	VMOVDQU (SI), Y0
+	VPMAXUB (DI), Y0, Y0
+	VMOVDQU Y0, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ maxu8_loop
+maxu8_done:
+	VZEROUPPER
+	RET

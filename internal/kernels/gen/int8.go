@@ -150,3 +150,82 @@ func genPeakInt8(e *emitter) {
 		e.textf("\tDECQ CX\n\tJNZ %s_loop\n\tVZEROUPPER\n\tRET\n", f.name)
 	}
 }
+
+// genInt8Direct writes the direct VNNI kernels: an MR×32 int32 tile of
+// output pixels whose receptive fields are read where they lie in the
+// input (NHWC u8, channels a multiple of 4), with no im2col panel. Pixel p
+// of the tile starts at a + p·ps; a kernel row of taps is quads
+// consecutive quads of bytes (kw·c/4: the taps of one input row are
+// adjacent in NHWC), and the kh kernel rows are rs bytes apart. The packed
+// weights are the VNNI packing ([⌈K/4⌉][32][4], K = kh·kw·c in HWIO
+// order), read in step order.
+//
+// Arguments (ABI0): a, b, c, ps, rs, kh (≥ 1), quads (≥ 1).
+// Registers: AX the current kernel row's pixel 0; DX, R8, R9, R10 and
+// SI, DI pixAddr's bases and stride; BX the weights; CX the quad count;
+// R12 the row count; R13 rs; R11 c.
+func genInt8Direct(e *emitter) {
+	var names []string
+	for mr := 1; mr <= int8VNNIMaxMR; mr++ {
+		name := fmt.Sprintf("int8Direct_%dx32", mr)
+		names = append(names, name)
+		e.textf("\n// func %s(a, b, c unsafe.Pointer, ps, rs, kh, quads int)\nTEXT ·%s(SB), NOSPLIT, $0-56\n", name, name)
+		e.op("MOVQ a+0(FP), AX")
+		e.op("MOVQ b+8(FP), BX")
+		e.op("MOVQ c+16(FP), R11")
+		e.op("MOVQ ps+24(FP), SI")
+		e.op("MOVQ rs+32(FP), R13")
+		e.op("MOVQ kh+40(FP), R12")
+		e.op("LEAQ (SI)(SI*2), DI")
+		for i := 0; i < 2*mr; i++ {
+			e.op("VPXORD %s, %s, %s", z(i), z(i), z(i))
+		}
+		e.textf("%s_row:\n", name)
+		e.op("MOVQ AX, DX")
+		if mr > 5 {
+			e.op("LEAQ (DX)(SI*1), R8")
+		}
+		if mr > 10 {
+			e.op("LEAQ (DX)(SI*2), R9")
+			e.op("LEAQ (DX)(DI*1), R10")
+		}
+		e.op("MOVQ quads+48(FP), CX")
+		e.textf("%s_quad:\n", name)
+		e.op("VMOVDQU32 (BX), Z28")
+		e.op("VMOVDQU32 64(BX), Z29")
+		for p := 0; p < mr; p++ {
+			b := z(30 + p%2)
+			e.op("VPBROADCASTD %s, %s", pixAddr(p, 0), b)
+			e.op("VPDPBUSD Z28, %s, %s", b, z(2*p))
+			e.op("VPDPBUSD Z29, %s, %s", b, z(2*p+1))
+		}
+		e.op("ADDQ $4, DX")
+		if mr > 5 {
+			e.op("ADDQ $4, R8")
+		}
+		if mr > 10 {
+			e.op("ADDQ $4, R9")
+			e.op("ADDQ $4, R10")
+		}
+		e.op("ADDQ $128, BX")
+		e.op("DECQ CX")
+		e.op("JNZ %s_quad", name)
+		e.op("ADDQ R13, AX")
+		e.op("DECQ R12")
+		e.op("JNZ %s_row", name)
+		for p := 0; p < mr; p++ {
+			e.op("VMOVDQU32 %s, %d(R11)", z(2*p), p*128)
+			e.op("VMOVDQU32 %s, %d(R11)", z(2*p+1), p*128+64)
+		}
+		e.op("VZEROUPPER")
+		e.op("RET")
+	}
+	e.goText("\n// int8Direct[mr-1] computes an mr×32 int32 tile of a convolution read in place (VPDPBUSD; gen/int8.go's genInt8Direct).\nvar int8Direct = [...]int8DirectKernel{")
+	for _, n := range names {
+		e.gof("%s, ", n)
+	}
+	e.goText("}\n")
+	for _, n := range names {
+		e.gof("\n//go:noescape\nfunc %s(a, b, c unsafe.Pointer, ps, rs, kh, quads int)\n", n)
+	}
+}

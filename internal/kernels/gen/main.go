@@ -106,6 +106,7 @@ func generate() (asm, decls []byte, err error) {
 	genWinoGemms(e)
 	genBF16(e)
 	genInt8(e)
+	genInt8Direct(e)
 	genPeakInt8(e)
 	src, err := format.Source(e.g.Bytes())
 	if err != nil {
