@@ -225,10 +225,7 @@ func Quantize8(xs []float32, q QParams, dst []uint8) []uint8 {
 	if len(dst) < len(xs) {
 		dst = make([]uint8, len(xs))
 	}
-	s := float32(q.Scale)
-	for i, v := range xs {
-		dst[i] = quantize8(v, s, q.Zero)
-	}
+	kernels.QuantizeU8(xs, float32(q.Scale), int32(q.Zero), dst)
 	return dst[:len(xs)]
 }
 

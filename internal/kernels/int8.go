@@ -442,3 +442,22 @@ func PeakInt8(n int) float64 {
 	}
 	return 0
 }
+
+// QuantizeU8 writes dst[i] = the u8 quantization of x[i] with scale and
+// zero point, as ONNX's QuantizeLinear computes it: x/scale in float32,
+// rounded half to even, plus zero, saturated to 0…255; a NaN becomes the
+// zero point. In parallel (a network's input is quantized before its
+// first layer can start).
+func QuantizeU8(x []float32, scale float32, zero int32, dst []uint8) {
+	const block = 1 << 14
+	dst = dst[:len(x)]
+	parallelFor((len(x)+block-1)/block, func(lo, hi int) {
+		for i := lo * block; i < min(hi*block, len(x)); i++ {
+			f := x[i] / scale
+			if f != f {
+				f = 0
+			}
+			dst[i] = requantize(f, zero, 0)
+		}
+	})
+}

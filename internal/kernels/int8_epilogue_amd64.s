@@ -126,7 +126,7 @@ rr_done:
 
 // TILESETUP loads the tile's per-channel and constant operands, with the
 // mask in AX: K1, K2 the two halves of the mask, Z16, Z17 the bias, Z18,
-// Z19 the multipliers, Z22 255, Z23 1e6, Z24 −1e6 (uses AX). The
+// Z19 the multipliers, Z23 1e6, Z24 −1e6 (uses AX). The
 // functions load Z20 (the zero point) and Z21 (lo) themselves.
 #define TILESETUP \
 	KMOVW AX, K1 \
@@ -136,15 +136,14 @@ rr_done:
 	VMOVDQU32.Z 64(BX), K2, Z17 \
 	VMOVUPS.Z (DX), K1, Z18 \
 	VMOVUPS.Z 64(DX), K2, Z19 \
-	MOVL $255, AX \
-	VPBROADCASTD AX, Z22 \
 	MOVL $0x49742400, AX \
 	VPBROADCASTD AX, Z23 \
 	MOVL $0xc9742400, AX \
 	VPBROADCASTD AX, Z24
 
 // TILEFINISH finishes Z0 (channels 0–15) and Z1 (16–31) as STORE does,
-// leaving their bytes in X0 and X1.
+// leaving their bytes in X0 and X1, with the clamp at 255 in the
+// unsigned saturation of the narrowing (VPMOVUSDB).
 #define TILEFINISH \
 	VMINPS Z23, Z0, Z0 \
 	VMINPS Z23, Z1, Z1 \
@@ -156,10 +155,8 @@ rr_done:
 	VPADDD Z20, Z1, Z1 \
 	VPMAXSD Z21, Z0, Z0 \
 	VPMAXSD Z21, Z1, Z1 \
-	VPMINSD Z22, Z0, Z0 \
-	VPMINSD Z22, Z1, Z1 \
-	VPMOVDB Z0, X0 \
-	VPMOVDB Z1, X1
+	VPMOVUSDB Z0, X0 \
+	VPMOVUSDB Z1, X1
 
 // TILESTORE stores X0, X1 at (DI) under the mask; TILESTOREFULL all 32
 // bytes (masked loads and stores are slower on AMD's cores: the loops

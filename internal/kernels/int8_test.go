@@ -379,3 +379,56 @@ func TestMaxPoolU8(t *testing.T) {
 		SetLevel(prev)
 	}
 }
+
+// The direct path's tile epilogue (AVX-512 where the CPU has it) writes
+// what the Go loop writes, for full and partial channel blocks, on the
+// edges of TestRequantizeVecMatchesGo, with and without a residual and a
+// ReLU; the bytes around the tile's rows stay untouched.
+func TestStoreTileMatchesGo(t *testing.T) {
+	if !hasVNNI || active < AVX512 {
+		t.Skip("the tile epilogue is the AVX-512 VNNI path's; this CPU or level has none")
+	}
+	r := rand.New(rand.NewPCG(8, 8))
+	specials := []float32{0, 1e-4, -1e-4, 1, 1e6, -1e6, 3e38, -3e38, float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), -float32(math.NaN())}
+	for trial := range 1000 {
+		rows, nc := 1+r.IntN(int8DirectMR), 32
+		if trial%2 == 1 {
+			nc = 1 + r.IntN(32)
+		}
+		nch, n0 := 80, r.IntN(80-nc+1)
+		tile := make([]int32, rows*32)
+		for i := range tile {
+			tile[i] = int32(r.IntN(1<<20)) - 1<<19
+		}
+		ep := Int8Epilogue{Bias: make([]int32, nch), Mult: make([]float32, nch), Zero: int32(r.IntN(300)) - 20, ReLU: trial%3 == 0}
+		for j := range nch {
+			ep.Bias[j], ep.Mult[j] = int32(r.IntN(2000))-1000, float32(r.NormFloat64()*1e-3)
+			if r.IntN(8) == 0 {
+				ep.Mult[j] = specials[r.IntN(len(specials))]
+			}
+		}
+		m0, size := r.IntN(3), (rows+4)*nch
+		if trial%4 >= 2 {
+			ep.Res = make([]uint8, size)
+			for i := range ep.Res {
+				ep.Res[i] = uint8(r.IntN(256))
+			}
+			ep.ResZero, ep.ResMult = int32(r.IntN(256)), float32(r.NormFloat64()*0.05)
+			if trial%8 >= 6 {
+				ep.ResMult = specials[r.IntN(len(specials))]
+			}
+		}
+		got, want := make([]uint8, size), make([]uint8, size)
+		for i := range got {
+			got[i] = uint8(i)
+			want[i] = uint8(i)
+		}
+		ep.storeTile(tile, m0, rows, nch, n0, nc, got)
+		for row := range rows {
+			ep.store(m0+row, nch, n0, tile[row*32:row*32+nc], want, nil)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("trial %d (rows %d, channels %d at %d, zero %d, ReLU %v, residual %v): tile %v, Go %v", trial, rows, nc, n0, ep.Zero, ep.ReLU, ep.Res != nil, got, want)
+		}
+	}
+}
