@@ -42,3 +42,49 @@ func roundBF16Fast(dst, src []float32) int {
 	roundBF16AVX2(unsafe.Pointer(&dst[0]), unsafe.Pointer(&src[0]), n)
 	return n
 }
+
+// toBF16AVX2 writes n (a multiple of 16) float32 of src converted to
+// bfloat16 (BF16FromFloat32) to dst (bf16_amd64.s).
+//
+//go:noescape
+func toBF16AVX2(dst, src unsafe.Pointer, n int)
+
+// toBF16Fast converts the longest multiple-of-16 prefix of src into dst
+// with toBF16AVX2 where the level has AVX2, and returns its length.
+func toBF16Fast(dst []uint16, src []float32) int {
+	n := len(src) &^ 15
+	if use.k == nil || n == 0 {
+		return 0
+	}
+	_ = dst[n-1]
+	toBF16AVX2(unsafe.Pointer(&dst[0]), unsafe.Pointer(&src[0]), n)
+	return n
+}
+
+// bf16DirectKernels are the direct convolution kernels (gen/bf16.go).
+var bf16DirectKernels = bf16Direct[:]
+
+// epilogueTile512 applies the direct path's float32 epilogue to a tile
+// (bf16_amd64.s): rows rows of 32 sums to y rows ystride bytes apart,
+// channels by mask: max(floor, sum·scale + shift [+ skip]), skip (nil:
+// none) laid out as y.
+//
+//go:noescape
+func epilogueTile512(tile, y unsafe.Pointer, rows, ystride int, scale, shift, skip unsafe.Pointer, mask uint32, floor float32)
+
+// epilogueTile applies ep to rows m0… of the tile (channels n0…n0+nc−1 of
+// y, nch a row) in one AVX-512 call.
+func (ep *convEpilogue) epilogueTile(tile []float32, m0, rows, nch, n0, nc int, y []float32) {
+	mask := uint32(1)<<nc - 1
+	if nc == 32 {
+		mask = ^uint32(0)
+	}
+	at := m0*nch + n0
+	_ = y[at+(rows-1)*nch+nc-1]
+	var skip unsafe.Pointer
+	if ep.skip != nil {
+		_ = ep.skip[at+(rows-1)*nch+nc-1]
+		skip = unsafe.Pointer(&ep.skip[at])
+	}
+	epilogueTile512(unsafe.Pointer(&tile[0]), unsafe.Pointer(&y[at]), rows, 4*nch, unsafe.Pointer(&ep.scale[n0]), unsafe.Pointer(&ep.shift[n0]), skip, mask, ep.floor)
+}

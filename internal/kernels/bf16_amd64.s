@@ -51,3 +51,156 @@ rb_loop:
 rb_done:
 	VZEROUPPER
 	RET
+
+// func toBF16AVX2(dst, src unsafe.Pointer, n int)
+// n is a multiple of 16: dst (uint16) gets BF16FromFloat32 of each float32
+// of src, computed as roundBF16AVX2 computes it, the upper halves then
+// packed two registers at a time (VPACKUSDW packs within 128-bit lanes;
+// VPERMQ puts the lanes back in order).
+TEXT ·toBF16AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $4, CX
+	TESTQ CX, CX
+	JZ tb_done
+	VPBROADCASTD bf16c<>+0(SB), Y8
+	VPBROADCASTD bf16c<>+4(SB), Y9
+	VPBROADCASTD bf16c<>+12(SB), Y11
+	VPBROADCASTD bf16c<>+16(SB), Y12
+	VPBROADCASTD bf16c<>+20(SB), Y13
+tb_loop:
+	VMOVDQU (SI), Y0
+	VPSRLD $16, Y0, Y1
+	VPAND Y9, Y1, Y1
+	VPADDD Y8, Y1, Y1
+	VPADDD Y0, Y1, Y1
+	VPAND Y11, Y0, Y2
+	VPCMPGTD Y12, Y2, Y2
+	VPOR Y13, Y0, Y3
+	VPBLENDVB Y2, Y3, Y1, Y1
+	VPSRLD $16, Y1, Y1
+	VMOVDQU 32(SI), Y4
+	VPSRLD $16, Y4, Y5
+	VPAND Y9, Y5, Y5
+	VPADDD Y8, Y5, Y5
+	VPADDD Y4, Y5, Y5
+	VPAND Y11, Y4, Y6
+	VPCMPGTD Y12, Y6, Y6
+	VPOR Y13, Y4, Y7
+	VPBLENDVB Y6, Y7, Y5, Y5
+	VPSRLD $16, Y5, Y5
+	VPACKUSDW Y5, Y1, Y1
+	VPERMQ $0xd8, Y1, Y1
+	VMOVDQU Y1, (DI)
+	ADDQ $64, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ tb_loop
+tb_done:
+	VZEROUPPER
+	RET
+
+// The direct bfloat16 path's epilogue over a tile (bf16direct.go): rows
+// rows of 32 float32 sums (128 bytes apart) to rows of y (ystride bytes
+// apart), channels by mask: y = max(floor, sum·scale + shift [+ skip]),
+// a multiply and an add each rounded (no FMA, as the Go loop computes
+// it), VMAXPS returning the sum when it is a NaN (its second source), as
+// Go's max does. Scale, shift and skip are read under the mask; a full
+// block runs a loop with no masked access (slower on AMD's cores).
+
+// EPISETUP sets K1, K2 from the mask in AX and loads Z16, Z17 the scale
+// (at R10) and Z18, Z19 the shift (at R11) under it.
+#define EPISETUP \
+	KMOVW AX, K1 \
+	SHRL $16, AX \
+	KMOVW AX, K2 \
+	VMOVUPS.Z (R10), K1, Z16 \
+	VMOVUPS.Z 64(R10), K2, Z17 \
+	VMOVUPS.Z (R11), K1, Z18 \
+	VMOVUPS.Z 64(R11), K2, Z19
+
+// EPIROW computes a row's two vectors into Z0, Z1 from (SI).
+#define EPIROW \
+	VMULPS (SI), Z16, Z0 \
+	VMULPS 64(SI), Z17, Z1 \
+	VADDPS Z18, Z0, Z0 \
+	VADDPS Z19, Z1, Z1
+
+// EPIMAX applies the floor.
+#define EPIMAX \
+	VMAXPS Z0, Z20, Z0 \
+	VMAXPS Z1, Z20, Z1
+
+// func epilogueTile512(tile, y unsafe.Pointer, rows, ystride int, scale, shift, skip unsafe.Pointer, mask uint32, floor float32)
+TEXT ·epilogueTile512(SB), NOSPLIT, $0-64
+	MOVQ tile+0(FP), SI
+	MOVQ y+8(FP), DI
+	MOVQ rows+16(FP), CX
+	MOVQ ystride+24(FP), R9
+	MOVQ scale+32(FP), R10
+	MOVQ shift+40(FP), R11
+	MOVQ skip+48(FP), R8
+	MOVL floor+60(FP), AX
+	VPBROADCASTD AX, Z20
+	MOVL mask+56(FP), AX
+	EPISETUP
+	TESTQ R8, R8
+	JNZ ep_skip
+	CMPL mask+56(FP), $-1
+	JEQ ep_full
+ep_masked:
+	EPIROW
+	EPIMAX
+	VMOVUPS Z0, K1, (DI)
+	VMOVUPS Z1, K2, 64(DI)
+	ADDQ $128, SI
+	ADDQ R9, DI
+	DECQ CX
+	JNZ ep_masked
+	VZEROUPPER
+	RET
+ep_full:
+	EPIROW
+	EPIMAX
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, 64(DI)
+	ADDQ $128, SI
+	ADDQ R9, DI
+	DECQ CX
+	JNZ ep_full
+	VZEROUPPER
+	RET
+ep_skip:
+	CMPL mask+56(FP), $-1
+	JEQ ep_skipfull
+ep_skipmasked:
+	EPIROW
+	VMOVUPS.Z (R8), K1, Z2
+	VMOVUPS.Z 64(R8), K2, Z3
+	VADDPS Z2, Z0, Z0
+	VADDPS Z3, Z1, Z1
+	EPIMAX
+	VMOVUPS Z0, K1, (DI)
+	VMOVUPS Z1, K2, 64(DI)
+	ADDQ $128, SI
+	ADDQ R9, DI
+	ADDQ R9, R8
+	DECQ CX
+	JNZ ep_skipmasked
+	VZEROUPPER
+	RET
+ep_skipfull:
+	EPIROW
+	VADDPS (R8), Z0, Z0
+	VADDPS 64(R8), Z1, Z1
+	EPIMAX
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, 64(DI)
+	ADDQ $128, SI
+	ADDQ R9, DI
+	ADDQ R9, R8
+	DECQ CX
+	JNZ ep_skipfull
+	VZEROUPPER
+	RET

@@ -14,3 +14,16 @@ func PeakBF16(n int) float64 { return 0 }
 
 // roundBF16Fast rounds nothing: no assembly here.
 func roundBF16Fast(dst, src []float32) int { return 0 }
+
+// toBF16Fast converts nothing: no assembly here.
+func toBF16Fast(dst []uint16, src []float32) int { return 0 }
+
+// bf16DirectKernels are the Go models of the direct kernels
+// (bf16direct.go), which the native path never reaches here.
+var bf16DirectKernels = bf16DirectKernelsGo()
+
+// epilogueTile applies ep to rows m0… of the tile row by row (the direct
+// path runs here only on the tests' Go models).
+func (ep *convEpilogue) epilogueTile(tile []float32, m0, rows, nch, n0, nc int, y []float32) {
+	epilogueTileGo(ep, tile, m0, rows, nch, n0, nc, y)
+}

@@ -77,6 +77,10 @@ func ConvForwardEpilogueBF16(s ConvShape, x, w, y []float32, e ConvEpilogue[floa
 	ep := epilogueOf(e, s.OC)
 	ep.direct = true
 	if bf16NativeOn() {
+		if bf16DirectOK(s) {
+			convForwardDirectBF16(s, x, w, y, ep, bf16DirectKernels)
+			return
+		}
 		convForwardNativeBF16(s, x, w, y, ep)
 		return
 	}

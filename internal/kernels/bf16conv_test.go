@@ -30,6 +30,8 @@ type bf16Way struct {
 	// native is whether to call the native drivers directly (with the
 	// micro-kernels in bf16Kernels), rather than the entry points.
 	native bool
+	// direct are the direct forward kernels the native way also runs.
+	direct []bf16DirectKernel
 }
 
 // bf16Ways returns the reference, the emulation at each assembly level
@@ -48,13 +50,13 @@ func bf16Ways() []bf16Way {
 	for _, l := range levels() {
 		ways = append(ways, bf16Way{name: "emulated-" + l.String(), set: level(l)})
 	}
-	ways = append(ways, bf16Way{name: "native-gomodel", native: true, set: func() func() {
+	ways = append(ways, bf16Way{name: "native-gomodel", native: true, direct: bf16DirectKernelsGo(), set: func() func() {
 		prev := bf16Kernels
 		bf16Kernels = bf16KernelsGo(len(prev))
 		return func() { bf16Kernels = prev }
 	}})
 	if hasBF16 {
-		ways = append(ways, bf16Way{name: "native-avx512bf16", native: true, set: func() func() { return func() {} }})
+		ways = append(ways, bf16Way{name: "native-avx512bf16", native: true, direct: bf16DirectKernels, set: func() func() { return func() {} }})
 	}
 	return ways
 }
@@ -144,6 +146,11 @@ func TestConvBF16(t *testing.T) {
 			restore := way.set()
 			y, dx, dw := make([]float32, len(dy)), make([]float32, len(x)), make([]float32, len(w))
 			dxAdd := append([]float32(nil), dxAdd0...)
+			if way.native && bf16DirectOK(s) {
+				yd := make([]float32, len(dy))
+				convForwardDirectBF16(s, x, w, yd, directEpilogue(s.OC), way.direct)
+				checkBF16(t, name+" direct forward", yd, fe, feR, fmag, s.KH*s.KW*s.C+merges)
+			}
 			if way.native {
 				convForwardNativeBF16(s, x, w, y, directEpilogue(s.OC))
 				convBackwardDataNativeBF16(s, dy, w, dx, false)
@@ -187,7 +194,7 @@ func TestConvEpilogueBF16(t *testing.T) {
 		y := make([]float32, n)
 		restore := way.set()
 		if way.native {
-			convForwardNativeBF16(s, x, w, y, &convEpilogue{scale: scale, shift: shift, skip: skip, floor: 0, direct: true})
+			convForwardDirectBF16(s, x, w, y, &convEpilogue{scale: scale, shift: shift, skip: skip, floor: 0, direct: true}, way.direct)
 		} else {
 			ConvForwardEpilogueBF16(s, x, w, y, e)
 		}
@@ -255,6 +262,49 @@ func TestGemmBF16(t *testing.T) {
 					rounded := checkBF16(t, name, got, e, eR, mag, k+2)
 					if !rounded && k > 1 {
 						t.Errorf("%s: every result within float32's error: not rounded to bfloat16", name)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestConvDirectBF16StaysInField puts an infinity in one input pixel of
+// convolutions with odd channel counts (whose stored pixels carry a zero
+// channel) and checks that only the outputs whose receptive field holds
+// it are not finite: a read past a kernel row would meet the infinity
+// with a zero weight and make a NaN elsewhere.
+func TestConvDirectBF16StaysInField(t *testing.T) {
+	for _, way := range bf16Ways() {
+		if !way.native {
+			continue
+		}
+		for _, s := range []ConvShape{
+			{N: 1, H: 6, W: 7, C: 3, OC: 8, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+			{N: 2, H: 5, W: 5, C: 5, OC: 4, KH: 1, KW: 3, SH: 1, SW: 2, DH: 1, DW: 1},
+		} {
+			x := make([]float32, s.N*s.H*s.W*s.C)
+			for i := range x {
+				x[i] = 1
+			}
+			w := make([]float32, s.KH*s.KW*s.C*s.OC)
+			for i := range w {
+				w[i] = 0.5
+			}
+			iy, ix := s.H/2, s.W/2
+			x[(iy*s.W+ix)*s.C] = float32(math.Inf(1)) // image 0, first channel
+			oh, ow := s.OH(), s.OW()
+			y := make([]float32, s.N*oh*ow*s.OC)
+			convForwardDirectBF16(s, x, w, y, directEpilogue(s.OC), way.direct)
+			for n := range s.N {
+				for oy := range oh {
+					for ox := range ow {
+						dy, dx := iy-(oy*s.SH-s.PT), ix-(ox*s.SW-s.PL)
+						in := n == 0 && dy >= 0 && dy < s.KH && dx >= 0 && dx < s.KW
+						v := y[((n*oh+oy)*ow+ox)*s.OC]
+						if in != math.IsInf(float64(v), 1) || math.IsNaN(float64(v)) {
+							t.Fatalf("%s %+v: output (%d, %d, %d) = %v; its field holds the infinity: %v", way.name, s, n, oy, ox, v, in)
+						}
 					}
 				}
 			}

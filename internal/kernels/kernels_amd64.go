@@ -821,6 +821,51 @@ func int8Direct_13x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
 //go:noescape
 func int8Direct_14x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
 
+// bf16Direct[mr-1] computes an mr×32 float32 tile of a convolution read in place (VDPBF16PS; gen/bf16.go's genBF16Direct).
+var bf16Direct = [...]bf16DirectKernel{bf16Direct_1x32, bf16Direct_2x32, bf16Direct_3x32, bf16Direct_4x32, bf16Direct_5x32, bf16Direct_6x32, bf16Direct_7x32, bf16Direct_8x32, bf16Direct_9x32, bf16Direct_10x32, bf16Direct_11x32, bf16Direct_12x32, bf16Direct_13x32, bf16Direct_14x32}
+
+//go:noescape
+func bf16Direct_1x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+
+//go:noescape
+func bf16Direct_2x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+
+//go:noescape
+func bf16Direct_3x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+
+//go:noescape
+func bf16Direct_4x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+
+//go:noescape
+func bf16Direct_5x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+
+//go:noescape
+func bf16Direct_6x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+
+//go:noescape
+func bf16Direct_7x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+
+//go:noescape
+func bf16Direct_8x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+
+//go:noescape
+func bf16Direct_9x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+
+//go:noescape
+func bf16Direct_10x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+
+//go:noescape
+func bf16Direct_11x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+
+//go:noescape
+func bf16Direct_12x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+
+//go:noescape
+func bf16Direct_13x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+
+//go:noescape
+func bf16Direct_14x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+
 // peakInt8AVX2 runs n iterations of 6 independent VPMADDWD (16 int8 multiply-adds each).
 //
 //go:noescape

@@ -140,3 +140,78 @@ func genPeakBF16(e *emitter) {
 	}
 	e.text("\tDECQ CX\n\tJNZ peakBF16_loop\n\tVZEROUPPER\n\tRET\n")
 }
+
+// genBF16Direct writes the direct bfloat16 kernels bf16Direct_<mr>x32, the
+// VDPBF16PS counterparts of genInt8Direct's: an mr×32 float32 tile of
+// output pixels whose receptive fields are read in place from bfloat16
+// activations (NHWC), pixel p at a + p·ps, kh kernel rows rs bytes apart
+// of pairs consecutive bfloat16 pairs each; b the weights packed
+// [kh][pairs][32][2]; c receives the [mr][32] tile (stored, not added).
+// Arguments (ABI0): a, b, c, ps, rs, kh (≥ 1), pairs (≥ 1); registers as
+// in genInt8Direct.
+func genBF16Direct(e *emitter) {
+	const maxMR = 14 // Z0–Z27 accumulators, Z28–Z29 weights, Z30–Z31 broadcasts
+	var names []string
+	for mr := 1; mr <= maxMR; mr++ {
+		name := fmt.Sprintf("bf16Direct_%dx32", mr)
+		names = append(names, name)
+		e.textf("\n// func %s(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)\nTEXT ·%s(SB), NOSPLIT, $0-56\n", name, name)
+		e.op("MOVQ a+0(FP), AX")
+		e.op("MOVQ b+8(FP), BX")
+		e.op("MOVQ c+16(FP), R11")
+		e.op("MOVQ ps+24(FP), SI")
+		e.op("MOVQ rs+32(FP), R13")
+		e.op("MOVQ kh+40(FP), R12")
+		e.op("LEAQ (SI)(SI*2), DI")
+		for i := 0; i < 2*mr; i++ {
+			e.op("VPXORD %s, %s, %s", z(i), z(i), z(i))
+		}
+		e.textf("%s_row:\n", name)
+		e.op("MOVQ AX, DX")
+		if mr > 5 {
+			e.op("LEAQ (DX)(SI*1), R8")
+		}
+		if mr > 10 {
+			e.op("LEAQ (DX)(SI*2), R9")
+			e.op("LEAQ (DX)(DI*1), R10")
+		}
+		e.op("MOVQ pairs+48(FP), CX")
+		e.textf("%s_pair:\n", name)
+		e.op("VMOVUPS (BX), Z28")
+		e.op("VMOVUPS 64(BX), Z29")
+		for p := 0; p < mr; p++ {
+			bc := 30 + p%2
+			e.op("VPBROADCASTD %s, %s", pixAddr(p, 0), z(bc))
+			e.dpbf16(2*p, bc, 28)
+			e.dpbf16(2*p+1, bc, 29)
+		}
+		e.op("ADDQ $4, DX")
+		if mr > 5 {
+			e.op("ADDQ $4, R8")
+		}
+		if mr > 10 {
+			e.op("ADDQ $4, R9")
+			e.op("ADDQ $4, R10")
+		}
+		e.op("ADDQ $128, BX")
+		e.op("DECQ CX")
+		e.op("JNZ %s_pair", name)
+		e.op("ADDQ R13, AX")
+		e.op("DECQ R12")
+		e.op("JNZ %s_row", name)
+		for p := 0; p < mr; p++ {
+			e.op("VMOVUPS %s, %d(R11)", z(2*p), p*128)
+			e.op("VMOVUPS %s, %d(R11)", z(2*p+1), p*128+64)
+		}
+		e.op("VZEROUPPER")
+		e.op("RET")
+	}
+	e.goText("\n// bf16Direct[mr-1] computes an mr×32 float32 tile of a convolution read in place (VDPBF16PS; gen/bf16.go's genBF16Direct).\nvar bf16Direct = [...]bf16DirectKernel{")
+	for _, n := range names {
+		e.gof("%s, ", n)
+	}
+	e.goText("}\n")
+	for _, n := range names {
+		e.gof("\n//go:noescape\nfunc %s(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)\n", n)
+	}
+}

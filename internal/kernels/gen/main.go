@@ -107,6 +107,7 @@ func generate() (asm, decls []byte, err error) {
 	genBF16(e)
 	genInt8(e)
 	genInt8Direct(e)
+	genBF16Direct(e)
 	genPeakInt8(e)
 	src, err := format.Source(e.g.Bytes())
 	if err != nil {

@@ -1,0 +1,204 @@
+package kernels
+
+import "unsafe"
+
+// bf16DirectKernel computes an mr×32 float32 tile of a convolution whose
+// receptive fields are read in place from bfloat16 activations
+// (gen/bf16.go's genBF16Direct): pixel p of the tile starts at a + p·ps
+// bytes, each of the kh kernel rows is pairs consecutive bfloat16 pairs,
+// rs bytes after the previous row; b is a block of packed weights
+// ([kh][pairs][32] pairs); c receives the [mr][32] tile.
+type bf16DirectKernel func(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+
+// bf16DirectMR is the tallest tile of the direct bfloat16 path.
+const bf16DirectMR = 14
+
+// bf16GroupPixels is the number of output pixels a task sweeps with one
+// block of weights (nine tiles).
+const bf16GroupPixels = 9 * bf16DirectMR
+
+// convForwardDirectBF16 is ConvForwardEpilogueBF16 on direct kernels
+// (kern: the VDPBF16PS ones, or their Go models in the tests), the
+// bfloat16 counterpart of int8ConvDirect: the input converted once to
+// bfloat16 inside a border of zeros (an odd channel count padded with a
+// zero channel, so that a kernel row is KW·C/2 whole pairs and no read
+// strays outside the receptive field, where a zero weight times an
+// infinity would make a NaN), the weights packed by kernel rows, tiles of up to bf16DirectMR pixels of
+// one output row (of the whole batch for an unpadded 1×1 convolution of
+// stride 1), one 32-channel block of weights at a time over a group of
+// rows, and the epilogue applied to each tile in float32. Horizontal
+// dilation is not supported (bf16DirectOK).
+func convForwardDirectBF16(s ConvShape, x, w, y []float32, ep *convEpilogue, kern []bf16DirectKernel) {
+	oh, ow := s.OH(), s.OW()
+	cp := (s.C + 1) &^ 1 // channels stored per pixel: an odd count gets a zero channel
+	pairs := s.KW * cp / 2
+	nb := (s.OC + 31) / 32
+	blockPairs := s.KH * pairs * 32
+	wbuf := getBytes(4 * nb * blockPairs)
+	defer putBytes(wbuf)
+	wp := unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(*wbuf))), nb*blockPairs)
+	// row converts stored weight row (ky, k) of block b to bfloat16: the
+	// OC values of W[ky][kx][c] are adjacent (zeros past C or OC).
+	row := func(dst *[32]uint16, b, ky, k int) {
+		kx, c := k/cp, k%cp
+		nc := min(32, s.OC-b*32)
+		if c >= s.C {
+			clear(dst[:])
+			return
+		}
+		src := w[((ky*s.KW+kx)*s.C+c)*s.OC+b*32:][:nc]
+		for i := toBF16Fast(dst[:nc], src); i < nc; i++ {
+			dst[i] = BF16FromFloat32(src[i])
+		}
+		clear(dst[nc:])
+	}
+	parallelFor(nb, func(lo, hi int) {
+		var e0, e1 [32]uint16
+		for b := lo; b < hi; b++ {
+			blk := wp[b*blockPairs : (b+1)*blockPairs]
+			for ky := range s.KH {
+				for q := range pairs {
+					row(&e0, b, ky, 2*q)
+					row(&e1, b, ky, 2*q+1)
+					out := blk[(ky*pairs+q)*32:][:32]
+					for j := range out {
+						out[j] = uint32(e0[j]) | uint32(e1[j])<<16
+					}
+				}
+			}
+		}
+	})
+
+	h, wd := s.H+s.PT+s.PB, s.W+s.PL+s.PR
+	xbuf := getBytes(2 * s.N * h * wd * cp)
+	defer putBytes(xbuf)
+	xb := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(*xbuf))), s.N*h*wd*cp)
+	parallelFor(s.N*h, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			img, iy := r/h, r%h-s.PT
+			dst := xb[r*wd*cp : (r+1)*wd*cp]
+			if iy < 0 || iy >= s.H {
+				clear(dst)
+				continue
+			}
+			clear(dst[:s.PL*cp])
+			src := x[(img*s.H+iy)*s.W*s.C : (img*s.H+iy+1)*s.W*s.C]
+			row := dst[s.PL*cp : (s.PL+s.W)*cp]
+			if cp == s.C {
+				for i := toBF16Fast(row, src); i < len(src); i++ {
+					row[i] = BF16FromFloat32(src[i])
+				}
+			} else {
+				for px := range s.W {
+					for c := range s.C {
+						row[px*cp+c] = BF16FromFloat32(src[px*s.C+c])
+					}
+					row[px*cp+s.C] = 0
+				}
+			}
+			clear(dst[(s.PL+s.W)*cp:])
+		}
+	})
+	rowBytes := wd * cp * 2
+
+	padded := s.PT|s.PB|s.PL|s.PR != 0
+	flat := s.KH == 1 && s.KW == 1 && s.SH == 1 && s.SW == 1 && !padded
+	rows, rowPix := s.N*oh, ow
+	if flat {
+		rows, rowPix = 1, s.N*oh*ow
+	}
+	perGroup := max(1, bf16GroupPixels/rowPix)
+	groups := (rows + perGroup - 1) / perGroup
+	if flat {
+		groups = (rowPix + bf16GroupPixels - 1) / bf16GroupPixels
+	}
+	useAsmEpilogue := hasBF16 && use.avx512 // the Go models run where the CPU has no AVX-512 either
+	parallelFor(groups, func(lo, hi int) {
+		var tile [bf16DirectMR * 32]float32
+		c := unsafe.Pointer(&tile[0])
+		run := func(b, m0, mr, at int) {
+			kern[mr-1](unsafe.Pointer(&xb[at]), unsafe.Pointer(&wp[b*blockPairs]), c, 2*s.SW*cp, s.DH*rowBytes, s.KH, pairs)
+			n0 := b * 32
+			n1 := min(n0+32, s.OC)
+			if useAsmEpilogue {
+				ep.epilogueTile(tile[:], m0, mr, s.OC, n0, n1-n0, y)
+				return
+			}
+			epilogueTileGo(ep, tile[:], m0, mr, s.OC, n0, n1-n0, y)
+		}
+		for b := range nb {
+			if flat {
+				m0, m1 := lo*bf16GroupPixels, min(hi*bf16GroupPixels, rowPix)
+				for m := m0; m < m1; m += bf16DirectMR {
+					run(b, m, min(bf16DirectMR, m1-m), m*cp)
+				}
+				continue
+			}
+			for row := lo * perGroup; row < min(hi*perGroup, rows); row++ {
+				img, oy := row/oh, row%oh
+				at := (img*h + oy*s.SH) * wd * cp
+				tiles := (ow + bf16DirectMR - 1) / bf16DirectMR
+				for t := range tiles {
+					ox0, ox1 := t*ow/tiles, (t+1)*ow/tiles
+					run(b, row*ow+ox0, ox1-ox0, at+ox0*s.SW*cp)
+				}
+			}
+		}
+	})
+}
+
+// epilogueTileGo applies ep to rows m0… of tile ([rows][32] sums):
+// channels n0…n0+nc−1 of y, nch a row.
+func epilogueTileGo(ep *convEpilogue, tile []float32, m0, rows, nch, n0, nc int, y []float32) {
+	scale, shift := ep.scale[n0:n0+nc], ep.shift[n0:n0+nc]
+	for r := range rows {
+		q := m0 + r
+		yr, ar := y[q*nch+n0:q*nch+n0+nc], tile[r*32:r*32+nc]
+		if ep.skip != nil {
+			sk := ep.skip[q*nch+n0 : q*nch+n0+nc]
+			for j, v := range ar {
+				yr[j] = max(v*scale[j]+shift[j]+sk[j], ep.floor)
+			}
+			continue
+		}
+		for j, v := range ar {
+			yr[j] = max(v*scale[j]+shift[j], ep.floor) // floor −∞ keeps NaN
+		}
+	}
+}
+
+// bf16DirectOK reports whether the direct bfloat16 path computes s.
+func bf16DirectOK(s ConvShape) bool { return s.DW == 1 }
+
+// bf16DirectKernelGo is the direct kernel of mr rows in Go, VDPBF16PS's
+// arithmetic lane by lane as bf16KernelGo computes it: the model the
+// tests run the driver with where the CPU lacks the instruction.
+func bf16DirectKernelGo(mr int) bf16DirectKernel {
+	return func(a, b, c unsafe.Pointer, ps, rs, kh, pairs int) {
+		bs := unsafe.Slice((*uint32)(b), kh*pairs*32)
+		cs := unsafe.Slice((*float32)(c), mr*32)
+		for p := range mr {
+			for j := range 32 {
+				var acc float32
+				for ky := range kh {
+					as := unsafe.Slice((*uint32)(unsafe.Add(a, p*ps+ky*rs)), pairs)
+					for q, av := range as {
+						bv := bs[(ky*pairs+q)*32+j]
+						acc = ftz(acc + daz(uint16(av>>16))*daz(uint16(bv>>16)))
+						acc = ftz(acc + daz(uint16(av))*daz(uint16(bv)))
+					}
+				}
+				cs[p*32+j] = acc
+			}
+		}
+	}
+}
+
+// bf16DirectKernelsGo returns the Go models of the direct kernels.
+func bf16DirectKernelsGo() []bf16DirectKernel {
+	ks := make([]bf16DirectKernel, bf16DirectMR)
+	for i := range ks {
+		ks[i] = bf16DirectKernelGo(i + 1)
+	}
+	return ks
+}
