@@ -96,6 +96,10 @@ func ConvForwardEpilogueBF16(s ConvShape, x, w, y []float32, e ConvEpilogue[floa
 func ConvBackwardDataBF16(s ConvShape, dy, w, dx []float32) {
 	dy, w = dy[:s.N*s.OH()*s.OW()*s.OC], w[:s.KH*s.KW*s.C*s.OC]
 	if bf16NativeOn() {
+		if backwardDataAsForwardOK(s) {
+			backwardDataDirectBF16(s, dy, w, dx, false, bf16DirectKernels)
+			return
+		}
 		convBackwardDataNativeBF16(s, dy, w, dx, false)
 		return
 	}
@@ -112,6 +116,10 @@ func ConvBackwardDataBF16(s ConvShape, dy, w, dx []float32) {
 func ConvBackwardDataAddBF16(s ConvShape, dy, w, dx []float32) {
 	dy, w = dy[:s.N*s.OH()*s.OW()*s.OC], w[:s.KH*s.KW*s.C*s.OC]
 	if bf16NativeOn() {
+		if backwardDataAsForwardOK(s) {
+			backwardDataDirectBF16(s, dy, w, dx, true, bf16DirectKernels)
+			return
+		}
 		convBackwardDataNativeBF16(s, dy, w, dx, true)
 		return
 	}

@@ -115,6 +115,7 @@ func TestConvBF16(t *testing.T) {
 		ConvShape{N: 2, H: 5, W: 7, C: 3, OC: 5, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		ConvShape{N: 1, H: 6, W: 6, C: 7, OC: 37, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
 		ConvShape{N: 3, H: 9, W: 8, C: 33, OC: 65, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 0, PB: 1, PR: 2})
+	directData := 0 // shape × way pairs whose data gradient took the direct path
 	for i, s := range shapes {
 		oh, ow := s.OH(), s.OW()
 		x := kt.RandF32(r, s.N*s.H*s.W*s.C)
@@ -151,6 +152,14 @@ func TestConvBF16(t *testing.T) {
 				convForwardDirectBF16(s, x, w, yd, directEpilogue(s.OC), way.direct)
 				checkBF16(t, name+" direct forward", yd, fe, feR, fmag, s.KH*s.KW*s.C+merges)
 			}
+			if way.native && backwardDataAsForwardOK(s) {
+				dxd, dxAddD := make([]float32, len(x)), append([]float32(nil), dxAdd0...)
+				backwardDataDirectBF16(s, dy, w, dxd, false, way.direct)
+				backwardDataDirectBF16(s, dy, w, dxAddD, true, way.direct)
+				checkBF16(t, name+" direct data", dxd, de, deR, dmag, s.KH*s.KW*s.OC+merges)
+				checkBF16(t, name+" direct data add", dxAddD, ae, aeR, amag, s.KH*s.KW*s.OC+merges+1)
+				directData++
+			}
 			if way.native {
 				convForwardNativeBF16(s, x, w, y, directEpilogue(s.OC))
 				convBackwardDataNativeBF16(s, dy, w, dx, false)
@@ -172,6 +181,9 @@ func TestConvBF16(t *testing.T) {
 				t.Errorf("%s: every result within float32's error: the operands were not rounded to bfloat16", name)
 			}
 		}
+	}
+	if directData == 0 {
+		t.Error("no shape took the direct data gradient")
 	}
 }
 

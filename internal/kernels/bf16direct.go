@@ -147,6 +147,47 @@ func convForwardDirectBF16(s ConvShape, x, w, y []float32, ep *convEpilogue, ker
 	})
 }
 
+// backwardDataAsForwardOK reports whether s's data gradient is a forward
+// convolution the direct path computes: stride 1, no horizontal dilation,
+// and padding no wider than the kernel's reach (a "same" or "valid"
+// convolution), so that the gradient's own padding is not negative.
+func backwardDataAsForwardOK(s ConvShape) bool {
+	rh, rw := s.DH*(s.KH-1), s.DW*(s.KW-1)
+	return s.SH == 1 && s.SW == 1 && s.DW == 1 && s.PT <= rh && s.PB <= rh && s.PL <= rw && s.PR <= rw
+}
+
+// backwardDataDirectBF16 computes a stride-1 convolution's data gradient
+// (add: added to dx) on kern as the forward convolution of dy with the weights
+// turned around, on the direct kernels: dx[iy][ix][c] =
+// Σ dy[iy − PT′ + ky′·DH][ix − PL′ + kx′][oc] · W′[ky′][kx′][oc][c] with
+// W′[ky′][kx′][oc][c] = W[KH−1−ky′][KW−1−kx′][c][oc] and the padding
+// PT′ = DH·(KH−1) − PT (and so on), whose output is H×W. The addition
+// runs in the epilogue (dx as its skip term), in float32.
+func backwardDataDirectBF16(s ConvShape, dy, w, dx []float32, add bool, kern []bf16DirectKernel) {
+	rh, rw := s.DH*(s.KH-1), s.DW*(s.KW-1)
+	t := ConvShape{N: s.N, H: s.OH(), W: s.OW(), C: s.OC, OC: s.C, KH: s.KH, KW: s.KW, SH: 1, SW: 1, DH: s.DH, DW: 1,
+		PT: rh - s.PT, PL: rw - s.PL, PB: rh - s.PB, PR: rw - s.PR}
+	wt := getBuf(len(w))
+	defer putBuf(wt)
+	parallelFor(s.KH*s.KW, func(lo, hi int) {
+		for tap := lo; tap < hi; tap++ {
+			ky, kx := tap/s.KW, tap%s.KW
+			src := w[((s.KH-1-ky)*s.KW+s.KW-1-kx)*s.C*s.OC:][:s.C*s.OC]
+			dst := wt[tap*s.C*s.OC:][:s.C*s.OC]
+			for c := range s.C {
+				for oc, v := range src[c*s.OC : (c+1)*s.OC] {
+					dst[oc*s.C+c] = v
+				}
+			}
+		}
+	})
+	ep := directEpilogue(s.C)
+	if add {
+		ep.skip = dx
+	}
+	convForwardDirectBF16(t, dy, wt, dx[:s.N*s.H*s.W*s.C], ep, kern)
+}
+
 // epilogueTileGo applies ep to rows m0… of tile ([rows][32] sums):
 // channels n0…n0+nc−1 of y, nch a row.
 func epilogueTileGo(ep *convEpilogue, tile []float32, m0, rows, nch, n0, nc int, y []float32) {

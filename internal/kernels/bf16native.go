@@ -231,45 +231,210 @@ func convBackwardDataNativeBF16(s ConvShape, dy, w, dx []float32, add bool) {
 	})
 }
 
-// bf16PixChunk is the number of output pixels (a multiple of 2) of one
-// packed block of dy in the weight gradient.
+// bf16PixChunk is about the number of output pixels (whole output rows,
+// or a run of a flat batch) of one block of the weight gradient's
+// reduction.
 const bf16PixChunk = 1024
 
 // convBackwardWeightNativeBF16 is ConvBackwardWeightBF16 on the native
-// kernels: dW = im2col(x)ᵀ·dy, the pixels a chunk at a time (dy's chunk
-// packed once, the columns of im2col gathered per block of dW's rows, in
-// parallel over those blocks).
+// kernels: dW = im2col(x)ᵀ·dy with the pixels paired along the reduction.
+// The input is converted once to bfloat16 in a channel-major layout
+// ([N][H+PT+PB][C][W+PL+PR], zeros in the border), so that a row of
+// im2col(x)ᵀ — one tap and channel over an output row's pixels — is a
+// contiguous run (a stride of SW), copied into a panel a block of whole
+// output rows at a time; an unpadded 1×1 convolution of stride 1 has no
+// panel: its rows are the layout's own ([C][N·H·W]), read in place. An
+// odd row width (or pixel count) leaves its last pair half empty: the
+// panel, the layout and dy's packing hold zeros there, never a value from
+// outside the receptive field (whose infinity times the zero would make a
+// NaN). The rows of dW accumulate in float32 across the blocks.
 func convBackwardWeightNativeBF16(s ConvShape, x, dy, dw []float32) {
 	k := s.KH * s.KW * s.C
-	npix := s.N * s.OH() * s.OW()
+	oh, ow := s.OH(), s.OW()
 	np := (s.OC + bf16NR - 1) / bf16NR * bf16NR
-	nblk := (k + bf16MB - 1) / bf16MB
-	acc := make([]float32, nblk*bf16MB*np)
-	for p0 := 0; p0 < npix; p0 += bf16PixChunk {
-		p1 := min(p0+bf16PixChunk, npix)
-		bp, _ := packBBF16(p1-p0, s.OC, func(p, j int) float32 { return dy[(p0+p)*s.OC+j] })
-		kp := (p1 - p0 + 1) / 2
-		parallelFor(nblk, func(lo, hi int) {
-			rows := make([]float32, bf16MB*(p1-p0)) // [row][pixel]
-			col := make([]float32, k)
-			ap := make([]uint32, bf16MB*kp)
-			for blk := lo; blk < hi; blk++ {
-				r0, r1 := blk*bf16MB, min((blk+1)*bf16MB, k)
-				for q := p0; q < p1; q++ {
-					im2colRow(s, x, q, col)
-					for r := r0; r < r1; r++ {
-						rows[(r-r0)*(p1-p0)+q-p0] = col[r]
-					}
-				}
-				for r := r0; r < r1; r++ {
-					packRowBF16(ap[(r-r0)*kp:][:kp], rows[(r-r0)*(p1-p0):][:p1-p0])
-				}
-				bf16Tiles(ap, r1-r0, kp, bp, np, acc[blk*bf16MB*np:])
-			}
-		})
+	acc := getBuf(k * np)
+	defer putBuf(acc)
+	clear(acc)
+	flat := s.KH == 1 && s.KW == 1 && s.SH == 1 && s.SW == 1 && s.PT|s.PB|s.PL|s.PR == 0
+	if flat {
+		bf16WeightGradFlat(s, x, dy, acc, np)
+	} else {
+		bf16WeightGradPanels(s, x, dy, acc, np, oh, ow)
 	}
 	for r := 0; r < k; r++ {
 		copy(dw[r*s.OC:][:s.OC], acc[r*np:][:s.OC])
+	}
+}
+
+// transposeBF16 writes the rows×cols float32 matrix src (row stride
+// cols) as bfloat16 into dst transposed (row stride ld): dst[c·ld + r].
+// Each source row is converted whole (toBF16Fast) into tmp first.
+func transposeBF16(dst []uint16, ld int, src []float32, rows, cols int, tmp []uint16) {
+	for r := range rows {
+		row := src[r*cols : (r+1)*cols]
+		t := tmp[:cols]
+		for i := toBF16Fast(t, row); i < cols; i++ {
+			t[i] = BF16FromFloat32(row[i])
+		}
+		for c, v := range t {
+			dst[c*ld+r] = v
+		}
+	}
+}
+
+// packDyBF16 packs the output pixels q0, q0+1, … (pairs of them; a pixel
+// at or past q1 counts as zero) of dy into groups of np pairs: group g of
+// panel jb at bp[(jb·kp + g0 + g)·bf16NR], as packBBF16 lays B out. u0
+// and u1 are scratch rows of OC.
+func packDyBF16(dy []float32, oc, q0, q1, pairs, g0, kp, np int, bp []uint32, u0, u1 []uint16) {
+	conv := func(u []uint16, q int) {
+		if q >= q1 {
+			clear(u)
+			return
+		}
+		row := dy[q*oc : (q+1)*oc]
+		for i := toBF16Fast(u, row); i < oc; i++ {
+			u[i] = BF16FromFloat32(row[i])
+		}
+	}
+	for g := range pairs {
+		conv(u0, q0+2*g)
+		conv(u1, q0+2*g+1)
+		for jb := range np / bf16NR {
+			out := bp[(jb*kp+g0+g)*bf16NR:][:bf16NR]
+			for j := range out {
+				c := jb*bf16NR + j
+				if c < oc {
+					out[j] = uint32(u0[c]) | uint32(u1[c])<<16
+				} else {
+					out[j] = 0
+				}
+			}
+		}
+	}
+}
+
+// bf16WeightGradFlat is the weight gradient of an unpadded 1×1
+// convolution of stride 1: acc[c][oc] += Σ_p x[p][c]·dy[p][oc] with x
+// transposed to [C][P+1] bfloat16 (a zero past the last pixel) and read
+// in place by the kernels, a chunk of pixels at a time.
+func bf16WeightGradFlat(s ConvShape, x, dy, acc []float32, np int) {
+	p := s.N * s.H * s.W
+	ld := p + 1
+	xbuf := getBytes(2 * s.C * ld)
+	defer putBytes(xbuf)
+	xt := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(*xbuf))), s.C*ld)
+	for c := range s.C {
+		xt[c*ld+p] = 0 // the zero past the last pixel; the rest is written below
+	}
+	const rowsPer = 256
+	parallelFor((p+rowsPer-1)/rowsPer, func(lo, hi int) {
+		tmp := make([]uint16, s.C)
+		for b := lo; b < hi; b++ {
+			r0, r1 := b*rowsPer, min((b+1)*rowsPer, p)
+			transposeBF16(xt[r0:], ld, x[r0*s.C:r1*s.C], r1-r0, s.C, tmp)
+		}
+	})
+	for p0 := 0; p0 < p; p0 += bf16PixChunk {
+		p1 := min(p0+bf16PixChunk, p)
+		kp := (p1 - p0 + 1) / 2
+		bbuf := getBytes(4 * kp * np)
+		bp := unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(*bbuf))), kp*np)
+		parallelFor(kp, func(lo, hi int) {
+			u0, u1 := make([]uint16, s.OC), make([]uint16, s.OC)
+			packDyBF16(dy, s.OC, p0+2*lo, p1, hi-lo, lo, kp, np, bp, u0, u1)
+		})
+		parallelFor((s.C+bf16MB-1)/bf16MB, func(lo, hi int) {
+			for blk := lo; blk < hi; blk++ {
+				c0, c1 := blk*bf16MB, min((blk+1)*bf16MB, s.C)
+				bf16TilesStrided(unsafe.Pointer(&xt[c0*ld+p0]), 2*ld, c1-c0, kp, bp, np, acc[c0*np:])
+			}
+		})
+		putBytes(bbuf)
+	}
+}
+
+// bf16WeightGradPanels is the weight gradient of any other convolution,
+// through panels of im2col(x)ᵀ (see convBackwardWeightNativeBF16).
+func bf16WeightGradPanels(s ConvShape, x, dy, acc []float32, np, oh, ow int) {
+	k := s.KH * s.KW * s.C
+	h, wd := s.H+s.PT+s.PB, s.W+s.PL+s.PR
+	rowPairs := (ow + 1) / 2 // pairs an output row contributes
+	// xt[n][iy][c][ix], bfloat16, padded.
+	xbuf := getBytes(2 * s.N * h * s.C * wd)
+	defer putBytes(xbuf)
+	xt := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(*xbuf))), s.N*h*s.C*wd)
+	clear(xt) // the border
+	parallelFor(s.N*h, func(lo, hi int) {
+		tmp := make([]uint16, s.W*s.C)
+		for r := lo; r < hi; r++ {
+			n, iy := r/h, r%h-s.PT
+			if iy < 0 || iy >= s.H {
+				continue // zeros: cleared above
+			}
+			transposeBF16(xt[r*s.C*wd+s.PL:], wd, x[(n*s.H+iy)*s.W*s.C:][:s.W*s.C], s.W, s.C, tmp)
+		}
+	})
+	rowsPer := max(1, bf16PixChunk/ow)
+	rows := s.N * oh
+	for r0 := 0; r0 < rows; r0 += rowsPer {
+		r1 := min(r0+rowsPer, rows)
+		kp := (r1 - r0) * rowPairs
+		// dy's block: each output row's pixels in pairs, zero past its end.
+		bbuf := getBytes(4 * kp * np)
+		bp := unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(*bbuf))), kp*np)
+		parallelFor(r1-r0, func(lo, hi int) {
+			u0, u1 := make([]uint16, s.OC), make([]uint16, s.OC)
+			for r := r0 + lo; r < r0+hi; r++ {
+				packDyBF16(dy, s.OC, r*ow, (r+1)*ow, rowPairs, (r-r0)*rowPairs, kp, np, bp, u0, u1)
+			}
+		})
+		// The panel of im2col(x)ᵀ for k's blocks of bf16MB rows, built and
+		// multiplied by the goroutine that owns the block.
+		parallelFor((k+bf16MB-1)/bf16MB, func(lo, hi int) {
+			ap := make([]uint32, bf16MB*kp)
+			a16 := unsafe.Slice((*uint16)(unsafe.Pointer(&ap[0])), 2*len(ap))
+			for blk := lo; blk < hi; blk++ {
+				k0, k1 := blk*bf16MB, min((blk+1)*bf16MB, k)
+				for kk := k0; kk < k1; kk++ {
+					tap, c := kk/s.C, kk%s.C
+					ky, kx := tap/s.KW, tap%s.KW
+					row := a16[(kk-k0)*2*kp:][:2*kp]
+					for r := r0; r < r1; r++ {
+						n, oy := r/oh, r%oh
+						src := xt[((n*h+oy*s.SH+ky*s.DH)*s.C+c)*wd+kx*s.DW:]
+						dst := row[(r-r0)*2*rowPairs:][:2*rowPairs]
+						if s.SW == 1 {
+							copy(dst[:ow], src[:ow])
+						} else {
+							for ox := range ow {
+								dst[ox] = src[ox*s.SW]
+							}
+						}
+						if ow%2 == 1 {
+							dst[ow] = 0
+						}
+					}
+				}
+				bf16Tiles(ap, k1-k0, kp, bp, np, acc[k0*np:])
+			}
+		})
+		putBytes(bbuf)
+	}
+}
+
+// bf16TilesStrided is bf16Tiles with the rows of a lda bytes apart.
+func bf16TilesStrided(a unsafe.Pointer, lda, rows, kp int, bp []uint32, np int, y []float32) {
+	if rows == 0 || kp == 0 {
+		return
+	}
+	maxMR := len(bf16Kernels)
+	for jb := 0; jb < np/bf16NR; jb++ {
+		panel := unsafe.Pointer(&bp[jb*kp*bf16NR])
+		for i := 0; i < rows; i += maxMR {
+			mr := min(maxMR, rows-i)
+			bf16Kernels[mr-1](unsafe.Add(a, i*lda), lda, panel, unsafe.Pointer(&y[i*np+jb*bf16NR]), np*4, kp)
+		}
 	}
 }
 
