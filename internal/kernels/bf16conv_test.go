@@ -114,7 +114,10 @@ func TestConvBF16(t *testing.T) {
 	shapes := append([]ConvShape{all[0], all[1], all[2], all[3], all[4], all[7], all[8], all[9], all[10], all[12], all[len(all)-1], all[len(all)-2]},
 		ConvShape{N: 2, H: 5, W: 7, C: 3, OC: 5, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		ConvShape{N: 1, H: 6, W: 6, C: 7, OC: 37, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
-		ConvShape{N: 3, H: 9, W: 8, C: 33, OC: 65, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 0, PB: 1, PR: 2})
+		ConvShape{N: 3, H: 9, W: 8, C: 33, OC: 65, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 0, PB: 1, PR: 2},
+		// Stride 1 with asymmetric padding and dilated rows: the data
+		// gradient as a forward convolution with the padding turned around.
+		ConvShape{N: 2, H: 6, W: 7, C: 6, OC: 10, KH: 3, KW: 2, SH: 1, SW: 1, DH: 2, DW: 1, PT: 2, PL: 1, PB: 0, PR: 0})
 	directData := 0 // shape × way pairs whose data gradient took the direct path
 	for i, s := range shapes {
 		oh, ow := s.OH(), s.OW()
