@@ -204,3 +204,55 @@ ep_skipfull:
 	JNZ ep_skipfull
 	VZEROUPPER
 	RET
+
+// ROUNDBF16 rounds the 8 float32 in the source register to bfloat16 as
+// roundBF16AVX2 does, leaving each bfloat16 in the upper half of its lane
+// of dst (lower half zero); t1, t2 are scratch. Constants: Y8 0x7fff, Y9
+// 1, Y10 the upper-half mask, Y11 the magnitude mask, Y12 +Inf, Y13 the
+// quiet bit.
+#define ROUNDBF16(src, dst, t1, t2) \
+	VPSRLD $16, src, dst \
+	VPAND Y9, dst, dst \
+	VPADDD Y8, dst, dst \
+	VPADDD src, dst, dst \
+	VPAND Y10, dst, dst \
+	VPAND Y11, src, t1 \
+	VPCMPGTD Y12, t1, t1 \
+	VPOR Y13, src, t2 \
+	VPAND Y10, t2, t2 \
+	VPBLENDVB t1, t2, dst, dst
+
+// func pairBF16AVX2(dst, a, b unsafe.Pointer, n int)
+// n is a multiple of 8: dst[i] (uint32) = BF16FromFloat32(a[i]) |
+// BF16FromFloat32(b[i])<<16, the pair VDPBF16PS reads (a the even
+// element).
+TEXT ·pairBF16AVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DX
+	MOVQ n+24(FP), CX
+	SHRQ $3, CX
+	TESTQ CX, CX
+	JZ pb_done
+	VPBROADCASTD bf16c<>+0(SB), Y8
+	VPBROADCASTD bf16c<>+4(SB), Y9
+	VPBROADCASTD bf16c<>+8(SB), Y10
+	VPBROADCASTD bf16c<>+12(SB), Y11
+	VPBROADCASTD bf16c<>+16(SB), Y12
+	VPBROADCASTD bf16c<>+20(SB), Y13
+pb_loop:
+	VMOVDQU (SI), Y0
+	VMOVDQU (DX), Y4
+	ROUNDBF16(Y0, Y1, Y2, Y3)
+	ROUNDBF16(Y4, Y5, Y6, Y7)
+	VPSRLD $16, Y1, Y1
+	VPOR Y5, Y1, Y1
+	VMOVDQU Y1, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DX
+	ADDQ $32, DI
+	DECQ CX
+	JNZ pb_loop
+pb_done:
+	VZEROUPPER
+	RET

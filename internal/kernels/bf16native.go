@@ -231,211 +231,123 @@ func convBackwardDataNativeBF16(s ConvShape, dy, w, dx []float32, add bool) {
 	})
 }
 
-// bf16PixChunk is about the number of output pixels (whole output rows,
-// or a run of a flat batch) of one block of the weight gradient's
-// reduction.
-const bf16PixChunk = 1024
+// bf16StridedKernel is bf16Kernel with both operands read in place at any
+// strides (gen/bf16.go's genBF16Strided): for p < mr, j < bf16NR,
+// c[p][j] += Σ_kk dp(a[p][kk], b[kk][j]) with a's pair (p, kk) at
+// a + p·lda + kk·sa bytes, b's 32 pairs of step kk at b + kk·sb, c's row
+// p at c + p·ldc.
+type bf16StridedKernel func(a unsafe.Pointer, lda, sa int, b unsafe.Pointer, sb int, c unsafe.Pointer, ldc int, kp int)
+
+// bf16PairChunk is the number of bytes of pair-interleaved im2col(x) a
+// block of the weight gradient's reduction holds (it stays in cache while
+// every row of dW passes over it).
+const bf16PairChunk = 1 << 19
 
 // convBackwardWeightNativeBF16 is ConvBackwardWeightBF16 on the native
-// kernels: dW = im2col(x)ᵀ·dy with the pixels paired along the reduction.
-// The input is converted once to bfloat16 in a channel-major layout
-// ([N][H+PT+PB][C][W+PL+PR], zeros in the border), so that a row of
-// im2col(x)ᵀ — one tap and channel over an output row's pixels — is a
-// contiguous run (a stride of SW), copied into a panel a block of whole
-// output rows at a time; an unpadded 1×1 convolution of stride 1 has no
-// panel: its rows are the layout's own ([C][N·H·W]), read in place. An
-// odd row width (or pixel count) leaves its last pair half empty: the
-// panel, the layout and dy's packing hold zeros there, never a value from
-// outside the receptive field (whose infinity times the zero would make a
-// NaN). The rows of dW accumulate in float32 across the blocks.
+// kernels: dW[k][oc] = Σ_q im2col(x)[q][k]·dy[q][oc] with the output
+// pixels q paired along the reduction, in blocks of pixel pairs: both
+// operands are pair-interleaved copies made with pairBF16 (eight pairs an
+// instruction group) and read in place by the strided kernels, xp[g][k] =
+// (x̂ of pixel 2g, x̂ of pixel 2g+1) at tap and channel k (zeros for a tap
+// in the padding, and for the missing partner of an odd last pixel) and
+// dp[g][oc] likewise for dy, OC padded with zeros to the tile width. A
+// row of dW is then the tile row k (stride 4 bytes, a step K pairs on),
+// and a 32-column block of dp the tile's columns (a step OCp pairs on).
+// The rows of dW accumulate in float32 across the blocks.
 func convBackwardWeightNativeBF16(s ConvShape, x, dy, dw []float32) {
 	k := s.KH * s.KW * s.C
 	oh, ow := s.OH(), s.OW()
-	np := (s.OC + bf16NR - 1) / bf16NR * bf16NR
-	acc := getBuf(k * np)
+	npix := s.N * oh * ow
+	ocp := (s.OC + bf16NR - 1) / bf16NR * bf16NR
+	acc := getBuf(k * ocp)
 	defer putBuf(acc)
 	clear(acc)
-	flat := s.KH == 1 && s.KW == 1 && s.SH == 1 && s.SW == 1 && s.PT|s.PB|s.PL|s.PR == 0
-	if flat {
-		bf16WeightGradFlat(s, x, dy, acc, np)
-	} else {
-		bf16WeightGradPanels(s, x, dy, acc, np, oh, ow)
+	gp := max(1, min(bf16PairChunk/(4*k), (npix+1)/2)) // pixel pairs a block
+	xbuf, dbuf := getBytes(4*gp*k), getBytes(4*gp*ocp)
+	defer putBytes(xbuf)
+	defer putBytes(dbuf)
+	xp := unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(*xbuf))), gp*k)
+	dp := unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(*dbuf))), gp*ocp)
+	zeros := make([]float32, max(s.C, s.OC))
+	// pixelTap returns pixel q's C inputs at tap (ky, kx), or zeros.
+	pixelTap := func(q, ky, kx int) []float32 {
+		if q >= npix {
+			return zeros[:s.C]
+		}
+		n, oy, ox := q/(oh*ow), q/ow%oh, q%ow
+		iy, ix := oy*s.SH-s.PT+ky*s.DH, ox*s.SW-s.PL+kx*s.DW
+		if iy < 0 || iy >= s.H || ix < 0 || ix >= s.W {
+			return zeros[:s.C]
+		}
+		return x[((n*s.H+iy)*s.W+ix)*s.C:][:s.C]
+	}
+	dyRow := func(q int) []float32 {
+		if q >= npix {
+			return zeros[:s.OC]
+		}
+		return dy[q*s.OC:][:s.OC]
+	}
+	for g0 := 0; g0 < (npix+1)/2; g0 += gp {
+		g1 := min(g0+gp, (npix+1)/2)
+		parallelFor(g1-g0, func(lo, hi int) {
+			for g := g0 + lo; g < g0+hi; g++ {
+				q := 2 * g
+				row := xp[(g-g0)*k:][:k]
+				for tap := range s.KH * s.KW {
+					ky, kx := tap/s.KW, tap%s.KW
+					pairBF16(row[tap*s.C:][:s.C], pixelTap(q, ky, kx), pixelTap(q+1, ky, kx))
+				}
+				drow := dp[(g-g0)*ocp:][:ocp]
+				pairBF16(drow[:s.OC], dyRow(q), dyRow(q+1))
+				clear(drow[s.OC:])
+			}
+		})
+		kp := g1 - g0
+		rowsPer := len(bf16StridedKernels)
+		parallelFor((k+rowsPer-1)/rowsPer, func(lo, hi int) {
+			for blk := lo; blk < hi; blk++ {
+				k0 := blk * rowsPer
+				mr := min(rowsPer, k-k0)
+				for jb := range ocp / bf16NR {
+					bf16StridedKernels[mr-1](unsafe.Pointer(&xp[k0]), 4, 4*k, unsafe.Pointer(&dp[jb*bf16NR]), 4*ocp,
+						unsafe.Pointer(&acc[k0*ocp+jb*bf16NR]), 4*ocp, kp)
+				}
+			}
+		})
 	}
 	for r := 0; r < k; r++ {
-		copy(dw[r*s.OC:][:s.OC], acc[r*np:][:s.OC])
+		copy(dw[r*s.OC:][:s.OC], acc[r*ocp:][:s.OC])
 	}
 }
 
-// transposeBF16 writes the rows×cols float32 matrix src (row stride
-// cols) as bfloat16 into dst transposed (row stride ld): dst[c·ld + r].
-// Each source row is converted whole (toBF16Fast) into tmp first.
-func transposeBF16(dst []uint16, ld int, src []float32, rows, cols int, tmp []uint16) {
-	for r := range rows {
-		row := src[r*cols : (r+1)*cols]
-		t := tmp[:cols]
-		for i := toBF16Fast(t, row); i < cols; i++ {
-			t[i] = BF16FromFloat32(row[i])
-		}
-		for c, v := range t {
-			dst[c*ld+r] = v
-		}
-	}
-}
-
-// packDyBF16 packs the output pixels q0, q0+1, … (pairs of them; a pixel
-// at or past q1 counts as zero) of dy into groups of np pairs: group g of
-// panel jb at bp[(jb·kp + g0 + g)·bf16NR], as packBBF16 lays B out. u0
-// and u1 are scratch rows of OC.
-func packDyBF16(dy []float32, oc, q0, q1, pairs, g0, kp, np int, bp []uint32, u0, u1 []uint16) {
-	conv := func(u []uint16, q int) {
-		if q >= q1 {
-			clear(u)
-			return
-		}
-		row := dy[q*oc : (q+1)*oc]
-		for i := toBF16Fast(u, row); i < oc; i++ {
-			u[i] = BF16FromFloat32(row[i])
-		}
-	}
-	for g := range pairs {
-		conv(u0, q0+2*g)
-		conv(u1, q0+2*g+1)
-		for jb := range np / bf16NR {
-			out := bp[(jb*kp+g0+g)*bf16NR:][:bf16NR]
-			for j := range out {
-				c := jb*bf16NR + j
-				if c < oc {
-					out[j] = uint32(u0[c]) | uint32(u1[c])<<16
-				} else {
-					out[j] = 0
+// bf16StridedKernelGo is the strided tile of mr rows in Go, with
+// bf16KernelGo's arithmetic.
+func bf16StridedKernelGo(mr int) bf16StridedKernel {
+	return func(a unsafe.Pointer, lda, sa int, b unsafe.Pointer, sb int, c unsafe.Pointer, ldc int, kp int) {
+		for p := 0; p < mr; p++ {
+			cs := unsafe.Slice((*float32)(unsafe.Add(c, p*ldc)), bf16NR)
+			for j := range cs {
+				acc := cs[j]
+				for kk := range kp {
+					av := *(*uint32)(unsafe.Add(a, p*lda+kk*sa))
+					bv := *(*uint32)(unsafe.Add(b, kk*sb+4*j))
+					acc = ftz(acc + daz(uint16(av>>16))*daz(uint16(bv>>16)))
+					acc = ftz(acc + daz(uint16(av))*daz(uint16(bv)))
 				}
+				cs[j] = acc
 			}
 		}
 	}
 }
 
-// bf16WeightGradFlat is the weight gradient of an unpadded 1×1
-// convolution of stride 1: acc[c][oc] += Σ_p x[p][c]·dy[p][oc] with x
-// transposed to [C][P+1] bfloat16 (a zero past the last pixel) and read
-// in place by the kernels, a chunk of pixels at a time.
-func bf16WeightGradFlat(s ConvShape, x, dy, acc []float32, np int) {
-	p := s.N * s.H * s.W
-	ld := p + 1
-	xbuf := getBytes(2 * s.C * ld)
-	defer putBytes(xbuf)
-	xt := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(*xbuf))), s.C*ld)
-	for c := range s.C {
-		xt[c*ld+p] = 0 // the zero past the last pixel; the rest is written below
+// bf16StridedKernelsGo returns the Go models of the strided tiles of 1 to
+// maxMR rows.
+func bf16StridedKernelsGo(maxMR int) []bf16StridedKernel {
+	ks := make([]bf16StridedKernel, maxMR)
+	for i := range ks {
+		ks[i] = bf16StridedKernelGo(i + 1)
 	}
-	const rowsPer = 256
-	parallelFor((p+rowsPer-1)/rowsPer, func(lo, hi int) {
-		tmp := make([]uint16, s.C)
-		for b := lo; b < hi; b++ {
-			r0, r1 := b*rowsPer, min((b+1)*rowsPer, p)
-			transposeBF16(xt[r0:], ld, x[r0*s.C:r1*s.C], r1-r0, s.C, tmp)
-		}
-	})
-	for p0 := 0; p0 < p; p0 += bf16PixChunk {
-		p1 := min(p0+bf16PixChunk, p)
-		kp := (p1 - p0 + 1) / 2
-		bbuf := getBytes(4 * kp * np)
-		bp := unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(*bbuf))), kp*np)
-		parallelFor(kp, func(lo, hi int) {
-			u0, u1 := make([]uint16, s.OC), make([]uint16, s.OC)
-			packDyBF16(dy, s.OC, p0+2*lo, p1, hi-lo, lo, kp, np, bp, u0, u1)
-		})
-		parallelFor((s.C+bf16MB-1)/bf16MB, func(lo, hi int) {
-			for blk := lo; blk < hi; blk++ {
-				c0, c1 := blk*bf16MB, min((blk+1)*bf16MB, s.C)
-				bf16TilesStrided(unsafe.Pointer(&xt[c0*ld+p0]), 2*ld, c1-c0, kp, bp, np, acc[c0*np:])
-			}
-		})
-		putBytes(bbuf)
-	}
-}
-
-// bf16WeightGradPanels is the weight gradient of any other convolution,
-// through panels of im2col(x)ᵀ (see convBackwardWeightNativeBF16).
-func bf16WeightGradPanels(s ConvShape, x, dy, acc []float32, np, oh, ow int) {
-	k := s.KH * s.KW * s.C
-	h, wd := s.H+s.PT+s.PB, s.W+s.PL+s.PR
-	rowPairs := (ow + 1) / 2 // pairs an output row contributes
-	// xt[n][iy][c][ix], bfloat16, padded.
-	xbuf := getBytes(2 * s.N * h * s.C * wd)
-	defer putBytes(xbuf)
-	xt := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(*xbuf))), s.N*h*s.C*wd)
-	clear(xt) // the border
-	parallelFor(s.N*h, func(lo, hi int) {
-		tmp := make([]uint16, s.W*s.C)
-		for r := lo; r < hi; r++ {
-			n, iy := r/h, r%h-s.PT
-			if iy < 0 || iy >= s.H {
-				continue // zeros: cleared above
-			}
-			transposeBF16(xt[r*s.C*wd+s.PL:], wd, x[(n*s.H+iy)*s.W*s.C:][:s.W*s.C], s.W, s.C, tmp)
-		}
-	})
-	rowsPer := max(1, bf16PixChunk/ow)
-	rows := s.N * oh
-	for r0 := 0; r0 < rows; r0 += rowsPer {
-		r1 := min(r0+rowsPer, rows)
-		kp := (r1 - r0) * rowPairs
-		// dy's block: each output row's pixels in pairs, zero past its end.
-		bbuf := getBytes(4 * kp * np)
-		bp := unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(*bbuf))), kp*np)
-		parallelFor(r1-r0, func(lo, hi int) {
-			u0, u1 := make([]uint16, s.OC), make([]uint16, s.OC)
-			for r := r0 + lo; r < r0+hi; r++ {
-				packDyBF16(dy, s.OC, r*ow, (r+1)*ow, rowPairs, (r-r0)*rowPairs, kp, np, bp, u0, u1)
-			}
-		})
-		// The panel of im2col(x)ᵀ for k's blocks of bf16MB rows, built and
-		// multiplied by the goroutine that owns the block.
-		parallelFor((k+bf16MB-1)/bf16MB, func(lo, hi int) {
-			ap := make([]uint32, bf16MB*kp)
-			a16 := unsafe.Slice((*uint16)(unsafe.Pointer(&ap[0])), 2*len(ap))
-			for blk := lo; blk < hi; blk++ {
-				k0, k1 := blk*bf16MB, min((blk+1)*bf16MB, k)
-				for kk := k0; kk < k1; kk++ {
-					tap, c := kk/s.C, kk%s.C
-					ky, kx := tap/s.KW, tap%s.KW
-					row := a16[(kk-k0)*2*kp:][:2*kp]
-					for r := r0; r < r1; r++ {
-						n, oy := r/oh, r%oh
-						src := xt[((n*h+oy*s.SH+ky*s.DH)*s.C+c)*wd+kx*s.DW:]
-						dst := row[(r-r0)*2*rowPairs:][:2*rowPairs]
-						if s.SW == 1 {
-							copy(dst[:ow], src[:ow])
-						} else {
-							for ox := range ow {
-								dst[ox] = src[ox*s.SW]
-							}
-						}
-						if ow%2 == 1 {
-							dst[ow] = 0
-						}
-					}
-				}
-				bf16Tiles(ap, k1-k0, kp, bp, np, acc[k0*np:])
-			}
-		})
-		putBytes(bbuf)
-	}
-}
-
-// bf16TilesStrided is bf16Tiles with the rows of a lda bytes apart.
-func bf16TilesStrided(a unsafe.Pointer, lda, rows, kp int, bp []uint32, np int, y []float32) {
-	if rows == 0 || kp == 0 {
-		return
-	}
-	maxMR := len(bf16Kernels)
-	for jb := 0; jb < np/bf16NR; jb++ {
-		panel := unsafe.Pointer(&bp[jb*kp*bf16NR])
-		for i := 0; i < rows; i += maxMR {
-			mr := min(maxMR, rows-i)
-			bf16Kernels[mr-1](unsafe.Add(a, i*lda), lda, panel, unsafe.Pointer(&y[i*np+jb*bf16NR]), np*4, kp)
-		}
-	}
+	return ks
 }
 
 // bf16KernelGo is the micro-kernel of mr rows in Go, VDPBF16PS's arithmetic

@@ -215,3 +215,65 @@ func genBF16Direct(e *emitter) {
 		e.gof("\n//go:noescape\nfunc %s(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)\n", n)
 	}
 }
+
+// genBF16Strided writes gemmBF16S_<mr>: bf16Kernel's tile with both
+// operands read in place at any strides: row p of a at a + p·lda, its
+// pair kk at + kk·sa; b's 32 pairs of step kk at b + kk·sb; c's row p at
+// c + p·ldc, loaded, accumulated and stored back. Arguments (ABI0, 8
+// bytes each): a, lda, sa, b, sb, c, ldc, kp. The weight gradient reads
+// pair-interleaved activations and gradients this way, with no panel.
+func genBF16Strided(e *emitter) {
+	var names []string
+	for mr := 1; mr <= bf16MaxMR; mr++ {
+		name := fmt.Sprintf("gemmBF16S_%d", mr)
+		names = append(names, name)
+		e.gof("\n//go:noescape\nfunc %s(a unsafe.Pointer, lda, sa int, b unsafe.Pointer, sb int, c unsafe.Pointer, ldc int, kp int)\n", name)
+		e.textf("\n// func %s(a unsafe.Pointer, lda, sa int, b unsafe.Pointer, sb int, c unsafe.Pointer, ldc int, kp int)\nTEXT ·%s(SB), NOSPLIT, $0-64\n", name, name)
+		e.op("MOVQ a+0(FP), DX")
+		e.op("MOVQ lda+8(FP), SI")
+		e.op("MOVQ sa+16(FP), R13")
+		e.op("MOVQ b+24(FP), BX")
+		e.op("MOVQ sb+32(FP), AX")
+		e.op("MOVQ c+40(FP), R11")
+		e.op("MOVQ ldc+48(FP), R12")
+		e.op("MOVQ kp+56(FP), CX")
+		e.op("LEAQ (SI)(SI*2), DI")
+		e.op("LEAQ (DX)(SI*1), R8")
+		e.op("LEAQ (DX)(SI*2), R9")
+		e.op("LEAQ (DX)(DI*1), R10")
+		for p := 0; p < mr; p++ {
+			e.op("VMOVUPS (R11), %s", z(2*p))
+			e.op("VMOVUPS 64(R11), %s", z(2*p+1))
+			if p < mr-1 {
+				e.op("ADDQ R12, R11")
+			}
+		}
+		e.textf("%s_loop:\n", name)
+		e.op("VMOVUPS (BX), Z28")
+		e.op("VMOVUPS 64(BX), Z29")
+		for p := 0; p < mr; p++ {
+			bc := 30 + p%2
+			e.op("VPBROADCASTD %s, %s", pixAddr(p, 0), z(bc))
+			e.dpbf16(2*p, bc, 28)
+			e.dpbf16(2*p+1, bc, 29)
+		}
+		e.op("ADDQ R13, DX")
+		e.op("ADDQ R13, R8")
+		e.op("ADDQ R13, R9")
+		e.op("ADDQ R13, R10")
+		e.op("ADDQ AX, BX")
+		e.op("DECQ CX")
+		e.op("JNZ %s_loop", name)
+		e.op("MOVQ c+40(FP), R11")
+		for p := 0; p < mr; p++ {
+			e.op("VMOVUPS %s, (R11)", z(2*p))
+			e.op("VMOVUPS %s, 64(R11)", z(2*p+1))
+			if p < mr-1 {
+				e.op("ADDQ R12, R11")
+			}
+		}
+		e.op("VZEROUPPER")
+		e.op("RET")
+	}
+	e.gof("\n// bf16StridedAVX512[mr-1] is the VDPBF16PS tile of mr rows × 32 columns with strided operands.\nvar bf16StridedAVX512 = [...]bf16StridedKernel{%s}\n", strings.Join(names, ", "))
+}
