@@ -88,28 +88,3 @@ func (ep *convEpilogue) epilogueTile(tile []float32, m0, rows, nch, n0, nc int, 
 	}
 	epilogueTile512(unsafe.Pointer(&tile[0]), unsafe.Pointer(&y[at]), rows, 4*nch, unsafe.Pointer(&ep.scale[n0]), unsafe.Pointer(&ep.shift[n0]), skip, mask, ep.floor)
 }
-
-// pairBF16AVX2 writes n (a multiple of 8) pairs dst[i] =
-// BF16FromFloat32(a[i]) | BF16FromFloat32(b[i])<<16 (bf16_amd64.s).
-//
-//go:noescape
-func pairBF16AVX2(dst, a, b unsafe.Pointer, n int)
-
-// pairBF16 writes dst[i] = bf16Pair(a[i], b[i]) for i < len(dst), eight
-// at a time where the level has AVX2.
-func pairBF16(dst []uint32, a, b []float32) {
-	n := 0
-	if use.k != nil {
-		n = len(dst) &^ 7
-		if n > 0 {
-			_, _ = a[n-1], b[n-1]
-			pairBF16AVX2(unsafe.Pointer(&dst[0]), unsafe.Pointer(&a[0]), unsafe.Pointer(&b[0]), n)
-		}
-	}
-	for i := n; i < len(dst); i++ {
-		dst[i] = bf16Pair(a[i], b[i])
-	}
-}
-
-// bf16StridedKernels are the strided-operand tiles (gen/bf16.go).
-var bf16StridedKernels = bf16StridedAVX512[:]

@@ -866,45 +866,6 @@ func bf16Direct_13x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
 //go:noescape
 func bf16Direct_14x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
 
-//go:noescape
-func gemmBF16S_1(a unsafe.Pointer, lda, sa int, b unsafe.Pointer, sb int, c unsafe.Pointer, ldc int, kp int)
-
-//go:noescape
-func gemmBF16S_2(a unsafe.Pointer, lda, sa int, b unsafe.Pointer, sb int, c unsafe.Pointer, ldc int, kp int)
-
-//go:noescape
-func gemmBF16S_3(a unsafe.Pointer, lda, sa int, b unsafe.Pointer, sb int, c unsafe.Pointer, ldc int, kp int)
-
-//go:noescape
-func gemmBF16S_4(a unsafe.Pointer, lda, sa int, b unsafe.Pointer, sb int, c unsafe.Pointer, ldc int, kp int)
-
-//go:noescape
-func gemmBF16S_5(a unsafe.Pointer, lda, sa int, b unsafe.Pointer, sb int, c unsafe.Pointer, ldc int, kp int)
-
-//go:noescape
-func gemmBF16S_6(a unsafe.Pointer, lda, sa int, b unsafe.Pointer, sb int, c unsafe.Pointer, ldc int, kp int)
-
-//go:noescape
-func gemmBF16S_7(a unsafe.Pointer, lda, sa int, b unsafe.Pointer, sb int, c unsafe.Pointer, ldc int, kp int)
-
-//go:noescape
-func gemmBF16S_8(a unsafe.Pointer, lda, sa int, b unsafe.Pointer, sb int, c unsafe.Pointer, ldc int, kp int)
-
-//go:noescape
-func gemmBF16S_9(a unsafe.Pointer, lda, sa int, b unsafe.Pointer, sb int, c unsafe.Pointer, ldc int, kp int)
-
-//go:noescape
-func gemmBF16S_10(a unsafe.Pointer, lda, sa int, b unsafe.Pointer, sb int, c unsafe.Pointer, ldc int, kp int)
-
-//go:noescape
-func gemmBF16S_11(a unsafe.Pointer, lda, sa int, b unsafe.Pointer, sb int, c unsafe.Pointer, ldc int, kp int)
-
-//go:noescape
-func gemmBF16S_12(a unsafe.Pointer, lda, sa int, b unsafe.Pointer, sb int, c unsafe.Pointer, ldc int, kp int)
-
-// bf16StridedAVX512[mr-1] is the VDPBF16PS tile of mr rows × 32 columns with strided operands.
-var bf16StridedAVX512 = [...]bf16StridedKernel{gemmBF16S_1, gemmBF16S_2, gemmBF16S_3, gemmBF16S_4, gemmBF16S_5, gemmBF16S_6, gemmBF16S_7, gemmBF16S_8, gemmBF16S_9, gemmBF16S_10, gemmBF16S_11, gemmBF16S_12}
-
 // peakInt8AVX2 runs n iterations of 6 independent VPMADDWD (16 int8 multiply-adds each).
 //
 //go:noescape

@@ -108,7 +108,6 @@ func generate() (asm, decls []byte, err error) {
 	genInt8(e)
 	genInt8Direct(e)
 	genBF16Direct(e)
-	genBF16Strided(e)
 	genPeakInt8(e)
 	src, err := format.Source(e.g.Bytes())
 	if err != nil {
