@@ -62,6 +62,7 @@ func run() error {
 	kind := flag.String("distributed", "auto", "none, mpi or auto")
 	syncBN := flag.Bool("sync-bn", false, "SyncBatchNorm")
 	bucketMB := flag.Float64("bucket-mb", 25, "bucket size in MiB (DDP's bucket_cap_mb)")
+	firstMB := flag.Float64("first-bucket-mb", 1, "the first bucket's size in MiB (DDP's 1 MiB)")
 	flag.Parse()
 
 	comm, err := distributed.Init(*kind)
@@ -111,7 +112,7 @@ func run() error {
 			}
 		}
 	}
-	red, err := distributed.NewReducer(comm, sizes, distributed.ReducerOptions{BucketBytes: int(*bucketMB * (1 << 20))})
+	red, err := distributed.NewReducer(comm, sizes, distributed.ReducerOptions{BucketBytes: int(*bucketMB * (1 << 20)), FirstBucketBytes: int(*firstMB * (1 << 20))})
 	if err != nil {
 		return err
 	}
