@@ -36,11 +36,21 @@ type ConvShape struct {
 	PT, PL, PB, PR int // zero padding: top, left, bottom, right
 }
 
-// OH returns the output height.
-func (s ConvShape) OH() int { return (s.H+s.PT+s.PB-s.DH*(s.KH-1)-1)/s.SH + 1 }
+// OH returns the output height (0 for a kernel taller than the padded
+// input: Go's division rounds a negative span toward zero, which with a
+// stride above 1 would give 1).
+func (s ConvShape) OH() int { return convOut(s.H+s.PT+s.PB-s.DH*(s.KH-1)-1, s.SH) }
 
-// OW returns the output width.
-func (s ConvShape) OW() int { return (s.W+s.PL+s.PR-s.DW*(s.KW-1)-1)/s.SW + 1 }
+// OW returns the output width (0 for a kernel wider than the padded input).
+func (s ConvShape) OW() int { return convOut(s.W+s.PL+s.PR-s.DW*(s.KW-1)-1, s.SW) }
+
+// convOut is span/stride + 1 outputs, none for a negative span.
+func convOut(span, stride int) int {
+	if span < 0 {
+		return 0
+	}
+	return span/stride + 1
+}
 
 // Validate reports a shape that cannot be computed.
 func (s ConvShape) Validate() error {

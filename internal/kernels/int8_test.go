@@ -432,3 +432,30 @@ func TestStoreTileMatchesGo(t *testing.T) {
 		}
 	}
 }
+
+// TestConvShapeKernelTallerThanInput: a kernel taller than the padded
+// input with a stride above 1 has no output (Go's division of the
+// negative span toward zero made it 1, and the direct kernels then read
+// past the input), and Validate refuses it.
+func TestConvShapeKernelTallerThanInput(t *testing.T) {
+	s := ConvShape{N: 1, H: 4, W: 4, C: 4, OC: 32, KH: 3, KW: 1, SH: 2, SW: 1, DH: 2, DW: 1}
+	if s.OH() != 0 || s.Validate() == nil {
+		t.Fatalf("%+v: OH %d, Validate %v; want 0 and an error", s, s.OH(), s.Validate())
+	}
+}
+
+// TestMaxPoolU8PaddingOnlyWindow: a window that covers only padding
+// writes 0 (the float path's −Inf, quantized), not the buffer's old bytes.
+func TestMaxPoolU8PaddingOnlyWindow(t *testing.T) {
+	s := PoolShape{N: 1, H: 1, W: 1, C: 4, KH: 2, KW: 1, SH: 1, SW: 1, DH: 2, DW: 1, PT: 1, PB: 1}
+	y := make([]uint8, s.N*s.OH()*s.OW()*s.C)
+	for i := range y {
+		y[i] = 99
+	}
+	MaxPoolU8(s, []uint8{1, 2, 3, 4}, y)
+	for i, v := range y {
+		if v != 0 {
+			t.Fatalf("output %d is %d after a padding-only window, want 0", i, v)
+		}
+	}
+}

@@ -127,6 +127,9 @@ func MaxPoolU8(s PoolShape, x, y []uint8) {
 						}
 					}
 				}
+				if first { // a window of padding only: the lowest value
+					clear(out)
+				}
 			}
 		}
 	})
