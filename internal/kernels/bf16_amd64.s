@@ -14,10 +14,34 @@ DATA bf16c<>+16(SB)/4, $0x7f800000 // +Inf: larger magnitudes are NaN
 DATA bf16c<>+20(SB)/4, $0x00400000 // the quiet bit
 GLOBL bf16c<>(SB), RODATA|NOPTR, $24
 
-// func roundBF16AVX2(dst, src unsafe.Pointer, n int)
-// n is a multiple of 8. Per lane, with b the bits of src:
+// ROUNDBF16 sets dst to src's 8 float32 rounded to bfloat16 (upper half
+// of each lane, lower half zero), per lane, with b the bits of src:
 //   r = (b + 0x7fff + ((b >> 16) & 1)) & 0xffff0000   (nearest, ties to even)
 //   NaN (b & 0x7fffffff > 0x7f800000): r = (b | 0x00400000) & 0xffff0000
+// t1, t2 are scratch; Y8–Y13 hold bf16c's constants in order.
+#define ROUNDBF16(src, dst, t1, t2) \
+	VPSRLD $16, src, dst \
+	VPAND Y9, dst, dst \
+	VPADDD Y8, dst, dst \
+	VPADDD src, dst, dst \
+	VPAND Y10, dst, dst \
+	VPAND Y11, src, t1 \
+	VPCMPGTD Y12, t1, t1 \
+	VPOR Y13, src, t2 \
+	VPAND Y10, t2, t2 \
+	VPBLENDVB t1, t2, dst, dst
+
+// BF16CONSTANTS loads bf16c's constants into Y8–Y13.
+#define BF16CONSTANTS \
+	VPBROADCASTD bf16c<>+0(SB), Y8 \
+	VPBROADCASTD bf16c<>+4(SB), Y9 \
+	VPBROADCASTD bf16c<>+8(SB), Y10 \
+	VPBROADCASTD bf16c<>+12(SB), Y11 \
+	VPBROADCASTD bf16c<>+16(SB), Y12 \
+	VPBROADCASTD bf16c<>+20(SB), Y13
+
+// func roundBF16AVX2(dst, src unsafe.Pointer, n int)
+// n is a multiple of 8; each lane as ROUNDBF16 rounds it.
 TEXT ·roundBF16AVX2(SB), NOSPLIT, $0-24
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
@@ -25,24 +49,10 @@ TEXT ·roundBF16AVX2(SB), NOSPLIT, $0-24
 	SHRQ $3, CX
 	TESTQ CX, CX
 	JZ rb_done
-	VPBROADCASTD bf16c<>+0(SB), Y8
-	VPBROADCASTD bf16c<>+4(SB), Y9
-	VPBROADCASTD bf16c<>+8(SB), Y10
-	VPBROADCASTD bf16c<>+12(SB), Y11
-	VPBROADCASTD bf16c<>+16(SB), Y12
-	VPBROADCASTD bf16c<>+20(SB), Y13
+	BF16CONSTANTS
 rb_loop:
 	VMOVDQU (SI), Y0
-	VPSRLD $16, Y0, Y1
-	VPAND Y9, Y1, Y1
-	VPADDD Y8, Y1, Y1
-	VPADDD Y0, Y1, Y1
-	VPAND Y10, Y1, Y1
-	VPAND Y11, Y0, Y2
-	VPCMPGTD Y12, Y2, Y2
-	VPOR Y13, Y0, Y3
-	VPAND Y10, Y3, Y3
-	VPBLENDVB Y2, Y3, Y1, Y1
+	ROUNDBF16(Y0, Y1, Y2, Y3)
 	VMOVDQU Y1, (DI)
 	ADDQ $32, SI
 	ADDQ $32, DI
@@ -64,31 +74,13 @@ TEXT ·toBF16AVX2(SB), NOSPLIT, $0-24
 	SHRQ $4, CX
 	TESTQ CX, CX
 	JZ tb_done
-	VPBROADCASTD bf16c<>+0(SB), Y8
-	VPBROADCASTD bf16c<>+4(SB), Y9
-	VPBROADCASTD bf16c<>+12(SB), Y11
-	VPBROADCASTD bf16c<>+16(SB), Y12
-	VPBROADCASTD bf16c<>+20(SB), Y13
+	BF16CONSTANTS
 tb_loop:
 	VMOVDQU (SI), Y0
-	VPSRLD $16, Y0, Y1
-	VPAND Y9, Y1, Y1
-	VPADDD Y8, Y1, Y1
-	VPADDD Y0, Y1, Y1
-	VPAND Y11, Y0, Y2
-	VPCMPGTD Y12, Y2, Y2
-	VPOR Y13, Y0, Y3
-	VPBLENDVB Y2, Y3, Y1, Y1
-	VPSRLD $16, Y1, Y1
 	VMOVDQU 32(SI), Y4
-	VPSRLD $16, Y4, Y5
-	VPAND Y9, Y5, Y5
-	VPADDD Y8, Y5, Y5
-	VPADDD Y4, Y5, Y5
-	VPAND Y11, Y4, Y6
-	VPCMPGTD Y12, Y6, Y6
-	VPOR Y13, Y4, Y7
-	VPBLENDVB Y6, Y7, Y5, Y5
+	ROUNDBF16(Y0, Y1, Y2, Y3)
+	ROUNDBF16(Y4, Y5, Y6, Y7)
+	VPSRLD $16, Y1, Y1
 	VPSRLD $16, Y5, Y5
 	VPACKUSDW Y5, Y1, Y1
 	VPERMQ $0xd8, Y1, Y1
@@ -105,9 +97,9 @@ tb_done:
 // rows of 32 float32 sums (128 bytes apart) to rows of y (ystride bytes
 // apart), channels by mask: y = max(floor, sum·scale + shift [+ skip]),
 // a multiply and an add each rounded (no FMA, as the Go loop computes
-// it), VMAXPS returning the sum when it is a NaN (its second source), as
-// Go's max does. Scale, shift and skip are read under the mask; a full
-// block runs a loop with no masked access (slower on AMD's cores).
+// it), the floor applied as Go's max applies it (EPIMAX). Scale, shift
+// and skip are read under the mask; a full block runs a loop with no
+// masked access (slower on AMD's cores).
 
 // EPISETUP sets K1, K2 from the mask in AX and loads Z16, Z17 the scale
 // (at R10) and Z18, Z19 the shift (at R11) under it.
@@ -127,10 +119,15 @@ tb_done:
 	VADDPS Z18, Z0, Z0 \
 	VADDPS Z19, Z1, Z1
 
-// EPIMAX applies the floor.
+// EPIMAX applies the floor as Go's max does: on the lanes that are not
+// NaN (K3, K4), max with the floor returned on a tie (so max(−0, +0) is
+// +0); a NaN lane keeps its NaN (the masked-off lanes are left as they
+// are).
 #define EPIMAX \
-	VMAXPS Z0, Z20, Z0 \
-	VMAXPS Z1, Z20, Z1
+	VCMPPS $7, Z0, Z0, K3 \
+	VCMPPS $7, Z1, Z1, K4 \
+	VMAXPS Z20, Z0, K3, Z0 \
+	VMAXPS Z20, Z1, K4, Z1
 
 // func epilogueTile512(tile, y unsafe.Pointer, rows, ystride int, scale, shift, skip unsafe.Pointer, mask uint32, floor float32)
 TEXT ·epilogueTile512(SB), NOSPLIT, $0-64

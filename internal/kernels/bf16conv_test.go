@@ -326,3 +326,60 @@ func TestConvDirectBF16StaysInField(t *testing.T) {
 		}
 	}
 }
+
+// TestEpilogueTileMatchesGo holds the AVX-512 tile epilogue of the direct
+// bf16 path to the Go loop bit for bit, signs of zero and NaNs included,
+// for full and partial channel blocks, with and without a skip term, and
+// with the floors of no ReLU (−∞) and of a ReLU (0).
+func TestEpilogueTileMatchesGo(t *testing.T) {
+	if !hasBF16 || !use.avx512 {
+		t.Skip("the tile epilogue is the AVX512-BF16 path's; this CPU or level has none")
+	}
+	r := rand.New(rand.NewPCG(9, 9))
+	negZero := float32(math.Copysign(0, -1))
+	specials := []float32{0, negZero, 1, -1, float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), 1e-40, -1e-40}
+	pick := func() float32 {
+		if r.IntN(3) == 0 {
+			return specials[r.IntN(len(specials))]
+		}
+		return float32(r.NormFloat64())
+	}
+	for trial := range 500 {
+		rows, nc, nch := 1+r.IntN(directMR), 32, 80
+		if trial%2 == 1 {
+			nc = 1 + r.IntN(32)
+		}
+		n0, m0 := r.IntN(nch-nc+1), r.IntN(3)
+		tile := make([]float32, rows*32)
+		for i := range tile {
+			tile[i] = pick()
+		}
+		ep := &convEpilogue{scale: make([]float32, nch), shift: make([]float32, nch), floor: float32(math.Inf(-1))}
+		if trial%3 == 0 {
+			ep.floor = 0
+		}
+		for j := range nch {
+			ep.scale[j], ep.shift[j] = pick(), pick()
+		}
+		size := (m0 + rows) * nch
+		if trial%4 >= 2 {
+			ep.skip = make([]float32, size)
+			for i := range ep.skip {
+				ep.skip[i] = pick()
+			}
+		}
+		got, want := make([]float32, size), make([]float32, size)
+		for i := range got {
+			got[i], want[i] = float32(i), float32(i)
+		}
+		ep.epilogueTile(tile, m0, rows, nch, n0, nc, got)
+		epilogueTileGo(ep, tile, m0, rows, nch, n0, nc, want)
+		for i := range got {
+			g, w := math.Float32bits(got[i]), math.Float32bits(want[i])
+			if g != w && !(math.IsNaN(float64(got[i])) && math.IsNaN(float64(want[i]))) {
+				t.Fatalf("trial %d (rows %d, channels %d at %d, floor %v, skip %v): element %d is %v (%#08x), Go gives %v (%#08x)",
+					trial, rows, nc, n0, ep.floor, ep.skip != nil, i, got[i], g, want[i], w)
+			}
+		}
+	}
+}

@@ -4,18 +4,11 @@ import "unsafe"
 
 // bf16DirectKernel computes an mr×32 float32 tile of a convolution whose
 // receptive fields are read in place from bfloat16 activations
-// (gen/bf16.go's genBF16Direct): pixel p of the tile starts at a + p·ps
-// bytes, each of the kh kernel rows is pairs consecutive bfloat16 pairs,
-// rs bytes after the previous row; b is a block of packed weights
-// ([kh][pairs][32] pairs); c receives the [mr][32] tile.
-type bf16DirectKernel func(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
-
-// bf16DirectMR is the tallest tile of the direct bfloat16 path.
-const bf16DirectMR = 14
-
-// bf16GroupPixels is the number of output pixels a task sweeps with one
-// block of weights (nine tiles).
-const bf16GroupPixels = 9 * bf16DirectMR
+// (gen/direct.go): pixel p of the tile starts at a + p·ps bytes, each of
+// the kh kernel rows is steps consecutive bfloat16 pairs, rs bytes after
+// the previous row; b is a block of packed weights ([kh][steps][32]
+// pairs); c receives the [mr][32] tile.
+type bf16DirectKernel func(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
 // convForwardDirectBF16 is ConvForwardEpilogueBF16 on direct kernels
 // (kern: the VDPBF16PS ones, or their Go models in the tests), the
@@ -23,13 +16,10 @@ const bf16GroupPixels = 9 * bf16DirectMR
 // bfloat16 inside a border of zeros (an odd channel count padded with a
 // zero channel, so that a kernel row is KW·C/2 whole pairs and no read
 // strays outside the receptive field, where a zero weight times an
-// infinity would make a NaN), the weights packed by kernel rows, tiles of up to bf16DirectMR pixels of
-// one output row (of the whole batch for an unpadded 1×1 convolution of
-// stride 1), one 32-channel block of weights at a time over a group of
-// rows, and the epilogue applied to each tile in float32. Horizontal
+// infinity would make a NaN), the weights packed by kernel rows, the
+// tiles of sweepDirect, and the epilogue applied to each tile in float32. Horizontal
 // dilation is not supported (bf16DirectOK).
 func convForwardDirectBF16(s ConvShape, x, w, y []float32, ep *convEpilogue, kern []bf16DirectKernel) {
-	oh, ow := s.OH(), s.OW()
 	cp := (s.C + 1) &^ 1 // channels stored per pixel: an odd count gets a zero channel
 	pairs := s.KW * cp / 2
 	nb := (s.OC + 31) / 32
@@ -101,49 +91,18 @@ func convForwardDirectBF16(s ConvShape, x, w, y []float32, ep *convEpilogue, ker
 	})
 	rowBytes := wd * cp * 2
 
-	padded := s.PT|s.PB|s.PL|s.PR != 0
-	flat := s.KH == 1 && s.KW == 1 && s.SH == 1 && s.SW == 1 && !padded
-	rows, rowPix := s.N*oh, ow
-	if flat {
-		rows, rowPix = 1, s.N*oh*ow
-	}
-	perGroup := max(1, bf16GroupPixels/rowPix)
-	groups := (rows + perGroup - 1) / perGroup
-	if flat {
-		groups = (rowPix + bf16GroupPixels - 1) / bf16GroupPixels
-	}
+	flat := s.KH == 1 && s.KW == 1 && s.SH == 1 && s.SW == 1 && s.PT|s.PB|s.PL|s.PR == 0
 	useAsmEpilogue := hasBF16 && use.avx512 // the Go models run where the CPU has no AVX-512 either
-	parallelFor(groups, func(lo, hi int) {
-		var tile [bf16DirectMR * 32]float32
-		c := unsafe.Pointer(&tile[0])
-		run := func(b, m0, mr, at int) {
-			kern[mr-1](unsafe.Pointer(&xb[at]), unsafe.Pointer(&wp[b*blockPairs]), c, 2*s.SW*cp, s.DH*rowBytes, s.KH, pairs)
-			n0 := b * 32
-			n1 := min(n0+32, s.OC)
-			if useAsmEpilogue {
-				ep.epilogueTile(tile[:], m0, mr, s.OC, n0, n1-n0, y)
-				return
-			}
-			epilogueTileGo(ep, tile[:], m0, mr, s.OC, n0, n1-n0, y)
+	sweepDirect(s, flat, h, wd, cp, nb, func(t *directTile, b, m0, mr, at int) {
+		tile := unsafe.Slice((*float32)(unsafe.Pointer(t)), len(t))
+		kern[mr-1](unsafe.Pointer(&xb[at]), unsafe.Pointer(&wp[b*blockPairs]), unsafe.Pointer(t), 2*s.SW*cp, s.DH*rowBytes, s.KH, pairs)
+		n0 := b * 32
+		n1 := min(n0+32, s.OC)
+		if useAsmEpilogue {
+			ep.epilogueTile(tile, m0, mr, s.OC, n0, n1-n0, y)
+			return
 		}
-		for b := range nb {
-			if flat {
-				m0, m1 := lo*bf16GroupPixels, min(hi*bf16GroupPixels, rowPix)
-				for m := m0; m < m1; m += bf16DirectMR {
-					run(b, m, min(bf16DirectMR, m1-m), m*cp)
-				}
-				continue
-			}
-			for row := lo * perGroup; row < min(hi*perGroup, rows); row++ {
-				img, oy := row/oh, row%oh
-				at := (img*h + oy*s.SH) * wd * cp
-				tiles := (ow + bf16DirectMR - 1) / bf16DirectMR
-				for t := range tiles {
-					ox0, ox1 := t*ow/tiles, (t+1)*ow/tiles
-					run(b, row*ow+ox0, ox1-ox0, at+ox0*s.SW*cp)
-				}
-			}
-		}
+		epilogueTileGo(ep, tile, m0, mr, s.OC, n0, n1-n0, y)
 	})
 }
 
@@ -237,7 +196,7 @@ func bf16DirectKernelGo(mr int) bf16DirectKernel {
 
 // bf16DirectKernelsGo returns the Go models of the direct kernels.
 func bf16DirectKernelsGo() []bf16DirectKernel {
-	ks := make([]bf16DirectKernel, bf16DirectMR)
+	ks := make([]bf16DirectKernel, directMR)
 	for i := range ks {
 		ks[i] = bf16DirectKernelGo(i + 1)
 	}

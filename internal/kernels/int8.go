@@ -17,9 +17,10 @@ import (
 //   - AVX2: im2col into a panel of int16 pairs (x−z), VPMADDWD kernels
 //     (generated, gen/int8.go). Widening to int16 keeps the full u8 × s8
 //     range exact; VPMADDUBSW's saturating int16 pair sums would not.
-//   - VNNI (AVX-512 VNNI): im2col into a panel of u8 quads, VPDPBUSD
-//     kernels; the zero point is taken out afterwards with the weights'
-//     column sums (Σ(x−z)·w = Σx·w − z·Σw).
+//   - VNNI (AVX-512 VNNI): VPDPBUSD kernels reading the input in place
+//     (int8direct.go), the zero point taken out through the bias with the
+//     weights' column sums (Σ(x−z)·w = Σx·w − z·Σw); a horizontally
+//     dilated convolution gathers an im2col panel of u8 quads instead.
 
 // int8Kernel computes an MR×NR int32 tile (see gen/int8.go).
 type int8Kernel func(a, b unsafe.Pointer, steps int, c unsafe.Pointer)

@@ -391,7 +391,7 @@ func TestStoreTileMatchesGo(t *testing.T) {
 	r := rand.New(rand.NewPCG(8, 8))
 	specials := []float32{0, 1e-4, -1e-4, 1, 1e6, -1e6, 3e38, -3e38, float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), -float32(math.NaN())}
 	for trial := range 1000 {
-		rows, nc := 1+r.IntN(int8DirectMR), 32
+		rows, nc := 1+r.IntN(directMR), 32
 		if trial%2 == 1 {
 			nc = 1 + r.IntN(32)
 		}

@@ -776,95 +776,95 @@ func int8VNNI_13x32(a, b unsafe.Pointer, steps int, c unsafe.Pointer)
 //go:noescape
 func int8VNNI_14x32(a, b unsafe.Pointer, steps int, c unsafe.Pointer)
 
-// int8Direct[mr-1] computes an mr×32 int32 tile of a convolution read in place (VPDPBUSD; gen/int8.go's genInt8Direct).
+// int8Direct[mr-1] computes an mr×32 int32 tile of a convolution read in place (VPDPBUSD; gen/direct.go).
 var int8Direct = [...]int8DirectKernel{int8Direct_1x32, int8Direct_2x32, int8Direct_3x32, int8Direct_4x32, int8Direct_5x32, int8Direct_6x32, int8Direct_7x32, int8Direct_8x32, int8Direct_9x32, int8Direct_10x32, int8Direct_11x32, int8Direct_12x32, int8Direct_13x32, int8Direct_14x32}
 
 //go:noescape
-func int8Direct_1x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+func int8Direct_1x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
 //go:noescape
-func int8Direct_2x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+func int8Direct_2x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
 //go:noescape
-func int8Direct_3x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+func int8Direct_3x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
 //go:noescape
-func int8Direct_4x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+func int8Direct_4x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
 //go:noescape
-func int8Direct_5x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+func int8Direct_5x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
 //go:noescape
-func int8Direct_6x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+func int8Direct_6x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
 //go:noescape
-func int8Direct_7x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+func int8Direct_7x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
 //go:noescape
-func int8Direct_8x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+func int8Direct_8x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
 //go:noescape
-func int8Direct_9x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+func int8Direct_9x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
 //go:noescape
-func int8Direct_10x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+func int8Direct_10x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
 //go:noescape
-func int8Direct_11x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+func int8Direct_11x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
 //go:noescape
-func int8Direct_12x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+func int8Direct_12x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
 //go:noescape
-func int8Direct_13x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+func int8Direct_13x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
 //go:noescape
-func int8Direct_14x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+func int8Direct_14x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
-// bf16Direct[mr-1] computes an mr×32 float32 tile of a convolution read in place (VDPBF16PS; gen/bf16.go's genBF16Direct).
+// bf16Direct[mr-1] computes an mr×32 float32 tile of a convolution read in place (VDPBF16PS; gen/direct.go).
 var bf16Direct = [...]bf16DirectKernel{bf16Direct_1x32, bf16Direct_2x32, bf16Direct_3x32, bf16Direct_4x32, bf16Direct_5x32, bf16Direct_6x32, bf16Direct_7x32, bf16Direct_8x32, bf16Direct_9x32, bf16Direct_10x32, bf16Direct_11x32, bf16Direct_12x32, bf16Direct_13x32, bf16Direct_14x32}
 
 //go:noescape
-func bf16Direct_1x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+func bf16Direct_1x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
 //go:noescape
-func bf16Direct_2x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+func bf16Direct_2x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
 //go:noescape
-func bf16Direct_3x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+func bf16Direct_3x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
 //go:noescape
-func bf16Direct_4x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+func bf16Direct_4x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
 //go:noescape
-func bf16Direct_5x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+func bf16Direct_5x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
 //go:noescape
-func bf16Direct_6x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+func bf16Direct_6x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
 //go:noescape
-func bf16Direct_7x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+func bf16Direct_7x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
 //go:noescape
-func bf16Direct_8x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+func bf16Direct_8x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
 //go:noescape
-func bf16Direct_9x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+func bf16Direct_9x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
 //go:noescape
-func bf16Direct_10x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+func bf16Direct_10x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
 //go:noescape
-func bf16Direct_11x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+func bf16Direct_11x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
 //go:noescape
-func bf16Direct_12x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+func bf16Direct_12x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
 //go:noescape
-func bf16Direct_13x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+func bf16Direct_13x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
 //go:noescape
-func bf16Direct_14x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+func bf16Direct_14x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
 // peakInt8AVX2 runs n iterations of 6 independent VPMADDWD (16 int8 multiply-adds each).
 //

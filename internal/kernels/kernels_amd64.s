@@ -28615,7 +28615,7 @@ int8VNNI_14x32_loop:
 	VZEROUPPER
 	RET
 
-// func int8Direct_1x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+// func int8Direct_1x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 TEXT ·int8Direct_1x32(SB), NOSPLIT, $0-56
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), BX
@@ -28628,26 +28628,26 @@ TEXT ·int8Direct_1x32(SB), NOSPLIT, $0-56
 	VPXORD Z1, Z1, Z1
 int8Direct_1x32_row:
 	MOVQ AX, DX
-	MOVQ quads+48(FP), CX
-int8Direct_1x32_quad:
-	VMOVDQU32 (BX), Z28
-	VMOVDQU32 64(BX), Z29
+	MOVQ steps+48(FP), CX
+int8Direct_1x32_step:
+	VMOVUPS (BX), Z28
+	VMOVUPS 64(BX), Z29
 	VPBROADCASTD (DX), Z30
 	VPDPBUSD Z28, Z30, Z0
 	VPDPBUSD Z29, Z30, Z1
 	ADDQ $4, DX
 	ADDQ $128, BX
 	DECQ CX
-	JNZ int8Direct_1x32_quad
+	JNZ int8Direct_1x32_step
 	ADDQ R13, AX
 	DECQ R12
 	JNZ int8Direct_1x32_row
-	VMOVDQU32 Z0, 0(R11)
-	VMOVDQU32 Z1, 64(R11)
+	VMOVUPS Z0, 0(R11)
+	VMOVUPS Z1, 64(R11)
 	VZEROUPPER
 	RET
 
-// func int8Direct_2x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+// func int8Direct_2x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 TEXT ·int8Direct_2x32(SB), NOSPLIT, $0-56
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), BX
@@ -28662,10 +28662,10 @@ TEXT ·int8Direct_2x32(SB), NOSPLIT, $0-56
 	VPXORD Z3, Z3, Z3
 int8Direct_2x32_row:
 	MOVQ AX, DX
-	MOVQ quads+48(FP), CX
-int8Direct_2x32_quad:
-	VMOVDQU32 (BX), Z28
-	VMOVDQU32 64(BX), Z29
+	MOVQ steps+48(FP), CX
+int8Direct_2x32_step:
+	VMOVUPS (BX), Z28
+	VMOVUPS 64(BX), Z29
 	VPBROADCASTD (DX), Z30
 	VPDPBUSD Z28, Z30, Z0
 	VPDPBUSD Z29, Z30, Z1
@@ -28675,18 +28675,18 @@ int8Direct_2x32_quad:
 	ADDQ $4, DX
 	ADDQ $128, BX
 	DECQ CX
-	JNZ int8Direct_2x32_quad
+	JNZ int8Direct_2x32_step
 	ADDQ R13, AX
 	DECQ R12
 	JNZ int8Direct_2x32_row
-	VMOVDQU32 Z0, 0(R11)
-	VMOVDQU32 Z1, 64(R11)
-	VMOVDQU32 Z2, 128(R11)
-	VMOVDQU32 Z3, 192(R11)
+	VMOVUPS Z0, 0(R11)
+	VMOVUPS Z1, 64(R11)
+	VMOVUPS Z2, 128(R11)
+	VMOVUPS Z3, 192(R11)
 	VZEROUPPER
 	RET
 
-// func int8Direct_3x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+// func int8Direct_3x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 TEXT ·int8Direct_3x32(SB), NOSPLIT, $0-56
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), BX
@@ -28703,10 +28703,10 @@ TEXT ·int8Direct_3x32(SB), NOSPLIT, $0-56
 	VPXORD Z5, Z5, Z5
 int8Direct_3x32_row:
 	MOVQ AX, DX
-	MOVQ quads+48(FP), CX
-int8Direct_3x32_quad:
-	VMOVDQU32 (BX), Z28
-	VMOVDQU32 64(BX), Z29
+	MOVQ steps+48(FP), CX
+int8Direct_3x32_step:
+	VMOVUPS (BX), Z28
+	VMOVUPS 64(BX), Z29
 	VPBROADCASTD (DX), Z30
 	VPDPBUSD Z28, Z30, Z0
 	VPDPBUSD Z29, Z30, Z1
@@ -28719,20 +28719,20 @@ int8Direct_3x32_quad:
 	ADDQ $4, DX
 	ADDQ $128, BX
 	DECQ CX
-	JNZ int8Direct_3x32_quad
+	JNZ int8Direct_3x32_step
 	ADDQ R13, AX
 	DECQ R12
 	JNZ int8Direct_3x32_row
-	VMOVDQU32 Z0, 0(R11)
-	VMOVDQU32 Z1, 64(R11)
-	VMOVDQU32 Z2, 128(R11)
-	VMOVDQU32 Z3, 192(R11)
-	VMOVDQU32 Z4, 256(R11)
-	VMOVDQU32 Z5, 320(R11)
+	VMOVUPS Z0, 0(R11)
+	VMOVUPS Z1, 64(R11)
+	VMOVUPS Z2, 128(R11)
+	VMOVUPS Z3, 192(R11)
+	VMOVUPS Z4, 256(R11)
+	VMOVUPS Z5, 320(R11)
 	VZEROUPPER
 	RET
 
-// func int8Direct_4x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+// func int8Direct_4x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 TEXT ·int8Direct_4x32(SB), NOSPLIT, $0-56
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), BX
@@ -28751,10 +28751,10 @@ TEXT ·int8Direct_4x32(SB), NOSPLIT, $0-56
 	VPXORD Z7, Z7, Z7
 int8Direct_4x32_row:
 	MOVQ AX, DX
-	MOVQ quads+48(FP), CX
-int8Direct_4x32_quad:
-	VMOVDQU32 (BX), Z28
-	VMOVDQU32 64(BX), Z29
+	MOVQ steps+48(FP), CX
+int8Direct_4x32_step:
+	VMOVUPS (BX), Z28
+	VMOVUPS 64(BX), Z29
 	VPBROADCASTD (DX), Z30
 	VPDPBUSD Z28, Z30, Z0
 	VPDPBUSD Z29, Z30, Z1
@@ -28770,22 +28770,22 @@ int8Direct_4x32_quad:
 	ADDQ $4, DX
 	ADDQ $128, BX
 	DECQ CX
-	JNZ int8Direct_4x32_quad
+	JNZ int8Direct_4x32_step
 	ADDQ R13, AX
 	DECQ R12
 	JNZ int8Direct_4x32_row
-	VMOVDQU32 Z0, 0(R11)
-	VMOVDQU32 Z1, 64(R11)
-	VMOVDQU32 Z2, 128(R11)
-	VMOVDQU32 Z3, 192(R11)
-	VMOVDQU32 Z4, 256(R11)
-	VMOVDQU32 Z5, 320(R11)
-	VMOVDQU32 Z6, 384(R11)
-	VMOVDQU32 Z7, 448(R11)
+	VMOVUPS Z0, 0(R11)
+	VMOVUPS Z1, 64(R11)
+	VMOVUPS Z2, 128(R11)
+	VMOVUPS Z3, 192(R11)
+	VMOVUPS Z4, 256(R11)
+	VMOVUPS Z5, 320(R11)
+	VMOVUPS Z6, 384(R11)
+	VMOVUPS Z7, 448(R11)
 	VZEROUPPER
 	RET
 
-// func int8Direct_5x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+// func int8Direct_5x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 TEXT ·int8Direct_5x32(SB), NOSPLIT, $0-56
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), BX
@@ -28806,10 +28806,10 @@ TEXT ·int8Direct_5x32(SB), NOSPLIT, $0-56
 	VPXORD Z9, Z9, Z9
 int8Direct_5x32_row:
 	MOVQ AX, DX
-	MOVQ quads+48(FP), CX
-int8Direct_5x32_quad:
-	VMOVDQU32 (BX), Z28
-	VMOVDQU32 64(BX), Z29
+	MOVQ steps+48(FP), CX
+int8Direct_5x32_step:
+	VMOVUPS (BX), Z28
+	VMOVUPS 64(BX), Z29
 	VPBROADCASTD (DX), Z30
 	VPDPBUSD Z28, Z30, Z0
 	VPDPBUSD Z29, Z30, Z1
@@ -28828,24 +28828,24 @@ int8Direct_5x32_quad:
 	ADDQ $4, DX
 	ADDQ $128, BX
 	DECQ CX
-	JNZ int8Direct_5x32_quad
+	JNZ int8Direct_5x32_step
 	ADDQ R13, AX
 	DECQ R12
 	JNZ int8Direct_5x32_row
-	VMOVDQU32 Z0, 0(R11)
-	VMOVDQU32 Z1, 64(R11)
-	VMOVDQU32 Z2, 128(R11)
-	VMOVDQU32 Z3, 192(R11)
-	VMOVDQU32 Z4, 256(R11)
-	VMOVDQU32 Z5, 320(R11)
-	VMOVDQU32 Z6, 384(R11)
-	VMOVDQU32 Z7, 448(R11)
-	VMOVDQU32 Z8, 512(R11)
-	VMOVDQU32 Z9, 576(R11)
+	VMOVUPS Z0, 0(R11)
+	VMOVUPS Z1, 64(R11)
+	VMOVUPS Z2, 128(R11)
+	VMOVUPS Z3, 192(R11)
+	VMOVUPS Z4, 256(R11)
+	VMOVUPS Z5, 320(R11)
+	VMOVUPS Z6, 384(R11)
+	VMOVUPS Z7, 448(R11)
+	VMOVUPS Z8, 512(R11)
+	VMOVUPS Z9, 576(R11)
 	VZEROUPPER
 	RET
 
-// func int8Direct_6x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+// func int8Direct_6x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 TEXT ·int8Direct_6x32(SB), NOSPLIT, $0-56
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), BX
@@ -28869,10 +28869,10 @@ TEXT ·int8Direct_6x32(SB), NOSPLIT, $0-56
 int8Direct_6x32_row:
 	MOVQ AX, DX
 	LEAQ (DX)(SI*1), R8
-	MOVQ quads+48(FP), CX
-int8Direct_6x32_quad:
-	VMOVDQU32 (BX), Z28
-	VMOVDQU32 64(BX), Z29
+	MOVQ steps+48(FP), CX
+int8Direct_6x32_step:
+	VMOVUPS (BX), Z28
+	VMOVUPS 64(BX), Z29
 	VPBROADCASTD (DX), Z30
 	VPDPBUSD Z28, Z30, Z0
 	VPDPBUSD Z29, Z30, Z1
@@ -28895,26 +28895,26 @@ int8Direct_6x32_quad:
 	ADDQ $4, R8
 	ADDQ $128, BX
 	DECQ CX
-	JNZ int8Direct_6x32_quad
+	JNZ int8Direct_6x32_step
 	ADDQ R13, AX
 	DECQ R12
 	JNZ int8Direct_6x32_row
-	VMOVDQU32 Z0, 0(R11)
-	VMOVDQU32 Z1, 64(R11)
-	VMOVDQU32 Z2, 128(R11)
-	VMOVDQU32 Z3, 192(R11)
-	VMOVDQU32 Z4, 256(R11)
-	VMOVDQU32 Z5, 320(R11)
-	VMOVDQU32 Z6, 384(R11)
-	VMOVDQU32 Z7, 448(R11)
-	VMOVDQU32 Z8, 512(R11)
-	VMOVDQU32 Z9, 576(R11)
-	VMOVDQU32 Z10, 640(R11)
-	VMOVDQU32 Z11, 704(R11)
+	VMOVUPS Z0, 0(R11)
+	VMOVUPS Z1, 64(R11)
+	VMOVUPS Z2, 128(R11)
+	VMOVUPS Z3, 192(R11)
+	VMOVUPS Z4, 256(R11)
+	VMOVUPS Z5, 320(R11)
+	VMOVUPS Z6, 384(R11)
+	VMOVUPS Z7, 448(R11)
+	VMOVUPS Z8, 512(R11)
+	VMOVUPS Z9, 576(R11)
+	VMOVUPS Z10, 640(R11)
+	VMOVUPS Z11, 704(R11)
 	VZEROUPPER
 	RET
 
-// func int8Direct_7x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+// func int8Direct_7x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 TEXT ·int8Direct_7x32(SB), NOSPLIT, $0-56
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), BX
@@ -28940,10 +28940,10 @@ TEXT ·int8Direct_7x32(SB), NOSPLIT, $0-56
 int8Direct_7x32_row:
 	MOVQ AX, DX
 	LEAQ (DX)(SI*1), R8
-	MOVQ quads+48(FP), CX
-int8Direct_7x32_quad:
-	VMOVDQU32 (BX), Z28
-	VMOVDQU32 64(BX), Z29
+	MOVQ steps+48(FP), CX
+int8Direct_7x32_step:
+	VMOVUPS (BX), Z28
+	VMOVUPS 64(BX), Z29
 	VPBROADCASTD (DX), Z30
 	VPDPBUSD Z28, Z30, Z0
 	VPDPBUSD Z29, Z30, Z1
@@ -28969,28 +28969,28 @@ int8Direct_7x32_quad:
 	ADDQ $4, R8
 	ADDQ $128, BX
 	DECQ CX
-	JNZ int8Direct_7x32_quad
+	JNZ int8Direct_7x32_step
 	ADDQ R13, AX
 	DECQ R12
 	JNZ int8Direct_7x32_row
-	VMOVDQU32 Z0, 0(R11)
-	VMOVDQU32 Z1, 64(R11)
-	VMOVDQU32 Z2, 128(R11)
-	VMOVDQU32 Z3, 192(R11)
-	VMOVDQU32 Z4, 256(R11)
-	VMOVDQU32 Z5, 320(R11)
-	VMOVDQU32 Z6, 384(R11)
-	VMOVDQU32 Z7, 448(R11)
-	VMOVDQU32 Z8, 512(R11)
-	VMOVDQU32 Z9, 576(R11)
-	VMOVDQU32 Z10, 640(R11)
-	VMOVDQU32 Z11, 704(R11)
-	VMOVDQU32 Z12, 768(R11)
-	VMOVDQU32 Z13, 832(R11)
+	VMOVUPS Z0, 0(R11)
+	VMOVUPS Z1, 64(R11)
+	VMOVUPS Z2, 128(R11)
+	VMOVUPS Z3, 192(R11)
+	VMOVUPS Z4, 256(R11)
+	VMOVUPS Z5, 320(R11)
+	VMOVUPS Z6, 384(R11)
+	VMOVUPS Z7, 448(R11)
+	VMOVUPS Z8, 512(R11)
+	VMOVUPS Z9, 576(R11)
+	VMOVUPS Z10, 640(R11)
+	VMOVUPS Z11, 704(R11)
+	VMOVUPS Z12, 768(R11)
+	VMOVUPS Z13, 832(R11)
 	VZEROUPPER
 	RET
 
-// func int8Direct_8x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+// func int8Direct_8x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 TEXT ·int8Direct_8x32(SB), NOSPLIT, $0-56
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), BX
@@ -29018,10 +29018,10 @@ TEXT ·int8Direct_8x32(SB), NOSPLIT, $0-56
 int8Direct_8x32_row:
 	MOVQ AX, DX
 	LEAQ (DX)(SI*1), R8
-	MOVQ quads+48(FP), CX
-int8Direct_8x32_quad:
-	VMOVDQU32 (BX), Z28
-	VMOVDQU32 64(BX), Z29
+	MOVQ steps+48(FP), CX
+int8Direct_8x32_step:
+	VMOVUPS (BX), Z28
+	VMOVUPS 64(BX), Z29
 	VPBROADCASTD (DX), Z30
 	VPDPBUSD Z28, Z30, Z0
 	VPDPBUSD Z29, Z30, Z1
@@ -29050,30 +29050,30 @@ int8Direct_8x32_quad:
 	ADDQ $4, R8
 	ADDQ $128, BX
 	DECQ CX
-	JNZ int8Direct_8x32_quad
+	JNZ int8Direct_8x32_step
 	ADDQ R13, AX
 	DECQ R12
 	JNZ int8Direct_8x32_row
-	VMOVDQU32 Z0, 0(R11)
-	VMOVDQU32 Z1, 64(R11)
-	VMOVDQU32 Z2, 128(R11)
-	VMOVDQU32 Z3, 192(R11)
-	VMOVDQU32 Z4, 256(R11)
-	VMOVDQU32 Z5, 320(R11)
-	VMOVDQU32 Z6, 384(R11)
-	VMOVDQU32 Z7, 448(R11)
-	VMOVDQU32 Z8, 512(R11)
-	VMOVDQU32 Z9, 576(R11)
-	VMOVDQU32 Z10, 640(R11)
-	VMOVDQU32 Z11, 704(R11)
-	VMOVDQU32 Z12, 768(R11)
-	VMOVDQU32 Z13, 832(R11)
-	VMOVDQU32 Z14, 896(R11)
-	VMOVDQU32 Z15, 960(R11)
+	VMOVUPS Z0, 0(R11)
+	VMOVUPS Z1, 64(R11)
+	VMOVUPS Z2, 128(R11)
+	VMOVUPS Z3, 192(R11)
+	VMOVUPS Z4, 256(R11)
+	VMOVUPS Z5, 320(R11)
+	VMOVUPS Z6, 384(R11)
+	VMOVUPS Z7, 448(R11)
+	VMOVUPS Z8, 512(R11)
+	VMOVUPS Z9, 576(R11)
+	VMOVUPS Z10, 640(R11)
+	VMOVUPS Z11, 704(R11)
+	VMOVUPS Z12, 768(R11)
+	VMOVUPS Z13, 832(R11)
+	VMOVUPS Z14, 896(R11)
+	VMOVUPS Z15, 960(R11)
 	VZEROUPPER
 	RET
 
-// func int8Direct_9x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+// func int8Direct_9x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 TEXT ·int8Direct_9x32(SB), NOSPLIT, $0-56
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), BX
@@ -29103,10 +29103,10 @@ TEXT ·int8Direct_9x32(SB), NOSPLIT, $0-56
 int8Direct_9x32_row:
 	MOVQ AX, DX
 	LEAQ (DX)(SI*1), R8
-	MOVQ quads+48(FP), CX
-int8Direct_9x32_quad:
-	VMOVDQU32 (BX), Z28
-	VMOVDQU32 64(BX), Z29
+	MOVQ steps+48(FP), CX
+int8Direct_9x32_step:
+	VMOVUPS (BX), Z28
+	VMOVUPS 64(BX), Z29
 	VPBROADCASTD (DX), Z30
 	VPDPBUSD Z28, Z30, Z0
 	VPDPBUSD Z29, Z30, Z1
@@ -29138,32 +29138,32 @@ int8Direct_9x32_quad:
 	ADDQ $4, R8
 	ADDQ $128, BX
 	DECQ CX
-	JNZ int8Direct_9x32_quad
+	JNZ int8Direct_9x32_step
 	ADDQ R13, AX
 	DECQ R12
 	JNZ int8Direct_9x32_row
-	VMOVDQU32 Z0, 0(R11)
-	VMOVDQU32 Z1, 64(R11)
-	VMOVDQU32 Z2, 128(R11)
-	VMOVDQU32 Z3, 192(R11)
-	VMOVDQU32 Z4, 256(R11)
-	VMOVDQU32 Z5, 320(R11)
-	VMOVDQU32 Z6, 384(R11)
-	VMOVDQU32 Z7, 448(R11)
-	VMOVDQU32 Z8, 512(R11)
-	VMOVDQU32 Z9, 576(R11)
-	VMOVDQU32 Z10, 640(R11)
-	VMOVDQU32 Z11, 704(R11)
-	VMOVDQU32 Z12, 768(R11)
-	VMOVDQU32 Z13, 832(R11)
-	VMOVDQU32 Z14, 896(R11)
-	VMOVDQU32 Z15, 960(R11)
-	VMOVDQU32 Z16, 1024(R11)
-	VMOVDQU32 Z17, 1088(R11)
+	VMOVUPS Z0, 0(R11)
+	VMOVUPS Z1, 64(R11)
+	VMOVUPS Z2, 128(R11)
+	VMOVUPS Z3, 192(R11)
+	VMOVUPS Z4, 256(R11)
+	VMOVUPS Z5, 320(R11)
+	VMOVUPS Z6, 384(R11)
+	VMOVUPS Z7, 448(R11)
+	VMOVUPS Z8, 512(R11)
+	VMOVUPS Z9, 576(R11)
+	VMOVUPS Z10, 640(R11)
+	VMOVUPS Z11, 704(R11)
+	VMOVUPS Z12, 768(R11)
+	VMOVUPS Z13, 832(R11)
+	VMOVUPS Z14, 896(R11)
+	VMOVUPS Z15, 960(R11)
+	VMOVUPS Z16, 1024(R11)
+	VMOVUPS Z17, 1088(R11)
 	VZEROUPPER
 	RET
 
-// func int8Direct_10x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+// func int8Direct_10x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 TEXT ·int8Direct_10x32(SB), NOSPLIT, $0-56
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), BX
@@ -29195,10 +29195,10 @@ TEXT ·int8Direct_10x32(SB), NOSPLIT, $0-56
 int8Direct_10x32_row:
 	MOVQ AX, DX
 	LEAQ (DX)(SI*1), R8
-	MOVQ quads+48(FP), CX
-int8Direct_10x32_quad:
-	VMOVDQU32 (BX), Z28
-	VMOVDQU32 64(BX), Z29
+	MOVQ steps+48(FP), CX
+int8Direct_10x32_step:
+	VMOVUPS (BX), Z28
+	VMOVUPS 64(BX), Z29
 	VPBROADCASTD (DX), Z30
 	VPDPBUSD Z28, Z30, Z0
 	VPDPBUSD Z29, Z30, Z1
@@ -29233,34 +29233,34 @@ int8Direct_10x32_quad:
 	ADDQ $4, R8
 	ADDQ $128, BX
 	DECQ CX
-	JNZ int8Direct_10x32_quad
+	JNZ int8Direct_10x32_step
 	ADDQ R13, AX
 	DECQ R12
 	JNZ int8Direct_10x32_row
-	VMOVDQU32 Z0, 0(R11)
-	VMOVDQU32 Z1, 64(R11)
-	VMOVDQU32 Z2, 128(R11)
-	VMOVDQU32 Z3, 192(R11)
-	VMOVDQU32 Z4, 256(R11)
-	VMOVDQU32 Z5, 320(R11)
-	VMOVDQU32 Z6, 384(R11)
-	VMOVDQU32 Z7, 448(R11)
-	VMOVDQU32 Z8, 512(R11)
-	VMOVDQU32 Z9, 576(R11)
-	VMOVDQU32 Z10, 640(R11)
-	VMOVDQU32 Z11, 704(R11)
-	VMOVDQU32 Z12, 768(R11)
-	VMOVDQU32 Z13, 832(R11)
-	VMOVDQU32 Z14, 896(R11)
-	VMOVDQU32 Z15, 960(R11)
-	VMOVDQU32 Z16, 1024(R11)
-	VMOVDQU32 Z17, 1088(R11)
-	VMOVDQU32 Z18, 1152(R11)
-	VMOVDQU32 Z19, 1216(R11)
+	VMOVUPS Z0, 0(R11)
+	VMOVUPS Z1, 64(R11)
+	VMOVUPS Z2, 128(R11)
+	VMOVUPS Z3, 192(R11)
+	VMOVUPS Z4, 256(R11)
+	VMOVUPS Z5, 320(R11)
+	VMOVUPS Z6, 384(R11)
+	VMOVUPS Z7, 448(R11)
+	VMOVUPS Z8, 512(R11)
+	VMOVUPS Z9, 576(R11)
+	VMOVUPS Z10, 640(R11)
+	VMOVUPS Z11, 704(R11)
+	VMOVUPS Z12, 768(R11)
+	VMOVUPS Z13, 832(R11)
+	VMOVUPS Z14, 896(R11)
+	VMOVUPS Z15, 960(R11)
+	VMOVUPS Z16, 1024(R11)
+	VMOVUPS Z17, 1088(R11)
+	VMOVUPS Z18, 1152(R11)
+	VMOVUPS Z19, 1216(R11)
 	VZEROUPPER
 	RET
 
-// func int8Direct_11x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+// func int8Direct_11x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 TEXT ·int8Direct_11x32(SB), NOSPLIT, $0-56
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), BX
@@ -29296,10 +29296,10 @@ int8Direct_11x32_row:
 	LEAQ (DX)(SI*1), R8
 	LEAQ (DX)(SI*2), R9
 	LEAQ (DX)(DI*1), R10
-	MOVQ quads+48(FP), CX
-int8Direct_11x32_quad:
-	VMOVDQU32 (BX), Z28
-	VMOVDQU32 64(BX), Z29
+	MOVQ steps+48(FP), CX
+int8Direct_11x32_step:
+	VMOVUPS (BX), Z28
+	VMOVUPS 64(BX), Z29
 	VPBROADCASTD (DX), Z30
 	VPDPBUSD Z28, Z30, Z0
 	VPDPBUSD Z29, Z30, Z1
@@ -29339,36 +29339,36 @@ int8Direct_11x32_quad:
 	ADDQ $4, R10
 	ADDQ $128, BX
 	DECQ CX
-	JNZ int8Direct_11x32_quad
+	JNZ int8Direct_11x32_step
 	ADDQ R13, AX
 	DECQ R12
 	JNZ int8Direct_11x32_row
-	VMOVDQU32 Z0, 0(R11)
-	VMOVDQU32 Z1, 64(R11)
-	VMOVDQU32 Z2, 128(R11)
-	VMOVDQU32 Z3, 192(R11)
-	VMOVDQU32 Z4, 256(R11)
-	VMOVDQU32 Z5, 320(R11)
-	VMOVDQU32 Z6, 384(R11)
-	VMOVDQU32 Z7, 448(R11)
-	VMOVDQU32 Z8, 512(R11)
-	VMOVDQU32 Z9, 576(R11)
-	VMOVDQU32 Z10, 640(R11)
-	VMOVDQU32 Z11, 704(R11)
-	VMOVDQU32 Z12, 768(R11)
-	VMOVDQU32 Z13, 832(R11)
-	VMOVDQU32 Z14, 896(R11)
-	VMOVDQU32 Z15, 960(R11)
-	VMOVDQU32 Z16, 1024(R11)
-	VMOVDQU32 Z17, 1088(R11)
-	VMOVDQU32 Z18, 1152(R11)
-	VMOVDQU32 Z19, 1216(R11)
-	VMOVDQU32 Z20, 1280(R11)
-	VMOVDQU32 Z21, 1344(R11)
+	VMOVUPS Z0, 0(R11)
+	VMOVUPS Z1, 64(R11)
+	VMOVUPS Z2, 128(R11)
+	VMOVUPS Z3, 192(R11)
+	VMOVUPS Z4, 256(R11)
+	VMOVUPS Z5, 320(R11)
+	VMOVUPS Z6, 384(R11)
+	VMOVUPS Z7, 448(R11)
+	VMOVUPS Z8, 512(R11)
+	VMOVUPS Z9, 576(R11)
+	VMOVUPS Z10, 640(R11)
+	VMOVUPS Z11, 704(R11)
+	VMOVUPS Z12, 768(R11)
+	VMOVUPS Z13, 832(R11)
+	VMOVUPS Z14, 896(R11)
+	VMOVUPS Z15, 960(R11)
+	VMOVUPS Z16, 1024(R11)
+	VMOVUPS Z17, 1088(R11)
+	VMOVUPS Z18, 1152(R11)
+	VMOVUPS Z19, 1216(R11)
+	VMOVUPS Z20, 1280(R11)
+	VMOVUPS Z21, 1344(R11)
 	VZEROUPPER
 	RET
 
-// func int8Direct_12x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+// func int8Direct_12x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 TEXT ·int8Direct_12x32(SB), NOSPLIT, $0-56
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), BX
@@ -29406,10 +29406,10 @@ int8Direct_12x32_row:
 	LEAQ (DX)(SI*1), R8
 	LEAQ (DX)(SI*2), R9
 	LEAQ (DX)(DI*1), R10
-	MOVQ quads+48(FP), CX
-int8Direct_12x32_quad:
-	VMOVDQU32 (BX), Z28
-	VMOVDQU32 64(BX), Z29
+	MOVQ steps+48(FP), CX
+int8Direct_12x32_step:
+	VMOVUPS (BX), Z28
+	VMOVUPS 64(BX), Z29
 	VPBROADCASTD (DX), Z30
 	VPDPBUSD Z28, Z30, Z0
 	VPDPBUSD Z29, Z30, Z1
@@ -29452,38 +29452,38 @@ int8Direct_12x32_quad:
 	ADDQ $4, R10
 	ADDQ $128, BX
 	DECQ CX
-	JNZ int8Direct_12x32_quad
+	JNZ int8Direct_12x32_step
 	ADDQ R13, AX
 	DECQ R12
 	JNZ int8Direct_12x32_row
-	VMOVDQU32 Z0, 0(R11)
-	VMOVDQU32 Z1, 64(R11)
-	VMOVDQU32 Z2, 128(R11)
-	VMOVDQU32 Z3, 192(R11)
-	VMOVDQU32 Z4, 256(R11)
-	VMOVDQU32 Z5, 320(R11)
-	VMOVDQU32 Z6, 384(R11)
-	VMOVDQU32 Z7, 448(R11)
-	VMOVDQU32 Z8, 512(R11)
-	VMOVDQU32 Z9, 576(R11)
-	VMOVDQU32 Z10, 640(R11)
-	VMOVDQU32 Z11, 704(R11)
-	VMOVDQU32 Z12, 768(R11)
-	VMOVDQU32 Z13, 832(R11)
-	VMOVDQU32 Z14, 896(R11)
-	VMOVDQU32 Z15, 960(R11)
-	VMOVDQU32 Z16, 1024(R11)
-	VMOVDQU32 Z17, 1088(R11)
-	VMOVDQU32 Z18, 1152(R11)
-	VMOVDQU32 Z19, 1216(R11)
-	VMOVDQU32 Z20, 1280(R11)
-	VMOVDQU32 Z21, 1344(R11)
-	VMOVDQU32 Z22, 1408(R11)
-	VMOVDQU32 Z23, 1472(R11)
+	VMOVUPS Z0, 0(R11)
+	VMOVUPS Z1, 64(R11)
+	VMOVUPS Z2, 128(R11)
+	VMOVUPS Z3, 192(R11)
+	VMOVUPS Z4, 256(R11)
+	VMOVUPS Z5, 320(R11)
+	VMOVUPS Z6, 384(R11)
+	VMOVUPS Z7, 448(R11)
+	VMOVUPS Z8, 512(R11)
+	VMOVUPS Z9, 576(R11)
+	VMOVUPS Z10, 640(R11)
+	VMOVUPS Z11, 704(R11)
+	VMOVUPS Z12, 768(R11)
+	VMOVUPS Z13, 832(R11)
+	VMOVUPS Z14, 896(R11)
+	VMOVUPS Z15, 960(R11)
+	VMOVUPS Z16, 1024(R11)
+	VMOVUPS Z17, 1088(R11)
+	VMOVUPS Z18, 1152(R11)
+	VMOVUPS Z19, 1216(R11)
+	VMOVUPS Z20, 1280(R11)
+	VMOVUPS Z21, 1344(R11)
+	VMOVUPS Z22, 1408(R11)
+	VMOVUPS Z23, 1472(R11)
 	VZEROUPPER
 	RET
 
-// func int8Direct_13x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+// func int8Direct_13x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 TEXT ·int8Direct_13x32(SB), NOSPLIT, $0-56
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), BX
@@ -29523,10 +29523,10 @@ int8Direct_13x32_row:
 	LEAQ (DX)(SI*1), R8
 	LEAQ (DX)(SI*2), R9
 	LEAQ (DX)(DI*1), R10
-	MOVQ quads+48(FP), CX
-int8Direct_13x32_quad:
-	VMOVDQU32 (BX), Z28
-	VMOVDQU32 64(BX), Z29
+	MOVQ steps+48(FP), CX
+int8Direct_13x32_step:
+	VMOVUPS (BX), Z28
+	VMOVUPS 64(BX), Z29
 	VPBROADCASTD (DX), Z30
 	VPDPBUSD Z28, Z30, Z0
 	VPDPBUSD Z29, Z30, Z1
@@ -29572,40 +29572,40 @@ int8Direct_13x32_quad:
 	ADDQ $4, R10
 	ADDQ $128, BX
 	DECQ CX
-	JNZ int8Direct_13x32_quad
+	JNZ int8Direct_13x32_step
 	ADDQ R13, AX
 	DECQ R12
 	JNZ int8Direct_13x32_row
-	VMOVDQU32 Z0, 0(R11)
-	VMOVDQU32 Z1, 64(R11)
-	VMOVDQU32 Z2, 128(R11)
-	VMOVDQU32 Z3, 192(R11)
-	VMOVDQU32 Z4, 256(R11)
-	VMOVDQU32 Z5, 320(R11)
-	VMOVDQU32 Z6, 384(R11)
-	VMOVDQU32 Z7, 448(R11)
-	VMOVDQU32 Z8, 512(R11)
-	VMOVDQU32 Z9, 576(R11)
-	VMOVDQU32 Z10, 640(R11)
-	VMOVDQU32 Z11, 704(R11)
-	VMOVDQU32 Z12, 768(R11)
-	VMOVDQU32 Z13, 832(R11)
-	VMOVDQU32 Z14, 896(R11)
-	VMOVDQU32 Z15, 960(R11)
-	VMOVDQU32 Z16, 1024(R11)
-	VMOVDQU32 Z17, 1088(R11)
-	VMOVDQU32 Z18, 1152(R11)
-	VMOVDQU32 Z19, 1216(R11)
-	VMOVDQU32 Z20, 1280(R11)
-	VMOVDQU32 Z21, 1344(R11)
-	VMOVDQU32 Z22, 1408(R11)
-	VMOVDQU32 Z23, 1472(R11)
-	VMOVDQU32 Z24, 1536(R11)
-	VMOVDQU32 Z25, 1600(R11)
+	VMOVUPS Z0, 0(R11)
+	VMOVUPS Z1, 64(R11)
+	VMOVUPS Z2, 128(R11)
+	VMOVUPS Z3, 192(R11)
+	VMOVUPS Z4, 256(R11)
+	VMOVUPS Z5, 320(R11)
+	VMOVUPS Z6, 384(R11)
+	VMOVUPS Z7, 448(R11)
+	VMOVUPS Z8, 512(R11)
+	VMOVUPS Z9, 576(R11)
+	VMOVUPS Z10, 640(R11)
+	VMOVUPS Z11, 704(R11)
+	VMOVUPS Z12, 768(R11)
+	VMOVUPS Z13, 832(R11)
+	VMOVUPS Z14, 896(R11)
+	VMOVUPS Z15, 960(R11)
+	VMOVUPS Z16, 1024(R11)
+	VMOVUPS Z17, 1088(R11)
+	VMOVUPS Z18, 1152(R11)
+	VMOVUPS Z19, 1216(R11)
+	VMOVUPS Z20, 1280(R11)
+	VMOVUPS Z21, 1344(R11)
+	VMOVUPS Z22, 1408(R11)
+	VMOVUPS Z23, 1472(R11)
+	VMOVUPS Z24, 1536(R11)
+	VMOVUPS Z25, 1600(R11)
 	VZEROUPPER
 	RET
 
-// func int8Direct_14x32(a, b, c unsafe.Pointer, ps, rs, kh, quads int)
+// func int8Direct_14x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 TEXT ·int8Direct_14x32(SB), NOSPLIT, $0-56
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), BX
@@ -29647,10 +29647,10 @@ int8Direct_14x32_row:
 	LEAQ (DX)(SI*1), R8
 	LEAQ (DX)(SI*2), R9
 	LEAQ (DX)(DI*1), R10
-	MOVQ quads+48(FP), CX
-int8Direct_14x32_quad:
-	VMOVDQU32 (BX), Z28
-	VMOVDQU32 64(BX), Z29
+	MOVQ steps+48(FP), CX
+int8Direct_14x32_step:
+	VMOVUPS (BX), Z28
+	VMOVUPS 64(BX), Z29
 	VPBROADCASTD (DX), Z30
 	VPDPBUSD Z28, Z30, Z0
 	VPDPBUSD Z29, Z30, Z1
@@ -29699,42 +29699,42 @@ int8Direct_14x32_quad:
 	ADDQ $4, R10
 	ADDQ $128, BX
 	DECQ CX
-	JNZ int8Direct_14x32_quad
+	JNZ int8Direct_14x32_step
 	ADDQ R13, AX
 	DECQ R12
 	JNZ int8Direct_14x32_row
-	VMOVDQU32 Z0, 0(R11)
-	VMOVDQU32 Z1, 64(R11)
-	VMOVDQU32 Z2, 128(R11)
-	VMOVDQU32 Z3, 192(R11)
-	VMOVDQU32 Z4, 256(R11)
-	VMOVDQU32 Z5, 320(R11)
-	VMOVDQU32 Z6, 384(R11)
-	VMOVDQU32 Z7, 448(R11)
-	VMOVDQU32 Z8, 512(R11)
-	VMOVDQU32 Z9, 576(R11)
-	VMOVDQU32 Z10, 640(R11)
-	VMOVDQU32 Z11, 704(R11)
-	VMOVDQU32 Z12, 768(R11)
-	VMOVDQU32 Z13, 832(R11)
-	VMOVDQU32 Z14, 896(R11)
-	VMOVDQU32 Z15, 960(R11)
-	VMOVDQU32 Z16, 1024(R11)
-	VMOVDQU32 Z17, 1088(R11)
-	VMOVDQU32 Z18, 1152(R11)
-	VMOVDQU32 Z19, 1216(R11)
-	VMOVDQU32 Z20, 1280(R11)
-	VMOVDQU32 Z21, 1344(R11)
-	VMOVDQU32 Z22, 1408(R11)
-	VMOVDQU32 Z23, 1472(R11)
-	VMOVDQU32 Z24, 1536(R11)
-	VMOVDQU32 Z25, 1600(R11)
-	VMOVDQU32 Z26, 1664(R11)
-	VMOVDQU32 Z27, 1728(R11)
+	VMOVUPS Z0, 0(R11)
+	VMOVUPS Z1, 64(R11)
+	VMOVUPS Z2, 128(R11)
+	VMOVUPS Z3, 192(R11)
+	VMOVUPS Z4, 256(R11)
+	VMOVUPS Z5, 320(R11)
+	VMOVUPS Z6, 384(R11)
+	VMOVUPS Z7, 448(R11)
+	VMOVUPS Z8, 512(R11)
+	VMOVUPS Z9, 576(R11)
+	VMOVUPS Z10, 640(R11)
+	VMOVUPS Z11, 704(R11)
+	VMOVUPS Z12, 768(R11)
+	VMOVUPS Z13, 832(R11)
+	VMOVUPS Z14, 896(R11)
+	VMOVUPS Z15, 960(R11)
+	VMOVUPS Z16, 1024(R11)
+	VMOVUPS Z17, 1088(R11)
+	VMOVUPS Z18, 1152(R11)
+	VMOVUPS Z19, 1216(R11)
+	VMOVUPS Z20, 1280(R11)
+	VMOVUPS Z21, 1344(R11)
+	VMOVUPS Z22, 1408(R11)
+	VMOVUPS Z23, 1472(R11)
+	VMOVUPS Z24, 1536(R11)
+	VMOVUPS Z25, 1600(R11)
+	VMOVUPS Z26, 1664(R11)
+	VMOVUPS Z27, 1728(R11)
 	VZEROUPPER
 	RET
 
-// func bf16Direct_1x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+// func bf16Direct_1x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 TEXT ·bf16Direct_1x32(SB), NOSPLIT, $0-56
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), BX
@@ -29747,8 +29747,8 @@ TEXT ·bf16Direct_1x32(SB), NOSPLIT, $0-56
 	VPXORD Z1, Z1, Z1
 bf16Direct_1x32_row:
 	MOVQ AX, DX
-	MOVQ pairs+48(FP), CX
-bf16Direct_1x32_pair:
+	MOVQ steps+48(FP), CX
+bf16Direct_1x32_step:
 	VMOVUPS (BX), Z28
 	VMOVUPS 64(BX), Z29
 	VPBROADCASTD (DX), Z30
@@ -29757,7 +29757,7 @@ bf16Direct_1x32_pair:
 	ADDQ $4, DX
 	ADDQ $128, BX
 	DECQ CX
-	JNZ bf16Direct_1x32_pair
+	JNZ bf16Direct_1x32_step
 	ADDQ R13, AX
 	DECQ R12
 	JNZ bf16Direct_1x32_row
@@ -29766,7 +29766,7 @@ bf16Direct_1x32_pair:
 	VZEROUPPER
 	RET
 
-// func bf16Direct_2x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+// func bf16Direct_2x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 TEXT ·bf16Direct_2x32(SB), NOSPLIT, $0-56
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), BX
@@ -29781,8 +29781,8 @@ TEXT ·bf16Direct_2x32(SB), NOSPLIT, $0-56
 	VPXORD Z3, Z3, Z3
 bf16Direct_2x32_row:
 	MOVQ AX, DX
-	MOVQ pairs+48(FP), CX
-bf16Direct_2x32_pair:
+	MOVQ steps+48(FP), CX
+bf16Direct_2x32_step:
 	VMOVUPS (BX), Z28
 	VMOVUPS 64(BX), Z29
 	VPBROADCASTD (DX), Z30
@@ -29794,7 +29794,7 @@ bf16Direct_2x32_pair:
 	ADDQ $4, DX
 	ADDQ $128, BX
 	DECQ CX
-	JNZ bf16Direct_2x32_pair
+	JNZ bf16Direct_2x32_step
 	ADDQ R13, AX
 	DECQ R12
 	JNZ bf16Direct_2x32_row
@@ -29805,7 +29805,7 @@ bf16Direct_2x32_pair:
 	VZEROUPPER
 	RET
 
-// func bf16Direct_3x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+// func bf16Direct_3x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 TEXT ·bf16Direct_3x32(SB), NOSPLIT, $0-56
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), BX
@@ -29822,8 +29822,8 @@ TEXT ·bf16Direct_3x32(SB), NOSPLIT, $0-56
 	VPXORD Z5, Z5, Z5
 bf16Direct_3x32_row:
 	MOVQ AX, DX
-	MOVQ pairs+48(FP), CX
-bf16Direct_3x32_pair:
+	MOVQ steps+48(FP), CX
+bf16Direct_3x32_step:
 	VMOVUPS (BX), Z28
 	VMOVUPS 64(BX), Z29
 	VPBROADCASTD (DX), Z30
@@ -29838,7 +29838,7 @@ bf16Direct_3x32_pair:
 	ADDQ $4, DX
 	ADDQ $128, BX
 	DECQ CX
-	JNZ bf16Direct_3x32_pair
+	JNZ bf16Direct_3x32_step
 	ADDQ R13, AX
 	DECQ R12
 	JNZ bf16Direct_3x32_row
@@ -29851,7 +29851,7 @@ bf16Direct_3x32_pair:
 	VZEROUPPER
 	RET
 
-// func bf16Direct_4x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+// func bf16Direct_4x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 TEXT ·bf16Direct_4x32(SB), NOSPLIT, $0-56
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), BX
@@ -29870,8 +29870,8 @@ TEXT ·bf16Direct_4x32(SB), NOSPLIT, $0-56
 	VPXORD Z7, Z7, Z7
 bf16Direct_4x32_row:
 	MOVQ AX, DX
-	MOVQ pairs+48(FP), CX
-bf16Direct_4x32_pair:
+	MOVQ steps+48(FP), CX
+bf16Direct_4x32_step:
 	VMOVUPS (BX), Z28
 	VMOVUPS 64(BX), Z29
 	VPBROADCASTD (DX), Z30
@@ -29889,7 +29889,7 @@ bf16Direct_4x32_pair:
 	ADDQ $4, DX
 	ADDQ $128, BX
 	DECQ CX
-	JNZ bf16Direct_4x32_pair
+	JNZ bf16Direct_4x32_step
 	ADDQ R13, AX
 	DECQ R12
 	JNZ bf16Direct_4x32_row
@@ -29904,7 +29904,7 @@ bf16Direct_4x32_pair:
 	VZEROUPPER
 	RET
 
-// func bf16Direct_5x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+// func bf16Direct_5x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 TEXT ·bf16Direct_5x32(SB), NOSPLIT, $0-56
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), BX
@@ -29925,8 +29925,8 @@ TEXT ·bf16Direct_5x32(SB), NOSPLIT, $0-56
 	VPXORD Z9, Z9, Z9
 bf16Direct_5x32_row:
 	MOVQ AX, DX
-	MOVQ pairs+48(FP), CX
-bf16Direct_5x32_pair:
+	MOVQ steps+48(FP), CX
+bf16Direct_5x32_step:
 	VMOVUPS (BX), Z28
 	VMOVUPS 64(BX), Z29
 	VPBROADCASTD (DX), Z30
@@ -29947,7 +29947,7 @@ bf16Direct_5x32_pair:
 	ADDQ $4, DX
 	ADDQ $128, BX
 	DECQ CX
-	JNZ bf16Direct_5x32_pair
+	JNZ bf16Direct_5x32_step
 	ADDQ R13, AX
 	DECQ R12
 	JNZ bf16Direct_5x32_row
@@ -29964,7 +29964,7 @@ bf16Direct_5x32_pair:
 	VZEROUPPER
 	RET
 
-// func bf16Direct_6x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+// func bf16Direct_6x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 TEXT ·bf16Direct_6x32(SB), NOSPLIT, $0-56
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), BX
@@ -29988,8 +29988,8 @@ TEXT ·bf16Direct_6x32(SB), NOSPLIT, $0-56
 bf16Direct_6x32_row:
 	MOVQ AX, DX
 	LEAQ (DX)(SI*1), R8
-	MOVQ pairs+48(FP), CX
-bf16Direct_6x32_pair:
+	MOVQ steps+48(FP), CX
+bf16Direct_6x32_step:
 	VMOVUPS (BX), Z28
 	VMOVUPS 64(BX), Z29
 	VPBROADCASTD (DX), Z30
@@ -30014,7 +30014,7 @@ bf16Direct_6x32_pair:
 	ADDQ $4, R8
 	ADDQ $128, BX
 	DECQ CX
-	JNZ bf16Direct_6x32_pair
+	JNZ bf16Direct_6x32_step
 	ADDQ R13, AX
 	DECQ R12
 	JNZ bf16Direct_6x32_row
@@ -30033,7 +30033,7 @@ bf16Direct_6x32_pair:
 	VZEROUPPER
 	RET
 
-// func bf16Direct_7x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+// func bf16Direct_7x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 TEXT ·bf16Direct_7x32(SB), NOSPLIT, $0-56
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), BX
@@ -30059,8 +30059,8 @@ TEXT ·bf16Direct_7x32(SB), NOSPLIT, $0-56
 bf16Direct_7x32_row:
 	MOVQ AX, DX
 	LEAQ (DX)(SI*1), R8
-	MOVQ pairs+48(FP), CX
-bf16Direct_7x32_pair:
+	MOVQ steps+48(FP), CX
+bf16Direct_7x32_step:
 	VMOVUPS (BX), Z28
 	VMOVUPS 64(BX), Z29
 	VPBROADCASTD (DX), Z30
@@ -30088,7 +30088,7 @@ bf16Direct_7x32_pair:
 	ADDQ $4, R8
 	ADDQ $128, BX
 	DECQ CX
-	JNZ bf16Direct_7x32_pair
+	JNZ bf16Direct_7x32_step
 	ADDQ R13, AX
 	DECQ R12
 	JNZ bf16Direct_7x32_row
@@ -30109,7 +30109,7 @@ bf16Direct_7x32_pair:
 	VZEROUPPER
 	RET
 
-// func bf16Direct_8x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+// func bf16Direct_8x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 TEXT ·bf16Direct_8x32(SB), NOSPLIT, $0-56
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), BX
@@ -30137,8 +30137,8 @@ TEXT ·bf16Direct_8x32(SB), NOSPLIT, $0-56
 bf16Direct_8x32_row:
 	MOVQ AX, DX
 	LEAQ (DX)(SI*1), R8
-	MOVQ pairs+48(FP), CX
-bf16Direct_8x32_pair:
+	MOVQ steps+48(FP), CX
+bf16Direct_8x32_step:
 	VMOVUPS (BX), Z28
 	VMOVUPS 64(BX), Z29
 	VPBROADCASTD (DX), Z30
@@ -30169,7 +30169,7 @@ bf16Direct_8x32_pair:
 	ADDQ $4, R8
 	ADDQ $128, BX
 	DECQ CX
-	JNZ bf16Direct_8x32_pair
+	JNZ bf16Direct_8x32_step
 	ADDQ R13, AX
 	DECQ R12
 	JNZ bf16Direct_8x32_row
@@ -30192,7 +30192,7 @@ bf16Direct_8x32_pair:
 	VZEROUPPER
 	RET
 
-// func bf16Direct_9x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+// func bf16Direct_9x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 TEXT ·bf16Direct_9x32(SB), NOSPLIT, $0-56
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), BX
@@ -30222,8 +30222,8 @@ TEXT ·bf16Direct_9x32(SB), NOSPLIT, $0-56
 bf16Direct_9x32_row:
 	MOVQ AX, DX
 	LEAQ (DX)(SI*1), R8
-	MOVQ pairs+48(FP), CX
-bf16Direct_9x32_pair:
+	MOVQ steps+48(FP), CX
+bf16Direct_9x32_step:
 	VMOVUPS (BX), Z28
 	VMOVUPS 64(BX), Z29
 	VPBROADCASTD (DX), Z30
@@ -30257,7 +30257,7 @@ bf16Direct_9x32_pair:
 	ADDQ $4, R8
 	ADDQ $128, BX
 	DECQ CX
-	JNZ bf16Direct_9x32_pair
+	JNZ bf16Direct_9x32_step
 	ADDQ R13, AX
 	DECQ R12
 	JNZ bf16Direct_9x32_row
@@ -30282,7 +30282,7 @@ bf16Direct_9x32_pair:
 	VZEROUPPER
 	RET
 
-// func bf16Direct_10x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+// func bf16Direct_10x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 TEXT ·bf16Direct_10x32(SB), NOSPLIT, $0-56
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), BX
@@ -30314,8 +30314,8 @@ TEXT ·bf16Direct_10x32(SB), NOSPLIT, $0-56
 bf16Direct_10x32_row:
 	MOVQ AX, DX
 	LEAQ (DX)(SI*1), R8
-	MOVQ pairs+48(FP), CX
-bf16Direct_10x32_pair:
+	MOVQ steps+48(FP), CX
+bf16Direct_10x32_step:
 	VMOVUPS (BX), Z28
 	VMOVUPS 64(BX), Z29
 	VPBROADCASTD (DX), Z30
@@ -30352,7 +30352,7 @@ bf16Direct_10x32_pair:
 	ADDQ $4, R8
 	ADDQ $128, BX
 	DECQ CX
-	JNZ bf16Direct_10x32_pair
+	JNZ bf16Direct_10x32_step
 	ADDQ R13, AX
 	DECQ R12
 	JNZ bf16Direct_10x32_row
@@ -30379,7 +30379,7 @@ bf16Direct_10x32_pair:
 	VZEROUPPER
 	RET
 
-// func bf16Direct_11x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+// func bf16Direct_11x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 TEXT ·bf16Direct_11x32(SB), NOSPLIT, $0-56
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), BX
@@ -30415,8 +30415,8 @@ bf16Direct_11x32_row:
 	LEAQ (DX)(SI*1), R8
 	LEAQ (DX)(SI*2), R9
 	LEAQ (DX)(DI*1), R10
-	MOVQ pairs+48(FP), CX
-bf16Direct_11x32_pair:
+	MOVQ steps+48(FP), CX
+bf16Direct_11x32_step:
 	VMOVUPS (BX), Z28
 	VMOVUPS 64(BX), Z29
 	VPBROADCASTD (DX), Z30
@@ -30458,7 +30458,7 @@ bf16Direct_11x32_pair:
 	ADDQ $4, R10
 	ADDQ $128, BX
 	DECQ CX
-	JNZ bf16Direct_11x32_pair
+	JNZ bf16Direct_11x32_step
 	ADDQ R13, AX
 	DECQ R12
 	JNZ bf16Direct_11x32_row
@@ -30487,7 +30487,7 @@ bf16Direct_11x32_pair:
 	VZEROUPPER
 	RET
 
-// func bf16Direct_12x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+// func bf16Direct_12x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 TEXT ·bf16Direct_12x32(SB), NOSPLIT, $0-56
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), BX
@@ -30525,8 +30525,8 @@ bf16Direct_12x32_row:
 	LEAQ (DX)(SI*1), R8
 	LEAQ (DX)(SI*2), R9
 	LEAQ (DX)(DI*1), R10
-	MOVQ pairs+48(FP), CX
-bf16Direct_12x32_pair:
+	MOVQ steps+48(FP), CX
+bf16Direct_12x32_step:
 	VMOVUPS (BX), Z28
 	VMOVUPS 64(BX), Z29
 	VPBROADCASTD (DX), Z30
@@ -30571,7 +30571,7 @@ bf16Direct_12x32_pair:
 	ADDQ $4, R10
 	ADDQ $128, BX
 	DECQ CX
-	JNZ bf16Direct_12x32_pair
+	JNZ bf16Direct_12x32_step
 	ADDQ R13, AX
 	DECQ R12
 	JNZ bf16Direct_12x32_row
@@ -30602,7 +30602,7 @@ bf16Direct_12x32_pair:
 	VZEROUPPER
 	RET
 
-// func bf16Direct_13x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+// func bf16Direct_13x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 TEXT ·bf16Direct_13x32(SB), NOSPLIT, $0-56
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), BX
@@ -30642,8 +30642,8 @@ bf16Direct_13x32_row:
 	LEAQ (DX)(SI*1), R8
 	LEAQ (DX)(SI*2), R9
 	LEAQ (DX)(DI*1), R10
-	MOVQ pairs+48(FP), CX
-bf16Direct_13x32_pair:
+	MOVQ steps+48(FP), CX
+bf16Direct_13x32_step:
 	VMOVUPS (BX), Z28
 	VMOVUPS 64(BX), Z29
 	VPBROADCASTD (DX), Z30
@@ -30691,7 +30691,7 @@ bf16Direct_13x32_pair:
 	ADDQ $4, R10
 	ADDQ $128, BX
 	DECQ CX
-	JNZ bf16Direct_13x32_pair
+	JNZ bf16Direct_13x32_step
 	ADDQ R13, AX
 	DECQ R12
 	JNZ bf16Direct_13x32_row
@@ -30724,7 +30724,7 @@ bf16Direct_13x32_pair:
 	VZEROUPPER
 	RET
 
-// func bf16Direct_14x32(a, b, c unsafe.Pointer, ps, rs, kh, pairs int)
+// func bf16Direct_14x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 TEXT ·bf16Direct_14x32(SB), NOSPLIT, $0-56
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), BX
@@ -30766,8 +30766,8 @@ bf16Direct_14x32_row:
 	LEAQ (DX)(SI*1), R8
 	LEAQ (DX)(SI*2), R9
 	LEAQ (DX)(DI*1), R10
-	MOVQ pairs+48(FP), CX
-bf16Direct_14x32_pair:
+	MOVQ steps+48(FP), CX
+bf16Direct_14x32_step:
 	VMOVUPS (BX), Z28
 	VMOVUPS 64(BX), Z29
 	VPBROADCASTD (DX), Z30
@@ -30818,7 +30818,7 @@ bf16Direct_14x32_pair:
 	ADDQ $4, R10
 	ADDQ $128, BX
 	DECQ CX
-	JNZ bf16Direct_14x32_pair
+	JNZ bf16Direct_14x32_step
 	ADDQ R13, AX
 	DECQ R12
 	JNZ bf16Direct_14x32_row

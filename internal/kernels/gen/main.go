@@ -27,6 +27,8 @@
 //     the mnemonics) checked against objdump by bf16_test.go.
 //   - int8.go: the int8 tile kernels (AVX2 VPMADDWD on widened pairs,
 //     AVX-512 VNNI VPDPBUSD) and the int8 peak loops.
+//   - direct.go: the direct convolution kernels of the int8 and bfloat16
+//     paths (VPDPBUSD, VDPBF16PS), reading their input in place.
 //
 // All of them write through one emitter (emit.go).
 package main
@@ -106,8 +108,7 @@ func generate() (asm, decls []byte, err error) {
 	genWinoGemms(e)
 	genBF16(e)
 	genInt8(e)
-	genInt8Direct(e)
-	genBF16Direct(e)
+	genDirect(e)
 	genPeakInt8(e)
 	src, err := format.Source(e.g.Bytes())
 	if err != nil {
