@@ -18,18 +18,45 @@ func BenchmarkStep(b *testing.B) {
 	}
 }
 
-// runStep times w's step after one untimed run, and reports images/s.
+// BenchmarkInt8Step runs each int8 network benchmark's forward pass under
+// go test -bench (for profiling: -cpuprofile).
+func BenchmarkInt8Step(b *testing.B) {
+	for _, name := range int8Names() {
+		w, ok := int8Workloads[name]
+		if !ok {
+			continue // conv3x3-int8 and peak-int8 are not steps
+		}
+		b.Run(name, func(b *testing.B) {
+			step, stepErr, err := w.prepareInt8()
+			if err != nil {
+				b.Fatal(err)
+			}
+			timeStep(b, step, w.batch)
+			if err := stepErr(); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}
+
+// runStep times w's step (timeStep).
 func runStep(b *testing.B, w workload) {
 	step, _, err := w.prepare()
 	if err != nil {
 		b.Fatal(err)
 	}
+	timeStep(b, step, w.batch)
+}
+
+// timeStep times step after one untimed run, and reports images/s for a
+// batch of batch images a step.
+func timeStep(b *testing.B, step func(), batch int) {
 	step()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		step()
 	}
-	b.ReportMetric(float64(w.batch*b.N)/b.Elapsed().Seconds(), "img/s")
+	b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "img/s")
 }
 
 func TestRunAll(t *testing.T) {

@@ -52,14 +52,31 @@ func runInt8(name string, r Result, o Options) (Result, bool, error) {
 }
 
 func (w workload) runInt8(r Result, o Options) (Result, error) {
-	cfg, err := models.Preset(w.model)
+	step, ferr, err := w.prepareInt8()
 	if err != nil {
 		return r, err
+	}
+	r.Unit = "img/s"
+	rates := measure(step, o, float64(w.batch))
+	if err := ferr(); err != nil {
+		return r, err
+	}
+	r.Median, r.Min, r.Max = stats(rates)
+	return r, nil
+}
+
+// prepareInt8 quantizes w's network (min/max calibration on its own random
+// input) and returns one int8 forward pass as step, and the first error a
+// step met.
+func (w workload) prepareInt8() (step func(), stepErr func() error, err error) {
+	cfg, err := models.Preset(w.model)
+	if err != nil {
+		return nil, nil, err
 	}
 	rng := tensor.NewRNG(0)
 	m, err := models.Build(cfg, rng)
 	if err != nil {
-		return r, err
+		return nil, nil, err
 	}
 	shape := cfg.InputShape(w.batch, w.side)
 	x := rng.Randn(shape...)
@@ -72,21 +89,15 @@ func (w workload) runInt8(r Result, o Options) (Result, error) {
 		return x, nil
 	}, quant.Options{Method: quant.MinMax})
 	if err != nil {
-		return r, err
+		return nil, nil, err
 	}
 	var ferr error
-	step := func() {
+	step = func() {
 		if _, err := q.Forward(context.Background(), x); err != nil && ferr == nil {
 			ferr = err
 		}
 	}
-	r.Unit = "img/s"
-	rates := measure(step, o, float64(w.batch))
-	if ferr != nil {
-		return r, ferr
-	}
-	r.Median, r.Min, r.Max = stats(rates)
-	return r, nil
+	return step, func() error { return ferr }, nil
 }
 
 // conv3x3Int8Shape is conv3x3's shape (a variable for the tests to shrink).

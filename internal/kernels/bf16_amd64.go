@@ -12,7 +12,7 @@ import (
 // AVX-512 foundation the kernels' other instructions need).
 var hasBF16 = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BF16
 
-// bf16Kernels are the VDPBF16PS micro-kernels, by rows (gen/bf16.go).
+// bf16Kernels are the VDPBF16PS micro-kernels, by rows (gen/bf16.go, up to 12 rows).
 var bf16Kernels = bf16KernelsAVX512[:]
 
 // PeakBF16 runs n iterations of independent, register-only VDPBF16PS on
@@ -61,7 +61,7 @@ func toBF16Fast(dst []uint16, src []float32) int {
 	return n
 }
 
-// bf16DirectKernels are the direct convolution kernels (gen/bf16.go).
+// bf16DirectKernels are the direct convolution kernels (gen/direct.go).
 var bf16DirectKernels = bf16Direct[:]
 
 // epilogueTile512 applies the direct path's float32 epilogue to a tile

@@ -27,6 +27,9 @@ const directGroupPixels = 9 * directMR
 // so that a warmed-up step allocates none.
 func sweepDirect(s ConvShape, flat bool, h, wd, cs, nb int, run func(tile *directTile, b, m0, mr, at int)) {
 	oh, ow := s.OH(), s.OW()
+	if s.N*oh*ow == 0 {
+		return // no output (a kernel wider or taller than the padded input)
+	}
 	if flat {
 		npix := s.N * oh * ow
 		parallelFor((npix+directGroupPixels-1)/directGroupPixels, func(lo, hi int) {

@@ -64,6 +64,7 @@ type Int8Weights struct {
 	avx2                 []int16 // [⌈N/16⌉][⌈K/2⌉][16][2]
 	vnni                 []int8  // [⌈N/32⌉][⌈K/4⌉][32][4]
 	direct               []int8  // the VNNI packing with each kernel row padded to whole quads
+	directRow            int     // the kernel row length direct was packed for
 }
 
 // NewInt8Weights wraps w ([K][N], not copied).
@@ -114,12 +115,16 @@ func (q *Int8Weights) packedVNNI() []int8 {
 // weights (KW·C; K a multiple of it): packedVNNI's, with each row padded
 // by zero weights to a whole number of quads where rowLen is not one. The
 // padding multiplies the bytes that follow a row in memory (the next
-// pixel's), which the zero weights cancel.
+// pixel's), which the zero weights cancel. The packing is made once, for
+// the first rowLen asked: the same weights read with another row length
+// (another shape with the same K) is a caller's error and panics rather
+// than computing with rows cut in the wrong places.
 func (q *Int8Weights) packedDirect(rowLen int) []int8 {
 	if rowLen%4 == 0 {
 		return q.packedVNNI()
 	}
 	q.onceD.Do(func() {
+		q.directRow = rowLen
 		rq := (rowLen + 3) / 4 * 4
 		kh := q.K / rowLen
 		w := make([]int8, kh*rq*q.N)
@@ -129,6 +134,9 @@ func (q *Int8Weights) packedDirect(rowLen int) []int8 {
 		p := &Int8Weights{K: kh * rq, N: q.N, W: w}
 		q.direct = p.packedVNNI()
 	})
+	if q.directRow != rowLen {
+		panic(fmt.Sprintf("kernels: int8 weights packed for kernel rows of %d read with rows of %d", q.directRow, rowLen))
+	}
 	return q.direct
 }
 

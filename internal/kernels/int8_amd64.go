@@ -8,8 +8,10 @@ import (
 	"golang.org/x/sys/cpu"
 )
 
-// hasVNNI is whether the CPU runs the AVX-512 VNNI int8 kernels.
-var hasVNNI = cpu.X86.HasAVX512F && cpu.X86.HasAVX512VNNI
+// hasVNNI is whether the CPU runs the AVX-512 VNNI int8 kernels, and the
+// tile epilogue's byte-masked stores on 128-bit registers (AVX512BW and VL:
+// every CPU with VNNI has both, but the epilogue needs them).
+var hasVNNI = cpu.X86.HasAVX512F && cpu.X86.HasAVX512VNNI && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL
 
 var (
 	int8AVX2Kernels   = int8AVX2[:]

@@ -459,3 +459,38 @@ func TestMaxPoolU8PaddingOnlyWindow(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectEmptyOutput: a kernel wider than the input has no output
+// (OW 0); the direct int8 and bf16 paths write nothing and return, as
+// the references do, rather than dividing by the zero width.
+func TestDirectEmptyOutput(t *testing.T) {
+	s := ConvShape{N: 1, H: 4, W: 2, C: 4, OC: 8, KH: 1, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1}
+	if s.OW() != 0 {
+		t.Fatalf("OW %d, want 0", s.OW())
+	}
+	q := NewInt8Weights(make([]int8, 12*8), 12, 8)
+	ep := &Int8Epilogue{Bias: make([]int32, 8), Mult: make([]float32, 8)}
+	prev := Active()
+	defer SetLevel(prev)
+	for _, l := range append([]Level{Generic}, levels()...) {
+		SetLevel(l)
+		Int8Conv(s, make([]uint8, 32), 0, q, ep, nil, nil)
+		ConvForwardEpilogueBF16(s, make([]float32, 32), make([]float32, 12*8), nil, ConvEpilogue[float32]{})
+	}
+}
+
+// TestPackedDirectOneRowLength: the direct packing of a set of int8
+// weights is made for one kernel row length; reading the same weights as
+// another shape with the same K but rows cut elsewhere panics instead of
+// summing the wrong products.
+func TestPackedDirectOneRowLength(t *testing.T) {
+	q := NewInt8Weights(make([]int8, 6*8), 6, 8)
+	q.packedDirect(3)
+	q.packedDirect(3)
+	defer func() {
+		if recover() == nil {
+			t.Error("weights packed for rows of 3 read with rows of 6 without a panic")
+		}
+	}()
+	q.packedDirect(6)
+}

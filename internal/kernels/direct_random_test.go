@@ -1,0 +1,113 @@
+package kernels
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// randomDirectShape draws a convolution of the kind the direct kernels
+// take (no horizontal dilation): odd channel counts, output rows longer
+// than a tile, strides and vertical dilations up to 3, padding up to 3 on
+// each side independently (wider than the kernel too), unpadded 1×1
+// convolutions over whole batches. Some draws are invalid (no output):
+// the callers skip those.
+func randomDirectShape(r *rand.Rand) ConvShape {
+	s := ConvShape{N: 1 + r.IntN(3), H: 1 + r.IntN(9), W: 1 + r.IntN(45), C: 1 + r.IntN(40), OC: 1 + r.IntN(70),
+		KH: 1 + r.IntN(4), KW: 1 + r.IntN(4), SH: 1 + r.IntN(3), SW: 1 + r.IntN(3), DH: 1 + r.IntN(3), DW: 1,
+		PT: r.IntN(4), PL: r.IntN(4), PB: r.IntN(4), PR: r.IntN(4)}
+	if r.IntN(3) == 0 {
+		s.PT, s.PL, s.PB, s.PR = 0, 0, 0, 0
+	}
+	if r.IntN(4) == 0 {
+		s.KH, s.KW, s.SH, s.SW = 1, 1, 1, 1
+	}
+	return s
+}
+
+// TestInt8DirectRandomShapes: on random shapes, with residuals, ReLU,
+// float outputs and output zero points outside [0, 255], the VNNI direct
+// path equals the reference bit for bit (integer sums; the epilogues agree
+// exactly by TestStoreTileMatchesGo's construction).
+func TestInt8DirectRandomShapes(t *testing.T) {
+	if !hasVNNI {
+		t.Skip("the CPU has no AVX512-VNNI: the direct int8 kernels cannot run here")
+	}
+	r := rand.New(rand.NewPCG(77, 1))
+	prev := Active()
+	defer SetLevel(prev)
+	trials := 1000
+	if testing.Short() {
+		trials = 100
+	}
+	for trial := range trials {
+		s := randomDirectShape(r)
+		if s.Validate() != nil {
+			continue
+		}
+		c := newInt8Case(r, s, trial%2 == 1, trial%3 == 0, trial%5 == 0)
+		if trial%7 == 0 {
+			c.ep.Zero = int32(r.IntN(400)) - 100
+		}
+		SetLevel(Generic)
+		u0, f0 := c.run()
+		SetLevel(AVX512)
+		u1, f1 := c.run()
+		if !slices.Equal(u0, u1) || !slices.Equal(f0, f1) {
+			t.Fatalf("trial %d %+v: the direct path differs from the reference", trial, s)
+		}
+	}
+}
+
+// TestBF16DirectMatchesGoModel: on random shapes the VDPBF16PS direct
+// kernels equal their Go models (bf16DirectKernelsGo, which the bf16 tests
+// check against the float64 reference within the format's bound) bit for
+// bit: the same products, summed in the same order, the same epilogue.
+func TestBF16DirectMatchesGoModel(t *testing.T) {
+	if !hasBF16 {
+		t.Skip("the CPU has no AVX512-BF16: the direct bf16 kernels cannot run here")
+	}
+	r := rand.New(rand.NewPCG(78, 1))
+	trials := 300
+	if testing.Short() {
+		trials = 50
+	}
+	for trial := range trials {
+		s := randomDirectShape(r)
+		if s.Validate() != nil {
+			continue
+		}
+		x := make([]float32, s.N*s.H*s.W*s.C)
+		w := make([]float32, s.KH*s.KW*s.C*s.OC)
+		for i := range x {
+			x[i] = float32(r.NormFloat64())
+		}
+		for i := range w {
+			w[i] = float32(r.NormFloat64())
+		}
+		n := s.N * s.OH() * s.OW() * s.OC
+		y0, y1 := make([]float32, n), make([]float32, n)
+		convForwardDirectBF16(s, x, w, y0, directEpilogue(s.OC), bf16DirectKernelsGo())
+		convForwardDirectBF16(s, x, w, y1, directEpilogue(s.OC), bf16DirectKernels)
+		for i := range y0 {
+			if math.Float32bits(y0[i]) != math.Float32bits(y1[i]) {
+				t.Fatalf("trial %d %+v: forward element %d: assembly %v, Go model %v", trial, s, i, y1[i], y0[i])
+			}
+		}
+		if backwardDataAsForwardOK(s) {
+			dy := make([]float32, n)
+			for i := range dy {
+				dy[i] = float32(r.NormFloat64())
+			}
+			dx0, dx1 := make([]float32, len(x)), make([]float32, len(x))
+			backwardDataDirectBF16(s, dy, w, dx0, false, bf16DirectKernelsGo())
+			backwardDataDirectBF16(s, dy, w, dx1, false, bf16DirectKernels)
+			for i := range dx0 {
+				if math.Float32bits(dx0[i]) != math.Float32bits(dx1[i]) {
+					t.Fatalf("trial %d %+v: data gradient element %d: assembly %v, Go model %v", trial, s, i, dx1[i], dx0[i])
+				}
+			}
+		}
+	}
+}
