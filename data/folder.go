@@ -85,9 +85,11 @@ func Folder(dir string, channels int) (*Dataset, error) {
 	return FolderWith(dir, &ImageOptions{Channels: channels}, nil)
 }
 
-// FolderWith is Folder with options. With classes given, the sub-folders
-// must be among them and take their labels (a test folder may lack some
-// of the training classes).
+// FolderWith is Folder with options. Without classes, every sub-folder
+// is a class and must hold an image (as ImageFolder requires). With
+// classes given, the sub-folders must be among them and take their labels
+// (a test folder may lack some of the training classes, or hold none of
+// a class's images).
 func FolderWith(dir string, o *ImageOptions, classes []string) (*Dataset, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
@@ -96,11 +98,13 @@ func FolderWith(dir string, o *ImageOptions, classes []string) (*Dataset, error)
 	if err != nil {
 		return nil, err
 	}
-	if classes == nil {
+	training := classes == nil // every sub-folder is a class, so each must hold images
+	if training {
 		classes = found
 	}
 	d := &Dataset{H: o.ImageSize, W: o.ImageSize, C: o.Channels, Classes: classes, Images: o}
 	for _, class := range found {
+		before := d.Len()
 		label := slices.Index(classes, class)
 		if label < 0 {
 			return nil, fmt.Errorf("data: %s: class %q is not one of the training classes %v", dir, class, classes)
@@ -119,6 +123,9 @@ func FolderWith(dir string, o *ImageOptions, classes []string) (*Dataset, error)
 			}
 			d.Files = append(d.Files, f)
 			d.Labels = append(d.Labels, int32(label))
+		}
+		if training && d.Len() == before {
+			return nil, fmt.Errorf("data: %s: the class folder %q holds no usable images (%s); remove it or add images", dir, class, strings.Join(ImageExtensions, ", "))
 		}
 	}
 	if d.Len() == 0 {

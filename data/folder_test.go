@@ -354,6 +354,27 @@ func TestFolderBadFiles(t *testing.T) {
 	}
 }
 
+// TestFolderEmptyClass: a class sub-folder of a training folder that
+// holds no image (empty, or only other files, or only bad images skipped)
+// is refused, naming it, rather than becoming a class no image teaches;
+// a test folder may lack a class's images.
+func TestFolderEmptyClass(t *testing.T) {
+	dir := t.TempDir()
+	writeImage(t, filepath.Join(dir, "a", "0.png"), flat("gray", 4, 4, color.NRGBA{}))
+	writeBytes(t, filepath.Join(dir, "b", "notes.txt"), []byte("no images here"))
+	if _, err := FolderWith(dir, &ImageOptions{}, nil); err == nil || !strings.Contains(err.Error(), `"b"`) {
+		t.Errorf("a class folder without images: %v; want an error naming it", err)
+	}
+	if d, err := FolderWith(dir, &ImageOptions{}, []string{"a", "b"}); err != nil || d.Len() != 1 {
+		t.Errorf("a test folder lacking a class's images: %v", err)
+	}
+	writeBytes(t, filepath.Join(dir, "b", "bad.png"), []byte("not a png"))
+	var log strings.Builder
+	if _, err := FolderWith(dir, &ImageOptions{SkipBadImages: true, Log: &log}, nil); err == nil || !strings.Contains(err.Error(), `"b"`) {
+		t.Errorf("a class folder whose only image is skipped as bad: %v; want an error naming it", err)
+	}
+}
+
 // TestFolderLazy checks that opening a folder decodes no image: 24 files
 // of 240×240 RGB (4.1 MB decoded, 5.5 MB as RGBA) are opened with under
 // 1 MiB allocated

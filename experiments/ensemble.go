@@ -117,6 +117,9 @@ func (c EnsembleConfig) trainedOrLoaded(ctx context.Context, model, weights, out
 	if err != nil {
 		return nil, "", fmt.Errorf("experiments: ensemble: %w", err)
 	}
+	if ck.Int8 != nil {
+		return nil, "", fmt.Errorf("experiments: ensemble: %s is an int8 checkpoint; the study deletes blocks of a float network", weights)
+	}
 	if _, ok := ck.Net.(*resnet.Net); !ok {
 		return nil, "", fmt.Errorf("experiments: ensemble: %s holds a %T, not a ResNet or plain network", weights, ck.Net)
 	}

@@ -86,7 +86,7 @@ func Preset(name string) (Config, error) {
 	}
 	rc, err := resnet.Preset(name)
 	if err != nil {
-		return Config{}, fmt.Errorf("models: unknown model %q; known: %s", name, strings.Join(Names(), ", "))
+		return Config{}, fmt.Errorf("models: unknown model %q; known: %s (and resnetN, plainN for any depth N = 6n+2, e.g. resnet8; resnet50-v1, resnet101-v1, resnet152-v1 for the paper's v1 bottleneck)", name, strings.Join(Names(), ", "))
 	}
 	return Config{Name: name, Arch: &ResNet{rc}}, nil
 }

@@ -97,6 +97,9 @@ func loadInit(path string) (*checkpoint.Checkpoint, error) {
 		}
 		return nil, fmt.Errorf("train: --init: %w", err)
 	}
+	if c.Int8 != nil {
+		return nil, fmt.Errorf("train: --init: %s is an int8 checkpoint (residual quantize's output), which holds no float weights to start from; give the float checkpoint it was quantized from", path)
+	}
 	return c, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/nn"
+	"github.com/residual-nn/residual/quant"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -284,5 +285,36 @@ func TestInitModelFromCheckpoint(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "is not built like the checkpoint's tiny") {
 		t.Errorf("no warning about the differing model:\n%s", log.String())
+	}
+}
+
+// An int8 checkpoint holds no float weights (its float network is only
+// the architecture): --init from one is refused, naming it, instead of
+// training from random weights.
+func TestInitRefusesInt8(t *testing.T) {
+	path, _ := writeInit(t)
+	c, err := checkpoint.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calibrated := false
+	q, err := quant.Quantize(context.Background(), c.Net, []int{1, 28, 28, 1}, func() (*tensor.Tensor, error) {
+		if calibrated {
+			return nil, nil
+		}
+		calibrated = true
+		return tensor.NewRNG(1).Randn(2, 28, 28, 1), nil
+	}, quant.Options{Method: quant.MinMax})
+	if err != nil {
+		t.Fatal(err)
+	}
+	int8Path := filepath.Join(t.TempDir(), "init8.safetensors")
+	if err := checkpoint.WriteInt8(int8Path, q, c.Meta); err != nil {
+		t.Fatal(err)
+	}
+	cfg := tiny(t.TempDir())
+	cfg.Init = int8Path
+	if _, err := Prepare(cfg); err == nil || !strings.Contains(err.Error(), "int8 checkpoint") || !strings.Contains(err.Error(), int8Path) {
+		t.Errorf("--init from an int8 checkpoint: %v; want a refusal naming it", err)
 	}
 }

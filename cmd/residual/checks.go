@@ -61,6 +61,7 @@ var flagChecks = map[string]func(fs *flag.FlagSet, pos []string) error{
 	"demo":       checkDemo,
 	"bench":      checkBench,
 	"experiment": checkExperiment,
+	"serve":      checkServe,
 }
 
 // checkFlags runs the command's checks, if it has any.
@@ -213,10 +214,32 @@ func checkTrain(fs *flag.FlagSet, _ []string) error {
 		out = defaultRunFolder(model, stringFlag(fs, "data"))
 		fs.Set("out", out)
 	}
+	if dir, ok := imageFolder(stringFlag(fs, "data")); ok && within(out, dir) {
+		return badFlag("out", out, "is inside the image folder %s: the run's plots would become training images; put the run elsewhere", dir)
+	}
 	if l, ok, _ := distributed.DetectLauncher(os.Getenv); ok && l.Rank != 0 && stringFlag(fs, "distributed") != distributed.KindNone {
 		return nil // only rank 0 writes the run folder, which need not exist on this machine
 	}
 	return checkWritableDir("out", out)
+}
+
+// imageFolder returns the folder of an image-folder data spec
+// (folder[,…]:DIR or segfolder[,…]:DIR).
+func imageFolder(spec string) (string, bool) {
+	kind, dir, ok := strings.Cut(spec, ":")
+	k, _, _ := strings.Cut(kind, ",")
+	return dir, ok && dir != "" && (k == "folder" || k == "segfolder")
+}
+
+// within reports whether path is dir or below it.
+func within(path, dir string) bool {
+	ap, err1 := filepath.Abs(path)
+	ad, err2 := filepath.Abs(dir)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	rel, err := filepath.Rel(ad, ap)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 // checkFreeze refuses an empty prefix in --freeze's list.
@@ -293,6 +316,16 @@ func checkWritableDir(name, dir string) (err error) {
 	return os.Remove(f.Name())
 }
 
+// checkOutFile refuses an output file that names a folder, or whose
+// folder cannot be written (checkWritableDir), before the work whose
+// result it would hold.
+func checkOutFile(name, path string) error {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return badFlag(name, path, "is a folder; name the file to write")
+	}
+	return checkWritableDir(name, filepath.Dir(path))
+}
+
 func checkEval(fs *flag.FlagSet, _ []string) error {
 	return checkOutName(fs, "confusion", "PNG", ".png")
 }
@@ -349,7 +382,10 @@ func checkImport(fs *flag.FlagSet, pos []string) error {
 	if len(pos) == 2 && out != "" && samePath(out, pos[1]) {
 		return badFlag("out", out, "is the file being imported; import would overwrite it")
 	}
-	return nil
+	if out == "" {
+		return nil
+	}
+	return checkOutFile("out", out)
 }
 
 func checkExport(fs *flag.FlagSet, pos []string) error {
@@ -380,7 +416,7 @@ func checkExport(fs *flag.FlagSet, pos []string) error {
 	if weights != "" && samePath(out, weights) {
 		return badFlag("out", out, "is the checkpoint being exported; export would overwrite it")
 	}
-	return nil
+	return checkOutFile("out", out)
 }
 
 func checkSummary(fs *flag.FlagSet, _ []string) error {
@@ -414,6 +450,61 @@ func checkExperiment(fs *flag.FlagSet, _ []string) error {
 		return floatIn(fs, "warmup", 0, true, 1, true)
 	}
 	return nil
+}
+
+// Bounds of serve's flags: a batch the engine runs at once, requests
+// waiting per model, batches running at once per model.
+const (
+	maxServeBatch     = 4096
+	maxServeQueue     = 1 << 20
+	maxServeInstances = 256
+)
+
+// checkServe refuses serve's numeric flags out of range (a zero or
+// negative value would otherwise fall back to the default unsaid), and a
+// --model that is not NAME=CKPT or names a model twice.
+func checkServe(fs *flag.FlagSet, _ []string) error {
+	err := firstError(
+		intIn(fs, "max-batch", 1, maxServeBatch),
+		intIn(fs, "max-queue", 1, maxServeQueue),
+		intIn(fs, "instances", 1, maxServeInstances),
+		intIn(fs, "max-pixels", 1, limits.ImagePixels),
+	)
+	if err != nil {
+		return err
+	}
+	if v, _ := flagValue(fs, "max-body").(int64); v < 1 {
+		return badFlag("max-body", v, "must be ≥ 1 byte")
+	}
+	for _, d := range []struct {
+		name string
+		zero bool // whether 0 is a meaningful value
+	}{{"max-delay", true}, {"drain", true}, {"timeout", false}, {"poll", false}} {
+		v, _ := flagValue(fs, d.name).(time.Duration)
+		if v < 0 || v == 0 && !d.zero {
+			return badFlag(d.name, v, "must be %s", map[bool]string{true: "≥ 0", false: "> 0"}[d.zero])
+		}
+	}
+	seen := map[string]string{}
+	var err2 error
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name != "model" || err2 != nil {
+			return
+		}
+		for _, m := range *f.Value.(*modelFlags) {
+			name, path, ok := strings.Cut(m, "=")
+			if !ok || name == "" || path == "" {
+				err2 = badFlag("model", m, "want NAME=CKPT")
+				return
+			}
+			if prev, dup := seen[name]; dup {
+				err2 = badFlag("model", m, "names %q again (already %s); give each model its own name", name, prev)
+				return
+			}
+			seen[name] = path
+		}
+	})
+	return err2
 }
 
 // formats names the file formats that common file name extensions

@@ -31,6 +31,10 @@ func TestFlagChecks(t *testing.T) {
 	if err := os.Symlink(img, link); err != nil {
 		t.Fatal(err)
 	}
+	ckLink := filepath.Join(dir, "link.safetensors")
+	if err := os.Symlink(ck, ckLink); err != nil {
+		t.Fatal(err)
+	}
 	runs := filepath.Join(dir, "runs")
 	out := func(name string) string { return filepath.Join(runs, name) }
 	for _, tc := range []struct {
@@ -76,6 +80,7 @@ func TestFlagChecks(t *testing.T) {
 		{[]string{"train", "--freeze", "layer1,,fc"}, 2, []string{"--freeze layer1,,fc"}},
 		{[]string{"train", "--init", filepath.Join(dir, "absent.safetensors")}, 2, []string{"--init " + filepath.Join(dir, "absent.safetensors"), "not a checkpoint"}},
 		{[]string{"train", "--out", filepath.Join(file, "run")}, 1, []string{"--out " + filepath.Join(file, "run"), "cannot create the folder"}},
+		{[]string{"train", "--data", "folder:" + dir, "--out", filepath.Join(dir, "cats", "run")}, 2, []string{"--out " + filepath.Join(dir, "cats", "run"), "inside the image folder"}},
 		{[]string{"experiment", "variance", "--blocks", "-1"}, 2, []string{"--blocks -1", "[0, 100]"}},
 		{[]string{"experiment", "variance", "--blocks", "101"}, 2, []string{"--blocks 101"}},
 		{[]string{"experiment", "order", "--depth", "21"}, 2, []string{"--depth 21", "6n+2"}},
@@ -99,6 +104,22 @@ func TestFlagChecks(t *testing.T) {
 		{[]string{"import", "torch", ck, "--model", "resnet8", "--out", ck}, 2, []string{"--out " + ck, "overwrite"}},
 		{[]string{"import", "torch", ck, "--model", "resnet8", "--out", out("y.pth")}, 2, []string{"--out " + out("y.pth"), "y.safetensors"}},
 		{[]string{"import", "torch", ck, "--model", "resnet8", "--classes", "-1", "--out", out("y.safetensors")}, 2, []string{"--classes -1"}},
+		{[]string{"quantize", ck, "--calibrate", "mnist", "--out", ck}, 2, []string{"--out " + ck, "overwrite"}},
+		{[]string{"quantize", "--weights", ck, "--calibrate", "mnist", "--out", ckLink}, 2, []string{"--out " + ckLink, "overwrite"}},
+		{[]string{"quantize", ck, "--calibrate", "mnist", "--out", filepath.Dir(ck)}, 2, []string{"--out " + filepath.Dir(ck), "is a folder"}},
+		{[]string{"quantize", ck, "--calibrate-images", "", "--out", out("q.safetensors")}, 2, []string{"--calibrate-images", "no image files"}},
+		{[]string{"quantize", ck, "--calibrate-images", img, "--calibrate", "mnist", "--out", out("q.safetensors")}, 2, []string{"--calibrate-images " + img, "give one"}},
+		{[]string{"export", "onnx", ck, "--out", filepath.Dir(ck)}, 2, []string{"--out " + filepath.Dir(ck), "is a folder"}},
+		{[]string{"serve", "--model", "m=" + ck, "--max-batch", "0"}, 2, []string{"--max-batch 0"}},
+		{[]string{"serve", "--model", "m=" + ck, "--max-batch", "-1"}, 2, []string{"--max-batch -1"}},
+		{[]string{"serve", "--model", "m=" + ck, "--max-queue", "0"}, 2, []string{"--max-queue 0"}},
+		{[]string{"serve", "--model", "m=" + ck, "--instances", "0"}, 2, []string{"--instances 0"}},
+		{[]string{"serve", "--model", "m=" + ck, "--max-body", "0"}, 2, []string{"--max-body 0"}},
+		{[]string{"serve", "--model", "m=" + ck, "--max-pixels", "0"}, 2, []string{"--max-pixels 0"}},
+		{[]string{"serve", "--model", "m=" + ck, "--timeout", "0s"}, 2, []string{"--timeout 0s", "> 0"}},
+		{[]string{"serve", "--model", "m=" + ck, "--max-delay", "-1ms"}, 2, []string{"--max-delay -1ms", "≥ 0"}},
+		{[]string{"serve", "--model", "m=" + ck, "--model", "m=" + file}, 2, []string{"--model m=" + file, `names "m" again`}},
+		{[]string{"serve", "--model", ck}, 2, []string{"--model " + ck, "NAME=CKPT"}},
 		{[]string{"predict", "--weights", ck, "--top", "0", img}, 2, []string{"--top 0"}},
 		{[]string{"eval", "--weights", ck, "--confusion", out("c.jpg")}, 2, []string{"--confusion " + out("c.jpg")}},
 		{[]string{"summary", "resnet8", "--classes", "-1"}, 2, []string{"--classes -1"}},

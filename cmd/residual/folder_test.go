@@ -63,3 +63,39 @@ func TestTrainOnImageFolder(t *testing.T) {
 		t.Errorf("--image-size on mnist: exit %d, %s", code, errb.String())
 	}
 }
+
+// TestFolderAtModelSize: eval and quantize read a folder given without a
+// size at the size the checkpoint's model takes (here 16, not the
+// folder default of 224), so a model trained at any --image-size can be
+// evaluated and calibrated on a new folder of photos with no flag.
+func TestFolderAtModelSize(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 12 {
+		class := []string{"dark", "light"}[i%2]
+		img := image.NewGray(image.Rect(0, 0, 18+i, 30-i))
+		for p := range img.Pix {
+			img.Pix[p] = uint8(30 + 180*(i%2) + p%7)
+		}
+		var buf bytes.Buffer
+		png.Encode(&buf, img)
+		os.MkdirAll(filepath.Join(dir, class), 0o755)
+		os.WriteFile(filepath.Join(dir, class, fmt.Sprintf("%02d.png", i)), buf.Bytes(), 0o644)
+	}
+	runDir := filepath.Join(t.TempDir(), "run")
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"train", "--model", "resnet8", "--data", "folder:" + dir, "--image-size", "16", "--epochs", "1", "--batch", "4",
+		"--val-split", "0", "--out", runDir}, &out, &errb); code != 0 {
+		t.Fatalf("train: exit %d: %s", code, errb.String())
+	}
+	ck := filepath.Join(runDir, "last.safetensors")
+	for _, args := range [][]string{
+		{"eval", "--weights", ck, "--data", "folder:" + dir},
+		{"quantize", ck, "--calibrate", "folder:" + dir, "--batches", "1", "--out", filepath.Join(t.TempDir(), "q.safetensors")},
+	} {
+		out.Reset()
+		errb.Reset()
+		if code := run(context.Background(), args, &out, &errb); code != 0 {
+			t.Errorf("%v: exit %d: %s", args, code, errb.String())
+		}
+	}
+}

@@ -110,6 +110,16 @@ func TestTrainEvalPredict(t *testing.T) {
 	if code := run(context.Background(), []string{"predict", "--weights", ck, "--top", "2", digit}, &out, &errb); code != 0 || strings.Count(out.String(), "(class ") != 2 {
 		t.Errorf("predict: exit %d: %s %s", code, out.String(), errb.String())
 	}
+	// An unreadable image among good ones: the good ones are classified,
+	// the bad one named, and the command fails.
+	out.Reset()
+	errb.Reset()
+	broken := filepath.Join(dir, "broken.png")
+	os.WriteFile(broken, []byte("not a png"), 0o644)
+	if code := run(context.Background(), []string{"predict", "--weights", ck, "--top", "1", digit, broken, digit}, &out, &errb); code != 1 ||
+		strings.Count(out.String(), "(class ") != 2 || !strings.Contains(errb.String(), "1 of 3 images could not be read: "+broken) {
+		t.Errorf("predict with a broken image: exit %d: %s %s", code, out.String(), errb.String())
+	}
 	for _, bad := range [][]string{
 		{"train", "--model", "resnet8", "--data", "cifar10:/nonexistent"},
 		{"train", "--model", "resnet8", "--augment", "rotate"},

@@ -83,6 +83,9 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return fmt.Errorf("%w: the checkpoint does not name its data set; pass --calibrate", errUsage)
 		}
 	}
+	if *spec, err = folderAtModelSize(*spec, p); err != nil {
+		return err
+	}
 	trainSet, _, err := data.Open(*spec, c.Preprocess.Channels)
 	if err != nil {
 		return err
@@ -129,7 +132,27 @@ func quantizeAndWrite(ctx context.Context, c *checkpoint.Checkpoint, in []int, n
 	return nil
 }
 
-func checkQuantize(fs *flag.FlagSet, _ []string) error {
-	return firstError(intIn(fs, "batches", 1, 1<<20), intIn(fs, "batch", 1, 4096),
-		floatIn(fs, "percentile", 50, false, 100, true), checkOutName(fs, "out", "safetensors", ".safetensors"))
+func checkQuantize(fs *flag.FlagSet, pos []string) error {
+	if err := firstError(intIn(fs, "batches", 1, 1<<20), intIn(fs, "batch", 1, 4096),
+		floatIn(fs, "percentile", 50, false, 100, true), checkOutName(fs, "out", "safetensors", ".safetensors")); err != nil {
+		return err
+	}
+	if flagSet(fs, "calibrate-images") {
+		if images := stringFlag(fs, "calibrate-images"); strings.Trim(images, ", ") == "" {
+			return badFlag("calibrate-images", images, "lists no image files")
+		}
+		if flagSet(fs, "calibrate") {
+			return badFlag("calibrate-images", stringFlag(fs, "calibrate-images"), "and --calibrate %s both choose the calibration data; give one", stringFlag(fs, "calibrate"))
+		}
+	}
+	out := stringFlag(fs, "out")
+	if out == "" {
+		return nil // the command reports the missing flag with its usage
+	}
+	for _, in := range append([]string{stringFlag(fs, "weights")}, pos...) {
+		if in != "" && samePath(out, in) {
+			return badFlag("out", out, "is the checkpoint being quantized; quantize would overwrite it")
+		}
+	}
+	return checkOutFile("out", out)
 }

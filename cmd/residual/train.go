@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -46,7 +47,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	sched := fs.String("schedule", "cosine", `learning-rate schedule: cosine, he (÷10 at 50% and 75%), constant, multistep:S1,S2[:gamma], cosine:STEPS, warmup:N+... (S, STEPS, N in steps)`)
 	warmup := fs.Float64("warmup-epochs", 0, "epochs (fractions allowed) of linear learning-rate warm-up from 0 before the schedule")
 	aug := fs.String("augment", "auto", "augmentation: none, pad=N, flip, resized-crop (torchvision's RandomResizedCrop), combined with commas; auto: resized-crop,flip for folder:DIR, pad=2 for grey images, pad=4,flip for colour")
-	imageSize := fs.Int("image-size", 0, "folder:DIR: side of the square images made from the files (default 224)")
+	imageSize := fs.Int("image-size", 0, "folder:DIR: side of the square images made from the files (0: the default, 224)")
 	skipBad := fs.Bool("skip-bad-images", false, "folder:DIR: skip unreadable image files with a warning instead of failing")
 	val := fs.Float64("val-split", 0.1, "fraction of the training set held out for validation (0: validate on the test set)")
 	seed := fs.Uint64("seed", 1, "random seed")
@@ -244,6 +245,9 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return fmt.Errorf("%w: the checkpoint does not name its data set; pass --data", errUsage)
 		}
 	}
+	if *spec, err = folderAtModelSize(*spec, c.Preprocess); err != nil {
+		return err
+	}
 	_, test, err := data.Open(*spec, c.Preprocess.Channels)
 	if err != nil {
 		return err
@@ -323,27 +327,54 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := m.SetPrecision(pr); err != nil {
 		return fmt.Errorf("%w: --precision: %v", errUsage, err)
 	}
-	decoded := make([]image.Image, len(images))
-	for i, path := range images {
+	// An unreadable image is reported and skipped; the others are still
+	// classified, and the command then fails naming how many were not.
+	var decoded []image.Image
+	var readable []string
+	var bad []string
+	for _, path := range images {
 		if err := stopped(ctx); err != nil {
 			return err
 		}
-		if decoded[i], err = data.LoadImage(path); err != nil {
+		img, err := data.LoadImage(path)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			bad = append(bad, path)
+			continue
+		}
+		decoded, readable = append(decoded, img), append(readable, path)
+	}
+	if len(decoded) > 0 {
+		guesses, err := m.Classify(ctx, decoded, *top)
+		if err != nil {
+			if cause := stopped(ctx); cause != nil {
+				return cause // the signal, for the exit status
+			}
 			return err
 		}
-	}
-	guesses, err := m.Classify(ctx, decoded, *top)
-	if err != nil {
-		if cause := stopped(ctx); cause != nil {
-			return cause // the signal, for the exit status
+		for i, gs := range guesses {
+			fmt.Fprintln(stdout, readable[i])
+			for _, g := range gs {
+				fmt.Fprintf(stdout, "  %6.2f%%  %s (class %d)\n", 100*g.Probability, g.Name, g.Class)
+			}
 		}
-		return err
 	}
-	for i, gs := range guesses {
-		fmt.Fprintln(stdout, images[i])
-		for _, g := range gs {
-			fmt.Fprintf(stdout, "  %6.2f%%  %s (class %d)\n", 100*g.Probability, g.Name, g.Class)
-		}
+	if len(bad) > 0 {
+		return fmt.Errorf("%d of %d images could not be read: %s", len(bad), len(images), strings.Join(bad, ", "))
 	}
 	return nil
+}
+
+// folderAtModelSize reads an image folder (folder:DIR, without a size=
+// option) at the square size a checkpoint's model takes, so that eval and
+// quantize on a folder of any photos need no flag; other specs, an
+// explicit size, and a model with a non-square input are left as they are
+// (the size check then names the mismatch).
+func folderAtModelSize(spec string, p checkpoint.Preprocess) (string, error) {
+	kind, _, _ := strings.Cut(spec, ":")
+	opts := strings.Split(kind, ",")
+	if opts[0] != "folder" || p.Height != p.Width || slices.ContainsFunc(opts[1:], func(o string) bool { return strings.HasPrefix(o, "size=") }) {
+		return spec, nil
+	}
+	return data.FolderSpec(spec, p.Height, false)
 }
