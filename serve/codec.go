@@ -4,8 +4,10 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
+	"strconv"
 	"strings"
 
 	"github.com/residual-nn/residual/limits"
@@ -150,11 +152,11 @@ func decodeJSONData(what, dt string, data json.RawMessage, n int) ([]float32, er
 			if len(out) == n {
 				return nil, badRequest("%s: data holds more than the %d elements its shape declares", what, n)
 			}
-			f, err := v.Float64()
+			f, err := jsonNumberAs(dt, v)
 			if err != nil {
 				return nil, badRequest("%s: data element %d: %v", what, len(out), err)
 			}
-			out = append(out, float32(f))
+			out = append(out, f)
 		case bool:
 			if dt != "BOOL" {
 				return nil, badRequest("%s: data element %d is a boolean in a %s tensor", what, len(out), dt)
@@ -171,6 +173,56 @@ func decodeJSONData(what, dt string, data json.RawMessage, n int) ([]float32, er
 		return nil, badRequest("%s: data holds %d elements, its shape declares %d", what, len(out), n)
 	}
 	return out, nil
+}
+
+// intRanges are the values of the integer datatypes.
+var intRanges = map[string][2]float64{
+	"BOOL": {0, 1}, "UINT8": {0, math.MaxUint8}, "INT8": {math.MinInt8, math.MaxInt8},
+	"UINT16": {0, math.MaxUint16}, "INT16": {math.MinInt16, math.MaxInt16},
+	"UINT32": {0, math.MaxUint32}, "INT32": {math.MinInt32, math.MaxInt32},
+	"UINT64": {0, math.MaxUint64}, "INT64": {math.MinInt64, math.MaxInt64},
+}
+
+// jsonNumberAs reads a JSON number as a value of datatype dt, converted
+// to float32: an integer datatype takes integers in its range (BOOL: 0
+// or 1), FP16 and FP32 values within their range, FP64 values within
+// float32's (the model computes in float32); anything else is refused,
+// naming the value, rather than wrapped or rounded to an infinity.
+func jsonNumberAs(dt string, v json.Number) (float32, error) {
+	if r, ok := intRanges[dt]; ok {
+		if i, err := strconv.ParseInt(v.String(), 10, 64); err == nil { // exact, below 2^63
+			if float64(i) < r[0] || float64(i) > r[1] {
+				return 0, fmt.Errorf("%s is outside %s's range [%g, %g]", v, dt, r[0], r[1])
+			}
+			return float32(i), nil
+		}
+		if u, err := strconv.ParseUint(v.String(), 10, 64); err == nil { // 2^63 and above
+			if dt != "UINT64" {
+				return 0, fmt.Errorf("%s is outside %s's range [%g, %g]", v, dt, r[0], r[1])
+			}
+			return float32(u), nil
+		}
+		f, err := v.Float64()
+		// 2^63 − 1 and 2^64 − 1 round up to powers of two as float64: an
+		// integer written as 1e19 must stay below them.
+		above := f > r[1] || (dt == "INT64" || dt == "UINT64") && f == r[1]
+		if err != nil || f != math.Trunc(f) || f < r[0] || above {
+			return 0, fmt.Errorf("%s is not an integer in %s's range [%g, %g]", v, dt, r[0], r[1])
+		}
+		return float32(f), nil
+	}
+	f, err := v.Float64()
+	if err != nil {
+		return 0, fmt.Errorf("%s is not a number %s holds", v, dt)
+	}
+	limit := map[string]float64{"FP16": 65504, "FP32": math.MaxFloat32, "FP64": math.MaxFloat32}[dt]
+	if math.Abs(f) > limit {
+		if dt == "FP64" {
+			return 0, fmt.Errorf("%s is outside float32's range, in which the model computes", v)
+		}
+		return 0, fmt.Errorf("%s is outside %s's range", v, dt)
+	}
+	return float32(f), nil
 }
 
 // outputs computes the requested outputs from a model's logits: names in

@@ -28,6 +28,10 @@ func notFound(format string, args ...any) error {
 	return &apiError{http.StatusNotFound, codes.NotFound, "REJECTED", fmt.Sprintf(format, args...)}
 }
 
+func methodNotAllowed(format string, args ...any) error {
+	return &apiError{http.StatusMethodNotAllowed, codes.Unimplemented, "REJECTED", fmt.Sprintf(format, args...)}
+}
+
 func unavailable(format string, args ...any) error {
 	return &apiError{http.StatusServiceUnavailable, codes.Unavailable, "REJECTED", fmt.Sprintf(format, args...)}
 }
@@ -44,6 +48,28 @@ func overloaded(format string, args ...any) error {
 
 func internal(format string, args ...any) error {
 	return &apiError{http.StatusInternalServerError, codes.Internal, "BACKEND", fmt.Sprintf(format, args...)}
+}
+
+// counted wraps an error that Server.infer has already counted in its
+// model's nv_inference_request_failure, so that the handler does not count
+// it again (countFailure).
+type counted struct{ error }
+
+func (c counted) Unwrap() error { return c.error }
+
+// countFailure counts a failed inference request in its model's
+// nv_inference_request_failure, by reason, unless Server.infer did: a
+// request refused before it reached the model (malformed JSON, a bad
+// datatype, an undecodable image) fails as much as one refused by it. A
+// request for a model that is not served is counted nowhere (there is no
+// model to label it with, as in Triton).
+func (s *Server) countFailure(name, version string, err error) {
+	if err == nil || errors.As(err, new(counted)) {
+		return
+	}
+	if m, lerr := s.lookup(name, version); lerr == nil {
+		m.metrics.failure.WithLabelValues(classify(err).reason).Inc()
+	}
 }
 
 // classify maps any error to an apiError: context errors become 504/499

@@ -103,7 +103,8 @@ func (g *grpcService) ModelMetadata(_ context.Context, r *inferencepb.ModelMetad
 // ModelInfer runs one request. The input comes as typed contents or as
 // raw_input_contents; outputs are answered as raw_output_contents FP32
 // (what Triton's clients read), in the order requested.
-func (g *grpcService) ModelInfer(ctx context.Context, r *inferencepb.ModelInferRequest) (*inferencepb.ModelInferResponse, error) {
+func (g *grpcService) ModelInfer(ctx context.Context, r *inferencepb.ModelInferRequest) (_ *inferencepb.ModelInferResponse, err error) {
+	defer func() { g.s.countFailure(r.GetModelName(), r.GetModelVersion(), err) }()
 	if len(r.GetInputs()) != 1 {
 		return nil, badRequest("request has %d inputs; the model takes one, %q", len(r.GetInputs()), inputName)
 	}
@@ -160,13 +161,21 @@ func typedContents(dt string, c *inferencepb.InferTensorContents, n int) ([]floa
 		return nil, badRequest("input %q has neither contents nor raw_input_contents", inputName)
 	}
 	var out []float32
-	add := func(count int, at func(i int) float32) error {
+	add := func(count int, at func(i int) float64) error {
 		if count != n {
 			return badRequest("input %q: %d %s elements, its shape declares %d", inputName, count, dt, n)
 		}
+		r, integer := intRanges[dt]
 		out = make([]float32, n)
 		for i := range out {
-			out[i] = at(i)
+			v := at(i)
+			switch {
+			case integer && (v < r[0] || v > r[1]):
+				return badRequest("input %q: element %d: %v is outside %s's range [%g, %g]", inputName, i, v, dt, r[0], r[1])
+			case dt == "FP64" && math.Abs(v) > math.MaxFloat32 && !math.IsInf(v, 0):
+				return badRequest("input %q: element %d: %v is outside float32's range, in which the model computes", inputName, i, v)
+			}
+			out[i] = float32(v)
 		}
 		return nil
 	}
@@ -174,25 +183,25 @@ func typedContents(dt string, c *inferencepb.InferTensorContents, n int) ([]floa
 	switch dt {
 	case "BOOL":
 		v := c.GetBoolContents()
-		err = add(len(v), func(i int) float32 { return map[bool]float32{true: 1}[v[i]] })
+		err = add(len(v), func(i int) float64 { return map[bool]float64{true: 1}[v[i]] })
 	case "INT8", "INT16", "INT32":
 		v := c.GetIntContents()
-		err = add(len(v), func(i int) float32 { return float32(v[i]) })
+		err = add(len(v), func(i int) float64 { return float64(v[i]) })
 	case "INT64":
 		v := c.GetInt64Contents()
-		err = add(len(v), func(i int) float32 { return float32(v[i]) })
+		err = add(len(v), func(i int) float64 { return float64(v[i]) })
 	case "UINT8", "UINT16", "UINT32":
 		v := c.GetUintContents()
-		err = add(len(v), func(i int) float32 { return float32(v[i]) })
+		err = add(len(v), func(i int) float64 { return float64(v[i]) })
 	case "UINT64":
 		v := c.GetUint64Contents()
-		err = add(len(v), func(i int) float32 { return float32(v[i]) })
+		err = add(len(v), func(i int) float64 { return float64(v[i]) })
 	case "FP32":
 		v := c.GetFp32Contents()
-		err = add(len(v), func(i int) float32 { return v[i] })
+		err = add(len(v), func(i int) float64 { return float64(v[i]) })
 	case "FP64":
 		v := c.GetFp64Contents()
-		err = add(len(v), func(i int) float32 { return float32(v[i]) })
+		err = add(len(v), func(i int) float64 { return v[i] })
 	case "FP16":
 		return nil, badRequest("input %q: FP16 has no typed contents; send it as raw_input_contents", inputName)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,6 +89,18 @@ func TestGRPC(t *testing.T) {
 	for want, req := range bad {
 		if _, err := c.ModelInfer(ctx, req); status.Code(err) != want {
 			t.Errorf("want %v, got %v", want, err)
+		}
+	}
+	// Typed contents outside their datatype's range are refused, naming
+	// the element (the slow model takes 1×2×2×1).
+	for dt, contents := range map[string]*inferencepb.InferTensorContents{
+		"UINT8": {UintContents: []uint32{1, 256, 3, 4}},
+		"INT8":  {IntContents: []int32{1, 2, -129, 4}},
+		"FP64":  {Fp64Contents: []float64{1, 2, 3, 1e300}},
+	} {
+		req := &inferencepb.ModelInferRequest{ModelName: "slow", Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{{Name: "input", Datatype: dt, Shape: []int64{1, 2, 2, 1}, Contents: contents}}}
+		if _, err := c.ModelInfer(ctx, req); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "outside") {
+			t.Errorf("%s contents out of range: %v, want INVALID_ARGUMENT naming it", dt, err)
 		}
 	}
 	// A deadline the slow model cannot meet is refused at admission.

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 
 	_ "golang.org/x/image/webp"
 
@@ -25,10 +26,20 @@ import (
 // decodeImage decodes a JPEG, PNG or WebP after checking its header's size
 // against limits.CheckImage and maxPixels, so that a decompression bomb is
 // refused (413) before any pixel is allocated; a corrupt image is a 400.
+// decodedFormats names the image formats the server decodes (those
+// package data registers, as training reads them).
+const decodedFormats = "JPEG, PNG, GIF, BMP or WebP"
+
 func decodeImage(b []byte, maxPixels int) (img image.Image, err error) {
+	if len(b) == 0 {
+		return nil, badRequest("empty body: send an image file's bytes (%s), or a multipart form field \"image\"", decodedFormats)
+	}
 	cfg, format, err := image.DecodeConfig(bytes.NewReader(b))
+	if errors.Is(err, image.ErrFormat) {
+		return nil, badRequest("the body is not an image this server decodes (%s)", decodedFormats)
+	}
 	if err != nil {
-		return nil, badRequest("image: %v (want JPEG, PNG or WebP)", err)
+		return nil, badRequest("unreadable image header: %v", err)
 	}
 	if err := limits.CheckImage(format+" image", cfg.Width, cfg.Height); err != nil {
 		return nil, tooLarge("%v", err)
@@ -38,9 +49,9 @@ func decodeImage(b []byte, maxPixels int) (img image.Image, err error) {
 	}
 	// Decoded as training decodes a file: EXIF orientation applied, lossy
 	// WebP's colours converted as libwebp does, decoder panics recovered.
-	img, err = data.DecodeImage(b, "request "+format+" image")
+	img, err = data.DecodeImage(b, "request body")
 	if err != nil {
-		return nil, badRequest("%v", err)
+		return nil, badRequest("%s", strings.TrimPrefix(err.Error(), "data: "))
 	}
 	return img, nil
 }
@@ -103,7 +114,7 @@ func (s *Server) handleImage(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) image(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) image(w http.ResponseWriter, r *http.Request) (err error) {
 	name, action, err := splitAction(r.PathValue("action"))
 	if err != nil {
 		return err
@@ -112,6 +123,7 @@ func (s *Server) image(w http.ResponseWriter, r *http.Request) error {
 	if n := r.PathValue("name"); n != "" {
 		name, version = n, name
 	}
+	defer func() { s.countFailure(name, version, err) }()
 	if action != TaskClassify && action != TaskSegment {
 		return notFound("unknown action %q: want classify or segment", action)
 	}

@@ -64,7 +64,33 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/models/{name}/versions/{action}", s.handleImage)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /{$}", serveIndex)
-	return s.middleware(mux)
+	return s.middleware(jsonMisses(mux))
+}
+
+// jsonMisses answers what mux has no route for with JSON errors, as every
+// other error: 405 with an Allow header for a known path asked with
+// another method, else 404 (ServeMux's own answers are plain text).
+func jsonMisses(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodPost} {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, pattern := mux.Handler(probe); pattern != "" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, methodNotAllowed("%s %s: the route takes %s", r.Method, r.URL.Path, strings.Join(allow, " or ")))
+			return
+		}
+		writeError(w, notFound("no route %s %s (the Open Inference Protocol is under /v2, the image routes under /v1/models)", r.Method, r.URL.Path))
+	})
 }
 
 // statusWriter records what a handler wrote, for the request log.
@@ -324,6 +350,7 @@ func paramBool(p map[string]any, key string) (bool, error) {
 // Inference-Header-Content-Length bytes followed by the binary inputs).
 func (s *Server) handleInfer(w http.ResponseWriter, r *http.Request) {
 	if err := s.infer2(w, r); err != nil {
+		s.countFailure(r.PathValue("name"), r.PathValue("version"), err)
 		writeError(w, err)
 	}
 }
@@ -345,6 +372,9 @@ func (s *Server) infer2(w http.ResponseWriter, r *http.Request) error {
 	dec := json.NewDecoder(bytes.NewReader(header))
 	if err := dec.Decode(&req); err != nil {
 		return badRequest("malformed inference request JSON: %v", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return badRequest("malformed inference request JSON: more after the request object ends at byte %d", dec.InputOffset())
 	}
 	if len(req.Inputs) != 1 {
 		return badRequest("request has %d inputs; the model takes one, %q", len(req.Inputs), inputName)

@@ -105,6 +105,13 @@ func TestDatatypes(t *testing.T) {
 			t.Errorf("%s: logit %v, want %v", dt, got, want)
 		}
 	}
+	// The edges of the integer ranges are accepted exactly.
+	for dt, data := range map[string]string{"UINT8": `[0,255,0,0]`, "INT8": `[-128,127,0,1]`, "UINT64": `[18446744073709551615,0,0,0]`, "INT64": `[-9223372036854775808,0,0,0]`, "INT32": `[2e3,0,0,0]`} {
+		body := fmt.Sprintf(`{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":%q,"data":%s}],"outputs":[{"name":"logits"}]}`, dt, data)
+		if code, _, b := post(t, ts.url+"/v2/models/m/infer", "application/json", []byte(body)); code != http.StatusOK {
+			t.Errorf("%s %s: %d %s", dt, data, code, b)
+		}
+	}
 	// FP16 1, 2, 3, 4 (0x3c00, 0x4000, 0x4200, 0x4400) as binary data.
 	raw := []byte{0x00, 0x3c, 0x00, 0x40, 0x00, 0x42, 0x00, 0x44}
 	hdr := `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP16","parameters":{"binary_data_size":8}}],"outputs":[{"name":"logits"}]}`
@@ -150,7 +157,17 @@ func TestBadRequests(t *testing.T) {
 		{"BYTES", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"BYTES","data":[1,2,3,4]}]}`, 400, "BYTES"},
 		{"unknown datatype", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP8","data":[1,2,3,4]}]}`, 400, `unknown datatype "FP8"`},
 		{"overflowing number", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP32","data":[1e999,2,3,4]}]}`, 400, "data element 0"},
-		{"float32 overflow", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP32","data":[1e300,2,3,4]}]}`, 400, "must be finite"},
+		{"float32 overflow", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP32","data":[1e300,2,3,4]}]}`, 400, "1e300 is outside FP32's range"},
+		{"FP64 beyond float32", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP64","data":[1,-1e300,3,4]}]}`, 400, "data element 1: -1e300 is outside float32's range"},
+		{"FP16 overflow", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP16","data":[1,2,70000,4]}]}`, 400, "70000 is outside FP16's range"},
+		{"UINT8 negative", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"UINT8","data":[-1,2,3,4]}]}`, 400, "-1 is outside UINT8's range [0, 255]"},
+		{"UINT8 too large", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"UINT8","data":[1,256,3,4]}]}`, 400, "256 is outside UINT8's range"},
+		{"INT8 too large", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"INT8","data":[300,2,3,4]}]}`, 400, "300 is outside INT8's range"},
+		{"INT32 fraction", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"INT32","data":[1.5,2,3,4]}]}`, 400, "1.5 is not an integer"},
+		{"BOOL number", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"BOOL","data":[2,0,1,1]}]}`, 400, "2 is outside BOOL's range"},
+		{"UINT64 past 2^64", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"UINT64","data":[18446744073709551621,2,3,4]}]}`, 400, "18446744073709551621 is not an integer in UINT64's range"},
+		{"INT64 past 2^63", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"INT64","data":[9223372036854775808,2,3,4]}]}`, 400, "9223372036854775808 is outside INT64's range"},
+		{"trailing garbage", "m", `{"inputs":[` + good + `]} xyz`, 400, "more after the request object"},
 		{"batch over max", "m", `{"inputs":[{"name":"input","shape":[5,2,2,1],"datatype":"FP32","data":[` + strings.Repeat("1,", 19) + `1]}]}`, 400, "--max-batch 4"},
 		{"empty batch", "m", `{"inputs":[{"name":"input","shape":[0,2,2,1],"datatype":"FP32","data":[]}]}`, 400, "empty"},
 		{"unknown output", "m", `{"inputs":[` + good + `],"outputs":[{"name":"boxes"}]}`, 400, `unknown output "boxes"`},
@@ -190,6 +207,20 @@ func TestBadRequests(t *testing.T) {
 	if code != 400 || !strings.Contains(string(b), HeaderTimeout) {
 		t.Errorf("bad %s header: %d %s", HeaderTimeout, code, b)
 	}
+	// Every refusal of a request for the served model counts as REJECTED,
+	// whether the model or the request's parsing refused it; the unknown
+	// model and version are counted nowhere.
+	rejected := len(bin) + 1
+	for _, c := range cases {
+		if c.path == "m" {
+			rejected++
+		}
+	}
+	_, mb := get(t, ts.url+"/metrics")
+	want := fmt.Sprintf(`nv_inference_request_failure{model="m",reason="REJECTED",version="1"} %d`+"\n", rejected)
+	if !strings.Contains(string(mb), want) {
+		t.Errorf("metrics lack %q", want)
+	}
 	serving(t, ts, "m")
 }
 
@@ -203,6 +234,15 @@ func TestHealthAndMetadata(t *testing.T) {
 	} {
 		if code, b := get(t, ts.url+path); code != want {
 			t.Errorf("GET %s: %d %s, want %d", path, code, b, want)
+		}
+	}
+	// Routes that do not exist, and existing ones asked with another
+	// method, answer JSON errors like every other refusal.
+	for path, want := range map[string]int{"/nothing": 404, "/v2/models/m/infer": 405, "/v1/models/m:classify": 405} {
+		code, b := get(t, ts.url+path)
+		var e struct{ Error string }
+		if err := json.Unmarshal(b, &e); code != want || err != nil || e.Error == "" {
+			t.Errorf("GET %s: %d %q, want %d with a JSON error", path, code, b, want)
 		}
 	}
 	code, b := get(t, ts.url+"/v2/models/m")
@@ -414,8 +454,9 @@ func TestClassifyRoute(t *testing.T) {
 		status            int
 		says              string
 	}{
-		"not an image":  {"resnet:classify", "image/png", "hello", 400, "want JPEG, PNG or WebP"},
-		"truncated PNG": {"resnet:classify", "image/png", string(pngb[:len(pngb)-40]), 400, "image"},
+		"not an image":  {"resnet:classify", "image/png", "hello", 400, "not an image this server decodes (JPEG, PNG, GIF, BMP or WebP)"},
+		"empty body":    {"resnet:classify", "image/png", "", 400, "empty body"},
+		"truncated PNG": {"resnet:classify", "image/png", string(pngb[:len(pngb)-40]), 400, "request body: corrupt png image"},
 		"no field":      {"resnet:classify", mw.FormDataContentType(), strings.Replace(form.String(), `name="image"`, `name="picture"`, 1), 400, "multipart form has no field"},
 		"bad top":       {"resnet:classify?top=0", "image/png", string(pngb), 400, "top"},
 		"wrong task":    {"resnet:segment", "image/png", string(pngb), 400, "cannot segment"},

@@ -394,7 +394,7 @@ func (s *Server) infer(ctx context.Context, protocol, name, version string, x *t
 		}
 		if err := m.checkInput(x); err != nil {
 			m.metrics.observeRequest(protocol, 0, 0, result{}, err)
-			return nil, m, err
+			return nil, m, counted{err}
 		}
 		r, err := m.bt.submit(ctx, x)
 		if errors.Is(err, errBatcherClosed) && attempt < 2 {
@@ -402,7 +402,7 @@ func (s *Server) infer(ctx context.Context, protocol, name, version string, x *t
 		}
 		m.metrics.observeRequest(protocol, x.Shape[0], time.Since(start), r, err)
 		if err != nil {
-			return nil, m, err
+			return nil, m, counted{err}
 		}
 		return r.y, m, nil
 	}
