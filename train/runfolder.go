@@ -28,10 +28,13 @@ const (
 // says to replace it, and removes the temporary files of a checkpoint
 // write that was killed.
 func prepareFolder(cfg Config) error {
+	last := filepath.Join(cfg.Out, LastCheckpoint)
+	if _, err := os.Stat(last); cfg.Resume && errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("train: --resume: no checkpoint at %s", last) // before making a folder for nothing
+	}
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
-	last := filepath.Join(cfg.Out, LastCheckpoint)
 	if _, err := os.Stat(last); err == nil && !cfg.Resume && !cfg.Overwrite {
 		return fmt.Errorf("train: %s already holds a run (%s); continue it with --resume, or start over with --overwrite (which deletes its checkpoints and metrics)", cfg.Out, last)
 	}

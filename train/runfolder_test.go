@@ -3,6 +3,8 @@ package train
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -85,5 +87,19 @@ func TestDivergedMetrics(t *testing.T) {
 	m.ValLoss = 2
 	if err := m.checkFinite(); err != nil {
 		t.Errorf("finite metrics (a training loss of 1e24 is still a number): %v", err)
+	}
+}
+
+// --resume where there is no run fails naming the checkpoint it looked
+// for, and leaves no empty run folder behind.
+func TestResumeWithoutRun(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "never-trained")
+	cfg := tiny(out)
+	cfg.Resume = true
+	if _, err := Prepare(cfg); err == nil || !strings.Contains(err.Error(), "no checkpoint at "+filepath.Join(out, LastCheckpoint)) {
+		t.Errorf("--resume without a run: %v", err)
+	}
+	if _, err := os.Stat(out); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the run folder was made: %v", err)
 	}
 }
