@@ -215,7 +215,10 @@ func jsonNumberAs(dt string, v json.Number) (float32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%s is not a number %s holds", v, dt)
 	}
-	limit := map[string]float64{"FP16": 65504, "FP32": math.MaxFloat32, "FP64": math.MaxFloat32}[dt]
+	limit := math.MaxFloat32 // FP32, and FP64 as the model computes it
+	if dt == "FP16" {
+		limit = 65504
+	}
 	if math.Abs(f) > limit {
 		if dt == "FP64" {
 			return 0, fmt.Errorf("%s is outside float32's range, in which the model computes", v)

@@ -183,7 +183,12 @@ func typedContents(dt string, c *inferencepb.InferTensorContents, n int) ([]floa
 	switch dt {
 	case "BOOL":
 		v := c.GetBoolContents()
-		err = add(len(v), func(i int) float64 { return map[bool]float64{true: 1}[v[i]] })
+		err = add(len(v), func(i int) float64 {
+			if v[i] {
+				return 1
+			}
+			return 0
+		})
 	case "INT8", "INT16", "INT32":
 		v := c.GetIntContents()
 		err = add(len(v), func(i int) float64 { return float64(v[i]) })

@@ -486,25 +486,17 @@ func checkServe(fs *flag.FlagSet, _ []string) error {
 		}
 	}
 	seen := map[string]string{}
-	var err2 error
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name != "model" || err2 != nil {
-			return
+	for _, m := range *fs.Lookup("model").Value.(*modelFlags) {
+		name, path, ok := strings.Cut(m, "=")
+		if !ok || name == "" || path == "" {
+			return badFlag("model", m, "want NAME=CKPT")
 		}
-		for _, m := range *f.Value.(*modelFlags) {
-			name, path, ok := strings.Cut(m, "=")
-			if !ok || name == "" || path == "" {
-				err2 = badFlag("model", m, "want NAME=CKPT")
-				return
-			}
-			if prev, dup := seen[name]; dup {
-				err2 = badFlag("model", m, "names %q again (already %s); give each model its own name", name, prev)
-				return
-			}
-			seen[name] = path
+		if prev, dup := seen[name]; dup {
+			return badFlag("model", m, "names %q again (already %s); give each model its own name", name, prev)
 		}
-	})
-	return err2
+		seen[name] = path
+	}
+	return nil
 }
 
 // formats names the file formats that common file name extensions

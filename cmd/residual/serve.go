@@ -79,11 +79,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// Models load while the server is live but not ready.
 	var loadErr error
 	for _, m := range models {
-		name, path, ok := strings.Cut(m, "=")
-		if !ok || name == "" || path == "" {
-			loadErr = fmt.Errorf("%w: --model %q: want NAME=CKPT", errUsage, m)
-			break
-		}
+		name, path, _ := strings.Cut(m, "=") // checked by checkServe
 		if loadErr = s.Load(name, "1", path); loadErr != nil {
 			break
 		}
