@@ -10,7 +10,7 @@ import (
 // convKernel computes tiles output tiles of its height (mr outputs), each
 // mr outputs past the one before; see internal/kernels/gen.
 type convKernel func(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int,
-	scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
+	scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
 
 // dwKernel accumulates one weight-gradient tile; see internal/kernels/gen.
 type dwKernel func(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
@@ -23,6 +23,10 @@ type winoGemmKernel func(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos 
 type ocBlock struct {
 	oc0, nb, vi int // first channel, width, vectors−1
 	off         int // offset of its packed weights
+	// next is the distance in bytes from this block's packed weights to
+	// the next block's (0 for the last): the kernels prefetch the next
+	// block's weights into L2 while they compute this one.
+	next int
 }
 
 // blocksFor splits oc channels into blocks of two vectors and at most one
@@ -114,6 +118,9 @@ func (p *convPlan) pack(src weightSource) {
 	for i := range p.blocks {
 		p.blocks[i].off = total
 		total += taps * p.C * p.blocks[i].nb
+		if i+1 < len(p.blocks) {
+			p.blocks[i].next = taps * p.C * p.blocks[i].nb * 4
+		}
 	}
 	p.wp = getBuf(max(total, 1))
 	parallelFor(len(p.blocks)*taps, func(lo, hi int) {
@@ -329,7 +336,7 @@ func (p *convPlan) run(x, y []float32) {
 				sk, skStride = unsafe.Pointer(&ep.skip[yi]), ys
 			}
 		}
-		k(xp, xoff, unsafe.Pointer(&p.wp[b.off]), unsafe.Pointer(&y[yi]), tp, len(tb)/2, ic, xs, ys, sc, sh, sk, skStride, floor, tiles)
+		k(xp, xoff, unsafe.Pointer(&p.wp[b.off]), unsafe.Pointer(&y[yi]), tp, len(tb)/2, ic, xs, ys, sc, sh, sk, skStride, floor, tiles, b.next)
 	}
 	cm := runs[g.main]
 	// mainRowSpan tiles outputs [o, o+left) of output row r of image n

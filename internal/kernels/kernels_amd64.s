@@ -4,8 +4,8 @@
 
 #include "textflag.h"
 
-// func convAVX512_1x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX512_1x16(SB), NOSPLIT, $0-120
+// func convAVX512_1x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX512_1x16(SB), NOSPLIT, $0-128
 convAVX512_1x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -29,6 +29,7 @@ convAVX512_1x16_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	MOVQ ic+48(FP), CX
 convAVX512_1x16_icn:
 	CMPQ CX, $8
@@ -108,8 +109,8 @@ convAVX512_1x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_2x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX512_2x16(SB), NOSPLIT, $0-120
+// func convAVX512_2x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX512_2x16(SB), NOSPLIT, $0-128
 convAVX512_2x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -133,6 +134,7 @@ convAVX512_2x16_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	MOVQ ic+48(FP), CX
 convAVX512_2x16_icn:
 	CMPQ CX, $4
@@ -216,8 +218,8 @@ convAVX512_2x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_3x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX512_3x16(SB), NOSPLIT, $0-120
+// func convAVX512_3x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX512_3x16(SB), NOSPLIT, $0-128
 convAVX512_3x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -239,6 +241,7 @@ convAVX512_3x16_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	MOVQ ic+48(FP), CX
 convAVX512_3x16_icn:
 	CMPQ CX, $2
@@ -324,8 +327,8 @@ convAVX512_3x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_4x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX512_4x16(SB), NOSPLIT, $0-120
+// func convAVX512_4x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX512_4x16(SB), NOSPLIT, $0-128
 convAVX512_4x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -349,17 +352,20 @@ convAVX512_4x16_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	MOVQ ic+48(FP), CX
 convAVX512_4x16_icn:
 	CMPQ CX, $2
 	JLT convAVX512_4x16_ic1
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
 	VMOVUPS 0(R11), Z28
 	VFMADD231PS.BCST (DX), Z28, Z0
 	VFMADD231PS.BCST (DX)(SI*1), Z28, Z1
 	VFMADD231PS.BCST (DX)(SI*2), Z28, Z2
 	VFMADD231PS.BCST (DX)(DI*1), Z28, Z3
 	PREFETCHT0 576(R11)
+	PREFETCHT1 64(R11)(R14*1)
 	VMOVUPS 64(R11), Z28
 	VFMADD231PS.BCST 4(DX), Z28, Z4
 	VFMADD231PS.BCST 4(DX)(SI*1), Z28, Z5
@@ -373,6 +379,7 @@ convAVX512_4x16_ic1:
 	TESTQ CX, CX
 	JZ convAVX512_4x16_next
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
 	VMOVUPS 0(R11), Z28
 	VFMADD231PS.BCST (DX), Z28, Z0
 	VFMADD231PS.BCST (DX)(SI*1), Z28, Z1
@@ -449,8 +456,8 @@ convAVX512_4x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_5x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX512_5x16(SB), NOSPLIT, $0-120
+// func convAVX512_5x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX512_5x16(SB), NOSPLIT, $0-128
 convAVX512_5x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -471,9 +478,11 @@ convAVX512_5x16_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	MOVQ ic+48(FP), CX
 convAVX512_5x16_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
 	VMOVUPS 0(R11), Z28
 	VFMADD231PS.BCST (DX), Z28, Z0
 	VFMADD231PS.BCST (DX)(SI*1), Z28, Z1
@@ -554,8 +563,8 @@ convAVX512_5x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_6x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX512_6x16(SB), NOSPLIT, $0-120
+// func convAVX512_6x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX512_6x16(SB), NOSPLIT, $0-128
 convAVX512_6x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -577,10 +586,12 @@ convAVX512_6x16_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	LEAQ (DX)(SI*1), R8
 	MOVQ ic+48(FP), CX
 convAVX512_6x16_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
 	VMOVUPS 0(R11), Z28
 	VFMADD231PS.BCST (DX), Z28, Z0
 	VFMADD231PS.BCST (DX)(SI*1), Z28, Z1
@@ -671,8 +682,8 @@ convAVX512_6x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_7x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX512_7x16(SB), NOSPLIT, $0-120
+// func convAVX512_7x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX512_7x16(SB), NOSPLIT, $0-128
 convAVX512_7x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -695,10 +706,12 @@ convAVX512_7x16_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	LEAQ (DX)(SI*1), R8
 	MOVQ ic+48(FP), CX
 convAVX512_7x16_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
 	VMOVUPS 0(R11), Z28
 	VFMADD231PS.BCST (DX), Z28, Z0
 	VFMADD231PS.BCST (DX)(SI*1), Z28, Z1
@@ -798,8 +811,8 @@ convAVX512_7x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_8x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX512_8x16(SB), NOSPLIT, $0-120
+// func convAVX512_8x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX512_8x16(SB), NOSPLIT, $0-128
 convAVX512_8x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -823,10 +836,12 @@ convAVX512_8x16_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	LEAQ (DX)(SI*1), R8
 	MOVQ ic+48(FP), CX
 convAVX512_8x16_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
 	VMOVUPS 0(R11), Z28
 	VFMADD231PS.BCST (DX), Z28, Z0
 	VFMADD231PS.BCST (DX)(SI*1), Z28, Z1
@@ -935,8 +950,8 @@ convAVX512_8x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_9x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX512_9x16(SB), NOSPLIT, $0-120
+// func convAVX512_9x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX512_9x16(SB), NOSPLIT, $0-128
 convAVX512_9x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -961,10 +976,12 @@ convAVX512_9x16_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	LEAQ (DX)(SI*1), R8
 	MOVQ ic+48(FP), CX
 convAVX512_9x16_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
 	VMOVUPS 0(R11), Z28
 	VFMADD231PS.BCST (DX), Z28, Z0
 	VFMADD231PS.BCST (DX)(SI*1), Z28, Z1
@@ -1082,8 +1099,8 @@ convAVX512_9x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_10x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX512_10x16(SB), NOSPLIT, $0-120
+// func convAVX512_10x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX512_10x16(SB), NOSPLIT, $0-128
 convAVX512_10x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -1109,10 +1126,12 @@ convAVX512_10x16_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	LEAQ (DX)(SI*1), R8
 	MOVQ ic+48(FP), CX
 convAVX512_10x16_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
 	VMOVUPS 0(R11), Z28
 	VFMADD231PS.BCST (DX), Z28, Z0
 	VFMADD231PS.BCST (DX)(SI*1), Z28, Z1
@@ -1239,8 +1258,8 @@ convAVX512_10x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_11x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX512_11x16(SB), NOSPLIT, $0-120
+// func convAVX512_11x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX512_11x16(SB), NOSPLIT, $0-128
 convAVX512_11x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -1267,12 +1286,14 @@ convAVX512_11x16_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	LEAQ (DX)(SI*1), R8
 	LEAQ (DX)(SI*2), R9
 	LEAQ (DX)(DI*1), R10
 	MOVQ ic+48(FP), CX
 convAVX512_11x16_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
 	VMOVUPS 0(R11), Z28
 	VFMADD231PS.BCST (DX), Z28, Z0
 	VFMADD231PS.BCST (DX)(SI*1), Z28, Z1
@@ -1410,8 +1431,8 @@ convAVX512_11x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_12x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX512_12x16(SB), NOSPLIT, $0-120
+// func convAVX512_12x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX512_12x16(SB), NOSPLIT, $0-128
 convAVX512_12x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -1439,12 +1460,14 @@ convAVX512_12x16_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	LEAQ (DX)(SI*1), R8
 	LEAQ (DX)(SI*2), R9
 	LEAQ (DX)(DI*1), R10
 	MOVQ ic+48(FP), CX
 convAVX512_12x16_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
 	VMOVUPS 0(R11), Z28
 	VFMADD231PS.BCST (DX), Z28, Z0
 	VFMADD231PS.BCST (DX)(SI*1), Z28, Z1
@@ -1591,8 +1614,8 @@ convAVX512_12x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_13x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX512_13x16(SB), NOSPLIT, $0-120
+// func convAVX512_13x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX512_13x16(SB), NOSPLIT, $0-128
 convAVX512_13x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -1621,12 +1644,14 @@ convAVX512_13x16_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	LEAQ (DX)(SI*1), R8
 	LEAQ (DX)(SI*2), R9
 	LEAQ (DX)(DI*1), R10
 	MOVQ ic+48(FP), CX
 convAVX512_13x16_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
 	VMOVUPS 0(R11), Z28
 	VFMADD231PS.BCST (DX), Z28, Z0
 	VFMADD231PS.BCST (DX)(SI*1), Z28, Z1
@@ -1782,8 +1807,8 @@ convAVX512_13x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_14x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX512_14x16(SB), NOSPLIT, $0-120
+// func convAVX512_14x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX512_14x16(SB), NOSPLIT, $0-128
 convAVX512_14x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -1813,12 +1838,14 @@ convAVX512_14x16_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	LEAQ (DX)(SI*1), R8
 	LEAQ (DX)(SI*2), R9
 	LEAQ (DX)(DI*1), R10
 	MOVQ ic+48(FP), CX
 convAVX512_14x16_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
 	VMOVUPS 0(R11), Z28
 	VFMADD231PS.BCST (DX), Z28, Z0
 	VFMADD231PS.BCST (DX)(SI*1), Z28, Z1
@@ -4937,8 +4964,8 @@ dwAVX512_28x16_store:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_1x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convRow3AVX512_1x16(SB), NOSPLIT, $0-120
+// func convRow3AVX512_1x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convRow3AVX512_1x16(SB), NOSPLIT, $0-128
 convRow3AVX512_1x16_tile:
 	VPXORD Z0, Z0, Z0
 	MOVQ x+0(FP), R12
@@ -5016,8 +5043,8 @@ convRow3AVX512_1x16_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_2x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convRow3AVX512_2x16(SB), NOSPLIT, $0-120
+// func convRow3AVX512_2x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convRow3AVX512_2x16(SB), NOSPLIT, $0-128
 convRow3AVX512_2x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -5108,8 +5135,8 @@ convRow3AVX512_2x16_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_3x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convRow3AVX512_3x16(SB), NOSPLIT, $0-120
+// func convRow3AVX512_3x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convRow3AVX512_3x16(SB), NOSPLIT, $0-128
 convRow3AVX512_3x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -5213,8 +5240,8 @@ convRow3AVX512_3x16_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_4x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convRow3AVX512_4x16(SB), NOSPLIT, $0-120
+// func convRow3AVX512_4x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convRow3AVX512_4x16(SB), NOSPLIT, $0-128
 convRow3AVX512_4x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -5331,8 +5358,8 @@ convRow3AVX512_4x16_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_5x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convRow3AVX512_5x16(SB), NOSPLIT, $0-120
+// func convRow3AVX512_5x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convRow3AVX512_5x16(SB), NOSPLIT, $0-128
 convRow3AVX512_5x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -5462,8 +5489,8 @@ convRow3AVX512_5x16_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_6x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convRow3AVX512_6x16(SB), NOSPLIT, $0-120
+// func convRow3AVX512_6x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convRow3AVX512_6x16(SB), NOSPLIT, $0-128
 convRow3AVX512_6x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -5606,8 +5633,8 @@ convRow3AVX512_6x16_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_7x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convRow3AVX512_7x16(SB), NOSPLIT, $0-120
+// func convRow3AVX512_7x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convRow3AVX512_7x16(SB), NOSPLIT, $0-128
 convRow3AVX512_7x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -5763,8 +5790,8 @@ convRow3AVX512_7x16_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_8x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convRow3AVX512_8x16(SB), NOSPLIT, $0-120
+// func convRow3AVX512_8x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convRow3AVX512_8x16(SB), NOSPLIT, $0-128
 convRow3AVX512_8x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -5933,8 +5960,8 @@ convRow3AVX512_8x16_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_9x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convRow3AVX512_9x16(SB), NOSPLIT, $0-120
+// func convRow3AVX512_9x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convRow3AVX512_9x16(SB), NOSPLIT, $0-128
 convRow3AVX512_9x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -6116,8 +6143,8 @@ convRow3AVX512_9x16_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_10x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convRow3AVX512_10x16(SB), NOSPLIT, $0-120
+// func convRow3AVX512_10x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convRow3AVX512_10x16(SB), NOSPLIT, $0-128
 convRow3AVX512_10x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -6312,8 +6339,8 @@ convRow3AVX512_10x16_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_11x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convRow3AVX512_11x16(SB), NOSPLIT, $0-120
+// func convRow3AVX512_11x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convRow3AVX512_11x16(SB), NOSPLIT, $0-128
 convRow3AVX512_11x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -6521,8 +6548,8 @@ convRow3AVX512_11x16_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_12x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convRow3AVX512_12x16(SB), NOSPLIT, $0-120
+// func convRow3AVX512_12x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convRow3AVX512_12x16(SB), NOSPLIT, $0-128
 convRow3AVX512_12x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -6743,8 +6770,8 @@ convRow3AVX512_12x16_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_13x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convRow3AVX512_13x16(SB), NOSPLIT, $0-120
+// func convRow3AVX512_13x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convRow3AVX512_13x16(SB), NOSPLIT, $0-128
 convRow3AVX512_13x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -6978,8 +7005,8 @@ convRow3AVX512_13x16_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_14x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convRow3AVX512_14x16(SB), NOSPLIT, $0-120
+// func convRow3AVX512_14x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convRow3AVX512_14x16(SB), NOSPLIT, $0-128
 convRow3AVX512_14x16_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -7226,8 +7253,8 @@ convRow3AVX512_14x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_1x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX512_1x32(SB), NOSPLIT, $0-120
+// func convAVX512_1x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX512_1x32(SB), NOSPLIT, $0-128
 convAVX512_1x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -7251,6 +7278,7 @@ convAVX512_1x32_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	MOVQ ic+48(FP), CX
 convAVX512_1x32_icn:
 	CMPQ CX, $4
@@ -7342,8 +7370,8 @@ convAVX512_1x32_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_2x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX512_2x32(SB), NOSPLIT, $0-120
+// func convAVX512_2x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX512_2x32(SB), NOSPLIT, $0-128
 convAVX512_2x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -7367,11 +7395,14 @@ convAVX512_2x32_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	MOVQ ic+48(FP), CX
 convAVX512_2x32_icn:
 	CMPQ CX, $2
 	JLT convAVX512_2x32_ic1
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
+	PREFETCHT1 64(R11)(R14*1)
 	VMOVUPS 0(R11), Z28
 	VMOVUPS 64(R11), Z29
 	VBROADCASTSS (DX), Z30
@@ -7381,6 +7412,8 @@ convAVX512_2x32_icn:
 	VFMADD231PS Z28, Z31, Z2
 	VFMADD231PS Z29, Z31, Z3
 	PREFETCHT0 640(R11)
+	PREFETCHT1 128(R11)(R14*1)
+	PREFETCHT1 192(R11)(R14*1)
 	VMOVUPS 128(R11), Z28
 	VMOVUPS 192(R11), Z29
 	VBROADCASTSS 4(DX), Z30
@@ -7397,6 +7430,8 @@ convAVX512_2x32_ic1:
 	TESTQ CX, CX
 	JZ convAVX512_2x32_next
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
+	PREFETCHT1 64(R11)(R14*1)
 	VMOVUPS 0(R11), Z28
 	VMOVUPS 64(R11), Z29
 	VBROADCASTSS (DX), Z30
@@ -7471,8 +7506,8 @@ convAVX512_2x32_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_3x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX512_3x32(SB), NOSPLIT, $0-120
+// func convAVX512_3x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX512_3x32(SB), NOSPLIT, $0-128
 convAVX512_3x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -7494,9 +7529,12 @@ convAVX512_3x32_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	MOVQ ic+48(FP), CX
 convAVX512_3x32_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
+	PREFETCHT1 64(R11)(R14*1)
 	VMOVUPS 0(R11), Z28
 	VMOVUPS 64(R11), Z29
 	VBROADCASTSS (DX), Z30
@@ -7582,8 +7620,8 @@ convAVX512_3x32_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_4x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX512_4x32(SB), NOSPLIT, $0-120
+// func convAVX512_4x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX512_4x32(SB), NOSPLIT, $0-128
 convAVX512_4x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -7607,9 +7645,12 @@ convAVX512_4x32_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	MOVQ ic+48(FP), CX
 convAVX512_4x32_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
+	PREFETCHT1 64(R11)(R14*1)
 	VMOVUPS 0(R11), Z28
 	VMOVUPS 64(R11), Z29
 	VBROADCASTSS (DX), Z30
@@ -7711,8 +7752,8 @@ convAVX512_4x32_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_5x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX512_5x32(SB), NOSPLIT, $0-120
+// func convAVX512_5x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX512_5x32(SB), NOSPLIT, $0-128
 convAVX512_5x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -7738,9 +7779,12 @@ convAVX512_5x32_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	MOVQ ic+48(FP), CX
 convAVX512_5x32_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
+	PREFETCHT1 64(R11)(R14*1)
 	VMOVUPS 0(R11), Z28
 	VMOVUPS 64(R11), Z29
 	VBROADCASTSS (DX), Z30
@@ -7858,8 +7902,8 @@ convAVX512_5x32_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_6x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX512_6x32(SB), NOSPLIT, $0-120
+// func convAVX512_6x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX512_6x32(SB), NOSPLIT, $0-128
 convAVX512_6x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -7887,10 +7931,13 @@ convAVX512_6x32_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	LEAQ (DX)(SI*1), R8
 	MOVQ ic+48(FP), CX
 convAVX512_6x32_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
+	PREFETCHT1 64(R11)(R14*1)
 	VMOVUPS 0(R11), Z28
 	VMOVUPS 64(R11), Z29
 	VBROADCASTSS (DX), Z30
@@ -8025,8 +8072,8 @@ convAVX512_6x32_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_7x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX512_7x32(SB), NOSPLIT, $0-120
+// func convAVX512_7x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX512_7x32(SB), NOSPLIT, $0-128
 convAVX512_7x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -8056,10 +8103,13 @@ convAVX512_7x32_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	LEAQ (DX)(SI*1), R8
 	MOVQ ic+48(FP), CX
 convAVX512_7x32_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
+	PREFETCHT1 64(R11)(R14*1)
 	VMOVUPS 0(R11), Z28
 	VMOVUPS 64(R11), Z29
 	VBROADCASTSS (DX), Z30
@@ -8210,8 +8260,8 @@ convAVX512_7x32_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_8x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX512_8x32(SB), NOSPLIT, $0-120
+// func convAVX512_8x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX512_8x32(SB), NOSPLIT, $0-128
 convAVX512_8x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -8243,10 +8293,13 @@ convAVX512_8x32_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	LEAQ (DX)(SI*1), R8
 	MOVQ ic+48(FP), CX
 convAVX512_8x32_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
+	PREFETCHT1 64(R11)(R14*1)
 	VMOVUPS 0(R11), Z28
 	VMOVUPS 64(R11), Z29
 	VBROADCASTSS (DX), Z30
@@ -8413,8 +8466,8 @@ convAVX512_8x32_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_9x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX512_9x32(SB), NOSPLIT, $0-120
+// func convAVX512_9x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX512_9x32(SB), NOSPLIT, $0-128
 convAVX512_9x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -8448,10 +8501,13 @@ convAVX512_9x32_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	LEAQ (DX)(SI*1), R8
 	MOVQ ic+48(FP), CX
 convAVX512_9x32_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
+	PREFETCHT1 64(R11)(R14*1)
 	VMOVUPS 0(R11), Z28
 	VMOVUPS 64(R11), Z29
 	VBROADCASTSS (DX), Z30
@@ -8634,8 +8690,8 @@ convAVX512_9x32_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_10x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX512_10x32(SB), NOSPLIT, $0-120
+// func convAVX512_10x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX512_10x32(SB), NOSPLIT, $0-128
 convAVX512_10x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -8671,10 +8727,13 @@ convAVX512_10x32_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	LEAQ (DX)(SI*1), R8
 	MOVQ ic+48(FP), CX
 convAVX512_10x32_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
+	PREFETCHT1 64(R11)(R14*1)
 	VMOVUPS 0(R11), Z28
 	VMOVUPS 64(R11), Z29
 	VBROADCASTSS (DX), Z30
@@ -8873,8 +8932,8 @@ convAVX512_10x32_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_11x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX512_11x32(SB), NOSPLIT, $0-120
+// func convAVX512_11x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX512_11x32(SB), NOSPLIT, $0-128
 convAVX512_11x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -8912,12 +8971,15 @@ convAVX512_11x32_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	LEAQ (DX)(SI*1), R8
 	LEAQ (DX)(SI*2), R9
 	LEAQ (DX)(DI*1), R10
 	MOVQ ic+48(FP), CX
 convAVX512_11x32_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
+	PREFETCHT1 64(R11)(R14*1)
 	VMOVUPS 0(R11), Z28
 	VMOVUPS 64(R11), Z29
 	VBROADCASTSS (DX), Z30
@@ -9134,8 +9196,8 @@ convAVX512_11x32_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_12x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX512_12x32(SB), NOSPLIT, $0-120
+// func convAVX512_12x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX512_12x32(SB), NOSPLIT, $0-128
 convAVX512_12x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -9175,12 +9237,15 @@ convAVX512_12x32_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	LEAQ (DX)(SI*1), R8
 	LEAQ (DX)(SI*2), R9
 	LEAQ (DX)(DI*1), R10
 	MOVQ ic+48(FP), CX
 convAVX512_12x32_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
+	PREFETCHT1 64(R11)(R14*1)
 	VMOVUPS 0(R11), Z28
 	VMOVUPS 64(R11), Z29
 	VBROADCASTSS (DX), Z30
@@ -9413,8 +9478,8 @@ convAVX512_12x32_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_13x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX512_13x32(SB), NOSPLIT, $0-120
+// func convAVX512_13x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX512_13x32(SB), NOSPLIT, $0-128
 convAVX512_13x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -9456,12 +9521,15 @@ convAVX512_13x32_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	LEAQ (DX)(SI*1), R8
 	LEAQ (DX)(SI*2), R9
 	LEAQ (DX)(DI*1), R10
 	MOVQ ic+48(FP), CX
 convAVX512_13x32_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
+	PREFETCHT1 64(R11)(R14*1)
 	VMOVUPS 0(R11), Z28
 	VMOVUPS 64(R11), Z29
 	VBROADCASTSS (DX), Z30
@@ -9710,8 +9778,8 @@ convAVX512_13x32_done:
 	VZEROUPPER
 	RET
 
-// func convAVX512_14x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX512_14x32(SB), NOSPLIT, $0-120
+// func convAVX512_14x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX512_14x32(SB), NOSPLIT, $0-128
 convAVX512_14x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -9755,12 +9823,15 @@ convAVX512_14x32_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	LEAQ (DX)(SI*1), R8
 	LEAQ (DX)(SI*2), R9
 	LEAQ (DX)(DI*1), R10
 	MOVQ ic+48(FP), CX
 convAVX512_14x32_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
+	PREFETCHT1 64(R11)(R14*1)
 	VMOVUPS 0(R11), Z28
 	VMOVUPS 64(R11), Z29
 	VBROADCASTSS (DX), Z30
@@ -11446,8 +11517,8 @@ dwAVX512_14x32_store:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_1x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convRow3AVX512_1x32(SB), NOSPLIT, $0-120
+// func convRow3AVX512_1x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convRow3AVX512_1x32(SB), NOSPLIT, $0-128
 convRow3AVX512_1x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -11538,8 +11609,8 @@ convRow3AVX512_1x32_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_2x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convRow3AVX512_2x32(SB), NOSPLIT, $0-120
+// func convRow3AVX512_2x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convRow3AVX512_2x32(SB), NOSPLIT, $0-128
 convRow3AVX512_2x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -11652,8 +11723,8 @@ convRow3AVX512_2x32_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_3x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convRow3AVX512_3x32(SB), NOSPLIT, $0-120
+// func convRow3AVX512_3x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convRow3AVX512_3x32(SB), NOSPLIT, $0-128
 convRow3AVX512_3x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -11788,8 +11859,8 @@ convRow3AVX512_3x32_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_4x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convRow3AVX512_4x32(SB), NOSPLIT, $0-120
+// func convRow3AVX512_4x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convRow3AVX512_4x32(SB), NOSPLIT, $0-128
 convRow3AVX512_4x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -11946,8 +12017,8 @@ convRow3AVX512_4x32_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_5x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convRow3AVX512_5x32(SB), NOSPLIT, $0-120
+// func convRow3AVX512_5x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convRow3AVX512_5x32(SB), NOSPLIT, $0-128
 convRow3AVX512_5x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -12126,8 +12197,8 @@ convRow3AVX512_5x32_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_6x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convRow3AVX512_6x32(SB), NOSPLIT, $0-120
+// func convRow3AVX512_6x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convRow3AVX512_6x32(SB), NOSPLIT, $0-128
 convRow3AVX512_6x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -12328,8 +12399,8 @@ convRow3AVX512_6x32_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_7x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convRow3AVX512_7x32(SB), NOSPLIT, $0-120
+// func convRow3AVX512_7x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convRow3AVX512_7x32(SB), NOSPLIT, $0-128
 convRow3AVX512_7x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -12552,8 +12623,8 @@ convRow3AVX512_7x32_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_8x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convRow3AVX512_8x32(SB), NOSPLIT, $0-120
+// func convRow3AVX512_8x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convRow3AVX512_8x32(SB), NOSPLIT, $0-128
 convRow3AVX512_8x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -12798,8 +12869,8 @@ convRow3AVX512_8x32_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_9x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convRow3AVX512_9x32(SB), NOSPLIT, $0-120
+// func convRow3AVX512_9x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convRow3AVX512_9x32(SB), NOSPLIT, $0-128
 convRow3AVX512_9x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -13066,8 +13137,8 @@ convRow3AVX512_9x32_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_10x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convRow3AVX512_10x32(SB), NOSPLIT, $0-120
+// func convRow3AVX512_10x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convRow3AVX512_10x32(SB), NOSPLIT, $0-128
 convRow3AVX512_10x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -13356,8 +13427,8 @@ convRow3AVX512_10x32_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_11x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convRow3AVX512_11x32(SB), NOSPLIT, $0-120
+// func convRow3AVX512_11x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convRow3AVX512_11x32(SB), NOSPLIT, $0-128
 convRow3AVX512_11x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -13668,8 +13739,8 @@ convRow3AVX512_11x32_done:
 	VZEROUPPER
 	RET
 
-// func convRow3AVX512_12x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convRow3AVX512_12x32(SB), NOSPLIT, $0-120
+// func convRow3AVX512_12x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convRow3AVX512_12x32(SB), NOSPLIT, $0-128
 convRow3AVX512_12x32_tile:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
@@ -14002,8 +14073,8 @@ convRow3AVX512_12x32_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_1x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX2_1x8(SB), NOSPLIT, $0-120
+// func convAVX2_1x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX2_1x8(SB), NOSPLIT, $0-128
 convAVX2_1x8_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -14027,6 +14098,7 @@ convAVX2_1x8_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	MOVQ ic+48(FP), CX
 convAVX2_1x8_icn:
 	CMPQ CX, $8
@@ -14115,8 +14187,8 @@ convAVX2_1x8_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_2x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX2_2x8(SB), NOSPLIT, $0-120
+// func convAVX2_2x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX2_2x8(SB), NOSPLIT, $0-128
 convAVX2_2x8_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -14140,6 +14212,7 @@ convAVX2_2x8_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	MOVQ ic+48(FP), CX
 convAVX2_2x8_icn:
 	CMPQ CX, $4
@@ -14233,8 +14306,8 @@ convAVX2_2x8_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_3x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX2_3x8(SB), NOSPLIT, $0-120
+// func convAVX2_3x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX2_3x8(SB), NOSPLIT, $0-128
 convAVX2_3x8_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -14256,6 +14329,7 @@ convAVX2_3x8_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	MOVQ ic+48(FP), CX
 convAVX2_3x8_icn:
 	CMPQ CX, $2
@@ -14350,8 +14424,8 @@ convAVX2_3x8_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_4x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX2_4x8(SB), NOSPLIT, $0-120
+// func convAVX2_4x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX2_4x8(SB), NOSPLIT, $0-128
 convAVX2_4x8_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -14375,11 +14449,13 @@ convAVX2_4x8_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	MOVQ ic+48(FP), CX
 convAVX2_4x8_icn:
 	CMPQ CX, $2
 	JLT convAVX2_4x8_ic1
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
 	VMOVUPS 0(R11), Y12
 	VBROADCASTSS (DX), Y14
 	VFMADD231PS Y12, Y14, Y0
@@ -14390,6 +14466,7 @@ convAVX2_4x8_icn:
 	VBROADCASTSS (DX)(DI*1), Y15
 	VFMADD231PS Y12, Y15, Y3
 	PREFETCHT0 544(R11)
+	PREFETCHT1 32(R11)(R14*1)
 	VMOVUPS 32(R11), Y12
 	VBROADCASTSS 4(DX), Y14
 	VFMADD231PS Y12, Y14, Y4
@@ -14407,6 +14484,7 @@ convAVX2_4x8_ic1:
 	TESTQ CX, CX
 	JZ convAVX2_4x8_next
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
 	VMOVUPS 0(R11), Y12
 	VBROADCASTSS (DX), Y14
 	VFMADD231PS Y12, Y14, Y0
@@ -14487,8 +14565,8 @@ convAVX2_4x8_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_5x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX2_5x8(SB), NOSPLIT, $0-120
+// func convAVX2_5x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX2_5x8(SB), NOSPLIT, $0-128
 convAVX2_5x8_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -14509,9 +14587,11 @@ convAVX2_5x8_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	MOVQ ic+48(FP), CX
 convAVX2_5x8_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
 	VMOVUPS 0(R11), Y12
 	VBROADCASTSS (DX), Y14
 	VFMADD231PS Y12, Y14, Y0
@@ -14597,8 +14677,8 @@ convAVX2_5x8_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_6x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX2_6x8(SB), NOSPLIT, $0-120
+// func convAVX2_6x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX2_6x8(SB), NOSPLIT, $0-128
 convAVX2_6x8_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -14620,10 +14700,12 @@ convAVX2_6x8_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	LEAQ (DX)(SI*1), R8
 	MOVQ ic+48(FP), CX
 convAVX2_6x8_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
 	VMOVUPS 0(R11), Y12
 	VBROADCASTSS (DX), Y14
 	VFMADD231PS Y12, Y14, Y0
@@ -14720,8 +14802,8 @@ convAVX2_6x8_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_7x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX2_7x8(SB), NOSPLIT, $0-120
+// func convAVX2_7x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX2_7x8(SB), NOSPLIT, $0-128
 convAVX2_7x8_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -14744,10 +14826,12 @@ convAVX2_7x8_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	LEAQ (DX)(SI*1), R8
 	MOVQ ic+48(FP), CX
 convAVX2_7x8_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
 	VMOVUPS 0(R11), Y12
 	VBROADCASTSS (DX), Y14
 	VFMADD231PS Y12, Y14, Y0
@@ -14854,8 +14938,8 @@ convAVX2_7x8_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_8x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX2_8x8(SB), NOSPLIT, $0-120
+// func convAVX2_8x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX2_8x8(SB), NOSPLIT, $0-128
 convAVX2_8x8_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -14879,10 +14963,12 @@ convAVX2_8x8_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	LEAQ (DX)(SI*1), R8
 	MOVQ ic+48(FP), CX
 convAVX2_8x8_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
 	VMOVUPS 0(R11), Y12
 	VBROADCASTSS (DX), Y14
 	VFMADD231PS Y12, Y14, Y0
@@ -14999,8 +15085,8 @@ convAVX2_8x8_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_9x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX2_9x8(SB), NOSPLIT, $0-120
+// func convAVX2_9x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX2_9x8(SB), NOSPLIT, $0-128
 convAVX2_9x8_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -15025,10 +15111,12 @@ convAVX2_9x8_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	LEAQ (DX)(SI*1), R8
 	MOVQ ic+48(FP), CX
 convAVX2_9x8_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
 	VMOVUPS 0(R11), Y12
 	VBROADCASTSS (DX), Y14
 	VFMADD231PS Y12, Y14, Y0
@@ -15155,8 +15243,8 @@ convAVX2_9x8_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_10x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX2_10x8(SB), NOSPLIT, $0-120
+// func convAVX2_10x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX2_10x8(SB), NOSPLIT, $0-128
 convAVX2_10x8_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -15182,10 +15270,12 @@ convAVX2_10x8_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	LEAQ (DX)(SI*1), R8
 	MOVQ ic+48(FP), CX
 convAVX2_10x8_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
 	VMOVUPS 0(R11), Y12
 	VBROADCASTSS (DX), Y14
 	VFMADD231PS Y12, Y14, Y0
@@ -15322,8 +15412,8 @@ convAVX2_10x8_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_11x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX2_11x8(SB), NOSPLIT, $0-120
+// func convAVX2_11x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX2_11x8(SB), NOSPLIT, $0-128
 convAVX2_11x8_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -15350,12 +15440,14 @@ convAVX2_11x8_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	LEAQ (DX)(SI*1), R8
 	LEAQ (DX)(SI*2), R9
 	LEAQ (DX)(DI*1), R10
 	MOVQ ic+48(FP), CX
 convAVX2_11x8_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
 	VMOVUPS 0(R11), Y12
 	VBROADCASTSS (DX), Y14
 	VFMADD231PS Y12, Y14, Y0
@@ -15504,8 +15596,8 @@ convAVX2_11x8_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_12x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX2_12x8(SB), NOSPLIT, $0-120
+// func convAVX2_12x8(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX2_12x8(SB), NOSPLIT, $0-128
 convAVX2_12x8_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -15533,12 +15625,14 @@ convAVX2_12x8_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	LEAQ (DX)(SI*1), R8
 	LEAQ (DX)(SI*2), R9
 	LEAQ (DX)(DI*1), R10
 	MOVQ ic+48(FP), CX
 convAVX2_12x8_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
 	VMOVUPS 0(R11), Y12
 	VBROADCASTSS (DX), Y14
 	VFMADD231PS Y12, Y14, Y0
@@ -16561,8 +16655,8 @@ dwAVX2_12x8_store:
 	VZEROUPPER
 	RET
 
-// func convAVX2_1x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX2_1x16(SB), NOSPLIT, $0-120
+// func convAVX2_1x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX2_1x16(SB), NOSPLIT, $0-128
 convAVX2_1x16_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -16586,6 +16680,7 @@ convAVX2_1x16_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	MOVQ ic+48(FP), CX
 convAVX2_1x16_icn:
 	CMPQ CX, $4
@@ -16677,8 +16772,8 @@ convAVX2_1x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_2x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX2_2x16(SB), NOSPLIT, $0-120
+// func convAVX2_2x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX2_2x16(SB), NOSPLIT, $0-128
 convAVX2_2x16_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -16702,11 +16797,14 @@ convAVX2_2x16_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	MOVQ ic+48(FP), CX
 convAVX2_2x16_icn:
 	CMPQ CX, $2
 	JLT convAVX2_2x16_ic1
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
+	PREFETCHT1 32(R11)(R14*1)
 	VMOVUPS 0(R11), Y12
 	VMOVUPS 32(R11), Y13
 	VBROADCASTSS (DX), Y14
@@ -16716,6 +16814,8 @@ convAVX2_2x16_icn:
 	VFMADD231PS Y12, Y15, Y2
 	VFMADD231PS Y13, Y15, Y3
 	PREFETCHT0 576(R11)
+	PREFETCHT1 64(R11)(R14*1)
+	PREFETCHT1 96(R11)(R14*1)
 	VMOVUPS 64(R11), Y12
 	VMOVUPS 96(R11), Y13
 	VBROADCASTSS 4(DX), Y14
@@ -16732,6 +16832,8 @@ convAVX2_2x16_ic1:
 	TESTQ CX, CX
 	JZ convAVX2_2x16_next
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
+	PREFETCHT1 32(R11)(R14*1)
 	VMOVUPS 0(R11), Y12
 	VMOVUPS 32(R11), Y13
 	VBROADCASTSS (DX), Y14
@@ -16806,8 +16908,8 @@ convAVX2_2x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_3x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX2_3x16(SB), NOSPLIT, $0-120
+// func convAVX2_3x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX2_3x16(SB), NOSPLIT, $0-128
 convAVX2_3x16_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -16829,9 +16931,12 @@ convAVX2_3x16_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	MOVQ ic+48(FP), CX
 convAVX2_3x16_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
+	PREFETCHT1 32(R11)(R14*1)
 	VMOVUPS 0(R11), Y12
 	VMOVUPS 32(R11), Y13
 	VBROADCASTSS (DX), Y14
@@ -16917,8 +17022,8 @@ convAVX2_3x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_4x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX2_4x16(SB), NOSPLIT, $0-120
+// func convAVX2_4x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX2_4x16(SB), NOSPLIT, $0-128
 convAVX2_4x16_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -16942,9 +17047,12 @@ convAVX2_4x16_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	MOVQ ic+48(FP), CX
 convAVX2_4x16_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
+	PREFETCHT1 32(R11)(R14*1)
 	VMOVUPS 0(R11), Y12
 	VMOVUPS 32(R11), Y13
 	VBROADCASTSS (DX), Y14
@@ -17046,8 +17154,8 @@ convAVX2_4x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_5x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX2_5x16(SB), NOSPLIT, $0-120
+// func convAVX2_5x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX2_5x16(SB), NOSPLIT, $0-128
 convAVX2_5x16_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -17073,9 +17181,12 @@ convAVX2_5x16_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	MOVQ ic+48(FP), CX
 convAVX2_5x16_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
+	PREFETCHT1 32(R11)(R14*1)
 	VMOVUPS 0(R11), Y12
 	VMOVUPS 32(R11), Y13
 	VBROADCASTSS (DX), Y14
@@ -17193,8 +17304,8 @@ convAVX2_5x16_done:
 	VZEROUPPER
 	RET
 
-// func convAVX2_6x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)
-TEXT ·convAVX2_6x16(SB), NOSPLIT, $0-120
+// func convAVX2_6x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
+TEXT ·convAVX2_6x16(SB), NOSPLIT, $0-128
 convAVX2_6x16_tile:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -17222,10 +17333,13 @@ convAVX2_6x16_tap:
 	ADDQ R12, DX
 	MOVQ 8(AX), R11
 	ADDQ R13, R11
+	MOVQ pf+120(FP), R14
 	LEAQ (DX)(SI*1), R8
 	MOVQ ic+48(FP), CX
 convAVX2_6x16_ic:
 	PREFETCHT0 512(R11)
+	PREFETCHT1 0(R11)(R14*1)
+	PREFETCHT1 32(R11)(R14*1)
 	VMOVUPS 0(R11), Y12
 	VMOVUPS 32(R11), Y13
 	VBROADCASTSS (DX), Y14

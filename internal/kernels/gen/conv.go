@@ -31,7 +31,7 @@ func genConvFamily(e *emitter) {
 				}
 				e.goText("}\n")
 				for _, n := range row3 {
-					e.gof("\n//go:noescape\nfunc %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)\n", n)
+					e.gof("\n//go:noescape\nfunc %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)\n", n)
 				}
 			}
 			e.gof("\n// conv%s_%d[mr-1] is the %s conv kernel for mr pixels × %d channels.\nvar conv%s_%d = [...]convKernel{", is.name, nr, is.name, nr, is.name, nr)
@@ -44,7 +44,7 @@ func genConvFamily(e *emitter) {
 			}
 			e.goText("}\n")
 			for _, n := range conv {
-				e.gof("\n//go:noescape\nfunc %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)\n", n)
+				e.gof("\n//go:noescape\nfunc %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)\n", n)
 			}
 			for _, n := range dw {
 				e.gof("\n//go:noescape\nfunc %s(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)\n", n)
@@ -71,7 +71,7 @@ func genConv(e *emitter, is isa, mr, nv int) string {
 	for (sets+1)*mr*nv <= min(8, is.maxAcc) {
 		sets++
 	}
-	e.textf("\n// func %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)\nTEXT ·%s(SB), NOSPLIT, $0-120\n%s_tile:\n", name, name, name)
+	e.textf("\n// func %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)\nTEXT ·%s(SB), NOSPLIT, $0-128\n%s_tile:\n", name, name, name)
 	for p := 0; p < sets*mr; p++ {
 		for v := 0; v < nv; v++ {
 			r := acc(is, p, v, nv)
@@ -80,7 +80,7 @@ func genConv(e *emitter, is isa, mr, nv int) string {
 	}
 	e.text("\tMOVQ x+0(FP), R12\n\tADDQ xoff+8(FP), R12\n\tMOVQ w+16(FP), R13\n\tMOVQ taps+32(FP), AX\n\tMOVQ ntaps+40(FP), BX\n\tMOVQ xs+56(FP), SI\n\tLEAQ (SI)(SI*2), DI\n")
 	e.textf("\tTESTQ BX, BX\n\tJZ %s_store\n%s_tap:\n", name, name)
-	e.text("\tMOVQ 0(AX), DX\n\tADDQ R12, DX\n\tMOVQ 8(AX), R11\n\tADDQ R13, R11\n")
+	e.text("\tMOVQ 0(AX), DX\n\tADDQ R12, DX\n\tMOVQ 8(AX), R11\n\tADDQ R13, R11\n\tMOVQ pf+120(FP), R14\n")
 	if mr > 5 {
 		e.text("\tLEAQ (DX)(SI*1), R8\n")
 	}
@@ -95,6 +95,16 @@ func genConv(e *emitter, is isa, mr, nv int) string {
 			// layer's weights are out of cache in a network pass): ask for
 			// them prefetchDist bytes ahead.
 			e.textf("\tPREFETCHT0 %d(R11)\n", k*nv*vb+prefetchDist)
+			// And the next channel block's weights into L2, at the same
+			// place (pf bytes on, in R14; 0 for the last block): the
+			// next block then starts from L2, its memory reads overlapped
+			// with this block's arithmetic. Measured on Zen 5, steps
+			// alternated in one process against pf = 0: ResNet-50 at
+			// batch 1 5–8% faster (its stage-4 1×1 convolutions 20–30%),
+			// batch 8 and CIFAR training and inference level (±1%).
+			for v := 0; v < nv; v++ {
+				e.textf("\tPREFETCHT1 %d(R11)(R14*1)\n", (k*nv+v)*vb)
+			}
 		}
 		for v := 0; v < nv; v++ {
 			e.textf("\tVMOVUPS %d(R11), %s\n", (k*nv+v)*vb, wreg[v])
@@ -167,13 +177,15 @@ const prefetchDist = 512
 // weights woffset + u·ic·NR·4. Each broadcast activation x[q][c] then
 // feeds the three outputs p = q−u that use it — three times the FMAs per
 // load of genConv, which matters most for one-vector (16-channel) tiles,
-// where genConv does one load per FMA.
+// where genConv does one load per FMA. It ignores pf: genConv's prefetch of
+// the next block made ResNet-50's 7×7 3×3 convolutions (590 KB of weights a
+// block, two of them more than L2 holds) 20–30% slower here.
 func genConvRow3(e *emitter, is isa, mr, nv int) string {
 	name := fmt.Sprintf("convRow3%s_%dx%d", is.name, mr, nv*is.width)
 	vb := is.width * 4
 	wreg := func(u, v int) string { return fmt.Sprintf("%s%d", is.reg, mr*nv+u*nv+v) }
 	breg := []string{fmt.Sprintf("%s%d", is.reg, is.nregs-2), fmt.Sprintf("%s%d", is.reg, is.nregs-1)}
-	e.textf("\n// func %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles int)\nTEXT ·%s(SB), NOSPLIT, $0-120\n%s_tile:\n", name, name, name)
+	e.textf("\n// func %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)\nTEXT ·%s(SB), NOSPLIT, $0-128\n%s_tile:\n", name, name, name)
 	for p := 0; p < mr; p++ {
 		for v := 0; v < nv; v++ {
 			r := acc(is, p, v, nv)
