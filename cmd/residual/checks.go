@@ -190,11 +190,7 @@ func checkTrain(fs *flag.FlagSet, _ []string) error {
 			}
 		}
 	}
-	if n := intFlag(fs, "threads"); n > runtime.NumCPU() {
-		// More threads than CPUs only adds switching: clamp, and say so.
-		fmt.Fprintf(fs.Output(), "residual train: --threads %d: this machine has %d CPUs; using %d\n", n, runtime.NumCPU(), runtime.NumCPU())
-		fs.Set("threads", fmt.Sprint(runtime.NumCPU()))
-	}
+	clampThreads(fs)
 	switch d := stringFlag(fs, "distributed"); d {
 	case distributed.KindNone, distributed.KindLocal, distributed.KindMPI, distributed.KindAuto:
 	default:
@@ -463,16 +459,27 @@ const (
 // checkServe refuses serve's numeric flags out of range (a zero or
 // negative value would otherwise fall back to the default unsaid), and a
 // --model that is not NAME=CKPT or names a model twice.
+// clampThreads lowers --threads to the machine's CPUs, saying so: more
+// threads than CPUs only adds switching.
+func clampThreads(fs *flag.FlagSet) {
+	if n := intFlag(fs, "threads"); n > runtime.NumCPU() {
+		fmt.Fprintf(fs.Output(), "%s: --threads %d: this machine has %d CPUs; using %d\n", fs.Name(), n, runtime.NumCPU(), runtime.NumCPU())
+		fs.Set("threads", fmt.Sprint(runtime.NumCPU()))
+	}
+}
+
 func checkServe(fs *flag.FlagSet, _ []string) error {
 	err := firstError(
 		intIn(fs, "max-batch", 1, maxServeBatch),
 		intIn(fs, "max-queue", 1, maxServeQueue),
 		intIn(fs, "instances", 1, maxServeInstances),
 		intIn(fs, "max-pixels", 1, limits.ImagePixels),
+		intIn(fs, "threads", 0, math.MaxInt),
 	)
 	if err != nil {
 		return err
 	}
+	clampThreads(fs)
 	if v, _ := flagValue(fs, "max-body").(int64); v < 1 {
 		return badFlag("max-body", v, "must be ≥ 1 byte")
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -39,8 +40,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&cfg.PollInterval, "poll", 2e9, "how often the repository is scanned")
 	drain := fs.Duration("drain", 30e9, "on SIGTERM or interrupt, how long in-flight requests may take")
 	logJSON := fs.Bool("log-json", false, "log as JSON lines instead of text")
+	threads := fs.Int("threads", 0, "threads for the models and the server (0: all cores); 1 suits a model whose batch takes well under a millisecond (docs/SERVING.md)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *threads > 0 {
+		runtime.GOMAXPROCS(*threads)
 	}
 	if len(models) == 0 && *repo == "" {
 		return fmt.Errorf("%w: usage: residual serve --model NAME=CKPT [--model ...] | --repository DIR [--addr HOST:PORT]", errUsage)
