@@ -156,7 +156,7 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 
 // readBody reads a bounded request body, mapping the limit to 413.
 func readBody(r *http.Request) ([]byte, error) {
-	b, err := io.ReadAll(r.Body)
+	b, err := readAll(r.Body, r.ContentLength)
 	var mb *http.MaxBytesError
 	switch {
 	case errors.As(err, &mb):
@@ -165,6 +165,32 @@ func readBody(r *http.Request) ([]byte, error) {
 		return nil, badRequest("reading the request body: %v", err)
 	}
 	return b, nil
+}
+
+// maxPreallocated bounds the buffer readAll sizes from a declared length
+// before any byte has arrived: a client claiming --max-body bytes and
+// sending none must not make the server allocate them.
+const maxPreallocated = 4 << 20
+
+// readAll is io.ReadAll starting with room for the declared length
+// (ContentLength; −1 when unknown), up to maxPreallocated: a 600 KB
+// ResNet-50 request then arrives in one buffer instead of a dozen that
+// double and copy.
+func readAll(r io.Reader, declared int64) ([]byte, error) {
+	b := make([]byte, 0, min(max(declared, 511), maxPreallocated)+1) // +1: room to see EOF
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -8,6 +8,7 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"io"
 	"math"
 	"mime/multipart"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	ag "github.com/residual-nn/residual/autograd"
@@ -509,5 +511,28 @@ func TestSegmentRoute(t *testing.T) {
 	ov, err := png.Decode(bytes.NewReader(b))
 	if code != 200 || err != nil || ov.Bounds().Dx() != 6 {
 		t.Fatalf("overlay: %d %v", code, err)
+	}
+}
+
+// TestReadAll: the body arrives whole whatever length the client declared
+// (exact, short, long, none), a declared length never makes a buffer
+// beyond maxPreallocated before the bytes come, and a reader's error is
+// returned with what was read.
+func TestReadAll(t *testing.T) {
+	body := bytes.Repeat([]byte("0123456789"), 100_000) // 1 MB
+	for _, declared := range []int64{-1, 0, 10, int64(len(body)), int64(len(body)) + 7, 1 << 40} {
+		got, err := readAll(bytes.NewReader(body), declared)
+		if err != nil || !bytes.Equal(got, body) {
+			t.Errorf("declared %d: %d bytes, err %v; want the %d bytes", declared, len(got), err, len(body))
+		}
+	}
+	got, err := readAll(strings.NewReader(""), 1<<40)
+	if err != nil || len(got) != 0 || cap(got) > maxPreallocated+1 {
+		t.Errorf("empty body declared 1 TB: %d bytes, cap %d, err %v; want none, cap ≤ %d", len(got), cap(got), err, maxPreallocated+1)
+	}
+	boom := fmt.Errorf("connection reset")
+	got, err = readAll(io.MultiReader(strings.NewReader("abc"), iotest.ErrReader(boom)), 3)
+	if err != boom || string(got) != "abc" {
+		t.Errorf("failing reader: %q, %v; want \"abc\", %v", got, err, boom)
 	}
 }
