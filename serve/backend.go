@@ -21,7 +21,9 @@ type Backend interface {
 	// Forward runs a batch [N,H,W,C] and returns logits [N,classes]
 	// (classifiers) or [N,H',W',classes] (segmenters). The server calls it
 	// from one goroutine per model instance (Config.Instances); with more
-	// than one instance it must be safe for concurrent use.
+	// than one instance it must be safe for concurrent use. x's memory
+	// is reused for later requests once the response is written: Forward
+	// must not keep x, nor return a y that shares its data.
 	Forward(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error)
 }
 

@@ -66,7 +66,7 @@ func decodeRaw(what, dt string, raw []byte, n int) ([]float32, error) {
 	if len(raw) != n*size {
 		return nil, badRequest("%s: %d bytes of %s data for %d elements (want %d bytes)", what, len(raw), dt, n, n*size)
 	}
-	out := make([]float32, n)
+	out := getFloats(n)
 	le := binary.LittleEndian
 	// One loop per datatype: a switch per element cost a 224×224×3
 	// FP32 input 0.8 ms.

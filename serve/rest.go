@@ -177,7 +177,7 @@ const maxPreallocated = 4 << 20
 // ResNet-50 request then arrives in one buffer instead of a dozen that
 // double and copy.
 func readAll(r io.Reader, declared int64) ([]byte, error) {
-	b := make([]byte, 0, min(max(declared, 511), maxPreallocated)+1) // +1: room to see EOF
+	b := getBytes(int(min(max(declared, 511), maxPreallocated)) + 1) // +1: room to see EOF
 	for {
 		n, err := r.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
@@ -386,6 +386,7 @@ func (s *Server) infer2(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	defer putBytes(body) // nothing decoded from it keeps its memory
 	header, rest := body, []byte(nil)
 	if h := r.Header.Get(headerInferenceLength); h != "" {
 		n, err := strconv.Atoi(h)
@@ -451,8 +452,11 @@ func (s *Server) infer2(w http.ResponseWriter, r *http.Request) error {
 	x := tensor.MustFromData(data, dims...)
 	y, m, err := s.infer(ctx, "http", r.PathValue("name"), r.PathValue("version"), x)
 	if err != nil {
+		// A request that gave up may still be queued with x: x is left
+		// to the collector.
 		return err
 	}
+	defer putFloats(data) // answered: the batch that read x has run
 	binAll, err := paramBool(req.Parameters, "binary_data_output")
 	if err != nil {
 		return err
