@@ -133,8 +133,9 @@ func (g *grpcService) ModelInfer(ctx context.Context, r *inferencepb.ModelInferR
 	}
 	y, m, err := g.s.infer(ctx, "grpc", r.GetModelName(), r.GetModelVersion(), tensor.MustFromData(data, dims...))
 	if err != nil {
-		return nil, err
+		return nil, err // a request that gave up may still be queued with data
 	}
+	defer putFloats(data) // answered: the batch that read it has run
 	var want []string
 	for _, o := range r.GetOutputs() {
 		want = append(want, o.GetName())
