@@ -152,8 +152,14 @@ func startWorker() {
 // workerSpin is how long a worker looks for offered jobs after its last
 // one before it parks: a training step calls parallelFor thousands of
 // times with short serial stretches between, and waking a parked
-// goroutine takes longer than many of those stretches.
-const workerSpin = 400 * time.Microsecond
+// goroutine takes longer than many of those stretches. A server answering
+// one client back to back has a millisecond or two between forward
+// passes: with 400 µs the workers parked between every two, and ResNet-50
+// at batch 1 served 5–9% fewer requests/s than with 5 ms (three alternated
+// rounds on the 2-core Zen 5 VM). Runtimes spin as long or longer (GNU
+// OpenMP's default spin count is milliseconds, Intel's KMP_BLOCKTIME 200
+// ms); the cost is at most 5 ms of a core after the last job.
+const workerSpin = 5 * time.Millisecond
 
 // worker helps with jobs for the life of the program: it spins on pending
 // for workerSpin after each, then parks until a caller wakes it.
