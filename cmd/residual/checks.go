@@ -456,9 +456,6 @@ const (
 	maxServeInstances = 256
 )
 
-// checkServe refuses serve's numeric flags out of range (a zero or
-// negative value would otherwise fall back to the default unsaid), and a
-// --model that is not NAME=CKPT or names a model twice.
 // clampThreads lowers --threads to the machine's CPUs, saying so: more
 // threads than CPUs only adds switching.
 func clampThreads(fs *flag.FlagSet) {
@@ -468,6 +465,9 @@ func clampThreads(fs *flag.FlagSet) {
 	}
 }
 
+// checkServe refuses serve's numeric flags out of range (a zero or
+// negative value would otherwise fall back to the default unsaid), and a
+// --model that is not NAME=CKPT or names a model twice.
 func checkServe(fs *flag.FlagSet, _ []string) error {
 	err := firstError(
 		intIn(fs, "max-batch", 1, maxServeBatch),
