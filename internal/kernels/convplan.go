@@ -23,10 +23,6 @@ type winoGemmKernel func(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos 
 type ocBlock struct {
 	oc0, nb, vi int // first channel, width, vectors−1
 	off         int // offset of its packed weights
-	// next is the distance in bytes from this block's packed weights to
-	// the next block's (0 for the last): the kernels prefetch the next
-	// block's weights into L2 while they compute this one.
-	next int
 }
 
 // blocksFor splits oc channels into blocks of two vectors and at most one
@@ -118,9 +114,6 @@ func (p *convPlan) pack(src weightSource) {
 	for i := range p.blocks {
 		p.blocks[i].off = total
 		total += taps * p.C * p.blocks[i].nb
-		if i+1 < len(p.blocks) {
-			p.blocks[i].next = taps * p.C * p.blocks[i].nb * 4
-		}
 	}
 	p.wp = getBuf(max(total, 1))
 	parallelFor(len(p.blocks)*taps, func(lo, hi int) {
@@ -336,7 +329,14 @@ func (p *convPlan) run(x, y []float32) {
 				sk, skStride = unsafe.Pointer(&ep.skip[yi]), ys
 			}
 		}
-		k(xp, xoff, unsafe.Pointer(&p.wp[b.off]), unsafe.Pointer(&y[yi]), tp, len(tb)/2, ic, xs, ys, sc, sh, sk, skStride, floor, tiles, b.next)
+		// The kernels prefetch the next block's weights into L2 while they
+		// compute this one's: pf is the distance to them, this block's
+		// size in bytes (0 for the last block).
+		pf := 0
+		if b.oc0+b.nb < p.OC {
+			pf = p.KH * p.KW * p.C * b.nb * 4
+		}
+		k(xp, xoff, unsafe.Pointer(&p.wp[b.off]), unsafe.Pointer(&y[yi]), tp, len(tb)/2, ic, xs, ys, sc, sh, sk, skStride, floor, tiles, pf)
 	}
 	cm := runs[g.main]
 	// mainRowSpan tiles outputs [o, o+left) of output row r of image n
