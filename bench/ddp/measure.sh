@@ -1,6 +1,6 @@
 #!/bin/bash
-# Every measurement docs/DISTRIBUTED.md needs, in one run of about 13
-# minutes (bounded to 15: each command has a time limit), on a quiet
+# Every measurement docs/DISTRIBUTED.md needs, in one run of about 14
+# minutes (bounded to 20: each command has a time limit), on a quiet
 # machine with 2 cores, as root (the network namespaces need it).
 #
 # Usage: bench/ddp/measure.sh OUT_DIR [--smoke]
@@ -21,9 +21,14 @@
 #            LINK line gives the bytes that crossed it). A latency is added
 #            only where the kernel has sch_netem; the LINK and check lines
 #            say what was applied ("delay": "0" when none could be).
+#   netns-1gbit-tun-0.5ms  the same over bench/ddp/linkemu's user-space
+#            link (netns.sh --link tun): 1 Gbit/s and 0.5 ms one way, a
+#            latency on any kernel (its LINKEMU line: the forwarder's
+#            timing and CPU time).
 #   scaling  bench/ddp/scaling.py's model of ResNet-50 on 1–64 ranks at 10
-#            and 1 Gbit/s, from the measured 1 × 1 step and the hidden
-#            fraction measured over the veth (a model, not a measurement).
+#            and 1 Gbit/s (and at 1 Gbit/s with 0.5 ms latency), from the
+#            measured 1 × 1 step and the hidden fraction measured over each
+#            link (a model, not a measurement).
 #
 # OUT_DIR receives:
 #   results.jsonl  one JSON object per line: every RESULT and LINK line of
@@ -65,7 +70,7 @@ cleanup() {
 }
 trap cleanup EXIT
 start=$(date +%s)
-deadline=$((start + 15 * 60))
+deadline=$((start + 20 * 60))
 
 if [[ $smoke -eq 1 ]]; then
 	rn20=(--steps 1 --warmup 0) rn50=(--steps 1 --warmup 0 --side 64) quick=(--quick)
@@ -85,24 +90,24 @@ with open(path, "a") as f:
     for line in sys.stdin:
         line = line.rstrip("\n")
         print(line, flush=True)
-        for prefix, default in (("RESULT ", None), ("LINK ", "link")):
+        for prefix, default in (("RESULT ", None), ("LINK ", "link"), ("LINKEMU ", "linkemu")):
             if line.startswith(prefix):
                 r = json.loads(line[len(prefix):])
                 src = default or ("torch" if str(r.get("name", "")).startswith("torch") else
-                                  "check" if str(r.get("name", "")).startswith("veth") else "ddpbench")
+                                  "check" if str(r.get("name", "")).startswith(("veth", "tun")) else "ddpbench")
                 f.write(json.dumps({"section": section, "source": src, **r}) + "\n")
 ' "$1" "$results"
 }
 
 # run SECTION WHAT LIMIT_S CMD...: runs CMD with a time limit (cut to what
-# is left of the 15 minutes), records a failure as a line with "error".
+# is left of the 20 minutes), records a failure as a line with "error".
 run() {
 	local section=$1 what=$2 lim=$3
 	shift 3
 	local left=$((deadline - $(date +%s)))
 	if ((left < 20)); then
 		echo "measure.sh: no time left for $section $what" | tee -a "$log" >&2
-		echo "{\"section\":\"$section\",\"source\":\"$what\",\"error\":\"skipped: the 15 minutes were spent\"}" >>"$results"
+		echo "{\"section\":\"$section\",\"source\":\"$what\",\"error\":\"skipped: the 20 minutes were spent\"}" >>"$results"
 		return
 	fi
 	((lim > left)) && lim=$left
@@ -156,13 +161,15 @@ if [[ $(id -u) -ne 0 ]]; then
 	echo "measure.sh: not root: no network namespaces, the netns section is skipped" | tee -a "$log" >&2
 	echo '{"section":"netns","source":"netns","error":"skipped: not root"}' >>"$results"
 else
-	for rate in 10gbit 1gbit; do
-		s=netns-$rate
-		run "$s" check 60 "$here/netns.sh" --rate "$rate" check
-		run "$s" "ours resnet20" 120 "$here/netns.sh" --rate "$rate" ours --model resnet20 --batch "$b20" "${rn20[@]}"
-		run "$s" "torch cifar20" 120 "$here/netns.sh" --rate "$rate" torch --model cifar20 --batch "$b20" "${rn20[@]}"
-		run "$s" "ours resnet50" 150 "$here/netns.sh" --rate "$rate" ours --model resnet50 --batch "$b50" "${rn50[@]}"
-		run "$s" "torch rn50" 120 "$here/netns.sh" --rate "$rate" torch --model rn50 --batch "$b50" "${rn50[@]}"
+	for link in "netns-10gbit --rate 10gbit" "netns-1gbit --rate 1gbit" \
+		"netns-1gbit-tun-0.5ms --link tun --rate 1gbit --delay 0.5ms"; do
+		read -r s net <<<"$link"
+		read -ra net <<<"$net"
+		run "$s" check 60 "$here/netns.sh" "${net[@]}" check
+		run "$s" "ours resnet20" 120 "$here/netns.sh" "${net[@]}" ours --model resnet20 --batch "$b20" "${rn20[@]}"
+		run "$s" "torch cifar20" 120 "$here/netns.sh" "${net[@]}" torch --model cifar20 --batch "$b20" "${rn20[@]}"
+		run "$s" "ours resnet50" 150 "$here/netns.sh" "${net[@]}" ours --model resnet50 --batch "$b50" "${rn50[@]}"
+		run "$s" "torch rn50" 120 "$here/netns.sh" "${net[@]}" torch --model rn50 --batch "$b50" "${rn50[@]}"
 	done
 fi
 
@@ -179,14 +186,15 @@ def find(section, ranks, threads=1):
 one = find("local", 1)
 if one is None:
     sys.exit("no ResNet-50 1 x 1 result")
-for gbit, section in ((10, "netns-10gbit"), (1, "netns-1gbit")):
+for gbit, section, latency_us in ((10, "netns-10gbit", 50), (1, "netns-1gbit", 50), (1, "netns-1gbit-tun-0.5ms", 500)):
     two = find(section, 2) or {}
     overlap = two.get("hidden_frac", 0.0)
     # one rank's compute: the 1 x 1 step scaled to the per-rank batch of the 2-rank runs
     compute = one["step_s"] * two.get("batch_per_rank", one["batch_per_rank"]) / one["batch_per_rank"]
     print(f"# {section}: compute {compute:.4g} s (1 x 1 step, per-rank batch), overlap {overlap:.3g} (hidden_frac measured there)", flush=True)
     subprocess.run(["python3", "$here/scaling.py", "--compute-s", str(compute), "--grad-mb", str(one["grad_bytes"] / 2**20),
-                    "--buckets", str(one["buckets"]), "--gbit", str(gbit), "--overlap", str(overlap)], check=True)
+                    "--buckets", str(one["buckets"]), "--gbit", str(gbit), "--overlap", str(overlap),
+                    "--latency-us", str(latency_us)], check=True)
 EOF
 cat "$out/scaling.txt"
 echo "measure.sh: done in $(($(date +%s) - start))s; results in $results" | tee -a "$log" >&2
