@@ -176,10 +176,14 @@ def worker(rank, world, a, pin=False):
             hidden_s=hidden, hidden_frac=hidden / comm_s if comm_s > 0 else 0.0,
             img_per_s=batch * world / step_s)), flush=True)
     if world > 1:
-        # Meet before the teardown: a rank whose peer had already torn its
-        # Gloo context down was seen spinning for ever in destroy_process_group.
+        # Meet, then leave without Gloo's teardown: destroy_process_group was
+        # seen spinning for ever (a third of the 2-rank runs of 2026-12-04,
+        # even after this barrier), holding a core until the time limit.
+        # Everything this benchmark reports has been printed by now.
         dist.barrier()
-        dist.destroy_process_group()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def main():
