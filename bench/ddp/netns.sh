@@ -7,7 +7,7 @@
 #   bench/ddp/netns.sh [--rate 10gbit] [--delay 0.1ms] ours  [ddpbench flags...]
 #   bench/ddp/netns.sh [--rate 1gbit]  [--delay 0.1ms] torch [torch_ddp.py flags...]
 #   bench/ddp/netns.sh [--rate ...] [--delay ...] check      # the link alone: round trip and TCP rate
-#   bench/ddp/netns.sh --link tun [--rate 1gbit] [--delay 0.5ms] ours|torch|check ...
+#   bench/ddp/netns.sh --link tun --rate 1gbit --delay 0.5ms ours|torch|check ...
 #
 # Layout: namespaces rsdl0 and rsdl1 hold one rank each; the data link is
 # the veth pair veth0 (10.77.0.1, in rsdl0) <-> veth1 (10.77.0.2, in
@@ -58,7 +58,9 @@
 # After ours and torch it prints one line "LINK {json}": the shaping and
 # the bytes each end of the data link sent during the run (ip -s link), so
 # that a result shows that its traffic crossed the veth; and the bytes of
-# the control link, which must stay small.
+# the control link, which must stay small. (Its keys veth0_tx_bytes and
+# veth1_tx_bytes hold the tun devices' counts with --link tun; with it
+# linkemu's own LINKEMU line follows.)
 #
 # DDPBENCH names the ddpbench binary, built with MPI (default: built here
 # with CGO_ENABLED=1 go build -tags mpi into a temporary folder).
@@ -107,7 +109,10 @@ delns() {
 }
 emu=
 cleanup() {
-	[[ -n $emu ]] && kill "$emu" 2>/dev/null && wait "$emu" || true # prints its LINKEMU line
+	if [[ -n $emu ]]; then
+		kill "$emu" 2>/dev/null && wait "$emu" || true # prints its LINKEMU line
+		tail -n +2 "$tmp/linkemu.err" >&2 2>/dev/null || true # what it said after "ready"
+	fi
 	delns # takes the veths, the bridge and the qdiscs with them
 	rm -rf "$tmp"
 }
@@ -127,7 +132,7 @@ else
 	(cd "$root" && go build -o "$tmp/linkemu" ./bench/ddp/linkemu)
 	"$tmp/linkemu" --a "$ns0:$dev0" --b "$ns1:$dev1" --rate "$rate" --delay "$delay" 2>"$tmp/linkemu.err" &
 	emu=$!
-	for _ in $(seq 100); do grep -q ready "$tmp/linkemu.err" && break; sleep 0.05; done
+	for _ in $(seq 100); do grep -q ready "$tmp/linkemu.err" && break; kill -0 "$emu" 2>/dev/null || break; sleep 0.05; done
 	cat "$tmp/linkemu.err" >&2
 	grep -q ready "$tmp/linkemu.err" || { echo "netns.sh: linkemu did not start" >&2; exit 1; }
 	ip -n "$ns0" link set "$dev0" mtu 65000

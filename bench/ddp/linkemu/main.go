@@ -9,10 +9,13 @@
 // NS names a namespace of `ip netns` (/run/netns/NS). The devices exist while
 // linkemu runs; the caller gives them addresses, an MTU and brings them up
 // (`ip -n NS addr add …`, `ip -n NS link set DEV mtu M up`) once linkemu has
-// printed "linkemu: ready" on stderr. SIGINT or SIGTERM ends it; it then
-// prints one line "LINKEMU {json}" on stdout: per direction the packets and
-// bytes forwarded, the packets dropped, how late the packets left against
-// their schedule (p50, p99, max in µs) and linkemu's own CPU time.
+// printed "linkemu: ready" on stderr. SIGINT or SIGTERM ends it (and its
+// parent's exit: it must not outlive the script that set the namespaces up);
+// it then prints one line "LINKEMU {json}" on stdout: per direction the
+// packets and bytes forwarded, the packets dropped and the failed writes, how
+// late the packets were handed to the other side against their schedule (p50,
+// p99, max in µs), and linkemu's own CPU time. --delay takes Go's durations
+// (500us, 0.5ms), not tc's spellings (500usec).
 //
 // Each direction is a FIFO queue, as netem's is: a packet of n bytes that
 // arrives at t starts on the wire at max(t, the previous packet's end), takes
@@ -64,6 +67,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "linkemu:", err)
 		os.Exit(2)
 	}
+	// Ended with the script that started it, whatever kills the script:
+	// an orphan would keep both namespaces alive through its devices.
+	unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGTERM), 0, 0, 0)
+	if os.Getppid() == 1 {
+		fmt.Fprintln(os.Stderr, "linkemu: started by init (its parent is gone)")
+		os.Exit(1)
+	}
 	fa, err := openTUN(*a)
 	if err == nil {
 		var fb int
@@ -92,7 +102,9 @@ func parseRate(s string) (float64, error) {
 // openTUN creates the TUN device DEV in namespace NS ("NS:DEV") and returns
 // its file descriptor (blocking reads and writes, one IP packet each, no
 // packet-information header). The device is created from a thread moved into
-// NS for the call; the descriptor stays bound to it afterwards.
+// NS for the call and thrown away after it (its goroutine ends locked to
+// it), so no other goroutine runs in NS; the descriptor stays bound to the
+// device.
 func openTUN(spec string) (int, error) {
 	ns, dev, ok := strings.Cut(spec, ":")
 	if !ok || ns == "" || dev == "" {
@@ -103,25 +115,25 @@ func openTUN(spec string) (int, error) {
 		return -1, fmt.Errorf("namespace %s: %w", ns, err)
 	}
 	defer unix.Close(nsfd)
-	runtime.LockOSThread()
-	own, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return -1, err
+	type result struct {
+		fd  int
+		err error
 	}
-	defer unix.Close(own)
-	if err := unix.Setns(nsfd, unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return -1, fmt.Errorf("entering namespace %s: %w", ns, err)
-	}
-	fd, err := createTUN(dev)
-	if unix.Setns(own, unix.CLONE_NEWNET) == nil {
-		runtime.UnlockOSThread() // back in our own namespace; a thread that is not stays locked and ends with the program
-	}
-	if err != nil {
-		return -1, fmt.Errorf("TUN device %s in %s: %w", dev, ns, err)
-	}
-	return fd, nil
+	ch := make(chan result)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		if err := unix.Setns(nsfd, unix.CLONE_NEWNET); err != nil {
+			ch <- result{-1, fmt.Errorf("entering namespace %s: %w", ns, err)}
+			return
+		}
+		fd, err := createTUN(dev)
+		if err != nil {
+			err = fmt.Errorf("TUN device %s in %s: %w", dev, ns, err)
+		}
+		ch <- result{fd, err}
+	}()
+	r := <-ch
+	return r.fd, r.err
 }
 
 func createTUN(dev string) (int, error) {
@@ -168,7 +180,9 @@ type packet struct {
 	deliver int64
 }
 
-// direction's counters, written by its goroutines and read at the end.
+// direction is one direction's counters, written by its goroutines and
+// read at the end. "late" is how long after its delivery time a packet was
+// handed to the kernel.
 type direction struct {
 	Name      string  `json:"direction"`
 	Packets   int64   `json:"packets"`
@@ -177,6 +191,7 @@ type direction struct {
 	LateP50us float64 `json:"late_p50_us"`
 	LateP99us float64 `json:"late_p99_us"`
 	LateMaxus float64 `json:"late_max_us"`
+	WriteErrs int64   `json:"write_errors"`
 	late      []int64 // ns, one per delivered packet (bounded: the first 1<<20)
 	mu        sync.Mutex
 }
@@ -188,10 +203,12 @@ func monotonic() int64 {
 }
 
 // forward moves the packets read from in to out on sh's schedule until in
-// fails (its device is gone).
+// fails (its device is gone). A packet waits in a buffer of its own size,
+// so the queue's memory is what --queue lets wait (2 s at 1 Gbit/s: 250 MB)
+// and at most 1<<16 packets; a packet beyond either is dropped before it
+// is scheduled, taking no time on the wire.
 func forward(in, out int, sh shaper, d *direction) {
 	const mtu = 65536
-	pool := sync.Pool{New: func() any { return make([]byte, mtu) }}
 	ch := make(chan packet, 1<<16)
 	go func() {
 		// The kernel lets a sleep run late by the thread's timer slack
@@ -202,52 +219,51 @@ func forward(in, out int, sh shaper, d *direction) {
 			ts := unix.NsecToTimespec(p.deliver)
 			for unix.ClockNanosleep(unix.CLOCK_MONOTONIC, unix.TIMER_ABSTIME, &ts, nil) == unix.EINTR {
 			}
-			unix.Write(out, p.buf)
-			late := monotonic() - p.deliver
+			late := monotonic() - p.deliver // before the write, which runs the receiver's stack
+			_, err := unix.Write(out, p.buf)
 			d.mu.Lock()
-			d.Packets++
-			d.Bytes += int64(len(p.buf))
+			if err != nil {
+				d.WriteErrs++
+			} else {
+				d.Packets++
+				d.Bytes += int64(len(p.buf))
+			}
 			if len(d.late) < 1<<20 {
 				d.late = append(d.late, late)
 			}
 			d.mu.Unlock()
-			pool.Put(p.buf[:mtu])
 		}
 	}()
+	buf := make([]byte, mtu)
 	for {
-		buf := pool.Get().([]byte)
 		n, err := unix.Read(in, buf)
 		if err == unix.EINTR {
-			pool.Put(buf)
 			continue
 		}
 		if err != nil || n == 0 {
 			close(ch)
 			return
 		}
-		deliver, ok := sh.admit(monotonic(), n)
-		if ok {
-			select {
-			case ch <- packet{buf[:n], deliver}:
+		if len(ch) < cap(ch) { // this goroutine alone sends: the room stays
+			if deliver, ok := sh.admit(monotonic(), n); ok {
+				ch <- packet{slices.Clone(buf[:n]), deliver}
 				continue
-			default:
 			}
 		}
 		d.mu.Lock()
 		d.Dropped++
 		d.mu.Unlock()
-		pool.Put(buf)
 	}
 }
 
 func run(fa, fb int, a, b string, sh shaper) {
 	ab := &direction{Name: a + " to " + b}
 	ba := &direction{Name: b + " to " + a}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	go forward(fa, fb, sh, ab)
 	go forward(fb, fa, sh, ba)
 	fmt.Fprintf(os.Stderr, "linkemu: ready: %s <-> %s, %.3g bit/s, %v one-way delay\n", a, b, sh.rate, time.Duration(sh.delay))
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	<-sig
 	var ru unix.Rusage
 	unix.Getrusage(unix.RUSAGE_SELF, &ru)
@@ -260,7 +276,7 @@ func run(fa, fb int, a, b string, sh shaper) {
 			d.LateP99us = float64(late[n*99/100]) / 1e3
 			d.LateMaxus = float64(late[n-1]) / 1e3
 		}
-		dirs = append(dirs, direction{Name: d.Name, Packets: d.Packets, Bytes: d.Bytes, Dropped: d.Dropped,
+		dirs = append(dirs, direction{Name: d.Name, Packets: d.Packets, Bytes: d.Bytes, Dropped: d.Dropped, WriteErrs: d.WriteErrs,
 			LateP50us: d.LateP50us, LateP99us: d.LateP99us, LateMaxus: d.LateMaxus})
 		d.mu.Unlock()
 	}
