@@ -38,6 +38,15 @@ type Comm interface {
 	// complete in any order but must be started in the same order on
 	// every rank.
 	StartAllReduceSum(buf []float32) Request
+	// StartAllReduceSumBF16 starts summing buf, bfloat16 values (the
+	// upper halves of float32s, as kernels.BF16FromFloat32 writes them),
+	// over the ranks in place, and returns at once like
+	// StartAllReduceSum. Each addition is made in float32 and rounded
+	// back to bfloat16 (to nearest, ties to even), in an order the
+	// implementation chooses: the result may differ between
+	// implementations by those roundings. Gradient compression
+	// (BF16Compression) sends half the bytes of StartAllReduceSum with it.
+	StartAllReduceSumBF16(buf []uint16) Request
 	// AllReduceSumFloat64 is AllReduceSum for float64 values: for sums
 	// that float32 would round too much (metrics over an epoch, the batch
 	// statistics of SyncBatchNorm).
@@ -156,6 +165,8 @@ func (l *Local) AllReduceSum([]float32) error { return l.check(0) }
 
 // StartAllReduceSum returns a completed Request.
 func (l *Local) StartAllReduceSum([]float32) Request { return done{l.check(0)} }
+
+func (l *Local) StartAllReduceSumBF16([]uint16) Request { return done{l.check(0)} }
 
 // AllReduceSumFloat64 leaves buf as it is.
 func (l *Local) AllReduceSumFloat64([]float64) error { return l.check(0) }

@@ -325,12 +325,96 @@ func TestReducerEqualsPlainSum(t *testing.T) {
 // recorder is a Comm that counts the all-reduces started.
 type recorder struct {
 	Comm
-	started int
+	started, startedBF16 int
 }
 
 func (r *recorder) StartAllReduceSum(buf []float32) Request {
 	r.started++
 	return r.Comm.StartAllReduceSum(buf)
+}
+
+func (r *recorder) StartAllReduceSumBF16(buf []uint16) Request {
+	r.startedBF16++
+	return r.Comm.StartAllReduceSumBF16(buf)
+}
+
+// TestAllReduceSumBF16 checks the in-process group's bfloat16 sums (the
+// MPI implementation runs the same checks in TestMPICollectives) and that
+// one process leaves its buffer alone.
+func TestAllReduceSumBF16(t *testing.T) {
+	for _, size := range []int{1, 2, 3} {
+		noErrors(t, onRanks(size, checkBF16))
+	}
+	buf := []uint16{0x3F80, 0x7FC1}
+	if err := NewLocal().StartAllReduceSumBF16(buf).Wait(); err != nil || buf[0] != 0x3F80 || buf[1] != 0x7FC1 {
+		t.Errorf("Local.StartAllReduceSumBF16: %v, buffer %#04x", err, buf)
+	}
+}
+
+// TestReducerBF16Compression: with BF16Compression every bucket goes out
+// as bfloat16 (and none as float32), and each gradient comes back as the
+// mean over the ranks within the bound ReducerOptions documents: N
+// roundings of relative error 2⁻⁸ of the terms g_r/N, γ_N·Σ|g_r|/N, plus
+// two float32 roundings (the division by N, the widening is exact).
+func TestReducerBF16Compression(t *testing.T) {
+	sizes := []int{1, 3, 100003, 5, 257, 4096, 1}
+	for _, size := range []int{2, 3} {
+		noErrors(t, onRanks(size, func(c Comm) error {
+			rec := &recorder{Comm: c}
+			red, err := NewReducer(rec, sizes, ReducerOptions{BucketBytes: 64 << 10, FirstBucketBytes: 1 << 10, Compression: BF16Compression})
+			if err != nil {
+				return err
+			}
+			for step := range 2 {
+				grads := make([][]float32, len(sizes))
+				for i, n := range sizes {
+					grads[i] = rankData(c.Rank(), 200+10*step+i, n)
+				}
+				for _, i := range tensor.NewRNG(uint64(c.Rank() + 10*step)).Perm(len(sizes)) {
+					if err := red.MarkReady(i, grads[i]); err != nil {
+						return err
+					}
+				}
+				if err := red.Wait(); err != nil {
+					return err
+				}
+				u := math.Ldexp(1, -8)
+				gamma := float64(size)*u/(1-float64(size)*u) + 2*math.Ldexp(1, -24)
+				for i, g := range grads {
+					all := make([][]float32, size)
+					for r := range all {
+						all[r] = rankData(r, 200+10*step+i, len(g))
+					}
+					for k, v := range g {
+						var mean, abs float64
+						for _, d := range all {
+							x := float64(d[k])
+							mean += x / float64(size)
+							abs += math.Abs(x) / float64(size)
+						}
+						if d := math.Abs(float64(v) - mean); d > gamma*abs {
+							return fmt.Errorf("step %d, gradient %d, element %d: %g, want %g ± %.3g", step, i, k, v, mean, gamma*abs)
+						}
+					}
+				}
+			}
+			if nb := len(red.Buckets()); rec.startedBF16 != 2*nb || rec.started != 0 {
+				return fmt.Errorf("%d buckets over 2 steps: %d bfloat16 and %d float32 all-reduces, want %d and 0", nb, rec.startedBF16, rec.started, 2*nb)
+			}
+			return nil
+		}))
+	}
+	if _, err := NewReducer(NewLocal(), []int{3}, ReducerOptions{Compression: 7}); err == nil {
+		t.Error("NewReducer with an unknown compression: no error")
+	}
+	for s, want := range map[string]Compression{"": NoCompression, "none": NoCompression, "bf16": BF16Compression} {
+		if got, err := ParseCompression(s); err != nil || got != want || (s != "" && got.String() != s) {
+			t.Errorf("ParseCompression(%q) = %v, %v; want %v", s, got, err, want)
+		}
+	}
+	if _, err := ParseCompression("fp16"); err == nil {
+		t.Error(`ParseCompression("fp16"): no error`)
+	}
 }
 
 // TestReducerStartsBucketsEarlyAndInOrder: a bucket's all-reduce starts

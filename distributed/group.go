@@ -3,6 +3,8 @@ package distributed
 import (
 	"fmt"
 	"sync"
+
+	"github.com/residual-nn/residual/internal/kernels"
 )
 
 // NewGroup returns size Comms that form one group inside this process,
@@ -43,6 +45,7 @@ type round struct {
 	root    int
 	f32     [][]float32
 	f64     [][]float64
+	bf16    [][]uint16
 	bytes   [][]byte
 	arrived int
 	done    chan struct{}
@@ -62,22 +65,26 @@ func (m *member) AllReduceSum(buf []float32) error {
 }
 
 func (m *member) StartAllReduceSum(buf []float32) Request {
-	return m.join("AllReduceSum", 0, buf, nil, nil)
+	return join(m, "AllReduceSum", 0, buf)
+}
+
+func (m *member) StartAllReduceSumBF16(buf []uint16) Request {
+	return join(m, "AllReduceSumBF16", 0, buf)
 }
 
 func (m *member) AllReduceSumFloat64(buf []float64) error {
-	return m.join("AllReduceSumFloat64", 0, nil, buf, nil).Wait()
+	return join(m, "AllReduceSumFloat64", 0, buf).Wait()
 }
 
 func (m *member) Broadcast(buf []float32, root int) error {
-	return m.join("Broadcast", root, buf, nil, nil).Wait()
+	return join(m, "Broadcast", root, buf).Wait()
 }
 
 func (m *member) BroadcastBytes(buf []byte, root int) error {
-	return m.join("BroadcastBytes", root, nil, nil, buf).Wait()
+	return join(m, "BroadcastBytes", root, buf).Wait()
 }
 
-func (m *member) Barrier() error { return m.join("Barrier", 0, nil, nil, nil).Wait() }
+func (m *member) Barrier() error { return join[[]byte](m, "Barrier", 0, nil).Wait() }
 
 // Finalize leaves the group; rounds still waiting for this rank fail.
 func (m *member) Finalize() error {
@@ -96,9 +103,14 @@ func (m *member) Finalize() error {
 	return nil
 }
 
-// join brings this rank's part of its next collective; the last rank to
-// arrive performs it.
-func (m *member) join(op string, root int, f []float32, d []float64, b []byte) Request {
+// buffer is the element types a collective's buffer can have.
+type buffer interface {
+	[]float32 | []float64 | []uint16 | []byte
+}
+
+// join brings this rank's part of its next collective, buf (nil for
+// none); the last rank to arrive performs it.
+func join[B buffer](m *member, op string, root int, buf B) Request {
 	g := m.g
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -112,7 +124,8 @@ func (m *member) join(op string, root int, f []float32, d []float64, b []byte) R
 	g.seq[m.rank]++
 	rd := g.rounds[n]
 	if rd == nil {
-		rd = &round{op: op, root: root, f32: make([][]float32, g.size), f64: make([][]float64, g.size), bytes: make([][]byte, g.size), done: make(chan struct{})}
+		rd = &round{op: op, root: root, f32: make([][]float32, g.size), f64: make([][]float64, g.size),
+			bf16: make([][]uint16, g.size), bytes: make([][]byte, g.size), done: make(chan struct{})}
 		g.rounds[n] = rd
 		for r, gone := range g.gone {
 			if gone && g.seq[r] <= n {
@@ -126,7 +139,16 @@ func (m *member) join(op string, root int, f []float32, d []float64, b []byte) R
 		return rd
 	default:
 	}
-	rd.f32[m.rank], rd.f64[m.rank], rd.bytes[m.rank] = f, d, b
+	switch b := any(buf).(type) {
+	case []float32:
+		rd.f32[m.rank] = b
+	case []float64:
+		rd.f64[m.rank] = b
+	case []uint16:
+		rd.bf16[m.rank] = b
+	case []byte:
+		rd.bytes[m.rank] = b
+	}
 	rd.arrived++
 	switch {
 	case rd.op != op || rd.root != root:
@@ -151,7 +173,7 @@ func (g *group) finish(n int, rd *round, err error) {
 
 // perform computes the collective once every rank's buffer is in.
 func (rd *round) perform() error {
-	n := func(r int) int { return len(rd.f32[r]) + len(rd.f64[r]) + len(rd.bytes[r]) }
+	n := func(r int) int { return len(rd.f32[r]) + len(rd.f64[r]) + len(rd.bf16[r]) + len(rd.bytes[r]) }
 	for r := range rd.f32 {
 		if n(r) != n(0) {
 			return fmt.Errorf("distributed: %s with %d values on rank 0 and %d on rank %d", rd.op, n(0), n(r), r)
@@ -162,6 +184,8 @@ func (rd *round) perform() error {
 		sumInto(rd.f32)
 	case "AllReduceSumFloat64":
 		sumInto(rd.f64)
+	case "AllReduceSumBF16":
+		sumIntoBF16(rd.bf16)
 	case "Broadcast":
 		copyFrom(rd.f32, rd.root)
 	case "BroadcastBytes":
@@ -177,6 +201,22 @@ func sumInto[T float32 | float64](bufs [][]T) {
 	for _, b := range bufs {
 		for i, v := range b {
 			sum[i] += v
+		}
+	}
+	for _, b := range bufs {
+		copy(b, sum)
+	}
+}
+
+// sumIntoBF16 replaces every rank's buffer of bfloat16 values with their
+// sum, added in rank order in float32 and rounded to bfloat16 after each
+// addition.
+func sumIntoBF16(bufs [][]uint16) {
+	sum := make([]uint16, len(bufs[0]))
+	copy(sum, bufs[0])
+	for _, b := range bufs[1:] {
+		for i, v := range b {
+			sum[i] = kernels.BF16FromFloat32(kernels.Float32FromBF16(sum[i]) + kernels.Float32FromBF16(v))
 		}
 	}
 	for _, b := range bufs {

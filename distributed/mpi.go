@@ -10,13 +10,42 @@ package distributed
 // MPICH) on the C side: a request is a malloc'ed MPI_Request that Go
 // holds as a void *.
 
+// bfloat16 sums (StartAllReduceSumBF16): MPI has no bfloat16 type, so the
+// values travel as MPI_UNSIGNED_SHORT and are added by a user operation,
+// in float32, rounded back to nearest, ties to even, NaNs kept quiet —
+// kernels.BF16FromFloat32's rounding.
+static float rs_bf16_f32(unsigned short b) {
+	union { unsigned int u; float f; } v;
+	v.u = (unsigned int)b << 16;
+	return v.f;
+}
+
+static unsigned short rs_f32_bf16(float f) {
+	union { unsigned int u; float f; } v;
+	v.f = f;
+	unsigned int u = v.u;
+	if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x0040u);
+	return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+static void rs_bf16_sum(void *in, void *inout, int *len, MPI_Datatype *dt) {
+	(void)dt;
+	const unsigned short *a = in;
+	unsigned short *b = inout;
+	for (int i = 0; i < *len; i++) b[i] = rs_f32_bf16(rs_bf16_f32(a[i]) + rs_bf16_f32(b[i]));
+}
+
+static MPI_Op rs_bf16_op = MPI_OP_NULL;
+
 static int rs_init(int *provided) {
 	int inited = 0;
 	MPI_Initialized(&inited);
 	if (inited) return -1;
 	int rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, provided);
 	if (rc != MPI_SUCCESS) return rc;
-	return MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+	rc = MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+	if (rc != MPI_SUCCESS) return rc;
+	return MPI_Op_create(rs_bf16_sum, 1, &rs_bf16_op);
 }
 
 static int rs_rank(int *r) { return MPI_Comm_rank(MPI_COMM_WORLD, r); }
@@ -47,12 +76,13 @@ static MPI_Datatype rs_type(int t) {
 	switch (t) {
 	case 1: return MPI_FLOAT;
 	case 2: return MPI_DOUBLE;
+	case 3: return MPI_UNSIGNED_SHORT; // bfloat16, summed by rs_bf16_op
 	}
 	return MPI_BYTE;
 }
 
 static int rs_iallreduce(void *buf, int n, int t, void *req) {
-	return MPI_Iallreduce(MPI_IN_PLACE, buf, n, rs_type(t), MPI_SUM, MPI_COMM_WORLD, (MPI_Request *)req);
+	return MPI_Iallreduce(MPI_IN_PLACE, buf, n, rs_type(t), t == 3 ? rs_bf16_op : MPI_SUM, MPI_COMM_WORLD, (MPI_Request *)req);
 }
 
 static int rs_ibcast(void *buf, int n, int t, int root, void *req) {
@@ -141,9 +171,10 @@ const (
 	dtByte = iota
 	dtFloat32
 	dtFloat64
+	dtBF16
 )
 
-var dtSize = [...]int{dtByte: 1, dtFloat32: 4, dtFloat64: 8}
+var dtSize = [...]int{dtByte: 1, dtFloat32: 4, dtFloat64: 8, dtBF16: 2}
 
 // mpiOp is one collective, from its start on the caller's goroutine to
 // its completion on the MPI goroutine.
@@ -439,6 +470,10 @@ func (c *mpiComm) AllReduceSum(buf []float32) error { return c.StartAllReduceSum
 
 func (c *mpiComm) StartAllReduceSum(buf []float32) Request {
 	return c.submit(&mpiOp{kind: opAllReduce, buf: first(buf), n: len(buf), dtype: dtFloat32})
+}
+
+func (c *mpiComm) StartAllReduceSumBF16(buf []uint16) Request {
+	return c.submit(&mpiOp{kind: opAllReduce, buf: first(buf), n: len(buf), dtype: dtBF16})
 }
 
 func (c *mpiComm) AllReduceSumFloat64(buf []float64) error {

@@ -280,6 +280,11 @@ func childCollectives(c Comm) error {
 		return fmt.Errorf("AllReduceSumFloat64 = %v, want %v", d, want)
 	}
 
+	// bfloat16 sums through the user operation (rs_bf16_sum).
+	if err := checkBF16(c); err != nil {
+		return err
+	}
+
 	// Broadcast from the last rank, floats and bytes.
 	root := size - 1
 	f := rankData(rank, 7, 1001)

@@ -3,6 +3,8 @@ package distributed
 import (
 	"errors"
 	"fmt"
+
+	"github.com/residual-nn/residual/internal/kernels"
 )
 
 // Bucket sizes of PyTorch's DistributedDataParallel.
@@ -18,8 +20,49 @@ const (
 
 // ReducerOptions tune NewReducer; zero values take the defaults.
 type ReducerOptions struct {
-	BucketBytes      int // DefaultBucketBytes
-	FirstBucketBytes int // DefaultFirstBucketBytes
+	BucketBytes      int         // DefaultBucketBytes (of float32 gradients, whatever the Compression)
+	FirstBucketBytes int         // DefaultFirstBucketBytes
+	Compression      Compression // NoCompression
+}
+
+// Compression is the form in which a Reducer sends gradients.
+type Compression int
+
+const (
+	// NoCompression sends float32 gradients: the mean is the float32
+	// sum over the ranks divided by their number.
+	NoCompression Compression = iota
+	// BF16Compression sends bfloat16, half the bytes, as DDP's
+	// bf16_compress_hook does: each rank's gradient divided by the number
+	// of ranks and rounded to bfloat16, summed in bfloat16
+	// (StartAllReduceSumBF16), and widened back. Over N ranks each value
+	// goes through at most N roundings of relative error 2⁻⁸, so the mean
+	// is off by at most γ_N·Σ|g_r|/N, γ_N = N·2⁻⁸/(1 − N·2⁻⁸) (1.6% of
+	// Σ|g_r|/N on 4 ranks), where NoCompression's float32 error is 2¹⁶
+	// times smaller. For links slow against the step's compute.
+	BF16Compression
+)
+
+// String returns the name ParseCompression reads.
+func (c Compression) String() string {
+	switch c {
+	case NoCompression:
+		return "none"
+	case BF16Compression:
+		return "bf16"
+	}
+	return fmt.Sprintf("Compression(%d)", int(c))
+}
+
+// ParseCompression reads "none" (or "") and "bf16".
+func ParseCompression(s string) (Compression, error) {
+	switch s {
+	case "", "none":
+		return NoCompression, nil
+	case "bf16":
+		return BF16Compression, nil
+	}
+	return 0, fmt.Errorf("distributed: unknown gradient compression %q (none, bf16)", s)
 }
 
 // Reducer averages gradients over the ranks of a Comm the way PyTorch's
@@ -38,20 +81,22 @@ type ReducerOptions struct {
 //
 // A Reducer is used by one goroutine at a time.
 type Reducer struct {
-	comm    Comm
-	sizes   []int
-	buckets []bucket
-	where   []slot // where[i]: parameter i's bucket and offset
-	grads   [][]float32
-	pending []int // per bucket, the gradients still missing
-	next    int   // the next bucket to start
-	marked  int   // gradients marked in this step
-	noSync  bool
+	comm     Comm
+	sizes    []int
+	buckets  []bucket
+	where    []slot // where[i]: parameter i's bucket and offset
+	grads    [][]float32
+	pending  []int // per bucket, the gradients still missing
+	next     int   // the next bucket to start
+	marked   int   // gradients marked in this step
+	noSync   bool
+	compress Compression
 }
 
 type bucket struct {
 	params []int // parameter indices, in the order they fill the bucket
 	buf    []float32
+	half   []uint16 // with BF16Compression: buf/ranks in bfloat16, what is sent
 	req    Request
 }
 
@@ -66,12 +111,15 @@ func NewReducer(comm Comm, sizes []int, o ReducerOptions) (*Reducer, error) {
 	if o.FirstBucketBytes <= 0 {
 		o.FirstBucketBytes = DefaultFirstBucketBytes
 	}
+	if o.Compression != NoCompression && o.Compression != BF16Compression {
+		return nil, fmt.Errorf("distributed: NewReducer: unknown %v", o.Compression)
+	}
 	for i, n := range sizes {
 		if n <= 0 {
 			return nil, fmt.Errorf("distributed: NewReducer: parameter %d has %d gradient values", i, n)
 		}
 	}
-	r := &Reducer{comm: comm, sizes: sizes, where: make([]slot, len(sizes)), grads: make([][]float32, len(sizes))}
+	r := &Reducer{comm: comm, sizes: sizes, where: make([]slot, len(sizes)), grads: make([][]float32, len(sizes)), compress: o.Compression}
 	for _, ps := range AssignBuckets(sizes, o.BucketBytes, o.FirstBucketBytes) {
 		b := bucket{params: ps}
 		n := 0
@@ -80,6 +128,9 @@ func NewReducer(comm Comm, sizes []int, o ReducerOptions) (*Reducer, error) {
 			n += sizes[p]
 		}
 		b.buf = make([]float32, n)
+		if o.Compression == BF16Compression {
+			b.half = make([]uint16, n)
+		}
 		r.buckets = append(r.buckets, b)
 	}
 	r.pending = make([]int, len(r.buckets))
@@ -160,14 +211,23 @@ func (r *Reducer) MarkReady(i int, grad []float32) error {
 func (r *Reducer) launchReady() {
 	for r.next < len(r.buckets) && r.pending[r.next] == 0 {
 		b := &r.buckets[r.next]
-		b.req = r.comm.StartAllReduceSum(b.buf)
+		if b.half != nil {
+			n := float32(r.comm.Size())
+			for k, v := range b.buf {
+				b.half[k] = kernels.BF16FromFloat32(v / n)
+			}
+			b.req = r.comm.StartAllReduceSumBF16(b.half)
+		} else {
+			b.req = r.comm.StartAllReduceSum(b.buf)
+		}
 		r.next++
 	}
 }
 
 // Wait completes the step: it starts the buckets not yet started, waits
 // for every all-reduce and writes each gradient back divided by the
-// number of ranks. A parameter whose gradient was never marked is
+// number of ranks (with BF16Compression, the bfloat16 sum of each rank's
+// gradient divided by the number of ranks). A parameter whose gradient was never marked is
 // reduced as zeros (so that every rank still issues the same
 // collectives) and named in the error; an unused parameter must be
 // marked with a zero gradient. Under NoSync Wait does nothing.
@@ -201,7 +261,12 @@ func (r *Reducer) Wait() error {
 		}
 		for _, p := range b.params {
 			s := r.where[p]
-			if g := r.grads[p]; g != nil {
+			g := r.grads[p]
+			switch {
+			case g == nil:
+			case b.half != nil:
+				kernels.FromBF16(g, b.half[s.offset:s.offset+len(g)]) // divided before the sum
+			default:
 				src := b.buf[s.offset : s.offset+len(g)]
 				for k, v := range src {
 					g[k] = v / n // the correctly rounded mean, not v·(1/n)

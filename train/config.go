@@ -92,6 +92,11 @@ type Config struct {
 	// batch across the ranks of Comm (SyncBatchNorm), so that N ranks with
 	// batch B train as one process with batch N·B.
 	SyncBN bool `json:"sync_bn,omitempty"`
+	// GradCompression is the form in which data-parallel training
+	// all-reduces gradients: "none" (the default, "": float32) or "bf16"
+	// (half the bytes, DDP's bf16_compress_hook; see
+	// distributed.BF16Compression for its error).
+	GradCompression string `json:"grad_compression,omitempty"`
 	// WorldSize is the number of ranks the run trains on: set by Prepare
 	// from Comm (0 without), recorded in checkpoints, and a resumed run
 	// must have the same.
@@ -184,6 +189,11 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("train: unknown optimizer %q (sgd, adam, adamw)", c.Optimizer)
 	case c.SyncBN && c.Comm == nil:
 		return fmt.Errorf("train: SyncBatchNorm (--sync-bn) is for data-parallel training (--distributed)")
+	}
+	if comp, err := distributed.ParseCompression(c.GradCompression); err != nil {
+		return fmt.Errorf("train: %v", err)
+	} else if comp != distributed.NoCompression && c.Comm == nil {
+		return fmt.Errorf("train: gradient compression (--grad-compression %s) is for data-parallel training (--distributed)", comp)
 	}
 	if err := c.validateFineTuning(); err != nil {
 		return err

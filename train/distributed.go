@@ -218,7 +218,11 @@ func joinGroup(c distributed.Comm, r *run, err error) error {
 		d.index[p] = i
 	}
 	d.marked = make([]bool, len(r.params))
-	if d.red, err = distributed.NewReducer(c, sizes, distributed.ReducerOptions{}); err != nil {
+	comp, err := distributed.ParseCompression(cfg.GradCompression)
+	if err != nil {
+		return err
+	}
+	if d.red, err = distributed.NewReducer(c, sizes, distributed.ReducerOptions{Compression: comp}); err != nil {
 		return err
 	}
 	if cfg.SyncBN {

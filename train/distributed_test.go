@@ -197,6 +197,48 @@ func TestDataParallelTrainEqualsOneProcess(t *testing.T) {
 	}
 }
 
+// TestDataParallelBF16Compression trains 2 ranks × batch 64 with SyncBN
+// twice, gradients all-reduced in float32 and in bfloat16, and bounds the
+// difference. With bfloat16 each gradient value is off by at most γ₂ =
+// 2·2⁻⁸/(1 − 2·2⁻⁸) ≈ 7.9e-3 of Σ|g_r|/2 (distributed.BF16Compression),
+// so by at most 7.9e-3·G where G bounds the gradients' size (≤ 1 here,
+// as in TestDataParallelTrainEqualsOneProcess); SGD with η = 0.05 and
+// μ = 0.9 moves a weight by at most η/(1−μ) = 0.5 times that a step, so
+// after the T = 6 steps the weights differ by at most 6·0.5·7.9e-3 ≈
+// 0.024 — an upper bound, as the roundings' signs mostly cancel. The test
+// allows 0.024 for the weights, and requires them to differ by more than
+// 1e-6, far above float32's run-to-run differences (none: both runs are
+// bitwise reproducible), so that the compressed path is shown to run.
+func TestDataParallelBF16Compression(t *testing.T) {
+	ctx := context.Background()
+	runs := map[string]rankRun{}
+	for _, comp := range []string{"none", "bf16"} {
+		cfg := ddpTiny(t.TempDir(), 64)
+		cfg.SyncBN, cfg.GradCompression = true, comp
+		rs := runRanks(t, ctx, cfg, 2, nil)
+		for r, run := range rs {
+			if run.err != nil {
+				t.Fatalf("%s: rank %d: %v", comp, r, run.err)
+			}
+		}
+		sameRanks(t, rs)
+		runs[comp] = rs[0]
+	}
+	dl, dw := compareRuns(t, runs["bf16"], runs["none"])
+	t.Logf("bf16 against float32 gradients, %d steps: losses within %.3g, weights within %.3g", len(runs["none"].stepLoss), dl, dw)
+	if steps := len(runs["none"].stepLoss); steps != 6 {
+		t.Fatalf("%d steps, the bound is for 6", steps)
+	}
+	if dw > 0.024 || dw <= 1e-6 {
+		t.Errorf("weights differ by %.3g, want within (1e-6, 0.024]", dw)
+	}
+	bad := ddpTiny(t.TempDir(), 64)
+	bad.GradCompression = "fp16"
+	if _, err := Prepare(bad); err == nil || !strings.Contains(err.Error(), "fp16") {
+		t.Errorf("GradCompression fp16: %v, want an error naming it", err)
+	}
+}
+
 // TestDataParallelDisagreement checks the start-up checks: ranks with
 // another learning rate or model fail at the start, every rank, naming it.
 func TestDataParallelDisagreement(t *testing.T) {
@@ -206,6 +248,7 @@ func TestDataParallelDisagreement(t *testing.T) {
 	}{
 		{"flags", `"lr=0.05"; rank 1 has "lr=0.1"`, func(c *Config) { c.LR = 0.1 }},
 		{"model", "the model config", func(c *Config) { c.Model.Name = "other" }},
+		{"gradient compression", "grad_compression", func(c *Config) { c.GradCompression = "bf16" }},
 	} {
 		cfg := ddpTiny(t.TempDir(), 16)
 		runs := runRanks(t, context.Background(), cfg, 2, func(r int, c *Config) {

@@ -46,6 +46,8 @@ func TestFlagChecks(t *testing.T) {
 		{[]string{"train", "--distributed", "nccl"}, 2, []string{"--distributed nccl", "none, mpi or auto"}},
 		{[]string{"train", "--dist-timeout", "0s"}, 2, []string{"--dist-timeout 0s", "> 0"}},
 		{[]string{"train", "--sync-bn", "--distributed", "none", "--out", out("syncbn")}, 2, []string{"--sync-bn needs data-parallel training"}},
+		{[]string{"train", "--grad-compression", "bf16", "--distributed", "none", "--out", out("gc")}, 2, []string{"--grad-compression needs data-parallel training"}},
+		{[]string{"train", "--grad-compression", "fp16", "--out", out("gc16")}, 2, []string{"--grad-compression", `"fp16"`, "none, bf16"}},
 		{[]string{"train", "--momentum", "5"}, 2, []string{"--momentum 5"}},
 		{[]string{"train", "--momentum", "1"}, 2, []string{"--momentum 1"}},
 		{[]string{"train", "--weight-decay", "-1"}, 2, []string{"--weight-decay -1", "≥ 0"}},

@@ -67,12 +67,16 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	tb := fs.Bool("tensorboard", true, "write TensorBoard event files into the run folder (tensorboard --logdir RUNS)")
 	dist := fs.String("distributed", distributed.KindAuto, "data-parallel training: none (this process alone), mpi (one rank of an mpirun/srun/MPIJob job; a binary built with -tags mpi) or auto (mpi when a launcher started several processes); --batch is per rank, see docs/DISTRIBUTED.md")
 	syncBN := fs.Bool("sync-bn", false, "with --distributed: batch norms use the statistics of the global batch over all ranks (SyncBatchNorm)")
+	gradComp := fs.String("grad-compression", "none", "with --distributed: all-reduce the gradients as none (float32) or bf16 (half the bytes, for slow links; see docs/DISTRIBUTED.md)")
 	distTimeout := fs.Duration("dist-timeout", distributed.DefaultTimeout, "with --distributed: abort the job when a collective waits longer than this for the other ranks (a hung rank)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if _, err := ag.ParsePrecision(*precision); err != nil {
 		return fmt.Errorf("%w: --precision: %v", errUsage, err)
+	}
+	if _, err := distributed.ParseCompression(*gradComp); err != nil {
+		return fmt.Errorf("%w: --grad-compression: %v", errUsage, err)
 	}
 	if *threads > 0 {
 		runtime.GOMAXPROCS(*threads)
@@ -85,6 +89,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		comm = nil // one process: train as without package distributed
 		if *syncBN {
 			return fmt.Errorf("%w: --sync-bn needs data-parallel training (run under mpirun with --distributed mpi or auto)", errUsage)
+		}
+		if *gradComp != "none" {
+			return fmt.Errorf("%w: --grad-compression needs data-parallel training (run under mpirun with --distributed mpi or auto)", errUsage)
 		}
 	}
 	if comm != nil && comm.Rank() != 0 {
@@ -123,7 +130,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Optimizer: train.Optimizer(*opt), LR: *lr, Momentum: *mom, Nesterov: *nesterov, WeightDecay: *wd, Schedule: schedule, Augment: a, ValSplit: *val, Seed: *seed, Limit: *limit,
 		Out: *out, Resume: *resume, Overwrite: *overwrite, TensorBoard: *tb, Log: stdout, Live: isTerminal(stdout),
 		Init: *initCkpt, Freeze: freezeList(*freeze), HeadLRMult: *headLR, LabelSmoothing: *smooth, EMA: *ema, ClipGrad: *clip, Patience: *patience, Precision: *precision,
-		SyncBN: *syncBN}
+		SyncBN: *syncBN, GradCompression: *gradComp}
 	if comm != nil {
 		cfg.Comm = comm
 	}

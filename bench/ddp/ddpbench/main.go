@@ -63,7 +63,12 @@ func run() error {
 	syncBN := flag.Bool("sync-bn", false, "SyncBatchNorm")
 	bucketMB := flag.Float64("bucket-mb", 25, "bucket size in MiB (DDP's bucket_cap_mb)")
 	firstMB := flag.Float64("first-bucket-mb", 1, "the first bucket's size in MiB (DDP's 1 MiB)")
+	compressFlag := flag.String("grad-compression", "none", "none or bf16: the form in which gradients are all-reduced (distributed.Compression)")
 	flag.Parse()
+	compress, err := distributed.ParseCompression(*compressFlag)
+	if err != nil {
+		return err
+	}
 
 	comm, err := distributed.Init(*kind)
 	if err != nil {
@@ -112,7 +117,7 @@ func run() error {
 			}
 		}
 	}
-	red, err := distributed.NewReducer(comm, sizes, distributed.ReducerOptions{BucketBytes: int(*bucketMB * (1 << 20)), FirstBucketBytes: int(*firstMB * (1 << 20))})
+	red, err := distributed.NewReducer(comm, sizes, distributed.ReducerOptions{BucketBytes: int(*bucketMB * (1 << 20)), FirstBucketBytes: int(*firstMB * (1 << 20)), Compression: compress})
 	if err != nil {
 		return err
 	}
@@ -231,7 +236,7 @@ func run() error {
 	hidden := max(vals[3]-vals[1], 0)
 	res := map[string]any{
 		"name": fmt.Sprintf("ddp %s b%d×%d ranks×%d threads", *model, *batch, comm.Size(), runtime.GOMAXPROCS(0)), "model": *model,
-		"batch_per_rank": *batch, "ranks": comm.Size(), "threads": runtime.GOMAXPROCS(0), "side": *side, "sync_bn": *syncBN,
+		"batch_per_rank": *batch, "ranks": comm.Size(), "threads": runtime.GOMAXPROCS(0), "side": *side, "sync_bn": *syncBN, "grad_compression": compress.String(),
 		"buckets": len(red.Buckets()), "grad_bytes": bytes, "steps": *steps,
 		"step_s": vals[0], "wait_s": vals[1], "exposed_s": vals[1], "step_after_s": vals[2], "comm_s": vals[3], "hidden_s": hidden,
 		"hidden_frac": hidden / max(vals[3], 1e-12), "img_per_s": float64(*batch*comm.Size()) / vals[0],
