@@ -1,6 +1,6 @@
 #!/bin/bash
-# Every measurement docs/DISTRIBUTED.md needs, in one run of about 14
-# minutes (bounded to 20: each command has a time limit), on a quiet
+# Every measurement docs/DISTRIBUTED.md needs, in one run of about 7
+# minutes on the AVX-512 VM (bounded to 20: each command has a time limit), on a quiet
 # machine with 2 cores, as root (the network namespaces need it).
 #
 # Usage: bench/ddp/measure.sh OUT_DIR [--smoke]

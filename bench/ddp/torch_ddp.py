@@ -134,6 +134,11 @@ def worker(rank, world, a, pin=False):
     net = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, bucket_cap_mb=25)  # broadcasts rank 0's state
+        if a.grad_compression == "fp16":
+            # PyTorch's bf16_compress_hook needs NCCL; with Gloo the
+            # half-size hook is fp16_compress_hook (the same bytes).
+            from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+            net.register_comm_hook(None, default_hooks.fp16_compress_hook)
     net.train()
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
 
@@ -154,7 +159,8 @@ def worker(rank, world, a, pin=False):
 
         n = sum(p.numel() for p in model.parameters())
         per = 25 * (1 << 20) // 4
-        bufs = [torch.zeros(min(per, n - lo)) for lo in range(0, n, per)]
+        dtype = torch.float16 if a.grad_compression == "fp16" else torch.float32
+        bufs = [torch.zeros(min(per, n - lo), dtype=dtype) for lo in range(0, n, per)]
 
         def comm():
             for b in bufs:
@@ -170,6 +176,7 @@ def worker(rank, world, a, pin=False):
         hidden = max(comm_s - exposed, 0.0)
         print("RESULT " + json.dumps(dict(
             name=f"torch DDP gloo {a.model} b{batch}x{world} ranks x{a.threads} threads", model=a.model,
+            grad_compression=a.grad_compression,
             batch_per_rank=batch, ranks=world, threads=torch.get_num_threads(), torch=torch.__version__,
             allocator="jemalloc" if JEMALLOC in os.environ.get("LD_PRELOAD", "") else "default",
             side=side, steps=a.steps, step_s=step_s, comm_s=comm_s, step_nosync_s=nosync_s, exposed_s=exposed,
@@ -197,6 +204,8 @@ def main():
     p.add_argument("--side", type=int, default=0, help="image side (default: the model's, 32 or 224)")
     p.add_argument("--no-pin", action="store_true", help="do not pin the ranks started here to cores")
     p.add_argument("--plain-malloc", action="store_true")
+    p.add_argument("--grad-compression", choices=["none", "fp16"], default="none",
+                   help="fp16: DDP's fp16_compress_hook (gradients all-reduced as float16; its bf16 hook needs NCCL)")
     a = p.parse_args()
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
         worker(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), a)
