@@ -12,6 +12,7 @@
 //	bench/serveload     a load generator for the server: open-loop rates or closed-loop clients, loopback only
 //	bench/fashionfolder Fashion-MNIST written as a folder of mixed-size PNG and JPEG photos (the README's fine-tuning data)
 //	bench/ddp/ddpbench  a data-parallel training step timed: step, all-reduce and the share the overlap hides
+//	bench/ddp/linkemu   a user-space netem: two network namespaces joined by a link of a rate and a delay
 //	infer               classify and segment images from Go programs, concurrently
 //	checkpoint          residual's checkpoints: weights, optimizer state, typed metadata
 //	interop/onnx        ONNX export (by tracing) and an evaluator of ONNX graphs

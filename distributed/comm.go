@@ -166,6 +166,8 @@ func (l *Local) AllReduceSum([]float32) error { return l.check(0) }
 // StartAllReduceSum returns a completed Request.
 func (l *Local) StartAllReduceSum([]float32) Request { return done{l.check(0)} }
 
+// StartAllReduceSumBF16 returns a completed Request: buf is already the
+// sum over one rank.
 func (l *Local) StartAllReduceSumBF16([]uint16) Request { return done{l.check(0)} }
 
 // AllReduceSumFloat64 leaves buf as it is.
