@@ -38,9 +38,9 @@ type Comm interface {
 	// complete in any order but must be started in the same order on
 	// every rank.
 	StartAllReduceSum(buf []float32) Request
-	// StartAllReduceSumBF16 starts summing buf, bfloat16 values (the
-	// upper halves of float32s, as kernels.BF16FromFloat32 writes them),
-	// over the ranks in place, and returns at once like
+	// StartAllReduceSumBF16 starts summing buf, bfloat16 values (each
+	// the upper 16 bits of a float32: sign, 8-bit exponent, 7 fraction
+	// bits), over the ranks in place, and returns at once like
 	// StartAllReduceSum. Each addition is made in float32 and rounded
 	// back to bfloat16 (to nearest, ties to even), in an order the
 	// implementation chooses: the result may differ between

@@ -353,9 +353,9 @@ func TestAllReduceSumBF16(t *testing.T) {
 
 // TestReducerBF16Compression: with BF16Compression every bucket goes out
 // as bfloat16 (and none as float32), and each gradient comes back as the
-// mean over the ranks within the bound ReducerOptions documents: N
+// mean over the ranks within the bound BF16Compression documents: N
 // roundings of relative error 2⁻⁸ of the terms g_r/N, γ_N·Σ|g_r|/N, plus
-// two float32 roundings (the division by N, the widening is exact).
+// the float32 division's 2⁻²⁴ (the widening is exact), with 2⁻²⁴ to spare.
 func TestReducerBF16Compression(t *testing.T) {
 	sizes := []int{1, 3, 100003, 5, 257, 4096, 1}
 	for _, size := range []int{2, 3} {

@@ -43,10 +43,10 @@ static int rs_init(int *provided) {
 	if (inited) return -1;
 	int rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, provided);
 	if (rc != MPI_SUCCESS) return rc;
-	rc = MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-	if (rc != MPI_SUCCESS) return rc;
-	return MPI_Op_create(rs_bf16_sum, 1, &rs_bf16_op);
+	return MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
 }
+
+static int rs_op_create(void) { return MPI_Op_create(rs_bf16_sum, 1, &rs_bf16_op); }
 
 static int rs_rank(int *r) { return MPI_Comm_rank(MPI_COMM_WORLD, r); }
 static int rs_size(int *s) { return MPI_Comm_size(MPI_COMM_WORLD, s); }
@@ -98,7 +98,10 @@ static int rs_test(void *req, int *flag) {
 }
 
 static int rs_abort(int code) { return MPI_Abort(MPI_COMM_WORLD, code); }
-static int rs_finalize(void) { return MPI_Finalize(); }
+static int rs_finalize(void) {
+	if (rs_bf16_op != MPI_OP_NULL) MPI_Op_free(&rs_bf16_op);
+	return MPI_Finalize();
+}
 */
 import "C"
 
@@ -276,6 +279,11 @@ func (c *mpiComm) run(ready chan<- error) {
 	if provided < C.MPI_THREAD_FUNNELED {
 		C.rs_finalize()
 		ready <- fmt.Errorf("distributed: the MPI library provides thread level %d, below MPI_THREAD_FUNNELED", int(provided))
+		return
+	}
+	if rc := C.rs_op_create(); rc != C.MPI_SUCCESS {
+		C.rs_finalize()
+		ready <- mpiError("MPI_Op_create (the bfloat16 sum)", rc)
 		return
 	}
 	var r, s C.int

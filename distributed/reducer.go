@@ -33,13 +33,17 @@ const (
 	// sum over the ranks divided by their number.
 	NoCompression Compression = iota
 	// BF16Compression sends bfloat16, half the bytes, as DDP's
-	// bf16_compress_hook does: each rank's gradient divided by the number
-	// of ranks and rounded to bfloat16, summed in bfloat16
-	// (StartAllReduceSumBF16), and widened back. Over N ranks each value
-	// goes through at most N roundings of relative error 2⁻⁸, so the mean
-	// is off by at most γ_N·Σ|g_r|/N, γ_N = N·2⁻⁸/(1 − N·2⁻⁸) (1.6% of
-	// Σ|g_r|/N on 4 ranks), where NoCompression's float32 error is 2¹⁶
-	// times smaller. For links slow against the step's compute.
+	// bf16_compress_hook does, with one rounding fewer: each rank's
+	// gradient divided by the number of ranks in float32 and rounded to
+	// bfloat16 once (the hook rounds, then divides in bfloat16), summed in
+	// bfloat16 (StartAllReduceSumBF16), and widened back. Over N ranks a
+	// value goes through at most N roundings of relative error 2⁻⁸ (its
+	// own and N−1 additions) after the division's 2⁻²⁴, so the mean is off
+	// by at most about (γ_N + 2⁻²⁴)·Σ|g_r|/N, γ_N = N·2⁻⁸/(1 − N·2⁻⁸)
+	// (1.6% of Σ|g_r|/N on 4 ranks; gradients below bfloat16's normal
+	// range, 1.2e-38, add an absolute error of up to 2⁻¹³³), where
+	// NoCompression's float32 error is 2¹⁶ times smaller. For links slow
+	// against the step's compute.
 	BF16Compression
 )
 

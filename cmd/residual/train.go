@@ -75,8 +75,13 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if _, err := ag.ParsePrecision(*precision); err != nil {
 		return fmt.Errorf("%w: --precision: %v", errUsage, err)
 	}
-	if _, err := distributed.ParseCompression(*gradComp); err != nil {
+	comp, err := distributed.ParseCompression(*gradComp)
+	if err != nil {
 		return fmt.Errorf("%w: --grad-compression: %v", errUsage, err)
+	}
+	gradCompression := "" // as the library's default, so that checkpoints record one form
+	if comp != distributed.NoCompression {
+		gradCompression = comp.String()
 	}
 	if *threads > 0 {
 		runtime.GOMAXPROCS(*threads)
@@ -90,7 +95,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if *syncBN {
 			return fmt.Errorf("%w: --sync-bn needs data-parallel training (run under mpirun with --distributed mpi or auto)", errUsage)
 		}
-		if *gradComp != "none" {
+		if comp != distributed.NoCompression {
 			return fmt.Errorf("%w: --grad-compression needs data-parallel training (run under mpirun with --distributed mpi or auto)", errUsage)
 		}
 	}
@@ -130,7 +135,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Optimizer: train.Optimizer(*opt), LR: *lr, Momentum: *mom, Nesterov: *nesterov, WeightDecay: *wd, Schedule: schedule, Augment: a, ValSplit: *val, Seed: *seed, Limit: *limit,
 		Out: *out, Resume: *resume, Overwrite: *overwrite, TensorBoard: *tb, Log: stdout, Live: isTerminal(stdout),
 		Init: *initCkpt, Freeze: freezeList(*freeze), HeadLRMult: *headLR, LabelSmoothing: *smooth, EMA: *ema, ClipGrad: *clip, Patience: *patience, Precision: *precision,
-		SyncBN: *syncBN, GradCompression: *gradComp}
+		SyncBN: *syncBN, GradCompression: gradCompression}
 	if comm != nil {
 		cfg.Comm = comm
 	}
