@@ -230,6 +230,30 @@ func mpiError(what string, rc C.int) error {
 	return fmt.Errorf("distributed: %s: %s (MPI error %d)", what, C.GoString(&buf[0]), int(rc))
 }
 
+// pollTimer wakes the MPI goroutine for its next poll: C receives once
+// after arm(d) (at least d later; a tick not received stays for the next
+// wait).
+type pollTimer interface {
+	arm(d time.Duration)
+	C() <-chan struct{}
+}
+
+// goPollTimer is a pollTimer on Go's timers.
+type goPollTimer struct{ tick chan struct{} }
+
+func newGoPollTimer() pollTimer { return &goPollTimer{make(chan struct{}, 1)} }
+
+func (t *goPollTimer) arm(d time.Duration) {
+	time.AfterFunc(d, func() {
+		select {
+		case t.tick <- struct{}{}:
+		default:
+		}
+	})
+}
+
+func (t *goPollTimer) C() <-chan struct{} { return t.tick }
+
 // run is the MPI goroutine: it initialises MPI on its locked thread,
 // then starts the operations it receives and polls those in flight.
 func (c *mpiComm) run(ready chan<- error) {
@@ -304,9 +328,8 @@ func (c *mpiComm) run(ready chan<- error) {
 		pending  []*mpiOp
 		finalize *mpiOp
 		idle     int
-		timer    = time.NewTimer(time.Hour)
+		timer    = newPollTimer()
 	)
-	timer.Stop()
 	for {
 		if finalize != nil && len(pending) == 0 {
 			rc := C.rs_finalize()
@@ -327,12 +350,11 @@ func (c *mpiComm) run(ready chan<- error) {
 			default:
 			}
 		default:
-			timer.Reset(min(time.Duration(idle-pollSpins+1)*5*time.Microsecond, pollMaxSleep))
+			timer.arm(min(time.Duration(idle-pollSpins+1)*5*time.Microsecond, pollMaxSleep))
 			select {
 			case op = <-c.ops:
-			case <-timer.C:
+			case <-timer.C(): // or a tick left from an earlier arm: one poll early
 			}
-			timer.Stop()
 		}
 		if op != nil {
 			idle = 0

@@ -1,0 +1,5 @@
+//go:build mpi && cgo && !linux
+
+package distributed
+
+func newPollTimer() pollTimer { return newGoPollTimer() }
