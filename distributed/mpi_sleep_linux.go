@@ -9,7 +9,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// newPollTimer returns the MPI goroutine's timer between polls. Go's own
+// newPollTimer returns the MPI goroutine's precise timer between polls,
+// used while a caller is blocked in a Request's Wait. Go's own
 // timers round a wait under a millisecond up to about 1.1 ms when the
 // process is otherwise idle (the runtime's epoll timeout is in
 // milliseconds), which is when the goroutine polls most — the ranks
