@@ -296,16 +296,8 @@ func TestReducerEqualsPlainSum(t *testing.T) {
 				return fmt.Errorf("%d buckets, want several", nb)
 			}
 			for step := range 2 {
-				grads := make([][]float32, len(sizes))
-				for i, n := range sizes {
-					grads[i] = rankData(c.Rank(), 100+10*step+i, n)
-				}
-				for _, i := range tensor.NewRNG(uint64(c.Rank() + 10*step)).Perm(len(sizes)) {
-					if err := red.MarkReady(i, grads[i]); err != nil {
-						return err
-					}
-				}
-				if err := red.Wait(); err != nil {
+				grads, err := reduceStep(red, c.Rank(), 100+10*step, sizes, uint64(c.Rank()+10*step))
+				if err != nil {
 					return err
 				}
 				for i, g := range grads {
@@ -320,6 +312,22 @@ func TestReducerEqualsPlainSum(t *testing.T) {
 			return nil
 		}))
 	}
+}
+
+// reduceStep runs one step of red on this rank: the gradients
+// rankData(rank, k0+i, sizes[i]), marked in an order drawn from seed, then
+// Wait. It returns the gradients, averaged in place.
+func reduceStep(red *Reducer, rank, k0 int, sizes []int, seed uint64) ([][]float32, error) {
+	grads := make([][]float32, len(sizes))
+	for i, n := range sizes {
+		grads[i] = rankData(rank, k0+i, n)
+	}
+	for _, i := range tensor.NewRNG(seed).Perm(len(sizes)) {
+		if err := red.MarkReady(i, grads[i]); err != nil {
+			return nil, err
+		}
+	}
+	return grads, red.Wait()
 }
 
 // recorder is a Comm that counts the all-reduces started.
@@ -366,16 +374,8 @@ func TestReducerBF16Compression(t *testing.T) {
 				return err
 			}
 			for step := range 2 {
-				grads := make([][]float32, len(sizes))
-				for i, n := range sizes {
-					grads[i] = rankData(c.Rank(), 200+10*step+i, n)
-				}
-				for _, i := range tensor.NewRNG(uint64(c.Rank() + 10*step)).Perm(len(sizes)) {
-					if err := red.MarkReady(i, grads[i]); err != nil {
-						return err
-					}
-				}
-				if err := red.Wait(); err != nil {
+				grads, err := reduceStep(red, c.Rank(), 200+10*step, sizes, uint64(c.Rank()+10*step))
+				if err != nil {
 					return err
 				}
 				u := math.Ldexp(1, -8)

@@ -257,19 +257,26 @@ type pollTimer interface {
 	C() <-chan struct{}
 }
 
-// goPollTimer is a pollTimer on Go's timers.
-type goPollTimer struct{ tick chan struct{} }
+// goPollTimer is a pollTimer on one Go timer, re-armed for each sleep
+// (no allocation per poll).
+type goPollTimer struct {
+	timer *time.Timer
+	tick  chan struct{}
+}
 
-func newGoPollTimer() pollTimer { return &goPollTimer{make(chan struct{}, 1)} }
-
-func (t *goPollTimer) arm(d time.Duration) {
-	time.AfterFunc(d, func() {
+func newGoPollTimer() pollTimer {
+	t := &goPollTimer{tick: make(chan struct{}, 1)}
+	t.timer = time.AfterFunc(time.Hour, func() {
 		select {
 		case t.tick <- struct{}{}:
 		default:
 		}
 	})
+	t.timer.Stop()
+	return t
 }
+
+func (t *goPollTimer) arm(d time.Duration) { t.timer.Reset(d) }
 
 func (t *goPollTimer) C() <-chan struct{} { return t.tick }
 

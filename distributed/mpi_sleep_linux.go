@@ -23,7 +23,7 @@ func newPollTimer() pollTimer {
 		return newGoPollTimer()
 	}
 	f := os.NewFile(uintptr(fd), "timerfd")
-	t := &timerfd{fd: fd, tick: make(chan struct{}, 1)}
+	t := &timerfd{fd: fd, tick: make(chan struct{}, 1), fallback: newGoPollTimer()}
 	go func() {
 		var b [8]byte
 		for {
@@ -40,20 +40,22 @@ func newPollTimer() pollTimer {
 }
 
 type timerfd struct {
-	fd   int
-	tick chan struct{}
+	fd       int
+	tick     chan struct{}
+	fallback pollTimer // if arming the timerfd fails (not expected)
+	failed   bool
 }
 
 func (t *timerfd) arm(d time.Duration) {
 	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(max(d.Nanoseconds(), 1))}
-	if unix.TimerfdSettime(t.fd, 0, &spec, nil) != nil {
-		time.AfterFunc(d, func() { // not expected; keeps the poll loop going
-			select {
-			case t.tick <- struct{}{}:
-			default:
-			}
-		})
+	if t.failed = unix.TimerfdSettime(t.fd, 0, &spec, nil) != nil; t.failed {
+		t.fallback.arm(d)
 	}
 }
 
-func (t *timerfd) C() <-chan struct{} { return t.tick }
+func (t *timerfd) C() <-chan struct{} {
+	if t.failed {
+		return t.fallback.C()
+	}
+	return t.tick
+}

@@ -85,16 +85,15 @@ func ParseCompression(s string) (Compression, error) {
 //
 // A Reducer is used by one goroutine at a time.
 type Reducer struct {
-	comm     Comm
-	sizes    []int
-	buckets  []bucket
-	where    []slot // where[i]: parameter i's bucket and offset
-	grads    [][]float32
-	pending  []int // per bucket, the gradients still missing
-	next     int   // the next bucket to start
-	marked   int   // gradients marked in this step
-	noSync   bool
-	compress Compression
+	comm    Comm
+	sizes   []int
+	buckets []bucket
+	where   []slot // where[i]: parameter i's bucket and offset
+	grads   [][]float32
+	pending []int // per bucket, the gradients still missing
+	next    int   // the next bucket to start
+	marked  int   // gradients marked in this step
+	noSync  bool
 }
 
 type bucket struct {
@@ -123,7 +122,7 @@ func NewReducer(comm Comm, sizes []int, o ReducerOptions) (*Reducer, error) {
 			return nil, fmt.Errorf("distributed: NewReducer: parameter %d has %d gradient values", i, n)
 		}
 	}
-	r := &Reducer{comm: comm, sizes: sizes, where: make([]slot, len(sizes)), grads: make([][]float32, len(sizes)), compress: o.Compression}
+	r := &Reducer{comm: comm, sizes: sizes, where: make([]slot, len(sizes)), grads: make([][]float32, len(sizes))}
 	for _, ps := range AssignBuckets(sizes, o.BucketBytes, o.FirstBucketBytes) {
 		b := bucket{params: ps}
 		n := 0
@@ -231,8 +230,8 @@ func (r *Reducer) launchReady() {
 // Wait completes the step: it starts the buckets not yet started, waits
 // for every all-reduce and writes each gradient back divided by the
 // number of ranks (with BF16Compression, the bfloat16 sum of each rank's
-// gradient divided by the number of ranks). A parameter whose gradient was never marked is
-// reduced as zeros (so that every rank still issues the same
+// gradient divided by the number of ranks). A parameter whose gradient
+// was never marked is reduced as zeros (so that every rank still issues the same
 // collectives) and named in the error; an unused parameter must be
 // marked with a zero gradient. Under NoSync Wait does nothing.
 func (r *Reducer) Wait() error {

@@ -124,7 +124,6 @@ for ns in "$ns0" "$ns1" "$nsc"; do
 	ip netns add "$ns"
 	ip -n "$ns" link set lo up
 done
-bytes_per_s=$(python3 -c "import re,sys; m=re.fullmatch(r'([0-9.]+)([kmg]?)bit','${rate,,}') or sys.exit('netns.sh: --rate $rate: want e.g. 10gbit, 1gbit, 500mbit'); print(int(float(m[1])*{'':1,'k':1e3,'m':1e6,'g':1e9}[m[2]]/8))")
 # The data link.
 if [[ $link == veth ]]; then
 	ip link add veth0 netns "$ns0" type veth peer name veth1 netns "$ns1"
@@ -158,11 +157,16 @@ done
 
 # Shaping, on each end's egress: netem's rate limits each direction and its
 # delay is one way (a round trip takes 2·delay); its queue holds 2 s of
-# traffic in 1500-byte packets, so that it drops nothing.
-limit=$((bytes_per_s * 2 / 1500 > 1000 ? bytes_per_s * 2 / 1500 : 1000))
-qdisc=netem shaped="netem rate $rate, $delay one-way delay" applied_delay=$delay
-for pair in "$ns0 veth0" "$ns1 veth1"; do
-	[[ $link == tun ]] && { qdisc=linkemu shaped="linkemu (user space) rate $rate, $delay one-way delay"; break; }
+# traffic in 1500-byte packets, so that it drops nothing. (linkemu shapes
+# the tun link itself.)
+qdisc=netem shaped="netem rate $rate, $delay one-way delay" applied_delay=$delay pairs=("$ns0 veth0" "$ns1 veth1")
+if [[ $link == tun ]]; then
+	qdisc=linkemu shaped="linkemu (user space) rate $rate, $delay one-way delay" pairs=()
+else
+	bytes_per_s=$(python3 -c "import re,sys; m=re.fullmatch(r'([0-9.]+)([kmg]?)bit','${rate,,}') or sys.exit('netns.sh: --rate $rate: want e.g. 10gbit, 1gbit, 500mbit'); print(int(float(m[1])*{'':1,'k':1e3,'m':1e6,'g':1e9}[m[2]]/8))")
+	limit=$((bytes_per_s * 2 / 1500 > 1000 ? bytes_per_s * 2 / 1500 : 1000))
+fi
+for pair in "${pairs[@]}"; do
 	read -r ns dev <<<"$pair"
 	if [[ $qdisc == netem ]] && tc -n "$ns" qdisc add dev "$dev" root netem rate "$rate" delay "$delay" limit "$limit" 2>/dev/null; then
 		continue

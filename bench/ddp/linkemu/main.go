@@ -180,10 +180,9 @@ type packet struct {
 	deliver int64
 }
 
-// direction is one direction's counters, written by its goroutines and
-// read at the end. "late" is how long after its delivery time a packet was
-// handed to the kernel.
-type direction struct {
+// report is one direction's line of the LINKEMU report. "late" is how long
+// after its delivery time a packet was handed to the kernel.
+type report struct {
 	Name      string  `json:"direction"`
 	Packets   int64   `json:"packets"`
 	Bytes     int64   `json:"bytes"`
@@ -192,8 +191,14 @@ type direction struct {
 	LateP99us float64 `json:"late_p99_us"`
 	LateMaxus float64 `json:"late_max_us"`
 	WriteErrs int64   `json:"write_errors"`
-	late      []int64 // ns, one per delivered packet (bounded: the first 1<<20)
-	mu        sync.Mutex
+}
+
+// direction is one direction's counters, written by its goroutines under
+// mu and read at the end.
+type direction struct {
+	mu   sync.Mutex
+	r    report  // the counts; the late figures are filled in at the end
+	late []int64 // ns, one per delivered packet (bounded: the first 1<<20)
 }
 
 func monotonic() int64 {
@@ -223,10 +228,10 @@ func forward(in, out int, sh shaper, d *direction) {
 			_, err := unix.Write(out, p.buf)
 			d.mu.Lock()
 			if err != nil {
-				d.WriteErrs++
+				d.r.WriteErrs++
 			} else {
-				d.Packets++
-				d.Bytes += int64(len(p.buf))
+				d.r.Packets++
+				d.r.Bytes += int64(len(p.buf))
 			}
 			if len(d.late) < 1<<20 {
 				d.late = append(d.late, late)
@@ -251,14 +256,14 @@ func forward(in, out int, sh shaper, d *direction) {
 			}
 		}
 		d.mu.Lock()
-		d.Dropped++
+		d.r.Dropped++
 		d.mu.Unlock()
 	}
 }
 
 func run(fa, fb int, a, b string, sh shaper) {
-	ab := &direction{Name: a + " to " + b}
-	ba := &direction{Name: b + " to " + a}
+	ab := &direction{r: report{Name: a + " to " + b}}
+	ba := &direction{r: report{Name: b + " to " + a}}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	go forward(fa, fb, sh, ab)
@@ -267,18 +272,18 @@ func run(fa, fb int, a, b string, sh shaper) {
 	<-sig
 	var ru unix.Rusage
 	unix.Getrusage(unix.RUSAGE_SELF, &ru)
-	var dirs []direction
+	var dirs []report
 	for _, d := range []*direction{ab, ba} {
 		d.mu.Lock()
+		s := d.r
 		late := slices.Sorted(slices.Values(d.late))
-		if n := len(late); n > 0 {
-			d.LateP50us = float64(late[n/2]) / 1e3
-			d.LateP99us = float64(late[n*99/100]) / 1e3
-			d.LateMaxus = float64(late[n-1]) / 1e3
-		}
-		dirs = append(dirs, direction{Name: d.Name, Packets: d.Packets, Bytes: d.Bytes, Dropped: d.Dropped, WriteErrs: d.WriteErrs,
-			LateP50us: d.LateP50us, LateP99us: d.LateP99us, LateMaxus: d.LateMaxus})
 		d.mu.Unlock()
+		if n := len(late); n > 0 {
+			s.LateP50us = float64(late[n/2]) / 1e3
+			s.LateP99us = float64(late[n*99/100]) / 1e3
+			s.LateMaxus = float64(late[n-1]) / 1e3
+		}
+		dirs = append(dirs, s)
 	}
 	line, _ := json.Marshal(map[string]any{
 		"rate_bit_s": sh.rate, "delay_s": float64(sh.delay) / 1e9,
