@@ -61,6 +61,32 @@ func toBF16Fast(dst []uint16, src []float32) int {
 	return n
 }
 
+// pairBF16AVX2 writes n (a multiple of 8) pairs dst[i] =
+// BF16FromFloat32(a[i]) | BF16FromFloat32(b[i])<<16 (bf16_amd64.s).
+//
+//go:noescape
+func pairBF16AVX2(dst, a, b unsafe.Pointer, n int)
+
+// pairBF16 writes dst[i] = bf16Pair(a[i], b[i]) for i < len(dst), eight
+// at a time where the level has AVX2.
+func pairBF16(dst []uint32, a, b []float32) {
+	n := 0
+	if use.k != nil {
+		n = len(dst) &^ 7
+		if n > 0 {
+			_, _ = a[n-1], b[n-1]
+			pairBF16AVX2(unsafe.Pointer(&dst[0]), unsafe.Pointer(&a[0]), unsafe.Pointer(&b[0]), n)
+		}
+	}
+	for i := n; i < len(dst); i++ {
+		dst[i] = bf16Pair(a[i], b[i])
+	}
+}
+
+// bf16DWSet holds the native weight-gradient tiles (gen/conv.go's dwBF16
+// family) in the float32 tiles' places, for convBackwardWeightTiles.
+var bf16DWSet = (&kernelSet{vec: 16, dw: [2][]dwKernel{dwBF16AVX512_16[:], dwBF16AVX512_32[:]}}).init()
+
 // bf16DirectKernels are the direct convolution kernels (gen/direct.go).
 var bf16DirectKernels = bf16Direct[:]
 

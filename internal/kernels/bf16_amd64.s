@@ -201,3 +201,33 @@ ep_skipfull:
 	JNZ ep_skipfull
 	VZEROUPPER
 	RET
+
+// func pairBF16AVX2(dst, a, b unsafe.Pointer, n int)
+// n is a multiple of 8: dst[i] (uint32) = BF16FromFloat32(a[i]) |
+// BF16FromFloat32(b[i])<<16, the pair VDPBF16PS reads (a the even
+// element).
+TEXT ·pairBF16AVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DX
+	MOVQ n+24(FP), CX
+	SHRQ $3, CX
+	TESTQ CX, CX
+	JZ pb_done
+	BF16CONSTANTS
+pb_loop:
+	VMOVDQU (SI), Y0
+	VMOVDQU (DX), Y4
+	ROUNDBF16(Y0, Y1, Y2, Y3)
+	ROUNDBF16(Y4, Y5, Y6, Y7)
+	VPSRLD $16, Y1, Y1
+	VPOR Y5, Y1, Y1
+	VMOVDQU Y1, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DX
+	ADDQ $32, DI
+	DECQ CX
+	JNZ pb_loop
+pb_done:
+	VZEROUPPER
+	RET

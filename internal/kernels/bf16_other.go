@@ -27,3 +27,13 @@ var bf16DirectKernels = bf16DirectKernelsGo()
 func (ep *convEpilogue) epilogueTile(tile []float32, m0, rows, nch, n0, nc int, y []float32) {
 	epilogueTileGo(ep, tile, m0, rows, nch, n0, nc, y)
 }
+
+// pairBF16 writes dst[i] = bf16Pair(a[i], b[i]) for i < len(dst).
+func pairBF16(dst []uint32, a, b []float32) {
+	for i := range dst {
+		dst[i] = bf16Pair(a[i], b[i])
+	}
+}
+
+// bf16DWSet holds the Go models of the native weight-gradient tiles.
+var bf16DWSet = bf16DWSetGo()

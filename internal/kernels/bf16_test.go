@@ -148,8 +148,9 @@ func TestBF16Edges(t *testing.T) {
 // level has it, lengths not a multiple of 8 leaving a Go tail) with
 // RoundBF16 bit for bit on every bfloat16 upper half with the turning low
 // halves, NaNs included (same bits: both quiet the NaN the same way), at
-// every level this CPU runs; and toBF16Fast (the direct path's
-// conversion to bfloat16 bits) with BF16FromFloat32 on the same values.
+// every level this CPU runs; toBF16Fast (the direct path's conversion
+// to bfloat16 bits) with BF16FromFloat32 on the same values; and
+// pairBF16 (the native weight gradient's image pairs) with bf16Pair.
 func TestRoundSliceBF16(t *testing.T) {
 	var src []float32
 	for hi := uint32(0); hi < 1<<16; hi++ {
@@ -158,10 +159,16 @@ func TestRoundSliceBF16(t *testing.T) {
 		}
 	}
 	src = src[:len(src)-3] // a tail
+	other := make([]float32, len(src))
+	for i := range other {
+		other[i] = src[len(src)-1-i]
+	}
 	for _, l := range append([]Level{Generic}, levels()...) {
 		prev := SetLevel(l)
 		dst := make([]float32, len(src))
 		RoundSliceBF16(dst, src)
+		p := make([]uint32, len(src))
+		pairBF16(p, src, other)
 		// The direct path's conversion to bfloat16 bits (toBF16Fast).
 		u := make([]uint16, len(src))
 		for i := toBF16Fast(u, src); i < len(src); i++ {
@@ -174,6 +181,9 @@ func TestRoundSliceBF16(t *testing.T) {
 			}
 			if want := BF16FromFloat32(v); u[i] != want {
 				t.Fatalf("%v: toBF16 of %#08x is %#04x, want %#04x", l, math.Float32bits(v), u[i], want)
+			}
+			if want := bf16Pair(v, other[i]); p[i] != want {
+				t.Fatalf("%v: pair of %#08x, %#08x is %#08x, want %#08x", l, math.Float32bits(v), math.Float32bits(other[i]), p[i], want)
 			}
 		}
 	}

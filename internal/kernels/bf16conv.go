@@ -135,10 +135,10 @@ func ConvBackwardDataAddBF16(s ConvShape, dy, w, dx []float32) {
 
 // ConvBackwardWeightBF16 is ConvBackwardWeight with bfloat16 operands.
 func ConvBackwardWeightBF16(s ConvShape, x, dy, dw []float32) {
-	// The emulation even where VDPBF16PS runs: the native weight gradient
-	// (pair-interleaved operands) measured no faster on ResNet-50 and
-	// 0.70× on CIFAR ResNet-20's 16–64 channels (Zen 5, 2026-12-04).
 	x, dy = x[:s.N*s.H*s.W*s.C], dy[:s.N*s.OH()*s.OW()*s.OC]
+	if bf16NativeOn() && convBackwardWeightNativeBF16(s, x, dy, dw, bf16DWSet) {
+		return
+	}
 	xr, dyr := roundedBuf(x), roundedBuf(dy)
 	defer putBuf(xr)
 	defer putBuf(dyr)

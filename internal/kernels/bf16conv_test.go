@@ -32,6 +32,8 @@ type bf16Way struct {
 	native bool
 	// direct are the direct forward kernels the native way also runs.
 	direct []bf16DirectKernel
+	// dw are the weight-gradient tiles the native way runs.
+	dw *kernelSet
 }
 
 // bf16Ways returns the reference, the emulation at each assembly level
@@ -50,13 +52,13 @@ func bf16Ways() []bf16Way {
 	for _, l := range levels() {
 		ways = append(ways, bf16Way{name: "emulated-" + l.String(), set: level(l)})
 	}
-	ways = append(ways, bf16Way{name: "native-gomodel", native: true, direct: bf16DirectKernelsGo(), set: func() func() {
+	ways = append(ways, bf16Way{name: "native-gomodel", native: true, direct: bf16DirectKernelsGo(), dw: bf16DWSetGo(), set: func() func() {
 		prev := bf16Kernels
 		bf16Kernels = bf16KernelsGo(len(prev))
 		return func() { bf16Kernels = prev }
 	}})
 	if hasBF16 {
-		ways = append(ways, bf16Way{name: "native-avx512bf16", native: true, direct: bf16DirectKernels, set: func() func() { return func() {} }})
+		ways = append(ways, bf16Way{name: "native-avx512bf16", native: true, direct: bf16DirectKernels, dw: bf16DWSet, set: func() func() { return func() {} }})
 	}
 	return ways
 }
@@ -119,6 +121,7 @@ func TestConvBF16(t *testing.T) {
 		// gradient as a forward convolution with the padding turned around.
 		ConvShape{N: 2, H: 6, W: 7, C: 6, OC: 10, KH: 3, KW: 2, SH: 1, SW: 1, DH: 2, DW: 1, PT: 2, PL: 1, PB: 0, PR: 0})
 	directData := 0 // shape × way pairs whose data gradient took the direct path
+	nativeDW := 0   // and those whose weight gradient took the native tiles
 	for i, s := range shapes {
 		oh, ow := s.OH(), s.OW()
 		x := kt.RandF32(r, s.N*s.H*s.W*s.C)
@@ -167,7 +170,11 @@ func TestConvBF16(t *testing.T) {
 				convForwardNativeBF16(s, x, w, y, directEpilogue(s.OC))
 				convBackwardDataNativeBF16(s, dy, w, dx, false)
 				convBackwardDataNativeBF16(s, dy, w, dxAdd, true)
-				ConvBackwardWeightBF16(s, x, dy, dw) // the emulation on every path
+				if convBackwardWeightNativeBF16(s, x, dy, dw, way.dw) {
+					nativeDW++
+				} else {
+					ConvBackwardWeightBF16(s, x, dy, dw) // output channels not a multiple of 16: the emulation
+				}
 			} else {
 				ConvForwardBF16(s, x, w, y)
 				ConvBackwardDataBF16(s, dy, w, dx)
@@ -179,7 +186,8 @@ func TestConvBF16(t *testing.T) {
 			rounded := checkBF16(t, name+" forward", y, fe, feR, fmag, s.KH*s.KW*s.C+merges)
 			rounded = checkBF16(t, name+" data", dx, de, deR, dmag, s.KH*s.KW*s.OC+merges) || rounded
 			rounded = checkBF16(t, name+" data add", dxAdd, ae, aeR, amag, s.KH*s.KW*s.OC+merges+1) || rounded
-			rounded = checkBF16(t, name+" weight", dw, we, weR, wmag, s.N*oh*ow+merges) || rounded
+			// The native tiles pair images (a zero one past an odd batch).
+			rounded = checkBF16(t, name+" weight", dw, we, weR, wmag, (s.N+1)*oh*ow+merges) || rounded
 			if !rounded {
 				t.Errorf("%s: every result within float32's error: the operands were not rounded to bfloat16", name)
 			}
@@ -187,6 +195,9 @@ func TestConvBF16(t *testing.T) {
 	}
 	if directData == 0 {
 		t.Error("no shape took the direct data gradient")
+	}
+	if nativeDW == 0 {
+		t.Error("no shape took the native weight gradient")
 	}
 }
 

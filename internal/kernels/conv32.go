@@ -304,11 +304,21 @@ func convBackwardWeightDirect(s ConvShape, x, dy, dw []float32) bool {
 	if !ok {
 		return false
 	}
+	convBackwardWeightTiles(s, unsafe.Pointer(unsafe.SliceData(x)), dy, dw, k, bs)
+	return true
+}
+
+// convBackwardWeightTiles computes dw over s's images with k's
+// weight-gradient tiles on the channel blocks bs. x (N·H·W·C elements)
+// and dy (N·OH·OW·OC) are 4-byte elements: float32 for the float32
+// tiles, bfloat16 pairs for the native bfloat16 ones (bf16DWSet), whose
+// "image" is then two images paired (convBackwardWeightNativeBF16). dy is
+// a []float32 in both cases because only its addresses are taken.
+func convBackwardWeightTiles(s ConvShape, xp unsafe.Pointer, dy, dw []float32, k *kernelSet, bs []ocBlock) {
 	oh, ow := s.OH(), s.OW()
 	size := s.KH * s.KW * s.C * s.OC
 	var mu sync.Mutex
 	parts := map[int][]float32{} // per image range, summed in order below
-	xp := unsafe.Pointer(unsafe.SliceData(x))
 	const rowChunk = 8
 	// tap runs the kernels of tap (kh, kw) over output rows [r0, r1) of
 	// image n (those whose input row and columns are inside), for channel
@@ -390,5 +400,4 @@ func convBackwardWeightDirect(s ConvShape, x, dy, dw []float32) bool {
 	for _, p := range parts {
 		putBuf(p)
 	}
-	return true
 }

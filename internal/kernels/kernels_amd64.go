@@ -58,6 +58,93 @@ var convAVX512_16 = [...]convKernel{convAVX512_1x16, convAVX512_2x16, convAVX512
 // dwAVX512_16[mr-1] is the AVX512 weight-gradient kernel for mr input × 16 output channels.
 var dwAVX512_16 = [...]dwKernel{dwAVX512_1x16, dwAVX512_2x16, dwAVX512_3x16, dwAVX512_4x16, dwAVX512_5x16, dwAVX512_6x16, dwAVX512_7x16, dwAVX512_8x16, dwAVX512_9x16, dwAVX512_10x16, dwAVX512_11x16, dwAVX512_12x16, dwAVX512_13x16, dwAVX512_14x16, dwAVX512_15x16, dwAVX512_16x16, dwAVX512_17x16, dwAVX512_18x16, dwAVX512_19x16, dwAVX512_20x16, dwAVX512_21x16, dwAVX512_22x16, dwAVX512_23x16, dwAVX512_24x16, dwAVX512_25x16, dwAVX512_26x16, dwAVX512_27x16, dwAVX512_28x16}
 
+// dwBF16AVX512_16[mr-1] is the bfloat16 (VDPBF16PS) weight-gradient kernel for mr input × 16 output channels.
+var dwBF16AVX512_16 = [...]dwKernel{dwBF16AVX512_1x16, dwBF16AVX512_2x16, dwBF16AVX512_3x16, dwBF16AVX512_4x16, dwBF16AVX512_5x16, dwBF16AVX512_6x16, dwBF16AVX512_7x16, dwBF16AVX512_8x16, dwBF16AVX512_9x16, dwBF16AVX512_10x16, dwBF16AVX512_11x16, dwBF16AVX512_12x16, dwBF16AVX512_13x16, dwBF16AVX512_14x16, dwBF16AVX512_15x16, dwBF16AVX512_16x16, dwBF16AVX512_17x16, dwBF16AVX512_18x16, dwBF16AVX512_19x16, dwBF16AVX512_20x16, dwBF16AVX512_21x16, dwBF16AVX512_22x16, dwBF16AVX512_23x16, dwBF16AVX512_24x16, dwBF16AVX512_25x16, dwBF16AVX512_26x16, dwBF16AVX512_27x16, dwBF16AVX512_28x16}
+
+//go:noescape
+func dwBF16AVX512_1x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_2x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_3x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_4x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_5x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_6x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_7x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_8x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_9x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_10x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_11x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_12x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_13x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_14x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_15x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_16x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_17x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_18x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_19x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_20x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_21x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_22x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_23x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_24x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_25x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_26x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_27x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_28x16(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
 //go:noescape
 func convAVX512_1x16(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)
 
@@ -229,6 +316,51 @@ var convAVX512_32 = [...]convKernel{convAVX512_1x32, convAVX512_2x32, convAVX512
 
 // dwAVX512_32[mr-1] is the AVX512 weight-gradient kernel for mr input × 32 output channels.
 var dwAVX512_32 = [...]dwKernel{dwAVX512_1x32, dwAVX512_2x32, dwAVX512_3x32, dwAVX512_4x32, dwAVX512_5x32, dwAVX512_6x32, dwAVX512_7x32, dwAVX512_8x32, dwAVX512_9x32, dwAVX512_10x32, dwAVX512_11x32, dwAVX512_12x32, dwAVX512_13x32, dwAVX512_14x32}
+
+// dwBF16AVX512_32[mr-1] is the bfloat16 (VDPBF16PS) weight-gradient kernel for mr input × 32 output channels.
+var dwBF16AVX512_32 = [...]dwKernel{dwBF16AVX512_1x32, dwBF16AVX512_2x32, dwBF16AVX512_3x32, dwBF16AVX512_4x32, dwBF16AVX512_5x32, dwBF16AVX512_6x32, dwBF16AVX512_7x32, dwBF16AVX512_8x32, dwBF16AVX512_9x32, dwBF16AVX512_10x32, dwBF16AVX512_11x32, dwBF16AVX512_12x32, dwBF16AVX512_13x32, dwBF16AVX512_14x32}
+
+//go:noescape
+func dwBF16AVX512_1x32(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_2x32(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_3x32(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_4x32(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_5x32(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_6x32(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_7x32(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_8x32(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_9x32(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_10x32(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_11x32(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_12x32(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_13x32(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
+
+//go:noescape
+func dwBF16AVX512_14x32(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
 
 //go:noescape
 func convAVX512_1x32(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)

@@ -43,6 +43,20 @@ func genConvFamily(e *emitter) {
 				e.gof("%s, ", n)
 			}
 			e.goText("}\n")
+			if is.name == "AVX512" {
+				var dwb []string
+				for mr := 1; mr*nv <= is.maxAcc; mr++ {
+					dwb = append(dwb, genDWOf(e, is, mr, nv, true))
+				}
+				e.gof("\n// dwBF16%s_%d[mr-1] is the bfloat16 (VDPBF16PS) weight-gradient kernel for mr input × %d output channels.\nvar dwBF16%s_%d = [...]dwKernel{", is.name, nr, nr, is.name, nr)
+				for _, n := range dwb {
+					e.gof("%s, ", n)
+				}
+				e.goText("}\n")
+				for _, n := range dwb {
+					e.gof("\n//go:noescape\nfunc %s(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)\n", n)
+				}
+			}
 			for _, n := range conv {
 				e.gof("\n//go:noescape\nfunc %s(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Pointer, taps *int, ntaps, ic, xs, ys int, scale, shift, skip unsafe.Pointer, skipStride int, floor float32, tiles, pf int)\n", n)
 			}
@@ -279,8 +293,17 @@ func genStore(e *emitter, is isa, name string, mr, nv int, free []string) {
 // genDW writes one weight-gradient kernel. Arguments: x, xoff, dy, dw,
 // rows, cols, xcs, xrs, dycs, dyrs, dws (strides in bytes; the row strides
 // go from one row's first pixel to the next's).
-func genDW(e *emitter, is isa, mr, nv int) string {
+func genDW(e *emitter, is isa, mr, nv int) string { return genDWOf(e, is, mr, nv, false) }
+
+// genDWOf writes genDW's kernel, or with bf16 its bfloat16 counterpart
+// (AVX-512 only): x and dy hold bfloat16 pairs where the float32 kernel
+// reads floats (4 bytes each either way), and VDPBF16PS adds each pair's
+// two products where the float32 kernel adds one.
+func genDWOf(e *emitter, is isa, mr, nv int, bf16 bool) string {
 	name := fmt.Sprintf("dw%s_%dx%d", is.name, mr, nv*is.width)
+	if bf16 {
+		name = fmt.Sprintf("dwBF16%s_%dx%d", is.name, mr, nv*is.width)
+	}
 	dreg := []string{fmt.Sprintf("%s%d", is.reg, is.nregs-4), fmt.Sprintf("%s%d", is.reg, is.nregs-3)}
 	breg := []string{fmt.Sprintf("%s%d", is.reg, is.nregs-2), fmt.Sprintf("%s%d", is.reg, is.nregs-1)}
 	vb := is.width * 4
@@ -300,6 +323,14 @@ func genDW(e *emitter, is isa, mr, nv int) string {
 		e.textf("\tVMOVUPS %d(R10), %s\n", v*vb, dreg[v])
 	}
 	for p := 0; p < mr; p++ {
+		if bf16 {
+			b := is.nregs - 2 + p%2
+			e.op("VPBROADCASTD %d(AX), %s", 4*p, z(b))
+			for v := 0; v < nv; v++ {
+				e.dpbf16(p*nv+v, b, is.nregs-4+v)
+			}
+			continue
+		}
 		if nv == 1 && is.name == "AVX512" {
 			// One FMA per activation: broadcast from memory in the FMA.
 			e.textf("\tVFMADD231PS.BCST %d(AX), %s, %s\n", 4*p, dreg[0], acc(is, p, 0, nv))

@@ -1,0 +1,104 @@
+package kernels
+
+import "unsafe"
+
+// The native bfloat16 weight gradient pairs images, not pixels:
+// dW[ky][kx][c][oc] = Σ over images n and output pixels (oy, ox) of
+// x[n][iy][ix][c]·dy[n][oy][ox][oc], and images n and n+1 read the input
+// at the same (iy, ix) for every tap, stride and padding. So x and dy are
+// converted once each into bfloat16 pairs of images 2i and 2i+1 (a zero
+// image past an odd batch), and the float32 weight-gradient driver
+// (convBackwardWeightTiles) runs unchanged on ⌈N/2⌉ "images" of 4-byte
+// pairs, with tiles that add each pair's two products (VDPBF16PS) where
+// the float32 ones add one product. A pixel-paired layout would depend on
+// the tap's column parity and the stride; this one does not.
+
+// pairChunk is the number of elements a goroutine pairs at a time.
+const pairChunk = 1 << 14
+
+// pairImages writes the bfloat16 pairs of images 2i and 2i+1 of src
+// (n images of per elements each) to dst (⌈n/2⌉·per pairs): the even
+// image in each pair's low half, a zero past an odd n.
+func pairImages(dst []uint32, src []float32, n, per int) {
+	np := (n + 1) / 2
+	chunks := (per + pairChunk - 1) / pairChunk
+	parallelFor(np*chunks, func(lo, hi int) {
+		for u := lo; u < hi; u++ {
+			i, c := u/chunks, u%chunks
+			a0, a1 := c*pairChunk, min((c+1)*pairChunk, per)
+			d := dst[i*per+a0 : i*per+a1]
+			a := src[2*i*per+a0 : 2*i*per+a1]
+			if 2*i+1 == n {
+				for j, v := range a {
+					d[j] = uint32(BF16FromFloat32(v))
+				}
+				continue
+			}
+			pairBF16(d, a, src[(2*i+1)*per+a0:(2*i+1)*per+a1])
+		}
+	})
+}
+
+// convBackwardWeightNativeBF16 computes dw = ConvBackwardWeight with
+// bfloat16 operands on set's weight-gradient tiles (bf16DWSet, or their Go
+// models in the tests), and reports false, computing nothing, when the
+// output channels are not a multiple of 16 (the tiles' narrowest block).
+func convBackwardWeightNativeBF16(s ConvShape, x, dy, dw []float32, set *kernelSet) bool {
+	bs, ok := blocksFor(set, s.OC)
+	if !ok {
+		return false
+	}
+	np := (s.N + 1) / 2
+	in, out := s.H*s.W*s.C, s.OH()*s.OW()*s.OC
+	xb, dyb := getBuf(np*in), getBuf(np*out)
+	defer putBuf(xb)
+	defer putBuf(dyb)
+	pairImages(pairsOf(xb), x, s.N, in)
+	pairImages(pairsOf(dyb), dy, s.N, out)
+	ps := s
+	ps.N = np
+	convBackwardWeightTiles(ps, unsafe.Pointer(unsafe.SliceData(xb)), dyb, dw, set, bs)
+	return true
+}
+
+// pairsOf views a float32 buffer as as many bfloat16 pairs.
+func pairsOf(b []float32) []uint32 {
+	return unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(b))), len(b))
+}
+
+// bf16DWKernelGo is the weight-gradient tile of mr input × nr output
+// channels in Go, VDPBF16PS's arithmetic lane by lane as bf16KernelGo
+// computes it: the model the tests run the driver with where the CPU
+// lacks the instruction (arguments as dwKernel's, on pairs).
+func bf16DWKernelGo(mr, nr int) dwKernel {
+	return func(x unsafe.Pointer, xoff int, dy, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int) {
+		for p := range mr {
+			for j := range nr {
+				sum := (*float32)(unsafe.Add(dw, p*dws+4*j))
+				acc := *sum
+				for r := range rows {
+					for c := range cols {
+						av := *(*uint32)(unsafe.Add(x, xoff+r*xrs+c*xcs+4*p))
+						bv := *(*uint32)(unsafe.Add(dy, r*dyrs+c*dycs+4*j))
+						acc = ftz(acc + daz(uint16(av>>16))*daz(uint16(bv>>16)))
+						acc = ftz(acc + daz(uint16(av))*daz(uint16(bv)))
+					}
+				}
+				*sum = acc
+			}
+		}
+	}
+}
+
+// bf16DWSetGo returns the Go models of the native weight-gradient tiles,
+// the heights of the generated ones (28 rows of 16 channels, 14 of 32).
+func bf16DWSetGo() *kernelSet {
+	var k kernelSet
+	k.vec = 16
+	for v, rows := range [2]int{28, 14} {
+		for mr := 1; mr <= rows; mr++ {
+			k.dw[v] = append(k.dw[v], bf16DWKernelGo(mr, 16*(v+1)))
+		}
+	}
+	return k.init()
+}
