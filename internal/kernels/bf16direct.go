@@ -20,13 +20,31 @@ type bf16DirectKernel func(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 // tiles of sweepDirect, and the epilogue applied to each tile in float32. Horizontal
 // dilation is not supported (bf16DirectOK).
 func convForwardDirectBF16(s ConvShape, x, w, y []float32, ep *convEpilogue, kern []bf16DirectKernel) {
+	wbuf, wp := directWeightsBF16(s)
+	defer putBytes(wbuf)
+	packDirectBF16(s, w, wp)
+	convDirectPackedBF16(s, x, wp, y, ep, kern)
+}
+
+// directWeightsBF16 returns a pooled buffer for s's packed weights
+// (packDirectBF16's layout) and the pairs it holds.
+func directWeightsBF16(s ConvShape) (*[]byte, []uint32) {
+	cp := (s.C + 1) &^ 1
+	n := (s.OC + 31) / 32 * s.KH * s.KW * cp / 2 * 32
+	b := getBytes(4 * n)
+	return b, unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(*b))), n)
+}
+
+// packDirectBF16 packs s's weights w ([KH][KW][C][OC]) for the direct
+// kernels into wp: per block of 32 output channels, [KH][KW·cp/2][32]
+// pairs, pair q of kernel row ky holding elements k = 2q and 2q+1 of the
+// row (k = kx·cp + c, cp the channels stored per pixel: C rounded up to
+// even), zeros past C and OC.
+func packDirectBF16(s ConvShape, w []float32, wp []uint32) {
 	cp := (s.C + 1) &^ 1 // channels stored per pixel: an odd count gets a zero channel
 	pairs := s.KW * cp / 2
 	nb := (s.OC + 31) / 32
 	blockPairs := s.KH * pairs * 32
-	wbuf := getBytes(4 * nb * blockPairs)
-	defer putBytes(wbuf)
-	wp := unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(*wbuf))), nb*blockPairs)
 	// row converts stored weight row (ky, k) of block b to bfloat16: the
 	// OC values of W[ky][kx][c] are adjacent (zeros past C or OC).
 	row := func(dst *[32]uint16, b, ky, k int) {
@@ -58,7 +76,56 @@ func convForwardDirectBF16(s ConvShape, x, w, y []float32, ep *convEpilogue, ker
 			}
 		}
 	})
+}
 
+// packTurnedBF16 packs, in packDirectBF16's layout for the convolution t
+// that computes s's data gradient (backwardDataDirectBF16: t.C = s.OC,
+// t.OC = s.C), s's weights turned around: t's weight [ky][kx][oc][c] is
+// w[KH−1−ky][KW−1−kx][c][oc]. For each of t's output channels c and tap,
+// w's row of OC values holds t's input channels in order, so its bfloat16
+// conversion is already the tap's run of pairs, stored 32 pairs apart.
+func packTurnedBF16(s ConvShape, w []float32, wp []uint32) {
+	cp := (s.OC + 1) &^ 1 // t's channels stored per pixel
+	pairs := s.KW * cp / 2
+	nb := (s.C + 31) / 32
+	blockPairs := s.KH * pairs * 32
+	parallelFor(nb, func(lo, hi int) {
+		row := make([]uint16, cp)
+		rp := unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(row))), cp/2)
+		for b := lo; b < hi; b++ {
+			blk := wp[b*blockPairs : (b+1)*blockPairs]
+			for j := range 32 {
+				c := b*32 + j
+				if c >= s.C {
+					for q := range s.KH * pairs {
+						blk[q*32+j] = 0
+					}
+					continue
+				}
+				for ky := range s.KH {
+					for kx := range s.KW {
+						src := w[(((s.KH-1-ky)*s.KW+s.KW-1-kx)*s.C+c)*s.OC:][:s.OC]
+						for i := toBF16Fast(row[:s.OC], src); i < s.OC; i++ {
+							row[i] = BF16FromFloat32(src[i])
+						}
+						out := blk[(ky*pairs+kx*cp/2)*32:]
+						for m, v := range rp {
+							out[m*32+j] = v
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// convDirectPackedBF16 is convForwardDirectBF16 on weights packed by
+// packDirectBF16 (or packTurnedBF16).
+func convDirectPackedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep *convEpilogue, kern []bf16DirectKernel) {
+	cp := (s.C + 1) &^ 1
+	pairs := s.KW * cp / 2
+	nb := (s.OC + 31) / 32
+	blockPairs := s.KH * pairs * 32
 	h, wd := s.H+s.PT+s.PB, s.W+s.PL+s.PR
 	xbuf := getBytes(2 * s.N * h * wd * cp)
 	defer putBytes(xbuf)
@@ -126,25 +193,14 @@ func backwardDataDirectBF16(s ConvShape, dy, w, dx []float32, add bool, kern []b
 	rh, rw := s.DH*(s.KH-1), s.DW*(s.KW-1)
 	t := ConvShape{N: s.N, H: s.OH(), W: s.OW(), C: s.OC, OC: s.C, KH: s.KH, KW: s.KW, SH: 1, SW: 1, DH: s.DH, DW: 1,
 		PT: rh - s.PT, PL: rw - s.PL, PB: rh - s.PB, PR: rw - s.PR}
-	wt := getBuf(len(w))
-	defer putBuf(wt)
-	parallelFor(s.KH*s.KW, func(lo, hi int) {
-		for tap := lo; tap < hi; tap++ {
-			ky, kx := tap/s.KW, tap%s.KW
-			src := w[((s.KH-1-ky)*s.KW+s.KW-1-kx)*s.C*s.OC:][:s.C*s.OC]
-			dst := wt[tap*s.C*s.OC:][:s.C*s.OC]
-			for c := range s.C {
-				for oc, v := range src[c*s.OC : (c+1)*s.OC] {
-					dst[oc*s.C+c] = v
-				}
-			}
-		}
-	})
+	wbuf, wp := directWeightsBF16(t)
+	defer putBytes(wbuf)
+	packTurnedBF16(s, w, wp)
 	ep := directEpilogue(s.C)
 	if add {
 		ep.skip = dx
 	}
-	convForwardDirectBF16(t, dy, wt, dx[:s.N*s.H*s.W*s.C], ep, kern)
+	convDirectPackedBF16(t, dy, wp, dx[:s.N*s.H*s.W*s.C], ep, kern)
 }
 
 // epilogueTileGo applies ep to rows m0… of tile ([rows][32] sums):

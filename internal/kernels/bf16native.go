@@ -35,48 +35,60 @@ func bf16Pair(e0, e1 float32) uint32 {
 	return uint32(BF16FromFloat32(e0)) | uint32(BF16FromFloat32(e1))<<16
 }
 
-// packBBF16 packs B ([k][n], element (p, j) = get(p, j)) into panels of
-// bf16NR columns: panel jb holds kp = ⌈k/2⌉ groups of bf16NR pairs; columns
-// past n and the odd element past k are zero. It returns the packing and
-// np, n rounded up to the panel width.
-func packBBF16(k, n int, get func(p, j int) float32) ([]uint32, int) {
+// packBBF16 packs B ([k][n], element (p, j) = b[p·ldb + j], or
+// b[j·ldb + p] when trans) into panels of bf16NR columns: panel jb holds
+// kp = ⌈k/2⌉ groups of bf16NR pairs; columns past n and the odd element
+// past k are zero. It returns the packing (from the pool: putBuf its
+// backing, the second result) and np, n rounded up to the panel width.
+func packBBF16(k, n int, b []float32, ldb int, trans bool) ([]uint32, []float32, int) {
 	kp, np := (k+1)/2, (n+bf16NR-1)/bf16NR*bf16NR
-	out := make([]uint32, kp*np)
+	back := getBuf(kp * np)
+	out := pairsOf(back)
 	parallelFor(np/bf16NR, func(lo, hi int) {
+		var row []uint32
+		if trans {
+			row = make([]uint32, kp)
+		}
 		for jb := lo; jb < hi; jb++ {
 			panel := out[jb*kp*bf16NR:][:kp*bf16NR]
-			for kk := 0; kk < kp; kk++ {
-				for jj := 0; jj < bf16NR; jj++ {
-					j := jb*bf16NR + jj
-					if j >= n {
-						break
+			j0, w := jb*bf16NR, min(bf16NR, n-jb*bf16NR)
+			if w < bf16NR {
+				clear(panel)
+			}
+			if trans {
+				// Column j of B is row j of b, its pairs adjacent: converted
+				// as a row, stored bf16NR pairs apart.
+				for jj := range w {
+					packRowBF16(row, b[(j0+jj)*ldb:][:k])
+					for kk, v := range row {
+						panel[kk*bf16NR+jj] = v
 					}
-					e1 := float32(0)
-					if 2*kk+1 < k {
-						e1 = get(2*kk+1, j)
-					}
-					panel[kk*bf16NR+jj] = bf16Pair(get(2*kk, j), e1)
+				}
+				continue
+			}
+			for kk := range k / 2 {
+				pairBF16(panel[kk*bf16NR:][:w], b[2*kk*ldb+j0:][:w], b[(2*kk+1)*ldb+j0:][:w])
+			}
+			if k%2 == 1 {
+				for jj, v := range b[(k-1)*ldb+j0:][:w] {
+					panel[(kp-1)*bf16NR+jj] = uint32(BF16FromFloat32(v))
 				}
 			}
 		}
 	})
-	return out, np
+	return out, back, np
 }
 
 // packRowBF16 packs row (k float32, k ≤ 2·len(dst)) as pairs into dst,
 // the odd element past k zero.
 func packRowBF16(dst []uint32, row []float32) {
 	k := len(row)
-	for kk := range dst {
-		e0, e1 := float32(0), float32(0)
-		if 2*kk < k {
-			e0 = row[2*kk]
-		}
-		if 2*kk+1 < k {
-			e1 = row[2*kk+1]
-		}
-		dst[kk] = bf16Pair(e0, e1)
+	h := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(dst))), 2*len(dst))
+	i := toBF16Fast(h[:k], row)
+	for ; i < k; i++ {
+		h[i] = BF16FromFloat32(row[i])
 	}
+	clear(h[k:])
 }
 
 // bf16Tiles accumulates y[i][:np] += a[i]·B for the rows i < rows of a
@@ -97,12 +109,8 @@ func bf16Tiles(a []uint32, rows, kp int, bp []uint32, np int, y []float32) {
 
 // gemmNativeBF16 is GemmBF16 on the native kernels.
 func gemmNativeBF16(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	bp, np := packBBF16(k, n, func(p, j int) float32 {
-		if transB {
-			return b[j*ldb+p]
-		}
-		return b[p*ldb+j]
-	})
+	bp, bback, np := packBBF16(k, n, b, ldb, transB)
+	defer putBuf(bback)
 	kp := (k + 1) / 2
 	parallelFor((m+bf16MB-1)/bf16MB, func(lo, hi int) {
 		ap := make([]uint32, bf16MB*kp)
@@ -153,7 +161,8 @@ func im2colRow(s ConvShape, x []float32, q int, row []float32) {
 // y = ep(im2col(x)·W).
 func convForwardNativeBF16(s ConvShape, x, w, y []float32, ep *convEpilogue) {
 	k := s.KH * s.KW * s.C
-	bp, np := packBBF16(k, s.OC, func(p, j int) float32 { return w[p*s.OC+j] })
+	bp, bback, np := packBBF16(k, s.OC, w, s.OC, false)
+	defer putBuf(bback)
 	kp, npix := (k+1)/2, s.N*s.OH()*s.OW()
 	parallelFor((npix+bf16MB-1)/bf16MB, func(lo, hi int) {
 		ap := make([]uint32, bf16MB*kp)
@@ -189,7 +198,8 @@ func convForwardNativeBF16(s ConvShape, x, w, y []float32, ep *convEpilogue) {
 func convBackwardDataNativeBF16(s ConvShape, dy, w, dx []float32, add bool) {
 	k := s.KH * s.KW * s.C
 	// B[oc][kidx] = W[kidx][oc].
-	bp, np := packBBF16(s.OC, k, func(p, j int) float32 { return w[j*s.OC+p] })
+	bp, bback, np := packBBF16(s.OC, k, w, s.OC, true)
+	defer putBuf(bback)
 	kp, oh, ow := (s.OC+1)/2, s.OH(), s.OW()
 	if !add {
 		clear(dx[:s.N*s.H*s.W*s.C])
