@@ -93,3 +93,40 @@ func BenchmarkResNet50Convs(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkResNet50Grads times the two gradients of each distinct
+// convolution of ResNet-50, float32 and bfloat16 (the entry points: what a
+// training step calls), at the batch RESIDUAL_BENCH_BATCH (default 8);
+// ms/net is the layer's share of one backward pass.
+func BenchmarkResNet50Grads(b *testing.B) {
+	n := 8
+	if v, err := strconv.Atoi(os.Getenv("RESIDUAL_BENCH_BATCH")); err == nil && v > 0 {
+		n = v
+	}
+	for _, l := range resnet50Convs(n) {
+		s := l.s
+		x, w, dy := benchOperands(s)
+		for i := range dy {
+			dy[i] = float32(i%11) * 0.1
+		}
+		dx, dw := make([]float32, len(x)), make([]float32, len(w))
+		for _, c := range []struct {
+			name string
+			f    func()
+		}{
+			{"weight-fp32", func() { ConvBackwardWeight(s, x, dy, dw) }},
+			{"weight-bf16", func() { ConvBackwardWeightBF16(s, x, dy, dw) }},
+			{"data-fp32", func() { ConvBackwardData(s, dy, w, dx) }},
+			{"data-bf16", func() { ConvBackwardDataBF16(s, dy, w, dx) }},
+		} {
+			b.Run(fmt.Sprintf("%s/%s/x%d", l.name, c.name, l.count), func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					c.f()
+				}
+				sec := b.Elapsed().Seconds() / float64(b.N)
+				b.ReportMetric(convFLOP(s)/sec/1e9, "GFLOP/s")
+				b.ReportMetric(sec*1e3*float64(l.count), "ms/net")
+			})
+		}
+	}
+}
