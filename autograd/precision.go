@@ -78,9 +78,14 @@ func convForward(p Precision, s kernels.ConvShape, x, w, y []float32, e kernels.
 }
 
 // convForwardW is convForward with the weight as a value: a sealed weight
-// (Value.Seal) in float32 runs on its packed form, kept across calls.
+// (Value.Seal) runs on its packed form for the precision, kept across
+// calls.
 func convForwardW(p Precision, s kernels.ConvShape, x []float32, w *Value, y []float32, e kernels.ConvEpilogue[float32]) {
-	if p == FP32 && w.sealed != nil {
+	if w.sealed != nil {
+		if p == BF16 {
+			kernels.ConvForwardPackedBF16(s, x, w.Data.Data, w.packedConvWeightsBF16(s), y, e)
+			return
+		}
 		kernels.ConvForwardPacked(s, x, w.Data.Data, w.packedConvWeights(s), y, e)
 		return
 	}

@@ -72,8 +72,9 @@ type Value struct {
 // sealed holds what operations derive from a sealed value's data and keep
 // across calls.
 type sealed struct {
-	conv atomic.Pointer[packedConv] // the value as a convolution's packed weights
-	gemm atomic.Pointer[packedGemm] // the value as a matrix product's packed B
+	conv     atomic.Pointer[packedConv]     // the value as a convolution's packed weights
+	convBF16 atomic.Pointer[packedConvBF16] // the same for the bfloat16 kernels
+	gemm     atomic.Pointer[packedGemm]     // the value as a matrix product's packed B
 }
 
 // packedGemm is a sealed value packed as a matrix product's B operand;
@@ -97,6 +98,10 @@ func (b *Value) packedGemmB(transB bool, n, k, ldb int) *kernels.PackedGemm {
 // packedConv is a sealed weight's packed form; pc is nil when the direct
 // kernels do not apply to its shape (so that packing is not retried).
 type packedConv struct{ pc *kernels.PackedConv }
+
+// packedConvBF16 is packedConv for the bfloat16 kernels (pc nil where
+// they do not run the shape).
+type packedConvBF16 struct{ pc *kernels.PackedConvBF16 }
 
 // Seal declares that v's data will not change again, so that operations
 // may keep forms derived from it across calls instead of recomputing them
@@ -129,6 +134,18 @@ func (w *Value) packedConvWeights(s kernels.ConvShape) *kernels.PackedConv {
 	p := &packedConv{kernels.PackConv(s, w.Data.Data)}
 	if !w.sealed.conv.CompareAndSwap(nil, p) {
 		return w.sealed.conv.Load().pc
+	}
+	return p.pc
+}
+
+// packedConvWeightsBF16 is packedConvWeights for the bfloat16 kernels.
+func (w *Value) packedConvWeightsBF16(s kernels.ConvShape) *kernels.PackedConvBF16 {
+	if p := w.sealed.convBF16.Load(); p != nil {
+		return p.pc
+	}
+	p := &packedConvBF16{kernels.PackConvBF16(s, w.Data.Data)}
+	if !w.sealed.convBF16.CompareAndSwap(nil, p) {
+		return w.sealed.convBF16.Load().pc
 	}
 	return p.pc
 }

@@ -171,3 +171,41 @@ func GemmBF16(transA, transB bool, m, n, k int, alpha float32, a []float32, lda 
 	defer putBuf(br)
 	Gemm(transA, transB, m, n, k, alpha, ar, lda, br, ldb, beta, c, ldc)
 }
+
+// PackedConvBF16 is a convolution's weights packed once for the direct
+// bfloat16 kernels (VDPBF16PS), for weights that no longer change (a
+// sealed inference model): ConvForwardEpilogueBF16 otherwise converts and
+// packs all of them on every call.
+type PackedConvBF16 struct {
+	c, oc, kh, kw int
+	wp            []uint32
+}
+
+// PackConvBF16 packs w [KH,KW,C,OC] for bfloat16 convolutions of shape s
+// (only C, OC, KH and KW matter). It returns nil where the direct native
+// kernels do not run s (no AVX512-BF16, RESIDUAL_BF16=emulate, horizontal
+// dilation): ConvForwardPackedBF16 then computes as ConvForwardEpilogueBF16.
+func PackConvBF16(s ConvShape, w []float32) *PackedConvBF16 {
+	if !bf16NativeOn() || !bf16DirectOK(s) || len(w) < s.KH*s.KW*s.C*s.OC {
+		return nil
+	}
+	buf, wp := directWeightsBF16(s)
+	packDirectBF16(s, w, wp)
+	p := &PackedConvBF16{c: s.C, oc: s.OC, kh: s.KH, kw: s.KW, wp: append([]uint32(nil), wp...)}
+	putBytes(buf)
+	return p
+}
+
+// ConvForwardPackedBF16 is ConvForwardEpilogueBF16 with w's packed form p
+// (PackConvBF16 of the same w; nil, or packed for another shape, computes
+// from w as ConvForwardEpilogueBF16 does). The results are the same bit
+// for bit.
+func ConvForwardPackedBF16(s ConvShape, x, w []float32, p *PackedConvBF16, y []float32, e ConvEpilogue[float32]) {
+	if p == nil || p.c != s.C || p.oc != s.OC || p.kh != s.KH || p.kw != s.KW || !bf16NativeOn() || !bf16DirectOK(s) {
+		ConvForwardEpilogueBF16(s, x, w, y, e)
+		return
+	}
+	ep := epilogueOf(e, s.OC)
+	ep.direct = true
+	convDirectPackedBF16(s, x[:s.N*s.H*s.W*s.C], p.wp, y, ep, bf16DirectKernels)
+}
