@@ -45,14 +45,14 @@ func sealedConvCase(t *testing.T, pr Precision, oc int, grad bool) {
 		if seal && pr == FP32 {
 			p := wv.sealed.conv.Load()
 			packs := kernels.Active() != kernels.Generic && oc%8 == 0
-			if p == nil || (p.pc != nil) != packs {
+			if p == nil || (p.p != nil) != packs {
 				t.Fatalf("oc=%d grad=%v: kept packed form %v, want packed=%v", oc, grad, p, packs)
 			}
 		}
 		if seal && pr == BF16 {
 			p := wv.sealed.convBF16.Load()
 			packs := kernels.BF16Path() == "avx512bf16"
-			if p == nil || (p.pc != nil) != packs {
+			if p == nil || (p.p != nil) != packs {
 				t.Fatalf("bf16 oc=%d grad=%v: kept packed form %v, want packed=%v", oc, grad, p, packs)
 			}
 		}
@@ -86,7 +86,7 @@ func TestSealedLinearEqualsUnsealed(t *testing.T) {
 			if seal {
 				p := wv.sealed.gemm.Load()
 				packs := kernels.Active() != kernels.Generic
-				if p == nil || (p.pg != nil) != packs {
+				if p == nil || (p.p != nil) != packs {
 					t.Fatalf("%+v: kept packed form %v, want packed=%v", c, p, packs)
 				}
 			}

@@ -72,36 +72,33 @@ type Value struct {
 // sealed holds what operations derive from a sealed value's data and keep
 // across calls.
 type sealed struct {
-	conv     atomic.Pointer[packedConv]     // the value as a convolution's packed weights
-	convBF16 atomic.Pointer[packedConvBF16] // the same for the bfloat16 kernels
-	gemm     atomic.Pointer[packedGemm]     // the value as a matrix product's packed B
+	conv     atomic.Pointer[packed[kernels.PackedConv]]     // the value as a convolution's packed weights
+	convBF16 atomic.Pointer[packed[kernels.PackedConvBF16]] // the same for the bfloat16 kernels
+	gemm     atomic.Pointer[packed[kernels.PackedGemm]]     // the value as a matrix product's packed B
 }
 
-// packedGemm is a sealed value packed as a matrix product's B operand;
-// pg is nil when the kernels do not apply (so that packing is not
-// retried).
-type packedGemm struct{ pg *kernels.PackedGemm }
+// packed is a sealed value's packed form for some kernels; p is nil when
+// they do not apply to its shape (kept, so that packing is not retried).
+type packed[T any] struct{ p *T }
+
+// keep returns the packed form in slot, packing it on first use
+// (concurrent first uses may both pack; one result is kept).
+func keep[T any](slot *atomic.Pointer[packed[T]], pack func() *T) *T {
+	if p := slot.Load(); p != nil {
+		return p.p
+	}
+	p := &packed[T]{pack()}
+	if !slot.CompareAndSwap(nil, p) {
+		return slot.Load().p
+	}
+	return p.p
+}
 
 // packedGemmB returns sealed value b packed as op(B) of a product with n
 // columns over k (B [n][ldb] when transB), packing it on first use.
 func (b *Value) packedGemmB(transB bool, n, k, ldb int) *kernels.PackedGemm {
-	if p := b.sealed.gemm.Load(); p != nil {
-		return p.pg
-	}
-	p := &packedGemm{kernels.PackGemm(transB, n, k, b.Data.Data, ldb)}
-	if !b.sealed.gemm.CompareAndSwap(nil, p) {
-		return b.sealed.gemm.Load().pg
-	}
-	return p.pg
+	return keep(&b.sealed.gemm, func() *kernels.PackedGemm { return kernels.PackGemm(transB, n, k, b.Data.Data, ldb) })
 }
-
-// packedConv is a sealed weight's packed form; pc is nil when the direct
-// kernels do not apply to its shape (so that packing is not retried).
-type packedConv struct{ pc *kernels.PackedConv }
-
-// packedConvBF16 is packedConv for the bfloat16 kernels (pc nil where
-// they do not run the shape).
-type packedConvBF16 struct{ pc *kernels.PackedConvBF16 }
 
 // Seal declares that v's data will not change again, so that operations
 // may keep forms derived from it across calls instead of recomputing them
@@ -125,29 +122,14 @@ func (v *Value) Seal() {
 func (v *Value) Sealed() bool { return v.sealed != nil }
 
 // packedConvWeights returns sealed weight w packed for convolutions of
-// shape s, packing it on first use (concurrent first uses may both pack;
-// one result is kept).
+// shape s, packing it on first use.
 func (w *Value) packedConvWeights(s kernels.ConvShape) *kernels.PackedConv {
-	if p := w.sealed.conv.Load(); p != nil {
-		return p.pc
-	}
-	p := &packedConv{kernels.PackConv(s, w.Data.Data)}
-	if !w.sealed.conv.CompareAndSwap(nil, p) {
-		return w.sealed.conv.Load().pc
-	}
-	return p.pc
+	return keep(&w.sealed.conv, func() *kernels.PackedConv { return kernels.PackConv(s, w.Data.Data) })
 }
 
 // packedConvWeightsBF16 is packedConvWeights for the bfloat16 kernels.
 func (w *Value) packedConvWeightsBF16(s kernels.ConvShape) *kernels.PackedConvBF16 {
-	if p := w.sealed.convBF16.Load(); p != nil {
-		return p.pc
-	}
-	p := &packedConvBF16{kernels.PackConvBF16(s, w.Data.Data)}
-	if !w.sealed.convBF16.CompareAndSwap(nil, p) {
-		return w.sealed.convBF16.Load().pc
-	}
-	return p.pc
+	return keep(&w.sealed.convBF16, func() *kernels.PackedConvBF16 { return kernels.PackConvBF16(s, w.Data.Data) })
 }
 
 // RetainGrad keeps this intermediate value's gradient intact through the
