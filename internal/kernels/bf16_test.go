@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"testing"
+
+	kt "github.com/residual-nn/residual/internal/kernels/kernelstest"
 )
 
 // bf16Nearest is BF16FromFloat32's reference, derived from IEEE 754's
@@ -186,5 +188,34 @@ func TestRoundSliceBF16(t *testing.T) {
 				t.Fatalf("%v: pair of %#08x, %#08x is %#08x, want %#08x", l, math.Float32bits(v), math.Float32bits(other[i]), p[i], want)
 			}
 		}
+	}
+}
+
+// TestPairImages checks the native weight gradient's operand layout:
+// images 2i and 2i+1 paired element by element (bf16Pair), a zero past an
+// odd batch, over images of several conversion chunks with a short last
+// one, at every level.
+func TestPairImages(t *testing.T) {
+	r := rand.New(rand.NewPCG(18, 4))
+	for _, l := range append([]Level{Generic}, levels()...) {
+		prev := SetLevel(l)
+		for _, c := range []struct{ n, per int }{{3, 2*pairChunk + 5}, {2, 7}, {1, pairChunk + 1}, {4, 3 * pairChunk}} {
+			src := kt.RandF32(r, c.n*c.per)
+			dst := make([]uint32, (c.n+1)/2*c.per)
+			pairImages(dst, src, c.n, c.per)
+			for i := range (c.n + 1) / 2 {
+				for j := range c.per {
+					odd := float32(0)
+					if 2*i+1 < c.n {
+						odd = src[(2*i+1)*c.per+j]
+					}
+					if got, want := dst[i*c.per+j], bf16Pair(src[2*i*c.per+j], odd); got != want {
+						SetLevel(prev)
+						t.Fatalf("%v n=%d per=%d: pair %d element %d is %#08x, want %#08x", l, c.n, c.per, i, j, got, want)
+					}
+				}
+			}
+		}
+		SetLevel(prev)
 	}
 }

@@ -11,8 +11,11 @@ import (
 // result. They run one of three ways, chosen from the CPU (BF16Path):
 //
 //   - native: AVX512-BF16's VDPBF16PS on operands packed as bfloat16
-//     pairs (bf16native.go), where the CPU has it and the active level is
-//     AVX-512;
+//     pairs, where the CPU has it and the active level is AVX-512: direct
+//     convolutions read in place (bf16direct.go: the forward pass and the
+//     stride-1 data gradient), the weight gradient on pairs of images
+//     (bf16dw.go), and packed matrix products for the rest
+//     (bf16native.go);
 //   - emulated: the operands rounded to bfloat16 but kept as float32
 //     (low halves zero), then the float32 direct kernels of the active
 //     level (AVX2 or AVX-512; never Winograd, whose transforms would round
@@ -181,10 +184,11 @@ type PackedConvBF16 struct {
 	wp            []uint32
 }
 
-// PackConvBF16 packs w [KH,KW,C,OC] for bfloat16 convolutions of shape s
-// (only C, OC, KH and KW matter). It returns nil where the direct native
-// kernels do not run s (no AVX512-BF16, RESIDUAL_BF16=emulate, horizontal
-// dilation): ConvForwardPackedBF16 then computes as ConvForwardEpilogueBF16.
+// PackConvBF16 packs w [KH,KW,C,OC] for bfloat16 convolutions of shape s:
+// the packing depends on C, OC, KH and KW only, but it returns nil where
+// the direct native kernels do not run s (no AVX512-BF16,
+// RESIDUAL_BF16=emulate, horizontal dilation), and ConvForwardPackedBF16
+// then computes as ConvForwardEpilogueBF16.
 func PackConvBF16(s ConvShape, w []float32) *PackedConvBF16 {
 	if !bf16NativeOn() || !bf16DirectOK(s) || len(w) < s.KH*s.KW*s.C*s.OC {
 		return nil

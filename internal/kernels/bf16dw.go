@@ -16,6 +16,9 @@ import "unsafe"
 // pairChunk is the number of elements a goroutine pairs at a time.
 const pairChunk = 1 << 14
 
+// zeroChunk is the zero image past an odd batch, a chunk at a time.
+var zeroChunk [pairChunk]float32
+
 // pairImages writes the bfloat16 pairs of images 2i and 2i+1 of src
 // (n images of per elements each) to dst (⌈n/2⌉·per pairs): the even
 // image in each pair's low half, a zero past an odd n.
@@ -28,13 +31,11 @@ func pairImages(dst []uint32, src []float32, n, per int) {
 			a0, a1 := c*pairChunk, min((c+1)*pairChunk, per)
 			d := dst[i*per+a0 : i*per+a1]
 			a := src[2*i*per+a0 : 2*i*per+a1]
-			if 2*i+1 == n {
-				for j, v := range a {
-					d[j] = uint32(BF16FromFloat32(v))
-				}
-				continue
+			b := zeroChunk[:a1-a0]
+			if 2*i+1 < n {
+				b = src[(2*i+1)*per+a0 : (2*i+1)*per+a1]
 			}
-			pairBF16(d, a, src[(2*i+1)*per+a0:(2*i+1)*per+a1])
+			pairBF16(d, a, b)
 		}
 	})
 }

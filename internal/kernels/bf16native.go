@@ -5,14 +5,15 @@ import (
 	"unsafe"
 )
 
-// The native bfloat16 path: operands packed as bfloat16 pairs (the low
-// half of each uint32 is the even element of the reduction, the high half
-// the odd one, as VDPBF16PS pairs them) and multiplied by the micro-kernels
-// bf16Kernels, which accumulate float32 tiles of bf16NR columns. Every
-// operation is a matrix product y[i][j] = Σ_p A[i][p]·B[p][j] over such
-// pairs: a convolution's forward pass and weight gradient through im2col
-// rows (gathered a block at a time, never whole), its data gradient as the
-// product with the transposed weights followed by col2im.
+// The native bfloat16 path's matrix products: operands packed as bfloat16
+// pairs (the low half of each uint32 is the even element of the
+// reduction, the high half the odd one, as VDPBF16PS pairs them) and
+// multiplied by the micro-kernels bf16Kernels, which accumulate float32
+// tiles of bf16NR columns, y[i][j] = Σ_p A[i][p]·B[p][j] over such pairs:
+// GemmBF16, and the convolutions the direct kernels (bf16direct.go) do not
+// take — a forward pass with horizontal dilation through im2col rows
+// (gathered a block at a time, never whole), a strided data gradient as
+// the product with the transposed weights followed by col2im.
 
 // bf16NR is the width of a micro-kernel tile: two vectors of 16 floats.
 const bf16NR = 32

@@ -318,7 +318,7 @@ func convBackwardWeightTiles(s ConvShape, xp unsafe.Pointer, dy, dw []float32, k
 	oh, ow := s.OH(), s.OW()
 	size := s.KH * s.KW * s.C * s.OC
 	var mu sync.Mutex
-	parts := map[int][]float32{} // per image range, summed in order below
+	parts := map[int][]float32{} // per range of units, summed in order below
 	const rowChunk = 8
 	// tap runs the kernels of tap (kh, kw) over output rows [r0, r1) of
 	// image n (those whose input row and columns are inside), for channel
@@ -349,13 +349,22 @@ func convBackwardWeightTiles(s ConvShape, xp unsafe.Pointer, dy, dw []float32, k
 			e-a, c1-c0, s.SW*s.C*4, s.SH*s.W*s.C*4, s.OC*4, ow*s.OC*4, s.OC*4)
 	}
 	nblks := func(b ocBlock) int { return (s.C + k.maxDW[b.vi] - 1) / k.maxDW[b.vi] }
-	// With a weight gradient larger than a core's cache, each tile of it
-	// takes all the goroutine's images before the next tile (it stays in
-	// cache); otherwise each image visits every tile.
+	// The work is split into units of rowChunk output rows of one image,
+	// each goroutine taking a run of them (so that a batch smaller than
+	// the goroutines still fills them: the native bfloat16 tiles see half
+	// as many "images", pairs of them). With a weight gradient larger
+	// than a core's cache, each tile of it takes all the goroutine's units
+	// before the next tile (it stays in cache); otherwise each unit visits
+	// every tile.
+	nch := (oh + rowChunk - 1) / rowChunk
+	rows := func(u int) (n, r0, r1 int) {
+		n, r0 = u/nch, u%nch*rowChunk
+		return n, r0, min(r0+rowChunk, oh)
+	}
 	tilesOutside := size*4 > maxCachedWeights
-	parallelForEach(s.N, func(lo, hi int) {
-		// The first image range accumulates into dw itself, the others
-		// into scratch buffers added to it in order.
+	parallelForEach(s.N*nch, func(lo, hi int) {
+		// The first range accumulates into dw itself, the others into
+		// scratch buffers added to it in order.
 		acc := dw[:size]
 		if lo > 0 {
 			acc = getBuf(size)
@@ -366,24 +375,22 @@ func convBackwardWeightTiles(s ConvShape, xp unsafe.Pointer, dy, dw []float32, k
 				for kw := 0; kw < s.KW; kw++ {
 					for _, b := range bs {
 						for ib, nblk := 0, nblks(b); ib < nblk; ib++ {
-							for n := lo; n < hi; n++ {
-								for r0 := 0; r0 < oh; r0 += rowChunk {
-									tap(acc, n, r0, min(r0+rowChunk, oh), kh, kw, b, ib, nblk)
-								}
+							for u := lo; u < hi; u++ {
+								n, r0, r1 := rows(u)
+								tap(acc, n, r0, r1, kh, kw, b, ib, nblk)
 							}
 						}
 					}
 				}
 			}
 		} else {
-			for n := lo; n < hi; n++ {
-				for r0 := 0; r0 < oh; r0 += rowChunk {
-					for kh := 0; kh < s.KH; kh++ {
-						for kw := 0; kw < s.KW; kw++ {
-							for _, b := range bs {
-								for ib, nblk := 0, nblks(b); ib < nblk; ib++ {
-									tap(acc, n, r0, min(r0+rowChunk, oh), kh, kw, b, ib, nblk)
-								}
+			for u := lo; u < hi; u++ {
+				n, r0, r1 := rows(u)
+				for kh := 0; kh < s.KH; kh++ {
+					for kw := 0; kw < s.KW; kw++ {
+						for _, b := range bs {
+							for ib, nblk := 0, nblks(b); ib < nblk; ib++ {
+								tap(acc, n, r0, r1, kh, kw, b, ib, nblk)
 							}
 						}
 					}

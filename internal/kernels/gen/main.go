@@ -15,7 +15,8 @@
 //     kernels; dw, an MR×NR weight-gradient tile (MR input channels × NR
 //     output channels) accumulated over a block of pixels,
 //     dw[c][:] += x[pix][c] · dy[pix][:]. For AVX-512 (ZMM, 16 floats a
-//     vector) and AVX2+FMA (YMM, 8 floats).
+//     vector) and AVX2+FMA (YMM, 8 floats); and dwBF16, the dw tiles on
+//     bfloat16 pairs of images (VDPBF16PS), for AVX-512.
 //   - peak.go: the register-only FMA loops that measure the machine's peak.
 //   - winograd.go: the transforms of Winograd's F(2×2, 3×3) and the
 //     per-position products of both tile sizes (AVX-512).
