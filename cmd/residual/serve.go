@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/infer"
 	"github.com/residual-nn/residual/serve"
 )
@@ -41,8 +42,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	drain := fs.Duration("drain", 30e9, "on SIGTERM or interrupt, how long in-flight requests may take")
 	logJSON := fs.Bool("log-json", false, "log as JSON lines instead of text")
 	threads := fs.Int("threads", 0, "threads for the models and the server (0: all cores); 1 suits a model whose batch takes well under a millisecond (docs/SERVING.md)")
+	precision := precisionFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	pr, err := ag.ParsePrecision(*precision)
+	if err != nil {
+		return fmt.Errorf("%w: --precision: %v", errUsage, err)
 	}
 	if *threads > 0 {
 		runtime.GOMAXPROCS(*threads)
@@ -56,7 +62,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cfg.Logger = slog.New(h)
 	cfg.Repository = *repo
-	cfg.Open = openCheckpoint
+	cfg.Open = func(path string) (serve.Backend, error) { return openCheckpoint(path, pr) }
 	s := serve.New(cfg)
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM)
@@ -101,11 +107,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 // openCheckpoint opens a checkpoint (any residual reads) for serving
-// through package infer, whose models are safe for concurrent use.
-func openCheckpoint(path string) (serve.Backend, error) {
+// through package infer, whose models are safe for concurrent use, in
+// precision pr (an int8 checkpoint refuses bf16).
+func openCheckpoint(path string, pr ag.Precision) (serve.Backend, error) {
 	m, err := infer.Open(path)
 	if err != nil {
 		return nil, err
+	}
+	if err := m.SetPrecision(pr); err != nil {
+		return nil, fmt.Errorf("--precision %s: %w", pr, err)
 	}
 	i := m.Info()
 	pre, err := json.Marshal(i.Preprocess)

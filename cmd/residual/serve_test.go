@@ -7,6 +7,7 @@ import (
 	"image"
 	"image/png"
 	"io"
+	"math"
 	"net/http"
 	"path/filepath"
 	"regexp"
@@ -39,10 +40,15 @@ func (l *lockedBuffer) String() string {
 }
 
 // TestServe runs `residual serve` on a saved checkpoint (loopback, free
-// ports): it becomes ready, classifies an image, and on cancellation (what
-// SIGTERM does) drains and exits 0. Usage errors exit 2.
+// ports), in float32 and with --precision bf16: it becomes ready,
+// classifies an image, and on cancellation (what SIGTERM does) drains and
+// exits 0. Usage errors, an unknown precision among them, exit 2. The bf16
+// server's probabilities differ from float32's (the precision took
+// effect) by less than 0.05 — a sanity bound on a 3-class ResNet-20, not a
+// numeric check (internal/kernels holds the bf16 kernels to derived
+// bounds).
 func TestServe(t *testing.T) {
-	for _, args := range [][]string{{"serve"}, {"serve", "--model", "noequals"}} {
+	for _, args := range [][]string{{"serve"}, {"serve", "--model", "noequals"}, {"serve", "--model", "m=x", "--precision", "fp16"}} {
 		var out, errb bytes.Buffer
 		if code := run(context.Background(), args, &out, &errb); code != 2 {
 			t.Errorf("%v: exit %d, want 2 (%s)", args, code, errb.String())
@@ -65,20 +71,39 @@ func TestServe(t *testing.T) {
 	if err := checkpoint.Write(ckpt, net, meta, nil); err != nil {
 		t.Fatal(err)
 	}
+	p32 := serveClassify(t, ckpt, "fp32")
+	p16 := serveClassify(t, ckpt, "bf16")
+	same := true
+	for label, p := range p32 {
+		q, ok := p16[label]
+		if !ok || math.Abs(p-q) > 0.05 {
+			t.Errorf("bf16 probabilities %v, float32 %v", p16, p32)
+		}
+		same = same && p == q
+	}
+	if same {
+		t.Errorf("bf16 probabilities %v equal float32's bit for bit: --precision bf16 did not take effect", p16)
+	}
+}
 
+// serveClassify runs `residual serve --precision pr` on ckpt until it
+// has classified a test image, stops it as SIGTERM does, checks that it
+// drained and exited 0, and returns the probabilities of the three labels.
+func serveClassify(t *testing.T, ckpt, pr string) map[string]float64 {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	out, errb := &lockedBuffer{}, &lockedBuffer{}
 	exit := make(chan int, 1)
 	go func() {
-		exit <- run(ctx, []string{"serve", "--model", "m=" + ckpt, "--addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"}, out, errb)
+		exit <- run(ctx, []string{"serve", "--model", "m=" + ckpt, "--addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--precision", pr}, out, errb)
 	}()
 	addr := regexp.MustCompile(`http://(127\.0\.0\.1:\d+)`)
 	var base string
 	client := &http.Client{Timeout: 10 * time.Second}
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("not ready within 20 s; stdout %q, stderr %q", out.String(), errb.String())
+			t.Fatalf("%s: not ready within 20 s; stdout %q, stderr %q", pr, out.String(), errb.String())
 		}
 		if base == "" {
 			if m := addr.FindStringSubmatch(out.String()); m != nil {
@@ -94,29 +119,41 @@ func TestServe(t *testing.T) {
 		}
 	}
 	var img bytes.Buffer
-	png.Encode(&img, image.NewGray(image.Rect(0, 0, 20, 24)))
-	resp, err := client.Post(base+"/v1/models/m:classify?top=2", "image/png", &img)
+	g := image.NewGray(image.Rect(0, 0, 20, 24))
+	for i := range g.Pix {
+		g.Pix[i] = uint8(i * 37)
+	}
+	png.Encode(&img, g)
+	resp, err := client.Post(base+"/v1/models/m:classify?top=3", "image/png", &img)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	var r struct {
-		Predictions []struct{ Label string }
+		Predictions []struct {
+			Label       string
+			Probability float64
+		}
 	}
-	if err := json.Unmarshal(b, &r); resp.StatusCode != 200 || err != nil || len(r.Predictions) != 2 {
-		t.Fatalf("classify: %d %s", resp.StatusCode, b)
+	if err := json.Unmarshal(b, &r); resp.StatusCode != 200 || err != nil || len(r.Predictions) != 3 {
+		t.Fatalf("%s: classify: %d %s", pr, resp.StatusCode, b)
 	}
 	cancel()
 	select {
 	case code := <-exit:
 		if code != 0 {
-			t.Errorf("exit %d after the drain, want 0; stderr %s", code, errb.String())
+			t.Errorf("%s: exit %d after the drain, want 0; stderr %s", pr, code, errb.String())
 		}
 	case <-time.After(35 * time.Second):
-		t.Fatal("serve did not stop within 35 s of the cancellation")
+		t.Fatalf("%s: serve did not stop within 35 s of the cancellation", pr)
 	}
 	if !strings.Contains(errb.String(), "msg=stopped") {
-		t.Errorf("no drain in the log: %s", errb.String())
+		t.Errorf("%s: no drain in the log: %s", pr, errb.String())
 	}
+	probs := map[string]float64{}
+	for _, p := range r.Predictions {
+		probs[p.Label] = p.Probability
+	}
+	return probs
 }
