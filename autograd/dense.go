@@ -44,9 +44,12 @@ func Gemm(a, b, c *Value, alpha, beta float32, transA, transB bool) *Value {
 		return y
 	}
 	yd, pr := y.Data.Data, y.tape.Precision()
-	if b.sealed != nil && pr == FP32 { // inference: B packed once
+	switch {
+	case b.sealed != nil && pr == BF16: // inference: B packed once
+		kernels.GemmPackedBF16(transA, m, n, k, alpha, a.Data.Data, as[1], b.Data.Data, bs[1], transB, b.packedGemmBBF16(transB, n, k, bs[1]), 0, yd, n)
+	case b.sealed != nil:
 		kernels.GemmPacked(transA, m, n, k, alpha, a.Data.Data, as[1], b.Data.Data, bs[1], transB, b.packedGemmB(transB, n, k, bs[1]), 0, yd, n)
-	} else {
+	default:
 		gemm(pr, transA, transB, m, n, k, alpha, a.Data.Data, as[1], b.Data.Data, bs[1], 0, yd, n)
 	}
 	if c != nil {

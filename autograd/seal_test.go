@@ -1,6 +1,7 @@
 package autograd
 
 import (
+	"sync/atomic"
 	"testing"
 
 	"github.com/residual-nn/residual/internal/kernels"
@@ -28,37 +29,19 @@ func sealedConvCase(t *testing.T, pr Precision, oc int, grad bool) {
 	rng := tensor.NewRNG(uint64(oc))
 	x, w, b := rng.Randn(2, 9, 7, 8), rng.Randn(3, 3, 8, oc), rng.Randn(oc)
 	cp := ConvParams{Stride: [2]int{1, 1}, Pad: SymmetricPad(1, 1)}
-	run := func(seal bool) []float32 {
-		tape := NewNoGradTape()
-		if grad {
-			tape = NewTape()
-		}
-		tape.SetPrecision(pr)
-		wv := Param(w, "weight")
-		if seal {
-			wv.Seal()
-		}
-		var out []float32
-		for range 2 { // the second call runs on the kept packed form
-			out = ReLU(Conv2d(tape.Constant(x), wv, tape.Constant(b), cp)).Tensor().Data
-		}
-		if seal && pr == FP32 {
-			p := wv.sealed.conv.Load()
-			packs := kernels.Active() != kernels.Generic && oc%8 == 0
-			if p == nil || (p.p != nil) != packs {
-				t.Fatalf("oc=%d grad=%v: kept packed form %v, want packed=%v", oc, grad, p, packs)
-			}
-		}
-		if seal && pr == BF16 {
-			p := wv.sealed.convBF16.Load()
-			packs := kernels.BF16Path() == "avx512bf16"
-			if p == nil || (p.p != nil) != packs {
-				t.Fatalf("bf16 oc=%d grad=%v: kept packed form %v, want packed=%v", oc, grad, p, packs)
-			}
-		}
-		return out
+	conv := func(tp *Tape, wv *Value) *Value { return ReLU(Conv2d(tp.Constant(x), wv, tp.Constant(b), cp)) }
+	got, wv := runSealed(pr, grad, true, w, conv)
+	want, _ := runSealed(pr, grad, false, w, conv)
+	packs, ok := kernels.Active() != kernels.Generic && oc%8 == 0, false
+	if pr == BF16 {
+		packs = kernels.BF16Path() == "avx512bf16"
+		ok = keptPacked(&wv.sealed.convBF16, packs)
+	} else {
+		ok = keptPacked(&wv.sealed.conv, packs)
 	}
-	got, want := run(true), run(false)
+	if !ok {
+		t.Fatalf("%v oc=%d grad=%v: kept packed form wrong, want packed=%v", pr, oc, grad, packs)
+	}
 	for i := range want {
 		if got[i] != want[i] {
 			t.Fatalf("%v oc=%d grad=%v: element %d: sealed %g, unsealed %g", pr, oc, grad, i, got[i], want[i])
@@ -66,36 +49,61 @@ func sealedConvCase(t *testing.T, pr Precision, oc int, grad bool) {
 	}
 }
 
-// A sealed linear layer's weight gives the same product bit for bit, with
-// its packed form made on first use and reused after (where the kernels
-// apply: not at the generic level; a product below minFastGemm packs but runs on the reference).
+// runSealed runs f twice on a new tape of precision pr (recording when
+// grad) with w as a parameter, sealed when seal, and returns the second
+// result (the first call packs a sealed weight, the second runs on the
+// kept form) and the parameter.
+func runSealed(pr Precision, grad, seal bool, w *tensor.Tensor, f func(tp *Tape, wv *Value) *Value) ([]float32, *Value) {
+	tape := NewNoGradTape()
+	if grad {
+		tape = NewTape()
+	}
+	tape.SetPrecision(pr)
+	wv := Param(w, "weight")
+	if seal {
+		wv.Seal()
+	}
+	var out []float32
+	for range 2 {
+		out = f(tape, wv).Tensor().Data
+	}
+	return out, wv
+}
+
+// keptPacked reports whether slot holds a packed form, made (want) or
+// declined (not want).
+func keptPacked[T any](slot *atomic.Pointer[packed[T]], want bool) bool {
+	p := slot.Load()
+	return p != nil && (p.p != nil) == want
+}
+
+// A sealed linear layer's weight gives the same product bit for bit, in
+// both precisions, with its packed form made on first use and reused after
+// (where the kernels apply: float32 not at the generic level, and a
+// product below minFastGemm packs but runs on the reference; bfloat16
+// where its native kernels run).
 func TestSealedLinearEqualsUnsealed(t *testing.T) {
-	for _, c := range []struct{ batch, in, out int }{{1, 2048, 1000}, {5, 96, 10}, {3, 4, 3}} {
-		rng := tensor.NewRNG(uint64(c.out))
-		x, w, b := rng.Randn(c.batch, c.in), rng.Randn(c.out, c.in), rng.Randn(c.out)
-		run := func(seal bool) []float32 {
-			tape := NewNoGradTape()
-			wv := Param(w, "weight")
-			if seal {
-				wv.Seal()
+	for _, pr := range []Precision{FP32, BF16} {
+		for _, c := range []struct{ batch, in, out int }{{1, 2048, 1000}, {5, 96, 10}, {3, 4, 3}} {
+			rng := tensor.NewRNG(uint64(c.out))
+			x, w, b := rng.Randn(c.batch, c.in), rng.Randn(c.out, c.in), rng.Randn(c.out)
+			linear := func(tp *Tape, wv *Value) *Value { return Linear(tp.Constant(x), wv, tp.Constant(b)) }
+			got, wv := runSealed(pr, false, true, w, linear)
+			want, _ := runSealed(pr, false, false, w, linear)
+			packs, ok := kernels.Active() != kernels.Generic, false
+			if pr == BF16 {
+				packs = kernels.BF16Path() == "avx512bf16"
+				ok = keptPacked(&wv.sealed.gemmBF16, packs)
+			} else {
+				ok = keptPacked(&wv.sealed.gemm, packs)
 			}
-			var out []float32
-			for range 2 { // the second call runs on the kept packed form
-				out = Linear(tape.Constant(x), wv, tape.Constant(b)).Tensor().Data
+			if !ok {
+				t.Fatalf("%v %+v: kept packed form wrong, want packed=%v", pr, c, packs)
 			}
-			if seal {
-				p := wv.sealed.gemm.Load()
-				packs := kernels.Active() != kernels.Generic
-				if p == nil || (p.p != nil) != packs {
-					t.Fatalf("%+v: kept packed form %v, want packed=%v", c, p, packs)
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("%v %+v: element %d: sealed %g, unsealed %g", pr, c, i, got[i], want[i])
 				}
-			}
-			return out
-		}
-		got, want := run(true), run(false)
-		for i := range want {
-			if got[i] != want[i] {
-				t.Fatalf("%+v: element %d: sealed %g, unsealed %g", c, i, got[i], want[i])
 			}
 		}
 	}

@@ -75,6 +75,7 @@ type sealed struct {
 	conv     atomic.Pointer[packed[kernels.PackedConv]]     // the value as a convolution's packed weights
 	convBF16 atomic.Pointer[packed[kernels.PackedConvBF16]] // the same for the bfloat16 kernels
 	gemm     atomic.Pointer[packed[kernels.PackedGemm]]     // the value as a matrix product's packed B
+	gemmBF16 atomic.Pointer[packed[kernels.PackedGemmBF16]] // the same for the bfloat16 kernels
 }
 
 // packed is a sealed value's packed form for some kernels; p is nil when
@@ -98,6 +99,11 @@ func keep[T any](slot *atomic.Pointer[packed[T]], pack func() *T) *T {
 // columns over k (B [n][ldb] when transB), packing it on first use.
 func (b *Value) packedGemmB(transB bool, n, k, ldb int) *kernels.PackedGemm {
 	return keep(&b.sealed.gemm, func() *kernels.PackedGemm { return kernels.PackGemm(transB, n, k, b.Data.Data, ldb) })
+}
+
+// packedGemmBBF16 is packedGemmB for the bfloat16 kernels.
+func (b *Value) packedGemmBBF16(transB bool, n, k, ldb int) *kernels.PackedGemmBF16 {
+	return keep(&b.sealed.gemmBF16, func() *kernels.PackedGemmBF16 { return kernels.PackGemmBF16(transB, n, k, b.Data.Data, ldb) })
 }
 
 // Seal declares that v's data will not change again, so that operations

@@ -213,3 +213,47 @@ func ConvForwardPackedBF16(s ConvShape, x, w []float32, p *PackedConvBF16, y []f
 	ep.direct = true
 	convDirectPackedBF16(s, x[:s.N*s.H*s.W*s.C], p.wp, y, ep, bf16DirectKernels)
 }
+
+// PackedGemmBF16 is a matrix product's B operand packed once for the
+// bfloat16 kernels, for an operand that no longer changes (a sealed
+// inference model's linear layer): GemmBF16 otherwise converts and packs
+// it on every call.
+type PackedGemmBF16 struct {
+	n, k, ldb int
+	transB    bool
+	bp        []uint32
+	np        int
+}
+
+// PackGemmBF16 packs op(B) (k×n; B is [n][ldb] when transB, else
+// [k][ldb]) for GemmPackedBF16. It returns nil where the native kernels
+// do not run (no AVX512-BF16, RESIDUAL_BF16=emulate) or the product is
+// empty: GemmPackedBF16 then computes as GemmBF16.
+func PackGemmBF16(transB bool, n, k int, b []float32, ldb int) *PackedGemmBF16 {
+	rows, cols := k, n
+	if transB {
+		rows, cols = n, k
+	}
+	if !bf16NativeOn() || n == 0 || k == 0 || len(b) < (rows-1)*ldb+cols {
+		return nil
+	}
+	bp, back, np := packBBF16(k, n, b, ldb, transB)
+	p := &PackedGemmBF16{n: n, k: k, ldb: ldb, transB: transB, bp: append([]uint32(nil), bp...), np: np}
+	putBuf(back)
+	return p
+}
+
+// GemmPackedBF16 is GemmBF16 with B's packed form pb (PackGemmBF16 of the
+// same B; nil, or packed for another product, computes from b as GemmBF16
+// does). The results are the same bit for bit.
+func GemmPackedBF16(transA bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, transB bool, pb *PackedGemmBF16, beta float32, c []float32, ldc int) {
+	if pb == nil || pb.n != n || pb.k != k || pb.ldb != ldb || pb.transB != transB || m == 0 || !bf16NativeOn() {
+		GemmBF16(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	arows, acols := m, k
+	if transA {
+		arows, acols = k, m
+	}
+	gemmPackedNativeBF16(transA, m, n, k, alpha, a[:(arows-1)*lda+acols], lda, pb.bp, pb.np, beta, c, ldc)
+}

@@ -112,6 +112,12 @@ func bf16Tiles(a []uint32, rows, kp int, bp []uint32, np int, y []float32) {
 func gemmNativeBF16(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	bp, bback, np := packBBF16(k, n, b, ldb, transB)
 	defer putBuf(bback)
+	gemmPackedNativeBF16(transA, m, n, k, alpha, a, lda, bp, np, beta, c, ldc)
+}
+
+// gemmPackedNativeBF16 is gemmNativeBF16 on B packed by packBBF16 (bp,
+// n rounded up to np).
+func gemmPackedNativeBF16(transA bool, m, n, k int, alpha float32, a []float32, lda int, bp []uint32, np int, beta float32, c []float32, ldc int) {
 	kp := (k + 1) / 2
 	parallelFor((m+bf16MB-1)/bf16MB, func(lo, hi int) {
 		ap := make([]uint32, bf16MB*kp)
