@@ -31,7 +31,7 @@ type bf16Way struct {
 	// micro-kernels in bf16Kernels), rather than the entry points.
 	native bool
 	// direct are the direct forward kernels the native way also runs.
-	direct []bf16DirectKernel
+	direct bf16DirectSet
 	// dw are the weight-gradient tiles the native way runs.
 	dw *kernelSet
 }

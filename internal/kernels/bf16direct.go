@@ -2,13 +2,36 @@ package kernels
 
 import "unsafe"
 
-// bf16DirectKernel computes an mr×32 float32 tile of a convolution whose
-// receptive fields are read in place from bfloat16 activations
-// (gen/direct.go): pixel p of the tile starts at a + p·ps bytes, each of
-// the kh kernel rows is steps consecutive bfloat16 pairs, rs bytes after
-// the previous row; b is a block of packed weights ([kh][steps][32]
-// pairs); c receives the [mr][32] tile.
+// bf16DirectKernel computes an mr×nr float32 tile (nr 32 or 16 channels)
+// of a convolution whose receptive fields are read in place from bfloat16
+// activations (gen/direct.go): pixel p of the tile starts at a + p·ps
+// bytes, each of the kh kernel rows is steps consecutive bfloat16 pairs,
+// rs bytes after the previous row; b is a block of packed weights
+// ([kh][steps][nr] pairs); c receives the tile, rows 32 floats apart.
 type bf16DirectKernel func(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+
+// bf16DirectSet is the direct kernels of both widths, indexed by height
+// (mr−1): w32 the 32-channel tiles, w16 the 16-channel ones, which a
+// convolution of at most 16 output channels runs instead (the 32-wide
+// tiles would compute half their lanes in vain).
+type bf16DirectSet struct{ w32, w16 []bf16DirectKernel }
+
+// width returns the block width (channels) of a convolution of oc output
+// channels: 16 for at most 16, else 32.
+func (k bf16DirectSet) width(oc int) int {
+	if oc <= 16 && k.w16 != nil {
+		return 16
+	}
+	return 32
+}
+
+// of returns the kernels of block width nr.
+func (k bf16DirectSet) of(nr int) []bf16DirectKernel {
+	if nr == 16 {
+		return k.w16
+	}
+	return k.w32
+}
 
 // convForwardDirectBF16 is ConvForwardEpilogueBF16 on direct kernels
 // (kern: the VDPBF16PS ones, or their Go models in the tests), the
@@ -19,42 +42,44 @@ type bf16DirectKernel func(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 // infinity would make a NaN), the weights packed by kernel rows, the
 // tiles of sweepDirect, and the epilogue applied to each tile in float32. Horizontal
 // dilation is not supported (bf16DirectOK).
-func convForwardDirectBF16(s ConvShape, x, w, y []float32, ep *convEpilogue, kern []bf16DirectKernel) {
-	wbuf, wp := directWeightsBF16(s)
+func convForwardDirectBF16(s ConvShape, x, w, y []float32, ep *convEpilogue, kern bf16DirectSet) {
+	nr := kern.width(s.OC)
+	wbuf, wp := directWeightsBF16(s, nr)
 	defer putBytes(wbuf)
-	packDirectBF16(s, w, wp)
+	packDirectBF16(s, w, wp, nr)
 	convDirectPackedBF16(s, x, wp, y, ep, kern)
 }
 
 // directWeightsBF16 returns a pooled buffer for s's packed weights
-// (packDirectBF16's layout) and the pairs it holds.
-func directWeightsBF16(s ConvShape) (*[]byte, []uint32) {
+// (packDirectBF16's layout in blocks of nr channels) and the pairs it
+// holds.
+func directWeightsBF16(s ConvShape, nr int) (*[]byte, []uint32) {
 	cp := (s.C + 1) &^ 1
-	n := (s.OC + 31) / 32 * s.KH * s.KW * cp / 2 * 32
+	n := (s.OC + nr - 1) / nr * s.KH * s.KW * cp / 2 * nr
 	b := getBytes(4 * n)
 	return b, unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(*b))), n)
 }
 
 // packDirectBF16 packs s's weights w ([KH][KW][C][OC]) for the direct
-// kernels into wp: per block of 32 output channels, [KH][KW·cp/2][32]
-// pairs, pair q of kernel row ky holding elements k = 2q and 2q+1 of the
-// row (k = kx·cp + c, cp the channels stored per pixel: C rounded up to
-// even), zeros past C and OC.
-func packDirectBF16(s ConvShape, w []float32, wp []uint32) {
+// kernels into wp: per block of nr (32 or 16) output channels,
+// [KH][KW·cp/2][nr] pairs, pair q of kernel row ky holding elements
+// k = 2q and 2q+1 of the row (k = kx·cp + c, cp the channels stored per
+// pixel: C rounded up to even), zeros past C and OC.
+func packDirectBF16(s ConvShape, w []float32, wp []uint32, nr int) {
 	cp := (s.C + 1) &^ 1 // channels stored per pixel: an odd count gets a zero channel
 	pairs := s.KW * cp / 2
-	nb := (s.OC + 31) / 32
-	blockPairs := s.KH * pairs * 32
+	nb := (s.OC + nr - 1) / nr
+	blockPairs := s.KH * pairs * nr
 	// row converts stored weight row (ky, k) of block b to bfloat16: the
 	// OC values of W[ky][kx][c] are adjacent (zeros past C or OC).
-	row := func(dst *[32]uint16, b, ky, k int) {
+	row := func(dst []uint16, b, ky, k int) {
 		kx, c := k/cp, k%cp
-		nc := min(32, s.OC-b*32)
+		nc := min(nr, s.OC-b*nr)
 		if c >= s.C {
-			clear(dst[:])
+			clear(dst)
 			return
 		}
-		src := w[((ky*s.KW+kx)*s.C+c)*s.OC+b*32:][:nc]
+		src := w[((ky*s.KW+kx)*s.C+c)*s.OC+b*nr:][:nc]
 		for i := toBF16Fast(dst[:nc], src); i < nc; i++ {
 			dst[i] = BF16FromFloat32(src[i])
 		}
@@ -66,9 +91,9 @@ func packDirectBF16(s ConvShape, w []float32, wp []uint32) {
 			blk := wp[b*blockPairs : (b+1)*blockPairs]
 			for ky := range s.KH {
 				for q := range pairs {
-					row(&e0, b, ky, 2*q)
-					row(&e1, b, ky, 2*q+1)
-					out := blk[(ky*pairs+q)*32:][:32]
+					row(e0[:nr], b, ky, 2*q)
+					row(e1[:nr], b, ky, 2*q+1)
+					out := blk[(ky*pairs+q)*nr:][:nr]
 					for j := range out {
 						out[j] = uint32(e0[j]) | uint32(e1[j])<<16
 					}
@@ -83,22 +108,23 @@ func packDirectBF16(s ConvShape, w []float32, wp []uint32) {
 // t.OC = s.C), s's weights turned around: t's weight [ky][kx][oc][c] is
 // w[KH−1−ky][KW−1−kx][c][oc]. For each of t's output channels c and tap,
 // w's row of OC values holds t's input channels in order, so its bfloat16
-// conversion is already the tap's run of pairs, stored 32 pairs apart.
-func packTurnedBF16(s ConvShape, w []float32, wp []uint32) {
+// conversion is already the tap's run of pairs, stored nr pairs apart
+// (nr the block width, 32 or 16).
+func packTurnedBF16(s ConvShape, w []float32, wp []uint32, nr int) {
 	cp := (s.OC + 1) &^ 1 // t's channels stored per pixel
 	pairs := s.KW * cp / 2
-	nb := (s.C + 31) / 32
-	blockPairs := s.KH * pairs * 32
+	nb := (s.C + nr - 1) / nr
+	blockPairs := s.KH * pairs * nr
 	parallelFor(nb, func(lo, hi int) {
 		row := make([]uint16, cp)
 		rp := unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(row))), cp/2)
 		for b := lo; b < hi; b++ {
 			blk := wp[b*blockPairs : (b+1)*blockPairs]
-			for j := range 32 {
-				c := b*32 + j
+			for j := range nr {
+				c := b*nr + j
 				if c >= s.C {
 					for q := range s.KH * pairs {
-						blk[q*32+j] = 0
+						blk[q*nr+j] = 0
 					}
 					continue
 				}
@@ -108,9 +134,9 @@ func packTurnedBF16(s ConvShape, w []float32, wp []uint32) {
 						for i := toBF16Fast(row[:s.OC], src); i < s.OC; i++ {
 							row[i] = BF16FromFloat32(src[i])
 						}
-						out := blk[(ky*pairs+kx*cp/2)*32:]
+						out := blk[(ky*pairs+kx*cp/2)*nr:]
 						for m, v := range rp {
-							out[m*32+j] = v
+							out[m*nr+j] = v
 						}
 					}
 				}
@@ -121,11 +147,13 @@ func packTurnedBF16(s ConvShape, w []float32, wp []uint32) {
 
 // convDirectPackedBF16 is convForwardDirectBF16 on weights packed by
 // packDirectBF16 (or packTurnedBF16).
-func convDirectPackedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep *convEpilogue, kern []bf16DirectKernel) {
+func convDirectPackedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep *convEpilogue, set bf16DirectSet) {
+	nr := set.width(s.OC)
+	kern := set.of(nr)
 	cp := (s.C + 1) &^ 1
 	pairs := s.KW * cp / 2
-	nb := (s.OC + 31) / 32
-	blockPairs := s.KH * pairs * 32
+	nb := (s.OC + nr - 1) / nr
+	blockPairs := s.KH * pairs * nr
 	h, wd := s.H+s.PT+s.PB, s.W+s.PL+s.PR
 	xbuf := getBytes(2 * s.N * h * wd * cp)
 	defer putBytes(xbuf)
@@ -163,8 +191,8 @@ func convDirectPackedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep
 	sweepDirect(s, flat, h, wd, cp, nb, func(t *directTile, b, m0, mr, at int) {
 		tile := unsafe.Slice((*float32)(unsafe.Pointer(t)), len(t))
 		kern[mr-1](unsafe.Pointer(&xb[at]), unsafe.Pointer(&wp[b*blockPairs]), unsafe.Pointer(t), 2*s.SW*cp, s.DH*rowBytes, s.KH, pairs)
-		n0 := b * 32
-		n1 := min(n0+32, s.OC)
+		n0 := b * nr
+		n1 := min(n0+nr, s.OC)
 		if useAsmEpilogue {
 			ep.epilogueTile(tile, m0, mr, s.OC, n0, n1-n0, y)
 			return
@@ -189,13 +217,14 @@ func backwardDataAsForwardOK(s ConvShape) bool {
 // W′[ky′][kx′][oc][c] = W[KH−1−ky′][KW−1−kx′][c][oc] and the padding
 // PT′ = DH·(KH−1) − PT (and so on), whose output is H×W. The addition
 // runs in the epilogue (dx as its skip term), in float32.
-func backwardDataDirectBF16(s ConvShape, dy, w, dx []float32, add bool, kern []bf16DirectKernel) {
+func backwardDataDirectBF16(s ConvShape, dy, w, dx []float32, add bool, kern bf16DirectSet) {
 	rh, rw := s.DH*(s.KH-1), s.DW*(s.KW-1)
 	t := ConvShape{N: s.N, H: s.OH(), W: s.OW(), C: s.OC, OC: s.C, KH: s.KH, KW: s.KW, SH: 1, SW: 1, DH: s.DH, DW: 1,
 		PT: rh - s.PT, PL: rw - s.PL, PB: rh - s.PB, PR: rw - s.PR}
-	wbuf, wp := directWeightsBF16(t)
+	nr := kern.width(t.OC)
+	wbuf, wp := directWeightsBF16(t, nr)
 	defer putBytes(wbuf)
-	packTurnedBF16(s, w, wp)
+	packTurnedBF16(s, w, wp, nr)
 	ep := directEpilogue(s.C)
 	if add {
 		ep.skip = dx
@@ -229,17 +258,21 @@ func bf16DirectOK(s ConvShape) bool { return s.DW == 1 }
 // bf16DirectKernelGo is the direct kernel of mr rows in Go, VDPBF16PS's
 // arithmetic lane by lane as bf16KernelGo computes it: the model the
 // tests run the driver with where the CPU lacks the instruction.
-func bf16DirectKernelGo(mr int) bf16DirectKernel {
+
+// bf16DirectKernelGo is the direct kernel of mr rows and nr channels in
+// Go, VDPBF16PS's arithmetic lane by lane as bf16KernelGo computes it: the
+// model the tests run the driver with where the CPU lacks the instruction.
+func bf16DirectKernelGo(mr, nr int) bf16DirectKernel {
 	return func(a, b, c unsafe.Pointer, ps, rs, kh, pairs int) {
-		bs := unsafe.Slice((*uint32)(b), kh*pairs*32)
+		bs := unsafe.Slice((*uint32)(b), kh*pairs*nr)
 		cs := unsafe.Slice((*float32)(c), mr*32)
 		for p := range mr {
-			for j := range 32 {
+			for j := range nr {
 				var acc float32
 				for ky := range kh {
 					as := unsafe.Slice((*uint32)(unsafe.Add(a, p*ps+ky*rs)), pairs)
 					for q, av := range as {
-						bv := bs[(ky*pairs+q)*32+j]
+						bv := bs[(ky*pairs+q)*nr+j]
 						acc = ftz(acc + daz(uint16(av>>16))*daz(uint16(bv>>16)))
 						acc = ftz(acc + daz(uint16(av))*daz(uint16(bv)))
 					}
@@ -250,11 +283,13 @@ func bf16DirectKernelGo(mr int) bf16DirectKernel {
 	}
 }
 
-// bf16DirectKernelsGo returns the Go models of the direct kernels.
-func bf16DirectKernelsGo() []bf16DirectKernel {
-	ks := make([]bf16DirectKernel, directMR)
-	for i := range ks {
-		ks[i] = bf16DirectKernelGo(i + 1)
+// bf16DirectKernelsGo returns the Go models of the direct kernels, both
+// widths.
+func bf16DirectKernelsGo() bf16DirectSet {
+	var k bf16DirectSet
+	for mr := 1; mr <= directMR; mr++ {
+		k.w32 = append(k.w32, bf16DirectKernelGo(mr, 32))
+		k.w16 = append(k.w16, bf16DirectKernelGo(mr, 16))
 	}
-	return ks
+	return k
 }

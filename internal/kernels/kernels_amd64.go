@@ -998,6 +998,51 @@ func bf16Direct_13x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 //go:noescape
 func bf16Direct_14x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
+// bf16Direct16[mr-1] computes an mr×16 float32 tile (rows 32 floats apart) of a convolution read in place (VDPBF16PS; gen/direct.go).
+var bf16Direct16 = [...]bf16DirectKernel{bf16Direct16_1x16, bf16Direct16_2x16, bf16Direct16_3x16, bf16Direct16_4x16, bf16Direct16_5x16, bf16Direct16_6x16, bf16Direct16_7x16, bf16Direct16_8x16, bf16Direct16_9x16, bf16Direct16_10x16, bf16Direct16_11x16, bf16Direct16_12x16, bf16Direct16_13x16, bf16Direct16_14x16}
+
+//go:noescape
+func bf16Direct16_1x16(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+
+//go:noescape
+func bf16Direct16_2x16(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+
+//go:noescape
+func bf16Direct16_3x16(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+
+//go:noescape
+func bf16Direct16_4x16(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+
+//go:noescape
+func bf16Direct16_5x16(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+
+//go:noescape
+func bf16Direct16_6x16(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+
+//go:noescape
+func bf16Direct16_7x16(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+
+//go:noescape
+func bf16Direct16_8x16(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+
+//go:noescape
+func bf16Direct16_9x16(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+
+//go:noescape
+func bf16Direct16_10x16(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+
+//go:noescape
+func bf16Direct16_11x16(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+
+//go:noescape
+func bf16Direct16_12x16(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+
+//go:noescape
+func bf16Direct16_13x16(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+
+//go:noescape
+func bf16Direct16_14x16(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+
 // peakInt8AVX2 runs n iterations of 6 independent VPMADDWD (16 int8 multiply-adds each).
 //
 //go:noescape

@@ -24,26 +24,36 @@ const directMaxMR = 14
 // directFamily is one instruction set's direct kernels.
 type directFamily struct {
 	name string                              // kernel name prefix and Go table name
+	typ  string                              // the Go kernel type: typ + "Kernel"
 	doc  string                              // the table's doc comment
 	mac  func(e *emitter, acc, bcast, w int) // acc += products of the broadcast and the weights
 }
 
 // directFamilies are the int8 and bfloat16 kernels.
 var directFamilies = []directFamily{
-	{"int8Direct", "computes an mr×32 int32 tile of a convolution read in place (VPDPBUSD; gen/direct.go)",
+	{"int8Direct", "int8Direct", "computes an mr×32 int32 tile of a convolution read in place (VPDPBUSD; gen/direct.go)",
 		func(e *emitter, acc, bcast, w int) { e.op("VPDPBUSD %s, %s, %s", z(w), z(bcast), z(acc)) }},
-	{"bf16Direct", "computes an mr×32 float32 tile of a convolution read in place (VDPBF16PS; gen/direct.go)",
+	{"bf16Direct", "bf16Direct", "computes an mr×32 float32 tile of a convolution read in place (VDPBF16PS; gen/direct.go)",
 		func(e *emitter, acc, bcast, w int) { e.dpbf16(acc, bcast, w) }},
 }
 
-// genDirect writes both families' kernels and tables.
+// genDirect writes both families' kernels and tables, and the bfloat16
+// family's tiles one vector (16 channels) wide, bf16Direct16, for
+// convolutions of at most 16 output channels (which the 32-wide tiles
+// would compute half in vain).
 func genDirect(e *emitter) {
-	for _, f := range directFamilies {
+	bf16 := directFamilies[1]
+	narrow := directFamily{"bf16Direct16", "bf16Direct", "computes an mr×16 float32 tile (rows 32 floats apart) of a convolution read in place (VDPBF16PS; gen/direct.go)", bf16.mac}
+	for _, f := range append(directFamilies, narrow) {
+		nv := 2
+		if f.name == narrow.name {
+			nv = 1
+		}
 		var names []string
 		for mr := 1; mr <= directMaxMR; mr++ {
-			names = append(names, genDirectTile(e, f, mr))
+			names = append(names, genDirectTile(e, f, mr, nv))
 		}
-		e.gof("\n// %s[mr-1] %s.\nvar %s = [...]%sKernel{", f.name, f.doc, f.name, f.name)
+		e.gof("\n// %s[mr-1] %s.\nvar %s = [...]%sKernel{", f.name, f.doc, f.name, f.typ)
 		for _, n := range names {
 			e.gof("%s, ", n)
 		}
@@ -54,9 +64,11 @@ func genDirect(e *emitter) {
 	}
 }
 
-// genDirectTile writes one kernel of family f, mr pixels tall.
-func genDirectTile(e *emitter, f directFamily, mr int) string {
-	name := fmt.Sprintf("%s_%dx32", f.name, mr)
+// genDirectTile writes one kernel of family f, mr pixels tall and nv
+// vectors (16 channels each) wide; the weights hold 16·nv channels a step,
+// and the tile's rows stay 32 elements apart.
+func genDirectTile(e *emitter, f directFamily, mr, nv int) string {
+	name := fmt.Sprintf("%s_%dx%d", f.name, mr, 16*nv)
 	e.textf("\n// func %s(a, b, c unsafe.Pointer, ps, rs, kh, steps int)\nTEXT ·%s(SB), NOSPLIT, $0-56\n", name, name)
 	e.op("MOVQ a+0(FP), AX")
 	e.op("MOVQ b+8(FP), BX")
@@ -65,7 +77,7 @@ func genDirectTile(e *emitter, f directFamily, mr int) string {
 	e.op("MOVQ rs+32(FP), R13")
 	e.op("MOVQ kh+40(FP), R12")
 	e.op("LEAQ (SI)(SI*2), DI")
-	for i := 0; i < 2*mr; i++ {
+	for i := 0; i < nv*mr; i++ {
 		e.op("VPXORD %s, %s, %s", z(i), z(i), z(i))
 	}
 	// pixAddr's further bases: R8 for pixels 5 on, R9 and R10 for 10 on.
@@ -84,25 +96,29 @@ func genDirectTile(e *emitter, f directFamily, mr int) string {
 	e.op("MOVQ steps+48(FP), CX")
 	e.textf("%s_step:\n", name)
 	e.op("VMOVUPS (BX), Z28")
-	e.op("VMOVUPS 64(BX), Z29")
+	if nv == 2 {
+		e.op("VMOVUPS 64(BX), Z29")
+	}
 	for p := 0; p < mr; p++ {
 		bc := 30 + p%2
 		e.op("VPBROADCASTD %s, %s", pixAddr(p, 0), z(bc))
-		f.mac(e, 2*p, bc, 28)
-		f.mac(e, 2*p+1, bc, 29)
+		for v := 0; v < nv; v++ {
+			f.mac(e, nv*p+v, bc, 28+v)
+		}
 	}
 	for _, r := range bases {
 		e.op("ADDQ $4, %s", r)
 	}
-	e.op("ADDQ $128, BX")
+	e.op("ADDQ $%d, BX", 64*nv)
 	e.op("DECQ CX")
 	e.op("JNZ %s_step", name)
 	e.op("ADDQ R13, AX")
 	e.op("DECQ R12")
 	e.op("JNZ %s_row", name)
 	for p := 0; p < mr; p++ {
-		e.op("VMOVUPS %s, %d(R11)", z(2*p), p*128)
-		e.op("VMOVUPS %s, %d(R11)", z(2*p+1), p*128+64)
+		for v := 0; v < nv; v++ {
+			e.op("VMOVUPS %s, %d(R11)", z(nv*p+v), p*128+64*v)
+		}
 	}
 	e.op("VZEROUPPER")
 	e.op("RET")
