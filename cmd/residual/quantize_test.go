@@ -67,6 +67,11 @@ func TestQuantizeCommand(t *testing.T) {
 			t.Errorf("%v: status %d, want 2 with a message naming int8 (%s)", bad, code, e.String())
 		}
 	}
+	// serve refuses to load it in bf16: the command ends non-zero, naming int8.
+	e.Reset()
+	if code := run(context.Background(), []string{"serve", "--model", "m=" + out, "--precision", "bf16", "--addr", "127.0.0.1:0", "--grpc-addr", ""}, &o, &e); code == 0 || !strings.Contains(e.String(), "int8") {
+		t.Errorf("serve --precision bf16 of an int8 checkpoint: status %d, want non-zero with a message naming int8 (%s)", code, e.String())
+	}
 	for _, bad := range [][]string{
 		{"quantize", dir + "mnist-tiny.safetensors", "--method", "median", "--out", out},
 		{"quantize", dir + "mnist-tiny.safetensors", "--percentile", "20", "--out", out},
