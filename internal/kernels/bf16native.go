@@ -224,24 +224,7 @@ func convBackwardDataNativeBF16(s ConvShape, dy, w, dx []float32, add bool) {
 				clear(cols)
 				bf16Tiles(ap, q1-q0, kp, bp, np, cols)
 				for q := q0; q < q1; q++ {
-					oy, ox := q/ow%oh, q%ow
-					col := cols[(q-q0)*np:]
-					for kh := 0; kh < s.KH; kh++ {
-						iy := oy*s.SH - s.PT + kh*s.DH
-						if iy < 0 || iy >= s.H {
-							continue
-						}
-						for kw := 0; kw < s.KW; kw++ {
-							ix := ox*s.SW - s.PL + kw*s.DW
-							if ix < 0 || ix >= s.W {
-								continue
-							}
-							d := dx[((n*s.H+iy)*s.W+ix)*s.C:][:s.C]
-							for c, v := range col[(kh*s.KW+kw)*s.C:][:s.C] {
-								d[c] += v
-							}
-						}
-					}
+					col2imAdd(s, n, q/ow%oh, q%ow, cols[(q-q0)*np:][:k], dx)
 				}
 			}
 		}

@@ -146,7 +146,23 @@ func testFastConv(t *testing.T) {
 					rdx[i] += dx0[i]
 				}
 				kt.CloseTo(t, name+" accumulated data gradient", acc, rdx)
+				continue
 			}
+			// The direct kernels decline: the product-and-col2im path
+			// (convBackwardDataCols), plain and added.
+			dx0 := kt.RandF32(r, len(x))
+			acc := append([]float32(nil), dx0...)
+			prev = SetLevel(l)
+			okC := convBackwardDataCols(s, dy, w, dx, false) && convBackwardDataCols(s, dy, w, acc, true)
+			SetLevel(prev)
+			if !okC {
+				t.Fatalf("%s: the columns path declined at an assembly level", name)
+			}
+			kt.CloseTo(t, name+" data gradient (columns)", dx, rdx)
+			for i := range rdx {
+				rdx[i] += dx0[i]
+			}
+			kt.CloseTo(t, name+" accumulated data gradient (columns)", acc, rdx)
 		}
 	}
 }
