@@ -193,8 +193,9 @@ func PackConvBF16(s ConvShape, w []float32) *PackedConvBF16 {
 	if !bf16NativeOn() || !bf16DirectOK(s) || len(w) < s.KH*s.KW*s.C*s.OC {
 		return nil
 	}
-	buf, wp := directWeightsBF16(s, bf16DirectKernels.width(s.OC))
-	packDirectBF16(s, w, wp, bf16DirectKernels.width(s.OC))
+	nr := bf16DirectKernels.width(s.OC)
+	buf, wp := directWeightsBF16(s, nr)
+	packDirectBF16(s, w, wp, nr)
 	p := &PackedConvBF16{c: s.C, oc: s.OC, kh: s.KH, kw: s.KW, wp: append([]uint32(nil), wp...)}
 	putBytes(buf)
 	return p

@@ -116,8 +116,11 @@ func packTurnedBF16(s ConvShape, w []float32, wp []uint32, nr int) {
 	nb := (s.C + nr - 1) / nr
 	blockPairs := s.KH * pairs * nr
 	parallelFor(nb, func(lo, hi int) {
-		row := make([]uint16, cp)
-		rp := unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(row))), cp/2)
+		rb := getBuf(cp / 2)
+		defer putBuf(rb)
+		rp := pairsOf(rb)
+		row := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(rb))), cp)
+		clear(row[s.OC:]) // an odd OC's zero channel
 		for b := lo; b < hi; b++ {
 			blk := wp[b*blockPairs : (b+1)*blockPairs]
 			for j := range nr {
@@ -254,10 +257,6 @@ func epilogueTileGo(ep *convEpilogue, tile []float32, m0, rows, nch, n0, nc int,
 
 // bf16DirectOK reports whether the direct bfloat16 path computes s.
 func bf16DirectOK(s ConvShape) bool { return s.DW == 1 }
-
-// bf16DirectKernelGo is the direct kernel of mr rows in Go, VDPBF16PS's
-// arithmetic lane by lane as bf16KernelGo computes it: the model the
-// tests run the driver with where the CPU lacks the instruction.
 
 // bf16DirectKernelGo is the direct kernel of mr rows and nr channels in
 // Go, VDPBF16PS's arithmetic lane by lane as bf16KernelGo computes it: the

@@ -48,7 +48,9 @@ func packBBF16(k, n int, b []float32, ldb int, trans bool) ([]uint32, []float32,
 	parallelFor(np/bf16NR, func(lo, hi int) {
 		var row []uint32
 		if trans {
-			row = make([]uint32, kp)
+			rb := getBuf(kp)
+			defer putBuf(rb)
+			row = pairsOf(rb)
 		}
 		for jb := lo; jb < hi; jb++ {
 			panel := out[jb*kp*bf16NR:][:kp*bf16NR]
@@ -120,19 +122,24 @@ func gemmNativeBF16(transA, transB bool, m, n, k int, alpha float32, a []float32
 func gemmPackedNativeBF16(transA bool, m, n, k int, alpha float32, a []float32, lda int, bp []uint32, np int, beta float32, c []float32, ldc int) {
 	kp := (k + 1) / 2
 	parallelFor((m+bf16MB-1)/bf16MB, func(lo, hi int) {
-		ap := make([]uint32, bf16MB*kp)
-		row := make([]float32, k)
-		y := getBuf(bf16MB * np)
+		apb, y := getBuf(bf16MB*kp), getBuf(bf16MB*np)
+		defer putBuf(apb)
 		defer putBuf(y)
+		ap := pairsOf(apb)
+		var row []float32 // a column of A, gathered when transposed
+		if transA {
+			row = getBuf(k)
+			defer putBuf(row)
+		}
 		for blk := lo; blk < hi; blk++ {
 			i0, i1 := blk*bf16MB, min((blk+1)*bf16MB, m)
 			for i := i0; i < i1; i++ {
+				if !transA {
+					packRowBF16(ap[(i-i0)*kp:][:kp], a[i*lda:][:k])
+					continue
+				}
 				for p := range row {
-					if transA {
-						row[p] = a[p*lda+i]
-					} else {
-						row[p] = a[i*lda+p]
-					}
+					row[p] = a[p*lda+i]
 				}
 				packRowBF16(ap[(i-i0)*kp:][:kp], row)
 			}
@@ -201,7 +208,10 @@ func convForwardNativeBF16(s ConvShape, x, w, y []float32, ep *convEpilogue) {
 // convBackwardDataNativeBF16 is ConvBackwardDataBF16 (add: …AddBF16) on
 // the native kernels: the columns dy·Wᵀ of each output pixel, scattered
 // back onto dx (col2im), one goroutine per image so no two write the same
-// dx.
+// dx. Unlike colsBackwardData it multiplies and scatters a block of 64
+// pixels at a time, B packed once, so the columns stay in cache (forming a
+// chunk of images' columns first measured 2.8x slower on ResNet-50's
+// 28² 3×3 stride-2 layer).
 func convBackwardDataNativeBF16(s ConvShape, dy, w, dx []float32, add bool) {
 	k := s.KH * s.KW * s.C
 	// B[oc][kidx] = W[kidx][oc].
@@ -212,9 +222,10 @@ func convBackwardDataNativeBF16(s ConvShape, dy, w, dx []float32, add bool) {
 		clear(dx[:s.N*s.H*s.W*s.C])
 	}
 	parallelFor(s.N, func(lo, hi int) {
-		ap := make([]uint32, bf16MB*kp)
-		cols := getBuf(bf16MB * np)
+		apb, cols := getBuf(bf16MB*kp), getBuf(bf16MB*np)
+		defer putBuf(apb)
 		defer putBuf(cols)
+		ap := pairsOf(apb)
 		for n := lo; n < hi; n++ {
 			for q0 := n * oh * ow; q0 < (n+1)*oh*ow; q0 += bf16MB {
 				q1 := min(q0+bf16MB, (n+1)*oh*ow)
