@@ -215,10 +215,13 @@ func (r *Reducer) launchReady() {
 	for r.next < len(r.buckets) && r.pending[r.next] == 0 {
 		b := &r.buckets[r.next]
 		if b.half != nil {
+			// Divided in place (buf is not read again this step), then
+			// converted by the vector loop.
 			n := float32(r.comm.Size())
-			for k, v := range b.buf {
-				b.half[k] = kernels.BF16FromFloat32(v / n)
+			for k := range b.buf {
+				b.buf[k] /= n
 			}
+			kernels.ToBF16(b.half, b.buf)
 			b.req = r.comm.StartAllReduceSumBF16(b.half)
 		} else {
 			b.req = r.comm.StartAllReduceSum(b.buf)

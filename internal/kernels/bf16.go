@@ -47,11 +47,12 @@ func RoundSliceBF16(dst, src []float32) {
 	})
 }
 
-// ToBF16 writes src converted to bfloat16 (BF16FromFloat32) into dst.
+// ToBF16 writes src converted to bfloat16 (BF16FromFloat32) into dst,
+// sixteen at a time where the level has AVX2, on the calling goroutine.
 func ToBF16(dst []uint16, src []float32) {
 	dst = dst[:len(src)]
-	for i, v := range src {
-		dst[i] = BF16FromFloat32(v)
+	for i := toBF16Fast(dst, src); i < len(src); i++ {
+		dst[i] = BF16FromFloat32(src[i])
 	}
 }
 
