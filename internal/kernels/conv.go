@@ -81,7 +81,11 @@ func ConvForward(s ConvShape, x, w, y []float32) {
 // is stored: y = Scale·conv + Shift (per output channel) + Skip (same
 // layout as y; nil adds nothing), then max(·, 0) if ReLU. A nil Scale is
 // 1 and a nil Shift 0. A batch norm in evaluation mode is a Scale and a
-// Shift; a bias is a Shift alone.
+// Shift; a bias is a Shift alone. Skip may be y itself (the same slice):
+// the residual is then added in place, as ONNX Runtime's fused Conv + Sum
+// does, so that a residual block's last convolution neither reads one
+// buffer nor fills another (each output reads its skip before it is
+// stored). Skip must not overlap x.
 type ConvEpilogue[T Float] struct {
 	Scale, Shift []T
 	Skip         []T
@@ -98,6 +102,9 @@ func ConvForwardEpilogue(s ConvShape, x, w, y []float32, e ConvEpilogue[float32]
 // convForwardEpilogueRef is ConvForwardEpilogue's reference: the
 // convolution, then the epilogue in a second pass.
 func convForwardEpilogueRef[T Float](s ConvShape, x, w, y []T, e ConvEpilogue[T]) {
+	if n := s.N * s.OH() * s.OW() * s.OC; n > 0 && len(e.Skip) >= n && &e.Skip[0] == &y[0] {
+		e.Skip = append([]T(nil), e.Skip[:n]...) // in place: the first pass overwrites it
+	}
 	convForwardRef(s, x, w, y)
 	parallelFor(s.N*s.OH()*s.OW(), func(lo, hi int) {
 		for i := lo * s.OC; i < hi*s.OC; i++ {

@@ -567,3 +567,47 @@ func TestEqualTilesFollowBalanced(t *testing.T) {
 		}
 	}
 }
+
+// TestConvEpilogueInPlace checks that a skip which is the output itself
+// (the residual added in place) gives the outputs of a separate skip bit
+// for bit: float32 at every level (the reference's two passes, the direct
+// kernels, Winograd, packed weights or not) and bfloat16 every way, on the
+// conv test shapes and a 3×3 one of the Winograd path's cut tiles.
+func TestConvEpilogueInPlace(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 13))
+	shapes := append(convShapes(r), ConvShape{N: 2, H: 11, W: 14, C: 32, OC: 32, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1})
+	check := func(name string, conv func(y []float32, e ConvEpilogue[float32]), e ConvEpilogue[float32], n int) {
+		t.Helper()
+		skip := e.Skip
+		want := make([]float32, n)
+		conv(want, e)
+		got := append([]float32(nil), skip...)
+		e.Skip = got
+		conv(got, e)
+		for j := range want {
+			if got[j] != want[j] && !(math.IsNaN(float64(got[j])) && math.IsNaN(float64(want[j]))) {
+				t.Fatalf("%s: output %d: in place %g, separate skip %g", name, j, got[j], want[j])
+			}
+		}
+	}
+	for i, s := range shapes {
+		x := kt.RandF32(r, s.N*s.H*s.W*s.C)
+		w := kt.RandF32(r, s.KH*s.KW*s.C*s.OC)
+		n := s.N * s.OH() * s.OW() * s.OC
+		e := ConvEpilogue[float32]{Scale: kt.RandF32(r, s.OC), Shift: kt.RandF32(r, s.OC), Skip: kt.RandF32(r, n), ReLU: true}
+		for _, l := range append([]Level{Generic}, levels()...) {
+			prev := SetLevel(l)
+			pw := PackConv(s, w)
+			check(fmt.Sprintf("%v/%d %+v", l, i, s), func(y []float32, e ConvEpilogue[float32]) { ConvForwardEpilogue(s, x, w, y, e) }, e, n)
+			check(fmt.Sprintf("%v/%d %+v packed", l, i, s), func(y []float32, e ConvEpilogue[float32]) { ConvForwardPacked(s, x, w, pw, y, e) }, e, n)
+			SetLevel(prev)
+		}
+		for _, way := range bf16Ways() {
+			restore := way.set()
+			check(fmt.Sprintf("bf16 %s/%d %+v", way.name, i, s), func(y []float32, e ConvEpilogue[float32]) { ConvForwardEpilogueBF16(s, x, w, y, e) }, e, n)
+			pb := PackConvBF16(s, w)
+			check(fmt.Sprintf("bf16 %s/%d %+v packed", way.name, i, s), func(y []float32, e ConvEpilogue[float32]) { ConvForwardPackedBF16(s, x, w, pb, y, e) }, e, n)
+			restore()
+		}
+	}
+}

@@ -56,6 +56,10 @@ func resnet50Convs(n int) []struct {
 // With RESIDUAL_BENCH_COLD=1 each run starts with its weights and data out
 // of cache (192 MB written between runs, untimed), as in a network pass,
 // where ResNet-50's 100 MB of weights stream from memory at batch 1.
+// With RESIDUAL_BENCH_SKIP=1 every epilogue adds a residual (a skip as
+// large as the output), as the last convolution of each block does; with
+// RESIDUAL_BENCH_SKIP=inplace the skip is the output itself, as a planned
+// inference pass computes it (autograd's PlanMemory).
 func BenchmarkResNet50Convs(b *testing.B) {
 	n := 1
 	if v, err := strconv.Atoi(os.Getenv("RESIDUAL_BENCH_BATCH")); err == nil && v > 0 {
@@ -71,6 +75,15 @@ func BenchmarkResNet50Convs(b *testing.B) {
 			}
 			pw := PackConv(s, w)
 			e := ConvEpilogue[float32]{Scale: scale, Shift: shift, ReLU: true}
+			switch os.Getenv("RESIDUAL_BENCH_SKIP") {
+			case "1":
+				e.Skip = make([]float32, len(y))
+				for i := range e.Skip {
+					e.Skip[i] = float32(i%7) * 0.1
+				}
+			case "inplace":
+				e.Skip = y
+			}
 			cold := os.Getenv("RESIDUAL_BENCH_COLD") == "1"
 			var junk []float32
 			if cold {

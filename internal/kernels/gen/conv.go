@@ -92,6 +92,7 @@ func genConv(e *emitter, is isa, mr, nv int) string {
 			e.textf("\t%s %s, %s, %s\n", is.zero, r, r, r)
 		}
 	}
+	genSkipPrefetch(e, name, mr, nv, vb)
 	e.text("\tMOVQ x+0(FP), R12\n\tADDQ xoff+8(FP), R12\n\tMOVQ w+16(FP), R13\n\tMOVQ taps+32(FP), AX\n\tMOVQ ntaps+40(FP), BX\n\tMOVQ xs+56(FP), SI\n\tLEAQ (SI)(SI*2), DI\n")
 	e.textf("\tTESTQ BX, BX\n\tJZ %s_store\n%s_tap:\n", name, name)
 	e.text("\tMOVQ 0(AX), DX\n\tADDQ R12, DX\n\tMOVQ 8(AX), R11\n\tADDQ R13, R11\n\tMOVQ pf+120(FP), R14\n")
@@ -176,6 +177,24 @@ func genConv(e *emitter, is isa, mr, nv int) string {
 	}
 	genStore(e, is, name, mr, nv, append(wreg, breg...))
 	return name
+}
+
+// genSkipPrefetch writes, at the start of a conv kernel's tile, a
+// prefetch of the tile's skip rows (mr pixels, nv vectors each) when the
+// epilogue adds one: the residual addition's operand is a whole block's
+// input, out of cache in a network pass, and its loads at the end of the
+// tile otherwise wait for memory one after another.
+func genSkipPrefetch(e *emitter, name string, mr, nv, vb int) {
+	e.textf("\tMOVQ scale+72(FP), R11\n\tTESTQ R11, R11\n\tJZ %s_nopf\n\tMOVQ skipStride+96(FP), R14\n\tTESTQ R14, R14\n\tJZ %s_nopf\n\tMOVQ skip+88(FP), R13\n", name, name)
+	for p := 0; p < mr; p++ {
+		for v := 0; v < nv; v++ {
+			e.textf("\tPREFETCHT0 %d(R13)\n", v*vb)
+		}
+		if p < mr-1 {
+			e.text("\tADDQ R14, R13\n")
+		}
+	}
+	e.textf("%s_nopf:\n", name)
 }
 
 // prefetchDist is how far ahead of its loads (bytes) a conv kernel
