@@ -112,12 +112,19 @@ func (v *Value) Realize() {
 			v.tape.memStep(op.x, op.gamma, op.beta, d.skip)
 		}
 	}
+	skip := data(d.skip)
+	if op, ok := d.op.(*convDeferred); ok && d.skip != nil {
+		// The skip's last reader: the output takes its buffer and the
+		// residual is added in place (the next allocation of its size is
+		// the buffer just released).
+		v.tape.memReleaseLast(d.skip, op.x, op.w, op.b)
+	}
 	v.Data.Data = v.tape.alloc(v.numel())
 	v.tape.memOwn(v)
 	switch op := d.op.(type) {
 	case *convDeferred:
 		convForwardW(v.tape.Precision(), op.s, op.x.Data.Data, op.w, v.Data.Data,
-			kernels.ConvEpilogue[float32]{Scale: op.scale, Shift: op.shift, Skip: data(d.skip), ReLU: d.relu})
+			kernels.ConvEpilogue[float32]{Scale: op.scale, Shift: op.shift, Skip: skip, ReLU: d.relu})
 	case *bnDeferred:
 		rm, rv := op.runMean, op.runVar
 		if op.p.Training {

@@ -21,7 +21,8 @@ type planNet struct {
 	gamma, beta       *ag.Value
 	runMean, runVar   *tensor.Tensor
 	blocks            int
-	extra             bool // one more step at the end: a pass that departs from the plan
+	extra             bool // more steps at the end: a pass that departs from the plan
+	resum             bool // the same, computing the last residual sum again after its ReLU
 	readMidAfterwards bool // keep the first block's output and read it after the pass
 	cut               bool // stop after two blocks, as a pass that panics there
 }
@@ -65,7 +66,10 @@ func (n *planNet) forward(x *ag.Value) (out, mid *ag.Value) {
 	}
 	h = ag.Add(h, stem)                                       // a long skip, as in a U-Net
 	h = ag.Add(ag.Conv2d(ag.ReLU(bn(h)), n.w1, nil, same), h) // pre-activation
-	if n.extra {                                              // reads h after the step where the plan releases h's inputs
+	if n.extra {                                              // reads h twice where the plan's pool reads it once
+		h = ag.Add(h, h)
+	}
+	if n.resum { // computes the pre-activation block's sum a second time
 		h = ag.Add(ag.ReLU(h), h)
 	}
 	h = ag.MaxPool2d(h, ag.PoolParams{Kernel: [2]int{2, 2}, Stride: [2]int{2, 2}})
@@ -129,6 +133,59 @@ func TestMemoryPlanSurvivesADepartingPass(t *testing.T) {
 			t.Fatalf("pass %d (extra=%v): planned output differs from unplanned", pass, extra)
 		}
 	}
+}
+
+// Once the plan is confirmed, a residual block's last convolution writes
+// its output over its skip when it is the skip's last reader (the sum in
+// place), with the numbers of an unplanned tape.
+func TestMemoryPlanAddsSkipsInPlace(t *testing.T) {
+	rng := tensor.NewRNG(5)
+	x, w1, w2 := rng.Randn(2, 8, 8, 16), rng.Randn(3, 3, 16, 16), rng.Randn(3, 3, 16, 16)
+	same := ag.ConvParams{Pad: ag.SymmetricPad(1, 1)}
+	pass := func(tape *ag.Tape) (out []float32, inPlace bool) {
+		a := ag.ReLU(ag.Conv2d(tape.Constant(x), tape.Constant(w1), nil, same))
+		skip := a.Tensor().Data
+		b := ag.ReLU(ag.Conv2d(a, tape.Constant(w2), nil, same))
+		yv := ag.ReLU(ag.Add(ag.Conv2d(b, tape.Constant(w2), nil, same), a))
+		y := yv.Tensor().Data
+		inPlace = &y[0] == &skip[0]
+		out = slices.Clone(ag.Scale(yv, 2).Tensor().Data) // a step after the sum's
+
+		tape.Reset()
+		return out, inPlace
+	}
+	plain, planned := ag.NewNoGradTape(), ag.NewNoGradTape()
+	planned.PlanMemory()
+	for i := range 4 {
+		want, _ := pass(plain)
+		got, inPlace := pass(planned)
+		if !slices.Equal(got, want) {
+			t.Fatalf("pass %d: planned output differs from unplanned", i)
+		}
+		if inPlace != (i >= 2) { // the first two passes record and confirm
+			t.Errorf("pass %d: sum computed in place = %v, want %v", i, inPlace, i >= 2)
+		}
+	}
+}
+
+// A pass that departs from the plan right after a sum computed in place
+// and computes the same sum again (here without and then with its ReLU)
+// reads a skip the sum has overwritten: it panics as for any value the
+// plan released, rather than return other numbers.
+func TestMemoryPlanRefusesASumRecomputedAfterItsSkip(t *testing.T) {
+	n := newPlanNet()
+	tape := ag.NewNoGradTape()
+	tape.PlanMemory()
+	n.run(tape, 2, 1) // records
+	n.run(tape, 2, 1) // confirms
+	n.resum = true
+	defer func() {
+		r := recover()
+		if r == nil || !strings.Contains(fmt.Sprint(r), "memory plan released it") {
+			t.Fatalf("recomputing a sum whose skip was overwritten: recovered %v, want a panic naming the memory plan", r)
+		}
+	}()
+	n.run(tape, 2, 2)
 }
 
 // A pass cut short (by a panic in a server) is not taken for the whole:
