@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -207,6 +208,21 @@ func TestQuantizedResNet20(t *testing.T) {
 		got, err := m.Forward(context.Background(), x)
 		if err != nil {
 			t.Fatal(err)
+		}
+		// Forward adds each block's residual in place where Values, which
+		// keeps every value, cannot: the same logits bit for bit, twice
+		// (the second run on recycled buffers).
+		for range 2 {
+			kept, _, err := m.Values(context.Background(), x)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(kept.Data, got.Data) {
+				t.Fatalf("%s %s: Forward's logits differ from Values'", tc.model, method)
+			}
+			if got, err = m.Forward(context.Background(), x); err != nil {
+				t.Fatal(err)
+			}
 		}
 		lo, hi := math.Inf(1), math.Inf(-1)
 		for _, v := range want.Data {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/internal/kernels"
@@ -73,7 +74,15 @@ func (m *Model) run(ctx context.Context, x *tensor.Tensor, keep bool) (*tensor.T
 		xs := append([]int{n}, nd.shapeIn[1:]...)
 		a, qa, qy := vals[nd.in[0]], m.qp[nd.in[0]], m.qp[nd.out]
 		var y []uint8
-		if !(final && nd.kind == kConv) {
+		// A convolution that is its residual's last reader writes the sum
+		// over it (the epilogue reads each byte before it stores it): a
+		// block's output takes its input's buffer.
+		inPlace := nd.kind == kConv && !final && nd.res >= 0 && !keep && lastUse[nd.res] == i &&
+			!slices.Contains(nd.in, nd.res) && len(vals[nd.res]) == size
+		switch {
+		case inPlace:
+			y = vals[nd.res]
+		case !(final && nd.kind == kConv):
 			y = free.get(size) // every kind writes each of its bytes
 		}
 		switch nd.kind {
@@ -157,6 +166,9 @@ func (m *Model) run(ctx context.Context, x *tensor.Tensor, keep bool) (*tensor.T
 		}
 		if final && out == nil {
 			out = Dequantize8(y, qy, shape)
+		}
+		if inPlace {
+			vals[nd.res] = nil // now the output's buffer: not to be freed below
 		}
 		vals[nd.out] = y
 		for v := range vals {

@@ -380,6 +380,29 @@ func TestMaxPoolU8(t *testing.T) {
 	}
 }
 
+// A residual that is the output itself (added in place, as quant's
+// runner does for a block's last convolution) gives the bytes of a
+// separate one on every int8 path.
+func TestInt8ConvInPlace(t *testing.T) {
+	prev := Active()
+	defer SetLevel(prev)
+	r := rand.New(rand.NewPCG(18, 9))
+	for i, s := range int8Shapes {
+		c := newInt8Case(r, s, true, i%2 == 0, false)
+		for _, l := range int8Paths(t) {
+			SetLevel(l)
+			want, _ := c.run()
+			y := slices.Clone(c.ep.Res)
+			ep := c.ep
+			ep.Res = y
+			Int8Conv(s, c.x, c.zx, c.w, &ep, y, nil)
+			if !slices.Equal(y, want) {
+				t.Fatalf("%v: shape %d %+v: in place differs from a separate residual", l, i, s)
+			}
+		}
+	}
+}
+
 // The direct path's tile epilogue (AVX-512 where the CPU has it) writes
 // what the Go loop writes, for full and partial channel blocks, on the
 // edges of TestRequantizeVecMatchesGo, with and without a residual and a
