@@ -178,30 +178,30 @@ func (tp *Tape) memStep(xs ...*Value) {
 // residual block's last convolution thus adds its skip in place
 // (kernels.ConvEpilogue) instead of reading one buffer and filling
 // another: ResNet-50's 16 such convolutions read and write a third less.
-// It reports whether it released the buffer; the caller must have taken
-// v's data first (releasing poisons v).
-func (tp *Tape) memReleaseLast(v *Value, others ...*Value) bool {
+// The caller must have taken v's data first (releasing poisons v); when
+// the output gets another buffer, the skip is still read from where it
+// lies, which nothing allocates before the convolution has run.
+func (tp *Tape) memReleaseLast(v *Value, others ...*Value) {
 	m := tp.plans
 	if m == nil || v.mem == 0 || v.tape != tp {
-		return false
+		return
 	}
 	r := m.replay
 	if r == nil || m.off || !r.confirmed || m.step+1 >= len(r.freeAt) || !slices.Contains(r.freeAt[m.step+1], v.mem) {
-		return false
+		return
 	}
 	for _, o := range others {
 		if o != nil && o.tape == tp && o.mem == v.mem {
-			return false
+			return
 		}
 	}
 	b := &m.bufs[v.mem-1]
 	if b.released {
-		return false
+		return
 	}
 	b.poison()
 	tp.release(b.buf)
 	b.planned = true
-	return true
 }
 
 // same reports whether step s of a pass, reading xs, reads what step s of
