@@ -111,9 +111,11 @@ func checkBF16(t *testing.T, what string, got []float32, exact, exactR, mag []fl
 func TestConvBF16(t *testing.T) {
 	r := rand.New(rand.NewPCG(18, 2))
 	all := convShapes(r)
-	// The float32 kernels' shapes without the large ones (their blocking
-	// does not exist on these paths), and two of the random ones.
-	shapes := append([]ConvShape{all[0], all[1], all[2], all[3], all[4], all[7], all[8], all[9], all[10], all[12], all[len(all)-1], all[len(all)-2]},
+	// The float32 kernels' shapes, of those with a weight gradient over a
+	// core's cache the first (its native tiles shared out) and the one
+	// over maxTileSplitPixels (its image pairs shared out), and two of the
+	// random ones.
+	shapes := append([]ConvShape{all[0], all[1], all[2], all[3], all[4], all[7], all[8], all[9], all[10], all[12], all[15], all[17], all[len(all)-1], all[len(all)-2]},
 		ConvShape{N: 2, H: 5, W: 7, C: 3, OC: 5, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		ConvShape{N: 1, H: 6, W: 6, C: 7, OC: 37, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
 		ConvShape{N: 3, H: 9, W: 8, C: 33, OC: 65, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 0, PB: 1, PR: 2},
@@ -152,6 +154,9 @@ func TestConvBF16(t *testing.T) {
 			name := fmt.Sprintf("%s shape %d %+v", way.name, i, s)
 			restore := way.set()
 			y, dx, dw := make([]float32, len(dy)), make([]float32, len(x)), make([]float32, len(w))
+			for i := range dw { // poison: every gradient element must be overwritten
+				dw[i] = float32(math.NaN())
+			}
 			dxAdd := append([]float32(nil), dxAdd0...)
 			if way.native && bf16DirectOK(s) {
 				yd := make([]float32, len(dy))

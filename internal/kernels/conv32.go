@@ -308,6 +308,15 @@ func convBackwardWeightDirect(s ConvShape, x, dy, dw []float32) bool {
 	return true
 }
 
+// maxTileSplitPixels is the number of output pixels (images × OH × OW,
+// image pairs for the bfloat16 tiles) up to which a weight gradient over
+// maxCachedWeights shares its tiles out among the goroutines rather than
+// its images. Measured on ResNet-50's layers at batch 8 (2-core Zen 5,
+// go test -bench 'ResNet50Grads/.*/weight'): the 7×7 stage (392 pixels,
+// 196 pairs) 15–35% faster shared out by tile, the 14×14 one (1,568 and
+// 784) 10–25% slower, its activations then read by every goroutine.
+const maxTileSplitPixels = 512
+
 // convBackwardWeightTiles computes dw over s's images with k's
 // weight-gradient tiles on the channel blocks bs. x (N·H·W·C elements)
 // and dy (N·OH·OW·OC) are 4-byte elements: float32 for the float32
@@ -355,11 +364,41 @@ func convBackwardWeightTiles(s ConvShape, xp unsafe.Pointer, dy, dw []float32, k
 	// as many "images", pairs of them). With a weight gradient larger
 	// than a core's cache, each tile of it takes all the goroutine's units
 	// before the next tile (it stays in cache); otherwise each unit visits
-	// every tile.
+	// every tile. (Over few pixels the tiles are shared out instead.)
 	nch := (oh + rowChunk - 1) / rowChunk
 	rows := func(u int) (n, r0, r1 int) {
 		n, r0 = u/nch, u%nch*rowChunk
 		return n, r0, min(r0+rowChunk, oh)
+	}
+	if size*4 > maxCachedWeights && s.N*oh*ow <= maxTileSplitPixels {
+		// A weight gradient larger than a core's cache over few output
+		// pixels: the goroutines share out its tiles, each computing its
+		// own over every unit, so that none fills a gradient of its own to
+		// be cleared and summed at the end, which costs as much as the
+		// products here. Every element is summed over the units in order
+		// by one goroutine, whatever their number.
+		maxBlk := 0
+		for _, b := range bs {
+			maxBlk = max(maxBlk, nblks(b))
+		}
+		parallelFor(s.KH*s.KW*len(bs)*maxBlk, func(lo, hi int) {
+			for t := lo; t < hi; t++ {
+				kh, kw := t/(s.KW*len(bs)*maxBlk), t/(len(bs)*maxBlk)%s.KW
+				b, ib := bs[t/maxBlk%len(bs)], t%maxBlk
+				nblk := nblks(b)
+				if ib >= nblk {
+					continue
+				}
+				for c := ib * s.C / nblk; c < (ib+1)*s.C/nblk; c++ {
+					clear(dw[((kh*s.KW+kw)*s.C+c)*s.OC+b.oc0:][:b.nb])
+				}
+				for u := range s.N * nch {
+					n, r0, r1 := rows(u)
+					tap(dw, n, r0, r1, kh, kw, b, ib, nblk)
+				}
+			}
+		})
+		return
 	}
 	tilesOutside := size*4 > maxCachedWeights
 	parallelForEach(s.N*nch, func(lo, hi int) {

@@ -45,10 +45,15 @@ func convShapes(r *rand.Rand) []ConvShape {
 		{N: 65, H: 4, W: 5, C: 16, OC: 16, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 65, H: 5, W: 5, C: 16, OC: 32, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		// Over maxCachedWeights of weights (1.3 MB): block-outside loop
-		// order forward and backward-data, tile-outside weight gradient;
-		// with few images and with whole images per goroutine.
+		// order forward and backward-data, the weight gradient's tiles
+		// shared out (few output pixels); with few images and with whole
+		// images per goroutine.
 		{N: 2, H: 5, W: 6, C: 192, OC: 192, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 65, H: 3, W: 2, C: 192, OC: 192, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		// Both over maxTileSplitPixels output pixels (867; 578 image
+		// pairs for the bfloat16 tiles): the weight gradient shares out
+		// its images, not its tiles.
+		{N: 3, H: 34, W: 33, C: 96, OC: 384, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		// Few images (runSegments): a 1×1 GEMM view whose 98 pixels of
 		// 1,024 channels take several segments, the last one short, and
 		// rows in runs of three by channel groups (two threads; a row's input is 60 KB).
@@ -116,6 +121,9 @@ func testFastConv(t *testing.T) {
 			y, dx, dw := make([]float32, len(dy)), make([]float32, len(x)), make([]float32, len(w))
 			for i := range y { // poison: every output must be written
 				y[i] = float32(math.NaN())
+			}
+			for i := range dw { // and every gradient element overwritten
+				dw[i] = float32(math.NaN())
 			}
 			okF := convForwardFast(s, x, w, y, nil, nil)
 			okD := convBackwardDataFast(s, dy, w, dx, nil)

@@ -59,7 +59,9 @@ func resnet50Convs(n int) []struct {
 // With RESIDUAL_BENCH_SKIP=1 every epilogue adds a residual (a skip as
 // large as the output), as the last convolution of each block does; with
 // RESIDUAL_BENCH_SKIP=inplace the skip is the output itself, as a planned
-// inference pass computes it (autograd's PlanMemory).
+// inference pass computes it (autograd's PlanMemory). With
+// RESIDUAL_BENCH_BF16=1 the convolutions run in bfloat16 (PackConvBF16,
+// ConvForwardPackedBF16: a bf16 inference pass's).
 func BenchmarkResNet50Convs(b *testing.B) {
 	n := 1
 	if v, err := strconv.Atoi(os.Getenv("RESIDUAL_BENCH_BATCH")); err == nil && v > 0 {
@@ -74,6 +76,11 @@ func BenchmarkResNet50Convs(b *testing.B) {
 				scale[i] = 1
 			}
 			pw := PackConv(s, w)
+			conv := func(e ConvEpilogue[float32]) { ConvForwardPacked(s, x, w, pw, y, e) }
+			if os.Getenv("RESIDUAL_BENCH_BF16") == "1" {
+				pb := PackConvBF16(s, w)
+				conv = func(e ConvEpilogue[float32]) { ConvForwardPackedBF16(s, x, w, pb, y, e) }
+			}
 			e := ConvEpilogue[float32]{Scale: scale, Shift: shift, ReLU: true}
 			switch os.Getenv("RESIDUAL_BENCH_SKIP") {
 			case "1":
@@ -98,7 +105,7 @@ func BenchmarkResNet50Convs(b *testing.B) {
 					}
 					b.StartTimer()
 				}
-				ConvForwardPacked(s, x, w, pw, y, e)
+				conv(e)
 			}
 			sec := b.Elapsed().Seconds() / float64(b.N)
 			b.ReportMetric(convFLOP(s)/sec/1e9, "GFLOP/s")
