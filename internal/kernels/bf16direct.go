@@ -7,8 +7,12 @@ import "unsafe"
 // activations (gen/direct.go): pixel p of the tile starts at a + p·ps
 // bytes, each of the kh kernel rows is steps consecutive bfloat16 pairs,
 // rs bytes after the previous row; b is a block of packed weights
-// ([kh][steps][nr] pairs); c receives the tile, rows 32 floats apart.
-type bf16DirectKernel func(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+// ([kh][steps][nr] pairs). Row p of the tile is stored at c + p·cs bytes:
+// as it is when scale is nil, else as max(sum·scale + shift + skip,
+// floor) per channel (scale and shift hold the tile's nr channels; skip,
+// nil for none, is laid out as c and may be c itself), epilogueTileGo's
+// arithmetic.
+type bf16DirectKernel func(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, scale, shift, skip unsafe.Pointer, floor float32)
 
 // bf16DirectSet is the direct kernels of both widths, indexed by height
 // (mr−1): w32 the 32-channel tiles, w16 the 16-channel ones, which a
@@ -192,10 +196,26 @@ func convDirectPackedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep
 	flat := s.KH == 1 && s.KW == 1 && s.SH == 1 && s.SW == 1 && s.PT|s.PB|s.PL|s.PR == 0
 	useAsmEpilogue := hasBF16 && use.avx512 // the Go models run where the CPU has no AVX-512 either
 	sweepDirect(s, flat, h, wd, cp, nb, func(t *directTile, b, m0, mr, at int) {
-		tile := unsafe.Slice((*float32)(unsafe.Pointer(t)), len(t))
-		kern[mr-1](unsafe.Pointer(&xb[at]), unsafe.Pointer(&wp[b*blockPairs]), unsafe.Pointer(t), 2*s.SW*cp, s.DH*rowBytes, s.KH, pairs)
+		a, bp := unsafe.Pointer(&xb[at]), unsafe.Pointer(&wp[b*blockPairs])
 		n0 := b * nr
 		n1 := min(n0+nr, s.OC)
+		if n1-n0 == nr {
+			// A whole block: the kernel applies the epilogue as it stores.
+			at := m0*s.OC + n0
+			_ = y[at+(mr-1)*s.OC+nr-1]
+			var skip unsafe.Pointer
+			if ep.skip != nil {
+				_ = ep.skip[at+(mr-1)*s.OC+nr-1]
+				skip = unsafe.Pointer(&ep.skip[at])
+			}
+			kern[mr-1](a, bp, unsafe.Pointer(&y[at]), 2*s.SW*cp, s.DH*rowBytes, s.KH, pairs, 4*s.OC,
+				unsafe.Pointer(&ep.scale[n0]), unsafe.Pointer(&ep.shift[n0]), skip, ep.floor)
+			return
+		}
+		// The last block of a channel count that is not a multiple of the
+		// block width: the tile, then the epilogue on its channels.
+		tile := unsafe.Slice((*float32)(unsafe.Pointer(t)), len(t))
+		kern[mr-1](a, bp, unsafe.Pointer(t), 2*s.SW*cp, s.DH*rowBytes, s.KH, pairs, 4*32, nil, nil, nil, 0)
 		if useAsmEpilogue {
 			ep.epilogueTile(tile, m0, mr, s.OC, n0, n1-n0, y)
 			return
@@ -245,12 +265,12 @@ func epilogueTileGo(ep *convEpilogue, tile []float32, m0, rows, nch, n0, nc int,
 		if ep.skip != nil {
 			sk := ep.skip[q*nch+n0 : q*nch+n0+nc]
 			for j, v := range ar {
-				yr[j] = max(v*scale[j]+shift[j]+sk[j], ep.floor)
+				yr[j] = max(float32(v*scale[j])+shift[j]+sk[j], ep.floor)
 			}
 			continue
 		}
 		for j, v := range ar {
-			yr[j] = max(v*scale[j]+shift[j], ep.floor) // floor −∞ keeps NaN
+			yr[j] = max(float32(v*scale[j])+shift[j], ep.floor) // floor −∞ keeps NaN; the product rounded, as in the assembly
 		}
 	}
 }
@@ -262,10 +282,14 @@ func bf16DirectOK(s ConvShape) bool { return s.DW == 1 }
 // Go, VDPBF16PS's arithmetic lane by lane as bf16KernelGo computes it: the
 // model the tests run the driver with where the CPU lacks the instruction.
 func bf16DirectKernelGo(mr, nr int) bf16DirectKernel {
-	return func(a, b, c unsafe.Pointer, ps, rs, kh, pairs int) {
+	return func(a, b, c unsafe.Pointer, ps, rs, kh, pairs, cs int, scale, shift, skip unsafe.Pointer, floor float32) {
 		bs := unsafe.Slice((*uint32)(b), kh*pairs*nr)
-		cs := unsafe.Slice((*float32)(c), mr*32)
 		for p := range mr {
+			row := unsafe.Slice((*float32)(unsafe.Add(c, p*cs)), nr)
+			var sk []float32
+			if skip != nil {
+				sk = unsafe.Slice((*float32)(unsafe.Add(skip, p*cs)), nr)
+			}
 			for j := range nr {
 				var acc float32
 				for ky := range kh {
@@ -276,7 +300,14 @@ func bf16DirectKernelGo(mr, nr int) bf16DirectKernel {
 						acc = ftz(acc + daz(uint16(av))*daz(uint16(bv)))
 					}
 				}
-				cs[p*32+j] = acc
+				if scale != nil {
+					acc = float32(acc*unsafe.Slice((*float32)(scale), nr)[j]) + unsafe.Slice((*float32)(shift), nr)[j]
+					if sk != nil {
+						acc += sk[j]
+					}
+					acc = max(acc, floor)
+				}
+				row[j] = acc
 			}
 		}
 	}

@@ -63,7 +63,10 @@ func TestInt8DirectRandomShapes(t *testing.T) {
 // TestBF16DirectMatchesGoModel: on random shapes the VDPBF16PS direct
 // kernels equal their Go models (bf16DirectKernelsGo, which the bf16 tests
 // check against the float64 reference within the format's bound) bit for
-// bit: the same products, summed in the same order, the same epilogue.
+// bit: the same products, summed in the same order, the same epilogue —
+// which the kernels apply as they store whole blocks: random scales and
+// shifts, a ReLU or none, a skip apart, in place (the output itself) or
+// none, and infinite inputs in some trials, so that NaNs meet the ReLU.
 func TestBF16DirectMatchesGoModel(t *testing.T) {
 	if !hasBF16 {
 		t.Skip("the CPU has no AVX512-BF16: the direct bf16 kernels cannot run here")
@@ -86,10 +89,37 @@ func TestBF16DirectMatchesGoModel(t *testing.T) {
 		for i := range w {
 			w[i] = float32(r.NormFloat64())
 		}
+		if r.IntN(4) == 0 {
+			x[r.IntN(len(x))] = float32(math.Inf(1))
+			x[r.IntN(len(x))] = float32(math.Inf(-1))
+		}
 		n := s.N * s.OH() * s.OW() * s.OC
 		y0, y1 := make([]float32, n), make([]float32, n)
-		convForwardDirectBF16(s, x, w, y0, directEpilogue(s.OC), bf16DirectKernelsGo())
-		convForwardDirectBF16(s, x, w, y1, directEpilogue(s.OC), bf16DirectKernels)
+		ep0, ep1 := directEpilogue(s.OC), directEpilogue(s.OC)
+		if r.IntN(2) == 0 { // a folded batch norm, a ReLU, a skip
+			ep0.scale, ep0.shift = make([]float32, s.OC), make([]float32, s.OC) // not the shared ones
+			for i := range ep0.scale {
+				ep0.scale[i], ep0.shift[i] = float32(r.NormFloat64()), float32(r.NormFloat64())
+			}
+			if r.IntN(2) == 0 {
+				ep0.floor = 0
+			}
+			skip := make([]float32, n)
+			for i := range skip {
+				skip[i] = float32(r.NormFloat64())
+			}
+			*ep1 = *ep0
+			switch r.IntN(3) {
+			case 0:
+				ep0.skip, ep1.skip = skip, skip
+			case 1: // in place: the output holds the skip
+				copy(y0, skip)
+				copy(y1, skip)
+				ep0.skip, ep1.skip = y0, y1
+			}
+		}
+		convForwardDirectBF16(s, x, w, y0, ep0, bf16DirectKernelsGo())
+		convForwardDirectBF16(s, x, w, y1, ep1, bf16DirectKernels)
 		for i := range y0 {
 			if math.Float32bits(y0[i]) != math.Float32bits(y1[i]) {
 				t.Fatalf("trial %d %+v: forward element %d: assembly %v, Go model %v", trial, s, i, y1[i], y0[i])

@@ -953,95 +953,95 @@ func int8Direct_13x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 //go:noescape
 func int8Direct_14x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
 
-// bf16Direct[mr-1] computes an mr×32 float32 tile of a convolution read in place (VDPBF16PS; gen/direct.go).
+// bf16Direct[mr-1] computes an mr×32 float32 tile of a convolution read in place and stores it, through the epilogue when given one (VDPBF16PS; gen/direct.go).
 var bf16Direct = [...]bf16DirectKernel{bf16Direct_1x32, bf16Direct_2x32, bf16Direct_3x32, bf16Direct_4x32, bf16Direct_5x32, bf16Direct_6x32, bf16Direct_7x32, bf16Direct_8x32, bf16Direct_9x32, bf16Direct_10x32, bf16Direct_11x32, bf16Direct_12x32, bf16Direct_13x32, bf16Direct_14x32}
 
 //go:noescape
-func bf16Direct_1x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+func bf16Direct_1x32(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, scale, shift, skip unsafe.Pointer, floor float32)
 
 //go:noescape
-func bf16Direct_2x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+func bf16Direct_2x32(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, scale, shift, skip unsafe.Pointer, floor float32)
 
 //go:noescape
-func bf16Direct_3x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+func bf16Direct_3x32(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, scale, shift, skip unsafe.Pointer, floor float32)
 
 //go:noescape
-func bf16Direct_4x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+func bf16Direct_4x32(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, scale, shift, skip unsafe.Pointer, floor float32)
 
 //go:noescape
-func bf16Direct_5x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+func bf16Direct_5x32(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, scale, shift, skip unsafe.Pointer, floor float32)
 
 //go:noescape
-func bf16Direct_6x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+func bf16Direct_6x32(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, scale, shift, skip unsafe.Pointer, floor float32)
 
 //go:noescape
-func bf16Direct_7x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+func bf16Direct_7x32(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, scale, shift, skip unsafe.Pointer, floor float32)
 
 //go:noescape
-func bf16Direct_8x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+func bf16Direct_8x32(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, scale, shift, skip unsafe.Pointer, floor float32)
 
 //go:noescape
-func bf16Direct_9x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+func bf16Direct_9x32(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, scale, shift, skip unsafe.Pointer, floor float32)
 
 //go:noescape
-func bf16Direct_10x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+func bf16Direct_10x32(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, scale, shift, skip unsafe.Pointer, floor float32)
 
 //go:noescape
-func bf16Direct_11x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+func bf16Direct_11x32(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, scale, shift, skip unsafe.Pointer, floor float32)
 
 //go:noescape
-func bf16Direct_12x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+func bf16Direct_12x32(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, scale, shift, skip unsafe.Pointer, floor float32)
 
 //go:noescape
-func bf16Direct_13x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+func bf16Direct_13x32(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, scale, shift, skip unsafe.Pointer, floor float32)
 
 //go:noescape
-func bf16Direct_14x32(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+func bf16Direct_14x32(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, scale, shift, skip unsafe.Pointer, floor float32)
 
-// bf16Direct16[mr-1] computes an mr×16 float32 tile (rows 32 floats apart) of a convolution read in place (VDPBF16PS; gen/direct.go).
+// bf16Direct16[mr-1] computes an mr×16 float32 tile of a convolution read in place and stores it, through the epilogue when given one (VDPBF16PS; gen/direct.go).
 var bf16Direct16 = [...]bf16DirectKernel{bf16Direct16_1x16, bf16Direct16_2x16, bf16Direct16_3x16, bf16Direct16_4x16, bf16Direct16_5x16, bf16Direct16_6x16, bf16Direct16_7x16, bf16Direct16_8x16, bf16Direct16_9x16, bf16Direct16_10x16, bf16Direct16_11x16, bf16Direct16_12x16, bf16Direct16_13x16, bf16Direct16_14x16}
 
 //go:noescape
-func bf16Direct16_1x16(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+func bf16Direct16_1x16(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, scale, shift, skip unsafe.Pointer, floor float32)
 
 //go:noescape
-func bf16Direct16_2x16(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+func bf16Direct16_2x16(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, scale, shift, skip unsafe.Pointer, floor float32)
 
 //go:noescape
-func bf16Direct16_3x16(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+func bf16Direct16_3x16(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, scale, shift, skip unsafe.Pointer, floor float32)
 
 //go:noescape
-func bf16Direct16_4x16(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+func bf16Direct16_4x16(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, scale, shift, skip unsafe.Pointer, floor float32)
 
 //go:noescape
-func bf16Direct16_5x16(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+func bf16Direct16_5x16(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, scale, shift, skip unsafe.Pointer, floor float32)
 
 //go:noescape
-func bf16Direct16_6x16(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+func bf16Direct16_6x16(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, scale, shift, skip unsafe.Pointer, floor float32)
 
 //go:noescape
-func bf16Direct16_7x16(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+func bf16Direct16_7x16(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, scale, shift, skip unsafe.Pointer, floor float32)
 
 //go:noescape
-func bf16Direct16_8x16(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+func bf16Direct16_8x16(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, scale, shift, skip unsafe.Pointer, floor float32)
 
 //go:noescape
-func bf16Direct16_9x16(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+func bf16Direct16_9x16(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, scale, shift, skip unsafe.Pointer, floor float32)
 
 //go:noescape
-func bf16Direct16_10x16(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+func bf16Direct16_10x16(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, scale, shift, skip unsafe.Pointer, floor float32)
 
 //go:noescape
-func bf16Direct16_11x16(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+func bf16Direct16_11x16(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, scale, shift, skip unsafe.Pointer, floor float32)
 
 //go:noescape
-func bf16Direct16_12x16(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+func bf16Direct16_12x16(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, scale, shift, skip unsafe.Pointer, floor float32)
 
 //go:noescape
-func bf16Direct16_13x16(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+func bf16Direct16_13x16(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, scale, shift, skip unsafe.Pointer, floor float32)
 
 //go:noescape
-func bf16Direct16_14x16(a, b, c unsafe.Pointer, ps, rs, kh, steps int)
+func bf16Direct16_14x16(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, scale, shift, skip unsafe.Pointer, floor float32)
 
 // peakInt8AVX2 runs n iterations of 6 independent VPMADDWD (16 int8 multiply-adds each).
 //
