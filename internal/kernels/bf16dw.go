@@ -6,12 +6,14 @@ import "unsafe"
 // dW[ky][kx][c][oc] = Σ over images n and output pixels (oy, ox) of
 // x[n][iy][ix][c]·dy[n][oy][ox][oc], and images n and n+1 read the input
 // at the same (iy, ix) for every tap, stride and padding. So x and dy are
-// converted once each into bfloat16 pairs of images 2i and 2i+1 (a zero
-// image past an odd batch), and the float32 weight-gradient driver
-// (convBackwardWeightTiles) runs unchanged on ⌈N/2⌉ "images" of 4-byte
-// pairs, with tiles that add each pair's two products (VDPBF16PS) where
-// the float32 ones add one product. A pixel-paired layout would depend on
-// the tap's column parity and the stride; this one does not.
+// converted into bfloat16 pairs of images 2i and 2i+1 (a zero image past
+// an odd batch), and the float32 weight-gradient driver
+// (convBackwardWeightTiles) runs on ⌈N/2⌉ "images" of 4-byte pairs, with
+// tiles that add each pair's two products (VDPBF16PS) where the float32
+// ones add one product: a weight gradient within a core's cache pairs
+// each unit's rows as the unit starts, a larger one the whole batch
+// first. A pixel-paired layout would depend on the tap's column parity
+// and the stride; this one does not.
 
 // pairChunk is the number of elements a goroutine pairs at a time.
 const pairChunk = 1 << 14
@@ -50,16 +52,44 @@ func convBackwardWeightNativeBF16(s ConvShape, x, dy, dw []float32, set *kernelS
 		return false
 	}
 	np := (s.N + 1) / 2
+	ps := s
+	ps.N = np
+	if !weightTilesOutside(s) {
+		convBackwardWeightTiles(ps, nil, nil, dw, set, bs, &imagePairs{x: x, dy: dy, n: s.N})
+		return true
+	}
 	in, out := s.H*s.W*s.C, s.OH()*s.OW()*s.OC
 	xb, dyb := getBuf(np*in), getBuf(np*out)
 	defer putBuf(xb)
 	defer putBuf(dyb)
 	pairImages(pairsOf(xb), x, s.N, in)
 	pairImages(pairsOf(dyb), dy, s.N, out)
-	ps := s
-	ps.N = np
-	convBackwardWeightTiles(ps, unsafe.Pointer(unsafe.SliceData(xb)), dyb, dw, set, bs)
+	convBackwardWeightTiles(ps, unsafe.Pointer(unsafe.SliceData(xb)), dyb, dw, set, bs, nil)
 	return true
+}
+
+// imagePairs is the float32 batch (x and dy of n images) of a native
+// bfloat16 weight gradient whose driver pairs the images unit by unit
+// (convBackwardWeightTiles).
+type imagePairs struct {
+	x, dy []float32
+	n     int
+}
+
+// pairRows writes the bfloat16 pairs of rows [r0, r1) of images 2i and
+// 2i+1 of src (n images of h rows of rowLen elements; a zero image past an
+// odd n) to the same rows of dst, one image pair.
+func pairRows(dst []uint32, src []float32, i, n, h, rowLen, r0, r1 int) {
+	per, lo, hi := h*rowLen, r0*rowLen, r1*rowLen
+	d, a := dst[lo:hi], src[2*i*per+lo:2*i*per+hi]
+	if 2*i+1 < n {
+		pairBF16(d, a, src[(2*i+1)*per+lo:(2*i+1)*per+hi])
+		return
+	}
+	for o := 0; o < len(d); o += pairChunk {
+		e := min(o+pairChunk, len(d))
+		pairBF16(d[o:e], a[o:e], zeroChunk[:e-o])
+	}
 }
 
 // pairsOf views a float32 buffer as as many bfloat16 pairs.

@@ -304,9 +304,14 @@ func convBackwardWeightDirect(s ConvShape, x, dy, dw []float32) bool {
 	if !ok {
 		return false
 	}
-	convBackwardWeightTiles(s, unsafe.Pointer(unsafe.SliceData(x)), dy, dw, k, bs)
+	convBackwardWeightTiles(s, unsafe.Pointer(unsafe.SliceData(x)), dy, dw, k, bs, nil)
 	return true
 }
+
+// weightTilesOutside reports whether s's weight gradient is larger than a
+// core's cache, so that convBackwardWeightTiles keeps its tiles outside
+// its loops over images.
+func weightTilesOutside(s ConvShape) bool { return s.KH*s.KW*s.C*s.OC*4 > maxCachedWeights }
 
 // maxTileSplitPixels is the number of output pixels (images × OH × OW,
 // image pairs for the bfloat16 tiles) up to which a weight gradient over
@@ -323,7 +328,14 @@ const maxTileSplitPixels = 512
 // tiles, bfloat16 pairs for the native bfloat16 ones (bf16DWSet), whose
 // "image" is then two images paired (convBackwardWeightNativeBF16). dy is
 // a []float32 in both cases because only its addresses are taken.
-func convBackwardWeightTiles(s ConvShape, xp unsafe.Pointer, dy, dw []float32, k *kernelSet, bs []ocBlock) {
+//
+// With pair (the native bfloat16 tiles on a weight gradient that is not
+// weightTilesOutside; xp and dy are then unused), each unit converts the
+// image pair's rows it reads from pair's float32 batch into its
+// goroutine's buffers as it starts, so that its tiles read them from the
+// core's cache rather than from a whole paired copy of the batch written
+// to memory first.
+func convBackwardWeightTiles(s ConvShape, xp unsafe.Pointer, dy, dw []float32, k *kernelSet, bs []ocBlock, pair *imagePairs) {
 	oh, ow := s.OH(), s.OW()
 	size := s.KH * s.KW * s.C * s.OC
 	var mu sync.Mutex
@@ -332,7 +344,7 @@ func convBackwardWeightTiles(s ConvShape, xp unsafe.Pointer, dy, dw []float32, k
 	// tap runs the kernels of tap (kh, kw) over output rows [r0, r1) of
 	// image n (those whose input row and columns are inside), for channel
 	// block b and input-channel block ib of nblk, into acc.
-	tap := func(acc []float32, n, r0, r1, kh, kw int, b ocBlock, ib, nblk int) {
+	tap := func(acc []float32, xp unsafe.Pointer, dy []float32, n, r0, r1, kh, kw int, b ocBlock, ib, nblk int) {
 		a, e := r0, r1
 		for a < e && a*s.SH-s.PT+kh*s.DH < 0 {
 			a++
@@ -394,13 +406,16 @@ func convBackwardWeightTiles(s ConvShape, xp unsafe.Pointer, dy, dw []float32, k
 				}
 				for u := range s.N * nch {
 					n, r0, r1 := rows(u)
-					tap(dw, n, r0, r1, kh, kw, b, ib, nblk)
+					tap(dw, xp, dy, n, r0, r1, kh, kw, b, ib, nblk)
 				}
 			}
 		})
 		return
 	}
-	tilesOutside := size*4 > maxCachedWeights
+	tilesOutside := weightTilesOutside(s)
+	if pair != nil && tilesOutside {
+		panic("kernels: a weight gradient over a core's cache paired unit by unit")
+	}
 	parallelForEach(s.N*nch, func(lo, hi int) {
 		// The first range accumulates into dw itself, the others into
 		// scratch buffers added to it in order.
@@ -409,6 +424,12 @@ func convBackwardWeightTiles(s ConvShape, xp unsafe.Pointer, dy, dw []float32, k
 			acc = getBuf(size)
 		}
 		clear(acc)
+		var xs, dys []float32 // one image pair's rows, as pair converts them
+		if pair != nil {
+			xs, dys = getBuf(s.H*s.W*s.C), getBuf(oh*ow*s.OC)
+			defer putBuf(xs)
+			defer putBuf(dys)
+		}
 		if tilesOutside {
 			for kh := 0; kh < s.KH; kh++ {
 				for kw := 0; kw < s.KW; kw++ {
@@ -416,7 +437,7 @@ func convBackwardWeightTiles(s ConvShape, xp unsafe.Pointer, dy, dw []float32, k
 						for ib, nblk := 0, nblks(b); ib < nblk; ib++ {
 							for u := lo; u < hi; u++ {
 								n, r0, r1 := rows(u)
-								tap(acc, n, r0, r1, kh, kw, b, ib, nblk)
+								tap(acc, xp, dy, n, r0, r1, kh, kw, b, ib, nblk)
 							}
 						}
 					}
@@ -425,11 +446,23 @@ func convBackwardWeightTiles(s ConvShape, xp unsafe.Pointer, dy, dw []float32, k
 		} else {
 			for u := lo; u < hi; u++ {
 				n, r0, r1 := rows(u)
+				ux, udy := xp, dy
+				if pair != nil {
+					// The input rows that output rows [r0, r1) read, and
+					// those output rows, of image pair n.
+					i0 := max(0, r0*s.SH-s.PT)
+					i1 := min(s.H, (r1-1)*s.SH-s.PT+(s.KH-1)*s.DH+1)
+					if i0 < i1 {
+						pairRows(pairsOf(xs), pair.x, n, pair.n, s.H, s.W*s.C, i0, i1)
+					}
+					pairRows(pairsOf(dys), pair.dy, n, pair.n, oh, ow*s.OC, r0, r1)
+					ux, udy, n = unsafe.Pointer(unsafe.SliceData(xs)), dys, 0
+				}
 				for kh := 0; kh < s.KH; kh++ {
 					for kw := 0; kw < s.KW; kw++ {
 						for _, b := range bs {
 							for ib, nblk := 0, nblks(b); ib < nblk; ib++ {
-								tap(acc, n, r0, r1, kh, kw, b, ib, nblk)
+								tap(acc, ux, udy, n, r0, r1, kh, kw, b, ib, nblk)
 							}
 						}
 					}
