@@ -98,19 +98,18 @@ var bf16DirectKernels = bf16DirectSet{w32: bf16Direct[:], w16: bf16Direct16[:]}
 //go:noescape
 func epilogueTile512(tile, y unsafe.Pointer, rows, ystride int, scale, shift, skip unsafe.Pointer, mask uint32, floor float32)
 
-// epilogueTile applies ep to rows m0… of the tile (channels n0…n0+nc−1 of
-// y, nch a row) in one AVX-512 call.
-func (ep *convEpilogue) epilogueTile(tile []float32, m0, rows, nch, n0, nc int, y []float32) {
+// epilogueTile applies ep to the tile's rows, stored at y[at + r·ys]
+// (channels n0…n0+nc−1), in one AVX-512 call.
+func (ep *convEpilogue) epilogueTile(tile []float32, at, rows, ys, n0, nc int, y []float32) {
 	mask := uint32(1)<<nc - 1
 	if nc == 32 {
 		mask = ^uint32(0)
 	}
-	at := m0*nch + n0
-	_ = y[at+(rows-1)*nch+nc-1]
+	_ = y[at+(rows-1)*ys+nc-1]
 	var skip unsafe.Pointer
 	if ep.skip != nil {
-		_ = ep.skip[at+(rows-1)*nch+nc-1]
+		_ = ep.skip[at+(rows-1)*ys+nc-1]
 		skip = unsafe.Pointer(&ep.skip[at])
 	}
-	epilogueTile512(unsafe.Pointer(&tile[0]), unsafe.Pointer(&y[at]), rows, 4*nch, unsafe.Pointer(&ep.scale[n0]), unsafe.Pointer(&ep.shift[n0]), skip, mask, ep.floor)
+	epilogueTile512(unsafe.Pointer(&tile[0]), unsafe.Pointer(&y[at]), rows, 4*ys, unsafe.Pointer(&ep.scale[n0]), unsafe.Pointer(&ep.shift[n0]), skip, mask, ep.floor)
 }

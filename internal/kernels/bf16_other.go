@@ -24,8 +24,8 @@ var bf16DirectKernels = bf16DirectKernelsGo()
 
 // epilogueTile applies ep to rows m0… of the tile row by row (the direct
 // path runs here only on the tests' Go models).
-func (ep *convEpilogue) epilogueTile(tile []float32, m0, rows, nch, n0, nc int, y []float32) {
-	epilogueTileGo(ep, tile, m0, rows, nch, n0, nc, y)
+func (ep *convEpilogue) epilogueTile(tile []float32, at, rows, ys, n0, nc int, y []float32) {
+	epilogueTileGo(ep, tile, at, rows, ys, n0, nc, y)
 }
 
 // pairBF16 writes dst[i] = bf16Pair(a[i], b[i]) for i < len(dst).

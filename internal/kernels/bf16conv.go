@@ -103,6 +103,9 @@ func ConvBackwardDataBF16(s ConvShape, dy, w, dx []float32) {
 			backwardDataDirectBF16(s, dy, w, dx, false, bf16DirectKernels)
 			return
 		}
+		if phasedDataOK(s) && backwardDataPhasesBF16(s, dy, w, dx, false, bf16DirectKernels) {
+			return
+		}
 		convBackwardDataNativeBF16(s, dy, w, dx, false)
 		return
 	}
@@ -114,6 +117,15 @@ func ConvBackwardDataBF16(s ConvShape, dy, w, dx []float32) {
 	}
 }
 
+// phasedDataOK reports whether a strided data gradient runs by phases on
+// the direct kernels (backwardDataPhasesBF16) rather than as a product and
+// col2im: when a phase's rows, OW pixels, fill a tile. Over shorter rows
+// the tiles are short and packing each phase's weights costs more
+// (ResNet-50 at batch 8, go test -bench 'ResNet50Grads/.*s2.*/data-bf16':
+// the 28- and 14-pixel layers 20–35% faster by phases, the 7-pixel ones
+// 5–13% slower).
+func phasedDataOK(s ConvShape) bool { return s.OW() >= directMR }
+
 // ConvBackwardDataAddBF16 is ConvBackwardDataAdd with bfloat16 operands
 // (the addition to dx in float32).
 func ConvBackwardDataAddBF16(s ConvShape, dy, w, dx []float32) {
@@ -121,6 +133,9 @@ func ConvBackwardDataAddBF16(s ConvShape, dy, w, dx []float32) {
 	if bf16NativeOn() {
 		if backwardDataAsForwardOK(s) {
 			backwardDataDirectBF16(s, dy, w, dx, true, bf16DirectKernels)
+			return
+		}
+		if phasedDataOK(s) && backwardDataPhasesBF16(s, dy, w, dx, true, bf16DirectKernels) {
 			return
 		}
 		convBackwardDataNativeBF16(s, dy, w, dx, true)

@@ -123,6 +123,7 @@ func TestConvBF16(t *testing.T) {
 		// gradient as a forward convolution with the padding turned around.
 		ConvShape{N: 2, H: 6, W: 7, C: 6, OC: 10, KH: 3, KW: 2, SH: 1, SW: 1, DH: 2, DW: 1, PT: 2, PL: 1, PB: 0, PR: 0})
 	directData := 0 // shape × way pairs whose data gradient took the direct path
+	phasedData := 0 // and those whose strided one took the direct path by phases
 	nativeDW := 0   // and those whose weight gradient took the native tiles
 	for i, s := range shapes {
 		oh, ow := s.OH(), s.OW()
@@ -171,6 +172,20 @@ func TestConvBF16(t *testing.T) {
 				checkBF16(t, name+" direct data add", dxAddD, ae, aeR, amag, s.KH*s.KW*s.OC+merges+1)
 				directData++
 			}
+			if way.native && !backwardDataAsForwardOK(s) {
+				dxp, dxAddP := make([]float32, len(x)), append([]float32(nil), dxAdd0...)
+				for i := range dxp { // poison: every element must be written
+					dxp[i] = float32(math.NaN())
+				}
+				if backwardDataPhasesBF16(s, dy, w, dxp, false, way.direct) {
+					if !backwardDataPhasesBF16(s, dy, w, dxAddP, true, way.direct) {
+						t.Fatalf("%s: the phases took the data gradient but not its addition", name)
+					}
+					checkBF16(t, name+" phased data", dxp, de, deR, dmag, s.KH*s.KW*s.OC+merges)
+					checkBF16(t, name+" phased data add", dxAddP, ae, aeR, amag, s.KH*s.KW*s.OC+merges+1)
+					phasedData++
+				}
+			}
 			if way.native {
 				convForwardNativeBF16(s, x, w, y, directEpilogue(s.OC))
 				convBackwardDataNativeBF16(s, dy, w, dx, false)
@@ -207,6 +222,9 @@ func TestConvBF16(t *testing.T) {
 	}
 	if nativeDW == 0 {
 		t.Error("no shape took the native weight gradient")
+	}
+	if phasedData == 0 {
+		t.Error("no strided shape took the direct data gradient by phases")
 	}
 }
 
@@ -392,8 +410,8 @@ func TestEpilogueTileMatchesGo(t *testing.T) {
 		for i := range got {
 			got[i], want[i] = float32(i), float32(i)
 		}
-		ep.epilogueTile(tile, m0, rows, nch, n0, nc, got)
-		epilogueTileGo(ep, tile, m0, rows, nch, n0, nc, want)
+		ep.epilogueTile(tile, m0*nch+n0, rows, nch, n0, nc, got)
+		epilogueTileGo(ep, tile, m0*nch+n0, rows, nch, n0, nc, want)
 		for i := range got {
 			g, w := math.Float32bits(got[i]), math.Float32bits(want[i])
 			if g != w && !(math.IsNaN(float64(got[i])) && math.IsNaN(float64(want[i]))) {

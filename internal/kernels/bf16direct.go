@@ -115,10 +115,17 @@ func packDirectBF16(s ConvShape, w []float32, wp []uint32, nr int) {
 // conversion is already the tap's run of pairs, stored nr pairs apart
 // (nr the block width, 32 or 16).
 func packTurnedBF16(s ConvShape, w []float32, wp []uint32, nr int) {
+	packTurnedTapsBF16(s, w, wp, nr, s.KH, s.KW, func(ky, kx int) (int, int) { return s.KH - 1 - ky, s.KW - 1 - kx })
+}
+
+// packTurnedTapsBF16 is packTurnedBF16 for a convolution t of kh×kw taps
+// whose tap (ky, kx) is s's tap tap(ky, kx): t's weight [ky][kx][oc][c] is
+// w[tap(ky, kx)][c][oc].
+func packTurnedTapsBF16(s ConvShape, w []float32, wp []uint32, nr, kh, kw int, tap func(ky, kx int) (int, int)) {
 	cp := (s.OC + 1) &^ 1 // t's channels stored per pixel
-	pairs := s.KW * cp / 2
+	pairs := kw * cp / 2
 	nb := (s.C + nr - 1) / nr
-	blockPairs := s.KH * pairs * nr
+	blockPairs := kh * pairs * nr
 	parallelFor(nb, func(lo, hi int) {
 		rb := getBuf(cp / 2)
 		defer putBuf(rb)
@@ -130,14 +137,15 @@ func packTurnedBF16(s ConvShape, w []float32, wp []uint32, nr int) {
 			for j := range nr {
 				c := b*nr + j
 				if c >= s.C {
-					for q := range s.KH * pairs {
+					for q := range kh * pairs {
 						blk[q*nr+j] = 0
 					}
 					continue
 				}
-				for ky := range s.KH {
-					for kx := range s.KW {
-						src := w[(((s.KH-1-ky)*s.KW+s.KW-1-kx)*s.C+c)*s.OC:][:s.OC]
+				for ky := range kh {
+					for kx := range kw {
+						sy, sx := tap(ky, kx)
+						src := w[((sy*s.KW+sx)*s.C+c)*s.OC:][:s.OC]
 						for i := toBF16Fast(row[:s.OC], src); i < s.OC; i++ {
 							row[i] = BF16FromFloat32(src[i])
 						}
@@ -155,6 +163,18 @@ func packTurnedBF16(s ConvShape, w []float32, wp []uint32, nr int) {
 // convDirectPackedBF16 is convForwardDirectBF16 on weights packed by
 // packDirectBF16 (or packTurnedBF16).
 func convDirectPackedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep *convEpilogue, set bf16DirectSet) {
+	convDirectPlacedBF16(s, x, wp, y, ep, set, nil)
+}
+
+// outPlace puts a convolution's outputs into a larger array y of YH×YW
+// pixels: output (oy, ox) of image n at pixel (Y0H + oy·YSH, Y0W + ox·YSW)
+// of y's image n. A strided data gradient's phases write dx so
+// (backwardDataPhasesBF16).
+type outPlace struct{ YH, YW, Y0H, Y0W, YSH, YSW int }
+
+// convDirectPlacedBF16 is convDirectPackedBF16 with its outputs placed by
+// pl (nil: y laid out as the output).
+func convDirectPlacedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep *convEpilogue, set bf16DirectSet, pl *outPlace) {
 	nr := set.width(s.OC)
 	kern := set.of(nr)
 	cp := (s.C + 1) &^ 1
@@ -193,22 +213,34 @@ func convDirectPackedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep
 	})
 	rowBytes := wd * cp * 2
 
-	flat := s.KH == 1 && s.KW == 1 && s.SH == 1 && s.SW == 1 && s.PT|s.PB|s.PL|s.PR == 0
+	flat := s.KH == 1 && s.KW == 1 && s.SH == 1 && s.SW == 1 && s.PT|s.PB|s.PL|s.PR == 0 && pl == nil
+	// pixel maps output pixel m (of N·OH·OW) to its pixel of y, ps the
+	// pixels of y between a tile's neighbours (a tile stays in one row).
+	pixel, ps := func(m int) int { return m }, 1
+	if pl != nil {
+		oh, ow := s.OH(), s.OW()
+		pixel = func(m int) int {
+			r, ox := m/ow, m%ow
+			return (r/oh*pl.YH+pl.Y0H+r%oh*pl.YSH)*pl.YW + pl.Y0W + ox*pl.YSW
+		}
+		ps = pl.YSW
+	}
+	ys := ps * s.OC                         // elements of y between a tile's rows
 	useAsmEpilogue := hasBF16 && use.avx512 // the Go models run where the CPU has no AVX-512 either
 	sweepDirect(s, flat, h, wd, cp, nb, func(t *directTile, b, m0, mr, at int) {
 		a, bp := unsafe.Pointer(&xb[at]), unsafe.Pointer(&wp[b*blockPairs])
 		n0 := b * nr
 		n1 := min(n0+nr, s.OC)
+		yat := pixel(m0)*s.OC + n0
 		if n1-n0 == nr {
 			// A whole block: the kernel applies the epilogue as it stores.
-			at := m0*s.OC + n0
-			_ = y[at+(mr-1)*s.OC+nr-1]
+			_ = y[yat+(mr-1)*ys+nr-1]
 			var skip unsafe.Pointer
 			if ep.skip != nil {
-				_ = ep.skip[at+(mr-1)*s.OC+nr-1]
-				skip = unsafe.Pointer(&ep.skip[at])
+				_ = ep.skip[yat+(mr-1)*ys+nr-1]
+				skip = unsafe.Pointer(&ep.skip[yat])
 			}
-			kern[mr-1](a, bp, unsafe.Pointer(&y[at]), 2*s.SW*cp, s.DH*rowBytes, s.KH, pairs, 4*s.OC,
+			kern[mr-1](a, bp, unsafe.Pointer(&y[yat]), 2*s.SW*cp, s.DH*rowBytes, s.KH, pairs, 4*ys,
 				unsafe.Pointer(&ep.scale[n0]), unsafe.Pointer(&ep.shift[n0]), skip, ep.floor)
 			return
 		}
@@ -217,11 +249,85 @@ func convDirectPackedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep
 		tile := unsafe.Slice((*float32)(unsafe.Pointer(t)), len(t))
 		kern[mr-1](a, bp, unsafe.Pointer(t), 2*s.SW*cp, s.DH*rowBytes, s.KH, pairs, 4*32, nil, nil, nil, 0)
 		if useAsmEpilogue {
-			ep.epilogueTile(tile, m0, mr, s.OC, n0, n1-n0, y)
+			ep.epilogueTile(tile, yat, mr, ys, n0, n1-n0, y)
 			return
 		}
-		epilogueTileGo(ep, tile, m0, mr, s.OC, n0, n1-n0, y)
+		epilogueTileGo(ep, tile, yat, mr, ys, n0, n1-n0, y)
 	})
+}
+
+// backwardDataPhasesBF16 computes a strided convolution's data gradient
+// (add: added to dx) on kern as convBackwardDataFast does in float32, one
+// direct convolution per output phase: dx's rows ih = ih0 + SH·k and
+// columns iw = iw0 + SW·l are the stride-1 convolution of dy with the taps
+// ky = ry + SH·j, kx = rx + SW·i (those of the phase) turned around,
+// written SH rows and SW columns apart (outPlace); a phase without taps is
+// zero. It reports false, computing nothing, for a dilated convolution or
+// a phase whose first read lies inside dy (a negative padding, which the
+// direct driver does not take).
+func backwardDataPhasesBF16(s ConvShape, dy, w, dx []float32, add bool, kern bf16DirectSet) bool {
+	if s.DH != 1 || s.DW != 1 {
+		return false
+	}
+	type phase struct {
+		t      ConvShape // the phase's convolution; no taps when t.KH == 0
+		pl     outPlace
+		ry, rx int
+		nh, nw int
+		jh, jw int
+		taps   bool
+	}
+	oh, ow := s.OH(), s.OW()
+	var phases []phase
+	for ry := range s.SH {
+		for rx := range s.SW {
+			ih0, iw0, nh, nw, jh, jw, q0h, q0w := dataPhase(s, ry, rx)
+			if nh == 0 || nw == 0 {
+				continue
+			}
+			ph := phase{pl: outPlace{YH: s.H, YW: s.W, Y0H: ih0, Y0W: iw0, YSH: s.SH, YSW: s.SW}, ry: ry, rx: rx, nh: nh, nw: nw, jh: jh, jw: jw}
+			if jh > 0 && jw > 0 {
+				// Output k of the phase reads dy rows q0h − (jh−1) + k + t.
+				padT, padL := jh-1-q0h, jw-1-q0w
+				padB, padR := nh-1+jh-oh-padT, nw-1+jw-ow-padL
+				if min(padT, padL, padB, padR) < 0 {
+					return false
+				}
+				ph.t = ConvShape{N: s.N, H: oh, W: ow, C: s.OC, OC: s.C, KH: jh, KW: jw, SH: 1, SW: 1, DH: 1, DW: 1,
+					PT: padT, PL: padL, PB: padB, PR: padR}
+				ph.taps = true
+			}
+			phases = append(phases, ph)
+		}
+	}
+	ep := directEpilogue(s.C)
+	if add {
+		ep.skip = dx
+	}
+	for _, ph := range phases {
+		if !ph.taps {
+			if !add {
+				parallelFor(s.N*ph.nh, func(lo, hi int) {
+					for r := lo; r < hi; r++ {
+						row := (r/ph.nh*s.H + ph.pl.Y0H + r%ph.nh*s.SH) * s.W
+						for k := range ph.nw {
+							clear(dx[(row+ph.pl.Y0W+k*s.SW)*s.C:][:s.C])
+						}
+					}
+				})
+			}
+			continue
+		}
+		nr := kern.width(s.C)
+		wbuf, wp := directWeightsBF16(ph.t, nr)
+		packTurnedTapsBF16(s, w, wp, nr, ph.jh, ph.jw, func(t, u int) (int, int) {
+			return ph.ry + s.SH*(ph.jh-1-t), ph.rx + s.SW*(ph.jw-1-u)
+		})
+		pl := ph.pl
+		convDirectPlacedBF16(ph.t, dy, wp, dx, ep, kern, &pl)
+		putBytes(wbuf)
+	}
+	return true
 }
 
 // backwardDataAsForwardOK reports whether s's data gradient is a forward
@@ -255,15 +361,15 @@ func backwardDataDirectBF16(s ConvShape, dy, w, dx []float32, add bool, kern bf1
 	convDirectPackedBF16(t, dy, wp, dx[:s.N*s.H*s.W*s.C], ep, kern)
 }
 
-// epilogueTileGo applies ep to rows m0… of tile ([rows][32] sums):
-// channels n0…n0+nc−1 of y, nch a row.
-func epilogueTileGo(ep *convEpilogue, tile []float32, m0, rows, nch, n0, nc int, y []float32) {
+// epilogueTileGo applies ep to tile's rows ([rows][32] sums), stored at
+// y[at + r·ys] (channels n0…n0+nc−1).
+func epilogueTileGo(ep *convEpilogue, tile []float32, at, rows, ys, n0, nc int, y []float32) {
 	scale, shift := ep.scale[n0:n0+nc], ep.shift[n0:n0+nc]
 	for r := range rows {
-		q := m0 + r
-		yr, ar := y[q*nch+n0:q*nch+n0+nc], tile[r*32:r*32+nc]
+		q := at + r*ys
+		yr, ar := y[q:q+nc], tile[r*32:r*32+nc]
 		if ep.skip != nil {
-			sk := ep.skip[q*nch+n0 : q*nch+n0+nc]
+			sk := ep.skip[q : q+nc]
 			for j, v := range ar {
 				yr[j] = max(float32(v*scale[j])+shift[j]+sk[j], ep.floor)
 			}

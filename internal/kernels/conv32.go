@@ -255,24 +255,10 @@ func convBackwardDataFast(s ConvShape, dy, w, dx []float32, ep *convEpilogue) bo
 	}
 	for ry := 0; ry < s.SH; ry++ {
 		for rx := 0; rx < s.SW; rx++ {
-			// Rows ih with (ih + PT) mod S = ry: ih = ih0 + S·k, and the taps
-			// kh = ry + S·j read dy[q − j] with q = (ih + PT − ry)/S.
-			ih0 := ((ry-s.PT)%s.SH + s.SH) % s.SH
-			iw0 := ((rx-s.PL)%s.SW + s.SW) % s.SW
-			nh, nw := 0, 0
-			if ih0 < s.H {
-				nh = (s.H - ih0 + s.SH - 1) / s.SH
-			}
-			if iw0 < s.W {
-				nw = (s.W - iw0 + s.SW - 1) / s.SW
-			}
+			ih0, iw0, nh, nw, jh, jw, q0h, q0w := dataPhase(s, ry, rx)
 			if nh == 0 || nw == 0 {
 				continue
 			}
-			jh := (s.KH - ry + s.SH - 1) / s.SH // taps in this phase
-			jw := (s.KW - rx + s.SW - 1) / s.SW
-			q0h := (ih0 + s.PT - ry) / s.SH
-			q0w := (iw0 + s.PL - rx) / s.SW
 			p := &convPlan{N: s.N, H: oh, W: ow, C: s.OC, OC: s.C, KH: max(jh, 0), KW: max(jw, 0), SH: 1, SW: 1, DH: 1, DW: 1,
 				OffH: q0h - (jh - 1), OffW: q0w - (jw - 1), OH: nh, OW: nw, YH: s.H, YW: s.W, Y0H: ih0, Y0W: iw0, YSH: s.SH, YSW: s.SW,
 				k: k, blocks: bs, ep: ep}
@@ -285,6 +271,27 @@ func convBackwardDataFast(s ConvShape, dy, w, dx []float32, ep *convEpilogue) bo
 		}
 	}
 	return true
+}
+
+// dataPhase is the geometry of phase (ry, rx) of a strided convolution's
+// data gradient: dx's rows ih with (ih + PT) mod SH = ry, ih = ih0 + SH·k
+// for k < nh (and its columns likewise: iw0, nw), whose taps are
+// ky = ry + SH·j for j < jh (kx = rx + SW·i, i < jw); tap j of row
+// ih = ih0 + SH·k reads dy row q0h + k − j (columns: q0w + l − i).
+func dataPhase(s ConvShape, ry, rx int) (ih0, iw0, nh, nw, jh, jw, q0h, q0w int) {
+	ih0 = ((ry-s.PT)%s.SH + s.SH) % s.SH
+	iw0 = ((rx-s.PL)%s.SW + s.SW) % s.SW
+	if ih0 < s.H {
+		nh = (s.H - ih0 + s.SH - 1) / s.SH
+	}
+	if iw0 < s.W {
+		nw = (s.W - iw0 + s.SW - 1) / s.SW
+	}
+	jh = (s.KH - ry + s.SH - 1) / s.SH
+	jw = (s.KW - rx + s.SW - 1) / s.SW
+	q0h = (ih0 + s.PT - ry) / s.SH
+	q0w = (iw0 + s.PL - rx) / s.SW
+	return
 }
 
 // convBackwardWeightFast computes dw = ConvBackwardWeight with the
