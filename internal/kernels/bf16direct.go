@@ -270,11 +270,11 @@ func backwardDataPhasesBF16(s ConvShape, dy, w, dx []float32, add bool, kern bf1
 		return false
 	}
 	type phase struct {
-		t      ConvShape // the phase's convolution; no taps when t.KH == 0
-		pl     outPlace
+		t      ConvShape // the phase's convolution, when it has taps
+		pl     outPlace  // where its outputs go in dx
 		ry, rx int
-		nh, nw int
-		jh, jw int
+		nh, nw int // its rows and columns of dx
+		jh, jw int // its taps down and across
 		taps   bool
 	}
 	oh, ow := s.OH(), s.OW()
