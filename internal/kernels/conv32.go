@@ -295,8 +295,8 @@ func dataPhase(s ConvShape, ry, rx int) (ih0, iw0, nh, nw, jh, jw, q0h, q0w int)
 }
 
 // convBackwardWeightFast computes dw = ConvBackwardWeight with the
-// assembly kernels, each goroutine accumulating its images into its own
-// buffer.
+// assembly kernels: Winograd's where it applies, else the direct tiles
+// (convBackwardWeightTiles says how the goroutines share the work).
 func convBackwardWeightFast(s ConvShape, x, dy, dw []float32) bool {
 	if _, _, ok := fastBlocks(s.OC); ok && winoWeightGrad(s, x, dy, dw) {
 		return true
@@ -325,7 +325,7 @@ func weightTilesOutside(s ConvShape) bool { return s.KH*s.KW*s.C*s.OC*4 > maxCac
 // maxCachedWeights shares its tiles out among the goroutines rather than
 // its images. Measured on ResNet-50's layers at batch 8 (2-core Zen 5,
 // go test -bench 'ResNet50Grads/.*/weight'): the 7×7 stage (392 pixels,
-// 196 pairs) 15–35% faster shared out by tile, the 14×14 one (1,568 and
+// 196 pairs) 15–55% faster shared out by tile, the 14×14 one (1,568 and
 // 784) 10–25% slower, its activations then read by every goroutine.
 const maxTileSplitPixels = 512
 
@@ -389,7 +389,7 @@ func convBackwardWeightTiles(s ConvShape, xp unsafe.Pointer, dy, dw []float32, k
 		n, r0 = u/nch, u%nch*rowChunk
 		return n, r0, min(r0+rowChunk, oh)
 	}
-	if size*4 > maxCachedWeights && s.N*oh*ow <= maxTileSplitPixels {
+	if weightTilesOutside(s) && s.N*oh*ow <= maxTileSplitPixels {
 		// A weight gradient larger than a core's cache over few output
 		// pixels: the goroutines share out its tiles, each computing its
 		// own over every unit, so that none fills a gradient of its own to
