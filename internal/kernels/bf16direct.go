@@ -115,13 +115,14 @@ func packDirectBF16(s ConvShape, w []float32, wp []uint32, nr int) {
 // conversion is already the tap's run of pairs, stored nr pairs apart
 // (nr the block width, 32 or 16).
 func packTurnedBF16(s ConvShape, w []float32, wp []uint32, nr int) {
-	packTurnedTapsBF16(s, w, wp, nr, s.KH, s.KW, func(ky, kx int) (int, int) { return s.KH - 1 - ky, s.KW - 1 - kx })
+	packPhaseBF16(s, w, wp, nr, 0, 0, s.KH, s.KW)
 }
 
-// packTurnedTapsBF16 is packTurnedBF16 for a convolution t of kh×kw taps
-// whose tap (ky, kx) is s's tap tap(ky, kx): t's weight [ky][kx][oc][c] is
-// w[tap(ky, kx)][c][oc].
-func packTurnedTapsBF16(s ConvShape, w []float32, wp []uint32, nr, kh, kw int, tap func(ky, kx int) (int, int)) {
+// packPhaseBF16 is packTurnedBF16 for phase (ry, rx) of s's data gradient
+// (backwardDataPhasesBF16), whose convolution has kh×kw taps: its weight
+// [ky][kx][oc][c] is w[ry + SH·(kh−1−ky)][rx + SW·(kw−1−kx)][c][oc]. Phase
+// (0, 0) of a stride-1 convolution is packTurnedBF16's whole kernel.
+func packPhaseBF16(s ConvShape, w []float32, wp []uint32, nr, ry, rx, kh, kw int) {
 	cp := (s.OC + 1) &^ 1 // t's channels stored per pixel
 	pairs := kw * cp / 2
 	nb := (s.C + nr - 1) / nr
@@ -144,7 +145,7 @@ func packTurnedTapsBF16(s ConvShape, w []float32, wp []uint32, nr, kh, kw int, t
 				}
 				for ky := range kh {
 					for kx := range kw {
-						sy, sx := tap(ky, kx)
+						sy, sx := ry+s.SH*(kh-1-ky), rx+s.SW*(kw-1-kx)
 						src := w[((sy*s.KW+sx)*s.C+c)*s.OC:][:s.OC]
 						for i := toBF16Fast(row[:s.OC], src); i < s.OC; i++ {
 							row[i] = BF16FromFloat32(src[i])
@@ -163,18 +164,27 @@ func packTurnedTapsBF16(s ConvShape, w []float32, wp []uint32, nr, kh, kw int, t
 // convDirectPackedBF16 is convForwardDirectBF16 on weights packed by
 // packDirectBF16 (or packTurnedBF16).
 func convDirectPackedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep *convEpilogue, set bf16DirectSet) {
-	convDirectPlacedBF16(s, x, wp, y, ep, set, nil)
+	convDirectPlacedBF16(s, x, wp, y, ep, set, unplaced(s))
 }
 
-// outPlace puts a convolution's outputs into a larger array y of YH×YW
-// pixels: output (oy, ox) of image n at pixel (Y0H + oy·YSH, Y0W + ox·YSW)
-// of y's image n. A strided data gradient's phases write dx so
-// (backwardDataPhasesBF16).
+// outPlace puts a convolution's outputs into an array y of YH×YW pixels
+// an image: output (oy, ox) of image n at pixel (Y0H + oy·YSH,
+// Y0W + ox·YSW) of y's image n. A strided data gradient's phases write dx
+// so (backwardDataPhasesBF16).
 type outPlace struct{ YH, YW, Y0H, Y0W, YSH, YSW int }
 
+// unplaced is the placement of s's outputs in an array of their own shape.
+func unplaced(s ConvShape) outPlace { return outPlace{YH: s.OH(), YW: s.OW(), YSH: 1, YSW: 1} }
+
+// pixel returns the pixel of y that output pixel m (of N·oh·ow) goes to.
+func (pl outPlace) pixel(oh, ow, m int) int {
+	r, ox := m/ow, m%ow
+	return (r/oh*pl.YH+pl.Y0H+r%oh*pl.YSH)*pl.YW + pl.Y0W + ox*pl.YSW
+}
+
 // convDirectPlacedBF16 is convDirectPackedBF16 with its outputs placed by
-// pl (nil: y laid out as the output).
-func convDirectPlacedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep *convEpilogue, set bf16DirectSet, pl *outPlace) {
+// pl.
+func convDirectPlacedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep *convEpilogue, set bf16DirectSet, pl outPlace) {
 	nr := set.width(s.OC)
 	kern := set.of(nr)
 	cp := (s.C + 1) &^ 1
@@ -213,25 +223,23 @@ func convDirectPlacedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep
 	})
 	rowBytes := wd * cp * 2
 
-	flat := s.KH == 1 && s.KW == 1 && s.SH == 1 && s.SW == 1 && s.PT|s.PB|s.PL|s.PR == 0 && pl == nil
-	// pixel maps output pixel m (of N·OH·OW) to its pixel of y, ps the
-	// pixels of y between a tile's neighbours (a tile stays in one row).
-	pixel, ps := func(m int) int { return m }, 1
-	if pl != nil {
-		oh, ow := s.OH(), s.OW()
-		pixel = func(m int) int {
-			r, ox := m/ow, m%ow
-			return (r/oh*pl.YH+pl.Y0H+r%oh*pl.YSH)*pl.YW + pl.Y0W + ox*pl.YSW
-		}
-		ps = pl.YSW
-	}
-	ys := ps * s.OC                         // elements of y between a tile's rows
+	// A flat sweep's tiles may cross output rows, which only an unplaced
+	// output keeps adjacent; otherwise a tile stays in one row, its pixels
+	// pl.YSW apart in y.
+	placed := pl != unplaced(s)
+	flat := s.KH == 1 && s.KW == 1 && s.SH == 1 && s.SW == 1 && s.PT|s.PB|s.PL|s.PR == 0 && !placed
+	oh, ow := s.OH(), s.OW()
+	ys := pl.YSW * s.OC                     // elements of y between a tile's rows
 	useAsmEpilogue := hasBF16 && use.avx512 // the Go models run where the CPU has no AVX-512 either
 	sweepDirect(s, flat, h, wd, cp, nb, func(t *directTile, b, m0, mr, at int) {
 		a, bp := unsafe.Pointer(&xb[at]), unsafe.Pointer(&wp[b*blockPairs])
 		n0 := b * nr
 		n1 := min(n0+nr, s.OC)
-		yat := pixel(m0)*s.OC + n0
+		px := m0 // the tile's first pixel of y
+		if placed {
+			px = pl.pixel(oh, ow, m0)
+		}
+		yat := px*s.OC + n0
 		if n1-n0 == nr {
 			// A whole block: the kernel applies the epilogue as it stores.
 			_ = y[yat+(mr-1)*ys+nr-1]
@@ -270,22 +278,21 @@ func backwardDataPhasesBF16(s ConvShape, dy, w, dx []float32, add bool, kern bf1
 		return false
 	}
 	type phase struct {
-		t      ConvShape // the phase's convolution, when it has taps
+		t      ConvShape // its convolution; t.KH is 0 for a phase without taps
 		pl     outPlace  // where its outputs go in dx
 		ry, rx int
 		nh, nw int // its rows and columns of dx
-		jh, jw int // its taps down and across
-		taps   bool
 	}
 	oh, ow := s.OH(), s.OW()
-	var phases []phase
+	var stack [4]phase // a stride of 2 has four
+	phases := stack[:0]
 	for ry := range s.SH {
 		for rx := range s.SW {
 			ih0, iw0, nh, nw, jh, jw, q0h, q0w := dataPhase(s, ry, rx)
 			if nh == 0 || nw == 0 {
 				continue
 			}
-			ph := phase{pl: outPlace{YH: s.H, YW: s.W, Y0H: ih0, Y0W: iw0, YSH: s.SH, YSW: s.SW}, ry: ry, rx: rx, nh: nh, nw: nw, jh: jh, jw: jw}
+			ph := phase{pl: outPlace{YH: s.H, YW: s.W, Y0H: ih0, Y0W: iw0, YSH: s.SH, YSW: s.SW}, ry: ry, rx: rx, nh: nh, nw: nw}
 			if jh > 0 && jw > 0 {
 				// Output k of the phase reads dy rows q0h − (jh−1) + k + t.
 				padT, padL := jh-1-q0h, jw-1-q0w
@@ -295,7 +302,6 @@ func backwardDataPhasesBF16(s ConvShape, dy, w, dx []float32, add bool, kern bf1
 				}
 				ph.t = ConvShape{N: s.N, H: oh, W: ow, C: s.OC, OC: s.C, KH: jh, KW: jw, SH: 1, SW: 1, DH: 1, DW: 1,
 					PT: padT, PL: padL, PB: padB, PR: padR}
-				ph.taps = true
 			}
 			phases = append(phases, ph)
 		}
@@ -305,7 +311,7 @@ func backwardDataPhasesBF16(s ConvShape, dy, w, dx []float32, add bool, kern bf1
 		ep.skip = dx
 	}
 	for _, ph := range phases {
-		if !ph.taps {
+		if ph.t.KH == 0 {
 			if !add {
 				parallelFor(s.N*ph.nh, func(lo, hi int) {
 					for r := lo; r < hi; r++ {
@@ -320,11 +326,8 @@ func backwardDataPhasesBF16(s ConvShape, dy, w, dx []float32, add bool, kern bf1
 		}
 		nr := kern.width(s.C)
 		wbuf, wp := directWeightsBF16(ph.t, nr)
-		packTurnedTapsBF16(s, w, wp, nr, ph.jh, ph.jw, func(t, u int) (int, int) {
-			return ph.ry + s.SH*(ph.jh-1-t), ph.rx + s.SW*(ph.jw-1-u)
-		})
-		pl := ph.pl
-		convDirectPlacedBF16(ph.t, dy, wp, dx, ep, kern, &pl)
+		packPhaseBF16(s, w, wp, nr, ph.ry, ph.rx, ph.t.KH, ph.t.KW)
+		convDirectPlacedBF16(ph.t, dy, wp, dx, ep, kern, ph.pl)
 		putBytes(wbuf)
 	}
 	return true
@@ -390,6 +393,10 @@ func bf16DirectOK(s ConvShape) bool { return s.DW == 1 }
 func bf16DirectKernelGo(mr, nr int) bf16DirectKernel {
 	return func(a, b, c unsafe.Pointer, ps, rs, kh, pairs, cs int, scale, shift, skip unsafe.Pointer, floor float32) {
 		bs := unsafe.Slice((*uint32)(b), kh*pairs*nr)
+		var sc, sh []float32
+		if scale != nil {
+			sc, sh = unsafe.Slice((*float32)(scale), nr), unsafe.Slice((*float32)(shift), nr)
+		}
 		for p := range mr {
 			row := unsafe.Slice((*float32)(unsafe.Add(c, p*cs)), nr)
 			var sk []float32
@@ -406,8 +413,8 @@ func bf16DirectKernelGo(mr, nr int) bf16DirectKernel {
 						acc = ftz(acc + daz(uint16(av))*daz(uint16(bv)))
 					}
 				}
-				if scale != nil {
-					acc = float32(acc*unsafe.Slice((*float32)(scale), nr)[j]) + unsafe.Slice((*float32)(shift), nr)[j]
+				if sc != nil {
+					acc = float32(acc*sc[j]) + sh[j]
 					if sk != nil {
 						acc += sk[j]
 					}
