@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/residual-nn/residual/tensor"
@@ -453,6 +455,49 @@ func TestReducerStartsBucketsEarlyAndInOrder(t *testing.T) {
 	}
 	if rec.started != 3 {
 		t.Errorf("Wait started %d more all-reduces", rec.started-3)
+	}
+}
+
+// goroutineComm is a Comm whose all-reduces are driven by a goroutine of
+// their own, as MPI's are: each starts one, which records that it ran.
+type goroutineComm struct {
+	Comm
+	ran atomic.Int32
+}
+
+func (c *goroutineComm) StartAllReduceSum(buf []float32) Request {
+	go c.ran.Add(1)
+	return c.Comm.StartAllReduceSum(buf)
+}
+
+// TestReducerLetsTheCommRun checks that, with one processor, a bucket
+// started during the backward pass gets its goroutine run before the pass
+// goes on (at the next MarkReady), not only when the scheduler preempts
+// the computation or Wait blocks: the overlap depends on it.
+func TestReducerLetsTheCommRun(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	c := &goroutineComm{Comm: NewLocal()}
+	// Buckets (first cap 8 bytes): {2}, {1, 0}.
+	red, err := NewReducer(c, []int{2, 2, 2}, ReducerOptions{BucketBytes: 16, FirstBucketBytes: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := red.MarkReady(2, make([]float32, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.ran.Load(); got != 1 {
+		t.Errorf("after the first bucket started: its goroutine ran %d times, want 1", got)
+	}
+	for _, p := range []int{1, 0} {
+		if err := red.MarkReady(p, make([]float32, 2)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := c.ran.Load(); got != 2 {
+		t.Errorf("after the last bucket started: the goroutines ran %d times, want 2", got)
+	}
+	if err := red.Wait(); err != nil {
+		t.Fatal(err)
 	}
 }
 

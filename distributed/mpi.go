@@ -280,6 +280,16 @@ func (t *goPollTimer) arm(d time.Duration) { t.timer.Reset(d) }
 
 func (t *goPollTimer) C() <-chan struct{} { return t.tick }
 
+// setDefault sets the environment variable name to value unless the user
+// has set it: how this package changes Open MPI's defaults (MCA
+// parameters) before MPI_Init, keeping the user's choice. MPICH ignores
+// them.
+func setDefault(name, value string) {
+	if _, ok := os.LookupEnv(name); !ok {
+		os.Setenv(name, value)
+	}
+}
+
 // run is the MPI goroutine: it initialises MPI on its locked thread,
 // then starts the operations it receives and polls those in flight.
 func (c *mpiComm) run(ready chan<- error) {
@@ -288,9 +298,7 @@ func (c *mpiComm) run(ready chan<- error) {
 	// that are still the default, to print a stack trace; the Go
 	// runtime has installed its own already, which Open MPI keeps, and
 	// an empty opal_signal list makes sure it touches none.
-	if os.Getenv("OMPI_MCA_opal_signal") == "" {
-		os.Setenv("OMPI_MCA_opal_signal", "")
-	}
+	setDefault("OMPI_MCA_opal_signal", "")
 	// Open MPI's non-blocking collectives (libnbc) reduce an in-place
 	// MPI_Iallreduce, whatever its size and the number of ranks, with
 	// a binomial tree: a reduce to rank 0, then a broadcast back, the
@@ -300,10 +308,8 @@ func (c *mpiComm) run(ready chan<- error) {
 	// (PyTorch's Gloo: 0.87 s). Reduce-scatter then allgather
 	// (Rabenseifner; libnbc falls back to a ring for buffers of fewer
 	// elements than ranks) sends 2(N−1)/N of the bytes each way at once:
-	// 0.92 s. A value the user set is kept.
-	if os.Getenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm") == "" {
-		os.Setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "3")
-	}
+	// 0.92 s.
+	setDefault("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "3")
 	// Open MPI's TCP transport moves a message's bytes only inside MPI
 	// calls unless it has a progress thread. This goroutine cannot call
 	// often while the backward pass holds the rank's core (with
@@ -312,11 +318,20 @@ func (c *mpiComm) run(ready chan<- error) {
 	// epoll, woken by the socket) the bytes flow meanwhile: over a 1 Gbit/s
 	// link between 2 ranks ResNet-20's all-reduce took 10.2–10.7 ms
 	// against 12.9–14.2 (the link's own time: 9.2 ms) and ResNet-50's
-	// 0.91 s against 0.99 s. Shared memory does not use it. A value the
-	// user set is kept.
-	if os.Getenv("OMPI_MCA_btl_tcp_progress_thread") == "" {
-		os.Setenv("OMPI_MCA_btl_tcp_progress_thread", "1")
-	}
+	// 0.91 s against 0.99 s. Shared memory does not use it.
+	setDefault("OMPI_MCA_btl_tcp_progress_thread", "1")
+	// The TCP transport sends a message over btl_tcp_eager_limit (64 KiB)
+	// by rendezvous: a first fragment, the rest only once the receiver
+	// has answered, a round trip more for each message. A first bucket
+	// (DDP's 1 MiB; ResNet-20's gradients, 1.03 MiB, are nearly all of
+	// theirs) is all-reduced in messages of at most its size, every one
+	// with a receive posted by the collective itself, so they go
+	// eagerly: over a 1 Gbit/s link with a 0.5 ms one-way latency,
+	// ResNet-20's all-reduce on 2 ranks took 11 ms against 14 by
+	// rendezvous. The cost is memory: the transport's eager fragments are
+	// allocated at this size. Larger messages keep the rendezvous, whose
+	// round trip is small against their transfer.
+	setDefault("OMPI_MCA_btl_tcp_eager_limit", "1048576")
 	var provided C.int
 	if rc := C.rs_init(&provided); rc != C.MPI_SUCCESS {
 		if rc == -1 {

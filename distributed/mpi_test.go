@@ -40,8 +40,9 @@ func TestMain(m *testing.M) {
 var ChildModes = map[string]func(Comm) error{}
 
 // mpirun runs the test binary as np ranks in child mode, within limit,
-// and returns its combined output, its error and how long it ran.
-func mpirun(t *testing.T, np int, mode string, limit time.Duration) (string, error, time.Duration) {
+// and returns its combined output, its error and how long it ran. Open
+// MPI's mpirun also gets the arguments in ompiArgs (MCA settings).
+func mpirun(t *testing.T, np int, mode string, limit time.Duration, ompiArgs ...string) (string, error, time.Duration) {
 	t.Helper()
 	// $RESIDUAL_MPIRUN names the launcher of the MPI the binary links
 	// (mpirun.mpich for -tags mpi,mpich where Open MPI's is the default).
@@ -54,7 +55,9 @@ func mpirun(t *testing.T, np int, mode string, limit time.Duration) (string, err
 	args := []string{"-np", strconv.Itoa(np)}
 	if bytes.Contains(ver, []byte("Open MPI")) || bytes.Contains(ver, []byte("OpenRTE")) {
 		// More ranks than cores (CI machines have 2), and CI runs as root.
-		args = append([]string{"--oversubscribe", "--allow-run-as-root"}, args...)
+		args = append(append([]string{"--oversubscribe", "--allow-run-as-root"}, ompiArgs...), args...)
+	} else if len(ompiArgs) > 0 {
+		t.Skipf("%s is not Open MPI's: %v are Open MPI's settings", name, ompiArgs)
 	}
 	args = append(args, os.Args[0])
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
@@ -77,11 +80,22 @@ func mpirun(t *testing.T, np int, mode string, limit time.Duration) (string, err
 
 // TestMPICollectives checks, on 2 and 3 ranks, the collectives, the
 // Reducer against the plain sum, CheckSame and BroadcastTensors (the
-// checks are in childCollectives).
+// checks are in childCollectives); over shared memory, and over TCP on
+// the loopback, the transport between machines, whose messages up to 1
+// MiB go eagerly (setDefault in mpi.go) and larger ones by rendezvous.
 func TestMPICollectives(t *testing.T) {
-	for _, np := range []int{2, 3} {
-		t.Run(fmt.Sprintf("np=%d", np), func(t *testing.T) {
-			out, err, took := mpirun(t, np, "collectives", 2*time.Minute)
+	tcp := []string{"--mca", "pml", "ob1", "--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "lo"}
+	for _, c := range []struct {
+		np   int
+		ompi []string
+	}{{2, nil}, {3, nil}, {2, tcp}, {3, tcp}} {
+		np := c.np
+		name := fmt.Sprintf("np=%d", np)
+		if c.ompi != nil {
+			name += "/tcp"
+		}
+		t.Run(name, func(t *testing.T) {
+			out, err, took := mpirun(t, np, "collectives", 2*time.Minute, c.ompi...)
 			if err != nil {
 				t.Fatalf("mpirun: %v; output:\n%s", err, out)
 			}
@@ -212,7 +226,7 @@ func childCollectives(c Comm) error {
 		return fmt.Errorf("DetectLauncher = %v, %v, %v; MPI says rank %d of %d", l, ok, err, rank, size)
 	}
 	// All-reduce of odd sizes, blocking and several in flight at once.
-	sizes := []int{0, 1, 3, 1000003}
+	sizes := []int{0, 1, 3, 200003, 1000003}
 	reqs := make([]Request, len(sizes))
 	bufs := make([][]float32, len(sizes))
 	for k, n := range sizes {

@@ -3,6 +3,7 @@ package distributed
 import (
 	"errors"
 	"fmt"
+	"runtime"
 
 	"github.com/residual-nn/residual/internal/kernels"
 )
@@ -207,6 +208,20 @@ func (r *Reducer) MarkReady(i int, grad []float32) error {
 	copy(r.buckets[s.bucket].buf[s.offset:], grad)
 	r.pending[s.bucket]--
 	r.launchReady()
+	if r.next > 0 {
+		// A bucket is in flight. MPI's Comm starts and advances its
+		// collectives on a goroutine of its own (each round of an
+		// all-reduce waits for one of its polls), which gets a processor
+		// only when the backward pass lets go of one: with one per rank
+		// (GOMAXPROCS 1, a core each under mpirun --bind-to core) not
+		// until the scheduler preempts the computation, every 10 ms, so
+		// a bucket hardly overlapped anything. Yielding here, between the
+		// backward pass's operations, lets it run when it has something
+		// to do and costs a fraction of a microsecond when it has not.
+		// ResNet-20 on 2 ranks over a 1 Gbit/s link with 0.5 ms latency:
+		// the wait in Wait fell from 15–24 to 4–12 ms.
+		runtime.Gosched()
+	}
 	return nil
 }
 
