@@ -33,7 +33,9 @@
 // NewReducer groups the parameters into buckets in reverse order, the
 // first of about 1 MiB and the others of about 25 MiB; the training loop
 // calls MarkReady as each gradient becomes final during the backward
-// pass, which starts a bucket's all-reduce at its last gradient, and Wait
-// before the optimizer step, which leaves every gradient averaged over the
-// ranks. NoSync skips the exchange for gradient accumulation.
+// pass, which starts a bucket's all-reduce at its last gradient (and,
+// while buckets are in flight, yields the processor so that the MPI
+// goroutine can start and advance them even when the rank has one), and
+// Wait before the optimizer step, which leaves every gradient averaged
+// over the ranks. NoSync skips the exchange for gradient accumulation.
 package distributed
