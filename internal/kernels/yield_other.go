@@ -1,0 +1,6 @@
+//go:build !linux
+
+package kernels
+
+// osYield does nothing where sched_yield is not at hand.
+func osYield() {}
