@@ -166,9 +166,9 @@ func startWorker() {
 // generator of a server's benchmark, the other end of a request — until
 // the kernel preempted it. ResNet-50 served to one client on the 2-core
 // Zen 5 VM, three alternated rounds: the time between a pass's end and the
-// next pass's start p90 3.5–3.9 → 1.6–1.7 ms, 40.9–41.3 → 41.4–41.7
-// requests/s; training and batch inference level (sched_yield returns at
-// once when nothing else waits).
+// next pass's start p90 3.5–3.9 → 1.6–1.7 ms (requests/s 40.9–41.3 →
+// 41.4–41.7, inside the hour's swing); training and batch inference level
+// (sched_yield returns at once when nothing else waits).
 const workerSpin = 5 * time.Millisecond
 
 // worker helps with jobs for the life of the program: it spins on pending
