@@ -74,11 +74,8 @@ func chanSums32(x, dy, y, dz []float32, m, c int, mean []float32, shifted bool) 
 	}
 	bn := use.vk
 	return parallelSums((m+statRows-1)/statRows, k, func(lo, hi int, acc []float64) {
-		var arr [512]float32 // the float32 partial sums: on the stack when they fit
-		part := arr[:min(k, len(arr))]
-		if k > len(arr) {
-			part = make([]float32, k)
-		}
+		part := getBuf(k) // the float32 partial sums
+		defer putBuf(part)
 		for ch := lo; ch < hi; ch++ {
 			r0, r1 := ch*statRows, min((ch+1)*statRows, m)
 			clear(part)

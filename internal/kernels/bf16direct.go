@@ -57,11 +57,11 @@ func convForwardDirectBF16(s ConvShape, x, w, y []float32, ep *convEpilogue, ker
 // directWeightsBF16 returns a pooled buffer for s's packed weights
 // (packDirectBF16's layout in blocks of nr channels) and the pairs it
 // holds.
-func directWeightsBF16(s ConvShape, nr int) (*[]byte, []uint32) {
+func directWeightsBF16(s ConvShape, nr int) ([]byte, []uint32) {
 	cp := (s.C + 1) &^ 1
 	n := (s.OC + nr - 1) / nr * s.KH * s.KW * cp / 2 * nr
 	b := getBytes(4 * n)
-	return b, unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(*b))), n)
+	return b, unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(b))), n)
 }
 
 // packDirectBF16 packs s's weights w ([KH][KW][C][OC]) for the direct
@@ -194,7 +194,7 @@ func convDirectPlacedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep
 	h, wd := s.H+s.PT+s.PB, s.W+s.PL+s.PR
 	xbuf := getBytes(2 * s.N * h * wd * cp)
 	defer putBytes(xbuf)
-	xb := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(*xbuf))), s.N*h*wd*cp)
+	xb := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(xbuf))), s.N*h*wd*cp)
 	parallelFor(s.N*h, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			img, iy := r/h, r%h-s.PT

@@ -1,32 +1,20 @@
 package kernels
 
-import "sync"
+import "github.com/residual-nn/residual/internal/slicepool"
 
-// Scratch buffers, recycled to keep a training step from allocating.
-// bufPool holds the buffers, each in a holder (a *[]float32) that
-// holders recycles, so that getting and putting back allocate nothing.
-var bufPool, holders sync.Pool
+// Scratch buffers, recycled by size class to keep a training step from
+// allocating.
+var (
+	floats   slicepool.Pool[float32]
+	float64s slicepool.Pool[float64] // parallelSums' accumulators
+	bytes    slicepool.Pool[uint8]   // the direct paths' copies of their input and weights
+)
 
-func getBuf(n int) []float32 {
-	if h, ok := bufPool.Get().(*[]float32); ok {
-		b := *h
-		*h = nil
-		holders.Put(h)
-		if cap(b) >= n {
-			return b[:n]
-		}
-	}
-	return make([]float32, n)
-}
+// getBuf returns a scratch buffer of n floats, not zeroed; putBuf gives
+// it back.
+func getBuf(n int) []float32 { return floats.Get(n) }
 
-func putBuf(b []float32) {
-	h, ok := holders.Get().(*[]float32)
-	if !ok {
-		h = new([]float32)
-	}
-	*h = b
-	bufPool.Put(h)
-}
+func putBuf(b []float32) { floats.Put(b) }
 
 // unpooled returns a copy of pooled buffer b of exactly its length, for a
 // result kept beyond the call (packed weights), and gives b back to the

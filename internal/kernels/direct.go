@@ -69,17 +69,8 @@ type directTile [directMR * 32]uint32
 // tilePool recycles the tasks' tiles.
 var tilePool = sync.Pool{New: func() any { return new(directTile) }}
 
-// bytePool recycles the direct paths' copies of their input and weights.
-var bytePool sync.Pool
+// getBytes returns a pooled byte buffer of length n, not zeroed;
+// putBytes gives it back.
+func getBytes(n int) []uint8 { return bytes.Get(n) }
 
-// getBytes returns a pooled byte buffer of length n; putBytes gives it back.
-func getBytes(n int) *[]uint8 {
-	if b, ok := bytePool.Get().(*[]uint8); ok && cap(*b) >= n {
-		*b = (*b)[:n]
-		return b
-	}
-	b := make([]uint8, n)
-	return &b
-}
-
-func putBytes(b *[]uint8) { bytePool.Put(b) }
+func putBytes(b []uint8) { bytes.Put(b) }

@@ -47,8 +47,8 @@ func int8ConvDirect(s ConvShape, x []uint8, zx uint8, w *Int8Weights, ep *Int8Ep
 		n := s.N * h * wd * s.C
 		buf := getBytes(n + 3)
 		defer putBytes(buf)
-		src = padU8(s, x, zx, h, wd, *buf)
-		fillU8((*buf)[n:], zx)
+		src = padU8(s, x, zx, h, wd, buf)
+		fillU8(buf[n:], zx)
 	}
 	rowBytes := wd * s.C
 	flat := s.KH == 1 && s.KW == 1 && s.SH == 1 && s.SW == 1 && !padded // pixels adjacent: one long row

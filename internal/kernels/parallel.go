@@ -123,9 +123,6 @@ func (j *job) help() {
 
 var jobs = sync.Pool{New: func() any { return new(job) }}
 
-// sumsPool recycles parallelSums' accumulators.
-var sumsPool = sync.Pool{New: func() any { return new([]float64) }}
-
 // pending is the latest job offered to spinning workers.
 var pending atomic.Pointer[job]
 
@@ -207,11 +204,7 @@ func worker() {
 func parallelSums(m, k int, fn func(lo, hi int, acc []float64)) []float64 {
 	_, chunk := chunking(m)
 	chunks := (m + chunk - 1) / max(chunk, 1)
-	bp := sumsPool.Get().(*[]float64) // one accumulator per chunk, recycled
-	if cap(*bp) < chunks*k {
-		*bp = make([]float64, chunks*k)
-	}
-	buf := (*bp)[:chunks*k]
+	buf := float64s.Get(chunks * k) // one accumulator per chunk
 	clear(buf)
 	parallelFor(m, func(lo, hi int) {
 		i := lo / max(chunk, 1)
@@ -223,7 +216,7 @@ func parallelSums(m, k int, fn func(lo, hi int, acc []float64)) []float64 {
 			total[j] += v
 		}
 	}
-	sumsPool.Put(bp)
+	float64s.Put(buf)
 	return total
 }
 
