@@ -48,7 +48,8 @@ func RoundSliceBF16(dst, src []float32) {
 }
 
 // ToBF16 writes src converted to bfloat16 (BF16FromFloat32) into dst,
-// sixteen at a time where the level has AVX2, on the calling goroutine.
+// sixteen at a time where the level has AVX2 (thirty-two at AVX-512), on
+// the calling goroutine.
 func ToBF16(dst []uint16, src []float32) {
 	dst = dst[:len(src)]
 	for i := toBF16Fast(dst, src); i < len(src); i++ {

@@ -49,15 +49,30 @@ func roundBF16Fast(dst, src []float32) int {
 //go:noescape
 func toBF16AVX2(dst, src unsafe.Pointer, n int)
 
+// toBF16AVX512 is toBF16AVX2 for n a multiple of 32, on AVX-512.
+//
+//go:noescape
+func toBF16AVX512(dst, src unsafe.Pointer, n int)
+
 // toBF16Fast converts the longest multiple-of-16 prefix of src into dst
-// with toBF16AVX2 where the level has AVX2, and returns its length.
+// with toBF16AVX2 where the level has AVX2 (its multiple-of-32 prefix
+// with toBF16AVX512 at AVX-512), and returns its length.
 func toBF16Fast(dst []uint16, src []float32) int {
 	n := len(src) &^ 15
 	if use.k == nil || n == 0 {
 		return 0
 	}
 	_ = dst[n-1]
-	toBF16AVX2(unsafe.Pointer(&dst[0]), unsafe.Pointer(&src[0]), n)
+	done := 0
+	if use.avx512 {
+		done = n &^ 31
+		if done > 0 {
+			toBF16AVX512(unsafe.Pointer(&dst[0]), unsafe.Pointer(&src[0]), done)
+		}
+	}
+	if done < n {
+		toBF16AVX2(unsafe.Pointer(&dst[done]), unsafe.Pointer(&src[done]), n-done)
+	}
 	return n
 }
 
@@ -67,15 +82,29 @@ func toBF16Fast(dst []uint16, src []float32) int {
 //go:noescape
 func pairBF16AVX2(dst, a, b unsafe.Pointer, n int)
 
+// pairBF16AVX512 is pairBF16AVX2 for n a multiple of 16, on AVX-512.
+//
+//go:noescape
+func pairBF16AVX512(dst, a, b unsafe.Pointer, n int)
+
 // pairBF16 writes dst[i] = bf16Pair(a[i], b[i]) for i < len(dst), eight
-// at a time where the level has AVX2.
+// at a time where the level has AVX2, sixteen at AVX-512.
 func pairBF16(dst []uint32, a, b []float32) {
 	n := 0
 	if use.k != nil {
 		n = len(dst) &^ 7
+		done := 0
 		if n > 0 {
 			_, _ = a[n-1], b[n-1]
-			pairBF16AVX2(unsafe.Pointer(&dst[0]), unsafe.Pointer(&a[0]), unsafe.Pointer(&b[0]), n)
+			if use.avx512 {
+				done = n &^ 15
+				if done > 0 {
+					pairBF16AVX512(unsafe.Pointer(&dst[0]), unsafe.Pointer(&a[0]), unsafe.Pointer(&b[0]), done)
+				}
+			}
+		}
+		if done < n {
+			pairBF16AVX2(unsafe.Pointer(&dst[done]), unsafe.Pointer(&a[done]), unsafe.Pointer(&b[done]), n-done)
 		}
 	}
 	for i := n; i < len(dst); i++ {

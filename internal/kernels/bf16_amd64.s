@@ -1,8 +1,9 @@
 //go:build amd64 && !purego
 
-// Hand-written AVX2 rounding of float32 to bfloat16 (kept as float32):
-// RoundSliceBF16's loop, eight lanes at a time. Its Go declaration is in
-// bf16_amd64.go.
+// Hand-written rounding of float32 to bfloat16: RoundSliceBF16's loop,
+// eight lanes at a time on AVX2, and the conversions to bfloat16 bits of
+// the direct and native bf16 paths, eight lanes at a time on AVX2 and
+// sixteen on AVX-512. Their Go declarations are in bf16_amd64.go.
 
 #include "textflag.h"
 
@@ -229,5 +230,87 @@ pb_loop:
 	DECQ CX
 	JNZ pb_loop
 pb_done:
+	VZEROUPPER
+	RET
+
+// The same conversions sixteen lanes at a time on AVX-512 (the level's
+// other kernels need its foundation, which these do too): ROUNDBF16's
+// arithmetic on Z registers, its NaN lanes chosen by a mask.
+
+// ROUNDBF16Z sets dst to src's 16 float32 rounded to bfloat16 (upper
+// half of each lane, lower half not cleared), as ROUNDBF16 rounds them;
+// t is scratch, K1 is clobbered; Z8–Z13 hold bf16c's constants.
+#define ROUNDBF16Z(src, dst, t) \
+	VPSRLD $16, src, dst \
+	VPANDD Z9, dst, dst \
+	VPADDD Z8, dst, dst \
+	VPADDD src, dst, dst \
+	VPANDD Z11, src, t \
+	VPCMPGTD Z12, t, K1 \
+	VPORD Z13, src, K1, dst
+
+// BF16CONSTANTSZ loads bf16c's constants into Z8–Z13.
+#define BF16CONSTANTSZ \
+	VPBROADCASTD bf16c<>+0(SB), Z8 \
+	VPBROADCASTD bf16c<>+4(SB), Z9 \
+	VPBROADCASTD bf16c<>+8(SB), Z10 \
+	VPBROADCASTD bf16c<>+12(SB), Z11 \
+	VPBROADCASTD bf16c<>+16(SB), Z12 \
+	VPBROADCASTD bf16c<>+20(SB), Z13
+
+// func toBF16AVX512(dst, src unsafe.Pointer, n int)
+// n is a multiple of 32: toBF16AVX2's conversion, the upper halves
+// narrowed by VPMOVDW.
+TEXT ·toBF16AVX512(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $5, CX
+	TESTQ CX, CX
+	JZ tz_done
+	BF16CONSTANTSZ
+tz_loop:
+	VMOVDQU32 (SI), Z0
+	VMOVDQU32 64(SI), Z4
+	ROUNDBF16Z(Z0, Z1, Z2)
+	ROUNDBF16Z(Z4, Z5, Z6)
+	VPSRLD $16, Z1, Z1
+	VPSRLD $16, Z5, Z5
+	VPMOVDW Z1, (DI)
+	VPMOVDW Z5, 32(DI)
+	ADDQ $128, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ tz_loop
+tz_done:
+	VZEROUPPER
+	RET
+
+// func pairBF16AVX512(dst, a, b unsafe.Pointer, n int)
+// n is a multiple of 16: pairBF16AVX2's pairs.
+TEXT ·pairBF16AVX512(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DX
+	MOVQ n+24(FP), CX
+	SHRQ $4, CX
+	TESTQ CX, CX
+	JZ pz_done
+	BF16CONSTANTSZ
+pz_loop:
+	VMOVDQU32 (SI), Z0
+	VMOVDQU32 (DX), Z4
+	ROUNDBF16Z(Z0, Z1, Z2)
+	ROUNDBF16Z(Z4, Z5, Z6)
+	VPSRLD $16, Z1, Z1
+	VPANDD Z10, Z5, Z5
+	VPORD Z5, Z1, Z1
+	VMOVDQU32 Z1, (DI)
+	ADDQ $64, SI
+	ADDQ $64, DX
+	ADDQ $64, DI
+	DECQ CX
+	JNZ pz_loop
+pz_done:
 	VZEROUPPER
 	RET
