@@ -50,37 +50,25 @@ func BatchNormTrainForward(m, c int, x, gamma, beta, y, mean, invStd, runMean, r
 		batchNormTrainForwardRef(m, c, x, gamma, beta, y, mean, invStd, runMean, runVar, momentum, eps, f)
 		return
 	}
-	mu := make([]float64, c)
-	var sq []float64 // Σ (x − mean)²
-	if shiftedStats(c) {
-		// One pass about a shift K, the first row: Σ (x−K)² and Σ (x−K).
-		// Sums of deviations from a sample of the batch cancel little,
-		// whatever the mean (an unshifted Σx² − M·mean² would lose the
-		// variance when the mean dwarfs it). A non-finite K would turn
-		// every deviation into NaN (Inf − Inf), where the reference's mean
-		// is ±Inf: such channels are shifted by 0.
-		k := x[:c]
-		for _, v := range k {
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				k = finiteOrZero(k)
-				break
-			}
+	// One pass about a shift K, the first row: Σ (x−K)² and Σ (x−K).
+	// Sums of deviations from a sample of the batch cancel little,
+	// whatever the mean (an unshifted Σx² − M·mean² would lose the
+	// variance when the mean dwarfs it). A non-finite K would turn every
+	// deviation into NaN (Inf − Inf), where the reference's mean is ±Inf:
+	// such channels are shifted by 0.
+	k := x[:c]
+	for _, v := range k {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			k = finiteOrZero(k)
+			break
 		}
-		sk := chanSums32(x, nil, nil, nil, m, c, k, true)
-		sq = sk[:c]
-		for j := range mu {
-			d := sk[c+j] / float64(m)
-			mu[j] = float64(k[j]) + d
-			sq[j] = max(sq[j]-float64(m)*d*d, 0)
-		}
-	} else {
-		sum := chanSums32(x, nil, nil, nil, m, c, nil, false)
-		mu32 := make([]float32, c)
-		for j := range mu {
-			mu[j] = sum[j] / float64(m)
-			mu32[j] = float32(mu[j])
-		}
-		sq = chanSums32(x, nil, nil, nil, m, c, mu32, false)
+	}
+	sk := chanSums32(x, nil, nil, nil, m, c, k)
+	mu, sq := make([]float64, c), sk[:c] // sq: Σ (x − mean)²
+	for j := range mu {
+		d := sk[c+j] / float64(m)
+		mu[j] = float64(k[j]) + d
+		sq[j] = max(sq[j]-float64(m)*d*d, 0)
 	}
 	scale, shift := trainStats(m, mu, sq, gamma, beta, mean, invStd, runMean, runVar, momentum, eps)
 	chanAffine32(x, f.Skip, m, c, scale, shift, y, f.ReLU)
@@ -175,7 +163,7 @@ func BatchNormTrainBackward(m, c int, x, gamma, mean, invStd, dy, dx, dgamma, db
 	}
 	// Σg and Σg·(x − mean) per channel, g the gradient after the ReLU's
 	// mask, in one pass: sums[j] and sums[c+j].
-	sums := chanSums32(x, dy, f.mask(), f.DSkip, m, c, mean, false)
+	sums := chanSums32(x, dy, f.mask(), f.DSkip, m, c, mean)
 	for j := 0; j < c; j++ { // Σg·(x − mean) → Σg·x̂
 		sums[c+j] *= float64(invStd[j])
 	}

@@ -14,24 +14,21 @@ func chanOK(c int) bool { return use.vk != nil && c > 0 && c%use.vk.vec == 0 }
 // pooling's pixel (their loops are described at the AVX-512 declarations;
 // the AVX2 ones compute the same on 8-float vectors).
 type vecKernels struct {
-	vec                          int // floats per vector: c (or n) must be a multiple
-	sum, sumRows                 func(x unsafe.Pointer, rows, c int, acc unsafe.Pointer)
-	sqDev, sqDevRows, shiftStats func(x unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
-	dyStats, dyStatsRows         func(x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
-	affine                       func(x, skip unsafe.Pointer, rows, c int, scale, shift, y unsafe.Pointer, relu int)
-	affine2                      func(x, dy, y unsafe.Pointer, rows, c int, a, k, b, dx unsafe.Pointer)
-	relu                         func(x, y unsafe.Pointer, n int)
-	reluGrad, add                func(a, b, y unsafe.Pointer, n int)
-	sgd                          func(w, grad, buf unsafe.Pointer, n int, coef unsafe.Pointer)
-	maxPool                      func(x, offs unsafe.Pointer, ntaps, c int, y, arg, iota unsafe.Pointer)
+	vec                        int // floats per vector: c (or n) must be a multiple
+	shiftStats, shiftStatsRows func(x unsafe.Pointer, rows, c int, shift, acc unsafe.Pointer)
+	dyStats, dyStatsRows       func(x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
+	affine                     func(x, skip unsafe.Pointer, rows, c int, scale, shift, y unsafe.Pointer, relu int)
+	affine2                    func(x, dy, y unsafe.Pointer, rows, c int, a, k, b, dx unsafe.Pointer)
+	relu                       func(x, y unsafe.Pointer, n int)
+	reluGrad, add              func(a, b, y unsafe.Pointer, n int)
+	sgd                        func(w, grad, buf unsafe.Pointer, n int, coef unsafe.Pointer)
+	maxPool                    func(x, offs unsafe.Pointer, ntaps, c int, y, arg, iota unsafe.Pointer)
 }
 
 var (
-	vecAVX512 = &vecKernels{vec: 16, sum: chanSum512, sumRows: chanSumRows512, sqDev: chanSqDev512, sqDevRows: chanSqDevRows512,
-		shiftStats: chanShiftStats512, dyStats: chanDyStats512, dyStatsRows: chanDyStatsRows512, affine: chanAffine512, affine2: chanAffine2512,
+	vecAVX512 = &vecKernels{vec: 16, shiftStats: chanShiftStats512, shiftStatsRows: chanShiftStatsRows512, dyStats: chanDyStats512, dyStatsRows: chanDyStatsRows512, affine: chanAffine512, affine2: chanAffine2512,
 		relu: relu512, reluGrad: reluGrad512, add: add512, sgd: sgd512, maxPool: maxPool512}
-	vecAVX2 = &vecKernels{vec: 8, sum: chanSumAVX2, sumRows: chanSumRowsAVX2, sqDev: chanSqDevAVX2, sqDevRows: chanSqDevRowsAVX2,
-		shiftStats: chanShiftStatsAVX2, dyStats: chanDyStatsAVX2, dyStatsRows: chanDyStatsRowsAVX2, affine: chanAffineAVX2, affine2: chanAffine2AVX2,
+	vecAVX2 = &vecKernels{vec: 8, shiftStats: chanShiftStatsAVX2, shiftStatsRows: chanShiftStatsRowsAVX2, dyStats: chanDyStatsAVX2, dyStatsRows: chanDyStatsRowsAVX2, affine: chanAffineAVX2, affine2: chanAffine2AVX2,
 		relu: reluAVX2, reluGrad: reluGradAVX2, add: addAVX2, sgd: sgdAVX2, maxPool: maxPoolAVX2}
 )
 
@@ -52,26 +49,17 @@ func vecKernelsFor(l Level) *vecKernels {
 // bytes; measured: better from 128 channels, worse at 32).
 const wideRow = 128
 
-// shiftedStats reports whether chanSums32 takes a batch norm's statistics
-// in one pass about a shift (narrow rows).
-func shiftedStats(c int) bool { return c < wideRow }
-
 // statRows is the number of rows one per-channel kernel call sums in
 // float32 before the partial sums are combined in float64.
 const statRows = 256
 
-// chanSums32 returns per-channel Σ x (k = c) or, with dy, Σ g and
-// Σ g·(x − mean) (k = 2c), or with mean and no dy, Σ (x − mean)². g is dy
-// where y ≠ 0 and 0 elsewhere (dy itself when y is nil: a ReLU's mask); it
-// is stored in dz unless dz is nil.
-//
-// With shifted (and mean the shift K, no dy; narrow rows only), it returns
-// Σ (x − K)² and Σ (x − K) (k = 2c) in one pass.
-func chanSums32(x, dy, y, dz []float32, m, c int, mean []float32, shifted bool) []float64 {
-	k := c
-	if dy != nil || shifted {
-		k = 2 * c
-	}
+// chanSums32 returns per-channel, with dy, Σ g and Σ g·(x − mean); g is
+// dy where y ≠ 0 and 0 elsewhere (dy itself when y is nil: a ReLU's mask),
+// and it is stored in dz unless dz is nil. Without dy (the forward pass's
+// statistics) it returns, with mean the shift K, Σ (x − K)² and Σ (x − K).
+// Either way k = 2c sums, in one pass over the rows.
+func chanSums32(x, dy, y, dz []float32, m, c int, mean []float32) []float64 {
+	k := 2 * c
 	bn := use.vk
 	return parallelSums((m+statRows-1)/statRows, k, func(lo, hi int, acc []float64) {
 		part := getBuf(k) // the float32 partial sums
@@ -99,16 +87,10 @@ func chanSums32(x, dy, y, dz []float32, m, c int, mean []float32, shifted bool) 
 				} else {
 					bn.dyStats(xp, unsafe.Pointer(&dy[r0*c]), yp, dzp, r1-r0, c, unsafe.Pointer(&mean[0]), unsafe.Pointer(&part[0]))
 				}
-			case shifted:
-				bn.shiftStats(xp, r1-r0, c, unsafe.Pointer(&mean[0]), unsafe.Pointer(&part[0]))
-			case mean != nil && wide:
-				bn.sqDevRows(xp, r1-r0, c, unsafe.Pointer(&mean[0]), unsafe.Pointer(&part[0]))
-			case mean != nil:
-				bn.sqDev(xp, r1-r0, c, unsafe.Pointer(&mean[0]), unsafe.Pointer(&part[0]))
 			case wide:
-				bn.sumRows(xp, r1-r0, c, unsafe.Pointer(&part[0]))
+				bn.shiftStatsRows(xp, r1-r0, c, unsafe.Pointer(&mean[0]), unsafe.Pointer(&part[0]))
 			default:
-				bn.sum(xp, r1-r0, c, unsafe.Pointer(&part[0]))
+				bn.shiftStats(xp, r1-r0, c, unsafe.Pointer(&mean[0]), unsafe.Pointer(&part[0]))
 			}
 			for i, v := range part {
 				acc[i] += float64(v)
@@ -154,16 +136,6 @@ func chanAffine2_32(x, dy, y []float32, m, c int, a, k, b, dx []float32) {
 // left to right with the sums in acc (for wide rows, whose columns would
 // land every line in one cache set).
 
-// chanSum512 adds Σ_r x[r][j] to acc[j], j < c.
-//
-//go:noescape
-func chanSum512(x unsafe.Pointer, rows, c int, acc unsafe.Pointer)
-
-// chanSqDev512 adds Σ_r (x[r][j] − mean[j])² to acc[j].
-//
-//go:noescape
-func chanSqDev512(x unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
-
 // chanShiftStats512 adds, with d = x[r][j] − shift[j], Σ_r d² to acc[j]
 // and Σ_r d to acc[c+j] (two rows per iteration into two sets of sums).
 //
@@ -191,15 +163,11 @@ func chanAffine512(x, skip unsafe.Pointer, rows, c int, scale, shift, y unsafe.P
 //go:noescape
 func chanAffine2512(x, dy, y unsafe.Pointer, rows, c int, a, k, b, dx unsafe.Pointer)
 
-// chanSumRows512 is chanSum512 walking rows.
+// chanShiftStatsRows512 is chanShiftStats512 walking rows (one set of
+// sums, in acc).
 //
 //go:noescape
-func chanSumRows512(x unsafe.Pointer, rows, c int, acc unsafe.Pointer)
-
-// chanSqDevRows512 is chanSqDev512 walking rows.
-//
-//go:noescape
-func chanSqDevRows512(x unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
+func chanShiftStatsRows512(x unsafe.Pointer, rows, c int, shift, acc unsafe.Pointer)
 
 // chanDyStatsRows512 is chanDyStats512 walking rows.
 //
@@ -208,12 +176,6 @@ func chanDyStatsRows512(x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc unsa
 
 // The AVX2 versions (batchnorm_avx2_amd64.s): the same loops as the
 // AVX-512 kernels above, on 8-float vectors.
-
-//go:noescape
-func chanSumAVX2(x unsafe.Pointer, rows, c int, acc unsafe.Pointer)
-
-//go:noescape
-func chanSqDevAVX2(x unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
 
 //go:noescape
 func chanShiftStatsAVX2(x unsafe.Pointer, rows, c int, shift, acc unsafe.Pointer)
@@ -228,10 +190,7 @@ func chanAffineAVX2(x, skip unsafe.Pointer, rows, c int, scale, shift, y unsafe.
 func chanAffine2AVX2(x, dy, y unsafe.Pointer, rows, c int, a, k, b, dx unsafe.Pointer)
 
 //go:noescape
-func chanSumRowsAVX2(x unsafe.Pointer, rows, c int, acc unsafe.Pointer)
-
-//go:noescape
-func chanSqDevRowsAVX2(x unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
+func chanShiftStatsRowsAVX2(x unsafe.Pointer, rows, c int, shift, acc unsafe.Pointer)
 
 //go:noescape
 func chanDyStatsRowsAVX2(x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)

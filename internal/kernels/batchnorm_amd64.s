@@ -7,70 +7,6 @@
 
 #include "textflag.h"
 
-// func chanSum512(x unsafe.Pointer, rows, c int, acc unsafe.Pointer)
-TEXT ·chanSum512(SB), NOSPLIT, $0-32
-	MOVQ x+0(FP), SI
-	MOVQ rows+8(FP), BX
-	MOVQ c+16(FP), R8
-	SHLQ $2, R8
-	MOVQ acc+24(FP), DI
-	XORQ DX, DX
-sum_cv:
-	CMPQ DX, R8
-	JGE sum_done
-	LEAQ (SI)(DX*1), AX
-	VPXORD Z0, Z0, Z0
-	MOVQ BX, CX
-	TESTQ CX, CX
-	JZ sum_store
-sum_row:
-	VADDPS (AX), Z0, Z0
-	ADDQ R8, AX
-	DECQ CX
-	JNZ sum_row
-sum_store:
-	VADDPS (DI)(DX*1), Z0, Z0
-	VMOVUPS Z0, (DI)(DX*1)
-	ADDQ $64, DX
-	JMP sum_cv
-sum_done:
-	VZEROUPPER
-	RET
-
-// func chanSqDev512(x unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
-TEXT ·chanSqDev512(SB), NOSPLIT, $0-40
-	MOVQ x+0(FP), SI
-	MOVQ rows+8(FP), BX
-	MOVQ c+16(FP), R8
-	SHLQ $2, R8
-	MOVQ mean+24(FP), R9
-	MOVQ acc+32(FP), DI
-	XORQ DX, DX
-sq_cv:
-	CMPQ DX, R8
-	JGE sq_done
-	LEAQ (SI)(DX*1), AX
-	VMOVUPS (R9)(DX*1), Z1
-	VPXORD Z0, Z0, Z0
-	MOVQ BX, CX
-	TESTQ CX, CX
-	JZ sq_store
-sq_row:
-	VMOVUPS (AX), Z2
-	VSUBPS Z1, Z2, Z2
-	VFMADD231PS Z2, Z2, Z0
-	ADDQ R8, AX
-	DECQ CX
-	JNZ sq_row
-sq_store:
-	VADDPS (DI)(DX*1), Z0, Z0
-	VMOVUPS Z0, (DI)(DX*1)
-	ADDQ $64, DX
-	JMP sq_cv
-sq_done:
-	VZEROUPPER
-	RET
-
 // func chanShiftStats512(x unsafe.Pointer, rows, c int, shift, acc unsafe.Pointer)
 TEXT ·chanShiftStats512(SB), NOSPLIT, $0-40
 	MOVQ x+0(FP), SI
@@ -262,59 +198,6 @@ a2_done:
 	VZEROUPPER
 	RET
 
-// func chanSumRows512(x unsafe.Pointer, rows, c int, acc unsafe.Pointer)
-TEXT ·chanSumRows512(SB), NOSPLIT, $0-32
-	MOVQ x+0(FP), SI
-	MOVQ rows+8(FP), BX
-	MOVQ c+16(FP), R8
-	SHLQ $2, R8
-	MOVQ acc+24(FP), DI
-	TESTQ BX, BX
-	JZ sr_done
-sr_row:
-	XORQ DX, DX
-sr_cv:
-	VMOVUPS (DI)(DX*1), Z0
-	VADDPS (SI)(DX*1), Z0, Z0
-	VMOVUPS Z0, (DI)(DX*1)
-	ADDQ $64, DX
-	CMPQ DX, R8
-	JL sr_cv
-	ADDQ R8, SI
-	DECQ BX
-	JNZ sr_row
-sr_done:
-	VZEROUPPER
-	RET
-
-// func chanSqDevRows512(x unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
-TEXT ·chanSqDevRows512(SB), NOSPLIT, $0-40
-	MOVQ x+0(FP), SI
-	MOVQ rows+8(FP), BX
-	MOVQ c+16(FP), R8
-	SHLQ $2, R8
-	MOVQ mean+24(FP), R9
-	MOVQ acc+32(FP), DI
-	TESTQ BX, BX
-	JZ qr_done
-qr_row:
-	XORQ DX, DX
-qr_cv:
-	VMOVUPS (SI)(DX*1), Z2
-	VSUBPS (R9)(DX*1), Z2, Z2
-	VMOVUPS (DI)(DX*1), Z0
-	VFMADD231PS Z2, Z2, Z0
-	VMOVUPS Z0, (DI)(DX*1)
-	ADDQ $64, DX
-	CMPQ DX, R8
-	JL qr_cv
-	ADDQ R8, SI
-	DECQ BX
-	JNZ qr_row
-qr_done:
-	VZEROUPPER
-	RET
-
 // func chanDyStatsRows512(x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
 TEXT ·chanDyStatsRows512(SB), NOSPLIT, $0-64
 	MOVQ x+0(FP), SI
@@ -360,5 +243,37 @@ dr_next:
 	DECQ BX
 	JNZ dr_row
 dr_done:
+	VZEROUPPER
+	RET
+
+// func chanShiftStatsRows512(x unsafe.Pointer, rows, c int, shift, acc unsafe.Pointer)
+TEXT ·chanShiftStatsRows512(SB), NOSPLIT, $0-40
+	MOVQ x+0(FP), SI
+	MOVQ rows+8(FP), BX
+	MOVQ c+16(FP), R8
+	SHLQ $2, R8
+	MOVQ shift+24(FP), R9
+	MOVQ acc+32(FP), DI
+	LEAQ (DI)(R8*1), R11
+	TESTQ BX, BX
+	JZ szr_done
+szr_row:
+	XORQ DX, DX
+szr_cv:
+	VMOVUPS (SI)(DX*1), Z2
+	VSUBPS (R9)(DX*1), Z2, Z2
+	VMOVUPS (DI)(DX*1), Z0
+	VMOVUPS (R11)(DX*1), Z3
+	VFMADD231PS Z2, Z2, Z0
+	VADDPS Z2, Z3, Z3
+	VMOVUPS Z0, (DI)(DX*1)
+	VMOVUPS Z3, (R11)(DX*1)
+	ADDQ $64, DX
+	CMPQ DX, R8
+	JL szr_cv
+	ADDQ R8, SI
+	DECQ BX
+	JNZ szr_row
+szr_done:
 	VZEROUPPER
 	RET

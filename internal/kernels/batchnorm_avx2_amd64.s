@@ -8,70 +8,6 @@
 
 #include "textflag.h"
 
-// func chanSumAVX2(x unsafe.Pointer, rows, c int, acc unsafe.Pointer)
-TEXT ·chanSumAVX2(SB), NOSPLIT, $0-32
-	MOVQ x+0(FP), SI
-	MOVQ rows+8(FP), BX
-	MOVQ c+16(FP), R8
-	SHLQ $2, R8
-	MOVQ acc+24(FP), DI
-	XORQ DX, DX
-sumy_cv:
-	CMPQ DX, R8
-	JGE sumy_done
-	LEAQ (SI)(DX*1), AX
-	VPXOR Y0, Y0, Y0
-	MOVQ BX, CX
-	TESTQ CX, CX
-	JZ sumy_store
-sumy_row:
-	VADDPS (AX), Y0, Y0
-	ADDQ R8, AX
-	DECQ CX
-	JNZ sumy_row
-sumy_store:
-	VADDPS (DI)(DX*1), Y0, Y0
-	VMOVUPS Y0, (DI)(DX*1)
-	ADDQ $32, DX
-	JMP sumy_cv
-sumy_done:
-	VZEROUPPER
-	RET
-
-// func chanSqDevAVX2(x unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
-TEXT ·chanSqDevAVX2(SB), NOSPLIT, $0-40
-	MOVQ x+0(FP), SI
-	MOVQ rows+8(FP), BX
-	MOVQ c+16(FP), R8
-	SHLQ $2, R8
-	MOVQ mean+24(FP), R9
-	MOVQ acc+32(FP), DI
-	XORQ DX, DX
-sqy_cv:
-	CMPQ DX, R8
-	JGE sqy_done
-	LEAQ (SI)(DX*1), AX
-	VMOVUPS (R9)(DX*1), Y1
-	VPXOR Y0, Y0, Y0
-	MOVQ BX, CX
-	TESTQ CX, CX
-	JZ sqy_store
-sqy_row:
-	VMOVUPS (AX), Y2
-	VSUBPS Y1, Y2, Y2
-	VFMADD231PS Y2, Y2, Y0
-	ADDQ R8, AX
-	DECQ CX
-	JNZ sqy_row
-sqy_store:
-	VADDPS (DI)(DX*1), Y0, Y0
-	VMOVUPS Y0, (DI)(DX*1)
-	ADDQ $32, DX
-	JMP sqy_cv
-sqy_done:
-	VZEROUPPER
-	RET
-
 // func chanShiftStatsAVX2(x unsafe.Pointer, rows, c int, shift, acc unsafe.Pointer)
 TEXT ·chanShiftStatsAVX2(SB), NOSPLIT, $0-40
 	MOVQ x+0(FP), SI
@@ -263,59 +199,6 @@ a2y_done:
 	VZEROUPPER
 	RET
 
-// func chanSumRowsAVX2(x unsafe.Pointer, rows, c int, acc unsafe.Pointer)
-TEXT ·chanSumRowsAVX2(SB), NOSPLIT, $0-32
-	MOVQ x+0(FP), SI
-	MOVQ rows+8(FP), BX
-	MOVQ c+16(FP), R8
-	SHLQ $2, R8
-	MOVQ acc+24(FP), DI
-	TESTQ BX, BX
-	JZ sry_done
-sry_row:
-	XORQ DX, DX
-sry_cv:
-	VMOVUPS (DI)(DX*1), Y0
-	VADDPS (SI)(DX*1), Y0, Y0
-	VMOVUPS Y0, (DI)(DX*1)
-	ADDQ $32, DX
-	CMPQ DX, R8
-	JL sry_cv
-	ADDQ R8, SI
-	DECQ BX
-	JNZ sry_row
-sry_done:
-	VZEROUPPER
-	RET
-
-// func chanSqDevRowsAVX2(x unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
-TEXT ·chanSqDevRowsAVX2(SB), NOSPLIT, $0-40
-	MOVQ x+0(FP), SI
-	MOVQ rows+8(FP), BX
-	MOVQ c+16(FP), R8
-	SHLQ $2, R8
-	MOVQ mean+24(FP), R9
-	MOVQ acc+32(FP), DI
-	TESTQ BX, BX
-	JZ qry_done
-qry_row:
-	XORQ DX, DX
-qry_cv:
-	VMOVUPS (SI)(DX*1), Y2
-	VSUBPS (R9)(DX*1), Y2, Y2
-	VMOVUPS (DI)(DX*1), Y0
-	VFMADD231PS Y2, Y2, Y0
-	VMOVUPS Y0, (DI)(DX*1)
-	ADDQ $32, DX
-	CMPQ DX, R8
-	JL qry_cv
-	ADDQ R8, SI
-	DECQ BX
-	JNZ qry_row
-qry_done:
-	VZEROUPPER
-	RET
-
 // func chanDyStatsRowsAVX2(x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
 TEXT ·chanDyStatsRowsAVX2(SB), NOSPLIT, $0-64
 	MOVQ x+0(FP), SI
@@ -361,5 +244,37 @@ dry_next:
 	DECQ BX
 	JNZ dry_row
 dry_done:
+	VZEROUPPER
+	RET
+
+// func chanShiftStatsRowsAVX2(x unsafe.Pointer, rows, c int, shift, acc unsafe.Pointer)
+TEXT ·chanShiftStatsRowsAVX2(SB), NOSPLIT, $0-40
+	MOVQ x+0(FP), SI
+	MOVQ rows+8(FP), BX
+	MOVQ c+16(FP), R8
+	SHLQ $2, R8
+	MOVQ shift+24(FP), R9
+	MOVQ acc+32(FP), DI
+	LEAQ (DI)(R8*1), R11
+	TESTQ BX, BX
+	JZ szy_done
+szy_row:
+	XORQ DX, DX
+szy_cv:
+	VMOVUPS (SI)(DX*1), Y2
+	VSUBPS (R9)(DX*1), Y2, Y2
+	VMOVUPS (DI)(DX*1), Y0
+	VMOVUPS (R11)(DX*1), Y3
+	VFMADD231PS Y2, Y2, Y0
+	VADDPS Y2, Y3, Y3
+	VMOVUPS Y0, (DI)(DX*1)
+	VMOVUPS Y3, (R11)(DX*1)
+	ADDQ $32, DX
+	CMPQ DX, R8
+	JL szy_cv
+	ADDQ R8, SI
+	DECQ BX
+	JNZ szy_row
+szy_done:
 	VZEROUPPER
 	RET

@@ -10,14 +10,13 @@ var avx512Set, avx2Set *kernelSet
 // Peak reports no assembly FMA loop on this platform.
 func Peak(n int) float64 { return 0 }
 
-func shiftedStats(c int) bool { return false }
-func chanOK(c int) bool       { return false }
+func chanOK(c int) bool { return false }
 
 type vecKernels struct{ vec int }
 
 func vecKernelsFor(l Level) *vecKernels { return nil }
 
-func chanSums32(x, dy, y, dz []float32, m, c int, mean []float32, shifted bool) []float64 {
+func chanSums32(x, dy, y, dz []float32, m, c int, mean []float32) []float64 {
 	panic("no AVX-512")
 }
 func chanAffine32(x, skip []float32, m, c int, scale, shift, y []float32, r bool) {
