@@ -38,5 +38,6 @@
 //	internal/kernels/kernelstest the helpers with which the kernels' tests compare float32 with float64
 //	internal/fixture             the golden fixtures of outside references and their comparisons
 //	internal/onnxpb              ONNX's protobuf schema, compiled by protoc-gen-go
+//	internal/slicepool           slices recycled by size class (the kernels' scratch, the server's request buffers)
 //	serve/internal/inferencepb   the Open Inference Protocol's gRPC service, compiled by protoc
 package residual

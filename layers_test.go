@@ -6,13 +6,14 @@ import (
 	"testing"
 )
 
-// layer ranks the packages from the bottom (0) to the command line: a
-// package may import only packages of lower rank. It is the drawing of the
-// imports as a check (cmd → serve/train/experiments/bench →
-// infer/interop → checkpoint/data → models → quant → nn/optim → autograd →
-// tensor/kernels).
+// layer ranks the packages from the bottom (−1, the slice pools the
+// kernels and the server share) to the command line: a package may import
+// only packages of lower rank. It is the drawing of the imports as a check
+// (cmd → serve/train/experiments/bench → infer/interop → checkpoint/data →
+// models → quant → nn/optim → autograd → tensor/kernels → slicepool).
 var layer = map[string]int{
-	"tensor": 0, "limits": 0, "internal/kernels": 0, "internal/kernels/kernelstest": 0, "internal/kernels/gen": 0,
+	"internal/slicepool": -1,
+	"tensor":             0, "limits": 0, "internal/kernels": 0, "internal/kernels/kernelstest": 0, "internal/kernels/gen": 0,
 	"internal/onnxpb": 0, "safetensors": 1, "data/transform": 1, "tensorboard": 1, "distributed": 1,
 	"autograd": 2,
 	"nn":       3, "optim": 3,
