@@ -7,8 +7,12 @@
 # (.ci/run installs it). Run nothing else meanwhile: PyTorch's threads meet
 # at a barrier after every operation and suffer most from a busy machine.
 #
-# Running time: about 5 minutes on the 2-core AVX-512 machine (2026-11-27),
-# 4 minutes 10 s on a 2-core AVX2-only machine (2026-12-03).
+# Then the bfloat16 rows: residual's bf16 benchmarks against PyTorch's bf16
+# autocast (torch_bench.py --bf16), ResNet-50 and CIFAR ResNet-20.
+#
+# Running time: about 4 minutes on the 2-core AVX-512 machine (2026-12-05),
+# 4 minutes 10 s on a 2-core AVX2-only machine before the bf16 rows
+# (2026-12-03).
 #
 #   bash bench/compare.sh [OUTDIR]     measure, then print the table
 #   bash bench/compare.sh --check      check the prerequisites, build, and
@@ -29,8 +33,12 @@ out=${1:-/tmp/residual-compare}
 torch_bench=${TORCH_BENCH:-../shared/anchors/torch_bench.py}
 jemalloc=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
 ort=testdata/external/ort/node_modules
-# torch_bench.py's sections and residual's benchmarks, paired.
+# torch_bench.py's sections and residual's benchmarks, paired; bf16pairs
+# are also run in bfloat16 (residual's NAME-bf16 benchmarks, PyTorch's
+# autocast).
 pairs="cifar20:cifar20 cifar56:cifar56 rn18:resnet18 rn50:resnet50 unet:unet"
+bf16pairs="cifar20:cifar20 rn50:resnet50"
+bf16benches="cifar20-train-bf16 resnet50-train-bf16 resnet50-infer-bf16"
 
 # Prerequisites, checked before anything runs.
 fail() { echo "compare.sh: $*" >&2; exit 1; }
@@ -49,6 +57,9 @@ for sec in $pairs; do
     case ", $known," in *", $b,"*) ;; *) fail "residual bench has no benchmark $b (it has: $known)" ;; esac
   done
 done
+for b in $bf16benches; do
+  case ", $known," in *", $b,"*) ;; *) fail "residual bench has no benchmark $b (it has: $known)" ;; esac
+done
 
 if $check; then
   /usr/bin/python3 "$torch_bench" --help > /dev/null || fail "$torch_bench --help failed"
@@ -65,7 +76,12 @@ if $check; then
   else
     echo "  (no ONNX Runtime row: $ort/onnxruntime-node is missing)"
   fi
-  echo "  GOMAXPROCS=1 residual bench peak, conv3x3, cifar20-train; torch_bench.py conv; bench/table.py"
+  echo "  GOMAXPROCS=1 residual bench peak, conv3x3, cifar20-train; torch_bench.py conv"
+  for sec in $bf16pairs; do
+    t=${sec%%:*} r=${sec##*:}
+    echo "  residual bench$(for b in $bf16benches; do case $b in $r-*) printf ' %s' "$b" ;; esac; done); torch_bench.py $t --bf16, then with --channels-last"
+  done
+  echo "  bench/table.py"
   exit 0
 fi
 
@@ -97,4 +113,14 @@ for n in peak conv3x3 cifar20-train; do
   GOMAXPROCS=1 "$out/residual" bench "$n" --json --runs 5 --warmup 1 > "$out/res1_$n.json"
 done
 /usr/bin/python3 "$torch_bench" conv > "$out/torch_conv.txt" 2>&1
+# bfloat16: residual's bf16 benchmarks, then PyTorch's autocast in both
+# layouts, model by model as above.
+for sec in $bf16pairs; do
+  t=${sec%%:*} r=${sec##*:}
+  for b in $bf16benches; do
+    case $b in $r-*) res "$b" ;; esac
+  done
+  /usr/bin/time -v /usr/bin/python3 "$torch_bench" "$t" --bf16 --runs 7 --warmup 2 > "$out/torchbf_$t.txt" 2> "$out/torchbf_$t.time"
+  /usr/bin/time -v /usr/bin/python3 "$torch_bench" "$t" --bf16 --runs 7 --warmup 2 --channels-last > "$out/torchbfcl_$t.txt" 2> "$out/torchbfcl_$t.time"
+done
 /usr/bin/python3 bench/table.py "$out"

@@ -21,8 +21,8 @@ def rss_mb(path):
         return float("nan")
 
 
-def torch(sec, cl, kind):
-    path = os.path.join(out, ("torchcl_" if cl else "torch_") + sec + ".txt")
+def torch(sec, cl, kind, bf16=False):
+    path = os.path.join(out, ("torchbf" if bf16 else "torch") + ("cl_" if cl else "_") + sec + ".txt")
     for line in open(path):
         if line.startswith("RESULT "):
             r = json.loads(line[7:])
@@ -59,3 +59,18 @@ for name, sec, kind in rows:
     trss = rss_mb(os.path.join(out, ("torchcl_" if bcl else "torch_") + sec + ".time"))
     print(f"| {name} | {r['median']:.1f} ({r['min']:.1f}–{r['max']:.1f}) | {a:.1f} | {b:.1f} | {r['median'] / best:.2f}× | "
           f"{r['gflops']:.0f} ({100 * r['gflops'] / peak:.0f}%) | {rss_mb(os.path.join(out, f'res_{name}.time')):.0f} / {trss:.0f} |")
+
+# The bfloat16 rows (compare.sh's second part), when it ran them.
+bf16rows = [("cifar20-train-bf16", "cifar20-train", "cifar20", "bf16-autocast train step"),
+            ("resnet50-train-bf16", "resnet50-train", "rn50", "bf16-autocast train step"),
+            ("resnet50-infer-bf16", "resnet50-infer", "rn50", "bf16-autocast inference")]
+if all(os.path.exists(os.path.join(out, f"res_{name}.json")) for name, _, _, _ in bf16rows):
+    print()
+    print("| bf16 benchmark | residual img/s (min–max) | ÷ residual fp32 | PyTorch bf16 autocast NCHW | channels-last | ratio to PyTorch's best |")
+    print("|---|---|---|---|---|---|")
+    for name, fp32, sec, kind in bf16rows:
+        r = last_json(os.path.join(out, f"res_{name}.json"))
+        f = last_json(os.path.join(out, f"res_{fp32}.json"))
+        a, b = torch(sec, False, kind, True), torch(sec, True, kind, True)
+        print(f"| {name} | {r['median']:.1f} ({r['min']:.1f}–{r['max']:.1f}) | {r['median'] / f['median']:.2f}× | {a:.1f} | {b:.1f} | "
+              f"{r['median'] / max(a, b):.2f}× |")
