@@ -7,8 +7,8 @@
 # (.ci/run installs it). Run nothing else meanwhile: PyTorch's threads meet
 # at a barrier after every operation and suffer most from a busy machine.
 #
-# Then the bfloat16 rows: residual's bf16 benchmarks against PyTorch's bf16
-# autocast (torch_bench.py --bf16), ResNet-50 and CIFAR ResNet-20.
+# ResNet-50 and CIFAR ResNet-20 are also run in bfloat16: residual's bf16
+# benchmarks against PyTorch's autocast (torch_bench.py --bf16).
 #
 # Running time: about 4 minutes on the 2-core AVX-512 machine (2026-12-05),
 # 4 minutes 10 s on a 2-core AVX2-only machine before the bf16 rows
@@ -69,19 +69,18 @@ if $check; then
   echo "  residual bench peak, conv3x3 (and conv3x3 with RESIDUAL_WINOGRAD=0) --runs 7 --warmup 2"
   for sec in $pairs; do
     t=${sec%%:*} r=${sec##*:}
-    echo "  residual bench $r-train$([ "$r" != unet ] && echo " $r-infer"); torch_bench.py $t, then $t --channels-last"
+    case " $bf16pairs " in
+    *" $sec "*)
+      echo "  residual bench $r-train $r-infer$(for b in $bf16benches; do case $b in $r-*) printf ' %s' "$b" ;; esac; done); torch_bench.py $t, $t --channels-last, $t --bf16, $t --bf16 --channels-last" ;;
+    *) echo "  residual bench $r-train$([ "$r" != unet ] && echo " $r-infer"); torch_bench.py $t, then $t --channels-last" ;;
+    esac
   done
   if [ -d "$ort/onnxruntime-node" ]; then
     echo "  ONNX Runtime on residual's exported resnet50 (node bench/ort_bench.js)"
   else
     echo "  (no ONNX Runtime row: $ort/onnxruntime-node is missing)"
   fi
-  echo "  GOMAXPROCS=1 residual bench peak, conv3x3, cifar20-train; torch_bench.py conv"
-  for sec in $bf16pairs; do
-    t=${sec%%:*} r=${sec##*:}
-    echo "  residual bench$(for b in $bf16benches; do case $b in $r-*) printf ' %s' "$b" ;; esac; done); torch_bench.py $t --bf16, then with --channels-last"
-  done
-  echo "  bench/table.py"
+  echo "  GOMAXPROCS=1 residual bench peak, conv3x3, cifar20-train; torch_bench.py conv; bench/table.py"
   exit 0
 fi
 
@@ -100,8 +99,21 @@ for sec in $pairs; do
   t=${sec%%:*} r=${sec##*:}
   res "$r-train"
   if [ "$r" != unet ]; then res "$r-infer"; fi
+  # The bfloat16 benchmarks of the models in bf16pairs right after their
+  # fp32 ones, so that a bf16 ÷ fp32 ratio spans seconds, not minutes.
+  bf=false
+  case " $bf16pairs " in *" $sec "*) bf=true ;; esac
+  if $bf; then
+    for b in $bf16benches; do
+      case $b in $r-*) res "$b" ;; esac
+    done
+  fi
   /usr/bin/time -v /usr/bin/python3 "$torch_bench" "$t" --runs 7 --warmup 2 > "$out/torch_$t.txt" 2> "$out/torch_$t.time"
   /usr/bin/time -v /usr/bin/python3 "$torch_bench" "$t" --runs 7 --warmup 2 --channels-last > "$out/torchcl_$t.txt" 2> "$out/torchcl_$t.time"
+  if $bf; then
+    /usr/bin/time -v /usr/bin/python3 "$torch_bench" "$t" --bf16 --runs 7 --warmup 2 > "$out/torchbf_$t.txt" 2> "$out/torchbf_$t.time"
+    /usr/bin/time -v /usr/bin/python3 "$torch_bench" "$t" --bf16 --runs 7 --warmup 2 --channels-last > "$out/torchbfcl_$t.txt" 2> "$out/torchbfcl_$t.time"
+  fi
   if [ "$r" = resnet50 ] && [ -d "$ort/onnxruntime-node" ]; then
     "$out/residual" export onnx --model resnet50 --out "$out/resnet50.onnx" > /dev/null
     # ort_bench.js: model, batch, side, timed runs (after 3 warm-ups), threads.
@@ -113,14 +125,4 @@ for n in peak conv3x3 cifar20-train; do
   GOMAXPROCS=1 "$out/residual" bench "$n" --json --runs 5 --warmup 1 > "$out/res1_$n.json"
 done
 /usr/bin/python3 "$torch_bench" conv > "$out/torch_conv.txt" 2>&1
-# bfloat16: residual's bf16 benchmarks, then PyTorch's autocast in both
-# layouts, model by model as above.
-for sec in $bf16pairs; do
-  t=${sec%%:*} r=${sec##*:}
-  for b in $bf16benches; do
-    case $b in $r-*) res "$b" ;; esac
-  done
-  /usr/bin/time -v /usr/bin/python3 "$torch_bench" "$t" --bf16 --runs 7 --warmup 2 > "$out/torchbf_$t.txt" 2> "$out/torchbf_$t.time"
-  /usr/bin/time -v /usr/bin/python3 "$torch_bench" "$t" --bf16 --runs 7 --warmup 2 --channels-last > "$out/torchbfcl_$t.txt" 2> "$out/torchbfcl_$t.time"
-done
 /usr/bin/python3 bench/table.py "$out"
