@@ -38,6 +38,24 @@ func requantizeAVX2(acc, bias, mult, out unsafe.Pointer, n int, zero, lo int32)
 //go:noescape
 func requantizeResAVX2(acc, bias, mult, out, res unsafe.Pointer, n int, zero, lo, resZero int32, resMult float32)
 
+// quantizeU8AVX2 is QuantizeU8's loop, 8 elements at a time
+// (int8_epilogue_amd64.s); n is a multiple of 8.
+//
+//go:noescape
+func quantizeU8AVX2(x, dst unsafe.Pointer, n int, scale float32, zero int32)
+
+// quantizeU8Vec quantizes the first multiple of 8 of x into dst with
+// quantizeU8AVX2 and returns how many it did (none below the AVX2 level).
+func quantizeU8Vec(x []float32, scale float32, zero int32, dst []uint8) int {
+	n := len(x) &^ 7
+	if n == 0 || active < AVX2 {
+		return 0
+	}
+	_ = dst[n-1]
+	quantizeU8AVX2(unsafe.Pointer(&x[0]), unsafe.Pointer(&dst[0]), n, scale, zero)
+	return n
+}
+
 // requantizeVec runs the vector loops over the first multiple of 8 of acc
 // and returns how many it did (none below the AVX2 level).
 func requantizeVec(acc, bias []int32, mult []float32, out, res []uint8, zero, lo, resZero int32, resMult float32) int {

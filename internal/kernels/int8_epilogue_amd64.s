@@ -277,3 +277,34 @@ tr_full:
 	JNZ tr_full
 	VZEROUPPER
 	RET
+
+// func quantizeU8AVX2(x, dst unsafe.Pointer, n int, scale float32, zero int32)
+// QuantizeU8's loop, 8 lanes at a time (n a multiple of 8): x/scale
+// (VDIVPS, rounded as Go's division), a NaN lane made 0, then STORE with
+// lo = 0.
+TEXT ·quantizeU8AVX2(SB), NOSPLIT, $0-32
+	MOVQ x+0(FP), SI
+	MOVQ dst+8(FP), DI
+	MOVQ n+16(FP), CX
+	SHRQ $3, CX
+	VBROADCASTSS scale+24(FP), Y9
+	MOVL zero+28(FP), AX
+	VMOVD AX, X10
+	VPBROADCASTD X10, Y10
+	VPXOR Y11, Y11, Y11
+	CONSTANTS
+	TESTQ CX, CX
+	JZ qu_done
+qu_loop:
+	VMOVUPS (SI), Y0
+	VDIVPS Y9, Y0, Y0
+	VCMPPS $3, Y0, Y0, Y1
+	VANDNPS Y0, Y1, Y0
+	STORE
+	ADDQ $32, SI
+	ADDQ $8, DI
+	DECQ CX
+	JNZ qu_loop
+qu_done:
+	VZEROUPPER
+	RET

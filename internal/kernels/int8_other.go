@@ -11,6 +11,9 @@ var (
 
 func peakInt8(n int, vnni bool) float64 { return 0 }
 
+// quantizeU8Vec: no vector loop here (see int8_amd64.go).
+func quantizeU8Vec(x []float32, scale float32, zero int32, dst []uint8) int { return 0 }
+
 // requantizeVec: no vector loops here (see int8_amd64.go).
 func requantizeVec(acc, bias []int32, mult []float32, out, res []uint8, zero, lo, resZero int32, resMult float32) int {
 	return 0

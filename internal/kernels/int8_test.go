@@ -346,6 +346,51 @@ func TestRequantizeVecMatchesGo(t *testing.T) {
 	}
 }
 
+// TestQuantizeU8 checks the input quantization at every level against
+// ONNX QuantizeLinear's rule computed in float64: x/scale in float32,
+// rounded half to even, plus the zero point, saturated to 0…255, a NaN
+// giving the zero point. Ties (a power-of-two scale makes x/scale exact),
+// ±Inf and values that overflow the division, denormals and −0, lengths
+// with a vector tail and across the parallel blocks.
+func TestQuantizeU8(t *testing.T) {
+	r := rand.New(rand.NewPCG(8, 8))
+	specials := []float32{0, float32(math.Copysign(0, -1)), 1e-45, -1e-45, 0.25, 0.75, 1.25, -1.25, 63.75, 64.25, -0.25,
+		3e38, -3e38, float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), 1e6, -1e6, 5e6}
+	for _, n := range []int{1, 7, 8, 9, 31, 2*(1<<14) + 13} {
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(r.NormFloat64() * 40)
+			if r.IntN(4) == 0 {
+				x[i] = specials[r.IntN(len(specials))]
+			}
+		}
+		for _, scale := range []float32{0.5, 0.0173, 1e-30, 3e38} {
+			for _, zero := range []int32{0, 3, 128, 255} {
+				want := make([]uint8, n)
+				for i, v := range x {
+					f := v / scale
+					q := float64(zero)
+					if f == f {
+						q = math.RoundToEven(float64(f)) + float64(zero)
+					}
+					want[i] = uint8(math.Max(0, math.Min(255, q)))
+				}
+				for _, l := range append([]Level{Generic}, levels()...) {
+					prev := SetLevel(l)
+					got := make([]uint8, n)
+					QuantizeU8(x, scale, zero, got)
+					SetLevel(prev)
+					for i := range got {
+						if got[i] != want[i] {
+							t.Fatalf("%v n=%d scale %g zero %d: x[%d] = %g quantized to %d, want %d", l, n, scale, zero, i, x[i], got[i], want[i])
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 // TestMaxPoolU8 compares the u8 max pooling with the float32 one on the
 // same values (u8 values are exact in float32, and max commutes with the
 // conversion), at every level: ResNet's 3×3/2 pooling with padding,
