@@ -5,16 +5,16 @@ import "github.com/residual-nn/residual/internal/slicepool"
 // Scratch buffers, recycled by size class to keep a training step from
 // allocating.
 var (
-	floats   slicepool.Pool[float32]
-	float64s slicepool.Pool[float64] // parallelSums' accumulators
-	bytes    slicepool.Pool[uint8]   // the direct paths' copies of their input and weights
+	floatPool slicepool.Pool[float32]
+	sumPool   slicepool.Pool[float64] // parallelSums' accumulators
+	bytePool  slicepool.Pool[uint8]   // the direct paths' copies of their input and weights
 )
 
 // getBuf returns a scratch buffer of n floats, not zeroed; putBuf gives
 // it back.
-func getBuf(n int) []float32 { return floats.Get(n) }
+func getBuf(n int) []float32 { return floatPool.Get(n) }
 
-func putBuf(b []float32) { floats.Put(b) }
+func putBuf(b []float32) { floatPool.Put(b) }
 
 // unpooled returns a copy of pooled buffer b of exactly its length, for a
 // result kept beyond the call (packed weights), and gives b back to the

@@ -71,6 +71,6 @@ var tilePool = sync.Pool{New: func() any { return new(directTile) }}
 
 // getBytes returns a pooled byte buffer of length n, not zeroed;
 // putBytes gives it back.
-func getBytes(n int) []uint8 { return bytes.Get(n) }
+func getBytes(n int) []uint8 { return bytePool.Get(n) }
 
-func putBytes(b []uint8) { bytes.Put(b) }
+func putBytes(b []uint8) { bytePool.Put(b) }

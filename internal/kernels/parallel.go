@@ -204,7 +204,7 @@ func worker() {
 func parallelSums(m, k int, fn func(lo, hi int, acc []float64)) []float64 {
 	_, chunk := chunking(m)
 	chunks := (m + chunk - 1) / max(chunk, 1)
-	buf := float64s.Get(chunks * k) // one accumulator per chunk
+	buf := sumPool.Get(chunks * k) // one accumulator per chunk
 	clear(buf)
 	parallelFor(m, func(lo, hi int) {
 		i := lo / max(chunk, 1)
@@ -216,7 +216,7 @@ func parallelSums(m, k int, fn func(lo, hi int, acc []float64)) []float64 {
 			total[j] += v
 		}
 	}
-	float64s.Put(buf)
+	sumPool.Put(buf)
 	return total
 }
 

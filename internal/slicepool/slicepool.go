@@ -6,7 +6,8 @@
 // sizes in turn (the buffers of a network's layers) allocates afresh on
 // most calls. On the VMs measured here, memory fresh from the operating
 // system costs a page fault per 4 KiB (about 6 µs each): a ResNet-50
-// training step at batch 8 took 2,900 of them from its scratch buffers.
+// training step at batch 8 took about 2,800 of them from its scratch
+// buffers.
 // A Pool keeps one sync.Pool per size class instead, four classes per
 // doubling, so a slice comes back to the requests it can serve and
 // holds at most a quarter more than was asked.
@@ -64,8 +65,10 @@ func (p *Pool[T]) Put(s []T) {
 	p.class[c].Put(h)
 }
 
-// Class k ≥ 1 holds capacities from size(k) (below size(k+1)); class 0
-// holds minSize. With e = k/4 and q = k%4, size(k) = 2^e + q·2^(e−2).
+// Class k holds the capacities from size(k) to below size(k+1), where,
+// with e = k/4 and q = k%4, size(k) = 2^e + q·2^(e−2). The smallest class
+// in use is minSize's (k = 16), which every request for up to minSize
+// elements takes.
 
 // getClass returns the smallest class whose size is at least n, and
 // that size.
