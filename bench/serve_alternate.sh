@@ -8,8 +8,9 @@
 # and ONNX the same model (docs/SERVING.md imports the Keras ResNet-50 and
 # exports it). The environment may set SHAPE (the anchor's input N,H,W,C;
 # default 1,224,224,3), SERVE_ARGS (residual serve's flags; default
-# --max-batch 8), DURATION (of each run; default 20s) and LOADS (serveload
-# flags per load, separated by ';'; default one client, then 8).
+# --max-batch 8), DURATION (of each run; default 20s), WARMUP (serveload's
+# unmeasured lead-in before each run; default 2s) and LOADS (serveload flags
+# per load, separated by ';'; default one client, then 8).
 # Needs testdata/external/ort (as .ci/run installs it). Loopback only; run
 # it on a quiet machine.
 set -euo pipefail
@@ -18,6 +19,7 @@ onnx=${2:?usage: bench/serve_alternate.sh CKPT ONNX [ROUNDS] [RESIDUAL_BINARY]}
 rounds=${3:-3}
 shape=${SHAPE:-1,224,224,3}
 duration=${DURATION:-20s}
+warmup=${WARMUP:-2s}
 IFS=';' read -r -a loads <<<"${LOADS:---concurrency 1;--concurrency 8}"
 source "$(dirname "$0")/serve_lib.sh" "${4:-}"
 # shellcheck disable=SC2086 # SERVE_ARGS is a list of flags
@@ -31,8 +33,8 @@ summary='import json,sys; d=json.load(sys.stdin); print("%.1f req/s p50 %.2f p90
 for r in $(seq 1 "$rounds"); do
 	for load in "${loads[@]}"; do
 		# shellcheck disable=SC2086 # $load is serveload's flags
-		echo "round $r $load residual $("$serveload" --model m $load --duration "$duration" --json | tail -1 | python3 -c "$summary")"
+		echo "round $r $load residual $("$serveload" --model m $load --duration "$duration" --warmup "$warmup" --json | tail -1 | python3 -c "$summary")"
 		# shellcheck disable=SC2086
-		echo "round $r $load ort      $("$serveload" --url http://127.0.0.1:8090 --model m --shape "$shape" $load --duration "$duration" --json | tail -1 | python3 -c "$summary")"
+		echo "round $r $load ort      $("$serveload" --url http://127.0.0.1:8090 --model m --shape "$shape" $load --duration "$duration" --warmup "$warmup" --json | tail -1 | python3 -c "$summary")"
 	done
 done

@@ -12,6 +12,13 @@
 //
 // With --shape N,H,W,C it needs no metadata route (for the ONNX Runtime
 // anchor, bench/ort_serve.js).
+//
+// --warmup D sends each run's load for D, unmeasured, before the run: the
+// load generator itself takes CPU as it starts (on the 2-core VM measured,
+// enough to slow the server's first passes twofold for half a second), and
+// a measured window that opens with it charges that to the server. The
+// warm-up runs in the same process and pacing as the run, on connections of
+// its own.
 package main
 
 import (
@@ -52,6 +59,7 @@ func run(args []string, out io.Writer) error {
 	rates := fs.String("rates", "", "comma-separated arrival rates (requests/s), one run each")
 	conc := fs.String("concurrency", "", "comma-separated client counts (closed loop), one run each")
 	duration := fs.Duration("duration", 10*time.Second, "length of each run")
+	warmup := fs.Duration("warmup", 0, "send each run's load this long, unmeasured, before the run")
 	maxReq := fs.Int("max-requests", 100_000, "stop a run after this many requests")
 	timeout := fs.Duration("timeout", 30*time.Second, "per-request timeout")
 	asJSON := fs.Bool("json", false, "print one JSON line per run")
@@ -104,6 +112,18 @@ func run(args []string, out io.Writer) error {
 		runs = append(runs, run{fmt.Sprintf("concurrency=%d", c), vegeta.Rate{}, opts})
 	}
 	for _, r := range runs {
+		if *warmup > 0 {
+			var n atomic.Int64
+			warm := func(t *vegeta.Target) error {
+				if n.Add(1) > int64(*maxReq) {
+					return vegeta.ErrNoTargets
+				}
+				*t = tgt
+				return nil
+			}
+			for range vegeta.NewAttacker(r.opts...).Attack(warm, r.pacer, *warmup, r.label+" warm-up") {
+			}
+		}
 		before := scrapeBatches(*base)
 		atk := vegeta.NewAttacker(r.opts...)
 		var m vegeta.Metrics

@@ -30,8 +30,9 @@ func (sum) Forward(_ context.Context, x *tensor.Tensor) (*tensor.Tensor, error) 
 }
 
 // TestRuns checks that both run kinds, bounded to five requests, reach a
-// server and report every request answered (a functional check of the
-// generator, not a measurement).
+// server and report every request answered, a warmed-up run counting only
+// its own requests (a functional check of the generator, not a
+// measurement).
 func TestRuns(t *testing.T) {
 	s := serve.New(serve.Config{Logger: slog.New(slog.DiscardHandler)})
 	defer s.Close()
@@ -43,6 +44,7 @@ func TestRuns(t *testing.T) {
 	for _, args := range [][]string{
 		{"--rates", "50", "--duration", "200ms", "--max-requests", "5"},
 		{"--concurrency", "2", "--duration", "200ms", "--max-requests", "5", "--binary=false"},
+		{"--rates", "50", "--duration", "200ms", "--max-requests", "5", "--warmup", "100ms"},
 	} {
 		var out bytes.Buffer
 		if err := run(append([]string{"--url", ts.URL, "--model", "sum", "--json"}, args...), &out); err != nil {
