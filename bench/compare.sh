@@ -39,6 +39,8 @@ ort=testdata/external/ort/node_modules
 pairs="cifar20:cifar20 cifar56:cifar56 rn18:resnet18 rn50:resnet50 unet:unet"
 bf16pairs="cifar20:cifar20 rn50:resnet50"
 bf16benches="cifar20-train-bf16 resnet50-train-bf16 resnet50-infer-bf16"
+# bf16of R prints residual's bf16 benchmarks of model R, each after a space.
+bf16of() { for b in $bf16benches; do case $b in "$1"-*) printf ' %s' "$b" ;; esac; done; }
 
 # Prerequisites, checked before anything runs.
 fail() { echo "compare.sh: $*" >&2; exit 1; }
@@ -71,7 +73,7 @@ if $check; then
     t=${sec%%:*} r=${sec##*:}
     case " $bf16pairs " in
     *" $sec "*)
-      echo "  residual bench $r-train $r-infer$(for b in $bf16benches; do case $b in $r-*) printf ' %s' "$b" ;; esac; done); torch_bench.py $t, $t --channels-last, $t --bf16, $t --bf16 --channels-last" ;;
+      echo "  residual bench $r-train $r-infer$(bf16of "$r"); torch_bench.py $t, $t --channels-last, $t --bf16, $t --bf16 --channels-last" ;;
     *) echo "  residual bench $r-train$([ "$r" != unet ] && echo " $r-infer"); torch_bench.py $t, then $t --channels-last" ;;
     esac
   done
@@ -104,9 +106,7 @@ for sec in $pairs; do
   bf=false
   case " $bf16pairs " in *" $sec "*) bf=true ;; esac
   if $bf; then
-    for b in $bf16benches; do
-      case $b in $r-*) res "$b" ;; esac
-    done
+    for b in $(bf16of "$r"); do res "$b"; done
   fi
   /usr/bin/time -v /usr/bin/python3 "$torch_bench" "$t" --runs 7 --warmup 2 > "$out/torch_$t.txt" 2> "$out/torch_$t.time"
   /usr/bin/time -v /usr/bin/python3 "$torch_bench" "$t" --runs 7 --warmup 2 --channels-last > "$out/torchcl_$t.txt" 2> "$out/torchcl_$t.time"

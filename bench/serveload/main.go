@@ -111,32 +111,26 @@ func run(args []string, out io.Writer) error {
 		opts := append([]func(*vegeta.Attacker){vegeta.Workers(uint64(c)), vegeta.MaxWorkers(uint64(c)), vegeta.Connections(c)}, common...)
 		runs = append(runs, run{fmt.Sprintf("concurrency=%d", c), vegeta.Rate{}, opts})
 	}
-	for _, r := range runs {
-		if *warmup > 0 {
-			var n atomic.Int64
-			warm := func(t *vegeta.Target) error {
-				if n.Add(1) > int64(*maxReq) {
-					return vegeta.ErrNoTargets
-				}
-				*t = tgt
-				return nil
-			}
-			for range vegeta.NewAttacker(r.opts...).Attack(warm, r.pacer, *warmup, r.label+" warm-up") {
-			}
-		}
-		before := scrapeBatches(*base)
-		atk := vegeta.NewAttacker(r.opts...)
-		var m vegeta.Metrics
-		// The targeter hands out at most maxReq requests, then ends the run.
+	// targeter hands out at most maxReq requests, then ends the attack.
+	targeter := func() vegeta.Targeter {
 		var sent atomic.Int64
-		targeter := func(t *vegeta.Target) error {
+		return func(t *vegeta.Target) error {
 			if sent.Add(1) > int64(*maxReq) {
 				return vegeta.ErrNoTargets
 			}
 			*t = tgt
 			return nil
 		}
-		for res := range atk.Attack(targeter, r.pacer, *duration, r.label) {
+	}
+	for _, r := range runs {
+		if *warmup > 0 {
+			for range vegeta.NewAttacker(r.opts...).Attack(targeter(), r.pacer, *warmup, r.label+" warm-up") {
+			}
+		}
+		before := scrapeBatches(*base)
+		atk := vegeta.NewAttacker(r.opts...)
+		var m vegeta.Metrics
+		for res := range atk.Attack(targeter(), r.pacer, *duration, r.label) {
 			if res.Error != vegeta.ErrNoTargets.Error() { // not a request
 				m.Add(res)
 			}

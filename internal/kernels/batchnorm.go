@@ -64,9 +64,9 @@ func BatchNormTrainForward(m, c int, x, gamma, beta, y, mean, invStd, runMean, r
 		}
 	}
 	sk := chanSums32(x, nil, nil, nil, m, c, k)
-	mu, sq := make([]float64, c), sk[:c] // sq: Σ (x − mean)²
+	sq, mu := sk[:c], sk[c:] // Σ (x − mean)², and the mean in place of Σ (x − K)
 	for j := range mu {
-		d := sk[c+j] / float64(m)
+		d := mu[j] / float64(m)
 		mu[j] = float64(k[j]) + d
 		sq[j] = max(sq[j]-float64(m)*d*d, 0)
 	}
