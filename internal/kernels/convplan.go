@@ -31,6 +31,7 @@ func blocksFor(k *kernelSet, oc int) (bs []ocBlock, ok bool) {
 	if oc%k.vec != 0 {
 		return nil, false
 	}
+	bs = make([]ocBlock, 0, (oc+2*k.vec-1)/(2*k.vec)) // one allocation, not one per doubling
 	for o := 0; o < oc; {
 		nb, vi := 2*k.vec, 1
 		if oc-o < nb {
