@@ -265,6 +265,61 @@ func TestConvEpilogueBF16(t *testing.T) {
 	}
 }
 
+// TestDirectBF16StagesAcrossTasks runs the direct bfloat16 forward pass
+// and data gradient (the Go models of the kernels, so on any CPU) on shapes
+// whose sweep is cut into several tasks, each converting the input rows or
+// pixels it reads: rows of three 7×7 images, whose tasks start and end
+// inside images; a flat 1×1 sweep with an odd channel count (a zero
+// channel added per pixel) and one with an even count; padding and a
+// stride of 2 — on 1, 2, 3 and 5 goroutines, against float64 within
+// checkBF16's bound. A task that converted the wrong rows would read
+// another pixel's channels.
+func TestDirectBF16StagesAcrossTasks(t *testing.T) {
+	r := rand.New(rand.NewPCG(18, 5))
+	set := bf16DirectKernelsGo()
+	for _, s := range []ConvShape{
+		{N: 3, H: 7, W: 7, C: 16, OC: 32, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 2, H: 12, W: 12, C: 7, OC: 16, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
+		{N: 2, H: 16, W: 16, C: 32, OC: 48, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
+		{N: 3, H: 9, W: 11, C: 6, OC: 16, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+	} {
+		x, w := kt.RandF32(r, s.N*s.H*s.W*s.C), kt.RandF32(r, s.KH*s.KW*s.C*s.OC)
+		n := s.N * s.OH() * s.OW() * s.OC
+		dy := kt.RandF32(r, n)
+		fe, feR, fmag := make([]float64, n), make([]float64, n), make([]float64, n)
+		convForwardRef(s, kt.F64(x), kt.F64(w), fe)
+		convForwardRef(s, kt.F64(roundedF32(x)), kt.F64(roundedF32(w)), feR)
+		convForwardRef(s, absF64(x), absF64(w), fmag)
+		de, deR, dmag := make([]float64, len(x)), make([]float64, len(x)), make([]float64, len(x))
+		convBackwardDataRef(s, kt.F64(dy), kt.F64(w), de)
+		convBackwardDataRef(s, kt.F64(roundedF32(dy)), kt.F64(roundedF32(w)), deR)
+		convBackwardDataRef(s, absF64(dy), absF64(w), dmag)
+		for _, procs := range []int{1, 2, 3, 5} {
+			prev := runtime.GOMAXPROCS(procs)
+			name := fmt.Sprintf("%+v on %d", s, procs)
+			merges := procs + s.KH*s.KW // as TestConvBF16 counts them
+			y := make([]float32, n)
+			convForwardDirectBF16(s, x, w, y, directEpilogue(s.OC), set)
+			checkBF16(t, name+" forward", y, fe, feR, fmag, s.KH*s.KW*s.C+merges)
+			if backwardDataAsForwardOK(s) {
+				dx := make([]float32, len(x))
+				backwardDataDirectBF16(s, dy, w, dx, false, set)
+				checkBF16(t, name+" data", dx, de, deR, dmag, s.KH*s.KW*s.OC+merges)
+			} else {
+				dx := make([]float32, len(x))
+				for i := range dx {
+					dx[i] = float32(math.NaN()) // every element must be written
+				}
+				if !backwardDataPhasesBF16(s, dy, w, dx, false, set) {
+					t.Fatalf("%s: the strided data gradient did not take the phases", name)
+				}
+				checkBF16(t, name+" phased data", dx, de, deR, dmag, s.KH*s.KW*s.OC+merges)
+			}
+			runtime.GOMAXPROCS(prev)
+		}
+	}
+}
+
 // TestGemmBF16 runs GemmBF16 every way, with transposes, leading
 // dimensions past the row length, beta 0 and not, odd k (half a pair) and
 // n not a multiple of the vector width, against float64.

@@ -1,6 +1,9 @@
 package kernels
 
-import "sync"
+import (
+	"sync"
+	"unsafe"
+)
 
 // The direct convolutions of the int8 (int8direct.go) and bfloat16
 // (bf16direct.go) paths share their kernels' shape (gen/direct.go: an
@@ -19,16 +22,35 @@ const directGroupPixels = 9 * directMR
 // reads is laid out as h×wd pixels an image of cs stored elements each
 // (the padded copy, or the input itself); flat says that the output pixels
 // are adjacent in it (an unpadded 1×1 convolution of stride 1), so the
-// whole batch is one row. It calls run(tile, b, m0, mr, at) for channel
-// block b (of nb) and the mr ≤ directMR output pixels from m0, whose first
-// receptive field starts at element at: rows split into tiles of equal
-// size, one block at a time over a group of rows. tile is the calling
-// task's scratch for the kernel's [mr][32] sums (4-byte elements), pooled
-// so that a warmed-up step allocates none.
-func sweepDirect(s ConvShape, flat bool, h, wd, cs, nb int, run func(tile *directTile, b, m0, mr, at int)) {
+// whole batch is one row. It calls run(tile, buf, b, m0, mr, at) for
+// channel block b (of nb) and the mr ≤ directMR output pixels from m0,
+// whose first receptive field starts at element at: rows split into tiles
+// of equal size, one block at a time over a group of rows. tile is the
+// calling task's scratch for the kernel's [mr][32] sums (4-byte elements),
+// pooled so that a warmed-up step allocates none.
+//
+// With stage nil, buf is nil and at counts from the input's start. Else
+// each task first calls stage(buf, e0, e1) to write elements [e0, e1) of
+// the input — those its tiles read: whole rows from the first one's first
+// to the last one's last, or a flat sweep's pixels — into a pooled buffer
+// of its own (bfloat16 elements), and at counts from e0.
+func sweepDirect(s ConvShape, flat bool, h, wd, cs, nb int, stage func(buf []uint16, e0, e1 int), run func(tile *directTile, buf []uint16, b, m0, mr, at int)) {
 	oh, ow := s.OH(), s.OW()
 	if s.N*oh*ow == 0 {
 		return // no output (a kernel wider or taller than the padded input)
+	}
+	// staged runs f with the input's elements [e0, e1) staged, and the
+	// offset at which they start.
+	staged := func(e0, e1 int, f func(buf []uint16, base int)) {
+		if stage == nil {
+			f(nil, 0)
+			return
+		}
+		bb := getBytes(2 * (e1 - e0))
+		defer putBytes(bb)
+		buf := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(bb))), e1-e0)
+		stage(buf, e0, e1)
+		f(buf, e0)
 	}
 	if flat {
 		npix := s.N * oh * ow
@@ -36,30 +58,39 @@ func sweepDirect(s ConvShape, flat bool, h, wd, cs, nb int, run func(tile *direc
 			tile := tilePool.Get().(*directTile)
 			defer tilePool.Put(tile)
 			m0, m1 := lo*directGroupPixels, min(hi*directGroupPixels, npix)
-			for b := range nb {
-				for m := m0; m < m1; m += directMR {
-					run(tile, b, m, min(directMR, m1-m), m*cs)
+			staged(m0*cs, m1*cs, func(buf []uint16, base int) {
+				for b := range nb {
+					for m := m0; m < m1; m += directMR {
+						run(tile, buf, b, m, min(directMR, m1-m), m*cs-base)
+					}
 				}
-			}
+			})
 		})
 		return
 	}
 	rows := s.N * oh
 	perGroup := max(1, directGroupPixels/ow)
 	tiles := (ow + directMR - 1) / directMR
+	rowElems := wd * cs
 	parallelFor((rows+perGroup-1)/perGroup, func(lo, hi int) {
 		tile := tilePool.Get().(*directTile)
 		defer tilePool.Put(tile)
-		for b := range nb {
-			for row := lo * perGroup; row < min(hi*perGroup, rows); row++ {
-				n, oy := row/oh, row%oh
-				at := (n*h + oy*s.SH) * wd * cs
-				for t := range tiles {
-					ox0, ox1 := t*ow/tiles, (t+1)*ow/tiles
-					run(tile, b, row*ow+ox0, ox1-ox0, at+ox0*s.SW*cs)
+		r0, r1 := lo*perGroup, min(hi*perGroup, rows)
+		// The padded rows that output rows [r0, r1) read.
+		p0 := r0/oh*h + r0%oh*s.SH
+		p1 := (r1-1)/oh*h + (r1-1)%oh*s.SH + (s.KH-1)*s.DH + 1
+		staged(p0*rowElems, p1*rowElems, func(buf []uint16, base int) {
+			for b := range nb {
+				for row := r0; row < r1; row++ {
+					n, oy := row/oh, row%oh
+					at := (n*h+oy*s.SH)*rowElems - base
+					for t := range tiles {
+						ox0, ox1 := t*ow/tiles, (t+1)*ow/tiles
+						run(tile, buf, b, row*ow+ox0, ox1-ox0, at+ox0*s.SW*cs)
+					}
 				}
 			}
-		}
+		})
 	})
 }
 

@@ -52,7 +52,7 @@ func int8ConvDirect(s ConvShape, x []uint8, zx uint8, w *Int8Weights, ep *Int8Ep
 	}
 	rowBytes := wd * s.C
 	flat := s.KH == 1 && s.KW == 1 && s.SH == 1 && s.SW == 1 && !padded // pixels adjacent: one long row
-	sweepDirect(s, flat, h, wd, s.C, nb, func(t *directTile, b, m0, mr, at int) {
+	sweepDirect(s, flat, h, wd, s.C, nb, nil, func(t *directTile, _ []uint16, b, m0, mr, at int) {
 		tile := unsafe.Slice((*int32)(unsafe.Pointer(t)), len(t))
 		int8DirectKernels[mr-1](unsafe.Pointer(&src[at]), unsafe.Add(packed, b*blockSize), unsafe.Pointer(t), s.SW*s.C, s.DH*rowBytes, s.KH, quads)
 		n0 := b * 32
