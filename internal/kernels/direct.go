@@ -39,32 +39,21 @@ func sweepDirect(s ConvShape, flat bool, h, wd, cs, nb int, stage func(buf []uin
 	if s.N*oh*ow == 0 {
 		return // no output (a kernel wider or taller than the padded input)
 	}
-	// staged runs f with the input's elements [e0, e1) staged, and the
-	// offset at which they start.
-	staged := func(e0, e1 int, f func(buf []uint16, base int)) {
-		if stage == nil {
-			f(nil, 0)
-			return
-		}
-		bb := getBytes(2 * (e1 - e0))
-		defer putBytes(bb)
-		buf := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(bb))), e1-e0)
-		stage(buf, e0, e1)
-		f(buf, e0)
-	}
 	if flat {
 		npix := s.N * oh * ow
 		parallelFor((npix+directGroupPixels-1)/directGroupPixels, func(lo, hi int) {
 			tile := tilePool.Get().(*directTile)
 			defer tilePool.Put(tile)
 			m0, m1 := lo*directGroupPixels, min(hi*directGroupPixels, npix)
-			staged(m0*cs, m1*cs, func(buf []uint16, base int) {
-				for b := range nb {
-					for m := m0; m < m1; m += directMR {
-						run(tile, buf, b, m, min(directMR, m1-m), m*cs-base)
-					}
+			buf, bb, base := stageInput(stage, m0*cs, m1*cs)
+			for b := range nb {
+				for m := m0; m < m1; m += directMR {
+					run(tile, buf, b, m, min(directMR, m1-m), m*cs-base)
 				}
-			})
+			}
+			if bb != nil {
+				putBytes(bb)
+			}
 		})
 		return
 	}
@@ -79,19 +68,35 @@ func sweepDirect(s ConvShape, flat bool, h, wd, cs, nb int, stage func(buf []uin
 		// The padded rows that output rows [r0, r1) read.
 		p0 := r0/oh*h + r0%oh*s.SH
 		p1 := (r1-1)/oh*h + (r1-1)%oh*s.SH + (s.KH-1)*s.DH + 1
-		staged(p0*rowElems, p1*rowElems, func(buf []uint16, base int) {
-			for b := range nb {
-				for row := r0; row < r1; row++ {
-					n, oy := row/oh, row%oh
-					at := (n*h+oy*s.SH)*rowElems - base
-					for t := range tiles {
-						ox0, ox1 := t*ow/tiles, (t+1)*ow/tiles
-						run(tile, buf, b, row*ow+ox0, ox1-ox0, at+ox0*s.SW*cs)
-					}
+		buf, bb, base := stageInput(stage, p0*rowElems, p1*rowElems)
+		for b := range nb {
+			for row := r0; row < r1; row++ {
+				n, oy := row/oh, row%oh
+				at := (n*h+oy*s.SH)*rowElems - base
+				for t := range tiles {
+					ox0, ox1 := t*ow/tiles, (t+1)*ow/tiles
+					run(tile, buf, b, row*ow+ox0, ox1-ox0, at+ox0*s.SW*cs)
 				}
 			}
-		})
+		}
+		if bb != nil {
+			putBytes(bb)
+		}
 	})
+}
+
+// stageInput returns a buffer holding elements [e0, e1) of a direct
+// convolution's input as stage writes them, the pooled bytes behind it
+// (for putBytes), and e0; with stage nil, nils and 0 (the tiles read the
+// input in place).
+func stageInput(stage func(buf []uint16, e0, e1 int), e0, e1 int) (buf []uint16, bb []byte, base int) {
+	if stage == nil {
+		return nil, nil, 0
+	}
+	bb = getBytes(2 * (e1 - e0))
+	buf = unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(bb))), e1-e0)
+	stage(buf, e0, e1)
+	return buf, bb, e0
 }
 
 // directTile is a task's [directMR][32] tile of int32 or float32 sums.
