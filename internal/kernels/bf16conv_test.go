@@ -277,6 +277,7 @@ func TestConvEpilogueBF16(t *testing.T) {
 func TestDirectBF16StagesAcrossTasks(t *testing.T) {
 	r := rand.New(rand.NewPCG(18, 5))
 	set := bf16DirectKernelsGo()
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0)) // restored even if a check fails
 	for _, s := range []ConvShape{
 		{N: 3, H: 7, W: 7, C: 16, OC: 32, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 2, H: 12, W: 12, C: 7, OC: 16, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
@@ -295,7 +296,7 @@ func TestDirectBF16StagesAcrossTasks(t *testing.T) {
 		convBackwardDataRef(s, kt.F64(roundedF32(dy)), kt.F64(roundedF32(w)), deR)
 		convBackwardDataRef(s, absF64(dy), absF64(w), dmag)
 		for _, procs := range []int{1, 2, 3, 5} {
-			prev := runtime.GOMAXPROCS(procs)
+			runtime.GOMAXPROCS(procs)
 			name := fmt.Sprintf("%+v on %d", s, procs)
 			merges := procs + s.KH*s.KW // as TestConvBF16 counts them
 			y := make([]float32, n)
@@ -315,7 +316,6 @@ func TestDirectBF16StagesAcrossTasks(t *testing.T) {
 				}
 				checkBF16(t, name+" phased data", dx, de, deR, dmag, s.KH*s.KW*s.OC+merges)
 			}
-			runtime.GOMAXPROCS(prev)
 		}
 	}
 }

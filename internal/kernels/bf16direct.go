@@ -199,33 +199,9 @@ func convDirectPlacedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep
 	nb := (s.OC + nr - 1) / nr
 	blockPairs := s.KH * pairs * nr
 	h, wd := s.H+s.PT+s.PB, s.W+s.PL+s.PR
-	// convertRow writes padded row r (of N·h) of the input, as bfloat16
-	// with cp channels a pixel, to dst.
-	convertRow := func(r int, dst []uint16) {
-		img, iy := r/h, r%h-s.PT
-		if iy < 0 || iy >= s.H {
-			clear(dst)
-			return
-		}
-		clear(dst[:s.PL*cp])
-		src := x[(img*s.H+iy)*s.W*s.C : (img*s.H+iy+1)*s.W*s.C]
-		row := dst[s.PL*cp : (s.PL+s.W)*cp]
-		if cp == s.C {
-			for i := toBF16Fast(row, src); i < len(src); i++ {
-				row[i] = BF16FromFloat32(src[i])
-			}
-		} else {
-			for px := range s.W {
-				for c := range s.C {
-					row[px*cp+c] = BF16FromFloat32(src[px*s.C+c])
-				}
-				row[px*cp+s.C] = 0
-			}
-		}
-		clear(dst[(s.PL+s.W)*cp:])
-	}
 	// stage converts padded-input elements [e0, e1) (whole rows, or
-	// whole pixels of an unpadded input) into dst.
+	// whole pixels of an unpadded input) into dst: bfloat16 with cp
+	// channels a pixel, zeros in the border.
 	rowElems := wd * cp
 	stage := func(dst []uint16, e0, e1 int) {
 		switch {
@@ -234,9 +210,30 @@ func convDirectPlacedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep
 			for i := toBF16Fast(dst[:len(src)], src); i < len(src); i++ {
 				dst[i] = BF16FromFloat32(src[i])
 			}
-		case e0%rowElems == 0 && e1%rowElems == 0:
+		case e0%rowElems == 0 && e1%rowElems == 0: // padded rows r of N·h
 			for r := e0 / rowElems; r < e1/rowElems; r++ {
-				convertRow(r, dst[r*rowElems-e0:][:rowElems])
+				row := dst[r*rowElems-e0:][:rowElems]
+				img, iy := r/h, r%h-s.PT
+				if iy < 0 || iy >= s.H {
+					clear(row)
+					continue
+				}
+				clear(row[:s.PL*cp])
+				src := x[(img*s.H+iy)*s.W*s.C : (img*s.H+iy+1)*s.W*s.C]
+				in := row[s.PL*cp : (s.PL+s.W)*cp]
+				if cp == s.C {
+					for i := toBF16Fast(in, src); i < len(src); i++ {
+						in[i] = BF16FromFloat32(src[i])
+					}
+				} else {
+					for px := range s.W {
+						for c := range s.C {
+							in[px*cp+c] = BF16FromFloat32(src[px*s.C+c])
+						}
+						in[px*cp+s.C] = 0
+					}
+				}
+				clear(row[(s.PL+s.W)*cp:])
 			}
 		default: // a flat sweep's pixels, an odd channel count
 			for px := e0 / cp; px < e1/cp; px++ {
