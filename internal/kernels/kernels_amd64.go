@@ -598,6 +598,9 @@ func winoGrad512(dy unsafe.Pointer, rs, cs int, dst unsafe.Pointer, ps, tiles, k
 func winoWeights512(src unsafe.Pointer, ts int, dst unsafe.Pointer, ps, n, ss, ds int, half float32)
 
 //go:noescape
+func winoGradOut512(src unsafe.Pointer, ps int, dst unsafe.Pointer, ts, n int, half float32)
+
+//go:noescape
 func winoIn4_512(src unsafe.Pointer, rs, cs int, dst unsafe.Pointer, ps, tiles, c int)
 
 //go:noescape

@@ -45,9 +45,10 @@ const winoMaxSum4 = 64
 
 // winoMaxWeights bounds the transformed weights (16 or 36·C·K floats, in bytes)
 // of one pass: every strip of tiles reads all of them, so they must stay
-// in a core's cache. With more, the forward convolution runs in passes
-// over blocks of output channels, each transforming the input again; the
-// data and weight gradients stay on the direct kernels.
+// in a core's cache. With more, the forward convolution and the F(2×2)
+// data gradient run in passes over blocks of output channels, each
+// transforming the input again, and the weight gradient in passes or
+// position by position (winoGradTile).
 const winoMaxWeights = 1 << 20
 
 // winoMaxPasses is the most passes a forward convolution is split into
@@ -99,14 +100,16 @@ type winoKernels struct {
 	weights4                     func(src unsafe.Pointer, ts int, dst unsafe.Pointer, ps, n, ss, ds int)
 	grad, grad4                  func(dy unsafe.Pointer, rs, cs int, dst unsafe.Pointer, ps, tiles, k int)
 	gradOut4                     func(src unsafe.Pointer, ps int, dst unsafe.Pointer, ts, n int)
-	gemm                         [2][]winoGemmKernel // by channel block: one vector, two
-	maxPasses                    int                 // the most passes of a forward convolution
+	// gradOut is F(2×2)'s transform back (nil: winoPlan.gradOut's Go loop).
+	gradOut   func(src unsafe.Pointer, ps int, dst unsafe.Pointer, ts, n int, half float32)
+	gemm      [2][]winoGemmKernel // by channel block: one vector, two
+	maxPasses int                 // the most passes of a forward convolution
 }
 
 var (
 	wino512 = &winoKernels{vec: 16, in: winoIn512, in4: winoIn4_512,
 		out: winoOut512, outSkip: winoOutSkip512, out4: winoOut4_512, outSkip4: winoOutSkip4_512,
-		weights: winoWeights512, weights4: winoWeights4_512, grad: winoGrad512, grad4: winoGrad4_512, gradOut4: winoGradOut4_512,
+		weights: winoWeights512, weights4: winoWeights4_512, grad: winoGrad512, grad4: winoGrad4_512, gradOut4: winoGradOut4_512, gradOut: winoGradOut512,
 		gemm: [2][]winoGemmKernel{winoGemmAVX512_16[:], winoGemmAVX512_32[:]}, maxPasses: winoMaxPasses}
 	winoAVX2 = &winoKernels{vec: 8, in: winoInAVX2, in4: winoIn4_AVX2,
 		out: winoOutAVX2, outSkip: winoOutSkipAVX2, out4: winoOut4_AVX2, outSkip4: winoOutSkip4_AVX2,
@@ -189,12 +192,17 @@ func winoForward(s ConvShape, src weightSource) (m, kb int, flipped, ok bool) {
 		}
 	}
 	// Weights over winoMaxWeights: passes over blocks of output channels,
-	// forward only (the data gradient's transposition is not worth it
-	// there) and at most the level's maxPasses.
+	// at most the level's maxPasses, forward or as F(2×2)'s data gradient,
+	// whose U is the forward's transposed (transformWeights' tu): ResNet-50's
+	// 256-channel data gradients at 14×14 in four passes, 22.4–22.9 →
+	// 16.9–18.3 ms a step for the five layers against the direct kernels
+	// (go test -bench 'ResNet50Grads/l3-3x3-256/data-fp32', 2-core Zen 5).
+	// F(4×4)'s data gradient flips and transposes the weights instead, and
+	// takes them in one pass only.
 	kb = s.OC
 	if npos*s.C*s.OC*4 > winoMaxWeights {
 		kb = max(32, winoMaxWeights/(npos*s.C*4)/32*32)
-		flipped = false
+		flipped = flipped && m == 2
 	}
 	if !forward && !flipped || (s.OC+kb-1)/kb > winoUse().maxPasses {
 		return 0, 0, false, false
@@ -235,10 +243,15 @@ func packWino(s ConvShape, w []float32) *winoPacked {
 // channels of each pass: F(4×4, 3×3), else F(2×2, 3×3) from
 // winoMinGradChannels channels, in passes over blocks of output channels
 // whose transformed gradients fit winoMaxWeights, at most
-// winoMaxGradPasses of them.
-func winoGradTile(s ConvShape) (m, kb int) {
+// winoMaxGradPasses of them. With more, byPos: F(2×2, 3×3) in one pass,
+// position by position (winoWeightGradByPosition), where its transformed
+// tiles take at most winoMaxGradTileBytes and its products are at most
+// half the direct kernels' (16 a tile against 9 an output: at 14×14, 49
+// tiles for 196 outputs; at 7×7, 16 tiles for 49, which measured no
+// faster than the direct kernels on ResNet-50's last stage).
+func winoGradTile(s ConvShape) (m, kb int, byPos bool) {
 	if !winoApplies(s) {
-		return 0, 0
+		return 0, 0, false
 	}
 	for _, m := range []int{4, 2} {
 		if m == 4 && !winograd4 || m == 2 && min(s.C, s.OC) < winoMinGradChannels {
@@ -247,11 +260,21 @@ func winoGradTile(s ConvShape) (m, kb int) {
 		np := (m + 2) * (m + 2)
 		kb := min(s.OC, winoMaxWeights/(np*s.C*4)/16*16)
 		if kb >= 16 && (s.OC+kb-1)/kb <= winoMaxGradPasses {
-			return m, kb
+			return m, kb, false
 		}
 	}
-	return 0, 0
+	tiles := s.N * ((s.OH() + 1) / 2) * ((s.OW() + 1) / 2)
+	if winoUse().gradOut != nil && min(s.C, s.OC) >= winoMinGradChannels && 16*tiles*(s.C+s.OC)*4 <= winoMaxGradTileBytes &&
+		2*16*tiles <= 9*s.N*s.OH()*s.OW() {
+		return 2, s.OC, true
+	}
+	return 0, 0, false
 }
+
+// winoMaxGradTileBytes bounds the transformed input and output-gradient
+// tiles that winoWeightGradByPosition keeps (ResNet-50's 256- and
+// 512-channel stages at batch 8: 12.8 and 8.4 MB).
+const winoMaxGradTileBytes = 64 << 20
 
 // winoTile returns the side of the output tiles the Winograd path computes
 // s in: 4 (F(4×4, 3×3)) when it sums over at most winoMaxSum4 channels,
@@ -553,9 +576,13 @@ func (p *winoPlan) fillStrip(x []float32, n, tr0, nrows int, in []float32) {
 // [C × tiles]·[tiles × K] on the weight-gradient kernels) and transformed
 // back once. It returns false (doing nothing) where winoGradTile declines.
 func winoWeightGrad(s ConvShape, x, dy, dw []float32) bool {
-	m, kb := winoGradTile(s)
+	m, kb, byPos := winoGradTile(s)
 	if m == 0 {
 		return false
+	}
+	if byPos {
+		winoWeightGradByPosition(newWinoPlan(s, nil, 0, s.OC, m), x, dy, dw)
+		return true
 	}
 	for k0 := 0; k0 < s.OC; k0 += kb {
 		winoWeightGradBlock(newWinoPlan(s, nil, k0, min(kb, s.OC-k0), m), x, dy, dw)
@@ -569,7 +596,7 @@ func winoWeightGradBlock(p *winoPlan, x, dy, dw []float32) {
 	m, np := p.m, p.npos
 	R := p.stripRows(1)
 	strips := (p.tilesH + R - 1) / R
-	tw, C, K, K0, KY := p.tilesW, p.C, p.K, p.K0, p.KY
+	tw, C, K := p.tilesW, p.C, p.K
 	rowF := p.stripRow()
 	wk := winoUse()
 	inT, gradT := wk.in, wk.grad // the input and output-gradient transforms
@@ -613,21 +640,7 @@ func winoWeightGradBlock(p *winoPlan, x, dy, dw []float32) {
 			p.fillStrip(x, n, tr0, nrows, in)
 			for r := 0; r < nrows; r++ {
 				inT(unsafe.Pointer(&in[m*r*rowF]), rowF*4, C*4, unsafe.Pointer(&v[filled*C]), capT*C*4, tw, C)
-				oh := m * (tr0 + r)
-				if oh+m <= p.OH && m*tw == p.OW {
-					gradT(unsafe.Pointer(&dy[(n*p.OH+oh)*p.OW*KY+K0]), p.OW*KY*4, KY*4, unsafe.Pointer(&z[filled*K]), capT*K*4, tw, K)
-				} else {
-					if dyRows == nil {
-						dyRows = getBuf(m * m * tw * K)
-					}
-					clear(dyRows)
-					for i := range min(m, p.OH-oh) {
-						for o := range p.OW {
-							copy(dyRows[(i*m*tw+o)*K:][:K], dy[((n*p.OH+oh+i)*p.OW+o)*KY+K0:])
-						}
-					}
-					gradT(unsafe.Pointer(&dyRows[0]), m*tw*K*4, K*4, unsafe.Pointer(&z[filled*K]), capT*K*4, tw, K)
-				}
+				p.gradRow(gradT, dy, n, tr0+r, z[filled*K:], capT, &dyRows)
 				if filled += tw; filled == capT {
 					flush()
 				}
@@ -653,11 +666,123 @@ func winoWeightGradBlock(p *winoPlan, x, dy, dw []float32) {
 	for _, b := range parts {
 		putBuf(b)
 	}
-	defer putBuf(acc)
+	p.gradOut(acc, dw)
+	putBuf(acc)
+}
+
+// winoWeightGradByPosition computes the weight gradient of plan p (every
+// output channel, K = KY) position by position: it transforms every tile
+// of the input and of the output gradient first, into v [npos][tiles][C]
+// and z [npos][tiles][K], then computes each position's product
+// [C × tiles]·[tiles × K] on its own, the goroutines sharing out
+// positions and channel blocks. With many channels the transformed
+// gradient of all positions ([npos][C][K]) is larger than a core's cache,
+// so that winoWeightGradBlock needs passes over blocks of output
+// channels, each transforming the input again and each goroutine summing
+// a gradient of its own; here one position's (C·K floats, 256 KB at 256
+// channels) is written once, by one goroutine. ResNet-50's 256-channel
+// 3×3 weight gradients at 14×14, which the passes left to the direct
+// kernels, take this path: 26.1–29.7 → 17.0–23.3 ms a step for the five
+// layers (go test -bench 'ResNet50Grads/l3-3x3-256/weight-fp32', three
+// alternated rounds, 2-core Zen 5).
+func winoWeightGradByPosition(p *winoPlan, x, dy, dw []float32) {
+	m, np, tw, C, K := p.m, p.npos, p.tilesW, p.C, p.K
+	tiles := p.N * p.tilesH * tw
+	R := p.stripRows(1)
+	strips := (p.tilesH + R - 1) / R
+	rowF := p.stripRow()
+	wk := winoUse()
+	inT, gradT := wk.in, wk.grad
 	if m == 4 {
+		inT, gradT = wk.in4, wk.grad4
+	}
+	v, z := getBuf(np*tiles*C), getBuf(np*tiles*K)
+	defer putBuf(v)
+	defer putBuf(z)
+	parallelFor(p.N*strips, func(lo, hi int) {
+		in := getBuf((m*R + 2) * rowF)
+		defer putBuf(in)
+		var dyRows []float32
+		for job := lo; job < hi; job++ {
+			n, st := job/strips, job%strips
+			tr0 := st * R
+			nrows := min(R, p.tilesH-tr0)
+			p.fillStrip(x, n, tr0, nrows, in)
+			for r := range nrows {
+				t := (n*p.tilesH + tr0 + r) * tw
+				inT(unsafe.Pointer(&in[m*r*rowF]), rowF*4, C*4, unsafe.Pointer(&v[t*C]), tiles*C*4, tw, C)
+				p.gradRow(gradT, dy, n, tr0+r, z[t*K:], tiles, &dyRows)
+			}
+		}
+		if dyRows != nil {
+			putBuf(dyRows)
+		}
+	})
+	acc := getBuf(np * C * K)
+	defer putBuf(acc)
+	nbl := len(p.blocks)
+	vp := unsafe.Pointer(&v[0])
+	parallelFor(np*nbl, func(lo, hi int) {
+		for job := lo; job < hi; job++ {
+			pos, b := job/nbl, p.blocks[job%nbl]
+			ks := p.k.dw[b.vi]
+			nblk := (C + len(ks) - 1) / len(ks)
+			for ib := range nblk {
+				ic0, ic1 := ib*C/nblk, (ib+1)*C/nblk
+				a := acc[(pos*C+ic0)*K+b.oc0:]
+				for c := range ic1 - ic0 {
+					clear(a[c*K:][:b.nb])
+				}
+				ks[ic1-ic0-1](vp, (pos*tiles*C+ic0)*4, unsafe.Pointer(&z[pos*tiles*K+b.oc0]), unsafe.Pointer(&a[0]),
+					1, tiles, C*4, 0, K*4, 0, K*4)
+			}
+		}
+	})
+	p.gradOut(acc, dw)
+}
+
+// gradRow transforms the output gradient dy of row of tiles tr of image n
+// into z, tile t's position pos at z[(pos·stride+t)·K] (the plan's K
+// channels from K0): in place where the row's tiles lie inside dy, else
+// through *rows (allocated on first use), the row cut by the edge and
+// zero padded.
+func (p *winoPlan) gradRow(gradT func(dy unsafe.Pointer, rs, cs int, dst unsafe.Pointer, ps, tiles, k int), dy []float32, n, tr int, z []float32, stride int, rows *[]float32) {
+	m, tw, K, K0, KY := p.m, p.tilesW, p.K, p.K0, p.KY
+	oh := m * tr
+	if oh+m <= p.OH && m*tw == p.OW {
+		gradT(unsafe.Pointer(&dy[(n*p.OH+oh)*p.OW*KY+K0]), p.OW*KY*4, KY*4, unsafe.Pointer(&z[0]), stride*K*4, tw, K)
+		return
+	}
+	if *rows == nil {
+		*rows = getBuf(m * m * tw * K)
+	}
+	dyRows := *rows
+	clear(dyRows)
+	for i := range min(m, p.OH-oh) {
+		for o := range p.OW {
+			copy(dyRows[(i*m*tw+o)*K:][:K], dy[((n*p.OH+oh+i)*p.OW+o)*KY+K0:])
+		}
+	}
+	gradT(unsafe.Pointer(&dyRows[0]), m*tw*K*4, K*4, unsafe.Pointer(&z[0]), stride*K*4, tw, K)
+}
+
+// gradOut writes the plan's output channels of dw from acc, the weight
+// gradient in the transformed domain ([npos][C][K]): dw = Gᵀ·M·G.
+func (p *winoPlan) gradOut(acc, dw []float32) {
+	C, K, K0, KY := p.C, p.K, p.K0, p.KY
+	wk := winoUse()
+	if p.m == 4 {
 		parallelFor(C, func(lo, hi int) {
 			for c := lo; c < hi; c++ {
 				wk.gradOut4(unsafe.Pointer(&acc[c*K]), C*K*4, unsafe.Pointer(&dw[c*KY+K0]), C*KY*4, K/wk.vec)
+			}
+		})
+		return
+	}
+	if wk.gradOut != nil {
+		parallelFor(C, func(lo, hi int) {
+			for c := lo; c < hi; c++ {
+				wk.gradOut(unsafe.Pointer(&acc[c*K]), C*K*4, unsafe.Pointer(&dw[c*KY+K0]), C*KY*4, K/wk.vec, 0.5)
 			}
 		})
 		return

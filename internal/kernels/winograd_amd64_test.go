@@ -74,6 +74,13 @@ func testWinograd(t *testing.T, four bool) {
 		// gradient direct.
 		{N: 2, H: 7, W: 6, C: 160, OC: 176, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 1, H: 9, W: 10, C: 256, OC: 96, PT: 1, PL: 1, PB: 1, PR: 1},
+		// Weight gradients whose passes would be too many: position by
+		// position (winoWeightGradByPosition), cut rows or columns, two
+		// images; the forward convolution in two passes. The last, 7×7,
+		// has too few outputs a tile for it: the direct kernels.
+		{N: 2, H: 9, W: 10, C: 1024, OC: 64, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 1, H: 10, W: 9, C: 2048, OC: 48, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 2, H: 7, W: 7, C: 1024, OC: 64, PT: 1, PL: 1, PB: 1, PR: 1},
 	} {
 		s.KH, s.KW, s.SH, s.SW, s.DH, s.DW = 3, 3, 1, 1, 1, 1
 		name := fmt.Sprintf("%d %+v", i, s)
@@ -115,10 +122,18 @@ func testWinograd(t *testing.T, four bool) {
 		convBackwardWeightRef(s, kt.F64(x), kt.F64(dy), rdw)
 		// F(4×4) takes every shape whose transformed gradient fits one
 		// pass; the last two shapes are taken in passes.
-		gm, kb := winoGradTile(s)
+		gm, kb, byPos := winoGradTile(s)
 		fits4, fits2 := 36*s.C*s.OC*4 <= winoMaxWeights, 16*s.C*s.OC*4 <= winoMaxWeights
-		if four && fits4 && gm != 4 || !four && gm == 4 || !fits2 && (gm == 0 || kb >= s.OC) {
-			t.Fatalf("%s: weight gradient in tiles of %d, %d channels a pass", name, gm, kb)
+		// Over winoMaxWeights: F(2×2) in passes, else position by
+		// position where the level has its vector transform back, else
+		// the direct kernels.
+		kb2 := winoMaxWeights / (16 * s.C * 4) / 16 * 16 // F(2×2)'s channels a pass
+		inPasses := kb2 >= 16 && (s.OC+kb2-1)/kb2 <= winoMaxGradPasses
+		tiles := s.N * ((s.OH() + 1) / 2) * ((s.OW() + 1) / 2)
+		wantByPos := !fits2 && !inPasses && winoUse().gradOut != nil && 2*16*tiles <= 9*s.N*s.OH()*s.OW()
+		if four && fits4 && gm != 4 || !four && gm == 4 || !fits2 && inPasses && (gm != 2 || kb >= s.OC) ||
+			byPos != wantByPos || !fits2 && !inPasses && !byPos && gm != 0 {
+			t.Fatalf("%s: weight gradient in tiles of %d, %d channels a pass, by position %v", name, gm, kb, byPos)
 		}
 		wantW := gm != 0
 		if got := winoWeightGrad(s, x, dy, dw); got != wantW {
@@ -189,7 +204,7 @@ func TestWinogradPropagatesNonFinite(t *testing.T) {
 						Scale: kt.F64(e.Scale), Shift: kt.F64(e.Shift), Skip: kt.F64(e.Skip), ReLU: true})
 					covers(fmt.Sprintf("forward %g in %s", bad, in), y, want)
 				}
-				if m, _ := winoGradTile(s); m == 0 {
+				if m, _, _ := winoGradTile(s); m == 0 {
 					t.Fatal("the weight gradient's Winograd path declines the test's shape")
 				}
 				for _, in := range []string{"x", "w", "dy"} {

@@ -103,6 +103,7 @@ func generate() (asm, decls []byte, err error) {
 	}
 	genWinograd(e)
 	genWinoWeights(e)
+	genWinoGradOut(e)
 	genWinograd4(e)
 	genWinoGrad4(e)
 	genWinogradAVX2(e)

@@ -229,3 +229,47 @@ func genWinoWeights(e *emitter) {
 	}
 	e.text("\tADDQ ss+40(FP), SI\n\tADDQ ds+48(FP), DI\n\tDECQ CX\n\tJNZ ww_loop\nww_done:\n\tVZEROUPPER\n\tRET\n")
 }
+
+// genWinoGradOut writes winoGradOut512(src, ps, dst, ts, n, half), the
+// weight gradient's transform back of F(2×2, 3×3), dw = Gᵀ·M·G (Gᵀ = [1 ½
+// ½ 0; 0 ½ −½ 0; 0 ½ ½ 1]), of n consecutive vectors: M's 16 positions ps
+// bytes apart at src, dw's 9 taps ts bytes apart at dst, both advancing
+// 64 bytes a vector (winoGradOut4_512's layout). half is ½.
+func genWinoGradOut(e *emitter) {
+	e.decl("winoGradOut512", "src unsafe.Pointer, ps int, dst unsafe.Pointer, ts, n int, half float32", 44)
+	e.text("\tMOVQ src+0(FP), SI\n\tMOVQ ps+8(FP), R11\n\tMOVQ dst+16(FP), DI\n\tMOVQ ts+24(FP), R8\n\tMOVQ n+32(FP), CX\n\tVBROADCASTSS half+40(FP), Z31\n\tTESTQ CX, CX\n\tJZ wgo_done\nwgo_loop:\n\tMOVQ SI, AX\n")
+	for p := 0; p < 16; p++ {
+		e.op("VMOVUPS (AX), %s", z(p))
+		if p < 15 {
+			e.op("ADDQ R11, AX")
+		}
+	}
+	// gt writes Gᵀ·(a0, a1, a2, a3) into o: a0 + ½(a1+a2), ½(a1−a2),
+	// ½(a1+a2) + a3 (Z28: a1+a2).
+	gt := func(a [4]string, o [3]string) {
+		e.op("VADDPS %s, %s, Z28", a[2], a[1])
+		e.op("VSUBPS %s, %s, %s", a[2], a[1], o[1])
+		e.op("VMULPS Z31, %s, %s", o[1], o[1])
+		e.op("VMOVAPS %s, %s", a[0], o[0])
+		e.op("VFMADD231PS Z31, Z28, %s", o[0])
+		e.op("VMOVAPS %s, %s", a[3], o[2])
+		e.op("VFMADD231PS Z31, Z28, %s", o[2])
+	}
+	// Columns j of M (positions 4i+j): h[r][j] in Z(16+4r+j); then rows r
+	// of h: taps 3r+u.
+	for j := 0; j < 4; j++ {
+		gt([4]string{z(j), z(4 + j), z(8 + j), z(12 + j)}, [3]string{z(16 + j), z(20 + j), z(24 + j)})
+	}
+	e.op("MOVQ DI, DX")
+	for r := 0; r < 3; r++ {
+		o := [3]string{z(0), z(1), z(2)}
+		gt([4]string{z(16 + 4*r), z(17 + 4*r), z(18 + 4*r), z(19 + 4*r)}, o)
+		for u := 0; u < 3; u++ {
+			e.op("VMOVUPS %s, (DX)", o[u])
+			if r < 2 || u < 2 {
+				e.op("ADDQ R8, DX")
+			}
+		}
+	}
+	e.text("\tADDQ $64, SI\n\tADDQ $64, DI\n\tDECQ CX\n\tJNZ wgo_loop\nwgo_done:\n\tVZEROUPPER\n\tRET\n")
+}
