@@ -133,8 +133,8 @@ func winoUse() *winoKernels {
 // src) of x into y with Winograd's F(2×2, 3×3) and the epilogue ep; it
 // returns false (doing nothing) when that path does not apply: another
 // shape, channel counts not multiples of 16, weights needing more than
-// the level's most passes (or any pass, for the data gradient), or the
-// generic level.
+// the level's most passes (or, for the data gradient, more than one but
+// in F(2×2) tiles at AVX-512), or the generic level.
 // pre, if not nil, holds the forward weights already transformed
 // (packWino); winoConv uses it when it was made for this level and tiling.
 func winoConv(s ConvShape, src weightSource, ep *convEpilogue, x, y []float32, pre *winoPacked) bool {
@@ -192,17 +192,18 @@ func winoForward(s ConvShape, src weightSource) (m, kb int, flipped, ok bool) {
 		}
 	}
 	// Weights over winoMaxWeights: passes over blocks of output channels,
-	// at most the level's maxPasses, forward or as F(2×2)'s data gradient,
-	// whose U is the forward's transposed (transformWeights' tu): ResNet-50's
-	// 256-channel data gradients at 14×14 in four passes, 22.4–22.9 →
-	// 16.9–18.3 ms a step for the five layers against the direct kernels
-	// (go test -bench 'ResNet50Grads/l3-3x3-256/data-fp32', 2-core Zen 5).
-	// F(4×4)'s data gradient flips and transposes the weights instead, and
-	// takes them in one pass only.
+	// at most the level's maxPasses, forward or, at AVX-512, as F(2×2)'s
+	// data gradient, whose U is the forward's transposed (transformWeights'
+	// tu): ResNet-50's 256-channel data gradients at 14×14 in four passes,
+	// 22.1–24.6 → 17.9–19.4 ms a step for the five layers against the
+	// direct kernels (go test -bench 'ResNet50Grads/l3-3x3-256/data-fp32',
+	// five alternated rounds, 2-core Zen 5; AVX2's two passes are not
+	// measured). F(4×4)'s data gradient flips and transposes the weights
+	// instead, and takes them in one pass only.
 	kb = s.OC
 	if npos*s.C*s.OC*4 > winoMaxWeights {
 		kb = max(32, winoMaxWeights/(npos*s.C*4)/32*32)
-		flipped = flipped && m == 2
+		flipped = flipped && m == 2 && winoUse() == wino512
 	}
 	if !forward && !flipped || (s.OC+kb-1)/kb > winoUse().maxPasses {
 		return 0, 0, false, false
@@ -245,7 +246,8 @@ func packWino(s ConvShape, w []float32) *winoPacked {
 // whose transformed gradients fit winoMaxWeights, at most
 // winoMaxGradPasses of them. With more, byPos: F(2×2, 3×3) in one pass,
 // position by position (winoWeightGradByPosition), where its transformed
-// tiles take at most winoMaxGradTileBytes and its products are at most
+// tiles take at most winoMaxGradTileBytes, the level has F(2×2)'s vector
+// transform back (AVX-512: winoGradOut512) and its products are at most
 // half the direct kernels' (16 a tile against 9 an output: at 14×14, 49
 // tiles for 196 outputs; at 7×7, 16 tiles for 49, which measured no
 // faster than the direct kernels on ResNet-50's last stage).
@@ -679,8 +681,8 @@ func winoWeightGradBlock(p *winoPlan, x, dy, dw []float32) {
 // gradient of all positions ([npos][C][K]) is larger than a core's cache,
 // so that winoWeightGradBlock needs passes over blocks of output
 // channels, each transforming the input again and each goroutine summing
-// a gradient of its own; here one position's (C·K floats, 256 KB at 256
-// channels) is written once, by one goroutine. ResNet-50's 256-channel
+// a gradient of its own; here each element of a position's (C·K floats,
+// 256 KB at 256 channels) is written once, by one goroutine. ResNet-50's 256-channel
 // 3×3 weight gradients at 14×14, which the passes left to the direct
 // kernels, take this path: 26.1–29.7 → 17.0–23.3 ms a step for the five
 // layers (go test -bench 'ResNet50Grads/l3-3x3-256/weight-fp32', three

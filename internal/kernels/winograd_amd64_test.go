@@ -70,8 +70,8 @@ func testWinograd(t *testing.T, four bool) {
 		{N: 1, H: 40, W: 36, C: 32, OC: 32, PT: 1, PL: 1, PB: 1, PR: 1},
 		// Over winoMaxWeights: forward passes over 96 and 80 output
 		// channels (two, which every level takes), odd rows; the weight
-		// gradient in F(2×2) passes too (96 channels each), the data
-		// gradient direct.
+		// gradient in F(2×2) passes too, the data gradient in F(2×2)
+		// passes at AVX-512 (dataPasses below), else direct.
 		{N: 2, H: 7, W: 6, C: 160, OC: 176, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 1, H: 9, W: 10, C: 256, OC: 96, PT: 1, PL: 1, PB: 1, PR: 1},
 		// Weight gradients whose passes would be too many: position by
@@ -121,7 +121,7 @@ func testWinograd(t *testing.T, four bool) {
 		rdw := make([]float64, len(w))
 		convBackwardWeightRef(s, kt.F64(x), kt.F64(dy), rdw)
 		// F(4×4) takes every shape whose transformed gradient fits one
-		// pass; the last two shapes are taken in passes.
+		// pass; the shapes over winoMaxWeights are taken as below.
 		gm, kb, byPos := winoGradTile(s)
 		fits4, fits2 := 36*s.C*s.OC*4 <= winoMaxWeights, 16*s.C*s.OC*4 <= winoMaxWeights
 		// Over winoMaxWeights: F(2×2) in passes, else position by
@@ -136,6 +136,7 @@ func testWinograd(t *testing.T, four bool) {
 			t.Fatalf("%s: weight gradient in tiles of %d, %d channels a pass, by position %v", name, gm, kb, byPos)
 		}
 		wantW := gm != 0
+		poisonPool(16 * s.C * s.OC) // the kernels must not count on zeroed scratch
 		if got := winoWeightGrad(s, x, dy, dw); got != wantW {
 			t.Fatalf("%s: the weight gradient's Winograd path taken = %v, want %v", name, got, wantW)
 		}
@@ -147,13 +148,35 @@ func testWinograd(t *testing.T, four bool) {
 		rdx := make([]float64, len(x))
 		convBackwardDataRef(s, kt.F64(dy), kt.F64(w), rdx)
 		if max(s.PT, s.PL, s.PB, s.PR) <= 2 {
-			// (Over winoMaxWeights this runs the direct kernels.)
+			// The data gradient is a forward convolution of dy with the
+			// flipped, transposed weights: in one Winograd pass, in F(2×2)
+			// passes over winoMaxWeights at AVX-512, else direct.
+			b := ConvShape{N: s.N, H: s.OH(), W: s.OW(), C: s.OC, OC: s.C, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1,
+				PT: 2 - s.PT, PL: 2 - s.PL, PB: 2 - s.PB, PR: 2 - s.PR}
+			src := weightSource{w: w, SKW: 3, A: s.C, B: s.OC, transposed: true, tap: func(t, u int) (int, int) { return 2 - t, 2 - u }}
+			m, kb, flipped, ok := winoForward(b, src)
+			over := 16*b.C*b.OC*4 > winoMaxWeights
+			kbData := max(32, winoMaxWeights/(16*b.C*4)/32*32)
+			dataPasses := over && winoUse() == wino512 && winoTile(b) == 2 && (b.OC+kbData-1)/kbData <= winoUse().maxPasses
+			if over && (ok != dataPasses || ok && (!flipped || m != 2 || kb >= b.OC)) || !over && ok && kb != b.OC {
+				t.Fatalf("%s: data gradient taken %v (tiles of %d, %d channels a pass, flipped %v), want passes %v", name, ok, m, kb, flipped, dataPasses)
+			}
 			if !convBackwardDataFast(s, dy, w, dx, nil) {
 				t.Fatalf("%s: the data gradient declined", name)
 			}
 			kt.CloseTo(t, name+" data gradient", dx, kt.F32(rdx))
 		}
 	}
+}
+
+// poisonPool puts a scratch buffer of n floats, every one 1e3, into the
+// pool, so that a kernel reading scratch it did not write fails.
+func poisonPool(n int) {
+	b := getBuf(n)
+	for i := range b {
+		b[i] = 1e3
+	}
+	putBuf(b)
 }
 
 // TestWinogradPropagatesNonFinite runs the Winograd path (both tile sizes:
@@ -171,61 +194,76 @@ func TestWinogradPropagatesNonFinite(t *testing.T) {
 			winograd, winograd4 = true, four
 			defer func() { SetLevel(prev); winograd, winograd4 = prevW, prev4 }()
 			r := rand.New(rand.NewPCG(23, 24))
-			s := ConvShape{N: 2, H: 9, W: 10, C: 32, OC: 32, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}
-			if !winoApplies(s) {
-				t.Fatal("the Winograd path declines the test's shape")
-			}
-			ny := s.N * s.OH() * s.OW() * s.OC
-			nx := s.N * s.H * s.W * s.C
-			clean := map[string][]float32{"x": kt.RandF32(r, nx), "w": kt.RandF32(r, 9*s.C*s.OC), "dy": kt.RandF32(r, ny),
-				"scale": kt.RandF32(r, s.OC), "shift": kt.RandF32(r, s.OC), "skip": kt.RandF32(r, ny)}
-			covers := func(what string, got []float32, want []float64) {
-				t.Helper()
-				if nonFinite(want) == 0 {
-					t.Fatalf("%s: the reference has no non-finite output", what)
-				}
-				for i, v := range want {
-					if (math.IsNaN(v) || math.IsInf(v, 0)) && !math.IsNaN(float64(got[i])) && !math.IsInf(float64(got[i]), 0) {
-						t.Fatalf("%s: element %d: Winograd %g, reference %g", what, i, got[i], v)
-					}
-				}
-			}
-			for _, bad := range nanKinds {
-				for _, in := range []string{"x", "w", "scale", "shift", "skip"} {
-					if bad < 0 && in != "x" && in != "w" {
-						continue // −Inf in the epilogue is 0 after the ReLU: nothing to cover
-					}
-					v := poison(r, clean, in, bad)
-					e := ConvEpilogue[float32]{Scale: v["scale"], Shift: v["shift"], Skip: v["skip"], ReLU: true}
-					y := make([]float32, ny)
-					ConvForwardEpilogue(s, v["x"], v["w"], y, e)
-					want := make([]float64, ny)
-					convForwardEpilogueRef(s, kt.F64(v["x"]), kt.F64(v["w"]), want, ConvEpilogue[float64]{
-						Scale: kt.F64(e.Scale), Shift: kt.F64(e.Shift), Skip: kt.F64(e.Skip), ReLU: true})
-					covers(fmt.Sprintf("forward %g in %s", bad, in), y, want)
-				}
-				if m, _, _ := winoGradTile(s); m == 0 {
-					t.Fatal("the weight gradient's Winograd path declines the test's shape")
-				}
-				for _, in := range []string{"x", "w", "dy"} {
-					v := poison(r, clean, in, bad)
-					if in != "x" {
-						dx := make([]float32, nx)
-						ConvBackwardData(s, v["dy"], v["w"], dx)
-						want := make([]float64, nx)
-						convBackwardDataRef(s, kt.F64(v["dy"]), kt.F64(v["w"]), want)
-						covers(fmt.Sprintf("data gradient %g in %s", bad, in), dx, want)
-					}
-					if in != "w" {
-						dw := make([]float32, len(v["w"]))
-						ConvBackwardWeight(s, v["x"], v["dy"], dw)
-						want := make([]float64, len(dw))
-						convBackwardWeightRef(s, kt.F64(v["x"]), kt.F64(v["dy"]), want)
-						covers(fmt.Sprintf("weight gradient %g in %s", bad, in), dw, want)
-					}
-				}
+			// The second shape's weight gradient goes position by
+			// position, its data gradient in passes (at AVX-512).
+			for _, s := range []ConvShape{
+				{N: 2, H: 9, W: 10, C: 32, OC: 32, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+				{N: 1, H: 6, W: 6, C: 2048, OC: 32, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+			} {
+				nonFiniteThrough(t, r, s)
 			}
 		})
+	}
+}
+
+// nonFiniteThrough is TestWinogradPropagatesNonFinite on shape s.
+func nonFiniteThrough(t *testing.T, r *rand.Rand, s ConvShape) {
+	t.Helper()
+	if !winoApplies(s) {
+		t.Fatal("the Winograd path declines the test's shape")
+	}
+	ny := s.N * s.OH() * s.OW() * s.OC
+	nx := s.N * s.H * s.W * s.C
+	clean := map[string][]float32{"x": kt.RandF32(r, nx), "w": kt.RandF32(r, 9*s.C*s.OC), "dy": kt.RandF32(r, ny),
+		"scale": kt.RandF32(r, s.OC), "shift": kt.RandF32(r, s.OC), "skip": kt.RandF32(r, ny)}
+	covers := func(what string, got []float32, want []float64) {
+		t.Helper()
+		if nonFinite(want) == 0 {
+			t.Fatalf("%s: the reference has no non-finite output", what)
+		}
+		for i, v := range want {
+			if (math.IsNaN(v) || math.IsInf(v, 0)) && !math.IsNaN(float64(got[i])) && !math.IsInf(float64(got[i]), 0) {
+				t.Fatalf("%s: element %d: Winograd %g, reference %g", what, i, got[i], v)
+			}
+		}
+	}
+	for _, bad := range nanKinds {
+		for _, in := range []string{"x", "w", "scale", "shift", "skip"} {
+			if bad < 0 && in != "x" && in != "w" {
+				continue // −Inf in the epilogue is 0 after the ReLU: nothing to cover
+			}
+			v := poison(r, clean, in, bad)
+			e := ConvEpilogue[float32]{Scale: v["scale"], Shift: v["shift"], Skip: v["skip"], ReLU: true}
+			y := make([]float32, ny)
+			ConvForwardEpilogue(s, v["x"], v["w"], y, e)
+			want := make([]float64, ny)
+			convForwardEpilogueRef(s, kt.F64(v["x"]), kt.F64(v["w"]), want, ConvEpilogue[float64]{
+				Scale: kt.F64(e.Scale), Shift: kt.F64(e.Shift), Skip: kt.F64(e.Skip), ReLU: true})
+			covers(fmt.Sprintf("forward %g in %s", bad, in), y, want)
+		}
+		// The large shape takes the Winograd path only where the level
+		// can go position by position.
+		wantByPos := 16*s.C*s.OC*4 > winoMaxWeights
+		if m, _, byPos := winoGradTile(s); byPos != (wantByPos && winoUse().gradOut != nil) || m == 0 && !wantByPos {
+			t.Fatalf("%+v: the weight gradient's Winograd path in tiles of %d, by position %v", s, m, byPos)
+		}
+		for _, in := range []string{"x", "w", "dy"} {
+			v := poison(r, clean, in, bad)
+			if in != "x" {
+				dx := make([]float32, nx)
+				ConvBackwardData(s, v["dy"], v["w"], dx)
+				want := make([]float64, nx)
+				convBackwardDataRef(s, kt.F64(v["dy"]), kt.F64(v["w"]), want)
+				covers(fmt.Sprintf("data gradient %g in %s", bad, in), dx, want)
+			}
+			if in != "w" {
+				dw := make([]float32, len(v["w"]))
+				ConvBackwardWeight(s, v["x"], v["dy"], dw)
+				want := make([]float64, len(dw))
+				convBackwardWeightRef(s, kt.F64(v["x"]), kt.F64(v["dy"]), want)
+				covers(fmt.Sprintf("weight gradient %g in %s", bad, in), dw, want)
+			}
+		}
 	}
 }
 
