@@ -74,33 +74,25 @@ func packDirectBF16(s ConvShape, w []float32, wp []uint32, nr int) {
 	pairs := s.KW * cp / 2
 	nb := (s.OC + nr - 1) / nr
 	blockPairs := s.KH * pairs * nr
-	// row converts stored weight row (ky, k) of block b to bfloat16: the
-	// OC values of W[ky][kx][c] are adjacent (zeros past C or OC).
-	row := func(dst []uint16, b, ky, k int) {
+	// row returns stored weight row (ky, k) of block b: the nc ≤ nr OC
+	// values of W[ky][kx][c], adjacent in w (zeros past C).
+	var zeros [32]float32
+	row := func(b, ky, k, nc int) []float32 {
 		kx, c := k/cp, k%cp
-		nc := min(nr, s.OC-b*nr)
 		if c >= s.C {
-			clear(dst)
-			return
+			return zeros[:nc]
 		}
-		src := w[((ky*s.KW+kx)*s.C+c)*s.OC+b*nr:][:nc]
-		for i := toBF16Fast(dst[:nc], src); i < nc; i++ {
-			dst[i] = BF16FromFloat32(src[i])
-		}
-		clear(dst[nc:])
+		return w[((ky*s.KW+kx)*s.C+c)*s.OC+b*nr:][:nc]
 	}
 	parallelFor(nb, func(lo, hi int) {
-		var e0, e1 [32]uint16
 		for b := lo; b < hi; b++ {
 			blk := wp[b*blockPairs : (b+1)*blockPairs]
+			nc := min(nr, s.OC-b*nr)
 			for ky := range s.KH {
 				for q := range pairs {
-					row(e0[:nr], b, ky, 2*q)
-					row(e1[:nr], b, ky, 2*q+1)
 					out := blk[(ky*pairs+q)*nr:][:nr]
-					for j := range out {
-						out[j] = uint32(e0[j]) | uint32(e1[j])<<16
-					}
+					pairBF16(out[:nc], row(b, ky, 2*q, nc), row(b, ky, 2*q+1, nc))
+					clear(out[nc:])
 				}
 			}
 		}
@@ -127,31 +119,39 @@ func packPhaseBF16(s ConvShape, w []float32, wp []uint32, nr, ry, rx, kh, kw int
 	pairs := kw * cp / 2
 	nb := (s.C + nr - 1) / nr
 	blockPairs := kh * pairs * nr
+	// Per tap, the block's nr rows are converted into rows (nr·cp/2
+	// pairs, in cache), then written out pair by pair, nr at a time in
+	// order: writing each row's pairs nr apart as it was converted touched
+	// a line of the block per pair, nr times over.
 	parallelFor(nb, func(lo, hi int) {
-		rb := getBuf(cp / 2)
+		rb := getBuf(nr * cp / 2)
 		defer putBuf(rb)
-		rp := pairsOf(rb)
-		row := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(rb))), cp)
-		clear(row[s.OC:]) // an odd OC's zero channel
+		rows := pairsOf(rb)
 		for b := lo; b < hi; b++ {
 			blk := wp[b*blockPairs : (b+1)*blockPairs]
-			for j := range nr {
-				c := b*nr + j
-				if c >= s.C {
-					for q := range kh * pairs {
-						blk[q*nr+j] = 0
-					}
-					continue
-				}
-				for ky := range kh {
-					for kx := range kw {
-						sy, sx := ry+s.SH*(kh-1-ky), rx+s.SW*(kw-1-kx)
-						src := w[((sy*s.KW+sx)*s.C+c)*s.OC:][:s.OC]
-						for i := toBF16Fast(row[:s.OC], src); i < s.OC; i++ {
-							row[i] = BF16FromFloat32(src[i])
+			nc := min(nr, s.C-b*nr) // rows with weights; the others zero
+			for ky := range kh {
+				for kx := range kw {
+					sy, sx := ry+s.SH*(kh-1-ky), rx+s.SW*(kw-1-kx)
+					for j := range nc {
+						src := w[((sy*s.KW+sx)*s.C+b*nr+j)*s.OC:][:s.OC]
+						r := unsafe.Slice((*uint16)(unsafe.Pointer(&rows[j*cp/2])), cp)
+						for i := toBF16Fast(r[:s.OC], src); i < s.OC; i++ {
+							r[i] = BF16FromFloat32(src[i])
 						}
-						out := blk[(ky*pairs+kx*cp/2)*nr:]
-						for m, v := range rp {
+						if cp > s.OC {
+							r[s.OC] = 0 // an odd OC's zero channel
+						}
+					}
+					out := blk[(ky*pairs+kx*cp/2)*nr:][:cp/2*nr]
+					for j := range nr {
+						if j >= nc {
+							for m := range cp / 2 {
+								out[m*nr+j] = 0
+							}
+							continue
+						}
+						for m, v := range rows[j*cp/2 : (j+1)*cp/2] {
 							out[m*nr+j] = v
 						}
 					}
