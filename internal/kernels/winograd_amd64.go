@@ -682,11 +682,14 @@ func winoWeightGradBlock(p *winoPlan, x, dy, dw []float32) {
 // so that winoWeightGradBlock needs passes over blocks of output
 // channels, each transforming the input again and each goroutine summing
 // a gradient of its own; here each element of a position's (C·K floats,
-// 256 KB at 256 channels) is written once, by one goroutine. ResNet-50's 256-channel
-// 3×3 weight gradients at 14×14, which the passes left to the direct
-// kernels, take this path: 26.1–29.7 → 17.0–23.3 ms a step for the five
-// layers (go test -bench 'ResNet50Grads/l3-3x3-256/weight-fp32', three
-// alternated rounds, 2-core Zen 5).
+// 256 KB at 256 channels) is written once, by one goroutine.
+// ResNet-50's 256-channel 3×3 weight gradients at 14×14, which the
+// passes left to the direct kernels, take this path: 26.1–29.7 →
+// 17.0–23.3 ms a step for the five layers (go test -bench
+// 'ResNet50Grads/l3-3x3-256/weight-fp32', three alternated rounds, 2-core
+// Zen 5). It computes F(4×4) plans too, but winoGradTile gives it F(2×2)
+// ones only: F(4×4) position by position measured slower at every
+// ResNet-50 stage.
 func winoWeightGradByPosition(p *winoPlan, x, dy, dw []float32) {
 	m, np, tw, C, K := p.m, p.npos, p.tilesW, p.C, p.K
 	tiles := p.N * p.tilesH * tw
