@@ -195,7 +195,8 @@ func TestWinogradPropagatesNonFinite(t *testing.T) {
 			defer func() { SetLevel(prev); winograd, winograd4 = prevW, prev4 }()
 			r := rand.New(rand.NewPCG(23, 24))
 			// The second shape's weight gradient goes position by
-			// position, its data gradient in passes (at AVX-512).
+			// position and its data gradient in F(2×2) passes, at
+			// AVX-512 (the data gradient with F(4×4) off).
 			for _, s := range []ConvShape{
 				{N: 2, H: 9, W: 10, C: 32, OC: 32, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 				{N: 1, H: 6, W: 6, C: 2048, OC: 32, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
