@@ -127,32 +127,27 @@ func packPhaseBF16(s ConvShape, w []float32, wp []uint32, nr, ry, rx, kh, kw int
 		rb := getBuf(nr * cp / 2)
 		defer putBuf(rb)
 		rows := pairsOf(rb)
+		elems := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(rb))), nr*cp)
 		for b := lo; b < hi; b++ {
 			blk := wp[b*blockPairs : (b+1)*blockPairs]
 			nc := min(nr, s.C-b*nr) // rows with weights; the others zero
 			for ky := range kh {
 				for kx := range kw {
 					sy, sx := ry+s.SH*(kh-1-ky), rx+s.SW*(kw-1-kx)
+					out := blk[(ky*pairs+kx*cp/2)*nr:][:cp/2*nr]
 					for j := range nc {
-						src := w[((sy*s.KW+sx)*s.C+b*nr+j)*s.OC:][:s.OC]
-						r := unsafe.Slice((*uint16)(unsafe.Pointer(&rows[j*cp/2])), cp)
-						for i := toBF16Fast(r[:s.OC], src); i < s.OC; i++ {
-							r[i] = BF16FromFloat32(src[i])
-						}
+						r := elems[j*cp : (j+1)*cp]
+						ToBF16(r, w[((sy*s.KW+sx)*s.C+b*nr+j)*s.OC:][:s.OC])
 						if cp > s.OC {
 							r[s.OC] = 0 // an odd OC's zero channel
 						}
-					}
-					out := blk[(ky*pairs+kx*cp/2)*nr:][:cp/2*nr]
-					for j := range nr {
-						if j >= nc {
-							for m := range cp / 2 {
-								out[m*nr+j] = 0
-							}
-							continue
-						}
 						for m, v := range rows[j*cp/2 : (j+1)*cp/2] {
 							out[m*nr+j] = v
+						}
+					}
+					for j := nc; j < nr; j++ {
+						for m := range cp / 2 {
+							out[m*nr+j] = 0
 						}
 					}
 				}
@@ -206,10 +201,7 @@ func convDirectPlacedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep
 	stage := func(dst []uint16, e0, e1 int) {
 		switch {
 		case s.PT|s.PB|s.PL|s.PR == 0 && cp == s.C: // the input's own layout
-			src := x[e0:e1]
-			for i := toBF16Fast(dst[:len(src)], src); i < len(src); i++ {
-				dst[i] = BF16FromFloat32(src[i])
-			}
+			ToBF16(dst, x[e0:e1])
 		case e0%rowElems == 0 && e1%rowElems == 0: // padded rows r of N·h
 			for r := e0 / rowElems; r < e1/rowElems; r++ {
 				row := dst[r*rowElems-e0:][:rowElems]
@@ -222,9 +214,7 @@ func convDirectPlacedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep
 				src := x[(img*s.H+iy)*s.W*s.C : (img*s.H+iy+1)*s.W*s.C]
 				in := row[s.PL*cp : (s.PL+s.W)*cp]
 				if cp == s.C {
-					for i := toBF16Fast(in, src); i < len(src); i++ {
-						in[i] = BF16FromFloat32(src[i])
-					}
+					ToBF16(in, src)
 				} else {
 					for px := range s.W {
 						for c := range s.C {
