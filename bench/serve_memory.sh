@@ -15,8 +15,8 @@ pids=($!)
 wait_ready serve_memory.sh "$tmp/server.log"
 rss() { awk '/VmRSS|VmHWM/ {printf "%s %d MB  ", $1, $2/1024}' "/proc/${pids[0]}/status"; }
 echo "ready: $(rss)"
-"$serveload" --model resnet50 --concurrency 8,64 --duration 15s 2>&1 | tail -2 | cut -c1-110
+"$serveload" --model resnet50 --concurrency 8,64 --duration 15s 2>&1 | grep -E '^(concurrency|rate)=' | cut -c1-110
 echo "before the overload: $(rss)"
-"$serveload" --model resnet50 --rates 160 --duration 20s --max-requests 400000 --timeout 10s 2>&1 | tail -1 | cut -c1-110
+"$serveload" --model resnet50 --rates 160 --duration 20s --max-requests 400000 --timeout 10s 2>&1 | grep -E '^(concurrency|rate)='
 echo "after the overload: $(rss)"
 curl -s 127.0.0.1:8080/metrics | grep -E '^go_memstats_heap_(inuse|idle)_bytes'
