@@ -687,20 +687,15 @@ func winoWeightGradBlock(p *winoPlan, x, dy, dw []float32) {
 // passes left to the direct kernels, take this path: 26.1–29.7 →
 // 17.0–23.3 ms a step for the five layers (go test -bench
 // 'ResNet50Grads/l3-3x3-256/weight-fp32', three alternated rounds, 2-core
-// Zen 5). It computes F(4×4) plans too, but winoGradTile gives it F(2×2)
-// ones only: F(4×4) position by position measured slower at every
-// ResNet-50 stage.
+// Zen 5). p is an F(2×2) plan (winoGradTile gives no other): F(4×4)
+// position by position measured slower at every ResNet-50 stage.
 func winoWeightGradByPosition(p *winoPlan, x, dy, dw []float32) {
 	m, np, tw, C, K := p.m, p.npos, p.tilesW, p.C, p.K
 	tiles := p.N * p.tilesH * tw
 	R := p.stripRows(1)
 	strips := (p.tilesH + R - 1) / R
 	rowF := p.stripRow()
-	wk := winoUse()
-	inT, gradT := wk.in, wk.grad
-	if m == 4 {
-		inT, gradT = wk.in4, wk.grad4
-	}
+	inT, gradT := winoUse().in, winoUse().grad // F(2×2)'s transforms
 	v, z := getBuf(np*tiles*C), getBuf(np*tiles*K)
 	defer putBuf(v)
 	defer putBuf(z)

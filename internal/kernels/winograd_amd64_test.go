@@ -228,6 +228,12 @@ func nonFiniteThrough(t *testing.T, r *rand.Rand, s ConvShape) {
 			}
 		}
 	}
+	// The large shape takes the Winograd path only where the level can go
+	// position by position.
+	wantByPos := 16*s.C*s.OC*4 > winoMaxWeights
+	if m, _, byPos := winoGradTile(s); byPos != (wantByPos && winoUse().gradOut != nil) || m == 0 && !wantByPos {
+		t.Fatalf("%+v: the weight gradient's Winograd path in tiles of %d, by position %v", s, m, byPos)
+	}
 	for _, bad := range nanKinds {
 		for _, in := range []string{"x", "w", "scale", "shift", "skip"} {
 			if bad < 0 && in != "x" && in != "w" {
@@ -241,12 +247,6 @@ func nonFiniteThrough(t *testing.T, r *rand.Rand, s ConvShape) {
 			convForwardEpilogueRef(s, kt.F64(v["x"]), kt.F64(v["w"]), want, ConvEpilogue[float64]{
 				Scale: kt.F64(e.Scale), Shift: kt.F64(e.Shift), Skip: kt.F64(e.Skip), ReLU: true})
 			covers(fmt.Sprintf("forward %g in %s", bad, in), y, want)
-		}
-		// The large shape takes the Winograd path only where the level
-		// can go position by position.
-		wantByPos := 16*s.C*s.OC*4 > winoMaxWeights
-		if m, _, byPos := winoGradTile(s); byPos != (wantByPos && winoUse().gradOut != nil) || m == 0 && !wantByPos {
-			t.Fatalf("%+v: the weight gradient's Winograd path in tiles of %d, by position %v", s, m, byPos)
 		}
 		for _, in := range []string{"x", "w", "dy"} {
 			v := poison(r, clean, in, bad)
