@@ -74,6 +74,10 @@ func Names() []string {
 	return n
 }
 
+// NameRules says which names Preset accepts beyond Names: the families
+// whose depth is part of the name.
+const NameRules = "resnetN, plainN for any depth N = 6n+2, e.g. resnet8; resnet50-v1, resnet101-v1, resnet152-v1 for the paper's v1 bottleneck"
+
 // Preset returns the published configuration of a named model.
 func Preset(name string) (Config, error) {
 	switch name {
@@ -86,7 +90,7 @@ func Preset(name string) (Config, error) {
 	}
 	rc, err := resnet.Preset(name)
 	if err != nil {
-		return Config{}, fmt.Errorf("models: unknown model %q; known: %s (and resnetN, plainN for any depth N = 6n+2, e.g. resnet8; resnet50-v1, resnet101-v1, resnet152-v1 for the paper's v1 bottleneck)", name, strings.Join(Names(), ", "))
+		return Config{}, fmt.Errorf("models: unknown model %q; known: %s (and %s)", name, strings.Join(Names(), ", "), NameRules)
 	}
 	return Config{Name: name, Arch: &ResNet{rc}}, nil
 }

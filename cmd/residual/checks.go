@@ -442,10 +442,7 @@ func checkExperiment(fs *flag.FlagSet, _ []string) error {
 	if d := intFlag(fs, "depth"); fs.Lookup("depth") != nil && d < 8 || (d-2)%6 != 0 || (d-2)/2 > limits.Layers {
 		return badFlag("depth", d, "must be 6n+2 for n in [1, %d] (20, 32, 44, 56, 110, …)", limits.Layers/3)
 	}
-	if w := floatFlag(fs, "warmup"); w != -1 {
-		return floatIn(fs, "warmup", 0, true, 1, true)
-	}
-	return nil
+	return floatIn(fs, "warmup", 0, true, 1, true)
 }
 
 // Bounds of serve's flags: a batch the engine runs at once, requests

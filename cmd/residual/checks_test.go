@@ -88,6 +88,7 @@ func TestFlagChecks(t *testing.T) {
 		{[]string{"experiment", "order", "--depth", "21"}, 2, []string{"--depth 21", "6n+2"}},
 		{[]string{"experiment", "shatter", "--seeds", "-1"}, 2, []string{"--seeds -1"}},
 		{[]string{"experiment", "order", "--warmup", "2"}, 2, []string{"--warmup 2"}},
+		{[]string{"experiment", "order", "--warmup", "-1"}, 2, []string{"--warmup -1"}}, // once the "not given" marker
 		{[]string{"experiment", "order", "--limit", "-1"}, 2, []string{"--limit -1"}},
 		{[]string{"segment", "--weights", ck, img, "--out", out("m.png"), "--tile", "100000"}, 2, []string{"--tile 100000", "65536"}},
 		{[]string{"segment", "--weights", ck, img, "--out", out("m.png"), "--tile", "20000"}, 2, []string{"--tile 20000", "decompression bomb"}},

@@ -24,7 +24,7 @@ func runExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	epochs := fs.Int("epochs", 0, "degradation, ensemble, order, segment-unet: epochs (default 25, 10, 3, 5)")
 	limit := fs.Int("limit", 0, "degradation, ensemble, order: training images (default 10,000 for degradation, all otherwise); segment-unet: training canvases (default 10,000)")
 	models := fs.String("models", "", "degradation: presets to compare (default plain20,plain32,plain44,plain56,resnet20,resnet56)")
-	warmup := fs.Float64("warmup", -1, "degradation, ensemble, order: fraction of the steps with a linear learning-rate warm-up (default 0, or 0.05 for ensemble)")
+	warmup := fs.Float64("warmup", 0, "degradation, ensemble, order: fraction of the steps with a linear learning-rate warm-up (default 0, or 0.05 for ensemble)")
 	weights := fs.String("weights", "", "ensemble: a trained ResNet checkpoint to study instead of training one")
 	plainWeights := fs.String("plain-weights", "", "ensemble: a trained plain-network checkpoint to study instead of training one")
 	resume := fs.Bool("resume", false, "degradation, ensemble, order, segment-unet: continue a stopped experiment in --out with the same flags: finished runs are evaluated again, a stopped one goes on from its checkpoint, the rest are trained; a run trained with other settings is refused")
@@ -60,7 +60,7 @@ func runExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if *limit > 0 {
 			b.Limit = *limit
 		}
-		if *warmup >= 0 {
+		if flagSet(fs, "warmup") {
 			b.Warmup = *warmup
 		}
 		return b

@@ -19,7 +19,9 @@ func runSummary(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	classes := fs.Int("classes", 0, "number of classes (default: the model's)")
 	inCh := fs.Int("in-channels", 0, "input channels (default: the model's)")
 	asJSON := fs.Bool("json", false, "print one JSON object")
-	fs.Usage = func() { printUsage(fs, fmt.Sprintf("models: %s", strings.Join(models.Names(), ", "))) }
+	fs.Usage = func() {
+		printUsage(fs, fmt.Sprintf("models: %s (and %s)", strings.Join(models.Names(), ", "), models.NameRules))
+	}
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
