@@ -45,20 +45,26 @@ type observer struct {
 	seen     bool
 }
 
-func (o *observer) add(xs []float32, hist bool) {
-	for _, v := range xs {
+// add observes xs. A NaN or an infinity is an error: no range holds it,
+// and it means the float network itself has gone wrong (weights or
+// input), which calibration must not hide.
+func (o *observer) add(xs []float32, hist bool) error {
+	for i, v := range xs {
 		f := float64(v)
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return fmt.Errorf("value %d of %d is %v", i, len(xs), v)
+		}
 		if !o.seen {
 			o.min, o.max, o.seen = f, f, true
 		}
 		o.min, o.max = min(o.min, f), max(o.max, f)
 	}
 	if !hist {
-		return
+		return nil
 	}
 	m := max(o.max, -o.min)
 	if m == 0 {
-		return
+		return nil
 	}
 	if o.top == 0 {
 		o.top = m
@@ -81,6 +87,7 @@ func (o *observer) add(xs []float32, hist bool) {
 		}
 		h[min(int(f*w), histBins-1)]++
 	}
+	return nil
 }
 
 // rangeOf returns the range [lo, hi] (lo ≤ 0 ≤ hi) the method chooses.

@@ -389,7 +389,9 @@ func calibrate(ctx context.Context, net nn.Layer, g *graph, input []int, batches
 		tape := ag.NewTape()
 		var outs []*ag.Value
 		tape.SetTracer(func(op ag.Op) { outs = append(outs, op.Output) })
-		obs[-1].add(x.Data, hist)
+		if err := obs[-1].add(x.Data, hist); err != nil {
+			return nil, fmt.Errorf("quant: calibration batch %d: the input: %w", nb, err)
+		}
 		if err := forward(net, tape.Constant(x)); err != nil {
 			return nil, err
 		}
@@ -398,7 +400,9 @@ func calibrate(ctx context.Context, net nn.Layer, g *graph, input []int, batches
 		}
 		for i, v := range outs {
 			if want[i] {
-				obs[i].add(v.Tensor().Data, hist)
+				if err := obs[i].add(v.Tensor().Data, hist); err != nil {
+					return nil, fmt.Errorf("quant: calibration batch %d: the output of operation %d (%s): %w; the float model computes non-finite values on the calibration data (are its weights finite?)", nb, i, opName(g, i), err)
+				}
 			}
 		}
 		tape.Reset()
@@ -427,4 +431,24 @@ func forward(net nn.Layer, x *ag.Value) (err error) {
 	}()
 	net.Forward(x)
 	return nil
+}
+
+// opName names traced operation op for an error: the layer a convolution
+// node belongs to, else the kind of node that reads it.
+func opName(g *graph, op int) string {
+	for _, n := range g.nodes {
+		if n.op != op {
+			continue
+		}
+		if n.name != "" {
+			return "layer " + n.name
+		}
+		kinds := [...]string{kConv: "a convolution", kAdd: "an addition", kReLU: "a ReLU", kMaxPool: "a max pool", kGAP: "a global average pool",
+			kReshape: "a reshape", kSubsamplePad: "a shortcut's subsample", kPad: "a padding", kAffine: "a batch norm or scale"}
+		if int(n.kind) < len(kinds) {
+			return kinds[n.kind]
+		}
+		return "an operation"
+	}
+	return "not in the graph"
 }

@@ -237,6 +237,37 @@ func TestQuantizedResNet20(t *testing.T) {
 	}
 }
 
+// TestQuantizeRefusesNonFinite checks that a float network computing a
+// NaN or an infinity on the calibration data is an error naming the
+// operation, for every method (the histogram methods once panicked).
+func TestQuantizeRefusesNonFinite(t *testing.T) {
+	cfg, err := models.Preset("resnet20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []float32{float32(math.NaN()), float32(math.Inf(1))} {
+		for _, method := range []Method{MinMax, Percentile, Entropy} {
+			rng := tensor.NewRNG(5)
+			net, err := models.Build(cfg, rng)
+			if err != nil {
+				t.Fatal(err)
+			}
+			nn.Layers(net)[0].Layer.(*nn.Conv2d).Weight.Data.Data[0] = bad
+			in := cfg.InputShape(1, 16)
+			b := 0
+			_, err = Quantize(context.Background(), net, in, func() (*tensor.Tensor, error) {
+				if b++; b > 1 {
+					return nil, nil
+				}
+				return randInput(rng, 2, 16, 16, in[3]), nil
+			}, Options{Method: method})
+			if err == nil || !strings.Contains(err.Error(), "operation") || !strings.Contains(err.Error(), "weights finite") {
+				t.Errorf("weight %v, %s: %v", bad, method, err)
+			}
+		}
+	}
+}
+
 // TestKLThreshold checks the entropy method's clip on histograms whose
 // right answer is clear: a uniform histogram keeps (nearly) all of its
 // range (merging its bins loses nothing); an exponential bulk (scale 64
@@ -259,10 +290,22 @@ func TestKLThreshold(t *testing.T) {
 		t.Errorf("exponential bulk and outliers at %d: threshold %d bins", histBins, got)
 	}
 	var o observer
-	o.add([]float32{-1, 0.5, 2, 3}, true)
+	if err := o.add([]float32{-1, 0.5, 2, 3}, true); err != nil {
+		t.Fatal(err)
+	}
 	lo, hi := o.rangeOf(MinMax, 0)
 	if lo != -1 || hi != 3 {
 		t.Errorf("minmax range [%v, %v], want [-1, 3]", lo, hi)
+	}
+	// A non-finite value has no range: an error, for every method (the
+	// histogram's bin index of a NaN was once a panic).
+	for _, bad := range []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))} {
+		for _, hist := range []bool{false, true} {
+			var o observer
+			if err := o.add([]float32{1, bad, 2}, hist); err == nil || !strings.Contains(err.Error(), "value 1 of 3") {
+				t.Errorf("add(%v, hist %v): %v", bad, hist, err)
+			}
+		}
 	}
 }
 
