@@ -124,6 +124,9 @@ func setup(cfg Config) (*run, error) {
 		return nil, err
 	}
 	r.stepsPerEpoch = r.stepsFor(cfg.Batch)
+	if err := r.checkShapes(); err != nil {
+		return nil, err
+	}
 	if r.opt, err = r.newOptimizer(); err != nil {
 		return nil, err
 	}
@@ -144,6 +147,37 @@ func setup(cfg Config) (*run, error) {
 		}
 	}
 	return r, nil
+}
+
+// checkShapes runs the model in training mode on a shape tape (nothing is
+// computed) at each batch size an epoch will use — the full batch and the
+// last, shorter one — so that a model that does not take the data's image
+// size (a U-Net whose levels do not halve evenly) or a batch norm left with
+// a single value per channel (a last batch of one image over a 1×1 feature
+// map) is an error naming the cause before training, not a panic in the
+// middle of an epoch.
+func (r *run) checkShapes() error {
+	d := r.trainSet
+	n := d.Len()
+	if r.cfg.Comm != nil {
+		n = (n + r.cfg.Comm.Size() - 1) / r.cfg.Comm.Size() // as stepsFor
+	}
+	sizes := []int{min(r.cfg.Batch, n)}
+	if rem := n % r.cfg.Batch; rem != 0 && n > r.cfg.Batch {
+		sizes = append(sizes, rem)
+	}
+	nn.SetTraining(r.model, true)
+	for _, b := range sizes {
+		if _, err := nn.Summarize(r.model, []int{b, d.H, d.W, d.C}); err != nil {
+			what := "a batch"
+			if b != r.cfg.Batch {
+				what = "the last batch of an epoch"
+			}
+			return fmt.Errorf("train: model %q cannot train on %s, %d image(s) of %dx%d (%d training images, --batch %d): %w",
+				r.cfg.Model.Name, what, b, d.H, d.W, n, r.cfg.Batch, err)
+		}
+	}
+	return nil
 }
 
 // checkFits reports a model whose input channels or classes do not match

@@ -292,3 +292,33 @@ func TestLimited(t *testing.T) {
 		t.Errorf("limited(folder, 5) covers %d of 3 classes", len(classes))
 	}
 }
+
+// Prepare refuses, naming the cause, a batch norm that the last batch of an
+// epoch would leave with one value per channel (ResNet-18's 1×1 maps on
+// MNIST, 3 images in batches of 2) and a U-Net that does not take the
+// data's size; both were panics in the middle of the first epoch.
+func TestPrepareChecksShapes(t *testing.T) {
+	for _, tc := range []struct {
+		model, data string
+		batch       int
+		want        []string
+	}{
+		{"resnet18", "mnist", 2, []string{"last batch", "1 image(s) of 28x28", "one value per channel"}},
+		{"unet", "mnist-canvas:64", 2, []string{"a batch, 2 image(s) of 64x64", "odd or empty size"}},
+	} {
+		mc, err := models.Preset(tc.model)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := Config{Model: mc, Data: tc.data, Epochs: 1, Batch: tc.batch, Optimizer: "sgd", LR: 0.01, Seed: 1, Limit: 3, Out: t.TempDir()}
+		if tc.model == "unet" {
+			cfg.Task = Segment
+		}
+		_, err = Prepare(cfg)
+		for _, w := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("%s on %s: %v, want an error with %q", tc.model, tc.data, err, w)
+			}
+		}
+	}
+}
