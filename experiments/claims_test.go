@@ -58,3 +58,23 @@ func TestMeanSpreadMedian(t *testing.T) {
 		t.Error("median wrong")
 	}
 }
+
+// A figure the plotting library cannot draw (values ≤ 0 on a log axis, as
+// a diverged run's can be) is an error naming the figure; the library's panic once
+// ended the process.
+func TestFigureRefusesUndrawable(t *testing.T) {
+	r, err := NewReport(t.TempDir(), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, y := range [][]float64{{0, 0}, {0, 1}} {
+		bad := Panel{LogY: true, Lines: []Line{{X: []float64{1, 2}, Y: y, Color: -1}}}
+		if err := r.Figure("bad.png", 1, 100, 100, bad); err == nil || !strings.Contains(err.Error(), "bad.png") {
+			t.Errorf("%v on a log axis: %v", y, err)
+		}
+	}
+	good := Panel{LogY: true, Lines: []Line{{X: []float64{1, 2}, Y: []float64{1, 10}, Color: -1}}}
+	if err := r.Figure("good.png", 1, 100, 100, good); err != nil {
+		t.Errorf("a drawable figure: %v", err)
+	}
+}

@@ -145,13 +145,8 @@ func (r *Report) Figure(name string, cols int, w, h vg.Length, panels ...Panel) 
 		}
 		grid[i/cols][i%cols] = pl
 	}
-	canvases := plot.Align(grid, tiles, dc)
-	for i := range grid {
-		for j := range grid[i] {
-			if grid[i][j] != nil {
-				grid[i][j].Draw(canvases[i][j])
-			}
-		}
+	if err := drawGrid(grid, tiles, dc); err != nil {
+		return fmt.Errorf("experiments: %s: %w", name, err)
 	}
 	f, err := os.Create(filepath.Join(r.Dir, name))
 	if err != nil {
@@ -162,6 +157,26 @@ func (r *Report) Figure(name string, cols int, w, h vg.Length, panels ...Panel) 
 		return fmt.Errorf("experiments: %s: %w", name, err)
 	}
 	r.figures = append(r.figures, name)
+	return nil
+}
+
+// drawGrid draws the plots into their tiles of dc. The plotting library
+// panics on data it cannot draw (a value ≤ 0 or a NaN on a log axis, as a
+// diverged run gives); that is returned as an error.
+func drawGrid(grid [][]*plot.Plot, tiles draw.Tiles, dc draw.Canvas) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("cannot draw the figure: %v", r)
+		}
+	}()
+	canvases := plot.Align(grid, tiles, dc)
+	for i := range grid {
+		for j := range grid[i] {
+			if grid[i][j] != nil {
+				grid[i][j].Draw(canvases[i][j])
+			}
+		}
+	}
 	return nil
 }
 
