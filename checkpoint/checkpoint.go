@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -197,6 +198,9 @@ func Write(path string, net nn.Layer, meta Meta, optimizer map[string]*tensor.Te
 		return fmt.Errorf("checkpoint: writing %s: %w", path, err)
 	}
 	tensors := nn.TorchState(net)
+	if err := checkFinite(tensors); err != nil {
+		return fmt.Errorf("checkpoint: not writing %s: %w", path, err)
+	}
 	for k, t := range optimizer {
 		tensors[OptimizerPrefix+k] = t
 	}
@@ -315,6 +319,9 @@ func FromFile(f *safetensors.File) (*Checkpoint, error) {
 			weights[k] = t
 		}
 	}
+	if err := checkFinite(weights); err != nil {
+		return nil, err
+	}
 	if err := nn.LoadTorchState(net, weights, true); err != nil {
 		return nil, err
 	}
@@ -322,6 +329,32 @@ func FromFile(f *safetensors.File) (*Checkpoint, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// checkFinite refuses weights holding a NaN or an infinity, naming the
+// first such tensor (in name order) and how many of its values are bad: a
+// model with them computes nothing usable, and a checkpoint that holds them
+// is corrupt or comes from a diverged run.
+func checkFinite(tensors map[string]*tensor.Tensor) error {
+	names := make([]string, 0, len(tensors))
+	for k := range tensors {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		bad, first := 0, -1
+		for i, v := range tensors[k].Data {
+			if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
+				if bad++; first < 0 {
+					first = i
+				}
+			}
+		}
+		if bad > 0 {
+			return fmt.Errorf("model: tensor %q holds %d non-finite values of %d (the first, at %d, is %v)", k, bad, tensors[k].Len(), first, tensors[k].Data[first])
+		}
+	}
+	return nil
 }
 
 // checkInput returns an error if the model, run on one input of the

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -174,6 +175,39 @@ func TestWriteValidates(t *testing.T) {
 	m.Model = models.Config{Name: "none"}
 	if err := checkpoint.Write(path, c.Net, m, nil); err == nil || !strings.Contains(err.Error(), "describes no network") {
 		t.Errorf("no model config: %v", err)
+	}
+}
+
+// A checkpoint whose weights hold a NaN or an infinity is refused when
+// loaded and when written, naming the tensor; such files once loaded
+// everywhere, predicting "NaN%".
+func TestNonFiniteWeightsRefused(t *testing.T) {
+	for _, bad := range []float32{float32(math.NaN()), float32(math.Inf(-1))} {
+		f, err := safetensors.Read(resnetV1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := f.Tensors["fc.weight"]
+		w.Data[7], w.Data[9] = bad, bad
+		if _, err := checkpoint.FromFile(f); err == nil || !strings.Contains(err.Error(), `"fc.weight" holds 2 non-finite values`) {
+			t.Errorf("loading a weight of %v: %v", bad, err)
+		}
+		c, err := checkpoint.Load(resnetV1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range nn.StateDict(c.Net) {
+			if e.Name == "fc.weight" {
+				e.Tensor.Data[3] = bad
+			}
+		}
+		path := filepath.Join(t.TempDir(), "c.safetensors")
+		if err := checkpoint.Write(path, c.Net, c.Meta, nil); err == nil || !strings.Contains(err.Error(), `"fc.weight" holds 1 non-finite`) {
+			t.Errorf("writing a weight of %v: %v", bad, err)
+		}
+		if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("a refused checkpoint left a file: %v", err)
+		}
 	}
 }
 
