@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -347,6 +348,93 @@ func TestRepositoryReload(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestRepositoryVersionFolders: as in Triton's model repositories, only
+// folders named by a positive integer without leading zeros are versions;
+// any other folder (a version "notanumber", "01", "0", "v2", a model name
+// the server refuses) is not loaded, and a warning naming it is logged
+// once, on the scan that first finds it, and again if it comes back after
+// being removed.
+func TestRepositoryVersionFolders(t *testing.T) {
+	dir := t.TempDir()
+	var mu sync.Mutex
+	var opened []string
+	open := func(p string) (Backend, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		opened = append(opened, p)
+		return newFake(), nil
+	}
+	write := func(parts ...string) string {
+		folder := filepath.Join(append([]string{dir}, parts...)...)
+		if err := os.MkdirAll(folder, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(folder, "model.safetensors"), []byte("weights"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return folder
+	}
+	write("m", "1")
+	write("m", "10")
+	ignored := []string{write("m", "notanumber"), write("m", "01"), write("m", "0"), write("m", "v2"), write("m", "-3"), filepath.Dir(write("bad+name", "1"))}
+	write(".git", "1")                                                                  // hidden folders: skipped without a word
+	write("m", ".cache")                                                                // (the count of warnings below checks it)
+	if err := os.WriteFile(filepath.Join(dir, "m", "README"), nil, 0o644); err != nil { // a file beside the versions: not a folder, not logged
+		t.Fatal(err)
+	}
+	ts := start(t, Config{Repository: dir, PollInterval: time.Hour, Open: open, MaxDelay: -1}, nil)
+	for range 3 {
+		if err := ts.ScanRepository(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, b := get(t, ts.url+"/v2/models/m")
+	var md modelMetadata
+	if err := json.Unmarshal(b, &md); code != 200 || err != nil || fmt.Sprint(md.Versions) != "[1 10]" || md.Residual.Version != "10" {
+		t.Fatalf("metadata: %d %s; want versions [1 10], newest 10", code, b)
+	}
+	mu.Lock()
+	if len(opened) != 2 {
+		t.Errorf("opened %q; want m/1 and m/10 only", opened)
+	}
+	mu.Unlock()
+	for _, path := range []string{"m/versions/notanumber", "m/versions/01", "m/versions/v2", "bad+name"} {
+		code, _, b := post(t, ts.url+"/v2/models/"+path+"/infer", "application/json", inferJSON([]int{1, 2, 2, 1}, []float32{1, 2, 3, 4}, ""))
+		if code != http.StatusNotFound {
+			t.Errorf("%s: %d %s; want 404", path, code, b)
+		}
+	}
+	warned := func(folder string) int {
+		n := 0
+		for _, line := range strings.Split(ts.logs.String(), "\n") {
+			if strings.Contains(line, "level=WARN") && strings.Contains(line, "repository folder ignored") && strings.HasSuffix(line, " folder="+folder) {
+				n++
+			}
+		}
+		return n
+	}
+	for _, f := range ignored {
+		if n := warned(f); n != 1 {
+			t.Errorf("folder %s: warned %d times over three scans; want once", f, n)
+		}
+	}
+	if n := strings.Count(ts.logs.String(), "repository folder ignored"); n != len(ignored) {
+		t.Errorf("%d folders warned about; want %d:\n%s", n, len(ignored), ts.logs.String())
+	}
+	// Removed and made again: warned again, once.
+	if err := os.RemoveAll(ignored[0]); err != nil {
+		t.Fatal(err)
+	}
+	ts.ScanRepository()
+	write("m", "notanumber")
+	ts.ScanRepository()
+	ts.ScanRepository()
+	if n := warned(ignored[0]); n != 2 {
+		t.Errorf("folder %s removed and made again: warned %d times in all; want 2", ignored[0], n)
+	}
+	serving(t, ts, "m")
 }
 
 // TestDrainUnderLoad: REST and gRPC requests in flight when the server is

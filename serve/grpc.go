@@ -105,6 +105,10 @@ func (g *grpcService) ModelMetadata(_ context.Context, r *inferencepb.ModelMetad
 // (what Triton's clients read), in the order requested.
 func (g *grpcService) ModelInfer(ctx context.Context, r *inferencepb.ModelInferRequest) (_ *inferencepb.ModelInferResponse, err error) {
 	defer func() { g.s.countFailure(r.GetModelName(), r.GetModelVersion(), err) }()
+	// The model and version first: NOT_FOUND whatever the inputs hold.
+	if _, err := g.s.lookup(r.GetModelName(), r.GetModelVersion()); err != nil {
+		return nil, err
+	}
 	if len(r.GetInputs()) != 1 {
 		return nil, badRequest("request has %d inputs; the model takes one, %q", len(r.GetInputs()), inputName)
 	}

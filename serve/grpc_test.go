@@ -115,3 +115,24 @@ func TestGRPC(t *testing.T) {
 		t.Errorf("slow model after the refusal: %v %v", r, err)
 	}
 }
+
+// TestGRPCUnknownModelFirst checks that ModelInfer resolves the model and
+// version before it looks at the inputs: an unknown one is NOT_FOUND
+// naming it, not INVALID_ARGUMENT about the request's inputs.
+func TestGRPCUnknownModelFirst(t *testing.T) {
+	ts := start(t, Config{MaxDelay: -1}, map[string]Backend{"m": newFake()})
+	c := grpcClient(t, ts)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, req := range []*inferencepb.ModelInferRequest{
+		{ModelName: "nosuch"},
+		{ModelName: "m", ModelVersion: "99"},
+		{ModelName: "nosuch", Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{{Name: "x", Datatype: "FP8"}}, RawInputContents: [][]byte{{1}, {2}}},
+		{ModelName: "m", ModelVersion: "99", Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{{Name: "input", Datatype: "FP32", Shape: []int64{1, 3}}}},
+	} {
+		_, err := c.ModelInfer(ctx, req)
+		if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), req.ModelName) {
+			t.Errorf("gRPC ModelInfer of model %q version %q: %v; want NOT_FOUND naming it", req.ModelName, req.ModelVersion, err)
+		}
+	}
+}

@@ -59,22 +59,39 @@ func decodeImage(b []byte, maxPixels int) (img image.Image, err error) {
 // imageBody returns the image bytes of a request: the raw body, or the
 // multipart form field "image".
 func imageBody(r *http.Request) ([]byte, error) {
-	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	ct := r.Header.Get("Content-Type")
+	mt, params, perr := mime.ParseMediaType(ct)
 	if mt != "multipart/form-data" {
 		return readBody(r)
 	}
-	mr := multipart.NewReader(r.Body, params["boundary"])
-	for {
+	const invalid = "the body is not a valid multipart form: "
+	if perr != nil {
+		return nil, badRequest(invalid+"Content-Type %q: %v", ct, perr)
+	}
+	boundary := params["boundary"]
+	if boundary == "" {
+		return nil, badRequest(invalid+"Content-Type has no boundary parameter (%q)", ct)
+	}
+	mr := multipart.NewReader(r.Body, boundary)
+	for parts := 0; ; parts++ {
 		p, err := mr.NextPart()
-		if errors.Is(err, io.EOF) {
+		// Only a bare io.EOF is the form's closing boundary; the parser
+		// wraps the EOF of a body that ends before it.
+		if err == io.EOF {
 			return nil, badRequest("multipart form has no field %q", "image")
 		}
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
 			return nil, tooLarge("request body is over the server's limit of %d bytes (--max-body)", mb.Limit)
 		}
+		if errors.Is(err, io.EOF) && parts == 0 {
+			return nil, badRequest(invalid+"no boundary line %q before the body ends (%v)", "--"+boundary, err)
+		}
+		if errors.Is(err, io.EOF) {
+			return nil, badRequest(invalid+"the body ends before the closing boundary line %q (%v)", "--"+boundary+"--", err)
+		}
 		if err != nil {
-			return nil, badRequest("multipart form: %v", err)
+			return nil, badRequest(invalid+"%v", err)
 		}
 		if p.FormName() != "image" {
 			continue

@@ -382,6 +382,12 @@ func (s *Server) handleInfer(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) infer2(w http.ResponseWriter, r *http.Request) error {
+	// The model and version first: a request for one that is not served
+	// is a 404 naming it, whatever its body (Server.infer looks it up
+	// again, in case it was replaced or removed meanwhile).
+	if _, err := s.lookup(r.PathValue("name"), r.PathValue("version")); err != nil {
+		return err
+	}
 	body, err := readBody(r)
 	if err != nil {
 		return err

@@ -227,6 +227,51 @@ func TestBadRequests(t *testing.T) {
 	serving(t, ts, "m")
 }
 
+// TestUnknownModelWhateverTheBody checks that the model and version are
+// resolved before the body is read: an unknown one is 404 naming it, over
+// REST (v2 infer, :classify, :segment) whatever the body holds, rather
+// than a complaint about the body (gRPC: TestGRPCUnknownModelFirst).
+func TestUnknownModelWhateverTheBody(t *testing.T) {
+	seg := newFake()
+	seg.task = TaskSegment
+	ts := start(t, Config{MaxDelay: -1}, map[string]Backend{"m": newFake(), "seg": seg})
+	bodies := map[string]string{"empty object": `{}`, "malformed": `{"inputs":[`, "empty": ``, "no inputs": `{"inputs":[]}`}
+	for path, says := range map[string]string{
+		"nosuch":            `unknown model "nosuch"`,
+		"m/versions/99":     `model "m" has no version "99"`,
+		"nosuch/versions/1": `unknown model "nosuch"`,
+	} {
+		for name, body := range bodies {
+			code, _, b := post(t, ts.url+"/v2/models/"+path+"/infer", "application/json", []byte(body))
+			var e struct{ Error string }
+			if err := json.Unmarshal(b, &e); err != nil || code != http.StatusNotFound || !strings.Contains(e.Error, says) {
+				t.Errorf("v2 %s, %s body: %d %s; want 404 naming %q", path, name, code, b, says)
+			}
+		}
+		// Nor do a bad binary header length or Request-Timeout come first.
+		code, _, b := post(t, ts.url+"/v2/models/"+path+"/infer", "application/octet-stream", []byte(`{}`), headerInferenceLength, "99", HeaderTimeout, "whenever")
+		var e struct{ Error string }
+		if err := json.Unmarshal(b, &e); err != nil || code != http.StatusNotFound || !strings.Contains(e.Error, says) {
+			t.Errorf("v2 %s, bad headers: %d %s; want 404 naming %q", path, code, b, says)
+		}
+	}
+	for path, says := range map[string]string{
+		"nosuch:classify":         `unknown model "nosuch"`,
+		"m/versions/99:classify":  `model "m" has no version "99"`,
+		"nosuch:segment":          `unknown model "nosuch"`,
+		"seg/versions/99:segment": `model "seg" has no version "99"`,
+	} {
+		for ctype, body := range map[string]string{"image/png": "not an image", "multipart/form-data": "no boundary", "multipart/form-data; boundary=x": "not a form", "application/json": ""} {
+			code, _, b := post(t, ts.url+"/v1/models/"+path+"?top=0", ctype, []byte(body), HeaderTimeout, "whenever")
+			var e struct{ Error string }
+			if err := json.Unmarshal(b, &e); err != nil || code != http.StatusNotFound || !strings.Contains(e.Error, says) {
+				t.Errorf("%s, %s body %q: %d %s; want 404 naming %q", path, ctype, body, code, b, says)
+			}
+		}
+	}
+	serving(t, ts, "m")
+}
+
 // TestHealthAndMetadata checks the v2 health, readiness and metadata
 // routes, and that readiness waits for the warm-up batch.
 func TestHealthAndMetadata(t *testing.T) {
@@ -461,6 +506,11 @@ func TestClassifyRoute(t *testing.T) {
 		"empty body":    {"resnet:classify", "image/png", "", 400, "empty body"},
 		"truncated PNG": {"resnet:classify", "image/png", string(pngb[:len(pngb)-40]), 400, "request body: corrupt png image"},
 		"no field":      {"resnet:classify", mw.FormDataContentType(), strings.Replace(form.String(), `name="image"`, `name="picture"`, 1), 400, "multipart form has no field"},
+		"empty form":    {"resnet:classify", mw.FormDataContentType(), "--" + mw.Boundary() + "--\r\n", 400, "multipart form has no field"},
+		"raw as form":   {"resnet:classify", mw.FormDataContentType(), string(pngb), 400, "not a valid multipart form: no boundary line"},
+		"no boundary":   {"resnet:classify", "multipart/form-data", form.String(), 400, "not a valid multipart form: Content-Type has no boundary"},
+		"bad params":    {"resnet:classify", "multipart/form-data; boundary", form.String(), 400, "not a valid multipart form: Content-Type"},
+		"cut form":      {"resnet:classify", mw.FormDataContentType(), form.String()[:strings.Index(form.String(), "ignored")+7], 400, "not a valid multipart form: the body ends before the closing boundary"},
 		"bad top":       {"resnet:classify?top=0", "image/png", string(pngb), 400, "top"},
 		"wrong task":    {"resnet:segment", "image/png", string(pngb), 400, "cannot segment"},
 		"bad action":    {"resnet:explain", "image/png", string(pngb), 404, "unknown action"},

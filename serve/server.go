@@ -29,6 +29,7 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,6 +77,9 @@ type Config struct {
 	// polled every PollInterval (default 2 s): new and changed files are
 	// loaded (a changed file once its size and time are unchanged for one
 	// poll, so half-written files are not read), removed ones unloaded.
+	// VERSION is a positive integer without leading zeros, as in Triton's
+	// model repositories; other folders are ignored with a warning logged
+	// once per folder.
 	Repository   string
 	PollInterval time.Duration
 	// Open loads model files (required for Repository and Load).
@@ -146,6 +150,7 @@ type Server struct {
 	repoMu  sync.Mutex
 	files   map[string]fileStat // repository files loaded (or failed), by path
 	pending map[string]fileStat // changed files waiting one poll to settle
+	ignored map[string]bool     // repository folders skipped (and logged), by path
 }
 
 type fileStat struct {
@@ -166,6 +171,7 @@ func New(cfg Config) *Server {
 		decoding: make(chan struct{}, 2*runtime.GOMAXPROCS(0)),
 		files:    map[string]fileStat{},
 		pending:  map[string]fileStat{},
+		ignored:  map[string]bool{},
 	}
 }
 
@@ -442,8 +448,21 @@ func (s *Server) ScanRepository() error {
 		return fmt.Errorf("serve: repository: %w", err)
 	}
 	seen := map[string]bool{}
+	ignored := map[string]bool{}
+	// ignore skips a folder, logging it on the first scan that finds it.
+	ignore := func(path, why string) {
+		ignored[path] = true
+		if !s.ignored[path] {
+			s.ignored[path] = true
+			s.log.Warn("repository folder ignored: "+why, "folder", path)
+		}
+	}
 	for _, n := range names {
-		if !n.IsDir() || checkName("model name", n.Name()) != nil {
+		if !n.IsDir() || strings.HasPrefix(n.Name(), ".") { // hidden folders (.git) are no models
+			continue
+		}
+		if err := checkName("model name", n.Name()); err != nil {
+			ignore(filepath.Join(dir, n.Name()), "a model name may only hold letters, digits, '-', '_' and '.'")
 			continue
 		}
 		vers, err := os.ReadDir(filepath.Join(dir, n.Name()))
@@ -451,7 +470,11 @@ func (s *Server) ScanRepository() error {
 			continue
 		}
 		for _, v := range vers {
-			if !v.IsDir() || checkName("model version", v.Name()) != nil {
+			if !v.IsDir() || strings.HasPrefix(v.Name(), ".") {
+				continue
+			}
+			if !repositoryVersion(v.Name()) {
+				ignore(filepath.Join(dir, n.Name(), v.Name()), "a version folder's name must be a positive integer without leading zeros (as in Triton's model repositories)")
 				continue
 			}
 			path := filepath.Join(dir, n.Name(), v.Name(), "model.safetensors")
@@ -476,6 +499,11 @@ func (s *Server) ScanRepository() error {
 			}
 		}
 	}
+	for path := range s.ignored {
+		if !ignored[path] {
+			delete(s.ignored, path) // gone: logged again if it comes back
+		}
+	}
 	for path := range s.files {
 		if !seen[path] {
 			delete(s.files, path)
@@ -485,6 +513,23 @@ func (s *Server) ScanRepository() error {
 		}
 	}
 	return nil
+}
+
+// repositoryVersion reports whether a repository folder name is a
+// version: a positive integer (int64) without leading zeros, as Triton's
+// model repositories require; Triton ignores other folders, and so does
+// ScanRepository, logging each once.
+func repositoryVersion(name string) bool {
+	if name == "" || name[0] < '1' || name[0] > '9' {
+		return false
+	}
+	for _, c := range name {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	_, err := strconv.ParseInt(name, 10, 64)
+	return err == nil
 }
 
 // watch scans the repository every PollInterval until ctx ends.
