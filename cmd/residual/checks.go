@@ -1,12 +1,14 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -168,9 +170,13 @@ func checkTrain(fs *flag.FlagSet, _ []string) error {
 		intIn(fs, "patience", 0, math.MaxInt),
 		checkFreeze(stringFlag(fs, "freeze")),
 		checkInit(stringFlag(fs, "init")),
+		checkDataSpec("data", stringFlag(fs, "data")),
 	)
 	if err != nil {
 		return err
+	}
+	if fs.Lookup("data") != nil && stringFlag(fs, "data") == "" {
+		return badFlag("data", `""`, "names no data set; want %s", dataSpecs)
 	}
 	if w, e := floatFlag(fs, "warmup-epochs"), intFlag(fs, "epochs"); fs.Lookup("warmup-epochs") != nil && w >= float64(e) {
 		return badFlag("warmup-epochs", w, "must be less than --epochs %d", e)
@@ -227,6 +233,34 @@ func imageFolder(spec string) (string, bool) {
 	return dir, ok && dir != "" && (k == "folder" || k == "segfolder")
 }
 
+// dataFolder returns the folder of a data spec that reads one (folder:DIR,
+// segfolder:DIR, idx:DIR, fashion-mnist:DIR, cifar10:DIR, cifar100:DIR):
+// the files there are the command's inputs.
+func dataFolder(spec string) (string, bool) {
+	kind, dir, ok := strings.Cut(spec, ":")
+	k, _, _ := strings.Cut(kind, ",")
+	return dir, ok && dir != "" && k != "mnist-canvas" && k != "fashion-canvas" // theirs is a side
+}
+
+// dataKinds are the data sets data.Open reads: a spec's part before the
+// options and the folder (TestDataKinds keeps the list in step with
+// data.Open's).
+var dataKinds = []string{"mnist", "fashion-mnist", "idx", "cifar10", "cifar100", "folder", "mnist-canvas", "fashion-canvas", "segfolder"}
+
+// dataSpecs lists the forms of the data specs, for messages.
+const dataSpecs = "mnist, fashion-mnist[:DIR], idx:DIR, cifar10:DIR, cifar100:DIR, folder:DIR, mnist-canvas[:SIDE], fashion-canvas[:SIDE] or segfolder:DIR"
+
+// checkDataSpec refuses a data spec (flag name) of a kind data.Open does
+// not know, before the command loads a model or prepares a run for it.
+func checkDataSpec(name, spec string) error {
+	kind, _, _ := strings.Cut(spec, ":")
+	kind, _, _ = strings.Cut(kind, ",")
+	if spec == "" || slices.Contains(dataKinds, kind) {
+		return nil // "": the command's default (train's flag has one of its own, checked in checkTrain)
+	}
+	return badFlag(name, spec, "unknown data set %q; want %s", kind, dataSpecs)
+}
+
 // within reports whether path is dir or below it.
 func within(path, dir string) bool {
 	ap, err1 := filepath.Abs(path)
@@ -277,10 +311,23 @@ func defaultRunFolder(model, spec string) string {
 // checkWritableDir proves that files can be created in dir by creating
 // and removing one, so that a folder that cannot be written is reported
 // before the work whose results would go there. Folders it had to create
-// for that are removed again (the command creates them when it writes).
-// Its failure is not a usage error (exit status 1) but names the flag.
-func checkWritableDir(name, dir string) (err error) {
+// for that are removed again (the command creates them when it writes:
+// safetensors.WriteAtomic, which every command's writes go through,
+// creates the missing folders of its path). Its failure is not a usage
+// error (exit status 1) but names the flag.
+func checkWritableDir(name, dir string) error {
+	return checkWritable(name, dir, dir)
+}
+
+// checkWritable is checkWritableDir for the flag whose value (a folder or
+// a file) is written into dir; its errors name the flag and the value,
+// and dir where that is not the value itself.
+func checkWritable(name, value, dir string) (err error) {
 	dir = filepath.Clean(dir)
+	folder := "the folder"
+	if filepath.Clean(value) != dir {
+		folder += " " + dir
+	}
 	missing := "" // the outermost folder of dir that does not exist yet
 	for d := dir; ; d = filepath.Dir(d) {
 		if _, err := os.Lstat(d); !os.IsNotExist(err) {
@@ -292,7 +339,7 @@ func checkWritableDir(name, dir string) (err error) {
 		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("--%s %s: cannot create the folder: %w", name, dir, err)
+		return fmt.Errorf("--%s %s: cannot create %s: %w", name, value, folder, err)
 	}
 	if missing != "" {
 		defer func() {
@@ -306,7 +353,11 @@ func checkWritableDir(name, dir string) (err error) {
 	}
 	f, err := os.CreateTemp(dir, ".residual-write-test-*")
 	if err != nil {
-		return fmt.Errorf("--%s %s: cannot write in the folder: %w", name, dir, err)
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the probe's name would only puzzle the reader
+		}
+		return fmt.Errorf("--%s %s: cannot write in %s: %w", name, value, folder, err)
 	}
 	f.Close()
 	return os.Remove(f.Name())
@@ -319,15 +370,56 @@ func checkOutFile(name, path string) error {
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
 		return badFlag(name, path, "is a folder; name the file to write")
 	}
-	return checkWritableDir(name, filepath.Dir(path))
+	return checkWritable(name, path, filepath.Dir(path))
+}
+
+// checkCheckpoint refuses a checkpoint to read that is a folder (flag
+// names its flag; "" for a positional argument); a missing file is left to
+// the loader, whose message names it.
+func checkCheckpoint(name, path string) error {
+	st, err := os.Stat(path)
+	if path == "" || err != nil || !st.IsDir() {
+		return nil
+	}
+	if name == "" {
+		return fmt.Errorf("%w: %s is a folder; name the checkpoint file (.safetensors)", errUsage, path)
+	}
+	return badFlag(name, path, "is a folder; name the checkpoint file (.safetensors)")
 }
 
 func checkEval(fs *flag.FlagSet, _ []string) error {
-	return checkOutName(fs, "confusion", "PNG", ".png")
+	err := firstError(
+		checkOutName(fs, "confusion", "PNG", ".png"),
+		checkCheckpoint("weights", stringFlag(fs, "weights")),
+		checkDataSpec("data", stringFlag(fs, "data")),
+	)
+	if err != nil {
+		return err
+	}
+	out := stringFlag(fs, "confusion")
+	if out == "" {
+		// The default goes next to the checkpoint: runEval checks it once
+		// the checkpoint says whether it has a confusion matrix.
+		return nil
+	}
+	return checkConfusion(out, stringFlag(fs, "weights"), stringFlag(fs, "data"))
+}
+
+// checkConfusion refuses eval's confusion image path when it is the
+// checkpoint or lies inside the data set's folder (spec), both of which
+// eval reads, or when it is a folder or its folder cannot be written.
+func checkConfusion(path, weights, spec string) error {
+	if weights != "" && samePath(path, weights) {
+		return badFlag("confusion", path, "is the checkpoint being evaluated; eval would overwrite it")
+	}
+	if dir, ok := dataFolder(spec); ok && within(path, dir) {
+		return badFlag("confusion", path, "is inside the data folder %s, which eval reads; put the image elsewhere", dir)
+	}
+	return checkOutFile("confusion", path)
 }
 
 func checkPredict(fs *flag.FlagSet, _ []string) error {
-	return intIn(fs, "top", 1, limits.Classes)
+	return firstError(intIn(fs, "top", 1, limits.Classes), checkCheckpoint("weights", stringFlag(fs, "weights")))
 }
 
 func checkSegment(fs *flag.FlagSet, pos []string) error {
@@ -338,6 +430,9 @@ func checkSegment(fs *flag.FlagSet, pos []string) error {
 		if err := limits.CheckImage("tile", tile, tile); err != nil {
 			return badFlag("tile", tile, "a tile is an image the network sees whole, and %v", err)
 		}
+	}
+	if err := checkCheckpoint("weights", stringFlag(fs, "weights")); err != nil {
+		return err
 	}
 	out := stringFlag(fs, "out")
 	if out == "" {
@@ -357,6 +452,17 @@ func checkSegment(fs *flag.FlagSet, pos []string) error {
 				return badFlag(o[0], o[1], "is the input %s; segment would overwrite it", in)
 			}
 		}
+	}
+	// Both files are written only after the segmentation, and only if
+	// both can be.
+	if err := checkOutFile("out", out); err != nil {
+		return err
+	}
+	if err := checkOutFile("overlay", overlay); err != nil {
+		if !flagSet(fs, "overlay") {
+			return fmt.Errorf("%w (the default overlay, named after --out; pass --overlay to write it elsewhere)", err)
+		}
+		return err
 	}
 	return nil
 }
@@ -399,6 +505,11 @@ func checkExport(fs *flag.FlagSet, pos []string) error {
 			return err
 		}
 	}
+	if input := stringFlag(fs, "input"); input != "" {
+		if _, _, err := parseSize(input); err != nil {
+			return err
+		}
+	}
 	weights := stringFlag(fs, "weights")
 	if model := stringFlag(fs, "model"); model != "" && (weights != "" || len(pos) == 2) {
 		return badFlag("model", model, "exports random weights; give it or a checkpoint, not both")
@@ -409,6 +520,13 @@ func checkExport(fs *flag.FlagSet, pos []string) error {
 		}
 		weights = pos[1]
 	}
+	name := "weights"
+	if stringFlag(fs, "weights") == "" {
+		name = "" // the checkpoint argument
+	}
+	if err := checkCheckpoint(name, weights); err != nil {
+		return err
+	}
 	if weights != "" && samePath(out, weights) {
 		return badFlag("out", out, "is the checkpoint being exported; export would overwrite it")
 	}
@@ -416,7 +534,27 @@ func checkExport(fs *flag.FlagSet, pos []string) error {
 }
 
 func checkSummary(fs *flag.FlagSet, _ []string) error {
-	return firstError(intIn(fs, "classes", 0, limits.Classes), intIn(fs, "in-channels", 0, limits.Channels))
+	if err := firstError(intIn(fs, "classes", 0, limits.Classes), intIn(fs, "in-channels", 0, limits.Channels)); err != nil {
+		return err
+	}
+	if input := stringFlag(fs, "input"); input != "" {
+		if _, _, err := parseSize(input); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parseSize reads an --input image size, HxW: two positive integers and
+// nothing else.
+func parseSize(size string) (h, w int, err error) {
+	hs, ws, ok := strings.Cut(size, "x")
+	h, err1 := strconv.Atoi(hs)
+	w, err2 := strconv.Atoi(ws)
+	if !ok || err1 != nil || err2 != nil || h < 1 || w < 1 || strings.HasPrefix(hs, "+") || strings.HasPrefix(ws, "+") {
+		return 0, 0, badFlag("input", size, "want HxW, two positive integers (e.g. 224x224)")
+	}
+	return h, w, nil
 }
 
 func checkDemo(fs *flag.FlagSet, _ []string) error {

@@ -37,6 +37,28 @@ func TestFlagChecks(t *testing.T) {
 	}
 	runs := filepath.Join(dir, "runs")
 	out := func(name string) string { return filepath.Join(runs, name) }
+	// A checkpoint whose name announces no format (so that an output may
+	// carry it), a folder where a file is wanted, and a data folder with
+	// an image.
+	model := filepath.Join(dir, "model")
+	if err := os.WriteFile(model, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	folder := filepath.Join(dir, "folder")
+	if err := os.Mkdir(folder, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "folder-overlay.png"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	images := filepath.Join(dir, "images")
+	cat := filepath.Join(images, "cat", "1.png")
+	if err := os.MkdirAll(filepath.Dir(cat), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cat, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -126,6 +148,34 @@ func TestFlagChecks(t *testing.T) {
 		{[]string{"serve", "--model", ck}, 2, []string{"--model " + ck, "NAME=CKPT"}},
 		{[]string{"predict", "--weights", ck, "--top", "0", img}, 2, []string{"--top 0"}},
 		{[]string{"eval", "--weights", ck, "--confusion", out("c.jpg")}, 2, []string{"--confusion " + out("c.jpg")}},
+		{[]string{"eval", "--weights", model, "--confusion", model}, 2, []string{"--confusion " + model, "is the checkpoint", "overwrite"}},
+		{[]string{"eval", "--weights", ck, "--data", "folder:" + images, "--confusion", cat}, 2, []string{"--confusion " + cat, "inside the data folder " + images}},
+		{[]string{"eval", "--weights", ck, "--data", "folder,size=28:" + images, "--confusion", filepath.Join(images, "c.png")}, 2, []string{"--confusion " + filepath.Join(images, "c.png"), "inside the data folder"}},
+		{[]string{"eval", "--weights", ck, "--confusion", folder}, 2, []string{"--confusion " + folder, "is a folder"}},
+		{[]string{"eval", "--weights", ck, "--confusion", filepath.Join(file, "c.png")}, 1, []string{"--confusion " + filepath.Join(file, "c.png"), "cannot create the folder " + file}},
+		{[]string{"eval", "--weights", folder}, 2, []string{"--weights " + folder, "is a folder"}},
+		{[]string{"eval", "--weights", ck, "--data", "bogus"}, 2, []string{"--data bogus", "unknown data set"}},
+		{[]string{"predict", "--weights", folder, img}, 2, []string{"--weights " + folder, "is a folder"}},
+		{[]string{"segment", "--weights", folder, img, "--out", out("m.png")}, 2, []string{"--weights " + folder, "is a folder"}},
+		{[]string{"segment", "--weights", ck, img, "--out", folder}, 2, []string{"--out " + folder, "is a folder"}},
+		{[]string{"segment", "--weights", ck, img, "--out", out("m.png"), "--overlay", folder}, 2, []string{"--overlay " + folder, "is a folder"}},
+		{[]string{"segment", "--weights", ck, img, "--out", filepath.Join(dir, "folder.png")}, 2, []string{"--overlay " + filepath.Join(dir, "folder-overlay.png"), "is a folder", "the default overlay"}},
+		{[]string{"segment", "--weights", ck, img, "--out", filepath.Join(file, "m.png")}, 1, []string{"--out " + filepath.Join(file, "m.png"), "cannot create the folder"}},
+		{[]string{"segment", "--weights", ck, img, "--out", out("m.png"), "--overlay", filepath.Join(file, "o.png")}, 1, []string{"--overlay " + filepath.Join(file, "o.png"), "cannot create the folder"}},
+		{[]string{"export", "onnx", ck, "--out", out("x.onnx"), "--input", "28x28x3"}, 2, []string{"--input 28x28x3", "HxW"}},
+		{[]string{"export", "onnx", ck, "--out", out("x.onnx"), "--input", "32x32junk"}, 2, []string{"--input 32x32junk", "HxW"}},
+		{[]string{"export", "torch", folder, "--out", out("x.safetensors")}, 2, []string{folder + " is a folder"}},
+		{[]string{"summary", "resnet8", "--input", "32x32junk"}, 2, []string{"--input 32x32junk", "HxW"}},
+		{[]string{"summary", "resnet8", "--input", "x32"}, 2, []string{"--input x32"}},
+		{[]string{"summary", "resnet999999999999999992"}, 2, []string{"resnet999999999999999992", "limits.Layers"}},
+		{[]string{"train", "--data", "bogus"}, 2, []string{"--data bogus", "unknown data set"}},
+		{[]string{"train", "--data", ""}, 2, []string{`--data ""`, "names no data set"}},
+		{[]string{"train", "--model", "resnet999999999999999992", "--out", out("big")}, 2, []string{"--model resnet999999999999999992", "limits.Layers"}},
+		{[]string{"quantize", ck, "--calibrate-images", img + ",", "--out", out("q.safetensors")}, 2, []string{"--calibrate-images " + img + ",", "empty item"}},
+		{[]string{"quantize", ck, "--calibrate-images", img + ",," + img, "--out", out("q.safetensors")}, 2, []string{"empty item"}},
+		{[]string{"quantize", ck, "--calibrate-images", model, "--out", model}, 2, []string{"--out " + model, "calibration image"}},
+		{[]string{"quantize", ck, "--calibrate", "bogus:" + dir, "--out", out("q.safetensors")}, 2, []string{"--calibrate bogus:" + dir, "unknown data set"}},
+		{[]string{"quantize", folder, "--calibrate", "mnist", "--out", out("q.safetensors")}, 2, []string{folder + " is a folder"}},
 		{[]string{"summary", "resnet8", "--classes", "-1"}, 2, []string{"--classes -1"}},
 		{[]string{"summary", "resnet8", "--input", "100000x10"}, 2, []string{"--input 100000x10", "65536"}},
 		{[]string{"demo", "--width", "100000"}, 2, []string{"--width 100000"}},
@@ -151,7 +201,7 @@ func TestFlagChecks(t *testing.T) {
 	if _, err := os.Stat(runs); !os.IsNotExist(err) {
 		t.Errorf("a refused command wrote into %s (%v)", runs, err)
 	}
-	for _, p := range []string{img, ck} {
+	for _, p := range []string{img, ck, model, cat} {
 		if b, err := os.ReadFile(p); err != nil || string(b) != "x" {
 			t.Errorf("%s changed: %q, %v", p, b, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/residual-nn/residual/checkpoint"
@@ -137,12 +138,29 @@ func checkQuantize(fs *flag.FlagSet, pos []string) error {
 		floatIn(fs, "percentile", 50, false, 100, true), checkOutName(fs, "out", "safetensors", ".safetensors")); err != nil {
 		return err
 	}
+	var images []string
 	if flagSet(fs, "calibrate-images") {
-		if images := stringFlag(fs, "calibrate-images"); strings.Trim(images, ", ") == "" {
-			return badFlag("calibrate-images", images, "lists no image files")
+		list := stringFlag(fs, "calibrate-images")
+		if strings.Trim(list, ", ") == "" {
+			return badFlag("calibrate-images", list, "lists no image files")
+		}
+		images = strings.Split(list, ",")
+		if slices.Contains(images, "") {
+			return badFlag("calibrate-images", list, "has an empty item; separate the image files with single commas")
 		}
 		if flagSet(fs, "calibrate") {
-			return badFlag("calibrate-images", stringFlag(fs, "calibrate-images"), "and --calibrate %s both choose the calibration data; give one", stringFlag(fs, "calibrate"))
+			return badFlag("calibrate-images", list, "and --calibrate %s both choose the calibration data; give one", stringFlag(fs, "calibrate"))
+		}
+	}
+	if err := checkDataSpec("calibrate", stringFlag(fs, "calibrate")); err != nil {
+		return err
+	}
+	if err := checkCheckpoint("weights", stringFlag(fs, "weights")); err != nil {
+		return err
+	}
+	if len(pos) == 1 {
+		if err := checkCheckpoint("", pos[0]); err != nil {
+			return err
 		}
 	}
 	out := stringFlag(fs, "out")
@@ -152,6 +170,11 @@ func checkQuantize(fs *flag.FlagSet, pos []string) error {
 	for _, in := range append([]string{stringFlag(fs, "weights")}, pos...) {
 		if in != "" && samePath(out, in) {
 			return badFlag("out", out, "is the checkpoint being quantized; quantize would overwrite it")
+		}
+	}
+	for _, in := range images {
+		if samePath(out, in) {
+			return badFlag("out", out, "is the calibration image %s; quantize would overwrite it", in)
 		}
 	}
 	return checkOutFile("out", out)

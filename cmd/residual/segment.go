@@ -1,12 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"image"
 	"image/png"
 	"io"
-	"strings"
 
 	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/infer"
@@ -32,6 +32,9 @@ func runSegment(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	info := m.Info()
+	if info.Task != "segment" {
+		return fmt.Errorf("%w: %s holds %s, which classifies whole images; residual predict --weights %s IMAGE classifies one", errUsage, *weights, info.Name, *weights)
+	}
 	if len(info.Classes) > 256 {
 		return fmt.Errorf("%s has %d classes; a grey PNG mask holds 256", *weights, len(info.Classes))
 	}
@@ -56,10 +59,17 @@ func runSegment(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		mask[i] = uint8(k)
 		counts[k]++
 	}
-	if err := writePNG(*out, data.MaskImage(mask, h, w)); err != nil {
+	// Both files are encoded and staged before either replaces a file:
+	// a failure leaves both paths as they were (see WriteAtomicAll).
+	maskPNG, err := encodePNG(data.MaskImage(mask, h, w))
+	if err != nil {
 		return err
 	}
-	if err := writePNG(*overlay, data.Overlay(data.Pixels(img, info.Channels), mask, h, w, info.Channels)); err != nil {
+	overlayPNG, err := encodePNG(data.Overlay(data.Pixels(img, info.Channels), mask, h, w, info.Channels))
+	if err != nil {
+		return err
+	}
+	if err := safetensors.WriteAtomicAll([]string{*out, *overlay}, [][]byte{maskPNG, overlayPNG}); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: %dx%d pixels segmented, mask %s, overlay %s\n", pos[0], w, h, *out, *overlay)
@@ -71,11 +81,11 @@ func runSegment(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return nil
 }
 
-// writePNG encodes img atomically at path.
-func writePNG(path string, img image.Image) error {
-	var b strings.Builder
+// encodePNG returns img as a PNG file.
+func encodePNG(img image.Image) ([]byte, error) {
+	var b bytes.Buffer
 	if err := png.Encode(&b, img); err != nil {
-		return err
+		return nil, err
 	}
-	return safetensors.WriteAtomic(path, []byte(b.String()))
+	return b.Bytes(), nil
 }

@@ -39,6 +39,9 @@ func runSummary(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *inCh > 0 {
 		cfg.SetInChannels(*inCh)
 	}
+	if err := cfg.Validate(); err != nil { // a name Preset reads but beyond the limits (resnet999999999999999992)
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
 	shape, err := withSize(cfg.InputShape(1, cfg.DefaultSide()), *input, pos[0])
 	if err != nil {
 		return err
@@ -53,6 +56,7 @@ func runSummary(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := stopped(ctx); err != nil {
 		return err
 	}
+	nn.SetTraining(m, false) // shapes as inference sees them: a batch norm over a 1x1 map is no error there
 	s, err := nn.Summarize(m, shape)
 	if err != nil {
 		return err
@@ -74,9 +78,9 @@ func withSize(shape []int, size, model string) ([]int, error) {
 	if size == "" {
 		return shape, nil
 	}
-	var h, w int
-	if _, err := fmt.Sscanf(size, "%dx%d", &h, &w); err != nil || h < 1 || w < 1 {
-		return nil, fmt.Errorf("%w: --input %q is not HxW", errUsage, size)
+	h, w, err := parseSize(size)
+	if err != nil {
+		return nil, err
 	}
 	if err := limits.CheckImage("--input "+size, w, h); err != nil {
 		return nil, fmt.Errorf("%w: %v", errUsage, err)

@@ -108,6 +108,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if mc, err = models.Preset(*model); err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
+		if err = mc.Validate(); err != nil { // a name Preset reads but beyond the limits
+			return fmt.Errorf("%w: --model %s: %v", errUsage, *model, err)
+		}
 	}
 	if *spec, err = data.FolderSpec(*spec, *imageSize, *skipBad); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
@@ -260,6 +263,18 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *spec, err = folderAtModelSize(*spec, c.Preprocess); err != nil {
 		return err
 	}
+	if !c.Model.Dense() { // a classifier: the confusion image is written after the evaluation
+		given := *png != ""
+		if !given {
+			*png = filepath.Join(filepath.Dir(*weights), "confusion.png")
+		}
+		if err := checkConfusion(*png, *weights, *spec); err != nil {
+			if !given {
+				return fmt.Errorf("%w (the default, next to the checkpoint; pass --confusion to write it elsewhere)", err)
+			}
+			return err
+		}
+	}
 	_, test, err := data.Open(*spec, c.Preprocess.Channels)
 	if err != nil {
 		return err
@@ -306,9 +321,6 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		fmt.Fprintln(stdout)
 	}
-	if *png == "" {
-		*png = filepath.Join(filepath.Dir(*weights), "confusion.png")
-	}
 	if err := train.PlotConfusion(conf, c.Classes, *png); err != nil {
 		return err
 	}
@@ -335,6 +347,9 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	m, err := infer.Open(*weights)
 	if err != nil {
 		return err
+	}
+	if info := m.Info(); info.Task == "segment" {
+		return fmt.Errorf("%w: %s holds %s, a segmentation model; residual segment --weights %s --out MASK.png IMAGE segments an image", errUsage, *weights, info.Name, *weights)
 	}
 	if err := m.SetPrecision(pr); err != nil {
 		return fmt.Errorf("%w: --precision: %v", errUsage, err)
