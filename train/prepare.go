@@ -190,6 +190,9 @@ func checkFits(m models.Config, d *data.Dataset) error {
 	if shape[3] != d.C {
 		return fmt.Errorf("train: model %q takes %d input channels, the data has %d", m.Name, shape[3], d.C)
 	}
+	if !d.IsSegmentation() && len(d.Classes) < 2 {
+		return fmt.Errorf("train: the data has %d class (%q); a classifier needs at least 2 (an image folder holds one sub-folder per class)", len(d.Classes), d.Classes)
+	}
 	if m.Classes() != len(d.Classes) {
 		return fmt.Errorf("train: model %q has %d classes, the data has %d", m.Name, m.Classes(), len(d.Classes))
 	}

@@ -99,3 +99,21 @@ func TestFolderAtModelSize(t *testing.T) {
 		}
 	}
 }
+
+// A folder of one class is refused before training: a one-way classifier
+// learns nothing, and once trained with exit 0 and "100%" accuracy.
+func TestTrainRefusesOneClass(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "only"), 0o755)
+	for i := range 6 {
+		var buf bytes.Buffer
+		png.Encode(&buf, image.NewGray(image.Rect(0, 0, 16, 16)))
+		os.WriteFile(filepath.Join(dir, "only", fmt.Sprintf("%d.png", i)), buf.Bytes(), 0o644)
+	}
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"train", "--model", "resnet8", "--data", "folder:" + dir, "--epochs", "1", "--val-split", "0",
+		"--out", filepath.Join(t.TempDir(), "run")}, &out, &errb)
+	if code == 0 || !strings.Contains(errb.String(), `has 1 class (["only"]); a classifier needs at least 2`) {
+		t.Errorf("one class: exit %d: %s", code, errb.String())
+	}
+}
