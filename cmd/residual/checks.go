@@ -175,6 +175,11 @@ func checkTrain(fs *flag.FlagSet, _ []string) error {
 	if err != nil {
 		return err
 	}
+	if resume, _ := flagValue(fs, "resume").(bool); resume {
+		if overwrite, _ := flagValue(fs, "overwrite").(bool); overwrite {
+			return fmt.Errorf("%w: --resume continues the run in --out and --overwrite replaces it; give one", errUsage)
+		}
+	}
 	if fs.Lookup("data") != nil && stringFlag(fs, "data") == "" {
 		return badFlag("data", `""`, "names no data set; want %s", dataSpecs)
 	}
@@ -480,6 +485,17 @@ func checkImport(fs *flag.FlagSet, pos []string) error {
 	if err := firstError(intIn(fs, "classes", 0, limits.Classes), checkOutName(fs, "out", "a safetensors checkpoint", ".safetensors")); err != nil {
 		return err
 	}
+	if len(pos) > 0 && pos[0] == "keras-tfjs" {
+		if m := stringFlag(fs, "model"); m != "" {
+			return badFlag("model", m, "does not apply to keras-tfjs, whose model.json says the architecture")
+		}
+		if c := intFlag(fs, "classes"); c != 0 {
+			return badFlag("classes", c, "does not apply to keras-tfjs, whose model.json says the classes")
+		}
+	}
+	if len(pos) > 0 && pos[0] == "onnx" && stringFlag(fs, "model") == "" && intFlag(fs, "classes") != 0 {
+		return badFlag("classes", intFlag(fs, "classes"), "applies to import onnx only with --model (residual's own exports say their classes)")
+	}
 	out := stringFlag(fs, "out")
 	if len(pos) == 2 && out != "" && samePath(out, pos[1]) {
 		return badFlag("out", out, "is the file being imported; import would overwrite it")
@@ -499,6 +515,11 @@ func checkExport(fs *flag.FlagSet, pos []string) error {
 	case "torch":
 		if err := checkOutName(fs, "out", "safetensors (PyTorch reads it with safetensors.torch.load_file)", ".safetensors"); err != nil {
 			return err
+		}
+		for _, f := range []string{"input", "model"} {
+			if v := stringFlag(fs, f); v != "" {
+				return badFlag(f, v, "applies to export onnx only; export torch writes the checkpoint's weights as they are")
+			}
 		}
 	case "onnx":
 		if err := checkOutName(fs, "out", "an ONNX model", ".onnx"); err != nil {

@@ -111,6 +111,13 @@ func TestFlagChecks(t *testing.T) {
 		{[]string{"experiment", "shatter", "--seeds", "-1"}, 2, []string{"--seeds -1"}},
 		{[]string{"experiment", "order", "--warmup", "2"}, 2, []string{"--warmup 2"}},
 		{[]string{"experiment", "order", "--warmup", "-1"}, 2, []string{"--warmup -1"}}, // once the "not given" marker
+		{[]string{"train", "--resume", "--overwrite", "--out", filepath.Join(dir, "r")}, 2, []string{"--resume continues", "--overwrite replaces", "give one"}},
+		{[]string{"experiment", "ensemble", "--quick", "--plain-weights", filepath.Join(dir, "absent.safetensors"), "--out", filepath.Join(dir, "ens")}, 1, []string{"--plain-weights " + filepath.Join(dir, "absent.safetensors")}},
+		{[]string{"import", "keras-tfjs", dir, "--classes", "5", "--out", out("k.safetensors")}, 2, []string{"--classes 5", "keras-tfjs"}},
+		{[]string{"import", "keras-tfjs", dir, "--model", "resnet50", "--out", out("k.safetensors")}, 2, []string{"--model resnet50", "keras-tfjs"}},
+		{[]string{"import", "onnx", filepath.Join(dir, "m.onnx"), "--classes", "3", "--out", out("q.safetensors")}, 2, []string{"--classes 3", "only with --model"}},
+		{[]string{"export", "torch", "--weights", ck, "--input", "32x32", "--out", out("t.safetensors")}, 2, []string{"--input 32x32", "export onnx only"}},
+		{[]string{"export", "torch", "--weights", ck, "--model", "resnet20", "--out", out("t.safetensors")}, 2, []string{"--model resnet20", "export onnx only"}},
 		{[]string{"experiment", "order", "--limit", "-1"}, 2, []string{"--limit -1"}},
 		{[]string{"segment", "--weights", ck, img, "--out", out("m.png"), "--tile", "100000"}, 2, []string{"--tile 100000", "65536"}},
 		{[]string{"segment", "--weights", ck, img, "--out", out("m.png"), "--tile", "20000"}, 2, []string{"--tile 20000", "decompression bomb"}},

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/experiments"
 )
 
@@ -91,6 +92,16 @@ func runExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 			c = experiments.QuickEnsemble()
 		}
 		c.Budget, c.Weights, c.PlainWeights = budget(c.Budget), *weights, *plainWeights
+		// Both checkpoints are read before either network trains: a bad
+		// second file must not cost the first one's training.
+		for _, f := range [][2]string{{"weights", *weights}, {"plain-weights", *plainWeights}} {
+			if f[1] == "" {
+				continue
+			}
+			if _, err := checkpoint.Load(f[1]); err != nil {
+				return fmt.Errorf("--%s %s: %w", f[0], f[1], err)
+			}
+		}
 		r, err := experiments.Ensemble(ctx, c, *out)
 		if err != nil {
 			return err
