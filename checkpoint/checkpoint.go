@@ -305,6 +305,12 @@ func FromFile(f *safetensors.File) (*Checkpoint, error) {
 		return nil, err
 	}
 	c := &Checkpoint{Meta: meta, Net: net, Optimizer: map[string]*tensor.Tensor{}}
+	switch pr, ok := f.Metadata[precisionKey]; {
+	case ok && pr != "int8":
+		return nil, fmt.Errorf("checkpoint: precision %q (this build reads int8 checkpoints and float32 ones, which say no precision)", pr)
+	case !ok && f.Metadata["quant"] != "":
+		return nil, fmt.Errorf(`checkpoint: quantization parameters but no "precision" metadata (an int8 checkpoint says "precision": "int8")`)
+	}
 	if IsInt8(f) {
 		if err := fromInt8(f, meta, c); err != nil {
 			return nil, err

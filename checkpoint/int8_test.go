@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -148,6 +149,14 @@ func TestInt8Damaged(t *testing.T) {
 		{"badscale", "scale", func(ts map[string]*tensor.Tensor, dt, md map[string]string) {
 			md["quant"] = strings.Replace(md["quant"], `"scale":`, `"scale":-`, 1)
 		}},
+		{"bogusmethod", `unknown method "bogus"`, func(ts map[string]*tensor.Tensor, dt, md map[string]string) {
+			md["quant"] = regexp.MustCompile(`"method":"[a-z-]*"`).ReplaceAllString(md["quant"], `"method":"bogus"`)
+		}},
+		{"extraact", "1 more than the model's operations read", func(ts map[string]*tensor.Tensor, dt, md map[string]string) {
+			md["quant"] = strings.Replace(md["quant"], `"activations":{`, `"activations":{"9999":{"scale":1,"zero_point":0},`, 1)
+		}},
+		{"noprecision", `no "precision"`, func(ts map[string]*tensor.Tensor, dt, md map[string]string) { delete(md, "precision") }},
+		{"otherprecision", `precision "fp8"`, func(ts map[string]*tensor.Tensor, dt, md map[string]string) { md["precision"] = "fp8" }},
 	} {
 		_, err := checkpoint.Load(rewrite(tc.name+".safetensors", tc.edit))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

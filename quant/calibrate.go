@@ -20,6 +20,10 @@ const (
 	// histogram of magnitudes and its quantized version is smallest
 	// (TensorRT's calibration, Migacz 2017).
 	Entropy Method = "entropy"
+	// FromQDQ is no calibration: the scales were read from an imported
+	// QDQ ONNX model (interop/onnx.ImportInt8). ParseMethod does not
+	// accept it.
+	FromQDQ Method = "onnx-qdq"
 )
 
 // ParseMethod returns the method a name spells.

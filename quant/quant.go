@@ -313,9 +313,18 @@ func New(net nn.Layer, input []int, p Params, layers map[string]*Layer) (*Model,
 	if err := checkQParams("input", p.Input); err != nil {
 		return nil, err
 	}
+	switch p.Method {
+	case MinMax, Percentile, Entropy, FromQDQ:
+	default:
+		return nil, fmt.Errorf("quant: parameters: unknown method %q (minmax, percentile, entropy or %s)", p.Method, FromQDQ)
+	}
+	used := 0 // the activations and affines the graph reads: any other entry is not of this model
 	for i, n := range g.nodes {
 		if !calibrated(n.kind) {
 			continue
+		}
+		if used++; n.kind == kAffine {
+			used++
 		}
 		q, ok := p.Acts[n.op]
 		if !ok {
@@ -337,6 +346,9 @@ func New(net nn.Layer, input []int, p Params, layers map[string]*Layer) (*Model,
 			}
 			g.nodes[i].a, g.nodes[i].b = a.A, a.B
 		}
+	}
+	if extra := len(p.Acts) + len(p.Affine) - used; extra != 0 {
+		return nil, fmt.Errorf("quant: the parameters hold %d activation and %d affine entries, %d more than the model's operations read", len(p.Acts), len(p.Affine), extra)
 	}
 	m := &Model{g: g, params: p, layers: layers}
 	m.qp = m.valueParams()

@@ -66,7 +66,7 @@ func ImportInt8(b []byte, net nn.Layer, input []int) (q *quant.Model, err error)
 	}
 	im := &qdqImporter{g: g, plan: plan, inits: map[string]*onnxpb.TensorProto{}, producer: map[string]*onnxpb.NodeProto{},
 		consumers: map[string][]*onnxpb.NodeProto{}, outputs: map[string]bool{}, used: map[*onnxpb.NodeProto]bool{},
-		p: quant.Params{Version: 1, Method: "onnx-qdq", Ops: plan.Traced, Acts: map[int]quant.QParams{}}, layers: map[string]*quant.Layer{}}
+		p: quant.Params{Version: 1, Method: quant.FromQDQ, Ops: plan.Traced, Acts: map[int]quant.QParams{}}, layers: map[string]*quant.Layer{}}
 	if err := im.index(); err != nil {
 		return nil, fmt.Errorf("onnx: import int8: %w", err)
 	}
