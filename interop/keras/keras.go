@@ -25,6 +25,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -193,6 +194,9 @@ func readWeights(dir string, mj *modelJSON) (map[string]*tensor.Tensor, error) {
 				return nil, fmt.Errorf("weight shard path %q leaves the model's folder", p)
 			}
 			b, err := limits.ReadFile(filepath.Join(dir, p), limits.TotalBytes-total)
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("weight shard %s, listed in model.json's weightsManifest, is missing: %w", p, err)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("weight shard: %w (the shards may hold %d bytes in all, limits.TotalBytes)", err, limits.TotalBytes)
 			}

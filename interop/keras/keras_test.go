@@ -145,6 +145,7 @@ func TestBadModels(t *testing.T) {
 		{topo(`{"class_name":"Conv2D","name":"conv1","config":{}},{"class_name":"Dense","name":"fc","config":{}}`), "12345678", "stage 2 has no blocks"},
 		{strings.Replace(topo(`{"class_name":"Conv2D","name":"conv1","config":{}}`), `"float32"`, `"int32"`, 1), "12345678", "only unquantised float32"},
 		{strings.Replace(topo(`{"class_name":"Conv2D","name":"conv1","config":{}}`), `"w.bin"`, `"../w.bin"`, 1), "12345678", "leaves the model's folder"},
+		{strings.Replace(topo(`{"class_name":"Conv2D","name":"conv1","config":{}}`), `"w.bin"`, `"absent.bin"`, 1), "12345678", "weight shard absent.bin, listed in model.json's weightsManifest, is missing"},
 	}
 	for _, c := range cases {
 		write("model.json", c.model)
