@@ -123,7 +123,9 @@ type Config struct {
 	// results and the curves' images at the end.
 	TensorBoard bool `json:"-"`
 	// Overwrite starts over in a run folder that holds a run (without it,
-	// and without Resume, such a folder is refused).
+	// and without Resume, such a folder is refused). The old run's files
+	// are set aside in Out/.replaced until the new run saves its first
+	// checkpoint, and put back if it fails before.
 	Overwrite bool `json:"-"`
 	// Log receives the progress display and messages; Live redraws one
 	// line in place (a terminal), otherwise plain lines are written.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -23,11 +24,83 @@ const (
 	stepLossFile = "step_loss.csv"
 )
 
+// replacedDir is the folder, inside the run folder, that holds the files
+// of a run being replaced (Config.Overwrite) until the replacing run saves
+// its first checkpoint: a run that fails before that puts them back, so an
+// overwrite that never got going loses nothing.
+const replacedDir = ".replaced"
+
+// runFiles lists the files of a run in folder out that a new run replaces:
+// its records, checkpoints, curves and TensorBoard event files.
+func runFiles(out string) []string {
+	var files []string
+	for _, name := range []string{metricsFile, stepLossFile, LastCheckpoint, BestCheckpoint, EMACheckpoint, "loss.png", "accuracy.png", "step_loss.png"} {
+		if _, err := os.Lstat(filepath.Join(out, name)); err == nil {
+			files = append(files, name)
+		}
+	}
+	events, _ := filepath.Glob(filepath.Join(out, "events.out.tfevents.*"))
+	for _, e := range events {
+		files = append(files, filepath.Base(e))
+	}
+	return files
+}
+
+// setAside moves the run in cfg.Out into replacedDir.
+func setAside(out string) error {
+	dir := filepath.Join(out, replacedDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("train: setting the replaced run aside: %w", err)
+	}
+	for _, name := range runFiles(out) {
+		if err := os.Rename(filepath.Join(out, name), filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("train: setting the replaced run aside: %w", err)
+		}
+	}
+	return nil
+}
+
+// settleReplaced ends the set-aside of an overwritten run: dropped once
+// the replacing run has a checkpoint in out, else put back, over whatever
+// the replacing run wrote. Nothing to do without replacedDir.
+func settleReplaced(out string, log io.Writer) error {
+	dir := filepath.Join(out, replacedDir)
+	if _, err := os.Stat(dir); err != nil {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(out, LastCheckpoint)); err == nil {
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("train: removing the replaced run: %w", err)
+		}
+		return nil
+	}
+	for _, name := range runFiles(out) { // the replacing run's, which saved nothing to resume
+		if err := os.Remove(filepath.Join(out, name)); err != nil {
+			return fmt.Errorf("train: putting the replaced run back: %w", err)
+		}
+	}
+	for _, name := range runFiles(dir) {
+		if err := os.Rename(filepath.Join(dir, name), filepath.Join(out, name)); err != nil {
+			return fmt.Errorf("train: putting the replaced run back: %w", err)
+		}
+	}
+	if err := os.Remove(dir); err != nil {
+		return fmt.Errorf("train: putting the replaced run back: %w", err)
+	}
+	fmt.Fprintf(log, "the run that --overwrite was replacing is back in %s (the new run saved no checkpoint)\n", out)
+	return nil
+}
+
 // prepareFolder readies the run folder before any work: it refuses to
 // start over a run that is there unless the run resumes it or Overwrite
-// says to replace it, and removes the temporary files of a checkpoint
-// write that was killed.
+// says to replace it (setting it aside until the new run saves a
+// checkpoint), and removes the temporary files of a checkpoint write that
+// was killed. A run set aside by an overwrite that ended before its first
+// checkpoint (killed) is put back first.
 func prepareFolder(cfg Config) error {
+	if err := settleReplaced(cfg.Out, cfg.Log); err != nil {
+		return err
+	}
 	last := filepath.Join(cfg.Out, LastCheckpoint)
 	if _, err := os.Stat(last); cfg.Resume && errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("train: --resume: no checkpoint at %s", last) // before making a folder for nothing
@@ -36,7 +109,7 @@ func prepareFolder(cfg Config) error {
 		return fmt.Errorf("train: %w", err)
 	}
 	if _, err := os.Stat(last); err == nil && !cfg.Resume && !cfg.Overwrite {
-		return fmt.Errorf("train: %s already holds a run (%s); continue it with --resume, or start over with --overwrite (which deletes its checkpoints and metrics)", cfg.Out, last)
+		return fmt.Errorf("train: %s already holds a run (%s); continue it with --resume, or start over with --overwrite (which replaces it once the new run saves a checkpoint)", cfg.Out, last)
 	}
 	// The temporary files of atomic writes (checkpoints, metrics, curves)
 	// are named .NAME.*.tmp; one is left only by a write that was killed.
@@ -49,6 +122,9 @@ func prepareFolder(cfg Config) error {
 	}
 	if cfg.Resume {
 		return nil
+	}
+	if _, err := os.Stat(last); err == nil && cfg.Overwrite {
+		return setAside(cfg.Out)
 	}
 	for _, name := range []string{metricsFile, stepLossFile, LastCheckpoint, BestCheckpoint, EMACheckpoint} {
 		if err := os.Remove(filepath.Join(cfg.Out, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {

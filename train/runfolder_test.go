@@ -74,6 +74,38 @@ func TestRunFolderSafety(t *testing.T) {
 	if n := strings.Count(string(must(os.ReadFile(filepath.Join(c.Out, metricsFile)))), "\n"); n != 1 {
 		t.Errorf("after --overwrite with 1 epoch, metrics has %d lines", n)
 	}
+	if _, err := os.Stat(filepath.Join(c.Out, replacedDir)); !os.IsNotExist(err) {
+		t.Errorf("the replaced run is still set aside after the new run's checkpoint: %v", err)
+	}
+
+	// An overwrite that fails before its first checkpoint (a loss that is
+	// NaN in the first steps) puts the run it was replacing back.
+	before, metrics = must(os.ReadFile(last)), must(os.ReadFile(filepath.Join(c.Out, metricsFile)))
+	diverge := over
+	diverge.LR = 1e30
+	if _, err := Run(ctx, diverge); err == nil {
+		t.Fatal("a run with a learning rate of 1e30 did not fail")
+	}
+	if string(must(os.ReadFile(last))) != string(before) || string(must(os.ReadFile(filepath.Join(c.Out, metricsFile)))) != string(metrics) {
+		t.Error("a failed --overwrite lost the run it was replacing")
+	}
+	if _, err := os.Stat(filepath.Join(c.Out, replacedDir)); !os.IsNotExist(err) {
+		t.Errorf("the replaced run is still set aside after the failed run: %v", err)
+	}
+	// An overwrite killed before its first checkpoint leaves the run set
+	// aside; the next start puts it back before anything else.
+	if err := setAside(c.Out); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(last); !os.IsNotExist(err) {
+		t.Fatalf("set aside, %s is still there: %v", last, err)
+	}
+	if _, err := Run(ctx, c); err == nil || !strings.Contains(err.Error(), "already holds a run") {
+		t.Errorf("after a killed --overwrite, a plain run: %v; want the restored run refused", err)
+	}
+	if string(must(os.ReadFile(last))) != string(before) {
+		t.Error("the run set aside by a killed --overwrite was not put back")
+	}
 }
 
 // Metrics that JSON cannot hold stop the run with a message saying it

@@ -89,6 +89,7 @@ type run struct {
 	stepLoss          []float64
 	stoppedEarly      bool
 	trained           bool                   // Train was called
+	replacedSettled   bool                   // the run Config.Overwrite replaces was dropped (a checkpoint is saved)
 	params            []*ag.Value            // the trained (not frozen) parameters
 	head              string                 // the classifier head's module name
 	pre               *checkpoint.Preprocess // from Config.Init; nil: the data's mean and std
@@ -177,8 +178,13 @@ func (t *Trainer) Train(ctx context.Context) (*Result, error) {
 	res, err := r.loop(ctx)
 	if r.tb != nil {
 		if cerr := r.tb.Close(); err == nil && cerr != nil {
-			return nil, cerr
+			err = cerr
 		}
+	}
+	if err != nil && cfg.Overwrite && (cfg.Comm == nil || cfg.Comm.Rank() == 0) {
+		// Failed before its first checkpoint: the run it was replacing
+		// goes back (after one, the new run stands and resumes).
+		err = errors.Join(err, settleReplaced(cfg.Out, cfg.Log))
 	}
 	return res, err
 }
