@@ -9,6 +9,7 @@ package optim
 import (
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 
 	"github.com/residual-nn/residual/autograd"
@@ -410,10 +411,20 @@ func (Constant) Factor(int) float64 { return 1 }
 // (gamma 0.1 by default), "cosine:TOTAL[:minfactor]", optionally prefixed by
 // "warmup:STEPS+" for a linear warm-up from 0.
 func ParseSchedule(s string) (Schedule, error) {
+	// Numbers are read whole (strconv, not Sscanf, which stops at the first
+	// character it cannot use: "5abc" read as 5), and must be finite.
+	count := func(f string) (int, bool) {
+		n, err := strconv.Atoi(f)
+		return n, err == nil
+	}
+	factor := func(f string) (float64, bool) {
+		v, err := strconv.ParseFloat(f, 64)
+		return v, err == nil && !math.IsNaN(v) && !math.IsInf(v, 0)
+	}
 	if rest, ok := strings.CutPrefix(s, "warmup:"); ok {
 		n, tail, found := strings.Cut(rest, "+")
-		var steps int
-		if _, err := fmt.Sscanf(n, "%d", &steps); err != nil || steps < 1 || !found {
+		steps, ok := count(n)
+		if !ok || steps < 1 || !found {
 			return nil, fmt.Errorf("optim: bad warm-up %q (want warmup:STEPS+SCHEDULE)", s)
 		}
 		then, err := ParseSchedule(tail)
@@ -425,36 +436,42 @@ func ParseSchedule(s string) (Schedule, error) {
 	parts := strings.Split(s, ":")
 	switch parts[0] {
 	case "constant", "":
+		if len(parts) > 1 {
+			return nil, fmt.Errorf("optim: the constant schedule takes no parameters, got %q", s)
+		}
 		return Constant{}, nil
 	case "multistep":
-		if len(parts) < 2 {
-			return nil, fmt.Errorf("optim: multistep needs milestones, e.g. multistep:32000,48000")
+		if len(parts) < 2 || len(parts) > 3 {
+			return nil, fmt.Errorf("optim: bad multistep %q (want multistep:MILESTONES[:GAMMA], e.g. multistep:32000,48000)", s)
 		}
 		ms := MultiStep{Gamma: 0.1}
 		for _, f := range strings.Split(parts[1], ",") {
-			var m int
-			if _, err := fmt.Sscanf(f, "%d", &m); err != nil || (len(ms.Milestones) > 0 && m <= ms.Milestones[len(ms.Milestones)-1]) {
-				return nil, fmt.Errorf("optim: bad milestones %q (increasing integers)", parts[1])
+			m, ok := count(f)
+			if !ok || m < 1 || (len(ms.Milestones) > 0 && m <= ms.Milestones[len(ms.Milestones)-1]) {
+				return nil, fmt.Errorf("optim: bad milestones %q (increasing positive integers)", parts[1])
 			}
 			ms.Milestones = append(ms.Milestones, m)
 		}
 		if len(parts) > 2 {
-			if _, err := fmt.Sscanf(parts[2], "%g", &ms.Gamma); err != nil {
-				return nil, fmt.Errorf("optim: bad gamma %q", parts[2])
+			g, ok := factor(parts[2])
+			if !ok || g <= 0 {
+				return nil, fmt.Errorf("optim: bad gamma %q (a finite factor > 0)", parts[2])
 			}
+			ms.Gamma = g
 		}
 		return ms, nil
 	case "cosine":
-		c := Cosine{}
-		if len(parts) < 2 {
-			return nil, fmt.Errorf("optim: cosine needs a total step count, e.g. cosine:10000")
+		if len(parts) < 2 || len(parts) > 3 {
+			return nil, fmt.Errorf("optim: bad cosine %q (want cosine:TOTAL[:MIN], e.g. cosine:10000)", s)
 		}
-		if _, err := fmt.Sscanf(parts[1], "%d", &c.Total); err != nil || c.Total < 1 {
+		c := Cosine{}
+		var ok bool
+		if c.Total, ok = count(parts[1]); !ok || c.Total < 1 {
 			return nil, fmt.Errorf("optim: bad cosine total %q", parts[1])
 		}
 		if len(parts) > 2 {
-			if _, err := fmt.Sscanf(parts[2], "%g", &c.MinFactor); err != nil {
-				return nil, fmt.Errorf("optim: bad cosine minimum %q", parts[2])
+			if c.MinFactor, ok = factor(parts[2]); !ok || c.MinFactor < 0 || c.MinFactor > 1 {
+				return nil, fmt.Errorf("optim: bad cosine minimum %q (a factor in [0, 1])", parts[2])
 			}
 		}
 		return c, nil
