@@ -175,11 +175,17 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("train: epochs must be ≥ 1, got %d", c.Epochs)
 	case c.Batch < 1:
 		return fmt.Errorf("train: batch must be ≥ 1, got %d", c.Batch)
-	case c.LR <= 0 || math.IsNaN(c.LR):
-		return fmt.Errorf("train: learning rate must be > 0, got %g", c.LR)
+	case !(c.LR > 0) || math.IsInf(c.LR, 1):
+		return fmt.Errorf("train: learning rate must be finite and > 0, got %g", c.LR)
+	case !(c.Momentum >= 0 && c.Momentum < 1):
+		return fmt.Errorf("train: momentum %g outside [0, 1)", c.Momentum)
+	case !(c.WeightDecay >= 0) || math.IsInf(c.WeightDecay, 1):
+		return fmt.Errorf("train: weight decay must be finite and ≥ 0, got %g", c.WeightDecay)
+	case c.Limit < 0:
+		return fmt.Errorf("train: limit %d must be ≥ 0 (0: every image)", c.Limit)
 	case c.Out == "":
 		return fmt.Errorf("train: no output folder")
-	case c.ValSplit < 0 || c.ValSplit >= 1:
+	case !(c.ValSplit >= 0 && c.ValSplit < 1):
 		return fmt.Errorf("train: validation split %g outside [0, 1)", c.ValSplit)
 	case c.Task != "" && c.Task != Classify && c.Task != Segment:
 		return fmt.Errorf("train: unknown task %q (classify, segment)", c.Task)

@@ -2,6 +2,7 @@ package train
 
 import (
 	"context"
+	"math"
 	"strings"
 	"testing"
 
@@ -47,5 +48,63 @@ func TestInMemoryDataSets(t *testing.T) {
 	half.TestSet = nil
 	if _, err := Run(ctx, half); err == nil || !strings.Contains(err.Error(), "TrainSet and TestSet") {
 		t.Errorf("a training set without a test set: %v", err)
+	}
+}
+
+// Data sets given in memory are checked before training: each valid, not
+// empty, and the two agreeing in channels, size and classes. A mismatch
+// once crashed the loader's goroutine (channels, short pixels) or the
+// evaluation (more test classes).
+func TestInMemoryDataSetsChecked(t *testing.T) {
+	set := func(n, h, c int, classes ...string) *data.Dataset {
+		return &data.Dataset{H: h, W: h, C: c, Pixels: make([]uint8, n*h*h*c), Labels: make([]int32, n), Classes: classes}
+	}
+	short := set(8, 8, 1, "a", "b")
+	short.Pixels = short.Pixels[:10]
+	for _, tc := range []struct {
+		train, test *data.Dataset
+		want        string
+	}{
+		{set(8, 8, 1, "a", "b"), set(4, 8, 3, "a", "b"), "1 channels, the test images 3"},
+		{short, set(4, 8, 1, "a", "b"), "the training set: data: 10 pixel values for 8 images"},
+		{set(8, 8, 1, "a", "b"), set(4, 8, 1, "a", "b", "c"), `classes ["a" "b"] differ from the test set's ["a" "b" "c"]`},
+		{set(8, 8, 1, "a", "b"), set(4, 16, 1, "a", "b"), "8x8, the test images 16x16"},
+		{set(8, 8, 1, "a", "b"), set(0, 8, 1, "a", "b"), "the test set is empty"},
+	} {
+		cfg := tiny(t.TempDir())
+		cfg.TrainSet, cfg.TestSet, cfg.Data, cfg.ValSplit, cfg.Limit = tc.train, tc.test, "in memory", 0, 0
+		if _, err := Prepare(cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("want an error with %q, got %v", tc.want, err)
+		}
+	}
+}
+
+// Config.Validate refuses values that would train nonsense or fail late:
+// an infinite learning rate, a NaN or out-of-range momentum, weight decay
+// or validation split, a negative limit.
+func TestConfigValidateRanges(t *testing.T) {
+	nan, inf := math.NaN(), math.Inf(1)
+	for _, tc := range []struct {
+		edit func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.LR = inf }, "learning rate"},
+		{func(c *Config) { c.Momentum = nan }, "momentum"},
+		{func(c *Config) { c.Momentum = -1 }, "momentum"},
+		{func(c *Config) { c.Momentum = 5 }, "momentum"},
+		{func(c *Config) { c.WeightDecay = nan }, "weight decay"},
+		{func(c *Config) { c.WeightDecay = -1 }, "weight decay"},
+		{func(c *Config) { c.ValSplit = nan }, "validation split"},
+		{func(c *Config) { c.Limit = -5 }, "limit"},
+	} {
+		cfg := tiny(t.TempDir())
+		tc.edit(&cfg)
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("want an error about %s, got %v", tc.want, err)
+		}
+	}
+	cfg := tiny(t.TempDir())
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("the tiny config: %v", err)
 	}
 }

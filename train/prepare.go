@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/checkpoint"
@@ -65,6 +66,9 @@ func setup(cfg Config) (*run, error) {
 		}
 	case channels != 0 && trainSet.C != channels:
 		return nil, fmt.Errorf("train: the data in memory has %d channels, the init checkpoint %d", trainSet.C, channels)
+	}
+	if err := checkSets(trainSet, testSet); err != nil {
+		return nil, err
 	}
 	if cfg.Model, err = cfg.Model.Clone(); err != nil {
 		return nil, fmt.Errorf("train: model config: %w", err)
@@ -178,6 +182,42 @@ func (r *run) checkShapes() error {
 		}
 	}
 	return nil
+}
+
+// checkSets refuses a training and a test set that are not valid
+// (Dataset.Check: pixel counts, labels, masks) or do not agree: the same
+// channels, image size and classes, and a test set that is not empty.
+// Data sets made in memory by the caller (Config.TrainSet, TestSet) were
+// once trusted, and a mismatch crashed the loader's goroutine.
+func checkSets(train, test *data.Dataset) error {
+	for _, d := range []struct {
+		name string
+		set  *data.Dataset
+	}{{"training", train}, {"test", test}} {
+		if err := d.set.Check(); err != nil {
+			return fmt.Errorf("train: the %s set: %w", d.name, err)
+		}
+		if d.set.Len() == 0 {
+			return fmt.Errorf("train: the %s set is empty", d.name)
+		}
+	}
+	switch {
+	case train.C != test.C:
+		return fmt.Errorf("train: the training images have %d channels, the test images %d", train.C, test.C)
+	case train.Files == nil && test.Files == nil && (train.H != test.H || train.W != test.W):
+		return fmt.Errorf("train: the training images are %dx%d, the test images %dx%d", train.H, train.W, test.H, test.W)
+	case !slices.Equal(train.Classes, test.Classes):
+		return fmt.Errorf("train: the training set's classes %q differ from the test set's %q", clipList(train.Classes), clipList(test.Classes))
+	}
+	return nil
+}
+
+// clipList shortens a list of class names for a message.
+func clipList(v []string) []string {
+	if len(v) > 12 {
+		return append(v[:12:12], fmt.Sprintf("… (%d in all)", len(v)))
+	}
+	return v
 }
 
 // checkFits reports a model whose input channels or classes do not match
