@@ -197,8 +197,14 @@ func Write(path string, net nn.Layer, meta Meta, optimizer map[string]*tensor.Te
 	if err := meta.Validate(); err != nil {
 		return fmt.Errorf("checkpoint: writing %s: %w", path, err)
 	}
+	if net == nil {
+		return fmt.Errorf("checkpoint: writing %s: no network", path)
+	}
 	tensors := nn.TorchState(net)
 	if err := checkFinite(tensors); err != nil {
+		return fmt.Errorf("checkpoint: not writing %s: %w", path, err)
+	}
+	if err := checkHeld(meta, tensors, "the network"); err != nil {
 		return fmt.Errorf("checkpoint: not writing %s: %w", path, err)
 	}
 	for k, t := range optimizer {
@@ -288,14 +294,8 @@ func FromFile(f *safetensors.File) (*Checkpoint, error) {
 	// weights it holds bound the model's size before anything is built
 	// (the estimate is within 2% of the true count; a file holding the
 	// whole state always passes).
-	held := 0
-	for k, t := range f.Tensors {
-		if !strings.HasPrefix(k, OptimizerPrefix) && !strings.HasSuffix(k, "."+nn.NumBatchesTracked) {
-			held += len(t.Data)
-		}
-	}
-	if est := meta.Model.Arch.ParamEstimate(); est > 1.05*float64(held)+1024 {
-		return nil, fmt.Errorf("model: the config describes about %.0f parameters, the file holds %d weight values", est, held)
+	if err := checkHeld(meta, f.Tensors, "the file"); err != nil {
+		return nil, err
 	}
 	net, err := models.Build(meta.Model, tensor.NewRNG(0))
 	if err != nil {
@@ -335,6 +335,25 @@ func FromFile(f *safetensors.File) (*Checkpoint, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// checkHeld refuses a model config that describes more parameters than
+// the tensors hold: on load, so that a small file cannot make the loader
+// build a large model (the estimate is within 2% of the true count; a
+// file holding the whole state always passes); on write, so that a
+// network is not saved under another model's config (Load would refuse
+// the file).
+func checkHeld(meta Meta, tensors map[string]*tensor.Tensor, holder string) error {
+	held := 0
+	for k, t := range tensors {
+		if !strings.HasPrefix(k, OptimizerPrefix) && !strings.HasSuffix(k, "."+nn.NumBatchesTracked) {
+			held += len(t.Data)
+		}
+	}
+	if est := meta.Model.Arch.ParamEstimate(); est > 1.05*float64(held)+1024 {
+		return fmt.Errorf("model: the config describes about %.0f parameters, %s holds %d weight values", est, holder, held)
+	}
+	return nil
 }
 
 // checkFinite refuses weights holding a NaN or an infinity, naming the

@@ -176,6 +176,19 @@ func TestWriteValidates(t *testing.T) {
 	if err := checkpoint.Write(path, c.Net, m, nil); err == nil || !strings.Contains(err.Error(), "describes no network") {
 		t.Errorf("no model config: %v", err)
 	}
+	if err := checkpoint.Write(path, nil, c.Meta, nil); err == nil || !strings.Contains(err.Error(), "no network") {
+		t.Errorf("a nil network: %v", err)
+	}
+	u, err := checkpoint.Load(unetV1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkpoint.Write(path, c.Net, u.Meta, nil); err == nil || !strings.Contains(err.Error(), "the network holds") {
+		t.Errorf("a ResNet under a U-Net's config: %v", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a refused checkpoint left a file: %v", err)
+	}
 }
 
 // A checkpoint whose weights hold a NaN or an infinity is refused when
