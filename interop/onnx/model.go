@@ -159,9 +159,36 @@ func (m *Model) Run(inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor
 		if !ok {
 			return nil, fmt.Errorf("onnx: input %q not given", name)
 		}
+		if err := checkInputTensor(name, t); err != nil {
+			return nil, err
+		}
 		in[name] = floatValue(t)
 	}
+	for name := range inputs {
+		if _, ok := in[name]; !ok {
+			return nil, fmt.Errorf("onnx: input %q given, but the graph has no such input (it takes %q)", name, m.inputs)
+		}
+	}
 	return m.run(in)
+}
+
+// checkInputTensor refuses an input that is nil or whose data does not
+// fill its shape.
+func checkInputTensor(name string, t *tensor.Tensor) error {
+	if t == nil {
+		return fmt.Errorf("onnx: input %q is nil", name)
+	}
+	if err := limits.CheckElements("onnx: input "+name, t.Shape...); err != nil {
+		return err
+	}
+	n := 1
+	for _, d := range t.Shape {
+		n *= d
+	}
+	if len(t.Data) != n {
+		return fmt.Errorf("onnx: input %q has shape %v (%d values) but %d values", name, t.Shape, n, len(t.Data))
+	}
+	return nil
 }
 
 // run evaluates the graph on values (which may be integer tensors).
