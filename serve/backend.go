@@ -65,6 +65,26 @@ func (mi ModelInfo) validate() error {
 	return nil
 }
 
+// checkOutput checks a model's output for a batch of n against mi: [n,
+// classes] for a classifier, [n, H', W', classes] with H', W' ≥ 1 for a
+// segmenter.
+func (mi ModelInfo) checkOutput(y *tensor.Tensor, n int) error {
+	k := len(mi.Classes)
+	if y == nil {
+		return fmt.Errorf("output is nil; its Info declares a %s model of %d classes", mi.Task, k)
+	}
+	if mi.Task == TaskSegment {
+		if len(y.Shape) != 4 || y.Shape[0] != n || y.Shape[1] < 1 || y.Shape[2] < 1 || y.Shape[3] != k {
+			return fmt.Errorf("output shape %v for %d images does not match its Info: a segmenter of %d classes answers [%d H' W' %d] (logits per pixel, H', W' ≥ 1)", y.Shape, n, k, n, k)
+		}
+		return nil
+	}
+	if len(y.Shape) != 2 || y.Shape[0] != n || y.Shape[1] != k {
+		return fmt.Errorf("output shape %v for %d images does not match its Info: a classifier of %d classes answers [%d %d]", y.Shape, n, k, n, k)
+	}
+	return nil
+}
+
 // Opener loads the model file at path (a checkpoint of any kind residual
 // reads); the server calls it for --model flags and for every new or
 // changed file of a repository.

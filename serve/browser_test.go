@@ -34,7 +34,7 @@ func TestWebPage(t *testing.T) {
 	net := newResNet(t)
 	seg := newFake()
 	seg.task, seg.classes = TaskSegment, 2
-	ts := start(t, Config{MaxDelay: -1}, map[string]Backend{"resnet": net, "unet": seg})
+	ts := start(t, Config{}, map[string]Backend{"resnet": net, "unet": seg})
 	photo, err := filepath.Abs("testdata/ring.png")
 	if err != nil {
 		t.Fatal(err)

@@ -58,7 +58,7 @@ func TestClientDisconnects(t *testing.T) {
 	slow.delay = 100 * time.Millisecond
 	wide := newFake()
 	wide.classes = 100_000 // ~2.4 MB of JSON per answer
-	ts := start(t, Config{MaxDelay: -1}, map[string]Backend{"m": newFake(), "slow": slow, "wide": wide})
+	ts := start(t, Config{}, map[string]Backend{"m": newFake(), "slow": slow, "wide": wide})
 	body := inferJSON([]int{1, 2, 2, 1}, []float32{1, 2, 3, 4}, "")
 
 	c := dial(t, ts)
@@ -272,7 +272,7 @@ func TestRepositoryReload(t *testing.T) {
 		return b, nil
 	}
 	write(1)
-	ts := start(t, Config{Repository: dir, PollInterval: 20 * time.Millisecond, Open: open, MaxDelay: -1}, nil)
+	ts := start(t, Config{Repository: dir, PollInterval: 20 * time.Millisecond, Open: open}, nil)
 	if err := ts.ScanRepository(); err != nil {
 		t.Fatal(err)
 	}
@@ -384,7 +384,7 @@ func TestRepositoryVersionFolders(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "m", "README"), nil, 0o644); err != nil { // a file beside the versions: not a folder, not logged
 		t.Fatal(err)
 	}
-	ts := start(t, Config{Repository: dir, PollInterval: time.Hour, Open: open, MaxDelay: -1}, nil)
+	ts := start(t, Config{Repository: dir, PollInterval: time.Hour, Open: open}, nil)
 	for range 3 {
 		if err := ts.ScanRepository(); err != nil {
 			t.Fatal(err)
@@ -533,7 +533,7 @@ func (b badShape) Forward(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor
 // TestMalformedModelOutput: a model answering the wrong shape, or a shape
 // its data does not fill, gets 500 naming it, and the server serves on.
 func TestMalformedModelOutput(t *testing.T) {
-	ts := start(t, Config{MaxDelay: -1}, map[string]Backend{"m": badShape{newFake()}})
+	ts := start(t, Config{}, map[string]Backend{"m": badShape{newFake()}})
 	for _, v := range []float32{7, 8} {
 		code, _, b := post(t, ts.url+"/v2/models/m/infer", "application/json", inferJSON([]int{1, 2, 2, 1}, []float32{v, 0, 0, 0}, ""))
 		if code != 500 || !strings.Contains(string(b), "model returned shape") {

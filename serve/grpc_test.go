@@ -35,7 +35,7 @@ func TestGRPC(t *testing.T) {
 	net := newResNet(t)
 	slow := newFake()
 	slow.delay = 150 * time.Millisecond
-	ts := start(t, Config{MaxDelay: -1, MaxBatch: 1}, map[string]Backend{"resnet": net, "slow": slow})
+	ts := start(t, Config{MaxBatch: 1}, map[string]Backend{"resnet": net, "slow": slow})
 	c := grpcClient(t, ts)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -120,7 +120,7 @@ func TestGRPC(t *testing.T) {
 // version before it looks at the inputs: an unknown one is NOT_FOUND
 // naming it, not INVALID_ARGUMENT about the request's inputs.
 func TestGRPCUnknownModelFirst(t *testing.T) {
-	ts := start(t, Config{MaxDelay: -1}, map[string]Backend{"m": newFake()})
+	ts := start(t, Config{}, map[string]Backend{"m": newFake()})
 	c := grpcClient(t, ts)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

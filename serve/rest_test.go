@@ -31,7 +31,7 @@ import (
 // round-tripping decimal), and probabilities are the logits' softmax.
 func TestInferMatchesModel(t *testing.T) {
 	net := newResNet(t)
-	ts := start(t, Config{MaxDelay: -1}, map[string]Backend{"resnet": net})
+	ts := start(t, Config{}, map[string]Backend{"resnet": net})
 	x := tensor.NewRNG(3).Randn(1, 28, 28, 1)
 	want := net.net.Forward(ag.Constant(x)).Data
 
@@ -90,7 +90,7 @@ func TestInferMatchesModel(t *testing.T) {
 // TestDatatypes sends one input in every numeric datatype (nested JSON,
 // and raw bytes for FP16) and checks the values reach the model.
 func TestDatatypes(t *testing.T) {
-	ts := start(t, Config{MaxDelay: -1}, map[string]Backend{"m": newFake()})
+	ts := start(t, Config{}, map[string]Backend{"m": newFake()})
 	// The fake's class-0 logit is Σx = 1+2+3+4 = 10 in every case.
 	for _, dt := range []string{"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP32", "FP64"} {
 		data := `[[[[1],[2]],[[3],[4]]]]`
@@ -139,7 +139,7 @@ func TestHalfToFloat(t *testing.T) {
 // with a JSON error naming the problem, and that the server then still
 // serves.
 func TestBadRequests(t *testing.T) {
-	ts := start(t, Config{MaxDelay: -1, MaxBatch: 4}, map[string]Backend{"m": newFake()})
+	ts := start(t, Config{MaxBatch: 4}, map[string]Backend{"m": newFake()})
 	good := `{"name":"input","shape":[1,2,2,1],"datatype":"FP32","data":[1,2,3,4]}`
 	cases := []struct {
 		name, path, body string
@@ -233,8 +233,8 @@ func TestBadRequests(t *testing.T) {
 // than a complaint about the body (gRPC: TestGRPCUnknownModelFirst).
 func TestUnknownModelWhateverTheBody(t *testing.T) {
 	seg := newFake()
-	seg.task = TaskSegment
-	ts := start(t, Config{MaxDelay: -1}, map[string]Backend{"m": newFake(), "seg": seg})
+	seg.task, seg.classes = TaskSegment, 2 // its Forward answers two classes per pixel
+	ts := start(t, Config{}, map[string]Backend{"m": newFake(), "seg": seg})
 	bodies := map[string]string{"empty object": `{}`, "malformed": `{"inputs":[`, "empty": ``, "no inputs": `{"inputs":[]}`}
 	for path, says := range map[string]string{
 		"nosuch":            `unknown model "nosuch"`,
@@ -387,7 +387,7 @@ func TestBatching(t *testing.T) {
 func TestAdmission(t *testing.T) {
 	f := newFake()
 	f.delay = 300 * time.Millisecond
-	ts := start(t, Config{MaxBatch: 1, MaxDelay: -1, MaxQueue: 2}, map[string]Backend{"m": f})
+	ts := start(t, Config{MaxBatch: 1, MaxQueue: 2}, map[string]Backend{"m": f})
 	// The warm-up measured ~300 ms per image; with work queued, a 50 ms
 	// deadline cannot be met.
 	busy := make(chan int, 3)
@@ -437,7 +437,7 @@ func TestAdmission(t *testing.T) {
 // TestPanicRecovered checks that a model panic answers 500 and the server
 // keeps serving, over REST and for the image routes.
 func TestPanicRecovered(t *testing.T) {
-	ts := start(t, Config{MaxDelay: -1}, map[string]Backend{"m": newFake()})
+	ts := start(t, Config{}, map[string]Backend{"m": newFake()})
 	code, _, b := post(t, ts.url+"/v2/models/m/infer", "application/json", inferJSON([]int{1, 2, 2, 1}, []float32{666, 0, 0, 0}, ""))
 	if code != 500 || !strings.Contains(string(b), "panicked") {
 		t.Errorf("panicking model: %d %s", code, b)
@@ -462,7 +462,7 @@ func pngBytes(t testing.TB, img image.Image) []byte {
 // top-k, in order, with the probabilities of the model's softmax.
 func TestClassifyRoute(t *testing.T) {
 	net := newResNet(t)
-	ts := start(t, Config{MaxDelay: -1}, map[string]Backend{"resnet": net})
+	ts := start(t, Config{}, map[string]Backend{"resnet": net})
 	pngb, err := os.ReadFile("testdata/ring.png")
 	if err != nil {
 		t.Fatal(err)
@@ -529,7 +529,7 @@ func TestClassifyRoute(t *testing.T) {
 func TestSegmentRoute(t *testing.T) {
 	f := newFake()
 	f.task, f.classes = TaskSegment, 2
-	ts := start(t, Config{MaxDelay: -1}, map[string]Backend{"unet": f})
+	ts := start(t, Config{}, map[string]Backend{"unet": f})
 	img := image.NewGray(image.Rect(0, 0, 6, 4))
 	for y := range 4 {
 		for x := 3; x < 6; x++ {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"embed"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -29,9 +30,23 @@ func (s *Server) HTTPServer() *http.Server {
 // polls the repository, until ctx ends or a listener fails. It then
 // drains: the listeners close, every accepted request is answered (for at
 // most drain; 0 means 30 s), queued batches run, and the models are
-// unloaded. It returns nil after a clean drain.
+// unloaded. It returns nil after a clean drain. A Config that Validate
+// refuses, or a negative drain, is returned at once, with the listeners
+// closed.
 func (s *Server) Run(ctx context.Context, httpLn, grpcLn net.Listener, drain time.Duration) error {
-	if drain <= 0 {
+	err := s.cfgErr
+	if err == nil && drain < 0 {
+		err = fmt.Errorf("serve: Run: drain %v is negative (0 means 30 s)", drain)
+	}
+	if err != nil {
+		for _, ln := range []net.Listener{httpLn, grpcLn} {
+			if ln != nil {
+				ln.Close()
+			}
+		}
+		return err
+	}
+	if drain == 0 {
 		drain = 30 * time.Second
 	}
 	errc := make(chan error, 2)
@@ -50,7 +65,6 @@ func (s *Server) Run(ctx context.Context, httpLn, grpcLn net.Listener, drain tim
 	if s.cfg.Repository != "" {
 		go s.watch(wctx)
 	}
-	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:

@@ -39,14 +39,17 @@ import (
 )
 
 // Config sets the server's batching, limits and timeouts. Zero fields take
-// the defaults documented on each.
+// the defaults documented on each; a negative duration or size, a size
+// over its bound (MaxBatch 4096, MaxQueue 1<<20, Instances 256) or a
+// Repository without Open is refused (Validate): Add, Load,
+// ScanRepository and Run return the error naming the field.
 type Config struct {
 	// MaxBatch bounds the images of one model execution (default 8).
 	MaxBatch int
 	// MaxDelay is how long a batch that forms while the model is busy
 	// (requests were already waiting when an instance came free) waits
-	// for more requests to fill it (default 0, as negative: no waiting,
-	// run what is queued). A request that finds an instance idle runs at
+	// for more requests to fill it (default 0: no waiting, run what is
+	// queued). A request that finds an instance idle runs at
 	// once, with whatever else is queued by then. On a CPU a batch costs
 	// about the sum of its images (ResNet-20 at 28×28: 0.33 ms an image
 	// alone, 0.32 in a batch of 128), so waiting only adds latency: with
@@ -82,36 +85,84 @@ type Config struct {
 	// once per folder.
 	Repository   string
 	PollInterval time.Duration
-	// Open loads model files (required for Repository and Load).
+	// Open loads model files (required for Repository and Load; a
+	// Repository without it is refused).
 	Open Opener
 	// Logger receives request logs and events (default slog.Default()).
 	Logger *slog.Logger
 }
 
+// Bounds on Config's sizes. Beyond them a model would not start (a
+// queue of MaxQueue slots and Instances goroutines are made for every
+// model) or could not run a batch; cmd/residual's flags have the same.
+const (
+	maxBatchLimit     = 4096
+	maxQueueLimit     = 1 << 20
+	maxInstancesLimit = 256
+)
+
+// Validate reports the first field of c that a server cannot take: a
+// negative duration or size (zero means the default, so a negative value
+// is a mistake, never replaced by the default), MaxBatch, MaxQueue or
+// Instances over its bound, or a Repository without Open. New keeps the
+// error; Add, Load, ScanRepository and Run return it.
+func (c Config) Validate() error {
+	for _, f := range []struct {
+		name     string
+		v, limit int64
+	}{
+		{"MaxBatch", int64(c.MaxBatch), maxBatchLimit},
+		{"MaxQueue", int64(c.MaxQueue), maxQueueLimit},
+		{"Instances", int64(c.Instances), maxInstancesLimit},
+		{"MaxBodyBytes", c.MaxBodyBytes, 0},
+		{"MaxImagePixels", int64(c.MaxImagePixels), 0},
+	} {
+		switch {
+		case f.v < 0:
+			return fmt.Errorf("serve: Config.%s %d is negative (0 means the default)", f.name, f.v)
+		case f.limit > 0 && f.v > f.limit:
+			return fmt.Errorf("serve: Config.%s %d is over its limit of %d", f.name, f.v, f.limit)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"MaxDelay", c.MaxDelay}, {"Timeout", c.Timeout},
+		{"ReadHeaderTimeout", c.ReadHeaderTimeout}, {"ReadTimeout", c.ReadTimeout},
+		{"WriteTimeout", c.WriteTimeout}, {"IdleTimeout", c.IdleTimeout},
+		{"PollInterval", c.PollInterval},
+	} {
+		if f.d < 0 {
+			return fmt.Errorf("serve: Config.%s %v is negative (0 means the default)", f.name, f.d)
+		}
+	}
+	if c.Repository != "" && c.Open == nil {
+		return fmt.Errorf("serve: Config.Repository %q is set but Config.Open is nil: nothing can load its models", c.Repository)
+	}
+	return nil
+}
+
+// defaults gives c's zero fields their defaults; negative ones are left
+// for Validate to refuse.
 func (c *Config) defaults() {
 	setDur := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
 			*d = v
 		}
 	}
-	if c.MaxBatch <= 0 {
-		c.MaxBatch = 8
+	setInt := func(n *int, v int) {
+		if *n == 0 {
+			*n = v
+		}
 	}
-	if c.MaxDelay < 0 {
-		c.MaxDelay = 0
-	}
-	if c.MaxQueue <= 0 {
-		c.MaxQueue = 256
-	}
-	if c.Instances <= 0 {
-		c.Instances = 1
-	}
-	if c.MaxBodyBytes <= 0 {
+	setInt(&c.MaxBatch, 8)
+	setInt(&c.MaxQueue, 256)
+	setInt(&c.Instances, 1)
+	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 32 << 20
 	}
-	if c.MaxImagePixels <= 0 {
-		c.MaxImagePixels = 1 << 24
-	}
+	setInt(&c.MaxImagePixels, 1<<24)
 	setDur(&c.Timeout, 30*time.Second)
 	setDur(&c.ReadHeaderTimeout, 5*time.Second)
 	setDur(&c.ReadTimeout, 30*time.Second)
@@ -138,6 +189,7 @@ type model struct {
 // serve it with Handler, NewGRPC or Run, and stop it with Close.
 type Server struct {
 	cfg     Config
+	cfgErr  error // Config.Validate's, returned by Add, Load, ScanRepository and Run
 	log     *slog.Logger
 	metrics *metrics
 
@@ -160,11 +212,14 @@ type fileStat struct {
 
 // New returns a server with no models yet (add them with Add, Load or
 // ScanRepository); cfg's zero fields take the defaults documented on
-// Config's fields.
+// Config's fields. A cfg that Config.Validate refuses makes Add, Load,
+// ScanRepository and Run return its error, so the server serves nothing.
 func New(cfg Config) *Server {
+	cfgErr := cfg.Validate()
 	cfg.defaults()
 	return &Server{
 		cfg:      cfg,
+		cfgErr:   cfgErr,
 		log:      cfg.Logger,
 		metrics:  newMetrics(cfg.Logger),
 		models:   map[string]map[string]*model{},
@@ -176,8 +231,14 @@ func New(cfg Config) *Server {
 }
 
 // Add serves b as version of name after a warm-up batch, replacing (and
-// draining) a model already served under that name and version.
+// draining) a model already served under that name and version. The
+// warm-up's output must have the shape b's Info declares ([1, classes]
+// for a classifier, [1, H', W', classes] for a segmenter); a model that
+// answers otherwise is refused.
 func (s *Server) Add(name, version string, b Backend) error {
+	if s.cfgErr != nil {
+		return s.cfgErr
+	}
 	defer s.pendingLoad(name, version)()
 	if err := checkName("model name", name); err != nil {
 		return err
@@ -185,8 +246,14 @@ func (s *Server) Add(name, version string, b Backend) error {
 	if err := checkName("model version", version); err != nil {
 		return err
 	}
-	info := b.Info()
-	if err := info.validate(); err != nil {
+	if b == nil {
+		return fmt.Errorf("serve: model %s version %s: no Backend (nil)", name, version)
+	}
+	info, err := backendInfo(b)
+	if err == nil {
+		err = info.validate()
+	}
+	if err != nil {
 		return fmt.Errorf("serve: model %s version %s: %w", name, version, err)
 	}
 	if err := limits.CheckElements("serve: model "+name+" input", s.cfg.MaxBatch, info.Height, info.Width, info.Channels); err != nil {
@@ -196,7 +263,11 @@ func (s *Server) Add(name, version string, b Backend) error {
 	m := &model{name: name, version: version, backend: b, info: info, metrics: mm,
 		bt: newBatcher(b, s.cfg.MaxBatch, s.cfg.MaxDelay, s.cfg.MaxQueue, s.cfg.Instances, mm)}
 	start := time.Now()
-	if _, err := m.bt.submit(context.Background(), tensor.New(1, info.Height, info.Width, info.Channels)); err != nil {
+	r, err := m.bt.submit(context.Background(), tensor.New(1, info.Height, info.Width, info.Channels))
+	if err == nil {
+		err = info.checkOutput(r.y, 1)
+	}
+	if err != nil {
 		m.bt.close()
 		return fmt.Errorf("serve: model %s version %s: warm-up batch: %w", name, version, err)
 	}
@@ -217,17 +288,47 @@ func (s *Server) Add(name, version string, b Backend) error {
 	return nil
 }
 
-// Load opens path with Config.Open and serves it (see Add).
+// Load opens path with Config.Open and serves it (see Add). An Opener
+// that panics, or returns neither a Backend nor an error, is an error
+// naming the model.
 func (s *Server) Load(name, version, path string) error {
+	if s.cfgErr != nil {
+		return s.cfgErr
+	}
 	if s.cfg.Open == nil {
-		return errors.New("serve: no Opener configured to load " + path)
+		return fmt.Errorf("serve: model %s version %s: Config.Open is nil: nothing can load %s", name, version, path)
 	}
 	defer s.pendingLoad(name, version)()
-	b, err := s.cfg.Open(path)
+	b, err := s.open(path)
+	if err == nil && b == nil {
+		err = fmt.Errorf("Config.Open returned neither a Backend nor an error for %s", path)
+	}
 	if err != nil {
 		return fmt.Errorf("serve: model %s version %s: %w", name, version, err)
 	}
 	return s.Add(name, version, b)
+}
+
+// open calls Config.Open, turning a panic into an error: from a
+// repository scan in Run's goroutine, it would end the process.
+func (s *Server) open(path string) (b Backend, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			b, err = nil, fmt.Errorf("Config.Open panicked opening %s: %v", path, p)
+		}
+	}()
+	return s.cfg.Open(path)
+}
+
+// backendInfo calls b.Info, turning a panic (a nil pointer in a Backend
+// interface, say) into an error.
+func backendInfo(b Backend) (info ModelInfo, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("Backend.Info panicked: %v", p)
+		}
+	}()
+	return b.Info(), nil
 }
 
 // pendingLoad marks the server not ready while a model version that is
@@ -406,6 +507,11 @@ func (s *Server) infer(ctx context.Context, protocol, name, version string, x *t
 		if errors.Is(err, errBatcherClosed) && attempt < 2 {
 			continue // replaced between lookup and submit
 		}
+		if err == nil {
+			if oerr := m.info.checkOutput(r.y, x.Shape[0]); oerr != nil {
+				err = internal("model %q version %q: %v", name, m.version, oerr)
+			}
+		}
 		m.metrics.observeRequest(protocol, x.Shape[0], time.Since(start), r, err)
 		if err != nil {
 			return nil, m, counted{err}
@@ -436,6 +542,9 @@ func (m *model) checkInput(x *tensor.Tensor) error {
 // loading one model are logged and leave the other models (and the
 // model's previous version) serving.
 func (s *Server) ScanRepository() error {
+	if s.cfgErr != nil {
+		return s.cfgErr
+	}
 	dir := s.cfg.Repository
 	if dir == "" {
 		return nil

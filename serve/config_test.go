@@ -1,0 +1,247 @@
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/residual-nn/residual/tensor"
+)
+
+// quietConfig is cfg logging nowhere.
+func quietConfig(cfg Config) Config {
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	return cfg
+}
+
+// runBriefly runs s on a loopback listener until it returns or 2 s pass
+// (then it stops it), and returns Run's error.
+func runBriefly(t *testing.T, s *Server, drain time.Duration) error {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, ln, nil, drain) }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(2 * time.Second):
+		cancel()
+		<-done
+		return nil
+	}
+}
+
+// TestConfigRefused: a negative duration or size, an absurd one, or a
+// repository without an Opener is an error naming the field from
+// Validate, Add, Load, ScanRepository and Run, never a panic (a
+// negative PollInterval used to panic in Run's watch goroutine, killing
+// the process) nor a value silently replaced by its default (MaxBatch -5
+// served as 8; Timeout -1s refused every request with 429). Zero fields
+// keep meaning the default.
+func TestConfigRefused(t *testing.T) {
+	dir := t.TempDir()
+	open := func(string) (Backend, error) { return newFake(), nil }
+	for _, c := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Repository: dir, PollInterval: -time.Second, Open: open}, "PollInterval"},
+		{Config{MaxBatch: -5}, "MaxBatch"},
+		{Config{MaxBatch: 1 << 40}, "MaxBatch"},
+		{Config{Timeout: -time.Second}, "Timeout"},
+		{Config{MaxDelay: -time.Millisecond}, "MaxDelay"},
+		{Config{MaxQueue: -1}, "MaxQueue"},
+		{Config{MaxQueue: 1 << 40}, "MaxQueue"},
+		{Config{Instances: -2}, "Instances"},
+		{Config{Instances: 1 << 30}, "Instances"},
+		{Config{MaxBodyBytes: -1}, "MaxBodyBytes"},
+		{Config{MaxImagePixels: -1}, "MaxImagePixels"},
+		{Config{ReadHeaderTimeout: -1}, "ReadHeaderTimeout"},
+		{Config{ReadTimeout: -1}, "ReadTimeout"},
+		{Config{WriteTimeout: -1}, "WriteTimeout"},
+		{Config{IdleTimeout: -1}, "IdleTimeout"},
+		{Config{Repository: dir}, "Open"},
+	} {
+		name := fmt.Sprintf("%+v", c.cfg)
+		check := func(what string, err error) {
+			t.Helper()
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("%s: %s: %v; want an error naming %s", name, what, err, c.want)
+			}
+		}
+		check("Validate", c.cfg.Validate())
+		s := New(quietConfig(c.cfg))
+		check("Add", s.Add("m", "1", newFake()))
+		check("Load", s.Load("m", "1", filepath.Join(dir, "model.safetensors")))
+		if c.cfg.Repository != "" {
+			check("ScanRepository", s.ScanRepository())
+		}
+		check("Run", runBriefly(t, s, 0))
+		if s.Ready() {
+			t.Errorf("%s: ready", name)
+		}
+	}
+	s := New(quietConfig(Config{}))
+	if err := runBriefly(t, s, -time.Second); err == nil || !strings.Contains(err.Error(), "drain") {
+		t.Errorf("Run with drain -1s: %v; want an error naming the drain", err)
+	}
+	if err := (Config{}).Validate(); err != nil {
+		t.Errorf("zero Config: %v", err)
+	}
+	// Zero still means the default.
+	ts := start(t, Config{}, map[string]Backend{"m": newFake()})
+	if ts.cfg.MaxBatch != 8 || ts.cfg.Timeout != 30*time.Second || ts.cfg.MaxQueue != 256 {
+		t.Errorf("defaults: MaxBatch %d, Timeout %v, MaxQueue %d", ts.cfg.MaxBatch, ts.cfg.Timeout, ts.cfg.MaxQueue)
+	}
+	serving(t, ts, "m")
+}
+
+// TestRepositoryWithoutOpener: a repository holding a model but no Open
+// to load it with is an error, not a server that stays unready forever.
+func TestRepositoryWithoutOpener(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "m", "1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "m", "1", "model.safetensors"), []byte("weights"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := New(quietConfig(Config{Repository: dir}))
+	if err := s.ScanRepository(); err == nil || !strings.Contains(err.Error(), "Open") {
+		t.Errorf("ScanRepository without Open: %v; want an error naming Config.Open", err)
+	}
+}
+
+// nilPointer is a backend type whose nil pointer panics in Info.
+type nilPointer struct{ info ModelInfo }
+
+func (p *nilPointer) Info() ModelInfo { return p.info }
+func (p *nilPointer) Preprocess(img image.Image) (*tensor.Tensor, error) {
+	return nil, errors.New("unused")
+}
+func (p *nilPointer) Forward(context.Context, *tensor.Tensor) (*tensor.Tensor, error) {
+	return nil, errors.New("unused")
+}
+
+// TestNilBackend: an Opener answering (nil, nil), a nil Backend given to
+// Add, a nil pointer whose Info panics and an Opener that panics are
+// errors naming the model, not a nil pointer dereference (which, from a
+// repository scan, would kill the process).
+func TestNilBackend(t *testing.T) {
+	var typedNil *nilPointer
+	for _, c := range []struct {
+		what string
+		open Opener
+	}{
+		{"nil, nil", func(string) (Backend, error) { return nil, nil }},
+		{"typed nil", func(string) (Backend, error) { return typedNil, nil }},
+		{"panic", func(string) (Backend, error) { panic("opener bug") }},
+	} {
+		s := New(quietConfig(Config{Open: c.open}))
+		if err := s.Load("digits", "3", "x.safetensors"); err == nil || !strings.Contains(err.Error(), "model digits version 3") {
+			t.Errorf("Opener %s: Load: %v; want an error naming model digits version 3", c.what, err)
+		}
+		if s.Ready() {
+			t.Errorf("Opener %s: ready", c.what)
+		}
+	}
+	s := New(quietConfig(Config{}))
+	for _, b := range []Backend{nil, typedNil} {
+		if err := s.Add("m", "1", b); err == nil || !strings.Contains(err.Error(), "model m version 1") {
+			t.Errorf("Add(%#v): %v; want an error naming model m version 1", b, err)
+		}
+	}
+	// From a repository scan: logged, and the scan goes on.
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "m", "1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "m", "1", "model.safetensors"), []byte("weights"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s = New(quietConfig(Config{Repository: dir, Open: func(string) (Backend, error) { panic("opener bug") }}))
+	if err := s.ScanRepository(); err != nil {
+		t.Errorf("ScanRepository: %v", err)
+	}
+}
+
+// wrongOutput is a fake whose outputs disagree with its Info: shape
+// returns the output shape for a batch of n.
+type wrongOutput struct {
+	*fakeBackend
+	shape func(n int) []int
+}
+
+func (w wrongOutput) Forward(_ context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	return tensor.New(w.shape(x.Shape[0])...), nil
+}
+
+// TestOutputMismatchesInfo: a model whose warm-up output does not have
+// the shape its Info declares ([N, classes] for a classifier, [N, H', W',
+// classes] for a segmenter) is refused, naming the mismatch, instead of
+// being served (a 2-class model answering 7 logits used to answer
+// {"class":6,"label":""}).
+func TestOutputMismatchesInfo(t *testing.T) {
+	classifier := newFake()
+	classifier.classes = 2
+	segmenter := newFake()
+	segmenter.task = TaskSegment
+	segmenter.classes = 2
+	for _, c := range []struct {
+		what string
+		b    Backend
+		want string
+	}{
+		{"7 logits for 2 classes", wrongOutput{classifier, func(n int) []int { return []int{n, 7} }}, "[1 7]"},
+		{"classifier of rank 4", wrongOutput{classifier, func(n int) []int { return []int{n, 1, 1, 2} }}, "[1 1 1 2]"},
+		{"segmenter of rank 2", wrongOutput{segmenter, func(n int) []int { return []int{n, 2} }}, "[1 2]"},
+		{"segmenter with 3 classes", wrongOutput{segmenter, func(n int) []int { return []int{n, 2, 2, 3} }}, "[1 2 2 3]"},
+		{"empty mask", wrongOutput{segmenter, func(n int) []int { return []int{n, 0, 2, 2} }}, "[1 0 2 2]"},
+	} {
+		s := New(quietConfig(Config{}))
+		err := s.Add("m", "1", c.b)
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "2 classes") || !strings.Contains(err.Error(), "model m version 1") {
+			t.Errorf("%s: %v; want an error naming model m version 1, shape %s and the 2 classes of its Info", c.what, err, c.want)
+		}
+		if s.Ready() {
+			t.Errorf("%s: served", c.what)
+		}
+	}
+	// A model that passes its warm-up and answers a later batch with the
+	// wrong shape: 500 naming it, and the server serves on.
+	later := wrongOutput{classifier, func(n int) []int {
+		if n == 1 {
+			return []int{n, 2}
+		}
+		return []int{n, 7}
+	}}
+	ts := start(t, Config{}, map[string]Backend{"m": later, "ok": newFake()})
+	code, _, b := post(t, ts.url+"/v2/models/m/infer", "application/json", inferJSON([]int{2, 2, 2, 1}, make([]float32, 8), ""))
+	if code != 500 || !strings.Contains(string(b), "output shape [2 7]") || !strings.Contains(string(b), "2 classes") {
+		t.Errorf("a later batch of 7 logits for 2 classes: %d %s; want 500 naming the mismatch", code, b)
+	}
+	serving(t, ts, "ok")
+	// Good shapes are served.
+	for _, b := range []Backend{classifier, segmenter} {
+		s := New(quietConfig(Config{}))
+		if err := s.Add("m", "1", b); err != nil {
+			t.Errorf("%s model: %v", b.Info().Task, err)
+		}
+		s.Close()
+	}
+}
