@@ -19,8 +19,10 @@ package infer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"image"
+	"reflect"
 	"runtime"
 	"sort"
 	"sync"
@@ -85,7 +87,21 @@ func Open(path string) (*Model, error) {
 
 // New prepares a loaded checkpoint's model for inference. The model is
 // changed (evaluation mode) and must not be used elsewhere afterwards.
+// A nil checkpoint, one without a model config or network, and one whose
+// metadata is invalid (checkpoint.Meta.Validate) are errors.
 func New(c *checkpoint.Checkpoint) (*Model, error) {
+	if c == nil {
+		return nil, errors.New("infer: no checkpoint (nil)")
+	}
+	if c.Model.Arch == nil {
+		return nil, fmt.Errorf("infer: the checkpoint has no model (its config %q describes no network)", c.Model.Name)
+	}
+	if c.Int8 == nil && isNil(c.Net) {
+		return nil, fmt.Errorf("infer: the checkpoint of %s has no network (Net is nil)", c.Model.Name)
+	}
+	if err := c.Meta.Validate(); err != nil {
+		return nil, fmt.Errorf("infer: the checkpoint of %s: %w", c.Model.Name, err)
+	}
 	task := "classify"
 	if c.Model.Dense() {
 		task = "segment"
@@ -139,6 +155,9 @@ func (m *Model) Preprocess(img image.Image) (*tensor.Tensor, error) {
 // input for a valid U-Net). A server batches requests through it. Inputs
 // the network cannot take are an error, as is a done ctx.
 func (m *Model) Forward(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	if ctx == nil {
+		return nil, errors.New("infer: Forward: nil context")
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -188,7 +207,11 @@ func (m *Model) forward(x *tensor.Tensor) (y *tensor.Tensor, err error) {
 // sums: PyTorch's CPU autocast; see autograd.Precision). Call it before
 // the model serves requests, not while it does. An int8 model computes in
 // int8 and refuses any precision but ag.FP32 (which leaves it as it is).
+// A precision other than ag.FP32 and ag.BF16 is an error.
 func (m *Model) SetPrecision(p ag.Precision) error {
+	if p != ag.FP32 && p != ag.BF16 {
+		return fmt.Errorf("infer: unknown precision ag.Precision(%d) (want ag.FP32 or ag.BF16)", int(p))
+	}
 	if m.int8 != nil && p != ag.FP32 {
 		return fmt.Errorf("infer: %s is an int8 model; precision %s applies to float models only", m.info.Name, p)
 	}
@@ -206,13 +229,21 @@ type Guess struct {
 // Classify returns the k most probable classes of each image, most
 // probable first (k is capped at the number of classes). Images are
 // preprocessed as in training's evaluation and run in batches; ctx is
-// checked between batches.
+// checked between batches. A nil image is an error naming its index.
 func (m *Model) Classify(ctx context.Context, imgs []image.Image, k int) ([][]Guess, error) {
+	if ctx == nil {
+		return nil, errors.New("infer: Classify: nil context")
+	}
 	if m.dense {
 		return nil, fmt.Errorf("infer: %s segments images; use Segment", m.info.Name)
 	}
 	if k < 1 {
 		return nil, fmt.Errorf("infer: top-k needs k ≥ 1, got %d", k)
+	}
+	for i, img := range imgs {
+		if isNil(img) {
+			return nil, fmt.Errorf("infer: image %d is nil", i)
+		}
 	}
 	k = min(k, len(m.info.Classes))
 	out := make([][]Guess, 0, len(imgs))
@@ -280,6 +311,9 @@ func (m *Model) Segment(ctx context.Context, img image.Image) (*Mask, error) {
 // The image is converted to the model's channels and normalisation but not
 // resized.
 func (m *Model) SegmentTiles(ctx context.Context, img image.Image, tile int) (*Mask, error) {
+	if ctx == nil {
+		return nil, errors.New("infer: Segment: nil context")
+	}
 	u, ok := m.net.(*unet.Net)
 	if !ok {
 		return nil, fmt.Errorf("infer: %s is not a segmentation model (a U-Net)", m.info.Name)
@@ -287,15 +321,14 @@ func (m *Model) SegmentTiles(ctx context.Context, img image.Image, tile int) (*M
 	if tile < 0 {
 		return nil, fmt.Errorf("infer: tile %d < 0", tile)
 	}
-	b := img.Bounds()
-	h, w := b.Dy(), b.Dx()
-	if err := limits.CheckImage("infer: input", w, h); err != nil {
+	pix, h, w, err := readImage(img, m.info.Channels)
+	if err != nil {
 		return nil, err
 	}
 	if tile > max(h, w) {
 		tile = max(h, w)
 	}
-	x := normalise(m.info.Preprocess, pixels(img, m.info.Channels), h, w)
+	x := normalise(m.info.Preprocess, pix, h, w)
 	logits, err := u.SegmentContext(ctx, x, tile)
 	if err != nil {
 		return nil, err
@@ -313,6 +346,20 @@ func (m *Model) SegmentTiles(ctx context.Context, img image.Image, tile int) (*M
 		mask.Class[i] = int32(best)
 	}
 	return mask, nil
+}
+
+// isNil reports whether v is nil or holds a nil pointer, map, slice,
+// function, channel or interface: a typed nil an interface would
+// otherwise pass on to a method call that dereferences it.
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	switch r := reflect.ValueOf(v); r.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan, reflect.Interface, reflect.UnsafePointer:
+		return r.IsNil()
+	}
+	return false
 }
 
 // tapes keeps a model's inference tapes, one per pass running at once,

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"testing"
 
+	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/infer"
@@ -278,6 +279,25 @@ func TestErrors(t *testing.T) {
 		}, "image 0"},
 		{"bomb", func() error { _, err := m.Preprocess(image.NewGray(image.Rect(0, 0, 100000, 1))); return err }, "limits.ImageSide"},
 		{"negative tile", func() error { _, err := u.SegmentTiles(ctx, img, -1); return err }, "tile"},
+		{"nil image", func() error { _, err := m.Classify(ctx, []image.Image{img, nil}, 3); return err }, "image 1 is nil"},
+		{"typed nil image", func() error { _, err := m.Classify(ctx, []image.Image{(*image.Gray)(nil)}, 3); return err }, "image 0 is nil"},
+		{"preprocess nil", func() error { _, err := m.Preprocess(nil); return err }, "image is nil"},
+		{"preprocess typed nil", func() error { _, err := m.Preprocess((*image.RGBA)(nil)); return err }, "image is nil"},
+		{"segment nil", func() error { _, err := u.Segment(ctx, nil); return err }, "image is nil"},
+		{"segment typed nil", func() error { _, err := u.Segment(ctx, (*image.Gray)(nil)); return err }, "image is nil"},
+		{"image short of pixels", func() error {
+			_, err := m.Classify(ctx, []image.Image{&image.Gray{Rect: image.Rect(0, 0, 28, 28), Stride: 28}}, 1)
+			return err
+		}, "image 0: infer: reading the image (*image.Gray)"},
+		{"segment image short of pixels", func() error {
+			_, err := u.Segment(ctx, &image.RGBA{Rect: image.Rect(0, 0, 20, 20), Stride: 80, Pix: make([]uint8, 10)})
+			return err
+		}, "reading the image (*image.RGBA)"},
+		{"nil context", func() error {
+			var none context.Context
+			_, err := m.Classify(none, []image.Image{img}, 1)
+			return err
+		}, "nil context"},
 	} {
 		err := tc.err()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -294,6 +314,61 @@ func TestErrors(t *testing.T) {
 	}
 	if got, err := m.Classify(ctx, nil, 3); err != nil || len(got) != 0 {
 		t.Errorf("no images: %v, %v", got, err)
+	}
+}
+
+// New refuses what is not a checkpoint it can run, with an error naming
+// the problem, and SetPrecision refuses precisions autograd does not know.
+func TestNewAndPrecisionErrors(t *testing.T) {
+	c, err := checkpoint.Load(filepath.Join(dir, "mnist-tiny.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	noNet := *c
+	noNet.Net = nil
+	badPre := *c
+	badPre.Preprocess.Height = -1
+	for _, tc := range []struct {
+		name string
+		c    *checkpoint.Checkpoint
+		want string
+	}{
+		{"nil", nil, "no checkpoint"},
+		{"empty", &checkpoint.Checkpoint{}, "the checkpoint has no model"},
+		{"no network", &noNet, "has no network"},
+		{"bad preprocessing", &badPre, "preprocess"},
+	} {
+		m, err := infer.New(tc.c)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, %v; want an error with %q", tc.name, m, err, tc.want)
+		}
+	}
+	m := open(t, "mnist-tiny.safetensors")
+	for _, p := range []ag.Precision{-1, 2, 99} {
+		if err := m.SetPrecision(p); err == nil || !strings.Contains(err.Error(), "unknown precision") {
+			t.Errorf("SetPrecision(%d): %v", int(p), err)
+		}
+	}
+	x := tensor.NewRNG(1).Randn(1, 28, 28, 1)
+	want, err := m.Forward(context.Background(), x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetPrecision(ag.BF16); err != nil {
+		t.Fatal(err)
+	}
+	bf, err := m.Forward(context.Background(), x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Equal(bf.Data, want.Data) {
+		t.Error("SetPrecision(BF16) left the logits as FP32 computes them")
+	}
+	if err := m.SetPrecision(ag.FP32); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := m.Forward(context.Background(), x); err != nil || !slices.Equal(got.Data, want.Data) {
+		t.Errorf("back to FP32: %v, logits differ from the first FP32 pass: %v", err, !slices.Equal(got.Data, want.Data))
 	}
 }
 

@@ -1,6 +1,7 @@
 package infer
 
 import (
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
@@ -23,20 +24,21 @@ import (
 // pixel conversion is package data's Pixels, repeated here because package
 // data embeds MNIST and this package must stay small; a test checks both
 // give the same bytes.
+//
+// A nil image (or a nil *image.Gray, …) is an error, and so is an image
+// whose methods panic (say, an image.Gray whose Pix is shorter than its
+// Rect says).
 func Input(p checkpoint.Preprocess, img image.Image) (*tensor.Tensor, error) {
 	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("infer: %w", err)
 	}
-	b := img.Bounds()
-	h, w := b.Dy(), b.Dx()
-	if err := limits.CheckImage("infer: input", w, h); err != nil {
+	pix, h, w, err := readImage(img, p.Channels)
+	if err != nil {
 		return nil, err
 	}
-	pix := pixels(img, p.Channels)
 	if p.ResizeShorter > 0 {
 		// torchvision's Resize(shorter) and CenterCrop, PIL's antialiased
 		// bilinear resampling byte for byte (data/transform).
-		var err error
 		if pix, err = transform.EvalTransform(pix, h, w, p.Channels, p.ResizeShorter, p.Height, p.Width); err != nil {
 			return nil, fmt.Errorf("infer: %w", err)
 		}
@@ -45,6 +47,28 @@ func Input(p checkpoint.Preprocess, img image.Image) (*tensor.Tensor, error) {
 		pix, h, w = transform.Resize(pix, h, w, p.Channels, p.Height, p.Width), p.Height, p.Width
 	}
 	return normalise(p, pix, h, w), nil
+}
+
+// readImage returns an image's pixels as grey or RGB bytes (pixels) and
+// its size, which must be within package limits. A nil image is an error,
+// and so is a panic of the image's own methods (the caller's image type,
+// or an image.Gray built by hand with too short a Pix), which becomes an
+// error naming the image's type rather than a crash.
+func readImage(img image.Image, channels int) (pix []uint8, h, w int, err error) {
+	if isNil(img) {
+		return nil, 0, 0, errors.New("infer: the image is nil")
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			pix, h, w, err = nil, 0, 0, fmt.Errorf("infer: reading the image (%T): %v", img, r)
+		}
+	}()
+	b := img.Bounds()
+	h, w = b.Dy(), b.Dx()
+	if err := limits.CheckImage("infer: input", w, h); err != nil {
+		return nil, 0, 0, err
+	}
+	return pixels(img, channels), h, w, nil
 }
 
 // normalise turns 8-bit NHWC pixels into the model's input: channel order,

@@ -21,21 +21,26 @@ package quant
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"sync"
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/internal/kernels"
+	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
 )
 
 // Options are the calibration's settings.
 type Options struct {
+	// Method is MinMax, Percentile (if "") or Entropy; FromQDQ is no
+	// calibration and is refused.
 	Method Method
 	// Percentile is the percentile of magnitudes kept by the Percentile
-	// method (99.99 if 0).
+	// method (99.99 if 0), in (50, 100].
 	Percentile float64
 }
 
@@ -121,14 +126,35 @@ type convState struct {
 // (any N) until it returns nil. The weights get one symmetric int8 scale
 // per output channel; each activation the int8 graph keeps gets a u8 scale
 // and zero point from the values it took on the batches, by opt.Method.
+// A nil net or batches, an input shape with a dimension < 1, an unknown
+// method and a percentile outside (50, 100] are errors, as is a batch
+// whose data does not fill its shape.
 func Quantize(ctx context.Context, net nn.Layer, input []int, batches func() (*tensor.Tensor, error), opt Options) (*Model, error) {
-	if opt.Method == "" {
+	if ctx == nil {
+		return nil, errors.New("quant: Quantize: nil context")
+	}
+	if isNil(net) {
+		return nil, errors.New("quant: no network to quantize (net is nil)")
+	}
+	if batches == nil {
+		return nil, errors.New("quant: no calibration batches (batches is nil)")
+	}
+	if err := checkInput(input); err != nil {
+		return nil, err
+	}
+	switch opt.Method {
+	case "":
 		opt.Method = Percentile
+	case MinMax, Percentile, Entropy:
+	case FromQDQ:
+		return nil, fmt.Errorf("quant: method %q is not a calibration: it records the scales of an imported QDQ ONNX model (interop/onnx.ImportInt8); calibrate by minmax, percentile or entropy", FromQDQ)
+	default:
+		return nil, fmt.Errorf("quant: unknown calibration method %q (minmax, percentile or entropy)", opt.Method)
 	}
 	if opt.Percentile == 0 {
 		opt.Percentile = 99.99
 	}
-	if opt.Percentile <= 50 || opt.Percentile > 100 {
+	if !(opt.Percentile > 50 && opt.Percentile <= 100) { // NaN included
 		return nil, fmt.Errorf("quant: percentile %v outside (50, 100]", opt.Percentile)
 	}
 	if _, err := nn.FoldBatchNorm(net, input); err != nil {
@@ -171,6 +197,33 @@ func Quantize(ctx context.Context, net nn.Layer, input []int, batches func() (*t
 		return nil, err
 	}
 	return m, nil
+}
+
+// checkInput checks the shape a network is quantized (or rebuilt) at:
+// [N,H,W,C] or [N,inputs], every dimension ≥ 1, within package limits.
+func checkInput(input []int) error {
+	if len(input) < 2 {
+		return fmt.Errorf("quant: input shape %v, want [N,H,W,C] (or [N,inputs]) with every dimension ≥ 1", input)
+	}
+	for _, d := range input {
+		if d < 1 {
+			return fmt.Errorf("quant: input shape %v, want [N,H,W,C] (or [N,inputs]) with every dimension ≥ 1", input)
+		}
+	}
+	return limits.CheckElements("quant: input shape", input...)
+}
+
+// isNil reports whether v is nil or holds a nil pointer, map, slice,
+// function, channel or interface (a typed nil network).
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	switch r := reflect.ValueOf(v); r.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan, reflect.Interface, reflect.UnsafePointer:
+		return r.IsNil()
+	}
+	return false
 }
 
 // calibrated is whether a node's output gets its own scale (the others
@@ -297,6 +350,12 @@ func (m *Model) InputShape() []int { return append([]int(nil), m.g.input...) }
 // batch norms are folded and it must not be used elsewhere), input the
 // shape it was quantized at.
 func New(net nn.Layer, input []int, p Params, layers map[string]*Layer) (*Model, error) {
+	if isNil(net) {
+		return nil, errors.New("quant: no network to rebuild (net is nil)")
+	}
+	if err := checkInput(input); err != nil {
+		return nil, err
+	}
 	if p.Version != 1 {
 		return nil, fmt.Errorf("quant: parameters version %d (this build reads 1)", p.Version)
 	}
@@ -392,8 +451,14 @@ func calibrate(ctx context.Context, net nn.Layer, g *graph, input []int, batches
 		if x == nil {
 			break
 		}
-		if x.Rank() != len(input) || !equalTail(x.Shape, input) {
-			return nil, fmt.Errorf("quant: calibration batch %d has shape %v, want [N %v]", nb, x.Shape, input[1:])
+		if x.Rank() != len(input) || !equalTail(x.Shape, input) || x.Shape[0] < 1 {
+			return nil, fmt.Errorf("quant: calibration batch %d has shape %v, want [N %v] with N ≥ 1", nb, x.Shape, input[1:])
+		}
+		if err := limits.CheckElements(fmt.Sprintf("quant: calibration batch %d", nb), x.Shape...); err != nil {
+			return nil, err
+		}
+		if n := tensor.NumElements(x.Shape); len(x.Data) != n {
+			return nil, fmt.Errorf("quant: calibration batch %d holds %d values for shape %v (%d)", nb, len(x.Data), x.Shape, n)
 		}
 		// A tracer sees an operation before it computes, so the outputs
 		// are read after the pass; a training tape (unlike an inference

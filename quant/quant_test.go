@@ -407,3 +407,73 @@ func TestNewKeepsUnfoldedBatchNorms(t *testing.T) {
 		t.Errorf("parameters without the affine factors: %v", err)
 	}
 }
+
+// TestQuantizeRefusesBadArguments checks that what Quantize cannot use is
+// an error naming it, before anything runs or is recorded: no network, no
+// batches function, a bad input shape, a method that is no calibration
+// (FromQDQ, whose checkpoints would then be refused at load, or a
+// misspelling), a NaN percentile (which once passed the range check), and
+// a calibration batch whose data does not fill its shape (which once
+// crashed the process in a kernel worker). The zero Options still mean
+// the percentile method at 99.99.
+func TestQuantizeRefusesBadArguments(t *testing.T) {
+	in := []int{1, 6, 6, 3}
+	rng := tensor.NewRNG(6)
+	one := func(x *tensor.Tensor) func() (*tensor.Tensor, error) {
+		calls := 0
+		return func() (*tensor.Tensor, error) {
+			if calls++; calls > 1 {
+				return nil, nil
+			}
+			return x, nil
+		}
+	}
+	good := randInput(rng, 2, 6, 6, 3)
+	var none context.Context
+	for _, tc := range []struct {
+		name    string
+		ctx     context.Context
+		net     nn.Layer
+		input   []int
+		batches func() (*tensor.Tensor, error)
+		opt     Options
+		want    string
+	}{
+		{"nil context", none, newBlock(rng, 4), in, one(good), Options{}, "nil context"},
+		{"nil net", context.Background(), nil, in, one(good), Options{}, "net is nil"},
+		{"typed nil net", context.Background(), (*block)(nil), in, one(good), Options{}, "net is nil"},
+		{"nil batches", context.Background(), newBlock(rng, 4), in, nil, Options{}, "batches is nil"},
+		{"nil input", context.Background(), newBlock(rng, 4), nil, one(good), Options{}, "input shape []"},
+		{"negative input", context.Background(), newBlock(rng, 4), []int{1, -6, 6, 3}, one(good), Options{}, "input shape [1 -6 6 3]"},
+		{"unknown method", context.Background(), newBlock(rng, 4), in, one(good), Options{Method: "bogus"}, `unknown calibration method "bogus"`},
+		{"FromQDQ", context.Background(), newBlock(rng, 4), in, one(good), Options{Method: FromQDQ}, "not a calibration"},
+		{"NaN percentile", context.Background(), newBlock(rng, 4), in, one(good), Options{Percentile: math.NaN()}, "percentile NaN"},
+		{"percentile 50", context.Background(), newBlock(rng, 4), in, one(good), Options{Percentile: 50}, "percentile 50"},
+		{"short batch", context.Background(), newBlock(rng, 4), in, one(&tensor.Tensor{Shape: []int{1, 6, 6, 3}, Data: make([]float32, 3)}), Options{}, "batch 0 holds 3 values for shape [1 6 6 3]"},
+		{"long batch", context.Background(), newBlock(rng, 4), in, one(&tensor.Tensor{Shape: []int{1, 6, 6, 3}, Data: make([]float32, 200)}), Options{}, "batch 0 holds 200 values"},
+		{"empty batch", context.Background(), newBlock(rng, 4), in, one(&tensor.Tensor{Shape: []int{0, 6, 6, 3}}), Options{}, "batch 0 has shape [0 6 6 3]"},
+		{"negative batch", context.Background(), newBlock(rng, 4), in, one(&tensor.Tensor{Shape: []int{-1, 6, 6, 3}}), Options{}, "batch 0 has shape [-1 6 6 3]"},
+	} {
+		m, err := Quantize(tc.ctx, tc.net, tc.input, tc.batches, tc.opt)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, %v; want an error with %q", tc.name, m, err, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		opt  Options
+		want Method
+	}{{Options{}, Percentile}, {Options{Percentile: 100}, Percentile}, {Options{Method: MinMax}, MinMax}, {Options{Method: Entropy}, Entropy}} {
+		m, err := Quantize(context.Background(), newBlock(rng, 4), in, one(good), tc.opt)
+		if err != nil {
+			t.Errorf("%+v: %v", tc.opt, err)
+		} else if got := m.Params().Method; got != tc.want {
+			t.Errorf("%+v: recorded method %q, want %q", tc.opt, got, tc.want)
+		}
+	}
+	if _, err := New(nil, in, Params{Version: 1}, nil); err == nil || !strings.Contains(err.Error(), "net is nil") {
+		t.Errorf("New with a nil net: %v", err)
+	}
+	if _, err := Plan(newBlock(rng, 4), nil); err == nil || !strings.Contains(err.Error(), "input shape") {
+		t.Errorf("Plan with no input shape: %v", err)
+	}
+}

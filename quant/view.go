@@ -1,6 +1,7 @@
 package quant
 
 import (
+	"errors"
 	"fmt"
 
 	ag "github.com/residual-nn/residual/autograd"
@@ -127,6 +128,12 @@ func (m *Model) ValueParams(v int) QParams { return m.qp[v] }
 // returns the int8 graph Quantize would run for inputs of the given shape,
 // without calibrating: what an importer fills in before New.
 func Plan(net nn.Layer, input []int) (*Graph, error) {
+	if isNil(net) {
+		return nil, errors.New("quant: no network to plan (net is nil)")
+	}
+	if err := checkInput(input); err != nil {
+		return nil, err
+	}
 	if _, err := nn.FoldBatchNorm(net, input); err != nil {
 		return nil, fmt.Errorf("quant: %w", err)
 	}
