@@ -5,9 +5,11 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"github.com/residual-nn/residual/data/transform"
 	"image"
 	"image/color"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -282,8 +284,10 @@ func TestSplitAndResize(t *testing.T) {
 	if err != nil || tr.Len() != 54000 || val.Len() != 6000 {
 		t.Fatalf("split: %v", err)
 	}
-	if _, _, err := train.Split(1.5, 3); err == nil {
-		t.Error("split 1.5 accepted")
+	for _, frac := range []float64{1.5, 0, 1, -0.1, math.NaN(), math.Inf(1), math.Inf(-1)} {
+		if _, _, err := train.Split(frac, 3); err == nil || !strings.Contains(err.Error(), "fraction") {
+			t.Errorf("split %g: %v; want an error naming the fraction", frac, err)
+		}
 	}
 	r := transform.Resize([]uint8{0, 100, 200, 255}, 2, 2, 1, 4, 4)
 	if r[0] != 0 || r[15] != 255 || len(r) != 16 {
@@ -308,6 +312,195 @@ func TestLoaderBGRScale255(t *testing.T) {
 			if want := float32((p - mean[o]) / std[o]); got[px*3+o] != want {
 				t.Errorf("pixel %d, model channel %d: %g, want (%g − %g)/%g = %g", px, o, got[px*3+o], p, mean[o], std[o], want)
 			}
+		}
+	}
+}
+
+// drain runs one epoch of a loader from batch skip on and returns the
+// number of batches and the loader's error.
+func drain(l *Loader, skip int) (int, error) {
+	n := 0
+	for range l.Epoch(context.Background(), 0, skip) {
+		n++
+	}
+	return n, l.Err()
+}
+
+// TestLoaderRefusesBadArguments: what the producer goroutine would have
+// panicked on (a panic there ends the process) is refused when the epoch
+// starts: a closed channel, and Err naming the problem.
+func TestLoaderRefusesBadArguments(t *testing.T) {
+	set := func() *Dataset {
+		return &Dataset{H: 2, W: 2, C: 1, Pixels: make([]uint8, 8), Labels: []int32{0, 1}, Classes: []string{"a", "b"}}
+	}
+	short := set()
+	short.Pixels = make([]uint8, 5) // no spare capacity to read beyond
+	rgb := set()
+	rgb.C, rgb.Pixels = 3, make([]uint8, 24)
+	label := set()
+	label.Labels[1] = 2
+	for _, c := range []struct {
+		name string
+		l    *Loader
+		skip int
+		want string
+	}{
+		{"batch 0", &Loader{Data: set()}, 0, "batch size 0"},
+		{"negative batch", &Loader{Data: set(), Batch: -3}, 0, "batch size -3"},
+		{"negative skip", &Loader{Data: set(), Batch: 1}, -1, "skip -1"},
+		{"no data", &Loader{Batch: 1}, 0, "without a data set"},
+		{"short pixels", &Loader{Data: short, Batch: 1}, 0, "5 pixel values"},
+		{"label outside the classes", &Loader{Data: label, Batch: 1}, 0, "label 2"},
+		{"one mean for 3 channels", &Loader{Data: rgb, Batch: 1, Mean: []float64{0.5}, Std: []float64{1, 1, 1}}, 0, "3 channels"},
+		{"one std for 3 channels", &Loader{Data: rgb, Batch: 1, Std: []float64{0.5}}, 0, "3 channels"},
+		{"huge pad", &Loader{Data: set(), Batch: 1, Augment: Augment{Pad: 1 << 62}}, 0, "pad 4611686018427387904 outside [0, 64]"},
+		{"pad over MaxPad", &Loader{Data: set(), Batch: 1, Augment: Augment{Pad: MaxPad + 1}}, 0, "pad 65"},
+		{"negative pad", &Loader{Data: set(), Batch: 1, Augment: Augment{Pad: -1}}, 0, "pad -1"},
+	} {
+		n, err := drain(c.l, c.skip)
+		if n != 0 || err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %d batches, error %v; want none and an error naming %q", c.name, n, err, c.want)
+		}
+	}
+	// Within range, and an error cleared by the next good epoch.
+	l := &Loader{Data: set(), Batch: 1}
+	drain(l, -1)
+	l.Augment, l.Mean, l.Std = Augment{Pad: MaxPad, Flip: true}, []float64{0.5}, []float64{0.25}
+	if n, err := drain(l, 0); n != 2 || err != nil {
+		t.Errorf("pad %d: %d batches, error %v", MaxPad, n, err)
+	}
+	if n, err := drain(l, 5); n != 0 || err != nil {
+		t.Errorf("skipping past the end: %d batches, error %v", n, err)
+	}
+	if n := (&Loader{Data: set()}).Batches(); n != 0 {
+		t.Errorf("Batches with batch size 0: %d", n)
+	}
+}
+
+// TestParallelPanic: a panic in one of parallel's goroutines reaches the
+// caller, where it can be recovered, rather than ending the process.
+func TestParallelPanic(t *testing.T) {
+	defer func() {
+		if r := recover(); r != "item 3" {
+			t.Errorf("recovered %v, want item 3", r)
+		}
+	}()
+	parallel(8, func(k int) {
+		if k == 3 {
+			panic("item 3")
+		}
+	})
+	t.Error("no panic")
+}
+
+// TestOpenChannels: the in-memory sets honour the channels asked for as
+// the folders do (grey replicated to RGB, RGB to its luma), keep theirs
+// with 0, and refuse channels other than 0, 1 and 3.
+func TestOpenChannels(t *testing.T) {
+	for _, c := range []int{-1, 2, 4} {
+		if _, _, err := Open("mnist", c); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%d channels", c)) {
+			t.Errorf("mnist in %d channels: %v; want an error naming them", c, err)
+		}
+	}
+	grey, greyTest, err := Open("mnist", 0)
+	if err != nil || grey.C != 1 {
+		t.Fatalf("mnist as stored: %v", err)
+	}
+	if one, _, err := Open("mnist", 1); err != nil || one.C != 1 || !slices.Equal(one.Pixels, grey.Pixels) {
+		t.Errorf("mnist in 1 channel: %v", err)
+	}
+	rgb, rgbTest, err := Open("mnist", 3)
+	if err != nil || rgb.C != 3 || rgbTest.C != 3 || rgb.Len() != grey.Len() || rgbTest.Len() != greyTest.Len() {
+		t.Fatalf("mnist in 3 channels: %v", err)
+	}
+	for i, v := range grey.Pixels {
+		if p := rgb.Pixels[3*i : 3*i+3]; p[0] != v || p[1] != v || p[2] != v {
+			t.Fatalf("pixel %d: %v, want %d replicated", i, p, v)
+		}
+	}
+
+	dir := t.TempDir()
+	rec := cifarRecord(1, 200, 100, 50)
+	for i := 1; i <= 5; i++ {
+		writeBytes(t, filepath.Join(dir, fmt.Sprintf("data_batch_%d.bin", i)), rec)
+	}
+	writeBytes(t, filepath.Join(dir, "test_batch.bin"), rec)
+	tr, te, err := Open("cifar10:"+dir, 1)
+	if err != nil || tr.C != 1 || te.C != 1 || tr.Len() != 5 {
+		t.Fatalf("CIFAR-10 in 1 channel: %v", err)
+	}
+	// PIL's L = (19595·200 + 38470·100 + 7471·50 + 2^15) >> 16 = 124.
+	if tr.Pixels[0] != 124 || te.Pixels[1023] != 124 {
+		t.Errorf("grey CIFAR pixels %d, %d; want 124", tr.Pixels[0], te.Pixels[1023])
+	}
+	if tr, _, err := Open("cifar10:"+dir, 0); err != nil || tr.C != 3 {
+		t.Errorf("CIFAR-10 as stored: %v", err)
+	}
+}
+
+// TestOpenCanvasSide: a canvas side whose canvases would not fit
+// limits.TensorElements is refused, naming the bound (a side of 9,999,999
+// was a makeslice panic; 2,000 an attempt at 40 GB).
+func TestOpenCanvasSide(t *testing.T) {
+	if s := maxCanvasSide(10000); s != 163 || 10000*s*s > 1<<28 || 10000*(s+1)*(s+1) <= 1<<28 {
+		t.Errorf("maxCanvasSide(10000) = %d", s)
+	}
+	for _, side := range []string{"164", "9999999"} {
+		if _, _, err := Open("mnist-canvas:"+side, 1); err == nil || !strings.Contains(err.Error(), "[40, 163]") {
+			t.Errorf("mnist-canvas:%s: %v; want an error naming the bound", side, err)
+		}
+	}
+	if _, _, err := Open("mnist-canvas:39", 1); err == nil || !strings.Contains(err.Error(), "≥ 40") {
+		t.Errorf("mnist-canvas:39: %v", err)
+	}
+}
+
+// TestCheckSizes: Check refuses sizes whose product would overflow, and a
+// folder's files in other than 1 or 3 channels (Pixels has no other).
+func TestCheckSizes(t *testing.T) {
+	huge := &Dataset{H: 1 << 31, W: 1 << 31, C: 4, Labels: []int32{0}, Classes: []string{"a"}}
+	if err := huge.Check(); err == nil || !strings.Contains(err.Error(), "image size") {
+		t.Errorf("%dx%dx%d images: %v", huge.H, huge.W, huge.C, err)
+	}
+	files := &Dataset{H: 2, W: 2, C: 2, Files: []string{"a.png"}, Images: &ImageOptions{}, Labels: []int32{0}, Classes: []string{"a"}}
+	if err := files.Check(); err == nil || !strings.Contains(err.Error(), "2 channels") {
+		t.Errorf("files in 2 channels: %v", err)
+	}
+	var none *Dataset
+	if err := none.Check(); err == nil {
+		t.Error("a nil data set passes Check")
+	}
+}
+
+// panicked returns what f panics with, or nil.
+func panicked(f func()) (r any) {
+	defer func() { r = recover() }()
+	f()
+	return nil
+}
+
+// TestLowLevelPanicsNamed: functions without an error result panic on
+// bad arguments with a message naming the problem rather than a runtime
+// error, and Pixels no longer returns RGB for channels other than 1 and 3.
+func TestLowLevelPanicsNamed(t *testing.T) {
+	d := &Dataset{H: 2, W: 2, C: 1, Pixels: make([]uint8, 8), Labels: []int32{0, 1}, Classes: []string{"a", "b"}}
+	grey := image.NewGray(image.Rect(0, 0, 1, 1))
+	for _, c := range []struct {
+		name string
+		f    func()
+		want string
+	}{
+		{"Subset", func() { d.Subset([]int{0, 5}) }, "index 5 outside [0, 2)"},
+		{"Subset negative", func() { d.Subset([]int{-1}) }, "index -1"},
+		{"Image", func() { d.Image(-1) }, "image -1"},
+		{"Image past the end", func() { d.Image(2) }, "image 2"},
+		{"Mask", func() { d.Mask(0) }, "mask 0"},
+		{"Pixels of nil", func() { Pixels(nil, 3) }, "nil image"},
+		{"Pixels in 2 channels", func() { Pixels(grey, 2) }, "2 channels"},
+	} {
+		r := panicked(c.f)
+		if msg, ok := r.(string); !ok || !strings.Contains(msg, c.want) {
+			t.Errorf("%s: panicked with %v; want a message naming %q", c.name, r, c.want)
 		}
 	}
 }

@@ -13,6 +13,7 @@ package data
 import (
 	"fmt"
 	"github.com/residual-nn/residual/data/transform"
+	"github.com/residual-nn/residual/limits"
 	"math"
 
 	"github.com/residual-nn/residual/tensor"
@@ -48,29 +49,24 @@ func (d *Dataset) Len() int {
 }
 
 // Image returns the pixels of image i of a set held in memory (not of a
-// folder's files: see Files).
+// folder's files: see Files). It panics, naming i, if there is no such
+// image.
 func (d *Dataset) Image(i int) []uint8 {
 	n := d.H * d.W * d.C
+	if i < 0 || n < 1 || i >= len(d.Pixels)/n {
+		panic(fmt.Sprintf("data: image %d of a set of %d in-memory images of %dx%dx%d", i, len(d.Pixels)/max(n, 1), d.H, d.W, d.C))
+	}
 	return d.Pixels[i*n : (i+1)*n]
 }
 
 // Check returns an error naming the first inconsistency: an image size
-// below 1, pixel, file, mask or weight counts that do not match the
-// images, no classes, or a label or mask value outside the classes.
+// below 1 or over limits.ImageSide (limits.Channels for channels), a
+// folder's files in other than 1 or 3 channels, pixel, file, mask or
+// weight counts that do not match the images, no classes, or a label or
+// mask value outside the classes.
 func (d *Dataset) Check() error {
-	switch {
-	case d.H < 1 || d.W < 1 || d.C < 1:
-		return fmt.Errorf("data: bad image size %dx%dx%d", d.H, d.W, d.C)
-	case d.Files != nil && (len(d.Files) != d.Len() || d.Pixels != nil || d.Images == nil || d.Masks != nil):
-		return fmt.Errorf("data: %d image files for %d labels", len(d.Files), d.Len())
-	case d.Files == nil && len(d.Pixels) != d.Len()*d.H*d.W*d.C:
-		return fmt.Errorf("data: %d pixel values for %d images of %dx%dx%d", len(d.Pixels), d.Len(), d.H, d.W, d.C)
-	case len(d.Classes) == 0:
-		return fmt.Errorf("data: no classes")
-	case d.Masks != nil && (len(d.Masks) != d.Len()*d.H*d.W || d.Labels != nil):
-		return fmt.Errorf("data: %d mask values for %d images of %dx%d", len(d.Masks), d.Len(), d.H, d.W)
-	case d.Weights != nil && len(d.Weights) != len(d.Masks):
-		return fmt.Errorf("data: %d pixel weights for %d mask values", len(d.Weights), len(d.Masks))
+	if err := d.checkSizes(); err != nil {
+		return err
 	}
 	for i, m := range d.Masks {
 		if int(m) >= len(d.Classes) {
@@ -85,8 +81,39 @@ func (d *Dataset) Check() error {
 	return nil
 }
 
-// Subset returns the images at the given indices (copied).
+// checkSizes is the part of Check that does not look at every value: the
+// image size and the lengths of the slices.
+func (d *Dataset) checkSizes() error {
+	switch {
+	case d == nil:
+		return fmt.Errorf("data: no data set (nil)")
+	case d.H < 1 || d.W < 1 || d.C < 1 || d.H > limits.ImageSide || d.W > limits.ImageSide || d.C > limits.Channels:
+		return fmt.Errorf("data: bad image size %dx%dx%d (sides in [1, %d], channels in [1, %d])", d.H, d.W, d.C, limits.ImageSide, limits.Channels)
+	case d.Files != nil && (len(d.Files) != d.Len() || d.Pixels != nil || d.Images == nil || d.Masks != nil):
+		return fmt.Errorf("data: %d image files for %d labels", len(d.Files), d.Len())
+	case d.Files != nil && d.C != 1 && d.C != 3:
+		return fmt.Errorf("data: image files decoded to %d channels (1 or 3)", d.C)
+	// H·W·C ≤ 2^48 (the bounds above): the division does not overflow.
+	case d.Files == nil && (len(d.Pixels)%(d.H*d.W*d.C) != 0 || len(d.Pixels)/(d.H*d.W*d.C) != d.Len()):
+		return fmt.Errorf("data: %d pixel values for %d images of %dx%dx%d", len(d.Pixels), d.Len(), d.H, d.W, d.C)
+	case len(d.Classes) == 0:
+		return fmt.Errorf("data: no classes")
+	case d.Masks != nil && (len(d.Masks)%(d.H*d.W) != 0 || d.Labels != nil):
+		return fmt.Errorf("data: %d mask values for %d images of %dx%d", len(d.Masks), d.Len(), d.H, d.W)
+	case d.Weights != nil && len(d.Weights) != len(d.Masks):
+		return fmt.Errorf("data: %d pixel weights for %d mask values", len(d.Weights), len(d.Masks))
+	}
+	return nil
+}
+
+// Subset returns the images at the given indices (copied). It panics,
+// naming the index, if one is outside [0, Len).
 func (d *Dataset) Subset(idx []int) *Dataset {
+	for _, i := range idx {
+		if i < 0 || i >= d.Len() {
+			panic(fmt.Sprintf("data: Subset: index %d outside [0, %d)", i, d.Len()))
+		}
+	}
 	n := d.H * d.W * d.C
 	s := &Dataset{H: d.H, W: d.W, C: d.C, Classes: d.Classes, Images: d.Images}
 	if d.Files != nil {
@@ -121,9 +148,9 @@ func (d *Dataset) Subset(idx []int) *Dataset {
 }
 
 // Split holds out a fraction of the images (chosen by a permutation from
-// seed) as a validation set.
+// seed) as a validation set; frac must be in (0, 1).
 func (d *Dataset) Split(frac float64, seed uint64) (train, val *Dataset, err error) {
-	if frac <= 0 || frac >= 1 {
+	if !(frac > 0 && frac < 1) { // NaN too
 		return nil, nil, fmt.Errorf("data: validation fraction %g outside (0, 1)", frac)
 	}
 	perm := tensor.NewRNG(seed ^ 0x5eed5011).Perm(d.Len())

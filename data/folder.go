@@ -85,12 +85,16 @@ func Folder(dir string, channels int) (*Dataset, error) {
 	return FolderWith(dir, &ImageOptions{Channels: channels}, nil)
 }
 
-// FolderWith is Folder with options. Without classes, every sub-folder
+// FolderWith is Folder with options (nil: the zero ImageOptions, the
+// defaults); it fills in o's defaults. Without classes, every sub-folder
 // is a class and must hold an image (as ImageFolder requires). With
 // classes given, the sub-folders must be among them and take their labels
 // (a test folder may lack some of the training classes, or hold none of
 // a class's images).
 func FolderWith(dir string, o *ImageOptions, classes []string) (*Dataset, error) {
+	if o == nil {
+		o = &ImageOptions{}
+	}
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
@@ -200,8 +204,12 @@ func imageFilesBelow(dir string) ([]string, error) {
 // of a class with two or more) are held out, chosen by a permutation
 // seeded with the FNV-1a hash of the class name, so that the split is the
 // same on every run, whatever the training seed. A train/ without test/ or
-// val/ is split the same way.
+// val/ is split the same way. Nil options are the zero ImageOptions (the
+// defaults: RGB samples of DefaultImageSize).
 func OpenFolder(dir string, o *ImageOptions) (train, test *Dataset, err error) {
+	if o == nil {
+		o = &ImageOptions{}
+	}
 	trainDir := filepath.Join(dir, "train")
 	testDir := ""
 	for _, name := range []string{"test", "val"} {

@@ -482,3 +482,43 @@ func ExampleOpenFolder() {
 	}
 	// Output: batch [2 64 64 3] classes [animal thing] test images 2
 }
+
+// panicWriter panics when written to.
+type panicWriter struct{}
+
+func (panicWriter) Write([]byte) (int, error) { panic("the log writer broke") }
+
+// TestLoaderRecoversPanic: a panic on the loader's goroutine (here in the
+// writer of a skipped file's warning) ends the epoch with an error naming
+// it and its value, instead of ending the process.
+func TestLoaderRecoversPanic(t *testing.T) {
+	dir := t.TempDir()
+	writeImage(t, filepath.Join(dir, "a", "0.png"), flat("gray", 4, 4, color.NRGBA{}))
+	writeBytes(t, filepath.Join(dir, "a", "1.png"), []byte("not a png"))
+	d := &Dataset{H: 4, W: 4, C: 1, Files: []string{filepath.Join(dir, "a", "0.png"), filepath.Join(dir, "a", "1.png")},
+		Images: &ImageOptions{Channels: 1, ImageSize: 4, SkipBadImages: true, Log: panicWriter{}}, Labels: []int32{0, 0}, Classes: []string{"a"}}
+	l := &Loader{Data: d, Batch: 2}
+	n, err := drain(l, 0)
+	if n != 0 || err == nil || !strings.Contains(err.Error(), "panicked") || !strings.Contains(err.Error(), "the log writer broke") {
+		t.Errorf("%d batches, error %v; want none and an error naming the panic", n, err)
+	}
+}
+
+// TestOpenFolderNilOptions: nil options are the defaults (RGB samples of
+// DefaultImageSize), not a nil dereference.
+func TestOpenFolderNilOptions(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 4 {
+		writeImage(t, filepath.Join(dir, []string{"a", "b"}[i%2], fmt.Sprintf("%d.png", i)), flat("gray", 6, 6, color.NRGBA{}))
+	}
+	train, test, err := OpenFolder(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if train.C != 3 || train.H != DefaultImageSize || test.Len() != 2 || train.Images == nil || train.Images != test.Images {
+		t.Errorf("nil options: %dx%dx%d, %d test images, options %+v", train.H, train.W, train.C, test.Len(), train.Images)
+	}
+	if d, err := FolderWith(dir, nil, nil); err != nil || d.C != 3 {
+		t.Errorf("FolderWith nil options: %v", err)
+	}
+}

@@ -145,7 +145,7 @@ func pixels(img image.Image, c int) []uint8 {
 	put := func(i int, r, g, bl, a uint8) {
 		switch c {
 		case 1:
-			out[i] = uint8((19595*uint32(r) + 38470*uint32(g) + 7471*uint32(bl) + 1<<15) >> 16)
+			out[i] = luma(r, g, bl)
 		case 3:
 			out[3*i], out[3*i+1], out[3*i+2] = r, g, bl
 		default:
@@ -228,12 +228,50 @@ func rawNRGBA(c color.Color) (r, g, b, a uint8) {
 
 // Pixels returns an image's pixels, row by row, as grey (channels 1) or
 // RGB (channels 3) bytes, converted as PIL's Image.convert("L") and
-// convert("RGB") do (alpha dropped, not blended).
+// convert("RGB") do (alpha dropped, not blended). It panics, naming the
+// argument, for a nil image or other channels.
 func Pixels(img image.Image, channels int) []uint8 {
-	if channels != 1 {
-		channels = 3
+	if img == nil {
+		panic("data: Pixels of a nil image")
+	}
+	if channels != 1 && channels != 3 {
+		panic(fmt.Sprintf("data: Pixels in %d channels (1 grey or 3 RGB)", channels))
 	}
 	return pixels(img, channels)
+}
+
+// luma is the grey of an RGB pixel as PIL's convert("L") computes it
+// (ITU-R 601-2).
+func luma(r, g, b uint8) uint8 {
+	return uint8((19595*uint32(r) + 38470*uint32(g) + 7471*uint32(b) + 1<<15) >> 16)
+}
+
+// withChannels returns the set with its images in c channels (1 or 3):
+// itself if they are, or a copy converted as Pixels converts (grey
+// replicated to RGB; RGB to its luma). Other conversions are an error.
+func (d *Dataset) withChannels(c int) (*Dataset, error) {
+	if d.C == c {
+		return d, nil
+	}
+	if d.Files != nil || !(d.C == 1 && c == 3 || d.C == 3 && c == 1) {
+		return nil, fmt.Errorf("data: cannot convert images of %d channels to %d", d.C, c)
+	}
+	if err := limits.CheckElements("data: converted images", d.Len(), d.H, d.W, c); err != nil {
+		return nil, err
+	}
+	out := *d
+	out.C = c
+	n := len(d.Pixels) / d.C
+	out.Pixels = make([]uint8, n*c)
+	for i := range n {
+		if c == 3 {
+			v := d.Pixels[i]
+			out.Pixels[3*i], out.Pixels[3*i+1], out.Pixels[3*i+2] = v, v, v
+		} else {
+			out.Pixels[i] = luma(d.Pixels[3*i], d.Pixels[3*i+1], d.Pixels[3*i+2])
+		}
+	}
+	return &out, nil
 }
 
 // exifOrientation returns the EXIF orientation (1 to 8) of a JPEG file's

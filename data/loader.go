@@ -27,6 +27,20 @@ type Augment struct {
 	ResizedCrop bool `json:",omitempty"`
 }
 
+// MaxPad bounds Augment.Pad: 64 pixels, beyond any published recipe (2
+// for MNIST, 4 for CIFAR) and beyond the side of the 28×28 and 32×32
+// images those recipes pad.
+const MaxPad = 64
+
+// Validate returns an error naming a field out of range: Pad outside
+// [0, MaxPad].
+func (a Augment) Validate() error {
+	if a.Pad < 0 || a.Pad > MaxPad {
+		return fmt.Errorf("data: augmentation pad %d outside [0, %d]", a.Pad, MaxPad)
+	}
+	return nil
+}
+
 // Loader cuts a data set into batches of normalised NHWC float32 images.
 type Loader struct {
 	Data    *Dataset
@@ -61,8 +75,11 @@ type Batch struct {
 }
 
 // Batches returns the number of batches in an epoch: ⌈Len/Batch⌉, or
-// ⌊Len/Batch⌋ with DropLast.
+// ⌊Len/Batch⌋ with DropLast; 0 without data or with a Batch below 1.
 func (l *Loader) Batches() int {
+	if l.Data == nil || l.Batch < 1 {
+		return 0
+	}
 	n := l.Data.Len() / l.Batch
 	if !l.DropLast && l.Data.Len()%l.Batch != 0 {
 		n++
@@ -102,14 +119,33 @@ func (l *Loader) order(epoch int) []int {
 
 // Epoch prepares the batches of an epoch from batch number skip on, on a
 // separate goroutine, two ahead of the consumer. The channel closes at the
-// end of the epoch or when ctx is cancelled.
+// end of the epoch or when ctx is cancelled. A loader that cannot make the
+// epoch — a Batch below 1, a negative skip, a data set that fails
+// Dataset.Check, Mean or Std not of one value per channel, an Augment
+// that fails Validate — gives a closed channel and Err says why; so it
+// does for a failure while making a batch (an unreadable image file, or
+// any panic, which is recovered on the goroutine and reported with its
+// value).
 func (l *Loader) Epoch(ctx context.Context, epoch, skip int) <-chan Batch {
 	ch := make(chan Batch, 2)
+	if err := l.check(skip); err != nil {
+		l.setErr(err)
+		close(ch)
+		return ch
+	}
 	order := l.order(epoch)
 	l.setErr(nil)
 	go func() {
 		defer close(ch)
-		for b := skip; b < l.Batches(); b++ {
+		b := skip
+		// The last line of defence: a panic here would end the process,
+		// where the consumer could not recover it.
+		defer func() {
+			if r := recover(); r != nil {
+				l.setErr(fmt.Errorf("data: the loader panicked making batch %d of epoch %d: %v", b+1, epoch, r))
+			}
+		}()
+		for ; b < l.Batches(); b++ {
 			var batch Batch
 			if l.Data.Files != nil {
 				var err error
@@ -136,6 +172,26 @@ func (l *Loader) Epoch(ctx context.Context, epoch, skip int) <-chan Batch {
 		}
 	}()
 	return ch
+}
+
+// check returns an error naming what keeps the loader from making an
+// epoch from batch skip on.
+func (l *Loader) check(skip int) error {
+	switch {
+	case l.Data == nil:
+		return fmt.Errorf("data: loader without a data set")
+	case l.Batch < 1:
+		return fmt.Errorf("data: loader batch size %d (want ≥ 1)", l.Batch)
+	case skip < 0:
+		return fmt.Errorf("data: loader asked to skip %d batches (want ≥ 0)", skip)
+	}
+	if err := l.Data.Check(); err != nil {
+		return fmt.Errorf("data: loader: %w", err)
+	}
+	if len(l.Mean) != 0 && len(l.Mean) != l.Data.C || len(l.Std) != 0 && len(l.Std) != l.Data.C {
+		return fmt.Errorf("data: loader normalises with %d means and %d standard deviations, the images have %d channels", len(l.Mean), len(l.Std), l.Data.C)
+	}
+	return l.Augment.Validate()
 }
 
 // make builds batch b of an epoch.
@@ -207,8 +263,8 @@ func (l *Loader) make(order []int, epoch, b int) Batch {
 
 // Err returns the error that cut the loader's last epoch short (its
 // channel closed before the last batch): an image file of a folder that
-// could not be read, named. It is nil after a whole epoch; call it once
-// the channel is closed.
+// could not be read, named, or what kept Epoch from starting (see Epoch).
+// It is nil after a whole epoch; call it once the channel is closed.
 func (l *Loader) Err() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -287,20 +343,33 @@ func (l *Loader) makeFiles(order []int, epoch, b int) (Batch, error) {
 	return Batch{X: x, Y: y, Index: b}, nil
 }
 
-// parallel calls f(0), …, f(n−1) on up to GOMAXPROCS goroutines.
+// parallel calls f(0), …, f(n−1) on up to GOMAXPROCS goroutines. A
+// panic in f is recovered on its goroutine and raised again on the
+// caller's, once all have stopped, where the caller can recover it.
 func parallel(n int, f func(int)) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	var once sync.Once
+	var panicked any
 	for range min(n, runtime.GOMAXPROCS(0)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer func() {
+				if r := recover(); r != nil {
+					once.Do(func() { panicked = r })
+					next.Store(int64(n)) // the others stop at their next item
+				}
+			}()
 			for k := int(next.Add(1) - 1); k < n; k = int(next.Add(1) - 1) {
 				f(k)
 			}
 		}()
 	}
 	wg.Wait()
+	if panicked != nil {
+		panic(panicked)
+	}
 }
 
 // channel is where the loader puts an image's channel ch of c: reversed
@@ -318,10 +387,10 @@ func (l *Loader) normalise(v float64, ch int) float64 {
 	if l.Scale255 {
 		v *= 255 // exact: (p/255)·255 = p in float64 for every byte p
 	}
-	if l.Mean != nil {
+	if len(l.Mean) != 0 {
 		v -= l.Mean[ch]
 	}
-	if l.Std != nil {
+	if len(l.Std) != 0 {
 		v /= l.Std[ch]
 	}
 	return v

@@ -3,6 +3,7 @@ package data
 import (
 	"fmt"
 	"github.com/residual-nn/residual/data/transform"
+	"github.com/residual-nn/residual/limits"
 	"image"
 	"image/color"
 	"math"
@@ -22,9 +23,13 @@ import (
 // IsSegmentation reports whether the data set holds masks.
 func (d *Dataset) IsSegmentation() bool { return d.Masks != nil }
 
-// Mask returns the mask of image i (segmentation sets).
+// Mask returns the mask of image i (segmentation sets). It panics, naming
+// i, if there is no such mask.
 func (d *Dataset) Mask(i int) []uint8 {
 	n := d.H * d.W
+	if i < 0 || n < 1 || i >= len(d.Masks)/n {
+		panic(fmt.Sprintf("data: mask %d of a set of %d masks of %dx%d", i, len(d.Masks)/max(n, 1), d.H, d.W))
+	}
 	return d.Masks[i*n : (i+1)*n]
 }
 
@@ -64,14 +69,30 @@ func (o *CanvasOptions) defaults() {
 // left out. A canvas pixel is the brightest item pixel over it, and the
 // mask holds, where an item's pixel is above the threshold, its class + 1,
 // and 0 (background) elsewhere. The classes are "background"
-// followed by src's. Everything follows from seed.
+// followed by src's (at most 255 of them). Everything follows from seed.
+// n must be ≥ 0, and the n canvases' pixels within limits.TensorElements.
 func Canvases(src *Dataset, n int, seed uint64, o CanvasOptions) (*Dataset, error) {
 	o.defaults()
-	if src.C != 1 || src.Len() == 0 || src.IsSegmentation() {
-		return nil, fmt.Errorf("data: canvases need a grey classification data set, got %dx%dx%d with %d images", src.H, src.W, src.C, src.Len())
+	if src == nil {
+		return nil, fmt.Errorf("data: canvases need a grey classification data set, got none (nil)")
+	}
+	if src.C != 1 || src.Len() == 0 || src.IsSegmentation() || src.Files != nil {
+		return nil, fmt.Errorf("data: canvases need a grey classification data set in memory, got %dx%dx%d with %d images", src.H, src.W, src.C, src.Len())
+	}
+	if err := src.Check(); err != nil {
+		return nil, fmt.Errorf("data: canvases: %w", err)
+	}
+	if len(src.Classes) > 255 {
+		return nil, fmt.Errorf("data: canvases: %d classes and the background do not fit a mask's 256 values", len(src.Classes))
+	}
+	if n < 0 {
+		return nil, fmt.Errorf("data: %d canvases (want ≥ 0)", n)
 	}
 	if o.MaxScale > o.Side || o.MinScale < 1 || o.MinScale > o.MaxScale || o.MinItems < 1 || o.MinItems > o.MaxItems {
 		return nil, fmt.Errorf("data: bad canvas options %+v", o)
+	}
+	if err := limits.CheckElements("data: canvases", n, o.Side, o.Side); err != nil {
+		return nil, err
 	}
 	rng := tensor.NewRNG(seed)
 	perm := rng.Perm(src.Len())
@@ -138,6 +159,9 @@ func Canvases(src *Dataset, n int, seed uint64, o CanvasOptions) (*Dataset, erro
 // from its training images and test canvases from its test images (5 and 1
 // canvases for every 30 and 10 source images: 10,000 and 1,000 from MNIST).
 func CanvasSets(train, test *Dataset, seed uint64, o CanvasOptions) (*Dataset, *Dataset, error) {
+	if train == nil || test == nil {
+		return nil, nil, fmt.Errorf("data: canvases need a training and a test set (got nil)")
+	}
 	tr, err := Canvases(train, train.Len()/6, seed, o)
 	if err != nil {
 		return nil, nil, err
@@ -157,7 +181,18 @@ func CanvasSets(train, test *Dataset, seed uint64, o CanvasOptions) (*Dataset, *
 // and second-nearest object, objects being the 4-connected regions of one
 // non-background class. The border term is added to background pixels
 // only, where it separates touching objects. The paper uses w0 = 10, σ = 5.
-func (d *Dataset) BorderWeights(w0, sigma float64) {
+// It returns an error, leaving d as it is, for a set without masks, one
+// that fails Check, or w0 < 0 or σ ≤ 0 (or either not finite).
+func (d *Dataset) BorderWeights(w0, sigma float64) error {
+	switch {
+	case d == nil || !d.IsSegmentation():
+		return fmt.Errorf("data: border weights need a segmentation set (with masks)")
+	case !(w0 >= 0) || math.IsInf(w0, 1) || !(sigma > 0) || math.IsInf(sigma, 1):
+		return fmt.Errorf("data: border weights with w0 %g and σ %g (want w0 ≥ 0 and σ > 0, finite)", w0, sigma)
+	}
+	if err := d.Check(); err != nil {
+		return fmt.Errorf("data: border weights: %w", err)
+	}
 	counts := make([]float64, len(d.Classes))
 	for _, m := range d.Masks {
 		counts[m]++
@@ -182,6 +217,7 @@ func (d *Dataset) BorderWeights(w0, sigma float64) {
 			w[p] = float32(v)
 		}
 	}
+	return nil
 }
 
 // nearestTwo returns, for every pixel, the distance to the nearest and the

@@ -190,3 +190,56 @@ func TestLoaderMovesMasks(t *testing.T) {
 		}
 	}
 }
+
+// TestCanvasesBadArguments: a nil source, a negative count, too many
+// pixels and a source of over 255 classes are errors, not panics.
+func TestCanvasesBadArguments(t *testing.T) {
+	src := &Dataset{H: 28, W: 28, C: 1, Pixels: make([]uint8, 2*28*28), Labels: []int32{0, 1}, Classes: []string{"a", "b"}}
+	many := *src
+	many.Classes = make([]string, 256)
+	for _, c := range []struct {
+		name string
+		src  *Dataset
+		n    int
+		o    CanvasOptions
+		want string
+	}{
+		{"nil source", nil, 1, CanvasOptions{}, "nil"},
+		{"negative count", src, -1, CanvasOptions{}, "-1 canvases"},
+		{"too many pixels", src, 1 << 20, CanvasOptions{Side: 1 << 10}, "limits.TensorElements"},
+		{"256 classes", &many, 1, CanvasOptions{}, "256 classes"},
+	} {
+		if _, err := Canvases(c.src, c.n, 1, c.o); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v; want an error naming %q", c.name, err, c.want)
+		}
+	}
+	if _, _, err := CanvasSets(nil, src, 1, CanvasOptions{}); err == nil {
+		t.Error("CanvasSets of a nil training set accepted")
+	}
+	if d, err := Canvases(src, 0, 1, CanvasOptions{}); err != nil || d.Len() != 0 {
+		t.Errorf("no canvases: %v", err)
+	}
+}
+
+// TestBorderWeightsRefused: weights of a set without masks, or with bad
+// parameters, are an error that leaves the set as it is.
+func TestBorderWeightsRefused(t *testing.T) {
+	cls := &Dataset{H: 2, W: 2, C: 1, Pixels: make([]uint8, 8), Labels: []int32{0, 1}, Classes: []string{"a", "b"}}
+	if err := cls.BorderWeights(10, 5); err == nil || !strings.Contains(err.Error(), "segmentation") || cls.Weights != nil {
+		t.Errorf("a classification set: %v", err)
+	}
+	seg := &Dataset{H: 2, W: 2, C: 1, Pixels: make([]uint8, 4), Masks: []uint8{0, 1, 0, 1}, Classes: []string{"bg", "a"}}
+	for _, p := range [][2]float64{{-1, 5}, {10, 0}, {math.NaN(), 5}, {10, math.Inf(1)}} {
+		if err := seg.BorderWeights(p[0], p[1]); err == nil || seg.Weights != nil {
+			t.Errorf("w0 %g, σ %g: %v", p[0], p[1], err)
+		}
+	}
+	seg.Masks[3] = 2 // not a class
+	if err := seg.BorderWeights(10, 5); err == nil || !strings.Contains(err.Error(), "mask value 2") {
+		t.Errorf("a mask value outside the classes: %v", err)
+	}
+	seg.Masks[3] = 1
+	if err := seg.BorderWeights(10, 5); err != nil || len(seg.Weights) != 4 {
+		t.Errorf("a good set: %v", err)
+	}
+}

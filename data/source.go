@@ -2,9 +2,29 @@ package data
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
+
+	"github.com/residual-nn/residual/limits"
 )
+
+// minCanvasSide is the smallest side of Open's canvases: room for an item
+// of the largest default scale (40).
+const minCanvasSide = 40
+
+// maxCanvasSide returns the largest side of n square canvases whose
+// pixels stay within limits.TensorElements (163 for MNIST's 10,000).
+func maxCanvasSide(n int) int {
+	s := int(math.Sqrt(float64(limits.TensorElements / n)))
+	for s*s > limits.TensorElements/n {
+		s--
+	}
+	for (s+1)*(s+1) <= limits.TensorElements/n {
+		s++
+	}
+	return s
+}
 
 // Open reads a data set named by spec and returns its training and test
 // sets:
@@ -26,7 +46,33 @@ import (
 //	mnist-canvas[:SIDE]   canvases of MNIST digits (Canvases; side 64 by default)
 //	fashion-canvas[:SIDE] canvases of Fashion-MNIST items
 //	segfolder:DIR         DIR/train and DIR/test, each as SegFolder reads it
+//
+// channels is 1 (grey) or 3 (RGB), the images' channels, converted as
+// PIL's Image.convert("L") and convert("RGB") do when they are stored
+// otherwise (grey replicated, or the luma of RGB); or 0, as stored — for
+// folder and segfolder, whose files may mix both, RGB.
 func Open(spec string, channels int) (train, test *Dataset, err error) {
+	if channels != 0 && channels != 1 && channels != 3 {
+		return nil, nil, fmt.Errorf("data: %s: images of %d channels (want 1 grey, 3 RGB, or 0 as stored)", spec, channels)
+	}
+	train, test, err = open(spec, channels)
+	if err != nil {
+		return nil, nil, err
+	}
+	if channels == 0 || train.Files != nil { // a folder's files are decoded to its channels
+		return train, test, nil
+	}
+	if train, err = train.withChannels(channels); err != nil {
+		return nil, nil, err
+	}
+	if test, err = test.withChannels(channels); err != nil {
+		return nil, nil, err
+	}
+	return train, test, nil
+}
+
+// open is Open, the in-memory sets in their stored channels.
+func open(spec string, channels int) (train, test *Dataset, err error) {
 	kindOpts, dir, _ := strings.Cut(spec, ":")
 	kind, _, _ := strings.Cut(kindOpts, ",")
 	if kind != "folder" && kind != kindOpts {
@@ -36,8 +82,8 @@ func Open(spec string, channels int) (train, test *Dataset, err error) {
 	case "mnist-canvas", "fashion-canvas":
 		var o CanvasOptions
 		if dir != "" {
-			if o.Side, err = strconv.Atoi(dir); err != nil || o.Side < 40 {
-				return nil, nil, fmt.Errorf("data: %s: canvas side %q must be a number ≥ 40", kind, dir)
+			if o.Side, err = strconv.Atoi(dir); err != nil || o.Side < minCanvasSide {
+				return nil, nil, fmt.Errorf("data: %s: canvas side %q must be a number ≥ %d", kind, dir, minCanvasSide)
 			}
 		}
 		if kind == "mnist-canvas" {
@@ -47,6 +93,12 @@ func Open(spec string, channels int) (train, test *Dataset, err error) {
 		}
 		if err != nil {
 			return nil, nil, err
+		}
+		// CanvasSets makes train.Len()/6 and test.Len()/10 canvases.
+		n := max(train.Len()/6, test.Len()/10, 1)
+		if top := maxCanvasSide(n); o.Side > top {
+			return nil, nil, fmt.Errorf("data: %s: canvas side %d outside [%d, %d]: %d canvases of that side would hold more than %d pixels (limits.TensorElements)",
+				kind, o.Side, minCanvasSide, top, n, limits.TensorElements)
 		}
 		return CanvasSets(train, test, 1, o)
 	case "segfolder":

@@ -101,11 +101,15 @@ func setup(cfg Config) (*run, error) {
 		return nil, fmt.Errorf("train: --task %s with model %q and data %q: segmentation needs a U-Net and a data set with masks (mnist-canvas, fashion-canvas, segfolder:DIR), classification neither",
 			map[bool]string{true: "segment", false: "classify"}[seg], cfg.Model.Name, cfg.Data)
 	}
+	var werr error
 	switch {
 	case cfg.BorderWeights:
-		r.trainSet.BorderWeights(10, 5)
+		werr = r.trainSet.BorderWeights(10, 5)
 	case cfg.ClassWeights:
-		r.trainSet.BorderWeights(0, 5) // the class-balance term alone
+		werr = r.trainSet.BorderWeights(0, 5) // the class-balance term alone
+	}
+	if werr != nil {
+		return nil, fmt.Errorf("train: %w", werr)
 	}
 	r.mean, r.std = r.trainSet.Stats()
 	if init != nil {
