@@ -92,13 +92,13 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Bounds on Config's sizes. Beyond them a model would not start (a
-// queue of MaxQueue slots and Instances goroutines are made for every
-// model) or could not run a batch; cmd/residual's flags have the same.
+// Bounds on Config's sizes (and residual serve's flags). Beyond them a
+// model would not start (a queue of MaxQueue slots and Instances
+// goroutines are made for every model) or could not run a batch.
 const (
-	maxBatchLimit     = 4096
-	maxQueueLimit     = 1 << 20
-	maxInstancesLimit = 256
+	MaxBatchLimit     = 4096
+	MaxQueueLimit     = 1 << 20
+	MaxInstancesLimit = 256
 )
 
 // Validate reports the first field of c that a server cannot take: a
@@ -111,9 +111,9 @@ func (c Config) Validate() error {
 		name     string
 		v, limit int64
 	}{
-		{"MaxBatch", int64(c.MaxBatch), maxBatchLimit},
-		{"MaxQueue", int64(c.MaxQueue), maxQueueLimit},
-		{"Instances", int64(c.Instances), maxInstancesLimit},
+		{"MaxBatch", int64(c.MaxBatch), MaxBatchLimit},
+		{"MaxQueue", int64(c.MaxQueue), MaxQueueLimit},
+		{"Instances", int64(c.Instances), MaxInstancesLimit},
 		{"MaxBodyBytes", c.MaxBodyBytes, 0},
 		{"MaxImagePixels", int64(c.MaxImagePixels), 0},
 	} {

@@ -13,8 +13,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/distributed"
 	"github.com/residual-nn/residual/limits"
+	"github.com/residual-nn/residual/serve"
 	"github.com/residual-nn/residual/train"
 )
 
@@ -27,10 +29,6 @@ const (
 	// maxBatch bounds --batch: one batch of 65,536 MNIST images already
 	// holds 51 M input values and gigabytes of activations.
 	maxBatch = 1 << 16
-	// maxPad bounds the shift of --augment pad=N: 64 pixels, beyond any
-	// published recipe (2 for MNIST, 4 for CIFAR) and beyond the side of
-	// the 28×28 and 32×32 images those recipes pad.
-	maxPad = 64
 	// maxRuns bounds bench's --runs and --warmup.
 	maxRuns = 10_000
 	// maxSteps bounds demo's --steps.
@@ -196,8 +194,8 @@ func checkTrain(fs *flag.FlagSet, _ []string) error {
 	aug := stringFlag(fs, "augment")
 	for _, part := range strings.Split(aug, ",") {
 		if p, ok := strings.CutPrefix(part, "pad="); ok {
-			if n, err := strconv.Atoi(p); err != nil || n < 0 || n > maxPad {
-				return badFlag("augment", aug, "want pad=N for N in [0, %d]", maxPad)
+			if n, err := strconv.Atoi(p); err != nil || n < 0 || n > data.MaxPad {
+				return badFlag("augment", aug, "want pad=N for N in [0, %d]", data.MaxPad)
 			}
 		}
 	}
@@ -604,14 +602,6 @@ func checkExperiment(fs *flag.FlagSet, _ []string) error {
 	return floatIn(fs, "warmup", 0, true, 1, true)
 }
 
-// Bounds of serve's flags: a batch the engine runs at once, requests
-// waiting per model, batches running at once per model.
-const (
-	maxServeBatch     = 4096
-	maxServeQueue     = 1 << 20
-	maxServeInstances = 256
-)
-
 // clampThreads lowers --threads to the machine's CPUs, saying so: more
 // threads than CPUs only adds switching.
 func clampThreads(fs *flag.FlagSet) {
@@ -626,9 +616,9 @@ func clampThreads(fs *flag.FlagSet) {
 // --model that is not NAME=CKPT or names a model twice.
 func checkServe(fs *flag.FlagSet, _ []string) error {
 	err := firstError(
-		intIn(fs, "max-batch", 1, maxServeBatch),
-		intIn(fs, "max-queue", 1, maxServeQueue),
-		intIn(fs, "instances", 1, maxServeInstances),
+		intIn(fs, "max-batch", 1, serve.MaxBatchLimit),
+		intIn(fs, "max-queue", 1, serve.MaxQueueLimit),
+		intIn(fs, "instances", 1, serve.MaxInstancesLimit),
 		intIn(fs, "max-pixels", 1, limits.ImagePixels),
 		intIn(fs, "threads", 0, math.MaxInt),
 	)
