@@ -156,7 +156,7 @@ func (d *Dataset) Split(frac float64, seed uint64) (train, val *Dataset, err err
 	perm := tensor.NewRNG(seed ^ 0x5eed5011).Perm(d.Len())
 	nv := int(float64(d.Len()) * frac)
 	if nv == 0 || nv == d.Len() {
-		return nil, nil, fmt.Errorf("data: a %g split of %d images leaves an empty side", frac, d.Len())
+		return nil, nil, fmt.Errorf("data: holding out %g of %d images for validation leaves %d there and %d for training; a side would be empty (use more images, another fraction, or no validation split)", frac, d.Len(), nv, d.Len()-nv)
 	}
 	return d.Subset(perm[nv:]), d.Subset(perm[:nv]), nil
 }
