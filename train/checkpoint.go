@@ -63,15 +63,7 @@ func (r *run) saveNet(name string, net nn.Layer, opt map[string]*tensor.Tensor) 
 	if err != nil {
 		return err
 	}
-	if err := checkpoint.Write(filepath.Join(r.cfg.Out, name), net, m, opt); err != nil {
-		return err
-	}
-	if name == LastCheckpoint && r.cfg.Overwrite && !r.replacedSettled {
-		// The new run can be resumed now: the run it replaces goes.
-		r.replacedSettled = true
-		return settleReplaced(r.cfg.Out, r.cfg.Log)
-	}
-	return nil
+	return checkpoint.Write(filepath.Join(r.cfg.Out, name), net, m, opt)
 }
 
 // restore continues a run from a checkpoint of the same model.

@@ -124,8 +124,9 @@ type Config struct {
 	TensorBoard bool `json:"-"`
 	// Overwrite starts over in a run folder that holds a run (without it,
 	// and without Resume, such a folder is refused). The old run's files
-	// are set aside in Out/.replaced until the new run saves its first
-	// checkpoint, and put back if it fails before.
+	// are set aside in Out/.replaced until the new run completes its first
+	// epoch, and put back if it ends before (an error, an interrupt; after
+	// a kill, at the next start).
 	Overwrite bool `json:"-"`
 	// Log receives the progress display and messages; Live redraws one
 	// line in place (a terminal), otherwise plain lines are written.

@@ -318,7 +318,15 @@ func (r *run) endEpochHere() error {
 			return err
 		}
 	}
-	return r.save(LastCheckpoint)
+	if err := r.save(LastCheckpoint); err != nil {
+		return err
+	}
+	if r.cfg.Overwrite && !r.replacedDropped && r.rank0() {
+		// A whole epoch of the new run is saved: the run it replaces goes.
+		r.replacedDropped = true
+		dropReplaced(r.cfg.Out, r.cfg.Log)
+	}
+	return nil
 }
 
 func (r *run) progress() {

@@ -25,80 +25,131 @@ const (
 )
 
 // replacedDir is the folder, inside the run folder, that holds the files
-// of a run being replaced (Config.Overwrite) until the replacing run saves
-// its first checkpoint: a run that fails before that puts them back, so an
-// overwrite that never got going loses nothing.
-const replacedDir = ".replaced"
+// of a run being replaced (Config.Overwrite) until the replacing run has
+// completed an epoch: a run that ends before that — failed, interrupted,
+// killed — gets them back, so an overwrite that never got going loses
+// nothing. Its states, each left by an atomic step:
+//
+//   - replacedDir without completeMarker: a set-aside that was cut short;
+//     its files go back (everything in the run folder is the old run's);
+//   - replacedDir with completeMarker: the old run, whole; restoring it
+//     removes the new run's files, then the marker, then moves it back;
+//   - droppedDir: the old run being deleted (replacedDir renamed once the
+//     new run completed an epoch); deleting it is all that is left.
+const (
+	replacedDir    = ".replaced"
+	completeMarker = ".complete"
+	droppedDir     = ".replaced.dropped"
+)
 
-// runFiles lists the files of a run in folder out that a new run replaces:
+// runFiles lists the files of a run in folder dir that a new run replaces:
 // its records, checkpoints, curves and TensorBoard event files.
-func runFiles(out string) []string {
+func runFiles(dir string) []string {
 	var files []string
 	for _, name := range []string{metricsFile, stepLossFile, LastCheckpoint, BestCheckpoint, EMACheckpoint, "loss.png", "accuracy.png", "step_loss.png"} {
-		if _, err := os.Lstat(filepath.Join(out, name)); err == nil {
+		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
 			files = append(files, name)
 		}
 	}
-	events, _ := filepath.Glob(filepath.Join(out, "events.out.tfevents.*"))
+	events, _ := filepath.Glob(filepath.Join(dir, "events.out.tfevents.*"))
 	for _, e := range events {
 		files = append(files, filepath.Base(e))
 	}
 	return files
 }
 
-// setAside moves the run in cfg.Out into replacedDir.
-func setAside(out string) error {
-	dir := filepath.Join(out, replacedDir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("train: setting the replaced run aside: %w", err)
-	}
-	for _, name := range runFiles(out) {
-		if err := os.Rename(filepath.Join(out, name), filepath.Join(dir, name)); err != nil {
-			return fmt.Errorf("train: setting the replaced run aside: %w", err)
+// moveAll moves the run files of folder from into folder to.
+func moveAll(from, to string) error {
+	for _, name := range runFiles(from) {
+		if err := os.Rename(filepath.Join(from, name), filepath.Join(to, name)); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// settleReplaced ends the set-aside of an overwritten run: dropped once
-// the replacing run has a checkpoint in out, else put back, over whatever
-// the replacing run wrote. Nothing to do without replacedDir.
-func settleReplaced(out string, log io.Writer) error {
+// setAside moves the run in out into replacedDir and marks it whole; on
+// an error it moves what it had moved back.
+func setAside(out string) error {
+	dir := filepath.Join(out, replacedDir)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return fmt.Errorf("train: setting the replaced run aside: %w", err)
+	}
+	err := moveAll(out, dir)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, completeMarker), nil, 0o644)
+	}
+	if err != nil {
+		if rerr := errors.Join(moveAll(dir, out), os.Remove(dir)); rerr != nil {
+			return fmt.Errorf("train: setting the replaced run aside: %w; and putting it back: %w", err, rerr)
+		}
+		return fmt.Errorf("train: setting the replaced run aside: %w", err)
+	}
+	return nil
+}
+
+// restoreReplaced puts a run set aside by setAside back into out, over
+// whatever the replacing run wrote there; nothing to do without one.
+func restoreReplaced(out string, log io.Writer) error {
 	dir := filepath.Join(out, replacedDir)
 	if _, err := os.Stat(dir); err != nil {
 		return nil
 	}
-	if _, err := os.Stat(filepath.Join(out, LastCheckpoint)); err == nil {
-		if err := os.RemoveAll(dir); err != nil {
-			return fmt.Errorf("train: removing the replaced run: %w", err)
+	marker := filepath.Join(dir, completeMarker)
+	if _, err := os.Stat(marker); err == nil {
+		for _, name := range runFiles(out) { // the replacing run's
+			if err := os.Remove(filepath.Join(out, name)); err != nil {
+				return fmt.Errorf("train: putting the replaced run back: %w", err)
+			}
 		}
-		return nil
-	}
-	for _, name := range runFiles(out) { // the replacing run's, which saved nothing to resume
-		if err := os.Remove(filepath.Join(out, name)); err != nil {
+		if err := os.Remove(marker); err != nil {
 			return fmt.Errorf("train: putting the replaced run back: %w", err)
 		}
 	}
-	for _, name := range runFiles(dir) {
-		if err := os.Rename(filepath.Join(dir, name), filepath.Join(out, name)); err != nil {
-			return fmt.Errorf("train: putting the replaced run back: %w", err)
-		}
-	}
-	if err := os.Remove(dir); err != nil {
+	if err := errors.Join(moveAll(dir, out), os.Remove(dir)); err != nil {
 		return fmt.Errorf("train: putting the replaced run back: %w", err)
 	}
-	fmt.Fprintf(log, "the run that --overwrite was replacing is back in %s (the new run saved no checkpoint)\n", out)
+	fmt.Fprintf(log, "the run that --overwrite was replacing is back in %s (the new run did not complete an epoch)\n", out)
 	return nil
+}
+
+// dropReplaced deletes the run set aside, once the replacing run has
+// completed an epoch. It renames it first, so that a kill in the middle
+// of the deletion leaves droppedDir (finished at the next start), never a
+// part of the old run that restoreReplaced would take for all of it. A
+// failure to delete is reported on log, not returned: the new run goes on.
+func dropReplaced(out string, log io.Writer) {
+	dir := filepath.Join(out, replacedDir)
+	if _, err := os.Stat(dir); err == nil {
+		if err := os.Rename(dir, filepath.Join(out, droppedDir)); err != nil {
+			fmt.Fprintf(log, "warning: the run --overwrite replaced is still in %s: %v\n", dir, err)
+			return
+		}
+	}
+	finishDrop(out, log)
+}
+
+// finishDrop deletes droppedDir, if a drop left it.
+func finishDrop(out string, log io.Writer) {
+	dropped := filepath.Join(out, droppedDir)
+	if _, err := os.Stat(dropped); err != nil {
+		return
+	}
+	if err := os.RemoveAll(dropped); err != nil {
+		fmt.Fprintf(log, "warning: could not delete the run --overwrite replaced, in %s: %v\n", dropped, err)
+	}
 }
 
 // prepareFolder readies the run folder before any work: it refuses to
 // start over a run that is there unless the run resumes it or Overwrite
-// says to replace it (setting it aside until the new run saves a
-// checkpoint), and removes the temporary files of a checkpoint write that
-// was killed. A run set aside by an overwrite that ended before its first
-// checkpoint (killed) is put back first.
+// says to replace it (setting it aside until the new run completes an
+// epoch), and removes the temporary files of a checkpoint write that was
+// killed. What a killed overwrite left is settled first.
 func prepareFolder(cfg Config) error {
-	if err := settleReplaced(cfg.Out, cfg.Log); err != nil {
+	// What an overwrite killed before its end left: a replaced run whose
+	// replacement completed an epoch is deleted, any other is put back.
+	finishDrop(cfg.Out, cfg.Log)
+	if err := restoreReplaced(cfg.Out, cfg.Log); err != nil {
 		return err
 	}
 	last := filepath.Join(cfg.Out, LastCheckpoint)
@@ -109,7 +160,7 @@ func prepareFolder(cfg Config) error {
 		return fmt.Errorf("train: %w", err)
 	}
 	if _, err := os.Stat(last); err == nil && !cfg.Resume && !cfg.Overwrite {
-		return fmt.Errorf("train: %s already holds a run (%s); continue it with --resume, or start over with --overwrite (which replaces it once the new run saves a checkpoint)", cfg.Out, last)
+		return fmt.Errorf("train: %s already holds a run (%s); continue it with --resume, or start over with --overwrite (which replaces it once the new run completes an epoch)", cfg.Out, last)
 	}
 	// The temporary files of atomic writes (checkpoints, metrics, curves)
 	// are named .NAME.*.tmp; one is left only by a write that was killed.

@@ -74,38 +74,69 @@ func TestRunFolderSafety(t *testing.T) {
 	if n := strings.Count(string(must(os.ReadFile(filepath.Join(c.Out, metricsFile)))), "\n"); n != 1 {
 		t.Errorf("after --overwrite with 1 epoch, metrics has %d lines", n)
 	}
-	if _, err := os.Stat(filepath.Join(c.Out, replacedDir)); !os.IsNotExist(err) {
-		t.Errorf("the replaced run is still set aside after the new run's checkpoint: %v", err)
+	for _, d := range []string{replacedDir, droppedDir} {
+		if _, err := os.Stat(filepath.Join(c.Out, d)); !os.IsNotExist(err) {
+			t.Errorf("%s is still there after the new run's first epoch: %v", d, err)
+		}
 	}
 
-	// An overwrite that fails before its first checkpoint (a loss that is
-	// NaN in the first steps) puts the run it was replacing back.
+	// An overwrite that ends before completing an epoch — a loss that is
+	// NaN in the first steps, an interrupt (which saves a checkpoint of
+	// its position) — puts the run it was replacing back.
 	before, metrics = must(os.ReadFile(last)), must(os.ReadFile(filepath.Join(c.Out, metricsFile)))
+	same := func(what string) {
+		t.Helper()
+		if string(must(os.ReadFile(last))) != string(before) || string(must(os.ReadFile(filepath.Join(c.Out, metricsFile)))) != string(metrics) {
+			t.Errorf("%s: the run --overwrite was replacing is not back as it was", what)
+		}
+		for _, d := range []string{replacedDir, droppedDir} {
+			if _, err := os.Stat(filepath.Join(c.Out, d)); !os.IsNotExist(err) {
+				t.Errorf("%s: %s is still there: %v", what, d, err)
+			}
+		}
+	}
 	diverge := over
 	diverge.LR = 1e30
 	if _, err := Run(ctx, diverge); err == nil {
 		t.Fatal("a run with a learning rate of 1e30 did not fail")
 	}
-	if string(must(os.ReadFile(last))) != string(before) || string(must(os.ReadFile(filepath.Join(c.Out, metricsFile)))) != string(metrics) {
-		t.Error("a failed --overwrite lost the run it was replacing")
+	same("a diverging run")
+	stopped, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := Run(stopped, over); err == nil {
+		t.Fatal("an interrupted run did not say so")
 	}
-	if _, err := os.Stat(filepath.Join(c.Out, replacedDir)); !os.IsNotExist(err) {
-		t.Errorf("the replaced run is still set aside after the failed run: %v", err)
+	same("an interrupted run")
+
+	// What a killed overwrite leaves is settled at the next start: a
+	// set-aside cut short (no marker) goes back whole; a whole one (the
+	// marker) goes back over the new run's files; a dropped one is deleted.
+	if err := os.Mkdir(filepath.Join(c.Out, replacedDir), 0o755); err != nil {
+		t.Fatal(err)
 	}
-	// An overwrite killed before its first checkpoint leaves the run set
-	// aside; the next start puts it back before anything else.
+	if err := os.Rename(filepath.Join(c.Out, metricsFile), filepath.Join(c.Out, replacedDir, metricsFile)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(ctx, c); err == nil || !strings.Contains(err.Error(), "already holds a run") {
+		t.Errorf("after a set-aside cut short, a plain run: %v; want the restored run refused", err)
+	}
+	same("a set-aside cut short")
 	if err := setAside(c.Out); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(last); !os.IsNotExist(err) {
-		t.Fatalf("set aside, %s is still there: %v", last, err)
-	}
+	os.WriteFile(last, []byte("the new run's partial checkpoint"), 0o644)
 	if _, err := Run(ctx, c); err == nil || !strings.Contains(err.Error(), "already holds a run") {
-		t.Errorf("after a killed --overwrite, a plain run: %v; want the restored run refused", err)
+		t.Errorf("after a killed overwrite, a plain run: %v; want the restored run refused", err)
 	}
-	if string(must(os.ReadFile(last))) != string(before) {
-		t.Error("the run set aside by a killed --overwrite was not put back")
+	same("a killed overwrite")
+	if err := os.Mkdir(filepath.Join(c.Out, droppedDir), 0o755); err != nil {
+		t.Fatal(err)
 	}
+	os.WriteFile(filepath.Join(c.Out, droppedDir, LastCheckpoint), []byte("the old run"), 0o644)
+	if _, err := Run(ctx, c); err == nil || !strings.Contains(err.Error(), "already holds a run") {
+		t.Errorf("after a killed drop, a plain run: %v", err)
+	}
+	same("a killed drop")
 }
 
 // Metrics that JSON cannot hold stop the run with a message saying it

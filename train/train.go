@@ -89,7 +89,7 @@ type run struct {
 	stepLoss          []float64
 	stoppedEarly      bool
 	trained           bool                   // Train was called
-	replacedSettled   bool                   // the run Config.Overwrite replaces was dropped (a checkpoint is saved)
+	replacedDropped   bool                   // the run Config.Overwrite replaces was deleted (an epoch is saved)
 	params            []*ag.Value            // the trained (not frozen) parameters
 	head              string                 // the classifier head's module name
 	pre               *checkpoint.Preprocess // from Config.Init; nil: the data's mean and std
@@ -124,6 +124,11 @@ func Prepare(cfg Config) (*Trainer, error) {
 			err = errors.New("train: no run prepared")
 		}
 		err = joinGroup(cfg.Comm, r, err)
+	}
+	if err != nil && cfg.Overwrite && cfg.Out != "" && (cfg.Comm == nil || cfg.Comm.Rank() == 0) {
+		// Failed after the old run was set aside (a checkpoint to resume,
+		// the group): it goes back.
+		err = errors.Join(err, restoreReplaced(cfg.Out, cfg.Log))
 	}
 	if err != nil {
 		return nil, err
@@ -181,10 +186,10 @@ func (t *Trainer) Train(ctx context.Context) (*Result, error) {
 			err = cerr
 		}
 	}
-	if err != nil && cfg.Overwrite && (cfg.Comm == nil || cfg.Comm.Rank() == 0) {
-		// Failed before its first checkpoint: the run it was replacing
-		// goes back (after one, the new run stands and resumes).
-		err = errors.Join(err, settleReplaced(cfg.Out, cfg.Log))
+	if err != nil && cfg.Overwrite && !r.replacedDropped && r.rank0() {
+		// Ended (failed, interrupted) before completing an epoch: the run
+		// it was replacing goes back.
+		err = errors.Join(err, restoreReplaced(cfg.Out, cfg.Log))
 	}
 	return res, err
 }
