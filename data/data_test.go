@@ -438,15 +438,16 @@ func TestOpenChannels(t *testing.T) {
 	}
 }
 
-// TestOpenCanvasSide: a canvas side whose canvases would not fit
-// limits.TensorElements is refused, naming the bound (a side of 9,999,999
-// was a makeslice panic; 2,000 an attempt at 40 GB).
+// TestOpenCanvasSide: a canvas side whose canvases and masks would not fit
+// limits.TotalBytes is refused, naming the bound (a side of 9,999,999 was
+// a makeslice panic; 2,000 an attempt at 80 GB), and the sides the
+// valid-convolution U-Net needs (188 and up) are not.
 func TestOpenCanvasSide(t *testing.T) {
-	if s := maxCanvasSide(10000); s != 163 || 10000*s*s > 1<<28 || 10000*(s+1)*(s+1) <= 1<<28 {
+	if s := maxCanvasSide(10000); s != 463 || 2*10000*s*s > 4<<30 || 2*10000*(s+1)*(s+1) <= 4<<30 {
 		t.Errorf("maxCanvasSide(10000) = %d", s)
 	}
-	for _, side := range []string{"164", "9999999"} {
-		if _, _, err := Open("mnist-canvas:"+side, 1); err == nil || !strings.Contains(err.Error(), "[40, 163]") {
+	for _, side := range []string{"464", "9999999"} {
+		if _, _, err := Open("mnist-canvas:"+side, 1); err == nil || !strings.Contains(err.Error(), "[40, 463]") {
 			t.Errorf("mnist-canvas:%s: %v; want an error naming the bound", side, err)
 		}
 	}

@@ -91,8 +91,9 @@ func Canvases(src *Dataset, n int, seed uint64, o CanvasOptions) (*Dataset, erro
 	if o.MaxScale > o.Side || o.MinScale < 1 || o.MinScale > o.MaxScale || o.MinItems < 1 || o.MinItems > o.MaxItems {
 		return nil, fmt.Errorf("data: bad canvas options %+v", o)
 	}
-	if err := limits.CheckElements("data: canvases", n, o.Side, o.Side); err != nil {
-		return nil, err
+	// uint8 pixels and masks: bounded in bytes, as Open's maxCanvasSide.
+	if o.Side > limits.ImageSide || float64(n)*float64(o.Side)*float64(o.Side) > float64(limits.TotalBytes/2) {
+		return nil, fmt.Errorf("data: %d canvases of %dx%d and their masks take more than %d bytes (limits.TotalBytes)", n, o.Side, o.Side, limits.TotalBytes)
 	}
 	rng := tensor.NewRNG(seed)
 	perm := rng.Perm(src.Len())

@@ -93,7 +93,9 @@ func TestBorderWeights(t *testing.T) {
 			d.Masks[y*w+x+8] = 1 // a second square, 2 px to the right
 		}
 	}
-	d.BorderWeights(10, 5)
+	if err := d.BorderWeights(10, 5); err != nil {
+		t.Fatal(err)
+	}
 	gap, far, inside := d.Weights[5*w+8], d.Weights[0*w+19], d.Weights[5*w+4]
 	if !(gap > far+5 && far >= inside*0.1) {
 		t.Errorf("weights: gap %g, far background %g, object %g", gap, far, inside)
@@ -177,7 +179,9 @@ func TestLoaderMovesMasks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.BorderWeights(10, 5)
+	if err := d.BorderWeights(10, 5); err != nil {
+		t.Fatal(err)
+	}
 	l := &Loader{Data: d, Batch: 4, Shuffle: true, Augment: Augment{Pad: 5, Flip: true}, Seed: 3}
 	for b := range l.Epoch(context.Background(), 2, 0) {
 		if len(b.Y) != b.X.Len() || len(b.W) != len(b.Y) {
@@ -206,7 +210,7 @@ func TestCanvasesBadArguments(t *testing.T) {
 	}{
 		{"nil source", nil, 1, CanvasOptions{}, "nil"},
 		{"negative count", src, -1, CanvasOptions{}, "-1 canvases"},
-		{"too many pixels", src, 1 << 20, CanvasOptions{Side: 1 << 10}, "limits.TensorElements"},
+		{"too many bytes", src, 1 << 20, CanvasOptions{Side: 1 << 10}, "limits.TotalBytes"},
 		{"256 classes", &many, 1, CanvasOptions{}, "256 classes"},
 	} {
 		if _, err := Canvases(c.src, c.n, 1, c.o); err == nil || !strings.Contains(err.Error(), c.want) {

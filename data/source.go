@@ -14,16 +14,18 @@ import (
 const minCanvasSide = 40
 
 // maxCanvasSide returns the largest side of n square canvases whose
-// pixels stay within limits.TensorElements (163 for MNIST's 10,000).
+// bytes, a grey pixel and a mask value each, stay within
+// limits.TotalBytes (463 for MNIST's 10,000 training canvases).
 func maxCanvasSide(n int) int {
-	s := int(math.Sqrt(float64(limits.TensorElements / n)))
-	for s*s > limits.TensorElements/n {
+	per := limits.TotalBytes / (2 * int64(max(n, 1))) // pixels per canvas
+	s := int64(math.Sqrt(float64(per)))
+	for s*s > per {
 		s--
 	}
-	for (s+1)*(s+1) <= limits.TensorElements/n {
+	for (s+1)*(s+1) <= per {
 		s++
 	}
-	return s
+	return int(s)
 }
 
 // Open reads a data set named by spec and returns its training and test
@@ -97,8 +99,8 @@ func open(spec string, channels int) (train, test *Dataset, err error) {
 		// CanvasSets makes train.Len()/6 and test.Len()/10 canvases.
 		n := max(train.Len()/6, test.Len()/10, 1)
 		if top := maxCanvasSide(n); o.Side > top {
-			return nil, nil, fmt.Errorf("data: %s: canvas side %d outside [%d, %d]: %d canvases of that side would hold more than %d pixels (limits.TensorElements)",
-				kind, o.Side, minCanvasSide, top, n, limits.TensorElements)
+			return nil, nil, fmt.Errorf("data: %s: canvas side %d outside [%d, %d]: %d canvases of that side and their masks would take more than %d bytes (limits.TotalBytes)",
+				kind, o.Side, minCanvasSide, top, n, limits.TotalBytes)
 		}
 		return CanvasSets(train, test, 1, o)
 	case "segfolder":

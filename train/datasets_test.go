@@ -68,7 +68,6 @@ func TestInMemoryDataSetsChecked(t *testing.T) {
 		{set(8, 8, 1, "a", "b"), set(4, 8, 3, "a", "b"), "1 channels, the test images 3"},
 		{short, set(4, 8, 1, "a", "b"), "the training set: data: 10 pixel values for 8 images"},
 		{set(8, 8, 1, "a", "b"), set(4, 8, 1, "a", "b", "c"), `classes ["a" "b"] differ from the test set's ["a" "b" "c"]`},
-		{set(8, 8, 1, "a", "b"), set(4, 16, 1, "a", "b"), "8x8, the test images 16x16"},
 		{set(8, 8, 1, "a", "b"), set(0, 8, 1, "a", "b"), "the test set is empty"},
 	} {
 		cfg := tiny(t.TempDir())

@@ -178,7 +178,7 @@ func (r *run) checkShapes() error {
 	for _, b := range sizes {
 		if _, err := nn.Summarize(r.model, []int{b, d.H, d.W, d.C}); err != nil {
 			what := "a batch"
-			if b != r.cfg.Batch {
+			if b != sizes[0] {
 				what = "the last batch of an epoch"
 			}
 			return fmt.Errorf("train: model %q cannot train on %s, %d image(s) of %dx%d (%d training images, --batch %d): %w",
@@ -190,7 +190,8 @@ func (r *run) checkShapes() error {
 
 // checkSets refuses a training and a test set that are not valid
 // (Dataset.Check: pixel counts, labels, masks) or do not agree: the same
-// channels, image size and classes, and a test set that is not empty.
+// channels and classes, and a test set that is not empty. (The sizes may
+// differ: a U-Net or a globally pooled ResNet takes both.)
 // Data sets made in memory by the caller (Config.TrainSet, TestSet) were
 // once trusted, and a mismatch crashed the loader's goroutine.
 func checkSets(train, test *data.Dataset) error {
@@ -208,8 +209,6 @@ func checkSets(train, test *data.Dataset) error {
 	switch {
 	case train.C != test.C:
 		return fmt.Errorf("train: the training images have %d channels, the test images %d", train.C, test.C)
-	case train.Files == nil && test.Files == nil && (train.H != test.H || train.W != test.W):
-		return fmt.Errorf("train: the training images are %dx%d, the test images %dx%d", train.H, train.W, test.H, test.W)
 	case !slices.Equal(train.Classes, test.Classes):
 		return fmt.Errorf("train: the training set's classes %q differ from the test set's %q", clipList(train.Classes), clipList(test.Classes))
 	}
@@ -235,7 +234,7 @@ func checkFits(m models.Config, d *data.Dataset) error {
 		return fmt.Errorf("train: model %q takes %d input channels, the data has %d", m.Name, shape[3], d.C)
 	}
 	if !d.IsSegmentation() && len(d.Classes) < 2 {
-		return fmt.Errorf("train: the data has %d class (%q); a classifier needs at least 2 (an image folder holds one sub-folder per class)", len(d.Classes), d.Classes)
+		return fmt.Errorf("train: the data has %d class(es) (%q); a classifier needs at least 2 (an image folder holds one sub-folder per class)", len(d.Classes), d.Classes)
 	}
 	if m.Classes() != len(d.Classes) {
 		return fmt.Errorf("train: model %q has %d classes, the data has %d", m.Name, m.Classes(), len(d.Classes))

@@ -113,7 +113,7 @@ func TestTrainRefusesOneClass(t *testing.T) {
 	var out, errb bytes.Buffer
 	code := run(context.Background(), []string{"train", "--model", "resnet8", "--data", "folder:" + dir, "--epochs", "1", "--val-split", "0",
 		"--out", filepath.Join(t.TempDir(), "run")}, &out, &errb)
-	if code == 0 || !strings.Contains(errb.String(), `has 1 class (["only"]); a classifier needs at least 2`) {
+	if code == 0 || !strings.Contains(errb.String(), `has 1 class(es) (["only"]); a classifier needs at least 2`) {
 		t.Errorf("one class: exit %d: %s", code, errb.String())
 	}
 }
