@@ -351,16 +351,16 @@ func Dropout(x *Value, p float64, training bool, rng *tensor.RNG) *Value {
 	if p < 0 || p >= 1 {
 		shapeErr("Dropout", "probability %g outside [0, 1)", p)
 	}
+	y := result(x.Data.Shape, x)
+	if y.dry() { // a shape tape computes nothing, and draws nothing from rng
+		return y
+	}
 	mask := make([]float32, x.numel())
 	keep := float32(1 / (1 - p))
 	for i := range mask {
 		if rng.Float64() >= p {
 			mask[i] = keep
 		}
-	}
-	y := result(x.Data.Shape, x)
-	if y.dry() {
-		return y
 	}
 	kernels.Mul(x.Data.Data, mask, y.Data.Data)
 	record(y, func() {
