@@ -27,6 +27,8 @@ package onnx
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -164,7 +166,7 @@ func (m *Model) Run(inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor
 		}
 		in[name] = floatValue(t)
 	}
-	for name := range inputs {
+	for _, name := range slices.Sorted(maps.Keys(inputs)) {
 		if _, ok := in[name]; !ok {
 			return nil, fmt.Errorf("onnx: input %q given, but the graph has no such input (it takes %q)", name, m.inputs)
 		}
