@@ -15,7 +15,7 @@ func convForwardFast(s ConvShape, x, w, y []float32, ep *convEpilogue, pw *Packe
 	}
 	k, bs, ok := fastBlocks(s.OC)
 	if !ok {
-		return false
+		return convForwardNarrow(s, x, w, y, ep)
 	}
 	if xs, sub, ok := subsample1x1(s, x); ok {
 		// A strided 1×1 convolution reads one pixel in SH·SW: gathered,
@@ -40,6 +40,53 @@ func convForwardFast(s ConvShape, x, w, y []float32, ep *convEpilogue, pw *Packe
 		p.pack(src)
 	}
 	p.run(x, y)
+	return true
+}
+
+// convForwardNarrow computes a convolution whose output channels are not
+// a multiple of the vector width (a narrow network's 4 or 8, a U-Net's
+// last 1×1 convolution to its classes) on the assembly kernels, which
+// once left it to the scalar reference: the plan's channels are padded to
+// the width with zero weights (as GemmPacked pads n), its sums land in a
+// buffer of that width, and the real channels are stored with the
+// epilogue as epilogueTileGo applies it. False at the generic level.
+func convForwardNarrow(s ConvShape, x, w, y []float32, ep *convEpilogue) bool {
+	ks := use.k
+	if ks == nil {
+		return false
+	}
+	if xs, sub, ok := subsample1x1(s, x); ok {
+		defer putBuf(xs)
+		s, x = sub, xs
+	}
+	np := (s.OC + ks.vec - 1) / ks.vec * ks.vec
+	bs, _ := blocksFor(ks, np)
+	oh, ow := s.OH(), s.OW()
+	m := s.N * oh * ow
+	t := getBuf(m * np)
+	defer putBuf(t)
+	p := &convPlan{N: s.N, H: s.H, W: s.W, C: s.C, OC: np, KH: s.KH, KW: s.KW, SH: s.SH, SW: s.SW, DH: s.DH, DW: s.DW,
+		OffH: -s.PT, OffW: -s.PL, OH: oh, OW: ow, YH: oh, YW: ow, YSH: 1, YSW: 1, k: ks, blocks: bs}
+	p.pack(weightSource{w: w, SKW: s.KW, A: s.C, B: s.OC, valid: s.OC, tap: func(t, u int) (int, int) { return t, u }})
+	p.run(x, t)
+	if ep == nil {
+		ep = epilogueOf(ConvEpilogue[float32]{}, s.OC)
+	}
+	parallelFor(m, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			yr, ar := y[i*s.OC:(i+1)*s.OC], t[i*np:i*np+s.OC]
+			if ep.skip != nil {
+				sk := ep.skip[i*s.OC : (i+1)*s.OC]
+				for j, v := range ar {
+					yr[j] = max(float32(v*ep.scale[j])+ep.shift[j]+sk[j], ep.floor)
+				}
+				continue
+			}
+			for j, v := range ar {
+				yr[j] = max(float32(v*ep.scale[j])+ep.shift[j], ep.floor)
+			}
+		}
+	})
 	return true
 }
 

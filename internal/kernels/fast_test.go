@@ -59,6 +59,13 @@ func convShapes(r *rand.Rand) []ConvShape {
 		// rows in runs of three by channel groups (two threads; a row's input is 60 KB).
 		{N: 2, H: 7, W: 7, C: 1024, OC: 32, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
 		{N: 1, H: 11, W: 40, C: 128, OC: 64, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		// Output channels not a multiple of the vector width (a narrow
+		// network, a U-Net's head to its classes, a strided 1×1 of 20):
+		// the forward pass pads them (convForwardNarrow).
+		{N: 2, H: 9, W: 10, C: 4, OC: 4, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 2, H: 8, W: 8, C: 16, OC: 11, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
+		{N: 1, H: 9, W: 9, C: 8, OC: 8, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 1, H: 7, W: 8, C: 16, OC: 20, KH: 1, KW: 1, SH: 2, SW: 2, DH: 1, DW: 1},
 	}
 	for i := 0; i < 6; i++ { // random ones
 		k := 1 + 2*r.IntN(3)
@@ -133,11 +140,15 @@ func testFastConv(t *testing.T) {
 			convForwardRef(s, x, w, ry)
 			convBackwardDataRef(s, dy, w, rdx)
 			convBackwardWeightRef(s, x, dy, rdw)
-			if !okF || !okW {
+			// The weight gradient's tiles need whole vectors of output
+			// channels; narrower ones run the reference.
+			if !okF || (!okW && s.OC%16 == 0) {
 				t.Fatalf("%s: fast path declined forward (%v) or weight gradient (%v)", name, okF, okW)
 			}
 			kt.CloseTo(t, name+" forward", y, ry)
-			kt.CloseTo(t, name+" weight gradient", dw, rdw)
+			if okW {
+				kt.CloseTo(t, name+" weight gradient", dw, rdw)
+			}
 			if s.C%16 == 0 && s.DH == 1 {
 				if !okD {
 					t.Fatalf("%s: fast path declined the data gradient", name)
@@ -422,9 +433,6 @@ func TestConvEpilogueMatchesReference(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 12))
 	for _, l := range levels() {
 		for i, s := range convShapes(r) {
-			if s.OC%16 != 0 {
-				continue
-			}
 			ny := s.N * s.OH() * s.OW() * s.OC
 			x, w := kt.RandF32(r, s.N*s.H*s.W*s.C), kt.RandF32(r, s.KH*s.KW*s.C*s.OC)
 			scale, shift, skip := kt.RandF32(r, s.OC), kt.RandF32(r, s.OC), kt.RandF32(r, ny)
