@@ -39,5 +39,6 @@
 //	internal/fixture             the golden fixtures of outside references and their comparisons
 //	internal/onnxpb              ONNX's protobuf schema, compiled by protoc-gen-go
 //	internal/slicepool           slices recycled by size class (the kernels' scratch, the server's request buffers)
+//	internal/typednil            whether an interface value is nil or holds a nil pointer (checks at API boundaries)
 //	serve/internal/inferencepb   the Open Inference Protocol's gRPC service, compiled by protoc
 package residual

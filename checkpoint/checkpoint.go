@@ -19,7 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -361,25 +361,25 @@ func checkHeld(meta Meta, tensors map[string]*tensor.Tensor, holder string) erro
 // model with them computes nothing usable, and a checkpoint that holds them
 // is corrupt or comes from a diverged run.
 func checkFinite(tensors map[string]*tensor.Tensor) error {
-	names := make([]string, 0, len(tensors))
-	for k := range tensors {
-		names = append(names, k)
+	var bad []string
+	for k, t := range tensors {
+		if t.HasNaNOrInf() {
+			bad = append(bad, k)
+		}
 	}
-	sort.Strings(names)
-	for _, k := range names {
-		bad, first := 0, -1
-		for i, v := range tensors[k].Data {
-			if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
-				if bad++; first < 0 {
-					first = i
-				}
+	if len(bad) == 0 {
+		return nil
+	}
+	k := slices.Min(bad)
+	n, first := 0, -1
+	for i, v := range tensors[k].Data {
+		if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
+			if n++; first < 0 {
+				first = i
 			}
 		}
-		if bad > 0 {
-			return fmt.Errorf("model: tensor %q holds %d non-finite values of %d (the first, at %d, is %v)", k, bad, tensors[k].Len(), first, tensors[k].Data[first])
-		}
 	}
-	return nil
+	return fmt.Errorf("model: tensor %q holds %d non-finite values of %d (the first, at %d, is %v)", k, n, tensors[k].Len(), first, tensors[k].Data[first])
 }
 
 // checkInput returns an error if the model, run on one input of the

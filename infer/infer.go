@@ -22,13 +22,13 @@ import (
 	"errors"
 	"fmt"
 	"image"
-	"reflect"
 	"runtime"
 	"sort"
 	"sync"
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/checkpoint"
+	"github.com/residual-nn/residual/internal/typednil"
 	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/models/unet"
@@ -96,7 +96,7 @@ func New(c *checkpoint.Checkpoint) (*Model, error) {
 	if c.Model.Arch == nil {
 		return nil, fmt.Errorf("infer: the checkpoint has no model (its config %q describes no network)", c.Model.Name)
 	}
-	if c.Int8 == nil && isNil(c.Net) {
+	if c.Int8 == nil && typednil.Is(c.Net) {
 		return nil, fmt.Errorf("infer: the checkpoint of %s has no network (Net is nil)", c.Model.Name)
 	}
 	if err := c.Meta.Validate(); err != nil {
@@ -241,7 +241,7 @@ func (m *Model) Classify(ctx context.Context, imgs []image.Image, k int) ([][]Gu
 		return nil, fmt.Errorf("infer: top-k needs k ≥ 1, got %d", k)
 	}
 	for i, img := range imgs {
-		if isNil(img) {
+		if typednil.Is(img) {
 			return nil, fmt.Errorf("infer: image %d is nil", i)
 		}
 	}
@@ -346,20 +346,6 @@ func (m *Model) SegmentTiles(ctx context.Context, img image.Image, tile int) (*M
 		mask.Class[i] = int32(best)
 	}
 	return mask, nil
-}
-
-// isNil reports whether v is nil or holds a nil pointer, map, slice,
-// function, channel or interface: a typed nil an interface would
-// otherwise pass on to a method call that dereferences it.
-func isNil(v any) bool {
-	if v == nil {
-		return true
-	}
-	switch r := reflect.ValueOf(v); r.Kind() {
-	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan, reflect.Interface, reflect.UnsafePointer:
-		return r.IsNil()
-	}
-	return false
 }
 
 // tapes keeps a model's inference tapes, one per pass running at once,

@@ -8,6 +8,7 @@ import (
 
 	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/data/transform"
+	"github.com/residual-nn/residual/internal/typednil"
 	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/tensor"
 )
@@ -55,7 +56,7 @@ func Input(p checkpoint.Preprocess, img image.Image) (*tensor.Tensor, error) {
 // or an image.Gray built by hand with too short a Pix), which becomes an
 // error naming the image's type rather than a crash.
 func readImage(img image.Image, channels int) (pix []uint8, h, w int, err error) {
-	if isNil(img) {
+	if typednil.Is(img) {
 		return nil, 0, 0, errors.New("infer: the image is nil")
 	}
 	defer func() {

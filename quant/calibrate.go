@@ -55,7 +55,7 @@ type observer struct {
 func (o *observer) add(xs []float32, hist bool) error {
 	for i, v := range xs {
 		f := float64(v)
-		if math.IsNaN(f) || math.IsInf(f, 0) {
+		if !finite(v) {
 			return fmt.Errorf("value %d of %d is %v", i, len(xs), v)
 		}
 		if !o.seen {

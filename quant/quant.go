@@ -24,11 +24,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"reflect"
 	"sync"
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/internal/kernels"
+	"github.com/residual-nn/residual/internal/typednil"
 	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
@@ -133,7 +133,7 @@ func Quantize(ctx context.Context, net nn.Layer, input []int, batches func() (*t
 	if ctx == nil {
 		return nil, errors.New("quant: Quantize: nil context")
 	}
-	if isNil(net) {
+	if typednil.Is(net) {
 		return nil, errors.New("quant: no network to quantize (net is nil)")
 	}
 	if batches == nil {
@@ -142,14 +142,14 @@ func Quantize(ctx context.Context, net nn.Layer, input []int, batches func() (*t
 	if err := checkInput(input); err != nil {
 		return nil, err
 	}
-	switch opt.Method {
-	case "":
+	if opt.Method == "" {
 		opt.Method = Percentile
-	case MinMax, Percentile, Entropy:
-	case FromQDQ:
+	}
+	if opt.Method == FromQDQ {
 		return nil, fmt.Errorf("quant: method %q is not a calibration: it records the scales of an imported QDQ ONNX model (interop/onnx.ImportInt8); calibrate by minmax, percentile or entropy", FromQDQ)
-	default:
-		return nil, fmt.Errorf("quant: unknown calibration method %q (minmax, percentile or entropy)", opt.Method)
+	}
+	if _, err := ParseMethod(string(opt.Method)); err != nil {
+		return nil, err
 	}
 	if opt.Percentile == 0 {
 		opt.Percentile = 99.99
@@ -211,19 +211,6 @@ func checkInput(input []int) error {
 		}
 	}
 	return limits.CheckElements("quant: input shape", input...)
-}
-
-// isNil reports whether v is nil or holds a nil pointer, map, slice,
-// function, channel or interface (a typed nil network).
-func isNil(v any) bool {
-	if v == nil {
-		return true
-	}
-	switch r := reflect.ValueOf(v); r.Kind() {
-	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan, reflect.Interface, reflect.UnsafePointer:
-		return r.IsNil()
-	}
-	return false
 }
 
 // calibrated is whether a node's output gets its own scale (the others
@@ -350,7 +337,7 @@ func (m *Model) InputShape() []int { return append([]int(nil), m.g.input...) }
 // batch norms are folded and it must not be used elsewhere), input the
 // shape it was quantized at.
 func New(net nn.Layer, input []int, p Params, layers map[string]*Layer) (*Model, error) {
-	if isNil(net) {
+	if typednil.Is(net) {
 		return nil, errors.New("quant: no network to rebuild (net is nil)")
 	}
 	if err := checkInput(input); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/internal/typednil"
 	"github.com/residual-nn/residual/nn"
 )
 
@@ -128,7 +129,7 @@ func (m *Model) ValueParams(v int) QParams { return m.qp[v] }
 // returns the int8 graph Quantize would run for inputs of the given shape,
 // without calibrating: what an importer fills in before New.
 func Plan(net nn.Layer, input []int) (*Graph, error) {
-	if isNil(net) {
+	if typednil.Is(net) {
 		return nil, errors.New("quant: no network to plan (net is nil)")
 	}
 	if err := checkInput(input); err != nil {

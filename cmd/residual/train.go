@@ -263,16 +263,13 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *spec, err = folderAtModelSize(*spec, c.Preprocess); err != nil {
 		return err
 	}
-	if !c.Model.Dense() { // a classifier: the confusion image is written after the evaluation
-		given := *png != ""
-		if !given {
-			*png = filepath.Join(filepath.Dir(*weights), "confusion.png")
-		}
+	if !c.Model.Dense() && *png == "" {
+		// A classifier's confusion image, written after the evaluation,
+		// goes by default next to the checkpoint: checked now, as checkEval
+		// checked a --confusion given.
+		*png = filepath.Join(filepath.Dir(*weights), "confusion.png")
 		if err := checkConfusion(*png, *weights, *spec); err != nil {
-			if !given {
-				return fmt.Errorf("%w (the default, next to the checkpoint; pass --confusion to write it elsewhere)", err)
-			}
-			return err
+			return fmt.Errorf("%w (the default, next to the checkpoint; pass --confusion to write it elsewhere)", err)
 		}
 	}
 	_, test, err := data.Open(*spec, c.Preprocess.Channels)
