@@ -505,3 +505,36 @@ func TestLowLevelPanicsNamed(t *testing.T) {
 		}
 	}
 }
+
+// TestNormalise: Normalise computes (p/255 − mean)/std per channel, and
+// refuses pixels of another count than the shape's and means or standard
+// deviations of another count than the channels, naming what it got.
+func TestNormalise(t *testing.T) {
+	pix := []uint8{0, 51, 255, 102}
+	got, err := Normalise(pix, 1, 2, 2, []float64{0, 0.5}, []float64{1, 0.25})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []float32{0, float32((0.2 - 0.5) / 0.25), 1, float32((0.4 - 0.5) / 0.25)}
+	for i := range want {
+		if d := got.Data[i] - want[i]; d > 1e-6 || d < -1e-6 {
+			t.Errorf("element %d: %v, want %v", i, got.Data[i], want[i])
+		}
+	}
+	for _, tc := range []struct {
+		pix       []uint8
+		h, w, c   int
+		mean, std []float64
+		msg       string
+	}{
+		{pix, 2, 2, 2, nil, nil, "4 pixel values for a 2×2×2 image"},
+		{pix, 1, 2, 2, []float64{0.5}, nil, "1 means and 0 standard deviations of an image of 2 channels"},
+		{pix, 1, 2, 2, nil, []float64{1, 1, 1}, "0 means and 3 standard deviations"},
+		{pix, 0, 4, 1, nil, nil, "a 0×4 image"},
+		{pix, 1 << 20, 1 << 20, 1 << 20, nil, nil, "sides 1.."},
+	} {
+		if _, err := Normalise(tc.pix, tc.h, tc.w, tc.c, tc.mean, tc.std); err == nil || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("Normalise(%d values, %d×%d×%d, %d means, %d stds): %v; want an error with %q", len(tc.pix), tc.h, tc.w, tc.c, len(tc.mean), len(tc.std), err, tc.msg)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -396,13 +397,24 @@ func (l *Loader) normalise(v float64, ch int) float64 {
 	return v
 }
 
-// Normalise converts 8-bit NHWC pixels to a normalised float32 image, as
-// the loader does without augmentation.
-func Normalise(pix []uint8, h, w, c int, mean, std []float64) *tensor.Tensor {
+// Normalise converts 8-bit NHWC pixels (one h×w image of c channels) to a
+// normalised float32 image, as the loader does without augmentation. It
+// returns an error when pix does not hold h·w·c values or mean and std
+// are neither empty nor of one value per channel.
+func Normalise(pix []uint8, h, w, c int, mean, std []float64) (*tensor.Tensor, error) {
+	if h < 1 || w < 1 || c < 1 || h > limits.ImageSide || w > limits.ImageSide || c > limits.Channels {
+		return nil, fmt.Errorf("data: Normalise of a %d×%d image of %d channels (sides 1..%d, channels 1..%d)", h, w, c, limits.ImageSide, limits.Channels)
+	}
+	if len(pix) != h*w*c {
+		return nil, fmt.Errorf("data: Normalise of %d pixel values for a %d×%d×%d image (%d)", len(pix), h, w, c, h*w*c)
+	}
+	if len(mean) != 0 && len(mean) != c || len(std) != 0 && len(std) != c {
+		return nil, fmt.Errorf("data: Normalise with %d means and %d standard deviations of an image of %d channels", len(mean), len(std), c)
+	}
 	l := Loader{Mean: mean, Std: std}
 	t := tensor.New(1, h, w, c)
 	for i, p := range pix {
 		t.Data[i] = float32(l.normalise(float64(p)/255, i%c))
 	}
-	return t
+	return t, nil
 }

@@ -237,7 +237,10 @@ func TestInputMatchesData(t *testing.T) {
 			}
 			b := img.Bounds()
 			pix := transform.Resize(data.Pixels(img, ch), b.Dy(), b.Dx(), ch, 28, 28)
-			want := data.Normalise(pix, 28, 28, ch, p.Mean, p.Std)
+			want, err := data.Normalise(pix, 28, 28, ch, p.Mean, p.Std)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if !slices.Equal(got.Data, want.Data) || !slices.Equal(got.Shape, []int{1, 28, 28, ch}) {
 				t.Errorf("image %d (%T %v), %d channels: differs from package data's transform", i, img, b, ch)
 			}

@@ -55,7 +55,7 @@ func (b *resnetBackend) Info() ModelInfo {
 func (b *resnetBackend) Preprocess(img image.Image) (*tensor.Tensor, error) {
 	bd := img.Bounds()
 	pix := transform.Resize(data.Pixels(img, 1), bd.Dy(), bd.Dx(), 1, 28, 28)
-	return data.Normalise(pix, 28, 28, 1, nil, nil), nil
+	return data.Normalise(pix, 28, 28, 1, nil, nil)
 }
 
 func (b *resnetBackend) Forward(_ context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
@@ -92,7 +92,7 @@ func (f *fakeBackend) Info() ModelInfo {
 func (f *fakeBackend) Preprocess(img image.Image) (*tensor.Tensor, error) {
 	bd := img.Bounds()
 	pix := transform.Resize(data.Pixels(img, 1), bd.Dy(), bd.Dx(), 1, 2, 2)
-	return data.Normalise(pix, 2, 2, 1, nil, nil), nil
+	return data.Normalise(pix, 2, 2, 1, nil, nil)
 }
 
 func (f *fakeBackend) Forward(_ context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
