@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +17,9 @@ import (
 	"time"
 
 	"github.com/residual-nn/residual/tensor"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // quietConfig is cfg logging nowhere.
@@ -92,6 +97,17 @@ func TestConfigRefused(t *testing.T) {
 			check("ScanRepository", s.ScanRepository())
 		}
 		check("Run", runBriefly(t, s, 0))
+		// A caller that mounts the handler itself gets the error in every
+		// answer (it used to be a server of no models: 404s).
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/v2/health/live", nil))
+		if rec.Code != http.StatusInternalServerError || !strings.Contains(rec.Body.String(), c.want) {
+			t.Errorf("%s: Handler: %d %s; want 500 naming %s", name, rec.Code, rec.Body, c.want)
+		}
+		_, err := s.grpcInterceptor(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: "/x"}, func(context.Context, any) (any, error) { return nil, nil })
+		if status.Code(err) != codes.Internal || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: gRPC call: %v; want INTERNAL naming %s", name, err, c.want)
+		}
 		if s.Ready() {
 			t.Errorf("%s: ready", name)
 		}

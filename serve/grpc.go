@@ -32,7 +32,9 @@ func (s *Server) NewGRPC(opts ...grpc.ServerOption) *grpc.Server {
 }
 
 // grpcInterceptor recovers panics, applies the default deadline, maps
-// errors to status codes and logs each call.
+// errors to status codes and logs each call; on a server made with a
+// Config that Validate refuses, every call fails with INTERNAL and that
+// error.
 func (s *Server) grpcInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 	start := time.Now()
 	defer func() {
@@ -47,6 +49,9 @@ func (s *Server) grpcInterceptor(ctx context.Context, req any, info *grpc.UnaryS
 		}
 		s.log.LogAttrs(ctx, lvl, "grpc", slog.String("method", info.FullMethod), slog.String("code", code.String()), slog.Duration("duration", time.Since(start)))
 	}()
+	if s.cfgErr != nil {
+		return nil, status.Error(codes.Internal, "server not configured: "+s.cfgErr.Error())
+	}
 	ctx, cancel := s.withTimeout(ctx, 0)
 	defer cancel()
 	resp, err = handler(ctx, req)
