@@ -17,9 +17,11 @@ const nobody = 65534
 // rerunAsNobody runs the test named name of this test binary again as user
 // and group nobody, for checks that root's permissions would defeat (root
 // writes into read-only folders), and fails with its output unless it
-// passed there (a skip there fails too). The binary is copied into a
-// folder nobody can read (not t.TempDir, whose parent only root can), and nobody gets a temporary folder of its own;
-// the fixtures are read through the same relative paths.
+// passed there (a skip there fails too). The binary and the fixtures of
+// testdata/checkpoint that it reads are copied into a folder nobody can
+// read (not t.TempDir, whose parent only root can; the clone itself may be
+// in a folder only root reads), and nobody gets a temporary folder of its
+// own.
 func rerunAsNobody(t *testing.T, name string) {
 	t.Helper()
 	exe, err := os.Executable()
@@ -45,7 +47,23 @@ func rerunAsNobody(t *testing.T, name string) {
 	if err := os.Chown(tmp, nobody, nobody); err != nil {
 		t.Fatal(err)
 	}
+	// The fixtures, under the same relative paths from a working folder
+	// of nobody's: the clone itself may be in a folder only root reads.
+	wd := filepath.Join(dir, "cmd", "residual")
+	fixtures := filepath.Join(dir, "testdata", "checkpoint")
+	for _, d := range []string{wd, fixtures} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{tinyCkpt, unetCkpt, colorPNG, digit0PNG} {
+		if filepath.Dir(f) != "../../testdata/checkpoint" {
+			t.Fatalf("fixture %s is not in testdata/checkpoint", f)
+		}
+		copyFile(t, f, filepath.Join(fixtures, filepath.Base(f)))
+	}
 	cmd := exec.Command(bin, "-test.run=^"+name+"$", "-test.v", "-test.count=1")
+	cmd.Dir = wd
 	cmd.Env = append(os.Environ(), "TMPDIR="+tmp, "HOME="+tmp)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
 	out, err := cmd.CombinedOutput()
