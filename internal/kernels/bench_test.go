@@ -61,6 +61,10 @@ func BenchmarkConvShapes(b *testing.B) {
 		"3x3-512-7":       {N: 8, H: 7, W: 7, C: 512, OC: 512, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		"3x3-256-14":      {N: 8, H: 14, W: 14, C: 256, OC: 256, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		"3x3-128-28":      {N: 8, H: 28, W: 28, C: 128, OC: 128, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		// Output channels narrower than a vector, padded to one: a U-Net's
+		// head to 2 classes, a narrow network's 3×3 of 4.
+		"1x1-64-2-unet-head": {N: 4, H: 100, W: 100, C: 64, OC: 2, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
+		"3x3-4-28-narrow":    {N: 128, H: 28, W: 28, C: 4, OC: 4, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 	} {
 		for _, pass := range []string{"fwd", "bwd-data", "bwd-weight"} {
 			b.Run(name+"/"+pass, func(b *testing.B) { benchConv(b, s, pass) })

@@ -160,7 +160,7 @@ func ConvBackwardWeightBF16(s ConvShape, x, dy, dw []float32) {
 	xr, dyr := roundedBuf(x), roundedBuf(dy)
 	defer putBuf(xr)
 	defer putBuf(dyr)
-	if !convBackwardWeightDirect(s, xr, dyr, dw) {
+	if !convBackwardWeightDirect(s, xr, dyr, dw) && !convBackwardWeightNarrow(s, xr, dyr, dw, convBackwardWeightDirect) {
 		convBackwardWeightRef(s, xr, dyr, dw)
 	}
 }

@@ -346,10 +346,50 @@ func dataPhase(s ConvShape, ry, rx int) (ih0, iw0, nh, nw, jh, jw, q0h, q0w int)
 // assembly kernels: Winograd's where it applies, else the direct tiles
 // (convBackwardWeightTiles says how the goroutines share the work).
 func convBackwardWeightFast(s ConvShape, x, dy, dw []float32) bool {
+	if k := use.k; k != nil && s.OC%k.vec != 0 {
+		return convBackwardWeightNarrow(s, x, dy, dw, convBackwardWeightFast)
+	}
 	if _, _, ok := fastBlocks(s.OC); ok && winoWeightGrad(s, x, dy, dw) {
 		return true
 	}
 	return convBackwardWeightDirect(s, x, dy, dw)
+}
+
+// convBackwardWeightNarrow computes the weight gradient of a convolution
+// whose output channels are not a multiple of the vector width (a narrow
+// network's 4 or 8, a U-Net's head to its classes) with run, one of the
+// tile paths, as convForwardNarrow pads the forward pass: dy is copied
+// into rows padded to a whole vector with zeros, run computes the padded
+// gradient (its padding columns are sums of zeros), and the real columns
+// are copied into dw. False at the generic level or when run declines.
+func convBackwardWeightNarrow(s ConvShape, x, dy, dw []float32, run func(s ConvShape, x, dy, dw []float32) bool) bool {
+	k := use.k
+	if k == nil {
+		return false
+	}
+	np := (s.OC + k.vec - 1) / k.vec * k.vec
+	m := s.N * s.OH() * s.OW()
+	dyp := getBuf(m * np)
+	defer putBuf(dyp)
+	parallelFor(m, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			r := dyp[i*np : (i+1)*np]
+			copy(r, dy[i*s.OC:(i+1)*s.OC])
+			clear(r[s.OC:])
+		}
+	})
+	ps := s
+	ps.OC = np
+	rows := s.KH * s.KW * s.C
+	dwp := getBuf(rows * np)
+	defer putBuf(dwp)
+	if !run(ps, x, dyp, dwp) {
+		return false
+	}
+	for r := range rows {
+		copy(dw[r*s.OC:(r+1)*s.OC], dwp[r*np:r*np+s.OC])
+	}
+	return true
 }
 
 // convBackwardWeightDirect is convBackwardWeightFast without the Winograd
