@@ -470,6 +470,17 @@ func TestQuantizeRefusesBadArguments(t *testing.T) {
 			t.Errorf("%+v: recorded method %q, want %q", tc.opt, got, tc.want)
 		}
 	}
+	// Running: a nil context or a nil model is an error, not a panic.
+	m, err := Quantize(context.Background(), newBlock(rng, 4), in, one(good), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Forward(none, good); err == nil || !strings.Contains(err.Error(), "nil context") {
+		t.Errorf("Forward with a nil context: %v", err)
+	}
+	if _, _, err := (*Model)(nil).Values(context.Background(), good); err == nil || !strings.Contains(err.Error(), "nil") {
+		t.Errorf("Values on a nil model: %v", err)
+	}
 	if _, err := New(nil, in, Params{Version: 1}, nil); err == nil || !strings.Contains(err.Error(), "net is nil") {
 		t.Errorf("New with a nil net: %v", err)
 	}

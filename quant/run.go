@@ -2,6 +2,7 @@ package quant
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -32,6 +33,12 @@ func (m *Model) Values(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, [
 // run runs the network; with keep it returns every value it computed (by
 // value number) instead of freeing each after its last reader.
 func (m *Model) run(ctx context.Context, x *tensor.Tensor, keep bool) (*tensor.Tensor, [][]uint8, error) {
+	switch {
+	case m == nil || m.g == nil:
+		return nil, nil, errors.New("quant: Forward on no model (nil)")
+	case ctx == nil:
+		return nil, nil, errors.New("quant: Forward: nil context")
+	}
 	in := m.g.input
 	if x == nil || x.Rank() != len(in) || x.Shape[0] < 1 || !equalTail(x.Shape, in) || len(x.Data) != tensor.NumElements(x.Shape) {
 		var shape []int
