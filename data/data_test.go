@@ -37,7 +37,13 @@ func TestMNISTReal(t *testing.T) {
 			t.Errorf("test label %d = %d, want %d", i, test.Labels[i], want)
 		}
 	}
-	mean, std := train.Stats()
+	mean, std, err := train.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := (&Dataset{H: 2, W: 2, Classes: []string{"a"}}).Stats(); err == nil || !strings.Contains(err.Error(), "2x2x0") {
+		t.Errorf("Stats of a set of 0 channels: %v; want the size named", err)
+	}
 	// The usual MNIST normalisation constants: 0.1307 and 0.3081.
 	if d := mean[0] - 0.1307; d*d > 1e-8 || (std[0]-0.3081)*(std[0]-0.3081) > 1e-8 {
 		t.Errorf("MNIST mean %.4f std %.4f", mean[0], std[0])

@@ -180,8 +180,11 @@ func (d *Dataset) EvalShorter() int {
 // Stats returns the per-channel mean and standard deviation of the pixels
 // scaled to [0, 1]; for a folder's files, of StatsSample images evenly
 // spaced through the set, after the evaluation transform (files that fail
-// to decode are left out).
-func (d *Dataset) Stats() (mean, std []float64) {
+// to decode are left out). A set whose sizes Check refuses is an error.
+func (d *Dataset) Stats() (mean, std []float64, err error) {
+	if err := d.checkSizes(); err != nil {
+		return nil, nil, err
+	}
 	pix := d.Pixels
 	if d.Files != nil {
 		pix = d.statsPixels()
@@ -198,7 +201,7 @@ func (d *Dataset) Stats() (mean, std []float64) {
 		mean[c] = sum[c] / n
 		std[c] = max(math.Sqrt(max(sq[c]/n-mean[c]*mean[c], 0)), 1e-6)
 	}
-	return mean, std
+	return mean, std, nil
 }
 
 // statsPixels decodes the images Stats samples from a folder's files.

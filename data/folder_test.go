@@ -399,7 +399,10 @@ func TestFolderLazy(t *testing.T) {
 	if d.Len() != 24 || d.Pixels != nil {
 		t.Errorf("%d images, %d pixel bytes held", d.Len(), len(d.Pixels))
 	}
-	mean, _ := d.Stats()
+	mean, _, err := d.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
 	// The red channel holds 0…23 (mean 11.5), green 1, blue 2.
 	if mean[0]*255 < 11.49 || mean[0]*255 > 11.51 || mean[1]*255 < 0.99 || mean[1]*255 > 1.01 {
 		t.Errorf("mean %v ·255", mean)

@@ -111,7 +111,9 @@ func setup(cfg Config) (*run, error) {
 	if werr != nil {
 		return nil, fmt.Errorf("train: %w", werr)
 	}
-	r.mean, r.std = r.trainSet.Stats()
+	if r.mean, r.std, err = r.trainSet.Stats(); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
 	if init != nil {
 		p := init.Preprocess
 		r.pre, r.mean, r.std = &p, p.Mean, p.Std
