@@ -63,7 +63,8 @@ type Config struct {
 	// Instances is the number of goroutines executing batches per model
 	// (default 1: one batch at a time, using every core the engine uses).
 	Instances int
-	// MaxBodyBytes bounds a request body (default 32 MiB).
+	// MaxBodyBytes bounds a request body (default 32 MiB); gRPC messages
+	// are bounded by it too, up to gRPC's own limit of 2 GiB − 1.
 	MaxBodyBytes int64
 	// MaxImagePixels bounds width × height of an uploaded image, checked
 	// from its header before decoding (default 1<<24, 64 MiB as RGBA;
