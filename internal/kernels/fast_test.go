@@ -175,10 +175,30 @@ func testFastConv(t *testing.T) {
 				t.Fatalf("%s: the columns path declined at an assembly level", name)
 			}
 			kt.CloseTo(t, name+" data gradient (columns)", dx, rdx)
+			// Stride 1 with channels not a multiple of the level's vector:
+			// the padded direct path (convBackwardDataNarrow), which
+			// ConvBackwardData takes before the columns.
+			dxn, accN := make([]float32, len(x)), append([]float32(nil), dx0...)
+			for i := range dxn {
+				dxn[i] = float32(math.NaN())
+			}
+			prev = SetLevel(l)
+			narrow := s.SH == 1 && s.SW == 1 && s.DH == 1 && s.DW == 1 && s.C%use.k.vec != 0
+			okN := convBackwardDataNarrow(s, dy, w, dxn, false) && convBackwardDataNarrow(s, dy, w, accN, true)
+			SetLevel(prev)
+			if okN != narrow {
+				t.Fatalf("%s: padded data gradient taken = %v, want %v", name, okN, narrow)
+			}
+			if narrow {
+				kt.CloseTo(t, name+" data gradient (padded)", dxn, rdx)
+			}
 			for i := range rdx {
 				rdx[i] += dx0[i]
 			}
 			kt.CloseTo(t, name+" accumulated data gradient (columns)", acc, rdx)
+			if narrow {
+				kt.CloseTo(t, name+" accumulated data gradient (padded)", accN, rdx)
+			}
 		}
 	}
 }
