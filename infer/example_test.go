@@ -4,16 +4,15 @@ import (
 	"context"
 	"fmt"
 	"image"
-	_ "image/png" // registers the PNG decoder with image.Decode
 	"log"
-	"os"
 
+	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/infer"
 )
 
 // The whole program that classifies an image file with a trained
 // checkpoint: open the checkpoint once (a server keeps the *Model and
-// shares it between goroutines), decode the image, classify, print the
+// shares it between goroutines), load the image, classify, print the
 // three most probable classes. The checkpoint is a small ResNet trained
 // briefly on MNIST (testdata/checkpoint/gen_mnist_tiny.go); the image is
 // MNIST's first test digit, a 7.
@@ -25,12 +24,9 @@ func Example() {
 	info := m.Info()
 	fmt.Printf("%s: %s into %d classes, input %dx%dx%d\n", info.Name, info.Task, len(info.Classes), info.Height, info.Width, info.Channels)
 
-	f, err := os.Open("../testdata/checkpoint/digit0.png")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer f.Close()
-	img, _, err := image.Decode(f)
+	// data.LoadImage decodes as the command line and the server do
+	// (EXIF orientation applied, decompression bombs refused).
+	img, err := data.LoadImage("../testdata/checkpoint/digit0.png")
 	if err != nil {
 		log.Fatal(err)
 	}

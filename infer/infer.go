@@ -4,7 +4,16 @@
 //
 //	m, err := infer.Open("runs/resnet20-mnist/best.safetensors")
 //	...
+//	img, err := data.LoadImage("photo.jpg")
+//	...
 //	guesses, err := m.Classify(ctx, []image.Image{img}, 5)
+//
+// Decode files with data.LoadImage (bytes with data.DecodeImage), as the
+// command line, the server and training do: it turns a JPEG upright by
+// its EXIF orientation, decodes WebP's colours as libwebp does and
+// refuses decompression bombs from the header. image.Decode does none of
+// this, so a phone photo taken sideways reaches the model sideways and
+// can be classified differently than by `residual predict`.
 //
 // A Model is safe for concurrent use: the network is put in evaluation
 // mode once, when it is opened, and is only read afterwards (batch norms
