@@ -461,13 +461,13 @@ func (r *run) evalSet(test bool) *data.Dataset {
 
 // evaluateOn evaluates net on this rank's share of the validation or
 // test set and sums the result over the ranks.
-func (r *run) evaluateOn(net nn.Layer, test bool) (evaluation, error) {
+func (r *run) evaluateOn(ctx context.Context, net nn.Layer, test bool) (evaluation, error) {
 	d, name := r.evalSet(test), "validation set"
 	if test {
 		name = "test set"
 	}
 	l := r.loader(d, false)
-	e := evaluate(net, l, len(r.trainSet.Classes), r.evalTape)
+	e := evaluate(ctx, net, l, len(r.trainSet.Classes), r.evalTape)
 	lerr := l.Err()
 	if lerr != nil {
 		lerr = fmt.Errorf("train: %s: %w", name, lerr)

@@ -2,6 +2,7 @@ package train
 
 import (
 	"context"
+	"errors"
 	"math"
 
 	ag "github.com/residual-nn/residual/autograd"
@@ -58,8 +59,28 @@ func EvaluateAll(m nn.Layer, l *data.Loader, classes int) Evaluation {
 func EvaluateAllPrecision(m nn.Layer, l *data.Loader, classes int, p ag.Precision) Evaluation {
 	tape := ag.NewNoGradTape()
 	tape.SetPrecision(p)
-	e := evaluate(m, l, classes, tape)
+	e := evaluate(context.Background(), m, l, classes, tape)
 	return Evaluation{Loss: e.loss, Accuracy: e.acc, Top5: e.top5, Confusion: e.confusion}
+}
+
+// EvaluateContext is EvaluateAllPrecision for long evaluations: it stops
+// between batches once ctx is done and returns its cause, and it returns
+// the loader's error (an unreadable image file) instead of the figures of
+// the batches before it.
+func EvaluateContext(ctx context.Context, m nn.Layer, l *data.Loader, classes int, p ag.Precision) (Evaluation, error) {
+	if ctx == nil {
+		return Evaluation{}, errors.New("train: EvaluateContext: nil context")
+	}
+	tape := ag.NewNoGradTape()
+	tape.SetPrecision(p)
+	e := evaluate(ctx, m, l, classes, tape)
+	if ctx.Err() != nil {
+		return Evaluation{}, context.Cause(ctx)
+	}
+	if err := l.Err(); err != nil {
+		return Evaluation{}, err
+	}
+	return Evaluation{Loss: e.loss, Accuracy: e.acc, Top5: e.top5, Confusion: e.confusion}, nil
 }
 
 // evaluation is what evaluate measures: the means, and the sums and
@@ -79,7 +100,7 @@ func (e *evaluation) means() {
 
 // evaluate is Evaluate on the given inference tape (the trainer passes one
 // that shares its training tape's buffers).
-func evaluate(m nn.Layer, l *data.Loader, classes int, tape *ag.Tape) evaluation {
+func evaluate(ctx context.Context, m nn.Layer, l *data.Loader, classes int, tape *ag.Tape) evaluation {
 	var loss, acc, top5 float64
 	nn.SetTraining(m, false)
 	defer nn.SetTraining(m, true)
@@ -88,7 +109,7 @@ func evaluate(m nn.Layer, l *data.Loader, classes int, tape *ag.Tape) evaluation
 		confusion[i] = make([]int, classes)
 	}
 	n := 0
-	for b := range l.Epoch(context.Background(), 0, 0) {
+	for b := range l.Epoch(ctx, 0, 0) {
 		logits := m.Forward(tape.Constant(b.X))
 		targets, _ := fitTargets(logits, b)
 		lv, err := ag.CrossEntropy(logits, targets, ag.CrossEntropyOptions{IgnoreIndex: ignoreIndex, Sum: true})

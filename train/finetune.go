@@ -1,6 +1,7 @@
 package train
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -209,7 +210,7 @@ func (r *run) emaWeights() nn.Layer {
 
 // evaluateEMA validates the moving average of the weights.
 func (r *run) evaluateEMA() (evaluation, error) {
-	return r.evaluateOn(r.emaWeights(), false)
+	return r.evaluateOn(context.Background(), r.emaWeights(), false)
 }
 
 // score is the validation metric that picks the best checkpoint.

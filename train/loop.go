@@ -151,9 +151,21 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			return nil, err
 		}
 	}
-	test, err := r.evaluateOn(r.model, true)
+	// A signal during the test pass stops it (one process: ranks must
+	// agree, so a distributed run finishes it); the training is complete
+	// and saved by then.
+	testCtx := ctx
+	if r.ddp != nil {
+		testCtx = context.Background()
+	}
+	test, err := r.evaluateOn(testCtx, r.model, true)
 	if err != nil {
 		return nil, err
+	}
+	if testCtx.Err() != nil {
+		fmt.Fprintf(r.cfg.Log, "\nstopped during the test evaluation; the training is complete and saved in %s (residual eval --weights %s measures the test set)\n",
+			r.cfg.Out, filepath.Join(r.cfg.Out, BestCheckpoint))
+		return nil, ErrInterrupted
 	}
 	testLoss, testAcc, confusion := test.loss, test.acc, test.confusion
 	res := &Result{History: r.history, Epochs: r.epoch, TestAccuracy: testAcc, TestLoss: testLoss, BestValAccuracy: r.best, TestTop5: test.top5, StoppedEarly: r.stoppedEarly, Seconds: time.Since(r.start).Seconds(),
@@ -236,7 +248,7 @@ func (r *run) endEpoch() error {
 // endEpochHere is endEpoch on this rank: the evaluation (summed over the
 // ranks under Config.Comm), then rank 0's records and checkpoints.
 func (r *run) endEpochHere() error {
-	val, err := r.evaluateOn(r.model, false)
+	val, err := r.evaluateOn(context.Background(), r.model, false)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -320,5 +321,50 @@ func TestPrepareChecksShapes(t *testing.T) {
 				t.Errorf("%s on %s: %v, want an error with %q", tc.model, tc.data, err, w)
 			}
 		}
+	}
+}
+
+// cancelAfter is a log that cancels a context once a line holding text
+// has been written.
+type cancelAfter struct {
+	text   string
+	cancel context.CancelFunc
+	buf    bytes.Buffer
+}
+
+func (c *cancelAfter) Write(p []byte) (int, error) {
+	c.buf.Write(p)
+	if strings.Contains(c.buf.String(), c.text) {
+		c.cancel()
+	}
+	return len(p), nil
+}
+
+// TestInterruptDuringTest: a signal during the final test pass (after the
+// last epoch's line) stops it and returns ErrInterrupted, saying the
+// training is complete and saved; it used to run the whole test set and
+// return success. A resumed run with nothing left to train then measures
+// the test set.
+func TestInterruptDuringTest(t *testing.T) {
+	c := tiny(t.TempDir())
+	c.Epochs = 1
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := &cancelAfter{text: "epoch 1/1  train loss", cancel: cancel}
+	c.Log = log
+	res, err := Run(ctx, c)
+	if !errors.Is(err, ErrInterrupted) || res != nil {
+		t.Fatalf("interrupted during the test pass: %v, %v; want ErrInterrupted", res, err)
+	}
+	if !strings.Contains(log.buf.String(), "stopped during the test evaluation") || strings.Contains(log.buf.String(), "test accuracy") {
+		t.Errorf("log:\n%s", log.buf.String())
+	}
+	if _, err := os.Stat(filepath.Join(c.Out, BestCheckpoint)); err != nil {
+		t.Error(err)
+	}
+	c.Resume, c.Log = true, io.Discard
+	res, err = Run(context.Background(), c)
+	if err != nil || res.TestAccuracy <= 0 || res.Epochs != 1 {
+		t.Errorf("resumed: %+v, %v; want the test figures of the 1 epoch trained", res, err)
 	}
 }

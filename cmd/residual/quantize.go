@@ -94,7 +94,8 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if trainSet.H != p.Height || trainSet.W != p.Width || trainSet.C != p.Channels {
 		return fmt.Errorf("%s holds %dx%dx%d images; the model takes %dx%dx%d", *spec, trainSet.H, trainSet.W, trainSet.C, p.Height, p.Width, p.Channels)
 	}
-	l := &data.Loader{Data: trainSet, Batch: *batch, Shuffle: true, Seed: 1, Mean: p.Mean, Std: p.Std, BGR: p.BGR, Scale255: p.Scale255}
+	l := p.Loader(trainSet, *batch)
+	l.Shuffle, l.Seed = true, 1
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ch := l.Epoch(lctx, 0, 0)

@@ -286,10 +286,11 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	} else if err := models.ForInference(c.Model, c.Net); err != nil {
 		return err
 	}
-	loss, acc, top5, conf, err := evaluate(ctx, net, test, c.Preprocess.Mean, c.Preprocess.Std, len(c.Classes), pr)
+	e, err := train.EvaluateContext(ctx, net, c.Preprocess.Loader(test, evalBatch), len(c.Classes), pr)
 	if err != nil {
 		return err
 	}
+	loss, acc, top5, conf := e.Loss, e.Accuracy, e.Top5, e.Confusion
 	if c.Model.Dense() {
 		iou, mean := train.IoU(conf)
 		fmt.Fprintf(stdout, "%s on %s (%d test images): pixel accuracy %.2f%%, mean IoU %.4f, loss %.4f\n\nIoU per class:\n", *weights, *spec, test.Len(), 100*acc, mean, loss)

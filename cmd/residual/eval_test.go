@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/residual-nn/residual/checkpoint"
+	"github.com/residual-nn/residual/models"
+	"github.com/residual-nn/residual/nn"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// TestEvalKerasPreprocess: eval normalises a checkpoint's images as its
+// preprocessing record says, Keras's BGR order and 0–255 scale included
+// (it used to apply the mean and std alone). Two checkpoints compute the
+// same function: A takes RGB in [0, 1] with mean m and std s; B takes BGR
+// in [0, 255] with the reversed m·255 and s·255, and its first
+// convolution's input channels reversed. Their inputs agree to float32
+// rounding and their first convolutions sum the same products in another
+// order, so their outputs differ by a few float32 roundings: eval prints
+// the same figures (4 decimals) for both.
+func TestEvalKerasPreprocess(t *testing.T) {
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, split := range []string{"train", "test"} {
+		for _, class := range []string{"a", "b"} {
+			d := filepath.Join(dir, "photos", split, class)
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 4 {
+				img := image.NewRGBA(image.Rect(0, 0, 16, 16))
+				for p := 0; p < 16*16; p++ {
+					img.Set(p%16, p/16, color.RGBA{uint8(rng.IntN(256)), uint8(rng.IntN(256)), uint8(rng.IntN(256)), 255})
+				}
+				var b bytes.Buffer
+				if err := png.Encode(&b, img); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("%d.png", i)), b.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	cfg, err := models.Preset("resnet8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.SetInChannels(3)
+	cfg.SetClasses(2)
+	write := func(name string, pre checkpoint.Preprocess, reverse bool) string {
+		net, err := models.Build(cfg, tensor.NewRNG(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if reverse {
+			var w *tensor.Tensor
+			for _, e := range nn.StateDict(net) {
+				if e.Name == "conv1.weight" {
+					w = e.Tensor
+				}
+			}
+			// Internally HWIO: [KH][KW][C][OC].
+			if w == nil || len(w.Shape) != 4 || w.Shape[2] != 3 {
+				t.Fatalf("conv1.weight: %v", w)
+			}
+			oc := w.Shape[3]
+			for tap := 0; tap < w.Shape[0]*w.Shape[1]; tap++ {
+				r0, r2 := w.Data[(tap*3+0)*oc:][:oc], w.Data[(tap*3+2)*oc:][:oc]
+				for j := range oc {
+					r0[j], r2[j] = r2[j], r0[j]
+				}
+			}
+		}
+		p := filepath.Join(dir, name, "m.safetensors")
+		meta := checkpoint.Meta{Model: cfg, Classes: []string{"a", "b"}, Preprocess: pre}
+		if err := checkpoint.Write(p, net, meta, nil); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a := write("rgb", checkpoint.Preprocess{Height: 16, Width: 16, Channels: 3, Mean: []float64{0.4, 0.5, 0.6}, Std: []float64{0.2, 0.25, 0.3}}, false)
+	b := write("bgr", checkpoint.Preprocess{Height: 16, Width: 16, Channels: 3, Mean: []float64{0.6 * 255, 0.5 * 255, 0.4 * 255},
+		Std: []float64{0.3 * 255, 0.25 * 255, 0.2 * 255}, BGR: true, Scale255: true}, true)
+	eval := func(ck string) string {
+		var out, errb bytes.Buffer
+		if code := run(context.Background(), []string{"eval", "--weights", ck, "--data", "folder:" + filepath.Join(dir, "photos")}, &out, &errb); code != 0 {
+			t.Fatalf("eval %s: exit %d: %s", ck, code, errb.String())
+		}
+		return strings.ReplaceAll(out.String(), filepath.Dir(ck), "DIR")
+	}
+	if ra, rb := eval(a), eval(b); ra != rb {
+		t.Errorf("the same function under RGB and Keras's BGR preprocessing evaluates differently:\nRGB:\n%s\nBGR:\n%s", ra, rb)
+	}
+}

@@ -1,0 +1,61 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"testing"
+
+	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/models"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// TestEvaluateContext: EvaluateContext gives EvaluateAll's figures exactly
+// (one code path), returns the context's cause once it is cancelled, and
+// the loader's error (a set that fails Check) instead of figures.
+func TestEvaluateContext(t *testing.T) {
+	_, test, err := data.MNIST()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := make([]int, 600) // two full batches and a partial one
+	for i := range idx {
+		idx[i] = i
+	}
+	test = test.Subset(idx)
+	mc, err := models.Preset("resnet8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc.SetInChannels(1)
+	net, err := models.Build(mc, tensor.NewRNG(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	loader := func(d *data.Dataset) *data.Loader {
+		return &data.Loader{Data: d, Batch: 256, Mean: []float64{0.1307}, Std: []float64{0.3081}}
+	}
+	want := EvaluateAll(net, loader(test), 10)
+	got, err := EvaluateContext(context.Background(), net, loader(test), 10, ag.FP32)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("EvaluateContext: %+v, %v; EvaluateAll: %+v", got, err, want)
+	}
+	cause := errors.New("stopped by a test")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(cause)
+	if _, err := EvaluateContext(ctx, net, loader(test), 10, ag.FP32); err != cause {
+		t.Errorf("cancelled: %v, want the cause %v", err, cause)
+	}
+	bad := *test
+	bad.Labels = append([]int32(nil), test.Labels...)
+	bad.Labels[3] = 12
+	if _, err := EvaluateContext(context.Background(), net, loader(&bad), 10, ag.FP32); err == nil {
+		t.Error("a set with label 12 of 10 classes evaluated without an error")
+	}
+	var none context.Context
+	if _, err := EvaluateContext(none, net, loader(test), 10, ag.FP32); err == nil {
+		t.Error("nil context: no error")
+	}
+}
