@@ -544,3 +544,29 @@ func TestNormalise(t *testing.T) {
 		}
 	}
 }
+
+// TestRelabel: labels follow their class names into another class list
+// (a set with some of a model's classes, in another order), a class the
+// list lacks is named, and an equal list changes nothing.
+func TestRelabel(t *testing.T) {
+	d := &Dataset{H: 1, W: 1, C: 1, Pixels: []uint8{1, 2, 3}, Labels: []int32{0, 1, 0}, Classes: []string{"cat", "dog"}}
+	if err := d.Relabel([]string{"ant", "dog", "cat"}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(d.Labels, []int32{2, 1, 2}) || !slices.Equal(d.Classes, []string{"ant", "dog", "cat"}) {
+		t.Errorf("labels %v, classes %v", d.Labels, d.Classes)
+	}
+	if err := d.Relabel([]string{"ant", "dog", "cat"}); err != nil || !slices.Equal(d.Labels, []int32{2, 1, 2}) {
+		t.Errorf("the same list: %v, labels %v", err, d.Labels)
+	}
+	e := &Dataset{H: 1, W: 1, C: 1, Pixels: []uint8{1, 2}, Labels: []int32{0, 1}, Classes: []string{"a", "b"}}
+	if err := e.Relabel([]string{"circle", "square", "b"}); err == nil || !strings.Contains(err.Error(), `classes "a" are not among the 3 classes`) {
+		t.Errorf("unknown class: %v", err)
+	}
+	if !slices.Equal(e.Labels, []int32{0, 1}) {
+		t.Errorf("a refused Relabel changed the labels: %v", e.Labels)
+	}
+	if err := e.Relabel([]string{"a", "a", "b"}); err == nil || !strings.Contains(err.Error(), "named twice") {
+		t.Errorf("duplicate class: %v", err)
+	}
+}

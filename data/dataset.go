@@ -11,11 +11,15 @@
 package data
 
 import (
+	"errors"
 	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
 	"github.com/residual-nn/residual/data/transform"
 	"github.com/residual-nn/residual/limits"
-	"math"
-
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -164,6 +168,56 @@ func (d *Dataset) Split(frac float64, seed uint64) (train, val *Dataset, err err
 // StatsSample is the number of images of a folder's files from which
 // Stats estimates the mean and standard deviation.
 const StatsSample = 100
+
+// Relabel renumbers d's labels to classes, matched by name, and makes
+// classes d's class list, so that a set holding some of a model's classes
+// under the same names (a folder of new images) is scored against the
+// model's outputs by name rather than by position. A class of d that is
+// not among classes is an error naming it; so is a segmentation set
+// (its masks hold class numbers, not names).
+func (d *Dataset) Relabel(classes []string) error {
+	if err := d.Check(); err != nil {
+		return err
+	}
+	if d.IsSegmentation() {
+		return errors.New("data: Relabel of a segmentation set")
+	}
+	if slices.Equal(d.Classes, classes) {
+		return nil
+	}
+	index := make(map[string]int32, len(classes))
+	for i, n := range classes {
+		if _, dup := index[n]; dup {
+			return fmt.Errorf("data: Relabel: class %q is named twice", n)
+		}
+		index[n] = int32(i)
+	}
+	to := make([]int32, len(d.Classes))
+	var unknown []string
+	for i, n := range d.Classes {
+		j, ok := index[n]
+		if !ok {
+			unknown = append(unknown, strconv.Quote(n))
+		}
+		to[i] = j
+	}
+	if len(unknown) > 0 {
+		if len(unknown) > 5 {
+			unknown = append(unknown[:5], fmt.Sprintf("and %d more", len(unknown)-5))
+		}
+		shown := strings.Join(classes[:min(len(classes), 10)], ", ")
+		if len(classes) > 10 {
+			shown += ", …"
+		}
+		return fmt.Errorf("data: classes %s are not among the %d classes to score against (%s)", strings.Join(unknown, ", "), len(classes), shown)
+	}
+	labels := make([]int32, len(d.Labels))
+	for i, l := range d.Labels {
+		labels[i] = to[l]
+	}
+	d.Labels, d.Classes = labels, slices.Clone(classes)
+	return nil
+}
 
 // EvalShorter is the shorter side that the evaluation transform resizes
 // a folder's images to before their centre crop (EvalResize of the image

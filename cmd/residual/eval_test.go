@@ -30,28 +30,7 @@ import (
 // the same figures (4 decimals) for both.
 func TestEvalKerasPreprocess(t *testing.T) {
 	dir := t.TempDir()
-	rng := rand.New(rand.NewPCG(3, 4))
-	for _, split := range []string{"train", "test"} {
-		for _, class := range []string{"a", "b"} {
-			d := filepath.Join(dir, "photos", split, class)
-			if err := os.MkdirAll(d, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			for i := range 4 {
-				img := image.NewRGBA(image.Rect(0, 0, 16, 16))
-				for p := 0; p < 16*16; p++ {
-					img.Set(p%16, p/16, color.RGBA{uint8(rng.IntN(256)), uint8(rng.IntN(256)), uint8(rng.IntN(256)), 255})
-				}
-				var b bytes.Buffer
-				if err := png.Encode(&b, img); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("%d.png", i)), b.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-	}
+	colourFolder(t, filepath.Join(dir, "photos"))
 	cfg, err := models.Preset("resnet8")
 	if err != nil {
 		t.Fatal(err)
@@ -101,5 +80,72 @@ func TestEvalKerasPreprocess(t *testing.T) {
 	}
 	if ra, rb := eval(a), eval(b); ra != rb {
 		t.Errorf("the same function under RGB and Keras's BGR preprocessing evaluates differently:\nRGB:\n%s\nBGR:\n%s", ra, rb)
+	}
+}
+
+// colourFolder writes train/ and test/ folders of classes a and b, four
+// 16×16 PNGs of random colours each, under dir.
+func colourFolder(t *testing.T, dir string) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, split := range []string{"train", "test"} {
+		for _, class := range []string{"a", "b"} {
+			d := filepath.Join(dir, split, class)
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 4 {
+				img := image.NewRGBA(image.Rect(0, 0, 16, 16))
+				for p := 0; p < 16*16; p++ {
+					img.Set(p%16, p/16, color.RGBA{uint8(rng.IntN(256)), uint8(rng.IntN(256)), uint8(rng.IntN(256)), 255})
+				}
+				var b bytes.Buffer
+				if err := png.Encode(&b, img); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("%d.png", i)), b.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+}
+
+// TestEvalClassNames: eval scores a folder's images by class name — a
+// folder of some of the model's classes, in another order, evaluates (the
+// classes it lacks counted with no images), and one with a class the
+// model does not know is refused, naming it (it used to be scored by
+// position: folder a's images against the model's first class).
+func TestEvalClassNames(t *testing.T) {
+	dir := t.TempDir()
+	colourFolder(t, filepath.Join(dir, "photos"))
+	cfg, err := models.Preset("resnet8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.SetInChannels(3)
+	cfg.SetClasses(3)
+	net, err := models.Build(cfg, tensor.NewRNG(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pre := checkpoint.Preprocess{Height: 16, Width: 16, Channels: 3}
+	for _, tc := range []struct {
+		classes []string
+		code    int
+		want    string
+	}{
+		{[]string{"x", "b", "a"}, 0, "  x              0.00%  (0 images)\n  b            "},
+		{[]string{"circle", "square", "a"}, 1, `classes "b" are not among the 3 classes to score against (circle, square, a)`},
+	} {
+		ck := filepath.Join(dir, tc.classes[0], "m.safetensors")
+		if err := checkpoint.Write(ck, net, checkpoint.Meta{Model: cfg, Classes: tc.classes, Preprocess: pre}, nil); err != nil {
+			t.Fatal(err)
+		}
+		var out, errb bytes.Buffer
+		code := run(context.Background(), []string{"eval", "--weights", ck, "--data", "folder:" + filepath.Join(dir, "photos")}, &out, &errb)
+		if code != tc.code || !strings.Contains(out.String()+errb.String(), tc.want) {
+			t.Errorf("classes %v: exit %d, stdout %q, stderr %q; want %d and %q", tc.classes, code, out.String(), errb.String(), tc.code, tc.want)
+		}
 	}
 }

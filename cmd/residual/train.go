@@ -276,6 +276,13 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	// A classifier's test images score against its outputs by class name:
+	// a folder may hold some of its classes, and must name none it lacks.
+	if !c.Model.Dense() {
+		if err := test.Relabel(c.Classes); err != nil {
+			return fmt.Errorf("%s: %w", *spec, err)
+		}
+	}
 	if test.H != c.Preprocess.Height || test.W != c.Preprocess.Width || test.C != c.Preprocess.Channels || len(test.Classes) != len(c.Classes) {
 		return fmt.Errorf("%s holds %dx%dx%d images of %d classes; the model takes %dx%dx%d and %d classes",
 			*spec, test.H, test.W, test.C, len(test.Classes), c.Preprocess.Height, c.Preprocess.Width, c.Preprocess.Channels, len(c.Classes))
