@@ -41,6 +41,11 @@ type ImageOptions struct {
 	SkipBadImages bool
 	// Log receives the warnings for skipped files (nil: standard error).
 	Log io.Writer
+	// All reads every image of DIR/CLASS/… as the test set, holding none
+	// out, and returns the same set as the training set: for evaluating
+	// or calibrating on a folder of new images, never for training. A
+	// folder with train/, test/ or val/ is refused (read the one wanted).
+	All bool
 }
 
 // warned holds the warnings given, so that each is given once in a
@@ -210,6 +215,15 @@ func OpenFolder(dir string, o *ImageOptions) (train, test *Dataset, err error) {
 	if o == nil {
 		o = &ImageOptions{}
 	}
+	if o.All {
+		for _, name := range []string{"train", "test", "val"} {
+			if isDir(filepath.Join(dir, name)) {
+				return nil, nil, fmt.Errorf("data: folder,all reads DIR/CLASS/…, and %s has %s/: name the folder of classes to read (folder,all:%s)", dir, name, filepath.Join(dir, name))
+			}
+		}
+		all, err := FolderWith(dir, o, nil)
+		return all, all, err
+	}
 	trainDir := filepath.Join(dir, "train")
 	testDir := ""
 	for _, name := range []string{"test", "val"} {
@@ -220,7 +234,7 @@ func OpenFolder(dir string, o *ImageOptions) (train, test *Dataset, err error) {
 	}
 	if !isDir(trainDir) {
 		if testDir != "" {
-			return nil, nil, fmt.Errorf("data: %s has %s but no train/", dir, filepath.Base(testDir))
+			return nil, nil, fmt.Errorf("data: %s has %s but no train/ (to read it alone, as a test set: folder,all:%s)", dir, filepath.Base(testDir), testDir)
 		}
 		trainDir = dir
 	}
@@ -274,7 +288,7 @@ func (d *Dataset) classSplit() (train, test *Dataset) {
 }
 
 // folderSpec parses the options of a folder spec's kind,
-// "folder[,size=N][,skip-bad]".
+// "folder[,size=N][,skip-bad][,all]".
 func folderSpec(kind string, channels int) (*ImageOptions, error) {
 	o := &ImageOptions{Channels: channels}
 	parts := strings.Split(kind, ",")
@@ -288,8 +302,10 @@ func folderSpec(kind string, channels int) (*ImageOptions, error) {
 			o.ImageSize = n
 		case p == "skip-bad":
 			o.SkipBadImages = true
+		case p == "all":
+			o.All = true
 		default:
-			return nil, fmt.Errorf("data: unknown folder option %q (size=N, skip-bad)", p)
+			return nil, fmt.Errorf("data: unknown folder option %q (size=N, skip-bad, all)", p)
 		}
 	}
 	return o, o.defaults()
@@ -321,6 +337,9 @@ func FolderSpec(spec string, imageSize int, skipBad bool) (string, error) {
 	kind = "folder,size=" + strconv.Itoa(o.ImageSize)
 	if o.SkipBadImages {
 		kind += ",skip-bad"
+	}
+	if o.All {
+		kind += ",all"
 	}
 	return kind + ":" + dir, nil
 }

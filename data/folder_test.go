@@ -246,6 +246,11 @@ func TestFolderLayouts(t *testing.T) {
 	if err != nil || !slices.Equal(test2.Files, test.Files) || !slices.Equal(train2.Files, train.Files) {
 		t.Errorf("a second open split differently: %v", err)
 	}
+	// all: every image is the test set, and the same set the training one.
+	train3, test3, err := Open("folder,all:"+dir, 3)
+	if err != nil || train3 != test3 || count(test3) != [3]int{12, 12, 10} {
+		t.Errorf("folder,all: %v (train and test the same: %v)", err, train3 == test3)
+	}
 	one := t.TempDir()
 	writeImage(t, filepath.Join(one, "a", "1.png"), flat("gray", 4, 4, color.NRGBA{}))
 	writeImage(t, filepath.Join(one, "b", "1.png"), flat("gray", 4, 4, color.NRGBA{}))
@@ -265,6 +270,19 @@ func TestFolderLayouts(t *testing.T) {
 	writeImage(t, filepath.Join(lay, "test", "d", "1.png"), flat("gray", 4, 4, color.NRGBA{}))
 	if _, _, err := Open("folder:"+lay, 3); err == nil || !strings.Contains(err.Error(), `"d"`) {
 		t.Errorf("a class only in test/: %v", err)
+	}
+	// all on a split folder names the folder of classes to read; a lone
+	// test/ is read that way, as the message for folder:DIR says.
+	if _, _, err := Open("folder,all:"+lay, 3); err == nil || !strings.Contains(err.Error(), "folder,all:"+filepath.Join(lay, "train")) {
+		t.Errorf("folder,all of a split folder: %v", err)
+	}
+	lone := t.TempDir()
+	writeImage(t, filepath.Join(lone, "test", "c", "1.png"), flat("gray", 4, 4, color.NRGBA{}))
+	if _, _, err := Open("folder:"+lone, 3); err == nil || !strings.Contains(err.Error(), "folder,all:"+filepath.Join(lone, "test")) {
+		t.Errorf("a lone test/: %v", err)
+	}
+	if _, test, err := Open("folder,all:"+filepath.Join(lone, "test"), 3); err != nil || test.Len() != 1 {
+		t.Errorf("folder,all of a lone test/: %v", err)
 	}
 	for spec, want := range map[string]string{
 		"folder,size=0x:" + lay:   "not a number",
@@ -286,6 +304,7 @@ func TestFolderLayouts(t *testing.T) {
 		{"folder:d", 0, false, "folder:d", ""},
 		{"folder:d", 160, false, "folder,size=160:d", ""},
 		{"folder,size=64:d", 0, true, "folder,size=64,skip-bad:d", ""},
+		{"folder,all:d", 32, false, "folder,size=32,all:d", ""},
 		{"mnist", 0, false, "mnist", ""},
 		{"mnist", 32, false, "", "for folder:DIR"},
 	} {

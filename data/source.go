@@ -36,11 +36,13 @@ func maxCanvasSide(n int) int {
 //	idx:DIR               any MNIST-layout folder of IDX files
 //	cifar10:DIR           the CIFAR-10 binary distribution
 //	cifar100:DIR          the CIFAR-100 binary distribution
-//	folder[,size=N][,skip-bad]:DIR
+//	folder[,size=N][,skip-bad][,all]:DIR
 //	                      images of any size (JPEG, PNG, GIF, BMP, WebP) in DIR/train/CLASS/…
 //	                      and DIR/test/CLASS/… or DIR/val/CLASS/…, or in DIR/CLASS/… split
 //	                      (see OpenFolder); N×N samples (224 by default), decoded by the
-//	                      loader; skip-bad skips unreadable files with a warning
+//	                      loader; skip-bad skips unreadable files with a warning; all
+//	                      reads every image of DIR/CLASS/… as the test set (and as the
+//	                      training set: for evaluation and calibration only)
 //	                      (ImageOptions; channels 1 or 3, 3 by default)
 //
 // and segmentation sets (masks of class indices, class 0 the background):

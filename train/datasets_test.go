@@ -61,6 +61,7 @@ func TestInMemoryDataSetsChecked(t *testing.T) {
 	}
 	short := set(8, 8, 1, "a", "b")
 	short.Pixels = short.Pixels[:10]
+	same := set(8, 8, 1, "a", "b")
 	for _, tc := range []struct {
 		train, test *data.Dataset
 		want        string
@@ -69,6 +70,7 @@ func TestInMemoryDataSetsChecked(t *testing.T) {
 		{short, set(4, 8, 1, "a", "b"), "the training set: data: 10 pixel values for 8 images"},
 		{set(8, 8, 1, "a", "b"), set(4, 8, 1, "a", "b", "c"), `classes ["a" "b"] differ from the test set's ["a" "b" "c"]`},
 		{set(8, 8, 1, "a", "b"), set(0, 8, 1, "a", "b"), "the test set is empty"},
+		{same, same, "the same images for training and testing"}, // as data.Open's folder,all: gives
 	} {
 		cfg := tiny(t.TempDir())
 		cfg.TrainSet, cfg.TestSet, cfg.Data, cfg.ValSplit, cfg.Limit = tc.train, tc.test, "in memory", 0, 0

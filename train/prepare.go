@@ -67,6 +67,9 @@ func setup(cfg Config) (*run, error) {
 	case channels != 0 && trainSet.C != channels:
 		return nil, fmt.Errorf("train: the data in memory has %d channels, the init checkpoint %d", trainSet.C, channels)
 	}
+	if trainSet == testSet {
+		return nil, fmt.Errorf("train: %s gives the same images for training and testing (folder,all: is for eval and quantize --calibrate)", cfg.Data)
+	}
 	if err := checkSets(trainSet, testSet); err != nil {
 		return nil, err
 	}

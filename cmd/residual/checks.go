@@ -181,6 +181,9 @@ func checkTrain(fs *flag.FlagSet, _ []string) error {
 	if fs.Lookup("data") != nil && stringFlag(fs, "data") == "" {
 		return badFlag("data", `""`, "names no data set; want %s", dataSpecs)
 	}
+	if kind, _, _ := strings.Cut(stringFlag(fs, "data"), ":"); slices.Contains(strings.Split(kind, ",")[1:], "all") {
+		return badFlag("data", stringFlag(fs, "data"), "reads every image as the test set, which training would train on; folder,all: is for eval and quantize --calibrate")
+	}
 	if w, e := floatFlag(fs, "warmup-epochs"), intFlag(fs, "epochs"); fs.Lookup("warmup-epochs") != nil && w >= float64(e) {
 		return badFlag("warmup-epochs", w, "must be less than --epochs %d", e)
 	}

@@ -177,6 +177,7 @@ func TestFlagChecks(t *testing.T) {
 		{[]string{"summary", "resnet999999999999999992"}, 2, []string{"resnet999999999999999992", "limits.Layers"}},
 		{[]string{"train", "--data", "bogus"}, 2, []string{"--data bogus", "unknown data set"}},
 		{[]string{"train", "--data", ""}, 2, []string{`--data ""`, "names no data set"}},
+		{[]string{"train", "--data", "folder,all:" + dir}, 2, []string{"--data folder,all:" + dir, "is for eval and quantize --calibrate"}},
 		{[]string{"train", "--model", "resnet999999999999999992", "--out", out("big")}, 2, []string{"--model resnet999999999999999992", "limits.Layers"}},
 		{[]string{"quantize", ck, "--calibrate-images", img + ",", "--out", out("q.safetensors")}, 2, []string{"--calibrate-images " + img + ",", "empty item"}},
 		{[]string{"quantize", ck, "--calibrate-images", img + ",," + img, "--out", out("q.safetensors")}, 2, []string{"empty item"}},

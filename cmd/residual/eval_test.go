@@ -139,13 +139,46 @@ func TestEvalClassNames(t *testing.T) {
 		{[]string{"circle", "square", "a"}, 1, `classes "b" are not among the 3 classes to score against (circle, square, a)`},
 	} {
 		ck := filepath.Join(dir, tc.classes[0], "m.safetensors")
+		var out, errb bytes.Buffer
 		if err := checkpoint.Write(ck, net, checkpoint.Meta{Model: cfg, Classes: tc.classes, Preprocess: pre}, nil); err != nil {
 			t.Fatal(err)
 		}
-		var out, errb bytes.Buffer
 		code := run(context.Background(), []string{"eval", "--weights", ck, "--data", "folder:" + filepath.Join(dir, "photos")}, &out, &errb)
 		if code != tc.code || !strings.Contains(out.String()+errb.String(), tc.want) {
 			t.Errorf("classes %v: exit %d, stdout %q, stderr %q; want %d and %q", tc.classes, code, out.String(), errb.String(), tc.code, tc.want)
 		}
+	}
+}
+
+// TestEvalAllImages: folder,all:DIR evaluates every image of DIR/CLASS/…
+// (here a lone test/, which folder:DIR refuses for want of a train/).
+func TestEvalAllImages(t *testing.T) {
+	dir := t.TempDir()
+	colourFolder(t, dir)
+	cfg, err := models.Preset("resnet8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.SetInChannels(3)
+	cfg.SetClasses(2)
+	net, err := models.Build(cfg, tensor.NewRNG(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck := filepath.Join(t.TempDir(), "m.safetensors")
+	if err := checkpoint.Write(ck, net, checkpoint.Meta{Model: cfg, Classes: []string{"a", "b"}, Preprocess: checkpoint.Preprocess{Height: 16, Width: 16, Channels: 3}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "train")); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"eval", "--weights", ck, "--data", "folder:" + dir}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "folder,all:"+filepath.Join(dir, "test")) {
+		t.Errorf("a lone test/: exit %d, stderr %q; want 1 and the spec to use", code, errb.String())
+	}
+	out.Reset()
+	errb.Reset()
+	if code := run(context.Background(), []string{"eval", "--weights", ck, "--data", "folder,all:" + filepath.Join(dir, "test")}, &out, &errb); code != 0 || !strings.Contains(out.String(), "(8 test images)") {
+		t.Errorf("folder,all: exit %d, stdout %q, stderr %q; want the 8 images", code, out.String(), errb.String())
 	}
 }

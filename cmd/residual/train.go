@@ -235,7 +235,7 @@ func isTerminal(w io.Writer) bool {
 func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("eval", stderr)
 	weights := fs.String("weights", "", "checkpoint (.safetensors)")
-	spec := fs.String("data", "", "data set (default: the one the checkpoint was trained on)")
+	spec := fs.String("data", "", "data set (default: the one the checkpoint was trained on); folder,all:DIR evaluates every image of DIR/CLASS/… (folder:DIR, its held-out share or its test/)")
 	png := fs.String("confusion", "", "write the confusion matrix PNG here (default: next to the checkpoint)")
 	precision := precisionFlag(fs)
 	if err := parse(fs, args); err != nil {
