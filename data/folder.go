@@ -311,6 +311,21 @@ func folderSpec(kind string, channels int) (*ImageOptions, error) {
 	return o, o.defaults()
 }
 
+// FolderSize returns the image size a folder spec names (its size=N),
+// and 0 for a folder spec without one (the default, DefaultImageSize) and
+// for any other spec.
+func FolderSize(spec string) int {
+	kind, _, _ := strings.Cut(spec, ":")
+	if k, _, _ := strings.Cut(kind, ","); k != "folder" {
+		return 0
+	}
+	o, err := folderSpec(kind, 0)
+	if err != nil || !strings.Contains(kind, ",size=") {
+		return 0
+	}
+	return o.ImageSize
+}
+
 // FolderSpec returns the data spec (for Open) of an image folder read
 // with the given image size (0: the default) and bad-image skipping; a
 // spec that is not a folder one is returned as it is when both are unset,
@@ -327,6 +342,7 @@ func FolderSpec(spec string, imageSize int, skipBad bool) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	sized := imageSize != 0 || strings.Contains(kind, ",size=")
 	if imageSize != 0 {
 		o.ImageSize = imageSize
 	}
@@ -334,7 +350,10 @@ func FolderSpec(spec string, imageSize int, skipBad bool) (string, error) {
 	if err := o.defaults(); err != nil {
 		return "", err
 	}
-	kind = "folder,size=" + strconv.Itoa(o.ImageSize)
+	kind = "folder"
+	if sized { // a size left out stays the default, for a later size to fill
+		kind += ",size=" + strconv.Itoa(o.ImageSize)
+	}
 	if o.SkipBadImages {
 		kind += ",skip-bad"
 	}

@@ -305,6 +305,7 @@ func TestFolderLayouts(t *testing.T) {
 		{"folder:d", 160, false, "folder,size=160:d", ""},
 		{"folder,size=64:d", 0, true, "folder,size=64,skip-bad:d", ""},
 		{"folder,all:d", 32, false, "folder,size=32,all:d", ""},
+		{"folder:d", 0, true, "folder,skip-bad:d", ""},
 		{"mnist", 0, false, "mnist", ""},
 		{"mnist", 32, false, "", "for folder:DIR"},
 	} {

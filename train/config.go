@@ -58,7 +58,9 @@ type Config struct {
 	// the rest (the classifier head, when the class count differs) stays
 	// freshly initialised, and the log says which. The run takes the
 	// checkpoint's preprocessing (input channels, mean and std, Caffe's
-	// BGR and 0-255 scale) and keeps it in its own checkpoints.
+	// BGR and 0-255 scale) and keeps it in its own checkpoints; a folder
+	// spec without a size of its own (see data.FolderSize) is read at the
+	// checkpoint's input size.
 	Init string `json:"init,omitempty"`
 	// Freeze lists module prefixes whose parameters are not trained
 	// (nn.Freeze); "backbone" stands for everything but the classifier

@@ -5,6 +5,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"image"
+	"image/png"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -316,5 +320,42 @@ func TestInitRefusesInt8(t *testing.T) {
 	cfg.Init = int8Path
 	if _, err := Prepare(cfg); err == nil || !strings.Contains(err.Error(), "int8 checkpoint") || !strings.Contains(err.Error(), int8Path) {
 		t.Errorf("--init from an int8 checkpoint: %v; want a refusal naming it", err)
+	}
+}
+
+// --init on a folder read at no size of its own reads it at the initial
+// model's size (28 here), not the folder default of 224; a size given
+// stays.
+func TestInitFolderSize(t *testing.T) {
+	init, _ := writeInit(t)
+	dir := t.TempDir()
+	for _, class := range []string{"p", "q"} {
+		if err := os.MkdirAll(filepath.Join(dir, class), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			img := image.NewGray(image.Rect(0, 0, 40, 40))
+			for j := range img.Pix {
+				img.Pix[j] = uint8(i*40 + j)
+			}
+			var b bytes.Buffer
+			if err := png.Encode(&b, img); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, class, fmt.Sprintf("%d.png", i)), b.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for spec, want := range map[string]string{"folder:" + dir: "folder,size=28:" + dir, "folder,size=20:" + dir: "folder,size=20:" + dir} {
+		cfg := tiny(t.TempDir())
+		cfg.Epochs, cfg.Init, cfg.Model, cfg.Data, cfg.Limit, cfg.ValSplit, cfg.Log = 1, init, models.Config{}, spec, 0, 0, io.Discard
+		tr, err := Prepare(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tr.Config().Data; got != want {
+			t.Errorf("--init at 28 pixels, data %s: read as %s, want %s", spec, got, want)
+		}
 	}
 }
