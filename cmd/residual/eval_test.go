@@ -181,4 +181,13 @@ func TestEvalAllImages(t *testing.T) {
 	if code := run(context.Background(), []string{"eval", "--weights", ck, "--data", "folder,all:" + filepath.Join(dir, "test")}, &out, &errb); code != 0 || !strings.Contains(out.String(), "(8 test images)") {
 		t.Errorf("folder,all: exit %d, stdout %q, stderr %q; want the 8 images", code, out.String(), errb.String())
 	}
+	// Another size: the message gives the images' size, not the channels
+	// the model's reading gave them (it said "28x28x3" of MNIST).
+	for _, args := range [][]string{{"eval", "--weights", ck, "--data", "mnist"}, {"quantize", ck, "--calibrate", "mnist", "--out", filepath.Join(t.TempDir(), "q.safetensors")}} {
+		out.Reset()
+		errb.Reset()
+		if code := run(context.Background(), args, &out, &errb); code != 1 || !strings.Contains(errb.String(), "mnist holds 28x28 images; the model takes 16x16 images of 3 channels") {
+			t.Errorf("%q: exit %d, stderr %q", args, code, errb.String())
+		}
+	}
 }

@@ -92,7 +92,8 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	if trainSet.H != p.Height || trainSet.W != p.Width || trainSet.C != p.Channels {
-		return fmt.Errorf("%s holds %dx%dx%d images; the model takes %dx%dx%d", *spec, trainSet.H, trainSet.W, trainSet.C, p.Height, p.Width, p.Channels)
+		// data.Open read the images in the model's channels: the size differs.
+		return fmt.Errorf("%s holds %dx%d images; the model takes %dx%d images of %d channels", *spec, trainSet.H, trainSet.W, p.Height, p.Width, p.Channels)
 	}
 	l := p.Loader(trainSet, *batch)
 	l.Shuffle, l.Seed = true, 1

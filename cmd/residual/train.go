@@ -276,6 +276,12 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	if test.H != c.Preprocess.Height || test.W != c.Preprocess.Width || test.C != c.Preprocess.Channels {
+		// data.Open read the images in the model's channels: their size
+		// differs.
+		return fmt.Errorf("%s holds %dx%d images; the model takes %dx%d images of %d channels",
+			*spec, test.H, test.W, c.Preprocess.Height, c.Preprocess.Width, c.Preprocess.Channels)
+	}
 	// A classifier's test images score against its outputs by class name:
 	// a folder may hold some of its classes, and must name none it lacks.
 	if !c.Model.Dense() {
@@ -283,9 +289,8 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return fmt.Errorf("%s: %w", *spec, err)
 		}
 	}
-	if test.H != c.Preprocess.Height || test.W != c.Preprocess.Width || test.C != c.Preprocess.Channels || len(test.Classes) != len(c.Classes) {
-		return fmt.Errorf("%s holds %dx%dx%d images of %d classes; the model takes %dx%dx%d and %d classes",
-			*spec, test.H, test.W, test.C, len(test.Classes), c.Preprocess.Height, c.Preprocess.Width, c.Preprocess.Channels, len(c.Classes))
+	if len(test.Classes) != len(c.Classes) {
+		return fmt.Errorf("%s holds %d classes; the model takes %d", *spec, len(test.Classes), len(c.Classes))
 	}
 	net := c.Net
 	if c.Int8 != nil {
