@@ -37,7 +37,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return importONNXInt8(ctx, pos[1], *model, *classes, *out, stdout)
 	}
 	if len(pos) != 2 || pos[0] != "torch" || *model == "" || *out == "" {
-		return fmt.Errorf("%w: usage: residual import torch FILE.pth|FILE.safetensors --model NAME --out CKPT\n"+
+		return fmt.Errorf("%w: residual import torch FILE.pth|FILE.safetensors --model NAME --out CKPT\n"+
 			"       residual import keras-tfjs DIR|model.json --out CKPT\n"+
 			"       residual import onnx FILE.onnx [--model NAME] --out CKPT8 (a QDQ int8 model)", errUsage)
 	}
@@ -242,7 +242,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return nil
 	}
 	if len(pos) != 2 || (pos[0] != "torch" && pos[0] != "onnx") || *out == "" {
-		return fmt.Errorf("%w: usage: residual export torch --weights CKPT --out FILE.safetensors\n"+
+		return fmt.Errorf("%w: residual export torch --weights CKPT --out FILE.safetensors\n"+
 			"       residual export onnx --weights CKPT|--model NAME --out FILE.onnx [--input HxW]", errUsage)
 	}
 	c, err := checkpoint.Load(pos[1])

@@ -24,7 +24,7 @@ func runSegment(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	if *weights == "" || *out == "" || len(pos) != 1 {
-		return fmt.Errorf("%w: usage: residual segment --weights CKPT IMAGE --out MASK.png [--overlay OVERLAY.png]", errUsage)
+		return fmt.Errorf("%w: residual segment --weights CKPT IMAGE --out MASK.png [--overlay OVERLAY.png]", errUsage)
 	}
 	*overlay = overlayPath(*out, *overlay)
 	m, err := infer.Open(*weights)

@@ -26,7 +26,7 @@ func (m *modelFlags) Set(s string) error { *m = append(*m, s); return nil }
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
 	var models modelFlags
-	fs.Var(&models, "model", "a model to serve as NAME=CKPT (repeatable); served as version 1")
+	fs.Var(&models, "model", "a model to serve as `NAME=CKPT` (repeatable); served as version 1")
 	repo := fs.String("repository", "", "model repository DIR/NAME/VERSION/model.safetensors, polled for changes")
 	addr := fs.String("addr", "127.0.0.1:8080", "HTTP address (REST, web page, /metrics)")
 	grpcAddr := fs.String("grpc-addr", "127.0.0.1:8081", "gRPC address (empty: no gRPC)")
@@ -54,7 +54,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		runtime.GOMAXPROCS(*threads)
 	}
 	if len(models) == 0 && *repo == "" {
-		return fmt.Errorf("%w: usage: residual serve --model NAME=CKPT [--model ...] | --repository DIR [--addr HOST:PORT]", errUsage)
+		return fmt.Errorf("%w: residual serve --model NAME=CKPT [--model ...] | --repository DIR [--addr HOST:PORT]", errUsage)
 	}
 	var h slog.Handler = slog.NewTextHandler(stderr, nil)
 	if *logJSON {

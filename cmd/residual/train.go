@@ -224,7 +224,11 @@ func parseAugment(s string) (*data.Augment, error) {
 // precisionFlag defines --precision: the arithmetic of the convolutions
 // and matrix products (autograd.Precision).
 func precisionFlag(fs *flag.FlagSet) *string {
-	return fs.String("precision", "fp32", "fp32, or bf16: convolutions and linear layers on bfloat16 operands with float32 sums (PyTorch's CPU autocast; in training forward and backward, with float32 weights, batch norm, losses and optimizer state); VDPBF16PS where the CPU has AVX512-BF16, emulated in float32 otherwise")
+	where := "float32 weights, batch norm and softmax"
+	if fs.Name() == "residual train" {
+		where = "in training forward and backward, with float32 weights, batch norm, losses and optimizer state"
+	}
+	return fs.String("precision", "fp32", "fp32, or bf16: convolutions and linear layers on bfloat16 operands with float32 sums (PyTorch's CPU autocast; "+where+"); VDPBF16PS where the CPU has AVX512-BF16, emulated in float32 otherwise")
 }
 
 func isTerminal(w io.Writer) bool {
@@ -352,7 +356,7 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("%w: --precision: %v", errUsage, err)
 	}
 	if *weights == "" || len(images) == 0 {
-		return fmt.Errorf("%w: usage: residual predict --weights CKPT IMAGE...", errUsage)
+		return fmt.Errorf("%w: residual predict --weights CKPT IMAGE...", errUsage)
 	}
 	m, err := infer.Open(*weights)
 	if err != nil {
