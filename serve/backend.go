@@ -48,8 +48,10 @@ type ModelInfo struct {
 	// Architecture names the network (e.g. "resnet50"), for people.
 	Architecture string `json:"architecture,omitempty"`
 	// Preprocessing describes how Preprocess maps pixels to inputs, for
-	// clients that send tensors themselves (free text or JSON).
-	Preprocessing string `json:"preprocessing,omitempty"`
+	// clients that send tensors themselves: free text, or any value that
+	// encodes to JSON (the command line's checkpoints publish an object of
+	// the keys SERVING.md lists).
+	Preprocessing any `json:"preprocessing,omitempty"`
 }
 
 // validate checks that an info can be served.

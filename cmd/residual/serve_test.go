@@ -10,6 +10,7 @@ import (
 	"math"
 	"net/http"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -117,6 +118,26 @@ func serveClassify(t *testing.T, ckpt, pr string) map[string]float64 {
 				break
 			}
 		}
+	}
+	// The metadata's preprocessing is an object of SERVING.md's keys,
+	// the checkpoint's record (16×16 grey, mean 0.5, std 0.25).
+	mresp, err := client.Get(base + "/v2/models/m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var md struct {
+		Residual struct {
+			Info struct {
+				Preprocessing map[string]any `json:"preprocessing"`
+			} `json:"info"`
+		} `json:"residual"`
+	}
+	err = json.NewDecoder(mresp.Body).Decode(&md)
+	mresp.Body.Close()
+	want := map[string]any{"height": 16.0, "width": 16.0, "channels": 1.0, "resize_shorter": 0.0, "pixel_range": "0-1",
+		"channel_order": "grey", "mean": []any{0.5}, "std": []any{0.25}, "layout": "NHWC"}
+	if err != nil || !reflect.DeepEqual(md.Residual.Info.Preprocessing, want) {
+		t.Errorf("%s: metadata preprocessing %v (%v), want %v", pr, md.Residual.Info.Preprocessing, err, want)
 	}
 	var img bytes.Buffer
 	g := image.NewGray(image.Rect(0, 0, 20, 24))
