@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/residual-nn/residual/checkpoint"
@@ -76,8 +79,8 @@ func (r *run) restore(path string) error {
 		return err
 	}
 	if c.Model.Marshal() != r.cfg.Model.Marshal() {
-		return fmt.Errorf("train: %s holds a %s (%s), this run builds a %s; resume with the same model",
-			path, c.Model.Name, c.Model.Marshal(), r.cfg.Model.Name)
+		return fmt.Errorf("train: %s holds a %s that differs from this run's %s in %s; resume with the same model and data",
+			path, c.Model.Name, r.cfg.Model.Name, configDiff(c.Model.Marshal(), r.cfg.Model.Marshal()))
 	}
 	if c.Position == nil {
 		return fmt.Errorf("train: %s was not written by a training run (no position to resume from)", path)
@@ -137,4 +140,44 @@ func readMetrics(path string, upTo int) []Metrics {
 		}
 	}
 	return out
+}
+
+// configDiff lists the fields in which two model configs (JSON, as
+// models.Config.Marshal writes them) differ, as "field checkpoint's
+// value (this run: value)", in the order of the keys; the configs whole
+// when they do not parse.
+func configDiff(ck, run string) string {
+	var a, b any
+	if json.Unmarshal([]byte(ck), &a) != nil || json.Unmarshal([]byte(run), &b) != nil {
+		return fmt.Sprintf("%s against %s", ck, run)
+	}
+	var diffs []string
+	var walk func(path string, x, y any)
+	walk = func(path string, x, y any) {
+		mx, okx := x.(map[string]any)
+		my, oky := y.(map[string]any)
+		if !okx || !oky {
+			jx, _ := json.Marshal(x)
+			jy, _ := json.Marshal(y)
+			if string(jx) != string(jy) {
+				diffs = append(diffs, fmt.Sprintf("%s %s (this run: %s)", path, jx, jy))
+			}
+			return
+		}
+		keys := slices.Sorted(maps.Keys(mx))
+		for k := range my {
+			if _, ok := mx[k]; !ok {
+				keys = append(keys, k)
+			}
+		}
+		for _, k := range keys {
+			p := k
+			if path != "" && path != "config" {
+				p = path + "." + k
+			}
+			walk(p, mx[k], my[k])
+		}
+	}
+	walk("", a, b)
+	return strings.Join(diffs, ", ")
 }

@@ -180,7 +180,10 @@ func TestBadResumes(t *testing.T) {
 	}
 	other.Model.Name = "other"
 	other.Model.Arch.(*models.ResNet).Widths = []int{8, 8}
-	if _, err := Run(context.Background(), other); err == nil || !strings.Contains(err.Error(), "same model") {
+	// The message names what differs (it used to print the checkpoint's
+	// whole config and the run's name alone).
+	if _, err := Run(context.Background(), other); err == nil || !strings.Contains(err.Error(), "same model") ||
+		!strings.Contains(err.Error(), `widths [4,8] (this run: [8,8]), name "tiny" (this run: "other")`) {
 		t.Errorf("resuming another architecture: %v", err)
 	}
 	path := filepath.Join(c.Out, LastCheckpoint)
