@@ -356,7 +356,7 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("%w: --precision: %v", errUsage, err)
 	}
 	if *weights == "" || len(images) == 0 {
-		return fmt.Errorf("%w: residual predict --weights CKPT IMAGE...", errUsage)
+		return fmt.Errorf("%w: residual predict --weights CKPT IMAGE [IMAGE ...]", errUsage)
 	}
 	m, err := infer.Open(*weights)
 	if err != nil {
