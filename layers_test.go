@@ -9,8 +9,8 @@ import (
 // layer ranks the packages from the bottom (−1, the slice pools the
 // kernels and the server share) to the command line: a package may import
 // only packages of lower rank. It is the drawing of the imports as a check
-// (cmd → serve/train/experiments/bench → infer/interop → checkpoint →
-// models/data → quant → nn/optim → autograd → tensor/kernels → slicepool).
+// (cmd → serve/train/experiments/bench → infer/interop → checkpoint/data →
+// models → quant → nn/optim → autograd → tensor/kernels → slicepool).
 var layer = map[string]int{
 	"internal/slicepool": -1, "internal/typednil": -1,
 	"tensor": 0, "limits": 0, "internal/kernels": 0, "internal/kernels/kernelstest": 0, "internal/kernels/gen": 0,
@@ -18,8 +18,8 @@ var layer = map[string]int{
 	"autograd": 2,
 	"nn":       3, "optim": 3,
 	"models/resnet": 4, "models/unet": 4, "models/mlp": 4, "quant": 4,
-	"models": 5, "data": 5,
-	"checkpoint": 6, "internal/fixture": 6,
+	"models":     5,
+	"checkpoint": 6, "data": 6, "internal/fixture": 6,
 	"interop/onnx": 7, "interop/torch": 7, "interop/keras": 7, "infer": 7,
 	"train": 8, "bench": 8, "serve": 8, "serve/internal/inferencepb": 0, "bench/serveload": 0, "bench/fashionfolder": 8, "bench/ddp/ddpbench": 8, "bench/ddp/linkemu": 8,
 	"experiments":  9,

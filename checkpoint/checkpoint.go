@@ -23,7 +23,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/nn"
@@ -62,15 +61,6 @@ type Preprocess struct {
 	// crops Height×Width (ImageNet style); otherwise the image is resized
 	// to Height×Width.
 	ResizeShorter int `json:",omitempty"`
-}
-
-// Loader returns a loader of d's images in batches of batch, normalised
-// as p says (mean and std, and Keras's BGR order and 0–255 scale where
-// set), in order and without augmentation: what evaluating or calibrating
-// a model on a data set needs. d's images must be of p's size already
-// (data.Open reads folders at a size given in its spec).
-func (p Preprocess) Loader(d *data.Dataset, batch int) *data.Loader {
-	return &data.Loader{Data: d, Batch: batch, Mean: p.Mean, Std: p.Std, BGR: p.BGR, Scale255: p.Scale255}
 }
 
 // Validate returns an error naming the field of a preprocessing record

@@ -170,7 +170,7 @@ func Ensemble(ctx context.Context, c EnsembleConfig, out string) (*EnsembleResul
 		fmt.Fprintf(logOf(c.Budget), "the plain network has %d blocks, the residual %d: plain deletions cover the first %d\n", len(pb), n, min(n, len(pb)))
 	}
 	loader := func(ck *checkpoint.Checkpoint) *data.Loader {
-		return ck.Preprocess.Loader(test, 256)
+		return train.Loader(ck.Preprocess, test, 256)
 	}
 	rl, pl := loader(rc), loader(pc)
 	var evalErr error
@@ -247,7 +247,7 @@ func Ensemble(ctx context.Context, c EnsembleConfig, out string) (*EnsembleResul
 	// shortcuts of the other blocks; its gradient is sampled as Veit et al.
 	// do (forward through the whole network, backward along the path), on
 	// random training batches, at the first block's input.
-	tl := rc.Preprocess.Loader(trainSet, max(c.PathBatch, 1))
+	tl := train.Loader(rc.Preprocess, trainSet, max(c.PathBatch, 1))
 	tl.Shuffle, tl.Seed = true, c.Budget.Seed
 	pctx, stop := context.WithCancel(ctx)
 	defer stop()

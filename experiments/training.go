@@ -151,7 +151,7 @@ func trainError(path, spec string, limit int) (float64, error) {
 	if limit > 0 && limit < tr.Len() {
 		tr = tr.Subset(seqInts(limit))
 	}
-	l := ck.Preprocess.Loader(tr, 256)
+	l := train.Loader(ck.Preprocess, tr, 256)
 	_, acc, _ := train.Evaluate(ck.Net, l, len(tr.Classes))
 	if err := l.Err(); err != nil {
 		return 0, fmt.Errorf("experiments: %s: %w", spec, err)

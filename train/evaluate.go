@@ -6,6 +6,7 @@ import (
 	"math"
 
 	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
@@ -61,6 +62,15 @@ func EvaluateAllPrecision(m nn.Layer, l *data.Loader, classes int, p ag.Precisio
 	tape.SetPrecision(p)
 	e := evaluate(context.Background(), m, l, classes, tape)
 	return Evaluation{Loss: e.loss, Accuracy: e.acc, Top5: e.top5, Confusion: e.confusion}
+}
+
+// Loader returns a loader of d's images in batches of batch, normalised
+// as p says (mean and std, and Keras's BGR order and 0–255 scale where
+// set), in order and without augmentation: what evaluating or calibrating
+// a checkpoint's model on a data set needs. d's images must be of p's
+// size already (data.Open reads folders at a size given in its spec).
+func Loader(p checkpoint.Preprocess, d *data.Dataset, batch int) *data.Loader {
+	return &data.Loader{Data: d, Batch: batch, Mean: p.Mean, Std: p.Std, BGR: p.BGR, Scale255: p.Scale255}
 }
 
 // EvaluateContext is EvaluateAllPrecision for long evaluations: it stops

@@ -13,6 +13,7 @@ import (
 	"github.com/residual-nn/residual/infer"
 	"github.com/residual-nn/residual/quant"
 	"github.com/residual-nn/residual/tensor"
+	"github.com/residual-nn/residual/train"
 )
 
 // runQuantize quantizes a float checkpoint to int8 (package quant) with
@@ -95,7 +96,7 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		// data.Open read the images in the model's channels: the size differs.
 		return fmt.Errorf("%s holds %dx%d images; the model takes %dx%d images of %d channels", *spec, trainSet.H, trainSet.W, p.Height, p.Width, p.Channels)
 	}
-	l := p.Loader(trainSet, *batch)
+	l := train.Loader(p, trainSet, *batch)
 	l.Shuffle, l.Seed = true, 1
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -302,7 +302,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	} else if err := models.ForInference(c.Model, c.Net); err != nil {
 		return err
 	}
-	e, err := train.EvaluateContext(ctx, net, c.Preprocess.Loader(test, evalBatch), len(c.Classes), pr)
+	e, err := train.EvaluateContext(ctx, net, train.Loader(c.Preprocess, test, evalBatch), len(c.Classes), pr)
 	if err != nil {
 		return err
 	}
