@@ -112,7 +112,7 @@ func ConvBackwardDataBF16(s ConvShape, dy, w, dx []float32) {
 	dyr, wr := roundedBuf(dy), roundedBuf(w)
 	defer putBuf(dyr)
 	defer putBuf(wr)
-	if !convBackwardDataFast(s, dyr, wr, dx, directEpilogue(s.C)) {
+	if !convBackwardDataFast(s, dyr, wr, dx, directEpilogue(s.C)) && !convBackwardDataNarrow(s, dyr, wr, dx, false, true) {
 		convBackwardDataRef(s, dyr, wr, dx)
 	}
 }
@@ -146,7 +146,7 @@ func ConvBackwardDataAddBF16(s ConvShape, dy, w, dx []float32) {
 	defer putBuf(wr)
 	ep := directEpilogue(s.C)
 	ep.skip = dx
-	if !convBackwardDataFast(s, dyr, wr, dx, ep) {
+	if !convBackwardDataFast(s, dyr, wr, dx, ep) && !convBackwardDataNarrow(s, dyr, wr, dx, true, true) {
 		convBackwardDataAddRef(s, dyr, wr, dx)
 	}
 }

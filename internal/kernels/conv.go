@@ -191,7 +191,7 @@ func convForwardRef[T Float](s ConvShape, x, w, y []T) {
 
 // ConvBackwardData computes dx[N,H,W,C] from dy[N,OH,OW,OC] and w.
 func ConvBackwardData(s ConvShape, dy, w, dx []float32) {
-	if !convBackwardDataFast(s, dy, w, dx, nil) && !convBackwardDataNarrow(s, dy, w, dx, false) && !convBackwardDataCols(s, dy, w, dx, false) {
+	if !convBackwardDataFast(s, dy, w, dx, nil) && !convBackwardDataNarrow(s, dy, w, dx, false, false) && !convBackwardDataCols(s, dy, w, dx, false) {
 		convBackwardDataRef(s, dy, w, dx)
 	}
 }
@@ -264,7 +264,7 @@ func convBackwardDataCols(s ConvShape, dy, w, dx []float32, add bool) bool {
 // written once); otherwise through a scratch buffer.
 func ConvBackwardDataAdd(s ConvShape, dy, w, dx []float32) {
 	ep := &convEpilogue{scale: unitsOr(nil, 1, s.C), shift: unitsOr(nil, 0, s.C), skip: dx, floor: float32(math.Inf(-1))}
-	if !convBackwardDataFast(s, dy, w, dx, ep) && !convBackwardDataNarrow(s, dy, w, dx, true) && !convBackwardDataCols(s, dy, w, dx, true) {
+	if !convBackwardDataFast(s, dy, w, dx, ep) && !convBackwardDataNarrow(s, dy, w, dx, true, false) && !convBackwardDataCols(s, dy, w, dx, true) {
 		convBackwardDataAddRef(s, dy, w, dx)
 	}
 }

@@ -332,9 +332,11 @@ func convBackwardDataFast(s ConvShape, dy, w, dx []float32, ep *convEpilogue) bo
 // of 16: 3.1–3.4 against 19–40 ms; 3 → 64 at 56², batch 8: 2.6 against
 // 3.6 ms), while on ResNet's 7×7 stride-2 stem of 3 channels, in four
 // phases, the two were level (78–88 against 76–83 ms; AVX-512, 2-core
-// Zen 5). False at the generic level, with a stride or dilation, or where
+// Zen 5). direct keeps it to the direct kernels (no Winograd: the bfloat16
+// emulation's products must be those of the rounded operands). False at
+// the generic level, with a stride or dilation, or where
 // convBackwardDataFast declines.
-func convBackwardDataNarrow(s ConvShape, dy, w, dx []float32, add bool) bool {
+func convBackwardDataNarrow(s ConvShape, dy, w, dx []float32, add, direct bool) bool {
 	k := use.k
 	if k == nil || s.SH != 1 || s.SW != 1 || s.DH != 1 || s.DW != 1 || s.C%k.vec == 0 {
 		return false
@@ -352,7 +354,11 @@ func convBackwardDataNarrow(s ConvShape, dy, w, dx []float32, add bool) bool {
 	m := s.N * s.H * s.W
 	dxp := getBuf(m * cp)
 	defer putBuf(dxp)
-	if !convBackwardDataFast(ps, dy, wp, dxp, nil) {
+	var ep *convEpilogue
+	if direct {
+		ep = directEpilogue(cp)
+	}
+	if !convBackwardDataFast(ps, dy, wp, dxp, ep) {
 		return false
 	}
 	parallelFor(m, func(lo, hi int) {

@@ -184,7 +184,7 @@ func testFastConv(t *testing.T) {
 			}
 			prev = SetLevel(l)
 			narrow := s.SH == 1 && s.SW == 1 && s.DH == 1 && s.DW == 1 && s.C%use.k.vec != 0
-			okN := convBackwardDataNarrow(s, dy, w, dxn, false) && convBackwardDataNarrow(s, dy, w, accN, true)
+			okN := convBackwardDataNarrow(s, dy, w, dxn, false, false) && convBackwardDataNarrow(s, dy, w, accN, true, false)
 			SetLevel(prev)
 			if okN != narrow {
 				t.Fatalf("%s: padded data gradient taken = %v, want %v", name, okN, narrow)
