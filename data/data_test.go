@@ -560,7 +560,7 @@ func TestRelabel(t *testing.T) {
 		t.Errorf("the same list: %v, labels %v", err, d.Labels)
 	}
 	e := &Dataset{H: 1, W: 1, C: 1, Pixels: []uint8{1, 2}, Labels: []int32{0, 1}, Classes: []string{"a", "b"}}
-	if err := e.Relabel([]string{"circle", "square", "b"}); err == nil || !strings.Contains(err.Error(), `classes "a" are not among the 3 classes`) {
+	if err := e.Relabel([]string{"circle", "square", "b"}); err == nil || !strings.Contains(err.Error(), `class "a" is not among the 3 classes`) {
 		t.Errorf("unknown class: %v", err)
 	}
 	if !slices.Equal(e.Labels, []int32{0, 1}) {

@@ -202,6 +202,10 @@ func (d *Dataset) Relabel(classes []string) error {
 		to[i] = j
 	}
 	if len(unknown) > 0 {
+		what := "classes %s are"
+		if len(unknown) == 1 {
+			what = "class %s is"
+		}
 		if len(unknown) > 5 {
 			unknown = append(unknown[:5], fmt.Sprintf("and %d more", len(unknown)-5))
 		}
@@ -209,7 +213,7 @@ func (d *Dataset) Relabel(classes []string) error {
 		if len(classes) > 10 {
 			shown += ", …"
 		}
-		return fmt.Errorf("data: classes %s are not among the %d classes to score against (%s)", strings.Join(unknown, ", "), len(classes), shown)
+		return fmt.Errorf("data: "+what+" not among the %d classes to score against (%s)", strings.Join(unknown, ", "), len(classes), shown)
 	}
 	labels := make([]int32, len(d.Labels))
 	for i, l := range d.Labels {

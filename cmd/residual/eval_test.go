@@ -136,7 +136,7 @@ func TestEvalClassNames(t *testing.T) {
 		want    string
 	}{
 		{[]string{"x", "b", "a"}, 0, "  x              0.00%  (0 images)\n  b            "},
-		{[]string{"circle", "square", "a"}, 1, `classes "b" are not among the 3 classes to score against (circle, square, a)`},
+		{[]string{"circle", "square", "a"}, 1, `class "b" is not among the 3 classes to score against (circle, square, a)`},
 	} {
 		ck := filepath.Join(dir, tc.classes[0], "m.safetensors")
 		var out, errb bytes.Buffer
