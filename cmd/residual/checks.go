@@ -494,6 +494,13 @@ func checkImport(fs *flag.FlagSet, pos []string) error {
 			return badFlag("classes", c, "does not apply to keras-tfjs, whose model.json says the classes")
 		}
 	}
+	if len(pos) > 0 && pos[0] != "torch" {
+		for _, name := range []string{"like", "input", "mean", "std"} {
+			if v := stringFlag(fs, name); v != "" {
+				return badFlag(name, v, "applies to import torch (a %s file says its preprocessing)", pos[0])
+			}
+		}
+	}
 	if len(pos) > 0 && pos[0] == "onnx" && stringFlag(fs, "model") == "" && intFlag(fs, "classes") != 0 {
 		return badFlag("classes", intFlag(fs, "classes"), "applies to import onnx only with --model (residual's own exports say their classes)")
 	}

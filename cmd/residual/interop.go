@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
+	"strconv"
+	"strings"
 
 	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/interop/keras"
@@ -24,8 +27,12 @@ var imagenetPreprocess = checkpoint.Preprocess{Height: 224, Width: 224, Channels
 func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("import", stderr)
 	model := fs.String("model", "", "the architecture the weights belong to (e.g. resnet50)")
-	classes := fs.Int("classes", 0, "number of classes (default: the model's)")
+	classes := fs.Int("classes", 0, "number of classes (default: the file's classifier's, else the model's)")
 	out := fs.String("out", "", "checkpoint to write (.safetensors)")
+	like := fs.String("like", "", "torch: take the class names and preprocessing (input size, mean, std) from this checkpoint, as for weights exported from it")
+	input := fs.String("input", "", "torch: the input size HxW the weights were trained at (default: 224x224 for ImageNet networks, 32x32 for CIFAR ones)")
+	meanFlag := fs.String("mean", "", "torch: per-channel means of the input pixels scaled to [0, 1], comma-separated (default: ImageNet's for ImageNet networks, none for CIFAR ones)")
+	stdFlag := fs.String("std", "", "torch: per-channel standard deviations, comma-separated, as --mean")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -78,11 +85,71 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if side := mc.DefaultSide(); side != p.Height { // a CIFAR network: 32×32; a state dict carries no normalisation
 		p = checkpoint.Preprocess{Height: side, Width: side, Channels: mc.InChannels()}
 	}
+	if *like != "" {
+		lc, err := checkpoint.Load(*like)
+		if err != nil {
+			return fmt.Errorf("--like: %w", err)
+		}
+		if lc.Preprocess.Channels != mc.InChannels() || len(lc.Classes) != mc.Classes() {
+			return fmt.Errorf("%w: --like %s: it takes %d channels and %d classes, the weights %d and %d", errUsage, *like, lc.Preprocess.Channels, len(lc.Classes), mc.InChannels(), mc.Classes())
+		}
+		p, names = lc.Preprocess, lc.Classes
+	}
+	if *input != "" {
+		h, w, err := parseSize(*input)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		p.Height, p.Width, p.ResizeShorter = h, w, 0
+	}
+	for _, f := range []struct {
+		name, value string
+		dst         *[]float64
+	}{{"mean", *meanFlag, &p.Mean}, {"std", *stdFlag, &p.Std}} {
+		if f.value == "" {
+			continue
+		}
+		v, err := parseFloats(f.value)
+		if err != nil || len(v) != p.Channels {
+			return badFlag(f.name, f.value, "want %d comma-separated numbers, one per input channel", p.Channels)
+		}
+		*f.dst = v
+	}
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
 	if err := checkpoint.Write(*out, net, checkpoint.Meta{Model: mc, Classes: names, Preprocess: p}, nil); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "imported %d tensors into %s (%d parameters), wrote %s\n", len(st), *model, nn.NumParams(net), *out)
+	fmt.Fprintf(stdout, "its input: %s (a state dict does not say; --like CKPT, --input, --mean and --std set it)\n", describePreprocess(p))
 	return nil
+}
+
+// describePreprocess says in a line what a checkpoint's images go
+// through before the network.
+func describePreprocess(p checkpoint.Preprocess) string {
+	s := fmt.Sprintf("%dx%d, %d channels", p.Height, p.Width, p.Channels)
+	if p.ResizeShorter > 0 {
+		s += fmt.Sprintf(", shorter side resized to %d then centre-cropped", p.ResizeShorter)
+	}
+	if p.Mean == nil && p.Std == nil {
+		return s + ", pixels in [0, 1], not normalised"
+	}
+	return s + fmt.Sprintf(", pixels in [0, 1] normalised with mean %v and std %v", p.Mean, p.Std)
+}
+
+// parseFloats reads a comma-separated list of finite numbers.
+func parseFloats(s string) ([]float64, error) {
+	var v []float64
+	for _, f := range strings.Split(s, ",") {
+		x, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil, fmt.Errorf("%q is not a finite number", f)
+		}
+		v = append(v, x)
+	}
+	return v, nil
 }
 
 // importKeras converts a Keras ResNet in the TensorFlow.js layers format
@@ -279,7 +346,36 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote the weights of %s to %s (load with safetensors.torch.load_file and model.load_state_dict)\n", c.Model.Name, *out)
+	for _, n := range torchNotes(c.Model) {
+		fmt.Fprintf(stdout, "note: %s\n", n)
+	}
 	return nil
+}
+
+// torchNotes lists how a ResNet differs from torchvision's builder in
+// ways its state dict does not show: the names and shapes match, so
+// load_state_dict succeeds, but the model computes something else unless
+// the PyTorch side is changed to match (a Keras import is ResNet v1 with
+// batch norm's ε 1e-3).
+func torchNotes(mc models.Config) []string {
+	r, ok := mc.Arch.(*models.ResNet)
+	if !ok {
+		return nil
+	}
+	var notes []string
+	if r.StrideOn1x1 {
+		notes = append(notes, "the downsampling bottlenecks stride on their first 1×1 convolution (ResNet v1): in torchvision's model set conv1.stride = (2, 2) and conv2.stride = (1, 1) in layer2[0], layer3[0] and layer4[0]")
+	}
+	if r.BNEps != 0 && r.BNEps != 1e-5 {
+		notes = append(notes, fmt.Sprintf("every batch norm has eps = %g: set eps on every BatchNorm2d (torchvision's is 1e-5)", r.BNEps))
+	}
+	if r.BranchScale != 0 && r.BranchScale != 1 {
+		notes = append(notes, fmt.Sprintf("every residual branch is scaled by %g before the addition, which torchvision's blocks do not do", r.BranchScale))
+	}
+	if len(notes) > 0 {
+		notes = append(notes, "without these the weights load (the names and shapes match) but the outputs differ; `residual export onnx` writes the model as it computes")
+	}
+	return notes
 }
 
 // exportInt8 writes an int8 checkpoint as a QDQ ONNX model, with the

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/residual-nn/residual/checkpoint"
+	"github.com/residual-nn/residual/models"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// TestImportTorchPreprocessing: a state dict carries no preprocessing, so
+// `import torch` says what it gave the checkpoint, and --like (a round
+// trip through export torch) or --input, --mean and --std set it; the
+// round trip used to come back at 32×32 without normalisation, and eval
+// and predict went wrong.
+func TestImportTorchPreprocessing(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := models.Preset("resnet20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.SetInChannels(1)
+	net, err := models.Build(cfg, tensor.NewRNG(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pre := checkpoint.Preprocess{Height: 28, Width: 28, Channels: 1, Mean: []float64{0.1307}, Std: []float64{0.3081}}
+	classes := []string{"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
+	ck := filepath.Join(dir, "r20.safetensors")
+	if err := checkpoint.Write(ck, net, checkpoint.Meta{Model: cfg, Classes: classes, Preprocess: pre}, nil); err != nil {
+		t.Fatal(err)
+	}
+	exported := filepath.Join(dir, "r20.torch.safetensors")
+	if code, _, errs := runCLI("export", "torch", ck, "--out", exported); code != 0 {
+		t.Fatalf("export: %s", errs)
+	}
+	load := func(args ...string) (*checkpoint.Checkpoint, string) {
+		t.Helper()
+		back := filepath.Join(t.TempDir(), "back.safetensors")
+		code, out, errs := runCLI(append([]string{"import", "torch", exported, "--model", "resnet20", "--out", back}, args...)...)
+		if code != 0 {
+			t.Fatalf("import %q: exit %d: %s", args, code, errs)
+		}
+		c, err := checkpoint.Load(back)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, out
+	}
+	c, out := load()
+	if c.Preprocess.Height != 32 || !strings.Contains(out, "its input: 32x32, 1 channels, pixels in [0, 1], not normalised") {
+		t.Errorf("plain import: %+v, said %q", c.Preprocess, out)
+	}
+	c, _ = load("--like", ck)
+	if !reflect.DeepEqual(c.Preprocess, pre) || !reflect.DeepEqual(c.Classes, classes) {
+		t.Errorf("--like: %+v %v, want %+v %v", c.Preprocess, c.Classes, pre, classes)
+	}
+	c, _ = load("--input", "28x28", "--mean", "0.1307", "--std", "0.3081")
+	if !reflect.DeepEqual(c.Preprocess, pre) {
+		t.Errorf("--input --mean --std: %+v, want %+v", c.Preprocess, pre)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--mean", "0.1,0.2"}, "--mean 0.1,0.2: want 1 comma-separated numbers"},
+		{[]string{"--std", "0"}, "Std[0] = 0"},
+		{[]string{"--input", "28"}, "--input 28"},
+		{[]string{"keras-tfjs", "--like", ck}, "--like " + ck + ": applies to import torch"},
+	} {
+		var o, e bytes.Buffer
+		args := append([]string{"import", "torch", exported, "--model", "resnet20", "--out", filepath.Join(t.TempDir(), "x.safetensors")}, tc.args...)
+		if tc.args[0] == "keras-tfjs" {
+			args = append([]string{"import", "keras-tfjs", dir, "--out", filepath.Join(t.TempDir(), "x.safetensors")}, tc.args[1:]...)
+		}
+		if code := run(context.Background(), args, &o, &e); code != 2 || !strings.Contains(e.String(), tc.want) {
+			t.Errorf("%q: exit %d, stderr %q; want 2 and %q", tc.args, code, e.String(), tc.want)
+		}
+	}
+}
+
+// TestExportTorchNotes: a ResNet that torchvision's builder does not make
+// from the same state dict (v1's stride, Keras's batch norm ε) is
+// exported with notes saying what to change on the PyTorch side; a
+// torchvision one without.
+func TestExportTorchNotes(t *testing.T) {
+	for _, tc := range []struct {
+		preset string
+		eps    float64
+		want   []string
+	}{
+		{"resnet50-v1", 1e-3, []string{"note: the downsampling bottlenecks stride on their first 1×1 convolution", "note: every batch norm has eps = 0.001"}},
+		{"resnet50", 0, nil},
+	} {
+		cfg, err := models.Preset(tc.preset)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.SetClasses(2)
+		cfg.Arch.(*models.ResNet).BNEps = tc.eps
+		net, err := models.Build(cfg, tensor.NewRNG(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		ck := filepath.Join(dir, "m.safetensors")
+		meta := checkpoint.Meta{Model: cfg, Classes: []string{"a", "b"}, Preprocess: imagenetPreprocess}
+		if err := checkpoint.Write(ck, net, meta, nil); err != nil {
+			t.Fatal(err)
+		}
+		code, out, errs := runCLI("export", "torch", ck, "--out", filepath.Join(dir, "t.safetensors"))
+		if code != 0 {
+			t.Fatalf("%s: %s", tc.preset, errs)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s: output %q lacks %q", tc.preset, out, w)
+			}
+		}
+		if tc.want == nil && strings.Contains(out, "note:") {
+			t.Errorf("%s: notes for a torchvision model: %q", tc.preset, out)
+		}
+	}
+}
