@@ -353,6 +353,7 @@ func SegFolder(dir string, channels int) (*Dataset, error) {
 	}
 	d := &Dataset{C: channels}
 	top := 0
+	var maskPaths []string
 	for _, name := range names {
 		if err := d.appendImage(filepath.Join(dir, "images", name)); err != nil {
 			return nil, err
@@ -373,6 +374,7 @@ func SegFolder(dir string, channels int) (*Dataset, error) {
 			top = max(top, int(v))
 		}
 		d.Masks = append(d.Masks, m...)
+		maskPaths = append(maskPaths, mp)
 	}
 	if raw, err := os.ReadFile(filepath.Join(dir, "classes.txt")); err == nil {
 		for _, l := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
@@ -381,6 +383,15 @@ func SegFolder(dir string, channels int) (*Dataset, error) {
 	} else {
 		for c := 0; c <= top; c++ {
 			d.Classes = append(d.Classes, strconv.Itoa(c))
+		}
+	}
+	// A mask index beyond classes.txt's classes, named by its file.
+	px := d.H * d.W
+	for i, mp := range maskPaths {
+		for p, v := range d.Masks[i*px : (i+1)*px] {
+			if int(v) >= len(d.Classes) {
+				return nil, fmt.Errorf("data: mask %s: value %d at pixel (%d, %d) is not one of the %d classes of %s", mp, v, p%d.W, p/d.W, len(d.Classes), filepath.Join(dir, "classes.txt"))
+			}
 		}
 	}
 	return d, d.Check()
