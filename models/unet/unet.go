@@ -15,6 +15,8 @@ package unet
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/nn"
@@ -127,8 +129,33 @@ func (n *Net) Forward(x *ag.Value) *ag.Value {
 
 // OutputSize returns the output side for an input side, or an error if the
 // input does not fit (every pooled size must be even, and valid
-// convolutions must leave something).
+// convolutions must leave something), naming the nearest sides that fit.
 func (c Config) OutputSize(in int) (int, error) {
+	out, err := c.outputSize(in)
+	if err == nil {
+		return out, nil
+	}
+	var near []string
+	for lo := in - 1; lo >= 1 && lo >= in-4096; lo-- {
+		if _, e := c.outputSize(lo); e == nil {
+			near = append(near, strconv.Itoa(lo))
+			break
+		}
+	}
+	for hi := in + 1; hi <= in+4096; hi++ {
+		if _, e := c.outputSize(hi); e == nil {
+			near = append(near, strconv.Itoa(hi))
+			break
+		}
+	}
+	if len(near) > 0 {
+		return 0, fmt.Errorf("%w (the nearest sides that fit: %s)", err, strings.Join(near, " and "))
+	}
+	return 0, err
+}
+
+// outputSize is OutputSize without the nearest sides.
+func (c Config) outputSize(in int) (int, error) {
 	s := in
 	shrink := 0
 	if c.Valid {

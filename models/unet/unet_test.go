@@ -1,6 +1,7 @@
 package unet
 
 import (
+	"strings"
 	"testing"
 
 	ag "github.com/residual-nn/residual/autograd"
@@ -25,8 +26,14 @@ func TestOriginalUNet(t *testing.T) {
 	if o, err := Original().OutputSize(572); o != 388 || err != nil {
 		t.Errorf("OutputSize(572) = %d, %v", o, err)
 	}
-	if _, err := Original().OutputSize(570); err == nil {
-		t.Error("570 accepted: its level sizes do not halve evenly")
+	// A side that does not fit names the nearest that do (572 − 16 and
+	// 572: the valid levels shrink by 4 and halve, four times).
+	if _, err := Original().OutputSize(570); err == nil || !strings.Contains(err.Error(), "the nearest sides that fit: 556 and 572") {
+		t.Errorf("OutputSize(570): %v; want it refused, naming 556 and 572", err)
+	}
+	padded := Config{InChannels: 1, Classes: 2, Depth: 4, Base: 4, BatchNorm: true}
+	if _, err := padded.OutputSize(40); err == nil || !strings.Contains(err.Error(), "32 and 48") {
+		t.Errorf("padded OutputSize(40): %v; want 32 and 48 named", err)
 	}
 }
 
