@@ -563,7 +563,7 @@ func checkExport(fs *flag.FlagSet, pos []string) error {
 }
 
 func checkSummary(fs *flag.FlagSet, _ []string) error {
-	if err := firstError(intIn(fs, "classes", 0, limits.Classes), intIn(fs, "in-channels", 0, limits.Channels)); err != nil {
+	if err := firstError(intIn(fs, "classes", 0, limits.Classes), intIn(fs, "in-channels", 0, limits.Channels), intIn(fs, "base", 0, limits.Channels)); err != nil {
 		return err
 	}
 	if input := stringFlag(fs, "input"); input != "" {

@@ -175,6 +175,7 @@ func TestFlagChecks(t *testing.T) {
 		{[]string{"summary", "resnet8", "--input", "32x32junk"}, 2, []string{"--input 32x32junk", "HxW"}},
 		{[]string{"summary", "resnet8", "--input", "x32"}, 2, []string{"--input x32"}},
 		{[]string{"summary", "resnet999999999999999992"}, 2, []string{"resnet999999999999999992", "limits.Layers"}},
+		{[]string{"summary", "--base", "8", "resnet20"}, 2, []string{"--base is for U-Nets"}},
 		{[]string{"train", "--data", "bogus"}, 2, []string{"--data bogus", "unknown data set"}},
 		{[]string{"train", "--data", ""}, 2, []string{`--data ""`, "names no data set"}},
 		{[]string{"train", "--data", "folder,all:" + dir}, 2, []string{"--data folder,all:" + dir, "is for eval and quantize --calibrate"}},

@@ -199,6 +199,9 @@ func importONNXInt8(ctx context.Context, path, model string, classes int, out st
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
+	if !info.QDQ {
+		return fmt.Errorf("%s has no QuantizeLinear: import onnx takes int8 (QDQ) models, as export onnx writes them from an int8 checkpoint; a float ONNX model runs as it is through the Go API (interop/onnx.Load), not as a checkpoint", path)
+	}
 	meta, err := onnxImportMeta(info, model, classes)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
@@ -345,7 +348,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := checkpoint.ExportWeights(*out, c.Net); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "wrote the weights of %s to %s (load with safetensors.torch.load_file and model.load_state_dict)\n", c.Model.Name, *out)
+	fmt.Fprintf(stdout, "wrote the weights of %s to %s (load with safetensors.torch.load_file, from pip's safetensors, and model.load_state_dict)\n", c.Model.Name, *out)
 	for _, n := range torchNotes(c.Model) {
 		fmt.Fprintf(stdout, "note: %s\n", n)
 	}

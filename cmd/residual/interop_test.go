@@ -127,3 +127,27 @@ func TestExportTorchNotes(t *testing.T) {
 		}
 	}
 }
+
+// TestImportFloatONNX: import onnx of a float model says it takes QDQ
+// models only (it asked for --model, then failed on the graph's input).
+func TestImportFloatONNX(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "f.onnx")
+	if code, _, errs := runCLI("export", "onnx", tinyCkpt, "--out", f); code != 0 {
+		t.Fatal(errs)
+	}
+	code, _, errs := runCLI("import", "onnx", f, "--out", filepath.Join(dir, "x.safetensors"))
+	if code != 1 || !strings.Contains(errs, "has no QuantizeLinear: import onnx takes int8 (QDQ) models") {
+		t.Errorf("exit %d, stderr %q", code, errs)
+	}
+}
+
+// TestSummaryBase: summary takes train's --base for U-Nets, so that
+// SEGMENTATION.md's model (unet-padded, base 16, 11 classes: 1,942,459
+// parameters) can be checked from the command line.
+func TestSummaryBase(t *testing.T) {
+	code, out, errs := runCLI("summary", "--base", "16", "--classes", "11", "unet-padded")
+	if code != 0 || !strings.Contains(out, "total params: 1,942,459") {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}

@@ -18,6 +18,7 @@ func runSummary(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	input := fs.String("input", "", "input image size HxW (default: the model's published size)")
 	classes := fs.Int("classes", 0, "number of classes (default: the model's)")
 	inCh := fs.Int("in-channels", 0, "input channels (default: the model's)")
+	base := fs.Int("base", 0, "U-Nets: channels of the first level (default: the model's), as train --base")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	fs.Usage = func() {
 		printUsage(fs, fmt.Sprintf("models: %s (and %s)", strings.Join(models.Names(), ", "), models.NameRules))
@@ -38,6 +39,13 @@ func runSummary(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if *inCh > 0 {
 		cfg.SetInChannels(*inCh)
+	}
+	if *base > 0 {
+		u, ok := cfg.Arch.(*models.UNet)
+		if !ok {
+			return fmt.Errorf("%w: --base is for U-Nets", errUsage)
+		}
+		u.Base = *base
 	}
 	if err := cfg.Validate(); err != nil { // a name Preset reads but beyond the limits (resnet999999999999999992)
 		return fmt.Errorf("%w: %v", errUsage, err)

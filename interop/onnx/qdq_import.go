@@ -800,12 +800,14 @@ func int64s(d []int64) []int {
 }
 
 // Info is what an ONNX model says about itself without being run: its
-// metadata_props, and the dimensions of its (first) graph input that is
+// metadata_props, the dimensions of its (first) graph input that is
 // not an initializer and of its first output, in ONNX's order, −1 where a
-// dimension is symbolic.
+// dimension is symbolic, and whether it quantizes (QDQ: it has
+// QuantizeLinear nodes, which ImportInt8 needs).
 type Info struct {
 	Props         map[string]string
 	Input, Output []int
+	QDQ           bool
 }
 
 // Describe reads a serialised model's Info.
@@ -845,6 +847,12 @@ func Describe(b []byte) (Info, error) {
 	}
 	if len(g.Output) > 0 {
 		info.Output = dims(g.Output[0])
+	}
+	for _, n := range g.Node {
+		if n.GetOpType() == "QuantizeLinear" {
+			info.QDQ = true
+			break
+		}
 	}
 	return info, nil
 }
