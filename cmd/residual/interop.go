@@ -244,6 +244,13 @@ func onnxImportMeta(info onnx.Info, model string, classes int) (checkpoint.Meta,
 		if err := json.Unmarshal([]byte(info.Props["residual.preprocess"]), &m.Preprocess); err != nil {
 			return m, fmt.Errorf("metadata residual.preprocess: %w", err)
 		}
+		if d, ok := info.Props["residual.data"]; ok {
+			b, err := json.Marshal(map[string]string{"data": d})
+			if err != nil {
+				return m, err
+			}
+			m.Train = b
+		}
 		return m, m.Validate()
 	}
 	if model == "" {
@@ -412,6 +419,9 @@ func onnxMeta(m checkpoint.Meta) (map[string]string, error) {
 			return nil, err
 		}
 		props[k] = string(b)
+	}
+	if d := m.DataSpec(); d != "" { // so that eval and quantize of the re-import default to it
+		props["residual.data"] = d
 	}
 	return props, nil
 }

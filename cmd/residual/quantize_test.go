@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/residual-nn/residual/checkpoint"
 )
 
 // TestQuantizeCommand quantizes the small MNIST checkpoint on three digit
@@ -53,6 +55,13 @@ func TestQuantizeCommand(t *testing.T) {
 	}
 	if p1.String() != p2.String() {
 		t.Errorf("predictions differ after export and import:\n%s\n%s", p1.String(), p2.String())
+	}
+	// and names the data set of the one exported (eval and quantize
+	// default to it).
+	c1, err1 := checkpoint.Load(out)
+	c2, err2 := checkpoint.Load(back)
+	if err1 != nil || err2 != nil || c1.DataSpec() == "" || c2.DataSpec() != c1.DataSpec() {
+		t.Errorf("data set %q exported, %q imported (%v, %v)", c1.DataSpec(), c2.DataSpec(), err1, err2)
 	}
 	// An int8 checkpoint computes in int8: a float precision is refused,
 	// and so are exports that would write its unused float weights.
