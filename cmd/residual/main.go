@@ -7,7 +7,7 @@
 //	residual train [flags]                 train a model (default: ResNet-20 on the embedded MNIST)
 //	residual eval --weights CKPT [--data SPEC] [flags]
 //	residual predict --weights CKPT [--top K] IMAGE...
-//	residual quantize CKPT --calibrate SPEC [--batches N] [--method minmax|percentile|entropy] --out CKPT8
+//	residual quantize CKPT [--calibrate SPEC] [--batches N] [--method minmax|percentile|entropy] --out CKPT8
 //	residual quantize CKPT --calibrate-images FILE,FILE... --out CKPT8
 //	residual segment --weights CKPT --out MASK.png [--overlay OVERLAY.png] [--tile N] IMAGE
 //	residual import torch FILE.pth|FILE.safetensors --model NAME --out CKPT.safetensors [--classes N]

@@ -36,10 +36,10 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if len(pos) == 1 && *weights == "" {
 		*weights = pos[0]
 	} else if len(pos) != 0 {
-		return fmt.Errorf("%w: residual quantize CKPT --calibrate SPEC --out CKPT8", errUsage)
+		return fmt.Errorf("%w: residual quantize CKPT [--calibrate SPEC] --out CKPT8", errUsage)
 	}
 	if *weights == "" || *out == "" {
-		return fmt.Errorf("%w: residual quantize CKPT --calibrate SPEC --out CKPT8", errUsage)
+		return fmt.Errorf("%w: residual quantize CKPT [--calibrate SPEC] --out CKPT8", errUsage)
 	}
 	m, err := quant.ParseMethod(*method)
 	if err != nil {
