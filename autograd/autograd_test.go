@@ -215,6 +215,30 @@ func TestCrossEntropyRejectsBadTargets(t *testing.T) {
 	}
 }
 
+// TestCrossEntropyZeroValueCountsEveryClass: the zero options count every
+// target, class 0 included (its IgnoreIndex of 0 used to drop class 0:
+// a NaN loss when every target was 0); Ignore drops the targets equal to
+// IgnoreIndex. Logits [1 2 3] per row: −log softmax = 2.407606 for class 0,
+// 0.407606 for class 2.
+func TestCrossEntropyZeroValueCountsEveryClass(t *testing.T) {
+	x := ag.Constant(&tensor.Tensor{Shape: []int{2, 3}, Data: []float32{1, 2, 3, 1, 2, 3}})
+	for _, tc := range []struct {
+		targets []int32
+		o       ag.CrossEntropyOptions
+		want    float64
+	}{
+		{[]int32{0, 0}, ag.CrossEntropyOptions{}, 2.407606},
+		{[]int32{0, 2}, ag.CrossEntropyOptions{}, (2.407606 + 0.407606) / 2},
+		{[]int32{0, 2}, ag.CrossEntropyOptions{Ignore: true, IgnoreIndex: 0}, 0.407606},
+		{[]int32{-100, 2}, ag.CrossEntropyOptions{Ignore: true, IgnoreIndex: -100}, 0.407606},
+	} {
+		l, err := ag.CrossEntropy(x, tc.targets, tc.o)
+		if err != nil || math.Abs(float64(l.Data.Data[0])-tc.want) > 1e-6 {
+			t.Errorf("targets %v, %+v: %v, %v; want %v", tc.targets, tc.o, l, err, tc.want)
+		}
+	}
+}
+
 func TestDropout(t *testing.T) {
 	rng := tensor.NewRNG(9)
 	tape := ag.NewTape()

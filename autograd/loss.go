@@ -2,13 +2,14 @@ package autograd
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/residual-nn/residual/internal/kernels"
 	"github.com/residual-nn/residual/tensor"
 )
 
 // CrossEntropyOptions configure CrossEntropy; the zero value is PyTorch's
-// default except IgnoreIndex (set it to −100 for PyTorch's).
+// default: every target counts, the mean over the rows.
 type CrossEntropyOptions struct {
 	// Weight holds one weight per class, or nil. With weights, the mean is
 	// Σ w[t]·loss / Σ w[t], as in PyTorch.
@@ -16,8 +17,10 @@ type CrossEntropyOptions struct {
 	// RowWeight holds one weight per row — per pixel for segmentation (the
 	// U-Net paper's weight map) — or nil; it multiplies the class weight.
 	RowWeight []float32
-	// IgnoreIndex: targets equal to it contribute nothing. Negative values
-	// never match a class.
+	// Ignore makes targets equal to IgnoreIndex contribute nothing
+	// (PyTorch's ignore_index: a padded or unlabelled pixel, say). Without
+	// it every target counts — class 0 included, whatever IgnoreIndex is.
+	Ignore      bool
 	IgnoreIndex int
 	// Sum returns the sum over samples instead of the mean.
 	Sum bool
@@ -36,7 +39,11 @@ func CrossEntropy(logits *Value, targets []int32, o CrossEntropyOptions) (*Value
 		return nil, fmt.Errorf("cross-entropy: logits need a class axis, got shape %v", s)
 	}
 	k := s[len(s)-1]
-	l := kernels.CrossEntropy[float32]{M: logits.numel() / k, K: k, Weight: o.Weight, RowWeight: o.RowWeight, IgnoreIndex: o.IgnoreIndex, Sum: o.Sum, Smoothing: o.LabelSmoothing}
+	ignore := math.MinInt // no int32 target equals it
+	if o.Ignore {
+		ignore = o.IgnoreIndex
+	}
+	l := kernels.CrossEntropy[float32]{M: logits.numel() / k, K: k, Weight: o.Weight, RowWeight: o.RowWeight, IgnoreIndex: ignore, Sum: o.Sum, Smoothing: o.LabelSmoothing}
 	if err := l.Check(targets); err != nil {
 		return nil, err
 	}

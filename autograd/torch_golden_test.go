@@ -188,7 +188,7 @@ func goldenOp(t *testing.T, c fixture.Case) {
 	case "log_softmax":
 		runGolden(t, c, x, nil, func(v map[string]*ag.Value) *ag.Value { return ag.LogSoftmax(v["x"], c.Int("axis")) })
 	case "cross_entropy", "cross_entropy_2d", "cross_entropy_rowweight":
-		o := ag.CrossEntropyOptions{IgnoreIndex: c.Int("ignore_index")}
+		o := ag.CrossEntropyOptions{Ignore: true, IgnoreIndex: c.Int("ignore_index")}
 		if _, ok := c.Attrs["label_smoothing"]; ok {
 			o.LabelSmoothing = c.Float("label_smoothing")
 		}

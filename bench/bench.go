@@ -203,7 +203,7 @@ func (w workload) prepare() (func(), float64, error) {
 			labels[i] = int32(rng.IntN(cfg.Classes()))
 		}
 		loss = func(out *ag.Value) *ag.Value {
-			l, _ := ag.CrossEntropy(out, labels, ag.CrossEntropyOptions{IgnoreIndex: -100})
+			l, _ := ag.CrossEntropy(out, labels, ag.CrossEntropyOptions{})
 			return l
 		}
 	}

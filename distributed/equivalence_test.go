@@ -87,7 +87,7 @@ func eqTrain(c distributed.Comm, b int, initSeed uint64) ([][]float32, error) {
 			for _, p := range params {
 				p.ZeroGrad()
 			}
-			loss, err := ag.CrossEntropy(model.Forward(tape.Constant(xb)), yb, ag.CrossEntropyOptions{IgnoreIndex: -1})
+			loss, err := ag.CrossEntropy(model.Forward(tape.Constant(xb)), yb, ag.CrossEntropyOptions{})
 			if err != nil {
 				return nil, err
 			}

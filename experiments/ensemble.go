@@ -660,7 +660,7 @@ func pathGradNorm(net *resnet.Net, blocks [][2]int, branch []int, x *tensor.Tens
 		h = ag.ReLU(h)
 	}
 	logits := net.FC.Forward(ag.GlobalAvgPool(h))
-	loss, err := ag.CrossEntropy(logits, y, ag.CrossEntropyOptions{IgnoreIndex: -100, Sum: true})
+	loss, err := ag.CrossEntropy(logits, y, ag.CrossEntropyOptions{Sum: true})
 	if err != nil {
 		return 0, fmt.Errorf("experiments: path gradient: %w", err)
 	}

@@ -122,7 +122,7 @@ func evaluate(ctx context.Context, m nn.Layer, l *data.Loader, classes int, tape
 	for b := range l.Epoch(ctx, 0, 0) {
 		logits := m.Forward(tape.Constant(b.X))
 		targets, _ := fitTargets(logits, b)
-		lv, err := ag.CrossEntropy(logits, targets, ag.CrossEntropyOptions{IgnoreIndex: ignoreIndex, Sum: true})
+		lv, err := ag.CrossEntropy(logits, targets, ag.CrossEntropyOptions{Ignore: true, IgnoreIndex: ignoreIndex, Sum: true})
 		if err == nil {
 			loss += float64(lv.Data.Data[0])
 		}

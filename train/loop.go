@@ -408,7 +408,7 @@ const ignoreIndex = -100
 func (r *run) loss(logits *ag.Value, targets []int32, weights []float32) (*ag.Value, error) {
 	var total *ag.Value
 	if r.cfg.Loss != Dice {
-		o := ag.CrossEntropyOptions{IgnoreIndex: ignoreIndex, RowWeight: weights, LabelSmoothing: r.cfg.LabelSmoothing}
+		o := ag.CrossEntropyOptions{Ignore: true, IgnoreIndex: ignoreIndex, RowWeight: weights, LabelSmoothing: r.cfg.LabelSmoothing}
 		global := r.ddp != nil && weights != nil
 		o.Sum = global
 		ce, err := ag.CrossEntropy(logits, targets, o)

@@ -151,7 +151,7 @@ func run() error {
 		for _, p := range params {
 			p.ZeroGrad()
 		}
-		loss, err := ag.CrossEntropy(m.Forward(tape.Constant(x)), labels, ag.CrossEntropyOptions{IgnoreIndex: -100})
+		loss, err := ag.CrossEntropy(m.Forward(tape.Constant(x)), labels, ag.CrossEntropyOptions{})
 		if err != nil {
 			return 0, 0, err
 		}
