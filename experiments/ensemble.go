@@ -181,8 +181,8 @@ func Ensemble(ctx context.Context, c EnsembleConfig, out string) (*EnsembleResul
 			net.Lesion[bl[i]] = true
 		}
 		defer func() { net.Lesion = nil }()
-		_, acc, _ := train.Evaluate(net, l, len(test.Classes))
-		if err := l.Err(); err != nil && evalErr == nil {
+		_, acc, _, err := train.Evaluate(net, l, len(test.Classes))
+		if err != nil && evalErr == nil {
 			evalErr = err
 		}
 		return 1 - acc

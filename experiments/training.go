@@ -152,8 +152,8 @@ func trainError(path, spec string, limit int) (float64, error) {
 		tr = tr.Subset(seqInts(limit))
 	}
 	l := train.Loader(ck.Preprocess, tr, 256)
-	_, acc, _ := train.Evaluate(ck.Net, l, len(tr.Classes))
-	if err := l.Err(); err != nil {
+	_, acc, _, err := train.Evaluate(ck.Net, l, len(tr.Classes))
+	if err != nil {
 		return 0, fmt.Errorf("experiments: %s: %w", spec, err)
 	}
 	return 1 - acc, nil

@@ -467,8 +467,10 @@ func (r *run) evaluateOn(ctx context.Context, net nn.Layer, test bool) (evaluati
 		name = "test set"
 	}
 	l := r.loader(d, false)
-	e := evaluate(ctx, net, l, len(r.trainSet.Classes), r.evalTape)
-	lerr := l.Err()
+	e, lerr := evaluate(ctx, net, l, len(r.trainSet.Classes), r.evalTape)
+	if lerr == nil {
+		lerr = l.Err()
+	}
 	if lerr != nil {
 		lerr = fmt.Errorf("train: %s: %w", name, lerr)
 	}

@@ -3,11 +3,14 @@ package train
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/internal/typednil"
+	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
 )
@@ -34,11 +37,13 @@ func correct(logits *tensor.Tensor, labels []int32) int {
 // Evaluate runs the model in evaluation mode over a loader's batches and
 // returns the mean cross-entropy, the accuracy and the confusion matrix
 // (rows: true class, columns: predicted) — over images, or over pixels for
-// a segmentation set. If the loader stopped early (l.Err: an unreadable
-// image file), the figures cover the batches before it.
-func Evaluate(m nn.Layer, l *data.Loader, classes int) (loss, acc float64, confusion [][]int) {
-	e := EvaluateAll(m, l, classes)
-	return e.Loss, e.Accuracy, e.Confusion
+// a segmentation set — or an error: arguments it cannot evaluate (a nil
+// model or loader, a class count other than the model's outputs, a
+// segmentation model on a set labelled by image, labels outside the
+// classes) or a loader that failed (l.Err: an unreadable image file).
+func Evaluate(m nn.Layer, l *data.Loader, classes int) (loss, acc float64, confusion [][]int, err error) {
+	e, err := EvaluateAll(m, l, classes)
+	return e.Loss, e.Accuracy, e.Confusion, err
 }
 
 // Evaluation is what EvaluateAll measures.
@@ -51,39 +56,36 @@ type Evaluation struct {
 }
 
 // EvaluateAll is Evaluate with the top-5 accuracy as well.
-func EvaluateAll(m nn.Layer, l *data.Loader, classes int) Evaluation {
-	return EvaluateAllPrecision(m, l, classes, ag.FP32)
-}
-
-// EvaluateAllPrecision is EvaluateAll with the convolutions and matrix
-// products in precision p (see autograd.Precision).
-func EvaluateAllPrecision(m nn.Layer, l *data.Loader, classes int, p ag.Precision) Evaluation {
-	tape := ag.NewNoGradTape()
-	tape.SetPrecision(p)
-	e := evaluate(context.Background(), m, l, classes, tape)
-	return Evaluation{Loss: e.loss, Accuracy: e.acc, Top5: e.top5, Confusion: e.confusion}
+func EvaluateAll(m nn.Layer, l *data.Loader, classes int) (Evaluation, error) {
+	return EvaluateContext(context.Background(), m, l, classes, ag.FP32)
 }
 
 // Loader returns a loader of d's images in batches of batch, normalised
 // as p says (mean and std, and Keras's BGR order and 0–255 scale where
 // set), in order and without augmentation: what evaluating or calibrating
 // a checkpoint's model on a data set needs. d's images must be of p's
-// size already (data.Open reads folders at a size given in its spec).
+// size already (data.Open reads folders at a size given in its spec);
+// Loader does not check it.
 func Loader(p checkpoint.Preprocess, d *data.Dataset, batch int) *data.Loader {
 	return &data.Loader{Data: d, Batch: batch, Mean: p.Mean, Std: p.Std, BGR: p.BGR, Scale255: p.Scale255}
 }
 
-// EvaluateContext is EvaluateAllPrecision for long evaluations: it stops
-// between batches once ctx is done and returns its cause, and it returns
-// the loader's error (an unreadable image file) instead of the figures of
-// the batches before it.
+// EvaluateContext is EvaluateAll with the convolutions and matrix
+// products in precision p (see autograd.Precision), for long evaluations:
+// it stops between batches once ctx is done and returns its cause.
 func EvaluateContext(ctx context.Context, m nn.Layer, l *data.Loader, classes int, p ag.Precision) (Evaluation, error) {
-	if ctx == nil {
+	switch {
+	case ctx == nil:
 		return Evaluation{}, errors.New("train: EvaluateContext: nil context")
+	case p != ag.FP32 && p != ag.BF16:
+		return Evaluation{}, fmt.Errorf("train: evaluate: unknown precision ag.Precision(%d) (want ag.FP32 or ag.BF16)", int(p))
 	}
 	tape := ag.NewNoGradTape()
 	tape.SetPrecision(p)
-	e := evaluate(ctx, m, l, classes, tape)
+	e, err := evaluate(ctx, m, l, classes, tape)
+	if err != nil {
+		return Evaluation{}, err
+	}
 	if ctx.Err() != nil {
 		return Evaluation{}, context.Cause(ctx)
 	}
@@ -110,7 +112,22 @@ func (e *evaluation) means() {
 
 // evaluate is Evaluate on the given inference tape (the trainer passes one
 // that shares its training tape's buffers).
-func evaluate(ctx context.Context, m nn.Layer, l *data.Loader, classes int, tape *ag.Tape) evaluation {
+func evaluate(ctx context.Context, m nn.Layer, l *data.Loader, classes int, tape *ag.Tape) (e evaluation, err error) {
+	// A model refuses inputs it cannot take (a U-Net's size, the
+	// channels) by panicking with the reason: an error here.
+	defer func() {
+		if p := recover(); p != nil {
+			e, err = evaluation{}, fmt.Errorf("train: evaluate: the model cannot take the data set's images: %v", p)
+		}
+	}()
+	switch {
+	case typednil.Is(m):
+		return evaluation{}, errors.New("train: evaluate: no model (nil)")
+	case l == nil:
+		return evaluation{}, errors.New("train: evaluate: no loader (nil)")
+	case classes < 1 || classes > limits.Classes:
+		return evaluation{}, fmt.Errorf("train: evaluate: %d classes (want 1..%d)", classes, limits.Classes)
+	}
 	var loss, acc, top5 float64
 	nn.SetTraining(m, false)
 	defer nn.SetTraining(m, true)
@@ -119,15 +136,32 @@ func evaluate(ctx context.Context, m nn.Layer, l *data.Loader, classes int, tape
 		confusion[i] = make([]int, classes)
 	}
 	n := 0
-	for b := range l.Epoch(ctx, 0, 0) {
+	// The loader's goroutine stops when the loop leaves early.
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for b := range l.Epoch(lctx, 0, 0) {
 		logits := m.Forward(tape.Constant(b.X))
-		targets, _ := fitTargets(logits, b)
-		lv, err := ag.CrossEntropy(logits, targets, ag.CrossEntropyOptions{Ignore: true, IgnoreIndex: ignoreIndex, Sum: true})
-		if err == nil {
-			loss += float64(lv.Data.Data[0])
+		s := logits.Shape()
+		k := s[len(s)-1]
+		switch {
+		case k != classes:
+			return evaluation{}, fmt.Errorf("train: evaluate: the model has %d outputs, evaluated against %d classes", k, classes)
+		case len(s) == 4 && b.X.Rank() == 4 && len(b.Y) != b.X.Shape[0]*b.X.Shape[1]*b.X.Shape[2]:
+			return evaluation{}, fmt.Errorf("train: evaluate: the model segments (output %v) and the data set labels whole images", s)
 		}
-		k := logits.Shape()[len(logits.Shape())-1]
+		targets, _ := fitTargets(logits, b)
+		if len(targets)*k != logits.Data.Len() {
+			return evaluation{}, fmt.Errorf("train: evaluate: %d targets for logits of shape %v (a classifier on a segmentation set?)", len(targets), s)
+		}
+		lv, err := ag.CrossEntropy(logits, targets, ag.CrossEntropyOptions{Ignore: true, IgnoreIndex: ignoreIndex, Sum: true})
+		if err != nil {
+			return evaluation{}, fmt.Errorf("train: evaluate: %w", err)
+		}
+		loss += float64(lv.Data.Data[0])
 		for i, y := range targets {
+			if y == ignoreIndex {
+				continue
+			}
 			row := logits.Data.Data[i*k : (i+1)*k]
 			best := 0
 			for j, v := range row {
@@ -152,17 +186,27 @@ func evaluate(ctx context.Context, m nn.Layer, l *data.Loader, classes int, tape
 		n += len(targets)
 		tape.Reset()
 	}
-	e := evaluation{lossSum: loss, hits: acc, top5Hits: top5, n: n, confusion: confusion}
+	e = evaluation{lossSum: loss, hits: acc, top5Hits: top5, n: n, confusion: confusion}
 	e.means()
-	return e
+	return e, nil
 }
 
 // IoU returns the intersection over union of every class from a confusion
 // matrix (rows: true class, columns: predicted) — TP/(TP + FP + FN) — and
 // their mean over the classes that occur in the truth or the predictions
-// (a class absent from both has IoU NaN and is left out of the mean).
+// (a class absent from both has IoU NaN and is left out of the mean). A
+// matrix that is not square has no IoU: every class's and the mean are
+// NaN.
 func IoU(confusion [][]int) (perClass []float64, mean float64) {
 	perClass = make([]float64, len(confusion))
+	for _, row := range confusion {
+		if len(row) != len(confusion) {
+			for c := range perClass {
+				perClass[c] = math.NaN()
+			}
+			return perClass, math.NaN()
+		}
+	}
 	n := 0
 	for c := range confusion {
 		tp, fp, fn := confusion[c][c], 0, 0

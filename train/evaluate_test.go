@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/models"
+	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -37,10 +39,50 @@ func TestEvaluateContext(t *testing.T) {
 	loader := func(d *data.Dataset) *data.Loader {
 		return &data.Loader{Data: d, Batch: 256, Mean: []float64{0.1307}, Std: []float64{0.3081}}
 	}
-	want := EvaluateAll(net, loader(test), 10)
+	want, err := EvaluateAll(net, loader(test), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
 	got, err := EvaluateContext(context.Background(), net, loader(test), 10, ag.FP32)
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("EvaluateContext: %+v, %v; EvaluateAll: %+v", got, err, want)
+	}
+	// Arguments it cannot evaluate are errors, not panics (each of these
+	// panicked: an index out of range, a nil dereference).
+	unet, err := models.Preset("unet-padded")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unet.SetInChannels(1)
+	unet.SetClasses(10)
+	deep, err := models.Build(unet, tensor.NewRNG(1)) // four halvings: not 28×28
+	if err != nil {
+		t.Fatal(err)
+	}
+	unet.Arch.(*models.UNet).Depth = 2
+	seg, err := models.Build(unet, tensor.NewRNG(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := test.Subset([]int{0, 1, 2, 3})
+	for _, tc := range []struct {
+		m       nn.Layer
+		l       *data.Loader
+		classes int
+		p       ag.Precision
+		want    string
+	}{
+		{net, loader(test), 5, ag.FP32, "the model has 10 outputs, evaluated against 5 classes"},
+		{net, loader(test), 0, ag.FP32, "0 classes"},
+		{nil, loader(test), 10, ag.FP32, "no model"},
+		{net, nil, 10, ag.FP32, "no loader"},
+		{net, loader(test), 10, ag.Precision(9), "unknown precision"},
+		{seg, loader(small), 10, ag.FP32, "the model segments"},
+		{deep, loader(small), 10, ag.FP32, "cannot take the data set's images: unet: input"},
+	} {
+		if _, err := EvaluateContext(context.Background(), tc.m, tc.l, tc.classes, tc.p); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("want an error with %q, got %v", tc.want, err)
+		}
 	}
 	cause := errors.New("stopped by a test")
 	ctx, cancel := context.WithCancelCause(context.Background())

@@ -28,6 +28,10 @@ func TestIoU(t *testing.T) {
 	if !math.IsNaN(iou[3]) || math.Abs(mean-(5.0/6+0.5)/3) > 1e-12 {
 		t.Errorf("absent class %g, mean %g", iou[3], mean)
 	}
+	// A ragged matrix has no IoU (it used to index past its short row).
+	if iou, mean := IoU([][]int{{1, 2}, {3}}); len(iou) != 2 || !math.IsNaN(iou[0]) || !math.IsNaN(mean) {
+		t.Errorf("ragged matrix: %v, %v; want NaNs", iou, mean)
+	}
 }
 
 // TestFitTargets checks that targets are centre-cropped to a valid
