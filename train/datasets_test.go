@@ -70,7 +70,8 @@ func TestInMemoryDataSetsChecked(t *testing.T) {
 		{short, set(4, 8, 1, "a", "b"), "the training set: data: 10 pixel values for 8 images"},
 		{set(8, 8, 1, "a", "b"), set(4, 8, 1, "a", "b", "c"), `classes ["a" "b"] differ from the test set's ["a" "b" "c"]`},
 		{set(8, 8, 1, "a", "b"), set(0, 8, 1, "a", "b"), "the test set is empty"},
-		{same, same, "the same images for training and testing"}, // as data.Open's folder,all: gives
+		{same, same, "Config.TrainSet and TestSet are the same data set"},
+		{set(8, 8, 2, "a", "b"), set(4, 8, 2, "a", "b"), "2 channels; residual trains on 1 (grey) or 3 (RGB)"},
 	} {
 		cfg := tiny(t.TempDir())
 		cfg.TrainSet, cfg.TestSet, cfg.Data, cfg.ValSplit, cfg.Limit = tc.train, tc.test, "in memory", 0, 0

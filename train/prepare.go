@@ -76,6 +76,9 @@ func setup(cfg Config) (*run, error) {
 		return nil, fmt.Errorf("train: the data in memory has %d channels, the init checkpoint %d", trainSet.C, channels)
 	}
 	if trainSet == testSet {
+		if cfg.TrainSet != nil {
+			return nil, errors.New("train: Config.TrainSet and TestSet are the same data set; testing on the training images measures nothing")
+		}
 		return nil, fmt.Errorf("train: %s gives the same images for training and testing (folder,all: is for eval and quantize --calibrate)", cfg.Data)
 	}
 	if err := checkSets(trainSet, testSet); err != nil {
@@ -222,6 +225,10 @@ func checkSets(train, test *data.Dataset) error {
 	switch {
 	case train.C != test.C:
 		return fmt.Errorf("train: the training images have %d channels, the test images %d", train.C, test.C)
+	case train.C != 1 && train.C != 3:
+		// A checkpoint's preprocessing takes grey or RGB images: refused
+		// now rather than when the first epoch's checkpoint is written.
+		return fmt.Errorf("train: the images have %d channels; residual trains on 1 (grey) or 3 (RGB)", train.C)
 	case !slices.Equal(train.Classes, test.Classes):
 		return fmt.Errorf("train: the training set's classes %q differ from the test set's %q", clipList(train.Classes), clipList(test.Classes))
 	}
