@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/quant"
 	"github.com/residual-nn/residual/safetensors"
 	"github.com/residual-nn/residual/tensor"
@@ -23,11 +24,28 @@ const precisionKey = "precision"
 
 // WriteInt8 writes a quantized model's checkpoint atomically; meta is the
 // float checkpoint's (its training position is dropped: an int8 model
-// does not resume training).
+// does not resume training). It refuses metadata whose model and input
+// the quantized model does not rebuild from, as loading would.
 func WriteInt8(path string, q *quant.Model, meta Meta) error {
 	meta.Position = nil
 	if err := meta.Validate(); err != nil {
 		return fmt.Errorf("checkpoint: writing %s: %w", path, err)
+	}
+	if q == nil {
+		return fmt.Errorf("checkpoint: writing %s: no quantized model (nil)", path)
+	}
+	// The load's rebuild (fromInt8), run now: the network the metadata
+	// describes must trace to the graph the parameters were made for.
+	net, err := models.Build(meta.Model, tensor.NewRNG(0))
+	if err != nil {
+		return fmt.Errorf("checkpoint: not writing %s: %w", path, err)
+	}
+	in := meta.Model.InputShape(1, meta.Preprocess.Height)
+	if len(in) == 4 {
+		in = []int{1, meta.Preprocess.Height, meta.Preprocess.Width, in[3]}
+	}
+	if _, err := quant.New(net, in, q.Params(), q.Layers()); err != nil {
+		return fmt.Errorf("checkpoint: not writing %s: its metadata does not describe the quantized model: %w", path, err)
 	}
 	md, err := meta.encode()
 	if err != nil {

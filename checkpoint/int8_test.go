@@ -3,6 +3,7 @@ package checkpoint_test
 import (
 	"context"
 	"math"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -101,6 +102,21 @@ func TestInt8Damaged(t *testing.T) {
 	c, q, _ := quantizeTiny(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "tiny8.safetensors")
+	// Metadata of another model is refused at writing, as loading would
+	// refuse the file (it was written, and failed only when loaded).
+	other := c.Meta
+	var err error
+	if other.Model, err = c.Model.Clone(); err != nil {
+		t.Fatal(err)
+	}
+	other.Model.SetClasses(c.Model.Classes() + 1)
+	other.Classes = append(slices.Clone(c.Classes), "extra")
+	if err := checkpoint.WriteInt8(path, q, other); err == nil || !strings.Contains(err.Error(), "does not describe the quantized model") {
+		t.Errorf("int8 model written with another model's metadata: %v", err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("the refused write left %s (%v)", path, err)
+	}
 	if err := checkpoint.WriteInt8(path, q, c.Meta); err != nil {
 		t.Fatal(err)
 	}
