@@ -261,3 +261,19 @@ func TestOutputMismatchesInfo(t *testing.T) {
 		s.Close()
 	}
 }
+
+// TestAddAfterClose: a closed server refuses new models with ErrClosed
+// (Add returned nil and the model was never served: 404s).
+func TestAddAfterClose(t *testing.T) {
+	s := New(quietConfig(Config{}))
+	if err := s.Add("m", "1", newFake()); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if err := s.Add("d", "1", newFake()); !errors.Is(err, ErrClosed) {
+		t.Errorf("Add after Close: %v; want ErrClosed", err)
+	}
+	if s.Ready() {
+		t.Error("a closed server is ready")
+	}
+}

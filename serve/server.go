@@ -196,6 +196,7 @@ type Server struct {
 
 	mu      sync.RWMutex
 	models  map[string]map[string]*model // name → version → model
+	closed  bool                         // Close has run: Add refuses
 	loading atomic.Int32                 // loads in progress
 
 	decoding chan struct{} // bounds concurrent image decodes (memory)
@@ -240,6 +241,12 @@ func (s *Server) Add(name, version string, b Backend) error {
 	if s.cfgErr != nil {
 		return s.cfgErr
 	}
+	s.mu.RLock()
+	closed := s.closed
+	s.mu.RUnlock()
+	if closed {
+		return fmt.Errorf("serve: model %s version %s: %w", name, version, ErrClosed)
+	}
 	defer s.pendingLoad(name, version)()
 	if err := checkName("model name", name); err != nil {
 		return err
@@ -274,6 +281,11 @@ func (s *Server) Add(name, version string, b Backend) error {
 	}
 	m.ready.Store(true)
 	s.mu.Lock()
+	if s.closed { // closed during the warm-up
+		s.mu.Unlock()
+		m.bt.close()
+		return fmt.Errorf("serve: model %s version %s: %w", name, version, ErrClosed)
+	}
 	if s.models[name] == nil {
 		s.models[name] = map[string]*model{}
 	}
@@ -365,8 +377,15 @@ func (s *Server) Unload(name, version string) {
 	}
 }
 
-// Close unloads every model, answering queued requests first.
+// ErrClosed is Add's and Load's error on a server that Close has closed.
+var ErrClosed = errors.New("the server is closed")
+
+// Close unloads every model, answering queued requests first; the server
+// serves nothing afterwards (Add and Load return ErrClosed).
 func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 	s.mu.RLock()
 	var all [][2]string
 	for n, vs := range s.models {
