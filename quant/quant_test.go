@@ -481,6 +481,10 @@ func TestQuantizeRefusesBadArguments(t *testing.T) {
 	if _, _, err := (*Model)(nil).Values(context.Background(), good); err == nil || !strings.Contains(err.Error(), "nil") {
 		t.Errorf("Values on a nil model: %v", err)
 	}
+	short := &tensor.Tensor{Shape: good.Shape, Data: good.Data[:5]}
+	if _, err := m.Forward(context.Background(), short); err == nil || !strings.Contains(err.Error(), "input holds 5 values for shape") {
+		t.Errorf("Forward of 5 values: %v; want the count named", err)
+	}
 	if _, err := New(nil, in, Params{Version: 1}, nil); err == nil || !strings.Contains(err.Error(), "net is nil") {
 		t.Errorf("New with a nil net: %v", err)
 	}

@@ -40,7 +40,10 @@ func (m *Model) run(ctx context.Context, x *tensor.Tensor, keep bool) (*tensor.T
 		return nil, nil, errors.New("quant: Forward: nil context")
 	}
 	in := m.g.input
-	if x == nil || x.Rank() != len(in) || x.Shape[0] < 1 || !equalTail(x.Shape, in) || len(x.Data) != tensor.NumElements(x.Shape) {
+	if x != nil && x.Rank() == len(in) && x.Shape[0] >= 1 && equalTail(x.Shape, in) && len(x.Data) != tensor.NumElements(x.Shape) {
+		return nil, nil, fmt.Errorf("quant: input holds %d values for shape %v", len(x.Data), x.Shape)
+	}
+	if x == nil || x.Rank() != len(in) || x.Shape[0] < 1 || !equalTail(x.Shape, in) {
 		var shape []int
 		if x != nil {
 			shape = x.Shape
