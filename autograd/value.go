@@ -518,7 +518,9 @@ func (tp *Tape) give(x *Value, g []float32) bool {
 }
 
 // Backward computes the gradient of the scalar loss with respect to every
-// value that needs one. It panics if loss is not a single element.
+// value that needs one. Parameters' gradients add to what they hold, as
+// PyTorch's do: a training loop clears them between steps (nn.ZeroGrad).
+// It panics if loss is not a single element.
 func (tp *Tape) Backward(loss *Value) {
 	if loss.numel() != 1 {
 		panic(fmt.Sprintf("autograd: Backward needs a scalar loss, got shape %v", loss.Data.Shape))
