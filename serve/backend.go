@@ -10,8 +10,7 @@ import (
 
 // Backend is one loaded model as the server needs it: what it is, how an
 // image becomes its input, and a batched forward pass. Package infer's
-// Model provides all three; an adapter only copies its Info into a
-// ModelInfo.
+// Model provides all three: FromInfer makes it one.
 type Backend interface {
 	// Info describes the model; it must not change while the backend is
 	// served.

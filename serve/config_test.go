@@ -277,3 +277,26 @@ func TestAddAfterClose(t *testing.T) {
 		t.Error("a closed server is ready")
 	}
 }
+
+// TestOpenCheckpoint: OpenCheckpoint serves a residual checkpoint through
+// infer as `residual serve` does, its metadata's preprocessing an object
+// of SERVING.md's keys; FromInfer refuses a nil model.
+func TestOpenCheckpoint(t *testing.T) {
+	b, err := OpenCheckpoint("../testdata/checkpoint/mnist-tiny.safetensors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := b.Info()
+	pre, ok := info.Preprocessing.(map[string]any)
+	if info.Task != TaskClassify || len(info.Classes) != 10 || info.Height != 28 || !ok || pre["channel_order"] != "grey" || pre["layout"] != "NHWC" {
+		t.Errorf("info %+v", info)
+	}
+	s := New(quietConfig(Config{Open: OpenCheckpoint}))
+	defer s.Close()
+	if err := s.Load("digits", "1", "../testdata/checkpoint/mnist-tiny.safetensors"); err != nil || !s.Ready() {
+		t.Errorf("Load: %v (ready %v)", err, s.Ready())
+	}
+	if _, err := FromInfer(nil); err == nil {
+		t.Error("FromInfer(nil): no error")
+	}
+}

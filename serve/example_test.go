@@ -11,13 +11,15 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 
 	"github.com/residual-nn/residual/serve"
 	"github.com/residual-nn/residual/tensor"
 )
 
 // brightness is a toy classifier of one grey pixel: logits (-4x+2, 4x-2)
-// for "dark" and "bright". A real server wraps package infer's Model.
+// for "dark" and "bright". A real server serves package infer's Model
+// (FromInfer, OpenCheckpoint; Example_checkpoint).
 type brightness struct{}
 
 func (brightness) Info() serve.ModelInfo {
@@ -69,4 +71,37 @@ func Example() {
 	// Output:
 	// bright 0.9820
 	// dark 0.0180
+}
+
+// Serving a checkpoint trained or imported by residual: OpenCheckpoint
+// opens it through package infer (the Opener `residual serve` uses), and
+// the image route classifies a PNG file's bytes.
+func Example_checkpoint() {
+	s := serve.New(serve.Config{Open: serve.OpenCheckpoint, Logger: slog.New(slog.DiscardHandler)})
+	defer s.Close()
+	if err := s.Load("digits", "1", "../testdata/checkpoint/mnist-tiny.safetensors"); err != nil {
+		fmt.Println(err)
+		return
+	}
+	ts := httptest.NewServer(s.Handler()) // on 127.0.0.1
+	defer ts.Close()
+
+	png, err := os.ReadFile("../testdata/checkpoint/digit0.png") // MNIST's first test digit, a 7
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp, err := http.Post(ts.URL+"/v1/models/digits:classify?top=1", "image/png", bytes.NewReader(png))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	var r serve.ClassifyResponse
+	json.NewDecoder(resp.Body).Decode(&r)
+	for _, g := range r.Predictions {
+		fmt.Printf("%s %.3f\n", g.Label, g.Probability)
+	}
+	// Output:
+	// 7 0.602
 }

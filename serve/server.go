@@ -87,7 +87,8 @@ type Config struct {
 	Repository   string
 	PollInterval time.Duration
 	// Open loads model files (required for Repository and Load; a
-	// Repository without it is refused).
+	// Repository without it is refused); OpenCheckpoint opens residual's
+	// checkpoints.
 	Open Opener
 	// Logger receives request logs and events (default slog.Default()).
 	Logger *slog.Logger

@@ -8,12 +8,10 @@ import (
 	"net"
 	"os/signal"
 	"runtime"
-	"slices"
 	"strings"
 	"syscall"
 
 	ag "github.com/residual-nn/residual/autograd"
-	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/infer"
 	"github.com/residual-nn/residual/serve"
 )
@@ -118,50 +116,5 @@ func openCheckpoint(path string, pr ag.Precision) (serve.Backend, error) {
 	if err := m.SetPrecision(pr); err != nil {
 		return nil, fmt.Errorf("--precision %s: %w", pr, err)
 	}
-	i := m.Info()
-	task := serve.TaskClassify
-	if i.Task == "segment" {
-		task = serve.TaskSegment
-	}
-	return &checkpointBackend{Model: m, info: serve.ModelInfo{
-		Task: task, Classes: i.Classes, Height: i.Height, Width: i.Width, Channels: i.Channels,
-		Architecture: i.Name, Preprocessing: preprocessing(i.Preprocess),
-	}}, nil
-}
-
-// checkpointBackend serves an infer.Model: its Preprocess (training's
-// evaluation transform) and Forward (safe for concurrent use, so any
-// number of instances may share it).
-type checkpointBackend struct {
-	*infer.Model
-	info serve.ModelInfo
-}
-
-func (b *checkpointBackend) Info() serve.ModelInfo { return b.info }
-
-// preprocessing is the metadata's account of how a checkpoint's images
-// become its input (SERVING.md, "Tensors"): every image resized (its
-// shorter side to resize_shorter and the centre cropped, or straight to
-// height × width when that is 0), its pixels scaled to pixel_range, in
-// channel_order, then (x − mean) / std per channel, NHWC float32.
-func preprocessing(p checkpoint.Preprocess) map[string]any {
-	order, scale := "RGB", "0-1"
-	switch {
-	case p.Channels == 1:
-		order = "grey"
-	case p.BGR:
-		order = "BGR"
-	}
-	if p.Scale255 {
-		scale = "0-255"
-	}
-	mean, std := p.Mean, p.Std
-	if mean == nil {
-		mean = slices.Repeat([]float64{0}, p.Channels)
-	}
-	if std == nil {
-		std = slices.Repeat([]float64{1}, p.Channels)
-	}
-	return map[string]any{"height": p.Height, "width": p.Width, "channels": p.Channels, "resize_shorter": p.ResizeShorter,
-		"pixel_range": scale, "channel_order": order, "mean": mean, "std": std, "layout": "NHWC"}
+	return serve.FromInfer(m)
 }
