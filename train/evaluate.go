@@ -150,7 +150,7 @@ func evaluate(ctx context.Context, m nn.Layer, l *data.Loader, classes int, tape
 			return evaluation{}, fmt.Errorf("train: evaluate: the model segments (output %v) and the data set labels whole images", s)
 		}
 		targets, _ := fitTargets(logits, b)
-		if len(targets)*k != logits.Data.Len() {
+		if len(targets)*k != tensor.NumElements(s) {
 			return evaluation{}, fmt.Errorf("train: evaluate: %d targets for logits of shape %v (a classifier on a segmentation set?)", len(targets), s)
 		}
 		lv, err := ag.CrossEntropy(logits, targets, ag.CrossEntropyOptions{Ignore: true, IgnoreIndex: ignoreIndex, Sum: true})
