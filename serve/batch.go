@@ -80,7 +80,7 @@ func (bt *batcher) estimate(n int) time.Duration {
 func (bt *batcher) submit(ctx context.Context, x *tensor.Tensor) (result, error) {
 	n := x.Shape[0]
 	if n > bt.maxBatch {
-		return result{}, badRequest("batch of %d is larger than the server's --max-batch %d", n, bt.maxBatch)
+		return result{}, badRequest("batch of %d is larger than the server's --max-batch %d (Config.MaxBatch)", n, bt.maxBatch)
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		if est := bt.estimate(n); time.Until(dl) < est {

@@ -74,7 +74,7 @@ func (r *run) restore(path string) error {
 	c, err := checkpoint.Load(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("train: --resume: no checkpoint at %s", path)
+			return fmt.Errorf("train: --resume (Config.Resume): no checkpoint at %s", path)
 		}
 		return err
 	}

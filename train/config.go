@@ -199,12 +199,12 @@ func (c *Config) Validate() error {
 	case c.Optimizer != "" && c.Optimizer != SGD && c.Optimizer != Adam && c.Optimizer != AdamW:
 		return fmt.Errorf("train: unknown optimizer %q (sgd, adam, adamw)", c.Optimizer)
 	case c.SyncBN && c.Comm == nil:
-		return fmt.Errorf("train: SyncBatchNorm (--sync-bn) is for data-parallel training (--distributed)")
+		return fmt.Errorf("train: SyncBatchNorm (--sync-bn) is for data-parallel training (--distributed, Config.Comm)")
 	}
 	if comp, err := distributed.ParseCompression(c.GradCompression); err != nil {
 		return fmt.Errorf("train: %v", err)
 	} else if comp != distributed.NoCompression && c.Comm == nil {
-		return fmt.Errorf("train: gradient compression (--grad-compression %s) is for data-parallel training (--distributed)", comp)
+		return fmt.Errorf("train: gradient compression (--grad-compression %s) is for data-parallel training (--distributed, Config.Comm)", comp)
 	}
 	if err := c.validateFineTuning(); err != nil {
 		return err

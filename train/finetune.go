@@ -94,7 +94,7 @@ func loadInit(path string) (*checkpoint.Checkpoint, error) {
 	c, err := checkpoint.Load(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("train: --init: no checkpoint at %s", path)
+			return nil, fmt.Errorf("train: --init (Config.Init): no checkpoint at %s", path)
 		}
 		return nil, fmt.Errorf("train: --init: %w", err)
 	}

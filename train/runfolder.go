@@ -154,13 +154,13 @@ func prepareFolder(cfg Config) error {
 	}
 	last := filepath.Join(cfg.Out, LastCheckpoint)
 	if _, err := os.Stat(last); cfg.Resume && errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("train: --resume: no checkpoint at %s", last) // before making a folder for nothing
+		return fmt.Errorf("train: --resume (Config.Resume): no checkpoint at %s", last) // before making a folder for nothing
 	}
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
 	if _, err := os.Stat(last); err == nil && !cfg.Resume && !cfg.Overwrite {
-		return fmt.Errorf("train: %s already holds a run (%s); continue it with --resume, or start over with --overwrite (which replaces it once the new run completes an epoch)", cfg.Out, last)
+		return fmt.Errorf("train: %s already holds a run (%s); continue it with --resume (Config.Resume), or start over with --overwrite (Config.Overwrite, which replaces it once the new run completes an epoch)", cfg.Out, last)
 	}
 	// The temporary files of atomic writes (checkpoints, metrics, curves)
 	// are named .NAME.*.tmp; one is left only by a write that was killed.

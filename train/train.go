@@ -47,7 +47,7 @@ type Result struct {
 
 // ErrInterrupted is returned when the context is cancelled: training stopped
 // at a step boundary after writing a checkpoint to resume from.
-var ErrInterrupted = errors.New("train: interrupted; the last checkpoint holds the step reached (resume with --resume)")
+var ErrInterrupted = errors.New("train: interrupted; the last checkpoint holds the step reached (resume with --resume, Config.Resume)")
 
 // Metrics is one line of metrics.jsonl, written after every epoch.
 type Metrics struct {
