@@ -6,7 +6,11 @@
 // internal/kernels' int8 kernels (int32 sums, exact) with the bias, the
 // residual addition and the ReLU fused into the requantizing epilogue,
 // so the activations stay u8 from the input to the logits, which come
-// out in float32.
+// out in float32. It quantizes ResNet-style classifiers (convolutions,
+// batch norms, ReLU, max and average pooling, residual additions, linear
+// layers); a network with other operations, such as a U-Net's transposed
+// convolutions and concatenations, is refused by Quantize, naming the
+// operation.
 //
 // The arithmetic is ONNX's QDQ model's (QuantizeLinear rounding half to
 // even, int32 biases in units of the input scale times the weight
