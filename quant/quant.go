@@ -7,7 +7,8 @@
 // residual addition and the ReLU fused into the requantizing epilogue,
 // so the activations stay u8 from the input to the logits, which come
 // out in float32. It quantizes ResNet-style classifiers (convolutions,
-// batch norms, ReLU, max and average pooling, residual additions, linear
+// batch norms, scales, ReLU, max pooling, global average pooling,
+// residual additions, padding and shortcut A's subsampling, linear
 // layers); a network with other operations, such as a U-Net's transposed
 // convolutions and concatenations, is refused by Quantize, naming the
 // operation.
