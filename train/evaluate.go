@@ -76,7 +76,7 @@ func Loader(p checkpoint.Preprocess, d *data.Dataset, batch int) *data.Loader {
 func EvaluateContext(ctx context.Context, m nn.Layer, l *data.Loader, classes int, p ag.Precision) (Evaluation, error) {
 	switch {
 	case ctx == nil:
-		return Evaluation{}, errors.New("train: EvaluateContext: nil context")
+		return Evaluation{}, errors.New("train: evaluate: nil context")
 	case p != ag.FP32 && p != ag.BF16:
 		return Evaluation{}, fmt.Errorf("train: evaluate: unknown precision ag.Precision(%d) (want ag.FP32 or ag.BF16)", int(p))
 	}
@@ -112,14 +112,7 @@ func (e *evaluation) means() {
 
 // evaluate is Evaluate on the given inference tape (the trainer passes one
 // that shares its training tape's buffers).
-func evaluate(ctx context.Context, m nn.Layer, l *data.Loader, classes int, tape *ag.Tape) (e evaluation, err error) {
-	// A model refuses inputs it cannot take (a U-Net's size, the
-	// channels) by panicking with the reason: an error here.
-	defer func() {
-		if p := recover(); p != nil {
-			e, err = evaluation{}, fmt.Errorf("train: evaluate: the model cannot take the data set's images: %v", p)
-		}
-	}()
+func evaluate(ctx context.Context, m nn.Layer, l *data.Loader, classes int, tape *ag.Tape) (evaluation, error) {
 	switch {
 	case typednil.Is(m):
 		return evaluation{}, errors.New("train: evaluate: no model (nil)")
@@ -140,7 +133,13 @@ func evaluate(ctx context.Context, m nn.Layer, l *data.Loader, classes int, tape
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	for b := range l.Epoch(lctx, 0, 0) {
-		logits := m.Forward(tape.Constant(b.X))
+		if ctx.Err() != nil { // the loader may hand over batches it made before
+			break
+		}
+		logits, err := forward(m, tape.Constant(b.X))
+		if err != nil {
+			return evaluation{}, err
+		}
 		s := logits.Shape()
 		k := s[len(s)-1]
 		switch {
@@ -186,9 +185,20 @@ func evaluate(ctx context.Context, m nn.Layer, l *data.Loader, classes int, tape
 		n += len(targets)
 		tape.Reset()
 	}
-	e = evaluation{lossSum: loss, hits: acc, top5Hits: top5, n: n, confusion: confusion}
+	e := evaluation{lossSum: loss, hits: acc, top5Hits: top5, n: n, confusion: confusion}
 	e.means()
 	return e, nil
+}
+
+// forward runs m on x, turning the panic with which a model refuses an
+// input it cannot take (a U-Net's size, the channels) into an error.
+func forward(m nn.Layer, x *ag.Value) (y *ag.Value, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			y, err = nil, fmt.Errorf("train: evaluate: the model cannot take the data set's images: %v", p)
+		}
+	}()
+	return m.Forward(x), nil
 }
 
 // IoU returns the intersection over union of every class from a confusion

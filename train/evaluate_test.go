@@ -101,3 +101,50 @@ func TestEvaluateContext(t *testing.T) {
 		t.Error("nil context: no error")
 	}
 }
+
+// cancelling is a model that cancels a context on its first forward pass
+// and counts the passes.
+type cancelling struct {
+	nn.Layer
+	cancel context.CancelFunc
+	passes int
+}
+
+func (c *cancelling) Forward(x *ag.Value) *ag.Value {
+	c.passes++
+	c.cancel()
+	return c.Layer.Forward(x)
+}
+
+// TestEvaluateStopsWhenCancelled: a context cancelled during a batch stops
+// the evaluation before the next one, although the loader has batches
+// ready (it ran the whole epoch: 157 batches of MNIST's test set).
+func TestEvaluateStopsWhenCancelled(t *testing.T) {
+	_, test, err := data.MNIST()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc, err := models.Preset("resnet8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc.SetInChannels(1)
+	net, err := models.Build(mc, tensor.NewRNG(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &cancelling{Layer: net, cancel: cancel}
+	l := &data.Loader{Data: test.Subset(seqIdx(640)), Batch: 64}
+	if _, err := EvaluateContext(ctx, m, l, 10, ag.FP32); !errors.Is(err, context.Canceled) || m.passes != 1 {
+		t.Errorf("cancelled in the first batch: %v after %d passes; want context.Canceled after 1", err, m.passes)
+	}
+}
+
+func seqIdx(n int) []int {
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	return idx
+}
