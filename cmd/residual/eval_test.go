@@ -191,3 +191,28 @@ func TestEvalAllImages(t *testing.T) {
 		}
 	}
 }
+
+// TestEvalUnnamedClasses: a model whose classes are only numbered (an
+// import without names) scores a named set by position, saying so.
+func TestEvalUnnamedClasses(t *testing.T) {
+	dir := t.TempDir()
+	colourFolder(t, filepath.Join(dir, "photos"))
+	cfg, err := models.Preset("resnet8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.SetInChannels(3)
+	cfg.SetClasses(2)
+	net, err := models.Build(cfg, tensor.NewRNG(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck := filepath.Join(t.TempDir(), "m.safetensors")
+	if err := checkpoint.Write(ck, net, checkpoint.Meta{Model: cfg, Classes: []string{"0", "1"}, Preprocess: checkpoint.Preprocess{Height: 16, Width: 16, Channels: 3}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCLI("eval", "--weights", ck, "--data", "folder:"+filepath.Join(dir, "photos"))
+	if code != 0 || !strings.Contains(errs, "are scored by position (a is output 0)") || !strings.Contains(out, "(8 test images)") {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}

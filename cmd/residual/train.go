@@ -288,8 +288,11 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	// A classifier's test images score against its outputs by class name:
 	// a folder may hold some of its classes, and must name none it lacks.
+	// A model that knows no names (an import's 0…N−1) scores by position.
 	if !c.Model.Dense() {
-		if err := test.Relabel(c.Classes); err != nil {
+		if unnamed(c.Classes) && !slices.Equal(c.Classes, test.Classes) && len(test.Classes) == len(c.Classes) {
+			fmt.Fprintf(stderr, "note: %s names its classes 0…%d only: %s's classes are scored by position (%s is output 0)\n", *weights, len(c.Classes)-1, *spec, test.Classes[0])
+		} else if err := test.Relabel(c.Classes); err != nil {
 			return fmt.Errorf("%s: %w", *spec, err)
 		}
 	}
@@ -418,4 +421,15 @@ func folderAtModelSize(spec string, p checkpoint.Preprocess) (string, error) {
 		return spec, nil
 	}
 	return data.FolderSpec(spec, p.Height, false)
+}
+
+// unnamed reports whether class names are the numbers 0…N−1, what an
+// import that knows no names gives them.
+func unnamed(classes []string) bool {
+	for i, c := range classes {
+		if c != strconv.Itoa(i) {
+			return false
+		}
+	}
+	return len(classes) > 0
 }
