@@ -30,7 +30,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	classes := fs.Int("classes", 0, "number of classes (default: the file's classifier's, else the model's)")
 	out := fs.String("out", "", "checkpoint to write (.safetensors)")
 	like := fs.String("like", "", "torch: take the class names and preprocessing (input size, mean, std) from this checkpoint, as for weights exported from it")
-	input := fs.String("input", "", "torch: the input size HxW the weights were trained at (default: 224x224 for ImageNet networks, 32x32 for CIFAR ones)")
+	input := fs.String("input", "", "torch: the input size HxW the weights were trained at (default: 224x224 for ImageNet networks, 32x32 for CIFAR ones; an ImageNet network's resize of the shorter side keeps its proportion, 256 for 224)")
 	meanFlag := fs.String("mean", "", "torch: per-channel means of the input pixels scaled to [0, 1], comma-separated (default: ImageNet's for ImageNet networks, none for CIFAR ones)")
 	stdFlag := fs.String("std", "", "torch: per-channel standard deviations, comma-separated, as --mean")
 	pos, err := parseInterleaved(fs, args)
@@ -100,7 +100,10 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
-		p.Height, p.Width, p.ResizeShorter = h, w, 0
+		if p.ResizeShorter > 0 && p.Height > 0 { // keep the crop's proportion (256 for 224)
+			p.ResizeShorter = (p.ResizeShorter*min(h, w) + p.Height/2) / p.Height
+		}
+		p.Height, p.Width = h, w
 	}
 	for _, f := range []struct {
 		name, value string
@@ -133,10 +136,17 @@ func describePreprocess(p checkpoint.Preprocess) string {
 	if p.ResizeShorter > 0 {
 		s += fmt.Sprintf(", shorter side resized to %d then centre-cropped", p.ResizeShorter)
 	}
-	if p.Mean == nil && p.Std == nil {
-		return s + ", pixels in [0, 1], not normalised"
+	if p.BGR {
+		s += ", BGR"
 	}
-	return s + fmt.Sprintf(", pixels in [0, 1] normalised with mean %v and std %v", p.Mean, p.Std)
+	scale := "[0, 1]"
+	if p.Scale255 {
+		scale = "[0, 255]"
+	}
+	if len(p.Mean) == 0 && len(p.Std) == 0 {
+		return s + ", pixels in " + scale + ", not normalised"
+	}
+	return s + fmt.Sprintf(", pixels in %s normalised with mean %v and std %v", scale, p.Mean, p.Std)
 }
 
 // parseFloats reads a comma-separated list of finite numbers.

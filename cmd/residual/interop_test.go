@@ -151,3 +151,35 @@ func TestSummaryBase(t *testing.T) {
 		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }
+
+// TestImportTorchInputKeepsCrop: --input on an ImageNet network keeps the
+// evaluation's resize-then-crop in proportion (256 for 224: 128 for 112),
+// where it used to drop it for a straight resize.
+func TestImportTorchInputKeepsCrop(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := models.Preset("resnet18")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.SetClasses(2)
+	net, err := models.Build(cfg, tensor.NewRNG(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck := filepath.Join(dir, "r18.safetensors")
+	if err := checkpoint.Write(ck, net, checkpoint.Meta{Model: cfg, Classes: []string{"a", "b"}, Preprocess: imagenetPreprocess}, nil); err != nil {
+		t.Fatal(err)
+	}
+	exported := filepath.Join(dir, "r18.torch.safetensors")
+	if code, _, errs := runCLI("export", "torch", ck, "--out", exported); code != 0 {
+		t.Fatal(errs)
+	}
+	back := filepath.Join(dir, "back.safetensors")
+	if code, _, errs := runCLI("import", "torch", exported, "--model", "resnet18", "--input", "112x112", "--out", back); code != 0 {
+		t.Fatal(errs)
+	}
+	c, err := checkpoint.Load(back)
+	if err != nil || c.Preprocess.Height != 112 || c.Preprocess.ResizeShorter != 128 {
+		t.Errorf("--input 112x112: %+v, %v; want 112 after resizing to 128", c.Preprocess, err)
+	}
+}
