@@ -2,6 +2,7 @@ package serve
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"image"
 
@@ -62,6 +63,9 @@ func (mi ModelInfo) validate() error {
 		return fmt.Errorf("input shape %d×%d×%d is not positive", mi.Height, mi.Width, mi.Channels)
 	case len(mi.Classes) == 0:
 		return fmt.Errorf("no classes")
+	}
+	if _, err := json.Marshal(mi.Preprocessing); err != nil { // else every metadata request fails
+		return fmt.Errorf("preprocessing %T does not encode to JSON: %v", mi.Preprocessing, err)
 	}
 	return nil
 }

@@ -273,6 +273,12 @@ func TestAddAfterClose(t *testing.T) {
 	if err := s.Add("d", "1", newFake()); !errors.Is(err, ErrClosed) {
 		t.Errorf("Add after Close: %v; want ErrClosed", err)
 	}
+	opened := false
+	s2 := New(quietConfig(Config{Open: func(string) (Backend, error) { opened = true; return newFake(), nil }}))
+	s2.Close()
+	if err := s2.Load("d", "1", "x"); !errors.Is(err, ErrClosed) || opened {
+		t.Errorf("Load after Close: %v (file opened: %v); want ErrClosed before opening", err, opened)
+	}
 	if s.Ready() {
 		t.Error("a closed server is ready")
 	}
@@ -298,5 +304,26 @@ func TestOpenCheckpoint(t *testing.T) {
 	}
 	if _, err := FromInfer(nil); err == nil {
 		t.Error("FromInfer(nil): no error")
+	}
+}
+
+// withInfo is a backend publishing another Info.
+type withInfo struct {
+	*fakeBackend
+	info ModelInfo
+}
+
+func (w withInfo) Info() ModelInfo { return w.info }
+
+// TestAddRefusesUnencodableInfo: a Preprocessing value that JSON cannot
+// encode is refused by Add (it would fail every metadata request).
+func TestAddRefusesUnencodableInfo(t *testing.T) {
+	s := New(quietConfig(Config{}))
+	defer s.Close()
+	b := newFake()
+	info := b.Info()
+	info.Preprocessing = make(chan int)
+	if err := s.Add("m", "1", withInfo{b, info}); err == nil || !strings.Contains(err.Error(), "does not encode to JSON") {
+		t.Errorf("Add with a channel as preprocessing: %v", err)
 	}
 }

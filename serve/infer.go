@@ -64,10 +64,10 @@ func preprocessing(p checkpoint.Preprocess) map[string]any {
 		scale = "0-255"
 	}
 	mean, std := p.Mean, p.Std
-	if mean == nil {
+	if len(mean) == 0 {
 		mean = slices.Repeat([]float64{0}, p.Channels)
 	}
-	if std == nil {
+	if len(std) == 0 {
 		std = slices.Repeat([]float64{1}, p.Channels)
 	}
 	return map[string]any{"height": p.Height, "width": p.Width, "channels": p.Channels, "resize_shorter": p.ResizeShorter,

@@ -242,11 +242,8 @@ func (s *Server) Add(name, version string, b Backend) error {
 	if s.cfgErr != nil {
 		return s.cfgErr
 	}
-	s.mu.RLock()
-	closed := s.closed
-	s.mu.RUnlock()
-	if closed {
-		return fmt.Errorf("serve: model %s version %s: %w", name, version, ErrClosed)
+	if s.isClosed() {
+		return fmt.Errorf("model %s version %s: %w", name, version, ErrClosed)
 	}
 	defer s.pendingLoad(name, version)()
 	if err := checkName("model name", name); err != nil {
@@ -285,7 +282,7 @@ func (s *Server) Add(name, version string, b Backend) error {
 	if s.closed { // closed during the warm-up
 		s.mu.Unlock()
 		m.bt.close()
-		return fmt.Errorf("serve: model %s version %s: %w", name, version, ErrClosed)
+		return fmt.Errorf("model %s version %s: %w", name, version, ErrClosed)
 	}
 	if s.models[name] == nil {
 		s.models[name] = map[string]*model{}
@@ -308,6 +305,9 @@ func (s *Server) Add(name, version string, b Backend) error {
 func (s *Server) Load(name, version, path string) error {
 	if s.cfgErr != nil {
 		return s.cfgErr
+	}
+	if s.isClosed() { // before opening the file for nothing
+		return fmt.Errorf("model %s version %s: %w", name, version, ErrClosed)
 	}
 	if s.cfg.Open == nil {
 		return fmt.Errorf("serve: model %s version %s: Config.Open is nil: nothing can load %s", name, version, path)
@@ -379,22 +379,20 @@ func (s *Server) Unload(name, version string) {
 }
 
 // ErrClosed is Add's and Load's error on a server that Close has closed.
-var ErrClosed = errors.New("the server is closed")
+var ErrClosed = errors.New("serve: server closed")
 
 // Close unloads every model, answering queued requests first; the server
 // serves nothing afterwards (Add and Load return ErrClosed).
 func (s *Server) Close() {
 	s.mu.Lock()
 	s.closed = true
-	s.mu.Unlock()
-	s.mu.RLock()
 	var all [][2]string
 	for n, vs := range s.models {
 		for v := range vs {
 			all = append(all, [2]string{n, v})
 		}
 	}
-	s.mu.RUnlock()
+	s.mu.Unlock()
 	for _, nv := range all {
 		s.Unload(nv[0], nv[1])
 	}
@@ -676,4 +674,11 @@ func (s *Server) watch(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// isClosed reports whether Close has run.
+func (s *Server) isClosed() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.closed
 }
