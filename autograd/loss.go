@@ -8,8 +8,10 @@ import (
 	"github.com/residual-nn/residual/tensor"
 )
 
-// CrossEntropyOptions configure CrossEntropy; the zero value is PyTorch's
-// default: every target counts, the mean over the rows.
+// CrossEntropyOptions configure CrossEntropy; the zero value counts every
+// target and averages over the rows (PyTorch's default but for its
+// ignore_index of −100, which no valid target equals: set Ignore and
+// IgnoreIndex −100 for that).
 type CrossEntropyOptions struct {
 	// Weight holds one weight per class, or nil. With weights, the mean is
 	// Σ w[t]·loss / Σ w[t], as in PyTorch.
@@ -31,8 +33,8 @@ type CrossEntropyOptions struct {
 
 // CrossEntropy returns the cross-entropy between the logits (classes on the
 // last axis: [N,K] for classification, [N,H,W,K] per pixel for
-// segmentation) and one target class per row. Targets outside [0, K) that
-// are not IgnoreIndex are an error.
+// segmentation) and one target class per row. Targets outside [0, K) are
+// an error, except IgnoreIndex when Ignore is set.
 func CrossEntropy(logits *Value, targets []int32, o CrossEntropyOptions) (*Value, error) {
 	s := logits.Data.Shape
 	if len(s) < 2 {

@@ -40,11 +40,7 @@ func WriteInt8(path string, q *quant.Model, meta Meta) error {
 	if err != nil {
 		return fmt.Errorf("checkpoint: not writing %s: %w", path, err)
 	}
-	in := meta.Model.InputShape(1, meta.Preprocess.Height)
-	if len(in) == 4 {
-		in = []int{1, meta.Preprocess.Height, meta.Preprocess.Width, in[3]}
-	}
-	if _, err := quant.New(net, in, q.Params(), q.Layers()); err != nil {
+	if _, err := quant.New(net, int8Input(meta), q.Params(), q.Layers()); err != nil {
 		return fmt.Errorf("checkpoint: not writing %s: its metadata does not describe the quantized model: %w", path, err)
 	}
 	md, err := meta.encode()
@@ -133,14 +129,20 @@ func fromInt8(f *safetensors.File, meta Meta, c *Checkpoint) error {
 		}
 		layers[name] = l
 	}
-	in := meta.Model.InputShape(1, meta.Preprocess.Height)
-	if len(in) == 4 {
-		in = []int{1, meta.Preprocess.Height, meta.Preprocess.Width, in[3]}
-	}
-	q, err := quant.New(c.Net, in, p, layers)
+	q, err := quant.New(c.Net, int8Input(meta), p, layers)
 	if err != nil {
 		return err
 	}
 	c.Int8 = q
 	return nil
+}
+
+// int8Input is the input shape an int8 model is traced at: one image of
+// the preprocessing's size.
+func int8Input(meta Meta) []int {
+	in := meta.Model.InputShape(1, meta.Preprocess.Height)
+	if len(in) == 4 {
+		in = []int{1, meta.Preprocess.Height, meta.Preprocess.Width, in[3]}
+	}
+	return in
 }

@@ -20,7 +20,7 @@ import (
 // weights replaced by rank 0's (BroadcastTensors), on its Sampler shard,
 // averaging gradients with a Reducer, must take the SGD steps one process
 // takes with batch size·eqBatch over the same permutation. The loss is a
-// plain mean over the batch (IgnoreIndex −1 ignores no target): a mean
+// plain mean over the batch (no target ignored): a mean
 // over a count that depends on the data — ignored targets, class or pixel
 // weights — is not the mean of the ranks' means, and the trainer will
 // need the global count for it.

@@ -144,8 +144,8 @@ func readMetrics(path string, upTo int) []Metrics {
 
 // configDiff lists the fields in which two model configs (JSON, as
 // models.Config.Marshal writes them) differ, as "field checkpoint's
-// value (this run: value)", in the order of the keys; the configs whole
-// when they do not parse.
+// value (this run: value)", the checkpoint's keys in order, then those
+// only the run has; the configs whole when they do not parse.
 func configDiff(ck, run string) string {
 	var a, b any
 	if json.Unmarshal([]byte(ck), &a) != nil || json.Unmarshal([]byte(run), &b) != nil {
@@ -165,7 +165,7 @@ func configDiff(ck, run string) string {
 			return
 		}
 		keys := slices.Sorted(maps.Keys(mx))
-		for k := range my {
+		for _, k := range slices.Sorted(maps.Keys(my)) {
 			if _, ok := mx[k]; !ok {
 				keys = append(keys, k)
 			}

@@ -46,7 +46,9 @@ type Result struct {
 }
 
 // ErrInterrupted is returned when the context is cancelled: training stopped
-// at a step boundary after writing a checkpoint to resume from.
+// at a step boundary after writing a checkpoint to resume from, or, once
+// every epoch was trained and saved, during the final test pass (a
+// resumed run then measures the test set).
 var ErrInterrupted = errors.New("train: interrupted; the last checkpoint holds the step reached (resume with --resume, Config.Resume)")
 
 // Metrics is one line of metrics.jsonl, written after every epoch.
@@ -156,7 +158,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 // Train runs the prepared training. It returns ErrInterrupted (after
-// saving) when ctx is cancelled, and an error naming the step if the loss
+// saving, or during the final test pass once every epoch is saved) when
+// ctx is cancelled, and an error naming the step if the loss
 // becomes NaN (the previous checkpoints stay as they were). A Trainer
 // trains once.
 func (t *Trainer) Train(ctx context.Context) (*Result, error) {

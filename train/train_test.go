@@ -345,9 +345,10 @@ func (c *cancelAfter) Write(p []byte) (int, error) {
 
 // TestInterruptDuringTest: a signal during the final test pass (after the
 // last epoch's line) stops it and returns ErrInterrupted, saying the
-// training is complete and saved; it used to run the whole test set and
-// return success. A resumed run with nothing left to train then measures
-// the test set.
+// training is complete and saved; it used to finish the pass and return
+// success (TestEvaluateStopsWhenCancelled checks that a pass stops within
+// a batch). A resumed run with nothing left to train then measures the
+// test set.
 func TestInterruptDuringTest(t *testing.T) {
 	c := tiny(t.TempDir())
 	c.Epochs = 1

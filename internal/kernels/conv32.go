@@ -334,8 +334,9 @@ func convBackwardDataFast(s ConvShape, dy, w, dx []float32, ep *convEpilogue) bo
 // phases, the two were level (78–88 against 76–83 ms; AVX-512, 2-core
 // Zen 5). direct keeps it to the direct kernels (no Winograd: the bfloat16
 // emulation's products must be those of the rounded operands). False at
-// the generic level, with a stride or dilation, or where
-// convBackwardDataFast declines.
+// the generic level, for input channels that are a multiple of the vector
+// width already, with a stride or dilation, or where convBackwardDataFast
+// declines.
 func convBackwardDataNarrow(s ConvShape, dy, w, dx []float32, add, direct bool) bool {
 	k := use.k
 	if k == nil || s.SH != 1 || s.SW != 1 || s.DH != 1 || s.DW != 1 || s.C%k.vec == 0 {
