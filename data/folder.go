@@ -311,14 +311,22 @@ func folderSpec(kind string, channels int) (*ImageOptions, error) {
 	return o, o.defaults()
 }
 
+// IsFolderSpec reports whether spec names an image folder
+// ("folder[,options]:DIR").
+func IsFolderSpec(spec string) bool {
+	kind, _, _ := strings.Cut(spec, ":")
+	k, _, _ := strings.Cut(kind, ",")
+	return k == "folder"
+}
+
 // FolderSize returns the image size a folder spec names (its size=N),
 // and 0 for a folder spec without one (the default, DefaultImageSize) and
 // for any other spec.
 func FolderSize(spec string) int {
-	kind, _, _ := strings.Cut(spec, ":")
-	if k, _, _ := strings.Cut(kind, ","); k != "folder" {
+	if !IsFolderSpec(spec) {
 		return 0
 	}
+	kind, _, _ := strings.Cut(spec, ":")
 	o, err := folderSpec(kind, 0)
 	if err != nil || !strings.Contains(kind, ",size=") {
 		return 0

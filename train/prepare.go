@@ -48,10 +48,12 @@ func setup(cfg Config) (*run, error) {
 		// A folder read at no size of its own is read at the size the
 		// initial model took (a model fine-tuned from a 32-pixel one is
 		// not trained on 224-pixel images unless asked).
-		if p := init.Preprocess; data.FolderSize(cfg.Data) == 0 && p.Height == p.Width && cfg.TrainSet == nil {
-			if spec, err := data.FolderSpec(cfg.Data, p.Height, false); err == nil {
-				cfg.Data = spec
+		if p := init.Preprocess; data.IsFolderSpec(cfg.Data) && data.FolderSize(cfg.Data) == 0 && p.Height == p.Width && cfg.TrainSet == nil {
+			spec, err := data.FolderSpec(cfg.Data, p.Height, false)
+			if err != nil {
+				return nil, fmt.Errorf("train: %w", err)
 			}
+			cfg.Data = spec
 		}
 	}
 	if cfg.Task == "" { // the model's own task

@@ -415,9 +415,7 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 // explicit size, and a model with a non-square input are left as they are
 // (the size check then names the mismatch).
 func folderAtModelSize(spec string, p checkpoint.Preprocess) (string, error) {
-	kind, _, _ := strings.Cut(spec, ":")
-	opts := strings.Split(kind, ",")
-	if opts[0] != "folder" || p.Height != p.Width || slices.ContainsFunc(opts[1:], func(o string) bool { return strings.HasPrefix(o, "size=") }) {
+	if !data.IsFolderSpec(spec) || p.Height != p.Width || data.FolderSize(spec) != 0 {
 		return spec, nil
 	}
 	return data.FolderSpec(spec, p.Height, false)
