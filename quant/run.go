@@ -35,9 +35,9 @@ func (m *Model) Values(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, [
 func (m *Model) run(ctx context.Context, x *tensor.Tensor, keep bool) (*tensor.Tensor, [][]uint8, error) {
 	switch {
 	case m == nil || m.g == nil:
-		return nil, nil, errors.New("quant: Forward on no model (nil)")
+		return nil, nil, errors.New("quant: running no model (nil)")
 	case ctx == nil:
-		return nil, nil, errors.New("quant: Forward: nil context")
+		return nil, nil, errors.New("quant: running with a nil context")
 	}
 	in := m.g.input
 	if x != nil && x.Rank() == len(in) && x.Shape[0] >= 1 && equalTail(x.Shape, in) && len(x.Data) != tensor.NumElements(x.Shape) {
