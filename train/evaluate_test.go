@@ -18,24 +18,7 @@ import (
 // (one code path), returns the context's cause once it is cancelled, and
 // the loader's error (a set that fails Check) instead of figures.
 func TestEvaluateContext(t *testing.T) {
-	_, test, err := data.MNIST()
-	if err != nil {
-		t.Fatal(err)
-	}
-	idx := make([]int, 600) // two full batches and a partial one
-	for i := range idx {
-		idx[i] = i
-	}
-	test = test.Subset(idx)
-	mc, err := models.Preset("resnet8")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mc.SetInChannels(1)
-	net, err := models.Build(mc, tensor.NewRNG(1))
-	if err != nil {
-		t.Fatal(err)
-	}
+	test, net := mnistResNet8(t, 600) // two full batches and a partial one
 	loader := func(d *data.Dataset) *data.Loader {
 		return &data.Loader{Data: d, Batch: 256, Mean: []float64{0.1307}, Std: []float64{0.3081}}
 	}
@@ -120,6 +103,19 @@ func (c *cancelling) Forward(x *ag.Value) *ag.Value {
 // the evaluation before the next one, although the loader has batches
 // ready (it ran the whole epoch: 157 batches of MNIST's test set).
 func TestEvaluateStopsWhenCancelled(t *testing.T) {
+	test, net := mnistResNet8(t, 640)
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &cancelling{Layer: net, cancel: cancel}
+	l := &data.Loader{Data: test, Batch: 64}
+	if _, err := EvaluateContext(ctx, m, l, 10, ag.FP32); !errors.Is(err, context.Canceled) || m.passes != 1 {
+		t.Errorf("cancelled in the first batch: %v after %d passes; want context.Canceled after 1", err, m.passes)
+	}
+}
+
+// mnistResNet8 returns the first n images of MNIST's test set and a
+// ResNet-8 for them (random weights, seed 1).
+func mnistResNet8(t *testing.T, n int) (*data.Dataset, nn.Layer) {
+	t.Helper()
 	_, test, err := data.MNIST()
 	if err != nil {
 		t.Fatal(err)
@@ -133,18 +129,5 @@ func TestEvaluateStopsWhenCancelled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	m := &cancelling{Layer: net, cancel: cancel}
-	l := &data.Loader{Data: test.Subset(seqIdx(640)), Batch: 64}
-	if _, err := EvaluateContext(ctx, m, l, 10, ag.FP32); !errors.Is(err, context.Canceled) || m.passes != 1 {
-		t.Errorf("cancelled in the first batch: %v after %d passes; want context.Canceled after 1", err, m.passes)
-	}
-}
-
-func seqIdx(n int) []int {
-	idx := make([]int, n)
-	for i := range idx {
-		idx[i] = i
-	}
-	return idx
+	return test.Subset(limited(test, n)), net
 }

@@ -111,6 +111,26 @@ func colourFolder(t *testing.T, dir string) {
 	}
 }
 
+// colourCheckpoint writes at path a ResNet-8 (random weights, seed 1) of
+// colourFolder's 16×16 RGB images into the named classes, unnormalised.
+func colourCheckpoint(t *testing.T, path string, classes []string) {
+	t.Helper()
+	cfg, err := models.Preset("resnet8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.SetInChannels(3)
+	cfg.SetClasses(len(classes))
+	net, err := models.Build(cfg, tensor.NewRNG(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := checkpoint.Meta{Model: cfg, Classes: classes, Preprocess: checkpoint.Preprocess{Height: 16, Width: 16, Channels: 3}}
+	if err := checkpoint.Write(path, net, meta, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestEvalClassNames: eval scores a folder's images by class name — a
 // folder of some of the model's classes, in another order, evaluates (the
 // classes it lacks counted with no images), and one with a class the
@@ -119,17 +139,6 @@ func colourFolder(t *testing.T, dir string) {
 func TestEvalClassNames(t *testing.T) {
 	dir := t.TempDir()
 	colourFolder(t, filepath.Join(dir, "photos"))
-	cfg, err := models.Preset("resnet8")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.SetInChannels(3)
-	cfg.SetClasses(3)
-	net, err := models.Build(cfg, tensor.NewRNG(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pre := checkpoint.Preprocess{Height: 16, Width: 16, Channels: 3}
 	for _, tc := range []struct {
 		classes []string
 		code    int
@@ -140,9 +149,7 @@ func TestEvalClassNames(t *testing.T) {
 	} {
 		ck := filepath.Join(dir, tc.classes[0], "m.safetensors")
 		var out, errb bytes.Buffer
-		if err := checkpoint.Write(ck, net, checkpoint.Meta{Model: cfg, Classes: tc.classes, Preprocess: pre}, nil); err != nil {
-			t.Fatal(err)
-		}
+		colourCheckpoint(t, ck, tc.classes)
 		code := run(context.Background(), []string{"eval", "--weights", ck, "--data", "folder:" + filepath.Join(dir, "photos")}, &out, &errb)
 		if code != tc.code || !strings.Contains(out.String()+errb.String(), tc.want) {
 			t.Errorf("classes %v: exit %d, stdout %q, stderr %q; want %d and %q", tc.classes, code, out.String(), errb.String(), tc.code, tc.want)
@@ -155,20 +162,8 @@ func TestEvalClassNames(t *testing.T) {
 func TestEvalAllImages(t *testing.T) {
 	dir := t.TempDir()
 	colourFolder(t, dir)
-	cfg, err := models.Preset("resnet8")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.SetInChannels(3)
-	cfg.SetClasses(2)
-	net, err := models.Build(cfg, tensor.NewRNG(1))
-	if err != nil {
-		t.Fatal(err)
-	}
 	ck := filepath.Join(t.TempDir(), "m.safetensors")
-	if err := checkpoint.Write(ck, net, checkpoint.Meta{Model: cfg, Classes: []string{"a", "b"}, Preprocess: checkpoint.Preprocess{Height: 16, Width: 16, Channels: 3}}, nil); err != nil {
-		t.Fatal(err)
-	}
+	colourCheckpoint(t, ck, []string{"a", "b"})
 	if err := os.RemoveAll(filepath.Join(dir, "train")); err != nil {
 		t.Fatal(err)
 	}
@@ -197,20 +192,8 @@ func TestEvalAllImages(t *testing.T) {
 func TestEvalUnnamedClasses(t *testing.T) {
 	dir := t.TempDir()
 	colourFolder(t, filepath.Join(dir, "photos"))
-	cfg, err := models.Preset("resnet8")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.SetInChannels(3)
-	cfg.SetClasses(2)
-	net, err := models.Build(cfg, tensor.NewRNG(1))
-	if err != nil {
-		t.Fatal(err)
-	}
 	ck := filepath.Join(t.TempDir(), "m.safetensors")
-	if err := checkpoint.Write(ck, net, checkpoint.Meta{Model: cfg, Classes: []string{"0", "1"}, Preprocess: checkpoint.Preprocess{Height: 16, Width: 16, Channels: 3}}, nil); err != nil {
-		t.Fatal(err)
-	}
+	colourCheckpoint(t, ck, []string{"0", "1"})
 	code, out, errs := runCLI("eval", "--weights", ck, "--data", "folder:"+filepath.Join(dir, "photos"))
 	if code != 0 || !strings.Contains(errs, "are scored by position (a is output 0)") || !strings.Contains(out, "(8 test images)") {
 		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errs)
