@@ -32,3 +32,22 @@ func ExamplePrepare() {
 	}
 	fmt.Printf("test accuracy %.2f%%\n", 100*res.TestAccuracy)
 }
+
+// A run stopped by Ctrl-C (Train returned ErrInterrupted), or one that
+// should go on for longer, continues from its folder alone: its last
+// checkpoint records the settings it was started with.
+func ExampleResumeConfig() {
+	cfg, err := train.ResumeConfig("runs/mnist-finetune")
+	if err != nil {
+		log.Fatal(err)
+	}
+	cfg.Epochs = 10 // train on to 10 epochs (the schedule follows the new length from here on)
+	cfg.Log, cfg.TensorBoard = os.Stdout, true
+	t, err := train.Prepare(cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := t.Train(context.Background()); err != nil {
+		log.Fatal(err)
+	}
+}

@@ -246,6 +246,42 @@ func orNone(s string) string {
 	return s
 }
 
+// ResumeConfig returns the config of the run in folder dir as its last
+// checkpoint recorded it, with Out set to dir and Resume set, so that
+//
+//	cfg, err := train.ResumeConfig("runs/resnet20-mnist")
+//	cfg.Epochs = 30 // optional: go on for longer
+//	t, err := train.Prepare(cfg)
+//
+// continues the run where it stopped without restating its settings. What
+// a run does not record is left at its zero value: Log (set it to see
+// progress), Live, TensorBoard, Overwrite, Comm, and in-memory TrainSet and
+// TestSet (a run trained on those cannot be resumed this way). The
+// settings that a saved position depends on (positionSettings) must stay as
+// they are; Prepare refuses the run otherwise.
+func ResumeConfig(dir string) (Config, error) {
+	path := filepath.Join(dir, LastCheckpoint)
+	c, err := checkpoint.Load(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return Config{}, fmt.Errorf("train: no run to resume in %s: %s does not exist", dir, path)
+		}
+		return Config{}, fmt.Errorf("train: resuming %s: %w", dir, err)
+	}
+	if c.Position == nil || len(c.Train) == 0 {
+		return Config{}, fmt.Errorf("train: %s was not written by a training run (it records no training config to resume)", path)
+	}
+	var cfg Config
+	if err := json.Unmarshal(c.Train, &cfg); err != nil {
+		return Config{}, fmt.Errorf("train: %s: the recorded training config: %w", path, err)
+	}
+	if cfg.Data == "" {
+		return Config{}, fmt.Errorf("train: %s: the recorded training config names no data set", path)
+	}
+	cfg.Out, cfg.Resume = dir, true
+	return cfg, nil
+}
+
 // checkResume refuses a --resume whose position settings differ from the
 // checkpoint's, naming each one.
 func checkResume(c *checkpoint.Checkpoint, path string, cfg Config) error {

@@ -10,6 +10,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/residual-nn/residual/checkpoint"
+	"github.com/residual-nn/residual/models"
+	"github.com/residual-nn/residual/tensor"
 )
 
 // A run folder that holds a run is refused without --resume or
@@ -164,5 +168,32 @@ func TestResumeWithoutRun(t *testing.T) {
 	}
 	if _, err := os.Stat(out); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the run folder was made: %v", err)
+	}
+}
+
+// ResumeConfig refuses a folder without a run, and a checkpoint that a
+// training run did not write, naming what it read.
+func TestResumeConfigRefuses(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := ResumeConfig(dir); err == nil || !strings.Contains(err.Error(), filepath.Join(dir, LastCheckpoint)+" does not exist") {
+		t.Errorf("a folder without a run: %v", err)
+	}
+	cfg := tiny(dir)
+	net, err := models.Build(cfg.Model, tensor.NewRNG(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := checkpoint.Meta{Model: cfg.Model, Classes: []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}, Preprocess: checkpoint.Preprocess{Height: 28, Width: 28, Channels: 1, Mean: []float64{0}, Std: []float64{1}}}
+	if err := checkpoint.Write(filepath.Join(dir, LastCheckpoint), net, meta, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ResumeConfig(dir); err == nil || !strings.Contains(err.Error(), "not written by a training run") {
+		t.Errorf("a checkpoint without a training record: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, LastCheckpoint), []byte("not a checkpoint"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ResumeConfig(dir); err == nil || !strings.Contains(err.Error(), "resuming "+dir) {
+		t.Errorf("a corrupt checkpoint: %v", err)
 	}
 }

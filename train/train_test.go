@@ -70,6 +70,27 @@ func TestResumeIsExact(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The same, resumed from the run's record alone (ResumeConfig): only
+	// the number of epochs restated.
+	recorded := tiny(t.TempDir())
+	recorded.Epochs = 1
+	if _, err := Run(ctx, recorded); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := ResumeConfig(recorded.Out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rc.Resume || rc.Out != recorded.Out || rc.Epochs != 1 || rc.Batch != recorded.Batch || rc.Seed != recorded.Seed || rc.Limit != recorded.Limit ||
+		rc.Model.Marshal() != recorded.Model.Marshal() || rc.Augment == nil || *rc.Augment != *recorded.Augment || rc.Schedule.Steps != recorded.Schedule.Steps {
+		t.Fatalf("ResumeConfig: %+v\nthe run's config: %+v", rc, recorded)
+	}
+	rc.Epochs = 2
+	recordedRes, err := Run(ctx, rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	stopped := tiny(t.TempDir())
 	cctx, cancel := context.WithCancel(ctx)
 	cancel() // stop at the first step boundary
@@ -84,7 +105,7 @@ func TestResumeIsExact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, res := range map[string]*Result{"stopped at an epoch": splitRes, "interrupted mid-epoch": stoppedRes} {
+	for name, res := range map[string]*Result{"stopped at an epoch": splitRes, "resumed from its record": recordedRes, "interrupted mid-epoch": stoppedRes} {
 		if !slices.Equal(res.StepLoss, fullRes.StepLoss) {
 			t.Errorf("%s: the step losses %v differ from the uninterrupted run's %v", name, res.StepLoss, fullRes.StepLoss)
 		}
@@ -101,7 +122,7 @@ func TestResumeIsExact(t *testing.T) {
 			t.Errorf("%s: step_loss.csv holds steps %v, losses %v; want 1…12 and %v", name, steps, losses, fullRes.StepLoss)
 		}
 	}
-	for name, dir := range map[string]string{"stopped at an epoch": split.Out, "interrupted mid-epoch": stopped.Out} {
+	for name, dir := range map[string]string{"stopped at an epoch": split.Out, "resumed from its record": recorded.Out, "interrupted mid-epoch": stopped.Out} {
 		got := weights(t, filepath.Join(dir, LastCheckpoint))
 		if len(got) != len(want) {
 			t.Fatalf("%s: %d tensors, want %d", name, len(got), len(want))

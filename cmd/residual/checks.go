@@ -184,7 +184,8 @@ func checkTrain(fs *flag.FlagSet, _ []string) error {
 	if kind, _, _ := strings.Cut(stringFlag(fs, "data"), ":"); slices.Contains(strings.Split(kind, ",")[1:], "all") {
 		return badFlag("data", stringFlag(fs, "data"), "reads every image as the test set, which training would train on; folder,all: is for eval and quantize --calibrate")
 	}
-	if w, e := floatFlag(fs, "warmup-epochs"), intFlag(fs, "epochs"); fs.Lookup("warmup-epochs") != nil && w >= float64(e) {
+	resume, _ := flagValue(fs, "resume").(bool) // then --epochs, unless given, is the run's: the config's check
+	if w, e := floatFlag(fs, "warmup-epochs"), intFlag(fs, "epochs"); fs.Lookup("warmup-epochs") != nil && w >= float64(e) && (!resume || flagSet(fs, "epochs")) {
 		return badFlag("warmup-epochs", w, "must be less than --epochs %d", e)
 	}
 	if s := stringFlag(fs, "schedule"); fs.Lookup("schedule") != nil {

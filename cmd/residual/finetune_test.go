@@ -5,6 +5,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -35,5 +37,59 @@ func TestFineTuneFlags(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(second, "ema.safetensors")); err != nil {
 		t.Error(err)
+	}
+}
+
+// --resume takes the run's recorded settings for every flag not given: a
+// run trained with several non-default flags continues from --out and
+// --epochs alone, and a position setting given anew (--batch) is refused
+// naming both values.
+func TestResumeTakesTheRunsSettings(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	var out, errb bytes.Buffer
+	first := []string{"train", "--model", "resnet8", "--limit", "256", "--batch", "64", "--epochs", "1", "--lr", "0.05", "--ema", "0.99", "--seed", "7", "--out", dir}
+	if code := run(context.Background(), first, &out, &errb); code != 0 {
+		t.Fatalf("train: exit %d: %s", code, errb.String())
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"train", "--resume", "--out", dir, "--epochs", "2"}, &out, &errb); code != 0 {
+		t.Fatalf("--resume --epochs 2: exit %d: %s\n%s", code, errb.String(), out.String())
+	}
+	for _, want := range []string{"resuming " + dir + " with the run's settings, with --epochs as given", "resnet8", "epoch 2/2", "EMA val"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the resumed run's output lacks %q:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	errb.Reset()
+	if code := run(context.Background(), []string{"train", "--resume", "--out", dir, "--epochs", "3", "--batch", "32"}, &out, &errb); code == 0 || !strings.Contains(errb.String(), "batch 64 → 32") {
+		t.Errorf("--resume with another --batch: exit %d: %s", code, errb.String())
+	}
+}
+
+// Every train flag either names a recorded setting that --resume takes
+// from the run (resumeFields) or is one a run does not record.
+func TestResumeFieldsCoverTrainFlags(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"train", "--help"}, &out, &errb); code != 0 {
+		t.Fatalf("train --help: exit %d", code)
+	}
+	flags := regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`).FindAllStringSubmatch(out.String()+errb.String(), -1)
+	if len(flags) < 30 {
+		t.Fatalf("train --help lists %d flags:\n%s%s", len(flags), out.String(), errb.String())
+	}
+	var names []string
+	for _, m := range flags {
+		name := m[1]
+		names = append(names, name)
+		_, recorded := resumeFields[name]
+		if recorded == slices.Contains(unrecordedTrainFlags, name) {
+			t.Errorf("train flag --%s: in resumeFields %v, in unrecordedTrainFlags %v; want exactly one", name, recorded, !recorded)
+		}
+	}
+	for name := range resumeFields {
+		if !slices.Contains(names, name) {
+			t.Errorf("resumeFields names --%s, which train lacks", name)
+		}
 	}
 }

@@ -53,7 +53,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	seed := fs.Uint64("seed", 1, "random seed")
 	threads := fs.Int("threads", 0, "threads (0: all cores)")
 	out := fs.String("out", "", "run folder (default runs/MODEL-DATA)")
-	resume := fs.Bool("resume", false, "continue the run in --out from its last checkpoint")
+	resume := fs.Bool("resume", false, "continue the run in --out from its last checkpoint, with the settings it recorded there; flags given with --resume replace them (e.g. --epochs), except the model, data, batch, seed, limit, validation split, augmentation and task, which the saved position depends on")
 	overwrite := fs.Bool("overwrite", false, "start over in a run folder that holds a run (its checkpoints, records and curves are set aside in --out/.replaced, deleted when the new run completes its first epoch, put back if it ends before: failed, interrupted or killed)")
 	limit := fs.Int("limit", 0, "use only N training (and test) images (0: all): the first N, or for folder:DIR N spread over the classes")
 	initCkpt := fs.String("init", "", "start from this checkpoint's weights (ours or imported): tensors whose name and shape match are loaded, the rest (the head, for another class count) is left fresh; its normalisation (mean, std, channel order and scale) is kept, and a folder is read at its input size unless --image-size says otherwise")
@@ -142,10 +142,15 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if comm != nil {
 		cfg.Comm = comm
 	}
+	if *resume {
+		if cfg, err = resumeConfig(fs, cfg, stdout); err != nil {
+			return err
+		}
+	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	res, err := trainRun(ctx, cfg, *model, *spec, stdout)
+	res, err := trainRun(ctx, cfg, cfg.Data, stdout)
 	if comm != nil && (err == nil || errors.Is(err, errInterrupted)) {
 		// Every rank got here together (a failure on one rank that the
 		// others did not share ends the process without MPI_Finalize,
@@ -169,8 +174,80 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
+// resumeFields maps each train flag whose setting a run records to the
+// fields of train.Config it sets: on --resume, the run's recorded config
+// (train.ResumeConfig) supplies every setting whose flag was not given.
+var resumeFields = map[string]func(dst *train.Config, src train.Config){
+	"model":           func(d *train.Config, s train.Config) { d.Model = s.Model },
+	"base":            func(d *train.Config, s train.Config) { d.Model = s.Model },
+	"data":            func(d *train.Config, s train.Config) { d.Data = s.Data },
+	"image-size":      func(d *train.Config, s train.Config) { d.Data = s.Data },
+	"skip-bad-images": func(d *train.Config, s train.Config) { d.Data = s.Data },
+	"task":            func(d *train.Config, s train.Config) { d.Task = s.Task },
+	"loss":            func(d *train.Config, s train.Config) { d.Loss = s.Loss },
+	"border-weights":  func(d *train.Config, s train.Config) { d.BorderWeights = s.BorderWeights },
+	"class-weights":   func(d *train.Config, s train.Config) { d.ClassWeights = s.ClassWeights },
+	"epochs":          func(d *train.Config, s train.Config) { d.Epochs = s.Epochs },
+	"batch":           func(d *train.Config, s train.Config) { d.Batch = s.Batch },
+	"optimizer":       func(d *train.Config, s train.Config) { d.Optimizer = s.Optimizer },
+	"lr":              func(d *train.Config, s train.Config) { d.LR = s.LR },
+	"momentum":        func(d *train.Config, s train.Config) { d.Momentum = s.Momentum },
+	"nesterov":        func(d *train.Config, s train.Config) { d.Nesterov = s.Nesterov },
+	"weight-decay":    func(d *train.Config, s train.Config) { d.WeightDecay = s.WeightDecay },
+	"schedule": func(d *train.Config, s train.Config) {
+		w := d.Schedule.WarmupEpochs
+		d.Schedule = s.Schedule
+		d.Schedule.WarmupEpochs = w
+	},
+	"warmup-epochs":    func(d *train.Config, s train.Config) { d.Schedule.WarmupEpochs = s.Schedule.WarmupEpochs },
+	"augment":          func(d *train.Config, s train.Config) { d.Augment = s.Augment },
+	"val-split":        func(d *train.Config, s train.Config) { d.ValSplit = s.ValSplit },
+	"seed":             func(d *train.Config, s train.Config) { d.Seed = s.Seed },
+	"limit":            func(d *train.Config, s train.Config) { d.Limit = s.Limit },
+	"init":             func(d *train.Config, s train.Config) { d.Init = s.Init },
+	"freeze":           func(d *train.Config, s train.Config) { d.Freeze = s.Freeze },
+	"head-lr-mult":     func(d *train.Config, s train.Config) { d.HeadLRMult = s.HeadLRMult },
+	"label-smoothing":  func(d *train.Config, s train.Config) { d.LabelSmoothing = s.LabelSmoothing },
+	"ema":              func(d *train.Config, s train.Config) { d.EMA = s.EMA },
+	"clip-grad":        func(d *train.Config, s train.Config) { d.ClipGrad = s.ClipGrad },
+	"patience":         func(d *train.Config, s train.Config) { d.Patience = s.Patience },
+	"precision":        func(d *train.Config, s train.Config) { d.Precision = s.Precision },
+	"sync-bn":          func(d *train.Config, s train.Config) { d.SyncBN = s.SyncBN },
+	"grad-compression": func(d *train.Config, s train.Config) { d.GradCompression = s.GradCompression },
+}
+
+// unrecordedTrainFlags are the train flags a run does not record: they
+// take their value from the command line on --resume as on any run.
+var unrecordedTrainFlags = []string{"out", "resume", "overwrite", "tensorboard", "threads", "distributed", "dist-timeout"}
+
+// resumeConfig is the config of a --resume: the run's recorded settings
+// (train.ResumeConfig), with those whose flags were given taken from
+// flags instead; what a run does not record comes from flags. It names
+// on out the settings given anew.
+func resumeConfig(fs *flag.FlagSet, flags train.Config, out io.Writer) (train.Config, error) {
+	cfg, err := train.ResumeConfig(flags.Out)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Out, cfg.Resume, cfg.Overwrite = flags.Out, true, flags.Overwrite
+	cfg.TensorBoard, cfg.Log, cfg.Live, cfg.Comm = flags.TensorBoard, flags.Log, flags.Live, flags.Comm
+	var given []string
+	fs.Visit(func(f *flag.Flag) {
+		if set, ok := resumeFields[f.Name]; ok {
+			set(&cfg, flags)
+			given = append(given, "--"+f.Name)
+		}
+	})
+	note := "the run's settings"
+	if len(given) > 0 {
+		note += ", with " + strings.Join(given, " ") + " as given"
+	}
+	fmt.Fprintf(out, "resuming %s with %s\n", cfg.Out, note)
+	return cfg, nil
+}
+
 // trainRun prepares and runs the training of cfg.
-func trainRun(ctx context.Context, cfg train.Config, model, spec string, stdout io.Writer) (*train.Result, error) {
+func trainRun(ctx context.Context, cfg train.Config, spec string, stdout io.Writer) (*train.Result, error) {
 	t, err := train.Prepare(cfg)
 	if err != nil {
 		return nil, err
