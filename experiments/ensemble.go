@@ -169,10 +169,14 @@ func Ensemble(ctx context.Context, c EnsembleConfig, out string) (*EnsembleResul
 	if pb := flatBlocks(pnet); len(pb) != n {
 		fmt.Fprintf(logOf(c.Budget), "the plain network has %d blocks, the residual %d: plain deletions cover the first %d\n", len(pb), n, min(n, len(pb)))
 	}
-	loader := func(ck *checkpoint.Checkpoint) *data.Loader {
-		return train.Loader(ck.Preprocess, test, 256)
+	rl, err := train.Loader(rc.Preprocess, test, 256)
+	if err != nil {
+		return nil, fmt.Errorf("experiments: ensemble: test set: %w", err)
 	}
-	rl, pl := loader(rc), loader(pc)
+	pl, err := train.Loader(pc.Preprocess, test, 256)
+	if err != nil {
+		return nil, fmt.Errorf("experiments: ensemble: test set: %w", err)
+	}
 	var evalErr error
 	errorWith := func(net *resnet.Net, l *data.Loader, deleted []int) float64 {
 		bl := flatBlocks(net)
@@ -247,7 +251,10 @@ func Ensemble(ctx context.Context, c EnsembleConfig, out string) (*EnsembleResul
 	// shortcuts of the other blocks; its gradient is sampled as Veit et al.
 	// do (forward through the whole network, backward along the path), on
 	// random training batches, at the first block's input.
-	tl := train.Loader(rc.Preprocess, trainSet, max(c.PathBatch, 1))
+	tl, err := train.Loader(rc.Preprocess, trainSet, max(c.PathBatch, 1))
+	if err != nil {
+		return nil, fmt.Errorf("experiments: %w", err)
+	}
 	tl.Shuffle, tl.Seed = true, c.Budget.Seed
 	pctx, stop := context.WithCancel(ctx)
 	defer stop()

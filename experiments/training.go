@@ -151,7 +151,10 @@ func trainError(path, spec string, limit int) (float64, error) {
 	if limit > 0 && limit < tr.Len() {
 		tr = tr.Subset(seqInts(limit))
 	}
-	l := train.Loader(ck.Preprocess, tr, 256)
+	l, err := train.Loader(ck.Preprocess, tr, 256)
+	if err != nil {
+		return 0, fmt.Errorf("experiments: %s: %w", spec, err)
+	}
 	_, acc, _, err := train.Evaluate(ck.Net, l, len(tr.Classes))
 	if err != nil {
 		return 0, fmt.Errorf("experiments: %s: %w", spec, err)

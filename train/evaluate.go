@@ -64,10 +64,18 @@ func EvaluateAll(m nn.Layer, l *data.Loader, classes int) (Evaluation, error) {
 // as p says (mean and std, and Keras's BGR order and 0–255 scale where
 // set), in order and without augmentation: what evaluating or calibrating
 // a checkpoint's model on a data set needs. d's images must be of p's
-// size already (data.Open reads folders at a size given in its spec);
-// Loader does not check it.
-func Loader(p checkpoint.Preprocess, d *data.Dataset, batch int) *data.Loader {
-	return &data.Loader{Data: d, Batch: batch, Mean: p.Mean, Std: p.Std, BGR: p.BGR, Scale255: p.Scale255}
+// size and channels already (data.Open reads folders at a size given in
+// its spec, see data.FolderSpec, and any data set in the channels it is
+// asked for): an error names both sizes otherwise, as a model that pools
+// globally would compute on images of another size without complaint.
+func Loader(p checkpoint.Preprocess, d *data.Dataset, batch int) (*data.Loader, error) {
+	if d == nil {
+		return nil, errors.New("train: loader: nil data set")
+	}
+	if d.H != p.Height || d.W != p.Width || d.C != p.Channels {
+		return nil, fmt.Errorf("train: the data set holds %dx%dx%d images (height×width×channels); the model takes %dx%dx%d", d.H, d.W, d.C, p.Height, p.Width, p.Channels)
+	}
+	return &data.Loader{Data: d, Batch: batch, Mean: p.Mean, Std: p.Std, BGR: p.BGR, Scale255: p.Scale255}, nil
 }
 
 // EvaluateContext is EvaluateAll with the convolutions and matrix

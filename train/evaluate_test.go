@@ -3,11 +3,13 @@ package train
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
 
 	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/nn"
@@ -130,4 +132,25 @@ func mnistResNet8(t *testing.T, n int) (*data.Dataset, nn.Layer) {
 		t.Fatal(err)
 	}
 	return test.Subset(limited(test, n)), net
+}
+
+// Loader carries the whole preprocessing record into the loader, and
+// refuses a data set whose images are not of the record's size and
+// channels (a globally pooling model would evaluate them without
+// complaint), naming both.
+func TestLoaderChecksTheSize(t *testing.T) {
+	d := &data.Dataset{H: 4, W: 6, C: 3, Pixels: make([]uint8, 2*4*6*3), Labels: []int32{0, 1}, Classes: []string{"a", "b"}}
+	p := checkpoint.Preprocess{Height: 4, Width: 6, Channels: 3, Mean: []float64{1, 2, 3}, Std: []float64{4, 5, 6}, BGR: true, Scale255: true}
+	l, err := Loader(p, d, 8)
+	if err != nil || l.Data != d || l.Batch != 8 || !reflect.DeepEqual(l.Mean, p.Mean) || !reflect.DeepEqual(l.Std, p.Std) || !l.BGR || !l.Scale255 || l.Shuffle || l.Augment != (data.Augment{}) {
+		t.Fatalf("Loader: %+v, %v", l, err)
+	}
+	for _, q := range []checkpoint.Preprocess{{Height: 6, Width: 4, Channels: 3}, {Height: 4, Width: 6, Channels: 1}, {Height: 8, Width: 12, Channels: 3}} {
+		if _, err := Loader(q, d, 8); err == nil || !strings.Contains(err.Error(), "holds 4x6x3 images (height×width×channels)") || !strings.Contains(err.Error(), fmt.Sprintf("takes %dx%dx%d", q.Height, q.Width, q.Channels)) {
+			t.Errorf("Loader for %+v: %v", q, err)
+		}
+	}
+	if _, err := Loader(p, nil, 8); err == nil {
+		t.Error("Loader of a nil data set: no error")
+	}
 }

@@ -181,7 +181,7 @@ func TestEvalAllImages(t *testing.T) {
 	for _, args := range [][]string{{"eval", "--weights", ck, "--data", "mnist"}, {"quantize", ck, "--calibrate", "mnist", "--out", filepath.Join(t.TempDir(), "q.safetensors")}} {
 		out.Reset()
 		errb.Reset()
-		if code := run(context.Background(), args, &out, &errb); code != 1 || !strings.Contains(errb.String(), "mnist holds 28x28 images; the model takes 16x16 images of 3 channels") {
+		if code := run(context.Background(), args, &out, &errb); code != 1 || !strings.Contains(errb.String(), "mnist: train: the data set holds 28x28x3 images (height×width×channels); the model takes 16x16x3") {
 			t.Errorf("%q: exit %d, stderr %q", args, code, errb.String())
 		}
 	}

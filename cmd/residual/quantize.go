@@ -92,11 +92,10 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	if trainSet.H != p.Height || trainSet.W != p.Width || trainSet.C != p.Channels {
-		// data.Open read the images in the model's channels: the size differs.
-		return fmt.Errorf("%s holds %dx%d images; the model takes %dx%d images of %d channels", *spec, trainSet.H, trainSet.W, p.Height, p.Width, p.Channels)
+	l, err := train.Loader(p, trainSet, *batch)
+	if err != nil {
+		return fmt.Errorf("%s: %w", *spec, err)
 	}
-	l := train.Loader(p, trainSet, *batch)
 	l.Shuffle, l.Seed = true, 1
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()

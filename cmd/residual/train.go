@@ -357,11 +357,9 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	if test.H != c.Preprocess.Height || test.W != c.Preprocess.Width || test.C != c.Preprocess.Channels {
-		// data.Open read the images in the model's channels: their size
-		// differs.
-		return fmt.Errorf("%s holds %dx%d images; the model takes %dx%d images of %d channels",
-			*spec, test.H, test.W, c.Preprocess.Height, c.Preprocess.Width, c.Preprocess.Channels)
+	l, err := train.Loader(c.Preprocess, test, evalBatch)
+	if err != nil {
+		return fmt.Errorf("%s: %w", *spec, err)
 	}
 	// A classifier's test images score against its outputs by class name:
 	// a folder may hold some of its classes, and must name none it lacks.
@@ -382,7 +380,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	} else if err := models.ForInference(c.Model, c.Net); err != nil {
 		return err
 	}
-	e, err := train.EvaluateContext(ctx, net, train.Loader(c.Preprocess, test, evalBatch), len(c.Classes), pr)
+	e, err := train.EvaluateContext(ctx, net, l, len(c.Classes), pr)
 	if err != nil {
 		return err
 	}
