@@ -195,7 +195,7 @@ func (c *Config) Validate() error {
 	case c.Loss != "" && c.Loss != CE && c.Loss != Dice && c.Loss != CEDice:
 		return fmt.Errorf("train: unknown loss %q (ce, dice, ce+dice)", c.Loss)
 	case c.Task != "" && c.Task != Segment && (c.Loss == Dice || c.Loss == CEDice || c.BorderWeights || c.ClassWeights):
-		return fmt.Errorf("train: Dice loss and class or border weights are for --task segment")
+		return fmt.Errorf("train: Dice loss and class or border weights are for segmentation (--task segment, Config.Task Segment)")
 	case c.Optimizer != "" && c.Optimizer != SGD && c.Optimizer != Adam && c.Optimizer != AdamW:
 		return fmt.Errorf("train: unknown optimizer %q (sgd, adam, adamw)", c.Optimizer)
 	case c.SyncBN && c.Comm == nil:

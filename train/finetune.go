@@ -58,7 +58,7 @@ func modelFromInit(cfg *Config, init *checkpoint.Checkpoint) error {
 	if cfg.Model.Arch == nil {
 		m, err := init.Model.Clone()
 		if err != nil {
-			return fmt.Errorf("train: --init %s: model config: %w", cfg.Init, err)
+			return fmt.Errorf("train: --init (Config.Init) %s: model config: %w", cfg.Init, err)
 		}
 		cfg.Model = m
 		return nil
@@ -96,10 +96,10 @@ func loadInit(path string) (*checkpoint.Checkpoint, error) {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("train: --init (Config.Init): no checkpoint at %s", path)
 		}
-		return nil, fmt.Errorf("train: --init: %w", err)
+		return nil, fmt.Errorf("train: --init (Config.Init): %w", err)
 	}
 	if c.Int8 != nil {
-		return nil, fmt.Errorf("train: --init: %s is an int8 checkpoint (residual quantize's output), which holds no float weights to start from; give the float checkpoint it was quantized from", path)
+		return nil, fmt.Errorf("train: --init (Config.Init): %s is an int8 checkpoint (residual quantize's output), which holds no float weights to start from; give the float checkpoint it was quantized from", path)
 	}
 	return c, nil
 }
@@ -118,10 +118,10 @@ func (r *run) loadInit(c *checkpoint.Checkpoint) error {
 		}
 	}
 	if len(keep) == 0 {
-		return fmt.Errorf("train: --init %s: none of its tensors fits the %s model by name and shape", r.cfg.Init, r.cfg.Model.Name)
+		return fmt.Errorf("train: --init (Config.Init) %s: none of its tensors fits the %s model by name and shape", r.cfg.Init, r.cfg.Model.Name)
 	}
 	if err := nn.LoadTorchState(r.model, keep, false); err != nil {
-		return fmt.Errorf("train: --init %s: %w", r.cfg.Init, err)
+		return fmt.Errorf("train: --init (Config.Init) %s: %w", r.cfg.Init, err)
 	}
 	slices.Sort(fresh)
 	fmt.Fprintf(r.cfg.Log, "init: loaded %d tensors from %s (%d classes; the data has %d)\n", len(keep), r.cfg.Init, len(c.Classes), len(r.trainSet.Classes))
@@ -155,7 +155,7 @@ func (r *run) freeze() error {
 	}
 	n, err := nn.Freeze(r.model, prefixes...)
 	if err != nil {
-		return fmt.Errorf("train: --freeze %s: %w", strings.Join(r.cfg.Freeze, ","), err)
+		return fmt.Errorf("train: --freeze (Config.Freeze) %s: %w", strings.Join(r.cfg.Freeze, ","), err)
 	}
 	fmt.Fprintf(r.cfg.Log, "froze %d parameter tensors (%s)\n", n, strings.Join(prefixes, ", "))
 	return nil

@@ -81,7 +81,7 @@ func setup(cfg Config) (*run, error) {
 		if cfg.TrainSet != nil {
 			return nil, errors.New("train: Config.TrainSet and TestSet are the same data set; testing on the training images measures nothing")
 		}
-		return nil, fmt.Errorf("train: %s gives the same images for training and testing (folder,all: is for eval and quantize --calibrate)", cfg.Data)
+		return nil, fmt.Errorf("train: %s gives the same images for training and testing (folder,all: is for eval and for quantize --calibrate, not for Config.Data)", cfg.Data)
 	}
 	if err := checkSets(trainSet, testSet); err != nil {
 		return nil, err
@@ -114,7 +114,7 @@ func setup(cfg Config) (*run, error) {
 		return nil, err
 	}
 	if seg := cfg.Task == Segment; seg != trainSet.IsSegmentation() || seg != cfg.Model.Dense() {
-		return nil, fmt.Errorf("train: --task %s with model %q and data %q: segmentation needs a U-Net and a data set with masks (mnist-canvas, fashion-canvas, segfolder:DIR), classification neither",
+		return nil, fmt.Errorf("train: --task (Config.Task) %s with model %q and data %q: segmentation needs a U-Net and a data set with masks (mnist-canvas, fashion-canvas, segfolder:DIR), classification neither",
 			map[bool]string{true: "segment", false: "classify"}[seg], cfg.Model.Name, cfg.Data)
 	}
 	var werr error
@@ -199,7 +199,7 @@ func (r *run) checkShapes() error {
 			if b != sizes[0] {
 				what = "the last batch of an epoch"
 			}
-			return fmt.Errorf("train: model %q cannot train on %s, %d image(s) of %dx%d (%d training images, --batch %d): %w",
+			return fmt.Errorf("train: model %q cannot train on %s, %d image(s) of %dx%d (%d training images, batch %d): %w",
 				r.cfg.Model.Name, what, b, d.H, d.W, n, r.cfg.Batch, err)
 		}
 	}
