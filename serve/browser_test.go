@@ -15,7 +15,8 @@ import (
 
 // TestWebPage drives the embedded page in headless Chromium: it picks a
 // photo in the file input, waits for the top-5 to render, and checks the
-// rendered top-1 and the five bars against the :classify route. It skips
+// rendered top-1 and the five bars against the :classify route, for the
+// newest of a model's versions. It skips
 // when no Chromium is installed (.ci/run installs Debian's chromium).
 func TestWebPage(t *testing.T) {
 	var browser string
@@ -34,7 +35,13 @@ func TestWebPage(t *testing.T) {
 	net := newResNet(t)
 	seg := newFake()
 	seg.task, seg.classes = TaskSegment, 2
-	ts := start(t, Config{}, map[string]Backend{"resnet": net, "unet": seg})
+	// "resnet" version 1 is a segmenter and version 2 the classifier: the
+	// page must show and use the newest, which its unversioned requests
+	// reach (it took the oldest's metadata and task).
+	ts := start(t, Config{}, map[string]Backend{"resnet": seg, "unet": seg})
+	if err := ts.Add("resnet", "2", net); err != nil {
+		t.Fatal(err)
+	}
 	photo, err := filepath.Abs("testdata/ring.png")
 	if err != nil {
 		t.Fatal(err)

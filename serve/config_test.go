@@ -327,3 +327,45 @@ func TestAddRefusesUnencodableInfo(t *testing.T) {
 		t.Errorf("Add with a channel as preprocessing: %v", err)
 	}
 }
+
+// TestRepositoryLeavesOutsideModels: a repository folder named like a
+// model served by Add (the CLI's --model) is ignored with a warning; the
+// repository's own models load beside it (its version 1 replaced the
+// added model without a word).
+func TestRepositoryLeavesOutsideModels(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"m", "other"} {
+		if err := os.MkdirAll(filepath.Join(dir, name, "1"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name, "1", "model.safetensors"), []byte("weights"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var logs syncBuffer
+	opened := 0
+	s := New(Config{Repository: dir, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Open: func(string) (Backend, error) {
+		opened++
+		b := newFake()
+		b.classes = 5 // the repository's models have 5 classes, the added one 3
+		return b, nil
+	}})
+	defer s.Close()
+	if err := s.Add("m", "1", newFake()); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the warning is logged once
+		if err := s.ScanRepository(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m, err := s.lookup("m", "1"); err != nil || len(m.info.Classes) != 3 {
+		t.Errorf("model m after the scan: %v, %v; want the added one (3 classes)", m, err)
+	}
+	if m, err := s.lookup("other", ""); err != nil || len(m.info.Classes) != 5 {
+		t.Errorf("the repository's model: %v, %v", m, err)
+	}
+	if opened != 1 || strings.Count(logs.String(), "served from outside the repository") != 1 || !strings.Contains(logs.String(), filepath.Join(dir, "m")) {
+		t.Errorf("opened %d repository models, want 1; log:\n%s", opened, logs.String())
+	}
+}

@@ -542,3 +542,42 @@ func TestMalformedModelOutput(t *testing.T) {
 	}
 	serving(t, ts, "m")
 }
+
+// TestDrainCutOff: a request still running when the drain runs out is cut
+// off, and Run says so (it returned a bare "context deadline exceeded").
+func TestDrainCutOff(t *testing.T) {
+	f := newFake()
+	s := New(quietConfig(Config{}))
+	if err := s.Add("m", "1", f); err != nil {
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	f.gate = gate // from now on a batch waits for the gate
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, ln, nil, 100*time.Millisecond) }()
+	go func() {
+		resp, err := client.Post("http://"+ln.Addr().String()+"/v2/models/m/infer", "application/json", bytes.NewReader(inferJSON([]int{1, 2, 2, 1}, []float32{1, 2, 3, 4}, "")))
+		if err == nil {
+			resp.Body.Close()
+		}
+	}()
+	for f.calls.Load() < 2 { // the warm-up, then the request's batch
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	// The batch ends after the drain ran out (Close then waits for it).
+	time.AfterFunc(500*time.Millisecond, func() { close(gate) })
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "still in flight after 100ms were cut off") || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Run after a drain that ran out: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return")
+	}
+}

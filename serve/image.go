@@ -151,6 +151,13 @@ func (s *Server) image(w http.ResponseWriter, r *http.Request) (err error) {
 	if m.info.Task != action {
 		return badRequest("model %q is a %s model; it cannot %s", name, m.info.Task, action)
 	}
+	overlay := false
+	if action == TaskSegment && r.URL.Query().Has("overlay") {
+		q := r.URL.Query().Get("overlay")
+		if overlay, err = strconv.ParseBool(q); err != nil {
+			return badRequest("query overlay=%q: want 1 or 0 (true or false)", q)
+		}
+	}
 	top := 5
 	if action == TaskClassify && r.URL.Query().Has("top") {
 		top, err = strconv.Atoi(r.URL.Query().Get("top"))
@@ -189,7 +196,7 @@ func (s *Server) image(w http.ResponseWriter, r *http.Request) (err error) {
 		writeJSON(w, http.StatusOK, ClassifyResponse{Model: m.name, Version: m.version, Predictions: topK(softmaxLast(y).Data, m.info.Classes, top)})
 		return nil
 	}
-	return writeMask(ctx, w, img, y, r.URL.Query().Get("overlay") == "1")
+	return writeMask(ctx, w, img, y, overlay)
 }
 
 // preprocess calls the backend's Preprocess, turning its panics and errors

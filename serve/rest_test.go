@@ -317,6 +317,19 @@ func TestHealthAndMetadata(t *testing.T) {
 	if code, _ := get(t, ts.url+"/v2/health/live"); code != 200 {
 		t.Errorf("live during a warm-up: %d", code)
 	}
+	// The loading model's own routes say so: not ready, not unknown
+	// (they answered 404 "unknown model" until it was served).
+	for _, path := range []string{"/v2/models/slow/ready", "/v2/models/slow/versions/1/ready"} {
+		if code, b := get(t, ts.url+path); code != http.StatusBadRequest || !strings.Contains(string(b), `"ready":false`) || !strings.Contains(string(b), "loading") {
+			t.Errorf("GET %s during its warm-up: %d %s, want 400, ready false, loading", path, code, b)
+		}
+	}
+	if code, _, b := post(t, ts.url+"/v2/models/slow/infer", "application/json", inferJSON([]int{1, 2, 2, 1}, []float32{1, 2, 3, 4}, "")); code != http.StatusServiceUnavailable || !strings.Contains(string(b), "loading") {
+		t.Errorf("infer during its warm-up: %d %s, want 503 naming the load", code, b)
+	}
+	if code, b := get(t, ts.url+"/v2/models/slow/versions/2/ready"); code != http.StatusNotFound {
+		t.Errorf("another version of the loading model: %d %s, want 404", code, b)
+	}
 	close(slow.gate)
 	if err := <-added; err != nil {
 		t.Fatal(err)
@@ -558,10 +571,19 @@ func TestSegmentRoute(t *testing.T) {
 			}
 		}
 	}
-	code, _, b = post(t, ts.url+"/v1/models/unet:segment?overlay=1", "image/png", pngBytes(t, img))
-	ov, err := png.Decode(bytes.NewReader(b))
-	if code != 200 || err != nil || ov.Bounds().Dx() != 6 {
-		t.Fatalf("overlay: %d %v", code, err)
+	for _, q := range []string{"1", "true", "0", "false"} { // overlay (colour) or mask (grey)
+		code, _, b = post(t, ts.url+"/v1/models/unet:segment?overlay="+q, "image/png", pngBytes(t, img))
+		ov, err := png.Decode(bytes.NewReader(b))
+		if code != 200 || err != nil || ov.Bounds().Dx() != 6 {
+			t.Fatalf("overlay=%s: %d %v", q, code, err)
+		}
+		if _, grey := ov.(*image.Gray); grey != (q == "0" || q == "false") {
+			t.Errorf("overlay=%s: a %T", q, ov)
+		}
+	}
+	// A value it cannot read is refused (it gave the plain mask).
+	if code, _, b = post(t, ts.url+"/v1/models/unet:segment?overlay=yes", "image/png", pngBytes(t, img)); code != http.StatusBadRequest || !strings.Contains(string(b), `overlay=\"yes\"`) {
+		t.Errorf("overlay=yes: %d %s, want 400 naming it", code, b)
 	}
 }
 

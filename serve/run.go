@@ -69,21 +69,28 @@ func (s *Server) Run(ctx context.Context, httpLn, grpcLn net.Listener, drain tim
 	case <-ctx.Done():
 	case err = <-errc:
 	}
-	s.log.Info("draining", "timeout", drain)
+	cause := err // a listener's failure
+	if ctx.Err() != nil {
+		cause = context.Cause(ctx) // a signal, for the CLI
+	}
+	s.log.Info("draining", "timeout", drain, "cause", cause.Error())
 	dctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	grpcDone := make(chan struct{})
 	go func() { gs.GracefulStop(); close(grpcDone) }()
-	if serr := hs.Shutdown(dctx); serr != nil && err == nil {
+	serr := hs.Shutdown(dctx) // dctx's error when HTTP requests outlasted the drain
+	cut := errors.Is(serr, context.DeadlineExceeded)
+	if serr != nil && !cut && err == nil {
 		err = serr
 	}
 	select {
 	case <-grpcDone:
 	case <-dctx.Done():
 		gs.Stop()
-		if err == nil {
-			err = dctx.Err()
-		}
+		cut = true
+	}
+	if cut && err == nil {
+		err = fmt.Errorf("serve: drain: requests still in flight after %v were cut off: %w", drain, context.DeadlineExceeded)
 	}
 	stopWatch()
 	s.Close()

@@ -199,12 +199,13 @@ type Server struct {
 	models  map[string]map[string]*model // name → version → model
 	closed  bool                         // Close has run: Add refuses
 	loading atomic.Int32                 // loads in progress
+	pending map[[2]string]int            // loads in progress of versions not yet served, by (name, version)
 
 	decoding chan struct{} // bounds concurrent image decodes (memory)
 
 	repoMu  sync.Mutex
 	files   map[string]fileStat // repository files loaded (or failed), by path
-	pending map[string]fileStat // changed files waiting one poll to settle
+	changed map[string]fileStat // changed files waiting one poll to settle
 	ignored map[string]bool     // repository folders skipped (and logged), by path
 }
 
@@ -228,7 +229,8 @@ func New(cfg Config) *Server {
 		models:   map[string]map[string]*model{},
 		decoding: make(chan struct{}, 2*runtime.GOMAXPROCS(0)),
 		files:    map[string]fileStat{},
-		pending:  map[string]fileStat{},
+		changed:  map[string]fileStat{},
+		pending:  map[[2]string]int{},
 		ignored:  map[string]bool{},
 	}
 }
@@ -348,15 +350,37 @@ func backendInfo(b Backend) (info ModelInfo, err error) {
 // pendingLoad marks the server not ready while a model version that is
 // not yet served loads (a replacement keeps the server ready: the previous
 // version answers meanwhile); it returns the function that ends the mark.
+// Until then a request for it is answered "not ready" (503; the ready
+// endpoints' false), not "unknown model".
 func (s *Server) pendingLoad(name, version string) func() {
-	s.mu.RLock()
-	served := s.models[name][version] != nil
-	s.mu.RUnlock()
-	if served {
+	key := [2]string{name, version}
+	s.mu.Lock()
+	if s.models[name][version] != nil {
+		s.mu.Unlock()
 		return func() {}
 	}
+	s.pending[key]++
+	s.mu.Unlock()
 	s.loading.Add(1)
-	return func() { s.loading.Add(-1) }
+	return func() {
+		s.mu.Lock()
+		if s.pending[key]--; s.pending[key] == 0 {
+			delete(s.pending, key)
+		}
+		s.mu.Unlock()
+		s.loading.Add(-1)
+	}
+}
+
+// loadingVersion reports whether a version of name (any, for version "")
+// not yet served is loading; the caller holds s.mu.
+func (s *Server) loadingVersion(name, version string) bool {
+	for k := range s.pending {
+		if k[0] == name && (version == "" || k[1] == version) {
+			return true
+		}
+	}
+	return false
 }
 
 // Unload stops serving a model version after answering its queued
@@ -419,6 +443,11 @@ func (s *Server) Ready() bool {
 	return true
 }
 
+// CheckName returns an error unless s can name a model or a version: 1
+// to 128 letters, digits, '-', '_' or '.' (not "." or ".."), what is safe
+// in URLs, metric labels and file names. Add and Load refuse other names.
+func CheckName(s string) error { return checkName("model name", s) }
+
 // checkName keeps names and versions to what is safe in URLs, metric
 // labels and file names.
 func checkName(what, s string) error {
@@ -440,6 +469,12 @@ func (s *Server) lookup(name, version string) (*model, error) {
 	defer s.mu.RUnlock()
 	vs := s.models[name]
 	if len(vs) == 0 {
+		switch {
+		case s.loadingVersion(name, version):
+			return nil, unavailable("model %q is loading; not ready yet", name)
+		case s.loadingVersion(name, ""):
+			return nil, notFound("model %q has no version %q (another is loading)", name, version)
+		}
 		return nil, notFound("unknown model %q", name)
 	}
 	if version == "" {
@@ -447,6 +482,9 @@ func (s *Server) lookup(name, version string) (*model, error) {
 	}
 	m := vs[version]
 	if m == nil {
+		if s.loadingVersion(name, version) {
+			return nil, unavailable("model %q version %q is loading; not ready yet", name, version)
+		}
 		return nil, notFound("model %q has no version %q (versions: %v)", name, version, versions(vs))
 	}
 	if !m.ready.Load() {
@@ -570,7 +608,7 @@ func (s *Server) ScanRepository() error {
 	}
 	s.repoMu.Lock()
 	defer s.repoMu.Unlock()
-	first := len(s.files) == 0 && len(s.pending) == 0
+	first := len(s.files) == 0 && len(s.changed) == 0
 	names, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("serve: repository: %w", err)
@@ -593,6 +631,10 @@ func (s *Server) ScanRepository() error {
 			ignore(filepath.Join(dir, n.Name()), "a model name may only hold letters, digits, '-', '_' and '.'")
 			continue
 		}
+		if s.servedOutside(dir, n.Name()) {
+			ignore(filepath.Join(dir, n.Name()), "a model of this name is served from outside the repository (--model, Server.Add or Load); the repository's versions would replace it")
+			continue
+		}
 		vers, err := os.ReadDir(filepath.Join(dir, n.Name()))
 		if err != nil {
 			continue
@@ -613,14 +655,14 @@ func (s *Server) ScanRepository() error {
 			seen[path] = true
 			st := fileStat{fi.Size(), fi.ModTime()}
 			if old, ok := s.files[path]; ok && old == st {
-				delete(s.pending, path)
+				delete(s.changed, path)
 				continue
 			}
-			if p, ok := s.pending[path]; !first && (!ok || p != st) {
-				s.pending[path] = st // wait one poll for the file to settle
+			if p, ok := s.changed[path]; !first && (!ok || p != st) {
+				s.changed[path] = st // wait one poll for the file to settle
 				continue
 			}
-			delete(s.pending, path)
+			delete(s.changed, path)
 			s.files[path] = st
 			if err := s.Load(n.Name(), v.Name(), path); err != nil {
 				s.log.Error("repository model not loaded", "path", path, "err", err)
@@ -635,12 +677,26 @@ func (s *Server) ScanRepository() error {
 	for path := range s.files {
 		if !seen[path] {
 			delete(s.files, path)
-			delete(s.pending, path)
+			delete(s.changed, path)
 			ver := filepath.Dir(path)
 			s.Unload(filepath.Base(filepath.Dir(ver)), filepath.Base(ver))
 		}
 	}
 	return nil
+}
+
+// servedOutside reports whether a model name is served and none of its
+// versions came from the repository in dir (so Add or Load served it):
+// ScanRepository leaves such a name alone. The caller holds s.repoMu.
+func (s *Server) servedOutside(dir, name string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for v := range s.models[name] {
+		if _, ok := s.files[filepath.Join(dir, name, v, "model.safetensors")]; ok {
+			return false
+		}
+	}
+	return len(s.models[name]) > 0
 }
 
 // repositoryVersion reports whether a repository folder name is a

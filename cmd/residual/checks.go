@@ -643,7 +643,7 @@ func checkServe(fs *flag.FlagSet, _ []string) error {
 	for _, d := range []struct {
 		name string
 		zero bool // whether 0 is a meaningful value
-	}{{"max-delay", true}, {"drain", true}, {"timeout", false}, {"poll", false}} {
+	}{{"max-delay", true}, {"drain", false}, {"timeout", false}, {"poll", false}} {
 		v, _ := flagValue(fs, d.name).(time.Duration)
 		if v < 0 || v == 0 && !d.zero {
 			return badFlag(d.name, v, "must be %s", map[bool]string{true: "≥ 0", false: "> 0"}[d.zero])
@@ -655,10 +655,18 @@ func checkServe(fs *flag.FlagSet, _ []string) error {
 		if !ok || name == "" || path == "" {
 			return badFlag("model", m, "want NAME=CKPT")
 		}
+		if err := serve.CheckName(name); err != nil {
+			return badFlag("model", m, "%v", err)
+		}
 		if prev, dup := seen[name]; dup {
 			return badFlag("model", m, "names %q again (already %s); give each model its own name", name, prev)
 		}
 		seen[name] = path
+		if repo := stringFlag(fs, "repository"); repo != "" {
+			if fi, err := os.Stat(filepath.Join(repo, name)); err == nil && fi.IsDir() {
+				return badFlag("model", m, "names model %q, which the repository also holds (%s); serve it from one of them", name, filepath.Join(repo, name))
+			}
+		}
 	}
 	return nil
 }

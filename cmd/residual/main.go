@@ -45,6 +45,7 @@ import (
 	"os/signal"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -161,7 +162,9 @@ func watchSignals(parent context.Context, sigs <-chan os.Signal, stderr io.Write
 			return
 		}
 		cancel(signalCause{s})
-		fmt.Fprintf(stderr, "\nresidual: %s received, stopping (send it again to exit at once)\n", signalName(s))
+		if !quietSignals.Load() {
+			fmt.Fprintf(stderr, "\nresidual: %s received, stopping (send it again to exit at once)\n", signalName(s))
+		}
 		if s, ok = <-sigs; ok {
 			fmt.Fprintf(stderr, "residual: second %s, exiting at once\n", signalName(s))
 			exit(signalStatus(s))
@@ -169,6 +172,11 @@ func watchSignals(parent context.Context, sigs <-chan os.Signal, stderr io.Write
 	}()
 	return ctx
 }
+
+// quietSignals, set by a command that reports the first signal in its
+// own log (serve --log-json, whose every line is JSON), keeps watchSignals
+// from writing its notice.
+var quietSignals atomic.Bool
 
 // interruptStatus is the exit status of a command stopped because ctx was
 // cancelled: the signal's (see signalStatus), or 130 when the context was

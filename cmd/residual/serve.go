@@ -38,8 +38,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.MaxImagePixels, "max-pixels", 1<<24, "uploaded image pixels (width × height) at most")
 	fs.DurationVar(&cfg.Timeout, "timeout", 30e9, "deadline of requests that set none (Request-Timeout header, grpc-timeout)")
 	fs.DurationVar(&cfg.PollInterval, "poll", 2e9, "how often the repository is scanned")
-	drain := fs.Duration("drain", 30e9, "on SIGTERM or interrupt, how long in-flight requests may take")
-	logJSON := fs.Bool("log-json", false, "log as JSON lines instead of text")
+	drain := fs.Duration("drain", 30e9, "on SIGTERM or interrupt, how long in-flight requests may take (> 0); those still running then are cut off and the exit status is the signal's (143, 130) instead of 0")
+	logJSON := fs.Bool("log-json", false, "log as JSON lines instead of text (durations as strings such as \"1.5s\"); nothing else is written to standard output or error, bar a second signal's notice")
 	threads := fs.Int("threads", 0, "threads for the models and the server (0: all cores); 1 suits a model whose batch takes well under a millisecond (docs/SERVING.md)")
 	precision := precisionFlag(fs)
 	if err := parse(fs, args); err != nil {
@@ -57,7 +57,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var h slog.Handler = slog.NewTextHandler(stderr, nil)
 	if *logJSON {
-		h = slog.NewJSONHandler(stderr, nil)
+		h = slog.NewJSONHandler(stderr, &slog.HandlerOptions{ReplaceAttr: durationStrings})
+		quietSignals.Store(true) // serve logs the signal as it drains
+		defer quietSignals.Store(false)
 	}
 	cfg.Logger = slog.New(h)
 	cfg.Repository = *repo
@@ -77,11 +79,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 	}
-	fmt.Fprintf(stdout, "serving on http://%s", hl.Addr())
-	if gl != nil {
-		fmt.Fprintf(stdout, " and grpc://%s", gl.Addr())
+	if !*logJSON { // the log says it too ("serving HTTP")
+		fmt.Fprintf(stdout, "serving on http://%s", hl.Addr())
+		if gl != nil {
+			fmt.Fprintf(stdout, " and grpc://%s", gl.Addr())
+		}
+		fmt.Fprintln(stdout)
 	}
-	fmt.Fprintln(stdout)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
@@ -97,12 +101,27 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if loadErr == nil {
 		loadErr = s.ScanRepository()
 	}
+	if loadErr != nil && ctx.Err() != nil {
+		// A signal during the loads: a stop, not a failure (Kubernetes
+		// stops pods that are still starting).
+		return <-done
+	}
 	if loadErr != nil {
+		cfg.Logger.Error("model not loaded; stopping", "err", loadErr)
 		cancel()
 		<-done
 		return loadErr
 	}
 	return <-done
+}
+
+// durationStrings writes durations in JSON logs as Go writes them
+// ("1.5s"); slog's JSON handler writes integer nanoseconds.
+func durationStrings(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // openCheckpoint opens a checkpoint (any residual reads) for serving

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -56,22 +57,7 @@ func TestServe(t *testing.T) {
 		}
 	}
 
-	cfg, err := models.Preset("resnet20")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.SetInChannels(1)
-	cfg.SetClasses(3)
-	net, err := models.Build(cfg, tensor.NewRNG(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ckpt := filepath.Join(t.TempDir(), "m.safetensors")
-	meta := checkpoint.Meta{Model: cfg, Classes: []string{"a", "b", "c"},
-		Preprocess: checkpoint.Preprocess{Height: 16, Width: 16, Channels: 1, Mean: []float64{0.5}, Std: []float64{0.25}}}
-	if err := checkpoint.Write(ckpt, net, meta, nil); err != nil {
-		t.Fatal(err)
-	}
+	ckpt := serveCheckpoint(t)
 	p32 := serveClassify(t, ckpt, "fp32")
 	p16 := serveClassify(t, ckpt, "bf16")
 	same := true
@@ -177,4 +163,88 @@ func serveClassify(t *testing.T, ckpt, pr string) map[string]float64 {
 		probs[p.Label] = p.Probability
 	}
 	return probs
+}
+
+// serveCheckpoint writes a 3-class ResNet-20 for 16×16 grey images.
+func serveCheckpoint(t *testing.T) string {
+	t.Helper()
+	cfg, err := models.Preset("resnet20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.SetInChannels(1)
+	cfg.SetClasses(3)
+	net, err := models.Build(cfg, tensor.NewRNG(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ckpt := filepath.Join(t.TempDir(), "m.safetensors")
+	meta := checkpoint.Meta{Model: cfg, Classes: []string{"a", "b", "c"},
+		Preprocess: checkpoint.Preprocess{Height: 16, Width: 16, Channels: 1, Mean: []float64{0.5}, Std: []float64{0.25}}}
+	if err := checkpoint.Write(ckpt, net, meta, nil); err != nil {
+		t.Fatal(err)
+	}
+	return ckpt
+}
+
+// TestServeStops: with --log-json every line serve writes is JSON (the
+// drain names its cause, durations read "30s") and nothing goes to
+// standard output; a signal while the models load is a clean stop (exit
+// 0; it exited 143 with the load's "server closed"); a model that cannot
+// load is logged as an error before the stop (exit 1).
+func TestServeStops(t *testing.T) {
+	ckpt := serveCheckpoint(t)
+	args := []string{"serve", "--model", "m=" + ckpt, "--addr", "127.0.0.1:0", "--grpc-addr", ""}
+
+	ctx, cancel := context.WithCancelCause(context.Background())
+	out, errb := &lockedBuffer{}, &lockedBuffer{}
+	exit := make(chan int, 1)
+	go func() { exit <- run(ctx, append(args, "--log-json"), out, errb) }()
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(errb.String(), `"msg":"model ready"`); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready within 20 s: %s", errb.String())
+		}
+	}
+	cancel(signalCause{syscall.SIGTERM})
+	select {
+	case code := <-exit:
+		if code != 0 {
+			t.Errorf("--log-json: exit %d after the drain, want 0", code)
+		}
+	case <-time.After(35 * time.Second):
+		t.Fatal("serve did not stop within 35 s of the signal")
+	}
+	if out.String() != "" {
+		t.Errorf("--log-json wrote to standard output: %q", out.String())
+	}
+	drained := false
+	for _, line := range strings.Split(strings.TrimSpace(errb.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Errorf("--log-json wrote a line that is not JSON: %q", line)
+			continue
+		}
+		if rec["msg"] == "draining" {
+			drained = rec["cause"] == "stopped by SIGTERM" && rec["timeout"] == "30s"
+		}
+	}
+	if !drained {
+		t.Errorf("no drain record naming the signal and a 30s timeout:\n%s", errb.String())
+	}
+
+	// Stopped before the models could load.
+	ctx, cancel = context.WithCancelCause(context.Background())
+	cancel(signalCause{syscall.SIGTERM})
+	out, errb = &lockedBuffer{}, &lockedBuffer{}
+	if code := run(ctx, args, out, errb); code != 0 {
+		t.Errorf("a signal during the load: exit %d, want 0; stderr %s", code, errb.String())
+	}
+
+	// A model that cannot load.
+	out, errb = &lockedBuffer{}, &lockedBuffer{}
+	missing := filepath.Join(t.TempDir(), "missing.safetensors")
+	if code := run(context.Background(), []string{"serve", "--model", "m=" + missing, "--addr", "127.0.0.1:0", "--grpc-addr", ""}, out, errb); code != 1 ||
+		!strings.Contains(errb.String(), `level=ERROR msg="model not loaded; stopping"`) || !strings.Contains(errb.String(), missing) {
+		t.Errorf("a missing checkpoint: exit %d, stderr %s", code, errb.String())
+	}
 }
