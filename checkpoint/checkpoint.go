@@ -408,6 +408,9 @@ func decodeMeta(md map[string]string) (Meta, error) {
 	switch md["format"] {
 	case Format, formatV1:
 	default:
+		if md["format"] == "" {
+			return m, errors.New("not a residual checkpoint (its metadata names no format): a PyTorch state dict, such as `residual export torch` writes, becomes one with `residual import torch`")
+		}
 		return m, fmt.Errorf("not a residual checkpoint (format %q)", md["format"])
 	}
 	var err error

@@ -112,6 +112,7 @@ func TestHostileMetadata(t *testing.T) {
 		key, value, want string
 	}{
 		{"format", "pytorch", "not a residual checkpoint"},
+		{"format", "", "becomes one with `residual import torch`"},
 		{"model", "{", "model"},
 		{"model", `{"name":"x","kind":"transformer","config":{}}`, "unknown kind"},
 		{"model", strings.Replace(model, `"widths":[4,8]`, `"widths":[4,32768]`, 1), "parameters"},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -256,7 +257,10 @@ func outputs(logits *tensor.Tensor, want []string) ([]string, []*tensor.Tensor, 
 		want = []string{logitsName, probsName}
 	}
 	var ts []*tensor.Tensor
-	for _, w := range want {
+	for i, w := range want {
+		if slices.Contains(want[:i], w) {
+			return nil, nil, badRequest("output %q is requested twice", w)
+		}
 		switch w {
 		case logitsName:
 			ts = append(ts, logits)

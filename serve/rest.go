@@ -416,7 +416,11 @@ func (s *Server) infer2(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("malformed inference request JSON: %v", err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return badRequest("malformed inference request JSON: more after the request object ends at byte %d", dec.InputOffset())
+		hint := ""
+		if r.Header.Get(headerInferenceLength) == "" {
+			hint = fmt.Sprintf(" (a request with binary data after its JSON gives the JSON's length in the %s header)", headerInferenceLength)
+		}
+		return badRequest("malformed inference request JSON: more after the request object ends at byte %d%s", dec.InputOffset(), hint)
 	}
 	if len(req.Inputs) != 1 {
 		return badRequest("request has %d inputs; the model takes one, %q", len(req.Inputs), inputName)
