@@ -419,14 +419,20 @@ func (d *ddp) finishStep(params []*ag.Value, ctl distributed.Request) error {
 	return nil
 }
 
-// reduceEval sums an evaluation's sums and counts over the ranks.
-func (r *run) reduceEval(e evaluation) (evaluation, error) {
+// errEvalStopped is evaluateOn's error for an evaluation that a signal
+// cut short (ctx done): on every rank under Config.Comm, whichever rank
+// was signalled, as they agree in reduceEval.
+var errEvalStopped = errors.New("train: evaluation stopped")
+
+// reduceEval sums an evaluation's sums and counts over the ranks, with
+// whether any rank's ctx asked it to stop (errEvalStopped on every rank).
+func (r *run) reduceEval(ctx context.Context, e evaluation) (evaluation, error) {
 	if r.ddp == nil {
 		return e, nil
 	}
 	k := len(e.confusion)
-	buf := make([]float64, 4, 4+k*k)
-	buf[0], buf[1], buf[2], buf[3] = e.lossSum, e.hits, e.top5Hits, float64(e.n)
+	buf := make([]float64, 5, 5+k*k)
+	buf[0], buf[1], buf[2], buf[3], buf[4] = e.lossSum, e.hits, e.top5Hits, float64(e.n), float64(stopRequested(ctx))
 	for _, row := range e.confusion {
 		for _, v := range row {
 			buf = append(buf, float64(v))
@@ -435,11 +441,14 @@ func (r *run) reduceEval(e evaluation) (evaluation, error) {
 	if err := r.ddp.comm.AllReduceSumFloat64(buf); err != nil {
 		return e, fmt.Errorf("train: summing the evaluation over the ranks: %w", err)
 	}
+	if buf[4] > 0 {
+		return e, errEvalStopped
+	}
 	out := evaluation{lossSum: buf[0], hits: buf[1], top5Hits: buf[2], n: int(buf[3]), confusion: make([][]int, k)}
 	for i := range out.confusion {
 		out.confusion[i] = make([]int, k)
 		for j := range out.confusion[i] {
-			out.confusion[i][j] = int(buf[4+i*k+j])
+			out.confusion[i][j] = int(buf[5+i*k+j])
 		}
 	}
 	out.means()
@@ -475,12 +484,15 @@ func (r *run) evaluateOn(ctx context.Context, net nn.Layer, test bool) (evaluati
 		lerr = fmt.Errorf("train: %s: %w", name, lerr)
 	}
 	if r.ddp == nil {
+		if lerr == nil && ctx.Err() != nil {
+			return e, errEvalStopped
+		}
 		return e, lerr
 	}
 	if err := agree(r.ddp.comm, "evaluating the "+name, lerr); err != nil {
 		return e, err
 	}
-	return r.reduceEval(e)
+	return r.reduceEval(ctx, e)
 }
 
 // weightNorm returns, for a weighted loss under Config.Comm, the factor

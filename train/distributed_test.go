@@ -339,4 +339,49 @@ func TestDataParallelStopAndResume(t *testing.T) {
 			t.Errorf("resumed rank %d: first epoch's training loss %v, accuracy %v; uninterrupted %v, %v", r, got.TrainLoss, got.TrainAcc, want.TrainLoss, want.TrainAcc)
 		}
 	}
+
+	// Rank 1 alone told to stop during the first validation: both ranks
+	// stop there (they agree in the evaluation's reduction; they used to
+	// finish it and stop after the next epoch's first step), and resumed,
+	// they validate that epoch and end as the uninterrupted run.
+	vctx, vcancel := context.WithCancel(context.Background())
+	defer vcancel()
+	cfg3 := ddpTiny(t.TempDir(), 32)
+	evalBatchHook = vcancel // at the first batch any rank evaluates
+	for r, comm := range distributed.NewGroup(2) {
+		c := cfg3
+		c.Comm = comm
+		ctx := context.Background()
+		if r == 1 {
+			c.Out, ctx = t.TempDir(), vctx
+		}
+		wg.Go(func() {
+			tr, err := Prepare(c)
+			if err != nil {
+				errs[r] = err
+				return
+			}
+			_, errs[r] = tr.Train(ctx)
+			steps[r] = tr.r.opt.Steps()
+		})
+	}
+	wg.Wait()
+	evalBatchHook = nil
+	perEpoch := len(whole[0].res.StepLoss) / len(whole[0].res.History)
+	for r, err := range errs {
+		if !errors.Is(err, ErrInterrupted) || steps[r] != perEpoch {
+			t.Fatalf("stopped during the validation: rank %d: %v after %d steps, want ErrInterrupted after the epoch's %d", r, err, steps[r], perEpoch)
+		}
+	}
+	cfg3.Resume = true
+	resumed = runRanks(t, context.Background(), cfg3, 2, nil)
+	if resumed[0].err != nil {
+		t.Fatalf("resumed after a stop during the validation: %v", resumed[0].err)
+	}
+	if _, dw := compareRuns(t, rankRun{state: resumed[0].state}, rankRun{state: whole[0].state}); dw != 0 || !slices.Equal(resumed[0].res.StepLoss, whole[0].res.StepLoss) {
+		t.Errorf("stopped during the validation and resumed: weights differ by %g; step losses %v, want %v", dw, resumed[0].res.StepLoss, whole[0].res.StepLoss)
+	}
+	if got, want := resumed[0].res.History[0], whole[0].res.History[0]; got.ValLoss != want.ValLoss || got.ValAcc != want.ValAcc {
+		t.Errorf("the resumed run's first validation: loss %v, accuracy %v; uninterrupted %v, %v", got.ValLoss, got.ValAcc, want.ValLoss, want.ValAcc)
+	}
 }

@@ -103,6 +103,10 @@ func EvaluateContext(ctx context.Context, m nn.Layer, l *data.Loader, classes in
 	return Evaluation{Loss: e.loss, Accuracy: e.acc, Top5: e.top5, Confusion: e.confusion}, nil
 }
 
+// evalBatchHook, set by tests, runs before each batch that evaluate
+// computes (to stop a run in the middle of an evaluation).
+var evalBatchHook func()
+
 // evaluation is what evaluate measures: the means, and the sums and
 // count they are made of (summed over the ranks under Config.Comm).
 type evaluation struct {
@@ -141,6 +145,9 @@ func evaluate(ctx context.Context, m nn.Layer, l *data.Loader, classes int, tape
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	for b := range l.Epoch(lctx, 0, 0) {
+		if evalBatchHook != nil {
+			evalBatchHook()
+		}
 		if ctx.Err() != nil { // the loader may hand over batches it made before
 			break
 		}

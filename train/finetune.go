@@ -209,8 +209,8 @@ func (r *run) emaWeights() nn.Layer {
 }
 
 // evaluateEMA validates the moving average of the weights.
-func (r *run) evaluateEMA() (evaluation, error) {
-	return r.evaluateOn(context.Background(), r.emaWeights(), false)
+func (r *run) evaluateEMA(ctx context.Context) (evaluation, error) {
+	return r.evaluateOn(ctx, r.emaWeights(), false)
 }
 
 // score is the validation metric that picks the best checkpoint.

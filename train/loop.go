@@ -3,6 +3,7 @@ package train
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -135,7 +136,16 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			}
 			return nil, ErrInterrupted
 		}
-		if err := r.endEpoch(); err != nil {
+		if err := r.endEpoch(ctx); err != nil {
+			if errors.Is(err, errEvalStopped) {
+				// Every batch is done, the validation is not: the
+				// checkpoint's position is the epoch's end, and a resumed
+				// run validates the epoch before the next.
+				if err := r.saveStopped(); err != nil {
+					return nil, err
+				}
+				return nil, ErrInterrupted
+			}
 			return nil, err
 		}
 		if n := r.staleEpochs(); r.cfg.Patience > 0 && n >= r.cfg.Patience && r.epoch+1 < r.cfg.Epochs {
@@ -151,21 +161,16 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			return nil, err
 		}
 	}
-	// A signal during the test pass stops it (one process: ranks must
-	// agree, so a distributed run finishes it); the training is complete
-	// and saved by then.
-	testCtx := ctx
-	if r.ddp != nil {
-		testCtx = context.Background()
-	}
-	test, err := r.evaluateOn(testCtx, r.model, true)
-	if err != nil {
-		return nil, err
-	}
-	if testCtx.Err() != nil {
+	// A signal during the test pass stops it (on every rank: they agree
+	// in evaluateOn); the training is complete and saved by then.
+	test, err := r.evaluateOn(ctx, r.model, true)
+	if errors.Is(err, errEvalStopped) {
 		fmt.Fprintf(r.cfg.Log, "\nstopped during the test evaluation; the training is complete and saved in %s (residual eval --weights %s measures the test set)\n",
 			r.cfg.Out, filepath.Join(r.cfg.Out, BestCheckpoint))
 		return nil, ErrInterrupted
+	}
+	if err != nil {
+		return nil, err
 	}
 	testLoss, testAcc, confusion := test.loss, test.acc, test.confusion
 	res := &Result{History: r.history, Epochs: r.epoch, TestAccuracy: testAcc, TestLoss: testLoss, BestValAccuracy: r.best, TestTop5: test.top5, StoppedEarly: r.stoppedEarly, Seconds: time.Since(r.start).Seconds(),
@@ -220,7 +225,11 @@ func (r *run) saveStopped() error {
 		if err := r.save(LastCheckpoint); err != nil {
 			return err
 		}
-		fmt.Fprintf(r.cfg.Log, "\nstopped at epoch %d, batch %d; checkpoint written to %s\n", r.epoch+1, r.batch, filepath.Join(r.cfg.Out, LastCheckpoint))
+		if r.batch == r.stepsPerEpoch {
+			fmt.Fprintf(r.cfg.Log, "\nstopped after the last batch of epoch %d, before its validation (a resumed run validates it first); checkpoint written to %s\n", r.epoch+1, filepath.Join(r.cfg.Out, LastCheckpoint))
+		} else {
+			fmt.Fprintf(r.cfg.Log, "\nstopped at epoch %d, batch %d; checkpoint written to %s\n", r.epoch+1, r.batch, filepath.Join(r.cfg.Out, LastCheckpoint))
+		}
 		return nil
 	}
 	if r.ddp == nil {
@@ -233,22 +242,22 @@ func (r *run) saveStopped() error {
 }
 
 // endEpoch validates, records metrics and curves, and writes checkpoints.
-func (r *run) endEpoch() error {
+func (r *run) endEpoch(ctx context.Context) error {
 	if r.ddp == nil {
-		return r.endEpochHere()
+		return r.endEpochHere(ctx)
 	}
 	if err := r.broadcastBuffers(); err != nil {
 		return err
 	}
 	// Rank 0's writes can fail (a full disk) while the others wait to go
 	// on: they learn it here and stop with it.
-	return agree(r.ddp.comm, fmt.Sprintf("ending epoch %d", r.epoch+1), r.endEpochHere())
+	return agree(r.ddp.comm, fmt.Sprintf("ending epoch %d", r.epoch+1), r.endEpochHere(ctx))
 }
 
 // endEpochHere is endEpoch on this rank: the evaluation (summed over the
 // ranks under Config.Comm), then rank 0's records and checkpoints.
-func (r *run) endEpochHere() error {
-	val, err := r.evaluateOn(context.Background(), r.model, false)
+func (r *run) endEpochHere(ctx context.Context) error {
+	val, err := r.evaluateOn(ctx, r.model, false)
 	if err != nil {
 		return err
 	}
@@ -264,7 +273,7 @@ func (r *run) endEpochHere() error {
 		m.ValTop5 = val.top5
 	}
 	if r.ema != nil {
-		e, err := r.evaluateEMA()
+		e, err := r.evaluateEMA(ctx)
 		if err != nil {
 			return err
 		}

@@ -105,7 +105,26 @@ func TestResumeIsExact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, res := range map[string]*Result{"stopped at an epoch": splitRes, "resumed from its record": recordedRes, "interrupted mid-epoch": stoppedRes} {
+	// Stopped during the first epoch's validation: every batch done, the
+	// validation not; resumed, the run validates that epoch first.
+	valStopped := tiny(t.TempDir())
+	vctx, vcancel := context.WithCancel(ctx)
+	evalBatchHook = vcancel // at the validation's first batch
+	_, err = Run(vctx, valStopped)
+	evalBatchHook = nil
+	if !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("run stopped during the validation: %v", err)
+	}
+	if f, _ := safetensors.Read(filepath.Join(valStopped.Out, LastCheckpoint)); f == nil || f.Metadata["batch"] != "6" || f.Metadata["epoch"] != "0" {
+		t.Fatalf("the checkpoint of the run stopped during the validation is not at epoch 0, batch 6: %v", f)
+	}
+	valStopped.Resume = true
+	valStoppedRes, err := Run(ctx, valStopped)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for name, res := range map[string]*Result{"stopped at an epoch": splitRes, "resumed from its record": recordedRes, "interrupted mid-epoch": stoppedRes, "stopped during a validation": valStoppedRes} {
 		if !slices.Equal(res.StepLoss, fullRes.StepLoss) {
 			t.Errorf("%s: the step losses %v differ from the uninterrupted run's %v", name, res.StepLoss, fullRes.StepLoss)
 		}
@@ -122,7 +141,7 @@ func TestResumeIsExact(t *testing.T) {
 			t.Errorf("%s: step_loss.csv holds steps %v, losses %v; want 1…12 and %v", name, steps, losses, fullRes.StepLoss)
 		}
 	}
-	for name, dir := range map[string]string{"stopped at an epoch": split.Out, "resumed from its record": recorded.Out, "interrupted mid-epoch": stopped.Out} {
+	for name, dir := range map[string]string{"stopped at an epoch": split.Out, "resumed from its record": recorded.Out, "interrupted mid-epoch": stopped.Out, "stopped during a validation": valStopped.Out} {
 		got := weights(t, filepath.Join(dir, LastCheckpoint))
 		if len(got) != len(want) {
 			t.Fatalf("%s: %d tensors, want %d", name, len(got), len(want))
