@@ -270,6 +270,33 @@ func TestDataParallelDisagreement(t *testing.T) {
 	}
 }
 
+// stopRank1 trains cfg on 2 ranks, rank 1 (in a folder of its own) with
+// ctx1 and rank 0 with a context that is never cancelled, and returns each
+// rank's error and the steps it took.
+func stopRank1(t *testing.T, cfg Config, ctx1 context.Context) (errs []error, steps []int) {
+	errs, steps = make([]error, 2), make([]int, 2)
+	var wg sync.WaitGroup
+	for r, comm := range distributed.NewGroup(2) {
+		c := cfg
+		c.Comm = comm
+		ctx := context.Background()
+		if r == 1 {
+			c.Out, ctx = t.TempDir(), ctx1
+		}
+		wg.Go(func() {
+			tr, err := Prepare(c)
+			if err != nil {
+				errs[r] = err
+				return
+			}
+			_, errs[r] = tr.Train(ctx)
+			steps[r] = tr.r.opt.Steps()
+		})
+	}
+	wg.Wait()
+	return errs, steps
+}
+
 // TestDataParallelStopAndResume stops a 2-rank run by cancelling rank 1's
 // context alone: both ranks stop after the same step, rank 0 writes the
 // checkpoint; resuming on 3 ranks is refused, and resuming on 2 ends
@@ -284,28 +311,8 @@ func TestDataParallelStopAndResume(t *testing.T) {
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
 	// Rank 1 alone is told to stop (its context is cancelled from the start).
-	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	steps := make([]int, 2)
 	cfg2 := ddpTiny(t.TempDir(), 32)
-	for r, comm := range distributed.NewGroup(2) {
-		c := cfg2
-		c.Comm = comm
-		ctx := context.Background()
-		if r == 1 {
-			c.Out, ctx = t.TempDir(), cancelled
-		}
-		wg.Go(func() {
-			tr, err := Prepare(c)
-			if err != nil {
-				errs[r] = err
-				return
-			}
-			_, errs[r] = tr.Train(ctx)
-			steps[r] = tr.r.opt.Steps()
-		})
-	}
-	wg.Wait()
+	errs, steps := stopRank1(t, cfg2, cancelled)
 	for r, err := range errs {
 		if !errors.Is(err, ErrInterrupted) {
 			t.Fatalf("rank %d: %v, want ErrInterrupted", r, err)
@@ -348,24 +355,7 @@ func TestDataParallelStopAndResume(t *testing.T) {
 	defer vcancel()
 	cfg3 := ddpTiny(t.TempDir(), 32)
 	evalBatchHook = vcancel // at the first batch any rank evaluates
-	for r, comm := range distributed.NewGroup(2) {
-		c := cfg3
-		c.Comm = comm
-		ctx := context.Background()
-		if r == 1 {
-			c.Out, ctx = t.TempDir(), vctx
-		}
-		wg.Go(func() {
-			tr, err := Prepare(c)
-			if err != nil {
-				errs[r] = err
-				return
-			}
-			_, errs[r] = tr.Train(ctx)
-			steps[r] = tr.r.opt.Steps()
-		})
-	}
-	wg.Wait()
+	errs, steps = stopRank1(t, cfg3, vctx)
 	evalBatchHook = nil
 	perEpoch := len(whole[0].res.StepLoss) / len(whole[0].res.History)
 	for r, err := range errs {
