@@ -264,7 +264,7 @@ func ResumeConfig(dir string) (Config, error) {
 	c, err := checkpoint.Load(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return Config{}, fmt.Errorf("train: no run to resume in %s: %s does not exist", dir, path)
+			return Config{}, fmt.Errorf("train: no run to resume in %s: %s does not exist (%w)", dir, path, fs.ErrNotExist)
 		}
 		return Config{}, fmt.Errorf("train: resuming %s: %w", dir, err)
 	}

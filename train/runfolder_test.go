@@ -175,7 +175,7 @@ func TestResumeWithoutRun(t *testing.T) {
 // training run did not write, naming what it read.
 func TestResumeConfigRefuses(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := ResumeConfig(dir); err == nil || !strings.Contains(err.Error(), filepath.Join(dir, LastCheckpoint)+" does not exist") {
+	if _, err := ResumeConfig(dir); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), filepath.Join(dir, LastCheckpoint)+" does not exist") {
 		t.Errorf("a folder without a run: %v", err)
 	}
 	cfg := tiny(dir)

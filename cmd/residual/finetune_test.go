@@ -3,12 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/residual-nn/residual/distributed"
+	"github.com/residual-nn/residual/train"
 )
 
 // The fine-tuning flags reach the trainer: a second run starts from the
@@ -90,6 +95,26 @@ func TestResumeFieldsCoverTrainFlags(t *testing.T) {
 	for name := range resumeFields {
 		if !slices.Contains(names, name) {
 			t.Errorf("resumeFields names --%s, which train lacks", name)
+		}
+	}
+}
+
+// On --resume, a rank other than 0 whose machine lacks the run folder
+// (only rank 0 writes it) takes the command line's settings, which the
+// ranks then compare; rank 0, or one process, without the folder fails
+// naming the checkpoint it looked for.
+func TestResumeConfigOnRanks(t *testing.T) {
+	fs := flag.NewFlagSet("train", flag.ContinueOnError)
+	missing := filepath.Join(t.TempDir(), "run")
+	ranks := distributed.NewGroup(2)
+	for _, c := range []struct {
+		comm     distributed.Comm
+		fallback bool
+	}{{nil, false}, {ranks[0], false}, {ranks[1], true}} {
+		flags := train.Config{Out: missing, Epochs: 7, Comm: c.comm}
+		cfg, err := resumeConfig(fs, flags, io.Discard)
+		if c.fallback && (err != nil || cfg.Epochs != 7) || !c.fallback && (err == nil || !strings.Contains(err.Error(), filepath.Join(missing, "last.safetensors"))) {
+			t.Errorf("comm %v: %+v, %v", c.comm, cfg.Epochs, err)
 		}
 	}
 }

@@ -224,8 +224,16 @@ var unrecordedTrainFlags = []string{"out", "resume", "overwrite", "tensorboard",
 // (train.ResumeConfig), with those whose flags were given taken from
 // flags instead; what a run does not record comes from flags. It names
 // on out the settings given anew.
+//
+// A rank other than 0 of a distributed run whose machine lacks the run
+// folder (only rank 0 writes it) takes the command line's settings: the
+// ranks compare their configs as they start, so flags left out there are
+// refused naming them.
 func resumeConfig(fs *flag.FlagSet, flags train.Config, out io.Writer) (train.Config, error) {
 	cfg, err := train.ResumeConfig(flags.Out)
+	if err != nil && flags.Comm != nil && flags.Comm.Rank() != 0 && errors.Is(err, os.ErrNotExist) {
+		return flags, nil
+	}
 	if err != nil {
 		return cfg, err
 	}
