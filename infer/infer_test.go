@@ -246,6 +246,21 @@ func TestInputMatchesData(t *testing.T) {
 			}
 		}
 	}
+	// Empty mean and std, which Preprocess.Validate takes for none as it
+	// does nil, normalise nothing (they indexed past the end: a panic).
+	img := images(t, 1)[0]
+	b := img.Bounds()
+	want, err := data.Normalise(transform.Resize(data.Pixels(img, 1), b.Dy(), b.Dx(), 1, 28, 28), 28, 28, 1, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, none := range [][]float64{nil, {}} {
+		p.Channels, p.Mean, p.Std = 1, none, none
+		got, err := infer.Input(p, img)
+		if err != nil || !slices.Equal(got.Data, want.Data) {
+			t.Errorf("mean and std %#v: not the unnormalised pixels", none)
+		}
+	}
 }
 
 // Inputs a model cannot take are errors naming the problem, never panics;

@@ -86,10 +86,10 @@ func normalise(p checkpoint.Preprocess, pix []uint8, h, w int) *tensor.Tensor {
 		if !p.Scale255 {
 			x /= 255
 		}
-		if p.Mean != nil {
+		if len(p.Mean) > 0 { // empty, as nil: none (Preprocess.Validate)
 			x -= p.Mean[ch]
 		}
-		if p.Std != nil {
+		if len(p.Std) > 0 {
 			x /= p.Std[ch]
 		}
 		t.Data[(i/c)*c+ch] = float32(x)
