@@ -11,7 +11,9 @@ import (
 	_ "image/jpeg"
 	_ "image/png"
 	"io"
+	"io/fs"
 	"os"
+	"syscall"
 
 	_ "golang.org/x/image/bmp"  // registers BMP decoding
 	_ "golang.org/x/image/webp" // registers WebP decoding
@@ -43,12 +45,51 @@ func LoadImage(path string) (image.Image, error) {
 	return DecodeImage(b, path)
 }
 
+// openImageFile opens path, following links, if it is a regular file:
+// a FIFO, a device, a socket or a folder is an error naming it. It opens
+// without blocking (O_NONBLOCK, which regular files ignore), as a FIFO
+// that no process writes would block the open itself, where no signal
+// reaches it.
+func openImageFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("data: %s: not a regular file but %s, so not an image", path, fileKind(st.Mode()))
+	} else if err != nil {
+		err = fmt.Errorf("data: %w", err)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// fileKind names the kind of file a mode that is not a regular file's
+// describes.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a folder"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "a special file (" + m.Type().String() + ")"
+}
+
 // readImageFile reads an image file whole, refusing one larger than
 // maxImageFile.
 func readImageFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := openImageFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("data: %w", err)
+		return nil, err
 	}
 	defer f.Close()
 	max := maxImageFile()
@@ -115,9 +156,9 @@ func checkImageHeader(b []byte, name string) (format string, err error) {
 // CheckImageFile reads only the header of an image file and checks it as
 // LoadImage would before decoding: a known format within the limits.
 func CheckImageFile(path string) error {
-	f, err := os.Open(path)
+	f, err := openImageFile(path)
 	if err != nil {
-		return fmt.Errorf("data: %w", err)
+		return err
 	}
 	defer f.Close()
 	// Headers sit in the first bytes; 64 KiB holds a JPEG's EXIF segment
