@@ -12,6 +12,7 @@ import (
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/internal/kernels"
+	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/optim"
@@ -168,6 +169,13 @@ func (w workload) prepare() (func(), float64, error) {
 		return nil, 0, err
 	}
 	flop := 2 * float64(s.TotalMultAdds) / float64(w.batch)
+	need, what := s.InferenceBytes(), "an inference pass"
+	if w.train {
+		need, what = s.TrainingBytes(), "a training step"
+	}
+	if err := limits.CheckMemory(fmt.Sprintf("bench: %s of %s on a batch of %d", what, w.model, w.batch), need); err != nil {
+		return nil, 0, fmt.Errorf("%w: lower --batch", err)
+	}
 	x := rng.Randn(shape...)
 	if !w.train {
 		if err := models.ForInference(cfg, m); err != nil {

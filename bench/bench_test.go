@@ -1,10 +1,12 @@
 package bench
 
 import (
+	"strings"
 	"testing"
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/internal/kernels"
+	"github.com/residual-nn/residual/limits"
 )
 
 // BenchmarkStep runs each network benchmark's step under go test -bench
@@ -83,6 +85,15 @@ func TestRunAll(t *testing.T) {
 	}
 	if _, err := Run("nope", Options{}); err == nil {
 		t.Error("unknown benchmark accepted")
+	}
+	// A batch beyond the memory allowed is refused before anything is
+	// allocated (--batch 100000 grew until the runtime died).
+	limits.Memory = 1 << 20
+	defer func() { limits.Memory = 0 }()
+	for _, n := range []string{"cifar20-infer", "cifar20-train"} {
+		if _, err := Run(n, Options{Runs: 1, Batch: 512}); err == nil || !strings.Contains(err.Error(), "on a batch of 512 needs at least") || !strings.Contains(err.Error(), "lower --batch") {
+			t.Errorf("%s at batch 512 within 1 MB: %v", n, err)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 // Package limits holds the bounds that residual applies to every input it
 // may not trust: checkpoints and state dicts, ONNX and Keras files, images,
-// data sets and server requests. Each parser and loader checks its input
+// data sets and server requests, and the memory a requested batch may
+// take (CheckMemory). Each parser and loader checks its input
 // against these values before it allocates, so a small hostile file gets an
 // error naming the problem instead of a crash or an allocation of
 // gigabytes. docs/SECURITY.md lists where each limit is applied and how it
@@ -12,9 +13,12 @@
 package limits
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 )
 
 var (
@@ -51,6 +55,10 @@ var (
 	// Nesting bounds the nesting of structured data in a file (pickle
 	// frames, JSON of a model config).
 	Nesting = 1 << 10
+	// Memory, when positive, is the memory in bytes that CheckMemory
+	// allows, in place of what the system has available: to keep a process
+	// within less, or for a test.
+	Memory int64
 )
 
 // CheckElements returns an error naming what if the shape is negative in
@@ -109,4 +117,53 @@ func ReadFile(path string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s: read %d of %d bytes: %w", path, n, len(b), err)
 	}
 	return b, nil
+}
+
+// AvailableMemory returns the memory the system can give new allocations
+// without swapping: Linux's MemAvailable (/proc/meminfo). ok is false
+// where it is not known (another system, an unreadable file).
+func AvailableMemory() (bytes int64, ok bool) {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	return memAvailable(f)
+}
+
+// memAvailable reads MemAvailable, in bytes, from a /proc/meminfo.
+func memAvailable(r io.Reader) (int64, bool) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 3 && f[0] == "MemAvailable:" && f[2] == "kB" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10, err == nil && kb >= 0 && kb < 1<<53
+		}
+	}
+	return 0, false
+}
+
+// CheckMemory returns an error naming what when need bytes exceed the
+// memory available now (Memory if set, else AvailableMemory; nil where
+// that is unknown):
+// for work that would otherwise grow until the kernel kills the process,
+// without a message and without saving anything.
+func CheckMemory(what string, need int64) error {
+	avail, ok := Memory, Memory > 0
+	if !ok {
+		avail, ok = AvailableMemory()
+	}
+	if !ok || need <= avail {
+		return nil
+	}
+	return fmt.Errorf("%s needs at least %s of memory; %s is available", what, sizeText(need), sizeText(avail))
+}
+
+// sizeText writes a byte count in GB, or MB below 1 GB.
+func sizeText(n int64) string {
+	if n < 1e9 {
+		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+	}
+	return fmt.Sprintf("%.1f GB", float64(n)/1e9)
 }

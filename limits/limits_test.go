@@ -59,3 +59,32 @@ func TestReadFile(t *testing.T) {
 		t.Error("a folder was read")
 	}
 }
+
+// TestMemory reads MemAvailable from a /proc/meminfo and refuses a need
+// beyond what is available, naming it; a file without the line is
+// unknown.
+func TestMemory(t *testing.T) {
+	info := "MemTotal:       24576000 kB\nMemFree:         1000000 kB\nMemAvailable:   20000000 kB\nBuffers:  1 kB\n"
+	if n, ok := memAvailable(strings.NewReader(info)); !ok || n != 20000000<<10 {
+		t.Errorf("memAvailable: %d, %v; want %d", n, ok, int64(20000000)<<10)
+	}
+	for _, bad := range []string{"", "MemTotal: 1 kB\n", "MemAvailable: lots kB\n", "MemAvailable: 5 MB\n"} {
+		if n, ok := memAvailable(strings.NewReader(bad)); ok {
+			t.Errorf("memAvailable(%q) = %d, known", bad, n)
+		}
+	}
+	if _, ok := AvailableMemory(); !ok {
+		t.Skip("no /proc/meminfo here: CheckMemory checks nothing")
+	}
+	if err := CheckMemory("a batch", 1<<62); err == nil || !strings.Contains(err.Error(), "a batch needs at least 4611686018.4 GB of memory") {
+		t.Errorf("CheckMemory of 4 EB: %v", err)
+	}
+	if err := CheckMemory("a batch", 1<<20); err != nil {
+		t.Errorf("CheckMemory of 1 MB: %v", err)
+	}
+	Memory = 1 << 19
+	defer func() { Memory = 0 }()
+	if err := CheckMemory("a batch", 1<<20); err == nil || !strings.Contains(err.Error(), "a batch needs at least 1.0 MB of memory; 0.5 MB is available") {
+		t.Errorf("CheckMemory of 1 MB within limits.Memory 512 kB: %v", err)
+	}
+}

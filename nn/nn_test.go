@@ -136,6 +136,11 @@ func TestReadsHaveNoSideEffects(t *testing.T) {
 	if len(s.Layers) == 0 || s.Layers[0].Name != "conv1" {
 		t.Errorf("summary rows %+v: the first should be conv1", s.Layers)
 	}
+	// Input 2×8×8×1 (128 values), conv1 and bn1 2×8×8×4 (512 each), fc
+	// 2×3 (6); float32.
+	if tb, ib := s.TrainingBytes(), s.InferenceBytes(); tb != 4*(128+512+512+6) || ib != 4*(128+2*512) {
+		t.Errorf("TrainingBytes %d, InferenceBytes %d; want %d and %d", tb, ib, 4*(128+512+512+6), 4*(128+2*512))
+	}
 	nn.Name(m)
 	for _, e := range nn.StateDict(m) {
 		if e.Param != nil && e.Param.Name != e.Name {

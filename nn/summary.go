@@ -80,6 +80,34 @@ func Summarize(m Layer, input []int) (s *Summary, err error) {
 	return s, nil
 }
 
+// TrainingBytes is a lower bound on the memory a training step on the
+// summarised input keeps for its backward pass: the input and the float32
+// output of every convolution, batch norm and linear layer (autograd
+// keeps each, or a fused result of its size, until the gradients use it).
+// Weights, gradients and scratch come on top.
+func (s *Summary) TrainingBytes() int64 {
+	n := numel(s.InputShape)
+	for _, l := range s.Layers {
+		switch l.Kind {
+		case "Conv2d", "ConvTranspose2d", "BatchNorm", "Linear":
+			n += numel(l.OutputShape)
+		}
+	}
+	return 4 * n
+}
+
+// InferenceBytes is a lower bound on the memory an inference pass on the
+// summarised input takes: the input and twice the largest layer output (a
+// layer's input and output exist at once, however the buffers are
+// reused), in float32.
+func (s *Summary) InferenceBytes() int64 {
+	var largest int64
+	for _, l := range s.Layers {
+		largest = max(largest, numel(l.OutputShape))
+	}
+	return 4 * (numel(s.InputShape) + 2*largest)
+}
+
 func kindOf(layer any) string {
 	t := reflect.TypeOf(layer)
 	if t.Kind() == reflect.Pointer {

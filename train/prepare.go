@@ -9,6 +9,7 @@ import (
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/optim"
@@ -194,13 +195,20 @@ func (r *run) checkShapes() error {
 	}
 	nn.SetTraining(r.model, true)
 	for _, b := range sizes {
-		if _, err := nn.Summarize(r.model, []int{b, d.H, d.W, d.C}); err != nil {
+		s, err := nn.Summarize(r.model, []int{b, d.H, d.W, d.C})
+		if err != nil {
 			what := "a batch"
 			if b != sizes[0] {
 				what = "the last batch of an epoch"
 			}
 			return fmt.Errorf("train: model %q cannot train on %s, %d image(s) of %dx%d (%d training images, batch %d): %w",
 				r.cfg.Model.Name, what, b, d.H, d.W, n, r.cfg.Batch, err)
+		}
+		if b == sizes[0] {
+			what := fmt.Sprintf("train: a step of %s on %d images of %dx%dx%d", r.cfg.Model.Name, b, d.H, d.W, d.C)
+			if err := limits.CheckMemory(what, s.TrainingBytes()); err != nil {
+				return fmt.Errorf("%w: lower the batch (--batch, Config.Batch) or the image size", err)
+			}
 		}
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 
 	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/models/resnet"
 	"github.com/residual-nn/residual/safetensors"
@@ -340,7 +341,8 @@ func TestLimited(t *testing.T) {
 // Prepare refuses, naming the cause, a batch norm that the last batch of an
 // epoch would leave with one value per channel (ResNet-18's 1×1 maps on
 // MNIST, 3 images in batches of 2) and a U-Net that does not take the
-// data's size; both were panics in the middle of the first epoch.
+// data's size, both panics in the middle of the first epoch, and a step
+// whose activations exceed the memory.
 func TestPrepareChecksShapes(t *testing.T) {
 	for _, tc := range []struct {
 		model, data string
@@ -349,6 +351,12 @@ func TestPrepareChecksShapes(t *testing.T) {
 	}{
 		{"resnet18", "mnist", 2, []string{"last batch", "1 image(s) of 28x28", "one value per channel"}},
 		{"unet", "mnist-canvas:64", 2, []string{"a batch, 2 image(s) of 64x64", "odd or empty size"}},
+		// A step over the memory allowed (limits.Memory, 1 MB here), as
+		// ResNet-20 on 3 MNIST images (3.5 MB of activations: 14 outputs of
+		// 3×28×28×16, 12 of 3×14×14×32, 12 of 3×7×7×64, input, logits) is:
+		// refused before any work (a batch too large for the machine grew
+		// until the kernel killed the process).
+		{"resnet20", "mnist", 3, []string{"a step of resnet20 on 3 images of 28x28x1 needs at least 3.5 MB of memory; 1.0 MB is available", "lower the batch (--batch, Config.Batch)"}},
 	} {
 		mc, err := models.Preset(tc.model)
 		if err != nil {
@@ -358,7 +366,11 @@ func TestPrepareChecksShapes(t *testing.T) {
 		if tc.model == "unet" {
 			cfg.Task = Segment
 		}
+		if tc.model == "resnet20" {
+			limits.Memory = 1 << 20
+		}
 		_, err = Prepare(cfg)
+		limits.Memory = 0
 		for _, w := range tc.want {
 			if err == nil || !strings.Contains(err.Error(), w) {
 				t.Errorf("%s on %s: %v, want an error with %q", tc.model, tc.data, err, w)
