@@ -2,7 +2,6 @@ package data
 
 import (
 	"fmt"
-	"github.com/residual-nn/residual/data/transform"
 	"hash/fnv"
 	"io"
 	"io/fs"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/residual-nn/residual/data/transform"
+	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -123,7 +124,7 @@ func FolderWith(dir string, o *ImageOptions, classes []string) (*Dataset, error)
 			return nil, err
 		}
 		for _, f := range files {
-			if err := CheckImageFile(f); err != nil {
+			if err := checkFolderImage(f, o.ImageSize); err != nil {
 				if o.SkipBadImages {
 					o.warn(err)
 					continue
@@ -151,6 +152,20 @@ func classDirs(dir string) ([]string, error) {
 		err = fmt.Errorf("data: %s has no class sub-folders", dir)
 	}
 	return classes, err
+}
+
+// checkFolderImage checks an image file's header as CheckImageFile does,
+// and the size the evaluation transform resizes it to before its centre
+// crop of side size (a 1×60,000 image becomes 32×1,920,000 for a side of
+// 28): so that a file no pass could read is refused, or skipped, as the
+// folder is read rather than at the test pass after the training.
+func checkFolderImage(path string, size int) error {
+	cfg, err := imageFileConfig(path)
+	if err != nil || cfg.Width == 0 {
+		return err
+	}
+	oh, ow := transform.ShorterSide(cfg.Height, cfg.Width, transform.EvalResize(size))
+	return limits.CheckImage(fmt.Sprintf("data: %s: %d×%d resized for evaluation", path, cfg.Width, cfg.Height), ow, oh)
 }
 
 // listDir returns the names of the entries of dir that keep accepts,

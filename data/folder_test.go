@@ -545,3 +545,27 @@ func TestOpenFolderNilOptions(t *testing.T) {
 		t.Errorf("FolderWith nil options: %v", err)
 	}
 }
+
+// TestFolderRefusesImagesNoPassCanRead: a very long, thin image (within
+// the header limits, but 32×1,920,000 pixels once the evaluation resizes
+// its shorter side for 28-pixel samples) is refused as the folder is read,
+// naming it, or skipped with SkipBadImages (it was found at the test pass,
+// after the whole training).
+func TestFolderRefusesImagesNoPassCanRead(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 3 {
+		writeImage(t, filepath.Join(dir, "a", fmt.Sprintf("%d.png", i)), flat("gray", 20, 20, color.NRGBA{uint8(i), 0, 0, 255}))
+	}
+	writeImage(t, filepath.Join(dir, "a", "thin.png"), flat("gray", 60000, 1, color.NRGBA{}))
+	_, err := FolderWith(dir, &ImageOptions{Channels: 1, ImageSize: 28}, nil)
+	if err == nil || !strings.Contains(err.Error(), "thin.png: 60000×1 resized for evaluation") || !strings.Contains(err.Error(), "limits.ImageSide") {
+		t.Errorf("a 60000×1 image at size 28: %v", err)
+	}
+	var log strings.Builder
+	if d, err := FolderWith(dir, &ImageOptions{Channels: 1, ImageSize: 28, SkipBadImages: true, Log: &log}, nil); err != nil || d.Len() != 3 || !strings.Contains(log.String(), "thin.png") {
+		t.Errorf("skipped: %v, %v, log %q", err, d, log.String())
+	}
+	if d, err := FolderWith(dir, &ImageOptions{Channels: 1, ImageSize: 1}, nil); err != nil || d.Len() != 4 {
+		t.Errorf("at size 1 (shorter side 1: 1×60000 fits): %v, %v", err, d)
+	}
+}

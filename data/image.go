@@ -106,7 +106,7 @@ func readImageFile(path string) ([]byte, error) {
 // DecodeImage decodes an image file's bytes as LoadImage does; name is
 // used in errors.
 func DecodeImage(b []byte, name string) (img image.Image, err error) {
-	format, err := checkImageHeader(b, name)
+	format, _, err := checkImageHeader(b, name)
 	if err != nil {
 		return nil, err
 	}
@@ -134,44 +134,51 @@ func DecodeImage(b []byte, name string) (img image.Image, err error) {
 
 // checkImageHeader reads an image's header and refuses an unknown format
 // or a size outside limits.CheckImage, before any pixel is decoded.
-func checkImageHeader(b []byte, name string) (format string, err error) {
+func checkImageHeader(b []byte, name string) (format string, cfg image.Config, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("data: %s: corrupt image header (the decoder failed: %v)", name, r)
 		}
 	}()
-	cfg, format, err := image.DecodeConfig(bytes.NewReader(b))
+	cfg, format, err = image.DecodeConfig(bytes.NewReader(b))
 	if errors.Is(err, image.ErrFormat) {
-		return "", fmt.Errorf("data: %s: not a JPEG, PNG, GIF, BMP or WebP image", name)
+		return "", cfg, fmt.Errorf("data: %s: not a JPEG, PNG, GIF, BMP or WebP image", name)
 	}
 	if err != nil {
-		return "", fmt.Errorf("data: %s: corrupt %s header: %w", name, format, err)
+		return "", cfg, fmt.Errorf("data: %s: corrupt %s header: %w", name, format, err)
 	}
 	if err := limits.CheckImage("data: "+name, cfg.Width, cfg.Height); err != nil {
-		return "", err
+		return "", cfg, err
 	}
-	return format, nil
+	return format, cfg, nil
 }
 
 // CheckImageFile reads only the header of an image file and checks it as
 // LoadImage would before decoding: a known format within the limits.
 func CheckImageFile(path string) error {
+	_, err := imageFileConfig(path)
+	return err
+}
+
+// imageFileConfig is CheckImageFile, returning the header's size (zero
+// for a header longer than it reads, checked when the file is decoded).
+func imageFileConfig(path string) (image.Config, error) {
 	f, err := openImageFile(path)
 	if err != nil {
-		return err
+		return image.Config{}, err
 	}
 	defer f.Close()
 	// Headers sit in the first bytes; 64 KiB holds a JPEG's EXIF segment
 	// and any PNG, GIF, BMP or WebP header.
 	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
 	if err != nil {
-		return fmt.Errorf("data: %s: %w", path, err)
+		return image.Config{}, fmt.Errorf("data: %s: %w", path, err)
 	}
-	_, err = checkImageHeader(b, path)
+	_, cfg, err := checkImageHeader(b, path)
 	if errors.Is(err, io.ErrUnexpectedEOF) && len(b) == 64<<10 {
-		return nil // a header longer than 64 KiB: checked again when decoded
+		return image.Config{}, nil // a header longer than 64 KiB: checked again when decoded
 	}
-	return err
+	return cfg, err
 }
 
 // pixels returns an image's pixels, row by row, as grey (c = 1), RGB
