@@ -376,8 +376,9 @@ func WriteDtypes(path string, tensors map[string]*tensor.Tensor, dtypes, metadat
 // rename, so path holds either its old contents or all of b. The file gets
 // mode 0644, as os.WriteFile would give it. Folders of path that do not
 // exist are created (mode 0755), and removed again if the write fails. An
-// error names path (not the temporary file), and a path that is a folder
-// is refused before anything is written.
+// error names path (not the temporary file) and not this package: any
+// file (a PNG, a record) is written this way. A path that is a folder is
+// refused before anything is written.
 func WriteAtomic(path string, b []byte) error {
 	return WriteAtomicAll([]string{path}, [][]byte{b})
 }
@@ -424,7 +425,7 @@ func WriteAtomicAll(paths []string, data [][]byte) error {
 // folder it created ("" if none). On failure it leaves nothing behind.
 func stage(path string, b []byte) (tmp, made string, err error) {
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		return "", "", fmt.Errorf("safetensors: writing %s: it is a folder, not a file", path)
+		return "", "", fmt.Errorf("writing %s: it is a folder, not a file", path)
 	}
 	dir := filepath.Dir(path)
 	for d := dir; ; d = filepath.Dir(d) {
@@ -439,7 +440,7 @@ func stage(path string, b []byte) (tmp, made string, err error) {
 	if made != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			removeMade(dir, made)
-			return "", "", fmt.Errorf("safetensors: writing %s: creating its folder: %w", path, err)
+			return "", "", fmt.Errorf("writing %s: creating its folder: %w", path, err)
 		}
 	}
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
@@ -492,5 +493,5 @@ func writeError(path string, err error) error {
 	case errors.As(err, &le):
 		err = le.Err
 	}
-	return fmt.Errorf("safetensors: writing %s: %w", path, err)
+	return fmt.Errorf("writing %s: %w", path, err)
 }

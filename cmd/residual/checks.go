@@ -240,15 +240,6 @@ func imageFolder(spec string) (string, bool) {
 	return dir, ok && dir != "" && (k == "folder" || k == "segfolder")
 }
 
-// dataFolder returns the folder of a data spec that reads one (folder:DIR,
-// segfolder:DIR, idx:DIR, fashion-mnist:DIR, cifar10:DIR, cifar100:DIR):
-// the files there are the command's inputs.
-func dataFolder(spec string) (string, bool) {
-	kind, dir, ok := strings.Cut(spec, ":")
-	k, _, _ := strings.Cut(kind, ",")
-	return dir, ok && dir != "" && k != "mnist-canvas" && k != "fashion-canvas" // theirs is a side
-}
-
 // dataKinds are the data sets data.Open reads: a spec's part before the
 // options and the folder (TestDataKinds keeps the list in step with
 // data.Open's).
@@ -419,7 +410,7 @@ func checkConfusion(path, weights, spec string) error {
 	if weights != "" && samePath(path, weights) {
 		return badFlag("confusion", path, "is the checkpoint being evaluated; eval would overwrite it")
 	}
-	if dir, ok := dataFolder(spec); ok && within(path, dir) {
+	if dir, ok := imageFolder(spec); ok && within(path, dir) { // a PNG there would be read as an image
 		return badFlag("confusion", path, "is inside the data folder %s, which eval reads; put the image elsewhere", dir)
 	}
 	return checkOutFile("confusion", path)
@@ -500,6 +491,11 @@ func checkImport(fs *flag.FlagSet, pos []string) error {
 			if v := stringFlag(fs, name); v != "" {
 				return badFlag(name, v, "applies to import torch (a %s file says its preprocessing)", pos[0])
 			}
+		}
+	}
+	if input := stringFlag(fs, "input"); input != "" {
+		if _, _, err := parseSize(input); err != nil {
+			return err // before the file is read
 		}
 	}
 	if len(pos) > 0 && pos[0] == "onnx" && stringFlag(fs, "model") == "" && intFlag(fs, "classes") != 0 {

@@ -153,6 +153,7 @@ func TestFlagChecks(t *testing.T) {
 		{[]string{"serve", "--model", "m=" + ck, "--max-delay", "-1ms"}, 2, []string{"--max-delay -1ms", "≥ 0"}},
 		{[]string{"serve", "--model", "m=" + ck, "--model", "m=" + file}, 2, []string{"--model m=" + file, `names "m" again`}},
 		{[]string{"serve", "--model", "a/b=" + ck}, 2, []string{"--model a/b=" + ck, "may only hold letters"}},
+		{[]string{"import", "torch", file, "--model", "resnet18", "--input", "0x0", "--out", out("i.safetensors")}, 2, []string{"residual import: bad usage: --input 0x0: want HxW"}},
 		{[]string{"serve", "--model", "m=" + ck, "--drain", "0s"}, 2, []string{"--drain 0s", "> 0"}},
 		{[]string{"serve", "--model", "folder=" + ck, "--repository", dir}, 2, []string{"--model folder=" + ck, "the repository also holds", folder}},
 		{[]string{"serve", "--model", ck}, 2, []string{"--model " + ck, "NAME=CKPT"}},
@@ -161,6 +162,9 @@ func TestFlagChecks(t *testing.T) {
 		{[]string{"eval", "--weights", model, "--confusion", model}, 2, []string{"--confusion " + model, "is the checkpoint", "overwrite"}},
 		{[]string{"eval", "--weights", ck, "--data", "folder:" + images, "--confusion", cat}, 2, []string{"--confusion " + cat, "inside the data folder " + images}},
 		{[]string{"eval", "--weights", ck, "--data", "folder,size=28:" + images, "--confusion", filepath.Join(images, "c.png")}, 2, []string{"--confusion " + filepath.Join(images, "c.png"), "inside the data folder"}},
+		// A CIFAR folder is not read as images: a PNG there is harmless (the
+		// flag check passes; the dummy checkpoint then fails to load).
+		{[]string{"eval", "--weights", ck, "--data", "cifar10:" + dir, "--confusion", filepath.Join(dir, "c.png")}, 1, []string{ck}},
 		{[]string{"eval", "--weights", ck, "--confusion", folder}, 2, []string{"--confusion " + folder, "is a folder"}},
 		{[]string{"eval", "--weights", ck, "--confusion", filepath.Join(file, "c.png")}, 1, []string{"--confusion " + filepath.Join(file, "c.png"), "cannot create the folder " + file}},
 		{[]string{"eval", "--weights", folder}, 2, []string{"--weights " + folder, "is a folder"}},

@@ -96,9 +96,9 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		p, names = lc.Preprocess, lc.Classes
 	}
 	if *input != "" {
-		h, w, err := parseSize(*input)
+		h, w, err := parseSize(*input) // checked by checkImport
 		if err != nil {
-			return fmt.Errorf("%w: %v", errUsage, err)
+			return err
 		}
 		if p.ResizeShorter > 0 && p.Height > 0 { // keep the crop's proportion (256 for 224)
 			p.ResizeShorter = (p.ResizeShorter*min(h, w) + p.Height/2) / p.Height
