@@ -424,8 +424,8 @@ func ParseSchedule(s string) (Schedule, error) {
 	if rest, ok := strings.CutPrefix(s, "warmup:"); ok {
 		n, tail, found := strings.Cut(rest, "+")
 		steps, ok := count(n)
-		if !ok || steps < 1 || !found {
-			return nil, fmt.Errorf("optim: bad warm-up %q (want warmup:STEPS+SCHEDULE)", s)
+		if !ok || steps < 1 || !found || tail == "" {
+			return nil, fmt.Errorf("optim: bad warm-up %q (want warmup:STEPS+SCHEDULE, e.g. warmup:500+cosine:10000)", s)
 		}
 		then, err := ParseSchedule(tail)
 		if err != nil {

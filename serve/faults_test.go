@@ -353,7 +353,8 @@ func TestRepositoryReload(t *testing.T) {
 // TestRepositoryVersionFolders: as in Triton's model repositories, only
 // folders named by a positive integer without leading zeros are versions;
 // any other folder (a version "notanumber", "01", "0", "v2", a model name
-// the server refuses) is not loaded, and a warning naming it is logged
+// the server refuses, a version whose model.safetensors is a folder or a
+// link loop) is not loaded, and a warning naming it is logged
 // once, on the scan that first finds it, and again if it comes back after
 // being removed.
 func TestRepositoryVersionFolders(t *testing.T) {
@@ -379,6 +380,22 @@ func TestRepositoryVersionFolders(t *testing.T) {
 	write("m", "1")
 	write("m", "10")
 	ignored := []string{write("m", "notanumber"), write("m", "01"), write("m", "0"), write("m", "v2"), write("m", "-3"), filepath.Dir(write("bad+name", "1"))}
+	// Versions whose model.safetensors is a folder or a link to itself
+	// (they were skipped without a word); one with no file yet is skipped
+	// silently (it is being filled).
+	for v, mk := range map[string]func(p string) error{
+		"2": func(p string) error { return os.Mkdir(p, 0o755) },
+		"3": func(p string) error { return os.Symlink(p, p) },
+		"4": func(p string) error { return nil },
+	} {
+		folder := filepath.Join(dir, "m", v)
+		if err := errors.Join(os.MkdirAll(folder, 0o755), mk(filepath.Join(folder, "model.safetensors"))); err != nil {
+			t.Fatal(err)
+		}
+		if v != "4" {
+			ignored = append(ignored, folder)
+		}
+	}
 	write(".git", "1")                                                                  // hidden folders: skipped without a word
 	write("m", ".cache")                                                                // (the count of warnings below checks it)
 	if err := os.WriteFile(filepath.Join(dir, "m", "README"), nil, 0o644); err != nil { // a file beside the versions: not a folder, not logged

@@ -23,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -649,7 +650,14 @@ func (s *Server) ScanRepository() error {
 			}
 			path := filepath.Join(dir, n.Name(), v.Name(), "model.safetensors")
 			fi, err := os.Stat(path)
-			if err != nil || !fi.Mode().IsRegular() {
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
+				continue // a version folder still being filled
+			case err != nil:
+				ignore(filepath.Join(dir, n.Name(), v.Name()), "its model.safetensors cannot be read: "+err.Error())
+				continue
+			case !fi.Mode().IsRegular():
+				ignore(filepath.Join(dir, n.Name(), v.Name()), "its model.safetensors is not a regular file")
 				continue
 			}
 			seen[path] = true

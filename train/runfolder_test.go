@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/models"
+	"github.com/residual-nn/residual/safetensors"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -195,5 +197,34 @@ func TestResumeConfigRefuses(t *testing.T) {
 	}
 	if _, err := ResumeConfig(dir); err == nil || !strings.Contains(err.Error(), "resuming "+dir) {
 		t.Errorf("a corrupt checkpoint: %v", err)
+	}
+}
+
+// A checkpoint whose position was edited to one the run cannot reach (a
+// batch past the epoch's end, a step past the epoch's) is refused on
+// --resume, naming it; it resumed and ran on with the position as given.
+// (Negative ones are refused as the checkpoint is read.)
+func TestResumeRefusesImpossiblePosition(t *testing.T) {
+	c := tiny(t.TempDir())
+	c.Epochs = 1
+	if _, err := Run(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(c.Out, LastCheckpoint)
+	orig, err := safetensors.Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, edit := range []map[string]string{{"batch": "99999"}, {"step": "999999999"}} {
+		md := maps.Clone(orig.Metadata)
+		maps.Copy(md, edit)
+		if err := safetensors.Write(path, orig.Tensors, md); err != nil {
+			t.Fatal(err)
+		}
+		r := c
+		r.Epochs, r.Resume = 2, true
+		if _, err := Prepare(r); err == nil || !strings.Contains(err.Error(), "records a position this run cannot have reached") {
+			t.Errorf("position edited to %v: %v", edit, err)
+		}
 	}
 }

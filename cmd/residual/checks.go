@@ -606,7 +606,10 @@ func checkExperiment(fs *flag.FlagSet, _ []string) error {
 	if d := intFlag(fs, "depth"); fs.Lookup("depth") != nil && d < 8 || (d-2)%6 != 0 || (d-2)/2 > limits.Layers {
 		return badFlag("depth", d, "must be 6n+2 for n in [1, %d] (20, 32, 44, 56, 110, …)", limits.Layers/3)
 	}
-	return floatIn(fs, "warmup", 0, true, 1, true)
+	if err := checkDataSpec("data", stringFlag(fs, "data")); err != nil {
+		return err
+	}
+	return floatIn(fs, "warmup", 0, true, 1, false) // a warm-up over every step leaves no schedule
 }
 
 // clampThreads lowers --threads to the machine's CPUs, saying so: more

@@ -85,6 +85,7 @@ func TestFlagChecks(t *testing.T) {
 		{[]string{"train", "--augment", "pad=1000"}, 2, []string{"--augment pad=1000", "[0, 64]"}},
 		{[]string{"train", "--augment", "pad=-1,flip"}, 2, []string{"--augment pad=-1,flip", "[0, 64]"}},
 		{[]string{"train", "--augment", "pad=x"}, 2, []string{"--augment pad=x"}},
+		{[]string{"train", "--augment", "pad=2,flip,pad=3", "--out", out("aug")}, 2, []string{`augmentation "pad" given twice in "pad=2,flip,pad=3"`}},
 		{[]string{"train", "--epochs", "0"}, 2, []string{"--epochs 0", "[1, 1000000]"}},
 		{[]string{"train", "--epochs", "2000000"}, 2, []string{"--epochs 2000000"}},
 		{[]string{"train", "--batch", "0"}, 2, []string{"--batch 0"}},
@@ -108,6 +109,8 @@ func TestFlagChecks(t *testing.T) {
 		{[]string{"experiment", "variance", "--blocks", "-1"}, 2, []string{"--blocks -1", "[0, 100]"}},
 		{[]string{"experiment", "variance", "--blocks", "101"}, 2, []string{"--blocks 101"}},
 		{[]string{"experiment", "order", "--depth", "21"}, 2, []string{"--depth 21", "6n+2"}},
+		{[]string{"experiment", "degradation", "--warmup", "1"}, 2, []string{"--warmup 1", "[0, 1)"}},
+		{[]string{"experiment", "order", "--data", "nosuch"}, 2, []string{"--data nosuch"}},
 		{[]string{"experiment", "shatter", "--seeds", "-1"}, 2, []string{"--seeds -1"}},
 		{[]string{"experiment", "order", "--warmup", "2"}, 2, []string{"--warmup 2"}},
 		{[]string{"experiment", "order", "--warmup", "-1"}, 2, []string{"--warmup -1"}}, // once the "not given" marker

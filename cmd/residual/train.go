@@ -287,7 +287,13 @@ func parseAugment(s string) (*data.Augment, error) {
 	case "none", "":
 		return a, nil
 	}
+	seen := map[string]bool{}
 	for _, part := range strings.Split(s, ",") {
+		name, _, _ := strings.Cut(part, "=")
+		if seen[name] {
+			return a, fmt.Errorf("augmentation %q given twice in %q", name, s)
+		}
+		seen[name] = true
 		switch {
 		case part == "flip":
 			a.Flip = true
