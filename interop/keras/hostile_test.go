@@ -16,9 +16,10 @@ import (
 )
 
 // synthetic returns a model.json and its weight shard for a Keras ResNet
-// with the layout of keras.applications' ResNet-50 but one block per stage
-// and every convolution 1×1 with one channel: what LoadTFJS reads, in a
-// few kilobytes. The classifier has the given classes.
+// with the layout of keras.applications' ResNet-50 (its layers, settings
+// and inbound nodes) but one block per stage and every convolution with
+// one channel: what LoadTFJS reads, in a few kilobytes. The classifier has
+// the given classes.
 func synthetic(classes int) (model, bin []byte) {
 	type w struct {
 		Name  string `json:"name"`
@@ -38,33 +39,55 @@ func synthetic(classes int) (model, bin []byte) {
 			data = append(data, v)
 		}
 	}
-	conv := func(name, bn string, stride int) {
-		layers = append(layers,
-			map[string]any{"class_name": "Conv2D", "name": name, "config": map[string]any{"strides": []int{stride, stride}, "use_bias": true, "kernel_size": []int{1, 1}}},
-			map[string]any{"class_name": "BatchNormalization", "name": bn, "config": map[string]any{"epsilon": 1e-3}},
-			map[string]any{"class_name": "Activation", "name": name + "_relu", "config": map[string]any{"activation": "relu"}})
-		add(name+"/kernel", []int{1, 1, 1, 1}, 0.5)
+	// node appends a layer reading the named layers and returns its name.
+	node := func(class, name string, config map[string]any, inputs ...string) string {
+		var refs []any
+		for _, in := range inputs {
+			refs = append(refs, []any{in, 0, 0, map[string]any{}})
+		}
+		inbound := []any{}
+		if len(refs) > 0 {
+			inbound = []any{refs}
+		}
+		layers = append(layers, map[string]any{"class_name": class, "name": name, "config": config, "inbound_nodes": inbound})
+		return name
+	}
+	// conv appends a k×k convolution and its batch norm, and a ReLU when
+	// relu is set, reading in; it returns the last layer's name.
+	conv := func(name, bn string, k, stride int, pad string, in string, relu bool) string {
+		node("Conv2D", name, map[string]any{"strides": []int{stride, stride}, "use_bias": true, "kernel_size": []int{k, k}, "padding": pad,
+			"dilation_rate": []int{1, 1}, "activation": "linear"}, in)
+		out := node("BatchNormalization", bn, map[string]any{"epsilon": 1e-3, "axis": []int{3}}, name)
+		add(name+"/kernel", []int{k, k, 1, 1}, 0.5)
 		add(name+"/bias", []int{1}, 0.25)
 		for _, p := range []string{"gamma", "beta", "moving_mean", "moving_variance"} {
 			add(bn+"/"+p, []int{1}, 1)
 		}
+		if relu {
+			out = node("Activation", name+"_relu", map[string]any{"activation": "relu"}, bn)
+		}
+		return out
 	}
-	layers = append(layers, map[string]any{"class_name": "InputLayer", "name": "input_1", "config": map[string]any{}})
-	conv("conv1", "bn_conv1", 2)
+	x := node("InputLayer", "input_1", map[string]any{"batch_input_shape": []any{nil, 224, 224, 3}})
+	x = node("ZeroPadding2D", "conv1_pad", map[string]any{"padding": [][]int{{3, 3}, {3, 3}}}, x)
+	x = conv("conv1", "bn_conv1", 7, 2, "valid", x, true)
+	x = node("ZeroPadding2D", "pool1_pad", map[string]any{"padding": [][]int{{1, 1}, {1, 1}}}, x)
+	x = node("MaxPooling2D", "max_pooling2d", map[string]any{"pool_size": []int{3, 3}, "strides": []int{2, 2}, "padding": "valid"}, x)
 	for s := 2; s <= 5; s++ {
 		stride := 2
 		if s == 2 {
 			stride = 1
 		}
-		for _, br := range []string{"2a", "2b", "2c", "1"} {
-			st := 1
-			if br == "2a" || br == "1" {
-				st = stride
-			}
-			conv(fmt.Sprintf("res%da_branch%s", s, br), fmt.Sprintf("bn%da_branch%s", s, br), st)
-		}
+		b := fmt.Sprintf("%da", s)
+		y := conv("res"+b+"_branch2a", "bn"+b+"_branch2a", 1, stride, "valid", x, true)
+		y = conv("res"+b+"_branch2b", "bn"+b+"_branch2b", 3, 1, "same", y, true)
+		y = conv("res"+b+"_branch2c", "bn"+b+"_branch2c", 1, 1, "valid", y, false)
+		short := conv("res"+b+"_branch1", "bn"+b+"_branch1", 1, stride, "valid", x, false)
+		sum := node("Add", "add_"+b, map[string]any{}, y, short)
+		x = node("Activation", "relu_"+b, map[string]any{"activation": "relu"}, sum)
 	}
-	layers = append(layers, map[string]any{"class_name": "Dense", "name": "fc1000", "config": map[string]any{"units": classes}})
+	x = node("GlobalAveragePooling2D", "avg_pool", map[string]any{}, x)
+	node("Dense", "fc1000", map[string]any{"units": classes, "activation": "softmax"}, x)
 	add("fc1000/kernel", []int{2048, classes}, 0.125)
 	add("fc1000/bias", []int{classes}, 0)
 	m := map[string]any{"format": "layers-model",
@@ -140,6 +163,17 @@ func TestHostileModels(t *testing.T) {
 		{"class count the shard lacks", edit(`"shape":[2048,3]`, `"shape":[2048,100000]`), bin, "truncated shard"},
 		{"negative dimension", edit(`"shape":[2048,3]`, `"shape":[-2048,-3]`), bin, "negative dimension"},
 		{"missing shard", model, nil, "w.bin"},
+		// Layouts that name every layer as keras.applications does but
+		// compute another network (each imported as a ResNet-50 before).
+		{"stem stride 1", edit(`"kernel_size":[7,7],"padding":"valid","strides":[2,2]`, `"kernel_size":[7,7],"padding":"valid","strides":[1,1]`), bin, "convolution conv1 has strides [1 1]"},
+		{"7×7 max pool", edit(`"pool_size":[3,3]`, `"pool_size":[7,7]`), bin, "pool size [7 7]"},
+		{"a block adding a branch to itself", edit(`["bn2a_branch1",0,0,{}]`, `["bn2a_branch2c",0,0,{}]`), bin, "block res2a's Add reads bn2a_branch2c as its shortcut; want bn2a_branch1"},
+		{"7 input channels", edit(`"batch_input_shape":[null,224,224,3]`, `"batch_input_shape":[null,224,224,7]`), bin, "input input_1 has shape [null,224,224,7]"},
+		{"negative padding", edit(`"padding":[[3,3],[3,3]]`, `"padding":[[-3,-3],[-3,-3]]`), bin, "before conv1: layer conv1_pad is a ZeroPadding2D with padding"},
+		{"0×0 kernel", edit(`"kernel_size":[3,3]`, `"kernel_size":[0,0]`), bin, "convolution res2a_branch2b has kernel size [0 0]"},
+		{"unknown classifier activation", edit(`"activation":"softmax"`, `"activation":"zzz"`), bin, `classifier fc1000 applies "zzz"`},
+		{"dilated", edit(`"dilation_rate":[1,1],"kernel_size":[3,3]`, `"dilation_rate":[2,2],"kernel_size":[3,3]`), bin, "res2a_branch2b has dilation [2 2]"},
+		{"no inbound nodes", edit(`"inbound_nodes":[[["avg_pool",0,0,{}]]]`, `"inbound_nodes":[]`), bin, "layer fc1000: its inbound_nodes are not one call"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

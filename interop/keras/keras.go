@@ -81,17 +81,22 @@ type layer struct {
 	ClassName string `json:"class_name"`
 	Name      string `json:"name"`
 	Config    struct {
-		Strides    []int   `json:"strides"`
-		KernelSize []int   `json:"kernel_size"`
-		Padding    any     `json:"padding"`
-		UseBias    *bool   `json:"use_bias"`
-		Epsilon    float64 `json:"epsilon"`
-		Activation string  `json:"activation"`
-		Units      int     `json:"units"`
-		Filters    int     `json:"filters"`
-		PoolSize   []int   `json:"pool_size"`
-		DataFormat string  `json:"data_format"`
+		Strides         []int           `json:"strides"`
+		KernelSize      []int           `json:"kernel_size"`
+		DilationRate    []int           `json:"dilation_rate"`
+		Padding         any             `json:"padding"`
+		UseBias         *bool           `json:"use_bias"`
+		Epsilon         float64         `json:"epsilon"`
+		Axis            json.RawMessage `json:"axis"`
+		Activation      string          `json:"activation"`
+		Units           int             `json:"units"`
+		Filters         int             `json:"filters"`
+		PoolSize        []int           `json:"pool_size"`
+		DataFormat      string          `json:"data_format"`
+		BatchInputShape []*int          `json:"batch_input_shape"`
 	} `json:"config"`
+	// InboundNodes are the layers it reads (checkGraph).
+	InboundNodes json.RawMessage `json:"inbound_nodes"`
 }
 
 // Find returns the model.json of a TensorFlow.js model: path itself, the
@@ -352,6 +357,9 @@ func convert(layers []layer, w map[string]*tensor.Tensor) (*Model, error) {
 	if !c.StrideOn1x1 && stride(byName["res3a_branch2b"]) != 2 {
 		return nil, errors.New("res3a downsamples on neither its 1×1 nor its 3×3 convolution")
 	}
+	if err := checkGraph(byName, c, dense[0]); err != nil {
+		return nil, err
+	}
 	if eps != 1e-5 {
 		c.BNEps = eps
 	}
@@ -383,8 +391,8 @@ func convert(layers []layer, w map[string]*tensor.Tensor) (*Model, error) {
 		if err != nil {
 			return err
 		}
-		if k.Rank() != 4 {
-			return fmt.Errorf("%s/kernel has shape %v; want HWIO", kconv, k.Shape)
+		if ks := byName[kconv].Config.KernelSize; k.Rank() != 4 || k.Shape[0] != ks[0] || k.Shape[1] != ks[1] {
+			return fmt.Errorf("%s/kernel has shape %v; want HWIO with the layer's %v kernel", kconv, k.Shape, ks)
 		}
 		st[tconv+".weight"] = tensor.HWIOToOIHW(k)
 		for kn, tn := range map[string]string{"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"} {
