@@ -69,11 +69,14 @@ func (s *Server) Run(ctx context.Context, httpLn, grpcLn net.Listener, drain tim
 	case <-ctx.Done():
 	case err = <-errc:
 	}
-	cause := err // a listener's failure
-	if ctx.Err() != nil {
-		cause = context.Cause(ctx) // a signal, for the CLI
+	cause := "stopped"
+	switch {
+	case ctx.Err() != nil:
+		cause = context.Cause(ctx).Error() // a signal, for the CLI
+	case err != nil:
+		cause = err.Error() // a listener's failure
 	}
-	s.log.Info("draining", "timeout", drain, "cause", cause.Error())
+	s.log.Info("draining", "timeout", drain, "cause", cause)
 	dctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	grpcDone := make(chan struct{})

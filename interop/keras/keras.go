@@ -391,7 +391,7 @@ func convert(layers []layer, w map[string]*tensor.Tensor) (*Model, error) {
 		if err != nil {
 			return err
 		}
-		if ks := byName[kconv].Config.KernelSize; k.Rank() != 4 || k.Shape[0] != ks[0] || k.Shape[1] != ks[1] {
+		if ks := byName[kconv].Config.KernelSize; k.Rank() != 4 || len(ks) != 2 || k.Shape[0] != ks[0] || k.Shape[1] != ks[1] {
 			return fmt.Errorf("%s/kernel has shape %v; want HWIO with the layer's %v kernel", kconv, k.Shape, ks)
 		}
 		st[tconv+".weight"] = tensor.HWIOToOIHW(k)
