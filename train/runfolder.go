@@ -264,7 +264,7 @@ func ResumeConfig(dir string) (Config, error) {
 	c, err := checkpoint.Load(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return Config{}, fmt.Errorf("train: no run to resume in %s: %s does not exist (%w)", dir, path, fs.ErrNotExist)
+			return Config{}, noRunError{dir, path}
 		}
 		return Config{}, fmt.Errorf("train: resuming %s: %w", dir, err)
 	}
@@ -281,6 +281,16 @@ func ResumeConfig(dir string) (Config, error) {
 	cfg.Out, cfg.Resume = dir, true
 	return cfg, nil
 }
+
+// noRunError is ResumeConfig's error for a folder without a run; it is
+// fs.ErrNotExist for errors.Is.
+type noRunError struct{ dir, path string }
+
+func (e noRunError) Error() string {
+	return fmt.Sprintf("train: no run to resume in %s: %s does not exist", e.dir, e.path)
+}
+
+func (e noRunError) Is(target error) bool { return target == fs.ErrNotExist }
 
 // checkResume refuses a --resume whose position settings differ from the
 // checkpoint's, naming each one.

@@ -70,6 +70,14 @@ func TestResumeTakesTheRunsSettings(t *testing.T) {
 	if code := run(context.Background(), []string{"train", "--resume", "--out", dir, "--epochs", "3", "--batch", "32"}, &out, &errb); code == 0 || !strings.Contains(errb.String(), "batch 64 → 32") {
 		t.Errorf("--resume with another --batch: exit %d: %s", code, errb.String())
 	}
+	// Without --out, the default folder is looked in, and the error says
+	// that --out names the run.
+	t.Chdir(t.TempDir())
+	errb.Reset()
+	if code := run(context.Background(), []string{"train", "--resume", "--model", "resnet8"}, &out, &errb); code != 1 ||
+		!strings.Contains(errb.String(), "no run to resume in "+filepath.Join("runs", "resnet8-mnist")) || !strings.Contains(errb.String(), "give --out the folder of the run to resume") {
+		t.Errorf("--resume without --out: exit %d: %s", code, errb.String())
+	}
 }
 
 // Every train flag either names a recorded setting that --resume takes

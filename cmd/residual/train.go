@@ -234,6 +234,9 @@ func resumeConfig(fs *flag.FlagSet, flags train.Config, out io.Writer) (train.Co
 	if err != nil && flags.Comm != nil && flags.Comm.Rank() != 0 && errors.Is(err, os.ErrNotExist) {
 		return flags, nil
 	}
+	if err != nil && flags.Out == defaultRunFolder(stringFlag(fs, "model"), stringFlag(fs, "data")) && errors.Is(err, os.ErrNotExist) { // --out not given
+		return cfg, fmt.Errorf("%w (the run folder of --model %s --data %s, as --out was not given: give --out the folder of the run to resume)", err, stringFlag(fs, "model"), stringFlag(fs, "data"))
+	}
 	if err != nil {
 		return cfg, err
 	}
