@@ -19,6 +19,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 var (
@@ -95,9 +96,10 @@ func CheckImage(what string, w, h int) error {
 // ReadFile reads a whole file that must be a regular file of at most
 // limit bytes: its size comes from Stat and is checked before anything is
 // allocated, and a device, a pipe or a folder is refused rather than read
-// without end.
+// without end. It opens without blocking (O_NONBLOCK, which regular files
+// ignore): a FIFO that no process writes would block the open itself.
 func ReadFile(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}

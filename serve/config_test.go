@@ -7,11 +7,14 @@ import (
 	"image"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -367,5 +370,30 @@ func TestRepositoryLeavesOutsideModels(t *testing.T) {
 	}
 	if opened != 1 || strings.Count(logs.String(), "served from outside the repository") != 1 || !strings.Contains(logs.String(), filepath.Join(dir, "m")) {
 		t.Errorf("opened %d repository models, want 1; log:\n%s", opened, logs.String())
+	}
+}
+
+// TestVersionOrder: versions sort in one total order — numbers by value
+// before other names, names as strings, "1" and "01" by their spelling —
+// so that a request without a version always reaches the same newest one
+// (numbers and names were compared pairwise: 9 < 10 < 1a < 9, and the
+// newest of the three was whichever the map iteration met last).
+func TestVersionOrder(t *testing.T) {
+	vs := []string{"1a", "10", "9", "b", "01", "1", "2"}
+	want := []string{"01", "1", "2", "9", "10", "1a", "b"}
+	for range 20 {
+		rand.Shuffle(len(vs), func(i, j int) { vs[i], vs[j] = vs[j], vs[i] })
+		got := slices.Clone(vs)
+		sort.Slice(got, func(i, j int) bool { return versionLess(got[i], got[j]) })
+		if !slices.Equal(got, want) {
+			t.Fatalf("sorted %v; want %v", got, want)
+		}
+	}
+	models := map[string]*model{}
+	for _, v := range vs {
+		models[v] = nil
+	}
+	if n := newest(models); n != "b" {
+		t.Errorf("newest of %v: %s, want b", vs, n)
 	}
 }

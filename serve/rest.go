@@ -31,6 +31,12 @@ const (
 	headerInferenceLength = "Inference-Header-Content-Length"
 )
 
+// maxRequestTimeout bounds Triton's "timeout" parameter, whose
+// microseconds beyond it would overflow a time.Duration (a huge timeout
+// became a deadline in the past); the server's Config.Timeout still caps
+// every deadline.
+const maxRequestTimeout = 24 * time.Hour
+
 // serverName and serverVersion answer the v2 server metadata request.
 const (
 	serverName    = "residual"
@@ -462,6 +468,9 @@ func (s *Server) infer2(w http.ResponseWriter, r *http.Request) error {
 	timeout, _, err := paramInt(req.Parameters, "timeout")
 	if err != nil {
 		return err
+	}
+	if timeout > int64(maxRequestTimeout/time.Microsecond) { // would overflow as a Duration
+		timeout = int64(maxRequestTimeout / time.Microsecond)
 	}
 	ctx, cancel, err := s.requestContext(r, time.Duration(timeout)*time.Microsecond)
 	if err != nil {

@@ -613,3 +613,17 @@ func TestReadAll(t *testing.T) {
 		t.Errorf("failing reader: %q, %v; want \"abc\", %v", got, err, boom)
 	}
 }
+
+// TestHugeTimeoutParameter: Triton's "timeout" parameter (microseconds)
+// beyond what a time.Duration holds is clamped, and the request answered
+// (it overflowed into a deadline in the past: 429 at once).
+func TestHugeTimeoutParameter(t *testing.T) {
+	ts := start(t, Config{}, map[string]Backend{"m": newFake()})
+	good := `{"name":"input","shape":[1,2,2,1],"datatype":"FP32","data":[1,2,3,4]}`
+	for _, us := range []string{"18446744073709552", "9223372036854775"} {
+		code, _, b := post(t, ts.url+"/v2/models/m/infer", "application/json", []byte(`{"parameters":{"timeout":`+us+`},"inputs":[`+good+`]}`))
+		if code != 200 {
+			t.Errorf("timeout %s µs: %d %s", us, code, b)
+		}
+	}
+}

@@ -511,10 +511,13 @@ func newest(vs map[string]*model) string {
 func versionLess(a, b string) bool {
 	x, ex := strconv.ParseUint(a, 10, 64)
 	y, ey := strconv.ParseUint(b, 10, 64)
-	if ex == nil && ey == nil {
+	switch {
+	case ex == nil && ey == nil && x != y:
 		return x < y
+	case (ex == nil) != (ey == nil): // numbers before other names, so that the order is total
+		return ex == nil
 	}
-	return a < b
+	return a < b // two names, or one number written two ways ("1", "01")
 }
 
 // modelList returns every model's name and versions, sorted.
