@@ -66,7 +66,8 @@ type Preprocess struct {
 // Validate returns an error naming the field of a preprocessing record
 // that no image could follow: sizes outside [1, limits.ImageSide] or over
 // limits.ImagePixels, channels other than 1 or 3, a mean or std whose
-// length is not the channel count, a non-finite value or a std ≤ 0.
+// length is not the channel count, a value beyond float32's range or a
+// std below its smallest normal number (2^-126).
 func (p Preprocess) Validate() error {
 	if p.Channels != 1 && p.Channels != 3 {
 		return fmt.Errorf("preprocess: Channels %d (1 grey or 3 RGB)", p.Channels)
@@ -86,8 +87,11 @@ func (p Preprocess) Validate() error {
 			return fmt.Errorf("preprocess: %d values of %s for %d channels", len(v.vs), v.name, p.Channels)
 		}
 		for i, x := range v.vs {
-			if math.IsNaN(x) || math.IsInf(x, 0) || (v.positive && x <= 0) {
-				return fmt.Errorf("preprocess: %s[%d] = %v", v.name, i, x)
+			// In float32, which the model computes in: a mean beyond its
+			// range or a std below its smallest normal number makes every
+			// input infinite.
+			if math.IsNaN(x) || math.Abs(x) > math.MaxFloat32 || (v.positive && !(x >= 0x1p-126)) {
+				return fmt.Errorf("preprocess: %s[%d] = %v (want a finite float32%s)", v.name, i, x, map[bool]string{true: " of at least 2^-126", false: ""}[v.positive])
 			}
 		}
 	}
@@ -164,6 +168,9 @@ func (m Meta) Validate() error {
 	}
 	if in := m.Model.InputShape(1, 1); len(in) == 4 && in[3] != m.Preprocess.Channels {
 		return fmt.Errorf("preprocess: Channels %d for a model with %d input channels", m.Preprocess.Channels, in[3])
+	}
+	if len(m.Train) > 0 && !json.Valid(m.Train) {
+		return errors.New("train: the training config is not JSON")
 	}
 	if p := m.Position; p != nil && (p.Epoch < 0 || p.Batch < 0 || p.Step < 0) {
 		return fmt.Errorf("position: negative epoch %d, batch %d or step %d", p.Epoch, p.Batch, p.Step)
@@ -368,7 +375,7 @@ func checkFinite(tensors map[string]*tensor.Tensor) error {
 		}
 	}
 	if len(bad) == 0 {
-		return nil
+		return checkVariances(tensors)
 	}
 	k := slices.Min(bad)
 	n, first := 0, -1
@@ -380,6 +387,28 @@ func checkFinite(tensors map[string]*tensor.Tensor) error {
 		}
 	}
 	return fmt.Errorf("model: tensor %q holds %d non-finite values of %d (the first, at %d, is %v)", k, n, tensors[k].Len(), first, tensors[k].Data[first])
+}
+
+// checkVariances refuses a batch norm's negative running variance: the
+// square root of var + eps would be NaN, or a huge scale for one just
+// above -eps, in every output. (Other finite values can make a network
+// compute garbage too; a variance has a sign it must have.)
+func checkVariances(tensors map[string]*tensor.Tensor) error {
+	var names []string
+	for k := range tensors {
+		if strings.HasSuffix(k, "running_var") {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		for i, v := range tensors[k].Data {
+			if v < 0 {
+				return fmt.Errorf("model: batch norm variance %q holds %v at %d; a variance is ≥ 0", k, v, i)
+			}
+		}
+	}
+	return nil
 }
 
 // checkInput returns an error if the model, run on one input of the

@@ -129,6 +129,9 @@ func TestHostileMetadata(t *testing.T) {
 		{"preprocess", `{"Height":1000000,"Width":28,"Channels":1}`, "limits.ImageSide"},
 		{"preprocess", `{"Height":9000,"Width":9000,"Channels":1}`, "limits.TensorElements"},
 		{"preprocess", `{"Height":28,"Width":28,"Channels":1,"ResizeShorter":-1}`, "ResizeShorter"},
+		// Finite in float64, infinite in the float32 the model computes in.
+		{"preprocess", `{"Height":28,"Width":28,"Channels":1,"Mean":[1e300],"Std":[1]}`, "Mean[0] = 1e+300 (want a finite float32)"},
+		{"preprocess", `{"Height":28,"Width":28,"Channels":1,"Mean":[0],"Std":[1e-300]}`, "Std[0] = 1e-300 (want a finite float32 of at least 2^-126)"},
 		{"epoch", "x", "epoch"},
 		{"epoch", "-1", "negative epoch"},
 		{"best_val_acc", "", "best_val_acc"},
@@ -222,6 +225,25 @@ func TestNonFiniteWeightsRefused(t *testing.T) {
 		if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("a refused checkpoint left a file: %v", err)
 		}
+	}
+	// A negative running variance is refused as loaded (every prediction
+	// was NaN), and a training record that is not JSON as written (Load
+	// refused the file Write had written).
+	f, err := safetensors.Read(resnetV1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Tensors["bn1.running_var"].Data[1] = -1
+	if _, err := checkpoint.FromFile(f); err == nil || !strings.Contains(err.Error(), `batch norm variance "bn1.running_var" holds -1 at 1`) {
+		t.Errorf("a negative running variance: %v", err)
+	}
+	c, err := checkpoint.Load(resnetV1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Meta.Train = []byte("{")
+	if err := checkpoint.Write(filepath.Join(t.TempDir(), "c.safetensors"), c.Net, c.Meta, nil); err == nil || !strings.Contains(err.Error(), "training config is not JSON") {
+		t.Errorf("writing a training record that is not JSON: %v", err)
 	}
 }
 

@@ -72,6 +72,9 @@ func Loader(p checkpoint.Preprocess, d *data.Dataset, batch int) (*data.Loader, 
 	if d == nil {
 		return nil, errors.New("train: loader: nil data set")
 	}
+	if batch < 1 {
+		return nil, fmt.Errorf("train: loader: batch %d (want ≥ 1)", batch)
+	}
 	if d.H != p.Height || d.W != p.Width || d.C != p.Channels {
 		return nil, fmt.Errorf("train: the data set holds %dx%dx%d images (height×width×channels); the model takes %dx%dx%d", d.H, d.W, d.C, p.Height, p.Width, p.Channels)
 	}

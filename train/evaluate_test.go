@@ -153,4 +153,7 @@ func TestLoaderChecksTheSize(t *testing.T) {
 	if _, err := Loader(p, nil, 8); err == nil {
 		t.Error("Loader of a nil data set: no error")
 	}
+	if _, err := Loader(p, d, 0); err == nil || !strings.Contains(err.Error(), "batch 0") {
+		t.Errorf("Loader of batch 0: %v", err)
+	}
 }
