@@ -362,6 +362,11 @@ func TestLoaderRefusesBadArguments(t *testing.T) {
 		{"huge pad", &Loader{Data: set(), Batch: 1, Augment: Augment{Pad: 1 << 62}}, 0, "pad 4611686018427387904 outside [0, 64]"},
 		{"pad over MaxPad", &Loader{Data: set(), Batch: 1, Augment: Augment{Pad: MaxPad + 1}}, 0, "pad 65"},
 		{"negative pad", &Loader{Data: set(), Batch: 1, Augment: Augment{Pad: -1}}, 0, "pad -1"},
+		// Normalisations that make every input infinite or NaN (the batches
+		// came with no error).
+		{"std 0", &Loader{Data: set(), Batch: 1, Std: []float64{0}}, 0, "standard deviation 0 is 0"},
+		{"std NaN", &Loader{Data: set(), Batch: 1, Std: []float64{math.NaN()}}, 0, "standard deviation 0 is NaN"},
+		{"mean 1e300", &Loader{Data: set(), Batch: 1, Mean: []float64{1e300}}, 0, "mean 0 is 1e+300"},
 	} {
 		n, err := drain(c.l, c.skip)
 		if n != 0 || err == nil || !strings.Contains(err.Error(), c.want) {
@@ -538,6 +543,7 @@ func TestNormalise(t *testing.T) {
 		{pix, 1, 2, 2, nil, []float64{1, 1, 1}, "0 means and 3 standard deviations"},
 		{pix, 0, 4, 1, nil, nil, "a 0×4 image"},
 		{pix, 1 << 20, 1 << 20, 1 << 20, nil, nil, "sides 1.."},
+		{pix, 1, 2, 2, nil, []float64{1, 0}, "standard deviation 1 is 0"},
 	} {
 		if _, err := Normalise(tc.pix, tc.h, tc.w, tc.c, tc.mean, tc.std); err == nil || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("Normalise(%d values, %d×%d×%d, %d means, %d stds): %v; want an error with %q", len(tc.pix), tc.h, tc.w, tc.c, len(tc.mean), len(tc.std), err, tc.msg)

@@ -3,12 +3,13 @@ package data
 import (
 	"context"
 	"fmt"
-	"github.com/residual-nn/residual/data/transform"
 	"hash/fnv"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
 
+	"github.com/residual-nn/residual/data/transform"
 	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/tensor"
 )
@@ -191,6 +192,9 @@ func (l *Loader) check(skip int) error {
 	}
 	if len(l.Mean) != 0 && len(l.Mean) != l.Data.C || len(l.Std) != 0 && len(l.Std) != l.Data.C {
 		return fmt.Errorf("data: loader normalises with %d means and %d standard deviations, the images have %d channels", len(l.Mean), len(l.Std), l.Data.C)
+	}
+	if err := checkNormalisation(l.Mean, l.Std); err != nil {
+		return fmt.Errorf("data: loader: %w", err)
 	}
 	return l.Augment.Validate()
 }
@@ -397,10 +401,28 @@ func (l *Loader) normalise(v float64, ch int) float64 {
 	return v
 }
 
+// checkNormalisation refuses means and standard deviations that would
+// make inputs infinite or NaN in float32: a value beyond its range, a std
+// below its smallest normal number (2^-126; zero among them), a NaN.
+func checkNormalisation(mean, std []float64) error {
+	for i, m := range mean {
+		if !(math.Abs(m) <= math.MaxFloat32) {
+			return fmt.Errorf("mean %d is %v (want a finite float32)", i, m)
+		}
+	}
+	for i, s := range std {
+		if !(s >= 0x1p-126 && s <= math.MaxFloat32) {
+			return fmt.Errorf("standard deviation %d is %v (want a finite float32 of at least 2^-126)", i, s)
+		}
+	}
+	return nil
+}
+
 // Normalise converts 8-bit NHWC pixels (one h×w image of c channels) to a
 // normalised float32 image, as the loader does without augmentation. It
-// returns an error when pix does not hold h·w·c values or mean and std
-// are neither empty nor of one value per channel.
+// returns an error when pix does not hold h·w·c values, mean and std are
+// neither empty nor of one value per channel, or a value of theirs would
+// make the image infinite (checkNormalisation).
 func Normalise(pix []uint8, h, w, c int, mean, std []float64) (*tensor.Tensor, error) {
 	if h < 1 || w < 1 || c < 1 || h > limits.ImageSide || w > limits.ImageSide || c > limits.Channels {
 		return nil, fmt.Errorf("data: Normalise of a %d×%d image of %d channels (sides 1..%d, channels 1..%d)", h, w, c, limits.ImageSide, limits.Channels)
@@ -410,6 +432,9 @@ func Normalise(pix []uint8, h, w, c int, mean, std []float64) (*tensor.Tensor, e
 	}
 	if len(mean) != 0 && len(mean) != c || len(std) != 0 && len(std) != c {
 		return nil, fmt.Errorf("data: Normalise with %d means and %d standard deviations of an image of %d channels", len(mean), len(std), c)
+	}
+	if err := checkNormalisation(mean, std); err != nil {
+		return nil, fmt.Errorf("data: Normalise: %w", err)
 	}
 	l := Loader{Mean: mean, Std: std}
 	t := tensor.New(1, h, w, c)

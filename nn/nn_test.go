@@ -87,6 +87,14 @@ func TestTorchStateRoundTripAndErrors(t *testing.T) {
 	if b.FC.Weight.Data.Sum() != before.Sum() {
 		t.Error("a failed load changed the model")
 	}
+	// A tensor whose values do not fill its shape, and a nil one, are
+	// mis-shaped (the first loaded as if it fitted; the second panicked).
+	st = nn.TorchState(a)
+	st["fc.weight"] = &tensor.Tensor{Shape: st["fc.weight"].Shape, Data: st["fc.weight"].Data[:2]}
+	st["fc.bias"] = nil
+	if err := nn.LoadTorchState(b, st, true); !errors.As(err, &se) || len(se.Mismatched) != 2 || !strings.Contains(err.Error(), "fc.weight: a tensor whose 2 values do not fill its shape") {
+		t.Errorf("short and nil tensors: %v", err)
+	}
 }
 
 func TestLayerShapeErrorNamesLayer(t *testing.T) {

@@ -103,6 +103,9 @@ func EvaluateContext(ctx context.Context, m nn.Layer, l *data.Loader, classes in
 	if err := l.Err(); err != nil {
 		return Evaluation{}, err
 	}
+	if e.n == 0 { // figures of nothing: 0 loss and accuracy that mean nothing
+		return Evaluation{}, errors.New("train: evaluate: the data set holds no images (or no labelled pixels)")
+	}
 	return Evaluation{Loss: e.loss, Accuracy: e.acc, Top5: e.top5, Confusion: e.confusion}, nil
 }
 

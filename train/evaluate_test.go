@@ -64,6 +64,8 @@ func TestEvaluateContext(t *testing.T) {
 		{net, loader(test), 10, ag.Precision(9), "unknown precision"},
 		{seg, loader(small), 10, ag.FP32, "the model segments"},
 		{deep, loader(small), 10, ag.FP32, "cannot take the data set's images: unet: input"},
+		// An empty set (it gave loss 0 and accuracy 0 without an error).
+		{net, loader(test.Subset(nil)), 10, ag.FP32, "holds no images"},
 	} {
 		if _, err := EvaluateContext(context.Background(), tc.m, tc.l, tc.classes, tc.p); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("want an error with %q, got %v", tc.want, err)
