@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -28,13 +29,20 @@ func (c Config) Margin() int {
 
 // TileFor returns the smallest valid input side whose output is at least
 // out pixels, and that output. For the padded form the input equals the
-// output and must be a multiple of 2^Depth.
+// output and must be a multiple of 2^Depth. It returns 0, 0 when no side
+// up to limits.ImageSide serves (a config too deep for any image, which
+// Validate refuses).
 func (c Config) TileFor(out int) (in, got int) {
-	for in = max(out+2*c.Margin(), 1); ; in++ {
+	m := c.Margin()
+	if m < 0 || m > limits.ImageSide || out > limits.ImageSide {
+		return 0, 0
+	}
+	for in = max(out+2*m, 1); in <= limits.ImageSide; in++ {
 		if o, err := c.OutputSize(in); err == nil && o >= out {
 			return in, o
 		}
 	}
+	return 0, 0
 }
 
 // mirror maps an index of an axis extended on both sides onto [0, n) by
@@ -95,6 +103,9 @@ func (n *Net) SegmentContext(ctx context.Context, x *tensor.Tensor, out int) (*t
 		out = 128
 	}
 	in, t := n.Config.TileFor(out)
+	if in == 0 {
+		return nil, fmt.Errorf("unet: no input side up to %d gives tiles of %d pixels", limits.ImageSide, out)
+	}
 	m := (in - t) / 2
 	h, w := x.Shape[1], x.Shape[2]
 	ty, tx := (h+t-1)/t, (w+t-1)/t

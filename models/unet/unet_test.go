@@ -3,6 +3,7 @@ package unet
 import (
 	"strings"
 	"testing"
+	"time"
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/internal/fixture"
@@ -106,5 +107,25 @@ func TestOverlapTile(t *testing.T) {
 		if got := mirror(i, 5); got != want {
 			t.Errorf("mirror(%d, 5) = %d, want %d", i, got, want)
 		}
+	}
+}
+
+// TileFor of a config too deep for any image returns 0, 0 at once (depth
+// 100 looped for ever: its margin overflowed to −4 and no side served).
+func TestTileForTooDeep(t *testing.T) {
+	for _, d := range []int{20, 40, 100} {
+		done := make(chan [2]int, 1)
+		go func() { in, got := (Config{Depth: d, Valid: true}).TileFor(28); done <- [2]int{in, got} }()
+		select {
+		case r := <-done:
+			if r != [2]int{0, 0} {
+				t.Errorf("depth %d: TileFor(28) = %v, want 0, 0", d, r)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("depth %d: TileFor(28) did not return", d)
+		}
+	}
+	if in, got := (Config{Depth: 4, Valid: true}).TileFor(68); in != 252 || got != 68 {
+		t.Errorf("depth 4: TileFor(68) = %d, %d; want 252, 68 (a margin of 92 on each side)", in, got)
 	}
 }
