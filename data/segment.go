@@ -36,10 +36,12 @@ func (d *Dataset) Mask(i int) []uint8 {
 // CanvasOptions configure Canvases.
 type CanvasOptions struct {
 	Side int // canvas side in pixels (default 64)
-	// MinItems and MaxItems bound the items per canvas (default 2 and 4).
+	// MinItems and MaxItems bound the items per canvas (default 2 and 4,
+	// each alone when the other is set: MaxItems 1 alone means 1 to 1;
+	// at most MaxCanvasItems).
 	MinItems, MaxItems int
 	// MinScale and MaxScale bound an item's side, in pixels (default 20
-	// and 40; MNIST items are 28).
+	// and 40, each alone as MinItems and MaxItems; MNIST items are 28).
 	MinScale, MaxScale int
 	// Threshold: an item's pixel above it is the item's class in the mask
 	// (default 127).
@@ -50,15 +52,30 @@ func (o *CanvasOptions) defaults() {
 	if o.Side == 0 {
 		o.Side = 64
 	}
-	if o.MinItems == 0 {
-		o.MinItems, o.MaxItems = 2, 4
-	}
-	if o.MinScale == 0 {
-		o.MinScale, o.MaxScale = 20, 40
-	}
+	o.MinItems, o.MaxItems = defaultRange(o.MinItems, o.MaxItems, 2, 4)
+	o.MinScale, o.MaxScale = defaultRange(o.MinScale, o.MaxScale, 20, 40)
 	if o.Threshold == 0 {
 		o.Threshold = 127
 	}
+}
+
+// MaxCanvasItems bounds CanvasOptions.MaxItems: each item takes up to 30
+// tries to place.
+const MaxCanvasItems = 256
+
+// defaultRange fills the zero bounds of [lo, hi] from the default range
+// [dlo, dhi], keeping one that is set (and the range non-empty where the
+// default would empty it).
+func defaultRange(lo, hi, dlo, dhi int) (int, int) {
+	switch {
+	case lo == 0 && hi == 0:
+		return dlo, dhi
+	case lo == 0:
+		return min(dlo, hi), hi
+	case hi == 0:
+		return lo, max(dhi, lo)
+	}
+	return lo, hi
 }
 
 // Canvases composes n grey canvases from the single-channel images of src
@@ -88,7 +105,7 @@ func Canvases(src *Dataset, n int, seed uint64, o CanvasOptions) (*Dataset, erro
 	if n < 0 {
 		return nil, fmt.Errorf("data: %d canvases (want ≥ 0)", n)
 	}
-	if o.MaxScale > o.Side || o.MinScale < 1 || o.MinScale > o.MaxScale || o.MinItems < 1 || o.MinItems > o.MaxItems {
+	if o.MaxScale > o.Side || o.MinScale < 1 || o.MinScale > o.MaxScale || o.MinItems < 1 || o.MinItems > o.MaxItems || o.MaxItems > MaxCanvasItems {
 		return nil, fmt.Errorf("data: bad canvas options %+v", o)
 	}
 	// uint8 pixels and masks: bounded in bytes, as Open's maxCanvasSide.

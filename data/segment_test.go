@@ -213,6 +213,7 @@ func TestCanvasesBadArguments(t *testing.T) {
 		{"negative count", src, -1, CanvasOptions{}, "-1 canvases"},
 		{"too many bytes", src, 1 << 20, CanvasOptions{Side: 1 << 10}, "limits.TotalBytes"},
 		{"256 classes", &many, 1, CanvasOptions{}, "256 classes"},
+		{"a million items a canvas", src, 1, CanvasOptions{MinItems: 1e6, MaxItems: 1e6}, "bad canvas options"},
 	} {
 		if _, err := Canvases(c.src, c.n, 1, c.o); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v; want an error naming %q", c.name, err, c.want)
@@ -223,6 +224,25 @@ func TestCanvasesBadArguments(t *testing.T) {
 	}
 	if d, err := Canvases(src, 0, 1, CanvasOptions{}); err != nil || d.Len() != 0 {
 		t.Errorf("no canvases: %v", err)
+	}
+	// A bound given alone keeps its value; the other takes the default
+	// (MaxItems 1 alone was replaced by 2…4).
+	for _, c := range []struct {
+		o    CanvasOptions
+		want [4]int
+	}{
+		{CanvasOptions{MaxItems: 1}, [4]int{1, 1, 20, 40}},
+		{CanvasOptions{MinItems: 6}, [4]int{6, 6, 20, 40}},
+		{CanvasOptions{MinItems: 3}, [4]int{3, 4, 20, 40}},
+		{CanvasOptions{MaxScale: 10}, [4]int{2, 4, 10, 10}},
+		{CanvasOptions{MinScale: 30}, [4]int{2, 4, 30, 40}},
+		{CanvasOptions{}, [4]int{2, 4, 20, 40}},
+	} {
+		o := c.o
+		o.defaults()
+		if got := [4]int{o.MinItems, o.MaxItems, o.MinScale, o.MaxScale}; got != c.want {
+			t.Errorf("defaults of %+v: items and scales %v, want %v", c.o, got, c.want)
+		}
 	}
 }
 
