@@ -1,9 +1,11 @@
 package nn
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/internal/typednil"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -20,6 +22,9 @@ import (
 // train). Its state dict still has every key: the folded batch norms hold
 // γ = 1, β = 0, mean 0, variance 1 and ε = 0.
 func FoldBatchNorm(m Layer, input []int) (n int, err error) {
+	if typednil.Is(m) {
+		return 0, errors.New("nn: fold: no network (nil)")
+	}
 	SetTraining(m, false)
 	convs := map[*autograd.Value]*Conv2d{} // a convolution's output → its layer
 	uses := map[*autograd.Value]int{}

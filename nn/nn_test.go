@@ -248,3 +248,15 @@ func TestNumBatchesTrackedTensor(t *testing.T) {
 		}
 	}
 }
+
+// Summarize and FoldBatchNorm of no network say so (they reported a nil
+// pointer dereference they had recovered).
+func TestNilNetwork(t *testing.T) {
+	var none *tinyNet
+	if _, err := nn.Summarize(none, []int{1, 8, 8, 1}); err == nil || !strings.Contains(err.Error(), "no network (nil)") {
+		t.Errorf("Summarize(nil): %v", err)
+	}
+	if _, err := nn.FoldBatchNorm(nil, []int{1, 8, 8, 1}); err == nil || !strings.Contains(err.Error(), "no network (nil)") {
+		t.Errorf("FoldBatchNorm(nil): %v", err)
+	}
+}

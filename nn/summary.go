@@ -1,6 +1,7 @@
 package nn
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"reflect"
@@ -8,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/internal/typednil"
 )
 
 // LayerSummary is one row of a model summary.
@@ -42,6 +44,9 @@ func Summarize(m Layer, input []int) (s *Summary, err error) {
 			err = fmt.Errorf("nn: summary: input %v: %v", input, r)
 		}
 	}()
+	if typednil.Is(m) {
+		return nil, errors.New("nn: summary: no network (nil)")
+	}
 	entries := StateDict(m)
 	names := map[Named]string{} // the layers holding tensors; a pointer identifies one
 	for _, l := range Layers(m) {
