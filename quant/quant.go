@@ -411,9 +411,13 @@ func New(net nn.Layer, input []int, p Params, layers map[string]*Layer) (*Model,
 
 func finite(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
 
+// checkQParams refuses an activation's scale and zero point that no
+// float32 computation could use: a scale that is not positive, or whose
+// 8-bit values (up to ±255 steps) would leave float32's normal range (a
+// scale of 1e300 made every output NaN), and a zero point outside 0…255.
 func checkQParams(what string, q QParams) error {
-	if !(q.Scale > 0) || math.IsInf(q.Scale, 0) || q.Zero < 0 || q.Zero > 255 {
-		return fmt.Errorf("quant: %s: scale %v and zero point %d (want a finite positive scale, zero point in 0…255)", what, q.Scale, q.Zero)
+	if !(q.Scale >= 0x1p-126 && q.Scale <= math.MaxFloat32/256) || q.Zero < 0 || q.Zero > 255 {
+		return fmt.Errorf("quant: %s: scale %v and zero point %d (want a scale in [2^-126, float32's largest / 256], zero point in 0…255)", what, q.Scale, q.Zero)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package quant
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -399,6 +400,15 @@ func TestNewKeepsUnfoldedBatchNorms(t *testing.T) {
 	for i := range want.Data {
 		if got.Data[i] != want.Data[i] {
 			t.Fatalf("logit %d: rebuilt %v, quantized %v", i, got.Data[i], want.Data[i])
+		}
+	}
+	// Scales that float32 cannot use (1e300 made every output NaN).
+	for _, scale := range []float64{1e300, 1e-300} {
+		bad := p
+		bad.Input.Scale = scale
+		fresh, _ = models.Build(cfg, tensor.NewRNG(5))
+		if _, err := New(fresh, in, bad, q.Layers()); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("scale %v", scale)) {
+			t.Errorf("input scale %v: %v", scale, err)
 		}
 	}
 	p.Affine = nil
