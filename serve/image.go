@@ -192,6 +192,10 @@ func (s *Server) image(w http.ResponseWriter, r *http.Request) (err error) {
 	if err != nil {
 		return err
 	}
+	if i := finite(y.Data); i >= 0 {
+		// An image's pixels are bounded: the model overflowed by itself.
+		return internal("model %q computed a non-finite output at %d from an image (weights of extreme magnitude?)", m.name, i)
+	}
 	if action == TaskClassify {
 		writeJSON(w, http.StatusOK, ClassifyResponse{Model: m.name, Version: m.version, Predictions: topK(softmaxLast(y).Data, m.info.Classes, top)})
 		return nil

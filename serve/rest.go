@@ -514,9 +514,9 @@ func (s *Server) infer2(w http.ResponseWriter, r *http.Request) error {
 		} else {
 			if i := finite(ts[i].Data); i >= 0 {
 				// A checkpoint's weights are finite (checkpoint.Load refuses
-				// others), so for the models residual loads the input drove
-				// the output there: a client error.
-				return badRequest("output %q holds a non-finite value at %d (inputs of extreme magnitude overflow the model), which JSON cannot carry; request it with binary_data", name, i)
+				// others), so for the models residual loads the input most
+				// likely drove the output there: a client error.
+				return badRequest("output %q holds a non-finite value at %d (inputs of extreme magnitude overflow the model, unless its own weights do), which JSON cannot carry; request it with binary_data", name, i)
 			}
 			o.Data = ts[i].Data
 		}

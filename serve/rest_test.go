@@ -627,3 +627,20 @@ func TestHugeTimeoutParameter(t *testing.T) {
 		}
 	}
 }
+
+// TestNonFiniteOutputFromAnImage: a model that overflows on an image (its
+// pixels are bounded, so the model did it) is a 500 naming the model (it
+// was a 500 "json: unsupported value: NaN" from the encoder).
+func TestNonFiniteOutputFromAnImage(t *testing.T) {
+	f := newFake()
+	f.scale = 3e38
+	ts := start(t, Config{}, map[string]Backend{"m": f})
+	img := image.NewGray(image.Rect(0, 0, 2, 2))
+	for i := range img.Pix {
+		img.Pix[i] = 255
+	}
+	code, _, b := post(t, ts.url+"/v1/models/m:classify", "image/png", pngBytes(t, img))
+	if code != http.StatusInternalServerError || !strings.Contains(string(b), `model \"m\" computed a non-finite output`) {
+		t.Errorf("classify: %d %s", code, b)
+	}
+}
