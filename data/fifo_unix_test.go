@@ -3,7 +3,11 @@
 package data
 
 import (
+	"bytes"
+	"image"
 	"image/color"
+	"image/png"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -11,10 +15,11 @@ import (
 	"time"
 )
 
-// TestSpecialFilesAreNotImages: a FIFO named like an image, in a folder or
-// given alone, and a device are refused at once, named (the open of a
-// FIFO no process writes blocked for ever, beyond a signal's reach), and
-// SkipBadImages skips the FIFO.
+// TestSpecialFilesAreNotImages: a FIFO named like an image that no
+// process writes, in a folder or given alone, reads as empty at once, an
+// error naming it (the open blocked for ever, beyond a signal's reach),
+// and SkipBadImages skips it; a device and a folder are refused as not
+// files; a FIFO that a process writes (a shell's <(…)) reads its image.
 func TestSpecialFilesAreNotImages(t *testing.T) {
 	dir := t.TempDir()
 	writeImage(t, filepath.Join(dir, "a", "ok.png"), flat("gray", 4, 4, color.NRGBA{}))
@@ -30,8 +35,8 @@ func TestSpecialFilesAreNotImages(t *testing.T) {
 			load func(string) error
 			says string
 		}{
-			{fifo, func(p string) error { _, err := LoadImage(p); return err }, "named pipe"},
-			{fifo, CheckImageFile, "named pipe"},
+			{fifo, func(p string) error { _, err := LoadImage(p); return err }, "not a JPEG, PNG"},
+			{fifo, CheckImageFile, "not a JPEG, PNG"},
 			{"/dev/zero", func(p string) error { _, err := LoadImage(p); return err }, "a device"},
 			{dir, CheckImageFile, "a folder"},
 		} {
@@ -51,5 +56,43 @@ func TestSpecialFilesAreNotImages(t *testing.T) {
 	case <-done:
 	case <-time.After(20 * time.Second):
 		t.Fatal("reading a FIFO named like an image blocked")
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, flat("gray", 4, 4, color.NRGBA{R: 9, G: 9, B: 9, A: 255})); err != nil {
+		t.Fatal(err)
+	}
+	// The writer writes the image to each reader that opens the FIFO (a
+	// read whose open came before the writer's finds it empty: tried
+	// again), until the test has its image.
+	stop := make(chan struct{})
+	go func() {
+		for {
+			w, err := os.OpenFile(fifo, os.O_WRONLY, 0) // waits for a reader
+			if err != nil {
+				return
+			}
+			w.Write(buf.Bytes())
+			w.Close()
+			select {
+			case <-stop:
+				return
+			default:
+			}
+		}
+	}()
+	var img image.Image
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if img, err = LoadImage(fifo); err == nil {
+			break
+		}
+	}
+	close(stop)
+	if r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil { // release a waiting writer
+		time.Sleep(10 * time.Millisecond)
+		r.Close()
+	}
+	if err != nil || img.Bounds().Dx() != 4 {
+		t.Errorf("a FIFO a process writes: %v, %v", img, err)
 	}
 }

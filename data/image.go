@@ -13,7 +13,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"syscall"
 
 	_ "golang.org/x/image/bmp"  // registers BMP decoding
 	_ "golang.org/x/image/webp" // registers WebP decoding
@@ -45,18 +44,18 @@ func LoadImage(path string) (image.Image, error) {
 	return DecodeImage(b, path)
 }
 
-// openImageFile opens path, following links, if it is a regular file:
-// a FIFO, a device, a socket or a folder is an error naming it. It opens
-// without blocking (O_NONBLOCK, which regular files ignore), as a FIFO
-// that no process writes would block the open itself, where no signal
-// reaches it.
+// openImageFile opens path, following links, if it is a regular file or
+// a FIFO (a pipe such as a shell's <(…)): a device, a socket or a folder
+// is an error naming it. It opens as limits.OpenNoWait does: a FIFO that
+// no process writes reads as empty at once, where os.Open would block for
+// ever, beyond any signal's reach.
 func openImageFile(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := limits.OpenNoWait(path)
 	if err != nil {
 		return nil, fmt.Errorf("data: %w", err)
 	}
 	st, err := f.Stat()
-	if err == nil && !st.Mode().IsRegular() {
+	if err == nil && !st.Mode().IsRegular() && st.Mode()&fs.ModeNamedPipe == 0 {
 		err = fmt.Errorf("data: %s: not a regular file but %s, so not an image", path, fileKind(st.Mode()))
 	} else if err != nil {
 		err = fmt.Errorf("data: %w", err)

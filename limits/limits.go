@@ -19,7 +19,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 )
 
 var (
@@ -96,10 +95,10 @@ func CheckImage(what string, w, h int) error {
 // ReadFile reads a whole file that must be a regular file of at most
 // limit bytes: its size comes from Stat and is checked before anything is
 // allocated, and a device, a pipe or a folder is refused rather than read
-// without end. It opens without blocking (O_NONBLOCK, which regular files
-// ignore): a FIFO that no process writes would block the open itself.
+// without end. It opens as OpenNoWait does: a FIFO that no process writes
+// would block the open itself.
 func ReadFile(path string, limit int64) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := OpenNoWait(path)
 	if err != nil {
 		return nil, err
 	}
@@ -120,6 +119,13 @@ func ReadFile(path string, limit int64) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// OpenNoWait opens path for reading as os.Open does, except that opening a
+// FIFO does not wait for a process to open it for writing (where there
+// are FIFOs: O_NONBLOCK, cleared again once open, so that reads wait for
+// data as usual). A FIFO that no process writes then reads as empty, at
+// once, where os.Open would block for ever, beyond any signal's reach.
+func OpenNoWait(path string) (*os.File, error) { return openNoWait(path) }
 
 // AvailableMemory returns the memory the system can give new allocations
 // without swapping: Linux's MemAvailable (/proc/meminfo). ok is false

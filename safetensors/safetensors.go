@@ -22,7 +22,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"syscall"
 
 	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/tensor"
@@ -72,10 +71,10 @@ func Decode(b []byte) (*File, error) {
 // device, a pipe or a hostile header cannot make it read or allocate
 // without end.
 func Read(path string) (*File, error) {
-	// O_NONBLOCK: a FIFO that no process writes would block the open
-	// itself; opened so, it reads as empty (refused as too short), and one
-	// that a process writes reads through Go's poller as any pipe.
-	fh, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	// A FIFO that no process writes would block os.Open itself; opened
+	// so, it reads as empty (refused as too short), and one that a process
+	// writes reads as any pipe.
+	fh, err := limits.OpenNoWait(path)
 	if err != nil {
 		return nil, err
 	}
