@@ -359,3 +359,34 @@ func TestInitFolderSize(t *testing.T) {
 		}
 	}
 }
+
+// A fine-tuned run resumes from its record after its init checkpoint has
+// gone (moved, deleted, or recorded as a path relative to another folder):
+// the run's checkpoint holds what it took from the init, and the resumed
+// run keeps the init's normalisation.
+func TestResumeWithoutTheInitFile(t *testing.T) {
+	init, _ := writeInit(t)
+	cfg := tiny(t.TempDir())
+	cfg.Epochs, cfg.Init, cfg.Model = 1, init, models.Config{}
+	if _, err := Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(init); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := ResumeConfig(cfg.Out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Epochs = 2
+	if _, err := Run(context.Background(), rc); err != nil {
+		t.Fatalf("resuming after the init file was removed: %v", err)
+	}
+	c, err := checkpoint.Load(filepath.Join(cfg.Out, LastCheckpoint))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := c.Preprocess; !p.Scale255 || len(p.Mean) != 1 || p.Mean[0] != 127.5 || p.Std[0] != 64 || c.Position.Epoch != 2 {
+		t.Errorf("the resumed run's checkpoint: preprocessing %+v, epoch %d; want the init's and 2", p, c.Position.Epoch)
+	}
+}

@@ -3,6 +3,7 @@ package train
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 
@@ -38,8 +39,17 @@ func setup(cfg Config) (*run, error) {
 	var init *checkpoint.Checkpoint
 	channels := 0 // the data's own
 	if cfg.Init != "" {
+		path := cfg.Init
+		if last := filepath.Join(cfg.Out, LastCheckpoint); cfg.Resume {
+			// The run's own checkpoint records what it took from the init
+			// (network, channels, normalisation): a resumed run does not
+			// need the init file, which may have moved since.
+			if _, err := os.Stat(last); err == nil {
+				path = last
+			}
+		}
 		var err error
-		if init, err = loadInit(cfg.Init); err != nil {
+		if init, err = loadInit(path); err != nil {
 			return nil, err
 		}
 		channels = init.Preprocess.Channels
