@@ -64,9 +64,10 @@ func fromRange(lo, hi float64) QParams {
 		return QParams{Scale: 1}
 	}
 	s := float64(float32((hi - lo) / 255))
-	if s == 0 { // a range below float32's smallest step
+	if s < 0x1p-126 { // a range below float32's normal steps: no signal to keep
 		return QParams{Scale: 1}
 	}
+	s = min(s, float64(float32(math.MaxFloat32/256))) // within what checkQParams takes
 	z := int(math.RoundToEven(-lo / s))
 	return QParams{Scale: s, Zero: min(max(z, 0), 255)}
 }

@@ -502,3 +502,14 @@ func TestQuantizeRefusesBadArguments(t *testing.T) {
 		t.Errorf("Plan with no input shape: %v", err)
 	}
 }
+
+// fromRange gives parameters that New accepts whatever the range:
+// below float32's normal steps (a subnormal scale before) and beyond what
+// 8-bit steps of float32 can hold.
+func TestFromRangeWithinBounds(t *testing.T) {
+	for _, r := range [][2]float64{{0, 1e-40}, {-1e-39, 1e-39}, {0, 3e38}, {-3e38, 3e38}, {-1, 1}, {0, 0}} {
+		if q := fromRange(r[0], r[1]); checkQParams("range", q) != nil {
+			t.Errorf("fromRange(%g, %g) = %+v: %v", r[0], r[1], q, checkQParams("range", q))
+		}
+	}
+}

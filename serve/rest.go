@@ -33,8 +33,8 @@ const (
 
 // maxRequestTimeout bounds Triton's "timeout" parameter, whose
 // microseconds beyond it would overflow a time.Duration (a huge timeout
-// became a deadline in the past); the server's Config.Timeout still caps
-// every deadline.
+// became a deadline in the past). The server's Config.Timeout applies only
+// to requests that set no deadline.
 const maxRequestTimeout = 24 * time.Hour
 
 // serverName and serverVersion answer the v2 server metadata request.
