@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command linkemu joins two network namespaces by an emulated link of a given
 // rate and one-way delay, in user space: what `tc qdisc … netem rate R delay D`
 // does on a veth pair, for a kernel without sch_netem (the development VM's has
