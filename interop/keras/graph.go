@@ -27,7 +27,7 @@ func checkGraph(byName map[string]layer, c resnet.Config, dense layer) error {
 	}
 	switch x.ClassName {
 	case "GlobalAveragePooling2D":
-	case "Flatten": // keras.applications' first ResNet-50: a 7×7 average pool of the 7×7 map of 224-pixel images
+	case "Flatten": // a 7×7 average pool of 224-pixel images' 7×7 map, as the first keras.applications releases ended (their stem, without pool1_pad, is refused below)
 		if x, err = g.input(x); err != nil {
 			return err
 		}
