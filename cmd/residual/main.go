@@ -234,9 +234,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case errors.Is(err, flag.ErrHelp): // a command that parsed without parse()
 		return 0
 	}
-	if cause := context.Cause(ctx); cause != nil && !strings.Contains(err.Error(), cause.Error()) {
+	var logged *loggedError
+	switch cause := context.Cause(ctx); {
+	case errors.As(err, &logged): // the command's own log has said it
+	case cause != nil && !strings.Contains(err.Error(), cause.Error()):
 		fmt.Fprintf(stderr, "residual %s: %v (%v)\n", name, err, cause)
-	} else {
+	default:
 		fmt.Fprintf(stderr, "residual %s: %v\n", name, err)
 	}
 	switch {
@@ -250,6 +253,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	return 1
 }
+
+// loggedError is an error a command has written to its own log (serve
+// --log-json, whose every line is JSON): run exits with its status
+// without printing it again.
+type loggedError struct{ err error }
+
+func (e *loggedError) Error() string { return e.err.Error() }
+func (e *loggedError) Unwrap() error { return e.err }
 
 // errUsage marks errors in the command line itself (exit status 2).
 var errUsage = errors.New("bad usage")

@@ -39,7 +39,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&cfg.Timeout, "timeout", 30e9, "deadline of requests that set none (Request-Timeout header, grpc-timeout)")
 	fs.DurationVar(&cfg.PollInterval, "poll", 2e9, "how often the repository is scanned")
 	drain := fs.Duration("drain", 30e9, "on SIGTERM or interrupt, how long in-flight requests may take (> 0); those still running then are cut off and the exit status is the signal's (143, 130) instead of 0")
-	logJSON := fs.Bool("log-json", false, "log as JSON lines instead of text (durations as strings such as \"1.5s\"); nothing else is written to standard output or error, bar a second signal's notice and a failed exit's last line")
+	logJSON := fs.Bool("log-json", false, "log as JSON lines instead of text (durations as strings such as \"1.5s\"); nothing else is written to standard output or error, bar a second signal's notice")
 	threads := fs.Int("threads", 0, "threads for the models and the server (0: all cores); 1 suits a model whose batch takes well under a millisecond (docs/SERVING.md)")
 	precision := precisionFlag(fs)
 	if err := parse(fs, args); err != nil {
@@ -110,9 +110,21 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cfg.Logger.Error("model not loaded; stopping", "err", loadErr)
 		cancel()
 		<-done
-		return loadErr
+		return logged(loadErr, *logJSON)
 	}
-	return <-done
+	if err := <-done; err != nil {
+		return logged(err, *logJSON) // Run's "stopped" record holds it
+	}
+	return nil
+}
+
+// logged marks err as written to the log when the log is JSON, so that
+// the CLI does not add a text line to it.
+func logged(err error, json bool) error {
+	if json {
+		return &loggedError{err}
+	}
+	return err
 }
 
 // durationStrings writes durations in JSON logs as Go writes them

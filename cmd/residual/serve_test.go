@@ -240,11 +240,30 @@ func TestServeStops(t *testing.T) {
 		t.Errorf("a signal during the load: exit %d, want 0; stderr %s", code, errb.String())
 	}
 
-	// A model that cannot load.
-	out, errb = &lockedBuffer{}, &lockedBuffer{}
+	// A model that cannot load: an error record before the stop, exit 1;
+	// with --log-json, JSON to the last line (the CLI printed the error
+	// again as text).
 	missing := filepath.Join(t.TempDir(), "missing.safetensors")
-	if code := run(context.Background(), []string{"serve", "--model", "m=" + missing, "--addr", "127.0.0.1:0", "--grpc-addr", ""}, out, errb); code != 1 ||
-		!strings.Contains(errb.String(), `level=ERROR msg="model not loaded; stopping"`) || !strings.Contains(errb.String(), missing) {
-		t.Errorf("a missing checkpoint: exit %d, stderr %s", code, errb.String())
+	for _, json := range []bool{false, true} {
+		out, errb = &lockedBuffer{}, &lockedBuffer{}
+		args := []string{"serve", "--model", "m=" + missing, "--addr", "127.0.0.1:0", "--grpc-addr", ""}
+		if json {
+			args = append(args, "--log-json")
+		}
+		code := run(context.Background(), args, out, errb)
+		want := `level=ERROR msg="model not loaded; stopping"`
+		if json {
+			want = `"level":"ERROR","msg":"model not loaded; stopping"`
+		}
+		if code != 1 || !strings.Contains(errb.String(), want) || !strings.Contains(errb.String(), missing) {
+			t.Errorf("a missing checkpoint, --log-json %v: exit %d, stderr %s", json, code, errb.String())
+		}
+		if json {
+			for _, line := range strings.Split(strings.TrimSpace(errb.String()), "\n") {
+				if !strings.HasPrefix(line, "{") {
+					t.Errorf("--log-json wrote a line that is not JSON: %q", line)
+				}
+			}
+		}
 	}
 }
