@@ -7,12 +7,12 @@ import (
 	"image"
 	"image/color"
 	"image/png"
-	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/residual-nn/residual/internal/fifotest"
 )
 
 // TestSpecialFilesAreNotImages: a FIFO named like an image that no
@@ -24,9 +24,7 @@ func TestSpecialFilesAreNotImages(t *testing.T) {
 	dir := t.TempDir()
 	writeImage(t, filepath.Join(dir, "a", "ok.png"), flat("gray", 4, 4, color.NRGBA{}))
 	fifo := filepath.Join(dir, "a", "x.png")
-	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
-		t.Skipf("cannot make a FIFO here: %v", err)
-	}
+	fifotest.Make(t, fifo)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -61,37 +59,8 @@ func TestSpecialFilesAreNotImages(t *testing.T) {
 	if err := png.Encode(&buf, flat("gray", 4, 4, color.NRGBA{R: 9, G: 9, B: 9, A: 255})); err != nil {
 		t.Fatal(err)
 	}
-	// The writer writes the image to each reader that opens the FIFO (a
-	// read whose open came before the writer's finds it empty: tried
-	// again), until the test has its image.
-	stop := make(chan struct{})
-	go func() {
-		for {
-			w, err := os.OpenFile(fifo, os.O_WRONLY, 0) // waits for a reader
-			if err != nil {
-				return
-			}
-			w.Write(buf.Bytes())
-			w.Close()
-			select {
-			case <-stop:
-				return
-			default:
-			}
-		}
-	}()
 	var img image.Image
-	var err error
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if img, err = LoadImage(fifo); err == nil {
-			break
-		}
-	}
-	close(stop)
-	if r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil { // release a waiting writer
-		time.Sleep(10 * time.Millisecond)
-		r.Close()
-	}
+	err := fifotest.ReadWritten(fifo, buf.Bytes(), func() (err error) { img, err = LoadImage(fifo); return err })
 	if err != nil || img.Bounds().Dx() != 4 {
 		t.Errorf("a FIFO a process writes: %v, %v", img, err)
 	}

@@ -67,14 +67,12 @@ func openImageFile(path string) (*os.File, error) {
 	return f, nil
 }
 
-// fileKind names the kind of file a mode that is not a regular file's
-// describes.
+// fileKind names the kind of file, neither regular nor a FIFO, that a
+// mode describes.
 func fileKind(m fs.FileMode) string {
 	switch {
 	case m.IsDir():
 		return "a folder"
-	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe (FIFO)"
 	case m&fs.ModeSocket != 0:
 		return "a socket"
 	case m&fs.ModeDevice != 0:

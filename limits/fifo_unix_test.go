@@ -5,9 +5,10 @@ package limits
 import (
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/residual-nn/residual/internal/fifotest"
 )
 
 // TestReadFileRefusesAFIFO: a FIFO that no process writes is refused at
@@ -15,9 +16,7 @@ import (
 // batches, Keras and ONNX files are read this way).
 func TestReadFileRefusesAFIFO(t *testing.T) {
 	fifo := filepath.Join(t.TempDir(), "data_batch_1.bin")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Skipf("cannot make a FIFO here: %v", err)
-	}
+	fifotest.Make(t, fifo)
 	done := make(chan error, 1)
 	go func() { _, err := ReadFile(fifo, 10); done <- err }()
 	select {

@@ -3,13 +3,12 @@
 package safetensors
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/residual-nn/residual/internal/fifotest"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -19,9 +18,7 @@ import (
 func TestReadFIFO(t *testing.T) {
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "ck.safetensors")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Skipf("cannot make a FIFO here: %v", err)
-	}
+	fifotest.Make(t, fifo)
 	done := make(chan error, 1)
 	go func() { _, err := Read(fifo); done <- err }()
 	select {
@@ -36,37 +33,8 @@ func TestReadFIFO(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The writer writes the file to each reader that opens the FIFO: a
-	// Read whose open came before the writer's reads an empty FIFO and is
-	// tried again.
-	stop := make(chan struct{})
-	go func() {
-		for {
-			w, err := os.OpenFile(fifo, os.O_WRONLY, 0) // blocks until a reader opens it
-			if err != nil {
-				return
-			}
-			w.Write(b)
-			w.Close()
-			select {
-			case <-stop:
-				return
-			default:
-			}
-		}
-	}()
 	var f *File
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if f, err = Read(fifo); err == nil {
-			break
-		}
-	}
-	// Stop the writer, releasing it if it waits for a reader.
-	close(stop)
-	if r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
-		time.Sleep(10 * time.Millisecond)
-		r.Close()
-	}
+	err = fifotest.ReadWritten(fifo, b, func() (err error) { f, err = Read(fifo); return err })
 	if err != nil || f.Tensors["w"] == nil || f.Tensors["w"].Data[2] != 2 {
 		t.Errorf("Read of a written FIFO: %v, %v", f, err)
 	}

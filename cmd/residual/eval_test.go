@@ -115,18 +115,24 @@ func colourFolder(t *testing.T, dir string) {
 // colourFolder's 16×16 RGB images into the named classes, unnormalised.
 func colourCheckpoint(t *testing.T, path string, classes []string) {
 	t.Helper()
-	cfg, err := models.Preset("resnet8")
+	writeCheckpoint(t, path, "resnet8", checkpoint.Preprocess{Height: 16, Width: 16, Channels: 3}, classes)
+}
+
+// writeCheckpoint writes at path the preset network (random weights, seed
+// 1) for pre's images (its input channels) into the named classes.
+func writeCheckpoint(t *testing.T, path, preset string, pre checkpoint.Preprocess, classes []string) {
+	t.Helper()
+	cfg, err := models.Preset(preset)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.SetInChannels(3)
+	cfg.SetInChannels(pre.Channels)
 	cfg.SetClasses(len(classes))
 	net, err := models.Build(cfg, tensor.NewRNG(1))
 	if err != nil {
 		t.Fatal(err)
 	}
-	meta := checkpoint.Meta{Model: cfg, Classes: classes, Preprocess: checkpoint.Preprocess{Height: 16, Width: 16, Channels: 3}}
-	if err := checkpoint.Write(path, net, meta, nil); err != nil {
+	if err := checkpoint.Write(path, net, checkpoint.Meta{Model: cfg, Classes: classes, Preprocess: pre}, nil); err != nil {
 		t.Fatal(err)
 	}
 }

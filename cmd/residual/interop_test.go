@@ -20,21 +20,10 @@ import (
 // and predict went wrong.
 func TestImportTorchPreprocessing(t *testing.T) {
 	dir := t.TempDir()
-	cfg, err := models.Preset("resnet20")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.SetInChannels(1)
-	net, err := models.Build(cfg, tensor.NewRNG(1))
-	if err != nil {
-		t.Fatal(err)
-	}
 	pre := checkpoint.Preprocess{Height: 28, Width: 28, Channels: 1, Mean: []float64{0.1307}, Std: []float64{0.3081}}
 	classes := []string{"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
 	ck := filepath.Join(dir, "r20.safetensors")
-	if err := checkpoint.Write(ck, net, checkpoint.Meta{Model: cfg, Classes: classes, Preprocess: pre}, nil); err != nil {
-		t.Fatal(err)
-	}
+	writeCheckpoint(t, ck, "resnet20", pre, classes)
 	exported := filepath.Join(dir, "r20.torch.safetensors")
 	if code, _, errs := runCLI("export", "torch", ck, "--out", exported); code != 0 {
 		t.Fatalf("export: %s", errs)
@@ -157,19 +146,8 @@ func TestSummaryBase(t *testing.T) {
 // where it used to drop it for a straight resize.
 func TestImportTorchInputKeepsCrop(t *testing.T) {
 	dir := t.TempDir()
-	cfg, err := models.Preset("resnet18")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.SetClasses(2)
-	net, err := models.Build(cfg, tensor.NewRNG(1))
-	if err != nil {
-		t.Fatal(err)
-	}
 	ck := filepath.Join(dir, "r18.safetensors")
-	if err := checkpoint.Write(ck, net, checkpoint.Meta{Model: cfg, Classes: []string{"a", "b"}, Preprocess: imagenetPreprocess}, nil); err != nil {
-		t.Fatal(err)
-	}
+	writeCheckpoint(t, ck, "resnet18", imagenetPreprocess, []string{"a", "b"})
 	exported := filepath.Join(dir, "r18.torch.safetensors")
 	if code, _, errs := runCLI("export", "torch", ck, "--out", exported); code != 0 {
 		t.Fatal(errs)

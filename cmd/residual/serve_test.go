@@ -19,8 +19,6 @@ import (
 	"time"
 
 	"github.com/residual-nn/residual/checkpoint"
-	"github.com/residual-nn/residual/models"
-	"github.com/residual-nn/residual/tensor"
 )
 
 // lockedBuffer is a writer the server goroutine and the test share.
@@ -168,22 +166,8 @@ func serveClassify(t *testing.T, ckpt, pr string) map[string]float64 {
 // serveCheckpoint writes a 3-class ResNet-20 for 16×16 grey images.
 func serveCheckpoint(t *testing.T) string {
 	t.Helper()
-	cfg, err := models.Preset("resnet20")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.SetInChannels(1)
-	cfg.SetClasses(3)
-	net, err := models.Build(cfg, tensor.NewRNG(1))
-	if err != nil {
-		t.Fatal(err)
-	}
 	ckpt := filepath.Join(t.TempDir(), "m.safetensors")
-	meta := checkpoint.Meta{Model: cfg, Classes: []string{"a", "b", "c"},
-		Preprocess: checkpoint.Preprocess{Height: 16, Width: 16, Channels: 1, Mean: []float64{0.5}, Std: []float64{0.25}}}
-	if err := checkpoint.Write(ckpt, net, meta, nil); err != nil {
-		t.Fatal(err)
-	}
+	writeCheckpoint(t, ckpt, "resnet20", checkpoint.Preprocess{Height: 16, Width: 16, Channels: 1, Mean: []float64{0.5}, Std: []float64{0.25}}, []string{"a", "b", "c"})
 	return ckpt
 }
 
