@@ -37,6 +37,7 @@
 //	internal/kernels/gen         the generator of the kernels' tiled assembly (go generate)
 //	internal/kernels/kernelstest the helpers with which the kernels' tests compare float32 with float64
 //	internal/fixture             the golden fixtures of outside references and their comparisons
+//	internal/fifotest            named pipes for the tests of readers that must not wait on one
 //	internal/onnxpb              ONNX's protobuf schema, compiled by protoc-gen-go
 //	internal/slicepool           slices recycled by size class (the kernels' scratch, the server's request buffers)
 //	internal/typednil            whether an interface value is nil or holds a nil pointer (checks at API boundaries)
