@@ -144,10 +144,18 @@ func TestReadsHaveNoSideEffects(t *testing.T) {
 	if len(s.Layers) == 0 || s.Layers[0].Name != "conv1" {
 		t.Errorf("summary rows %+v: the first should be conv1", s.Layers)
 	}
-	// Input 2×8×8×1 (128 values), conv1 and bn1 2×8×8×4 (512 each), fc
-	// 2×3 (6); float32.
-	if tb, ib := s.TrainingBytes(), s.InferenceBytes(); tb != 4*(128+512+512+6) || ib != 4*(128+2*512) {
-		t.Errorf("TrainingBytes %d, InferenceBytes %d; want %d and %d", tb, ib, 4*(128+512+512+6), 4*(128+2*512))
+	// 1,015 parameters, all trainable: conv1 36, bn1 8, layer1.0's convs
+	// 288 and 576 and downsample 32, its batch norms 16 each, fc 27.
+	if s.TotalParams != 1015 || s.TrainableParams != 1015 {
+		t.Errorf("summary counts %d parameters, %d trainable; want 1015 and 1015", s.TotalParams, s.TrainableParams)
+	}
+	// Training: the weights and their gradients, the input 2×8×8×1 (128
+	// values), conv1's and bn1's outputs 2×8×8×4 (512 each), fc's 2×3 (6).
+	// Inference: the weights, the input and twice the largest output.
+	// float32.
+	wantTB, wantIB := int64(4*(2*1015+128+512+512+6)), int64(4*(1015+128+2*512))
+	if tb, ib := s.TrainingBytes(), s.InferenceBytes(); tb != wantTB || ib != wantIB {
+		t.Errorf("TrainingBytes %d, InferenceBytes %d; want %d and %d", tb, ib, wantTB, wantIB)
 	}
 	nn.Name(m)
 	for _, e := range nn.StateDict(m) {

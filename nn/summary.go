@@ -86,12 +86,13 @@ func Summarize(m Layer, input []int) (s *Summary, err error) {
 }
 
 // TrainingBytes is a lower bound on the memory a training step on the
-// summarised input keeps for its backward pass: the input and the float32
-// output of every convolution, batch norm and linear layer (autograd
-// keeps each, or a fused result of its size, until the gradients use it).
-// Weights, gradients and scratch come on top.
+// summarised input takes: the parameters, a gradient of each trainable
+// one, the input and the float32 output of every
+// convolution, batch norm and linear layer (autograd keeps each, or a
+// fused result of its size, until the gradients use it). An optimizer's
+// state (a momentum buffer, Adam's two moments) and scratch come on top.
 func (s *Summary) TrainingBytes() int64 {
-	n := numel(s.InputShape)
+	n := int64(s.TotalParams) + int64(s.TrainableParams) + numel(s.InputShape)
 	for _, l := range s.Layers {
 		switch l.Kind {
 		case "Conv2d", "ConvTranspose2d", "BatchNorm", "Linear":
@@ -102,15 +103,15 @@ func (s *Summary) TrainingBytes() int64 {
 }
 
 // InferenceBytes is a lower bound on the memory an inference pass on the
-// summarised input takes: the input and twice the largest layer output (a
-// layer's input and output exist at once, however the buffers are
-// reused), in float32.
+// summarised input takes: the parameters, the input and twice the largest
+// layer output (a layer's input and output exist at once, however the
+// buffers are reused), in float32.
 func (s *Summary) InferenceBytes() int64 {
 	var largest int64
 	for _, l := range s.Layers {
 		largest = max(largest, numel(l.OutputShape))
 	}
-	return 4 * (numel(s.InputShape) + 2*largest)
+	return 4 * (int64(s.TotalParams) + numel(s.InputShape) + 2*largest)
 }
 
 func kindOf(layer any) string {

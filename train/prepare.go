@@ -216,7 +216,8 @@ func (r *run) checkShapes() error {
 		}
 		if b == sizes[0] {
 			what := fmt.Sprintf("train: a step of %s on %d images of %dx%dx%d", r.cfg.Model.Name, b, d.H, d.W, d.C)
-			if err := limits.CheckMemory(what, s.TrainingBytes()); err != nil {
+			need := s.TrainingBytes() + 4*int64(s.TrainableParams)*int64(r.cfg.optimizerStateFloats())
+			if err := limits.CheckMemory(what, need); err != nil {
 				return fmt.Errorf("%w: lower the batch (--batch, Config.Batch) or the image size", err)
 			}
 		}
@@ -280,6 +281,19 @@ func checkFits(m models.Config, d *data.Dataset) error {
 		return fmt.Errorf("train: model %q has %d classes, the data has %d", m.Name, m.Classes(), len(d.Classes))
 	}
 	return nil
+}
+
+// optimizerStateFloats is how many float32 values the optimizer keeps per
+// trained parameter: Adam's and AdamW's two moments, SGD's momentum buffer
+// (none without momentum).
+func (c *Config) optimizerStateFloats() int {
+	switch {
+	case c.Optimizer == Adam || c.Optimizer == AdamW:
+		return 2
+	case c.Momentum > 0:
+		return 1
+	}
+	return 0
 }
 
 // newOptimizer makes the optimizer over the trained parameters: the
