@@ -2,6 +2,7 @@ package train
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/residual-nn/residual/checkpoint"
+	"github.com/residual-nn/residual/distributed"
 	"github.com/residual-nn/residual/safetensors"
 )
 
@@ -277,6 +279,58 @@ func ResumeConfig(dir string) (Config, error) {
 	}
 	if cfg.Data == "" {
 		return Config{}, fmt.Errorf("train: %s: the recorded training config names no data set", path)
+	}
+	cfg.Out, cfg.Resume = dir, true
+	return cfg, nil
+}
+
+// ResumeConfigGroup is ResumeConfig for the ranks of a distributed run:
+// rank 0 reads its run folder (only rank 0 writes one) and every rank
+// returns rank 0's recorded config, or an error (rank 0's own, or one
+// that quotes it on the others). Every rank of c must call it. A rank
+// whose machine has no copy of the folder thus resumes with the same
+// settings as rank 0 without restating them; Comm is left for the caller
+// to set, as ResumeConfig leaves it.
+func ResumeConfigGroup(c distributed.Comm, dir string) (Config, error) {
+	var msg []byte // rank 0's config as JSON, or its error's text
+	var cfg Config
+	var err error
+	if c.Rank() == 0 {
+		if cfg, err = ResumeConfig(dir); err == nil {
+			msg, err = json.Marshal(cfg)
+		}
+		if err != nil {
+			msg = []byte(err.Error())
+		}
+	}
+	// A header (the message's length, and 1 for an error), then the
+	// message.
+	head := make([]byte, 9)
+	binary.LittleEndian.PutUint64(head, uint64(len(msg)))
+	if err != nil {
+		head[8] = 1
+	}
+	if berr := c.BroadcastBytes(head, 0); berr != nil {
+		return Config{}, errors.Join(err, fmt.Errorf("train: resuming %s: sharing rank 0's config: %w", dir, berr))
+	}
+	n := binary.LittleEndian.Uint64(head)
+	if n > 1<<24 {
+		return Config{}, fmt.Errorf("train: resuming %s: rank 0's config of %d bytes is not one", dir, n)
+	}
+	if c.Rank() != 0 {
+		msg = make([]byte, n)
+	}
+	if berr := c.BroadcastBytes(msg, 0); berr != nil {
+		return Config{}, errors.Join(err, fmt.Errorf("train: resuming %s: sharing rank 0's config: %w", dir, berr))
+	}
+	if c.Rank() == 0 {
+		return cfg, err
+	}
+	if head[8] == 1 {
+		return Config{}, fmt.Errorf("train: resuming %s: rank 0: %s", dir, msg)
+	}
+	if err := json.Unmarshal(msg, &cfg); err != nil {
+		return Config{}, fmt.Errorf("train: resuming %s: rank 0's config: %w", dir, err)
 	}
 	cfg.Out, cfg.Resume = dir, true
 	return cfg, nil

@@ -9,10 +9,13 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/residual-nn/residual/checkpoint"
+	"github.com/residual-nn/residual/distributed"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/safetensors"
 	"github.com/residual-nn/residual/tensor"
@@ -225,6 +228,49 @@ func TestResumeRefusesImpossiblePosition(t *testing.T) {
 		r.Epochs, r.Resume = 2, true
 		if _, err := Prepare(r); err == nil || !strings.Contains(err.Error(), "records a position this run cannot have reached") {
 			t.Errorf("position edited to %v: %v", edit, err)
+		}
+	}
+}
+
+// ResumeConfigGroup gives every rank rank 0's recorded config, whether or
+// not the rank's machine has the run folder, and rank 0's error (quoted on
+// the others) when rank 0 has no run to resume.
+func TestResumeConfigGroup(t *testing.T) {
+	run0 := filepath.Join(t.TempDir(), "run")
+	c := tiny(run0)
+	c.Epochs, c.Seed = 1, 5
+	if _, err := Run(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	want, err := ResumeConfig(run0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dirs := range [][2]string{
+		{run0, filepath.Join(t.TempDir(), "missing")}, // rank 1's machine lacks the folder
+		{filepath.Join(t.TempDir(), "missing"), run0}, // rank 0's does: an error everywhere
+	} {
+		ranks := distributed.NewGroup(2)
+		cfgs, errs := make([]Config, 2), make([]error, 2)
+		var wg sync.WaitGroup
+		for r := range ranks {
+			wg.Go(func() { cfgs[r], errs[r] = ResumeConfigGroup(ranks[r], dirs[r]) })
+		}
+		wg.Wait()
+		if dirs[0] == run0 {
+			for r := range ranks {
+				want.Out = dirs[r]
+				if errs[r] != nil || !reflect.DeepEqual(cfgs[r], want) {
+					t.Errorf("rank %d: %+v, %v; want %+v", r, cfgs[r], errs[r], want)
+				}
+			}
+			continue
+		}
+		if !errors.Is(errs[0], fs.ErrNotExist) || !strings.Contains(errs[0].Error(), "no run to resume in "+dirs[0]) {
+			t.Errorf("rank 0 without a run: %v", errs[0])
+		}
+		if errs[1] == nil || !strings.Contains(errs[1].Error(), "rank 0: train: no run to resume in "+dirs[0]) {
+			t.Errorf("rank 1 when rank 0 has no run: %v", errs[1])
 		}
 	}
 }

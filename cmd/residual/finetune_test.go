@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/residual-nn/residual/distributed"
@@ -108,21 +109,50 @@ func TestResumeFieldsCoverTrainFlags(t *testing.T) {
 }
 
 // On --resume, a rank other than 0 whose machine lacks the run folder
-// (only rank 0 writes it) takes the command line's settings, which the
-// ranks then compare; rank 0, or one process, without the folder fails
-// naming the checkpoint it looked for.
+// (only rank 0 writes it) takes rank 0's record, with the flags given on
+// its own command line on top (which the ranks then compare); when rank 0
+// has no run, every rank fails, naming the checkpoint rank 0 looked for.
 func TestResumeConfigOnRanks(t *testing.T) {
-	fs := flag.NewFlagSet("train", flag.ContinueOnError)
+	dir := filepath.Join(t.TempDir(), "run")
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"train", "--model", "resnet8", "--limit", "128", "--batch", "64", "--epochs", "1", "--seed", "7", "--out", dir}, &out, &errb); code != 0 {
+		t.Fatalf("train: exit %d: %s", code, errb.String())
+	}
 	missing := filepath.Join(t.TempDir(), "run")
-	ranks := distributed.NewGroup(2)
-	for _, c := range []struct {
-		comm     distributed.Comm
-		fallback bool
-	}{{nil, false}, {ranks[0], false}, {ranks[1], true}} {
-		flags := train.Config{Out: missing, Epochs: 7, Comm: c.comm}
-		cfg, err := resumeConfig(fs, flags, io.Discard)
-		if c.fallback && (err != nil || cfg.Epochs != 7) || !c.fallback && (err == nil || !strings.Contains(err.Error(), filepath.Join(missing, "last.safetensors"))) {
-			t.Errorf("comm %v: %+v, %v", c.comm, cfg.Epochs, err)
+	for _, tc := range []struct {
+		dirs [2]string
+		ok   bool
+	}{{[2]string{dir, missing}, true}, {[2]string{missing, dir}, false}} {
+		ranks := distributed.NewGroup(2)
+		cfgs, errs := make([]train.Config, 2), make([]error, 2)
+		var wg sync.WaitGroup
+		for r := range ranks {
+			fs := flag.NewFlagSet("train", flag.ContinueOnError)
+			fs.Int("epochs", 0, "")
+			if r == 1 {
+				if err := fs.Parse([]string{"--epochs", "7"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			wg.Go(func() {
+				cfgs[r], errs[r] = resumeConfig(fs, train.Config{Out: tc.dirs[r], Epochs: 7, Comm: ranks[r]}, io.Discard)
+			})
+		}
+		wg.Wait()
+		if !tc.ok {
+			for r, err := range errs {
+				if err == nil || !strings.Contains(err.Error(), filepath.Join(missing, "last.safetensors")) {
+					t.Errorf("rank %d, rank 0 without a run: %v", r, err)
+				}
+			}
+			continue
+		}
+		for r, c := range cfgs {
+			wantEpochs := []int{1, 7}[r] // rank 0 the record's, rank 1 its flag's
+			if errs[r] != nil || c.Model.Name != "resnet8" || c.Batch != 64 || c.Limit != 128 || c.Seed != 7 || c.Epochs != wantEpochs || c.Out != tc.dirs[r] || c.Comm != ranks[r] {
+				t.Errorf("rank %d: model %q batch %d limit %d seed %d epochs %d out %s, %v; want resnet8, 64, 128, 7, %d, %s",
+					r, c.Model.Name, c.Batch, c.Limit, c.Seed, c.Epochs, c.Out, errs[r], wantEpochs, tc.dirs[r])
+			}
 		}
 	}
 }

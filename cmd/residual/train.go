@@ -225,14 +225,15 @@ var unrecordedTrainFlags = []string{"out", "resume", "overwrite", "tensorboard",
 // flags instead; what a run does not record comes from flags. It names
 // on out the settings given anew.
 //
-// A rank other than 0 of a distributed run whose machine lacks the run
-// folder (only rank 0 writes it) takes the command line's settings: the
-// ranks compare their configs as they start, so flags left out there are
-// refused naming them.
+// The ranks of a distributed run take rank 0's record
+// (train.ResumeConfigGroup): only rank 0 writes the run folder.
 func resumeConfig(fs *flag.FlagSet, flags train.Config, out io.Writer) (train.Config, error) {
-	cfg, err := train.ResumeConfig(flags.Out)
-	if err != nil && flags.Comm != nil && flags.Comm.Rank() != 0 && errors.Is(err, os.ErrNotExist) {
-		return flags, nil
+	var cfg train.Config
+	var err error
+	if flags.Comm != nil {
+		cfg, err = train.ResumeConfigGroup(flags.Comm, flags.Out)
+	} else {
+		cfg, err = train.ResumeConfig(flags.Out)
 	}
 	if err != nil && flags.Out == defaultRunFolder(stringFlag(fs, "model"), stringFlag(fs, "data")) && errors.Is(err, os.ErrNotExist) { // --out not given
 		return cfg, fmt.Errorf("%w (the run folder of --model %s --data %s, as --out was not given: give --out the folder of the run to resume)", err, stringFlag(fs, "model"), stringFlag(fs, "data"))
