@@ -199,12 +199,23 @@ func isImageName(name string) bool {
 // by path.
 func imageFilesBelow(dir string) ([]string, error) {
 	var files []string
-	err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
+	// A class folder may be a link to a folder (as ImageFolder takes it):
+	// WalkDir lists a link given as its root without entering it, so the
+	// walk starts from the link's target and the files keep dir's name.
+	root, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	err = filepath.WalkDir(root, func(path string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if !e.IsDir() && isImageName(e.Name()) {
-			files = append(files, path)
+			rel, err := filepath.Rel(root, path)
+			if err != nil {
+				return err
+			}
+			files = append(files, filepath.Join(dir, rel))
 		}
 		return nil
 	})

@@ -257,6 +257,20 @@ func TestFolderLayouts(t *testing.T) {
 	if _, _, err := Open("folder:"+one, 3); err == nil || !strings.Contains(err.Error(), "two images") {
 		t.Errorf("a split with nothing to hold out: %v", err)
 	}
+	// A class folder that is a link to a folder is read through it, as
+	// ImageFolder reads it, and its files keep the link's name (WalkDir
+	// alone lists such a root without entering it: "holds no usable
+	// images").
+	linked := t.TempDir()
+	for _, class := range []string{"ant", "zebra"} {
+		if err := os.Symlink(filepath.Join(dir, class), filepath.Join(linked, class)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	train4, test4, err := Open("folder,all:"+linked, 3)
+	if err != nil || train4 != test4 || count(test4) != [3]int{12, 10, 0} || !strings.HasPrefix(test4.Files[0], filepath.Join(linked, "ant")+string(filepath.Separator)) {
+		t.Errorf("class folders that are links: %v", err)
+	}
 	// train/ and test/: test classes take the training labels; a class
 	// only in test/ is an error naming it.
 	lay := t.TempDir()
