@@ -228,6 +228,9 @@ func (b *BatchNorm) prepare(x *autograd.Value) (rm, rv *tensor.Tensor, p autogra
 // Frozen batch norm stays in evaluation mode.
 func (b *BatchNorm) SetTraining(t bool) { b.Training = t && !b.Frozen }
 
+// IsTraining reports whether b uses batch statistics.
+func (b *BatchNorm) IsTraining() bool { return b.Training }
+
 // NamedTensors lists weight, bias, running_mean and running_var
 // (torchvision's num_batches_tracked is the NumBatchesTracked field).
 func (b *BatchNorm) NamedTensors() []Entry {
@@ -362,6 +365,9 @@ func (d *Dropout) Forward(x *autograd.Value) *autograd.Value {
 
 // SetTraining switches dropout on (true) or off.
 func (d *Dropout) SetTraining(t bool) { d.Training = t }
+
+// IsTraining reports whether dropout is on.
+func (d *Dropout) IsTraining() bool { return d.Training }
 
 // Scale multiplies by a constant (e.g. 1/√2 on a residual branch).
 type Scale struct{ S float32 }

@@ -173,6 +173,40 @@ func SetTraining(m any, training bool) {
 	})
 }
 
+// ModeReporter is implemented by Trainer layers that report their mode
+// (BatchNorm and Dropout do), so that SaveModes can put them back into it.
+type ModeReporter interface {
+	IsTraining() bool
+}
+
+// SaveModes records the mode of every layer of m that implements Trainer
+// and returns a function that puts each back into it: for work that runs
+// the model in one mode and must leave it as it found it (an evaluation in
+// the middle of training, or of a model its caller had put in evaluation
+// mode). A Trainer that does not report its mode (ModeReporter) is put
+// back into training mode.
+func SaveModes(m any) (restore func()) {
+	type saved struct {
+		t        Trainer
+		training bool
+	}
+	var modes []saved
+	walk(m, func(_ string, part any) {
+		if t, ok := part.(Trainer); ok {
+			training := true
+			if r, ok := part.(ModeReporter); ok {
+				training = r.IsTraining()
+			}
+			modes = append(modes, saved{t, training})
+		}
+	})
+	return func() {
+		for _, s := range modes {
+			s.t.SetTraining(s.training)
+		}
+	}
+}
+
 // Named is implemented by layers that hold parameters or buffers directly;
 // they list them with their local names (e.g. "weight", "running_mean").
 type Named interface {

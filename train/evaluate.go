@@ -40,7 +40,8 @@ func correct(logits *tensor.Tensor, labels []int32) int {
 // a segmentation set — or an error: arguments it cannot evaluate (a nil
 // model or loader, a class count other than the model's outputs, a
 // segmentation model on a set labelled by image, labels outside the
-// classes) or a loader that failed (l.Err: an unreadable image file).
+// classes) or a loader that failed (l.Err: an unreadable image file). The
+// model is left in the mode it was in (nn.SaveModes).
 func Evaluate(m nn.Layer, l *data.Loader, classes int) (loss, acc float64, confusion [][]int, err error) {
 	e, err := EvaluateAll(m, l, classes)
 	return e.Loss, e.Accuracy, e.Confusion, err
@@ -140,8 +141,8 @@ func evaluate(ctx context.Context, m nn.Layer, l *data.Loader, classes int, tape
 		return evaluation{}, fmt.Errorf("train: evaluate: %d classes (want 1..%d)", classes, limits.Classes)
 	}
 	var loss, acc, top5 float64
+	defer nn.SaveModes(m)()
 	nn.SetTraining(m, false)
-	defer nn.SetTraining(m, true)
 	confusion := make([][]int, classes)
 	for i := range confusion {
 		confusion[i] = make([]int, classes)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -32,6 +33,35 @@ func TestEvaluateContext(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("EvaluateContext: %+v, %v; EvaluateAll: %+v", got, err, want)
 	}
+	// The model is left in the mode it was in: a model its caller had put
+	// in evaluation mode stays there (it was switched to training mode,
+	// and answered with batch statistics from then on), one in training
+	// mode, with a frozen batch norm, comes back so.
+	bns := func() (modes []bool) {
+		for _, l := range nn.Layers(net) {
+			if bn, ok := l.Layer.(*nn.BatchNorm); ok {
+				modes = append(modes, bn.Training)
+			}
+		}
+		return modes
+	}
+	nn.SetTraining(net, false)
+	if _, err := EvaluateAll(net, loader(test), 10); err != nil || slices.Contains(bns(), true) {
+		t.Errorf("a model in evaluation mode, evaluated: %v; batch norms in training mode: %v", err, bns())
+	}
+	var frozen *nn.BatchNorm
+	for _, l := range nn.Layers(net) {
+		if bn, ok := l.Layer.(*nn.BatchNorm); ok && frozen == nil {
+			frozen = bn
+		}
+	}
+	frozen.Frozen = true
+	nn.SetTraining(net, true)
+	before := bns()
+	if _, err := EvaluateAll(net, loader(test), 10); err != nil || !slices.Equal(bns(), before) || frozen.Training || !slices.Contains(before, true) {
+		t.Errorf("a model in training mode, evaluated: %v; batch norms' modes %v, before %v", err, bns(), before)
+	}
+	frozen.Frozen = false
 	// Arguments it cannot evaluate are errors, not panics (each of these
 	// panicked: an index out of range, a nil dereference).
 	unet, err := models.Preset("unet-padded")
