@@ -199,7 +199,10 @@ type Checkpoint struct {
 
 // Write writes a checkpoint atomically: net's weights and batch norm
 // counters (as int64, torchvision's num_batches_tracked), the optimizer
-// state under OptimizerPrefix, and meta, which must be valid.
+// state under OptimizerPrefix, and meta, which must be valid. It refuses
+// what Load would refuse: non-finite weights, weights that are not the
+// network meta.Model describes, an input size (meta.Preprocess) the model
+// does not take.
 func Write(path string, net nn.Layer, meta Meta, optimizer map[string]*tensor.Tensor) error {
 	if err := meta.Validate(); err != nil {
 		return fmt.Errorf("checkpoint: writing %s: %w", path, err)
@@ -212,6 +215,9 @@ func Write(path string, net nn.Layer, meta Meta, optimizer map[string]*tensor.Te
 		return fmt.Errorf("checkpoint: not writing %s: %w", path, err)
 	}
 	if err := checkHeld(meta, tensors, "the network"); err != nil {
+		return fmt.Errorf("checkpoint: not writing %s: %w", path, err)
+	}
+	if err := checkInput(net, meta.Model.InputShape(1, meta.Preprocess.Height), meta.Preprocess); err != nil {
 		return fmt.Errorf("checkpoint: not writing %s: %w", path, err)
 	}
 	for k, t := range optimizer {

@@ -190,6 +190,13 @@ func TestWriteValidates(t *testing.T) {
 	if err := checkpoint.Write(path, c.Net, u.Meta, nil); err == nil || !strings.Contains(err.Error(), "the network holds") {
 		t.Errorf("a ResNet under a U-Net's config: %v", err)
 	}
+	// An input size the model does not take (a U-Net at a size that
+	// does not halve evenly, 30×30): Load refused what Write had written.
+	m = u.Meta
+	m.Preprocess.Height, m.Preprocess.Width = 30, 30
+	if err := checkpoint.Write(path, u.Net, m, nil); err == nil || !strings.Contains(err.Error(), "does not take 30x30 inputs") {
+		t.Errorf("a U-Net at an input size it does not take: %v", err)
+	}
 	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a refused checkpoint left a file: %v", err)
 	}
