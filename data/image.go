@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"image"
-	"image/color"
 	_ "image/gif" // registers GIF decoding
 	_ "image/jpeg"
 	_ "image/png"
@@ -17,6 +16,7 @@ import (
 	_ "golang.org/x/image/bmp"  // registers BMP decoding
 	_ "golang.org/x/image/webp" // registers WebP decoding
 
+	"github.com/residual-nn/residual/data/transform"
 	"github.com/residual-nn/residual/limits"
 )
 
@@ -122,6 +122,7 @@ func DecodeImage(b []byte, name string) (img image.Image, err error) {
 		img = webpRGB(img)
 	}
 	if format == "jpeg" {
+		img = jpegRGB(img)
 		if o := exifOrientation(b); o > 1 {
 			img = orientImage(img, o)
 		}
@@ -178,99 +179,6 @@ func imageFileConfig(path string) (image.Config, error) {
 	return cfg, err
 }
 
-// pixels returns an image's pixels, row by row, as grey (c = 1), RGB
-// (c = 3) or RGBA (c = 4) bytes, converted as PIL's Image.convert does:
-// colours are not premultiplied by alpha (alpha is dropped, not blended),
-// grey is ITU-R 601-2 luma (L = (19595 R + 38470 G + 7471 B + 2^15) / 2^16),
-// 16-bit values keep their high byte.
-func pixels(img image.Image, c int) []uint8 {
-	b := img.Bounds()
-	w, h := b.Dx(), b.Dy()
-	out := make([]uint8, w*h*c)
-	put := func(i int, r, g, bl, a uint8) {
-		switch c {
-		case 1:
-			out[i] = luma(r, g, bl)
-		case 3:
-			out[3*i], out[3*i+1], out[3*i+2] = r, g, bl
-		default:
-			out[4*i], out[4*i+1], out[4*i+2], out[4*i+3] = r, g, bl, a
-		}
-	}
-	switch m := img.(type) {
-	case *image.Gray:
-		for y := 0; y < h; y++ {
-			row := m.Pix[y*m.Stride : y*m.Stride+w]
-			for x, v := range row {
-				put(y*w+x, v, v, v, 255)
-			}
-		}
-	case *image.NRGBA:
-		for y := 0; y < h; y++ {
-			row := m.Pix[y*m.Stride : y*m.Stride+4*w]
-			for x := 0; x < w; x++ {
-				put(y*w+x, row[4*x], row[4*x+1], row[4*x+2], row[4*x+3])
-			}
-		}
-	case *image.RGBA: // what Go's PNG decoder returns for opaque RGB
-		for y := 0; y < h; y++ {
-			row := m.Pix[y*m.Stride : y*m.Stride+4*w]
-			for x := 0; x < w; x++ {
-				r, g, bl, a := row[4*x], row[4*x+1], row[4*x+2], row[4*x+3]
-				if a != 255 {
-					r, g, bl, a = rawNRGBA(color.RGBA{r, g, bl, a})
-				}
-				put(y*w+x, r, g, bl, a)
-			}
-		}
-	case *image.Paletted:
-		pal := make([][4]uint8, len(m.Palette))
-		for i, c := range m.Palette {
-			pal[i][0], pal[i][1], pal[i][2], pal[i][3] = rawNRGBA(c)
-		}
-		for y := 0; y < h; y++ {
-			for x, ci := range m.Pix[y*m.Stride : y*m.Stride+w] {
-				var p [4]uint8 // an index outside the palette: black, as image.Paletted.At gives
-				if int(ci) < len(pal) {
-					p = pal[ci]
-				}
-				put(y*w+x, p[0], p[1], p[2], p[3])
-			}
-		}
-	case *image.YCbCr:
-		for y := 0; y < h; y++ {
-			for x := 0; x < w; x++ {
-				yi, ci := m.YOffset(b.Min.X+x, b.Min.Y+y), m.COffset(b.Min.X+x, b.Min.Y+y)
-				r, g, bl := color.YCbCrToRGB(m.Y[yi], m.Cb[ci], m.Cr[ci])
-				put(y*w+x, r, g, bl, 255)
-			}
-		}
-	default:
-		for y := 0; y < h; y++ {
-			for x := 0; x < w; x++ {
-				r, g, bl, a := rawNRGBA(img.At(b.Min.X+x, b.Min.Y+y))
-				put(y*w+x, r, g, bl, a)
-			}
-		}
-	}
-	return out
-}
-
-// rawNRGBA returns a colour's 8-bit red, green, blue and alpha, not
-// premultiplied: as stored for non-premultiplied colours (no round trip
-// through premultiplied values, which would lose the colour of nearly
-// transparent pixels), the high bytes of 16-bit ones.
-func rawNRGBA(c color.Color) (r, g, b, a uint8) {
-	switch c := c.(type) {
-	case color.NRGBA:
-		return c.R, c.G, c.B, c.A
-	case color.NRGBA64:
-		return uint8(c.R >> 8), uint8(c.G >> 8), uint8(c.B >> 8), uint8(c.A >> 8)
-	}
-	p := color.NRGBA64Model.Convert(c).(color.NRGBA64)
-	return uint8(p.R >> 8), uint8(p.G >> 8), uint8(p.B >> 8), uint8(p.A >> 8)
-}
-
 // Pixels returns an image's pixels, row by row, as grey (channels 1) or
 // RGB (channels 3) bytes, converted as PIL's Image.convert("L") and
 // convert("RGB") do (alpha dropped, not blended). It panics, naming the
@@ -282,13 +190,7 @@ func Pixels(img image.Image, channels int) []uint8 {
 	if channels != 1 && channels != 3 {
 		panic(fmt.Sprintf("data: Pixels in %d channels (1 grey or 3 RGB)", channels))
 	}
-	return pixels(img, channels)
-}
-
-// luma is the grey of an RGB pixel as PIL's convert("L") computes it
-// (ITU-R 601-2).
-func luma(r, g, b uint8) uint8 {
-	return uint8((19595*uint32(r) + 38470*uint32(g) + 7471*uint32(b) + 1<<15) >> 16)
+	return transform.Pixels(img, channels)
 }
 
 // withChannels returns the set with its images in c channels (1 or 3):
@@ -313,7 +215,7 @@ func (d *Dataset) withChannels(c int) (*Dataset, error) {
 			v := d.Pixels[i]
 			out.Pixels[3*i], out.Pixels[3*i+1], out.Pixels[3*i+2] = v, v, v
 		} else {
-			out.Pixels[i] = luma(d.Pixels[3*i], d.Pixels[3*i+1], d.Pixels[3*i+2])
+			out.Pixels[i] = transform.Luma(d.Pixels[3*i], d.Pixels[3*i+1], d.Pixels[3*i+2])
 		}
 	}
 	return &out, nil
@@ -393,7 +295,7 @@ func tiffOrientation(t []byte) int {
 // as PIL's ImageOps.exif_transpose does.
 func orientImage(img image.Image, o int) image.Image {
 	b := img.Bounds()
-	pix, h, w := orient(pixels(img, 4), b.Dy(), b.Dx(), 4, o)
+	pix, h, w := orient(transform.Pixels(img, 4), b.Dy(), b.Dx(), 4, o)
 	out := image.NewNRGBA(image.Rect(0, 0, w, h))
 	copy(out.Pix, pix)
 	return out
@@ -492,6 +394,109 @@ func webpRGB(img image.Image) image.Image {
 	}
 	return out
 }
+
+// jpegRGB converts a JPEG's Y'CbCr (image/jpeg returns it as image.YCbCr,
+// whose At repeats each chroma sample over the pixels it covers) to RGB as
+// libjpeg, and so PIL and torchvision, do: "fancy" chroma upsampling (each
+// 4:2:0 chroma value interpolated 9:3:3:1 from the four nearest samples,
+// each 4:2:2 one 3:1 from the two nearest; the edges replicated) and
+// libjpeg's fixed-point JFIF conversion (jdsample.c, jdcolor.c). Other
+// subsamplings keep Go's conversion. What still differs from libjpeg is
+// the inverse DCT: both are accurate to IEEE 1180 (each sample within one
+// level of the exact transform), so each colour is within 3 levels of
+// PIL's (TestJPEGMatchesPIL).
+func jpegRGB(img image.Image) image.Image {
+	m, ok := img.(*image.YCbCr)
+	if !ok || m.Rect.Min != (image.Point{}) {
+		return img
+	}
+	var v2 bool // chroma halved vertically too (4:2:0)
+	switch m.SubsampleRatio {
+	case image.YCbCrSubsampleRatio420:
+		v2 = true
+	case image.YCbCrSubsampleRatio422, image.YCbCrSubsampleRatio444:
+	default:
+		return img
+	}
+	w, h := m.Rect.Dx(), m.Rect.Dy()
+	h2 := m.SubsampleRatio != image.YCbCrSubsampleRatio444
+	cw, ch := w, h
+	if h2 {
+		cw = (w + 1) / 2
+	}
+	if v2 {
+		ch = (h + 1) / 2
+	}
+	out := image.NewNRGBA(image.Rect(0, 0, w, h))
+	cb, cr := make([]int, w), make([]int, w) // one row of upsampled chroma
+	sum := make([]int, cw)
+	// row upsamples chroma plane p for output row y into dst.
+	row := func(p []uint8, y int, dst []int) {
+		if !v2 {
+			in := p[y*m.CStride:][:cw]
+			if !h2 {
+				for x, v := range in {
+					dst[x] = int(v)
+				}
+				return
+			}
+			for x := range w { // h2v1_fancy_upsample
+				c := x / 2
+				v := 3 * int(in[c])
+				switch {
+				case x%2 == 0 && c == 0, x%2 == 1 && c == cw-1:
+					dst[x] = int(in[c])
+				case x%2 == 0:
+					dst[x] = (v + int(in[c-1]) + 1) >> 2
+				default:
+					dst[x] = (v + int(in[c+1]) + 2) >> 2
+				}
+			}
+			return
+		}
+		near := y / 2 // h2v2_fancy_upsample: the nearest row ×3 and the next nearest
+		far := near - 1
+		if y%2 == 1 {
+			far = near + 1
+		}
+		far = min(max(far, 0), ch-1) // the edge rows replicated
+		a, b := p[near*m.CStride:][:cw], p[far*m.CStride:][:cw]
+		for c := range cw {
+			sum[c] = 3*int(a[c]) + int(b[c])
+		}
+		for x := range w {
+			c := x / 2
+			switch {
+			case x%2 == 0 && c == 0:
+				dst[x] = (4*sum[0] + 8) >> 4
+			case x%2 == 1 && c == cw-1:
+				dst[x] = (4*sum[c] + 7) >> 4
+			case x%2 == 0:
+				dst[x] = (3*sum[c] + sum[c-1] + 8) >> 4
+			default:
+				dst[x] = (3*sum[c] + sum[c+1] + 7) >> 4
+			}
+		}
+	}
+	for y := range h {
+		row(m.Cb, y, cb)
+		row(m.Cr, y, cr)
+		ys := m.Y[y*m.YStride:][:w]
+		o := out.Pix[y*out.Stride:][:4*w]
+		for x, yv := range ys {
+			b, r := cb[x]-128, cr[x]-128
+			yy := int(yv)
+			o[4*x] = clamp8(yy + (91881*r+32768)>>16)
+			o[4*x+1] = clamp8(yy + (-22554*b-46802*r+32768)>>16)
+			o[4*x+2] = clamp8(yy + (116130*b+32768)>>16)
+			o[4*x+3] = 255
+		}
+	}
+	return out
+}
+
+// clamp8 is v limited to [0, 255].
+func clamp8(v int) uint8 { return uint8(min(max(v, 0), 255)) }
 
 // nearFar returns the nearest chroma sample of luma position i (of a
 // 2:1 subsampled axis with n samples) and the second nearest, or −1 where

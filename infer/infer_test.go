@@ -228,7 +228,18 @@ func equalGuesses(a, b [][]infer.Guess) bool {
 // are and are not the model's.
 func TestInputMatchesData(t *testing.T) {
 	p := checkpoint.Preprocess{Height: 28, Width: 28, Channels: 1, Mean: []float64{0.13}, Std: []float64{0.31}}
-	for i, img := range images(t, 9) {
+	// Images with transparency too: infer converted them through
+	// premultiplied colours (translucent pixels darkened by up to 208
+	// levels), package data as PIL does (alpha dropped).
+	all := images(t, 9)
+	for _, name := range []string{"rgba", "la", "palette"} {
+		img, err := data.LoadImage(filepath.Join("..", "testdata", "pil", "alpha", name+".png"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, img)
+	}
+	for i, img := range all {
 		for _, ch := range []int{1, 3} {
 			p.Channels, p.Mean, p.Std = ch, slices.Repeat([]float64{0.13}, ch), slices.Repeat([]float64{0.31}, ch)
 			got, err := infer.Input(p, img)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"image"
-	"image/color"
 
 	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/data/transform"
@@ -21,10 +20,9 @@ import (
 //
 // The evaluation transform is package data/transform's, which training
 // uses (torchvision's Resize and CenterCrop, PIL's resampling byte for
-// byte), and so is the resize to the model's size (transform.Resize). The
-// pixel conversion is package data's Pixels, repeated here because package
-// data embeds MNIST and this package must stay small; a test checks both
-// give the same bytes.
+// byte), and so is the resize to the model's size (transform.Resize), and
+// the conversion to grey or RGB (transform.Pixels: PIL's convert, alpha
+// dropped).
 //
 // A nil image (or a nil *image.Gray, …) is an error, and so is an image
 // whose methods panic (say, an image.Gray whose Pix is shorter than its
@@ -69,7 +67,7 @@ func readImage(img image.Image, channels int) (pix []uint8, h, w int, err error)
 	if err := limits.CheckImage("infer: input", w, h); err != nil {
 		return nil, 0, 0, err
 	}
-	return pixels(img, channels), h, w, nil
+	return transform.Pixels(img, channels), h, w, nil
 }
 
 // normalise turns 8-bit NHWC pixels into the model's input: channel order,
@@ -95,23 +93,4 @@ func normalise(p checkpoint.Preprocess, pix []uint8, h, w int) *tensor.Tensor {
 		t.Data[(i/c)*c+ch] = float32(x)
 	}
 	return t
-}
-
-// pixels returns an image's pixels, row by row, as grey (channels 1) or
-// RGB (channels 3) bytes: package data's Pixels.
-func pixels(img image.Image, channels int) []uint8 {
-	b := img.Bounds()
-	out := make([]uint8, 0, b.Dx()*b.Dy()*channels)
-	for y := b.Min.Y; y < b.Max.Y; y++ {
-		for x := b.Min.X; x < b.Max.X; x++ {
-			c := img.At(x, y)
-			if channels == 1 {
-				out = append(out, color.GrayModel.Convert(c).(color.Gray).Y)
-				continue
-			}
-			r, g, bl, _ := c.RGBA()
-			out = append(out, uint8(r>>8), uint8(g>>8), uint8(bl>>8))
-		}
-	}
-	return out
 }

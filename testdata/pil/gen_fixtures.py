@@ -21,6 +21,13 @@ It writes, into testdata/pil/:
   gives for every one of them.
 - cmyk.jpg and cmyk.png: an Adobe CMYK JPEG (which Go's encoder cannot
   write) and PIL's conversion of it to RGB.
+- alpha/*.png: images with transparency (RGBA with an alpha ramp down to
+  0, grey with alpha, a palette with a transparent entry) and PIL's
+  convert("RGB") and convert("L") of each (*_rgb.png, *_l.png): alpha is
+  dropped, not blended.
+- jpeg/*.jpg and jpeg/*.png: JPEGs of odd and even sizes with 4:2:0, 4:2:2
+  and 4:4:4 chroma subsampling (baseline and progressive) and a grey one,
+  and PIL's (libjpeg's) decoding of each, converted to RGB.
 - torchvision/*.png and torchvision/cases.json: torchvision's evaluation
   transform (Resize(size/0.875) + CenterCrop(size)) and resized crops at
   given windows (F.resized_crop) of the resize inputs, and statistics of
@@ -145,6 +152,47 @@ def cmyk_fixture():
     dec.convert("RGB").save(os.path.join(HERE, "cmyk.png"))
 
 
+def alpha_fixtures():
+    out = os.path.join(HERE, "alpha")
+    os.makedirs(out, exist_ok=True)
+    rgba = photo("coffee.png", (100, 60, 137, 89), "RGBA")  # 37x29
+    a = Image.new("L", rgba.size)
+    a.putdata([(x * 7 + y * 3) % 256 for y in range(rgba.height) for x in range(rgba.width)])
+    rgba.putalpha(a)
+    la = photo("camera.png", (200, 40, 231, 63), "L").convert("LA")
+    la.putalpha(a.crop((0, 0) + la.size))
+    pal = photo("astronaut.png", (150, 60, 183, 88)).convert("P", palette=Image.ADAPTIVE, colors=16)
+    pal.info["transparency"] = 3
+    for name, im in [("rgba", rgba), ("la", la), ("palette", pal)]:
+        path = os.path.join(out, name + ".png")
+        im.save(path)
+        dec = Image.open(path)
+        dec.load()
+        dec.convert("RGB").save(os.path.join(out, name + "_rgb.png"))
+        dec.convert("L").save(os.path.join(out, name + "_l.png"))
+
+
+def jpeg_fixtures():
+    out = os.path.join(HERE, "jpeg")
+    os.makedirs(out, exist_ok=True)
+    odd = photo("chelsea.png", (120, 80, 157, 109))  # 37x29
+    even = photo("coffee.png", (300, 150, 340, 180))  # 40x30
+    cases = [
+        ("s420_odd", odd, dict(subsampling=2)),
+        ("s420_even", even, dict(subsampling=2)),
+        ("s422_odd", odd, dict(subsampling=1)),
+        ("s444_odd", odd, dict(subsampling=0)),
+        ("s420_progressive", odd, dict(subsampling=2, progressive=True)),
+        ("grey", odd.convert("L"), dict()),
+    ]
+    for name, im, opts in cases:
+        path = os.path.join(out, name + ".jpg")
+        im.save(path, "JPEG", quality=90, **opts)
+        dec = Image.open(path)
+        dec.load()
+        dec.convert("RGB").save(os.path.join(out, name + ".png"))
+
+
 def torchvision_fixtures():
     import math
 
@@ -196,4 +244,6 @@ if __name__ == "__main__":
     webp_fixtures()
     exif_fixtures()
     cmyk_fixture()
+    alpha_fixtures()
+    jpeg_fixtures()
     torchvision_fixtures()
