@@ -29,7 +29,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	model := fs.String("model", "", "the architecture the weights belong to (e.g. resnet50)")
 	classes := fs.Int("classes", 0, "number of classes (default: the file's classifier's, else the model's)")
 	out := fs.String("out", "", "checkpoint to write (.safetensors)")
-	like := fs.String("like", "", "torch: take the class names and preprocessing (input size, mean, std) from this checkpoint, as for weights exported from it")
+	like := fs.String("like", "", "torch: take the model (its whole config: widths, classes, channels), class names and preprocessing (input size, mean, std) from this checkpoint, as for weights exported from it; --model may then be left out")
 	input := fs.String("input", "", "torch: the input size HxW the weights were trained at (default: 224x224 for ImageNet networks, 32x32 for CIFAR ones; an ImageNet network's resize of the shorter side keeps its proportion, 256 for 224)")
 	meanFlag := fs.String("mean", "", "torch: per-channel means of the input pixels scaled to [0, 1], comma-separated (default: ImageNet's for ImageNet networks, none for CIFAR ones)")
 	stdFlag := fs.String("std", "", "torch: per-channel standard deviations, comma-separated, as --mean")
@@ -43,8 +43,8 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(pos) == 2 && pos[0] == "onnx" && *out != "" {
 		return importONNXInt8(ctx, pos[1], *model, *classes, *out, stdout)
 	}
-	if len(pos) != 2 || pos[0] != "torch" || *model == "" || *out == "" {
-		return fmt.Errorf("%w: residual import torch FILE.pth|FILE.safetensors --model NAME --out CKPT\n"+
+	if len(pos) != 2 || pos[0] != "torch" || (*model == "" && *like == "") || *out == "" {
+		return fmt.Errorf("%w: residual import torch FILE.pth|FILE.safetensors --model NAME|--like CKPT --out CKPT\n"+
 			"       residual import keras-tfjs DIR|model.json --out CKPT\n"+
 			"       residual import onnx FILE.onnx [--model NAME] --out CKPT8 (a QDQ int8 model)", errUsage)
 	}
@@ -55,17 +55,34 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := stopped(ctx); err != nil {
 		return err
 	}
-	mc, err := models.Preset(*model)
-	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if *classes > 0 {
-		mc.SetClasses(*classes)
-	} else if fc, ok := st["fc.bias"]; ok { // follow the weights' classifier
-		mc.SetClasses(fc.Len())
-	}
-	if w, ok := st["conv1.weight"]; ok && w.Rank() == 4 { // and their input channels
-		mc.SetInChannels(w.Shape[1])
+	var lc *checkpoint.Checkpoint
+	var mc models.Config
+	if *like != "" {
+		// The checkpoint the weights were exported from: its model as it
+		// was built (a U-Net's --base, a model that is no preset), which
+		// the weights must fit as they are.
+		if lc, err = checkpoint.Load(*like); err != nil {
+			return fmt.Errorf("--like: %w", err)
+		}
+		if *model != "" && *model != lc.Model.Name {
+			return fmt.Errorf("%w: --model %s, but --like %s holds a %s", errUsage, *model, *like, lc.Model.Name)
+		}
+		if *classes > 0 && *classes != lc.Model.Classes() {
+			return fmt.Errorf("%w: --classes %d, but --like %s has %d", errUsage, *classes, *like, lc.Model.Classes())
+		}
+		mc = lc.Model
+	} else {
+		if mc, err = models.Preset(*model); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		if *classes > 0 {
+			mc.SetClasses(*classes)
+		} else if fc, ok := st["fc.bias"]; ok { // follow the weights' classifier
+			mc.SetClasses(fc.Len())
+		}
+		if w, ok := st["conv1.weight"]; ok && w.Rank() == 4 { // and their input channels
+			mc.SetInChannels(w.Shape[1])
+		}
 	}
 	net, err := models.Build(mc, tensor.NewRNG(0))
 	if err != nil {
@@ -85,14 +102,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if side := mc.DefaultSide(); side != p.Height { // a CIFAR network: 32×32; a state dict carries no normalisation
 		p = checkpoint.Preprocess{Height: side, Width: side, Channels: mc.InChannels()}
 	}
-	if *like != "" {
-		lc, err := checkpoint.Load(*like)
-		if err != nil {
-			return fmt.Errorf("--like: %w", err)
-		}
-		if lc.Preprocess.Channels != mc.InChannels() || len(lc.Classes) != mc.Classes() {
-			return fmt.Errorf("%w: --like %s: it takes %d channels and %d classes, the weights %d and %d", errUsage, *like, lc.Preprocess.Channels, len(lc.Classes), mc.InChannels(), mc.Classes())
-		}
+	if lc != nil {
 		p, names = lc.Preprocess, lc.Classes
 	}
 	if *input != "" {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/models"
+	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -159,5 +160,54 @@ func TestImportTorchInputKeepsCrop(t *testing.T) {
 	c, err := checkpoint.Load(back)
 	if err != nil || c.Preprocess.Height != 112 || c.Preprocess.ResizeShorter != 128 {
 		t.Errorf("--input 112x112: %+v, %v; want 112 after resizing to 128", c.Preprocess, err)
+	}
+}
+
+// TestImportTorchLikeRoundTrip: weights exported by export torch come back
+// with --like whatever their model — a U-Net built with another base
+// width, a ResNet of widths no preset has — bit for bit, with --model left
+// out (--like takes the whole model config; it built the preset and
+// refused the weights as mis-shaped).
+func TestImportTorchLikeRoundTrip(t *testing.T) {
+	unet, err := models.Preset("unet-padded")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unet.Arch.(*models.UNet).Base = 8
+	unet.SetClasses(3)
+	unet.SetInChannels(3)
+	net, err := models.Build(unet, tensor.NewRNG(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	seg := filepath.Join(dir, "seg.safetensors")
+	meta := checkpoint.Meta{Model: unet, Classes: []string{"a", "b", "c"}, Preprocess: checkpoint.Preprocess{Height: 32, Width: 32, Channels: 3}}
+	if err := checkpoint.Write(seg, net, meta, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, ck := range []string{seg, tinyCkpt} {
+		exported, back := filepath.Join(dir, "w.safetensors"), filepath.Join(dir, "back.safetensors")
+		if code, _, errs := runCLI("export", "torch", ck, "--out", exported); code != 0 {
+			t.Fatalf("export %s: %s", ck, errs)
+		}
+		if code, _, errs := runCLI("import", "torch", exported, "--like", ck, "--out", back); code != 0 {
+			t.Fatalf("import --like %s: %s", ck, errs)
+		}
+		a, err := checkpoint.Load(ck)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := checkpoint.Load(back)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(a.Model, b.Model) || !reflect.DeepEqual(a.Preprocess, b.Preprocess) || !reflect.DeepEqual(nn.TorchState(a.Net), nn.TorchState(b.Net)) {
+			t.Errorf("%s came back as another model or other weights", ck)
+		}
+		code, _, errs := runCLI("import", "torch", exported, "--like", ck, "--model", "resnet18", "--out", back)
+		if code != 2 || !strings.Contains(errs, "--model resnet18, but --like "+ck+" holds a "+a.Model.Name) {
+			t.Errorf("--model naming another model than --like's: exit %d, %q", code, errs)
+		}
 	}
 }
