@@ -26,7 +26,7 @@ func ExampleWriter() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := w.SessionStart(0); err != nil { // a fresh run: no step done yet
+	if err := w.SessionStart(1); err != nil { // a fresh run: step 1 comes first
 		log.Fatal(err)
 	}
 	type metrics struct { // what train.Metrics looks like

@@ -322,11 +322,13 @@ func (w *Writer) ImageFile(tag string, step int64, path string) error {
 }
 
 // SessionStart marks that training starts, or resumes from a checkpoint,
-// at step: the step of the first update still to come is step+1. When a
-// later file in the run folder starts a session again, TensorBoard drops
-// the points at steps ≥ its step that earlier files hold, so that what a
-// run logged after its last checkpoint and before a crash is replaced by
-// what the resumed run logs. Call it once, right after NewWriter.
+// with step the first step still to come (1 for a fresh run, the
+// checkpoint's step + 1 on resuming). When a later file in the run folder
+// starts a session again, TensorBoard drops the points at steps ≥ its step
+// that earlier files hold, so that what a run logged after its last
+// checkpoint and before a crash is replaced by what the resumed run logs,
+// and what it logged up to the checkpoint stays. Call it once, right after
+// NewWriter.
 func (w *Writer) SessionStart(step int64) error {
 	var sl []byte
 	sl = protowireVarint(sl, sessionLogStatus, sessionStart)

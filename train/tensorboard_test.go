@@ -3,9 +3,13 @@ package train
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/residual-nn/residual/tensorboard"
 )
@@ -38,5 +42,75 @@ func TestTensorBoardEvents(t *testing.T) {
 	// of 32: 6 steps, each an event naming train/loss.
 	if n := bytes.Count(b, []byte(tensorboard.TagLoss)); n != 6 {
 		t.Errorf("%d train/loss events, want 6 (one per step)", n)
+	}
+}
+
+// sessionStarts returns the steps of the session-start records of a
+// TensorBoard event file (TFRecord framing; Event.step is field 2,
+// Event.session_log field 7).
+func sessionStarts(t *testing.T, path string) []int64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var starts []int64
+	for len(b) >= 12 {
+		n := int(binary.LittleEndian.Uint64(b))
+		if len(b) < 16+n {
+			t.Fatalf("%s: a truncated record", path)
+		}
+		ev := b[12 : 12+n]
+		b = b[16+n:]
+		var step int64
+		session := false
+		for len(ev) > 0 {
+			num, typ, k := protowire.ConsumeTag(ev)
+			if k < 0 {
+				t.Fatalf("%s: %v", path, protowire.ParseError(k))
+			}
+			ev = ev[k:]
+			if num == 2 && typ == protowire.VarintType {
+				v, _ := protowire.ConsumeVarint(ev)
+				step = int64(v)
+			}
+			session = session || num == 7
+			k = protowire.ConsumeFieldValue(num, typ, ev)
+			if k < 0 {
+				t.Fatalf("%s: %v", path, protowire.ParseError(k))
+			}
+			ev = ev[k:]
+		}
+		if session {
+			starts = append(starts, step)
+		}
+	}
+	return starts
+}
+
+// A run starts its session at step 1, and a resumed one at the step after
+// its checkpoint's: TensorBoard drops the points of earlier files at steps
+// from the session start on, and a start at the checkpoint's own step
+// dropped that step's loss and, when a finished run was resumed to train
+// on, the whole last epoch's metrics.
+func TestTensorBoardSessionStart(t *testing.T) {
+	cfg := tiny(t.TempDir())
+	cfg.Epochs, cfg.TensorBoard = 1, true
+	if _, err := Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Epochs, cfg.Resume = 2, true
+	if _, err := Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob(filepath.Join(cfg.Out, "events.out.tfevents.*"))
+	if err != nil || len(files) != 2 {
+		t.Fatalf("event files in the run folder: %v (%v); want two", files, err)
+	}
+	// 6 steps an epoch (TestTensorBoardEvents).
+	for i, want := range []int64{1, 7} {
+		if got := sessionStarts(t, files[i]); !slices.Equal(got, []int64{want}) {
+			t.Errorf("%s: session starts at steps %v, want [%d]", files[i], got, want)
+		}
 	}
 }

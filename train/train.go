@@ -178,7 +178,9 @@ func (t *Trainer) Train(ctx context.Context) (*Result, error) {
 		if r.tb, err = tensorboard.NewWriter(cfg.Out); err != nil {
 			return nil, err
 		}
-		if err := r.tb.SessionStart(int64(r.opt.Steps())); err != nil {
+		// The first step to come: TensorBoard keeps the steps before it
+		// from earlier files (the checkpoint's step among them).
+		if err := r.tb.SessionStart(int64(r.opt.Steps()) + 1); err != nil {
 			r.tb.Close()
 			return nil, err
 		}
