@@ -155,10 +155,10 @@ func SegmentUNet(ctx context.Context, c UNetConfig, out string) ([]UNetRow, erro
 			name     string
 			cfg      unet.Config
 			tr, va   *data.Dataset
-			evalTile []int // output tile sides; 0: the whole image
+			evalTile []int // output tile sides; 0: the whole image; < 0: tiles of −side without context
 			how      []string
 		}{
-			{"padded", pc, trainC, valC, []int{0, c.Side}, []string{"whole image", fmt.Sprintf("%d-pixel tiles without context", c.Side)}},
+			{"padded", pc, trainC, valC, []int{0, -c.Side}, []string{"whole image", fmt.Sprintf("%d-pixel tiles without context", c.Side)}},
 			{"valid", vc, vTrain, vVal, []int{c.Side}, []string{fmt.Sprintf("overlap-tile, %d-pixel output tiles, %d-pixel mirrored margin", c.Side, margin)}},
 		} {
 			dir := filepath.Join(out, "runs", fmt.Sprintf("unet-%s-seed%d", v.name, seed))
@@ -209,8 +209,9 @@ func SegmentUNet(ctx context.Context, c UNetConfig, out string) ([]UNetRow, erro
 }
 
 // tiledIoU segments every image of d with net.Segment (output tiles of
-// tile pixels) and returns the mean IoU over the classes present and the
-// pixel accuracy.
+// tile pixels; tiles of −tile without context for a negative tile:
+// segmentWithoutContext) and returns the mean IoU over the classes present
+// and the pixel accuracy.
 func tiledIoU(ctx context.Context, net *unet.Net, d *data.Dataset, pre checkpoint.Preprocess, tile int) (miou, acc float64, err error) {
 	k := net.Config.Classes
 	conf := make([][]int, k)
@@ -223,7 +224,12 @@ func tiledIoU(ctx context.Context, net *unet.Net, d *data.Dataset, pre checkpoin
 		if err != nil {
 			return 0, 0, fmt.Errorf("experiments: segment-unet: %w", err)
 		}
-		y, err := net.SegmentContext(ctx, x, tile)
+		var y *tensor.Tensor
+		if tile < 0 {
+			y, err = segmentWithoutContext(ctx, net, x, -tile)
+		} else {
+			y, err = net.SegmentContext(ctx, x, tile)
+		}
 		if err != nil {
 			return 0, 0, fmt.Errorf("experiments: segment-unet: %w", err)
 		}
@@ -244,6 +250,41 @@ func tiledIoU(ctx context.Context, net *unet.Net, d *data.Dataset, pre checkpoin
 	}
 	_, miou = train.IoU(conf)
 	return miou, float64(right) / float64(max(total, 1)), nil
+}
+
+// segmentWithoutContext runs a padded U-Net on tiles of t×t pixels of x
+// [1,H,W,C] (extended by mirroring at the bottom and right to whole tiles),
+// each alone, with no context beyond it (the network pads each tile's
+// border with zeros, as if it were the image's), and stitches their
+// logits: the naive tiling that overlap-tile inference (Segment) avoids.
+func segmentWithoutContext(ctx context.Context, net *unet.Net, x *tensor.Tensor, t int) (*tensor.Tensor, error) {
+	h, w, c, k := x.Shape[1], x.Shape[2], x.Shape[3], net.Config.Classes
+	ty, tx := (h+t-1)/t, (w+t-1)/t
+	big := unet.Mirrored(x, 0, 0, ty*t-h, tx*t-w)
+	bw := tx * t
+	res := tensor.New(1, h, w, k)
+	tile := tensor.New(1, t, t, c)
+	for i := range ty {
+		for j := range tx {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			for y := range t {
+				src := ((i*t+y)*bw + j*t) * c
+				copy(tile.Data[y*t*c:(y+1)*t*c], big.Data[src:src+t*c])
+			}
+			y, err := net.Segment(tile, t)
+			if err != nil {
+				return nil, err
+			}
+			for r := 0; r < t && i*t+r < h; r++ {
+				cols := min(t, w-j*t)
+				dst := ((i*t+r)*w + j*t) * k
+				copy(res.Data[dst:dst+cols*k], y.Data[r*t*k:(r*t+cols)*k])
+			}
+		}
+	}
+	return res, nil
 }
 
 // UNetClaims tests the valid U-Net against the padded one: its mean IoU

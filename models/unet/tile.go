@@ -80,14 +80,27 @@ func Mirrored(x *tensor.Tensor, top, left, bottom, right int) *tensor.Tensor {
 }
 
 // Segment returns the logits [1,H,W,Classes] for an image x [1,H,W,C] of
-// any size by the overlap-tile strategy of Ronneberger et al. 2015: the
-// image is extended by mirroring — by the network's margin on every side,
-// and up to a whole number of tiles at the bottom and right — and cut into
-// tiles of out×out output pixels (0: the network's smallest tile of at
-// least 128), each run with the context the margin supplies; the tiles'
-// outputs are stitched and cropped to H×W. For the padded form the margin
-// is 0 and tiles just bound the memory used. The network should be in
-// evaluation mode.
+// any size.
+//
+// A valid U-Net runs the overlap-tile strategy of Ronneberger et al. 2015:
+// the image is extended by mirroring — by the network's margin on every
+// side, and up to a whole number of tiles at the bottom and right — and
+// cut into tiles of out×out output pixels (0: the network's smallest tile
+// of at least 128), each run with the context the margin supplies; the
+// tiles' outputs are stitched and cropped to H×W.
+//
+// A padded U-Net computes what one pass over the whole image gives (the
+// image extended by mirroring at the bottom and right to a multiple of
+// 2^Depth, which the network needs): with out 0, in that one pass when
+// the image has at most 1024² pixels, else in tiles of 512; with out > 0,
+// in tiles of out (rounded up to a multiple of 2^Depth). Each tile runs
+// with the context its receptive field reaches where the image extends
+// beyond it — the valid form's margin, and 2^Depth more for the pooling
+// windows' alignment, rounded up to a multiple of 2^Depth so that the
+// pooling grids are the whole pass's — so tiles only bound the memory
+// used: the logits equal the one pass's up to the order of float32 sums.
+//
+// The network should be in evaluation mode.
 func (n *Net) Segment(x *tensor.Tensor, out int) (*tensor.Tensor, error) {
 	return n.SegmentContext(context.Background(), x, out)
 }
@@ -98,6 +111,9 @@ func (n *Net) Segment(x *tensor.Tensor, out int) (*tensor.Tensor, error) {
 func (n *Net) SegmentContext(ctx context.Context, x *tensor.Tensor, out int) (*tensor.Tensor, error) {
 	if x.Rank() != 4 || x.Shape[0] != 1 || x.Shape[3] != n.Config.InChannels {
 		return nil, fmt.Errorf("unet: segment needs one image [1,H,W,%d], got %v", n.Config.InChannels, x.Shape)
+	}
+	if !n.Config.Valid {
+		return n.segmentPadded(ctx, x, out)
 	}
 	if out <= 0 {
 		out = 128
@@ -130,6 +146,58 @@ func (n *Net) SegmentContext(ctx context.Context, x *tensor.Tensor, out int) (*t
 				cols := min(t, w-j*t)
 				dst := ((i*t+r)*w + j*t) * k
 				copy(res.Data[dst:dst+cols*k], y.Data[r*t*k:(r*t+cols)*k])
+			}
+			tape.Reset()
+		}
+	}
+	return res, nil
+}
+
+// segmentPadded is SegmentContext for the padded form: tiles of out output
+// pixels whose windows reach the context of their receptive field, so
+// that each tile's kept outputs are the whole image's.
+func (n *Net) segmentPadded(ctx context.Context, x *tensor.Tensor, out int) (*tensor.Tensor, error) {
+	a := 1 << n.Config.Depth
+	up := func(v int) int { return (v + a - 1) / a * a }
+	h, w, c, k := x.Shape[1], x.Shape[2], x.Shape[3], n.Config.Classes
+	eh, ew := up(h), up(w)
+	switch {
+	case out > 0:
+		out = up(out)
+	case eh*ew <= 1<<20:
+		out = max(eh, ew)
+	default:
+		out = 512
+	}
+	valid := n.Config
+	valid.Valid = true
+	m := up(valid.Margin() + a)
+	ext := Mirrored(x, 0, 0, eh-h, ew-w)
+	res := tensor.New(1, h, w, k)
+	tape := ag.NewNoGradTape()
+	tape.PlanMemory() // each tile's pass reads only the network's output
+	for oy := 0; oy < h; oy += out {
+		for ox := 0; ox < w; ox += out {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			// The window: the tile and up to m pixels of context on each
+			// side, within the extended image (whose edges the network
+			// pads as the whole pass does). Every bound is a multiple of a.
+			y0, y1 := max(oy-m, 0), min(oy+out+m, eh)
+			x0, x1 := max(ox-m, 0), min(ox+out+m, ew)
+			wh, ww := y1-y0, x1-x0
+			win := tensor.New(1, wh, ww, c)
+			for y := range wh {
+				src := ((y0+y)*ew + x0) * c
+				copy(win.Data[y*ww*c:(y+1)*ww*c], ext.Data[src:src+ww*c])
+			}
+			logits := n.Forward(tape.Constant(win)).Tensor()
+			rows, cols := min(out, h-oy), min(out, w-ox)
+			for r := range rows {
+				src := ((oy-y0+r)*ww + ox - x0) * k
+				dst := ((oy+r)*w + ox) * k
+				copy(res.Data[dst:dst+cols*k], logits.Data[src:src+cols*k])
 			}
 			tape.Reset()
 		}
