@@ -115,6 +115,27 @@ func restoreReplaced(out string, log io.Writer) error {
 	return nil
 }
 
+// replacing reports whether the run replaces one set aside
+// (Config.Overwrite) that goes back if it ends before completing an epoch.
+func (r *run) replacing() bool {
+	if !r.cfg.Overwrite || r.replacedDropped || !r.rank0() {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(r.cfg.Out, replacedDir))
+	return err == nil
+}
+
+// errReplacedBack is ErrInterrupted for a run stopped before it completed
+// an epoch while it replaced another (Config.Overwrite): that run is back,
+// and nothing of this one was kept to resume.
+type errReplacedBack struct{ out string }
+
+func (e errReplacedBack) Error() string {
+	return fmt.Sprintf("train: interrupted before the first epoch's end; the run --overwrite was replacing is back in %s, and nothing of this run was kept", e.out)
+}
+
+func (e errReplacedBack) Is(target error) bool { return target == ErrInterrupted }
+
 // dropReplaced deletes the run set aside, once the replacing run has
 // completed an epoch. It renames it first, so that a kill in the middle
 // of the deletion leaves droppedDir (finished at the next start), never a
@@ -263,6 +284,12 @@ func orNone(s string) string {
 // they are; Prepare refuses the run otherwise.
 func ResumeConfig(dir string) (Config, error) {
 	path := filepath.Join(dir, LastCheckpoint)
+	if _, err := os.Stat(filepath.Join(dir, replacedDir, LastCheckpoint)); err == nil {
+		// An overwrite killed before its first epoch's end: the run it
+		// was replacing is what a start puts back (prepareFolder), and
+		// what a --resume resumes.
+		path = filepath.Join(dir, replacedDir, LastCheckpoint)
+	}
 	c, err := checkpoint.Load(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {

@@ -112,8 +112,8 @@ func TestRunFolderSafety(t *testing.T) {
 	same("a diverging run")
 	stopped, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := Run(stopped, over); err == nil {
-		t.Fatal("an interrupted run did not say so")
+	if _, err := Run(stopped, over); !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "the run --overwrite was replacing is back in "+c.Out+", and nothing of this run was kept") {
+		t.Fatalf("an interrupted run: %v; want ErrInterrupted saying the replaced run is back", err)
 	}
 	same("an interrupted run")
 
@@ -134,6 +134,11 @@ func TestRunFolderSafety(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(last, []byte("the new run's partial checkpoint"), 0o644)
+	// --resume resumes the run a start puts back (ResumeConfig read the
+	// killed overwrite's partial checkpoint, or said there was no run).
+	if rc, err := ResumeConfig(c.Out); err != nil || rc.Epochs != c.Epochs || rc.Seed != c.Seed {
+		t.Errorf("ResumeConfig after a killed overwrite: %+v, %v; want the replaced run's config", rc, err)
+	}
 	if _, err := Run(ctx, c); err == nil || !strings.Contains(err.Error(), "already holds a run") {
 		t.Errorf("after a killed overwrite, a plain run: %v; want the restored run refused", err)
 	}

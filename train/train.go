@@ -191,10 +191,14 @@ func (t *Trainer) Train(ctx context.Context) (*Result, error) {
 			err = cerr
 		}
 	}
-	if err != nil && cfg.Overwrite && !r.replacedDropped && r.rank0() {
+	if err != nil && r.replacing() {
 		// Ended (failed, interrupted) before completing an epoch: the run
 		// it was replacing goes back.
-		err = errors.Join(err, restoreReplaced(cfg.Out, cfg.Log))
+		if rerr := restoreReplaced(cfg.Out, cfg.Log); rerr != nil {
+			err = errors.Join(err, rerr)
+		} else if errors.Is(err, ErrInterrupted) {
+			err = errReplacedBack{cfg.Out}
+		}
 	}
 	return res, err
 }
