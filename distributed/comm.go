@@ -94,7 +94,8 @@ type Options struct {
 	// mpirun end the job by itself, see docs/DISTRIBUTED.md) and must
 	// exceed the longest time one rank may spend between two collectives
 	// while the others wait (an evaluation pass on rank 0 alone, a
-	// checkpoint write).
+	// checkpoint write). It bounds MPI_Init's wait for the other ranks
+	// to start too: Init then returns an error.
 	Timeout time.Duration
 }
 
@@ -122,7 +123,7 @@ func InitWithOptions(kind string, o Options) (Comm, error) {
 	case "", KindNone, KindLocal:
 		return NewLocal(), nil
 	case KindMPI:
-		return initMPI(o)
+		return initMPIChecked(o)
 	case KindAuto:
 		l, ok, err := DetectLauncher(os.Getenv)
 		if err != nil {
@@ -134,9 +135,25 @@ func InitWithOptions(kind string, o Options) (Comm, error) {
 		if !MPIAvailable {
 			return nil, fmt.Errorf("distributed: started as rank %d of %d by %s, but this binary was built without MPI (build it with CGO_ENABLED=1 go build -tags mpi)", l.Rank, l.Size, l.Name)
 		}
-		return initMPI(o)
+		return initMPIChecked(o)
 	}
 	return nil, fmt.Errorf("distributed: unknown kind %q (want %q, %q, %q or %q)", kind, KindNone, KindLocal, KindMPI, KindAuto)
+}
+
+// initMPIChecked is initMPI that also refuses a world other than the one
+// the launcher's variables describe: a binary started by another MPI's
+// launcher (or with a launcher's variables left in its environment) runs
+// as rank 0 of 1, and so would every process of the job, each training on
+// its own.
+func initMPIChecked(o Options) (Comm, error) {
+	c, err := initMPI(o)
+	if err != nil {
+		return nil, err
+	}
+	if l, ok, _ := DetectLauncher(os.Getenv); ok && l.Size > 1 && (l.Size != c.Size() || l.Rank != c.Rank()) {
+		return nil, fmt.Errorf("distributed: %s started this process as rank %d of %d, but MPI makes it rank %d of %d: a launcher of another MPI library than the one this binary was built with, or a launcher's variables left in the environment", l.Name, l.Rank, l.Size, c.Rank(), c.Size())
+	}
+	return c, nil
 }
 
 // ErrFinalized is returned by a collective called after Finalize.

@@ -224,6 +224,10 @@ func (op *mpiOp) finish(err error) {
 	close(op.done)
 }
 
+// mpiInitAbandoned is set when initMPI gave up waiting for MPI_Init
+// (under mpiMu): its goroutine may still be inside it.
+var mpiInitAbandoned bool
+
 func initMPI(o Options) (Comm, error) {
 	mpiMu.Lock()
 	defer mpiMu.Unlock()
@@ -233,11 +237,29 @@ func initMPI(o Options) (Comm, error) {
 		}
 		return mpiWorld, nil
 	}
+	if mpiInitAbandoned {
+		return nil, errors.New("distributed: an earlier MPI_Init timed out and has not returned; MPI cannot be initialised again in this process")
+	}
 	c := &mpiComm{timeout: o.Timeout, ops: make(chan *mpiOp, 64), wake: make(chan struct{}, 1)}
-	ready := make(chan error)
+	ready := make(chan error, 1)
 	go c.run(ready)
-	if err := <-ready; err != nil {
-		return nil, err
+	// MPI_Init waits for every rank the launcher started; one that never
+	// calls it (a crashed start, another program) would keep this rank
+	// there for ever, out of reach of the collectives' timeout.
+	var expired <-chan time.Time
+	if o.Timeout > 0 {
+		t := time.NewTimer(o.Timeout)
+		defer t.Stop()
+		expired = t.C
+	}
+	select {
+	case err := <-ready:
+		if err != nil {
+			return nil, err
+		}
+	case <-expired:
+		mpiInitAbandoned = true
+		return nil, fmt.Errorf("distributed: MPI_Init has waited %v for the other ranks (Options.Timeout, --dist-timeout): one of them never started, or is not this program", o.Timeout)
 	}
 	mpiWorld = c
 	return c, nil

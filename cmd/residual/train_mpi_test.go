@@ -350,3 +350,40 @@ func TestMPIFaults(t *testing.T) {
 		t.Errorf("--resume after SIGTERM:\n%s", resumed)
 	}
 }
+
+// A rank that never calls MPI_Init (here the launcher starts sleep in its
+// place) holds the others in MPI_Init: rank 0 gives up after
+// --dist-timeout with an error saying so, and mpirun ends the job (it
+// waited for ever, out of reach of the collectives' timeout).
+func TestMPIRankNeverStarts(t *testing.T) {
+	bin := mpiResidual(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	args := []string{"--oversubscribe", "--allow-run-as-root", "-np", "1", bin, "train", "--distributed", "mpi", "--dist-timeout", "3s",
+		"--model", "resnet8", "--limit", "64", "--epochs", "1", "--out", t.TempDir(), ":", "-np", "1", "sleep", "60"}
+	cmd := exec.CommandContext(ctx, "mpirun", args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	took := time.Since(start)
+	if err == nil || !strings.Contains(string(out), "MPI_Init has waited 3s for the other ranks") || took > 45*time.Second {
+		t.Errorf("mpirun with a rank that never starts: %v after %s:\n%s", err, took.Round(time.Millisecond), out)
+	}
+}
+
+// A process whose environment says it is rank 1 of 2 (srun's variables)
+// but whose MPI makes it rank 0 of 1 — a binary started by another MPI's
+// launcher — stops with an error naming both, instead of training on its
+// own as one of two independent runs.
+func TestMPIWorldDisagreesWithLauncher(t *testing.T) {
+	bin := mpiResidual(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "train", "--distributed", "mpi", "--model", "resnet8", "--limit", "64", "--epochs", "1", "--out", t.TempDir())
+	cmd.Env = append(os.Environ(), "SLURM_PROCID=1", "SLURM_STEP_NUM_TASKS=2")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "Slurm srun started this process as rank 1 of 2, but MPI makes it rank 0 of 1") {
+		t.Errorf("rank 1 of 2 by the environment, alone by MPI: %v:\n%s", err, out)
+	}
+}
