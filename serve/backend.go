@@ -23,7 +23,11 @@ type Backend interface {
 	// from one goroutine per model instance (Config.Instances); with more
 	// than one instance it must be safe for concurrent use. x's memory
 	// is reused for later requests once the response is written: Forward
-	// must not keep x, nor return a y that shares its data.
+	// must not keep x, nor return a y that shares its data. ctx is not a
+	// request's: a batch holds several requests, and it runs to the end
+	// for those still waiting when one gives up, so the server passes a
+	// context that is never cancelled (a request whose deadline cannot
+	// be met is refused before it is batched).
 	Forward(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error)
 }
 

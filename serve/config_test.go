@@ -285,6 +285,20 @@ func TestAddAfterClose(t *testing.T) {
 	if s.Ready() {
 		t.Error("a closed server is ready")
 	}
+	// Requests to a closed server are answered 503 "shutting down", not
+	// 404 "unknown model"; Run on it returns ErrClosed (it served).
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest("POST", "/v2/models/m/infer", strings.NewReader(`{"inputs":[]}`)))
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "shutting down") {
+		t.Errorf("a request to a closed server: %d %s; want 503 shutting down", rec.Code, rec.Body.String())
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Run(context.Background(), ln, nil, 0); !errors.Is(err, ErrClosed) {
+		t.Errorf("Run on a closed server: %v; want ErrClosed", err)
+	}
 }
 
 // TestOpenCheckpoint: OpenCheckpoint serves a residual checkpoint through

@@ -38,6 +38,9 @@ func (s *Server) Run(ctx context.Context, httpLn, grpcLn net.Listener, drain tim
 	if err == nil && drain < 0 {
 		err = fmt.Errorf("serve: Run: drain %v is negative (0 means 30 s)", drain)
 	}
+	if err == nil && s.isClosed() {
+		err = fmt.Errorf("serve: Run: %w", ErrClosed)
+	}
 	if err != nil {
 		for _, ln := range []net.Listener{httpLn, grpcLn} {
 			if ln != nil {

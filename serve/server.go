@@ -468,6 +468,9 @@ func checkName(what, s string) error {
 func (s *Server) lookup(name, version string) (*model, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, unavailable("the server is shutting down")
+	}
 	vs := s.models[name]
 	if len(vs) == 0 {
 		switch {
