@@ -80,8 +80,9 @@ type Info struct {
 	Height, Width, Channels int
 	// Preprocess is how Preprocess turns an image into the input.
 	Preprocess checkpoint.Preprocess
-	// Precision is "int8" for an int8 checkpoint (package quant), else
-	// "fp32".
+	// Precision is the arithmetic the model computes in: "int8" for an
+	// int8 checkpoint (package quant), else "fp32", or "bf16" after
+	// SetPrecision(ag.BF16) (autograd.Precision's names).
 	Precision string
 }
 
@@ -227,6 +228,9 @@ func (m *Model) SetPrecision(p ag.Precision) error {
 		return fmt.Errorf("infer: %s is an int8 model; precision %s applies to float models only", m.info.Name, p)
 	}
 	m.precision = p
+	if m.int8 == nil {
+		m.info.Precision = p.String()
+	}
 	return nil
 }
 

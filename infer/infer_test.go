@@ -125,17 +125,47 @@ func TestMatchesFirstFormat(t *testing.T) {
 	if i := u.Info(); i.Task != "segment" || i.Kind != "unet" || len(i.Classes) != 3 {
 		t.Errorf("U-Net info %+v", i)
 	}
-	seg, err := u.SegmentTiles(context.Background(), load(t, "color.png"), 8)
-	if err != nil {
-		t.Fatal(err)
+	// That code cut the image, mirrored at the bottom and right to 24×16,
+	// into 8×8 tiles and ran each alone (Segment now gives the whole
+	// image's result, tiles or not): so do the same here, a tile at a time.
+	img := load(t, "color.png")
+	ext := image.NewNRGBA(image.Rect(0, 0, 24, 16))
+	reflect := func(i, n int) int {
+		if i >= n {
+			return 2*(n-1) - i
+		}
+		return i
 	}
-	if seg.Width != 21 || seg.Height != 13 || len(seg.Class) != len(mask) {
-		t.Fatalf("mask %dx%d of %d pixels, want 21x13", seg.Width, seg.Height, len(seg.Class))
+	for y := range 16 {
+		for x := range 24 {
+			ext.Set(x, y, img.At(reflect(x, 21), reflect(y, 13)))
+		}
 	}
-	for i, k := range seg.Class {
+	got := make([]int32, 21*13)
+	for ty := 0; ty < 16; ty += 8 {
+		for tx := 0; tx < 24; tx += 8 {
+			seg, err := u.SegmentTiles(context.Background(), ext.SubImage(image.Rect(tx, ty, tx+8, ty+8)), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for y := ty; y < min(ty+8, 13); y++ {
+				for x := tx; x < min(tx+8, 21); x++ {
+					got[y*21+x] = seg.Class[(y-ty)*8+x-tx]
+				}
+			}
+		}
+	}
+	if len(got) != len(mask) {
+		t.Fatalf("mask of %d pixels, the first format's %d", len(got), len(mask))
+	}
+	for i, k := range got {
 		if byte(k) != mask[i] {
 			t.Fatalf("pixel %d: class %d, the first format's code gave %d", i, k, mask[i])
 		}
+	}
+	seg, err := u.Segment(context.Background(), img)
+	if err != nil || seg.Width != 21 || seg.Height != 13 || len(seg.Class) != 21*13 {
+		t.Fatalf("the whole image: %v", err)
 	}
 }
 
@@ -393,8 +423,14 @@ func TestNewAndPrecisionErrors(t *testing.T) {
 	if slices.Equal(bf.Data, want.Data) {
 		t.Error("SetPrecision(BF16) left the logits as FP32 computes them")
 	}
+	if got := m.Info().Precision; got != "bf16" {
+		t.Errorf("Info().Precision after SetPrecision(BF16): %q, want bf16", got)
+	}
 	if err := m.SetPrecision(ag.FP32); err != nil {
 		t.Fatal(err)
+	}
+	if got := m.Info().Precision; got != "fp32" {
+		t.Errorf("Info().Precision after SetPrecision(FP32): %q, want fp32", got)
 	}
 	if got, err := m.Forward(context.Background(), x); err != nil || !slices.Equal(got.Data, want.Data) {
 		t.Errorf("back to FP32: %v, logits differ from the first FP32 pass: %v", err, !slices.Equal(got.Data, want.Data))
