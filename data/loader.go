@@ -121,7 +121,9 @@ func (l *Loader) order(epoch int) []int {
 
 // Epoch prepares the batches of an epoch from batch number skip on, on a
 // separate goroutine, two ahead of the consumer. The channel closes at the
-// end of the epoch or when ctx is cancelled. A loader that cannot make the
+// end of the epoch or when ctx is cancelled; a consumer that stops reading
+// before the end must cancel ctx, or the goroutine waits for ever to hand
+// over its next batch. A loader that cannot make the
 // epoch — a Batch below 1, a negative skip, a data set that fails
 // Dataset.Check, Mean or Std not of one value per channel, an Augment
 // that fails Validate — gives a closed channel and Err says why; so it

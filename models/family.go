@@ -61,7 +61,8 @@ type size struct {
 
 // ResNet is package resnet's family: ResNets, plain networks and
 // pre-activation ResNets. Its fields are resnet.Config's (Classes and
-// InChannels as c.Config.Classes and c.Config.InChannels).
+// InChannels as c.Config.Classes and c.Config.InChannels: the methods of
+// those names hide them).
 type ResNet struct{ resnet.Config }
 
 // Kind is "resnet", the family's name in a stored {"kind", "config"}.
@@ -161,7 +162,9 @@ func (c *ResNet) ParamEstimate() float64 {
 	return n + 2*in + (in+1)*float64(c.Config.Classes)
 }
 
-// UNet is package unet's family: per-pixel classification.
+// UNet is package unet's family: per-pixel classification. Its fields
+// are unet.Config's (Classes and InChannels as c.Config.Classes and
+// c.Config.InChannels: the methods of those names hide them).
 type UNet struct{ unet.Config }
 
 // Kind is "unet", the family's name in a stored {"kind", "config"}.

@@ -174,6 +174,9 @@ func Build(c Config, rng *tensor.RNG) (nn.Layer, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	if rng == nil {
+		return nil, fmt.Errorf("models: building %q: no RNG for the initial weights (nil; tensor.NewRNG(seed) makes one)", c.Name)
+	}
 	return c.Arch.Build(rng)
 }
 

@@ -108,6 +108,14 @@ func TestConfigRoundTripAndErrors(t *testing.T) {
 	if _, err := models.Build(models.Config{Name: "empty"}, tensor.NewRNG(1)); err == nil {
 		t.Error("an empty config built a model")
 	}
+	// A nil RNG is an error (it panicked in the first layer's init).
+	c, err := models.Preset("resnet20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := models.Build(c, nil); err == nil || !strings.Contains(err.Error(), "no RNG") {
+		t.Errorf("Build with a nil RNG: %v", err)
+	}
 	if _, err := models.Unmarshal("{"); err == nil {
 		t.Error("bad JSON accepted")
 	}
