@@ -353,8 +353,9 @@ func dt1(f, d []float64) {
 
 // SegFolder reads a segmentation folder: dir/images/NAME.png|jpg and
 // dir/masks/NAME.png, one mask per image with the image's size, holding
-// class indices (the grey value of an 8-bit grey PNG, or the palette index
-// of a paletted one). Every image must have the size of the first; channels
+// class indices (the grey value of an 8-bit grey PNG — or the stored value
+// of a 1-, 2- or 4-bit one: 0 and 1 for a 1-bit mask — or the palette
+// index of a paletted one). Every image must have the size of the first; channels
 // is 1 or 3. The classes are named by dir/classes.txt (one per line) if it
 // exists, otherwise "0", "1", … up to the largest index found.
 func SegFolder(dir string, channels int) (*Dataset, error) {
@@ -376,7 +377,11 @@ func SegFolder(dir string, channels int) (*Dataset, error) {
 			return nil, err
 		}
 		mp := filepath.Join(dir, "masks", strings.TrimSuffix(name, filepath.Ext(name))+".png")
-		mimg, err := LoadImage(mp)
+		raw, err := readImageFile(mp)
+		var mimg image.Image
+		if err == nil {
+			mimg, err = DecodeImage(raw, mp)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("data: the mask of %s: %w", name, err)
 		}
@@ -386,6 +391,14 @@ func SegFolder(dir string, channels int) (*Dataset, error) {
 		m, err := maskIndices(mimg)
 		if err != nil {
 			return nil, fmt.Errorf("data: mask %s: %w", mp, err)
+		}
+		if depth := pngGreyDepth(raw); depth < 8 {
+			// Go's decoder scales 1-, 2- and 4-bit grey to 0–255; the
+			// indices are the stored values.
+			step := uint8(255 / (1<<depth - 1))
+			for i := range m {
+				m[i] /= step
+			}
 		}
 		for _, v := range m {
 			top = max(top, int(v))
@@ -412,6 +425,21 @@ func SegFolder(dir string, channels int) (*Dataset, error) {
 		}
 	}
 	return d, d.Check()
+}
+
+// pngGreyDepth returns the bit depth of a grey PNG (colour type 0) from
+// its header, and 8 for anything else.
+func pngGreyDepth(b []byte) int {
+	// The signature (8 bytes), then IHDR: length, "IHDR", width, height,
+	// bit depth, colour type.
+	if len(b) < 26 || string(b[1:4]) != "PNG" || string(b[12:16]) != "IHDR" || b[25] != 0 {
+		return 8
+	}
+	switch d := int(b[24]); d {
+	case 1, 2, 4:
+		return d
+	}
+	return 8
 }
 
 // maskIndices returns the class index of every pixel of a mask image.

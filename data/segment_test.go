@@ -2,13 +2,18 @@ package data
 
 import (
 	"bytes"
+	"compress/zlib"
 	"context"
+	"encoding/binary"
+	"hash/crc32"
 	"image"
 	"image/color"
 	"image/png"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -147,6 +152,21 @@ func TestSegFolder(t *testing.T) {
 	if d, err = SegFolder(dir, 1); err != nil || d.Mask(2)[0] != 2 {
 		t.Fatalf("paletted mask: %v", err)
 	}
+	// 1-, 2- and 4-bit grey masks hold their stored values as indices
+	// (Go's decoder scales them to 0–255: a 1-bit mask of 0/1 read as
+	// 0/255 and made 256 classes).
+	for _, depth := range []int{1, 2, 4} {
+		vals := make([]uint8, 24)
+		for p := range vals {
+			vals[p] = uint8(p % 2)
+		}
+		vals[5] = uint8(1<<depth - 1)
+		greyPNG(t, filepath.Join(dir, "masks", "c.png"), 6, 4, depth, vals)
+		d, err := SegFolder(dir, 1)
+		if err != nil || !slices.Equal(d.Mask(2), vals) || len(d.Classes) != max(3, 1<<depth) {
+			t.Errorf("a %d-bit grey mask: %v; read %v, want %v", depth, err, d.Mask(2), vals)
+		}
+	}
 	bad := []struct {
 		setup func()
 		want  string
@@ -266,5 +286,79 @@ func TestBorderWeightsRefused(t *testing.T) {
 	seg.Masks[3] = 1
 	if err := seg.BorderWeights(10, 5); err != nil || len(seg.Weights) != 4 {
 		t.Errorf("a good set: %v", err)
+	}
+}
+
+// greyPNG writes a grey PNG of bit depth 1, 2 or 4 (which Go's encoder
+// does not write) holding vals, one per pixel, row by row.
+func greyPNG(t *testing.T, path string, w, h, depth int, vals []uint8) {
+	t.Helper()
+	chunk := func(out *bytes.Buffer, typ string, data []byte) {
+		binary.Write(out, binary.BigEndian, uint32(len(data)))
+		crc := crc32.NewIEEE()
+		io.WriteString(crc, typ)
+		crc.Write(data)
+		out.WriteString(typ)
+		out.Write(data)
+		binary.Write(out, binary.BigEndian, crc.Sum32())
+	}
+	var raw bytes.Buffer
+	rowBytes := (w*depth + 7) / 8
+	for y := range h {
+		row := make([]byte, 1+rowBytes) // filter 0, then the packed samples
+		for x := range w {
+			bit := x * depth
+			row[1+bit/8] |= vals[y*w+x] << (8 - depth - bit%8)
+		}
+		raw.Write(row)
+	}
+	var z bytes.Buffer
+	zw := zlib.NewWriter(&z)
+	zw.Write(raw.Bytes())
+	zw.Close()
+	var out bytes.Buffer
+	out.WriteString("\x89PNG\r\n\x1a\n")
+	ihdr := make([]byte, 13)
+	binary.BigEndian.PutUint32(ihdr, uint32(w))
+	binary.BigEndian.PutUint32(ihdr[4:], uint32(h))
+	ihdr[8], ihdr[9] = byte(depth), 0 // grey
+	chunk(&out, "IHDR", ihdr)
+	chunk(&out, "IDAT", z.Bytes())
+	chunk(&out, "IEND", nil)
+	if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// segfolder:DIR reads DIR/train and DIR/test; a test mask with a class the
+// training set lacks is named with its value and pixel, and test images of
+// another size say both sizes (one message, "train and test differ in
+// classes or image size", said neither).
+func TestSegFolderSpec(t *testing.T) {
+	dir := t.TempDir()
+	write := func(set, name string, w, h int, top uint8) {
+		img := image.NewRGBA(image.Rect(0, 0, w, h))
+		mask := image.NewGray(image.Rect(0, 0, w, h))
+		for p := range mask.Pix {
+			mask.Pix[p] = uint8(p) % 3
+		}
+		mask.Pix[len(mask.Pix)-1] = top
+		writeImagePNG(t, filepath.Join(dir, set, "images", name+".png"), img)
+		writeImagePNG(t, filepath.Join(dir, set, "masks", name+".png"), mask)
+	}
+	write("train", "a", 6, 4, 2)
+	write("test", "b", 6, 4, 1)
+	train, test, err := Open("segfolder:"+dir, 3)
+	if err != nil || train.Len() != 1 || test.Len() != 1 || len(test.Classes) != 3 {
+		t.Fatalf("segfolder: %v", err)
+	}
+	write("test", "c", 6, 4, 4)
+	if _, _, err := Open("segfolder:"+dir, 3); err == nil || !strings.Contains(err.Error(), "mask "+filepath.Join(dir, "test", "masks", "c.png")+": value 4 at pixel (5, 3) is not one of the training set's 3 classes") {
+		t.Errorf("a test mask beyond the training classes: %v", err)
+	}
+	os.RemoveAll(filepath.Join(dir, "test"))
+	write("test", "b", 8, 4, 1)
+	if _, _, err := Open("segfolder:"+dir, 3); err == nil || !strings.Contains(err.Error(), "the test images are 8x4, the training images 6x4") {
+		t.Errorf("test images of another size: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package data
 import (
 	"fmt"
 	"math"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -118,8 +119,11 @@ func open(spec string, channels int) (train, test *Dataset, err error) {
 		if test, err = SegFolder(dir+"/test", channels); err != nil {
 			return nil, nil, err
 		}
-		if len(test.Classes) > len(train.Classes) || train.H != test.H || train.W != test.W {
-			return nil, nil, fmt.Errorf("data: %s: train and test differ in classes or image size", dir)
+		if train.H != test.H || train.W != test.W {
+			return nil, nil, fmt.Errorf("data: %s: the test images are %dx%d, the training images %dx%d", dir, test.W, test.H, train.W, train.H)
+		}
+		if len(test.Classes) > len(train.Classes) {
+			return nil, nil, beyondClasses(dir, train, test)
 		}
 		test.Classes = train.Classes
 		return train, test, nil
@@ -149,4 +153,23 @@ func open(spec string, channels int) (train, test *Dataset, err error) {
 		return OpenFolder(dir, o)
 	}
 	return nil, nil, fmt.Errorf("data: unknown data set %q (mnist, fashion-mnist[:DIR], idx:DIR, cifar10:DIR, cifar100:DIR, folder:DIR, mnist-canvas[:SIDE], fashion-canvas[:SIDE], segfolder:DIR)", spec)
+}
+
+// beyondClasses names the first test mask pixel of segfolder dir whose
+// class the training set does not have.
+func beyondClasses(dir string, train, test *Dataset) error {
+	names, _ := imageFiles(filepath.Join(dir, "test", "images"))
+	for i := range test.Len() {
+		for p, v := range test.Mask(i) {
+			if int(v) < len(train.Classes) {
+				continue
+			}
+			mask := fmt.Sprintf("test mask %d", i)
+			if i < len(names) {
+				mask = filepath.Join(dir, "test", "masks", strings.TrimSuffix(names[i], filepath.Ext(names[i]))+".png")
+			}
+			return fmt.Errorf("data: mask %s: value %d at pixel (%d, %d) is not one of the training set's %d classes (%s)", mask, v, p%test.W, p/test.W, len(train.Classes), filepath.Join(dir, "train"))
+		}
+	}
+	return fmt.Errorf("data: %s: the test set has %d classes, the training set %d", dir, len(test.Classes), len(train.Classes))
 }
