@@ -8,10 +8,9 @@ import (
 )
 
 // Bottleneck counts He et al. 2015's blocks and networks (no training;
-// about ten seconds, most of it drawing the figures): the bottleneck block
-// of Fig. 5 costs less than the basic block beside it. Its figures,
-// numbers (results.json), claims (claims.json) and summary go to the
-// folder given.
+// about ten seconds on two cores): the bottleneck block of Fig. 5 costs
+// less than the basic block beside it. Its numbers, claims (claims.json)
+// and summary (summary.md) go to the folder given.
 func ExampleBottleneck() {
 	res, err := experiments.Bottleneck("runs/bottleneck")
 	if err != nil {

@@ -175,9 +175,19 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 	testLoss, testAcc, confusion := test.loss, test.acc, test.confusion
 	res := &Result{History: r.history, Epochs: r.epoch, TestAccuracy: testAcc, TestLoss: testLoss, BestValAccuracy: r.best, TestTop5: test.top5, StoppedEarly: r.stoppedEarly, Seconds: time.Since(r.start).Seconds(),
 		StepLoss: append([]float64(nil), r.stepLoss...)}
+	if r.cfg.Task == Segment {
+		res.TestIoU, res.TestMeanIoU = IoU(confusion)
+	}
 	if r.tb != nil {
 		step := int64(r.opt.Steps())
-		if err := r.tb.Scalars(step, []string{"test/loss", "test/acc"}, []float64{testLoss, testAcc}); err != nil {
+		tags, values := []string{"test/loss", "test/acc"}, []float64{testLoss, testAcc}
+		switch {
+		case r.cfg.Task == Segment:
+			tags, values = append(tags, "test/miou"), append(values, res.TestMeanIoU)
+		case len(r.testSet.Classes) >= 5:
+			tags, values = append(tags, "test/top5"), append(values, test.top5)
+		}
+		if err := r.tb.Scalars(step, tags, values); err != nil {
 			return nil, err
 		}
 		for _, name := range []string{"loss", "accuracy", "step_loss"} {
@@ -190,7 +200,6 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 		}
 	}
 	if r.cfg.Task == Segment {
-		res.TestIoU, res.TestMeanIoU = IoU(confusion)
 		fmt.Fprintf(r.cfg.Log, "test pixel accuracy %.2f%%, mean IoU %.4f (loss %.4f) after %d epochs\n", 100*testAcc, res.TestMeanIoU, testLoss, r.epoch)
 		for c, v := range res.TestIoU {
 			fmt.Fprintf(r.cfg.Log, "  IoU %-12s %.4f\n", r.testSet.Classes[c], v)

@@ -1,8 +1,11 @@
 package train
 
 import (
+	"bytes"
 	"context"
 	"math"
+	"os"
+	"path/filepath"
 	"testing"
 
 	ag "github.com/residual-nn/residual/autograd"
@@ -60,10 +63,19 @@ func TestSegmentationTrains(t *testing.T) {
 		c := unet.Config{InChannels: 1, Classes: 11, Depth: 2, Base: 8, BatchNorm: true}
 		cfg := Config{Model: models.Config{Name: "unet-tiny", Arch: &models.UNet{Config: c}}, Data: "mnist-canvas:40", Task: "segment", Loss: loss,
 			BorderWeights: loss == "ce", Epochs: 4, Batch: 16, Optimizer: "adam", LR: 1e-2, Schedule: Schedule{Kind: ScheduleConstant},
-			ValSplit: 0.2, Seed: 1, Limit: 320, Out: t.TempDir()}
+			ValSplit: 0.2, Seed: 1, Limit: 320, Out: t.TempDir(), TensorBoard: loss == CE}
 		res, err := Run(context.Background(), cfg)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if cfg.TensorBoard { // the test mean IoU goes to TensorBoard too
+			files, _ := filepath.Glob(filepath.Join(cfg.Out, "events.out.tfevents.*"))
+			if len(files) != 1 {
+				t.Fatalf("event files %v", files)
+			}
+			if b, err := os.ReadFile(files[0]); err != nil || !bytes.Contains(b, []byte("test/miou")) {
+				t.Errorf("%s has no test/miou event (%v)", files[0], err)
+			}
 		}
 		h := res.History
 		if h[len(h)-1].TrainLoss >= h[0].TrainLoss || len(res.TestIoU) != 11 || res.TestIoU[0] < 0.9 || res.TestMeanIoU <= res.TestIoU[0]/11 {

@@ -33,7 +33,7 @@ func TestTensorBoardEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tag := range []string{tensorboard.TagLoss, tensorboard.TagLR, tensorboard.EpochPrefix + "val_acc", "test/acc", tensorboard.CurvesPrefix + "loss", tensorboard.CurvesPrefix + "step_loss"} {
+	for _, tag := range []string{tensorboard.TagLoss, tensorboard.TagLR, tensorboard.EpochPrefix + "val_acc", "test/acc", "test/top5", tensorboard.CurvesPrefix + "loss", tensorboard.CurvesPrefix + "step_loss"} {
 		if !bytes.Contains(b, []byte(tag)) {
 			t.Errorf("%s has no %q events", files[0], tag)
 		}
