@@ -95,6 +95,22 @@ func TestTorchStateRoundTripAndErrors(t *testing.T) {
 	if err := nn.LoadTorchState(b, st, true); !errors.As(err, &se) || len(se.Mismatched) != 2 || !strings.Contains(err.Error(), "fc.weight: a tensor whose 2 values do not fill its shape") {
 		t.Errorf("short and nil tensors: %v", err)
 	}
+	// A state dict saved inside DataParallel names every key "module.…":
+	// the error says to strip the prefix; a mere mix of missing and
+	// unexpected keys says nothing of the kind.
+	wrapped := map[string]*tensor.Tensor{}
+	for k, v := range nn.TorchState(a) {
+		wrapped["module."+k] = v
+	}
+	if err := nn.LoadTorchState(b, wrapped, true); err == nil || !strings.Contains(err.Error(), `under the prefix "module."`) {
+		t.Errorf("a DataParallel state dict: %v", err)
+	}
+	st = nn.TorchState(a)
+	st["extra.weight"] = tensor.New(1)
+	delete(st, "fc.bias")
+	if err := nn.LoadTorchState(b, st, true); err == nil || strings.Contains(err.Error(), "prefix") {
+		t.Errorf("a missing and an unexpected key: %v", err)
+	}
 }
 
 func TestLayerShapeErrorNamesLayer(t *testing.T) {

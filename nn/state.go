@@ -103,7 +103,42 @@ func (e *StateError) Error() string {
 			parts = append(parts, fmt.Sprintf("%d %s keys: %s%s", len(p.keys), p.what, strings.Join(ks, ", "), more))
 		}
 	}
-	return "nn: state dict does not fit the model: " + strings.Join(parts, "; ")
+	msg := "nn: state dict does not fit the model: " + strings.Join(parts, "; ")
+	if p := e.wrapperPrefix(); p != "" {
+		msg += fmt.Sprintf(" (every unexpected key is a missing one under the prefix %q: the state dict of a model saved inside a wrapper, such as DataParallel's \"module.\"; strip the prefix from its keys)", p)
+	}
+	return msg
+}
+
+// wrapperPrefix returns the prefix that turns every missing key into an
+// unexpected one (the state dict of a model saved inside another, such as
+// DataParallel's "module."), or "" if there is none.
+func (e *StateError) wrapperPrefix() string {
+	if len(e.Missing) == 0 || len(e.Unexpected) < len(e.Missing) {
+		return ""
+	}
+	unexpected := map[string]bool{}
+	for _, k := range e.Unexpected {
+		unexpected[k] = true
+	}
+	m := e.Missing[0]
+	for _, u := range e.Unexpected {
+		p, ok := strings.CutSuffix(u, m)
+		if !ok || p == "" || !strings.HasSuffix(p, ".") {
+			continue
+		}
+		all := true
+		for _, k := range e.Missing {
+			if !unexpected[p+k] {
+				all = false
+				break
+			}
+		}
+		if all {
+			return p
+		}
+	}
+	return ""
 }
 
 // LoadTorchState copies a state dict in PyTorch's layouts into m. With

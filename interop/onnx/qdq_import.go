@@ -763,7 +763,7 @@ func (im *qdqImporter) channelParams(dq *onnxpb.NodeProto, n int, dt onnxpb.Tens
 func (im *qdqImporter) floats(name string) ([]float32, error) {
 	t := im.inits[name]
 	if t == nil {
-		return nil, fmt.Errorf("%q is not an initializer", name)
+		return nil, fmt.Errorf("%q is not an initializer (quantization parameters must be, as ONNX Runtime's quantize_static and residual write them; torch.onnx.export's QDQ graphs compute them with Constant nodes, which import onnx does not read)", name)
 	}
 	if dt := onnxpb.TensorProto_DataType(t.GetDataType()); dt != onnxpb.TensorProto_FLOAT {
 		return nil, fmt.Errorf("%q is %s, want FLOAT", name, dt)

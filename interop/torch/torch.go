@@ -487,7 +487,12 @@ func stateDict(obj any) ([]named, error) {
 		}
 		t, ok := v.(*tensorRef)
 		if !ok {
-			return fmt.Errorf("%q is a %T, not a tensor", name, v)
+			switch v.(type) {
+			case *types.OrderedDict, *types.Dict:
+				// A training checkpoint: {"state_dict": …, "optimizer": …, "epoch": …}.
+				return fmt.Errorf("%q is a dict, not a tensor: the file holds a checkpoint that wraps the state dict; save the state dict alone (torch.save(ckpt[%q], \"weights.pth\")) and import that", name, name)
+			}
+			return fmt.Errorf("%q is a %s, not a tensor (a state dict maps parameter names to tensors)", name, pyType(v))
 		}
 		out = append(out, named{name, t})
 		return nil
@@ -518,6 +523,27 @@ func stateDict(obj any) ([]named, error) {
 		}
 	}
 	return out, nil
+}
+
+// pyType names an unpickled value's Python type, for errors.
+func pyType(v any) string {
+	switch v.(type) {
+	case nil:
+		return "None"
+	case string:
+		return "str"
+	case int, int64, *big.Int:
+		return "int"
+	case float64:
+		return "float"
+	case bool:
+		return "bool"
+	case *types.List, []any:
+		return "list"
+	case *types.Tuple:
+		return "tuple"
+	}
+	return fmt.Sprintf("%T", v)
 }
 
 // convertAll converts every tensor once the storages are read.

@@ -68,6 +68,12 @@ func TestRefusesWhatIsNotAStateDict(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "collections.Counter") {
 		t.Errorf("a pickle naming collections.Counter: %v", err)
 	}
+	// A training checkpoint wrapping the state dict: the error says to
+	// save the state dict alone (it said "is a *types.OrderedDict").
+	_, err = LoadStateDict(filepath.Join(dir, "wrapped.pth"))
+	if err == nil || !strings.Contains(err.Error(), `"state_dict" is a dict, not a tensor`) || !strings.Contains(err.Error(), `torch.save(ckpt["state_dict"]`) {
+		t.Errorf("a checkpoint wrapping a state dict: %v", err)
+	}
 	b, _ := os.ReadFile(filepath.Join(dir, "small.pth"))
 	tmp := t.TempDir()
 	for name, data := range map[string][]byte{

@@ -81,6 +81,8 @@ with torch.no_grad():
 json.dump({"generator": "testdata/torch/gen_interop.py", "torch": torch.__version__,
            "input": [2, 3, 40, 40], "logits": T(logits)}, open(os.path.join(OUT, "small.json"), "w"))
 torch.save({"conv1.weight": torch.zeros(1), "note": collections.Counter("abc")}, os.path.join(OUT, "evil.pth"))
+# A training checkpoint wrapping a state dict, as many scripts save one.
+torch.save({"state_dict": {"fc.bias": torch.zeros(2)}, "epoch": 3}, os.path.join(OUT, "wrapped.pth"))
 
 
 class TinyUNet(nn.Module):
