@@ -253,8 +253,27 @@ func TestDataParallelDisagreement(t *testing.T) {
 		{"flags", `"lr=0.05"; rank 1 has "lr=0.1"`, func(c *Config) { c.LR = 0.1 }},
 		{"model", "the model config", func(c *Config) { c.Model.Name = "other" }},
 		{"gradient compression", "grad_compression", func(c *Config) { c.GradCompression = "bf16" }},
+		// A seed given to one rank alone is named as a flag (it changes
+		// the validation split too, and was reported as the data).
+		{"seed", `"seed=3"; rank 1 has "seed=4"`, func(c *Config) { c.Seed = 4 }},
+		// Another copy of the data whose labels and statistics agree but
+		// whose pixels do not (one image mirrored).
+		{"pixels", "train pixels=", func(c *Config) {
+			tr := *c.TrainSet
+			tr.Pixels = slices.Clone(tr.Pixels)
+			img := tr.Pixels[5*28*28 : 6*28*28]
+			for y := range 28 {
+				slices.Reverse(img[y*28 : (y+1)*28])
+			}
+			c.TrainSet = &tr
+		}},
 	} {
 		cfg := ddpTiny(t.TempDir(), 16)
+		if cfg.TrainSet, cfg.TestSet, _ = data.MNIST(); tc.name == "pixels" {
+			cfg.TrainSet, cfg.TestSet = cfg.TrainSet.Subset(seq(512)), cfg.TestSet.Subset(seq(512))
+		} else {
+			cfg.TrainSet, cfg.TestSet = nil, nil
+		}
 		runs := runRanks(t, context.Background(), cfg, 2, func(r int, c *Config) {
 			if r == 1 {
 				m, _ := c.Model.Clone()
@@ -374,4 +393,13 @@ func TestDataParallelStopAndResume(t *testing.T) {
 	if got, want := resumed[0].res.History[0], whole[0].res.History[0]; got.ValLoss != want.ValLoss || got.ValAcc != want.ValAcc {
 		t.Errorf("the resumed run's first validation: loss %v, accuracy %v; uninterrupted %v, %v", got.ValLoss, got.ValAcc, want.ValLoss, want.ValAcc)
 	}
+}
+
+// seq returns 0, 1, …, n−1.
+func seq(n int) []int {
+	s := make([]int, n)
+	for i := range s {
+		s[i] = i
+	}
+	return s
 }
