@@ -87,10 +87,17 @@ func agree(c distributed.Comm, stage string, err error) error {
 		}
 	}
 	if len(failed) > 0 {
-		return fmt.Errorf("train: %s failed on rank %s (see its message)", stage, strings.Join(failed, ", "))
+		return fmt.Errorf("train: %s failed on rank %s (see its message): %w", stage, strings.Join(failed, ", "), ErrOtherRank)
 	}
 	return nil
 }
+
+// ErrOtherRank is in the error of a rank whose own part succeeded where
+// another rank's failed (a checkpoint write on rank 0, a data set missing
+// on one machine): that rank's error says why. A launcher such as mpirun
+// ends the job as soon as one rank exits with an error, so a program
+// should let the failing rank report first (the CLI waits a second).
+var ErrOtherRank = errors.New("another rank failed")
 
 // rank0 says whether this process writes the run's output: always
 // without Config.Comm.

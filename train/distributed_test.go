@@ -289,6 +289,24 @@ func TestDataParallelDisagreement(t *testing.T) {
 	}
 }
 
+// A rank whose data set cannot be opened fails with its own error; the
+// other's error is ErrOtherRank, naming the rank and the stage (the CLI
+// then waits for the failing rank to print).
+func TestDataParallelOtherRankFails(t *testing.T) {
+	cfg := ddpTiny(t.TempDir(), 16)
+	runs := runRanks(t, context.Background(), cfg, 2, func(r int, c *Config) {
+		if r == 1 {
+			c.Data = "idx:" + filepath.Join(t.TempDir(), "none")
+		}
+	})
+	if err := runs[1].err; err == nil || errors.Is(err, ErrOtherRank) {
+		t.Errorf("rank 1 without its data: %v; want its own error", err)
+	}
+	if err := runs[0].err; !errors.Is(err, ErrOtherRank) || !strings.Contains(err.Error(), "preparing the run failed on rank 1 (see its message)") {
+		t.Errorf("rank 0 when rank 1 failed: %v; want ErrOtherRank naming rank 1", err)
+	}
+}
+
 // stopRank1 trains cfg on 2 ranks, rank 1 (in a folder of its own) with
 // ctx1 and rank 0 with a context that is never cancelled, and returns each
 // rank's error and the steps it took.

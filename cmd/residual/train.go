@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/term"
 
@@ -161,6 +162,11 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if err != nil {
 		if comm != nil {
+			if errors.Is(err, train.ErrOtherRank) {
+				// The rank that failed prints why; this one's exit would
+				// make mpirun end the job, maybe before it has.
+				time.Sleep(time.Second)
+			}
 			return fmt.Errorf("rank %d of %d: %w", comm.Rank(), comm.Size(), err)
 		}
 		return err
