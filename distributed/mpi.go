@@ -462,7 +462,7 @@ func (c *mpiComm) run(ready chan<- error) {
 		idle++
 		if c.timeout > 0 && len(pending) > 0 {
 			if waited := time.Since(pending[0].started); waited > c.timeout {
-				fmt.Fprintf(os.Stderr, "distributed: rank %d: %s has waited %s for the other ranks (timeout %s): aborting the job\n", c.rank, pending[0].kind, waited.Round(time.Second), c.timeout)
+				fmt.Fprintf(os.Stderr, "\ndistributed: rank %d: %s has waited %s for the other ranks (timeout %s): aborting the job\n", c.rank, pending[0].kind, waited.Round(time.Second), c.timeout)
 				C.rs_abort(3)
 				os.Exit(3) // MPI_Abort does not return; in case it does
 			}

@@ -381,8 +381,11 @@ func checkResume(c *checkpoint.Checkpoint, path string, cfg Config) error {
 	}
 	if len(c.Train) > 0 && json.Unmarshal(c.Train, &was) == nil && was.WorldSize != cfg.WorldSize {
 		ranks := func(n int) string {
-			if n == 0 {
+			switch n {
+			case 0:
 				return "one process without --distributed"
+			case 1:
+				return "1 rank"
 			}
 			return fmt.Sprintf("%d ranks", n)
 		}

@@ -67,7 +67,7 @@ func TestFlagChecks(t *testing.T) {
 		{[]string{"train", "--momentum", "-1"}, 2, []string{"--momentum -1", "[0, 1)"}},
 		{[]string{"train", "--distributed", "nccl"}, 2, []string{"--distributed nccl", "none, mpi or auto"}},
 		{[]string{"train", "--dist-timeout", "0s"}, 2, []string{"--dist-timeout 0s", "> 0"}},
-		{[]string{"train", "--sync-bn", "--distributed", "none", "--out", out("syncbn")}, 2, []string{"--sync-bn needs data-parallel training"}},
+		{[]string{"train", "--sync-bn", "--distributed", "none", "--out", out("syncbn")}, 2, []string{"--sync-bn needs data-parallel training on two ranks or more"}},
 		{[]string{"train", "--grad-compression", "bf16", "--distributed", "none", "--out", out("gc")}, 2, []string{"--grad-compression needs data-parallel training"}},
 		{[]string{"train", "--grad-compression", "fp16", "--out", out("gc16")}, 2, []string{"--grad-compression", `"fp16"`, "none, bf16"}},
 		{[]string{"train", "--momentum", "5"}, 2, []string{"--momentum 5"}},
@@ -273,5 +273,18 @@ func TestCheckWritableDir(t *testing.T) {
 	}
 	if err := checkWritableDir("out", filepath.Join(file, "run")); err == nil || !strings.Contains(err.Error(), "--out "+filepath.Join(file, "run")) {
 		t.Errorf("under a file: %v", err)
+	}
+}
+
+// A process a launcher started as one of several ranks, told
+// --distributed none, trains alone: a warning says so (two processes
+// trained on all the data side by side without a word). The command then
+// stops at the data set it cannot open.
+func TestDistributedNoneUnderLauncher(t *testing.T) {
+	t.Setenv("SLURM_PROCID", "1")
+	t.Setenv("SLURM_STEP_NUM_TASKS", "2")
+	code, _, errs := runCLI("train", "--distributed", "none", "--data", "idx:"+filepath.Join(t.TempDir(), "none"), "--out", filepath.Join(t.TempDir(), "run"))
+	if code != 1 || !strings.Contains(errs, "warning: Slurm srun started this process as rank 1 of 2, but --distributed none: every process trains alone") {
+		t.Errorf("exit %d, stderr %q", code, errs)
 	}
 }

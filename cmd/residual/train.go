@@ -94,10 +94,13 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if _, local := comm.(*distributed.Local); local {
 		comm = nil // one process: train as without package distributed
 		if *syncBN {
-			return fmt.Errorf("%w: --sync-bn needs data-parallel training (run under mpirun with --distributed mpi or auto)", errUsage)
+			return fmt.Errorf("%w: --sync-bn needs data-parallel training on two ranks or more (this process trains alone: run it under mpirun -np N, N ≥ 2, with --distributed mpi or auto)", errUsage)
 		}
 		if comp != distributed.NoCompression {
-			return fmt.Errorf("%w: --grad-compression needs data-parallel training (run under mpirun with --distributed mpi or auto)", errUsage)
+			return fmt.Errorf("%w: --grad-compression needs data-parallel training on two ranks or more (this process trains alone: run it under mpirun -np N, N ≥ 2, with --distributed mpi or auto)", errUsage)
+		}
+		if l, ok, _ := distributed.DetectLauncher(os.Getenv); ok && l.Size > 1 && *dist == distributed.KindNone {
+			fmt.Fprintf(stderr, "warning: %s started this process as rank %d of %d, but --distributed none: every process trains alone, on all the data (--distributed auto or mpi trains them together)\n", l.Name, l.Rank, l.Size)
 		}
 	}
 	if comm != nil && comm.Rank() != 0 {
