@@ -6,6 +6,7 @@
 //
 //	cmd/residual        the command-line tool
 //	serve               an inference server: Open Inference Protocol (REST, gRPC), image routes, batching, metrics
+//	serve/inferencepb   the Open Inference Protocol's gRPC service and client, compiled by protoc
 //	train               the training loop, resume, metrics, curves, evaluation
 //	experiments         the experiments on why residual networks work
 //	bench               the benchmarks behind 'residual bench'
@@ -41,5 +42,4 @@
 //	internal/onnxpb              ONNX's protobuf schema, compiled by protoc-gen-go
 //	internal/slicepool           slices recycled by size class (the kernels' scratch, the server's request buffers)
 //	internal/typednil            whether an interface value is nil or holds a nil pointer (checks at API boundaries)
-//	serve/internal/inferencepb   the Open Inference Protocol's gRPC service, compiled by protoc
 package residual

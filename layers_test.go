@@ -21,7 +21,7 @@ var layer = map[string]int{
 	"models":     5,
 	"checkpoint": 6, "data": 6, "internal/fixture": 6,
 	"interop/onnx": 7, "interop/torch": 7, "interop/keras": 7, "infer": 7,
-	"train": 8, "bench": 8, "serve": 8, "serve/internal/inferencepb": 0, "bench/serveload": 0, "bench/fashionfolder": 8, "bench/ddp/ddpbench": 8, "bench/ddp/linkemu": 8,
+	"train": 8, "bench": 8, "serve": 8, "serve/inferencepb": 0, "bench/serveload": 0, "bench/fashionfolder": 8, "bench/ddp/ddpbench": 8, "bench/ddp/linkemu": 8,
 	"experiments":  9,
 	"cmd/residual": 10,
 	"":             11, // this package: docs and repository-wide tests

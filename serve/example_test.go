@@ -3,17 +3,24 @@ package serve_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"image"
 	"image/color"
 	"image/png"
 	"log/slog"
+	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/residual-nn/residual/serve"
+	"github.com/residual-nn/residual/serve/inferencepb"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -104,4 +111,51 @@ func Example_checkpoint() {
 	}
 	// Output:
 	// 7 0.602
+}
+
+// A Go client over gRPC, with package inferencepb's generated client: the
+// Open Inference Protocol's ModelInfer on a tensor, the answer's raw FP32
+// bytes decoded.
+func ExampleServer_NewGRPC() {
+	s := serve.New(serve.Config{Logger: slog.New(slog.DiscardHandler)})
+	defer s.Close()
+	if err := s.Add("brightness", "1", brightness{}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	gs := s.NewGRPC()
+	go gs.Serve(ln)
+	defer gs.Stop()
+
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer conn.Close()
+	client := inferencepb.NewGRPCInferenceServiceClient(conn)
+	resp, err := client.ModelInfer(context.Background(), &inferencepb.ModelInferRequest{
+		ModelName: "brightness",
+		Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{{
+			Name: "input", Datatype: "FP32", Shape: []int64{2, 1, 1, 1},
+			Contents: &inferencepb.InferTensorContents{Fp32Contents: []float32{0, 1}},
+		}},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	out := resp.RawOutputContents[0]
+	fmt.Print("logits ", resp.Outputs[0].Shape, ":")
+	for i := 0; i < len(out); i += 4 {
+		fmt.Printf(" %.1f", math.Float32frombits(binary.LittleEndian.Uint32(out[i:])))
+	}
+	fmt.Println()
+	// Output:
+	// logits [2 2]: 2.0 -2.0 -2.0 2.0
 }

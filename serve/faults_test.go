@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/residual-nn/residual/safetensors"
-	"github.com/residual-nn/residual/serve/internal/inferencepb"
+	"github.com/residual-nn/residual/serve/inferencepb"
 	"github.com/residual-nn/residual/tensor"
 )
 

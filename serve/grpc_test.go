@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	ag "github.com/residual-nn/residual/autograd"
-	"github.com/residual-nn/residual/serve/internal/inferencepb"
+	"github.com/residual-nn/residual/serve/inferencepb"
 	"github.com/residual-nn/residual/tensor"
 )
 
