@@ -44,3 +44,29 @@ func Example() {
 	//  11.4%  1
 	//  10.6%  9
 }
+
+// Segmenting an image with a U-Net checkpoint (a small one with random
+// weights here, testdata/checkpoint/unet-v1.safetensors): one class per
+// pixel, at the image's own size, whatever the size the network trained
+// at.
+func ExampleModel_Segment() {
+	m, err := infer.Open("../testdata/checkpoint/unet-v1.safetensors")
+	if err != nil {
+		log.Fatal(err)
+	}
+	img, err := data.LoadImage("../testdata/checkpoint/color.png")
+	if err != nil {
+		log.Fatal(err)
+	}
+	mask, err := m.Segment(context.Background(), img)
+	if err != nil {
+		log.Fatal(err)
+	}
+	count := make([]int, len(mask.Names))
+	for _, c := range mask.Class {
+		count[c]++
+	}
+	fmt.Printf("%dx%d mask; pixels per class %v: %v\n", mask.Width, mask.Height, mask.Names, count)
+	// Output:
+	// 21x13 mask; pixels per class [bg a b]: [36 91 146]
+}
