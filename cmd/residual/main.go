@@ -47,6 +47,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+
+	"github.com/residual-nn/residual/distributed"
 )
 
 // command is one subcommand: it parses its own flags from args.
@@ -63,7 +65,7 @@ var commands = map[string]command{
 	"train":      {"train a model on a data set (default: a ResNet-20 on MNIST)", runTrain},
 	"eval":       {"accuracy, per-class accuracy and confusion matrix of a classifier; pixel accuracy and IoU per class of a U-Net", runEval},
 	"export":     {"export a checkpoint: export torch CKPT --out FILE.safetensors, export onnx CKPT --out FILE.onnx", runExport},
-	"import":     {"import weights: import torch FILE.pth --model NAME --out CKPT, import keras-tfjs DIR --out CKPT, import onnx QDQ.onnx --out CKPT8", runImport},
+	"import":     {"import weights: import torch FILE.pth --model NAME|--like CKPT --out CKPT, import keras-tfjs DIR --out CKPT, import onnx QDQ.onnx --out CKPT8", runImport},
 	"experiment": {"run an experiment on why residual networks work (" + strings.Join(experimentNames, ", ") + ")", runExperiment},
 	"predict":    {"top-k classes of image files with a checkpoint", runPredict},
 	"quantize":   {"quantize a checkpoint to int8, calibrated on a data set (see docs/QUANTIZATION.md)", runQuantize},
@@ -162,11 +164,15 @@ func watchSignals(parent context.Context, sigs <-chan os.Signal, stderr io.Write
 			return
 		}
 		cancel(signalCause{s})
+		who := "residual"
+		if l, ok, _ := distributed.DetectLauncher(os.Getenv); ok && l.Size > 1 { // one rank of several says which
+			who = fmt.Sprintf("residual (rank %d of %d)", l.Rank, l.Size)
+		}
 		if !quietSignals.Load() {
-			fmt.Fprintf(stderr, "\nresidual: %s received, stopping (send it again to exit at once)\n", signalName(s))
+			fmt.Fprintf(stderr, "\n%s: %s received, stopping (send it again to exit at once)\n", who, signalName(s))
 		}
 		if s, ok = <-sigs; ok {
-			fmt.Fprintf(stderr, "residual: second %s, exiting at once\n", signalName(s))
+			fmt.Fprintf(stderr, "%s: second %s, exiting at once\n", who, signalName(s))
 			exit(signalStatus(s))
 		}
 	}()

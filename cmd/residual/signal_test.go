@@ -52,6 +52,17 @@ func TestWatchSignals(t *testing.T) {
 	if s := interruptStatus(plain); s != 130 {
 		t.Errorf("plain cancellation: status %d, want 130", s)
 	}
+	// One rank of several says which (every rank prints the same line).
+	t.Setenv("SLURM_PROCID", "1")
+	t.Setenv("SLURM_STEP_NUM_TASKS", "2")
+	stderr.Reset()
+	watchSignals(context.Background(), sigs, &stderr, func(code int) { exited <- code })
+	sigs <- syscall.SIGTERM
+	sigs <- syscall.SIGTERM
+	<-exited // after both messages
+	if !strings.Contains(stderr.String(), "residual (rank 1 of 2): SIGTERM received, stopping") || !strings.Contains(stderr.String(), "residual (rank 1 of 2): second SIGTERM") {
+		t.Errorf("a rank's stderr %q", stderr.String())
+	}
 }
 
 var built struct {

@@ -1,5 +1,6 @@
 // Package transform holds torchvision's image transforms on 8-bit NHWC
 // pixels, computed as PIL and torchvision compute them (byte for byte):
+// the conversion of a decoded image to grey or RGB pixels (PIL's convert),
 // PIL's antialiased bilinear resize, crops, Resize(shorter side) followed
 // by CenterCrop for evaluation, and RandomResizedCrop for training. Package
 // data applies them to data sets, package infer to a program's images; it
