@@ -399,7 +399,8 @@ func webpRGB(img image.Image) image.Image {
 // whose At repeats each chroma sample over the pixels it covers) to RGB as
 // libjpeg, and so PIL and torchvision, do: "fancy" chroma upsampling (each
 // 4:2:0 chroma value interpolated 9:3:3:1 from the four nearest samples,
-// each 4:2:2 one 3:1 from the two nearest; the edges replicated) and
+// each 4:2:2 one 3:1 from the two nearest; the edges replicated; planes
+// of at most 2 samples a row repeated instead, as libjpeg does) and
 // libjpeg's fixed-point JFIF conversion (jdsample.c, jdcolor.c). Other
 // subsamplings keep Go's conversion. What still differs from libjpeg is
 // the inverse DCT: both are accurate to IEEE 1180 (each sample within one
@@ -432,6 +433,19 @@ func jpegRGB(img image.Image) image.Image {
 	sum := make([]int, cw)
 	// row upsamples chroma plane p for output row y into dst.
 	row := func(p []uint8, y int, dst []int) {
+		if h2 && cw <= 2 {
+			// libjpeg upsamples fancily only planes wider than 2 samples
+			// (jinit_upsampler); narrower ones repeat each sample.
+			cy := y
+			if v2 {
+				cy = y / 2
+			}
+			in := p[cy*m.CStride:][:cw]
+			for x := range w {
+				dst[x] = int(in[x/2])
+			}
+			return
+		}
 		if !v2 {
 			in := p[y*m.CStride:][:cw]
 			if !h2 {

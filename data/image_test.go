@@ -449,7 +449,9 @@ func FuzzDecodeImage(f *testing.F) {
 }
 
 // TestJPEGMatchesPIL decodes JPEGs written by PIL (4:2:0 of odd and even
-// sizes, baseline and progressive, 4:2:2, 4:4:4, grey; quality 90) and
+// sizes, baseline and progressive, 4:2:2, 4:4:4, grey; narrow images of
+// random colours whose chroma rows hold at most 2 samples, which libjpeg
+// repeats instead of interpolating; quality 90) and
 // compares them with libjpeg's decoding as PIL saved it. jpegRGB upsamples
 // chroma and converts to RGB with libjpeg's own integer arithmetic; what
 // differs is the inverse DCT (Go's and libjpeg's are both accurate to IEEE
@@ -460,7 +462,7 @@ func FuzzDecodeImage(f *testing.F) {
 // interpolating, 4:2:0 and 4:2:2 differed by up to 14 levels, on half
 // the bytes.)
 func TestJPEGMatchesPIL(t *testing.T) {
-	for _, name := range []string{"s420_odd", "s420_even", "s420_progressive", "s422_odd", "s444_odd", "grey"} {
+	for _, name := range []string{"s420_odd", "s420_even", "s420_progressive", "s422_odd", "s444_odd", "grey", "s420_narrow3", "s420_narrow1", "s422_narrow4", "s420_progressive_narrow"} {
 		got := mustLoad(t, filepath.Join(pilDir, "jpeg", name+".jpg"))
 		want := mustLoad(t, filepath.Join(pilDir, "jpeg", name+".png"))
 		if got.Bounds() != want.Bounds() {

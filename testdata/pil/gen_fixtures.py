@@ -172,6 +172,16 @@ def alpha_fixtures():
         dec.convert("L").save(os.path.join(out, name + "_l.png"))
 
 
+def noise(w, h, seed):
+    """A w×h RGB image of uniformly random colours, from a seeded LCG."""
+    x = seed
+    px = []
+    for _ in range(w * h * 3):
+        x = (1103515245 * x + 12345) % 2**31
+        px.append(x >> 23)
+    return Image.frombytes("RGB", (w, h), bytes(px))
+
+
 def jpeg_fixtures():
     out = os.path.join(HERE, "jpeg")
     os.makedirs(out, exist_ok=True)
@@ -184,6 +194,13 @@ def jpeg_fixtures():
         ("s444_odd", odd, dict(subsampling=0)),
         ("s420_progressive", odd, dict(subsampling=2, progressive=True)),
         ("grey", odd.convert("L"), dict()),
+        # Chroma planes of at most 2 samples a row, which libjpeg repeats
+        # rather than interpolates; random colours, so that the two differ
+        # by tens of levels.
+        ("s420_narrow3", noise(3, 16, 1), dict(subsampling=2)),
+        ("s420_narrow1", noise(1, 17, 2), dict(subsampling=2)),
+        ("s422_narrow4", noise(4, 9, 3), dict(subsampling=1)),
+        ("s420_progressive_narrow", noise(3, 16, 4), dict(subsampling=2, progressive=True)),
     ]
     for name, im, opts in cases:
         path = os.path.join(out, name + ".jpg")
