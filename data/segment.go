@@ -460,7 +460,7 @@ func maskIndices(img image.Image) ([]uint8, error) {
 			}
 		}
 	default:
-		return nil, fmt.Errorf("a mask must be an 8-bit grey or paletted PNG of class indices, this one is %T", img)
+		return nil, fmt.Errorf("a mask must be a grey PNG (8, 4, 2 or 1 bits, no alpha) or a paletted PNG of class indices, this one is %T", img)
 	}
 	return out, nil
 }

@@ -173,7 +173,7 @@ func TestSegFolder(t *testing.T) {
 	}{
 		// An index beyond classes.txt names its mask file and pixel.
 		{func() { os.WriteFile(filepath.Join(dir, "classes.txt"), []byte("bg\nfg\n"), 0o644) }, "mask " + filepath.Join(dir, "masks", "a.png") + ": value 2 at pixel (2, 0) is not one of the 2 classes"},
-		{func() { writeImagePNG(t, filepath.Join(dir, "masks", "c.png"), image.NewRGBA(image.Rect(0, 0, 6, 4))) }, "8-bit grey or paletted"},
+		{func() { writeImagePNG(t, filepath.Join(dir, "masks", "c.png"), image.NewRGBA(image.Rect(0, 0, 6, 4))) }, "a grey PNG (8, 4, 2 or 1 bits, no alpha) or a paletted PNG"},
 		{func() { writeImagePNG(t, filepath.Join(dir, "masks", "c.png"), image.NewGray(image.Rect(0, 0, 5, 4))) }, "is 5x4, its image 6x4"},
 		{func() { os.Remove(filepath.Join(dir, "masks", "c.png")) }, "the mask of c.png"},
 		{func() {

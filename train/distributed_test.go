@@ -1,10 +1,12 @@
 package train
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -304,6 +306,34 @@ func TestDataParallelOtherRankFails(t *testing.T) {
 	}
 	if err := runs[0].err; !errors.Is(err, ErrOtherRank) || !strings.Contains(err.Error(), "preparing the run failed on rank 1 (see its message)") {
 		t.Errorf("rank 0 when rank 1 failed: %v; want ErrOtherRank naming rank 1", err)
+	}
+}
+
+// An --overwrite of a run stopped before its first epoch's end puts the
+// old run back, and every rank says so (rank 1 said to resume from the
+// step reached, where no checkpoint had been written).
+func TestDataParallelOverwriteStopped(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	c := ddpTiny(dir, 16)
+	c.Epochs = 1
+	if _, err := Run(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(filepath.Join(dir, LastCheckpoint))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Overwrite = true
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for r, run := range runRanks(t, ctx, c, 2, nil) {
+		where := []string{dir, "rank 0's run folder"}[r]
+		if !errors.Is(run.err, ErrInterrupted) || !strings.Contains(run.err.Error(), "the run --overwrite was replacing is back in "+where) {
+			t.Errorf("rank %d: %v; want the replaced run back", r, run.err)
+		}
+	}
+	if after, err := os.ReadFile(filepath.Join(dir, LastCheckpoint)); err != nil || !bytes.Equal(after, before) {
+		t.Errorf("the replaced run's checkpoint is not back as it was (%v)", err)
 	}
 }
 

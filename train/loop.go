@@ -221,6 +221,12 @@ func (r *run) saveStopped() error {
 		if !r.rank0() {
 			return nil
 		}
+		if r.replacing() {
+			// The run --overwrite replaces goes back (Run): a checkpoint
+			// of this one would be deleted with the rest of it.
+			fmt.Fprintf(r.cfg.Log, "\nstopped at epoch %d, batch %d, before the first epoch's end: nothing of this run is kept\n", r.epoch+1, r.batch)
+			return nil
+		}
 		if r.ema != nil { // the average up to this step, to resume from
 			if err := r.saveNet(EMACheckpoint, r.emaWeights(), nil); err != nil {
 				return err
@@ -228,12 +234,6 @@ func (r *run) saveStopped() error {
 		}
 		// The record first: it may hold steps the checkpoint does not
 		// (they are ignored on resuming), never fewer.
-		if r.replacing() {
-			// The run --overwrite replaces goes back (Run): a checkpoint
-			// of this one would be deleted with the rest of it.
-			fmt.Fprintf(r.cfg.Log, "\nstopped at epoch %d, batch %d, before the first epoch's end: nothing of this run is kept\n", r.epoch+1, r.batch)
-			return nil
-		}
 		if err := writeStepLoss(r.cfg.Out, r.steps, r.stepLoss); err != nil {
 			return err
 		}

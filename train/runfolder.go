@@ -127,11 +127,16 @@ func (r *run) replacing() bool {
 
 // errReplacedBack is ErrInterrupted for a run stopped before it completed
 // an epoch while it replaced another (Config.Overwrite): that run is back,
-// and nothing of this one was kept to resume.
+// and nothing of this one was kept to resume. out is the run folder ("" on
+// ranks other than 0, which do not write it).
 type errReplacedBack struct{ out string }
 
 func (e errReplacedBack) Error() string {
-	return fmt.Sprintf("train: interrupted before the first epoch's end; the run --overwrite was replacing is back in %s, and nothing of this run was kept", e.out)
+	where := e.out
+	if where == "" {
+		where = "rank 0's run folder"
+	}
+	return fmt.Sprintf("train: interrupted before the first epoch's end; the run --overwrite was replacing is back in %s, and nothing of this run was kept", where)
 }
 
 func (e errReplacedBack) Is(target error) bool { return target == ErrInterrupted }

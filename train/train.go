@@ -191,7 +191,20 @@ func (t *Trainer) Train(ctx context.Context) (*Result, error) {
 			err = cerr
 		}
 	}
-	if err != nil && r.replacing() {
+	replacing := r.replacing()
+	if err == ErrInterrupted && r.ddp != nil {
+		// Only rank 0 knows whether a replaced run goes back; the ranks
+		// stopped together (every ErrInterrupted is agreed), so they can
+		// agree on that too and all say so.
+		flag := []float64{0}
+		if replacing {
+			flag[0] = 1
+		}
+		if cerr := r.ddp.comm.AllReduceSumFloat64(flag); cerr == nil && flag[0] > 0 && !r.rank0() {
+			err = errReplacedBack{}
+		}
+	}
+	if err != nil && replacing {
 		// Ended (failed, interrupted) before completing an epoch: the run
 		// it was replacing goes back.
 		if rerr := restoreReplaced(cfg.Out, cfg.Log); rerr != nil {

@@ -134,7 +134,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := checkpoint.Write(*out, net, checkpoint.Meta{Model: mc, Classes: names, Preprocess: p}, nil); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "imported %d tensors into %s (%d parameters), wrote %s\n", len(st), *model, nn.NumParams(net), *out)
+	fmt.Fprintf(stdout, "imported %d tensors into %s (%d parameters), wrote %s\n", len(st), mc.Name, nn.NumParams(net), *out)
 	fmt.Fprintf(stdout, "its input: %s (a state dict does not say; --like CKPT, --input, --mean and --std set it)\n", describePreprocess(p))
 	return nil
 }

@@ -191,7 +191,8 @@ func TestImportTorchLikeRoundTrip(t *testing.T) {
 		if code, _, errs := runCLI("export", "torch", ck, "--out", exported); code != 0 {
 			t.Fatalf("export %s: %s", ck, errs)
 		}
-		if code, _, errs := runCLI("import", "torch", exported, "--like", ck, "--out", back); code != 0 {
+		code, out, errs := runCLI("import", "torch", exported, "--like", ck, "--out", back)
+		if code != 0 {
 			t.Fatalf("import --like %s: %s", ck, errs)
 		}
 		a, err := checkpoint.Load(ck)
@@ -202,10 +203,13 @@ func TestImportTorchLikeRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if !strings.Contains(out, "tensors into "+a.Model.Name+" (") {
+			t.Errorf("import --like %s said %q; want the model's name", ck, out)
+		}
 		if !reflect.DeepEqual(a.Model, b.Model) || !reflect.DeepEqual(a.Preprocess, b.Preprocess) || !reflect.DeepEqual(nn.TorchState(a.Net), nn.TorchState(b.Net)) {
 			t.Errorf("%s came back as another model or other weights", ck)
 		}
-		code, _, errs := runCLI("import", "torch", exported, "--like", ck, "--model", "resnet18", "--out", back)
+		code, _, errs = runCLI("import", "torch", exported, "--like", ck, "--model", "resnet18", "--out", back)
 		if code != 2 || !strings.Contains(errs, "--model resnet18, but --like "+ck+" holds a "+a.Model.Name) {
 			t.Errorf("--model naming another model than --like's: exit %d, %q", code, errs)
 		}
