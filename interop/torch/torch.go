@@ -479,40 +479,24 @@ type named struct {
 
 // stateDict checks that the unpickled object is a dict of tensors by name.
 func stateDict(obj any) ([]named, error) {
+	entries, ok := dictEntries(obj)
+	if !ok {
+		return nil, fmt.Errorf("holds a %T, not a state dict (save model.state_dict(), not the model)", obj)
+	}
+	if err := wrappedStateDict(entries); err != nil {
+		return nil, err
+	}
 	var out []named
-	add := func(k, v any) error {
-		name, ok := k.(string)
+	for _, e := range entries {
+		name, ok := e[0].(string)
 		if !ok {
-			return fmt.Errorf("a key of type %T, not a parameter name", k)
+			return nil, fmt.Errorf("a key of type %T, not a parameter name", e[0])
 		}
-		t, ok := v.(*tensorRef)
+		t, ok := e[1].(*tensorRef)
 		if !ok {
-			switch v.(type) {
-			case *types.OrderedDict, *types.Dict:
-				// A training checkpoint: {"state_dict": …, "optimizer": …, "epoch": …}.
-				return fmt.Errorf("%q is a dict, not a tensor: the file holds a checkpoint that wraps the state dict; save the state dict alone (torch.save(ckpt[%q], \"weights.pth\")) and import that", name, name)
-			}
-			return fmt.Errorf("%q is a %s, not a tensor (a state dict maps parameter names to tensors)", name, pyType(v))
+			return nil, fmt.Errorf("%q is a %s, not a tensor (a state dict maps parameter names to tensors)", name, pyType(e[1]))
 		}
 		out = append(out, named{name, t})
-		return nil
-	}
-	switch d := obj.(type) {
-	case *types.OrderedDict:
-		for e := d.List.Front(); e != nil; e = e.Next() {
-			entry := e.Value.(*types.OrderedDictEntry)
-			if err := add(entry.Key, entry.Value); err != nil {
-				return nil, err
-			}
-		}
-	case *types.Dict:
-		for _, e := range *d {
-			if err := add(e.Key, e.Value); err != nil {
-				return nil, err
-			}
-		}
-	default:
-		return nil, fmt.Errorf("holds a %T, not a state dict (save model.state_dict(), not the model)", obj)
 	}
 	// Tensors may share a storage, so their values are bounded together
 	// too, before any storage is read.
@@ -523,6 +507,60 @@ func stateDict(obj any) ([]named, error) {
 		}
 	}
 	return out, nil
+}
+
+// dictEntries returns the key-value pairs of an unpickled dict, in order,
+// and whether obj is one.
+func dictEntries(obj any) ([][2]any, bool) {
+	var out [][2]any
+	switch d := obj.(type) {
+	case *types.OrderedDict:
+		for e := d.List.Front(); e != nil; e = e.Next() {
+			entry := e.Value.(*types.OrderedDictEntry)
+			out = append(out, [2]any{entry.Key, entry.Value})
+		}
+	case *types.Dict:
+		for _, e := range *d {
+			out = append(out, [2]any{e.Key, e.Value})
+		}
+	default:
+		return nil, false
+	}
+	return out, true
+}
+
+// wrappedStateDict returns an error naming the state dict inside a
+// training checkpoint ({"epoch": 3, "model_state_dict": {…},
+// "optimizer_state_dict": {…}}, as PyTorch's tutorials save one): the
+// entries whose values are dicts of tensors, whichever order they come in.
+// It returns nil for a dict holding no dict.
+func wrappedStateDict(entries [][2]any) error {
+	var dicts, states []string
+	for _, e := range entries {
+		inner, ok := dictEntries(e[1])
+		if !ok {
+			continue
+		}
+		name := fmt.Sprint(e[0])
+		dicts = append(dicts, name)
+		tensors := len(inner) > 0
+		for _, ie := range inner {
+			if _, ok := ie[1].(*tensorRef); !ok {
+				tensors = false
+				break
+			}
+		}
+		if tensors {
+			states = append(states, name)
+		}
+	}
+	switch {
+	case len(dicts) == 0:
+		return nil
+	case len(states) == 0:
+		return fmt.Errorf("the file holds a dict of dicts (%q), none of them a state dict of tensors: save model.state_dict() alone and import that", dicts)
+	}
+	return fmt.Errorf("the file holds a checkpoint that wraps a state dict (in %q): save the state dict alone (torch.save(ckpt[%q], \"weights.pth\")) and import that", states, states[0])
 }
 
 // pyType names an unpickled value's Python type, for errors.

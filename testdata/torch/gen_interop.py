@@ -81,8 +81,11 @@ with torch.no_grad():
 json.dump({"generator": "testdata/torch/gen_interop.py", "torch": torch.__version__,
            "input": [2, 3, 40, 40], "logits": T(logits)}, open(os.path.join(OUT, "small.json"), "w"))
 torch.save({"conv1.weight": torch.zeros(1), "note": collections.Counter("abc")}, os.path.join(OUT, "evil.pth"))
-# A training checkpoint wrapping a state dict, as many scripts save one.
-torch.save({"state_dict": {"fc.bias": torch.zeros(2)}, "epoch": 3}, os.path.join(OUT, "wrapped.pth"))
+# A training checkpoint wrapping a state dict, as PyTorch's tutorials save
+# one: the epoch first, then the model's and the optimizer's state dicts.
+_opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1, momentum=0.9)
+torch.save({"epoch": 3, "model_state_dict": {"fc.bias": torch.zeros(2)},
+            "optimizer_state_dict": _opt.state_dict(), "loss": 0.5}, os.path.join(OUT, "wrapped.pth"))
 
 
 class TinyUNet(nn.Module):
