@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"io"
 	"os"
@@ -154,5 +155,30 @@ func TestResumeConfigOnRanks(t *testing.T) {
 					r, c.Model.Name, c.Batch, c.Limit, c.Seed, c.Epochs, c.Out, errs[r], wantEpochs, tc.dirs[r])
 			}
 		}
+	}
+}
+
+// --resume given to one rank of two is a usage error on both, naming the
+// ranks (the resuming rank waited in a broadcast the other never joined).
+func TestResumeOnSomeRanks(t *testing.T) {
+	ranks := distributed.NewGroup(2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for r := range ranks {
+		wg.Go(func() { errs[r] = sameOnRanks(ranks[r], "--resume", r == 1) })
+	}
+	wg.Wait()
+	for r, err := range errs {
+		if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "--resume was given to rank(s) [1] and not to rank(s) [0]") {
+			t.Errorf("rank %d: %v", r, err)
+		}
+	}
+	ranks = distributed.NewGroup(2)
+	for r := range ranks {
+		wg.Go(func() { errs[r] = sameOnRanks(ranks[r], "--resume", true) })
+	}
+	wg.Wait()
+	if errs[0] != nil || errs[1] != nil {
+		t.Errorf("--resume on every rank: %v", errs)
 	}
 }
