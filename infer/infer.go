@@ -315,14 +315,18 @@ type Mask struct {
 }
 
 // Segment returns the class of every pixel of img with a segmentation
-// model (a U-Net), by overlap-tile inference (unet.Net.Segment) with tiles
-// of the network's default size. ctx is checked between tiles.
+// model (a U-Net), as unet.Net.Segment computes it with the network's
+// default tiles: a valid U-Net by overlap-tile inference, a padded one as
+// one pass over the whole image (in tiles with their context beyond 1024²
+// pixels). ctx is checked between tiles.
 func (m *Model) Segment(ctx context.Context, img image.Image) (*Mask, error) {
 	return m.SegmentTiles(ctx, img, 0)
 }
 
 // SegmentTiles is Segment with tiles of tile×tile output pixels (0: the
-// network's default; a tile larger than the image is cut to its size).
+// network's default; a tile larger than the image is cut to its size): a
+// padded U-Net's mask does not depend on them, a valid one's may where
+// the mirrored extensions differ.
 // The image is converted to the model's channels and normalisation but not
 // resized.
 func (m *Model) SegmentTiles(ctx context.Context, img image.Image, tile int) (*Mask, error) {
