@@ -417,14 +417,21 @@ func checkVariances(tensors map[string]*tensor.Tensor) error {
 	return nil
 }
 
-// checkInput returns an error if the model, run on one input of the
-// preprocessing's size, would fail or make an activation of more than
-// limits.TensorElements values. It runs on a shape tape: nothing is
-// computed or allocated but shapes.
+// checkInput returns an error if the model, run in evaluation mode on one
+// input of the preprocessing's size, would fail or make an activation of
+// more than limits.TensorElements values. It runs on a shape tape: nothing
+// is computed or allocated but shapes, and the model's modes are left as
+// they were.
 func checkInput(net nn.Layer, shape []int, p Preprocess) error {
 	if len(shape) == 4 {
 		shape = []int{1, p.Height, p.Width, shape[3]}
 	}
+	// In evaluation mode, as the checkpoint is used for one image: in
+	// training mode a batch norm refuses one value per channel, and a
+	// ResNet-18 at 32×32 (a 1×1 last map) could be neither written nor
+	// read.
+	defer nn.SaveModes(net)()
+	nn.SetTraining(net, false)
 	s, err := nn.Summarize(net, shape)
 	if err != nil {
 		return fmt.Errorf("preprocess: the model does not take %dx%d inputs: %w", p.Height, p.Width, err)

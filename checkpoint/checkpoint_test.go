@@ -15,6 +15,7 @@ import (
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/safetensors"
+	"github.com/residual-nn/residual/tensor"
 )
 
 const (
@@ -275,4 +276,35 @@ func FuzzMetadata(f *testing.F) {
 			t.Errorf("accepted %d class names for %d outputs", len(c.Classes), c.Model.Classes())
 		}
 	})
+}
+
+// A model whose last feature map is 1×1 at its input size (ResNet-18 at
+// 32×32), in training mode as a trainer holds it, is written and read
+// back: the input check runs in evaluation mode (in training mode a batch
+// norm refuses one value per channel, and the trainer lost the epoch it
+// could not save), and leaves the model's mode as it was.
+func TestWriteOneByOneFeatureMap(t *testing.T) {
+	cfg, err := models.Preset("resnet18")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.SetClasses(2)
+	net, err := models.Build(cfg, tensor.NewRNG(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nn.SetTraining(net, true)
+	path := filepath.Join(t.TempDir(), "r18.safetensors")
+	meta := checkpoint.Meta{Model: cfg, Classes: []string{"a", "b"}, Preprocess: checkpoint.Preprocess{Height: 32, Width: 32, Channels: 3}}
+	if err := checkpoint.Write(path, net, meta, nil); err != nil {
+		t.Fatalf("writing: %v", err)
+	}
+	if _, err := checkpoint.Load(path); err != nil {
+		t.Errorf("reading: %v", err)
+	}
+	for _, l := range nn.Layers(net) {
+		if bn, ok := l.Layer.(*nn.BatchNorm); ok && !bn.Training {
+			t.Fatalf("%s left in evaluation mode by Write", l.Name)
+		}
+	}
 }
