@@ -399,8 +399,9 @@ func webpRGB(img image.Image) image.Image {
 // whose At repeats each chroma sample over the pixels it covers) to RGB as
 // libjpeg, and so PIL and torchvision, do: "fancy" chroma upsampling (each
 // 4:2:0 chroma value interpolated 9:3:3:1 from the four nearest samples,
-// each 4:2:2 one 3:1 from the two nearest; the edges replicated; planes
-// of at most 2 samples a row repeated instead, as libjpeg does) and
+// each 4:2:2 and 4:4:0 one 3:1 from the two nearest; the edges
+// replicated; 4:2:0 and 4:2:2 planes of at most 2 samples a row repeated
+// instead, as libjpeg does) and
 // libjpeg's fixed-point JFIF conversion (jdsample.c, jdcolor.c). Other
 // subsamplings keep Go's conversion. What still differs from libjpeg is
 // the inverse DCT: both are accurate to IEEE 1180 (each sample within one
@@ -411,16 +412,19 @@ func jpegRGB(img image.Image) image.Image {
 	if !ok || m.Rect.Min != (image.Point{}) {
 		return img
 	}
-	var v2 bool // chroma halved vertically too (4:2:0)
+	var h2, v2 bool // chroma halved horizontally, vertically
 	switch m.SubsampleRatio {
 	case image.YCbCrSubsampleRatio420:
+		h2, v2 = true, true
+	case image.YCbCrSubsampleRatio422:
+		h2 = true
+	case image.YCbCrSubsampleRatio440:
 		v2 = true
-	case image.YCbCrSubsampleRatio422, image.YCbCrSubsampleRatio444:
+	case image.YCbCrSubsampleRatio444:
 	default:
 		return img
 	}
 	w, h := m.Rect.Dx(), m.Rect.Dy()
-	h2 := m.SubsampleRatio != image.YCbCrSubsampleRatio444
 	cw, ch := w, h
 	if h2 {
 		cw = (w + 1) / 2
@@ -435,7 +439,8 @@ func jpegRGB(img image.Image) image.Image {
 	row := func(p []uint8, y int, dst []int) {
 		if h2 && cw <= 2 {
 			// libjpeg upsamples fancily only planes wider than 2 samples
-			// (jinit_upsampler); narrower ones repeat each sample.
+			// when it doubles them horizontally (jinit_upsampler); it
+			// repeats the samples of narrower ones.
 			cy := y
 			if v2 {
 				cy = y / 2
@@ -475,6 +480,16 @@ func jpegRGB(img image.Image) image.Image {
 		}
 		far = min(max(far, 0), ch-1) // the edge rows replicated
 		a, b := p[near*m.CStride:][:cw], p[far*m.CStride:][:cw]
+		if !h2 { // h1v2_fancy_upsample (4:4:0): vertically only, 3:1
+			bias := 1 // toward the row above
+			if y%2 == 1 {
+				bias = 2
+			}
+			for x := range w {
+				dst[x] = (3*int(a[x]) + int(b[x]) + bias) >> 2
+			}
+			return
+		}
 		for c := range cw {
 			sum[c] = 3*int(a[c]) + int(b[c])
 		}

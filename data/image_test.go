@@ -462,7 +462,7 @@ func FuzzDecodeImage(f *testing.F) {
 // interpolating, 4:2:0 and 4:2:2 differed by up to 14 levels, on half
 // the bytes.)
 func TestJPEGMatchesPIL(t *testing.T) {
-	for _, name := range []string{"s420_odd", "s420_even", "s420_progressive", "s422_odd", "s444_odd", "grey", "s420_narrow3", "s420_narrow1", "s422_narrow4", "s420_progressive_narrow"} {
+	for _, name := range []string{"s420_odd", "s420_even", "s420_progressive", "s422_odd", "s444_odd", "grey", "s420_narrow3", "s420_narrow1", "s422_narrow4", "s420_progressive_narrow", "s440_odd", "s440_narrow2"} {
 		got := mustLoad(t, filepath.Join(pilDir, "jpeg", name+".jpg"))
 		want := mustLoad(t, filepath.Join(pilDir, "jpeg", name+".png"))
 		if got.Bounds() != want.Bounds() {

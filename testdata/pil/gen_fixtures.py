@@ -26,8 +26,9 @@ It writes, into testdata/pil/:
   convert("RGB") and convert("L") of each (*_rgb.png, *_l.png): alpha is
   dropped, not blended.
 - jpeg/*.jpg and jpeg/*.png: JPEGs of odd and even sizes with 4:2:0, 4:2:2
-  and 4:4:4 chroma subsampling (baseline and progressive) and a grey one,
-  and PIL's (libjpeg's) decoding of each, converted to RGB.
+  and 4:4:4 chroma subsampling (baseline and progressive), 4:4:0 (written
+  by libjpeg-turbo's cjpeg, from Debian's libjpeg-turbo-progs), narrow ones
+  and a grey one, and PIL's (libjpeg's) decoding of each, converted to RGB.
 - torchvision/*.png and torchvision/cases.json: torchvision's evaluation
   transform (Resize(size/0.875) + CenterCrop(size)) and resized crops at
   given windows (F.resized_crop) of the resize inputs, and statistics of
@@ -205,6 +206,18 @@ def jpeg_fixtures():
     for name, im, opts in cases:
         path = os.path.join(out, name + ".jpg")
         im.save(path, "JPEG", quality=90, **opts)
+        dec = Image.open(path)
+        dec.load()
+        dec.convert("RGB").save(os.path.join(out, name + ".png"))
+    # 4:4:0 (chroma halved vertically only), which PIL cannot write:
+    # libjpeg-turbo's cjpeg (Debian's libjpeg-turbo-progs) writes it.
+    import subprocess
+    for name, im in [("s440_odd", odd), ("s440_narrow2", noise(2, 9, 5))]:
+        ppm = os.path.join(out, name + ".ppm")
+        im.save(ppm)
+        path = os.path.join(out, name + ".jpg")
+        subprocess.run(["cjpeg", "-quality", "90", "-sample", "1x2", "-outfile", path, ppm], check=True)
+        os.remove(ppm)
         dec = Image.open(path)
         dec.load()
         dec.convert("RGB").save(os.path.join(out, name + ".png"))
