@@ -380,6 +380,10 @@ func SegFolder(dir string, channels int) (*Dataset, error) {
 		raw, err := readImageFile(mp)
 		var mimg image.Image
 		if err == nil {
+			if format, _, herr := checkImageHeader(raw, mp); herr == nil && format != "png" {
+				// A lossy format's ringing invents classes at the edges.
+				return nil, fmt.Errorf("data: mask %s is a %s image: masks must be PNG files of class indices", mp, format)
+			}
 			mimg, err = DecodeImage(raw, mp)
 		}
 		if err != nil {

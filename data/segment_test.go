@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"image"
 	"image/color"
+	"image/jpeg"
 	"image/png"
 	"io"
 	"math"
@@ -175,6 +176,17 @@ func TestSegFolder(t *testing.T) {
 		{func() { os.WriteFile(filepath.Join(dir, "classes.txt"), []byte("bg\nfg\n"), 0o644) }, "mask " + filepath.Join(dir, "masks", "a.png") + ": value 2 at pixel (2, 0) is not one of the 2 classes"},
 		{func() { writeImagePNG(t, filepath.Join(dir, "masks", "c.png"), image.NewRGBA(image.Rect(0, 0, 6, 4))) }, "a grey PNG (8, 4, 2 or 1 bits, no alpha) or a paletted PNG"},
 		{func() { writeImagePNG(t, filepath.Join(dir, "masks", "c.png"), image.NewGray(image.Rect(0, 0, 5, 4))) }, "is 5x4, its image 6x4"},
+		// A JPEG named .png: its ringing invented classes at the edges.
+		{func() {
+			f, err := os.Create(filepath.Join(dir, "masks", "c.png"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if err := jpeg.Encode(f, image.NewGray(image.Rect(0, 0, 6, 4)), nil); err != nil {
+				t.Fatal(err)
+			}
+		}, "mask " + filepath.Join(dir, "masks", "c.png") + " is a jpeg image: masks must be PNG files"},
 		{func() { os.Remove(filepath.Join(dir, "masks", "c.png")) }, "the mask of c.png"},
 		{func() {
 			writeImagePNG(t, filepath.Join(dir, "masks", "c.png"), image.NewGray(image.Rect(0, 0, 6, 4)))
