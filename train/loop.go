@@ -167,7 +167,7 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 	if errors.Is(err, errEvalStopped) {
 		fmt.Fprintf(r.cfg.Log, "\nstopped during the test evaluation; the training is complete and saved in %s (residual eval --weights %s measures the test set)\n",
 			r.cfg.Out, filepath.Join(r.cfg.Out, BestCheckpoint))
-		return nil, ErrInterrupted
+		return nil, errTestStopped{}
 	}
 	if err != nil {
 		return nil, err

@@ -141,6 +141,16 @@ func (e errReplacedBack) Error() string {
 
 func (e errReplacedBack) Is(target error) bool { return target == ErrInterrupted }
 
+// errTestStopped is ErrInterrupted for a run stopped during its final test
+// evaluation: the training is complete, there is nothing to resume.
+type errTestStopped struct{}
+
+func (errTestStopped) Error() string {
+	return "train: interrupted during the test evaluation; the training is complete and saved (residual eval measures the test set)"
+}
+
+func (errTestStopped) Is(target error) bool { return target == ErrInterrupted }
+
 // dropReplaced deletes the run set aside, once the replacing run has
 // completed an epoch. It renames it first, so that a kill in the middle
 // of the deletion leaves droppedDir (finished at the next start), never a

@@ -414,8 +414,10 @@ func TestInterruptDuringTest(t *testing.T) {
 	log := &cancelAfter{text: "epoch 1/1  train loss", cancel: cancel}
 	c.Log = log
 	res, err := Run(ctx, c)
-	if !errors.Is(err, ErrInterrupted) || res != nil {
-		t.Fatalf("interrupted during the test pass: %v, %v; want ErrInterrupted", res, err)
+	// The error says the training is complete (it said to resume from
+	// the step reached, of a finished run).
+	if !errors.Is(err, ErrInterrupted) || res != nil || !strings.Contains(err.Error(), "the training is complete") {
+		t.Fatalf("interrupted during the test pass: %v, %v; want ErrInterrupted saying the training is complete", res, err)
 	}
 	if !strings.Contains(log.buf.String(), "stopped during the test evaluation") || strings.Contains(log.buf.String(), "test accuracy") {
 		t.Errorf("log:\n%s", log.buf.String())

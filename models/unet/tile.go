@@ -6,6 +6,7 @@ import (
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/limits"
+	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -122,6 +123,9 @@ func (n *Net) SegmentContext(ctx context.Context, x *tensor.Tensor, out int) (*t
 	if in == 0 {
 		return nil, fmt.Errorf("unet: no input side up to %d gives tiles of %d pixels", limits.ImageSide, out)
 	}
+	if err := n.checkTileMemory(in, in); err != nil {
+		return nil, err
+	}
 	m := (in - t) / 2
 	h, w := x.Shape[1], x.Shape[2]
 	ty, tx := (h+t-1)/t, (w+t-1)/t
@@ -172,6 +176,9 @@ func (n *Net) segmentPadded(ctx context.Context, x *tensor.Tensor, out int) (*te
 	valid := n.Config
 	valid.Valid = true
 	m := up(valid.Margin() + a)
+	if err := n.checkTileMemory(min(out+2*m, eh), min(out+2*m, ew)); err != nil {
+		return nil, err
+	}
 	ext := Mirrored(x, 0, 0, eh-h, ew-w)
 	res := tensor.New(1, h, w, k)
 	tape := ag.NewNoGradTape()
@@ -203,4 +210,19 @@ func (n *Net) segmentPadded(ctx context.Context, x *tensor.Tensor, out int) (*te
 		}
 	}
 	return res, nil
+}
+
+// checkTileMemory refuses tiles of h×w input pixels whose inference pass
+// needs more memory than is available (limits.CheckMemory; a lower bound,
+// nn.Summary.InferenceBytes), before any is allocated: a tile as large as
+// a 8000×8000 photo grew until the kernel killed the process.
+func (n *Net) checkTileMemory(h, w int) error {
+	s, err := nn.Summarize(n, []int{1, h, w, n.Config.InChannels})
+	if err != nil {
+		return fmt.Errorf("unet: segment: %w", err)
+	}
+	if err := limits.CheckMemory(fmt.Sprintf("unet: segmenting in tiles of %dx%d input pixels", w, h), s.InferenceBytes()); err != nil {
+		return fmt.Errorf("%w: use smaller tiles", err)
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/internal/fixture"
+	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
 )
@@ -141,6 +142,29 @@ func TestPaddedTiles(t *testing.T) {
 		}
 		if err := fixture.Compare(got, want, 1e-5); err != nil {
 			t.Errorf("tiles of %d: %v", out, err)
+		}
+	}
+}
+
+// Tiles whose pass needs more memory than is available (limits.Memory,
+// 1 MB here) are refused before any work, naming the tile, for both
+// forms; the default tiles of a small image pass.
+func TestSegmentTileMemory(t *testing.T) {
+	for _, valid := range []bool{false, true} {
+		n, err := New(Config{InChannels: 1, Classes: 2, Depth: 2, Base: 8, Valid: valid}, tensor.NewRNG(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		nn.SetTraining(n, false)
+		x := tensor.New(1, 300, 300, 1)
+		limits.Memory = 1 << 20
+		_, err = n.Segment(x, 256)
+		limits.Memory = 0
+		if err == nil || !strings.Contains(err.Error(), "unet: segmenting in tiles of") || !strings.Contains(err.Error(), "use smaller tiles") {
+			t.Errorf("valid %v: tiles of 256 within 1 MB: %v", valid, err)
+		}
+		if _, err := n.Segment(tensor.New(1, 20, 20, 1), 0); err != nil {
+			t.Errorf("valid %v: a small image: %v", valid, err)
 		}
 	}
 }
