@@ -202,7 +202,8 @@ type Checkpoint struct {
 // state under OptimizerPrefix, and meta, which must be valid. It refuses
 // what Load would refuse: non-finite weights, weights that are not the
 // network meta.Model describes, an input size (meta.Preprocess) the model
-// does not take.
+// does not take. That check puts net in evaluation mode for a moment and
+// back: net must not run on another goroutine meanwhile.
 func Write(path string, net nn.Layer, meta Meta, optimizer map[string]*tensor.Tensor) error {
 	if err := meta.Validate(); err != nil {
 		return fmt.Errorf("checkpoint: writing %s: %w", path, err)
