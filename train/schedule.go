@@ -39,10 +39,14 @@ type Schedule struct {
 	Milestones []float64 `json:"milestones,omitempty"`
 	// Gamma is ScheduleMultiStep's factor (0: 0.1).
 	Gamma float64 `json:"gamma,omitempty"`
-	// WarmupEpochs is how long the rate rises linearly from 0 before the
-	// schedule proper, which then starts (optim.Warmup with Offset, as
-	// PyTorch's SequentialLR): a cosine then spans the rest of the run;
-	// milestones stay where they are in the run.
+	// WarmupEpochs is how long the rate rises linearly from 0 at the
+	// start of the run. A cosine then spans the rest of the run (as
+	// PyTorch's SequentialLR of LinearLR and CosineAnnealingLR); epoch
+	// milestones (multistep, he) stay where they are in the run, and one
+	// inside the warm-up multiplies the rising rate from its step on (as
+	// ChainedScheduler of LinearLR and MultiStepLR). A Steps schedule
+	// starts after the warm-up (SequentialLR): its steps count from the
+	// warm-up's end, and it may not hold a warm-up of its own.
 	WarmupEpochs float64 `json:"warmup_epochs,omitempty"`
 	// Steps, when set, is an optim.ParseSchedule spec counted in steps
 	// (multistep:S1,S2[:gamma], cosine:STEPS, warmup:N+...) used instead
@@ -141,6 +145,11 @@ func (s Schedule) validate(epochs int) error {
 	if !(s.WarmupEpochs >= 0) || s.WarmupEpochs >= float64(epochs) {
 		return fmt.Errorf("train: %g warm-up epochs for a run of %d epochs (want 0 ≤ warm-up < epochs)", s.WarmupEpochs, epochs)
 	}
+	if s.WarmupEpochs > 0 && strings.HasPrefix(s.Steps, "warmup:") {
+		// The schedule's warm-up would start after this one, at a rate of
+		// 0 again.
+		return fmt.Errorf("train: two warm-ups: the schedule %q has its own and --warmup-epochs (Schedule.WarmupEpochs) adds %g epochs; give one", s.Steps, s.WarmupEpochs)
+	}
 	return nil
 }
 
@@ -151,6 +160,7 @@ func (s Schedule) resolve(stepsPerEpoch, epochs int) (optim.Schedule, error) {
 	steps := func(e float64) int { return int(e*float64(stepsPerEpoch) + 1e-9) }
 	warm := steps(s.WarmupEpochs)
 	var inner optim.Schedule
+	offset := true // the inner schedule counts from the warm-up's end (SequentialLR)
 	if s.Steps != "" {
 		p, err := optim.ParseSchedule(s.Steps)
 		if err != nil {
@@ -158,28 +168,30 @@ func (s Schedule) resolve(stepsPerEpoch, epochs int) (optim.Schedule, error) {
 		}
 		inner = p
 	} else {
-		// Milestones count from the start of the run; after a warm-up the
-		// inner schedule counts from its end.
-		at := func(step int) int { return max(step-warm, 0) }
 		switch s.Kind {
 		case "", ScheduleConstant:
 			inner = optim.Constant{}
 		case ScheduleCosine:
-			inner = optim.Cosine{Total: max(total-warm, 1)}
+			inner = optim.Cosine{Total: max(total-warm, 1)} // over the rest of the run
 		case ScheduleHe:
-			inner = optim.MultiStep{Milestones: []int{at(total / 2), at(total * 3 / 4)}, Gamma: 0.1}
+			inner = optim.MultiStep{Milestones: []int{total / 2, total * 3 / 4}, Gamma: 0.1}
 		case ScheduleMultiStep:
 			ms := optim.MultiStep{Gamma: s.gamma()}
 			for _, m := range s.Milestones {
-				ms.Milestones = append(ms.Milestones, at(steps(m)))
+				ms.Milestones = append(ms.Milestones, steps(m))
 			}
 			inner = ms
 		default:
 			return nil, fmt.Errorf("train: unknown schedule %q (cosine, he, multistep, constant)", s.Kind)
 		}
+		// Milestones in epochs count from the start of the run, a
+		// warm-up or not: one inside the warm-up acts at its step there
+		// (the warm-up's factor times the schedule's, as PyTorch's
+		// ChainedScheduler of LinearLR and MultiStepLR).
+		offset = s.Kind == ScheduleCosine
 	}
 	if warm < 1 {
 		return inner, nil
 	}
-	return optim.Warmup{Steps: warm, Then: inner, Offset: true}, nil
+	return optim.Warmup{Steps: warm, Then: inner, Offset: offset}, nil
 }

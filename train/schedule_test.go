@@ -2,6 +2,7 @@ package train
 
 import (
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 
@@ -46,6 +47,35 @@ func TestScheduleResolves(t *testing.T) {
 	}
 }
 
+// An epoch milestone inside the warm-up acts at its own step, on the
+// rising rate (PyTorch's ChainedScheduler of LinearLR and MultiStepLR):
+// multistep at epochs 1 and 7 (×0.5) after 2 warm-up epochs of 4 steps.
+// It acted from step 0 (the milestone, counted from the warm-up's end,
+// became 0): 0.0625 at step 1 where 0.125 is due.
+func TestScheduleMilestoneInWarmup(t *testing.T) {
+	s := Schedule{Kind: ScheduleMultiStep, Milestones: []float64{1, 7}, Gamma: 0.5, WarmupEpochs: 2}
+	got, err := s.resolve(4, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for step, want := range map[int]float64{0: 0, 1: 0.125, 3: 0.375, 4: 0.25, 7: 0.4375, 8: 0.5, 27: 0.5, 28: 0.25, 31: 0.25} {
+		if g := got.Factor(step); math.Abs(g-want) > 1e-15 {
+			t.Errorf("step %d: factor %g, want %g", step, g, want)
+		}
+	}
+	// he over 4 epochs of 4 steps after 3 warm-up epochs: ÷10 at step 8,
+	// ÷100 at step 12, on the rising rate (step 7: 7/12).
+	he := Schedule{Kind: ScheduleHe, WarmupEpochs: 3}
+	if got, err = he.resolve(4, 4); err != nil {
+		t.Fatal(err)
+	}
+	for step, want := range map[int]float64{7: 7.0 / 12, 8: 8.0 / 12 / 10, 11: 11.0 / 12 / 10, 12: 0.01, 15: 0.01} {
+		if g := got.Factor(step); math.Abs(g-want) > 1e-15 {
+			t.Errorf("he, step %d: factor %g, want %g", step, g, want)
+		}
+	}
+}
+
 // Bad schedules are refused before any work, naming the problem.
 func TestScheduleValidate(t *testing.T) {
 	for _, c := range []struct {
@@ -59,6 +89,9 @@ func TestScheduleValidate(t *testing.T) {
 		{Schedule{Kind: ScheduleCosine, WarmupEpochs: 6}, "warm-up"},
 		{Schedule{Kind: ScheduleCosine, WarmupEpochs: -1}, "warm-up"},
 		{Schedule{Steps: "multistep:x"}, "milestones"},
+		// A schedule with its own warm-up and WarmupEpochs: the second
+		// started at 0 again after the first (a rate of 0 for both).
+		{Schedule{Steps: "warmup:4+cosine:36", WarmupEpochs: 2}, "two warm-ups"},
 	} {
 		if err := c.s.validate(6); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: error %v, want one about %q", c.s, err, c.want)

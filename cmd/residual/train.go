@@ -46,7 +46,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	nesterov := fs.Bool("nesterov", false, "Nesterov momentum")
 	wd := fs.Float64("weight-decay", 1e-4, "weight decay (not on BN parameters and biases)")
 	sched := fs.String("schedule", "cosine", `learning-rate schedule: cosine, he (÷10 at 50% and 75%), constant, multistep:S1,S2[:gamma], cosine:STEPS, warmup:N+... (S, STEPS, N in steps)`)
-	warmup := fs.Float64("warmup-epochs", 0, "epochs (fractions allowed) of linear learning-rate warm-up from 0 before the schedule")
+	warmup := fs.Float64("warmup-epochs", 0, "epochs (fractions allowed) of linear learning-rate warm-up from 0 at the start of the run: a cosine spans the rest, he's and multistep's epochs stay where they are, a schedule in steps starts after it (and may not have a warmup: of its own)")
 	aug := fs.String("augment", "auto", "augmentation: none, pad=N, flip, resized-crop (torchvision's RandomResizedCrop), combined with commas; auto: resized-crop,flip for folder:DIR, pad=2 for grey images, pad=4,flip for colour")
 	imageSize := fs.Int("image-size", 0, "folder:DIR: side of the square images made from the files (0: the --init checkpoint's input size, else 224)")
 	skipBad := fs.Bool("skip-bad-images", false, "folder:DIR: skip unreadable image files with a warning instead of failing")
