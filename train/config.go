@@ -75,7 +75,9 @@ type Config struct {
 	// EMA, in (0, 1), keeps an exponential moving average of the weights
 	// and batch norm statistics with this decay, updated after every step,
 	// validated every epoch (val_acc_ema) and saved as EMACheckpoint; 0:
-	// none.
+	// none. It is timm's ModelEmaV2 (started from the initial weights,
+	// buffers averaged too), not torch.optim.swa_utils.AveragedModel
+	// (which copies the weights at its first update).
 	EMA float64 `json:"ema,omitempty"`
 	// ClipGrad, when > 0, scales the gradients so that their joint L2 norm
 	// is at most ClipGrad before each step.
