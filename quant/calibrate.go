@@ -120,7 +120,15 @@ func (o *observer) rangeOf(m Method, pct float64) (lo, hi float64) {
 			}
 			return o.top
 		}
-		return float64(klThreshold(h[:], levels)) * bin
+		// The first bin holds every exact zero (a ReLU's output is mostly
+		// zeros): a spike that any grouping of Q averages away, so the
+		// divergence favoured the tightest threshold and clipped to a
+		// quarter of the range. It is flattened to its neighbour first,
+		// as pytorch-quantization's entropy calibrator does
+		// (histogram.py, _compute_amax_entropy: bins[0] = bins[1]).
+		hh := *h
+		hh[0] = hh[1]
+		return float64(klThreshold(hh[:], levels)) * bin
 	}
 	// A side with values gets the levels its share of the range would:
 	// 255 for a one-signed value, about half each otherwise.
