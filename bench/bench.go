@@ -283,6 +283,12 @@ func peakBF16(r Result, o Options) (Result, error) {
 	if !kernels.HasBF16() {
 		return r, fmt.Errorf("bench: peak-bf16 needs AVX512-BF16, which this CPU lacks (its bf16 path emulates on float32 FMAs: see peak)")
 	}
+	if path := kernels.BF16Path(); path != "avx512bf16" {
+		// The loop is VDPBF16PS whatever the switches say; the bf16
+		// products of this setting (RESIDUAL_BF16=emulate, or the AVX2
+		// level) run as float32 FMAs.
+		return r, fmt.Errorf("bench: peak-bf16 times VDPBF16PS, which the bf16 products do not use here (bf16 path %s: RESIDUAL_BF16=emulate or an AVX2 level); peak measures their FMAs", path)
+	}
 	r.Precision, r.BF16Path = "bf16", kernels.BF16Path()
 	return peakOf(r, o, kernels.PeakBF16)
 }

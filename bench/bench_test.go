@@ -145,3 +145,17 @@ func BenchmarkInferBatch1(b *testing.B) {
 		b.Run(w.model, func(b *testing.B) { runStep(b, w) })
 	}
 }
+
+// peak-bf16 times VDPBF16PS: where the bf16 products do not use it (the
+// AVX2 level, RESIDUAL_BF16=emulate) it is refused, naming the path (it
+// timed the native loop and labelled it with the emulated path).
+func TestPeakBF16OffTheNativePath(t *testing.T) {
+	if !kernels.HasBF16() || kernels.Active() != kernels.AVX512 {
+		t.Skip("the native bf16 path is not active on this CPU, so there is nothing to switch off")
+	}
+	prev := kernels.SetLevel(kernels.AVX2)
+	defer kernels.SetLevel(prev)
+	if _, err := Run("peak-bf16", Options{Runs: 1}); err == nil || !strings.Contains(err.Error(), "bf16 path emulated-avx2") {
+		t.Errorf("peak-bf16 on the AVX2 level: %v", err)
+	}
+}

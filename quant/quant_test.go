@@ -419,6 +419,10 @@ func TestNewKeepsUnfoldedBatchNorms(t *testing.T) {
 			t.Fatalf("logit %d: rebuilt %v, quantized %v", i, got.Data[i], want.Data[i])
 		}
 	}
+	// An input of another size names the size wanted ("[N [8 8 3]]").
+	if _, err := q.Forward(context.Background(), randInput(rng, 1, 9, 8, 3)); err == nil || !strings.Contains(err.Error(), "want [N 8 8 3] with N ≥ 1") {
+		t.Errorf("an input of another size: %v", err)
+	}
 	// Scales that float32 cannot use (1e300 made every output NaN).
 	for _, scale := range []float64{1e300, 1e-300} {
 		bad := p

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/internal/kernels"
@@ -48,7 +49,7 @@ func (m *Model) run(ctx context.Context, x *tensor.Tensor, keep bool) (*tensor.T
 		if x != nil {
 			shape = x.Shape
 		}
-		return nil, nil, fmt.Errorf("quant: input of shape %v, want [N %v] with N ≥ 1", shape, in[1:])
+		return nil, nil, fmt.Errorf("quant: input of shape %v, want [N %s] with N ≥ 1", shape, strings.Trim(fmt.Sprint(in[1:]), "[]"))
 	}
 	if err := limits.CheckElements("quant: input", x.Shape...); err != nil {
 		return nil, nil, err

@@ -288,3 +288,13 @@ func TestDistributedNoneUnderLauncher(t *testing.T) {
 		t.Errorf("exit %d, stderr %q", code, errs)
 	}
 }
+
+// A kernel switch set to a value that means nothing is warned about on
+// stderr before the command runs (it was ignored without a word).
+func TestKernelSwitchWarning(t *testing.T) {
+	t.Setenv("RESIDUAL_KERNELS", "AVX2")
+	code, _, errs := runCLI("version")
+	if code != 0 || !strings.Contains(errs, `residual: warning: RESIDUAL_KERNELS="AVX2" means nothing to the kernels`) {
+		t.Errorf("exit %d, stderr %q", code, errs)
+	}
+}

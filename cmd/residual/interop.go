@@ -416,7 +416,11 @@ func exportInt8(format string, c *checkpoint.Checkpoint, input, out string, stdo
 		return fmt.Errorf("%w: an int8 checkpoint exports to ONNX only (QDQ: residual export onnx --weights CKPT8 --out FILE.onnx)", errUsage)
 	}
 	if input != "" {
-		return fmt.Errorf("%w: --input: an int8 checkpoint's graph is fixed at the size it was quantized at (%v)", errUsage, c.Int8.InputShape()[1:])
+		// The size it was quantized at is the only one it takes.
+		h, w, err := parseSize(input)
+		if in := c.Int8.InputShape(); err != nil || h != in[1] || w != in[2] {
+			return fmt.Errorf("%w: --input %s: an int8 checkpoint's graph is fixed at the size it was quantized at (%dx%d)", errUsage, input, in[1], in[2])
+		}
 	}
 	props, err := onnxMeta(c.Meta)
 	if err != nil {

@@ -49,6 +49,7 @@ import (
 	"syscall"
 
 	"github.com/residual-nn/residual/distributed"
+	"github.com/residual-nn/residual/internal/kernels"
 )
 
 // command is one subcommand: it parses its own flags from args.
@@ -227,6 +228,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "residual: unknown command %q\n", name)
 		usage(stderr)
 		return 2
+	}
+	if name != "serve" { // serve logs them (its log may be JSON only)
+		for _, p := range kernels.EnvProblems() {
+			fmt.Fprintf(stderr, "residual: warning: %s\n", p)
+		}
 	}
 	err := c.run(ctx, args[1:], stdout, stderr)
 	var help *helpRequest

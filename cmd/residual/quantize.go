@@ -90,6 +90,10 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	trainSet, _, err := data.Open(*spec, c.Preprocess.Channels)
 	if err != nil {
+		if strings.HasPrefix(*spec, "folder") && !strings.Contains(*spec, "all") && strings.Contains(err.Error(), "hold one out") {
+			// Calibration needs no test split: every image may calibrate.
+			return fmt.Errorf("%w (to calibrate on every image of a folder of classes, give --calibrate folder,all:DIR)", err)
+		}
 		return err
 	}
 	l, err := train.Loader(p, trainSet, *batch)
@@ -114,7 +118,12 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		n++
 		return b.X, nil
 	}
-	return quantizeAndWrite(ctx, c, in, next, m, *pct, *out, func() string { return fmt.Sprintf("%d batches of %s", n, *spec) }, stdout)
+	return quantizeAndWrite(ctx, c, in, next, m, *pct, *out, func() string {
+		if n == 1 {
+			return "1 batch of " + *spec
+		}
+		return fmt.Sprintf("%d batches of %s", n, *spec)
+	}, stdout)
 }
 
 // quantizeAndWrite quantizes c's model on the calibration batches next

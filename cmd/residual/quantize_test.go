@@ -40,6 +40,15 @@ func TestQuantizeCommand(t *testing.T) {
 	if !strings.Contains(o.String(), "as QDQ ONNX") {
 		t.Errorf("export said %q", o.String())
 	}
+	// --input at the size it was quantized at is that size; another is
+	// refused, naming it (both were refused).
+	if code := run(context.Background(), []string{"export", "onnx", "--weights", out, "--input", "28x28", "--out", onnxOut}, &o, &e); code != 0 {
+		t.Errorf("export onnx int8 --input 28x28 (its own size): status %d: %s", code, e.String())
+	}
+	e.Reset()
+	if code := run(context.Background(), []string{"export", "onnx", "--weights", out, "--input", "32x32", "--out", onnxOut}, &o, &e); code != 2 || !strings.Contains(e.String(), "--input 32x32: an int8 checkpoint's graph is fixed at the size it was quantized at (28x28)") {
+		t.Errorf("export onnx int8 --input 32x32: status %d: %s", code, e.String())
+	}
 	// The QDQ model imports back into an int8 checkpoint that predicts
 	// exactly as the one exported.
 	back := filepath.Join(t.TempDir(), "back8.safetensors")

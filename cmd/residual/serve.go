@@ -13,6 +13,7 @@ import (
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/infer"
+	"github.com/residual-nn/residual/internal/kernels"
 	"github.com/residual-nn/residual/serve"
 )
 
@@ -62,6 +63,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer quietSignals.Store(false)
 	}
 	cfg.Logger = slog.New(h)
+	for _, p := range kernels.EnvProblems() {
+		cfg.Logger.Warn(p)
+	}
 	cfg.Repository = *repo
 	cfg.Open = func(path string) (serve.Backend, error) { return openCheckpoint(path, pr) }
 	s := serve.New(cfg)

@@ -1,6 +1,11 @@
 package kernels
 
-import "os"
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+)
 
 // Level names the kernel implementation in use.
 type Level int
@@ -93,4 +98,25 @@ func kernelsFor(l Level) *kernelSet {
 		return avx2Set
 	}
 	return nil
+}
+
+// EnvProblems describes each kernel switch of the environment set to a
+// value that means nothing (RESIDUAL_KERNELS, RESIDUAL_BF16,
+// RESIDUAL_WINOGRAD), which the kernels ignore: a misspelt "emulate" or
+// "avx2" would otherwise leave a user measuring the default path unawares.
+func EnvProblems() []string {
+	var out []string
+	for _, v := range []struct {
+		name  string
+		known []string
+	}{
+		{"RESIDUAL_KERNELS", []string{"generic", "avx2"}},
+		{"RESIDUAL_BF16", []string{"emulate"}},
+		{"RESIDUAL_WINOGRAD", []string{"0", "2"}},
+	} {
+		if s, ok := os.LookupEnv(v.name); ok && s != "" && !slices.Contains(v.known, s) {
+			out = append(out, fmt.Sprintf("%s=%q means nothing to the kernels (it takes %s); ignored", v.name, s, strings.Join(v.known, " or ")))
+		}
+	}
+	return out
 }
