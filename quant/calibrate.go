@@ -18,7 +18,8 @@ const (
 	Percentile Method = "percentile"
 	// Entropy clips where the Kullback-Leibler divergence between the
 	// histogram of magnitudes and its quantized version is smallest
-	// (TensorRT's calibration, Migacz 2017).
+	// (TensorRT's calibration, Migacz 2017), the first bin (exact zeros)
+	// flattened to its neighbour as pytorch-quantization does.
 	Entropy Method = "entropy"
 	// FromQDQ is no calibration: the scales were read from an imported
 	// QDQ ONNX model (interop/onnx.ImportInt8). ParseMethod does not
