@@ -55,7 +55,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	threads := fs.Int("threads", 0, "threads (0: all cores)")
 	out := fs.String("out", "", "run folder (default runs/MODEL-DATA)")
 	resume := fs.Bool("resume", false, "continue the run in --out from its last checkpoint, with the settings it recorded there; flags given with --resume replace them (e.g. --epochs), except the model, data, batch, seed, limit, validation split, augmentation and task, which the saved position depends on")
-	overwrite := fs.Bool("overwrite", false, "start over in a run folder that holds a run (its checkpoints, records and curves are set aside in --out/.replaced, deleted when the new run completes its first epoch, put back if it ends before: failed or interrupted, or, killed, at the next train start)")
+	overwrite := fs.Bool("overwrite", false, "start over in a run folder that holds a run (its checkpoints, records and curves are set aside in --out/.replaced, deleted when the new run completes its first epoch, put back if it ends before that: at once if it fails or is interrupted, at the next train start if it is killed)")
 	limit := fs.Int("limit", 0, "use only N training (and test) images (0: all): the first N, or for folder:DIR N spread over the classes")
 	initCkpt := fs.String("init", "", "start from this checkpoint's weights (ours or imported): tensors whose name and shape match are loaded, the rest (the head, for another class count) is left fresh; its normalisation (mean, std, channel order and scale) is kept, and a folder is read at its input size unless --image-size says otherwise")
 	freeze := fs.String("freeze", "none", "none, backbone (all but the classifier head) or module prefixes separated by commas (e.g. conv1,bn1,layer1)")
