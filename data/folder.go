@@ -1,6 +1,7 @@
 package data
 
 import (
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -270,7 +271,7 @@ func OpenFolder(dir string, o *ImageOptions) (train, test *Dataset, err error) {
 	if testDir == "" {
 		train, test = train.classSplit()
 		if test.Len() == 0 {
-			return nil, nil, fmt.Errorf("data: %s: no class has the two images needed to hold one out for testing; add images or a test/ folder", dir)
+			return nil, nil, fmt.Errorf("data: %s: %w; add images or a test/ folder", dir, ErrNoTestSplit)
 		}
 		return train, test, nil
 	}
@@ -336,6 +337,11 @@ func folderSpec(kind string, channels int) (*ImageOptions, error) {
 	}
 	return o, o.defaults()
 }
+
+// ErrNoTestSplit is in the error of a folder of classes too small to hold
+// images out for a test split (no class has two images); a command that
+// needs no test split may read it with folder,all:DIR instead.
+var ErrNoTestSplit = errors.New("no class has the two images needed to hold one out for testing")
 
 // IsFolderSpec reports whether spec names an image folder
 // ("folder[,options]:DIR").

@@ -2,7 +2,6 @@ package train
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -334,44 +333,35 @@ func ResumeConfig(dir string) (Config, error) {
 // settings as rank 0 without restating them; Comm is left for the caller
 // to set, as ResumeConfig leaves it.
 func ResumeConfigGroup(c distributed.Comm, dir string) (Config, error) {
-	var msg []byte // rank 0's config as JSON, or its error's text
+	// Rank 0's config as JSON after a "c", or its error's text after an
+	// "e".
+	var msg string
 	var cfg Config
 	var err error
 	if c.Rank() == 0 {
+		var b []byte
 		if cfg, err = ResumeConfig(dir); err == nil {
-			msg, err = json.Marshal(cfg)
+			b, err = json.Marshal(cfg)
 		}
+		msg = "c" + string(b)
 		if err != nil {
-			msg = []byte(err.Error())
+			msg = "e" + err.Error()
 		}
 	}
-	// A header (the message's length, and 1 for an error), then the
-	// message.
-	head := make([]byte, 9)
-	binary.LittleEndian.PutUint64(head, uint64(len(msg)))
-	if err != nil {
-		head[8] = 1
-	}
-	if berr := c.BroadcastBytes(head, 0); berr != nil {
-		return Config{}, errors.Join(err, fmt.Errorf("train: resuming %s: sharing rank 0's config: %w", dir, berr))
-	}
-	n := binary.LittleEndian.Uint64(head)
-	if n > 1<<24 {
-		return Config{}, fmt.Errorf("train: resuming %s: rank 0's config of %d bytes is not one", dir, n)
-	}
-	if c.Rank() != 0 {
-		msg = make([]byte, n)
-	}
-	if berr := c.BroadcastBytes(msg, 0); berr != nil {
+	got, berr := distributed.BroadcastString(c, msg, 0)
+	if berr != nil {
 		return Config{}, errors.Join(err, fmt.Errorf("train: resuming %s: sharing rank 0's config: %w", dir, berr))
 	}
 	if c.Rank() == 0 {
 		return cfg, err
 	}
-	if head[8] == 1 {
-		return Config{}, fmt.Errorf("train: resuming %s: rank 0: %s", dir, msg)
+	switch {
+	case strings.HasPrefix(got, "e"):
+		return Config{}, fmt.Errorf("train: resuming %s: rank 0: %s", dir, got[1:])
+	case !strings.HasPrefix(got, "c"):
+		return Config{}, fmt.Errorf("train: resuming %s: rank 0 sent no config", dir)
 	}
-	if err := json.Unmarshal(msg, &cfg); err != nil {
+	if err := json.Unmarshal([]byte(got[1:]), &cfg); err != nil {
 		return Config{}, fmt.Errorf("train: resuming %s: rank 0's config: %w", dir, err)
 	}
 	cfg.Out, cfg.Resume = dir, true

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -90,7 +91,7 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	trainSet, _, err := data.Open(*spec, c.Preprocess.Channels)
 	if err != nil {
-		if strings.HasPrefix(*spec, "folder") && !strings.Contains(*spec, "all") && strings.Contains(err.Error(), "hold one out") {
+		if errors.Is(err, data.ErrNoTestSplit) {
 			// Calibration needs no test split: every image may calibrate.
 			return fmt.Errorf("%w (to calibrate on every image of a folder of classes, give --calibrate folder,all:DIR)", err)
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -98,5 +99,36 @@ func TestQuantizeCommand(t *testing.T) {
 		if code := run(context.Background(), bad, &o, &e); code != 2 {
 			t.Errorf("%v: status %d, want 2 (%s)", bad, code, e.String())
 		}
+	}
+}
+
+// A calibration folder of classes too small to hold images out for a
+// test split is refused pointing to folder,all:, which calibrates on
+// every image (the message only said to add images or a test/ folder).
+func TestQuantizeSmallFolder(t *testing.T) {
+	src := t.TempDir()
+	colourFolder(t, src)
+	one := filepath.Join(t.TempDir(), "one")
+	if err := os.MkdirAll(filepath.Join(one, "a"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob(filepath.Join(src, "train", "a", "*.png"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("colourFolder wrote %v (%v)", files, err)
+	}
+	b, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(one, "a", "x.png"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "q.safetensors")
+	code, _, errs := runCLI("quantize", tinyCkpt, "--calibrate", "folder:"+one, "--out", out)
+	if code == 0 || !strings.Contains(errs, "give --calibrate folder,all:DIR") {
+		t.Errorf("folder of one image: exit %d, %q", code, errs)
+	}
+	if code, _, errs := runCLI("quantize", tinyCkpt, "--calibrate", "folder,all:"+one, "--out", out); code != 0 {
+		t.Errorf("folder,all: of one image: exit %d, %q", code, errs)
 	}
 }

@@ -147,7 +147,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cfg.Comm = comm
 		// The ranks that resume share rank 0's record (a broadcast the
 		// others would not join): all must resume, or none.
-		if err := sameOnRanks(comm, "--resume", *resume); err != nil {
+		if err := resumeOnEveryRank(comm, *resume); err != nil {
 			return err
 		}
 	}
@@ -272,26 +272,12 @@ func resumeConfig(fs *flag.FlagSet, flags train.Config, out io.Writer) (train.Co
 	return cfg, nil
 }
 
-// sameOnRanks returns a usage error naming the ranks where a boolean
-// flag differs (one collective, which every rank must call).
-func sameOnRanks(comm distributed.Comm, flag string, on bool) error {
-	v := make([]float64, comm.Size())
-	if on {
-		v[comm.Rank()] = 1
-	}
-	if err := comm.AllReduceSumFloat64(v); err != nil {
-		return err
-	}
-	var with, without []int
-	for r, x := range v {
-		if x != 0 {
-			with = append(with, r)
-		} else {
-			without = append(without, r)
-		}
-	}
-	if len(with) > 0 && len(without) > 0 {
-		return fmt.Errorf("%w: %s was given to rank(s) %v and not to rank(s) %v: give it to every rank or to none", errUsage, flag, with, without)
+// resumeOnEveryRank returns a usage error, on every rank, unless all ranks
+// resume or none does (distributed.CheckSame, one exchange every rank must
+// make).
+func resumeOnEveryRank(comm distributed.Comm, resume bool) error {
+	if err := distributed.CheckSame(comm, "--resume", strconv.FormatBool(resume)); err != nil {
+		return fmt.Errorf("%w: %v: give it to every rank or to none", errUsage, err)
 	}
 	return nil
 }

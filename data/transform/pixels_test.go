@@ -1,28 +1,11 @@
 package transform_test
 
 import (
-	"image"
-	"image/png"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/residual-nn/residual/data/transform"
 )
-
-func decodePNG(t *testing.T, path string) image.Image {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return img
-}
 
 // TestPixelsDropsAlphaAsPIL converts images with transparency (RGBA with
 // an alpha ramp down to 0, grey with alpha, a palette with a transparent
@@ -33,12 +16,12 @@ func decodePNG(t *testing.T, path string) image.Image {
 // darkening translucent pixels by up to 208 levels.)
 func TestPixelsDropsAlphaAsPIL(t *testing.T) {
 	for _, name := range []string{"rgba", "la", "palette"} {
-		img := decodePNG(t, filepath.Join(pilDir, "alpha", name+".png"))
+		img := mustLoad(t, filepath.Join(pilDir, "alpha", name+".png"))
 		for _, c := range []struct {
 			suffix string
 			ch     int
 		}{{"_rgb", 3}, {"_l", 1}} {
-			want := transform.Pixels(decodePNG(t, filepath.Join(pilDir, "alpha", name+c.suffix+".png")), c.ch)
+			want := transform.Pixels(mustLoad(t, filepath.Join(pilDir, "alpha", name+c.suffix+".png")), c.ch)
 			if worst, n := maxDiff(t, transform.Pixels(img, c.ch), want); worst != 0 {
 				t.Errorf("%s.png (%T) in %d channels: %d bytes differ from PIL's, by up to %d", name, img, c.ch, n, worst)
 			}
