@@ -13,8 +13,8 @@ import (
 // directMR is the tallest direct tile.
 const directMR = 14
 
-// directGroupPixels is about the number of output pixels a task sweeps
-// with one 32-channel block of weights (nine tiles): enough to repay the
+// directGroupPixels is about the fewest output pixels a task sweeps with
+// one 32-channel block of weights (nine tiles): enough to repay the
 // block's trip through the cache.
 const directGroupPixels = 9 * directMR
 
@@ -25,9 +25,9 @@ const directGroupPixels = 9 * directMR
 // whole batch is one row. It calls run(tile, buf, b, m0, mr, at) for
 // channel block b (of nb) and the mr ≤ directMR output pixels from m0,
 // whose first receptive field starts at element at: rows split into tiles
-// of equal size, one block at a time over a group of rows. tile is the
-// calling task's scratch for the kernel's [mr][32] sums (4-byte elements),
-// pooled so that a warmed-up step allocates none.
+// of equal size, one block at a time over a task's rows (directSplit).
+// tile is the calling task's scratch for the kernel's [mr][32] sums
+// (4-byte elements), pooled so that a warmed-up step allocates none.
 //
 // With stage nil, buf is nil and at counts from the input's start. Else
 // each task first calls stage(buf, e0, e1) to write elements [e0, e1) of
@@ -41,10 +41,12 @@ func sweepDirect(s ConvShape, flat bool, h, wd, cs, nb int, stage func(buf []uin
 	}
 	if flat {
 		npix := s.N * oh * ow
-		parallelFor((npix+directGroupPixels-1)/directGroupPixels, func(lo, hi int) {
+		tiles := (npix + directMR - 1) / directMR
+		d := splitDirect(tiles, directGroupPixels/directMR)
+		d.run(func(t0, t1 int) {
 			tile := tilePool.Get().(*directTile)
 			defer tilePool.Put(tile)
-			m0, m1 := lo*directGroupPixels, min(hi*directGroupPixels, npix)
+			m0, m1 := t0*directMR, min(t1*directMR, npix)
 			buf, bb, base := stageInput(stage, m0*cs, m1*cs)
 			for b := range nb {
 				for m := m0; m < m1; m += directMR {
@@ -58,13 +60,12 @@ func sweepDirect(s ConvShape, flat bool, h, wd, cs, nb int, stage func(buf []uin
 		return
 	}
 	rows := s.N * oh
-	perGroup := max(1, directGroupPixels/ow)
+	d := splitDirect(rows, max(1, directGroupPixels/ow))
 	tiles := (ow + directMR - 1) / directMR
 	rowElems := wd * cs
-	parallelFor((rows+perGroup-1)/perGroup, func(lo, hi int) {
+	d.run(func(r0, r1 int) {
 		tile := tilePool.Get().(*directTile)
 		defer tilePool.Put(tile)
-		r0, r1 := lo*perGroup, min(hi*perGroup, rows)
 		// The padded rows that output rows [r0, r1) read.
 		p0 := r0/oh*h + r0%oh*s.SH
 		p1 := (r1-1)/oh*h + (r1-1)%oh*s.SH + (s.KH-1)*s.DH + 1
@@ -81,6 +82,49 @@ func sweepDirect(s ConvShape, flat bool, h, wd, cs, nb int, stage func(buf []uin
 		}
 		if bb != nil {
 			putBytes(bb)
+		}
+	})
+}
+
+// A directSplit cuts a direct convolution's units of work (tiles or
+// output rows) into tasks: first into one share for each goroutine that
+// parallelFor runs, their sizes differing by at most one unit, then each
+// share into k pieces of about equal size. Task t is piece t/p of share
+// t%p, so that goroutines of equal speed, taking the tasks in turn, each
+// end with one share, and one slowed down leaves its later pieces to the
+// others. (Groups of a fixed size and a short last one left ResNet-50's
+// 7×7 layers at batch 8 with four groups of 18, 18, 18 and 2 rows: one
+// goroutine did 36 rows, the other 20.)
+type directSplit struct{ units, p, k int }
+
+// splitDirect splits units that are worth sweeping per at a time (a
+// group: see directGroupPixels) into up to chunksPerGoroutine pieces a
+// goroutine, none much smaller than a group.
+func splitDirect(units, per int) directSplit {
+	p, _ := chunking(units)
+	groups := (units + per - 1) / per
+	return directSplit{units, p, min(chunksPerGoroutine, max(1, groups/p))}
+}
+
+// tasks returns how many tasks d has.
+func (d directSplit) tasks() int { return d.p * d.k }
+
+// span returns the units [lo, hi) of task t (empty where a share has
+// fewer units than pieces).
+func (d directSplit) span(t int) (lo, hi int) {
+	s, j := t%d.p, t/d.p
+	s0, s1 := s*d.units/d.p, (s+1)*d.units/d.p
+	return s0 + j*(s1-s0)/d.k, s0 + (j+1)*(s1-s0)/d.k
+}
+
+// run calls fn on the units of every task that has some, in parallel, a
+// task at a time.
+func (d directSplit) run(fn func(lo, hi int)) {
+	parallelChunks(d.tasks(), d.k, func(t0, t1 int) {
+		for t := t0; t < t1; t++ {
+			if lo, hi := d.span(t); lo < hi {
+				fn(lo, hi)
+			}
 		}
 	})
 }

@@ -150,3 +150,42 @@ func BenchmarkResNet50Grads(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkResNet50Int8Convs times each distinct convolution of ResNet-50
+// in int8 (Int8Conv, u8 output through a ReLU epilogue, as a quantized
+// inference pass runs them) at the batch RESIDUAL_BENCH_BATCH (default 8);
+// GOP/s counts 2 operations a multiply-add, ms/net is the layer's share of
+// one forward pass.
+func BenchmarkResNet50Int8Convs(b *testing.B) {
+	n := 8
+	if v, err := strconv.Atoi(os.Getenv("RESIDUAL_BENCH_BATCH")); err == nil && v > 0 {
+		n = v
+	}
+	for _, l := range resnet50Convs(n) {
+		s := l.s
+		b.Run(fmt.Sprintf("%s/x%d", l.name, l.count), func(b *testing.B) {
+			x := make([]uint8, s.N*s.H*s.W*s.C)
+			for i := range x {
+				x[i] = uint8(i % 251)
+			}
+			wq := make([]int8, s.KH*s.KW*s.C*s.OC)
+			for i := range wq {
+				wq[i] = int8(i%15 - 7)
+			}
+			w := NewInt8Weights(wq, s.KH*s.KW*s.C, s.OC)
+			ep := &Int8Epilogue{Bias: make([]int32, s.OC), Mult: make([]float32, s.OC), Zero: 3, ReLU: true}
+			for i := range ep.Mult {
+				ep.Mult[i] = 1e-4
+			}
+			y := make([]uint8, s.N*s.OH()*s.OW()*s.OC)
+			Int8Conv(s, x, 5, w, ep, y, nil) // packs the weights
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				Int8Conv(s, x, 5, w, ep, y, nil)
+			}
+			sec := b.Elapsed().Seconds() / float64(b.N)
+			b.ReportMetric(convFLOP(s)/sec/1e9, "GOP/s")
+			b.ReportMetric(sec*1e3*float64(l.count), "ms/net")
+		})
+	}
+}
