@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -9,7 +10,6 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/tensor"
@@ -72,7 +72,15 @@ func decodeRaw(what, dt string, raw []byte, n int) ([]float32, error) {
 	// One loop per datatype: a switch per element cost a 224×224×3
 	// FP32 input 0.8 ms.
 	switch dt {
-	case "BOOL", "UINT8":
+	case "BOOL":
+		for i := range out {
+			if raw[i] > 1 {
+				putFloats(out)
+				return nil, badRequest("%s: BOOL element %d is the byte %d; want 0 or 1", what, i, raw[i])
+			}
+			out[i] = float32(raw[i])
+		}
+	case "UINT8":
 		for i := range out {
 			out[i] = float32(raw[i])
 		}
@@ -140,17 +148,33 @@ func halfToFloat(h uint16) float32 {
 	return math.Float32frombits(sign | (exp+112)<<23 | frac<<13)
 }
 
-// decodeJSONData flattens a JSON tensor "data" field, flat or nested in
-// row-major order, to exactly n float32 values. Booleans count as 0/1 for
-// BOOL tensors; strings are refused.
-func decodeJSONData(what, dt string, data json.RawMessage, n int) ([]float32, error) {
+// decodeJSONData flattens a JSON tensor "data" field to exactly n float32
+// values: flat, or nested in row-major order with every array as long as
+// its dimension of dims (so that a ragged nesting whose total happens to
+// match is refused). Booleans count as 0/1 for BOOL tensors; strings are
+// refused.
+func decodeJSONData(what, dt string, data json.RawMessage, dims []int, n int) ([]float32, error) {
 	if _, err := elemSize(dt); err != nil {
 		return nil, err
 	}
-	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
-	out := make([]float32, 0, n)
-	depth := 0
+	// Room for what the bytes can hold (a number and a comma each), not
+	// for what the shape claims.
+	out := make([]float32, 0, min(n, len(data)/2+1))
+	// counts holds, for each array open, the elements seen in it; the
+	// first element of the outermost array decides flat or nested.
+	var counts []int
+	nested, decided := false, false
+	element := func(array bool) {
+		if len(counts) == 0 {
+			return // a bare number, or the outermost array
+		}
+		if !decided {
+			nested, decided = array, true
+		}
+		counts[len(counts)-1]++
+	}
 	for {
 		tok, err := dec.Token()
 		if errors.Is(err, io.EOF) {
@@ -161,32 +185,56 @@ func decodeJSONData(what, dt string, data json.RawMessage, n int) ([]float32, er
 		}
 		switch v := tok.(type) {
 		case json.Delim:
-			if v == '[' {
-				if depth++; depth > limits.Nesting {
+			switch v {
+			case '[':
+				depth := len(counts) + 1
+				if depth > limits.Nesting {
 					return nil, badRequest("%s: data nested deeper than %d (limits.Nesting)", what, limits.Nesting)
 				}
-			} else if v == ']' {
-				depth--
-			} else {
+				if depth > 1 {
+					if decided && !nested {
+						return nil, badRequest("%s: data mixes numbers and arrays in its outermost array; want it flat or nested as the shape %v", what, dims)
+					}
+					if depth > len(dims) {
+						return nil, badRequest("%s: data nested %d deep, deeper than its shape %v", what, depth, dims)
+					}
+				}
+				element(true)
+				counts = append(counts, 0)
+			case ']':
+				d := len(counts)
+				if nested && counts[d-1] != dims[d-1] {
+					return nil, badRequest("%s: an array at depth %d of data holds %d elements; the shape %v wants %d", what, d, counts[d-1], dims, dims[d-1])
+				}
+				counts = counts[:d-1]
+			default:
 				return nil, badRequest("%s: data holds an object; want numbers in (nested) arrays", what)
 			}
-		case json.Number:
+		case json.Number, bool:
+			if nested && len(counts) != len(dims) {
+				return nil, badRequest("%s: data holds a number at depth %d; its shape %v nests %d deep", what, len(counts), dims, len(dims))
+			}
 			if len(out) == n {
 				return nil, badRequest("%s: data holds more than the %d elements its shape declares", what, n)
 			}
-			f, err := jsonNumberAs(dt, v)
-			if err != nil {
-				return nil, badRequest("%s: data element %d: %v", what, len(out), err)
+			var f float32
+			if num, ok := v.(json.Number); ok {
+				if f, err = jsonNumberAs(dt, num); err != nil {
+					return nil, badRequest("%s: data element %d: %v", what, len(out), err)
+				}
+			} else {
+				if dt != "BOOL" {
+					return nil, badRequest("%s: data element %d is a boolean in a %s tensor", what, len(out), dt)
+				}
+				f = map[bool]float32{false: 0, true: 1}[v.(bool)]
+			}
+			element(false)
+			if nested && len(counts) > 0 && counts[len(counts)-1] > dims[len(counts)-1] {
+				return nil, badRequest("%s: an array at depth %d of data holds more than the %d elements the shape %v wants", what, len(counts), dims[len(counts)-1], dims)
 			}
 			out = append(out, f)
-		case bool:
-			if dt != "BOOL" {
-				return nil, badRequest("%s: data element %d is a boolean in a %s tensor", what, len(out), dt)
-			}
-			if len(out) == n {
-				return nil, badRequest("%s: data holds more than the %d elements its shape declares", what, n)
-			}
-			out = append(out, map[bool]float32{false: 0, true: 1}[v])
+		case nil:
+			return nil, badRequest("%s: data element %d is null; want a number", what, len(out))
 		default:
 			return nil, badRequest("%s: data element %d is %T; want a number", what, len(out), tok)
 		}
@@ -253,24 +301,52 @@ func jsonNumberAs(dt string, v json.Number) (float32, error) {
 // outputs computes the requested outputs from a model's logits: names in
 // order, each a tensor. Empty want means every output.
 func outputs(logits *tensor.Tensor, want []string) ([]string, []*tensor.Tensor, error) {
+	if err := checkOutputs(want); err != nil {
+		return nil, nil, err
+	}
 	if len(want) == 0 {
 		want = []string{logitsName, probsName}
 	}
 	var ts []*tensor.Tensor
-	for i, w := range want {
-		if slices.Contains(want[:i], w) {
-			return nil, nil, badRequest("output %q is requested twice", w)
-		}
-		switch w {
-		case logitsName:
+	for _, w := range want {
+		if w == logitsName {
 			ts = append(ts, logits)
-		case probsName:
+		} else {
 			ts = append(ts, softmaxLast(logits))
-		default:
-			return nil, nil, badRequest("unknown output %q (the model's outputs: %q, %q)", w, logitsName, probsName)
 		}
 	}
 	return want, ts, nil
+}
+
+// unsupportedParameters are parameters of Triton's extensions that change
+// what a request means — classification answers class labels instead of
+// the tensor, the shared-memory ones say where the data lies — which the
+// server does not implement: ignoring them would answer another question.
+var unsupportedParameters = []string{"classification", "shared_memory_region", "shared_memory_byte_size", "shared_memory_offset"}
+
+// checkParameters refuses a request, input or output (where) whose
+// parameters ask for an extension the server lacks.
+func checkParameters[V any](where string, p map[string]V) error {
+	for _, k := range unsupportedParameters {
+		if _, ok := p[k]; ok {
+			return badRequest("%s: parameter %q (a Triton extension) is not supported by this server", where, k)
+		}
+	}
+	return nil
+}
+
+// checkOutputs checks the outputs a request names (none: all of them):
+// known, and each named once.
+func checkOutputs(want []string) error {
+	for i, w := range want {
+		if slices.Contains(want[:i], w) {
+			return badRequest("output %q is requested twice", w)
+		}
+		if w != logitsName && w != probsName {
+			return badRequest("unknown output %q (the model's outputs: %q, %q)", w, logitsName, probsName)
+		}
+	}
+	return nil
 }
 
 // softmaxLast returns the softmax over the last axis (the classes).

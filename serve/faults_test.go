@@ -108,6 +108,12 @@ func TestSlowloris(t *testing.T) {
 	if !closedWithin(header, 3*time.Second) {
 		t.Error("a client trickling its header was not cut off within 3 s (ReadHeaderTimeout 200 ms)")
 	}
+	// The body's client hears why: 408, not a 400 about an i/o error.
+	body.SetReadDeadline(time.Now().Add(3 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(body), nil)
+	if err != nil || resp.StatusCode != http.StatusRequestTimeout {
+		t.Errorf("a client trickling its body: %v, %v; want a 408", resp, err)
+	}
 	if !closedWithin(body, 3*time.Second) {
 		t.Error("a client trickling its body was not cut off within 3 s (ReadTimeout 400 ms)")
 	}

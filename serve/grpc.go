@@ -111,7 +111,8 @@ func (g *grpcService) ModelMetadata(_ context.Context, r *inferencepb.ModelMetad
 func (g *grpcService) ModelInfer(ctx context.Context, r *inferencepb.ModelInferRequest) (_ *inferencepb.ModelInferResponse, err error) {
 	defer func() { g.s.countFailure(r.GetModelName(), r.GetModelVersion(), err) }()
 	// The model and version first: NOT_FOUND whatever the inputs hold.
-	if _, err := g.s.lookup(r.GetModelName(), r.GetModelVersion()); err != nil {
+	m0, err := g.s.lookup(r.GetModelName(), r.GetModelVersion())
+	if err != nil {
 		return nil, err
 	}
 	if len(r.GetInputs()) != 1 {
@@ -123,6 +124,28 @@ func (g *grpcService) ModelInfer(ctx context.Context, r *inferencepb.ModelInferR
 	}
 	n, dims, err := checkShape("input "+inputName, in.GetShape())
 	if err != nil {
+		return nil, err
+	}
+	// The shape and the outputs before the data is decoded and the model
+	// runs (Server.infer checks the shape again, against the version
+	// that runs it).
+	if err := m0.checkShape(dims); err != nil {
+		return nil, err
+	}
+	if err := checkParameters("request", r.GetParameters()); err != nil {
+		return nil, err
+	}
+	if err := checkParameters("input "+in.GetName(), in.GetParameters()); err != nil {
+		return nil, err
+	}
+	var want []string
+	for _, o := range r.GetOutputs() {
+		if err := checkParameters(fmt.Sprintf("output %q", o.GetName()), o.GetParameters()); err != nil {
+			return nil, err
+		}
+		want = append(want, o.GetName())
+	}
+	if err := checkOutputs(want); err != nil {
 		return nil, err
 	}
 	var data []float32
@@ -145,13 +168,9 @@ func (g *grpcService) ModelInfer(ctx context.Context, r *inferencepb.ModelInferR
 		return nil, err // a request that gave up may still be queued with data
 	}
 	defer putFloats(data) // answered: the batch that read it has run
-	var want []string
-	for _, o := range r.GetOutputs() {
-		want = append(want, o.GetName())
-	}
 	names, ts, err := outputs(y, want)
 	if err != nil {
-		return nil, err
+		return nil, counted{err} // checked above; the model ran and was counted
 	}
 	resp := &inferencepb.ModelInferResponse{ModelName: m.name, ModelVersion: m.version, Id: r.GetId()}
 	for i, name := range names {

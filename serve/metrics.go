@@ -80,6 +80,19 @@ func (m *metrics) forModel(name, version string) *modelMetrics {
 	}
 }
 
+// drop removes a model version's series, once it is unloaded: a
+// repository whose versions come and go would otherwise export every
+// version it ever served.
+func (m *metrics) drop(name, version string) {
+	l := prometheus.Labels{"model": name, "version": version}
+	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
+		m.success, m.failure, m.count, m.exec, m.requestUs, m.queueUs, m.computeUs,
+		m.latency, m.queueLatency, m.batches, m.queueItems,
+	} {
+		v.DeletePartialMatch(l)
+	}
+}
+
 // observeBatch records one model execution.
 func (mm *modelMetrics) observeBatch(size int, _ time.Duration, err error) {
 	if err != nil {

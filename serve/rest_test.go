@@ -174,6 +174,15 @@ func TestBadRequests(t *testing.T) {
 		{"binary data without its header", "m", `{"inputs":[` + good + `]}` + "\x00\x00\x80\x3f", 400, "Inference-Header-Content-Length header"},
 		{"batch over max", "m", `{"inputs":[{"name":"input","shape":[5,2,2,1],"datatype":"FP32","data":[` + strings.Repeat("1,", 19) + `1]}]}`, 400, "--max-batch 4"},
 		{"empty batch", "m", `{"inputs":[{"name":"input","shape":[0,2,2,1],"datatype":"FP32","data":[]}]}`, 400, "empty"},
+		{"ragged nesting", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP32","data":[[[[1,2]],[[3],[4]]]]}]}`, 400, "the shape [1 2 2 1] wants"},
+		{"nested too shallow", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP32","data":[[1,2],[3,4]]}]}`, 400, "nests 4 deep"},
+		{"flat and nested mixed", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP32","data":[1,[2,3],4]}]}`, 400, "mixes numbers and arrays"},
+		{"null element", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP32","data":[1,null,3,4]}]}`, 400, "element 1 is null"},
+		// The shape is compared with the model's before the data is
+		// decoded: 2^28 declared elements cost nothing.
+		{"huge shape, little data", "m", `{"inputs":[{"name":"input","shape":[268435456],"datatype":"FP32","data":[1]}]}`, 400, "does not match the model's"},
+		{"classification", "m", `{"inputs":[` + good + `],"outputs":[{"name":"logits","parameters":{"classification":3}}]}`, 400, `parameter "classification"`},
+		{"shared memory", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP32","parameters":{"shared_memory_region":"r"},"data":[1,2,3,4]}]}`, 400, `parameter "shared_memory_region"`},
 		{"unknown output", "m", `{"inputs":[` + good + `],"outputs":[{"name":"boxes"}]}`, 400, `unknown output "boxes"`},
 		{"output twice", "m", `{"inputs":[` + good + `],"outputs":[{"name":"logits"},{"name":"logits"}]}`, 400, `output "logits" is requested twice`},
 		{"bad timeout", "m", `{"parameters":{"timeout":"soon"},"inputs":[` + good + `]}`, 400, `"timeout"`},
@@ -197,6 +206,7 @@ func TestBadRequests(t *testing.T) {
 		{"size past data", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP32","parameters":{"binary_data_size":16}}]}`, "", make([]byte, 8), "more than the 8 bytes"},
 		{"size mismatch", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP32","parameters":{"binary_data_size":8}}]}`, "", make([]byte, 8), "want 16 bytes"},
 		{"trailing bytes", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP32","parameters":{"binary_data_size":16}}]}`, "", make([]byte, 20), "no input claims"},
+		{"BOOL byte 2", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"BOOL","parameters":{"binary_data_size":4}}]}`, "", []byte{0, 1, 2, 1}, "BOOL element 2 is the byte 2"},
 	}
 	for _, c := range bin {
 		l := c.length
@@ -226,7 +236,63 @@ func TestBadRequests(t *testing.T) {
 	if !strings.Contains(string(mb), want) {
 		t.Errorf("metrics lack %q", want)
 	}
+	// None ran the model: a request refused for its outputs was counted a
+	// success too when they were checked after the inference.
+	if want := `nv_inference_request_success{model="m",version="1"} 0` + "\n"; !strings.Contains(string(mb), want) {
+		t.Errorf("metrics lack %q", want)
+	}
 	serving(t, ts, "m")
+}
+
+// TestUncleanPaths: a path with an empty, . or .. segment is a JSON 404,
+// not ServeMux's redirect to the cleaned path, which names another
+// resource (/v2/models//ready is the metadata of a model called "ready").
+func TestUncleanPaths(t *testing.T) {
+	ts := start(t, Config{}, map[string]Backend{"m": newFake()})
+	for _, p := range []string{"/v2/models//ready", "/v2/models/m/versions//ready", "/v2/models/m/./ready", "/v2/models/x/../m/ready"} {
+		req, err := http.NewRequest(http.MethodGet, ts.url+p, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.URL.Opaque = p // sent as it is, not cleaned by the client
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var e struct{ Error string }
+		if resp.StatusCode != http.StatusNotFound || json.Unmarshal(b, &e) != nil || !strings.Contains(e.Error, "segment") {
+			t.Errorf("GET %s: %d %s; want a JSON 404 naming the segment", p, resp.StatusCode, b)
+		}
+	}
+	if code, b := get(t, ts.url+"/v2/models/m/ready"); code != http.StatusOK {
+		t.Errorf("GET /v2/models/m/ready: %d %s", code, b)
+	}
+}
+
+// TestUnloadDropsMetrics: an unloaded version's series leave /metrics
+// (a repository whose versions come and go exported each forever).
+func TestUnloadDropsMetrics(t *testing.T) {
+	ts := start(t, Config{}, map[string]Backend{"m": newFake()})
+	if err := ts.Add("m", "2", newFake()); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, b := post(t, ts.url+"/v2/models/m/versions/2/infer", "application/json", inferJSON([]int{1, 2, 2, 1}, []float32{1, 2, 3, 4}, "")); code != 200 {
+		t.Fatalf("infer: %d %s", code, b)
+	}
+	_, mb := get(t, ts.url+"/metrics")
+	if !strings.Contains(string(mb), `nv_inference_count{model="m",version="2"} 1`) {
+		t.Fatalf("metrics lack version 2's count:\n%s", mb)
+	}
+	ts.Unload("m", "2")
+	_, mb = get(t, ts.url+"/metrics")
+	if strings.Contains(string(mb), `version="2"`) {
+		t.Errorf("metrics still hold version 2 after Unload:\n%s", mb)
+	}
+	if !strings.Contains(string(mb), `nv_inference_count{model="m",version="1"} 0`) {
+		t.Errorf("metrics lost version 1 with version 2")
+	}
 }
 
 // TestUnknownModelWhateverTheBody checks that the model and version are

@@ -399,6 +399,7 @@ func (s *Server) Unload(name, version string) {
 	if m != nil {
 		m.ready.Store(false)
 		m.bt.close()
+		s.metrics.drop(name, version)
 		s.log.Info("model unloaded", "model", name, "version", version)
 	}
 }
@@ -587,15 +588,24 @@ func (s *Server) infer(ctx context.Context, protocol, name, version string, x *t
 // checkInput checks an input batch against the model: rank, image shape,
 // at least one image, finite values.
 func (m *model) checkInput(x *tensor.Tensor) error {
-	want := []int{m.info.Height, m.info.Width, m.info.Channels}
-	if len(x.Shape) != 4 || !tensor.SameShape(x.Shape[1:], want) {
-		return badRequest("input shape %v does not match the model's [-1 %d %d %d] (NHWC)", x.Shape, want[0], want[1], want[2])
-	}
-	if x.Shape[0] < 1 {
-		return badRequest("input batch is empty")
+	if err := m.checkShape(x.Shape); err != nil {
+		return err
 	}
 	if i := finite(x.Data); i >= 0 {
 		return badRequest("input value %d is %v; inputs must be finite", i, x.Data[i])
+	}
+	return nil
+}
+
+// checkShape checks an input's shape against the model: rank, image
+// shape, at least one image.
+func (m *model) checkShape(shape []int) error {
+	want := []int{m.info.Height, m.info.Width, m.info.Channels}
+	if len(shape) != 4 || !tensor.SameShape(shape[1:], want) {
+		return badRequest("input shape %v does not match the model's [-1 %d %d %d] (NHWC)", shape, want[0], want[1], want[2])
+	}
+	if shape[0] < 1 {
+		return badRequest("input batch is empty")
 	}
 	return nil
 }
