@@ -162,6 +162,11 @@ func TestInt8Damaged(t *testing.T) {
 		{"nanweightscale", "weight scale", func(ts map[string]*tensor.Tensor, dt, md map[string]string) {
 			ts[some+".weight_scale"].Data[0] = float32(math.NaN())
 		}},
+		// A subnormal scale multiplies every sum into zero (1e-45 gave
+		// every class 10%); quantize never makes one.
+		{"subnormalweightscale", "at least 2^-126", func(ts map[string]*tensor.Tensor, dt, md map[string]string) {
+			ts[some+".weight_scale"].Data[0] = 1e-45
+		}},
 		{"badscale", "scale", func(ts map[string]*tensor.Tensor, dt, md map[string]string) {
 			md["quant"] = strings.Replace(md["quant"], `"scale":`, `"scale":-`, 1)
 		}},

@@ -7,6 +7,7 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -63,5 +64,45 @@ func TestSpecialFilesAreNotImages(t *testing.T) {
 	err := fifotest.ReadWritten(fifo, buf.Bytes(), func() (err error) { img, err = LoadImage(fifo); return err })
 	if err != nil || img.Bounds().Dx() != 4 {
 		t.Errorf("a FIFO a process writes: %v, %v", img, err)
+	}
+}
+
+// TestFIFOsInDataFolders: an MNIST-layout folder whose images file is a
+// FIFO that no process writes, and a segmentation folder whose
+// classes.txt is one, give an error at once (both blocked for ever); a
+// classes.txt that is a device (a link to /dev/zero ran out of memory) or
+// a folder is refused, not read nor taken for no classes.txt.
+func TestFIFOsInDataFolders(t *testing.T) {
+	idx := t.TempDir()
+	fifotest.Make(t, filepath.Join(idx, "train-images-idx3-ubyte.gz"))
+	seg := t.TempDir()
+	img := image.NewGray(image.Rect(0, 0, 4, 4))
+	writeImagePNG(t, filepath.Join(seg, "images", "a.png"), img)
+	writeImagePNG(t, filepath.Join(seg, "masks", "a.png"), img)
+	classes := filepath.Join(seg, "classes.txt")
+	fifotest.Make(t, classes)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, _, err := IDXDir(idx, nil); err == nil {
+			t.Error("IDXDir with a FIFO for its images: no error")
+		}
+		if _, err := SegFolder(seg, 1); err == nil || !strings.Contains(err.Error(), "classes.txt is not a regular file") {
+			t.Errorf("SegFolder with a FIFO for classes.txt: %v", err)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("a FIFO in a data folder blocked")
+	}
+	for _, target := range []string{"/dev/zero", t.TempDir()} {
+		os.Remove(classes)
+		if err := os.Symlink(target, classes); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := SegFolder(seg, 1); err == nil || !strings.Contains(err.Error(), "classes.txt is not a regular file") {
+			t.Errorf("SegFolder with classes.txt → %s: %v", target, err)
+		}
 	}
 }

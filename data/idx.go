@@ -133,10 +133,12 @@ func IDXDir(dir string, classes []string) (train, test *Dataset, err error) {
 
 func dirOpener(dir string) func(string) (io.ReadCloser, error) {
 	return func(name string) (io.ReadCloser, error) {
+		// Opened without waiting for a writer (a FIFO would block
+		// os.Open beyond any signal's reach; opened so it reads as empty).
 		p := filepath.Join(dir, name)
-		f, err := os.Open(p)
+		f, err := limits.OpenNoWait(p)
 		if os.IsNotExist(err) {
-			f, err = os.Open(p[:len(p)-len(".gz")])
+			f, err = limits.OpenNoWait(p[:len(p)-len(".gz")])
 		}
 		if os.IsNotExist(err) {
 			return nil, fmt.Errorf("data: %s (or without .gz) not found: %w", p, err)

@@ -1,13 +1,14 @@
 package data
 
 import (
+	"errors"
 	"fmt"
 	"github.com/residual-nn/residual/data/transform"
 	"github.com/residual-nn/residual/limits"
 	"image"
 	"image/color"
+	"io/fs"
 	"math"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -410,10 +411,15 @@ func SegFolder(dir string, channels int) (*Dataset, error) {
 		d.Masks = append(d.Masks, m...)
 		maskPaths = append(maskPaths, mp)
 	}
-	if raw, err := os.ReadFile(filepath.Join(dir, "classes.txt")); err == nil {
+	// classes.txt, when there is one, is a regular file of a bounded
+	// size (a FIFO blocked, /dev/zero ran out of memory); one that cannot
+	// be read is an error, not a reason to number the classes.
+	if raw, err := limits.ReadFile(filepath.Join(dir, "classes.txt"), limits.HeaderBytes); err == nil {
 		for _, l := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
 			d.Classes = append(d.Classes, strings.TrimSpace(l))
 		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("data: %w", err)
 	} else {
 		for c := 0; c <= top; c++ {
 			d.Classes = append(d.Classes, strconv.Itoa(c))

@@ -253,7 +253,7 @@ func quantizeLayer(n node, sx float64) *Layer {
 			amax = max(amax, math.Abs(float64(n.w.Data[i*oc+o])))
 		}
 		s := amax / 127
-		if s == 0 {
+		if s < 0x1p-126 { // zero, or weights below float32's normal steps: nothing to keep
 			s = 1
 		}
 		l.Scale[o] = float32(s)
@@ -297,8 +297,8 @@ func (m *Model) prepare() error {
 			return fmt.Errorf("quant: layer %q: bias of %d values for a layer with %d outputs (bias %v)", n.name, len(l.Bias), l.OC, n.bias != nil)
 		}
 		for o, v := range l.Scale {
-			if !(v > 0) || math.IsInf(float64(v), 0) {
-				return fmt.Errorf("quant: layer %q: weight scale %d is %v (want finite and positive)", n.name, o, v)
+			if !(v >= 0x1p-126) || math.IsInf(float64(v), 0) { // as quantizeLayer makes them
+				return fmt.Errorf("quant: layer %q: weight scale %d is %v (want finite and at least 2^-126, float32's smallest normal)", n.name, o, v)
 			}
 		}
 		st := &convState{w: kernels.NewInt8Weights(l.W, l.KH*l.KW*l.IC, l.OC), mult: make([]float32, l.OC), bias: l.Bias}

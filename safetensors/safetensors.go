@@ -114,9 +114,24 @@ func ReadFrom(r io.Reader, size int64) (*File, error) {
 	if size >= 0 && size-8-int64(n) != h.dataLen {
 		return nil, fmt.Errorf("safetensors: %d data bytes, the header's tensors cover %d (truncated or padded?)", size-8-int64(n), h.dataLen)
 	}
-	data := make([]byte, h.dataLen)
-	if got, err := io.ReadFull(r, data); err != nil {
-		return nil, fmt.Errorf("safetensors: data truncated: %d of the %d bytes the header describes (%v)", got, h.dataLen, err)
+	if err := limits.CheckMemory("safetensors: the header's tensors", h.dataLen+4*h.values); err != nil {
+		return nil, err
+	}
+	var data []byte
+	if size >= 0 { // a regular file of the size the header implies
+		data = make([]byte, h.dataLen)
+		_, err = io.ReadFull(r, data)
+	} else {
+		// Of unknown size (a pipe), the buffer grows with the bytes that
+		// arrive: a 300-byte header declaring gigabytes must not allocate
+		// them before any comes.
+		data, err = io.ReadAll(io.LimitReader(r, h.dataLen))
+		if err == nil && int64(len(data)) < h.dataLen {
+			err = io.ErrUnexpectedEOF
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("safetensors: data truncated: %d of the %d bytes the header describes (%v)", len(data), h.dataLen, err)
 	}
 	if size < 0 { // nothing may follow the data
 		var one [1]byte
@@ -133,6 +148,7 @@ type header struct {
 	entries  []namedEntry
 	metadata map[string]string
 	dataLen  int64
+	values   int64 // the tensors' elements: float32 values once decoded
 }
 
 type namedEntry struct {
@@ -143,15 +159,15 @@ type namedEntry struct {
 // parseHeader decodes and checks a JSON header: known dtypes, shapes
 // within limits.TensorElements, byte ranges that match their shapes and
 // tile the data without gap or overlap, and in all no more than
-// limits.TotalBytes of float32 values. Nothing is allocated for the data
-// before all of it holds.
+// limits.TotalBytes, stored and as float32 values. Nothing is allocated
+// for the data before all of it holds.
 func parseHeader(hdr []byte) (*header, error) {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(hdr, &raw); err != nil {
 		return nil, fmt.Errorf("safetensors: bad header: %w", err)
 	}
 	h := &header{metadata: map[string]string{}}
-	var values int64
+	var values, stored int64
 	for name, msg := range raw {
 		if name == "__metadata__" {
 			if err := json.Unmarshal(msg, &h.metadata); err != nil {
@@ -181,6 +197,9 @@ func parseHeader(hdr []byte) (*header, error) {
 		if values += count; values > limits.TotalBytes/4 {
 			return nil, fmt.Errorf("safetensors: the tensors hold more than %d bytes of float32 values (limits.TotalBytes)", limits.TotalBytes)
 		}
+		if stored += hi - lo; stored > limits.TotalBytes {
+			return nil, fmt.Errorf("safetensors: the tensors are stored in more than %d bytes (limits.TotalBytes)", limits.TotalBytes)
+		}
 		h.entries = append(h.entries, namedEntry{name, e})
 	}
 	// The ranges must tile the data exactly (the format's validity rule).
@@ -194,6 +213,7 @@ func parseHeader(hdr []byte) (*header, error) {
 		}
 		h.dataLen = e.Offsets[1]
 	}
+	h.values = values
 	return h, nil
 }
 

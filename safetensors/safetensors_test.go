@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -276,6 +277,32 @@ func TestReadFromStream(t *testing.T) {
 	}
 	if _, err := ReadFrom(bytes.NewReader(good[:len(good)-1]), -1); err == nil || !strings.Contains(err.Error(), "truncated") {
 		t.Errorf("truncated stream: %v", err)
+	}
+	// A header of a few hundred bytes declaring 3 GB (within
+	// limits.TotalBytes) and a stream that ends there: refused as
+	// truncated without allocating what the header declares.
+	h := `{"a":{"dtype":"F32","shape":[268435456],"data_offsets":[0,1073741824]},"b":{"dtype":"F32","shape":[268435456],"data_offsets":[1073741824,2147483648]},` +
+		`"c":{"dtype":"F32","shape":[268435456],"data_offsets":[2147483648,3221225472]}}`
+	stream := append(binary.LittleEndian.AppendUint64(nil, uint64(len(h))), h...)
+	defer func(m int64) { limits.Memory = m }(limits.Memory)
+	limits.Memory = 1 << 40 // not refused for the machine's memory
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err = ReadFrom(bytes.NewReader(append(stream, 1, 2, 3)), -1)
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "truncated: 3 of") {
+		t.Errorf("a 3 GB header on a stream of 3 data bytes: %v", err)
+	}
+	if d := after.TotalAlloc - before.TotalAlloc; d > 64<<20 {
+		t.Errorf("a 3 GB header on a stream of 3 data bytes: allocated %d MB before refusing", d>>20)
+	}
+	// Stored bytes count against limits.TotalBytes too, not only the
+	// float32 values they become: F64 holds twice as many bytes.
+	h = `{"a":{"dtype":"F64","shape":[268435456],"data_offsets":[0,2147483648]},"b":{"dtype":"F64","shape":[268435456],"data_offsets":[2147483648,4294967296]},` +
+		`"c":{"dtype":"F64","shape":[1],"data_offsets":[4294967296,4294967304]}}`
+	stream = append(binary.LittleEndian.AppendUint64(nil, uint64(len(h))), h...)
+	if _, err := ReadFrom(bytes.NewReader(stream), -1); err == nil || !strings.Contains(err.Error(), "stored in more than") {
+		t.Errorf("4 GB of F64: %v; want limits.TotalBytes's refusal of the stored bytes", err)
 	}
 }
 

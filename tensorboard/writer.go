@@ -303,7 +303,7 @@ func (w *Writer) Image(tag string, step int64, img image.Image) error {
 // ImageFile writes the PNG file at path (a plot) for tag at step. The
 // file may be at most limits.TotalBytes long.
 func (w *Writer) ImageFile(tag string, step int64, path string) error {
-	f, err := os.Open(path)
+	f, err := limits.OpenNoWait(path)
 	if err != nil {
 		return fmt.Errorf("tensorboard: %w", err)
 	}

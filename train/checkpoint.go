@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/residual-nn/residual/checkpoint"
+	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
 )
@@ -124,7 +124,7 @@ func (r *run) restore(path string) error {
 // line recorded for it: an epoch written twice, or torn, by a run that was
 // killed and resumed counts once).
 func readMetrics(path string, upTo int) []Metrics {
-	f, err := os.Open(path)
+	f, err := limits.OpenNoWait(path)
 	if err != nil {
 		return nil
 	}

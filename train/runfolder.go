@@ -16,6 +16,7 @@ import (
 
 	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/distributed"
+	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/safetensors"
 )
 
@@ -469,7 +470,7 @@ func writeStepLoss(dir string, steps []int, losses []float64) error {
 // counts once, with its last loss). A missing or unreadable record gives
 // nothing: it only draws a curve.
 func readStepLoss(dir string, upTo int) ([]int, []float64) {
-	b, err := os.ReadFile(filepath.Join(dir, stepLossFile))
+	b, err := limits.ReadFile(filepath.Join(dir, stepLossFile), limits.HeaderBytes)
 	if err != nil {
 		return nil, nil
 	}

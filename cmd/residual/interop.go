@@ -229,6 +229,12 @@ func importONNXInt8(ctx context.Context, path, model string, classes int, out st
 	if err := stopped(ctx); err != nil {
 		return err
 	}
+	// An int8 weight is a byte of the file: a small file whose metadata
+	// names a large model must not make import build it (as
+	// checkpoint.FromFile refuses a config its tensors do not hold).
+	if est := meta.Model.Arch.ParamEstimate(); est > 1.05*float64(len(b))+1024 {
+		return fmt.Errorf("%s: the model %s describes about %.0f parameters; the %d-byte file cannot hold their int8 weights", path, meta.Model.Name, est, len(b))
+	}
 	net, err := models.Build(meta.Model, tensor.NewRNG(0))
 	if err != nil {
 		return err

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -129,6 +131,28 @@ func TestImportFloatONNX(t *testing.T) {
 	code, _, errs := runCLI("import", "onnx", f, "--out", filepath.Join(dir, "x.safetensors"))
 	if code != 1 || !strings.Contains(errs, "has no QuantizeLinear: import onnx takes int8 (QDQ) models") {
 		t.Errorf("exit %d, stderr %q", code, errs)
+	}
+}
+
+// TestImportONNXModelTheFileCannotHold: a QDQ file of 338 bytes whose
+// metadata names a ResNet of 1000-wide layers (9 M parameters; 7000 wide,
+// 441 M, ran import out of memory building it) is refused before the
+// model is built, as checkpoint.FromFile refuses a config its tensors do
+// not hold.
+func TestImportONNXModelTheFileCannotHold(t *testing.T) {
+	b, err := base64.StdEncoding.DecodeString("OiUKGQoBeAoBeBIBeSIOUXVhbnRpemVMaW5lYXJaAwoBeGIDCgF5QgIQDXLHAQoOcmVzaWR1YWwubW9kZWwStAF7Im5hbWUiOiJiaWciLCJraW5kIjoicmVzbmV0IiwiY29uZmlnIjp7ImJsb2NrIjoiYmFzaWMiLCJsYXllcnMiOlsxXSwid2lkdGhzIjpbNzAwMF0sInN0ZW0iOiJjaWZhciIsInN0ZW1fd2lkdGgiOjcwMDAsIm9yZGVyaW5nIjoicG9zdCIsInNob3J0Y3V0IjoiQiIsImNsYXNzZXMiOjIsImluX2NoYW5uZWxzIjoxfX1yHQoQcmVzaWR1YWwuY2xhc3NlcxIJWyIwIiwiMSJdcjwKE3Jlc2lkdWFsLnByZXByb2Nlc3MSJXsiSGVpZ2h0IjozMiwiV2lkdGgiOjMyLCJDaGFubmVscyI6MX0=")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = bytes.ReplaceAll(b, []byte("7000"), []byte("1000")) // same length: the protobuf stays valid
+	dir := t.TempDir()
+	f := filepath.Join(dir, "big.onnx")
+	if err := os.WriteFile(f, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := runCLI("import", "onnx", f, "--out", filepath.Join(dir, "x.safetensors"))
+	if code != 1 || !strings.Contains(errs, "describes about") || !strings.Contains(errs, "cannot hold") {
+		t.Errorf("exit %d, stderr %q; want 1 and the parameters the file cannot hold", code, errs)
 	}
 }
 

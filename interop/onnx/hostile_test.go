@@ -1,6 +1,7 @@
 package onnx
 
 import (
+	"fmt"
 	"runtime"
 	"sort"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/residual-nn/residual/internal/onnxpb"
+	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -224,4 +226,42 @@ func abs(v int64) int64 {
 		return -v
 	}
 	return v
+}
+
+// The values alive at once are bounded by limits.TotalBytes, each dropped
+// after its last reader: a chain of nodes that each produce a large value
+// runs (a 274-byte graph padding to 2^28 values and chaining a dozen Relus
+// ran out of memory when every value was kept), and a node that needs many
+// at once is refused.
+func TestLiveValuesBounded(t *testing.T) {
+	defer func(b int64) { limits.TotalBytes = b }(limits.TotalBytes)
+	limits.TotalBytes = 64 << 20 // 16 M float32 values; each below is 4 M
+	grow := intConst("p", 0, 0, 0, 0, 0, 0, 2047, 2047)
+	chain := []*onnxpb.NodeProto{grow, node("Pad", []string{"x", "p"}, []string{"a0"})}
+	for i := range 12 {
+		out := fmt.Sprintf("a%d", i+1)
+		if i == 11 {
+			out = "y"
+		}
+		chain = append(chain, node("Relu", []string{fmt.Sprintf("a%d", i)}, []string{out}))
+	}
+	m, err := Parse(graph(13, nil, chain...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Run(map[string]*tensor.Tensor{"x": tensor.New(1, 1, 1, 1)}); err != nil {
+		t.Errorf("a chain of 12 Relus of 4 M values under a 16 M limit: %v", err)
+	}
+	wide := []*onnxpb.NodeProto{grow, node("Pad", []string{"x", "p"}, []string{"a0"})}
+	for i := range 4 {
+		wide = append(wide, node("Relu", []string{"a0"}, []string{fmt.Sprintf("b%d", i)}))
+	}
+	wide = append(wide, node("Concat", []string{"b0", "b1", "b2", "b3"}, []string{"y"}, iattr("axis", 0)))
+	m, err = Parse(graph(13, nil, wide...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Run(map[string]*tensor.Tensor{"x": tensor.New(1, 1, 1, 1)}); err == nil || !strings.Contains(err.Error(), "values alive") {
+		t.Errorf("five values of 4 M alive under a 16 M limit: %v; want the limit named", err)
+	}
 }

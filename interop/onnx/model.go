@@ -206,6 +206,21 @@ func (m *Model) run(inputs map[string]*value) (map[string]*tensor.Tensor, error)
 		}
 		env[name] = v
 	}
+	// Each value computed is dropped after the last node that reads it
+	// (the graph's outputs are kept), and the values alive at once may not
+	// hold more than limits.TotalBytes: every output is bounded by
+	// limits.TensorElements, but a chain of a dozen nodes of that size
+	// kept whole ran a 274-byte graph out of memory.
+	last := map[string]int{}
+	for i, n := range m.graph.Node {
+		for _, in := range n.Input {
+			last[in] = i
+		}
+	}
+	for _, name := range m.output {
+		last[name] = len(m.graph.Node)
+	}
+	var live int64 // elements of the computed values alive
 	for i, n := range m.graph.Node {
 		args := make([]*value, len(n.Input))
 		for j, in := range n.Input {
@@ -219,7 +234,22 @@ func (m *Model) run(inputs map[string]*value) (map[string]*tensor.Tensor, error)
 		}
 		for j, name := range n.Output {
 			if j < len(res) && name != "" {
-				env[name] = res[j]
+				if old := env[name]; old != nil && m.inits[name] == nil {
+					live -= old.elements() // an output defined twice
+				}
+				if _, read := last[name]; read {
+					env[name] = res[j]
+					live += res[j].elements()
+				}
+			}
+		}
+		if live > limits.TotalBytes/4 {
+			return nil, fmt.Errorf("onnx: node %d (%s %q): the values alive after it hold more than %d bytes (limits.TotalBytes)", i, n.GetOpType(), n.GetName(), limits.TotalBytes)
+		}
+		for _, in := range n.Input {
+			if v := env[in]; v != nil && last[in] == i && m.inits[in] == nil && !slices.Contains(m.inputs, in) {
+				live -= v.elements()
+				delete(env, in)
 			}
 		}
 	}

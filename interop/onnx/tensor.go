@@ -22,6 +22,14 @@ type value struct {
 
 func floatValue(t *tensor.Tensor) *value { return &value{f: t} }
 
+// elements returns how many elements v holds.
+func (v *value) elements() int64 {
+	if v.isInt {
+		return int64(len(v.ints))
+	}
+	return int64(len(v.f.Data))
+}
+
 // onnxShape is the shape as ONNX sees it.
 func (v *value) onnxShape() []int {
 	if v.isInt {

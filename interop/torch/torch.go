@@ -29,7 +29,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-	"os"
+
 	"path/filepath"
 	"strings"
 
@@ -218,7 +218,9 @@ func LoadStateDict(path string) (map[string]*tensor.Tensor, error) {
 		}
 		return f.Tensors, nil
 	}
-	f, err := os.Open(path)
+	// Opened without waiting for a writer: a FIFO would block os.Open
+	// itself, beyond any signal's reach; it is refused below.
+	f, err := limits.OpenNoWait(path)
 	if err != nil {
 		return nil, fmt.Errorf("torch: %w", err)
 	}
