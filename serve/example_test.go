@@ -15,10 +15,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/residual-nn/residual/infer"
 	"github.com/residual-nn/residual/serve"
 	"github.com/residual-nn/residual/serve/inferencepb"
 	"github.com/residual-nn/residual/tensor"
@@ -158,4 +160,52 @@ func ExampleServer_NewGRPC() {
 	fmt.Println()
 	// Output:
 	// logits [2 2]: 2.0 -2.0 -2.0 2.0
+}
+
+// A model already open in the program (package infer), served with
+// FromInfer by Run on listeners of its own until its context ends: Run
+// then stops taking requests, answers those in flight (within the drain
+// time) and returns nil.
+func ExampleServer_Run() {
+	m, err := infer.Open("../testdata/checkpoint/mnist-tiny.safetensors")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	b, err := serve.FromInfer(m)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	s := serve.New(serve.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err := s.Add("digits", "1", b); err != nil {
+		fmt.Println(err)
+		return
+	}
+	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, hl, gl, 5*time.Second) }()
+
+	resp, err := http.Get("http://" + hl.Addr().String() + "/v2/models/digits/ready")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	fmt.Println("ready:", resp.StatusCode)
+	stop() // as a SIGTERM handler would
+	fmt.Println("Run returned:", <-done)
+	// Output:
+	// ready: 200
+	// Run returned: <nil>
 }
