@@ -572,7 +572,12 @@ func TestRelabel(t *testing.T) {
 	if !slices.Equal(e.Labels, []int32{0, 1}) {
 		t.Errorf("a refused Relabel changed the labels: %v", e.Labels)
 	}
-	if err := e.Relabel([]string{"a", "a", "b"}); err == nil || !strings.Contains(err.Error(), "named twice") {
+	if err := e.Relabel([]string{"a", "b", "a"}); err == nil || !strings.Contains(err.Error(), `class "a" is named twice among the 3 classes to score against (at 0 and 2)`) {
 		t.Errorf("duplicate class: %v", err)
+	}
+	// A name given twice that the set does not use (ImageNet's two
+	// "crane") leaves its classes scored by name.
+	if err := e.Relabel([]string{"crane", "b", "crane", "a"}); err != nil || !slices.Equal(e.Labels, []int32{3, 1}) {
+		t.Errorf("a duplicate the set does not use: %v, labels %v", err, e.Labels)
 	}
 }

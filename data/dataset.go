@@ -173,8 +173,10 @@ const StatsSample = 100
 // classes d's class list, so that a set holding some of a model's classes
 // under the same names (a folder of new images) is scored against the
 // model's outputs by name rather than by position. A class of d that is
-// not among classes is an error naming it; so is a segmentation set
-// (its masks hold class numbers, not names).
+// not among classes is an error naming it, and so is one that classes
+// names twice (ImageNet's labels have two "crane" and two "maillot": a
+// set without those classes is scored, one with them cannot be by name);
+// so is a segmentation set (its masks hold class numbers, not names).
 func (d *Dataset) Relabel(classes []string) error {
 	if err := d.Check(); err != nil {
 		return err
@@ -186,15 +188,19 @@ func (d *Dataset) Relabel(classes []string) error {
 		return nil
 	}
 	index := make(map[string]int32, len(classes))
+	twice := map[string][]int{}
 	for i, n := range classes {
-		if _, dup := index[n]; dup {
-			return fmt.Errorf("data: Relabel: class %q is named twice", n)
+		if j, dup := index[n]; dup {
+			twice[n] = append(twice[n], int(j), i)
 		}
 		index[n] = int32(i)
 	}
 	to := make([]int32, len(d.Classes))
 	var unknown []string
 	for i, n := range d.Classes {
+		if at := twice[n]; at != nil {
+			return fmt.Errorf("data: class %q is named twice among the %d classes to score against (at %d and %d): images of it cannot be scored by name", n, len(classes), at[0], at[1])
+		}
 		j, ok := index[n]
 		if !ok {
 			unknown = append(unknown, strconv.Quote(n))

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -203,5 +204,26 @@ func TestEvalUnnamedClasses(t *testing.T) {
 	code, out, errs := runCLI("eval", "--weights", ck, "--data", "folder:"+filepath.Join(dir, "photos"))
 	if code != 0 || !strings.Contains(errs, "are scored by position (a is output 0)") || !strings.Contains(out, "(8 test images)") {
 		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
+
+// TestUsedClasses: a confusion matrix over many classes of which the
+// images use few is cut to those with an image or a prediction, in the
+// model's order; a small or fully used one is kept whole.
+func TestUsedClasses(t *testing.T) {
+	names := make([]string, 30)
+	conf := make([][]int, 30)
+	for i := range conf {
+		names[i] = fmt.Sprint("c", i)
+		conf[i] = make([]int, 30)
+	}
+	conf[7][7], conf[7][21], conf[3][3] = 2, 1, 4 // c21 only predicted
+	sub, got := usedClasses(conf, names)
+	if !reflect.DeepEqual(got, []string{"c3", "c7", "c21"}) || !reflect.DeepEqual(sub, [][]int{{4, 0, 0}, {0, 2, 1}, {0, 0, 0}}) {
+		t.Errorf("classes %v, matrix %v", got, sub)
+	}
+	small := [][]int{{1, 0}, {0, 0}}
+	if sub, got := usedClasses(small, []string{"a", "b"}); len(got) != 2 || len(sub) != 2 {
+		t.Errorf("a 2-class matrix was cut to %v", got)
 	}
 }

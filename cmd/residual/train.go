@@ -439,27 +439,64 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if len(c.Classes) >= 5 {
 		top = fmt.Sprintf(", top-5 %.2f%%", 100*top5)
 	}
-	fmt.Fprintf(stdout, "%s on %s (%d test images): accuracy %.2f%%%s, loss %.4f\n\nper class:\n", *weights, *spec, test.Len(), 100*acc, top, loss)
+	fmt.Fprintf(stdout, "%s on %s (%d test images): accuracy %.2f%%%s, loss %.4f\n", *weights, *spec, test.Len(), 100*acc, top, loss)
+	// A set that holds a few of a model's many classes (a folder of
+	// photos against ImageNet's 1,000) is shown on the classes its images
+	// have or were predicted as, not on a 1,000 × 1,000 matrix of zeros.
+	conf, names := usedClasses(conf, c.Classes)
+	if len(names) < len(c.Classes) {
+		fmt.Fprintf(stdout, "(shown: the %d of the model's %d classes that the images have or were predicted as)\n", len(names), len(c.Classes))
+	}
+	fmt.Fprintf(stdout, "\nper class:\n")
 	for i, row := range conf {
 		t := 0
 		for _, v := range row {
 			t += v
 		}
-		fmt.Fprintf(stdout, "  %-12s %6.2f%%  (%d images)\n", c.Classes[i], 100*float64(row[i])/float64(max(t, 1)), t)
+		fmt.Fprintf(stdout, "  %-12s %6.2f%%  (%d images)\n", names[i], 100*float64(row[i])/float64(max(t, 1)), t)
 	}
 	fmt.Fprintf(stdout, "\nconfusion matrix (rows: true class, columns: predicted):\n")
 	for i, row := range conf {
-		fmt.Fprintf(stdout, "  %-12s", c.Classes[i])
+		fmt.Fprintf(stdout, "  %-12s", names[i])
 		for _, v := range row {
 			fmt.Fprintf(stdout, " %5d", v)
 		}
 		fmt.Fprintln(stdout)
 	}
-	if err := train.PlotConfusion(conf, c.Classes, *png); err != nil {
+	if err := train.PlotConfusion(conf, names, *png); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "\nconfusion matrix image: %s\n", *png)
 	return nil
+}
+
+// usedClasses returns the confusion matrix and class names restricted to
+// the classes that some image has (a row with a count) or was predicted as
+// (a column with one), in the model's order; all of them when every class
+// is used, or when there are at most 20.
+func usedClasses(conf [][]int, classes []string) ([][]int, []string) {
+	var used []int
+	for i := range conf {
+		n := 0
+		for j := range conf {
+			n += conf[i][j] + conf[j][i]
+		}
+		if n > 0 {
+			used = append(used, i)
+		}
+	}
+	if len(conf) <= 20 || len(used) == len(conf) || len(used) == 0 {
+		return conf, classes
+	}
+	sub, names := make([][]int, len(used)), make([]string, len(used))
+	for a, i := range used {
+		names[a] = classes[i]
+		sub[a] = make([]int, len(used))
+		for b, j := range used {
+			sub[a][b] = conf[i][j]
+		}
+	}
+	return sub, names
 }
 
 func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) error {
