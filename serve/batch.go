@@ -83,6 +83,9 @@ func (bt *batcher) submit(ctx context.Context, x *tensor.Tensor) (result, error)
 		return result{}, badRequest("batch of %d is larger than the server's --max-batch %d (Config.MaxBatch)", n, bt.maxBatch)
 	}
 	if dl, ok := ctx.Deadline(); ok {
+		if time.Until(dl) <= 0 { // not a matter of load: 504, not 429's "retry"
+			return result{}, fmt.Errorf("the request's deadline passed before it was queued: %w", context.DeadlineExceeded)
+		}
 		if est := bt.estimate(n); time.Until(dl) < est {
 			return result{}, overloaded("deadline in %v cannot be met: %d images queued, estimated answer in %v", time.Until(dl).Round(time.Microsecond), bt.queued.Load(), est.Round(time.Microsecond))
 		}

@@ -197,12 +197,12 @@ func ExampleServer_Run() {
 	go func() { done <- s.Run(ctx, hl, gl, 5*time.Second) }()
 
 	resp, err := http.Get("http://" + hl.Addr().String() + "/v2/models/digits/ready")
-	if err != nil {
+	if err == nil {
+		resp.Body.Close()
+		fmt.Println("ready:", resp.StatusCode)
+	} else {
 		fmt.Println(err)
-		return
 	}
-	resp.Body.Close()
-	fmt.Println("ready:", resp.StatusCode)
 	stop() // as a SIGTERM handler would
 	fmt.Println("Run returned:", <-done)
 	// Output:

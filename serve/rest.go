@@ -281,7 +281,7 @@ func (s *Server) requestContext(r *http.Request, d time.Duration) (context.Conte
 		if err != nil {
 			f, ferr := strconv.ParseFloat(h, 64)
 			if ferr != nil || f <= 0 || f > 1e6 {
-				return nil, nil, badRequest("header %s: %q is neither a duration (250ms) nor a positive number of seconds", HeaderTimeout, h)
+				return nil, nil, badRequest("header %s: %q is neither a duration (250ms; at most 2562047h) nor a positive number of seconds (at most 1e6)", HeaderTimeout, h)
 			}
 			v = time.Duration(f * float64(time.Second))
 		}
@@ -409,7 +409,7 @@ func paramInt(p map[string]any, key string) (int64, bool, error) {
 	}
 	f, isNum := v.(float64)
 	if !isNum || f < 0 || f != float64(int64(f)) {
-		return 0, true, badRequest("parameter %q must be a non-negative integer, got %v", key, v)
+		return 0, true, badRequest("parameter %q must be a non-negative integer, got %#v", key, v)
 	}
 	return int64(f), true, nil
 }
@@ -421,7 +421,7 @@ func paramBool(p map[string]any, key string) (bool, error) {
 	}
 	b, isBool := v.(bool)
 	if !isBool {
-		return false, badRequest("parameter %q must be a boolean, got %v", key, v)
+		return false, badRequest("parameter %q must be a boolean, got %#v", key, v)
 	}
 	return b, nil
 }

@@ -513,6 +513,13 @@ func TestAdmission(t *testing.T) {
 	if !strings.Contains(string(mb), `nv_inference_request_failure{model="m",reason="OVERLOADED",version="1"}`) {
 		t.Error("overload refusals not counted in nv_inference_request_failure")
 	}
+	// A deadline that has passed by admission is a 504, whatever the
+	// load: 429 would tell the client to retry (it was 429 or 504 by
+	// timing).
+	code, _, b = post(t, ts.url+"/v2/models/m/infer", "application/json", inferJSON([]int{1, 2, 2, 1}, []float32{1, 2, 3, 4}, ""), HeaderTimeout, "1ns")
+	if code != http.StatusGatewayTimeout || !strings.Contains(string(b), "passed before it was queued") {
+		t.Errorf("a deadline already passed: %d %s; want 504", code, b)
+	}
 }
 
 // TestPanicRecovered checks that a model panic answers 500 and the server
