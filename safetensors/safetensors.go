@@ -114,7 +114,11 @@ func ReadFrom(r io.Reader, size int64) (*File, error) {
 	if size >= 0 && size-8-int64(n) != h.dataLen {
 		return nil, fmt.Errorf("safetensors: %d data bytes, the header's tensors cover %d (truncated or padded?)", size-8-int64(n), h.dataLen)
 	}
-	if err := limits.CheckMemory("safetensors: the header's tensors", h.dataLen+4*h.values); err != nil {
+	need := h.dataLen + 4*h.values // the bytes and their float32 values
+	if size < 0 {
+		need += h.dataLen // a stream's buffer grows by doubling: up to twice the bytes
+	}
+	if err := limits.CheckMemory("safetensors: the header's tensors", need); err != nil {
 		return nil, err
 	}
 	var data []byte

@@ -84,6 +84,9 @@ func imageBody(r *http.Request) ([]byte, error) {
 		if errors.As(err, &mb) {
 			return nil, tooLarge("request body is over the server's limit of %d bytes (--max-body)", mb.Limit)
 		}
+		if isTimeout(err) {
+			return nil, readTimeout(err)
+		}
 		if errors.Is(err, io.EOF) && parts == 0 {
 			return nil, badRequest(invalid+"no boundary line %q before the body ends (%v)", "--"+boundary, err)
 		}
@@ -99,6 +102,9 @@ func imageBody(r *http.Request) ([]byte, error) {
 		b, err := io.ReadAll(p)
 		if errors.As(err, &mb) {
 			return nil, tooLarge("request body is over the server's limit of %d bytes (--max-body)", mb.Limit)
+		}
+		if isTimeout(err) {
+			return nil, readTimeout(err)
 		}
 		if err != nil {
 			return nil, badRequest("multipart field image: %v", err)
@@ -202,14 +208,23 @@ func (s *Server) image(w http.ResponseWriter, r *http.Request) (err error) {
 	}
 	// The mask is as large as the image: scaling it, the overlay and the
 	// PNG cost a 4096² image more than its decoding did (seconds and
-	// 200 MB with the overlay), so they take a decoding slot too.
+	// 200 MB with the overlay), so they take a decoding slot too — not
+	// the sending, which a client that does not read would stretch to the
+	// write timeout, holding the slot from everyone else.
 	select {
 	case s.decoding <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	defer func() { <-s.decoding }()
-	return writeMask(ctx, w, img, y, overlay)
+	answer, err := encodeMask(ctx, img, y, overlay)
+	<-s.decoding
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "image/png")
+	w.Header().Set("Content-Length", fmt.Sprint(len(answer)))
+	w.Write(answer)
+	return nil
 }
 
 // preprocess calls the backend's Preprocess, turning its panics and errors
@@ -240,12 +255,13 @@ func topK(probs []float32, classes []string, k int) []Guess {
 	return gs[:min(k, len(gs))]
 }
 
-// writeMask answers a segmentation: logits [1,H',W',K] become a mask of
-// class indices scaled (nearest neighbour) to the image's size, as a grey
-// PNG or blended over the image.
-func writeMask(ctx context.Context, w http.ResponseWriter, img image.Image, y *tensor.Tensor, overlay bool) error {
+// encodeMask returns a segmentation's answer: logits [1,H',W',K] become a
+// mask of class indices scaled (nearest neighbour) to the image's size,
+// as a grey PNG or blended over the image. It stops, with ctx's error,
+// when ctx ends (the client gone).
+func encodeMask(ctx context.Context, img image.Image, y *tensor.Tensor, overlay bool) ([]byte, error) {
 	if len(y.Shape) != 4 || y.Shape[0] != 1 {
-		return internal("segmentation model returned shape %v; want [1 H W classes]", y.Shape)
+		return nil, internal("segmentation model returned shape %v; want [1 H W classes]", y.Shape)
 	}
 	mh, mw, k := y.Shape[1], y.Shape[2], y.Shape[3]
 	b := img.Bounds()
@@ -254,7 +270,7 @@ func writeMask(ctx context.Context, w http.ResponseWriter, img image.Image, y *t
 	for py := range h {
 		if py%256 == 0 {
 			if err := ctx.Err(); err != nil { // the client is gone
-				return err
+				return nil, err
 			}
 		}
 		sy := py * mh / h
@@ -274,17 +290,14 @@ func writeMask(ctx context.Context, w http.ResponseWriter, img image.Image, y *t
 		out = data.Overlay(data.Pixels(img, 3), mask, h, wd, 3)
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	var buf bytes.Buffer
 	// BestSpeed: the default compression took 3 s of a 4096² overlay;
 	// a mask is mostly runs that compress well either way.
 	enc := png.Encoder{CompressionLevel: png.BestSpeed}
 	if err := enc.Encode(&buf, out); err != nil {
-		return internal("encoding the mask: %v", err)
+		return nil, internal("encoding the mask: %v", err)
 	}
-	w.Header().Set("Content-Type", "image/png")
-	w.Header().Set("Content-Length", fmt.Sprint(buf.Len()))
-	w.Write(buf.Bytes())
-	return nil
+	return buf.Bytes(), nil
 }

@@ -2,6 +2,7 @@ package serve
 
 import (
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +22,11 @@ type metrics struct {
 	latency, queueLatency, batches *prometheus.HistogramVec
 	queueItems                     *prometheus.GaugeVec
 	logger                         *slog.Logger
+
+	// users counts the models (loading, serving or draining) holding
+	// each version's series: they are dropped when the last lets go.
+	mu    sync.Mutex
+	users map[[2]string]int
 }
 
 func newMetrics(logger *slog.Logger) *metrics {
@@ -45,6 +51,7 @@ func newMetrics(logger *slog.Logger) *metrics {
 		batches:      prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "residual_batch_size", Help: "Images per model execution", Buckets: prometheus.ExponentialBuckets(1, 2, 11)}, mv),
 		queueItems:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "residual_queue_images", Help: "Images queued or running"}, mv),
 		logger:       logger,
+		users:        map[[2]string]int{},
 	}
 	m.reg.MustRegister(m.success, m.failure, m.count, m.exec, m.requestUs, m.queueUs, m.computeUs,
 		m.latency, m.queueLatency, m.batches, m.queueItems,
@@ -63,6 +70,9 @@ type modelMetrics struct {
 }
 
 func (m *metrics) forModel(name, version string) *modelMetrics {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.users[[2]string{name, version}]++
 	l := prometheus.Labels{"model": name, "version": version}
 	return &modelMetrics{
 		success:      m.success.With(l),
@@ -80,10 +90,19 @@ func (m *metrics) forModel(name, version string) *modelMetrics {
 	}
 }
 
-// drop removes a model version's series, once it is unloaded: a
-// repository whose versions come and go would otherwise export every
-// version it ever served.
-func (m *metrics) drop(name, version string) {
+// release lets go of a model version's series that forModel gave, once
+// the model is unloaded, replaced or failed to load; the last release
+// removes them: a repository whose versions come and go would otherwise
+// export every version it ever served. (A model added again while its
+// predecessor drains holds them still.)
+func (m *metrics) release(name, version string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := [2]string{name, version}
+	if m.users[k]--; m.users[k] > 0 {
+		return
+	}
+	delete(m.users, k)
 	l := prometheus.Labels{"model": name, "version": version}
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
 		m.success, m.failure, m.count, m.exec, m.requestUs, m.queueUs, m.computeUs,

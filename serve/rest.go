@@ -199,11 +199,16 @@ func readBody(r *http.Request) ([]byte, error) {
 	case errors.As(err, &mb):
 		return nil, tooLarge("request body is over the server's limit of %d bytes (--max-body)", mb.Limit)
 	case isTimeout(err):
-		return nil, &apiError{http.StatusRequestTimeout, codes.DeadlineExceeded, "REJECTED", fmt.Sprintf("the request body did not arrive within the server's read timeout: %v", err)}
+		return nil, readTimeout(err)
 	case err != nil:
 		return nil, badRequest("reading the request body: %v", err)
 	}
 	return b, nil
+}
+
+// readTimeout is the 408 for a body that did not arrive in time.
+func readTimeout(err error) error {
+	return &apiError{http.StatusRequestTimeout, codes.DeadlineExceeded, "REJECTED", fmt.Sprintf("the request body did not arrive within the server's read timeout: %v", err)}
 }
 
 // isTimeout reports whether err is a network timeout (the server's read

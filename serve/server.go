@@ -278,6 +278,7 @@ func (s *Server) Add(name, version string, b Backend) error {
 	}
 	if err != nil {
 		m.bt.close()
+		s.metrics.release(name, version)
 		return fmt.Errorf("serve: model %s version %s: warm-up batch: %w", name, version, err)
 	}
 	m.ready.Store(true)
@@ -285,6 +286,7 @@ func (s *Server) Add(name, version string, b Backend) error {
 	if s.closed { // closed during the warm-up
 		s.mu.Unlock()
 		m.bt.close()
+		s.metrics.release(name, version)
 		return fmt.Errorf("model %s version %s: %w", name, version, ErrClosed)
 	}
 	if s.models[name] == nil {
@@ -297,6 +299,7 @@ func (s *Server) Add(name, version string, b Backend) error {
 	if old != nil {
 		old.ready.Store(false)
 		old.bt.close()
+		s.metrics.release(name, version)
 		s.log.Info("model replaced", "model", name, "version", version)
 	}
 	return nil
@@ -399,7 +402,7 @@ func (s *Server) Unload(name, version string) {
 	if m != nil {
 		m.ready.Store(false)
 		m.bt.close()
-		s.metrics.drop(name, version)
+		s.metrics.release(name, version)
 		s.log.Info("model unloaded", "model", name, "version", version)
 	}
 }
