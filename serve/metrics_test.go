@@ -174,6 +174,17 @@ func TestSegmentSlotNotHeldWhileSending(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// Their masks are built and encoded under a decoding slot (seconds
+	// under the race detector); then the slots must come free while the
+	// answers wait to be read.
+	// (Well before the write timeout, 60 s, which frees them anyway.)
+	free := time.Now().Add(30 * time.Second)
+	for len(ts.decoding) > 0 {
+		if time.Now().After(free) {
+			t.Fatalf("%d decoding slots still held while %d clients do not read their :segment answers", len(ts.decoding), slow)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	var small bytes.Buffer
 	if err := png.Encode(&small, image.NewGray(image.Rect(0, 0, 4, 4))); err != nil {
 		t.Fatal(err)
