@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"image/color"
 	_ "image/gif" // registers GIF decoding
 	_ "image/jpeg"
 	_ "image/png"
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 
 	_ "golang.org/x/image/bmp"  // registers BMP decoding
 	_ "golang.org/x/image/webp" // registers WebP decoding
@@ -27,8 +29,9 @@ import (
 func maxImageFile() int64 { return 8*int64(limits.ImagePixels) + 1<<20 }
 
 // ImageExtensions are the file name extensions (lower case) that the
-// folder readers take as images; other files are ignored, as torchvision's
-// ImageFolder does.
+// folder readers take as images; other files are ignored. (torchvision's
+// ImageFolder takes .ppm, .pgm, .tif and .tiff too, which Go's decoders
+// do not read, and not .gif.)
 var ImageExtensions = []string{".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"}
 
 // LoadImage decodes a JPEG, PNG, GIF (its first frame), BMP or WebP file,
@@ -121,6 +124,9 @@ func DecodeImage(b []byte, name string) (img image.Image, err error) {
 	if format == "webp" {
 		img = webpRGB(img)
 	}
+	if format == "gif" {
+		img = gifColours(img, b)
+	}
 	if format == "jpeg" {
 		img = jpegRGB(img)
 		if o := exifOrientation(b); o > 1 {
@@ -141,6 +147,17 @@ func checkImageHeader(b []byte, name string) (format string, cfg image.Config, e
 	cfg, format, err = image.DecodeConfig(bytes.NewReader(b))
 	if errors.Is(err, image.ErrFormat) {
 		return "", cfg, fmt.Errorf("data: %s: not a JPEG, PNG, GIF, BMP or WebP image", name)
+	}
+	// Kinds of file that Go's decoders cannot read although the header
+	// looks fine (or is called corrupt): refused here, at the folder scan,
+	// by what they are, rather than in the middle of an epoch.
+	if format == "jpeg" {
+		if why := jpegUnsupported(b); why != "" {
+			return "", cfg, fmt.Errorf("data: %s: %s, which Go's JPEG decoder cannot read; re-encode it (for example with PIL, or jpegtran without -arithmetic or -restart)", name, why)
+		}
+	}
+	if format == "webp" && len(b) >= 21 && string(b[12:16]) == "VP8X" && b[20]&0x02 != 0 {
+		return "", cfg, fmt.Errorf("data: %s: an animated WebP, which Go's WebP decoder cannot read; save its first frame as a still image", name)
 	}
 	if err != nil {
 		return "", cfg, fmt.Errorf("data: %s: corrupt %s header: %w", name, format, err)
@@ -252,6 +269,113 @@ func exifOrientation(b []byte) int {
 	return 0
 }
 
+// gifColours gives a GIF's transparent palette entry back its colour:
+// Go's decoder makes it transparent black, where PIL's convert("RGB")
+// (and so torchvision) reads the colour the file's table holds. The table
+// is the first image's local one when it has one, else the global one.
+func gifColours(img image.Image, b []byte) image.Image {
+	p, ok := img.(*image.Paletted)
+	if !ok || len(b) < 13 {
+		return img
+	}
+	table := func(flags byte, at int) []byte {
+		if flags&0x80 == 0 {
+			return nil
+		}
+		n := 3 << (flags&7 + 1)
+		if at+n > len(b) {
+			return nil
+		}
+		return b[at : at+n]
+	}
+	colours := table(b[10], 13)
+	i := 13 + len(colours)
+	if b[10]&0x80 != 0 && colours == nil {
+		return img
+	}
+	// Extensions (0x21 label, sub-blocks) up to the first image (0x2C).
+	for i < len(b) && b[i] == 0x21 {
+		i += 2
+		for i < len(b) && b[i] != 0 {
+			i += int(b[i]) + 1
+		}
+		i++
+	}
+	if i+10 <= len(b) && b[i] == 0x2c {
+		if local := table(b[i+9], i+10); local != nil {
+			colours = local
+		}
+	}
+	var pal color.Palette
+	for j, c := range p.Palette {
+		if _, _, _, a := c.RGBA(); a == 0 && 3*j+2 < len(colours) {
+			if pal == nil {
+				pal = slices.Clone(p.Palette)
+			}
+			pal[j] = color.RGBA{colours[3*j], colours[3*j+1], colours[3*j+2], 255}
+		}
+	}
+	if pal == nil {
+		return img
+	}
+	q := *p
+	q.Palette = pal
+	return &q
+}
+
+// jpegUnsupported returns what makes a JPEG one that Go's decoder cannot
+// read, from its markers up to the first scan, or "": arithmetic coding
+// (SOF9–SOF11, SOF13–SOF15: "unknown marker", as if corrupt), and a
+// progressive JPEG with restart intervals whose components are not all
+// sampled alike (its single-component scans' restarts are miscounted:
+// "missing 0xff00 sequence", found only when the image is decoded).
+func jpegUnsupported(b []byte) string {
+	if len(b) < 4 || b[0] != 0xff || b[1] != 0xd8 {
+		return ""
+	}
+	progressive, restarts, mixed := false, false, false
+	for i := 2; i+4 <= len(b); {
+		if b[i] != 0xff {
+			return ""
+		}
+		marker := b[i+1]
+		if marker == 0xff { // fill byte
+			i++
+			continue
+		}
+		if marker == 0xda || marker == 0xd9 {
+			break
+		}
+		n := int(binary.BigEndian.Uint16(b[i+2:]))
+		if n < 2 || i+2+n > len(b) {
+			break
+		}
+		seg := b[i+4 : i+2+n]
+		switch {
+		case marker == 0xc9 || marker == 0xca || marker == 0xcb || marker == 0xcd || marker == 0xce || marker == 0xcf:
+			return "an arithmetic-coded JPEG"
+		case marker == 0xc2:
+			progressive = true
+			fallthrough
+		case marker == 0xc0 || marker == 0xc1:
+			// Components from byte 6: id, sampling (h<<4|v), table.
+			if len(seg) >= 6 {
+				nc := int(seg[5])
+				for c := 1; c < nc && 6+3*c+1 < len(seg); c++ {
+					mixed = mixed || seg[6+3*c+1] != seg[7]
+				}
+			}
+		case marker == 0xdd && len(seg) >= 2:
+			restarts = restarts || binary.BigEndian.Uint16(seg) != 0
+		}
+		i += 2 + n
+	}
+	if progressive && restarts && mixed {
+		return "a progressive JPEG with restart intervals and subsampled colour"
+	}
+	return ""
+}
+
 // tiffOrientation reads the Orientation tag (0x0112) of a TIFF header's
 // first IFD, or 0.
 func tiffOrientation(t []byte) int {
@@ -280,10 +404,16 @@ func tiffOrientation(t []byte) int {
 		if bo.Uint16(t[e:]) != 0x0112 {
 			continue
 		}
-		if typ, count := bo.Uint16(t[e+2:]), bo.Uint32(t[e+4:]); typ != 3 || count != 1 {
-			return 0
+		// A SHORT, as the standard has it, or a LONG, as some writers
+		// store it and PIL reads it.
+		o := 0
+		switch typ, count := bo.Uint16(t[e+2:]), bo.Uint32(t[e+4:]); {
+		case typ == 3 && count == 1:
+			o = int(bo.Uint16(t[e+8:]))
+		case typ == 4 && count == 1:
+			o = int(bo.Uint32(t[e+8:]))
 		}
-		if o := int(bo.Uint16(t[e+8:])); o >= 1 && o <= 8 {
+		if o >= 1 && o <= 8 {
 			return o
 		}
 		return 0

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -473,5 +474,67 @@ func TestJPEGMatchesPIL(t *testing.T) {
 			t.Errorf("%s.jpg: %d bytes differ from libjpeg's, by up to %d (bound 3)", name, n, worst)
 		}
 		t.Logf("%s.jpg: %d of %d bytes differ from libjpeg's, by up to %d", name, n, 3*got.Bounds().Dx()*got.Bounds().Dy(), worst)
+	}
+}
+
+// TestUnsupportedImagesRefusedAtTheHeader: files that Go's decoders cannot
+// read though their headers look fine are refused by the header check —
+// the folder scan — naming what they are (an arithmetic-coded JPEG was
+// "corrupt: unknown marker"; a progressive JPEG with restart intervals and
+// subsampled colour, and an animated WebP, passed the scan and stopped a
+// run in the middle of an epoch). Fixtures: gen_fixtures.py's
+// unsupported_fixtures (cjpeg, PIL), which PIL reads.
+func TestUnsupportedImagesRefusedAtTheHeader(t *testing.T) {
+	for file, says := range map[string]string{
+		"arithmetic.jpg":          "an arithmetic-coded JPEG",
+		"progressive_restart.jpg": "a progressive JPEG with restart intervals and subsampled colour",
+		"animated.webp":           "an animated WebP",
+	} {
+		path := filepath.Join("..", "testdata", "pil", "unsupported", file)
+		if err := CheckImageFile(path); err == nil || !strings.Contains(err.Error(), says) || !strings.Contains(err.Error(), file) {
+			t.Errorf("%s: header check %v; want it named as %s", file, err, says)
+		}
+	}
+	// Progressive JPEGs with restarts but no subsampling, and without
+	// restarts, decode (the fixtures of TestJPEGMatchesPIL cover them).
+	for _, file := range []string{"s420_progressive.jpg", "s444_odd.jpg"} {
+		if err := CheckImageFile(filepath.Join("..", "testdata", "pil", "jpeg", file)); err != nil {
+			t.Errorf("%s: %v", file, err)
+		}
+	}
+}
+
+// TestGIFTransparentColour: a GIF's transparent palette entry reads as
+// the colour its table holds, as PIL's convert("RGB") reads it (Go's
+// decoder makes it black).
+func TestGIFTransparentColour(t *testing.T) {
+	dir := filepath.Join("..", "testdata", "pil", "unsupported")
+	got := Pixels(mustLoad(t, filepath.Join(dir, "transparent.gif")), 3)
+	want := Pixels(mustLoad(t, filepath.Join(dir, "transparent.png")), 3)
+	if !slices.Equal(got, want) {
+		t.Errorf("GIF with a transparent entry: %v, PIL %v", got, want)
+	}
+}
+
+// TestEXIFOrientationLong: an Orientation tag stored as a LONG, as some
+// writers store it, is applied as a SHORT one is (PIL reads both).
+func TestEXIFOrientationLong(t *testing.T) {
+	for _, tc := range []struct {
+		typ  uint16
+		val  []byte
+		want int
+	}{
+		{3, []byte{6, 0, 0, 0}, 6},
+		{4, []byte{6, 0, 0, 0}, 6},
+		{4, []byte{0, 0, 1, 0}, 0}, // 65536: out of range
+		{5, []byte{6, 0, 0, 0}, 0}, // a RATIONAL: not an orientation
+	} {
+		ifd := []byte("II*\x00\x08\x00\x00\x00\x01\x00\x12\x01")
+		ifd = binary.LittleEndian.AppendUint16(ifd, tc.typ)
+		ifd = append(ifd, 1, 0, 0, 0)
+		ifd = append(ifd, tc.val...)
+		if got := tiffOrientation(ifd); got != tc.want {
+			t.Errorf("type %d, value % x: orientation %d, want %d", tc.typ, tc.val, got, tc.want)
+		}
 	}
 }

@@ -223,6 +223,31 @@ def jpeg_fixtures():
         dec.convert("RGB").save(os.path.join(out, name + ".png"))
 
 
+def unsupported_fixtures():
+    """Files Go's decoders cannot read though their headers look fine
+    (refused at the header check, named), and a GIF whose transparent
+    palette entry PIL reads as its colour (with PIL's convert("RGB"))."""
+    import subprocess
+    out = os.path.join(HERE, "unsupported")
+    os.makedirs(out, exist_ok=True)
+    im = noise(16, 16, 7)
+    ppm = os.path.join(out, "src.ppm")
+    im.save(ppm)
+    for name, flags in [("arithmetic", ["-arithmetic"]), ("progressive_restart", ["-progressive", "-restart", "1"])]:
+        subprocess.run(["cjpeg", "-quality", "90", *flags, "-outfile", os.path.join(out, name + ".jpg"), ppm], check=True)
+    os.remove(ppm)
+    frames = [noise(8, 8, 8), noise(8, 8, 9)]
+    frames[0].save(os.path.join(out, "animated.webp"), "WEBP", save_all=True, append_images=frames[1:], lossless=True)
+    p = Image.new("P", (6, 4))
+    p.putpalette([0, 0, 0, 199, 153, 113, 10, 200, 30] + [0] * (256 - 3) * 3)
+    p.putdata([1, 2, 0, 1, 2, 1] * 4)
+    path = os.path.join(out, "transparent.gif")
+    p.save(path, transparency=1)
+    dec = Image.open(path)
+    dec.load()
+    dec.convert("RGB").save(os.path.join(out, "transparent.png"))
+
+
 def torchvision_fixtures():
     import math
 
@@ -276,4 +301,5 @@ if __name__ == "__main__":
     cmyk_fixture()
     alpha_fixtures()
     jpeg_fixtures()
+    unsupported_fixtures()
     torchvision_fixtures()
