@@ -38,7 +38,7 @@ func elemSize(dt string) (int, error) {
 	case "BYTES":
 		return 0, badRequest("datatype BYTES cannot feed the model's numeric input; send FP32 (or another numeric datatype)")
 	}
-	return 0, badRequest("unknown datatype %q (known: BOOL, UINT8/16/32/64, INT8/16/32/64, FP16, FP32, FP64)", dt)
+	return 0, badRequest("unknown datatype %q (known: BOOL, UINT8/16/32/64, INT8/16/32/64, FP16, FP32, FP64)", clip(dt))
 }
 
 // checkShape validates a request's declared shape and returns its element
@@ -122,7 +122,12 @@ func decodeRaw(what, dt string, raw []byte, n int) ([]float32, error) {
 		}
 	case "FP64":
 		for i := range out {
-			out[i] = float32(math.Float64frombits(le.Uint64(raw[8*i:])))
+			v := math.Float64frombits(le.Uint64(raw[8*i:]))
+			if math.Abs(v) > math.MaxFloat32 && !math.IsInf(v, 0) {
+				putFloats(out)
+				return nil, badRequest("%s: element %d: %v is outside float32's range, in which the model computes", what, i, v)
+			}
+			out[i] = float32(v)
 		}
 	}
 	return out, nil
@@ -340,10 +345,10 @@ func checkParameters[V any](where string, p map[string]V) error {
 func checkOutputs(want []string) error {
 	for i, w := range want {
 		if slices.Contains(want[:i], w) {
-			return badRequest("output %q is requested twice", w)
+			return badRequest("output %q is requested twice", clip(w))
 		}
 		if w != logitsName && w != probsName {
-			return badRequest("unknown output %q (the model's outputs: %q, %q)", w, logitsName, probsName)
+			return badRequest("unknown output %q (the model's outputs: %q, %q)", clip(w), logitsName, probsName)
 		}
 	}
 	return nil

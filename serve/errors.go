@@ -50,6 +50,18 @@ func internal(format string, args ...any) error {
 	return &apiError{http.StatusInternalServerError, codes.Internal, "BACKEND", fmt.Sprintf(format, args...)}
 }
 
+// clip returns a client's string for an error message: whole up to 80
+// bytes, else its first 80 and its length. A name is at most 128 bytes
+// (checkName), but a request may send megabytes in its place, which a
+// gRPC status carries in its trailers (20 MB broke the connection, and
+// every other call on it).
+func clip(s string) string {
+	if len(s) <= 80 {
+		return s
+	}
+	return fmt.Sprintf("%s… (%d bytes)", s[:80], len(s))
+}
+
 // counted wraps an error that Server.infer has already counted in its
 // model's nv_inference_request_failure, so that the handler does not count
 // it again (countFailure).
@@ -68,7 +80,7 @@ func (s *Server) countFailure(name, version string, err error) {
 		return
 	}
 	if m, lerr := s.lookup(name, version); lerr == nil {
-		m.metrics.failure.WithLabelValues(classify(err).reason).Inc()
+		m.metrics.fail(classify(err).reason)
 	}
 }
 

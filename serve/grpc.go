@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
 	"github.com/residual-nn/residual/serve/inferencepb"
@@ -18,18 +21,29 @@ import (
 
 // NewGRPC returns a gRPC server with the Open Inference Protocol's
 // inference.GRPCInferenceService registered, its messages bounded by
-// Config.MaxBodyBytes, panics recovered (INTERNAL) and calls logged. The
+// Config.MaxBodyBytes, at most maxGRPCStreams calls at once on a
+// connection, a connection's handshake bounded by
+// Config.ReadHeaderTimeout and an idle one closed after
+// Config.IdleTimeout, panics recovered (INTERNAL) and calls logged. The
 // client's deadline (grpc-timeout) is the request's; without one the
 // server's Config.Timeout applies.
 func (s *Server) NewGRPC(opts ...grpc.ServerOption) *grpc.Server {
 	opts = append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(int(min(s.cfg.MaxBodyBytes, math.MaxInt32))),
+		grpc.MaxConcurrentStreams(maxGRPCStreams),
+		grpc.ConnectionTimeout(s.cfg.ReadHeaderTimeout),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: s.cfg.IdleTimeout}),
 		grpc.ChainUnaryInterceptor(s.grpcInterceptor),
 	}, opts...)
 	g := grpc.NewServer(opts...)
 	inferencepb.RegisterGRPCInferenceServiceServer(g, &grpcService{s: s})
 	return g
 }
+
+// maxGRPCStreams bounds the calls one gRPC connection runs at once (each
+// may buffer a message of Config.MaxBodyBytes): grpc-go's default is
+// 2^32−1; 100 is HTTP/2's recommended minimum and what most servers use.
+const maxGRPCStreams = 100
 
 // grpcInterceptor recovers panics, applies the default deadline, maps
 // errors to status codes and logs each call; on a server made with a
@@ -120,7 +134,7 @@ func (g *grpcService) ModelInfer(ctx context.Context, r *inferencepb.ModelInferR
 	}
 	in := r.GetInputs()[0]
 	if in.GetName() != inputName {
-		return nil, badRequest("unknown input %q; the model's input is %q", in.GetName(), inputName)
+		return nil, badRequest("unknown input %q; the model's input is %q", clip(in.GetName()), inputName)
 	}
 	n, dims, err := checkShape("input "+inputName, in.GetShape())
 	if err != nil {
@@ -135,12 +149,25 @@ func (g *grpcService) ModelInfer(ctx context.Context, r *inferencepb.ModelInferR
 	if err := checkParameters("request", r.GetParameters()); err != nil {
 		return nil, err
 	}
+	// Triton's "timeout" parameter (microseconds), as over REST: a
+	// deadline of its own, the sooner of it and the call's.
+	if p, ok := r.GetParameters()["timeout"]; ok {
+		us, isInt := p.GetParameterChoice().(*inferencepb.InferParameter_Int64Param)
+		if !isInt || us.Int64Param < 0 {
+			return nil, badRequest("parameter \"timeout\" must be a non-negative int64_param (microseconds), got %v", p)
+		}
+		if us.Int64Param > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, time.Duration(min(us.Int64Param, int64(maxRequestTimeout/time.Microsecond)))*time.Microsecond)
+			defer cancel()
+		}
+	}
 	if err := checkParameters("input "+in.GetName(), in.GetParameters()); err != nil {
 		return nil, err
 	}
 	var want []string
 	for _, o := range r.GetOutputs() {
-		if err := checkParameters(fmt.Sprintf("output %q", o.GetName()), o.GetParameters()); err != nil {
+		if err := checkParameters(fmt.Sprintf("output %q", clip(o.GetName())), o.GetParameters()); err != nil {
 			return nil, err
 		}
 		want = append(want, o.GetName())
@@ -188,6 +215,20 @@ func typedContents(dt string, c *inferencepb.InferTensorContents, n int) ([]floa
 	}
 	if c == nil {
 		return nil, badRequest("input %q has neither contents nor raw_input_contents", inputName)
+	}
+	// The field the datatype names, and no other (another was ignored,
+	// or, alone, reported as 0 elements of the datatype).
+	fields := map[string]int{"bool_contents": len(c.GetBoolContents()), "int_contents": len(c.GetIntContents()),
+		"int64_contents": len(c.GetInt64Contents()), "uint_contents": len(c.GetUintContents()),
+		"uint64_contents": len(c.GetUint64Contents()), "fp32_contents": len(c.GetFp32Contents()),
+		"fp64_contents": len(c.GetFp64Contents()), "bytes_contents": len(c.GetBytesContents())}
+	own := map[string]string{"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+		"INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
+		"UINT64": "uint64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents"}[dt]
+	for _, f := range slices.Sorted(maps.Keys(fields)) {
+		if own != "" && f != own && fields[f] > 0 {
+			return nil, badRequest("input %q: datatype %s is sent in contents.%s, but the request fills contents.%s", inputName, dt, own, f)
+		}
 	}
 	var out []float32
 	add := func(count int, at func(i int) float64) error {

@@ -114,6 +114,48 @@ func TestGRPC(t *testing.T) {
 	if r, err := c.ModelInfer(ctx, sreq); err != nil || len(r.Outputs) != 2 {
 		t.Errorf("slow model after the refusal: %v %v", r, err)
 	}
+	// Typed contents in another field than the datatype's, or besides
+	// it, are refused naming both (the extra was ignored).
+	for _, contents := range []*inferencepb.InferTensorContents{
+		{IntContents: []int32{1, 2, 3, 4}},
+		{Fp32Contents: []float32{1, 2, 3, 4}, IntContents: []int32{5}},
+	} {
+		req := &inferencepb.ModelInferRequest{ModelName: "slow", Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{{Name: "input", Datatype: "FP32", Shape: []int64{1, 2, 2, 1}, Contents: contents}}}
+		if _, err := c.ModelInfer(ctx, req); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "the request fills contents.int_contents") {
+			t.Errorf("FP32 with int_contents: %v", err)
+		}
+	}
+	// Raw FP64 beyond float32's range is named as such, not as the
+	// infinity it would become.
+	raw64 := make([]byte, 32)
+	binary.LittleEndian.PutUint64(raw64[8:], math.Float64bits(1e300))
+	req64 := &inferencepb.ModelInferRequest{ModelName: "slow", Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{{Name: "input", Datatype: "FP64", Shape: []int64{1, 2, 2, 1}}}, RawInputContents: [][]byte{raw64}}
+	if _, err := c.ModelInfer(ctx, req64); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "1e+300 is outside float32's range") {
+		t.Errorf("raw FP64 1e300: %v", err)
+	}
+	// Triton's "timeout" parameter (µs) is honoured as over REST (it was
+	// ignored over gRPC), and a value that is not a non-negative
+	// int64_param refused.
+	for _, tc := range []struct {
+		p    *inferencepb.InferParameter
+		want codes.Code
+	}{
+		{&inferencepb.InferParameter{ParameterChoice: &inferencepb.InferParameter_Int64Param{Int64Param: 20000}}, codes.ResourceExhausted},
+		{&inferencepb.InferParameter{ParameterChoice: &inferencepb.InferParameter_Int64Param{Int64Param: -5}}, codes.InvalidArgument},
+		{&inferencepb.InferParameter{ParameterChoice: &inferencepb.InferParameter_StringParam{StringParam: "abc"}}, codes.InvalidArgument},
+		{&inferencepb.InferParameter{ParameterChoice: &inferencepb.InferParameter_Int64Param{Int64Param: 1 << 62}}, codes.OK},
+	} {
+		sreq.Parameters = map[string]*inferencepb.InferParameter{"timeout": tc.p}
+		if _, err := c.ModelInfer(ctx, sreq); status.Code(err) != tc.want {
+			t.Errorf("timeout parameter %v: %v, want %v", tc.p, err, tc.want)
+		}
+	}
+	// A name of megabytes is not echoed whole into the status (20 MB
+	// broke the connection and every call on it).
+	_, err = c.ModelReady(ctx, &inferencepb.ModelReadyRequest{Name: strings.Repeat("a", 4<<20)})
+	if status.Code(err) != codes.NotFound || len(err.Error()) > 300 || !strings.Contains(err.Error(), "4194304 bytes") {
+		t.Errorf("a 4 MB model name: %d bytes of %v", len(err.Error()), status.Code(err))
+	}
 }
 
 // TestGRPCUnknownModelFirst checks that ModelInfer resolves the model and

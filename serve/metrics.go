@@ -59,14 +59,32 @@ func newMetrics(logger *slog.Logger) *metrics {
 	return m
 }
 
-// modelMetrics are the collectors of one model version.
+// failureReasons are nv_inference_request_failure's reason labels
+// (classify's), and protocols residual_request_duration_seconds's.
+var (
+	failureReasons = []string{"REJECTED", "OVERLOADED", "TIMEOUT", "CANCELED", "BACKEND"}
+	protocols      = []string{"http", "grpc"}
+)
+
+// modelMetrics are the collectors of one model version, every series made
+// when the version is added: a series made on first use could be made
+// again by a request answered after the version's release deleted it.
 type modelMetrics struct {
 	success, count, exec, requestUs, queueUs, computeUs prometheus.Counter
-	failure                                             *prometheus.CounterVec
-	latency                                             prometheus.ObserverVec
+	failure                                             map[string]prometheus.Counter
+	latency                                             map[string]prometheus.Observer
 	queueLatency, batches                               prometheus.Observer
 	queueItems                                          prometheus.Gauge
 	logger                                              *slog.Logger
+}
+
+// fail counts a failed request by reason.
+func (mm *modelMetrics) fail(reason string) {
+	c, ok := mm.failure[reason]
+	if !ok {
+		c = mm.failure["BACKEND"]
+	}
+	c.Inc()
 }
 
 func (m *metrics) forModel(name, version string) *modelMetrics {
@@ -74,6 +92,13 @@ func (m *metrics) forModel(name, version string) *modelMetrics {
 	defer m.mu.Unlock()
 	m.users[[2]string{name, version}]++
 	l := prometheus.Labels{"model": name, "version": version}
+	failure, latency := map[string]prometheus.Counter{}, map[string]prometheus.Observer{}
+	for _, r := range failureReasons {
+		failure[r] = m.failure.MustCurryWith(l).WithLabelValues(r)
+	}
+	for _, p := range protocols {
+		latency[p] = m.latency.MustCurryWith(l).WithLabelValues(p)
+	}
 	return &modelMetrics{
 		success:      m.success.With(l),
 		count:        m.count.With(l),
@@ -81,8 +106,8 @@ func (m *metrics) forModel(name, version string) *modelMetrics {
 		requestUs:    m.requestUs.With(l),
 		queueUs:      m.queueUs.With(l),
 		computeUs:    m.computeUs.With(l),
-		failure:      m.failure.MustCurryWith(l),
-		latency:      m.latency.MustCurryWith(l),
+		failure:      failure,
+		latency:      latency,
 		queueLatency: m.queueLatency.With(l),
 		batches:      m.batches.With(l),
 		queueItems:   m.queueItems.With(l),
@@ -124,7 +149,7 @@ func (mm *modelMetrics) observeBatch(size int, _ time.Duration, err error) {
 // observeRequest records one answered inference request of n images.
 func (mm *modelMetrics) observeRequest(protocol string, n int, total time.Duration, r result, err error) {
 	if err != nil {
-		mm.failure.WithLabelValues(classify(err).reason).Inc()
+		mm.fail(classify(err).reason)
 		return
 	}
 	mm.success.Inc()
@@ -132,6 +157,6 @@ func (mm *modelMetrics) observeRequest(protocol string, n int, total time.Durati
 	mm.requestUs.Add(float64(total.Microseconds()))
 	mm.queueUs.Add(float64(r.queue.Microseconds()))
 	mm.computeUs.Add(float64(r.compute.Microseconds()))
-	mm.latency.WithLabelValues(protocol).Observe(total.Seconds())
+	mm.latency[protocol].Observe(total.Seconds())
 	mm.queueLatency.Observe(r.queue.Seconds())
 }

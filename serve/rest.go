@@ -479,7 +479,7 @@ func (s *Server) infer2(w http.ResponseWriter, r *http.Request) error {
 	}
 	in := req.Inputs[0]
 	if in.Name != inputName {
-		return badRequest("unknown input %q; the model's input is %q", in.Name, inputName)
+		return badRequest("unknown input %q; the model's input is %q", clip(in.Name), inputName)
 	}
 	n, dims, err := checkShape("input "+inputName, in.Shape)
 	if err != nil {
@@ -506,7 +506,7 @@ func (s *Server) infer2(w http.ResponseWriter, r *http.Request) error {
 	var want []string
 	binary := map[string]bool{}
 	for _, o := range req.Outputs {
-		if err := checkParameters(fmt.Sprintf("output %q", o.Name), o.Parameters); err != nil {
+		if err := checkParameters(fmt.Sprintf("output %q", clip(o.Name)), o.Parameters); err != nil {
 			return err
 		}
 		b, err := paramBool(o.Parameters, "binary_data")

@@ -479,11 +479,11 @@ func (s *Server) lookup(name, version string) (*model, error) {
 	if len(vs) == 0 {
 		switch {
 		case s.loadingVersion(name, version):
-			return nil, unavailable("model %q is loading; not ready yet", name)
+			return nil, unavailable("model %q is loading; not ready yet", clip(name))
 		case s.loadingVersion(name, ""):
-			return nil, notFound("model %q has no version %q (another is loading)", name, version)
+			return nil, notFound("model %q has no version %q (another is loading)", clip(name), clip(version))
 		}
-		return nil, notFound("unknown model %q", name)
+		return nil, notFound("unknown model %q", clip(name))
 	}
 	if version == "" {
 		version = newest(vs)
@@ -491,12 +491,12 @@ func (s *Server) lookup(name, version string) (*model, error) {
 	m := vs[version]
 	if m == nil {
 		if s.loadingVersion(name, version) {
-			return nil, unavailable("model %q version %q is loading; not ready yet", name, version)
+			return nil, unavailable("model %q version %q is loading; not ready yet", clip(name), clip(version))
 		}
-		return nil, notFound("model %q has no version %q (versions: %v)", name, version, versions(vs))
+		return nil, notFound("model %q has no version %q (versions: %v)", clip(name), clip(version), versions(vs))
 	}
 	if !m.ready.Load() {
-		return nil, unavailable("model %q version %q is not ready", name, version)
+		return nil, unavailable("model %q version %q is not ready", clip(name), clip(version))
 	}
 	return m, nil
 }
