@@ -326,9 +326,11 @@ func (s *Server) metadata(m *model) modelMetadata {
 	s.mu.RLock()
 	vs := versions(s.models[m.name])
 	s.mu.RUnlock()
-	out := []int64{-1, int64(len(m.info.Classes))}
-	if m.info.Task == TaskSegment {
-		out = []int64{-1, -1, -1, int64(len(m.info.Classes))}
+	// The input's image size is fixed, so the output's is (a U-Net's
+	// [H', W', classes], as its warm-up answered).
+	out := []int64{-1}
+	for _, d := range m.outShape {
+		out = append(out, int64(d))
 	}
 	md := modelMetadata{
 		Name: m.name, Versions: vs, Platform: "residual",

@@ -656,6 +656,12 @@ func TestSegmentRoute(t *testing.T) {
 			t.Errorf("overlay=%s: a %T", q, ov)
 		}
 	}
+	// The metadata gives the output's image size, which the input's
+	// fixes (it said [-1,-1,-1,2]).
+	var md struct{ Outputs []tensorMeta }
+	if _, b := get(t, ts.url+"/v2/models/unet"); json.Unmarshal(b, &md) != nil || len(md.Outputs) != 2 || len(md.Outputs[0].Shape) != 4 || md.Outputs[0].Shape[1] < 1 || md.Outputs[0].Shape[3] != 2 {
+		t.Errorf("U-Net metadata outputs: %s", b)
+	}
 	// A value it cannot read is refused (it gave the plain mask).
 	if code, _, b = post(t, ts.url+"/v1/models/unet:segment?overlay=yes", "image/png", pngBytes(t, img)); code != http.StatusBadRequest || !strings.Contains(string(b), `overlay=\"yes\"`) {
 		t.Errorf("overlay=yes: %d %s, want 400 naming it", code, b)

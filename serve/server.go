@@ -28,6 +28,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -182,6 +183,7 @@ type model struct {
 	name, version string
 	backend       Backend
 	info          ModelInfo
+	outShape      []int // one image's output, from the warm-up: [classes] or [H', W', classes]
 	bt            *batcher
 	metrics       *modelMetrics
 	ready         atomic.Bool
@@ -281,6 +283,7 @@ func (s *Server) Add(name, version string, b Backend) error {
 		s.metrics.release(name, version)
 		return fmt.Errorf("serve: model %s version %s: warm-up batch: %w", name, version, err)
 	}
+	m.outShape = slices.Clone(r.y.Shape[1:])
 	m.ready.Store(true)
 	s.mu.Lock()
 	if s.closed { // closed during the warm-up
