@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 
 	"github.com/residual-nn/residual/serve/inferencepb"
 	"github.com/residual-nn/residual/tensor"
@@ -24,7 +25,8 @@ import (
 // Config.MaxBodyBytes, at most maxGRPCStreams calls at once on a
 // connection, a connection's handshake bounded by
 // Config.ReadHeaderTimeout and an idle one closed after
-// Config.IdleTimeout, panics recovered (INTERNAL) and calls logged. The
+// Config.IdleTimeout, a call given at most Config.WriteTimeout
+// (boundStream), panics recovered (INTERNAL) and calls logged. The
 // client's deadline (grpc-timeout) is the request's; without one the
 // server's Config.Timeout applies.
 func (s *Server) NewGRPC(opts ...grpc.ServerOption) *grpc.Server {
@@ -33,11 +35,24 @@ func (s *Server) NewGRPC(opts ...grpc.ServerOption) *grpc.Server {
 		grpc.MaxConcurrentStreams(maxGRPCStreams),
 		grpc.ConnectionTimeout(s.cfg.ReadHeaderTimeout),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: s.cfg.IdleTimeout}),
+		grpc.InTapHandle(s.boundStream),
 		grpc.ChainUnaryInterceptor(s.grpcInterceptor),
 	}, opts...)
 	g := grpc.NewServer(opts...)
 	inferencepb.RegisterGRPCInferenceServiceServer(g, &grpcService{s: s})
 	return g
+}
+
+// boundStream gives every gRPC call at most Config.WriteTimeout from its
+// headers to its answer, as http.Server's WriteTimeout gives a REST
+// request: grpc-go has no read timeout, and a client that declared a large
+// message, sent part of it and stopped held its stream (and the memory of
+// what it sent) for as long as its own deadline, or for ever. The message
+// is read under this context, so the stream ends when it does.
+func (s *Server) boundStream(ctx context.Context, _ *tap.Info) (context.Context, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
+	context.AfterFunc(ctx, cancel) // the stream's end cancels ctx; this frees its timer
+	return ctx, nil
 }
 
 // maxGRPCStreams bounds the calls one gRPC connection runs at once (each

@@ -1,13 +1,17 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"math"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -176,5 +180,60 @@ func TestGRPCUnknownModelFirst(t *testing.T) {
 		if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), req.ModelName) {
 			t.Errorf("gRPC ModelInfer of model %q version %q: %v; want NOT_FOUND naming it", req.ModelName, req.ModelVersion, err)
 		}
+	}
+}
+
+// TestGRPCStalledMessage: a call whose message stalls part-way (declared
+// 1 MB, 60 kB sent) is ended within Config.WriteTimeout, as a REST request
+// is; grpc-go alone held it for as long as the client's deadline, or for
+// ever without one. Raw HTTP/2 frames: a gRPC client cannot stall.
+func TestGRPCStalledMessage(t *testing.T) {
+	ts := start(t, Config{WriteTimeout: 500 * time.Millisecond}, map[string]Backend{"m": newFake()})
+	conn, err := net.Dial("tcp", ts.grpcAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte(http2.ClientPreface)); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(conn, conn)
+	fr.WriteSettings()
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, kv := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", "/inference.GRPCInferenceService/ModelInfer"},
+		{":authority", ts.grpcAddr}, {"content-type", "application/grpc"}, {"te", "trailers"}} {
+		enc.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]})
+	}
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true})
+	prefix := make([]byte, 5)
+	binary.BigEndian.PutUint32(prefix[1:], 1<<20)
+	fr.WriteData(1, false, prefix)
+	for range 4 {
+		fr.WriteData(1, false, make([]byte, 15000))
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("the stalled call was not ended within 10 s (WriteTimeout 500 ms): %v", err)
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				fr.WriteSettingsAck()
+			}
+			continue
+		case *http2.RSTStreamFrame, *http2.GoAwayFrame:
+		case *http2.HeadersFrame:
+			if !f.StreamEnded() {
+				continue
+			}
+		default:
+			continue
+		}
+		t.Logf("the stalled call ended after %v with a %T", time.Since(start), f)
+		return
 	}
 }
