@@ -269,10 +269,14 @@ func exifOrientation(b []byte) int {
 	return 0
 }
 
-// gifColours gives a GIF's transparent palette entry back its colour:
-// Go's decoder makes it transparent black, where PIL's convert("RGB")
-// (and so torchvision) reads the colour the file's table holds. The table
-// is the first image's local one when it has one, else the global one.
+// gifColours reads a GIF's first image as PIL does. Its transparent
+// palette entry gets back its colour: Go's decoder makes it transparent
+// black, where PIL's convert("RGB") (and so torchvision) reads the colour
+// the file's table holds (the first image's local table when it has one,
+// else the global one). And an image smaller than the GIF's canvas is
+// placed on it, the rest filled with the transparent entry, or entry 0
+// without one, as PIL's first frame is (Go's decoder returns the image
+// alone).
 func gifColours(img image.Image, b []byte) image.Image {
 	p, ok := img.(*image.Paletted)
 	if !ok || len(b) < 13 {
@@ -307,19 +311,38 @@ func gifColours(img image.Image, b []byte) image.Image {
 		}
 	}
 	var pal color.Palette
+	fill := uint8(0)
 	for j, c := range p.Palette {
-		if _, _, _, a := c.RGBA(); a == 0 && 3*j+2 < len(colours) {
-			if pal == nil {
-				pal = slices.Clone(p.Palette)
+		if _, _, _, a := c.RGBA(); a == 0 {
+			fill = uint8(j)
+			if 3*j+2 < len(colours) {
+				if pal == nil {
+					pal = slices.Clone(p.Palette)
+				}
+				pal[j] = color.RGBA{colours[3*j], colours[3*j+1], colours[3*j+2], 255}
 			}
-			pal[j] = color.RGBA{colours[3*j], colours[3*j+1], colours[3*j+2], 255}
 		}
+	}
+	q := *p
+	if pal != nil {
+		q.Palette = pal
+	}
+	canvas := image.Rect(0, 0, int(binary.LittleEndian.Uint16(b[6:])), int(binary.LittleEndian.Uint16(b[8:])))
+	if r := p.Rect.Intersect(canvas); r != canvas && !canvas.Empty() && r == p.Rect {
+		c := image.NewPaletted(canvas, q.Palette)
+		if fill != 0 {
+			for i := range c.Pix {
+				c.Pix[i] = fill
+			}
+		}
+		for y := r.Min.Y; y < r.Max.Y; y++ {
+			copy(c.Pix[c.PixOffset(r.Min.X, y):c.PixOffset(r.Max.X, y)], p.Pix[p.PixOffset(r.Min.X, y):p.PixOffset(r.Max.X, y)])
+		}
+		return c
 	}
 	if pal == nil {
 		return img
 	}
-	q := *p
-	q.Palette = pal
 	return &q
 }
 

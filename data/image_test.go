@@ -538,3 +538,15 @@ func TestEXIFOrientationLong(t *testing.T) {
 		}
 	}
 }
+
+// TestGIFCanvas: a GIF whose first image is smaller than its canvas reads
+// as PIL reads it: the canvas, the image at its place, the rest filled
+// with palette entry 0 (Go's decoder returned the 5×5 image alone).
+func TestGIFCanvas(t *testing.T) {
+	dir := filepath.Join("..", "testdata", "pil", "unsupported")
+	img := mustLoad(t, filepath.Join(dir, "canvas.gif"))
+	want := mustLoad(t, filepath.Join(dir, "canvas.png"))
+	if img.Bounds() != want.Bounds() || !slices.Equal(Pixels(img, 3), Pixels(want, 3)) {
+		t.Errorf("GIF of a 5×5 image on an 11×9 canvas: %v %v, PIL %v %v", img.Bounds(), Pixels(img, 3), want.Bounds(), Pixels(want, 3))
+	}
+}

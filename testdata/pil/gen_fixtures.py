@@ -246,6 +246,28 @@ def unsupported_fixtures():
     dec = Image.open(path)
     dec.load()
     dec.convert("RGB").save(os.path.join(out, "transparent.png"))
+    # A 5×5 image placed at (3, 2) on an 11×9 canvas (patched into a GIF
+    # PIL wrote: PIL places it and fills the rest with entry 0).
+    import struct
+    p = Image.new("P", (5, 5))
+    p.putpalette([0, 0, 0, 199, 153, 113, 10, 200, 30, 171, 60, 90] + [0] * (256 - 4) * 3)
+    p.putdata([1, 2, 1, 2, 1] * 5)
+    path = os.path.join(out, "canvas.gif")
+    p.save(path)
+    b = bytearray(open(path, "rb").read())
+    b[6:10] = struct.pack("<HH", 11, 9)
+    b[11] = 3
+    i = 13 + (3 << ((b[10] & 7) + 1) if b[10] & 0x80 else 0)
+    while b[i] == 0x21:
+        i += 2
+        while b[i] != 0:
+            i += b[i] + 1
+        i += 1
+    b[i + 1:i + 5] = struct.pack("<HH", 3, 2)
+    open(path, "wb").write(bytes(b))
+    dec = Image.open(path)
+    dec.load()
+    dec.convert("RGB").save(os.path.join(out, "canvas.png"))
 
 
 def torchvision_fixtures():
