@@ -12,6 +12,7 @@ import (
 	_ "image/png"
 	"io"
 	"io/fs"
+	"iter"
 	"os"
 	"slices"
 
@@ -241,32 +242,41 @@ func (d *Dataset) withChannels(c int) (*Dataset, error) {
 // exifOrientation returns the EXIF orientation (1 to 8) of a JPEG file's
 // APP1 segment, or 0 when it has none or the segment is malformed.
 func exifOrientation(b []byte) int {
-	if len(b) < 4 || b[0] != 0xff || b[1] != 0xd8 {
-		return 0
-	}
-	for i := 2; i+4 <= len(b); {
-		if b[i] != 0xff {
-			return 0
-		}
-		marker := b[i+1]
-		if marker == 0xff { // fill byte
-			i++
-			continue
-		}
-		if marker == 0xda || marker == 0xd9 { // start of scan, end of image: no EXIF before
-			return 0
-		}
-		n := int(binary.BigEndian.Uint16(b[i+2:]))
-		if n < 2 || i+2+n > len(b) {
-			return 0
-		}
-		seg := b[i+4 : i+2+n]
+	for marker, seg := range jpegSegments(b) {
 		if marker == 0xe1 && len(seg) >= 6 && string(seg[:6]) == "Exif\x00\x00" {
 			return tiffOrientation(seg[6:])
 		}
-		i += 2 + n
 	}
 	return 0
+}
+
+// jpegSegments yields a JPEG's marker segments before its first scan
+// (marker, payload), as far as they are whole and well formed; nothing
+// for bytes that are not a JPEG.
+func jpegSegments(b []byte) iter.Seq2[byte, []byte] {
+	return func(yield func(byte, []byte) bool) {
+		if len(b) < 4 || b[0] != 0xff || b[1] != 0xd8 {
+			return
+		}
+		for i := 2; i+4 <= len(b); {
+			if b[i] != 0xff {
+				return
+			}
+			marker := b[i+1]
+			if marker == 0xff { // fill byte
+				i++
+				continue
+			}
+			if marker == 0xda || marker == 0xd9 { // start of scan, end of image
+				return
+			}
+			n := int(binary.BigEndian.Uint16(b[i+2:]))
+			if n < 2 || i+2+n > len(b) || !yield(marker, b[i+4:i+2+n]) {
+				return
+			}
+			i += 2 + n
+		}
+	}
 }
 
 // gifColours reads a GIF's first image as PIL does. Its transparent
@@ -353,27 +363,8 @@ func gifColours(img image.Image, b []byte) image.Image {
 // sampled alike (its single-component scans' restarts are miscounted:
 // "missing 0xff00 sequence", found only when the image is decoded).
 func jpegUnsupported(b []byte) string {
-	if len(b) < 4 || b[0] != 0xff || b[1] != 0xd8 {
-		return ""
-	}
 	progressive, restarts, mixed := false, false, false
-	for i := 2; i+4 <= len(b); {
-		if b[i] != 0xff {
-			return ""
-		}
-		marker := b[i+1]
-		if marker == 0xff { // fill byte
-			i++
-			continue
-		}
-		if marker == 0xda || marker == 0xd9 {
-			break
-		}
-		n := int(binary.BigEndian.Uint16(b[i+2:]))
-		if n < 2 || i+2+n > len(b) {
-			break
-		}
-		seg := b[i+4 : i+2+n]
+	for marker, seg := range jpegSegments(b) {
 		switch {
 		case marker == 0xc9 || marker == 0xca || marker == 0xcb || marker == 0xcd || marker == 0xce || marker == 0xcf:
 			return "an arithmetic-coded JPEG"
@@ -391,7 +382,6 @@ func jpegUnsupported(b []byte) string {
 		case marker == 0xdd && len(seg) >= 2:
 			restarts = restarts || binary.BigEndian.Uint16(seg) != 0
 		}
-		i += 2 + n
 	}
 	if progressive && restarts && mixed {
 		return "a progressive JPEG with restart intervals and subsampled colour"

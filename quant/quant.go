@@ -29,7 +29,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"sync"
 
 	ag "github.com/residual-nn/residual/autograd"
@@ -450,7 +449,7 @@ func calibrate(ctx context.Context, net nn.Layer, g *graph, input []int, batches
 			break
 		}
 		if x.Rank() != len(input) || !equalTail(x.Shape, input) || x.Shape[0] < 1 {
-			return nil, fmt.Errorf("quant: calibration batch %d has shape %v, want [N %s] with N ≥ 1", nb, x.Shape, strings.Trim(fmt.Sprint(input[1:]), "[]"))
+			return nil, fmt.Errorf("quant: calibration batch %d has shape %v, want %s", nb, x.Shape, batchOf(input))
 		}
 		if err := limits.CheckElements(fmt.Sprintf("quant: calibration batch %d", nb), x.Shape...); err != nil {
 			return nil, err

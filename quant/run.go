@@ -49,7 +49,7 @@ func (m *Model) run(ctx context.Context, x *tensor.Tensor, keep bool) (*tensor.T
 		if x != nil {
 			shape = x.Shape
 		}
-		return nil, nil, fmt.Errorf("quant: input of shape %v, want [N %s] with N ≥ 1", shape, strings.Trim(fmt.Sprint(in[1:]), "[]"))
+		return nil, nil, fmt.Errorf("quant: input of shape %v, want %s", shape, batchOf(in))
 	}
 	if err := limits.CheckElements("quant: input", x.Shape...); err != nil {
 		return nil, nil, err
@@ -334,4 +334,10 @@ func (l asLayer) Forward(x *ag.Value) *ag.Value {
 		panic(err)
 	}
 	return ag.Constant(y)
+}
+
+// batchOf describes the inputs that shape's per-image tail takes: "[N H W
+// C] with N ≥ 1".
+func batchOf(shape []int) string {
+	return fmt.Sprintf("[N %s] with N ≥ 1", strings.Trim(fmt.Sprint(shape[1:]), "[]"))
 }

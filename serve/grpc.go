@@ -173,7 +173,7 @@ func (g *grpcService) ModelInfer(ctx context.Context, r *inferencepb.ModelInferR
 		}
 		if us.Int64Param > 0 {
 			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, time.Duration(min(us.Int64Param, int64(maxRequestTimeout/time.Microsecond)))*time.Microsecond)
+			ctx, cancel = context.WithTimeout(ctx, timeoutParameter(us.Int64Param))
 			defer cancel()
 		}
 	}

@@ -93,11 +93,12 @@ func (m *metrics) forModel(name, version string) *modelMetrics {
 	m.users[[2]string{name, version}]++
 	l := prometheus.Labels{"model": name, "version": version}
 	failure, latency := map[string]prometheus.Counter{}, map[string]prometheus.Observer{}
+	fv, lv := m.failure.MustCurryWith(l), m.latency.MustCurryWith(l)
 	for _, r := range failureReasons {
-		failure[r] = m.failure.MustCurryWith(l).WithLabelValues(r)
+		failure[r] = fv.WithLabelValues(r)
 	}
 	for _, p := range protocols {
-		latency[p] = m.latency.MustCurryWith(l).WithLabelValues(p)
+		latency[p] = lv.WithLabelValues(p)
 	}
 	return &modelMetrics{
 		success:      m.success.With(l),

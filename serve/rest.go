@@ -40,6 +40,12 @@ const (
 // to requests that set no deadline.
 const maxRequestTimeout = 24 * time.Hour
 
+// timeoutParameter returns the duration of Triton's "timeout" parameter
+// (us microseconds, ≥ 0), at most maxRequestTimeout.
+func timeoutParameter(us int64) time.Duration {
+	return time.Duration(min(us, int64(maxRequestTimeout/time.Microsecond))) * time.Microsecond
+}
+
 // serverName and serverVersion answer the v2 server metadata request.
 const (
 	serverName    = "residual"
@@ -551,10 +557,7 @@ func (s *Server) infer2(w http.ResponseWriter, r *http.Request) error {
 	if len(rest) != 0 {
 		return badRequest("%d bytes of binary data after the inputs that no input claims", len(rest))
 	}
-	if timeout > int64(maxRequestTimeout/time.Microsecond) { // would overflow as a Duration
-		timeout = int64(maxRequestTimeout / time.Microsecond)
-	}
-	ctx, cancel, err := s.requestContext(r, time.Duration(timeout)*time.Microsecond)
+	ctx, cancel, err := s.requestContext(r, timeoutParameter(timeout))
 	if err != nil {
 		return err
 	}

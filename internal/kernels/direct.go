@@ -43,18 +43,24 @@ func sweepDirect(s ConvShape, flat bool, h, wd, cs, nb int, stage func(buf []uin
 		npix := s.N * oh * ow
 		tiles := (npix + directMR - 1) / directMR
 		d := splitDirect(tiles, directGroupPixels/directMR)
-		d.run(func(t0, t1 int) {
+		parallelChunks(d.tasks(), d.k, func(task0, task1 int) {
 			tile := tilePool.Get().(*directTile)
 			defer tilePool.Put(tile)
-			m0, m1 := t0*directMR, min(t1*directMR, npix)
-			buf, bb, base := stageInput(stage, m0*cs, m1*cs)
-			for b := range nb {
-				for m := m0; m < m1; m += directMR {
-					run(tile, buf, b, m, min(directMR, m1-m), m*cs-base)
+			for task := task0; task < task1; task++ {
+				t0, t1 := d.span(task)
+				m0, m1 := t0*directMR, min(t1*directMR, npix)
+				if m0 >= m1 {
+					continue
 				}
-			}
-			if bb != nil {
-				putBytes(bb)
+				buf, bb, base := stageInput(stage, m0*cs, m1*cs)
+				for b := range nb {
+					for m := m0; m < m1; m += directMR {
+						run(tile, buf, b, m, min(directMR, m1-m), m*cs-base)
+					}
+				}
+				if bb != nil {
+					putBytes(bb)
+				}
 			}
 		})
 		return
@@ -63,25 +69,31 @@ func sweepDirect(s ConvShape, flat bool, h, wd, cs, nb int, stage func(buf []uin
 	d := splitDirect(rows, max(1, directGroupPixels/ow))
 	tiles := (ow + directMR - 1) / directMR
 	rowElems := wd * cs
-	d.run(func(r0, r1 int) {
+	parallelChunks(d.tasks(), d.k, func(task0, task1 int) {
 		tile := tilePool.Get().(*directTile)
 		defer tilePool.Put(tile)
-		// The padded rows that output rows [r0, r1) read.
-		p0 := r0/oh*h + r0%oh*s.SH
-		p1 := (r1-1)/oh*h + (r1-1)%oh*s.SH + (s.KH-1)*s.DH + 1
-		buf, bb, base := stageInput(stage, p0*rowElems, p1*rowElems)
-		for b := range nb {
-			for row := r0; row < r1; row++ {
-				n, oy := row/oh, row%oh
-				at := (n*h+oy*s.SH)*rowElems - base
-				for t := range tiles {
-					ox0, ox1 := t*ow/tiles, (t+1)*ow/tiles
-					run(tile, buf, b, row*ow+ox0, ox1-ox0, at+ox0*s.SW*cs)
+		for task := task0; task < task1; task++ {
+			r0, r1 := d.span(task)
+			if r0 >= r1 {
+				continue
+			}
+			// The padded rows that output rows [r0, r1) read.
+			p0 := r0/oh*h + r0%oh*s.SH
+			p1 := (r1-1)/oh*h + (r1-1)%oh*s.SH + (s.KH-1)*s.DH + 1
+			buf, bb, base := stageInput(stage, p0*rowElems, p1*rowElems)
+			for b := range nb {
+				for row := r0; row < r1; row++ {
+					n, oy := row/oh, row%oh
+					at := (n*h+oy*s.SH)*rowElems - base
+					for t := range tiles {
+						ox0, ox1 := t*ow/tiles, (t+1)*ow/tiles
+						run(tile, buf, b, row*ow+ox0, ox1-ox0, at+ox0*s.SW*cs)
+					}
 				}
 			}
-		}
-		if bb != nil {
-			putBytes(bb)
+			if bb != nil {
+				putBytes(bb)
+			}
 		}
 	})
 }
@@ -106,7 +118,8 @@ func splitDirect(units, per int) directSplit {
 	return directSplit{units, p, min(chunksPerGoroutine, max(1, groups/p))}
 }
 
-// tasks returns how many tasks d has.
+// tasks returns how many tasks d has: parallelChunks(d.tasks(), d.k, …)
+// hands them out one at a time.
 func (d directSplit) tasks() int { return d.p * d.k }
 
 // span returns the units [lo, hi) of task t (empty where a share has
@@ -115,18 +128,6 @@ func (d directSplit) span(t int) (lo, hi int) {
 	s, j := t%d.p, t/d.p
 	s0, s1 := s*d.units/d.p, (s+1)*d.units/d.p
 	return s0 + j*(s1-s0)/d.k, s0 + (j+1)*(s1-s0)/d.k
-}
-
-// run calls fn on the units of every task that has some, in parallel, a
-// task at a time.
-func (d directSplit) run(fn func(lo, hi int)) {
-	parallelChunks(d.tasks(), d.k, func(t0, t1 int) {
-		for t := t0; t < t1; t++ {
-			if lo, hi := d.span(t); lo < hi {
-				fn(lo, hi)
-			}
-		}
-	})
 }
 
 // stageInput returns a buffer holding elements [e0, e1) of a direct

@@ -29,7 +29,6 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-
 	"path/filepath"
 	"strings"
 
