@@ -40,6 +40,7 @@
 //	internal/fixture             the golden fixtures of outside references and their comparisons
 //	internal/fifotest            named pipes for the tests of readers that must not wait on one
 //	internal/onnxpb              ONNX's protobuf schema, compiled by protoc-gen-go
+//	internal/pnm                 the Netpbm image formats (PBM, PGM, PPM), decoded as PIL decodes them
 //	internal/slicepool           slices recycled by size class (the kernels' scratch, the server's request buffers)
 //	internal/typednil            whether an interface value is nil or holds a nil pointer (checks at API boundaries)
 package residual

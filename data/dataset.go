@@ -1,6 +1,6 @@
 // Package data reads image classification data sets — MNIST and
 // Fashion-MNIST (IDX files), CIFAR-10/100 (binary records) and folders of
-// JPEG, PNG, GIF, BMP and WebP images of any size — and feeds them to
+// JPEG, PNG, GIF, BMP, WebP, TIFF, PGM and PPM images of any size — and feeds them to
 // training as augmented, normalised NHWC batches, deterministically for a
 // given seed. A folder's images are decoded batch by batch in the loader,
 // within the pixel limits of package limits, and brought to one size by

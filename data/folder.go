@@ -83,7 +83,7 @@ func (o *ImageOptions) defaults() error {
 }
 
 // Folder reads a folder of images of any size and format (JPEG, PNG, GIF,
-// BMP, WebP) with one sub-folder of images per class (classes sorted by
+// BMP, WebP, TIFF, PGM, PPM: ImageExtensions) with one sub-folder of images per class (classes sorted by
 // name, images found in any depth below, as torchvision's ImageFolder
 // does), as square samples of DefaultImageSize in the given channels.
 // Only the headers are read now; the loader decodes the images batch by

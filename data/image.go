@@ -16,10 +16,12 @@ import (
 	"os"
 	"slices"
 
-	_ "golang.org/x/image/bmp"  // registers BMP decoding
+	_ "golang.org/x/image/bmp" // registers BMP decoding
+	"golang.org/x/image/tiff"
 	_ "golang.org/x/image/webp" // registers WebP decoding
 
 	"github.com/residual-nn/residual/data/transform"
+	_ "github.com/residual-nn/residual/internal/pnm" // registers PBM, PGM and PPM decoding
 	"github.com/residual-nn/residual/limits"
 )
 
@@ -30,13 +32,13 @@ import (
 func maxImageFile() int64 { return 8*int64(limits.ImagePixels) + 1<<20 }
 
 // ImageExtensions are the file name extensions (lower case) that the
-// folder readers take as images; other files are ignored. (torchvision's
-// ImageFolder takes .ppm, .pgm, .tif and .tiff too, which Go's decoders
-// do not read, and not .gif.)
-var ImageExtensions = []string{".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"}
+// folder readers take as images; other files are ignored. They are
+// torchvision's ImageFolder's, and .gif.
+var ImageExtensions = []string{".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 
-// LoadImage decodes a JPEG, PNG, GIF (its first frame), BMP or WebP file,
-// upright: a JPEG's EXIF orientation is applied. The header is checked
+// LoadImage decodes a JPEG, PNG, GIF (its first frame), BMP, WebP, TIFF
+// (its first page) or PBM/PGM/PPM file, upright: a JPEG's EXIF
+// orientation is applied. The header is checked
 // against limits.CheckImage before any pixel is allocated, so a file that
 // claims 50,000×50,000 pixels is refused at the cost of reading its
 // header. Errors name the file.
@@ -107,7 +109,7 @@ func readImageFile(path string) ([]byte, error) {
 // DecodeImage decodes an image file's bytes as LoadImage does; name is
 // used in errors.
 func DecodeImage(b []byte, name string) (img image.Image, err error) {
-	format, _, err := checkImageHeader(b, name)
+	format, cfg, err := checkImageHeader(b, name)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +120,15 @@ func DecodeImage(b []byte, name string) (img image.Image, err error) {
 			img, err = nil, fmt.Errorf("data: %s: corrupt %s image (the decoder failed: %v)", name, format, r)
 		}
 	}()
-	img, _, err = image.Decode(bytes.NewReader(b))
+	src := b
+	if format == "tiff" {
+		src = tiffOneStrip(b, cfg.Height)
+	}
+	if format == "tiff" {
+		img, err = tiff.Decode(bytes.NewReader(src)) // through io.ReaderAt: see DecodeImageConfig
+	} else {
+		img, _, err = image.Decode(bytes.NewReader(src))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("data: %s: corrupt %s image: %w", name, format, err)
 	}
@@ -127,6 +137,9 @@ func DecodeImage(b []byte, name string) (img image.Image, err error) {
 	}
 	if format == "gif" {
 		img = gifColours(img, b)
+	}
+	if format == "tiff" {
+		img = tiffUpright(img, b)
 	}
 	if format == "jpeg" {
 		img = jpegRGB(img)
@@ -137,6 +150,19 @@ func DecodeImage(b []byte, name string) (img image.Image, err error) {
 	return img, nil
 }
 
+// DecodeImageConfig is image.DecodeConfig on an image file's bytes, safe
+// for TIFF: image.DecodeConfig hands the decoders a stream, which
+// golang.org/x/image/tiff buffers up to whatever offset a header names
+// (4 GB for a crafted 5 KB file), where given an io.ReaderAt it reads
+// only what is there. It checks no limits (checkImageHeader does).
+func DecodeImageConfig(b []byte) (image.Config, string, error) {
+	if isTIFF(b) {
+		cfg, err := tiff.DecodeConfig(bytes.NewReader(b))
+		return cfg, "tiff", err
+	}
+	return image.DecodeConfig(bytes.NewReader(b))
+}
+
 // checkImageHeader reads an image's header and refuses an unknown format
 // or a size outside limits.CheckImage, before any pixel is decoded.
 func checkImageHeader(b []byte, name string) (format string, cfg image.Config, err error) {
@@ -145,9 +171,15 @@ func checkImageHeader(b []byte, name string) (format string, cfg image.Config, e
 			err = fmt.Errorf("data: %s: corrupt image header (the decoder failed: %v)", name, r)
 		}
 	}()
-	cfg, format, err = image.DecodeConfig(bytes.NewReader(b))
+	cfg, format, err = DecodeImageConfig(b)
 	if errors.Is(err, image.ErrFormat) {
-		return "", cfg, fmt.Errorf("data: %s: not a JPEG, PNG, GIF, BMP or WebP image", name)
+		return "", cfg, fmt.Errorf("data: %s: not a JPEG, PNG, GIF, BMP, WebP, TIFF, PBM, PGM or PPM image", name)
+	}
+	if format == "tiff" {
+		cfg, err = tiffConfig(bytes.NewReader(b), name)
+		if err != nil {
+			return "", cfg, err
+		}
 	}
 	// Kinds of file that Go's decoders cannot read although the header
 	// looks fine (or is called corrupt): refused here, at the folder scan,
@@ -185,13 +217,24 @@ func imageFileConfig(path string) (image.Config, error) {
 	}
 	defer f.Close()
 	// Headers sit in the first bytes; 64 KiB holds a JPEG's EXIF segment
-	// and any PNG, GIF, BMP or WebP header.
+	// and any PNG, GIF, BMP, WebP or PNM header.
 	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
 	if err != nil {
 		return image.Config{}, fmt.Errorf("data: %s: %w", path, err)
 	}
 	_, cfg, err := checkImageHeader(b, path)
 	if errors.Is(err, io.ErrUnexpectedEOF) && len(b) == 64<<10 {
+		// A TIFF's image directory may be anywhere in the file (libtiff
+		// writes it after the pixels): it is read where it is, in a
+		// regular file.
+		if st, serr := f.Stat(); serr == nil && st.Mode().IsRegular() && isTIFF(b) {
+			if cfg, err = tiffConfig(f, path); err == nil {
+				err = limits.CheckImage("data: "+path, cfg.Width, cfg.Height)
+			}
+			if !errors.Is(err, io.ErrUnexpectedEOF) {
+				return cfg, err
+			}
+		}
 		return image.Config{}, nil // a header longer than 64 KiB: checked again when decoded
 	}
 	return cfg, err
@@ -389,47 +432,12 @@ func jpegUnsupported(b []byte) string {
 	return ""
 }
 
-// tiffOrientation reads the Orientation tag (0x0112) of a TIFF header's
-// first IFD, or 0.
+// tiffOrientation reads the Orientation tag of a TIFF header's first
+// image directory (EXIF's), or 0.
 func tiffOrientation(t []byte) int {
-	if len(t) < 8 {
-		return 0
-	}
-	var bo binary.ByteOrder
-	switch string(t[:4]) {
-	case "II*\x00":
-		bo = binary.LittleEndian
-	case "MM\x00*":
-		bo = binary.BigEndian
-	default:
-		return 0
-	}
-	ifd := bo.Uint32(t[4:])
-	if ifd > uint32(len(t)-2) {
-		return 0
-	}
-	n := int(bo.Uint16(t[ifd:]))
-	for k := 0; k < n; k++ {
-		e := int(ifd) + 2 + 12*k
-		if e+12 > len(t) {
-			return 0
-		}
-		if bo.Uint16(t[e:]) != 0x0112 {
-			continue
-		}
-		// A SHORT, as the standard has it, or a LONG, as some writers
-		// store it and PIL reads it.
-		o := 0
-		switch typ, count := bo.Uint16(t[e+2:]), bo.Uint32(t[e+4:]); {
-		case typ == 3 && count == 1:
-			o = int(bo.Uint16(t[e+8:]))
-		case typ == 4 && count == 1:
-			o = int(bo.Uint32(t[e+8:]))
-		}
-		if o >= 1 && o <= 8 {
-			return o
-		}
-		return 0
+	tags, err := tiffTags(bytes.NewReader(t), tagOrientation)
+	if o := tags[tagOrientation]; err == nil && o >= 1 && o <= 8 {
+		return o
 	}
 	return 0
 }

@@ -20,6 +20,7 @@ import (
 	"testing"
 
 	"golang.org/x/image/bmp"
+	"golang.org/x/image/tiff"
 
 	"github.com/residual-nn/residual/limits"
 )
@@ -326,6 +327,19 @@ func bombs(t *testing.T) map[string][]byte {
 	binary.BigEndian.PutUint16(j[sof+5:], 50000) // SOF0: length (2), precision (1), height, width
 	binary.BigEndian.PutUint16(j[sof+7:], 50000)
 	out["bomb.jpg"] = j
+	buf.Reset()
+	if err := tiff.Encode(&buf, image.NewGray(image.Rect(0, 0, 1, 1)), nil); err != nil {
+		t.Fatal(err)
+	}
+	tf := bytes.Clone(buf.Bytes())
+	ifd := int(binary.LittleEndian.Uint32(tf[4:]))
+	for e := ifd + 2; e < ifd+2+12*int(binary.LittleEndian.Uint16(tf[ifd:])); e += 12 {
+		if tag := binary.LittleEndian.Uint16(tf[e:]); tag == 256 || tag == 257 { // ImageWidth, ImageLength (SHORT)
+			binary.LittleEndian.PutUint16(tf[e+8:], 50000)
+		}
+	}
+	out["bomb.tif"] = tf
+	out["bomb.pgm"] = []byte("P5 50000 50000 255\n\x00")
 	return out
 }
 
@@ -431,7 +445,7 @@ func FuzzDecodeImage(f *testing.F) {
 	buf.Reset()
 	jpeg.Encode(&buf, image.NewRGBA(image.Rect(0, 0, 9, 7)), nil)
 	f.Add(buf.Bytes())
-	for _, name := range []string{"webp/lossy.webp", "webp/lossless_alpha.webp", "exif/orientation6.jpg"} {
+	for _, name := range []string{"webp/lossy.webp", "webp/lossless_alpha.webp", "exif/orientation6.jpg", "tiff/rgb_lzw_predictor.tif", "tiff/bitmap_g4.tif", "tiff/palette.tif", "pnm/p6_1000.pnm", "pnm/p1.pnm"} {
 		if b, err := os.ReadFile(filepath.Join(pilDir, name)); err == nil {
 			f.Add(b)
 		}

@@ -38,7 +38,7 @@ func maxCanvasSide(n int) int {
 //	cifar10:DIR           the CIFAR-10 binary distribution
 //	cifar100:DIR          the CIFAR-100 binary distribution
 //	folder[,size=N][,skip-bad][,all]:DIR
-//	                      images of any size (JPEG, PNG, GIF, BMP, WebP) in DIR/train/CLASS/…
+//	                      images of any size (JPEG, PNG, GIF, BMP, WebP, TIFF, PGM, PPM) in DIR/train/CLASS/…
 //	                      and DIR/test/CLASS/… or DIR/val/CLASS/…, or in DIR/CLASS/… split
 //	                      (see OpenFolder); N×N samples (224 by default), decoded by the
 //	                      loader; skip-bad skips unreadable files with a warning; all

@@ -23,18 +23,18 @@ import (
 	"github.com/residual-nn/residual/tensor"
 )
 
-// decodeImage decodes a JPEG, PNG or WebP after checking its header's size
+// decodeImage decodes an image after checking its header's size
 // against limits.CheckImage and maxPixels, so that a decompression bomb is
 // refused (413) before any pixel is allocated; a corrupt image is a 400.
 // decodedFormats names the image formats the server decodes (those
 // package data registers, as training reads them).
-const decodedFormats = "JPEG, PNG, GIF, BMP or WebP"
+const decodedFormats = "JPEG, PNG, GIF, BMP, WebP, TIFF, PBM, PGM or PPM"
 
 func decodeImage(b []byte, maxPixels int) (img image.Image, err error) {
 	if len(b) == 0 {
 		return nil, badRequest("empty body: send an image file's bytes (%s), or a multipart form field \"image\"", decodedFormats)
 	}
-	cfg, format, err := image.DecodeConfig(bytes.NewReader(b))
+	cfg, format, err := data.DecodeImageConfig(b)
 	if errors.Is(err, image.ErrFormat) {
 		return nil, badRequest("the body is not an image this server decodes (%s)", decodedFormats)
 	}

@@ -13,6 +13,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -590,9 +591,12 @@ func TestClassifyRoute(t *testing.T) {
 		status            int
 		says              string
 	}{
-		"not an image":  {"resnet:classify", "image/png", "hello", 400, "not an image this server decodes (JPEG, PNG, GIF, BMP or WebP)"},
+		"not an image":  {"resnet:classify", "image/png", "hello", 400, "not an image this server decodes (JPEG, PNG, GIF, BMP, WebP, TIFF, PBM, PGM or PPM)"},
 		"empty body":    {"resnet:classify", "image/png", "", 400, "empty body"},
 		"truncated PNG": {"resnet:classify", "image/png", string(pngb[:len(pngb)-40]), 400, "request body: corrupt png image"},
+		// A TIFF whose directory is 4 GB into its 5 KB (image.DecodeConfig
+		// buffered it up to there).
+		"far TIFF":      {"resnet:classify", "image/tiff", "II*\x00\x00\x00\xff\xff" + strings.Repeat("\x00", 5000), 400, "unreadable image header"},
 		"no field":      {"resnet:classify", mw.FormDataContentType(), strings.Replace(form.String(), `name="image"`, `name="picture"`, 1), 400, "multipart form has no field"},
 		"empty form":    {"resnet:classify", mw.FormDataContentType(), "--" + mw.Boundary() + "--\r\n", 400, "multipart form has no field"},
 		"raw as form":   {"resnet:classify", mw.FormDataContentType(), string(pngb), 400, "not a valid multipart form: no boundary line"},
@@ -609,6 +613,25 @@ func TestClassifyRoute(t *testing.T) {
 		if code != c.status || !strings.Contains(string(b), c.says) {
 			t.Errorf("%s: %d %s; want %d naming %q", name, code, b, c.status, c.says)
 		}
+	}
+}
+
+// TestFarTIFFRefused: a 5 KB TIFF whose header names an image directory
+// 4 GB into the file is a 400, with under 64 MiB allocated in the whole
+// process while it is served (image.DecodeConfig's stream made Go's TIFF
+// decoder buffer the body up to that offset: 4 GB).
+func TestFarTIFFRefused(t *testing.T) {
+	ts := start(t, Config{}, map[string]Backend{"resnet": newFake()})
+	body := append([]byte("II*\x00\x00\x00\xff\xff"), make([]byte, 5000)...)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	code, _, b := post(t, ts.url+"/v1/models/resnet:classify", "image/tiff", body)
+	runtime.ReadMemStats(&after)
+	if code != 400 || !strings.Contains(string(b), "unreadable image header") {
+		t.Errorf("%d %s; want 400 naming an unreadable image header", code, b)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64<<20 {
+		t.Errorf("%d bytes allocated to refuse a 5 KB body", alloc)
 	}
 }
 

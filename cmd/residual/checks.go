@@ -691,6 +691,8 @@ var formats = map[string]string{
 	".webp":        "WebP",
 	".tif":         "TIFF",
 	".tiff":        "TIFF",
+	".ppm":         "PPM",
+	".pgm":         "PGM",
 }
 
 // checkOutName refuses an output file named by flag whose extension

@@ -29,6 +29,14 @@ It writes, into testdata/pil/:
   and 4:4:4 chroma subsampling (baseline and progressive), 4:4:0 (written
   by libjpeg-turbo's cjpeg, from Debian's libjpeg-turbo-progs), narrow ones
   and a grey one, and PIL's (libjpeg's) decoding of each, converted to RGB.
+- pnm/*.pnm and pnm/*.png: PBM, PGM and PPM files, binary and plain, of
+  maximum values 1 to 65535, and PIL's decoding of each as a PNG of the
+  same values (16-bit grey for PIL's 32-bit "I"); pnm/bad_*.pnm, files PIL
+  refuses.
+- tiff/*.tif and tiff/*.png: TIFFs written by PIL and libtiff (RGB, grey,
+  RGBA, paletted, bitmaps with CCITT group 3 and 4, 16-bit grey;
+  uncompressed, LZW, Deflate, PackBits, a predictor; two pages) and PIL's
+  decoding of each; tiff/unsupported_*.tif, kinds Go's decoder cannot read.
 - torchvision/*.png and torchvision/cases.json: torchvision's evaluation
   transform (Resize(size/0.875) + CenterCrop(size)) and resized crops at
   given windows (F.resized_crop) of the resize inputs, and statistics of
@@ -270,6 +278,138 @@ def unsupported_fixtures():
     dec.convert("RGB").save(os.path.join(out, "canvas.png"))
 
 
+def pil_values(im):
+    """PIL's decoded values as a PNG of the same values: grey (L), RGB, a
+    bitmap as grey 0/255, 16-bit grey (PIL's 32-bit "I" of a PGM above 8
+    bits, or a TIFF's I;16) as a 16-bit grey PNG."""
+    import numpy as np
+    if im.mode in ("I", "I;16", "I;16B"):
+        a = np.asarray(im, dtype=np.uint32)
+        assert a.max() <= 65535
+        return Image.fromarray(a.astype(np.uint16), "I;16")
+    if im.mode == "1":
+        return im.convert("L")
+    return im
+
+
+def pnm_fixtures():
+    """PBM, PGM and PPM files, binary and plain, of several maximum
+    values (PIL writes only P4, P5 and P6 at 255 and 65535, so they are
+    written here), and PIL's decoding of each as a PNG of the same values
+    (pil_values). bad_*.pnm are files PIL refuses."""
+    import numpy as np
+    out = os.path.join(HERE, "pnm")
+    os.makedirs(out, exist_ok=True)
+    w, h = 13, 7
+    rgb = np.frombuffer(noise(w, h, 11).tobytes(), dtype=np.uint8).reshape(h, w, 3).astype(int)
+    grey = rgb[:, :, 0]
+
+    def scaled(a, maxval):
+        return (a * maxval) // 255
+
+    def plain(a):
+        rows = [" ".join(str(v) for v in r.ravel()) for r in a]
+        return ("\n".join(rows) + "\n").encode()
+
+    def binary(a, maxval):
+        return a.astype(">u2" if maxval > 255 else "u1").tobytes()
+
+    bits = (grey > 127).astype(int)
+    cases = {
+        "p1": b"P1\n# a plain bitmap\n%d %d\n" % (w, h) + "\n".join("".join(str(v) for v in r) for r in bits).encode() + b"\n",
+        "p4": b"P4\n%d %d\n" % (w, h) + np.packbits(bits, axis=1).tobytes(),
+    }
+    for maxval in (255, 15, 100, 1000, 65535):
+        g, c = scaled(grey, maxval), scaled(rgb, maxval)
+        cases["p5_%d" % maxval] = b"P5 %d %d %d\n" % (w, h, maxval) + binary(g, maxval)
+        cases["p6_%d" % maxval] = b"P6\n%d %d\n%d\n" % (w, h, maxval) + binary(c, maxval)
+        cases["p2_%d" % maxval] = b"P2\n# plain grey\n%d %d %d\n" % (w, h, maxval) + plain(g)
+        cases["p3_%d" % maxval] = b"P3 %d # width\n%d\n%d\n" % (w, h, maxval) + plain(c)
+    # Samples above maxval in a binary file (PIL clips them), and
+    # whitespace after the header's one separator (the first pixel is 10).
+    cases["p5_above"] = b"P5 %d %d 15\n" % (w, h) + binary(grey, 255)
+    cases["p5_newline_pixel"] = b"P5 %d %d 255\n\n" % (w, h) + binary(grey, 255)[:-1]
+    for name, b in cases.items():
+        path = os.path.join(out, name + ".pnm")
+        open(path, "wb").write(b)
+        dec = Image.open(path)
+        dec.load()
+        pil_values(dec).save(os.path.join(out, name + ".png"))
+    bad = {
+        "truncated": b"P6 4 4 255\n" + bytes(20),
+        "maxval0": b"P5 2 2 0\n" + bytes(4),
+        "maxval70000": b"P5 2 2 70000\n" + bytes(8),
+        "plain_above": b"P2 2 1 15\n3 16\n",
+        "long_token": b"P5 12345678901 1 255\n" + bytes(8),
+    }
+    for name, b in bad.items():
+        path = os.path.join(out, "bad_" + name + ".pnm")
+        open(path, "wb").write(b)
+        try:
+            Image.open(path).load()
+        except Exception:
+            continue
+        raise SystemExit("PIL reads " + path)
+
+
+def tiff_fixtures():
+    """TIFF files of the kinds Go's decoder reads — grey, RGB, RGBA,
+    paletted, bitmaps (CCITT group 3 and 4 among them), 16-bit grey;
+    uncompressed, LZW, Deflate, PackBits, with a predictor; two pages —
+    written by PIL (libtiff), and PIL's decoding of each as a PNG of its
+    values (pil_values); and unsupported_*.tif, kinds it does not read
+    (JPEG compression, CMYK, grey with alpha, floating point), which PIL
+    reads."""
+    import numpy as np
+    from PIL import TiffImagePlugin
+    out = os.path.join(HERE, "tiff")
+    os.makedirs(out, exist_ok=True)
+    rgb = photo("chelsea.png", (120, 80, 151, 101))  # 31x21
+    grey = rgb.convert("L")
+    alpha = rgb.copy()
+    alpha.putalpha(grey.point(lambda v: 255 - v))
+    predictor = TiffImagePlugin.ImageFileDirectory_v2()
+    predictor[317] = 2
+    white_is_zero = TiffImagePlugin.ImageFileDirectory_v2()
+    white_is_zero[262] = 0
+    cases = [
+        ("rgb", rgb, {}),
+        ("rgb_lzw", rgb, dict(compression="tiff_lzw")),
+        ("rgb_deflate", rgb, dict(compression="tiff_adobe_deflate")),
+        ("rgb_packbits", rgb, dict(compression="packbits")),
+        ("rgb_lzw_predictor", rgb, dict(compression="tiff_lzw", tiffinfo=predictor)),
+        ("grey", grey, {}),
+        ("grey_deflate_predictor", grey, dict(compression="tiff_adobe_deflate", tiffinfo=predictor)),
+        ("grey_white_is_zero", grey, dict(tiffinfo=white_is_zero)),
+        ("rgba", alpha, dict(compression="tiff_lzw")),
+        ("palette", rgb.convert("P", palette=Image.ADAPTIVE, colors=17), dict(compression="tiff_lzw")),
+        ("bitmap", rgb.convert("1"), {}),
+        ("bitmap_g3", rgb.convert("1"), dict(compression="group3")),
+        ("bitmap_g4", rgb.convert("1"), dict(compression="group4")),
+        ("bitmap_g4_white_is_zero", rgb.convert("1"), dict(compression="group4", tiffinfo=white_is_zero)),
+        ("grey16", Image.fromarray(np.asarray(grey).astype(np.uint16) * 251 + 17), {}),
+    ]
+    for name, im, opts in cases:
+        path = os.path.join(out, name + ".tif")
+        TiffImagePlugin.WRITE_LIBTIFF = "tiffinfo" in opts
+        im.save(path, **opts)
+        TiffImagePlugin.WRITE_LIBTIFF = False
+        dec = Image.open(path)
+        dec.load()
+        pil_values(dec).save(os.path.join(out, name + ".png"))
+    # Two pages: PIL's first (ImageFolder's) is the colour one.
+    rgb.save(os.path.join(out, "pages.tif"), save_all=True, append_images=[grey.convert("RGB").transpose(Image.FLIP_LEFT_RIGHT)])
+    for name, im, opts in [
+        ("unsupported_jpeg", rgb, dict(compression="jpeg")),
+        ("unsupported_cmyk", rgb.convert("CMYK"), {}),
+        ("unsupported_grey_alpha", grey.convert("LA"), {}),
+        ("unsupported_float", grey.convert("F"), {}),
+    ]:
+        path = os.path.join(out, name + ".tif")
+        im.save(path, **opts)
+        Image.open(path).load()
+
+
 def torchvision_fixtures():
     import math
 
@@ -324,4 +464,6 @@ if __name__ == "__main__":
     alpha_fixtures()
     jpeg_fixtures()
     unsupported_fixtures()
+    pnm_fixtures()
+    tiff_fixtures()
     torchvision_fixtures()

@@ -1,0 +1,207 @@
+package data
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"math"
+
+	"golang.org/x/image/tiff"
+)
+
+// TIFF files are read by golang.org/x/image/tiff, whose first page PIL
+// reads too; this file holds what is checked around it: the kinds of TIFF
+// it cannot read, named at the header check, and the CCITT bitmaps that it
+// reads inverted.
+
+// The TIFF tags read here (TIFF 6.0, section 8).
+const (
+	tagCompression  = 259
+	tagPhotometric  = 262
+	tagSampleFormat = 339
+	tagOrientation  = 0x0112
+	tagRowsPerStrip = 278
+	tagTileWidth    = 322
+	tagTileLength   = 323
+)
+
+// tiffCompressions are the compression schemes Go's decoder reads: none,
+// CCITT group 3 and 4 (bitmaps), LZW, Deflate (both codes) and PackBits.
+var tiffCompressions = map[int]bool{1: true, 3: true, 4: true, 5: true, 8: true, 32946: true, 32773: true}
+
+// tiffCompressionNames names the schemes it does not read that writers use.
+var tiffCompressionNames = map[int]string{2: "CCITT modified Huffman", 6: "old-style JPEG", 7: "JPEG", 34712: "JPEG 2000", 34887: "LERC", 34925: "LZMA", 50000: "Zstandard", 50001: "WebP"}
+
+// tiffPhotometricNames names the colour spaces it does not read.
+var tiffPhotometricNames = map[int]string{4: "a transparency mask", 5: "CMYK (separated)", 6: "YCbCr", 8: "CIE L*a*b*", 9: "ICC L*a*b*", 10: "ITU L*a*b*", 32844: "LogL", 32845: "LogLuv"}
+
+// isTIFF reports whether b starts as a TIFF file does.
+func isTIFF(b []byte) bool {
+	return len(b) >= 4 && (string(b[:4]) == "II*\x00" || string(b[:4]) == "MM\x00*")
+}
+
+// tiffTags returns the values of the given tags (a SHORT or a LONG each,
+// the first of them) in the first image directory of the TIFF that r
+// holds; a tag absent is absent from the map.
+func tiffTags(r io.ReaderAt, tags ...int) (map[int]int, error) {
+	var head [8]byte
+	if _, err := r.ReadAt(head[:], 0); err != nil {
+		return nil, unexpectedEOF(err)
+	}
+	if !isTIFF(head[:]) {
+		return nil, errors.New("not a TIFF header")
+	}
+	var bo binary.ByteOrder = binary.LittleEndian
+	if head[0] == 'M' {
+		bo = binary.BigEndian
+	}
+	ifd := int64(bo.Uint32(head[4:]))
+	var count [2]byte
+	if _, err := r.ReadAt(count[:], ifd); err != nil {
+		return nil, unexpectedEOF(err)
+	}
+	entries := make([]byte, 12*int(bo.Uint16(count[:])))
+	if _, err := r.ReadAt(entries, ifd+2); err != nil {
+		return nil, unexpectedEOF(err)
+	}
+	return tiffEntries(entries, bo, tags), nil
+}
+
+// tiffEntries reads the given tags from an image directory's entries (12
+// bytes each: tag, type, count, value or offset): a SHORT, or a LONG as
+// some writers store them and PIL reads them, the first value of each.
+func tiffEntries(entries []byte, bo binary.ByteOrder, tags []int) map[int]int {
+	out := map[int]int{}
+	for e := 0; e+12 <= len(entries); e += 12 {
+		tag := int(bo.Uint16(entries[e:]))
+		for _, want := range tags {
+			if tag != want {
+				continue
+			}
+			switch typ, count := bo.Uint16(entries[e+2:]), bo.Uint32(entries[e+4:]); {
+			case typ == 3 && count >= 1:
+				out[tag] = int(bo.Uint16(entries[e+8:]))
+			case typ == 4 && count >= 1:
+				out[tag] = int(bo.Uint32(entries[e+8:]))
+			}
+		}
+	}
+	return out
+}
+
+// tiffOneStrip returns b with its RowsPerStrip tag lowered to height
+// where it says more (writers put 2³²−1 there for "one strip"), so that
+// Go's decoder, which takes the tag's value to bound a strip's
+// decompressed bytes, expects no more than the image holds: else a
+// Deflate or CCITT stream of a few bytes could fill gigabytes. The image
+// decoded is the same. b itself is not changed; a copy is made where the
+// tag must be.
+func tiffOneStrip(b []byte, height int) []byte {
+	if !isTIFF(b) || len(b) < 8 {
+		return b
+	}
+	var bo binary.ByteOrder = binary.LittleEndian
+	if b[0] == 'M' {
+		bo = binary.BigEndian
+	}
+	ifd := int(bo.Uint32(b[4:]))
+	if ifd < 0 || ifd > len(b)-2 {
+		return b
+	}
+	for e := ifd + 2; e+12 <= len(b) && e < ifd+2+12*int(bo.Uint16(b[ifd:])); e += 12 {
+		if bo.Uint16(b[e:]) != tagRowsPerStrip || bo.Uint32(b[e+4:]) != 1 {
+			continue
+		}
+		switch typ := bo.Uint16(b[e+2:]); {
+		case typ == 3 && int(bo.Uint16(b[e+8:])) > height:
+			b = bytes.Clone(b)
+			bo.PutUint16(b[e+8:], uint16(height))
+		case typ == 4 && int64(bo.Uint32(b[e+8:])) > int64(height):
+			b = bytes.Clone(b)
+			bo.PutUint32(b[e+8:], uint32(height))
+		}
+		return b
+	}
+	return b
+}
+
+func unexpectedEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// tiffConfig is checkImageHeader for a TIFF that r holds: its size, or an
+// error naming a kind of TIFF that Go's decoder cannot read (refused at
+// the folder scan by what it is, rather than as corrupt in the middle of
+// an epoch), or a corrupt header. A header that ends early is an error
+// wrapping io.ErrUnexpectedEOF.
+func tiffConfig(r io.ReaderAt, name string) (image.Config, error) {
+	cfg, err := tiff.DecodeConfig(io.NewSectionReader(r, 0, math.MaxInt64))
+	tags, terr := tiffTags(r, tagCompression, tagPhotometric, tagSampleFormat, tagTileWidth, tagTileLength)
+	if err == nil {
+		err = terr
+	}
+	if terr == nil {
+		cannot := func(what string) error {
+			return fmt.Errorf("data: %s: %s, which Go's TIFF decoder cannot read; re-encode it (for example with PIL, as an uncompressed or LZW TIFF of RGB or grey, or as PNG)", name, what)
+		}
+		c, hasC := tags[tagCompression]
+		switch {
+		case hasC && c != 0 && !tiffCompressions[c]:
+			what := tiffCompressionNames[c]
+			if what == "" {
+				what = "an unknown scheme"
+			}
+			return cfg, cannot(fmt.Sprintf("a TIFF compressed with %s (compression %d)", what, c))
+		case tiffPhotometricNames[tags[tagPhotometric]] != "":
+			return cfg, cannot("a " + tiffPhotometricNames[tags[tagPhotometric]] + " TIFF")
+		case tags[tagSampleFormat] == 2:
+			return cfg, cannot("a TIFF of signed integers")
+		case tags[tagSampleFormat] == 3:
+			return cfg, cannot("a TIFF of floating-point samples")
+		}
+		// Go's decoder decodes a whole tile, however large, into memory: a
+		// CCITT or Deflate stream of a few bytes can fill gigabytes. Tiles
+		// larger than a few times the image (a 256×256 tile for a 100×100
+		// image is common) are refused.
+		if tw, th := int64(tags[tagTileWidth]), int64(tags[tagTileLength]); err == nil && tw*th > max(4*int64(cfg.Width)*int64(cfg.Height), 1<<20) {
+			return cfg, fmt.Errorf("data: %s: a TIFF of %d×%d pixels in tiles of %d×%d: corrupt or hostile, refused", name, cfg.Width, cfg.Height, tw, th)
+		}
+	}
+	var unsupported tiff.UnsupportedError
+	switch {
+	case errors.As(err, &unsupported):
+		return cfg, fmt.Errorf("data: %s: a TIFF with a feature Go's TIFF decoder does not read (%s: grey with alpha, or samples of other than 1, 8 or 16 bits, say); re-encode it (for example with PIL, as an uncompressed or LZW TIFF of RGB or grey, or as PNG)", name, string(unsupported))
+	case errors.Is(err, io.EOF):
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return cfg, fmt.Errorf("data: %s: corrupt tiff header: %w", name, err)
+	}
+	return cfg, nil
+}
+
+// tiffUpright returns a TIFF's image as PIL reads it: a CCITT-compressed
+// bitmap whose photometric interpretation is BlackIsZero comes out of
+// Go's decoder inverted (it reads the fax code's white runs as white,
+// where libtiff's fax decoder gives them the bit 0, black in that
+// interpretation), and is inverted back.
+func tiffUpright(img image.Image, b []byte) image.Image {
+	g, ok := img.(*image.Gray)
+	if !ok {
+		return img
+	}
+	tags, err := tiffTags(bytes.NewReader(b), tagCompression, tagPhotometric)
+	if err != nil || tags[tagPhotometric] != 1 || tags[tagCompression] != 3 && tags[tagCompression] != 4 {
+		return img
+	}
+	for i, v := range g.Pix {
+		g.Pix[i] = 255 - v
+	}
+	return g
+}

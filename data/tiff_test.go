@@ -1,0 +1,230 @@
+package data
+
+import (
+	"bytes"
+	"compress/zlib"
+	"encoding/binary"
+	"image"
+	"maps"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+
+	"golang.org/x/image/tiff"
+
+	"github.com/residual-nn/residual/data/transform"
+	"github.com/residual-nn/residual/limits"
+)
+
+// TestTIFFMatchesPIL decodes TIFF files written by PIL (libtiff) — RGB,
+// grey, RGBA, paletted, bitmaps (uncompressed, CCITT group 3 and 4, in
+// both photometric interpretations), 16-bit grey; uncompressed, LZW,
+// Deflate, PackBits, with a horizontal predictor — and compares them with
+// PIL's decoding of each (testdata/pil/gen_fixtures.py): every sample
+// equal (RGBA's four channels; 16-bit grey's 16-bit values, which
+// Pixels then reduces to their high byte where PIL's convert clips them,
+// the documented difference of 16-bit PNGs too). Lossless formats and
+// the same integers on both sides: no tolerance.
+func TestTIFFMatchesPIL(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(pilDir, "tiff", "*.png"))
+	if err != nil || len(files) < 15 {
+		t.Fatalf("fixtures: %d files, %v", len(files), err)
+	}
+	for _, want := range files {
+		name := strings.TrimSuffix(filepath.Base(want), ".png")
+		got := mustLoad(t, strings.TrimSuffix(want, ".png")+".tif")
+		ref := mustLoad(t, want)
+		if got.Bounds() != ref.Bounds() {
+			t.Errorf("%s: %v, PIL %v", name, got.Bounds(), ref.Bounds())
+			continue
+		}
+		if g16, ok := ref.(*image.Gray16); ok {
+			if !slices.Equal(got.(*image.Gray16).Pix, g16.Pix) {
+				t.Errorf("%s: 16-bit values differ from PIL's", name)
+			}
+			continue
+		}
+		if worst, n := maxDiff(t, Pixels(got, 3), Pixels(ref, 3)); worst != 0 {
+			t.Errorf("%s.tif: %d bytes of RGB differ from PIL's, by up to %d", name, n, worst)
+		}
+		if worst, n := maxDiff(t, transform.Pixels(got, 4), transform.Pixels(ref, 4)); worst != 0 {
+			t.Errorf("%s.tif: %d bytes of RGBA differ from PIL's, by up to %d", name, n, worst)
+		}
+	}
+	// Two pages: the first is read, as PIL and ImageFolder read it.
+	if worst, _ := maxDiff(t, Pixels(mustLoad(t, filepath.Join(pilDir, "tiff", "pages.tif")), 3), Pixels(mustLoad(t, filepath.Join(pilDir, "tiff", "rgb.png")), 3)); worst != 0 {
+		t.Errorf("pages.tif: not its first page (differs by up to %d)", worst)
+	}
+}
+
+// TestTIFFUnsupportedNamed: TIFF files PIL reads and Go's decoder cannot
+// are refused at the header check, named by what they are.
+func TestTIFFUnsupportedNamed(t *testing.T) {
+	for file, says := range map[string]string{
+		"unsupported_jpeg.tif":       "a TIFF compressed with JPEG (compression 7)",
+		"unsupported_cmyk.tif":       "a CMYK (separated) TIFF",
+		"unsupported_grey_alpha.tif": "a TIFF with a feature Go's TIFF decoder does not read (extra samples",
+		"unsupported_float.tif":      "a TIFF of floating-point samples",
+	} {
+		path := filepath.Join(pilDir, "tiff", file)
+		if err := CheckImageFile(path); err == nil || !strings.Contains(err.Error(), says) || !strings.Contains(err.Error(), file) {
+			t.Errorf("%s: header check %v; want it named as %s", file, err, says)
+		}
+		if _, err := LoadImage(path); err == nil || !strings.Contains(err.Error(), says) {
+			t.Errorf("%s: load %v; want it named as %s", file, err, says)
+		}
+	}
+}
+
+// TestTIFFDirectoryAtTheEnd: a TIFF whose image directory follows 120 KB
+// of pixels (as Go's and libtiff's encoders write it) is checked at the
+// header check — its size read, a size beyond the pixel limits refused —
+// though the check reads the first 64 KiB of a file.
+func TestTIFFDirectoryAtTheEnd(t *testing.T) {
+	img := image.NewRGBA(image.Rect(0, 0, 200, 150))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(i * 7)
+	}
+	var buf bytes.Buffer
+	if err := tiff.Encode(&buf, img, nil); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	if ifd := binary.LittleEndian.Uint32(b[4:]); ifd < 64<<10 {
+		t.Fatalf("the directory is at %d, inside the first 64 KiB", ifd)
+	}
+	dir := t.TempDir()
+	ok := filepath.Join(dir, "ok.tif")
+	if err := os.WriteFile(ok, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err := imageFileConfig(ok); err != nil || cfg.Width != 200 || cfg.Height != 150 {
+		t.Errorf("header check: %+v, %v; want 200×150", cfg, err)
+	}
+	// The width tag (256) made a LONG of 1,000,000 pixels, past
+	// limits.ImageSide.
+	ifd := int(binary.LittleEndian.Uint32(b[4:]))
+	n := int(binary.LittleEndian.Uint16(b[ifd:]))
+	for e := ifd + 2; e < ifd+2+12*n; e += 12 {
+		if binary.LittleEndian.Uint16(b[e:]) == 256 {
+			binary.LittleEndian.PutUint16(b[e+2:], 4)
+			binary.LittleEndian.PutUint32(b[e+8:], 1_000_000)
+		}
+	}
+	bomb := filepath.Join(dir, "bomb.tif")
+	if err := os.WriteFile(bomb, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := limits.CheckImage("data: "+bomb, 1_000_000, 150)
+	if err := CheckImageFile(bomb); want == nil || err == nil || err.Error() != want.Error() {
+		t.Errorf("a 1000000×150 TIFF: header check %v; want %v", err, want)
+	}
+}
+
+// TestPNMRead: PBM, PGM and PPM files are images of the folders (their
+// decoding against PIL's is internal/pnm's test); a 16-bit PGM keeps its
+// high byte, as a 16-bit PNG or TIFF does.
+func TestPNMRead(t *testing.T) {
+	dir := t.TempDir()
+	for name, b := range map[string]string{
+		"a.ppm": "P6 2 1 255\n\x01\x02\x03\xfa\xfb\xfc",
+		"b.pgm": "P5 2 1 65535\n\x12\x34\xab\xcd",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(b), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := Pixels(mustLoad(t, filepath.Join(dir, "a.ppm")), 3); !slices.Equal(got, []uint8{1, 2, 3, 250, 251, 252}) {
+		t.Errorf("a.ppm: %v", got)
+	}
+	if got := Pixels(mustLoad(t, filepath.Join(dir, "b.pgm")), 1); !slices.Equal(got, []uint8{0x12, 0xab}) {
+		t.Errorf("b.pgm: %v", got)
+	}
+	if !isImageName("x.TIFF") || !isImageName("x.pgm") {
+		t.Error("TIFF and PGM names are not taken as images")
+	}
+}
+
+// minimalTIFF returns a little-endian TIFF of one image directory holding
+// the given tags (each a LONG; sorted here) and then data, to which the
+// StripOffsets tag (273), if given as 0, points.
+func minimalTIFF(tags map[uint16]uint32, data []byte) []byte {
+	keys := slices.Sorted(maps.Keys(tags))
+	dataAt := uint32(8 + 2 + 12*len(keys) + 4)
+	b := binary.LittleEndian.AppendUint32([]byte("II*\x00"), 8)
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(keys)))
+	for _, k := range keys {
+		v := tags[k]
+		if k == 273 && v == 0 {
+			v = dataAt
+		}
+		b = binary.LittleEndian.AppendUint16(b, k)
+		b = binary.LittleEndian.AppendUint16(b, 4)
+		b = binary.LittleEndian.AppendUint32(b, 1)
+		b = binary.LittleEndian.AppendUint32(b, v)
+	}
+	b = binary.LittleEndian.AppendUint32(b, 0)
+	return append(b, data...)
+}
+
+// TestTIFFDecompressionBounded: Go's TIFF decoder bounds a strip's
+// decompressed bytes by the RowsPerStrip tag, and decodes whole tiles:
+// a 1×1 image whose 48 KB Deflate strip inflates to 48 MB of zeros,
+// under a RowsPerStrip of 2³²−1 (what writers put for "one strip"), is
+// read with under 1 MiB allocated (the tag lowered to the height), and a
+// 1×1 image in tiles of 65,536×65,536 is refused at its header.
+func TestTIFFDecompressionBounded(t *testing.T) {
+	var z bytes.Buffer
+	zw := zlib.NewWriter(&z)
+	zw.Write(make([]byte, 48<<20))
+	zw.Close()
+	common := map[uint16]uint32{256: 1, 257: 1, 258: 8, 259: 8, 262: 1, 273: 0, 277: 1, 279: uint32(z.Len())}
+	tags := maps.Clone(common)
+	tags[278] = 1<<32 - 1
+	b := minimalTIFF(tags, z.Bytes())
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	img, err := DecodeImage(b, "strip.tif")
+	runtime.ReadMemStats(&after)
+	if err != nil || img.Bounds().Dx() != 1 {
+		t.Fatalf("1×1 TIFF: %v", err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 1<<20 {
+		t.Errorf("%d bytes allocated to decode a 1×1 TIFF", alloc)
+	}
+	tags = maps.Clone(common)
+	tags[322], tags[323] = 1<<16, 1<<16
+	delete(tags, 273)
+	delete(tags, 279)
+	tags[324], tags[325] = 0, uint32(z.Len()) // TileOffsets, TileByteCounts
+	if _, err := DecodeImage(minimalTIFF(tags, z.Bytes()), "tiles.tif"); err == nil || !strings.Contains(err.Error(), "in tiles of 65536×65536") {
+		t.Errorf("1×1 TIFF in 65536×65536 tiles: %v", err)
+	}
+}
+
+// TestTIFFOffsetsBeyondTheFile: a 5 KB TIFF whose header names an image
+// directory 4 GB into the file is a corrupt header, refused with under
+// 1 MiB allocated, by DecodeImage and by DecodeImageConfig (through
+// image.DecodeConfig's stream, Go's TIFF decoder buffered the file up to
+// that offset: 4 GB).
+func TestTIFFOffsetsBeyondTheFile(t *testing.T) {
+	b := append([]byte("II*\x00\x00\x00\xff\xff"), make([]byte, 5000)...)
+	for name, decode := range map[string]func() error{
+		"DecodeImage":       func() error { _, err := DecodeImage(b, "far.tif"); return err },
+		"DecodeImageConfig": func() error { _, _, err := DecodeImageConfig(b); return err },
+	} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		err := decode()
+		runtime.ReadMemStats(&after)
+		if err == nil {
+			t.Errorf("%s: no error", name)
+		}
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 1<<20 {
+			t.Errorf("%s: %d bytes allocated to refuse it", name, alloc)
+		}
+	}
+}
