@@ -129,14 +129,17 @@ func goldenOp(t *testing.T, c fixture.Case) {
 	x := []string{"x"}
 	switch c.Op {
 	case "conv2d":
-		s, p, d := c.Int("stride"), c.Int("pad"), c.Int("dilation")
+		cp := ag.ConvParams{Stride: pair(c, "stride"), Dilation: pair(c, "dilation"), Pad: pads(c)}
 		runGolden(t, c, x, params, func(v map[string]*ag.Value) *ag.Value {
-			return ag.Conv2d(v["x"], v["weight"], v["bias"], ag.ConvParams{Stride: [2]int{s, s}, Dilation: [2]int{d, d}, Pad: ag.SymmetricPad(p, p)})
+			return ag.Conv2d(v["x"], v["weight"], v["bias"], cp)
 		})
 	case "conv_transpose2d":
-		s, p, op := c.Int("stride"), c.Int("pad"), c.Int("output_padding")
+		cp := ag.ConvParams{Stride: pair(c, "stride"), Pad: pads(c), OutputPadding: pair(c, "output_padding")}
+		if _, ok := c.Attrs["dilation"]; ok {
+			cp.Dilation = pair(c, "dilation")
+		}
 		runGolden(t, c, x, params, func(v map[string]*ag.Value) *ag.Value {
-			return ag.ConvTranspose2d(v["x"], v["weight"], v["bias"], ag.ConvParams{Stride: [2]int{s, s}, Pad: ag.SymmetricPad(p, p), OutputPadding: [2]int{op, op}})
+			return ag.ConvTranspose2d(v["x"], v["weight"], v["bias"], cp)
 		})
 	case "batchnorm_train", "batchnorm_eval":
 		train := c.Op == "batchnorm_train"
@@ -154,8 +157,10 @@ func goldenOp(t *testing.T, c fixture.Case) {
 	case "relu":
 		runGolden(t, c, x, nil, func(v map[string]*ag.Value) *ag.Value { return ag.ReLU(v["x"]) })
 	case "maxpool2d", "avgpool2d":
-		k, s, p := c.Int("kernel"), c.Int("stride"), c.Int("pad")
-		pp := ag.PoolParams{Kernel: [2]int{k, k}, Stride: [2]int{s, s}, Pad: ag.SymmetricPad(p, p), CeilMode: c.Bool("ceil"), CountIncludePad: c.Bool("count_include_pad")}
+		pp := ag.PoolParams{Kernel: pair(c, "kernel"), Stride: pair(c, "stride"), Pad: pads(c), CeilMode: c.Bool("ceil"), CountIncludePad: c.Bool("count_include_pad")}
+		if _, ok := c.Attrs["dilation"]; ok {
+			pp.Dilation = pair(c, "dilation")
+		}
 		runGolden(t, c, x, nil, func(v map[string]*ag.Value) *ag.Value {
 			if c.Op == "maxpool2d" {
 				return ag.MaxPool2d(v["x"], pp)
@@ -183,12 +188,20 @@ func goldenOp(t *testing.T, c fixture.Case) {
 		runGolden(t, c, x, nil, func(v map[string]*ag.Value) *ag.Value {
 			return ag.Pad(v["x"], [][2]int{{0, 0}, {p, p}, {p, p}, {0, 0}}, ag.PadReflect, 0)
 		})
-	case "softmax":
-		runGolden(t, c, x, nil, func(v map[string]*ag.Value) *ag.Value { return ag.Softmax(v["x"], c.Int("axis")) })
-	case "log_softmax":
-		runGolden(t, c, x, nil, func(v map[string]*ag.Value) *ag.Value { return ag.LogSoftmax(v["x"], c.Int("axis")) })
+	case "softmax", "log_softmax":
+		axis := c.Int("axis")
+		if c.Bool("nchw") { // PyTorch's NCHW axis of a 4-D image: C, H, W → NHWC's 3, 1, 2
+			axis = [4]int{0, 3, 1, 2}[axis]
+		}
+		runGolden(t, c, x, nil, func(v map[string]*ag.Value) *ag.Value {
+			if c.Op == "softmax" {
+				return ag.Softmax(v["x"], axis)
+			}
+			return ag.LogSoftmax(v["x"], axis)
+		})
 	case "cross_entropy", "cross_entropy_2d", "cross_entropy_rowweight":
 		o := ag.CrossEntropyOptions{Ignore: true, IgnoreIndex: c.Int("ignore_index")}
+		o.Sum = c.Bool("sum")
 		if _, ok := c.Attrs["label_smoothing"]; ok {
 			o.LabelSmoothing = c.Float("label_smoothing")
 		}
@@ -221,7 +234,89 @@ func goldenOp(t *testing.T, c fixture.Case) {
 			}
 			return ag.BCEWithLogits(v["x"], target)
 		})
+	case "gemm":
+		alpha, beta := float32(c.Float("alpha")), float32(c.Float("beta"))
+		ta, tb := c.Bool("trans_a"), c.Bool("trans_b")
+		in := []string{"a", "b"}
+		if c.Has("c") {
+			in = append(in, "c")
+		}
+		runGolden(t, c, in, nil, func(v map[string]*ag.Value) *ag.Value { return ag.Gemm(v["a"], v["b"], v["c"], alpha, beta, ta, tb) })
+	case "matmul":
+		runGolden(t, c, []string{"a", "b"}, nil, func(v map[string]*ag.Value) *ag.Value { return ag.MatMul(v["a"], v["b"]) })
+	case "mul":
+		runGolden(t, c, []string{"a", "b"}, nil, func(v map[string]*ag.Value) *ag.Value { return ag.Mul(v["a"], v["b"]) })
+	case "sum":
+		runGolden(t, c, x, nil, func(v map[string]*ag.Value) *ag.Value { return ag.Sum(v["x"]) })
+	case "crop":
+		runGolden(t, c, x, nil, func(v map[string]*ag.Value) *ag.Value {
+			return ag.Crop(v["x"], c.Int("top"), c.Int("left"), c.Int("h"), c.Int("w"))
+		})
+	case "pad":
+		p := pads(c)
+		mode := map[string]ag.PadMode{"constant": ag.PadConstant, "reflect": ag.PadReflect, "replicate": ag.PadEdge}[c.Attrs["mode"].(string)]
+		runGolden(t, c, x, nil, func(v map[string]*ag.Value) *ag.Value {
+			return ag.Pad(v["x"], [][2]int{{0, 0}, {p[0], p[2]}, {p[1], p[3]}, {0, 0}}, mode, float32(c.Float("value")))
+		})
 	default:
 		t.Fatalf("no Go side for PyTorch case %q", c.Op)
+	}
+}
+
+// pair reads a vertical, horizontal attribute stored as one number (both
+// axes) or as a list of two.
+func pair(c fixture.Case, name string) [2]int {
+	if l, ok := c.Attrs[name].([]any); ok {
+		return [2]int{int(l[0].(float64)), int(l[1].(float64))}
+	}
+	v := c.Int(name)
+	return [2]int{v, v}
+}
+
+// pads reads a case's padding as top, left, bottom, right: "pads" (stored
+// in that order) or the symmetric "pad" (a number or a vertical,
+// horizontal pair).
+func pads(c fixture.Case) [4]int {
+	if l, ok := c.Attrs["pads"].([]any); ok {
+		var p [4]int
+		for i := range p {
+			p[i] = int(l[i].(float64))
+		}
+		return p
+	}
+	p := pair(c, "pad")
+	return ag.SymmetricPad(p[0], p[1])
+}
+
+// TestTorchGoldenOpsExtra compares the operations and geometries that
+// ops.json leaves out with PyTorch (testdata/torch/gen_ops_extra.py):
+// Gemm with transposes, alpha, beta and every bias shape, batched MatMul,
+// Mul, Sum, Crop, constant and replicate Pad, Softmax and LogSoftmax over
+// an image's channel and row axes, convolutions with rectangular kernels,
+// per-axis strides and dilations and asymmetric (TensorFlow SAME)
+// padding, dilated transposed convolutions, dilated and rectangular max
+// pooling, and summed and weighted, smoothed per-pixel cross-entropy —
+// outputs and the gradients of sum(out·proj), at goldenRtol: both sides
+// accumulate in float32, whose relative error over the at most 196-term
+// sums here (the 7×7×2 convolution window, a 4×4 reduction) is bounded by
+// about n·2⁻²⁴ ≈ 1.2e-5 of the sum of the terms' magnitudes in the worst
+// case and, for rounding errors of random sign, by √n·2⁻²⁴ ≈ 1e-6 in
+// practice; the tensor-scale term of fixture.Compare covers elements that
+// cancel to near zero.
+func TestTorchGoldenOpsExtra(t *testing.T) {
+	f, err := fixture.Load("../testdata/torch/ops_extra.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, c := range f.Cases {
+		seen[c.Op]++
+		t.Run(fmt.Sprintf("%s_%d", c.Op, seen[c.Op]), func(t *testing.T) { goldenOp(t, c) })
+	}
+	for op, n := range map[string]int{"gemm": 6, "matmul": 2, "mul": 1, "sum": 1, "crop": 1, "pad": 2, "softmax": 2, "log_softmax": 2,
+		"conv2d": 4, "conv_transpose2d": 2, "maxpool2d": 3, "cross_entropy": 2, "cross_entropy_2d": 1} {
+		if seen[op] != n {
+			t.Errorf("fixture has %d cases of %s, want %d", seen[op], op, n)
+		}
 	}
 }
