@@ -273,9 +273,10 @@ func RandomResizedCrop(rng *tensor.RNG, pix []uint8, h, w, c, oh, ow int) ([]uin
 
 // Resize scales an 8-bit NHWC image of h×w×c to oh×ow by bilinear
 // interpolation without antialiasing (pixel centres aligned, as
-// torchvision's tensor resize with antialias=False does); the canvases
-// and predictions on images of another size use it. ResizeAA is PIL's
-// antialiased resize.
+// torchvision's tensor resize with antialias=False does, rounding values
+// halfway between two bytes to the even one, as its torch.round does);
+// the canvases and predictions on images of another size use it.
+// ResizeAA is PIL's antialiased resize.
 func Resize(pix []uint8, h, w, c, oh, ow int) []uint8 {
 	out := make([]uint8, oh*ow*c)
 	sy, sx := float64(h)/float64(oh), float64(w)/float64(ow)
@@ -292,7 +293,7 @@ func Resize(pix []uint8, h, w, c, oh, ow int) []uint8 {
 			for ch := 0; ch < c; ch++ {
 				at := func(yy, xx int) float64 { return float64(pix[(yy*w+xx)*c+ch]) }
 				v := (1-wy)*((1-wx)*at(y0, x0)+wx*at(y0, x1)) + wy*((1-wx)*at(y1, x0)+wx*at(y1, x1))
-				out[(y*ow+x)*c+ch] = uint8(min(max(v+0.5, 0), 255))
+				out[(y*ow+x)*c+ch] = uint8(min(max(math.RoundToEven(v), 0), 255))
 			}
 		}
 	}
