@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -235,6 +236,32 @@ func TestCrossEntropyZeroValueCountsEveryClass(t *testing.T) {
 		l, err := ag.CrossEntropy(x, tc.targets, tc.o)
 		if err != nil || math.Abs(float64(l.Data.Data[0])-tc.want) > 1e-6 {
 			t.Errorf("targets %v, %+v: %v, %v; want %v", tc.targets, tc.o, l, err, tc.want)
+		}
+	}
+}
+
+// TestCrossEntropyOfNothing: a mean over no weight — every target
+// ignored, or every row weight 0 — is 0 with a zero gradient, where
+// PyTorch's 0/0 is NaN and would stop a training run on a batch of
+// unlabelled pixels.
+func TestCrossEntropyOfNothing(t *testing.T) {
+	for name, o := range map[string]ag.CrossEntropyOptions{
+		"all ignored":   {Ignore: true, IgnoreIndex: -100},
+		"all weights 0": {RowWeight: []float32{0, 0}},
+	} {
+		tape := ag.NewTape()
+		x := tape.Variable(&tensor.Tensor{Shape: []int{2, 3}, Data: []float32{1, 2, 3, 1, 2, 3}})
+		targets := []int32{-100, -100}
+		if o.RowWeight != nil {
+			targets = []int32{0, 2}
+		}
+		l, err := ag.CrossEntropy(x, targets, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tape.Backward(l)
+		if l.Data.Data[0] != 0 || slices.ContainsFunc(x.Grad.Data, func(g float32) bool { return g != 0 }) {
+			t.Errorf("%s: loss %v, gradient %v; want 0 and zeros", name, l.Data.Data, x.Grad.Data)
 		}
 	}
 }

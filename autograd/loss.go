@@ -34,7 +34,10 @@ type CrossEntropyOptions struct {
 // CrossEntropy returns the cross-entropy between the logits (classes on the
 // last axis: [N,K] for classification, [N,H,W,K] per pixel for
 // segmentation) and one target class per row. Targets outside [0, K) are
-// an error, except IgnoreIndex when Ignore is set.
+// an error, except IgnoreIndex when Ignore is set. A mean over no weight —
+// every target ignored, or every weight 0 — is 0 with a zero gradient,
+// where PyTorch's is NaN (a batch of unlabelled pixels must not stop a
+// training run).
 func CrossEntropy(logits *Value, targets []int32, o CrossEntropyOptions) (*Value, error) {
 	s := logits.Data.Shape
 	if len(s) < 2 {

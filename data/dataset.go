@@ -38,10 +38,31 @@ type Dataset struct {
 	// Masks, for segmentation, hold one class index per pixel (N·H·W);
 	// Labels are then nil.
 	Masks []uint8
+	// Ignore, for segmentation, is a mask value that is no class but
+	// marks pixels counting in no loss and no metric (VOC's 255 on object
+	// boundaries and unlabelled parts): the loader gives them the target
+	// IgnoreTarget. Its zero value ignores nothing.
+	Ignore Ignore
 	// Weights optionally hold one loss weight per pixel (N·H·W) of a
 	// segmentation set (see BorderWeights).
 	Weights []float32
 }
+
+// An Ignore names the mask value, if any, that marks pixels to leave out
+// of training and evaluation, as PyTorch's ignore_index does (255 in
+// torchvision's segmentation references).
+type Ignore struct {
+	Set   bool
+	Value uint8
+}
+
+// Is reports whether mask value v is the one ignored.
+func (g Ignore) Is(v uint8) bool { return g.Set && v == g.Value }
+
+// IgnoreTarget is the target the loader gives a pixel whose mask value is
+// ignored, and that the losses and metrics skip: PyTorch's default
+// ignore_index.
+const IgnoreTarget = -100
 
 // Len returns the number of images (of labels, or of masks for a
 // segmentation set).
@@ -66,14 +87,18 @@ func (d *Dataset) Image(i int) []uint8 {
 // Check returns an error naming the first inconsistency: an image size
 // below 1 or over limits.ImageSide (limits.Channels for channels), a
 // folder's files in other than 1 or 3 channels, pixel, file, mask or
-// weight counts that do not match the images, no classes, or a label or
-// mask value outside the classes.
+// weight counts that do not match the images, no classes, a label or
+// mask value outside the classes (but for the ignored one), or an ignored
+// mask value that is also a class's.
 func (d *Dataset) Check() error {
 	if err := d.checkSizes(); err != nil {
 		return err
 	}
+	if v := int(d.Ignore.Value); d.Ignore.Set && v < len(d.Classes) {
+		return fmt.Errorf("data: the ignored mask value %d is also class %q's (of %d classes): ignore a value above the classes (255, say)", v, d.Classes[v], len(d.Classes))
+	}
 	for i, m := range d.Masks {
-		if int(m) >= len(d.Classes) {
+		if int(m) >= len(d.Classes) && !d.Ignore.Is(m) {
 			return fmt.Errorf("data: mask value %d at pixel %d of image %d is not one of the %d classes", m, i%(d.H*d.W), i/(d.H*d.W), len(d.Classes))
 		}
 	}
@@ -119,7 +144,7 @@ func (d *Dataset) Subset(idx []int) *Dataset {
 		}
 	}
 	n := d.H * d.W * d.C
-	s := &Dataset{H: d.H, W: d.W, C: d.C, Classes: d.Classes, Images: d.Images}
+	s := &Dataset{H: d.H, W: d.W, C: d.C, Classes: d.Classes, Images: d.Images, Ignore: d.Ignore}
 	if d.Files != nil {
 		s.Files = make([]string, 0, len(idx))
 	} else {

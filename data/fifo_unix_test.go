@@ -87,7 +87,7 @@ func TestFIFOsInDataFolders(t *testing.T) {
 		if _, _, err := IDXDir(idx, nil); err == nil {
 			t.Error("IDXDir with a FIFO for its images: no error")
 		}
-		if _, err := SegFolder(seg, 1); err == nil || !strings.Contains(err.Error(), "classes.txt is not a regular file") {
+		if _, err := SegFolder(seg, 1, Ignore{}); err == nil || !strings.Contains(err.Error(), "classes.txt is not a regular file") {
 			t.Errorf("SegFolder with a FIFO for classes.txt: %v", err)
 		}
 	}()
@@ -101,7 +101,7 @@ func TestFIFOsInDataFolders(t *testing.T) {
 		if err := os.Symlink(target, classes); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := SegFolder(seg, 1); err == nil || !strings.Contains(err.Error(), "classes.txt is not a regular file") {
+		if _, err := SegFolder(seg, 1, Ignore{}); err == nil || !strings.Contains(err.Error(), "classes.txt is not a regular file") {
 			t.Errorf("SegFolder with classes.txt → %s: %v", target, err)
 		}
 	}

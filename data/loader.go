@@ -242,7 +242,11 @@ func (l *Loader) make(order []int, epoch, b int) Batch {
 				if seg { // the mask moves with the image; padding is background
 					at, inside := (i-lo)*d.H*d.W+r*d.W+c, sr >= 0 && sr < d.H && sc >= 0 && sc < d.W
 					if inside {
-						y[at] = int32(d.Mask(order[i])[sr*d.W+sc])
+						m := d.Mask(order[i])[sr*d.W+sc]
+						y[at] = int32(m)
+						if d.Ignore.Is(m) {
+							y[at] = IgnoreTarget
+						}
 					}
 					if wt != nil {
 						wt[at] = 1

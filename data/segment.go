@@ -200,7 +200,7 @@ func CanvasSets(train, test *Dataset, seed uint64, o CanvasOptions) (*Dataset, *
 // and second-nearest object, objects being the 4-connected regions of one
 // non-background class. The border term is added to background pixels
 // only, where it separates touching objects. The paper uses w0 = 10, σ = 5.
-// It returns an error, leaving d as it is, for a set without masks, one
+// Ignored pixels (Dataset.Ignore) weigh 0 and are no object. It returns an error, leaving d as it is, for a set without masks, one
 // that fails Check, or w0 < 0 or σ ≤ 0 (or either not finite).
 func (d *Dataset) BorderWeights(w0, sigma float64) error {
 	switch {
@@ -212,22 +212,39 @@ func (d *Dataset) BorderWeights(w0, sigma float64) error {
 	if err := d.Check(); err != nil {
 		return fmt.Errorf("data: border weights: %w", err)
 	}
+	// Ignored pixels (Dataset.Ignore) are counted in no class, weigh 0,
+	// and are no object: background to the distances.
 	counts := make([]float64, len(d.Classes))
+	total := 0.0
 	for _, m := range d.Masks {
-		counts[m]++
+		if !d.Ignore.Is(m) {
+			counts[m]++
+			total++
+		}
 	}
 	wc := make([]float64, len(counts))
 	for c, n := range counts {
 		if n > 0 {
-			wc[c] = float64(len(d.Masks)) / (float64(len(counts)) * n)
+			wc[c] = total / (float64(len(counts)) * n)
 		}
 	}
 	d.Weights = make([]float32, len(d.Masks))
 	n := d.H * d.W
+	objects := make([]uint8, n)
 	for i := 0; i < d.Len(); i++ {
 		mask, w := d.Mask(i), d.Weights[i*n:(i+1)*n]
-		d1, d2 := nearestTwo(mask, d.H, d.W)
 		for p, m := range mask {
+			objects[p] = m
+			if d.Ignore.Is(m) {
+				objects[p] = 0
+			}
+		}
+		d1, d2 := nearestTwo(objects, d.H, d.W)
+		for p, m := range mask {
+			if d.Ignore.Is(m) {
+				w[p] = 0
+				continue
+			}
 			v := wc[m]
 			if m == 0 && !math.IsInf(d2[p], 1) {
 				s := d1[p] + d2[p]
@@ -358,8 +375,10 @@ func dt1(f, d []float64) {
 // of a 1-, 2- or 4-bit one: 0 and 1 for a 1-bit mask — or the palette
 // index of a paletted one). Every image must have the size of the first; channels
 // is 1 or 3. The classes are named by dir/classes.txt (one per line) if it
-// exists, otherwise "0", "1", … up to the largest index found.
-func SegFolder(dir string, channels int) (*Dataset, error) {
+// exists, otherwise "0", "1", … up to the largest index found. The mask
+// value ignore names, if set, is no class: its pixels count in no loss
+// and no metric (Dataset.Ignore).
+func SegFolder(dir string, channels int, ignore Ignore) (*Dataset, error) {
 	if channels != 1 && channels != 3 {
 		return nil, fmt.Errorf("data: images need 1 or 3 channels, not %d", channels)
 	}
@@ -370,7 +389,7 @@ func SegFolder(dir string, channels int) (*Dataset, error) {
 	if len(names) == 0 {
 		return nil, fmt.Errorf("data: %s has no PNG or JPEG images", filepath.Join(dir, "images"))
 	}
-	d := &Dataset{C: channels}
+	d := &Dataset{C: channels, Ignore: ignore}
 	top := 0
 	var maskPaths []string
 	for _, name := range names {
@@ -406,7 +425,9 @@ func SegFolder(dir string, channels int) (*Dataset, error) {
 			}
 		}
 		for _, v := range m {
-			top = max(top, int(v))
+			if !ignore.Is(v) {
+				top = max(top, int(v))
+			}
 		}
 		d.Masks = append(d.Masks, m...)
 		maskPaths = append(maskPaths, mp)
@@ -429,12 +450,21 @@ func SegFolder(dir string, channels int) (*Dataset, error) {
 	px := d.H * d.W
 	for i, mp := range maskPaths {
 		for p, v := range d.Masks[i*px : (i+1)*px] {
-			if int(v) >= len(d.Classes) {
-				return nil, fmt.Errorf("data: mask %s: value %d at pixel (%d, %d) is not one of the %d classes of %s", mp, v, p%d.W, p/d.W, len(d.Classes), filepath.Join(dir, "classes.txt"))
+			if int(v) >= len(d.Classes) && !ignore.Is(v) {
+				return nil, fmt.Errorf("data: mask %s: value %d at pixel (%d, %d) is not one of the %d classes of %s%s", mp, v, p%d.W, p/d.W, len(d.Classes), filepath.Join(dir, "classes.txt"), ignoreHint(ignore))
 			}
 		}
 	}
 	return d, d.Check()
+}
+
+// ignoreHint is what an error about a mask value outside the classes
+// adds when no value is ignored: how to ignore one.
+func ignoreHint(ignore Ignore) string {
+	if ignore.Set {
+		return ""
+	}
+	return " (if it marks pixels to leave out, as VOC's 255 does, read the folder as segfolder,ignore=V:DIR)"
 }
 
 // pngGreyDepth returns the bit depth of a grey PNG (colour type 0) from

@@ -139,7 +139,7 @@ func TestSegFolder(t *testing.T) {
 		writeImagePNG(t, filepath.Join(dir, "images", name+".png"), img)
 		writeImagePNG(t, filepath.Join(dir, "masks", name+".png"), mask)
 	}
-	d, err := SegFolder(dir, 3)
+	d, err := SegFolder(dir, 3, Ignore{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestSegFolder(t *testing.T) {
 	pal := image.NewPaletted(image.Rect(0, 0, 6, 4), color.Palette{color.Black, color.White, color.Gray{128}})
 	pal.Pix[0] = 2
 	writeImagePNG(t, filepath.Join(dir, "masks", "c.png"), pal)
-	if d, err = SegFolder(dir, 1); err != nil || d.Mask(2)[0] != 2 {
+	if d, err = SegFolder(dir, 1, Ignore{}); err != nil || d.Mask(2)[0] != 2 {
 		t.Fatalf("paletted mask: %v", err)
 	}
 	// 1-, 2- and 4-bit grey masks hold their stored values as indices
@@ -163,7 +163,7 @@ func TestSegFolder(t *testing.T) {
 		}
 		vals[5] = uint8(1<<depth - 1)
 		greyPNG(t, filepath.Join(dir, "masks", "c.png"), 6, 4, depth, vals)
-		d, err := SegFolder(dir, 1)
+		d, err := SegFolder(dir, 1, Ignore{})
 		if err != nil || !slices.Equal(d.Mask(2), vals) || len(d.Classes) != max(3, 1<<depth) {
 			t.Errorf("a %d-bit grey mask: %v; read %v, want %v", depth, err, d.Mask(2), vals)
 		}
@@ -195,7 +195,7 @@ func TestSegFolder(t *testing.T) {
 	}
 	for _, b := range bad {
 		b.setup()
-		if _, err := SegFolder(dir, 3); err == nil || !strings.Contains(err.Error(), b.want) {
+		if _, err := SegFolder(dir, 3, Ignore{}); err == nil || !strings.Contains(err.Error(), b.want) {
 			t.Errorf("error %v, want one containing %q", err, b.want)
 		}
 	}
@@ -372,5 +372,76 @@ func TestSegFolderSpec(t *testing.T) {
 	write("test", "b", 8, 4, 1)
 	if _, _, err := Open("segfolder:"+dir, 3); err == nil || !strings.Contains(err.Error(), "the test images are 8x4, the training images 6x4") {
 		t.Errorf("test images of another size: %v", err)
+	}
+}
+
+// TestSegFolderIgnore: segfolder,ignore=255 reads VOC-style masks whose
+// 255 marks pixels to ignore — no class (the classes are 0…2, not 0…255),
+// the target IgnoreTarget in every batch (augmented or not: it moves with
+// the image), weight 0 and no object in the border weights, whose class
+// balance counts the other pixels only — and refuses an ignored value
+// that is a class, or a bad option.
+func TestSegFolderIgnore(t *testing.T) {
+	dir := t.TempDir()
+	for _, split := range []string{"train", "test"} {
+		for i, name := range []string{"a", "b"} {
+			img := image.NewGray(image.Rect(0, 0, 6, 4))
+			mask := image.NewGray(image.Rect(0, 0, 6, 4))
+			for p := range mask.Pix {
+				mask.Pix[p] = uint8((p + i) % 3)
+				if p%5 == 0 {
+					mask.Pix[p] = 255
+				}
+				img.Pix[p] = mask.Pix[p]
+			}
+			writeImagePNG(t, filepath.Join(dir, split, "images", name+".png"), img)
+			writeImagePNG(t, filepath.Join(dir, split, "masks", name+".png"), mask)
+		}
+	}
+	if _, _, err := Open("segfolder:"+dir, 1); err != nil {
+		t.Fatal(err) // without the option, 255 is a class: 256 of them
+	}
+	train, test, err := Open("segfolder,ignore=255:"+dir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(train.Classes) != 3 || len(test.Classes) != 3 || !train.Ignore.Is(255) || !test.Ignore.Is(255) {
+		t.Fatalf("classes %v, %v; ignore %+v", train.Classes, test.Classes, train.Ignore)
+	}
+	for _, aug := range []Augment{{}, {Pad: 2, Flip: true}} {
+		l := &Loader{Data: train, Batch: 2, Augment: aug, Seed: 1}
+		for b := range l.Epoch(context.Background(), 0, 0) {
+			for p, y := range b.Y {
+				// The image's pixel is its mask value (0 where padded).
+				v := int32(b.X.Data[p]*255 + 0.5)
+				want := v
+				if v == 255 {
+					want = IgnoreTarget
+				}
+				if y != want {
+					t.Fatalf("augment %+v: pixel %d of mask value %d has target %d", aug, p, v, y)
+				}
+			}
+		}
+		if l.Err() != nil {
+			t.Fatal(l.Err())
+		}
+	}
+	if err := train.BorderWeights(10, 5); err != nil {
+		t.Fatal(err)
+	}
+	for p, m := range train.Masks {
+		if (m == 255) != (train.Weights[p] == 0) {
+			t.Fatalf("pixel %d of mask value %d weighs %g", p, m, train.Weights[p])
+		}
+	}
+	for opt, says := range map[string]string{
+		"ignore=1":   `the ignored mask value 1 is also class "1"'s`,
+		"ignore=256": "must be a number from 0 to 255",
+		"void=255":   `unknown segfolder option "void=255"`,
+	} {
+		if _, _, err := Open("segfolder,"+opt+":"+dir, 1); err == nil || !strings.Contains(err.Error(), says) {
+			t.Errorf("%s: %v; want an error saying %q", opt, err, says)
+		}
 	}
 }

@@ -50,7 +50,9 @@ func maxCanvasSide(n int) int {
 //
 //	mnist-canvas[:SIDE]   canvases of MNIST digits (Canvases; side 64 by default)
 //	fashion-canvas[:SIDE] canvases of Fashion-MNIST items
-//	segfolder:DIR         DIR/train and DIR/test, each as SegFolder reads it
+//	segfolder[,ignore=V]:DIR
+//	                      DIR/train and DIR/test, each as SegFolder reads it; mask value V
+//	                      (0–255, above the classes) marks pixels to ignore (Dataset.Ignore)
 //
 // channels is 1 (grey) or 3 (RGB), the images' channels, converted as
 // PIL's Image.convert("L") and convert("RGB") do when they are stored
@@ -80,7 +82,7 @@ func Open(spec string, channels int) (train, test *Dataset, err error) {
 func open(spec string, channels int) (train, test *Dataset, err error) {
 	kindOpts, dir, _ := strings.Cut(spec, ":")
 	kind, _, _ := strings.Cut(kindOpts, ",")
-	if kind != "folder" && kind != kindOpts {
+	if kind != "folder" && kind != "segfolder" && kind != kindOpts {
 		return nil, nil, fmt.Errorf("data: %s takes no options (%q)", kind, kindOpts)
 	}
 	switch kind {
@@ -113,10 +115,14 @@ func open(spec string, channels int) (train, test *Dataset, err error) {
 		if channels == 0 {
 			channels = 3
 		}
-		if train, err = SegFolder(dir+"/train", channels); err != nil {
+		ignore, err := segfolderSpec(kindOpts)
+		if err != nil {
 			return nil, nil, err
 		}
-		if test, err = SegFolder(dir+"/test", channels); err != nil {
+		if train, err = SegFolder(dir+"/train", channels, ignore); err != nil {
+			return nil, nil, err
+		}
+		if test, err = SegFolder(dir+"/test", channels, ignore); err != nil {
 			return nil, nil, err
 		}
 		if train.H != test.H || train.W != test.W {
@@ -152,7 +158,25 @@ func open(spec string, channels int) (train, test *Dataset, err error) {
 		}
 		return OpenFolder(dir, o)
 	}
-	return nil, nil, fmt.Errorf("data: unknown data set %q (mnist, fashion-mnist[:DIR], idx:DIR, cifar10:DIR, cifar100:DIR, folder:DIR, mnist-canvas[:SIDE], fashion-canvas[:SIDE], segfolder:DIR)", spec)
+	return nil, nil, fmt.Errorf("data: unknown data set %q (mnist, fashion-mnist[:DIR], idx:DIR, cifar10:DIR, cifar100:DIR, folder:DIR, mnist-canvas[:SIDE], fashion-canvas[:SIDE], segfolder[,ignore=V]:DIR)", spec)
+}
+
+// segfolderSpec parses the options of a segfolder spec's kind,
+// "segfolder[,ignore=V]".
+func segfolderSpec(kind string) (Ignore, error) {
+	var g Ignore
+	for _, p := range strings.Split(kind, ",")[1:] {
+		v, ok := strings.CutPrefix(p, "ignore=")
+		if !ok {
+			return g, fmt.Errorf("data: unknown segfolder option %q (ignore=V)", p)
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 255 {
+			return g, fmt.Errorf("data: segfolder option %q: the ignored mask value must be a number from 0 to 255", p)
+		}
+		g = Ignore{Set: true, Value: uint8(n)}
+	}
+	return g, nil
 }
 
 // beyondClasses names the first test mask pixel of segfolder dir whose
@@ -161,7 +185,7 @@ func beyondClasses(dir string, train, test *Dataset) error {
 	names, _ := imageFiles(filepath.Join(dir, "test", "images"))
 	for i := range test.Len() {
 		for p, v := range test.Mask(i) {
-			if int(v) < len(train.Classes) {
+			if int(v) < len(train.Classes) || test.Ignore.Is(v) {
 				continue
 			}
 			mask := fmt.Sprintf("test mask %d", i)

@@ -34,6 +34,18 @@ func correct(logits *tensor.Tensor, labels []int32) int {
 	return n
 }
 
+// countedTargets returns how many targets count in the loss and the
+// metrics: those not ignoreIndex.
+func countedTargets(targets []int32) int {
+	n := 0
+	for _, y := range targets {
+		if y != ignoreIndex {
+			n++
+		}
+	}
+	return n
+}
+
 // Evaluate runs the model in evaluation mode over a loader's batches and
 // returns the mean cross-entropy, the accuracy and the confusion matrix
 // (rows: true class, columns: predicted) — over images, or over pixels for
@@ -183,6 +195,7 @@ func evaluate(ctx context.Context, m nn.Layer, l *data.Loader, classes int, tape
 			if y == ignoreIndex {
 				continue
 			}
+			n++
 			row := logits.Data.Data[i*k : (i+1)*k]
 			best := 0
 			for j, v := range row {
@@ -204,7 +217,6 @@ func evaluate(ctx context.Context, m nn.Layer, l *data.Loader, classes int, tape
 				acc++
 			}
 		}
-		n += len(targets)
 		tape.Reset()
 	}
 	e := evaluation{lossSum: loss, hits: acc, top5Hits: top5, n: n, confusion: confusion}

@@ -59,12 +59,12 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			}
 			lv := float64(loss.Data.Data[0])
 			bad := math.IsNaN(lv) || math.IsInf(lv, 0)
-			hits := float64(correct(logits.Data, targets))
+			hits, counted := float64(correct(logits.Data, targets)), float64(countedTargets(targets))
 			var ctl []float32
 			var ctlReq distributed.Request
 			if r.ddp != nil {
 				ctl = make([]float32, ctlLen)
-				ctl[ctlStop], ctl[ctlLoss], ctl[ctlCorrect], ctl[ctlCount] = stopRequested(ctx), float32(lv*float64(len(targets))), float32(hits), float32(len(targets))
+				ctl[ctlStop], ctl[ctlLoss], ctl[ctlCorrect], ctl[ctlCount] = stopRequested(ctx), float32(lv*counted), float32(hits), float32(counted)
 				if bad {
 					ctl[ctlBad] = 1
 				}
@@ -86,14 +86,14 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 						ctl[ctlBad], r.worldSize(), r.epoch+1, b.Index+1, r.opt.Steps()+1, lv)
 				}
 				stop = ctl[ctlStop] > 0
-				lv = float64(ctl[ctlLoss]) / float64(ctl[ctlCount]) // the global batch's
+				lv = float64(ctl[ctlLoss]) / max(float64(ctl[ctlCount]), 1) // the global batch's
 				r.accSum += float64(ctl[ctlCorrect])
 				r.lossSum += float64(ctl[ctlLoss])
 				r.seen += int(ctl[ctlCount])
 			} else {
 				r.accSum += hits
-				r.lossSum += lv * float64(len(targets))
-				r.seen += len(targets)
+				r.lossSum += lv * counted
+				r.seen += int(counted)
 			}
 			if r.cfg.ClipGrad > 0 {
 				optim.ClipGradNorm(r.params, r.cfg.ClipGrad)
@@ -422,8 +422,9 @@ func fitTargets(logits *ag.Value, b data.Batch) ([]int32, []float32) {
 	return y, wt
 }
 
-// ignoreIndex marks targets that count in no loss.
-const ignoreIndex = -100
+// ignoreIndex marks targets that count in no loss and no metric: the
+// loader gives it to a segmentation set's ignored pixels.
+const ignoreIndex = data.IgnoreTarget
 
 // loss is the configured training loss. Under Config.Comm a weighted
 // cross-entropy (Σ w·loss / Σ w) is normalised by the global batch's Σ w

@@ -88,3 +88,53 @@ func TestSegmentationTrains(t *testing.T) {
 		t.Error("segmenting a classification data set was accepted")
 	}
 }
+
+// pixelClassifier is a segmentation "model" of 3 classes whose logits put
+// 4 on the class its input pixel (scaled by 255) names, and on class 0
+// where that is no class (an ignored pixel's 255).
+type pixelClassifier struct{}
+
+func (pixelClassifier) Forward(x *ag.Value) *ag.Value {
+	s := x.Data.Shape
+	out := tensor.New(s[0], s[1], s[2], 3)
+	for p, v := range x.Data.Data {
+		c := int(v*255 + 0.5)
+		if c > 2 {
+			c = 0
+		}
+		out.Data[3*p+c] = 4
+	}
+	return ag.Constant(out)
+}
+
+// TestIgnoredPixelsCountNowhere: the pixels of a set's ignored mask value
+// (data.Dataset.Ignore) count in neither the loss nor the accuracy nor the
+// confusion matrix: a model right on every other pixel scores 100%, with
+// the cross-entropy of its logits there (log(1 + 2e⁻⁴)) — where it had
+// counted the ignored pixels as wrong; and training on such a set runs.
+func TestIgnoredPixelsCountNowhere(t *testing.T) {
+	d := &data.Dataset{H: 3, W: 4, C: 1, Classes: []string{"a", "b", "c"}, Ignore: data.Ignore{Set: true, Value: 255}}
+	for i := range 5 {
+		for p := range 12 {
+			m := uint8((p + i) % 3)
+			if (p+i)%4 == 0 {
+				m = 255
+			}
+			d.Pixels, d.Masks = append(d.Pixels, m), append(d.Masks, m)
+		}
+	}
+	e, err := EvaluateAll(pixelClassifier{}, &data.Loader{Data: d, Batch: 2}, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := 0
+	for _, row := range e.Confusion {
+		for _, n := range row {
+			counted += n
+		}
+	}
+	want := math.Log(1 + 2*math.Exp(-4))
+	if e.Accuracy != 1 || counted != 45 || math.Abs(e.Loss-want) > 1e-6 {
+		t.Errorf("accuracy %g over %d pixels (want 1 over the 45 not ignored), loss %g (want %g)", e.Accuracy, counted, e.Loss, want)
+	}
+}

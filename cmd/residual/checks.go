@@ -246,7 +246,7 @@ func imageFolder(spec string) (string, bool) {
 var dataKinds = []string{"mnist", "fashion-mnist", "idx", "cifar10", "cifar100", "folder", "mnist-canvas", "fashion-canvas", "segfolder"}
 
 // dataSpecs lists the forms of the data specs, for messages.
-const dataSpecs = "mnist, fashion-mnist[:DIR], idx:DIR, cifar10:DIR, cifar100:DIR, folder:DIR, mnist-canvas[:SIDE], fashion-canvas[:SIDE] or segfolder:DIR"
+const dataSpecs = "mnist, fashion-mnist[:DIR], idx:DIR, cifar10:DIR, cifar100:DIR, folder:DIR, mnist-canvas[:SIDE], fashion-canvas[:SIDE] or segfolder[,ignore=V]:DIR"
 
 // checkDataSpec refuses a data spec (flag name) of a kind data.Open does
 // not know, before the command loads a model or prepares a run for it.

@@ -32,7 +32,7 @@ var errInterrupted = train.ErrInterrupted
 func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("train", stderr)
 	model := fs.String("model", "resnet20", "model name (see residual summary)")
-	spec := fs.String("data", "mnist", "data: mnist, fashion-mnist[:DIR], idx:DIR, cifar10:DIR, cifar100:DIR, folder:DIR (images of any size, see --image-size); for segmentation mnist-canvas[:SIDE], fashion-canvas[:SIDE], segfolder:DIR")
+	spec := fs.String("data", "mnist", "data: mnist, fashion-mnist[:DIR], idx:DIR, cifar10:DIR, cifar100:DIR, folder:DIR (images of any size, see --image-size); for segmentation mnist-canvas[:SIDE], fashion-canvas[:SIDE], segfolder[,ignore=V]:DIR (mask value V ignored: 255 for VOC)")
 	task := fs.String("task", "auto", "classify or segment (auto: segment for U-Nets)")
 	lossName := fs.String("loss", "ce", "ce, dice or ce+dice (Dice: segmentation)")
 	border := fs.Bool("border-weights", false, "segmentation: weight the cross-entropy with the U-Net paper's map (class balance, w0=10, sigma=5 px)")

@@ -97,12 +97,19 @@ func (l CrossEntropy[T]) Forward(logits []T, targets []int32) (loss, norm float6
 	if l.Sum {
 		return loss, 1
 	}
+	if norm == 0 {
+		return 0, 0 // every row ignored or of weight 0 (PyTorch's mean is NaN there): no loss, no gradient
+	}
 	return loss / norm, norm
 }
 
 // Backward writes dlogits for an upstream gradient g of the loss, given the
 // normaliser returned by Forward.
 func (l CrossEntropy[T]) Backward(logits []T, targets []int32, norm, g float64, dlogits []T) {
+	if norm == 0 { // no row weighs anything: the loss is 0 (Forward)
+		clear(dlogits[:l.M*l.K])
+		return
+	}
 	for i := 0; i < l.M; i++ {
 		row, d := logits[i*l.K:][:l.K], dlogits[i*l.K:][:l.K]
 		t := targets[i]
