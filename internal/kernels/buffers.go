@@ -8,6 +8,7 @@ var (
 	floatPool slicepool.Pool[float32]
 	sumPool   slicepool.Pool[float64] // parallelSums' accumulators
 	bytePool  slicepool.Pool[uint8]   // the direct paths' copies of their input and weights
+	int32Pool slicepool.Pool[int32]   // the int8 direct path's biases less the zero point's share
 )
 
 // getBuf returns a scratch buffer of n floats, not zeroed; putBuf gives

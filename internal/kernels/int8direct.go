@@ -33,7 +33,8 @@ func int8ConvDirect(s ConvShape, x []uint8, zx uint8, w *Int8Weights, ep *Int8Ep
 	nb := (s.OC + 31) / 32
 
 	e := *ep
-	e.Bias = make([]int32, s.OC)
+	e.Bias = int32Pool.Get(s.OC)
+	defer int32Pool.Put(e.Bias)
 	for n := range e.Bias {
 		e.Bias[n] = ep.Bias[n] - int32(zx)*w.ColSum[n]
 	}
