@@ -10,9 +10,10 @@
 // Layer1 []*Block whose blocks have a Conv1 *nn.Conv2d gives
 // "layer1.0.conv1.weight", torchvision's key.
 //
-// StateDict, Parameters, Layers and SetTraining only read a model (all
-// four are one walk over it); Name, which the model constructors call,
-// writes each parameter's full name into it.
+// StateDict, Parameters, Layers and SetTraining are one walk over a model:
+// the first three only read it, SetTraining changes only its layers'
+// modes; Name, which the model constructors call, writes each parameter's
+// full name into it.
 //
 // Layers panic on inputs of the wrong shape with a message naming the layer
 // and both shapes; nothing in this package reads files.
