@@ -315,8 +315,7 @@ func shortcut(rng *tensor.RNG, c Config, in, out, stride int, pre bool) nn.Layer
 	case c.Shortcut == ShortcutA || (c.Shortcut == ShortcutB && !changes):
 		return nil
 	}
-	p := conv(rng, in, out, 1, stride)
-	p.Geom.Pad = [4]int{}
+	p := conv(rng, in, out, 1, stride) // 1×1: padding k/2 = 0
 	if pre {
 		return nn.Sequential{p} // pre-activated input: no BN after the projection
 	}
