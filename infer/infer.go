@@ -121,7 +121,10 @@ func New(c *checkpoint.Checkpoint) (*Model, error) {
 	precision := "int8"
 	if c.Int8 == nil {
 		precision = "fp32"
-		if err := prepare(c.Model, c.Net); err != nil {
+		// The one place where the model changes for inference
+		// (evaluation mode, batch norms folded, parameters sealed):
+		// afterwards it is only read.
+		if err := models.ForInference(c.Model, c.Net); err != nil {
 			return nil, fmt.Errorf("infer: preparing %s for inference: %w", c.Model.Name, err)
 		}
 	}
@@ -134,15 +137,6 @@ func New(c *checkpoint.Checkpoint) (*Model, error) {
 		int8:  c.Int8,
 	}
 	return m, nil
-}
-
-// prepare turns a network as built and loaded into one for inference: the
-// single place where inference-only transformations of the model belong
-// (models.ForInference: evaluation mode, batch norms folded into the
-// convolutions before them). Everything that changes the model happens
-// here, before it is shared; afterwards it is only read.
-func prepare(c models.Config, net nn.Layer) error {
-	return models.ForInference(c, net)
 }
 
 // Info describes the model: name, task, classes, input size and

@@ -23,12 +23,6 @@ import (
 // stays sharp on high-density screens and in TensorBoard's zoom.
 const plotDPI = 192
 
-// plotCurves draws loss.png and accuracy.png (train and validation against
-// epoch) into dir.
-func plotCurves(h []Metrics, dir string) error {
-	return PlotCurves(h, dir)
-}
-
 // PlotCurves draws loss.png and accuracy.png (train and validation
 // against epoch, with whole-epoch ticks and the legend below the axes)
 // into dir, at plotDPI.

@@ -51,10 +51,6 @@ func (j *Join) Add(branch, x *ag.Value) *ag.Value {
 	return ag.Add(branch, x)
 }
 
-// JoinOf returns the Join of a block built by this package (nil for
-// others), to set its Route or inspect its shortcut.
-func JoinOf(b nn.Layer) *Join { return joinOf(b) }
-
 // OptionA is the parameter-free shortcut of He et al. 2015: subsample by
 // the stride and pad the new channels with zeros.
 type OptionA struct {

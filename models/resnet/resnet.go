@@ -139,14 +139,16 @@ func (n *Net) Features(x *ag.Value) *ag.Value {
 
 // shortcutOnly applies only the shortcut of block b (the block is deleted).
 func shortcutOnly(b nn.Layer, x *ag.Value) *ag.Value {
-	j := joinOf(b)
+	j := JoinOf(b)
 	if j == nil || j.Downsample == nil {
 		return x
 	}
 	return j.Downsample.Forward(x)
 }
 
-func joinOf(b nn.Layer) *Join {
+// JoinOf returns the Join of a block built by this package (nil for
+// others), to set its Route or inspect its shortcut.
+func JoinOf(b nn.Layer) *Join {
 	switch v := b.(type) {
 	case *BasicBlock:
 		return &v.Join
@@ -224,7 +226,7 @@ func New(c Config, rng *tensor.RNG) (*Net, error) {
 			if s > 0 && i == 0 {
 				stride = 2
 			}
-			b := newBlock(rng, c, in, c.Widths[s], stride)
+			b := NewBlock(rng, c, in, c.Widths[s], stride)
 			*stages[s] = append(*stages[s], b)
 			in = c.Widths[s] * expansion
 		}
@@ -247,11 +249,6 @@ func conv(rng *tensor.RNG, in, out, k, stride int) *nn.Conv2d {
 // shortcut option, branch scale) from in channels at the given stride; width
 // is a basic block's output width or a bottleneck's inner width.
 func NewBlock(rng *tensor.RNG, c Config, in, width, stride int) nn.Layer {
-	return newBlock(rng, c, in, width, stride)
-}
-
-// newBlock builds one block from in channels at the given stride.
-func newBlock(rng *tensor.RNG, c Config, in, width, stride int) nn.Layer {
 	out := width
 	if c.Block == "bottleneck" {
 		out = 4 * width

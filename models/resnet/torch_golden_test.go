@@ -29,7 +29,7 @@ func TestTorchGoldenBlocks(t *testing.T) {
 		cfg := Config{Block: a["kind"].(string), Ordering: Ordering(a["ordering"].(string)), Shortcut: Shortcut(a["shortcut"].(string)),
 			Plain: a["plain"].(bool), BranchScale: float32(a["scale"].(float64)), StrideOn1x1: a["v1"].(bool)}
 		seen[cfg.Ordering] = true
-		b := newBlock(tensor.NewRNG(1), cfg, c.Int("cin"), c.Int("width"), c.Int("stride"))
+		b := NewBlock(tensor.NewRNG(1), cfg, c.Int("cin"), c.Int("width"), c.Int("stride"))
 		name := fmt.Sprintf("%s/%s/%s/plain=%v/v1=%v/stride%d/scale%.3g/train=%v", cfg.Block, cfg.Ordering, cfg.Shortcut, cfg.Plain, cfg.StrideOn1x1, c.Int("stride"), cfg.BranchScale, c.Bool("training"))
 		for _, err := range fixture.CheckModel(c, b, 1e-5) {
 			t.Errorf("%s: %v", name, err)
