@@ -15,10 +15,6 @@ type convKernel func(x unsafe.Pointer, xoff int, w unsafe.Pointer, y unsafe.Poin
 // dwKernel accumulates one weight-gradient tile; see internal/kernels/gen.
 type dwKernel func(x unsafe.Pointer, xoff int, dy unsafe.Pointer, dw unsafe.Pointer, rows, cols, xcs, xrs, dycs, dyrs, dws int)
 
-// winoGemmKernel computes one tile of the Winograd path's per-position
-// products (16 or 36 positions); see internal/kernels/gen.
-type winoGemmKernel func(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
-
 // ocBlock is a run of output channels computed by one kernel width.
 type ocBlock struct {
 	oc0, nb, vi int // first channel, width, vectors−1

@@ -39,10 +39,6 @@ var active = func() Level {
 // kernels, whose sums round like the reference's.
 var winograd = os.Getenv("RESIDUAL_WINOGRAD") != "0"
 
-// winograd4 is whether that path may use F(4×4, 3×3) tiles where they
-// apply; RESIDUAL_WINOGRAD=2 keeps it to F(2×2, 3×3).
-var winograd4 = os.Getenv("RESIDUAL_WINOGRAD") != "2"
-
 // Active returns the kernel level in use.
 func Active() Level { return active }
 

@@ -4,10 +4,19 @@ package kernels
 
 import (
 	"math"
+	"os"
 	"runtime"
 	"sync"
 	"unsafe"
 )
+
+// winograd4 is whether the Winograd path may use F(4×4, 3×3) tiles where
+// they apply; RESIDUAL_WINOGRAD=2 keeps it to F(2×2, 3×3).
+var winograd4 = os.Getenv("RESIDUAL_WINOGRAD") != "2"
+
+// winoGemmKernel computes one tile of the Winograd path's per-position
+// products (16 or 36 positions); see internal/kernels/gen.
+type winoGemmKernel func(v, u, m unsafe.Pointer, c, cs, ms, vps, ups, mps, npos int)
 
 // Winograd's minimal filtering F(2×2, 3×3) (Lavin and Gray, 2016) computes
 // a 2×2 tile of a stride-1 3×3 convolution from a 4×4 input window with
