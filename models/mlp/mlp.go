@@ -120,4 +120,4 @@ func (n *Net) Activations(x *ag.Value) []*ag.Value {
 }
 
 // InvSqrt2 is the branch scale that keeps a residual MLP's variance flat.
-var InvSqrt2 = float32(1 / math.Sqrt2)
+const InvSqrt2 = float32(1 / math.Sqrt2)
