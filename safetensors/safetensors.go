@@ -226,7 +226,7 @@ func (h *header) decode(data []byte) *File {
 	f := &File{Tensors: map[string]*tensor.Tensor{}, Metadata: h.metadata, Dtypes: map[string]string{}}
 	for _, e := range h.entries {
 		t := tensor.New(e.Shape...)
-		decode(t.Data, data[e.Offsets[0]:e.Offsets[1]], e.Dtype)
+		DecodeValues(t.Data, data[e.Offsets[0]:e.Offsets[1]], e.Dtype)
 		f.Tensors[e.name] = t
 		f.Dtypes[e.name] = e.Dtype
 	}
@@ -244,34 +244,50 @@ func DtypeSize(dtype string) (int, bool) {
 // DtypeSize knows from src (at least len(dst)·DtypeSize(dtype) bytes) to
 // float32, as the reader does: integers and booleans by value, F64
 // rounded, F16 and BF16 exactly.
-func DecodeValues(dst []float32, src []byte, dtype string) { decode(dst, src, dtype) }
-
-func decode(dst []float32, b []byte, dtype string) {
+// It chooses the conversion once per call, not once per value.
+func DecodeValues(dst []float32, src []byte, dtype string) {
 	le := binary.LittleEndian
-	for i := range dst {
-		switch dtype {
-		case "F32":
-			dst[i] = math.Float32frombits(le.Uint32(b[4*i:]))
-		case "F64":
-			dst[i] = float32(math.Float64frombits(le.Uint64(b[8*i:])))
-		case "BF16":
-			dst[i] = math.Float32frombits(uint32(le.Uint16(b[2*i:])) << 16)
-		case "F16":
-			dst[i] = halfToFloat(le.Uint16(b[2*i:]))
-		case "I64":
-			dst[i] = float32(int64(le.Uint64(b[8*i:])))
-		case "I32":
-			dst[i] = float32(int32(le.Uint32(b[4*i:])))
-		case "I16":
-			dst[i] = float32(int16(le.Uint16(b[2*i:])))
-		case "U8", "BOOL":
-			dst[i] = float32(b[i])
-		case "I8":
-			dst[i] = float32(int8(b[i]))
+	switch dtype {
+	case "F32":
+		for i := range dst {
+			dst[i] = math.Float32frombits(le.Uint32(src[4*i:]))
+		}
+	case "F64":
+		for i := range dst {
+			dst[i] = float32(math.Float64frombits(le.Uint64(src[8*i:])))
+		}
+	case "BF16":
+		for i := range dst {
+			dst[i] = math.Float32frombits(uint32(le.Uint16(src[2*i:])) << 16)
+		}
+	case "F16":
+		for i := range dst {
+			dst[i] = halfToFloat(le.Uint16(src[2*i:]))
+		}
+	case "I64":
+		for i := range dst {
+			dst[i] = float32(int64(le.Uint64(src[8*i:])))
+		}
+	case "I32":
+		for i := range dst {
+			dst[i] = float32(int32(le.Uint32(src[4*i:])))
+		}
+	case "I16":
+		for i := range dst {
+			dst[i] = float32(int16(le.Uint16(src[2*i:])))
+		}
+	case "U8", "BOOL":
+		for i := range dst {
+			dst[i] = float32(src[i])
+		}
+	case "I8":
+		for i := range dst {
+			dst[i] = float32(int8(src[i]))
 		}
 	}
 }
 
+// halfToFloat converts an IEEE 754 binary16 value to float32 exactly.
 func halfToFloat(h uint16) float32 {
 	sign := uint32(h>>15) << 31
 	exp := uint32(h>>10) & 0x1f

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -361,5 +362,16 @@ func TestIntegerDtypes(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), `"x"`) {
 			t.Errorf("%v as %s: error %v", bad.v, bad.dt, err)
 		}
+	}
+}
+
+func TestHalfToFloat(t *testing.T) {
+	for h, want := range map[uint16]float32{0x3c00: 1, 0xc000: -2, 0x3555: 0.333251953125, 0x0001: 5.960464477539063e-08, 0x7bff: 65504, 0x8000: float32(math.Copysign(0, -1))} {
+		if got := halfToFloat(h); got != want || math.Signbit(float64(got)) != math.Signbit(float64(want)) {
+			t.Errorf("halfToFloat(%#04x) = %v, want %v", h, got, want)
+		}
+	}
+	if !math.IsInf(float64(halfToFloat(0x7c00)), 1) || !math.IsNaN(float64(halfToFloat(0x7e00))) {
+		t.Error("infinity or NaN not kept")
 	}
 }

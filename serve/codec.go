@@ -12,6 +12,7 @@ import (
 	"strconv"
 
 	"github.com/residual-nn/residual/limits"
+	"github.com/residual-nn/residual/safetensors"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -97,9 +98,7 @@ func decodeRaw(what, dt string, raw []byte, n int) ([]float32, error) {
 			out[i] = float32(int16(le.Uint16(raw[2*i:])))
 		}
 	case "FP16":
-		for i := range out {
-			out[i] = halfToFloat(le.Uint16(raw[2*i:]))
-		}
+		safetensors.DecodeValues(out, raw, "F16")
 	case "UINT32":
 		for i := range out {
 			out[i] = float32(le.Uint32(raw[4*i:]))
@@ -131,26 +130,6 @@ func decodeRaw(what, dt string, raw []byte, n int) ([]float32, error) {
 		}
 	}
 	return out, nil
-}
-
-// halfToFloat converts an IEEE 754 binary16 value to float32 exactly.
-func halfToFloat(h uint16) float32 {
-	sign := uint32(h>>15) << 31
-	exp := uint32(h>>10) & 0x1f
-	frac := uint32(h) & 0x3ff
-	switch {
-	case exp == 0x1f: // Inf or NaN
-		return math.Float32frombits(sign | 0xff<<23 | frac<<13)
-	case exp == 0 && frac == 0:
-		return math.Float32frombits(sign)
-	case exp == 0: // subnormal: frac × 2^-24
-		v := float32(frac) * (1.0 / (1 << 24))
-		if sign != 0 {
-			v = -v
-		}
-		return v
-	}
-	return math.Float32frombits(sign | (exp+112)<<23 | frac<<13)
 }
 
 // decodeJSONData flattens a JSON tensor "data" field to exactly n float32

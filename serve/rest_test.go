@@ -125,17 +125,6 @@ func TestDatatypes(t *testing.T) {
 	}
 }
 
-func TestHalfToFloat(t *testing.T) {
-	for h, want := range map[uint16]float32{0x3c00: 1, 0xc000: -2, 0x3555: 0.333251953125, 0x0001: 5.960464477539063e-08, 0x7bff: 65504, 0x8000: float32(math.Copysign(0, -1))} {
-		if got := halfToFloat(h); got != want || math.Signbit(float64(got)) != math.Signbit(float64(want)) {
-			t.Errorf("halfToFloat(%#04x) = %v, want %v", h, got, want)
-		}
-	}
-	if !math.IsInf(float64(halfToFloat(0x7c00)), 1) || !math.IsNaN(float64(halfToFloat(0x7e00))) {
-		t.Error("infinity or NaN not kept")
-	}
-}
-
 // TestBadRequests checks that each malformed request gets 400 (or 404)
 // with a JSON error naming the problem, and that the server then still
 // serves.
