@@ -38,6 +38,7 @@
 //	internal/kernels/gen         the generator of the kernels' tiled assembly (go generate)
 //	internal/kernels/kernelstest the helpers with which the kernels' tests compare float32 with float64
 //	internal/fixture             the golden fixtures of outside references and their comparisons
+//	internal/atomicfile          files written whole or not at all (a synced temporary file, then a rename)
 //	internal/fifotest            named pipes for the tests of readers that must not wait on one
 //	internal/onnxpb              ONNX's protobuf schema, compiled by protoc-gen-go
 //	internal/pnm                 the Netpbm image formats (PBM, PGM, PPM), decoded as PIL decodes them

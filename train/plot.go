@@ -3,7 +3,7 @@ package train
 import (
 	"bytes"
 	"fmt"
-	"github.com/residual-nn/residual/safetensors"
+	"github.com/residual-nn/residual/internal/atomicfile"
 	"image/color"
 	"math"
 	"path/filepath"
@@ -224,7 +224,7 @@ func savePlot(p *plot.Plot, legend []legendItem, w, h vg.Length, path string) er
 	}
 	// The one atomic write the run folder uses (checkpoints, metrics): its
 	// temporary files are the ones prepareFolder removes after a kill.
-	if err := safetensors.WriteAtomic(path, b.Bytes()); err != nil {
+	if err := atomicfile.Write(path, b.Bytes()); err != nil {
 		return fmt.Errorf("train: plot: %w", err)
 	}
 	return nil

@@ -16,8 +16,8 @@ import (
 
 	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/distributed"
+	"github.com/residual-nn/residual/internal/atomicfile"
 	"github.com/residual-nn/residual/limits"
-	"github.com/residual-nn/residual/safetensors"
 )
 
 // The run folder's records: one line per epoch, one per step.
@@ -445,7 +445,7 @@ func writeMetrics(dir string, h []Metrics) error {
 			return fmt.Errorf("train: %w", err)
 		}
 	}
-	return safetensors.WriteAtomic(filepath.Join(dir, metricsFile), b.Bytes())
+	return atomicfile.Write(filepath.Join(dir, metricsFile), b.Bytes())
 }
 
 // writeStepLoss writes the loss of every step so far to the run folder's
@@ -461,7 +461,7 @@ func writeStepLoss(dir string, steps []int, losses []float64) error {
 		b = strconv.AppendFloat(b, losses[i], 'g', -1, 64)
 		b = append(b, '\n')
 	}
-	return safetensors.WriteAtomic(filepath.Join(dir, stepLossFile), b)
+	return atomicfile.Write(filepath.Join(dir, stepLossFile), b)
 }
 
 // readStepLoss returns the steps 1 to upTo recorded in a run folder's

@@ -310,7 +310,7 @@ func defaultRunFolder(model, spec string) string {
 // and removing one, so that a folder that cannot be written is reported
 // before the work whose results would go there. Folders it had to create
 // for that are removed again (the command creates them when it writes:
-// safetensors.WriteAtomic, which every command's writes go through,
+// atomicfile.Write, which every command's writes go through,
 // creates the missing folders of its path). Its failure is not a usage
 // error (exit status 1) but names the flag.
 func checkWritableDir(name, dir string) error {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/infer"
-	"github.com/residual-nn/residual/safetensors"
+	"github.com/residual-nn/residual/internal/atomicfile"
 )
 
 func runSegment(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -60,7 +60,7 @@ func runSegment(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		counts[k]++
 	}
 	// Both files are encoded and staged before either replaces a file:
-	// a failure leaves both paths as they were (see WriteAtomicAll).
+	// a failure leaves both paths as they were (see atomicfile.WriteAll).
 	maskPNG, err := encodePNG(data.MaskImage(mask, h, w))
 	if err != nil {
 		return err
@@ -69,7 +69,7 @@ func runSegment(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	if err := safetensors.WriteAtomicAll([]string{*out, *overlay}, [][]byte{maskPNG, overlayPNG}); err != nil {
+	if err := atomicfile.WriteAll([]string{*out, *overlay}, [][]byte{maskPNG, overlayPNG}); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: %dx%d pixels segmented, mask %s, overlay %s\n", pos[0], w, h, *out, *overlay)

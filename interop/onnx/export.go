@@ -9,9 +9,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/internal/atomicfile"
 	"github.com/residual-nn/residual/internal/onnxpb"
 	"github.com/residual-nn/residual/nn"
-	"github.com/residual-nn/residual/safetensors"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -80,7 +80,7 @@ func ExportFile(path string, m nn.Layer, input []int) error {
 	if err != nil {
 		return err
 	}
-	return safetensors.WriteAtomic(path, b)
+	return atomicfile.Write(path, b)
 }
 
 // forward runs the model, turning a shape panic into an error.

@@ -8,9 +8,9 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/residual-nn/residual/internal/atomicfile"
 	"github.com/residual-nn/residual/internal/onnxpb"
 	"github.com/residual-nn/residual/quant"
-	"github.com/residual-nn/residual/safetensors"
 )
 
 // ExportInt8 returns a quantized model (package quant) as an ONNX model in
@@ -69,7 +69,7 @@ func ExportInt8File(path string, q *quant.Model, props map[string]string) error 
 	if err != nil {
 		return err
 	}
-	return safetensors.WriteAtomic(path, b)
+	return atomicfile.Write(path, b)
 }
 
 type qdqExporter struct {
