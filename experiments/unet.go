@@ -7,6 +7,7 @@ import (
 	"math"
 	"path/filepath"
 
+	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/models"
@@ -228,7 +229,7 @@ func tiledIoU(ctx context.Context, net *unet.Net, d *data.Dataset, pre checkpoin
 		if tile < 0 {
 			y, err = segmentWithoutContext(ctx, net, x, -tile)
 		} else {
-			y, err = net.SegmentContext(ctx, x, tile)
+			y, err = net.SegmentContext(ctx, x, tile, ag.FP32)
 		}
 		if err != nil {
 			return 0, 0, fmt.Errorf("experiments: segment-unet: %w", err)

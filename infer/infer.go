@@ -342,7 +342,7 @@ func (m *Model) SegmentTiles(ctx context.Context, img image.Image, tile int) (*M
 		tile = max(h, w)
 	}
 	x := normalise(m.info.Preprocess, pix, h, w)
-	logits, err := u.SegmentContext(ctx, x, tile)
+	logits, err := u.SegmentContext(ctx, x, tile, m.precision)
 	if err != nil {
 		return nil, err
 	}

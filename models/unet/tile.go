@@ -103,18 +103,19 @@ func Mirrored(x *tensor.Tensor, top, left, bottom, right int) *tensor.Tensor {
 //
 // The network should be in evaluation mode.
 func (n *Net) Segment(x *tensor.Tensor, out int) (*tensor.Tensor, error) {
-	return n.SegmentContext(context.Background(), x, out)
+	return n.SegmentContext(context.Background(), x, out, ag.FP32)
 }
 
-// SegmentContext is Segment that stops between tiles when ctx is done,
-// returning its error. It only reads the network, so calls may run
-// concurrently on one network in evaluation mode.
-func (n *Net) SegmentContext(ctx context.Context, x *tensor.Tensor, out int) (*tensor.Tensor, error) {
+// SegmentContext is Segment in precision p (autograd.Precision: FP32, or
+// BF16's products of bfloat16 operands) that stops between tiles when ctx
+// is done, returning its error. It only reads the network, so calls may
+// run concurrently on one network in evaluation mode.
+func (n *Net) SegmentContext(ctx context.Context, x *tensor.Tensor, out int, p ag.Precision) (*tensor.Tensor, error) {
 	if x.Rank() != 4 || x.Shape[0] != 1 || x.Shape[3] != n.Config.InChannels {
 		return nil, fmt.Errorf("unet: segment needs one image [1,H,W,%d], got %v", n.Config.InChannels, x.Shape)
 	}
 	if !n.Config.Valid {
-		return n.segmentPadded(ctx, x, out)
+		return n.segmentPadded(ctx, x, out, p)
 	}
 	if out <= 0 {
 		out = 128
@@ -133,6 +134,7 @@ func (n *Net) SegmentContext(ctx context.Context, x *tensor.Tensor, out int) (*t
 	k := n.Config.Classes
 	res := tensor.New(1, h, w, k)
 	tape := ag.NewNoGradTape()
+	tape.SetPrecision(p)
 	tape.PlanMemory() // each tile's pass reads only the network's output
 	tile := tensor.New(1, in, in, x.Shape[3])
 	bw, c := big.Shape[2], x.Shape[3]
@@ -160,7 +162,7 @@ func (n *Net) SegmentContext(ctx context.Context, x *tensor.Tensor, out int) (*t
 // segmentPadded is SegmentContext for the padded form: tiles of out output
 // pixels whose windows reach the context of their receptive field, so
 // that each tile's kept outputs are the whole image's.
-func (n *Net) segmentPadded(ctx context.Context, x *tensor.Tensor, out int) (*tensor.Tensor, error) {
+func (n *Net) segmentPadded(ctx context.Context, x *tensor.Tensor, out int, p ag.Precision) (*tensor.Tensor, error) {
 	a := 1 << n.Config.Depth
 	up := func(v int) int { return (v + a - 1) / a * a }
 	h, w, c, k := x.Shape[1], x.Shape[2], x.Shape[3], n.Config.Classes
@@ -182,6 +184,7 @@ func (n *Net) segmentPadded(ctx context.Context, x *tensor.Tensor, out int) (*te
 	ext := Mirrored(x, 0, 0, eh-h, ew-w)
 	res := tensor.New(1, h, w, k)
 	tape := ag.NewNoGradTape()
+	tape.SetPrecision(p)
 	tape.PlanMemory() // each tile's pass reads only the network's output
 	for oy := 0; oy < h; oy += out {
 		for ox := 0; ox < w; ox += out {

@@ -1,6 +1,8 @@
 package unet
 
 import (
+	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -186,5 +188,43 @@ func TestTileForTooDeep(t *testing.T) {
 	}
 	if in, got := (Config{Depth: 4, Valid: true}).TileFor(68); in != 252 || got != 68 {
 		t.Errorf("depth 4: TileFor(68) = %d, %d; want 252, 68 (a margin of 92 on each side)", in, got)
+	}
+}
+
+// TestSegmentPrecision: SegmentContext computes in the precision it is
+// given, in both forms: a padded U-Net's one pass in BF16 equals Forward
+// on a BF16 tape bit for bit and differs from the FP32 pass (it was
+// always FP32, so infer's SetPrecision(BF16) reached no segmentation),
+// and a valid U-Net's tiles in BF16 differ from its FP32 ones.
+func TestSegmentPrecision(t *testing.T) {
+	rng := tensor.NewRNG(6)
+	x := tensor.New(1, 16, 16, 2)
+	for i := range x.Data {
+		x.Data[i] = float32(rng.Normal())
+	}
+	for _, valid := range []bool{false, true} {
+		n, err := New(Config{InChannels: 2, Classes: 3, Depth: 2, Base: 8, Valid: valid}, tensor.NewRNG(4))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bf, err := n.SegmentContext(context.Background(), x, 0, ag.BF16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fp, err := n.SegmentContext(context.Background(), x, 0, ag.FP32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Equal(bf.Data, fp.Data) {
+			t.Errorf("valid %v: the BF16 logits are the FP32 ones", valid)
+		}
+		if valid {
+			continue
+		}
+		tape := ag.NewNoGradTape()
+		tape.SetPrecision(ag.BF16)
+		if want := n.Forward(tape.Constant(x)).Tensor(); !slices.Equal(bf.Data, want.Data) {
+			t.Error("the padded U-Net's BF16 segmentation is not its BF16 forward pass")
+		}
 	}
 }
