@@ -186,22 +186,25 @@ func tiffConfig(r io.ReaderAt, name string) (image.Config, error) {
 	return cfg, nil
 }
 
-// tiffUpright returns a TIFF's image as PIL reads it: a CCITT-compressed
+// tiffUpright returns a TIFF's image as PIL reads it. A CCITT-compressed
 // bitmap whose photometric interpretation is BlackIsZero comes out of
 // Go's decoder inverted (it reads the fax code's white runs as white,
 // where libtiff's fax decoder gives them the bit 0, black in that
-// interpretation), and is inverted back.
+// interpretation), and is inverted back. And the Orientation tag is
+// applied, as PIL's TIFF reader applies it when it loads the image (so
+// torchvision's ImageFolder sees the picture upright).
 func tiffUpright(img image.Image, b []byte) image.Image {
-	g, ok := img.(*image.Gray)
-	if !ok {
+	tags, err := tiffTags(bytes.NewReader(b), tagCompression, tagPhotometric, tagOrientation)
+	if err != nil {
 		return img
 	}
-	tags, err := tiffTags(bytes.NewReader(b), tagCompression, tagPhotometric)
-	if err != nil || tags[tagPhotometric] != 1 || tags[tagCompression] != 3 && tags[tagCompression] != 4 {
-		return img
+	if g, ok := img.(*image.Gray); ok && tags[tagPhotometric] == 1 && (tags[tagCompression] == 3 || tags[tagCompression] == 4) {
+		for i, v := range g.Pix {
+			g.Pix[i] = 255 - v
+		}
 	}
-	for i, v := range g.Pix {
-		g.Pix[i] = 255 - v
+	if o := tags[tagOrientation]; o > 1 && o <= 8 {
+		img = orientImage(img, o)
 	}
-	return g
+	return img
 }

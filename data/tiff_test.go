@@ -22,7 +22,8 @@ import (
 // TestTIFFMatchesPIL decodes TIFF files written by PIL (libtiff) — RGB,
 // grey, RGBA, paletted, bitmaps (uncompressed, CCITT group 3 and 4, in
 // both photometric interpretations), 16-bit grey; uncompressed, LZW,
-// Deflate, PackBits, with a horizontal predictor — and compares them with
+// Deflate, PackBits, with a horizontal predictor; Orientation tags 6 and
+// 8, which PIL's reader applies as it loads — and compares them with
 // PIL's decoding of each (testdata/pil/gen_fixtures.py): every sample
 // equal (RGBA's four channels; 16-bit grey's 16-bit values, which
 // Pixels then reduces to their high byte where PIL's convert clips them,

@@ -355,9 +355,11 @@ def pnm_fixtures():
 def tiff_fixtures():
     """TIFF files of the kinds Go's decoder reads — grey, RGB, RGBA,
     paletted, bitmaps (CCITT group 3 and 4 among them), 16-bit grey;
-    uncompressed, LZW, Deflate, PackBits, with a predictor; two pages —
+    uncompressed, LZW, Deflate, PackBits, with a predictor; two pages;
+    Orientation tags —
     written by PIL (libtiff), and PIL's decoding of each as a PNG of its
-    values (pil_values); and unsupported_*.tif, kinds it does not read
+    values (pil_values), turned upright by its Orientation tag as PIL's
+    loader turns it; and unsupported_*.tif, kinds it does not read
     (JPEG compression, CMYK, grey with alpha, floating point), which PIL
     reads."""
     import numpy as np
@@ -372,6 +374,13 @@ def tiff_fixtures():
     predictor[317] = 2
     white_is_zero = TiffImagePlugin.ImageFileDirectory_v2()
     white_is_zero[262] = 0
+    # The Orientation tag (274), which PIL's TIFF reader applies as it
+    # loads the image (ImageFolder's pictures come out turned upright;
+    # ImageOps.exif_transpose would turn them a second time).
+    orientation6 = TiffImagePlugin.ImageFileDirectory_v2()
+    orientation6[274] = 6
+    orientation8 = TiffImagePlugin.ImageFileDirectory_v2()
+    orientation8[274] = 8
     cases = [
         ("rgb", rgb, {}),
         ("rgb_lzw", rgb, dict(compression="tiff_lzw")),
@@ -388,6 +397,8 @@ def tiff_fixtures():
         ("bitmap_g4", rgb.convert("1"), dict(compression="group4")),
         ("bitmap_g4_white_is_zero", rgb.convert("1"), dict(compression="group4", tiffinfo=white_is_zero)),
         ("grey16", Image.fromarray(np.asarray(grey).astype(np.uint16) * 251 + 17), {}),
+        ("orientation6", rgb, dict(tiffinfo=orientation6)),
+        ("orientation8_lzw", rgb, dict(compression="tiff_lzw", tiffinfo=orientation8)),
     ]
     for name, im, opts in cases:
         path = os.path.join(out, name + ".tif")
