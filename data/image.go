@@ -123,6 +123,9 @@ func DecodeImage(b []byte, name string) (img image.Image, err error) {
 	src := b
 	if format == "tiff" {
 		src = tiffOneStrip(b, cfg.Height)
+		if err := tiffBlocksBounded(src); err != nil {
+			return nil, fmt.Errorf("data: %s: %w", name, err)
+		}
 	}
 	if format == "tiff" {
 		img, err = tiff.Decode(bytes.NewReader(src)) // through io.ReaderAt: see DecodeImageConfig

@@ -10,6 +10,8 @@ import (
 	"math"
 
 	"golang.org/x/image/tiff"
+
+	"github.com/residual-nn/residual/limits"
 )
 
 // TIFF files are read by golang.org/x/image/tiff, whose first page PIL
@@ -207,4 +209,153 @@ func tiffUpright(img image.Image, b []byte) image.Image {
 		img = orientImage(img, o)
 	}
 	return img
+}
+
+// The tags that locate a TIFF's blocks of pixels.
+const (
+	tagImageWidth      = 256
+	tagImageLength     = 257
+	tagBitsPerSample   = 258
+	tagStripOffsets    = 273
+	tagSamplesPerPixel = 277
+	tagStripByteCounts = 279
+	tagTileOffsets     = 324
+	tagTileByteCounts  = 325
+)
+
+// tiffArray returns the values of an image directory entry (e, 12 bytes
+// in b) of SHORTs or LONGs, inline or at the offset it names, or nil for
+// another type or values beyond the file.
+func tiffArray(b []byte, bo binary.ByteOrder, e int) []uint32 {
+	typ, count := bo.Uint16(b[e+2:]), int64(bo.Uint32(b[e+4:]))
+	size := int64(2)
+	if typ == 4 {
+		size = 4
+	} else if typ != 3 {
+		return nil
+	}
+	at := int64(e + 8)
+	if count*size > 4 {
+		at = int64(bo.Uint32(b[e+8:]))
+	}
+	if count*size > int64(len(b))-at {
+		return nil
+	}
+	out := make([]uint32, count)
+	for i := range out {
+		if size == 2 {
+			out[i] = uint32(bo.Uint16(b[at+2*int64(i):]))
+		} else {
+			out[i] = bo.Uint32(b[at+4*int64(i):])
+		}
+	}
+	return out
+}
+
+// tiffBlocksBounded refuses a TIFF whose blocks (strips or tiles) would
+// make Go's decoder work or allocate far beyond what the file and the
+// image hold, before it decodes them. The decoder reads every block's
+// bytes as its byte count says, however many blocks share them: a 1.5 MB
+// file whose 65,535 strips all name the same megabyte took minutes. And
+// it unpacks a PackBits block whole, unbounded by the block's size: a
+// 30 MB PackBits strip of a 1×1 image unpacked to 2 GB (out of memory,
+// a crash no recover catches). So the byte counts of the blocks the
+// decoder reads must add up to no more than the file and the image's
+// bytes together, and a PackBits block must unpack to no more than twice
+// its rows (libtiff drops what a block holds beyond them). Only b's first
+// image directory is read; what cannot be read is left to the decoder.
+func tiffBlocksBounded(b []byte) error {
+	if !isTIFF(b) || len(b) < 8 {
+		return nil
+	}
+	var bo binary.ByteOrder = binary.LittleEndian
+	if b[0] == 'M' {
+		bo = binary.BigEndian
+	}
+	ifd := int64(bo.Uint32(b[4:]))
+	if ifd > int64(len(b))-2 {
+		return nil
+	}
+	n := int64(bo.Uint16(b[ifd:]))
+	if ifd+2+12*n > int64(len(b)) {
+		return nil
+	}
+	arrays := map[int][]uint32{}
+	for e := ifd + 2; e < ifd+2+12*n; e += 12 {
+		switch tag := int(bo.Uint16(b[e:])); tag {
+		case tagImageWidth, tagImageLength, tagBitsPerSample, tagSamplesPerPixel, tagRowsPerStrip, tagCompression,
+			tagTileWidth, tagTileLength, tagStripOffsets, tagStripByteCounts, tagTileOffsets, tagTileByteCounts:
+			arrays[tag] = tiffArray(b, bo, int(e))
+		}
+	}
+	first := func(tag int, def int64) int64 {
+		if v := arrays[tag]; len(v) > 0 {
+			return int64(v[0])
+		}
+		return def
+	}
+	w, h := first(tagImageWidth, 0), first(tagImageLength, 0)
+	bps, spp := max(first(tagBitsPerSample, 1), 1), max(first(tagSamplesPerPixel, 1), 1)
+	if w <= 0 || h <= 0 || w > int64(limits.ImageSide) || h > int64(limits.ImageSide) || bps > 64 || spp > 64 {
+		return nil // refused by the header check, or by the decoder
+	}
+	rowBytes := func(px int64) int64 { return (px*spp*bps + 7) / 8 }
+	bw, bh := w, min(first(tagRowsPerStrip, h), h)
+	if bh <= 0 { // the decoder reads a RowsPerStrip of 0 as one strip
+		bh = h
+	}
+	offsets, counts := arrays[tagStripOffsets], arrays[tagStripByteCounts]
+	if tw := first(tagTileWidth, 0); tw != 0 {
+		bw, bh = tw, first(tagTileLength, 0)
+		if bw <= 0 || bh <= 0 || bw > int64(limits.ImageSide) || bh > int64(limits.ImageSide) {
+			return nil
+		}
+		offsets, counts = arrays[tagTileOffsets], arrays[tagTileByteCounts]
+	}
+	blocks := ((w + bw - 1) / bw) * ((h + bh - 1) / bh)
+	if int64(len(offsets)) < blocks || int64(len(counts)) < blocks {
+		return nil // "inconsistent header", from the decoder
+	}
+	blockBytes := rowBytes(bw) * bh
+	imageBytes := rowBytes(w) * h
+	total := int64(0)
+	for i := range blocks {
+		total += int64(counts[i])
+	}
+	if total > int64(len(b))+imageBytes {
+		return fmt.Errorf("a TIFF whose %d blocks of pixels claim %d bytes where the file holds %d and the %d×%d image %d: blocks reread, corrupt or hostile, refused", blocks, total, len(b), w, h, imageBytes)
+	}
+	if first(tagCompression, 1) != 32773 {
+		return nil
+	}
+	for i := range blocks {
+		off, end := int64(offsets[i]), int64(offsets[i])+int64(counts[i])
+		if off >= int64(len(b)) {
+			continue
+		}
+		if out := packBitsLength(b[off:min(end, int64(len(b)))], 2*blockBytes); out > 2*blockBytes {
+			return fmt.Errorf("a PackBits TIFF whose block %d unpacks to more than %d bytes, twice its %d: corrupt or hostile, refused", i, 2*blockBytes, blockBytes)
+		}
+	}
+	return nil
+}
+
+// packBitsLength returns the bytes that PackBits data unpacks to (TIFF
+// 6.0, section 9), counting no further than just past limit.
+func packBitsLength(src []byte, limit int64) int64 {
+	n := int64(0)
+	for i := 0; i < len(src) && n <= limit; {
+		code := int(int8(src[i]))
+		switch {
+		case code >= 0:
+			n += int64(code + 1)
+			i += code + 2
+		case code == -128:
+			i++
+		default:
+			n += int64(1 - code)
+			i += 2
+		}
+	}
+	return n
 }

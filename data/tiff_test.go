@@ -229,3 +229,89 @@ func TestTIFFOffsetsBeyondTheFile(t *testing.T) {
 		}
 	}
 }
+
+// TestTIFFBlocksBounded: Go's TIFF decoder reads each block (strip or
+// tile) as its byte count says, however many blocks share the same bytes,
+// and unpacks a PackBits block whole, however large: a 4 MB PackBits
+// strip of a 1×1 image unpacked to 256 MB, 1.5 GB allocated (a 30 MB
+// one, under the server's default body limit, crashed it out of memory),
+// and 4,096 strips naming the same 256 KB allocated and copied a
+// gigabyte. Both are refused before
+// the decoder runs, with under 1 MiB allocated; a PackBits image whose
+// strips are what they should be decodes.
+func TestTIFFBlocksBounded(t *testing.T) {
+	// tiff writes a little-endian TIFF of a grey 8-bit image, its strips
+	// (all at the offset of data, each of count bytes) in an array.
+	tiff := func(w, h, rows, comp uint32, data []byte, offsets, counts []uint32) []byte {
+		const entries = 9
+		arrays := uint32(8 + 2 + 12*entries + 4)
+		dataAt := arrays + 8*uint32(len(offsets))
+		b := binary.LittleEndian.AppendUint32([]byte("II*\x00"), 8)
+		b = binary.LittleEndian.AppendUint16(b, entries)
+		entry := func(tag, typ uint16, count, v uint32) {
+			b = binary.LittleEndian.AppendUint16(b, tag)
+			b = binary.LittleEndian.AppendUint16(b, typ)
+			b = binary.LittleEndian.AppendUint32(b, count)
+			b = binary.LittleEndian.AppendUint32(b, v)
+		}
+		n := uint32(len(offsets))
+		offsetsAt, countsAt := arrays, arrays+4*n
+		if n == 1 { // one LONG is held in the entry itself
+			dataAt = arrays
+			offsetsAt, countsAt = dataAt+offsets[0], counts[0]
+		}
+		entry(256, 4, 1, w)
+		entry(257, 4, 1, h)
+		entry(258, 3, 1, 8)
+		entry(259, 3, 1, comp)
+		entry(262, 3, 1, 1)
+		entry(273, 4, n, offsetsAt)
+		entry(277, 3, 1, 1)
+		entry(278, 4, 1, rows)
+		entry(279, 4, n, countsAt)
+		b = binary.LittleEndian.AppendUint32(b, 0)
+		if n > 1 {
+			for _, o := range offsets {
+				b = binary.LittleEndian.AppendUint32(b, dataAt+o)
+			}
+			for _, c := range counts {
+				b = binary.LittleEndian.AppendUint32(b, c)
+			}
+		}
+		return append(b, data...)
+	}
+	bomb := bytes.Repeat([]byte{0x81, 0x00}, 2<<20) // 4 MB unpacking to 256 MB
+	shared := make([]byte, 256<<10)
+	offsets, counts := make([]uint32, 4096), make([]uint32, 4096)
+	for i := range counts {
+		counts[i] = uint32(len(shared))
+	}
+	for name, c := range map[string]struct {
+		b    []byte
+		says string
+	}{
+		"packbits.tif": {tiff(1, 1, 1, 32773, bomb, []uint32{0}, []uint32{uint32(len(bomb))}), "unpacks to more than"},
+		"shared.tif":   {tiff(64, 4096, 1, 1, shared, offsets, counts), "blocks reread"},
+	} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := DecodeImage(c.b, name)
+		runtime.ReadMemStats(&after)
+		if err == nil || !strings.Contains(err.Error(), c.says) || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: %v; want it refused, named, as %q", name, err, c.says)
+		}
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 1<<20 {
+			t.Errorf("%s: %d bytes allocated to refuse it", name, alloc)
+		}
+	}
+	// 3×2 pixels in two PackBits strips: a run of three 7s, then the
+	// literal 1, 2, 3.
+	data := []byte{0xfe, 7, 2, 1, 2, 3}
+	img, err := DecodeImage(tiff(3, 2, 1, 32773, data, []uint32{0, 2}, []uint32{2, 4}), "ok.tif")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := Pixels(img, 1); !slices.Equal(got, []uint8{7, 7, 7, 1, 2, 3}) {
+		t.Errorf("PackBits strips: %v, want [7 7 7 1 2 3]", got)
+	}
+}
