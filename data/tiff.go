@@ -28,6 +28,8 @@ const (
 	tagRowsPerStrip = 278
 	tagTileWidth    = 322
 	tagTileLength   = 323
+	tagFillOrder    = 266
+	tagPlanar       = 284 // PlanarConfiguration
 )
 
 // tiffCompressions are the compression schemes Go's decoder reads: none,
@@ -144,7 +146,7 @@ func unexpectedEOF(err error) error {
 // wrapping io.ErrUnexpectedEOF.
 func tiffConfig(r io.ReaderAt, name string) (image.Config, error) {
 	cfg, err := tiff.DecodeConfig(io.NewSectionReader(r, 0, math.MaxInt64))
-	tags, terr := tiffTags(r, tagCompression, tagPhotometric, tagSampleFormat, tagTileWidth, tagTileLength)
+	tags, terr := tiffTags(r, tagCompression, tagPhotometric, tagSampleFormat, tagTileWidth, tagTileLength, tagFillOrder, tagPlanar, tagSamplesPerPixel)
 	if err == nil {
 		err = terr
 	}
@@ -166,6 +168,12 @@ func tiffConfig(r io.ReaderAt, name string) (image.Config, error) {
 			return cfg, cannot("a TIFF of signed integers")
 		case tags[tagSampleFormat] == 3:
 			return cfg, cannot("a TIFF of floating-point samples")
+		// Go's decoder reads neither of these, and decodes them without
+		// an error, into other pixels than PIL's (libtiff's).
+		case tags[tagPlanar] == 2 && tags[tagSamplesPerPixel] > 1:
+			return cfg, cannot("a TIFF of separate colour planes (PlanarConfiguration 2)")
+		case tags[tagFillOrder] == 2 && c != 3 && c != 4:
+			return cfg, cannot("a TIFF of bits in reversed order (FillOrder 2) not CCITT-compressed")
 		}
 		// Go's decoder decodes a whole tile, however large, into memory: a
 		// CCITT or Deflate stream of a few bytes can fill gigabytes. Tiles

@@ -315,3 +315,70 @@ func TestTIFFBlocksBounded(t *testing.T) {
 		t.Errorf("PackBits strips: %v, want [7 7 7 1 2 3]", got)
 	}
 }
+
+// TestTIFFLayoutsRefused: separate colour planes (PlanarConfiguration 2,
+// as tifffile writes an array of shape (3, H, W)) and bits in reversed
+// order (FillOrder 2) outside CCITT, which Go's decoder decodes without an
+// error into other pixels than PIL's (a 2×1 RGB image in planes came out
+// as pixels (1, 3, 5) and (2, 4, 6)), are refused at the header, named.
+func TestTIFFLayoutsRefused(t *testing.T) {
+	// shorts returns a little-endian TIFF of a 2×1 image whose tags are
+	// SHORTs (more than two stored after the directory), then data (at
+	// StripOffsets, 273, given as 0).
+	shorts := func(tags map[uint16][]uint16, data []byte) []byte {
+		keys := slices.Sorted(maps.Keys(tags))
+		at := uint32(8 + 2 + 12*len(keys) + 4)
+		var extra []byte
+		b := binary.LittleEndian.AppendUint32([]byte("II*\x00"), 8)
+		b = binary.LittleEndian.AppendUint16(b, uint16(len(keys)))
+		for _, k := range keys {
+			v := tags[k]
+			b = binary.LittleEndian.AppendUint16(b, k)
+			b = binary.LittleEndian.AppendUint16(b, 3)
+			b = binary.LittleEndian.AppendUint32(b, uint32(len(v)))
+			if len(v) > 2 {
+				b = binary.LittleEndian.AppendUint32(b, at+uint32(len(extra)))
+				for _, x := range v {
+					extra = binary.LittleEndian.AppendUint16(extra, x)
+				}
+				continue
+			}
+			v = append(slices.Clone(v), 0, 0)
+			b = binary.LittleEndian.AppendUint16(b, v[0])
+			b = binary.LittleEndian.AppendUint16(b, v[1])
+		}
+		b = binary.LittleEndian.AppendUint32(b, 0)
+		b = append(b, extra...)
+		for e := 8 + 2; e < 8+2+12*len(keys); e += 12 {
+			if binary.LittleEndian.Uint16(b[e:]) == 273 {
+				binary.LittleEndian.PutUint16(b[e+8:], uint16(len(b)))
+			}
+		}
+		return append(b, data...)
+	}
+	data := []byte{1, 2, 3, 4, 5, 6}
+	rgb := map[uint16][]uint16{256: {2}, 257: {1}, 258: {8, 8, 8}, 259: {1}, 262: {2}, 273: {0}, 277: {3}, 279: {6}}
+	if img, err := DecodeImage(shorts(rgb, data), "rgb.tif"); err != nil || !slices.Equal(Pixels(img, 3), data) {
+		t.Fatalf("rgb.tif: %v", err)
+	}
+	planar := maps.Clone(rgb)
+	planar[284] = []uint16{2}
+	fill := maps.Clone(rgb)
+	fill[266] = []uint16{2}
+	for name, c := range map[string]struct {
+		b    []byte
+		says string
+	}{
+		"planar.tif": {shorts(planar, data), "separate colour planes"},
+		"fill.tif":   {shorts(fill, data), "FillOrder 2"},
+	} {
+		if _, err := DecodeImage(c.b, name); err == nil || !strings.Contains(err.Error(), c.says) || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: %v; want it refused, named, as %q", name, err, c.says)
+		}
+	}
+	// One sample per pixel: PlanarConfiguration 2 is the same layout.
+	grey := map[uint16][]uint16{256: {2}, 257: {1}, 258: {8}, 259: {1}, 262: {1}, 273: {0}, 277: {1}, 279: {2}, 284: {2}}
+	if img, err := DecodeImage(shorts(grey, []byte{7, 9}), "grey.tif"); err != nil || !slices.Equal(Pixels(img, 1), []uint8{7, 9}) {
+		t.Errorf("grey, PlanarConfiguration 2: %v", err)
+	}
+}
