@@ -196,8 +196,11 @@ func isImageName(name string) bool {
 	return slices.Contains(ImageExtensions, strings.ToLower(filepath.Ext(name)))
 }
 
-// imageFilesBelow lists the image files in dir and its sub-folders, sorted
-// by path.
+// imageFilesBelow lists the image files in dir and its sub-folders in
+// ImageFolder's order (sorted(os.walk(dir)), each folder's files sorted):
+// by folder, then by name, so that a folder's own files come before
+// those of its sub-folders, where sorting whole paths put "a/b/x.png"
+// before "a/z.png".
 func imageFilesBelow(dir string) ([]string, error) {
 	var files []string
 	// A class folder may be a link to a folder (as ImageFolder takes it):
@@ -223,7 +226,12 @@ func imageFilesBelow(dir string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("data: %w", err)
 	}
-	sort.Strings(files)
+	slices.SortFunc(files, func(a, b string) int {
+		if c := strings.Compare(filepath.Dir(a), filepath.Dir(b)); c != 0 {
+			return c
+		}
+		return strings.Compare(filepath.Base(a), filepath.Base(b))
+	})
 	return files, nil
 }
 

@@ -583,3 +583,30 @@ func TestFolderRefusesImagesNoPassCanRead(t *testing.T) {
 		t.Errorf("at size 1 (shorter side 1: 1×60000 fits): %v, %v", err, d)
 	}
 }
+
+// TestFolderOrderIsImageFolders: images in sub-folders of a class come in
+// torchvision's ImageFolder order — sorted(os.walk(class)), each folder's
+// files sorted: a folder's own files before its sub-folders', "a-b"
+// before "a/b" (as Python compares the folders' paths) — which decides
+// the held-out split and the order of evaluation.
+func TestFolderOrderIsImageFolders(t *testing.T) {
+	dir := t.TempDir()
+	img := flat("gray", 2, 2, color.NRGBA{9, 9, 9, 255})
+	for _, f := range []string{"c/a/b/x.png", "c/z.png", "c/a-b/y.png", "c/a/w.png", "c/a/b/v.png"} {
+		writeImage(t, filepath.Join(dir, f), img)
+	}
+	d, err := Folder(dir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range d.Files {
+		rel, _ := filepath.Rel(dir, f)
+		got = append(got, filepath.ToSlash(rel))
+	}
+	// torchvision.datasets.ImageFolder(dir).samples, checked with 0.14.
+	want := []string{"c/z.png", "c/a/w.png", "c/a-b/y.png", "c/a/b/v.png", "c/a/b/x.png"}
+	if !slices.Equal(got, want) {
+		t.Errorf("files %v, ImageFolder's %v", got, want)
+	}
+}
