@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"math"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -387,7 +388,7 @@ func SegFolder(dir string, channels int, ignore Ignore) (*Dataset, error) {
 		return nil, err
 	}
 	if len(names) == 0 {
-		return nil, fmt.Errorf("data: %s has no PNG or JPEG images", filepath.Join(dir, "images"))
+		return nil, fmt.Errorf("data: %s has no images (%s)", filepath.Join(dir, "images"), strings.Join(ImageExtensions, ", "))
 	}
 	d := &Dataset{C: channels, Ignore: ignore}
 	top := 0
@@ -446,7 +447,15 @@ func SegFolder(dir string, channels int, ignore Ignore) (*Dataset, error) {
 			d.Classes = append(d.Classes, strconv.Itoa(c))
 		}
 	}
-	// A mask index beyond classes.txt's classes, named by its file.
+	// An ignored value that is a class, then a mask index beyond
+	// classes.txt's classes, named by its file; and a set of nothing but
+	// ignored pixels, which nothing could be learnt or scored on.
+	if v := int(ignore.Value); ignore.Set && v < len(d.Classes) {
+		return nil, fmt.Errorf("data: %s: the ignored mask value %d is also class %q's (of %d classes): ignore a value above the classes (255, say)", dir, v, d.Classes[v], len(d.Classes))
+	}
+	if ignore.Set && !slices.ContainsFunc(d.Masks, func(m uint8) bool { return !ignore.Is(m) }) {
+		return nil, fmt.Errorf("data: %s: every mask pixel has the ignored value %d: nothing to train or score on", dir, ignore.Value)
+	}
 	px := d.H * d.W
 	for i, mp := range maskPaths {
 		for p, v := range d.Masks[i*px : (i+1)*px] {

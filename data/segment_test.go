@@ -435,6 +435,17 @@ func TestSegFolderIgnore(t *testing.T) {
 			t.Fatalf("pixel %d of mask value %d weighs %g", p, m, train.Weights[p])
 		}
 	}
+	// Every test pixel ignored: nothing to score on.
+	all := image.NewGray(image.Rect(0, 0, 6, 4))
+	for p := range all.Pix {
+		all.Pix[p] = 255
+	}
+	for _, name := range []string{"a", "b"} {
+		writeImagePNG(t, filepath.Join(dir, "test", "masks", name+".png"), all)
+	}
+	if _, _, err := Open("segfolder,ignore=255:"+dir, 1); err == nil || !strings.Contains(err.Error(), "every mask pixel has the ignored value 255") {
+		t.Errorf("a test set of ignored pixels: %v", err)
+	}
 	for opt, says := range map[string]string{
 		"ignore=1":   `the ignored mask value 1 is also class "1"'s`,
 		"ignore=256": "must be a number from 0 to 255",

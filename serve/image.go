@@ -38,6 +38,12 @@ func decodeImage(b []byte, maxPixels int) (img image.Image, err error) {
 	if errors.Is(err, image.ErrFormat) {
 		return nil, badRequest("the body is not an image this server decodes (%s)", decodedFormats)
 	}
+	if err != nil && format == "tiff" {
+		// Named by what it is (a CMYK TIFF, say), as the folder scan names it.
+		if _, derr := data.DecodeImage(b, "request body"); derr != nil {
+			return nil, badRequest("%s", strings.TrimPrefix(derr.Error(), "data: "))
+		}
+	}
 	if err != nil {
 		return nil, badRequest("unreadable image header: %v", err)
 	}
