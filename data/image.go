@@ -179,7 +179,7 @@ func checkImageHeader(b []byte, name string) (format string, cfg image.Config, e
 		return "", cfg, fmt.Errorf("data: %s: not a JPEG, PNG, GIF, BMP, WebP, TIFF, PBM, PGM or PPM image", name)
 	}
 	if format == "tiff" {
-		cfg, err = tiffConfig(bytes.NewReader(b), name)
+		cfg, err = tiffConfig(bytes.NewReader(b), int64(len(b)), name)
 		if err != nil {
 			return "", cfg, err
 		}
@@ -231,7 +231,7 @@ func imageFileConfig(path string) (image.Config, error) {
 		// writes it after the pixels): it is read where it is, in a
 		// regular file.
 		if st, serr := f.Stat(); serr == nil && st.Mode().IsRegular() && isTIFF(b) {
-			if cfg, err = tiffConfig(f, path); err == nil {
+			if cfg, err = tiffConfig(f, st.Size(), path); err == nil {
 				err = limits.CheckImage("data: "+path, cfg.Width, cfg.Height)
 			}
 			if !errors.Is(err, io.ErrUnexpectedEOF) {
@@ -438,9 +438,9 @@ func jpegUnsupported(b []byte) string {
 // tiffOrientation reads the Orientation tag of a TIFF header's first
 // image directory (EXIF's), or 0.
 func tiffOrientation(t []byte) int {
-	tags, err := tiffTags(bytes.NewReader(t), tagOrientation)
-	if o := tags[tagOrientation]; err == nil && o >= 1 && o <= 8 {
-		return o
+	d, err := readTIFFDir(bytes.NewReader(t), int64(len(t)), tagOrientation)
+	if o := d.first(tagOrientation, 0); err == nil && o >= 1 && o <= 8 {
+		return int(o)
 	}
 	return 0
 }

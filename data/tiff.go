@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"image"
 	"io"
-	"math"
+	"slices"
 
 	"golang.org/x/image/tiff"
 
@@ -47,88 +47,123 @@ func isTIFF(b []byte) bool {
 	return len(b) >= 4 && (string(b[:4]) == "II*\x00" || string(b[:4]) == "MM\x00*")
 }
 
-// tiffTags returns the values of the given tags (a SHORT or a LONG each,
-// the first of them) in the first image directory of the TIFF that r
-// holds; a tag absent is absent from the map.
-func tiffTags(r io.ReaderAt, tags ...int) (map[int]int, error) {
-	var head [8]byte
-	if _, err := r.ReadAt(head[:], 0); err != nil {
-		return nil, unexpectedEOF(err)
-	}
-	if !isTIFF(head[:]) {
-		return nil, errors.New("not a TIFF header")
-	}
-	var bo binary.ByteOrder = binary.LittleEndian
-	if head[0] == 'M' {
-		bo = binary.BigEndian
-	}
-	ifd := int64(bo.Uint32(head[4:]))
-	var count [2]byte
-	if _, err := r.ReadAt(count[:], ifd); err != nil {
-		return nil, unexpectedEOF(err)
-	}
-	entries := make([]byte, 12*int(bo.Uint16(count[:])))
-	if _, err := r.ReadAt(entries, ifd+2); err != nil {
-		return nil, unexpectedEOF(err)
-	}
-	return tiffEntries(entries, bo, tags), nil
+// tiffDir is what readTIFFDir reads of a TIFF's first image directory.
+type tiffDir struct {
+	bo     binary.ByteOrder
+	values map[int][]uint32 // the values of each tag asked for that could be read
+	entry  map[int]int64    // the offset of each tag's entry, read or not
 }
 
-// tiffEntries reads the given tags from an image directory's entries (12
-// bytes each: tag, type, count, value or offset): a SHORT, or a LONG as
-// some writers store them and PIL reads them, the first value of each.
-func tiffEntries(entries []byte, bo binary.ByteOrder, tags []int) map[int]int {
-	out := map[int]int{}
-	for e := 0; e+12 <= len(entries); e += 12 {
-		tag := int(bo.Uint16(entries[e:]))
-		for _, want := range tags {
-			if tag != want {
-				continue
-			}
-			switch typ, count := bo.Uint16(entries[e+2:]), bo.Uint32(entries[e+4:]); {
-			case typ == 3 && count >= 1:
-				out[tag] = int(bo.Uint16(entries[e+8:]))
-			case typ == 4 && count >= 1:
-				out[tag] = int(bo.Uint32(entries[e+8:]))
-			}
+// first returns the first value of tag, or def where there is none: the
+// value Go's decoder takes of most tags.
+func (d tiffDir) first(tag int, def int64) int64 {
+	if v := d.values[tag]; len(v) > 0 {
+		return int64(v[0])
+	}
+	return def
+}
+
+// readTIFFDir reads the given tags of the first image directory of the
+// TIFF that r holds (size bytes) as Go's decoder reads them: entries of
+// BYTEs, SHORTs or LONGs, their values in the entry where they fit in its
+// four bytes and at the offset it names otherwise. A tag of another type,
+// or whose values lie beyond the file, has no values. It is the one
+// reader of TIFF tags here, so that no guard reads a tag otherwise than
+// the decoder it guards (a LONG count of two, a BYTE width or values
+// stored at an offset had each let a file past a guard).
+func readTIFFDir(r io.ReaderAt, size int64, tags ...int) (tiffDir, error) {
+	var head [8]byte
+	if _, err := r.ReadAt(head[:], 0); err != nil {
+		return tiffDir{}, unexpectedEOF(err)
+	}
+	if !isTIFF(head[:]) {
+		return tiffDir{}, errors.New("not a TIFF header")
+	}
+	d := tiffDir{bo: binary.LittleEndian, values: map[int][]uint32{}, entry: map[int]int64{}}
+	if head[0] == 'M' {
+		d.bo = binary.BigEndian
+	}
+	ifd := int64(d.bo.Uint32(head[4:]))
+	var count [2]byte
+	if _, err := r.ReadAt(count[:], ifd); err != nil {
+		return tiffDir{}, unexpectedEOF(err)
+	}
+	entries := make([]byte, 12*int(d.bo.Uint16(count[:])))
+	if _, err := r.ReadAt(entries, ifd+2); err != nil {
+		return tiffDir{}, unexpectedEOF(err)
+	}
+	for e := 0; e < len(entries); e += 12 {
+		tag := int(d.bo.Uint16(entries[e:]))
+		if !slices.Contains(tags, tag) {
+			continue
+		}
+		d.entry[tag] = ifd + 2 + int64(e)
+		if v, ok := tiffValues(r, size, d.bo, entries[e:e+12]); ok {
+			d.values[tag] = v
 		}
 	}
-	return out
+	return d, nil
+}
+
+// tiffValues returns the values of an image directory entry (12 bytes:
+// tag, type, count, the values or their offset) of BYTEs, SHORTs or
+// LONGs, and false for another type or values beyond the size bytes of r.
+func tiffValues(r io.ReaderAt, size int64, bo binary.ByteOrder, entry []byte) ([]uint32, bool) {
+	var width int64
+	switch bo.Uint16(entry[2:]) {
+	case 1:
+		width = 1
+	case 3:
+		width = 2
+	case 4:
+		width = 4
+	default:
+		return nil, false
+	}
+	count := int64(bo.Uint32(entry[4:]))
+	raw := entry[8:12]
+	if n := count * width; n > 4 {
+		at := int64(bo.Uint32(entry[8:]))
+		if n > size-at {
+			return nil, false
+		}
+		raw = make([]byte, n)
+		if _, err := r.ReadAt(raw, at); err != nil {
+			return nil, false
+		}
+	}
+	out := make([]uint32, count)
+	for i := range out {
+		switch width {
+		case 1:
+			out[i] = uint32(raw[i])
+		case 2:
+			out[i] = uint32(bo.Uint16(raw[2*i:]))
+		default:
+			out[i] = bo.Uint32(raw[4*i:])
+		}
+	}
+	return out, true
 }
 
 // tiffOneStrip returns b with its RowsPerStrip tag lowered to height
 // where it says more (writers put 2³²−1 there for "one strip"), so that
-// Go's decoder, which takes the tag's value to bound a strip's
+// Go's decoder, which takes the tag's first value to bound a strip's
 // decompressed bytes, expects no more than the image holds: else a
-// Deflate or CCITT stream of a few bytes could fill gigabytes. The image
-// decoded is the same. b itself is not changed; a copy is made where the
-// tag must be.
+// Deflate or CCITT stream of a few bytes could fill gigabytes. The entry
+// becomes one LONG, whatever it held (the decoder reads no other value of
+// it); the image decoded is the same. b itself is not changed; a copy is
+// made where the tag must be.
 func tiffOneStrip(b []byte, height int) []byte {
-	if !isTIFF(b) || len(b) < 8 {
+	d, err := readTIFFDir(bytes.NewReader(b), int64(len(b)), tagRowsPerStrip)
+	at, ok := d.entry[tagRowsPerStrip]
+	if err != nil || !ok || d.first(tagRowsPerStrip, 0) <= int64(height) {
 		return b
 	}
-	var bo binary.ByteOrder = binary.LittleEndian
-	if b[0] == 'M' {
-		bo = binary.BigEndian
-	}
-	ifd := int(bo.Uint32(b[4:]))
-	if ifd < 0 || ifd > len(b)-2 {
-		return b
-	}
-	for e := ifd + 2; e+12 <= len(b) && e < ifd+2+12*int(bo.Uint16(b[ifd:])); e += 12 {
-		if bo.Uint16(b[e:]) != tagRowsPerStrip || bo.Uint32(b[e+4:]) != 1 {
-			continue
-		}
-		switch typ := bo.Uint16(b[e+2:]); {
-		case typ == 3 && int(bo.Uint16(b[e+8:])) > height:
-			b = bytes.Clone(b)
-			bo.PutUint16(b[e+8:], uint16(height))
-		case typ == 4 && int64(bo.Uint32(b[e+8:])) > int64(height):
-			b = bytes.Clone(b)
-			bo.PutUint32(b[e+8:], uint32(height))
-		}
-		return b
-	}
+	b = bytes.Clone(b)
+	d.bo.PutUint16(b[at+2:], 4)
+	d.bo.PutUint32(b[at+4:], 1)
+	d.bo.PutUint32(b[at+8:], uint32(height))
 	return b
 }
 
@@ -139,14 +174,14 @@ func unexpectedEOF(err error) error {
 	return err
 }
 
-// tiffConfig is checkImageHeader for a TIFF that r holds: its size, or an
-// error naming a kind of TIFF that Go's decoder cannot read (refused at
-// the folder scan by what it is, rather than as corrupt in the middle of
-// an epoch), or a corrupt header. A header that ends early is an error
+// tiffConfig is checkImageHeader for a TIFF that r holds (size bytes):
+// its size, or an error naming a kind of TIFF that Go's decoder cannot
+// read (refused at the folder scan by what it is, rather than as corrupt
+// in the middle of an epoch), or a corrupt header. A header that ends early is an error
 // wrapping io.ErrUnexpectedEOF.
-func tiffConfig(r io.ReaderAt, name string) (image.Config, error) {
-	cfg, err := tiff.DecodeConfig(io.NewSectionReader(r, 0, math.MaxInt64))
-	tags, terr := tiffTags(r, tagCompression, tagPhotometric, tagSampleFormat, tagTileWidth, tagTileLength, tagFillOrder, tagPlanar, tagSamplesPerPixel)
+func tiffConfig(r io.ReaderAt, size int64, name string) (image.Config, error) {
+	cfg, err := tiff.DecodeConfig(io.NewSectionReader(r, 0, size))
+	d, terr := readTIFFDir(r, size, tagCompression, tagPhotometric, tagSampleFormat, tagTileWidth, tagTileLength, tagFillOrder, tagPlanar, tagSamplesPerPixel, tagBitsPerSample)
 	if err == nil {
 		err = terr
 	}
@@ -154,32 +189,34 @@ func tiffConfig(r io.ReaderAt, name string) (image.Config, error) {
 		cannot := func(what string) error {
 			return fmt.Errorf("data: %s: %s, which Go's TIFF decoder cannot read; re-encode it (for example with PIL, as an uncompressed or LZW TIFF of RGB or grey, or as PNG)", name, what)
 		}
-		c, hasC := tags[tagCompression]
-		switch {
-		case hasC && c != 0 && !tiffCompressions[c]:
-			what := tiffCompressionNames[c]
+		photometric := tiffPhotometricNames[int(d.first(tagPhotometric, 0))]
+		// Go's decoder takes a pixel's samples from BitsPerSample's count.
+		samples := max(d.first(tagSamplesPerPixel, 1), int64(len(d.values[tagBitsPerSample])))
+		switch comp := int(d.first(tagCompression, 0)); {
+		case comp != 0 && !tiffCompressions[comp]:
+			what := tiffCompressionNames[comp]
 			if what == "" {
 				what = "an unknown scheme"
 			}
-			return cfg, cannot(fmt.Sprintf("a TIFF compressed with %s (compression %d)", what, c))
-		case tiffPhotometricNames[tags[tagPhotometric]] != "":
-			return cfg, cannot("a " + tiffPhotometricNames[tags[tagPhotometric]] + " TIFF")
-		case tags[tagSampleFormat] == 2:
+			return cfg, cannot(fmt.Sprintf("a TIFF compressed with %s (compression %d)", what, comp))
+		case photometric != "":
+			return cfg, cannot("a " + photometric + " TIFF")
+		case slices.Contains(d.values[tagSampleFormat], 2):
 			return cfg, cannot("a TIFF of signed integers")
-		case tags[tagSampleFormat] == 3:
+		case slices.Contains(d.values[tagSampleFormat], 3):
 			return cfg, cannot("a TIFF of floating-point samples")
 		// Go's decoder reads neither of these, and decodes them without
 		// an error, into other pixels than PIL's (libtiff's).
-		case tags[tagPlanar] == 2 && tags[tagSamplesPerPixel] > 1:
+		case d.first(tagPlanar, 1) == 2 && samples > 1:
 			return cfg, cannot("a TIFF of separate colour planes (PlanarConfiguration 2)")
-		case tags[tagFillOrder] == 2 && c != 3 && c != 4:
+		case d.first(tagFillOrder, 1) == 2 && comp != 3 && comp != 4:
 			return cfg, cannot("a TIFF of bits in reversed order (FillOrder 2) not CCITT-compressed")
 		}
 		// Go's decoder decodes a whole tile, however large, into memory: a
 		// CCITT or Deflate stream of a few bytes can fill gigabytes. Tiles
 		// larger than a few times the image (a 256×256 tile for a 100×100
 		// image is common) are refused.
-		if tw, th := int64(tags[tagTileWidth]), int64(tags[tagTileLength]); err == nil && tw*th > max(4*int64(cfg.Width)*int64(cfg.Height), 1<<20) {
+		if tw, th := d.first(tagTileWidth, 0), d.first(tagTileLength, 0); err == nil && tw*th > max(4*int64(cfg.Width)*int64(cfg.Height), 1<<20) {
 			return cfg, fmt.Errorf("data: %s: a TIFF of %d×%d pixels in tiles of %d×%d: corrupt or hostile, refused", name, cfg.Width, cfg.Height, tw, th)
 		}
 	}
@@ -204,17 +241,18 @@ func tiffConfig(r io.ReaderAt, name string) (image.Config, error) {
 // applied, as PIL's TIFF reader applies it when it loads the image (so
 // torchvision's ImageFolder sees the picture upright).
 func tiffUpright(img image.Image, b []byte) image.Image {
-	tags, err := tiffTags(bytes.NewReader(b), tagCompression, tagPhotometric, tagOrientation)
+	d, err := readTIFFDir(bytes.NewReader(b), int64(len(b)), tagCompression, tagPhotometric, tagOrientation)
 	if err != nil {
 		return img
 	}
-	if g, ok := img.(*image.Gray); ok && tags[tagPhotometric] == 1 && (tags[tagCompression] == 3 || tags[tagCompression] == 4) {
+	c := d.first(tagCompression, 0)
+	if g, ok := img.(*image.Gray); ok && d.first(tagPhotometric, 0) == 1 && (c == 3 || c == 4) {
 		for i, v := range g.Pix {
 			g.Pix[i] = 255 - v
 		}
 	}
-	if o := tags[tagOrientation]; o > 1 && o <= 8 {
-		img = orientImage(img, o)
+	if o := d.first(tagOrientation, 0); o > 1 && o <= 8 {
+		img = orientImage(img, int(o))
 	}
 	return img
 }
@@ -231,35 +269,6 @@ const (
 	tagTileByteCounts  = 325
 )
 
-// tiffArray returns the values of an image directory entry (e, 12 bytes
-// in b) of SHORTs or LONGs, inline or at the offset it names, or nil for
-// another type or values beyond the file.
-func tiffArray(b []byte, bo binary.ByteOrder, e int) []uint32 {
-	typ, count := bo.Uint16(b[e+2:]), int64(bo.Uint32(b[e+4:]))
-	size := int64(2)
-	if typ == 4 {
-		size = 4
-	} else if typ != 3 {
-		return nil
-	}
-	at := int64(e + 8)
-	if count*size > 4 {
-		at = int64(bo.Uint32(b[e+8:]))
-	}
-	if count*size > int64(len(b))-at {
-		return nil
-	}
-	out := make([]uint32, count)
-	for i := range out {
-		if size == 2 {
-			out[i] = uint32(bo.Uint16(b[at+2*int64(i):]))
-		} else {
-			out[i] = bo.Uint32(b[at+4*int64(i):])
-		}
-	}
-	return out
-}
-
 // tiffBlocksBounded refuses a TIFF whose blocks (strips or tiles) would
 // make Go's decoder work or allocate far beyond what the file and the
 // image hold, before it decodes them. The decoder reads every block's
@@ -273,35 +282,12 @@ func tiffArray(b []byte, bo binary.ByteOrder, e int) []uint32 {
 // its rows (libtiff drops what a block holds beyond them). Only b's first
 // image directory is read; what cannot be read is left to the decoder.
 func tiffBlocksBounded(b []byte) error {
-	if !isTIFF(b) || len(b) < 8 {
+	d, err := readTIFFDir(bytes.NewReader(b), int64(len(b)), tagImageWidth, tagImageLength, tagBitsPerSample, tagSamplesPerPixel, tagRowsPerStrip, tagCompression,
+		tagTileWidth, tagTileLength, tagStripOffsets, tagStripByteCounts, tagTileOffsets, tagTileByteCounts)
+	if err != nil {
 		return nil
 	}
-	var bo binary.ByteOrder = binary.LittleEndian
-	if b[0] == 'M' {
-		bo = binary.BigEndian
-	}
-	ifd := int64(bo.Uint32(b[4:]))
-	if ifd > int64(len(b))-2 {
-		return nil
-	}
-	n := int64(bo.Uint16(b[ifd:]))
-	if ifd+2+12*n > int64(len(b)) {
-		return nil
-	}
-	arrays := map[int][]uint32{}
-	for e := ifd + 2; e < ifd+2+12*n; e += 12 {
-		switch tag := int(bo.Uint16(b[e:])); tag {
-		case tagImageWidth, tagImageLength, tagBitsPerSample, tagSamplesPerPixel, tagRowsPerStrip, tagCompression,
-			tagTileWidth, tagTileLength, tagStripOffsets, tagStripByteCounts, tagTileOffsets, tagTileByteCounts:
-			arrays[tag] = tiffArray(b, bo, int(e))
-		}
-	}
-	first := func(tag int, def int64) int64 {
-		if v := arrays[tag]; len(v) > 0 {
-			return int64(v[0])
-		}
-		return def
-	}
+	arrays, first := d.values, d.first
 	w, h := first(tagImageWidth, 0), first(tagImageLength, 0)
 	bps, spp := max(first(tagBitsPerSample, 1), 1), max(first(tagSamplesPerPixel, 1), 1)
 	if w <= 0 || h <= 0 || w > int64(limits.ImageSide) || h > int64(limits.ImageSide) || bps > 64 || spp > 64 {

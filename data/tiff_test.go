@@ -382,3 +382,113 @@ func TestTIFFLayoutsRefused(t *testing.T) {
 		t.Errorf("grey, PlanarConfiguration 2: %v", err)
 	}
 }
+
+// TestTIFFTagsReadAsTheDecoderReads: the guards read every tag as Go's
+// decoder does — a BYTE, SHORT or LONG, its first value stored at an
+// offset where the values do not fit in the entry. Each of these had
+// passed a guard or been refused wrongly: a big-endian RGB TIFF whose
+// SampleFormat (1, 1, 1) lies at 0x20000 or 0x30000 (the offset's high
+// half was read as the value: "signed integers", "floating-point"); a
+// RowsPerStrip of two SHORTs (not lowered: 16 MB inflated for a 4096×1
+// image); tiles given as two LONGs (the offset read as the size: 16384²
+// tiles decoded); a width and height of BYTEs (every block check
+// skipped: a 4 MB PackBits strip of a 1×1 image unpacked to 256 MB).
+func TestTIFFTagsReadAsTheDecoderReads(t *testing.T) {
+	type entry struct {
+		tag, typ uint16
+		vals     []uint32
+	}
+	// build writes a TIFF of the entries (sorted), the values that do not
+	// fit in an entry after pad bytes, then data, to which a StripOffsets
+	// or TileOffsets value of 0 points.
+	build := func(bo interface {
+		binary.ByteOrder
+		binary.AppendByteOrder
+	}, big bool, ents []entry, pad int, data []byte) []byte {
+		b := []byte("II*\x00")
+		if big {
+			b = []byte("MM\x00*")
+		}
+		b = bo.AppendUint32(b, 8)
+		b = bo.AppendUint16(b, uint16(len(ents)))
+		extraAt := 8 + 2 + 12*len(ents) + 4 + pad
+		var extra []byte
+		for _, e := range ents {
+			if n := len(e.vals) * map[uint16]int{1: 1, 3: 2, 4: 4}[e.typ]; n > 4 {
+				extra = append(extra, make([]byte, (n+3)/4*4)...)
+			}
+		}
+		dataAt := uint32(extraAt + len(extra))
+		extra = extra[:0]
+		for _, e := range ents {
+			var raw []byte
+			for _, v := range e.vals {
+				if v == 0 && (e.tag == 273 || e.tag == 324) {
+					v = dataAt
+				}
+				switch e.typ {
+				case 1:
+					raw = append(raw, byte(v))
+				case 3:
+					raw = bo.AppendUint16(raw, uint16(v))
+				case 4:
+					raw = bo.AppendUint32(raw, v)
+				}
+			}
+			b = bo.AppendUint16(b, e.tag)
+			b = bo.AppendUint16(b, e.typ)
+			b = bo.AppendUint32(b, uint32(len(e.vals)))
+			if len(raw) > 4 {
+				b = bo.AppendUint32(b, uint32(extraAt+len(extra)))
+				extra = append(extra, raw...)
+				extra = append(extra, make([]byte, (4-len(raw)%4)%4)...)
+				continue
+			}
+			b = append(b, append(raw, 0, 0, 0, 0)[:4]...)
+		}
+		b = bo.AppendUint32(b, 0)
+		b = append(b, make([]byte, pad)...)
+		b = append(b, extra...)
+		return append(b, data...)
+	}
+	le := binary.LittleEndian
+	rgb := []byte{1, 2, 3, 4, 5, 6}
+	for _, pad := range []int{0x20000, 0x30000} {
+		b := build(binary.BigEndian, true, []entry{{256, 3, []uint32{2}}, {257, 3, []uint32{1}}, {258, 3, []uint32{8, 8, 8}}, {259, 3, []uint32{1}},
+			{262, 3, []uint32{2}}, {273, 4, []uint32{0}}, {277, 3, []uint32{3}}, {279, 4, []uint32{6}}, {339, 3, []uint32{1, 1, 1}}}, pad, rgb)
+		if img, err := DecodeImage(b, "big.tif"); err != nil || !slices.Equal(Pixels(img, 3), rgb) {
+			t.Errorf("big-endian RGB, SampleFormat at %#x: %v", pad, err)
+		}
+	}
+	var z bytes.Buffer
+	zw := zlib.NewWriter(&z)
+	zw.Write(make([]byte, 16<<20))
+	zw.Close()
+	var pb []byte
+	for range 1 << 15 {
+		pb = append(pb, 0x81, 0)
+	}
+	pb = bytes.Repeat(pb, 64) // 4 MB unpacking to 256 MB
+	for name, c := range map[string]struct {
+		b    []byte
+		says string // "" for an image decoded
+	}{
+		"rows.tif": {build(le, false, []entry{{256, 4, []uint32{4096}}, {257, 4, []uint32{1}}, {258, 3, []uint32{8}}, {259, 3, []uint32{8}}, {262, 3, []uint32{1}},
+			{273, 4, []uint32{0}}, {277, 3, []uint32{1}}, {278, 3, []uint32{65535, 65535}}, {279, 4, []uint32{uint32(z.Len())}}}, 0, z.Bytes()), ""},
+		"tiles.tif": {build(le, false, []entry{{256, 4, []uint32{1}}, {257, 4, []uint32{1}}, {258, 3, []uint32{8}}, {259, 3, []uint32{8}}, {262, 3, []uint32{1}},
+			{277, 3, []uint32{1}}, {322, 4, []uint32{1 << 14, 0}}, {323, 4, []uint32{1 << 14, 0}}, {324, 4, []uint32{0}}, {325, 4, []uint32{uint32(z.Len())}}}, 0, z.Bytes()), "in tiles of 16384×16384"},
+		"bytes.tif": {build(le, false, []entry{{256, 1, []uint32{1}}, {257, 1, []uint32{1}}, {258, 3, []uint32{8}}, {259, 3, []uint32{32773}}, {262, 3, []uint32{1}},
+			{273, 4, []uint32{0}}, {277, 3, []uint32{1}}, {278, 4, []uint32{1}}, {279, 4, []uint32{uint32(len(pb))}}}, 0, pb), "unpacks to more than"},
+	} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := DecodeImage(c.b, name)
+		runtime.ReadMemStats(&after)
+		if c.says == "" && err != nil || c.says != "" && (err == nil || !strings.Contains(err.Error(), c.says)) {
+			t.Errorf("%s: %v; want %q", name, err, c.says)
+		}
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 1<<20 {
+			t.Errorf("%s: %d bytes allocated", name, alloc)
+		}
+	}
+}
