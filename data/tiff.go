@@ -215,8 +215,11 @@ func tiffConfig(r io.ReaderAt, size int64, name string) (image.Config, error) {
 		// Go's decoder decodes a whole tile, however large, into memory: a
 		// CCITT or Deflate stream of a few bytes can fill gigabytes. Tiles
 		// larger than a few times the image (a 256×256 tile for a 100×100
-		// image is common) are refused.
-		if tw, th := d.first(tagTileWidth, 0), d.first(tagTileLength, 0); err == nil && tw*th > max(4*int64(cfg.Width)*int64(cfg.Height), 1<<20) {
+		// image is common) are refused, and sides over limits.ImageSide
+		// first, whose product could overflow (3,037,000,500² is negative
+		// in an int64; the decoder's eight bytes a pixel of it are 1.2 GB).
+		tw, th := d.first(tagTileWidth, 0), d.first(tagTileLength, 0)
+		if err == nil && (tw > int64(limits.ImageSide) || th > int64(limits.ImageSide) || tw*th > max(4*int64(cfg.Width)*int64(cfg.Height), 1<<20)) {
 			return cfg, fmt.Errorf("data: %s: a TIFF of %d×%d pixels in tiles of %d×%d: corrupt or hostile, refused", name, cfg.Width, cfg.Height, tw, th)
 		}
 	}

@@ -391,7 +391,8 @@ func TestTIFFLayoutsRefused(t *testing.T) {
 // half was read as the value: "signed integers", "floating-point"); a
 // RowsPerStrip of two SHORTs (not lowered: 16 MB inflated for a 4096×1
 // image); tiles given as two LONGs (the offset read as the size: 16384²
-// tiles decoded); a width and height of BYTEs (every block check
+// tiles decoded), or sides whose product overflowed to a negative area;
+// a width and height of BYTEs (every block check
 // skipped: a 4 MB PackBits strip of a 1×1 image unpacked to 256 MB).
 func TestTIFFTagsReadAsTheDecoderReads(t *testing.T) {
 	type entry struct {
@@ -477,6 +478,9 @@ func TestTIFFTagsReadAsTheDecoderReads(t *testing.T) {
 			{273, 4, []uint32{0}}, {277, 3, []uint32{1}}, {278, 3, []uint32{65535, 65535}}, {279, 4, []uint32{uint32(z.Len())}}}, 0, z.Bytes()), ""},
 		"tiles.tif": {build(le, false, []entry{{256, 4, []uint32{1}}, {257, 4, []uint32{1}}, {258, 3, []uint32{8}}, {259, 3, []uint32{8}}, {262, 3, []uint32{1}},
 			{277, 3, []uint32{1}}, {322, 4, []uint32{1 << 14, 0}}, {323, 4, []uint32{1 << 14, 0}}, {324, 4, []uint32{0}}, {325, 4, []uint32{uint32(z.Len())}}}, 0, z.Bytes()), "in tiles of 16384×16384"},
+		// 3,037,000,500² overflows an int64 to a negative area.
+		"wrap.tif": {build(le, false, []entry{{256, 4, []uint32{1}}, {257, 4, []uint32{1}}, {258, 3, []uint32{8}}, {259, 3, []uint32{8}}, {262, 3, []uint32{1}},
+			{277, 3, []uint32{1}}, {322, 4, []uint32{3037000500}}, {323, 4, []uint32{3037000500}}, {324, 4, []uint32{0}}, {325, 4, []uint32{uint32(z.Len())}}}, 0, z.Bytes()), "in tiles of 3037000500×3037000500"},
 		"bytes.tif": {build(le, false, []entry{{256, 1, []uint32{1}}, {257, 1, []uint32{1}}, {258, 3, []uint32{8}}, {259, 3, []uint32{32773}}, {262, 3, []uint32{1}},
 			{273, 4, []uint32{0}}, {277, 3, []uint32{1}}, {278, 4, []uint32{1}}, {279, 4, []uint32{uint32(len(pb))}}}, 0, pb), "unpacks to more than"},
 	} {
