@@ -86,7 +86,9 @@ func readHeader(r *bufio.Reader) (header, error) {
 		}
 		*f = v
 	}
-	if h.width <= 0 || h.height <= 0 {
+	// Ten digits hold up to 9,999,999,999 a side: sides over 2³¹ − 1 are
+	// refused, so that their product fits in an int64.
+	if h.width <= 0 || h.height <= 0 || h.width > math.MaxInt32 || h.height > math.MaxInt32 {
 		return header{}, fmt.Errorf("pnm: a size of %d×%d pixels", h.width, h.height)
 	}
 	if h.maxval < 1 || h.maxval > 65535 {
@@ -199,6 +201,12 @@ func Decode(r io.Reader) (image.Image, error) {
 	// one's digit and separator (a plain bitmap's digit) — against what
 	// the file holds, before anything is allocated: a header claiming
 	// more than the file is refused at the cost of reading the file.
+	// More pixels than the most data read here could hold (8 a byte, a
+	// P4's) are refused before they are counted in bytes, which could
+	// overflow.
+	if px := int64(h.width) * int64(h.height); px > 8*math.MaxInt32 {
+		return nil, fmt.Errorf("pnm: %d×%d pixels: more than a file of at most %d bytes holds", h.width, h.height, math.MaxInt32)
+	}
 	n := int64(h.width) * int64(h.height) * int64(h.samples())
 	need := n
 	switch {

@@ -181,3 +181,21 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestHugeSizeRefused: sizes whose bytes overflow an int64 (2³² × 2³²
+// made the bytes needed 0) are an error, not image.NewGray's panic: Decode
+// is registered with package image, which checks no size before it.
+func TestHugeSizeRefused(t *testing.T) {
+	for _, s := range []string{"P5 4294967296 4294967296 255\n", "P6 4294967296 4294967296 255\n", "P4 9999999999 9999999999\n", "P6 2147483647 2147483647 255\n"} {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("%q: panic %v", s, r)
+				}
+			}()
+			if _, err := Decode(strings.NewReader(s)); err == nil {
+				t.Errorf("%q: no error", s)
+			}
+		}()
+	}
+}
