@@ -372,7 +372,7 @@ func (r *run) progress() {
 	rate := float64(r.imgs) / el
 	eta := time.Duration(float64(n-r.batch) * float64(r.cfg.Batch*r.worldSize()) / rate * float64(time.Second)).Round(time.Second)
 	line := fmt.Sprintf("epoch %d/%d %s %d/%d  ETA %s  loss %.4f  acc %.2f%%  %.0f img/s",
-		r.epoch+1, r.cfg.Epochs, bar(r.batch, n, 20), r.batch, n, eta, r.lossSum/float64(r.seen), 100*r.accSum/float64(r.seen), rate)
+		r.epoch+1, r.cfg.Epochs, bar(r.batch, n, 20), r.batch, n, eta, r.lossSum/float64(max(r.seen, 1)), 100*r.accSum/float64(max(r.seen, 1)), rate)
 	switch {
 	case r.cfg.Live:
 		fmt.Fprint(r.cfg.Log, "\r\033[K"+line)
