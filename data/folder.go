@@ -83,9 +83,10 @@ func (o *ImageOptions) defaults() error {
 }
 
 // Folder reads a folder of images of any size and format (JPEG, PNG, GIF,
-// BMP, WebP, TIFF, PGM, PPM: ImageExtensions) with one sub-folder of images per class (classes sorted by
-// name, images found in any depth below, as torchvision's ImageFolder
-// does), as square samples of DefaultImageSize in the given channels.
+// BMP, WebP, TIFF, PGM, PPM: ImageExtensions) with one sub-folder of
+// images per class (classes sorted by name, images found in any depth
+// below, as torchvision's ImageFolder does), as square samples of
+// DefaultImageSize in the given channels.
 // Only the headers are read now; the loader decodes the images batch by
 // batch.
 func Folder(dir string, channels int) (*Dataset, error) {

@@ -239,8 +239,11 @@ func (l *Loader) make(order []int, epoch, b int) Batch {
 				if flip {
 					sc = d.W - 1 - c + dx
 				}
-				if seg { // the mask moves with the image; padding is background
+				if seg { // the mask moves with the image; padding is background, or ignored
 					at, inside := (i-lo)*d.H*d.W+r*d.W+c, sr >= 0 && sr < d.H && sc >= 0 && sc < d.W
+					if !inside && d.Ignore.Set {
+						y[at] = IgnoreTarget // as torchvision's segmentation references pad with 255
+					}
 					if inside {
 						m := d.Mask(order[i])[sr*d.W+sc]
 						y[at] = int32(m)

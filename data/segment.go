@@ -370,7 +370,8 @@ func dt1(f, d []float64) {
 	}
 }
 
-// SegFolder reads a segmentation folder: dir/images/NAME.png|jpg and
+// SegFolder reads a segmentation folder: dir/images/NAME (any of
+// ImageExtensions) and
 // dir/masks/NAME.png, one mask per image with the image's size, holding
 // class indices (the grey value of an 8-bit grey PNG — or the stored value
 // of a 1-, 2- or 4-bit one: 0 and 1 for a 1-bit mask — or the palette

@@ -378,9 +378,10 @@ func TestSegFolderSpec(t *testing.T) {
 // TestSegFolderIgnore: segfolder,ignore=255 reads VOC-style masks whose
 // 255 marks pixels to ignore — no class (the classes are 0…2, not 0…255),
 // the target IgnoreTarget in every batch (augmented or not: it moves with
-// the image), weight 0 and no object in the border weights, whose class
-// balance counts the other pixels only — and refuses an ignored value
-// that is a class, or a bad option.
+// the image, and the padding of a shift is ignored too), weight 0 and no
+// object in the border weights, whose class balance counts the other
+// pixels only — and refuses an ignored value that is a class, a set of
+// nothing but ignored pixels, or a bad option.
 func TestSegFolderIgnore(t *testing.T) {
 	dir := t.TempDir()
 	for _, split := range []string{"train", "test"} {
@@ -392,7 +393,10 @@ func TestSegFolderIgnore(t *testing.T) {
 				if p%5 == 0 {
 					mask.Pix[p] = 255
 				}
-				img.Pix[p] = mask.Pix[p]
+				img.Pix[p] = mask.Pix[p] + 1 // 1…3, and 255 → 0 would be padding: kept 255 below
+				if mask.Pix[p] == 255 {
+					img.Pix[p] = 255
+				}
 			}
 			writeImagePNG(t, filepath.Join(dir, split, "images", name+".png"), img)
 			writeImagePNG(t, filepath.Join(dir, split, "masks", name+".png"), mask)
@@ -412,10 +416,11 @@ func TestSegFolderIgnore(t *testing.T) {
 		l := &Loader{Data: train, Batch: 2, Augment: aug, Seed: 1}
 		for b := range l.Epoch(context.Background(), 0, 0) {
 			for p, y := range b.Y {
-				// The image's pixel is its mask value (0 where padded).
+				// The image's pixel is its class + 1, or 255 where ignored,
+				// or 0 where padded: padding is ignored too.
 				v := int32(b.X.Data[p]*255 + 0.5)
-				want := v
-				if v == 255 {
+				want := v - 1
+				if v == 255 || v == 0 {
 					want = IgnoreTarget
 				}
 				if y != want {
@@ -433,6 +438,27 @@ func TestSegFolderIgnore(t *testing.T) {
 	for p, m := range train.Masks {
 		if (m == 255) != (train.Weights[p] == 0) {
 			t.Fatalf("pixel %d of mask value %d weighs %g", p, m, train.Weights[p])
+		}
+	}
+	// The class balance alone (--class-weights): total / (classes · count)
+	// over the pixels that count.
+	if err := train.BorderWeights(0, 5); err != nil {
+		t.Fatal(err)
+	}
+	var counts [3]float64
+	total := 0.0
+	for _, m := range train.Masks {
+		if m != 255 {
+			counts[m]++
+			total++
+		}
+	}
+	for p, m := range train.Masks {
+		if m == 255 {
+			continue
+		}
+		if want := total / (3 * counts[m]); math.Abs(float64(train.Weights[p])-want) > 1e-6*want {
+			t.Fatalf("pixel %d of class %d weighs %g, want %g", p, m, train.Weights[p], want)
 		}
 	}
 	// Every test pixel ignored: nothing to score on.

@@ -242,7 +242,9 @@ func tiffConfig(r io.ReaderAt, size int64, name string) (image.Config, error) {
 // where libtiff's fax decoder gives them the bit 0, black in that
 // interpretation), and is inverted back. And the Orientation tag is
 // applied, as PIL's TIFF reader applies it when it loads the image (so
-// torchvision's ImageFolder sees the picture upright).
+// torchvision's ImageFolder sees the picture upright); a turned image
+// comes back as 8-bit NRGBA (orientImage), what Pixels would take of a
+// 16-bit one anyway.
 func tiffUpright(img image.Image, b []byte) image.Image {
 	d, err := readTIFFDir(bytes.NewReader(b), int64(len(b)), tagCompression, tagPhotometric, tagOrientation)
 	if err != nil {

@@ -516,8 +516,10 @@ func (r *run) evaluateOn(ctx context.Context, net nn.Layer, test bool) (evaluati
 // that turns this rank's Σ w·loss into its share of the global weighted
 // mean: size / Σ w over every rank's batch, so that the Reducer's average
 // over the ranks gives Σ_all w·loss / Σ_all w, the loss of one process
-// over the global batch. (A plain mean needs no such factor: every rank's
-// batch has the same number of targets.)
+// over the global batch, or 0 where Σ_all w is 0 (every pixel ignored:
+// the loss is 0, as a mean over no weight is on one process). (A plain
+// mean needs no such factor: every rank's batch has the same number of
+// targets.)
 func (r *run) weightNorm(targets []int32, weights []float32) (float32, error) {
 	var sum [1]float64
 	for i, w := range weights {
@@ -528,7 +530,10 @@ func (r *run) weightNorm(targets []int32, weights []float32) (float32, error) {
 	if err := r.ddp.comm.AllReduceSumFloat64(sum[:]); err != nil {
 		return 0, fmt.Errorf("train: summing the loss weights over the ranks: %w", err)
 	}
-	if sum[0] == 0 || math.IsNaN(sum[0]) {
+	switch {
+	case sum[0] == 0:
+		return 0, nil // every pixel ignored, or of weight 0: no loss, no gradient, as on one process
+	case math.IsNaN(sum[0]) || sum[0] < 0:
 		return 0, fmt.Errorf("train: the loss weights of the global batch sum to %g", sum[0])
 	}
 	return float32(float64(r.ddp.comm.Size()) / sum[0]), nil

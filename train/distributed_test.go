@@ -451,3 +451,32 @@ func seq(n int) []int {
 	}
 	return s
 }
+
+// TestWeightNormOfNothing: where every pixel of the global batch is
+// ignored, the weighted loss's factor is 0 (no loss, no gradient, as a
+// mean over no weight is on one process) where it was an error that
+// stopped the run; weights that sum to 2 over 2 ranks give 2/2 = 1.
+func TestWeightNormOfNothing(t *testing.T) {
+	for _, tc := range []struct {
+		targets []int32
+		want    float32
+	}{
+		{[]int32{ignoreIndex, ignoreIndex}, 0},
+		{[]int32{0, ignoreIndex}, 1},
+	} {
+		var wg sync.WaitGroup
+		got, errs := make([]float32, 2), make([]error, 2)
+		for rank, comm := range distributed.NewGroup(2) {
+			wg.Go(func() {
+				r := &run{ddp: &ddp{comm: comm}}
+				got[rank], errs[rank] = r.weightNorm(tc.targets, []float32{1, 1})
+			})
+		}
+		wg.Wait()
+		for rank := range 2 {
+			if errs[rank] != nil || got[rank] != tc.want {
+				t.Errorf("targets %v, rank %d: factor %g, %v; want %g", tc.targets, rank, got[rank], errs[rank], tc.want)
+			}
+		}
+	}
+}

@@ -3,7 +3,6 @@ package train
 import (
 	"bytes"
 	"fmt"
-	"github.com/residual-nn/residual/internal/atomicfile"
 	"image/color"
 	"math"
 	"path/filepath"
@@ -16,6 +15,8 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
+
+	"github.com/residual-nn/residual/internal/atomicfile"
 )
 
 // plotDPI is the resolution plots are drawn at: twice the 96 dpi that

@@ -111,7 +111,7 @@ func (pixelClassifier) Forward(x *ag.Value) *ag.Value {
 // (data.Dataset.Ignore) count in neither the loss nor the accuracy nor the
 // confusion matrix: a model right on every other pixel scores 100%, with
 // the cross-entropy of its logits there (log(1 + 2e⁻⁴)) — where it had
-// counted the ignored pixels as wrong; and training on such a set runs.
+// counted the ignored pixels as wrong.
 func TestIgnoredPixelsCountNowhere(t *testing.T) {
 	d := &data.Dataset{H: 3, W: 4, C: 1, Classes: []string{"a", "b", "c"}, Ignore: data.Ignore{Set: true, Value: 255}}
 	for i := range 5 {
