@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"github.com/residual-nn/residual/data/transform"
 	"image"
 	"image/color"
 	"math"
@@ -16,6 +15,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/residual-nn/residual/data/transform"
+	"github.com/residual-nn/residual/tensor"
 )
 
 func TestMNISTReal(t *testing.T) {
@@ -295,9 +297,20 @@ func TestSplitAndResize(t *testing.T) {
 			t.Errorf("split %g: %v; want an error naming the fraction", frac, err)
 		}
 	}
-	r := transform.Resize([]uint8{0, 100, 200, 255}, 2, 2, 1, 4, 4)
-	if r[0] != 0 || r[15] != 255 || len(r) != 16 {
-		t.Errorf("resize corners: %v", r)
+	r, err := transform.Resize([]uint8{0, 100, 200, 255}, 2, 2, 1, 4, 4)
+	if err != nil || r[0] != 0 || r[15] != 255 || len(r) != 16 {
+		t.Errorf("resize corners: %v, %v", r, err)
+	}
+	// Pixels that are not h×w×c, and an empty output, are errors (an
+	// index out of range, a panic, before).
+	if _, err := transform.Resize([]uint8{0, 100, 200}, 2, 2, 1, 4, 4); err == nil || !strings.Contains(err.Error(), "resize of 3 values as 2×2×1 pixels") {
+		t.Errorf("resize of 3 values as 2×2: %v", err)
+	}
+	if _, err := transform.Resize([]uint8{0, 100, 200, 255}, 2, 2, 1, 0, 4); err == nil {
+		t.Error("resize to 4×0: no error")
+	}
+	if _, err := transform.RandomResizedCrop(tensor.NewRNG(1), []uint8{0, 100, 200}, 2, 2, 1, 4, 4); err == nil || !strings.Contains(err.Error(), "3 values as 2×2×1 pixels") {
+		t.Errorf("random resized crop of 3 values as 2×2: %v", err)
 	}
 }
 

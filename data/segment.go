@@ -129,7 +129,10 @@ func Canvases(src *Dataset, n int, seed uint64, o CanvasOptions) (*Dataset, erro
 			j := perm[next%len(perm)]
 			next++
 			size := o.MinScale + rng.IntN(o.MaxScale-o.MinScale+1)
-			item := transform.Resize(src.Image(j), src.H, src.W, 1, size, size)
+			item, err := transform.Resize(src.Image(j), src.H, src.W, 1, size, size)
+			if err != nil {
+				return nil, err
+			}
 			ink := box{size, size, 0, 0}
 			for y := 0; y < size; y++ {
 				for x := 0; x < size; x++ {

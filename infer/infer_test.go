@@ -277,7 +277,10 @@ func TestInputMatchesData(t *testing.T) {
 				t.Fatal(err)
 			}
 			b := img.Bounds()
-			pix := transform.Resize(data.Pixels(img, ch), b.Dy(), b.Dx(), ch, 28, 28)
+			pix, err := transform.Resize(data.Pixels(img, ch), b.Dy(), b.Dx(), ch, 28, 28)
+			if err != nil {
+				t.Fatal(err)
+			}
 			want, err := data.Normalise(pix, 28, 28, ch, p.Mean, p.Std)
 			if err != nil {
 				t.Fatal(err)
@@ -291,7 +294,11 @@ func TestInputMatchesData(t *testing.T) {
 	// does nil, normalise nothing (they indexed past the end: a panic).
 	img := images(t, 1)[0]
 	b := img.Bounds()
-	want, err := data.Normalise(transform.Resize(data.Pixels(img, 1), b.Dy(), b.Dx(), 1, 28, 28), 28, 28, 1, nil, nil)
+	pix, err := transform.Resize(data.Pixels(img, 1), b.Dy(), b.Dx(), 1, 28, 28)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := data.Normalise(pix, 28, 28, 1, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,10 @@ func Input(p checkpoint.Preprocess, img image.Image) (*tensor.Tensor, error) {
 		}
 		h, w = p.Height, p.Width
 	} else if h != p.Height || w != p.Width {
-		pix, h, w = transform.Resize(pix, h, w, p.Channels, p.Height, p.Width), p.Height, p.Width
+		if pix, err = transform.Resize(pix, h, w, p.Channels, p.Height, p.Width); err != nil {
+			return nil, fmt.Errorf("infer: %w", err)
+		}
+		h, w = p.Height, p.Width
 	}
 	return normalise(p, pix, h, w), nil
 }

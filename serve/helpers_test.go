@@ -54,7 +54,10 @@ func (b *resnetBackend) Info() ModelInfo {
 
 func (b *resnetBackend) Preprocess(img image.Image) (*tensor.Tensor, error) {
 	bd := img.Bounds()
-	pix := transform.Resize(data.Pixels(img, 1), bd.Dy(), bd.Dx(), 1, 28, 28)
+	pix, err := transform.Resize(data.Pixels(img, 1), bd.Dy(), bd.Dx(), 1, 28, 28)
+	if err != nil {
+		return nil, err
+	}
 	return data.Normalise(pix, 28, 28, 1, nil, nil)
 }
 
@@ -91,7 +94,10 @@ func (f *fakeBackend) Info() ModelInfo {
 
 func (f *fakeBackend) Preprocess(img image.Image) (*tensor.Tensor, error) {
 	bd := img.Bounds()
-	pix := transform.Resize(data.Pixels(img, 1), bd.Dy(), bd.Dx(), 1, 2, 2)
+	pix, err := transform.Resize(data.Pixels(img, 1), bd.Dy(), bd.Dx(), 1, 2, 2)
+	if err != nil {
+		return nil, err
+	}
 	return data.Normalise(pix, 2, 2, 1, nil, nil)
 }
 

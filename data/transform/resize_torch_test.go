@@ -67,7 +67,10 @@ func TestResizeMatchesTorchvisionTensor(t *testing.T) {
 	ties := 0
 	for _, c := range cases.Resize {
 		pix, h, w, ch := window(t, c.Input, c.Top, c.Left, c.Height, c.Width)
-		got := transform.Resize(pix, h, w, ch, c.OutHeight, c.OutWidth)
+		got, err := transform.Resize(pix, h, w, ch, c.OutHeight, c.OutWidth)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if len(got) != len(c.Output) {
 			t.Fatalf("%s %dx%d → %dx%d: %d bytes, torchvision %d", c.Input, h, w, c.OutHeight, c.OutWidth, len(got), len(c.Output))
 		}

@@ -267,6 +267,9 @@ func RandomCrop(rng *tensor.RNG, h, w int) (top, left, ch, cw int) {
 // RandomResizedCrop is torchvision's RandomResizedCrop((oh, ow)) on 8-bit
 // h×w×c pixels: the RandomCrop window, resized to oh×ow with ResizeAA.
 func RandomResizedCrop(rng *tensor.RNG, pix []uint8, h, w, c, oh, ow int) ([]uint8, error) {
+	if len(pix) != h*w*c || h < 1 || w < 1 || c < 1 {
+		return nil, fmt.Errorf("data: random resized crop of %d values as %d×%d×%d pixels", len(pix), h, w, c)
+	}
 	top, left, ch, cw := RandomCrop(rng, h, w)
 	return ResizeAA(Crop(pix, h, w, c, top, left, ch, cw), ch, cw, c, oh, ow)
 }
@@ -276,8 +279,15 @@ func RandomResizedCrop(rng *tensor.RNG, pix []uint8, h, w, c, oh, ow int) ([]uin
 // torchvision's tensor resize with antialias=False does, rounding values
 // halfway between two bytes to the even one, as its torch.round does);
 // the canvases and predictions on images of another size use it.
-// ResizeAA is PIL's antialiased resize.
-func Resize(pix []uint8, h, w, c, oh, ow int) []uint8 {
+// ResizeAA is PIL's antialiased resize. Like it, it returns an error for
+// pixels that are not h×w×c or an output outside limits.CheckImage.
+func Resize(pix []uint8, h, w, c, oh, ow int) ([]uint8, error) {
+	if err := limits.CheckImage("data: resize output", ow, oh); err != nil {
+		return nil, err
+	}
+	if len(pix) != h*w*c || h < 1 || w < 1 || c < 1 {
+		return nil, fmt.Errorf("data: resize of %d values as %d×%d×%d pixels", len(pix), h, w, c)
+	}
 	out := make([]uint8, oh*ow*c)
 	sy, sx := float64(h)/float64(oh), float64(w)/float64(ow)
 	for y := 0; y < oh; y++ {
@@ -297,5 +307,5 @@ func Resize(pix []uint8, h, w, c, oh, ow int) []uint8 {
 			}
 		}
 	}
-	return out
+	return out, nil
 }
