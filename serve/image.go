@@ -293,7 +293,11 @@ func encodeMask(ctx context.Context, img image.Image, y *tensor.Tensor, overlay 
 	}
 	var out image.Image = data.MaskImage(mask, h, wd)
 	if overlay {
-		out = data.Overlay(data.Pixels(img, 3), mask, h, wd, 3)
+		o, err := data.Overlay(data.Pixels(img, 3), mask, h, wd, 3)
+		if err != nil {
+			return nil, internal("%v", err)
+		}
+		out = o
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err

@@ -65,7 +65,11 @@ func runSegment(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	overlayPNG, err := encodePNG(data.Overlay(data.Pixels(img, info.Channels), mask, h, w, info.Channels))
+	over, err := data.Overlay(data.Pixels(img, info.Channels), mask, h, w, info.Channels)
+	if err != nil {
+		return err
+	}
+	overlayPNG, err := encodePNG(over)
 	if err != nil {
 		return err
 	}
