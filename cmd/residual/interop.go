@@ -199,7 +199,7 @@ func importKeras(ctx context.Context, dir, out string, stdout io.Writer) error {
 			names[i] = fmt.Sprint(i)
 		}
 	}
-	if err := checkpoint.Write(out, net, checkpoint.Meta{Model: m.Config, Classes: names, Preprocess: keras.Preprocess}, nil); err != nil {
+	if err := checkpoint.Write(out, net, checkpoint.Meta{Model: m.Config, Classes: names, Preprocess: m.Preprocess}, nil); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "imported Keras %s (%d parameters, %d classes), wrote %s\n", m.Config.Name, nn.NumParams(net), m.Config.Classes(), out)

@@ -27,7 +27,7 @@ func ExampleLoadTFJS() {
 	if err := nn.LoadTorchState(net, m.State, true); err != nil {
 		log.Fatal(err)
 	}
-	meta := checkpoint.Meta{Model: m.Config, Classes: m.Classes, Preprocess: keras.Preprocess}
+	meta := checkpoint.Meta{Model: m.Config, Classes: m.Classes, Preprocess: m.Preprocess}
 	if err := checkpoint.Write("resnet50-keras.safetensors", net, meta, nil); err != nil {
 		log.Fatal(err)
 	}

@@ -41,13 +41,17 @@ import (
 	"github.com/residual-nn/residual/tensor"
 )
 
-// Preprocess is keras.applications' "caffe" mode for its ResNets, which
-// residual stores in the checkpoint of an imported model: RGB to BGR,
-// pixels in [0, 255] less the ImageNet means (BGR order), no scaling; the
-// image resized (shorter side 256) and centre-cropped to 224×224, as
-// torchvision evaluates.
-var Preprocess = checkpoint.Preprocess{Height: 224, Width: 224, Channels: 3, ResizeShorter: 256,
-	Scale255: true, BGR: true, Mean: []float64{103.939, 116.779, 123.68}}
+// CaffePreprocess returns keras.applications' "caffe" mode for its
+// ResNets, which residual stores in the checkpoint of an imported model
+// (Model.Preprocess): RGB to BGR, pixels in [0, 255] less the ImageNet
+// means (BGR order), no scaling; the image resized (shorter side 256) and
+// centre-cropped to 224×224, as torchvision evaluates. Each call returns
+// a value of its own (it was a variable whose Mean every checkpoint
+// written from it shared).
+func CaffePreprocess() checkpoint.Preprocess {
+	return checkpoint.Preprocess{Height: 224, Width: 224, Channels: 3, ResizeShorter: 256,
+		Scale255: true, BGR: true, Mean: []float64{103.939, 116.779, 123.68}}
+}
 
 // Model is a Keras network converted for residual.
 type Model struct {
@@ -59,6 +63,8 @@ type Model struct {
 	// Classes are the class names from the package's labels.json (nil when
 	// there is none).
 	Classes []string
+	// Preprocess is how the network's inputs are made: CaffePreprocess.
+	Preprocess checkpoint.Preprocess
 }
 
 // modelJSON is the part of a TensorFlow.js layers model.json that matters.
@@ -453,7 +459,7 @@ func convert(layers []layer, w map[string]*tensor.Tensor) (*Model, error) {
 		sort.Strings(extra)
 		return nil, fmt.Errorf("%d weights belong to no layer of the ResNet: %s", len(extra), strings.Join(extra, ", "))
 	}
-	m := &Model{Config: models.Config{Name: fmt.Sprintf("keras-resnet%d", depth), Arch: &models.ResNet{Config: c}}, State: st}
+	m := &Model{Config: models.Config{Name: fmt.Sprintf("keras-resnet%d", depth), Arch: &models.ResNet{Config: c}}, State: st, Preprocess: CaffePreprocess()}
 	if err := m.Config.Validate(); err != nil {
 		return nil, err
 	}

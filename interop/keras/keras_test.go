@@ -46,6 +46,15 @@ func TestKerasResNet50(t *testing.T) {
 	if !c.StrideOn1x1 || c.BNEps != 1e-3 || c.Classes != 1000 || len(m.Classes) != 1000 || m.Classes[285] != "Egyptian_cat" {
 		t.Fatalf("config %+v, %d class names", c, len(m.Classes))
 	}
+	// The model carries keras's "caffe" preprocessing, a value of its own:
+	// changing it changes no other.
+	if p := m.Preprocess; !p.BGR || !p.Scale255 || p.ResizeShorter != 256 || len(p.Mean) != 3 || p.Mean[2] != 123.68 {
+		t.Fatalf("preprocessing %+v", p)
+	}
+	m.Preprocess.Mean[0] = 0
+	if CaffePreprocess().Mean[0] != 103.939 {
+		t.Error("changing a model's preprocessing changed the caffe mode's means")
+	}
 	net, err := models.Build(m.Config, tensor.NewRNG(0))
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +112,7 @@ func TestKerasResNet50(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		x, err := infer.Input(Preprocess, img)
+		x, err := infer.Input(CaffePreprocess(), img)
 		if err != nil {
 			t.Fatal(err)
 		}
