@@ -30,6 +30,7 @@ const (
 	tagTileLength   = 323
 	tagFillOrder    = 266
 	tagPlanar       = 284 // PlanarConfiguration
+	tagExtraSamples = 338
 )
 
 // tiffCompressions are the compression schemes Go's decoder reads: none,
@@ -181,7 +182,7 @@ func unexpectedEOF(err error) error {
 // wrapping io.ErrUnexpectedEOF.
 func tiffConfig(r io.ReaderAt, size int64, name string) (image.Config, error) {
 	cfg, err := tiff.DecodeConfig(io.NewSectionReader(r, 0, size))
-	d, terr := readTIFFDir(r, size, tagCompression, tagPhotometric, tagSampleFormat, tagTileWidth, tagTileLength, tagFillOrder, tagPlanar, tagSamplesPerPixel, tagBitsPerSample)
+	d, terr := readTIFFDir(r, size, tagCompression, tagPhotometric, tagSampleFormat, tagTileWidth, tagTileLength, tagFillOrder, tagPlanar, tagSamplesPerPixel, tagBitsPerSample, tagExtraSamples)
 	if err == nil {
 		err = terr
 	}
@@ -211,6 +212,8 @@ func tiffConfig(r io.ReaderAt, size int64, name string) (image.Config, error) {
 			return cfg, cannot("a TIFF of separate colour planes (PlanarConfiguration 2)")
 		case d.first(tagFillOrder, 1) == 2 && comp != 3 && comp != 4:
 			return cfg, cannot("a TIFF of bits in reversed order (FillOrder 2) not CCITT-compressed")
+		case d.first(tagExtraSamples, -1) == 0:
+			return cfg, cannot("a TIFF with an extra sample of unspecified meaning (ExtraSamples 0: RGBX, say)")
 		}
 		// Go's decoder decodes a whole tile, however large, into memory: a
 		// CCITT or Deflate stream of a few bytes can fill gigabytes. Tiles
@@ -244,7 +247,8 @@ func tiffConfig(r io.ReaderAt, size int64, name string) (image.Config, error) {
 // applied, as PIL's TIFF reader applies it when it loads the image (so
 // torchvision's ImageFolder sees the picture upright); a turned image
 // comes back as 8-bit NRGBA (orientImage), what Pixels would take of a
-// 16-bit one anyway.
+// 16-bit one anyway. Associated alpha is divided out as PIL divides it
+// (unpremultiply).
 func tiffUpright(img image.Image, b []byte) image.Image {
 	d, err := readTIFFDir(bytes.NewReader(b), int64(len(b)), tagCompression, tagPhotometric, tagOrientation)
 	if err != nil {
@@ -256,10 +260,44 @@ func tiffUpright(img image.Image, b []byte) image.Image {
 			g.Pix[i] = 255 - v
 		}
 	}
+	if m, ok := img.(*image.RGBA); ok {
+		img = unpremultiply(m)
+	}
 	if o := d.first(tagOrientation, 0); o > 1 && o <= 8 {
 		img = orientImage(img, int(o))
 	}
 	return img
+}
+
+// unpremultiply returns an 8-bit image of associated (premultiplied)
+// alpha — what Go's decoder returns for a TIFF of ExtraSamples 1, or of
+// no alpha (all opaque: returned as it is) — with its colours divided by
+// alpha as PIL's unpacker divides them: ⌊255·c/a⌋, at most 255, and 0
+// where a is 0. (Go's own conversion rounds through 16 bits: one level
+// above PIL on about one sample in ten.)
+func unpremultiply(m *image.RGBA) image.Image {
+	opaque := true
+	for i := 3; i < len(m.Pix); i += 4 {
+		if m.Pix[i] != 255 {
+			opaque = false
+			break
+		}
+	}
+	if opaque {
+		return m
+	}
+	out := &image.NRGBA{Pix: make([]uint8, len(m.Pix)), Stride: m.Stride, Rect: m.Rect}
+	for i := 0; i+3 < len(m.Pix); i += 4 {
+		a := int(m.Pix[i+3])
+		out.Pix[i+3] = uint8(a)
+		if a == 0 {
+			continue
+		}
+		for k := range 3 {
+			out.Pix[i+k] = uint8(min(255, 255*int(m.Pix[i+k])/a))
+		}
+	}
+	return out
 }
 
 // The tags that locate a TIFF's blocks of pixels.

@@ -23,7 +23,8 @@ import (
 // grey, RGBA, paletted, bitmaps (uncompressed, CCITT group 3 and 4, in
 // both photometric interpretations), 16-bit grey; uncompressed, LZW,
 // Deflate, PackBits, with a horizontal predictor; Orientation tags 6 and
-// 8, which PIL's reader applies as it loads — and compares them with
+// 8, which PIL's reader applies as it loads; associated alpha, which PIL
+// divides out as it unpacks — and compares them with
 // PIL's decoding of each (testdata/pil/gen_fixtures.py): every sample
 // equal (RGBA's four channels; 16-bit grey's 16-bit values, which
 // Pixels then reduces to their high byte where PIL's convert clips them,
@@ -69,6 +70,7 @@ func TestTIFFUnsupportedNamed(t *testing.T) {
 		"unsupported_cmyk.tif":       "a CMYK (separated) TIFF",
 		"unsupported_grey_alpha.tif": "a TIFF with a feature Go's TIFF decoder does not read (extra samples",
 		"unsupported_float.tif":      "a TIFF of floating-point samples",
+		"unsupported_rgbx.tif":       "a TIFF with an extra sample of unspecified meaning (ExtraSamples 0",
 	} {
 		path := filepath.Join(pilDir, "tiff", file)
 		if err := CheckImageFile(path); err == nil || !strings.Contains(err.Error(), says) || !strings.Contains(err.Error(), file) {

@@ -408,6 +408,30 @@ def tiff_fixtures():
         dec = Image.open(path)
         dec.load()
         pil_values(dec).save(os.path.join(out, name + ".png"))
+    # Associated (premultiplied) alpha, ExtraSamples 1, which PIL writes
+    # for no mode: its RGBA file with the tag patched, so that the stored
+    # samples read as premultiplied (PIL un-premultiplies them as it
+    # unpacks: ⌊255·c/a⌋).
+    import struct
+
+    def extra_samples(path, value):
+        alpha.save(path)
+        b = bytearray(open(path, "rb").read())
+        ifd = struct.unpack("<I", b[4:8])[0]
+        for k in range(struct.unpack("<H", b[ifd:ifd + 2])[0]):
+            e = ifd + 2 + 12 * k
+            if struct.unpack("<H", b[e:e + 2])[0] == 338:
+                b[e + 8:e + 10] = struct.pack("<H", value)
+        open(path, "wb").write(bytes(b))
+        dec = Image.open(path)
+        dec.load()
+        return dec
+
+    dec = extra_samples(os.path.join(out, "rgba_associated.tif"), 1)
+    pil_values(dec).save(os.path.join(out, "rgba_associated.png"))
+    # ExtraSamples 0 (a fourth sample of no stated meaning), which PIL
+    # reads as RGBX and Go's decoder does not read.
+    extra_samples(os.path.join(out, "unsupported_rgbx.tif"), 0)
     # Two pages: PIL's first (ImageFolder's) is the colour one.
     rgb.save(os.path.join(out, "pages.tif"), save_all=True, append_images=[grey.convert("RGB").transpose(Image.FLIP_LEFT_RIGHT)])
     for name, im, opts in [
