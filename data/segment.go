@@ -447,6 +447,13 @@ func SegFolder(dir string, channels int, ignore Ignore) (*Dataset, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("data: %w", err)
 	} else {
+		// A 255 with nothing to say what it is: VOC's void, or the
+		// foreground of a mask of 0 and 255, far more often than the last
+		// of 256 classes (which made 256 classes, most of them empty, and
+		// a mean IoU near 0).
+		if top == 255 && !ignore.Set {
+			return nil, fmt.Errorf("data: %s: masks hold the value 255 and there is no classes.txt: if 255 marks pixels to leave out (VOC's void), read the folder as segfolder,ignore=255:DIR; if the masks are of 0 and 255, store them as 0 and 1 (a 1-bit PNG reads as 0 and 1); if there are 256 classes, name them in classes.txt", dir)
+		}
 		for c := 0; c <= top; c++ {
 			d.Classes = append(d.Classes, strconv.Itoa(c))
 		}

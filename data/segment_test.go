@@ -5,6 +5,7 @@ import (
 	"compress/zlib"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
 	"image"
 	"image/color"
@@ -402,8 +403,26 @@ func TestSegFolderIgnore(t *testing.T) {
 			writeImagePNG(t, filepath.Join(dir, split, "masks", name+".png"), mask)
 		}
 	}
-	if _, _, err := Open("segfolder:"+dir, 1); err != nil {
-		t.Fatal(err) // without the option, 255 is a class: 256 of them
+	// Without the option and without classes.txt, a 255 is refused, with
+	// the ways out (it made 256 classes, most of them empty); with a
+	// classes.txt of 256 names it is a class.
+	if _, _, err := Open("segfolder:"+dir, 1); err == nil || !strings.Contains(err.Error(), "read the folder as segfolder,ignore=255:DIR") {
+		t.Errorf("255 without the option: %v", err)
+	}
+	names := make([]string, 256)
+	for i := range names {
+		names[i] = fmt.Sprint("class ", i)
+	}
+	for _, split := range []string{"train", "test"} {
+		if err := os.WriteFile(filepath.Join(dir, split, "classes.txt"), []byte(strings.Join(names, "\n")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tr, _, err := Open("segfolder:"+dir, 1); err != nil || len(tr.Classes) != 256 {
+		t.Errorf("256 named classes: %v", err)
+	}
+	for _, split := range []string{"train", "test"} {
+		os.Remove(filepath.Join(dir, split, "classes.txt"))
 	}
 	train, test, err := Open("segfolder,ignore=255:"+dir, 1)
 	if err != nil {
