@@ -380,7 +380,9 @@ func dt1(f, d []float64) {
 // of a 1-, 2- or 4-bit one: 0 and 1 for a 1-bit mask — or the palette
 // index of a paletted one). Every image must have the size of the first; channels
 // is 1 or 3. The classes are named by dir/classes.txt (one per line) if it
-// exists, otherwise "0", "1", … up to the largest index found. The mask
+// exists, otherwise "0", "1", … up to the largest index found (a 255 is
+// then an error, unless ignored: VOC's void far more often than a 256th
+// class). The mask
 // value ignore names, if set, is no class: its pixels count in no loss
 // and no metric (Dataset.Ignore).
 func SegFolder(dir string, channels int, ignore Ignore) (*Dataset, error) {
