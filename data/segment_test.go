@@ -492,9 +492,12 @@ func TestSegFolderIgnore(t *testing.T) {
 		t.Errorf("a test set of ignored pixels: %v", err)
 	}
 	for opt, says := range map[string]string{
-		"ignore=1":   `the ignored mask value 1 is also class "1"'s`,
-		"ignore=256": "must be a number from 0 to 255",
-		"void=255":   `unknown segfolder option "void=255"`,
+		"ignore=1":              `the ignored mask value 1 is also class "1"'s`,
+		"ignore=256":            "must be a number from 0 to 255",
+		"ignore=+25":            "must be a number from 0 to 255",
+		"ignore=0255":           "must be a number from 0 to 255",
+		"ignore=255,ignore=254": `"ignore=254": one ignored value only (ignore=255 given before)`,
+		"void=255":              `unknown segfolder option "void=255"`,
 	} {
 		if _, _, err := Open("segfolder,"+opt+":"+dir, 1); err == nil || !strings.Contains(err.Error(), says) {
 			t.Errorf("%s: %v; want an error saying %q", opt, err, says)

@@ -171,8 +171,11 @@ func segfolderSpec(kind string) (Ignore, error) {
 			return g, fmt.Errorf("data: unknown segfolder option %q (ignore=V)", p)
 		}
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 || n > 255 {
+		if err != nil || n < 0 || n > 255 || v != strconv.Itoa(n) {
 			return g, fmt.Errorf("data: segfolder option %q: the ignored mask value must be a number from 0 to 255", p)
+		}
+		if g.Set {
+			return g, fmt.Errorf("data: segfolder option %q: one ignored value only (ignore=%d given before)", p, g.Value)
 		}
 		g = Ignore{Set: true, Value: uint8(n)}
 	}
