@@ -102,8 +102,10 @@ func runGolden(t *testing.T, c fixture.Case, inputs, params []string, fn func(v 
 	}
 }
 
-func TestTorchGoldenOps(t *testing.T) {
-	f, err := fixture.Load("../testdata/torch/ops.json")
+// runGoldenOps runs goldenOp on every case of a fixture file, each as a
+// subtest, and returns how many cases each operation had.
+func runGoldenOps(t *testing.T, path string) map[string]int {
+	f, err := fixture.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,6 +114,11 @@ func TestTorchGoldenOps(t *testing.T) {
 		seen[c.Op]++
 		t.Run(fmt.Sprintf("%s_%d", c.Op, seen[c.Op]), func(t *testing.T) { goldenOp(t, c) })
 	}
+	return seen
+}
+
+func TestTorchGoldenOps(t *testing.T) {
+	seen := runGoldenOps(t, "../testdata/torch/ops.json")
 	for _, op := range []string{"conv2d", "conv_transpose2d", "batchnorm_train", "batchnorm_eval", "relu", "maxpool2d",
 		"avgpool2d", "global_avgpool", "linear", "add", "scale", "concat_channels", "center_crop", "subsample_pad",
 		"reflect_pad", "softmax", "log_softmax", "cross_entropy", "cross_entropy_2d", "cross_entropy_rowweight", "dice", "bce_with_logits", "mse"} {
@@ -304,15 +311,7 @@ func pads(c fixture.Case) [4]int {
 // practice; the tensor-scale term of fixture.Compare covers elements that
 // cancel to near zero.
 func TestTorchGoldenOpsExtra(t *testing.T) {
-	f, err := fixture.Load("../testdata/torch/ops_extra.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string]int{}
-	for _, c := range f.Cases {
-		seen[c.Op]++
-		t.Run(fmt.Sprintf("%s_%d", c.Op, seen[c.Op]), func(t *testing.T) { goldenOp(t, c) })
-	}
+	seen := runGoldenOps(t, "../testdata/torch/ops_extra.json")
 	for op, n := range map[string]int{"gemm": 6, "matmul": 2, "mul": 1, "sum": 1, "crop": 1, "pad": 2, "softmax": 2, "log_softmax": 2,
 		"conv2d": 4, "conv_transpose2d": 2, "maxpool2d": 3, "cross_entropy": 2, "cross_entropy_2d": 1} {
 		if seen[op] != n {

@@ -56,6 +56,15 @@ type Ignore struct {
 	Value uint8
 }
 
+// ignoredClass returns an error where d's ignored mask value is also one
+// of its classes.
+func (d *Dataset) ignoredClass() error {
+	if v := int(d.Ignore.Value); d.Ignore.Set && v < len(d.Classes) {
+		return fmt.Errorf("the ignored mask value %d is also class %q's (of %d classes): ignore a value above the classes (255, say)", v, d.Classes[v], len(d.Classes))
+	}
+	return nil
+}
+
 // Is reports whether mask value v is the one ignored.
 func (g Ignore) Is(v uint8) bool { return g.Set && v == g.Value }
 
@@ -94,8 +103,8 @@ func (d *Dataset) Check() error {
 	if err := d.checkSizes(); err != nil {
 		return err
 	}
-	if v := int(d.Ignore.Value); d.Ignore.Set && v < len(d.Classes) {
-		return fmt.Errorf("data: the ignored mask value %d is also class %q's (of %d classes): ignore a value above the classes (255, say)", v, d.Classes[v], len(d.Classes))
+	if err := d.ignoredClass(); err != nil {
+		return fmt.Errorf("data: %w", err)
 	}
 	for i, m := range d.Masks {
 		if int(m) >= len(d.Classes) && !d.Ignore.Is(m) {

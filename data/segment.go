@@ -463,8 +463,8 @@ func SegFolder(dir string, channels int, ignore Ignore) (*Dataset, error) {
 	// An ignored value that is a class, then a mask index beyond
 	// classes.txt's classes, named by its file; and a set of nothing but
 	// ignored pixels, which nothing could be learnt or scored on.
-	if v := int(ignore.Value); ignore.Set && v < len(d.Classes) {
-		return nil, fmt.Errorf("data: %s: the ignored mask value %d is also class %q's (of %d classes): ignore a value above the classes (255, say)", dir, v, d.Classes[v], len(d.Classes))
+	if err := d.ignoredClass(); err != nil {
+		return nil, fmt.Errorf("data: %s: %w", dir, err)
 	}
 	if ignore.Set && !slices.ContainsFunc(d.Masks, func(m uint8) bool { return !ignore.Is(m) }) {
 		return nil, fmt.Errorf("data: %s: every mask pixel has the ignored value %d: nothing to train or score on", dir, ignore.Value)

@@ -31,25 +31,7 @@ func scheduledOptimizer(t *testing.T, c fixture.Case, ps []*ag.Value) optim.Opti
 		s = optim.Warmup{Steps: c.Int("warmup"), StartFactor: f("start_factor"), Then: s, Offset: true}
 	}
 	groups := []optim.Group{{Params: ps[:1]}, {Params: ps[1:], LR: f("lr1"), NoWeightDecay: true}}
-	var opt optim.Optimizer
-	var err error
-	switch c.Op {
-	case "sgd":
-		opt, err = optim.NewSGD(groups, optim.SGDConfig{LR: f("lr"), Momentum: f("momentum"), WeightDecay: f("weight_decay"), Nesterov: c.Bool("nesterov"), Schedule: s})
-	default:
-		cfg := optim.AdamConfig{LR: f("lr"), WeightDecay: f("weight_decay"), Schedule: s}
-		if b, ok := c.Attrs["betas"].([]any); ok {
-			cfg.Beta1, cfg.Beta2 = b[0].(float64), b[1].(float64)
-		}
-		if c.Op == "adam" {
-			opt, err = optim.NewAdam(groups, cfg)
-		} else {
-			opt, err = optim.NewAdamW(groups, cfg)
-		}
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	opt := torchOptimizer(t, c, groups, s)
 	return opt
 }
 

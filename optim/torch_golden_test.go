@@ -25,28 +25,9 @@ func TestTorchGoldenOptimizers(t *testing.T) {
 			continue
 		}
 		n++
-		f := func(k string) float64 { v, _ := c.Attrs[k].(float64); return v }
 		ps := []*ag.Value{ag.Param(c.T("p0.0"), "w"), ag.Param(c.T("p0.1"), "b")}
 		groups := []optim.Group{{Params: ps[:1]}, {Params: ps[1:], NoWeightDecay: true}}
-		var opt optim.Optimizer
-		switch c.Op {
-		case "sgd":
-			nest, _ := c.Attrs["nesterov"].(bool)
-			opt, err = optim.NewSGD(groups, optim.SGDConfig{LR: f("lr"), Momentum: f("momentum"), Dampening: f("dampening"), WeightDecay: f("weight_decay"), Nesterov: nest})
-		default:
-			cfg := optim.AdamConfig{LR: f("lr"), WeightDecay: f("weight_decay"), Eps: f("eps")}
-			if b, ok := c.Attrs["betas"].([]any); ok {
-				cfg.Beta1, cfg.Beta2 = b[0].(float64), b[1].(float64)
-			}
-			if c.Op == "adam" {
-				opt, err = optim.NewAdam(groups, cfg)
-			} else {
-				opt, err = optim.NewAdamW(groups, cfg)
-			}
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		opt := torchOptimizer(t, c, groups, nil)
 		for s := 0; s < 3; s++ {
 			for i, p := range ps {
 				p.Grad = c.T(fmt.Sprintf("grad%d.%d", s, i))
@@ -134,4 +115,32 @@ func TestGroupsRejectDuplicates(t *testing.T) {
 	if _, err := optim.NewSGD([]optim.Group{{Params: []*ag.Value{p}}, {Params: []*ag.Value{p}}}, optim.SGDConfig{LR: 0.1}); err == nil {
 		t.Error("a parameter in two groups was accepted")
 	}
+}
+
+// torchOptimizer returns the optimizer a fixture case of torch.optim names
+// (Op "sgd", "adam" or "adamw"; its hyper-parameters in Attrs, absent ones
+// 0, the defaults), over groups, with schedule s (nil: constant).
+func torchOptimizer(t *testing.T, c fixture.Case, groups []optim.Group, s optim.Schedule) optim.Optimizer {
+	t.Helper()
+	f := func(k string) float64 { v, _ := c.Attrs[k].(float64); return v }
+	var opt optim.Optimizer
+	var err error
+	switch c.Op {
+	case "sgd":
+		opt, err = optim.NewSGD(groups, optim.SGDConfig{LR: f("lr"), Momentum: f("momentum"), Dampening: f("dampening"), WeightDecay: f("weight_decay"), Nesterov: c.Bool("nesterov"), Schedule: s})
+	default:
+		cfg := optim.AdamConfig{LR: f("lr"), WeightDecay: f("weight_decay"), Eps: f("eps"), Schedule: s}
+		if b, ok := c.Attrs["betas"].([]any); ok {
+			cfg.Beta1, cfg.Beta2 = b[0].(float64), b[1].(float64)
+		}
+		if c.Op == "adam" {
+			opt, err = optim.NewAdam(groups, cfg)
+		} else {
+			opt, err = optim.NewAdamW(groups, cfg)
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return opt
 }

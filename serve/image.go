@@ -38,13 +38,13 @@ func decodeImage(b []byte, maxPixels int) (img image.Image, err error) {
 	if errors.Is(err, image.ErrFormat) {
 		return nil, badRequest("the body is not an image this server decodes (%s)", decodedFormats)
 	}
-	if err != nil && format == "tiff" {
-		// Named by what it is (a CMYK TIFF, say), as the folder scan names it.
+	if err != nil {
+		// Named by what it is (a CMYK TIFF, an arithmetic-coded JPEG), as
+		// the folder scan names it: data's header check, which fails
+		// before any pixel is decoded.
 		if _, derr := data.DecodeImage(b, "request body"); derr != nil {
 			return nil, badRequest("%s", strings.TrimPrefix(derr.Error(), "data: "))
 		}
-	}
-	if err != nil {
 		return nil, badRequest("unreadable image header: %v", err)
 	}
 	if err := limits.CheckImage(format+" image", cfg.Width, cfg.Height); err != nil {

@@ -285,9 +285,7 @@ func (h header) bits(data, pix []uint8) error {
 			pix[i] = 255 * (1 - (c - '0'))
 			i++
 		case c == '#':
-			for j < len(data) && data[j] != '\n' && data[j] != '\r' {
-				j++
-			}
+			j = lineEnd(data, j)
 		case !space(c):
 			return fmt.Errorf("pnm: %q in a plain bitmap's pixels (only 0 and 1)", c)
 		}
@@ -328,9 +326,7 @@ func (h header) values(data []byte, top int) ([]uint16, error) {
 	for i < n {
 		for j < len(data) && (space(data[j]) || data[j] == '#') {
 			if data[j] == '#' {
-				for j < len(data) && data[j] != '\n' && data[j] != '\r' {
-					j++
-				}
+				j = lineEnd(data, j)
 				continue
 			}
 			j++
@@ -355,4 +351,13 @@ func (h header) values(data []byte, top int) ([]uint16, error) {
 		i, j = i+1, k
 	}
 	return out, nil
+}
+
+// lineEnd returns the index of the CR or LF that ends the line of data
+// holding index j (a comment's), or len(data).
+func lineEnd(data []byte, j int) int {
+	for j < len(data) && data[j] != '\n' && data[j] != '\r' {
+		j++
+	}
+	return j
 }
