@@ -95,7 +95,7 @@ func Degradation(ctx context.Context, c DegradationConfig, out string) ([]Degrad
 			if err != nil {
 				return nil, err
 			}
-			te, err := trainError(ck, b.Data, b.Limit)
+			te, err := trainError(ctx, ck, b.Data, b.Limit)
 			if err != nil {
 				return nil, err
 			}

@@ -185,11 +185,11 @@ func Ensemble(ctx context.Context, c EnsembleConfig, out string) (*EnsembleResul
 			net.Lesion[bl[i]] = true
 		}
 		defer func() { net.Lesion = nil }()
-		_, acc, _, err := train.Evaluate(net, l, len(test.Classes))
+		e, err := train.Evaluate(ctx, net, l, len(test.Classes), ag.FP32)
 		if err != nil && evalErr == nil {
 			evalErr = err
 		}
-		return 1 - acc
+		return 1 - e.Accuracy
 	}
 	res.BaseError = errorWith(rnet, rl, nil)
 	res.PlainBase = errorWith(pnet, pl, nil)

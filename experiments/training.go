@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/models"
@@ -139,7 +140,7 @@ func seeds(first uint64, n int) []uint64 {
 // training images of its data set, in evaluation mode and without
 // augmentation: the training error of the final weights, free of the
 // running average's lag and of augmentation.
-func trainError(path, spec string, limit int) (float64, error) {
+func trainError(ctx context.Context, path, spec string, limit int) (float64, error) {
 	ck, err := checkpoint.Load(path)
 	if err != nil {
 		return 0, fmt.Errorf("experiments: %w", err)
@@ -155,11 +156,11 @@ func trainError(path, spec string, limit int) (float64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("experiments: %s: %w", spec, err)
 	}
-	_, acc, _, err := train.Evaluate(ck.Net, l, len(tr.Classes))
+	e, err := train.Evaluate(ctx, ck.Net, l, len(tr.Classes), ag.FP32)
 	if err != nil {
 		return 0, fmt.Errorf("experiments: %s: %w", spec, err)
 	}
-	return 1 - acc, nil
+	return 1 - e.Accuracy, nil
 }
 
 func preset(name string) models.Config {

@@ -46,31 +46,18 @@ func countedTargets(targets []int32) int {
 	return n
 }
 
-// Evaluate runs the model in evaluation mode over a loader's batches and
-// returns the mean cross-entropy, the accuracy and the confusion matrix
-// (rows: true class, columns: predicted) — over images, or over pixels for
-// a segmentation set — or an error: arguments it cannot evaluate (a nil
-// model or loader, a class count other than the model's outputs, a
-// segmentation model on a set labelled by image, labels outside the
-// classes) or a loader that failed (l.Err: an unreadable image file). The
-// model is left in the mode it was in (nn.SaveModes).
-func Evaluate(m nn.Layer, l *data.Loader, classes int) (loss, acc float64, confusion [][]int, err error) {
-	e, err := EvaluateAll(m, l, classes)
-	return e.Loss, e.Accuracy, e.Confusion, err
-}
-
-// Evaluation is what EvaluateAll measures.
+// Evaluation is what Evaluate measures, over images or, for a
+// segmentation set, over labelled pixels.
 type Evaluation struct {
-	Loss, Accuracy float64
+	// Loss is the mean cross-entropy.
+	Loss float64
+	// Accuracy is the fraction whose highest score is the true class.
+	Accuracy float64
 	// Top5 is the fraction whose true class is among the 5 highest
 	// scores (fewer than 5 classes score higher than it).
-	Top5      float64
+	Top5 float64
+	// Confusion counts true class (rows) against predicted (columns).
 	Confusion [][]int
-}
-
-// EvaluateAll is Evaluate with the top-5 accuracy as well.
-func EvaluateAll(m nn.Layer, l *data.Loader, classes int) (Evaluation, error) {
-	return EvaluateContext(context.Background(), m, l, classes, ag.FP32)
 }
 
 // Loader returns a loader of d's images in batches of batch, normalised
@@ -94,10 +81,17 @@ func Loader(p checkpoint.Preprocess, d *data.Dataset, batch int) (*data.Loader, 
 	return &data.Loader{Data: d, Batch: batch, Mean: p.Mean, Std: p.Std, BGR: p.BGR, Scale255: p.Scale255}, nil
 }
 
-// EvaluateContext is EvaluateAll with the convolutions and matrix
-// products in precision p (see autograd.Precision), for long evaluations:
-// it stops between batches once ctx is done and returns its cause.
-func EvaluateContext(ctx context.Context, m nn.Layer, l *data.Loader, classes int, p ag.Precision) (Evaluation, error) {
+// Evaluate runs the model in evaluation mode over a loader's batches,
+// with its convolutions and matrix products in precision p (ag.FP32, or
+// ag.BF16 as autograd.Precision describes), and returns what it measured.
+// It stops between batches once ctx is done and returns ctx's cause. Its
+// errors: arguments it cannot evaluate (a nil model or loader, a class
+// count other than the model's outputs, a segmentation model on a set
+// labelled by image, labels outside the classes, an unknown precision), a
+// loader that failed (l.Err: an unreadable image file), or a set with
+// nothing to count. The model is left in the mode it was in
+// (nn.SaveModes).
+func Evaluate(ctx context.Context, m nn.Layer, l *data.Loader, classes int, p ag.Precision) (Evaluation, error) {
 	switch {
 	case ctx == nil:
 		return Evaluation{}, errors.New("train: evaluate: nil context")

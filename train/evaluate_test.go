@@ -17,21 +17,33 @@ import (
 	"github.com/residual-nn/residual/tensor"
 )
 
-// TestEvaluateContext: EvaluateContext gives EvaluateAll's figures exactly
-// (one code path), returns the context's cause once it is cancelled, and
-// the loader's error (a set that fails Check) instead of figures.
-func TestEvaluateContext(t *testing.T) {
+// TestEvaluate: Evaluate's accuracy and confusion matrix are those of the
+// model's own forward pass over the set, counted here; it returns the
+// context's cause once it is cancelled, and the loader's error (a set that
+// fails Check) instead of figures.
+func TestEvaluate(t *testing.T) {
 	test, net := mnistResNet8(t, 600) // two full batches and a partial one
 	loader := func(d *data.Dataset) *data.Loader {
 		return &data.Loader{Data: d, Batch: 256, Mean: []float64{0.1307}, Std: []float64{0.3081}}
 	}
-	want, err := EvaluateAll(net, loader(test), 10)
+	got, err := Evaluate(context.Background(), net, loader(test), 10, ag.FP32)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := EvaluateContext(context.Background(), net, loader(test), 10, ag.FP32)
-	if err != nil || !reflect.DeepEqual(got, want) {
-		t.Errorf("EvaluateContext: %+v, %v; EvaluateAll: %+v", got, err, want)
+	nn.SetTraining(net, false)
+	hits, n, diagonal, total := 0, 0, 0, 0
+	for b := range loader(test).Epoch(context.Background(), 0, 0) {
+		hits += correct(net.Forward(ag.NewNoGradTape().Constant(b.X)).Data, b.Y)
+		n += len(b.Y)
+	}
+	for i, row := range got.Confusion {
+		diagonal += row[i]
+		for _, c := range row {
+			total += c
+		}
+	}
+	if n != 600 || total != n || diagonal != hits || got.Accuracy != float64(hits)/float64(n) || got.Top5 < got.Accuracy || got.Loss <= 0 {
+		t.Errorf("Evaluate: %+v (%d counted, %d on the diagonal); the forward passes: %d of %d right", got, total, diagonal, hits, n)
 	}
 	// The model is left in the mode it was in: a model its caller had put
 	// in evaluation mode stays there (it was switched to training mode,
@@ -46,7 +58,7 @@ func TestEvaluateContext(t *testing.T) {
 		return modes
 	}
 	nn.SetTraining(net, false)
-	if _, err := EvaluateAll(net, loader(test), 10); err != nil || slices.Contains(bns(), true) {
+	if _, err := Evaluate(context.Background(), net, loader(test), 10, ag.FP32); err != nil || slices.Contains(bns(), true) {
 		t.Errorf("a model in evaluation mode, evaluated: %v; batch norms in training mode: %v", err, bns())
 	}
 	var frozen *nn.BatchNorm
@@ -58,7 +70,7 @@ func TestEvaluateContext(t *testing.T) {
 	frozen.Frozen = true
 	nn.SetTraining(net, true)
 	before := bns()
-	if _, err := EvaluateAll(net, loader(test), 10); err != nil || !slices.Equal(bns(), before) || frozen.Training || !slices.Contains(before, true) {
+	if _, err := Evaluate(context.Background(), net, loader(test), 10, ag.FP32); err != nil || !slices.Equal(bns(), before) || frozen.Training || !slices.Contains(before, true) {
 		t.Errorf("a model in training mode, evaluated: %v; batch norms' modes %v, before %v", err, bns(), before)
 	}
 	frozen.Frozen = false
@@ -97,24 +109,24 @@ func TestEvaluateContext(t *testing.T) {
 		// An empty set (it gave loss 0 and accuracy 0 without an error).
 		{net, loader(test.Subset(nil)), 10, ag.FP32, "holds no images"},
 	} {
-		if _, err := EvaluateContext(context.Background(), tc.m, tc.l, tc.classes, tc.p); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := Evaluate(context.Background(), tc.m, tc.l, tc.classes, tc.p); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("want an error with %q, got %v", tc.want, err)
 		}
 	}
 	cause := errors.New("stopped by a test")
 	ctx, cancel := context.WithCancelCause(context.Background())
 	cancel(cause)
-	if _, err := EvaluateContext(ctx, net, loader(test), 10, ag.FP32); err != cause {
+	if _, err := Evaluate(ctx, net, loader(test), 10, ag.FP32); err != cause {
 		t.Errorf("cancelled: %v, want the cause %v", err, cause)
 	}
 	bad := *test
 	bad.Labels = append([]int32(nil), test.Labels...)
 	bad.Labels[3] = 12
-	if _, err := EvaluateContext(context.Background(), net, loader(&bad), 10, ag.FP32); err == nil {
+	if _, err := Evaluate(context.Background(), net, loader(&bad), 10, ag.FP32); err == nil {
 		t.Error("a set with label 12 of 10 classes evaluated without an error")
 	}
 	var none context.Context
-	if _, err := EvaluateContext(none, net, loader(test), 10, ag.FP32); err == nil {
+	if _, err := Evaluate(none, net, loader(test), 10, ag.FP32); err == nil {
 		t.Error("nil context: no error")
 	}
 }
@@ -141,7 +153,7 @@ func TestEvaluateStopsWhenCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &cancelling{Layer: net, cancel: cancel}
 	l := &data.Loader{Data: test, Batch: 64}
-	if _, err := EvaluateContext(ctx, m, l, 10, ag.FP32); !errors.Is(err, context.Canceled) || m.passes != 1 {
+	if _, err := Evaluate(ctx, m, l, 10, ag.FP32); !errors.Is(err, context.Canceled) || m.passes != 1 {
 		t.Errorf("cancelled in the first batch: %v after %d passes; want context.Canceled after 1", err, m.passes)
 	}
 }

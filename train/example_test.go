@@ -6,6 +6,7 @@ import (
 	"log"
 	"os"
 
+	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/models"
@@ -58,7 +59,7 @@ func ExampleResumeConfig() {
 // normalisation from package checkpoint, the batches from a data.Loader.
 // Here the small ResNet of testdata/checkpoint (trained briefly on MNIST)
 // on MNIST's first 1,000 test images.
-func ExampleEvaluateAll() {
+func ExampleEvaluate() {
 	c, err := checkpoint.Load("../testdata/checkpoint/mnist-tiny.safetensors")
 	if err != nil {
 		log.Fatal(err)
@@ -72,7 +73,7 @@ func ExampleEvaluateAll() {
 		idx[i] = i
 	}
 	l := &data.Loader{Data: test.Subset(idx), Batch: 250, Mean: c.Preprocess.Mean, Std: c.Preprocess.Std}
-	e, err := train.EvaluateAll(c.Net, l, len(c.Classes))
+	e, err := train.Evaluate(context.Background(), c.Net, l, len(c.Classes), ag.FP32)
 	if err != nil {
 		log.Fatal(err)
 	}

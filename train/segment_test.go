@@ -123,7 +123,7 @@ func TestIgnoredPixelsCountNowhere(t *testing.T) {
 			d.Pixels, d.Masks = append(d.Pixels, m), append(d.Masks, m)
 		}
 	}
-	e, err := EvaluateAll(pixelClassifier{}, &data.Loader{Data: d, Batch: 2}, 3)
+	e, err := Evaluate(context.Background(), pixelClassifier{}, &data.Loader{Data: d, Batch: 2}, 3, ag.FP32)
 	if err != nil {
 		t.Fatal(err)
 	}

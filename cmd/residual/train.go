@@ -422,7 +422,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	} else if err := models.ForInference(c.Model, c.Net); err != nil {
 		return err
 	}
-	e, err := train.EvaluateContext(ctx, net, l, len(c.Classes), pr)
+	e, err := train.Evaluate(ctx, net, l, len(c.Classes), pr)
 	if err != nil {
 		return err
 	}
