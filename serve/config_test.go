@@ -20,12 +20,19 @@ import (
 	"time"
 
 	"github.com/residual-nn/residual/tensor"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // quietConfig is cfg logging nowhere.
+// newServer is New for a test: it fails the test on an error.
+func newServer(t testing.TB, cfg Config) *Server {
+	t.Helper()
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func quietConfig(cfg Config) Config {
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	return cfg
@@ -56,7 +63,7 @@ func runBriefly(t *testing.T, s *Server, drain time.Duration) error {
 
 // TestConfigRefused: a negative duration or size, an absurd one, or a
 // repository without an Opener is an error naming the field from
-// Validate, Add, Load, ScanRepository and Run, never a panic (a
+// Validate and New, which returns no server, never a panic (a
 // negative PollInterval used to panic in Run's watch goroutine, killing
 // the process) nor a value silently replaced by its default (MaxBatch -5
 // served as 8; Timeout -1s refused every request with 429). Zero fields
@@ -83,39 +90,19 @@ func TestConfigRefused(t *testing.T) {
 		{Config{ReadTimeout: -1}, "ReadTimeout"},
 		{Config{WriteTimeout: -1}, "WriteTimeout"},
 		{Config{IdleTimeout: -1}, "IdleTimeout"},
+		// A repository holding a model but no Open to load it with (it was
+		// a server that stayed unready forever).
 		{Config{Repository: dir}, "Open"},
 	} {
 		name := fmt.Sprintf("%+v", c.cfg)
-		check := func(what string, err error) {
-			t.Helper()
-			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Errorf("%s: %s: %v; want an error naming %s", name, what, err, c.want)
-			}
+		if err := c.cfg.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: Validate: %v; want an error naming %s", name, err, c.want)
 		}
-		check("Validate", c.cfg.Validate())
-		s := New(quietConfig(c.cfg))
-		check("Add", s.Add("m", "1", newFake()))
-		check("Load", s.Load("m", "1", filepath.Join(dir, "model.safetensors")))
-		if c.cfg.Repository != "" {
-			check("ScanRepository", s.ScanRepository())
-		}
-		check("Run", runBriefly(t, s, 0))
-		// A caller that mounts the handler itself gets the error in every
-		// answer (it used to be a server of no models: 404s).
-		rec := httptest.NewRecorder()
-		s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/v2/health/live", nil))
-		if rec.Code != http.StatusInternalServerError || !strings.Contains(rec.Body.String(), c.want) {
-			t.Errorf("%s: Handler: %d %s; want 500 naming %s", name, rec.Code, rec.Body, c.want)
-		}
-		_, err := s.grpcInterceptor(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: "/x"}, func(context.Context, any) (any, error) { return nil, nil })
-		if status.Code(err) != codes.Internal || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: gRPC call: %v; want INTERNAL naming %s", name, err, c.want)
-		}
-		if s.Ready() {
-			t.Errorf("%s: ready", name)
+		if s, err := New(quietConfig(c.cfg)); s != nil || err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: New: %v, %v; want no server and an error naming %s", name, s, err, c.want)
 		}
 	}
-	s := New(quietConfig(Config{}))
+	s := newServer(t, quietConfig(Config{}))
 	if err := runBriefly(t, s, -time.Second); err == nil || !strings.Contains(err.Error(), "drain") {
 		t.Errorf("Run with drain -1s: %v; want an error naming the drain", err)
 	}
@@ -128,22 +115,6 @@ func TestConfigRefused(t *testing.T) {
 		t.Errorf("defaults: MaxBatch %d, Timeout %v, MaxQueue %d", ts.cfg.MaxBatch, ts.cfg.Timeout, ts.cfg.MaxQueue)
 	}
 	serving(t, ts, "m")
-}
-
-// TestRepositoryWithoutOpener: a repository holding a model but no Open
-// to load it with is an error, not a server that stays unready forever.
-func TestRepositoryWithoutOpener(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "m", "1"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "m", "1", "model.safetensors"), []byte("weights"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s := New(quietConfig(Config{Repository: dir}))
-	if err := s.ScanRepository(); err == nil || !strings.Contains(err.Error(), "Open") {
-		t.Errorf("ScanRepository without Open: %v; want an error naming Config.Open", err)
-	}
 }
 
 // nilPointer is a backend type whose nil pointer panics in Info.
@@ -171,7 +142,7 @@ func TestNilBackend(t *testing.T) {
 		{"typed nil", func(string) (Backend, error) { return typedNil, nil }},
 		{"panic", func(string) (Backend, error) { panic("opener bug") }},
 	} {
-		s := New(quietConfig(Config{Open: c.open}))
+		s := newServer(t, quietConfig(Config{Open: c.open}))
 		if err := s.Load("digits", "3", "x.safetensors"); err == nil || !strings.Contains(err.Error(), "model digits version 3") {
 			t.Errorf("Opener %s: Load: %v; want an error naming model digits version 3", c.what, err)
 		}
@@ -179,7 +150,7 @@ func TestNilBackend(t *testing.T) {
 			t.Errorf("Opener %s: ready", c.what)
 		}
 	}
-	s := New(quietConfig(Config{}))
+	s := newServer(t, quietConfig(Config{}))
 	for _, b := range []Backend{nil, typedNil} {
 		if err := s.Add("m", "1", b); err == nil || !strings.Contains(err.Error(), "model m version 1") {
 			t.Errorf("Add(%#v): %v; want an error naming model m version 1", b, err)
@@ -193,7 +164,7 @@ func TestNilBackend(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "m", "1", "model.safetensors"), []byte("weights"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s = New(quietConfig(Config{Repository: dir, Open: func(string) (Backend, error) { panic("opener bug") }}))
+	s = newServer(t, quietConfig(Config{Repository: dir, Open: func(string) (Backend, error) { panic("opener bug") }}))
 	if err := s.ScanRepository(); err != nil {
 		t.Errorf("ScanRepository: %v", err)
 	}
@@ -232,7 +203,7 @@ func TestOutputMismatchesInfo(t *testing.T) {
 		{"segmenter with 3 classes", wrongOutput{segmenter, func(n int) []int { return []int{n, 2, 2, 3} }}, "[1 2 2 3]"},
 		{"empty mask", wrongOutput{segmenter, func(n int) []int { return []int{n, 0, 2, 2} }}, "[1 0 2 2]"},
 	} {
-		s := New(quietConfig(Config{}))
+		s := newServer(t, quietConfig(Config{}))
 		err := s.Add("m", "1", c.b)
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "2 classes") || !strings.Contains(err.Error(), "model m version 1") {
 			t.Errorf("%s: %v; want an error naming model m version 1, shape %s and the 2 classes of its Info", c.what, err, c.want)
@@ -257,7 +228,7 @@ func TestOutputMismatchesInfo(t *testing.T) {
 	serving(t, ts, "ok")
 	// Good shapes are served.
 	for _, b := range []Backend{classifier, segmenter} {
-		s := New(quietConfig(Config{}))
+		s := newServer(t, quietConfig(Config{}))
 		if err := s.Add("m", "1", b); err != nil {
 			t.Errorf("%s model: %v", b.Info().Task, err)
 		}
@@ -268,7 +239,7 @@ func TestOutputMismatchesInfo(t *testing.T) {
 // TestAddAfterClose: a closed server refuses new models with ErrClosed
 // (Add returned nil and the model was never served: 404s).
 func TestAddAfterClose(t *testing.T) {
-	s := New(quietConfig(Config{}))
+	s := newServer(t, quietConfig(Config{}))
 	if err := s.Add("m", "1", newFake()); err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +248,7 @@ func TestAddAfterClose(t *testing.T) {
 		t.Errorf("Add after Close: %v; want ErrClosed", err)
 	}
 	opened := false
-	s2 := New(quietConfig(Config{Open: func(string) (Backend, error) { opened = true; return newFake(), nil }}))
+	s2 := newServer(t, quietConfig(Config{Open: func(string) (Backend, error) { opened = true; return newFake(), nil }}))
 	s2.Close()
 	if err := s2.Load("d", "1", "x"); !errors.Is(err, ErrClosed) || opened {
 		t.Errorf("Load after Close: %v (file opened: %v); want ErrClosed before opening", err, opened)
@@ -314,7 +285,7 @@ func TestOpenCheckpoint(t *testing.T) {
 	if info.Task != TaskClassify || len(info.Classes) != 10 || info.Height != 28 || !ok || pre["channel_order"] != "grey" || pre["layout"] != "NHWC" {
 		t.Errorf("info %+v", info)
 	}
-	s := New(quietConfig(Config{Open: OpenCheckpoint}))
+	s := newServer(t, quietConfig(Config{Open: OpenCheckpoint}))
 	defer s.Close()
 	if err := s.Load("digits", "1", "../testdata/checkpoint/mnist-tiny.safetensors"); err != nil || !s.Ready() {
 		t.Errorf("Load: %v (ready %v)", err, s.Ready())
@@ -335,7 +306,7 @@ func (w withInfo) Info() ModelInfo { return w.info }
 // TestAddRefusesUnencodableInfo: a Preprocessing value that JSON cannot
 // encode is refused by Add (it would fail every metadata request).
 func TestAddRefusesUnencodableInfo(t *testing.T) {
-	s := New(quietConfig(Config{}))
+	s := newServer(t, quietConfig(Config{}))
 	defer s.Close()
 	b := newFake()
 	info := b.Info()
@@ -361,7 +332,7 @@ func TestRepositoryLeavesOutsideModels(t *testing.T) {
 	}
 	var logs syncBuffer
 	opened := 0
-	s := New(Config{Repository: dir, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Open: func(string) (Backend, error) {
+	s := newServer(t, Config{Repository: dir, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Open: func(string) (Backend, error) {
 		opened++
 		b := newFake()
 		b.classes = 5 // the repository's models have 5 classes, the added one 3

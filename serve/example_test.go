@@ -51,7 +51,11 @@ func (brightness) Forward(_ context.Context, x *tensor.Tensor) (*tensor.Tensor, 
 // A server with one model, asked to classify a white image through the
 // image route (the v2 routes and gRPC serve the same model).
 func Example() {
-	s := serve.New(serve.Config{Logger: slog.New(slog.DiscardHandler)})
+	s, err := serve.New(serve.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	defer s.Close()
 	if err := s.Add("brightness", "1", brightness{}); err != nil {
 		fmt.Println(err)
@@ -86,7 +90,11 @@ func Example() {
 // opens it through package infer (the Opener `residual serve` uses), and
 // the image route classifies a PNG file's bytes.
 func Example_checkpoint() {
-	s := serve.New(serve.Config{Open: serve.OpenCheckpoint, Logger: slog.New(slog.DiscardHandler)})
+	s, err := serve.New(serve.Config{Open: serve.OpenCheckpoint, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	defer s.Close()
 	if err := s.Load("digits", "1", "../testdata/checkpoint/mnist-tiny.safetensors"); err != nil {
 		fmt.Println(err)
@@ -119,7 +127,11 @@ func Example_checkpoint() {
 // Open Inference Protocol's ModelInfer on a tensor, the answer's raw FP32
 // bytes decoded.
 func ExampleServer_NewGRPC() {
-	s := serve.New(serve.Config{Logger: slog.New(slog.DiscardHandler)})
+	s, err := serve.New(serve.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	defer s.Close()
 	if err := s.Add("brightness", "1", brightness{}); err != nil {
 		fmt.Println(err)
@@ -177,7 +189,11 @@ func ExampleServer_Run() {
 		fmt.Println(err)
 		return
 	}
-	s := serve.New(serve.Config{Logger: slog.New(slog.DiscardHandler)})
+	s, err := serve.New(serve.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	if err := s.Add("digits", "1", b); err != nil {
 		fmt.Println(err)
 		return

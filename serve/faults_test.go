@@ -570,7 +570,7 @@ func TestMalformedModelOutput(t *testing.T) {
 // off, and Run says so (it returned a bare "context deadline exceeded").
 func TestDrainCutOff(t *testing.T) {
 	f := newFake()
-	s := New(quietConfig(Config{}))
+	s := newServer(t, quietConfig(Config{}))
 	if err := s.Add("m", "1", f); err != nil {
 		t.Fatal(err)
 	}

@@ -53,7 +53,7 @@ func (sumBackend) Forward(_ context.Context, x *tensor.Tensor) (*tensor.Tensor, 
 // fuzzServer is a server with one model, "m", reached in process (no
 // listener); its limits are small so that a fuzzed request can reach them.
 func fuzzServer(f *testing.F) *Server {
-	s := New(Config{MaxBatch: 4, MaxBodyBytes: 1 << 16, MaxImagePixels: 1 << 12,
+	s := newServer(f, Config{MaxBatch: 4, MaxBodyBytes: 1 << 16, MaxImagePixels: 1 << 12,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err := s.Add("m", "1", sumBackend{}); err != nil {
 		f.Fatal(err)

@@ -61,9 +61,7 @@ func (s *Server) boundStream(ctx context.Context, _ *tap.Info) (context.Context,
 const maxGRPCStreams = 100
 
 // grpcInterceptor recovers panics, applies the default deadline, maps
-// errors to status codes and logs each call; on a server made with a
-// Config that Validate refuses, every call fails with INTERNAL and that
-// error.
+// errors to status codes and logs each call.
 func (s *Server) grpcInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 	start := time.Now()
 	defer func() {
@@ -78,9 +76,6 @@ func (s *Server) grpcInterceptor(ctx context.Context, req any, info *grpc.UnaryS
 		}
 		s.log.LogAttrs(ctx, lvl, "grpc", slog.String("method", info.FullMethod), slog.String("code", code.String()), slog.Duration("duration", time.Since(start)))
 	}()
-	if s.cfgErr != nil {
-		return nil, status.Error(codes.Internal, "server not configured: "+s.cfgErr.Error())
-	}
 	ctx, cancel := s.withTimeout(ctx, 0)
 	defer cancel()
 	resp, err = handler(ctx, req)

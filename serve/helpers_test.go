@@ -184,7 +184,7 @@ func start(t testing.TB, cfg Config, backends map[string]Backend) *testServer {
 	t.Helper()
 	logs := &syncBuffer{}
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
-	s := New(cfg)
+	s := newServer(t, cfg)
 	for name, b := range backends {
 		if err := s.Add(name, "1", b); err != nil {
 			t.Fatal(err)

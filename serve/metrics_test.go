@@ -51,7 +51,7 @@ func series(t testing.TB, s *Server, name, model, version string) (float64, bool
 // counted into series no longer exported — and a version whose warm-up
 // fails leaves none.
 func TestMetricsOfReAddedVersion(t *testing.T) {
-	s := New(Config{})
+	s := newServer(t, Config{})
 	defer s.Close()
 	gate := make(chan struct{})
 	f1 := newFake()

@@ -54,17 +54,8 @@ const (
 
 // Handler returns the HTTP API: the Open Inference Protocol under /v2, the
 // image routes under /v1, /metrics and the web page at /. Every request is
-// logged, bounded by Config.MaxBodyBytes and recovered from panics. A
-// server made with a Config that Validate refuses answers every request
-// with 500 and that error.
+// logged, bounded by Config.MaxBodyBytes and recovered from panics.
 func (s *Server) Handler() http.Handler {
-	if s.cfgErr != nil {
-		msg := "server not configured: " + s.cfgErr.Error()
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			s.log.Error("request to a server with an invalid Config", "method", r.Method, "path", r.URL.Path, "err", s.cfgErr)
-			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": msg})
-		})
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v2/health/live", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]bool{"live": true})

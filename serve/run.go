@@ -30,12 +30,11 @@ func (s *Server) HTTPServer() *http.Server {
 // polls the repository, until ctx ends or a listener fails. It then
 // drains: the listeners close, every accepted request is answered (for at
 // most drain; 0 means 30 s), queued batches run, and the models are
-// unloaded. It returns nil after a clean drain. A Config that Validate
-// refuses, or a negative drain, is returned at once, with the listeners
-// closed.
+// unloaded. It returns nil after a clean drain. A negative drain, or a
+// server already closed, is returned at once, with the listeners closed.
 func (s *Server) Run(ctx context.Context, httpLn, grpcLn net.Listener, drain time.Duration) error {
-	err := s.cfgErr
-	if err == nil && drain < 0 {
+	var err error
+	if drain < 0 {
 		err = fmt.Errorf("serve: Run: drain %v is negative (0 means 30 s)", drain)
 	}
 	if err == nil && s.isClosed() {

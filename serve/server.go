@@ -194,7 +194,6 @@ type model struct {
 // serve it with Handler, NewGRPC or Run, and stop it with Close.
 type Server struct {
 	cfg     Config
-	cfgErr  error // Config.Validate's, returned by Add, Load, ScanRepository and Run
 	log     *slog.Logger
 	metrics *metrics
 
@@ -219,14 +218,15 @@ type fileStat struct {
 
 // New returns a server with no models yet (add them with Add, Load or
 // ScanRepository); cfg's zero fields take the defaults documented on
-// Config's fields. A cfg that Config.Validate refuses makes Add, Load,
-// ScanRepository and Run return its error, so the server serves nothing.
-func New(cfg Config) *Server {
-	cfgErr := cfg.Validate()
+// Config's fields. A cfg that Config.Validate refuses is returned as its
+// error, with no server.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	cfg.defaults()
 	return &Server{
 		cfg:      cfg,
-		cfgErr:   cfgErr,
 		log:      cfg.Logger,
 		metrics:  newMetrics(cfg.Logger),
 		models:   map[string]map[string]*model{},
@@ -235,7 +235,7 @@ func New(cfg Config) *Server {
 		changed:  map[string]fileStat{},
 		pending:  map[[2]string]int{},
 		ignored:  map[string]bool{},
-	}
+	}, nil
 }
 
 // Add serves b as version of name after a warm-up batch, replacing (and
@@ -244,9 +244,6 @@ func New(cfg Config) *Server {
 // for a classifier, [1, H', W', classes] for a segmenter); a model that
 // answers otherwise is refused.
 func (s *Server) Add(name, version string, b Backend) error {
-	if s.cfgErr != nil {
-		return s.cfgErr
-	}
 	if s.isClosed() {
 		return fmt.Errorf("model %s version %s: %w", name, version, ErrClosed)
 	}
@@ -312,9 +309,6 @@ func (s *Server) Add(name, version string, b Backend) error {
 // that panics, or returns neither a Backend nor an error, is an error
 // naming the model.
 func (s *Server) Load(name, version, path string) error {
-	if s.cfgErr != nil {
-		return s.cfgErr
-	}
 	if s.isClosed() { // before opening the file for nothing
 		return fmt.Errorf("model %s version %s: %w", name, version, ErrClosed)
 	}
@@ -622,9 +616,6 @@ func (m *model) checkShape(shape []int) error {
 // loading one model are logged and leave the other models (and the
 // model's previous version) serving.
 func (s *Server) ScanRepository() error {
-	if s.cfgErr != nil {
-		return s.cfgErr
-	}
 	dir := s.cfg.Repository
 	if dir == "" {
 		return nil

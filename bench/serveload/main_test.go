@@ -34,7 +34,10 @@ func (sum) Forward(_ context.Context, x *tensor.Tensor) (*tensor.Tensor, error) 
 // its own requests (a functional check of the generator, not a
 // measurement).
 func TestRuns(t *testing.T) {
-	s := serve.New(serve.Config{Logger: slog.New(slog.DiscardHandler)})
+	s, err := serve.New(serve.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer s.Close()
 	if err := s.Add("sum", "1", sum{}); err != nil {
 		t.Fatal(err)

@@ -68,7 +68,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cfg.Repository = *repo
 	cfg.Open = func(path string) (serve.Backend, error) { return openCheckpoint(path, pr) }
-	s := serve.New(cfg)
+	s, err := serve.New(cfg)
+	if err != nil {
+		return err
+	}
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM)
 	defer stop()
