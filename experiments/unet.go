@@ -235,13 +235,7 @@ func tiledIoU(ctx context.Context, net *unet.Net, d *data.Dataset, pre checkpoin
 			return 0, 0, fmt.Errorf("experiments: segment-unet: %w", err)
 		}
 		for p, t := range d.Mask(i) {
-			row := y.Data[p*k : (p+1)*k]
-			best := 0
-			for j, v := range row {
-				if v > row[best] {
-					best = j
-				}
-			}
+			best := tensor.ArgMax(y.Data[p*k : (p+1)*k])
 			conf[t][best]++
 			if best == int(t) {
 				right++

@@ -34,7 +34,6 @@ import (
 	"fmt"
 	"image"
 	"runtime"
-	"sort"
 	"sync"
 
 	ag "github.com/residual-nn/residual/autograd"
@@ -290,12 +289,12 @@ func (m *Model) Classify(ctx context.Context, imgs []image.Image, k int) ([][]Gu
 // top returns the k largest probabilities with their classes (ties keep
 // class order).
 func top(probs []float32, names []string, k int) []Guess {
-	gs := make([]Guess, len(probs))
-	for i, p := range probs {
-		gs[i] = Guess{Class: i, Name: names[i], Probability: float64(p)}
+	idx := tensor.TopK(probs, k)
+	gs := make([]Guess, len(idx))
+	for j, i := range idx {
+		gs[j] = Guess{Class: i, Name: names[i], Probability: float64(probs[i])}
 	}
-	sort.SliceStable(gs, func(a, b int) bool { return gs[a].Probability > gs[b].Probability })
-	return gs[:k]
+	return gs
 }
 
 // Mask is a segmentation: the class of every pixel of an image, at the
@@ -349,14 +348,7 @@ func (m *Model) SegmentTiles(ctx context.Context, img image.Image, tile int) (*M
 	k := logits.Shape[3]
 	mask := &Mask{Width: w, Height: h, Class: make([]int32, h*w), Names: append([]string(nil), m.info.Classes...)}
 	for i := range mask.Class {
-		row := logits.Data[i*k : (i+1)*k]
-		best := 0
-		for j, v := range row {
-			if v > row[best] {
-				best = j
-			}
-		}
-		mask.Class[i] = int32(best)
+		mask.Class[i] = int32(tensor.ArgMax(logits.Data[i*k : (i+1)*k]))
 	}
 	return mask, nil
 }

@@ -12,7 +12,6 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -250,15 +249,15 @@ func preprocess(b Backend, img image.Image) (x *tensor.Tensor, err error) {
 
 // topK returns the k most probable classes of one row of probabilities.
 func topK(probs []float32, classes []string, k int) []Guess {
-	gs := make([]Guess, len(probs))
-	for i, p := range probs {
-		gs[i] = Guess{Class: i, Probability: float64(p)}
+	idx := tensor.TopK(probs, k)
+	gs := make([]Guess, len(idx))
+	for j, i := range idx {
+		gs[j] = Guess{Class: i, Probability: float64(probs[i])}
 		if i < len(classes) {
-			gs[i].Label = classes[i]
+			gs[j].Label = classes[i]
 		}
 	}
-	sort.SliceStable(gs, func(a, b int) bool { return gs[a].Probability > gs[b].Probability })
-	return gs[:min(k, len(gs))]
+	return gs
 }
 
 // encodeMask returns a segmentation's answer: logits [1,H',W',K] become a
@@ -281,13 +280,7 @@ func encodeMask(ctx context.Context, img image.Image, y *tensor.Tensor, overlay 
 		}
 		sy := py * mh / h
 		for px := range wd {
-			row := y.Data[(sy*mw+px*mw/wd)*k:][:k]
-			best := 0
-			for j, v := range row {
-				if v > row[best] {
-					best = j
-				}
-			}
+			best := tensor.ArgMax(y.Data[(sy*mw+px*mw/wd)*k:][:k])
 			mask[py*wd+px] = uint8(min(best, 255))
 		}
 	}

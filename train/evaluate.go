@@ -20,14 +20,7 @@ func correct(logits *tensor.Tensor, labels []int32) int {
 	k := logits.Shape[len(logits.Shape)-1]
 	n := 0
 	for i, y := range labels {
-		row := logits.Data[i*k : (i+1)*k]
-		best := 0
-		for j, v := range row {
-			if v > row[best] {
-				best = j
-			}
-		}
-		if int32(best) == y {
+		if int32(tensor.ArgMax(logits.Data[i*k:(i+1)*k])) == y {
 			n++
 		}
 	}
@@ -191,12 +184,7 @@ func evaluate(ctx context.Context, m nn.Layer, l *data.Loader, classes int, tape
 			}
 			n++
 			row := logits.Data.Data[i*k : (i+1)*k]
-			best := 0
-			for j, v := range row {
-				if v > row[best] {
-					best = j
-				}
-			}
+			best := tensor.ArgMax(row)
 			confusion[y][best]++
 			above := 0 // classes scored higher than the true one
 			for _, v := range row {

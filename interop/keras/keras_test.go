@@ -120,12 +120,7 @@ func TestKerasResNet50(t *testing.T) {
 		if err := fixture.Compare(got, want(ref.Photos[name].Logits), 1e-4); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
-		best := 0
-		for i, v := range got.Data {
-			if v > got.Data[best] {
-				best = i
-			}
-		}
+		best := tensor.ArgMax(got.Data)
 		if m.Classes[best] != class || best != ref.Photos[name].Top5[0] {
 			t.Errorf("%s: class %d %s, want %s", name, best, m.Classes[best], class)
 		}
