@@ -18,7 +18,7 @@ func TestArgMaxAndTopK(t *testing.T) {
 		{nil, 3, -1, []int{}},
 		{[]float32{0.1, 0.7, 0.2}, 2, 1, []int{1, 2}},
 		{[]float32{0.3, 0.3, 0.1, 0.3}, 4, 0, []int{0, 1, 3, 2}}, // ties: first, then index order
-		{[]float32{-2, -1, -3}, 5, 1, []int{1, 0, 2}},          // k capped
+		{[]float32{-2, -1, -3}, 5, 1, []int{1, 0, 2}},            // k capped
 		{[]float32{1, 2}, 0, 1, []int{}},
 		{[]float32{1, 2}, -1, 1, []int{}},
 		{[]float32{1, nan, 3, -inf}, 4, 2, []int{2, 0, 3, 1}}, // NaN last
