@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/residual-nn/residual/data/transform"
 	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/nn"
@@ -50,13 +51,9 @@ const OptimizerPrefix = "optimizer."
 type Preprocess struct {
 	// Height, Width and Channels of the model input (1 grey or 3 RGB).
 	Height, Width, Channels int
-	// Mean and Std per channel, for pixels scaled to [0, 1] (or to
-	// [0, 255] when Scale255 is set, as Keras's "caffe" mode); empty for
-	// none.
-	Mean, Std []float64
-	Scale255  bool `json:",omitempty"`
-	// BGR reverses the channel order (Keras "caffe").
-	BGR bool `json:",omitempty"`
+	// Normalisation is the mean, std, scale and channel order: its
+	// fields (Mean, Std, Scale255, BGR) are stored as Preprocess's own.
+	transform.Normalisation
 	// ResizeShorter, if set, resizes the shorter side to it and centre
 	// crops Height×Width (ImageNet style); otherwise the image is resized
 	// to Height×Width.
@@ -78,22 +75,8 @@ func (p Preprocess) Validate() error {
 	if p.ResizeShorter < 0 || p.ResizeShorter > limits.ImageSide {
 		return fmt.Errorf("preprocess: ResizeShorter %d outside [0, %d] (limits.ImageSide)", p.ResizeShorter, limits.ImageSide)
 	}
-	for _, v := range []struct {
-		name     string
-		vs       []float64
-		positive bool
-	}{{"Mean", p.Mean, false}, {"Std", p.Std, true}} {
-		if len(v.vs) != 0 && len(v.vs) != p.Channels {
-			return fmt.Errorf("preprocess: %d values of %s for %d channels", len(v.vs), v.name, p.Channels)
-		}
-		for i, x := range v.vs {
-			// In float32, which the model computes in: a mean beyond its
-			// range or a std below its smallest normal number makes every
-			// input infinite.
-			if math.IsNaN(x) || math.Abs(x) > math.MaxFloat32 || (v.positive && !(x >= 0x1p-126)) {
-				return fmt.Errorf("preprocess: %s[%d] = %v (want a finite float32%s)", v.name, i, x, map[bool]string{true: " of at least 2^-126", false: ""}[v.positive])
-			}
-		}
+	if err := p.Normalisation.Check(p.Channels); err != nil {
+		return fmt.Errorf("preprocess: %w", err)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/checkpoint"
+	"github.com/residual-nn/residual/data/transform"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
@@ -30,7 +31,7 @@ func Example() {
 	meta := checkpoint.Meta{
 		Model:      cfg,
 		Classes:    []string{"cat", "dog", "fox"},
-		Preprocess: checkpoint.Preprocess{Height: 28, Width: 28, Channels: 1, Mean: []float64{0.5}, Std: []float64{0.25}},
+		Preprocess: checkpoint.Preprocess{Height: 28, Width: 28, Channels: 1, Normalisation: transform.Normalisation{Mean: []float64{0.5}, Std: []float64{0.25}}},
 	}
 	dir, err := os.MkdirTemp("", "checkpoint-example")
 	if err != nil {

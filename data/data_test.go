@@ -261,7 +261,7 @@ func TestLoaderDeterministic(t *testing.T) {
 		t.Fatal(err)
 	}
 	small := train.Subset([]int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
-	l := &Loader{Data: small, Batch: 4, Shuffle: true, Augment: Augment{Pad: 2, Flip: true}, Mean: []float64{0.1307}, Std: []float64{0.3081}, Seed: 7}
+	l := &Loader{Data: small, Batch: 4, Shuffle: true, Augment: Augment{Pad: 2, Flip: true}, Seed: 7, Normalisation: transform.Normalisation{Mean: []float64{0.1307}, Std: []float64{0.3081}}}
 	collect := func(epoch, skip int) [][]float32 {
 		var out [][]float32
 		for b := range l.Epoch(context.Background(), epoch, skip) {
@@ -320,7 +320,7 @@ func TestSplitAndResize(t *testing.T) {
 func TestLoaderBGRScale255(t *testing.T) {
 	d := &Dataset{H: 1, W: 2, C: 3, Pixels: []uint8{10, 20, 30, 40, 50, 60}, Labels: []int32{0}, Classes: []string{"a"}}
 	mean, std := []float64{103.939, 116.779, 123.68}, []float64{1, 2, 4}
-	l := &Loader{Data: d, Batch: 1, Mean: mean, Std: std, BGR: true, Scale255: true}
+	l := &Loader{Data: d, Batch: 1, Normalisation: transform.Normalisation{Mean: mean, Std: std, BGR: true, Scale255: true}}
 	var got []float32
 	for b := range l.Epoch(context.Background(), 0, 0) {
 		got = b.X.Data
@@ -370,16 +370,16 @@ func TestLoaderRefusesBadArguments(t *testing.T) {
 		{"no data", &Loader{Batch: 1}, 0, "without a data set"},
 		{"short pixels", &Loader{Data: short, Batch: 1}, 0, "5 pixel values"},
 		{"label outside the classes", &Loader{Data: label, Batch: 1}, 0, "label 2"},
-		{"one mean for 3 channels", &Loader{Data: rgb, Batch: 1, Mean: []float64{0.5}, Std: []float64{1, 1, 1}}, 0, "3 channels"},
-		{"one std for 3 channels", &Loader{Data: rgb, Batch: 1, Std: []float64{0.5}}, 0, "3 channels"},
+		{"one mean for 3 channels", &Loader{Data: rgb, Batch: 1, Normalisation: transform.Normalisation{Mean: []float64{0.5}, Std: []float64{1, 1, 1}}}, 0, "3 channels"},
+		{"one std for 3 channels", &Loader{Data: rgb, Batch: 1, Normalisation: transform.Normalisation{Std: []float64{0.5}}}, 0, "3 channels"},
 		{"huge pad", &Loader{Data: set(), Batch: 1, Augment: Augment{Pad: 1 << 62}}, 0, "pad 4611686018427387904 outside [0, 64]"},
 		{"pad over MaxPad", &Loader{Data: set(), Batch: 1, Augment: Augment{Pad: MaxPad + 1}}, 0, "pad 65"},
 		{"negative pad", &Loader{Data: set(), Batch: 1, Augment: Augment{Pad: -1}}, 0, "pad -1"},
 		// Normalisations that make every input infinite or NaN (the batches
 		// came with no error).
-		{"std 0", &Loader{Data: set(), Batch: 1, Std: []float64{0}}, 0, "standard deviation 0 is 0"},
-		{"std NaN", &Loader{Data: set(), Batch: 1, Std: []float64{math.NaN()}}, 0, "standard deviation 0 is NaN"},
-		{"mean 1e300", &Loader{Data: set(), Batch: 1, Mean: []float64{1e300}}, 0, "mean 0 is 1e+300"},
+		{"std 0", &Loader{Data: set(), Batch: 1, Normalisation: transform.Normalisation{Std: []float64{0}}}, 0, "Std[0] = 0"},
+		{"std NaN", &Loader{Data: set(), Batch: 1, Normalisation: transform.Normalisation{Std: []float64{math.NaN()}}}, 0, "Std[0] = NaN"},
+		{"mean 1e300", &Loader{Data: set(), Batch: 1, Normalisation: transform.Normalisation{Mean: []float64{1e300}}}, 0, "Mean[0] = 1e+300"},
 	} {
 		n, err := drain(c.l, c.skip)
 		if n != 0 || err == nil || !strings.Contains(err.Error(), c.want) {
@@ -526,40 +526,6 @@ func TestLowLevelPanicsNamed(t *testing.T) {
 		r := panicked(c.f)
 		if msg, ok := r.(string); !ok || !strings.Contains(msg, c.want) {
 			t.Errorf("%s: panicked with %v; want a message naming %q", c.name, r, c.want)
-		}
-	}
-}
-
-// TestNormalise: Normalise computes (p/255 − mean)/std per channel, and
-// refuses pixels of another count than the shape's and means or standard
-// deviations of another count than the channels, naming what it got.
-func TestNormalise(t *testing.T) {
-	pix := []uint8{0, 51, 255, 102}
-	got, err := Normalise(pix, 1, 2, 2, []float64{0, 0.5}, []float64{1, 0.25})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []float32{0, float32((0.2 - 0.5) / 0.25), 1, float32((0.4 - 0.5) / 0.25)}
-	for i := range want {
-		if d := got.Data[i] - want[i]; d > 1e-6 || d < -1e-6 {
-			t.Errorf("element %d: %v, want %v", i, got.Data[i], want[i])
-		}
-	}
-	for _, tc := range []struct {
-		pix       []uint8
-		h, w, c   int
-		mean, std []float64
-		msg       string
-	}{
-		{pix, 2, 2, 2, nil, nil, "4 pixel values for a 2×2×2 image"},
-		{pix, 1, 2, 2, []float64{0.5}, nil, "1 means and 0 standard deviations of an image of 2 channels"},
-		{pix, 1, 2, 2, nil, []float64{1, 1, 1}, "0 means and 3 standard deviations"},
-		{pix, 0, 4, 1, nil, nil, "a 0×4 image"},
-		{pix, 1 << 20, 1 << 20, 1 << 20, nil, nil, "sides 1.."},
-		{pix, 1, 2, 2, nil, []float64{1, 0}, "standard deviation 1 is 0"},
-	} {
-		if _, err := Normalise(tc.pix, tc.h, tc.w, tc.c, tc.mean, tc.std); err == nil || !strings.Contains(err.Error(), tc.msg) {
-			t.Errorf("Normalise(%d values, %d×%d×%d, %d means, %d stds): %v; want an error with %q", len(tc.pix), tc.h, tc.w, tc.c, len(tc.mean), len(tc.std), err, tc.msg)
 		}
 	}
 }

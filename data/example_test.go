@@ -6,6 +6,7 @@ import (
 	"log"
 
 	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/data/transform"
 )
 
 // A Loader cuts a data set into normalised batches, prepared on a
@@ -22,7 +23,7 @@ func ExampleLoader() {
 		idx[i] = i
 	}
 	l := &data.Loader{Data: train.Subset(idx), Batch: 32, Shuffle: true, Seed: 1,
-		Mean: []float64{0.1307}, Std: []float64{0.3081}}
+		Normalisation: transform.Normalisation{Mean: []float64{0.1307}, Std: []float64{0.3081}}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel() // ends the loader's goroutine if the loop leaves early
 	for b := range l.Epoch(ctx, 0, 0) {

@@ -4,13 +4,11 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
-	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
 
 	"github.com/residual-nn/residual/data/transform"
-	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -52,15 +50,11 @@ type Loader struct {
 	// Batch (as torch's DataLoader(drop_last=True)); otherwise it is kept.
 	DropLast bool
 	Augment  Augment
-	// Mean and Std (per channel, pixels scaled to [0, 1]) normalise:
-	// x = (p/255 − mean)/std.
-	Mean, Std []float64
-	// BGR reverses the channel order and Scale255 keeps pixels in [0, 255]
-	// before Mean and Std (then in the model's channel order and that
-	// scale): Caffe's preprocessing, which Keras ResNets expect, as
+	// Normalisation turns the pixels into the model's input (Mean, Std,
+	// and Caffe's BGR and Scale255, which Keras ResNets expect), as
 	// checkpoint.Preprocess records it.
-	BGR, Scale255 bool
-	Seed          uint64
+	transform.Normalisation
+	Seed uint64
 
 	mu  sync.Mutex
 	err error // what cut the last epoch short
@@ -192,11 +186,8 @@ func (l *Loader) check(skip int) error {
 	if err := l.Data.Check(); err != nil {
 		return fmt.Errorf("data: loader: %w", err)
 	}
-	if len(l.Mean) != 0 && len(l.Mean) != l.Data.C || len(l.Std) != 0 && len(l.Std) != l.Data.C {
-		return fmt.Errorf("data: loader normalises with %d means and %d standard deviations, the images have %d channels", len(l.Mean), len(l.Std), l.Data.C)
-	}
-	if err := checkNormalisation(l.Mean, l.Std); err != nil {
-		return fmt.Errorf("data: loader: %w", err)
+	if err := l.Normalisation.Check(l.Data.C); err != nil {
+		return fmt.Errorf("data: loader: normalisation: %w", err)
 	}
 	return l.Augment.Validate()
 }
@@ -259,12 +250,12 @@ func (l *Loader) make(order []int, epoch, b int) Batch {
 					}
 				}
 				for ch := 0; ch < d.C; ch++ {
-					v := 0.0 // the zero padding of the pad-and-crop
+					v := uint8(0) // the zero padding of the pad-and-crop
 					if sr >= 0 && sr < d.H && sc >= 0 && sc < d.W {
-						v = float64(src[(sr*d.W+sc)*d.C+ch]) / 255
+						v = src[(sr*d.W+sc)*d.C+ch]
 					}
-					o := l.channel(ch, d.C)
-					dst[(r*d.W+c)*d.C+o] = float32(l.normalise(v, o))
+					o := l.Channel(ch, d.C)
+					dst[(r*d.W+c)*d.C+o] = l.Value(v, o)
 				}
 			}
 		}
@@ -325,12 +316,12 @@ func (l *Loader) makeFiles(order []int, epoch, b int) (Batch, error) {
 					sc = d.W - 1 - c + dx
 				}
 				for ch := 0; ch < d.C; ch++ {
-					v := 0.0
+					v := uint8(0)
 					if sr >= 0 && sr < d.H && sc >= 0 && sc < d.W {
-						v = float64(src[(sr*d.W+sc)*d.C+ch]) / 255
+						v = src[(sr*d.W+sc)*d.C+ch]
 					}
-					o := l.channel(ch, d.C)
-					dst[(r*d.W+c)*d.C+o] = float32(l.normalise(v, o))
+					o := l.Channel(ch, d.C)
+					dst[(r*d.W+c)*d.C+o] = l.Value(v, o)
 				}
 			}
 		}
@@ -384,71 +375,4 @@ func parallel(n int, f func(int)) {
 	if panicked != nil {
 		panic(panicked)
 	}
-}
-
-// channel is where the loader puts an image's channel ch of c: reversed
-// with BGR.
-func (l *Loader) channel(ch, c int) int {
-	if l.BGR {
-		return c - 1 - ch
-	}
-	return ch
-}
-
-// normalise maps a pixel value in [0, 1] to the model's input for its
-// (model-order) channel ch.
-func (l *Loader) normalise(v float64, ch int) float64 {
-	if l.Scale255 {
-		v *= 255 // exact: (p/255)·255 = p in float64 for every byte p
-	}
-	if len(l.Mean) != 0 {
-		v -= l.Mean[ch]
-	}
-	if len(l.Std) != 0 {
-		v /= l.Std[ch]
-	}
-	return v
-}
-
-// checkNormalisation refuses means and standard deviations that would
-// make inputs infinite or NaN in float32: a value beyond its range, a std
-// below its smallest normal number (2^-126; zero among them), a NaN.
-func checkNormalisation(mean, std []float64) error {
-	for i, m := range mean {
-		if !(math.Abs(m) <= math.MaxFloat32) {
-			return fmt.Errorf("mean %d is %v (want a finite float32)", i, m)
-		}
-	}
-	for i, s := range std {
-		if !(s >= 0x1p-126 && s <= math.MaxFloat32) {
-			return fmt.Errorf("standard deviation %d is %v (want a finite float32 of at least 2^-126)", i, s)
-		}
-	}
-	return nil
-}
-
-// Normalise converts 8-bit NHWC pixels (one h×w image of c channels) to a
-// normalised float32 image, as the loader does without augmentation. It
-// returns an error when pix does not hold h·w·c values, mean and std are
-// neither empty nor of one value per channel, or a value of theirs would
-// make the image infinite (checkNormalisation).
-func Normalise(pix []uint8, h, w, c int, mean, std []float64) (*tensor.Tensor, error) {
-	if h < 1 || w < 1 || c < 1 || h > limits.ImageSide || w > limits.ImageSide || c > limits.Channels {
-		return nil, fmt.Errorf("data: Normalise of a %d×%d image of %d channels (sides 1..%d, channels 1..%d)", h, w, c, limits.ImageSide, limits.Channels)
-	}
-	if len(pix) != h*w*c {
-		return nil, fmt.Errorf("data: Normalise of %d pixel values for a %d×%d×%d image (%d)", len(pix), h, w, c, h*w*c)
-	}
-	if len(mean) != 0 && len(mean) != c || len(std) != 0 && len(std) != c {
-		return nil, fmt.Errorf("data: Normalise with %d means and %d standard deviations of an image of %d channels", len(mean), len(std), c)
-	}
-	if err := checkNormalisation(mean, std); err != nil {
-		return nil, fmt.Errorf("data: Normalise: %w", err)
-	}
-	l := Loader{Mean: mean, Std: std}
-	t := tensor.New(1, h, w, c)
-	for i, p := range pix {
-		t.Data[i] = float32(l.normalise(float64(p)/255, i%c))
-	}
-	return t, nil
 }

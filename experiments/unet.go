@@ -221,7 +221,7 @@ func tiledIoU(ctx context.Context, net *unet.Net, d *data.Dataset, pre checkpoin
 	}
 	right, total := 0, 0
 	for i := 0; i < d.Len(); i++ {
-		x, err := data.Normalise(d.Image(i), d.H, d.W, d.C, pre.Mean, pre.Std)
+		x, err := pre.Normalisation.Tensor(d.Image(i), d.H, d.W, d.C)
 		if err != nil {
 			return 0, 0, fmt.Errorf("experiments: segment-unet: %w", err)
 		}

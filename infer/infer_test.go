@@ -257,7 +257,7 @@ func equalGuesses(a, b [][]infer.Guess) bool {
 // Resize and Normalise, for images of every colour model and sizes that
 // are and are not the model's.
 func TestInputMatchesData(t *testing.T) {
-	p := checkpoint.Preprocess{Height: 28, Width: 28, Channels: 1, Mean: []float64{0.13}, Std: []float64{0.31}}
+	p := checkpoint.Preprocess{Height: 28, Width: 28, Channels: 1, Normalisation: transform.Normalisation{Mean: []float64{0.13}, Std: []float64{0.31}}}
 	// Images with transparency too: infer converted them through
 	// premultiplied colours (translucent pixels darkened by up to 208
 	// levels), package data as PIL does (alpha dropped).
@@ -281,7 +281,7 @@ func TestInputMatchesData(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, err := data.Normalise(pix, 28, 28, ch, p.Mean, p.Std)
+			want, err := p.Normalisation.Tensor(pix, 28, 28, ch)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -298,7 +298,7 @@ func TestInputMatchesData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := data.Normalise(pix, 28, 28, 1, nil, nil)
+	want, err := transform.Normalisation{}.Tensor(pix, 28, 28, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -73,27 +73,10 @@ func readImage(img image.Image, channels int) (pix []uint8, h, w int, err error)
 	return transform.Pixels(img, channels), h, w, nil
 }
 
-// normalise turns 8-bit NHWC pixels into the model's input: channel order,
-// scaling to [0, 1] (unless Scale255), then mean and std.
+// normalise turns 8-bit NHWC pixels into the model's input [1,h,w,c]
+// (p has passed Validate).
 func normalise(p checkpoint.Preprocess, pix []uint8, h, w int) *tensor.Tensor {
-	c := p.Channels
-	t := tensor.New(1, h, w, c)
-	for i, v := range pix {
-		ch := i % c
-		if p.BGR {
-			ch = c - 1 - ch
-		}
-		x := float64(v)
-		if !p.Scale255 {
-			x /= 255
-		}
-		if len(p.Mean) > 0 { // empty, as nil: none (Preprocess.Validate)
-			x -= p.Mean[ch]
-		}
-		if len(p.Std) > 0 {
-			x /= p.Std[ch]
-		}
-		t.Data[(i/c)*c+ch] = float32(x)
-	}
+	t := tensor.New(1, h, w, p.Channels)
+	p.Apply(t.Data, pix, p.Channels)
 	return t
 }

@@ -58,7 +58,7 @@ func (b *resnetBackend) Preprocess(img image.Image) (*tensor.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return data.Normalise(pix, 28, 28, 1, nil, nil)
+	return transform.Normalisation{}.Tensor(pix, 28, 28, 1)
 }
 
 func (b *resnetBackend) Forward(_ context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
@@ -98,7 +98,7 @@ func (f *fakeBackend) Preprocess(img image.Image) (*tensor.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return data.Normalise(pix, 2, 2, 1, nil, nil)
+	return transform.Normalisation{}.Tensor(pix, 2, 2, 1)
 }
 
 func (f *fakeBackend) Forward(_ context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {

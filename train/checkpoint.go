@@ -37,10 +37,7 @@ func (r *run) meta() (checkpoint.Meta, error) {
 	// A folder of images of any size is seen through torchvision's
 	// evaluation transform (the shorter side resized, the centre cropped);
 	// predict and serve apply the same.
-	pre := checkpoint.Preprocess{Height: r.trainSet.H, Width: r.trainSet.W, Channels: r.trainSet.C, Mean: r.mean, Std: r.std, ResizeShorter: r.trainSet.EvalShorter()}
-	if r.pre != nil { // Config.Init's normalisation, at this data's size
-		pre.Mean, pre.Std, pre.BGR, pre.Scale255 = r.pre.Mean, r.pre.Std, r.pre.BGR, r.pre.Scale255
-	}
+	pre := checkpoint.Preprocess{Height: r.trainSet.H, Width: r.trainSet.W, Channels: r.trainSet.C, ResizeShorter: r.trainSet.EvalShorter(), Normalisation: r.norm}
 	var partial *checkpoint.Partial
 	if r.batch > 0 { // stopped in the middle of an epoch
 		partial = &checkpoint.Partial{LossSum: r.lossSum, Hits: r.accSum, Seen: r.seen, Images: r.imgs, Seconds: time.Since(r.epochStart).Seconds()}

@@ -157,7 +157,7 @@ func (r *run) dataText() string {
 		}
 	}
 	fmt.Fprintf(&b, "classes=%s\n", strings.Join(r.trainSet.Classes, ","))
-	fmt.Fprintf(&b, "mean=%v\nstd=%v", r.mean, r.std)
+	fmt.Fprintf(&b, "mean=%v\nstd=%v\nbgr=%v scale255=%v", r.norm.Mean, r.norm.Std, r.norm.BGR, r.norm.Scale255)
 	return b.String()
 }
 

@@ -71,7 +71,7 @@ func Loader(p checkpoint.Preprocess, d *data.Dataset, batch int) (*data.Loader, 
 	if d.H != p.Height || d.W != p.Width || d.C != p.Channels {
 		return nil, fmt.Errorf("train: the data set holds %dx%dx%d images (height×width×channels); the model takes %dx%dx%d", d.H, d.W, d.C, p.Height, p.Width, p.Channels)
 	}
-	return &data.Loader{Data: d, Batch: batch, Mean: p.Mean, Std: p.Std, BGR: p.BGR, Scale255: p.Scale255}, nil
+	return &data.Loader{Data: d, Batch: batch, Normalisation: p.Normalisation}, nil
 }
 
 // Evaluate runs the model in evaluation mode over a loader's batches,

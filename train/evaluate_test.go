@@ -12,6 +12,7 @@ import (
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/data/transform"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
@@ -24,7 +25,7 @@ import (
 func TestEvaluate(t *testing.T) {
 	test, net := mnistResNet8(t, 600) // two full batches and a partial one
 	loader := func(d *data.Dataset) *data.Loader {
-		return &data.Loader{Data: d, Batch: 256, Mean: []float64{0.1307}, Std: []float64{0.3081}}
+		return &data.Loader{Data: d, Batch: 256, Normalisation: transform.Normalisation{Mean: []float64{0.1307}, Std: []float64{0.3081}}}
 	}
 	got, err := Evaluate(context.Background(), net, loader(test), 10, ag.FP32)
 	if err != nil {
@@ -184,7 +185,7 @@ func mnistResNet8(t *testing.T, n int) (*data.Dataset, nn.Layer) {
 // complaint), naming both.
 func TestLoaderChecksTheSize(t *testing.T) {
 	d := &data.Dataset{H: 4, W: 6, C: 3, Pixels: make([]uint8, 2*4*6*3), Labels: []int32{0, 1}, Classes: []string{"a", "b"}}
-	p := checkpoint.Preprocess{Height: 4, Width: 6, Channels: 3, Mean: []float64{1, 2, 3}, Std: []float64{4, 5, 6}, BGR: true, Scale255: true}
+	p := checkpoint.Preprocess{Height: 4, Width: 6, Channels: 3, Normalisation: transform.Normalisation{Mean: []float64{1, 2, 3}, Std: []float64{4, 5, 6}, BGR: true, Scale255: true}}
 	l, err := Loader(p, d, 8)
 	if err != nil || l.Data != d || l.Batch != 8 || !reflect.DeepEqual(l.Mean, p.Mean) || !reflect.DeepEqual(l.Std, p.Std) || !l.BGR || !l.Scale255 || l.Shuffle || l.Augment != (data.Augment{}) {
 		t.Fatalf("Loader: %+v, %v", l, err)

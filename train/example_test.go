@@ -72,7 +72,7 @@ func ExampleEvaluate() {
 	for i := range idx {
 		idx[i] = i
 	}
-	l := &data.Loader{Data: test.Subset(idx), Batch: 250, Mean: c.Preprocess.Mean, Std: c.Preprocess.Std}
+	l := &data.Loader{Data: test.Subset(idx), Batch: 250, Normalisation: c.Preprocess.Normalisation}
 	e, err := train.Evaluate(context.Background(), c.Net, l, len(c.Classes), ag.FP32)
 	if err != nil {
 		log.Fatal(err)

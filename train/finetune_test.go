@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/residual-nn/residual/checkpoint"
+	"github.com/residual-nn/residual/data/transform"
 	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/nn"
@@ -40,7 +41,7 @@ func writeInit(t *testing.T) (string, map[string][]float32) {
 	}
 	path := filepath.Join(t.TempDir(), "init.safetensors")
 	meta := checkpoint.Meta{Model: mc, Classes: []string{"a", "b", "c", "d", "e", "f", "g"},
-		Preprocess: checkpoint.Preprocess{Height: 28, Width: 28, Channels: 1, Mean: []float64{127.5}, Std: []float64{64}, Scale255: true}}
+		Preprocess: checkpoint.Preprocess{Height: 28, Width: 28, Channels: 1, Normalisation: transform.Normalisation{Mean: []float64{127.5}, Std: []float64{64}, Scale255: true}}}
 	if err := checkpoint.Write(path, net, meta, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -162,9 +162,8 @@ func setup(cfg Config) (*run, error) {
 	// folder at --image-size 4096, which checkShapes refuses from shapes
 	// alone); a checkpoint to fine-tune brings its own.
 	if init != nil {
-		p := init.Preprocess
-		r.pre, r.mean, r.std = &p, p.Mean, p.Std
-	} else if r.mean, r.std, err = r.trainSet.Stats(); err != nil {
+		r.norm = init.Preprocess.Normalisation
+	} else if r.norm.Mean, r.norm.Std, err = r.trainSet.Stats(); err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
 	if r.opt, err = r.newOptimizer(); err != nil {
@@ -354,10 +353,7 @@ func (r *run) newOptimizer() (optim.Optimizer, error) {
 }
 
 func (r *run) loader(d *data.Dataset, training bool) *data.Loader {
-	l := &data.Loader{Data: d, Batch: r.cfg.Batch, Mean: r.mean, Std: r.std, Seed: r.cfg.Seed}
-	if r.pre != nil {
-		l.BGR, l.Scale255 = r.pre.BGR, r.pre.Scale255
-	}
+	l := &data.Loader{Data: d, Batch: r.cfg.Batch, Seed: r.cfg.Seed, Normalisation: r.norm}
 	if training { // under Config.Comm the Sampler has shuffled the epoch's shard
 		l.Shuffle, l.Augment = r.ddp == nil, *r.cfg.Augment
 	}

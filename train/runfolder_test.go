@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/residual-nn/residual/checkpoint"
+	"github.com/residual-nn/residual/data/transform"
 	"github.com/residual-nn/residual/distributed"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/safetensors"
@@ -193,7 +194,7 @@ func TestResumeConfigRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	meta := checkpoint.Meta{Model: cfg.Model, Classes: []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}, Preprocess: checkpoint.Preprocess{Height: 28, Width: 28, Channels: 1, Mean: []float64{0}, Std: []float64{1}}}
+	meta := checkpoint.Meta{Model: cfg.Model, Classes: []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}, Preprocess: checkpoint.Preprocess{Height: 28, Width: 28, Channels: 1, Normalisation: transform.Normalisation{Mean: []float64{0}, Std: []float64{1}}}}
 	if err := checkpoint.Write(filepath.Join(dir, LastCheckpoint), net, meta, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/data/transform"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/optim"
 	"github.com/residual-nn/residual/tensor"
@@ -76,8 +77,8 @@ type run struct {
 	opt               optim.Optimizer
 	trainSet, valSet  *data.Dataset
 	testSet           *data.Dataset
-	mean, std         []float64
-	epoch, batch      int // position: completed epochs, batches into the next
+	norm              transform.Normalisation // the data set's mean and std, or Config.Init's normalisation
+	epoch, batch      int                     // position: completed epochs, batches into the next
 	best              float64
 	history           []Metrics
 	rng               *tensor.RNG
@@ -90,11 +91,10 @@ type run struct {
 	steps             []int               // the run's steps and their losses (step_loss.csv, step_loss.png)
 	stepLoss          []float64
 	stoppedEarly      bool
-	trained           bool                   // Train was called
-	replacedDropped   bool                   // the run Config.Overwrite replaces was deleted (an epoch is saved)
-	params            []*ag.Value            // the trained (not frozen) parameters
-	head              string                 // the classifier head's module name
-	pre               *checkpoint.Preprocess // from Config.Init; nil: the data's mean and std
+	trained           bool        // Train was called
+	replacedDropped   bool        // the run Config.Overwrite replaces was deleted (an epoch is saved)
+	params            []*ag.Value // the trained (not frozen) parameters
+	head              string      // the classifier head's module name
 	ema               *optim.EMA
 	emaModel          nn.Layer // evaluated and saved with the averages
 	ddp               *ddp     // nil without Config.Comm

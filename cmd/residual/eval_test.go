@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/residual-nn/residual/checkpoint"
+	"github.com/residual-nn/residual/data/transform"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
@@ -69,9 +70,9 @@ func TestEvalKerasPreprocess(t *testing.T) {
 		}
 		return p
 	}
-	a := write("rgb", checkpoint.Preprocess{Height: 16, Width: 16, Channels: 3, Mean: []float64{0.4, 0.5, 0.6}, Std: []float64{0.2, 0.25, 0.3}}, false)
-	b := write("bgr", checkpoint.Preprocess{Height: 16, Width: 16, Channels: 3, Mean: []float64{0.6 * 255, 0.5 * 255, 0.4 * 255},
-		Std: []float64{0.3 * 255, 0.25 * 255, 0.2 * 255}, BGR: true, Scale255: true}, true)
+	a := write("rgb", checkpoint.Preprocess{Height: 16, Width: 16, Channels: 3, Normalisation: transform.Normalisation{Mean: []float64{0.4, 0.5, 0.6}, Std: []float64{0.2, 0.25, 0.3}}}, false)
+	b := write("bgr", checkpoint.Preprocess{Height: 16, Width: 16, Channels: 3, Normalisation: transform.Normalisation{Mean: []float64{0.6 * 255, 0.5 * 255, 0.4 * 255},
+		Std: []float64{0.3 * 255, 0.25 * 255, 0.2 * 255}, BGR: true, Scale255: true}}, true)
 	eval := func(ck string) string {
 		var out, errb bytes.Buffer
 		if code := run(context.Background(), []string{"eval", "--weights", ck, "--data", "folder:" + filepath.Join(dir, "photos")}, &out, &errb); code != 0 {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/residual-nn/residual/checkpoint"
+	"github.com/residual-nn/residual/data/transform"
 	"github.com/residual-nn/residual/interop/keras"
 	"github.com/residual-nn/residual/interop/onnx"
 	"github.com/residual-nn/residual/interop/torch"
@@ -22,7 +23,7 @@ import (
 // imagenetPreprocess is torchvision's evaluation transform: resize the
 // shorter side to 256, centre-crop 224, scale to [0, 1], normalise.
 var imagenetPreprocess = checkpoint.Preprocess{Height: 224, Width: 224, Channels: 3, ResizeShorter: 256,
-	Mean: []float64{0.485, 0.456, 0.406}, Std: []float64{0.229, 0.224, 0.225}}
+	Normalisation: transform.Normalisation{Mean: []float64{0.485, 0.456, 0.406}, Std: []float64{0.229, 0.224, 0.225}}}
 
 func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("import", stderr)

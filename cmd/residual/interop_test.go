@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/residual-nn/residual/checkpoint"
+	"github.com/residual-nn/residual/data/transform"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
@@ -23,7 +24,7 @@ import (
 // and predict went wrong.
 func TestImportTorchPreprocessing(t *testing.T) {
 	dir := t.TempDir()
-	pre := checkpoint.Preprocess{Height: 28, Width: 28, Channels: 1, Mean: []float64{0.1307}, Std: []float64{0.3081}}
+	pre := checkpoint.Preprocess{Height: 28, Width: 28, Channels: 1, Normalisation: transform.Normalisation{Mean: []float64{0.1307}, Std: []float64{0.3081}}}
 	classes := []string{"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
 	ck := filepath.Join(dir, "r20.safetensors")
 	writeCheckpoint(t, ck, "resnet20", pre, classes)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/residual-nn/residual/checkpoint"
+	"github.com/residual-nn/residual/data/transform"
 )
 
 // lockedBuffer is a writer the server goroutine and the test share.
@@ -167,7 +168,7 @@ func serveClassify(t *testing.T, ckpt, pr string) map[string]float64 {
 func serveCheckpoint(t *testing.T) string {
 	t.Helper()
 	ckpt := filepath.Join(t.TempDir(), "m.safetensors")
-	writeCheckpoint(t, ckpt, "resnet20", checkpoint.Preprocess{Height: 16, Width: 16, Channels: 1, Mean: []float64{0.5}, Std: []float64{0.25}}, []string{"a", "b", "c"})
+	writeCheckpoint(t, ckpt, "resnet20", checkpoint.Preprocess{Height: 16, Width: 16, Channels: 1, Normalisation: transform.Normalisation{Mean: []float64{0.5}, Std: []float64{0.25}}}, []string{"a", "b", "c"})
 	return ckpt
 }
 

@@ -35,6 +35,7 @@ import (
 	"strings"
 
 	"github.com/residual-nn/residual/checkpoint"
+	"github.com/residual-nn/residual/data/transform"
 	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/models/resnet"
@@ -50,7 +51,7 @@ import (
 // written from it shared).
 func CaffePreprocess() checkpoint.Preprocess {
 	return checkpoint.Preprocess{Height: 224, Width: 224, Channels: 3, ResizeShorter: 256,
-		Scale255: true, BGR: true, Mean: []float64{103.939, 116.779, 123.68}}
+		Normalisation: transform.Normalisation{Scale255: true, BGR: true, Mean: []float64{103.939, 116.779, 123.68}}}
 }
 
 // Model is a Keras network converted for residual.
