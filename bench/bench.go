@@ -5,6 +5,8 @@
 package bench
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sort"
@@ -103,8 +105,12 @@ func Names() []string {
 
 // Run runs the benchmark called name (one of Names) on the current
 // GOMAXPROCS threads and kernels; an unknown name is an error that lists
-// the known ones.
-func Run(name string, o Options) (Result, error) {
+// the known ones. It stops between steps, with ctx's cause, once ctx is
+// done.
+func Run(ctx context.Context, name string, o Options) (Result, error) {
+	if ctx == nil {
+		return Result{}, errors.New("bench: Run: nil context")
+	}
 	if o.Runs < 1 {
 		o.Runs = 5
 	}
@@ -114,15 +120,15 @@ func Run(name string, o Options) (Result, error) {
 	r := Result{Name: name, Runs: o.Runs, Threads: runtime.GOMAXPROCS(0), Kernels: kernels.Active().String()}
 	switch name {
 	case "peak":
-		return peak(r, o)
+		return peak(ctx, r, o)
 	case "conv3x3":
-		return conv3x3(r, o, ag.FP32)
+		return conv3x3(ctx, r, o, ag.FP32)
 	case "conv3x3-bf16":
-		return conv3x3(r, o, ag.BF16)
+		return conv3x3(ctx, r, o, ag.BF16)
 	case "peak-bf16":
-		return peakBF16(r, o)
+		return peakBF16(ctx, r, o)
 	}
-	if r, ok, err := runInt8(name, r, o); ok {
+	if r, ok, err := runInt8(ctx, name, r, o); ok {
 		return r, err
 	}
 	w, ok := workloads[name]
@@ -139,8 +145,9 @@ func Run(name string, o Options) (Result, error) {
 		return r, err
 	}
 	r.Unit = "img/s"
-	rates := measure(step, o, float64(w.batch))
-	r.Median, r.Min, r.Max = stats(rates)
+	if err := measure(ctx, &r, step, o, float64(w.batch)); err != nil {
+		return r, err
+	}
 	r.GFLOPS = r.Median * flop / 1e9
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
@@ -227,17 +234,24 @@ func (w workload) prepare() (func(), float64, error) {
 }
 
 // measure runs warm-up steps, then o.Runs timed steps, and returns work/s.
-func measure(step func(), o Options, work float64) []float64 {
+func measure(ctx context.Context, r *Result, step func(), o Options, work float64) error {
 	for i := 0; i < o.Warmup; i++ {
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
 		step()
 	}
 	rates := make([]float64, o.Runs)
 	for i := range rates {
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
 		t := time.Now()
 		step()
 		rates[i] = work / time.Since(t).Seconds()
 	}
-	return rates
+	r.Median, r.Min, r.Max = stats(rates)
+	return nil
 }
 
 func stats(v []float64) (median, lo, hi float64) {
@@ -253,7 +267,7 @@ func stats(v []float64) (median, lo, hi float64) {
 
 // conv3x3 measures one ResNet-50-sized 3×3 convolution forward, in
 // float32 or on bfloat16 operands.
-func conv3x3(r Result, o Options, p ag.Precision) (Result, error) {
+func conv3x3(ctx context.Context, r Result, o Options, p ag.Precision) (Result, error) {
 	s := kernels.ConvShape{N: 32, H: 56, W: 56, C: 64, OC: 64, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}
 	rng := tensor.NewRNG(1)
 	x, w := rng.Randn(32, 56, 56, 64), rng.Randn(3, 3, 64, 64)
@@ -264,22 +278,21 @@ func conv3x3(r Result, o Options, p ag.Precision) (Result, error) {
 		f = kernels.ConvForwardBF16
 		r.Precision, r.BF16Path = "bf16", kernels.BF16Path()
 	}
-	rates := measure(func() { f(s, x.Data, w.Data, y.Data) }, o, flop/1e9)
 	r.Unit = "GFLOP/s"
-	r.Median, r.Min, r.Max = stats(rates)
-	return r, nil
+	err := measure(ctx, &r, func() { f(s, x.Data, w.Data, y.Data) }, o, flop/1e9)
+	return r, err
 }
 
-func peak(r Result, o Options) (Result, error) {
+func peak(ctx context.Context, r Result, o Options) (Result, error) {
 	if kernels.Active() == kernels.Generic {
 		return r, fmt.Errorf("bench: peak needs the assembly kernels (the kernel level is generic)")
 	}
-	return peakOf(r, o, kernels.Peak)
+	return peakOf(ctx, r, o, kernels.Peak, "GFLOP/s")
 }
 
 // peakBF16 is peak on VDPBF16PS: the bfloat16 instruction throughput
 // (64 FLOP an instruction: 16 lanes of two products and two additions).
-func peakBF16(r Result, o Options) (Result, error) {
+func peakBF16(ctx context.Context, r Result, o Options) (Result, error) {
 	if !kernels.HasBF16() {
 		return r, fmt.Errorf("bench: peak-bf16 needs AVX512-BF16, which this CPU lacks (its bf16 path emulates on float32 FMAs: see peak)")
 	}
@@ -290,16 +303,18 @@ func peakBF16(r Result, o Options) (Result, error) {
 		return r, fmt.Errorf("bench: peak-bf16 times VDPBF16PS, which the bf16 products do not use here (bf16 path %s: RESIDUAL_BF16=emulate or an AVX2 level); peak measures their FMAs", path)
 	}
 	r.Precision, r.BF16Path = "bf16", kernels.BF16Path()
-	return peakOf(r, o, kernels.PeakBF16)
+	return peakOf(ctx, r, o, kernels.PeakBF16, "GFLOP/s")
 }
 
 // peakOf measures f (a register-only loop of n iterations returning its
-// FLOP) on every thread at once.
-func peakOf(r Result, o Options, f func(n int) float64) (Result, error) {
+// operations) on every thread at once, in unit (billions of f's
+// operations a second).
+func peakOf(ctx context.Context, r Result, o Options, f func(n int) float64, unit string) (Result, error) {
 	p := runtime.GOMAXPROCS(0)
 	const iters = 1 << 22
-	perIter := f(1) // the FLOP of one iteration
-	rates := measure(func() {
+	perIter := f(1) // the operations of one iteration
+	r.Unit = unit
+	err := measure(ctx, &r, func() {
 		done := make(chan float64, p)
 		for j := 0; j < p; j++ {
 			go func() { done <- f(iters) }()
@@ -308,7 +323,5 @@ func peakOf(r Result, o Options, f func(n int) float64) (Result, error) {
 			<-done
 		}
 	}, o, float64(p)*perIter*iters/1e9)
-	r.Unit = "GFLOP/s"
-	r.Median, r.Min, r.Max = stats(rates)
-	return r, nil
+	return r, err
 }

@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -66,7 +68,7 @@ func TestRunAll(t *testing.T) {
 		t.Skip("runs every network once; skipped in -short mode")
 	}
 	for _, n := range []string{"conv3x3", "peak", "cifar20-infer"} {
-		r, err := Run(n, Options{Runs: 1})
+		r, err := Run(context.Background(), n, Options{Runs: 1})
 		if n == "peak" && kernels.Active() == kernels.Generic {
 			if err == nil { // there is no FMA loop to measure in pure Go
 				t.Error("peak at the generic level did not say it cannot run")
@@ -80,18 +82,28 @@ func TestRunAll(t *testing.T) {
 			t.Errorf("%s: %+v", n, r)
 		}
 	}
-	if r, err := Run("cifar20-infer", Options{Runs: 1, Batch: 3}); err != nil || r.Batch != 3 {
+	if r, err := Run(context.Background(), "cifar20-infer", Options{Runs: 1, Batch: 3}); err != nil || r.Batch != 3 {
 		t.Errorf("Batch 3: result batch %d, error %v", r.Batch, err)
 	}
-	if _, err := Run("nope", Options{}); err == nil {
+	if _, err := Run(context.Background(), "nope", Options{}); err == nil {
 		t.Error("unknown benchmark accepted")
+	}
+	// A cancelled context stops a benchmark before its next step, with
+	// the cause (a first Ctrl-C waited for the whole list of benchmarks).
+	cause := errors.New("stopped by a test")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(cause)
+	for _, n := range []string{"cifar20-infer", "conv3x3", "conv3x3-int8"} {
+		if _, err := Run(ctx, n, Options{Runs: 1}); err != cause {
+			t.Errorf("%s, cancelled: %v; want the cause", n, err)
+		}
 	}
 	// A batch beyond the memory allowed is refused before anything is
 	// allocated (--batch 100000 grew until the runtime died).
 	limits.Memory = 1 << 20
 	defer func() { limits.Memory = 0 }()
 	for _, n := range []string{"cifar20-infer", "cifar20-train"} {
-		if _, err := Run(n, Options{Runs: 1, Batch: 512}); err == nil || !strings.Contains(err.Error(), "on a batch of 512 needs at least") || !strings.Contains(err.Error(), "lower --batch") {
+		if _, err := Run(context.Background(), n, Options{Runs: 1, Batch: 512}); err == nil || !strings.Contains(err.Error(), "on a batch of 512 needs at least") || !strings.Contains(err.Error(), "lower --batch") {
 			t.Errorf("%s at batch 512 within 1 MB: %v", n, err)
 		}
 	}
@@ -125,14 +137,14 @@ func TestBF16Workloads(t *testing.T) {
 	if testing.Short() {
 		return
 	}
-	r, err := Run("conv3x3-bf16", Options{Runs: 1})
+	r, err := Run(context.Background(), "conv3x3-bf16", Options{Runs: 1})
 	if err != nil || !(r.Median > 0) || r.Precision != "bf16" || r.BF16Path == "" {
 		t.Errorf("conv3x3-bf16: %+v, %v", r, err)
 	}
 	// peak-bf16 runs where the bf16 products use VDPBF16PS: a CPU with
 	// AVX512-BF16 at the AVX-512 level (not the generic or AVX2 level,
 	// nor RESIDUAL_BF16=emulate).
-	r, err = Run("peak-bf16", Options{Runs: 1})
+	r, err = Run(context.Background(), "peak-bf16", Options{Runs: 1})
 	if native := kernels.BF16Path() == "avx512bf16"; native != (err == nil) {
 		t.Errorf("peak-bf16 with the bf16 path %s: %+v, %v", kernels.BF16Path(), r, err)
 	}
@@ -158,7 +170,7 @@ func TestPeakBF16OffTheNativePath(t *testing.T) {
 	}
 	prev := kernels.SetLevel(kernels.AVX2)
 	defer kernels.SetLevel(prev)
-	if _, err := Run("peak-bf16", Options{Runs: 1}); err == nil || !strings.Contains(err.Error(), "bf16 path emulated-avx2") {
+	if _, err := Run(context.Background(), "peak-bf16", Options{Runs: 1}); err == nil || !strings.Contains(err.Error(), "bf16 path emulated-avx2") {
 		t.Errorf("peak-bf16 on the AVX2 level: %v", err)
 	}
 }

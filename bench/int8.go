@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	ag "github.com/residual-nn/residual/autograd"
-	"runtime"
 
 	"github.com/residual-nn/residual/internal/kernels"
 	"github.com/residual-nn/residual/models"
@@ -31,14 +30,14 @@ func int8Names() []string {
 }
 
 // runInt8 runs an int8 benchmark (ok false: name is not one).
-func runInt8(name string, r Result, o Options) (Result, bool, error) {
+func runInt8(ctx context.Context, name string, r Result, o Options) (Result, bool, error) {
 	r.Kernels = kernels.Active().String() + "/int8:" + kernels.ActiveInt8().String()
 	switch name {
 	case "conv3x3-int8":
-		r, err := conv3x3Int8(r, o)
+		r, err := conv3x3Int8(ctx, r, o)
 		return r, true, err
 	case "peak-int8":
-		r, err := peakInt8(r, o)
+		r, err := peakInt8(ctx, r, o)
 		return r, true, err
 	}
 	w, ok := int8Workloads[name]
@@ -47,22 +46,20 @@ func runInt8(name string, r Result, o Options) (Result, bool, error) {
 	}
 	w = w.withBatch(o.Batch)
 	r.Batch = w.batch
-	r, err := w.runInt8(r, o)
+	r, err := w.runInt8(ctx, r, o)
 	return r, true, err
 }
 
-func (w workload) runInt8(r Result, o Options) (Result, error) {
+func (w workload) runInt8(ctx context.Context, r Result, o Options) (Result, error) {
 	step, ferr, err := w.prepareInt8()
 	if err != nil {
 		return r, err
 	}
 	r.Unit = "img/s"
-	rates := measure(step, o, float64(w.batch))
-	if err := ferr(); err != nil {
+	if err := measure(ctx, &r, step, o, float64(w.batch)); err != nil {
 		return r, err
 	}
-	r.Median, r.Min, r.Max = stats(rates)
-	return r, nil
+	return r, ferr()
 }
 
 // prepareInt8 quantizes w's network (min/max calibration on its own random
@@ -105,7 +102,7 @@ var conv3x3Int8Shape = kernels.ConvShape{N: 32, H: 56, W: 56, C: 64, OC: 64, KH:
 
 // conv3x3Int8 is conv3x3's convolution in int8 (u8 activations, s8
 // weights, requantized u8 output), in GOP/s counting 2 per multiply-add.
-func conv3x3Int8(r Result, o Options) (Result, error) {
+func conv3x3Int8(ctx context.Context, r Result, o Options) (Result, error) {
 	s := conv3x3Int8Shape
 	rng := tensor.NewRNG(1)
 	x := make([]uint8, s.N*s.H*s.W*s.C)
@@ -123,31 +120,16 @@ func conv3x3Int8(r Result, o Options) (Result, error) {
 	}
 	y := make([]uint8, s.N*s.H*s.W*s.OC)
 	ops := 2.0 * float64(s.N*s.H*s.W*s.OC*9*s.C)
-	rates := measure(func() { kernels.Int8Conv(s, x, 128, qw, ep, y, nil) }, o, ops/1e9)
 	r.Unit = "GOP/s"
-	r.Median, r.Min, r.Max = stats(rates)
-	return r, nil
+	err := measure(ctx, &r, func() { kernels.Int8Conv(s, x, 128, qw, ep, y, nil) }, o, ops/1e9)
+	return r, err
 }
 
 // peakInt8 is peak's int8 counterpart: independent register-only int8
 // multiply-adds on the active int8 path, every thread, in GOP/s.
-func peakInt8(r Result, o Options) (Result, error) {
+func peakInt8(ctx context.Context, r Result, o Options) (Result, error) {
 	if kernels.ActiveInt8() == kernels.Int8Generic {
 		return r, fmt.Errorf("bench: peak-int8 needs the assembly kernels (the int8 path is generic)")
 	}
-	p := runtime.GOMAXPROCS(0)
-	const iters = 1 << 22
-	perIter := kernels.PeakInt8(1)
-	rates := measure(func() {
-		done := make(chan float64, p)
-		for j := 0; j < p; j++ {
-			go func() { done <- kernels.PeakInt8(iters) }()
-		}
-		for j := 0; j < p; j++ {
-			<-done
-		}
-	}, o, float64(p)*perIter*iters/1e9)
-	r.Unit = "GOP/s"
-	r.Median, r.Min, r.Max = stats(rates)
-	return r, nil
+	return peakOf(ctx, r, o, kernels.PeakInt8, "GOP/s")
 }

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	ag "github.com/residual-nn/residual/autograd"
 	"slices"
 	"testing"
@@ -23,7 +24,7 @@ func TestInt8Benchmarks(t *testing.T) {
 	conv3x3Int8Shape.N, conv3x3Int8Shape.H, conv3x3Int8Shape.W = 1, 8, 8
 	int8Workloads = map[string]workload{"tiny-infer-int8": {"resnet20", 2, 16, false, ag.FP32}}
 	for _, n := range []string{"conv3x3-int8", "peak-int8", "tiny-infer-int8"} {
-		r, err := Run(n, Options{Runs: 1})
+		r, err := Run(context.Background(), n, Options{Runs: 1})
 		if n == "peak-int8" && kernels.ActiveInt8() == kernels.Int8Generic {
 			if err == nil {
 				t.Error("peak-int8 on the generic path did not say it cannot run")

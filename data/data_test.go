@@ -39,11 +39,11 @@ func TestMNISTReal(t *testing.T) {
 			t.Errorf("test label %d = %d, want %d", i, test.Labels[i], want)
 		}
 	}
-	mean, std, err := train.Stats()
+	mean, std, err := train.Stats(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := (&Dataset{H: 2, W: 2, Classes: []string{"a"}}).Stats(); err == nil || !strings.Contains(err.Error(), "2x2x0") {
+	if _, _, err := (&Dataset{H: 2, W: 2, Classes: []string{"a"}}).Stats(context.Background()); err == nil || !strings.Contains(err.Error(), "2x2x0") {
 		t.Errorf("Stats of a set of 0 channels: %v; want the size named", err)
 	}
 	// The usual MNIST normalisation constants: 0.1307 and 0.3081.
@@ -236,7 +236,7 @@ func TestFolder(t *testing.T) {
 	writePNG(t, filepath.Join(dir, "train", "dog", "b.png"), 5, 3, 20)
 	writePNG(t, filepath.Join(dir, "test", "cat", "c.png"), 4, 3, 30)
 	writePNG(t, filepath.Join(dir, "test", "dog", "d.png"), 4, 3, 40)
-	train, test, err := Open("folder,size=8:"+dir, 1)
+	train, test, err := Open(context.Background(), "folder,size=8:"+dir, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,13 +244,13 @@ func TestFolder(t *testing.T) {
 		t.Fatalf("folder: %+v", train)
 	}
 	os.WriteFile(filepath.Join(dir, "train", "dog", "broken.png"), []byte("not a png"), 0o644)
-	if _, _, err := Open("folder:"+dir, 1); err == nil || !strings.Contains(err.Error(), "broken.png") {
+	if _, _, err := Open(context.Background(), "folder:"+dir, 1); err == nil || !strings.Contains(err.Error(), "broken.png") {
 		t.Errorf("a corrupt image: %v", err)
 	}
-	if _, _, err := Open("imagenet", 3); err == nil {
+	if _, _, err := Open(context.Background(), "imagenet", 3); err == nil {
 		t.Error("unknown data set accepted")
 	}
-	if _, _, err := Open("fashion-mnist:"+t.TempDir(), 1); err == nil || !strings.Contains(err.Error(), "not found") {
+	if _, _, err := Open(context.Background(), "fashion-mnist:"+t.TempDir(), 1); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("missing Fashion-MNIST files: %v", err)
 	}
 }
@@ -422,18 +422,18 @@ func TestParallelPanic(t *testing.T) {
 // with 0, and refuse channels other than 0, 1 and 3.
 func TestOpenChannels(t *testing.T) {
 	for _, c := range []int{-1, 2, 4} {
-		if _, _, err := Open("mnist", c); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%d channels", c)) {
+		if _, _, err := Open(context.Background(), "mnist", c); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%d channels", c)) {
 			t.Errorf("mnist in %d channels: %v; want an error naming them", c, err)
 		}
 	}
-	grey, greyTest, err := Open("mnist", 0)
+	grey, greyTest, err := Open(context.Background(), "mnist", 0)
 	if err != nil || grey.C != 1 {
 		t.Fatalf("mnist as stored: %v", err)
 	}
-	if one, _, err := Open("mnist", 1); err != nil || one.C != 1 || !slices.Equal(one.Pixels, grey.Pixels) {
+	if one, _, err := Open(context.Background(), "mnist", 1); err != nil || one.C != 1 || !slices.Equal(one.Pixels, grey.Pixels) {
 		t.Errorf("mnist in 1 channel: %v", err)
 	}
-	rgb, rgbTest, err := Open("mnist", 3)
+	rgb, rgbTest, err := Open(context.Background(), "mnist", 3)
 	if err != nil || rgb.C != 3 || rgbTest.C != 3 || rgb.Len() != grey.Len() || rgbTest.Len() != greyTest.Len() {
 		t.Fatalf("mnist in 3 channels: %v", err)
 	}
@@ -449,7 +449,7 @@ func TestOpenChannels(t *testing.T) {
 		writeBytes(t, filepath.Join(dir, fmt.Sprintf("data_batch_%d.bin", i)), rec)
 	}
 	writeBytes(t, filepath.Join(dir, "test_batch.bin"), rec)
-	tr, te, err := Open("cifar10:"+dir, 1)
+	tr, te, err := Open(context.Background(), "cifar10:"+dir, 1)
 	if err != nil || tr.C != 1 || te.C != 1 || tr.Len() != 5 {
 		t.Fatalf("CIFAR-10 in 1 channel: %v", err)
 	}
@@ -457,7 +457,7 @@ func TestOpenChannels(t *testing.T) {
 	if tr.Pixels[0] != 124 || te.Pixels[1023] != 124 {
 		t.Errorf("grey CIFAR pixels %d, %d; want 124", tr.Pixels[0], te.Pixels[1023])
 	}
-	if tr, _, err := Open("cifar10:"+dir, 0); err != nil || tr.C != 3 {
+	if tr, _, err := Open(context.Background(), "cifar10:"+dir, 0); err != nil || tr.C != 3 {
 		t.Errorf("CIFAR-10 as stored: %v", err)
 	}
 }
@@ -471,11 +471,11 @@ func TestOpenCanvasSide(t *testing.T) {
 		t.Errorf("maxCanvasSide(10000) = %d", s)
 	}
 	for _, side := range []string{"464", "9999999"} {
-		if _, _, err := Open("mnist-canvas:"+side, 1); err == nil || !strings.Contains(err.Error(), "[40, 463]") {
+		if _, _, err := Open(context.Background(), "mnist-canvas:"+side, 1); err == nil || !strings.Contains(err.Error(), "[40, 463]") {
 			t.Errorf("mnist-canvas:%s: %v; want an error naming the bound", side, err)
 		}
 	}
-	if _, _, err := Open("mnist-canvas:39", 1); err == nil || !strings.Contains(err.Error(), "≥ 40") {
+	if _, _, err := Open(context.Background(), "mnist-canvas:39", 1); err == nil || !strings.Contains(err.Error(), "≥ 40") {
 		t.Errorf("mnist-canvas:39: %v", err)
 	}
 }

@@ -11,6 +11,7 @@
 package data
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -278,14 +279,18 @@ func (d *Dataset) EvalShorter() int {
 // Stats returns the per-channel mean and standard deviation of the pixels
 // scaled to [0, 1]; for a folder's files, of StatsSample images evenly
 // spaced through the set, after the evaluation transform (files that fail
-// to decode are left out). A set whose sizes Check refuses is an error.
-func (d *Dataset) Stats() (mean, std []float64, err error) {
+// to decode are left out). A set whose sizes Check refuses is an error;
+// decoding the sample stops, with ctx's cause, once ctx is done.
+func (d *Dataset) Stats(ctx context.Context) (mean, std []float64, err error) {
 	if err := d.checkSizes(); err != nil {
 		return nil, nil, err
 	}
 	pix := d.Pixels
 	if d.Files != nil {
-		pix = d.statsPixels()
+		pix = d.statsPixels(ctx)
+		if ctx.Err() != nil {
+			return nil, nil, context.Cause(ctx)
+		}
 	}
 	sum, sq := make([]float64, d.C), make([]float64, d.C)
 	for i, p := range pix {
@@ -303,11 +308,13 @@ func (d *Dataset) Stats() (mean, std []float64, err error) {
 }
 
 // statsPixels decodes the images Stats samples from a folder's files.
-func (d *Dataset) statsPixels() []uint8 {
+func (d *Dataset) statsPixels(ctx context.Context) []uint8 {
 	n := min(d.Len(), StatsSample)
 	imgs := make([][]uint8, n)
 	parallel(n, func(k int) {
-		imgs[k], _ = d.sample(k*d.Len()/n, false, nil)
+		if ctx.Err() == nil {
+			imgs[k], _ = d.sample(k*d.Len()/n, false, nil)
+		}
 	})
 	var pix []uint8
 	for _, p := range imgs {

@@ -4,6 +4,7 @@ package data
 
 import (
 	"bytes"
+	"context"
 	"image"
 	"image/color"
 	"image/png"
@@ -43,11 +44,11 @@ func TestSpecialFilesAreNotImages(t *testing.T) {
 				t.Errorf("%s: %v; want an error naming it as %s", c.path, err, c.says)
 			}
 		}
-		if _, err := FolderWith(dir, &ImageOptions{}, nil); err == nil || !strings.Contains(err.Error(), "x.png") {
+		if _, err := FolderWith(context.Background(), dir, &ImageOptions{}, nil); err == nil || !strings.Contains(err.Error(), "x.png") {
 			t.Errorf("a folder holding a FIFO: %v", err)
 		}
 		var log strings.Builder
-		if d, err := FolderWith(dir, &ImageOptions{SkipBadImages: true, Log: &log}, nil); err != nil || d.Len() != 1 || !strings.Contains(log.String(), "x.png") {
+		if d, err := FolderWith(context.Background(), dir, &ImageOptions{SkipBadImages: true, Log: &log}, nil); err != nil || d.Len() != 1 || !strings.Contains(log.String(), "x.png") {
 			t.Errorf("the FIFO skipped: %v, %v images, log %q", err, d, log.String())
 		}
 	}()
@@ -87,7 +88,7 @@ func TestFIFOsInDataFolders(t *testing.T) {
 		if _, _, err := IDXDir(idx, nil); err == nil {
 			t.Error("IDXDir with a FIFO for its images: no error")
 		}
-		if _, err := SegFolder(seg, 1, Ignore{}); err == nil || !strings.Contains(err.Error(), "classes.txt is not a regular file") {
+		if _, err := SegFolder(context.Background(), seg, 1, Ignore{}); err == nil || !strings.Contains(err.Error(), "classes.txt is not a regular file") {
 			t.Errorf("SegFolder with a FIFO for classes.txt: %v", err)
 		}
 	}()
@@ -101,7 +102,7 @@ func TestFIFOsInDataFolders(t *testing.T) {
 		if err := os.Symlink(target, classes); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := SegFolder(seg, 1, Ignore{}); err == nil || !strings.Contains(err.Error(), "classes.txt is not a regular file") {
+		if _, err := SegFolder(context.Background(), seg, 1, Ignore{}); err == nil || !strings.Contains(err.Error(), "classes.txt is not a regular file") {
 			t.Errorf("SegFolder with classes.txt → %s: %v", target, err)
 		}
 	}

@@ -1,6 +1,7 @@
 package data
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -88,9 +89,9 @@ func (o *ImageOptions) defaults() error {
 // below, as torchvision's ImageFolder does), as square samples of
 // DefaultImageSize in the given channels.
 // Only the headers are read now; the loader decodes the images batch by
-// batch.
-func Folder(dir string, channels int) (*Dataset, error) {
-	return FolderWith(dir, &ImageOptions{Channels: channels}, nil)
+// batch. The scan stops, with ctx's cause, once ctx is done.
+func Folder(ctx context.Context, dir string, channels int) (*Dataset, error) {
+	return FolderWith(ctx, dir, &ImageOptions{Channels: channels}, nil)
 }
 
 // FolderWith is Folder with options (nil: the zero ImageOptions, the
@@ -99,7 +100,7 @@ func Folder(dir string, channels int) (*Dataset, error) {
 // classes given, the sub-folders must be among them and take their labels
 // (a test folder may lack some of the training classes, or hold none of
 // a class's images).
-func FolderWith(dir string, o *ImageOptions, classes []string) (*Dataset, error) {
+func FolderWith(ctx context.Context, dir string, o *ImageOptions, classes []string) (*Dataset, error) {
 	if o == nil {
 		o = &ImageOptions{}
 	}
@@ -121,11 +122,17 @@ func FolderWith(dir string, o *ImageOptions, classes []string) (*Dataset, error)
 		if label < 0 {
 			return nil, fmt.Errorf("data: %s: class %q is not one of the training classes %v", dir, class, classes)
 		}
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
 		files, err := imageFilesBelow(filepath.Join(dir, class))
 		if err != nil {
 			return nil, err
 		}
-		for _, f := range files {
+		for i, f := range files {
+			if i%64 == 63 && ctx.Err() != nil {
+				return nil, context.Cause(ctx)
+			}
 			if err := checkFolderImage(f, o.ImageSize); err != nil {
 				if o.SkipBadImages {
 					o.warn(err)
@@ -246,8 +253,9 @@ func imageFilesBelow(dir string) ([]string, error) {
 // seeded with the FNV-1a hash of the class name, so that the split is the
 // same on every run, whatever the training seed. A train/ without test/ or
 // val/ is split the same way. Nil options are the zero ImageOptions (the
-// defaults: RGB samples of DefaultImageSize).
-func OpenFolder(dir string, o *ImageOptions) (train, test *Dataset, err error) {
+// defaults: RGB samples of DefaultImageSize). The scan stops, with ctx's
+// cause, once ctx is done.
+func OpenFolder(ctx context.Context, dir string, o *ImageOptions) (train, test *Dataset, err error) {
 	if o == nil {
 		o = &ImageOptions{}
 	}
@@ -257,7 +265,7 @@ func OpenFolder(dir string, o *ImageOptions) (train, test *Dataset, err error) {
 				return nil, nil, fmt.Errorf("data: folder,all reads DIR/CLASS/…, and %s has %s/: name the folder of classes to read (folder,all:%s)", dir, name, filepath.Join(dir, name))
 			}
 		}
-		all, err := FolderWith(dir, o, nil)
+		all, err := FolderWith(ctx, dir, o, nil)
 		return all, all, err
 	}
 	trainDir := filepath.Join(dir, "train")
@@ -274,7 +282,7 @@ func OpenFolder(dir string, o *ImageOptions) (train, test *Dataset, err error) {
 		}
 		trainDir = dir
 	}
-	if train, err = FolderWith(trainDir, o, nil); err != nil {
+	if train, err = FolderWith(ctx, trainDir, o, nil); err != nil {
 		return nil, nil, err
 	}
 	if testDir == "" {
@@ -284,7 +292,7 @@ func OpenFolder(dir string, o *ImageOptions) (train, test *Dataset, err error) {
 		}
 		return train, test, nil
 	}
-	if test, err = FolderWith(testDir, o, train.Classes); err != nil {
+	if test, err = FolderWith(ctx, testDir, o, train.Classes); err != nil {
 		return nil, nil, err
 	}
 	return train, test, nil

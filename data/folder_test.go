@@ -3,6 +3,7 @@ package data
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"github.com/residual-nn/residual/data/transform"
 	"image"
@@ -151,7 +152,7 @@ func TestFolderFormats(t *testing.T) {
 	writeImage(t, filepath.Join(dir, "val", "ant", "v.png"), flat("gray", 3, 3, color.NRGBA{9, 9, 9, 255}))
 
 	const size = 16
-	train, test, err := Open(fmt.Sprintf("folder,size=%d:%s", size, dir), 3)
+	train, test, err := Open(context.Background(), fmt.Sprintf("folder,size=%d:%s", size, dir), 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +200,7 @@ func TestFolderFormats(t *testing.T) {
 		}
 	}
 	// Grey: the same files as one channel.
-	grey, _, err := Open(fmt.Sprintf("folder,size=%d:%s", size, dir), 1)
+	grey, _, err := Open(context.Background(), fmt.Sprintf("folder,size=%d:%s", size, dir), 1)
 	if err != nil || grey.C != 1 {
 		t.Fatalf("grey: %v", err)
 	}
@@ -219,7 +220,7 @@ func TestFolderLayouts(t *testing.T) {
 		}
 	}
 	writeImage(t, filepath.Join(dir, "ant", "deeper", "x.png"), flat("gray", 4, 4, color.NRGBA{}))
-	train, test, err := Open("folder:"+dir, 0)
+	train, test, err := Open(context.Background(), "folder:"+dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,19 +243,19 @@ func TestFolderLayouts(t *testing.T) {
 			t.Errorf("%s is in both sets", f)
 		}
 	}
-	train2, test2, err := Open("folder:"+dir, 3)
+	train2, test2, err := Open(context.Background(), "folder:"+dir, 3)
 	if err != nil || !slices.Equal(test2.Files, test.Files) || !slices.Equal(train2.Files, train.Files) {
 		t.Errorf("a second open split differently: %v", err)
 	}
 	// all: every image is the test set, and the same set the training one.
-	train3, test3, err := Open("folder,all:"+dir, 3)
+	train3, test3, err := Open(context.Background(), "folder,all:"+dir, 3)
 	if err != nil || train3 != test3 || count(test3) != [3]int{12, 12, 10} {
 		t.Errorf("folder,all: %v (train and test the same: %v)", err, train3 == test3)
 	}
 	one := t.TempDir()
 	writeImage(t, filepath.Join(one, "a", "1.png"), flat("gray", 4, 4, color.NRGBA{}))
 	writeImage(t, filepath.Join(one, "b", "1.png"), flat("gray", 4, 4, color.NRGBA{}))
-	if _, _, err := Open("folder:"+one, 3); err == nil || !strings.Contains(err.Error(), "two images") {
+	if _, _, err := Open(context.Background(), "folder:"+one, 3); err == nil || !strings.Contains(err.Error(), "two images") {
 		t.Errorf("a split with nothing to hold out: %v", err)
 	}
 	// A class folder that is a link to a folder is read through it, as
@@ -267,7 +268,7 @@ func TestFolderLayouts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	train4, test4, err := Open("folder,all:"+linked, 3)
+	train4, test4, err := Open(context.Background(), "folder,all:"+linked, 3)
 	if err != nil || train4 != test4 || count(test4) != [3]int{12, 10, 0} || !strings.HasPrefix(test4.Files[0], filepath.Join(linked, "ant")+string(filepath.Separator)) {
 		t.Errorf("class folders that are links: %v", err)
 	}
@@ -277,25 +278,25 @@ func TestFolderLayouts(t *testing.T) {
 	writeImage(t, filepath.Join(lay, "train", "b", "1.png"), flat("gray", 4, 4, color.NRGBA{}))
 	writeImage(t, filepath.Join(lay, "train", "c", "1.png"), flat("gray", 4, 4, color.NRGBA{}))
 	writeImage(t, filepath.Join(lay, "test", "c", "1.png"), flat("gray", 4, 4, color.NRGBA{}))
-	_, test, err = Open("folder:"+lay, 3)
+	_, test, err = Open(context.Background(), "folder:"+lay, 3)
 	if err != nil || test.Len() != 1 || test.Labels[0] != 1 || len(test.Classes) != 2 {
 		t.Errorf("test with a subset of the classes: %v", err)
 	}
 	writeImage(t, filepath.Join(lay, "test", "d", "1.png"), flat("gray", 4, 4, color.NRGBA{}))
-	if _, _, err := Open("folder:"+lay, 3); err == nil || !strings.Contains(err.Error(), `"d"`) {
+	if _, _, err := Open(context.Background(), "folder:"+lay, 3); err == nil || !strings.Contains(err.Error(), `"d"`) {
 		t.Errorf("a class only in test/: %v", err)
 	}
 	// all on a split folder names the folder of classes to read; a lone
 	// test/ is read that way, as the message for folder:DIR says.
-	if _, _, err := Open("folder,all:"+lay, 3); err == nil || !strings.Contains(err.Error(), "folder,all:"+filepath.Join(lay, "train")) {
+	if _, _, err := Open(context.Background(), "folder,all:"+lay, 3); err == nil || !strings.Contains(err.Error(), "folder,all:"+filepath.Join(lay, "train")) {
 		t.Errorf("folder,all of a split folder: %v", err)
 	}
 	lone := t.TempDir()
 	writeImage(t, filepath.Join(lone, "test", "c", "1.png"), flat("gray", 4, 4, color.NRGBA{}))
-	if _, _, err := Open("folder:"+lone, 3); err == nil || !strings.Contains(err.Error(), "folder,all:"+filepath.Join(lone, "test")) {
+	if _, _, err := Open(context.Background(), "folder:"+lone, 3); err == nil || !strings.Contains(err.Error(), "folder,all:"+filepath.Join(lone, "test")) {
 		t.Errorf("a lone test/: %v", err)
 	}
-	if _, test, err := Open("folder,all:"+filepath.Join(lone, "test"), 3); err != nil || test.Len() != 1 {
+	if _, test, err := Open(context.Background(), "folder,all:"+filepath.Join(lone, "test"), 3); err != nil || test.Len() != 1 {
 		t.Errorf("folder,all of a lone test/: %v", err)
 	}
 	for spec, want := range map[string]string{
@@ -305,7 +306,7 @@ func TestFolderLayouts(t *testing.T) {
 		"mnist,size=3":            "takes no options",
 		"folder:" + t.TempDir():   "no class sub-folders",
 	} {
-		if _, _, err := Open(spec, 3); err == nil || !strings.Contains(err.Error(), want) {
+		if _, _, err := Open(context.Background(), spec, 3); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", spec, err, want)
 		}
 	}
@@ -343,10 +344,10 @@ func TestFolderBadFiles(t *testing.T) {
 	png.Encode(&buf, image.NewGray(image.Rect(0, 0, 64, 64)))
 	truncated := buf.Bytes()[:buf.Len()-30] // the header intact, the pixel data cut
 	writeBytes(t, filepath.Join(dir, "a", "3t.png"), truncated)
-	if _, _, err := Open("folder,size=8:"+dir, 1); err != nil {
+	if _, _, err := Open(context.Background(), "folder,size=8:"+dir, 1); err != nil {
 		t.Fatalf("the truncated file's header is good: %v", err)
 	}
-	train, err := FolderWith(dir, &ImageOptions{Channels: 1, ImageSize: 8}, nil)
+	train, err := FolderWith(context.Background(), dir, &ImageOptions{Channels: 1, ImageSize: 8}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,7 +360,7 @@ func TestFolderBadFiles(t *testing.T) {
 		t.Errorf("a truncated file in the epoch: %d batches before it, error %v", n, err)
 	}
 	var log strings.Builder
-	skip, err := FolderWith(dir, &ImageOptions{Channels: 1, ImageSize: 8, SkipBadImages: true, Log: &log}, nil)
+	skip, err := FolderWith(context.Background(), dir, &ImageOptions{Channels: 1, ImageSize: 8, SkipBadImages: true, Log: &log}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,11 +378,11 @@ func TestFolderBadFiles(t *testing.T) {
 		bad := t.TempDir()
 		writeImage(t, filepath.Join(bad, "a", "ok.png"), flat("gray", 4, 4, color.NRGBA{}))
 		writeBytes(t, filepath.Join(bad, "a", name), b)
-		if _, err := FolderWith(bad, &ImageOptions{}, nil); err == nil || !strings.Contains(err.Error(), name) {
+		if _, err := FolderWith(context.Background(), bad, &ImageOptions{}, nil); err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s: %v", name, err)
 		}
 		log.Reset()
-		d, err := FolderWith(bad, &ImageOptions{SkipBadImages: true, Log: &log}, nil)
+		d, err := FolderWith(context.Background(), bad, &ImageOptions{SkipBadImages: true, Log: &log}, nil)
 		if err != nil || d.Len() != 1 || !strings.Contains(log.String(), name) {
 			t.Errorf("%s skipped: %v, %d images, log %q", name, err, d.Len(), log.String())
 		}
@@ -396,15 +397,15 @@ func TestFolderEmptyClass(t *testing.T) {
 	dir := t.TempDir()
 	writeImage(t, filepath.Join(dir, "a", "0.png"), flat("gray", 4, 4, color.NRGBA{}))
 	writeBytes(t, filepath.Join(dir, "b", "notes.txt"), []byte("no images here"))
-	if _, err := FolderWith(dir, &ImageOptions{}, nil); err == nil || !strings.Contains(err.Error(), `"b"`) {
+	if _, err := FolderWith(context.Background(), dir, &ImageOptions{}, nil); err == nil || !strings.Contains(err.Error(), `"b"`) {
 		t.Errorf("a class folder without images: %v; want an error naming it", err)
 	}
-	if d, err := FolderWith(dir, &ImageOptions{}, []string{"a", "b"}); err != nil || d.Len() != 1 {
+	if d, err := FolderWith(context.Background(), dir, &ImageOptions{}, []string{"a", "b"}); err != nil || d.Len() != 1 {
 		t.Errorf("a test folder lacking a class's images: %v", err)
 	}
 	writeBytes(t, filepath.Join(dir, "b", "bad.png"), []byte("not a png"))
 	var log strings.Builder
-	if _, err := FolderWith(dir, &ImageOptions{SkipBadImages: true, Log: &log}, nil); err == nil || !strings.Contains(err.Error(), `"b"`) {
+	if _, err := FolderWith(context.Background(), dir, &ImageOptions{SkipBadImages: true, Log: &log}, nil); err == nil || !strings.Contains(err.Error(), `"b"`) {
 		t.Errorf("a class folder whose only image is skipped as bad: %v; want an error naming it", err)
 	}
 }
@@ -422,7 +423,7 @@ func TestFolderLazy(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	d, err := FolderWith(dir, &ImageOptions{ImageSize: 32}, nil)
+	d, err := FolderWith(context.Background(), dir, &ImageOptions{ImageSize: 32}, nil)
 	runtime.ReadMemStats(&after)
 	if err != nil {
 		t.Fatal(err)
@@ -433,7 +434,7 @@ func TestFolderLazy(t *testing.T) {
 	if d.Len() != 24 || d.Pixels != nil {
 		t.Errorf("%d images, %d pixel bytes held", d.Len(), len(d.Pixels))
 	}
-	mean, _, err := d.Stats()
+	mean, _, err := d.Stats(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,7 +457,7 @@ func TestFolderLoaderDeterministic(t *testing.T) {
 		}
 		writeImage(t, filepath.Join(dir, []string{"p", "q"}[i%2], fmt.Sprintf("%d.png", i)), img)
 	}
-	d, err := FolderWith(dir, &ImageOptions{ImageSize: 12}, nil)
+	d, err := FolderWith(context.Background(), dir, &ImageOptions{ImageSize: 12}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -505,7 +506,7 @@ func ExampleOpenFolder() {
 		b, _ := os.ReadFile(filepath.Join("..", "testdata", "pil", "resize", name+".png"))
 		os.WriteFile(filepath.Join(dir, "train", class, name+".png"), b, 0o644)
 	}
-	train, test, err := OpenFolder(dir, &ImageOptions{ImageSize: 64, Log: io.Discard})
+	train, test, err := OpenFolder(context.Background(), dir, &ImageOptions{ImageSize: 64, Log: io.Discard})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -548,14 +549,14 @@ func TestOpenFolderNilOptions(t *testing.T) {
 	for i := range 4 {
 		writeImage(t, filepath.Join(dir, []string{"a", "b"}[i%2], fmt.Sprintf("%d.png", i)), flat("gray", 6, 6, color.NRGBA{}))
 	}
-	train, test, err := OpenFolder(dir, nil)
+	train, test, err := OpenFolder(context.Background(), dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if train.C != 3 || train.H != DefaultImageSize || test.Len() != 2 || train.Images == nil || train.Images != test.Images {
 		t.Errorf("nil options: %dx%dx%d, %d test images, options %+v", train.H, train.W, train.C, test.Len(), train.Images)
 	}
-	if d, err := FolderWith(dir, nil, nil); err != nil || d.C != 3 {
+	if d, err := FolderWith(context.Background(), dir, nil, nil); err != nil || d.C != 3 {
 		t.Errorf("FolderWith nil options: %v", err)
 	}
 }
@@ -571,15 +572,15 @@ func TestFolderRefusesImagesNoPassCanRead(t *testing.T) {
 		writeImage(t, filepath.Join(dir, "a", fmt.Sprintf("%d.png", i)), flat("gray", 20, 20, color.NRGBA{uint8(i), 0, 0, 255}))
 	}
 	writeImage(t, filepath.Join(dir, "a", "thin.png"), flat("gray", 60000, 1, color.NRGBA{}))
-	_, err := FolderWith(dir, &ImageOptions{Channels: 1, ImageSize: 28}, nil)
+	_, err := FolderWith(context.Background(), dir, &ImageOptions{Channels: 1, ImageSize: 28}, nil)
 	if err == nil || !strings.Contains(err.Error(), "thin.png: 60000×1 resized for evaluation") || !strings.Contains(err.Error(), "limits.ImageSide") {
 		t.Errorf("a 60000×1 image at size 28: %v", err)
 	}
 	var log strings.Builder
-	if d, err := FolderWith(dir, &ImageOptions{Channels: 1, ImageSize: 28, SkipBadImages: true, Log: &log}, nil); err != nil || d.Len() != 3 || !strings.Contains(log.String(), "thin.png") {
+	if d, err := FolderWith(context.Background(), dir, &ImageOptions{Channels: 1, ImageSize: 28, SkipBadImages: true, Log: &log}, nil); err != nil || d.Len() != 3 || !strings.Contains(log.String(), "thin.png") {
 		t.Errorf("skipped: %v, %v, log %q", err, d, log.String())
 	}
-	if d, err := FolderWith(dir, &ImageOptions{Channels: 1, ImageSize: 1}, nil); err != nil || d.Len() != 4 {
+	if d, err := FolderWith(context.Background(), dir, &ImageOptions{Channels: 1, ImageSize: 1}, nil); err != nil || d.Len() != 4 {
 		t.Errorf("at size 1 (shorter side 1: 1×60000 fits): %v, %v", err, d)
 	}
 }
@@ -595,7 +596,7 @@ func TestFolderOrderIsImageFolders(t *testing.T) {
 	for _, f := range []string{"c/a/b/x.png", "c/z.png", "c/a-b/y.png", "c/a/w.png", "c/a/b/v.png"} {
 		writeImage(t, filepath.Join(dir, f), img)
 	}
-	d, err := Folder(dir, 1)
+	d, err := Folder(context.Background(), dir, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -608,5 +609,62 @@ func TestFolderOrderIsImageFolders(t *testing.T) {
 	want := []string{"c/z.png", "c/a/w.png", "c/a-b/y.png", "c/a/b/v.png", "c/a/b/x.png"}
 	if !slices.Equal(got, want) {
 		t.Errorf("files %v, ImageFolder's %v", got, want)
+	}
+}
+
+// cancelAfter is a context whose Err is nil for its first n calls and
+// context.Canceled from then on: a cancellation that arrives in the middle
+// of a scan.
+type cancelAfter struct {
+	context.Context
+	n int
+}
+
+func (c *cancelAfter) Err() error {
+	if c.n--; c.n < 0 {
+		return context.Canceled
+	}
+	return nil
+}
+
+// TestReadingStopsWhenCancelled: a folder's scan, its statistics and a
+// segmentation folder's reading stop once the context is done, with its
+// cause (a first Ctrl-C during the scan of a large folder did nothing: the
+// command only stopped at a second), and the scan notices in the middle of
+// a class folder, not only between classes.
+func TestReadingStopsWhenCancelled(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 130 { // one class: nothing between classes to notice the cancellation
+		writeImage(t, filepath.Join(dir, "x", fmt.Sprintf("%03d.png", i)), flat("gray", 4, 4, color.NRGBA{uint8(i), 0, 0, 255}))
+	}
+	cause := errors.New("stopped by a test")
+	done, cancel := context.WithCancelCause(context.Background())
+	cancel(cause)
+	if _, err := FolderWith(done, dir, &ImageOptions{ImageSize: 4}, nil); err != cause {
+		t.Errorf("FolderWith, cancelled: %v; want the cause", err)
+	}
+	if _, _, err := Open(done, "folder,size=4:"+dir, 1); err != cause {
+		t.Errorf("Open, cancelled: %v; want the cause", err)
+	}
+	// Cancelled after the first check (before the class "x"): the scan
+	// stops inside x's 130 files.
+	if _, err := FolderWith(&cancelAfter{context.Background(), 1}, dir, &ImageOptions{ImageSize: 4}, nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("FolderWith, cancelled in a class folder: %v; want context.Canceled", err)
+	}
+	d, err := FolderWith(context.Background(), dir, &ImageOptions{ImageSize: 4}, nil)
+	if err != nil || d.Len() != 130 {
+		t.Fatalf("FolderWith: %v", err)
+	}
+	if _, _, err := d.Stats(done); err != cause {
+		t.Errorf("Stats, cancelled: %v; want the cause", err)
+	}
+	seg := t.TempDir()
+	writeImage(t, filepath.Join(seg, "images", "a.png"), flat("gray", 4, 4, color.NRGBA{1, 0, 0, 255}))
+	writeImage(t, filepath.Join(seg, "masks", "a.png"), flat("gray", 4, 4, color.NRGBA{1, 0, 0, 255}))
+	if _, err := SegFolder(done, seg, 1, Ignore{}); err != cause {
+		t.Errorf("SegFolder, cancelled: %v; want the cause", err)
+	}
+	if _, err := SegFolder(context.Background(), seg, 1, Ignore{}); err != nil {
+		t.Errorf("SegFolder: %v", err)
 	}
 }

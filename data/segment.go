@@ -1,6 +1,7 @@
 package data
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"github.com/residual-nn/residual/data/transform"
@@ -384,8 +385,9 @@ func dt1(f, d []float64) {
 // then an error, unless ignored: VOC's void far more often than a 256th
 // class). The mask
 // value ignore names, if set, is no class: its pixels count in no loss
-// and no metric (Dataset.Ignore).
-func SegFolder(dir string, channels int, ignore Ignore) (*Dataset, error) {
+// and no metric (Dataset.Ignore). It stops, with ctx's cause, once ctx is
+// done.
+func SegFolder(ctx context.Context, dir string, channels int, ignore Ignore) (*Dataset, error) {
 	if channels != 1 && channels != 3 {
 		return nil, fmt.Errorf("data: images need 1 or 3 channels, not %d", channels)
 	}
@@ -400,6 +402,9 @@ func SegFolder(dir string, channels int, ignore Ignore) (*Dataset, error) {
 	top := 0
 	var maskPaths []string
 	for _, name := range names {
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
 		if err := d.appendImage(filepath.Join(dir, "images", name)); err != nil {
 			return nil, err
 		}

@@ -140,7 +140,7 @@ func TestSegFolder(t *testing.T) {
 		writeImagePNG(t, filepath.Join(dir, "images", name+".png"), img)
 		writeImagePNG(t, filepath.Join(dir, "masks", name+".png"), mask)
 	}
-	d, err := SegFolder(dir, 3, Ignore{})
+	d, err := SegFolder(context.Background(), dir, 3, Ignore{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func TestSegFolder(t *testing.T) {
 	pal := image.NewPaletted(image.Rect(0, 0, 6, 4), color.Palette{color.Black, color.White, color.Gray{128}})
 	pal.Pix[0] = 2
 	writeImagePNG(t, filepath.Join(dir, "masks", "c.png"), pal)
-	if d, err = SegFolder(dir, 1, Ignore{}); err != nil || d.Mask(2)[0] != 2 {
+	if d, err = SegFolder(context.Background(), dir, 1, Ignore{}); err != nil || d.Mask(2)[0] != 2 {
 		t.Fatalf("paletted mask: %v", err)
 	}
 	// 1-, 2- and 4-bit grey masks hold their stored values as indices
@@ -164,7 +164,7 @@ func TestSegFolder(t *testing.T) {
 		}
 		vals[5] = uint8(1<<depth - 1)
 		greyPNG(t, filepath.Join(dir, "masks", "c.png"), 6, 4, depth, vals)
-		d, err := SegFolder(dir, 1, Ignore{})
+		d, err := SegFolder(context.Background(), dir, 1, Ignore{})
 		if err != nil || !slices.Equal(d.Mask(2), vals) || len(d.Classes) != max(3, 1<<depth) {
 			t.Errorf("a %d-bit grey mask: %v; read %v, want %v", depth, err, d.Mask(2), vals)
 		}
@@ -196,7 +196,7 @@ func TestSegFolder(t *testing.T) {
 	}
 	for _, b := range bad {
 		b.setup()
-		if _, err := SegFolder(dir, 3, Ignore{}); err == nil || !strings.Contains(err.Error(), b.want) {
+		if _, err := SegFolder(context.Background(), dir, 3, Ignore{}); err == nil || !strings.Contains(err.Error(), b.want) {
 			t.Errorf("error %v, want one containing %q", err, b.want)
 		}
 	}
@@ -361,17 +361,17 @@ func TestSegFolderSpec(t *testing.T) {
 	}
 	write("train", "a", 6, 4, 2)
 	write("test", "b", 6, 4, 1)
-	train, test, err := Open("segfolder:"+dir, 3)
+	train, test, err := Open(context.Background(), "segfolder:"+dir, 3)
 	if err != nil || train.Len() != 1 || test.Len() != 1 || len(test.Classes) != 3 {
 		t.Fatalf("segfolder: %v", err)
 	}
 	write("test", "c", 6, 4, 4)
-	if _, _, err := Open("segfolder:"+dir, 3); err == nil || !strings.Contains(err.Error(), "mask "+filepath.Join(dir, "test", "masks", "c.png")+": value 4 at pixel (5, 3) is not one of the training set's 3 classes") {
+	if _, _, err := Open(context.Background(), "segfolder:"+dir, 3); err == nil || !strings.Contains(err.Error(), "mask "+filepath.Join(dir, "test", "masks", "c.png")+": value 4 at pixel (5, 3) is not one of the training set's 3 classes") {
 		t.Errorf("a test mask beyond the training classes: %v", err)
 	}
 	os.RemoveAll(filepath.Join(dir, "test"))
 	write("test", "b", 8, 4, 1)
-	if _, _, err := Open("segfolder:"+dir, 3); err == nil || !strings.Contains(err.Error(), "the test images are 8x4, the training images 6x4") {
+	if _, _, err := Open(context.Background(), "segfolder:"+dir, 3); err == nil || !strings.Contains(err.Error(), "the test images are 8x4, the training images 6x4") {
 		t.Errorf("test images of another size: %v", err)
 	}
 }
@@ -406,7 +406,7 @@ func TestSegFolderIgnore(t *testing.T) {
 	// Without the option and without classes.txt, a 255 is refused, with
 	// the ways out (it made 256 classes, most of them empty); with a
 	// classes.txt of 256 names it is a class.
-	if _, _, err := Open("segfolder:"+dir, 1); err == nil || !strings.Contains(err.Error(), "read the folder as segfolder,ignore=255:DIR") {
+	if _, _, err := Open(context.Background(), "segfolder:"+dir, 1); err == nil || !strings.Contains(err.Error(), "read the folder as segfolder,ignore=255:DIR") {
 		t.Errorf("255 without the option: %v", err)
 	}
 	names := make([]string, 256)
@@ -418,13 +418,13 @@ func TestSegFolderIgnore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if tr, _, err := Open("segfolder:"+dir, 1); err != nil || len(tr.Classes) != 256 {
+	if tr, _, err := Open(context.Background(), "segfolder:"+dir, 1); err != nil || len(tr.Classes) != 256 {
 		t.Errorf("256 named classes: %v", err)
 	}
 	for _, split := range []string{"train", "test"} {
 		os.Remove(filepath.Join(dir, split, "classes.txt"))
 	}
-	train, test, err := Open("segfolder,ignore=255:"+dir, 1)
+	train, test, err := Open(context.Background(), "segfolder,ignore=255:"+dir, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -488,7 +488,7 @@ func TestSegFolderIgnore(t *testing.T) {
 	for _, name := range []string{"a", "b"} {
 		writeImagePNG(t, filepath.Join(dir, "test", "masks", name+".png"), all)
 	}
-	if _, _, err := Open("segfolder,ignore=255:"+dir, 1); err == nil || !strings.Contains(err.Error(), "every mask pixel has the ignored value 255") {
+	if _, _, err := Open(context.Background(), "segfolder,ignore=255:"+dir, 1); err == nil || !strings.Contains(err.Error(), "every mask pixel has the ignored value 255") {
 		t.Errorf("a test set of ignored pixels: %v", err)
 	}
 	for opt, says := range map[string]string{
@@ -499,7 +499,7 @@ func TestSegFolderIgnore(t *testing.T) {
 		"ignore=255,ignore=254": `"ignore=254": one ignored value only (ignore=255 given before)`,
 		"void=255":              `unknown segfolder option "void=255"`,
 	} {
-		if _, _, err := Open("segfolder,"+opt+":"+dir, 1); err == nil || !strings.Contains(err.Error(), says) {
+		if _, _, err := Open(context.Background(), "segfolder,"+opt+":"+dir, 1); err == nil || !strings.Contains(err.Error(), says) {
 			t.Errorf("%s: %v; want an error saying %q", opt, err, says)
 		}
 	}

@@ -1,6 +1,7 @@
 package data
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -58,11 +59,13 @@ func maxCanvasSide(n int) int {
 // PIL's Image.convert("L") and convert("RGB") do when they are stored
 // otherwise (grey replicated, or the luma of RGB); or 0, as stored — for
 // folder and segfolder, whose files may mix both, RGB.
-func Open(spec string, channels int) (train, test *Dataset, err error) {
+//
+// Reading a folder stops, with ctx's cause, once ctx is done.
+func Open(ctx context.Context, spec string, channels int) (train, test *Dataset, err error) {
 	if channels != 0 && channels != 1 && channels != 3 {
 		return nil, nil, fmt.Errorf("data: %s: images of %d channels (want 1 grey, 3 RGB, or 0 as stored)", spec, channels)
 	}
-	train, test, err = open(spec, channels)
+	train, test, err = open(ctx, spec, channels)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -79,7 +82,7 @@ func Open(spec string, channels int) (train, test *Dataset, err error) {
 }
 
 // open is Open, the in-memory sets in their stored channels.
-func open(spec string, channels int) (train, test *Dataset, err error) {
+func open(ctx context.Context, spec string, channels int) (train, test *Dataset, err error) {
 	kindOpts, dir, _ := strings.Cut(spec, ":")
 	kind, _, _ := strings.Cut(kindOpts, ",")
 	if kind != "folder" && kind != "segfolder" && kind != kindOpts {
@@ -119,10 +122,10 @@ func open(spec string, channels int) (train, test *Dataset, err error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		if train, err = SegFolder(dir+"/train", channels, ignore); err != nil {
+		if train, err = SegFolder(ctx, dir+"/train", channels, ignore); err != nil {
 			return nil, nil, err
 		}
-		if test, err = SegFolder(dir+"/test", channels, ignore); err != nil {
+		if test, err = SegFolder(ctx, dir+"/test", channels, ignore); err != nil {
 			return nil, nil, err
 		}
 		if train.H != test.H || train.W != test.W {
@@ -156,7 +159,7 @@ func open(spec string, channels int) (train, test *Dataset, err error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		return OpenFolder(dir, o)
+		return OpenFolder(ctx, dir, o)
 	}
 	return nil, nil, fmt.Errorf("data: unknown data set %q (mnist, fashion-mnist[:DIR], idx:DIR, cifar10:DIR, cifar100:DIR, folder:DIR, mnist-canvas[:SIDE], fashion-canvas[:SIDE], segfolder[,ignore=V]:DIR)", spec)
 }

@@ -143,7 +143,7 @@ func Ensemble(ctx context.Context, c EnsembleConfig, out string) (*EnsembleResul
 	if err != nil {
 		return nil, err
 	}
-	trainSet, test, err := data.Open(c.Budget.Data, rc.Preprocess.Channels)
+	trainSet, test, err := data.Open(ctx, c.Budget.Data, rc.Preprocess.Channels)
 	if err != nil {
 		return nil, fmt.Errorf("experiments: ensemble: %w", err)
 	}

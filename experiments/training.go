@@ -145,7 +145,7 @@ func trainError(ctx context.Context, path, spec string, limit int) (float64, err
 	if err != nil {
 		return 0, fmt.Errorf("experiments: %w", err)
 	}
-	tr, _, err := data.Open(spec, ck.Preprocess.Channels)
+	tr, _, err := data.Open(ctx, spec, ck.Preprocess.Channels)
 	if err != nil {
 		return 0, fmt.Errorf("experiments: %w", err)
 	}

@@ -127,7 +127,7 @@ func SegmentUNet(ctx context.Context, c UNetConfig, out string) ([]UNetRow, erro
 		return nil, fmt.Errorf("experiments: segment-unet: the padded U-Net of depth %d needs a side that is a multiple of %d, got %d", c.Depth, 1<<c.Depth, c.Side)
 	}
 	margin := (in - c.Side) / 2
-	srcTrain, srcTest, err := data.Open(c.Source, 1)
+	srcTrain, srcTest, err := data.Open(ctx, c.Source, 1)
 	if err != nil {
 		return nil, fmt.Errorf("experiments: segment-unet: %w", err)
 	}

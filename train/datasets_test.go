@@ -75,7 +75,7 @@ func TestInMemoryDataSetsChecked(t *testing.T) {
 	} {
 		cfg := tiny(t.TempDir())
 		cfg.TrainSet, cfg.TestSet, cfg.Data, cfg.ValSplit, cfg.Limit = tc.train, tc.test, "in memory", 0, 0
-		if _, err := Prepare(cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := Prepare(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("want an error with %q, got %v", tc.want, err)
 		}
 	}

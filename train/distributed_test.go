@@ -46,7 +46,7 @@ func runRanks(t *testing.T, ctx context.Context, cfg Config, size int, configure
 			configure(r, &c)
 		}
 		wg.Go(func() {
-			tr, err := Prepare(c)
+			tr, err := Prepare(context.Background(), c)
 			if err != nil {
 				out[r].err = err
 				return
@@ -240,7 +240,7 @@ func TestDataParallelBF16Compression(t *testing.T) {
 	}
 	bad := ddpTiny(t.TempDir(), 64)
 	bad.GradCompression = "fp16"
-	if _, err := Prepare(bad); err == nil || !strings.Contains(err.Error(), "fp16") {
+	if _, err := Prepare(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "fp16") {
 		t.Errorf("GradCompression fp16: %v, want an error naming it", err)
 	}
 }
@@ -351,7 +351,7 @@ func stopRank1(t *testing.T, cfg Config, ctx1 context.Context) (errs []error, st
 			c.Out, ctx = t.TempDir(), ctx1
 		}
 		wg.Go(func() {
-			tr, err := Prepare(c)
+			tr, err := Prepare(context.Background(), c)
 			if err != nil {
 				errs[r] = err
 				return

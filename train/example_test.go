@@ -22,7 +22,7 @@ func ExamplePrepare() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	t, err := train.Prepare(train.Config{Model: mc, Data: "mnist", Epochs: 5, Batch: 128, Optimizer: train.SGD, LR: 0.05, Momentum: 0.9,
+	t, err := train.Prepare(context.Background(), train.Config{Model: mc, Data: "mnist", Epochs: 5, Batch: 128, Optimizer: train.SGD, LR: 0.05, Momentum: 0.9,
 		Schedule: train.Schedule{Kind: train.ScheduleCosine, WarmupEpochs: 1},
 		Init:     "runs/mnist/best.safetensors", Freeze: []string{"backbone"}, EMA: 0.999, Patience: 2,
 		Out: "runs/mnist-finetune", TensorBoard: true, Log: os.Stdout})
@@ -46,7 +46,7 @@ func ExampleResumeConfig() {
 	}
 	cfg.Epochs = 10 // train on to 10 epochs (the schedule follows the new length from here on)
 	cfg.Log, cfg.TensorBoard = os.Stdout, true
-	t, err := train.Prepare(cfg)
+	t, err := train.Prepare(context.Background(), cfg)
 	if err != nil {
 		log.Fatal(err)
 	}

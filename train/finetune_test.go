@@ -101,7 +101,7 @@ func oneStep(t *testing.T, edit func(*Config)) (Config, map[string][]float32, ma
 	cfg := tiny(t.TempDir())
 	cfg.Epochs, cfg.Limit, cfg.ValSplit, cfg.Momentum, cfg.WeightDecay = 1, 32, 0, 0, 0
 	edit(&cfg)
-	tr, err := Prepare(cfg)
+	tr, err := Prepare(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +276,7 @@ func TestInitModelFromCheckpoint(t *testing.T) {
 	init, _ := writeInit(t)
 	cfg := tiny(t.TempDir())
 	cfg.Epochs, cfg.Init, cfg.Model, cfg.Limit = 1, init, models.Config{}, 64
-	tr, err := Prepare(cfg)
+	tr, err := Prepare(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +287,7 @@ func TestInitModelFromCheckpoint(t *testing.T) {
 	cfg = tiny(t.TempDir())
 	cfg.Init, cfg.Log = init, &log
 	cfg.Model.Arch.(*models.ResNet).StemWidth = 8
-	if _, err := Prepare(cfg); err != nil {
+	if _, err := Prepare(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(log.String(), "is not built like the checkpoint's tiny") {
@@ -321,7 +321,7 @@ func TestInitRefusesInt8(t *testing.T) {
 	}
 	cfg := tiny(t.TempDir())
 	cfg.Init = int8Path
-	if _, err := Prepare(cfg); err == nil || !strings.Contains(err.Error(), "int8 checkpoint") || !strings.Contains(err.Error(), int8Path) {
+	if _, err := Prepare(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "int8 checkpoint") || !strings.Contains(err.Error(), int8Path) {
 		t.Errorf("--init from an int8 checkpoint: %v; want a refusal naming it", err)
 	}
 }
@@ -353,7 +353,7 @@ func TestInitFolderSize(t *testing.T) {
 	for spec, want := range map[string]string{"folder:" + dir: "folder,size=28:" + dir, "folder,size=20:" + dir: "folder,size=20:" + dir} {
 		cfg := tiny(t.TempDir())
 		cfg.Epochs, cfg.Init, cfg.Model, cfg.Data, cfg.Limit, cfg.ValSplit, cfg.Log = 1, init, models.Config{}, spec, 0, 0, io.Discard
-		tr, err := Prepare(cfg)
+		tr, err := Prepare(context.Background(), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -423,7 +423,7 @@ func TestMemoryCheckedBeforeStats(t *testing.T) {
 	limits.Memory = 1 << 30
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	_, err = Prepare(cfg)
+	_, err = Prepare(context.Background(), cfg)
 	runtime.ReadMemStats(&after)
 	if err == nil || !strings.Contains(err.Error(), "needs at least") {
 		t.Fatalf("a step of 4 images of 2048² under 1 GB: %v; want the memory refusal", err)

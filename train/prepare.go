@@ -1,6 +1,7 @@
 package train
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -32,7 +33,7 @@ func limited(d *data.Dataset, n int) []int {
 	return idx
 }
 
-func setup(cfg Config) (*run, error) {
+func setup(ctx context.Context, cfg Config) (*run, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -82,7 +83,7 @@ func setup(cfg Config) (*run, error) {
 	case (trainSet == nil) != (testSet == nil):
 		return nil, errors.New("train: TrainSet and TestSet go together; one is missing")
 	case trainSet == nil:
-		if trainSet, testSet, err = data.Open(cfg.Data, channels); err != nil {
+		if trainSet, testSet, err = data.Open(ctx, cfg.Data, channels); err != nil {
 			return nil, err
 		}
 	case channels != 0 && trainSet.C != channels:
@@ -163,7 +164,7 @@ func setup(cfg Config) (*run, error) {
 	// alone); a checkpoint to fine-tune brings its own.
 	if init != nil {
 		r.norm = init.Preprocess.Normalisation
-	} else if r.norm.Mean, r.norm.Std, err = r.trainSet.Stats(); err != nil {
+	} else if r.norm.Mean, r.norm.Std, err = r.trainSet.Stats(ctx); err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
 	if r.opt, err = r.newOptimizer(); err != nil {

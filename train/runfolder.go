@@ -289,7 +289,7 @@ func orNone(s string) string {
 //
 //	cfg, err := train.ResumeConfig("runs/resnet20-mnist")
 //	cfg.Epochs = 30 // optional: go on for longer
-//	t, err := train.Prepare(cfg)
+//	t, err := train.Prepare(ctx, cfg)
 //
 // continues the run where it stopped without restating its settings. What
 // a run does not record is left at its zero value: Log (set it to see

@@ -174,7 +174,7 @@ func TestResumeWithoutRun(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "never-trained")
 	cfg := tiny(out)
 	cfg.Resume = true
-	if _, err := Prepare(cfg); err == nil || !strings.Contains(err.Error(), "no checkpoint at "+filepath.Join(out, LastCheckpoint)) {
+	if _, err := Prepare(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "no checkpoint at "+filepath.Join(out, LastCheckpoint)) {
 		t.Errorf("--resume without a run: %v", err)
 	}
 	if _, err := os.Stat(out); !errors.Is(err, fs.ErrNotExist) {
@@ -232,7 +232,7 @@ func TestResumeRefusesImpossiblePosition(t *testing.T) {
 		}
 		r := c
 		r.Epochs, r.Resume = 2, true
-		if _, err := Prepare(r); err == nil || !strings.Contains(err.Error(), "records a position this run cannot have reached") {
+		if _, err := Prepare(context.Background(), r); err == nil || !strings.Contains(err.Error(), "records a position this run cannot have reached") {
 			t.Errorf("position edited to %v: %v", edit, err)
 		}
 	}

@@ -108,8 +108,13 @@ type Trainer struct{ r *run }
 // Prepare opens the data, sizes and builds the model and its optimizer,
 // and loads the last checkpoint when resuming; the work is left to
 // Trainer.Train. Config.Model's input channels and classes are taken from
-// the data (the caller's config is not changed).
-func Prepare(cfg Config) (*Trainer, error) {
+// the data (the caller's config is not changed). Reading the data (a
+// folder's scan, its statistics) stops, with ctx's cause, once ctx is
+// done.
+func Prepare(ctx context.Context, cfg Config) (*Trainer, error) {
+	if ctx == nil {
+		return nil, errors.New("train: Prepare: nil context")
+	}
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
 	}
@@ -120,7 +125,7 @@ func Prepare(cfg Config) (*Trainer, error) {
 			cfg.TensorBoard = false
 		}
 	}
-	r, err := setup(cfg)
+	r, err := setup(ctx, cfg)
 	if cfg.Comm != nil {
 		if r == nil && err == nil {
 			err = errors.New("train: no run prepared")
@@ -150,7 +155,7 @@ func (t *Trainer) Data() (train, val, test *data.Dataset) {
 
 // Run trains as configured: Prepare, then Trainer.Train.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
-	t, err := Prepare(cfg)
+	t, err := Prepare(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -298,7 +298,7 @@ func TestPrepareSizesModel(t *testing.T) {
 	arch := cfg.Model.Arch.(*models.ResNet)
 	arch.Config.Classes, arch.Config.InChannels = 3, 3
 	cfg.Augment = nil
-	tr, err := Prepare(cfg)
+	tr, err := Prepare(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,7 +374,7 @@ func TestPrepareChecksShapes(t *testing.T) {
 		if tc.model == "resnet20" {
 			limits.Memory = 1 << 20
 		}
-		_, err = Prepare(cfg)
+		_, err = Prepare(context.Background(), cfg)
 		limits.Memory = 0
 		for _, w := range tc.want {
 			if err == nil || !strings.Contains(err.Error(), w) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"image"
 	_ "image/jpeg"
 	"os"
@@ -43,7 +44,7 @@ func TestFolder(t *testing.T) {
 			t.Errorf("%s is %dx%d, outside [40, 60]", name, cfg.Width, cfg.Height)
 		}
 	}
-	train, test, err := data.Open("folder:"+out, 3)
+	train, test, err := data.Open(context.Background(), "folder:"+out, 3)
 	if err != nil {
 		t.Fatal(err)
 	}

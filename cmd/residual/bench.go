@@ -44,7 +44,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		r, err := bench.Run(n, bench.Options{Warmup: *warmup, Runs: *runs, Batch: *batch})
+		r, err := bench.Run(ctx, n, bench.Options{Warmup: *warmup, Runs: *runs, Batch: *batch})
 		if err != nil {
 			return err
 		}

@@ -180,7 +180,7 @@ func TestWrongCommandForCheckpoint(t *testing.T) {
 // step with those data.Open reads, as its message for an unknown one
 // lists them.
 func TestDataKinds(t *testing.T) {
-	_, _, err := data.Open("no-such-kind", 0)
+	_, _, err := data.Open(context.Background(), "no-such-kind", 0)
 	if err == nil {
 		t.Fatal("data.Open read no-such-kind")
 	}

@@ -89,7 +89,7 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *spec, err = folderAtModelSize(*spec, p); err != nil {
 		return err
 	}
-	trainSet, _, err := data.Open(*spec, c.Preprocess.Channels)
+	trainSet, _, err := data.Open(ctx, *spec, c.Preprocess.Channels)
 	if err != nil {
 		if errors.Is(err, data.ErrNoTestSplit) {
 			// Calibration needs no test split: every image may calibrate.

@@ -284,7 +284,7 @@ func resumeOnEveryRank(comm distributed.Comm, resume bool) error {
 
 // trainRun prepares and runs the training of cfg.
 func trainRun(ctx context.Context, cfg train.Config, spec string, stdout io.Writer) (*train.Result, error) {
-	t, err := train.Prepare(cfg)
+	t, err := train.Prepare(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -395,7 +395,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return fmt.Errorf("%w (the default, next to the checkpoint; pass --confusion to write it elsewhere)", err)
 		}
 	}
-	_, test, err := data.Open(*spec, c.Preprocess.Channels)
+	_, test, err := data.Open(ctx, *spec, c.Preprocess.Channels)
 	if err != nil {
 		return err
 	}
