@@ -39,6 +39,29 @@ func (p Precision) String() string {
 	return "fp32"
 }
 
+// MarshalText writes the precision's name, so that it reads "fp32" or
+// "bf16" in JSON; a value other than FP32 and BF16 is an error.
+func (p Precision) MarshalText() ([]byte, error) {
+	if p != FP32 && p != BF16 {
+		return nil, fmt.Errorf("unknown precision Precision(%d)", int(p))
+	}
+	return []byte(p.String()), nil
+}
+
+// UnmarshalText reads what MarshalText writes ("" is FP32, the default).
+func (p *Precision) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*p = FP32
+		return nil
+	}
+	q, err := ParsePrecision(string(b))
+	if err != nil {
+		return err
+	}
+	*p = q
+	return nil
+}
+
 // ParsePrecision reads "fp32" or "bf16".
 func ParsePrecision(s string) (Precision, error) {
 	switch s {

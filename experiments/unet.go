@@ -165,7 +165,7 @@ func SegmentUNet(ctx context.Context, c UNetConfig, out string) ([]UNetRow, erro
 			dir := filepath.Join(out, "runs", fmt.Sprintf("unet-%s-seed%d", v.name, seed))
 			fmt.Fprintf(log, "training the %s U-Net (%d epochs on %d canvases, seed %d)\n", v.name, c.Epochs, c.Train, seed)
 			res, err := trainIn(ctx, train.Config{Model: models.Config{Name: "unet-" + v.name, Arch: &models.UNet{Config: v.cfg}},
-				Data: fmt.Sprintf("%s canvases (experiment segment-unet)", c.Source), TrainSet: v.tr, TestSet: v.va, Task: train.Segment,
+				Data: fmt.Sprintf("%s canvases (experiment segment-unet)", c.Source), TrainSet: v.tr, TestSet: v.va, Task: models.Segment,
 				Epochs: c.Epochs, Batch: c.Batch, Optimizer: train.AdamW, LR: c.LR, WeightDecay: 1e-4,
 				Schedule: train.Schedule{Kind: train.ScheduleCosine}, Augment: &data.Augment{Pad: 2}, Seed: seed,
 				Out: dir, Log: log}, c.Resume)

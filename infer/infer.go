@@ -69,9 +69,9 @@ type Info struct {
 	// Name is the model's name (e.g. "resnet50"); Kind its family
 	// ("resnet", "unet", "mlp").
 	Name, Kind string
-	// Task is "classify" (one vector of class logits per image) or
-	// "segment" (a class per pixel).
-	Task string
+	// Task is models.Classify (one vector of class logits per image) or
+	// models.Segment (a class per pixel).
+	Task models.Task
 	// Classes are the class names, one per output.
 	Classes []string
 	// Height, Width and Channels are the model input's; a segmentation
@@ -113,10 +113,6 @@ func New(c *checkpoint.Checkpoint) (*Model, error) {
 	if err := c.Meta.Validate(); err != nil {
 		return nil, fmt.Errorf("infer: the checkpoint of %s: %w", c.Model.Name, err)
 	}
-	task := "classify"
-	if c.Model.Dense() {
-		task = "segment"
-	}
 	precision := "int8"
 	if c.Int8 == nil {
 		precision = "fp32"
@@ -129,7 +125,7 @@ func New(c *checkpoint.Checkpoint) (*Model, error) {
 	}
 	p := c.Preprocess
 	m := &Model{
-		info: Info{Name: c.Model.Name, Kind: c.Model.Kind(), Task: task, Classes: append([]string(nil), c.Classes...),
+		info: Info{Name: c.Model.Name, Kind: c.Model.Kind(), Task: c.Model.Task(), Classes: append([]string(nil), c.Classes...),
 			Height: p.Height, Width: p.Width, Channels: p.Channels, Preprocess: p, Precision: precision},
 		dense: c.Model.Dense(),
 		net:   c.Net,

@@ -156,6 +156,25 @@ func (c Config) DefaultSide() int {
 // Dense reports a per-pixel output (a segmentation network).
 func (c Config) Dense() bool { return c.Arch != nil && c.Arch.Dense() }
 
+// Task is what a model computes from an image: what training teaches it,
+// what inference and the server answer with.
+type Task string
+
+// Tasks.
+const (
+	Classify Task = "classify" // one vector of class scores per image
+	Segment  Task = "segment"  // a vector of class scores per pixel
+)
+
+// Task returns the network's task: Segment for a dense network (Dense),
+// Classify otherwise.
+func (c Config) Task() Task {
+	if c.Dense() {
+		return Segment
+	}
+	return Classify
+}
+
 // Validate returns an error naming what is wrong with a config that has no
 // Arch, describes no network, or one beyond the bounds of package limits.
 func (c Config) Validate() error {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"image"
 
+	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -31,17 +32,11 @@ type Backend interface {
 	Forward(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error)
 }
 
-// Tasks a model can serve.
-const (
-	TaskClassify = "classify"
-	TaskSegment  = "segment"
-)
-
 // ModelInfo is what the server publishes about a model (metadata routes,
 // the web page) and checks requests against.
 type ModelInfo struct {
-	// Task is TaskClassify or TaskSegment.
-	Task string `json:"task"`
+	// Task is models.Classify or models.Segment.
+	Task models.Task `json:"task"`
 	// Classes names the output classes (index i is class i).
 	Classes []string `json:"classes"`
 	// Height, Width and Channels of one input image; the input tensor is
@@ -61,8 +56,8 @@ type ModelInfo struct {
 // validate checks that an info can be served.
 func (mi ModelInfo) validate() error {
 	switch {
-	case mi.Task != TaskClassify && mi.Task != TaskSegment:
-		return fmt.Errorf("task %q is neither %q nor %q", mi.Task, TaskClassify, TaskSegment)
+	case mi.Task != models.Classify && mi.Task != models.Segment:
+		return fmt.Errorf("task %q is neither %q nor %q", mi.Task, models.Classify, models.Segment)
 	case mi.Height <= 0 || mi.Width <= 0 || mi.Channels <= 0:
 		return fmt.Errorf("input shape %d×%d×%d is not positive", mi.Height, mi.Width, mi.Channels)
 	case len(mi.Classes) == 0:
@@ -82,7 +77,7 @@ func (mi ModelInfo) checkOutput(y *tensor.Tensor, n int) error {
 	if y == nil {
 		return fmt.Errorf("output is nil; its Info declares a %s model of %d classes", mi.Task, k)
 	}
-	if mi.Task == TaskSegment {
+	if mi.Task == models.Segment {
 		if len(y.Shape) != 4 || y.Shape[0] != n || y.Shape[1] < 1 || y.Shape[2] < 1 || y.Shape[3] != k {
 			return fmt.Errorf("output shape %v for %d images does not match its Info: a segmenter of %d classes answers [%d H' W' %d] (logits per pixel, H', W' ≥ 1)", y.Shape, n, k, n, k)
 		}

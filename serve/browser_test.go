@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/residual-nn/residual/models"
 )
 
 // TestWebPage drives the embedded page in headless Chromium: it picks a
@@ -34,7 +35,7 @@ func TestWebPage(t *testing.T) {
 	}
 	net := newResNet(t)
 	seg := newFake()
-	seg.task, seg.classes = TaskSegment, 2
+	seg.task, seg.classes = models.Segment, 2
 	// "resnet" version 1 is a segmenter and version 2 the classifier: the
 	// page must show and use the newest, which its unversioned requests
 	// reach (it took the oldest's metadata and task).

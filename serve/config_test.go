@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -190,7 +191,7 @@ func TestOutputMismatchesInfo(t *testing.T) {
 	classifier := newFake()
 	classifier.classes = 2
 	segmenter := newFake()
-	segmenter.task = TaskSegment
+	segmenter.task = models.Segment
 	segmenter.classes = 2
 	for _, c := range []struct {
 		what string
@@ -282,7 +283,7 @@ func TestOpenCheckpoint(t *testing.T) {
 	}
 	info := b.Info()
 	pre, ok := info.Preprocessing.(map[string]any)
-	if info.Task != TaskClassify || len(info.Classes) != 10 || info.Height != 28 || !ok || pre["channel_order"] != "grey" || pre["layout"] != "NHWC" {
+	if info.Task != models.Classify || len(info.Classes) != 10 || info.Height != 28 || !ok || pre["channel_order"] != "grey" || pre["layout"] != "NHWC" {
 		t.Errorf("info %+v", info)
 	}
 	s := newServer(t, quietConfig(Config{Open: OpenCheckpoint}))

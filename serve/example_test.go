@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/residual-nn/residual/infer"
+	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/serve"
 	"github.com/residual-nn/residual/serve/inferencepb"
 	"github.com/residual-nn/residual/tensor"
@@ -32,7 +33,7 @@ import (
 type brightness struct{}
 
 func (brightness) Info() serve.ModelInfo {
-	return serve.ModelInfo{Task: serve.TaskClassify, Classes: []string{"dark", "bright"}, Height: 1, Width: 1, Channels: 1}
+	return serve.ModelInfo{Task: models.Classify, Classes: []string{"dark", "bright"}, Height: 1, Width: 1, Channels: 1}
 }
 
 func (brightness) Preprocess(img image.Image) (*tensor.Tensor, error) {

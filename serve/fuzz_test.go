@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/serve/inferencepb"
 	"github.com/residual-nn/residual/tensor"
 )
@@ -28,7 +29,7 @@ import (
 type sumBackend struct{}
 
 func (sumBackend) Info() ModelInfo {
-	return ModelInfo{Task: TaskClassify, Classes: []string{"a", "b", "c"}, Height: 2, Width: 2, Channels: 1}
+	return ModelInfo{Task: models.Classify, Classes: []string{"a", "b", "c"}, Height: 2, Width: 2, Channels: 1}
 }
 
 func (sumBackend) Preprocess(img image.Image) (*tensor.Tensor, error) {

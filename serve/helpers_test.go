@@ -48,7 +48,7 @@ func newResNet(t testing.TB) *resnetBackend {
 }
 
 func (b *resnetBackend) Info() ModelInfo {
-	return ModelInfo{Task: TaskClassify, Classes: []string{"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"},
+	return ModelInfo{Task: models.Classify, Classes: []string{"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"},
 		Height: 28, Width: 28, Channels: 1, Architecture: "resnet20", Preprocessing: "grey, resized to 28×28, scaled to [0,1]"}
 }
 
@@ -72,7 +72,7 @@ func (b *resnetBackend) Forward(_ context.Context, x *tensor.Tensor) (*tensor.Te
 // on an input holding 666, blocks while gate is non-nil and open, and
 // records the batch sizes it saw.
 type fakeBackend struct {
-	task    string
+	task    models.Task
 	classes int
 	delay   time.Duration
 	scale   float32
@@ -82,7 +82,7 @@ type fakeBackend struct {
 	batches []int
 }
 
-func newFake() *fakeBackend { return &fakeBackend{task: TaskClassify, classes: 3, scale: 1} }
+func newFake() *fakeBackend { return &fakeBackend{task: models.Classify, classes: 3, scale: 1} }
 
 func (f *fakeBackend) Info() ModelInfo {
 	cl := make([]string, f.classes)
@@ -112,7 +112,7 @@ func (f *fakeBackend) Forward(_ context.Context, x *tensor.Tensor) (*tensor.Tens
 	f.batches = append(f.batches, n)
 	f.mu.Unlock()
 	per := len(x.Data) / n
-	if f.task == TaskSegment {
+	if f.task == models.Segment {
 		// Per pixel: class 1 where the input is over 0.5, else class 0.
 		y := tensor.New(n, 2, 2, 2)
 		for i, v := range x.Data {

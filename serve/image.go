@@ -19,6 +19,7 @@ import (
 
 	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/limits"
+	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -143,7 +144,8 @@ func (s *Server) handleImage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) image(w http.ResponseWriter, r *http.Request) (err error) {
-	name, action, err := splitAction(r.PathValue("action"))
+	name, act, err := splitAction(r.PathValue("action"))
+	action := models.Task(act)
 	if err != nil {
 		return err
 	}
@@ -152,7 +154,7 @@ func (s *Server) image(w http.ResponseWriter, r *http.Request) (err error) {
 		name, version = n, name
 	}
 	defer func() { s.countFailure(name, version, err) }()
-	if action != TaskClassify && action != TaskSegment {
+	if action != models.Classify && action != models.Segment {
 		return notFound("unknown action %q: want classify or segment", action)
 	}
 	m, err := s.lookup(name, version)
@@ -163,14 +165,14 @@ func (s *Server) image(w http.ResponseWriter, r *http.Request) (err error) {
 		return badRequest("model %q is a %s model; it cannot %s", name, m.info.Task, action)
 	}
 	overlay := false
-	if action == TaskSegment && r.URL.Query().Has("overlay") {
+	if action == models.Segment && r.URL.Query().Has("overlay") {
 		q := r.URL.Query().Get("overlay")
 		if overlay, err = strconv.ParseBool(q); err != nil {
 			return badRequest("query overlay=%q: want 1 or 0 (true or false)", q)
 		}
 	}
 	top := 5
-	if action == TaskClassify && r.URL.Query().Has("top") {
+	if action == models.Classify && r.URL.Query().Has("top") {
 		top, err = strconv.Atoi(r.URL.Query().Get("top"))
 		if err != nil || top < 1 {
 			return badRequest("query top=%q: want a positive integer", r.URL.Query().Get("top"))
@@ -207,7 +209,7 @@ func (s *Server) image(w http.ResponseWriter, r *http.Request) (err error) {
 		// An image's pixels are bounded: the model overflowed by itself.
 		return internal("model %q computed a non-finite output at %d from an image (weights of extreme magnitude?)", m.name, i)
 	}
-	if action == TaskClassify {
+	if action == models.Classify {
 		writeJSON(w, http.StatusOK, ClassifyResponse{Model: m.name, Version: m.version, Predictions: topK(softmaxLast(y).Data, m.info.Classes, top)})
 		return nil
 	}

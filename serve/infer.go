@@ -18,12 +18,8 @@ func FromInfer(m *infer.Model) (Backend, error) {
 		return nil, errors.New("serve: FromInfer: no model (nil)")
 	}
 	i := m.Info()
-	task := TaskClassify
-	if i.Task == "segment" {
-		task = TaskSegment
-	}
 	return &inferBackend{Model: m, info: ModelInfo{
-		Task: task, Classes: i.Classes, Height: i.Height, Width: i.Width, Channels: i.Channels,
+		Task: i.Task, Classes: i.Classes, Height: i.Height, Width: i.Width, Channels: i.Channels,
 		Architecture: i.Name, Preprocessing: preprocessing(i.Preprocess),
 	}}, nil
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -136,7 +137,7 @@ func TestMultipartReadTimeout(t *testing.T) {
 // and :classify starved).
 func TestSegmentSlotNotHeldWhileSending(t *testing.T) {
 	f := newFake()
-	f.task, f.classes = TaskSegment, 2
+	f.task, f.classes = models.Segment, 2
 	ts := start(t, Config{}, map[string]Backend{"unet": f, "cls": newFake()})
 	img := image.NewRGBA(image.Rect(0, 0, 1536, 1536))
 	r := rand.New(rand.NewPCG(1, 2))

@@ -23,6 +23,7 @@ import (
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/internal/slicepool"
+	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -292,7 +293,7 @@ func TestUnloadDropsMetrics(t *testing.T) {
 // than a complaint about the body (gRPC: TestGRPCUnknownModelFirst).
 func TestUnknownModelWhateverTheBody(t *testing.T) {
 	seg := newFake()
-	seg.task, seg.classes = TaskSegment, 2 // its Forward answers two classes per pixel
+	seg.task, seg.classes = models.Segment, 2 // its Forward answers two classes per pixel
 	ts := start(t, Config{}, map[string]Backend{"m": newFake(), "seg": seg})
 	bodies := map[string]string{"empty object": `{}`, "malformed": `{"inputs":[`, "empty": ``, "no inputs": `{"inputs":[]}`}
 	for path, says := range map[string]string{
@@ -358,7 +359,7 @@ func TestHealthAndMetadata(t *testing.T) {
 		t.Fatalf("metadata: %d %s %v", code, b, err)
 	}
 	if md.Name != "m" || fmt.Sprint(md.Versions) != "[1]" || len(md.Inputs) != 1 || fmt.Sprint(md.Inputs[0]) != "{input FP32 [-1 2 2 1]}" ||
-		fmt.Sprint(md.Outputs) != "[{logits FP32 [-1 3]} {probabilities FP32 [-1 3]}]" || md.Residual.Info.Task != TaskClassify {
+		fmt.Sprint(md.Outputs) != "[{logits FP32 [-1 3]} {probabilities FP32 [-1 3]}]" || md.Residual.Info.Task != models.Classify {
 		t.Errorf("metadata %+v", md)
 	}
 
@@ -631,7 +632,7 @@ func TestFarTIFFRefused(t *testing.T) {
 // over 0.5 as class 1 on its 2×2 input, scaled back to the image's 6×4.
 func TestSegmentRoute(t *testing.T) {
 	f := newFake()
-	f.task, f.classes = TaskSegment, 2
+	f.task, f.classes = models.Segment, 2
 	ts := start(t, Config{}, map[string]Backend{"unet": f})
 	img := image.NewGray(image.Rect(0, 0, 6, 4))
 	for y := range 4 {

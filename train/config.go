@@ -21,9 +21,10 @@ type Config struct {
 	// memory, as the experiments make mirrored segmentation tiles. Both or
 	// neither.
 	TrainSet, TestSet *data.Dataset `json:"-"`
-	// Task is Classify or Segment; "" is the model's own (Segment for a
-	// U-Net), settled by Prepare before the checks that depend on it.
-	Task Task `json:"task,omitempty"`
+	// Task is models.Classify or models.Segment; "" is the model's own
+	// (models.Config.Task: Segment for a U-Net), settled by Prepare
+	// before the checks that depend on it.
+	Task models.Task `json:"task,omitempty"`
 	// Loss is CE (the default, ""), Dice or CEDice.
 	Loss Loss `json:"loss,omitempty"`
 	// BorderWeights weights the per-pixel cross-entropy with the U-Net
@@ -87,11 +88,11 @@ type Config struct {
 	// epochs.
 	Patience int `json:"patience,omitempty"`
 	// Precision is the arithmetic of the convolutions and matrix products,
-	// forward and backward, "fp32" (the default, "") or "bf16": PyTorch's
+	// forward and backward, ag.FP32 (the default) or ag.BF16: PyTorch's
 	// CPU autocast, bfloat16 operands and float32 sums, with float32
 	// master weights, batch-norm statistics, losses and optimizer state
 	// (see autograd.Precision). Validation runs in it too.
-	Precision string `json:"precision,omitempty"`
+	Precision ag.Precision `json:"precision,omitempty"`
 	// SyncBN makes every batch norm use the statistics of the global
 	// batch across the ranks of Comm (SyncBatchNorm), so that N ranks with
 	// batch B train as one process with batch N·B.
@@ -138,15 +139,6 @@ type Config struct {
 	Live bool      `json:"-"`
 }
 
-// Task is what a run trains the model to do.
-type Task string
-
-// Tasks.
-const (
-	Classify Task = "classify" // one class per image
-	Segment  Task = "segment"  // one class per pixel (a U-Net on a data set with masks)
-)
-
 // Loss names a training loss.
 type Loss string
 
@@ -170,10 +162,8 @@ const (
 // Validate checks the config before any work: counts, rates, names of the
 // task, loss and optimizer, and the schedule.
 func (c *Config) Validate() error {
-	if c.Precision != "" {
-		if _, err := ag.ParsePrecision(c.Precision); err != nil {
-			return fmt.Errorf("train: %w", err)
-		}
+	if c.Precision != ag.FP32 && c.Precision != ag.BF16 {
+		return fmt.Errorf("train: unknown precision ag.Precision(%d) (want ag.FP32 or ag.BF16)", int(c.Precision))
 	}
 	switch {
 	case c.Epochs < 1:
@@ -192,12 +182,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("train: no output folder")
 	case !(c.ValSplit >= 0 && c.ValSplit < 1):
 		return fmt.Errorf("train: validation split %g outside [0, 1)", c.ValSplit)
-	case c.Task != "" && c.Task != Classify && c.Task != Segment:
+	case c.Task != "" && c.Task != models.Classify && c.Task != models.Segment:
 		return fmt.Errorf("train: unknown task %q (classify, segment)", c.Task)
 	case c.Loss != "" && c.Loss != CE && c.Loss != Dice && c.Loss != CEDice:
 		return fmt.Errorf("train: unknown loss %q (ce, dice, ce+dice)", c.Loss)
-	case c.Task != "" && c.Task != Segment && (c.Loss == Dice || c.Loss == CEDice || c.BorderWeights || c.ClassWeights):
-		return fmt.Errorf("train: Dice loss and class or border weights are for segmentation (--task segment, Config.Task Segment)")
+	case c.Task != "" && c.Task != models.Segment && (c.Loss == Dice || c.Loss == CEDice || c.BorderWeights || c.ClassWeights):
+		return fmt.Errorf("train: Dice loss and class or border weights are for segmentation (--task segment, Config.Task models.Segment)")
 	case c.Optimizer != "" && c.Optimizer != SGD && c.Optimizer != Adam && c.Optimizer != AdamW:
 		return fmt.Errorf("train: unknown optimizer %q (sgd, adam, adamw)", c.Optimizer)
 	case c.SyncBN && c.Comm == nil:

@@ -147,7 +147,7 @@ func TestDataParallelTrainEqualsOneProcess(t *testing.T) {
 		{"resnet+SyncBN", ddpTiny, 64, true, 5e-4, 5e-4},
 		{"unet without BN, weighted loss", func(out string, batch int) Config {
 			c := unet.Config{InChannels: 1, Classes: 11, Depth: 1, Base: 4}
-			return Config{Model: models.Config{Name: "unet-nobn", Arch: &models.UNet{Config: c}}, Data: "mnist-canvas:40", Task: Segment,
+			return Config{Model: models.Config{Name: "unet-nobn", Arch: &models.UNet{Config: c}}, Data: "mnist-canvas:40", Task: models.Segment,
 				BorderWeights: true, Epochs: 2, Batch: batch, Optimizer: SGD, LR: 0.05, Momentum: 0.9, Schedule: Schedule{Kind: ScheduleConstant},
 				Augment: &data.Augment{}, ValSplit: 0.25, Seed: 2, Limit: 128, Out: out}
 		}, 8, false, 5e-4, 5e-4},

@@ -215,14 +215,14 @@ func (r *run) evaluateEMA(ctx context.Context) (evaluation, error) {
 
 // score is the validation metric that picks the best checkpoint.
 func (r *run) score(m Metrics) float64 {
-	if r.cfg.Task == Segment {
+	if r.cfg.Task == models.Segment {
 		return m.ValMeanIoU
 	}
 	return m.ValAcc
 }
 
 func (r *run) scoreName() string {
-	if r.cfg.Task == Segment {
+	if r.cfg.Task == models.Segment {
 		return "mean IoU"
 	}
 	return "accuracy"

@@ -280,7 +280,7 @@ func TestInitModelFromCheckpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := tr.Config().Model; got.Name != "tiny" || got.Classes() != 10 || tr.Config().Task != Classify {
+	if got := tr.Config().Model; got.Name != "tiny" || got.Classes() != 10 || tr.Config().Task != models.Classify {
 		t.Errorf("model %q with %d classes, task %q: want the checkpoint's tiny with the data's 10 classes, classify", got.Name, got.Classes(), tr.Config().Task)
 	}
 	var log bytes.Buffer

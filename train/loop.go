@@ -1,7 +1,6 @@
 package train
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/distributed"
+	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/optim"
 	"github.com/residual-nn/residual/tensorboard"
@@ -21,9 +21,7 @@ import (
 func (r *run) loop(ctx context.Context) (*Result, error) {
 	r.start = time.Now()
 	tape := ag.NewTape()
-	if pr, err := ag.ParsePrecision(cmp.Or(r.cfg.Precision, "fp32")); err == nil { // Validate has checked it
-		tape.SetPrecision(pr)
-	}
+	tape.SetPrecision(r.cfg.Precision)
 	r.evalTape = tape.NoGradTape()
 	params := r.params
 	if r.ddp != nil {
@@ -175,14 +173,14 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 	testLoss, testAcc, confusion := test.loss, test.acc, test.confusion
 	res := &Result{History: r.history, Epochs: r.epoch, TestAccuracy: testAcc, TestLoss: testLoss, BestValAccuracy: r.best, TestTop5: test.top5, StoppedEarly: r.stoppedEarly, Seconds: time.Since(r.start).Seconds(),
 		StepLoss: append([]float64(nil), r.stepLoss...)}
-	if r.cfg.Task == Segment {
+	if r.cfg.Task == models.Segment {
 		res.TestIoU, res.TestMeanIoU = IoU(confusion)
 	}
 	if r.tb != nil {
 		step := int64(r.opt.Steps())
 		tags, values := []string{"test/loss", "test/acc"}, []float64{testLoss, testAcc}
 		switch {
-		case r.cfg.Task == Segment:
+		case r.cfg.Task == models.Segment:
 			tags, values = append(tags, "test/miou"), append(values, res.TestMeanIoU)
 		case len(r.testSet.Classes) >= 5:
 			tags, values = append(tags, "test/top5"), append(values, test.top5)
@@ -199,7 +197,7 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			}
 		}
 	}
-	if r.cfg.Task == Segment {
+	if r.cfg.Task == models.Segment {
 		fmt.Fprintf(r.cfg.Log, "test pixel accuracy %.2f%%, mean IoU %.4f (loss %.4f) after %d epochs\n", 100*testAcc, res.TestMeanIoU, testLoss, r.epoch)
 		for c, v := range res.TestIoU {
 			fmt.Fprintf(r.cfg.Log, "  IoU %-12s %.4f\n", r.testSet.Classes[c], v)
@@ -281,7 +279,7 @@ func (r *run) endEpochHere(ctx context.Context) error {
 	m := Metrics{Epoch: r.epoch + 1, Step: r.opt.Steps(), LR: r.opt.LR(0), TrainLoss: r.lossSum / float64(max(r.seen, 1)),
 		TrainAcc: r.accSum / float64(max(r.seen, 1)), ValLoss: valLoss, ValAcc: valAcc, ImgPerSec: float64(r.imgs) / secs, Seconds: secs}
 	score := valAcc // what picks the best checkpoint
-	if r.cfg.Task == Segment {
+	if r.cfg.Task == models.Segment {
 		_, m.ValMeanIoU = IoU(confusion)
 		score = m.ValMeanIoU
 	} else if len(r.valSet.Classes) >= 5 {
@@ -299,7 +297,7 @@ func (r *run) endEpochHere(ctx context.Context) error {
 		fmt.Fprint(r.cfg.Log, "\r\033[K")
 	}
 	miou := ""
-	if r.cfg.Task == Segment {
+	if r.cfg.Task == models.Segment {
 		miou = fmt.Sprintf(" mIoU %.4f", m.ValMeanIoU)
 	} else if m.ValTop5 > 0 {
 		miou = fmt.Sprintf(" top-5 %.2f%%", 100*m.ValTop5)

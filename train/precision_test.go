@@ -2,8 +2,12 @@ package train
 
 import (
 	"context"
+	"encoding/json"
 	"math"
+	"strings"
 	"testing"
+
+	ag "github.com/residual-nn/residual/autograd"
 )
 
 // TestBF16TracksFP32 trains the tiny ResNet for 2 epochs (16 steps) in
@@ -25,7 +29,7 @@ func TestBF16TracksFP32(t *testing.T) {
 		t.Fatal(err)
 	}
 	bf := tiny(t.TempDir())
-	bf.Precision = "bf16"
+	bf.Precision = ag.BF16
 	got, err := Run(ctx, bf)
 	if err != nil {
 		t.Fatal(err)
@@ -43,8 +47,29 @@ func TestBF16TracksFP32(t *testing.T) {
 		t.Error("bf16 and fp32 losses are identical: the bfloat16 kernels did not run")
 	}
 	bad := tiny(t.TempDir())
-	bad.Precision = "fp16"
-	if _, err := Run(ctx, bad); err == nil {
-		t.Error("precision fp16 accepted")
+	bad.Precision = ag.Precision(7)
+	if _, err := Run(ctx, bad); err == nil || !strings.Contains(err.Error(), "unknown precision ag.Precision(7)") {
+		t.Errorf("precision 7: %v", err)
+	}
+	// The config as recorded in a checkpoint: the precision by its name,
+	// none for the default; a name read back.
+	for _, c := range []struct {
+		p    ag.Precision
+		json string
+	}{{ag.BF16, `"precision":"bf16"`}, {ag.FP32, ""}} {
+		cfg := tiny(t.TempDir())
+		cfg.Precision = c.p
+		raw, err := json.Marshal(cfg)
+		if err != nil || !strings.Contains(string(raw), c.json) || c.p == ag.FP32 && strings.Contains(string(raw), "precision") {
+			t.Errorf("%v in JSON: %s, %v", c.p, raw, err)
+		}
+		var back Config
+		if err := json.Unmarshal(raw, &back); err != nil || back.Precision != c.p {
+			t.Errorf("%s read back: %v, %v", raw, back.Precision, err)
+		}
+	}
+	var back Config
+	if err := json.Unmarshal([]byte(`{"precision":"fp16"}`), &back); err == nil || !strings.Contains(err.Error(), `unknown precision "fp16"`) {
+		t.Errorf(`{"precision":"fp16"} read: %v`, err)
 	}
 }

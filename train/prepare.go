@@ -69,10 +69,7 @@ func setup(ctx context.Context, cfg Config) (*run, error) {
 		}
 	}
 	if cfg.Task == "" { // the model's own task
-		cfg.Task = Classify
-		if cfg.Model.Dense() {
-			cfg.Task = Segment
-		}
+		cfg.Task = cfg.Model.Task()
 		if err := cfg.Validate(); err != nil { // the checks that depend on the task
 			return nil, err
 		}
@@ -125,7 +122,7 @@ func setup(ctx context.Context, cfg Config) (*run, error) {
 	if err := checkFits(cfg.Model, trainSet); err != nil {
 		return nil, err
 	}
-	if seg := cfg.Task == Segment; seg != trainSet.IsSegmentation() || seg != cfg.Model.Dense() {
+	if seg := cfg.Task == models.Segment; seg != trainSet.IsSegmentation() || seg != cfg.Model.Dense() {
 		return nil, fmt.Errorf("train: --task (Config.Task) %s with model %q and data %q: segmentation needs a U-Net and a data set with masks (mnist-canvas, fashion-canvas, segfolder:DIR), classification neither",
 			map[bool]string{true: "segment", false: "classify"}[seg], cfg.Model.Name, cfg.Data)
 	}

@@ -61,7 +61,7 @@ func TestFitTargets(t *testing.T) {
 func TestSegmentationTrains(t *testing.T) {
 	for _, loss := range []Loss{CE, CEDice} {
 		c := unet.Config{InChannels: 1, Classes: 11, Depth: 2, Base: 8, BatchNorm: true}
-		cfg := Config{Model: models.Config{Name: "unet-tiny", Arch: &models.UNet{Config: c}}, Data: "mnist-canvas:40", Task: "segment", Loss: loss,
+		cfg := Config{Model: models.Config{Name: "unet-tiny", Arch: &models.UNet{Config: c}}, Data: "mnist-canvas:40", Task: models.Segment, Loss: loss,
 			BorderWeights: loss == "ce", Epochs: 4, Batch: 16, Optimizer: "adam", LR: 1e-2, Schedule: Schedule{Kind: ScheduleConstant},
 			ValSplit: 0.2, Seed: 1, Limit: 320, Out: t.TempDir(), TensorBoard: loss == CE}
 		res, err := Run(context.Background(), cfg)
@@ -83,7 +83,7 @@ func TestSegmentationTrains(t *testing.T) {
 		}
 	}
 	bad := Config{Model: models.Config{Name: "unet-tiny", Arch: &models.UNet{Config: unet.Config{InChannels: 1, Classes: 10, Depth: 2, Base: 4}}},
-		Data: "mnist", Task: "segment", Epochs: 1, Batch: 8, LR: 0.1, Out: t.TempDir(), Limit: 16}
+		Data: "mnist", Task: models.Segment, Epochs: 1, Batch: 8, LR: 0.1, Out: t.TempDir(), Limit: 16}
 	if _, err := Run(context.Background(), bad); err == nil {
 		t.Error("segmenting a classification data set was accepted")
 	}

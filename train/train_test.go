@@ -369,7 +369,7 @@ func TestPrepareChecksShapes(t *testing.T) {
 			cfg.Optimizer = Adam
 		}
 		if tc.model == "unet" {
-			cfg.Task = Segment
+			cfg.Task = models.Segment
 		}
 		if tc.model == "resnet20" {
 			limits.Memory = 1 << 20

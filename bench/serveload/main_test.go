@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/serve"
 	"github.com/residual-nn/residual/tensor"
 )
@@ -18,7 +19,7 @@ import (
 type sum struct{}
 
 func (sum) Info() serve.ModelInfo {
-	return serve.ModelInfo{Task: serve.TaskClassify, Classes: []string{"s"}, Height: 2, Width: 2, Channels: 1}
+	return serve.ModelInfo{Task: models.Classify, Classes: []string{"s"}, Height: 2, Width: 2, Channels: 1}
 }
 func (sum) Preprocess(image.Image) (*tensor.Tensor, error) { return tensor.New(1, 2, 2, 1), nil }
 func (sum) Forward(_ context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {

@@ -11,6 +11,7 @@ import (
 	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/infer"
 	"github.com/residual-nn/residual/internal/atomicfile"
+	"github.com/residual-nn/residual/models"
 )
 
 func runSegment(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -32,7 +33,7 @@ func runSegment(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	info := m.Info()
-	if info.Task != "segment" {
+	if info.Task != models.Segment {
 		return fmt.Errorf("%w: %s holds %s, which classifies whole images; residual predict --weights %s IMAGE classifies one", errUsage, *weights, info.Name, *weights)
 	}
 	if len(info.Classes) > 256 {

@@ -73,7 +73,8 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if _, err := ag.ParsePrecision(*precision); err != nil {
+	pr, err := ag.ParsePrecision(*precision)
+	if err != nil {
 		return fmt.Errorf("%w: --precision: %v", errUsage, err)
 	}
 	comp, err := distributed.ParseCompression(*gradComp)
@@ -138,10 +139,10 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	schedule.WarmupEpochs = *warmup
-	cfg := train.Config{Model: mc, Data: *spec, Task: train.Task(*task), Loss: train.Loss(*lossName), BorderWeights: *border, ClassWeights: *classW, Epochs: *epochs, Batch: *batch,
+	cfg := train.Config{Model: mc, Data: *spec, Task: models.Task(*task), Loss: train.Loss(*lossName), BorderWeights: *border, ClassWeights: *classW, Epochs: *epochs, Batch: *batch,
 		Optimizer: train.Optimizer(*opt), LR: *lr, Momentum: *mom, Nesterov: *nesterov, WeightDecay: *wd, Schedule: schedule, Augment: a, ValSplit: *val, Seed: *seed, Limit: *limit,
 		Out: *out, Resume: *resume, Overwrite: *overwrite, TensorBoard: *tb, Log: stdout, Live: isTerminal(stdout),
-		Init: *initCkpt, Freeze: freezeList(*freeze), HeadLRMult: *headLR, LabelSmoothing: *smooth, EMA: *ema, ClipGrad: *clip, Patience: *patience, Precision: *precision,
+		Init: *initCkpt, Freeze: freezeList(*freeze), HeadLRMult: *headLR, LabelSmoothing: *smooth, EMA: *ema, ClipGrad: *clip, Patience: *patience, Precision: pr,
 		SyncBN: *syncBN, GradCompression: gradCompression}
 	if comm != nil {
 		cfg.Comm = comm
@@ -519,7 +520,7 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	if info := m.Info(); info.Task == "segment" {
+	if info := m.Info(); info.Task == models.Segment {
 		return fmt.Errorf("%w: %s holds %s, a segmentation model; residual segment --weights %s --out MASK.png IMAGE segments an image", errUsage, *weights, info.Name, *weights)
 	}
 	if err := m.SetPrecision(pr); err != nil {
