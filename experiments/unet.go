@@ -10,6 +10,7 @@ import (
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/infer"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/models/unet"
 	"github.com/residual-nn/residual/nn"
@@ -209,7 +210,7 @@ func SegmentUNet(ctx context.Context, c UNetConfig, out string) ([]UNetRow, erro
 	return rows, r.Close()
 }
 
-// tiledIoU segments every image of d with net.Segment (output tiles of
+// tiledIoU segments every image of d with infer.SegmentUNet (output tiles of
 // tile pixels; tiles of −tile without context for a negative tile:
 // segmentWithoutContext) and returns the mean IoU over the classes present
 // and the pixel accuracy.
@@ -229,7 +230,7 @@ func tiledIoU(ctx context.Context, net *unet.Net, d *data.Dataset, pre checkpoin
 		if tile < 0 {
 			y, err = segmentWithoutContext(ctx, net, x, -tile)
 		} else {
-			y, err = net.SegmentContext(ctx, x, tile, ag.FP32)
+			y, err = infer.SegmentUNet(ctx, net, x, tile, ag.FP32)
 		}
 		if err != nil {
 			return 0, 0, fmt.Errorf("experiments: segment-unet: %w", err)
@@ -251,7 +252,8 @@ func tiledIoU(ctx context.Context, net *unet.Net, d *data.Dataset, pre checkpoin
 // [1,H,W,C] (extended by mirroring at the bottom and right to whole tiles),
 // each alone, with no context beyond it (the network pads each tile's
 // border with zeros, as if it were the image's), and stitches their
-// logits: the naive tiling that overlap-tile inference (Segment) avoids.
+// logits: the naive tiling that overlap-tile inference (SegmentUNet)
+// avoids.
 func segmentWithoutContext(ctx context.Context, net *unet.Net, x *tensor.Tensor, t int) (*tensor.Tensor, error) {
 	h, w, c, k := x.Shape[1], x.Shape[2], x.Shape[3], net.Config.Classes
 	ty, tx := (h+t-1)/t, (w+t-1)/t
@@ -268,7 +270,7 @@ func segmentWithoutContext(ctx context.Context, net *unet.Net, x *tensor.Tensor,
 				src := ((i*t+y)*bw + j*t) * c
 				copy(tile.Data[y*t*c:(y+1)*t*c], big.Data[src:src+t*c])
 			}
-			y, err := net.Segment(tile, t)
+			y, err := infer.SegmentUNet(ctx, net, tile, t, ag.FP32)
 			if err != nil {
 				return nil, err
 			}

@@ -304,7 +304,7 @@ type Mask struct {
 }
 
 // Segment returns the class of every pixel of img with a segmentation
-// model (a U-Net), as unet.Net.Segment computes it with the network's
+// model (a U-Net), as SegmentUNet computes it with the network's
 // default tiles: a valid U-Net by overlap-tile inference, a padded one as
 // one pass over the whole image (in tiles with their context beyond 1024²
 // pixels). ctx is checked between tiles.
@@ -337,7 +337,7 @@ func (m *Model) SegmentTiles(ctx context.Context, img image.Image, tile int) (*M
 		tile = max(h, w)
 	}
 	x := normalise(m.info.Preprocess, pix, h, w)
-	logits, err := u.SegmentContext(ctx, x, tile, m.precision)
+	logits, err := SegmentUNet(ctx, u, x, tile, m.precision)
 	if err != nil {
 		return nil, err
 	}

@@ -1,15 +1,11 @@
 package unet
 
 import (
-	"context"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	ag "github.com/residual-nn/residual/autograd"
-	"github.com/residual-nn/residual/internal/fixture"
-	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
 )
@@ -58,119 +54,6 @@ func TestPaddedKeepsSize(t *testing.T) {
 	}
 }
 
-// TestOverlapTile checks the overlap-tile strategy on a small valid U-Net:
-// stitching tiles gives what the network computes on the whole mirrored
-// image at once (1e-5 relative to the logits' scale: the same arithmetic
-// on other tile boundaries), on an image whose size is no multiple of the
-// tile.
-func TestOverlapTile(t *testing.T) {
-	c := Config{InChannels: 2, Classes: 3, Depth: 2, Base: 4, Valid: true}
-	if m := c.Margin(); m != 20 {
-		t.Fatalf("margin %d, want 20 (2+2 at level 1, 4+4 at level 2, 8 at the bottom)", m)
-	}
-	if o, _ := Original().OutputSize(572); Original().Margin() != (572-o)/2 {
-		t.Fatalf("original margin %d, output %d", Original().Margin(), o)
-	}
-	n, err := New(c, tensor.NewRNG(4))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rng := tensor.NewRNG(5)
-	x := tensor.New(1, 37, 29, 2)
-	for i := range x.Data {
-		x.Data[i] = float32(rng.Normal())
-	}
-	const out = 12
-	got, err := n.Segment(x, out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, tile := c.TileFor(out)
-	m := (in - tile) / 2
-	// The whole image, mirrored by the margin and extended to a size the
-	// network takes: the output's top-left 37×29 must equal the tiles'.
-	side := 37 + 2*m
-	for {
-		if o, err := c.OutputSize(side); err == nil && o >= 37 {
-			break
-		}
-		side++
-	}
-	whole := n.Forward(ag.Constant(Mirrored(x, m, m, side-37-m, side-29-m))).Data
-	want := tensor.New(1, 37, 29, 3)
-	ow := whole.Shape[2]
-	for y := 0; y < 37; y++ {
-		copy(want.Data[y*29*3:(y+1)*29*3], whole.Data[y*ow*3:(y*ow+29)*3])
-	}
-	if err := fixture.Compare(got, want, 1e-5); err != nil {
-		t.Error(err)
-	}
-	// Mirroring reflects about the edge pixel, repeatedly.
-	for i, want := range map[int]int{-1: 1, -2: 2, 5: 3, 4: 4, -7: 1, 11: 3} {
-		if got := mirror(i, 5); got != want {
-			t.Errorf("mirror(%d, 5) = %d, want %d", i, got, want)
-		}
-	}
-}
-
-// TestPaddedTiles: a padded U-Net segments an image in tiles as it does
-// in one pass over the whole image (mirrored at the bottom and right to a
-// multiple of 2^Depth): each tile's window reaches the context of its
-// receptive field, aligned to the pooling grid. (Tiles without context
-// changed a quarter of the mask of a 64×64 image at 16-pixel tiles.) The
-// bound is 1e-5 of the logits' scale: the same products, summed over
-// other spans by the kernels.
-func TestPaddedTiles(t *testing.T) {
-	c := Config{InChannels: 2, Classes: 3, Depth: 2, Base: 4}
-	n, err := New(c, tensor.NewRNG(4))
-	if err != nil {
-		t.Fatal(err)
-	}
-	nn.SetTraining(n, false)
-	rng := tensor.NewRNG(5)
-	x := tensor.New(1, 93, 70, 2)
-	for i := range x.Data {
-		x.Data[i] = float32(rng.Normal())
-	}
-	whole := n.Forward(ag.Constant(Mirrored(x, 0, 0, 96-93, 72-70))).Data
-	want := tensor.New(1, 93, 70, 3)
-	for y := range 93 {
-		copy(want.Data[y*70*3:(y+1)*70*3], whole.Data[y*72*3:(y*72+70)*3])
-	}
-	for _, out := range []int{0, 8, 13, 40} {
-		got, err := n.Segment(x, out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := fixture.Compare(got, want, 1e-5); err != nil {
-			t.Errorf("tiles of %d: %v", out, err)
-		}
-	}
-}
-
-// Tiles whose pass needs more memory than is available (limits.Memory,
-// 1 MB here) are refused before any work, naming the tile, for both
-// forms; the default tiles of a small image pass.
-func TestSegmentTileMemory(t *testing.T) {
-	for _, valid := range []bool{false, true} {
-		n, err := New(Config{InChannels: 1, Classes: 2, Depth: 2, Base: 8, Valid: valid}, tensor.NewRNG(1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		nn.SetTraining(n, false)
-		x := tensor.New(1, 300, 300, 1)
-		limits.Memory = 1 << 20
-		_, err = n.Segment(x, 256)
-		limits.Memory = 0
-		if err == nil || !strings.Contains(err.Error(), "unet: segmenting in tiles of") || !strings.Contains(err.Error(), "use smaller tiles") {
-			t.Errorf("valid %v: tiles of 256 within 1 MB: %v", valid, err)
-		}
-		if _, err := n.Segment(tensor.New(1, 20, 20, 1), 0); err != nil {
-			t.Errorf("valid %v: a small image: %v", valid, err)
-		}
-	}
-}
-
 // TileFor of a config too deep for any image returns 0, 0 at once (depth
 // 100 looped for ever: its margin overflowed to −4 and no side served).
 func TestTileForTooDeep(t *testing.T) {
@@ -191,40 +74,11 @@ func TestTileForTooDeep(t *testing.T) {
 	}
 }
 
-// TestSegmentPrecision: SegmentContext computes in the precision it is
-// given, in both forms: a padded U-Net's one pass in BF16 equals Forward
-// on a BF16 tape bit for bit and differs from the FP32 pass (it was
-// always FP32, so infer's SetPrecision(BF16) reached no segmentation),
-// and a valid U-Net's tiles in BF16 differ from its FP32 ones.
-func TestSegmentPrecision(t *testing.T) {
-	rng := tensor.NewRNG(6)
-	x := tensor.New(1, 16, 16, 2)
-	for i := range x.Data {
-		x.Data[i] = float32(rng.Normal())
-	}
-	for _, valid := range []bool{false, true} {
-		n, err := New(Config{InChannels: 2, Classes: 3, Depth: 2, Base: 8, Valid: valid}, tensor.NewRNG(4))
-		if err != nil {
-			t.Fatal(err)
-		}
-		bf, err := n.SegmentContext(context.Background(), x, 0, ag.BF16)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fp, err := n.SegmentContext(context.Background(), x, 0, ag.FP32)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if slices.Equal(bf.Data, fp.Data) {
-			t.Errorf("valid %v: the BF16 logits are the FP32 ones", valid)
-		}
-		if valid {
-			continue
-		}
-		tape := ag.NewNoGradTape()
-		tape.SetPrecision(ag.BF16)
-		if want := n.Forward(tape.Constant(x)).Tensor(); !slices.Equal(bf.Data, want.Data) {
-			t.Error("the padded U-Net's BF16 segmentation is not its BF16 forward pass")
+// TestMirror: mirroring reflects about the edge pixel, repeatedly.
+func TestMirror(t *testing.T) {
+	for i, want := range map[int]int{-1: 1, -2: 2, 5: 3, 4: 4, -7: 1, 11: 3} {
+		if got := mirror(i, 5); got != want {
+			t.Errorf("mirror(%d, 5) = %d, want %d", i, got, want)
 		}
 	}
 }
