@@ -21,8 +21,9 @@
 //	interop/keras       Keras ResNets in the TensorFlow.js layers format
 //	distributed         data-parallel training: communicators (MPI with -tags mpi), gradient buckets, sampler
 //	tensorboard         TensorBoard event files (scalars, images)
-//	data                data sets, image folders and transforms, augmentation, the prefetching loader
+//	data                data sets, image folders, segmentation masks, augmentation, the prefetching loader
 //	data/transform      torchvision's image transforms on 8-bit pixels, byte for byte as PIL computes them
+//	data/imagefile      image files (JPEG, PNG, GIF, BMP, WebP, TIFF, PNM) decoded as PIL reads them, bounded
 //	quant               int8 post-training quantization: calibration, per-channel weights, the int8 graph
 //	models              the zoo from config values behind one interface; models/resnet, models/unet, models/mlp
 //	optim               SGD, Adam, AdamW, parameter groups, schedules, gradient clipping, weight averages

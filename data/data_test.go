@@ -520,8 +520,8 @@ func TestLowLevelPanicsNamed(t *testing.T) {
 		{"Image", func() { d.Image(-1) }, "image -1"},
 		{"Image past the end", func() { d.Image(2) }, "image 2"},
 		{"Mask", func() { d.Mask(0) }, "mask 0"},
-		{"Pixels of nil", func() { Pixels(nil, 3) }, "nil image"},
-		{"Pixels in 2 channels", func() { Pixels(grey, 2) }, "2 channels"},
+		{"Pixels of nil", func() { transform.Pixels(nil, 3) }, "nil image"},
+		{"Pixels in 2 channels", func() { transform.Pixels(grey, 2) }, "2 channels"},
 	} {
 		r := panicked(c.f)
 		if msg, ok := r.(string); !ok || !strings.Contains(msg, c.want) {

@@ -322,3 +322,31 @@ func (d *Dataset) statsPixels(ctx context.Context) []uint8 {
 	}
 	return pix
 }
+
+// withChannels returns the set with its images in c channels (1 or 3):
+// itself if they are, or a copy converted as Pixels converts (grey
+// replicated to RGB; RGB to its luma). Other conversions are an error.
+func (d *Dataset) withChannels(c int) (*Dataset, error) {
+	if d.C == c {
+		return d, nil
+	}
+	if d.Files != nil || !(d.C == 1 && c == 3 || d.C == 3 && c == 1) {
+		return nil, fmt.Errorf("data: cannot convert images of %d channels to %d", d.C, c)
+	}
+	if err := limits.CheckElements("data: converted images", d.Len(), d.H, d.W, c); err != nil {
+		return nil, err
+	}
+	out := *d
+	out.C = c
+	n := len(d.Pixels) / d.C
+	out.Pixels = make([]uint8, n*c)
+	for i := range n {
+		if c == 3 {
+			v := d.Pixels[i]
+			out.Pixels[3*i], out.Pixels[3*i+1], out.Pixels[3*i+2] = v, v, v
+		} else {
+			out.Pixels[i] = transform.Luma(d.Pixels[3*i], d.Pixels[3*i+1], d.Pixels[3*i+2])
+		}
+	}
+	return &out, nil
+}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/residual-nn/residual/data/imagefile"
 	"github.com/residual-nn/residual/internal/fifotest"
 )
 
@@ -35,10 +36,10 @@ func TestSpecialFilesAreNotImages(t *testing.T) {
 			load func(string) error
 			says string
 		}{
-			{fifo, func(p string) error { _, err := LoadImage(p); return err }, "not a JPEG, PNG"},
-			{fifo, CheckImageFile, "not a JPEG, PNG"},
-			{"/dev/zero", func(p string) error { _, err := LoadImage(p); return err }, "a device"},
-			{dir, CheckImageFile, "a folder"},
+			{fifo, func(p string) error { _, err := imagefile.Load(p); return err }, "not a JPEG, PNG"},
+			{fifo, imagefile.CheckFile, "not a JPEG, PNG"},
+			{"/dev/zero", func(p string) error { _, err := imagefile.Load(p); return err }, "a device"},
+			{dir, imagefile.CheckFile, "a folder"},
 		} {
 			if err := c.load(c.path); err == nil || !strings.Contains(err.Error(), c.path) || !strings.Contains(err.Error(), c.says) {
 				t.Errorf("%s: %v; want an error naming it as %s", c.path, err, c.says)
@@ -62,7 +63,7 @@ func TestSpecialFilesAreNotImages(t *testing.T) {
 		t.Fatal(err)
 	}
 	var img image.Image
-	err := fifotest.ReadWritten(fifo, buf.Bytes(), func() (err error) { img, err = LoadImage(fifo); return err })
+	err := fifotest.ReadWritten(fifo, buf.Bytes(), func() (err error) { img, err = imagefile.Load(fifo); return err })
 	if err != nil || img.Bounds().Dx() != 4 {
 		t.Errorf("a FIFO a process writes: %v, %v", img, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/residual-nn/residual/data/imagefile"
 	"github.com/residual-nn/residual/data/transform"
 	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/tensor"
@@ -84,7 +85,7 @@ func (o *ImageOptions) defaults() error {
 }
 
 // Folder reads a folder of images of any size and format (JPEG, PNG, GIF,
-// BMP, WebP, TIFF, PGM, PPM: ImageExtensions) with one sub-folder of
+// BMP, WebP, TIFF, PGM, PPM: imagefile.Extensions) with one sub-folder of
 // images per class (classes sorted by name, images found in any depth
 // below, as torchvision's ImageFolder does), as square samples of
 // DefaultImageSize in the given channels.
@@ -144,11 +145,11 @@ func FolderWith(ctx context.Context, dir string, o *ImageOptions, classes []stri
 			d.Labels = append(d.Labels, int32(label))
 		}
 		if training && d.Len() == before {
-			return nil, fmt.Errorf("data: %s: the class folder %q holds no usable images (%s); remove it or add images", dir, class, strings.Join(ImageExtensions, ", "))
+			return nil, fmt.Errorf("data: %s: the class folder %q holds no usable images (%s); remove it or add images", dir, class, strings.Join(imagefile.Extensions, ", "))
 		}
 	}
 	if d.Len() == 0 {
-		return nil, fmt.Errorf("data: no images (%s) under %s", strings.Join(ImageExtensions, ", "), dir)
+		return nil, fmt.Errorf("data: no images (%s) under %s", strings.Join(imagefile.Extensions, ", "), dir)
 	}
 	return d, d.Check()
 }
@@ -163,13 +164,13 @@ func classDirs(dir string) ([]string, error) {
 	return classes, err
 }
 
-// checkFolderImage checks an image file's header as CheckImageFile does,
+// checkFolderImage checks an image file's header as imagefile.CheckFile does,
 // and the size the evaluation transform resizes it to before its centre
 // crop of side size (a 1×60,000 image becomes 32×1,920,000 for a side of
 // 28): so that a file no pass could read is refused, or skipped, as the
 // folder is read rather than at the test pass after the training.
 func checkFolderImage(path string, size int) error {
-	cfg, err := imageFileConfig(path)
+	cfg, err := imagefile.FileConfig(path)
 	if err != nil || cfg.Width == 0 {
 		return err
 	}
@@ -199,11 +200,6 @@ func isDir(path string) bool {
 	return err == nil && st.IsDir()
 }
 
-// isImageName reports whether a file name has one of ImageExtensions.
-func isImageName(name string) bool {
-	return slices.Contains(ImageExtensions, strings.ToLower(filepath.Ext(name)))
-}
-
 // imageFilesBelow lists the image files in dir and its sub-folders in
 // ImageFolder's order (sorted(os.walk(dir)), each folder's files sorted):
 // by folder, then by name, so that a folder's own files come before
@@ -222,7 +218,7 @@ func imageFilesBelow(dir string) ([]string, error) {
 		if err != nil {
 			return err
 		}
-		if !e.IsDir() && isImageName(e.Name()) {
+		if !e.IsDir() && imagefile.HasExtension(e.Name()) {
 			rel, err := filepath.Rel(root, path)
 			if err != nil {
 				return err
@@ -424,7 +420,7 @@ func FolderSpec(spec string, imageSize int, skipBad bool) (string, error) {
 // d.C channels; the first image sets the size, which every other must
 // have (SegFolder's images, which stay in memory).
 func (d *Dataset) appendImage(path string) error {
-	img, err := LoadImage(path)
+	img, err := imagefile.Load(path)
 	if err != nil {
 		return err
 	}
@@ -435,26 +431,26 @@ func (d *Dataset) appendImage(path string) error {
 	if b.Dy() != d.H || b.Dx() != d.W {
 		return fmt.Errorf("data: %s is %dx%d, the first image was %dx%d", path, b.Dx(), b.Dy(), d.W, d.H)
 	}
-	d.Pixels = append(d.Pixels, Pixels(img, d.C)...)
+	d.Pixels = append(d.Pixels, transform.Pixels(img, d.C)...)
 	return nil
 }
 
 // imageFiles lists the image files of a folder (not below it), sorted by
 // name.
 func imageFiles(dir string) ([]string, error) {
-	return listDir(dir, func(e os.DirEntry) bool { return !e.IsDir() && isImageName(e.Name()) })
+	return listDir(dir, func(e os.DirEntry) bool { return !e.IsDir() && imagefile.HasExtension(e.Name()) })
 }
 
 // sample decodes image i of a folder set and transforms it to H×W×C:
 // RandomResizedCrop with rng when crop is set, the evaluation transform
 // otherwise.
 func (d *Dataset) sample(i int, crop bool, rng *tensor.RNG) ([]uint8, error) {
-	img, err := LoadImage(d.Files[i])
+	img, err := imagefile.Load(d.Files[i])
 	if err != nil {
 		return nil, err
 	}
 	b := img.Bounds()
-	pix := Pixels(img, d.C)
+	pix := transform.Pixels(img, d.C)
 	if crop {
 		pix, err = transform.RandomResizedCrop(rng, pix, b.Dy(), b.Dx(), d.C, d.H, d.W)
 	} else {

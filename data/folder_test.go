@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/residual-nn/residual/data/transform"
 	"image"
 	"image/color"
 	"image/gif"
@@ -20,6 +19,10 @@ import (
 	"testing"
 
 	"golang.org/x/image/bmp"
+
+	"github.com/residual-nn/residual/data/imagefile"
+	"github.com/residual-nn/residual/data/transform"
+	"github.com/residual-nn/residual/internal/fixture"
 )
 
 // writeImage encodes img into path ("png", "jpeg", "gif" or "bmp" by the
@@ -181,7 +184,7 @@ func TestFolderFormats(t *testing.T) {
 			ref := map[string]string{"z1.webp": "webp/lossy_alpha.png", "z2.jpg": "cmyk.png"}[name]
 			img := mustLoad(t, filepath.Join(pilDir, ref))
 			b := img.Bounds()
-			exp, err := transform.EvalTransform(Pixels(img, 3), b.Dy(), b.Dx(), 3, transform.EvalResize(size), size, size)
+			exp, err := transform.EvalTransform(transform.Pixels(img, 3), b.Dy(), b.Dx(), 3, transform.EvalResize(size), size, size)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -374,7 +377,7 @@ func TestFolderBadFiles(t *testing.T) {
 		t.Errorf("skipping: %d images in two epochs; log %q", seen, log.String())
 	}
 
-	for name, b := range map[string][]byte{"bomb.png": pngWithSize(t, 50000, 50000), "text.jpg": []byte("hello")} {
+	for name, b := range map[string][]byte{"bomb.png": fixture.PNGWithSize(50000, 50000), "text.jpg": []byte("hello")} {
 		bad := t.TempDir()
 		writeImage(t, filepath.Join(bad, "a", "ok.png"), flat("gray", 4, 4, color.NRGBA{}))
 		writeBytes(t, filepath.Join(bad, "a", name), b)
@@ -667,4 +670,15 @@ func TestReadingStopsWhenCancelled(t *testing.T) {
 	if _, err := SegFolder(context.Background(), seg, 1, Ignore{}); err != nil {
 		t.Errorf("SegFolder: %v", err)
 	}
+}
+
+const pilDir = "../testdata/pil"
+
+func mustLoad(t *testing.T, path string) image.Image {
+	t.Helper()
+	img, err := imagefile.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/residual-nn/residual/data/imagefile"
 	"github.com/residual-nn/residual/data/transform"
 	"github.com/residual-nn/residual/limits"
 	"image"
@@ -375,7 +376,7 @@ func dt1(f, d []float64) {
 }
 
 // SegFolder reads a segmentation folder: dir/images/NAME (any of
-// ImageExtensions) and
+// imagefile.Extensions) and
 // dir/masks/NAME.png, one mask per image with the image's size, holding
 // class indices (the grey value of an 8-bit grey PNG — or the stored value
 // of a 1-, 2- or 4-bit one: 0 and 1 for a 1-bit mask — or the palette
@@ -396,7 +397,7 @@ func SegFolder(ctx context.Context, dir string, channels int, ignore Ignore) (*D
 		return nil, err
 	}
 	if len(names) == 0 {
-		return nil, fmt.Errorf("data: %s has no images (%s)", filepath.Join(dir, "images"), strings.Join(ImageExtensions, ", "))
+		return nil, fmt.Errorf("data: %s has no images (%s)", filepath.Join(dir, "images"), strings.Join(imagefile.Extensions, ", "))
 	}
 	d := &Dataset{C: channels, Ignore: ignore}
 	top := 0
@@ -409,14 +410,14 @@ func SegFolder(ctx context.Context, dir string, channels int, ignore Ignore) (*D
 			return nil, err
 		}
 		mp := filepath.Join(dir, "masks", strings.TrimSuffix(name, filepath.Ext(name))+".png")
-		raw, err := readImageFile(mp)
+		raw, err := imagefile.ReadFile(mp)
 		var mimg image.Image
 		if err == nil {
-			if format, _, herr := checkImageHeader(raw, mp); herr == nil && format != "png" {
+			if format, _, herr := imagefile.CheckHeader(raw, mp); herr == nil && format != "png" {
 				// A lossy format's ringing invents classes at the edges.
 				return nil, fmt.Errorf("data: mask %s is a %s image: masks must be PNG files of class indices", mp, format)
 			}
-			mimg, err = DecodeImage(raw, mp)
+			mimg, err = imagefile.Decode(raw, mp)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("data: the mask of %s: %w", name, err)

@@ -6,7 +6,7 @@ import (
 	"image"
 	"log"
 
-	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/data/imagefile"
 	"github.com/residual-nn/residual/infer"
 )
 
@@ -24,9 +24,9 @@ func Example() {
 	info := m.Info()
 	fmt.Printf("%s: %s into %d classes, input %dx%dx%d\n", info.Name, info.Task, len(info.Classes), info.Height, info.Width, info.Channels)
 
-	// data.LoadImage decodes as the command line and the server do
+	// imagefile.Load decodes as the command line and the server do
 	// (EXIF orientation applied, decompression bombs refused).
-	img, err := data.LoadImage("../testdata/checkpoint/digit0.png")
+	img, err := imagefile.Load("../testdata/checkpoint/digit0.png")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func ExampleModel_Segment() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	img, err := data.LoadImage("../testdata/checkpoint/color.png")
+	img, err := imagefile.Load("../testdata/checkpoint/color.png")
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -4,11 +4,11 @@
 //
 //	m, err := infer.Open("runs/resnet20-mnist/best.safetensors")
 //	...
-//	img, err := data.LoadImage("photo.jpg")
+//	img, err := imagefile.Load("photo.jpg")
 //	...
 //	guesses, err := m.Classify(ctx, []image.Image{img}, 5)
 //
-// Decode files with data.LoadImage (bytes with data.DecodeImage), as the
+// Decode files with imagefile.Load (bytes with imagefile.Decode), as the
 // command line, the server and training do: it turns a JPEG upright by
 // its EXIF orientation, decodes WebP's colours as libwebp does and
 // refuses decompression bombs from the header. image.Decode does none of

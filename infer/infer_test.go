@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/residual-nn/residual/data/imagefile"
 	"github.com/residual-nn/residual/data/transform"
 	"image"
 	"image/color"
@@ -19,7 +20,6 @@ import (
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/checkpoint"
-	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/infer"
 	"github.com/residual-nn/residual/tensor"
 )
@@ -37,7 +37,7 @@ func open(t testing.TB, name string) *infer.Model {
 
 func load(t testing.TB, name string) image.Image {
 	t.Helper()
-	img, err := data.LoadImage(filepath.Join(dir, name))
+	img, err := imagefile.Load(filepath.Join(dir, name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +263,7 @@ func TestInputMatchesData(t *testing.T) {
 	// levels), package data as PIL does (alpha dropped).
 	all := images(t, 9)
 	for _, name := range []string{"rgba", "la", "palette"} {
-		img, err := data.LoadImage(filepath.Join("..", "testdata", "pil", "alpha", name+".png"))
+		img, err := imagefile.Load(filepath.Join("..", "testdata", "pil", "alpha", name+".png"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -277,7 +277,7 @@ func TestInputMatchesData(t *testing.T) {
 				t.Fatal(err)
 			}
 			b := img.Bounds()
-			pix, err := transform.Resize(data.Pixels(img, ch), b.Dy(), b.Dx(), ch, 28, 28)
+			pix, err := transform.Resize(transform.Pixels(img, ch), b.Dy(), b.Dx(), ch, 28, 28)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -294,7 +294,7 @@ func TestInputMatchesData(t *testing.T) {
 	// does nil, normalise nothing (they indexed past the end: a panic).
 	img := images(t, 1)[0]
 	b := img.Bounds()
-	pix, err := transform.Resize(data.Pixels(img, 1), b.Dy(), b.Dx(), 1, 28, 28)
+	pix, err := transform.Resize(transform.Pixels(img, 1), b.Dy(), b.Dx(), 1, 28, 28)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/residual-nn/residual/checkpoint"
-	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/data/imagefile"
 	"github.com/residual-nn/residual/infer"
 	"github.com/residual-nn/residual/quant"
 	"github.com/residual-nn/residual/tensor"
@@ -20,7 +20,7 @@ func TestOpenInt8(t *testing.T) {
 	const dir = "../testdata/checkpoint/"
 	var imgs []image.Image
 	for _, f := range []string{"digit0.png", "digit1.png", "digit2.png"} {
-		img, err := data.LoadImage(dir + f)
+		img, err := imagefile.Load(dir + f)
 		if err != nil {
 			t.Fatal(err)
 		}

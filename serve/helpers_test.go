@@ -17,7 +17,6 @@ import (
 	"time"
 
 	ag "github.com/residual-nn/residual/autograd"
-	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
@@ -54,7 +53,7 @@ func (b *resnetBackend) Info() ModelInfo {
 
 func (b *resnetBackend) Preprocess(img image.Image) (*tensor.Tensor, error) {
 	bd := img.Bounds()
-	pix, err := transform.Resize(data.Pixels(img, 1), bd.Dy(), bd.Dx(), 1, 28, 28)
+	pix, err := transform.Resize(transform.Pixels(img, 1), bd.Dy(), bd.Dx(), 1, 28, 28)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +93,7 @@ func (f *fakeBackend) Info() ModelInfo {
 
 func (f *fakeBackend) Preprocess(img image.Image) (*tensor.Tensor, error) {
 	bd := img.Bounds()
-	pix, err := transform.Resize(data.Pixels(img, 1), bd.Dy(), bd.Dx(), 1, 2, 2)
+	pix, err := transform.Resize(transform.Pixels(img, 1), bd.Dy(), bd.Dx(), 1, 2, 2)
 	if err != nil {
 		return nil, err
 	}

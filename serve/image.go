@@ -18,6 +18,8 @@ import (
 	_ "golang.org/x/image/webp"
 
 	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/data/imagefile"
+	"github.com/residual-nn/residual/data/transform"
 	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/tensor"
@@ -34,7 +36,7 @@ func decodeImage(b []byte, maxPixels int) (img image.Image, err error) {
 	if len(b) == 0 {
 		return nil, badRequest("empty body: send an image file's bytes (%s), or a multipart form field \"image\"", decodedFormats)
 	}
-	cfg, format, err := data.DecodeImageConfig(b)
+	cfg, format, err := imagefile.DecodeConfig(b)
 	if errors.Is(err, image.ErrFormat) {
 		return nil, badRequest("the body is not an image this server decodes (%s)", decodedFormats)
 	}
@@ -42,7 +44,7 @@ func decodeImage(b []byte, maxPixels int) (img image.Image, err error) {
 		// Named by what it is (a CMYK TIFF, an arithmetic-coded JPEG), as
 		// the folder scan names it: data's header check, which fails
 		// before any pixel is decoded.
-		if _, derr := data.DecodeImage(b, "request body"); derr != nil {
+		if _, derr := imagefile.Decode(b, "request body"); derr != nil {
 			return nil, badRequest("%s", strings.TrimPrefix(derr.Error(), "data: "))
 		}
 		return nil, badRequest("unreadable image header: %v", err)
@@ -55,7 +57,7 @@ func decodeImage(b []byte, maxPixels int) (img image.Image, err error) {
 	}
 	// Decoded as training decodes a file: EXIF orientation applied, lossy
 	// WebP's colours converted as libwebp does, decoder panics recovered.
-	img, err = data.DecodeImage(b, "request body")
+	img, err = imagefile.Decode(b, "request body")
 	if err != nil {
 		return nil, badRequest("%s", strings.TrimPrefix(err.Error(), "data: "))
 	}
@@ -288,7 +290,7 @@ func encodeMask(ctx context.Context, img image.Image, y *tensor.Tensor, overlay 
 	}
 	var out image.Image = data.MaskImage(mask, h, wd)
 	if overlay {
-		o, err := data.Overlay(data.Pixels(img, 3), mask, h, wd, 3)
+		o, err := data.Overlay(transform.Pixels(img, 3), mask, h, wd, 3)
 		if err != nil {
 			return nil, internal("%v", err)
 		}

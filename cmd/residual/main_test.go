@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/data/imagefile"
 	"github.com/residual-nn/residual/infer"
 )
 
@@ -277,7 +277,7 @@ func TestPredictEqualsInfer(t *testing.T) {
 	var imgs []image.Image
 	for _, name := range []string{"digit0.png", "digit1.png", "digit2.png", "color.png"} {
 		p := filepath.Join("../../testdata/checkpoint", name)
-		img, err := data.LoadImage(p)
+		img, err := imagefile.Load(p)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/data/imagefile"
 	"github.com/residual-nn/residual/infer"
 	"github.com/residual-nn/residual/quant"
 	"github.com/residual-nn/residual/tensor"
@@ -61,7 +62,7 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		files := strings.Split(*images, ",")
 		x := tensor.New(len(files), p.Height, p.Width, p.Channels)
 		for i, f := range files {
-			img, err := data.LoadImage(f)
+			img, err := imagefile.Load(f)
 			if err != nil {
 				return err
 			}

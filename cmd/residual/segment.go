@@ -9,6 +9,8 @@ import (
 	"io"
 
 	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/data/imagefile"
+	"github.com/residual-nn/residual/data/transform"
 	"github.com/residual-nn/residual/infer"
 	"github.com/residual-nn/residual/internal/atomicfile"
 	"github.com/residual-nn/residual/models"
@@ -42,7 +44,7 @@ func runSegment(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := stopped(ctx); err != nil {
 		return err
 	}
-	img, err := data.LoadImage(pos[0])
+	img, err := imagefile.Load(pos[0])
 	if err != nil {
 		return err
 	}
@@ -66,7 +68,7 @@ func runSegment(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	over, err := data.Overlay(data.Pixels(img, info.Channels), mask, h, w, info.Channels)
+	over, err := data.Overlay(transform.Pixels(img, info.Channels), mask, h, w, info.Channels)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/data/imagefile"
 	"github.com/residual-nn/residual/distributed"
 	"github.com/residual-nn/residual/infer"
 	"github.com/residual-nn/residual/models"
@@ -535,7 +536,7 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err := stopped(ctx); err != nil {
 			return err
 		}
-		img, err := data.LoadImage(path)
+		img, err := imagefile.Load(path)
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			bad = append(bad, path)

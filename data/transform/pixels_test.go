@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/residual-nn/residual/data/transform"
+	"github.com/residual-nn/residual/internal/fixture"
 )
 
 // TestPixelsDropsAlphaAsPIL converts images with transparency (RGBA with
@@ -22,7 +23,7 @@ func TestPixelsDropsAlphaAsPIL(t *testing.T) {
 			ch     int
 		}{{"_rgb", 3}, {"_l", 1}} {
 			want := transform.Pixels(mustLoad(t, filepath.Join(pilDir, "alpha", name+c.suffix+".png")), c.ch)
-			if worst, n := maxDiff(t, transform.Pixels(img, c.ch), want); worst != 0 {
+			if worst, n := fixture.ByteDiff(t, transform.Pixels(img, c.ch), want); worst != 0 {
 				t.Errorf("%s.png (%T) in %d channels: %d bytes differ from PIL's, by up to %d", name, img, c.ch, n, worst)
 			}
 		}

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	ag "github.com/residual-nn/residual/autograd"
-	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/data/imagefile"
 	"github.com/residual-nn/residual/infer"
 	"github.com/residual-nn/residual/internal/fixture"
 	"github.com/residual-nn/residual/models"
@@ -108,7 +108,7 @@ func TestKerasResNet50(t *testing.T) {
 			t.Errorf("photo %s is missing (Debian python3-skimage; .ci/run installs it): %v", name, err)
 			continue
 		}
-		img, err := data.LoadImage(path)
+		img, err := imagefile.Load(path)
 		if err != nil {
 			t.Fatal(err)
 		}

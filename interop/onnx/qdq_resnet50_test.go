@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/residual-nn/residual/checkpoint"
-	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/data/imagefile"
 	"github.com/residual-nn/residual/infer"
 	"github.com/residual-nn/residual/tensor"
 )
@@ -48,7 +48,7 @@ func TestQDQResNet50ONNXRuntime(t *testing.T) {
 	p := c.Preprocess
 	x := tensor.New(len(interopPhotos), p.Height, p.Width, p.Channels)
 	for i, name := range interopPhotos {
-		img, err := data.LoadImage(filepath.Join(photos, name))
+		img, err := imagefile.Load(filepath.Join(photos, name))
 		if err != nil {
 			t.Fatal(err)
 		}

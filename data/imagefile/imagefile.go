@@ -1,4 +1,12 @@
-package data
+// Package imagefile reads image files as PIL reads them: JPEG (EXIF
+// orientation applied, CMYK converted), PNG, GIF (the first frame on its
+// canvas), BMP, WebP, TIFF (the first page, its orientation applied) and
+// PBM/PGM/PPM. Every reader checks the header against package limits
+// before any pixel is allocated, bounds what it reads, and turns the
+// decoders' panics into errors naming the file. Package data's folders,
+// package serve's image routes and the command line decode through it; a
+// program that only infers needs it and package infer, not the data sets.
+package imagefile
 
 import (
 	"bytes"
@@ -14,7 +22,9 @@ import (
 	"io/fs"
 	"iter"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 
 	_ "golang.org/x/image/bmp" // registers BMP decoding
 	"golang.org/x/image/tiff"
@@ -31,23 +41,29 @@ import (
 // endless file, not a bomb (the header check does that).
 func maxImageFile() int64 { return 8*int64(limits.ImagePixels) + 1<<20 }
 
-// ImageExtensions are the file name extensions (lower case) that the
+// Extensions are the file name extensions (lower case) that the
 // folder readers take as images; other files are ignored. They are
 // torchvision's ImageFolder's, and .gif.
-var ImageExtensions = []string{".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+var Extensions = []string{".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 
-// LoadImage decodes a JPEG, PNG, GIF (its first frame), BMP, WebP, TIFF
+// HasExtension reports whether a file name ends in one of Extensions, in
+// any case.
+func HasExtension(name string) bool {
+	return slices.Contains(Extensions, strings.ToLower(filepath.Ext(name)))
+}
+
+// Load decodes a JPEG, PNG, GIF (its first frame), BMP, WebP, TIFF
 // (its first page) or PBM/PGM/PPM file, upright: a JPEG's EXIF
 // orientation is applied. The header is checked
 // against limits.CheckImage before any pixel is allocated, so a file that
 // claims 50,000×50,000 pixels is refused at the cost of reading its
 // header. Errors name the file.
-func LoadImage(path string) (image.Image, error) {
-	b, err := readImageFile(path)
+func Load(path string) (image.Image, error) {
+	b, err := ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return DecodeImage(b, path)
+	return Decode(b, path)
 }
 
 // openImageFile opens path, following links, if it is a regular file or
@@ -58,13 +74,13 @@ func LoadImage(path string) (image.Image, error) {
 func openImageFile(path string) (*os.File, error) {
 	f, err := limits.OpenNoWait(path)
 	if err != nil {
-		return nil, fmt.Errorf("data: %w", err)
+		return nil, fmt.Errorf("imagefile: %w", err)
 	}
 	st, err := f.Stat()
 	if err == nil && !st.Mode().IsRegular() && st.Mode()&fs.ModeNamedPipe == 0 {
-		err = fmt.Errorf("data: %s: not a regular file but %s, so not an image", path, fileKind(st.Mode()))
+		err = fmt.Errorf("imagefile: %s: not a regular file but %s, so not an image", path, fileKind(st.Mode()))
 	} else if err != nil {
-		err = fmt.Errorf("data: %w", err)
+		err = fmt.Errorf("imagefile: %w", err)
 	}
 	if err != nil {
 		f.Close()
@@ -87,9 +103,9 @@ func fileKind(m fs.FileMode) string {
 	return "a special file (" + m.Type().String() + ")"
 }
 
-// readImageFile reads an image file whole, refusing one larger than
+// ReadFile reads an image file whole, refusing one larger than
 // maxImageFile.
-func readImageFile(path string) ([]byte, error) {
+func ReadFile(path string) ([]byte, error) {
 	f, err := openImageFile(path)
 	if err != nil {
 		return nil, err
@@ -98,18 +114,18 @@ func readImageFile(path string) ([]byte, error) {
 	max := maxImageFile()
 	b, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {
-		return nil, fmt.Errorf("data: %s: %w", path, err)
+		return nil, fmt.Errorf("imagefile: %s: %w", path, err)
 	}
 	if int64(len(b)) > max {
-		return nil, fmt.Errorf("data: %s: more than %d bytes, too large for an image within limits.ImagePixels", path, max)
+		return nil, fmt.Errorf("imagefile: %s: more than %d bytes, too large for an image within limits.ImagePixels", path, max)
 	}
 	return b, nil
 }
 
-// DecodeImage decodes an image file's bytes as LoadImage does; name is
+// Decode decodes an image file's bytes as Load does; name is
 // used in errors.
-func DecodeImage(b []byte, name string) (img image.Image, err error) {
-	format, cfg, err := checkImageHeader(b, name)
+func Decode(b []byte, name string) (img image.Image, err error) {
+	format, cfg, err := CheckHeader(b, name)
 	if err != nil {
 		return nil, err
 	}
@@ -117,23 +133,23 @@ func DecodeImage(b []byte, name string) (img image.Image, err error) {
 	// naming the file, not a crash.
 	defer func() {
 		if r := recover(); r != nil {
-			img, err = nil, fmt.Errorf("data: %s: corrupt %s image (the decoder failed: %v)", name, format, r)
+			img, err = nil, fmt.Errorf("imagefile: %s: corrupt %s image (the decoder failed: %v)", name, format, r)
 		}
 	}()
 	src := b
 	if format == "tiff" {
 		src = tiffOneStrip(b, cfg.Height)
 		if err := tiffBlocksBounded(src); err != nil {
-			return nil, fmt.Errorf("data: %s: %w", name, err)
+			return nil, fmt.Errorf("imagefile: %s: %w", name, err)
 		}
 	}
 	if format == "tiff" {
-		img, err = tiff.Decode(bytes.NewReader(src)) // through io.ReaderAt: see DecodeImageConfig
+		img, err = tiff.Decode(bytes.NewReader(src)) // through io.ReaderAt: see DecodeConfig
 	} else {
 		img, _, err = image.Decode(bytes.NewReader(src))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("data: %s: corrupt %s image: %w", name, format, err)
+		return nil, fmt.Errorf("imagefile: %s: corrupt %s image: %w", name, format, err)
 	}
 	if format == "webp" {
 		img = webpRGB(img)
@@ -153,12 +169,12 @@ func DecodeImage(b []byte, name string) (img image.Image, err error) {
 	return img, nil
 }
 
-// DecodeImageConfig is image.DecodeConfig on an image file's bytes, safe
+// DecodeConfig is image.DecodeConfig on an image file's bytes, safe
 // for TIFF: image.DecodeConfig hands the decoders a stream, which
 // golang.org/x/image/tiff buffers up to whatever offset a header names
 // (4 GB for a crafted 5 KB file), where given an io.ReaderAt it reads
-// only what is there. It checks no limits (checkImageHeader does).
-func DecodeImageConfig(b []byte) (image.Config, string, error) {
+// only what is there. It checks no limits (CheckHeader does).
+func DecodeConfig(b []byte) (image.Config, string, error) {
 	if isTIFF(b) {
 		cfg, err := tiff.DecodeConfig(bytes.NewReader(b))
 		return cfg, "tiff", err
@@ -166,17 +182,17 @@ func DecodeImageConfig(b []byte) (image.Config, string, error) {
 	return image.DecodeConfig(bytes.NewReader(b))
 }
 
-// checkImageHeader reads an image's header and refuses an unknown format
+// CheckHeader reads an image's header and refuses an unknown format
 // or a size outside limits.CheckImage, before any pixel is decoded.
-func checkImageHeader(b []byte, name string) (format string, cfg image.Config, err error) {
+func CheckHeader(b []byte, name string) (format string, cfg image.Config, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("data: %s: corrupt image header (the decoder failed: %v)", name, r)
+			err = fmt.Errorf("imagefile: %s: corrupt image header (the decoder failed: %v)", name, r)
 		}
 	}()
-	cfg, format, err = DecodeImageConfig(b)
+	cfg, format, err = DecodeConfig(b)
 	if errors.Is(err, image.ErrFormat) {
-		return "", cfg, fmt.Errorf("data: %s: not a JPEG, PNG, GIF, BMP, WebP, TIFF, PBM, PGM or PPM image", name)
+		return "", cfg, fmt.Errorf("imagefile: %s: not a JPEG, PNG, GIF, BMP, WebP, TIFF, PBM, PGM or PPM image", name)
 	}
 	if format == "tiff" {
 		cfg, err = tiffConfig(bytes.NewReader(b), int64(len(b)), name)
@@ -189,31 +205,31 @@ func checkImageHeader(b []byte, name string) (format string, cfg image.Config, e
 	// by what they are, rather than in the middle of an epoch.
 	if format == "jpeg" {
 		if why := jpegUnsupported(b); why != "" {
-			return "", cfg, fmt.Errorf("data: %s: %s, which Go's JPEG decoder cannot read; re-encode it (for example with PIL, or jpegtran without -arithmetic or -restart)", name, why)
+			return "", cfg, fmt.Errorf("imagefile: %s: %s, which Go's JPEG decoder cannot read; re-encode it (for example with PIL, or jpegtran without -arithmetic or -restart)", name, why)
 		}
 	}
 	if format == "webp" && len(b) >= 21 && string(b[12:16]) == "VP8X" && b[20]&0x02 != 0 {
-		return "", cfg, fmt.Errorf("data: %s: an animated WebP, which Go's WebP decoder cannot read; save its first frame as a still image", name)
+		return "", cfg, fmt.Errorf("imagefile: %s: an animated WebP, which Go's WebP decoder cannot read; save its first frame as a still image", name)
 	}
 	if err != nil {
-		return "", cfg, fmt.Errorf("data: %s: corrupt %s header: %w", name, format, err)
+		return "", cfg, fmt.Errorf("imagefile: %s: corrupt %s header: %w", name, format, err)
 	}
-	if err := limits.CheckImage("data: "+name, cfg.Width, cfg.Height); err != nil {
+	if err := limits.CheckImage("imagefile: "+name, cfg.Width, cfg.Height); err != nil {
 		return "", cfg, err
 	}
 	return format, cfg, nil
 }
 
-// CheckImageFile reads only the header of an image file and checks it as
-// LoadImage would before decoding: a known format within the limits.
-func CheckImageFile(path string) error {
-	_, err := imageFileConfig(path)
+// CheckFile reads only the header of an image file and checks it as
+// Load would before decoding: a known format within the limits.
+func CheckFile(path string) error {
+	_, err := FileConfig(path)
 	return err
 }
 
-// imageFileConfig is CheckImageFile, returning the header's size (zero
+// FileConfig is CheckFile, returning the header's size (zero
 // for a header longer than it reads, checked when the file is decoded).
-func imageFileConfig(path string) (image.Config, error) {
+func FileConfig(path string) (image.Config, error) {
 	f, err := openImageFile(path)
 	if err != nil {
 		return image.Config{}, err
@@ -223,16 +239,16 @@ func imageFileConfig(path string) (image.Config, error) {
 	// and any PNG, GIF, BMP, WebP or PNM header.
 	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
 	if err != nil {
-		return image.Config{}, fmt.Errorf("data: %s: %w", path, err)
+		return image.Config{}, fmt.Errorf("imagefile: %s: %w", path, err)
 	}
-	_, cfg, err := checkImageHeader(b, path)
+	_, cfg, err := CheckHeader(b, path)
 	if errors.Is(err, io.ErrUnexpectedEOF) && len(b) == 64<<10 {
 		// A TIFF's image directory may be anywhere in the file (libtiff
 		// writes it after the pixels): it is read where it is, in a
 		// regular file.
 		if st, serr := f.Stat(); serr == nil && st.Mode().IsRegular() && isTIFF(b) {
 			if cfg, err = tiffConfig(f, st.Size(), path); err == nil {
-				err = limits.CheckImage("data: "+path, cfg.Width, cfg.Height)
+				err = limits.CheckImage("imagefile: "+path, cfg.Width, cfg.Height)
 			}
 			if !errors.Is(err, io.ErrUnexpectedEOF) {
 				return cfg, err
@@ -241,48 +257,6 @@ func imageFileConfig(path string) (image.Config, error) {
 		return image.Config{}, nil // a header longer than 64 KiB: checked again when decoded
 	}
 	return cfg, err
-}
-
-// Pixels returns an image's pixels, row by row, as grey (channels 1) or
-// RGB (channels 3) bytes, converted as PIL's Image.convert("L") and
-// convert("RGB") do (alpha dropped, not blended). It panics, naming the
-// argument, for a nil image or other channels.
-func Pixels(img image.Image, channels int) []uint8 {
-	if img == nil {
-		panic("data: Pixels of a nil image")
-	}
-	if channels != 1 && channels != 3 {
-		panic(fmt.Sprintf("data: Pixels in %d channels (1 grey or 3 RGB)", channels))
-	}
-	return transform.Pixels(img, channels)
-}
-
-// withChannels returns the set with its images in c channels (1 or 3):
-// itself if they are, or a copy converted as Pixels converts (grey
-// replicated to RGB; RGB to its luma). Other conversions are an error.
-func (d *Dataset) withChannels(c int) (*Dataset, error) {
-	if d.C == c {
-		return d, nil
-	}
-	if d.Files != nil || !(d.C == 1 && c == 3 || d.C == 3 && c == 1) {
-		return nil, fmt.Errorf("data: cannot convert images of %d channels to %d", d.C, c)
-	}
-	if err := limits.CheckElements("data: converted images", d.Len(), d.H, d.W, c); err != nil {
-		return nil, err
-	}
-	out := *d
-	out.C = c
-	n := len(d.Pixels) / d.C
-	out.Pixels = make([]uint8, n*c)
-	for i := range n {
-		if c == 3 {
-			v := d.Pixels[i]
-			out.Pixels[3*i], out.Pixels[3*i+1], out.Pixels[3*i+2] = v, v, v
-		} else {
-			out.Pixels[i] = transform.Luma(d.Pixels[3*i], d.Pixels[3*i+1], d.Pixels[3*i+2])
-		}
-	}
-	return &out, nil
 }
 
 // exifOrientation returns the EXIF orientation (1 to 8) of a JPEG file's

@@ -1,11 +1,9 @@
-package data
+package imagefile
 
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"github.com/residual-nn/residual/data/transform"
-	"hash/crc32"
 	"image"
 	"image/color"
 	"image/color/palette"
@@ -22,79 +20,19 @@ import (
 	"golang.org/x/image/bmp"
 	"golang.org/x/image/tiff"
 
+	"github.com/residual-nn/residual/internal/fixture"
 	"github.com/residual-nn/residual/limits"
 )
 
-const pilDir = "../testdata/pil"
-
-// maxDiff returns the largest absolute difference of two byte slices and
-// how many bytes differ.
-func maxDiff(t *testing.T, a, b []uint8) (worst, n int) {
-	t.Helper()
-	if len(a) != len(b) {
-		t.Fatalf("%d bytes against %d", len(a), len(b))
-	}
-	for i := range a {
-		d := int(a[i]) - int(b[i])
-		if d < 0 {
-			d = -d
-		}
-		if d > 0 {
-			n++
-		}
-		worst = max(worst, d)
-	}
-	return worst, n
-}
+const pilDir = "../../testdata/pil"
 
 func mustLoad(t *testing.T, path string) image.Image {
 	t.Helper()
-	img, err := LoadImage(path)
+	img, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return img
-}
-
-// TestResizeMatchesPIL compares ResizeAA with PIL's
-// Image.resize(size, BILINEAR) on crops of real photos (made by
-// testdata/pil/gen_fixtures.py): shrinking by integer and non-integer
-// factors, enlarging, odd sizes, aspect changes, grey and RGB. ResizeAA
-// runs PIL's algorithm in PIL's fixed-point arithmetic, so the tolerance
-// is zero: every byte must be equal. (With float32 sums instead, values
-// within ~10⁻⁴ of a half round the other way: 1.7% of the bytes of the
-// 161→230 enlargement differed by 1.)
-func TestResizeMatchesPIL(t *testing.T) {
-	dir := filepath.Join(pilDir, "resize")
-	raw, err := os.ReadFile(filepath.Join(dir, "cases.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cases []struct {
-		Input, Output string
-		Width, Height int
-	}
-	if err := json.Unmarshal(raw, &cases); err != nil {
-		t.Fatal(err)
-	}
-	if len(cases) < 20 {
-		t.Fatalf("only %d cases in cases.json", len(cases))
-	}
-	for _, c := range cases {
-		in := mustLoad(t, filepath.Join(dir, c.Input))
-		ch := 3
-		if _, grey := in.(*image.Gray); grey {
-			ch = 1
-		}
-		b := in.Bounds()
-		got, err := transform.ResizeAA(Pixels(in, ch), b.Dy(), b.Dx(), ch, c.Height, c.Width)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if worst, n := maxDiff(t, got, Pixels(mustLoad(t, filepath.Join(dir, c.Output)), ch)); worst != 0 {
-			t.Errorf("%s (%dx%d → %dx%d): %d bytes differ from PIL's, by up to %d", c.Output, b.Dx(), b.Dy(), c.Width, c.Height, n, worst)
-		}
-	}
 }
 
 // TestWebPMatchesPIL decodes lossless and lossy WebP files (with and
@@ -110,7 +48,7 @@ func TestWebPMatchesPIL(t *testing.T) {
 		if got.Bounds() != want.Bounds() {
 			t.Fatalf("%s: %v, PIL %v", name, got.Bounds(), want.Bounds())
 		}
-		if worst, n := maxDiff(t, transform.Pixels(got, 4), transform.Pixels(want, 4)); worst != 0 {
+		if worst, n := fixture.ByteDiff(t, transform.Pixels(got, 4), transform.Pixels(want, 4)); worst != 0 {
 			t.Errorf("%s.webp: %d bytes differ from libwebp's, by up to %d", name, n, worst)
 		}
 	}
@@ -124,7 +62,7 @@ func TestWebPMatchesPIL(t *testing.T) {
 // the bound, 24, is far below the 100+ levels between any two blocks'
 // colours, so a wrong orientation cannot pass.
 func TestEXIFOrientation(t *testing.T) {
-	want := Pixels(mustLoad(t, filepath.Join(pilDir, "exif", "upright.png")), 3)
+	want := transform.Pixels(mustLoad(t, filepath.Join(pilDir, "exif", "upright.png")), 3)
 	for o := 2; o <= 8; o++ {
 		path := filepath.Join(pilDir, "exif", "orientation"+string(rune('0'+o))+".jpg")
 		raw, err := os.ReadFile(path)
@@ -138,7 +76,7 @@ func TestEXIFOrientation(t *testing.T) {
 		if b := img.Bounds(); b.Dx() != 24 || b.Dy() != 16 {
 			t.Fatalf("orientation %d: %dx%d, want 24x16", o, b.Dx(), b.Dy())
 		}
-		if worst, _ := maxDiff(t, Pixels(img, 3), want); worst > 24 {
+		if worst, _ := fixture.ByteDiff(t, transform.Pixels(img, 3), want); worst > 24 {
 			t.Errorf("orientation %d: pixels differ from the upright picture by up to %d", o, worst)
 		}
 	}
@@ -221,7 +159,7 @@ func TestCMYK(t *testing.T) {
 	if _, ok := img.(*image.CMYK); !ok {
 		t.Fatalf("cmyk.jpg decodes as %T", img)
 	}
-	if worst, _ := maxDiff(t, Pixels(img, 3), Pixels(mustLoad(t, filepath.Join(pilDir, "cmyk.png")), 3)); worst > 6 {
+	if worst, _ := fixture.ByteDiff(t, transform.Pixels(img, 3), transform.Pixels(mustLoad(t, filepath.Join(pilDir, "cmyk.png")), 3)); worst > 6 {
 		t.Errorf("CMYK JPEG differs from PIL's RGB by up to %d", worst)
 	}
 }
@@ -260,15 +198,15 @@ func TestPixelModes(t *testing.T) {
 		"RGBA half transparent":  {rgba.SubImage(image.Rect(1, 0, 2, 1)), [3]uint8{199, 99, 49}}, // un-premultiplied in 16 bits: 100·257·65535/(128·257) = 51199.6 → high byte 199
 		"CMYK":                   {cmyk, [3]uint8{200, 100, 50}},
 	} {
-		if got := Pixels(c.img, 3); [3]uint8(got) != c.want {
+		if got := transform.Pixels(c.img, 3); [3]uint8(got) != c.want {
 			t.Errorf("%s: %v, want %v", name, got, c.want)
 		}
 	}
-	if got := Pixels(ycc, 3); absDiff(got[0], 200) > 1 || absDiff(got[1], 100) > 1 || absDiff(got[2], 50) > 1 {
+	if got := transform.Pixels(ycc, 3); absDiff(got[0], 200) > 1 || absDiff(got[1], 100) > 1 || absDiff(got[2], 50) > 1 {
 		t.Errorf("YCbCr: %v, want 200 100 50 ± 1 (the round trip through 8-bit Y'CbCr)", got)
 	}
 	// PIL's L of (200, 100, 50): (19595·200 + 38470·100 + 7471·50 + 2^15) >> 16 = 124.
-	if got := Pixels(nrgba, 1); got[0] != 124 {
+	if got := transform.Pixels(nrgba, 1); got[0] != 124 {
 		t.Errorf("grey of (200, 100, 50): %d, want 124", got[0])
 	}
 }
@@ -280,28 +218,11 @@ func absDiff(a, b uint8) int {
 	return int(b - a)
 }
 
-// pngWithSize returns a PNG whose header claims w×h pixels: a real 1×1
-// PNG with its IHDR size rewritten and the chunk's CRC recomputed, so that
-// the header is valid and only the claim is hostile.
-func pngWithSize(t *testing.T, w, h uint32) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, image.NewGray(image.Rect(0, 0, 1, 1))); err != nil {
-		t.Fatal(err)
-	}
-	b := buf.Bytes()
-	// Signature (8), IHDR length (4), "IHDR" (4), width, height at 16, 20.
-	binary.BigEndian.PutUint32(b[16:], w)
-	binary.BigEndian.PutUint32(b[20:], h)
-	binary.BigEndian.PutUint32(b[29:], crc32.ChecksumIEEE(b[12:29]))
-	return b
-}
-
 // bombs returns files of each format whose headers claim 50,000×50,000
 // pixels (2.5 gigapixels: 10 GB as RGBA) in a few hundred bytes.
 func bombs(t *testing.T) map[string][]byte {
 	t.Helper()
-	out := map[string][]byte{"bomb.png": pngWithSize(t, 50000, 50000)}
+	out := map[string][]byte{"bomb.png": fixture.PNGWithSize(50000, 50000)}
 	var buf bytes.Buffer
 	if err := gif.Encode(&buf, image.NewPaletted(image.Rect(0, 0, 1, 1), palette.Plan9), nil); err != nil {
 		t.Fatal(err)
@@ -356,7 +277,7 @@ func TestBombsRefused(t *testing.T) {
 		}
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		_, err := LoadImage(path)
+		_, err := Load(path)
 		runtime.ReadMemStats(&after)
 		if err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "limits.Image") {
 			t.Errorf("%s: %v", name, err)
@@ -364,12 +285,12 @@ func TestBombsRefused(t *testing.T) {
 		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 1<<20 {
 			t.Errorf("%s: %d bytes allocated to refuse it", name, alloc)
 		}
-		if err := CheckImageFile(path); err == nil || !strings.Contains(err.Error(), name) {
+		if err := CheckFile(path); err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s: header check: %v", name, err)
 		}
 	}
 	// 20,000×20,000 in 1 MB: over limits.ImagePixels (89,478,485).
-	if _, err := DecodeImage(pngWithSize(t, 20000, 20000), "big.png"); err == nil || !strings.Contains(err.Error(), "limits.ImagePixels") {
+	if _, err := Decode(fixture.PNGWithSize(20000, 20000), "big.png"); err == nil || !strings.Contains(err.Error(), "limits.ImagePixels") {
 		t.Errorf("20000×20000: %v", err)
 	}
 }
@@ -387,11 +308,11 @@ func TestWideImageBounded(t *testing.T) {
 	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	img, err := DecodeImage(buf.Bytes(), "wide.png")
+	img, err := Decode(buf.Bytes(), "wide.png")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = transform.EvalTransform(Pixels(img, 3), 1, 60000, 3, 256, 224, 224)
+	_, err = transform.EvalTransform(transform.Pixels(img, 3), 1, 60000, 3, 256, 224, 224)
 	runtime.ReadMemStats(&after)
 	if err == nil || !strings.Contains(err.Error(), "limits.Image") {
 		t.Errorf("resizing 60000×1 to a shorter side of 256: %v", err)
@@ -418,13 +339,13 @@ func TestCorruptImages(t *testing.T) {
 		"truncated.png": good[:len(good)/2],
 		"header.png":    good[:20],
 		"empty.jpg":     nil,
-		"zero.png":      pngWithSize(t, 0, 10),
+		"zero.png":      fixture.PNGWithSize(0, 10),
 	} {
-		if _, err := DecodeImage(b, name); err == nil || !strings.Contains(err.Error(), name) {
+		if _, err := Decode(b, name); err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	if _, err := LoadImage(filepath.Join(t.TempDir(), "missing.png")); err == nil || !strings.Contains(err.Error(), "missing.png") {
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.png")); err == nil || !strings.Contains(err.Error(), "missing.png") {
 		t.Errorf("a missing file: %v", err)
 	}
 }
@@ -451,7 +372,7 @@ func FuzzDecodeImage(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		img, err := DecodeImage(b, "fuzz")
+		img, err := Decode(b, "fuzz")
 		if err != nil {
 			return
 		}
@@ -459,7 +380,7 @@ func FuzzDecodeImage(f *testing.F) {
 		if r.Dx() < 1 || r.Dy() < 1 || r.Dx()*r.Dy() > limits.ImagePixels {
 			t.Fatalf("decoded %v", r)
 		}
-		Pixels(img, 3)
+		transform.Pixels(img, 3)
 	})
 }
 
@@ -483,7 +404,7 @@ func TestJPEGMatchesPIL(t *testing.T) {
 		if got.Bounds() != want.Bounds() {
 			t.Fatalf("%s: %v, PIL %v", name, got.Bounds(), want.Bounds())
 		}
-		worst, n := maxDiff(t, Pixels(got, 3), Pixels(want, 3))
+		worst, n := fixture.ByteDiff(t, transform.Pixels(got, 3), transform.Pixels(want, 3))
 		if worst > 3 {
 			t.Errorf("%s.jpg: %d bytes differ from libjpeg's, by up to %d (bound 3)", name, n, worst)
 		}
@@ -504,15 +425,15 @@ func TestUnsupportedImagesRefusedAtTheHeader(t *testing.T) {
 		"progressive_restart.jpg": "a progressive JPEG with restart intervals and subsampled colour",
 		"animated.webp":           "an animated WebP",
 	} {
-		path := filepath.Join("..", "testdata", "pil", "unsupported", file)
-		if err := CheckImageFile(path); err == nil || !strings.Contains(err.Error(), says) || !strings.Contains(err.Error(), file) {
+		path := filepath.Join(pilDir, "unsupported", file)
+		if err := CheckFile(path); err == nil || !strings.Contains(err.Error(), says) || !strings.Contains(err.Error(), file) {
 			t.Errorf("%s: header check %v; want it named as %s", file, err, says)
 		}
 	}
 	// Progressive JPEGs with restarts but no subsampling, and without
 	// restarts, decode (the fixtures of TestJPEGMatchesPIL cover them).
 	for _, file := range []string{"s420_progressive.jpg", "s444_odd.jpg"} {
-		if err := CheckImageFile(filepath.Join("..", "testdata", "pil", "jpeg", file)); err != nil {
+		if err := CheckFile(filepath.Join(pilDir, "jpeg", file)); err != nil {
 			t.Errorf("%s: %v", file, err)
 		}
 	}
@@ -522,9 +443,9 @@ func TestUnsupportedImagesRefusedAtTheHeader(t *testing.T) {
 // the colour its table holds, as PIL's convert("RGB") reads it (Go's
 // decoder makes it black).
 func TestGIFTransparentColour(t *testing.T) {
-	dir := filepath.Join("..", "testdata", "pil", "unsupported")
-	got := Pixels(mustLoad(t, filepath.Join(dir, "transparent.gif")), 3)
-	want := Pixels(mustLoad(t, filepath.Join(dir, "transparent.png")), 3)
+	dir := filepath.Join(pilDir, "unsupported")
+	got := transform.Pixels(mustLoad(t, filepath.Join(dir, "transparent.gif")), 3)
+	want := transform.Pixels(mustLoad(t, filepath.Join(dir, "transparent.png")), 3)
 	if !slices.Equal(got, want) {
 		t.Errorf("GIF with a transparent entry: %v, PIL %v", got, want)
 	}
@@ -557,10 +478,10 @@ func TestEXIFOrientationLong(t *testing.T) {
 // as PIL reads it: the canvas, the image at its place, the rest filled
 // with palette entry 0 (Go's decoder returned the 5×5 image alone).
 func TestGIFCanvas(t *testing.T) {
-	dir := filepath.Join("..", "testdata", "pil", "unsupported")
+	dir := filepath.Join(pilDir, "unsupported")
 	img := mustLoad(t, filepath.Join(dir, "canvas.gif"))
 	want := mustLoad(t, filepath.Join(dir, "canvas.png"))
-	if img.Bounds() != want.Bounds() || !slices.Equal(Pixels(img, 3), Pixels(want, 3)) {
-		t.Errorf("GIF of a 5×5 image on an 11×9 canvas: %v %v, PIL %v %v", img.Bounds(), Pixels(img, 3), want.Bounds(), Pixels(want, 3))
+	if img.Bounds() != want.Bounds() || !slices.Equal(transform.Pixels(img, 3), transform.Pixels(want, 3)) {
+		t.Errorf("GIF of a 5×5 image on an 11×9 canvas: %v %v, PIL %v %v", img.Bounds(), transform.Pixels(img, 3), want.Bounds(), transform.Pixels(want, 3))
 	}
 }

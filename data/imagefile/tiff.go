@@ -1,4 +1,4 @@
-package data
+package imagefile
 
 import (
 	"bytes"
@@ -175,7 +175,7 @@ func unexpectedEOF(err error) error {
 	return err
 }
 
-// tiffConfig is checkImageHeader for a TIFF that r holds (size bytes):
+// tiffConfig is CheckHeader for a TIFF that r holds (size bytes):
 // its size, or an error naming a kind of TIFF that Go's decoder cannot
 // read (refused at the folder scan by what it is, rather than as corrupt
 // in the middle of an epoch), or a corrupt header. A header that ends early is an error
@@ -188,7 +188,7 @@ func tiffConfig(r io.ReaderAt, size int64, name string) (image.Config, error) {
 	}
 	if terr == nil {
 		cannot := func(what string) error {
-			return fmt.Errorf("data: %s: %s, which Go's TIFF decoder cannot read; re-encode it (for example with PIL, as an uncompressed or LZW TIFF of RGB or grey, or as PNG)", name, what)
+			return fmt.Errorf("imagefile: %s: %s, which Go's TIFF decoder cannot read; re-encode it (for example with PIL, as an uncompressed or LZW TIFF of RGB or grey, or as PNG)", name, what)
 		}
 		photometric := tiffPhotometricNames[int(d.first(tagPhotometric, 0))]
 		// Go's decoder takes a pixel's samples from BitsPerSample's count.
@@ -223,18 +223,18 @@ func tiffConfig(r io.ReaderAt, size int64, name string) (image.Config, error) {
 		// in an int64; the decoder's eight bytes a pixel of it are 1.2 GB).
 		tw, th := d.first(tagTileWidth, 0), d.first(tagTileLength, 0)
 		if err == nil && (tw > int64(limits.ImageSide) || th > int64(limits.ImageSide) || tw*th > max(4*int64(cfg.Width)*int64(cfg.Height), 1<<20)) {
-			return cfg, fmt.Errorf("data: %s: a TIFF of %d×%d pixels in tiles of %d×%d: corrupt or hostile, refused", name, cfg.Width, cfg.Height, tw, th)
+			return cfg, fmt.Errorf("imagefile: %s: a TIFF of %d×%d pixels in tiles of %d×%d: corrupt or hostile, refused", name, cfg.Width, cfg.Height, tw, th)
 		}
 	}
 	var unsupported tiff.UnsupportedError
 	switch {
 	case errors.As(err, &unsupported):
-		return cfg, fmt.Errorf("data: %s: a TIFF with a feature Go's TIFF decoder does not read (%s: grey with alpha, or samples of other than 1, 8 or 16 bits, say); re-encode it (for example with PIL, as an uncompressed or LZW TIFF of RGB or grey, or as PNG)", name, string(unsupported))
+		return cfg, fmt.Errorf("imagefile: %s: a TIFF with a feature Go's TIFF decoder does not read (%s: grey with alpha, or samples of other than 1, 8 or 16 bits, say); re-encode it (for example with PIL, as an uncompressed or LZW TIFF of RGB or grey, or as PNG)", name, string(unsupported))
 	case errors.Is(err, io.EOF):
 		err = io.ErrUnexpectedEOF
 	}
 	if err != nil {
-		return cfg, fmt.Errorf("data: %s: corrupt tiff header: %w", name, err)
+		return cfg, fmt.Errorf("imagefile: %s: corrupt tiff header: %w", name, err)
 	}
 	return cfg, nil
 }

@@ -1,4 +1,4 @@
-package data
+package imagefile
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 	"golang.org/x/image/tiff"
 
 	"github.com/residual-nn/residual/data/transform"
+	"github.com/residual-nn/residual/internal/fixture"
 	"github.com/residual-nn/residual/limits"
 )
 
@@ -49,15 +50,15 @@ func TestTIFFMatchesPIL(t *testing.T) {
 			}
 			continue
 		}
-		if worst, n := maxDiff(t, Pixels(got, 3), Pixels(ref, 3)); worst != 0 {
+		if worst, n := fixture.ByteDiff(t, transform.Pixels(got, 3), transform.Pixels(ref, 3)); worst != 0 {
 			t.Errorf("%s.tif: %d bytes of RGB differ from PIL's, by up to %d", name, n, worst)
 		}
-		if worst, n := maxDiff(t, transform.Pixels(got, 4), transform.Pixels(ref, 4)); worst != 0 {
+		if worst, n := fixture.ByteDiff(t, transform.Pixels(got, 4), transform.Pixels(ref, 4)); worst != 0 {
 			t.Errorf("%s.tif: %d bytes of RGBA differ from PIL's, by up to %d", name, n, worst)
 		}
 	}
 	// Two pages: the first is read, as PIL and ImageFolder read it.
-	if worst, _ := maxDiff(t, Pixels(mustLoad(t, filepath.Join(pilDir, "tiff", "pages.tif")), 3), Pixels(mustLoad(t, filepath.Join(pilDir, "tiff", "rgb.png")), 3)); worst != 0 {
+	if worst, _ := fixture.ByteDiff(t, transform.Pixels(mustLoad(t, filepath.Join(pilDir, "tiff", "pages.tif")), 3), transform.Pixels(mustLoad(t, filepath.Join(pilDir, "tiff", "rgb.png")), 3)); worst != 0 {
 		t.Errorf("pages.tif: not its first page (differs by up to %d)", worst)
 	}
 }
@@ -73,10 +74,10 @@ func TestTIFFUnsupportedNamed(t *testing.T) {
 		"unsupported_rgbx.tif":       "a TIFF with an extra sample of unspecified meaning (ExtraSamples 0",
 	} {
 		path := filepath.Join(pilDir, "tiff", file)
-		if err := CheckImageFile(path); err == nil || !strings.Contains(err.Error(), says) || !strings.Contains(err.Error(), file) {
+		if err := CheckFile(path); err == nil || !strings.Contains(err.Error(), says) || !strings.Contains(err.Error(), file) {
 			t.Errorf("%s: header check %v; want it named as %s", file, err, says)
 		}
-		if _, err := LoadImage(path); err == nil || !strings.Contains(err.Error(), says) {
+		if _, err := Load(path); err == nil || !strings.Contains(err.Error(), says) {
 			t.Errorf("%s: load %v; want it named as %s", file, err, says)
 		}
 	}
@@ -104,7 +105,7 @@ func TestTIFFDirectoryAtTheEnd(t *testing.T) {
 	if err := os.WriteFile(ok, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if cfg, err := imageFileConfig(ok); err != nil || cfg.Width != 200 || cfg.Height != 150 {
+	if cfg, err := FileConfig(ok); err != nil || cfg.Width != 200 || cfg.Height != 150 {
 		t.Errorf("header check: %+v, %v; want 200×150", cfg, err)
 	}
 	// The width tag (256) made a LONG of 1,000,000 pixels, past
@@ -121,8 +122,8 @@ func TestTIFFDirectoryAtTheEnd(t *testing.T) {
 	if err := os.WriteFile(bomb, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	want := limits.CheckImage("data: "+bomb, 1_000_000, 150)
-	if err := CheckImageFile(bomb); want == nil || err == nil || err.Error() != want.Error() {
+	want := limits.CheckImage("imagefile: "+bomb, 1_000_000, 150)
+	if err := CheckFile(bomb); want == nil || err == nil || err.Error() != want.Error() {
 		t.Errorf("a 1000000×150 TIFF: header check %v; want %v", err, want)
 	}
 }
@@ -140,13 +141,13 @@ func TestPNMRead(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := Pixels(mustLoad(t, filepath.Join(dir, "a.ppm")), 3); !slices.Equal(got, []uint8{1, 2, 3, 250, 251, 252}) {
+	if got := transform.Pixels(mustLoad(t, filepath.Join(dir, "a.ppm")), 3); !slices.Equal(got, []uint8{1, 2, 3, 250, 251, 252}) {
 		t.Errorf("a.ppm: %v", got)
 	}
-	if got := Pixels(mustLoad(t, filepath.Join(dir, "b.pgm")), 1); !slices.Equal(got, []uint8{0x12, 0xab}) {
+	if got := transform.Pixels(mustLoad(t, filepath.Join(dir, "b.pgm")), 1); !slices.Equal(got, []uint8{0x12, 0xab}) {
 		t.Errorf("b.pgm: %v", got)
 	}
-	if !isImageName("x.TIFF") || !isImageName("x.pgm") {
+	if !HasExtension("x.TIFF") || !HasExtension("x.pgm") {
 		t.Error("TIFF and PGM names are not taken as images")
 	}
 }
@@ -190,7 +191,7 @@ func TestTIFFDecompressionBounded(t *testing.T) {
 	b := minimalTIFF(tags, z.Bytes())
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	img, err := DecodeImage(b, "strip.tif")
+	img, err := Decode(b, "strip.tif")
 	runtime.ReadMemStats(&after)
 	if err != nil || img.Bounds().Dx() != 1 {
 		t.Fatalf("1×1 TIFF: %v", err)
@@ -203,21 +204,21 @@ func TestTIFFDecompressionBounded(t *testing.T) {
 	delete(tags, 273)
 	delete(tags, 279)
 	tags[324], tags[325] = 0, uint32(z.Len()) // TileOffsets, TileByteCounts
-	if _, err := DecodeImage(minimalTIFF(tags, z.Bytes()), "tiles.tif"); err == nil || !strings.Contains(err.Error(), "in tiles of 65536×65536") {
+	if _, err := Decode(minimalTIFF(tags, z.Bytes()), "tiles.tif"); err == nil || !strings.Contains(err.Error(), "in tiles of 65536×65536") {
 		t.Errorf("1×1 TIFF in 65536×65536 tiles: %v", err)
 	}
 }
 
 // TestTIFFOffsetsBeyondTheFile: a 5 KB TIFF whose header names an image
 // directory 4 GB into the file is a corrupt header, refused with under
-// 1 MiB allocated, by DecodeImage and by DecodeImageConfig (through
+// 1 MiB allocated, by Decode and by DecodeConfig (through
 // image.DecodeConfig's stream, Go's TIFF decoder buffered the file up to
 // that offset: 4 GB).
 func TestTIFFOffsetsBeyondTheFile(t *testing.T) {
 	b := append([]byte("II*\x00\x00\x00\xff\xff"), make([]byte, 5000)...)
 	for name, decode := range map[string]func() error{
-		"DecodeImage":       func() error { _, err := DecodeImage(b, "far.tif"); return err },
-		"DecodeImageConfig": func() error { _, _, err := DecodeImageConfig(b); return err },
+		"Decode":       func() error { _, err := Decode(b, "far.tif"); return err },
+		"DecodeConfig": func() error { _, _, err := DecodeConfig(b); return err },
 	} {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
@@ -297,7 +298,7 @@ func TestTIFFBlocksBounded(t *testing.T) {
 	} {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		_, err := DecodeImage(c.b, name)
+		_, err := Decode(c.b, name)
 		runtime.ReadMemStats(&after)
 		if err == nil || !strings.Contains(err.Error(), c.says) || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s: %v; want it refused, named, as %q", name, err, c.says)
@@ -309,11 +310,11 @@ func TestTIFFBlocksBounded(t *testing.T) {
 	// 3×2 pixels in two PackBits strips: a run of three 7s, then the
 	// literal 1, 2, 3.
 	data := []byte{0xfe, 7, 2, 1, 2, 3}
-	img, err := DecodeImage(tiff(3, 2, 1, 32773, data, []uint32{0, 2}, []uint32{2, 4}), "ok.tif")
+	img, err := Decode(tiff(3, 2, 1, 32773, data, []uint32{0, 2}, []uint32{2, 4}), "ok.tif")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := Pixels(img, 1); !slices.Equal(got, []uint8{7, 7, 7, 1, 2, 3}) {
+	if got := transform.Pixels(img, 1); !slices.Equal(got, []uint8{7, 7, 7, 1, 2, 3}) {
 		t.Errorf("PackBits strips: %v, want [7 7 7 1 2 3]", got)
 	}
 }
@@ -360,7 +361,7 @@ func TestTIFFLayoutsRefused(t *testing.T) {
 	}
 	data := []byte{1, 2, 3, 4, 5, 6}
 	rgb := map[uint16][]uint16{256: {2}, 257: {1}, 258: {8, 8, 8}, 259: {1}, 262: {2}, 273: {0}, 277: {3}, 279: {6}}
-	if img, err := DecodeImage(shorts(rgb, data), "rgb.tif"); err != nil || !slices.Equal(Pixels(img, 3), data) {
+	if img, err := Decode(shorts(rgb, data), "rgb.tif"); err != nil || !slices.Equal(transform.Pixels(img, 3), data) {
 		t.Fatalf("rgb.tif: %v", err)
 	}
 	planar := maps.Clone(rgb)
@@ -374,13 +375,13 @@ func TestTIFFLayoutsRefused(t *testing.T) {
 		"planar.tif": {shorts(planar, data), "separate colour planes"},
 		"fill.tif":   {shorts(fill, data), "FillOrder 2"},
 	} {
-		if _, err := DecodeImage(c.b, name); err == nil || !strings.Contains(err.Error(), c.says) || !strings.Contains(err.Error(), name) {
+		if _, err := Decode(c.b, name); err == nil || !strings.Contains(err.Error(), c.says) || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s: %v; want it refused, named, as %q", name, err, c.says)
 		}
 	}
 	// One sample per pixel: PlanarConfiguration 2 is the same layout.
 	grey := map[uint16][]uint16{256: {2}, 257: {1}, 258: {8}, 259: {1}, 262: {1}, 273: {0}, 277: {1}, 279: {2}, 284: {2}}
-	if img, err := DecodeImage(shorts(grey, []byte{7, 9}), "grey.tif"); err != nil || !slices.Equal(Pixels(img, 1), []uint8{7, 9}) {
+	if img, err := Decode(shorts(grey, []byte{7, 9}), "grey.tif"); err != nil || !slices.Equal(transform.Pixels(img, 1), []uint8{7, 9}) {
 		t.Errorf("grey, PlanarConfiguration 2: %v", err)
 	}
 }
@@ -459,7 +460,7 @@ func TestTIFFTagsReadAsTheDecoderReads(t *testing.T) {
 	for _, pad := range []int{0x20000, 0x30000} {
 		b := build(binary.BigEndian, true, []entry{{256, 3, []uint32{2}}, {257, 3, []uint32{1}}, {258, 3, []uint32{8, 8, 8}}, {259, 3, []uint32{1}},
 			{262, 3, []uint32{2}}, {273, 4, []uint32{0}}, {277, 3, []uint32{3}}, {279, 4, []uint32{6}}, {339, 3, []uint32{1, 1, 1}}}, pad, rgb)
-		if img, err := DecodeImage(b, "big.tif"); err != nil || !slices.Equal(Pixels(img, 3), rgb) {
+		if img, err := Decode(b, "big.tif"); err != nil || !slices.Equal(transform.Pixels(img, 3), rgb) {
 			t.Errorf("big-endian RGB, SampleFormat at %#x: %v", pad, err)
 		}
 	}
@@ -488,7 +489,7 @@ func TestTIFFTagsReadAsTheDecoderReads(t *testing.T) {
 	} {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		_, err := DecodeImage(c.b, name)
+		_, err := Decode(c.b, name)
 		runtime.ReadMemStats(&after)
 		if c.says == "" && err != nil || c.says != "" && (err == nil || !strings.Contains(err.Error(), c.says)) {
 			t.Errorf("%s: %v; want %q", name, err, c.says)
