@@ -17,9 +17,9 @@ import (
 
 	_ "golang.org/x/image/webp"
 
-	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/data/imagefile"
 	"github.com/residual-nn/residual/data/transform"
+	"github.com/residual-nn/residual/infer"
 	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/tensor"
@@ -288,9 +288,9 @@ func encodeMask(ctx context.Context, img image.Image, y *tensor.Tensor, overlay 
 			mask[py*wd+px] = uint8(min(best, 255))
 		}
 	}
-	var out image.Image = data.MaskImage(mask, h, wd)
+	var out image.Image = infer.MaskImage(mask, h, wd)
 	if overlay {
-		o, err := data.Overlay(transform.Pixels(img, 3), mask, h, wd, 3)
+		o, err := infer.Overlay(transform.Pixels(img, 3), mask, h, wd, 3)
 		if err != nil {
 			return nil, internal("%v", err)
 		}

@@ -8,7 +8,6 @@ import (
 	"image/png"
 	"io"
 
-	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/data/imagefile"
 	"github.com/residual-nn/residual/data/transform"
 	"github.com/residual-nn/residual/infer"
@@ -64,11 +63,11 @@ func runSegment(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	// Both files are encoded and staged before either replaces a file:
 	// a failure leaves both paths as they were (see atomicfile.WriteAll).
-	maskPNG, err := encodePNG(data.MaskImage(mask, h, w))
+	maskPNG, err := encodePNG(infer.MaskImage(mask, h, w))
 	if err != nil {
 		return err
 	}
-	over, err := data.Overlay(transform.Pixels(img, info.Channels), mask, h, w, info.Channels)
+	over, err := infer.Overlay(transform.Pixels(img, info.Channels), mask, h, w, info.Channels)
 	if err != nil {
 		return err
 	}
