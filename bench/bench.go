@@ -233,7 +233,9 @@ func (w workload) prepare() (func(), float64, error) {
 	}, flop, nil
 }
 
-// measure runs warm-up steps, then o.Runs timed steps, and returns work/s.
+// measure runs warm-up steps, then o.Runs timed steps, and sets r's
+// median, least and greatest rates (work a second). It stops before a
+// step, with ctx's cause, once ctx is done.
 func measure(ctx context.Context, r *Result, step func(), o Options, work float64) error {
 	for i := 0; i < o.Warmup; i++ {
 		if ctx.Err() != nil {

@@ -59,7 +59,7 @@ func (w workload) runInt8(ctx context.Context, r Result, o Options) (Result, err
 	if err := measure(ctx, &r, step, o, float64(w.batch)); err != nil {
 		return r, err
 	}
-	return r, ferr()
+	return r, ferr() // a step's error voids the figures: callers read r only without one
 }
 
 // prepareInt8 quantizes w's network (min/max calibration on its own random

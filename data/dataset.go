@@ -282,6 +282,9 @@ func (d *Dataset) EvalShorter() int {
 // to decode are left out). A set whose sizes Check refuses is an error;
 // decoding the sample stops, with ctx's cause, once ctx is done.
 func (d *Dataset) Stats(ctx context.Context) (mean, std []float64, err error) {
+	if ctx == nil {
+		return nil, nil, errors.New("data: Stats: nil context")
+	}
 	if err := d.checkSizes(); err != nil {
 		return nil, nil, err
 	}

@@ -102,6 +102,9 @@ func Folder(ctx context.Context, dir string, channels int) (*Dataset, error) {
 // (a test folder may lack some of the training classes, or hold none of
 // a class's images).
 func FolderWith(ctx context.Context, dir string, o *ImageOptions, classes []string) (*Dataset, error) {
+	if ctx == nil {
+		return nil, errors.New("data: folder: nil context")
+	}
 	if o == nil {
 		o = &ImageOptions{}
 	}
@@ -252,6 +255,9 @@ func imageFilesBelow(dir string) ([]string, error) {
 // defaults: RGB samples of DefaultImageSize). The scan stops, with ctx's
 // cause, once ctx is done.
 func OpenFolder(ctx context.Context, dir string, o *ImageOptions) (train, test *Dataset, err error) {
+	if ctx == nil {
+		return nil, nil, errors.New("data: OpenFolder: nil context")
+	}
 	if o == nil {
 		o = &ImageOptions{}
 	}

@@ -670,6 +670,20 @@ func TestReadingStopsWhenCancelled(t *testing.T) {
 	if _, err := SegFolder(context.Background(), seg, 1, Ignore{}); err != nil {
 		t.Errorf("SegFolder: %v", err)
 	}
+	// A nil context is an error naming it, not a nil dereference.
+	var none context.Context
+	for name, f := range map[string]func() error{
+		"Open":       func() error { _, _, err := Open(none, "folder,size=4:"+dir, 1); return err },
+		"OpenFolder": func() error { _, _, err := OpenFolder(none, dir, nil); return err },
+		"Folder":     func() error { _, err := Folder(none, dir, 1); return err },
+		"FolderWith": func() error { _, err := FolderWith(none, dir, nil, nil); return err },
+		"SegFolder":  func() error { _, err := SegFolder(none, seg, 1, Ignore{}); return err },
+		"Stats":      func() error { _, _, err := d.Stats(none); return err },
+	} {
+		if err := f(); err == nil || !strings.Contains(err.Error(), "nil context") {
+			t.Errorf("%s with a nil context: %v", name, err)
+		}
+	}
 }
 
 const pilDir = "../testdata/pil"

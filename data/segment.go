@@ -388,6 +388,9 @@ func dt1(f, d []float64) {
 // and no metric (Dataset.Ignore). It stops, with ctx's cause, once ctx is
 // done.
 func SegFolder(ctx context.Context, dir string, channels int, ignore Ignore) (*Dataset, error) {
+	if ctx == nil {
+		return nil, errors.New("data: SegFolder: nil context")
+	}
 	if channels != 1 && channels != 3 {
 		return nil, fmt.Errorf("data: images need 1 or 3 channels, not %d", channels)
 	}

@@ -2,6 +2,7 @@ package data
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -62,6 +63,9 @@ func maxCanvasSide(n int) int {
 //
 // Reading a folder stops, with ctx's cause, once ctx is done.
 func Open(ctx context.Context, spec string, channels int) (train, test *Dataset, err error) {
+	if ctx == nil {
+		return nil, nil, errors.New("data: Open: nil context")
+	}
 	if channels != 0 && channels != 1 && channels != 3 {
 		return nil, nil, fmt.Errorf("data: %s: images of %d channels (want 1 grey, 3 RGB, or 0 as stored)", spec, channels)
 	}

@@ -253,9 +253,11 @@ func equalGuesses(a, b [][]infer.Guess) bool {
 	return slices.EqualFunc(a, b, func(x, y []infer.Guess) bool { return slices.Equal(x, y) })
 }
 
-// Input gives the bytes training's code gives: package data's Pixels,
-// Resize and Normalise, for images of every colour model and sizes that
-// are and are not the model's.
+// Input is the evaluation transform training's code composes:
+// transform.Pixels, then transform.Resize to the model's size, then the
+// checkpoint's Normalisation, for images of every colour model and sizes
+// that are and are not the model's. (The normalisation itself is
+// compared with torchvision in data/transform.)
 func TestInputMatchesData(t *testing.T) {
 	p := checkpoint.Preprocess{Height: 28, Width: 28, Channels: 1, Normalisation: transform.Normalisation{Mean: []float64{0.13}, Std: []float64{0.31}}}
 	// Images with transparency too: infer converted them through

@@ -43,8 +43,8 @@ import (
 // Config sets the server's batching, limits and timeouts. Zero fields take
 // the defaults documented on each; a negative duration or size, a size
 // over its bound (MaxBatch 4096, MaxQueue 1<<20, Instances 256) or a
-// Repository without Open is refused (Validate): Add, Load,
-// ScanRepository and Run return the error naming the field.
+// Repository without Open is refused (Validate): New returns the error
+// naming the field.
 type Config struct {
 	// MaxBatch bounds the images of one model execution (default 8).
 	MaxBatch int
@@ -108,8 +108,8 @@ const (
 // Validate reports the first field of c that a server cannot take: a
 // negative duration or size (zero means the default, so a negative value
 // is a mistake, never replaced by the default), MaxBatch, MaxQueue or
-// Instances over its bound, or a Repository without Open. New keeps the
-// error; Add, Load, ScanRepository and Run return it.
+// Instances over its bound, or a Repository without Open. New returns
+// the error, with no server.
 func (c Config) Validate() error {
 	for _, f := range []struct {
 		name     string
