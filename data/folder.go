@@ -204,33 +204,43 @@ func isDir(path string) bool {
 }
 
 // imageFilesBelow lists the image files in dir and its sub-folders in
-// ImageFolder's order (sorted(os.walk(dir)), each folder's files sorted):
-// by folder, then by name, so that a folder's own files come before
-// those of its sub-folders, where sorting whole paths put "a/b/x.png"
-// before "a/z.png".
+// ImageFolder's order (sorted(os.walk(dir, followlinks=True)), each
+// folder's files sorted): by folder, then by name, so that a folder's own
+// files come before those of its sub-folders, where sorting whole paths
+// put "a/b/x.png" before "a/z.png". Links to folders are followed, as
+// ImageFolder follows them, and the files keep the link's path; a link to
+// a folder that contains it is not (ImageFolder follows such a loop until
+// the system's limit on links, listing the same images dozens of times).
 func imageFilesBelow(dir string) ([]string, error) {
 	var files []string
-	// A class folder may be a link to a folder (as ImageFolder takes it):
-	// WalkDir lists a link given as its root without entering it, so the
-	// walk starts from the link's target and the files keep dir's name.
-	root, err := filepath.EvalSymlinks(dir)
-	if err != nil {
-		return nil, fmt.Errorf("data: %w", err)
-	}
-	err = filepath.WalkDir(root, func(path string, e fs.DirEntry, err error) error {
+	var walk func(path string, above map[string]bool) error
+	walk = func(path string, above map[string]bool) error {
+		real, err := filepath.EvalSymlinks(path)
 		if err != nil {
 			return err
 		}
-		if !e.IsDir() && imagefile.HasExtension(e.Name()) {
-			rel, err := filepath.Rel(root, path)
-			if err != nil {
-				return err
+		if above[real] { // a link back up: a loop
+			return nil
+		}
+		above[real] = true
+		defer delete(above, real)
+		entries, err := os.ReadDir(path)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			p := filepath.Join(path, e.Name())
+			if e.IsDir() || e.Type()&fs.ModeSymlink != 0 && isDir(p) {
+				if err := walk(p, above); err != nil {
+					return err
+				}
+			} else if imagefile.HasExtension(e.Name()) {
+				files = append(files, p)
 			}
-			files = append(files, filepath.Join(dir, rel))
 		}
 		return nil
-	})
-	if err != nil {
+	}
+	if err := walk(dir, map[string]bool{}); err != nil {
 		return nil, fmt.Errorf("data: %w", err)
 	}
 	slices.SortFunc(files, func(a, b string) int {

@@ -615,6 +615,41 @@ func TestFolderOrderIsImageFolders(t *testing.T) {
 	}
 }
 
+// TestFolderFollowsLinks: links to folders inside a class folder are
+// followed, as ImageFolder follows them (os.walk(followlinks=True)), in
+// its order and under the links' names (they were skipped); a link to a
+// file is a file; a link back up to a folder that contains it is not
+// followed (ImageFolder follows it until the system's link limit: 324
+// samples here instead of 8).
+func TestFolderFollowsLinks(t *testing.T) {
+	dir := t.TempDir()
+	img := flat("gray", 2, 2, color.NRGBA{9, 9, 9, 255})
+	for _, f := range []string{"root/c/z.png", "root/c/a/w.png", "outside/o.png", "outside/deep/p.png", "root/c/m.png"} {
+		writeImage(t, filepath.Join(dir, f), img)
+	}
+	for link, target := range map[string]string{"root/c/link": "../../outside", "root/c/a/zlink": "../../../outside", "root/c/a/file.png": "../../../outside/o.png", "root/c/a/up": ".."} {
+		if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
+			t.Skip("no symbolic links here:", err)
+		}
+	}
+	root := filepath.Join(dir, "root")
+	d, err := Folder(context.Background(), root, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range d.Files {
+		rel, _ := filepath.Rel(root, f)
+		got = append(got, filepath.ToSlash(rel))
+	}
+	// torchvision.datasets.ImageFolder(root).samples (0.14), without the
+	// loop.
+	want := []string{"c/m.png", "c/z.png", "c/a/file.png", "c/a/w.png", "c/a/zlink/o.png", "c/a/zlink/deep/p.png", "c/link/o.png", "c/link/deep/p.png"}
+	if !slices.Equal(got, want) {
+		t.Errorf("files %v, ImageFolder's %v", got, want)
+	}
+}
+
 // cancelAfter is a context whose Err is nil for its first n calls and
 // context.Canceled from then on: a cancellation that arrives in the middle
 // of a scan.
