@@ -26,11 +26,11 @@ import (
 	"slices"
 	"strings"
 
-	_ "golang.org/x/image/bmp" // registers BMP decoding
 	"golang.org/x/image/tiff"
 	_ "golang.org/x/image/webp" // registers WebP decoding
 
 	"github.com/residual-nn/residual/data/transform"
+	"github.com/residual-nn/residual/internal/bmp"
 	_ "github.com/residual-nn/residual/internal/pnm" // registers PBM, PGM and PPM decoding
 	"github.com/residual-nn/residual/limits"
 )
@@ -143,9 +143,12 @@ func Decode(b []byte, name string) (img image.Image, err error) {
 			return nil, fmt.Errorf("imagefile: %s: %w", name, err)
 		}
 	}
-	if format == "tiff" {
+	switch format {
+	case "tiff":
 		img, err = tiff.Decode(bytes.NewReader(src)) // through io.ReaderAt: see DecodeConfig
-	} else {
+	case "bmp": // ours, whatever else a program registers under "BM"
+		img, err = bmp.Decode(bytes.NewReader(src))
+	default:
 		img, _, err = image.Decode(bytes.NewReader(src))
 	}
 	if err != nil {
@@ -178,6 +181,10 @@ func DecodeConfig(b []byte) (image.Config, string, error) {
 	if isTIFF(b) {
 		cfg, err := tiff.DecodeConfig(bytes.NewReader(b))
 		return cfg, "tiff", err
+	}
+	if len(b) >= 2 && string(b[:2]) == "BM" {
+		cfg, err := bmp.DecodeConfig(bytes.NewReader(b))
+		return cfg, "bmp", err
 	}
 	return image.DecodeConfig(bytes.NewReader(b))
 }

@@ -37,6 +37,10 @@ It writes, into testdata/pil/:
   RGBA, paletted, bitmaps with CCITT group 3 and 4, 16-bit grey;
   uncompressed, LZW, Deflate, PackBits, a predictor; two pages) and PIL's
   decoding of each; tiff/unsupported_*.tif, kinds Go's decoder cannot read.
+- bmp/*.bmp and bmp/*.png: bitmaps Go's x/image/bmp cannot read (16-bit,
+  32-bit bitfields with alpha, RLE8 and RLE4, OS/2 headers, short palettes,
+  gaps before the pixels, top-down) and PIL's decoding of each, converted
+  to RGB; bmp/bad_*.bmp, files PIL refuses.
 - torchvision/*.png and torchvision/cases.json: torchvision's evaluation
   transform (Resize(size/0.875) + CenterCrop(size)) and resized crops at
   given windows (F.resized_crop) of the resize inputs, and statistics of
@@ -292,6 +296,19 @@ def pil_values(im):
     return im
 
 
+def write_refused(out, bad, ext):
+    """Writes each of bad (name → bytes) as out/bad_NAME.EXT and checks
+    that PIL refuses it."""
+    for name, b in bad.items():
+        path = os.path.join(out, "bad_" + name + ext)
+        open(path, "wb").write(b)
+        try:
+            Image.open(path).load()
+        except Exception:
+            continue
+        raise SystemExit("PIL reads " + path)
+
+
 def pnm_fixtures():
     """PBM, PGM and PPM files, binary and plain, of several maximum
     values (PIL writes only P4, P5 and P6 at 255 and 65535, so they are
@@ -342,14 +359,7 @@ def pnm_fixtures():
         "plain_above": b"P2 2 1 15\n3 16\n",
         "long_token": b"P5 12345678901 1 255\n" + bytes(8),
     }
-    for name, b in bad.items():
-        path = os.path.join(out, "bad_" + name + ".pnm")
-        open(path, "wb").write(b)
-        try:
-            Image.open(path).load()
-        except Exception:
-            continue
-        raise SystemExit("PIL reads " + path)
+    write_refused(out, bad, ".pnm")
 
 
 def tiff_fixtures():
@@ -445,6 +455,118 @@ def tiff_fixtures():
         Image.open(path).load()
 
 
+def bmp_fixtures():
+    """Bitmaps that Go's x/image/bmp does not read, written here byte by
+    byte (PIL writes only uncompressed 1-, 8-, 24- and 32-bit BMPs): 16-bit
+    5-5-5 and 5-6-5 (BI_BITFIELDS), 32-bit with every bitfield order PIL
+    knows (alpha included), RLE8 and RLE4 (runs, absolute runs of odd
+    length, deltas, ends of line and of bitmap, a run past its row), an
+    OS/2 header, a palette shorter than the indices,
+    a gap between the palette and the pixels, a top-down 24-bit image; and
+    PIL's decoding of each, converted to RGB, as bmp/NAME.png; and the
+    bitmaps PIL writes (1-bit, 8-bit grey and paletted, 24-bit).
+    bmp/bad_*.bmp are files PIL refuses."""
+    import struct
+    out = os.path.join(HERE, "bmp")
+    os.makedirs(out, exist_ok=True)
+    w, h = 7, 5
+    rgb = noise(w, h, 5).tobytes()
+
+    def px(x, y):
+        i = 3 * (y * w + x)
+        return rgb[i], rgb[i + 1], rgb[i + 2]
+
+    def rows(pack, bits, topdown=False):
+        """Pixel rows bottom-up (or top-down), each padded to 4 bytes."""
+        stride = (w * bits + 31) // 32 * 4
+        data = b""
+        for y in (range(h) if topdown else range(h - 1, -1, -1)):
+            r = pack(y)
+            data += r + bytes(stride - len(r))
+        return data
+
+    def bmp(pixels, bits, compression=0, header=40, masks=None, palette=b"", colors=0, topdown=False, gap=0, size=None):
+        hs = header
+        height = -h if topdown else h
+        extra = b""
+        if header == 12:
+            info = struct.pack("<IHHHH", 12, w, h, 1, bits)
+        else:
+            info = struct.pack("<IiiHHIIiiII", hs, w, height, 1, bits, compression, len(pixels), 2835, 2835, colors, 0)
+            if masks is not None and header == 40:
+                extra = struct.pack("<III", *masks[:3])
+            elif header > 40:
+                m = list(masks or (0, 0, 0, 0)) + [0] * 4
+                info += struct.pack("<IIII", *m[:4])[:hs - 40] + bytes(max(0, hs - 56))
+        offset = 14 + len(info) + len(extra) + len(palette) + gap
+        body = info + extra + palette + bytes(gap) + pixels
+        return b"BM" + struct.pack("<IHHI", 14 + len(body), 0, 0, offset) + body
+
+    def pal(n, entry=4):
+        cols = [((37 * i) % 256, (91 * i + 7) % 256, (53 * i + 100) % 256) for i in range(n)]
+        return b"".join(bytes((b, g, r)) + bytes(entry - 3) for r, g, b in cols)
+
+    def p555(r, g, b):
+        return struct.pack("<H", (r >> 3) << 10 | (g >> 3) << 5 | b >> 3)
+
+    def p565(r, g, b):
+        return struct.pack("<H", (r >> 3) << 11 | (g >> 2) << 5 | b >> 3)
+
+    row16 = lambda f: (lambda y: b"".join(f(*px(x, y)) for x in range(w)))
+    alpha = lambda x, y: (x * 40 + y * 13) % 256
+    cases = {
+        "rgb555": bmp(rows(row16(p555), 16), 16),
+        "rgb565_bitfields": bmp(rows(row16(p565), 16), 16, 3, masks=(0xF800, 0x7E0, 0x1F)),
+        "rgb555_v4": bmp(rows(row16(p555), 16), 16, 3, header=108, masks=(0x7C00, 0x3E0, 0x1F, 0)),
+        "bgrx_raw": bmp(rows(lambda y: b"".join(bytes((px(x, y)[2], px(x, y)[1], px(x, y)[0], 9)) for x in range(w)), 32), 32),
+        "bgra_v5": bmp(rows(lambda y: b"".join(bytes((px(x, y)[2], px(x, y)[1], px(x, y)[0], alpha(x, y))) for x in range(w)), 32), 32, 3, header=124, masks=(0xFF0000, 0xFF00, 0xFF, 0xFF000000)),
+        "abgr_v4": bmp(rows(lambda y: b"".join(bytes((alpha(x, y), px(x, y)[2], px(x, y)[1], px(x, y)[0])) for x in range(w)), 32), 32, 3, header=108, masks=(0xFF000000, 0xFF0000, 0xFF00, 0xFF)),
+        "rgba_v4": bmp(rows(lambda y: b"".join(bytes(px(x, y) + (alpha(x, y),)) for x in range(w)), 32), 32, 3, header=108, masks=(0xFF, 0xFF00, 0xFF0000, 0xFF000000)),
+        "xbgr_v4": bmp(rows(lambda y: b"".join(bytes((1, px(x, y)[2], px(x, y)[1], px(x, y)[0])) for x in range(w)), 32), 32, 3, header=108, masks=(0xFF000000, 0xFF0000, 0xFF00, 0)),
+        "zero_masks_v4": bmp(rows(lambda y: b"".join(bytes((px(x, y)[2], px(x, y)[1], px(x, y)[0], alpha(x, y))) for x in range(w)), 32), 32, 3, header=108, masks=(0, 0, 0, 0)),
+        "rgb24_topdown": bmp(rows(lambda y: b"".join(bytes(px(x, y)[::-1]) for x in range(w)), 24, topdown=True), 24, topdown=True),
+        "os2_pal8": bmp(rows(lambda y: bytes((x * 7 + y * 3) % 16 for x in range(w)), 8), 8, header=12, palette=pal(256, 3)),
+        "pal8_gap": bmp(rows(lambda y: bytes((x + y) % 16 for x in range(w)), 8), 8, palette=pal(16), colors=16, gap=6),
+        "pal8_short": bmp(rows(lambda y: bytes((x + 2 * y) % 10 for x in range(w)), 8), 8, palette=pal(4), colors=4),
+        "pal4": bmp(rows(lambda y: bytes(((2 * i + y) % 16) << 4 | ((2 * i + 1 + y) % 16) for i in range((w + 1) // 2)), 4), 4, palette=pal(16), colors=16),
+        "pal1": bmp(rows(lambda y: bytes((0b10110010 ^ (y * 37)) & 0xFF for _ in range(1)), 1), 1, palette=pal(2), colors=2),
+    }
+    # RLE8: a run, an absolute run of 3 (odd: a pad byte follows), the end
+    # of the line; a run past the row's end (cut); a short row ended early;
+    # runs; the end of the bitmap. RLE4: runs of two colours, absolute
+    # runs of even length. (PIL 9.4 reads a delta's offsets from the two
+    # bytes after them, and an RLE4 absolute run of odd length one byte
+    # short, losing its place in the data: the tests check those against
+    # the specification instead.)
+    rle8 = (bytes((2, 5, 0, 3, 7, 8, 9, 0, 2, 1, 0, 0)) + bytes((9, 4, 0, 0)) + bytes((3, 6, 0, 0)) + bytes((5, 2, 2, 3, 0, 0))
+            + bytes((7, 11, 0, 1)))
+    rle4 = (bytes((3, 0x12, 0, 4, 0x34, 0x56, 0, 0)) + bytes((0, 6, 0x67, 0x89, 0xAB, 0, 0, 0)) + bytes((7, 0xCD, 0, 0))
+            + bytes((3, 0xEF, 0, 4, 0x12, 0x34, 0, 0)) + bytes((6, 0x55, 1, 0x66, 0, 1)))
+    cases["rle8"] = bmp(rle8, 8, 1, palette=pal(16), colors=16)
+    cases["rle4"] = bmp(rle4, 4, 2, palette=pal(16), colors=16)
+    for name, b in cases.items():
+        path = os.path.join(out, name + ".bmp")
+        open(path, "wb").write(b)
+        Image.open(path).convert("RGB").save(os.path.join(out, name + ".png"))
+    # What PIL writes: 1-bit, 8-bit grey and paletted, 24-bit.
+    photo_ = noise(w, h, 6)
+    for mode in ("1", "L", "P", "RGB"):
+        im = photo_.convert(mode) if mode != "P" else photo_.quantize(12)
+        path = os.path.join(out, "pil_%s.bmp" % mode)
+        im.save(path)
+        Image.open(path).convert("RGB").save(os.path.join(out, "pil_%s.png" % mode))
+    bad = {
+        "header52": bmp(rows(row16(p555), 16), 16, header=52),
+        "jpeg_compression": bmp(b"\xff\xd8", 24, 4),
+        "bitfields_444": bmp(rows(row16(p555), 16), 16, 3, masks=(0xF00, 0xF0, 0xF)),
+        # RLE data that ends, or says it ends, before the image is filled.
+        "rle8_truncated": bmp(rle8[:9], 8, 1, palette=pal(16), colors=16),
+        "rle8_early_end": bmp(bytes((7, 3, 0, 1)), 8, 1, palette=pal(16), colors=16),
+        "truncated": bmp(rows(lambda y: b"".join(bytes(px(x, y)[::-1]) for x in range(w)), 24)[:40], 24),
+    }
+    write_refused(out, bad, ".bmp")
+
+
 def torchvision_fixtures():
     import math
 
@@ -501,4 +623,5 @@ if __name__ == "__main__":
     unsupported_fixtures()
     pnm_fixtures()
     tiff_fixtures()
+    bmp_fixtures()
     torchvision_fixtures()
