@@ -19,6 +19,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -271,6 +273,9 @@ func (m Meta) encode() (map[string]string, error) {
 func Load(path string) (*Checkpoint, error) {
 	f, err := safetensors.Read(path)
 	if err != nil {
+		if st, serr := os.Stat(filepath.Join(path, "best.safetensors")); serr == nil && st.Mode().IsRegular() {
+			return nil, fmt.Errorf("checkpoint: %w (a run folder: its checkpoints are %s and last.safetensors)", err, filepath.Join(path, "best.safetensors"))
+		}
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
 	c, err := FromFile(f)

@@ -247,8 +247,12 @@ func TestFolder(t *testing.T) {
 	if _, _, err := Open(context.Background(), "folder:"+dir, 1); err == nil || !strings.Contains(err.Error(), "broken.png") {
 		t.Errorf("a corrupt image: %v", err)
 	}
-	if _, _, err := Open(context.Background(), "imagenet", 3); err == nil {
-		t.Error("unknown data set accepted")
+	if _, _, err := Open(context.Background(), "imagenet", 3); err == nil || !strings.Contains(err.Error(), "folder[,size=N][,skip-bad][,all]:DIR") {
+		t.Errorf("unknown data set: %v; want the kinds with their options", err)
+	}
+	// Options after the folder's path (a user's guess) are named as such.
+	if _, _, err := Open(context.Background(), "folder:"+dir+",size=32", 1); err == nil || !strings.Contains(err.Error(), "options go before the colon: folder,size=32:"+dir) {
+		t.Errorf("options after the path: %v", err)
 	}
 	if _, _, err := Open(context.Background(), "fashion-mnist:"+t.TempDir(), 1); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("missing Fashion-MNIST files: %v", err)

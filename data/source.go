@@ -163,9 +163,12 @@ func open(ctx context.Context, spec string, channels int) (train, test *Dataset,
 		if err != nil {
 			return nil, nil, err
 		}
+		if path, opts, found := strings.Cut(dir, ","); found && !isDir(dir) && isDir(path) {
+			return nil, nil, fmt.Errorf("data: %s: a folder's options go before the colon: folder,%s:%s", spec, opts, path)
+		}
 		return OpenFolder(ctx, dir, o)
 	}
-	return nil, nil, fmt.Errorf("data: unknown data set %q (mnist, fashion-mnist[:DIR], idx:DIR, cifar10:DIR, cifar100:DIR, folder:DIR, mnist-canvas[:SIDE], fashion-canvas[:SIDE], segfolder[,ignore=V]:DIR)", spec)
+	return nil, nil, fmt.Errorf("data: unknown data set %q (mnist, fashion-mnist[:DIR], idx:DIR, cifar10:DIR, cifar100:DIR, folder[,size=N][,skip-bad][,all]:DIR, mnist-canvas[:SIDE], fashion-canvas[:SIDE], segfolder[,ignore=V]:DIR)", spec)
 }
 
 // segfolderSpec parses the options of a segfolder spec's kind,

@@ -13,9 +13,9 @@
 // its EXIF orientation, decodes WebP's colours as libwebp does and
 // refuses decompression bombs from the header. image.Decode does none of
 // this, so a phone photo taken sideways reaches the model sideways and
-// can be classified differently than by `residual predict`. (Package data
-// adds about 0.4 MB to a program that classifies one file, its decoders:
-// the linker leaves out its embedded MNIST unless data.MNIST is called.)
+// can be classified differently than by `residual predict`. Package
+// data/imagefile holds only the image readers: a program that classifies
+// files links neither package data's data sets nor its embedded MNIST.
 //
 // A Model is safe for concurrent use: the network is put in evaluation
 // mode once, when it is opened, and is only read afterwards (batch norms

@@ -18,6 +18,7 @@ import (
 	"io"
 	"math"
 	"sort"
+	"strings"
 
 	"github.com/residual-nn/residual/internal/atomicfile"
 	"github.com/residual-nn/residual/limits"
@@ -41,6 +42,25 @@ type File struct {
 	Dtypes map[string]string
 }
 
+// otherFormat names the kind of file whose first 8 bytes are b when they
+// are another format's signature (a safetensors file begins with its
+// header's length), as a clause to append to an error; "" otherwise.
+func otherFormat(b []byte) string {
+	s := string(b)
+	for _, f := range []struct{ magic, name string }{
+		{"\x89PNG", "a PNG image"}, {"\xff\xd8\xff", "a JPEG image"}, {"GIF8", "a GIF image"}, {"BM", "a BMP image"},
+		{"RIFF", "a WebP image"}, {"II*\x00", "a TIFF image"}, {"MM\x00*", "a TIFF image"},
+		{"PK\x03\x04", "a zip archive (a PyTorch .pth? residual import torch reads it)"},
+		{"\x80\x02", "a pickle (a legacy PyTorch .pth? residual import torch reads it)"},
+		{"\x08", "perhaps an ONNX model (residual reads ONNX through interop/onnx)"},
+	} {
+		if strings.HasPrefix(s, f.magic) {
+			return ": the file begins like " + f.name + ", not a safetensors file"
+		}
+	}
+	return ""
+}
+
 // Decode parses a whole safetensors file held in memory.
 func Decode(b []byte) (*File, error) {
 	if len(b) < 8 {
@@ -48,7 +68,7 @@ func Decode(b []byte) (*File, error) {
 	}
 	n := binary.LittleEndian.Uint64(b)
 	if n > uint64(limits.HeaderBytes) || n > uint64(len(b)-8) {
-		return nil, fmt.Errorf("safetensors: header of %d bytes does not fit the %d-byte file or exceeds %d bytes (limits.HeaderBytes)", n, len(b), limits.HeaderBytes)
+		return nil, fmt.Errorf("safetensors: header of %d bytes does not fit the %d-byte file or exceeds %d bytes (limits.HeaderBytes)%s", n, len(b), limits.HeaderBytes, otherFormat(b[:8]))
 	}
 	h, err := parseHeader(b[8 : 8+n])
 	if err != nil {
@@ -79,6 +99,8 @@ func Read(path string) (*File, error) {
 	size := int64(-1)
 	if st, err := fh.Stat(); err == nil && st.Mode().IsRegular() {
 		size = st.Size()
+	} else if err == nil && st.IsDir() {
+		return nil, fmt.Errorf("safetensors: %s is a folder, not a safetensors file", path)
 	}
 	f, err := ReadFrom(fh, size)
 	if err != nil {
@@ -98,7 +120,7 @@ func ReadFrom(r io.Reader, size int64) (*File, error) {
 	}
 	n := binary.LittleEndian.Uint64(lenBuf[:])
 	if n > uint64(limits.HeaderBytes) || (size >= 0 && n > uint64(size-8)) {
-		return nil, fmt.Errorf("safetensors: header of %d bytes does not fit the %d-byte file or exceeds %d bytes (limits.HeaderBytes)", n, size, limits.HeaderBytes)
+		return nil, fmt.Errorf("safetensors: header of %d bytes does not fit the %d-byte file or exceeds %d bytes (limits.HeaderBytes)%s", n, size, limits.HeaderBytes, otherFormat(lenBuf[:]))
 	}
 	hdr := make([]byte, n)
 	if got, err := io.ReadFull(r, hdr); err != nil {

@@ -14,7 +14,9 @@ import (
 // Config is a training run.
 type Config struct {
 	Model models.Config `json:"model"`
-	// Data names the data set (see data.Open), e.g. "mnist".
+	// Data names the data set (see data.Open), e.g. "mnist", or
+	// "folder,size=112:photos" for a folder of images made 112×112 (the
+	// command line's --image-size; 224 without it).
 	Data string `json:"data"`
 	// TrainSet and TestSet, when set, are used instead of opening Data
 	// (which then only names them in the run's records): data made in

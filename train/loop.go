@@ -198,7 +198,7 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 		}
 	}
 	if r.cfg.Task == models.Segment {
-		fmt.Fprintf(r.cfg.Log, "test pixel accuracy %.2f%%, mean IoU %.4f (loss %.4f) after %d epochs\n", 100*testAcc, res.TestMeanIoU, testLoss, r.epoch)
+		fmt.Fprintf(r.cfg.Log, "test pixel accuracy %.2f%%, mean IoU %.4f (loss %.4f) after %d epoch%s\n", 100*testAcc, res.TestMeanIoU, testLoss, r.epoch, map[bool]string{true: "s"}[r.epoch != 1])
 		for c, v := range res.TestIoU {
 			fmt.Fprintf(r.cfg.Log, "  IoU %-12s %.4f\n", r.testSet.Classes[c], v)
 		}
@@ -208,7 +208,7 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 	if len(r.testSet.Classes) >= 5 {
 		top5 = fmt.Sprintf(", top-5 %.2f%%", 100*test.top5)
 	}
-	fmt.Fprintf(r.cfg.Log, "test accuracy %.2f%%%s (loss %.4f) after %d epochs\n", 100*testAcc, top5, testLoss, r.epoch)
+	fmt.Fprintf(r.cfg.Log, "test accuracy %.2f%%%s (loss %.4f) after %d epoch%s\n", 100*testAcc, top5, testLoss, r.epoch, map[bool]string{true: "s"}[r.epoch != 1])
 	return res, nil
 }
 

@@ -24,10 +24,18 @@ import (
 type Result struct {
 	// History has one entry per epoch (all epochs of the run, resumed ones
 	// included).
-	History         []Metrics
-	Epochs          int
-	TestAccuracy    float64
-	TestLoss        float64
+	History []Metrics
+	// Epochs is how many epochs the run has completed.
+	Epochs int
+	// TestAccuracy and TestLoss are measured on the test set with the
+	// final weights (last.safetensors's), not best.safetensors's: for
+	// the best checkpoint's, evaluate it (Evaluate, residual eval). A
+	// segmentation run's accuracy is over pixels.
+	TestAccuracy, TestLoss float64
+	// BestValAccuracy is the best validation score of the run, the one
+	// that picked best.safetensors: the accuracy, or the mean IoU of a
+	// segmentation run. Without a validation split (Config.ValSplit 0)
+	// it is measured on the test set.
 	BestValAccuracy float64
 	// TestTop5 is the top-5 test accuracy (classification with ≥ 5
 	// classes).
@@ -39,7 +47,8 @@ type Result struct {
 	// union on the test set (segmentation).
 	TestIoU     []float64
 	TestMeanIoU float64
-	Seconds     float64
+	// Seconds is the run's wall time in this session.
+	Seconds float64
 	// StepLoss is the training loss of every step of the run, in order;
 	// a resumed run reads its earlier steps back from the run folder's
 	// step_loss.csv.
