@@ -39,8 +39,33 @@ func (s *Server) NewGRPC(opts ...grpc.ServerOption) *grpc.Server {
 		grpc.ChainUnaryInterceptor(s.grpcInterceptor),
 	}, opts...)
 	g := grpc.NewServer(opts...)
-	inferencepb.RegisterGRPCInferenceServiceServer(g, &grpcService{s: s})
+	desc := inferencepb.GRPCInferenceService_ServiceDesc // a copy, its handlers wrapped
+	desc.Methods = slices.Clone(desc.Methods)
+	for i, m := range desc.Methods {
+		desc.Methods[i].Handler = s.logBadMessage("/"+desc.ServiceName+"/"+m.MethodName, m.Handler)
+	}
+	g.RegisterService(&desc, &grpcService{s: s})
 	return g
+}
+
+// logBadMessage wraps a generated method handler so that a request
+// message that does not parse is logged, as every other call is: grpc-go
+// decodes the message before any interceptor runs, so such calls went
+// unlogged. Their status stays grpc-go's INTERNAL ("failed to unmarshal
+// the received message"), although the protocol would have
+// INVALID_ARGUMENT: grpc-go writes that status itself when the decoding
+// fails, before the handler can answer.
+func (s *Server) logBadMessage(method string, h grpc.MethodHandler) grpc.MethodHandler {
+	return func(srv any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (any, error) {
+		return h(srv, ctx, func(v any) error {
+			err := dec(v)
+			if err != nil {
+				s.log.LogAttrs(ctx, slog.LevelInfo, "grpc", slog.String("method", method), slog.String("code", status.Code(err).String()),
+					slog.String("err", fmt.Sprintf("a %T that does not parse: %s", v, status.Convert(err).Message())))
+			}
+			return err
+		}, ic)
+	}
 }
 
 // boundStream gives every gRPC call at most Config.WriteTimeout from its

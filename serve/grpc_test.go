@@ -237,3 +237,42 @@ func TestGRPCStalledMessage(t *testing.T) {
 		return
 	}
 }
+
+// rawCodec sends a []byte as the message as it is, so that a test can send
+// bytes that are no protobuf message.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) { return v.([]byte), nil }
+func (rawCodec) Unmarshal(b []byte, v any) error {
+	*v.(*[]byte) = b
+	return nil
+}
+func (rawCodec) Name() string { return "proto" }
+
+// TestGRPCMalformedMessage: a ModelInfer request whose bytes are no
+// ModelInferRequest is logged (grpc-go refuses it before any interceptor
+// runs: it went unlogged). Its status is grpc-go's INTERNAL, which grpc-go
+// writes itself (the protocol would have INVALID_ARGUMENT; see
+// logBadMessage).
+func TestGRPCMalformedMessage(t *testing.T) {
+	ts := start(t, Config{}, map[string]Backend{"m": newFake()})
+	conn, err := grpc.NewClient(ts.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var out []byte
+	err = conn.Invoke(ctx, "/inference.GRPCInferenceService/ModelInfer", []byte{0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f}, &out, grpc.ForceCodec(rawCodec{}))
+	if status.Code(err) != codes.Internal || !strings.Contains(err.Error(), "unmarshal") {
+		t.Errorf("malformed message: %v; want grpc-go's INTERNAL", err)
+	}
+	if logs := ts.logs.String(); !strings.Contains(logs, "method=/inference.GRPCInferenceService/ModelInfer code=Internal") || !strings.Contains(logs, "a *inferencepb.ModelInferRequest that does not parse") {
+		t.Errorf("the call is not logged:\n%s", logs)
+	}
+	// A well-formed call still passes.
+	if _, err := grpcClient(t, ts).ServerLive(ctx, &inferencepb.ServerLiveRequest{}); err != nil {
+		t.Error(err)
+	}
+}
