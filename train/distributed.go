@@ -512,19 +512,25 @@ func (r *run) evaluateOn(ctx context.Context, net nn.Layer, test bool) (evaluati
 	return r.reduceEval(ctx, e)
 }
 
-// weightNorm returns, for a weighted loss under Config.Comm, the factor
-// that turns this rank's Σ w·loss into its share of the global weighted
-// mean: size / Σ w over every rank's batch, so that the Reducer's average
-// over the ranks gives Σ_all w·loss / Σ_all w, the loss of one process
-// over the global batch, or 0 where Σ_all w is 0 (every pixel ignored:
-// the loss is 0, as a mean over no weight is on one process). (A plain
-// mean needs no such factor: every rank's batch has the same number of
-// targets.)
+// weightNorm returns, for a weighted loss or one with ignored targets
+// under Config.Comm, the factor that turns this rank's Σ w·loss into its
+// share of the global weighted mean: size / Σ w over every rank's batch
+// (w = 1 without weights: the count of targets not ignored), so that the
+// Reducer's average over the ranks gives Σ_all w·loss / Σ_all w, the loss
+// of one process over the global batch, or 0 where Σ_all w is 0 (every
+// pixel ignored: the loss is 0, as a mean over no weight is on one
+// process). (A plain mean needs no such factor: every rank's batch has
+// the same number of targets.)
 func (r *run) weightNorm(targets []int32, weights []float32) (float32, error) {
 	var sum [1]float64
-	for i, w := range weights {
-		if targets[i] != ignoreIndex {
-			sum[0] += float64(w)
+	for i, y := range targets {
+		if y == ignoreIndex {
+			continue
+		}
+		if weights == nil {
+			sum[0]++
+		} else {
+			sum[0] += float64(weights[i])
 		}
 	}
 	if err := r.ddp.comm.AllReduceSumFloat64(sum[:]); err != nil {

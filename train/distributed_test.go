@@ -137,6 +137,26 @@ func ddpTiny(out string, batch int) Config {
 // move by about 1e-2, see the t.Log).
 func TestDataParallelTrainEqualsOneProcess(t *testing.T) {
 	ctx := context.Background()
+	// Canvases whose masks leave some pixels out (Dataset.Ignore): all but
+	// the last rows of every other image, so that the ranks' shards of a
+	// batch count very different numbers of pixels. Each rank's mean over its own
+	// counted pixels, averaged over the ranks, is then not one process's
+	// mean over the global batch (it was, before the loss was normalised
+	// by the global count).
+	ignTrain, ignTest, err := data.Open(ctx, "mnist-canvas:40", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ignTrain, ignTest = ignTrain.Subset(limited(ignTrain, 128)), ignTest.Subset(limited(ignTest, 128))
+	for _, d := range []*data.Dataset{ignTrain, ignTest} {
+		d.Masks = append([]uint8(nil), d.Masks...)
+		d.Ignore = data.Ignore{Set: true, Value: 200}
+		for i := 0; i < d.Len(); i += 2 {
+			for p := range d.Mask(i)[:d.W*(d.H-4)] {
+				d.Mask(i)[p] = 200
+			}
+		}
+	}
 	cases := []struct {
 		name        string
 		cfg         func(out string, batch int) Config
@@ -150,6 +170,13 @@ func TestDataParallelTrainEqualsOneProcess(t *testing.T) {
 			return Config{Model: models.Config{Name: "unet-nobn", Arch: &models.UNet{Config: c}}, Data: "mnist-canvas:40", Task: models.Segment,
 				BorderWeights: true, Epochs: 2, Batch: batch, Optimizer: SGD, LR: 0.05, Momentum: 0.9, Schedule: Schedule{Kind: ScheduleConstant},
 				Augment: &data.Augment{}, ValSplit: 0.25, Seed: 2, Limit: 128, Out: out}
+		}, 8, false, 5e-4, 5e-4},
+		{"unet without BN, ignored pixels", func(out string, batch int) Config {
+			c := unet.Config{InChannels: 1, Classes: 11, Depth: 1, Base: 4}
+			return Config{Model: models.Config{Name: "unet-nobn", Arch: &models.UNet{Config: c}}, Data: "canvases with ignored pixels",
+				TrainSet: ignTrain, TestSet: ignTest, Task: models.Segment,
+				Epochs: 2, Batch: batch, Optimizer: SGD, LR: 0.05, Momentum: 0.9, Schedule: Schedule{Kind: ScheduleConstant},
+				Augment: &data.Augment{}, ValSplit: 0.25, Seed: 2, Out: out}
 		}, 8, false, 5e-4, 5e-4},
 	}
 	for _, tc := range cases {

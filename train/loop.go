@@ -63,6 +63,9 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			if r.ddp != nil {
 				ctl = make([]float32, ctlLen)
 				ctl[ctlStop], ctl[ctlLoss], ctl[ctlCorrect], ctl[ctlCount] = stopRequested(ctx), float32(lv*counted), float32(hits), float32(counted)
+				if r.globalLoss(weights) {
+					ctl[ctlLoss] = float32(lv) // a share: the ranks' shares sum to size × the global loss
+				}
 				if bad {
 					ctl[ctlBad] = 1
 				}
@@ -85,8 +88,11 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 				}
 				stop = ctl[ctlStop] > 0
 				lv = float64(ctl[ctlLoss]) / max(float64(ctl[ctlCount]), 1) // the global batch's
+				if r.globalLoss(weights) {
+					lv = float64(ctl[ctlLoss]) / float64(r.worldSize())
+				}
 				r.accSum += float64(ctl[ctlCorrect])
-				r.lossSum += float64(ctl[ctlLoss])
+				r.lossSum += lv * float64(ctl[ctlCount])
 				r.seen += int(ctl[ctlCount])
 			} else {
 				r.accSum += hits
@@ -424,15 +430,25 @@ func fitTargets(logits *ag.Value, b data.Batch) ([]int32, []float32) {
 // loader gives it to a segmentation set's ignored pixels.
 const ignoreIndex = data.IgnoreTarget
 
+// globalLoss reports whether this step's cross-entropy is normalised over
+// the global batch (see loss): under Config.Comm, with weights or ignored
+// targets. Each rank's loss is then its share: their mean over the ranks
+// is the global batch's loss.
+func (r *run) globalLoss(weights []float32) bool {
+	return r.ddp != nil && r.cfg.Loss != Dice && (weights != nil || r.trainSet.Ignore.Set)
+}
+
 // loss is the configured training loss. Under Config.Comm a weighted
-// cross-entropy (Σ w·loss / Σ w) is normalised by the global batch's Σ w
-// (see weightNorm); the Dice loss is each rank's batch's, averaged over
+// cross-entropy (Σ w·loss / Σ w), and one over a set with ignored
+// targets (a mean over the counted ones), is normalised by the global
+// batch's Σ w or count (see weightNorm), as one process over the global
+// batch computes it; the Dice loss is each rank's batch's, averaged over
 // the ranks with the gradients.
 func (r *run) loss(logits *ag.Value, targets []int32, weights []float32) (*ag.Value, error) {
 	var total *ag.Value
 	if r.cfg.Loss != Dice {
 		o := ag.CrossEntropyOptions{Ignore: true, IgnoreIndex: ignoreIndex, RowWeight: weights, LabelSmoothing: r.cfg.LabelSmoothing}
-		global := r.ddp != nil && weights != nil
+		global := r.globalLoss(weights)
 		o.Sum = global
 		ce, err := ag.CrossEntropy(logits, targets, o)
 		if err != nil {
