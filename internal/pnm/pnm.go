@@ -18,6 +18,7 @@ package pnm
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"image"
@@ -218,10 +219,17 @@ func Decode(r io.Reader) (image.Image, error) {
 	case h.sixteen():
 		need = 2 * n
 	}
-	rest, err := io.ReadAll(io.LimitReader(br, math.MaxInt32))
-	if err != nil {
+	// A reader that knows its length (the bytes.Reader of a file read
+	// whole) is read into a buffer of that size, not one grown by
+	// doubling (which allocated twice the data).
+	var buf bytes.Buffer
+	if l, ok := r.(interface{ Len() int }); ok {
+		buf.Grow(min(br.Buffered()+l.Len()+bytes.MinRead, math.MaxInt32)) // MinRead: room to read the EOF
+	}
+	if _, err := buf.ReadFrom(io.LimitReader(br, math.MaxInt32)); err != nil {
 		return nil, fmt.Errorf("pnm: %w", err)
 	}
+	rest := buf.Bytes()
 	if int64(len(rest)) < need {
 		return nil, fmt.Errorf("pnm: truncated: %d×%d pixels need at least %d bytes of data, the file has %d", h.width, h.height, need, len(rest))
 	}
@@ -234,35 +242,22 @@ func Decode(r io.Reader) (image.Image, error) {
 		}
 		return img, nil
 	case h.colour():
-		v, err := h.values(rest, 255)
-		if err != nil {
-			return nil, err
-		}
 		img := image.NewRGBA(rect)
-		for i := range int(n / 3) {
-			img.Pix[4*i], img.Pix[4*i+1], img.Pix[4*i+2], img.Pix[4*i+3] = uint8(v[3*i]), uint8(v[3*i+1]), uint8(v[3*i+2]), 255
-		}
-		return img, nil
+		err := h.values(rest, 255, func(i int, v uint16) {
+			img.Pix[i+i/3] = uint8(v)
+			if i%3 == 2 {
+				img.Pix[i+i/3+1] = 255
+			}
+		})
+		return img, err
 	case h.sixteen():
-		v, err := h.values(rest, 65535)
-		if err != nil {
-			return nil, err
-		}
 		img := image.NewGray16(rect)
-		for i, s := range v {
-			img.Pix[2*i], img.Pix[2*i+1] = uint8(s>>8), uint8(s)
-		}
-		return img, nil
-	}
-	v, err := h.values(rest, 255)
-	if err != nil {
-		return nil, err
+		err := h.values(rest, 65535, func(i int, v uint16) { img.Pix[2*i], img.Pix[2*i+1] = uint8(v>>8), uint8(v) })
+		return img, err
 	}
 	img := image.NewGray(rect)
-	for i, s := range v {
-		img.Pix[i] = uint8(s)
-	}
-	return img, nil
+	err = h.values(rest, 255, func(i int, v uint16) { img.Pix[i] = uint8(v) })
+	return img, err
 }
 
 // bits writes a bitmap's pixels (1 is black) into pix as 0 and 255.
@@ -296,12 +291,12 @@ func (h header) bits(data, pix []uint8) error {
 	return nil
 }
 
-// values returns the samples scaled from [0, maxval] to [0, top] as PIL
-// rounds them: v/maxval·top, half to even; a binary sample above maxval
-// is clipped to top.
-func (h header) values(data []byte, top int) ([]uint16, error) {
+// values hands put the samples in order, scaled from [0, maxval] to
+// [0, top] as PIL rounds them: v/maxval·top, half to even; a binary
+// sample above maxval is clipped to top. (Written into the image as they
+// come: a slice of them took 2 bytes a sample beside the image.)
+func (h header) values(data []byte, top int, put func(i int, v uint16)) error {
 	n := h.width * h.height * h.samples()
-	out := make([]uint16, n)
 	// Binary samples of maxval 255 (or 65535 at 16 bits) are the values
 	// themselves; others go through a table of every possible sample.
 	width := 1
@@ -313,14 +308,14 @@ func (h header) values(data []byte, top int) ([]uint16, error) {
 		table[v] = uint16(min(top, int(math.RoundToEven(float64(v)/float64(h.maxval)*float64(top)))))
 	}
 	if !h.plain() {
-		for i := range out {
+		for i := range n {
 			v := int(data[i*width])
 			if width == 2 {
 				v = v<<8 | int(data[2*i+1])
 			}
-			out[i] = table[v]
+			put(i, table[v])
 		}
-		return out, nil
+		return nil
 	}
 	i, j := 0, 0
 	for i < n {
@@ -332,25 +327,25 @@ func (h header) values(data []byte, top int) ([]uint16, error) {
 			j++
 		}
 		if j == len(data) {
-			return nil, fmt.Errorf("pnm: truncated: %d of %d samples", i, n)
+			return fmt.Errorf("pnm: truncated: %d of %d samples", i, n)
 		}
 		v, k := 0, j
 		for ; k < len(data) && data[k] >= '0' && data[k] <= '9'; k++ {
 			if k-j == maxToken {
-				return nil, fmt.Errorf("pnm: a sample of more than %d digits", maxToken)
+				return fmt.Errorf("pnm: a sample of more than %d digits", maxToken)
 			}
 			v = 10*v + int(data[k]-'0')
 		}
 		if k == j {
-			return nil, fmt.Errorf("pnm: %q in a plain file's samples (only digits)", data[j])
+			return fmt.Errorf("pnm: %q in a plain file's samples (only digits)", data[j])
 		}
 		if v > h.maxval {
-			return nil, fmt.Errorf("pnm: sample %d is above the maximum value %d", v, h.maxval)
+			return fmt.Errorf("pnm: sample %d is above the maximum value %d", v, h.maxval)
 		}
-		out[i] = table[v]
+		put(i, table[v])
 		i, j = i+1, k
 	}
-	return out, nil
+	return nil
 }
 
 // lineEnd returns the index of the CR or LF that ends the line of data

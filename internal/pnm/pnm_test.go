@@ -7,6 +7,7 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -197,5 +198,30 @@ func TestHugeSizeRefused(t *testing.T) {
 				t.Errorf("%q: no error", s)
 			}
 		}()
+	}
+}
+
+// TestDecodeMemory: decoding holds the file's data and the image, not a
+// third copy of the samples (it held them as a []uint16 as well: 13 bytes
+// a pixel of a PPM where 7 are needed, 1.2 GB for the largest image
+// package limits allows).
+func TestDecodeMemory(t *testing.T) {
+	const w, h = 1000, 1000
+	for _, c := range []struct {
+		head   string
+		sample int // bytes a sample in the file
+		pixel  int // bytes a pixel: the file's and the image's
+	}{{"P6 1000 1000 255\n", 3, 3 + 4}, {"P5 1000 1000 255\n", 1, 1 + 1}, {"P5 1000 1000 1000\n", 2, 2 + 2}} {
+		file := append([]byte(c.head), make([]byte, w*h*c.sample)...)
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		if _, err := Decode(bytes.NewReader(file)); err != nil {
+			t.Fatal(err)
+		}
+		runtime.ReadMemStats(&after)
+		if alloc, limit := after.TotalAlloc-before.TotalAlloc, uint64(w*h*c.pixel+1<<20); alloc > limit {
+			t.Errorf("%q: %d bytes allocated, more than the data and the image (%d)", c.head[:2], alloc, limit)
+		}
 	}
 }
