@@ -32,6 +32,9 @@ func int8Names() []string {
 // runInt8 runs an int8 benchmark (ok false: name is not one).
 func runInt8(ctx context.Context, name string, r Result, o Options) (Result, bool, error) {
 	r.Kernels = kernels.Active().String() + "/int8:" + kernels.ActiveInt8().String()
+	if kernels.AMX() {
+		r.Kernels += "+amx"
+	}
 	switch name {
 	case "conv3x3-int8":
 		r, err := conv3x3Int8(ctx, r, o)

@@ -4,7 +4,7 @@ package kernels
 
 // No int8 assembly on this platform: ActiveInt8 is the reference.
 var (
-	hasVNNI                          = false
+	hasVNNI, hasAMX                  = false, false
 	int8AVX2Kernels, int8VNNIKernels []int8Kernel
 	int8DirectKernels                []int8DirectKernel
 )
@@ -25,4 +25,18 @@ func (ep *Int8Epilogue) storeTile(tile []int32, m0, rows, nch, n0, nc int, y []u
 	for r := range rows {
 		ep.store(m0+r, nch, n0, tile[r*32:r*32+nc], y, nil)
 	}
+}
+
+// int8ConvAMX: no AMX here (see int8_amx_amd64.go).
+func int8ConvAMX(s ConvShape, src []uint8, packed []int8, e *Int8Epilogue, y []uint8, yf []float32) bool {
+	return false
+}
+
+// amxConvOK: no AMX here (see int8_amx_amd64.go).
+func amxConvOK(s ConvShape, yf []float32) bool { return false }
+
+func amxSlack(s ConvShape, wd int) int { return 0 }
+
+func int8ConvAMXPadded(s ConvShape, src []uint8, h, wd int, packed []int8, e *Int8Epilogue, y []uint8) {
+	panic("kernels: no AMX on this platform")
 }

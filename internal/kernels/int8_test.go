@@ -32,6 +32,19 @@ var int8Shapes = []ConvShape{
 	{N: 2, H: 8, W: 8, C: 16, OC: 64, KH: 1, KW: 1, SH: 2, SW: 2, DH: 1, DW: 1},
 	{N: 1, H: 7, W: 30, C: 4, OC: 8, KH: 3, KW: 5, SH: 1, SW: 2, DH: 1, DW: 1, PT: 0, PL: 2, PB: 1, PR: 0},
 	{N: 2, H: 6, W: 6, C: 8, OC: 16, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1},
+	// The AMX path (unpadded 1×1 of stride 1, channels multiples of 64 in,
+	// 32 out): whole 32-pixel tiles and a tail of 30 on the VNNI kernels;
+	// more tiles than a group, three 64-byte steps of K; fewer pixels
+	// than a tile.
+	{N: 2, H: 7, W: 9, C: 64, OC: 64, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
+	{N: 1, H: 16, W: 20, C: 192, OC: 96, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
+	{N: 1, H: 2, W: 8, C: 128, OC: 32, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
+	// AMX, stride 1 read in place: padded 3×3 over two images of 7×7
+	// (positions past a row's end and an image's last row dropped), an
+	// unpadded 3×3 of 128 channels, an asymmetrically padded 1×3.
+	{N: 2, H: 7, W: 7, C: 64, OC: 32, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+	{N: 1, H: 9, W: 12, C: 128, OC: 64, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1},
+	{N: 1, H: 5, W: 40, C: 64, OC: 32, KH: 1, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PL: 2, PR: 0},
 }
 
 // int8Case is one random convolution with its epilogue.
@@ -129,6 +142,9 @@ func int8Paths(t *testing.T) []Level {
 	ls = append(ls, levels()...)
 	if !hasVNNI {
 		t.Log("AVX512-VNNI path not run: this CPU lacks AVX512-VNNI")
+	}
+	if !hasAMX {
+		t.Log("AMX tiles not run: this CPU lacks AMX-INT8, the system did not grant the tile data, or RESIDUAL_AMX=0")
 	}
 	return ls
 }

@@ -39,17 +39,31 @@ func int8ConvDirect(s ConvShape, x []uint8, zx uint8, w *Int8Weights, ep *Int8Ep
 		e.Bias[n] = ep.Bias[n] - int32(zx)*w.ColSum[n]
 	}
 
+	if int8ConvAMX(s, x, p, &e, y, yf) {
+		return
+	}
 	// A kernel row that ends inside a quad reads up to 3 bytes past it:
 	// such an input is always copied, with that much slack after it.
+	// The AMX sweep of a convolution of stride 1 reads past the input
+	// too (amxSlack): its input is copied with that much slack.
 	src, h, wd := x, s.H, s.W
 	padded := s.PT|s.PB|s.PL|s.PR != 0
-	if padded || rowLen%4 != 0 {
+	amx := amxConvOK(s, yf)
+	if padded || rowLen%4 != 0 || amx {
 		h, wd = s.H+s.PT+s.PB, s.W+s.PL+s.PR
 		n := s.N * h * wd * s.C
-		buf := getBytes(n + 3)
+		slack := 3
+		if amx {
+			slack = max(slack, amxSlack(s, wd))
+		}
+		buf := getBytes(n + slack)
 		defer putBytes(buf)
 		src = padU8(s, x, zx, h, wd, buf)
-		fillU8(buf[n:], zx)
+		fillU8(buf[n:n+slack], zx)
+	}
+	if amx {
+		int8ConvAMXPadded(s, src, h, wd, p, &e, y)
+		return
 	}
 	rowBytes := wd * s.C
 	flat := s.KH == 1 && s.KW == 1 && s.SH == 1 && s.SW == 1 && !padded // pixels adjacent: one long row

@@ -109,6 +109,7 @@ func EnvProblems() []string {
 		{"RESIDUAL_KERNELS", []string{"generic", "avx2"}},
 		{"RESIDUAL_BF16", []string{"emulate"}},
 		{"RESIDUAL_WINOGRAD", []string{"0", "2"}},
+		{"RESIDUAL_AMX", []string{"0"}},
 	} {
 		if s, ok := os.LookupEnv(v.name); ok && s != "" && !slices.Contains(v.known, s) {
 			out = append(out, fmt.Sprintf("%s=%q means nothing to the kernels (it takes %s); ignored", v.name, s, strings.Join(v.known, " or ")))

@@ -1,0 +1,160 @@
+//go:build amd64 && !purego
+
+package kernels
+
+import (
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
+
+// amxInt8Tiles32 computes blocks 32×32 int32 tiles on AMX tiles
+// (int8_amx_amd64.s): tile i, c[i][32][32] (rows 128 bytes apart) = the
+// u8 rows 32i…32i+31 of a (lda bytes apart, steps·64 bytes each) times
+// the VNNI-packed weights b (steps·16 rows of 128 bytes: 4 bytes × 32
+// channels).
+//
+//go:noescape
+func amxInt8Tiles32(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, steps int, c unsafe.Pointer, blocks int)
+
+// amxInt8Conv32 is amxInt8Tiles32 for a convolution of stride 1 read in
+// place (int8_amx_amd64.s): block i's rows start at a + 32i·lda, read at
+// each of the ntaps byte offsets taps (an []int) in turn, chunks·64 bytes
+// each; b runs on through the taps.
+//
+//go:noescape
+func amxInt8Conv32(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, chunks int, c unsafe.Pointer, blocks int, taps unsafe.Pointer, ntaps int)
+
+// amxConfig is the tile configuration amxInt8Tile32 loads: palette 1,
+// eight tiles of 16 rows of 64 bytes.
+var amxConfig = func() (c [64]byte) {
+	c[0] = 1
+	for t := range 8 {
+		c[16+2*t] = 64 // bytes a row
+		c[48+t] = 16   // rows
+	}
+	return c
+}()
+
+// hasAMX is whether the int8 convolutions may run on AMX tiles: the CPU
+// has AMX-TILE and AMX-INT8, Linux grants the process the tile data
+// state (arch_prctl ARCH_REQ_XCOMP_PERM, Linux 5.16 and later), and
+// RESIDUAL_AMX is not 0.
+var hasAMX = func() bool {
+	if !cpu.X86.HasAMXTile || !cpu.X86.HasAMXInt8 || !hasVNNI || os.Getenv("RESIDUAL_AMX") == "0" {
+		return false
+	}
+	return requestAMX()
+}()
+
+// amxGroup is how many 32-pixel blocks int8ConvAMX runs against one
+// 32-channel block of weights before the next: the weights block stays in
+// cache while the group's pixels pass.
+const amxGroup = 8
+
+// int8ConvAMX is int8ConvDirect's sweep for an unpadded 1×1 convolution
+// of stride 1 (the batch one long row of pixels) with a multiple of 64
+// input channels and of 32 output ones, on AMX tiles: 32 pixels by 32
+// channels a tile, the same int32 sums as the VNNI kernels, then the same
+// epilogue. The last pixels short of 32 go to the VNNI kernels. It
+// reports whether it applied (a float32 output, or other shapes: not).
+func int8ConvAMX(s ConvShape, src []uint8, packed []int8, e *Int8Epilogue, y []uint8, yf []float32) bool {
+	if !hasAMX || yf != nil || s.C%64 != 0 || s.OC%32 != 0 || s.KH != 1 || s.KW != 1 || s.SH != 1 || s.SW != 1 || s.PT|s.PB|s.PL|s.PR != 0 {
+		return false
+	}
+	npix, nb := s.N*s.H*s.W, s.OC/32
+	blocks := npix / 32
+	blockSize := s.C * 32 // bytes of one 32-channel block of packed weights
+	cfg := unsafe.Pointer(&amxConfig[0])
+	groups := (blocks + amxGroup - 1) / amxGroup
+	parallelFor(groups+1, func(lo, hi int) {
+		acc := int32Pool.Get(amxGroup * 32 * 32)
+		defer int32Pool.Put(acc)
+		for g := lo; g < hi; g++ {
+			if g == groups { // the last pixels, on the VNNI kernels
+				for m := blocks * 32; m < npix; m += directMR {
+					mr := min(directMR, npix-m)
+					for b := range nb {
+						int8DirectKernels[mr-1](unsafe.Pointer(&src[m*s.C]), unsafe.Pointer(&packed[b*blockSize]), unsafe.Pointer(&acc[0]), s.C, 0, 1, s.C/4)
+						e.storeTile(acc, m, mr, s.OC, b*32, 32, y)
+					}
+				}
+				continue
+			}
+			b0, b1 := g*amxGroup, min((g+1)*amxGroup, blocks)
+			for b := range nb {
+				amxInt8Tiles32(cfg, unsafe.Pointer(&src[b0*32*s.C]), s.C, unsafe.Pointer(&packed[b*blockSize]), s.C/64, unsafe.Pointer(&acc[0]), b1-b0)
+				for blk := b0; blk < b1; blk++ {
+					e.storeTile(acc[(blk-b0)*1024:], blk*32, 32, s.OC, b*32, 32, y)
+				}
+			}
+		}
+	})
+	return true
+}
+
+// amxConvOK reports whether int8ConvAMXPadded computes s: stride 1, no
+// dilation, a multiple of 64 input channels and of 32 output ones, a u8
+// output.
+func amxConvOK(s ConvShape, yf []float32) bool {
+	return hasAMX && yf == nil && s.C%64 == 0 && s.OC%32 == 0 && s.SH == 1 && s.SW == 1 && s.DH == 1 && s.DW == 1
+}
+
+// amxSlack is how many bytes past the (padded) input int8ConvAMXPadded
+// may read: its last 32-position block's rows run past the last output,
+// and each reads the kernel's reach beyond its position. They only make
+// outputs that are thrown away.
+func amxSlack(s ConvShape, wd int) int {
+	return (32 + (s.KH-1)*wd + s.KW) * s.C
+}
+
+// int8ConvAMXPadded is int8ConvDirect's sweep on AMX tiles for a
+// convolution of stride 1 (amxConvOK) over the input src as h×wd pixels
+// an image (the padded copy, or x unpadded), followed by amxSlack bytes
+// it may read. Output pixel (oy, ox) of image n reads the input from
+// position p = (n·h + oy)·wd + ox on, at offset (ky·wd + kx) for each tap:
+// the positions of a 32-row tile are consecutive, their rows C bytes
+// apart, as an AMX tile reads them, whatever image row they fall on. The
+// positions past an output row's last pixel or image's last row compute
+// outputs that are dropped (2 columns in 58 for ResNet-50's first stage,
+// a third of the positions for its last).
+func int8ConvAMXPadded(s ConvShape, src []uint8, h, wd int, packed []int8, e *Int8Epilogue, y []uint8) {
+	oh, ow := s.OH(), s.OW()
+	total := (s.N-1)*h*wd + (oh-1)*wd + ow // positions up to the last output
+	blocks := (total + 31) / 32
+	nb := s.OC / 32
+	blockSize := s.KH * s.KW * s.C * 32
+	taps := make([]int, 0, s.KH*s.KW)
+	for ky := range s.KH {
+		for kx := range s.KW {
+			taps = append(taps, (ky*wd+kx)*s.C)
+		}
+	}
+	_ = src[blocks*32*s.C+taps[len(taps)-1]+s.C-1] // the reads stay inside src
+	cfg := unsafe.Pointer(&amxConfig[0])
+	groups := (blocks + amxGroup - 1) / amxGroup
+	parallelFor(groups, func(lo, hi int) {
+		acc := int32Pool.Get(amxGroup * 32 * 32)
+		defer int32Pool.Put(acc)
+		for g := lo; g < hi; g++ {
+			b0, b1 := g*amxGroup, min((g+1)*amxGroup, blocks)
+			for b := range nb {
+				amxInt8Conv32(cfg, unsafe.Pointer(&src[b0*32*s.C]), s.C, unsafe.Pointer(&packed[b*blockSize]), s.C/64, unsafe.Pointer(&acc[0]), b1-b0, unsafe.Pointer(&taps[0]), len(taps))
+				// Store the outputs among the positions, in runs along an
+				// output row.
+				for p := b0 * 32; p < min(b1*32, total); {
+					n, r := p/(h*wd), p%(h*wd)
+					oy, ox := r/wd, r%wd
+					if oy >= oh || ox >= ow {
+						p++
+						continue
+					}
+					run := min(ow-ox, b1*32-p, total-p)
+					e.storeTile(acc[(p-b0*32)*32:], (n*oh+oy)*ow+ox, run, s.OC, b*32, 32, y)
+					p += run
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,103 @@
+//go:build amd64 && !purego
+
+package kernels
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestAMXEncodings holds the bytes of int8_amx_amd64.s's AMX macros, which
+// Go's assembler does not know, to binutils' encodings of the same
+// instructions (as assembles them, objdump -d lists them back): opcode,
+// prefix, tile registers and addressing, operand by operand.
+func TestAMXEncodings(t *testing.T) {
+	asm, err := exec.LookPath("as")
+	if err != nil {
+		t.Skip("binutils' as is not installed (Debian's binutils):", err)
+	}
+	want := map[string]string{
+		"LDTILECFG_AX": "ldtilecfg (%rax)",
+		"TILEZERO_4":   "tilezero %tmm4",
+		"TILEZERO_5":   "tilezero %tmm5",
+		"TILEZERO_6":   "tilezero %tmm6",
+		"TILEZERO_7":   "tilezero %tmm7",
+		"LOAD_A0":      "tileloadd (%rsi,%rdx,1), %tmm0",
+		"LOAD_A1":      "tileloadd (%rax,%rdx,1), %tmm3",
+		"LOAD_B0":      "tileloadd (%rbx,%rcx,1), %tmm1",
+		"LOAD_B1":      "tileloadd 64(%rbx,%rcx,1), %tmm2",
+		"DP_40_1":      "tdpbusd %tmm1, %tmm0, %tmm4",
+		"DP_50_2":      "tdpbusd %tmm2, %tmm0, %tmm5",
+		"DP_63_1":      "tdpbusd %tmm1, %tmm3, %tmm6",
+		"DP_73_2":      "tdpbusd %tmm2, %tmm3, %tmm7",
+		"STORE_4":      "tilestored %tmm4, (%rdi,%rcx,1)",
+		"STORE_5":      "tilestored %tmm5, 64(%rdi,%rcx,1)",
+		"STORE_6":      "tilestored %tmm6, (%rdi,%rcx,1)",
+		"STORE_7":      "tilestored %tmm7, 64(%rdi,%rcx,1)",
+		"TILERELEASE":  "tilerelease",
+	}
+	src, err := os.ReadFile("int8_amx_amd64.s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	macros := map[string][]byte{}
+	for _, m := range regexp.MustCompile(`(?m)^#define (\w+) (BYTE .*)$`).FindAllStringSubmatch(string(src), -1) {
+		var b []byte
+		for _, f := range regexp.MustCompile(`\$0x([0-9a-f]{2})`).FindAllStringSubmatch(m[2], -1) {
+			v, _ := strconv.ParseUint(f[1], 16, 8)
+			b = append(b, byte(v))
+		}
+		macros[m[1]] = b
+	}
+	dir := t.TempDir()
+	for name, ins := range want {
+		got, ok := macros[name]
+		if !ok {
+			t.Errorf("int8_amx_amd64.s defines no %s", name)
+			continue
+		}
+		s, o := filepath.Join(dir, name+".s"), filepath.Join(dir, name+".o")
+		if err := os.WriteFile(s, []byte(ins+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(asm, "-o", o, s).CombinedOutput(); err != nil {
+			t.Fatalf("as %q: %v\n%s", ins, err, out)
+		}
+		enc, err := textBytes(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, enc) {
+			t.Errorf("%s = % x; binutils encodes %q as % x", name, got, ins, enc)
+		}
+	}
+}
+
+// textBytes returns the bytes objdump lists for an object file's code.
+func textBytes(obj string) ([]byte, error) {
+	out, err := exec.Command("objdump", "-d", obj).Output()
+	if err != nil {
+		return nil, err
+	}
+	var b []byte
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) < 2 || !strings.HasSuffix(f[0], ":") {
+			continue
+		}
+		for _, h := range strings.Fields(f[1]) {
+			v, err := strconv.ParseUint(h, 16, 8)
+			if err != nil {
+				break
+			}
+			b = append(b, byte(v))
+		}
+	}
+	return b, nil
+}
