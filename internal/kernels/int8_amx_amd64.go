@@ -94,11 +94,13 @@ func int8ConvAMX(s ConvShape, src []uint8, packed []int8, e *Int8Epilogue, y []u
 	return true
 }
 
-// amxConvOK reports whether int8ConvAMXPadded computes s: stride 1, no
+// amxConvOK reports whether int8ConvAMXPadded computes s: the same
+// stride both ways, which divides the padded image's pixels, no
 // dilation, a multiple of 64 input channels and of 32 output ones, a u8
 // output.
 func amxConvOK(s ConvShape, yf []float32) bool {
-	return hasAMX && yf == nil && s.C%64 == 0 && s.OC%32 == 0 && s.SH == 1 && s.SW == 1 && s.DH == 1 && s.DW == 1
+	h, wd := s.H+s.PT+s.PB, s.W+s.PL+s.PR
+	return hasAMX && yf == nil && s.C%64 == 0 && s.OC%32 == 0 && s.SH == s.SW && s.SH > 0 && h*wd%s.SH == 0 && s.DH == 1 && s.DW == 1
 }
 
 // amxSlack is how many bytes past the (padded) input int8ConvAMXPadded
@@ -106,22 +108,23 @@ func amxConvOK(s ConvShape, yf []float32) bool {
 // and each reads the kernel's reach beyond its position. They only make
 // outputs that are thrown away.
 func amxSlack(s ConvShape, wd int) int {
-	return (32 + (s.KH-1)*wd + s.KW) * s.C
+	return (32*s.SH + s.KH*wd + s.KW) * s.C
 }
 
-// int8ConvAMXPadded is int8ConvDirect's sweep on AMX tiles for a
-// convolution of stride 1 (amxConvOK) over the input src as h×wd pixels
-// an image (the padded copy, or x unpadded), followed by amxSlack bytes
-// it may read. Output pixel (oy, ox) of image n reads the input from
-// position p = (n·h + oy)·wd + ox on, at offset (ky·wd + kx) for each tap:
-// the positions of a 32-row tile are consecutive, their rows C bytes
-// apart, as an AMX tile reads them, whatever image row they fall on. The
-// positions past an output row's last pixel or image's last row compute
-// outputs that are dropped (2 columns in 58 for ResNet-50's first stage,
-// a third of the positions for its last).
+// int8ConvAMXPadded is int8ConvDirect's sweep on AMX tiles (amxConvOK)
+// over the input src as h×wd pixels an image (the padded copy), followed
+// by amxSlack bytes it may read. With stride st, output pixel (oy, ox) of
+// image n reads the input from pixel st·p on, p = n·h·wd/st + oy·wd + ox,
+// at offset (ky·wd + kx) for each tap: the positions p of a 32-row tile
+// are consecutive, their rows st·C bytes apart, as an AMX tile reads
+// them, whatever image row they fall on. The positions past an output
+// row's last pixel (ox ≥ OW) or an image's last row compute outputs that
+// are dropped: 2 columns in 58 for ResNet-50's first stage at stride 1, a
+// third of the positions for its last; about half at stride 2.
 func int8ConvAMXPadded(s ConvShape, src []uint8, h, wd int, packed []int8, e *Int8Epilogue, y []uint8) {
-	oh, ow := s.OH(), s.OW()
-	total := (s.N-1)*h*wd + (oh-1)*wd + ow // positions up to the last output
+	oh, ow, st := s.OH(), s.OW(), s.SH
+	img := h * wd / st                    // positions an image
+	total := (s.N-1)*img + (oh-1)*wd + ow // positions up to the last output
 	blocks := (total + 31) / 32
 	nb := s.OC / 32
 	blockSize := s.KH * s.KW * s.C * 32
@@ -131,7 +134,7 @@ func int8ConvAMXPadded(s ConvShape, src []uint8, h, wd int, packed []int8, e *In
 			taps = append(taps, (ky*wd+kx)*s.C)
 		}
 	}
-	_ = src[blocks*32*s.C+taps[len(taps)-1]+s.C-1] // the reads stay inside src
+	_ = src[blocks*32*st*s.C+taps[len(taps)-1]+s.C-1] // the reads stay inside src
 	cfg := unsafe.Pointer(&amxConfig[0])
 	groups := (blocks + amxGroup - 1) / amxGroup
 	parallelFor(groups, func(lo, hi int) {
@@ -140,11 +143,11 @@ func int8ConvAMXPadded(s ConvShape, src []uint8, h, wd int, packed []int8, e *In
 		for g := lo; g < hi; g++ {
 			b0, b1 := g*amxGroup, min((g+1)*amxGroup, blocks)
 			for b := range nb {
-				amxInt8Conv32(cfg, unsafe.Pointer(&src[b0*32*s.C]), s.C, unsafe.Pointer(&packed[b*blockSize]), s.C/64, unsafe.Pointer(&acc[0]), b1-b0, unsafe.Pointer(&taps[0]), len(taps))
+				amxInt8Conv32(cfg, unsafe.Pointer(&src[b0*32*st*s.C]), st*s.C, unsafe.Pointer(&packed[b*blockSize]), s.C/64, unsafe.Pointer(&acc[0]), b1-b0, unsafe.Pointer(&taps[0]), len(taps))
 				// Store the outputs among the positions, in runs along an
 				// output row.
 				for p := b0 * 32; p < min(b1*32, total); {
-					n, r := p/(h*wd), p%(h*wd)
+					n, r := p/img, p%img
 					oy, ox := r/wd, r%wd
 					if oy >= oh || ox >= ow {
 						p++

@@ -45,6 +45,12 @@ var int8Shapes = []ConvShape{
 	{N: 2, H: 7, W: 7, C: 64, OC: 32, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 	{N: 1, H: 9, W: 12, C: 128, OC: 64, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1},
 	{N: 1, H: 5, W: 40, C: 64, OC: 32, KH: 1, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PL: 2, PR: 0},
+	// At stride 2: a padded 3×3 over two images (ResNet's downsampling),
+	// an unpadded 1×1 (its shortcut), and one whose image of 9×9 pixels the
+	// stride does not divide (the VNNI kernels compute it).
+	{N: 2, H: 14, W: 14, C: 64, OC: 64, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+	{N: 2, H: 10, W: 10, C: 128, OC: 32, KH: 1, KW: 1, SH: 2, SW: 2, DH: 1, DW: 1},
+	{N: 1, H: 9, W: 9, C: 64, OC: 32, KH: 1, KW: 1, SH: 2, SW: 2, DH: 1, DW: 1},
 }
 
 // int8Case is one random convolution with its epilogue.
