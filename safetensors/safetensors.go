@@ -43,9 +43,14 @@ type File struct {
 }
 
 // otherFormat names the kind of file whose first 8 bytes are b when they
-// are another format's signature (a safetensors file begins with its
-// header's length), as a clause to append to an error; "" otherwise.
+// are another format's signature and no safetensors header length (one
+// over limits.HeaderBytes), as a clause to append to an error; ""
+// otherwise (a truncated safetensors file's length may begin with such
+// bytes too).
 func otherFormat(b []byte) string {
+	if binary.LittleEndian.Uint64(b) <= uint64(limits.HeaderBytes) {
+		return ""
+	}
 	s := string(b)
 	for _, f := range []struct{ magic, name string }{
 		{"\x89PNG", "a PNG image"}, {"\xff\xd8\xff", "a JPEG image"}, {"GIF8", "a GIF image"}, {"BM", "a BMP image"},

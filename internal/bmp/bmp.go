@@ -167,15 +167,29 @@ func readHeader(b []byte) (header, error) {
 	if h.width < 1 || h.height < 1 {
 		return h, fmt.Errorf("bmp: empty image (%d×%d)", h.width, h.height)
 	}
-	if h.width > maxSide || h.height > maxSide {
-		return h, fmt.Errorf("bmp: image of %d×%d pixels: a side over %d", h.width, h.height, maxSide)
+	if h.width > maxSide || h.height > maxSide || h.width*h.height > maxPixels {
+		return h, fmt.Errorf("bmp: image of %d×%d pixels: over %d a side or %d in all", h.width, h.height, maxSide, maxPixels)
+	}
+	if h.offset == 0 { // PIL reads the pixels from where the headers and the palette end
+		h.offset = 14 + size
+		if size == 40 && h.compression == biBitfields {
+			h.offset += 12
+		}
+		if h.bits <= 8 {
+			h.offset += h.palPad * h.colors
+		}
 	}
 	return h, nil
 }
 
-// maxSide bounds a side, so that sizes and byte counts fit an int (the
-// callers apply their own, tighter limits before decoding).
-const maxSide = 1 << 24
+// maxSide and maxPixels bound a bitmap's size, so that sizes and byte
+// counts fit an int and a small file cannot make the decoder allocate
+// gigabytes (package image's Decode reaches this decoder too; residual's
+// callers apply their own, tighter limits first).
+const (
+	maxSide   = 1 << 24
+	maxPixels = 1 << 28
+)
 
 // headerBytes is the most readHeader reads.
 const headerBytes = 14 + 124 + 12
@@ -382,7 +396,7 @@ func decodeRLE(b []byte, h header) (indices []byte, ok bool) {
 			if len(d) < 2 {
 				break
 			}
-			data = append(data, make([]byte, int(d[0])+int(d[1])*w)...)
+			data = append(data, make([]byte, min(int(d[0])+int(d[1])*w, total-len(data)))...)
 			x = len(data) % w
 			continue
 		default: // absolute: v pixels follow

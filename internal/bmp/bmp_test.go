@@ -7,6 +7,7 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -181,5 +182,22 @@ func TestRLEAsTheFormatSays(t *testing.T) {
 		if !slices.Equal(got, c.want) {
 			t.Errorf("%s: indices %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// TestDeltaBounded: an RLE delta moves at most to the image's end: a
+// 66-byte RLE8 file of 16,777,216×1 pixels with one delta of 255 rows
+// allocated 4.3 GB (the delta's zeros appended whole).
+func TestDeltaBounded(t *testing.T) {
+	f := rleFile(false, []byte{0, 2, 0, 255, 0, 1})
+	binary.LittleEndian.PutUint32(f[18:], 1<<24) // width
+	binary.LittleEndian.PutUint32(f[22:], 1)     // height
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	Decode(bytes.NewReader(f)) // refused or not: what counts is the memory
+	runtime.ReadMemStats(&after)
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64<<20 {
+		t.Errorf("a 16,777,216-pixel RLE8 bitmap of %d bytes allocated %d bytes", len(f), alloc)
 	}
 }

@@ -39,7 +39,7 @@ const (
 func (p Int8Path) String() string { return [...]string{"generic", "avx2", "avx512-vnni"}[p] }
 
 // AMX reports whether the VNNI path runs its convolutions of stride 1
-// with 64k input and 32k output channels on AMX tiles (TDPBUSD, 1,024
+// or 2 with 64k input and 32k output channels on AMX tiles (TDPBUSD, 1,024
 // multiply-adds an instruction): the CPU has AMX-INT8, the system grants
 // the tile data, RESIDUAL_AMX is not 0, and ActiveInt8 is Int8VNNI.
 func AMX() bool { return hasAMX && ActiveInt8() == Int8VNNI }

@@ -26,7 +26,7 @@ func amxInt8Tiles32(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, steps int,
 //go:noescape
 func amxInt8Conv32(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, chunks int, c unsafe.Pointer, blocks int, taps unsafe.Pointer, ntaps int)
 
-// amxConfig is the tile configuration amxInt8Tile32 loads: palette 1,
+// amxConfig is the tile configuration the AMX kernels load: palette 1,
 // eight tiles of 16 rows of 64 bytes.
 var amxConfig = func() (c [64]byte) {
 	c[0] = 1

@@ -243,21 +243,27 @@ func Decode(r io.Reader) (image.Image, error) {
 		return img, nil
 	case h.colour():
 		img := image.NewRGBA(rect)
-		err := h.values(rest, 255, func(i int, v uint16) {
+		if err := h.values(rest, 255, func(i int, v uint16) {
 			img.Pix[i+i/3] = uint8(v)
 			if i%3 == 2 {
 				img.Pix[i+i/3+1] = 255
 			}
-		})
-		return img, err
+		}); err != nil {
+			return nil, err
+		}
+		return img, nil
 	case h.sixteen():
 		img := image.NewGray16(rect)
-		err := h.values(rest, 65535, func(i int, v uint16) { img.Pix[2*i], img.Pix[2*i+1] = uint8(v>>8), uint8(v) })
-		return img, err
+		if err := h.values(rest, 65535, func(i int, v uint16) { img.Pix[2*i], img.Pix[2*i+1] = uint8(v>>8), uint8(v) }); err != nil {
+			return nil, err
+		}
+		return img, nil
 	}
 	img := image.NewGray(rect)
-	err = h.values(rest, 255, func(i int, v uint16) { img.Pix[i] = uint8(v) })
-	return img, err
+	if err := h.values(rest, 255, func(i int, v uint16) { img.Pix[i] = uint8(v) }); err != nil {
+		return nil, err
+	}
+	return img, nil
 }
 
 // bits writes a bitmap's pixels (1 is black) into pix as 0 and 255.

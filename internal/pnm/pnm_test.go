@@ -225,3 +225,13 @@ func TestDecodeMemory(t *testing.T) {
 		}
 	}
 }
+
+// TestErrorGivesNoImage: a file that fails in its samples gives the error
+// and no image (a half-filled one came with it).
+func TestErrorGivesNoImage(t *testing.T) {
+	for _, f := range []string{"P2 2 1 15\n3 16\n", "P3 1 1 255\n1 2 x\n", "P2 2 1 65535\n3 70000\n"} {
+		if img, err := Decode(bytes.NewReader([]byte(f))); err == nil || img != nil {
+			t.Errorf("%q: %v, image %v", f, err, img)
+		}
+	}
+}

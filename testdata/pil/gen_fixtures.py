@@ -485,7 +485,7 @@ def bmp_fixtures():
             data += r + bytes(stride - len(r))
         return data
 
-    def bmp(pixels, bits, compression=0, header=40, masks=None, palette=b"", colors=0, topdown=False, gap=0, size=None):
+    def bmp(pixels, bits, compression=0, header=40, masks=None, palette=b"", colors=0, topdown=False, gap=0, offset0=False):
         hs = header
         height = -h if topdown else h
         extra = b""
@@ -500,7 +500,7 @@ def bmp_fixtures():
                 info += struct.pack("<IIII", *m[:4])[:hs - 40] + bytes(max(0, hs - 56))
         offset = 14 + len(info) + len(extra) + len(palette) + gap
         body = info + extra + palette + bytes(gap) + pixels
-        return b"BM" + struct.pack("<IHHI", 14 + len(body), 0, 0, offset) + body
+        return b"BM" + struct.pack("<IHHI", 14 + len(body), 0, 0, 0 if offset0 else offset) + body
 
     def pal(n, entry=4):
         cols = [((37 * i) % 256, (91 * i + 7) % 256, (53 * i + 100) % 256) for i in range(n)]
@@ -529,6 +529,10 @@ def bmp_fixtures():
         "pal8_gap": bmp(rows(lambda y: bytes((x + y) % 16 for x in range(w)), 8), 8, palette=pal(16), colors=16, gap=6),
         "pal8_short": bmp(rows(lambda y: bytes((x + 2 * y) % 10 for x in range(w)), 8), 8, palette=pal(4), colors=4),
         "pal4": bmp(rows(lambda y: bytes(((2 * i + y) % 16) << 4 | ((2 * i + 1 + y) % 16) for i in range((w + 1) // 2)), 4), 4, palette=pal(16), colors=16),
+        # No pixel offset (0): PIL reads the pixels where the headers and
+        # the palette end.
+        "offset0_rgb24": bmp(rows(lambda y: b"".join(bytes(px(x, y)[::-1]) for x in range(w)), 24), 24, offset0=True),
+        "offset0_pal8": bmp(rows(lambda y: bytes((x + y) % 16 for x in range(w)), 8), 8, palette=pal(16), colors=16, offset0=True),
         "pal1": bmp(rows(lambda y: bytes((0b10110010 ^ (y * 37)) & 0xFF for _ in range(1)), 1), 1, palette=pal(2), colors=2),
     }
     # RLE8: a run, an absolute run of 3 (odd: a pad byte follows), the end
