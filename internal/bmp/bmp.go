@@ -167,8 +167,8 @@ func readHeader(b []byte) (header, error) {
 	if h.width < 1 || h.height < 1 {
 		return h, fmt.Errorf("bmp: empty image (%d×%d)", h.width, h.height)
 	}
-	if h.width > maxSide || h.height > maxSide || h.width*h.height > maxPixels {
-		return h, fmt.Errorf("bmp: image of %d×%d pixels: over %d a side or %d in all", h.width, h.height, maxSide, maxPixels)
+	if h.width > maxSide || h.height > maxSide {
+		return h, fmt.Errorf("bmp: image of %d×%d pixels: a side over %d", h.width, h.height, maxSide)
 	}
 	if h.offset == 0 { // PIL reads the pixels from where the headers and the palette end
 		h.offset = 14 + size
@@ -183,9 +183,9 @@ func readHeader(b []byte) (header, error) {
 }
 
 // maxSide and maxPixels bound a bitmap's size, so that sizes and byte
-// counts fit an int and a small file cannot make the decoder allocate
-// gigabytes (package image's Decode reaches this decoder too; residual's
-// callers apply their own, tighter limits first).
+// counts fit an int and a small file cannot make Decode allocate
+// gigabytes (package image's Decode reaches it too; residual's callers
+// apply their own, tighter limits to what DecodeConfig reports first).
 const (
 	maxSide   = 1 << 24
 	maxPixels = 1 << 28
@@ -225,6 +225,9 @@ func Decode(r io.Reader) (image.Image, error) {
 	h, err := readHeader(b)
 	if err != nil {
 		return nil, err
+	}
+	if h.width*h.height > maxPixels { // DecodeConfig reports the size: its caller judges it
+		return nil, fmt.Errorf("bmp: image of %d×%d pixels: more than %d", h.width, h.height, maxPixels)
 	}
 	rect := image.Rect(0, 0, h.width, h.height)
 	if h.bits <= 8 {
