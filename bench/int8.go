@@ -22,7 +22,7 @@ var int8Workloads = map[string]workload{
 
 // int8Names are the int8 benchmarks, kernel figures included.
 func int8Names() []string {
-	n := []string{"conv3x3-int8", "peak-int8"}
+	n := []string{"conv3x3-int8", "peak-int8", "peak-amx"}
 	for k := range int8Workloads {
 		n = append(n, k)
 	}
@@ -41,6 +41,12 @@ func runInt8(ctx context.Context, name string, r Result, o Options) (Result, boo
 		return r, true, err
 	case "peak-int8":
 		r, err := peakInt8(ctx, r, o)
+		return r, true, err
+	case "peak-amx":
+		if !kernels.AMX() {
+			return r, true, fmt.Errorf("bench: peak-amx needs AMX tiles, which this CPU or system does not grant (or RESIDUAL_AMX=0, or the int8 path is not VNNI)")
+		}
+		r, err := peakOf(ctx, r, o, kernels.PeakAMX, "GOP/s")
 		return r, true, err
 	}
 	w, ok := int8Workloads[name]

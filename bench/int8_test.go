@@ -2,10 +2,11 @@ package bench
 
 import (
 	"context"
-	ag "github.com/residual-nn/residual/autograd"
 	"slices"
+	"strings"
 	"testing"
 
+	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/internal/kernels"
 )
 
@@ -14,7 +15,7 @@ import (
 // on two 16×16 images) and checks that it reports a rate, and that the
 // names are listed.
 func TestInt8Benchmarks(t *testing.T) {
-	for _, n := range []string{"resnet50-infer-int8", "resnet18-infer-int8", "conv3x3-int8", "peak-int8"} {
+	for _, n := range []string{"resnet50-infer-int8", "resnet18-infer-int8", "conv3x3-int8", "peak-int8", "peak-amx"} {
 		if !slices.Contains(Names(), n) {
 			t.Errorf("%s missing from Names", n)
 		}
@@ -37,5 +38,20 @@ func TestInt8Benchmarks(t *testing.T) {
 		if !(r.Median > 0) || r.Min > r.Median || r.Max < r.Median {
 			t.Errorf("%s: %+v", n, r)
 		}
+	}
+}
+
+// TestPeakAMX: peak-amx measures where the int8 path has AMX tiles and
+// says why it cannot elsewhere.
+func TestPeakAMX(t *testing.T) {
+	r, err := Run(context.Background(), "peak-amx", Options{Runs: 1})
+	if !kernels.AMX() {
+		if err == nil || !strings.Contains(err.Error(), "needs AMX tiles") {
+			t.Errorf("peak-amx without AMX: %v", err)
+		}
+		t.Skip("no AMX tiles here: the measuring case was not run")
+	}
+	if err != nil || !(r.Median > 0) || r.Unit != "GOP/s" {
+		t.Errorf("peak-amx: %+v, %v", r, err)
 	}
 }

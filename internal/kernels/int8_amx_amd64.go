@@ -26,6 +26,23 @@ func amxInt8Tiles32(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, steps int,
 //go:noescape
 func amxInt8Conv32(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, chunks int, c unsafe.Pointer, blocks int, taps unsafe.Pointer, ntaps int)
 
+// peakAMXInt8 runs n iterations of four independent TDPBUSD on zeroed
+// tiles (int8_amx_amd64.s).
+//
+//go:noescape
+func peakAMXInt8(cfg unsafe.Pointer, n int)
+
+// PeakAMX runs n iterations of a register-only AMX int8 loop, four
+// TDPBUSD an iteration, and returns its operations (2 a multiply-add);
+// 0 without AMX (AMX).
+func PeakAMX(n int) float64 {
+	if !AMX() {
+		return 0
+	}
+	peakAMXInt8(unsafe.Pointer(&amxConfig[0]), n)
+	return float64(n) * 4 * 16 * 16 * 64 * 2
+}
+
 // amxConfig is the tile configuration the AMX kernels load: palette 1,
 // eight tiles of 16 rows of 64 bytes.
 var amxConfig = func() (c [64]byte) {

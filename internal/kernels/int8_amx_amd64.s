@@ -9,6 +9,10 @@
 // weights; CX 128, the weights' and the output tile's row stride; DI the
 // output tile.
 #define LDTILECFG_AX BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0x00
+#define TILEZERO_0 BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc0
+#define TILEZERO_1 BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc8
+#define TILEZERO_2 BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xd0
+#define TILEZERO_3 BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xd8
 #define TILEZERO_4 BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xe0
 #define TILEZERO_5 BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xe8
 #define TILEZERO_6 BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xf0
@@ -121,5 +125,28 @@ conv_step:
 	ADDQ AX, R11
 	DECQ R9
 	JNZ conv_block
+	TILERELEASE
+	RET
+
+// func peakAMXInt8(cfg unsafe.Pointer, n int)
+// n iterations of four independent TDPBUSD on zeroed tiles (tmm4–7 +=
+// tmm0·tmm1, tmm0·tmm2, tmm3·tmm1, tmm3·tmm2): the AMX int8 throughput,
+// 4·16·16·64 multiply-adds an iteration.
+TEXT ·peakAMXInt8(SB), NOSPLIT, $0-16
+	MOVQ cfg+0(FP), AX
+	LDTILECFG_AX
+	MOVQ n+8(FP), R8
+	TILEZERO_ALL
+	TILEZERO_0
+	TILEZERO_1
+	TILEZERO_2
+	TILEZERO_3
+amx_peak:
+	DP_40_1
+	DP_50_2
+	DP_63_1
+	DP_73_2
+	DECQ R8
+	JNZ amx_peak
 	TILERELEASE
 	RET

@@ -24,6 +24,10 @@ func TestAMXEncodings(t *testing.T) {
 	}
 	want := map[string]string{
 		"LDTILECFG_AX": "ldtilecfg (%rax)",
+		"TILEZERO_0":   "tilezero %tmm0",
+		"TILEZERO_1":   "tilezero %tmm1",
+		"TILEZERO_2":   "tilezero %tmm2",
+		"TILEZERO_3":   "tilezero %tmm3",
 		"TILEZERO_4":   "tilezero %tmm4",
 		"TILEZERO_5":   "tilezero %tmm5",
 		"TILEZERO_6":   "tilezero %tmm6",

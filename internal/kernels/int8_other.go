@@ -40,3 +40,6 @@ func amxSlack(s ConvShape, wd int) int { return 0 }
 func int8ConvAMXPadded(s ConvShape, src []uint8, h, wd int, packed []int8, e *Int8Epilogue, y []uint8) {
 	panic("kernels: no AMX on this platform")
 }
+
+// PeakAMX: no AMX here (see int8_amx_amd64.go).
+func PeakAMX(n int) float64 { return 0 }
