@@ -3,7 +3,6 @@ package train
 import (
 	"image"
 	"image/color"
-	"image/png"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -13,22 +12,9 @@ import (
 	"testing"
 
 	"gonum.org/v1/plot/plotutil"
-)
 
-// decodePNG reads a PNG file written by the plots.
-func decodePNG(t *testing.T, path string) image.Image {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return img
-}
+	"github.com/residual-nn/residual/internal/fixture"
+)
 
 // rowsWith returns the rows of img holding a pixel of color c.
 func rowsWith(img image.Image, c color.Color) map[int]bool {
@@ -61,7 +47,7 @@ func TestPlotCurves(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"loss.png", "accuracy.png"} {
-		img := decodePNG(t, filepath.Join(dir, name))
+		img := fixture.PNG(t, filepath.Join(dir, name))
 		if b := img.Bounds(); b.Dx() != 1152 || b.Dy() != 768 {
 			t.Errorf("%s is %dx%d, want 1152x768", name, b.Dx(), b.Dy())
 		}
@@ -145,7 +131,7 @@ func TestPlotStepLoss(t *testing.T) {
 	if err := PlotStepLoss(steps, losses, path); err != nil {
 		t.Fatal(err)
 	}
-	img := decodePNG(t, path)
+	img := fixture.PNG(t, path)
 	if b := img.Bounds(); b.Dx() != 1152 || b.Dy() != 768 {
 		t.Errorf("step_loss.png is %dx%d, want 1152x768", b.Dx(), b.Dy())
 	}

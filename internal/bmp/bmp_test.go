@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"encoding/binary"
 	"image"
-	"image/png"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/residual-nn/residual/internal/fixture"
 )
 
 const dir = "../../testdata/pil/bmp"
@@ -62,15 +63,7 @@ func TestMatchesPIL(t *testing.T) {
 		if err != nil || cfg.Width != got.Bounds().Dx() || cfg.Height != got.Bounds().Dy() {
 			t.Errorf("%s: config %+v, %v; the image %v", name, cfg, err, got.Bounds())
 		}
-		pf, err := os.Open(strings.TrimSuffix(f, ".bmp") + ".png")
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := png.Decode(pf)
-		pf.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+		want := fixture.PNG(t, strings.TrimSuffix(f, ".bmp")+".png")
 		if got.Bounds() != want.Bounds() {
 			t.Errorf("%s: %v, PIL %v", name, got.Bounds(), want.Bounds())
 			continue

@@ -9,19 +9,12 @@ import (
 	"golang.org/x/sys/cpu"
 )
 
-// amxInt8Tiles32 computes blocks 32×32 int32 tiles on AMX tiles
-// (int8_amx_amd64.s): tile i, c[i][32][32] (rows 128 bytes apart) = the
-// u8 rows 32i…32i+31 of a (lda bytes apart, steps·64 bytes each) times
-// the VNNI-packed weights b (steps·16 rows of 128 bytes: 4 bytes × 32
-// channels).
-//
-//go:noescape
-func amxInt8Tiles32(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, steps int, c unsafe.Pointer, blocks int)
-
-// amxInt8Conv32 is amxInt8Tiles32 for a convolution of stride 1 read in
-// place (int8_amx_amd64.s): block i's rows start at a + 32i·lda, read at
-// each of the ntaps byte offsets taps (an []int) in turn, chunks·64 bytes
-// each; b runs on through the taps.
+// amxInt8Conv32 computes blocks 32×32 int32 tiles on AMX tiles
+// (int8_amx_amd64.s): tile i, c[i][32][32] (rows 128 bytes apart), sums
+// the u8 rows 32i…32i+31 of a (lda bytes apart), read at each of the ntaps
+// byte offsets taps (an []int; {0} for a 1×1 convolution) chunks·64 bytes
+// long, times the VNNI-packed weights b (chunks·16 rows of 128 bytes a
+// tap: 4 bytes × 32 channels), which run on through the taps.
 //
 //go:noescape
 func amxInt8Conv32(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, chunks int, c unsafe.Pointer, blocks int, taps unsafe.Pointer, ntaps int)
@@ -65,6 +58,9 @@ var hasAMX = func() bool {
 	return requestAMX()
 }()
 
+// oneTap is a 1×1 convolution's tap offsets for amxInt8Conv32.
+var oneTap = [1]int{0}
+
 // amxGroup is how many 32-pixel blocks int8ConvAMX runs against one
 // 32-channel block of weights before the next: the weights block stays in
 // cache while the group's pixels pass.
@@ -101,7 +97,7 @@ func int8ConvAMX(s ConvShape, src []uint8, packed []int8, e *Int8Epilogue, y []u
 			}
 			b0, b1 := g*amxGroup, min((g+1)*amxGroup, blocks)
 			for b := range nb {
-				amxInt8Tiles32(cfg, unsafe.Pointer(&src[b0*32*s.C]), s.C, unsafe.Pointer(&packed[b*blockSize]), s.C/64, unsafe.Pointer(&acc[0]), b1-b0)
+				amxInt8Conv32(cfg, unsafe.Pointer(&src[b0*32*s.C]), s.C, unsafe.Pointer(&packed[b*blockSize]), s.C/64, unsafe.Pointer(&acc[0]), b1-b0, unsafe.Pointer(&oneTap[0]), 1)
 				for blk := b0; blk < b1; blk++ {
 					e.storeTile(acc[(blk-b0)*1024:], blk*32, 32, s.OC, b*32, 32, y)
 				}

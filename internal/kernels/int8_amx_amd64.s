@@ -44,44 +44,6 @@
 // (rows CX = 128 bytes apart) and moves DI past it.
 #define STORE_TILES STORE_4; STORE_5; ADDQ $2048, DI; STORE_6; STORE_7; ADDQ $2048, DI
 
-// func amxInt8Tiles32(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, steps int, c unsafe.Pointer, blocks int)
-// For each of blocks blocks of 32 rows of a (the next 32·lda bytes on):
-// its tile c[32][32] int32 (rows 128 bytes apart, tiles 4096 bytes
-// apart) = Σ over steps of 64 bytes of the block's rows (u8, lda bytes
-// apart) times b (VNNI-packed s8 weights: per step 16 rows of 4 bytes ×
-// 32 channels, 128 bytes a row). cfg is the tile configuration: eight
-// tiles of 16 rows × 64 bytes, loaded once for the blocks.
-TEXT ·amxInt8Tiles32(SB), NOSPLIT, $0-56
-	MOVQ cfg+0(FP), AX
-	LDTILECFG_AX
-	MOVQ a+8(FP), R11
-	MOVQ lda+16(FP), DX
-	MOVQ b+24(FP), R10
-	MOVQ steps+32(FP), R13
-	MOVQ c+40(FP), DI
-	MOVQ blocks+48(FP), R9
-	MOVQ $128, CX
-	MOVQ DX, R12
-	SHLQ $5, R12
-amx_block:
-	MOVQ R11, SI
-	MOVQ DX, AX
-	SHLQ $4, AX
-	ADDQ SI, AX
-	MOVQ R10, BX
-	MOVQ R13, R8
-	TILEZERO_ALL
-amx_step:
-	AMX_STEP
-	DECQ R8
-	JNZ amx_step
-	STORE_TILES
-	ADDQ R12, R11
-	DECQ R9
-	JNZ amx_block
-	TILERELEASE
-	RET
-
 // func amxInt8Conv32(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, chunks int, c unsafe.Pointer, blocks int, taps unsafe.Pointer, ntaps int)
 // amxInt8Tiles32 for a convolution of stride 1 read in place: block i's
 // 32 rows start at a + 32i·lda, and for each of the ntaps kernel taps

@@ -42,9 +42,9 @@ func int8ConvDirect(s ConvShape, x []uint8, zx uint8, w *Int8Weights, ep *Int8Ep
 	if int8ConvAMX(s, x, p, &e, y, yf) {
 		return
 	}
-	if sub, ok := subsampled(s, x, yf); ok {
-		int8ConvAMX(sub.s, sub.x, p, &e, y, yf)
-		putBytes(sub.x)
+	if ss, sx, ok := subsampled(s, x, yf); ok {
+		int8ConvAMX(ss, sx, p, &e, y, yf)
+		putBytes(sx)
 		return
 	}
 	// A kernel row that ends inside a quad reads up to 3 bytes past it:
@@ -88,30 +88,27 @@ func int8ConvDirect(s ConvShape, x []uint8, zx uint8, w *Int8Weights, ep *Int8Ep
 }
 
 // subsampled returns, for an unpadded 1×1 convolution of stride st > 1
-// that AMX tiles can run once compacted (int8ConvAMX), its input's pixels
-// (st·oy, st·ox) copied side by side into a pooled buffer and the shape
-// of stride 1 over them: ResNet's downsampling shortcuts, which read a
+// that AMX tiles can run once compacted (int8ConvAMX), the shape of stride
+// 1 over its input's pixels (st·oy, st·ox) and those pixels copied side by
+// side into a pooled buffer: ResNet's downsampling shortcuts, which read a
 // quarter of their input. Otherwise ok is false.
-func subsampled(s ConvShape, x []uint8, yf []float32) (sub struct {
-	s ConvShape
-	x []uint8
-}, ok bool) {
+func subsampled(s ConvShape, x []uint8, yf []float32) (sub ConvShape, sx []uint8, ok bool) {
 	if !hasAMX || yf != nil || s.KH != 1 || s.KW != 1 || s.SH != s.SW || s.SH < 2 || s.PT|s.PB|s.PL|s.PR != 0 || s.C%64 != 0 || s.OC%32 != 0 {
-		return sub, false
+		return s, nil, false
 	}
 	oh, ow := s.OH(), s.OW()
-	sub.s = s
-	sub.s.H, sub.s.W, sub.s.SH, sub.s.SW = oh, ow, 1, 1
-	sub.x = getBytes(s.N * oh * ow * s.C)
+	sub = s
+	sub.H, sub.W, sub.SH, sub.SW = oh, ow, 1, 1
+	sx = getBytes(s.N * oh * ow * s.C)
 	parallelFor(s.N*oh, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			n, oy := r/oh, r%oh
 			for ox := range ow {
-				copy(sub.x[(r*ow+ox)*s.C:][:s.C], x[((n*s.H+oy*s.SH)*s.W+ox*s.SW)*s.C:])
+				copy(sx[(r*ow+ox)*s.C:][:s.C], x[((n*s.H+oy*s.SH)*s.W+ox*s.SW)*s.C:])
 			}
 		}
 	})
-	return sub, true
+	return sub, sx, true
 }
 
 // padU8 returns x (NHWC u8) inside a border of zero points, written to

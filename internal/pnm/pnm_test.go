@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"fmt"
 	"image"
-	"image/png"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/residual-nn/residual/internal/fixture"
 )
 
 var dir = filepath.Join("..", "..", "testdata", "pil", "pnm")
@@ -73,15 +74,7 @@ func TestMatchesPIL(t *testing.T) {
 		if err != nil || cfg.Width != got.Bounds().Dx() || cfg.Height != got.Bounds().Dy() || cfg.ColorModel != got.ColorModel() {
 			t.Errorf("%s: config %+v, %v; the image %v %T", name, cfg, err, got.Bounds(), got)
 		}
-		pf, err := os.Open(strings.TrimSuffix(f, ".pnm") + ".png")
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := png.Decode(pf)
-		pf.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+		want := fixture.PNG(t, strings.TrimSuffix(f, ".pnm")+".png")
 		if got.Bounds() != want.Bounds() {
 			t.Errorf("%s: %v, PIL %v", name, got.Bounds(), want.Bounds())
 			continue
