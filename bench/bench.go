@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"runtime"
 	"sort"
+	"strings"
 	"time"
 
 	ag "github.com/residual-nn/residual/autograd"
@@ -94,7 +95,7 @@ var workloads = map[string]workload{
 
 // Names lists the benchmarks.
 func Names() []string {
-	n := []string{"conv3x3", "peak", "conv3x3-bf16", "peak-bf16"}
+	n := []string{"conv3x3", "peak", "conv3x3-bf16", "peak-bf16", "peak-amx-bf16"}
 	for k := range workloads {
 		n = append(n, k)
 	}
@@ -127,6 +128,8 @@ func Run(ctx context.Context, name string, o Options) (Result, error) {
 		return conv3x3(ctx, r, o, ag.BF16)
 	case "peak-bf16":
 		return peakBF16(ctx, r, o)
+	case "peak-amx-bf16":
+		return peakAMXBF16(ctx, r, o)
 	}
 	if r, ok, err := runInt8(ctx, name, r, o); ok {
 		return r, err
@@ -298,7 +301,7 @@ func peakBF16(ctx context.Context, r Result, o Options) (Result, error) {
 	if !kernels.HasBF16() {
 		return r, fmt.Errorf("bench: peak-bf16 needs AVX512-BF16, which this CPU lacks (its bf16 path emulates on float32 FMAs: see peak)")
 	}
-	if path := kernels.BF16Path(); path != "avx512bf16" {
+	if path := kernels.BF16Path(); !strings.HasPrefix(path, "avx512bf16") {
 		// The loop is VDPBF16PS whatever the switches say; the bf16
 		// products of this setting (RESIDUAL_BF16=emulate, or the AVX2
 		// level) run as float32 FMAs.
@@ -306,6 +309,16 @@ func peakBF16(ctx context.Context, r Result, o Options) (Result, error) {
 	}
 	r.Precision, r.BF16Path = "bf16", kernels.BF16Path()
 	return peakOf(ctx, r, o, kernels.PeakBF16, "GFLOP/s")
+}
+
+// peakAMXBF16 is peak on AMX tiles' TDPBF16PS (16·16·32 multiply-adds an
+// instruction), where the bfloat16 convolutions run on them.
+func peakAMXBF16(ctx context.Context, r Result, o Options) (Result, error) {
+	if !kernels.AMXBF16() {
+		return r, fmt.Errorf("bench: peak-amx-bf16 needs AMX-BF16 tiles, which this CPU or system does not grant (or RESIDUAL_AMX=0, or the bf16 path %s is not native)", kernels.BF16Path())
+	}
+	r.Precision, r.BF16Path = "bf16", kernels.BF16Path()
+	return peakOf(ctx, r, o, kernels.PeakAMXBF16, "GFLOP/s")
 }
 
 // peakOf measures f (a register-only loop of n iterations returning its

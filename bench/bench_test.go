@@ -145,8 +145,13 @@ func TestBF16Workloads(t *testing.T) {
 	// AVX512-BF16 at the AVX-512 level (not the generic or AVX2 level,
 	// nor RESIDUAL_BF16=emulate).
 	r, err = Run(context.Background(), "peak-bf16", Options{Runs: 1})
-	if native := kernels.BF16Path() == "avx512bf16"; native != (err == nil) {
+	if native := strings.HasPrefix(kernels.BF16Path(), "avx512bf16"); native != (err == nil) {
 		t.Errorf("peak-bf16 with the bf16 path %s: %+v, %v", kernels.BF16Path(), r, err)
+	}
+	// peak-amx-bf16 runs where the bf16 convolutions use AMX tiles.
+	r, err = Run(context.Background(), "peak-amx-bf16", Options{Runs: 1})
+	if amx := kernels.AMXBF16(); amx != (err == nil) || amx && !(r.Median > 0) {
+		t.Errorf("peak-amx-bf16 with the bf16 path %s: %+v, %v", kernels.BF16Path(), r, err)
 	}
 }
 

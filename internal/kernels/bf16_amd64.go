@@ -116,8 +116,9 @@ func pairBF16(dst []uint32, a, b []float32) {
 // family) in the float32 tiles' places, for convBackwardWeightTiles.
 var bf16DWSet = (&kernelSet{vec: 16, dw: [2][]dwKernel{dwBF16AVX512_16[:], dwBF16AVX512_32[:]}}).init()
 
-// bf16DirectKernels are the direct convolution kernels (gen/direct.go).
-var bf16DirectKernels = bf16DirectSet{w32: bf16Direct[:], w16: bf16Direct16[:]}
+// bf16DirectKernels are the direct convolution kernels (gen/direct.go),
+// and AMX tiles where the CPU has them.
+var bf16DirectKernels = bf16DirectSet{w32: bf16Direct[:], w16: bf16Direct16[:], amx: true}
 
 // epilogueTile512 applies the direct path's float32 epilogue to a tile
 // (bf16_amd64.s): rows rows of 32 sums to y rows ystride bytes apart,

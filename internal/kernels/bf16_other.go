@@ -37,3 +37,16 @@ func pairBF16(dst []uint32, a, b []float32) {
 
 // bf16DWSet holds the Go models of the native weight-gradient tiles.
 var bf16DWSet = bf16DWSetGo()
+
+// hasAMXBF16 is false: no AMX on this platform.
+const hasAMXBF16 = false
+
+// amxBF16OK: no AMX here (see bf16_amx_amd64.go).
+func amxBF16OK(s ConvShape, set bf16DirectSet, nr, cp int) bool { return false }
+
+func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, pl outPlace, stage func([]uint16, int, int), cp, nb, blockPairs int) {
+	panic("kernels: no AMX on this platform")
+}
+
+// PeakAMXBF16: no AMX here (see amx_amd64.go).
+func PeakAMXBF16(n int) float64 { return 0 }

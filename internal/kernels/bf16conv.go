@@ -33,10 +33,13 @@ import (
 // So |ŷ − y| ≤ ((2u+u²) + γ_K(1+u)²)·Σ|a||b| against the exact y.
 
 // BF16Path names how the bfloat16 entry points compute on this machine and
-// level: "avx512bf16" (VDPBF16PS), "emulated-avx512" or "emulated-avx2"
+// level: "avx512bf16" (VDPBF16PS), "avx512bf16+amx" (and AMX tiles for
+// the convolutions AMXBF16 names), "emulated-avx512" or "emulated-avx2"
 // (the float32 kernels on rounded operands), or "reference".
 func BF16Path() string {
 	switch {
+	case AMXBF16():
+		return "avx512bf16+amx"
 	case bf16NativeOn():
 		return "avx512bf16"
 	case use.k != nil:
@@ -44,6 +47,13 @@ func BF16Path() string {
 	}
 	return "reference"
 }
+
+// AMXBF16 reports whether the bfloat16 convolutions run on AMX tiles
+// (TDPBF16PS) now: the native path is on and the CPU has AMX-BF16, which
+// Linux grants the process, unless RESIDUAL_AMX=0. Those of 32 or more
+// output channels whose kernel rows are whole 32-value steps (ResNet's
+// after the stem) run there, on the forward pass and the data gradient.
+func AMXBF16() bool { return hasAMXBF16 && bf16NativeOn() }
 
 // HasBF16 reports whether the CPU has AVX512-BF16 (VDPBF16PS), whatever
 // the level in use.

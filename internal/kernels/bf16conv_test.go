@@ -39,8 +39,9 @@ type bf16Way struct {
 // bf16Ways returns the reference, the emulation at each assembly level
 // this CPU runs, the native drivers with the Go model of VDPBF16PS (on any
 // CPU), and, on a CPU with AVX512-BF16, the native drivers on the
-// generated kernels.
-func bf16Ways() []bf16Way {
+// generated kernels, and on AMX tiles where the CPU has AMX-BF16 (logging
+// why not where it does not).
+func bf16Ways(t testing.TB) []bf16Way {
 	level := func(l Level) func() func() {
 		return func() func() {
 			prev, prevE := SetLevel(l), bf16Emulate
@@ -58,9 +59,32 @@ func bf16Ways() []bf16Way {
 		return func() { bf16Kernels = prev }
 	}})
 	if hasBF16 {
-		ways = append(ways, bf16Way{name: "native-avx512bf16", native: true, direct: bf16DirectKernels, dw: bf16DWSet, set: func() func() { return func() {} }})
+		ways = append(ways, bf16Way{name: "native-avx512bf16", native: true, direct: vdpDirectKernels(), dw: bf16DWSet, set: func() func() { return func() {} }})
+	}
+	if hasAMXBF16 {
+		ways = append(ways, bf16Way{name: "native-amx", native: true, direct: bf16DirectKernels, dw: bf16DWSet, set: func() func() { return func() {} }})
+	} else {
+		t.Log("AMX-BF16 tiles not run: this CPU lacks AMX-BF16, the system did not grant the tile data, or RESIDUAL_AMX=0")
 	}
 	return ways
+}
+
+// vdpDirectKernels are the VDPBF16PS direct kernels without the AMX tiles.
+func vdpDirectKernels() bf16DirectSet {
+	k := bf16DirectKernels
+	k.amx = false
+	return k
+}
+
+// bf16Refs evaluates f (a reference convolution into out, n values) in
+// float64 on a and b, on their bfloat16 roundings ar and br, and on their
+// magnitudes: checkBF16's exact, exactR and mag.
+func bf16Refs(f func(a, b, out []float64), a, b []float32, ar, br []float32, n int) (e, eR, mag []float64) {
+	e, eR, mag = make([]float64, n), make([]float64, n), make([]float64, n)
+	f(kt.F64(a), kt.F64(b), e)
+	f(kt.F64(ar), kt.F64(br), eR)
+	f(absF64(a), absF64(b), mag)
+	return e, eR, mag
 }
 
 func absF64(v []float32) []float64 {
@@ -135,23 +159,16 @@ func TestConvBF16(t *testing.T) {
 		// The float32 additions on one output's path: its terms, plus the
 		// partial sums merged (per goroutine, per tap in col2im).
 		merges := runtime.GOMAXPROCS(0) + s.KH*s.KW
-		ref := func(f func(a, b, out []float64), a, b []float32, ar, br []float32, n int) (e, eR, mag []float64) {
-			e, eR, mag = make([]float64, n), make([]float64, n), make([]float64, n)
-			f(kt.F64(a), kt.F64(b), e)
-			f(kt.F64(ar), kt.F64(br), eR)
-			f(absF64(a), absF64(b), mag)
-			return e, eR, mag
-		}
-		fe, feR, fmag := ref(func(a, b, o []float64) { convForwardRef(s, a, b, o) }, x, w, xr, wr, len(dy))
-		de, deR, dmag := ref(func(a, b, o []float64) { convBackwardDataRef(s, a, b, o) }, dy, w, dyr, wr, len(x))
+		fe, feR, fmag := bf16Refs(func(a, b, o []float64) { convForwardRef(s, a, b, o) }, x, w, xr, wr, len(dy))
+		de, deR, dmag := bf16Refs(func(a, b, o []float64) { convBackwardDataRef(s, a, b, o) }, dy, w, dyr, wr, len(x))
 		// The addition: the sum above plus dx's old value, one more float32
 		// addition, whose term is included in the magnitude.
 		ae, aeR, amag := make([]float64, len(x)), make([]float64, len(x)), make([]float64, len(x))
 		for i, v := range dxAdd0 {
 			ae[i], aeR[i], amag[i] = de[i]+float64(v), deR[i]+float64(v), dmag[i]+math.Abs(float64(v))
 		}
-		we, weR, wmag := ref(func(a, b, o []float64) { convBackwardWeightRef(s, a, b, o) }, x, dy, xr, dyr, len(w))
-		for _, way := range bf16Ways() {
+		we, weR, wmag := bf16Refs(func(a, b, o []float64) { convBackwardWeightRef(s, a, b, o) }, x, dy, xr, dyr, len(w))
+		for _, way := range bf16Ways(t) {
 			name := fmt.Sprintf("%s shape %d %+v", way.name, i, s)
 			restore := way.set()
 			y, dx, dw := make([]float32, len(dy)), make([]float32, len(x)), make([]float32, len(w))
@@ -228,6 +245,87 @@ func TestConvBF16(t *testing.T) {
 	}
 }
 
+// TestConvAMXBF16 runs the forward convolution and the data gradient on
+// AMX tiles (convDirectAMXBF16) against float64, with checkBF16's bounds:
+// on chosen shapes — positions that cross output rows and images, more
+// tiles than a group, strides 1 and 2 (padded and unpadded), dilated rows,
+// kernel rows of 32 values from 16 channels, output channels short of a
+// 32-wide block — with an epilogue (skip term, ReLU) that must equal the
+// epilogue of the plain sums bit for bit; then on random shapes that take
+// the tiles, outputs poisoned so that each must be written.
+func TestConvAMXBF16(t *testing.T) {
+	if !hasAMXBF16 || !bf16NativeOn() {
+		t.Skip("AMX-BF16 tiles not run: this CPU lacks AMX-BF16 or AVX512-BF16, the system did not grant the tile data, or RESIDUAL_AMX=0")
+	}
+	r := rand.New(rand.NewPCG(18, 16))
+	shapes := []ConvShape{
+		{N: 2, H: 7, W: 7, C: 64, OC: 64, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 3, H: 9, W: 8, C: 32, OC: 48, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 0, PB: 1, PR: 2},
+		{N: 2, H: 8, W: 8, C: 64, OC: 32, KH: 1, KW: 1, SH: 2, SW: 2, DH: 1, DW: 1},
+		{N: 1, H: 30, W: 30, C: 32, OC: 64, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 2, H: 10, W: 9, C: 32, OC: 40, KH: 3, KW: 1, SH: 1, SW: 1, DH: 2, DW: 1, PT: 2, PB: 2},
+		{N: 2, H: 6, W: 7, C: 16, OC: 33, KH: 2, KW: 2, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1},
+		{N: 4, H: 14, W: 14, C: 128, OC: 96, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
+	}
+	fixed := len(shapes)
+	trials := 150
+	if testing.Short() {
+		trials = 30
+	}
+	for len(shapes) < fixed+trials {
+		kw := 1 + r.IntN(3)
+		c := []int{16, 32, 48, 64, 96}[r.IntN(5)]
+		st := 1 + r.IntN(2)
+		s := ConvShape{N: 1 + r.IntN(3), H: 1 + r.IntN(12), W: 1 + r.IntN(12), C: c, OC: 17 + r.IntN(64),
+			KH: 1 + r.IntN(3), KW: kw, SH: st, SW: st, DH: 1 + r.IntN(2), DW: 1,
+			PT: r.IntN(3), PL: r.IntN(3), PB: r.IntN(3), PR: r.IntN(3)}
+		if s.Validate() == nil && s.OH() > 0 && s.OW() > 0 && amxBF16OK(s, bf16DirectKernels, bf16DirectKernels.width(s.OC), (s.C+1)&^1) {
+			shapes = append(shapes, s)
+		}
+	}
+	for i, s := range shapes {
+		if !amxBF16OK(s, bf16DirectKernels, bf16DirectKernels.width(s.OC), (s.C+1)&^1) {
+			t.Fatalf("shape %d %+v does not take the AMX tiles", i, s)
+		}
+		oh, ow := s.OH(), s.OW()
+		x := kt.RandF32(r, s.N*s.H*s.W*s.C)
+		w := kt.RandF32(r, s.KH*s.KW*s.C*s.OC)
+		dy := kt.RandF32(r, s.N*oh*ow*s.OC)
+		xr, wr, dyr := roundedF32(x), roundedF32(w), roundedF32(dy)
+		merges := s.KH * s.KW
+		e, eR, mag := bf16Refs(func(a, b, o []float64) { convForwardRef(s, a, b, o) }, x, w, xr, wr, len(dy))
+		y := make([]float32, len(dy))
+		for i := range y {
+			y[i] = float32(math.NaN()) // every output must be written
+		}
+		ConvForwardBF16(s, x, w, y)
+		checkBF16(t, fmt.Sprintf("shape %d %+v forward", i, s), y, e, eR, mag, s.KH*s.KW*s.C+merges)
+
+		if i < fixed {
+			// The epilogue max(sum·scale + shift + skip, 0) equals the
+			// float32 operations on the plain sums.
+			skip := kt.RandF32(r, len(dy))
+			scale, shift := kt.RandF32(r, s.OC), kt.RandF32(r, s.OC)
+			ye := make([]float32, len(dy))
+			ConvForwardEpilogueBF16(s, x, w, ye, ConvEpilogue[float32]{Scale: scale, Shift: shift, Skip: skip, ReLU: true})
+			for j := range ye {
+				c := j % s.OC
+				if want := max(float32(y[j]*scale[c])+shift[c]+skip[j], 0); ye[j] != want {
+					t.Fatalf("shape %d %+v epilogue: element %d: %g, the sums' epilogue %g", i, s, j, ye[j], want)
+				}
+			}
+		}
+
+		de, deR, dmag := bf16Refs(func(a, b, o []float64) { convBackwardDataRef(s, a, b, o) }, dy, w, dyr, wr, len(x))
+		dx := make([]float32, len(x))
+		for i := range dx {
+			dx[i] = float32(math.NaN())
+		}
+		ConvBackwardDataBF16(s, dy, w, dx)
+		checkBF16(t, fmt.Sprintf("shape %d %+v data", i, s), dx, de, deR, dmag, s.KH*s.KW*s.OC+merges)
+	}
+}
+
 // TestConvEpilogueBF16 checks the epilogue (scale, shift, skip, ReLU) of
 // the bfloat16 forward convolution, applied in float32 to the sums: on
 // top of γ_K·Σ|x̂||ŵ|·|scale|, each of its three float32 operations rounds
@@ -243,7 +341,7 @@ func TestConvEpilogueBF16(t *testing.T) {
 	sums, mag := make([]float64, n), make([]float64, n)
 	convForwardRef(s, kt.F64(roundedF32(x)), kt.F64(roundedF32(w)), sums)
 	convForwardRef(s, absF64(x), absF64(w), mag)
-	for _, way := range bf16Ways() {
+	for _, way := range bf16Ways(t) {
 		y := make([]float32, n)
 		restore := way.set()
 		if way.native {
@@ -325,7 +423,7 @@ func TestDirectBF16StagesAcrossTasks(t *testing.T) {
 // n not a multiple of the vector width, against float64.
 func TestGemmBF16(t *testing.T) {
 	r := rand.New(rand.NewPCG(18, 4))
-	for _, way := range bf16Ways() {
+	for _, way := range bf16Ways(t) {
 		for _, sh := range [][3]int{{8, 1000, 64}, {37, 21, 41}, {5, 48, 130}, {70, 33, 1}, {1, 1, 3}} {
 			m, n, k := sh[0], sh[1], sh[2]
 			for _, tr := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
@@ -383,7 +481,7 @@ func TestGemmBF16(t *testing.T) {
 // it are not finite: a read past a kernel row would meet the infinity
 // with a zero weight and make a NaN elsewhere.
 func TestConvDirectBF16StaysInField(t *testing.T) {
-	for _, way := range bf16Ways() {
+	for _, way := range bf16Ways(t) {
 		if !way.native {
 			continue
 		}

@@ -18,7 +18,13 @@ type bf16DirectKernel func(a, b, c unsafe.Pointer, ps, rs, kh, steps, cs int, sc
 // (mr−1): w32 the 32-channel tiles, w16 the 16-channel ones, which a
 // convolution of at most 16 output channels runs instead (the 32-wide
 // tiles would compute half their lanes in vain).
-type bf16DirectSet struct{ w32, w16 []bf16DirectKernel }
+//
+// amx: the convolutions convDirectAMXBF16 takes (amxBF16OK) run on AMX
+// tiles instead, where the CPU has them.
+type bf16DirectSet struct {
+	w32, w16 []bf16DirectKernel
+	amx      bool
+}
 
 // width returns the block width (channels) of a convolution of oc output
 // channels: 16 for at most 16, else 32.
@@ -236,6 +242,10 @@ func convDirectPlacedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep
 		}
 	}
 	rowBytes := wd * cp * 2
+	if amxBF16OK(s, set, nr, cp) {
+		convDirectAMXBF16(s, wp, y, ep, pl, stage, cp, nb, blockPairs)
+		return
+	}
 
 	// A flat sweep's tiles may cross output rows, which only an unplaced
 	// output keeps adjacent; otherwise a tile stays in one row, its pixels

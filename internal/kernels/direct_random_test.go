@@ -61,7 +61,8 @@ func TestInt8DirectRandomShapes(t *testing.T) {
 }
 
 // TestBF16DirectMatchesGoModel: on random shapes the VDPBF16PS direct
-// kernels equal their Go models (bf16DirectKernelsGo, which the bf16 tests
+// kernels (not the AMX tiles, whose sums run in another order:
+// TestConvAMXBF16) equal their Go models (bf16DirectKernelsGo, which the bf16 tests
 // check against the float64 reference within the format's bound) bit for
 // bit: the same products, summed in the same order, the same epilogue —
 // which the kernels apply as they store whole blocks: random scales and
@@ -119,7 +120,7 @@ func TestBF16DirectMatchesGoModel(t *testing.T) {
 			}
 		}
 		convForwardDirectBF16(s, x, w, y0, ep0, bf16DirectKernelsGo())
-		convForwardDirectBF16(s, x, w, y1, ep1, bf16DirectKernels)
+		convForwardDirectBF16(s, x, w, y1, ep1, vdpDirectKernels())
 		for i := range y0 {
 			if math.Float32bits(y0[i]) != math.Float32bits(y1[i]) {
 				t.Fatalf("trial %d %+v: forward element %d: assembly %v, Go model %v", trial, s, i, y1[i], y0[i])
@@ -132,7 +133,7 @@ func TestBF16DirectMatchesGoModel(t *testing.T) {
 			}
 			dx0, dx1 := make([]float32, len(x)), make([]float32, len(x))
 			backwardDataDirectBF16(s, dy, w, dx0, false, bf16DirectKernelsGo())
-			backwardDataDirectBF16(s, dy, w, dx1, false, bf16DirectKernels)
+			backwardDataDirectBF16(s, dy, w, dx1, false, vdpDirectKernels())
 			for i := range dx0 {
 				if math.Float32bits(dx0[i]) != math.Float32bits(dx1[i]) {
 					t.Fatalf("trial %d %+v: data gradient element %d: assembly %v, Go model %v", trial, s, i, dx1[i], dx0[i])

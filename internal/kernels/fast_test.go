@@ -635,7 +635,7 @@ func TestConvEpilogueInPlace(t *testing.T) {
 			check(fmt.Sprintf("%v/%d %+v packed", l, i, s), func(y []float32, e ConvEpilogue[float32]) { ConvForwardPacked(s, x, w, pw, y, e) }, e, n)
 			SetLevel(prev)
 		}
-		for _, way := range bf16Ways() {
+		for _, way := range bf16Ways(t) {
 			restore := way.set()
 			check(fmt.Sprintf("bf16 %s/%d %+v", way.name, i, s), func(y []float32, e ConvEpilogue[float32]) { ConvForwardEpilogueBF16(s, x, w, y, e) }, e, n)
 			pb := PackConvBF16(s, w)

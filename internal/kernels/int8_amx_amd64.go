@@ -2,61 +2,7 @@
 
 package kernels
 
-import (
-	"os"
-	"unsafe"
-
-	"golang.org/x/sys/cpu"
-)
-
-// amxInt8Conv32 computes blocks 32×32 int32 tiles on AMX tiles
-// (int8_amx_amd64.s): tile i, c[i][32][32] (rows 128 bytes apart), sums
-// the u8 rows 32i…32i+31 of a (lda bytes apart), read at each of the ntaps
-// byte offsets taps (an []int; {0} for a 1×1 convolution) chunks·64 bytes
-// long, times the VNNI-packed weights b (chunks·16 rows of 128 bytes a
-// tap: 4 bytes × 32 channels), which run on through the taps.
-//
-//go:noescape
-func amxInt8Conv32(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, chunks int, c unsafe.Pointer, blocks int, taps unsafe.Pointer, ntaps int)
-
-// peakAMXInt8 runs n iterations of four independent TDPBUSD on zeroed
-// tiles (int8_amx_amd64.s).
-//
-//go:noescape
-func peakAMXInt8(cfg unsafe.Pointer, n int)
-
-// PeakAMX runs n iterations of a register-only AMX int8 loop, four
-// TDPBUSD an iteration, and returns its operations (2 a multiply-add);
-// 0 without AMX (AMX).
-func PeakAMX(n int) float64 {
-	if !AMX() {
-		return 0
-	}
-	peakAMXInt8(unsafe.Pointer(&amxConfig[0]), n)
-	return float64(n) * 4 * 16 * 16 * 64 * 2
-}
-
-// amxConfig is the tile configuration the AMX kernels load: palette 1,
-// eight tiles of 16 rows of 64 bytes.
-var amxConfig = func() (c [64]byte) {
-	c[0] = 1
-	for t := range 8 {
-		c[16+2*t] = 64 // bytes a row
-		c[48+t] = 16   // rows
-	}
-	return c
-}()
-
-// hasAMX is whether the int8 convolutions may run on AMX tiles: the CPU
-// has AMX-TILE and AMX-INT8, Linux grants the process the tile data
-// state (arch_prctl ARCH_REQ_XCOMP_PERM, Linux 5.16 and later), and
-// RESIDUAL_AMX is not 0.
-var hasAMX = func() bool {
-	if !cpu.X86.HasAMXTile || !cpu.X86.HasAMXInt8 || !hasVNNI || os.Getenv("RESIDUAL_AMX") == "0" {
-		return false
-	}
-	return requestAMX()
-}()
+import "unsafe"
 
 // oneTap is a 1×1 convolution's tap offsets for amxInt8Conv32.
 var oneTap = [1]int{0}

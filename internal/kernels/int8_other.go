@@ -41,5 +41,5 @@ func int8ConvAMXPadded(s ConvShape, src []uint8, h, wd int, packed []int8, e *In
 	panic("kernels: no AMX on this platform")
 }
 
-// PeakAMX: no AMX here (see int8_amx_amd64.go).
+// PeakAMX: no AMX here (see amx_amd64.go).
 func PeakAMX(n int) float64 { return 0 }

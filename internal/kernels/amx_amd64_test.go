@@ -13,7 +13,7 @@ import (
 	"testing"
 )
 
-// TestAMXEncodings holds the bytes of int8_amx_amd64.s's AMX macros, which
+// TestAMXEncodings holds the bytes of amx_amd64.s's AMX macros, which
 // Go's assembler does not know, to binutils' encodings of the same
 // instructions (as assembles them, objdump -d lists them back): opcode,
 // prefix, tile registers and addressing, operand by operand.
@@ -40,13 +40,17 @@ func TestAMXEncodings(t *testing.T) {
 		"DP_50_2":      "tdpbusd %tmm2, %tmm0, %tmm5",
 		"DP_63_1":      "tdpbusd %tmm1, %tmm3, %tmm6",
 		"DP_73_2":      "tdpbusd %tmm2, %tmm3, %tmm7",
+		"BF_40_1":      "tdpbf16ps %tmm1, %tmm0, %tmm4",
+		"BF_50_2":      "tdpbf16ps %tmm2, %tmm0, %tmm5",
+		"BF_63_1":      "tdpbf16ps %tmm1, %tmm3, %tmm6",
+		"BF_73_2":      "tdpbf16ps %tmm2, %tmm3, %tmm7",
 		"STORE_4":      "tilestored %tmm4, (%rdi,%rcx,1)",
 		"STORE_5":      "tilestored %tmm5, 64(%rdi,%rcx,1)",
 		"STORE_6":      "tilestored %tmm6, (%rdi,%rcx,1)",
 		"STORE_7":      "tilestored %tmm7, 64(%rdi,%rcx,1)",
 		"TILERELEASE":  "tilerelease",
 	}
-	src, err := os.ReadFile("int8_amx_amd64.s")
+	src, err := os.ReadFile("amx_amd64.s")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +67,7 @@ func TestAMXEncodings(t *testing.T) {
 	for name, ins := range want {
 		got, ok := macros[name]
 		if !ok {
-			t.Errorf("int8_amx_amd64.s defines no %s", name)
+			t.Errorf("amx_amd64.s defines no %s", name)
 			continue
 		}
 		s, o := filepath.Join(dir, name+".s"), filepath.Join(dir, name+".o")

@@ -1,0 +1,143 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// AMX (Advanced Matrix Extensions) instructions, which Go's assembler does
+// not know, as their encodings (checked against binutils in
+// TestAMXEncodings). Registers: AX the tile configuration, then the
+// second A tile's rows; SI the first A tile's; DX the A row stride; BX the
+// weights; CX 128, the weights' and the output tile's row stride; DI the
+// output tile.
+#define LDTILECFG_AX BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0x00
+#define TILEZERO_0 BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc0
+#define TILEZERO_1 BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc8
+#define TILEZERO_2 BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xd0
+#define TILEZERO_3 BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xd8
+#define TILEZERO_4 BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xe0
+#define TILEZERO_5 BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xe8
+#define TILEZERO_6 BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xf0
+#define TILEZERO_7 BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xf8
+// TILELOADD tmm0, (SI)(DX*1); tmm3, (AX)(DX*1); tmm1, (BX)(CX*1); tmm2, 64(BX)(CX*1)
+#define LOAD_A0 BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x04; BYTE $0x16
+#define LOAD_A1 BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x1c; BYTE $0x10
+#define LOAD_B0 BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x0c; BYTE $0x0b
+#define LOAD_B1 BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x54; BYTE $0x0b; BYTE $0x40
+// TDPBUSD tmm4 += tmm0·tmm1, tmm5 += tmm0·tmm2, tmm6 += tmm3·tmm1, tmm7 += tmm3·tmm2
+#define DP_40_1 BYTE $0xc4; BYTE $0xe2; BYTE $0x71; BYTE $0x5e; BYTE $0xe0
+#define DP_50_2 BYTE $0xc4; BYTE $0xe2; BYTE $0x69; BYTE $0x5e; BYTE $0xe8
+#define DP_63_1 BYTE $0xc4; BYTE $0xe2; BYTE $0x71; BYTE $0x5e; BYTE $0xf3
+#define DP_73_2 BYTE $0xc4; BYTE $0xe2; BYTE $0x69; BYTE $0x5e; BYTE $0xfb
+// TDPBF16PS tmm4 += tmm0·tmm1, tmm5 += tmm0·tmm2, tmm6 += tmm3·tmm1, tmm7 += tmm3·tmm2
+#define BF_40_1 BYTE $0xc4; BYTE $0xe2; BYTE $0x72; BYTE $0x5c; BYTE $0xe0
+#define BF_50_2 BYTE $0xc4; BYTE $0xe2; BYTE $0x6a; BYTE $0x5c; BYTE $0xe8
+#define BF_63_1 BYTE $0xc4; BYTE $0xe2; BYTE $0x72; BYTE $0x5c; BYTE $0xf3
+#define BF_73_2 BYTE $0xc4; BYTE $0xe2; BYTE $0x6a; BYTE $0x5c; BYTE $0xfb
+// TILESTORED (DI)(CX*1), tmm4; 64(DI)(CX*1), tmm5; (DI)(CX*1), tmm6; 64(DI)(CX*1), tmm7
+#define STORE_4 BYTE $0xc4; BYTE $0xe2; BYTE $0x7a; BYTE $0x4b; BYTE $0x24; BYTE $0x0f
+#define STORE_5 BYTE $0xc4; BYTE $0xe2; BYTE $0x7a; BYTE $0x4b; BYTE $0x6c; BYTE $0x0f; BYTE $0x40
+#define STORE_6 BYTE $0xc4; BYTE $0xe2; BYTE $0x7a; BYTE $0x4b; BYTE $0x34; BYTE $0x0f
+#define STORE_7 BYTE $0xc4; BYTE $0xe2; BYTE $0x7a; BYTE $0x4b; BYTE $0x7c; BYTE $0x0f; BYTE $0x40
+#define TILERELEASE BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0xc0
+
+#define TILEZERO_ALL TILEZERO_4; TILEZERO_5; TILEZERO_6; TILEZERO_7
+
+// AMX_STEP_INT8 and AMX_STEP_BF16 multiply 64 bytes of K (64 u8 × s8, or
+// 32 bfloat16 × bfloat16): the two A tiles' (SI, AX) by the two weight
+// tiles' (BX, BX+64), into the four accumulators, and move on.
+#define AMX_LOADS LOAD_A0; LOAD_A1; LOAD_B0; LOAD_B1
+#define AMX_NEXT ADDQ $64, SI; ADDQ $64, AX; ADDQ $2048, BX
+#define AMX_STEP_INT8 AMX_LOADS; DP_40_1; DP_50_2; DP_63_1; DP_73_2; AMX_NEXT
+#define AMX_STEP_BF16 AMX_LOADS; BF_40_1; BF_50_2; BF_63_1; BF_73_2; AMX_NEXT
+
+// STORE_TILES writes the four accumulators as a 32×32 int32 tile at DI
+// (rows CX = 128 bytes apart) and moves DI past it.
+#define STORE_TILES STORE_4; STORE_5; ADDQ $2048, DI; STORE_6; STORE_7; ADDQ $2048, DI
+
+// AMX_CONV32 is the body of a 32×32 convolution kernel whose step is
+// STEP (AMX_STEP_INT8 or AMX_STEP_BF16): block i's 32 rows start at
+// a + 32i·lda, and for each of the ntaps kernel taps (taps: their byte
+// offsets, an []int) the rows are read from that offset on, chunks steps
+// of 64 bytes; b runs on through the taps (the weights' K order is tap,
+// then K within the tap). Each block's four accumulators go to c as a
+// 32×32 tile of 4-byte sums, rows 128 bytes apart.
+#define AMX_CONV32(STEP) \
+	MOVQ cfg+0(FP), AX \
+	LDTILECFG_AX \
+	MOVQ a+8(FP), R11 \
+	MOVQ lda+16(FP), DX \
+	MOVQ b+24(FP), R10 \
+	MOVQ chunks+32(FP), R13 \
+	MOVQ c+40(FP), DI \
+	MOVQ blocks+48(FP), R9 \
+	MOVQ $128, CX \
+conv_block: \
+	MOVQ R10, BX \
+	MOVQ taps+56(FP), R14 \
+	MOVQ ntaps+64(FP), R12 \
+	SHLQ $3, R12 \
+	ADDQ R14, R12 \
+	TILEZERO_ALL \
+conv_tap: \
+	MOVQ (R14), SI \
+	ADDQ R11, SI \
+	MOVQ DX, AX \
+	SHLQ $4, AX \
+	ADDQ SI, AX \
+	MOVQ R13, R8 \
+conv_step: \
+	STEP \
+	DECQ R8 \
+	JNZ conv_step \
+	ADDQ $8, R14 \
+	CMPQ R14, R12 \
+	JNE conv_tap \
+	STORE_TILES \
+	MOVQ DX, AX \
+	SHLQ $5, AX \
+	ADDQ AX, R11 \
+	DECQ R9 \
+	JNZ conv_block \
+	TILERELEASE \
+	RET
+
+// AMX_PEAK(DPS) runs n iterations of DPS, four independent tile products
+// on zeroed tiles (tmm4–7 += tmm0·tmm1, tmm0·tmm2, tmm3·tmm1, tmm3·tmm2).
+#define AMX_PEAK(DPS) \
+	MOVQ cfg+0(FP), AX \
+	LDTILECFG_AX \
+	MOVQ n+8(FP), R8 \
+	TILEZERO_ALL \
+	TILEZERO_0 \
+	TILEZERO_1 \
+	TILEZERO_2 \
+	TILEZERO_3 \
+amx_peak: \
+	DPS \
+	DECQ R8 \
+	JNZ amx_peak \
+	TILERELEASE \
+	RET
+
+#define PEAK_INT8 DP_40_1; DP_50_2; DP_63_1; DP_73_2
+#define PEAK_BF16 BF_40_1; BF_50_2; BF_63_1; BF_73_2
+
+// func amxInt8Conv32(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, chunks int, c unsafe.Pointer, blocks int, taps unsafe.Pointer, ntaps int)
+// AMX_CONV32 on u8 inputs and VNNI-packed s8 weights: int32 sums.
+TEXT ·amxInt8Conv32(SB), NOSPLIT, $0-72
+	AMX_CONV32(AMX_STEP_INT8)
+
+// func amxBF16Conv32(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, chunks int, c unsafe.Pointer, blocks int, taps unsafe.Pointer, ntaps int)
+// AMX_CONV32 on bfloat16 inputs and weights packed as pairs: float32 sums.
+TEXT ·amxBF16Conv32(SB), NOSPLIT, $0-72
+	AMX_CONV32(AMX_STEP_BF16)
+
+// func peakAMXInt8(cfg unsafe.Pointer, n int)
+// AMX_PEAK on TDPBUSD: the AMX int8 throughput, 4·16·16·64 multiply-adds
+// an iteration.
+TEXT ·peakAMXInt8(SB), NOSPLIT, $0-16
+	AMX_PEAK(PEAK_INT8)
+
+// func peakAMXBF16(cfg unsafe.Pointer, n int)
+// AMX_PEAK on TDPBF16PS: 4·16·16·32 multiply-adds an iteration.
+TEXT ·peakAMXBF16(SB), NOSPLIT, $0-16
+	AMX_PEAK(PEAK_BF16)
