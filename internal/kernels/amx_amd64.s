@@ -37,6 +37,16 @@
 #define STORE_5 BYTE $0xc4; BYTE $0xe2; BYTE $0x7a; BYTE $0x4b; BYTE $0x6c; BYTE $0x0f; BYTE $0x40
 #define STORE_6 BYTE $0xc4; BYTE $0xe2; BYTE $0x7a; BYTE $0x4b; BYTE $0x34; BYTE $0x0f
 #define STORE_7 BYTE $0xc4; BYTE $0xe2; BYTE $0x7a; BYTE $0x4b; BYTE $0x7c; BYTE $0x0f; BYTE $0x40
+// TILELOADD and TILESTORED of the accumulators tmm4–7 at (DI)(R9*1) and
+// 64(DI)(R9*1), R9 128: a 32×32 float32 tile, as two halves of 16 rows.
+#define LOADC_4 BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x24; BYTE $0x0f
+#define LOADC_5 BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x6c; BYTE $0x0f; BYTE $0x40
+#define LOADC_6 BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x34; BYTE $0x0f
+#define LOADC_7 BYTE $0xc4; BYTE $0xa2; BYTE $0x7b; BYTE $0x4b; BYTE $0x7c; BYTE $0x0f; BYTE $0x40
+#define STOREC_4 BYTE $0xc4; BYTE $0xa2; BYTE $0x7a; BYTE $0x4b; BYTE $0x24; BYTE $0x0f
+#define STOREC_5 BYTE $0xc4; BYTE $0xa2; BYTE $0x7a; BYTE $0x4b; BYTE $0x6c; BYTE $0x0f; BYTE $0x40
+#define STOREC_6 BYTE $0xc4; BYTE $0xa2; BYTE $0x7a; BYTE $0x4b; BYTE $0x34; BYTE $0x0f
+#define STOREC_7 BYTE $0xc4; BYTE $0xa2; BYTE $0x7a; BYTE $0x4b; BYTE $0x7c; BYTE $0x0f; BYTE $0x40
 #define TILERELEASE BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0xc0
 
 #define TILEZERO_ALL TILEZERO_4; TILEZERO_5; TILEZERO_6; TILEZERO_7
@@ -130,6 +140,70 @@ TEXT ·amxInt8Conv32(SB), NOSPLIT, $0-72
 // AMX_CONV32 on bfloat16 inputs and weights packed as pairs: float32 sums.
 TEXT ·amxBF16Conv32(SB), NOSPLIT, $0-72
 	AMX_CONV32(AMX_STEP_BF16)
+
+// func amxBF16Grad32(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, ldb int, steps int, c unsafe.Pointer, offs unsafe.Pointer, noffs int, load bool)
+// For each of the noffs byte offsets offs (an []int), adds to the 32×32
+// float32 tile at c (or, load false, to zeros) (rows 128 bytes apart; the next offset's tile 4,096
+// bytes on) the products of a's 32 rows (lda bytes apart: bfloat16 pairs
+// along K) by the 32 columns of pairs at b + offset (rows ldb bytes apart,
+// 16 rows a step), steps steps of 32 K values (16 pairs).
+TEXT ·amxBF16Grad32(SB), NOSPLIT, $0-73
+	MOVQ cfg+0(FP), AX
+	LDTILECFG_AX
+	MOVQ a+8(FP), R10
+	MOVQ lda+16(FP), DX
+	MOVQ b+24(FP), R11
+	MOVQ ldb+32(FP), CX
+	MOVQ c+48(FP), DI
+	MOVQ $128, R9
+	MOVQ CX, R13
+	SHLQ $4, R13
+	MOVQ offs+56(FP), R14
+	MOVQ noffs+64(FP), R12
+	SHLQ $3, R12
+	ADDQ R14, R12
+grad_off:
+	CMPB load+72(FP), $0
+	JNE grad_load
+	TILEZERO_ALL
+	JMP grad_loaded
+grad_load:
+	LOADC_4
+	LOADC_5
+	ADDQ $2048, DI
+	LOADC_6
+	LOADC_7
+	SUBQ $2048, DI
+grad_loaded:
+	MOVQ R10, SI
+	MOVQ DX, AX
+	SHLQ $4, AX
+	ADDQ SI, AX
+	MOVQ (R14), BX
+	ADDQ R11, BX
+	MOVQ steps+40(FP), R8
+grad_step:
+	AMX_LOADS
+	BF_40_1
+	BF_50_2
+	BF_63_1
+	BF_73_2
+	ADDQ $64, SI
+	ADDQ $64, AX
+	ADDQ R13, BX
+	DECQ R8
+	JNZ grad_step
+	STOREC_4
+	STOREC_5
+	ADDQ $2048, DI
+	STOREC_6
+	STOREC_7
+	ADDQ $2048, DI
+	ADDQ $8, R14
+	CMPQ R14, R12
+	JNE grad_off
+	TILERELEASE
+	RET
 
 // func peakAMXInt8(cfg unsafe.Pointer, n int)
 // AMX_PEAK on TDPBUSD: the AMX int8 throughput, 4·16·16·64 multiply-adds

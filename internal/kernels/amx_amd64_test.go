@@ -48,6 +48,14 @@ func TestAMXEncodings(t *testing.T) {
 		"STORE_5":      "tilestored %tmm5, 64(%rdi,%rcx,1)",
 		"STORE_6":      "tilestored %tmm6, (%rdi,%rcx,1)",
 		"STORE_7":      "tilestored %tmm7, 64(%rdi,%rcx,1)",
+		"LOADC_4":      "tileloadd (%rdi,%r9,1), %tmm4",
+		"LOADC_5":      "tileloadd 64(%rdi,%r9,1), %tmm5",
+		"LOADC_6":      "tileloadd (%rdi,%r9,1), %tmm6",
+		"LOADC_7":      "tileloadd 64(%rdi,%r9,1), %tmm7",
+		"STOREC_4":     "tilestored %tmm4, (%rdi,%r9,1)",
+		"STOREC_5":     "tilestored %tmm5, 64(%rdi,%r9,1)",
+		"STOREC_6":     "tilestored %tmm6, (%rdi,%r9,1)",
+		"STOREC_7":     "tilestored %tmm7, 64(%rdi,%r9,1)",
 		"TILERELEASE":  "tilerelease",
 	}
 	src, err := os.ReadFile("amx_amd64.s")

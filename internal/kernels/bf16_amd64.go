@@ -143,3 +143,10 @@ func (ep *convEpilogue) epilogueTile(tile []float32, at, rows, ys, n0, nc int, y
 	}
 	epilogueTile512(unsafe.Pointer(&tile[0]), unsafe.Pointer(&y[at]), rows, 4*ys, unsafe.Pointer(&ep.scale[n0]), unsafe.Pointer(&ep.shift[n0]), skip, mask, ep.floor)
 }
+
+// transpose16x16 writes the transpose of the 16×16 block of 32-bit values
+// at src (rows srcStride bytes apart) to dst (rows dstStride bytes apart),
+// the columns of each output row that mask selects (bf16_amd64.s; AVX-512).
+//
+//go:noescape
+func transpose16x16(dst unsafe.Pointer, dstStride int, src unsafe.Pointer, srcStride int, mask uint16)

@@ -81,8 +81,8 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 						case oy >= oh: // past the image's last output row
 							p = (n + 1) * img
 							continue
-						case ox >= ow: // past the row's last output
-							p += wd - ox
+						case ox >= ow: // past the row's last output (an image's positions need not be whole rows)
+							p = min(p+wd-ox, (n+1)*img)
 							continue
 						}
 						run := min(ow-ox, end-p)
@@ -96,6 +96,170 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 				}
 			}
 			putBytes(bb)
+		}
+	})
+}
+
+// amxGradChunk is how many positions convBackwardWeightAMXBF16 runs each
+// accumulator tile over before the next: the chunk's rows of dy (32
+// channels) and of x stay in cache across the taps and blocks.
+const amxGradChunk = 512
+
+// amxGradOK reports whether convBackwardWeightAMXBF16 computes s's weight
+// gradient: AMX-BF16 is on, the input and output channels are multiples of
+// 32, and one stride both ways divides the padded image's pixels.
+func amxGradOK(s ConvShape) bool {
+	h, wd := s.H+s.PT+s.PB, s.W+s.PL+s.PR
+	return hasAMXBF16 && bf16NativeOn() && s.C%32 == 0 && s.OC%32 == 0 && s.SH == s.SW && s.SH > 0 && h*wd%s.SH == 0
+}
+
+// convBackwardWeightAMXBF16 computes dw = ConvBackwardWeight with
+// bfloat16 operands on AMX tiles, where amxGradOK, reporting whether it
+// did. It pairs images as convBackwardWeightNativeBF16 does, so that a
+// tile's K pairs are two images at one pixel: x becomes the padded pairs
+// xp ([⌈N/2⌉][h][wd][C], zeros in the border), and dy, with the positions
+// of convDirectAMXBF16 (output (oy, ox) of image pair i at p = i·h·wd/st +
+// oy·wd + ox, zeros at the positions that are no output), the transposed
+// pairs dyt ([OC][P]): dW[tap][c][oc] = Σ_p dyt[oc][p] · xp[st·p + tap][c],
+// a product of 32 rows of dyt by 32 channels of xp read in place with
+// rows st·C pairs apart, one 32×32 tile for each block of output channels,
+// tap and block of input channels, accumulated over chunks of positions.
+func convBackwardWeightAMXBF16(s ConvShape, x, dy, dw []float32) bool {
+	if !amxGradOK(s) {
+		return false
+	}
+	oh, ow, st := s.OH(), s.OW(), s.SH
+	h, wd := s.H+s.PT+s.PB, s.W+s.PL+s.PR
+	np := (s.N + 1) / 2
+	img := h * wd / st
+	npos := (np*img + 15) &^ 15
+	taps := make([]int, 0, s.KH*s.KW)
+	for ky := range s.KH {
+		for kx := range s.KW {
+			taps = append(taps, 4*(ky*s.DH*wd+kx*s.DW)*s.C)
+		}
+	}
+	if s.N*oh*ow == 0 {
+		clear(dw[:s.KH*s.KW*s.C*s.OC])
+		return true
+	}
+
+	// xp, and the zeros that the positions past the last image pair read.
+	imgElems := h * wd * s.C
+	xlen := max(np*imgElems, st*(npos-1)*s.C+taps[len(taps)-1]/4+s.C)
+	xb := getBuf(xlen)
+	defer putBuf(xb)
+	xp := pairsOf(xb)
+	rowLen := s.W * s.C
+	parallelFor(np*h, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			i, iy := r/h, r%h-s.PT
+			row := xp[r*wd*s.C : (r+1)*wd*s.C]
+			if iy < 0 || iy >= s.H {
+				clear(row)
+				continue
+			}
+			clear(row[:s.PL*s.C])
+			clear(row[(s.PL+s.W)*s.C:])
+			a := x[(2*i*s.H+iy)*rowLen:][:rowLen]
+			var b []float32
+			if 2*i+1 < s.N {
+				b = x[((2*i+1)*s.H+iy)*rowLen:][:rowLen]
+			}
+			pairOrZero(row[s.PL*s.C:(s.PL+s.W)*s.C], a, b)
+		}
+	})
+	clear(xp[np*imgElems:])
+	_ = xp[st*(npos-1)*s.C+taps[len(taps)-1]/4+s.C-1]
+
+	// dyt: dy's image pairs transposed, zeros at the positions that are no
+	// output.
+	dyb := getBuf(s.OC * npos)
+	defer putBuf(dyb)
+	dyt := pairsOf(dyb)
+	transposeDYPairs(dyt, dy, s, npos, img, wd)
+
+	// The tiles: unit u is output block u/nc and input block u%nc, its taps'
+	// tiles acc[u][tap][32][32] (oc by c).
+	no, nc := s.OC/32, s.C/32
+	ntaps := len(taps)
+	acc := getBuf(no * nc * ntaps * 1024) // written by the first chunk
+	defer putBuf(acc)
+	cfg := unsafe.Pointer(&amxConfig[0])
+	parallelForEach(no*nc, func(lo, hi int) {
+		for p0 := 0; p0 < npos; p0 += amxGradChunk {
+			steps := (min(p0+amxGradChunk, npos) - p0) / 16
+			for u := lo; u < hi; u++ {
+				ob, cb := u/nc, u%nc
+				amxBF16Grad32(cfg, unsafe.Pointer(&dyt[ob*32*npos+p0]), 4*npos, unsafe.Pointer(&xp[st*p0*s.C+cb*32]), 4*st*s.C, steps,
+					unsafe.Pointer(&acc[u*ntaps*1024]), unsafe.Pointer(&taps[0]), ntaps, p0 > 0)
+			}
+		}
+	})
+	// dw[tap][c][oc] from the tiles, each four 16×16 blocks transposed.
+	_ = dw[ntaps*s.C*s.OC-1]
+	parallelFor(no*nc*ntaps, func(lo, hi int) {
+		for v := lo; v < hi; v++ {
+			u, t := v/ntaps, v%ntaps
+			ob, cb := u/nc, u%nc
+			for q := range 4 {
+				oh2, ch2 := q/2, q%2
+				transpose16x16(unsafe.Pointer(&dw[(t*s.C+cb*32+ch2*16)*s.OC+ob*32+oh2*16]), 4*s.OC,
+					unsafe.Pointer(&acc[v*1024+oh2*16*32+ch2*16]), 128, 0xffff)
+			}
+		}
+	})
+	return true
+}
+
+// transposeDYPairs writes dyt[oc][p] ([OC][npos] pairs): the bfloat16
+// pairs of dy's images 2i and 2i+1 (a zero image past an odd batch) at
+// output (oy, ox), at position p = i·img + oy·wd + ox, and zeros at the
+// positions that are no output. A task takes an output row, pairs it into
+// a buffer and transposes it by blocks of 16 pixels × 16 channels
+// (transpose16x16), with
+// the positions up to the next row's (or image pair's) first, zeros.
+func transposeDYPairs(dyt []uint32, dy []float32, s ConvShape, npos, img, wd int) {
+	oh, ow := s.OH(), s.OW()
+	np := (s.N + 1) / 2
+	rowLen := ow * s.OC
+	parallelFor(np*oh, func(lo, hi int) {
+		var blk [16 * 16]uint32
+		rb := getBuf(rowLen)
+		defer putBuf(rb)
+		pr := pairsOf(rb)
+		for r := lo; r < hi; r++ {
+			i, oy := r/oh, r%oh
+			start, end := i*img+oy*wd, i*img+(oy+1)*wd // its positions
+			if oy == oh-1 {
+				end = (i + 1) * img
+				if i == np-1 {
+					end = npos
+				}
+			}
+			a := dy[((2*i)*oh+oy)*rowLen:][:rowLen]
+			var b []float32
+			if 2*i+1 < s.N {
+				b = dy[((2*i+1)*oh+oy)*rowLen:][:rowLen]
+			}
+			pairOrZero(pr, a, b)
+			_ = dyt[(s.OC-1)*npos+start+ow-1]
+			for ob := range s.OC / 16 {
+				for ox0 := 0; ox0 < ow; ox0 += 16 {
+					n := min(16, ow-ox0)
+					src, stride := unsafe.Pointer(&pr[ox0*s.OC+ob*16]), 4*s.OC
+					if n < 16 { // the row's last pixels: their block, read from a copy
+						for k := range n {
+							copy(blk[k*16:k*16+16], pr[(ox0+k)*s.OC+ob*16:])
+						}
+						src, stride = unsafe.Pointer(&blk[0]), 64
+					}
+					transpose16x16(unsafe.Pointer(&dyt[ob*16*npos+start+ox0]), 4*npos, src, stride, uint16(1<<n-1))
+				}
+				for j := range 16 {
+					clear(dyt[(ob*16+j)*npos+start+ow : (ob*16+j)*npos+end])
+				}
+			}
 		}
 	})
 }

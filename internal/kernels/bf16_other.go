@@ -50,3 +50,9 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 
 // PeakAMXBF16: no AMX here (see amx_amd64.go).
 func PeakAMXBF16(n int) float64 { return 0 }
+
+// convBackwardWeightAMXBF16: no AMX here (see bf16_amx_amd64.go).
+func convBackwardWeightAMXBF16(s ConvShape, x, dy, dw []float32) bool { return false }
+
+// amxGradOK: no AMX here (see bf16_amx_amd64.go).
+func amxGradOK(s ConvShape) bool { return false }

@@ -164,7 +164,7 @@ func ConvBackwardDataAddBF16(s ConvShape, dy, w, dx []float32) {
 // ConvBackwardWeightBF16 is ConvBackwardWeight with bfloat16 operands.
 func ConvBackwardWeightBF16(s ConvShape, x, dy, dw []float32) {
 	x, dy = x[:s.N*s.H*s.W*s.C], dy[:s.N*s.OH()*s.OW()*s.OC]
-	if bf16NativeOn() && convBackwardWeightNativeBF16(s, x, dy, dw, bf16DWSet) {
+	if bf16NativeOn() && (convBackwardWeightAMXBF16(s, x, dy, dw) || convBackwardWeightNativeBF16(s, x, dy, dw, bf16DWSet)) {
 		return
 	}
 	xr, dyr := roundedBuf(x), roundedBuf(dy)

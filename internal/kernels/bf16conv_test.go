@@ -252,7 +252,8 @@ func TestConvBF16(t *testing.T) {
 // kernel rows of 32 values from 16 channels, output channels short of a
 // 32-wide block — with an epilogue (skip term, ReLU) that must equal the
 // epilogue of the plain sums bit for bit; then on random shapes that take
-// the tiles, outputs poisoned so that each must be written.
+// the tiles, outputs poisoned so that each must be written. The weight
+// gradient too, where its tiles take it (amxGradOK).
 func TestConvAMXBF16(t *testing.T) {
 	if !hasAMXBF16 || !bf16NativeOn() {
 		t.Skip("AMX-BF16 tiles not run: this CPU lacks AMX-BF16 or AVX512-BF16, the system did not grant the tile data, or RESIDUAL_AMX=0")
@@ -276,13 +277,15 @@ func TestConvAMXBF16(t *testing.T) {
 		kw := 1 + r.IntN(3)
 		c := []int{16, 32, 48, 64, 96}[r.IntN(5)]
 		st := 1 + r.IntN(2)
-		s := ConvShape{N: 1 + r.IntN(3), H: 1 + r.IntN(12), W: 1 + r.IntN(12), C: c, OC: 17 + r.IntN(64),
+		oc := []int{17 + r.IntN(64), 32, 64, 96}[r.IntN(4)] // multiples of 32 take the weight gradient's tiles too
+		s := ConvShape{N: 1 + r.IntN(3), H: 1 + r.IntN(12), W: 1 + r.IntN(12), C: c, OC: oc,
 			KH: 1 + r.IntN(3), KW: kw, SH: st, SW: st, DH: 1 + r.IntN(2), DW: 1,
 			PT: r.IntN(3), PL: r.IntN(3), PB: r.IntN(3), PR: r.IntN(3)}
 		if s.Validate() == nil && s.OH() > 0 && s.OW() > 0 && amxBF16OK(s, bf16DirectKernels, bf16DirectKernels.width(s.OC), (s.C+1)&^1) {
 			shapes = append(shapes, s)
 		}
 	}
+	gradShapes := 0
 	for i, s := range shapes {
 		if !amxBF16OK(s, bf16DirectKernels, bf16DirectKernels.width(s.OC), (s.C+1)&^1) {
 			t.Fatalf("shape %d %+v does not take the AMX tiles", i, s)
@@ -323,6 +326,23 @@ func TestConvAMXBF16(t *testing.T) {
 		}
 		ConvBackwardDataBF16(s, dy, w, dx)
 		checkBF16(t, fmt.Sprintf("shape %d %+v data", i, s), dx, de, deR, dmag, s.KH*s.KW*s.OC+merges)
+
+		if !amxGradOK(s) {
+			continue
+		}
+		gradShapes++
+		we, weR, wmag := bf16Refs(func(a, b, o []float64) { convBackwardWeightRef(s, a, b, o) }, x, dy, xr, dyr, len(w))
+		dw := make([]float32, len(w))
+		for i := range dw {
+			dw[i] = float32(math.NaN())
+		}
+		ConvBackwardWeightBF16(s, x, dy, dw)
+		// Two additions a pair of images (a zero image past an odd batch);
+		// the positions that are no output add exact zeros.
+		checkBF16(t, fmt.Sprintf("shape %d %+v weight", i, s), dw, we, weR, wmag, (s.N+1)*oh*ow+merges)
+	}
+	if gradShapes < 10 {
+		t.Errorf("only %d shapes took the weight gradient's tiles", gradShapes)
 	}
 }
 

@@ -81,9 +81,18 @@ type imagePairs struct {
 // odd n) to the same rows of dst, one image pair.
 func pairRows(dst []uint32, src []float32, i, n, h, rowLen, r0, r1 int) {
 	per, lo, hi := h*rowLen, r0*rowLen, r1*rowLen
-	d, a := dst[lo:hi], src[2*i*per+lo:2*i*per+hi]
+	var b []float32
 	if 2*i+1 < n {
-		pairBF16(d, a, src[(2*i+1)*per+lo:(2*i+1)*per+hi])
+		b = src[(2*i+1)*per+lo : (2*i+1)*per+hi]
+	}
+	pairOrZero(dst[lo:hi], src[2*i*per+lo:2*i*per+hi], b)
+}
+
+// pairOrZero writes the bfloat16 pairs of a and b to d (a in each pair's
+// low half), or of a and zeros where b is nil.
+func pairOrZero(d []uint32, a, b []float32) {
+	if b != nil {
+		pairBF16(d, a, b)
 		return
 	}
 	for o := 0; o < len(d); o += pairChunk {
