@@ -133,8 +133,14 @@ func ConvBackwardDataBF16(s ConvShape, dy, w, dx []float32) {
 // the tiles are short and packing each phase's weights costs more
 // (ResNet-50 at batch 8, go test -bench 'ResNet50Grads/.*s2.*/data-bf16':
 // the 28- and 14-pixel layers 20–35% faster by phases, the 7-pixel ones
-// 5–13% slower).
-func phasedDataOK(s ConvShape) bool { return s.OW() >= directMR }
+// 5–13% slower). Where the phases run on AMX tiles (AMX-BF16, more than
+// 16 input channels, a multiple of 32 output ones: amxBF16OK of each
+// phase), whose sweep is not by rows, they win at every width (the
+// 7-pixel layers: 11.7 and 12.1 ms a call as a product, 2.7 and 3.0 by
+// phases).
+func phasedDataOK(s ConvShape) bool {
+	return s.OW() >= directMR || AMXBF16() && s.C > 16 && s.OC%32 == 0
+}
 
 // ConvBackwardDataAddBF16 is ConvBackwardDataAdd with bfloat16 operands
 // (the addition to dx in float32).
