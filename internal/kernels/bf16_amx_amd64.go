@@ -9,14 +9,23 @@ import "unsafe"
 // 32-channel block of weights before the next: amxGroup blocks of 32.
 const amxBF16Positions = amxGroup * 32
 
-// amxBF16OK reports whether convDirectAMXBF16 computes s on kernels of
-// block width nr with cp channels stored a pixel: AMX-BF16 is on (set.amx),
-// the blocks are 32 channels wide, a kernel row is whole 32-element steps
-// (KW·cp a multiple of 32), and one stride both ways divides the padded
-// image's pixels.
-func amxBF16OK(s ConvShape, set bf16DirectSet, nr, cp int) bool {
+// amxBF16OK reports whether convDirectAMXBF16 computes s (on a set with
+// AMX tiles: bf16DirectSet.layout): AMX-BF16 is on, no horizontal
+// dilation, and one stride both ways divides the padded image's pixels.
+func amxBF16OK(s ConvShape) bool {
 	h, wd := s.H+s.PT+s.PB, s.W+s.PL+s.PR
-	return set.amx && hasAMXBF16 && nr == 32 && s.KW*cp%32 == 0 && s.SH == s.SW && s.SH > 0 && h*wd%s.SH == 0 && s.DW == 1
+	return hasAMXBF16 && s.SH == s.SW && s.SH > 0 && h*wd%s.SH == 0 && s.DW == 1
+}
+
+// amxChannels is how many channels a pixel of s's staged input holds on
+// AMX tiles: the fewest (even, at least C) that make a kernel row
+// (KW·cp values) whole steps of 32; zeros past C.
+func amxChannels(s ConvShape) int {
+	cp := (s.C + 1) &^ 1
+	for s.KW*cp%32 != 0 {
+		cp += 2
+	}
+	return cp
 }
 
 // convDirectAMXBF16 is convDirectPlacedBF16's sweep on AMX tiles
@@ -106,11 +115,11 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 const amxGradChunk = 512
 
 // amxGradOK reports whether convBackwardWeightAMXBF16 computes s's weight
-// gradient: AMX-BF16 is on, the input and output channels are multiples of
-// 32, and one stride both ways divides the padded image's pixels.
+// gradient: AMX-BF16 is on and one stride both ways divides the padded
+// image's pixels.
 func amxGradOK(s ConvShape) bool {
 	h, wd := s.H+s.PT+s.PB, s.W+s.PL+s.PR
-	return hasAMXBF16 && bf16NativeOn() && s.C%32 == 0 && s.OC%32 == 0 && s.SH == s.SW && s.SH > 0 && h*wd%s.SH == 0
+	return hasAMXBF16 && bf16NativeOn() && s.SH == s.SW && s.SH > 0 && h*wd%s.SH == 0
 }
 
 // convBackwardWeightAMXBF16 computes dw = ConvBackwardWeight with
@@ -124,6 +133,9 @@ func amxGradOK(s ConvShape) bool {
 // a product of 32 rows of dyt by 32 channels of xp read in place with
 // rows st·C pairs apart, one 32×32 tile for each block of output channels,
 // tap and block of input channels, accumulated over chunks of positions.
+// The last blocks of channel counts that are not multiples of 32 read on
+// into the next pixel's channels (xp) or zeros (dyt): their tiles' extra
+// rows and columns are dropped.
 func convBackwardWeightAMXBF16(s ConvShape, x, dy, dw []float32) bool {
 	if !amxGradOK(s) {
 		return false
@@ -145,8 +157,10 @@ func convBackwardWeightAMXBF16(s ConvShape, x, dy, dw []float32) bool {
 	}
 
 	// xp, and the zeros that the positions past the last image pair read.
+	no, nc := (s.OC+31)/32, (s.C+31)/32 // blocks of 32 channels
 	imgElems := h * wd * s.C
-	xlen := max(np*imgElems, st*(npos-1)*s.C+taps[len(taps)-1]/4+s.C)
+	reach := st*(npos-1)*s.C + taps[len(taps)-1]/4 + 32*nc // the last position's last read, and 1
+	xlen := max(np*imgElems, reach)
 	xb := getBuf(xlen)
 	defer putBuf(xb)
 	xp := pairsOf(xb)
@@ -170,18 +184,18 @@ func convBackwardWeightAMXBF16(s ConvShape, x, dy, dw []float32) bool {
 		}
 	})
 	clear(xp[np*imgElems:])
-	_ = xp[st*(npos-1)*s.C+taps[len(taps)-1]/4+s.C-1]
+	_ = xp[reach-1]
 
 	// dyt: dy's image pairs transposed, zeros at the positions that are no
 	// output.
-	dyb := getBuf(s.OC * npos)
+	dyb := getBuf(32 * no * npos)
 	defer putBuf(dyb)
 	dyt := pairsOf(dyb)
 	transposeDYPairs(dyt, dy, s, npos, img, wd)
+	clear(dyt[(s.OC+15)&^15*npos:]) // the rows of the last block past its 16-channel halves
 
 	// The tiles: unit u is output block u/nc and input block u%nc, its taps'
 	// tiles acc[u][tap][32][32] (oc by c).
-	no, nc := s.OC/32, s.C/32
 	ntaps := len(taps)
 	acc := getBuf(no * nc * ntaps * 1024) // written by the first chunk
 	defer putBuf(acc)
@@ -202,17 +216,30 @@ func convBackwardWeightAMXBF16(s ConvShape, x, dy, dw []float32) bool {
 		for v := lo; v < hi; v++ {
 			u, t := v/ntaps, v%ntaps
 			ob, cb := u/nc, u%nc
+			var part [16 * 16]float32
 			for q := range 4 {
-				oh2, ch2 := q/2, q%2
-				transpose16x16(unsafe.Pointer(&dw[(t*s.C+cb*32+ch2*16)*s.OC+ob*32+oh2*16]), 4*s.OC,
-					unsafe.Pointer(&acc[v*1024+oh2*16*32+ch2*16]), 128, 0xffff)
+				c0, o0 := cb*32+q%2*16, ob*32+q/2*16
+				rows, cols := min(16, s.C-c0), min(16, s.OC-o0)
+				if rows <= 0 || cols <= 0 {
+					continue
+				}
+				src := unsafe.Pointer(&acc[v*1024+q/2*16*32+q%2*16])
+				if rows == 16 {
+					transpose16x16(unsafe.Pointer(&dw[(t*s.C+c0)*s.OC+o0]), 4*s.OC, src, 128, uint16(1<<cols-1))
+					continue
+				}
+				transpose16x16(unsafe.Pointer(&part[0]), 64, src, 128, 0xffff)
+				for r := range rows {
+					copy(dw[(t*s.C+c0+r)*s.OC+o0:][:cols], part[r*16:])
+				}
 			}
 		}
 	})
 	return true
 }
 
-// transposeDYPairs writes dyt[oc][p] ([OC][npos] pairs): the bfloat16
+// transposeDYPairs writes dyt[oc][p] ([OC][npos] pairs, OC rounded up to
+// 16: rows past OC hold what follows the channels, dropped later): the bfloat16
 // pairs of dy's images 2i and 2i+1 (a zero image past an odd batch) at
 // output (oy, ox), at position p = i·img + oy·wd + ox, and zeros at the
 // positions that are no output. A task takes an output row, pairs it into
@@ -223,11 +250,13 @@ func transposeDYPairs(dyt []uint32, dy []float32, s ConvShape, npos, img, wd int
 	oh, ow := s.OH(), s.OW()
 	np := (s.N + 1) / 2
 	rowLen := ow * s.OC
+	blocks := (s.OC + 15) / 16 // the last may read on into the next pixel, or zeros
 	parallelFor(np*oh, func(lo, hi int) {
 		var blk [16 * 16]uint32
-		rb := getBuf(rowLen)
+		rb := getBuf(rowLen + 16)
 		defer putBuf(rb)
 		pr := pairsOf(rb)
+		clear(pr[rowLen:])
 		for r := lo; r < hi; r++ {
 			i, oy := r/oh, r%oh
 			start, end := i*img+oy*wd, i*img+(oy+1)*wd // its positions
@@ -242,9 +271,9 @@ func transposeDYPairs(dyt []uint32, dy []float32, s ConvShape, npos, img, wd int
 			if 2*i+1 < s.N {
 				b = dy[((2*i+1)*oh+oy)*rowLen:][:rowLen]
 			}
-			pairOrZero(pr, a, b)
-			_ = dyt[(s.OC-1)*npos+start+ow-1]
-			for ob := range s.OC / 16 {
+			pairOrZero(pr[:rowLen], a, b)
+			_ = dyt[(blocks*16-1)*npos+start+ow-1]
+			for ob := range blocks {
 				for ox0 := 0; ox0 < ow; ox0 += 16 {
 					n := min(16, ow-ox0)
 					src, stride := unsafe.Pointer(&pr[ox0*s.OC+ob*16]), 4*s.OC

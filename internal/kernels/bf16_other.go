@@ -42,7 +42,9 @@ var bf16DWSet = bf16DWSetGo()
 const hasAMXBF16 = false
 
 // amxBF16OK: no AMX here (see bf16_amx_amd64.go).
-func amxBF16OK(s ConvShape, set bf16DirectSet, nr, cp int) bool { return false }
+func amxBF16OK(s ConvShape) bool { return false }
+
+func amxChannels(s ConvShape) int { return (s.C + 1) &^ 1 }
 
 func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, pl outPlace, stage func([]uint16, int, int), cp, nb, blockPairs int) {
 	panic("kernels: no AMX on this platform")

@@ -212,11 +212,13 @@ func GemmBF16(transA, transB bool, m, n, k int, alpha float32, a []float32, lda 
 // packs all of them on every call.
 type PackedConvBF16 struct {
 	c, oc, kh, kw int
+	l             bf16Layout // the layout it was packed in (AMX tiles take some strides and not others)
 	wp            []uint32
 }
 
 // PackConvBF16 packs w [KH,KW,C,OC] for bfloat16 convolutions of shape s:
-// the packing depends on C, OC, KH and KW only, but it returns nil where
+// the packing depends on C, OC, KH and KW, and on whether the stride and
+// padding take AMX tiles (another layout), but it returns nil where
 // the direct native kernels do not run s (no AVX512-BF16,
 // RESIDUAL_BF16=emulate, horizontal dilation), and ConvForwardPackedBF16
 // then computes as ConvForwardEpilogueBF16.
@@ -224,10 +226,10 @@ func PackConvBF16(s ConvShape, w []float32) *PackedConvBF16 {
 	if !bf16NativeOn() || !bf16DirectOK(s) || len(w) < s.KH*s.KW*s.C*s.OC {
 		return nil
 	}
-	nr := bf16DirectKernels.width(s.OC)
-	buf, wp := directWeightsBF16(s, nr)
-	packDirectBF16(s, w, wp, nr)
-	p := &PackedConvBF16{c: s.C, oc: s.OC, kh: s.KH, kw: s.KW, wp: append([]uint32(nil), wp...)}
+	l := bf16DirectKernels.layout(s)
+	buf, wp := directWeightsBF16(s, l)
+	packDirectBF16(s, w, wp, l)
+	p := &PackedConvBF16{c: s.C, oc: s.OC, kh: s.KH, kw: s.KW, l: l, wp: append([]uint32(nil), wp...)}
 	putBytes(buf)
 	return p
 }
@@ -237,7 +239,7 @@ func PackConvBF16(s ConvShape, w []float32) *PackedConvBF16 {
 // from w as ConvForwardEpilogueBF16 does). The results are the same bit
 // for bit.
 func ConvForwardPackedBF16(s ConvShape, x, w []float32, p *PackedConvBF16, y []float32, e ConvEpilogue[float32]) {
-	if p == nil || p.c != s.C || p.oc != s.OC || p.kh != s.KH || p.kw != s.KW || !bf16NativeOn() || !bf16DirectOK(s) {
+	if p == nil || p.c != s.C || p.oc != s.OC || p.kh != s.KH || p.kw != s.KW || !bf16NativeOn() || !bf16DirectOK(s) || p.l != bf16DirectKernels.layout(s) {
 		ConvForwardEpilogueBF16(s, x, w, y, e)
 		return
 	}

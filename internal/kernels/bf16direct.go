@@ -35,6 +35,23 @@ func (k bf16DirectSet) width(oc int) int {
 	return 32
 }
 
+// bf16Layout is how the direct path stores a convolution's operands: nr
+// output channels a block of packed weights (32 or 16), cp channels a
+// pixel of the staged bfloat16 input and a kernel row's stretch of weights
+// (C rounded up, zeros past it).
+type bf16Layout struct{ nr, cp int }
+
+// layout returns how set stores s's operands: on AMX tiles (amxBF16OK)
+// blocks of 32 channels and whole 32-value steps a kernel row
+// (amxChannels), else the narrower block for at most 16 output channels
+// and C rounded up to even (a kernel row is whole pairs).
+func (k bf16DirectSet) layout(s ConvShape) bf16Layout {
+	if k.amx && amxBF16OK(s) {
+		return bf16Layout{nr: 32, cp: amxChannels(s)}
+	}
+	return bf16Layout{nr: k.width(s.OC), cp: (s.C + 1) &^ 1}
+}
+
 // of returns the kernels of block width nr.
 func (k bf16DirectSet) of(nr int) []bf16DirectKernel {
 	if nr == 16 {
@@ -53,30 +70,28 @@ func (k bf16DirectSet) of(nr int) []bf16DirectKernel {
 // tiles of sweepDirect, and the epilogue applied to each tile in float32. Horizontal
 // dilation is not supported (bf16DirectOK).
 func convForwardDirectBF16(s ConvShape, x, w, y []float32, ep *convEpilogue, kern bf16DirectSet) {
-	nr := kern.width(s.OC)
-	wbuf, wp := directWeightsBF16(s, nr)
+	l := kern.layout(s)
+	wbuf, wp := directWeightsBF16(s, l)
 	defer putBytes(wbuf)
-	packDirectBF16(s, w, wp, nr)
+	packDirectBF16(s, w, wp, l)
 	convDirectPackedBF16(s, x, wp, y, ep, kern)
 }
 
 // directWeightsBF16 returns a pooled buffer for s's packed weights
-// (packDirectBF16's layout in blocks of nr channels) and the pairs it
-// holds.
-func directWeightsBF16(s ConvShape, nr int) ([]byte, []uint32) {
-	cp := (s.C + 1) &^ 1
-	n := (s.OC + nr - 1) / nr * s.KH * s.KW * cp / 2 * nr
+// (packDirectBF16's layout l) and the pairs it holds.
+func directWeightsBF16(s ConvShape, l bf16Layout) ([]byte, []uint32) {
+	n := (s.OC + l.nr - 1) / l.nr * s.KH * s.KW * l.cp / 2 * l.nr
 	b := getBytes(4 * n)
 	return b, unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(b))), n)
 }
 
 // packDirectBF16 packs s's weights w ([KH][KW][C][OC]) for the direct
-// kernels into wp: per block of nr (32 or 16) output channels,
-// [KH][KW·cp/2][nr] pairs, pair q of kernel row ky holding elements
-// k = 2q and 2q+1 of the row (k = kx·cp + c, cp the channels stored per
-// pixel: C rounded up to even), zeros past C and OC.
-func packDirectBF16(s ConvShape, w []float32, wp []uint32, nr int) {
-	cp := (s.C + 1) &^ 1 // channels stored per pixel: an odd count gets a zero channel
+// kernels into wp in layout l: per block of nr (32 or 16) output
+// channels, [KH][KW·cp/2][nr] pairs, pair q of kernel row ky holding
+// elements k = 2q and 2q+1 of the row (k = kx·cp + c, cp the channels
+// stored per pixel), zeros past C and OC.
+func packDirectBF16(s ConvShape, w []float32, wp []uint32, l bf16Layout) {
+	nr, cp := l.nr, l.cp
 	pairs := s.KW * cp / 2
 	nb := (s.OC + nr - 1) / nr
 	blockPairs := s.KH * pairs * nr
@@ -112,16 +127,16 @@ func packDirectBF16(s ConvShape, w []float32, wp []uint32, nr int) {
 // w's row of OC values holds t's input channels in order, so its bfloat16
 // conversion is already the tap's run of pairs, stored nr pairs apart
 // (nr the block width, 32 or 16).
-func packTurnedBF16(s ConvShape, w []float32, wp []uint32, nr int) {
-	packPhaseBF16(s, w, wp, nr, 0, 0, s.KH, s.KW)
+func packTurnedBF16(s ConvShape, w []float32, wp []uint32, l bf16Layout) {
+	packPhaseBF16(s, w, wp, l, 0, 0, s.KH, s.KW)
 }
 
 // packPhaseBF16 is packTurnedBF16 for phase (ry, rx) of s's data gradient
 // (backwardDataPhasesBF16), whose convolution has kh×kw taps: its weight
 // [ky][kx][oc][c] is w[ry + SH·(kh−1−ky)][rx + SW·(kw−1−kx)][c][oc]. Phase
 // (0, 0) of a stride-1 convolution is packTurnedBF16's whole kernel.
-func packPhaseBF16(s ConvShape, w []float32, wp []uint32, nr, ry, rx, kh, kw int) {
-	cp := (s.OC + 1) &^ 1 // t's channels stored per pixel
+func packPhaseBF16(s ConvShape, w []float32, wp []uint32, l bf16Layout, ry, rx, kh, kw int) {
+	nr, cp := l.nr, l.cp // t's layout: cp of its channels (s.OC) a pixel
 	pairs := kw * cp / 2
 	nb := (s.C + nr - 1) / nr
 	blockPairs := kh * pairs * nr
@@ -143,10 +158,8 @@ func packPhaseBF16(s ConvShape, w []float32, wp []uint32, nr, ry, rx, kh, kw int
 					out := blk[(ky*pairs+kx*cp/2)*nr:][:cp/2*nr]
 					for j := range nc {
 						r := elems[j*cp : (j+1)*cp]
-						ToBF16(r, w[((sy*s.KW+sx)*s.C+b*nr+j)*s.OC:][:s.OC])
-						if cp > s.OC {
-							r[s.OC] = 0 // an odd OC's zero channel
-						}
+						ToBF16(r[:s.OC], w[((sy*s.KW+sx)*s.C+b*nr+j)*s.OC:][:s.OC])
+						clear(r[s.OC:]) // the zero channels past OC
 						for m, v := range rows[j*cp/2 : (j+1)*cp/2] {
 							out[m*nr+j] = v
 						}
@@ -193,9 +206,9 @@ func (pl outPlace) pixel(oh, ow, m int) int {
 // memory and read it back (as large as the tiles' own time for
 // ResNet-50's 256→64 1×1 layers at batch 8).
 func convDirectPlacedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep *convEpilogue, set bf16DirectSet, pl outPlace) {
-	nr := set.width(s.OC)
+	l := set.layout(s)
+	nr, cp := l.nr, l.cp
 	kern := set.of(nr)
-	cp := (s.C + 1) &^ 1
 	pairs := s.KW * cp / 2
 	nb := (s.OC + nr - 1) / nr
 	blockPairs := s.KH * pairs * nr
@@ -222,27 +235,16 @@ func convDirectPlacedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep
 				if cp == s.C {
 					ToBF16(in, src)
 				} else {
-					for px := range s.W {
-						for c := range s.C {
-							in[px*cp+c] = BF16FromFloat32(src[px*s.C+c])
-						}
-						in[px*cp+s.C] = 0
-					}
+					stagePixels(in, src, s.C, cp)
 				}
 				clear(row[(s.PL+s.W)*cp:])
 			}
-		default: // a flat sweep's pixels, an odd channel count
-			for px := e0 / cp; px < e1/cp; px++ {
-				d := dst[px*cp-e0:][:cp]
-				for c, v := range x[px*s.C:][:s.C] {
-					d[c] = BF16FromFloat32(v)
-				}
-				d[s.C] = 0
-			}
+		default: // a flat sweep's pixels, channels padded
+			stagePixels(dst[:e1-e0], x[e0/cp*s.C:e1/cp*s.C], s.C, cp)
 		}
 	}
 	rowBytes := wd * cp * 2
-	if amxBF16OK(s, set, nr, cp) {
+	if set.amx && amxBF16OK(s) {
 		convDirectAMXBF16(s, wp, y, ep, pl, stage, cp, nb, blockPairs)
 		return
 	}
@@ -286,6 +288,16 @@ func convDirectPlacedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep
 		}
 		epilogueTileGo(ep, tile, yat, mr, ys, n0, n1-n0, y)
 	})
+}
+
+// stagePixels converts pixels of c channels (src) to bfloat16 pixels of cp
+// channels (dst), zeros past c.
+func stagePixels(dst []uint16, src []float32, c, cp int) {
+	for px := range len(src) / c {
+		d := dst[px*cp : (px+1)*cp]
+		ToBF16(d[:c], src[px*c:(px+1)*c])
+		clear(d[c:])
+	}
 }
 
 // backwardDataPhasesBF16 computes a strided convolution's data gradient
@@ -348,9 +360,9 @@ func backwardDataPhasesBF16(s ConvShape, dy, w, dx []float32, add bool, kern bf1
 			}
 			continue
 		}
-		nr := kern.width(s.C)
-		wbuf, wp := directWeightsBF16(ph.t, nr)
-		packPhaseBF16(s, w, wp, nr, ph.ry, ph.rx, ph.t.KH, ph.t.KW)
+		l := kern.layout(ph.t)
+		wbuf, wp := directWeightsBF16(ph.t, l)
+		packPhaseBF16(s, w, wp, l, ph.ry, ph.rx, ph.t.KH, ph.t.KW)
 		convDirectPlacedBF16(ph.t, dy, wp, dx, ep, kern, ph.pl)
 		putBytes(wbuf)
 	}
@@ -377,10 +389,10 @@ func backwardDataDirectBF16(s ConvShape, dy, w, dx []float32, add bool, kern bf1
 	rh, rw := s.DH*(s.KH-1), s.DW*(s.KW-1)
 	t := ConvShape{N: s.N, H: s.OH(), W: s.OW(), C: s.OC, OC: s.C, KH: s.KH, KW: s.KW, SH: 1, SW: 1, DH: s.DH, DW: 1,
 		PT: rh - s.PT, PL: rw - s.PL, PB: rh - s.PB, PR: rw - s.PR}
-	nr := kern.width(t.OC)
-	wbuf, wp := directWeightsBF16(t, nr)
+	l := kern.layout(t)
+	wbuf, wp := directWeightsBF16(t, l)
 	defer putBytes(wbuf)
-	packTurnedBF16(s, w, wp, nr)
+	packTurnedBF16(s, w, wp, l)
 	ep := directEpilogue(s.C)
 	if add {
 		ep.skip = dx
