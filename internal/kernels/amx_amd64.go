@@ -92,10 +92,11 @@ var hasAMX = func() bool {
 }()
 
 // hasAMXBF16 is hasAMX's counterpart for the bfloat16 convolutions: the
-// CPU has AMX-TILE and AMX-BF16, Linux grants the tile data, and
+// CPU has AMX-TILE and AMX-BF16 (and AVX512BW, whose masked byte moves
+// stage their inputs: spreadRuns), Linux grants the tile data, and
 // RESIDUAL_AMX is not 0.
 var hasAMXBF16 = func() bool {
-	if !cpu.X86.HasAMXTile || !cpu.X86.HasAMXBF16 || !hasBF16 || os.Getenv("RESIDUAL_AMX") == "0" {
+	if !cpu.X86.HasAMXTile || !cpu.X86.HasAMXBF16 || !hasBF16 || !cpu.X86.HasAVX512BW || os.Getenv("RESIDUAL_AMX") == "0" {
 		return false
 	}
 	return requestAMX()

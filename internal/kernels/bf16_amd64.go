@@ -150,3 +150,31 @@ func (ep *convEpilogue) epilogueTile(tile []float32, at, rows, ys, n0, nc int, y
 //
 //go:noescape
 func transpose16x16(dst unsafe.Pointer, dstStride int, src unsafe.Pointer, srcStride int, mask uint16)
+
+// copyRuns copies n runs of up to 128 bytes from src (runs srcStride bytes
+// apart) to dst (dstStride apart): the bytes the load masks select (the
+// others read as zeros), stored where the store masks select
+// (bf16_amd64.s; AVX512BW).
+//
+//go:noescape
+func copyRuns(dst unsafe.Pointer, dstStride int, src unsafe.Pointer, srcStride int, n int, load0, load1, store0, store1 uint64)
+
+// byteMasks returns the masks of copyRuns for the first k of 128 bytes.
+func byteMasks(k int) (lo, hi uint64) {
+	bits := func(n int) uint64 {
+		if n >= 64 {
+			return ^uint64(0)
+		}
+		return uint64(1)<<max(n, 0) - 1
+	}
+	return bits(k), bits(k - 64)
+}
+
+// spreadRuns copies n runs of length bytes (at most 128) from src (srcStride
+// bytes apart) to dst (dstStride apart), each followed by zeros up to pad
+// bytes (length ≤ pad ≤ 128).
+func spreadRuns(dst unsafe.Pointer, dstStride int, src unsafe.Pointer, srcStride, n, length, pad int) {
+	l0, l1 := byteMasks(length)
+	s0, s1 := byteMasks(pad)
+	copyRuns(dst, dstStride, src, srcStride, n, l0, l1, s0, s1)
+}

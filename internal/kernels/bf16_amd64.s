@@ -455,3 +455,33 @@ TEXT ·transpose16x16(SB), NOSPLIT, $0-34
 	VMOVDQU32 Z15, K1, (DI)
 	VZEROUPPER
 	RET
+
+// func copyRuns(dst unsafe.Pointer, dstStride int, src unsafe.Pointer, srcStride int, n int, load0, load1, store0, store1 uint64)
+// Copies n runs of up to 128 bytes: run i's bytes that the load masks
+// select (load0 the first 64, load1 the next 64; the others read as zeros)
+// from src + i·srcStride to dst + i·dstStride, where the store masks
+// select (AVX512BW; masked-off bytes are neither read nor written).
+TEXT ·copyRuns(SB), NOSPLIT, $0-72
+	MOVQ dst+0(FP), DI
+	MOVQ dstStride+8(FP), DX
+	MOVQ src+16(FP), SI
+	MOVQ srcStride+24(FP), CX
+	MOVQ n+32(FP), R8
+	KMOVQ load0+40(FP), K1
+	KMOVQ load1+48(FP), K2
+	KMOVQ store0+56(FP), K3
+	KMOVQ store1+64(FP), K4
+	TESTQ R8, R8
+	JZ cr_done
+cr_loop:
+	VMOVDQU8.Z (SI), K1, Z0
+	VMOVDQU8.Z 64(SI), K2, Z1
+	VMOVDQU8 Z0, K3, (DI)
+	VMOVDQU8 Z1, K4, 64(DI)
+	ADDQ CX, SI
+	ADDQ DX, DI
+	DECQ R8
+	JNZ cr_loop
+cr_done:
+	VZEROUPPER
+	RET

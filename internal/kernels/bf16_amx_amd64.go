@@ -124,7 +124,7 @@ func amxGradOK(s ConvShape) bool {
 
 // convBackwardWeightAMXBF16 computes dw = ConvBackwardWeight with
 // bfloat16 operands on AMX tiles, where amxGradOK, reporting whether it
-// did. It pairs images as convBackwardWeightNativeBF16 does, so that a
+// did; a shape whose rows unfold (unfoldedBF16) as its unfolded shape. It pairs images as convBackwardWeightNativeBF16 does, so that a
 // tile's K pairs are two images at one pixel: x becomes the padded pairs
 // xp ([⌈N/2⌉][h][wd][C], zeros in the border), and dy, with the positions
 // of convDirectAMXBF16 (output (oy, ox) of image pair i at p = i·h·wd/st +
@@ -136,10 +136,13 @@ func amxGradOK(s ConvShape) bool {
 // The last blocks of channel counts that are not multiples of 32 read on
 // into the next pixel's channels (xp) or zeros (dyt): their tiles' extra
 // rows and columns are dropped.
-func convBackwardWeightAMXBF16(s ConvShape, x, dy, dw []float32) bool {
-	if !amxGradOK(s) {
+func convBackwardWeightAMXBF16(s0 ConvShape, x, dy, dw []float32) bool {
+	if !amxGradOK(s0) {
 		return false
 	}
+	// The tiles compute s: s0, or s0 with its rows unfolded, whose weight
+	// gradient has s0's layout (unfoldedBF16).
+	s, unfolded := unfoldedBF16(s0)
 	oh, ow, st := s.OH(), s.OW(), s.SH
 	h, wd := s.H+s.PT+s.PB, s.W+s.PL+s.PR
 	np := (s.N + 1) / 2
@@ -164,8 +167,15 @@ func convBackwardWeightAMXBF16(s ConvShape, x, dy, dw []float32) bool {
 	xb := getBuf(xlen)
 	defer putBuf(xb)
 	xp := pairsOf(xb)
-	rowLen := s.W * s.C
+	rowLen, wd0 := s0.W*s0.C, s0.W+s0.PL+s0.PR
 	parallelFor(np*h, func(lo, hi int) {
+		var pad []uint32 // an unfolded row's source: s0's padded row of pairs
+		if unfolded {
+			pb := getBuf(wd0 * s0.C)
+			defer putBuf(pb)
+			pad = pairsOf(pb)
+			clear(pad)
+		}
 		for r := lo; r < hi; r++ {
 			i, iy := r/h, r%h-s.PT
 			row := xp[r*wd*s.C : (r+1)*wd*s.C]
@@ -173,13 +183,18 @@ func convBackwardWeightAMXBF16(s ConvShape, x, dy, dw []float32) bool {
 				clear(row)
 				continue
 			}
-			clear(row[:s.PL*s.C])
-			clear(row[(s.PL+s.W)*s.C:])
 			a := x[(2*i*s.H+iy)*rowLen:][:rowLen]
 			var b []float32
 			if 2*i+1 < s.N {
 				b = x[((2*i+1)*s.H+iy)*rowLen:][:rowLen]
 			}
+			if unfolded {
+				pairOrZero(pad[s0.PL*s0.C:(s0.PL+s0.W)*s0.C], a, b)
+				spreadRuns(unsafe.Pointer(&row[0]), 4*s.C, unsafe.Pointer(&pad[0]), 4*s0.C, s.W, 4*s.C, 4*s.C)
+				continue
+			}
+			clear(row[:s.PL*s.C])
+			clear(row[(s.PL+s.W)*s.C:])
 			pairOrZero(row[s.PL*s.C:(s.PL+s.W)*s.C], a, b)
 		}
 	})
@@ -291,4 +306,33 @@ func transposeDYPairs(dyt []uint32, dy []float32, s ConvShape, npos, img, wd int
 			}
 		}
 	})
+}
+
+// convUnfoldedAMXBF16 computes the convolution u (unfoldedBF16 of s) on
+// AMX tiles, from s's input x and u's packed weights wp, unfolding x's
+// rows as it stages them: a padded row of s is converted to bfloat16 and
+// unfolded pixel q is its KW·C values from pixel q on, zeros after them
+// up to u's cp (spreadRuns).
+func convUnfoldedAMXBF16(s, u ConvShape, x []float32, wp []uint32, y []float32, ep *convEpilogue) {
+	l := bf16DirectKernels.layout(u)
+	h, wd := u.H+u.PT+u.PB, s.W+s.PL+s.PR
+	rowElems := u.W * l.cp
+	stage := func(dst []uint16, e0, e1 int) {
+		sb := getBytes(2 * wd * s.C)
+		defer putBytes(sb)
+		pad := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(sb))), wd*s.C)
+		clear(pad)
+		for r := e0 / rowElems; r < e1/rowElems; r++ {
+			out := dst[r*rowElems-e0:][:rowElems]
+			img, iy := r/h, r%h-s.PT
+			if iy < 0 || iy >= s.H {
+				clear(out)
+				continue
+			}
+			ToBF16(pad[s.PL*s.C:(s.PL+s.W)*s.C], x[(img*s.H+iy)*s.W*s.C:][:s.W*s.C])
+			spreadRuns(unsafe.Pointer(&out[0]), 2*l.cp, unsafe.Pointer(&pad[0]), 2*s.C, u.W, 2*u.C, 2*l.cp)
+		}
+	}
+	nb := (u.OC + l.nr - 1) / l.nr
+	convDirectAMXBF16(u, wp, y, ep, unplaced(u), stage, l.cp, nb, u.KH*u.KW*l.cp/2*l.nr)
 }

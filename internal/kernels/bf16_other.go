@@ -2,6 +2,8 @@
 
 package kernels
 
+import "unsafe"
+
 // hasBF16 is false: no VDPBF16PS kernels on this platform.
 const hasBF16 = false
 
@@ -58,3 +60,11 @@ func convBackwardWeightAMXBF16(s ConvShape, x, dy, dw []float32) bool { return f
 
 // amxGradOK: no AMX here (see bf16_amx_amd64.go).
 func amxGradOK(s ConvShape) bool { return false }
+
+func convUnfoldedAMXBF16(s, u ConvShape, x []float32, wp []uint32, y []float32, ep *convEpilogue) {
+	panic("kernels: no AMX on this platform")
+}
+
+func spreadRuns(dst unsafe.Pointer, dstStride int, src unsafe.Pointer, srcStride, n, length, pad int) {
+	panic("kernels: no AVX512BW on this platform")
+}

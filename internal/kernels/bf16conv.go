@@ -88,6 +88,15 @@ func ConvForwardBF16(s ConvShape, x, w, y []float32) {
 func ConvForwardEpilogueBF16(s ConvShape, x, w, y []float32, e ConvEpilogue[float32]) {
 	x, w = x[:s.N*s.H*s.W*s.C], w[:s.KH*s.KW*s.C*s.OC]
 	ep := epilogueOf(e, s.OC)
+	if u, ok := unfoldedBF16(s); ok {
+		ep.direct = true
+		l := bf16DirectKernels.layout(u)
+		wbuf, wp := directWeightsBF16(u, l)
+		defer putBytes(wbuf)
+		packDirectBF16(u, w, wp, l)
+		convUnfoldedAMXBF16(s, u, x, wp, y, ep)
+		return
+	}
 	ep.direct = true
 	if bf16NativeOn() {
 		if bf16DirectOK(s) {
@@ -181,6 +190,29 @@ func ConvBackwardWeightBF16(s ConvShape, x, dy, dw []float32) {
 	}
 }
 
+// unfoldedBF16 reports whether s runs on AMX tiles as the convolution of
+// its input unfolded along rows (convUnfoldedAMXBF16 and
+// convBackwardWeightAMXBF16 unfold as they stage), and returns that
+// shape u: a
+// kernel row of s reads KW pixels of C channels, so where KW·C fits one
+// 32-value step (ResNet's stem: 7·3 = 21), u reads one pixel of KW·C
+// channels (C = KW·C, KW = 1, the columns' padding inside the unfolded
+// pixels), and pads it to 32 values instead of padding each of the KW
+// pixels (a tenth of the stem's products were real). The weights
+// [KH][KW][C][OC] are u's [KH][1][KW·C][OC] as they are, and so is the
+// weight gradient.
+func unfoldedBF16(s ConvShape) (ConvShape, bool) {
+	if !AMXBF16() || s.KW == 1 || s.DW != 1 || s.KW*s.C > 32 {
+		return s, false
+	}
+	u := s
+	u.C, u.KW, u.W, u.PL, u.PR = s.KW*s.C, 1, s.W+s.PL+s.PR-s.KW+1, 0, 0
+	if u.W < 1 || !amxBF16OK(u) {
+		return s, false
+	}
+	return u, true
+}
+
 // GemmBF16 is Gemm with op(A) and op(B) rounded to bfloat16 (alpha, beta
 // and C stay float32).
 func GemmBF16(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
@@ -223,6 +255,9 @@ type PackedConvBF16 struct {
 // RESIDUAL_BF16=emulate, horizontal dilation), and ConvForwardPackedBF16
 // then computes as ConvForwardEpilogueBF16.
 func PackConvBF16(s ConvShape, w []float32) *PackedConvBF16 {
+	if u, ok := unfoldedBF16(s); ok {
+		s = u // the same weights, packed for the unfolded input
+	}
 	if !bf16NativeOn() || !bf16DirectOK(s) || len(w) < s.KH*s.KW*s.C*s.OC {
 		return nil
 	}
@@ -239,6 +274,12 @@ func PackConvBF16(s ConvShape, w []float32) *PackedConvBF16 {
 // from w as ConvForwardEpilogueBF16 does). The results are the same bit
 // for bit.
 func ConvForwardPackedBF16(s ConvShape, x, w []float32, p *PackedConvBF16, y []float32, e ConvEpilogue[float32]) {
+	if u, ok := unfoldedBF16(s); ok && p != nil && p.c == u.C && p.oc == u.OC && p.kh == u.KH && p.kw == u.KW && p.l == bf16DirectKernels.layout(u) {
+		ep := epilogueOf(e, s.OC)
+		ep.direct = true
+		convUnfoldedAMXBF16(s, u, x[:s.N*s.H*s.W*s.C], p.wp, y, ep)
+		return
+	}
 	if p == nil || p.c != s.C || p.oc != s.OC || p.kh != s.KH || p.kw != s.KW || !bf16NativeOn() || !bf16DirectOK(s) || p.l != bf16DirectKernels.layout(s) {
 		ConvForwardEpilogueBF16(s, x, w, y, e)
 		return

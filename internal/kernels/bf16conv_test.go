@@ -311,6 +311,15 @@ func TestConvAMXBF16(t *testing.T) {
 		checkBF16(t, fmt.Sprintf("shape %d %+v forward", i, s), y, e, eR, mag, s.KH*s.KW*s.C+merges)
 
 		if i < fixed {
+			// Packed weights (an inference model's) give the same sums bit
+			// for bit, unfolded rows (the stem) included.
+			yp := make([]float32, len(dy))
+			ConvForwardPackedBF16(s, x, w, PackConvBF16(s, w), yp, ConvEpilogue[float32]{})
+			for j := range yp {
+				if math.Float32bits(yp[j]) != math.Float32bits(y[j]) {
+					t.Fatalf("shape %d %+v packed: element %d: %g, unpacked %g", i, s, j, yp[j], y[j])
+				}
+			}
 			// The epilogue max(sum·scale + shift + skip, 0) equals the
 			// float32 operations on the plain sums.
 			skip := kt.RandF32(r, len(dy))

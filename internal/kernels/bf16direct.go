@@ -294,7 +294,7 @@ func convDirectPlacedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep
 // channels (dst), zeros past c: the whole run converted at once into a
 // scratch buffer (ToBF16's vector loop; a call a pixel cost as much as the
 // convolution for CIFAR's 16-channel layers on AMX tiles), then spread
-// out, by 8-byte words where the pixels are whole words.
+// out.
 func stagePixels(dst []uint16, src []float32, c, cp int) {
 	npix := len(src) / c
 	dst = dst[:npix*cp]
@@ -302,29 +302,14 @@ func stagePixels(dst []uint16, src []float32, c, cp int) {
 	defer putBytes(sb)
 	tmp := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(sb))), len(src))
 	ToBF16(tmp, src)
-	if c%4 == 0 && cp%4 == 0 {
-		d := unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(dst))), len(dst)/4)
-		t := unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(tmp))), len(tmp)/4)
-		cw, pw := c/4, cp/4
-		for px := range npix {
-			o := d[px*pw : (px+1)*pw]
-			for i, v := range t[px*cw : (px+1)*cw] {
-				o[i] = v
-			}
-			for i := cw; i < pw; i++ {
-				o[i] = 0
-			}
-		}
+	if hasAMXBF16 && cp <= 64 { // AVX512BW's masked moves, a pixel each
+		spreadRuns(unsafe.Pointer(unsafe.SliceData(dst)), 2*cp, unsafe.Pointer(unsafe.SliceData(tmp)), 2*c, npix, 2*c, 2*cp)
 		return
 	}
 	for px := range npix {
 		o := dst[px*cp : (px+1)*cp]
-		for i, v := range tmp[px*c : (px+1)*c] {
-			o[i] = v
-		}
-		for i := c; i < cp; i++ {
-			o[i] = 0
-		}
+		copy(o, tmp[px*c:(px+1)*c])
+		clear(o[c:])
 	}
 }
 
