@@ -2,7 +2,12 @@
 
 package kernels
 
-import "unsafe"
+import (
+	"maps"
+	"slices"
+	"sync"
+	"unsafe"
+)
 
 // amxBF16Positions is about how many positions (output pixels and those
 // computed and dropped) a task of convDirectAMXBF16 sweeps with one
@@ -109,10 +114,14 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 	})
 }
 
-// amxGradChunk is how many positions convBackwardWeightAMXBF16 runs each
-// accumulator tile over before the next: the chunk's rows of dy (32
-// channels) and of x stay in cache across the taps and blocks.
-const amxGradChunk = 512
+// amxGradChunk is the most positions convBackwardWeightAMXBF16 stages at a
+// time; amxGradChunkBytes bounds a chunk's transposed dy (all output
+// channels), so that the chunk's dy and x stay in the core's cache while
+// every tile of the weight gradient runs over them.
+const (
+	amxGradChunk      = 512
+	amxGradChunkBytes = 256 << 10
+)
 
 // amxGradOK reports whether convBackwardWeightAMXBF16 computes s's weight
 // gradient: AMX-BF16 is on and one stride both ways divides the padded
@@ -124,18 +133,27 @@ func amxGradOK(s ConvShape) bool {
 
 // convBackwardWeightAMXBF16 computes dw = ConvBackwardWeight with
 // bfloat16 operands on AMX tiles, where amxGradOK, reporting whether it
-// did; a shape whose rows unfold (unfoldedBF16) as its unfolded shape. It pairs images as convBackwardWeightNativeBF16 does, so that a
-// tile's K pairs are two images at one pixel: x becomes the padded pairs
-// xp ([⌈N/2⌉][h][wd][C], zeros in the border), and dy, with the positions
-// of convDirectAMXBF16 (output (oy, ox) of image pair i at p = i·h·wd/st +
-// oy·wd + ox, zeros at the positions that are no output), the transposed
-// pairs dyt ([OC][P]): dW[tap][c][oc] = Σ_p dyt[oc][p] · xp[st·p + tap][c],
-// a product of 32 rows of dyt by 32 channels of xp read in place with
-// rows st·C pairs apart, one 32×32 tile for each block of output channels,
-// tap and block of input channels, accumulated over chunks of positions.
-// The last blocks of channel counts that are not multiples of 32 read on
-// into the next pixel's channels (xp) or zeros (dyt): their tiles' extra
-// rows and columns are dropped.
+// did; a shape whose rows unfold (unfoldedBF16) as its unfolded shape.
+//
+// It pairs images as convBackwardWeightNativeBF16 does, so that a tile's
+// K pairs are two images at one pixel, and takes convDirectAMXBF16's
+// positions (output (oy, ox) of image pair i at p = i·h·wd/st + oy·wd +
+// ox): with xp the padded image pairs ([⌈N/2⌉][h][wd][C], zeros in the
+// border) and dyt dy's image pairs transposed ([OC][positions], zeros at
+// the positions that are no output), dW[tap][c][oc] = Σ_p dyt[oc][p] ·
+// xp[st·p + tap][c]: 32 rows of dyt by 32 channels of xp read in place
+// with rows st·C pairs apart, one 32×32 tile for each block of output
+// channels, tap and block of input channels. Neither is built whole: a
+// chunk of positions at a time, its dyt columns and the xp pixels its
+// taps read are staged into buffers that stay in cache (stageDYChunk,
+// pairPixels), and every tile runs over them. Goroutines take chunks,
+// each adding its own tiles, summed at the end in the chunks' order; a
+// gradient of fewer chunks than goroutines, or of tiles too large to keep
+// a copy a goroutine (amxGradChunkBytes), is split by tiles instead, each
+// goroutine staging every chunk (of dy, its own output blocks). The last blocks of channel counts
+// that are not multiples of 32 read on into the next pixel's channels
+// (xp) or what follows dy's (dyt): their tiles' extra rows and columns
+// are dropped.
 func convBackwardWeightAMXBF16(s0 ConvShape, x, dy, dw []float32) bool {
 	if !amxGradOK(s0) {
 		return false
@@ -158,73 +176,77 @@ func convBackwardWeightAMXBF16(s0 ConvShape, x, dy, dw []float32) bool {
 		clear(dw[:s.KH*s.KW*s.C*s.OC])
 		return true
 	}
-
-	// xp, and the zeros that the positions past the last image pair read.
 	no, nc := (s.OC+31)/32, (s.C+31)/32 // blocks of 32 channels
-	imgElems := h * wd * s.C
-	reach := st*(npos-1)*s.C + taps[len(taps)-1]/4 + 32*nc // the last position's last read, and 1
-	xlen := max(np*imgElems, reach)
-	xb := getBuf(xlen)
-	defer putBuf(xb)
-	xp := pairsOf(xb)
-	rowLen, wd0 := s0.W*s0.C, s0.W+s0.PL+s0.PR
-	parallelFor(np*h, func(lo, hi int) {
-		var pad []uint32 // an unfolded row's source: s0's padded row of pairs
-		if unfolded {
-			pb := getBuf(wd0 * s0.C)
-			defer putBuf(pb)
-			pad = pairsOf(pb)
-			clear(pad)
-		}
-		for r := lo; r < hi; r++ {
-			i, iy := r/h, r%h-s.PT
-			row := xp[r*wd*s.C : (r+1)*wd*s.C]
-			if iy < 0 || iy >= s.H {
-				clear(row)
-				continue
-			}
-			a := x[(2*i*s.H+iy)*rowLen:][:rowLen]
-			var b []float32
-			if 2*i+1 < s.N {
-				b = x[((2*i+1)*s.H+iy)*rowLen:][:rowLen]
-			}
-			if unfolded {
-				pairOrZero(pad[s0.PL*s0.C:(s0.PL+s0.W)*s0.C], a, b)
-				spreadRuns(unsafe.Pointer(&row[0]), 4*s.C, unsafe.Pointer(&pad[0]), 4*s0.C, s.W, 4*s.C, 4*s.C)
-				continue
-			}
-			clear(row[:s.PL*s.C])
-			clear(row[(s.PL+s.W)*s.C:])
-			pairOrZero(row[s.PL*s.C:(s.PL+s.W)*s.C], a, b)
-		}
-	})
-	clear(xp[np*imgElems:])
-	_ = xp[reach-1]
-
-	// dyt: dy's image pairs transposed, zeros at the positions that are no
-	// output.
-	dyb := getBuf(32 * no * npos)
-	defer putBuf(dyb)
-	dyt := pairsOf(dyb)
-	transposeDYPairs(dyt, dy, s, npos, img, wd)
-	clear(dyt[(s.OC+15)&^15*npos:]) // the rows of the last block past its 16-channel halves
-
-	// The tiles: unit u is output block u/nc and input block u%nc, its taps'
-	// tiles acc[u][tap][32][32] (oc by c).
 	ntaps := len(taps)
-	acc := getBuf(no * nc * ntaps * 1024) // written by the first chunk
-	defer putBuf(acc)
+	tileLen := no * nc * ntaps * 1024
+	// chunkFor is the positions a chunk of blocks output blocks of dy.
+	chunkFor := func(blocks int) int { return min(amxGradChunk, max(16, amxGradChunkBytes/(4*32*blocks)&^15)) }
+	chunk := chunkFor(no)
+	nch := (npos + chunk - 1) / chunk
+	p, _ := chunking(nch)
+	byChunks := p > 1 && 4*tileLen <= amxGradChunkBytes || no*nc == 1
+	if !byChunks { // a goroutine stages its share of the output blocks
+		pu, _ := chunkingBy(no*nc, 1)
+		chunk = chunkFor((no + pu - 1) / pu)
+		nch = (npos + chunk - 1) / chunk
+	}
+	// The pixels of xp a chunk reads: st per position, the last tap's
+	// reach, and the next pixel where a block of 32 channels runs past C.
+	span := st*(chunk-1) + taps[ntaps-1]/(4*s.C) + 1 + (32*nc-1)/s.C
+	px := pairPixels{s0: s0, s: s, unfolded: unfolded, x: x, np: np, h: h, wd: wd}
 	cfg := unsafe.Pointer(&amxConfig[0])
-	parallelForEach(no*nc, func(lo, hi int) {
-		for p0 := 0; p0 < npos; p0 += amxGradChunk {
-			steps := (min(p0+amxGradChunk, npos) - p0) / 16
-			for u := lo; u < hi; u++ {
+
+	// run adds chunks [c0, c1) of units [u0, u1) (output block u/nc, input
+	// block u%nc, its taps' tiles acc[u][tap][32][32], oc by c) to acc,
+	// writing them at the first chunk.
+	run := func(c0, c1, u0, u1 int, acc []float32) {
+		ob0, ob1 := u0/nc, (u1-1)/nc+1 // the output blocks of the units
+		db, xb := getBuf(32*no*chunk), getBuf(span*s.C)
+		defer putBuf(db)
+		defer putBuf(xb)
+		dyc, xc := pairsOf(db), pairsOf(xb)
+		var scratch pairScratch
+		defer scratch.free()
+		for c := c0; c < c1; c++ {
+			p0, p1 := c*chunk, min((c+1)*chunk, npos)
+			stageDYChunk(dyc, chunk, dy, s, np, img, wd, p0, p1, ob0, ob1, &scratch)
+			px.fill(xc, st*p0, st*p0+span, &scratch)
+			for u := u0; u < u1; u++ {
 				ob, cb := u/nc, u%nc
-				amxBF16Grad32(cfg, unsafe.Pointer(&dyt[ob*32*npos+p0]), 4*npos, unsafe.Pointer(&xp[st*p0*s.C+cb*32]), 4*st*s.C, steps,
-					unsafe.Pointer(&acc[u*ntaps*1024]), unsafe.Pointer(&taps[0]), ntaps, p0 > 0)
+				amxBF16Grad32(cfg, unsafe.Pointer(&dyc[ob*32*chunk]), 4*chunk, unsafe.Pointer(&xc[cb*32]), 4*st*s.C, (p1-p0)/16,
+					unsafe.Pointer(&acc[u*ntaps*1024]), unsafe.Pointer(&taps[0]), ntaps, c > c0)
 			}
 		}
-	})
+	}
+	var acc []float32
+	if byChunks {
+		// By chunks: each goroutine its own tiles, summed in order.
+		var mu sync.Mutex
+		parts := map[int][]float32{}
+		parallelForEach(nch, func(lo, hi int) {
+			part := getBuf(tileLen)
+			run(lo, hi, 0, no*nc, part)
+			mu.Lock()
+			parts[lo] = part
+			mu.Unlock()
+		})
+		keys := slices.Sorted(maps.Keys(parts))
+		acc = parts[keys[0]]
+		for _, k := range keys[1:] {
+			part := parts[k]
+			parallelFor(tileLen/1024, func(lo, hi int) {
+				for i := lo * 1024; i < hi*1024; i++ {
+					acc[i] += part[i]
+				}
+			})
+			putBuf(part)
+		}
+	} else {
+		acc = getBuf(tileLen)
+		parallelForEach(no*nc, func(lo, hi int) { run(0, nch, lo, hi, acc) })
+	}
+	defer putBuf(acc)
+
 	// dw[tap][c][oc] from the tiles, each four 16×16 blocks transposed.
 	_ = dw[ntaps*s.C*s.OC-1]
 	parallelFor(no*nc*ntaps, func(lo, hi int) {
@@ -253,59 +275,140 @@ func convBackwardWeightAMXBF16(s0 ConvShape, x, dy, dw []float32) bool {
 	return true
 }
 
-// transposeDYPairs writes dyt[oc][p] ([OC][npos] pairs, OC rounded up to
-// 16: rows past OC hold what follows the channels, dropped later): the bfloat16
-// pairs of dy's images 2i and 2i+1 (a zero image past an odd batch) at
-// output (oy, ox), at position p = i·img + oy·wd + ox, and zeros at the
-// positions that are no output. A task takes an output row, pairs it into
-// a buffer and transposes it by blocks of 16 pixels × 16 channels
-// (transpose16x16), with
-// the positions up to the next row's (or image pair's) first, zeros.
-func transposeDYPairs(dyt []uint32, dy []float32, s ConvShape, npos, img, wd int) {
+// pairScratch holds a goroutine's row buffers for staging pairs.
+type pairScratch struct{ row, pad []float32 }
+
+// get returns the scratch buffer *b, at least n long.
+func (p *pairScratch) get(b *[]float32, n int) []float32 {
+	if len(*b) < n {
+		if *b != nil {
+			putBuf(*b)
+		}
+		*b = getBuf(n)
+	}
+	return (*b)[:n]
+}
+
+func (p *pairScratch) free() {
+	for _, b := range [][]float32{p.row, p.pad} {
+		if b != nil {
+			putBuf(b)
+		}
+	}
+}
+
+// pairPixels stages pixels of xp, the padded image pairs of s's input
+// ([np][h][wd][s.C] pairs: s0's x, its rows unfolded where unfolded).
+type pairPixels struct {
+	s0, s     ConvShape
+	unfolded  bool
+	x         []float32
+	np, h, wd int
+}
+
+// fill writes pixels [q0, q1) of xp (counted through the stacked image
+// pairs; zeros past the last) to dst.
+func (px *pairPixels) fill(dst []uint32, q0, q1 int, sc *pairScratch) {
+	s, s0 := px.s, px.s0
+	rowLen := s0.W * s0.C
+	for q := q0; q < q1; {
+		r, col := q/px.wd, q%px.wd // padded row r of the stack
+		n := min(px.wd-col, q1-q)  // pixels of it to fill
+		out := dst[(q-q0)*s.C : (q-q0+n)*s.C]
+		q += n
+		i, iy := r/px.h, r%px.h-s.PT
+		if i >= px.np || iy < 0 || iy >= s.H {
+			clear(out)
+			continue
+		}
+		a := px.x[(2*i*s.H+iy)*rowLen:][:rowLen]
+		var b []float32
+		if 2*i+1 < s.N {
+			b = px.x[((2*i+1)*s.H+iy)*rowLen:][:rowLen]
+		}
+		if px.unfolded {
+			// s0's padded row of pairs, then each unfolded pixel's KW·C pairs.
+			wd0 := s0.W + s0.PL + s0.PR
+			pad := pairsOf(sc.get(&sc.pad, wd0*s0.C))
+			clear(pad[:s0.PL*s0.C])
+			clear(pad[(s0.PL+s0.W)*s0.C:])
+			pairOrZero(pad[s0.PL*s0.C:(s0.PL+s0.W)*s0.C], a, b)
+			spreadRuns(unsafe.Pointer(&out[0]), 4*s.C, unsafe.Pointer(&pad[col*s0.C]), 4*s0.C, n, 4*s.C, 4*s.C)
+			continue
+		}
+		// Columns [col, col+n): the left border, the image's, the right border.
+		in0, in1 := max(col, s.PL), min(col+n, s.PL+s.W)
+		if in0 >= in1 {
+			clear(out)
+			continue
+		}
+		clear(out[:(in0-col)*s.C])
+		pairOrZero(out[(in0-col)*s.C:(in1-col)*s.C], a[(in0-s.PL)*s.C:(in1-s.PL)*s.C], sliceOrNil(b, (in0-s.PL)*s.C, (in1-s.PL)*s.C))
+		clear(out[(in1-col)*s.C:])
+	}
+}
+
+// sliceOrNil returns b[lo:hi], or nil for a nil b.
+func sliceOrNil(b []float32, lo, hi int) []float32 {
+	if b == nil {
+		return nil
+	}
+	return b[lo:hi]
+}
+
+// stageDYChunk writes positions [p0, p1) of dyt ([OC][positions] pairs,
+// OC rounded up to 16: rows past OC hold what follows the channels,
+// dropped later; zeros at the positions that are no output) to dyc, rows
+// stride pairs apart, column p − p0: the bfloat16 pairs of dy's images 2i
+// and 2i+1 (a zero image past an odd batch) at output (oy, ox), position
+// p = i·img + oy·wd + ox. Each output row the chunk meets is paired into a
+// buffer and transposed by blocks of 16 pixels × 16 channels
+// (transpose16x16). Only the rows of output blocks [ob0, ob1) (32
+// channels each) are written.
+func stageDYChunk(dyc []uint32, stride int, dy []float32, s ConvShape, np, img, wd, p0, p1, ob0, ob1 int, sc *pairScratch) {
 	oh, ow := s.OH(), s.OW()
-	np := (s.N + 1) / 2
+	b0, b1 := 2*ob0, min(2*ob1, (s.OC+15)/16) // blocks of 16: the last may read on into the next pixel, or zeros
+	for r := b0 * 16; r < 2*ob1*16; r++ {
+		clear(dyc[r*stride : r*stride+p1-p0])
+	}
 	rowLen := ow * s.OC
-	blocks := (s.OC + 15) / 16 // the last may read on into the next pixel, or zeros
-	parallelFor(np*oh, func(lo, hi int) {
-		var blk [16 * 16]uint32
-		rb := getBuf(rowLen + 16)
-		defer putBuf(rb)
-		pr := pairsOf(rb)
-		clear(pr[rowLen:])
-		for r := lo; r < hi; r++ {
-			i, oy := r/oh, r%oh
-			start, end := i*img+oy*wd, i*img+(oy+1)*wd // its positions
-			if oy == oh-1 {
-				end = (i + 1) * img
-				if i == np-1 {
-					end = npos
-				}
+	var blk [16 * 16]uint32
+	// The output rows whose positions meet [p0, p1).
+	for i := p0 / img; i < np && i*img < p1; i++ {
+		oy0 := max(0, (p0-i*img)/wd)
+		for oy := oy0; oy < oh; oy++ {
+			start := i*img + oy*wd
+			if start >= p1 {
+				break
 			}
+			ox0, ox1 := max(0, p0-start), min(ow, p1-start) // its outputs in the chunk
+			if ox0 >= ox1 {
+				continue
+			}
+			pr := pairsOf(sc.get(&sc.row, rowLen+16))
+			clear(pr[rowLen:])
 			a := dy[((2*i)*oh+oy)*rowLen:][:rowLen]
 			var b []float32
 			if 2*i+1 < s.N {
 				b = dy[((2*i+1)*oh+oy)*rowLen:][:rowLen]
 			}
-			pairOrZero(pr[:rowLen], a, b)
-			_ = dyt[(blocks*16-1)*npos+start+ow-1]
-			for ob := range blocks {
-				for ox0 := 0; ox0 < ow; ox0 += 16 {
-					n := min(16, ow-ox0)
-					src, stride := unsafe.Pointer(&pr[ox0*s.OC+ob*16]), 4*s.OC
-					if n < 16 { // the row's last pixels: their block, read from a copy
+			pairOrZero(pr[ox0*s.OC:ox1*s.OC], a[ox0*s.OC:ox1*s.OC], sliceOrNil(b, ox0*s.OC, ox1*s.OC))
+			for ob := b0; ob < b1; ob++ {
+				for ox := ox0; ox < ox1; ox += 16 {
+					n := min(16, ox1-ox)
+					src, srcStride := unsafe.Pointer(&pr[ox*s.OC+ob*16]), 4*s.OC
+					if n < 16 { // the last pixels: their block, read from a copy
 						for k := range n {
-							copy(blk[k*16:k*16+16], pr[(ox0+k)*s.OC+ob*16:])
+							copy(blk[k*16:k*16+16], pr[(ox+k)*s.OC+ob*16:])
 						}
-						src, stride = unsafe.Pointer(&blk[0]), 64
+						src, srcStride = unsafe.Pointer(&blk[0]), 64
 					}
-					transpose16x16(unsafe.Pointer(&dyt[ob*16*npos+start+ox0]), 4*npos, src, stride, uint16(1<<n-1))
-				}
-				for j := range 16 {
-					clear(dyt[(ob*16+j)*npos+start+ow : (ob*16+j)*npos+end])
+					_ = dyc[(ob*16+15)*stride+start+ox+n-1-p0]
+					transpose16x16(unsafe.Pointer(&dyc[ob*16*stride+start+ox-p0]), 4*stride, src, srcStride, uint16(1<<n-1))
 				}
 			}
 		}
-	})
+	}
 }
 
 // convUnfoldedAMXBF16 computes the convolution u (unfoldedBF16 of s) on

@@ -274,6 +274,15 @@ func TestConvAMXBF16(t *testing.T) {
 		{N: 3, H: 8, W: 8, C: 16, OC: 16, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 2, H: 8, W: 8, C: 16, OC: 32, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 1, H: 5, W: 6, C: 7, OC: 45, KH: 3, KW: 2, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1},
+		// Weight gradients of several chunks of positions (512 at most) a
+		// goroutine
+		// (chunks that start and end inside rows and images), unfolded
+		// rows and not.
+		{N: 5, H: 30, W: 29, C: 8, OC: 40, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 5, H: 26, W: 27, C: 40, OC: 33, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1},
+		// and tiles too large for a copy a goroutine: split by tiles, each
+		// staging every chunk.
+		{N: 4, H: 22, W: 22, C: 96, OC: 96, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 	}
 	fixed := len(shapes)
 	trials := 150
