@@ -4,6 +4,7 @@ package kernels
 
 import (
 	"maps"
+	"runtime"
 	"slices"
 	"sync"
 	"unsafe"
@@ -78,7 +79,7 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 			staged := (p1 - p0) * rowElems
 			reach := st*cp*(32*blocks-1) + taps[s.KH-1]/2 + s.KW*cp
 			bb := getBytes(2 * max(staged, reach))
-			buf := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(bb))), max(staged, reach))
+			buf := u16Of(bb)[:max(staged, reach)]
 			stage(buf[:staged], p0*rowElems, p1*rowElems)
 			clear(buf[staged:])
 			for b := range nb {
@@ -183,8 +184,7 @@ func convBackwardWeightAMXBF16(s0 ConvShape, x, dy, dw []float32) bool {
 	chunkFor := func(blocks int) int { return min(amxGradChunk, max(16, amxGradChunkBytes/(4*32*blocks)&^15)) }
 	chunk := chunkFor(no)
 	nch := (npos + chunk - 1) / chunk
-	p, _ := chunking(nch)
-	byChunks := p > 1 && 4*tileLen <= amxGradChunkBytes || no*nc == 1
+	byChunks := nch >= runtime.GOMAXPROCS(0) && 4*tileLen <= amxGradChunkBytes || no*nc == 1
 	if !byChunks { // a goroutine stages its share of the output blocks
 		pu, _ := chunkingBy(no*nc, 1)
 		chunk = chunkFor((no + pu - 1) / pu)
@@ -193,7 +193,7 @@ func convBackwardWeightAMXBF16(s0 ConvShape, x, dy, dw []float32) bool {
 	// The pixels of xp a chunk reads: st per position, the last tap's
 	// reach, and the next pixel where a block of 32 channels runs past C.
 	span := st*(chunk-1) + taps[ntaps-1]/(4*s.C) + 1 + (32*nc-1)/s.C
-	px := pairPixels{s0: s0, s: s, unfolded: unfolded, x: x, np: np, h: h, wd: wd}
+	xs := pairPixels{s0: s0, s: s, unfolded: unfolded, x: x, np: np, h: h, wd: wd}
 	cfg := unsafe.Pointer(&amxConfig[0])
 
 	// run adds chunks [c0, c1) of units [u0, u1) (output block u/nc, input
@@ -210,7 +210,7 @@ func convBackwardWeightAMXBF16(s0 ConvShape, x, dy, dw []float32) bool {
 		for c := c0; c < c1; c++ {
 			p0, p1 := c*chunk, min((c+1)*chunk, npos)
 			stageDYChunk(dyc, chunk, dy, s, np, img, wd, p0, p1, ob0, ob1, &scratch)
-			px.fill(xc, st*p0, st*p0+span, &scratch)
+			xs.fill(xc, st*p0, st*p0+span, &scratch)
 			for u := u0; u < u1; u++ {
 				ob, cb := u/nc, u%nc
 				amxBF16Grad32(cfg, unsafe.Pointer(&dyc[ob*32*chunk]), 4*chunk, unsafe.Pointer(&xc[cb*32]), 4*st*s.C, (p1-p0)/16,
@@ -289,6 +289,7 @@ func (p *pairScratch) get(b *[]float32, n int) []float32 {
 	return (*b)[:n]
 }
 
+// free gives the buffers back to the pool.
 func (p *pairScratch) free() {
 	for _, b := range [][]float32{p.row, p.pad} {
 		if b != nil {
@@ -423,7 +424,7 @@ func convUnfoldedAMXBF16(s, u ConvShape, x []float32, wp []uint32, y []float32, 
 	stage := func(dst []uint16, e0, e1 int) {
 		sb := getBytes(2 * wd * s.C)
 		defer putBytes(sb)
-		pad := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(sb))), wd*s.C)
+		pad := u16Of(sb)[:wd*s.C]
 		clear(pad)
 		for r := e0 / rowElems; r < e1/rowElems; r++ {
 			out := dst[r*rowElems-e0:][:rowElems]

@@ -46,8 +46,10 @@ const hasAMXBF16 = false
 // amxBF16OK: no AMX here (see bf16_amx_amd64.go).
 func amxBF16OK(s ConvShape) bool { return false }
 
+// amxChannels: the layout's channels off AMX (see bf16_amx_amd64.go).
 func amxChannels(s ConvShape) int { return (s.C + 1) &^ 1 }
 
+// convDirectAMXBF16 is never reached here (amxBF16OK is false).
 func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, pl outPlace, stage func([]uint16, int, int), cp, nb, blockPairs int) {
 	panic("kernels: no AMX on this platform")
 }
@@ -61,10 +63,12 @@ func convBackwardWeightAMXBF16(s ConvShape, x, dy, dw []float32) bool { return f
 // amxGradOK: no AMX here (see bf16_amx_amd64.go).
 func amxGradOK(s ConvShape) bool { return false }
 
+// convUnfoldedAMXBF16 is never reached here (AMXBF16 is false).
 func convUnfoldedAMXBF16(s, u ConvShape, x []float32, wp []uint32, y []float32, ep *convEpilogue) {
 	panic("kernels: no AMX on this platform")
 }
 
+// spreadRuns is never reached here (it runs where hasAMXBF16 holds).
 func spreadRuns(dst unsafe.Pointer, dstStride int, src unsafe.Pointer, srcStride, n, length, pad int) {
 	panic("kernels: no AVX512BW on this platform")
 }

@@ -49,10 +49,12 @@ func BF16Path() string {
 }
 
 // AMXBF16 reports whether the bfloat16 convolutions run on AMX tiles
-// (TDPBF16PS) now: the native path is on and the CPU has AMX-BF16, which
-// Linux grants the process, unless RESIDUAL_AMX=0. Those of 32 or more
-// output channels whose kernel rows are whole 32-value steps (ResNet's
-// after the stem) run there, on the forward pass and the data gradient.
+// (TDPBF16PS) now: the native path is on and the CPU has AMX-BF16 (and
+// AVX512BW), which Linux grants the process, unless RESIDUAL_AMX=0. Those
+// of one stride both ways that divides the padded image's pixels run
+// there, of any channel count: the forward pass and the data gradient
+// without horizontal dilation (strided data gradients by phases, without
+// dilation), the weight gradient with any (amxBF16OK, amxGradOK).
 func AMXBF16() bool { return hasAMXBF16 && bf16NativeOn() }
 
 // HasBF16 reports whether the CPU has AVX512-BF16 (VDPBF16PS), whatever
@@ -138,18 +140,14 @@ func ConvBackwardDataBF16(s ConvShape, dy, w, dx []float32) {
 
 // phasedDataOK reports whether a strided data gradient runs by phases on
 // the direct kernels (backwardDataPhasesBF16) rather than as a product and
-// col2im: when a phase's rows, OW pixels, fill a tile. Over shorter rows
-// the tiles are short and packing each phase's weights costs more
-// (ResNet-50 at batch 8, go test -bench 'ResNet50Grads/.*s2.*/data-bf16':
-// the 28- and 14-pixel layers 20–35% faster by phases, the 7-pixel ones
-// 5–13% slower). Where the phases run on AMX tiles (AMX-BF16, more than
-// 16 input channels, a multiple of 32 output ones: amxBF16OK of each
-// phase), whose sweep is not by rows, they win at every width (the
-// 7-pixel layers: 11.7 and 12.1 ms a call as a product, 2.7 and 3.0 by
-// phases).
-func phasedDataOK(s ConvShape) bool {
-	return s.OW() >= directMR || AMXBF16() && s.C > 16 && s.OC%32 == 0
-}
+// col2im: on AMX tiles, whose sweep is not by rows, always (ResNet-50's
+// 7-pixel stride-2 layers at batch 8: 11.7 and 12.1 ms a call as a
+// product, 2.7 and 3.0 by phases); on VDPBF16PS when a phase's rows, OW
+// pixels, fill a tile: over shorter rows the tiles are short and packing
+// each phase's weights costs more (ResNet-50 at batch 8, go test -bench
+// 'ResNet50Grads/.*s2.*/data-bf16': the 28- and 14-pixel layers 20–35%
+// faster by phases, the 7-pixel ones 5–13% slower).
+func phasedDataOK(s ConvShape) bool { return s.OW() >= directMR || AMXBF16() }
 
 // ConvBackwardDataAddBF16 is ConvBackwardDataAdd with bfloat16 operands
 // (the addition to dx in float32).

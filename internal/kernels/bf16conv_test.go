@@ -300,6 +300,26 @@ func TestConvAMXBF16(t *testing.T) {
 			shapes = append(shapes, s)
 		}
 	}
+	// The weight gradient's tiles also take horizontal dilation, which the
+	// forward tiles do not (amxGradOK).
+	for n := 0; n < trials/5; {
+		st := 1 + r.IntN(2)
+		s := ConvShape{N: 1 + r.IntN(3), H: 1 + r.IntN(12), W: 1 + r.IntN(14), C: 1 + r.IntN(40), OC: 1 + r.IntN(40),
+			KH: 1 + r.IntN(3), KW: 2 + r.IntN(2), SH: st, SW: st, DH: 1 + r.IntN(2), DW: 2 + r.IntN(2),
+			PT: r.IntN(3), PL: r.IntN(3), PB: r.IntN(3), PR: r.IntN(3)}
+		if s.Validate() != nil || s.OH() <= 0 || s.OW() <= 0 || !amxGradOK(s) {
+			continue
+		}
+		n++
+		x, dy := kt.RandF32(r, s.N*s.H*s.W*s.C), kt.RandF32(r, s.N*s.OH()*s.OW()*s.OC)
+		we, weR, wmag := bf16Refs(func(a, b, o []float64) { convBackwardWeightRef(s, a, b, o) }, x, dy, roundedF32(x), roundedF32(dy), s.KH*s.KW*s.C*s.OC)
+		dw := make([]float32, s.KH*s.KW*s.C*s.OC)
+		for i := range dw {
+			dw[i] = float32(math.NaN())
+		}
+		ConvBackwardWeightBF16(s, x, dy, dw)
+		checkBF16(t, fmt.Sprintf("dilated %+v weight", s), dw, we, weR, wmag, (s.N+1)*s.OH()*s.OW()+s.KH*s.KW+runtime.GOMAXPROCS(0))
+	}
 	gradShapes := 0
 	for i, s := range shapes {
 		if !amxBF16OK(s) {
@@ -361,9 +381,10 @@ func TestConvAMXBF16(t *testing.T) {
 			dw[i] = float32(math.NaN())
 		}
 		ConvBackwardWeightBF16(s, x, dy, dw)
-		// Two additions a pair of images (a zero image past an odd batch);
-		// the positions that are no output add exact zeros.
-		checkBF16(t, fmt.Sprintf("shape %d %+v weight", i, s), dw, we, weR, wmag, (s.N+1)*oh*ow+merges)
+		// Two additions a pair of images (a zero image past an odd batch),
+		// and the goroutines' partial sums; the positions that are no
+		// output add exact zeros.
+		checkBF16(t, fmt.Sprintf("shape %d %+v weight", i, s), dw, we, weR, wmag, (s.N+1)*oh*ow+merges+runtime.GOMAXPROCS(0))
 	}
 	if gradShapes < trials/2 {
 		t.Errorf("only %d shapes took the weight gradient's tiles", gradShapes)

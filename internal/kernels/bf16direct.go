@@ -300,7 +300,7 @@ func stagePixels(dst []uint16, src []float32, c, cp int) {
 	dst = dst[:npix*cp]
 	sb := getBytes(2 * len(src))
 	defer putBytes(sb)
-	tmp := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(sb))), len(src))
+	tmp := u16Of(sb)[:len(src)]
 	ToBF16(tmp, src)
 	if hasAMXBF16 && cp <= 64 { // AVX512BW's masked moves, a pixel each
 		spreadRuns(unsafe.Pointer(unsafe.SliceData(dst)), 2*cp, unsafe.Pointer(unsafe.SliceData(tmp)), 2*c, npix, 2*c, 2*cp)

@@ -139,7 +139,7 @@ func stageInput(stage func(buf []uint16, e0, e1 int), e0, e1 int) (buf []uint16,
 		return nil, nil, 0
 	}
 	bb = getBytes(2 * (e1 - e0))
-	buf = unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(bb))), e1-e0)
+	buf = u16Of(bb)
 	stage(buf, e0, e1)
 	return buf, bb, e0
 }
@@ -149,6 +149,11 @@ type directTile [directMR * 32]uint32
 
 // tilePool recycles the tasks' tiles.
 var tilePool = sync.Pool{New: func() any { return new(directTile) }}
+
+// u16Of views a byte buffer as its len/2 16-bit values (bfloat16).
+func u16Of(b []byte) []uint16 {
+	return unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/2)
+}
 
 // getBytes returns a pooled byte buffer of length n, not zeroed;
 // putBytes gives it back.
