@@ -28,9 +28,10 @@ func amxInt8Conv32(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, chunks int,
 func amxBF16Conv32(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, chunks int, c unsafe.Pointer, blocks int, taps unsafe.Pointer, ntaps int)
 
 // amxBF16Grad32 adds to noffs 32×32 float32 tiles at c (4,096 bytes
-// apart, rows 128; with load false, it writes them instead) the products of a's 32 rows of bfloat16 pairs (lda
-// bytes apart) by the 32 columns of pairs at b + offs[i] (rows ldb bytes
-// apart), steps·16 pairs long (amx_amd64.s).
+// apart, rows 128; with load false, it writes them instead) the products
+// of a's 32 rows of bfloat16 pairs (lda bytes apart) by the 32 columns of
+// pairs at b + offs[i] (rows ldb bytes apart), steps·16 pairs long
+// (amx_amd64.s).
 //
 //go:noescape
 func amxBF16Grad32(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, ldb int, steps int, c unsafe.Pointer, offs unsafe.Pointer, noffs int, load bool)

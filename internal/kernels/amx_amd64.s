@@ -7,7 +7,8 @@
 // TestAMXEncodings). Registers: AX the tile configuration, then the
 // second A tile's rows; SI the first A tile's; DX the A row stride; BX the
 // weights; CX 128, the weights' and the output tile's row stride; DI the
-// output tile.
+// output tile. (amxBF16Grad32: BX and CX the B operand and its row stride,
+// DI and R9 = 128 the accumulators'.)
 #define LDTILECFG_AX BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0x00
 #define TILEZERO_0 BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc0
 #define TILEZERO_1 BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc8

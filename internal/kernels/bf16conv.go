@@ -90,8 +90,8 @@ func ConvForwardBF16(s ConvShape, x, w, y []float32) {
 func ConvForwardEpilogueBF16(s ConvShape, x, w, y []float32, e ConvEpilogue[float32]) {
 	x, w = x[:s.N*s.H*s.W*s.C], w[:s.KH*s.KW*s.C*s.OC]
 	ep := epilogueOf(e, s.OC)
+	ep.direct = true
 	if u, ok := unfoldedBF16(s); ok {
-		ep.direct = true
 		l := bf16DirectKernels.layout(u)
 		wbuf, wp := directWeightsBF16(u, l)
 		defer putBytes(wbuf)
@@ -99,7 +99,6 @@ func ConvForwardEpilogueBF16(s ConvShape, x, w, y []float32, e ConvEpilogue[floa
 		convUnfoldedAMXBF16(s, u, x, wp, y, ep)
 		return
 	}
-	ep.direct = true
 	if bf16NativeOn() {
 		if bf16DirectOK(s) {
 			convForwardDirectBF16(s, x, w, y, ep, bf16DirectKernels)
@@ -190,10 +189,9 @@ func ConvBackwardWeightBF16(s ConvShape, x, dy, dw []float32) {
 
 // unfoldedBF16 reports whether s runs on AMX tiles as the convolution of
 // its input unfolded along rows (convUnfoldedAMXBF16 and
-// convBackwardWeightAMXBF16 unfold as they stage), and returns that
-// shape u: a
-// kernel row of s reads KW pixels of C channels, so where KW·C fits one
-// 32-value step (ResNet's stem: 7·3 = 21), u reads one pixel of KW·C
+// convBackwardWeightAMXBF16 unfold as they stage), and returns that shape
+// u: a kernel row of s reads KW pixels of C channels, so where KW·C fits
+// one 32-value step (ResNet's stem: 7·3 = 21), u reads one pixel of KW·C
 // channels (C = KW·C, KW = 1, the columns' padding inside the unfolded
 // pixels), and pads it to 32 values instead of padding each of the KW
 // pixels (a tenth of the stem's products were real). The weights

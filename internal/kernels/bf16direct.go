@@ -63,10 +63,11 @@ func (k bf16DirectSet) of(nr int) []bf16DirectKernel {
 // convForwardDirectBF16 is ConvForwardEpilogueBF16 on direct kernels
 // (kern: the VDPBF16PS ones, or their Go models in the tests), the
 // bfloat16 counterpart of int8ConvDirect: the input converted once to
-// bfloat16 inside a border of zeros (an odd channel count padded with a
-// zero channel, so that a kernel row is KW·C/2 whole pairs and no read
-// strays outside the receptive field, where a zero weight times an
-// infinity would make a NaN), the weights packed by kernel rows, the
+// bfloat16 inside a border of zeros (its channels padded with zeros to
+// the layout's cp — an odd count gets one, AMX tiles whole 32-value kernel
+// rows — so that a kernel row is whole pairs or steps and no read strays
+// outside the receptive field, where a zero weight times an infinity would
+// make a NaN), the weights packed by kernel rows, the
 // tiles of sweepDirect, and the epilogue applied to each tile in float32. Horizontal
 // dilation is not supported (bf16DirectOK).
 func convForwardDirectBF16(s ConvShape, x, w, y []float32, ep *convEpilogue, kern bf16DirectSet) {
