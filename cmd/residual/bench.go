@@ -54,8 +54,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			continue
 		}
-		fmt.Fprintf(stdout, "%-16s %9.1f %-7s (min %.1f, max %.1f; %d runs, %d threads, %s kernels)",
-			r.Name, r.Median, r.Unit, r.Min, r.Max, r.Runs, r.Threads, r.Kernels)
+		kern := r.Kernels + " kernels"
+		if r.BF16Path != "" {
+			kern += ", bf16 " + r.BF16Path // on AMX tiles, VDPBF16PS, or emulated
+		}
+		fmt.Fprintf(stdout, "%-16s %9.1f %-7s (min %.1f, max %.1f; %d runs, %d threads, %s)",
+			r.Name, r.Median, r.Unit, r.Min, r.Max, r.Runs, r.Threads, kern)
 		if r.Batch > 0 {
 			fmt.Fprintf(stdout, "  batch %d", r.Batch)
 		}

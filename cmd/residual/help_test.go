@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/residual-nn/residual/internal/kernels"
 )
 
 // TestHelp: help goes to standard output with status 0 and shows each
@@ -68,7 +70,8 @@ func TestHelp(t *testing.T) {
 	}
 }
 
-// TestVersion: the Go version and platform and the kernel level; the module
+// TestVersion: the Go version and platform, the kernel level and the int8
+// and bf16 paths (kernels.ActiveInt8, kernels.BF16Path); the module
 // version and revision read "(unknown)" in a test binary, which carries no
 // build information of the main module (TestSignals checks a built binary).
 func TestVersion(t *testing.T) {
@@ -76,7 +79,8 @@ func TestVersion(t *testing.T) {
 	if code := run(context.Background(), []string{"version"}, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
-	for _, want := range []string{"residual ", "revision ", runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH, "kernels  "} {
+	for _, want := range []string{"residual ", "revision ", runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH, "kernels  ",
+		"int8     " + kernels.ActiveInt8().String(), "bf16     " + kernels.BF16Path() + "\n"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("version lacks %q:\n%s", want, stdout.String())
 		}

@@ -41,7 +41,11 @@ func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) erro
 			revision += " (" + time + modified + ")"
 		}
 	}
-	fmt.Fprintf(stdout, "residual %s\nrevision %s\ngo       %s %s/%s\nkernels  %s\ncpus     %d\n",
-		version, revision, runtime.Version(), runtime.GOOS, runtime.GOARCH, kernels.Active(), runtime.NumCPU())
+	int8 := kernels.ActiveInt8().String()
+	if kernels.AMX() {
+		int8 += "+amx"
+	}
+	fmt.Fprintf(stdout, "residual %s\nrevision %s\ngo       %s %s/%s\nkernels  %s\nint8     %s\nbf16     %s\ncpus     %d\n",
+		version, revision, runtime.Version(), runtime.GOOS, runtime.GOARCH, kernels.Active(), int8, kernels.BF16Path(), runtime.NumCPU())
 	return nil
 }
