@@ -20,7 +20,7 @@
 //	residual serve --repository DIR [flags]
 //	residual bench [flags] [NAME...]       images/s of the standard workloads
 //	residual experiment [flags] NAME       the experiments on why residual networks work
-//	residual version                       module version, VCS revision, Go version, kernel level
+//	residual version                       module version, VCS revision, Go version, kernel level, int8 and bf16 paths
 //	residual help [COMMAND]                list the commands, or one command's usage and flags
 //
 // 'residual help COMMAND' and 'residual COMMAND -h' print a command's usage
@@ -59,7 +59,7 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"version":    {"print the module version, VCS revision, Go version and kernel level", runVersion},
+	"version":    {"print the module version, VCS revision, Go version, kernel level and int8 and bf16 paths", runVersion},
 	"bench":      {"measure images/s of the standard workloads (see docs/PERFORMANCE.md)", runBench},
 	"demo":       {"fit a small residual MLP to sin(3x) and print the loss falling", runDemo},
 	"summary":    {"list a model's layers, output shapes, parameters and multiply-adds", runSummary},
