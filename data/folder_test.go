@@ -603,16 +603,22 @@ func TestFolderOrderIsImageFolders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []string
-	for _, f := range d.Files {
-		rel, _ := filepath.Rel(dir, f)
-		got = append(got, filepath.ToSlash(rel))
-	}
+	got := relFiles(dir, d.Files)
 	// torchvision.datasets.ImageFolder(dir).samples, checked with 0.14.
 	want := []string{"c/z.png", "c/a/w.png", "c/a-b/y.png", "c/a/b/v.png", "c/a/b/x.png"}
 	if !slices.Equal(got, want) {
 		t.Errorf("files %v, ImageFolder's %v", got, want)
 	}
+}
+
+// relFiles returns files relative to root, with forward slashes.
+func relFiles(root string, files []string) []string {
+	var rel []string
+	for _, f := range files {
+		r, _ := filepath.Rel(root, f)
+		rel = append(rel, filepath.ToSlash(r))
+	}
+	return rel
 }
 
 // TestFolderFollowsLinks: links to folders inside a class folder are
@@ -637,11 +643,7 @@ func TestFolderFollowsLinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []string
-	for _, f := range d.Files {
-		rel, _ := filepath.Rel(root, f)
-		got = append(got, filepath.ToSlash(rel))
-	}
+	got := relFiles(root, d.Files)
 	// torchvision.datasets.ImageFolder(root).samples (0.14), without the
 	// loop.
 	want := []string{"c/m.png", "c/z.png", "c/a/file.png", "c/a/w.png", "c/a/zlink/o.png", "c/a/zlink/deep/p.png", "c/link/o.png", "c/link/deep/p.png"}

@@ -3,10 +3,7 @@
 package kernels
 
 import (
-	"maps"
 	"runtime"
-	"slices"
-	"sync"
 	"unsafe"
 )
 
@@ -220,26 +217,22 @@ func convBackwardWeightAMXBF16(s0 ConvShape, x, dy, dw []float32) bool {
 	}
 	var acc []float32
 	if byChunks {
-		// By chunks: each goroutine its own tiles, summed in order.
-		var mu sync.Mutex
-		parts := map[int][]float32{}
+		// By chunks: each goroutine its own tiles (at its first chunk's
+		// index), summed in the chunks' order.
+		parts := make([][]float32, nch)
 		parallelForEach(nch, func(lo, hi int) {
-			part := getBuf(tileLen)
-			run(lo, hi, 0, no*nc, part)
-			mu.Lock()
-			parts[lo] = part
-			mu.Unlock()
+			parts[lo] = getBuf(tileLen)
+			run(lo, hi, 0, no*nc, parts[lo])
 		})
-		keys := slices.Sorted(maps.Keys(parts))
-		acc = parts[keys[0]]
-		for _, k := range keys[1:] {
-			part := parts[k]
-			parallelFor(tileLen/1024, func(lo, hi int) {
-				for i := lo * 1024; i < hi*1024; i++ {
-					acc[i] += part[i]
-				}
-			})
-			putBuf(part)
+		for _, part := range parts {
+			switch {
+			case part == nil:
+			case acc == nil:
+				acc = part
+			default:
+				Add(acc, part, acc)
+				putBuf(part)
+			}
 		}
 	} else {
 		acc = getBuf(tileLen)
@@ -419,23 +412,16 @@ func stageDYChunk(dyc []uint32, stride int, dy []float32, s ConvShape, np, img, 
 // up to u's cp (spreadRuns).
 func convUnfoldedAMXBF16(s, u ConvShape, x []float32, wp []uint32, y []float32, ep *convEpilogue) {
 	l := bf16DirectKernels.layout(u)
-	h, wd := u.H+u.PT+u.PB, s.W+s.PL+s.PR
-	rowElems := u.W * l.cp
+	wd := s.W + s.PL + s.PR
 	stage := func(dst []uint16, e0, e1 int) {
 		sb := getBytes(2 * wd * s.C)
 		defer putBytes(sb)
 		pad := u16Of(sb)[:wd*s.C]
 		clear(pad)
-		for r := e0 / rowElems; r < e1/rowElems; r++ {
-			out := dst[r*rowElems-e0:][:rowElems]
-			img, iy := r/h, r%h-s.PT
-			if iy < 0 || iy >= s.H {
-				clear(out)
-				continue
-			}
-			ToBF16(pad[s.PL*s.C:(s.PL+s.W)*s.C], x[(img*s.H+iy)*s.W*s.C:][:s.W*s.C])
-			spreadRuns(unsafe.Pointer(&out[0]), 2*l.cp, unsafe.Pointer(&pad[0]), 2*s.C, u.W, 2*u.C, 2*l.cp)
-		}
+		stageRows(s, x, dst, e0, e1, u.W*l.cp, func(row []uint16, src []float32) {
+			ToBF16(pad[s.PL*s.C:(s.PL+s.W)*s.C], src)
+			spreadRuns(unsafe.Pointer(&row[0]), 2*l.cp, unsafe.Pointer(&pad[0]), 2*s.C, u.W, 2*u.C, 2*l.cp)
+		})
 	}
 	nb := (u.OC + l.nr - 1) / l.nr
 	convDirectAMXBF16(u, wp, y, ep, unplaced(u), stage, l.cp, nb, u.KH*u.KW*l.cp/2*l.nr)

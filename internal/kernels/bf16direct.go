@@ -223,15 +223,8 @@ func convDirectPlacedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep
 		case s.PT|s.PB|s.PL|s.PR == 0 && cp == s.C: // the input's own layout
 			ToBF16(dst, x[e0:e1])
 		case e0%rowElems == 0 && e1%rowElems == 0: // padded rows r of N·h
-			for r := e0 / rowElems; r < e1/rowElems; r++ {
-				row := dst[r*rowElems-e0:][:rowElems]
-				img, iy := r/h, r%h-s.PT
-				if iy < 0 || iy >= s.H {
-					clear(row)
-					continue
-				}
+			stageRows(s, x, dst, e0, e1, rowElems, func(row []uint16, src []float32) {
 				clear(row[:s.PL*cp])
-				src := x[(img*s.H+iy)*s.W*s.C : (img*s.H+iy+1)*s.W*s.C]
 				in := row[s.PL*cp : (s.PL+s.W)*cp]
 				if cp == s.C {
 					ToBF16(in, src)
@@ -239,7 +232,7 @@ func convDirectPlacedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep
 					stagePixels(in, src, s.C, cp)
 				}
 				clear(row[(s.PL+s.W)*cp:])
-			}
+			})
 		default: // a flat sweep's pixels, channels padded
 			stagePixels(dst[:e1-e0], x[e0/cp*s.C:e1/cp*s.C], s.C, cp)
 		}
@@ -289,6 +282,22 @@ func convDirectPlacedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep
 		}
 		epilogueTileGo(ep, tile, yat, mr, ys, n0, n1-n0, y)
 	})
+}
+
+// stageRows stages the padded rows [e0, e1)/rowElems of s's input x (N
+// images of H+PT+PB rows, rowElems values each) into dst: zeros for a
+// border row, fill(row, src) for one of the image's rows src.
+func stageRows(s ConvShape, x []float32, dst []uint16, e0, e1, rowElems int, fill func(row []uint16, src []float32)) {
+	h := s.H + s.PT + s.PB
+	for r := e0 / rowElems; r < e1/rowElems; r++ {
+		row := dst[r*rowElems-e0:][:rowElems]
+		img, iy := r/h, r%h-s.PT
+		if iy < 0 || iy >= s.H {
+			clear(row)
+			continue
+		}
+		fill(row, x[(img*s.H+iy)*s.W*s.C:][:s.W*s.C])
+	}
 }
 
 // stagePixels converts pixels of c channels (src) to bfloat16 pixels of cp
