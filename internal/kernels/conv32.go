@@ -29,7 +29,7 @@ func convForwardFast(s ConvShape, x, w, y []float32, ep *convEpilogue, pw *Packe
 	if pw.fits(s, k) {
 		pre = pw.wino
 	}
-	if !ep.isDirect() && winoConv(s, src, ep, x, y, pre) {
+	if !ep.isDirect() && winoWorthwhile(s) && winoConv(s, src, ep, x, y, pre) {
 		return true
 	}
 	p := &convPlan{N: s.N, H: s.H, W: s.W, C: s.C, OC: s.OC, KH: s.KH, KW: s.KW, SH: s.SH, SW: s.SW, DH: s.DH, DW: s.DW,
@@ -41,6 +41,12 @@ func convForwardFast(s ConvShape, x, w, y []float32, ep *convEpilogue, pw *Packe
 	}
 	p.run(x, y)
 	return true
+}
+
+// winoWorthwhile reports whether forward convolution s has the outputs
+// to repay the Winograd path's weights (see winoMinOutputs).
+func winoWorthwhile(s ConvShape) bool {
+	return s.N*s.OH()*s.OW() >= winoMinOutputs || s.KH*s.KW*s.C*s.OC*4 <= maxCachedWeights
 }
 
 // convForwardNarrow computes a convolution whose output channels are not

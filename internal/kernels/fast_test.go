@@ -59,6 +59,11 @@ func convShapes(r *rand.Rand) []ConvShape {
 		// rows in runs of three by channel groups (two threads; a row's input is 60 KB).
 		{N: 2, H: 7, W: 7, C: 1024, OC: 32, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
 		{N: 1, H: 11, W: 40, C: 128, OC: 64, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		// More weights than input (runSegments by groups): a 1×1 GEMM
+		// view of 12 pixels to 256 channels, and a strided 3×3 over
+		// three rows.
+		{N: 1, H: 3, W: 4, C: 64, OC: 256, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
+		{N: 1, H: 6, W: 5, C: 96, OC: 160, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		// Output channels not a multiple of the vector width (a narrow
 		// network, a U-Net's head to its classes, a strided 1×1 of 20):
 		// the forward pass and the weight gradient pad them
@@ -103,11 +108,12 @@ func TestRow3KernelsRunTheInterior(t *testing.T) {
 func TestFastConvMatchesReference(t *testing.T) {
 	for _, wino := range []bool{false, true} {
 		// Without Winograd, the direct kernels compute every shape;
-		// with it, the stride-1 3×3 ones with 16k channels take it.
+		// with it, the stride-1 3×3 ones with 16k channels take it,
+		// however few their outputs.
 		t.Run(fmt.Sprintf("winograd=%v", wino), func(t *testing.T) {
-			prev := winograd
-			winograd = wino
-			defer func() { winograd = prev }()
+			prev, prevMin := winograd, winoMinOutputs
+			winograd, winoMinOutputs = wino, 0
+			defer func() { winograd, winoMinOutputs = prev, prevMin }()
 			testFastConv(t)
 		})
 	}
@@ -641,6 +647,65 @@ func TestConvEpilogueInPlace(t *testing.T) {
 			pb := PackConvBF16(s, w)
 			check(fmt.Sprintf("bf16 %s/%d %+v packed", way.name, i, s), func(y []float32, e ConvEpilogue[float32]) { ConvForwardPackedBF16(s, x, w, pb, y, e) }, e, n)
 			restore()
+		}
+	}
+}
+
+// TestSegmentingCoversOnce checks runSegments' jobs: every output of the
+// interior and every channel block exactly once, for random shapes and
+// job counts; and that where the weights outweigh the input (ResNet-50's
+// last stages at batch 1) each goroutine's jobs read each block's weights
+// in one pass, where cutting the rows into segments read them four times.
+func TestSegmentingCoversOnce(t *testing.T) {
+	if detect() < AVX2 {
+		t.Skip("runSegments runs the assembly kernels; this CPU has neither AVX2 nor AVX-512")
+	}
+	r := rand.New(rand.NewPCG(41, 42))
+	plan := func(s ConvShape) (*convPlan, colRun) {
+		k, bs, _ := fastBlocks(s.OC)
+		p := &convPlan{N: s.N, H: s.H, W: s.W, C: s.C, OC: s.OC, KH: s.KH, KW: s.KW, SH: s.SH, SW: s.SW, DH: s.DH, DW: s.DW,
+			OffH: -s.PT, OffW: -s.PL, OH: s.OH(), OW: s.OW(), YH: s.OH(), YW: s.OW(), YSH: 1, YSW: 1, k: k, blocks: bs,
+			wp: make([]float32, s.KH*s.KW*s.C*s.OC)}
+		p.gemmView()
+		g := p.geometry()
+		return p, g.runs[g.main]
+	}
+	for i := range 300 {
+		k := 1 + 2*r.IntN(2)
+		st, pad := 1+r.IntN(2), r.IntN(k)
+		s := ConvShape{N: 1 + r.IntN(3), H: k + r.IntN(20), W: k + r.IntN(20), C: 16 * (1 + r.IntN(40)), OC: 16 * (1 + r.IntN(40)),
+			KH: k, KW: k, SH: st, SW: st, DH: 1, DW: 1, PT: pad, PL: pad, PB: pad, PR: pad}
+		p, cm := plan(s)
+		want := 1 + r.IntN(40)
+		g := p.segmenting(cm, want)
+		nbl := len(p.blocks)
+		seen := make([]int, g.total*nbl)
+		for j := range g.segs * g.groups {
+			sg, gr := j/g.groups, j%g.groups
+			if g.byGroup {
+				sg, gr = j%g.segs, j/g.segs
+			}
+			for o := sg * g.seg; o < min((sg+1)*g.seg, g.total); o++ {
+				for bi := gr * nbl / g.groups; bi < (gr+1)*nbl/g.groups; bi++ {
+					seen[o*nbl+bi]++
+				}
+			}
+		}
+		for o, n := range seen {
+			if n != 1 {
+				t.Fatalf("%d: %+v, %d jobs wanted: %+v: output %d, block %d computed %d times", i, s, want, g, o/nbl, o%nbl, n)
+			}
+		}
+	}
+	// ResNet-50's 3×3 stride-2 layer of its last stage and a 1×1 layer
+	// from 2048 channels at batch 1, on two goroutines (8 jobs).
+	for _, s := range []ConvShape{
+		{N: 1, H: 14, W: 14, C: 512, OC: 512, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 1, H: 7, W: 7, C: 2048, OC: 512, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
+	} {
+		p, cm := plan(s)
+		if g := p.segmenting(cm, 8); !g.byGroup || g.segs != 1 || g.groups != 8 {
+			t.Errorf("%+v: %+v, want the blocks in 8 groups over one segment", s, g)
 		}
 	}
 }

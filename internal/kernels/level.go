@@ -39,6 +39,23 @@ var active = func() Level {
 // kernels, whose sums round like the reference's.
 var winograd = os.Getenv("RESIDUAL_WINOGRAD") != "0"
 
+// winoMinOutputs is the fewest outputs (N·OH·OW) for which a forward
+// convolution whose weights do not stay in cache (over maxCachedWeights)
+// takes the Winograd path: its transformed weights are 16/9 of the
+// direct kernels' (F(2×2, 3×3)), read from memory once a call, which a
+// few outputs' saved products do not repay. Inside a ResNet-50 inference
+// pass (its weights cold), the 3×3 layers of 256 channels at 14×14 ran
+// 1.05 ms on the Winograd path and 0.81 on the direct kernels at batch 1
+// (196 outputs), 1.54 against 1.41 at batch 2 and 2.31 against 2.73 at
+// batch 4; those of 512 channels at 7×7 ran level at batch 8 (392
+// outputs), where training steps were 4% faster with them on the
+// Winograd path; those of 128 channels at 28×28 (784 outputs at batch 1)
+// ran 20% faster on it. The choice depends on the batch, so a network's
+// outputs for an image at batch 1 may differ in the last bits from its
+// outputs for the same image in a larger batch. Tests set it to 0 to run
+// small shapes on the Winograd path.
+var winoMinOutputs = 256
+
 // Active returns the kernel level in use.
 func Active() Level { return active }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	kt "github.com/residual-nn/residual/internal/kernels/kernelstest"
@@ -25,9 +26,7 @@ func TestWinogradMatchesReference(t *testing.T) {
 	}
 	for _, tc := range winoCases() {
 		t.Run(fmt.Sprintf("%v/F4x4=%v", tc.l, tc.four), func(t *testing.T) {
-			prev, prevW, prev4 := SetLevel(tc.l), winograd, winograd4
-			winograd, winograd4 = true, tc.four // even under RESIDUAL_WINOGRAD=0 or 2
-			defer func() { SetLevel(prev); winograd, winograd4 = prevW, prev4 }()
+			defer tc.set()()
 			testWinograd(t, tc.four)
 		})
 	}
@@ -37,6 +36,16 @@ func TestWinogradMatchesReference(t *testing.T) {
 type winoCase struct {
 	l    Level
 	four bool
+}
+
+// set puts the kernels on c's level with the Winograd path on, F(4×4,
+// 3×3) tiles as c says and no least number of outputs (even under
+// RESIDUAL_WINOGRAD=0 or 2, and for the tests' small shapes), and
+// returns what puts them back.
+func (c winoCase) set() (restore func()) {
+	prev, prevW, prev4, prevMin := SetLevel(c.l), winograd, winograd4, winoMinOutputs
+	winograd, winograd4, winoMinOutputs = true, c.four, 0
+	return func() { SetLevel(prev); winograd, winograd4, winoMinOutputs = prevW, prev4, prevMin }
 }
 
 // winoCases are the levels this CPU runs, each with F(2×2, 3×3) tiles
@@ -188,11 +197,8 @@ func TestWinogradPropagatesNonFinite(t *testing.T) {
 		t.Skip("the Winograd path needs AVX2 or AVX-512; this CPU has neither")
 	}
 	for _, tc := range winoCases() {
-		l, four := tc.l, tc.four
-		t.Run(fmt.Sprintf("%v/F4x4=%v", l, four), func(t *testing.T) {
-			prev, prevW, prev4 := SetLevel(l), winograd, winograd4
-			winograd, winograd4 = true, four
-			defer func() { SetLevel(prev); winograd, winograd4 = prevW, prev4 }()
+		t.Run(fmt.Sprintf("%v/F4x4=%v", tc.l, tc.four), func(t *testing.T) {
+			defer tc.set()()
 			r := rand.New(rand.NewPCG(23, 24))
 			// The second shape's weight gradient goes position by
 			// position and its data gradient in F(2×2) passes, at
@@ -288,9 +294,7 @@ func TestPackConvTransformsWinogradWeights(t *testing.T) {
 	r := rand.New(rand.NewPCG(31, 32))
 	for _, tc := range winoCases() {
 		t.Run(fmt.Sprintf("%v/F4x4=%v", tc.l, tc.four), func(t *testing.T) {
-			prev, prevW, prev4 := SetLevel(tc.l), winograd, winograd4
-			winograd, winograd4 = true, tc.four
-			defer func() { SetLevel(prev); winograd, winograd4 = prevW, prev4 }()
+			defer tc.set()()
 			for _, s := range []ConvShape{
 				{N: 1, H: 8, W: 8, C: 64, OC: 64},
 				{N: 1, H: 7, W: 6, C: 160, OC: 176}, // two passes
@@ -319,5 +323,37 @@ func TestPackConvTransformsWinogradWeights(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestWinogradDeclinesFewOutputs checks winoMinOutputs: a 3×3 convolution
+// with weights over maxCachedWeights (ResNet-50's 256 channels) computes
+// few outputs on the direct kernels, the same bits as with the Winograd
+// path off, and many on the Winograd path; one with weights in cache
+// takes the Winograd path at any batch.
+func TestWinogradDeclinesFewOutputs(t *testing.T) {
+	if detect() < AVX2 {
+		t.Skip("the Winograd path needs AVX2 or AVX-512; this CPU has neither")
+	}
+	r := rand.New(rand.NewPCG(43, 44))
+	for _, c := range []struct {
+		n, c    int
+		winoWay bool
+	}{{1, 256, false}, {5, 256, false}, {6, 256, true}, {1, 64, true}} {
+		s := ConvShape{N: c.n, H: 7, W: 7, C: c.c, OC: c.c, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}
+		x, w := kt.RandF32(r, s.N*s.H*s.W*s.C), kt.RandF32(r, 9*s.C*s.OC)
+		run := func(wino bool) []float32 {
+			prev := winograd
+			winograd = wino
+			defer func() { winograd = prev }()
+			y := make([]float32, s.N*s.OH()*s.OW()*s.OC)
+			ConvForwardPacked(s, x, w, PackConv(s, w), y, ConvEpilogue[float32]{})
+			return y
+		}
+		direct, got := run(false), run(true)
+		if same := slices.Equal(got, direct); same == c.winoWay {
+			t.Errorf("batch %d of %d channels (%d outputs): same bits as the direct kernels %v, want %v",
+				c.n, c.c, s.N*s.OH()*s.OW(), same, !c.winoWay)
+		}
 	}
 }
