@@ -57,11 +57,8 @@ func BatchNormTrainForward(m, c int, x, gamma, beta, y, mean, invStd, runMean, r
 	// deviation into NaN (Inf − Inf), where the reference's mean is ±Inf:
 	// such channels are shifted by 0.
 	k := x[:c]
-	for _, v := range k {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			k = finiteOrZero(k)
-			break
-		}
+	if !allFinite(k) {
+		k = finiteOrZero(k)
 	}
 	sk := chanSums32(x, nil, nil, nil, m, c, k)
 	sq, mu := sk[:c], sk[c:] // Σ (x − mean)², and the mean in place of Σ (x − K)

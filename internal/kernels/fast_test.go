@@ -106,14 +106,16 @@ func TestRow3KernelsRunTheInterior(t *testing.T) {
 }
 
 func TestFastConvMatchesReference(t *testing.T) {
-	for _, wino := range []bool{false, true} {
-		// Without Winograd, the direct kernels compute every shape;
-		// with it, the stride-1 3×3 ones with 16k channels take it,
-		// however few their outputs.
-		t.Run(fmt.Sprintf("winograd=%v", wino), func(t *testing.T) {
-			prev, prevMin := winograd, winoMinOutputs
-			winograd, winoMinOutputs = wino, 0
-			defer func() { winograd, winoMinOutputs = prev, prevMin }()
+	for _, c := range []struct{ wino, unfold bool }{{false, false}, {false, true}, {true, true}} {
+		// Without Winograd, the direct kernels compute every shape, in
+		// tiles along the rows or, with unfolding, those with narrow
+		// rows and few outputs as one matrix product; with Winograd,
+		// the stride-1 3×3 ones with 16k channels take it, however few
+		// their outputs.
+		t.Run(fmt.Sprintf("winograd=%v/unfold=%v", c.wino, c.unfold), func(t *testing.T) {
+			prev, prevMin, prevU := winograd, winoMinOutputs, unfolding
+			winograd, winoMinOutputs, unfolding = c.wino, 0, c.unfold
+			defer func() { winograd, winoMinOutputs, unfolding = prev, prevMin, prevU }()
 			testFastConv(t)
 		})
 	}
@@ -707,5 +709,52 @@ func TestSegmentingCoversOnce(t *testing.T) {
 		if g := p.segmenting(cm, 8); !g.byGroup || g.segs != 1 || g.groups != 8 {
 			t.Errorf("%+v: %+v, want the blocks in 8 groups over one segment", s, g)
 		}
+	}
+}
+
+// TestUnfoldNarrowRows checks where unfold lays a convolution out as one
+// matrix product (ResNet-50's 7×7 layers at batch 1, not its 14×14 ones
+// nor a batch of 8 of the 7×7 ones, nor a 1×1 one), and that the product,
+// with a whole epilogue, agrees with the reference (kt.CloseTo's bound)
+// on those and on shapes with padding on every side, unequal strides and
+// dilations (TestFastConvMatchesReference runs its shapes both ways).
+func TestUnfoldNarrowRows(t *testing.T) {
+	if detect() < AVX2 {
+		t.Skip("unfold feeds the assembly kernels; this CPU has neither AVX2 nor AVX-512")
+	}
+	r := rand.New(rand.NewPCG(45, 46))
+	for _, l := range levels() {
+		prev := SetLevel(l)
+		maxTile := use.k.maxConv[1]
+		for _, c := range []struct {
+			s    ConvShape
+			want bool
+		}{
+			{ConvShape{N: 1, H: 7, W: 7, C: 512, OC: 512, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}, 7 < maxTile},
+			{ConvShape{N: 1, H: 14, W: 14, C: 512, OC: 512, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}, 7 < maxTile},
+			{ConvShape{N: 8, H: 7, W: 7, C: 512, OC: 512, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}, false},
+			{ConvShape{N: 1, H: 14, W: 14, C: 256, OC: 256, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}, false},
+			{ConvShape{N: 1, H: 7, W: 7, C: 512, OC: 2048, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1}, false},
+			{ConvShape{N: 2, H: 6, W: 5, C: 48, OC: 64, KH: 3, KW: 2, SH: 1, SW: 2, DH: 2, DW: 1, PT: 2, PL: 1, PB: 1, PR: 0}, true},
+			{ConvShape{N: 3, H: 4, W: 4, C: 16, OC: 32, KH: 5, KW: 5, SH: 1, SW: 1, DH: 1, DW: 1, PT: 2, PL: 2, PB: 2, PR: 2}, true},
+		} {
+			s := c.s
+			x := kt.RandF32(r, s.N*s.H*s.W*s.C)
+			ok := unfolds(s, maxTile)
+			if ok != c.want {
+				t.Errorf("%v %+v: unfolded %v, want %v", l, s, ok, c.want)
+			}
+			if !ok {
+				continue
+			}
+			w := kt.RandF32(r, s.KH*s.KW*s.C*s.OC)
+			n := s.N * s.OH() * s.OW() * s.OC
+			e := ConvEpilogue[float32]{Scale: kt.RandF32(r, s.OC), Shift: kt.RandF32(r, s.OC), Skip: kt.RandF32(r, n), ReLU: true}
+			got, want := make([]float32, n), make([]float32, n)
+			ConvForwardPacked(s, x, w, PackConv(s, w), got, e)
+			convForwardEpilogueRef(s, x, w, want, e)
+			kt.CloseTo(t, fmt.Sprintf("%v %+v unfolded", l, s), got, want)
+		}
+		SetLevel(prev)
 	}
 }
