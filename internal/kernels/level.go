@@ -49,11 +49,12 @@ var winograd = os.Getenv("RESIDUAL_WINOGRAD") != "0"
 // (196 outputs), 1.54 against 1.41 at batch 2 and 2.31 against 2.73 at
 // batch 4; those of 512 channels at 7×7 ran level at batch 8 (392
 // outputs), where training steps were 4% faster with them on the
-// Winograd path; those of 128 channels at 28×28 (784 outputs at batch 1)
-// ran 20% faster on it. The choice depends on the batch, so a network's
-// outputs for an image at batch 1 may differ in the last bits from its
-// outputs for the same image in a larger batch. Tests set it to 0 to run
-// small shapes on the Winograd path.
+// Winograd path (so the threshold lets 392 outputs through, batch 2's
+// 14×14 layers with them); those of 128 channels at 28×28 (784 outputs
+// at batch 1) ran 20% faster on it. The choice depends on the batch, so
+// a network's outputs for an image at batch 1 may differ in the last
+// bits from its outputs for the same image in a larger batch. Tests set
+// it to 0 to run small shapes on the Winograd path.
 var winoMinOutputs = 256
 
 // Active returns the kernel level in use.
