@@ -46,16 +46,15 @@ var winograd = os.Getenv("RESIDUAL_WINOGRAD") != "0"
 // few outputs' saved products do not repay. Inside a ResNet-50 inference
 // pass (its weights cold), the 3×3 layers of 256 channels at 14×14 ran
 // 1.05 ms on the Winograd path and 0.81 on the direct kernels at batch 1
-// (196 outputs), 1.54 against 1.41 at batch 2 and 2.31 against 2.73 at
-// batch 4; those of 512 channels at 7×7 ran level at batch 8 (392
-// outputs), where training steps were 4% faster with them on the
-// Winograd path (so the threshold lets 392 outputs through, batch 2's
-// 14×14 layers with them); those of 128 channels at 28×28 (784 outputs
-// at batch 1) ran 20% faster on it. The choice depends on the batch, so
-// a network's outputs for an image at batch 1 may differ in the last
-// bits from its outputs for the same image in a larger batch. Tests set
-// it to 0 to run small shapes on the Winograd path.
-var winoMinOutputs = 256
+// (196 outputs), 1.54 against 1.41 at batch 2 (392) and 2.31 against
+// 2.73 at batch 4 (784); those of 128 channels at 28×28 (784 outputs at
+// batch 1) ran 20% faster on it. (Those of 512 channels take more passes
+// than winoMaxPasses allows, so the direct kernels at any batch.) The
+// choice depends on the batch, so a network's outputs for an image at
+// batch 1 may differ in the last bits from its outputs for the same
+// image in a larger batch. Tests set it to 0 to run small shapes on the
+// Winograd path.
+var winoMinOutputs = 512
 
 // Active returns the kernel level in use.
 func Active() Level { return active }
