@@ -260,8 +260,11 @@ func tiffUpright(img image.Image, b []byte) image.Image {
 			g.Pix[i] = 255 - v
 		}
 	}
-	if m, ok := img.(*image.RGBA); ok {
+	switch m := img.(type) {
+	case *image.RGBA:
 		img = unpremultiply(m)
+	case *image.RGBA64:
+		img = unpremultiply(highBytes(m))
 	}
 	if o := d.first(tagOrientation, 0); o > 1 && o <= 8 {
 		img = orientImage(img, int(o))
@@ -296,6 +299,20 @@ func unpremultiply(m *image.RGBA) image.Image {
 		for k := range 3 {
 			out.Pix[i+k] = uint8(min(255, 255*int(m.Pix[i+k])/a))
 		}
+	}
+	return out
+}
+
+// highBytes returns a 16-bit image of associated alpha as 8 bits, each
+// sample's high byte: what PIL's unpacker ("RGBa;16") divides, where Go's
+// conversion divides the 16-bit values (and, at small alphas, hundreds of
+// levels away from PIL: an alpha of 255 has a high byte of 0, which PIL
+// reads as transparent). A 16-bit RGB TIFF without alpha comes through
+// as an opaque one.
+func highBytes(m *image.RGBA64) *image.RGBA {
+	out := &image.RGBA{Pix: make([]uint8, len(m.Pix)/2), Stride: m.Stride / 2, Rect: m.Rect}
+	for i := range out.Pix {
+		out.Pix[i] = m.Pix[2*i]
 	}
 	return out
 }

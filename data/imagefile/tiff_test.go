@@ -25,8 +25,11 @@ import (
 // both photometric interpretations), 16-bit grey; uncompressed, LZW,
 // Deflate, PackBits, with a horizontal predictor; Orientation tags 6 and
 // 8, which PIL's reader applies as it loads; associated alpha, which PIL
-// divides out as it unpacks — and compares them with
-// PIL's decoding of each (testdata/pil/gen_fixtures.py): every sample
+// divides out as it unpacks; 16-bit RGBA, unassociated and associated
+// (written byte by byte: PIL reads it and does not write it; PIL divides
+// the high bytes, an alpha below 256 making the pixel transparent) — and
+// compares them with PIL's decoding of each
+// (testdata/pil/gen_fixtures.py): every sample
 // equal (RGBA's four channels; 16-bit grey's 16-bit values, which
 // Pixels then reduces to their high byte where PIL's convert clips them,
 // the documented difference of 16-bit PNGs too). Lossless formats and

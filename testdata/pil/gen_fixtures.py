@@ -455,6 +455,52 @@ def tiff_fixtures():
         Image.open(path).load()
 
 
+def tiff16_fixtures():
+    """16-bit RGBA TIFFs, which PIL reads and does not write, written here
+    byte by byte (uncompressed, little-endian, one strip): rgba16.tif of
+    unassociated alpha (ExtraSamples 2), rgba16_associated.tif of
+    associated (premultiplied) alpha (ExtraSamples 1, colours at most the
+    alpha), its alphas from 0 up; and PIL's decoding of each (RGBA, 8 bits:
+    the high bytes, divided by the alpha's high byte where associated) as
+    tiff/NAME.png."""
+    import struct
+    import numpy as np
+    out = os.path.join(HERE, "tiff")
+    rgb = np.asarray(photo("chelsea.png", (120, 80, 151, 101)), dtype=np.uint32)  # 31x21
+    h, w = rgb.shape[:2]
+    rgb16 = rgb * 257 + (np.arange(h * w * 3, dtype=np.uint32).reshape(h, w, 3) * 7919) % 257
+    a16 = ((np.arange(h * w, dtype=np.uint32) * 40503) % 65536).reshape(h, w)
+    a16[0, :4] = (0, 255, 256, 65535)  # transparent, below and at one level of the high byte, opaque
+
+    def write(name, extra, premultiplied):
+        c = rgb16 * a16[..., None] // 65535 if premultiplied else rgb16
+        pix = np.concatenate([c, a16[..., None]], axis=2).astype("<u2").tobytes()
+        tags = [(256, 3, 1, w), (257, 3, 1, h), (258, 3, 4, None), (259, 3, 1, 1), (262, 3, 1, 2),
+                (273, 4, 1, None), (277, 3, 1, 4), (278, 3, 1, h), (279, 4, 1, len(pix)), (284, 3, 1, 1),
+                (338, 3, 1, extra)]
+        ifd = 8
+        bps = ifd + 2 + 12 * len(tags) + 4
+        data = bps + 8
+        b = bytearray(b"II*\0" + struct.pack("<I", ifd) + struct.pack("<H", len(tags)))
+        for tag, typ, count, value in tags:
+            if tag == 258:
+                value = bps
+            if tag == 273:
+                value = data
+            b += struct.pack("<HHI", tag, typ, count)
+            b += struct.pack("<HH", value, 0) if typ == 3 and count == 1 else struct.pack("<I", value)
+        b += struct.pack("<I", 0) + struct.pack("<4H", 16, 16, 16, 16) + pix
+        path = os.path.join(out, name + ".tif")
+        open(path, "wb").write(bytes(b))
+        dec = Image.open(path)
+        dec.load()
+        assert dec.mode == "RGBA", dec.mode
+        pil_values(dec).save(os.path.join(out, name + ".png"))
+
+    write("rgba16", 2, False)
+    write("rgba16_associated", 1, True)
+
+
 def bmp_fixtures():
     """Bitmaps that Go's x/image/bmp does not read, written here byte by
     byte (PIL writes only uncompressed 1-, 8-, 24- and 32-bit BMPs): 16-bit
@@ -627,5 +673,6 @@ if __name__ == "__main__":
     unsupported_fixtures()
     pnm_fixtures()
     tiff_fixtures()
+    tiff16_fixtures()
     bmp_fixtures()
     torchvision_fixtures()
