@@ -485,10 +485,10 @@ type segmentation struct {
 // of input for the 3×3 stride-2 layer), every segment costs a pass over
 // its group's weights, which rereading the input from cache does not: the
 // blocks then go in as many groups as there are jobs, over the fewest
-// segments, and a goroutine's consecutive jobs take the same group (the
-// 3×3 stride-2 layer read its weights four times before; inside a batch-1
-// pass it and ResNet-50's last stage's 1×1 layers from 2048 channels run
-// 15–25% faster).
+// segments, and a goroutine's consecutive jobs take the same group (cut
+// by input, the 3×3 stride-2 layer reads its weights four times; by
+// groups, inside a batch-1 pass, it and ResNet-50's last stage's 1×1
+// layers from 2048 channels run 15–25% faster).
 func (p *convPlan) segmenting(cm colRun, want int) segmentation {
 	nbl := len(p.blocks)
 	rows := p.N * p.OH
@@ -501,25 +501,27 @@ func (p *convPlan) segmenting(cm colRun, want int) segmentation {
 		unitBytes = unit * p.C * max(p.KH*p.KW, 1) * 4
 	}
 	g := segmentation{total: total, single: rows == 1}
+	// cut sets segments of at least minSeg outputs, whole units, about n
+	// of them.
+	cut := func(n, minSeg int) {
+		g.seg = max(minSeg, ((total+n-1)/n+unit-1)/unit*unit)
+		g.segs = (total + g.seg - 1) / g.seg
+	}
 	if len(p.wp)*4 > total/unit*unitBytes {
 		g.byGroup = true
 		g.groups = min(nbl, want)
-		g.segs = min((want+g.groups-1)/g.groups, (total+unit-1)/unit)
-		g.seg = ((total+g.segs-1)/g.segs + unit - 1) / unit * unit
-		g.segs = (total + g.seg - 1) / g.seg
+		cut((want+g.groups-1)/g.groups, unit)
 		return g
 	}
 	g.seg = max(1, segmentBytes/max(unitBytes, 1)) * unit
 	g.segs = (total + g.seg - 1) / g.seg
 	g.groups = min(nbl, (want+g.segs-1)/g.segs)
 	if g.segs*g.groups < want { // too few blocks: smaller segments (of two tiles at least)
-		g.segs = (want + g.groups - 1) / g.groups
 		minSeg := unit
 		if rows == 1 {
 			minSeg = 2 * unit
 		}
-		g.seg = max(minSeg, ((total+g.segs-1)/g.segs+unit-1)/unit*unit)
-		g.segs = (total + g.seg - 1) / g.seg
+		cut((want+g.groups-1)/g.groups, minSeg)
 	}
 	return g
 }

@@ -741,7 +741,6 @@ func TestUnfoldNarrowRows(t *testing.T) {
 			{ConvShape{N: 3, H: 4, W: 4, C: 16, OC: 32, KH: 5, KW: 5, SH: 1, SW: 1, DH: 1, DW: 1, PT: 2, PL: 2, PB: 2, PR: 2}, true},
 		} {
 			s := c.s
-			x := kt.RandF32(r, s.N*s.H*s.W*s.C)
 			ok := unfolds(s, maxTile)
 			if ok != c.want {
 				t.Errorf("%v %+v: unfolded %v, want %v", l, s, ok, c.want)
@@ -749,7 +748,7 @@ func TestUnfoldNarrowRows(t *testing.T) {
 			if !ok {
 				continue
 			}
-			w := kt.RandF32(r, s.KH*s.KW*s.C*s.OC)
+			x, w := kt.RandF32(r, s.N*s.H*s.W*s.C), kt.RandF32(r, s.KH*s.KW*s.C*s.OC)
 			n := s.N * s.OH() * s.OW() * s.OC
 			e := ConvEpilogue[float32]{Scale: kt.RandF32(r, s.OC), Shift: kt.RandF32(r, s.OC), Skip: kt.RandF32(r, n), ReLU: true}
 			got, want := make([]float32, n), make([]float32, n)
