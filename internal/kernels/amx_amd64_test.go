@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -116,4 +117,39 @@ func textBytes(obj string) ([]byte, error) {
 		}
 	}
 	return b, nil
+}
+
+// TestAMXPartsKeepCoresBusy checks how the AMX sweeps cut their work: a
+// few groups of pixels (a small batch's last stages) are cut by channel
+// blocks into at least two jobs a goroutine, as far as the blocks go,
+// many are not cut, and every channel block falls in exactly one range
+// (the ranges [part·nb/parts, (part+1)·nb/parts) the sweeps take).
+func TestAMXPartsKeepCoresBusy(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	for _, c := range []struct{ groups, nb, want int }{
+		{1, 64, 4}, // ResNet-50's 1×1 2048→512 at 7×7, batch 1, as the padded sweep sees it
+		{2, 16, 2}, // its 1×1 over 7×7 (int8ConvAMX: one group and the tail)
+		{3, 8, 2},  // three groups: six jobs
+		{4, 8, 1},  // four groups already make two jobs a goroutine
+		{98, 2, 1}, // a large batch's first stage
+		{1, 1, 1},  // one block of channels cannot be cut
+		{1, 3, 3},  // nor into more ranges than it has blocks
+		{0, 2, 2},  // no whole group (only a tail): no division by zero
+	} {
+		parts := amxParts(c.groups, c.nb)
+		if parts != c.want {
+			t.Errorf("amxParts(%d groups, %d blocks) = %d, want %d", c.groups, c.nb, parts, c.want)
+		}
+		seen := make([]int, c.nb)
+		for part := range parts {
+			for b := part * c.nb / parts; b < (part+1)*c.nb/parts; b++ {
+				seen[b]++
+			}
+		}
+		for b, n := range seen {
+			if n != 1 {
+				t.Errorf("amxParts(%d, %d): block %d in %d ranges", c.groups, c.nb, b, n)
+			}
+		}
+	}
 }

@@ -2,7 +2,10 @@
 
 package kernels
 
-import "unsafe"
+import (
+	"runtime"
+	"unsafe"
+)
 
 // oneTap is a 1×1 convolution's tap offsets for amxInt8Conv32.
 var oneTap = [1]int{0}
@@ -27,14 +30,16 @@ func int8ConvAMX(s ConvShape, src []uint8, packed []int8, e *Int8Epilogue, y []u
 	blockSize := s.C * 32 // bytes of one 32-channel block of packed weights
 	cfg := unsafe.Pointer(&amxConfig[0])
 	groups := (blocks + amxGroup - 1) / amxGroup
-	parallelFor(groups+1, func(lo, hi int) {
+	parts := amxParts(groups+1, nb)
+	parallelFor((groups+1)*parts, func(lo, hi int) {
 		acc := int32Pool.Get(amxGroup * 32 * 32)
 		defer int32Pool.Put(acc)
-		for g := lo; g < hi; g++ {
-			if g == groups { // the last pixels, on the VNNI kernels
+		for job := lo; job < hi; job++ {
+			g, c0, c1 := job/parts, job%parts*nb/parts, (job%parts+1)*nb/parts // pixel group g, channel blocks [c0, c1)
+			if g == groups {                                                   // the last pixels, on the VNNI kernels
 				for m := blocks * 32; m < npix; m += directMR {
 					mr := min(directMR, npix-m)
-					for b := range nb {
+					for b := c0; b < c1; b++ {
 						int8DirectKernels[mr-1](unsafe.Pointer(&src[m*s.C]), unsafe.Pointer(&packed[b*blockSize]), unsafe.Pointer(&acc[0]), s.C, 0, 1, s.C/4)
 						e.storeTile(acc, m, mr, s.OC, b*32, 32, y)
 					}
@@ -42,7 +47,7 @@ func int8ConvAMX(s ConvShape, src []uint8, packed []int8, e *Int8Epilogue, y []u
 				continue
 			}
 			b0, b1 := g*amxGroup, min((g+1)*amxGroup, blocks)
-			for b := range nb {
+			for b := c0; b < c1; b++ {
 				amxInt8Conv32(cfg, unsafe.Pointer(&src[b0*32*s.C]), s.C, unsafe.Pointer(&packed[b*blockSize]), s.C/64, unsafe.Pointer(&acc[0]), b1-b0, unsafe.Pointer(&oneTap[0]), 1)
 				for blk := b0; blk < b1; blk++ {
 					e.storeTile(acc[(blk-b0)*1024:], blk*32, 32, s.OC, b*32, 32, y)
@@ -51,6 +56,16 @@ func int8ConvAMX(s ConvShape, src []uint8, packed []int8, e *Int8Epilogue, y []u
 		}
 	})
 	return true
+}
+
+// amxParts is how many ranges of its nb channel blocks an AMX sweep cuts
+// the work on each of its groups of pixels into (a job: one group, one
+// range): enough for two jobs a goroutine where there are few groups, one
+// where there are many. A goroutine's consecutive jobs take the same
+// group. ResNet-50's 7×7 and 14×14 layers at batch 1 are one group each:
+// uncut, one core would run them while the other waits.
+func amxParts(groups, nb int) int {
+	return min(max((2*runtime.GOMAXPROCS(0)+groups-1)/max(groups, 1), 1), nb)
 }
 
 // amxConvOK reports whether int8ConvAMXPadded computes s: the same
@@ -96,12 +111,14 @@ func int8ConvAMXPadded(s ConvShape, src []uint8, h, wd int, packed []int8, e *In
 	_ = src[blocks*32*st*s.C+taps[len(taps)-1]+s.C-1] // the reads stay inside src
 	cfg := unsafe.Pointer(&amxConfig[0])
 	groups := (blocks + amxGroup - 1) / amxGroup
-	parallelFor(groups, func(lo, hi int) {
+	parts := amxParts(groups, nb)
+	parallelFor(groups*parts, func(lo, hi int) {
 		acc := int32Pool.Get(amxGroup * 32 * 32)
 		defer int32Pool.Put(acc)
-		for g := lo; g < hi; g++ {
+		for job := lo; job < hi; job++ {
+			g, c0, c1 := job/parts, job%parts*nb/parts, (job%parts+1)*nb/parts // pixel group g, channel blocks [c0, c1)
 			b0, b1 := g*amxGroup, min((g+1)*amxGroup, blocks)
-			for b := range nb {
+			for b := c0; b < c1; b++ {
 				amxInt8Conv32(cfg, unsafe.Pointer(&src[b0*32*st*s.C]), st*s.C, unsafe.Pointer(&packed[b*blockSize]), s.C/64, unsafe.Pointer(&acc[0]), b1-b0, unsafe.Pointer(&taps[0]), len(taps))
 				// Store the outputs among the positions, in runs along an
 				// output row.
