@@ -19,8 +19,11 @@ const amxGroup = 8
 // of stride 1 (the batch one long row of pixels) with a multiple of 64
 // input channels and of 32 output ones, on AMX tiles: 32 pixels by 32
 // channels a tile, the same int32 sums as the VNNI kernels, then the same
-// epilogue. The last pixels short of 32 go to the VNNI kernels. It
-// reports whether it applied (a float32 output, or other shapes: not).
+// epilogue. The last pixels short of 32 are copied into a tile of their
+// own, its other rows zeros, whose sums are dropped (on the VNNI kernels
+// they were a third of ResNet-50's 7×7 layers at batch 1, at a seventh of
+// the tiles' speed). It reports whether it applied (a float32 output, or
+// other shapes: not).
 func int8ConvAMX(s ConvShape, src []uint8, packed []int8, e *Int8Epilogue, y []uint8, yf []float32) bool {
 	if !hasAMX || yf != nil || s.C%64 != 0 || s.OC%32 != 0 || s.KH != 1 || s.KW != 1 || s.SH != 1 || s.SW != 1 || s.PT|s.PB|s.PL|s.PR != 0 {
 		return false
@@ -30,20 +33,28 @@ func int8ConvAMX(s ConvShape, src []uint8, packed []int8, e *Int8Epilogue, y []u
 	blockSize := s.C * 32 // bytes of one 32-channel block of packed weights
 	cfg := unsafe.Pointer(&amxConfig[0])
 	groups := (blocks + amxGroup - 1) / amxGroup
-	parts := amxParts(groups+1, nb)
-	parallelFor((groups+1)*parts, func(lo, hi int) {
+	units := groups // and the tail, if any
+	if npix%32 != 0 {
+		units++
+	}
+	parts := amxParts(units, nb)
+	parallelFor(units*parts, func(lo, hi int) {
 		acc := int32Pool.Get(amxGroup * 32 * 32)
 		defer int32Pool.Put(acc)
 		for job := lo; job < hi; job++ {
-			g, c0, c1 := job/parts, job%parts*nb/parts, (job%parts+1)*nb/parts // pixel group g, channel blocks [c0, c1)
-			if g == groups {                                                   // the last pixels, on the VNNI kernels
-				for m := blocks * 32; m < npix; m += directMR {
-					mr := min(directMR, npix-m)
-					for b := c0; b < c1; b++ {
-						int8DirectKernels[mr-1](unsafe.Pointer(&src[m*s.C]), unsafe.Pointer(&packed[b*blockSize]), unsafe.Pointer(&acc[0]), s.C, 0, 1, s.C/4)
-						e.storeTile(acc, m, mr, s.OC, b*32, 32, y)
-					}
+			// Pixel group g (the tail of pixels short of a tile past the
+			// last), channel blocks [c0, c1).
+			g, c0, c1 := job/parts, job%parts*nb/parts, (job%parts+1)*nb/parts
+			if g == groups { // the tail, copied into a tile of 32 rows
+				tail := npix - blocks*32
+				rows := getBytes(32 * s.C)
+				copy(rows, src[blocks*32*s.C:npix*s.C])
+				clear(rows[tail*s.C:])
+				for b := c0; b < c1; b++ {
+					amxInt8Conv32(cfg, unsafe.Pointer(&rows[0]), s.C, unsafe.Pointer(&packed[b*blockSize]), s.C/64, unsafe.Pointer(&acc[0]), 1, unsafe.Pointer(&oneTap[0]), 1)
+					e.storeTile(acc, blocks*32, tail, s.OC, b*32, 32, y)
 				}
+				putBytes(rows)
 				continue
 			}
 			b0, b1 := g*amxGroup, min((g+1)*amxGroup, blocks)
@@ -116,7 +127,7 @@ func int8ConvAMXPadded(s ConvShape, src []uint8, h, wd int, packed []int8, e *In
 		acc := int32Pool.Get(amxGroup * 32 * 32)
 		defer int32Pool.Put(acc)
 		for job := lo; job < hi; job++ {
-			g, c0, c1 := job/parts, job%parts*nb/parts, (job%parts+1)*nb/parts // pixel group g, channel blocks [c0, c1)
+			g, c0, c1 := job/parts, job%parts*nb/parts, (job%parts+1)*nb/parts // group g, channel blocks [c0, c1)
 			b0, b1 := g*amxGroup, min((g+1)*amxGroup, blocks)
 			for b := c0; b < c1; b++ {
 				amxInt8Conv32(cfg, unsafe.Pointer(&src[b0*32*st*s.C]), st*s.C, unsafe.Pointer(&packed[b*blockSize]), s.C/64, unsafe.Pointer(&acc[0]), b1-b0, unsafe.Pointer(&taps[0]), len(taps))

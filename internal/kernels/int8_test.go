@@ -33,7 +33,7 @@ var int8Shapes = []ConvShape{
 	{N: 1, H: 7, W: 30, C: 4, OC: 8, KH: 3, KW: 5, SH: 1, SW: 2, DH: 1, DW: 1, PT: 0, PL: 2, PB: 1, PR: 0},
 	{N: 2, H: 6, W: 6, C: 8, OC: 16, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1},
 	// The AMX path (unpadded 1×1 of stride 1, channels multiples of 64 in,
-	// 32 out): whole 32-pixel tiles and a tail of 30 on the VNNI kernels;
+	// 32 out): whole 32-pixel tiles and a tail of 30 in a tile of its own;
 	// more tiles than a group, three 64-byte steps of K; fewer pixels
 	// than a tile.
 	{N: 2, H: 7, W: 9, C: 64, OC: 64, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
