@@ -66,11 +66,13 @@ type Int8Weights struct {
 	W      []int8
 	ColSum []int32
 
-	once16, once8, onceD sync.Once
-	avx2                 []int16 // [⌈N/16⌉][⌈K/2⌉][16][2]
-	vnni                 []int8  // [⌈N/32⌉][⌈K/4⌉][32][4]
-	direct               []int8  // the VNNI packing with each kernel row padded to whole quads
-	directRow            int     // the kernel row length direct was packed for
+	once16, once8, onceD, onceR sync.Once
+	avx2                        []int16 // [⌈N/16⌉][⌈K/2⌉][16][2]
+	vnni                        []int8  // [⌈N/32⌉][⌈K/4⌉][32][4]
+	direct                      []int8  // the VNNI packing with each kernel row padded to whole quads
+	directRow                   int     // the kernel row length direct was packed for
+	rows64                      []int8  // the VNNI packing with each kernel row padded to 64 bytes
+	rows64Row                   int     // the kernel row length rows64 was packed for
 }
 
 // NewInt8Weights wraps w ([K][N], not copied).
@@ -129,21 +131,35 @@ func (q *Int8Weights) packedDirect(rowLen int) []int8 {
 	if rowLen%4 == 0 {
 		return q.packedVNNI()
 	}
-	q.onceD.Do(func() {
-		q.directRow = rowLen
-		rq := (rowLen + 3) / 4 * 4
-		kh := q.K / rowLen
-		w := make([]int8, kh*rq*q.N)
-		for r := range kh {
-			copy(w[r*rq*q.N:], q.W[r*rowLen*q.N:(r+1)*rowLen*q.N])
-		}
-		p := &Int8Weights{K: kh * rq, N: q.N, W: w}
-		q.direct = p.packedVNNI()
-	})
+	q.onceD.Do(func() { q.direct, q.directRow = q.paddedRows(rowLen, (rowLen+3)/4*4), rowLen })
 	if q.directRow != rowLen {
 		panic(fmt.Sprintf("kernels: int8 weights packed for kernel rows of %d read with rows of %d", q.directRow, rowLen))
 	}
 	return q.direct
+}
+
+// packedRows64 is packedDirect with each kernel row of rowLen ≤ 64
+// weights padded to 64, one 64-byte step of the AMX tiles
+// (int8ConvAMXRows); made once, for the first rowLen asked, as
+// packedDirect.
+func (q *Int8Weights) packedRows64(rowLen int) []int8 {
+	q.onceR.Do(func() { q.rows64, q.rows64Row = q.paddedRows(rowLen, 64), rowLen })
+	if q.rows64Row != rowLen {
+		panic(fmt.Sprintf("kernels: int8 weights packed for kernel rows of %d read with rows of %d", q.rows64Row, rowLen))
+	}
+	return q.rows64
+}
+
+// paddedRows returns the VNNI packing of the weights with each kernel row
+// of rowLen weights padded by zeros to rq.
+func (q *Int8Weights) paddedRows(rowLen, rq int) []int8 {
+	kh := q.K / rowLen
+	w := make([]int8, kh*rq*q.N)
+	for r := range kh {
+		copy(w[r*rq*q.N:], q.W[r*rowLen*q.N:(r+1)*rowLen*q.N])
+	}
+	p := &Int8Weights{K: kh * rq, N: q.N, W: w}
+	return p.packedVNNI()
 }
 
 // Int8Epilogue turns the int32 sums acc[m][n] = Σ(x−zx)·w into the

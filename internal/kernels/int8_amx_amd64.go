@@ -148,3 +148,56 @@ func int8ConvAMXPadded(s ConvShape, src []uint8, h, wd int, packed []int8, e *In
 		}
 	})
 }
+
+// amxRowsOK reports whether int8ConvAMXRows computes s: kernel rows of
+// at most 64 bytes (KW·C) over fewer than 64 channels (the stem's 7×3),
+// no horizontal dilation, a multiple of 32 output channels, a u8 output.
+func amxRowsOK(s ConvShape, yf []float32) bool {
+	return hasAMX && yf == nil && s.C%64 != 0 && s.KW*s.C <= 64 && s.DW == 1 && s.OC%32 == 0 && s.N*s.OH()*s.OW() > 0
+}
+
+// int8ConvAMXRows is int8ConvDirect on AMX tiles for convolutions whose
+// kernel rows are at most one 64-byte step (amxRowsOK): ResNet's stem, 7
+// pixels of 3 channels a row. Each output row is a sweep of 32-pixel
+// blocks whose tile rows are output pixels, SW·C bytes apart in the
+// padded input, each reading the 64 bytes from its first kernel row's
+// pixel on: the kernel row's KW·C bytes and what follows, which weights
+// padded with zeros to 64 (packedRows64) cancel. There is one step of
+// 64 bytes a kernel row, KH a tile; the positions past an output row's
+// end are computed and dropped (16 in 128 for the stem at 112 wide).
+// The padded copy of x carries slack for the last reads past it.
+func int8ConvAMXRows(s ConvShape, x []uint8, zx uint8, packed []int8, e *Int8Epilogue, y []uint8) {
+	oh, ow := s.OH(), s.OW()
+	h, wd := s.H+s.PT+s.PB, s.W+s.PL+s.PR
+	blocksRow := (ow + 31) / 32
+	n := s.N * h * wd * s.C
+	slack := 32*blocksRow*s.SW*s.C + 64 // the last row's blocks read on past the image
+	buf := getBytes(n + slack)
+	defer putBytes(buf)
+	src := padU8(s, x, zx, h, wd, buf)
+	fillU8(buf[n:n+slack], zx)
+	taps := make([]int, s.KH) // the kernel rows' byte offsets
+	for ky := range taps {
+		taps[ky] = ky * s.DH * wd * s.C
+	}
+	nb, blockSize := s.OC/32, s.KH*2048
+	cfg := unsafe.Pointer(&amxConfig[0])
+	parallelFor(s.N*oh, func(lo, hi int) {
+		acc := int32Pool.Get(amxGroup * 32 * 32)
+		defer int32Pool.Put(acc)
+		for r := lo; r < hi; r++ {
+			at := (r/oh*h + r%oh*s.SH) * wd * s.C // the output row's first pixel's first kernel row
+			for g := 0; g < blocksRow; g += amxGroup {
+				gb := min(amxGroup, blocksRow-g)
+				a := unsafe.Pointer(&src[at+32*g*s.SW*s.C])
+				for b := range nb {
+					amxInt8Conv32(cfg, a, s.SW*s.C, unsafe.Pointer(&packed[b*blockSize]), 1, unsafe.Pointer(&acc[0]), gb, unsafe.Pointer(&taps[0]), len(taps))
+					for i := range gb {
+						ox := 32 * (g + i)
+						e.storeTile(acc[i*1024:], r*ow+ox, min(32, ow-ox), s.OC, b*32, 32, y)
+					}
+				}
+			}
+		}
+	})
+}

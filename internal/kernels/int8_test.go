@@ -51,6 +51,15 @@ var int8Shapes = []ConvShape{
 	{N: 2, H: 14, W: 14, C: 64, OC: 64, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 	{N: 2, H: 10, W: 10, C: 128, OC: 32, KH: 1, KW: 1, SH: 2, SW: 2, DH: 1, DW: 1},
 	{N: 1, H: 9, W: 9, C: 64, OC: 32, KH: 1, KW: 1, SH: 2, SW: 2, DH: 1, DW: 1},
+	// AMX over kernel rows of at most 64 bytes, one step a row
+	// (int8ConvAMXRows): a stem over two images (rows of 11 outputs, one
+	// short block), rows of exactly 64 bytes dilated vertically with
+	// output rows of a block and 8 more, and an unpadded one strided
+	// vertically only. (Several shapes above, with fewer than 64 input
+	// channels, take this path too.)
+	{N: 2, H: 19, W: 21, C: 3, OC: 64, KH: 7, KW: 7, SH: 2, SW: 2, DH: 1, DW: 1, PT: 3, PL: 3, PB: 3, PR: 3},
+	{N: 1, H: 9, W: 40, C: 16, OC: 32, KH: 3, KW: 4, SH: 1, SW: 1, DH: 2, DW: 1, PT: 2, PL: 1, PB: 2, PR: 2},
+	{N: 1, H: 10, W: 35, C: 5, OC: 32, KH: 2, KW: 3, SH: 2, SW: 1, DH: 1, DW: 1},
 }
 
 // int8Case is one random convolution with its epilogue.
@@ -203,6 +212,14 @@ func TestInt8Conv(t *testing.T) {
 				gotU, gotF := c.run()
 				if !slices.Equal(gotU, refU) || !slices.Equal(gotF, refF) {
 					t.Errorf("shape %d %+v: path %v differs from the reference", i, v, ActiveInt8())
+				}
+				if ActiveInt8() == Int8VNNI && hasAMX { // and the VNNI kernels the tiles take over
+					hasAMX = false
+					gotU, gotF = c.run()
+					hasAMX = true
+					if !slices.Equal(gotU, refU) || !slices.Equal(gotF, refF) {
+						t.Errorf("shape %d %+v: the VNNI kernels without AMX differ from the reference", i, v)
+					}
 				}
 			}
 		}

@@ -27,17 +27,21 @@ func int8DirectOK(s ConvShape) bool {
 // padding included.
 func int8ConvDirect(s ConvShape, x []uint8, zx uint8, w *Int8Weights, ep *Int8Epilogue, y []uint8, yf []float32) {
 	rowLen := s.KW * s.C
-	quads := (rowLen + 3) / 4
-	p := w.packedDirect(rowLen)
-	packed, blockSize := unsafe.Pointer(&p[0]), s.KH*quads*128
-	nb := (s.OC + 31) / 32
-
 	e := *ep
 	e.Bias = int32Pool.Get(s.OC)
 	defer int32Pool.Put(e.Bias)
 	for n := range e.Bias {
 		e.Bias[n] = ep.Bias[n] - int32(zx)*w.ColSum[n]
 	}
+	if amxRowsOK(s, yf) {
+		int8ConvAMXRows(s, x, zx, w.packedRows64(rowLen), &e, y)
+		return
+	}
+
+	quads := (rowLen + 3) / 4
+	p := w.packedDirect(rowLen)
+	packed, blockSize := unsafe.Pointer(&p[0]), s.KH*quads*128
+	nb := (s.OC + 31) / 32
 
 	if int8ConvAMX(s, x, p, &e, y, yf) {
 		return
