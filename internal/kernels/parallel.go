@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"runtime"
+	"runtime/metrics"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -168,12 +169,27 @@ func startWorker() {
 // (When nothing else waits, sched_yield takes about 1.6 µs on that VM
 // against 0.1 µs for a Gosched, so one in 64 looks is about a fifth
 // of the spin.)
+//
+// Within the program, a spinning worker gives its P to other goroutines
+// (runtime.Gosched) only while some are waiting to run (othersRunnable).
+// A Gosched puts the worker on the global run queue; when the next pass's
+// caller then ran on the worker's P, nothing woke the idle P to run the
+// worker, and the pass ran on one core until the scheduler looked again:
+// ResNet-50 int8 served to one client on the Intel Xeon had a second and
+// third mode at two and three times the pass (10–11 and 15–16 ms against
+// 5–6; sysmon preempts after 10 ms), with a Gosched every look, every 8th
+// or every 64th alike. Never yielding starved the server's handlers at 8
+// clients (int8 11% fewer requests/s); yielding only to waiting
+// goroutines took one client from p99 16.1–16.4 to 7.9–8.2 ms and
+// 159–162 to 176–183 requests/s, fp32 from p99 40–86 to 40–43 ms over five
+// rounds, 8 clients and training level (alternated rounds, 2026-12-06).
 const workerSpin = 5 * time.Millisecond
 
 // worker helps with jobs for the life of the program: it spins on pending
-// for workerSpin after each, offering its core to other threads as it
-// goes, then parks until a caller wakes it.
+// for workerSpin after each, offering its core to other threads and its P
+// to waiting goroutines as it goes, then parks until a caller wakes it.
 func worker() {
+	runnable := newRunnableCount()
 	for {
 		last := time.Now()
 		for i := 0; ; i++ {
@@ -188,10 +204,29 @@ func worker() {
 				}
 				osYield()
 			}
-			runtime.Gosched()
+			if runnable.others() {
+				runtime.Gosched()
+			}
 		}
 		(<-tasks).help()
 	}
+}
+
+// runnableCount reads how many goroutines are waiting to run
+// (runtime/metrics' /sched/goroutines/runnable: a read of about 0.07 µs,
+// whatever the number of goroutines). Each worker has its own.
+type runnableCount []metrics.Sample
+
+func newRunnableCount() runnableCount {
+	return runnableCount{{Name: "/sched/goroutines/runnable:goroutines"}}
+}
+
+// others reports whether goroutines other than the caller are waiting to
+// run; where the runtime lacks the metric, always (the worker then yields
+// at every look).
+func (r runnableCount) others() bool {
+	metrics.Read(r)
+	return r[0].Value.Kind() != metrics.KindUint64 || r[0].Value.Uint64() > 0
 }
 
 // parallelSums splits rows [0, m) over goroutines; each calls fn(lo, hi,

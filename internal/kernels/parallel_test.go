@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"runtime"
+	"runtime/metrics"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -112,5 +113,29 @@ func TestDirectSplitBalance(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestRunnableCountSeesWaitingGoroutines checks what a spinning worker
+// relies on to give its P only to goroutines that wait for one
+// (runnableCount): the runtime has the metric, and with one P, goroutines
+// just started, waiting for it, are counted.
+func TestRunnableCountSeesWaitingGoroutines(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	r := newRunnableCount()
+	metrics.Read(r)
+	if k := r[0].Value.Kind(); k != metrics.KindUint64 {
+		t.Fatalf("%s: kind %v, not a count: workers would yield at every look", r[0].Name, k)
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go wg.Done()
+	}
+	waiting := r.others()
+	n := r[0].Value.Uint64()
+	wg.Wait()
+	if !waiting || n < 4 {
+		t.Errorf("four goroutines waiting for the only P: others() = %v, count %d", waiting, n)
 	}
 }
