@@ -20,10 +20,10 @@ const amxGroup = 8
 // input channels and of 32 output ones, on AMX tiles: 32 pixels by 32
 // channels a tile, the same int32 sums as the VNNI kernels, then the same
 // epilogue. The last pixels short of 32 are copied into a tile of their
-// own, its other rows zeros, whose sums are dropped (on the VNNI kernels
-// they were a third of ResNet-50's 7×7 layers at batch 1, at a seventh of
-// the tiles' speed). It reports whether it applied (a float32 output, or
-// other shapes: not).
+// own, its other rows zeros, whose sums are dropped: they are a third of
+// ResNet-50's 7×7 layers at batch 1, and the VNNI kernels run at a
+// seventh of the tiles' rate. It reports whether it applied (a float32
+// output, or other shapes: not).
 func int8ConvAMX(s ConvShape, src []uint8, packed []int8, e *Int8Epilogue, y []uint8, yf []float32) bool {
 	if !hasAMX || yf != nil || s.C%64 != 0 || s.OC%32 != 0 || s.KH != 1 || s.KW != 1 || s.SH != 1 || s.SW != 1 || s.PT|s.PB|s.PL|s.PR != 0 {
 		return false

@@ -171,7 +171,7 @@ func startWorker() {
 // of the spin.)
 //
 // Within the program, a spinning worker gives its P to other goroutines
-// (runtime.Gosched) only while some are waiting to run (othersRunnable).
+// (runtime.Gosched) only while some are waiting to run (runnableCount).
 // A Gosched puts the worker on the global run queue; when the next pass's
 // caller then ran on the worker's P, nothing woke the idle P to run the
 // worker, and the pass ran on one core until the scheduler looked again:
