@@ -122,8 +122,8 @@ func textBytes(obj string) ([]byte, error) {
 // TestAMXPartsKeepCoresBusy checks how the AMX sweeps cut their work: a
 // few groups of pixels (a small batch's last stages) are cut by channel
 // blocks into at least two jobs a goroutine, as far as the blocks go,
-// many are not cut, and every channel block falls in exactly one range
-// (the ranges [part·nb/parts, (part+1)·nb/parts) the sweeps take).
+// many are not cut, and every channel block of every group falls in
+// exactly one job's range (amxJob, as the sweeps take them).
 func TestAMXPartsKeepCoresBusy(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
 	for _, c := range []struct{ groups, nb, want int }{
@@ -140,15 +140,17 @@ func TestAMXPartsKeepCoresBusy(t *testing.T) {
 		if parts != c.want {
 			t.Errorf("amxParts(%d groups, %d blocks) = %d, want %d", c.groups, c.nb, parts, c.want)
 		}
-		seen := make([]int, c.nb)
-		for part := range parts {
-			for b := part * c.nb / parts; b < (part+1)*c.nb/parts; b++ {
-				seen[b]++
+		units := max(c.groups, 1)
+		seen := make([]int, units*c.nb)
+		for job := range units * parts {
+			g, c0, c1 := amxJob(job, parts, c.nb)
+			for b := c0; b < c1; b++ {
+				seen[g*c.nb+b]++
 			}
 		}
-		for b, n := range seen {
+		for i, n := range seen {
 			if n != 1 {
-				t.Errorf("amxParts(%d, %d): block %d in %d ranges", c.groups, c.nb, b, n)
+				t.Errorf("amxParts(%d, %d): group %d, block %d in %d jobs", c.groups, c.nb, i/c.nb, i%c.nb, n)
 			}
 		}
 	}

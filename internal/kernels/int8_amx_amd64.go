@@ -44,7 +44,7 @@ func int8ConvAMX(s ConvShape, src []uint8, packed []int8, e *Int8Epilogue, y []u
 		for job := lo; job < hi; job++ {
 			// Pixel group g (the tail of pixels short of a tile past the
 			// last), channel blocks [c0, c1).
-			g, c0, c1 := job/parts, job%parts*nb/parts, (job%parts+1)*nb/parts
+			g, c0, c1 := amxJob(job, parts, nb)
 			if g == groups { // the tail, copied into a tile of 32 rows
 				tail := npix - blocks*32
 				rows := getBytes(32 * s.C)
@@ -77,6 +77,13 @@ func int8ConvAMX(s ConvShape, src []uint8, packed []int8, e *Int8Epilogue, y []u
 // uncut, one core would run them while the other waits.
 func amxParts(groups, nb int) int {
 	return min(max((2*runtime.GOMAXPROCS(0)+groups-1)/max(groups, 1), 1), nb)
+}
+
+// amxJob returns job's group of pixels and its range [c0, c1) of the nb
+// channel blocks, cut into parts ranges (amxParts).
+func amxJob(job, parts, nb int) (g, c0, c1 int) {
+	part := job % parts
+	return job / parts, part * nb / parts, (part + 1) * nb / parts
 }
 
 // amxConvOK reports whether int8ConvAMXPadded computes s: the same
@@ -127,7 +134,7 @@ func int8ConvAMXPadded(s ConvShape, src []uint8, h, wd int, packed []int8, e *In
 		acc := int32Pool.Get(amxGroup * 32 * 32)
 		defer int32Pool.Put(acc)
 		for job := lo; job < hi; job++ {
-			g, c0, c1 := job/parts, job%parts*nb/parts, (job%parts+1)*nb/parts // group g, channel blocks [c0, c1)
+			g, c0, c1 := amxJob(job, parts, nb) // pixel group g, channel blocks [c0, c1)
 			b0, b1 := g*amxGroup, min((g+1)*amxGroup, blocks)
 			for b := c0; b < c1; b++ {
 				amxInt8Conv32(cfg, unsafe.Pointer(&src[b0*32*st*s.C]), st*s.C, unsafe.Pointer(&packed[b*blockSize]), s.C/64, unsafe.Pointer(&acc[0]), b1-b0, unsafe.Pointer(&taps[0]), len(taps))
@@ -170,12 +177,8 @@ func int8ConvAMXRows(s ConvShape, x []uint8, zx uint8, packed []int8, e *Int8Epi
 	oh, ow := s.OH(), s.OW()
 	h, wd := s.H+s.PT+s.PB, s.W+s.PL+s.PR
 	blocksRow := (ow + 31) / 32
-	n := s.N * h * wd * s.C
-	slack := 32*blocksRow*s.SW*s.C + 64 // the last row's blocks read on past the image
-	buf := getBytes(n + slack)
-	defer putBytes(buf)
-	src := padU8(s, x, zx, h, wd, buf)
-	fillU8(buf[n:n+slack], zx)
+	src := padU8(s, x, zx, h, wd, 32*blocksRow*s.SW*s.C+64) // the last row's blocks read on past the image
+	defer putBytes(src)
 	taps := make([]int, s.KH) // the kernel rows' byte offsets
 	for ky := range taps {
 		taps[ky] = ky * s.DH * wd * s.C

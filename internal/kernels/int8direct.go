@@ -60,15 +60,12 @@ func int8ConvDirect(s ConvShape, x []uint8, zx uint8, w *Int8Weights, ep *Int8Ep
 	amx := amxConvOK(s, yf)
 	if padded || rowLen%4 != 0 || amx {
 		h, wd = s.H+s.PT+s.PB, s.W+s.PL+s.PR
-		n := s.N * h * wd * s.C
 		slack := 3
 		if amx {
 			slack = max(slack, amxSlack(s, wd))
 		}
-		buf := getBytes(n + slack)
-		defer putBytes(buf)
-		src = padU8(s, x, zx, h, wd, buf)
-		fillU8(buf[n:n+slack], zx)
+		src = padU8(s, x, zx, h, wd, slack)
+		defer putBytes(src)
 	}
 	if amx {
 		int8ConvAMXPadded(s, src, h, wd, p, &e, y)
@@ -115,9 +112,13 @@ func subsampled(s ConvShape, x []uint8, yf []float32) (sub ConvShape, sx []uint8
 	return sub, sx, true
 }
 
-// padU8 returns x (NHWC u8) inside a border of zero points, written to
-// out: h×wd pixels an image, the input at row PT, column PL.
-func padU8(s ConvShape, x []uint8, zx uint8, h, wd int, out []uint8) []uint8 {
+// padU8 returns x (NHWC u8) inside a border of zero points, in a pooled
+// buffer (putBytes it): h×wd pixels an image, the input at row PT, column
+// PL, followed by slack bytes of the zero point for reads past the image.
+func padU8(s ConvShape, x []uint8, zx uint8, h, wd, slack int) []uint8 {
+	n := s.N * h * wd * s.C
+	out := getBytes(n + slack)
+	fillU8(out[n:n+slack], zx)
 	parallelFor(s.N*h, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			n, iy := r/h, r%h-s.PT
