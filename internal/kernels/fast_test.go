@@ -759,3 +759,125 @@ func TestUnfoldNarrowRows(t *testing.T) {
 		SetLevel(prev)
 	}
 }
+
+// TestUnitSpansCoverWhatTheTilesRead checks that what a weight-gradient
+// unit prefetches is, in address order, every element its tiles read and
+// nothing else: no input row or pixel that a stride wider than the kernel
+// skips, no output-gradient channel outside the group (a row's unread
+// border pixels are the only slack, where the kernel is at least as wide as
+// its stride and whole rows are asked for).
+func TestUnitSpansCoverWhatTheTilesRead(t *testing.T) {
+	for _, c := range []struct {
+		s         ConvShape
+		n, r0, r1 int
+		o0, o1    int
+	}{
+		{ConvShape{N: 2, H: 9, W: 9, C: 16, OC: 64, KH: 1, KW: 1, SH: 2, SW: 2, DH: 1, DW: 1}, 1, 1, 4, 0, 64},
+		{ConvShape{N: 2, H: 9, W: 9, C: 16, OC: 64, KH: 1, KW: 1, SH: 2, SW: 2, DH: 1, DW: 1}, 0, 0, 5, 32, 64},
+		{ConvShape{N: 1, H: 10, W: 8, C: 8, OC: 32, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}, 0, 2, 7, 0, 32},
+		{ConvShape{N: 1, H: 10, W: 8, C: 8, OC: 32, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}, 0, 8, 10, 0, 32},
+		{ConvShape{N: 3, H: 11, W: 12, C: 4, OC: 48, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}, 2, 1, 4, 16, 48},
+		{ConvShape{N: 1, H: 23, W: 22, C: 3, OC: 64, KH: 7, KW: 7, SH: 2, SW: 2, DH: 1, DW: 1, PT: 3, PL: 3, PB: 3, PR: 3}, 0, 3, 9, 0, 64},
+		{ConvShape{N: 1, H: 13, W: 13, C: 16, OC: 16, KH: 2, KW: 2, SH: 3, SW: 3, DH: 2, DW: 1}, 0, 0, 3, 0, 16},
+	} {
+		s := c.s
+		oh, ow := s.OH(), s.OW()
+		// What the tiles read: for each tap, output pixel and channel.
+		wantX, wantDY := map[int]bool{}, map[int]bool{}
+		readRows := map[int]bool{}
+		for r := c.r0; r < c.r1; r++ {
+			for q := range ow {
+				for o := c.o0; o < c.o1; o++ {
+					wantDY[((c.n*oh+r)*ow+q)*s.OC+o] = true
+				}
+				for kh := range s.KH {
+					for kw := range s.KW {
+						ih, iw := r*s.SH-s.PT+kh*s.DH, q*s.SW-s.PL+kw*s.DW
+						if ih < 0 || ih >= s.H || iw < 0 || iw >= s.W {
+							continue
+						}
+						readRows[ih] = true
+						for ch := range s.C {
+							wantX[((c.n*s.H+ih)*s.W+iw)*s.C+ch] = true
+						}
+					}
+				}
+			}
+		}
+		gotX, gotDY := map[int]bool{}, map[int]bool{}
+		lastX, lastDY := -1, -1
+		unitSpans(s, c.n, c.r0, c.r1, c.o0, c.o1, func(xoff, dyi, elems int) {
+			if xoff >= 0 {
+				if xoff%4 != 0 || xoff/4 < lastX {
+					t.Fatalf("%+v: input span at byte %d after element %d", s, xoff, lastX)
+				}
+				for i := xoff / 4; i < xoff/4+elems; i++ {
+					gotX[i] = true
+				}
+				lastX = xoff/4 + elems
+				return
+			}
+			if dyi < lastDY {
+				t.Fatalf("%+v: gradient span at %d after %d", s, dyi, lastDY)
+			}
+			for i := dyi; i < dyi+elems; i++ {
+				gotDY[i] = true
+			}
+			lastDY = dyi + elems
+		})
+		for i := range wantX {
+			if !gotX[i] {
+				t.Fatalf("%+v rows [%d, %d): input element %d read, not prefetched", s, c.r0, c.r1, i)
+			}
+		}
+		for i := range gotX {
+			row := i / (s.W * s.C) % s.H
+			if !wantX[i] && !(s.SW <= s.KW && readRows[row]) {
+				t.Fatalf("%+v rows [%d, %d): input element %d (row %d) prefetched, never read", s, c.r0, c.r1, i, row)
+			}
+		}
+		for i := range wantDY {
+			if !gotDY[i] {
+				t.Fatalf("%+v: gradient element %d read, not prefetched", s, i)
+			}
+		}
+		for i := range gotDY {
+			if !wantDY[i] {
+				t.Fatalf("%+v: gradient element %d prefetched, never read", s, i)
+			}
+		}
+	}
+}
+
+// TestWeightGroupsFitTheCache checks how convBackwardWeightTiles groups
+// its tiles: runs of blocks in order, covering each once, each run's
+// gradient within maxCachedWeights (a block larger than that alone), and
+// one run exactly when the whole gradient fits.
+func TestWeightGroupsFitTheCache(t *testing.T) {
+	for _, s := range []ConvShape{
+		{N: 8, H: 56, W: 56, C: 256, OC: 128, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
+		{N: 8, H: 28, W: 28, C: 512, OC: 1024, KH: 1, KW: 1, SH: 2, SW: 2, DH: 1, DW: 1},
+		{N: 8, H: 14, W: 14, C: 512, OC: 512, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 8, H: 7, W: 7, C: 2048, OC: 48, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1},
+	} {
+		bs, ok := blocksFor(&kernelSet{vec: 16}, s.OC)
+		if !ok {
+			t.Fatal(s.OC)
+		}
+		gs := weightGroups(s, bs)
+		next := 0
+		for _, g := range gs {
+			bytes := 0
+			for _, b := range bs[g[0]:g[1]] {
+				bytes += s.KH * s.KW * s.C * b.nb * 4
+			}
+			if g[0] != next || g[1] <= g[0] || (bytes > maxCachedWeights && g[1]-g[0] > 1) {
+				t.Fatalf("%+v: groups %v: %v holds %d bytes", s, gs, g, bytes)
+			}
+			next = g[1]
+		}
+		if next != len(bs) || (len(gs) == 1) != !weightTilesOutside(s) {
+			t.Fatalf("%+v: groups %v of %d blocks", s, gs, len(bs))
+		}
+	}
+}

@@ -2,6 +2,8 @@
 
 package kernels
 
+import "unsafe"
+
 // detect reports that only the reference kernels exist on this platform.
 func detect() Level { return Generic }
 
@@ -47,3 +49,7 @@ func maxU8(dst, src []uint8) {
 		dst[i] = max(dst[i], src[i])
 	}
 }
+
+// prefetchLines does nothing where there are no assembly kernels (the
+// weight-gradient tiles that it serves are theirs).
+func prefetchLines(p unsafe.Pointer, n int) {}
