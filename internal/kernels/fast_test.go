@@ -50,6 +50,13 @@ func convShapes(r *rand.Rand) []ConvShape {
 		// images per goroutine.
 		{N: 2, H: 5, W: 6, C: 192, OC: 192, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 65, H: 3, W: 2, C: 192, OC: 192, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		// 1×1 weight gradients of that size on panels
+		// (weightGrad1x1Panels): the output gradient's blocks outside,
+		// then the input's, with padding the panels fill with zeros; and
+		// blocks of two widths, which share their tiles out in place.
+		{N: 2, H: 7, W: 7, C: 272, OC: 1024, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
+		{N: 1, H: 13, W: 13, C: 1040, OC: 288, KH: 1, KW: 1, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 2, H: 7, W: 7, C: 256, OC: 1040, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
 		// Both over maxTileSplitPixels output pixels (867; 578 image
 		// pairs for the bfloat16 tiles): the weight gradient shares out
 		// its images, not its tiles.
