@@ -130,6 +130,17 @@ func (p *convPlan) pack(src weightSource) {
 				}
 				continue
 			}
+			if have == b.nb && p.C%16 == 0 && p.k.vec == 16 {
+				// 16×16 blocks through registers (AVX-512): a scalar
+				// loop took a nanosecond an element, 2–3% of a ResNet-50
+				// training step.
+				for j := 0; j < b.nb; j += 16 {
+					for c := 0; c < p.C; c += 16 {
+						transpose16(unsafe.Pointer(&d[c*b.nb+j]), unsafe.Pointer(&sw[(b.oc0+j)*src.B+c]), b.nb*4, src.B*4)
+					}
+				}
+				continue
+			}
 			// Read each source row once, in order; the writes stride by
 			// the block width within d, which stays in cache.
 			for j := 0; j < b.nb; j++ {

@@ -53,3 +53,5 @@ func maxU8(dst, src []uint8) {
 // prefetchLines does nothing where there are no assembly kernels (the
 // weight-gradient tiles that it serves are theirs).
 func prefetchLines(p unsafe.Pointer, n int) {}
+
+func transpose16(dst, src unsafe.Pointer, dstStride, srcStride int) { panic("no AVX-512") }
