@@ -123,6 +123,10 @@ func (p *convPlan) pack(src weightSource) {
 			if src.valid > 0 {
 				have = max(min(b.nb, src.valid-b.oc0), 0)
 			}
+			if !src.transposed && have == b.nb && p.k.vec == 16 {
+				copyRows(unsafe.Pointer(&d[0]), unsafe.Pointer(&sw[b.oc0]), p.C, b.nb/16, b.nb*4, src.B*4)
+				continue
+			}
 			if !src.transposed {
 				for c := 0; c < p.C; c++ {
 					copy(d[c*b.nb:c*b.nb+have], sw[c*src.B+b.oc0:])

@@ -55,3 +55,5 @@ func maxU8(dst, src []uint8) {
 func prefetchLines(p unsafe.Pointer, n int) {}
 
 func transpose16(dst, src unsafe.Pointer, dstStride, srcStride int) { panic("no AVX-512") }
+
+func copyRows(dst, src unsafe.Pointer, rows, vecs, dstStride, srcStride int) { panic("no AVX-512") }

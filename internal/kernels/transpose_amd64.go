@@ -9,3 +9,9 @@ import "unsafe"
 //
 //go:noescape
 func transpose16(dst, src unsafe.Pointer, dstStride, srcStride int)
+
+// copyRows copies rows rows of vecs 16-float vectors each (vecs ≥ 1), rows
+// dstStride and srcStride bytes apart (AVX-512F only).
+//
+//go:noescape
+func copyRows(dst, src unsafe.Pointer, rows, vecs, dstStride, srcStride int)

@@ -142,3 +142,32 @@ TEXT ·transpose16(SB), NOSPLIT, $0-32
 	VMOVUPS Z15, (DI)
 	VZEROUPPER
 	RET
+
+// func copyRows(dst, src unsafe.Pointer, rows, vecs, dstStride, srcStride int)
+//
+// Copies rows rows of vecs 16-float vectors each, rows dstStride and
+// srcStride bytes apart (AVX-512F).
+TEXT ·copyRows(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ rows+16(FP), CX
+	MOVQ dstStride+32(FP), DX
+	MOVQ srcStride+40(FP), BX
+	TESTQ CX, CX
+	JLE done
+row:
+	MOVQ vecs+24(FP), R8
+	XORQ R9, R9
+vec:
+	VMOVUPS (SI)(R9*1), Z0
+	VMOVUPS Z0, (DI)(R9*1)
+	ADDQ $64, R9
+	DECQ R8
+	JNZ vec
+	ADDQ BX, SI
+	ADDQ DX, DI
+	DECQ CX
+	JNZ row
+done:
+	VZEROUPPER
+	RET

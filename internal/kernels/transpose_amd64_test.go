@@ -24,3 +24,28 @@ func TestTranspose16(t *testing.T) {
 		}
 	}
 }
+
+// TestCopyRows checks the strided row copy: one and two vectors a row,
+// rows 40 floats apart in the source and 48 in the destination, and that
+// nothing between the rows is written.
+func TestCopyRows(t *testing.T) {
+	for _, vecs := range []int{1, 2} {
+		src := make([]float32, 5*40)
+		dst := make([]float32, 5*48)
+		for i := range src {
+			src[i] = float32(i + 1)
+		}
+		copyRows(unsafe.Pointer(&dst[0]), unsafe.Pointer(&src[3]), 5, vecs, 48*4, 40*4)
+		for r := range 5 {
+			for i := range 48 {
+				want := float32(0)
+				if i < 16*vecs {
+					want = src[r*40+3+i]
+				}
+				if dst[r*48+i] != want {
+					t.Fatalf("%d vectors: dst[%d][%d] = %v, want %v", vecs, r, i, dst[r*48+i], want)
+				}
+			}
+		}
+	}
+}
