@@ -735,7 +735,7 @@ func weightGroups(s ConvShape, bs []ocBlock) [][2]int {
 // starts: the tiles read each input row a cache line a pixel for every
 // block of channels, each line waiting on the memory's latency, while
 // asked for in address order the lines stream in (ResNet-50's first
-// 1×1 layer of its second stage, 256 to 128 channels at 56×56, took 1.6×
+// 1×1 layer of its second stage, 256 to 128 channels at 56×56, took 1.7×
 // as long without).
 func unitSpans(s ConvShape, n, r0, r1, o0, o1 int, span func(xoff, dyi, elems int)) {
 	oh, ow := s.OH(), s.OW()
@@ -779,13 +779,14 @@ func unitSpans(s ConvShape, n, r0, r1, o0, o1 int, span func(xoff, dyi, elems in
 // weightGrad1x1Panels is convBackwardWeightTiles' tiles-shared-out case
 // for a 1×1 kernel whose blocks are all of one width: it copies both
 // operands into panels first, the input's nblk blocks of channels as
-// [nblk][pixel][16 or 32] and the output gradient's blocks as [block][pixel][nb],
-// over every output pixel in order, and each tile then runs over its two
-// panels in one call. Read in place, a tile's pixels lie a row of
-// channels apart, 4 or 8 KB in ResNet-50's last stage: every line of its
-// column falls in the same few sets of the caches, which hold a fraction
-// of them, so each tile read its operands from beyond L2 (its 1×1 weight
-// gradients ran at 116–151 GFLOP/s on the Xeon, 217–244 on panels). The
+// [nblk][pixel][16 or 32] and the output gradient's blocks as
+// [block][pixel][nb], over every output pixel in order, and each tile then
+// runs over its two panels in one call. Read in place, a tile's pixels lie
+// a row of channels apart, 4 or 8 KB in ResNet-50's last stage: every line
+// of its column falls in the same few sets of the caches, which hold a
+// fraction of them, so each tile read its operands from beyond L2 (those
+// 1×1 weight gradients ran at 134–167 GFLOP/s on the Xeon, 226–282 on
+// panels). The
 // tiles go over the larger operand's panels in the outer loop, so that
 // each of those is read once and the smaller operand's stay in the cache.
 // Every element is still summed over the pixels in order, in one tile.

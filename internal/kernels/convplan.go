@@ -123,7 +123,7 @@ func (p *convPlan) pack(src weightSource) {
 			if src.valid > 0 {
 				have = max(min(b.nb, src.valid-b.oc0), 0)
 			}
-			if !src.transposed && have == b.nb && p.k.vec == 16 {
+			if !src.transposed && have == b.nb && p.C > 0 && p.k.vec == 16 {
 				copyRows(unsafe.Pointer(&d[0]), unsafe.Pointer(&sw[b.oc0]), p.C, b.nb/16, b.nb*4, src.B*4)
 				continue
 			}
