@@ -68,6 +68,11 @@ func convUnfoldedAMXBF16(s, u ConvShape, x []float32, wp []uint32, y []float32, 
 	panic("kernels: no AMX on this platform")
 }
 
+// transpose16x16 is never reached here (its callers need AVX-512).
+func transpose16x16(dst unsafe.Pointer, dstStride int, src unsafe.Pointer, srcStride int, mask uint16) {
+	panic("kernels: no AVX-512 on this platform")
+}
+
 // spreadRuns is never reached here (it runs where hasAMXBF16 holds).
 func spreadRuns(dst unsafe.Pointer, dstStride int, src unsafe.Pointer, srcStride, n, length, pad int) {
 	panic("kernels: no AVX512BW on this platform")

@@ -643,8 +643,7 @@ func convBackwardWeightTiles(s ConvShape, xp unsafe.Pointer, dy, dw []float32, k
 	// memory once a group, the group's tiles then reading them from the
 	// cache. (Looping each tile over all the units read them from memory
 	// once a tile.)
-	groups := weightGroups(s, bs)
-	if pair != nil && len(groups) > 1 {
+	if pair != nil && groupEnd(s, bs, 0) < len(bs) {
 		panic("kernels: a weight gradient over a core's cache paired unit by unit")
 	}
 	parallelForEach(s.N*nch, func(lo, hi int) {
@@ -661,8 +660,8 @@ func convBackwardWeightTiles(s ConvShape, xp unsafe.Pointer, dy, dw []float32, k
 			defer putBuf(xs)
 			defer putBuf(dys)
 		}
-		for _, g := range groups {
-			gb := bs[g[0]:g[1]]
+		for g0 := 0; g0 < len(bs); g0 = groupEnd(s, bs, g0) {
+			gb := bs[g0:groupEnd(s, bs, g0)]
 			for u := lo; u < hi; u++ {
 				n, r0, r1 := rows(u)
 				ux, udy := xp, dy
@@ -708,21 +707,17 @@ func convBackwardWeightTiles(s ConvShape, xp unsafe.Pointer, dy, dw []float32, k
 	}
 }
 
-// weightGroups splits the blocks bs into runs bs[g[0]:g[1]] whose weight
-// gradient fits maxCachedWeights (at least one block a run).
-func weightGroups(s ConvShape, bs []ocBlock) [][2]int {
+// groupEnd returns the end of the group of blocks that starts at bs[i]:
+// the longest run bs[i:j] whose weight gradient fits maxCachedWeights, at
+// least one block.
+func groupEnd(s ConvShape, bs []ocBlock, i int) int {
 	per := s.KH * s.KW * s.C * 4 // bytes of a channel's gradient
-	var gs [][2]int
-	for i := 0; i < len(bs); {
-		j, bytes := i+1, bs[i].nb*per
-		for j < len(bs) && bytes+bs[j].nb*per <= maxCachedWeights {
-			bytes += bs[j].nb * per
-			j++
-		}
-		gs = append(gs, [2]int{i, j})
-		i = j
+	j, bytes := i+1, bs[i].nb*per
+	for j < len(bs) && bytes+bs[j].nb*per <= maxCachedWeights {
+		bytes += bs[j].nb * per
+		j++
 	}
-	return gs
+	return j
 }
 
 // unitSpans lists, in address order, what the weight-gradient tiles of

@@ -140,7 +140,7 @@ func (p *convPlan) pack(src weightSource) {
 				// training step.
 				for j := 0; j < b.nb; j += 16 {
 					for c := 0; c < p.C; c += 16 {
-						transpose16(unsafe.Pointer(&d[c*b.nb+j]), unsafe.Pointer(&sw[(b.oc0+j)*src.B+c]), b.nb*4, src.B*4)
+						transpose16x16(unsafe.Pointer(&d[c*b.nb+j]), b.nb*4, unsafe.Pointer(&sw[(b.oc0+j)*src.B+c]), src.B*4, 0xffff)
 					}
 				}
 				continue

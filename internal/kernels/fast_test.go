@@ -857,9 +857,9 @@ func TestUnitSpansCoverWhatTheTilesRead(t *testing.T) {
 }
 
 // TestWeightGroupsFitTheCache checks how convBackwardWeightTiles groups
-// its tiles: runs of blocks in order, covering each once, each run's
-// gradient within maxCachedWeights (a block larger than that alone), and
-// one run exactly when the whole gradient fits.
+// its tiles (groupEnd): runs of blocks in order, covering each once, each
+// run's gradient within maxCachedWeights (a block larger than that alone),
+// and one run exactly when the whole gradient fits.
 func TestWeightGroupsFitTheCache(t *testing.T) {
 	for _, s := range []ConvShape{
 		{N: 8, H: 56, W: 56, C: 256, OC: 128, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
@@ -871,19 +871,20 @@ func TestWeightGroupsFitTheCache(t *testing.T) {
 		if !ok {
 			t.Fatal(s.OC)
 		}
-		gs := weightGroups(s, bs)
-		next := 0
-		for _, g := range gs {
+		var gs [][2]int
+		for g0 := 0; g0 < len(bs); {
+			g1 := groupEnd(s, bs, g0)
 			bytes := 0
-			for _, b := range bs[g[0]:g[1]] {
+			for _, b := range bs[g0:min(g1, len(bs))] {
 				bytes += s.KH * s.KW * s.C * b.nb * 4
 			}
-			if g[0] != next || g[1] <= g[0] || (bytes > maxCachedWeights && g[1]-g[0] > 1) {
-				t.Fatalf("%+v: groups %v: %v holds %d bytes", s, gs, g, bytes)
+			if g1 <= g0 || g1 > len(bs) || (bytes > maxCachedWeights && g1-g0 > 1) {
+				t.Fatalf("%+v: group [%d, %d) after %v holds %d bytes", s, g0, g1, gs, bytes)
 			}
-			next = g[1]
+			gs = append(gs, [2]int{g0, g1})
+			g0 = g1
 		}
-		if next != len(bs) || (len(gs) == 1) != !weightTilesOutside(s) {
+		if (len(gs) == 1) != !weightTilesOutside(s) {
 			t.Fatalf("%+v: groups %v of %d blocks", s, gs, len(bs))
 		}
 	}

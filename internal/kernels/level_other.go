@@ -54,6 +54,4 @@ func maxU8(dst, src []uint8) {
 // weight-gradient tiles that it serves are theirs).
 func prefetchLines(p unsafe.Pointer, n int) {}
 
-func transpose16(dst, src unsafe.Pointer, dstStride, srcStride int) { panic("no AVX-512") }
-
 func copyRows(dst, src unsafe.Pointer, rows, vecs, dstStride, srcStride int) { panic("no AVX-512") }

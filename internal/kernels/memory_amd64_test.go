@@ -7,15 +7,16 @@ import (
 	"unsafe"
 )
 
-// TestTranspose16 checks the register transpose on rows of other lengths
-// than the block (strides of 20 and 24 floats), every element distinct.
-func TestTranspose16(t *testing.T) {
+// TestTranspose16x16 checks the register transpose that packs transposed
+// weights, every column selected, on rows of other lengths than the block
+// (strides of 20 and 24 floats), every element distinct.
+func TestTranspose16x16(t *testing.T) {
 	src := make([]float32, 16*20)
 	dst := make([]float32, 16*24)
 	for i := range src {
 		src[i] = float32(i)
 	}
-	transpose16(unsafe.Pointer(&dst[0]), unsafe.Pointer(&src[0]), 24*4, 20*4)
+	transpose16x16(unsafe.Pointer(&dst[0]), 24*4, unsafe.Pointer(&src[0]), 20*4, 0xffff)
 	for i := 0; i < 16; i++ {
 		for k := 0; k < 16; k++ {
 			if dst[i*24+k] != src[k*20+i] {

@@ -19,3 +19,10 @@ func prefetchLines(p unsafe.Pointer, n int) {
 //
 //go:noescape
 func prefetchT0(p unsafe.Pointer, lines, off int)
+
+// copyRows copies rows rows of vecs 16-float vectors each (vecs ≥ 1), rows
+// dstStride and srcStride bytes apart (AVX-512F only: copyRuns, which
+// masks its bytes, needs AVX512BW, which the avx512 level does not).
+//
+//go:noescape
+func copyRows(dst, src unsafe.Pointer, rows, vecs, dstStride, srcStride int)
