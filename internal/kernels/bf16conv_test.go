@@ -639,3 +639,60 @@ func TestEpilogueTileMatchesGo(t *testing.T) {
 		}
 	}
 }
+
+// TestPackDirectBF16 checks packDirectBF16's layout element by element
+// against its definition: per block of nr output channels, [KH][KW·cp/2][nr]
+// pairs, pair q of kernel row ky holding elements 2q and 2q+1 of the row
+// (element k = kx·cp + c), zeros past C and past OC — for both block widths,
+// channels padded to AMX's whole steps and to even, and a last block short
+// of nr.
+func TestPackDirectBF16(t *testing.T) {
+	for _, tc := range []struct {
+		c, oc, k int
+		l        bf16Layout
+	}{
+		{3, 64, 7, bf16Layout{nr: 32, cp: 4}},      // the stem on AMX-like padding (cp > C)
+		{5, 40, 3, bf16Layout{nr: 32, cp: 6}},      // odd C, a last block of 8
+		{64, 96, 1, bf16Layout{nr: 32, cp: 64}},    // whole blocks
+		{7, 16, 3, bf16Layout{nr: 16, cp: 8}},      // the narrow blocks
+		{32, 50, 3, bf16Layout{nr: 32, cp: 32}},    // KW·cp whole steps, OC short
+		{2, 33, 1, bf16Layout{nr: 16, cp: 32}},     // most of a row zeros
+		{130, 300, 3, bf16Layout{nr: 32, cp: 130}}, // many units a goroutine
+	} {
+		s := ConvShape{N: 1, H: 4, W: 4, C: tc.c, OC: tc.oc, KH: tc.k, KW: tc.k, SH: 1, SW: 1, DH: 1, DW: 1}
+		w := make([]float32, tc.k*tc.k*tc.c*tc.oc)
+		for i := range w {
+			w[i] = float32(i%251)*0.37 - 40
+		}
+		buf, wp := directWeightsBF16(s, tc.l)
+		for i := range wp {
+			wp[i] = 0xdeadbeef // every pair must be written
+		}
+		packDirectBF16(s, w, wp, tc.l)
+		nr, cp := tc.l.nr, tc.l.cp
+		pairs := s.KW * cp / 2
+		elem := func(ky, k, oc int) float32 {
+			kx, c := k/cp, k%cp
+			if c >= s.C || oc >= s.OC {
+				return 0
+			}
+			return w[((ky*s.KW+kx)*s.C+c)*s.OC+oc]
+		}
+		bad := 0
+		for b := range (s.OC + nr - 1) / nr {
+			for ky := range s.KH {
+				for q := range pairs {
+					for j := range nr {
+						got := wp[((b*s.KH+ky)*pairs+q)*nr+j]
+						want := bf16Pair(elem(ky, 2*q, b*nr+j), elem(ky, 2*q+1, b*nr+j))
+						if got != want && bad < 5 {
+							bad++
+							t.Errorf("C=%d OC=%d %d×%d nr=%d cp=%d: block %d row %d pair %d channel %d = %#x, want %#x", tc.c, tc.oc, tc.k, tc.k, nr, cp, b, ky, q, j, got, want)
+						}
+					}
+				}
+			}
+		}
+		putBytes(buf)
+	}
+}

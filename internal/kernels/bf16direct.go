@@ -96,26 +96,33 @@ func packDirectBF16(s ConvShape, w []float32, wp []uint32, l bf16Layout) {
 	pairs := s.KW * cp / 2
 	nb := (s.OC + nr - 1) / nr
 	blockPairs := s.KH * pairs * nr
-	// row returns stored weight row (ky, k) of block b: the nc ≤ nr OC
-	// values of W[ky][kx][c], adjacent in w (zeros past C).
-	var zeros [32]float32
-	row := func(b, ky, k, nc int) []float32 {
+	// Each pair q of kernel row ky is two rows of w, OC values each, read
+	// in order and paired whole, then dealt out nr pairs to a block. (A
+	// block's nr columns at a time, strided through w by rows, ran at a
+	// few GB/s from memory, where a training step's weights come from
+	// after the optimizer's update.)
+	var zeros []float32 // stored rows past C
+	if cp > s.C {
+		zeros = make([]float32, s.OC)
+	}
+	row := func(ky, k int) []float32 {
 		kx, c := k/cp, k%cp
 		if c >= s.C {
-			return zeros[:nc]
+			return zeros
 		}
-		return w[((ky*s.KW+kx)*s.C+c)*s.OC+b*nr:][:nc]
+		return w[((ky*s.KW+kx)*s.C+c)*s.OC:][:s.OC]
 	}
-	parallelFor(nb, func(lo, hi int) {
-		for b := lo; b < hi; b++ {
-			blk := wp[b*blockPairs : (b+1)*blockPairs]
-			nc := min(nr, s.OC-b*nr)
-			for ky := range s.KH {
-				for q := range pairs {
-					out := blk[(ky*pairs+q)*nr:][:nr]
-					pairBF16(out[:nc], row(b, ky, 2*q, nc), row(b, ky, 2*q+1, nc))
-					clear(out[nc:])
-				}
+	parallelFor(s.KH*pairs, func(lo, hi int) {
+		pb := getBuf(nb * nr)
+		defer putBuf(pb)
+		paired := pairsOf(pb)
+		clear(paired[s.OC:]) // the last block's channels past OC
+		for u := lo; u < hi; u++ {
+			ky, q := u/pairs, u%pairs
+			pairBF16(paired[:s.OC], row(ky, 2*q), row(ky, 2*q+1))
+			at := (ky*pairs + q) * nr
+			for b := range nb {
+				copy(wp[b*blockPairs+at:][:nr], paired[b*nr:])
 			}
 		}
 	})
