@@ -100,6 +100,14 @@ func ConvForwardEpilogueBF16(s ConvShape, x, w, y []float32, e ConvEpilogue[floa
 		return
 	}
 	if bf16NativeOn() {
+		if xs, sub, ok := subsample1x1(s, x); ok {
+			// A strided 1×1 convolution reads one pixel in SH·SW:
+			// gathered, they make a stride-1 convolution, whose tiles
+			// compute no positions only to drop them and whose staging
+			// converts only the pixels read.
+			defer putBuf(xs)
+			s, x = sub, xs
+		}
 		if bf16DirectOK(s) {
 			convForwardDirectBF16(s, x, w, y, ep, bf16DirectKernels)
 			return
@@ -176,6 +184,12 @@ func ConvBackwardDataAddBF16(s ConvShape, dy, w, dx []float32) {
 // ConvBackwardWeightBF16 is ConvBackwardWeight with bfloat16 operands.
 func ConvBackwardWeightBF16(s ConvShape, x, dy, dw []float32) {
 	x, dy = x[:s.N*s.H*s.W*s.C], dy[:s.N*s.OH()*s.OW()*s.OC]
+	if bf16NativeOn() {
+		if xs, sub, ok := subsample1x1(s, x); ok { // as ConvForwardEpilogueBF16 gathers them
+			defer putBuf(xs)
+			s, x = sub, xs
+		}
+	}
 	if bf16NativeOn() && (convBackwardWeightAMXBF16(s, x, dy, dw) || convBackwardWeightNativeBF16(s, x, dy, dw, bf16DWSet)) {
 		return
 	}
@@ -254,6 +268,9 @@ func PackConvBF16(s ConvShape, w []float32) *PackedConvBF16 {
 	if u, ok := unfoldedBF16(s); ok {
 		s = u // the same weights, packed for the unfolded input
 	}
+	if sub, ok := subsampledShape(s); ok {
+		s = sub // the same weights, for the gathered pixels (ConvForwardPackedBF16)
+	}
 	if !bf16NativeOn() || !bf16DirectOK(s) || len(w) < s.KH*s.KW*s.C*s.OC {
 		return nil
 	}
@@ -276,13 +293,20 @@ func ConvForwardPackedBF16(s ConvShape, x, w []float32, p *PackedConvBF16, y []f
 		convUnfoldedAMXBF16(s, u, x[:s.N*s.H*s.W*s.C], p.wp, y, ep)
 		return
 	}
+	x = x[:s.N*s.H*s.W*s.C]
+	if p != nil && bf16NativeOn() {
+		if xs, sub, ok := subsample1x1(s, x); ok { // as PackConvBF16 packed for
+			defer putBuf(xs)
+			s, x = sub, xs
+		}
+	}
 	if p == nil || p.c != s.C || p.oc != s.OC || p.kh != s.KH || p.kw != s.KW || !bf16NativeOn() || !bf16DirectOK(s) || p.l != bf16DirectKernels.layout(s) {
 		ConvForwardEpilogueBF16(s, x, w, y, e)
 		return
 	}
 	ep := epilogueOf(e, s.OC)
 	ep.direct = true
-	convDirectPackedBF16(s, x[:s.N*s.H*s.W*s.C], p.wp, y, ep, bf16DirectKernels)
+	convDirectPackedBF16(s, x, p.wp, y, ep, bf16DirectKernels)
 }
 
 // PackedGemmBF16 is a matrix product's B operand packed once for the

@@ -159,15 +159,28 @@ func convForwardNarrow(s ConvShape, x, w, y []float32, ep *convEpilogue) bool {
 	return true
 }
 
+// subsampledShape returns the stride-1 shape of the 1×1 convolution that
+// a strided, unpadded 1×1 convolution s computes over the pixels it reads
+// (subsample1x1 gathers them); ok is false for any other convolution.
+func subsampledShape(s ConvShape) (sub ConvShape, ok bool) {
+	if s.KH != 1 || s.KW != 1 || (s.SH == 1 && s.SW == 1) || s.PT != 0 || s.PL != 0 || s.PB != 0 || s.PR != 0 {
+		return s, false
+	}
+	sub = s
+	sub.H, sub.W, sub.SH, sub.SW = s.OH(), s.OW(), 1, 1
+	return sub, true
+}
+
 // subsample1x1 gathers the pixels that a strided, unpadded 1×1
 // convolution of shape s reads from x into a pooled buffer (putBuf it),
-// and returns the equivalent stride-1 shape; ok is false for any other
-// convolution.
+// and returns the equivalent stride-1 shape (subsampledShape); ok is false
+// for any other convolution.
 func subsample1x1(s ConvShape, x []float32) (xs []float32, sub ConvShape, ok bool) {
-	if s.KH != 1 || s.KW != 1 || (s.SH == 1 && s.SW == 1) || s.PT != 0 || s.PL != 0 || s.PB != 0 || s.PR != 0 {
+	sub, ok = subsampledShape(s)
+	if !ok {
 		return nil, s, false
 	}
-	oh, ow, c := s.OH(), s.OW(), s.C
+	oh, ow, c := sub.H, sub.W, s.C
 	xs = getBuf(s.N * oh * ow * c)
 	parallelFor(s.N*oh, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
@@ -179,8 +192,6 @@ func subsample1x1(s ConvShape, x []float32) (xs []float32, sub ConvShape, ok boo
 			}
 		}
 	})
-	sub = s
-	sub.H, sub.W, sub.SH, sub.SW = oh, ow, 1, 1
 	return xs, sub, true
 }
 
