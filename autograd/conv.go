@@ -62,7 +62,11 @@ func Conv2d(x, w, b *Value, p ConvParams) *Value {
 	}
 	pr := y.tape.Precision()
 	// The bias (if any) is added as the kernels store the output.
-	convForwardW(pr, s, x.Data.Data, w, y.Data.Data, kernels.ConvEpilogue[float32]{Shift: data(b)})
+	e := kernels.ConvEpilogue[float32]{Shift: data(b), Stats: convStatsFor(y.tape, pr, b)}
+	convForwardW(pr, s, x.Data.Data, w, y.Data.Data, e)
+	if e.Stats != nil && e.Stats.Done {
+		y.stats = e.Stats
+	}
 	record(y, func() {
 		tp, dy := y.tape, y.Grad.Data
 		tp.contributeAdd(x, func(dst []float32) { convBackwardData(pr, s, dy, w.Data.Data, dst) },

@@ -33,6 +33,24 @@ import (
 // relu(bn2(conv2(out)) + shortcut(x)) is one fused operation where it can
 // be, and three where it cannot.
 
+// A batch norm in training also reads its input once for the batch's
+// statistics before it normalises it. Where the kernels compute a
+// convolution's output statistics as they store it (kernels.ConvStats:
+// bfloat16 on AMX tiles), a convolution on a training tape asks for them
+// and leaves them on its output, and a batch norm of that value takes them
+// (kernels.Fused.XStats) instead of reading it for them.
+
+// convStatsFor returns what a convolution on tp at precision pr, with bias
+// b, asks its kernels to fill with its output's statistics; nil where none
+// would compute them (float32), where the bias makes the stored outputs
+// other than the sums, or where fusion is off.
+func convStatsFor(tp *Tape, pr Precision, b *Value) *kernels.ConvStats {
+	if !tp.fuses() || tp.noGrad || pr != BF16 || b != nil {
+		return nil
+	}
+	return new(kernels.ConvStats)
+}
+
 // deferred is what a deferred value will be: its producer's computation,
 // then + skip, then ReLU'd.
 type deferred struct {

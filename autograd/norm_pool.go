@@ -73,7 +73,7 @@ func batchNorm(y, x, gamma, beta, skip *Value, relu bool, runMean, runVar *tenso
 	c := xs[len(xs)-1]
 	m := x.numel() / c
 	g, b := data(gamma), data(beta)
-	f := kernels.Fused[float32]{Skip: data(skip), ReLU: relu}
+	f := kernels.Fused[float32]{Skip: data(skip), ReLU: relu, XStats: x.stats}
 	// backBuffers returns f for the backward pass (the output's mask and a
 	// buffer for the skip's gradient) and the buffer for x's gradient.
 	// When dy dies with this step, the kernels write over it (they read

@@ -67,6 +67,9 @@ type Value struct {
 	lazy         *deferred // what computes Data, while it is deferred (fuse.go)
 	sealed       *sealed   // set by Seal: forms derived once from Data
 	mem          int       // its buffer in its tape's memory plan (memplan.go); 0: none
+	// stats are Data's batch statistics per channel, where the
+	// convolution that produced it computed them as it stored it (fuse.go).
+	stats *kernels.ConvStats
 }
 
 // sealed holds what operations derive from a sealed value's data and keep

@@ -10,11 +10,16 @@ import "math"
 // pass reads ReLU and Y, the forward pass's output, whose zeros mask the
 // gradient; it writes the gradient of Skip (the masked dy) into DSkip
 // unless DSkip is nil.
+//
+// XStats, when Done, are x's statistics, computed as a convolution stored
+// x (ConvEpilogue.Stats): the training forward pass then does not read x
+// to compute them.
 type Fused[T Float] struct {
-	Skip  []T
-	ReLU  bool
-	Y     []T
-	DSkip []T
+	Skip   []T
+	ReLU   bool
+	Y      []T
+	DSkip  []T
+	XStats *ConvStats
 }
 
 // mask returns ReLU's mask source for the fast kernels: Y when a ReLU is
@@ -50,25 +55,37 @@ func BatchNormTrainForward(m, c int, x, gamma, beta, y, mean, invStd, runMean, r
 		batchNormTrainForwardRef(m, c, x, gamma, beta, y, mean, invStd, runMean, runVar, momentum, eps, f)
 		return
 	}
-	// One pass about a shift K, the first row: Σ (x−K)² and Σ (x−K).
-	// Sums of deviations from a sample of the batch cancel little,
-	// whatever the mean (an unshifted Σx² − M·mean² would lose the
-	// variance when the mean dwarfs it). A non-finite K would turn every
-	// deviation into NaN (Inf − Inf), where the reference's mean is ±Inf:
-	// such channels are shifted by 0.
-	k := x[:c]
-	if !allFinite(k) {
-		k = finiteOrZero(k)
-	}
-	sk := chanSums32(x, nil, nil, nil, m, c, k)
-	sq, mu := sk[:c], sk[c:] // Σ (x − mean)², and the mean in place of Σ (x − K)
-	for j := range mu {
-		d := mu[j] / float64(m)
-		mu[j] = float64(k[j]) + d
-		sq[j] = max(sq[j]-float64(m)*d*d, 0)
+	mu, sq := xStats(f, c)
+	if mu == nil {
+		// One pass about a shift K, the first row: Σ (x−K)² and Σ (x−K).
+		// Sums of deviations from a sample of the batch cancel little,
+		// whatever the mean (an unshifted Σx² − M·mean² would lose the
+		// variance when the mean dwarfs it). A non-finite K would turn
+		// every deviation into NaN (Inf − Inf), where the reference's mean
+		// is ±Inf: such channels are shifted by 0.
+		k := x[:c]
+		if !allFinite(k) {
+			k = finiteOrZero(k)
+		}
+		sk := chanSums32(x, nil, nil, nil, m, c, k)
+		sq, mu = sk[:c], sk[c:] // Σ (x − mean)², and the mean in place of Σ (x − K)
+		for j := range mu {
+			d := mu[j] / float64(m)
+			mu[j] = float64(k[j]) + d
+			sq[j] = max(sq[j]-float64(m)*d*d, 0)
+		}
 	}
 	scale, shift := trainStats(m, mu, sq, gamma, beta, mean, invStd, runMean, runVar, momentum, eps)
 	chanAffine32(x, f.Skip, m, c, scale, shift, y, f.ReLU)
+}
+
+// xStats returns the mean and M2 of x's c channels that f hands over
+// (XStats, when Done), or nils.
+func xStats[T Float](f Fused[T], c int) (mean, m2 []float64) {
+	if st := f.XStats; st != nil && st.Done && len(st.Mean) == c && len(st.M2) == c {
+		return st.Mean, st.M2
+	}
+	return nil, nil
 }
 
 // finiteOrZero returns a copy of v with its NaN and ±Inf replaced by 0.
@@ -85,25 +102,28 @@ func finiteOrZero(v []float32) []float32 {
 // batchNormTrainForwardRef is BatchNormTrainForward's reference, for any
 // Float.
 func batchNormTrainForwardRef[T Float](m, c int, x, gamma, beta, y, mean, invStd, runMean, runVar []T, momentum, eps float64, f Fused[T]) {
-	sum := parallelSums(m, c, func(lo, hi int, acc []float64) {
-		for i := lo; i < hi; i++ {
-			for j, v := range x[i*c:][:c] {
-				acc[j] += float64(v)
+	mu, sq := xStats(f, c)
+	if mu == nil {
+		sum := parallelSums(m, c, func(lo, hi int, acc []float64) {
+			for i := lo; i < hi; i++ {
+				for j, v := range x[i*c:][:c] {
+					acc[j] += float64(v)
+				}
 			}
+		})
+		mu = make([]float64, c)
+		for j := range mu {
+			mu[j] = sum[j] / float64(m)
 		}
-	})
-	mu := make([]float64, c)
-	for j := range mu {
-		mu[j] = sum[j] / float64(m)
+		sq = parallelSums(m, c, func(lo, hi int, acc []float64) {
+			for i := lo; i < hi; i++ {
+				for j, v := range x[i*c:][:c] {
+					d := float64(v) - mu[j]
+					acc[j] += d * d
+				}
+			}
+		})
 	}
-	sq := parallelSums(m, c, func(lo, hi int, acc []float64) {
-		for i := lo; i < hi; i++ {
-			for j, v := range x[i*c:][:c] {
-				d := float64(v) - mu[j]
-				acc[j] += d * d
-			}
-		}
-	})
 	scale, shift := trainStats(m, mu, sq, gamma, beta, mean, invStd, runMean, runVar, momentum, eps)
 	affineRowsRef(m, c, x, scale, shift, y, f)
 }

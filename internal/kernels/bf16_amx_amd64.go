@@ -3,6 +3,7 @@
 package kernels
 
 import (
+	"math"
 	"runtime"
 	"unsafe"
 )
@@ -59,9 +60,17 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 	ys := pl.YSW * s.OC
 	cfg := unsafe.Pointer(&amxConfig[0])
 	d := splitDirect(s.N*oh, max(1, amxBF16Positions/ow))
+	var moments []taskMoments // each task's output statistics, where asked (ep.stats)
+	var momentBuf []float64   // behind their means and M2s
+	if ep.stats != nil {
+		moments = make([]taskMoments, d.tasks())
+		momentBuf = sumPool.Get(2 * s.OC * d.tasks())
+		defer sumPool.Put(momentBuf)
+	}
 	parallelChunks(d.tasks(), d.k, func(task0, task1 int) {
 		acc := getBuf(amxGroup * 32 * 32)
 		defer putBuf(acc)
+		var bm blockMoments
 		for task := task0; task < task1; task++ {
 			r0, r1 := d.span(task)
 			if r0 >= r1 {
@@ -79,9 +88,15 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 			buf := u16Of(bb)[:max(staged, reach)]
 			stage(buf[:staged], p0*rowElems, p1*rowElems)
 			clear(buf[staged:])
+			var tm *taskMoments
+			if moments != nil {
+				tm = &moments[task]
+				tm.n, tm.mean, tm.m2 = (r1-r0)*ow, momentBuf[2*task*s.OC:][:s.OC], momentBuf[(2*task+1)*s.OC:][:s.OC]
+			}
 			for b := range nb {
 				c0 := b * 32
 				nc := min(32, s.OC-c0)
+				bm = blockMoments{}
 				for g := 0; g < blocks; g += amxGroup {
 					gb := min(amxGroup, blocks-g)
 					q0 := pos0 + 32*g
@@ -103,13 +118,105 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 							m = pl.pixel(oh, ow, m)
 						}
 						ep.epilogueTile(acc[(p-q0)*32:], m*s.OC+c0, run, ys, c0, nc, y)
+						if tm != nil {
+							bm.add(acc[(p-q0)*32:], run) // the stored outputs: the epilogue is the identity
+						}
 						p += run
 					}
+					if tm != nil {
+						bm.fold() // at most 32·amxGroup = 256 outputs a fold
+					}
+				}
+				if tm != nil {
+					bm.moments(tm.mean[c0:c0+nc], tm.m2[c0:c0+nc])
 				}
 			}
 			putBytes(bb)
 		}
 	})
+	if moments != nil {
+		mergeMoments(ep.stats, s.OC, moments)
+	}
+}
+
+// blockMoments accumulates a task's statistics of a block of 32 output
+// channels from the tiles of sums it stores (convDirectAMXBF16), about a
+// shift k, the block's first output (0 where that is not finite: an
+// infinite shift would make every deviation NaN).
+type blockMoments struct {
+	k      [32]float32
+	part   [64]float32 // since the last fold: Σ (y − k)² in [0, 32), Σ (y − k) in [32, 64) (chanShiftStats512's sums)
+	s2, s1 [32]float64
+	n      int
+}
+
+// add accumulates rows rows of 32 values (a tile's, rows 32 floats apart).
+func (bm *blockMoments) add(tile []float32, rows int) {
+	_ = tile[rows*32-1]
+	if bm.n == 0 {
+		for j, v := range tile[:32] {
+			if !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) {
+				bm.k[j] = v
+			}
+		}
+	}
+	use.vk.shiftStats(unsafe.Pointer(&tile[0]), rows, 32, unsafe.Pointer(&bm.k[0]), unsafe.Pointer(&bm.part[0]))
+	bm.n += rows
+}
+
+// fold adds the float32 partial sums to the float64 ones.
+func (bm *blockMoments) fold() {
+	for j := range 32 {
+		bm.s2[j] += float64(bm.part[j])
+		bm.s1[j] += float64(bm.part[32+j])
+	}
+	bm.part = [64]float32{}
+}
+
+// moments writes the mean and the sum of squared deviations from it of
+// the block's first len(mean) channels.
+func (bm *blockMoments) moments(mean, m2 []float64) {
+	n := float64(bm.n)
+	for j := range mean {
+		d := bm.s1[j] / n
+		mean[j] = float64(bm.k[j]) + d
+		m2[j] = max(bm.s2[j]-n*d*d, 0)
+	}
+}
+
+// taskMoments are the statistics of one task's n outputs
+// (convDirectAMXBF16): per channel their mean and Σ (y − mean)².
+type taskMoments struct {
+	n        int
+	mean, m2 []float64
+}
+
+// mergeMoments writes the statistics of all the tasks' outputs to st,
+// adding the tasks in order, each by Chan et al.'s update: the mean moves
+// toward the task's by its share of the outputs, and M2 gains the task's
+// and the spread between the two means.
+func mergeMoments(st *ConvStats, oc int, tasks []taskMoments) {
+	both := make([]float64, 2*oc)
+	mean, m2 := both[:oc:oc], both[oc:]
+	n := 0
+	for _, t := range tasks {
+		switch {
+		case t.n == 0:
+			continue
+		case n == 0:
+			copy(mean, t.mean)
+			copy(m2, t.m2)
+		default:
+			a, b, ab := float64(n), float64(t.n), float64(n+t.n)
+			for j := range oc {
+				d := t.mean[j] - mean[j]
+				mean[j] += d * b / ab
+				m2[j] += t.m2[j] + d*d*a*b/ab
+			}
+		}
+		n += t.n
+	}
+	st.Mean, st.M2, st.Done = mean, m2, true
 }
 
 // amxGradChunk is the most positions convBackwardWeightAMXBF16 stages at a

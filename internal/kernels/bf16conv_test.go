@@ -14,15 +14,6 @@ import (
 // to nearest: half the spacing 2⁻⁷ of the values in [1, 2).
 const bf16U = 1.0 / 256
 
-// gammaF32 is the bound γ_n = n·2⁻²⁴/(1 − n·2⁻²⁴) on the relative error of
-// n float32 additions in any order (Higham, Accuracy and Stability of
-// Numerical Algorithms, §3.1 and §4.2), relative to the sum of the
-// magnitudes of the terms.
-func gammaF32(n int) float64 {
-	e := float64(n) * 0x1p-24
-	return e / (1 - e)
-}
-
 // bf16Way is one way the bfloat16 entry points compute.
 type bf16Way struct {
 	name string
@@ -111,7 +102,7 @@ func roundedF32(v []float32) []float32 {
 // would be (γ_n·mag), i.e. the operands were rounded.
 func checkBF16(t *testing.T, what string, got []float32, exact, exactR, mag []float64, n int) (rounded bool) {
 	t.Helper()
-	g := gammaF32(n)
+	g := kt.GammaF32(n)
 	for i := range exact {
 		d, dR := math.Abs(float64(got[i])-exact[i]), math.Abs(float64(got[i])-exactR[i])
 		// The 0x1p-140 absorbs the rounding of a sum that is itself near zero
@@ -428,7 +419,7 @@ func TestConvEpilogueBF16(t *testing.T) {
 			ConvForwardEpilogueBF16(s, x, w, y, e)
 		}
 		restore()
-		g := gammaF32(s.KH*s.KW*s.C + runtime.GOMAXPROCS(0))
+		g := kt.GammaF32(s.KH*s.KW*s.C + runtime.GOMAXPROCS(0))
 		for i := range y {
 			c := i % s.OC
 			sc := float64(scale[c])
@@ -707,5 +698,98 @@ func TestPackDirectBF16(t *testing.T) {
 			}
 		}
 		putBytes(buf)
+	}
+}
+
+// TestConvStatsAMXBF16 checks the batch statistics that the bfloat16
+// convolution on AMX tiles computes as it stores its output
+// (ConvEpilogue.Stats) against float64 sums over the stored output. The
+// sums about a shift K are float32 over at most 256 outputs, then float64:
+// |ΔΣ(y−K)| ≤ γ₂₅₆·Σ|y−K| and |ΔΣ(y−K)²| ≤ γ₂₅₆·Σ(y−K)² per task, where
+// K, one of the outputs, is at most 2·D from any (D the largest
+// deviation from the mean), so the mean is within γ₂₅₆·2D and M2 within
+// 3·γ₂₅₆·n·(2D)² (the two sums' errors, and the square of the first);
+// the float64 merge adds nothing at that scale.
+func TestConvStatsAMXBF16(t *testing.T) {
+	if !AMXBF16() {
+		t.Skip("AMX-BF16 tiles not run: this CPU lacks AMX-BF16 or AVX512-BF16, the system did not grant the tile data, or RESIDUAL_AMX=0")
+	}
+	r := rand.New(rand.NewPCG(7, 77))
+	for _, s := range []ConvShape{
+		{N: 8, H: 14, W: 14, C: 64, OC: 96, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 3, H: 9, W: 8, C: 32, OC: 40, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 0, PB: 1, PR: 2},    // strided, a short last block
+		{N: 2, H: 20, W: 20, C: 3, OC: 64, KH: 7, KW: 7, SH: 2, SW: 2, DH: 1, DW: 1, PT: 3, PL: 3, PB: 3, PR: 3},   // the stem, rows unfolded
+		{N: 3, H: 14, W: 14, C: 96, OC: 64, KH: 1, KW: 1, SH: 2, SW: 2, DH: 1, DW: 1},                              // pixels gathered
+		{N: 64, H: 16, W: 16, C: 16, OC: 16, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}, // CIFAR's first stage: many tasks
+	} {
+		x := kt.RandF32(r, s.N*s.H*s.W*s.C)
+		w := kt.RandF32(r, s.KH*s.KW*s.C*s.OC)
+		for i := range x {
+			x[i] += 0.5 // a mean well away from 0
+		}
+		n := s.N * s.OH() * s.OW()
+		y := make([]float32, n*s.OC)
+		st := &ConvStats{}
+		ConvForwardEpilogueBF16(s, x, w, y, ConvEpilogue[float32]{Stats: st})
+		if !st.Done || len(st.Mean) != s.OC || len(st.M2) != s.OC {
+			t.Fatalf("%+v: statistics not computed (done %v, %d means, %d M2s)", s, st.Done, len(st.Mean), len(st.M2))
+		}
+		g := kt.GammaF32(256)
+		for c := range s.OC {
+			var sum float64
+			for i := range n {
+				sum += float64(y[i*s.OC+c])
+			}
+			mean := sum / float64(n)
+			var m2, dev float64
+			for i := range n {
+				d := float64(y[i*s.OC+c]) - mean
+				m2 += d * d
+				dev = max(dev, math.Abs(d))
+			}
+			if e := math.Abs(st.Mean[c] - mean); e > g*2*dev {
+				t.Errorf("%+v channel %d: mean %g, want %g (error %.3g > bound %.3g)", s, c, st.Mean[c], mean, e, g*2*dev)
+			}
+			if e, b := math.Abs(st.M2[c]-m2), 3*g*float64(n)*4*dev*dev; e > b {
+				t.Errorf("%+v channel %d: M2 %g, want %g (error %.3g > bound %.3g)", s, c, st.M2[c], m2, e, b)
+			}
+		}
+		// An epilogue that changes the sums computes none; neither does a
+		// convolution that is not on the tiles' forward sweep (the data
+		// gradient's).
+		st2 := &ConvStats{}
+		ConvForwardEpilogueBF16(s, x, w, y, ConvEpilogue[float32]{Stats: st2, ReLU: true})
+		if st2.Done {
+			t.Errorf("%+v: statistics computed under a ReLU", s)
+		}
+	}
+}
+
+// TestBatchNormTakesXStats checks that a training batch norm normalises
+// with the statistics handed to it (Fused.XStats, when Done) rather than
+// its own, and computes its own when they are not done.
+func TestBatchNormTakesXStats(t *testing.T) {
+	const m, c = 40, 32
+	r := rand.New(rand.NewPCG(3, 4))
+	x := kt.RandF32(r, m*c)
+	y, mean, invStd := make([]float32, m*c), make([]float32, c), make([]float32, c)
+	st := &ConvStats{Done: true, Mean: make([]float64, c), M2: make([]float64, c)}
+	for j := range c {
+		st.Mean[j], st.M2[j] = float64(j)-3, float64(m)*float64(j+1) // variance j+1
+	}
+	BatchNormTrainForward(m, c, x, nil, nil, y, mean, invStd, nil, nil, 0.1, 1e-5, Fused[float32]{XStats: st})
+	for j := range c {
+		if want := 1 / math.Sqrt(float64(j+1)+1e-5); mean[j] != float32(j-3) || math.Abs(float64(invStd[j])-want) > 1e-6*want {
+			t.Fatalf("channel %d: mean %g, 1/σ %g; want the statistics handed over, %d and %g", j, mean[j], invStd[j], j-3, want)
+		}
+	}
+	st.Done = false
+	BatchNormTrainForward(m, c, x, nil, nil, y, mean, invStd, nil, nil, 0.1, 1e-5, Fused[float32]{XStats: st})
+	var sum float64
+	for i := range m {
+		sum += float64(x[i*c])
+	}
+	if got, want := float64(mean[0]), sum/m; math.Abs(got-want) > 1e-6 {
+		t.Fatalf("not done: mean %g, want x's own %g", got, want)
 	}
 }

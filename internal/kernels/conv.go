@@ -86,10 +86,35 @@ func ConvForward(s ConvShape, x, w, y []float32) {
 // does, so that a residual block's last convolution neither reads one
 // buffer nor fills another (each output reads its skip before it is
 // stored). Skip must not overlap x.
+//
+// Stats, when not nil and the epilogue adds nothing (no Scale, Shift, Skip
+// or ReLU), asks for the output's batch statistics per channel as the
+// kernels store it; they are computed where the tiles keep each output in
+// cache until it is stored (ConvStats).
 type ConvEpilogue[T Float] struct {
 	Scale, Shift []T
 	Skip         []T
 	ReLU         bool
+	Stats        *ConvStats
+}
+
+// ConvStats are a convolution's output statistics per output channel,
+// over all its pixels, computed as the kernels store the output
+// (ConvEpilogue.Stats), so that a batch norm in training that follows
+// need not read the output once more to compute them (Fused.XStats). Only
+// the bfloat16 forward convolution on AMX tiles computes them, from each
+// tile of sums while it is in the core's L1 cache; where Done is false
+// nothing was computed.
+//
+// They are sums about a shift, per task and block of 32 channels the
+// task's first output (a sample of the batch: its deviations cancel
+// little, whatever the mean), in float32 over at most 256 outputs, then in
+// float64, the tasks merged in order (Chan et al.'s pairwise update): the
+// result depends only on the shape and GOMAXPROCS.
+type ConvStats struct {
+	Done bool
+	Mean []float64 // the mean of each channel
+	M2   []float64 // Σ (y − Mean)² of each channel
 }
 
 // ConvForwardEpilogue computes ConvForward followed by e, in the same pass

@@ -236,7 +236,11 @@ func epilogueOf(e ConvEpilogue[float32], oc int) *convEpilogue {
 	if e.ReLU {
 		floor = 0
 	}
-	return &convEpilogue{scale: unitsOr(e.Scale, 1, oc), shift: unitsOr(e.Shift, 0, oc), skip: e.Skip, floor: floor}
+	ep := &convEpilogue{scale: unitsOr(e.Scale, 1, oc), shift: unitsOr(e.Shift, 0, oc), skip: e.Skip, floor: floor}
+	if e.Scale == nil && e.Shift == nil && e.Skip == nil && !e.ReLU {
+		ep.stats = e.Stats // the stored outputs are the sums
+	}
+	return ep
 }
 
 // fits reports whether pw holds weights packed for shape s at kernel set

@@ -82,6 +82,10 @@ type convEpilogue struct {
 	// transforms round differently: the bfloat16 entry points use it
 	// (their sums must be those of the bfloat16 products).
 	direct bool
+	// stats, where not nil, receives the output's statistics (an identity
+	// epilogue's: scale 1, shift 0, no skip or ReLU), if the path computes
+	// them (ConvStats).
+	stats *ConvStats
 }
 
 // isDirect reports whether e asks for the direct kernels (nil does not).

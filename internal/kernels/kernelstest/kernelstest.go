@@ -69,3 +69,12 @@ func CloseTo(t testing.TB, what string, got, want []float32) {
 		}
 	}
 }
+
+// GammaF32 is the bound γ_n = n·2⁻²⁴/(1 − n·2⁻²⁴) on the relative error of
+// n float32 additions in any order (Higham, Accuracy and Stability of
+// Numerical Algorithms, §3.1 and §4.2), relative to the sum of the
+// magnitudes of the terms.
+func GammaF32(n int) float64 {
+	e := float64(n) * 0x1p-24
+	return e / (1 - e)
+}
