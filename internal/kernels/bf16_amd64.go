@@ -123,10 +123,12 @@ var bf16DirectKernels = bf16DirectSet{w32: bf16Direct[:], w16: bf16Direct16[:], 
 // epilogueTile512 applies the direct path's float32 epilogue to a tile
 // (bf16_amd64.s): rows rows of 32 sums to y rows ystride bytes apart,
 // channels by mask: max(floor, sum·scale + shift [+ skip]), skip (nil:
-// none) laid out as y.
+// none) laid out as y. With stream, a mask of all 32 channels or the first
+// 16 and no skip, the rows are stored with streaming stores (y and
+// ystride multiples of 64 bytes).
 //
 //go:noescape
-func epilogueTile512(tile, y unsafe.Pointer, rows, ystride int, scale, shift, skip unsafe.Pointer, mask uint32, floor float32)
+func epilogueTile512(tile, y unsafe.Pointer, rows, ystride int, scale, shift, skip unsafe.Pointer, mask uint32, floor float32, stream bool)
 
 // epilogueTile applies ep to the tile's rows, stored at y[at + r·ys]
 // (channels n0…n0+nc−1), in one AVX-512 call.
@@ -141,7 +143,9 @@ func (ep *convEpilogue) epilogueTile(tile []float32, at, rows, ys, n0, nc int, y
 		_ = ep.skip[at+(rows-1)*ys+nc-1]
 		skip = unsafe.Pointer(&ep.skip[at])
 	}
-	epilogueTile512(unsafe.Pointer(&tile[0]), unsafe.Pointer(&y[at]), rows, 4*ys, unsafe.Pointer(&ep.scale[n0]), unsafe.Pointer(&ep.shift[n0]), skip, mask, ep.floor)
+	p := unsafe.Pointer(&y[at])
+	stream := ep.stream && (uintptr(p)|uintptr(4*ys))%64 == 0 // VMOVNTPS's alignment
+	epilogueTile512(unsafe.Pointer(&tile[0]), p, rows, 4*ys, unsafe.Pointer(&ep.scale[n0]), unsafe.Pointer(&ep.shift[n0]), skip, mask, ep.floor, stream)
 }
 
 // transpose16x16 writes the transpose of the 16×16 block of 32-bit values

@@ -130,8 +130,8 @@ tb_done:
 	VMAXPS Z20, Z0, K3, Z0 \
 	VMAXPS Z20, Z1, K4, Z1
 
-// func epilogueTile512(tile, y unsafe.Pointer, rows, ystride int, scale, shift, skip unsafe.Pointer, mask uint32, floor float32)
-TEXT ·epilogueTile512(SB), NOSPLIT, $0-64
+// func epilogueTile512(tile, y unsafe.Pointer, rows, ystride int, scale, shift, skip unsafe.Pointer, mask uint32, floor float32, stream bool)
+TEXT ·epilogueTile512(SB), NOSPLIT, $0-65
 	MOVQ tile+0(FP), SI
 	MOVQ y+8(FP), DI
 	MOVQ rows+16(FP), CX
@@ -145,6 +145,13 @@ TEXT ·epilogueTile512(SB), NOSPLIT, $0-64
 	EPISETUP
 	TESTQ R8, R8
 	JNZ ep_skip
+	CMPB stream+64(FP), $0
+	JEQ ep_cached
+	CMPL mask+56(FP), $-1
+	JEQ ep_streamfull
+	CMPL mask+56(FP), $0xffff
+	JEQ ep_streamhalf
+ep_cached:
 	CMPL mask+56(FP), $-1
 	JEQ ep_full
 ep_masked:
@@ -167,6 +174,32 @@ ep_full:
 	ADDQ R9, DI
 	DECQ CX
 	JNZ ep_full
+	VZEROUPPER
+	RET
+// Streaming stores (VMOVNTPS: the lines are written without being read
+// first and bypass the caches) for a whole block or its first 16
+// channels, then SFENCE, which orders them before the stores that follow.
+ep_streamfull:
+	EPIROW
+	EPIMAX
+	VMOVNTPS Z0, (DI)
+	VMOVNTPS Z1, 64(DI)
+	ADDQ $128, SI
+	ADDQ R9, DI
+	DECQ CX
+	JNZ ep_streamfull
+	SFENCE
+	VZEROUPPER
+	RET
+ep_streamhalf:
+	EPIROW
+	EPIMAX
+	VMOVNTPS Z0, (DI)
+	ADDQ $128, SI
+	ADDQ R9, DI
+	DECQ CX
+	JNZ ep_streamhalf
+	SFENCE
 	VZEROUPPER
 	RET
 ep_skip:

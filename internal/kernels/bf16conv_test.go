@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"testing"
+	"unsafe"
 
 	kt "github.com/residual-nn/residual/internal/kernels/kernelstest"
 )
@@ -791,5 +792,54 @@ func TestBatchNormTakesXStats(t *testing.T) {
 	}
 	if got, want := float64(mean[0]), sum/m; math.Abs(got-want) > 1e-6 {
 		t.Fatalf("not done: mean %g, want x's own %g", got, want)
+	}
+}
+
+// alignedF32 returns n float32s starting at a 64-byte boundary.
+func alignedF32(n int) []float32 {
+	b := make([]float32, n+16)
+	off := int(uintptr(unsafe.Pointer(&b[0]))%64) / 4
+	if off != 0 {
+		off = 16 - off
+	}
+	return b[off : off+n]
+}
+
+// TestStreamedForwardMatches checks that a bfloat16 forward convolution on
+// AMX tiles in training (asked for its statistics) stores the same output
+// bit for bit with streaming stores (streamedOutput, here for any size) as
+// through the caches, and as on packed weights (which never stream):
+// blocks of 32 channels, a last block of 16 (the streamed half), blocks
+// of other widths (cached either way), and rows that are not 64-byte
+// aligned (cached).
+func TestStreamedForwardMatches(t *testing.T) {
+	if !AMXBF16() {
+		t.Skip("AMX-BF16 tiles not run: this CPU lacks AMX-BF16 or AVX512-BF16, the system did not grant the tile data, or RESIDUAL_AMX=0")
+	}
+	defer func(v int) { streamMinBytes = v }(streamMinBytes)
+	r := rand.New(rand.NewPCG(11, 12))
+	for _, s := range []ConvShape{
+		{N: 2, H: 9, W: 9, C: 32, OC: 64, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 3, H: 8, W: 8, C: 16, OC: 48, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}, // a last block of 16
+		{N: 4, H: 8, W: 8, C: 16, OC: 16, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}, // CIFAR's 16 channels
+		{N: 2, H: 7, W: 7, C: 24, OC: 40, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},                             // rows of 160 bytes
+		{N: 2, H: 20, W: 20, C: 3, OC: 64, KH: 7, KW: 7, SH: 2, SW: 2, DH: 1, DW: 1, PT: 3, PL: 3, PB: 3, PR: 3},
+	} {
+		x, w := kt.RandF32(r, s.N*s.H*s.W*s.C), kt.RandF32(r, s.KH*s.KW*s.C*s.OC)
+		n := s.N * s.OH() * s.OW() * s.OC
+		cached, streamed, packed := alignedF32(n), alignedF32(n), alignedF32(n)
+		streamMinBytes = 1 << 62
+		ConvForwardEpilogueBF16(s, x, w, cached, ConvEpilogue[float32]{})
+		streamMinBytes = 0
+		for i := range streamed {
+			streamed[i], packed[i] = float32(math.NaN()), float32(math.NaN())
+		}
+		ConvForwardEpilogueBF16(s, x, w, streamed, ConvEpilogue[float32]{Stats: &ConvStats{}})
+		ConvForwardPackedBF16(s, x, w, PackConvBF16(s, w), packed, ConvEpilogue[float32]{})
+		for i := range cached {
+			if math.Float32bits(streamed[i]) != math.Float32bits(cached[i]) || math.Float32bits(packed[i]) != math.Float32bits(cached[i]) {
+				t.Fatalf("%+v: element %d streamed %g, packed and streamed %g, cached %g", s, i, streamed[i], packed[i], cached[i])
+			}
+		}
 	}
 }

@@ -86,6 +86,11 @@ type convEpilogue struct {
 	// epilogue's: scale 1, shift 0, no skip or ReLU), if the path computes
 	// them (ConvStats).
 	stats *ConvStats
+	// stream stores the output with streaming (non-temporal) stores where
+	// the kernel can (epilogueTile: bfloat16 on AMX tiles), past the
+	// caches, which a store otherwise first reads each line into
+	// (streamedOutput).
+	stream bool
 }
 
 // isDirect reports whether e asks for the direct kernels (nil does not).
