@@ -17,7 +17,7 @@ type vecKernels struct {
 	vec                        int // floats per vector: c (or n) must be a multiple
 	shiftStats, shiftStatsRows func(x unsafe.Pointer, rows, c int, shift, acc unsafe.Pointer)
 	dyStats, dyStatsRows       func(x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
-	affine                     func(x, skip unsafe.Pointer, rows, c int, scale, shift, y unsafe.Pointer, relu int)
+	affine                     func(x, skip unsafe.Pointer, rows, c int, scale, shift, y unsafe.Pointer, relu, stream int)
 	affine2                    func(x, dy, y unsafe.Pointer, rows, c int, a, k, b, dx unsafe.Pointer)
 	relu                       func(x, y unsafe.Pointer, n int)
 	reluGrad, add              func(a, b, y unsafe.Pointer, n int)
@@ -100,11 +100,16 @@ func chanSums32(x, dy, y, dz []float32, m, c int, mean []float32) []float64 {
 }
 
 // chanAffine32 writes y = x·scale + shift per channel, plus skip unless it
-// is nil, then ReLU'd if relu.
-func chanAffine32(x, skip []float32, m, c int, scale, shift, y []float32, relu bool) {
-	r := 0
+// is nil, then ReLU'd if relu; with stream, in streaming stores where the
+// level has them (AVX-512) and y is 64-byte aligned (its rows are: c is a
+// whole number of vectors).
+func chanAffine32(x, skip []float32, m, c int, scale, shift, y []float32, relu, stream bool) {
+	r, st := 0, 0
 	if relu {
 		r = 1
+	}
+	if stream && m*c > 0 && uintptr(unsafe.Pointer(&y[0]))%64 == 0 {
+		st = 1
 	}
 	parallelFor((m+statRows-1)/statRows, func(lo, hi int) {
 		r0, r1 := lo*statRows, min(hi*statRows, m)
@@ -112,7 +117,7 @@ func chanAffine32(x, skip []float32, m, c int, scale, shift, y []float32, relu b
 		if skip != nil {
 			sp = unsafe.Pointer(&skip[r0*c])
 		}
-		use.vk.affine(unsafe.Pointer(&x[r0*c]), sp, r1-r0, c, unsafe.Pointer(&scale[0]), unsafe.Pointer(&shift[0]), unsafe.Pointer(&y[r0*c]), r)
+		use.vk.affine(unsafe.Pointer(&x[r0*c]), sp, r1-r0, c, unsafe.Pointer(&scale[0]), unsafe.Pointer(&shift[0]), unsafe.Pointer(&y[r0*c]), r, st)
 	})
 }
 
@@ -151,10 +156,11 @@ func chanDyStats512(x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc unsafe.P
 
 // chanAffine512 writes y[r][j] = x[r][j]·scale[j] + shift[j], plus
 // skip[r][j] unless skip is nil, then max(·, 0) if relu ≠ 0 (NaN stays
-// NaN).
+// NaN); with stream ≠ 0, in streaming stores (y 64-byte aligned), then
+// SFENCE.
 //
 //go:noescape
-func chanAffine512(x, skip unsafe.Pointer, rows, c int, scale, shift, y unsafe.Pointer, relu int)
+func chanAffine512(x, skip unsafe.Pointer, rows, c int, scale, shift, y unsafe.Pointer, relu, stream int)
 
 // chanAffine2512 writes dx[r][j] = a[j]·g − k[j]·x[r][j] + b[j], g =
 // dy[r][j] where y[r][j] ≠ 0 (or is NaN) and 0 elsewhere. Pass y = dy for
@@ -183,8 +189,10 @@ func chanShiftStatsAVX2(x unsafe.Pointer, rows, c int, shift, acc unsafe.Pointer
 //go:noescape
 func chanDyStatsAVX2(x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
 
+// chanAffineAVX2 stores through the caches whatever stream says.
+//
 //go:noescape
-func chanAffineAVX2(x, skip unsafe.Pointer, rows, c int, scale, shift, y unsafe.Pointer, relu int)
+func chanAffineAVX2(x, skip unsafe.Pointer, rows, c int, scale, shift, y unsafe.Pointer, relu, stream int)
 
 //go:noescape
 func chanAffine2AVX2(x, dy, y unsafe.Pointer, rows, c int, a, k, b, dx unsafe.Pointer)

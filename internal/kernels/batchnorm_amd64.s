@@ -117,8 +117,8 @@ ds_done:
 	VZEROUPPER
 	RET
 
-// func chanAffine512(x, skip unsafe.Pointer, rows, c int, scale, shift, y unsafe.Pointer, relu int)
-TEXT ·chanAffine512(SB), NOSPLIT, $0-64
+// func chanAffine512(x, skip unsafe.Pointer, rows, c int, scale, shift, y unsafe.Pointer, relu, stream int)
+TEXT ·chanAffine512(SB), NOSPLIT, $0-72
 	MOVQ x+0(FP), SI
 	MOVQ skip+8(FP), R12
 	MOVQ rows+16(FP), BX
@@ -128,6 +128,7 @@ TEXT ·chanAffine512(SB), NOSPLIT, $0-64
 	MOVQ shift+40(FP), R10
 	MOVQ y+48(FP), DI
 	MOVQ relu+56(FP), R11
+	MOVQ stream+64(FP), R14
 	MOVQ R12, R13
 	VPXORD Z5, Z5, Z5
 	TESTQ BX, BX
@@ -146,16 +147,29 @@ af_relu:
 	JZ af_store
 	VMAXPS Z0, Z5, Z0
 af_store:
+	TESTQ R14, R14
+	JNZ af_stream
 	VMOVUPS Z0, (DI)(DX*1)
 	ADDQ $64, DX
 	CMPQ DX, R8
 	JL af_cv
+	JMP af_next
+af_stream:
+	VMOVNTPS Z0, (DI)(DX*1)
+	ADDQ $64, DX
+	CMPQ DX, R8
+	JL af_cv
+af_next:
 	ADDQ R8, SI
 	ADDQ R8, R12
 	ADDQ R8, DI
 	DECQ BX
 	JNZ af_row
 af_done:
+	TESTQ R14, R14
+	JZ af_ret
+	SFENCE
+af_ret:
 	VZEROUPPER
 	RET
 

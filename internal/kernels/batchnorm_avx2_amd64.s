@@ -118,8 +118,8 @@ dsy_done:
 	VZEROUPPER
 	RET
 
-// func chanAffineAVX2(x, skip unsafe.Pointer, rows, c int, scale, shift, y unsafe.Pointer, relu int)
-TEXT ·chanAffineAVX2(SB), NOSPLIT, $0-64
+// func chanAffineAVX2(x, skip unsafe.Pointer, rows, c int, scale, shift, y unsafe.Pointer, relu, stream int)
+TEXT ·chanAffineAVX2(SB), NOSPLIT, $0-72
 	MOVQ x+0(FP), SI
 	MOVQ skip+8(FP), R12
 	MOVQ rows+16(FP), BX

@@ -223,8 +223,9 @@ func testFastConv(t *testing.T) {
 // kernels run in float64 (the generic loops): row counts that are and are
 // not multiples of the kernels' 256-row chunks, one and three channel
 // vectors of either width (8 and 24 channels are AVX2's only), and rows
-// wide enough for the row-major sums (272 channels). A third of the fused
-// outputs are zero (the ReLU's mask).
+// wide enough for the row-major sums (272 channels), and a training output
+// of over bnStreamMinBytes (streamed). A third of the fused outputs are
+// zero (the ReLU's mask).
 func TestFastBatchNormMatchesReference(t *testing.T) {
 	if len(levels()) == 0 {
 		t.Skip("the per-channel kernels need AVX2 or AVX-512; this CPU has neither")
@@ -234,13 +235,41 @@ func TestFastBatchNormMatchesReference(t *testing.T) {
 	}
 }
 
+// TestChanAffineStreams holds the batch norm's affine pass with streaming
+// stores to the cached one bit for bit: two chunks of rows, with and
+// without the skip and the ReLU.
+func TestChanAffineStreams(t *testing.T) {
+	if len(levels()) == 0 {
+		t.Skip("the per-channel kernels need AVX2 or AVX-512; this CPU has neither")
+	}
+	const m, c = 300, 48
+	r := rand.New(rand.NewPCG(5, 6))
+	x, skip, scale, shift := kt.RandF32(r, m*c), kt.RandF32(r, m*c), kt.RandF32(r, c), kt.RandF32(r, c)
+	for _, l := range levels() {
+		prev := SetLevel(l)
+		for _, sk := range [][]float32{nil, skip} {
+			for _, relu := range []bool{false, true} {
+				cached, streamed := alignedF32(m*c), alignedF32(m*c)
+				chanAffine32(x, sk, m, c, scale, shift, cached, relu, false)
+				chanAffine32(x, sk, m, c, scale, shift, streamed, relu, true)
+				for i := range cached {
+					if math.Float32bits(cached[i]) != math.Float32bits(streamed[i]) {
+						t.Fatalf("%v skip=%v relu=%v: element %d streamed %g, cached %g", l, sk != nil, relu, i, streamed[i], cached[i])
+					}
+				}
+			}
+		}
+		SetLevel(prev)
+	}
+}
+
 func testFastBatchNorm(t *testing.T, l Level) {
 	r := rand.New(rand.NewPCG(3, 4))
 	// Two shapes, one of narrow rows and one of wide, have a mean 30 times
 	// their spread: the one-pass statistics (about a shift) must not lose
 	// the variance. (Much more and the float32 affine y = x·scale + shift
 	// itself, PyTorch's form too, cancels past the bound.)
-	for _, sh := range [][4]float32{{700, 16, 3, 1}, {512, 48, 3, 1}, {3, 16, 3, 1}, {300, 272, 3, 1}, {1000, 32, 0.1, 3}, {600, 160, 0.1, 3}, {500, 8, 3, 1}, {257, 24, 3, 1}} {
+	for _, sh := range [][4]float32{{700, 16, 3, 1}, {512, 48, 3, 1}, {3, 16, 3, 1}, {300, 272, 3, 1}, {1000, 32, 0.1, 3}, {600, 160, 0.1, 3}, {500, 8, 3, 1}, {257, 24, 3, 1}, {4100, 64, 3, 1}} {
 		m, c := int(sh[0]), int(sh[1])
 		x, dy, skip := kt.RandF32(r, m*c), kt.RandF32(r, m*c), kt.RandF32(r, m*c)
 		for i := range x {
