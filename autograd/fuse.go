@@ -38,7 +38,12 @@ import (
 // convolution's output statistics as they store it (kernels.ConvStats:
 // bfloat16 on AMX tiles), a convolution on a training tape asks for them
 // and leaves them on its output, and a batch norm of that value takes them
-// (kernels.Fused.XStats) instead of reading it for them.
+// (kernels.Fused.XStats) instead of reading it for them. The convolution
+// cannot know what reads its output next: it asks whenever it may, and
+// where no batch norm follows (ResNets and U-Nets have no such bias-free
+// convolution) the statistics cost their sums over tiles already in
+// cache, and a large output is streamed to memory all the same (kernels'
+// streamedOutput).
 
 // convStatsFor returns what a convolution on tp at precision pr, with bias
 // b, asks its kernels to fill with its output's statistics; nil where none

@@ -45,8 +45,11 @@ func (f Fused[T]) grad(dy []T, i int) T {
 // and 1/sqrt(var+eps) in mean and invStd for the backward pass, and updates
 // the running statistics as PyTorch does: the running variance uses the
 // unbiased batch variance (·M/(M−1)), with runMean ← (1−momentum)·runMean +
-// momentum·mean. runMean and runVar may be nil. Sums are taken in float64.
-// f's skip addition and ReLU are applied to y in the same pass.
+// momentum·mean. runMean and runVar may be nil. The statistics are those
+// f hands over (XStats, when done for M rows), else summed here: in
+// float64, from the vector kernels' float32 sums over at most 256 rows
+// about a shift where c is a whole number of vectors. f's skip addition and
+// ReLU are applied to y in the same pass.
 //
 // It takes the active level's per-channel kernels where they apply (chanOK), the
 // reference (batchNormTrainForwardRef) otherwise.
@@ -55,7 +58,7 @@ func BatchNormTrainForward(m, c int, x, gamma, beta, y, mean, invStd, runMean, r
 		batchNormTrainForwardRef(m, c, x, gamma, beta, y, mean, invStd, runMean, runVar, momentum, eps, f)
 		return
 	}
-	mu, sq := xStats(f, c)
+	mu, sq := xStats(f, m, c)
 	if mu == nil {
 		// One pass about a shift K, the first row: Σ (x−K)² and Σ (x−K).
 		// Sums of deviations from a sample of the batch cancel little,
@@ -93,10 +96,10 @@ func BatchNormTrainForward(m, c int, x, gamma, beta, y, mean, invStd, runMean, r
 // 5–10% longer: it stays cached.)
 const bnStreamMinBytes = 1 << 20
 
-// xStats returns the mean and M2 of x's c channels that f hands over
-// (XStats, when Done), or nils.
-func xStats[T Float](f Fused[T], c int) (mean, m2 []float64) {
-	if st := f.XStats; st != nil && st.Done && len(st.Mean) == c && len(st.M2) == c {
+// xStats returns the mean and M2 of x's c channels (m rows) that f hands
+// over (XStats, when Done for m rows), or nils.
+func xStats[T Float](f Fused[T], m, c int) (mean, m2 []float64) {
+	if st := f.XStats; st != nil && st.Done && st.N == m && len(st.Mean) == c && len(st.M2) == c {
 		return st.Mean, st.M2
 	}
 	return nil, nil
@@ -116,7 +119,7 @@ func finiteOrZero(v []float32) []float32 {
 // batchNormTrainForwardRef is BatchNormTrainForward's reference, for any
 // Float.
 func batchNormTrainForwardRef[T Float](m, c int, x, gamma, beta, y, mean, invStd, runMean, runVar []T, momentum, eps float64, f Fused[T]) {
-	mu, sq := xStats(f, c)
+	mu, sq := xStats(f, m, c)
 	if mu == nil {
 		sum := parallelSums(m, c, func(lo, hi int, acc []float64) {
 			for i := lo; i < hi; i++ {

@@ -58,6 +58,11 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 	chunks, lda := s.KW*cp/32, 2*st*cp
 	placed := pl != unplaced(s)
 	ys := pl.YSW * s.OC
+	if ep.stats != nil && !placed && streamedOutput(y[:s.N*oh*ow*s.OC]) {
+		e := *ep
+		e.stream = true
+		ep = &e
+	}
 	cfg := unsafe.Pointer(&amxConfig[0])
 	d := splitDirect(s.N*oh, max(1, amxBF16Positions/ow))
 	var moments []taskMoments // each task's output statistics, where asked (ep.stats)
@@ -191,32 +196,40 @@ type taskMoments struct {
 	mean, m2 []float64
 }
 
-// mergeMoments writes the statistics of all the tasks' outputs to st,
-// adding the tasks in order, each by Chan et al.'s update: the mean moves
-// toward the task's by its share of the outputs, and M2 gains the task's
-// and the spread between the two means.
+// mergeMoments writes the statistics of all the tasks' outputs to st: the
+// mean the tasks' means weighted by their shares of the outputs, then M2
+// the tasks' M2s plus each task's count times the square of its mean's
+// distance from the whole mean (the two-pass form of Chan et al.'s
+// pairwise update, in the tasks' order). Infinite outputs give what the
+// batch norm's own sums give: a mean of ±Inf where they are all of one
+// sign, else NaN (an incremental update, Inf − Inf, made it NaN either
+// way).
 func mergeMoments(st *ConvStats, oc int, tasks []taskMoments) {
 	both := make([]float64, 2*oc)
 	mean, m2 := both[:oc:oc], both[oc:]
 	n := 0
 	for _, t := range tasks {
-		switch {
-		case t.n == 0:
-			continue
-		case n == 0:
-			copy(mean, t.mean)
-			copy(m2, t.m2)
-		default:
-			a, b, ab := float64(n), float64(t.n), float64(n+t.n)
-			for j := range oc {
-				d := t.mean[j] - mean[j]
-				mean[j] += d * b / ab
-				m2[j] += t.m2[j] + d*d*a*b/ab
-			}
-		}
 		n += t.n
 	}
-	st.Mean, st.M2, st.Done = mean, m2, true
+	for _, t := range tasks {
+		if t.n == 0 {
+			continue
+		}
+		w := float64(t.n) / float64(n)
+		for j := range oc {
+			mean[j] += w * t.mean[j]
+		}
+	}
+	for _, t := range tasks {
+		if t.n == 0 {
+			continue
+		}
+		for j := range oc {
+			d := t.mean[j] - mean[j]
+			m2[j] += t.m2[j] + float64(t.n)*d*d
+		}
+	}
+	st.N, st.Mean, st.M2, st.Done = n, mean, m2, true
 }
 
 // amxGradChunk is the most positions convBackwardWeightAMXBF16 stages at a

@@ -85,25 +85,27 @@ func directEpilogue(n int) *convEpilogue {
 // (streamedOutput). A variable for the tests, which lower it.
 var streamMinBytes = 8 << 20
 
-// streamedOutput reports whether a bfloat16 forward convolution that
-// computes its output's statistics as it stores it (ConvEpilogue.Stats: in
-// training, a batch norm follows) streams the output y past the caches:
-// from streamMinBytes on. A store to a line that is in no cache first
-// reads it (for ownership), so a cached store of an output in a buffer
-// that has left the core's cache moves its bytes twice; streamed, once,
-// and it pushes nothing else out of the cache. The batch norm then reads
-// the output from memory, once (its statistics are computed). Training
-// ResNet-50 at batch 8 on the Intel Xeon, whose outputs are 0.8 to 26 MB,
-// the forward pass took 139–142 ms streaming from 4 MB, 146–153 from 8 MB,
-// 155 from 16 MB and 167–168 never, the backward pass level; CIFAR's
-// ResNet-20 at batch 128 (outputs of 8.4, 4.2 and 2.1 MB), level from 8
-// MB, its forward pass 1 ms (2.5%) longer from 4 MB (medians of 10 steps,
-// three alternated rounds). Elsewhere the output stays cached: an
-// inference pass (packed weights) writes into buffers of its memory plan
-// that are often still cached, and streamed its ResNet-50 ran 8% slower
-// (residual bench resnet50-infer-bf16: 90.6–95.3 against 99.8–102.8
-// img/s); the data gradients' outputs, which a batch norm's backward pass
-// reads twice, streamed made CIFAR's backward pass 5–8% longer.
+// streamedOutput reports whether a bfloat16 forward convolution on AMX
+// tiles that computes its output's statistics as it stores it
+// (ConvEpilogue.Stats: in training, where a batch norm normally follows)
+// streams the output y past the caches: from streamMinBytes on. A store to
+// a line that is in no cache first reads it (for ownership), so a cached
+// store of an output in a buffer that has left the core's cache moves its
+// bytes twice; streamed, once, and it pushes nothing else out of the
+// cache. The batch norm then reads the output from memory, once (its
+// statistics are computed). Training ResNet-50 at batch 8 on the Intel
+// Xeon, whose outputs are 0.8 to 26 MB, the forward pass took 139–142 ms
+// streaming from 4 MB, 146–153 from 8 MB, 155 from 16 MB and 167–168
+// never, the backward pass level; CIFAR's ResNet-20 at batch 128 (outputs
+// of 8.4, 4.2 and 2.1 MB), level from 8 MB, its forward pass 1 ms (2.5%)
+// longer from 4 MB (medians of 10 steps, three alternated rounds).
+// Elsewhere the output stays cached: an inference pass (packed weights)
+// writes into buffers of its memory plan that are often still cached, and
+// streamed its ResNet-50 ran 8% slower (residual bench
+// resnet50-infer-bf16: 90.6–95.3 against 99.8–102.8 img/s); the data
+// gradients' outputs, which a batch norm's backward pass reads twice,
+// streamed made CIFAR's backward pass 5–8% longer; and the VDPBF16PS
+// tiles (no AMX) store in their own kernels, measured only cached.
 func streamedOutput(y []float32) bool { return 4*len(y) >= streamMinBytes }
 
 // ConvForwardBF16 is ConvForward with bfloat16 operands (see BF16Path).
@@ -117,7 +119,6 @@ func ConvForwardEpilogueBF16(s ConvShape, x, w, y []float32, e ConvEpilogue[floa
 	x, w = x[:s.N*s.H*s.W*s.C], w[:s.KH*s.KW*s.C*s.OC]
 	ep := epilogueOf(e, s.OC)
 	ep.direct = true
-	ep.stream = ep.stats != nil && streamedOutput(y[:s.N*s.OH()*s.OW()*s.OC])
 	if u, ok := unfoldedBF16(s); ok {
 		l := bf16DirectKernels.layout(u)
 		wbuf, wp := directWeightsBF16(u, l)
@@ -287,15 +288,15 @@ type PackedConvBF16 struct {
 
 // PackConvBF16 packs w [KH,KW,C,OC] for bfloat16 convolutions of shape s:
 // the packing depends on C, OC, KH and KW, and on whether the stride and
-// padding take AMX tiles (another layout), but it returns nil where
+// padding take AMX tiles (another layout; a strided unpadded 1×1
+// convolution runs on its gathered pixels at stride 1), but it returns nil where
 // the direct native kernels do not run s (no AVX512-BF16,
 // RESIDUAL_BF16=emulate, horizontal dilation), and ConvForwardPackedBF16
 // then computes as ConvForwardEpilogueBF16.
 func PackConvBF16(s ConvShape, w []float32) *PackedConvBF16 {
 	if u, ok := unfoldedBF16(s); ok {
 		s = u // the same weights, packed for the unfolded input
-	}
-	if sub, ok := subsampledShape(s); ok {
+	} else if sub, ok := subsampledShape(s); ok {
 		s = sub // the same weights, for the gathered pixels (ConvForwardPackedBF16)
 	}
 	if !bf16NativeOn() || !bf16DirectOK(s) || len(w) < s.KH*s.KW*s.C*s.OC {

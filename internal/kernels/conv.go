@@ -87,9 +87,9 @@ func ConvForward(s ConvShape, x, w, y []float32) {
 // buffer nor fills another (each output reads its skip before it is
 // stored). Skip must not overlap x.
 //
-// Stats, when not nil and the epilogue adds nothing (no Scale, Shift, Skip
-// or ReLU), asks for the output's batch statistics per channel as the
-// kernels store it; they are computed where the tiles keep each output in
+// Stats, when not nil, is cleared, and where the epilogue adds nothing (no
+// Scale, Shift, Skip or ReLU) receives the output's batch statistics per
+// channel as the kernels store it, where the tiles keep each output in
 // cache until it is stored (ConvStats).
 type ConvEpilogue[T Float] struct {
 	Scale, Shift []T
@@ -109,10 +109,11 @@ type ConvEpilogue[T Float] struct {
 // They are sums about a shift, per task and block of 32 channels the
 // task's first output (a sample of the batch: its deviations cancel
 // little, whatever the mean), in float32 over at most 256 outputs, then in
-// float64, the tasks merged in order (Chan et al.'s pairwise update): the
-// result depends only on the shape and GOMAXPROCS.
+// float64, the tasks merged in order (mergeMoments): the result depends
+// only on the shape and GOMAXPROCS.
 type ConvStats struct {
 	Done bool
+	N    int       // the outputs a channel, N·OH·OW
 	Mean []float64 // the mean of each channel
 	M2   []float64 // Σ (y − Mean)² of each channel
 }

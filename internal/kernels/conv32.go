@@ -237,8 +237,11 @@ func epilogueOf(e ConvEpilogue[float32], oc int) *convEpilogue {
 		floor = 0
 	}
 	ep := &convEpilogue{scale: unitsOr(e.Scale, 1, oc), shift: unitsOr(e.Shift, 0, oc), skip: e.Skip, floor: floor}
-	if e.Scale == nil && e.Shift == nil && e.Skip == nil && !e.ReLU {
-		ep.stats = e.Stats // the stored outputs are the sums
+	if e.Stats != nil {
+		*e.Stats = ConvStats{} // not done, unless a path fills it
+		if e.Scale == nil && e.Shift == nil && e.Skip == nil && !e.ReLU {
+			ep.stats = e.Stats // the stored outputs are the sums
+		}
 	}
 	return ep
 }
