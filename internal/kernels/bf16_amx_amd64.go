@@ -65,17 +65,16 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 	}
 	cfg := unsafe.Pointer(&amxConfig[0])
 	d := splitDirect(s.N*oh, max(1, amxBF16Positions/ow))
-	var moments []taskMoments // each task's output statistics, where asked (ep.stats)
-	var momentBuf []float64   // behind their means and M2s
-	if ep.stats != nil {
-		moments = make([]taskMoments, d.tasks())
-		momentBuf = sumPool.Get(2 * s.OC * d.tasks())
+	// Each task's output statistics, where asked (ep.stats), and their
+	// means and M2s: assigned once here, so that the closure below holds
+	// them as they are instead of moving them to the heap.
+	moments, momentBuf := newTaskMoments(ep.stats != nil, d.tasks(), s.OC)
+	if momentBuf != nil {
 		defer sumPool.Put(momentBuf)
 	}
 	parallelChunks(d.tasks(), d.k, func(task0, task1 int) {
 		acc := getBuf(amxGroup * 32 * 32)
 		defer putBuf(acc)
-		var bm blockMoments
 		for task := task0; task < task1; task++ {
 			r0, r1 := d.span(task)
 			if r0 >= r1 {
@@ -94,14 +93,18 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 			stage(buf[:staged], p0*rowElems, p1*rowElems)
 			clear(buf[staged:])
 			var tm *taskMoments
+			var bm *blockMoments
 			if moments != nil {
 				tm = &moments[task]
 				tm.n, tm.mean, tm.m2 = (r1-r0)*ow, momentBuf[2*task*s.OC:][:s.OC], momentBuf[(2*task+1)*s.OC:][:s.OC]
+				bm = &tm.block
 			}
 			for b := range nb {
 				c0 := b * 32
 				nc := min(32, s.OC-c0)
-				bm = blockMoments{}
+				if bm != nil {
+					*bm = blockMoments{}
+				}
 				for g := 0; g < blocks; g += amxGroup {
 					gb := min(amxGroup, blocks-g)
 					q0 := pos0 + 32*g
@@ -190,10 +193,22 @@ func (bm *blockMoments) moments(mean, m2 []float64) {
 }
 
 // taskMoments are the statistics of one task's n outputs
-// (convDirectAMXBF16): per channel their mean and Σ (y − mean)².
+// (convDirectAMXBF16): per channel their mean and Σ (y − mean)², and the
+// sums of the block of channels the task is at.
 type taskMoments struct {
 	n        int
 	mean, m2 []float64
+	block    blockMoments
+}
+
+// newTaskMoments returns, where asked, the statistics of tasks tasks of oc
+// channels and the pooled buffer behind their means and M2s (sumPool.Put
+// it); nils otherwise.
+func newTaskMoments(asked bool, tasks, oc int) ([]taskMoments, []float64) {
+	if !asked {
+		return nil, nil
+	}
+	return make([]taskMoments, tasks), sumPool.Get(2 * oc * tasks)
 }
 
 // mergeMoments writes the statistics of all the tasks' outputs to st: the
