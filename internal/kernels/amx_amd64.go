@@ -27,6 +27,14 @@ func amxInt8Conv32(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, chunks int,
 //go:noescape
 func amxBF16Conv32(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, chunks int, c unsafe.Pointer, blocks int, taps unsafe.Pointer, ntaps int)
 
+// amxBF16Conv32Left is amxBF16Conv32 for a block of weights whose real
+// output channels are its first 16 (the others zeros): the products of the
+// first weight tile only, stored as each output tile's first 16 columns;
+// the other 16 are left as they were.
+//
+//go:noescape
+func amxBF16Conv32Left(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, chunks int, c unsafe.Pointer, blocks int, taps unsafe.Pointer, ntaps int)
+
 // amxBF16Grad32 adds to noffs 32×32 float32 tiles at c (4,096 bytes
 // apart, rows 128; with load false, it writes them instead) the products
 // of a's 32 rows of bfloat16 pairs (lda bytes apart) by the 32 columns of
@@ -35,6 +43,14 @@ func amxBF16Conv32(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, chunks int,
 //
 //go:noescape
 func amxBF16Grad32(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, ldb int, steps int, c unsafe.Pointer, offs unsafe.Pointer, noffs int, load bool)
+
+// amxBF16Grad16 is amxBF16Grad32 where only a's first 16 rows and b's first
+// 16 columns are real (16 output and 16 input channels: CIFAR's first
+// stage): a quarter of the products, each tile's first 16 rows of 16
+// columns loaded and stored, the rest left as they were.
+//
+//go:noescape
+func amxBF16Grad16(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, ldb int, steps int, c unsafe.Pointer, offs unsafe.Pointer, noffs int, load bool)
 
 // peakAMXInt8 runs n iterations of four independent TDPBUSD on zeroed
 // tiles (amx_amd64.s).

@@ -60,18 +60,27 @@
 #define AMX_STEP_INT8 AMX_LOADS; DP_40_1; DP_50_2; DP_63_1; DP_73_2; AMX_NEXT
 #define AMX_STEP_BF16 AMX_LOADS; BF_40_1; BF_50_2; BF_63_1; BF_73_2; AMX_NEXT
 
+// AMX_STEP_BF16_16 is AMX_STEP_BF16 for a block whose real output channels
+// are its first 16: the first weight tile only, into the left accumulators
+// (tmm4, tmm6).
+#define AMX_STEP_BF16_16 LOAD_A0; LOAD_A1; LOAD_B0; BF_40_1; BF_63_1; AMX_NEXT
+
 // STORE_TILES writes the four accumulators as a 32×32 int32 tile at DI
-// (rows CX = 128 bytes apart) and moves DI past it.
+// (rows CX = 128 bytes apart) and moves DI past it; STORE_TILES_16 writes
+// the left two, the tile's first 16 columns (the others are left as they
+// were).
 #define STORE_TILES STORE_4; STORE_5; ADDQ $2048, DI; STORE_6; STORE_7; ADDQ $2048, DI
+#define STORE_TILES_16 STORE_4; ADDQ $2048, DI; STORE_6; ADDQ $2048, DI
 
 // AMX_CONV32 is the body of a 32×32 convolution kernel whose step is
-// STEP (AMX_STEP_INT8 or AMX_STEP_BF16): block i's 32 rows start at
+// STEP (AMX_STEP_INT8, AMX_STEP_BF16 or AMX_STEP_BF16_16) and whose store
+// is STORE (STORE_TILES, or STORE_TILES_16 after AMX_STEP_BF16_16): block i's 32 rows start at
 // a + 32i·lda, and for each of the ntaps kernel taps (taps: their byte
 // offsets, an []int) the rows are read from that offset on, chunks steps
 // of 64 bytes; b runs on through the taps (the weights' K order is tap,
 // then K within the tap). Each block's four accumulators go to c as a
 // 32×32 tile of 4-byte sums, rows 128 bytes apart.
-#define AMX_CONV32(STEP) \
+#define AMX_CONV32(STEP, STORE) \
 	MOVQ cfg+0(FP), AX \
 	LDTILECFG_AX \
 	MOVQ a+8(FP), R11 \
@@ -102,7 +111,7 @@ conv_step: \
 	ADDQ $8, R14 \
 	CMPQ R14, R12 \
 	JNE conv_tap \
-	STORE_TILES \
+	STORE \
 	MOVQ DX, AX \
 	SHLQ $5, AX \
 	ADDQ AX, R11 \
@@ -110,6 +119,60 @@ conv_step: \
 	JNZ conv_block \
 	TILERELEASE \
 	RET
+
+// AMX_GRAD is the body of amxBF16Grad32 and amxBF16Grad16: LOADC loads
+// the accumulators of a tile at DI, PRODUCTS multiplies a step's A rows
+// (SI, AX) by its B columns (BX), STOREC stores the accumulators and moves
+// DI to the next tile.
+#define AMX_GRAD(LOADC, PRODUCTS, STOREC) \
+	MOVQ cfg+0(FP), AX \
+	LDTILECFG_AX \
+	MOVQ a+8(FP), R10 \
+	MOVQ lda+16(FP), DX \
+	MOVQ b+24(FP), R11 \
+	MOVQ ldb+32(FP), CX \
+	MOVQ c+48(FP), DI \
+	MOVQ $128, R9 \
+	MOVQ CX, R13 \
+	SHLQ $4, R13 \
+	MOVQ offs+56(FP), R14 \
+	MOVQ noffs+64(FP), R12 \
+	SHLQ $3, R12 \
+	ADDQ R14, R12 \
+grad_off: \
+	CMPB load+72(FP), $0 \
+	JNE grad_load \
+	TILEZERO_ALL \
+	JMP grad_loaded \
+grad_load: \
+	LOADC \
+grad_loaded: \
+	MOVQ R10, SI \
+	MOVQ DX, AX \
+	SHLQ $4, AX \
+	ADDQ SI, AX \
+	MOVQ (R14), BX \
+	ADDQ R11, BX \
+	MOVQ steps+40(FP), R8 \
+grad_step: \
+	PRODUCTS \
+	ADDQ $64, SI \
+	ADDQ $64, AX \
+	ADDQ R13, BX \
+	DECQ R8 \
+	JNZ grad_step \
+	STOREC \
+	ADDQ $8, R14 \
+	CMPQ R14, R12 \
+	JNE grad_off \
+	TILERELEASE \
+	RET
+
+#define GRAD_LOADC_32 LOADC_4; LOADC_5; ADDQ $2048, DI; LOADC_6; LOADC_7; SUBQ $2048, DI
+#define GRAD_PRODUCTS_32 AMX_LOADS; BF_40_1; BF_50_2; BF_63_1; BF_73_2
+#define GRAD_STOREC_32 STOREC_4; STOREC_5; ADDQ $2048, DI; STOREC_6; STOREC_7; ADDQ $2048, DI
+#define GRAD_PRODUCTS_16 LOAD_A0; LOAD_B0; BF_40_1
+#define GRAD_STOREC_16 STOREC_4; ADDQ $4096, DI
 
 // AMX_PEAK(DPS) runs n iterations of DPS, four independent tile products
 // on zeroed tiles (tmm4–7 += tmm0·tmm1, tmm0·tmm2, tmm3·tmm1, tmm3·tmm2).
@@ -135,12 +198,18 @@ amx_peak: \
 // func amxInt8Conv32(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, chunks int, c unsafe.Pointer, blocks int, taps unsafe.Pointer, ntaps int)
 // AMX_CONV32 on u8 inputs and VNNI-packed s8 weights: int32 sums.
 TEXT ·amxInt8Conv32(SB), NOSPLIT, $0-72
-	AMX_CONV32(AMX_STEP_INT8)
+	AMX_CONV32(AMX_STEP_INT8, STORE_TILES)
 
 // func amxBF16Conv32(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, chunks int, c unsafe.Pointer, blocks int, taps unsafe.Pointer, ntaps int)
 // AMX_CONV32 on bfloat16 inputs and weights packed as pairs: float32 sums.
 TEXT ·amxBF16Conv32(SB), NOSPLIT, $0-72
-	AMX_CONV32(AMX_STEP_BF16)
+	AMX_CONV32(AMX_STEP_BF16, STORE_TILES)
+
+// func amxBF16Conv32Left(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, chunks int, c unsafe.Pointer, blocks int, taps unsafe.Pointer, ntaps int)
+// amxBF16Conv32 for blocks whose real channels are the first 16: half the
+// products, the tiles' first 16 columns stored.
+TEXT ·amxBF16Conv32Left(SB), NOSPLIT, $0-72
+	AMX_CONV32(AMX_STEP_BF16_16, STORE_TILES_16)
 
 // func amxBF16Grad32(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, ldb int, steps int, c unsafe.Pointer, offs unsafe.Pointer, noffs int, load bool)
 // For each of the noffs byte offsets offs (an []int), adds to the 32×32
@@ -149,62 +218,14 @@ TEXT ·amxBF16Conv32(SB), NOSPLIT, $0-72
 // along K) by the 32 columns of pairs at b + offset (rows ldb bytes apart,
 // 16 rows a step), steps steps of 32 K values (16 pairs).
 TEXT ·amxBF16Grad32(SB), NOSPLIT, $0-73
-	MOVQ cfg+0(FP), AX
-	LDTILECFG_AX
-	MOVQ a+8(FP), R10
-	MOVQ lda+16(FP), DX
-	MOVQ b+24(FP), R11
-	MOVQ ldb+32(FP), CX
-	MOVQ c+48(FP), DI
-	MOVQ $128, R9
-	MOVQ CX, R13
-	SHLQ $4, R13
-	MOVQ offs+56(FP), R14
-	MOVQ noffs+64(FP), R12
-	SHLQ $3, R12
-	ADDQ R14, R12
-grad_off:
-	CMPB load+72(FP), $0
-	JNE grad_load
-	TILEZERO_ALL
-	JMP grad_loaded
-grad_load:
-	LOADC_4
-	LOADC_5
-	ADDQ $2048, DI
-	LOADC_6
-	LOADC_7
-	SUBQ $2048, DI
-grad_loaded:
-	MOVQ R10, SI
-	MOVQ DX, AX
-	SHLQ $4, AX
-	ADDQ SI, AX
-	MOVQ (R14), BX
-	ADDQ R11, BX
-	MOVQ steps+40(FP), R8
-grad_step:
-	AMX_LOADS
-	BF_40_1
-	BF_50_2
-	BF_63_1
-	BF_73_2
-	ADDQ $64, SI
-	ADDQ $64, AX
-	ADDQ R13, BX
-	DECQ R8
-	JNZ grad_step
-	STOREC_4
-	STOREC_5
-	ADDQ $2048, DI
-	STOREC_6
-	STOREC_7
-	ADDQ $2048, DI
-	ADDQ $8, R14
-	CMPQ R14, R12
-	JNE grad_off
-	TILERELEASE
-	RET
+	AMX_GRAD(GRAD_LOADC_32, GRAD_PRODUCTS_32, GRAD_STOREC_32)
+
+// func amxBF16Grad16(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, ldb int, steps int, c unsafe.Pointer, offs unsafe.Pointer, noffs int, load bool)
+// amxBF16Grad32 for a's first 16 rows by b's first 16 columns: one tile
+// product a step, into each 32×32 tile's first 16 rows and columns (the
+// rest left as they were).
+TEXT ·amxBF16Grad16(SB), NOSPLIT, $0-73
+	AMX_GRAD(LOADC_4, GRAD_PRODUCTS_16, GRAD_STOREC_16)
 
 // func peakAMXInt8(cfg unsafe.Pointer, n int)
 // AMX_PEAK on TDPBUSD: the AMX int8 throughput, 4·16·16·64 multiply-adds

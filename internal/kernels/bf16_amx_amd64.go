@@ -108,7 +108,12 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 				for g := 0; g < blocks; g += amxGroup {
 					gb := min(amxGroup, blocks-g)
 					q0 := pos0 + 32*g
-					amxBF16Conv32(cfg, unsafe.Pointer(&buf[st*cp*32*g]), lda, unsafe.Pointer(&wp[b*blockPairs]), chunks, unsafe.Pointer(&acc[0]), gb, unsafe.Pointer(&taps[0]), len(taps))
+					a, bw := unsafe.Pointer(&buf[st*cp*32*g]), unsafe.Pointer(&wp[b*blockPairs])
+					if nc <= 16 { // half the products (CIFAR's 16-channel layers)
+						amxBF16Conv32Left(cfg, a, lda, bw, chunks, unsafe.Pointer(&acc[0]), gb, unsafe.Pointer(&taps[0]), len(taps))
+					} else {
+						amxBF16Conv32(cfg, a, lda, bw, chunks, unsafe.Pointer(&acc[0]), gb, unsafe.Pointer(&taps[0]), len(taps))
+					}
 					for p, end := q0, min(q0+32*gb, pos1); p < end; {
 						n, r := p/img, p%img
 						oy, ox := r/wd, r%wd
@@ -345,8 +350,12 @@ func convBackwardWeightAMXBF16(s0 ConvShape, x, dy, dw []float32) bool {
 			xs.fill(xc, st*p0, st*p0+span, &scratch)
 			for u := u0; u < u1; u++ {
 				ob, cb := u/nc, u%nc
-				amxBF16Grad32(cfg, unsafe.Pointer(&dyc[ob*32*chunk]), 4*chunk, unsafe.Pointer(&xc[cb*32]), 4*st*s.C, (p1-p0)/16,
-					unsafe.Pointer(&acc[u*ntaps*1024]), unsafe.Pointer(&taps[0]), ntaps, c > c0)
+				a, b := unsafe.Pointer(&dyc[ob*32*chunk]), unsafe.Pointer(&xc[cb*32])
+				if s.OC-32*ob <= 16 && s.C-32*cb <= 16 { // a quarter of the products
+					amxBF16Grad16(cfg, a, 4*chunk, b, 4*st*s.C, (p1-p0)/16, unsafe.Pointer(&acc[u*ntaps*1024]), unsafe.Pointer(&taps[0]), ntaps, c > c0)
+					continue
+				}
+				amxBF16Grad32(cfg, a, 4*chunk, b, 4*st*s.C, (p1-p0)/16, unsafe.Pointer(&acc[u*ntaps*1024]), unsafe.Pointer(&taps[0]), ntaps, c > c0)
 			}
 		}
 	}
