@@ -45,9 +45,10 @@ func amxBF16Conv32Left(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, chunks 
 func amxBF16Grad32(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, ldb int, steps int, c unsafe.Pointer, offs unsafe.Pointer, noffs int, load bool)
 
 // amxBF16Grad16 is amxBF16Grad32 where only a's first 16 rows and b's first
-// 16 columns are real (16 output and 16 input channels: CIFAR's first
-// stage): a quarter of the products, each tile's first 16 rows of 16
-// columns loaded and stored, the rest left as they were.
+// 16 columns are real (blocks of at most 16 output and 16 input channels:
+// CIFAR's first stage, its stem unfolded to 9 channels): a quarter of the
+// products, each tile's first 16 rows of 16 columns loaded and stored, the
+// rest left as they were.
 //
 //go:noescape
 func amxBF16Grad16(cfg, a unsafe.Pointer, lda int, b unsafe.Pointer, ldb int, steps int, c unsafe.Pointer, offs unsafe.Pointer, noffs int, load bool)

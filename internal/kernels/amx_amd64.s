@@ -7,8 +7,8 @@
 // TestAMXEncodings). Registers: AX the tile configuration, then the
 // second A tile's rows; SI the first A tile's; DX the A row stride; BX the
 // weights; CX 128, the weights' and the output tile's row stride; DI the
-// output tile. (amxBF16Grad32: BX and CX the B operand and its row stride,
-// DI and R9 = 128 the accumulators'.)
+// output tile. (AMX_GRAD, amxBF16Grad32 and amxBF16Grad16: BX and CX the B
+// operand and its row stride, DI and R9 = 128 the accumulators'.)
 #define LDTILECFG_AX BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0x00
 #define TILEZERO_0 BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc0
 #define TILEZERO_1 BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc8
@@ -73,13 +73,14 @@
 #define STORE_TILES_16 STORE_4; ADDQ $2048, DI; STORE_6; ADDQ $2048, DI
 
 // AMX_CONV32 is the body of a 32×32 convolution kernel whose step is
-// STEP (AMX_STEP_INT8, AMX_STEP_BF16 or AMX_STEP_BF16_16) and whose store
-// is STORE (STORE_TILES, or STORE_TILES_16 after AMX_STEP_BF16_16): block i's 32 rows start at
-// a + 32i·lda, and for each of the ntaps kernel taps (taps: their byte
-// offsets, an []int) the rows are read from that offset on, chunks steps
-// of 64 bytes; b runs on through the taps (the weights' K order is tap,
-// then K within the tap). Each block's four accumulators go to c as a
-// 32×32 tile of 4-byte sums, rows 128 bytes apart.
+// STEP (AMX_STEP_INT8, AMX_STEP_BF16 or AMX_STEP_BF16_16) and whose
+// store is STORE (STORE_TILES, or STORE_TILES_16 after AMX_STEP_BF16_16):
+// block i's 32 rows start at a + 32i·lda, and for each of the ntaps
+// kernel taps (taps: their byte offsets, an []int) the rows are read from
+// that offset on, chunks steps of 64 bytes; b runs on through the taps
+// (the weights' K order is tap, then K within the tap). Each block's
+// accumulators go to c as a 32×32 tile of 4-byte sums, rows 128 bytes
+// apart (STORE_TILES_16: its first 16 columns).
 #define AMX_CONV32(STEP, STORE) \
 	MOVQ cfg+0(FP), AX \
 	LDTILECFG_AX \
