@@ -131,16 +131,16 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 							m = pl.pixel(oh, ow, m)
 						}
 						ep.epilogueTile(acc[(p-q0)*32:], m*s.OC+c0, run, ys, c0, nc, y)
-						if tm != nil {
+						if bm != nil {
 							bm.add(acc[(p-q0)*32:], run) // the stored outputs: the epilogue is the identity
 						}
 						p += run
 					}
-					if tm != nil {
+					if bm != nil {
 						bm.fold() // at most 32·amxGroup = 256 outputs a fold
 					}
 				}
-				if tm != nil {
+				if bm != nil {
 					bm.moments(tm.mean[c0:c0+nc], tm.m2[c0:c0+nc])
 				}
 			}

@@ -217,9 +217,9 @@ func ConvBackwardWeightBF16(s ConvShape, x, dy, dw []float32) {
 			defer putBuf(xs)
 			s, x = sub, xs
 		}
-	}
-	if bf16NativeOn() && (convBackwardWeightAMXBF16(s, x, dy, dw) || convBackwardWeightNativeBF16(s, x, dy, dw, bf16DWSet)) {
-		return
+		if convBackwardWeightAMXBF16(s, x, dy, dw) || convBackwardWeightNativeBF16(s, x, dy, dw, bf16DWSet) {
+			return
+		}
 	}
 	xr, dyr := roundedBuf(x), roundedBuf(dy)
 	defer putBuf(xr)
