@@ -149,9 +149,15 @@ func packPhaseBF16(s ConvShape, w []float32, wp []uint32, l bf16Layout, ry, rx, 
 	nb := (s.C + nr - 1) / nr
 	blockPairs := kh * pairs * nr
 	// Per tap, the block's nr rows are converted into rows (nr·cp/2
-	// pairs, in cache), then written out pair by pair, nr at a time in
-	// order: writing each row's pairs nr apart as it was converted touched
-	// a line of the block per pair, nr times over.
+	// pairs, in cache) — in one call where a row has no padding past OC,
+	// the tap's rows being adjacent in w — then turned around into the
+	// tap's stretch of the block: 16×16 blocks of pairs through registers
+	// where the level has AVX-512 and both sides are whole blocks, else
+	// pair by pair, nr at a time in order. (Writing each row's pairs nr
+	// apart as it was converted touched a line of the block per pair, nr
+	// times over; turning them pair by pair and converting row by row took
+	// 4% of a bfloat16 ResNet-50 training step's CPU time.)
+	wide := use.avx512 && nr%16 == 0 && cp/2%16 == 0
 	parallelFor(nb, func(lo, hi int) {
 		rb := getBuf(nr * cp / 2)
 		defer putBuf(rb)
@@ -164,17 +170,28 @@ func packPhaseBF16(s ConvShape, w []float32, wp []uint32, l bf16Layout, ry, rx, 
 				for kx := range kw {
 					sy, sx := ry+s.SH*(kh-1-ky), rx+s.SW*(kw-1-kx)
 					out := blk[(ky*pairs+kx*cp/2)*nr:][:cp/2*nr]
-					for j := range nc {
-						r := elems[j*cp : (j+1)*cp]
-						ToBF16(r[:s.OC], w[((sy*s.KW+sx)*s.C+b*nr+j)*s.OC:][:s.OC])
-						clear(r[s.OC:]) // the zero channels past OC
-						for m, v := range rows[j*cp/2 : (j+1)*cp/2] {
-							out[m*nr+j] = v
+					src := w[((sy*s.KW+sx)*s.C+b*nr)*s.OC:][:nc*s.OC]
+					if cp == s.OC {
+						ToBF16(elems[:nc*cp], src)
+					} else {
+						for j := range nc {
+							r := elems[j*cp : (j+1)*cp]
+							ToBF16(r[:s.OC], src[j*s.OC:][:s.OC])
+							clear(r[s.OC:]) // the zero channels past OC
 						}
 					}
-					for j := nc; j < nr; j++ {
-						for m := range cp / 2 {
-							out[m*nr+j] = 0
+					clear(elems[nc*cp:]) // the rows past C
+					if wide {
+						for j := 0; j < nr; j += 16 {
+							for m := 0; m < cp/2; m += 16 {
+								transpose16x16(unsafe.Pointer(&out[m*nr+j]), 4*nr, unsafe.Pointer(&rows[j*cp/2+m]), 2*cp, 0xffff)
+							}
+						}
+						continue
+					}
+					for j := range nr {
+						for m, v := range rows[j*cp/2 : (j+1)*cp/2] {
+							out[m*nr+j] = v
 						}
 					}
 				}
