@@ -155,8 +155,9 @@ func packPhaseBF16(s ConvShape, w []float32, wp []uint32, l bf16Layout, ry, rx, 
 	// where the level has AVX-512 and both sides are whole blocks, else
 	// pair by pair, nr at a time in order. (Writing each row's pairs nr
 	// apart as it was converted touched a line of the block per pair, nr
-	// times over; turning them pair by pair and converting row by row took
-	// 4% of a bfloat16 ResNet-50 training step's CPU time.)
+	// times over; turned pair by pair and converted row by row, this
+	// packing took 2.9% of the CPU samples of `go test -bench
+	// 'Step/resnet50-train-bf16$' ./bench`, its set-up included.)
 	wide := use.avx512 && nr%16 == 0 && cp/2%16 == 0
 	parallelFor(nb, func(lo, hi int) {
 		rb := getBuf(nr * cp / 2)
