@@ -59,9 +59,7 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 	placed := pl != unplaced(s)
 	ys := pl.YSW * s.OC
 	if ep.stats != nil && !placed && streamedOutput(y[:s.N*oh*ow*s.OC]) {
-		e := *ep
-		e.stream = true
-		ep = &e
+		ep.stream = true // ep is this call's (epilogueOf's), as stats are asked only of a forward call
 	}
 	cfg := unsafe.Pointer(&amxConfig[0])
 	d := splitDirect(s.N*oh, max(1, amxBF16Positions/ow))

@@ -103,7 +103,7 @@ func packDirectBF16(s ConvShape, w []float32, wp []uint32, l bf16Layout) {
 	// after the optimizer's update.)
 	var zeros []float32 // stored rows past C
 	if cp > s.C {
-		zeros = make([]float32, s.OC)
+		zeros = zeroRow(s.OC)
 	}
 	row := func(ky, k int) []float32 {
 		kx, c := k/cp, k%cp

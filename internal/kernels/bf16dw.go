@@ -21,6 +21,14 @@ const pairChunk = 1 << 14
 // zeroChunk is the zero image past an odd batch, a chunk at a time.
 var zeroChunk [pairChunk]float32
 
+// zeroRow returns n zeros to read: zeroChunk's where it is long enough.
+func zeroRow(n int) []float32 {
+	if n <= pairChunk {
+		return zeroChunk[:n]
+	}
+	return make([]float32, n)
+}
+
 // pairImages writes the bfloat16 pairs of images 2i and 2i+1 of src
 // (n images of per elements each) to dst (⌈n/2⌉·per pairs): the even
 // image in each pair's low half, a zero past an odd n.

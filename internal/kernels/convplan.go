@@ -89,7 +89,8 @@ type convEpilogue struct {
 	// stream stores the output with streaming (non-temporal) stores where
 	// the kernel can (epilogueTile: bfloat16 on AMX tiles), past the
 	// caches, which a store otherwise first reads each line into
-	// (streamedOutput).
+	// (streamedOutput); the AMX sweep sets it on the epilogue of the
+	// forward call it runs.
 	stream bool
 }
 
