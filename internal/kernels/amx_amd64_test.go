@@ -14,10 +14,11 @@ import (
 	"testing"
 )
 
-// TestAMXEncodings holds the bytes of amx_amd64.s's AMX macros, which
-// Go's assembler does not know, to binutils' encodings of the same
-// instructions (as assembles them, objdump -d lists them back): opcode,
-// prefix, tile registers and addressing, operand by operand.
+// TestAMXEncodings holds the bytes of amx_amd64.s's AMX macros and
+// bf16_amd64.s's VCVTNE2PS2BF16, which Go's assembler does not know, to
+// binutils' encodings of the same instructions (as assembles them,
+// objdump -d lists them back): opcode, prefix, registers and addressing,
+// operand by operand.
 func TestAMXEncodings(t *testing.T) {
 	asm, err := exec.LookPath("as")
 	if err != nil {
@@ -58,25 +59,28 @@ func TestAMXEncodings(t *testing.T) {
 		"STOREC_6":     "tilestored %tmm6, (%rdi,%r9,1)",
 		"STOREC_7":     "tilestored %tmm7, 64(%rdi,%r9,1)",
 		"TILERELEASE":  "tilerelease",
-	}
-	src, err := os.ReadFile("amx_amd64.s")
-	if err != nil {
-		t.Fatal(err)
+		"CVTNE2_2_1_0": "vcvtne2ps2bf16 %zmm0, %zmm1, %zmm2",
 	}
 	macros := map[string][]byte{}
-	for _, m := range regexp.MustCompile(`(?m)^#define (\w+) (BYTE .*)$`).FindAllStringSubmatch(string(src), -1) {
-		var b []byte
-		for _, f := range regexp.MustCompile(`\$0x([0-9a-f]{2})`).FindAllStringSubmatch(m[2], -1) {
-			v, _ := strconv.ParseUint(f[1], 16, 8)
-			b = append(b, byte(v))
+	for _, file := range []string{"amx_amd64.s", "bf16_amd64.s"} {
+		src, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
 		}
-		macros[m[1]] = b
+		for _, m := range regexp.MustCompile(`(?m)^#define (\w+) (BYTE [^/\n]*)`).FindAllStringSubmatch(string(src), -1) {
+			var b []byte
+			for _, f := range regexp.MustCompile(`\$0x([0-9a-f]{2})`).FindAllStringSubmatch(m[2], -1) {
+				v, _ := strconv.ParseUint(f[1], 16, 8)
+				b = append(b, byte(v))
+			}
+			macros[m[1]] = b
+		}
 	}
 	dir := t.TempDir()
 	for name, ins := range want {
 		got, ok := macros[name]
 		if !ok {
-			t.Errorf("amx_amd64.s defines no %s", name)
+			t.Errorf("no macro %s", name)
 			continue
 		}
 		s, o := filepath.Join(dir, name+".s"), filepath.Join(dir, name+".o")

@@ -54,6 +54,22 @@ func toBF16AVX2(dst, src unsafe.Pointer, n int)
 //go:noescape
 func toBF16AVX512(dst, src unsafe.Pointer, n int)
 
+// toBF16NE and pairBF16NE are toBF16AVX512 and pairBF16AVX512 on
+// AVX512-BF16's conversion instruction (bf16_amd64.s; same results bit
+// for bit), for CPUs with convertBF16.
+//
+//go:noescape
+func toBF16NE(dst, src unsafe.Pointer, n int)
+
+//go:noescape
+func pairBF16NE(dst, a, b unsafe.Pointer, n int)
+
+// convertBF16 is whether the AVX-512 conversions run on VCVTNE2PS2BF16
+// (where the CPU has it, and AVX512BW's VPERMW for the pairs) instead of
+// rounding in integer arithmetic: a quarter to a third of the
+// instructions. A variable so that the tests run both.
+var convertBF16 = hasBF16 && cpu.X86.HasAVX512BW
+
 // toBF16Fast converts the longest multiple-of-16 prefix of src into dst
 // with toBF16AVX2 where the level has AVX2 (its multiple-of-32 prefix
 // with toBF16AVX512 at AVX-512), and returns its length.
@@ -66,7 +82,10 @@ func toBF16Fast(dst []uint16, src []float32) int {
 	done := 0
 	if use.avx512 {
 		done = n &^ 31
-		if done > 0 {
+		switch {
+		case done > 0 && convertBF16:
+			toBF16NE(unsafe.Pointer(&dst[0]), unsafe.Pointer(&src[0]), done)
+		case done > 0:
 			toBF16AVX512(unsafe.Pointer(&dst[0]), unsafe.Pointer(&src[0]), done)
 		}
 	}
@@ -98,7 +117,10 @@ func pairBF16(dst []uint32, a, b []float32) {
 			_, _ = a[n-1], b[n-1]
 			if use.avx512 {
 				done = n &^ 15
-				if done > 0 {
+				switch {
+				case done > 0 && convertBF16:
+					pairBF16NE(unsafe.Pointer(&dst[0]), unsafe.Pointer(&a[0]), unsafe.Pointer(&b[0]), done)
+				case done > 0:
 					pairBF16AVX512(unsafe.Pointer(&dst[0]), unsafe.Pointer(&a[0]), unsafe.Pointer(&b[0]), done)
 				}
 			}

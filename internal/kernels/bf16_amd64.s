@@ -3,7 +3,8 @@
 // Hand-written rounding of float32 to bfloat16: RoundSliceBF16's loop,
 // eight lanes at a time on AVX2, and the conversions to bfloat16 bits of
 // the direct and native bf16 paths, eight lanes at a time on AVX2 and
-// sixteen on AVX-512. Their Go declarations are in bf16_amd64.go.
+// sixteen on AVX-512, and on AVX512-BF16's VCVTNE2PS2BF16 where the CPU
+// has it. Their Go declarations are in bf16_amd64.go.
 
 #include "textflag.h"
 
@@ -14,6 +15,25 @@ DATA bf16c<>+12(SB)/4, $0x7fffffff // magnitude
 DATA bf16c<>+16(SB)/4, $0x7f800000 // +Inf: larger magnitudes are NaN
 DATA bf16c<>+20(SB)/4, $0x00400000 // the quiet bit
 GLOBL bf16c<>(SB), RODATA|NOPTR, $24
+
+// VCVTNE2PS2BF16 (AVX512-BF16), which Go's assembler does not know, as its
+// EVEX encoding (TestAMXEncodings holds it to binutils'): the 32
+// bfloat16 values, rounded to nearest even, of the second source (low
+// half of the destination) and the first (high half); subnormal inputs
+// become zeros of their sign.
+#define CVTNE2_2_1_0 BYTE $0x62; BYTE $0xf2; BYTE $0x77; BYTE $0x48; BYTE $0x72; BYTE $0xd0 // vcvtne2ps2bf16 zmm2, zmm1, zmm0
+
+// pairWords interleaves the two halves of 32 words: word 2i from word i,
+// word 2i+1 from word 16+i (VPERMW's indices).
+DATA pairWords<>+0(SB)/8, $0x0011000100100000
+DATA pairWords<>+8(SB)/8, $0x0013000300120002
+DATA pairWords<>+16(SB)/8, $0x0015000500140004
+DATA pairWords<>+24(SB)/8, $0x0017000700160006
+DATA pairWords<>+32(SB)/8, $0x0019000900180008
+DATA pairWords<>+40(SB)/8, $0x001b000b001a000a
+DATA pairWords<>+48(SB)/8, $0x001d000d001c000c
+DATA pairWords<>+56(SB)/8, $0x001f000f001e000e
+GLOBL pairWords<>(SB), RODATA|NOPTR, $64
 
 // ROUNDBF16 sets dst to src's 8 float32 rounded to bfloat16 (upper half
 // of each lane, lower half zero), per lane, with b the bits of src:
@@ -518,3 +538,85 @@ cr_loop:
 cr_done:
 	VZEROUPPER
 	RET
+
+// The same conversions with AVX512-BF16's VCVTNE2PS2BF16, which rounds
+// as BF16FromFloat32 does except that it flushes subnormal inputs to
+// zero: a block of 32 values with a subnormal among them (VFPCLASSPS's
+// class 0x20) is converted by ROUNDBF16Z's arithmetic instead, so the
+// results are BF16FromFloat32's bit for bit.
+
+// func toBF16NE(dst, src unsafe.Pointer, n int)
+// n is a multiple of 32: toBF16AVX512's conversion.
+TEXT ·toBF16NE(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $5, CX
+	TESTQ CX, CX
+	JZ tn_done
+tn_loop:
+	VMOVDQU32 (SI), Z0
+	VMOVDQU32 64(SI), Z1
+	VFPCLASSPSZ $0x20, Z0, K1
+	VFPCLASSPSZ $0x20, Z1, K2
+	KORTESTW K1, K2
+	JNZ tn_sub
+	CVTNE2_2_1_0
+	VMOVDQU32 Z2, (DI)
+tn_next:
+	ADDQ $128, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ tn_loop
+tn_done:
+	VZEROUPPER
+	RET
+tn_sub:
+	BF16CONSTANTSZ
+	ROUNDBF16Z(Z0, Z3, Z4)
+	ROUNDBF16Z(Z1, Z5, Z6)
+	VPSRLD $16, Z3, Z3
+	VPSRLD $16, Z5, Z5
+	VPMOVDW Z3, (DI)
+	VPMOVDW Z5, 32(DI)
+	JMP tn_next
+
+// func pairBF16NE(dst, a, b unsafe.Pointer, n int)
+// n is a multiple of 16: pairBF16AVX512's pairs.
+TEXT ·pairBF16NE(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DX
+	MOVQ n+24(FP), CX
+	SHRQ $4, CX
+	TESTQ CX, CX
+	JZ pn_done
+	VMOVDQU32 pairWords<>(SB), Z7
+pn_loop:
+	VMOVDQU32 (SI), Z0
+	VMOVDQU32 (DX), Z1
+	VFPCLASSPSZ $0x20, Z0, K1
+	VFPCLASSPSZ $0x20, Z1, K2
+	KORTESTW K1, K2
+	JNZ pn_sub
+	CVTNE2_2_1_0
+	VPERMW Z2, Z7, Z2
+	VMOVDQU32 Z2, (DI)
+pn_next:
+	ADDQ $64, SI
+	ADDQ $64, DX
+	ADDQ $64, DI
+	DECQ CX
+	JNZ pn_loop
+pn_done:
+	VZEROUPPER
+	RET
+pn_sub:
+	BF16CONSTANTSZ
+	ROUNDBF16Z(Z0, Z3, Z4)
+	ROUNDBF16Z(Z1, Z5, Z6)
+	VPSRLD $16, Z3, Z3
+	VPANDD Z10, Z5, Z5
+	VPORD Z5, Z3, Z3
+	VMOVDQU32 Z3, (DI)
+	JMP pn_next
