@@ -14,12 +14,59 @@ import "math"
 // XStats, when Done, are x's statistics, computed as a convolution stored
 // x (ConvEpilogue.Stats): the training forward pass then does not read x
 // to compute them.
+//
+// Mask, for the training backward pass with ReLU and no Skip, says that
+// the output was never stored (BatchNormTrainStats, ReLUAffine): the mask
+// is recomputed from x as the output would have been, Mask.Of(x) ≠ 0, and
+// Y is not read.
 type Fused[T Float] struct {
 	Skip   []T
 	ReLU   bool
 	Y      []T
 	DSkip  []T
 	XStats *ConvStats
+	Mask   *ReLUAffine
+}
+
+// ReLUAffine is a batch norm and ReLU whose output is computed where it is
+// read instead of stored: z = max(x·Scale + Shift, 0) per channel (x's
+// last dimension), with one rounding of the multiply-add, as the stored
+// output is computed. A convolution reads its input through one
+// (ConvForwardReLUAffineBF16), and the batch norm's backward pass
+// recomputes its mask from one (Fused.Mask).
+type ReLUAffine struct{ Scale, Shift []float32 }
+
+// Of returns z for x in channel j, bit for bit as the kernels compute it
+// (VFMADD213PS, then VMAXPS with zero first: NaN and −0 pass).
+func (a *ReLUAffine) Of(x float32, j int) float32 {
+	if v := fma32(x, a.Scale[j], a.Shift[j]); !(v < 0) {
+		return v
+	}
+	return 0
+}
+
+// fma32 returns x·y + z rounded once to float32. The product is exact in
+// float64; the sum, rounded to float64, is rounded to odd (its last bit
+// set where the sum was inexact and the bit is clear, stepping towards
+// the lost part) so that rounding it to float32 is a single rounding of
+// the exact sum (round to odd on p ≥ q + 2 bits makes double rounding
+// exact).
+func fma32(x, y, z float32) float32 {
+	p := float64(x) * float64(y)
+	s := p + float64(z)
+	if math.IsInf(s, 0) || s != s {
+		return float32(s)
+	}
+	bv := s - p
+	err := (p - (s - bv)) + (float64(z) - bv) // TwoSum: s + err = p + z exactly
+	if b := math.Float64bits(s); err != 0 && b&1 == 0 {
+		if (err > 0) == (s > 0) {
+			s = math.Float64frombits(b + 1)
+		} else {
+			s = math.Float64frombits(b - 1)
+		}
+	}
+	return float32(s)
 }
 
 // mask returns ReLU's mask source for the fast kernels: Y when a ReLU is
@@ -40,6 +87,18 @@ func (f Fused[T]) grad(dy []T, i int) T {
 	return dy[i]
 }
 
+// gradX is grad for the reference kernels, which know x: with Mask, the
+// mask recomputed from x (c channels).
+func (f Fused[T]) gradX(x, dy []T, i, c int) T {
+	if f.Mask != nil && f.ReLU {
+		if f.Mask.Of(float32(x[i]), i%c) == 0 {
+			return 0
+		}
+		return dy[i]
+	}
+	return f.grad(dy, i)
+}
+
 // BatchNormTrainForward normalises x viewed as [M, C] with the batch's
 // statistics per channel, writes y = gamma·x̂ + beta, stores the batch mean
 // and 1/sqrt(var+eps) in mean and invStd for the backward pass, and updates
@@ -58,28 +117,77 @@ func BatchNormTrainForward(m, c int, x, gamma, beta, y, mean, invStd, runMean, r
 		batchNormTrainForwardRef(m, c, x, gamma, beta, y, mean, invStd, runMean, runVar, momentum, eps, f)
 		return
 	}
-	mu, sq := xStats(f, m, c)
-	if mu == nil {
-		// One pass about a shift K, the first row: Σ (x−K)² and Σ (x−K).
-		// Sums of deviations from a sample of the batch cancel little,
-		// whatever the mean (an unshifted Σx² − M·mean² would lose the
-		// variance when the mean dwarfs it). A non-finite K would turn
-		// every deviation into NaN (Inf − Inf), where the reference's mean
-		// is ±Inf: such channels are shifted by 0.
-		k := x[:c]
-		if !allFinite(k) {
-			k = finiteOrZero(k)
-		}
-		sk := chanSums32(x, nil, nil, nil, m, c, k)
-		sq, mu = sk[:c], sk[c:] // Σ (x − mean)², and the mean in place of Σ (x − K)
-		for j := range mu {
-			d := mu[j] / float64(m)
-			mu[j] = float64(k[j]) + d
-			sq[j] = max(sq[j]-float64(m)*d*d, 0)
-		}
-	}
+	mu, sq := chanMoments(m, c, x, f)
 	scale, shift := trainStats(m, mu, sq, gamma, beta, mean, invStd, runMean, runVar, momentum, eps)
 	chanAffine32(x, f.Skip, m, c, scale, shift, y, f.ReLU, 4*m*c >= bnStreamMinBytes)
+}
+
+// chanMoments returns the mean and M2 (Σ (x − mean)²) of x's c channels
+// over m rows: f's XStats where they are done, else from one pass on the
+// level's per-channel kernels (chanOK(c)).
+func chanMoments(m, c int, x []float32, f Fused[float32]) (mu, sq []float64) {
+	mu, sq = xStats(f, m, c)
+	if mu != nil {
+		return mu, sq
+	}
+	// One pass about a shift K, the first row: Σ (x−K)² and Σ (x−K).
+	// Sums of deviations from a sample of the batch cancel little,
+	// whatever the mean (an unshifted Σx² − M·mean² would lose the
+	// variance when the mean dwarfs it). A non-finite K would turn
+	// every deviation into NaN (Inf − Inf), where the reference's mean
+	// is ±Inf: such channels are shifted by 0.
+	k := x[:c]
+	if !allFinite(k) {
+		k = finiteOrZero(k)
+	}
+	sk := chanSums32(x, nil, nil, nil, m, c, k)
+	sq, mu = sk[:c], sk[c:] // Σ (x − mean)², and the mean in place of Σ (x − K)
+	for j := range mu {
+		d := mu[j] / float64(m)
+		mu[j] = float64(k[j]) + d
+		sq[j] = max(sq[j]-float64(m)*d*d, 0)
+	}
+	return mu, sq
+}
+
+// BatchNormTrainStats is BatchNormTrainForward followed by a ReLU, without
+// the output: it stores mean and invStd, updates the running statistics
+// and returns the map from x to the output, which BatchNormTrainForward
+// with Fused{ReLU: true} would have stored (ReLUAffine). xs, when done,
+// are x's statistics (Fused.XStats). It needs the level's per-channel
+// kernels (chanOK(c)) and reports false without them.
+func BatchNormTrainStats(m, c int, x, gamma, beta, mean, invStd, runMean, runVar []float32, momentum, eps float64, xs *ConvStats) (*ReLUAffine, bool) {
+	if !chanOK(c) {
+		return nil, false
+	}
+	mu, sq := chanMoments(m, c, x, Fused[float32]{XStats: xs})
+	scale, shift := trainStats(m, mu, sq, gamma, beta, mean, invStd, runMean, runVar, momentum, eps)
+	return &ReLUAffine{Scale: scale, Shift: shift}, true
+}
+
+// ApplyReLUAffine writes a's output for x (m rows of c channels) into z:
+// what BatchNormTrainForward would have stored.
+func ApplyReLUAffine(m, c int, x []float32, a *ReLUAffine, z []float32) {
+	if chanOK(c) {
+		chanAffine32(x, nil, m, c, a.Scale, a.Shift, z, true, false)
+		return
+	}
+	parallelFor(m, func(lo, hi int) {
+		for i := lo * c; i < hi*c; i++ {
+			z[i] = a.Of(x[i], i%c)
+		}
+	})
+}
+
+// batchNormMaskedBackward is BatchNormTrainBackward's fast path for a
+// batch norm whose output was not stored (f.Mask): the mask from x.
+func batchNormMaskedBackward(m, c int, x, gamma, mean, invStd, dy, dx, dgamma, dbeta []float32, f Fused[float32]) {
+	sums := chanSumsMasked32(x, dy, f.DSkip, m, c, mean, f.Mask)
+	for j := 0; j < c; j++ { // Σg·(x − mean) → Σg·x̂
+		sums[c+j] *= float64(invStd[j])
+	}
+	a, k, b := trainBackwardCoefs(m, sums, gamma, mean, invStd, dgamma, dbeta)
+	chanAffine2Masked32(x, dy, m, c, a, k, b, f.Mask, dx)
 }
 
 // bnStreamMinBytes is the output size from which a training batch norm
@@ -191,8 +299,13 @@ func trainStats[T Float](m int, mu, sq []float64, gamma, beta, mean, invStd, run
 // It takes the active level's per-channel kernels where they apply (chanOK), the
 // reference (batchNormTrainBackwardRef) otherwise.
 func BatchNormTrainBackward(m, c int, x, gamma, mean, invStd, dy, dx, dgamma, dbeta []float32, f Fused[float32]) {
-	if !chanOK(c) {
+	masked := f.Mask != nil && f.ReLU
+	if !chanOK(c) || masked && !maskKernelsOK() {
 		batchNormTrainBackwardRef(m, c, x, gamma, mean, invStd, dy, dx, dgamma, dbeta, f)
+		return
+	}
+	if masked {
+		batchNormMaskedBackward(m, c, x, gamma, mean, invStd, dy, dx, dgamma, dbeta, f)
 		return
 	}
 	// Σg and Σg·(x − mean) per channel, g the gradient after the ReLU's
@@ -218,7 +331,7 @@ func batchNormTrainBackwardRef[T Float](m, c int, x, gamma, mean, invStd, dy, dx
 		for i := lo; i < hi; i++ {
 			xr := x[i*c:][:c]
 			for j := range xr {
-				gt := f.grad(dy, i*c+j)
+				gt := f.gradX(x, dy, i*c+j, c)
 				if f.DSkip != nil {
 					f.DSkip[i*c+j] = gt
 				}
@@ -233,7 +346,7 @@ func batchNormTrainBackwardRef[T Float](m, c int, x, gamma, mean, invStd, dy, dx
 		for i := lo; i < hi; i++ {
 			xr, dr := x[i*c:][:c], dx[i*c:][:c]
 			for j := range dr {
-				dr[j] = a[j]*f.grad(dy, i*c+j) - k[j]*xr[j] + b[j]
+				dr[j] = a[j]*f.gradX(x, dy, i*c+j, c) - k[j]*xr[j] + b[j]
 			}
 		}
 	})

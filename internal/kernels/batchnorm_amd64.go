@@ -99,6 +99,48 @@ func chanSums32(x, dy, y, dz []float32, m, c int, mean []float32) []float64 {
 	})
 }
 
+// maskKernelsOK reports whether the level has the per-channel kernels of
+// a batch norm whose mask comes from x (Fused.Mask): AVX-512's.
+func maskKernelsOK() bool { return use.vk == vecAVX512 }
+
+// chanSumsMasked32 is chanSums32 with dy for a batch norm whose mask comes
+// from x through ma (Fused.Mask), on AVX-512 (maskKernelsOK).
+func chanSumsMasked32(x, dy, dz []float32, m, c int, mean []float32, ma *ReLUAffine) []float64 {
+	k := 2 * c
+	return parallelSums((m+statRows-1)/statRows, k, func(lo, hi int, acc []float64) {
+		part := getBuf(k) // the float32 partial sums
+		defer putBuf(part)
+		for ch := lo; ch < hi; ch++ {
+			r0, r1 := ch*statRows, min((ch+1)*statRows, m)
+			clear(part)
+			dzp := unsafe.Pointer(nil)
+			if dz != nil {
+				dzp = unsafe.Pointer(&dz[r0*c])
+			}
+			kern := chanDyStatsMask512
+			if c >= wideRow { // as chanSums32 walks them
+				kern = chanDyStatsRowsMask512
+			}
+			kern(unsafe.Pointer(&x[r0*c]), unsafe.Pointer(&dy[r0*c]), dzp, r1-r0, c, unsafe.Pointer(&mean[0]),
+				unsafe.Pointer(&ma.Scale[0]), unsafe.Pointer(&ma.Shift[0]), unsafe.Pointer(&part[0]))
+			for i, v := range part {
+				acc[i] += float64(v)
+			}
+		}
+	})
+}
+
+// chanAffine2Masked32 is chanAffine2_32 for a batch norm whose mask comes
+// from x through ma, on AVX-512 (maskKernelsOK).
+func chanAffine2Masked32(x, dy []float32, m, c int, a, k, b []float32, ma *ReLUAffine, dx []float32) {
+	parallelFor((m+statRows-1)/statRows, func(lo, hi int) {
+		r0, r1 := lo*statRows, min(hi*statRows, m)
+		chanAffine2Mask512(unsafe.Pointer(&x[r0*c]), unsafe.Pointer(&dy[r0*c]), r1-r0, c,
+			unsafe.Pointer(&a[0]), unsafe.Pointer(&k[0]), unsafe.Pointer(&b[0]),
+			unsafe.Pointer(&ma.Scale[0]), unsafe.Pointer(&ma.Shift[0]), unsafe.Pointer(&dx[r0*c]))
+	})
+}
+
 // chanAffine32 writes y = x·scale + shift per channel, plus skip unless it
 // is nil, then ReLU'd if relu; with stream, in streaming stores where the
 // level has them (AVX-512) and y is 64-byte aligned (its rows are: c is a
@@ -174,6 +216,23 @@ func chanAffine2512(x, dy, y unsafe.Pointer, rows, c int, a, k, b, dx unsafe.Poi
 //
 //go:noescape
 func chanShiftStatsRows512(x unsafe.Pointer, rows, c int, shift, acc unsafe.Pointer)
+
+// chanDyStatsMask512 is chanDyStats512 with the mask recomputed from x:
+// g = dy[r][j] where max(x[r][j]·scale[j] + shift[j], 0) ≠ 0 (or is NaN),
+// as chanAffine512 with relu computes it.
+//
+//go:noescape
+func chanDyStatsMask512(x, dy, dz unsafe.Pointer, rows, c int, mean, scale, shift, acc unsafe.Pointer)
+
+// chanDyStatsRowsMask512 is chanDyStatsMask512 walking rows.
+//
+//go:noescape
+func chanDyStatsRowsMask512(x, dy, dz unsafe.Pointer, rows, c int, mean, scale, shift, acc unsafe.Pointer)
+
+// chanAffine2Mask512 is chanAffine2512 with chanDyStatsMask512's mask.
+//
+//go:noescape
+func chanAffine2Mask512(x, dy unsafe.Pointer, rows, c int, a, k, b, scale, shift, dx unsafe.Pointer)
 
 // chanDyStatsRows512 is chanDyStats512 walking rows.
 //

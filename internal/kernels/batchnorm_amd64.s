@@ -291,3 +291,161 @@ szr_cv:
 szr_done:
 	VZEROUPPER
 	RET
+
+// The backward kernels of a batch norm whose ReLU's output was never
+// stored (ReLUAffine): the mask is recomputed from x as chanAffine512
+// computes the output, z = max(x·scale + shift, 0) (the same FMA and
+// VMAXPS operand order, so that z ≠ 0 exactly where the stored output
+// would be), in place of reading y.
+
+// func chanDyStatsMask512(x, dy, dz unsafe.Pointer, rows, c int, mean, scale, shift, acc unsafe.Pointer)
+TEXT ·chanDyStatsMask512(SB), NOSPLIT, $0-72
+	MOVQ x+0(FP), SI
+	MOVQ dy+8(FP), R10
+	MOVQ rows+24(FP), BX
+	MOVQ c+32(FP), R8
+	SHLQ $2, R8
+	MOVQ mean+40(FP), R9
+	MOVQ scale+48(FP), R15
+	MOVQ shift+56(FP), DI
+	VPXORD Z6, Z6, Z6
+	XORQ DX, DX
+dm_cv:
+	CMPQ DX, R8
+	JGE dm_done
+	LEAQ (SI)(DX*1), AX
+	LEAQ (R10)(DX*1), R12
+	MOVQ dz+16(FP), R14
+	ADDQ DX, R14
+	VMOVUPS (R9)(DX*1), Z1
+	VMOVUPS (R15)(DX*1), Z7
+	VMOVUPS (DI)(DX*1), Z8
+	VPXORD Z0, Z0, Z0
+	VPXORD Z3, Z3, Z3
+	MOVQ BX, CX
+	TESTQ CX, CX
+	JZ dm_store
+dm_row:
+	VMOVUPS (AX), Z2
+	VMOVAPS Z2, Z5
+	VFMADD213PS Z8, Z7, Z5
+	VMAXPS Z5, Z6, Z5
+	VCMPPS $4, Z6, Z5, K1
+	VMOVUPS.Z (R12), K1, Z4
+	CMPQ dz+16(FP), $0
+	JEQ dm_acc
+	VMOVUPS Z4, (R14)
+dm_acc:
+	VSUBPS Z1, Z2, Z2
+	VADDPS Z4, Z0, Z0
+	VFMADD231PS Z2, Z4, Z3
+	ADDQ R8, AX
+	ADDQ R8, R12
+	ADDQ R8, R14
+	DECQ CX
+	JNZ dm_row
+dm_store:
+	MOVQ acc+64(FP), R11
+	VADDPS (R11)(DX*1), Z0, Z0
+	VMOVUPS Z0, (R11)(DX*1)
+	ADDQ R8, R11
+	VADDPS (R11)(DX*1), Z3, Z3
+	VMOVUPS Z3, (R11)(DX*1)
+	ADDQ $64, DX
+	JMP dm_cv
+dm_done:
+	VZEROUPPER
+	RET
+
+// func chanDyStatsRowsMask512(x, dy, dz unsafe.Pointer, rows, c int, mean, scale, shift, acc unsafe.Pointer)
+TEXT ·chanDyStatsRowsMask512(SB), NOSPLIT, $0-72
+	MOVQ x+0(FP), SI
+	MOVQ dy+8(FP), R10
+	MOVQ dz+16(FP), R14
+	MOVQ rows+24(FP), BX
+	MOVQ c+32(FP), R8
+	SHLQ $2, R8
+	MOVQ mean+40(FP), R9
+	MOVQ scale+48(FP), R15
+	MOVQ shift+56(FP), R13
+	MOVQ acc+64(FP), DI
+	LEAQ (DI)(R8*1), R11
+	VPXORD Z6, Z6, Z6
+	TESTQ BX, BX
+	JZ drm_done
+drm_row:
+	XORQ DX, DX
+drm_cv:
+	VMOVUPS (SI)(DX*1), Z2
+	VMOVAPS Z2, Z5
+	VMOVUPS (R15)(DX*1), Z7
+	VFMADD213PS (R13)(DX*1), Z7, Z5
+	VMAXPS Z5, Z6, Z5
+	VCMPPS $4, Z6, Z5, K1
+	VMOVUPS.Z (R10)(DX*1), K1, Z4
+	TESTQ R14, R14
+	JZ drm_acc
+	VMOVUPS Z4, (R14)(DX*1)
+drm_acc:
+	VSUBPS (R9)(DX*1), Z2, Z2
+	VADDPS (DI)(DX*1), Z4, Z0
+	VMOVUPS Z0, (DI)(DX*1)
+	VMOVUPS (R11)(DX*1), Z3
+	VFMADD231PS Z2, Z4, Z3
+	VMOVUPS Z3, (R11)(DX*1)
+	ADDQ $64, DX
+	CMPQ DX, R8
+	JL drm_cv
+	ADDQ R8, SI
+	ADDQ R8, R10
+	TESTQ R14, R14
+	JZ drm_next
+	ADDQ R8, R14
+drm_next:
+	DECQ BX
+	JNZ drm_row
+drm_done:
+	VZEROUPPER
+	RET
+
+// func chanAffine2Mask512(x, dy unsafe.Pointer, rows, c int, a, k, b, scale, shift, dx unsafe.Pointer)
+TEXT ·chanAffine2Mask512(SB), NOSPLIT, $0-80
+	MOVQ x+0(FP), SI
+	MOVQ dy+8(FP), R12
+	MOVQ rows+16(FP), BX
+	MOVQ c+24(FP), R8
+	SHLQ $2, R8
+	MOVQ a+32(FP), R9
+	MOVQ k+40(FP), R10
+	MOVQ b+48(FP), R11
+	MOVQ scale+56(FP), R15
+	MOVQ shift+64(FP), R13
+	MOVQ dx+72(FP), DI
+	VPXORD Z6, Z6, Z6
+	TESTQ BX, BX
+	JZ a2m_done
+a2m_row:
+	XORQ DX, DX
+a2m_cv:
+	VMOVUPS (SI)(DX*1), Z1
+	VMOVAPS Z1, Z5
+	VMOVUPS (R15)(DX*1), Z7
+	VFMADD213PS (R13)(DX*1), Z7, Z5
+	VMAXPS Z5, Z6, Z5
+	VCMPPS $4, Z6, Z5, K1
+	VMOVUPS.Z (R12)(DX*1), K1, Z0
+	VMULPS (R9)(DX*1), Z0, Z0
+	VFNMADD231PS (R10)(DX*1), Z1, Z0
+	VADDPS (R11)(DX*1), Z0, Z0
+	VMOVUPS Z0, (DI)(DX*1)
+	ADDQ $64, DX
+	CMPQ DX, R8
+	JL a2m_cv
+	ADDQ R8, SI
+	ADDQ R8, R12
+	ADDQ R8, DI
+	DECQ BX
+	JNZ a2m_row
+a2m_done:
+	VZEROUPPER
+	RET

@@ -70,6 +70,47 @@ func pairBF16NE(dst, a, b unsafe.Pointer, n int)
 // instructions. A variable so that the tests run both.
 var convertBF16 = hasBF16 && cpu.X86.HasAVX512BW
 
+// toBF16ReLUAffineNE and pairBF16ReLUAffineNE are toBF16NE and
+// pairBF16NE of a ReLUAffine's output for the float32 read (n and c, the
+// map's channels, multiples of 16; a nil b pairs with zeros).
+//
+//go:noescape
+func toBF16ReLUAffineNE(dst, src, scale, shift unsafe.Pointer, n, c int)
+
+//go:noescape
+func pairBF16ReLUAffineNE(dst, a, b, scale, shift unsafe.Pointer, n, c int)
+
+// reluAffineFast reports whether a ReLUAffine of c channels converts on
+// toBF16ReLUAffineNE and pairBF16ReLUAffineNE.
+func reluAffineFast(c int) bool { return convertBF16 && use.avx512 && c > 0 && c%16 == 0 }
+
+// toBF16ReLUAffineFast converts in's output for src with
+// toBF16ReLUAffineNE where it runs, reporting whether it did.
+func toBF16ReLUAffineFast(dst []uint16, src []float32, in *ReLUAffine, c int) bool {
+	if !reluAffineFast(c) || len(src) == 0 || len(src)%16 != 0 {
+		return false
+	}
+	_ = dst[len(src)-1]
+	toBF16ReLUAffineNE(unsafe.Pointer(&dst[0]), unsafe.Pointer(&src[0]), unsafe.Pointer(&in.Scale[0]), unsafe.Pointer(&in.Shift[0]), len(src), c)
+	return true
+}
+
+// pairReLUAffineFast pairs in's outputs for a and b (nil: zeros) with
+// pairBF16ReLUAffineNE where it runs, reporting whether it did.
+func pairReLUAffineFast(d []uint32, a, b []float32, in *ReLUAffine, c int) bool {
+	if !reluAffineFast(c) || len(d) == 0 || len(d)%16 != 0 {
+		return false
+	}
+	_ = a[len(d)-1]
+	bp := unsafe.Pointer(nil)
+	if b != nil {
+		_ = b[len(d)-1]
+		bp = unsafe.Pointer(&b[0])
+	}
+	pairBF16ReLUAffineNE(unsafe.Pointer(&d[0]), unsafe.Pointer(&a[0]), bp, unsafe.Pointer(&in.Scale[0]), unsafe.Pointer(&in.Shift[0]), len(d), c)
+	return true
+}
+
 // toBF16Fast converts the longest multiple-of-16 prefix of src into dst
 // with toBF16AVX2 where the level has AVX2 (its multiple-of-32 prefix
 // with toBF16AVX512 at AVX-512), and returns its length.

@@ -620,3 +620,128 @@ pn_sub:
 	VPORD Z5, Z3, Z3
 	VMOVDQU32 Z3, (DI)
 	JMP pn_next
+
+// The same conversions of a batch norm's output computed as they read it
+// (ReLUAffine): each value becomes max(x·scale + shift, 0) first, with
+// chanAffine512's FMA and VMAXPS, scale and shift per channel (c
+// channels, 4c bytes at R8; the runs start at a pixel's channel 0).
+
+// AFFINE16 sets dst to max(src·scale + shift, 0) for the 16 channels at
+// byte offset DX of R9 (scale) and R10 (shift), Z6 zero, and steps DX to
+// the next 16 channels, back to 0 past the pixel's last (R8 bytes).
+#define AFFINE16(src, dst) \
+	VMOVUPS (R9)(DX*1), dst \
+	VFMADD213PS (R10)(DX*1), dst, src \
+	VMAXPS src, Z6, dst \
+	ADDQ $64, DX \
+	CMPQ DX, R8 \
+	JNE 2(PC) \
+	XORQ DX, DX
+
+// func toBF16ReLUAffineNE(dst, src, scale, shift unsafe.Pointer, n, c int)
+// n and c are multiples of 16.
+TEXT ·toBF16ReLUAffineNE(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ scale+16(FP), R9
+	MOVQ shift+24(FP), R10
+	MOVQ n+32(FP), CX
+	MOVQ c+40(FP), R8
+	SHLQ $2, R8
+	SHRQ $4, CX
+	XORQ DX, DX
+	VPXORD Z6, Z6, Z6
+ta_loop:
+	CMPQ CX, $2
+	JL ta_tail
+	VMOVUPS (SI), Z3
+	AFFINE16(Z3, Z0)
+	VMOVUPS 64(SI), Z4
+	AFFINE16(Z4, Z1)
+	VFPCLASSPSZ $0x20, Z0, K1
+	VFPCLASSPSZ $0x20, Z1, K2
+	KORTESTW K1, K2
+	JNZ ta_sub
+	CVTNE2_2_1_0
+	VMOVDQU32 Z2, (DI)
+ta_next:
+	ADDQ $128, SI
+	ADDQ $64, DI
+	SUBQ $2, CX
+	JMP ta_loop
+ta_sub:
+	BF16CONSTANTSZ
+	ROUNDBF16Z(Z0, Z3, Z4)
+	ROUNDBF16Z(Z1, Z5, Z7)
+	VPSRLD $16, Z3, Z3
+	VPSRLD $16, Z5, Z5
+	VPMOVDW Z3, (DI)
+	VPMOVDW Z5, 32(DI)
+	JMP ta_next
+ta_tail:
+	TESTQ CX, CX
+	JZ ta_done
+	VMOVUPS (SI), Z3
+	AFFINE16(Z3, Z0)
+	BF16CONSTANTSZ
+	ROUNDBF16Z(Z0, Z3, Z4)
+	VPSRLD $16, Z3, Z3
+	VPMOVDW Z3, (DI)
+ta_done:
+	VZEROUPPER
+	RET
+
+// func pairBF16ReLUAffineNE(dst, a, b, scale, shift unsafe.Pointer, n, c int)
+// n and c are multiples of 16; a nil b pairs a with zeros (not with the
+// map's output for zeros).
+TEXT ·pairBF16ReLUAffineNE(SB), NOSPLIT, $0-56
+	MOVQ dst+0(FP), DI
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), R11
+	MOVQ scale+24(FP), R9
+	MOVQ shift+32(FP), R10
+	MOVQ n+40(FP), CX
+	MOVQ c+48(FP), R8
+	SHLQ $2, R8
+	SHRQ $4, CX
+	TESTQ CX, CX
+	JZ pa_done
+	XORQ DX, DX
+	VPXORD Z6, Z6, Z6
+	VMOVDQU32 pairWords<>(SB), Z7
+pa_loop:
+	VPXORD Z1, Z1, Z1
+	TESTQ R11, R11
+	JZ pa_a
+	VMOVUPS (R11), Z4
+	VMOVUPS (R9)(DX*1), Z1
+	VFMADD213PS (R10)(DX*1), Z1, Z4
+	VMAXPS Z4, Z6, Z1
+	ADDQ $64, R11
+pa_a:
+	VMOVUPS (SI), Z3
+	AFFINE16(Z3, Z0)
+	VFPCLASSPSZ $0x20, Z0, K1
+	VFPCLASSPSZ $0x20, Z1, K2
+	KORTESTW K1, K2
+	JNZ pa_sub
+	CVTNE2_2_1_0
+	VPERMW Z2, Z7, Z2
+	VMOVDQU32 Z2, (DI)
+pa_next:
+	ADDQ $64, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ pa_loop
+pa_done:
+	VZEROUPPER
+	RET
+pa_sub:
+	BF16CONSTANTSZ
+	ROUNDBF16Z(Z0, Z3, Z4)
+	ROUNDBF16Z(Z1, Z5, Z2)
+	VPSRLD $16, Z3, Z3
+	VPANDD Z10, Z5, Z5
+	VPORD Z5, Z3, Z3
+	VMOVDQU32 Z3, (DI)
+	JMP pa_next

@@ -290,7 +290,7 @@ func amxGradOK(s ConvShape) bool {
 // that are not multiples of 32 read on into the next pixel's channels
 // (xp) or what follows dy's (dyt): their tiles' extra rows and columns
 // are dropped.
-func convBackwardWeightAMXBF16(s0 ConvShape, x, dy, dw []float32) bool {
+func convBackwardWeightAMXBF16(s0 ConvShape, x []float32, in *ReLUAffine, dy, dw []float32) bool {
 	if !amxGradOK(s0) {
 		return false
 	}
@@ -328,7 +328,7 @@ func convBackwardWeightAMXBF16(s0 ConvShape, x, dy, dw []float32) bool {
 	// The pixels of xp a chunk reads: st per position, the last tap's
 	// reach, and the next pixel where a block of 32 channels runs past C.
 	span := st*(chunk-1) + taps[ntaps-1]/(4*s.C) + 1 + (32*nc-1)/s.C
-	xs := pairPixels{s0: s0, s: s, unfolded: unfolded, x: x, np: np, h: h, wd: wd}
+	xs := pairPixels{s0: s0, s: s, unfolded: unfolded, x: x, in: in, np: np, h: h, wd: wd}
 	cfg := unsafe.Pointer(&amxConfig[0])
 
 	// run adds chunks [c0, c1) of units [u0, u1) (output block u/nc, input
@@ -434,11 +434,13 @@ func (p *pairScratch) free() {
 }
 
 // pairPixels stages pixels of xp, the padded image pairs of s's input
-// ([np][h][wd][s.C] pairs: s0's x, its rows unfolded where unfolded).
+// ([np][h][wd][s.C] pairs: s0's x, or in's outputs for it where in is not
+// nil, its rows unfolded where unfolded).
 type pairPixels struct {
 	s0, s     ConvShape
 	unfolded  bool
 	x         []float32
+	in        *ReLUAffine
 	np, h, wd int
 }
 
@@ -468,7 +470,7 @@ func (px *pairPixels) fill(dst []uint32, q0, q1 int, sc *pairScratch) {
 			pad := pairsOf(sc.get(&sc.pad, wd0*s0.C))
 			clear(pad[:s0.PL*s0.C])
 			clear(pad[(s0.PL+s0.W)*s0.C:])
-			pairOrZero(pad[s0.PL*s0.C:(s0.PL+s0.W)*s0.C], a, b)
+			pairOrZeroOf(pad[s0.PL*s0.C:(s0.PL+s0.W)*s0.C], a, b, px.in, s0.C)
 			spreadRuns(unsafe.Pointer(&out[0]), 4*s.C, unsafe.Pointer(&pad[col*s0.C]), 4*s0.C, n, 4*s.C, 4*s.C)
 			continue
 		}
@@ -479,7 +481,7 @@ func (px *pairPixels) fill(dst []uint32, q0, q1 int, sc *pairScratch) {
 			continue
 		}
 		clear(out[:(in0-col)*s.C])
-		pairOrZero(out[(in0-col)*s.C:(in1-col)*s.C], a[(in0-s.PL)*s.C:(in1-s.PL)*s.C], sliceOrNil(b, (in0-s.PL)*s.C, (in1-s.PL)*s.C))
+		pairOrZeroOf(out[(in0-col)*s.C:(in1-col)*s.C], a[(in0-s.PL)*s.C:(in1-s.PL)*s.C], sliceOrNil(b, (in0-s.PL)*s.C, (in1-s.PL)*s.C), px.in, s.C)
 		clear(out[(in1-col)*s.C:])
 	}
 }
@@ -552,7 +554,7 @@ func stageDYChunk(dyc []uint32, stride int, dy []float32, s ConvShape, np, img, 
 // rows as it stages them: a padded row of s is converted to bfloat16 and
 // unfolded pixel q is its KW·C values from pixel q on, zeros after them
 // up to u's cp (spreadRuns).
-func convUnfoldedAMXBF16(s, u ConvShape, x []float32, wp []uint32, y []float32, ep *convEpilogue) {
+func convUnfoldedAMXBF16(s, u ConvShape, x []float32, in *ReLUAffine, wp []uint32, y []float32, ep *convEpilogue) {
 	l := bf16DirectKernels.layout(u)
 	wd := s.W + s.PL + s.PR
 	stage := func(dst []uint16, e0, e1 int) {
@@ -561,7 +563,7 @@ func convUnfoldedAMXBF16(s, u ConvShape, x []float32, wp []uint32, y []float32, 
 		pad := u16Of(sb)[:wd*s.C]
 		clear(pad)
 		stageRows(s, x, dst, e0, e1, u.W*l.cp, func(row []uint16, src []float32) {
-			ToBF16(pad[s.PL*s.C:(s.PL+s.W)*s.C], src)
+			toBF16Of(pad[s.PL*s.C:(s.PL+s.W)*s.C], src, in, s.C)
 			spreadRuns(unsafe.Pointer(&row[0]), 2*l.cp, unsafe.Pointer(&pad[0]), 2*s.C, u.W, 2*u.C, 2*l.cp)
 		})
 	}

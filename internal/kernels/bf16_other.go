@@ -31,6 +31,13 @@ func (ep *convEpilogue) epilogueTile(tile []float32, at, rows, ys, n0, nc int, y
 }
 
 // pairBF16 writes dst[i] = bf16Pair(a[i], b[i]) for i < len(dst).
+// reluAffineFast: no assembly conversions here.
+func reluAffineFast(c int) bool { return false }
+
+func toBF16ReLUAffineFast(dst []uint16, src []float32, in *ReLUAffine, c int) bool { return false }
+
+func pairReLUAffineFast(d []uint32, a, b []float32, in *ReLUAffine, c int) bool { return false }
+
 func pairBF16(dst []uint32, a, b []float32) {
 	for i := range dst {
 		dst[i] = bf16Pair(a[i], b[i])
@@ -58,13 +65,15 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 func PeakAMXBF16(n int) float64 { return 0 }
 
 // convBackwardWeightAMXBF16: no AMX here (see bf16_amx_amd64.go).
-func convBackwardWeightAMXBF16(s ConvShape, x, dy, dw []float32) bool { return false }
+func convBackwardWeightAMXBF16(s ConvShape, x []float32, in *ReLUAffine, dy, dw []float32) bool {
+	return false
+}
 
 // amxGradOK: no AMX here (see bf16_amx_amd64.go).
 func amxGradOK(s ConvShape) bool { return false }
 
 // convUnfoldedAMXBF16 is never reached here (AMXBF16 is false).
-func convUnfoldedAMXBF16(s, u ConvShape, x []float32, wp []uint32, y []float32, ep *convEpilogue) {
+func convUnfoldedAMXBF16(s, u ConvShape, x []float32, in *ReLUAffine, wp []uint32, y []float32, ep *convEpilogue) {
 	panic("kernels: no AMX on this platform")
 }
 

@@ -120,11 +120,7 @@ func ConvForwardEpilogueBF16(s ConvShape, x, w, y []float32, e ConvEpilogue[floa
 	ep := epilogueOf(e, s.OC)
 	ep.direct = true
 	if u, ok := unfoldedBF16(s); ok {
-		l := bf16DirectKernels.layout(u)
-		wbuf, wp := directWeightsBF16(u, l)
-		defer putBytes(wbuf)
-		packDirectBF16(u, w, wp, l)
-		convUnfoldedAMXBF16(s, u, x, wp, y, ep)
+		convUnfoldedBF16(s, u, x, nil, w, y, ep)
 		return
 	}
 	if bf16NativeOn() {
@@ -149,6 +145,64 @@ func ConvForwardEpilogueBF16(s ConvShape, x, w, y []float32, e ConvEpilogue[floa
 	if !convForwardFast(s, xr, wr, y, ep, nil) {
 		convForwardEpilogueRef(s, xr, wr, y, e)
 	}
+}
+
+// ConvReLUAffineBF16OK reports whether ConvForwardReLUAffineBF16 computes
+// s: on the native direct kernels (AVX512-BF16, or AMX tiles), whose
+// staging converts the input as it reads it, for input channels a
+// multiple of 16; not a strided 1×1 convolution, whose pixels are
+// gathered first.
+func ConvReLUAffineBF16OK(s ConvShape) bool {
+	if !bf16NativeOn() || !reluAffineFast(s.C) {
+		return false
+	}
+	if _, ok := unfoldedBF16(s); ok {
+		return true
+	}
+	_, strided := subsampledShape(s)
+	return bf16DirectOK(s) && !strided
+}
+
+// ConvForwardReLUAffineBF16 is ConvForwardEpilogueBF16 of in's outputs
+// for x: the convolution of a batch norm and ReLU whose output was never
+// stored (ReLUAffine), which it computes as it converts its input to
+// bfloat16, where ConvReLUAffineBF16OK(s). The results are those of
+// ConvForwardEpilogueBF16 on the stored output, bit for bit.
+func ConvForwardReLUAffineBF16(s ConvShape, x []float32, in *ReLUAffine, w, y []float32, e ConvEpilogue[float32]) {
+	if !ConvReLUAffineBF16OK(s) {
+		panic("kernels: ConvForwardReLUAffineBF16 of a shape it does not compute")
+	}
+	x, w = x[:s.N*s.H*s.W*s.C], w[:s.KH*s.KW*s.C*s.OC]
+	ep := epilogueOf(e, s.OC)
+	ep.direct = true
+	if u, ok := unfoldedBF16(s); ok {
+		convUnfoldedBF16(s, u, x, in, w, y, ep)
+		return
+	}
+	convForwardDirectOfBF16(s, x, in, w, y, ep, bf16DirectKernels)
+}
+
+// convUnfoldedBF16 packs s's weights w for its unfolded shape u and runs
+// convUnfoldedAMXBF16.
+func convUnfoldedBF16(s, u ConvShape, x []float32, in *ReLUAffine, w, y []float32, ep *convEpilogue) {
+	l := bf16DirectKernels.layout(u)
+	wbuf, wp := directWeightsBF16(u, l)
+	defer putBytes(wbuf)
+	packDirectBF16(u, w, wp, l)
+	convUnfoldedAMXBF16(s, u, x, in, wp, y, ep)
+}
+
+// ConvBackwardWeightReLUAffineBF16 is ConvBackwardWeightBF16 of in's
+// outputs for x, computed as the AMX tiles' staging pairs them, where
+// ConvReLUAffineBF16OK(s) and the tiles take s; elsewhere it computes
+// nothing and reports false (the caller stores the outputs,
+// ApplyReLUAffine, for ConvBackwardWeightBF16).
+func ConvBackwardWeightReLUAffineBF16(s ConvShape, x []float32, in *ReLUAffine, dy, dw []float32) bool {
+	if !ConvReLUAffineBF16OK(s) {
+		return false
+	}
+	x, dy = x[:s.N*s.H*s.W*s.C], dy[:s.N*s.OH()*s.OW()*s.OC]
+	return convBackwardWeightAMXBF16(s, x, in, dy, dw)
 }
 
 // ConvBackwardDataBF16 is ConvBackwardData with bfloat16 operands.
@@ -217,7 +271,7 @@ func ConvBackwardWeightBF16(s ConvShape, x, dy, dw []float32) {
 			defer putBuf(xs)
 			s, x = sub, xs
 		}
-		if convBackwardWeightAMXBF16(s, x, dy, dw) || convBackwardWeightNativeBF16(s, x, dy, dw, bf16DWSet) {
+		if convBackwardWeightAMXBF16(s, x, nil, dy, dw) || convBackwardWeightNativeBF16(s, x, dy, dw, bf16DWSet) {
 			return
 		}
 	}
@@ -318,7 +372,7 @@ func ConvForwardPackedBF16(s ConvShape, x, w []float32, p *PackedConvBF16, y []f
 	if u, ok := unfoldedBF16(s); ok && p != nil && p.c == u.C && p.oc == u.OC && p.kh == u.KH && p.kw == u.KW && p.l == bf16DirectKernels.layout(u) {
 		ep := epilogueOf(e, s.OC)
 		ep.direct = true
-		convUnfoldedAMXBF16(s, u, x[:s.N*s.H*s.W*s.C], p.wp, y, ep)
+		convUnfoldedAMXBF16(s, u, x[:s.N*s.H*s.W*s.C], nil, p.wp, y, ep)
 		return
 	}
 	x = x[:s.N*s.H*s.W*s.C]

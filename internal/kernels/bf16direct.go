@@ -71,11 +71,17 @@ func (k bf16DirectSet) of(nr int) []bf16DirectKernel {
 // tiles of sweepDirect, and the epilogue applied to each tile in float32. Horizontal
 // dilation is not supported (bf16DirectOK).
 func convForwardDirectBF16(s ConvShape, x, w, y []float32, ep *convEpilogue, kern bf16DirectSet) {
+	convForwardDirectOfBF16(s, x, nil, w, y, ep, kern)
+}
+
+// convForwardDirectOfBF16 is convForwardDirectBF16 of in's outputs for x
+// where in is not nil (ReLUAffine).
+func convForwardDirectOfBF16(s ConvShape, x []float32, in *ReLUAffine, w, y []float32, ep *convEpilogue, kern bf16DirectSet) {
 	l := kern.layout(s)
 	wbuf, wp := directWeightsBF16(s, l)
 	defer putBytes(wbuf)
 	packDirectBF16(s, w, wp, l)
-	convDirectPackedBF16(s, x, wp, y, ep, kern)
+	convDirectPlacedBF16(s, x, in, wp, y, ep, kern, unplaced(s))
 }
 
 // directWeightsBF16 returns a pooled buffer for s's packed weights
@@ -204,7 +210,7 @@ func packPhaseBF16(s ConvShape, w []float32, wp []uint32, l bf16Layout, ry, rx, 
 // convDirectPackedBF16 is convForwardDirectBF16 on weights packed by
 // packDirectBF16 (or packTurnedBF16).
 func convDirectPackedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep *convEpilogue, set bf16DirectSet) {
-	convDirectPlacedBF16(s, x, wp, y, ep, set, unplaced(s))
+	convDirectPlacedBF16(s, x, nil, wp, y, ep, set, unplaced(s))
 }
 
 // outPlace puts a convolution's outputs into an array y of YH×YW pixels
@@ -223,7 +229,7 @@ func (pl outPlace) pixel(oh, ow, m int) int {
 }
 
 // convDirectPlacedBF16 is convDirectPackedBF16 with its outputs placed by
-// pl.
+// pl, reading in's outputs for x where in is not nil (toBF16Of).
 //
 // Each task converts the input its tiles read — a run of padded rows, or
 // of pixels for a flat sweep — to bfloat16 into a buffer of its own as it
@@ -231,7 +237,7 @@ func (pl outPlace) pixel(oh, ow, m int) int {
 // cache; converting the whole batch first wrote a bfloat16 copy of it to
 // memory and read it back (as large as the tiles' own time for
 // ResNet-50's 256→64 1×1 layers at batch 8).
-func convDirectPlacedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep *convEpilogue, set bf16DirectSet, pl outPlace) {
+func convDirectPlacedBF16(s ConvShape, x []float32, in *ReLUAffine, wp []uint32, y []float32, ep *convEpilogue, set bf16DirectSet, pl outPlace) {
 	l := set.layout(s)
 	nr, cp := l.nr, l.cp
 	kern := set.of(nr)
@@ -246,20 +252,20 @@ func convDirectPlacedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep
 	stage := func(dst []uint16, e0, e1 int) {
 		switch {
 		case s.PT|s.PB|s.PL|s.PR == 0 && cp == s.C: // the input's own layout
-			ToBF16(dst, x[e0:e1])
+			toBF16Of(dst, x[e0:e1], in, s.C)
 		case e0%rowElems == 0 && e1%rowElems == 0: // padded rows r of N·h
 			stageRows(s, x, dst, e0, e1, rowElems, func(row []uint16, src []float32) {
 				clear(row[:s.PL*cp])
-				in := row[s.PL*cp : (s.PL+s.W)*cp]
+				inner := row[s.PL*cp : (s.PL+s.W)*cp]
 				if cp == s.C {
-					ToBF16(in, src)
+					toBF16Of(inner, src, in, s.C)
 				} else {
-					stagePixels(in, src, s.C, cp)
+					stagePixels(inner, src, in, s.C, cp)
 				}
 				clear(row[(s.PL+s.W)*cp:])
 			})
 		default: // a flat sweep's pixels, channels padded
-			stagePixels(dst[:e1-e0], x[e0/cp*s.C:e1/cp*s.C], s.C, cp)
+			stagePixels(dst[:e1-e0], x[e0/cp*s.C:e1/cp*s.C], in, s.C, cp)
 		}
 	}
 	rowBytes := wd * cp * 2
@@ -325,18 +331,19 @@ func stageRows(s ConvShape, x []float32, dst []uint16, e0, e1, rowElems int, fil
 	}
 }
 
-// stagePixels converts pixels of c channels (src) to bfloat16 pixels of cp
+// stagePixels converts pixels of c channels (src; in's outputs for them
+// where in is not nil) to bfloat16 pixels of cp
 // channels (dst), zeros past c: the whole run converted at once into a
 // scratch buffer (ToBF16's vector loop; a call a pixel cost as much as the
 // convolution for CIFAR's 16-channel layers on AMX tiles), then spread
 // out.
-func stagePixels(dst []uint16, src []float32, c, cp int) {
+func stagePixels(dst []uint16, src []float32, in *ReLUAffine, c, cp int) {
 	npix := len(src) / c
 	dst = dst[:npix*cp]
 	sb := getBytes(2 * len(src))
 	defer putBytes(sb)
 	tmp := u16Of(sb)[:len(src)]
-	ToBF16(tmp, src)
+	toBF16Of(tmp, src, in, c)
 	if hasAMXBF16 && cp <= 64 { // AVX512BW's masked moves, a pixel each
 		spreadRuns(unsafe.Pointer(unsafe.SliceData(dst)), 2*cp, unsafe.Pointer(unsafe.SliceData(tmp)), 2*c, npix, 2*c, 2*cp)
 		return
@@ -411,7 +418,7 @@ func backwardDataPhasesBF16(s ConvShape, dy, w, dx []float32, add bool, kern bf1
 		l := kern.layout(ph.t)
 		wbuf, wp := directWeightsBF16(ph.t, l)
 		packPhaseBF16(s, w, wp, l, ph.ry, ph.rx, ph.t.KH, ph.t.KW)
-		convDirectPlacedBF16(ph.t, dy, wp, dx, ep, kern, ph.pl)
+		convDirectPlacedBF16(ph.t, dy, nil, wp, dx, ep, kern, ph.pl)
 		putBytes(wbuf)
 	}
 	return true

@@ -109,6 +109,41 @@ func pairOrZero(d []uint32, a, b []float32) {
 	}
 }
 
+// pairOrZeroOf is pairOrZero of in's outputs for a and b (pixels of c
+// channels from a pixel's first; a nil b pairs with zeros, not with the
+// map's output for zeros), or of a and b themselves for a nil in.
+func pairOrZeroOf(d []uint32, a, b []float32, in *ReLUAffine, c int) {
+	if in == nil {
+		pairOrZero(d, a, b)
+		return
+	}
+	if pairReLUAffineFast(d, a, b, in, c) {
+		return
+	}
+	for i := range d {
+		var hi float32
+		if b != nil {
+			hi = in.Of(b[i], i%c)
+		}
+		d[i] = bf16Pair(in.Of(a[i], i%c), hi)
+	}
+}
+
+// toBF16Of is ToBF16 of in's outputs for src (pixels of c channels from a
+// pixel's first), or of src itself for a nil in.
+func toBF16Of(dst []uint16, src []float32, in *ReLUAffine, c int) {
+	if in == nil {
+		ToBF16(dst, src)
+		return
+	}
+	if toBF16ReLUAffineFast(dst, src, in, c) {
+		return
+	}
+	for i, v := range src {
+		dst[i] = BF16FromFloat32(in.Of(v, i%c))
+	}
+}
+
 // pairsOf views a float32 buffer as as many bfloat16 pairs.
 func pairsOf(b []float32) []uint32 {
 	return unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(b))), len(b))

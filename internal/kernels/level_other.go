@@ -25,9 +25,16 @@ func chanAffine32(x, skip []float32, m, c int, scale, shift, y []float32, r, str
 	panic("no AVX-512")
 }
 func chanAffine2_32(x, dy, y []float32, m, c int, a, k, b, dx []float32) { panic("no AVX-512") }
-func relu32(x, y []float32) bool                                         { return false }
-func reluGrad32(y, dy, dx []float32) bool                                { return false }
-func add32(a, b, y []float32) bool                                       { return false }
+func maskKernelsOK() bool                                                { return false }
+func chanSumsMasked32(x, dy, dz []float32, m, c int, mean []float32, ma *ReLUAffine) []float64 {
+	panic("no AVX-512")
+}
+func chanAffine2Masked32(x, dy []float32, m, c int, a, k, b []float32, ma *ReLUAffine, dx []float32) {
+	panic("no AVX-512")
+}
+func relu32(x, y []float32) bool          { return false }
+func reluGrad32(y, dy, dx []float32) bool { return false }
+func add32(a, b, y []float32) bool        { return false }
 
 func sgd32(w, g, buf []float32, coef *[4]float32) bool { return false }
 func maxPoolPixel32(x []float32, offs []int, c int, y []float32, arg []int32) {
