@@ -55,6 +55,9 @@ func Conv2d(x, w, b *Value, p ConvParams) *Value {
 	if y := deferConv(s, x, w, b); y != nil {
 		return y
 	}
+	if y := convOfBatchNormReLU(s, x, w, b, p); y != nil {
+		return y
+	}
 	y := result([]int{s.N, s.OH(), s.OW(), s.OC}, x, w, b)
 	trace(y, OpConv2d, p, x, w, b)
 	if y.dry() {

@@ -45,6 +45,79 @@ import (
 // cache, and a large output is streamed to memory all the same (kernels'
 // streamedOutput).
 
+// A batch norm's ReLU'd output on a bfloat16 training tape stays deferred
+// after the ReLU (the ReLU of a batch norm without a skip addition): a
+// convolution that reads it next (ResNet's conv2 after bn1 and ReLU)
+// computes it as it converts its input to bfloat16
+// (kernels.ConvForwardReLUAffineBF16) and as its weight gradient pairs
+// the input, and the batch norm's backward pass recomputes its ReLU's mask
+// from its own input (kernels.Fused.Mask): the output is never stored, a
+// pass of writes and three of reads fewer (convOfBatchNormReLU). Anything
+// else that reads it computes it (Realize), as before.
+
+// reluAffineInputs switches that fusion (the tests compare both ways).
+var reluAffineInputs = true
+
+// reluAffineDeferred is the output of a batch norm and ReLU whose
+// statistics and backward pass are done, left to be computed from its
+// input x (in's map) if anything reads it.
+type reluAffineDeferred struct {
+	x  *Value
+	in *kernels.ReLUAffine
+}
+
+// keepsReLUDeferred reports whether a ReLU of d's value stays deferred
+// for a convolution to compute as it reads it: a training batch norm with
+// no skip addition (and no synchronised statistics) on a bfloat16 tape.
+func keepsReLUDeferred(tp *Tape, d *deferred) bool {
+	if !reluAffineInputs || d == nil || d.skip != nil || tp.Precision() != BF16 || tp.plans != nil || tp.noGrad {
+		return false
+	}
+	op, ok := d.op.(*bnDeferred)
+	return ok && op.p.Training && op.p.Sync == nil
+}
+
+// convOfBatchNormReLU returns Conv2d(x, w, b) where x is a batch norm's
+// ReLU'd output left deferred for it (keepsReLUDeferred) and the kernels
+// take the shape, else nil. The batch norm's statistics are computed and
+// its backward pass recorded first (what Realize would have done, less the
+// output), then the convolution reads its input through the map.
+func convOfBatchNormReLU(s kernels.ConvShape, x, w, b *Value, p ConvParams) *Value {
+	d := x.lazy
+	if d == nil || !d.relu || w.sealed != nil || !keepsReLUDeferred(x.tape, d) || !kernels.ConvReLUAffineBF16OK(s) {
+		return nil
+	}
+	op := d.op.(*bnDeferred)
+	in := batchNormStats(x, op)
+	if in == nil {
+		return nil
+	}
+	x.lazy = &deferred{op: &reluAffineDeferred{x: op.x, in: in}, relu: true}
+	tp, bx := x.tape, op.x
+	w.Realize()
+	b.Realize()
+	y := &Value{Data: tp.newTensor([]int{s.N, s.OH(), s.OW(), s.OC}), tape: tp}
+	trace(y, OpConv2d, p, x, w, b)
+	e := kernels.ConvEpilogue[float32]{Shift: data(b), Stats: convStatsFor(tp, BF16, b)}
+	kernels.ConvForwardReLUAffineBF16(s, bx.Data.Data, in, w.Data.Data, y.Data.Data, e)
+	if e.Stats != nil && e.Stats.Done {
+		y.stats = e.Stats
+	}
+	record(y, func() {
+		dy := y.Grad.Data
+		tp.contributeAdd(x, func(dst []float32) { convBackwardData(BF16, s, dy, w.Data.Data, dst) },
+			func(dst []float32) { convBackwardDataAdd(BF16, s, dy, w.Data.Data, dst) })
+		tp.contribute(w, func(dst []float32) {
+			if !kernels.ConvBackwardWeightReLUAffineBF16(s, bx.Data.Data, in, dy, dst) {
+				x.Realize()
+				convBackwardWeight(BF16, s, x.Data.Data, dy, dst)
+			}
+		})
+		tp.contribute(b, func(dst []float32) { kernels.BiasBackward(dy, dst) })
+	}, x, w, b)
+	return y
+}
+
 // convStatsFor returns what a convolution on tp at precision pr, with bias
 // b, asks its kernels to fill with its output's statistics; nil where none
 // would compute them (float32), where the bias makes the stored outputs
@@ -59,7 +132,7 @@ func convStatsFor(tp *Tape, pr Precision, b *Value) *kernels.ConvStats {
 // deferred is what a deferred value will be: its producer's computation,
 // then + skip, then ReLU'd.
 type deferred struct {
-	op   any // *convDeferred or *bnDeferred
+	op   any // *convDeferred, *bnDeferred or *reluAffineDeferred
 	skip *Value
 	relu bool
 }
@@ -145,6 +218,9 @@ func (v *Value) Realize() {
 	v.Data.Data = v.tape.alloc(v.numel())
 	v.tape.memOwn(v)
 	switch op := d.op.(type) {
+	case *reluAffineDeferred:
+		c := op.x.Data.Shape[len(op.x.Data.Shape)-1]
+		kernels.ApplyReLUAffine(op.x.numel()/c, c, op.x.Data.Data, op.in, v.Data.Data)
 	case *convDeferred:
 		convForwardW(v.tape.Precision(), op.s, op.x.Data.Data, op.w, v.Data.Data,
 			kernels.ConvEpilogue[float32]{Scale: op.scale, Shift: op.shift, Skip: skip, ReLU: d.relu})
@@ -235,7 +311,9 @@ func fuseReLU(x *Value) *Value {
 		return nil
 	}
 	y := deferValue(x.tape, x.Data.Shape, &deferred{op: x.lazy.op, skip: x.lazy.skip, relu: true}, x.needsGrad)
-	y.Realize()
+	if !keepsReLUDeferred(x.tape, y.lazy) {
+		y.Realize()
+	}
 	return y
 }
 

@@ -66,6 +66,79 @@ func checkBatchNorm(op string, x, gamma, beta *Value, runMean, runVar *tensor.Te
 	}
 }
 
+// batchNormBuffers returns the kernels' Fused for y's backward pass (the
+// output's mask and a buffer for the skip's gradient) and the buffer for
+// x's gradient. When dy dies with this step, the kernels write over it
+// (they read each element before writing it): the skip's gradient (the
+// masked dy) if the skip can take the buffer over, else x's. Writing over
+// dy, whose lines the pass has just read, saves a fresh buffer's reads
+// for ownership.
+func batchNormBuffers(y, x, skip *Value, relu bool, dy []float32) (kernels.Fused[float32], []float32) {
+	tp := y.tape
+	bf := kernels.Fused[float32]{ReLU: relu, Y: y.Data.Data}
+	var dx []float32
+	if skip != nil && skip.needsGrad {
+		if y.handsOn(skip) {
+			bf.DSkip, y.gradLent = dy, true
+		} else {
+			bf.DSkip = tp.alloc(len(dy))
+		}
+	}
+	if !y.gradLent && y.handsOn(x) {
+		dx, y.gradLent = dy, true
+	} else {
+		dx = tp.alloc(len(dy))
+	}
+	return bf, dx
+}
+
+// recordBatchNormTrain records a training batch norm's backward pass (the
+// batch's mean and invStd; mask, where not nil, the map its ReLU's mask is
+// recomputed through: the output was not stored).
+func recordBatchNormTrain(y, x, gamma, beta, skip *Value, relu bool, mean, invStd []float32, mask *kernels.ReLUAffine) {
+	c := len(mean)
+	m := x.numel() / c
+	g := data(gamma)
+	record(y, func() {
+		tp, dy := y.tape, y.Grad.Data
+		bf, dx := batchNormBuffers(y, x, skip, relu, dy)
+		if mask != nil {
+			bf.Y, bf.Mask = nil, mask
+		}
+		dg, db := tp.alloc(c), tp.alloc(c)
+		kernels.BatchNormTrainBackward(m, c, x.Data.Data, g, mean, invStd, dy, dx, dg, db, bf)
+		tp.give(x, dx) // fresh buffers (or dy's): the inputs take them over
+		tp.give(gamma, dg)
+		tp.give(beta, db)
+		tp.give(skip, bf.DSkip)
+	}, x, gamma, beta, skip)
+}
+
+// batchNormStats is batchNorm in training with a ReLU and no skip for y
+// (deferred: op's output, ReLU'd), less the output: the batch's
+// statistics, the running statistics' update and the backward pass, which
+// recomputes the ReLU's mask from x (kernels.Fused.Mask). It returns the
+// map from x to y, or nil (having done nothing) where the kernels lack
+// the per-channel passes for x's channels.
+func batchNormStats(y *Value, op *bnDeferred) *kernels.ReLUAffine {
+	x, gamma, beta, p := op.x, op.gamma, op.beta, op.p
+	xs := x.Data.Shape
+	c := xs[len(xs)-1]
+	m := x.numel() / c
+	rm, rv := op.runMean, op.runVar
+	if *op.updated {
+		rm, rv = nil, nil // the batch's statistics went into them already
+	}
+	mean, invStd := make([]float32, c), make([]float32, c)
+	in, ok := kernels.BatchNormTrainStats(m, c, x.Data.Data, data(gamma), data(beta), mean, invStd, data32(rm), data32(rv), p.Momentum, p.Eps, x.stats)
+	if !ok {
+		return nil
+	}
+	*op.updated = true
+	recordBatchNormTrain(y, x, gamma, beta, nil, true, mean, invStd, in)
+	return in
+}
+
 // batchNorm computes y = BatchNorm(x) (+ skip, then ReLU when relu) and
 // records its backward pass.
 func batchNorm(y, x, gamma, beta, skip *Value, relu bool, runMean, runVar *tensor.Tensor, p BatchNormParams) {
@@ -74,31 +147,6 @@ func batchNorm(y, x, gamma, beta, skip *Value, relu bool, runMean, runVar *tenso
 	m := x.numel() / c
 	g, b := data(gamma), data(beta)
 	f := kernels.Fused[float32]{Skip: data(skip), ReLU: relu, XStats: x.stats}
-	// backBuffers returns f for the backward pass (the output's mask and a
-	// buffer for the skip's gradient) and the buffer for x's gradient.
-	// When dy dies with this step, the kernels write over it (they read
-	// each element before writing it): the skip's gradient (the masked dy)
-	// if the skip can take the buffer over, else x's. Writing over dy,
-	// whose lines the pass has just read, saves a fresh buffer's reads for
-	// ownership.
-	backBuffers := func(dy []float32) (kernels.Fused[float32], []float32) {
-		tp := y.tape
-		bf := kernels.Fused[float32]{ReLU: relu, Y: y.Data.Data}
-		var dx []float32
-		if skip != nil && skip.needsGrad {
-			if y.handsOn(skip) {
-				bf.DSkip, y.gradLent = dy, true
-			} else {
-				bf.DSkip = tp.alloc(len(dy))
-			}
-		}
-		if !y.gradLent && y.handsOn(x) {
-			dx, y.gradLent = dy, true
-		} else {
-			dx = tp.alloc(len(dy))
-		}
-		return bf, dx
-	}
 	if p.Training && p.Sync != nil {
 		syncBatchNorm(y, x, gamma, beta, skip, relu, runMean, runVar, p)
 		return
@@ -106,22 +154,13 @@ func batchNorm(y, x, gamma, beta, skip *Value, relu bool, runMean, runVar *tenso
 	if p.Training {
 		mean, invStd := make([]float32, c), make([]float32, c)
 		kernels.BatchNormTrainForward(m, c, x.Data.Data, g, b, y.Data.Data, mean, invStd, data32(runMean), data32(runVar), p.Momentum, p.Eps, f)
-		record(y, func() {
-			tp, dy := y.tape, y.Grad.Data
-			bf, dx := backBuffers(dy)
-			dg, db := tp.alloc(c), tp.alloc(c)
-			kernels.BatchNormTrainBackward(m, c, x.Data.Data, g, mean, invStd, dy, dx, dg, db, bf)
-			tp.give(x, dx) // fresh buffers (or dy's): the inputs take them over
-			tp.give(gamma, dg)
-			tp.give(beta, db)
-			tp.give(skip, bf.DSkip)
-		}, x, gamma, beta, skip)
+		recordBatchNormTrain(y, x, gamma, beta, skip, relu, mean, invStd, nil)
 		return
 	}
 	kernels.BatchNormEvalForward(m, c, x.Data.Data, g, b, runMean.Data, runVar.Data, y.Data.Data, p.Eps, f)
 	record(y, func() {
 		tp, dy := y.tape, y.Grad.Data
-		bf, dx := backBuffers(dy)
+		bf, dx := batchNormBuffers(y, x, skip, relu, dy)
 		dg, db := tp.alloc(c), tp.alloc(c)
 		kernels.BatchNormEvalBackward(m, c, x.Data.Data, g, runMean.Data, runVar.Data, dy, dx, dg, db, p.Eps, bf)
 		tp.give(x, dx)

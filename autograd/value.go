@@ -457,7 +457,7 @@ func (tp *Tape) contribute(x *Value, write func(dst []float32)) {
 	if x == nil || !x.needsGrad {
 		return
 	}
-	n := x.Data.Len()
+	n := x.numel() // from the shape: a deferred value has no data yet
 	if x.Grad == nil {
 		var buf []float32
 		if x.requiresGrad { // leaves keep their gradient past Reset

@@ -1,0 +1,105 @@
+package autograd
+
+import (
+	"fmt"
+	"math"
+	"testing"
+
+	"github.com/residual-nn/residual/internal/kernels"
+	"github.com/residual-nn/residual/tensor"
+)
+
+// TestConvReadsBatchNormReLU runs conv → batch norm → ReLU → conv → batch
+// norm → ReLU, a loss and its backward pass on
+// a bfloat16 training tape twice: with the second convolution reading the
+// ReLU'd batch norm through its map (convOfBatchNormReLU: the output never
+// stored, the mask recomputed from the batch norm's input) and with it
+// stored first (reluAffineInputs off). Loss, every gradient and the
+// running statistics must agree bit for bit, and the fused run must not
+// have stored the output. Shapes: 16 and 32 channels, 3×3 stride 1 and 2,
+// 1×1, an odd batch (the weight gradient's pairs of images end on a zero
+// image, which the map must not turn into its output for zeros).
+func TestConvReadsBatchNormReLU(t *testing.T) {
+	for _, c := range []struct{ n, h, c, oc, k, stride int }{
+		{3, 9, 16, 32, 3, 1},
+		{2, 8, 32, 16, 3, 2},
+		{4, 6, 32, 48, 1, 1},
+		{1, 5, 16, 16, 3, 1},
+		{2, 4, 128, 16, 1, 1}, // wide rows: the batch norm's row-walking kernels
+	} {
+		t.Run(fmt.Sprintf("%+v", c), func(t *testing.T) {
+			pad := c.k / 2
+			s := kernels.ConvShape{N: c.n, H: c.h, W: c.h, C: c.c, OC: c.oc, KH: c.k, KW: c.k, SH: c.stride, SW: c.stride, DH: 1, DW: 1, PT: pad, PL: pad, PB: pad, PR: pad}
+			if !kernels.ConvReLUAffineBF16OK(s) {
+				t.Skip("the kernels do not read this shape through a map here (no AVX512-BF16, or RESIDUAL_KERNELS below avx512)")
+			}
+			rng := tensor.NewRNG(21)
+			xt := rng.Randn(c.n, c.h, c.h, 8)
+			w1t, w2t := rng.Randn(3, 3, 8, c.c), rng.Randn(c.k, c.k, c.c, c.oc)
+			g1t, b1t := rng.Randn(c.c), rng.Randn(c.c) // shifts of both signs: the ReLU masks some
+			oh := (c.h+2*pad-c.k)/c.stride + 1
+			rt := rng.Randn(c.n, oh, oh, c.oc)
+			type result struct {
+				loss      float32
+				grads     [][]float32
+				runs      [][]float32
+				storedMid bool
+			}
+			run := func(fuse bool) result {
+				defer func(v bool) { reluAffineInputs = v }(reluAffineInputs)
+				reluAffineInputs = fuse
+				tp := NewTape()
+				tp.SetPrecision(BF16)
+				w1, w2 := Param(w1t.Clone(), "w1"), Param(w2t.Clone(), "w2")
+				g1, b1 := Param(g1t.Clone(), "g1"), Param(b1t.Clone(), "b1")
+				rm1, rv1 := tensor.New(c.c), tensor.New(c.c)
+				rm2, rv2 := tensor.New(c.oc), tensor.New(c.oc)
+				for i := range rv1.Data {
+					rv1.Data[i] = 1
+				}
+				for i := range rv2.Data {
+					rv2.Data[i] = 1
+				}
+				bp := BatchNormParams{Training: true, Momentum: 0.1, Eps: 1e-5}
+				x := tp.Constant(xt)
+				h := Conv2d(x, w1, nil, ConvParams{Pad: SymmetricPad(1, 1)})
+				mid := ReLU(BatchNorm(h, g1, b1, rm1, rv1, bp))
+				o := Conv2d(mid, w2, nil, ConvParams{Stride: [2]int{c.stride, c.stride}, Pad: SymmetricPad(pad, pad)})
+				o = ReLU(BatchNorm(o, nil, nil, rm2, rv2, bp))
+				fusedMid := false
+				if mid.lazy != nil {
+					_, fusedMid = mid.lazy.op.(*reluAffineDeferred)
+				}
+				loss := Sum(Mul(o, tp.Constant(rt)))
+				tp.Backward(loss)
+				r := result{loss: loss.Tensor().Data[0], storedMid: !fusedMid}
+				for _, p := range []*Value{w1, w2, g1, b1} {
+					r.grads = append(r.grads, p.Grad.Data)
+				}
+				r.runs = [][]float32{rm1.Data, rv1.Data, rm2.Data, rv2.Data}
+				return r
+			}
+			fused, plain := run(true), run(false)
+			if fused.storedMid {
+				t.Fatal("the fused run stored the batch norm's ReLU'd output (the convolution did not read it through its map)")
+			}
+			if math.Float32bits(fused.loss) != math.Float32bits(plain.loss) {
+				t.Fatalf("loss %g fused, %g stored", fused.loss, plain.loss)
+			}
+			for i, name := range []string{"w1", "w2", "gamma", "beta"} {
+				for j, v := range fused.grads[i] {
+					if math.Float32bits(v) != math.Float32bits(plain.grads[i][j]) {
+						t.Fatalf("d%s[%d]: %g fused, %g stored", name, j, v, plain.grads[i][j])
+					}
+				}
+			}
+			for i, r := range fused.runs {
+				for j, v := range r {
+					if v != plain.runs[i][j] {
+						t.Fatalf("running statistic %d[%d]: %g fused, %g stored", i, j, v, plain.runs[i][j])
+					}
+				}
+			}
+		})
+	}
+}
