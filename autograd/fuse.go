@@ -53,7 +53,11 @@ import (
 // the input, and the batch norm's backward pass recomputes its ReLU's mask
 // from its own input (kernels.Fused.Mask): the output is never stored, a
 // pass of writes and three of reads fewer (convOfBatchNormReLU). Anything
-// else that reads it computes it (Realize), as before.
+// else that reads it computes it (Realize), as before. The batch norm's
+// backward step is recorded where the convolution reads it rather than at
+// the ReLU: the results are the unfused ones bit for bit unless something
+// recorded in between also adds to the batch norm's input gradient (the
+// same sum, in another order).
 
 // reluAffineInputs switches that fusion (the tests compare both ways).
 var reluAffineInputs = true
@@ -305,9 +309,11 @@ func deferAdd(a, b *Value) *Value {
 }
 
 // fuseReLU returns ReLU(x) computed in x's deferred operation, or nil when
-// x is not deferred.
+// x is not deferred or is a ReLU's output already (a batch norm's ReLU
+// left deferred for a convolution: the second ReLU is an operation of its
+// own, with its own backward step).
 func fuseReLU(x *Value) *Value {
-	if x.lazy == nil {
+	if x.lazy == nil || x.lazy.relu {
 		return nil
 	}
 	y := deferValue(x.tape, x.Data.Shape, &deferred{op: x.lazy.op, skip: x.lazy.skip, relu: true}, x.needsGrad)

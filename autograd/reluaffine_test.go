@@ -18,14 +18,25 @@ import (
 // running statistics must agree bit for bit, and the fused run must not
 // have stored the output. Shapes: 16 and 32 channels, 3×3 stride 1 and 2,
 // 1×1, an odd batch (the weight gradient's pairs of images end on a zero
-// image, which the map must not turn into its output for zeros).
+// image, which the map must not turn into its output for zeros). Variants:
+// a bias on the second convolution, and a second reader of the ReLU'd
+// output (a ReLU of it, after the convolution or before it, adding to the
+// loss) whose gradient must reach the batch norm.
 func TestConvReadsBatchNormReLU(t *testing.T) {
-	for _, c := range []struct{ n, h, c, oc, k, stride int }{
-		{3, 9, 16, 32, 3, 1},
-		{2, 8, 32, 16, 3, 2},
-		{4, 6, 32, 48, 1, 1},
-		{1, 5, 16, 16, 3, 1},
-		{2, 4, 128, 16, 1, 1}, // wide rows: the batch norm's row-walking kernels
+	for _, c := range []struct {
+		n, h, c, oc, k, stride int
+		bias                   bool
+		reread                 int // 0: none; 1: ReLU(mid) after the convolution; 2: before it
+	}{
+		{3, 9, 16, 32, 3, 1, false, 0},
+		{2, 8, 32, 16, 3, 2, false, 0},
+		{4, 6, 32, 48, 1, 1, false, 0},
+		{1, 5, 16, 16, 3, 1, false, 0},
+		{2, 4, 128, 16, 1, 1, false, 0}, // wide rows: the batch norm's row-walking kernels
+		{3, 9, 16, 32, 3, 1, true, 0},
+		{3, 9, 16, 32, 3, 1, false, 1},
+		{3, 9, 16, 32, 3, 1, false, 2},
+		{2, 9, 32, 16, 3, 2, false, 0}, // 11×11 padded pixels, stride 2: no AMX weight gradient, the output is stored for it
 	} {
 		t.Run(fmt.Sprintf("%+v", c), func(t *testing.T) {
 			pad := c.k / 2
@@ -39,6 +50,7 @@ func TestConvReadsBatchNormReLU(t *testing.T) {
 			g1t, b1t := rng.Randn(c.c), rng.Randn(c.c) // shifts of both signs: the ReLU masks some
 			oh := (c.h+2*pad-c.k)/c.stride + 1
 			rt := rng.Randn(c.n, oh, oh, c.oc)
+			qt, bt := rng.Randn(c.n, c.h, c.h, c.c), rng.Randn(c.oc)
 			type result struct {
 				loss      float32
 				grads     [][]float32
@@ -64,13 +76,27 @@ func TestConvReadsBatchNormReLU(t *testing.T) {
 				x := tp.Constant(xt)
 				h := Conv2d(x, w1, nil, ConvParams{Pad: SymmetricPad(1, 1)})
 				mid := ReLU(BatchNorm(h, g1, b1, rm1, rv1, bp))
-				o := Conv2d(mid, w2, nil, ConvParams{Stride: [2]int{c.stride, c.stride}, Pad: SymmetricPad(pad, pad)})
-				o = ReLU(BatchNorm(o, nil, nil, rm2, rv2, bp))
+				var again *Value
+				if c.reread == 2 {
+					again = ReLU(mid)
+				}
+				var bias *Value
+				if c.bias {
+					bias = Param(bt.Clone(), "bias")
+				}
+				o := Conv2d(mid, w2, bias, ConvParams{Stride: [2]int{c.stride, c.stride}, Pad: SymmetricPad(pad, pad)})
 				fusedMid := false
 				if mid.lazy != nil {
 					_, fusedMid = mid.lazy.op.(*reluAffineDeferred)
 				}
+				if c.reread == 1 {
+					again = ReLU(mid)
+				}
+				o = ReLU(BatchNorm(o, nil, nil, rm2, rv2, bp))
 				loss := Sum(Mul(o, tp.Constant(rt)))
+				if again != nil {
+					loss = Add(loss, Sum(Mul(again, tp.Constant(qt))))
+				}
 				tp.Backward(loss)
 				r := result{loss: loss.Tensor().Data[0], storedMid: !fusedMid}
 				for _, p := range []*Value{w1, w2, g1, b1} {
@@ -80,6 +106,9 @@ func TestConvReadsBatchNormReLU(t *testing.T) {
 				return r
 			}
 			fused, plain := run(true), run(false)
+			if c.reread == 2 { // the ReLU before the convolution realized it: nothing to fuse
+				fused.storedMid = !fused.storedMid
+			}
 			if fused.storedMid {
 				t.Fatal("the fused run stored the batch norm's ReLU'd output (the convolution did not read it through its map)")
 			}

@@ -166,7 +166,9 @@ func BatchNormTrainStats(m, c int, x, gamma, beta, mean, invStd, runMean, runVar
 }
 
 // ApplyReLUAffine writes a's output for x (m rows of c channels) into z:
-// what BatchNormTrainForward would have stored.
+// on the per-channel kernels (chanOK(c), where BatchNormTrainStats
+// returns maps), what BatchNormTrainForward would have stored; elsewhere
+// Of's values.
 func ApplyReLUAffine(m, c int, x []float32, a *ReLUAffine, z []float32) {
 	if chanOK(c) {
 		chanAffine32(x, nil, m, c, a.Scale, a.Shift, z, true, false)
@@ -299,7 +301,10 @@ func trainStats[T Float](m int, mu, sq []float64, gamma, beta, mean, invStd, run
 // It takes the active level's per-channel kernels where they apply (chanOK), the
 // reference (batchNormTrainBackwardRef) otherwise.
 func BatchNormTrainBackward(m, c int, x, gamma, mean, invStd, dy, dx, dgamma, dbeta []float32, f Fused[float32]) {
-	masked := f.Mask != nil && f.ReLU
+	masked := f.Mask != nil
+	if masked && (!f.ReLU || f.DSkip != nil) {
+		panic("kernels: Fused.Mask is a ReLU's mask without a skip addition")
+	}
 	if !chanOK(c) || masked && !maskKernelsOK() {
 		batchNormTrainBackwardRef(m, c, x, gamma, mean, invStd, dy, dx, dgamma, dbeta, f)
 		return

@@ -65,10 +65,11 @@ func toBF16NE(dst, src unsafe.Pointer, n int)
 func pairBF16NE(dst, a, b unsafe.Pointer, n int)
 
 // convertBF16 is whether the AVX-512 conversions run on VCVTNE2PS2BF16
-// (where the CPU has it, and AVX512BW's VPERMW for the pairs) instead of
-// rounding in integer arithmetic: a quarter to a third of the
-// instructions. A variable so that the tests run both.
-var convertBF16 = hasBF16 && cpu.X86.HasAVX512BW
+// (where the CPU has it, with AVX512BW's VPERMW for the pairs and
+// AVX512DQ's VFPCLASSPS for the subnormal check) instead of rounding in
+// integer arithmetic: a quarter to a third of the instructions.
+// TestConvertBF16Paths runs both kinds on the same inputs.
+var convertBF16 = hasBF16 && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512DQ
 
 // toBF16ReLUAffineNE and pairBF16ReLUAffineNE are toBF16NE and
 // pairBF16NE of a ReLUAffine's output for the float32 read (n and c, the

@@ -30,7 +30,6 @@ func (ep *convEpilogue) epilogueTile(tile []float32, at, rows, ys, n0, nc int, y
 	epilogueTileGo(ep, tile, at, rows, ys, n0, nc, y)
 }
 
-// pairBF16 writes dst[i] = bf16Pair(a[i], b[i]) for i < len(dst).
 // reluAffineFast: no assembly conversions here.
 func reluAffineFast(c int) bool { return false }
 
@@ -38,6 +37,7 @@ func toBF16ReLUAffineFast(dst []uint16, src []float32, in *ReLUAffine, c int) bo
 
 func pairReLUAffineFast(d []uint32, a, b []float32, in *ReLUAffine, c int) bool { return false }
 
+// pairBF16 writes dst[i] = bf16Pair(a[i], b[i]) for i < len(dst).
 func pairBF16(dst []uint32, a, b []float32) {
 	for i := range dst {
 		dst[i] = bf16Pair(a[i], b[i])

@@ -167,12 +167,13 @@ func TestBatchNormMaskFromX(t *testing.T) {
 // gradient's pairs), an unfolded shape (KW·C = 32), 16 to 48 channels.
 func TestConvReLUAffineBF16(t *testing.T) {
 	r := rand.New(rand.NewPCG(30, 4))
-	ran := 0
+	ran, refused := 0, 0
 	for _, s := range []ConvShape{
 		{N: 3, H: 9, W: 7, C: 16, OC: 32, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 2, H: 10, W: 10, C: 48, OC: 40, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 5, H: 6, W: 6, C: 32, OC: 64, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
 		{N: 2, H: 8, W: 8, C: 16, OC: 16, KH: 2, KW: 2, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1},
+		{N: 2, H: 9, W: 9, C: 32, OC: 16, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}, // refused by the AMX weight gradient
 	} {
 		if !ConvReLUAffineBF16OK(s) {
 			continue
@@ -195,9 +196,10 @@ func TestConvReLUAffineBF16(t *testing.T) {
 		dw1, dw2 := make([]float32, len(w)), make([]float32, len(w))
 		ConvBackwardWeightBF16(s, z, dy, dw1)
 		if !ConvBackwardWeightReLUAffineBF16(s, x, in, dy, dw2) {
-			if AMXBF16() && amxGradOK(s) {
+			if amxGradOK(s) {
 				t.Fatalf("%+v: the weight gradient through the map refused a shape the AMX tiles take", s)
 			}
+			refused++
 			continue
 		}
 		for i := range dw1 {
@@ -208,5 +210,8 @@ func TestConvReLUAffineBF16(t *testing.T) {
 	}
 	if ran == 0 {
 		t.Skip("no AVX512-BF16 direct kernels here (CPU, RESIDUAL_KERNELS or RESIDUAL_BF16): no shape reads through a map")
+	}
+	if refused == 0 {
+		t.Error("the odd padded image with stride 2 was not refused by the weight gradient through the map")
 	}
 }
