@@ -151,6 +151,16 @@ func batchNorm(y, x, gamma, beta, skip *Value, relu bool, runMean, runVar *tenso
 		syncBatchNorm(y, x, gamma, beta, skip, relu, runMean, runVar, p)
 		return
 	}
+	if p.Training && relu && skip == nil && kernels.MaskFromXOK(c) {
+		// The output is stored, but the backward pass recomputes the
+		// ReLU's mask from x instead of reading it (two passes over the
+		// output fewer).
+		mean, invStd := make([]float32, c), make([]float32, c)
+		in, _ := kernels.BatchNormTrainStats(m, c, x.Data.Data, g, b, mean, invStd, data32(runMean), data32(runVar), p.Momentum, p.Eps, x.stats)
+		kernels.ApplyReLUAffine(m, c, x.Data.Data, in, y.Data.Data)
+		recordBatchNormTrain(y, x, gamma, beta, nil, true, mean, invStd, in)
+		return
+	}
 	if p.Training {
 		mean, invStd := make([]float32, c), make([]float32, c)
 		kernels.BatchNormTrainForward(m, c, x.Data.Data, g, b, y.Data.Data, mean, invStd, data32(runMean), data32(runVar), p.Momentum, p.Eps, f)

@@ -165,13 +165,19 @@ func BatchNormTrainStats(m, c int, x, gamma, beta, mean, invStd, runMean, runVar
 	return &ReLUAffine{Scale: scale, Shift: shift}, true
 }
 
+// MaskFromXOK reports whether a training batch norm of c channels with a
+// ReLU runs its backward pass with the mask recomputed from x (Fused.Mask)
+// on the level's kernels: BatchNormTrainStats gives its map, and
+// BatchNormTrainBackward has the kernels that read it (AVX-512's).
+func MaskFromXOK(c int) bool { return chanOK(c) && maskKernelsOK() }
+
 // ApplyReLUAffine writes a's output for x (m rows of c channels) into z:
 // on the per-channel kernels (chanOK(c), where BatchNormTrainStats
 // returns maps), what BatchNormTrainForward would have stored; elsewhere
 // Of's values.
 func ApplyReLUAffine(m, c int, x []float32, a *ReLUAffine, z []float32) {
 	if chanOK(c) {
-		chanAffine32(x, nil, m, c, a.Scale, a.Shift, z, true, false)
+		chanAffine32(x, nil, m, c, a.Scale, a.Shift, z, true, 4*m*c >= bnStreamMinBytes)
 		return
 	}
 	parallelFor(m, func(lo, hi int) {
