@@ -94,7 +94,7 @@ func batchNormBuffers(y, x, skip *Value, relu bool, dy []float32) (kernels.Fused
 
 // recordBatchNormTrain records a training batch norm's backward pass (the
 // batch's mean and invStd; mask, where not nil, the map its ReLU's mask is
-// recomputed through: the output was not stored).
+// recomputed through from x, instead of reading the output).
 func recordBatchNormTrain(y, x, gamma, beta, skip *Value, relu bool, mean, invStd []float32, mask *kernels.ReLUAffine) {
 	c := len(mean)
 	m := x.numel() / c

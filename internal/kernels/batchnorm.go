@@ -15,10 +15,10 @@ import "math"
 // x (ConvEpilogue.Stats): the training forward pass then does not read x
 // to compute them.
 //
-// Mask, for the training backward pass with ReLU and no Skip, says that
-// the output was never stored (BatchNormTrainStats, ReLUAffine): the mask
-// is recomputed from x as the output would have been, Mask.Of(x) ≠ 0, and
-// Y is not read.
+// Mask, for the training backward pass with ReLU and no Skip, is the map
+// from x to the output (BatchNormTrainStats, ReLUAffine): the mask is
+// recomputed from x, Mask.Of(x) ≠ 0, and Y is not read (the output may
+// never have been stored, or is not read again).
 type Fused[T Float] struct {
 	Skip   []T
 	ReLU   bool
@@ -188,7 +188,7 @@ func ApplyReLUAffine(m, c int, x []float32, a *ReLUAffine, z []float32) {
 }
 
 // batchNormMaskedBackward is BatchNormTrainBackward's fast path for a
-// batch norm whose output was not stored (f.Mask): the mask from x.
+// batch norm whose mask comes from x (f.Mask).
 func batchNormMaskedBackward(m, c int, x, gamma, mean, invStd, dy, dx, dgamma, dbeta []float32, f Fused[float32]) {
 	sums := chanSumsMasked32(x, dy, f.DSkip, m, c, mean, f.Mask)
 	for j := 0; j < c; j++ { // Σg·(x − mean) → Σg·x̂

@@ -99,7 +99,7 @@ func TestReLUAffineConversions(t *testing.T) {
 func TestBatchNormMaskFromX(t *testing.T) {
 	r := rand.New(rand.NewPCG(30, 3))
 	for _, l := range append([]Level{Generic}, levels()...) {
-		for _, sh := range []struct{ m, c int }{{700, 32}, {300, 128}, {5, 16}} {
+		for _, sh := range []struct{ m, c int }{{700, 32}, {300, 128}, {5, 16}, {8192, 32}} { // the last 1 MB: streamed stores
 			t.Run(fmt.Sprintf("%v/%dx%d", l, sh.m, sh.c), func(t *testing.T) {
 				defer SetLevel(SetLevel(l))
 				m, c := sh.m, sh.c
