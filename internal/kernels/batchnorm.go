@@ -1,6 +1,9 @@
 package kernels
 
-import "math"
+import (
+	"math"
+	"unsafe"
+)
 
 // Fused is what a batch norm computes after its normalisation, in the same
 // passes over memory: y = ReLU(bn(x) + Skip). The zero value fuses
@@ -187,17 +190,6 @@ func ApplyReLUAffine(m, c int, x []float32, a *ReLUAffine, z []float32) {
 	})
 }
 
-// batchNormMaskedBackward is BatchNormTrainBackward's fast path for a
-// batch norm whose mask comes from x (f.Mask).
-func batchNormMaskedBackward(m, c int, x, gamma, mean, invStd, dy, dx, dgamma, dbeta []float32, f Fused[float32]) {
-	sums := chanSumsMasked32(x, dy, f.DSkip, m, c, mean, f.Mask)
-	for j := 0; j < c; j++ { // Σg·(x − mean) → Σg·x̂
-		sums[c+j] *= float64(invStd[j])
-	}
-	a, k, b := trainBackwardCoefs(m, sums, gamma, mean, invStd, dgamma, dbeta)
-	chanAffine2Masked32(x, dy, m, c, a, k, b, f.Mask, dx)
-}
-
 // bnStreamMinBytes is the output size from which a training batch norm
 // stores its output with streaming stores, past the caches (a cached store
 // first reads each line that no cache holds). Its output is read next by
@@ -315,22 +307,71 @@ func BatchNormTrainBackward(m, c int, x, gamma, mean, invStd, dy, dx, dgamma, db
 		batchNormTrainBackwardRef(m, c, x, gamma, mean, invStd, dy, dx, dgamma, dbeta, f)
 		return
 	}
+	a, k, b := trainBackwardPass(m, c, x, gamma, mean, invStd, dy, dgamma, dbeta, f)
 	if masked {
-		batchNormMaskedBackward(m, c, x, gamma, mean, invStd, dy, dx, dgamma, dbeta, f)
+		chanAffine2Masked32(x, dy, m, c, a, k, b, f.Mask, dx)
 		return
 	}
-	// Σg and Σg·(x − mean) per channel, g the gradient after the ReLU's
-	// mask, in one pass: sums[j] and sums[c+j].
-	sums := chanSums32(x, dy, f.mask(), f.DSkip, m, c, mean)
-	for j := 0; j < c; j++ { // Σg·(x − mean) → Σg·x̂
-		sums[c+j] *= float64(invStd[j])
-	}
-	a, k, b := trainBackwardCoefs(m, sums, gamma, mean, invStd, dgamma, dbeta)
 	g, y := dy, f.mask()
 	if f.DSkip != nil { // the masked gradient is already there
 		g, y = f.DSkip, nil
 	}
 	chanAffine2_32(x, g, y, m, c, a, k, b, dx)
+}
+
+// BatchNormBackwardToBF16OK reports whether BatchNormTrainBackwardToBF16
+// stores the gradient of c channels (mask: with Fused.Mask).
+func BatchNormBackwardToBF16OK(c int, mask bool) bool {
+	return toBF16DXOK(c) && (!mask || maskKernelsOK())
+}
+
+// BF16Of views the first n halves of a float32 buffer (at least n/2
+// rounded up long) as bfloat16 bits: a tape buffer for a gradient stored
+// as bfloat16.
+func BF16Of(buf []float32, n int) []uint16 {
+	return unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(buf[:(n+1)/2]))), n)
+}
+
+// BatchNormTrainBackwardToBF16 is BatchNormTrainBackward storing dx as
+// bfloat16 in dxb (BF16FromFloat32 of the float32 it would store), for a
+// gradient that is only read as bfloat16 (a bfloat16 convolution's output
+// gradient), where the level's kernels do so (AVX-512 with AVX512-BF16);
+// elsewhere it computes nothing and reports false.
+func BatchNormTrainBackwardToBF16(m, c int, x, gamma, mean, invStd, dy []float32, dxb []uint16, dgamma, dbeta []float32, f Fused[float32]) bool {
+	if f.Mask != nil && (!f.ReLU || f.DSkip != nil) {
+		panic("kernels: Fused.Mask is a ReLU's mask without a skip addition")
+	}
+	if !toBF16DXOK(c) || f.Mask != nil && !maskKernelsOK() {
+		return false
+	}
+	a, k, b := trainBackwardPass(m, c, x, gamma, mean, invStd, dy, dgamma, dbeta, f)
+	if f.Mask != nil {
+		chanAffine2ToBF16(x, dy, nil, m, c, a, k, b, f.Mask, dxb)
+		return true
+	}
+	g, y := dy, f.mask()
+	if f.DSkip != nil {
+		g, y = f.DSkip, nil
+	}
+	chanAffine2ToBF16(x, g, y, m, c, a, k, b, nil, dxb)
+	return true
+}
+
+// trainBackwardPass is the training backward pass's first pass on the
+// level's kernels: Σg and Σg·(x − mean) per channel, g the gradient after
+// the ReLU's mask (stored in f.DSkip where it is not nil), dgamma and
+// dbeta, and the coefficients of dx = a·g − k·x + b.
+func trainBackwardPass(m, c int, x, gamma, mean, invStd, dy, dgamma, dbeta []float32, f Fused[float32]) (a, k, b []float32) {
+	var sums []float64
+	if f.Mask != nil {
+		sums = chanSumsMasked32(x, dy, f.DSkip, m, c, mean, f.Mask)
+	} else {
+		sums = chanSums32(x, dy, f.mask(), f.DSkip, m, c, mean)
+	}
+	for j := 0; j < c; j++ { // Σg·(x − mean) → Σg·x̂
+		sums[c+j] *= float64(invStd[j])
+	}
+	return trainBackwardCoefs(m, sums, gamma, mean, invStd, dgamma, dbeta)
 }
 
 // batchNormTrainBackwardRef is BatchNormTrainBackward's reference, for

@@ -141,6 +141,31 @@ func chanAffine2Masked32(x, dy []float32, m, c int, a, k, b []float32, ma *ReLUA
 	})
 }
 
+// toBF16DXOK reports whether the batch norm's backward pass stores dx as
+// bfloat16 on its own kernels (BatchNormTrainBackwardToBF16): AVX-512's,
+// with AVX512-BF16's conversion.
+func toBF16DXOK(c int) bool { return use.vk == vecAVX512 && chanOK(c) && convertBF16 }
+
+// chanAffine2ToBF16 is chanAffine2_32 (ma nil) or chanAffine2Masked32
+// storing dx as bfloat16 in dxb (toBF16DXOK).
+func chanAffine2ToBF16(x, dy, y []float32, m, c int, a, k, b []float32, ma *ReLUAffine, dxb []uint16) {
+	if y == nil {
+		y = dy
+	}
+	_ = dxb[m*c-1]
+	parallelFor((m+statRows-1)/statRows, func(lo, hi int) {
+		r0, r1 := lo*statRows, min(hi*statRows, m)
+		if ma != nil {
+			chanAffine2MaskToBF16512(unsafe.Pointer(&x[r0*c]), unsafe.Pointer(&dy[r0*c]), r1-r0, c,
+				unsafe.Pointer(&a[0]), unsafe.Pointer(&k[0]), unsafe.Pointer(&b[0]),
+				unsafe.Pointer(&ma.Scale[0]), unsafe.Pointer(&ma.Shift[0]), unsafe.Pointer(&dxb[r0*c]))
+			return
+		}
+		chanAffine2ToBF16512(unsafe.Pointer(&x[r0*c]), unsafe.Pointer(&dy[r0*c]), unsafe.Pointer(&y[r0*c]), r1-r0, c,
+			unsafe.Pointer(&a[0]), unsafe.Pointer(&k[0]), unsafe.Pointer(&b[0]), unsafe.Pointer(&dxb[r0*c]))
+	})
+}
+
 // chanAffine32 writes y = x·scale + shift per channel, plus skip unless it
 // is nil, then ReLU'd if relu; with stream, in streaming stores where the
 // level has them (AVX-512) and y is 64-byte aligned (its rows are: c is a
@@ -233,6 +258,16 @@ func chanDyStatsRowsMask512(x, dy, dz unsafe.Pointer, rows, c int, mean, scale, 
 //
 //go:noescape
 func chanAffine2Mask512(x, dy unsafe.Pointer, rows, c int, a, k, b, scale, shift, dx unsafe.Pointer)
+
+// chanAffine2ToBF16512 and chanAffine2MaskToBF16512 are chanAffine2512
+// and chanAffine2Mask512 storing dx as bfloat16 (BF16FromFloat32's bits)
+// at dxb, 2c bytes a row; they need AVX512-BF16 (convertBF16).
+//
+//go:noescape
+func chanAffine2ToBF16512(x, dy, y unsafe.Pointer, rows, c int, a, k, b, dxb unsafe.Pointer)
+
+//go:noescape
+func chanAffine2MaskToBF16512(x, dy unsafe.Pointer, rows, c int, a, k, b, scale, shift, dxb unsafe.Pointer)
 
 // chanDyStatsRows512 is chanDyStats512 walking rows.
 //

@@ -7,6 +7,18 @@
 
 #include "textflag.h"
 
+// Broadcast constants of ROUNDBF16Z0 (bf16_amd64.s's bf16c, a vector each).
+DATA bnbf16one<>+0(SB)/4, $0x00000001
+GLOBL bnbf16one<>(SB), RODATA|NOPTR, $4
+DATA bnbf16bias<>+0(SB)/4, $0x00007fff
+GLOBL bnbf16bias<>(SB), RODATA|NOPTR, $4
+DATA bnbf16mag<>+0(SB)/4, $0x7fffffff
+GLOBL bnbf16mag<>(SB), RODATA|NOPTR, $4
+DATA bnbf16inf<>+0(SB)/4, $0x7f800000
+GLOBL bnbf16inf<>(SB), RODATA|NOPTR, $4
+DATA bnbf16quiet<>+0(SB)/4, $0x00400000
+GLOBL bnbf16quiet<>(SB), RODATA|NOPTR, $4
+
 // func chanShiftStats512(x unsafe.Pointer, rows, c int, shift, acc unsafe.Pointer)
 TEXT ·chanShiftStats512(SB), NOSPLIT, $0-40
 	MOVQ x+0(FP), SI
@@ -292,6 +304,26 @@ szr_done:
 	VZEROUPPER
 	RET
 
+
+// VCVTNE2PS2BF16 zmm3, zmm0, zmm0 (TestAMXEncodings): Z0's 16 float32
+// rounded to bfloat16 in Y3 (and again in the upper half).
+#define CVTNE2_3_0_0 BYTE $0x62; BYTE $0xf2; BYTE $0x7f; BYTE $0x48; BYTE $0x72; BYTE $0xd8 // vcvtne2ps2bf16 zmm3, zmm0, zmm0
+
+// ROUNDBF16Z0 sets Y3 to Z0's 16 float32 rounded to bfloat16 in integer
+// arithmetic (BF16FromFloat32, subnormals rounded: bf16_amd64.s's
+// ROUNDBF16Z), for blocks VCVTNE2PS2BF16 would flush; clobbers Z3, Z4 and
+// K1.
+#define ROUNDBF16Z0 \
+	VPSRLD $16, Z0, Z3 \
+	VPANDD.BCST bnbf16one<>(SB), Z3, Z3 \
+	VPADDD.BCST bnbf16bias<>(SB), Z3, Z3 \
+	VPADDD Z0, Z3, Z3 \
+	VPANDD.BCST bnbf16mag<>(SB), Z0, Z4 \
+	VPCMPGTD.BCST bnbf16inf<>(SB), Z4, K1 \
+	VPORD.BCST bnbf16quiet<>(SB), Z0, K1, Z3 \
+	VPSRLD $16, Z3, Z3 \
+	VPMOVDW Z3, Y3
+
 // The backward kernels of a batch norm whose ReLU's output was never
 // stored (ReLUAffine): the mask is recomputed from x as chanAffine512
 // computes the output, z = max(x·scale + shift, 0) (the same FMA and
@@ -449,3 +481,109 @@ a2m_cv:
 a2m_done:
 	VZEROUPPER
 	RET
+
+// The batch norm's last backward pass with dx stored as bfloat16
+// (BF16FromFloat32's bits), for a convolution's gradient that its
+// backward pass reads only as bfloat16: VCVTNE2PS2BF16, or ROUNDBF16Z0 for
+// a vector with a subnormal value.
+
+// func chanAffine2ToBF16512(x, dy, y unsafe.Pointer, rows, c int, a, k, b, dxb unsafe.Pointer)
+TEXT ·chanAffine2ToBF16512(SB), NOSPLIT, $0-72
+	MOVQ x+0(FP), SI
+	MOVQ dy+8(FP), R12
+	MOVQ y+16(FP), R13
+	MOVQ rows+24(FP), BX
+	MOVQ c+32(FP), R8
+	SHLQ $2, R8
+	MOVQ a+40(FP), R9
+	MOVQ k+48(FP), R10
+	MOVQ b+56(FP), R11
+	MOVQ dxb+64(FP), DI
+	VPXORD Z6, Z6, Z6
+	TESTQ BX, BX
+	JZ a2b_done
+a2b_row:
+	XORQ DX, DX
+	XORQ R15, R15
+a2b_cv:
+	VMOVUPS (R13)(DX*1), Z5
+	VCMPPS $4, Z6, Z5, K1
+	VMOVUPS.Z (R12)(DX*1), K1, Z0
+	VMULPS (R9)(DX*1), Z0, Z0
+	VMOVUPS (SI)(DX*1), Z1
+	VFNMADD231PS (R10)(DX*1), Z1, Z0
+	VADDPS (R11)(DX*1), Z0, Z0
+	VFPCLASSPSZ $0x20, Z0, K2
+	KORTESTW K2, K2
+	JNZ a2b_sub
+	CVTNE2_3_0_0
+a2b_store:
+	VMOVDQU Y3, (DI)(R15*1)
+	ADDQ $64, DX
+	ADDQ $32, R15
+	CMPQ DX, R8
+	JL a2b_cv
+	ADDQ R8, SI
+	ADDQ R8, R12
+	ADDQ R8, R13
+	ADDQ R15, DI
+	DECQ BX
+	JNZ a2b_row
+a2b_done:
+	VZEROUPPER
+	RET
+a2b_sub:
+	ROUNDBF16Z0
+	JMP a2b_store
+
+// func chanAffine2MaskToBF16512(x, dy unsafe.Pointer, rows, c int, a, k, b, scale, shift, dxb unsafe.Pointer)
+TEXT ·chanAffine2MaskToBF16512(SB), NOSPLIT, $0-80
+	MOVQ x+0(FP), SI
+	MOVQ dy+8(FP), R12
+	MOVQ rows+16(FP), BX
+	MOVQ c+24(FP), R8
+	SHLQ $2, R8
+	MOVQ a+32(FP), R9
+	MOVQ k+40(FP), R10
+	MOVQ b+48(FP), R11
+	MOVQ scale+56(FP), R14
+	MOVQ shift+64(FP), R13
+	MOVQ dxb+72(FP), DI
+	VPXORD Z6, Z6, Z6
+	TESTQ BX, BX
+	JZ a2mb_done
+a2mb_row:
+	XORQ DX, DX
+	XORQ R15, R15
+a2mb_cv:
+	VMOVUPS (SI)(DX*1), Z1
+	VMOVAPS Z1, Z5
+	VMOVUPS (R14)(DX*1), Z7
+	VFMADD213PS (R13)(DX*1), Z7, Z5
+	VMAXPS Z5, Z6, Z5
+	VCMPPS $4, Z6, Z5, K1
+	VMOVUPS.Z (R12)(DX*1), K1, Z0
+	VMULPS (R9)(DX*1), Z0, Z0
+	VFNMADD231PS (R10)(DX*1), Z1, Z0
+	VADDPS (R11)(DX*1), Z0, Z0
+	VFPCLASSPSZ $0x20, Z0, K2
+	KORTESTW K2, K2
+	JNZ a2mb_sub
+	CVTNE2_3_0_0
+a2mb_store:
+	VMOVDQU Y3, (DI)(R15*1)
+	ADDQ $64, DX
+	ADDQ $32, R15
+	CMPQ DX, R8
+	JL a2mb_cv
+	ADDQ R8, SI
+	ADDQ R8, R12
+	ADDQ R15, DI
+	DECQ BX
+	JNZ a2mb_row
+a2mb_done:
+	VZEROUPPER
+	RET
+a2mb_sub:
+	ROUNDBF16Z0
+	JMP a2mb_store

@@ -81,6 +81,37 @@ func toBF16ReLUAffineNE(dst, src, scale, shift unsafe.Pointer, n, c int)
 //go:noescape
 func pairBF16ReLUAffineNE(dst, a, b, scale, shift unsafe.Pointer, n, c int)
 
+// pairWordsAVX512 pairs n (a multiple of 16) bfloat16 values of a and b
+// (nil: zeros) as pairBF16 pairs float32 ones (bf16_amd64.s).
+//
+//go:noescape
+func pairWordsAVX512(dst, a, b unsafe.Pointer, n int)
+
+// pairWords writes dst[i] = a[i] | b[i]<<16 (b nil: zeros) for i <
+// len(dst): image pairs of values already in bfloat16.
+func pairWords(dst []uint32, a, b []uint16) {
+	n := 0
+	if use.avx512 {
+		n = len(dst) &^ 15
+		if n > 0 {
+			_ = a[n-1]
+			bp := unsafe.Pointer(nil)
+			if b != nil {
+				_ = b[n-1]
+				bp = unsafe.Pointer(&b[0])
+			}
+			pairWordsAVX512(unsafe.Pointer(&dst[0]), unsafe.Pointer(&a[0]), bp, n)
+		}
+	}
+	for i := n; i < len(dst); i++ {
+		hi := uint32(0)
+		if b != nil {
+			hi = uint32(b[i])
+		}
+		dst[i] = uint32(a[i]) | hi<<16
+	}
+}
+
 // reluAffineFast reports whether a ReLUAffine of c channels converts on
 // toBF16ReLUAffineNE and pairBF16ReLUAffineNE.
 func reluAffineFast(c int) bool { return convertBF16 && use.avx512 && c > 0 && c%16 == 0 }

@@ -745,3 +745,34 @@ pa_sub:
 	VPORD Z5, Z3, Z3
 	VMOVDQU32 Z3, (DI)
 	JMP pa_next
+
+// func pairWordsAVX512(dst, a, b unsafe.Pointer, n int)
+// n is a multiple of 16: dst[i] (uint32) = a[i] | b[i]<<16 for bfloat16
+// bits a and b (a nil b: zeros), pairBF16's layout for values already
+// converted.
+TEXT ·pairWordsAVX512(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DX
+	MOVQ n+24(FP), CX
+	SHRQ $4, CX
+	TESTQ CX, CX
+	JZ pw_done
+	VPXORD Z1, Z1, Z1
+pw_loop:
+	VPMOVZXWD (SI), Z0
+	TESTQ DX, DX
+	JZ pw_store
+	VPMOVZXWD (DX), Z1
+	VPSLLD $16, Z1, Z1
+	ADDQ $32, DX
+pw_store:
+	VPORD Z1, Z0, Z0
+	VMOVDQU32 Z0, (DI)
+	ADDQ $32, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ pw_loop
+pw_done:
+	VZEROUPPER
+	RET

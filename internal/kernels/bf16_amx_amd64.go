@@ -290,7 +290,7 @@ func amxGradOK(s ConvShape) bool {
 // that are not multiples of 32 read on into the next pixel's channels
 // (xp) or what follows dy's (dyt): their tiles' extra rows and columns
 // are dropped.
-func convBackwardWeightAMXBF16(s0 ConvShape, x []float32, in *ReLUAffine, dy, dw []float32) bool {
+func convBackwardWeightAMXBF16(s0 ConvShape, xIn, dyIn bf16Input, dw []float32) bool {
 	if !amxGradOK(s0) {
 		return false
 	}
@@ -328,7 +328,7 @@ func convBackwardWeightAMXBF16(s0 ConvShape, x []float32, in *ReLUAffine, dy, dw
 	// The pixels of xp a chunk reads: st per position, the last tap's
 	// reach, and the next pixel where a block of 32 channels runs past C.
 	span := st*(chunk-1) + taps[ntaps-1]/(4*s.C) + 1 + (32*nc-1)/s.C
-	xs := pairPixels{s0: s0, s: s, unfolded: unfolded, x: x, in: in, np: np, h: h, wd: wd}
+	xs := pairPixels{s0: s0, s: s, unfolded: unfolded, x: xIn.x, in: xIn.in, np: np, h: h, wd: wd}
 	cfg := unsafe.Pointer(&amxConfig[0])
 
 	// run adds chunks [c0, c1) of units [u0, u1) (output block u/nc, input
@@ -344,7 +344,7 @@ func convBackwardWeightAMXBF16(s0 ConvShape, x []float32, in *ReLUAffine, dy, dw
 		defer scratch.free()
 		for c := c0; c < c1; c++ {
 			p0, p1 := c*chunk, min((c+1)*chunk, npos)
-			stageDYChunk(dyc, chunk, dy, s, np, img, wd, p0, p1, ob0, ob1, &scratch)
+			stageDYChunk(dyc, chunk, dyIn, s, np, img, wd, p0, p1, ob0, ob1, &scratch)
 			xs.fill(xc, st*p0, st*p0+span, &scratch)
 			for u := u0; u < u1; u++ {
 				ob, cb := u/nc, u%nc
@@ -503,7 +503,7 @@ func sliceOrNil(b []float32, lo, hi int) []float32 {
 // buffer and transposed by blocks of 16 pixels × 16 channels
 // (transpose16x16). Only the rows of output blocks [ob0, ob1) (32
 // channels each) are written.
-func stageDYChunk(dyc []uint32, stride int, dy []float32, s ConvShape, np, img, wd, p0, p1, ob0, ob1 int, sc *pairScratch) {
+func stageDYChunk(dyc []uint32, stride int, dyIn bf16Input, s ConvShape, np, img, wd, p0, p1, ob0, ob1 int, sc *pairScratch) {
 	oh, ow := s.OH(), s.OW()
 	b0, b1 := 2*ob0, min(2*ob1, (s.OC+15)/16) // blocks of 16: the last may read on into the next pixel, or zeros
 	for r := b0 * 16; r < 2*ob1*16; r++ {
@@ -525,12 +525,21 @@ func stageDYChunk(dyc []uint32, stride int, dy []float32, s ConvShape, np, img, 
 			}
 			pr := pairsOf(sc.get(&sc.row, rowLen+16))
 			clear(pr[rowLen:])
-			a := dy[((2*i)*oh+oy)*rowLen:][:rowLen]
-			var b []float32
-			if 2*i+1 < s.N {
-				b = dy[((2*i+1)*oh+oy)*rowLen:][:rowLen]
+			ra, rb := ((2*i)*oh+oy)*rowLen, ((2*i+1)*oh+oy)*rowLen // images 2i and 2i+1's row
+			lo, hi := ox0*s.OC, ox1*s.OC
+			if dyb := dyIn.xb; dyb != nil { // already bfloat16
+				var b []uint16
+				if 2*i+1 < s.N {
+					b = dyb[rb+lo : rb+hi]
+				}
+				pairWords(pr[lo:hi], dyb[ra+lo:ra+hi], b)
+			} else {
+				var b []float32
+				if 2*i+1 < s.N {
+					b = dyIn.x[rb+lo : rb+hi]
+				}
+				pairOrZero(pr[lo:hi], dyIn.x[ra+lo:ra+hi], b)
 			}
-			pairOrZero(pr[ox0*s.OC:ox1*s.OC], a[ox0*s.OC:ox1*s.OC], sliceOrNil(b, ox0*s.OC, ox1*s.OC))
 			for ob := b0; ob < b1; ob++ {
 				for ox := ox0; ox < ox1; ox += 16 {
 					n := min(16, ox1-ox)
@@ -562,8 +571,8 @@ func convUnfoldedAMXBF16(s, u ConvShape, x []float32, in *ReLUAffine, wp []uint3
 		defer putBytes(sb)
 		pad := u16Of(sb)[:wd*s.C]
 		clear(pad)
-		stageRows(s, x, dst, e0, e1, u.W*l.cp, func(row []uint16, src []float32) {
-			toBF16Of(pad[s.PL*s.C:(s.PL+s.W)*s.C], src, in, s.C)
+		stageRows(s, dst, e0, e1, u.W*l.cp, func(row []uint16, off int) {
+			toBF16Of(pad[s.PL*s.C:(s.PL+s.W)*s.C], x[off:off+s.W*s.C], in, s.C)
 			spreadRuns(unsafe.Pointer(&row[0]), 2*l.cp, unsafe.Pointer(&pad[0]), 2*s.C, u.W, 2*u.C, 2*l.cp)
 		})
 	}

@@ -30,6 +30,9 @@ func (ep *convEpilogue) epilogueTile(tile []float32, at, rows, ys, n0, nc int, y
 	epilogueTileGo(ep, tile, at, rows, ys, n0, nc, y)
 }
 
+// convertBF16: no VCVTNE2PS2BF16 here.
+const convertBF16 = false
+
 // reluAffineFast: no assembly conversions here.
 func reluAffineFast(c int) bool { return false }
 
@@ -65,7 +68,7 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 func PeakAMXBF16(n int) float64 { return 0 }
 
 // convBackwardWeightAMXBF16: no AMX here (see bf16_amx_amd64.go).
-func convBackwardWeightAMXBF16(s ConvShape, x []float32, in *ReLUAffine, dy, dw []float32) bool {
+func convBackwardWeightAMXBF16(s ConvShape, xIn, dyIn bf16Input, dw []float32) bool {
 	return false
 }
 

@@ -202,7 +202,60 @@ func ConvBackwardWeightReLUAffineBF16(s ConvShape, x []float32, in *ReLUAffine, 
 		return false
 	}
 	x, dy = x[:s.N*s.H*s.W*s.C], dy[:s.N*s.OH()*s.OW()*s.OC]
-	return convBackwardWeightAMXBF16(s, x, in, dy, dw)
+	return convBackwardWeightAMXBF16(s, bf16Input{x: x, in: in}, bf16Input{x: dy}, dw)
+}
+
+// ConvGradBF16OK reports whether the backward pass of s takes its output
+// gradient stored as bfloat16 (ConvBackwardDataFromBF16 and
+// ConvBackwardWeightFromBF16): the native direct kernels for the data
+// gradient, AMX tiles for the weight gradient. A gradient only these read
+// can be stored so (BatchNormTrainBackwardToBF16): they would convert it
+// anyway, and read half the bytes.
+func ConvGradBF16OK(s ConvShape) bool {
+	if !bf16NativeOn() || !convertBF16 {
+		return false
+	}
+	sub, _ := subsampledShape(s)
+	data := backwardDataAsForwardOK(s) || phasedDataOK(s) && s.DH == 1 && s.DW == 1
+	return data && amxGradOK(sub)
+}
+
+// ConvBackwardDataFromBF16 is ConvBackwardDataBF16 (add: ConvBackwardDataAddBF16)
+// of an output gradient stored as bfloat16, dyb; it computes nothing and
+// reports false where the direct kernels do not take it (the caller
+// widens it: Float32FromBF16 is exact).
+func ConvBackwardDataFromBF16(s ConvShape, dyb []uint16, w, dx []float32, add bool) bool {
+	if !bf16NativeOn() {
+		return false
+	}
+	src := bf16Input{xb: dyb[:s.N*s.OH()*s.OW()*s.OC]}
+	w = w[:s.KH*s.KW*s.C*s.OC]
+	if backwardDataAsForwardOK(s) {
+		backwardDataDirectOfBF16(s, src, w, dx, add, bf16DirectKernels)
+		return true
+	}
+	return phasedDataOK(s) && backwardDataPhasesOfBF16(s, src, w, dx, add, bf16DirectKernels)
+}
+
+// ConvBackwardWeightFromBF16 is ConvBackwardWeightBF16 of an output
+// gradient stored as bfloat16, dyb, and of x (through in's map where in
+// is not nil: ConvBackwardWeightReLUAffineBF16); it computes nothing and
+// reports false where the AMX tiles do not take it.
+func ConvBackwardWeightFromBF16(s ConvShape, x []float32, in *ReLUAffine, dyb []uint16, dw []float32) bool {
+	if !bf16NativeOn() || in != nil && !ConvReLUAffineBF16OK(s) {
+		return false
+	}
+	sub, strided := subsampledShape(s)
+	if !amxGradOK(sub) {
+		return false
+	}
+	x, dyb = x[:s.N*s.H*s.W*s.C], dyb[:s.N*s.OH()*s.OW()*s.OC]
+	if strided { // gathered, as ConvBackwardWeightBF16 does (no map: ConvReLUAffineBF16OK refuses these)
+		xs, _, _ := subsample1x1(s, x)
+		defer putBuf(xs)
+		s, x = sub, xs
+	}
+	return convBackwardWeightAMXBF16(s, bf16Input{x: x, in: in}, bf16Input{xb: dyb}, dw)
 }
 
 // ConvBackwardDataBF16 is ConvBackwardData with bfloat16 operands.
@@ -271,7 +324,7 @@ func ConvBackwardWeightBF16(s ConvShape, x, dy, dw []float32) {
 			defer putBuf(xs)
 			s, x = sub, xs
 		}
-		if convBackwardWeightAMXBF16(s, x, nil, dy, dw) || convBackwardWeightNativeBF16(s, x, dy, dw, bf16DWSet) {
+		if convBackwardWeightAMXBF16(s, bf16Input{x: x}, bf16Input{x: dy}, dw) || convBackwardWeightNativeBF16(s, x, dy, dw, bf16DWSet) {
 			return
 		}
 	}

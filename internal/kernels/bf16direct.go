@@ -81,7 +81,7 @@ func convForwardDirectOfBF16(s ConvShape, x []float32, in *ReLUAffine, w, y []fl
 	wbuf, wp := directWeightsBF16(s, l)
 	defer putBytes(wbuf)
 	packDirectBF16(s, w, wp, l)
-	convDirectPlacedBF16(s, x, in, wp, y, ep, kern, unplaced(s))
+	convDirectPlacedBF16(s, bf16Input{x: x, in: in}, wp, y, ep, kern, unplaced(s))
 }
 
 // directWeightsBF16 returns a pooled buffer for s's packed weights
@@ -210,7 +210,7 @@ func packPhaseBF16(s ConvShape, w []float32, wp []uint32, l bf16Layout, ry, rx, 
 // convDirectPackedBF16 is convForwardDirectBF16 on weights packed by
 // packDirectBF16 (or packTurnedBF16).
 func convDirectPackedBF16(s ConvShape, x []float32, wp []uint32, y []float32, ep *convEpilogue, set bf16DirectSet) {
-	convDirectPlacedBF16(s, x, nil, wp, y, ep, set, unplaced(s))
+	convDirectPlacedBF16(s, bf16Input{x: x}, wp, y, ep, set, unplaced(s))
 }
 
 // outPlace puts a convolution's outputs into an array y of YH×YW pixels
@@ -237,7 +237,7 @@ func (pl outPlace) pixel(oh, ow, m int) int {
 // cache; converting the whole batch first wrote a bfloat16 copy of it to
 // memory and read it back (as large as the tiles' own time for
 // ResNet-50's 256→64 1×1 layers at batch 8).
-func convDirectPlacedBF16(s ConvShape, x []float32, in *ReLUAffine, wp []uint32, y []float32, ep *convEpilogue, set bf16DirectSet, pl outPlace) {
+func convDirectPlacedBF16(s ConvShape, src bf16Input, wp []uint32, y []float32, ep *convEpilogue, set bf16DirectSet, pl outPlace) {
 	l := set.layout(s)
 	nr, cp := l.nr, l.cp
 	kern := set.of(nr)
@@ -252,20 +252,20 @@ func convDirectPlacedBF16(s ConvShape, x []float32, in *ReLUAffine, wp []uint32,
 	stage := func(dst []uint16, e0, e1 int) {
 		switch {
 		case s.PT|s.PB|s.PL|s.PR == 0 && cp == s.C: // the input's own layout
-			toBF16Of(dst, x[e0:e1], in, s.C)
+			src.convert(dst, e0, s.C)
 		case e0%rowElems == 0 && e1%rowElems == 0: // padded rows r of N·h
-			stageRows(s, x, dst, e0, e1, rowElems, func(row []uint16, src []float32) {
+			stageRows(s, dst, e0, e1, rowElems, func(row []uint16, off int) {
 				clear(row[:s.PL*cp])
 				inner := row[s.PL*cp : (s.PL+s.W)*cp]
 				if cp == s.C {
-					toBF16Of(inner, src, in, s.C)
+					src.convert(inner, off, s.C)
 				} else {
-					stagePixels(inner, src, in, s.C, cp)
+					stagePixels(inner, src, off, s.W, s.C, cp)
 				}
 				clear(row[(s.PL+s.W)*cp:])
 			})
 		default: // a flat sweep's pixels, channels padded
-			stagePixels(dst[:e1-e0], x[e0/cp*s.C:e1/cp*s.C], in, s.C, cp)
+			stagePixels(dst, src, e0/cp*s.C, (e1-e0)/cp, s.C, cp)
 		}
 	}
 	rowBytes := wd * cp * 2
@@ -315,10 +315,31 @@ func convDirectPlacedBF16(s ConvShape, x []float32, in *ReLUAffine, wp []uint32,
 	})
 }
 
-// stageRows stages the padded rows [e0, e1)/rowElems of s's input x (N
+// bf16Input is what a bfloat16 convolution's staging reads: float32
+// values x (in's outputs for them where in is not nil), or, where xb is
+// not nil, bfloat16 values already (a gradient the batch norm's backward
+// pass stored so).
+type bf16Input struct {
+	x  []float32
+	in *ReLUAffine
+	xb []uint16
+}
+
+// convert writes the input's elements [off, off+len(dst)) to dst as
+// bfloat16 (off at a pixel's first of its c channels).
+func (src bf16Input) convert(dst []uint16, off, c int) {
+	if src.xb != nil {
+		copy(dst, src.xb[off:off+len(dst)])
+		return
+	}
+	toBF16Of(dst, src.x[off:off+len(dst)], src.in, c)
+}
+
+// stageRows stages the padded rows [e0, e1)/rowElems of s's input (N
 // images of H+PT+PB rows, rowElems values each) into dst: zeros for a
-// border row, fill(row, src) for one of the image's rows src.
-func stageRows(s ConvShape, x []float32, dst []uint16, e0, e1, rowElems int, fill func(row []uint16, src []float32)) {
+// border row, fill(row, off) for the image's row at element off of the
+// input.
+func stageRows(s ConvShape, dst []uint16, e0, e1, rowElems int, fill func(row []uint16, off int)) {
 	h := s.H + s.PT + s.PB
 	for r := e0 / rowElems; r < e1/rowElems; r++ {
 		row := dst[r*rowElems-e0:][:rowElems]
@@ -327,23 +348,22 @@ func stageRows(s ConvShape, x []float32, dst []uint16, e0, e1, rowElems int, fil
 			clear(row)
 			continue
 		}
-		fill(row, x[(img*s.H+iy)*s.W*s.C:][:s.W*s.C])
+		fill(row, (img*s.H+iy)*s.W*s.C)
 	}
 }
 
-// stagePixels converts pixels of c channels (src; in's outputs for them
-// where in is not nil) to bfloat16 pixels of cp
-// channels (dst), zeros past c: the whole run converted at once into a
-// scratch buffer (ToBF16's vector loop; a call a pixel cost as much as the
-// convolution for CIFAR's 16-channel layers on AMX tiles), then spread
-// out.
-func stagePixels(dst []uint16, src []float32, in *ReLUAffine, c, cp int) {
-	npix := len(src) / c
+// stagePixels converts npix pixels of c channels (src's from element off)
+// to bfloat16 pixels of cp channels (dst), zeros past c: the whole run
+// converted at once into a scratch buffer (ToBF16's vector loop; a call a
+// pixel cost as much as the convolution for CIFAR's 16-channel layers on
+// AMX tiles), then spread out.
+func stagePixels(dst []uint16, src bf16Input, off, npix, c, cp int) {
+	n := npix * c
 	dst = dst[:npix*cp]
-	sb := getBytes(2 * len(src))
+	sb := getBytes(2 * n)
 	defer putBytes(sb)
-	tmp := u16Of(sb)[:len(src)]
-	toBF16Of(tmp, src, in, c)
+	tmp := u16Of(sb)[:n]
+	src.convert(tmp, off, c)
 	if hasAMXBF16 && cp <= 64 { // AVX512BW's masked moves, a pixel each
 		spreadRuns(unsafe.Pointer(unsafe.SliceData(dst)), 2*cp, unsafe.Pointer(unsafe.SliceData(tmp)), 2*c, npix, 2*c, 2*cp)
 		return
@@ -365,6 +385,12 @@ func stagePixels(dst []uint16, src []float32, in *ReLUAffine, c, cp int) {
 // a phase whose first read lies inside dy (a negative padding, which the
 // direct driver does not take).
 func backwardDataPhasesBF16(s ConvShape, dy, w, dx []float32, add bool, kern bf16DirectSet) bool {
+	return backwardDataPhasesOfBF16(s, bf16Input{x: dy}, w, dx, add, kern)
+}
+
+// backwardDataPhasesOfBF16 is backwardDataPhasesBF16 of the gradient dyIn
+// (float32 or bfloat16).
+func backwardDataPhasesOfBF16(s ConvShape, dyIn bf16Input, w, dx []float32, add bool, kern bf16DirectSet) bool {
 	if s.DH != 1 || s.DW != 1 {
 		return false
 	}
@@ -418,7 +444,7 @@ func backwardDataPhasesBF16(s ConvShape, dy, w, dx []float32, add bool, kern bf1
 		l := kern.layout(ph.t)
 		wbuf, wp := directWeightsBF16(ph.t, l)
 		packPhaseBF16(s, w, wp, l, ph.ry, ph.rx, ph.t.KH, ph.t.KW)
-		convDirectPlacedBF16(ph.t, dy, nil, wp, dx, ep, kern, ph.pl)
+		convDirectPlacedBF16(ph.t, dyIn, wp, dx, ep, kern, ph.pl)
 		putBytes(wbuf)
 	}
 	return true
@@ -441,6 +467,12 @@ func backwardDataAsForwardOK(s ConvShape) bool {
 // PT′ = DH·(KH−1) − PT (and so on), whose output is H×W. The addition
 // runs in the epilogue (dx as its skip term), in float32.
 func backwardDataDirectBF16(s ConvShape, dy, w, dx []float32, add bool, kern bf16DirectSet) {
+	backwardDataDirectOfBF16(s, bf16Input{x: dy}, w, dx, add, kern)
+}
+
+// backwardDataDirectOfBF16 is backwardDataDirectBF16 of the gradient dyIn
+// (float32 or bfloat16).
+func backwardDataDirectOfBF16(s ConvShape, dyIn bf16Input, w, dx []float32, add bool, kern bf16DirectSet) {
 	rh, rw := s.DH*(s.KH-1), s.DW*(s.KW-1)
 	t := ConvShape{N: s.N, H: s.OH(), W: s.OW(), C: s.OC, OC: s.C, KH: s.KH, KW: s.KW, SH: 1, SW: 1, DH: s.DH, DW: 1,
 		PT: rh - s.PT, PL: rw - s.PL, PB: rh - s.PB, PR: rw - s.PR}
@@ -452,7 +484,7 @@ func backwardDataDirectBF16(s ConvShape, dy, w, dx []float32, add bool, kern bf1
 	if add {
 		ep.skip = dx
 	}
-	convDirectPackedBF16(t, dy, wp, dx[:s.N*s.H*s.W*s.C], ep, kern)
+	convDirectPlacedBF16(t, dyIn, wp, dx[:s.N*s.H*s.W*s.C], ep, kern, unplaced(t))
 }
 
 // epilogueTileGo applies ep to tile's rows ([rows][32] sums), stored at

@@ -26,6 +26,10 @@ func chanAffine32(x, skip []float32, m, c int, scale, shift, y []float32, r, str
 }
 func chanAffine2_32(x, dy, y []float32, m, c int, a, k, b, dx []float32) { panic("no AVX-512") }
 func maskKernelsOK() bool                                                { return false }
+func toBF16DXOK(c int) bool                                              { return false }
+func chanAffine2ToBF16(x, dy, y []float32, m, c int, a, k, b []float32, ma *ReLUAffine, dxb []uint16) {
+	panic("no AVX-512")
+}
 func chanSumsMasked32(x, dy, dz []float32, m, c int, mean []float32, ma *ReLUAffine) []float64 {
 	panic("no AVX-512")
 }
