@@ -70,8 +70,14 @@ func Conv2d(x, w, b *Value, p ConvParams) *Value {
 	if e.Stats != nil && e.Stats.Done {
 		y.stats = e.Stats
 	}
+	y.bf16Grad = bf16GradFor(y.tape, pr, s, b)
 	record(y, func() {
-		tp, dy := y.tape, y.Grad.Data
+		tp := y.tape
+		if dyb := y.gradBF16; dyb != nil {
+			convBackwardFromBF16(s, x, w, y, dyb, x.Data.Data, nil)
+			return
+		}
+		dy := y.Grad.Data
 		tp.contributeAdd(x, func(dst []float32) { convBackwardData(pr, s, dy, w.Data.Data, dst) },
 			func(dst []float32) { convBackwardDataAdd(pr, s, dy, w.Data.Data, dst) })
 		tp.contribute(w, func(dst []float32) { convBackwardWeight(pr, s, x.Data.Data, dy, dst) })

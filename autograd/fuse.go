@@ -2,6 +2,7 @@ package autograd
 
 import (
 	"math"
+	"sync/atomic"
 
 	"github.com/residual-nn/residual/internal/kernels"
 	"github.com/residual-nn/residual/tensor"
@@ -107,7 +108,12 @@ func convOfBatchNormReLU(s kernels.ConvShape, x, w, b *Value, p ConvParams) *Val
 	if e.Stats != nil && e.Stats.Done {
 		y.stats = e.Stats
 	}
+	y.bf16Grad = bf16GradFor(tp, BF16, s, b)
 	record(y, func() {
+		if dyb := y.gradBF16; dyb != nil {
+			convBackwardFromBF16(s, x, w, y, dyb, bx.Data.Data, in)
+			return
+		}
 		dy := y.Grad.Data
 		tp.contributeAdd(x, func(dst []float32) { convBackwardData(BF16, s, dy, w.Data.Data, dst) },
 			func(dst []float32) { convBackwardDataAdd(BF16, s, dy, w.Data.Data, dst) })
@@ -120,6 +126,58 @@ func convOfBatchNormReLU(s kernels.ConvShape, x, w, b *Value, p ConvParams) *Val
 		tp.contribute(b, func(dst []float32) { kernels.BiasBackward(dy, dst) })
 	}, x, w, b)
 	return y
+}
+
+// A bfloat16 convolution's backward step converts its output gradient to
+// bfloat16 twice, for the data gradient's staging and the weight
+// gradient's pairs. Where the kernels take it so (kernels.ConvGradBF16OK:
+// AMX tiles) and a training batch norm is what computes it, the batch
+// norm stores it as bfloat16 (kernels.BatchNormTrainBackwardToBF16, bit
+// for bit the conversion the convolution would make): half the bytes
+// written and read twice. Anything else that adds to or reads that
+// gradient widens it first (Value.widenGrad, gradF32; exact).
+
+// bf16GradFor reports whether a convolution of shape s on tp at precision
+// pr, with bias b, takes its output gradient as bfloat16.
+func bf16GradFor(tp *Tape, pr Precision, s kernels.ConvShape, b *Value) bool {
+	return bf16GradInputs && pr == BF16 && b == nil && tp != nil && !tp.noGrad && tp.plans == nil && kernels.ConvGradBF16OK(s)
+}
+
+// bf16GradInputs switches that (the tests compare both ways);
+// bf16GradsStored counts the gradients stored so (for the tests).
+var (
+	bf16GradInputs  = true
+	bf16GradsStored atomic.Int64
+)
+
+// convBackwardFromBF16 is the backward step of y = Conv2d(x, w) (no bias)
+// on y's gradient stored as bfloat16, dyb: the input's gradient and the
+// weight's, from the input's values xd (through in's map where in is not
+// nil); where the kernels refuse, on the gradient widened.
+func convBackwardFromBF16(s kernels.ConvShape, x, w, y *Value, dyb []uint16, xd []float32, in *kernels.ReLUAffine) {
+	tp := y.tape
+	tp.contributeAdd(x, func(dst []float32) {
+		if !kernels.ConvBackwardDataFromBF16(s, dyb, w.Data.Data, dst, false) {
+			convBackwardData(BF16, s, y.gradF32(), w.Data.Data, dst)
+		}
+	}, func(dst []float32) {
+		if !kernels.ConvBackwardDataFromBF16(s, dyb, w.Data.Data, dst, true) {
+			convBackwardDataAdd(BF16, s, y.gradF32(), w.Data.Data, dst)
+		}
+	})
+	tp.contribute(w, func(dst []float32) {
+		if kernels.ConvBackwardWeightFromBF16(s, xd, in, dyb, dst) {
+			return
+		}
+		if in == nil {
+			convBackwardWeight(BF16, s, xd, y.gradF32(), dst)
+			return
+		}
+		if !kernels.ConvBackwardWeightReLUAffineBF16(s, xd, in, y.gradF32(), dst) {
+			x.Realize()
+			convBackwardWeight(BF16, s, x.Data.Data, y.gradF32(), dst)
+		}
+	})
 }
 
 // convStatsFor returns what a convolution on tp at precision pr, with bias

@@ -73,7 +73,7 @@ func checkBatchNorm(op string, x, gamma, beta *Value, runMean, runVar *tensor.Te
 // masked dy) if the skip can take the buffer over, else x's. Writing over
 // dy, whose lines the pass has just read, saves a fresh buffer's reads
 // for ownership.
-func batchNormBuffers(y, x, skip *Value, relu bool, dy []float32) (kernels.Fused[float32], []float32) {
+func batchNormBuffers(y, x, skip *Value, relu bool, dy []float32, wantDX bool) (kernels.Fused[float32], []float32) {
 	tp := y.tape
 	bf := kernels.Fused[float32]{ReLU: relu, Y: y.Data.Data}
 	var dx []float32
@@ -84,9 +84,11 @@ func batchNormBuffers(y, x, skip *Value, relu bool, dy []float32) (kernels.Fused
 			bf.DSkip = tp.alloc(len(dy))
 		}
 	}
-	if !y.gradLent && y.handsOn(x) {
+	switch {
+	case !wantDX:
+	case !y.gradLent && y.handsOn(x):
 		dx, y.gradLent = dy, true
-	} else {
+	default:
 		dx = tp.alloc(len(dy))
 	}
 	return bf, dx
@@ -100,12 +102,33 @@ func recordBatchNormTrain(y, x, gamma, beta, skip *Value, relu bool, mean, invSt
 	m := x.numel() / c
 	g := data(gamma)
 	record(y, func() {
-		tp, dy := y.tape, y.Grad.Data
-		bf, dx := batchNormBuffers(y, x, skip, relu, dy)
+		tp, dy := y.tape, y.gradF32()
+		dg, db := tp.alloc(c), tp.alloc(c)
+		if x.bf16Grad && x.needsGrad && x.Grad == nil && x.gradBF16 == nil && !x.retain && !x.requiresGrad &&
+			kernels.BatchNormBackwardToBF16OK(c, mask != nil) {
+			// Only a bfloat16 convolution's backward step reads x's
+			// gradient, as bfloat16: stored so (half the bytes written and
+			// read twice).
+			bf, _ := batchNormBuffers(y, x, skip, relu, dy, false)
+			if mask != nil {
+				bf.Y, bf.Mask = nil, mask
+			}
+			buf := tp.alloc((len(dy) + 1) / 2)
+			dxb := kernels.BF16Of(buf, len(dy))
+			if !kernels.BatchNormTrainBackwardToBF16(m, c, x.Data.Data, g, mean, invStd, dy, dxb, dg, db, bf) {
+				panic("autograd: BatchNormTrainBackwardToBF16 refused what BatchNormBackwardToBF16OK promised")
+			}
+			x.gradBF16, x.gradBF16Buf = dxb, buf
+			bf16GradsStored.Add(1)
+			tp.give(gamma, dg)
+			tp.give(beta, db)
+			tp.give(skip, bf.DSkip)
+			return
+		}
+		bf, dx := batchNormBuffers(y, x, skip, relu, dy, true)
 		if mask != nil {
 			bf.Y, bf.Mask = nil, mask
 		}
-		dg, db := tp.alloc(c), tp.alloc(c)
 		kernels.BatchNormTrainBackward(m, c, x.Data.Data, g, mean, invStd, dy, dx, dg, db, bf)
 		tp.give(x, dx) // fresh buffers (or dy's): the inputs take them over
 		tp.give(gamma, dg)
@@ -170,7 +193,7 @@ func batchNorm(y, x, gamma, beta, skip *Value, relu bool, runMean, runVar *tenso
 	kernels.BatchNormEvalForward(m, c, x.Data.Data, g, b, runMean.Data, runVar.Data, y.Data.Data, p.Eps, f)
 	record(y, func() {
 		tp, dy := y.tape, y.Grad.Data
-		bf, dx := batchNormBuffers(y, x, skip, relu, dy)
+		bf, dx := batchNormBuffers(y, x, skip, relu, dy, true)
 		dg, db := tp.alloc(c), tp.alloc(c)
 		kernels.BatchNormEvalBackward(m, c, x.Data.Data, g, runMean.Data, runVar.Data, dy, dx, dg, db, p.Eps, bf)
 		tp.give(x, dx)

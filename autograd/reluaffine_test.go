@@ -176,3 +176,65 @@ func TestBatchNormMaskFromX(t *testing.T) {
 		}
 	}
 }
+
+// TestConvGradsStoredBF16 runs a small residual network's training step
+// on a bfloat16 tape (a stem, a basic block with its skip addition, a
+// strided convolution, 16 and 32 channels, an odd batch) with the batch
+// norms storing their input gradients as bfloat16 for the convolutions
+// before them (bf16GradInputs) and without: the loss and every parameter
+// gradient must agree bit for bit, and the gradients must have been
+// stored so.
+func TestConvGradsStoredBF16(t *testing.T) {
+	s := kernels.ConvShape{N: 3, H: 8, W: 8, C: 16, OC: 16, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}
+	if !kernels.ConvGradBF16OK(s) || !kernels.BatchNormBackwardToBF16OK(16, false) {
+		t.Skip("no AMX-BF16 tiles or AVX512-BF16 conversions here: no gradient is stored as bfloat16")
+	}
+	rng := tensor.NewRNG(23)
+	xt := rng.Randn(3, 8, 8, 8)
+	ws := []*tensor.Tensor{rng.Randn(3, 3, 8, 16), rng.Randn(3, 3, 16, 16), rng.Randn(3, 3, 16, 16), rng.Randn(3, 3, 16, 32)}
+	rt := rng.Randn(3, 4, 4, 32)
+	run := func(on bool) (float32, [][]float32, int64) {
+		defer func(v bool) { bf16GradInputs = v }(bf16GradInputs)
+		bf16GradInputs = on
+		before := bf16GradsStored.Load()
+		tp := NewTape()
+		tp.SetPrecision(BF16)
+		var params []*Value
+		bn := func(v *Value, c int) *Value {
+			g, b := Param(tensor.Full(1, c), "g"), Param(tensor.New(c), "b")
+			params = append(params, g, b)
+			return BatchNorm(v, g, b, tensor.New(c), tensor.Full(1, c), BatchNormParams{Training: true, Momentum: 0.1, Eps: 1e-5})
+		}
+		conv := func(v *Value, i, stride int) *Value {
+			w := Param(ws[i].Clone(), "w")
+			params = append(params, w)
+			return Conv2d(v, w, nil, ConvParams{Stride: [2]int{stride, stride}, Pad: SymmetricPad(1, 1)})
+		}
+		h := ReLU(bn(conv(tp.Constant(xt), 0, 1), 16))
+		out := ReLU(bn(conv(h, 1, 1), 16))
+		h = ReLU(Add(bn(conv(out, 2, 1), 16), h))
+		o := ReLU(bn(conv(h, 3, 2), 32))
+		loss := Sum(Mul(o, tp.Constant(rt)))
+		tp.Backward(loss)
+		var g [][]float32
+		for _, p := range params {
+			g = append(g, p.Grad.Data)
+		}
+		return loss.Tensor().Data[0], g, bf16GradsStored.Load() - before
+	}
+	l1, g1, n1 := run(true)
+	l0, g0, _ := run(false)
+	if n1 == 0 {
+		t.Fatal("no gradient was stored as bfloat16")
+	}
+	if math.Float32bits(l1) != math.Float32bits(l0) {
+		t.Fatalf("loss %g with bfloat16 gradients, %g without", l1, l0)
+	}
+	for i := range g0 {
+		for j, v := range g1[i] {
+			if math.Float32bits(v) != math.Float32bits(g0[i][j]) {
+				t.Fatalf("parameter %d gradient %d: %g with bfloat16 gradients, %g without", i, j, v, g0[i][j])
+			}
+		}
+	}
+}

@@ -70,6 +70,36 @@ type Value struct {
 	// stats are Data's batch statistics per channel, where the
 	// convolution that produced it computed them as it stored it (fuse.go).
 	stats *kernels.ConvStats
+	// bf16Grad: the backward step of the convolution that produced it
+	// reads its gradient only as bfloat16, so the batch norm after it may
+	// store it so: gradBF16, in the tape buffer gradBF16Buf, in place of
+	// Grad until something needs float32 (widenGrad; fuse.go).
+	bf16Grad    bool
+	gradBF16    []uint16
+	gradBF16Buf []float32
+}
+
+// gradF32 returns v's gradient in float32: Grad, widened from gradBF16
+// (exactly) if that is how it was stored; gradBF16 stays until v's
+// backward step ends, as a reader may hold it.
+func (v *Value) gradF32() []float32 {
+	if v.Grad == nil && v.gradBF16 != nil {
+		g := v.tape.alloc(v.numel())
+		kernels.FromBF16(g, v.gradBF16)
+		v.Grad = &tensor.Tensor{Shape: append([]int(nil), v.Data.Shape...), Data: g}
+	}
+	return v.Grad.Data
+}
+
+// widenGrad turns a gradient stored as bfloat16 into Grad before another
+// contribution adds to it.
+func (v *Value) widenGrad() {
+	if v.gradBF16 == nil {
+		return
+	}
+	v.gradF32()
+	v.tape.release(v.gradBF16Buf)
+	v.gradBF16, v.gradBF16Buf = nil, nil
 }
 
 // sealed holds what operations derive from a sealed value's data and keep
@@ -457,6 +487,7 @@ func (tp *Tape) contribute(x *Value, write func(dst []float32)) {
 	if x == nil || !x.needsGrad {
 		return
 	}
+	x.widenGrad()
 	n := x.numel() // from the shape: a deferred value has no data yet
 	if x.Grad == nil {
 		var buf []float32
@@ -486,6 +517,7 @@ func (tp *Tape) contributeAdd(x *Value, write, add func(dst []float32)) {
 	if x == nil || !x.needsGrad {
 		return
 	}
+	x.widenGrad()
 	if x.Grad == nil {
 		tp.contribute(x, write)
 		return
@@ -511,6 +543,7 @@ func (tp *Tape) give(x *Value, g []float32) bool {
 		tp.release(g)
 		return false
 	}
+	x.widenGrad()
 	if x.Grad == nil && !x.requiresGrad {
 		x.Grad = &tensor.Tensor{Shape: append([]int(nil), x.Data.Shape...), Data: g}
 		return true
@@ -544,16 +577,18 @@ func (tp *Tape) BackwardWith(v *Value, grad *tensor.Tensor) {
 	tp.contribute(v, func(dst []float32) { copy(dst, grad.Data) })
 	for i := len(tp.nodes) - 1; i >= 0; i-- {
 		n := tp.nodes[i]
-		if n.out.Grad != nil {
+		if n.out.Grad != nil || n.out.gradBF16 != nil {
 			n.backward()
 			// An intermediate gradient is dead once its own step has used
 			// it (every consumer ran before): recycle it unless it is
 			// retained or was handed on to an input.
 			if out := n.out; !out.retain && !out.requiresGrad {
-				if !out.gradLent {
+				if !out.gradLent && out.Grad != nil {
 					tp.release(out.Grad.Data)
 				}
+				tp.release(out.gradBF16Buf)
 				out.Grad, out.gradLent = nil, false
+				out.gradBF16, out.gradBF16Buf = nil, nil
 			}
 		}
 		for _, l := range n.leaves {
