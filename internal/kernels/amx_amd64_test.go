@@ -15,7 +15,8 @@ import (
 )
 
 // TestAMXEncodings holds the bytes of amx_amd64.s's AMX macros and
-// bf16_amd64.s's VCVTNE2PS2BF16, which Go's assembler does not know, to
+// bf16_amd64.s's and batchnorm_amd64.s's VCVTNE2PS2BF16, which Go's
+// assembler does not know, to
 // binutils' encodings of the same instructions (as assembles them,
 // objdump -d lists them back): opcode, prefix, registers and addressing,
 // operand by operand.
@@ -60,9 +61,10 @@ func TestAMXEncodings(t *testing.T) {
 		"STOREC_7":     "tilestored %tmm7, 64(%rdi,%r9,1)",
 		"TILERELEASE":  "tilerelease",
 		"CVTNE2_2_1_0": "vcvtne2ps2bf16 %zmm0, %zmm1, %zmm2",
+		"CVTNE2_3_0_0": "vcvtne2ps2bf16 %zmm0, %zmm0, %zmm3",
 	}
 	macros := map[string][]byte{}
-	for _, file := range []string{"amx_amd64.s", "bf16_amd64.s"} {
+	for _, file := range []string{"amx_amd64.s", "bf16_amd64.s", "batchnorm_amd64.s"} {
 		src, err := os.ReadFile(file)
 		if err != nil {
 			t.Fatal(err)
