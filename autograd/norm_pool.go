@@ -104,11 +104,12 @@ func recordBatchNormTrain(y, x, gamma, beta, skip *Value, relu bool, mean, invSt
 	record(y, func() {
 		tp, dy := y.tape, y.gradF32()
 		dg, db := tp.alloc(c), tp.alloc(c)
-		if x.bf16Grad && x.needsGrad && x.Grad == nil && x.gradBF16 == nil && !x.retain && !x.requiresGrad &&
+		if x.bf16Grad && x.uses == 1 && x.needsGrad && x.Grad == nil && !x.retain && !x.requiresGrad &&
 			kernels.BatchNormBackwardToBF16OK(c, mask != nil) {
 			// Only a bfloat16 convolution's backward step reads x's
-			// gradient, as bfloat16: stored so (half the bytes written and
-			// read twice).
+			// gradient, as bfloat16, and this batch norm is x's only
+			// reader (no other gradient is added to it): stored so (half
+			// the bytes written and read twice).
 			bf, _ := batchNormBuffers(y, x, skip, relu, dy, false)
 			if mask != nil {
 				bf.Y, bf.Mask = nil, mask

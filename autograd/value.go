@@ -77,6 +77,11 @@ type Value struct {
 	bf16Grad    bool
 	gradBF16    []uint16
 	gradBF16Buf []float32
+	// uses counts the recorded operations that read it (once per
+	// operand): a gradient is stored as bfloat16 only for a value one
+	// operation reads, so that no other contribution is added to the
+	// rounded one.
+	uses int32
 }
 
 // gradF32 returns v's gradient in float32: Grad, widened from gradBF16
@@ -461,6 +466,11 @@ func result(shape []int, xs ...*Value) *Value {
 func record(out *Value, backward func(), xs ...*Value) bool {
 	if out.tape == nil || out.tape.noGrad {
 		return false
+	}
+	for _, x := range xs {
+		if x != nil {
+			x.uses++
+		}
 	}
 	for _, x := range xs {
 		if x != nil && x.needsGrad {

@@ -270,6 +270,9 @@ func amxGradOK(s ConvShape) bool {
 // convBackwardWeightAMXBF16 computes dw = ConvBackwardWeight with
 // bfloat16 operands on AMX tiles, where amxGradOK, reporting whether it
 // did; a shape whose rows unfold (unfoldedBF16) as its unfolded shape.
+// The input is xIn's float32 values (through its map where it has one);
+// the output gradient dyIn's float32 values, or its bfloat16 ones (xb),
+// which are paired as they are.
 //
 // It pairs images as convBackwardWeightNativeBF16 does, so that a tile's
 // K pairs are two images at one pixel, and takes convDirectAMXBF16's
@@ -498,7 +501,8 @@ func sliceOrNil(b []float32, lo, hi int) []float32 {
 // OC rounded up to 16: rows past OC hold what follows the channels,
 // dropped later; zeros at the positions that are no output) to dyc, rows
 // stride pairs apart, column p − p0: the bfloat16 pairs of dy's images 2i
-// and 2i+1 (a zero image past an odd batch) at output (oy, ox), position
+// and 2i+1 (a zero image past an odd batch; from dyIn's float32 values,
+// or its bfloat16 ones as they are) at output (oy, ox), position
 // p = i·img + oy·wd + ox. Each output row the chunk meets is paired into a
 // buffer and transposed by blocks of 16 pixels × 16 channels
 // (transpose16x16). Only the rows of output blocks [ob0, ob1) (32

@@ -216,7 +216,7 @@ func ConvGradBF16OK(s ConvShape) bool {
 		return false
 	}
 	sub, _ := subsampledShape(s)
-	data := backwardDataAsForwardOK(s) || phasedDataOK(s) && s.DH == 1 && s.DW == 1
+	data := backwardDataAsForwardOK(s) || phasedDataOK(s) && dataPhasesOK(s)
 	return data && amxGradOK(sub)
 }
 

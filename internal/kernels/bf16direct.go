@@ -388,6 +388,28 @@ func backwardDataPhasesBF16(s ConvShape, dy, w, dx []float32, add bool, kern bf1
 	return backwardDataPhasesOfBF16(s, bf16Input{x: dy}, w, dx, add, kern)
 }
 
+// dataPhasesOK reports whether backwardDataPhasesBF16 takes s (its own
+// checks, before it computes anything).
+func dataPhasesOK(s ConvShape) bool {
+	if s.DH != 1 || s.DW != 1 {
+		return false
+	}
+	oh, ow := s.OH(), s.OW()
+	for ry := range s.SH {
+		for rx := range s.SW {
+			_, _, nh, nw, jh, jw, q0h, q0w := dataPhase(s, ry, rx)
+			if nh == 0 || nw == 0 || jh == 0 || jw == 0 {
+				continue
+			}
+			padT, padL := jh-1-q0h, jw-1-q0w
+			if min(padT, padL, nh-1+jh-oh-padT, nw-1+jw-ow-padL) < 0 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // backwardDataPhasesOfBF16 is backwardDataPhasesBF16 of the gradient dyIn
 // (float32 or bfloat16).
 func backwardDataPhasesOfBF16(s ConvShape, dyIn bf16Input, w, dx []float32, add bool, kern bf16DirectSet) bool {

@@ -23,6 +23,10 @@ func TestConvGradFromBF16(t *testing.T) {
 		{N: 2, H: 10, W: 10, C: 48, OC: 32, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 5, H: 6, W: 6, C: 32, OC: 64, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
 		{N: 2, H: 8, W: 8, C: 32, OC: 64, KH: 1, KW: 1, SH: 2, SW: 2, DH: 1, DW: 1},
+		{N: 1, H: 9, W: 9, C: 16, OC: 48, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		// Phases a stride-2 data gradient refuses: ConvGradBF16OK must say so.
+		{N: 2, H: 10, W: 10, C: 16, OC: 16, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 2, PL: 2, PB: 2, PR: 2},
+		{N: 2, H: 10, W: 10, C: 16, OC: 16, KH: 4, KW: 4, SH: 2, SW: 2, DH: 1, DW: 1, PT: 3, PL: 3, PB: 3, PR: 3},
 	} {
 		if !ConvGradBF16OK(s) {
 			continue
