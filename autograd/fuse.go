@@ -131,11 +131,11 @@ func convOfBatchNormReLU(s kernels.ConvShape, x, w, b *Value, p ConvParams) *Val
 // A bfloat16 convolution's backward step converts its output gradient to
 // bfloat16 twice, for the data gradient's staging and the weight
 // gradient's pairs. Where the kernels take it so (kernels.ConvGradBF16OK:
-// AMX tiles) and a training batch norm is what computes it, the batch
-// norm stores it as bfloat16 (kernels.BatchNormTrainBackwardToBF16, bit
-// for bit the conversion the convolution would make): half the bytes
-// written and read twice. Anything else that adds to or reads that
-// gradient widens it first (Value.widenGrad, gradF32; exact).
+// AMX tiles) and a training batch norm is the output's only reader
+// (Value.uses), the batch norm stores it as bfloat16
+// (kernels.BatchNormTrainBackwardToBF16, bit for bit the conversion the
+// convolution would make): half the bytes written and read twice. A
+// reader that needs it in float32 widens it (Value.gradF32; exact).
 
 // bf16GradFor reports whether a convolution of shape s on tp at precision
 // pr, with bias b, takes its output gradient as bfloat16.
