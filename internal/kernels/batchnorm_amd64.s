@@ -19,6 +19,51 @@ GLOBL bnbf16inf<>(SB), RODATA|NOPTR, $4
 DATA bnbf16quiet<>+0(SB)/4, $0x00400000
 GLOBL bnbf16quiet<>(SB), RODATA|NOPTR, $4
 
+// A2 sets Z0 to 16 values of the batch norm's dx at byte offset DX of
+// the channel vectors: a·g − k·x + b with g = dy where y ≠ 0 (or is NaN)
+// and 0 elsewhere (SI x, R12 dy, R13 y, R9 a, R10 k, R11 b; Z6 zero).
+// A2MASK is A2 with the mask recomputed from x as chanAffine512 computes
+// the output, max(x·scale + shift, 0) ≠ 0 (R15 scale, R13 shift).
+#define A2 \
+	VMOVUPS (R13)(DX*1), Z5 \
+	VCMPPS $4, Z6, Z5, K1 \
+	VMOVUPS.Z (R12)(DX*1), K1, Z0 \
+	VMULPS (R9)(DX*1), Z0, Z0 \
+	VMOVUPS (SI)(DX*1), Z1 \
+	VFNMADD231PS (R10)(DX*1), Z1, Z0 \
+	VADDPS (R11)(DX*1), Z0, Z0
+
+#define A2MASK \
+	VMOVUPS (SI)(DX*1), Z1 \
+	VMOVAPS Z1, Z5 \
+	VMOVUPS (R15)(DX*1), Z7 \
+	VFMADD213PS (R13)(DX*1), Z7, Z5 \
+	VMAXPS Z5, Z6, Z5 \
+	VCMPPS $4, Z6, Z5, K1 \
+	VMOVUPS.Z (R12)(DX*1), K1, Z0 \
+	VMULPS (R9)(DX*1), Z0, Z0 \
+	VFNMADD231PS (R10)(DX*1), Z1, Z0 \
+	VADDPS (R11)(DX*1), Z0, Z0
+// VCVTNE2PS2BF16 zmm3, zmm0, zmm0 (TestAMXEncodings): Z0's 16 float32
+// rounded to bfloat16 in Y3 (and again in the upper half).
+#define CVTNE2_3_0_0 BYTE $0x62; BYTE $0xf2; BYTE $0x7f; BYTE $0x48; BYTE $0x72; BYTE $0xd8 // vcvtne2ps2bf16 zmm3, zmm0, zmm0
+
+// ROUNDBF16Z0 sets Y3 to Z0's 16 float32 rounded to bfloat16 in integer
+// arithmetic (BF16FromFloat32, subnormals rounded: bf16_amd64.s's
+// ROUNDBF16Z), for blocks VCVTNE2PS2BF16 would flush; clobbers Z3, Z4 and
+// K1.
+#define ROUNDBF16Z0 \
+	VPSRLD $16, Z0, Z3 \
+	VPANDD.BCST bnbf16one<>(SB), Z3, Z3 \
+	VPADDD.BCST bnbf16bias<>(SB), Z3, Z3 \
+	VPADDD Z0, Z3, Z3 \
+	VPANDD.BCST bnbf16mag<>(SB), Z0, Z4 \
+	VPCMPGTD.BCST bnbf16inf<>(SB), Z4, K1 \
+	VPORD.BCST bnbf16quiet<>(SB), Z0, K1, Z3 \
+	VPSRLD $16, Z3, Z3 \
+	VPMOVDW Z3, Y3
+
+
 // func chanShiftStats512(x unsafe.Pointer, rows, c int, shift, acc unsafe.Pointer)
 TEXT ·chanShiftStats512(SB), NOSPLIT, $0-40
 	MOVQ x+0(FP), SI
@@ -203,13 +248,7 @@ TEXT ·chanAffine2512(SB), NOSPLIT, $0-72
 a2_row:
 	XORQ DX, DX
 a2_cv:
-	VMOVUPS (R13)(DX*1), Z5
-	VCMPPS $4, Z6, Z5, K1
-	VMOVUPS.Z (R12)(DX*1), K1, Z0
-	VMULPS (R9)(DX*1), Z0, Z0
-	VMOVUPS (SI)(DX*1), Z1
-	VFNMADD231PS (R10)(DX*1), Z1, Z0
-	VADDPS (R11)(DX*1), Z0, Z0
+	A2
 	VMOVUPS Z0, (DI)(DX*1)
 	ADDQ $64, DX
 	CMPQ DX, R8
@@ -304,25 +343,6 @@ szr_done:
 	VZEROUPPER
 	RET
 
-
-// VCVTNE2PS2BF16 zmm3, zmm0, zmm0 (TestAMXEncodings): Z0's 16 float32
-// rounded to bfloat16 in Y3 (and again in the upper half).
-#define CVTNE2_3_0_0 BYTE $0x62; BYTE $0xf2; BYTE $0x7f; BYTE $0x48; BYTE $0x72; BYTE $0xd8 // vcvtne2ps2bf16 zmm3, zmm0, zmm0
-
-// ROUNDBF16Z0 sets Y3 to Z0's 16 float32 rounded to bfloat16 in integer
-// arithmetic (BF16FromFloat32, subnormals rounded: bf16_amd64.s's
-// ROUNDBF16Z), for blocks VCVTNE2PS2BF16 would flush; clobbers Z3, Z4 and
-// K1.
-#define ROUNDBF16Z0 \
-	VPSRLD $16, Z0, Z3 \
-	VPANDD.BCST bnbf16one<>(SB), Z3, Z3 \
-	VPADDD.BCST bnbf16bias<>(SB), Z3, Z3 \
-	VPADDD Z0, Z3, Z3 \
-	VPANDD.BCST bnbf16mag<>(SB), Z0, Z4 \
-	VPCMPGTD.BCST bnbf16inf<>(SB), Z4, K1 \
-	VPORD.BCST bnbf16quiet<>(SB), Z0, K1, Z3 \
-	VPSRLD $16, Z3, Z3 \
-	VPMOVDW Z3, Y3
 
 // The backward kernels of a batch norm whose ReLU's output was never
 // stored (ReLUAffine): the mask is recomputed from x as chanAffine512
@@ -459,16 +479,7 @@ TEXT ·chanAffine2Mask512(SB), NOSPLIT, $0-80
 a2m_row:
 	XORQ DX, DX
 a2m_cv:
-	VMOVUPS (SI)(DX*1), Z1
-	VMOVAPS Z1, Z5
-	VMOVUPS (R15)(DX*1), Z7
-	VFMADD213PS (R13)(DX*1), Z7, Z5
-	VMAXPS Z5, Z6, Z5
-	VCMPPS $4, Z6, Z5, K1
-	VMOVUPS.Z (R12)(DX*1), K1, Z0
-	VMULPS (R9)(DX*1), Z0, Z0
-	VFNMADD231PS (R10)(DX*1), Z1, Z0
-	VADDPS (R11)(DX*1), Z0, Z0
+	A2MASK
 	VMOVUPS Z0, (DI)(DX*1)
 	ADDQ $64, DX
 	CMPQ DX, R8
@@ -506,13 +517,7 @@ a2b_row:
 	XORQ DX, DX
 	XORQ R15, R15
 a2b_cv:
-	VMOVUPS (R13)(DX*1), Z5
-	VCMPPS $4, Z6, Z5, K1
-	VMOVUPS.Z (R12)(DX*1), K1, Z0
-	VMULPS (R9)(DX*1), Z0, Z0
-	VMOVUPS (SI)(DX*1), Z1
-	VFNMADD231PS (R10)(DX*1), Z1, Z0
-	VADDPS (R11)(DX*1), Z0, Z0
+	A2
 	VFPCLASSPSZ $0x20, Z0, K2
 	KORTESTW K2, K2
 	JNZ a2b_sub
@@ -546,7 +551,7 @@ TEXT ·chanAffine2MaskToBF16512(SB), NOSPLIT, $0-80
 	MOVQ a+32(FP), R9
 	MOVQ k+40(FP), R10
 	MOVQ b+48(FP), R11
-	MOVQ scale+56(FP), R14
+	MOVQ scale+56(FP), R15
 	MOVQ shift+64(FP), R13
 	MOVQ dxb+72(FP), DI
 	VPXORD Z6, Z6, Z6
@@ -554,31 +559,22 @@ TEXT ·chanAffine2MaskToBF16512(SB), NOSPLIT, $0-80
 	JZ a2mb_done
 a2mb_row:
 	XORQ DX, DX
-	XORQ R15, R15
+	XORQ R14, R14
 a2mb_cv:
-	VMOVUPS (SI)(DX*1), Z1
-	VMOVAPS Z1, Z5
-	VMOVUPS (R14)(DX*1), Z7
-	VFMADD213PS (R13)(DX*1), Z7, Z5
-	VMAXPS Z5, Z6, Z5
-	VCMPPS $4, Z6, Z5, K1
-	VMOVUPS.Z (R12)(DX*1), K1, Z0
-	VMULPS (R9)(DX*1), Z0, Z0
-	VFNMADD231PS (R10)(DX*1), Z1, Z0
-	VADDPS (R11)(DX*1), Z0, Z0
+	A2MASK
 	VFPCLASSPSZ $0x20, Z0, K2
 	KORTESTW K2, K2
 	JNZ a2mb_sub
 	CVTNE2_3_0_0
 a2mb_store:
-	VMOVDQU Y3, (DI)(R15*1)
+	VMOVDQU Y3, (DI)(R14*1)
 	ADDQ $64, DX
-	ADDQ $32, R15
+	ADDQ $32, R14
 	CMPQ DX, R8
 	JL a2mb_cv
 	ADDQ R8, SI
 	ADDQ R8, R12
-	ADDQ R15, DI
+	ADDQ R14, DI
 	DECQ BX
 	JNZ a2mb_row
 a2mb_done:
