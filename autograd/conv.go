@@ -71,19 +71,41 @@ func Conv2d(x, w, b *Value, p ConvParams) *Value {
 		y.stats = e.Stats
 	}
 	y.bf16Grad = bf16GradFor(y.tape, pr, s, b)
-	record(y, func() {
-		tp := y.tape
-		if dyb := y.gradBF16; dyb != nil {
-			convBackwardFromBF16(s, x, w, y, dyb, x.Data.Data, nil)
-			return
-		}
-		dy := y.Grad.Data
-		tp.contributeAdd(x, func(dst []float32) { convBackwardData(pr, s, dy, w.Data.Data, dst) },
-			func(dst []float32) { convBackwardDataAdd(pr, s, dy, w.Data.Data, dst) })
-		tp.contribute(w, func(dst []float32) { convBackwardWeight(pr, s, x.Data.Data, dy, dst) })
-		tp.contribute(b, func(dst []float32) { kernels.BiasBackward(dy, dst) })
-	}, x, w, b)
+	recordConv(pr, s, x, w, b, y, x.Data.Data, nil)
 	return y
+}
+
+// recordConv records the backward step of y = Conv2d(x, w, b) at
+// precision pr, whose input's values are xd (through in's map where in is
+// not nil: x itself was never stored, convOfBatchNormReLU). The output
+// gradient is float32, or bfloat16 where the batch norm after y stored it
+// so (bf16GradFor), which the kernels read as it is where they take it and
+// widened elsewhere.
+func recordConv(pr Precision, s kernels.ConvShape, x, w, b, y *Value, xd []float32, in *kernels.ReLUAffine) {
+	record(y, func() {
+		tp, dyb := y.tape, y.gradBF16
+		dy := func() []float32 { return y.gradF32() }
+		tp.contributeAdd(x, func(dst []float32) {
+			if dyb == nil || !kernels.ConvBackwardDataFromBF16(s, dyb, w.Data.Data, dst, false) {
+				convBackwardData(pr, s, dy(), w.Data.Data, dst)
+			}
+		}, func(dst []float32) {
+			if dyb == nil || !kernels.ConvBackwardDataFromBF16(s, dyb, w.Data.Data, dst, true) {
+				convBackwardDataAdd(pr, s, dy(), w.Data.Data, dst)
+			}
+		})
+		tp.contribute(w, func(dst []float32) {
+			switch {
+			case dyb != nil && kernels.ConvBackwardWeightFromBF16(s, xd, in, dyb, dst):
+			case in == nil:
+				convBackwardWeight(pr, s, xd, dy(), dst)
+			case !kernels.ConvBackwardWeightReLUAffineBF16(s, xd, in, dy(), dst):
+				x.Realize()
+				convBackwardWeight(pr, s, x.Data.Data, dy(), dst)
+			}
+		})
+		tp.contribute(b, func(dst []float32) { kernels.BiasBackward(dy(), dst) })
+	}, x, w, b)
 }
 
 // convShape checks a convolution's operands (panicking with op's name)

@@ -109,22 +109,7 @@ func convOfBatchNormReLU(s kernels.ConvShape, x, w, b *Value, p ConvParams) *Val
 		y.stats = e.Stats
 	}
 	y.bf16Grad = bf16GradFor(tp, BF16, s, b)
-	record(y, func() {
-		if dyb := y.gradBF16; dyb != nil {
-			convBackwardFromBF16(s, x, w, y, dyb, bx.Data.Data, in)
-			return
-		}
-		dy := y.Grad.Data
-		tp.contributeAdd(x, func(dst []float32) { convBackwardData(BF16, s, dy, w.Data.Data, dst) },
-			func(dst []float32) { convBackwardDataAdd(BF16, s, dy, w.Data.Data, dst) })
-		tp.contribute(w, func(dst []float32) {
-			if !kernels.ConvBackwardWeightReLUAffineBF16(s, bx.Data.Data, in, dy, dst) {
-				x.Realize()
-				convBackwardWeight(BF16, s, x.Data.Data, dy, dst)
-			}
-		})
-		tp.contribute(b, func(dst []float32) { kernels.BiasBackward(dy, dst) })
-	}, x, w, b)
+	recordConv(BF16, s, x, w, b, y, bx.Data.Data, in)
 	return y
 }
 
@@ -149,36 +134,6 @@ var (
 	bf16GradInputs  = true
 	bf16GradsStored atomic.Int64
 )
-
-// convBackwardFromBF16 is the backward step of y = Conv2d(x, w) (no bias)
-// on y's gradient stored as bfloat16, dyb: the input's gradient and the
-// weight's, from the input's values xd (through in's map where in is not
-// nil); where the kernels refuse, on the gradient widened.
-func convBackwardFromBF16(s kernels.ConvShape, x, w, y *Value, dyb []uint16, xd []float32, in *kernels.ReLUAffine) {
-	tp := y.tape
-	tp.contributeAdd(x, func(dst []float32) {
-		if !kernels.ConvBackwardDataFromBF16(s, dyb, w.Data.Data, dst, false) {
-			convBackwardData(BF16, s, y.gradF32(), w.Data.Data, dst)
-		}
-	}, func(dst []float32) {
-		if !kernels.ConvBackwardDataFromBF16(s, dyb, w.Data.Data, dst, true) {
-			convBackwardDataAdd(BF16, s, y.gradF32(), w.Data.Data, dst)
-		}
-	})
-	tp.contribute(w, func(dst []float32) {
-		if kernels.ConvBackwardWeightFromBF16(s, xd, in, dyb, dst) {
-			return
-		}
-		if in == nil {
-			convBackwardWeight(BF16, s, xd, y.gradF32(), dst)
-			return
-		}
-		if !kernels.ConvBackwardWeightReLUAffineBF16(s, xd, in, y.gradF32(), dst) {
-			x.Realize()
-			convBackwardWeight(BF16, s, x.Data.Data, y.gradF32(), dst)
-		}
-	})
-}
 
 // convStatsFor returns what a convolution on tp at precision pr, with bias
 // b, asks its kernels to fill with its output's statistics; nil where none
