@@ -489,3 +489,64 @@ func TestGradElementwise(t *testing.T) {
 			return [][]float64{da, db}
 		}})
 }
+
+// TestSubsamplePadWritesEveryElement holds SubsamplePadForward and
+// SubsamplePadBackward to their definitions, element by element, on
+// outputs filled with NaN first (each element must be written, the zeros
+// too), at shapes large enough to be split over several chunks of rows,
+// with odd sizes and strides 1–3.
+func TestSubsamplePadWritesEveryElement(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 11))
+	nan := float32(math.NaN())
+	for _, tc := range []struct{ n, h, w, c, s, before, after int }{
+		{8, 32, 32, 16, 2, 8, 8}, {3, 33, 31, 16, 2, 0, 16}, {2, 17, 19, 5, 3, 2, 0}, {4, 28, 28, 32, 1, 0, 0}, {1, 1, 1, 3, 2, 1, 1},
+	} {
+		oh, ow, oc := (tc.h+tc.s-1)/tc.s, (tc.w+tc.s-1)/tc.s, tc.before+tc.c+tc.after
+		x := make([]float32, tc.n*tc.h*tc.w*tc.c)
+		for i := range x {
+			x[i] = r.Float32() + 1
+		}
+		y := make([]float32, tc.n*oh*ow*oc)
+		for i := range y {
+			y[i] = nan
+		}
+		SubsamplePadForward(tc.n, tc.h, tc.w, tc.c, tc.s, tc.before, tc.after, x, y)
+		dy := make([]float32, len(y))
+		for i := range dy {
+			dy[i] = r.Float32() + 1
+		}
+		dx := make([]float32, len(x))
+		for i := range dx {
+			dx[i] = nan
+		}
+		SubsamplePadBackward(tc.n, tc.h, tc.w, tc.c, tc.s, tc.before, tc.after, dy, dx)
+		for i := range tc.n {
+			for a := range oh {
+				for b := range ow {
+					for k := range oc {
+						want := float32(0)
+						if k >= tc.before && k < tc.before+tc.c {
+							want = x[((i*tc.h+a*tc.s)*tc.w+b*tc.s)*tc.c+k-tc.before]
+						}
+						if got := y[((i*oh+a)*ow+b)*oc+k]; got != want {
+							t.Fatalf("%+v: y[%d,%d,%d,%d] = %v, want %v", tc, i, a, b, k, got, want)
+						}
+					}
+				}
+			}
+			for a := range tc.h {
+				for b := range tc.w {
+					for k := range tc.c {
+						want := float32(0)
+						if a%tc.s == 0 && b%tc.s == 0 {
+							want = dy[((i*oh+a/tc.s)*ow+b/tc.s)*oc+tc.before+k]
+						}
+						if got := dx[((i*tc.h+a)*tc.w+b)*tc.c+k]; got != want {
+							t.Fatalf("%+v: dx[%d,%d,%d,%d] = %v, want %v", tc, i, a, b, k, got, want)
+						}
+					}
+				}
+			}
+		}
+	}
+}

@@ -164,28 +164,56 @@ func numel(shape []int) int {
 
 // SubsamplePadForward implements the option-A shortcut of He et al. 2015:
 // y[n,i,j,before+c] = x[n,i·s,j·s,c], with zero channels before and after.
-// y has shape [N, ceil(H/s), ceil(W/s), before+C+after].
+// y has shape [N, ceil(H/s), ceil(W/s), before+C+after]. Each element of y
+// is written once, output rows in parallel.
 func SubsamplePadForward[T Float](n, h, w, c, s, before, after int, x, y []T) {
 	oh, ow, oc := (h+s-1)/s, (w+s-1)/s, before+c+after
-	clear(y[:n*oh*ow*oc])
-	for i := 0; i < n; i++ {
-		for r := 0; r < oh; r++ {
-			for q := 0; q < ow; q++ {
-				copy(y[((i*oh+r)*ow+q)*oc+before:][:c], x[((i*h+r*s)*w+q*s)*c:][:c])
+	y = y[:n*oh*ow*oc]
+	parallelRows(n*oh, ow*oc, func(r0, r1 int) {
+		for row := r0; row < r1; row++ {
+			i, r := row/oh, row%oh
+			src := x[(i*h+r*s)*w*c:]
+			dst := y[row*ow*oc:][:ow*oc]
+			for q := range ow {
+				px := dst[q*oc:][:oc]
+				clear(px[:before])
+				copy(px[before:before+c], src[q*s*c:][:c])
+				clear(px[before+c:])
 			}
 		}
-	}
+	})
 }
 
-// SubsamplePadBackward routes dy back to the subsampled positions of dx.
+// SubsamplePadBackward routes dy back to the subsampled positions of dx
+// and zeroes the others: each element of dx is written once, input rows
+// in parallel.
 func SubsamplePadBackward[T Float](n, h, w, c, s, before, after int, dy, dx []T) {
 	oh, ow, oc := (h+s-1)/s, (w+s-1)/s, before+c+after
-	clear(dx[:n*h*w*c])
-	for i := 0; i < n; i++ {
-		for r := 0; r < oh; r++ {
-			for q := 0; q < ow; q++ {
-				copy(dx[((i*h+r*s)*w+q*s)*c:][:c], dy[((i*oh+r)*ow+q)*oc+before:][:c])
+	dx = dx[:n*h*w*c]
+	parallelRows(n*h, w*c, func(r0, r1 int) {
+		for row := r0; row < r1; row++ {
+			i, r := row/h, row%h
+			dst := dx[row*w*c:][:w*c]
+			if r%s != 0 {
+				clear(dst)
+				continue
+			}
+			src := dy[(i*oh+r/s)*ow*oc:]
+			for q := range w {
+				if q%s != 0 {
+					clear(dst[q*c:][:c])
+					continue
+				}
+				copy(dst[q*c:][:c], src[(q/s)*oc+before:][:c])
 			}
 		}
-	}
+	})
+}
+
+// parallelRows runs fn over [0, rows) in parallel chunks of whole rows of
+// rowElems elements each, about elemChunk elements a chunk (one chunk,
+// inline, for a small tensor).
+func parallelRows(rows, rowElems int, fn func(r0, r1 int)) {
+	per := max(1, elemChunk/max(1, rowElems))
+	parallelFor((rows+per-1)/per, func(lo, hi int) { fn(lo*per, min(hi*per, rows)) })
 }
