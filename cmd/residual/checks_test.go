@@ -150,6 +150,7 @@ func TestFlagChecks(t *testing.T) {
 		{[]string{"serve", "--model", "m=" + ck, "--max-queue", "0"}, 2, []string{"--max-queue 0"}},
 		{[]string{"serve", "--model", "m=" + ck, "--instances", "0"}, 2, []string{"--instances 0"}},
 		{[]string{"serve", "--model", "m=" + ck, "--threads", "-1"}, 2, []string{"--threads -1"}},
+		{[]string{"serve", "--model", "m=" + ck, "--model-threads", "-1"}, 2, []string{"--model-threads -1"}},
 		{[]string{"serve", "--model", "m=" + ck, "--max-body", "0"}, 2, []string{"--max-body 0"}},
 		{[]string{"serve", "--model", "m=" + ck, "--max-pixels", "0"}, 2, []string{"--max-pixels 0"}},
 		{[]string{"serve", "--model", "m=" + ck, "--timeout", "0s"}, 2, []string{"--timeout 0s", "> 0"}},

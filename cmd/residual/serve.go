@@ -41,7 +41,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&cfg.PollInterval, "poll", 2e9, "how often the repository is scanned")
 	drain := fs.Duration("drain", 30e9, "on SIGTERM or interrupt, how long in-flight requests may take (> 0); those still running then are cut off and the exit status is the signal's (143, 130) instead of 0")
 	logJSON := fs.Bool("log-json", false, "log as JSON lines instead of text (durations as strings such as \"1.5s\"); nothing else is written to standard output or error, bar a second signal's notice")
-	threads := fs.Int("threads", 0, "threads for the models and the server (0: all cores); 1 suits a model whose batch takes well under a millisecond (docs/SERVING.md)")
+	threads := fs.Int("threads", 0, "threads for the models and the server (0: all cores); 1 suits a model whose batch takes well under a millisecond and one client at a time (docs/SERVING.md)")
+	modelThreads := fs.Int("model-threads", 0, "threads a batch's computation runs on (0: as --threads); the server's requests keep every core, so that they queue up into batches while the model computes: 1 suits a small model under load (docs/SERVING.md)")
 	precision := precisionFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -52,6 +53,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *threads > 0 {
 		runtime.GOMAXPROCS(*threads)
+	}
+	if *modelThreads > 0 {
+		defer kernels.SetThreads(kernels.SetThreads(*modelThreads))
 	}
 	if len(models) == 0 && *repo == "" {
 		return fmt.Errorf("%w: residual serve --model NAME=CKPT [--model ...] | --repository DIR [--addr HOST:PORT]", errUsage)

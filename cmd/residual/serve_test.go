@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/data/transform"
+	"github.com/residual-nn/residual/internal/kernels"
 )
 
 // lockedBuffer is a writer the server goroutine and the test share.
@@ -250,5 +252,43 @@ func TestServeStops(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestServeModelThreads: --model-threads caps the kernels' threads while
+// the server runs (GOMAXPROCS, which the requests use, left as it was)
+// and gives the cap back when it stops.
+func TestServeModelThreads(t *testing.T) {
+	ckpt := serveCheckpoint(t)
+	procs := runtime.GOMAXPROCS(0)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	out, errb := &lockedBuffer{}, &lockedBuffer{}
+	exit := make(chan int, 1)
+	go func() {
+		exit <- run(ctx, []string{"serve", "--model", "m=" + ckpt, "--addr", "127.0.0.1:0", "--grpc-addr", "", "--log-json", "--model-threads", "1"}, out, errb)
+	}()
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(errb.String(), `"msg":"model ready"`); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready within 20 s: %s", errb.String())
+		}
+	}
+	capped := kernels.SetThreads(1) // what the server set, put back as it was
+	if got := runtime.GOMAXPROCS(0); got != procs {
+		t.Errorf("--model-threads 1: GOMAXPROCS %d while serving, want it left at %d", got, procs)
+	}
+	cancel(signalCause{syscall.SIGTERM})
+	select {
+	case code := <-exit:
+		if code != 0 {
+			t.Errorf("exit %d after the drain, want 0; stderr %s", code, errb.String())
+		}
+	case <-time.After(35 * time.Second):
+		t.Fatal("serve did not stop within 35 s of the signal")
+	}
+	if capped != 1 {
+		t.Errorf("--model-threads 1: the kernels' cap while serving was %d, want 1", capped)
+	}
+	if after := kernels.SetThreads(0); after != 0 {
+		t.Errorf("after the server stopped the kernels' cap is %d, want 0 (none)", after)
 	}
 }

@@ -4,7 +4,6 @@ package kernels
 
 import (
 	"math"
-	"runtime"
 	"unsafe"
 )
 
@@ -322,7 +321,7 @@ func convBackwardWeightAMXBF16(s0 ConvShape, xIn, dyIn bf16Input, dw []float32) 
 	chunkFor := func(blocks int) int { return min(amxGradChunk, max(16, amxGradChunkBytes/(4*32*blocks)&^15)) }
 	chunk := chunkFor(no)
 	nch := (npos + chunk - 1) / chunk
-	byChunks := nch >= runtime.GOMAXPROCS(0) && 4*tileLen <= amxGradChunkBytes || no*nc == 1
+	byChunks := nch >= threads() && 4*tileLen <= amxGradChunkBytes || no*nc == 1
 	if !byChunks { // a goroutine stages its share of the output blocks
 		pu, _ := chunkingBy(no*nc, 1)
 		chunk = chunkFor((no + pu - 1) / pu)

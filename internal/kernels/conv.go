@@ -110,7 +110,8 @@ type ConvEpilogue[T Float] struct {
 // task's first output (a sample of the batch: its deviations cancel
 // little, whatever the mean), in float32 over at most 256 outputs, then in
 // float64, the tasks merged in order (mergeMoments): the result depends
-// only on the shape and GOMAXPROCS.
+// only on the shape and the threads the kernels run on (GOMAXPROCS, or
+// SetThreads' cap).
 type ConvStats struct {
 	Done bool
 	N    int       // the outputs a channel, N·OH·OW

@@ -1,7 +1,6 @@
 package kernels
 
 import (
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -417,7 +416,7 @@ func (p *convPlan) run(x, y []float32) {
 			}
 		}
 	}
-	if p.N >= 4*runtime.GOMAXPROCS(0) {
+	if p.N >= 4*threads() {
 		// Enough images to share out: each goroutine takes whole images,
 		// so an image's border columns are computed while its input is
 		// still in cache, and there is one barrier instead of two.
@@ -466,7 +465,7 @@ const segmentBytes = 192 << 10
 // when there are too few images to share out whole, in the jobs that
 // segmenting lays out.
 func (p *convPlan) runSegments(cm colRun, span func(n, r, bi, o, left int)) {
-	g := p.segmenting(cm, 4*runtime.GOMAXPROCS(0))
+	g := p.segmenting(cm, 4*threads())
 	nbl := len(p.blocks)
 	parallelFor(g.segs*g.groups, func(lo, hi int) {
 		for j := lo; j < hi; j++ {

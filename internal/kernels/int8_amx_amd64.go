@@ -3,7 +3,6 @@
 package kernels
 
 import (
-	"runtime"
 	"unsafe"
 )
 
@@ -76,7 +75,7 @@ func int8ConvAMX(s ConvShape, src []uint8, packed []int8, e *Int8Epilogue, y []u
 // group. ResNet-50's 7×7 and 14×14 layers at batch 1 are one group each:
 // uncut, one core would run them while the other waits.
 func amxParts(groups, nb int) int {
-	return min(max((2*runtime.GOMAXPROCS(0)+groups-1)/max(groups, 1), 1), nb)
+	return min(max((2*threads()+groups-1)/max(groups, 1), 1), nb)
 }
 
 // amxJob returns job's group of pixels and its range [c0, c1) of the nb

@@ -13,6 +13,27 @@ import (
 // runs inline; spawning goroutines costs more than small loops.
 const minParallelWork = 2
 
+// maxThreads caps the goroutines of the kernels' parallel loops (0: only
+// GOMAXPROCS does): SetThreads.
+var maxThreads atomic.Int32
+
+// SetThreads caps at n the goroutines that the kernels' parallel loops
+// run on (n ≤ 0: GOMAXPROCS, the default) and returns the previous cap.
+// A server whose model computes each batch on fewer cores than the
+// process has keeps the others for the requests around it, which then
+// queue up into batches while the model runs (serve's --model-threads).
+func SetThreads(n int) (prev int) { return int(maxThreads.Swap(int32(max(n, 0)))) }
+
+// threads is how many goroutines a parallel loop may run on: GOMAXPROCS,
+// or SetThreads' cap where it is lower.
+func threads() int {
+	p := runtime.GOMAXPROCS(0)
+	if m := int(maxThreads.Load()); m > 0 && m < p {
+		return m
+	}
+	return p
+}
+
 // chunksPerGoroutine is how many chunks parallelFor cuts per goroutine:
 // the goroutines take chunks in turn until none is left, so that one
 // slowed down (the machine is shared) leaves its share to the others
@@ -26,7 +47,7 @@ func chunking(n int) (p, chunk int) { return chunkingBy(n, chunksPerGoroutine) }
 
 // chunkingBy is chunking with per chunks a goroutine.
 func chunkingBy(n, per int) (p, chunk int) {
-	p = min(runtime.GOMAXPROCS(0), n)
+	p = min(threads(), n)
 	if p <= 1 || n < minParallelWork {
 		return 1, n
 	}
@@ -35,9 +56,9 @@ func chunkingBy(n, per int) (p, chunk int) {
 }
 
 // parallelFor splits [0, n) into contiguous chunks and runs fn on each, in
-// parallel on up to GOMAXPROCS goroutines, which take the chunks in order
+// parallel on up to threads() goroutines, which take the chunks in order
 // as they finish the previous ones; it returns when all are done. fn is
-// called once per chunk, and the chunks depend only on n and GOMAXPROCS,
+// called once per chunk, and the chunks depend only on n and threads(),
 // so results that combine per-chunk work in chunk order are reproducible.
 //
 // The calling goroutine takes part and never waits for help: it offers the
@@ -131,13 +152,13 @@ var pending atomic.Pointer[job]
 var tasks = make(chan *job)
 
 // workers counts the worker goroutines; startWorker adds one while there
-// are fewer than GOMAXPROCS−1 (the caller of parallelFor is the other).
+// are fewer than threads()−1 (the caller of parallelFor is the other).
 var workers atomic.Int32
 
 func startWorker() {
 	for {
 		w := workers.Load()
-		if int(w) >= runtime.GOMAXPROCS(0)-1 {
+		if int(w) >= threads()-1 {
 			return
 		}
 		if workers.CompareAndSwap(w, w+1) {
@@ -235,7 +256,7 @@ func (r runnableCount) others() bool {
 //
 // The partial sums are added in the order of their row ranges, so the
 // result does not depend on which goroutine finishes first: training is
-// bit-for-bit reproducible for a given GOMAXPROCS.
+// bit-for-bit reproducible for a given threads().
 func parallelSums(m, k int, fn func(lo, hi int, acc []float64)) []float64 {
 	_, chunk := chunking(m)
 	chunks := (m + chunk - 1) / max(chunk, 1)

@@ -139,3 +139,41 @@ func TestRunnableCountSeesWaitingGoroutines(t *testing.T) {
 		t.Errorf("four goroutines waiting for the only P: others() = %v, count %d", waiting, n)
 	}
 }
+
+// TestSetThreadsCapsLoops: with a cap of one thread a parallel loop runs
+// as one chunk on the caller, whatever GOMAXPROCS is, and without the cap
+// it is cut into chunks again; SetThreads returns the cap it replaces.
+func TestSetThreadsCapsLoops(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	chunksOf := func() [][2]int {
+		var mu sync.Mutex
+		var chunks [][2]int
+		parallelFor(1000, func(lo, hi int) {
+			mu.Lock()
+			chunks = append(chunks, [2]int{lo, hi})
+			mu.Unlock()
+		})
+		return chunks
+	}
+	if prev := SetThreads(1); prev != 0 {
+		t.Fatalf("SetThreads(1) returned %d, want the default 0", prev)
+	}
+	got := chunksOf()
+	if prev := SetThreads(0); prev != 1 {
+		t.Fatalf("SetThreads(0) returned %d, want 1", prev)
+	}
+	if !slices.Equal(got, [][2]int{{0, 1000}}) {
+		t.Errorf("capped at one thread, the loop ran as chunks %v, want one chunk [0, 1000)", got)
+	}
+	if p, _ := chunking(1000); p != 2 {
+		t.Errorf("uncapped with GOMAXPROCS 2: chunking(1000) uses %d goroutines, want 2", p)
+	}
+	if got := chunksOf(); len(got) < 2 {
+		t.Errorf("uncapped with GOMAXPROCS 2: the loop ran as chunks %v, want several", got)
+	}
+	SetThreads(-3)
+	if got := threads(); got != 2 {
+		t.Errorf("a negative cap: threads() = %d, want GOMAXPROCS's 2", got)
+	}
+	SetThreads(0)
+}

@@ -5,7 +5,6 @@ package kernels
 import (
 	"math"
 	"os"
-	"runtime"
 	"sync"
 	"unsafe"
 )
@@ -433,7 +432,7 @@ func (p *winoPlan) run(x, y []float32) {
 	// that every goroutine has rows to compute (ResNet-20 at 28×28, batch
 	// 1: 0.47 ms on one thread and, in one strip a convolution, no faster
 	// on two).
-	if g := runtime.GOMAXPROCS(0); p.N < g {
+	if g := threads(); p.N < g {
 		R = min(R, max(1, p.tilesH*p.N/g))
 		G = min(G, R)
 	}
