@@ -631,7 +631,7 @@ func checkServe(fs *flag.FlagSet, _ []string) error {
 		intIn(fs, "instances", 1, serve.MaxInstancesLimit),
 		intIn(fs, "max-pixels", 1, limits.ImagePixels),
 		intIn(fs, "threads", 0, math.MaxInt),
-		intIn(fs, "model-threads", 0, math.MaxInt),
+		intIn(fs, "model-threads", 0, math.MaxInt32),
 	)
 	if err != nil {
 		return err

@@ -267,6 +267,17 @@ func TestServeModelThreads(t *testing.T) {
 	go func() {
 		exit <- run(ctx, []string{"serve", "--model", "m=" + ckpt, "--addr", "127.0.0.1:0", "--grpc-addr", "", "--log-json", "--model-threads", "1"}, out, errb)
 	}()
+	stopped := false
+	t.Cleanup(func() { // a failure before the stop below leaves no server and no cap behind
+		if !stopped {
+			cancel(signalCause{syscall.SIGTERM})
+			select {
+			case <-exit:
+			case <-time.After(35 * time.Second):
+			}
+		}
+		kernels.SetThreads(0)
+	})
 	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(errb.String(), `"msg":"model ready"`); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("not ready within 20 s: %s", errb.String())
@@ -279,6 +290,7 @@ func TestServeModelThreads(t *testing.T) {
 	cancel(signalCause{syscall.SIGTERM})
 	select {
 	case code := <-exit:
+		stopped = true
 		if code != 0 {
 			t.Errorf("exit %d after the drain, want 0; stderr %s", code, errb.String())
 		}

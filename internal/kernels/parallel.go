@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"math"
 	"runtime"
 	"runtime/metrics"
 	"sort"
@@ -22,7 +23,7 @@ var maxThreads atomic.Int32
 // A server whose model computes each batch on fewer cores than the
 // process has keeps the others for the requests around it, which then
 // queue up into batches while the model runs (serve's --model-threads).
-func SetThreads(n int) (prev int) { return int(maxThreads.Swap(int32(max(n, 0)))) }
+func SetThreads(n int) (prev int) { return int(maxThreads.Swap(int32(min(max(n, 0), math.MaxInt32)))) }
 
 // threads is how many goroutines a parallel loop may run on: GOMAXPROCS,
 // or SetThreads' cap where it is lower.
@@ -75,12 +76,20 @@ func parallelForEach(n int, fn func(lo, hi int)) { parallelChunks(n, 1, fn) }
 
 func parallelChunks(n, per int, fn func(lo, hi int)) {
 	p, chunk := chunkingBy(n, per)
+	runChunks(n, p, chunk, fn)
+}
+
+// runChunks runs fn over [0, n) in chunks of chunk on up to p goroutines
+// (the caller and p−1 helpers; p = 1: fn(0, n) inline), a split that
+// chunkingBy made: callers that size buffers by the split make it once.
+func runChunks(n, p, chunk int, fn func(lo, hi int)) {
 	if p == 1 {
 		fn(0, n)
 		return
 	}
 	j := jobs.Get().(*job)
 	j.fn, j.n, j.chunk = fn, n, chunk
+	j.helpers.Store(int32(p - 1))
 	j.next.Store(0)
 	j.done.Store(0)
 	j.state.Store(0) // open
@@ -108,6 +117,7 @@ func parallelChunks(n, per int, fn func(lo, hi int)) {
 type job struct {
 	fn       func(lo, hi int)
 	n, chunk int
+	helpers  atomic.Int32 // how many helpers may join: the split's goroutines less the caller (atomic: a late worker may read a recycled job's)
 	next     atomic.Int64
 	state    atomic.Int32 // helpers joined, | closed once the caller is done
 	done     atomic.Int32 // helpers finished
@@ -128,11 +138,13 @@ func (j *job) work() {
 	}
 }
 
-// help joins the job, unless its caller is done, and works on it.
+// help joins the job, unless its caller is done or as many helpers as
+// its split counts joined already (a worker started under a higher
+// GOMAXPROCS or SetThreads cap stays out), and works on it.
 func (j *job) help() {
 	for {
 		s := j.state.Load()
-		if s&closed != 0 {
+		if s&closed != 0 || s >= j.helpers.Load() {
 			return
 		}
 		if j.state.CompareAndSwap(s, s+1) {
@@ -258,11 +270,11 @@ func (r runnableCount) others() bool {
 // result does not depend on which goroutine finishes first: training is
 // bit-for-bit reproducible for a given threads().
 func parallelSums(m, k int, fn func(lo, hi int, acc []float64)) []float64 {
-	_, chunk := chunking(m)
+	p, chunk := chunking(m) // once: the accumulators are the chunks'
 	chunks := (m + chunk - 1) / max(chunk, 1)
 	buf := sumPool.Get(chunks * k) // one accumulator per chunk
 	clear(buf)
-	parallelFor(m, func(lo, hi int) {
+	runChunks(m, p, chunk, func(lo, hi int) {
 		i := lo / max(chunk, 1)
 		fn(lo, hi, buf[i*k:(i+1)*k])
 	})

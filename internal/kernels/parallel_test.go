@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestParallelForRunsEachIndexOnce calls parallelFor (and parallelForEach)
@@ -145,6 +146,7 @@ func TestRunnableCountSeesWaitingGoroutines(t *testing.T) {
 // it is cut into chunks again; SetThreads returns the cap it replaces.
 func TestSetThreadsCapsLoops(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	t.Cleanup(func() { SetThreads(0) }) // a failure leaves no cap for the tests after it
 	chunksOf := func() [][2]int {
 		var mu sync.Mutex
 		var chunks [][2]int
@@ -175,5 +177,28 @@ func TestSetThreadsCapsLoops(t *testing.T) {
 	if got := threads(); got != 2 {
 		t.Errorf("a negative cap: threads() = %d, want GOMAXPROCS's 2", got)
 	}
+	SetThreads(1<<32 + 1) // past int32: no cap, not a cap of 1
+	if got := threads(); got != 2 {
+		t.Errorf("a cap of 2³²+1: threads() = %d, want GOMAXPROCS's 2", got)
+	}
 	SetThreads(0)
+
+	// Workers started under a higher GOMAXPROCS stay out of a capped
+	// loop: with four Ps the first loop leaves three workers spinning,
+	// and a loop capped at two then runs on two goroutines at most.
+	runtime.GOMAXPROCS(4)
+	parallelFor(64, func(lo, hi int) { time.Sleep(100 * time.Microsecond) })
+	SetThreads(2)
+	var running, most atomic.Int32
+	parallelFor(64, func(lo, hi int) {
+		n := running.Add(1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		time.Sleep(500 * time.Microsecond)
+		running.Add(-1)
+	})
+	SetThreads(0)
+	if m := most.Load(); m > 2 {
+		t.Errorf("capped at two threads after four had run: a loop ran on %d goroutines at once", m)
+	}
 }
