@@ -299,22 +299,15 @@ func trainStats[T Float](m int, mu, sq []float64, gamma, beta, mean, invStd, run
 // It takes the active level's per-channel kernels where they apply (chanOK), the
 // reference (batchNormTrainBackwardRef) otherwise.
 func BatchNormTrainBackward(m, c int, x, gamma, mean, invStd, dy, dx, dgamma, dbeta []float32, f Fused[float32]) {
-	masked := f.Mask != nil
-	if masked && (!f.ReLU || f.DSkip != nil) {
-		panic("kernels: Fused.Mask is a ReLU's mask without a skip addition")
-	}
-	if !chanOK(c) || masked && !maskKernelsOK() {
+	f.checkMask()
+	if !chanOK(c) || f.Mask != nil && !maskKernelsOK() {
 		batchNormTrainBackwardRef(m, c, x, gamma, mean, invStd, dy, dx, dgamma, dbeta, f)
 		return
 	}
-	a, k, b := trainBackwardPass(m, c, x, gamma, mean, invStd, dy, dgamma, dbeta, f)
-	if masked {
-		chanAffine2Masked32(x, dy, m, c, a, k, b, f.Mask, dx)
+	a, k, b, g, y := trainBackwardPass(m, c, x, gamma, mean, invStd, dy, dgamma, dbeta, f)
+	if f.Mask != nil {
+		chanAffine2Masked32(x, g, m, c, a, k, b, f.Mask, dx)
 		return
-	}
-	g, y := dy, f.mask()
-	if f.DSkip != nil { // the masked gradient is already there
-		g, y = f.DSkip, nil
 	}
 	chanAffine2_32(x, g, y, m, c, a, k, b, dx)
 }
@@ -338,30 +331,31 @@ func BF16Of(buf []float32, n int) []uint16 {
 // gradient), where the level's kernels do so (AVX-512 with AVX512-BF16);
 // elsewhere it computes nothing and reports false.
 func BatchNormTrainBackwardToBF16(m, c int, x, gamma, mean, invStd, dy []float32, dxb []uint16, dgamma, dbeta []float32, f Fused[float32]) bool {
+	f.checkMask()
+	if !BatchNormBackwardToBF16OK(c, f.Mask != nil) {
+		return false
+	}
+	a, k, b, g, y := trainBackwardPass(m, c, x, gamma, mean, invStd, dy, dgamma, dbeta, f)
+	chanAffine2ToBF16(x, g, y, m, c, a, k, b, f.Mask, dxb)
+	return true
+}
+
+// checkMask panics unless f.Mask, where set, is a ReLU's mask without a
+// skip addition (the only one the kernels recompute from x).
+func (f Fused[T]) checkMask() {
 	if f.Mask != nil && (!f.ReLU || f.DSkip != nil) {
 		panic("kernels: Fused.Mask is a ReLU's mask without a skip addition")
 	}
-	if !toBF16DXOK(c) || f.Mask != nil && !maskKernelsOK() {
-		return false
-	}
-	a, k, b := trainBackwardPass(m, c, x, gamma, mean, invStd, dy, dgamma, dbeta, f)
-	if f.Mask != nil {
-		chanAffine2ToBF16(x, dy, nil, m, c, a, k, b, f.Mask, dxb)
-		return true
-	}
-	g, y := dy, f.mask()
-	if f.DSkip != nil {
-		g, y = f.DSkip, nil
-	}
-	chanAffine2ToBF16(x, g, y, m, c, a, k, b, nil, dxb)
-	return true
 }
 
 // trainBackwardPass is the training backward pass's first pass on the
 // level's kernels: Σg and Σg·(x − mean) per channel, g the gradient after
 // the ReLU's mask (stored in f.DSkip where it is not nil), dgamma and
-// dbeta, and the coefficients of dx = a·g − k·x + b.
-func trainBackwardPass(m, c int, x, gamma, mean, invStd, dy, dgamma, dbeta []float32, f Fused[float32]) (a, k, b []float32) {
+// dbeta. It returns the coefficients of dx = a·g − k·x + b and the second
+// pass's operands: g's source and the output whose mask applies (nil:
+// none) — dy and nil under f.Mask, which recomputes the mask from x; f.DSkip
+// and nil where the masked gradient is stored there already.
+func trainBackwardPass(m, c int, x, gamma, mean, invStd, dy, dgamma, dbeta []float32, f Fused[float32]) (a, k, b, g, y []float32) {
 	var sums []float64
 	if f.Mask != nil {
 		sums = chanSumsMasked32(x, dy, f.DSkip, m, c, mean, f.Mask)
@@ -371,7 +365,14 @@ func trainBackwardPass(m, c int, x, gamma, mean, invStd, dy, dgamma, dbeta []flo
 	for j := 0; j < c; j++ { // Σg·(x − mean) → Σg·x̂
 		sums[c+j] *= float64(invStd[j])
 	}
-	return trainBackwardCoefs(m, sums, gamma, mean, invStd, dgamma, dbeta)
+	a, k, b = trainBackwardCoefs(m, sums, gamma, mean, invStd, dgamma, dbeta)
+	switch {
+	case f.Mask != nil:
+		return a, k, b, dy, nil
+	case f.DSkip != nil:
+		return a, k, b, f.DSkip, nil
+	}
+	return a, k, b, dy, f.mask()
 }
 
 // batchNormTrainBackwardRef is BatchNormTrainBackward's reference, for

@@ -388,62 +388,62 @@ func backwardDataPhasesBF16(s ConvShape, dy, w, dx []float32, add bool, kern bf1
 	return backwardDataPhasesOfBF16(s, bf16Input{x: dy}, w, dx, add, kern)
 }
 
-// dataPhasesOK reports whether backwardDataPhasesBF16 takes s (its own
-// checks, before it computes anything).
+// dataPhasesOK reports whether backwardDataPhasesBF16 takes s (before it
+// computes anything).
 func dataPhasesOK(s ConvShape) bool {
-	if s.DH != 1 || s.DW != 1 {
-		return false
-	}
-	oh, ow := s.OH(), s.OW()
-	for ry := range s.SH {
-		for rx := range s.SW {
-			_, _, nh, nw, jh, jw, q0h, q0w := dataPhase(s, ry, rx)
-			if nh == 0 || nw == 0 || jh == 0 || jw == 0 {
-				continue
-			}
-			padT, padL := jh-1-q0h, jw-1-q0w
-			if min(padT, padL, nh-1+jh-oh-padT, nw-1+jw-ow-padL) < 0 {
-				return false
-			}
-		}
-	}
-	return true
+	var stack [4]dataPhaseConv
+	_, ok := dataPhaseConvs(s, stack[:0])
+	return ok
 }
 
-// backwardDataPhasesOfBF16 is backwardDataPhasesBF16 of the gradient dyIn
-// (float32 or bfloat16).
-func backwardDataPhasesOfBF16(s ConvShape, dyIn bf16Input, w, dx []float32, add bool, kern bf16DirectSet) bool {
+// A dataPhaseConv is one phase of a strided data gradient
+// (backwardDataPhasesBF16): the stride-1 convolution of dy that computes
+// the phase's outputs, and where they go in dx.
+type dataPhaseConv struct {
+	t      ConvShape // its convolution; t.KH is 0 for a phase without taps
+	pl     outPlace  // where its outputs go in dx
+	ry, rx int
+	nh, nw int // its rows and columns of dx
+}
+
+// dataPhaseConvs appends the phases of s's data gradient that have outputs
+// to phases; ok is false where backwardDataPhasesBF16 does not take s
+// (dilation, or a phase whose first read lies inside dy).
+func dataPhaseConvs(s ConvShape, phases []dataPhaseConv) (_ []dataPhaseConv, ok bool) {
 	if s.DH != 1 || s.DW != 1 {
-		return false
-	}
-	type phase struct {
-		t      ConvShape // its convolution; t.KH is 0 for a phase without taps
-		pl     outPlace  // where its outputs go in dx
-		ry, rx int
-		nh, nw int // its rows and columns of dx
+		return phases, false
 	}
 	oh, ow := s.OH(), s.OW()
-	var stack [4]phase // a stride of 2 has four
-	phases := stack[:0]
 	for ry := range s.SH {
 		for rx := range s.SW {
 			ih0, iw0, nh, nw, jh, jw, q0h, q0w := dataPhase(s, ry, rx)
 			if nh == 0 || nw == 0 {
 				continue
 			}
-			ph := phase{pl: outPlace{YH: s.H, YW: s.W, Y0H: ih0, Y0W: iw0, YSH: s.SH, YSW: s.SW}, ry: ry, rx: rx, nh: nh, nw: nw}
+			ph := dataPhaseConv{pl: outPlace{YH: s.H, YW: s.W, Y0H: ih0, Y0W: iw0, YSH: s.SH, YSW: s.SW}, ry: ry, rx: rx, nh: nh, nw: nw}
 			if jh > 0 && jw > 0 {
 				// Output k of the phase reads dy rows q0h − (jh−1) + k + t.
 				padT, padL := jh-1-q0h, jw-1-q0w
 				padB, padR := nh-1+jh-oh-padT, nw-1+jw-ow-padL
 				if min(padT, padL, padB, padR) < 0 {
-					return false
+					return phases, false
 				}
 				ph.t = ConvShape{N: s.N, H: oh, W: ow, C: s.OC, OC: s.C, KH: jh, KW: jw, SH: 1, SW: 1, DH: 1, DW: 1,
 					PT: padT, PL: padL, PB: padB, PR: padR}
 			}
 			phases = append(phases, ph)
 		}
+	}
+	return phases, true
+}
+
+// backwardDataPhasesOfBF16 is backwardDataPhasesBF16 of the gradient dyIn
+// (float32 or bfloat16).
+func backwardDataPhasesOfBF16(s ConvShape, dyIn bf16Input, w, dx []float32, add bool, kern bf16DirectSet) bool {
+	var stack [4]dataPhaseConv // a stride of 2 has four
+	phases, ok := dataPhaseConvs(s, stack[:0])
+	if !ok {
+		return false
 	}
 	ep := directEpilogue(s.C)
 	if add {
