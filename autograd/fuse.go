@@ -63,6 +63,23 @@ import (
 // reluAffineInputs switches that fusion (the tests compare both ways).
 var reluAffineInputs = true
 
+// The batch norm's backward step then starts with a pass over its output
+// gradient and its input for the sums Σg and Σg·(x − mean), g the gradient
+// where the ReLU passes. Where the convolution is the output's only reader,
+// its data gradient is the whole output gradient, and the kernels add the
+// sums up from each block of it as they store it, reading the batch norm's
+// input beside it (kernels.DataGradSums, where AMX tiles compute the
+// gradient): the pass reads neither again. The sums are added in another
+// order (float32 over a tile group's 256 positions instead of the pass's
+// 256 rows), so the gradients differ from the unfused ones by rounding.
+
+// gradSumsInData switches that (the tests compare both ways);
+// gradSumsTaken counts the batch norms that took the sums (for the tests).
+var (
+	gradSumsInData = true
+	gradSumsTaken  atomic.Int64
+)
+
 // reluAffineDeferred is the output of a batch norm and ReLU whose
 // statistics and backward pass are done, left to be computed from its
 // input x (in's map) if anything reads it.

@@ -104,6 +104,12 @@ func recordBatchNormTrain(y, x, gamma, beta, skip *Value, relu bool, mean, invSt
 	record(y, func() {
 		tp, dy := y.tape, y.gradF32()
 		dg, db := tp.alloc(c), tp.alloc(c)
+		var sums []float64 // the first pass, where the convolution that read y made it
+		if gs := y.gradSums; gs != nil && gs.Done && mask != nil {
+			sums = gs.Sums
+			gradSumsTaken.Add(1)
+		}
+		y.gradSums = nil
 		if x.bf16Grad && x.uses == 1 && x.needsGrad && x.Grad == nil && !x.retain && !x.requiresGrad &&
 			kernels.BatchNormBackwardToBF16OK(c, mask != nil) {
 			// Only a bfloat16 convolution's backward step reads x's
@@ -112,7 +118,7 @@ func recordBatchNormTrain(y, x, gamma, beta, skip *Value, relu bool, mean, invSt
 			// the bytes written and read twice).
 			bf, _ := batchNormBuffers(y, x, skip, relu, dy, false)
 			if mask != nil {
-				bf.Y, bf.Mask = nil, mask
+				bf.Y, bf.Mask, bf.Sums = nil, mask, sums
 			}
 			buf := tp.alloc((len(dy) + 1) / 2)
 			dxb := kernels.BF16Of(buf, len(dy))
@@ -128,7 +134,7 @@ func recordBatchNormTrain(y, x, gamma, beta, skip *Value, relu bool, mean, invSt
 		}
 		bf, dx := batchNormBuffers(y, x, skip, relu, dy, true)
 		if mask != nil {
-			bf.Y, bf.Mask = nil, mask
+			bf.Y, bf.Mask, bf.Sums = nil, mask, sums
 		}
 		kernels.BatchNormTrainBackward(m, c, x.Data.Data, g, mean, invStd, dy, dx, dg, db, bf)
 		tp.give(x, dx) // fresh buffers (or dy's): the inputs take them over
@@ -159,6 +165,9 @@ func batchNormStats(y *Value, op *bnDeferred) *kernels.ReLUAffine {
 		return nil
 	}
 	*op.updated = true
+	if gradSumsInData {
+		y.gradSums = &kernels.DataGradSums{X: x.Data.Data, Mean: mean, Mask: in}
+	}
 	recordBatchNormTrain(y, x, gamma, beta, nil, true, mean, invStd, in)
 	return in
 }

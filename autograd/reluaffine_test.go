@@ -15,7 +15,9 @@ import (
 // ReLU'd batch norm through its map (convOfBatchNormReLU: the output never
 // stored, the mask recomputed from the batch norm's input) and with it
 // stored first (reluAffineInputs off). Loss, every gradient and the
-// running statistics must agree bit for bit, and the fused run must not
+// running statistics must agree bit for bit (both without the batch
+// norm's sums from the data gradient, gradSumsInData, which add in
+// another order), and the fused run must not
 // have stored the output. Shapes: 16 and 32 channels, 3×3 stride 1 and 2,
 // 1×1, an odd batch (the weight gradient's pairs of images end on a zero
 // image, which the map must not turn into its output for zeros). Variants:
@@ -58,8 +60,8 @@ func TestConvReadsBatchNormReLU(t *testing.T) {
 				storedMid bool
 			}
 			run := func(fuse bool) result {
-				defer func(v bool) { reluAffineInputs = v }(reluAffineInputs)
-				reluAffineInputs = fuse
+				defer func(v, g bool) { reluAffineInputs, gradSumsInData = v, g }(reluAffineInputs, gradSumsInData)
+				reluAffineInputs, gradSumsInData = fuse, false // TestGradSumsInData compares that one
 				tp := NewTape()
 				tp.SetPrecision(BF16)
 				w1, w2 := Param(w1t.Clone(), "w1"), Param(w2t.Clone(), "w2")
@@ -182,8 +184,9 @@ func TestBatchNormMaskFromX(t *testing.T) {
 // strided convolution, 16 and 32 channels, an odd batch) with the batch
 // norms storing their input gradients as bfloat16 for the convolutions
 // before them (bf16GradInputs) and without: the loss and every parameter
-// gradient must agree bit for bit, and the gradients must have been
-// stored so. The first convolution's output is also read by another
+// gradient must agree bit for bit (both without gradSumsInData, which
+// adds the batch norms' sums in another order), and the gradients must
+// have been stored so. The first convolution's output is also read by another
 // operation recorded before its batch norm, whose gradient is added to
 // the batch norm's: that one must stay float32 (rounding the batch norm's
 // part first would round the sum twice).
@@ -197,8 +200,8 @@ func TestConvGradsStoredBF16(t *testing.T) {
 	ws := []*tensor.Tensor{rng.Randn(3, 3, 8, 16), rng.Randn(3, 3, 16, 16), rng.Randn(3, 3, 16, 16), rng.Randn(3, 3, 16, 32)}
 	rt, qt := rng.Randn(3, 4, 4, 32), rng.Randn(3, 8, 8, 16)
 	run := func(on bool) (float32, [][]float32, int64) {
-		defer func(v bool) { bf16GradInputs = v }(bf16GradInputs)
-		bf16GradInputs = on
+		defer func(v, g bool) { bf16GradInputs, gradSumsInData = v, g }(bf16GradInputs, gradSumsInData)
+		bf16GradInputs, gradSumsInData = on, false // TestGradSumsInData compares that one
 		before := bf16GradsStored.Load()
 		tp := NewTape()
 		tp.SetPrecision(BF16)
@@ -241,5 +244,125 @@ func TestConvGradsStoredBF16(t *testing.T) {
 				t.Fatalf("parameter %d gradient %d: %g with bfloat16 gradients, %g without", i, j, v, g0[i][j])
 			}
 		}
+	}
+}
+
+// TestGradSumsInData runs conv → batch norm → ReLU → conv → batch norm →
+// ReLU, a loss and its backward pass on a bfloat16 training tape with the
+// first batch norm's backward sums made by the second convolution's data
+// gradient (gradSumsInData) and without. Everything computed before that
+// batch norm's backward step must agree bit for bit (the loss, the second
+// convolution's and batch norm's gradients); its dgamma and dbeta are its
+// sums Σg·x̂ and Σg, each summed in float32 over at most 256 values then in
+// float64 both ways, so each is within γ₂₆₀·Σ|term| of the exact sum (u =
+// 2⁻²⁴, γₙ = nu/(1 − nu)) and the two within twice that, plus a rounding
+// of each to float32; Σ|term| is bounded here by its sum over every
+// element, masked or not (from the retained gradient of the batch norm's
+// output and its input). A second reader of the ReLU'd output leaves the
+// gradient's sums to the batch norm (the convolution's is not all of it).
+// What reads the batch norm's input gradient next (the first convolution's
+// weight gradient, through bfloat16) can differ by a flipped rounding and
+// is not compared. Channels: 16, 32, 64 (two blocks of tiles).
+func TestGradSumsInData(t *testing.T) {
+	gamma := func(n float64) float64 { u := math.Ldexp(1, -24); return n * u / (1 - n*u) }
+	for _, c := range []struct {
+		n, h, c int
+		reread  bool
+	}{{3, 9, 16, false}, {2, 8, 32, false}, {2, 6, 64, false}, {3, 9, 16, true}} {
+		t.Run(fmt.Sprintf("%+v", c), func(t *testing.T) {
+			s := kernels.ConvShape{N: c.n, H: c.h, W: c.h, C: c.c, OC: c.c, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}
+			if !kernels.AMXBF16() || !kernels.ConvReLUAffineBF16OK(s) || !kernels.ConvGradBF16OK(s) {
+				t.Skip("no AMX-BF16 tiles here (CPU, system, RESIDUAL_AMX=0 or RESIDUAL_KERNELS): the data gradient makes no sums")
+			}
+			rng := tensor.NewRNG(24)
+			xt := rng.Randn(c.n, c.h, c.h, 8)
+			w1t, w2t := rng.Randn(3, 3, 8, c.c), rng.Randn(3, 3, c.c, c.c)
+			g1t, b1t := rng.Randn(c.c), rng.Randn(c.c)
+			rt, qt := rng.Randn(c.n, c.h, c.h, c.c), rng.Randn(c.n, c.h, c.h, c.c)
+			type result struct {
+				loss   float32
+				before [][]float32 // computed before the first batch norm's backward step
+				dg, db []float32
+				dy, h  []float32 // the first batch norm's output gradient and input
+				taken  int64
+			}
+			run := func(on bool) result {
+				defer func(g bool) { gradSumsInData = g }(gradSumsInData)
+				gradSumsInData = on
+				taken := gradSumsTaken.Load()
+				tp := NewTape()
+				tp.SetPrecision(BF16)
+				w1, w2 := Param(w1t.Clone(), "w1"), Param(w2t.Clone(), "w2")
+				g1, b1 := Param(g1t.Clone(), "g1"), Param(b1t.Clone(), "b1")
+				g2, b2 := Param(tensor.Full(1, c.c), "g2"), Param(tensor.New(c.c), "b2")
+				bp := BatchNormParams{Training: true, Momentum: 0.1, Eps: 1e-5}
+				h := Conv2d(tp.Constant(xt), w1, nil, ConvParams{Pad: SymmetricPad(1, 1)})
+				mid := ReLU(BatchNorm(h, g1, b1, tensor.New(c.c), tensor.Full(1, c.c), bp))
+				mid.RetainGrad()
+				o := Conv2d(mid, w2, nil, ConvParams{Pad: SymmetricPad(1, 1)})
+				o = ReLU(BatchNorm(o, g2, b2, tensor.New(c.c), tensor.Full(1, c.c), bp))
+				loss := Sum(Mul(o, tp.Constant(rt)))
+				if c.reread {
+					loss = Add(loss, Sum(Mul(ReLU(mid), tp.Constant(qt))))
+				}
+				tp.Backward(loss)
+				return result{loss: loss.Tensor().Data[0], before: [][]float32{w2.Grad.Data, g2.Grad.Data, b2.Grad.Data},
+					dg: g1.Grad.Data, db: b1.Grad.Data, dy: mid.Grad.Data, h: h.Tensor().Data, taken: gradSumsTaken.Load() - taken}
+			}
+			on, off := run(true), run(false)
+			if want := int64(1); c.reread {
+				want = 0
+				if on.taken != want {
+					t.Fatalf("a batch norm took %d sums from a convolution whose gradient is part of its output's", on.taken)
+				}
+				return
+			} else if on.taken != want {
+				t.Fatalf("%d batch norms took the data gradient's sums, want %d", on.taken, want)
+			}
+			if off.taken != 0 {
+				t.Fatalf("%d batch norms took sums with gradSumsInData off", off.taken)
+			}
+			if math.Float32bits(on.loss) != math.Float32bits(off.loss) {
+				t.Fatalf("loss %g with the sums, %g without", on.loss, off.loss)
+			}
+			for i, name := range []string{"w2", "gamma2", "beta2"} {
+				for j, v := range on.before[i] {
+					if math.Float32bits(v) != math.Float32bits(off.before[i][j]) {
+						t.Fatalf("d%s[%d]: %g with the sums, %g without", name, j, v, off.before[i][j])
+					}
+				}
+			}
+			for j, v := range on.dy {
+				if math.Float32bits(v) != math.Float32bits(off.dy[j]) {
+					t.Fatalf("the batch norm's output gradient [%d]: %g with the sums, %g without", j, v, off.dy[j])
+				}
+			}
+			m := len(on.h) / c.c
+			mean, varc := make([]float64, c.c), make([]float64, c.c)
+			for i, v := range on.h {
+				mean[i%c.c] += float64(v) / float64(m)
+			}
+			for i, v := range on.h {
+				d := float64(v) - mean[i%c.c]
+				varc[i%c.c] += d * d / float64(m)
+			}
+			magG, magGX := make([]float64, c.c), make([]float64, c.c)
+			for i, g := range on.dy {
+				j := i % c.c
+				magG[j] += math.Abs(float64(g))
+				magGX[j] += math.Abs(float64(g) * (float64(on.h[i]) - mean[j]) / math.Sqrt(varc[j]+1e-5))
+			}
+			for j := range c.c {
+				u := math.Ldexp(1, -24)
+				// the float32 invStd and mean the kernels use are within
+				// a few u of these: 1% more covers them
+				if tol := 1.01*2*gamma(260)*magGX[j] + u*(math.Abs(float64(on.dg[j]))+math.Abs(float64(off.dg[j]))); math.Abs(float64(on.dg[j]-off.dg[j])) > tol {
+					t.Fatalf("dgamma[%d]: %g with the sums, %g without (± %g)", j, on.dg[j], off.dg[j], tol)
+				}
+				if tol := 2*gamma(260)*magG[j] + u*(math.Abs(float64(on.db[j]))+math.Abs(float64(off.db[j]))); math.Abs(float64(on.db[j]-off.db[j])) > tol {
+					t.Fatalf("dbeta[%d]: %g with the sums, %g without (± %g)", j, on.db[j], off.db[j], tol)
+				}
+			}
+		})
 	}
 }

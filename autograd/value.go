@@ -77,6 +77,11 @@ type Value struct {
 	bf16Grad    bool
 	gradBF16    []uint16
 	gradBF16Buf []float32
+	// gradSums: the first pass of the backward step of the batch norm
+	// whose ReLU'd output it is (deferred for a convolution that reads it,
+	// convOfBatchNormReLU), which that convolution's data gradient fills
+	// as it stores the gradient where it can (fuse.go).
+	gradSums *kernels.DataGradSums
 	// uses counts the recorded operations that read it (once per
 	// operand): a gradient is stored as bfloat16 only for a value one
 	// operation reads, so that no other contribution is added to the

@@ -22,6 +22,10 @@ import (
 // from x to the output (BatchNormTrainStats, ReLUAffine): the mask is
 // recomputed from x, Mask.Of(x) ≠ 0, and Y is not read (the output may
 // never have been stored, or is not read again).
+//
+// Sums, with Mask, are the training backward pass's first pass, Σg and
+// Σg·(x − mean) per channel, computed already (DataGradSums): the pass
+// is not made.
 type Fused[T Float] struct {
 	Skip   []T
 	ReLU   bool
@@ -29,6 +33,24 @@ type Fused[T Float] struct {
 	DSkip  []T
 	XStats *ConvStats
 	Mask   *ReLUAffine
+	Sums   []float64
+}
+
+// DataGradSums asks a bfloat16 convolution's data gradient
+// (ConvBackwardDataSumsFromBF16) for the first pass of the backward step
+// of the training batch norm, with a ReLU whose mask comes from its input
+// (Fused.Mask), whose output the convolution read: per channel Σg and
+// Σg·(x − Mean), g the gradient where Mask's ReLU passes it, added up from
+// each block of the gradient as it is stored, in cache, instead of in a
+// pass over the whole gradient and X. Where Done, the kernels filled Sums
+// and the batch norm takes them (Fused.Sums); otherwise it makes the pass
+// itself.
+type DataGradSums struct {
+	X    []float32   // the batch norm's input, laid out as the gradient
+	Mean []float32   // its batch mean
+	Mask *ReLUAffine // its ReLU's map from X
+	Sums []float64   // Σg in [0, C), Σg·(x − mean) in [C, 2C)
+	Done bool
 }
 
 // ReLUAffine is a batch norm and ReLU whose output is computed where it is
@@ -346,6 +368,9 @@ func (f Fused[T]) checkMask() {
 	if f.Mask != nil && (!f.ReLU || f.DSkip != nil) {
 		panic("kernels: Fused.Mask is a ReLU's mask without a skip addition")
 	}
+	if f.Sums != nil && f.Mask == nil {
+		panic("kernels: Fused.Sums come with Fused.Mask")
+	}
 }
 
 // trainBackwardPass is the training backward pass's first pass on the
@@ -357,9 +382,12 @@ func (f Fused[T]) checkMask() {
 // and nil where the masked gradient is stored there already.
 func trainBackwardPass(m, c int, x, gamma, mean, invStd, dy, dgamma, dbeta []float32, f Fused[float32]) (a, k, b, g, y []float32) {
 	var sums []float64
-	if f.Mask != nil {
+	switch {
+	case f.Sums != nil:
+		sums = append([]float64(nil), f.Sums[:2*c]...)
+	case f.Mask != nil:
 		sums = chanSumsMasked32(x, dy, f.DSkip, m, c, mean, f.Mask)
-	} else {
+	default:
 		sums = chanSums32(x, dy, f.mask(), f.DSkip, m, c, mean)
 	}
 	for j := 0; j < c; j++ { // Σg·(x − mean) → Σg·x̂

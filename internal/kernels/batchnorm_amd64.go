@@ -117,12 +117,13 @@ func chanSumsMasked32(x, dy, dz []float32, m, c int, mean []float32, ma *ReLUAff
 			if dz != nil {
 				dzp = unsafe.Pointer(&dz[r0*c])
 			}
-			kern := chanDyStatsMask512
 			if c >= wideRow { // as chanSums32 walks them
-				kern = chanDyStatsRowsMask512
+				chanDyStatsRowsMask512(unsafe.Pointer(&x[r0*c]), unsafe.Pointer(&dy[r0*c]), dzp, r1-r0, c, unsafe.Pointer(&mean[0]),
+					unsafe.Pointer(&ma.Scale[0]), unsafe.Pointer(&ma.Shift[0]), unsafe.Pointer(&part[0]))
+			} else {
+				chanDyStatsMask512(unsafe.Pointer(&x[r0*c]), unsafe.Pointer(&dy[r0*c]), dzp, r1-r0, c, c, unsafe.Pointer(&mean[0]),
+					unsafe.Pointer(&ma.Scale[0]), unsafe.Pointer(&ma.Shift[0]), unsafe.Pointer(&part[0]))
 			}
-			kern(unsafe.Pointer(&x[r0*c]), unsafe.Pointer(&dy[r0*c]), dzp, r1-r0, c, unsafe.Pointer(&mean[0]),
-				unsafe.Pointer(&ma.Scale[0]), unsafe.Pointer(&ma.Shift[0]), unsafe.Pointer(&part[0]))
 			for i, v := range part {
 				acc[i] += float64(v)
 			}
@@ -244,10 +245,13 @@ func chanShiftStatsRows512(x unsafe.Pointer, rows, c int, shift, acc unsafe.Poin
 
 // chanDyStatsMask512 is chanDyStats512 with the mask recomputed from x:
 // g = dy[r][j] where max(x[r][j]·scale[j] + shift[j], 0) ≠ 0 (or is NaN),
-// as chanAffine512 with relu computes it.
+// as chanAffine512 with relu computes it; on rows stride floats apart in
+// x, dy and dz (c for whole rows; more for the first c channels of wider
+// rows, as a convolution's data gradient sums a block of them as it
+// stores it: DataGradSums).
 //
 //go:noescape
-func chanDyStatsMask512(x, dy, dz unsafe.Pointer, rows, c int, mean, scale, shift, acc unsafe.Pointer)
+func chanDyStatsMask512(x, dy, dz unsafe.Pointer, rows, c, stride int, mean, scale, shift, acc unsafe.Pointer)
 
 // chanDyStatsRowsMask512 is chanDyStatsMask512 walking rows.
 //

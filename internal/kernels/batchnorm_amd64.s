@@ -350,16 +350,18 @@ szr_done:
 // VMAXPS operand order, so that z ≠ 0 exactly where the stored output
 // would be), in place of reading y.
 
-// func chanDyStatsMask512(x, dy, dz unsafe.Pointer, rows, c int, mean, scale, shift, acc unsafe.Pointer)
-TEXT ·chanDyStatsMask512(SB), NOSPLIT, $0-72
+// func chanDyStatsMask512(x, dy, dz unsafe.Pointer, rows, c, stride int, mean, scale, shift, acc unsafe.Pointer)
+TEXT ·chanDyStatsMask512(SB), NOSPLIT, $0-80
 	MOVQ x+0(FP), SI
 	MOVQ dy+8(FP), R10
 	MOVQ rows+24(FP), BX
 	MOVQ c+32(FP), R8
 	SHLQ $2, R8
-	MOVQ mean+40(FP), R9
-	MOVQ scale+48(FP), R15
-	MOVQ shift+56(FP), DI
+	MOVQ stride+40(FP), R13
+	SHLQ $2, R13
+	MOVQ mean+48(FP), R9
+	MOVQ scale+56(FP), R15
+	MOVQ shift+64(FP), DI
 	VPXORD Z6, Z6, Z6
 	XORQ DX, DX
 dm_cv:
@@ -391,13 +393,13 @@ dm_acc:
 	VSUBPS Z1, Z2, Z2
 	VADDPS Z4, Z0, Z0
 	VFMADD231PS Z2, Z4, Z3
-	ADDQ R8, AX
-	ADDQ R8, R12
-	ADDQ R8, R14
+	ADDQ R13, AX
+	ADDQ R13, R12
+	ADDQ R13, R14
 	DECQ CX
 	JNZ dm_row
 dm_store:
-	MOVQ acc+64(FP), R11
+	MOVQ acc+72(FP), R11
 	VADDPS (R11)(DX*1), Z0, Z0
 	VMOVUPS Z0, (R11)(DX*1)
 	ADDQ R8, R11
@@ -583,3 +585,4 @@ a2mb_done:
 a2mb_sub:
 	ROUNDBF16Z0
 	JMP a2mb_store
+

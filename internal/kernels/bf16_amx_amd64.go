@@ -69,6 +69,15 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 	if momentBuf != nil {
 		defer sumPool.Put(momentBuf)
 	}
+	// A data gradient's batch norm sums, where asked (ep.gradSums): each
+	// task's, 2·OC float64s, added up in task order at the end.
+	gs := gradSumsOf(ep, s, s.N*oh*ow*s.OC, placed)
+	var taskSums []float64
+	if gs != nil {
+		taskSums = sumPool.Get(2 * s.OC * d.tasks())
+		clear(taskSums)
+		defer sumPool.Put(taskSums)
+	}
 	parallelChunks(d.tasks(), d.k, func(task0, task1 int) {
 		acc := getBuf(amxGroup * 32 * 32)
 		defer putBuf(acc)
@@ -102,10 +111,18 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 				if bm != nil {
 					*bm = blockMoments{}
 				}
+				var part [64]float32 // the group's gradient sums, as chanDyStatsMask512 lays them out for nc channels
 				for g := 0; g < blocks; g += amxGroup {
 					gb := min(amxGroup, blocks-g)
 					q0 := pos0 + 32*g
 					a, bw := unsafe.Pointer(&buf[st*cp*32*g]), unsafe.Pointer(&wp[b*blockPairs])
+					if gs != nil && b == 0 {
+						// the batch norm's input the group's sums read, into the cache while the tiles compute
+						pa, pb := pixelAt(q0, img, wd, oh, ow), pixelAt(min(q0+32*gb, pos1), img, wd, oh, ow)
+						if pb > pa {
+							prefetchLines(unsafe.Pointer(&gs.X[pa*s.OC]), 4*(pb-pa)*s.OC)
+						}
+					}
 					if nc <= 16 { // half the products (CIFAR's 16-channel layers)
 						amxBF16Conv32Left(cfg, a, lda, bw, chunks, unsafe.Pointer(&acc[0]), gb, unsafe.Pointer(&taps[0]), len(taps))
 					} else {
@@ -131,10 +148,24 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 						if bm != nil {
 							bm.add(acc[(p-q0)*32:], run) // the stored outputs: the epilogue is the identity
 						}
+						if gs != nil { // the stored gradient, in cache
+							at := m*s.OC + c0
+							_, _ = gs.X[at+(run-1)*s.OC+nc-1], y[at+(run-1)*s.OC+nc-1]
+							chanDyStatsMask512(unsafe.Pointer(&gs.X[at]), unsafe.Pointer(&y[at]), nil, run, nc, s.OC,
+								unsafe.Pointer(&gs.Mean[c0]), unsafe.Pointer(&gs.Mask.Scale[c0]), unsafe.Pointer(&gs.Mask.Shift[c0]), unsafe.Pointer(&part[0]))
+						}
 						p += run
 					}
 					if bm != nil {
 						bm.fold() // at most 32·amxGroup = 256 outputs a fold
+					}
+					if gs != nil { // as often
+						ts := taskSums[2*s.OC*task:][:2*s.OC]
+						for j := range nc {
+							ts[c0+j] += float64(part[j])
+							ts[s.OC+c0+j] += float64(part[nc+j])
+						}
+						part = [64]float32{}
 					}
 				}
 				if bm != nil {
@@ -147,6 +178,43 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 	if moments != nil {
 		mergeMoments(ep.stats, s.OC, moments)
 	}
+	if gs != nil {
+		sums := make([]float64, 2*s.OC)
+		for task := range d.tasks() {
+			for j, v := range taskSums[2*s.OC*task:][:2*s.OC] {
+				sums[j] += v
+			}
+		}
+		gs.Sums, gs.Done = sums, true
+	}
+}
+
+// pixelAt returns the index of the first output pixel at or after
+// position p of convDirectAMXBF16's sweep.
+func pixelAt(p, img, wd, oh, ow int) int {
+	n, r := p/img, p%img
+	oy, ox := r/wd, r%wd
+	if oy >= oh {
+		return (n + 1) * oh * ow
+	}
+	if ox >= ow {
+		return (n*oh + oy + 1) * ow
+	}
+	return (n*oh+oy)*ow + ox
+}
+
+// gradSumsOf returns ep.gradSums where convDirectAMXBF16 fills them for
+// its output y of n elements (s the data gradient's turned shape, placed
+// whether its outputs are placed), else nil: unplaced, stored as they are
+// (no skip: the sums would not be the gradient's), channels a multiple of
+// 16 (chanDyStatsMask512's), and operands that fit.
+func gradSumsOf(ep *convEpilogue, s ConvShape, n int, placed bool) *DataGradSums {
+	gs := ep.gradSums
+	if gs == nil || placed || ep.skip != nil || s.OC%16 != 0 || gs.Mask == nil ||
+		len(gs.X) < n || len(gs.Mean) < s.OC || len(gs.Mask.Scale) < s.OC || len(gs.Mask.Shift) < s.OC {
+		return nil
+	}
+	return gs
 }
 
 // blockMoments accumulates a task's statistics of a block of 32 output

@@ -225,13 +225,29 @@ func ConvGradBF16OK(s ConvShape) bool {
 // reports false where the direct kernels do not take it (the caller
 // widens it: Float32FromBF16 is exact).
 func ConvBackwardDataFromBF16(s ConvShape, dyb []uint16, w, dx []float32, add bool) bool {
+	return convBackwardDataFromBF16(s, dyb, w, dx, add, nil)
+}
+
+// ConvBackwardDataSumsFromBF16 is ConvBackwardDataFromBF16 (not added to
+// dx) that also fills gs, the first backward pass of the batch norm whose
+// output x is, where the AMX tiles compute the gradient in place (a
+// stride-1 data gradient, x's channels a multiple of 16; gs.Done
+// reports it). Its sums are float32 over a tile group's blocks of at most
+// 256 positions (as the batch norm's own pass sums 256 rows), then
+// float64, added in a fixed order of tasks: the result does not depend on
+// which goroutine ran which.
+func ConvBackwardDataSumsFromBF16(s ConvShape, dyb []uint16, w, dx []float32, gs *DataGradSums) bool {
+	return convBackwardDataFromBF16(s, dyb, w, dx, false, gs)
+}
+
+func convBackwardDataFromBF16(s ConvShape, dyb []uint16, w, dx []float32, add bool, gs *DataGradSums) bool {
 	if !bf16NativeOn() {
 		return false
 	}
 	src := bf16Input{xb: dyb[:s.N*s.OH()*s.OW()*s.OC]}
 	w = w[:s.KH*s.KW*s.C*s.OC]
 	if backwardDataAsForwardOK(s) {
-		backwardDataDirectOfBF16(s, src, w, dx, add, bf16DirectKernels)
+		backwardDataDirectOfBF16(s, src, w, dx, add, bf16DirectKernels, gs)
 		return true
 	}
 	return phasedDataOK(s) && backwardDataPhasesOfBF16(s, src, w, dx, add, bf16DirectKernels)

@@ -489,12 +489,13 @@ func backwardDataAsForwardOK(s ConvShape) bool {
 // PT′ = DH·(KH−1) − PT (and so on), whose output is H×W. The addition
 // runs in the epilogue (dx as its skip term), in float32.
 func backwardDataDirectBF16(s ConvShape, dy, w, dx []float32, add bool, kern bf16DirectSet) {
-	backwardDataDirectOfBF16(s, bf16Input{x: dy}, w, dx, add, kern)
+	backwardDataDirectOfBF16(s, bf16Input{x: dy}, w, dx, add, kern, nil)
 }
 
 // backwardDataDirectOfBF16 is backwardDataDirectBF16 of the gradient dyIn
 // (float32 or bfloat16).
-func backwardDataDirectOfBF16(s ConvShape, dyIn bf16Input, w, dx []float32, add bool, kern bf16DirectSet) {
+// Where gs is not nil and the sweep computes them, it fills gs's sums too.
+func backwardDataDirectOfBF16(s ConvShape, dyIn bf16Input, w, dx []float32, add bool, kern bf16DirectSet, gs *DataGradSums) {
 	rh, rw := s.DH*(s.KH-1), s.DW*(s.KW-1)
 	t := ConvShape{N: s.N, H: s.OH(), W: s.OW(), C: s.OC, OC: s.C, KH: s.KH, KW: s.KW, SH: 1, SW: 1, DH: s.DH, DW: 1,
 		PT: rh - s.PT, PL: rw - s.PL, PB: rh - s.PB, PR: rw - s.PR}
@@ -506,6 +507,7 @@ func backwardDataDirectOfBF16(s ConvShape, dyIn bf16Input, w, dx []float32, add 
 	if add {
 		ep.skip = dx
 	}
+	ep.gradSums = gs
 	convDirectPlacedBF16(t, dyIn, wp, dx[:s.N*s.H*s.W*s.C], ep, kern, unplaced(t))
 }
 

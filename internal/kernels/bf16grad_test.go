@@ -184,3 +184,73 @@ func TestChanAffine2ToBF16Subnormal(t *testing.T) {
 		t.Fatal("no subnormal output: the test does not reach the rounding path")
 	}
 }
+
+// TestConvBackwardDataSums holds ConvBackwardDataSumsFromBF16 to
+// ConvBackwardDataFromBF16 bit for bit for dx, and its batch norm sums to
+// their float64 sums from that dx: per channel Σg and Σg·(x − mean), g = dx
+// where the map's ReLU passes. Its float32 partial sums over at most 256
+// positions (and the rounded x − mean) bound the error by γ₂₆₀ = 260u/(1 −
+// 260u), u = 2⁻²⁴, of the sum of the terms' magnitudes. Channels that are
+// not a multiple of 16 are not summed (Done false), their dx still is.
+func TestConvBackwardDataSums(t *testing.T) {
+	if !AMXBF16() {
+		t.Skip("no AMX-BF16 tiles here (CPU, system, RESIDUAL_AMX=0 or RESIDUAL_KERNELS): the sums are computed on them only")
+	}
+	r := rand.New(rand.NewPCG(37, 2))
+	gamma := func(n float64) float64 { u := math.Ldexp(1, -24); return n * u / (1 - n*u) }
+	for _, s := range []ConvShape{
+		{N: 3, H: 9, W: 7, C: 16, OC: 32, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 5, H: 8, W: 8, C: 64, OC: 64, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 2, H: 12, W: 11, C: 48, OC: 16, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 4, H: 6, W: 6, C: 32, OC: 64, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
+		{N: 2, H: 7, W: 9, C: 24, OC: 32, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+	} {
+		if !ConvGradBF16OK(s) {
+			t.Fatalf("%+v: no bfloat16 gradient on AMX", s)
+		}
+		w := kt.RandF32(r, s.KH*s.KW*s.C*s.OC)
+		n := s.N * s.OH() * s.OW() * s.OC
+		dyb := make([]uint16, n)
+		ToBF16(dyb, kt.RandF32(r, n))
+		m := s.N * s.H * s.W
+		gs := &DataGradSums{X: kt.RandF32(r, m*s.C), Mean: kt.RandF32(r, s.C),
+			Mask: &ReLUAffine{Scale: kt.RandF32(r, s.C), Shift: kt.RandF32(r, s.C)}}
+		dx1, dx2 := make([]float32, m*s.C), make([]float32, m*s.C)
+		if !ConvBackwardDataSumsFromBF16(s, dyb, w, dx1, gs) || !ConvBackwardDataFromBF16(s, dyb, w, dx2, false) {
+			t.Fatalf("%+v: the data gradient refused a bfloat16 gradient ConvGradBF16OK promised", s)
+		}
+		for i := range dx1 {
+			if math.Float32bits(dx1[i]) != math.Float32bits(dx2[i]) {
+				t.Fatalf("%+v: dx[%d] %g with the sums, %g without", s, i, dx1[i], dx2[i])
+			}
+		}
+		if gs.Done != (s.C%16 == 0) {
+			t.Fatalf("%+v: Done %v for %d channels", s, gs.Done, s.C)
+		}
+		if !gs.Done {
+			continue
+		}
+		want, mag := make([]float64, 2*s.C), make([]float64, 2*s.C)
+		passed := 0
+		for i, g := range dx2 {
+			j := i % s.C
+			if gs.Mask.Of(gs.X[i], j) == 0 {
+				continue
+			}
+			passed++
+			d := float64(g) * (float64(gs.X[i]) - float64(gs.Mean[j]))
+			want[j] += float64(g)
+			want[s.C+j] += d
+			mag[j] += math.Abs(float64(g))
+			mag[s.C+j] += math.Abs(d)
+		}
+		if passed == 0 || passed == len(dx2) {
+			t.Fatalf("%+v: the mask passes %d of %d: the test needs both", s, passed, len(dx2))
+		}
+		for j := range want {
+			if tol := gamma(260) * mag[j]; math.Abs(gs.Sums[j]-want[j]) > tol {
+				t.Fatalf("%+v: sum %d is %g, want %g ± %g", s, j, gs.Sums[j], want[j], tol)
+			}
+		}
+	}
+}

@@ -91,6 +91,9 @@ type convEpilogue struct {
 	// (streamedOutput); the AMX sweep sets it on the epilogue of the
 	// forward call it runs.
 	stream bool
+	// gradSums, where not nil, asks a data gradient for its batch norm's
+	// first backward pass (DataGradSums), if the path computes it.
+	gradSums *DataGradSums
 }
 
 // isDirect reports whether e asks for the direct kernels (nil does not).
