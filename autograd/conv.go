@@ -86,13 +86,16 @@ func recordConv(pr Precision, s kernels.ConvShape, x, w, b, y *Value, xd []float
 		tp, dyb := y.tape, y.gradBF16
 		dy := func() []float32 { return y.gradF32() }
 		tp.contributeAdd(x, func(dst []float32) {
-			if gs := x.gradSums; dyb != nil && gs != nil && x.uses == 1 && kernels.ConvBackwardDataSumsFromBF16(s, dyb, w.Data.Data, dst, gs) {
-				return // the whole of x's gradient: its batch norm's first pass is made (fuse.go)
+			if dyb != nil && takesGradSums(x, 1) && kernels.ConvBackwardDataSumsFromBF16(s, dyb, w.Data.Data, dst, false, x.gradSums) {
+				return // all of x's gradient: its batch norm's first pass is made (fuse.go)
 			}
 			if dyb == nil || !kernels.ConvBackwardDataFromBF16(s, dyb, w.Data.Data, dst, false) {
 				convBackwardData(pr, s, dy(), w.Data.Data, dst)
 			}
 		}, func(dst []float32) {
+			if dyb != nil && takesGradSums(x, 2) && kernels.ConvBackwardDataSumsFromBF16(s, dyb, w.Data.Data, dst, true, x.gradSums) {
+				return // the last of x's two gradients: as above
+			}
 			if dyb == nil || !kernels.ConvBackwardDataFromBF16(s, dyb, w.Data.Data, dst, true) {
 				convBackwardDataAdd(pr, s, dy(), w.Data.Data, dst)
 			}

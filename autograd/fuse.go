@@ -63,15 +63,22 @@ import (
 // reluAffineInputs switches that fusion (the tests compare both ways).
 var reluAffineInputs = true
 
-// The batch norm's backward step then starts with a pass over its output
-// gradient and its input for the sums Σg and Σg·(x − mean), g the gradient
-// where the ReLU passes. Where the convolution is the output's only reader,
-// its data gradient is the whole output gradient, and the kernels add the
-// sums up from each block of it as they store it, reading the batch norm's
-// input beside it (kernels.DataGradSums, where AMX tiles compute the
-// gradient): the pass reads neither again. The sums are added in another
-// order (float32 over a tile group's 256 positions instead of the pass's
-// 256 rows), so the gradients differ from the unfused ones by rounding.
+// A training batch norm's backward step starts with a pass over its
+// output gradient, its input and its ReLU's mask source for the sums Σg
+// and Σg·(x − mean), g the gradient where the ReLU passes. On a bfloat16
+// tape the convolution that reads the batch norm's ReLU'd output makes
+// that pass as its data gradient stores each block of the gradient, in
+// cache, reading the batch norm's input (and stored output, for the mask
+// after a skip addition) beside it (kernels.DataGradSums, where AMX tiles
+// compute the gradient), where the gradient it stores is the last of the
+// output's: the convolution is the output's only reader (ResNet's conv2
+// after bn1), or one of two and the other's gradient is in (a block's
+// output, which the next block's conv1 and skip addition read; the skip's
+// is recorded later, so it comes first). After a skip addition the
+// gradient is stored masked, as the pass would have written it for the
+// skip. The sums are added in another order (float32 over a tile group's
+// 256 positions instead of the pass's 256 rows), so the gradients differ
+// from the unfused ones by rounding.
 
 // gradSumsInData switches that (the tests compare both ways);
 // gradSumsTaken counts the batch norms that took the sums (for the tests).
@@ -79,6 +86,29 @@ var (
 	gradSumsInData = true
 	gradSumsTaken  atomic.Int64
 )
+
+// gradSumsFor returns what a batch norm in training on y's tape, of input
+// x with batch mean mean, asks the convolution that reads its output y
+// for (y.gradSums): with in, its ReLU's map from x, else its ReLU's
+// stored output y; nil off a bfloat16 tape.
+func gradSumsFor(y, x *Value, mean []float32, in *kernels.ReLUAffine) *kernels.DataGradSums {
+	if !gradSumsInData || y.tape == nil || y.tape.Precision() != BF16 || y.tape.noGrad {
+		return nil
+	}
+	if in != nil {
+		return &kernels.DataGradSums{X: x.Data.Data, Mean: mean, Mask: in}
+	}
+	return &kernels.DataGradSums{X: x.Data.Data, Mean: mean, Y: y.Data.Data}
+}
+
+// takesGradSums reports whether a convolution's data gradient that is the
+// uses-th contribution to x's gradient makes x's batch norm's first pass
+// (x.gradSums): x has exactly uses readers (so it is the last), and where
+// the gradient is stored masked nothing else reads it.
+func takesGradSums(x *Value, uses int32) bool {
+	gs := x.gradSums
+	return gs != nil && x.uses == uses && (gs.Y == nil || !x.retain && !x.requiresGrad)
+}
 
 // reluAffineDeferred is the output of a batch norm and ReLU whose
 // statistics and backward pass are done, left to be computed from its

@@ -105,7 +105,7 @@ func recordBatchNormTrain(y, x, gamma, beta, skip *Value, relu bool, mean, invSt
 		tp, dy := y.tape, y.gradF32()
 		dg, db := tp.alloc(c), tp.alloc(c)
 		var sums []float64 // the first pass, where the convolution that read y made it
-		if gs := y.gradSums; gs != nil && gs.Done && mask != nil {
+		if gs := y.gradSums; gs != nil && gs.Done && (gs.Mask != nil) == (mask != nil) && (gs.Y == nil || relu) {
 			sums = gs.Sums
 			gradSumsTaken.Add(1)
 		}
@@ -118,8 +118,9 @@ func recordBatchNormTrain(y, x, gamma, beta, skip *Value, relu bool, mean, invSt
 			// the bytes written and read twice).
 			bf, _ := batchNormBuffers(y, x, skip, relu, dy, false)
 			if mask != nil {
-				bf.Y, bf.Mask, bf.Sums = nil, mask, sums
+				bf.Y, bf.Mask = nil, mask
 			}
+			bf.Sums = sums
 			buf := tp.alloc((len(dy) + 1) / 2)
 			dxb := kernels.BF16Of(buf, len(dy))
 			if !kernels.BatchNormTrainBackwardToBF16(m, c, x.Data.Data, g, mean, invStd, dy, dxb, dg, db, bf) {
@@ -134,8 +135,9 @@ func recordBatchNormTrain(y, x, gamma, beta, skip *Value, relu bool, mean, invSt
 		}
 		bf, dx := batchNormBuffers(y, x, skip, relu, dy, true)
 		if mask != nil {
-			bf.Y, bf.Mask, bf.Sums = nil, mask, sums
+			bf.Y, bf.Mask = nil, mask
 		}
+		bf.Sums = sums
 		kernels.BatchNormTrainBackward(m, c, x.Data.Data, g, mean, invStd, dy, dx, dg, db, bf)
 		tp.give(x, dx) // fresh buffers (or dy's): the inputs take them over
 		tp.give(gamma, dg)
@@ -165,9 +167,7 @@ func batchNormStats(y *Value, op *bnDeferred) *kernels.ReLUAffine {
 		return nil
 	}
 	*op.updated = true
-	if gradSumsInData {
-		y.gradSums = &kernels.DataGradSums{X: x.Data.Data, Mean: mean, Mask: in}
-	}
+	y.gradSums = gradSumsFor(y, x, mean, in)
 	recordBatchNormTrain(y, x, gamma, beta, nil, true, mean, invStd, in)
 	return in
 }
@@ -191,12 +191,16 @@ func batchNorm(y, x, gamma, beta, skip *Value, relu bool, runMean, runVar *tenso
 		mean, invStd := make([]float32, c), make([]float32, c)
 		in, _ := kernels.BatchNormTrainStats(m, c, x.Data.Data, g, b, mean, invStd, data32(runMean), data32(runVar), p.Momentum, p.Eps, x.stats)
 		kernels.ApplyReLUAffine(m, c, x.Data.Data, in, y.Data.Data)
+		y.gradSums = gradSumsFor(y, x, mean, in)
 		recordBatchNormTrain(y, x, gamma, beta, nil, true, mean, invStd, in)
 		return
 	}
 	if p.Training {
 		mean, invStd := make([]float32, c), make([]float32, c)
 		kernels.BatchNormTrainForward(m, c, x.Data.Data, g, b, y.Data.Data, mean, invStd, data32(runMean), data32(runVar), p.Momentum, p.Eps, f)
+		if relu {
+			y.gradSums = gradSumsFor(y, x, mean, nil)
+		}
 		recordBatchNormTrain(y, x, gamma, beta, skip, relu, mean, invStd, nil)
 		return
 	}

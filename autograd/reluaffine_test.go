@@ -247,28 +247,37 @@ func TestConvGradsStoredBF16(t *testing.T) {
 	}
 }
 
-// TestGradSumsInData runs conv → batch norm → ReLU → conv → batch norm →
-// ReLU, a loss and its backward pass on a bfloat16 training tape with the
-// first batch norm's backward sums made by the second convolution's data
-// gradient (gradSumsInData) and without. Everything computed before that
-// batch norm's backward step must agree bit for bit (the loss, the second
-// convolution's and batch norm's gradients); its dgamma and dbeta are its
-// sums Σg·x̂ and Σg, each summed in float32 over at most 256 values then in
-// float64 both ways, so each is within γ₂₆₀·Σ|term| of the exact sum (u =
-// 2⁻²⁴, γₙ = nu/(1 − nu)) and the two within twice that, plus a rounding
-// of each to float32; Σ|term| is bounded here by its sum over every
-// element, masked or not (from the retained gradient of the batch norm's
-// output and its input). A second reader of the ReLU'd output leaves the
-// gradient's sums to the batch norm (the convolution's is not all of it).
-// What reads the batch norm's input gradient next (the first convolution's
-// weight gradient, through bfloat16) can differ by a flipped rounding and
-// is not compared. Channels: 16, 32, 64 (two blocks of tiles).
+// TestGradSumsInData runs a bfloat16 training step with a batch norm's
+// backward sums made by the data gradient of the convolution that reads
+// its ReLU'd output (gradSumsInData) and without. Networks: conv → batch
+// norm → ReLU → conv → batch norm → ReLU, the mask from the first batch
+// norm's input through its map, with or without a second reader of the
+// ReLU'd output recorded after the second convolution (its gradient comes
+// first, the convolution's last: the sums are made) or before it (the
+// convolution's comes first: the batch norm makes its pass); and a block,
+// conv → batch norm + skip → ReLU → conv → batch norm + that output → ReLU,
+// whose first batch norm's mask comes from its stored output and whose
+// output gradient the second convolution stores masked, last after the
+// second batch norm's skip gradient. Everything computed before that
+// batch norm's backward step must agree bit for bit (the loss, the later
+// layers' gradients, and the skip's gradient, g either way); its dgamma
+// and dbeta are its sums Σg·x̂ and Σg, each summed in float32 over at most
+// 256 values then in float64 both ways, so each is within γ₂₆₀·Σ|term| of
+// the exact sum (u = 2⁻²⁴, γₙ = nu/(1 − nu)) and the two within twice
+// that, plus a rounding of each to float32; Σ|term| is bounded here by its
+// sum over every element, masked or not (from the run without, which
+// retains the batch norm's output gradient, and its input). What reads the
+// batch norm's input gradient next (the first convolution's weight
+// gradient, through bfloat16) can differ by a flipped rounding and is not
+// compared. Channels: 16, 32, 64 (two blocks of tiles).
 func TestGradSumsInData(t *testing.T) {
 	gamma := func(n float64) float64 { u := math.Ldexp(1, -24); return n * u / (1 - n*u) }
 	for _, c := range []struct {
 		n, h, c int
-		reread  bool
-	}{{3, 9, 16, false}, {2, 8, 32, false}, {2, 6, 64, false}, {3, 9, 16, true}} {
+		reread  int // 0: none; 1: recorded after the second convolution; 2: before it
+		block   bool
+	}{{3, 9, 16, 0, false}, {2, 8, 32, 0, false}, {2, 6, 64, 0, false}, {3, 9, 16, 1, false}, {3, 9, 16, 2, false},
+		{3, 9, 16, 0, true}, {2, 6, 64, 0, true}} {
 		t.Run(fmt.Sprintf("%+v", c), func(t *testing.T) {
 			s := kernels.ConvShape{N: c.n, H: c.h, W: c.h, C: c.c, OC: c.c, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}
 			if !kernels.AMXBF16() || !kernels.ConvReLUAffineBF16OK(s) || !kernels.ConvGradBF16OK(s) {
@@ -276,14 +285,14 @@ func TestGradSumsInData(t *testing.T) {
 			}
 			rng := tensor.NewRNG(24)
 			xt := rng.Randn(c.n, c.h, c.h, 8)
-			w1t, w2t := rng.Randn(3, 3, 8, c.c), rng.Randn(3, 3, c.c, c.c)
+			w1t, w2t, wst := rng.Randn(3, 3, 8, c.c), rng.Randn(3, 3, c.c, c.c), rng.Randn(3, 3, 8, c.c)
 			g1t, b1t := rng.Randn(c.c), rng.Randn(c.c)
 			rt, qt := rng.Randn(c.n, c.h, c.h, c.c), rng.Randn(c.n, c.h, c.h, c.c)
 			type result struct {
 				loss   float32
 				before [][]float32 // computed before the first batch norm's backward step
 				dg, db []float32
-				dy, h  []float32 // the first batch norm's output gradient and input
+				dy, h  []float32 // the first batch norm's output gradient (retained without the sums) and input
 				taken  int64
 			}
 			run := func(on bool) result {
@@ -292,49 +301,65 @@ func TestGradSumsInData(t *testing.T) {
 				taken := gradSumsTaken.Load()
 				tp := NewTape()
 				tp.SetPrecision(BF16)
-				w1, w2 := Param(w1t.Clone(), "w1"), Param(w2t.Clone(), "w2")
+				w1, w2, ws := Param(w1t.Clone(), "w1"), Param(w2t.Clone(), "w2"), Param(wst.Clone(), "ws")
 				g1, b1 := Param(g1t.Clone(), "g1"), Param(b1t.Clone(), "b1")
 				g2, b2 := Param(tensor.Full(1, c.c), "g2"), Param(tensor.New(c.c), "b2")
 				bp := BatchNormParams{Training: true, Momentum: 0.1, Eps: 1e-5}
-				h := Conv2d(tp.Constant(xt), w1, nil, ConvParams{Pad: SymmetricPad(1, 1)})
-				mid := ReLU(BatchNorm(h, g1, b1, tensor.New(c.c), tensor.Full(1, c.c), bp))
-				mid.RetainGrad()
+				x := tp.Constant(xt)
+				h := Conv2d(x, w1, nil, ConvParams{Pad: SymmetricPad(1, 1)})
+				var mid, again *Value
+				if c.block {
+					skip := Conv2d(x, ws, nil, ConvParams{Pad: SymmetricPad(1, 1)})
+					mid = ReLU(Add(BatchNorm(h, g1, b1, tensor.New(c.c), tensor.Full(1, c.c), bp), skip))
+				} else {
+					mid = ReLU(BatchNorm(h, g1, b1, tensor.New(c.c), tensor.Full(1, c.c), bp))
+				}
+				if !on {
+					mid.RetainGrad()
+				}
+				if c.reread == 2 {
+					again = ReLU(mid)
+				}
 				o := Conv2d(mid, w2, nil, ConvParams{Pad: SymmetricPad(1, 1)})
-				o = ReLU(BatchNorm(o, g2, b2, tensor.New(c.c), tensor.Full(1, c.c), bp))
+				if c.reread == 1 {
+					again = ReLU(mid)
+				}
+				if c.block {
+					o = ReLU(Add(BatchNorm(o, g2, b2, tensor.New(c.c), tensor.Full(1, c.c), bp), mid))
+				} else {
+					o = ReLU(BatchNorm(o, g2, b2, tensor.New(c.c), tensor.Full(1, c.c), bp))
+				}
 				loss := Sum(Mul(o, tp.Constant(rt)))
-				if c.reread {
-					loss = Add(loss, Sum(Mul(ReLU(mid), tp.Constant(qt))))
+				if again != nil {
+					loss = Add(loss, Sum(Mul(again, tp.Constant(qt))))
 				}
 				tp.Backward(loss)
-				return result{loss: loss.Tensor().Data[0], before: [][]float32{w2.Grad.Data, g2.Grad.Data, b2.Grad.Data},
-					dg: g1.Grad.Data, db: b1.Grad.Data, dy: mid.Grad.Data, h: h.Tensor().Data, taken: gradSumsTaken.Load() - taken}
+				r := result{loss: loss.Tensor().Data[0], before: [][]float32{w2.Grad.Data, g2.Grad.Data, b2.Grad.Data},
+					dg: g1.Grad.Data, db: b1.Grad.Data, h: h.Tensor().Data, taken: gradSumsTaken.Load() - taken}
+				if c.block {
+					r.before = append(r.before, ws.Grad.Data)
+				}
+				if !on {
+					r.dy = mid.Grad.Data
+				}
+				return r
 			}
 			on, off := run(true), run(false)
-			if want := int64(1); c.reread {
+			want := int64(1)
+			if c.reread == 2 {
 				want = 0
-				if on.taken != want {
-					t.Fatalf("a batch norm took %d sums from a convolution whose gradient is part of its output's", on.taken)
-				}
-				return
-			} else if on.taken != want {
-				t.Fatalf("%d batch norms took the data gradient's sums, want %d", on.taken, want)
 			}
-			if off.taken != 0 {
-				t.Fatalf("%d batch norms took sums with gradSumsInData off", off.taken)
+			if on.taken != want || off.taken != 0 {
+				t.Fatalf("%d batch norms took the data gradient's sums (%d with gradSumsInData off), want %d", on.taken, off.taken, want)
 			}
 			if math.Float32bits(on.loss) != math.Float32bits(off.loss) {
 				t.Fatalf("loss %g with the sums, %g without", on.loss, off.loss)
 			}
-			for i, name := range []string{"w2", "gamma2", "beta2"} {
+			for i, name := range []string{"w2", "gamma2", "beta2", "the skip's weights"}[:len(on.before)] {
 				for j, v := range on.before[i] {
 					if math.Float32bits(v) != math.Float32bits(off.before[i][j]) {
 						t.Fatalf("d%s[%d]: %g with the sums, %g without", name, j, v, off.before[i][j])
 					}
-				}
-			}
-			for j, v := range on.dy {
-				if math.Float32bits(v) != math.Float32bits(off.dy[j]) {
-					t.Fatalf("the batch norm's output gradient [%d]: %g with the sums, %g without", j, v, off.dy[j])
 				}
 			}
 			m := len(on.h) / c.c
@@ -347,13 +372,13 @@ func TestGradSumsInData(t *testing.T) {
 				varc[i%c.c] += d * d / float64(m)
 			}
 			magG, magGX := make([]float64, c.c), make([]float64, c.c)
-			for i, g := range on.dy {
+			for i, g := range off.dy {
 				j := i % c.c
 				magG[j] += math.Abs(float64(g))
 				magGX[j] += math.Abs(float64(g) * (float64(on.h[i]) - mean[j]) / math.Sqrt(varc[j]+1e-5))
 			}
+			u := math.Ldexp(1, -24)
 			for j := range c.c {
-				u := math.Ldexp(1, -24)
 				// the float32 invStd and mean the kernels use are within
 				// a few u of these: 1% more covers them
 				if tol := 1.01*2*gamma(260)*magGX[j] + u*(math.Abs(float64(on.dg[j]))+math.Abs(float64(off.dg[j]))); math.Abs(float64(on.dg[j]-off.dg[j])) > tol {

@@ -23,9 +23,12 @@ import (
 // recomputed from x, Mask.Of(x) ≠ 0, and Y is not read (the output may
 // never have been stored, or is not read again).
 //
-// Sums, with Mask, are the training backward pass's first pass, Σg and
-// Σg·(x − mean) per channel, computed already (DataGradSums): the pass
-// is not made.
+// Sums are the training backward pass's first pass, Σg and Σg·(x − mean)
+// per channel, computed already (DataGradSums): the level's kernels do not
+// make it (the reference, which makes it all the same, gets the same
+// sums up to rounding). Without Mask, dy is g already (the ReLU's mask
+// applied: DataGradSums.Y), which DSkip, where it is another buffer,
+// receives a copy of.
 type Fused[T Float] struct {
 	Skip   []T
 	ReLU   bool
@@ -38,20 +41,28 @@ type Fused[T Float] struct {
 
 // DataGradSums asks a bfloat16 convolution's data gradient
 // (ConvBackwardDataSumsFromBF16) for the first pass of the backward step
-// of the training batch norm, with a ReLU whose mask comes from its input
-// (Fused.Mask), whose output the convolution read: per channel Σg and
-// Σg·(x − Mean), g the gradient where Mask's ReLU passes it, added up from
-// each block of the gradient as it is stored, in cache, instead of in a
-// pass over the whole gradient and X. Where Done, the kernels filled Sums
-// and the batch norm takes them (Fused.Sums); otherwise it makes the pass
-// itself.
+// of the training batch norm and ReLU whose output the convolution read:
+// per channel Σg and Σg·(x − Mean), g the gradient where the ReLU passes
+// it, added up from each block of the gradient as it is stored, in cache,
+// instead of in a pass over the whole gradient, X and the mask's source.
+// The mask comes from X through Mask (Fused.Mask), or from the stored
+// output Y (a ReLU after a skip addition), and then the gradient is
+// stored masked, g in place of the ReLU's output gradient. Exactly one of
+// Mask and Y is set. Where Done, the kernels filled Sums and the batch
+// norm takes them (Fused.Sums); otherwise it makes the pass itself.
 type DataGradSums struct {
 	X    []float32   // the batch norm's input, laid out as the gradient
 	Mean []float32   // its batch mean
-	Mask *ReLUAffine // its ReLU's map from X
+	Mask *ReLUAffine // its ReLU's map from X, or nil
+	Y    []float32   // or its ReLU's stored output, laid out as X
 	Sums []float64   // Σg in [0, C), Σg·(x − mean) in [C, 2C)
 	Done bool
 }
+
+// wideRow is the channel count from which the per-channel sums walk rows
+// left to right instead of channel vectors down the rows (a row of 512
+// bytes; measured: better from 128 channels, worse at 32).
+const wideRow = 128
 
 // ReLUAffine is a batch norm and ReLU whose output is computed where it is
 // read instead of stored: z = max(x·Scale + Shift, 0) per channel (x's
@@ -368,9 +379,6 @@ func (f Fused[T]) checkMask() {
 	if f.Mask != nil && (!f.ReLU || f.DSkip != nil) {
 		panic("kernels: Fused.Mask is a ReLU's mask without a skip addition")
 	}
-	if f.Sums != nil && f.Mask == nil {
-		panic("kernels: Fused.Sums come with Fused.Mask")
-	}
 }
 
 // trainBackwardPass is the training backward pass's first pass on the
@@ -385,6 +393,9 @@ func trainBackwardPass(m, c int, x, gamma, mean, invStd, dy, dgamma, dbeta []flo
 	switch {
 	case f.Sums != nil:
 		sums = append([]float64(nil), f.Sums[:2*c]...)
+		if f.Mask == nil && f.DSkip != nil && unsafe.SliceData(f.DSkip) != unsafe.SliceData(dy) {
+			copy(f.DSkip[:m*c], dy) // g, masked already
+		}
 	case f.Mask != nil:
 		sums = chanSumsMasked32(x, dy, f.DSkip, m, c, mean, f.Mask)
 	default:
@@ -399,6 +410,8 @@ func trainBackwardPass(m, c int, x, gamma, mean, invStd, dy, dgamma, dbeta []flo
 		return a, k, b, dy, nil
 	case f.DSkip != nil:
 		return a, k, b, f.DSkip, nil
+	case f.Sums != nil: // dy masked already
+		return a, k, b, dy, nil
 	}
 	return a, k, b, dy, f.mask()
 }

@@ -26,7 +26,7 @@ type vecKernels struct {
 }
 
 var (
-	vecAVX512 = &vecKernels{vec: 16, shiftStats: chanShiftStats512, shiftStatsRows: chanShiftStatsRows512, dyStats: chanDyStats512, dyStatsRows: chanDyStatsRows512, affine: chanAffine512, affine2: chanAffine2512,
+	vecAVX512 = &vecKernels{vec: 16, shiftStats: chanShiftStats512, shiftStatsRows: chanShiftStatsRows512, dyStats: chanDyStats512Whole, dyStatsRows: chanDyStatsRows512, affine: chanAffine512, affine2: chanAffine2512,
 		relu: relu512, reluGrad: reluGrad512, add: add512, sgd: sgd512, maxPool: maxPool512}
 	vecAVX2 = &vecKernels{vec: 8, shiftStats: chanShiftStatsAVX2, shiftStatsRows: chanShiftStatsRowsAVX2, dyStats: chanDyStatsAVX2, dyStatsRows: chanDyStatsRowsAVX2, affine: chanAffineAVX2, affine2: chanAffine2AVX2,
 		relu: reluAVX2, reluGrad: reluGradAVX2, add: addAVX2, sgd: sgdAVX2, maxPool: maxPoolAVX2}
@@ -43,11 +43,6 @@ func vecKernelsFor(l Level) *vecKernels {
 	}
 	return nil
 }
-
-// wideRow is the channel count from which the per-channel sums walk rows
-// left to right instead of channel vectors down the rows (a row of 512
-// bytes; measured: better from 128 channels, worse at 32).
-const wideRow = 128
 
 // statRows is the number of rows one per-channel kernel call sums in
 // float32 before the partial sums are combined in float64.
@@ -217,10 +212,18 @@ func chanShiftStats512(x unsafe.Pointer, rows, c int, shift, acc unsafe.Pointer)
 
 // chanDyStats512 adds, with g = dy[r][j] where y[r][j] ≠ 0 (or is NaN) and
 // 0 elsewhere, Σ_r g to acc[j] and Σ_r g·(x[r][j] − mean[j]) to acc[c+j],
-// and stores g at dz[r][j] unless dz is nil. Pass y = dy for g = dy.
+// and stores g at dz[r][j] unless dz is nil (dz may be dy). Pass y = dy
+// for g = dy. Rows are stride floats apart in all four (c for whole rows;
+// more for the first c channels of wider rows, as a convolution's data
+// gradient sums a block of them as it stores it: DataGradSums).
 //
 //go:noescape
-func chanDyStats512(x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
+func chanDyStats512(x, dy, y, dz unsafe.Pointer, rows, c, stride int, mean, acc unsafe.Pointer)
+
+// chanDyStats512Whole is chanDyStats512 on whole rows (vecKernels.dyStats).
+func chanDyStats512Whole(x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer) {
+	chanDyStats512(x, dy, y, dz, rows, c, c, mean, acc)
+}
 
 // chanAffine512 writes y[r][j] = x[r][j]·scale[j] + shift[j], plus
 // skip[r][j] unless skip is nil, then max(·, 0) if relu ≠ 0 (NaN stays

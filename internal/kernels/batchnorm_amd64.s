@@ -118,15 +118,17 @@ ss_done:
 	VZEROUPPER
 	RET
 
-// func chanDyStats512(x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc unsafe.Pointer)
-TEXT ·chanDyStats512(SB), NOSPLIT, $0-64
+// func chanDyStats512(x, dy, y, dz unsafe.Pointer, rows, c, stride int, mean, acc unsafe.Pointer)
+TEXT ·chanDyStats512(SB), NOSPLIT, $0-72
 	MOVQ x+0(FP), SI
 	MOVQ dy+8(FP), R10
 	MOVQ rows+32(FP), BX
 	MOVQ c+40(FP), R8
 	SHLQ $2, R8
-	MOVQ mean+48(FP), R9
-	MOVQ acc+56(FP), DI
+	MOVQ stride+48(FP), R15
+	SHLQ $2, R15
+	MOVQ mean+56(FP), R9
+	MOVQ acc+64(FP), DI
 	LEAQ (DI)(R8*1), R11
 	VPXORD Z6, Z6, Z6
 	XORQ DX, DX
@@ -157,10 +159,10 @@ ds_acc:
 	VSUBPS Z1, Z2, Z2
 	VADDPS Z4, Z0, Z0
 	VFMADD231PS Z2, Z4, Z3
-	ADDQ R8, AX
-	ADDQ R8, R12
-	ADDQ R8, R13
-	ADDQ R8, R14
+	ADDQ R15, AX
+	ADDQ R15, R12
+	ADDQ R15, R13
+	ADDQ R15, R14
 	DECQ CX
 	JNZ ds_row
 ds_store:

@@ -111,7 +111,7 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 				if bm != nil {
 					*bm = blockMoments{}
 				}
-				var part [64]float32 // the group's gradient sums, as chanDyStatsMask512 lays them out for nc channels
+				var part [64]float32 // the group's gradient sums, as the batch norm kernels lay them out for nc channels
 				for g := 0; g < blocks; g += amxGroup {
 					gb := min(amxGroup, blocks-g)
 					q0 := pos0 + 32*g
@@ -121,6 +121,9 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 						pa, pb := pixelAt(q0, img, wd, oh, ow), pixelAt(min(q0+32*gb, pos1), img, wd, oh, ow)
 						if pb > pa {
 							prefetchLines(unsafe.Pointer(&gs.X[pa*s.OC]), 4*(pb-pa)*s.OC)
+							if gs.Y != nil {
+								prefetchLines(unsafe.Pointer(&gs.Y[pa*s.OC]), 4*(pb-pa)*s.OC)
+							}
 						}
 					}
 					if nc <= 16 { // half the products (CIFAR's 16-channel layers)
@@ -150,9 +153,16 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 						}
 						if gs != nil { // the stored gradient, in cache
 							at := m*s.OC + c0
-							_, _ = gs.X[at+(run-1)*s.OC+nc-1], y[at+(run-1)*s.OC+nc-1]
-							chanDyStatsMask512(unsafe.Pointer(&gs.X[at]), unsafe.Pointer(&y[at]), nil, run, nc, s.OC,
-								unsafe.Pointer(&gs.Mean[c0]), unsafe.Pointer(&gs.Mask.Scale[c0]), unsafe.Pointer(&gs.Mask.Shift[c0]), unsafe.Pointer(&part[0]))
+							last := at + (run-1)*s.OC + nc - 1
+							_, _ = gs.X[last], y[last]
+							if gs.Mask != nil {
+								chanDyStatsMask512(unsafe.Pointer(&gs.X[at]), unsafe.Pointer(&y[at]), nil, run, nc, s.OC,
+									unsafe.Pointer(&gs.Mean[c0]), unsafe.Pointer(&gs.Mask.Scale[c0]), unsafe.Pointer(&gs.Mask.Shift[c0]), unsafe.Pointer(&part[0]))
+							} else { // the mask from the stored output; g stored over the gradient
+								_ = gs.Y[last]
+								chanDyStats512(unsafe.Pointer(&gs.X[at]), unsafe.Pointer(&y[at]), unsafe.Pointer(&gs.Y[at]), unsafe.Pointer(&y[at]), run, nc, s.OC,
+									unsafe.Pointer(&gs.Mean[c0]), unsafe.Pointer(&part[0]))
+							}
 						}
 						p += run
 					}
@@ -205,13 +215,25 @@ func pixelAt(p, img, wd, oh, ow int) int {
 
 // gradSumsOf returns ep.gradSums where convDirectAMXBF16 fills them for
 // its output y of n elements (s the data gradient's turned shape, placed
-// whether its outputs are placed), else nil: unplaced, stored as they are
-// (no skip: the sums would not be the gradient's), channels a multiple of
-// 16 (chanDyStatsMask512's), and operands that fit.
+// whether its outputs are placed), else nil: unplaced, channels a
+// multiple of 16 (the batch norm kernels') and fewer than wideRow, one
+// mask source, and operands that fit. Wider rows are left to the batch
+// norm's pass, which walks them left to right: down a block's channels
+// the rows' lines fall in few cache sets, and ResNet-50's training step
+// with its block outputs (256 to 2,048 channels) summed so was 5–7%
+// slower (three alternated rounds of residual bench resnet50-train-bf16).
 func gradSumsOf(ep *convEpilogue, s ConvShape, n int, placed bool) *DataGradSums {
 	gs := ep.gradSums
-	if gs == nil || placed || ep.skip != nil || s.OC%16 != 0 || gs.Mask == nil ||
-		len(gs.X) < n || len(gs.Mean) < s.OC || len(gs.Mask.Scale) < s.OC || len(gs.Mask.Shift) < s.OC {
+	if gs == nil || placed || s.OC%16 != 0 || s.OC >= wideRow || len(gs.X) < n || len(gs.Mean) < s.OC {
+		return nil
+	}
+	switch {
+	case gs.Mask != nil && gs.Y == nil:
+		if len(gs.Mask.Scale) < s.OC || len(gs.Mask.Shift) < s.OC {
+			return nil
+		}
+	case gs.Mask == nil && len(gs.Y) >= n:
+	default:
 		return nil
 	}
 	return gs

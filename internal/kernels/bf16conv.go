@@ -228,16 +228,18 @@ func ConvBackwardDataFromBF16(s ConvShape, dyb []uint16, w, dx []float32, add bo
 	return convBackwardDataFromBF16(s, dyb, w, dx, add, nil)
 }
 
-// ConvBackwardDataSumsFromBF16 is ConvBackwardDataFromBF16 (not added to
-// dx) that also fills gs, the first backward pass of the batch norm whose
-// output x is, where the AMX tiles compute the gradient in place (a
-// stride-1 data gradient, x's channels a multiple of 16; gs.Done
-// reports it). Its sums are float32 over a tile group's blocks of at most
-// 256 positions (as the batch norm's own pass sums 256 rows), then
-// float64, added in a fixed order of tasks: the result does not depend on
-// which goroutine ran which.
-func ConvBackwardDataSumsFromBF16(s ConvShape, dyb []uint16, w, dx []float32, gs *DataGradSums) bool {
-	return convBackwardDataFromBF16(s, dyb, w, dx, false, gs)
+// ConvBackwardDataSumsFromBF16 is ConvBackwardDataFromBF16 that also
+// fills gs from the gradient it stores (the sum, with add: it must be all
+// of the batch norm output's gradient), the first backward pass of the
+// batch norm whose output x is, where the AMX tiles compute the gradient
+// in place (a stride-1 data gradient, x's channels a multiple of 16;
+// gs.Done reports it; with gs.Y, dx is stored masked). Its sums are
+// float32 over a tile group's blocks of at most 256 positions (as the
+// batch norm's own pass sums 256 rows), then float64, added in a fixed
+// order of tasks: the result does not depend on which goroutine ran which
+// (the tasks, and so the rounding, depend on the number of threads).
+func ConvBackwardDataSumsFromBF16(s ConvShape, dyb []uint16, w, dx []float32, add bool, gs *DataGradSums) bool {
+	return convBackwardDataFromBF16(s, dyb, w, dx, add, gs)
 }
 
 func convBackwardDataFromBF16(s ConvShape, dyb []uint16, w, dx []float32, add bool, gs *DataGradSums) bool {

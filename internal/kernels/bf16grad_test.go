@@ -186,12 +186,15 @@ func TestChanAffine2ToBF16Subnormal(t *testing.T) {
 }
 
 // TestConvBackwardDataSums holds ConvBackwardDataSumsFromBF16 to
-// ConvBackwardDataFromBF16 bit for bit for dx, and its batch norm sums to
-// their float64 sums from that dx: per channel Σg and Σg·(x − mean), g = dx
-// where the map's ReLU passes. Its float32 partial sums over at most 256
+// ConvBackwardDataFromBF16, with and without the addition, and its batch
+// norm sums to their float64 sums from that dx: per channel Σg and
+// Σg·(x − mean), g = dx where the ReLU passes, its mask from x through a
+// map (dx bit for bit as without the sums) or from a stored output y (dx
+// stored masked: g bit for bit). Its float32 partial sums over at most 256
 // positions (and the rounded x − mean) bound the error by γ₂₆₀ = 260u/(1 −
 // 260u), u = 2⁻²⁴, of the sum of the terms' magnitudes. Channels that are
-// not a multiple of 16 are not summed (Done false), their dx still is.
+// not a multiple of 16, or from wideRow on, are not summed (Done false),
+// their dx is as without.
 func TestConvBackwardDataSums(t *testing.T) {
 	if !AMXBF16() {
 		t.Skip("no AMX-BF16 tiles here (CPU, system, RESIDUAL_AMX=0 or RESIDUAL_KERNELS): the sums are computed on them only")
@@ -204,6 +207,7 @@ func TestConvBackwardDataSums(t *testing.T) {
 		{N: 2, H: 12, W: 11, C: 48, OC: 16, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 4, H: 6, W: 6, C: 32, OC: 64, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
 		{N: 2, H: 7, W: 9, C: 24, OC: 32, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 2, H: 5, W: 5, C: 128, OC: 16, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 	} {
 		if !ConvGradBF16OK(s) {
 			t.Fatalf("%+v: no bfloat16 gradient on AMX", s)
@@ -213,43 +217,64 @@ func TestConvBackwardDataSums(t *testing.T) {
 		dyb := make([]uint16, n)
 		ToBF16(dyb, kt.RandF32(r, n))
 		m := s.N * s.H * s.W
-		gs := &DataGradSums{X: kt.RandF32(r, m*s.C), Mean: kt.RandF32(r, s.C),
-			Mask: &ReLUAffine{Scale: kt.RandF32(r, s.C), Shift: kt.RandF32(r, s.C)}}
-		dx1, dx2 := make([]float32, m*s.C), make([]float32, m*s.C)
-		if !ConvBackwardDataSumsFromBF16(s, dyb, w, dx1, gs) || !ConvBackwardDataFromBF16(s, dyb, w, dx2, false) {
-			t.Fatalf("%+v: the data gradient refused a bfloat16 gradient ConvGradBF16OK promised", s)
+		x, mean := kt.RandF32(r, m*s.C), kt.RandF32(r, s.C)
+		ma := &ReLUAffine{Scale: kt.RandF32(r, s.C), Shift: kt.RandF32(r, s.C)}
+		y := make([]float32, m*s.C) // a ReLU's output: zeros where it masks
+		for i, v := range kt.RandF32(r, m*s.C) {
+			y[i] = max(v, 0)
 		}
-		for i := range dx1 {
-			if math.Float32bits(dx1[i]) != math.Float32bits(dx2[i]) {
-				t.Fatalf("%+v: dx[%d] %g with the sums, %g without", s, i, dx1[i], dx2[i])
-			}
-		}
-		if gs.Done != (s.C%16 == 0) {
-			t.Fatalf("%+v: Done %v for %d channels", s, gs.Done, s.C)
-		}
-		if !gs.Done {
-			continue
-		}
-		want, mag := make([]float64, 2*s.C), make([]float64, 2*s.C)
-		passed := 0
-		for i, g := range dx2 {
-			j := i % s.C
-			if gs.Mask.Of(gs.X[i], j) == 0 {
-				continue
-			}
-			passed++
-			d := float64(g) * (float64(gs.X[i]) - float64(gs.Mean[j]))
-			want[j] += float64(g)
-			want[s.C+j] += d
-			mag[j] += math.Abs(float64(g))
-			mag[s.C+j] += math.Abs(d)
-		}
-		if passed == 0 || passed == len(dx2) {
-			t.Fatalf("%+v: the mask passes %d of %d: the test needs both", s, passed, len(dx2))
-		}
-		for j := range want {
-			if tol := gamma(260) * mag[j]; math.Abs(gs.Sums[j]-want[j]) > tol {
-				t.Fatalf("%+v: sum %d is %g, want %g ± %g", s, j, gs.Sums[j], want[j], tol)
+		for _, add := range []bool{false, true} {
+			for _, fromY := range []bool{false, true} {
+				name := fmt.Sprintf("%+v add=%v mask from y=%v", s, add, fromY)
+				gs := &DataGradSums{X: x, Mean: mean, Mask: ma}
+				passes := func(i int) bool { return ma.Of(x[i], i%s.C) != 0 }
+				if fromY {
+					gs = &DataGradSums{X: x, Mean: mean, Y: y}
+					passes = func(i int) bool { return y[i] != 0 }
+				}
+				base := kt.RandF32(r, m*s.C)
+				dx1, dx2 := append([]float32(nil), base...), append([]float32(nil), base...)
+				if !ConvBackwardDataSumsFromBF16(s, dyb, w, dx1, add, gs) || !ConvBackwardDataFromBF16(s, dyb, w, dx2, add) {
+					t.Fatalf("%s: the data gradient refused a bfloat16 gradient ConvGradBF16OK promised", name)
+				}
+				if gs.Done != (s.C%16 == 0 && s.C < wideRow) {
+					t.Fatalf("%s: Done %v for %d channels", name, gs.Done, s.C)
+				}
+				masked := gs.Done && fromY
+				for i := range dx1 {
+					want := dx2[i]
+					if masked && !passes(i) {
+						want = 0
+					}
+					if math.Float32bits(dx1[i]) != math.Float32bits(want) {
+						t.Fatalf("%s: dx[%d] %g with the sums, want %g", name, i, dx1[i], want)
+					}
+				}
+				if !gs.Done {
+					continue
+				}
+				want, mag := make([]float64, 2*s.C), make([]float64, 2*s.C)
+				passed := 0
+				for i, g := range dx2 {
+					j := i % s.C
+					if !passes(i) {
+						continue
+					}
+					passed++
+					d := float64(g) * (float64(x[i]) - float64(mean[j]))
+					want[j] += float64(g)
+					want[s.C+j] += d
+					mag[j] += math.Abs(float64(g))
+					mag[s.C+j] += math.Abs(d)
+				}
+				if passed == 0 || passed == len(dx2) {
+					t.Fatalf("%s: the mask passes %d of %d: the test needs both", name, passed, len(dx2))
+				}
+				for j := range want {
+					if tol := gamma(260) * mag[j]; math.Abs(gs.Sums[j]-want[j]) > tol {
+						t.Fatalf("%s: sum %d is %g, want %g ± %g", name, j, gs.Sums[j], want[j], tol)
+					}
+				}
 			}
 		}
 	}
