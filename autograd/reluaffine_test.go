@@ -269,15 +269,19 @@ func TestConvGradsStoredBF16(t *testing.T) {
 // retains the batch norm's output gradient, and its input). What reads the
 // batch norm's input gradient next (the first convolution's weight
 // gradient, through bfloat16) can differ by a flipped rounding and is not
-// compared. Channels: 16, 32, 64 (two blocks of tiles).
+// compared. The batch norm's output gradient, retained, must be the same
+// too where the mask comes through the map (stored unmasked); retaining
+// the block's output gradient keeps its sums with its batch norm (it
+// would be stored masked). Channels: 16, 32, 64 (two blocks of tiles).
 func TestGradSumsInData(t *testing.T) {
 	gamma := func(n float64) float64 { u := math.Ldexp(1, -24); return n * u / (1 - n*u) }
 	for _, c := range []struct {
 		n, h, c int
 		reread  int // 0: none; 1: recorded after the second convolution; 2: before it
 		block   bool
-	}{{3, 9, 16, 0, false}, {2, 8, 32, 0, false}, {2, 6, 64, 0, false}, {3, 9, 16, 1, false}, {3, 9, 16, 2, false},
-		{3, 9, 16, 0, true}, {2, 6, 64, 0, true}} {
+		retain  bool // the block's output gradient retained: not stored masked, so no sums
+	}{{3, 9, 16, 0, false, false}, {2, 8, 32, 0, false, false}, {2, 6, 64, 0, false, false}, {3, 9, 16, 1, false, false},
+		{3, 9, 16, 2, false, false}, {3, 9, 16, 0, true, false}, {2, 6, 64, 0, true, false}, {3, 9, 16, 0, true, true}} {
 		t.Run(fmt.Sprintf("%+v", c), func(t *testing.T) {
 			s := kernels.ConvShape{N: c.n, H: c.h, W: c.h, C: c.c, OC: c.c, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}
 			if !kernels.AMXBF16() || !kernels.ConvReLUAffineBF16OK(s) || !kernels.ConvGradBF16OK(s) {
@@ -314,7 +318,7 @@ func TestGradSumsInData(t *testing.T) {
 				} else {
 					mid = ReLU(BatchNorm(h, g1, b1, tensor.New(c.c), tensor.Full(1, c.c), bp))
 				}
-				if !on {
+				if !on || !c.block || c.retain { // a stored-output batch norm's sums need it unretained
 					mid.RetainGrad()
 				}
 				if c.reread == 2 {
@@ -339,14 +343,14 @@ func TestGradSumsInData(t *testing.T) {
 				if c.block {
 					r.before = append(r.before, ws.Grad.Data)
 				}
-				if !on {
+				if mid.retain {
 					r.dy = mid.Grad.Data
 				}
 				return r
 			}
 			on, off := run(true), run(false)
 			want := int64(1)
-			if c.reread == 2 {
+			if c.reread == 2 || c.retain {
 				want = 0
 			}
 			if on.taken != want || off.taken != 0 {
@@ -359,6 +363,13 @@ func TestGradSumsInData(t *testing.T) {
 				for j, v := range on.before[i] {
 					if math.Float32bits(v) != math.Float32bits(off.before[i][j]) {
 						t.Fatalf("d%s[%d]: %g with the sums, %g without", name, j, v, off.before[i][j])
+					}
+				}
+			}
+			if on.dy != nil { // retained: the batch norm's output gradient as the convolutions left it
+				for j, v := range on.dy {
+					if math.Float32bits(v) != math.Float32bits(off.dy[j]) {
+						t.Fatalf("the batch norm's output gradient [%d]: %g with the sums, %g without", j, v, off.dy[j])
 					}
 				}
 			}

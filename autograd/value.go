@@ -77,10 +77,10 @@ type Value struct {
 	bf16Grad    bool
 	gradBF16    []uint16
 	gradBF16Buf []float32
-	// gradSums: the first pass of the backward step of the batch norm
-	// whose ReLU'd output it is (deferred for a convolution that reads it,
-	// convOfBatchNormReLU), which that convolution's data gradient fills
-	// as it stores the gradient where it can (fuse.go).
+	// gradSums: the first pass of the backward step of the training
+	// batch norm and ReLU whose output it is, which the data gradient of
+	// a convolution that reads it fills as it stores the gradient, where
+	// that gradient is the last of its (fuse.go's takesGradSums).
 	gradSums *kernels.DataGradSums
 	// uses counts the recorded operations that read it (once per
 	// operand): a gradient is stored as bfloat16 only for a value one

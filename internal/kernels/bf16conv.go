@@ -232,8 +232,9 @@ func ConvBackwardDataFromBF16(s ConvShape, dyb []uint16, w, dx []float32, add bo
 // fills gs from the gradient it stores (the sum, with add: it must be all
 // of the batch norm output's gradient), the first backward pass of the
 // batch norm whose output x is, where the AMX tiles compute the gradient
-// in place (a stride-1 data gradient, x's channels a multiple of 16;
-// gs.Done reports it; with gs.Y, dx is stored masked). Its sums are
+// in place (a stride-1 data gradient, x's channels a multiple of 16 and
+// fewer than 128, wideRow; gs.Done reports it; with gs.Y, dx is stored
+// masked). Its sums are
 // float32 over a tile group's blocks of at most 256 positions (as the
 // batch norm's own pass sums 256 rows), then float64, added in a fixed
 // order of tasks: the result does not depend on which goroutine ran which
