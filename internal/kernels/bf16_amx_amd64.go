@@ -116,16 +116,6 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 					gb := min(amxGroup, blocks-g)
 					q0 := pos0 + 32*g
 					a, bw := unsafe.Pointer(&buf[st*cp*32*g]), unsafe.Pointer(&wp[b*blockPairs])
-					if gs != nil && b == 0 {
-						// the batch norm's input the group's sums read, into the cache while the tiles compute
-						pa, pb := pixelAt(q0, img, wd, oh, ow), pixelAt(min(q0+32*gb, pos1), img, wd, oh, ow)
-						if pb > pa {
-							prefetchLines(unsafe.Pointer(&gs.X[pa*s.OC]), 4*(pb-pa)*s.OC)
-							if gs.Y != nil {
-								prefetchLines(unsafe.Pointer(&gs.Y[pa*s.OC]), 4*(pb-pa)*s.OC)
-							}
-						}
-					}
 					if nc <= 16 { // half the products (CIFAR's 16-channel layers)
 						amxBF16Conv32Left(cfg, a, lda, bw, chunks, unsafe.Pointer(&acc[0]), gb, unsafe.Pointer(&taps[0]), len(taps))
 					} else {
@@ -197,20 +187,6 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 		}
 		gs.Sums, gs.Done = sums, true
 	}
-}
-
-// pixelAt returns the index of the first output pixel at or after
-// position p of convDirectAMXBF16's sweep.
-func pixelAt(p, img, wd, oh, ow int) int {
-	n, r := p/img, p%img
-	oy, ox := r/wd, r%wd
-	if oy >= oh {
-		return (n + 1) * oh * ow
-	}
-	if ox >= ow {
-		return (n*oh + oy + 1) * ow
-	}
-	return (n*oh+oy)*ow + ox
 }
 
 // gradSumsOf returns ep.gradSums where convDirectAMXBF16 fills them for
