@@ -66,7 +66,12 @@ func Conv2d(x, w, b *Value, p ConvParams) *Value {
 	pr := y.tape.Precision()
 	// The bias (if any) is added as the kernels store the output.
 	e := kernels.ConvEpilogue[float32]{Shift: data(b), Stats: convStatsFor(y.tape, pr, b)}
-	convForwardW(pr, s, x.Data.Data, w, y.Data.Data, e)
+	if xb := dataBF16For(pr, s, x, w); xb != nil {
+		kernels.ConvForwardFromBF16(s, xb, w.Data.Data, y.Data.Data, e)
+		dataBF16Reads.Add(1)
+	} else {
+		convForwardW(pr, s, x.Data.Data, w, y.Data.Data, e)
+	}
 	if e.Stats != nil && e.Stats.Done {
 		y.stats = e.Stats
 	}
@@ -82,6 +87,7 @@ func Conv2d(x, w, b *Value, p ConvParams) *Value {
 // so (bf16GradFor), which the kernels read as it is where they take it and
 // widened elsewhere.
 func recordConv(pr Precision, s kernels.ConvShape, x, w, b, y *Value, xd []float32, in *kernels.ReLUAffine) {
+	xb := dataBF16For(pr, s, x, w) // x's bfloat16 copy, where the batch norm before stored one
 	record(y, func() {
 		tp, dyb := y.tape, y.gradBF16
 		dy := func() []float32 { return y.gradF32() }
@@ -102,6 +108,8 @@ func recordConv(pr Precision, s kernels.ConvShape, x, w, b, y *Value, xd []float
 		})
 		tp.contribute(w, func(dst []float32) {
 			switch {
+			case xb != nil && dyb != nil && kernels.ConvBackwardWeightInputsBF16(s, xb, dyb, dst):
+				dataBF16Reads.Add(1)
 			case dyb != nil && kernels.ConvBackwardWeightFromBF16(s, xd, in, dyb, dst):
 			case in == nil:
 				convBackwardWeight(pr, s, xd, dy(), dst)

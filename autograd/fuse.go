@@ -80,6 +80,44 @@ var reluAffineInputs = true
 // 256 positions instead of the pass's 256 rows), so the gradients differ
 // from the unfused ones by rounding.
 
+// A bfloat16 convolution converts its float32 input to bfloat16 twice:
+// for its forward pass's staging and for its weight gradient's pairs.
+// A residual block's output — its second batch norm, skip addition and
+// ReLU, computed in one pass at the ReLU — is read next by the next
+// block's conv1. On a bfloat16 training tape that pass stores the output
+// in bfloat16 too (kernels.Fused.YB: the bits the staging would make),
+// and a convolution that finds such a copy on its input reads it both
+// times (kernels.ConvForwardFromBF16, ConvBackwardWeightInputsBF16): half
+// a write more, two conversions and half the bytes of two reads fewer.
+// Results are the same bit for bit. The float32 output is still stored:
+// the next skip addition and the batch norm's own backward pass read it.
+// Where no such convolution reads it (a network's last block, a strided
+// 1×1 shortcut), the copy is written for nothing.
+
+// dataBF16Inputs switches that (the tests compare both ways);
+// dataBF16Reads counts the convolutions' forward passes and weight
+// gradients that read such a copy (for the tests).
+var (
+	dataBF16Inputs = true
+	dataBF16Reads  atomic.Int64
+)
+
+// storesDataBF16 reports whether a training batch norm with a skip
+// addition and ReLU, of c channels, stores its output y in bfloat16 too.
+func storesDataBF16(y *Value, c int) bool {
+	tp := y.tape
+	return dataBF16Inputs && tp != nil && tp.Precision() == BF16 && !tp.noGrad && tp.plans == nil && kernels.BatchNormForwardToBF16OK(c)
+}
+
+// dataBF16For returns x's bfloat16 copy where a convolution of shape s at
+// precision pr with weight w reads it (see askDataBF16), else nil.
+func dataBF16For(pr Precision, s kernels.ConvShape, x, w *Value) []uint16 {
+	if pr != BF16 || x.dataBF16 == nil || w.sealed != nil || !kernels.InputBF16OK(s) {
+		return nil
+	}
+	return x.dataBF16
+}
+
 // gradSumsInData switches that (the tests compare both ways);
 // gradSumsTaken counts the batch norms that took the sums (for the tests).
 var (

@@ -197,6 +197,11 @@ func batchNorm(y, x, gamma, beta, skip *Value, relu bool, runMean, runVar *tenso
 	}
 	if p.Training {
 		mean, invStd := make([]float32, c), make([]float32, c)
+		if relu && skip != nil && storesDataBF16(y, c) { // for the bfloat16 convolution that reads y next (fuse.go)
+			y.dataBF16Buf = y.tape.alloc((len(y.Data.Data) + 1) / 2)
+			y.dataBF16 = kernels.BF16Of(y.dataBF16Buf, len(y.Data.Data))
+			f.YB = y.dataBF16
+		}
 		kernels.BatchNormTrainForward(m, c, x.Data.Data, g, b, y.Data.Data, mean, invStd, data32(runMean), data32(runVar), p.Momentum, p.Eps, f)
 		if relu {
 			y.gradSums = gradSumsFor(y, x, mean, nil)

@@ -402,3 +402,97 @@ func TestGradSumsInData(t *testing.T) {
 		})
 	}
 }
+
+// TestDataStoredBF16 runs a bfloat16 training step through two basic
+// blocks (stem, conv → batch norm → ReLU → conv → batch norm + skip →
+// ReLU, twice, a strided convolution after) with the blocks' batch norms
+// storing their outputs in bfloat16 too for the convolutions that read
+// them next (dataBF16Inputs) and without: the loss, every parameter's
+// gradient and the running statistics must agree bit for bit, and the
+// copies must have been stored (and read: the first block's output by
+// the second block's conv1, the second's by the strided convolution, in
+// their forward passes and weight gradients: four reads).
+// Channels 16 and 32, an odd batch.
+func TestDataStoredBF16(t *testing.T) {
+	s := kernels.ConvShape{N: 3, H: 8, W: 8, C: 16, OC: 16, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}
+	if !kernels.InputBF16OK(s) || !kernels.BatchNormForwardToBF16OK(16) {
+		t.Skip("no AMX-BF16 tiles or AVX512-BF16 conversions here: no input is stored as bfloat16")
+	}
+	rng := tensor.NewRNG(25)
+	xt := rng.Randn(3, 8, 8, 8)
+	ws := []*tensor.Tensor{rng.Randn(3, 3, 8, 16), rng.Randn(3, 3, 16, 16), rng.Randn(3, 3, 16, 16), rng.Randn(3, 3, 16, 16),
+		rng.Randn(3, 3, 16, 16), rng.Randn(3, 3, 16, 32)}
+	rt := rng.Randn(3, 4, 4, 32)
+	type result struct {
+		loss          float32
+		grads         [][]float32
+		runs          [][]float32
+		copies, reads int
+	}
+	run := func(on bool) result {
+		defer func(v bool) { dataBF16Inputs = v }(dataBF16Inputs)
+		dataBF16Inputs = on
+		reads := dataBF16Reads.Load()
+		tp := NewTape()
+		tp.SetPrecision(BF16)
+		var params []*Value
+		var runs []*tensor.Tensor
+		bp := BatchNormParams{Training: true, Momentum: 0.1, Eps: 1e-5}
+		bn := func(v *Value, c int) *Value {
+			g, b := Param(tensor.Full(1, c), "g"), Param(tensor.New(c), "b")
+			rm, rv := tensor.New(c), tensor.Full(1, c)
+			params, runs = append(params, g, b), append(runs, rm, rv)
+			return BatchNorm(v, g, b, rm, rv, bp)
+		}
+		conv := func(v *Value, i, stride int) *Value {
+			w := Param(ws[i].Clone(), "w")
+			params = append(params, w)
+			return Conv2d(v, w, nil, ConvParams{Stride: [2]int{stride, stride}, Pad: SymmetricPad(1, 1)})
+		}
+		h := ReLU(bn(conv(tp.Constant(xt), 0, 1), 16))
+		var outs []*Value
+		for i := 1; i <= 3; i += 2 {
+			o := ReLU(bn(conv(h, i, 1), 16))
+			h = ReLU(Add(bn(conv(o, i+1, 1), 16), h))
+			outs = append(outs, h)
+		}
+		o := ReLU(bn(conv(h, 5, 2), 32))
+		loss := Sum(Mul(o, tp.Constant(rt)))
+		r := result{}
+		for _, v := range outs {
+			if v.dataBF16 != nil {
+				r.copies++
+			}
+		}
+		tp.Backward(loss)
+		r.loss, r.reads = loss.Tensor().Data[0], int(dataBF16Reads.Load()-reads)
+		for _, p := range params {
+			r.grads = append(r.grads, p.Grad.Data)
+		}
+		for _, rs := range runs {
+			r.runs = append(r.runs, rs.Data)
+		}
+		return r
+	}
+	on, off := run(true), run(false)
+	if on.copies != 2 || off.copies != 0 || on.reads != 4 || off.reads != 0 {
+		t.Fatalf("%d block outputs stored in bfloat16 and %d reads of them (%d and %d with dataBF16Inputs off), want 2 and 4", on.copies, on.reads, off.copies, off.reads)
+	}
+	if math.Float32bits(on.loss) != math.Float32bits(off.loss) {
+		t.Fatalf("loss %g with the copies, %g without", on.loss, off.loss)
+	}
+	for i := range on.grads {
+		for j, v := range on.grads[i] {
+			if math.Float32bits(v) != math.Float32bits(off.grads[i][j]) {
+				t.Fatalf("parameter %d gradient %d: %g with the copies, %g without", i, j, v, off.grads[i][j])
+			}
+		}
+	}
+	for i := range on.runs {
+		for j, v := range on.runs[i] {
+			if math.Float32bits(v) != math.Float32bits(off.runs[i][j]) {
+				t.Fatalf("running statistic %d[%d]: %g with the copies, %g without", i, j, v, off.runs[i][j])
+			}
+		}
+	}
+}

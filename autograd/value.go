@@ -77,6 +77,12 @@ type Value struct {
 	bf16Grad    bool
 	gradBF16    []uint16
 	gradBF16Buf []float32
+	// dataBF16 is Data in bfloat16 too (BF16FromFloat32 of each element),
+	// in the tape buffer dataBF16Buf, where the batch norm that computed
+	// it stored it so for the bfloat16 convolution that reads it next
+	// (fuse.go's storesDataBF16).
+	dataBF16    []uint16
+	dataBF16Buf []float32
 	// gradSums: the first pass of the backward step of the training
 	// batch norm and ReLU whose output it is, which the data gradient of
 	// a convolution that reads it fills as it stores the gradient, where

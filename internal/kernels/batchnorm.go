@@ -23,6 +23,12 @@ import (
 // recomputed from x, Mask.Of(x) ≠ 0, and Y is not read (the output may
 // never have been stored, or is not read again).
 //
+// YB, where BatchNormForwardToBF16OK, receives the training forward
+// pass's output as bfloat16 too (BF16FromFloat32 of each element, as a
+// bfloat16 convolution's staging converts it), as it is stored: for a
+// convolution that reads the output as bfloat16 (ConvForwardFromBF16,
+// ConvBackwardWeightFromBF16 with an input so).
+//
 // Sums are the training backward pass's first pass, Σg and Σg·(x − mean)
 // per channel, computed already (DataGradSums): the level's kernels do not
 // make it (the reference, which makes it all the same, gets the same
@@ -37,7 +43,13 @@ type Fused[T Float] struct {
 	XStats *ConvStats
 	Mask   *ReLUAffine
 	Sums   []float64
+	YB     []uint16
 }
+
+// BatchNormForwardToBF16OK reports whether BatchNormTrainForward stores
+// its output of c channels as bfloat16 too (Fused.YB): on AVX-512's
+// per-channel kernels with AVX512-BF16's conversion.
+func BatchNormForwardToBF16OK(c int) bool { return toBF16DXOK(c) }
 
 // DataGradSums asks a bfloat16 convolution's data gradient
 // (ConvBackwardDataSumsFromBF16) for the first pass of the backward step
@@ -149,13 +161,16 @@ func (f Fused[T]) gradX(x, dy []T, i, c int) T {
 // It takes the active level's per-channel kernels where they apply (chanOK), the
 // reference (batchNormTrainForwardRef) otherwise.
 func BatchNormTrainForward(m, c int, x, gamma, beta, y, mean, invStd, runMean, runVar []float32, momentum, eps float64, f Fused[float32]) {
+	if f.YB != nil && !BatchNormForwardToBF16OK(c) {
+		panic("kernels: Fused.YB where BatchNormForwardToBF16OK is false")
+	}
 	if !chanOK(c) {
 		batchNormTrainForwardRef(m, c, x, gamma, beta, y, mean, invStd, runMean, runVar, momentum, eps, f)
 		return
 	}
 	mu, sq := chanMoments(m, c, x, f)
 	scale, shift := trainStats(m, mu, sq, gamma, beta, mean, invStd, runMean, runVar, momentum, eps)
-	chanAffine32(x, f.Skip, m, c, scale, shift, y, f.ReLU, 4*m*c >= bnStreamMinBytes)
+	chanAffineTo(x, f.Skip, m, c, scale, shift, y, f.YB, f.ReLU, 4*m*c >= bnStreamMinBytes)
 }
 
 // chanMoments returns the mean and M2 (Σ (x − mean)²) of x's c channels

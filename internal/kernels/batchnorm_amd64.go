@@ -167,6 +167,12 @@ func chanAffine2ToBF16(x, dy, y []float32, m, c int, a, k, b []float32, ma *ReLU
 // level has them (AVX-512) and y is 64-byte aligned (its rows are: c is a
 // whole number of vectors).
 func chanAffine32(x, skip []float32, m, c int, scale, shift, y []float32, relu, stream bool) {
+	chanAffineTo(x, skip, m, c, scale, shift, y, nil, relu, stream)
+}
+
+// chanAffineTo is chanAffine32 that also stores y as bfloat16 in yb where
+// yb is not nil (BatchNormForwardToBF16OK).
+func chanAffineTo(x, skip []float32, m, c int, scale, shift, y []float32, yb []uint16, relu, stream bool) {
 	r, st := 0, 0
 	if relu {
 		r = 1
@@ -174,11 +180,18 @@ func chanAffine32(x, skip []float32, m, c int, scale, shift, y []float32, relu, 
 	if stream && m*c > 0 && uintptr(unsafe.Pointer(&y[0]))%64 == 0 {
 		st = 1
 	}
+	if yb != nil {
+		_ = yb[m*c-1]
+	}
 	parallelFor((m+statRows-1)/statRows, func(lo, hi int) {
 		r0, r1 := lo*statRows, min(hi*statRows, m)
 		sp := unsafe.Pointer(nil)
 		if skip != nil {
 			sp = unsafe.Pointer(&skip[r0*c])
+		}
+		if yb != nil {
+			chanAffineToBF16512(unsafe.Pointer(&x[r0*c]), sp, r1-r0, c, unsafe.Pointer(&scale[0]), unsafe.Pointer(&shift[0]), unsafe.Pointer(&y[r0*c]), unsafe.Pointer(&yb[r0*c]), r, st)
+			return
 		}
 		use.vk.affine(unsafe.Pointer(&x[r0*c]), sp, r1-r0, c, unsafe.Pointer(&scale[0]), unsafe.Pointer(&shift[0]), unsafe.Pointer(&y[r0*c]), r, st)
 	})
@@ -228,10 +241,18 @@ func chanDyStats512Whole(x, dy, y, dz unsafe.Pointer, rows, c int, mean, acc uns
 // chanAffine512 writes y[r][j] = x[r][j]·scale[j] + shift[j], plus
 // skip[r][j] unless skip is nil, then max(·, 0) if relu ≠ 0 (NaN stays
 // NaN); with stream ≠ 0, in streaming stores (y 64-byte aligned), then
-// SFENCE.
+// SFENCE (chanAffineToBF16512 without the copy).
+func chanAffine512(x, skip unsafe.Pointer, rows, c int, scale, shift, y unsafe.Pointer, relu, stream int) {
+	chanAffineToBF16512(x, skip, rows, c, scale, shift, y, nil, relu, stream)
+}
+
+// chanAffineToBF16512 is chanAffine512 that also stores each y as
+// bfloat16 (BF16FromFloat32's bits) at yb, 2c bytes a row, unless yb is
+// nil: the copy a bfloat16 convolution's staging would make of y; it
+// needs AVX512-BF16 (convertBF16) where yb is not nil.
 //
 //go:noescape
-func chanAffine512(x, skip unsafe.Pointer, rows, c int, scale, shift, y unsafe.Pointer, relu, stream int)
+func chanAffineToBF16512(x, skip unsafe.Pointer, rows, c int, scale, shift, y, yb unsafe.Pointer, relu, stream int)
 
 // chanAffine2512 writes dx[r][j] = a[j]·g − k[j]·x[r][j] + b[j], g =
 // dy[r][j] where y[r][j] ≠ 0 (or is NaN) and 0 elsewhere. Pass y = dy for

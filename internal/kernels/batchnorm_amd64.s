@@ -176,62 +176,6 @@ ds_done:
 	VZEROUPPER
 	RET
 
-// func chanAffine512(x, skip unsafe.Pointer, rows, c int, scale, shift, y unsafe.Pointer, relu, stream int)
-TEXT ·chanAffine512(SB), NOSPLIT, $0-72
-	MOVQ x+0(FP), SI
-	MOVQ skip+8(FP), R12
-	MOVQ rows+16(FP), BX
-	MOVQ c+24(FP), R8
-	SHLQ $2, R8
-	MOVQ scale+32(FP), R9
-	MOVQ shift+40(FP), R10
-	MOVQ y+48(FP), DI
-	MOVQ relu+56(FP), R11
-	MOVQ stream+64(FP), R14
-	MOVQ R12, R13
-	VPXORD Z5, Z5, Z5
-	TESTQ BX, BX
-	JZ af_done
-af_row:
-	XORQ DX, DX
-af_cv:
-	VMOVUPS (SI)(DX*1), Z0
-	VMOVUPS (R9)(DX*1), Z2
-	VFMADD213PS (R10)(DX*1), Z2, Z0
-	TESTQ R13, R13
-	JZ af_relu
-	VADDPS (R12)(DX*1), Z0, Z0
-af_relu:
-	TESTQ R11, R11
-	JZ af_store
-	VMAXPS Z0, Z5, Z0
-af_store:
-	TESTQ R14, R14
-	JNZ af_stream
-	VMOVUPS Z0, (DI)(DX*1)
-	ADDQ $64, DX
-	CMPQ DX, R8
-	JL af_cv
-	JMP af_next
-af_stream:
-	VMOVNTPS Z0, (DI)(DX*1)
-	ADDQ $64, DX
-	CMPQ DX, R8
-	JL af_cv
-af_next:
-	ADDQ R8, SI
-	ADDQ R8, R12
-	ADDQ R8, DI
-	DECQ BX
-	JNZ af_row
-af_done:
-	TESTQ R14, R14
-	JZ af_ret
-	SFENCE
-af_ret:
-	VZEROUPPER
-	RET
-
 // func chanAffine2512(x, dy, y unsafe.Pointer, rows, c int, a, k, b, dx unsafe.Pointer)
 TEXT ·chanAffine2512(SB), NOSPLIT, $0-72
 	MOVQ x+0(FP), SI
@@ -588,3 +532,75 @@ a2mb_sub:
 	ROUNDBF16Z0
 	JMP a2mb_store
 
+
+// func chanAffineToBF16512(x, skip unsafe.Pointer, rows, c int, scale, shift, y, yb unsafe.Pointer, relu, stream int)
+TEXT ·chanAffineToBF16512(SB), NOSPLIT, $0-80
+	MOVQ x+0(FP), SI
+	MOVQ skip+8(FP), R12
+	MOVQ rows+16(FP), BX
+	MOVQ c+24(FP), R8
+	SHLQ $2, R8
+	MOVQ scale+32(FP), R9
+	MOVQ shift+40(FP), R10
+	MOVQ y+48(FP), DI
+	MOVQ yb+56(FP), CX
+	MOVQ relu+64(FP), R11
+	MOVQ stream+72(FP), R14
+	MOVQ R12, R13
+	VPXORD Z5, Z5, Z5
+	TESTQ BX, BX
+	JZ ab_done
+ab_row:
+	XORQ DX, DX
+	XORQ R15, R15
+ab_cv:
+	VMOVUPS (SI)(DX*1), Z0
+	VMOVUPS (R9)(DX*1), Z2
+	VFMADD213PS (R10)(DX*1), Z2, Z0
+	TESTQ R13, R13
+	JZ ab_relu
+	VADDPS (R12)(DX*1), Z0, Z0
+ab_relu:
+	TESTQ R11, R11
+	JZ ab_store
+	VMAXPS Z0, Z5, Z0
+ab_store:
+	TESTQ R14, R14
+	JNZ ab_stream
+	VMOVUPS Z0, (DI)(DX*1)
+	JMP ab_half
+ab_stream:
+	VMOVNTPS Z0, (DI)(DX*1)
+ab_half:
+	TESTQ CX, CX
+	JZ ab_next
+	VFPCLASSPSZ $0x20, Z0, K2
+	KORTESTW K2, K2
+	JNZ ab_sub
+	CVTNE2_3_0_0
+ab_bstore:
+	VMOVDQU Y3, (CX)(R15*1)
+ab_next:
+	ADDQ $64, DX
+	ADDQ $32, R15
+	CMPQ DX, R8
+	JL ab_cv
+	ADDQ R8, SI
+	ADDQ R8, R12
+	ADDQ R8, DI
+	TESTQ CX, CX
+	JZ ab_nexty
+	ADDQ R15, CX
+ab_nexty:
+	DECQ BX
+	JNZ ab_row
+ab_done:
+	TESTQ R14, R14
+	JZ ab_ret
+	SFENCE
+ab_ret:
+	VZEROUPPER
+	RET
+ab_sub:
+	ROUNDBF16Z0
+	JMP ab_bstore

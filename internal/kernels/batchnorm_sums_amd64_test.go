@@ -101,3 +101,80 @@ func TestBatchNormBackwardSums(t *testing.T) {
 		}
 	}
 }
+
+// TestInputStoredBF16 holds a bfloat16 convolution of an input stored as
+// bfloat16 (ConvForwardFromBF16, ConvBackwardWeightInputsBF16) to the same
+// convolution of the float32 input, bit for bit — 3×3 stride 1 and 2, 1×1,
+// 16 to 64 channels, an odd batch (a zero image closes the weight
+// gradient's last pair), inputs with subnormals (the rounding's integer
+// path) — where the copy is the one a training batch norm stores beside
+// its output (Fused.YB, chanAffineToBF16512), whose float32 output must be
+// as without it and whose copy must be BF16FromFloat32 of it.
+func TestInputStoredBF16(t *testing.T) {
+	if !AMXBF16() || !BatchNormForwardToBF16OK(16) {
+		t.Skip("no AMX-BF16 tiles or AVX512-BF16 conversions here: no input is stored as bfloat16")
+	}
+	r := rand.New(rand.NewPCG(30, 5))
+	for _, s := range []ConvShape{
+		{N: 3, H: 9, W: 7, C: 16, OC: 16, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 2, H: 8, W: 8, C: 32, OC: 32, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 3, H: 8, W: 8, C: 16, OC: 32, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 2, H: 6, W: 6, C: 64, OC: 64, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 5, H: 6, W: 6, C: 64, OC: 32, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
+	} {
+		if !InputBF16OK(s) {
+			t.Fatalf("%+v: InputBF16OK refuses a shape of the direct kernels on AMX", s)
+		}
+		m := s.N * s.H * s.W
+		x, skip := kt.RandF32(r, m*s.C), kt.RandF32(r, m*s.C)
+		y1, y2 := make([]float32, m*s.C), make([]float32, m*s.C)
+		xb := make([]uint16, m*s.C)
+		mean, invStd := make([]float32, s.C), make([]float32, s.C)
+		BatchNormTrainForward(m, s.C, x, nil, nil, y1, mean, invStd, nil, nil, 0.1, 1e-5, Fused[float32]{Skip: skip, ReLU: true})
+		BatchNormTrainForward(m, s.C, x, nil, nil, y2, mean, invStd, nil, nil, 0.1, 1e-5, Fused[float32]{Skip: skip, ReLU: true, YB: xb})
+		for i := range y1 {
+			if math.Float32bits(y1[i]) != math.Float32bits(y2[i]) {
+				t.Fatalf("%+v: output[%d] %g with the bfloat16 copy, %g without", s, i, y2[i], y1[i])
+			}
+			if want := BF16FromFloat32(y1[i]); xb[i] != want {
+				t.Fatalf("%+v: copy[%d] %#04x of %g, want %#04x", s, i, xb[i], y1[i], want)
+			}
+		}
+		// Subnormal inputs, through the same kernel as an identity map
+		// (scale 1, shift 0, no ReLU): the copy rounds them the integer way.
+		for i := 0; i < len(y1); i += 37 {
+			y1[i] = math.Float32frombits(uint32(1+i*7919%0x7fffff) | uint32(i%2)<<31)
+		}
+		one, zero := make([]float32, s.C), make([]float32, s.C)
+		for j := range one {
+			one[j] = 1
+		}
+		chanAffineTo(y1, nil, m, s.C, one, zero, y2, xb, false, false)
+		for i := range y1 {
+			if math.Float32bits(y1[i]) != math.Float32bits(y2[i]) || xb[i] != BF16FromFloat32(y1[i]) {
+				t.Fatalf("%+v: identity[%d] of %g: %g, copy %#04x, want %#04x", s, i, y1[i], y2[i], xb[i], BF16FromFloat32(y1[i]))
+			}
+		}
+		w := kt.RandF32(r, s.KH*s.KW*s.C*s.OC)
+		n := s.N * s.OH() * s.OW() * s.OC
+		o1, o2 := make([]float32, n), make([]float32, n)
+		ConvForwardEpilogueBF16(s, y1, w, o1, ConvEpilogue[float32]{})
+		ConvForwardFromBF16(s, xb, w, o2, ConvEpilogue[float32]{})
+		for i := range o1 {
+			if math.Float32bits(o1[i]) != math.Float32bits(o2[i]) {
+				t.Fatalf("%+v: forward[%d] %g from bfloat16, %g from float32", s, i, o2[i], o1[i])
+			}
+		}
+		dyb := make([]uint16, n)
+		ToBF16(dyb, kt.RandF32(r, n))
+		dw1, dw2 := make([]float32, len(w)), make([]float32, len(w))
+		if !ConvBackwardWeightFromBF16(s, y1, nil, dyb, dw1) || !ConvBackwardWeightInputsBF16(s, xb, dyb, dw2) {
+			t.Fatalf("%+v: a weight gradient refused", s)
+		}
+		for i := range dw1 {
+			if math.Float32bits(dw1[i]) != math.Float32bits(dw2[i]) {
+				t.Fatalf("%+v: dw[%d] %g from bfloat16, %g from float32", s, i, dw2[i], dw1[i])
+			}
+		}
+	}
+}

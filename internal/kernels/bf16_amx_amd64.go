@@ -396,7 +396,7 @@ func convBackwardWeightAMXBF16(s0 ConvShape, xIn, dyIn bf16Input, dw []float32) 
 	// The pixels of xp a chunk reads: st per position, the last tap's
 	// reach, and the next pixel where a block of 32 channels runs past C.
 	span := st*(chunk-1) + taps[ntaps-1]/(4*s.C) + 1 + (32*nc-1)/s.C
-	xs := pairPixels{s0: s0, s: s, unfolded: unfolded, x: xIn.x, in: xIn.in, np: np, h: h, wd: wd}
+	xs := pairPixels{s0: s0, s: s, unfolded: unfolded, x: xIn.x, in: xIn.in, xb: xIn.xb, np: np, h: h, wd: wd}
 	cfg := unsafe.Pointer(&amxConfig[0])
 
 	// run adds chunks [c0, c1) of units [u0, u1) (output block u/nc, input
@@ -509,7 +509,31 @@ type pairPixels struct {
 	unfolded  bool
 	x         []float32
 	in        *ReLUAffine
+	xb        []uint16 // where not nil, the input in bfloat16 (x unused): its words paired as they are
 	np, h, wd int
+}
+
+// pair writes to d the pairs of the row of s0's input pixels at element
+// off of image pair i's first image (and of its second, or zeros past
+// the last image), n values from element lo of the row.
+func (px *pairPixels) pair(d []uint32, i, off, lo, n int) {
+	s0 := px.s0
+	second := 2*i+1 < s0.N
+	per := s0.H * s0.W * s0.C // an image's values
+	a0 := 2*i*per + off + lo
+	if px.xb != nil {
+		var b []uint16
+		if second {
+			b = px.xb[a0+per : a0+per+n]
+		}
+		pairWords(d[:n], px.xb[a0:a0+n], b)
+		return
+	}
+	var b []float32
+	if second {
+		b = px.x[a0+per : a0+per+n]
+	}
+	pairOrZeroOf(d[:n], px.x[a0:a0+n], b, px.in, s0.C)
 }
 
 // fill writes pixels [q0, q1) of xp (counted through the stacked image
@@ -527,18 +551,14 @@ func (px *pairPixels) fill(dst []uint32, q0, q1 int, sc *pairScratch) {
 			clear(out)
 			continue
 		}
-		a := px.x[(2*i*s.H+iy)*rowLen:][:rowLen]
-		var b []float32
-		if 2*i+1 < s.N {
-			b = px.x[((2*i+1)*s.H+iy)*rowLen:][:rowLen]
-		}
+		off := iy * rowLen // the row's first element in its image
 		if px.unfolded {
 			// s0's padded row of pairs, then each unfolded pixel's KW·C pairs.
 			wd0 := s0.W + s0.PL + s0.PR
 			pad := pairsOf(sc.get(&sc.pad, wd0*s0.C))
 			clear(pad[:s0.PL*s0.C])
 			clear(pad[(s0.PL+s0.W)*s0.C:])
-			pairOrZeroOf(pad[s0.PL*s0.C:(s0.PL+s0.W)*s0.C], a, b, px.in, s0.C)
+			px.pair(pad[s0.PL*s0.C:], i, off, 0, s0.W*s0.C)
 			spreadRuns(unsafe.Pointer(&out[0]), 4*s.C, unsafe.Pointer(&pad[col*s0.C]), 4*s0.C, n, 4*s.C, 4*s.C)
 			continue
 		}
@@ -549,17 +569,9 @@ func (px *pairPixels) fill(dst []uint32, q0, q1 int, sc *pairScratch) {
 			continue
 		}
 		clear(out[:(in0-col)*s.C])
-		pairOrZeroOf(out[(in0-col)*s.C:(in1-col)*s.C], a[(in0-s.PL)*s.C:(in1-s.PL)*s.C], sliceOrNil(b, (in0-s.PL)*s.C, (in1-s.PL)*s.C), px.in, s.C)
+		px.pair(out[(in0-col)*s.C:], i, off, (in0-s.PL)*s.C, (in1-in0)*s.C)
 		clear(out[(in1-col)*s.C:])
 	}
-}
-
-// sliceOrNil returns b[lo:hi], or nil for a nil b.
-func sliceOrNil(b []float32, lo, hi int) []float32 {
-	if b == nil {
-		return nil
-	}
-	return b[lo:hi]
 }
 
 // stageDYChunk writes positions [p0, p1) of dyt ([OC][positions] pairs,

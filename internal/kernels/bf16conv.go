@@ -179,7 +179,34 @@ func ConvForwardReLUAffineBF16(s ConvShape, x []float32, in *ReLUAffine, w, y []
 		convUnfoldedBF16(s, u, x, in, w, y, ep)
 		return
 	}
-	convForwardDirectOfBF16(s, x, in, w, y, ep, bf16DirectKernels)
+	convForwardDirectOfBF16(s, bf16Input{x: x, in: in}, w, y, ep, bf16DirectKernels)
+}
+
+// InputBF16OK reports whether a bfloat16 convolution of shape s reads its
+// input stored as bfloat16 (ConvForwardFromBF16, and
+// ConvBackwardWeightFromBF16 with an input so): the native direct kernels
+// and the AMX weight gradient, in place (not unfolded, not a gathered
+// strided 1×1).
+func InputBF16OK(s ConvShape) bool {
+	if !bf16NativeOn() || !bf16DirectOK(s) || !amxGradOK(s) {
+		return false
+	}
+	_, unfolded := unfoldedBF16(s)
+	_, strided := subsampledShape(s)
+	return !unfolded && !strided
+}
+
+// ConvForwardFromBF16 is ConvForwardEpilogueBF16 of the input stored as
+// bfloat16, xb (BF16FromFloat32 of the float32 input, as its staging
+// would convert it: Fused.YB), read as it is, where InputBF16OK(s); the
+// results are the same bit for bit.
+func ConvForwardFromBF16(s ConvShape, xb []uint16, w, y []float32, e ConvEpilogue[float32]) {
+	if !InputBF16OK(s) {
+		panic("kernels: ConvForwardFromBF16 of a shape InputBF16OK refuses")
+	}
+	ep := epilogueOf(e, s.OC)
+	ep.direct = true
+	convForwardDirectOfBF16(s, bf16Input{xb: xb[:s.N*s.H*s.W*s.C]}, w[:s.KH*s.KW*s.C*s.OC], y, ep, bf16DirectKernels)
 }
 
 // convUnfoldedBF16 packs s's weights w for its unfolded shape u and runs
@@ -261,8 +288,22 @@ func convBackwardDataFromBF16(s ConvShape, dyb []uint16, w, dx []float32, add bo
 // is not nil: ConvBackwardWeightReLUAffineBF16); it computes nothing and
 // reports false where the AMX tiles do not take it.
 func ConvBackwardWeightFromBF16(s ConvShape, x []float32, in *ReLUAffine, dyb []uint16, dw []float32) bool {
+	return convBackwardWeightFromBF16(s, x, in, nil, dyb, dw)
+}
+
+// ConvBackwardWeightInputsBF16 is ConvBackwardWeightFromBF16 of an input
+// stored as bfloat16 too, xb (as ConvForwardFromBF16 reads it), where
+// InputBF16OK(s); it computes nothing and reports false elsewhere.
+func ConvBackwardWeightInputsBF16(s ConvShape, xb, dyb []uint16, dw []float32) bool {
+	return InputBF16OK(s) && convBackwardWeightFromBF16(s, nil, nil, xb[:s.N*s.H*s.W*s.C], dyb, dw)
+}
+
+func convBackwardWeightFromBF16(s ConvShape, x []float32, in *ReLUAffine, xb, dyb []uint16, dw []float32) bool {
 	if !bf16NativeOn() || in != nil && !ConvReLUAffineBF16OK(s) {
 		return false
+	}
+	if xb != nil {
+		return convBackwardWeightAMXBF16(s, bf16Input{xb: xb}, bf16Input{xb: dyb[:s.N*s.OH()*s.OW()*s.OC]}, dw)
 	}
 	sub, strided := subsampledShape(s)
 	if !amxGradOK(sub) {

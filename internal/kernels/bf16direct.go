@@ -71,17 +71,17 @@ func (k bf16DirectSet) of(nr int) []bf16DirectKernel {
 // tiles of sweepDirect, and the epilogue applied to each tile in float32. Horizontal
 // dilation is not supported (bf16DirectOK).
 func convForwardDirectBF16(s ConvShape, x, w, y []float32, ep *convEpilogue, kern bf16DirectSet) {
-	convForwardDirectOfBF16(s, x, nil, w, y, ep, kern)
+	convForwardDirectOfBF16(s, bf16Input{x: x}, w, y, ep, kern)
 }
 
-// convForwardDirectOfBF16 is convForwardDirectBF16 of in's outputs for x
-// where in is not nil (ReLUAffine).
-func convForwardDirectOfBF16(s ConvShape, x []float32, in *ReLUAffine, w, y []float32, ep *convEpilogue, kern bf16DirectSet) {
+// convForwardDirectOfBF16 is convForwardDirectBF16 of the input src
+// (float32, through a map, or bfloat16).
+func convForwardDirectOfBF16(s ConvShape, src bf16Input, w, y []float32, ep *convEpilogue, kern bf16DirectSet) {
 	l := kern.layout(s)
 	wbuf, wp := directWeightsBF16(s, l)
 	defer putBytes(wbuf)
 	packDirectBF16(s, w, wp, l)
-	convDirectPlacedBF16(s, bf16Input{x: x, in: in}, wp, y, ep, kern, unplaced(s))
+	convDirectPlacedBF16(s, src, wp, y, ep, kern, unplaced(s))
 }
 
 // directWeightsBF16 returns a pooled buffer for s's packed weights

@@ -24,6 +24,9 @@ func chanSums32(x, dy, y, dz []float32, m, c int, mean []float32) []float64 {
 func chanAffine32(x, skip []float32, m, c int, scale, shift, y []float32, r, stream bool) {
 	panic("no AVX-512")
 }
+func chanAffineTo(x, skip []float32, m, c int, scale, shift, y []float32, yb []uint16, r, stream bool) {
+	panic("no AVX-512")
+}
 func chanAffine2_32(x, dy, y []float32, m, c int, a, k, b, dx []float32) { panic("no AVX-512") }
 func maskKernelsOK() bool                                                { return false }
 func toBF16DXOK(c int) bool                                              { return false }
