@@ -91,8 +91,11 @@ var reluAffineInputs = true
 // a write more, two conversions and half the bytes of two reads fewer.
 // Results are the same bit for bit. The float32 output is still stored:
 // the next skip addition and the batch norm's own backward pass read it.
-// Where no such convolution reads it (a network's last block, a strided
-// 1×1 shortcut), the copy is written for nothing.
+// The copy is a tape buffer held until the tape's Reset, as the output
+// is: training holds half again of its block outputs' bytes. Only where
+// AMX tiles compute the convolutions (kernels.AMXBF16), which read such
+// copies; where none reads it (a network's last block, a strided 1×1
+// shortcut), it is written for nothing.
 
 // dataBF16Inputs switches that (the tests compare both ways);
 // dataBF16Reads counts the convolutions' forward passes and weight
@@ -106,11 +109,11 @@ var (
 // addition and ReLU, of c channels, stores its output y in bfloat16 too.
 func storesDataBF16(y *Value, c int) bool {
 	tp := y.tape
-	return dataBF16Inputs && tp != nil && tp.Precision() == BF16 && !tp.noGrad && tp.plans == nil && kernels.BatchNormForwardToBF16OK(c)
+	return dataBF16Inputs && tp != nil && tp.Precision() == BF16 && !tp.noGrad && tp.plans == nil && kernels.AMXBF16() && kernels.BatchNormForwardToBF16OK(c)
 }
 
 // dataBF16For returns x's bfloat16 copy where a convolution of shape s at
-// precision pr with weight w reads it (see askDataBF16), else nil.
+// precision pr with weight w reads it (storesDataBF16 stored it), else nil.
 func dataBF16For(pr Precision, s kernels.ConvShape, x, w *Value) []uint16 {
 	if pr != BF16 || x.dataBF16 == nil || w.sealed != nil || !kernels.InputBF16OK(s) {
 		return nil

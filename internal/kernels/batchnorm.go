@@ -27,7 +27,7 @@ import (
 // pass's output as bfloat16 too (BF16FromFloat32 of each element, as a
 // bfloat16 convolution's staging converts it), as it is stored: for a
 // convolution that reads the output as bfloat16 (ConvForwardFromBF16,
-// ConvBackwardWeightFromBF16 with an input so).
+// ConvBackwardWeightInputsBF16).
 //
 // Sums are the training backward pass's first pass, Σg and Σg·(x − mean)
 // per channel, computed already (DataGradSums): the level's kernels do not

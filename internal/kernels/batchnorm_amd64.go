@@ -180,7 +180,7 @@ func chanAffineTo(x, skip []float32, m, c int, scale, shift, y []float32, yb []u
 	if stream && m*c > 0 && uintptr(unsafe.Pointer(&y[0]))%64 == 0 {
 		st = 1
 	}
-	if yb != nil {
+	if yb != nil && m*c > 0 {
 		_ = yb[m*c-1]
 	}
 	parallelFor((m+statRows-1)/statRows, func(lo, hi int) {

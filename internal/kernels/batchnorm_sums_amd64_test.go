@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 
 	kt "github.com/residual-nn/residual/internal/kernels/kernelstest"
 )
@@ -121,6 +122,7 @@ func TestInputStoredBF16(t *testing.T) {
 		{N: 3, H: 8, W: 8, C: 16, OC: 32, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 2, H: 6, W: 6, C: 64, OC: 64, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 5, H: 6, W: 6, C: 64, OC: 32, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
+		{N: 5, H: 8, W: 8, C: 16, OC: 16, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1}, // 320 rows: the batch norm's chunks of 256
 	} {
 		if !InputBF16OK(s) {
 			t.Fatalf("%+v: InputBF16OK refuses a shape of the direct kernels on AMX", s)
@@ -149,10 +151,12 @@ func TestInputStoredBF16(t *testing.T) {
 		for j := range one {
 			one[j] = 1
 		}
-		chanAffineTo(y1, nil, m, s.C, one, zero, y2, xb, false, false)
-		for i := range y1 {
-			if math.Float32bits(y1[i]) != math.Float32bits(y2[i]) || xb[i] != BF16FromFloat32(y1[i]) {
-				t.Fatalf("%+v: identity[%d] of %g: %g, copy %#04x, want %#04x", s, i, y1[i], y2[i], xb[i], BF16FromFloat32(y1[i]))
+		for _, stream := range []bool{true, false} { // streamed stores where y is 64-byte aligned (TestAffineCopyStreamed makes sure), then cached
+			chanAffineTo(y1, nil, m, s.C, one, zero, y2, xb, false, stream)
+			for i := range y1 {
+				if math.Float32bits(y1[i]) != math.Float32bits(y2[i]) || xb[i] != BF16FromFloat32(y1[i]) {
+					t.Fatalf("%+v stream=%v: identity[%d] of %g: %g, copy %#04x, want %#04x", s, stream, i, y1[i], y2[i], xb[i], BF16FromFloat32(y1[i]))
+				}
 			}
 		}
 		w := kt.RandF32(r, s.KH*s.KW*s.C*s.OC)
@@ -175,6 +179,38 @@ func TestInputStoredBF16(t *testing.T) {
 			if math.Float32bits(dw1[i]) != math.Float32bits(dw2[i]) {
 				t.Fatalf("%+v: dw[%d] %g from bfloat16, %g from float32", s, i, dw2[i], dw1[i])
 			}
+		}
+	}
+}
+
+// TestAffineCopyStreamed holds chanAffineTo's bfloat16 copy to
+// BF16FromFloat32 of its float32 output where the output is stored with
+// streaming stores (1 MiB, a 64-byte aligned buffer), subnormals among
+// the values, with a skip addition and a ReLU, over the batch norm's
+// chunks of 256 rows.
+func TestAffineCopyStreamed(t *testing.T) {
+	if !BatchNormForwardToBF16OK(16) {
+		t.Skip("no AVX512-BF16 conversions at this level: no output is copied to bfloat16")
+	}
+	r := rand.New(rand.NewPCG(30, 6))
+	m, c := 16384, 16
+	x, skip := kt.RandF32(r, m*c), kt.RandF32(r, m*c)
+	for i := 0; i < len(x); i += 29 {
+		x[i], skip[i] = math.Float32frombits(uint32(1+i%0x7fffff)), 0
+	}
+	scale, shift := make([]float32, c), make([]float32, c)
+	for j := range scale {
+		scale[j] = 1
+	}
+	y, yc, yb := make([]float32, m*c), make([]float32, m*c), make([]uint16, m*c)
+	if uintptr(unsafe.Pointer(&y[0]))%64 != 0 {
+		t.Skip("the runtime gave a 1 MiB buffer not aligned to 64 bytes: no streaming stores")
+	}
+	chanAffineTo(x, skip, m, c, scale, shift, y, yb, true, true)
+	chanAffine32(x, skip, m, c, scale, shift, yc, true, false)
+	for i := range y {
+		if math.Float32bits(y[i]) != math.Float32bits(yc[i]) || yb[i] != BF16FromFloat32(y[i]) {
+			t.Fatalf("[%d]: %g streamed (cached %g), copy %#04x, want %#04x", i, y[i], yc[i], yb[i], BF16FromFloat32(y[i]))
 		}
 	}
 }

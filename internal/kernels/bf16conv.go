@@ -183,9 +183,9 @@ func ConvForwardReLUAffineBF16(s ConvShape, x []float32, in *ReLUAffine, w, y []
 }
 
 // InputBF16OK reports whether a bfloat16 convolution of shape s reads its
-// input stored as bfloat16 (ConvForwardFromBF16, and
-// ConvBackwardWeightFromBF16 with an input so): the native direct kernels
-// and the AMX weight gradient, in place (not unfolded, not a gathered
+// input stored as bfloat16 (ConvForwardFromBF16 and
+// ConvBackwardWeightInputsBF16): the native direct kernels and the AMX
+// weight gradient (AMXBF16), in place (not unfolded, not a gathered
 // strided 1×1).
 func InputBF16OK(s ConvShape) bool {
 	if !bf16NativeOn() || !bf16DirectOK(s) || !amxGradOK(s) {
