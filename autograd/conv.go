@@ -66,7 +66,8 @@ func Conv2d(x, w, b *Value, p ConvParams) *Value {
 	pr := y.tape.Precision()
 	// The bias (if any) is added as the kernels store the output.
 	e := kernels.ConvEpilogue[float32]{Shift: data(b), Stats: convStatsFor(y.tape, pr, b)}
-	if xb := dataBF16For(pr, s, x, w); xb != nil {
+	xb := dataBF16For(pr, s, x, w)
+	if xb != nil {
 		kernels.ConvForwardFromBF16(s, xb, w.Data.Data, y.Data.Data, e)
 		dataBF16Reads.Add(1)
 	} else {
@@ -76,7 +77,7 @@ func Conv2d(x, w, b *Value, p ConvParams) *Value {
 		y.stats = e.Stats
 	}
 	y.bf16Grad = bf16GradFor(y.tape, pr, s, b)
-	recordConv(pr, s, x, w, b, y, x.Data.Data, nil)
+	recordConv(pr, s, x, w, b, y, x.Data.Data, nil, xb)
 	return y
 }
 
@@ -85,24 +86,20 @@ func Conv2d(x, w, b *Value, p ConvParams) *Value {
 // not nil: x itself was never stored, convOfBatchNormReLU). The output
 // gradient is float32, or bfloat16 where the batch norm after y stored it
 // so (bf16GradFor), which the kernels read as it is where they take it and
-// widened elsewhere.
-func recordConv(pr Precision, s kernels.ConvShape, x, w, b, y *Value, xd []float32, in *kernels.ReLUAffine) {
-	xb := dataBF16For(pr, s, x, w) // x's bfloat16 copy, where the batch norm before stored one
+// widened elsewhere. xb, where not nil, is x's bfloat16 copy
+// (dataBF16For), which the weight gradient reads.
+func recordConv(pr Precision, s kernels.ConvShape, x, w, b, y *Value, xd []float32, in *kernels.ReLUAffine, xb []uint16) {
 	record(y, func() {
 		tp, dyb := y.tape, y.gradBF16
 		dy := func() []float32 { return y.gradF32() }
+		// Where this gradient is the last of x's, its batch norm's first
+		// pass is made as it is stored (fuse.go's lastGradSums).
 		tp.contributeAdd(x, func(dst []float32) {
-			if dyb != nil && takesGradSums(x, 1) && kernels.ConvBackwardDataSumsFromBF16(s, dyb, w.Data.Data, dst, false, x.gradSums) {
-				return // all of x's gradient: its batch norm's first pass is made (fuse.go)
-			}
-			if dyb == nil || !kernels.ConvBackwardDataFromBF16(s, dyb, w.Data.Data, dst, false) {
+			if dyb == nil || !kernels.ConvBackwardDataSumsFromBF16(s, dyb, w.Data.Data, dst, false, lastGradSums(x, 1)) {
 				convBackwardData(pr, s, dy(), w.Data.Data, dst)
 			}
 		}, func(dst []float32) {
-			if dyb != nil && takesGradSums(x, 2) && kernels.ConvBackwardDataSumsFromBF16(s, dyb, w.Data.Data, dst, true, x.gradSums) {
-				return // the last of x's two gradients: as above
-			}
-			if dyb == nil || !kernels.ConvBackwardDataFromBF16(s, dyb, w.Data.Data, dst, true) {
+			if dyb == nil || !kernels.ConvBackwardDataSumsFromBF16(s, dyb, w.Data.Data, dst, true, lastGradSums(x, 2)) {
 				convBackwardDataAdd(pr, s, dy(), w.Data.Data, dst)
 			}
 		})

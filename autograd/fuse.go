@@ -142,13 +142,16 @@ func gradSumsFor(y, x *Value, mean []float32, in *kernels.ReLUAffine) *kernels.D
 	return &kernels.DataGradSums{X: x.Data.Data, Mean: mean, Y: y.Data.Data}
 }
 
-// takesGradSums reports whether a convolution's data gradient that is the
-// uses-th contribution to x's gradient makes x's batch norm's first pass
-// (x.gradSums): x has exactly uses readers (so it is the last), and where
-// the gradient is stored masked nothing else reads it.
-func takesGradSums(x *Value, uses int32) bool {
+// lastGradSums returns x.gradSums where a convolution's data gradient
+// that is the uses-th contribution to x's gradient makes x's batch norm's
+// first pass: x has exactly uses readers (so it is the last), and where
+// the gradient is stored masked nothing else reads it; nil elsewhere.
+func lastGradSums(x *Value, uses int32) *kernels.DataGradSums {
 	gs := x.gradSums
-	return gs != nil && x.uses == uses && (gs.Y == nil || !x.retain && !x.requiresGrad)
+	if gs == nil || x.uses != uses || gs.Y != nil && (x.retain || x.requiresGrad) {
+		return nil
+	}
+	return gs
 }
 
 // reluAffineDeferred is the output of a batch norm and ReLU whose
@@ -197,7 +200,7 @@ func convOfBatchNormReLU(s kernels.ConvShape, x, w, b *Value, p ConvParams) *Val
 		y.stats = e.Stats
 	}
 	y.bf16Grad = bf16GradFor(tp, BF16, s, b)
-	recordConv(BF16, s, x, w, b, y, bx.Data.Data, in)
+	recordConv(BF16, s, x, w, b, y, bx.Data.Data, in, nil)
 	return y
 }
 

@@ -104,8 +104,10 @@ func recordBatchNormTrain(y, x, gamma, beta, skip *Value, relu bool, mean, invSt
 	record(y, func() {
 		tp, dy := y.tape, y.gradF32()
 		dg, db := tp.alloc(c), tp.alloc(c)
-		var sums []float64 // the first pass, where the convolution that read y made it
-		if gs := y.gradSums; gs != nil && gs.Done && (gs.Mask != nil) == (mask != nil) && (gs.Y == nil || relu) {
+		// The first pass, where the convolution that read y made it (it
+		// was asked with this batch norm's own mask source: gradSumsFor).
+		var sums []float64
+		if gs := y.gradSums; gs != nil && gs.Done {
 			sums = gs.Sums
 			gradSumsTaken.Add(1)
 		}

@@ -86,7 +86,7 @@ type Value struct {
 	// gradSums: the first pass of the backward step of the training
 	// batch norm and ReLU whose output it is, which the data gradient of
 	// a convolution that reads it fills as it stores the gradient, where
-	// that gradient is the last of its (fuse.go's takesGradSums).
+	// that gradient is the last of its (fuse.go's lastGradSums).
 	gradSums *kernels.DataGradSums
 	// uses counts the recorded operations that read it (once per
 	// operand): a gradient is stored as bfloat16 only for a value one

@@ -401,8 +401,9 @@ func (f Fused[T]) checkMask() {
 // the ReLU's mask (stored in f.DSkip where it is not nil), dgamma and
 // dbeta. It returns the coefficients of dx = a·g − k·x + b and the second
 // pass's operands: g's source and the output whose mask applies (nil:
-// none) — dy and nil under f.Mask, which recomputes the mask from x; f.DSkip
-// and nil where the masked gradient is stored there already.
+// none) — dy and nil under f.Mask, which recomputes the mask from x, or
+// with f.Sums, whose dy is masked already; f.DSkip and nil where the
+// masked gradient is stored there already.
 func trainBackwardPass(m, c int, x, gamma, mean, invStd, dy, dgamma, dbeta []float32, f Fused[float32]) (a, k, b, g, y []float32) {
 	var sums []float64
 	switch {
@@ -421,11 +422,9 @@ func trainBackwardPass(m, c int, x, gamma, mean, invStd, dy, dgamma, dbeta []flo
 	}
 	a, k, b = trainBackwardCoefs(m, sums, gamma, mean, invStd, dgamma, dbeta)
 	switch {
-	case f.Mask != nil:
-		return a, k, b, dy, nil
-	case f.DSkip != nil:
+	case f.DSkip != nil: // never with f.Mask (checkMask)
 		return a, k, b, f.DSkip, nil
-	case f.Sums != nil: // dy masked already
+	case f.Mask != nil || f.Sums != nil: // the mask recomputed from x, or applied to dy already
 		return a, k, b, dy, nil
 	}
 	return a, k, b, dy, f.mask()

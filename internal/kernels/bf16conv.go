@@ -247,6 +247,13 @@ func ConvGradBF16OK(s ConvShape) bool {
 	return data && amxGradOK(sub)
 }
 
+// ConvBackwardWeightInputsBF16 is ConvBackwardWeightFromBF16 of an input
+// stored as bfloat16 too, xb (as ConvForwardFromBF16 reads it), where
+// InputBF16OK(s); it computes nothing and reports false elsewhere.
+func ConvBackwardWeightInputsBF16(s ConvShape, xb, dyb []uint16, dw []float32) bool {
+	return InputBF16OK(s) && convBackwardWeightAMXBF16(s, bf16Input{xb: xb[:s.N*s.H*s.W*s.C]}, bf16Input{xb: dyb[:s.N*s.OH()*s.OW()*s.OC]}, dw)
+}
+
 // ConvBackwardDataFromBF16 is ConvBackwardDataBF16 (add: ConvBackwardDataAddBF16)
 // of an output gradient stored as bfloat16, dyb; it computes nothing and
 // reports false where the direct kernels do not take it (the caller
@@ -256,7 +263,7 @@ func ConvBackwardDataFromBF16(s ConvShape, dyb []uint16, w, dx []float32, add bo
 }
 
 // ConvBackwardDataSumsFromBF16 is ConvBackwardDataFromBF16 that also
-// fills gs from the gradient it stores (the sum, with add: it must be all
+// fills gs, where not nil, from the gradient it stores (the sum, with add: it must be all
 // of the batch norm output's gradient), the first backward pass of the
 // batch norm whose output x is, where the AMX tiles compute the gradient
 // in place (a stride-1 data gradient, x's channels a multiple of 16 and
@@ -288,22 +295,8 @@ func convBackwardDataFromBF16(s ConvShape, dyb []uint16, w, dx []float32, add bo
 // is not nil: ConvBackwardWeightReLUAffineBF16); it computes nothing and
 // reports false where the AMX tiles do not take it.
 func ConvBackwardWeightFromBF16(s ConvShape, x []float32, in *ReLUAffine, dyb []uint16, dw []float32) bool {
-	return convBackwardWeightFromBF16(s, x, in, nil, dyb, dw)
-}
-
-// ConvBackwardWeightInputsBF16 is ConvBackwardWeightFromBF16 of an input
-// stored as bfloat16 too, xb (as ConvForwardFromBF16 reads it), where
-// InputBF16OK(s); it computes nothing and reports false elsewhere.
-func ConvBackwardWeightInputsBF16(s ConvShape, xb, dyb []uint16, dw []float32) bool {
-	return InputBF16OK(s) && convBackwardWeightFromBF16(s, nil, nil, xb[:s.N*s.H*s.W*s.C], dyb, dw)
-}
-
-func convBackwardWeightFromBF16(s ConvShape, x []float32, in *ReLUAffine, xb, dyb []uint16, dw []float32) bool {
 	if !bf16NativeOn() || in != nil && !ConvReLUAffineBF16OK(s) {
 		return false
-	}
-	if xb != nil {
-		return convBackwardWeightAMXBF16(s, bf16Input{xb: xb}, bf16Input{xb: dyb[:s.N*s.OH()*s.OW()*s.OC]}, dw)
 	}
 	sub, strided := subsampledShape(s)
 	if !amxGradOK(sub) {
