@@ -10,6 +10,14 @@ jemalloc preloaded (libjemalloc2), as PyTorch's CPU tuning guide recommends. Pri
 line per layout and mode: images/s, median (and min, max) of --runs timed passes after --warmup.
 
     /usr/bin/python3 bench/torch_int8.py [--runs 7] [--warmup 2]
+
+With --conv3x3 it times one quantized convolution instead, the shape of residual's
+conv3x3-int8 benchmark (batch 32, 64 → 64 channels, 56×56, 3×3, padding 1, ReLU fused as in
+residual's epilogue, quint8 activations, per-output-channel qint8 weights), in both layouts,
+in GOP/s (two operations per multiply-add), and the same convolution in float32 and under
+bf16 autocast for comparison.
+
+    /usr/bin/python3 bench/torch_int8.py --conv3x3 [--runs 21]
 """
 import argparse
 import json
@@ -34,10 +42,14 @@ def main():
     p.add_argument("--runs", type=int, default=7)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--conv3x3", action="store_true", help="time conv3x3-int8's convolution alone")
     a = p.parse_args()
     torch.set_num_threads(2)
     torch.backends.quantized.engine = "onednn"
     torch.manual_seed(0)
+    if a.conv3x3:
+        conv3x3(a)
+        return
     for channels_last, jit in ((False, False), (True, False), (False, True), (True, True)):
         model = torchvision.models.resnet50().eval()
         x = torch.randn(a.batch, 3, 224, 224)
@@ -66,6 +78,49 @@ def main():
                               batch=a.batch, threads=torch.get_num_threads(),
                               allocator="jemalloc" if JEMALLOC in os.environ.get("LD_PRELOAD", "") else "default")))
         sys.stdout.flush()
+
+
+def conv3x3(a):
+    """One 3×3 convolution in int8 (oneDNN), float32 and bf16 autocast, GOP/s."""
+    import torch.nn.intrinsic.quantized as nniq  # torch.ao.nn.intrinsic in later releases
+    n, c, oc, hw = 32, 64, 64, 56
+    ops = 2.0 * n * hw * hw * oc * 9 * c
+    x = torch.rand(n, c, hw, hw)
+    w = torch.randn(oc, c, 3, 3) * 0.05
+    qx = torch.quantize_per_tensor(x, 1 / 255, 0, torch.quint8)
+    qw = torch.quantize_per_channel(w, w.abs().amax(dim=(1, 2, 3)) / 127, torch.zeros(oc, dtype=torch.long), 0, torch.qint8)
+    qconv = nniq.ConvReLU2d(c, oc, 3, padding=1)
+    qconv.set_weight_bias(qw, torch.zeros(oc))
+    qconv.scale, qconv.zero_point = 0.05, 0
+    fconv = torch.nn.Conv2d(c, oc, 3, padding=1).eval()
+
+    def run(name, fn):
+        with torch.no_grad():
+            for _ in range(a.warmup):
+                fn()
+            ts = []
+            for _ in range(a.runs):
+                t0 = time.perf_counter()
+                fn()
+                ts.append(time.perf_counter() - t0)
+        rates = sorted(ops / t / 1e9 for t in ts)
+        print(json.dumps(dict(name=name, unit="GOP/s", median=statistics.median(rates), min=rates[0], max=rates[-1],
+                              runs=a.runs, threads=torch.get_num_threads(),
+                              allocator="jemalloc" if JEMALLOC in os.environ.get("LD_PRELOAD", "") else "default")))
+        sys.stdout.flush()
+
+    for cl in (False, True):
+        fmt = torch.channels_last if cl else torch.contiguous_format
+        lay = " channels_last" if cl else " NCHW"
+        qxl, xl = qx.contiguous(memory_format=fmt), x.contiguous(memory_format=fmt)
+        fl = fconv.to(memory_format=fmt)
+        run("conv3x3 64->64 56x56 b32 int8 ConvReLU2d (onednn)" + lay, lambda: qconv(qxl))
+        run("conv3x3 64->64 56x56 b32 float32" + lay, lambda: fl(xl))
+
+        def bf():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return fl(xl)
+        run("conv3x3 64->64 56x56 b32 bf16 autocast" + lay, bf)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ func amxChannels(s ConvShape) int {
 }
 
 // convDirectAMXBF16 is convDirectPlacedBF16's sweep on AMX tiles
-// (amxBF16OK), int8ConvAMXPadded's counterpart: with stride st, output
+// (amxBF16OK), int8ConvAMXStaged's counterpart: with stride st, output
 // pixel (oy, ox) of image n reads the padded input from pixel st·p on,
 // p = n·h·wd/st + oy·wd + ox, each of the KH kernel rows KW·cp bfloat16
 // values in a row, DH padded rows apart. The 32 positions p of a tile are

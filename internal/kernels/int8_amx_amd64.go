@@ -85,7 +85,7 @@ func amxJob(job, parts, nb int) (g, c0, c1 int) {
 	return job / parts, part * nb / parts, (part + 1) * nb / parts
 }
 
-// amxConvOK reports whether int8ConvAMXPadded computes s: the same
+// amxConvOK reports whether int8ConvAMXStaged computes s: the same
 // stride both ways, which divides the padded image's pixels, no
 // dilation, a multiple of 64 input channels and of 32 output ones, a u8
 // output.
@@ -94,25 +94,32 @@ func amxConvOK(s ConvShape, yf []float32) bool {
 	return hasAMX && yf == nil && s.C%64 == 0 && s.OC%32 == 0 && s.SH == s.SW && s.SH > 0 && h*wd%s.SH == 0 && s.DH == 1 && s.DW == 1
 }
 
-// amxSlack is how many bytes past the (padded) input int8ConvAMXPadded
-// may read: its last 32-position block's rows run past the last output,
-// and each reads the kernel's reach beyond its position. They only make
-// outputs that are thrown away.
-func amxSlack(s ConvShape, wd int) int {
-	return (32*s.SH + s.KH*wd + s.KW) * s.C
-}
+// amxStage is how many groups of 32-position blocks (amxGroup blocks a
+// group) int8ConvAMXStaged copies the input of at once, at most: about a
+// thousand positions, whose padded rows (64 KB at 64 channels) stay in a core's L2
+// while their tiles read them, so that the halo each copy repeats (the
+// kernel's reach, KH−1 rows and KW pixels) is an eighth of it at
+// ResNet-50's first stage.
+const amxStage = 4
 
-// int8ConvAMXPadded is int8ConvDirect's sweep on AMX tiles (amxConvOK)
-// over the input src as h×wd pixels an image (the padded copy), followed
-// by amxSlack bytes it may read. With stride st, output pixel (oy, ox) of
-// image n reads the input from pixel st·p on, p = n·h·wd/st + oy·wd + ox,
-// at offset (ky·wd + kx) for each tap: the positions p of a 32-row tile
-// are consecutive, their rows st·C bytes apart, as an AMX tile reads
-// them, whatever image row they fall on. The positions past an output
-// row's last pixel (ox ≥ OW) or an image's last row compute outputs that
-// are dropped: 2 columns in 58 for ResNet-50's first stage at stride 1, a
+// int8ConvAMXStaged is int8ConvDirect's sweep on AMX tiles (amxConvOK).
+// It computes over the input as if padded with zero points to h×wd
+// pixels an image: with stride st, output pixel (oy, ox) of image n reads
+// the padded input from pixel st·p on, p = n·h·wd/st + oy·wd + ox, at
+// offset (ky·wd + kx) for each tap, so the positions p of a 32-row tile
+// are consecutive, their rows st·C bytes apart, as an AMX tile reads them,
+// whatever image row they fall on. The positions past an output row's
+// last pixel (ox ≥ OW) or an image's last row compute outputs that are
+// dropped: 2 columns in 58 for ResNet-50's first stage at stride 1, a
 // third of the positions for its last; about half at stride 2.
-func int8ConvAMXPadded(s ConvShape, src []uint8, h, wd int, packed []int8, e *Int8Epilogue, y []uint8) {
+//
+// The padded input is never stored whole: each job copies the padded
+// pixels its positions read (its blocks' span and the kernel's reach
+// past it, stagePadded) into a buffer of its own, in cache while its
+// tiles read it, instead of a padded copy of the batch written to memory
+// and read back.
+func int8ConvAMXStaged(s ConvShape, x []uint8, zx uint8, packed []int8, e *Int8Epilogue, y []uint8) {
+	h, wd := s.H+s.PT+s.PB, s.W+s.PL+s.PR
 	oh, ow, st := s.OH(), s.OW(), s.SH
 	img := h * wd / st                    // positions an image
 	total := (s.N-1)*img + (oh-1)*wd + ow // positions up to the last output
@@ -125,30 +132,41 @@ func int8ConvAMXPadded(s ConvShape, src []uint8, h, wd int, packed []int8, e *In
 			taps = append(taps, (ky*wd+kx)*s.C)
 		}
 	}
-	_ = src[blocks*32*st*s.C+taps[len(taps)-1]+s.C-1] // the reads stay inside src
+	reach := (s.KH-1)*wd + s.KW // padded pixels a position reads from its own on
 	cfg := unsafe.Pointer(&amxConfig[0])
-	groups := (blocks + amxGroup - 1) / amxGroup
-	parts := amxParts(groups, nb)
-	parallelFor(groups*parts, func(lo, hi int) {
+	// Blocks a job stages: amxStage groups, fewer where the batch has
+	// too few for four jobs a goroutine.
+	span := min(amxStage*amxGroup, max(blocks/(4*threads()), 1))
+	units := (blocks + span - 1) / span
+	parts := amxParts(units, nb)
+	parallelFor(units*parts, func(lo, hi int) {
 		acc := int32Pool.Get(amxGroup * 32 * 32)
 		defer int32Pool.Put(acc)
+		buf := getBytes((st*32*span + reach) * s.C)
+		defer putBytes(buf)
 		for job := lo; job < hi; job++ {
-			g, c0, c1 := amxJob(job, parts, nb) // pixel group g, channel blocks [c0, c1)
-			b0, b1 := g*amxGroup, min((g+1)*amxGroup, blocks)
-			for b := c0; b < c1; b++ {
-				amxInt8Conv32(cfg, unsafe.Pointer(&src[b0*32*st*s.C]), st*s.C, unsafe.Pointer(&packed[b*blockSize]), s.C/64, unsafe.Pointer(&acc[0]), b1-b0, unsafe.Pointer(&taps[0]), len(taps))
-				// Store the outputs among the positions, in runs along an
-				// output row.
-				for p := b0 * 32; p < min(b1*32, total); {
-					n, r := p/img, p%img
-					oy, ox := r/wd, r%wd
-					if oy >= oh || ox >= ow {
-						p++
-						continue
+			u, c0, c1 := amxJob(job, parts, nb) // blocks [u·span, …), channel blocks [c0, c1)
+			u0, u1 := u*span, min((u+1)*span, blocks)
+			q0 := st * 32 * u0 // the first padded pixel the unit reads
+			stagePadded(s, x, zx, h, wd, q0, st*32*(u1-u0)+reach, buf)
+			for b0 := u0; b0 < u1; b0 += amxGroup {
+				b1 := min(b0+amxGroup, u1)
+				a := unsafe.Pointer(&buf[(st*32*b0-q0)*s.C])
+				for b := c0; b < c1; b++ {
+					amxInt8Conv32(cfg, a, st*s.C, unsafe.Pointer(&packed[b*blockSize]), s.C/64, unsafe.Pointer(&acc[0]), b1-b0, unsafe.Pointer(&taps[0]), len(taps))
+					// Store the outputs among the positions, in runs along an
+					// output row.
+					for p := b0 * 32; p < min(b1*32, total); {
+						n, r := p/img, p%img
+						oy, ox := r/wd, r%wd
+						if oy >= oh || ox >= ow {
+							p++
+							continue
+						}
+						run := min(ow-ox, b1*32-p, total-p)
+						e.storeTile(acc[(p-b0*32)*32:], (n*oh+oy)*ow+ox, run, s.OC, b*32, 32, y)
+						p += run
 					}
-					run := min(ow-ox, b1*32-p, total-p)
-					e.storeTile(acc[(p-b0*32)*32:], (n*oh+oy)*ow+ox, run, s.OC, b*32, 32, y)
-					p += run
 				}
 			}
 		}

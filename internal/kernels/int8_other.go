@@ -35,8 +35,6 @@ func int8ConvAMX(s ConvShape, src []uint8, packed []int8, e *Int8Epilogue, y []u
 // amxConvOK: no AMX here (see int8_amx_amd64.go).
 func amxConvOK(s ConvShape, yf []float32) bool { return false }
 
-func amxSlack(s ConvShape, wd int) int { return 0 }
-
 // amxRowsOK: no AMX here (see int8_amx_amd64.go).
 func amxRowsOK(s ConvShape, yf []float32) bool { return false }
 
@@ -44,7 +42,7 @@ func int8ConvAMXRows(s ConvShape, x []uint8, zx uint8, packed []int8, e *Int8Epi
 	panic("kernels: no AMX on this platform")
 }
 
-func int8ConvAMXPadded(s ConvShape, src []uint8, h, wd int, packed []int8, e *Int8Epilogue, y []uint8) {
+func int8ConvAMXStaged(s ConvShape, x []uint8, zx uint8, packed []int8, e *Int8Epilogue, y []uint8) {
 	panic("kernels: no AMX on this platform")
 }
 

@@ -49,6 +49,11 @@ var int8Shapes = []ConvShape{
 	// an unpadded 1×1 (its shortcut), and one whose image of 9×9 pixels the
 	// stride does not divide (the VNNI kernels compute it).
 	{N: 2, H: 14, W: 14, C: 64, OC: 64, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+	// Batches of more blocks than int8ConvAMXStaged stages at once (107
+	// and 35 blocks of 32 positions): on two threads, jobs of 13 blocks
+	// (a group and a short one) and 4, at strides 1 and 2.
+	{N: 3, H: 32, W: 32, C: 64, OC: 64, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+	{N: 2, H: 32, W: 32, C: 64, OC: 32, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 	{N: 2, H: 10, W: 10, C: 128, OC: 32, KH: 1, KW: 1, SH: 2, SW: 2, DH: 1, DW: 1},
 	{N: 1, H: 9, W: 9, C: 64, OC: 32, KH: 1, KW: 1, SH: 2, SW: 2, DH: 1, DW: 1},
 	// AMX over kernel rows of at most 64 bytes, one step a row
@@ -600,4 +605,34 @@ func TestPackedDirectOneRowLength(t *testing.T) {
 		}
 	}()
 	q.packedDirect(6)
+}
+
+// TestStagePaddedMatchesPadU8: every range of padded pixels that
+// int8ConvAMXStaged stages equals the same range of padU8's whole padded
+// copy (the slack past the last image included), over asymmetric borders
+// wider than the kernel and ranges that start and end inside border and
+// image rows.
+func TestStagePaddedMatchesPadU8(t *testing.T) {
+	r := rand.New(rand.NewPCG(40, 7))
+	for trial := range 200 {
+		s := ConvShape{N: 1 + r.IntN(3), H: 1 + r.IntN(6), W: 1 + r.IntN(7), C: 1 + r.IntN(5), OC: 1, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1,
+			PT: r.IntN(3), PL: r.IntN(3), PB: r.IntN(3), PR: r.IntN(3)}
+		h, wd := s.H+s.PT+s.PB, s.W+s.PL+s.PR
+		x := make([]uint8, s.N*s.H*s.W*s.C)
+		for i := range x {
+			x[i] = uint8(r.IntN(256))
+		}
+		zx := uint8(r.IntN(256))
+		pixels := s.N * h * wd
+		slack := 2 * wd
+		want := padU8(s, x, zx, h, wd, slack*s.C)
+		q0 := r.IntN(pixels)
+		count := 1 + r.IntN(pixels+slack-q0)
+		got := make([]uint8, count*s.C)
+		stagePadded(s, x, zx, h, wd, q0, count, got)
+		if !slices.Equal(got, want[q0*s.C:(q0+count)*s.C]) {
+			t.Fatalf("trial %d %+v: pixels [%d, %d) differ from padU8's", trial, s, q0, q0+count)
+		}
+		putBytes(want)
+	}
 }

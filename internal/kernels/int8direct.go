@@ -51,25 +51,18 @@ func int8ConvDirect(s ConvShape, x []uint8, zx uint8, w *Int8Weights, ep *Int8Ep
 		putBytes(sx)
 		return
 	}
+	if amxConvOK(s, yf) {
+		int8ConvAMXStaged(s, x, zx, p, &e, y)
+		return
+	}
 	// A kernel row that ends inside a quad reads up to 3 bytes past it:
 	// such an input is always copied, with that much slack after it.
-	// The AMX sweep of a convolution of stride 1 reads past the input
-	// too (amxSlack): its input is copied with that much slack.
 	src, h, wd := x, s.H, s.W
 	padded := s.PT|s.PB|s.PL|s.PR != 0
-	amx := amxConvOK(s, yf)
-	if padded || rowLen%4 != 0 || amx {
+	if padded || rowLen%4 != 0 {
 		h, wd = s.H+s.PT+s.PB, s.W+s.PL+s.PR
-		slack := 3
-		if amx {
-			slack = max(slack, amxSlack(s, wd))
-		}
-		src = padU8(s, x, zx, h, wd, slack)
+		src = padU8(s, x, zx, h, wd, 3)
 		defer putBytes(src)
-	}
-	if amx {
-		int8ConvAMXPadded(s, src, h, wd, p, &e, y)
-		return
 	}
 	rowBytes := wd * s.C
 	flat := s.KH == 1 && s.KW == 1 && s.SH == 1 && s.SW == 1 && !padded // pixels adjacent: one long row
@@ -112,6 +105,37 @@ func subsampled(s ConvShape, x []uint8, yf []float32) (sub ConvShape, sx []uint8
 	return sub, sx, true
 }
 
+// stagePadded writes into dst the count pixels (C bytes each) of x padded
+// to h×wd pixels an image from padded pixel q0 on, as padU8 would have
+// them: the image where x has it, the zero point zx in the border and
+// past the last image.
+func stagePadded(s ConvShape, x []uint8, zx uint8, h, wd, q0, count int, dst []uint8) {
+	c := s.C
+	dst = dst[:count*c]
+	for q := q0; q < q0+count; {
+		row := q / wd // padded row over the batch
+		px := q - row*wd
+		run := min(wd-px, q0+count-q) // pixels to this row's end
+		out := dst[(q-q0)*c : (q-q0+run)*c]
+		n, iy := row/h, row%h-s.PT
+		if n >= s.N || iy < 0 || iy >= s.H {
+			fillU8(out, zx)
+			q += run
+			continue
+		}
+		// Columns [px, px+run) of the padded row: left border, image, right border.
+		l := min(max(s.PL-px, 0), run)
+		fillU8(out[:l*c], zx)
+		x0, x1 := max(px-s.PL, 0), min(px+run-s.PL, s.W)
+		if x1 > x0 {
+			copy(out[l*c:], x[((n*s.H+iy)*s.W+x0)*c:((n*s.H+iy)*s.W+x1)*c])
+		}
+		r := l + max(x1-x0, 0)
+		fillU8(out[r*c:], zx)
+		q += run
+	}
+}
+
 // padU8 returns x (NHWC u8) inside a border of zero points, in a pooled
 // buffer (putBytes it): h×wd pixels an image, the input at row PT, column
 // PL, followed by slack bytes of the zero point for reads past the image.
@@ -135,8 +159,14 @@ func padU8(s ConvShape, x []uint8, zx uint8, h, wd, slack int) []uint8 {
 	return out
 }
 
+// fillU8 sets every byte of b to v, by doubling copies (memmove) rather
+// than a byte at a time: the zero points of padded borders.
 func fillU8(b []uint8, v uint8) {
-	for i := range b {
-		b[i] = v
+	if len(b) == 0 {
+		return
+	}
+	b[0] = v
+	for n := 1; n < len(b); n *= 2 {
+		copy(b[n:], b[:n])
 	}
 }
