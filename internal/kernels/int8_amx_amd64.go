@@ -86,79 +86,91 @@ func amxJob(job, parts, nb int) (g, c0, c1 int) {
 }
 
 // amxConvOK reports whether int8ConvAMXStaged computes s: the same
-// stride both ways, which divides the padded image's pixels, no
-// dilation, a multiple of 64 input channels and of 32 output ones, a u8
-// output.
+// stride both ways, no dilation, a multiple of 64 input channels and of
+// 32 output ones, a u8 output.
 func amxConvOK(s ConvShape, yf []float32) bool {
-	h, wd := s.H+s.PT+s.PB, s.W+s.PL+s.PR
-	return hasAMX && yf == nil && s.C%64 == 0 && s.OC%32 == 0 && s.SH == s.SW && s.SH > 0 && h*wd%s.SH == 0 && s.DH == 1 && s.DW == 1
+	return hasAMX && yf == nil && s.C%64 == 0 && s.OC%32 == 0 && s.SH == s.SW && s.SH > 0 && s.DH == 1 && s.DW == 1
 }
 
 // amxStage is how many groups of 32-position blocks (amxGroup blocks a
 // group) int8ConvAMXStaged copies the input of at once, at most: about a
-// thousand positions, whose padded rows (64 KB at 64 channels) stay in a core's L2
-// while their tiles read them, so that the halo each copy repeats (the
-// kernel's reach, KH−1 rows and KW pixels) is an eighth of it at
-// ResNet-50's first stage.
+// thousand positions, whose padded rows (64 KB at 64 channels) stay in a
+// core's L2 while their tiles read them, so that the halo each copy
+// repeats (the kernel's reach, KH−1 rows and KW pixels) is an eighth of
+// it at ResNet-50's first stage.
 const amxStage = 4
 
 // int8ConvAMXStaged is int8ConvDirect's sweep on AMX tiles (amxConvOK).
-// It computes over the input as if padded with zero points to h×wd
-// pixels an image: with stride st, output pixel (oy, ox) of image n reads
-// the padded input from pixel st·p on, p = n·h·wd/st + oy·wd + ox, at
-// offset (ky·wd + kx) for each tap, so the positions p of a 32-row tile
-// are consecutive, their rows st·C bytes apart, as an AMX tile reads them,
+//
+// At stride 1 it computes over the input as if padded with zero points
+// to h×wd pixels an image: output pixel (oy, ox) of image n reads the
+// padded input from pixel p = n·h·wd + oy·wd + ox on, at offset
+// (ky·wd + kx) for each tap, so the positions p of a 32-row tile are
+// consecutive, their rows C bytes apart, as an AMX tile reads them,
 // whatever image row they fall on. The positions past an output row's
 // last pixel (ox ≥ OW) or an image's last row compute outputs that are
-// dropped: 2 columns in 58 for ResNet-50's first stage at stride 1, a
-// third of the positions for its last; about half at stride 2.
+// dropped: 2 columns in 58 for ResNet-50's first stage.
 //
-// The padded input is never stored whole: each job copies the padded
-// pixels its positions read (its blocks' span and the kernel's reach
-// past it, stagePadded) into a buffer of its own, in cache while its
-// tiles read it, instead of a padded copy of the batch written to memory
-// and read back.
+// At stride st > 1 the padded input is split into st² phases, phase
+// (ry, rx) holding padded pixels (st·py + ry, st·px + rx), each an image
+// of hp×wp pixels (hp = OH + (KH−1)/st, wp = OW + (KW−1)/st): tap (ky,
+// kx) reads phase (ky mod st, kx mod st) from pixel (oy + ky/st, ox +
+// kx/st) on, so the same sweep runs at stride 1 over positions
+// p = n·hp·wp + oy·wp + ox, its taps in the phases they read. Only
+// (wp − OW)/wp of the positions are dropped (one column in 8 for
+// ResNet-50's last 3×3 of stride 2), where sweeping the padded input at
+// stride st dropped more than half.
+//
+// The padded input is never stored whole: each job copies the pixels
+// its positions read (its blocks' span and the kernel's reach past it,
+// in each phase) into a buffer of its own, in cache while its tiles read
+// it, instead of a padded copy of the batch written to memory and read
+// back.
 func int8ConvAMXStaged(s ConvShape, x []uint8, zx uint8, packed []int8, e *Int8Epilogue, y []uint8) {
-	h, wd := s.H+s.PT+s.PB, s.W+s.PL+s.PR
 	oh, ow, st := s.OH(), s.OW(), s.SH
-	img := h * wd / st                    // positions an image
-	total := (s.N-1)*img + (oh-1)*wd + ow // positions up to the last output
+	hp, wp := oh+(s.KH-1)/st, ow+(s.KW-1)/st // a phase's pixels (st = 1: the padded image's)
+	img := hp * wp                           // positions an image
+	total := (s.N-1)*img + (oh-1)*wp + ow    // positions up to the last output
 	blocks := (total + 31) / 32
 	nb := s.OC / 32
 	blockSize := s.KH * s.KW * s.C * 32
-	taps := make([]int, 0, s.KH*s.KW)
-	for ky := range s.KH {
-		for kx := range s.KW {
-			taps = append(taps, (ky*wd+kx)*s.C)
-		}
-	}
-	reach := (s.KH-1)*wd + s.KW // padded pixels a position reads from its own on
-	cfg := unsafe.Pointer(&amxConfig[0])
 	// Blocks a job stages: amxStage groups, fewer where the batch has
 	// too few for four jobs a goroutine.
 	span := min(amxStage*amxGroup, max(blocks/(4*threads()), 1))
+	reach := (s.KH-1)/st*wp + (s.KW-1)/st + 1 // pixels a position reads in a phase from its own on
+	region := 32*span + reach                 // a phase's pixels in a job's buffer
+	taps := make([]int, 0, s.KH*s.KW)         // byte offsets in the buffer from a position's first phase pixel
+	for ky := range s.KH {
+		for kx := range s.KW {
+			phase := ky%st*st + kx%st
+			taps = append(taps, (phase*region+ky/st*wp+kx/st)*s.C)
+		}
+	}
+	cfg := unsafe.Pointer(&amxConfig[0])
 	units := (blocks + span - 1) / span
 	parts := amxParts(units, nb)
 	parallelFor(units*parts, func(lo, hi int) {
 		acc := int32Pool.Get(amxGroup * 32 * 32)
 		defer int32Pool.Put(acc)
-		buf := getBytes((st*32*span + reach) * s.C)
+		buf := getBytes(st * st * region * s.C)
 		defer putBytes(buf)
 		for job := lo; job < hi; job++ {
 			u, c0, c1 := amxJob(job, parts, nb) // blocks [u·span, …), channel blocks [c0, c1)
 			u0, u1 := u*span, min((u+1)*span, blocks)
-			q0 := st * 32 * u0 // the first padded pixel the unit reads
-			stagePadded(s, x, zx, h, wd, q0, st*32*(u1-u0)+reach, buf)
+			q0, count := 32*u0, 32*(u1-u0)+reach // the phase pixels the unit reads
+			for phase := range st * st {
+				stagePhase(s, x, zx, hp, wp, phase/st, phase%st, q0, count, buf[phase*region*s.C:])
+			}
 			for b0 := u0; b0 < u1; b0 += amxGroup {
 				b1 := min(b0+amxGroup, u1)
-				a := unsafe.Pointer(&buf[(st*32*b0-q0)*s.C])
+				a := unsafe.Pointer(&buf[(32*b0-q0)*s.C])
 				for b := c0; b < c1; b++ {
-					amxInt8Conv32(cfg, a, st*s.C, unsafe.Pointer(&packed[b*blockSize]), s.C/64, unsafe.Pointer(&acc[0]), b1-b0, unsafe.Pointer(&taps[0]), len(taps))
+					amxInt8Conv32(cfg, a, s.C, unsafe.Pointer(&packed[b*blockSize]), s.C/64, unsafe.Pointer(&acc[0]), b1-b0, unsafe.Pointer(&taps[0]), len(taps))
 					// Store the outputs among the positions, in runs along an
 					// output row.
 					for p := b0 * 32; p < min(b1*32, total); {
 						n, r := p/img, p%img
-						oy, ox := r/wd, r%wd
+						oy, ox := r/wp, r%wp
 						if oy >= oh || ox >= ow {
 							p++
 							continue

@@ -54,6 +54,12 @@ var int8Shapes = []ConvShape{
 	// (a group and a short one) and 4, at strides 1 and 2.
 	{N: 3, H: 32, W: 32, C: 64, OC: 64, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 	{N: 2, H: 32, W: 32, C: 64, OC: 32, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+	// Strided sweeps over phases: odd sizes with asymmetric padding (the
+	// phases of unequal extent), a 5×3 kernel at stride 3 (nine phases,
+	// some with one tap), a padded 1×1 of stride 2.
+	{N: 2, H: 15, W: 13, C: 64, OC: 32, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 0, PB: 2, PR: 1},
+	{N: 1, H: 11, W: 12, C: 64, OC: 32, KH: 5, KW: 3, SH: 3, SW: 3, DH: 1, DW: 1, PT: 2, PL: 1, PB: 2, PR: 1},
+	{N: 2, H: 9, W: 9, C: 128, OC: 32, KH: 1, KW: 1, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 0, PR: 0},
 	{N: 2, H: 10, W: 10, C: 128, OC: 32, KH: 1, KW: 1, SH: 2, SW: 2, DH: 1, DW: 1},
 	{N: 1, H: 9, W: 9, C: 64, OC: 32, KH: 1, KW: 1, SH: 2, SW: 2, DH: 1, DW: 1},
 	// AMX over kernel rows of at most 64 bytes, one step a row
@@ -607,9 +613,9 @@ func TestPackedDirectOneRowLength(t *testing.T) {
 	q.packedDirect(6)
 }
 
-// TestStagePaddedMatchesPadU8: every range of padded pixels that
-// int8ConvAMXStaged stages equals the same range of padU8's whole padded
-// copy (the slack past the last image included), over asymmetric borders
+// TestStagePaddedMatchesPadU8: at stride 1 every range of padded pixels
+// that int8ConvAMXStaged stages (stagePhase's one phase) equals the same
+// range of padU8's whole padded copy (the slack past the last image included), over asymmetric borders
 // wider than the kernel and ranges that start and end inside border and
 // image rows.
 func TestStagePaddedMatchesPadU8(t *testing.T) {
@@ -629,10 +635,52 @@ func TestStagePaddedMatchesPadU8(t *testing.T) {
 		q0 := r.IntN(pixels)
 		count := 1 + r.IntN(pixels+slack-q0)
 		got := make([]uint8, count*s.C)
-		stagePadded(s, x, zx, h, wd, q0, count, got)
+		stagePhase(s, x, zx, h, wd, 0, 0, q0, count, got)
 		if !slices.Equal(got, want[q0*s.C:(q0+count)*s.C]) {
 			t.Fatalf("trial %d %+v: pixels [%d, %d) differ from padU8's", trial, s, q0, q0+count)
 		}
 		putBytes(want)
+	}
+}
+
+// TestStagePhaseMatchesPadU8: every range of a phase's pixels that
+// int8ConvAMXStaged stages at a stride above 1 is the padded input (padU8's
+// copy) read at (st·py + ry, st·px + rx), the zero point past the padded
+// image and the last image.
+func TestStagePhaseMatchesPadU8(t *testing.T) {
+	r := rand.New(rand.NewPCG(40, 8))
+	for trial := range 200 {
+		st := 2 + r.IntN(2)
+		s := ConvShape{N: 1 + r.IntN(3), H: 1 + r.IntN(9), W: 1 + r.IntN(9), C: 1 + r.IntN(5), OC: 1, KH: 1 + r.IntN(4), KW: 1 + r.IntN(4), SH: st, SW: st, DH: 1, DW: 1,
+			PT: r.IntN(3), PL: r.IntN(3), PB: r.IntN(3), PR: r.IntN(3)}
+		if s.Validate() != nil {
+			continue
+		}
+		h, wd := s.H+s.PT+s.PB, s.W+s.PL+s.PR
+		hp, wp := s.OH()+(s.KH-1)/st, s.OW()+(s.KW-1)/st
+		x := make([]uint8, s.N*s.H*s.W*s.C)
+		for i := range x {
+			x[i] = uint8(r.IntN(256))
+		}
+		zx := uint8(r.IntN(256))
+		padded := padU8(s, x, zx, h, wd, 0)
+		ry, rx := r.IntN(st), r.IntN(st)
+		pixels := s.N * hp * wp
+		q0 := r.IntN(pixels)
+		count := 1 + r.IntN(pixels+2*wp-q0)
+		got := make([]uint8, count*s.C)
+		stagePhase(s, x, zx, hp, wp, ry, rx, q0, count, got)
+		for q := q0; q < q0+count; q++ {
+			n, py, px := q/(hp*wp), q%(hp*wp)/wp, q%wp
+			want := make([]uint8, s.C)
+			fillU8(want, zx)
+			if y, x := st*py+ry, st*px+rx; n < s.N && y < h && x < wd {
+				copy(want, padded[((n*h+y)*wd+x)*s.C:])
+			}
+			if g := got[(q-q0)*s.C : (q-q0+1)*s.C]; !slices.Equal(g, want) {
+				t.Fatalf("trial %d %+v: phase (%d, %d) pixel %d = %v, want %v", trial, s, ry, rx, q, g, want)
+			}
+		}
+		putBytes(padded)
 	}
 }

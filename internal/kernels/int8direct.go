@@ -105,34 +105,48 @@ func subsampled(s ConvShape, x []uint8, yf []float32) (sub ConvShape, sx []uint8
 	return sub, sx, true
 }
 
-// stagePadded writes into dst the count pixels (C bytes each) of x padded
-// to h×wd pixels an image from padded pixel q0 on, as padU8 would have
-// them: the image where x has it, the zero point zx in the border and
-// past the last image.
-func stagePadded(s ConvShape, x []uint8, zx uint8, h, wd, q0, count int, dst []uint8) {
+// stagePhase writes into dst the count pixels (C bytes each) of phase
+// (ry, rx) of x padded and strided by s (int8ConvAMXStaged's phases, hp×wp
+// pixels an image) from phase pixel q0 on: padded pixel (SH·py + ry,
+// SW·px + rx) of each image, the zero point zx in the border, past the
+// padded image and past the last image. At stride 1 the one phase is the
+// padded input itself, as padU8 lays it out, and its rows are copied in
+// runs.
+func stagePhase(s ConvShape, x []uint8, zx uint8, hp, wp, ry, rx, q0, count int, dst []uint8) {
 	c := s.C
 	dst = dst[:count*c]
 	for q := q0; q < q0+count; {
-		row := q / wd // padded row over the batch
-		px := q - row*wd
-		run := min(wd-px, q0+count-q) // pixels to this row's end
+		row := q / wp // phase row over the batch
+		px := q - row*wp
+		run := min(wp-px, q0+count-q) // pixels to this row's end
 		out := dst[(q-q0)*c : (q-q0+run)*c]
-		n, iy := row/h, row%h-s.PT
+		q += run
+		n, iy := row/hp, row%hp*s.SH+ry-s.PT
 		if n >= s.N || iy < 0 || iy >= s.H {
 			fillU8(out, zx)
-			q += run
 			continue
 		}
-		// Columns [px, px+run) of the padded row: left border, image, right border.
-		l := min(max(s.PL-px, 0), run)
-		fillU8(out[:l*c], zx)
-		x0, x1 := max(px-s.PL, 0), min(px+run-s.PL, s.W)
-		if x1 > x0 {
-			copy(out[l*c:], x[((n*s.H+iy)*s.W+x0)*c:((n*s.H+iy)*s.W+x1)*c])
+		src := x[(n*s.H+iy)*s.W*c : (n*s.H+iy+1)*s.W*c]
+		if s.SW == 1 {
+			// Columns [px, px+run) of the padded row: left border, image,
+			// right border.
+			l := min(max(s.PL-px, 0), run)
+			fillU8(out[:l*c], zx)
+			x0, x1 := max(px-s.PL, 0), min(px+run-s.PL, s.W)
+			if x1 > x0 {
+				copy(out[l*c:], src[x0*c:x1*c])
+			}
+			fillU8(out[(l+max(x1-x0, 0))*c:], zx)
+			continue
 		}
-		r := l + max(x1-x0, 0)
-		fillU8(out[r*c:], zx)
-		q += run
+		for i := range run {
+			o := out[i*c : (i+1)*c]
+			if ix := (px+i)*s.SW + rx - s.PL; ix >= 0 && ix < s.W {
+				copy(o, src[ix*c:(ix+1)*c])
+			} else {
+				fillU8(o, zx)
+			}
+		}
 	}
 }
 
