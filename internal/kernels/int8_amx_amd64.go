@@ -116,10 +116,10 @@ const amxStage = 4
 // of hp×wp pixels (hp = OH + (KH−1)/st, wp = OW + (KW−1)/st): tap (ky,
 // kx) reads phase (ky mod st, kx mod st) from pixel (oy + ky/st, ox +
 // kx/st) on, so the same sweep runs at stride 1 over positions
-// p = n·hp·wp + oy·wp + ox, its taps in the phases they read. Only
-// (wp − OW)/wp of the positions are dropped (one column in 8 for
-// ResNet-50's last 3×3 of stride 2), where sweeping the padded input at
-// stride st dropped more than half.
+// p = n·hp·wp + oy·wp + ox, its taps in the phases they read. The
+// positions past OW in a row and past OH in an image are dropped (15 in
+// 64 an image for ResNet-50's last 3×3 of stride 2), where sweeping the
+// padded input at stride st dropped more than half (79 in 128).
 //
 // The padded input is never stored whole: each job copies the pixels
 // its positions read (its blocks' span and the kernel's reach past it,
