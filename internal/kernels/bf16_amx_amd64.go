@@ -32,9 +32,10 @@ func amxChannels(s ConvShape) int {
 }
 
 // convDirectAMXBF16 is convDirectPlacedBF16's sweep on AMX tiles
-// (amxBF16OK), int8ConvAMXStaged's counterpart: with stride st, output
-// pixel (oy, ox) of image n reads the padded input from pixel st·p on,
-// p = n·h·wd/st + oy·wd + ox, each of the KH kernel rows KW·cp bfloat16
+// (amxBF16OK), as int8ConvAMXStaged's was before it swept strided
+// convolutions by phases: with stride st, output pixel (oy, ox) of image
+// n reads the padded input from pixel st·p on, p = n·h·wd/st + oy·wd +
+// ox, each of the KH kernel rows KW·cp bfloat16
 // values in a row, DH padded rows apart. The 32 positions p of a tile are
 // consecutive, their rows st·cp values apart, whatever image row they fall
 // on; those past an output row's last pixel or an image's last row

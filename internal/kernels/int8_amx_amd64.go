@@ -69,16 +69,17 @@ func int8ConvAMX(s ConvShape, src []uint8, packed []int8, e *Int8Epilogue, y []u
 }
 
 // amxParts is how many ranges of its nb channel blocks an AMX sweep cuts
-// the work on each of its groups of pixels into (a job: one group, one
-// range): enough for two jobs a goroutine where there are few groups, one
-// where there are many. A goroutine's consecutive jobs take the same
-// group. ResNet-50's 7×7 and 14×14 layers at batch 1 are one group each:
-// uncut, one core would run them while the other waits.
+// the work on each of its units of pixels (a group of blocks, or
+// int8ConvAMXStaged's span) into (a job: one unit, one range): enough for
+// two jobs a goroutine where there are few units, one where there are
+// many. A goroutine's consecutive jobs take the same unit. ResNet-50's
+// 7×7 and 14×14 layers at batch 1 are one unit each: uncut, one core
+// would run them while the other waits.
 func amxParts(groups, nb int) int {
 	return min(max((2*threads()+groups-1)/max(groups, 1), 1), nb)
 }
 
-// amxJob returns job's group of pixels and its range [c0, c1) of the nb
+// amxJob returns job's unit of pixels and its range [c0, c1) of the nb
 // channel blocks, cut into parts ranges (amxParts).
 func amxJob(job, parts, nb int) (g, c0, c1 int) {
 	part := job % parts
@@ -94,10 +95,11 @@ func amxConvOK(s ConvShape, yf []float32) bool {
 
 // amxStage is how many groups of 32-position blocks (amxGroup blocks a
 // group) int8ConvAMXStaged copies the input of at once, at most: about a
-// thousand positions, whose padded rows (64 KB at 64 channels) stay in a
-// core's L2 while their tiles read them, so that the halo each copy
-// repeats (the kernel's reach, KH−1 rows and KW pixels) is an eighth of
-// it at ResNet-50's first stage.
+// thousand positions, whose pixels (64 KB at 64 channels and stride 1)
+// stay in a core's L2 while their tiles read them, so that the halo each
+// copy repeats (the kernel's reach: KH−1 rows and KW−1 pixels of the
+// padded input at stride 1, (KH−1)/st rows of each phase at stride st)
+// is an eighth of it at ResNet-50's first stage.
 const amxStage = 4
 
 // int8ConvAMXStaged is int8ConvDirect's sweep on AMX tiles (amxConvOK).
@@ -123,9 +125,10 @@ const amxStage = 4
 //
 // The padded input is never stored whole: each job copies the pixels
 // its positions read (its blocks' span and the kernel's reach past it,
-// in each phase) into a buffer of its own, in cache while its tiles read
-// it, instead of a padded copy of the batch written to memory and read
-// back.
+// in each phase that a tap reads) into its goroutine's buffer, in cache
+// while its tiles read it, instead of a padded copy of the batch written
+// to memory and read back; consecutive jobs of one unit (other channel
+// blocks) copy it once.
 func int8ConvAMXStaged(s ConvShape, x []uint8, zx uint8, packed []int8, e *Int8Epilogue, y []uint8) {
 	oh, ow, st := s.OH(), s.OW(), s.SH
 	hp, wp := oh+(s.KH-1)/st, ow+(s.KW-1)/st // a phase's pixels (st = 1: the padded image's)
@@ -140,10 +143,12 @@ func int8ConvAMXStaged(s ConvShape, x []uint8, zx uint8, packed []int8, e *Int8E
 	reach := (s.KH-1)/st*wp + (s.KW-1)/st + 1 // pixels a position reads in a phase from its own on
 	region := 32*span + reach                 // a phase's pixels in a job's buffer
 	taps := make([]int, 0, s.KH*s.KW)         // byte offsets in the buffer from a position's first phase pixel
+	read := make([]bool, st*st)               // the phases a tap reads
 	for ky := range s.KH {
 		for kx := range s.KW {
 			phase := ky%st*st + kx%st
 			taps = append(taps, (phase*region+ky/st*wp+kx/st)*s.C)
+			read[phase] = true
 		}
 	}
 	cfg := unsafe.Pointer(&amxConfig[0])
@@ -154,12 +159,20 @@ func int8ConvAMXStaged(s ConvShape, x []uint8, zx uint8, packed []int8, e *Int8E
 		defer int32Pool.Put(acc)
 		buf := getBytes(st * st * region * s.C)
 		defer putBytes(buf)
+		staged := -1 // the unit in buf
 		for job := lo; job < hi; job++ {
 			u, c0, c1 := amxJob(job, parts, nb) // blocks [u·span, …), channel blocks [c0, c1)
 			u0, u1 := u*span, min((u+1)*span, blocks)
-			q0, count := 32*u0, 32*(u1-u0)+reach // the phase pixels the unit reads
-			for phase := range st * st {
-				stagePhase(s, x, zx, hp, wp, phase/st, phase%st, q0, count, buf[phase*region*s.C:])
+			// The phase pixels the unit reads, and one more (the last
+			// position's last tap reads up to reach−1 pixels past it).
+			q0, count := 32*u0, 32*(u1-u0)+reach
+			if u != staged {
+				for phase, r := range read {
+					if r {
+						stagePhase(s, x, zx, hp, wp, phase/st, phase%st, q0, count, buf[phase*region*s.C:(phase+1)*region*s.C])
+					}
+				}
+				staged = u
 			}
 			for b0 := u0; b0 < u1; b0 += amxGroup {
 				b1 := min(b0+amxGroup, u1)

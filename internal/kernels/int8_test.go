@@ -39,29 +39,35 @@ var int8Shapes = []ConvShape{
 	{N: 2, H: 7, W: 9, C: 64, OC: 64, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
 	{N: 1, H: 16, W: 20, C: 192, OC: 96, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
 	{N: 1, H: 2, W: 8, C: 128, OC: 32, KH: 1, KW: 1, SH: 1, SW: 1, DH: 1, DW: 1},
-	// AMX, stride 1 read in place: padded 3×3 over two images of 7×7
-	// (positions past a row's end and an image's last row dropped), an
-	// unpadded 3×3 of 128 channels, an asymmetrically padded 1×3.
+	// AMX, stride 1, each job's padded input copied (int8ConvAMXStaged):
+	// padded 3×3 over two images of 7×7 (positions past a row's end and
+	// an image's last row dropped), an unpadded 3×3 of 128 channels, an
+	// asymmetrically padded 1×3.
 	{N: 2, H: 7, W: 7, C: 64, OC: 32, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 	{N: 1, H: 9, W: 12, C: 128, OC: 64, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1},
 	{N: 1, H: 5, W: 40, C: 64, OC: 32, KH: 1, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PL: 2, PR: 0},
 	// At stride 2: a padded 3×3 over two images (ResNet's downsampling),
-	// an unpadded 1×1 (its shortcut), and one whose image of 9×9 pixels the
-	// stride does not divide (the VNNI kernels compute it).
+	// an unpadded 1×1 (its shortcut, gathered by subsampled and run at
+	// stride 1), and another over an odd image.
 	{N: 2, H: 14, W: 14, C: 64, OC: 64, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
-	// Batches of more blocks than int8ConvAMXStaged stages at once (107
-	// and 35 blocks of 32 positions): on two threads, jobs of 13 blocks
-	// (a group and a short one) and 4, at strides 1 and 2.
-	{N: 3, H: 32, W: 32, C: 64, OC: 64, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
-	{N: 2, H: 32, W: 32, C: 64, OC: 32, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
-	// Strided sweeps over phases: odd sizes with asymmetric padding (the
-	// phases of unequal extent), a 5×3 kernel at stride 3 (nine phases,
-	// some with one tap), a padded 1×1 of stride 2.
-	{N: 2, H: 15, W: 13, C: 64, OC: 32, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 0, PB: 2, PR: 1},
-	{N: 1, H: 11, W: 12, C: 64, OC: 32, KH: 5, KW: 3, SH: 3, SW: 3, DH: 1, DW: 1, PT: 2, PL: 1, PB: 2, PR: 1},
-	{N: 2, H: 9, W: 9, C: 128, OC: 32, KH: 1, KW: 1, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 0, PR: 0},
 	{N: 2, H: 10, W: 10, C: 128, OC: 32, KH: 1, KW: 1, SH: 2, SW: 2, DH: 1, DW: 1},
 	{N: 1, H: 9, W: 9, C: 64, OC: 32, KH: 1, KW: 1, SH: 2, SW: 2, DH: 1, DW: 1},
+	// Batches of more blocks than int8ConvAMXStaged stages at once, so
+	// that a job's span holds several groups of blocks and a short one
+	// (TestInt8Conv also runs them on one thread, where the spans are
+	// longest): 107 blocks of 32 positions at stride 1, 53 over the
+	// phases of 56×56 at stride 2.
+	{N: 3, H: 32, W: 32, C: 64, OC: 64, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+	{N: 2, H: 56, W: 56, C: 64, OC: 32, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+	// Strided sweeps over phases: a padded image of 11×11 (odd: the last
+	// phase row and column past it), asymmetric padding, a 5×3 kernel at
+	// stride 3 (nine phases, some with one tap), a 2×2 kernel at stride 3
+	// (phases that no tap reads), a padded 1×1 of stride 2.
+	{N: 2, H: 9, W: 9, C: 64, OC: 32, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+	{N: 2, H: 15, W: 13, C: 64, OC: 32, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 0, PB: 2, PR: 1},
+	{N: 1, H: 11, W: 12, C: 64, OC: 32, KH: 5, KW: 3, SH: 3, SW: 3, DH: 1, DW: 1, PT: 2, PL: 1, PB: 2, PR: 1},
+	{N: 1, H: 8, W: 8, C: 64, OC: 32, KH: 2, KW: 2, SH: 3, SW: 3, DH: 1, DW: 1, PT: 1, PL: 2, PR: 1},
+	{N: 2, H: 9, W: 9, C: 128, OC: 32, KH: 1, KW: 1, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 0, PR: 0},
 	// AMX over kernel rows of at most 64 bytes, one step a row
 	// (int8ConvAMXRows): a stem over two images (rows of 11 outputs, one
 	// short block), rows of exactly 64 bytes dilated vertically with
@@ -230,6 +236,14 @@ func TestInt8Conv(t *testing.T) {
 					hasAMX = true
 					if !slices.Equal(gotU, refU) || !slices.Equal(gotF, refF) {
 						t.Errorf("shape %d %+v: the VNNI kernels without AMX differ from the reference", i, v)
+					}
+					// On one thread, where the AMX sweeps' jobs are the
+					// longest (int8ConvAMXStaged's spans of several groups).
+					prevThreads := SetThreads(1)
+					gotU, gotF = c.run()
+					SetThreads(prevThreads)
+					if !slices.Equal(gotU, refU) || !slices.Equal(gotF, refF) {
+						t.Errorf("shape %d %+v: the tiles on one thread differ from the reference", i, v)
 					}
 				}
 			}
@@ -615,9 +629,9 @@ func TestPackedDirectOneRowLength(t *testing.T) {
 
 // TestStagePaddedMatchesPadU8: at stride 1 every range of padded pixels
 // that int8ConvAMXStaged stages (stagePhase's one phase) equals the same
-// range of padU8's whole padded copy (the slack past the last image included), over asymmetric borders
-// wider than the kernel and ranges that start and end inside border and
-// image rows.
+// range of padU8's whole padded copy (the slack past the last image
+// included), over asymmetric borders wider than the kernel and ranges
+// that start and end inside border and image rows.
 func TestStagePaddedMatchesPadU8(t *testing.T) {
 	r := rand.New(rand.NewPCG(40, 7))
 	for trial := range 200 {
