@@ -3,7 +3,11 @@
 package kernels
 
 import (
+	"math/rand/v2"
+	"slices"
+
 	"bytes"
+	kt "github.com/residual-nn/residual/internal/kernels/kernelstest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -158,6 +162,63 @@ func TestAMXPartsKeepCoresBusy(t *testing.T) {
 			if n != 1 {
 				t.Errorf("amxParts(%d, %d): group %d, block %d in %d jobs", c.groups, c.nb, i/c.nb, i%c.nb, n)
 			}
+		}
+	}
+}
+
+// TestPhasedBF16MatchesStrided: a strided convolution on AMX tiles swept
+// by phases (convDirectAMXBF16, phasedBF16) makes the strided sweep's
+// outputs bit for bit — the same products in the same order — with and
+// without an epilogue (scale, shift, skip, ReLU), over ResNet's 3×3 of
+// stride 2 and its unfolded stem (a phase no tap reads), odd and
+// asymmetrically padded images, a 3×3 of stride 3, tasks of several
+// groups of positions; and a training forward pass (output statistics
+// asked) keeps the strided sweep, whose statistics are summed in float32
+// a group of positions at a time: by phases the groups would hold other
+// outputs.
+func TestPhasedBF16MatchesStrided(t *testing.T) {
+	if !hasAMXBF16 || !bf16NativeOn() {
+		t.Skip("AMX-BF16 tiles not run: this CPU lacks AMX-BF16 or AVX512-BF16, the system did not grant the tile data, or RESIDUAL_AMX=0")
+	}
+	defer func() { phasedBF16 = true }()
+	r := rand.New(rand.NewPCG(40, 9))
+	for i, s := range []ConvShape{
+		{N: 2, H: 14, W: 14, C: 64, OC: 64, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 2, H: 20, W: 20, C: 3, OC: 64, KH: 7, KW: 7, SH: 2, SW: 2, DH: 1, DW: 1, PT: 3, PL: 3, PB: 3, PR: 3},
+		{N: 3, H: 9, W: 8, C: 32, OC: 48, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 0, PB: 1, PR: 2},
+		{N: 2, H: 13, W: 11, C: 16, OC: 32, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1},
+		{N: 1, H: 13, W: 13, C: 64, OC: 32, KH: 3, KW: 3, SH: 3, SW: 3, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		// Tasks of several groups of positions (the statistics' float32
+		// sums are folded a group at a time).
+		{N: 4, H: 28, W: 28, C: 32, OC: 32, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+	} {
+		if u, ok := unfoldedBF16(s); !amxBF16OK(s) && !(ok && amxBF16OK(u)) {
+			t.Fatalf("shape %d %+v does not take the AMX tiles", i, s)
+		}
+		oh, ow := s.OH(), s.OW()
+		x, w := kt.RandF32(r, s.N*s.H*s.W*s.C), kt.RandF32(r, s.KH*s.KW*s.C*s.OC)
+		scale, shift, skip := kt.RandF32(r, s.OC), kt.RandF32(r, s.OC), kt.RandF32(r, s.N*oh*ow*s.OC)
+		for _, e := range []ConvEpilogue[float32]{{}, {Scale: scale, Shift: shift, Skip: skip, ReLU: true}} {
+			run := func(phased bool) []float32 {
+				phasedBF16 = phased
+				y := make([]float32, s.N*oh*ow*s.OC)
+				ConvForwardEpilogueBF16(s, x, w, y, e)
+				return y
+			}
+			if want, got := run(false), run(true); !slices.Equal(got, want) {
+				t.Errorf("shape %d %+v (epilogue %v): the phased sweep differs from the strided one", i, s, e.Scale != nil)
+			}
+		}
+		// With statistics (a training forward pass) the phases are off:
+		// the statistics are the strided sweep's bit for bit.
+		stats := func(phased bool) *ConvStats {
+			phasedBF16 = phased
+			st := &ConvStats{}
+			ConvForwardEpilogueBF16(s, x, w, make([]float32, s.N*oh*ow*s.OC), ConvEpilogue[float32]{Stats: st})
+			return st
+		}
+		if want, got := stats(false), stats(true); !got.Done || !slices.Equal(got.Mean, want.Mean) || !slices.Equal(got.M2, want.M2) {
+			t.Errorf("shape %d %+v: the statistics differ with phases on", i, s)
 		}
 	}
 }

@@ -49,13 +49,35 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 		return
 	}
 	h, wd := s.H+s.PT+s.PB, s.W+s.PL+s.PR
-	img := h * wd / st // positions an image
+	img, rw := h*wd/st, wd // positions an image, and a row
 	rowElems := wd * cp
 	taps := make([]int, s.KH) // the kernel rows' byte offsets
 	for ky := range taps {
 		taps[ky] = 2 * ky * s.DH * rowElems
 	}
 	chunks, lda := s.KW*cp/32, 2*st*cp
+	// A strided convolution whose pixels are whole steps runs by phases,
+	// as int8ConvAMXStaged does: each task gathers the st² phases of the
+	// padded rows it staged (stagePhasesBF16), phase (ry, rx) holding
+	// padded pixels (st·py + ry, st·px + rx) as an image of hp×rw pixels,
+	// and the tiles run at stride 1 over positions n·hp·rw + oy·rw + ox
+	// with a tap a kernel pixel, in the phase it reads. Only the positions
+	// past OW in a row and OH in an image are dropped, where the strided
+	// sweep dropped more than half. The products are the same, in the
+	// same order (a kernel row's taps are its whole steps), so the outputs
+	// are the strided sweep's bit for bit; but the output statistics of a
+	// training forward pass, summed a group of positions at a time in
+	// float32, would be grouped otherwise, and those stay with the strided
+	// sweep (as do pixels of fewer than 32 values and dilated rows).
+	phased := phasedBF16 && st > 1 && cp%32 == 0 && s.DH == 1 && ep.stats == nil
+	var hp, reachP int
+	ntaps := len(taps)
+	if phased {
+		hp, rw = oh+(s.KH-1)/st, ow+(s.KW-1)/st
+		img = hp * rw
+		reachP = (s.KH-1)/st*rw + (s.KW-1)/st + 1 // phase pixels a position reads from its own on
+		chunks, lda, ntaps = cp/32, 2*cp, s.KH*s.KW
+	}
 	placed := pl != unplaced(s)
 	ys := pl.YSW * s.OC
 	if ep.stats != nil && !placed && streamedOutput(y[:s.N*oh*ow*s.OC]) {
@@ -82,13 +104,17 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 	parallelChunks(d.tasks(), d.k, func(task0, task1 int) {
 		acc := getBuf(amxGroup * 32 * 32)
 		defer putBuf(acc)
+		var ptaps []int // a phased task's taps
+		if phased {
+			ptaps = make([]int, s.KH*s.KW)
+		}
 		for task := task0; task < task1; task++ {
 			r0, r1 := d.span(task)
 			if r0 >= r1 {
 				continue
 			}
 			n0, oy0, n1, oy1 := r0/oh, r0%oh, (r1-1)/oh, (r1-1)%oh
-			pos0, pos1 := n0*img+oy0*wd, n1*img+oy1*wd+ow // the task's positions
+			pos0, pos1 := n0*img+oy0*rw, n1*img+oy1*rw+ow // the task's positions
 			blocks := (pos1 - pos0 + 31) / 32
 			// The padded rows the outputs read; the last block's positions
 			// past pos1 read on into zeros.
@@ -99,6 +125,22 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 			buf := u16Of(bb)[:max(staged, reach)]
 			stage(buf[:staged], p0*rowElems, p1*rowElems)
 			clear(buf[staged:])
+			tp := unsafe.Pointer(&taps[0])
+			if phased {
+				region := 32*blocks + reachP // a phase's pixels
+				pb := getBytes(2 * st * st * region * cp)
+				rows := buf[:staged]
+				buf = u16Of(pb)[:st*st*region*cp]
+				for ky := range s.KH {
+					for kx := range s.KW {
+						ptaps[ky*s.KW+kx] = 2 * cp * ((ky%st*st+kx%st)*region + ky/st*rw + kx/st)
+					}
+				}
+				stagePhasesBF16(s, rows, p0, buf, pos0, region, hp, rw, cp)
+				putBytes(bb)
+				bb = pb
+				tp = unsafe.Pointer(&ptaps[0])
+			}
 			var tm *taskMoments
 			var bm *blockMoments
 			if moments != nil {
@@ -116,21 +158,21 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 				for g := 0; g < blocks; g += amxGroup {
 					gb := min(amxGroup, blocks-g)
 					q0 := pos0 + 32*g
-					a, bw := unsafe.Pointer(&buf[st*cp*32*g]), unsafe.Pointer(&wp[b*blockPairs])
+					a, bw := unsafe.Pointer(&buf[lda/2*32*g]), unsafe.Pointer(&wp[b*blockPairs])
 					if nc <= 16 { // half the products (CIFAR's 16-channel layers)
-						amxBF16Conv32Left(cfg, a, lda, bw, chunks, unsafe.Pointer(&acc[0]), gb, unsafe.Pointer(&taps[0]), len(taps))
+						amxBF16Conv32Left(cfg, a, lda, bw, chunks, unsafe.Pointer(&acc[0]), gb, tp, ntaps)
 					} else {
-						amxBF16Conv32(cfg, a, lda, bw, chunks, unsafe.Pointer(&acc[0]), gb, unsafe.Pointer(&taps[0]), len(taps))
+						amxBF16Conv32(cfg, a, lda, bw, chunks, unsafe.Pointer(&acc[0]), gb, tp, ntaps)
 					}
 					for p, end := q0, min(q0+32*gb, pos1); p < end; {
 						n, r := p/img, p%img
-						oy, ox := r/wd, r%wd
+						oy, ox := r/rw, r%rw
 						switch {
 						case oy >= oh: // past the image's last output row
 							p = (n + 1) * img
 							continue
 						case ox >= ow: // past the row's last output (an image's positions need not be whole rows)
-							p = min(p+wd-ox, (n+1)*img)
+							p = min(p+rw-ox, (n+1)*img)
 							continue
 						}
 						run := min(ow-ox, end-p)
@@ -660,4 +702,50 @@ func convUnfoldedAMXBF16(s, u ConvShape, x []float32, in *ReLUAffine, wp []uint3
 	}
 	nb := (u.OC + l.nr - 1) / l.nr
 	convDirectAMXBF16(u, wp, y, ep, unplaced(u), stage, l.cp, nb, u.KH*u.KW*l.cp/2*l.nr)
+}
+
+// phasedBF16 lets convDirectAMXBF16 sweep strided convolutions by phases
+// (tests turn it off to compare the two sweeps).
+var phasedBF16 = true
+
+// stagePhasesBF16 gathers, for a phased sweep of convDirectAMXBF16 (stride
+// st = s.SH = s.SW), phase pixels [q0, q0+region) of each of the st²
+// phases into dst (phase k's at k·region pixels of cp values): phase (ry,
+// rx) pixel q, position (n, py, px) of images of hp×rw pixels, is padded
+// pixel (st·py + ry, st·px + rx) of image n, read from rows, the padded
+// rows from p0 on (over the batch) that the task staged, rowElems = wd·cp
+// values each; zeros past the padded image and outside the staged rows
+// (which only positions that are dropped read). Phases that no tap reads
+// (rx ≥ KW: the unfolded stem's) are left as they are.
+func stagePhasesBF16(s ConvShape, rows []uint16, p0 int, dst []uint16, q0, region, hp, rw, cp int) {
+	st := s.SH
+	h, wd := s.H+s.PT+s.PB, s.W+s.PL+s.PR
+	rowElems := wd * cp
+	staged := len(rows) / rowElems
+	for ry := range min(st, s.KH) { // the phases a tap reads: ky = ry, kx = rx read them
+		for rx := range min(st, s.KW) {
+			out := dst[(ry*st+rx)*region*cp:][:region*cp]
+			for q := q0; q < q0+region; {
+				n, r := q/(hp*rw), q%(hp*rw)
+				py, px := r/rw, r%rw
+				run := min(rw-px, q0+region-q) // pixels to the phase row's end
+				o := out[(q-q0)*cp : (q-q0+run)*cp]
+				q += run
+				y := st*py + ry
+				if n >= s.N || y >= h || n*h+y-p0 < 0 || n*h+y-p0 >= staged {
+					clear(o)
+					continue
+				}
+				// The run's pixels inside the padded row, every st-th from
+				// st·px + rx (cp values, whole 16-float vectors), then zeros.
+				in := min(max((wd-rx-st*px+st-1)/st, 0), run)
+				if in > 0 {
+					src := rows[(n*h+y-p0)*rowElems:][:rowElems]
+					_ = src[(st*(px+in-1)+rx+1)*cp-1]
+					copyRows(unsafe.Pointer(&o[0]), unsafe.Pointer(&src[(st*px+rx)*cp]), in, cp/32, 2*cp, 2*st*cp)
+				}
+				clear(o[in*cp:])
+			}
+		}
+	}
 }
