@@ -3,19 +3,19 @@
 package kernels
 
 import (
-	"math/rand/v2"
-	"slices"
-
 	"bytes"
-	kt "github.com/residual-nn/residual/internal/kernels/kernelstest"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+
+	kt "github.com/residual-nn/residual/internal/kernels/kernelstest"
 )
 
 // TestAMXEncodings holds the bytes of amx_amd64.s's AMX macros and
@@ -172,7 +172,7 @@ func TestAMXPartsKeepCoresBusy(t *testing.T) {
 // without an epilogue (scale, shift, skip, ReLU), over ResNet's 3×3 of
 // stride 2 and its unfolded stem (a phase no tap reads), odd and
 // asymmetrically padded images, a 3×3 of stride 3, tasks of several
-// groups of positions; and a training forward pass (output statistics
+// images and of several groups of blocks; and a training forward pass (output statistics
 // asked) keeps the strided sweep, whose statistics are summed in float32
 // a group of positions at a time: by phases the groups would hold other
 // outputs.
@@ -188,9 +188,11 @@ func TestPhasedBF16MatchesStrided(t *testing.T) {
 		{N: 3, H: 9, W: 8, C: 32, OC: 48, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 0, PB: 1, PR: 2},
 		{N: 2, H: 13, W: 11, C: 16, OC: 32, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1},
 		{N: 1, H: 13, W: 13, C: 64, OC: 32, KH: 3, KW: 3, SH: 3, SW: 3, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
-		// Tasks of several groups of positions (the statistics' float32
-		// sums are folded a group at a time).
+		// Tasks of several images and, on one thread, of several groups
+		// of blocks (the statistics' float32 sums are folded a group at a
+		// time).
 		{N: 4, H: 28, W: 28, C: 32, OC: 32, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
+		{N: 4, H: 56, W: 56, C: 32, OC: 32, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 	} {
 		if u, ok := unfoldedBF16(s); !amxBF16OK(s) && !(ok && amxBF16OK(u)) {
 			t.Fatalf("shape %d %+v does not take the AMX tiles", i, s)
@@ -205,8 +207,15 @@ func TestPhasedBF16MatchesStrided(t *testing.T) {
 				ConvForwardEpilogueBF16(s, x, w, y, e)
 				return y
 			}
-			if want, got := run(false), run(true); !slices.Equal(got, want) {
-				t.Errorf("shape %d %+v (epilogue %v): the phased sweep differs from the strided one", i, s, e.Scale != nil)
+			// On this machine's threads, and on one, where the tasks are
+			// the longest (several groups of blocks).
+			for _, threads := range []int{0, 1} {
+				prev := SetThreads(threads)
+				want, got := run(false), run(true)
+				SetThreads(prev)
+				if !slices.Equal(got, want) {
+					t.Errorf("shape %d %+v (epilogue %v, threads %d): the phased sweep differs from the strided one", i, s, e.Scale != nil, threads)
+				}
 			}
 		}
 		// With statistics (a training forward pass) the phases are off:
@@ -217,8 +226,13 @@ func TestPhasedBF16MatchesStrided(t *testing.T) {
 			ConvForwardEpilogueBF16(s, x, w, make([]float32, s.N*oh*ow*s.OC), ConvEpilogue[float32]{Stats: st})
 			return st
 		}
-		if want, got := stats(false), stats(true); !got.Done || !slices.Equal(got.Mean, want.Mean) || !slices.Equal(got.M2, want.M2) {
-			t.Errorf("shape %d %+v: the statistics differ with phases on", i, s)
+		for _, threads := range []int{0, 1} {
+			prev := SetThreads(threads)
+			want, got := stats(false), stats(true)
+			SetThreads(prev)
+			if !got.Done || !slices.Equal(got.Mean, want.Mean) || !slices.Equal(got.M2, want.M2) {
+				t.Errorf("shape %d %+v (threads %d): the statistics differ with phases on", i, s, threads)
+			}
 		}
 	}
 }

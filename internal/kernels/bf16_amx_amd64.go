@@ -32,17 +32,17 @@ func amxChannels(s ConvShape) int {
 }
 
 // convDirectAMXBF16 is convDirectPlacedBF16's sweep on AMX tiles
-// (amxBF16OK), as int8ConvAMXStaged's was before it swept strided
-// convolutions by phases: with stride st, output pixel (oy, ox) of image
-// n reads the padded input from pixel st·p on, p = n·h·wd/st + oy·wd +
-// ox, each of the KH kernel rows KW·cp bfloat16
-// values in a row, DH padded rows apart. The 32 positions p of a tile are
-// consecutive, their rows st·cp values apart, whatever image row they fall
-// on; those past an output row's last pixel or an image's last row
-// compute sums that are dropped. A task takes whole output rows, stages
-// the padded rows they read as sweepDirect does (stage: bfloat16, zeros
-// in the border), and after each group of tiles applies the epilogue to
-// the runs of real outputs (epilogueTile), placed in y by pl.
+// (amxBF16OK): with stride st, output pixel (oy, ox) of image n reads the
+// padded input from pixel st·p on, p = n·h·wd/st + oy·wd + ox, each of
+// the KH kernel rows KW·cp bfloat16 values in a row, DH padded rows
+// apart. The 32 positions p of a tile are consecutive, their rows st·cp
+// values apart, whatever image row they fall on; those past an output
+// row's last pixel or an image's last row compute sums that are dropped.
+// A task takes whole output rows, stages the padded rows they read as
+// sweepDirect does (stage: bfloat16, zeros in the border), and after each
+// group of tiles applies the epilogue to the runs of real outputs
+// (epilogueTile), placed in y by pl. Some strided convolutions run by
+// phases instead (phased, below), at stride 1 over each phase's pixels.
 func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, pl outPlace, stage func([]uint16, int, int), cp, nb, blockPairs int) {
 	oh, ow, st := s.OH(), s.OW(), s.SH
 	if s.N*oh*ow == 0 {
@@ -120,7 +120,10 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 			// past pos1 read on into zeros.
 			p0, p1 := n0*h+oy0*st, n1*h+oy1*st+(s.KH-1)*s.DH+1
 			staged := (p1 - p0) * rowElems
-			reach := st*cp*(32*blocks-1) + taps[s.KH-1]/2 + s.KW*cp
+			reach := st*cp*(32*blocks-1) + taps[s.KH-1]/2 + s.KW*cp // the strided sweep's reads
+			if phased {
+				reach = staged // the phases are gathered from the rows
+			}
 			bb := getBytes(2 * max(staged, reach))
 			buf := u16Of(bb)[:max(staged, reach)]
 			stage(buf[:staged], p0*rowElems, p1*rowElems)

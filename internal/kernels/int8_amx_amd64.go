@@ -125,10 +125,10 @@ const amxStage = 4
 //
 // The padded input is never stored whole: each job copies the pixels
 // its positions read (its blocks' span and the kernel's reach past it,
-// in each phase that a tap reads) into its goroutine's buffer, in cache
-// while its tiles read it, instead of a padded copy of the batch written
-// to memory and read back; consecutive jobs of one unit (other channel
-// blocks) copy it once.
+// in each phase that a tap reads) into a buffer of its parallel chunk
+// of jobs, in cache while its tiles read it, instead of a padded copy of
+// the batch written to memory and read back; consecutive jobs of one
+// unit (other channel blocks) copy it once.
 func int8ConvAMXStaged(s ConvShape, x []uint8, zx uint8, packed []int8, e *Int8Epilogue, y []uint8) {
 	oh, ow, st := s.OH(), s.OW(), s.SH
 	hp, wp := oh+(s.KH-1)/st, ow+(s.KW-1)/st // a phase's pixels (st = 1: the padded image's)
