@@ -32,7 +32,8 @@ import (
 // Sums are the training backward pass's first pass, Σg and Σg·(x − mean)
 // per channel, computed already (DataGradSums): the level's kernels do not
 // make it (the reference, which makes it all the same, gets the same
-// sums up to rounding). Without Mask, dy is g already (the ReLU's mask
+// sums up to rounding), and turn Sums into their own next values in place
+// (a caller that reads them again passes a copy). Without Mask, dy is g already (the ReLU's mask
 // applied: DataGradSums.Y), which DSkip, where it is another buffer,
 // receives a copy of.
 type Fused[T Float] struct {
@@ -408,7 +409,7 @@ func trainBackwardPass(m, c int, x, gamma, mean, invStd, dy, dgamma, dbeta []flo
 	var sums []float64
 	switch {
 	case f.Sums != nil:
-		sums = append([]float64(nil), f.Sums[:2*c]...)
+		sums = f.Sums[:2*c] // turned in place, below
 		if f.Mask == nil && f.DSkip != nil && unsafe.SliceData(f.DSkip) != unsafe.SliceData(dy) {
 			copy(f.DSkip[:m*c], dy) // g, masked already
 		}

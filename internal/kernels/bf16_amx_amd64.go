@@ -101,20 +101,33 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 		clear(taskSums)
 		defer sumPool.Put(taskSums)
 	}
+	tp := unsafe.Pointer(&taps[0])
+	var region int // a phase's pixels in a task's buffer: the longest task's positions and their reach
+	if phased {
+		for task := range d.tasks() {
+			if r0, r1 := d.span(task); r0 < r1 {
+				pos0, pos1 := taskPositions(r0, r1, oh, ow, img, rw)
+				region = max(region, (pos1-pos0+31)/32*32+reachP)
+			}
+		}
+		ptaps := make([]int, s.KH*s.KW)
+		for ky := range s.KH {
+			for kx := range s.KW {
+				ptaps[ky*s.KW+kx] = 2 * cp * ((ky%st*st+kx%st)*region + ky/st*rw + kx/st)
+			}
+		}
+		tp = unsafe.Pointer(&ptaps[0])
+	}
 	parallelChunks(d.tasks(), d.k, func(task0, task1 int) {
 		acc := getBuf(amxGroup * 32 * 32)
 		defer putBuf(acc)
-		var ptaps []int // a phased task's taps
-		if phased {
-			ptaps = make([]int, s.KH*s.KW)
-		}
 		for task := task0; task < task1; task++ {
 			r0, r1 := d.span(task)
 			if r0 >= r1 {
 				continue
 			}
 			n0, oy0, n1, oy1 := r0/oh, r0%oh, (r1-1)/oh, (r1-1)%oh
-			pos0, pos1 := n0*img+oy0*rw, n1*img+oy1*rw+ow // the task's positions
+			pos0, pos1 := taskPositions(r0, r1, oh, ow, img, rw)
 			blocks := (pos1 - pos0 + 31) / 32
 			// The padded rows the outputs read; the last block's positions
 			// past pos1 read on into zeros.
@@ -128,21 +141,13 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 			buf := u16Of(bb)[:max(staged, reach)]
 			stage(buf[:staged], p0*rowElems, p1*rowElems)
 			clear(buf[staged:])
-			tp := unsafe.Pointer(&taps[0])
 			if phased {
-				region := 32*blocks + reachP // a phase's pixels
 				pb := getBytes(2 * st * st * region * cp)
 				rows := buf[:staged]
 				buf = u16Of(pb)[:st*st*region*cp]
-				for ky := range s.KH {
-					for kx := range s.KW {
-						ptaps[ky*s.KW+kx] = 2 * cp * ((ky%st*st+kx%st)*region + ky/st*rw + kx/st)
-					}
-				}
-				stagePhasesBF16(s, rows, p0, buf, pos0, region, hp, rw, cp)
+				stagePhasesBF16(s, rows, p0, buf, pos0, 32*blocks+reachP, region, hp, rw, cp)
 				putBytes(bb)
 				bb = pb
-				tp = unsafe.Pointer(&ptaps[0])
 			}
 			var tm *taskMoments
 			var bm *blockMoments
@@ -233,6 +238,14 @@ func convDirectAMXBF16(s ConvShape, wp []uint32, y []float32, ep *convEpilogue, 
 		}
 		gs.Sums, gs.Done = sums, true
 	}
+}
+
+// taskPositions returns the positions [pos0, pos1) that convDirectAMXBF16
+// sweeps for output rows [r0, r1) (over the batch; oh rows of ow outputs
+// an image), img positions an image and rw a row.
+func taskPositions(r0, r1, oh, ow, img, rw int) (pos0, pos1 int) {
+	n0, oy0, n1, oy1 := r0/oh, r0%oh, (r1-1)/oh, (r1-1)%oh
+	return n0*img + oy0*rw, n1*img + oy1*rw + ow
 }
 
 // gradSumsOf returns ep.gradSums where convDirectAMXBF16 fills them for
@@ -712,26 +725,27 @@ func convUnfoldedAMXBF16(s, u ConvShape, x []float32, in *ReLUAffine, wp []uint3
 var phasedBF16 = true
 
 // stagePhasesBF16 gathers, for a phased sweep of convDirectAMXBF16 (stride
-// st = s.SH = s.SW), phase pixels [q0, q0+region) of each of the st²
-// phases into dst (phase k's at k·region pixels of cp values): phase (ry,
+// st = s.SH = s.SW), phase pixels [q0, q0+count) of each of the st²
+// phases into dst (phase k's at k·region pixels of cp values, region ≥
+// count): phase (ry,
 // rx) pixel q, position (n, py, px) of images of hp×rw pixels, is padded
 // pixel (st·py + ry, st·px + rx) of image n, read from rows, the padded
 // rows from p0 on (over the batch) that the task staged, rowElems = wd·cp
 // values each; zeros past the padded image and outside the staged rows
 // (which only positions that are dropped read). Phases that no tap reads
 // (rx ≥ KW: the unfolded stem's) are left as they are.
-func stagePhasesBF16(s ConvShape, rows []uint16, p0 int, dst []uint16, q0, region, hp, rw, cp int) {
+func stagePhasesBF16(s ConvShape, rows []uint16, p0 int, dst []uint16, q0, count, region, hp, rw, cp int) {
 	st := s.SH
 	h, wd := s.H+s.PT+s.PB, s.W+s.PL+s.PR
 	rowElems := wd * cp
 	staged := len(rows) / rowElems
 	for ry := range min(st, s.KH) { // the phases a tap reads: ky = ry, kx = rx read them
 		for rx := range min(st, s.KW) {
-			out := dst[(ry*st+rx)*region*cp:][:region*cp]
-			for q := q0; q < q0+region; {
+			out := dst[(ry*st+rx)*region*cp:][:count*cp]
+			for q := q0; q < q0+count; {
 				n, r := q/(hp*rw), q%(hp*rw)
 				py, px := r/rw, r%rw
-				run := min(rw-px, q0+region-q) // pixels to the phase row's end
+				run := min(rw-px, q0+count-q) // pixels to the phase row's end
 				o := out[(q-q0)*cp : (q-q0+run)*cp]
 				q += run
 				y := st*py + ry

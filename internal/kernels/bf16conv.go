@@ -259,7 +259,7 @@ func ConvBackwardWeightInputsBF16(s ConvShape, xb, dyb []uint16, dw []float32) b
 // reports false where the direct kernels do not take it (the caller
 // widens it: Float32FromBF16 is exact).
 func ConvBackwardDataFromBF16(s ConvShape, dyb []uint16, w, dx []float32, add bool) bool {
-	return convBackwardDataFromBF16(s, dyb, w, dx, add, nil)
+	return ConvBackwardDataSumsFromBF16(s, dyb, w, dx, add, nil)
 }
 
 // ConvBackwardDataSumsFromBF16 is ConvBackwardDataFromBF16 that also
@@ -274,10 +274,6 @@ func ConvBackwardDataFromBF16(s ConvShape, dyb []uint16, w, dx []float32, add bo
 // order of tasks: the result does not depend on which goroutine ran which
 // (the tasks, and so the rounding, depend on the number of threads).
 func ConvBackwardDataSumsFromBF16(s ConvShape, dyb []uint16, w, dx []float32, add bool, gs *DataGradSums) bool {
-	return convBackwardDataFromBF16(s, dyb, w, dx, add, gs)
-}
-
-func convBackwardDataFromBF16(s ConvShape, dyb []uint16, w, dx []float32, add bool, gs *DataGradSums) bool {
 	if !bf16NativeOn() {
 		return false
 	}
