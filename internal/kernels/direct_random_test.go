@@ -34,19 +34,32 @@ func TestInt8DirectRandomShapes(t *testing.T) {
 	if !hasVNNI {
 		t.Skip("the CPU has no AVX512-VNNI: the direct int8 kernels cannot run here")
 	}
-	r := rand.New(rand.NewPCG(77, 1))
-	prev := Active()
-	defer SetLevel(prev)
 	trials := 1000
 	if testing.Short() {
 		trials = 100
 	}
+	checkInt8RandomShapes(t, rand.New(rand.NewPCG(77, 1)), trials, randomDirectShape, 5, "direct")
+}
+
+// checkInt8RandomShapes runs trials int8 convolutions of shapes that draw
+// makes (the invalid ones skipped), with residuals in every second,
+// a ReLU in every third, a float output in every fout-th (0: none) and an
+// output zero point outside [0, 255] in some, and fails unless each equals
+// the reference (the generic level) bit for bit, every fourth also on one
+// thread (other chunks of jobs); path names what is tested. It fails too
+// if fewer than half the shapes drawn were valid.
+func checkInt8RandomShapes(t *testing.T, r *rand.Rand, trials int, draw func(*rand.Rand) ConvShape, fout int, path string) {
+	t.Helper()
+	prev := Active()
+	defer SetLevel(prev)
+	ran := 0
 	for trial := range trials {
-		s := randomDirectShape(r)
-		if s.Validate() != nil {
+		s := draw(r)
+		if s.Validate() != nil || s.N*s.OH()*s.OW() == 0 {
 			continue
 		}
-		c := newInt8Case(r, s, trial%2 == 1, trial%3 == 0, trial%5 == 0)
+		ran++
+		c := newInt8Case(r, s, trial%2 == 1, trial%3 == 0, fout > 0 && trial%fout == 0)
 		if trial%7 == 0 {
 			c.ep.Zero = int32(r.IntN(400)) - 100
 		}
@@ -55,9 +68,62 @@ func TestInt8DirectRandomShapes(t *testing.T) {
 		SetLevel(AVX512)
 		u1, f1 := c.run()
 		if !slices.Equal(u0, u1) || !slices.Equal(f0, f1) {
-			t.Fatalf("trial %d %+v: the direct path differs from the reference", trial, s)
+			t.Fatalf("trial %d %+v: the %s path differs from the reference", trial, s, path)
+		}
+		if trial%4 == 0 {
+			p := SetThreads(1)
+			u1, f1 = c.run()
+			SetThreads(p)
+			if !slices.Equal(u0, u1) || !slices.Equal(f0, f1) {
+				t.Fatalf("trial %d %+v, one thread: the %s path differs from the reference", trial, s, path)
+			}
 		}
 	}
+	if ran < trials/2 {
+		t.Fatalf("only %d of %d random shapes were valid", ran, trials)
+	}
+}
+
+// randomAMXShape draws a convolution of the kinds the int8 AMX sweeps
+// take: multiples of 64 input channels (int8ConvAMX's 1×1 rows, the
+// subsampled strided 1×1, int8ConvAMXStaged at stride 1 and, at strides 2
+// and 3, by phases) or kernel rows of at most 64 bytes (int8ConvAMXRows,
+// any vertical dilation), multiples of 32 output channels; kernels as
+// large as or larger than the input, even kernels, padding up to 3 on
+// each side independently, images narrower than a tile and wider than
+// two, batches whose positions end inside a tile.
+func randomAMXShape(r *rand.Rand) ConvShape {
+	s := ConvShape{N: 1 + r.IntN(3), H: 1 + r.IntN(12), W: 1 + r.IntN(40), C: 64 * (1 + r.IntN(2)), OC: 32 * (1 + r.IntN(3)),
+		KH: 1 + r.IntN(5), KW: 1 + r.IntN(5), DH: 1, DW: 1,
+		PT: r.IntN(4), PL: r.IntN(4), PB: r.IntN(4), PR: r.IntN(4)}
+	s.SH = 1 + r.IntN(3)
+	s.SW = s.SH
+	switch r.IntN(4) {
+	case 0: // an unpadded 1×1, at stride 1 (int8ConvAMX) or not (subsampled)
+		s.KH, s.KW, s.PT, s.PL, s.PB, s.PR = 1, 1, 0, 0, 0, 0
+	case 1: // kernel rows of at most 64 bytes (the stem's kind), any strides and vertical dilation
+		s.KW = 1 + r.IntN(7)
+		s.C = 1 + r.IntN(64/s.KW)
+		s.SW, s.DH = 1+r.IntN(3), 1+r.IntN(3)
+	}
+	return s
+}
+
+// TestInt8AMXRandomShapes: on random shapes of the kinds the AMX sweeps
+// take (randomAMXShape), with and without a residual and a ReLU and
+// with output zero points outside [0, 255], the int8 convolution equals
+// the reference bit for bit (integer sums, the same epilogue), on both
+// threads and on one (other chunks of jobs, each staging its own input):
+// checkInt8RandomShapes.
+func TestInt8AMXRandomShapes(t *testing.T) {
+	if !AMX() {
+		t.Skip("no AMX-INT8 tiles on this CPU (or RESIDUAL_AMX=0): the AMX sweeps cannot run here")
+	}
+	trials := 400
+	if testing.Short() {
+		trials = 80
+	}
+	checkInt8RandomShapes(t, rand.New(rand.NewPCG(79, 1)), trials, randomAMXShape, 0, "AMX")
 }
 
 // TestBF16DirectMatchesGoModel: on random shapes the VDPBF16PS direct
