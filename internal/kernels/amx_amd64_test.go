@@ -172,7 +172,8 @@ func TestAMXPartsKeepCoresBusy(t *testing.T) {
 // without an epilogue (scale, shift, skip, ReLU), over ResNet's 3×3 of
 // stride 2 and its unfolded stem (a phase no tap reads), odd and
 // asymmetrically padded images, a 3×3 of stride 3, tasks of several
-// images and of several groups of blocks; and a training forward pass (output statistics
+// images and of several groups of blocks, random shapes of strides 2 and
+// 3 (kernels of 1 to 5, independent padding); and a training forward pass (output statistics
 // asked) keeps the strided sweep, whose statistics are summed in float32
 // a group of positions at a time: by phases the groups would hold other
 // outputs.
@@ -182,7 +183,7 @@ func TestPhasedBF16MatchesStrided(t *testing.T) {
 	}
 	defer func() { phasedBF16 = true }()
 	r := rand.New(rand.NewPCG(40, 9))
-	for i, s := range []ConvShape{
+	shapes := []ConvShape{
 		{N: 2, H: 14, W: 14, C: 64, OC: 64, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 2, H: 20, W: 20, C: 3, OC: 64, KH: 7, KW: 7, SH: 2, SW: 2, DH: 1, DW: 1, PT: 3, PL: 3, PB: 3, PR: 3},
 		{N: 3, H: 9, W: 8, C: 32, OC: 48, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 0, PB: 1, PR: 2},
@@ -193,7 +194,20 @@ func TestPhasedBF16MatchesStrided(t *testing.T) {
 		// time).
 		{N: 4, H: 28, W: 28, C: 32, OC: 32, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
 		{N: 4, H: 56, W: 56, C: 32, OC: 32, KH: 3, KW: 3, SH: 2, SW: 2, DH: 1, DW: 1, PT: 1, PL: 1, PB: 1, PR: 1},
-	} {
+	}
+	// And random ones: whole 32-value pixels (the phases' kind), strides 2
+	// and 3, kernels of 1 to 5 either way (larger than the image too),
+	// each side's padding up to 3, images narrower than a tile.
+	for fixed := len(shapes); len(shapes) < fixed+40; {
+		st := 2 + r.IntN(2)
+		s := ConvShape{N: 1 + r.IntN(3), H: 1 + r.IntN(16), W: 1 + r.IntN(24), C: 32 * (1 + r.IntN(3)), OC: 16 * (1 + r.IntN(4)),
+			KH: 1 + r.IntN(5), KW: 1 + r.IntN(5), SH: st, SW: st, DH: 1, DW: 1,
+			PT: r.IntN(4), PL: r.IntN(4), PB: r.IntN(4), PR: r.IntN(4)}
+		if s.Validate() == nil && s.OH() > 0 && s.OW() > 0 && amxBF16OK(s) {
+			shapes = append(shapes, s)
+		}
+	}
+	for i, s := range shapes {
 		if u, ok := unfoldedBF16(s); !amxBF16OK(s) && !(ok && amxBF16OK(u)) {
 			t.Fatalf("shape %d %+v does not take the AMX tiles", i, s)
 		}
