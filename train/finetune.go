@@ -155,7 +155,7 @@ func (r *run) freeze() error {
 	}
 	n, err := nn.Freeze(r.model, prefixes...)
 	if err != nil {
-		return fmt.Errorf("train: --freeze (Config.Freeze) %s: %w", strings.Join(r.cfg.Freeze, ","), err)
+		return configError{fmt.Errorf("train: --freeze (Config.Freeze) %s: %w", strings.Join(r.cfg.Freeze, ","), err)}
 	}
 	fmt.Fprintf(r.cfg.Log, "froze %d parameter tensors (%s)\n", n, strings.Join(prefixes, ", "))
 	return nil

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image"
 	"image/png"
@@ -90,6 +91,29 @@ func TestInitFreezeBackbone(t *testing.T) {
 	}
 	if p := c.Preprocess; len(p.Mean) != 1 || p.Mean[0] != 127.5 || p.Std[0] != 64 || !p.Scale255 {
 		t.Errorf("the run's checkpoint has mean %v std %v Scale255 %v, want the init's 127.5, 64 and true", p.Mean, p.Std, p.Scale255)
+	}
+}
+
+// A Freeze prefix the network has no parameter under, and a Task the
+// model and the data do not fit, are refused by Prepare with ErrConfig
+// (the CLI's usage errors), before any step; an init that does not exist
+// is refused otherwise.
+func TestConfigErrors(t *testing.T) {
+	for _, c := range []struct {
+		edit   func(*Config)
+		config bool
+		want   string
+	}{
+		{func(c *Config) { c.Freeze = []string{"nonsense"} }, true, `no parameter or buffer is named "nonsense"`},
+		{func(c *Config) { c.Task = models.Segment }, true, "segmentation needs a U-Net"},
+		{func(c *Config) { c.Init = filepath.Join(t.TempDir(), "none.safetensors") }, false, "no checkpoint at"},
+	} {
+		cfg := tiny(t.TempDir())
+		c.edit(&cfg)
+		_, err := Prepare(context.Background(), cfg)
+		if err == nil || !strings.Contains(err.Error(), c.want) || errors.Is(err, ErrConfig) != c.config {
+			t.Errorf("Prepare: error %v, want one with %q (ErrConfig: %v)", err, c.want, c.config)
+		}
 	}
 }
 

@@ -123,8 +123,8 @@ func setup(ctx context.Context, cfg Config) (*run, error) {
 		return nil, err
 	}
 	if seg := cfg.Task == models.Segment; seg != trainSet.IsSegmentation() || seg != cfg.Model.Dense() {
-		return nil, fmt.Errorf("train: --task (Config.Task) %s with model %q and data %q: segmentation needs a U-Net and a data set with masks (mnist-canvas, fashion-canvas, segfolder:DIR), classification neither",
-			map[bool]string{true: "segment", false: "classify"}[seg], cfg.Model.Name, cfg.Data)
+		return nil, configError{fmt.Errorf("train: --task (Config.Task) %s with model %q and data %q: segmentation needs a U-Net and a data set with masks (mnist-canvas, fashion-canvas, segfolder:DIR), classification neither",
+			map[bool]string{true: "segment", false: "classify"}[seg], cfg.Model.Name, cfg.Data)}
 	}
 	var werr error
 	switch {
@@ -141,7 +141,7 @@ func setup(ctx context.Context, cfg Config) (*run, error) {
 		return nil, err
 	}
 	if r.head, err = headName(cfg.Model, r.model); err != nil && (len(cfg.Freeze) > 0 || (cfg.HeadLRMult != 0 && cfg.HeadLRMult != 1)) {
-		return nil, err
+		return nil, configError{err} // a head to keep out of --freeze backbone or to give --head-lr-mult
 	}
 	if init != nil && !cfg.Resume {
 		if err := r.loadInit(init); err != nil {

@@ -61,6 +61,18 @@ type Result struct {
 // resumed run then measures the test set).
 var ErrInterrupted = errors.New("train: interrupted; the last checkpoint holds the step reached (resume with --resume, Config.Resume)")
 
+// ErrConfig is in the error of a Config that Validate cannot refuse
+// before the model and the data are known: a Freeze prefix the network
+// has no parameter under, a Task the model and the data do not fit. The
+// CLI exits with status 2 for it, as for its other usage errors.
+var ErrConfig = errors.New("train: the config does not fit the model or the data")
+
+// configError marks err as ErrConfig's, its message unchanged.
+type configError struct{ error }
+
+func (e configError) Unwrap() error        { return e.error }
+func (e configError) Is(target error) bool { return target == ErrConfig }
+
 // Metrics is one line of metrics.jsonl, written after every epoch.
 type Metrics struct {
 	Epoch      int     `json:"epoch"`

@@ -179,6 +179,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			return fmt.Errorf("rank %d of %d: %w", comm.Rank(), comm.Size(), err)
 		}
+		if errors.Is(err, train.ErrConfig) { // a flag the network or the data refuse
+			return fmt.Errorf("%w: %w", errUsage, err)
+		}
 		return err
 	}
 	score := fmt.Sprintf("test accuracy %.2f%%", 100*res.TestAccuracy)
