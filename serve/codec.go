@@ -219,8 +219,11 @@ func decodeJSONData(what, dt string, data json.RawMessage, dims []int, n int) ([
 			out = append(out, f)
 		case nil:
 			return nil, badRequest("%s: data element %d is null; want a number", what, len(out))
-		default:
-			return nil, badRequest("%s: data element %d is %T; want a number", what, len(out), tok)
+		default: // a string, the one token left
+			if len(counts) == 0 {
+				return nil, badRequest("%s: data is a string; want numbers in (nested) arrays", what)
+			}
+			return nil, badRequest("%s: data element %d is a string; want a number", what, len(out))
 		}
 	}
 	if len(out) != n {

@@ -68,7 +68,11 @@ func Loader(p checkpoint.Preprocess, d *data.Dataset, batch int) (*data.Loader, 
 	if batch < 1 {
 		return nil, fmt.Errorf("train: loader: batch %d (want ≥ 1)", batch)
 	}
-	if d.H != p.Height || d.W != p.Width || d.C != p.Channels {
+	switch {
+	case d.C == p.Channels && (d.H != p.Height || d.W != p.Width):
+		// The channels are the model's when data.Open read them so.
+		return nil, fmt.Errorf("train: the data set's images are %dx%d pixels (height×width); the model takes %dx%d", d.H, d.W, p.Height, p.Width)
+	case d.H != p.Height || d.W != p.Width || d.C != p.Channels:
 		return nil, fmt.Errorf("train: the data set holds %dx%dx%d images (height×width×channels); the model takes %dx%dx%d", d.H, d.W, d.C, p.Height, p.Width, p.Channels)
 	}
 	return &data.Loader{Data: d, Batch: batch, Normalisation: p.Normalisation}, nil

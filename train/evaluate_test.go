@@ -190,8 +190,13 @@ func TestLoaderChecksTheSize(t *testing.T) {
 	if err != nil || l.Data != d || l.Batch != 8 || !reflect.DeepEqual(l.Mean, p.Mean) || !reflect.DeepEqual(l.Std, p.Std) || !l.BGR || !l.Scale255 || l.Shuffle || l.Augment != (data.Augment{}) {
 		t.Fatalf("Loader: %+v, %v", l, err)
 	}
-	for _, q := range []checkpoint.Preprocess{{Height: 6, Width: 4, Channels: 3}, {Height: 4, Width: 6, Channels: 1}, {Height: 8, Width: 12, Channels: 3}} {
-		if _, err := Loader(q, d, 8); err == nil || !strings.Contains(err.Error(), "holds 4x6x3 images (height×width×channels)") || !strings.Contains(err.Error(), fmt.Sprintf("takes %dx%dx%d", q.Height, q.Width, q.Channels)) {
+	// Other channels: both shapes in full; the same channels (as data.Open
+	// reads a set for a model) and another size: the sizes.
+	if _, err := Loader(checkpoint.Preprocess{Height: 4, Width: 6, Channels: 1}, d, 8); err == nil || !strings.Contains(err.Error(), "holds 4x6x3 images (height×width×channels); the model takes 4x6x1") {
+		t.Errorf("Loader for one channel: %v", err)
+	}
+	for _, q := range []checkpoint.Preprocess{{Height: 6, Width: 4, Channels: 3}, {Height: 8, Width: 12, Channels: 3}} {
+		if _, err := Loader(q, d, 8); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("images are 4x6 pixels (height×width); the model takes %dx%d", q.Height, q.Width)) {
 			t.Errorf("Loader for %+v: %v", q, err)
 		}
 	}

@@ -717,7 +717,7 @@ func checkOutName(fs *flag.FlagSet, name, format, ext string) error {
 	if !known || e == ext || f == formats[ext] {
 		return nil
 	}
-	return badFlag(name, path, "names %s file, but %s writes %s; name it %s", f, strings.TrimPrefix(fs.Name(), "residual "), format, strings.TrimSuffix(path, filepath.Ext(path))+ext)
+	return badFlag(name, path, "has the extension of %s, but %s writes %s; name it %s", f, strings.TrimPrefix(fs.Name(), "residual "), format, strings.TrimSuffix(path, filepath.Ext(path))+ext)
 }
 
 // samePath reports whether a and b name one file: the same absolute path,

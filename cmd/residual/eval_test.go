@@ -152,7 +152,7 @@ func TestEvalClassNames(t *testing.T) {
 		code    int
 		want    string
 	}{
-		{[]string{"x", "b", "a"}, 0, "  x              0.00%  (0 images)\n  b            "},
+		{[]string{"x", "b", "a"}, 0, "  x                n/a  (0 images)\n  b            "},
 		{[]string{"circle", "square", "a"}, 1, `class "b" is not among the 3 classes to score against (circle, square, a)`},
 	} {
 		ck := filepath.Join(dir, tc.classes[0], "m.safetensors")
@@ -189,7 +189,7 @@ func TestEvalAllImages(t *testing.T) {
 	for _, args := range [][]string{{"eval", "--weights", ck, "--data", "mnist"}, {"quantize", ck, "--calibrate", "mnist", "--out", filepath.Join(t.TempDir(), "q.safetensors")}} {
 		out.Reset()
 		errb.Reset()
-		if code := run(context.Background(), args, &out, &errb); code != 1 || !strings.Contains(errb.String(), "mnist: train: the data set holds 28x28x3 images (height×width×channels); the model takes 16x16x3") {
+		if code := run(context.Background(), args, &out, &errb); code != 1 || !strings.Contains(errb.String(), "mnist: train: the data set's images are 28x28 pixels (height×width); the model takes 16x16") {
 			t.Errorf("%q: exit %d, stderr %q", args, code, errb.String())
 		}
 	}

@@ -74,15 +74,18 @@ func TestHelp(t *testing.T) {
 // and bf16 paths (kernels.ActiveInt8, kernels.BF16Path); the module
 // version and revision read "(unknown)" in a test binary, which carries no
 // build information of the main module (TestSignals checks a built binary).
+// --version and -version print the same.
 func TestVersion(t *testing.T) {
-	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), []string{"version"}, &stdout, &stderr); code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr.String())
-	}
-	for _, want := range []string{"residual ", "revision ", runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH, "kernels  ",
-		"int8     " + kernels.ActiveInt8().String(), "bf16     " + kernels.BF16Path() + "\n"} {
-		if !strings.Contains(stdout.String(), want) {
-			t.Errorf("version lacks %q:\n%s", want, stdout.String())
+	for _, arg := range []string{"version", "--version", "-version"} {
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), []string{arg}, &stdout, &stderr); code != 0 {
+			t.Fatalf("%s: exit %d: %s", arg, code, stderr.String())
+		}
+		for _, want := range []string{"residual ", "revision ", runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH, "kernels  ",
+			"int8     " + kernels.ActiveInt8().String(), "bf16     " + kernels.BF16Path() + "\n"} {
+			if !strings.Contains(stdout.String(), want) {
+				t.Errorf("%s lacks %q:\n%s", arg, want, stdout.String())
+			}
 		}
 	}
 }

@@ -298,8 +298,12 @@ func trainRun(ctx context.Context, cfg train.Config, spec string, stdout io.Writ
 	if cfg.Comm != nil {
 		ranks = fmt.Sprintf(" × %d ranks", cfg.Comm.Size())
 	}
-	fmt.Fprintf(stdout, "training %s on %s (%d images of %dx%dx%d, %d classes) for %d epochs, %d threads%s, run folder %s\n",
-		t.Config().Model.Name, spec, trainSet.Len(), trainSet.H, trainSet.W, trainSet.C, len(trainSet.Classes), cfg.Epochs, runtime.GOMAXPROCS(0), ranks, cfg.Out)
+	epochs := fmt.Sprintf("%d epochs", cfg.Epochs)
+	if cfg.Epochs == 1 {
+		epochs = "1 epoch"
+	}
+	fmt.Fprintf(stdout, "training %s on %s (%d images of %dx%dx%d, %d classes) for %s, %d threads%s, run folder %s\n",
+		t.Config().Model.Name, spec, trainSet.Len(), trainSet.H, trainSet.W, trainSet.C, len(trainSet.Classes), epochs, runtime.GOMAXPROCS(0), ranks, cfg.Out)
 	return t.Train(ctx)
 }
 
@@ -458,7 +462,11 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		for _, v := range row {
 			t += v
 		}
-		fmt.Fprintf(stdout, "  %-12s %6.2f%%  (%d images)\n", names[i], 100*float64(row[i])/float64(max(t, 1)), t)
+		if t == 0 { // a class only predicted: no accuracy to give
+			fmt.Fprintf(stdout, "  %-12s %7s  (0 images)\n", names[i], "n/a")
+			continue
+		}
+		fmt.Fprintf(stdout, "  %-12s %6.2f%%  (%d images)\n", names[i], 100*float64(row[i])/float64(t), t)
 	}
 	fmt.Fprintf(stdout, "\nconfusion matrix (rows: true class, columns: predicted):\n")
 	for i, row := range conf {
@@ -517,8 +525,11 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return fmt.Errorf("%w: --precision: %v", errUsage, err)
 	}
-	if *weights == "" || len(images) == 0 {
-		return fmt.Errorf("%w: residual predict --weights CKPT IMAGE [IMAGE ...]", errUsage)
+	switch {
+	case *weights == "":
+		return fmt.Errorf("%w: --weights is required: residual predict --weights CKPT IMAGE [IMAGE ...]", errUsage)
+	case len(images) == 0:
+		return fmt.Errorf("%w: no image given: residual predict --weights CKPT IMAGE [IMAGE ...]", errUsage)
 	}
 	m, err := infer.Open(*weights)
 	if err != nil {
