@@ -218,6 +218,9 @@ func decodeJSONData(what, dt string, data json.RawMessage, dims []int, n int) ([
 			}
 			out = append(out, f)
 		case nil:
+			if len(counts) == 0 {
+				return nil, badRequest("%s: data is null; want numbers in (nested) arrays", what)
+			}
 			return nil, badRequest("%s: data element %d is null; want a number", what, len(out))
 		default: // a string, the one token left
 			if len(counts) == 0 {

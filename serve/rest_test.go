@@ -150,6 +150,8 @@ func TestBadRequests(t *testing.T) {
 		{"too many values", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP32","data":[1,2,3,4,5]}]}`, 400, "more than the 4"},
 		{"string values", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP32","data":["a","b","c","d"]}]}`, 400, "data element 0 is a string; want a number"},
 		{"string data", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP32","data":"abcd"}]}`, 400, "data is a string; want numbers in (nested) arrays"},
+		{"null data", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP32","data":null}]}`, 400, "data is null; want numbers in (nested) arrays"},
+		{"null element", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP32","data":[1,null,3,4]}]}`, 400, "data element 1 is null; want a number"},
 		{"BYTES", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"BYTES","data":[1,2,3,4]}]}`, 400, "BYTES"},
 		{"unknown datatype", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP8","data":[1,2,3,4]}]}`, 400, `unknown datatype "FP8"`},
 		{"overflowing number", "m", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP32","data":[1e999,2,3,4]}]}`, 400, "data element 0"},

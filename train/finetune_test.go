@@ -94,10 +94,11 @@ func TestInitFreezeBackbone(t *testing.T) {
 	}
 }
 
-// A Freeze prefix the network has no parameter under, and a Task the
-// model and the data do not fit, are refused by Prepare with ErrConfig
-// (the CLI's usage errors), before any step; an init that does not exist
-// is refused otherwise.
+// A Freeze prefix the network has no parameter under, a Task the model
+// and the data do not fit and a Dice loss for a classifier (the model's
+// task, known once it is built) are refused by Prepare with ErrConfig (the
+// CLI's usage errors), before any step; an init that does not exist is
+// refused otherwise.
 func TestConfigErrors(t *testing.T) {
 	for _, c := range []struct {
 		edit   func(*Config)
@@ -106,6 +107,7 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{func(c *Config) { c.Freeze = []string{"nonsense"} }, true, `no parameter or buffer is named "nonsense"`},
 		{func(c *Config) { c.Task = models.Segment }, true, "segmentation needs a U-Net"},
+		{func(c *Config) { c.Loss = Dice }, true, "Dice loss and class or border weights are for segmentation"},
 		{func(c *Config) { c.Init = filepath.Join(t.TempDir(), "none.safetensors") }, false, "no checkpoint at"},
 	} {
 		cfg := tiny(t.TempDir())

@@ -71,7 +71,7 @@ func setup(ctx context.Context, cfg Config) (*run, error) {
 	if cfg.Task == "" { // the model's own task
 		cfg.Task = cfg.Model.Task()
 		if err := cfg.Validate(); err != nil { // the checks that depend on the task
-			return nil, err
+			return nil, configError{err}
 		}
 	}
 	trainSet, testSet := cfg.TrainSet, cfg.TestSet
@@ -269,16 +269,16 @@ func clipList(v []string) []string {
 func checkFits(m models.Config, d *data.Dataset) error {
 	shape := m.InputShape(1, d.H)
 	if len(shape) != 4 {
-		return fmt.Errorf("train: model %q does not take images", m.Name)
+		return configError{fmt.Errorf("train: model %q does not take images", m.Name)}
 	}
 	if shape[3] != d.C {
-		return fmt.Errorf("train: model %q takes %d input channels, the data has %d", m.Name, shape[3], d.C)
+		return configError{fmt.Errorf("train: model %q takes %d input channels, the data has %d", m.Name, shape[3], d.C)}
 	}
 	if !d.IsSegmentation() && len(d.Classes) < 2 {
 		return fmt.Errorf("train: the data has %d class(es) (%q); a classifier needs at least 2 (an image folder holds one sub-folder per class)", len(d.Classes), d.Classes)
 	}
 	if m.Classes() != len(d.Classes) {
-		return fmt.Errorf("train: model %q has %d classes, the data has %d", m.Name, m.Classes(), len(d.Classes))
+		return configError{fmt.Errorf("train: model %q has %d classes, the data has %d", m.Name, m.Classes(), len(d.Classes))}
 	}
 	return nil
 }

@@ -250,8 +250,9 @@ const dataSpecs = "mnist, fashion-mnist[:DIR], idx:DIR, cifar10:DIR, cifar100:DI
 
 // checkDataSpec refuses a data spec (flag name) of a kind data.Open does
 // not know, before the command loads a model or prepares a run for it.
-// A kind that reads a folder (data.Open's cifar10, cifar100, folder and
-// segfolder) is refused without one.
+// A kind that reads a folder (data.Open's idx, cifar10, cifar100, folder
+// and segfolder) is refused without one (idx without one read the working
+// folder: idx:. says so).
 func checkDataSpec(name, spec string) error {
 	kind, dir, _ := strings.Cut(spec, ":")
 	kind, _, _ = strings.Cut(kind, ",")
@@ -261,13 +262,13 @@ func checkDataSpec(name, spec string) error {
 	case !slices.Contains(dataKinds, kind):
 		return badFlag(name, spec, "unknown data set %q; want %s", kind, dataSpecs)
 	case dir == "" && slices.Contains(folderKinds, kind):
-		return badFlag(name, spec, "no folder after the colon: want %s:DIR", strings.TrimSuffix(spec, ":"))
+		return badFlag(name, spec, "names no folder: want %s:DIR", strings.TrimSuffix(spec, ":"))
 	}
 	return nil
 }
 
 // folderKinds are the data kinds that read a folder named after the colon.
-var folderKinds = []string{"cifar10", "cifar100", "folder", "segfolder"}
+var folderKinds = []string{"idx", "cifar10", "cifar100", "folder", "segfolder"}
 
 // within reports whether path is dir or below it.
 func within(path, dir string) bool {

@@ -177,9 +177,12 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				// make mpirun end the job, maybe before it has.
 				time.Sleep(time.Second)
 			}
+			if errors.Is(err, train.ErrConfig) { // a flag the network or the data refuse
+				return fmt.Errorf("%w: rank %d of %d: %w", errUsage, comm.Rank(), comm.Size(), err)
+			}
 			return fmt.Errorf("rank %d of %d: %w", comm.Rank(), comm.Size(), err)
 		}
-		if errors.Is(err, train.ErrConfig) { // a flag the network or the data refuse
+		if errors.Is(err, train.ErrConfig) {
 			return fmt.Errorf("%w: %w", errUsage, err)
 		}
 		return err
@@ -462,7 +465,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		for _, v := range row {
 			t += v
 		}
-		if t == 0 { // a class only predicted: no accuracy to give
+		if t == 0 { // a class without test images: no accuracy to give
 			fmt.Fprintf(stdout, "  %-12s %7s  (0 images)\n", names[i], "n/a")
 			continue
 		}

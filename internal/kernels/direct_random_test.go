@@ -45,8 +45,9 @@ func TestInt8DirectRandomShapes(t *testing.T) {
 // makes (the invalid ones skipped), with residuals in every second,
 // a ReLU in every third, a float output in every fout-th (0: none) and an
 // output zero point outside [0, 255] in some, and fails unless each equals
-// the reference (the generic level) bit for bit, every fourth also on one
-// thread (other chunks of jobs); path names what is tested. It fails too
+// the reference (the generic level) bit for bit on the configured threads,
+// every fourth also on one (other chunks of jobs); path names what is
+// tested. It fails too
 // if fewer than half the shapes drawn were valid.
 func checkInt8RandomShapes(t *testing.T, r *rand.Rand, trials int, draw func(*rand.Rand) ConvShape, fout int, path string) {
 	t.Helper()
@@ -93,7 +94,7 @@ func checkInt8RandomShapes(t *testing.T, r *rand.Rand, trials int, draw func(*ra
 // each side independently, images narrower than a tile and wider than
 // two, batches whose positions end inside a tile.
 func randomAMXShape(r *rand.Rand) ConvShape {
-	s := ConvShape{N: 1 + r.IntN(3), H: 1 + r.IntN(12), W: 1 + r.IntN(40), C: 64 * (1 + r.IntN(2)), OC: 32 * (1 + r.IntN(3)),
+	s := ConvShape{N: 1 + r.IntN(3), H: 1 + r.IntN(12), W: 1 + r.IntN(80), C: 64 * (1 + r.IntN(2)), OC: 32 * (1 + r.IntN(3)),
 		KH: 1 + r.IntN(5), KW: 1 + r.IntN(5), DH: 1, DW: 1,
 		PT: r.IntN(4), PL: r.IntN(4), PB: r.IntN(4), PR: r.IntN(4)}
 	s.SH = 1 + r.IntN(3)
@@ -112,9 +113,9 @@ func randomAMXShape(r *rand.Rand) ConvShape {
 // TestInt8AMXRandomShapes: on random shapes of the kinds the AMX sweeps
 // take (randomAMXShape), with and without a residual and a ReLU and
 // with output zero points outside [0, 255], the int8 convolution equals
-// the reference bit for bit (integer sums, the same epilogue), on both
-// threads and on one (other chunks of jobs, each staging its own input):
-// checkInt8RandomShapes.
+// the reference bit for bit (integer sums, the same epilogue), on the
+// configured threads and on one (other chunks of jobs, each staging its
+// own input): checkInt8RandomShapes.
 func TestInt8AMXRandomShapes(t *testing.T) {
 	if !AMX() {
 		t.Skip("no AMX-INT8 tiles on this CPU (or RESIDUAL_AMX=0): the AMX sweeps cannot run here")

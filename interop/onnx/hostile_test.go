@@ -2,7 +2,9 @@ package onnx
 
 import (
 	"fmt"
+	"maps"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -19,8 +21,8 @@ import (
 func graph(opset int64, inits map[string][]int, nodes ...*onnxpb.NodeProto) []byte {
 	g := &onnxpb.GraphProto{Node: nodes, Input: []*onnxpb.ValueInfoProto{{Name: strPtr("x")}},
 		Output: []*onnxpb.ValueInfoProto{{Name: strPtr("y")}}}
-	for name, shape := range inits {
-		g.Initializer = append(g.Initializer, encodeTensor(name, tensor.New(shape...)))
+	for _, name := range slices.Sorted(maps.Keys(inits)) { // the same bytes every run
+		g.Initializer = append(g.Initializer, encodeTensor(name, tensor.New(inits[name]...)))
 	}
 	b, err := proto.Marshal(&onnxpb.ModelProto{Graph: g, OpsetImport: []*onnxpb.OperatorSetIdProto{{Version: &opset}}})
 	if err != nil {
