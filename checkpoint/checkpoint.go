@@ -26,6 +26,7 @@ import (
 	"strings"
 
 	"github.com/residual-nn/residual/data/transform"
+	"github.com/residual-nn/residual/internal/typednil"
 	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/nn"
@@ -186,15 +187,18 @@ type Checkpoint struct {
 // counters (as int64, torchvision's num_batches_tracked), the optimizer
 // state under OptimizerPrefix, and meta, which must be valid. It refuses
 // what Load would refuse: non-finite weights, weights that are not the
-// network meta.Model describes, an input size (meta.Preprocess) the model
-// does not take. That check puts net in evaluation mode for a moment and
-// back: net must not run on another goroutine meanwhile.
+// network meta.Model describes (fewer than it has, or a network whose
+// batch norms are folded into its convolutions: models.ForInference and
+// quant.Quantize fold them, and Load builds the unfolded network), an
+// input size (meta.Preprocess) the model does not take. That check puts
+// net in evaluation mode for a moment and back: net must not run on
+// another goroutine meanwhile.
 func Write(path string, net nn.Layer, meta Meta, optimizer map[string]*tensor.Tensor) error {
 	if err := meta.Validate(); err != nil {
 		return fmt.Errorf("checkpoint: writing %s: %w", path, err)
 	}
-	if net == nil {
-		return fmt.Errorf("checkpoint: writing %s: no network", path)
+	if err := writable(path, net); err != nil {
+		return err
 	}
 	tensors := nn.TorchState(net)
 	if err := checkFinite(tensors); err != nil {
@@ -217,10 +221,30 @@ func Write(path string, net nn.Layer, meta Meta, optimizer map[string]*tensor.Te
 }
 
 // ExportWeights writes only a model's weights and batch norm counters,
-// under their torchvision names, for PyTorch's load_state_dict.
+// under their torchvision names, for PyTorch's load_state_dict. It
+// refuses no network, a folded one (whose convolution biases torchvision's
+// model has not) and non-finite weights, as Write does.
 func ExportWeights(path string, net nn.Layer) error {
+	if err := writable(path, net); err != nil {
+		return err
+	}
 	tensors := nn.TorchState(net)
+	if err := checkFinite(tensors); err != nil {
+		return fmt.Errorf("checkpoint: not writing %s: %w", path, err)
+	}
 	return safetensors.WriteDtypes(path, tensors, intDtypes(tensors), nil)
+}
+
+// writable refuses to write a missing network or one whose batch norms
+// are folded (nn.Folded) to path.
+func writable(path string, net nn.Layer) error {
+	switch {
+	case typednil.Is(net):
+		return fmt.Errorf("checkpoint: writing %s: no network", path)
+	case nn.Folded(net):
+		return fmt.Errorf("checkpoint: not writing %s: the network's batch norms are folded into its convolutions (models.ForInference, quant.Quantize), and a checkpoint holds the network its config builds; write it before folding", path)
+	}
+	return nil
 }
 
 // intDtypes stores the batch norm counters as int64, as PyTorch does.

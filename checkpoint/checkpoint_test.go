@@ -201,6 +201,34 @@ func TestWriteValidates(t *testing.T) {
 	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a refused checkpoint left a file: %v", err)
 	}
+	// A network prepared for inference (batch norms folded into its
+	// convolutions, which then have biases): Write wrote it and Load
+	// refused it ("7 unexpected keys: conv1.bias, …"); ExportWeights, for
+	// torchvision's load_state_dict, refuses it too, and no network.
+	f, err := checkpoint.Load(resnetV1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := models.ForInference(f.Model, f.Net); err != nil {
+		t.Fatal(err)
+	}
+	for name, write := range map[string]func(nn.Layer) error{
+		"Write":         func(n nn.Layer) error { return checkpoint.Write(path, n, f.Meta, nil) },
+		"ExportWeights": func(n nn.Layer) error { return checkpoint.ExportWeights(path, n) },
+	} {
+		if err := write(f.Net); err == nil || !strings.Contains(err.Error(), "batch norms are folded") {
+			t.Errorf("%s of a folded network: %v", name, err)
+		}
+		if err := write(nil); err == nil || !strings.Contains(err.Error(), "no network") {
+			t.Errorf("%s of no network: %v", name, err)
+		}
+		if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: a refused checkpoint left a file: %v", name, err)
+		}
+	}
+	if err := checkpoint.Write(path, c.Net, c.Meta, nil); err != nil { // the unfolded one still writes
+		t.Error(err)
+	}
 }
 
 // A checkpoint whose weights hold a NaN or an infinity is refused when

@@ -61,12 +61,18 @@ func TestFoldBatchNorm(t *testing.T) {
 			return m.Forward(ag.NewNoGradTape().Constant(x)).Tensor().Data
 		}
 		want := forward()
+		if nn.Folded(m) {
+			t.Errorf("%s: Folded before FoldBatchNorm", tc.name)
+		}
 		n, err := nn.FoldBatchNorm(m, shape)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if n != tc.folds {
 			t.Errorf("%s: folded %d batch norms, want %d", tc.name, n, tc.folds)
+		}
+		if nn.Folded(m) != (n > 0) {
+			t.Errorf("%s: Folded %v after folding %d batch norms", tc.name, nn.Folded(m), n)
 		}
 		got := forward()
 		scale := 0.0

@@ -108,6 +108,21 @@ func (b *BatchNorm) foldInto(c *Conv2d) {
 	b.folded = true
 }
 
+// Folded reports whether FoldBatchNorm has folded a batch norm of m into
+// a convolution: m's state dict then holds convolution biases that the
+// unfolded network, which a model config builds, has not.
+func Folded(m Layer) bool {
+	if typednil.Is(m) {
+		return false
+	}
+	for _, l := range Layers(m) {
+		if b, ok := l.Layer.(*BatchNorm); ok && b.folded {
+			return true
+		}
+	}
+	return false
+}
+
 func tensorOf(v *autograd.Value) *tensor.Tensor {
 	if v == nil {
 		return nil
