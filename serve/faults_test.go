@@ -540,6 +540,84 @@ func TestDrainUnderLoad(t *testing.T) {
 	}
 }
 
+// TestDrainIdleConnections: a connection that has sent no request (a
+// browser's spare one) or an idle keep-alive one does not hold the drain:
+// Run returns nil soon after it starts, where it waited the whole drain
+// and reported requests cut off (http.Server.Shutdown waits up to 5 s on
+// a connection that has sent nothing).
+func TestDrainIdleConnections(t *testing.T) {
+	ts := start(t, Config{}, map[string]Backend{"m": newFake()})
+	addr := strings.TrimPrefix(ts.url, "http://")
+	idle, err := net.Dial("tcp", addr) // connected, nothing sent
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	code, _, _ := post(t, ts.url+"/v2/models/m/infer", "application/json", inferJSON([]int{1, 2, 2, 1}, []float32{1, 2, 3, 4}, ""))
+	if code != 200 { // and a keep-alive connection left idle in the client's pool
+		t.Fatalf("infer: %d", code)
+	}
+	began := time.Now()
+	ts.cancel()
+	select {
+	case err := <-ts.done:
+		if err != nil {
+			t.Errorf("Run after a drain with idle connections: %v", err)
+		}
+		if d := time.Since(began); d > 3*time.Second {
+			t.Errorf("the drain took %v with no request in flight (drainQuiet %v)", d, drainQuiet)
+		}
+		ts.done <- err // for the cleanup
+	case <-time.After(20 * time.Second):
+		t.Fatal("server did not stop")
+	}
+}
+
+// TestRunStops: Run with a nil context is an error (it panicked after it
+// had started serving, which then nothing could stop), and Close ends a
+// Run in progress, which drains and returns nil (it served on).
+func TestRunStops(t *testing.T) {
+	s := newServer(t, quietConfig(Config{}))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var none context.Context
+	if err := s.Run(none, ln, nil, time.Second); err == nil || !strings.Contains(err.Error(), "nil context") {
+		t.Errorf("Run(nil context): %v", err)
+	}
+	if c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
+		c.Close()
+		t.Error("the listener still accepts after Run(nil context)")
+	}
+	if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(context.Background(), ln, nil, time.Second) }()
+	for { // serving
+		resp, err := client.Get("http://" + ln.Addr().String() + "/v2/health/live")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run after Close: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after Close")
+	}
+	if c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
+		c.Close()
+		t.Error("the listener still accepts after Close")
+	}
+}
+
 // badShape is a model that answers the wrong number of rows.
 type badShape struct{ *fakeBackend }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,14 +28,20 @@ func (s *Server) HTTPServer() *http.Server {
 }
 
 // Run serves HTTP on httpLn and gRPC on grpcLn (either may be nil) and
-// polls the repository, until ctx ends or a listener fails. It then
-// drains: the listeners close, every accepted request is answered (for at
-// most drain; 0 means 30 s), queued batches run, and the models are
-// unloaded. It returns nil after a clean drain. A negative drain, or a
-// server already closed, is returned at once, with the listeners closed.
+// polls the repository, until ctx ends, Close is called or a listener
+// fails. It then drains: the listeners close, every accepted request is
+// answered (for at most drain; 0 means 30 s), queued batches run, and the
+// models are unloaded. Connections that carry no request (a browser's
+// spare one, an idle keep-alive) are closed once no request has been in
+// flight for drainQuiet, rather than waited on. It returns nil after a
+// clean drain. A nil ctx, a negative drain, or a server already closed, is
+// returned at once, with the listeners closed.
 func (s *Server) Run(ctx context.Context, httpLn, grpcLn net.Listener, drain time.Duration) error {
 	var err error
-	if drain < 0 {
+	switch {
+	case ctx == nil:
+		err = errors.New("serve: Run: nil context")
+	case drain < 0:
 		err = fmt.Errorf("serve: Run: drain %v is negative (0 means 30 s)", drain)
 	}
 	if err == nil && s.isClosed() {
@@ -53,6 +60,13 @@ func (s *Server) Run(ctx context.Context, httpLn, grpcLn net.Listener, drain tim
 	}
 	errc := make(chan error, 2)
 	hs := s.HTTPServer()
+	var inflight atomic.Int64 // HTTP requests being answered
+	h := hs.Handler
+	hs.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inflight.Add(1)
+		defer inflight.Add(-1)
+		h.ServeHTTP(w, r)
+	})
 	if httpLn != nil {
 		go func() { errc <- hs.Serve(httpLn) }()
 		s.log.Info("serving HTTP", "addr", httpLn.Addr().String())
@@ -67,9 +81,12 @@ func (s *Server) Run(ctx context.Context, httpLn, grpcLn net.Listener, drain tim
 	if s.cfg.Repository != "" {
 		go s.watch(wctx)
 	}
+	closed := false
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
+	case <-s.stop:
+		closed = true
 	}
 	cause := "stopped"
 	switch {
@@ -77,13 +94,15 @@ func (s *Server) Run(ctx context.Context, httpLn, grpcLn net.Listener, drain tim
 		cause = context.Cause(ctx).Error() // a signal, for the CLI
 	case err != nil:
 		cause = err.Error() // a listener's failure
+	case closed:
+		cause = "closed"
 	}
 	s.log.Info("draining", "timeout", drain, "cause", cause)
 	dctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	grpcDone := make(chan struct{})
 	go func() { gs.GracefulStop(); close(grpcDone) }()
-	serr := hs.Shutdown(dctx) // dctx's error when HTTP requests outlasted the drain
+	serr := shutdownHTTP(dctx, hs, &inflight) // dctx's error when HTTP requests outlasted the drain
 	cut := errors.Is(serr, context.DeadlineExceeded)
 	if serr != nil && !cut && err == nil {
 		err = serr
@@ -104,6 +123,44 @@ func (s *Server) Run(ctx context.Context, httpLn, grpcLn net.Listener, drain tim
 	}
 	s.log.Info("stopped", "err", err)
 	return err
+}
+
+// drainQuiet is how long a drain goes without an HTTP request in flight
+// before it closes the connections left: http.Server.Shutdown waits up to
+// 5 s on a connection that has sent no request yet (a browser opens a
+// spare one; a client's pool keeps some), so a drain with one of them
+// open ran to its end and reported requests cut off that never came.
+const drainQuiet = 250 * time.Millisecond
+
+// shutdownHTTP is hs.Shutdown(ctx), which stops hs's listeners and waits
+// for its requests, ended early by hs.Close once inflight has read 0 for
+// drainQuiet.
+func shutdownHTTP(ctx context.Context, hs *http.Server, inflight *atomic.Int64) error {
+	done := make(chan error, 1)
+	go func() { done <- hs.Shutdown(ctx) }()
+	tick := time.NewTicker(drainQuiet / 10)
+	defer tick.Stop()
+	var quiet time.Time // since when no request has been in flight
+	for {
+		select {
+		case err := <-done:
+			if errors.Is(err, context.DeadlineExceeded) && inflight.Load() == 0 {
+				hs.Close() // what outlasted the drain was connections without a request
+				return nil
+			}
+			return err
+		case now := <-tick.C:
+			switch {
+			case inflight.Load() > 0:
+				quiet = time.Time{}
+			case quiet.IsZero():
+				quiet = now
+			case now.Sub(quiet) >= drainQuiet:
+				hs.Close() // Shutdown then returns
+				return <-done
+			}
+		}
+	}
 }
 
 //go:embed web

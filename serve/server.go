@@ -200,6 +200,7 @@ type Server struct {
 	mu      sync.RWMutex
 	models  map[string]map[string]*model // name → version → model
 	closed  bool                         // Close has run: Add refuses
+	stop    chan struct{}                // closed by Close: Run drains
 	loading atomic.Int32                 // loads in progress
 	pending map[[2]string]int            // loads in progress of versions not yet served, by (name, version)
 
@@ -230,6 +231,7 @@ func New(cfg Config) (*Server, error) {
 		log:      cfg.Logger,
 		metrics:  newMetrics(cfg.Logger),
 		models:   map[string]map[string]*model{},
+		stop:     make(chan struct{}),
 		decoding: make(chan struct{}, 2*runtime.GOMAXPROCS(0)),
 		files:    map[string]fileStat{},
 		changed:  map[string]fileStat{},
@@ -408,9 +410,13 @@ func (s *Server) Unload(name, version string) {
 var ErrClosed = errors.New("serve: server closed")
 
 // Close unloads every model, answering queued requests first; the server
-// serves nothing afterwards (Add and Load return ErrClosed).
+// serves nothing afterwards (Add and Load return ErrClosed), and a Run in
+// progress drains and returns.
 func (s *Server) Close() {
 	s.mu.Lock()
+	if !s.closed {
+		close(s.stop)
+	}
 	s.closed = true
 	var all [][2]string
 	for n, vs := range s.models {
