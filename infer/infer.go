@@ -154,7 +154,11 @@ func (m *Model) Preprocess(img image.Image) (*tensor.Tensor, error) {
 // the network and returns its logits: [N,Classes] for a classifier,
 // [N,H',W',Classes] for a segmentation network (H'×W' is smaller than the
 // input for a valid U-Net). A server batches requests through it. Inputs
-// the network cannot take are an error, as is a done ctx.
+// the network cannot take are an error, as is a done ctx. A float network
+// takes any H×W it can compute on: a classifier pools globally, so images
+// of another size than Info's give logits without complaint (Preprocess
+// and Classify resize to Info's size); an int8 network takes only the
+// size it was calibrated at.
 func (m *Model) Forward(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
 	if ctx == nil {
 		return nil, errors.New("infer: Forward: nil context")

@@ -11,6 +11,7 @@ import (
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/internal/atomicfile"
 	"github.com/residual-nn/residual/internal/onnxpb"
+	"github.com/residual-nn/residual/internal/typednil"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
 )
@@ -31,6 +32,9 @@ const ExportOpset = 13
 // operation without an ONNX counterpart (a loss, training-mode dropout or
 // batch norm) is an error.
 func Export(m nn.Layer, input []int) ([]byte, error) {
+	if typednil.Is(m) {
+		return nil, errors.New("onnx: export: no model (nil)")
+	}
 	nn.SetTraining(m, false)
 	e := &exporter{g: &onnxpb.GraphProto{Name: proto.String("residual")}, names: map[*ag.Value]string{},
 		nchw: map[*ag.Value]bool{}, converted: map[string]string{}, inits: map[string]bool{},

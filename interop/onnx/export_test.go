@@ -293,3 +293,27 @@ func TestExportReduceSumRoundTrip(t *testing.T) {
 		t.Errorf("partial ReduceSum: %v", err)
 	}
 }
+
+// No model where one is wanted is an error naming it: ExportInt8 and Run
+// panicked on nil, and Export reported the nil pointer dereference it had
+// recovered from its trace.
+func TestNilModels(t *testing.T) {
+	var none *resnet.Net
+	if _, err := Export(none, []int{1, 28, 28, 1}); err == nil || !strings.Contains(err.Error(), "no model (nil)") {
+		t.Errorf("Export(nil): %v", err)
+	}
+	if _, err := ExportInt8(nil, nil); err == nil || !strings.Contains(err.Error(), "no quantized model (nil)") {
+		t.Errorf("ExportInt8(nil): %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "q.onnx")
+	if err := ExportInt8File(path, nil, nil); err == nil {
+		t.Error("ExportInt8File(nil): no error")
+	}
+	if _, err := os.Stat(path); err == nil {
+		t.Error("ExportInt8File(nil) wrote a file")
+	}
+	var m *Model
+	if _, err := m.Run(nil); err == nil || !strings.Contains(err.Error(), "no model (nil)") {
+		t.Errorf("(*Model)(nil).Run: %v", err)
+	}
+}

@@ -26,6 +26,7 @@
 package onnx
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -155,6 +156,9 @@ func (m *Model) Outputs() []string { return m.output }
 // Integer-valued inputs (e.g. Pad's pads) may be passed as float tensors
 // holding whole numbers.
 func (m *Model) Run(inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	if m == nil {
+		return nil, errors.New("onnx: Run: no model (nil)")
+	}
 	in := map[string]*value{}
 	for _, name := range m.inputs {
 		t, ok := inputs[name]

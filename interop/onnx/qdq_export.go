@@ -2,6 +2,7 @@ package onnx
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -40,6 +41,9 @@ import (
 // (docs/QUANTIZATION.md). props are stored in the model's metadata_props
 // (residual stores its checkpoint's model config there for ImportInt8).
 func ExportInt8(q *quant.Model, props map[string]string) ([]byte, error) {
+	if q == nil {
+		return nil, errors.New("onnx: export int8: no quantized model (nil)")
+	}
 	g := q.Graph()
 	e := &qdqExporter{exporter: &exporter{g: &onnxpb.GraphProto{Name: proto.String("residual-int8")}, converted: map[string]string{}, inits: map[string]bool{}},
 		q: q, graph: g, u8: make([]string, g.Values)}
