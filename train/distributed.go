@@ -261,7 +261,7 @@ func joinGroup(c distributed.Comm, r *run, err error) error {
 	// Rank 0 alone touches the run folder; the others wait for its word.
 	var ferr error
 	if c.Rank() == 0 {
-		if ferr = prepareFolder(cfg); ferr == nil && cfg.Resume {
+		if r.lock, ferr = prepareFolder(cfg); ferr == nil && cfg.Resume {
 			ferr = r.restore(filepath.Join(cfg.Out, LastCheckpoint))
 		}
 	}

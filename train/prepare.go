@@ -33,6 +33,9 @@ func limited(d *data.Dataset, n int) []int {
 	return idx
 }
 
+// setup prepares Prepare's run on one process (or its part on a rank:
+// joinGroup does the rest). An error after the run folder was taken
+// returns the run with it, holding the folder's lock.
 func setup(ctx context.Context, cfg Config) (*run, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -170,17 +173,19 @@ func setup(ctx context.Context, cfg Config) (*run, error) {
 	if cfg.Comm != nil { // the folder, resumption and the average: joinGroup, on rank 0
 		return r, nil
 	}
-	if err := prepareFolder(cfg); err != nil {
+	if r.lock, err = prepareFolder(cfg); err != nil {
 		return nil, err
 	}
+	// From here a failure returns the run too: Prepare lets its folder go
+	// once it has put back a run that Overwrite set aside.
 	if cfg.Resume {
 		if err := r.restore(filepath.Join(cfg.Out, LastCheckpoint)); err != nil {
-			return nil, err
+			return r, err
 		}
 	}
 	if cfg.EMA > 0 {
 		if err := r.startEMA(); err != nil {
-			return nil, err
+			return r, err
 		}
 	}
 	return r, nil

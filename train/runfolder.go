@@ -178,49 +178,78 @@ func finishDrop(out string, log io.Writer) {
 	}
 }
 
-// prepareFolder readies the run folder before any work: it refuses to
-// start over a run that is there unless the run resumes it or Overwrite
-// says to replace it (setting it aside until the new run completes an
-// epoch), and removes the temporary files of a checkpoint write that was
-// killed. What a killed overwrite left is settled first.
-func prepareFolder(cfg Config) error {
+// lockFile is the file in a run folder whose lock (lockFolder) the run
+// in progress holds.
+const lockFile = ".residual.lock"
+
+// prepareFolder readies the run folder before any work: it takes the
+// folder's lock (lockFolder: another run in progress there is refused;
+// the caller closes what it returns when the run ends), refuses to start
+// over a run that is there unless the run resumes it or Overwrite says to
+// replace it (setting it aside until the new run completes an epoch), and
+// removes the temporary files of a checkpoint write that was killed. What
+// a killed overwrite left is settled first.
+func prepareFolder(cfg Config) (lock io.Closer, err error) {
+	lock, err = prepareLocked(cfg)
+	if err != nil && lock != nil {
+		lock.Close()
+		lock = nil
+	}
+	return lock, err
+}
+
+// prepareLocked is prepareFolder, which closes the lock it returns with
+// an error.
+func prepareLocked(cfg Config) (lock io.Closer, err error) {
+	// A folder that is there is locked before anything in it is touched
+	// (a run in progress may be replacing the run set aside in it).
+	if st, serr := os.Stat(cfg.Out); serr == nil && st.IsDir() {
+		if lock, err = lockFolder(cfg.Out); err != nil {
+			return nil, err
+		}
+	}
 	// What an overwrite killed before its end left: a replaced run whose
 	// replacement completed an epoch is deleted, any other is put back.
 	finishDrop(cfg.Out, cfg.Log)
 	if err := restoreReplaced(cfg.Out, cfg.Log); err != nil {
-		return err
+		return lock, err
 	}
 	last := filepath.Join(cfg.Out, LastCheckpoint)
 	if _, err := os.Stat(last); cfg.Resume && errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("train: --resume (Config.Resume): no checkpoint at %s", last) // before making a folder for nothing
+		return lock, fmt.Errorf("train: --resume (Config.Resume): no checkpoint at %s", last) // before making a folder for nothing
 	}
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
-		return fmt.Errorf("train: %w", err)
+		return lock, fmt.Errorf("train: %w", err)
+	}
+	if lock == nil {
+		if lock, err = lockFolder(cfg.Out); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := os.Stat(last); err == nil && !cfg.Resume && !cfg.Overwrite {
-		return fmt.Errorf("train: %s already holds a run (%s); continue it with --resume (Config.Resume), or start over with --overwrite (Config.Overwrite, which replaces it once the new run completes an epoch)", cfg.Out, last)
+		return lock, fmt.Errorf("train: %s already holds a run (%s); continue it with --resume (Config.Resume), or start over with --overwrite (Config.Overwrite, which replaces it once the new run completes an epoch)", cfg.Out, last)
 	}
 	// The temporary files of atomic writes (checkpoints, metrics, curves)
 	// are named .NAME.*.tmp; one is left only by a write that was killed.
 	stale, _ := filepath.Glob(filepath.Join(cfg.Out, ".*.*.tmp"))
 	for _, f := range stale {
 		if err := os.Remove(f); err != nil {
-			return fmt.Errorf("train: removing %s, left by an interrupted write: %w", f, err)
+			return lock, fmt.Errorf("train: removing %s, left by an interrupted write: %w", f, err)
 		}
 		fmt.Fprintf(cfg.Log, "removed %s, left by an interrupted write\n", f)
 	}
 	if cfg.Resume {
-		return nil
+		return lock, nil
 	}
 	if _, err := os.Stat(last); err == nil && cfg.Overwrite {
-		return setAside(cfg.Out)
+		return lock, setAside(cfg.Out)
 	}
 	for _, name := range []string{metricsFile, stepLossFile, LastCheckpoint, BestCheckpoint, EMACheckpoint} {
 		if err := os.Remove(filepath.Join(cfg.Out, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("train: %w", err)
+			return lock, fmt.Errorf("train: %w", err)
 		}
 	}
-	return nil
+	return lock, nil
 }
 
 // positionSettings are the settings a saved position depends on: with

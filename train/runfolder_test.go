@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -165,6 +166,48 @@ func TestDivergedMetrics(t *testing.T) {
 	m.ValLoss = 2
 	if err := m.checkFinite(); err != nil {
 		t.Errorf("finite metrics (a training loss of 1e24 is still a number): %v", err)
+	}
+}
+
+// A run folder is one run's while it is prepared or trains: a second run
+// there, with Overwrite or without, is refused naming the folder and
+// leaves the first's files alone (two runs in one folder both "succeeded",
+// each overwriting the other's checkpoints and metrics); once the first
+// has trained, or its Trainer has been dropped untrained, the folder is
+// free again.
+func TestRunFolderLocked(t *testing.T) {
+	if runtime.GOOS == "windows" || runtime.GOOS == "plan9" {
+		t.Skip("no flock(2) here: lockFolder takes nothing (lock_other.go)")
+	}
+	out := filepath.Join(t.TempDir(), "run")
+	cfg := tiny(out)
+	cfg.Epochs, cfg.Limit = 1, 64
+	first, err := Prepare(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, overwrite := range []bool{false, true} {
+		c := cfg
+		c.Overwrite = overwrite
+		if _, err := Prepare(context.Background(), c); err == nil || !strings.Contains(err.Error(), out+" is the run folder of another run in progress") {
+			t.Errorf("a second run (Overwrite %v) while the first is prepared: %v", overwrite, err)
+		}
+	}
+	if _, err := first.Train(context.Background()); err != nil {
+		t.Fatalf("the first run: %v", err)
+	}
+	c := cfg
+	c.Overwrite = true
+	if _, err := Prepare(context.Background(), c); err != nil { // its Trainer dropped untrained
+		t.Fatalf("a run after the first has trained: %v", err)
+	}
+	for i := 0; ; i++ {
+		runtime.GC() // the dropped Trainer's cleanup lets the folder go
+		if _, err := Prepare(context.Background(), c); err == nil {
+			break
+		} else if i == 20 {
+			t.Fatalf("a run after another's Trainer was dropped: %v", err)
+		}
 	}
 }
 

@@ -98,6 +98,7 @@ type Metrics struct {
 // run holds a training run's state.
 type run struct {
 	cfg               Config
+	lock              io.Closer // the run folder's (prepareFolder), held until the run ends
 	model             nn.Layer
 	evalTape          *ag.Tape // inference tape sharing the training tape's buffers
 	opt               optim.Optimizer
@@ -158,15 +159,29 @@ func Prepare(ctx context.Context, cfg Config) (*Trainer, error) {
 		}
 		err = joinGroup(cfg.Comm, r, err)
 	}
-	if err != nil && cfg.Overwrite && cfg.Out != "" && (cfg.Comm == nil || cfg.Comm.Rank() == 0) {
+	if err != nil && cfg.Overwrite && r != nil && r.lock != nil {
 		// Failed after the old run was set aside (a checkpoint to resume,
-		// the group): it goes back.
+		// the group), holding the folder (only then: another run may be
+		// replacing the run set aside there): it goes back.
 		err = errors.Join(err, restoreReplaced(cfg.Out, cfg.Log))
 	}
 	if err != nil {
+		if r != nil {
+			r.release()
+		}
 		return nil, err
 	}
+	// A Trainer dropped untrained lets the folder go once collected: the
+	// lock is an *os.File, which closes itself then.
 	return &Trainer{r: r}, nil
+}
+
+// release lets the run folder go (prepareFolder's lock).
+func (r *run) release() {
+	if r.lock != nil {
+		r.lock.Close()
+		r.lock = nil
+	}
 }
 
 // Config returns the run's config as prepared: the model sized from the
@@ -199,6 +214,7 @@ func (t *Trainer) Train(ctx context.Context) (*Result, error) {
 		return nil, errors.New("train: this Trainer has already trained; Prepare another")
 	}
 	r.trained = true
+	defer r.release()
 	if cfg.TensorBoard {
 		if !cfg.Resume {
 			if err := tensorboard.RemoveEventFiles(cfg.Out); err != nil {
