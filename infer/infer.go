@@ -150,6 +150,9 @@ func (m *Model) Preprocess(img image.Image) (*tensor.Tensor, error) {
 	return Input(m.info.Preprocess, img)
 }
 
+// errNoModel is what a nil *Model's methods return.
+var errNoModel = errors.New("infer: no model (nil; Open or New makes one)")
+
 // Forward runs a batch of preprocessed images x [N,H,W,C] (N ≥ 1) through
 // the network and returns its logits: [N,Classes] for a classifier,
 // [N,H',W',Classes] for a segmentation network (H'×W' is smaller than the
@@ -160,7 +163,10 @@ func (m *Model) Preprocess(img image.Image) (*tensor.Tensor, error) {
 // and Classify resize to Info's size); an int8 network takes only the
 // size it was calibrated at.
 func (m *Model) Forward(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
-	if ctx == nil {
+	switch {
+	case m == nil:
+		return nil, errNoModel
+	case ctx == nil:
 		return nil, errors.New("infer: Forward: nil context")
 	}
 	if err := ctx.Err(); err != nil {
@@ -239,7 +245,10 @@ type Guess struct {
 // preprocessed as in training's evaluation and run in batches; ctx is
 // checked between batches. A nil image is an error naming its index.
 func (m *Model) Classify(ctx context.Context, imgs []image.Image, k int) ([][]Guess, error) {
-	if ctx == nil {
+	switch {
+	case m == nil:
+		return nil, errNoModel
+	case ctx == nil:
 		return nil, errors.New("infer: Classify: nil context")
 	}
 	if m.dense {
@@ -323,7 +332,10 @@ func (m *Model) Segment(ctx context.Context, img image.Image) (*Mask, error) {
 // The image is converted to the model's channels and normalisation but not
 // resized.
 func (m *Model) SegmentTiles(ctx context.Context, img image.Image, tile int) (*Mask, error) {
-	if ctx == nil {
+	switch {
+	case m == nil:
+		return nil, errNoModel
+	case ctx == nil:
 		return nil, errors.New("infer: Segment: nil context")
 	}
 	u, ok := m.net.(*unet.Net)

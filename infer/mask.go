@@ -6,8 +6,9 @@ import (
 	"image/color"
 )
 
-// MaskImage returns a mask as an 8-bit grey image of class indices (what
-// data.SegFolder reads).
+// MaskImage returns a mask (h·w class indices, row by row) as
+// an 8-bit grey image of class indices (what data.SegFolder reads); the
+// pixels a shorter mask does not reach are 0, the background.
 func MaskImage(mask []uint8, h, w int) *image.Gray {
 	g := image.NewGray(image.Rect(0, 0, w, h))
 	copy(g.Pix, mask)

@@ -119,6 +119,27 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+// Train on no Trainer, a zero one or with no context is an error (the
+// first two panicked).
+func TestTrainMisuse(t *testing.T) {
+	var none *Trainer
+	for _, tr := range []*Trainer{none, {}} {
+		if _, err := tr.Train(context.Background()); err == nil || !strings.Contains(err.Error(), "no Trainer") {
+			t.Errorf("Train on %#v: %v", tr, err)
+		}
+	}
+	cfg := tiny(t.TempDir())
+	cfg.Limit = 32
+	tr, err := Prepare(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var noCtx context.Context
+	if _, err := tr.Train(noCtx); err == nil || !strings.Contains(err.Error(), "nil context") {
+		t.Errorf("Train(nil context): %v", err)
+	}
+}
+
 // oneStep is the tiny model trained for exactly one step (32 images, batch
 // 32, no validation split, plain SGD without momentum or weight decay),
 // returning its config, its initial weights and the last checkpoint's.

@@ -209,6 +209,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 // becomes NaN (the previous checkpoints stay as they were). A Trainer
 // trains once.
 func (t *Trainer) Train(ctx context.Context) (*Result, error) {
+	switch {
+	case t == nil || t.r == nil:
+		return nil, errors.New("train: Train on no Trainer (Prepare makes one)")
+	case ctx == nil:
+		return nil, errors.New("train: Train: nil context")
+	}
 	r, cfg := t.r, t.r.cfg
 	if r.trained {
 		return nil, errors.New("train: this Trainer has already trained; Prepare another")

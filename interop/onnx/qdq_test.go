@@ -101,6 +101,10 @@ func TestQDQExportStructure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The float evaluator refuses it, pointing to the int8 import.
+	if _, err := Parse(b); err == nil || !strings.Contains(err.Error(), "an int8 QDQ model is read by ImportInt8") {
+		t.Errorf("Parse of a QDQ model: %v", err)
+	}
 	var mp onnxpb.ModelProto
 	if err := proto.Unmarshal(b, &mp); err != nil {
 		t.Fatal(err)

@@ -191,6 +191,9 @@ func decodeTensorOf(tp *onnxpb.TensorProto, eightBit bool) (*value, error) {
 		}
 		return v, nil
 	}
+	if dt == onnxpb.TensorProto_UINT8 || dt == onnxpb.TensorProto_INT8 {
+		return nil, fmt.Errorf("tensor %q: data type %s is not supported (residual computes in float32; an int8 QDQ model is read by ImportInt8, or residual import onnx)", tp.GetName(), dt)
+	}
 	return nil, fmt.Errorf("tensor %q: data type %s is not supported (residual computes in float32)", tp.GetName(), dt)
 }
 
