@@ -162,8 +162,16 @@ const (
 )
 
 // Validate checks the config before any work: counts, rates, names of the
-// task, loss and optimizer, and the schedule.
+// task, loss and optimizer, and the schedule. Its errors carry ErrConfig.
 func (c *Config) Validate() error {
+	if err := c.validate(); err != nil {
+		return configError{err}
+	}
+	return nil
+}
+
+// validate is Validate's checks.
+func (c *Config) validate() error {
 	if c.Precision != ag.FP32 && c.Precision != ag.BF16 {
 		return fmt.Errorf("train: unknown precision ag.Precision(%d) (want ag.FP32 or ag.BF16)", int(c.Precision))
 	}

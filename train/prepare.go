@@ -74,7 +74,7 @@ func setup(ctx context.Context, cfg Config) (*run, error) {
 	if cfg.Task == "" { // the model's own task
 		cfg.Task = cfg.Model.Task()
 		if err := cfg.Validate(); err != nil { // the checks that depend on the task
-			return nil, configError{err}
+			return nil, err
 		}
 	}
 	trainSet, testSet := cfg.TrainSet, cfg.TestSet

@@ -61,15 +61,15 @@ type Result struct {
 // resumed run then measures the test set).
 var ErrInterrupted = errors.New("train: interrupted; the last checkpoint holds the step reached (resume with --resume, Config.Resume)")
 
-// ErrConfig is in the error of a Config that Validate cannot refuse
-// before the model and the data are known: a Freeze prefix the network
-// has no parameter under, a Task, Loss or weighting the model and the
-// data do not fit (Validate again once the task is the model's), a model
-// that does not take the data's images, channels or classes, a Freeze of
-// the backbone or a HeadLRMult for a model without a known classifier
-// head. The CLI exits with status 2 for it, as for its other usage
-// errors. A data set that cannot be read, or holds a single class, is
-// not one.
+// ErrConfig is in the error of a Config that is wrong in itself
+// (Config.Validate's errors) or for the model and the data, which Prepare
+// finds once they are known: a Freeze prefix the network has no
+// parameter under, a Task, Loss or weighting the model and the data do
+// not fit, a model that does not take the data's images, channels or
+// classes, a Freeze of the backbone or a HeadLRMult for a model without a
+// known classifier head. The CLI exits with status 2 for it, as for its
+// other usage errors. A data set that cannot be read, or holds a single
+// class, is not one.
 var ErrConfig = errors.New("train: the config does not fit the model or the data")
 
 // configError marks err as ErrConfig's, its message unchanged.
