@@ -138,6 +138,62 @@ func (m Meta) DataSpec() string {
 	return tc.Data
 }
 
+// Props returns the metadata as string properties, the form an ONNX
+// model's metadata_props hold (onnx.ExportInt8's props; residual export
+// onnx writes them): the model config, class names and preprocessing as
+// JSON under "residual.model", "residual.classes" and
+// "residual.preprocess", and the training data spec under
+// "residual.data" where the record names one. MetaFromProps reads them.
+func (m Meta) Props() (map[string]string, error) {
+	props := map[string]string{}
+	for k, v := range map[string]any{propModel: m.Model, propClasses: m.Classes, propPreprocess: m.Preprocess} {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint: %s: %w", k, err)
+		}
+		props[k] = string(b)
+	}
+	if d := m.DataSpec(); d != "" { // so that eval and quantize of a re-import default to it
+		props[propData] = d
+	}
+	return props, nil
+}
+
+// The property names of Meta.Props.
+const (
+	propModel      = "residual.model"
+	propClasses    = "residual.classes"
+	propPreprocess = "residual.preprocess"
+	propData       = "residual.data"
+)
+
+// MetaFromProps reads what Meta.Props wrote, validated (Validate); ok is
+// false, with no error, where props hold no "residual.model" (a model
+// that another program exported).
+func MetaFromProps(props map[string]string) (m Meta, ok bool, err error) {
+	cfg, ok := props[propModel]
+	if !ok {
+		return m, false, nil
+	}
+	if m.Model, err = models.Unmarshal(cfg); err != nil {
+		return m, true, fmt.Errorf("checkpoint: metadata %s: %w", propModel, err)
+	}
+	if err := json.Unmarshal([]byte(props[propClasses]), &m.Classes); err != nil {
+		return m, true, fmt.Errorf("checkpoint: metadata %s: %w", propClasses, err)
+	}
+	if err := json.Unmarshal([]byte(props[propPreprocess]), &m.Preprocess); err != nil {
+		return m, true, fmt.Errorf("checkpoint: metadata %s: %w", propPreprocess, err)
+	}
+	if d, has := props[propData]; has {
+		b, err := json.Marshal(map[string]string{"data": d})
+		if err != nil {
+			return m, true, err
+		}
+		m.Train = b
+	}
+	return m, true, m.Validate()
+}
+
 // Validate checks the metadata against the model it describes: a valid
 // model config (models.Config.Validate), as many class names as outputs,
 // a valid preprocessing record with as many channels as the model's input

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -334,5 +335,36 @@ func TestWriteOneByOneFeatureMap(t *testing.T) {
 		if bn, ok := l.Layer.(*nn.BatchNorm); ok && !bn.Training {
 			t.Fatalf("%s left in evaluation mode by Write", l.Name)
 		}
+	}
+}
+
+// Props and MetaFromProps round-trip a checkpoint's metadata (what an
+// exported ONNX model carries), with its data spec; props without
+// "residual.model" are not residual's (ok false, no error), and a
+// malformed one is an error naming the property.
+func TestMetaProps(t *testing.T) {
+	c, err := checkpoint.Load(resnetV1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := c.Meta
+	m.Train = []byte(`{"data":"fashion-mnist","epochs":3}`)
+	props, err := m.Props()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := checkpoint.MetaFromProps(props)
+	if err != nil || !ok {
+		t.Fatalf("MetaFromProps: ok %v, %v", ok, err)
+	}
+	if !reflect.DeepEqual(got.Classes, m.Classes) || !reflect.DeepEqual(got.Preprocess, m.Preprocess) || got.Model.Name != m.Model.Name || got.DataSpec() != "fashion-mnist" {
+		t.Errorf("round trip: %+v, want %+v", got, m)
+	}
+	if _, ok, err := checkpoint.MetaFromProps(map[string]string{"producer": "x"}); ok || err != nil {
+		t.Errorf("props of another program: ok %v, %v", ok, err)
+	}
+	props["residual.classes"] = "[1,"
+	if _, ok, err := checkpoint.MetaFromProps(props); !ok || err == nil || !strings.Contains(err.Error(), "residual.classes") {
+		t.Errorf("malformed classes: ok %v, %v", ok, err)
 	}
 }

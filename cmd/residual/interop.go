@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -256,29 +255,15 @@ func importONNXInt8(ctx context.Context, path, model string, classes int, out st
 }
 
 // onnxImportMeta returns the checkpoint metadata of an imported ONNX
-// model: residual's metadata_props (onnxMeta) unless model names a zoo
-// model, whose input and classes then follow the graph's dimensions.
+// model: residual's metadata_props (checkpoint.MetaFromProps) unless
+// model names a zoo model, whose input and classes then follow the
+// graph's dimensions.
 func onnxImportMeta(info onnx.Info, model string, classes int) (checkpoint.Meta, error) {
 	var m checkpoint.Meta
-	if cfg, ok := info.Props["residual.model"]; ok && model == "" {
-		var err error
-		if m.Model, err = models.Unmarshal(cfg); err != nil {
-			return m, fmt.Errorf("metadata residual.model: %w", err)
+	if model == "" {
+		if pm, ok, err := checkpoint.MetaFromProps(info.Props); ok {
+			return pm, err
 		}
-		if err := json.Unmarshal([]byte(info.Props["residual.classes"]), &m.Classes); err != nil {
-			return m, fmt.Errorf("metadata residual.classes: %w", err)
-		}
-		if err := json.Unmarshal([]byte(info.Props["residual.preprocess"]), &m.Preprocess); err != nil {
-			return m, fmt.Errorf("metadata residual.preprocess: %w", err)
-		}
-		if d, ok := info.Props["residual.data"]; ok {
-			b, err := json.Marshal(map[string]string{"data": d})
-			if err != nil {
-				return m, err
-			}
-			m.Train = b
-		}
-		return m, m.Validate()
 	}
 	if model == "" {
 		return m, fmt.Errorf("%w: the model does not say its architecture (no residual metadata); pass --model NAME", errUsage)
@@ -429,7 +414,7 @@ func exportInt8(format string, c *checkpoint.Checkpoint, input, out string, stdo
 			return fmt.Errorf("%w: --input %s: an int8 checkpoint's graph is fixed at the size it was quantized at (%dx%d)", errUsage, input, in[1], in[2])
 		}
 	}
-	props, err := onnxMeta(c.Meta)
+	props, err := c.Meta.Props()
 	if err != nil {
 		return err
 	}
@@ -438,23 +423,6 @@ func exportInt8(format string, c *checkpoint.Checkpoint, input, out string, stdo
 	}
 	fmt.Fprintf(stdout, "wrote int8 %s as QDQ ONNX (opset %d, input %v NCHW float32 with any batch size) to %s\n", c.Model.Name, onnx.ExportOpset, onnxOrder(c.Int8.InputShape()), out)
 	return nil
-}
-
-// onnxMeta returns a checkpoint's metadata as an ONNX model's
-// metadata_props: its model config, class names and preprocessing.
-func onnxMeta(m checkpoint.Meta) (map[string]string, error) {
-	props := map[string]string{}
-	for k, v := range map[string]any{"residual.model": m.Model, "residual.classes": m.Classes, "residual.preprocess": m.Preprocess} {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return nil, err
-		}
-		props[k] = string(b)
-	}
-	if d := m.DataSpec(); d != "" { // so that eval and quantize of the re-import default to it
-		props["residual.data"] = d
-	}
-	return props, nil
 }
 
 // onnxOrder shows an NHWC shape in ONNX's NCHW order.

@@ -38,8 +38,10 @@ import (
 // A convolution that absorbed a residual addition has no QuantizeLinear
 // between the Conv and the Add, because residual rounds only the sum;
 // ONNX Runtime runs such a Conv in float32 on the dequantized operands
-// (docs/QUANTIZATION.md). props are stored in the model's metadata_props
-// (residual stores its checkpoint's model config there for ImportInt8).
+// (docs/QUANTIZATION.md). props are stored in the model's metadata_props:
+// a checkpoint's checkpoint.Meta.Props, from which residual import onnx
+// rebuilds its metadata (checkpoint.MetaFromProps; ImportInt8 takes the
+// network).
 func ExportInt8(q *quant.Model, props map[string]string) ([]byte, error) {
 	if q == nil {
 		return nil, errors.New("onnx: export int8: no quantized model (nil)")
