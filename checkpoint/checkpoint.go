@@ -140,7 +140,7 @@ func (m Meta) DataSpec() string {
 
 // Props returns the metadata as string properties, the form an ONNX
 // model's metadata_props hold (onnx.ExportInt8's props; residual export
-// onnx writes them): the model config, class names and preprocessing as
+// onnx writes them for an int8 checkpoint): the model config, class names and preprocessing as
 // JSON under "residual.model", "residual.classes" and
 // "residual.preprocess", and the training data spec under
 // "residual.data" where the record names one. MetaFromProps reads them.

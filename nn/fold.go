@@ -109,8 +109,9 @@ func (b *BatchNorm) foldInto(c *Conv2d) {
 }
 
 // Folded reports whether FoldBatchNorm has folded a batch norm of m into
-// a convolution: m's state dict then holds convolution biases that the
-// unfolded network, which a model config builds, has not.
+// a convolution: m is then another network than the one its model config
+// builds (its convolutions' weights scaled, biases added where they had
+// none, the batch norms reset to the identity with ε = 0).
 func Folded(m Layer) bool {
 	if typednil.Is(m) {
 		return false

@@ -33,7 +33,7 @@ func (s *Server) HTTPServer() *http.Server {
 // answered (for at most drain; 0 means 30 s), queued batches run, and the
 // models are unloaded. Connections that carry no request (a browser's
 // spare one, an idle keep-alive) are closed once no request has been in
-// flight for drainQuiet, rather than waited on. It returns nil after a
+// flight for 250 ms, rather than waited on. It returns nil after a
 // clean drain. A nil ctx, a negative drain, or a server already closed, is
 // returned at once, with the listeners closed.
 func (s *Server) Run(ctx context.Context, httpLn, grpcLn net.Listener, drain time.Duration) error {
@@ -88,6 +88,7 @@ func (s *Server) Run(ctx context.Context, httpLn, grpcLn net.Listener, drain tim
 	case <-s.stop:
 		closed = true
 	}
+	stopWatch() // no repository model loads into a draining server
 	cause := "stopped"
 	switch {
 	case ctx.Err() != nil:
@@ -144,9 +145,12 @@ func shutdownHTTP(ctx context.Context, hs *http.Server, inflight *atomic.Int64) 
 	for {
 		select {
 		case err := <-done:
-			if errors.Is(err, context.DeadlineExceeded) && inflight.Load() == 0 {
-				hs.Close() // what outlasted the drain was connections without a request
-				return nil
+			if errors.Is(err, context.DeadlineExceeded) {
+				running := inflight.Load() // before Close ends their requests
+				hs.Close()                 // the connections left, with or without a request
+				if running == 0 {
+					return nil // what outlasted the drain carried no request
+				}
 			}
 			return err
 		case now := <-tick.C:
@@ -156,8 +160,8 @@ func shutdownHTTP(ctx context.Context, hs *http.Server, inflight *atomic.Int64) 
 			case quiet.IsZero():
 				quiet = now
 			case now.Sub(quiet) >= drainQuiet:
-				hs.Close() // Shutdown then returns
-				return <-done
+				hs.Close() // Shutdown returns at its next poll, into done's buffer
+				return nil
 			}
 		}
 	}

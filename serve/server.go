@@ -411,7 +411,9 @@ var ErrClosed = errors.New("serve: server closed")
 
 // Close unloads every model, answering queued requests first; the server
 // serves nothing afterwards (Add and Load return ErrClosed), and a Run in
-// progress drains and returns.
+// progress drains and returns (a request it reads meanwhile, before its
+// model's queue, is answered 503: cancelling Run's context instead drains
+// with the models served).
 func (s *Server) Close() {
 	s.mu.Lock()
 	if !s.closed {

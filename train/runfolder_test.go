@@ -176,8 +176,8 @@ func TestDivergedMetrics(t *testing.T) {
 // has trained, or its Trainer has been dropped untrained, the folder is
 // free again.
 func TestRunFolderLocked(t *testing.T) {
-	if runtime.GOOS == "windows" || runtime.GOOS == "plan9" {
-		t.Skip("no flock(2) here: lockFolder takes nothing (lock_other.go)")
+	if !folderLocks {
+		t.Skip("no flock(2) in this platform's syscall package: lockFolder takes nothing (lock_other.go)")
 	}
 	out := filepath.Join(t.TempDir(), "run")
 	cfg := tiny(out)
@@ -198,9 +198,16 @@ func TestRunFolderLocked(t *testing.T) {
 	}
 	c := cfg
 	c.Overwrite = true
-	if _, err := Prepare(context.Background(), c); err != nil { // its Trainer dropped untrained
+	third, err := Prepare(context.Background(), c)
+	if err != nil {
 		t.Fatalf("a run after the first has trained: %v", err)
 	}
+	third.Close() // let go untrained
+	fourth, err := Prepare(context.Background(), c)
+	if err != nil {
+		t.Fatalf("a run after another's Close: %v", err)
+	}
+	_ = fourth // dropped untrained
 	for i := 0; ; i++ {
 		runtime.GC() // the dropped Trainer's cleanup lets the folder go
 		if _, err := Prepare(context.Background(), c); err == nil {

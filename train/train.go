@@ -70,7 +70,7 @@ var ErrInterrupted = errors.New("train: interrupted; the last checkpoint holds t
 // known classifier head. The CLI exits with status 2 for it, as for its
 // other usage errors. A data set that cannot be read, or holds a single
 // class, is not one.
-var ErrConfig = errors.New("train: the config does not fit the model or the data")
+var ErrConfig = errors.New("train: the config is wrong, or does not fit the model or the data")
 
 // configError marks err as ErrConfig's, its message unchanged.
 type configError struct{ error }
@@ -137,7 +137,8 @@ type Trainer struct{ r *run }
 // Trainer.Train. Config.Model's input channels and classes are taken from
 // the data (the caller's config is not changed). Reading the data (a
 // folder's scan, its statistics) stops, with ctx's cause, once ctx is
-// done.
+// done. The Trainer holds the run folder (Config.Out) until Train returns
+// or Close is called: another Prepare there is refused meanwhile.
 func Prepare(ctx context.Context, cfg Config) (*Trainer, error) {
 	if ctx == nil {
 		return nil, errors.New("train: Prepare: nil context")
@@ -174,6 +175,16 @@ func Prepare(ctx context.Context, cfg Config) (*Trainer, error) {
 	// A Trainer dropped untrained lets the folder go once collected: the
 	// lock is an *os.File, which closes itself then.
 	return &Trainer{r: r}, nil
+}
+
+// Close lets the run folder go without training: a Prepare of another
+// run in it is refused until then (or until this Trainer is collected).
+// Train lets it go when it returns; Close after Train does nothing.
+func (t *Trainer) Close() error {
+	if t != nil && t.r != nil {
+		t.r.release()
+	}
+	return nil
 }
 
 // release lets the run folder go (prepareFolder's lock).
