@@ -137,6 +137,9 @@ func New(c *checkpoint.Checkpoint) (*Model, error) {
 // Info describes the model: name, task, classes, input size and
 // preprocessing.
 func (m *Model) Info() Info {
+	if m == nil {
+		return Info{}
+	}
 	i := m.info
 	i.Classes = append([]string(nil), i.Classes...)
 	i.Preprocess.Mean = append([]float64(nil), i.Preprocess.Mean...)
@@ -147,6 +150,9 @@ func (m *Model) Info() Info {
 // Preprocess turns an image into the model's input [1,H,W,C] by training's
 // evaluation transform (see Input).
 func (m *Model) Preprocess(img image.Image) (*tensor.Tensor, error) {
+	if m == nil {
+		return nil, errNoModel
+	}
 	return Input(m.info.Preprocess, img)
 }
 
@@ -220,6 +226,9 @@ func (m *Model) forward(x *tensor.Tensor) (y *tensor.Tensor, err error) {
 // int8 and refuses any precision but ag.FP32 (which leaves it as it is).
 // A precision other than ag.FP32 and ag.BF16 is an error.
 func (m *Model) SetPrecision(p ag.Precision) error {
+	if m == nil {
+		return errNoModel
+	}
 	if p != ag.FP32 && p != ag.BF16 {
 		return fmt.Errorf("infer: unknown precision ag.Precision(%d) (want ag.FP32 or ag.BF16)", int(p))
 	}

@@ -331,6 +331,8 @@ func TestErrors(t *testing.T) {
 		{"no model: Forward", func() error { _, err := (*infer.Model)(nil).Forward(ctx, tensor.New(1, 28, 28, 1)); return err }, "no model (nil"},
 		{"no model: Classify", func() error { _, err := (*infer.Model)(nil).Classify(ctx, []image.Image{img}, 1); return err }, "no model (nil"},
 		{"no model: Segment", func() error { _, err := (*infer.Model)(nil).Segment(ctx, img); return err }, "no model (nil"},
+		{"no model: Preprocess", func() error { _, err := (*infer.Model)(nil).Preprocess(img); return err }, "no model (nil"},
+		{"no model: SetPrecision", func() error { return (*infer.Model)(nil).SetPrecision(ag.BF16) }, "no model (nil"},
 		{"nil input", func() error { _, err := m.Forward(ctx, nil); return err }, "input of shape []"},
 		{"empty batch", func() error { _, err := m.Forward(ctx, tensor.New(0, 28, 28, 1)); return err }, "N ≥ 1"},
 		{"huge input", func() error {
