@@ -140,10 +140,11 @@ func (m Meta) DataSpec() string {
 
 // Props returns the metadata as string properties, the form an ONNX
 // model's metadata_props hold (onnx.ExportInt8's props; residual export
-// onnx writes them for an int8 checkpoint): the model config, class names and preprocessing as
-// JSON under "residual.model", "residual.classes" and
-// "residual.preprocess", and the training data spec under
-// "residual.data" where the record names one. MetaFromProps reads them.
+// onnx writes them for an int8 checkpoint): the model config, class
+// names and preprocessing as JSON under "residual.model",
+// "residual.classes" and "residual.preprocess", and the training data
+// spec under "residual.data" where the record names one. MetaFromProps
+// reads them.
 func (m Meta) Props() (map[string]string, error) {
 	props := map[string]string{}
 	for k, v := range map[string]any{propModel: m.Model, propClasses: m.Classes, propPreprocess: m.Preprocess} {
@@ -278,8 +279,8 @@ func Write(path string, net nn.Layer, meta Meta, optimizer map[string]*tensor.Te
 
 // ExportWeights writes only a model's weights and batch norm counters,
 // under their torchvision names, for PyTorch's load_state_dict. It
-// refuses no network, a folded one (whose convolution biases torchvision's
-// model has not) and non-finite weights, as Write does.
+// refuses no network, a folded one (another network than the one those
+// names load into) and non-finite weights, as Write does.
 func ExportWeights(path string, net nn.Layer) error {
 	if err := writable(path, net); err != nil {
 		return err

@@ -117,7 +117,6 @@ func (s *Server) Run(ctx context.Context, httpLn, grpcLn net.Listener, drain tim
 	if cut && err == nil {
 		err = fmt.Errorf("serve: drain: requests still in flight after %v were cut off: %w", drain, context.DeadlineExceeded)
 	}
-	stopWatch()
 	s.Close()
 	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
 		err = nil

@@ -190,17 +190,12 @@ const lockFile = ".residual.lock"
 // removes the temporary files of a checkpoint write that was killed. What
 // a killed overwrite left is settled first.
 func prepareFolder(cfg Config) (lock io.Closer, err error) {
-	lock, err = prepareLocked(cfg)
-	if err != nil && lock != nil {
-		lock.Close()
-		lock = nil
-	}
-	return lock, err
-}
-
-// prepareLocked is prepareFolder, which closes the lock it returns with
-// an error.
-func prepareLocked(cfg Config) (lock io.Closer, err error) {
+	defer func() {
+		if err != nil && lock != nil { // the lock goes with the error
+			lock.Close()
+			lock = nil
+		}
+	}()
 	// A folder that is there is locked before anything in it is touched
 	// (a run in progress may be replacing the run set aside in it).
 	if st, serr := os.Stat(cfg.Out); serr == nil && st.IsDir() {

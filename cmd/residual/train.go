@@ -177,12 +177,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				// make mpirun end the job, maybe before it has.
 				time.Sleep(time.Second)
 			}
-			if errors.Is(err, train.ErrConfig) { // a flag the network or the data refuse
-				return fmt.Errorf("%w: rank %d of %d: %w", errUsage, comm.Rank(), comm.Size(), err)
-			}
-			return fmt.Errorf("rank %d of %d: %w", comm.Rank(), comm.Size(), err)
+			err = fmt.Errorf("rank %d of %d: %w", comm.Rank(), comm.Size(), err)
 		}
-		if errors.Is(err, train.ErrConfig) {
+		if errors.Is(err, train.ErrConfig) { // a flag the network or the data refuse
 			return fmt.Errorf("%w: %w", errUsage, err)
 		}
 		return err
