@@ -3,8 +3,8 @@ package bench
 import (
 	"context"
 	"fmt"
-	ag "github.com/residual-nn/residual/autograd"
 
+	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/internal/kernels"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/quant"

@@ -2,8 +2,9 @@ package data
 
 import (
 	"fmt"
-	"github.com/residual-nn/residual/limits"
 	"path/filepath"
+
+	"github.com/residual-nn/residual/limits"
 )
 
 const cifarPixels = 32 * 32 * 3

@@ -6,10 +6,11 @@ import (
 	"embed"
 	"encoding/binary"
 	"fmt"
-	"github.com/residual-nn/residual/limits"
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/residual-nn/residual/limits"
 )
 
 //go:embed mnist/*.gz

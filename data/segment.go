@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/residual-nn/residual/data/imagefile"
-	"github.com/residual-nn/residual/data/transform"
-	"github.com/residual-nn/residual/limits"
 	"image"
 	"io/fs"
 	"math"
@@ -15,6 +12,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/residual-nn/residual/data/imagefile"
+	"github.com/residual-nn/residual/data/transform"
+	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/tensor"
 )
 

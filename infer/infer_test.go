@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/residual-nn/residual/data/imagefile"
-	"github.com/residual-nn/residual/data/transform"
 	"image"
 	"image/color"
 	"math"
@@ -20,6 +18,8 @@ import (
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/checkpoint"
+	"github.com/residual-nn/residual/data/imagefile"
+	"github.com/residual-nn/residual/data/transform"
 	"github.com/residual-nn/residual/infer"
 	"github.com/residual-nn/residual/tensor"
 )

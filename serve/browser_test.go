@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
 	"github.com/residual-nn/residual/models"
 )
 

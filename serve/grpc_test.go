@@ -268,8 +268,8 @@ func TestGRPCMalformedMessage(t *testing.T) {
 	if status.Code(err) != codes.Internal || !strings.Contains(err.Error(), "unmarshal") {
 		t.Errorf("malformed message: %v; want grpc-go's INTERNAL", err)
 	}
-	if logs := ts.logs.String(); !strings.Contains(logs, "method=/inference.GRPCInferenceService/ModelInfer code=Internal") || !strings.Contains(logs, "a *inferencepb.ModelInferRequest that does not parse") {
-		t.Errorf("the call is not logged:\n%s", logs)
+	if !ts.logged(5*time.Second, "method=/inference.GRPCInferenceService/ModelInfer code=Internal", "a *inferencepb.ModelInferRequest that does not parse") {
+		t.Errorf("the call is not logged within 5 s:\n%s", ts.logs.String())
 	}
 	// A well-formed call still passes.
 	if _, err := grpcClient(t, ts).ServerLive(ctx, &inferencepb.ServerLiveRequest{}); err != nil {

@@ -5,18 +5,19 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/residual-nn/residual/data/transform"
 	"image"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/data/transform"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
@@ -175,6 +176,27 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// logged reports whether every one of want appears in the server's log
+// within d. Some lines are written after the client has its answer: grpc-go
+// sends a malformed message's status from inside RecvMsg, before the
+// handler that logs the call has it back.
+func (ts *testServer) logged(d time.Duration, want ...string) bool {
+	deadline := time.Now().Add(d)
+	for {
+		logs, all := ts.logs.String(), true
+		for _, w := range want {
+			all = all && strings.Contains(logs, w)
+		}
+		if all {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // start runs a server with the given models (name → backend, version 1)

@@ -2,10 +2,10 @@ package train
 
 import (
 	"fmt"
-	ag "github.com/residual-nn/residual/autograd"
 	"io"
 	"math"
 
+	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/distributed"
 	"github.com/residual-nn/residual/models"

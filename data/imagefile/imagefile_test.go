@@ -3,7 +3,6 @@ package imagefile
 import (
 	"bytes"
 	"encoding/binary"
-	"github.com/residual-nn/residual/data/transform"
 	"image"
 	"image/color"
 	"image/color/palette"
@@ -20,6 +19,7 @@ import (
 	"golang.org/x/image/bmp"
 	"golang.org/x/image/tiff"
 
+	"github.com/residual-nn/residual/data/transform"
 	"github.com/residual-nn/residual/internal/fixture"
 	"github.com/residual-nn/residual/limits"
 )

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"github.com/residual-nn/residual/models"
 	"math"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/residual-nn/residual/limits"
+	"github.com/residual-nn/residual/models"
 )
 
 // synthetic returns a model.json and its weight shard for a Keras ResNet

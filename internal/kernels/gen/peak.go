@@ -1,7 +1,5 @@
 package main
 
-import ()
-
 // genPeak writes peak<ISA>(n): n iterations of 24 independent FMAs on
 // registers (no memory), to measure the machine's FMA throughput.
 func genPeak(e *emitter, is isa) {
