@@ -177,8 +177,8 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	testLoss, testAcc, confusion := test.loss, test.acc, test.confusion
-	res := &Result{History: r.history, Epochs: r.epoch, TestAccuracy: testAcc, TestLoss: testLoss, BestValAccuracy: r.best, TestTop5: test.top5, StoppedEarly: r.stoppedEarly, Seconds: time.Since(r.start).Seconds(),
-		StepLoss: append([]float64(nil), r.stepLoss...)}
+	res := r.result()
+	res.TestAccuracy, res.TestLoss, res.TestTop5 = testAcc, testLoss, test.top5
 	if r.cfg.Task == models.Segment {
 		res.TestIoU, res.TestMeanIoU = IoU(confusion)
 	}
@@ -216,6 +216,13 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 	}
 	fmt.Fprintf(r.cfg.Log, "test accuracy %.2f%%%s (loss %.4f) after %d epoch%s\n", 100*testAcc, top5, testLoss, r.epoch, map[bool]string{true: "s"}[r.epoch != 1])
 	return res, nil
+}
+
+// result is the Result of the run so far, without the test figures: an
+// interrupted run's, and a finished one's before its test pass.
+func (r *run) result() *Result {
+	return &Result{History: r.history, Epochs: r.epoch, BestValAccuracy: r.best, StoppedEarly: r.stoppedEarly,
+		Seconds: time.Since(r.start).Seconds(), StepLoss: append([]float64(nil), r.stepLoss...)}
 }
 
 // saveStopped writes the checkpoint of a run stopped mid-epoch (rank 0's,

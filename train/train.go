@@ -7,6 +7,7 @@ package train
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
@@ -20,7 +21,8 @@ import (
 	"github.com/residual-nn/residual/tensorboard"
 )
 
-// Result is what a finished run reached.
+// Result is what a run reached: a finished one's figures, or those of an
+// interrupted one so far (Train), whose test fields stay zero.
 type Result struct {
 	// History has one entry per epoch (all epochs of the run, resumed ones
 	// included).
@@ -214,11 +216,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	return t.Train(ctx)
 }
 
-// Train runs the prepared training. It returns ErrInterrupted (after
-// saving, or during the final test pass once every epoch is saved) when
-// ctx is cancelled, and an error naming the step if the loss
-// becomes NaN (the previous checkpoints stay as they were). A Trainer
-// trains once.
+// Train runs the prepared training. When ctx is cancelled it stops at a
+// step boundary after saving (or during the final test pass, once every
+// epoch is saved) and returns an error that is ErrInterrupted and, for
+// errors.Is, ctx's cause (context.Canceled, context.DeadlineExceeded, a
+// signal's under signal.NotifyContext), together with the Result of the
+// run so far: its completed epochs' History, StepLoss, BestValAccuracy
+// and Seconds, no test figures. If the loss becomes NaN it returns an
+// error naming the step (the previous checkpoints stay as they were). A
+// Trainer trains once.
 func (t *Trainer) Train(ctx context.Context) (*Result, error) {
 	switch {
 	case t == nil || t.r == nil:
@@ -277,5 +283,20 @@ func (t *Trainer) Train(ctx context.Context) (*Result, error) {
 			err = errReplacedBack{cfg.Out}
 		}
 	}
+	if errors.Is(err, ErrInterrupted) {
+		res = r.result()
+		if cause := context.Cause(ctx); cause != nil {
+			err = interruptedBy{err, cause}
+		}
+	}
 	return res, err
 }
+
+// interruptedBy is an ErrInterrupted (or one of its kinds) with the
+// cancelled context's cause, so that errors.Is finds both: ErrInterrupted
+// and context.DeadlineExceeded, context.Canceled or the cause given to
+// context.WithCancelCause.
+type interruptedBy struct{ err, cause error }
+
+func (e interruptedBy) Error() string   { return fmt.Sprintf("%v (%v)", e.err, e.cause) }
+func (e interruptedBy) Unwrap() []error { return []error{e.err, e.cause} }

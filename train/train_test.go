@@ -93,10 +93,16 @@ func TestResumeIsExact(t *testing.T) {
 	}
 
 	stopped := tiny(t.TempDir())
-	cctx, cancel := context.WithCancel(ctx)
-	cancel() // stop at the first step boundary
-	if _, err := Run(cctx, stopped); !errors.Is(err, ErrInterrupted) {
-		t.Fatalf("cancelled run: %v", err)
+	cctx, cancel := context.WithCancelCause(ctx)
+	why := errors.New("the test's own cause")
+	cancel(why) // stop at the first step boundary
+	partial, err := Run(cctx, stopped)
+	if !errors.Is(err, ErrInterrupted) || !errors.Is(err, why) || !strings.Contains(err.Error(), why.Error()) {
+		t.Fatalf("cancelled run: %v; want ErrInterrupted and the context's cause, named", err)
+	}
+	// The Result so far: one step, no epoch.
+	if partial == nil || partial.Epochs != 0 || len(partial.History) != 0 || !slices.Equal(partial.StepLoss, fullRes.StepLoss[:1]) || partial.TestAccuracy != 0 {
+		t.Fatalf("the interrupted run's Result %+v; want one step's loss %v, no epoch, no test", partial, fullRes.StepLoss[:1])
 	}
 	if f, _ := safetensors.Read(filepath.Join(stopped.Out, LastCheckpoint)); f == nil || f.Metadata["batch"] != "1" {
 		t.Fatalf("the interrupted run's checkpoint does not record batch 1: %v", f)
@@ -416,8 +422,12 @@ func TestInterruptDuringTest(t *testing.T) {
 	res, err := Run(ctx, c)
 	// The error says the training is complete (it said to resume from
 	// the step reached, of a finished run).
-	if !errors.Is(err, ErrInterrupted) || res != nil || !strings.Contains(err.Error(), "the training is complete") {
-		t.Fatalf("interrupted during the test pass: %v, %v; want ErrInterrupted saying the training is complete", res, err)
+	if !errors.Is(err, ErrInterrupted) || !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "the training is complete") {
+		t.Fatalf("interrupted during the test pass: %v; want ErrInterrupted and context.Canceled, saying the training is complete", err)
+	}
+	// The Result: the epoch trained and validated, no test figures.
+	if res == nil || res.Epochs != 1 || len(res.History) != 1 || len(res.StepLoss) == 0 || res.BestValAccuracy <= 0 || res.TestAccuracy != 0 || res.TestLoss != 0 {
+		t.Fatalf("interrupted during the test pass: Result %+v; want epoch 1's figures and no test", res)
 	}
 	if !strings.Contains(log.buf.String(), "stopped during the test evaluation") || strings.Contains(log.buf.String(), "test accuracy") {
 		t.Errorf("log:\n%s", log.buf.String())
