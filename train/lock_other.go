@@ -1,4 +1,4 @@
-//go:build !(linux || darwin || dragonfly || freebsd || illumos || netbsd || openbsd)
+//go:build !(linux || darwin || dragonfly || freebsd || illumos || netbsd || openbsd || windows)
 
 package train
 
@@ -8,6 +8,8 @@ import "io"
 const folderLocks = false
 
 // lockFolder takes nothing where the syscall package has no flock(2)
-// (Windows, Plan 9, Solaris, AIX): two runs in one folder there
-// overwrite each other's files.
+// and the system no LockFileEx (Plan 9, Solaris, AIX; fcntl's locks
+// there belong to the process, not to the descriptor, so they would not
+// refuse a second run in the same process): two runs in one folder
+// there overwrite each other's files.
 func lockFolder(dir string) (io.Closer, error) { return io.NopCloser(nil), nil }
