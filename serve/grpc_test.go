@@ -37,8 +37,12 @@ func grpcClient(t testing.TB, ts *testServer) inferencepb.GRPCInferenceServiceCl
 // INVALID_ARGUMENT, NOT_FOUND and RESOURCE_EXHAUSTED.
 func TestGRPC(t *testing.T) {
 	net := newResNet(t)
+	// The slow model's batches take 400 ms, so a deadline of 200 ms cannot
+	// be met, and leaves the call 200 ms to reach the admission check:
+	// with 20 ms against 150, a loaded machine delivered the call after
+	// its deadline had passed (DEADLINE_EXCEEDED, not the refusal).
 	slow := newFake()
-	slow.delay = 150 * time.Millisecond
+	slow.delay = 400 * time.Millisecond
 	ts := start(t, Config{MaxBatch: 1}, map[string]Backend{"resnet": net, "slow": slow})
 	c := grpcClient(t, ts)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -110,7 +114,7 @@ func TestGRPC(t *testing.T) {
 	// A deadline the slow model cannot meet is refused at admission.
 	sin := &inferencepb.ModelInferRequest_InferInputTensor{Name: "input", Datatype: "FP32", Shape: []int64{1, 2, 2, 1}, Contents: &inferencepb.InferTensorContents{Fp32Contents: []float32{1, 2, 3, 4}}}
 	sreq := &inferencepb.ModelInferRequest{ModelName: "slow", Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{sin}}
-	dctx, dcancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	dctx, dcancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer dcancel()
 	if _, err := c.ModelInfer(dctx, sreq); status.Code(err) != codes.ResourceExhausted {
 		t.Errorf("deadline that cannot be met: %v, want RESOURCE_EXHAUSTED", err)
@@ -144,7 +148,7 @@ func TestGRPC(t *testing.T) {
 		p    *inferencepb.InferParameter
 		want codes.Code
 	}{
-		{&inferencepb.InferParameter{ParameterChoice: &inferencepb.InferParameter_Int64Param{Int64Param: 20000}}, codes.ResourceExhausted},
+		{&inferencepb.InferParameter{ParameterChoice: &inferencepb.InferParameter_Int64Param{Int64Param: 200000}}, codes.ResourceExhausted},
 		{&inferencepb.InferParameter{ParameterChoice: &inferencepb.InferParameter_Int64Param{Int64Param: -5}}, codes.InvalidArgument},
 		{&inferencepb.InferParameter{ParameterChoice: &inferencepb.InferParameter_StringParam{StringParam: "abc"}}, codes.InvalidArgument},
 		{&inferencepb.InferParameter{ParameterChoice: &inferencepb.InferParameter_Int64Param{Int64Param: 1 << 62}}, codes.OK},
