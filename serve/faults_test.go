@@ -661,7 +661,9 @@ func TestDrainCutOff(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx, ln, nil, 100*time.Millisecond) }()
+	answered := make(chan struct{})
 	go func() {
+		defer close(answered)
 		resp, err := client.Post("http://"+ln.Addr().String()+"/v2/models/m/infer", "application/json", bytes.NewReader(inferJSON([]int{1, 2, 2, 1}, []float32{1, 2, 3, 4}, "")))
 		if err == nil {
 			resp.Body.Close()
@@ -671,8 +673,17 @@ func TestDrainCutOff(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	cancel()
-	// The batch ends after the drain ran out (Close then waits for it).
-	time.AfterFunc(500*time.Millisecond, func() { close(gate) })
+	// The batch ends after the drain ran out (Close then waits for it):
+	// the gate opens once the drain has cut the request's connection off,
+	// which ends the client's call. (It opened 500 ms after the cancel,
+	// which a loaded machine could reach before the drain's 100 ms had
+	// run out: the request was then answered and Run returned nil.) A
+	// drain that never cuts it off has 10 s before the gate opens anyway.
+	select {
+	case <-answered:
+	case <-time.After(10 * time.Second):
+	}
+	close(gate)
 	select {
 	case err := <-done:
 		if err == nil || !strings.Contains(err.Error(), "still in flight after 100ms were cut off") || !errors.Is(err, context.DeadlineExceeded) {
