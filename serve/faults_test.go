@@ -68,7 +68,15 @@ func TestClientDisconnects(t *testing.T) {
 
 	c = dial(t, ts)
 	fmt.Fprintf(c, "POST /v2/models/slow/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-	time.Sleep(20 * time.Millisecond) // queued or running
+	// It leaves once its request is running (a fixed 20 ms sleep stood
+	// for that: a server slower to read the request saw the first case
+	// again, a client leaving mid-request, and the test passed without
+	// this one).
+	for deadline := time.Now().Add(10 * time.Second); slow.calls.Load() < 2; time.Sleep(time.Millisecond) { // the warm-up, then this request
+		if time.Now().After(deadline) {
+			t.Fatal("the request to the slow model did not reach it within 10 s")
+		}
+	}
 	c.Close()
 	serving(t, ts, "slow")
 
