@@ -319,16 +319,27 @@ func childCollectives(c Comm) error {
 		return fmt.Errorf("Broadcast from rank %d of %d: no error", size, size)
 	}
 
-	// Barrier: rank 0 arrives 300 ms late; nobody may leave before.
-	t0 := time.Now()
+	// Barrier: rank 0 arrives 300 ms late; nobody may leave before. The
+	// ranks compare the wall clock, which they share (one machine), with
+	// the time rank 0 arrived: each rank timing itself from before the
+	// barrier (held to 250 ms) started its stopwatch when it left the
+	// previous collective, and a rank that a loaded machine let go 50 ms
+	// after rank 0 read less with the barrier correct.
+	var arrived int64
 	if rank == 0 {
 		time.Sleep(300 * time.Millisecond)
+		arrived = time.Now().UnixNano()
 	}
 	if err := c.Barrier(); err != nil {
 		return err
 	}
-	if d := time.Since(t0); d < 250*time.Millisecond {
-		return fmt.Errorf("Barrier returned after %s, before rank 0 (300 ms late) arrived", d)
+	left := time.Now().UnixNano()
+	at := binary.LittleEndian.AppendUint64(nil, uint64(arrived))
+	if err := c.BroadcastBytes(at, 0); err != nil {
+		return err
+	}
+	if arrived = int64(binary.LittleEndian.Uint64(at)); left < arrived {
+		return fmt.Errorf("Barrier returned %s before rank 0 (300 ms late) arrived", time.Duration(arrived-left))
 	}
 
 	// The Reducer against the plain sum: odd sizes, small buckets so
