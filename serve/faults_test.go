@@ -509,19 +509,22 @@ func TestDrainUnderLoad(t *testing.T) {
 			gerrs <- err
 		}()
 	}
-	// Wait until the server holds every request (queued, running or done;
-	// the first batch was the warm-up), then stop it.
+	// Wait until the server holds every request (answered, or queued or
+	// running), then stop it. The answered are counted first: a request
+	// leaves the queue's count before its answer is counted, so it is
+	// never counted twice. (The model's finished batches, counted with the
+	// queue, held a batch's requests twice between the end of its Forward
+	// and its answers: the drain could start while a request was still
+	// on its way, and the closed listener refused it.)
+	bt := ts.models["m"]["1"].bt
 	accepted := func() int {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		done := -1
-		for _, b := range f.batches {
-			done += b
-		}
-		return done + int(ts.models["m"]["1"].bt.queued.Load())
+		answered, _ := series(t, ts.Server, "nv_inference_request_success", "m", "1")
+		return int(answered) + int(bt.queued.Load())
 	}
-	for accepted() < n+g {
-		time.Sleep(time.Millisecond)
+	for deadline := time.Now().Add(20 * time.Second); accepted() < n+g; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server holds %d of the %d requests after 20 s", accepted(), n+g)
+		}
 	}
 	ts.cancel() // the drain starts with requests queued and running
 	for range n {
