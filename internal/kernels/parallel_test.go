@@ -121,6 +121,11 @@ func TestDirectSplitBalance(t *testing.T) {
 // relies on to give its P only to goroutines that wait for one
 // (runnableCount): the runtime has the metric, and with one P, goroutines
 // just started, waiting for it, are counted.
+//
+// The four stay runnable until the count is read: each yields until
+// released. (Each ran wg.Done and ended: when the system held the test's
+// thread for 10 ms, sysmon preempted the test goroutine, the four ran to
+// their end and the count read 0.)
 func TestRunnableCountSeesWaitingGoroutines(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	r := newRunnableCount()
@@ -129,12 +134,19 @@ func TestRunnableCountSeesWaitingGoroutines(t *testing.T) {
 		t.Fatalf("%s: kind %v, not a count: workers would yield at every look", r[0].Name, k)
 	}
 	var wg sync.WaitGroup
+	var release atomic.Bool
 	for range 4 {
 		wg.Add(1)
-		go wg.Done()
+		go func() {
+			defer wg.Done()
+			for !release.Load() {
+				runtime.Gosched()
+			}
+		}()
 	}
 	waiting := r.others()
 	n := r[0].Value.Uint64()
+	release.Store(true)
 	wg.Wait()
 	if !waiting || n < 4 {
 		t.Errorf("four goroutines waiting for the only P: others() = %v, count %d", waiting, n)
