@@ -23,7 +23,6 @@ import (
 	"github.com/residual-nn/residual/tensor"
 )
 
-// quietConfig is cfg logging nowhere.
 // newServer is New for a test: it fails the test on an error.
 func newServer(t testing.TB, cfg Config) *Server {
 	t.Helper()
@@ -34,6 +33,7 @@ func newServer(t testing.TB, cfg Config) *Server {
 	return s
 }
 
+// quietConfig is cfg logging nowhere.
 func quietConfig(cfg Config) Config {
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	return cfg
