@@ -110,6 +110,8 @@ type Partial struct {
 	// time: the epoch's speed.
 	Images  int     `json:"images"`
 	Seconds float64 `json:"seconds"`
+	// Skipped counts the unreadable files left out (data.Batch.Skipped).
+	Skipped int `json:"skipped,omitempty"`
 }
 
 // Meta is what a checkpoint holds besides its tensors, stored as strings

@@ -367,14 +367,14 @@ func TestFolderBadFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var seen int
+	var seen, skipped int
 	for range 2 { // two epochs, one warning
 		for _, b := range batches(t, &Loader{Data: skip, Batch: 3}, 0) {
-			seen += b.X.Shape[0]
+			seen, skipped = seen+b.X.Shape[0], skipped+b.Skipped
 		}
 	}
-	if seen != 12 || strings.Count(log.String(), "3t.png") != 1 {
-		t.Errorf("skipping: %d images in two epochs; log %q", seen, log.String())
+	if seen != 12 || skipped != 2 || strings.Count(log.String(), "3t.png") != 1 {
+		t.Errorf("skipping: %d images in two epochs, %d counted as left out (want 12, 2); log %q", seen, skipped, log.String())
 	}
 
 	for name, b := range map[string][]byte{"bomb.png": fixture.PNGWithSize(50000, 50000), "text.jpg": []byte("hello")} {

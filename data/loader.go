@@ -68,6 +68,10 @@ type Batch struct {
 	Y     []int32
 	W     []float32
 	Index int // batch number within the epoch
+	// Skipped counts the files of this batch left out as unreadable
+	// (ImageOptions.SkipBadImages): their headers were good when the set
+	// was opened, their pixel data is not.
+	Skipped int
 }
 
 // Batches returns the number of batches in an epoch: ⌈Len/Batch⌉, or
@@ -345,7 +349,7 @@ func (l *Loader) makeFiles(order []int, epoch, b int) (Batch, error) {
 	if len(y) < hi-lo {
 		x = &tensor.Tensor{Shape: []int{len(y), d.H, d.W, d.C}, Data: x.Data[:len(y)*n]}
 	}
-	return Batch{X: x, Y: y, Index: b}, nil
+	return Batch{X: x, Y: y, Index: b, Skipped: hi - lo - len(y)}, nil
 }
 
 // parallel calls f(0), …, f(n−1) on up to GOMAXPROCS goroutines. A

@@ -40,7 +40,7 @@ func (r *run) meta() (checkpoint.Meta, error) {
 	pre := checkpoint.Preprocess{Height: r.trainSet.H, Width: r.trainSet.W, Channels: r.trainSet.C, ResizeShorter: r.trainSet.EvalShorter(), Normalisation: r.norm}
 	var partial *checkpoint.Partial
 	if r.batch > 0 { // stopped in the middle of an epoch
-		partial = &checkpoint.Partial{LossSum: r.lossSum, Hits: r.accSum, Seen: r.seen, Images: r.imgs, Seconds: time.Since(r.epochStart).Seconds()}
+		partial = &checkpoint.Partial{LossSum: r.lossSum, Hits: r.accSum, Seen: r.seen, Images: r.imgs, Seconds: time.Since(r.epochStart).Seconds(), Skipped: r.skipped}
 	}
 	return checkpoint.Meta{
 		Model:      r.cfg.Model,

@@ -1,12 +1,19 @@
 package train
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"image"
+	"image/png"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/models"
 )
 
 // Data sets in memory train like the named set they were cut from: the
@@ -108,5 +115,78 @@ func TestConfigValidateRanges(t *testing.T) {
 	cfg := tiny(t.TempDir())
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("the tiny config: %v", err)
+	}
+}
+
+// A folder read with skip-bad whose file has a good header and cut pixel
+// data counts it when opened and leaves it out of every epoch: each
+// epoch's line, Metrics.Skipped and metrics.jsonl say how many were left
+// out (the count of the set's images included them, silently).
+func TestUnreadableFilesCounted(t *testing.T) {
+	folder := func(n int, bad bool) string {
+		dir := t.TempDir()
+		for _, class := range []string{"p", "q"} {
+			if err := os.MkdirAll(filepath.Join(dir, class), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for i := range n {
+				img := image.NewGray(image.Rect(0, 0, 8, 8))
+				for j := range img.Pix {
+					img.Pix[j] = uint8(i*30 + j + len(class))
+				}
+				var b bytes.Buffer
+				if err := png.Encode(&b, img); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dir, class, fmt.Sprintf("%d.png", i)), b.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if bad {
+			var b bytes.Buffer
+			if err := png.Encode(&b, image.NewGray(image.Rect(0, 0, 64, 64))); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "p", "cut.png"), b.Bytes()[:b.Len()-30], 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dir
+	}
+	var warnings strings.Builder
+	opts := &data.ImageOptions{Channels: 1, ImageSize: 8, SkipBadImages: true, Log: &warnings}
+	train, err := data.FolderWith(context.Background(), folder(4, true), opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	test, err := data.FolderWith(context.Background(), folder(2, false), opts, train.Classes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if train.Len() != 9 {
+		t.Fatalf("the training folder opens with %d images, want 9 (the cut one's header is good)", train.Len())
+	}
+	cfg := tiny(t.TempDir())
+	cfg.Model.Arch.(*models.ResNet).Config.Classes = 2
+	var log strings.Builder
+	cfg.Data, cfg.TrainSet, cfg.TestSet, cfg.Limit, cfg.ValSplit, cfg.Batch, cfg.Log = "two folders", train, test, 0, 0, 4, &log
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range res.History {
+		if m.Skipped != 1 {
+			t.Errorf("epoch %d: Skipped %d, want 1", m.Epoch, m.Skipped)
+		}
+	}
+	if n := strings.Count(log.String(), "(1 unreadable file left out)"); n != cfg.Epochs {
+		t.Errorf("%d epoch lines say the file was left out, want %d:\n%s", n, cfg.Epochs, log.String())
+	}
+	if b, err := os.ReadFile(filepath.Join(cfg.Out, metricsFile)); err != nil || strings.Count(string(b), `"skipped":1`) != cfg.Epochs {
+		t.Errorf("metrics.jsonl: %v\n%s", err, b)
+	}
+	if !strings.Contains(warnings.String(), "cut.png") {
+		t.Errorf("no warning names the file: %q", warnings.String())
 	}
 }

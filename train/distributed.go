@@ -50,6 +50,7 @@ const (
 	ctlLoss           // Σ loss·targets over the ranks
 	ctlCorrect        // Σ correct
 	ctlCount          // Σ targets
+	ctlSkipped        // Σ unreadable files left out of the batches
 	ctlLen
 )
 

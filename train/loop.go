@@ -31,9 +31,9 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 	for ; r.epoch < r.cfg.Epochs; r.epoch, r.batch = r.epoch+1, 0 {
 		nn.SetTraining(r.model, true)
 		r.epochStart = time.Now()
-		r.lossSum, r.accSum, r.seen, r.imgs = 0, 0, 0, 0
+		r.lossSum, r.accSum, r.seen, r.imgs, r.skipped = 0, 0, 0, 0, 0
 		if p := r.partial; p != nil && r.batch > 0 { // resumed in this epoch's middle: its metrics cover all of it
-			r.lossSum, r.accSum, r.seen, r.imgs = p.LossSum, p.Hits, p.Seen, p.Images
+			r.lossSum, r.accSum, r.seen, r.imgs, r.skipped = p.LossSum, p.Hits, p.Seen, p.Images, p.Skipped
 			r.epochStart = r.epochStart.Add(-time.Duration(p.Seconds * float64(time.Second)))
 		}
 		r.partial = nil
@@ -63,6 +63,7 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			if r.ddp != nil {
 				ctl = make([]float32, ctlLen)
 				ctl[ctlStop], ctl[ctlLoss], ctl[ctlCorrect], ctl[ctlCount] = stopRequested(ctx), float32(lv*counted), float32(hits), float32(counted)
+				ctl[ctlSkipped] = float32(b.Skipped)
 				if r.globalLoss(weights) {
 					ctl[ctlLoss] = float32(lv) // a share: the ranks' shares sum to size × the global loss
 				}
@@ -94,10 +95,12 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 				r.accSum += float64(ctl[ctlCorrect])
 				r.lossSum += lv * float64(ctl[ctlCount])
 				r.seen += int(ctl[ctlCount])
+				r.skipped += int(ctl[ctlSkipped])
 			} else {
 				r.accSum += hits
 				r.lossSum += lv * counted
 				r.seen += int(counted)
+				r.skipped += b.Skipped
 			}
 			if r.cfg.ClipGrad > 0 {
 				optim.ClipGradNorm(r.params, r.cfg.ClipGrad)
@@ -290,7 +293,7 @@ func (r *run) endEpochHere(ctx context.Context) error {
 	valLoss, valAcc, confusion := val.loss, val.acc, val.confusion
 	secs := time.Since(r.epochStart).Seconds()
 	m := Metrics{Epoch: r.epoch + 1, Step: r.opt.Steps(), LR: r.opt.LR(0), TrainLoss: r.lossSum / float64(max(r.seen, 1)),
-		TrainAcc: r.accSum / float64(max(r.seen, 1)), ValLoss: valLoss, ValAcc: valAcc, ImgPerSec: float64(r.imgs) / secs, Seconds: secs}
+		TrainAcc: r.accSum / float64(max(r.seen, 1)), ValLoss: valLoss, ValAcc: valAcc, ImgPerSec: float64(r.imgs) / secs, Seconds: secs, Skipped: r.skipped}
 	score := valAcc // what picks the best checkpoint
 	if r.cfg.Task == models.Segment {
 		_, m.ValMeanIoU = IoU(confusion)
@@ -318,8 +321,12 @@ func (r *run) endEpochHere(ctx context.Context) error {
 	if r.ema != nil {
 		miou += fmt.Sprintf("  EMA val loss %.4f acc %.2f%%", m.ValLossEMA, 100*m.ValAccEMA)
 	}
-	fmt.Fprintf(r.cfg.Log, "epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%%s  %.0f img/s  %.0fs\n",
-		m.Epoch, r.cfg.Epochs, m.TrainLoss, 100*m.TrainAcc, m.ValLoss, 100*m.ValAcc, miou, m.ImgPerSec, secs)
+	skipped := ""
+	if m.Skipped > 0 {
+		skipped = fmt.Sprintf("  (%d unreadable file%s left out)", m.Skipped, map[bool]string{true: "s"}[m.Skipped != 1])
+	}
+	fmt.Fprintf(r.cfg.Log, "epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%%s  %.0f img/s  %.0fs%s\n",
+		m.Epoch, r.cfg.Epochs, m.TrainLoss, 100*m.TrainAcc, m.ValLoss, 100*m.ValAcc, miou, m.ImgPerSec, secs, skipped)
 	if err := m.checkFinite(); err != nil {
 		return err
 	}

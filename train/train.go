@@ -95,6 +95,10 @@ type Metrics struct {
 	ValMeanIoU float64 `json:"val_miou,omitempty"`
 	ImgPerSec  float64 `json:"img_per_s"`
 	Seconds    float64 `json:"seconds"`
+	// Skipped counts the training files the epoch left out as unreadable
+	// (a folder read with skip-bad: their headers were good when it was
+	// opened, their pixel data is not), over every rank.
+	Skipped int `json:"skipped,omitempty"`
 }
 
 // run holds a training run's state.
@@ -114,6 +118,7 @@ type run struct {
 	stepsPerEpoch     int
 	lossSum, accSum   float64 // the epoch's running sums, over seen targets
 	seen, imgs        int
+	skipped           int // unreadable files the epoch left out (Metrics.Skipped)
 	epochStart, start time.Time
 	partial           *checkpoint.Partial // the running sums of the epoch resumed in its middle
 	tb                *tensorboard.Writer // nil without Config.TensorBoard
