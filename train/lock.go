@@ -45,5 +45,10 @@ func lockFolder(dir string) (io.Closer, error) {
 		}
 		return nil, fmt.Errorf("train: locking the run folder: %w", err)
 	}
-	return f, nil
+	return folderLock{f}, nil
 }
+
+// folderLock is a held lock file: Close unlocks it, then closes it.
+type folderLock struct{ f *os.File }
+
+func (l folderLock) Close() error { return errors.Join(unlock(l.f), l.f.Close()) }

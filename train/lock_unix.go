@@ -26,3 +26,7 @@ func lockExclusive(f *os.File) error {
 		return err
 	}
 }
+
+// unlock releases lockExclusive's lock; closing the file would too, at
+// once, as it does on Unix.
+func unlock(f *os.File) error { return syscall.Flock(int(f.Fd()), syscall.LOCK_UN) }

@@ -23,3 +23,10 @@ func lockExclusive(f *os.File) error {
 	}
 	return err
 }
+
+// unlock releases lockExclusive's lock before the handle closes: Windows
+// lets go of a closed handle's locks when its resources allow, so a run
+// prepared in the folder right after could be refused.
+func unlock(f *os.File) error {
+	return windows.UnlockFileEx(windows.Handle(f.Fd()), 0, 1, 0, new(windows.Overlapped))
+}
