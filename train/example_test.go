@@ -36,7 +36,7 @@ func ExamplePrepare() {
 	fmt.Printf("test accuracy %.2f%%\n", 100*res.TestAccuracy)
 }
 
-// A run stopped by Ctrl-C (Train returned ErrInterrupted), or one that
+// A run stopped by Ctrl-C (Train's error matched ErrInterrupted), or one that
 // should go on for longer, continues from its folder alone: its last
 // checkpoint records the settings it was started with.
 func ExampleResumeConfig() {

@@ -177,7 +177,7 @@ func TestDivergedMetrics(t *testing.T) {
 // free again.
 func TestRunFolderLocked(t *testing.T) {
 	if !folderLocks {
-		t.Skip("no flock(2) in this platform's syscall package: lockFolder takes nothing (lock_other.go)")
+		t.Skip("neither syscall.Flock nor LockFileEx on this platform: lockFolder takes nothing (lock_other.go)")
 	}
 	out := filepath.Join(t.TempDir(), "run")
 	cfg := tiny(out)

@@ -57,10 +57,11 @@ type Result struct {
 	StepLoss []float64
 }
 
-// ErrInterrupted is returned when the context is cancelled: training stopped
-// at a step boundary after writing a checkpoint to resume from, or, once
-// every epoch was trained and saved, during the final test pass (a
-// resumed run then measures the test set).
+// ErrInterrupted is what Train's error matches (errors.Is) when the
+// context is cancelled: training stopped at a step boundary after writing
+// a checkpoint to resume from, or, once every epoch was trained and
+// saved, during the final test pass (a resumed run then measures the test
+// set). The error wraps the context's cause too.
 var ErrInterrupted = errors.New("train: interrupted; the last checkpoint holds the step reached (resume with --resume, Config.Resume)")
 
 // ErrConfig is in the error of a Config that is wrong in itself
@@ -227,9 +228,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 // errors.Is, ctx's cause (context.Canceled, context.DeadlineExceeded, a
 // signal's under signal.NotifyContext), together with the Result of the
 // run so far: its completed epochs' History, StepLoss, BestValAccuracy
-// and Seconds, no test figures. If the loss becomes NaN it returns an
-// error naming the step (the previous checkpoints stay as they were). A
-// Trainer trains once.
+// and Seconds, no test figures (also when the run replaced another and
+// was stopped before its first epoch's end, so that nothing of it was
+// kept). Under Config.Comm a rank stopped because another rank's context
+// was cancelled has no cause of its own to wrap. If the loss becomes NaN
+// it returns an error naming the step (the previous checkpoints stay as
+// they were). A Trainer trains once.
 func (t *Trainer) Train(ctx context.Context) (*Result, error) {
 	switch {
 	case t == nil || t.r == nil:
