@@ -140,12 +140,13 @@ func (j *job) work() {
 
 // help joins the job, unless its caller is done or as many helpers as
 // its split counts joined already (a worker started under a higher
-// GOMAXPROCS or SetThreads cap stays out), and works on it.
-func (j *job) help() {
+// GOMAXPROCS or SetThreads cap stays out), and works on it. It reports
+// whether it joined.
+func (j *job) help() bool {
 	for {
 		s := j.state.Load()
 		if s&closed != 0 || s >= j.helpers.Load() {
-			return
+			return false
 		}
 		if j.state.CompareAndSwap(s, s+1) {
 			break
@@ -153,6 +154,7 @@ func (j *job) help() {
 	}
 	j.work()
 	j.done.Add(1)
+	return true
 }
 
 var jobs = sync.Pool{New: func() any { return new(job) }}
@@ -228,8 +230,12 @@ func worker() {
 		for i := 0; ; i++ {
 			if j := pending.Load(); j != nil && j.state.Load()&closed == 0 {
 				// Joins and works, or, its chunks taken, looks again until
-				// its caller closes it.
-				j.help()
+				// its caller closes it, pausing between looks (the spin-wait
+				// hint: a sibling hyperthread gets the core's resources, and
+				// the looks do not flood the job's cache line).
+				if !j.help() {
+					spinPause()
+				}
 				i, onJob = 0, true
 				continue
 			}

@@ -1,0 +1,7 @@
+//go:build !amd64 || purego
+
+package kernels
+
+// spinPause does nothing where there is no PAUSE to run (another
+// architecture, or the pure-Go build).
+func spinPause() {}
