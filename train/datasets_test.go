@@ -189,4 +189,17 @@ func TestUnreadableFilesCounted(t *testing.T) {
 	if !strings.Contains(warnings.String(), "cut.png") {
 		t.Errorf("no warning names the file: %q", warnings.String())
 	}
+	// On two ranks the file is in one rank's share of each epoch; the
+	// count is summed, so every rank's history says 1.
+	cfg.Out, cfg.Batch = t.TempDir(), 2
+	for r, run := range runRanks(t, context.Background(), cfg, 2, nil) {
+		if run.err != nil {
+			t.Fatalf("rank %d: %v", r, run.err)
+		}
+		for _, m := range run.res.History {
+			if m.Skipped != 1 {
+				t.Errorf("rank %d, epoch %d: Skipped %d, want 1 (summed over the ranks)", r, m.Epoch, m.Skipped)
+			}
+		}
+	}
 }
