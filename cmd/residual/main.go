@@ -5,11 +5,11 @@
 //	residual demo [flags]                  fit a residual MLP to a 1-D function and print the loss falling
 //	residual summary [flags] MODEL         a model's layers, shapes, parameters and multiply-adds
 //	residual train [flags]                 train a model (default: ResNet-20 on the embedded MNIST)
-//	residual eval --weights CKPT [--data SPEC] [flags]
-//	residual predict --weights CKPT [--top K] IMAGE...
+//	residual eval CKPT [--data SPEC] [flags]             (or --weights CKPT, as predict and segment take it too)
+//	residual predict CKPT [--top K] IMAGE...
 //	residual quantize CKPT [--calibrate SPEC] [--batches N] [--method minmax|percentile|entropy] --out CKPT8
 //	residual quantize CKPT --calibrate-images FILE,FILE... --out CKPT8
-//	residual segment --weights CKPT --out MASK.png [--overlay OVERLAY.png] [--tile N] IMAGE
+//	residual segment CKPT --out MASK.png [--overlay OVERLAY.png] [--tile N] IMAGE
 //	residual import torch FILE.pth|FILE.safetensors --model NAME --out CKPT.safetensors [--classes N]
 //	residual import keras-tfjs DIR|model.json --out CKPT.safetensors
 //	residual import onnx FILE.onnx [--model NAME] --out CKPT8.safetensors
@@ -48,6 +48,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/residual-nn/residual/data/imagefile"
 	"github.com/residual-nn/residual/distributed"
 	"github.com/residual-nn/residual/internal/kernels"
 )
@@ -81,13 +82,13 @@ var synopses = map[string][]string{
 	"demo":       {"residual demo [flags]"},
 	"summary":    {"residual summary [flags] MODEL"},
 	"train":      {"residual train [flags]"},
-	"eval":       {"residual eval --weights CKPT [--data SPEC] [flags]"},
+	"eval":       {"residual eval CKPT [--data SPEC] [flags]", "residual eval --weights CKPT [--data SPEC] [flags]"},
 	"export":     {"residual export torch --weights CKPT --out FILE.safetensors", "residual export onnx --weights CKPT --out FILE.onnx [--input HxW]", "residual export onnx --model NAME --out FILE.onnx [--input HxW]"},
 	"import":     {"residual import torch FILE.pth|FILE.safetensors --model NAME --out CKPT.safetensors [--classes N]", "residual import keras-tfjs DIR|model.json --out CKPT.safetensors", "residual import onnx FILE.onnx [--model NAME] --out CKPT8.safetensors"},
 	"experiment": {"residual experiment [flags] NAME"},
-	"predict":    {"residual predict --weights CKPT [--top K] IMAGE..."},
+	"predict":    {"residual predict CKPT [--top K] IMAGE...", "residual predict --weights CKPT [--top K] IMAGE..."},
 	"quantize":   {"residual quantize CKPT [--calibrate SPEC] [--batches N] [--method minmax|percentile|entropy] --out CKPT8", "residual quantize CKPT --calibrate-images FILE,FILE... --out CKPT8"},
-	"segment":    {"residual segment --weights CKPT --out MASK.png [--overlay OVERLAY.png] [--tile N] IMAGE"},
+	"segment":    {"residual segment CKPT --out MASK.png [--overlay OVERLAY.png] [--tile N] IMAGE", "residual segment --weights CKPT --out MASK.png [--overlay OVERLAY.png] [--tile N] IMAGE"},
 	"serve":      {"residual serve --model NAME=CKPT [--model NAME=CKPT...] [flags]", "residual serve --repository DIR [flags]"},
 	"version":    {"residual version"},
 }
@@ -360,6 +361,36 @@ func parse(fs *flag.FlagSet, args []string) error {
 // arguments ("summary resnet50 --json"), checks them as parse does, and
 // returns the positionals.
 func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	pos, err := parsePositionals(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	return pos, checkFlags(fs, pos)
+}
+
+// parseCheckpointFirst is parseInterleaved for a command that reads a
+// checkpoint: it takes the checkpoint as --weights CKPT or, as export and
+// quantize do, as the first argument. Without --weights, a first argument
+// that is not an image file (imagefile.HasExtension) becomes --weights's
+// value and leaves the positionals; an image there stays an image, and
+// the command says the checkpoint is missing.
+func parseCheckpointFirst(fs *flag.FlagSet, args []string) ([]string, error) {
+	pos, err := parsePositionals(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) > 0 && stringFlag(fs, "weights") == "" && !imagefile.HasExtension(pos[0]) {
+		if err := fs.Set("weights", pos[0]); err != nil {
+			return nil, fmt.Errorf("%w: %v", errUsage, err)
+		}
+		pos = pos[1:]
+	}
+	return pos, checkFlags(fs, pos)
+}
+
+// parsePositionals parses flags that may come before or after positional
+// arguments and returns the positionals.
+func parsePositionals(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := parseFlags(fs, args); err != nil {
@@ -367,7 +398,7 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 		}
 		args = fs.Args()
 		if len(args) == 0 {
-			return pos, checkFlags(fs, pos)
+			return pos, nil
 		}
 		pos = append(pos, args[0])
 		args = args[1:]

@@ -110,6 +110,16 @@ func TestTrainEvalPredict(t *testing.T) {
 	if code := run(context.Background(), []string{"predict", "--weights", ck, "--top", "2", digit}, &out, &errb); code != 0 || strings.Count(out.String(), "(class ") != 2 {
 		t.Errorf("predict: exit %d: %s %s", code, out.String(), errb.String())
 	}
+	// The checkpoint as the first argument, as export and quantize take it.
+	withFlag := out.String()
+	out.Reset()
+	if code := run(context.Background(), []string{"predict", ck, digit, "--top", "2"}, &out, &errb); code != 0 || out.String() != withFlag {
+		t.Errorf("predict CKPT IMAGE: exit %d: %q, want --weights's %q; %s", code, out.String(), withFlag, errb.String())
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"eval", ck, "--confusion", filepath.Join(dir, "c.png")}, &out, &errb); code != 0 || !strings.Contains(out.String(), "confusion matrix") {
+		t.Errorf("eval CKPT: exit %d: %s %s", code, out.String(), errb.String())
+	}
 	// An unreadable image among good ones: the good ones are classified,
 	// the bad one named, and the command fails.
 	out.Reset()

@@ -21,12 +21,12 @@ func runSegment(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	out := fs.String("out", "", "mask to write: a grey PNG of class indices")
 	overlay := fs.String("overlay", "", "coloured overlay PNG (default: the mask's name with -overlay)")
 	tile := fs.Int("tile", 0, "output pixels per tile side (0: the network's default)")
-	pos, err := parseInterleaved(fs, args)
+	pos, err := parseCheckpointFirst(fs, args)
 	if err != nil {
 		return err
 	}
 	if *weights == "" || *out == "" || len(pos) != 1 {
-		return fmt.Errorf("%w: residual segment --weights CKPT IMAGE --out MASK.png [--overlay OVERLAY.png]", errUsage)
+		return fmt.Errorf("%w: residual segment CKPT IMAGE --out MASK.png [--overlay OVERLAY.png] (or the checkpoint as --weights CKPT)", errUsage)
 	}
 	*overlay = overlayPath(*out, *overlay)
 	m, err := infer.Open(*weights)

@@ -370,15 +370,19 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	spec := fs.String("data", "", "data set (default: the one the checkpoint was trained on); folder,all:DIR evaluates every image of DIR/CLASS/… (folder:DIR, its held-out share or its test/)")
 	png := fs.String("confusion", "", "write the confusion matrix PNG here (default: next to the checkpoint)")
 	precision := precisionFlag(fs)
-	if err := parse(fs, args); err != nil {
+	pos, err := parseCheckpointFirst(fs, args)
+	if err != nil {
 		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("%w: unexpected argument %q (eval reads one checkpoint; --data names the images)", errUsage, pos[0])
 	}
 	pr, err := ag.ParsePrecision(*precision)
 	if err != nil {
 		return fmt.Errorf("%w: --precision: %v", errUsage, err)
 	}
 	if *weights == "" {
-		return fmt.Errorf("%w: --weights is required", errUsage)
+		return fmt.Errorf("%w: no checkpoint: residual eval CKPT (or --weights CKPT)", errUsage)
 	}
 	c, err := checkpoint.Load(*weights)
 	if err != nil {
@@ -517,7 +521,7 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	weights := fs.String("weights", "", "checkpoint (.safetensors)")
 	top := fs.Int("top", 5, "how many classes to print")
 	precision := precisionFlag(fs)
-	images, err := parseInterleaved(fs, args)
+	images, err := parseCheckpointFirst(fs, args)
 	if err != nil {
 		return err
 	}
@@ -526,10 +530,12 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("%w: --precision: %v", errUsage, err)
 	}
 	switch {
+	case *weights == "" && len(images) > 0:
+		return fmt.Errorf("%w: no checkpoint: residual predict CKPT IMAGE [IMAGE ...] (or --weights CKPT); %s is an image", errUsage, images[0])
 	case *weights == "":
-		return fmt.Errorf("%w: --weights is required: residual predict --weights CKPT IMAGE [IMAGE ...]", errUsage)
+		return fmt.Errorf("%w: no checkpoint: residual predict CKPT IMAGE [IMAGE ...] (or --weights CKPT)", errUsage)
 	case len(images) == 0:
-		return fmt.Errorf("%w: no image given: residual predict --weights CKPT IMAGE [IMAGE ...]", errUsage)
+		return fmt.Errorf("%w: no image given: residual predict CKPT IMAGE [IMAGE ...]", errUsage)
 	}
 	m, err := infer.Open(*weights)
 	if err != nil {
