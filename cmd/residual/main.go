@@ -5,11 +5,14 @@
 //	residual demo [flags]                  fit a residual MLP to a 1-D function and print the loss falling
 //	residual summary [flags] MODEL         a model's layers, shapes, parameters and multiply-adds
 //	residual train [flags]                 train a model (default: ResNet-20 on the embedded MNIST)
-//	residual eval CKPT [--data SPEC] [flags]             (or --weights CKPT, as predict and segment take it too)
+//	residual eval CKPT [--data SPEC] [flags]
+//	residual eval --weights CKPT [--data SPEC] [flags]
 //	residual predict CKPT [--top K] IMAGE...
+//	residual predict --weights CKPT [--top K] IMAGE...
 //	residual quantize CKPT [--calibrate SPEC] [--batches N] [--method minmax|percentile|entropy] --out CKPT8
 //	residual quantize CKPT --calibrate-images FILE,FILE... --out CKPT8
 //	residual segment CKPT --out MASK.png [--overlay OVERLAY.png] [--tile N] IMAGE
+//	residual segment --weights CKPT --out MASK.png [--overlay OVERLAY.png] [--tile N] IMAGE
 //	residual import torch FILE.pth|FILE.safetensors --model NAME --out CKPT.safetensors [--classes N]
 //	residual import keras-tfjs DIR|model.json --out CKPT.safetensors
 //	residual import onnx FILE.onnx [--model NAME] --out CKPT8.safetensors
