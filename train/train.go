@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	ag "github.com/residual-nn/residual/autograd"
@@ -307,5 +308,14 @@ func (t *Trainer) Train(ctx context.Context) (*Result, error) {
 // context.WithCancelCause.
 type interruptedBy struct{ err, cause error }
 
-func (e interruptedBy) Error() string   { return fmt.Sprintf("%v (%v)", e.err, e.cause) }
+// Error names the cause after the interruption's first line (an
+// errors.Join puts a failure to restore a replaced run on the next).
+func (e interruptedBy) Error() string {
+	first, rest, more := strings.Cut(e.err.Error(), "\n")
+	if more {
+		rest = "\n" + rest
+	}
+	return fmt.Sprintf("%s (%v)%s", first, e.cause, rest)
+}
+
 func (e interruptedBy) Unwrap() []error { return []error{e.err, e.cause} }

@@ -441,3 +441,17 @@ func TestInterruptDuringTest(t *testing.T) {
 		t.Errorf("resumed: %+v, %v; want the test figures of the 1 epoch trained", res, err)
 	}
 }
+
+// An interruption's error names its cause on its first line, also when a
+// failure to put a replaced run back follows on the next.
+func TestInterruptedByNamesTheCause(t *testing.T) {
+	cause := errors.New("deadline")
+	if got := (interruptedBy{ErrInterrupted, cause}).Error(); got != ErrInterrupted.Error()+" (deadline)" {
+		t.Errorf("%q", got)
+	}
+	joined := errors.Join(errReplacedBack{"out"}, errors.New("train: putting the replaced run back: disk full"))
+	got := (interruptedBy{joined, cause}).Error()
+	if want := (errReplacedBack{"out"}).Error() + " (deadline)\ntrain: putting the replaced run back: disk full"; got != want {
+		t.Errorf("%q\nwant %q", got, want)
+	}
+}
