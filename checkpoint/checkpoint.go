@@ -110,7 +110,8 @@ type Partial struct {
 	// time: the epoch's speed.
 	Images  int     `json:"images"`
 	Seconds float64 `json:"seconds"`
-	// Skipped counts the unreadable files left out (data.Batch.Skipped).
+	// Skipped counts the unreadable files left out of the epoch's batches
+	// so far (data.Batch.Skipped).
 	Skipped int `json:"skipped,omitempty"`
 }
 
@@ -221,7 +222,7 @@ func (m Meta) Validate() error {
 		return fmt.Errorf("position: negative epoch %d, batch %d or step %d", p.Epoch, p.Batch, p.Step)
 	}
 	if p := m.Position; p != nil && p.Partial != nil {
-		if q := p.Partial; q.Seen < 0 || q.Images < 0 || q.Seconds < 0 || q.Hits < 0 { // JSON holds no NaN or Inf
+		if q := p.Partial; q.Seen < 0 || q.Images < 0 || q.Seconds < 0 || q.Hits < 0 || q.Skipped < 0 { // JSON holds no NaN or Inf
 			return fmt.Errorf("position: epoch_partial holds a negative count (%+v)", *q)
 		}
 	}

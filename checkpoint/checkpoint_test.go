@@ -141,6 +141,7 @@ func TestHostileMetadata(t *testing.T) {
 		{"epoch_partial", `{"seen":"many"}`, "epoch_partial"},
 		{"epoch_partial", `{"loss_sum":1e999}`, "epoch_partial"},
 		{"epoch_partial", `{"loss_sum":2.5,"hits":3,"seen":-4}`, "epoch_partial holds a negative count"},
+		{"epoch_partial", `{"loss_sum":2.5,"hits":3,"seen":4,"skipped":-1}`, "epoch_partial holds a negative count"},
 		{"train", "{", "train"},
 		{"num_batches_tracked", `{"bn1":-5}`, "num_batches_tracked"},
 	}

@@ -97,9 +97,11 @@ type Metrics struct {
 	ValMeanIoU float64 `json:"val_miou,omitempty"`
 	ImgPerSec  float64 `json:"img_per_s"`
 	Seconds    float64 `json:"seconds"`
-	// Skipped counts the training files the epoch left out as unreadable
-	// (a folder read with skip-bad: their headers were good when it was
-	// opened, their pixel data is not), over every rank.
+	// Skipped counts the files the epoch's training batches left out as
+	// unreadable (a folder read with skip-bad: their headers were good
+	// when it was opened, their pixel data is not), summed over the ranks
+	// (a file a rank's padded share repeats counts each time); validation
+	// files are not counted.
 	Skipped int `json:"skipped,omitempty"`
 }
 
