@@ -3,14 +3,17 @@ package train
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"image"
 	"image/png"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/models"
@@ -123,44 +126,13 @@ func TestConfigValidateRanges(t *testing.T) {
 // epoch's line, Metrics.Skipped and metrics.jsonl say how many were left
 // out (the count of the set's images included them, silently).
 func TestUnreadableFilesCounted(t *testing.T) {
-	folder := func(n int, bad bool) string {
-		dir := t.TempDir()
-		for _, class := range []string{"p", "q"} {
-			if err := os.MkdirAll(filepath.Join(dir, class), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			for i := range n {
-				img := image.NewGray(image.Rect(0, 0, 8, 8))
-				for j := range img.Pix {
-					img.Pix[j] = uint8(i*30 + j + len(class))
-				}
-				var b bytes.Buffer
-				if err := png.Encode(&b, img); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(filepath.Join(dir, class, fmt.Sprintf("%d.png", i)), b.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-		if bad {
-			var b bytes.Buffer
-			if err := png.Encode(&b, image.NewGray(image.Rect(0, 0, 64, 64))); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(dir, "p", "cut.png"), b.Bytes()[:b.Len()-30], 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return dir
-	}
 	var warnings strings.Builder
 	opts := &data.ImageOptions{Channels: 1, ImageSize: 8, SkipBadImages: true, Log: &warnings}
-	train, err := data.FolderWith(context.Background(), folder(4, true), opts, nil)
+	train, err := data.FolderWith(context.Background(), imageFolder(t, 4, true), opts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	test, err := data.FolderWith(context.Background(), folder(2, false), opts, train.Classes)
+	test, err := data.FolderWith(context.Background(), imageFolder(t, 2, false), opts, train.Classes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,5 +173,77 @@ func TestUnreadableFilesCounted(t *testing.T) {
 				t.Errorf("rank %d, epoch %d: Skipped %d, want 1 (summed over the ranks)", r, m.Epoch, m.Skipped)
 			}
 		}
+	}
+}
+
+// imageFolder writes classes p and q of n grey 8×8 PNGs each, and with bad
+// p/cut.png, whose header is good and whose pixel data is cut short.
+func imageFolder(t *testing.T, n int, bad bool) string {
+	dir := t.TempDir()
+	for _, class := range []string{"p", "q"} {
+		if err := os.MkdirAll(filepath.Join(dir, class), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			img := image.NewGray(image.Rect(0, 0, 8, 8))
+			for j := range img.Pix {
+				img.Pix[j] = uint8(i*30 + j + len(class))
+			}
+			var b bytes.Buffer
+			if err := png.Encode(&b, img); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, class, fmt.Sprintf("%d.png", i)), b.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if bad {
+		var b bytes.Buffer
+		if err := png.Encode(&b, image.NewGray(image.Rect(0, 0, 64, 64))); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "p", "cut.png"), b.Bytes()[:b.Len()-30], 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// On two ranks a file that cannot be read (no skip-bad) stops every rank
+// at the step where one rank's loader failed, that rank naming the file
+// and the other ErrOtherRank: the failing rank went to agree's all-reduce
+// while the other waited in its step's, for ever.
+func TestDataParallelUnreadableFileStopsEveryRank(t *testing.T) {
+	opts := &data.ImageOptions{Channels: 1, ImageSize: 8}
+	train, err := data.FolderWith(context.Background(), imageFolder(t, 4, true), opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	test, err := data.FolderWith(context.Background(), imageFolder(t, 2, false), opts, train.Classes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := tiny(t.TempDir())
+	cfg.Model.Arch.(*models.ResNet).Config.Classes = 2
+	cfg.Data, cfg.TrainSet, cfg.TestSet, cfg.Limit, cfg.ValSplit, cfg.Batch, cfg.Log = "two folders", train, test, 0, 0, 2, io.Discard
+	done := make(chan []rankRun, 1)
+	go func() { done <- runRanks(t, context.Background(), cfg, 2, nil) }()
+	select {
+	case runs := <-done:
+		named := 0
+		for r, run := range runs {
+			switch {
+			case run.err != nil && strings.Contains(run.err.Error(), "cut.png"):
+				named++
+			case !errors.Is(run.err, ErrOtherRank):
+				t.Errorf("rank %d: %v; want the file named or ErrOtherRank", r, run.err)
+			}
+		}
+		if named != 1 {
+			t.Errorf("%d ranks named the unreadable file, want 1", named)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the ranks did not stop within 60 s (one waits in a collective the other never joins)")
 	}
 }

@@ -45,12 +45,13 @@ import (
 
 // control is the layout of the per-step control all-reduce.
 const (
-	ctlBad     = iota // ranks whose loss is not finite
-	ctlStop           // ranks asked to stop
-	ctlLoss           // Σ loss·targets over the ranks
-	ctlCorrect        // Σ correct
-	ctlCount          // Σ targets
-	ctlSkipped        // Σ unreadable files left out of the batches
+	ctlBad      = iota // ranks whose loss is not finite
+	ctlStop            // ranks asked to stop
+	ctlLoss            // Σ loss·targets over the ranks
+	ctlCorrect         // Σ correct
+	ctlCount           // Σ targets
+	ctlSkipped         // Σ unreadable files left out of the batches
+	ctlReadFail        // ranks whose loader failed (an unreadable file): every rank leaves the epoch
 	ctlLen
 )
 
@@ -406,6 +407,19 @@ func (d *ddp) hook(tape *ag.Tape) {
 			d.syncErr = err
 		}
 	})
+}
+
+// failStep is the step of a rank whose loader failed: the control
+// all-reduce with ctlReadFail set and the gradient all-reduce with zeros,
+// matching the collectives the other ranks' step runs, so that all of them
+// leave the epoch together.
+func (d *ddp) failStep(params []*ag.Value) error {
+	ctl := make([]float32, ctlLen)
+	ctl[ctlReadFail] = 1
+	for _, p := range params {
+		p.ZeroGrad()
+	}
+	return d.finishStep(params, d.comm.StartAllReduceSum(ctl))
 }
 
 // finishStep hands in the gradients the backward pass did not report (a

@@ -87,6 +87,13 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 					return nil, fmt.Errorf("train: the loss is not finite on %g of %d ranks at epoch %d, batch %d (step %d; here %g); stopped, checkpoints left as they were (try a lower learning rate)",
 						ctl[ctlBad], r.worldSize(), r.epoch+1, b.Index+1, r.opt.Steps()+1, lv)
 				}
+				if ctl[ctlReadFail] > 0 {
+					// A rank could not read its batch (its loader's error,
+					// named by agree below): every rank leaves the epoch at
+					// this step, untaken.
+					tape.Reset()
+					break
+				}
 				stop = ctl[ctlStop] > 0
 				lv = float64(ctl[ctlLoss]) / max(float64(ctl[ctlCount]), 1) // the global batch's
 				if r.globalLoss(weights) {
@@ -128,6 +135,14 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 		lerr := loader.Err() // an unreadable image file
 		if lerr != nil {
 			lerr = fmt.Errorf("train: epoch %d: %w", r.epoch+1, lerr)
+		}
+		if r.ddp != nil && lerr != nil && !stop {
+			// The other ranks are at this step's all-reduces: join them
+			// with no gradient and the flag that stops them all (they
+			// waited there for ever, this rank in agree's all-reduce).
+			if err := r.ddp.failStep(params); err != nil {
+				return nil, errors.Join(lerr, err)
+			}
 		}
 		if r.ddp != nil {
 			lerr = agree(r.ddp.comm, fmt.Sprintf("reading epoch %d", r.epoch+1), lerr)
