@@ -128,14 +128,7 @@ func TestConfigValidateRanges(t *testing.T) {
 func TestUnreadableFilesCounted(t *testing.T) {
 	var warnings strings.Builder
 	opts := &data.ImageOptions{Channels: 1, ImageSize: 8, SkipBadImages: true, Log: &warnings}
-	train, err := data.FolderWith(context.Background(), imageFolder(t, 4, true), opts, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	test, err := data.FolderWith(context.Background(), imageFolder(t, 2, false), opts, train.Classes)
-	if err != nil {
-		t.Fatal(err)
-	}
+	train, test := badFolders(t, opts)
 	if train.Len() != 9 {
 		t.Fatalf("the training folder opens with %d images, want 9 (the cut one's header is good)", train.Len())
 	}
@@ -174,6 +167,20 @@ func TestUnreadableFilesCounted(t *testing.T) {
 			}
 		}
 	}
+}
+
+// badFolders opens a training folder of imageFolder(4, true) and a test
+// folder of imageFolder(2, false) with opts.
+func badFolders(t *testing.T, opts *data.ImageOptions) (train, test *data.Dataset) {
+	train, err := data.FolderWith(context.Background(), imageFolder(t, 4, true), opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	test, err = data.FolderWith(context.Background(), imageFolder(t, 2, false), opts, train.Classes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return train, test
 }
 
 // imageFolder writes classes p and q of n grey 8×8 PNGs each, and with bad
@@ -216,14 +223,7 @@ func imageFolder(t *testing.T, n int, bad bool) string {
 // while the other waited in its step's, for ever.
 func TestDataParallelUnreadableFileStopsEveryRank(t *testing.T) {
 	opts := &data.ImageOptions{Channels: 1, ImageSize: 8}
-	train, err := data.FolderWith(context.Background(), imageFolder(t, 4, true), opts, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	test, err := data.FolderWith(context.Background(), imageFolder(t, 2, false), opts, train.Classes)
-	if err != nil {
-		t.Fatal(err)
-	}
+	train, test := badFolders(t, opts)
 	cfg := tiny(t.TempDir())
 	cfg.Model.Arch.(*models.ResNet).Config.Classes = 2
 	cfg.Data, cfg.TrainSet, cfg.TestSet, cfg.Limit, cfg.ValSplit, cfg.Batch, cfg.Log = "two folders", train, test, 0, 0, 2, io.Discard
