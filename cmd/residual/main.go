@@ -383,6 +383,11 @@ func parseCheckpointFirst(fs *flag.FlagSet, args []string) ([]string, error) {
 		return nil, err
 	}
 	if len(pos) > 0 && stringFlag(fs, "weights") == "" && !imagefile.HasExtension(pos[0]) {
+		// Checked here first, so that a refusal names the argument as
+		// given rather than as --weights.
+		if err := checkCheckpoint("", pos[0]); err != nil {
+			return nil, err
+		}
 		if err := fs.Set("weights", pos[0]); err != nil {
 			return nil, fmt.Errorf("%w: %v", errUsage, err)
 		}

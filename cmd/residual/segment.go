@@ -17,7 +17,7 @@ import (
 
 func runSegment(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("segment", stderr)
-	weights := fs.String("weights", "", "U-Net checkpoint (.safetensors)")
+	weights := fs.String("weights", "", "U-Net checkpoint (.safetensors), if not given as the first argument")
 	out := fs.String("out", "", "mask to write: a grey PNG of class indices")
 	overlay := fs.String("overlay", "", "coloured overlay PNG (default: the mask's name with -overlay)")
 	tile := fs.Int("tile", 0, "output pixels per tile side (0: the network's default)")

@@ -366,7 +366,7 @@ func isTerminal(w io.Writer) bool {
 
 func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("eval", stderr)
-	weights := fs.String("weights", "", "checkpoint (.safetensors)")
+	weights := fs.String("weights", "", "checkpoint (.safetensors), if not given as the first argument")
 	spec := fs.String("data", "", "data set (default: the one the checkpoint was trained on); folder,all:DIR evaluates every image of DIR/CLASS/… (folder:DIR, its held-out share or its test/)")
 	png := fs.String("confusion", "", "write the confusion matrix PNG here (default: next to the checkpoint)")
 	precision := precisionFlag(fs)
@@ -518,7 +518,7 @@ func usedClasses(conf [][]int, classes []string) ([][]int, []string) {
 
 func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("predict", stderr)
-	weights := fs.String("weights", "", "checkpoint (.safetensors)")
+	weights := fs.String("weights", "", "checkpoint (.safetensors), if not given as the first argument")
 	top := fs.Int("top", 5, "how many classes to print")
 	precision := precisionFlag(fs)
 	images, err := parseCheckpointFirst(fs, args)
