@@ -196,12 +196,18 @@ func prepareFolder(cfg Config) (lock io.Closer, err error) {
 			lock = nil
 		}
 	}()
-	// A folder that is there is locked before anything in it is touched
-	// (a run in progress may be replacing the run set aside in it).
-	if st, serr := os.Stat(cfg.Out); serr == nil && st.IsDir() {
-		if lock, err = lockFolder(cfg.Out); err != nil {
-			return nil, err
-		}
+	last := filepath.Join(cfg.Out, LastCheckpoint)
+	noRun := fmt.Errorf("train: --resume (Config.Resume): no checkpoint at %s", last)
+	if _, err := os.Stat(cfg.Out); cfg.Resume && errors.Is(err, fs.ErrNotExist) {
+		return nil, noRun // before making a folder for nothing
+	}
+	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	// The folder is locked before anything in it is touched (a run in
+	// progress may be replacing the run set aside in it).
+	if lock, err = lockFolder(cfg.Out); err != nil {
+		return nil, err
 	}
 	// What an overwrite killed before its end left: a replaced run whose
 	// replacement completed an epoch is deleted, any other is put back.
@@ -209,17 +215,8 @@ func prepareFolder(cfg Config) (lock io.Closer, err error) {
 	if err := restoreReplaced(cfg.Out, cfg.Log); err != nil {
 		return lock, err
 	}
-	last := filepath.Join(cfg.Out, LastCheckpoint)
 	if _, err := os.Stat(last); cfg.Resume && errors.Is(err, fs.ErrNotExist) {
-		return lock, fmt.Errorf("train: --resume (Config.Resume): no checkpoint at %s", last) // before making a folder for nothing
-	}
-	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
-		return lock, fmt.Errorf("train: %w", err)
-	}
-	if lock == nil {
-		if lock, err = lockFolder(cfg.Out); err != nil {
-			return nil, err
-		}
+		return lock, noRun
 	}
 	if _, err := os.Stat(last); err == nil && !cfg.Resume && !cfg.Overwrite {
 		return lock, fmt.Errorf("train: %s already holds a run (%s); continue it with --resume (Config.Resume), or start over with --overwrite (Config.Overwrite, which replaces it once the new run completes an epoch)", cfg.Out, last)

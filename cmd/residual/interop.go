@@ -264,8 +264,6 @@ func onnxImportMeta(info onnx.Info, model string, classes int) (checkpoint.Meta,
 		if pm, ok, err := checkpoint.MetaFromProps(info.Props); ok {
 			return pm, err
 		}
-	}
-	if model == "" {
 		return m, fmt.Errorf("%w: the model does not say its architecture (no residual metadata); pass --model NAME", errUsage)
 	}
 	mc, err := models.Preset(model)
