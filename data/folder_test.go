@@ -376,6 +376,24 @@ func TestFolderBadFiles(t *testing.T) {
 	if seen != 12 || skipped != 2 || strings.Count(log.String(), "3t.png") != 1 {
 		t.Errorf("skipping: %d images in two epochs, %d counted as left out (want 12, 2); log %q", seen, skipped, log.String())
 	}
+	// A batch of the truncated file alone has no image: left out (it was
+	// an error ending the epoch), or with KeepEmpty handed over empty.
+	for _, keep := range []bool{false, true} {
+		var index []int
+		empty := 0
+		for _, b := range batches(t, &Loader{Data: skip, Batch: 1, KeepEmpty: keep}, 0) {
+			index = append(index, b.Index)
+			if b.Empty() {
+				if b.Skipped != 1 || len(b.Y) != 0 || b.X.Shape[0] != 0 {
+					t.Errorf("KeepEmpty=%v: the empty batch %d has Skipped %d, %d labels, shape %v", keep, b.Index, b.Skipped, len(b.Y), b.X.Shape)
+				}
+				empty++
+			}
+		}
+		if want := map[bool]int{false: 6, true: 7}[keep]; len(index) != want || empty != map[bool]int{false: 0, true: 1}[keep] {
+			t.Errorf("KeepEmpty=%v: batches %v, %d empty; want %d batches", keep, index, empty, want)
+		}
+	}
 
 	for name, b := range map[string][]byte{"bomb.png": fixture.PNGWithSize(50000, 50000), "text.jpg": []byte("hello")} {
 		bad := t.TempDir()

@@ -55,6 +55,11 @@ type Loader struct {
 	// checkpoint.Preprocess records it.
 	transform.Normalisation
 	Seed uint64
+	// KeepEmpty hands over a batch none of whose files could be read
+	// (ImageOptions.SkipBadImages) as an empty batch — no rows, Skipped its
+	// size — where the loader otherwise leaves it out. Data-parallel
+	// training needs it: every rank must see every batch index.
+	KeepEmpty bool
 
 	mu  sync.Mutex
 	err error // what cut the last epoch short
@@ -73,6 +78,10 @@ type Batch struct {
 	// was opened, their pixel data is not.
 	Skipped int
 }
+
+// Empty reports whether the batch has no image: every file of it was
+// unreadable (Loader.KeepEmpty).
+func (b Batch) Empty() bool { return b.X == nil || b.X.Shape[0] == 0 }
 
 // Batches returns the number of batches in an epoch: ⌈Len/Batch⌉, or
 // ⌊Len/Batch⌋ with DropLast; 0 without data or with a Batch below 1.
@@ -154,6 +163,9 @@ func (l *Loader) Epoch(ctx context.Context, epoch, skip int) <-chan Batch {
 				if batch, err = l.makeFiles(order, epoch, b); err != nil {
 					l.setErr(err)
 					return
+				}
+				if batch.Empty() && !l.KeepEmpty {
+					continue
 				}
 			} else {
 				batch = l.make(order, epoch, b)
@@ -291,7 +303,8 @@ func (l *Loader) setErr(err error) {
 // from a stream seeded by (seed, epoch, position in the epoch), so that
 // the batch does not depend on which goroutine makes what. A file that
 // cannot be read is an error naming it, or, with
-// ImageOptions.SkipBadImages, is left out of the batch with a warning.
+// ImageOptions.SkipBadImages, is left out of the batch with a warning
+// (a batch of no readable file is empty).
 func (l *Loader) makeFiles(order []int, epoch, b int) (Batch, error) {
 	d := l.Data
 	lo, hi := b*l.Batch, min((b+1)*l.Batch, d.Len())
@@ -342,9 +355,6 @@ func (l *Loader) makeFiles(order []int, epoch, b int) (Batch, error) {
 		}
 		copy(x.Data[len(y)*n:(len(y)+1)*n], x.Data[k*n:(k+1)*n])
 		y = append(y, d.Labels[order[lo+k]])
-	}
-	if len(y) == 0 {
-		return Batch{}, fmt.Errorf("data: no image of batch %d could be read", b+1)
 	}
 	if len(y) < hi-lo {
 		x = &tensor.Tensor{Shape: []int{len(y), d.H, d.W, d.C}, Data: x.Data[:len(y)*n]}

@@ -220,30 +220,96 @@ func imageFolder(t *testing.T, n int, bad bool) string {
 // On two ranks a file that cannot be read (no skip-bad) stops every rank
 // at the step where one rank's loader failed, that rank naming the file
 // and the other ErrOtherRank: the failing rank went to agree's all-reduce
-// while the other waited in its step's, for ever.
+// while the other waited in its step's, for ever — and with SyncBN, in the
+// batch norms' all-reduces of its forward pass.
 func TestDataParallelUnreadableFileStopsEveryRank(t *testing.T) {
-	opts := &data.ImageOptions{Channels: 1, ImageSize: 8}
+	for _, syncBN := range []bool{false, true} {
+		t.Run(fmt.Sprintf("syncbn=%v", syncBN), func(t *testing.T) {
+			opts := &data.ImageOptions{Channels: 1, ImageSize: 8}
+			train, test := badFolders(t, opts)
+			cfg := tiny(t.TempDir())
+			cfg.Model.Arch.(*models.ResNet).Config.Classes = 2
+			cfg.Data, cfg.TrainSet, cfg.TestSet, cfg.Limit, cfg.ValSplit, cfg.Batch, cfg.Log = "two folders", train, test, 0, 0, 2, io.Discard
+			cfg.SyncBN = syncBN
+			runs := runRanksWithin(t, 60*time.Second, cfg, 2)
+			named := 0
+			for r, run := range runs {
+				switch {
+				case run.err != nil && strings.Contains(run.err.Error(), "cut.png"):
+					named++
+				case !errors.Is(run.err, ErrOtherRank):
+					t.Errorf("rank %d: %v; want the file named or ErrOtherRank", r, run.err)
+				}
+			}
+			if named != 1 {
+				t.Errorf("%d ranks named the unreadable file, want 1", named)
+			}
+		})
+	}
+}
+
+// With skip-bad and a batch of one image, the unreadable file's batch is
+// empty: the step is skipped (on two ranks, by every rank, with and
+// without SyncBN, whose all-reduces the empty rank could not join), the
+// file counted, and the run goes on. It stopped with "no image of batch
+// N could be read".
+func TestEmptyBatchSkipped(t *testing.T) {
+	opts := &data.ImageOptions{Channels: 1, ImageSize: 8, SkipBadImages: true, Log: io.Discard}
 	train, test := badFolders(t, opts)
 	cfg := tiny(t.TempDir())
 	cfg.Model.Arch.(*models.ResNet).Config.Classes = 2
-	cfg.Data, cfg.TrainSet, cfg.TestSet, cfg.Limit, cfg.ValSplit, cfg.Batch, cfg.Log = "two folders", train, test, 0, 0, 2, io.Discard
+	var log strings.Builder
+	cfg.Data, cfg.TrainSet, cfg.TestSet, cfg.Limit, cfg.ValSplit, cfg.Batch, cfg.Log = "two folders", train, test, 0, 0, 1, &log
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := cfg.Epochs * (train.Len() - 1); len(res.StepLoss) != want {
+		t.Errorf("%d steps, want %d (%d epochs of %d batches, one empty)", len(res.StepLoss), want, cfg.Epochs, train.Len())
+	}
+	for _, m := range res.History {
+		if m.Skipped != 1 {
+			t.Errorf("epoch %d: Skipped %d, want 1", m.Epoch, m.Skipped)
+		}
+	}
+	for _, syncBN := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ranks=2,syncbn=%v", syncBN), func(t *testing.T) {
+			var log strings.Builder
+			cfg.Out, cfg.SyncBN, cfg.Log = t.TempDir(), syncBN, &log
+			runs := runRanksWithin(t, 60*time.Second, cfg, 2)
+			for r, run := range runs {
+				if run.err != nil {
+					t.Fatalf("rank %d: %v", r, run.err)
+				}
+			}
+			sameRanks(t, runs)
+			// Each epoch's 9 files are shared as 5 a rank (one repeated):
+			// the file is in 1 or 2 of its 5 steps, each skipped.
+			skipped := strings.Count(log.String(), "every rank skips the step")
+			if skipped < cfg.Epochs || len(runs[0].res.StepLoss)+skipped != cfg.Epochs*5 {
+				t.Errorf("%d steps taken and %d skipped, want %d in all, at least one skipped an epoch:\n%s", len(runs[0].res.StepLoss), skipped, cfg.Epochs*5, log.String())
+			}
+			for _, m := range runs[0].res.History {
+				if m.Skipped < 1 {
+					t.Errorf("epoch %d: Skipped %d, want ≥ 1", m.Epoch, m.Skipped)
+				}
+			}
+		})
+	}
+}
+
+// runRanksWithin is runRanks with a context.Background, failing the test
+// when the ranks have not all returned within d (a rank waiting in a
+// collective another never joins).
+func runRanksWithin(t *testing.T, d time.Duration, cfg Config, size int) []rankRun {
+	t.Helper()
 	done := make(chan []rankRun, 1)
-	go func() { done <- runRanks(t, context.Background(), cfg, 2, nil) }()
+	go func() { done <- runRanks(t, context.Background(), cfg, size, nil) }()
 	select {
 	case runs := <-done:
-		named := 0
-		for r, run := range runs {
-			switch {
-			case run.err != nil && strings.Contains(run.err.Error(), "cut.png"):
-				named++
-			case !errors.Is(run.err, ErrOtherRank):
-				t.Errorf("rank %d: %v; want the file named or ErrOtherRank", r, run.err)
-			}
-		}
-		if named != 1 {
-			t.Errorf("%d ranks named the unreadable file, want 1", named)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("the ranks did not stop within 60 s (one waits in a collective the other never joins)")
+		return runs
+	case <-time.After(d):
+		t.Fatalf("the ranks did not stop within %v (one waits in a collective another never joins)", d)
+		return nil
 	}
 }

@@ -28,7 +28,13 @@ import (
 // during the backward pass (distributed.Reducer, driven by
 // Tape.SetGradReady), so that every rank takes the same optimizer step.
 //
-// One small all-reduce per step, started after the forward pass and
+// Each step opens with a small all-reduce of the ranks' batch status
+// (batchStatus): whether a rank's loader failed (every rank then leaves
+// the epoch) or its batch is empty (every rank then skips the step), so
+// that either all ranks run the step's other collectives — SyncBN's, the
+// global loss norm's, the gradients' — or none does.
+//
+// Another small all-reduce per step, started after the forward pass and
 // completed with the buckets, carries the step's loss sum, correct count
 // and target count (for the progress display and the epoch's training
 // metrics, over the global batch), whether any rank's loss is not finite
@@ -45,14 +51,22 @@ import (
 
 // control is the layout of the per-step control all-reduce.
 const (
-	ctlBad      = iota // ranks whose loss is not finite
-	ctlStop            // ranks asked to stop
-	ctlLoss            // Σ loss·targets over the ranks
-	ctlCorrect         // Σ correct
-	ctlCount           // Σ targets
-	ctlSkipped         // Σ unreadable files left out of the batches
-	ctlReadFail        // ranks whose loader failed (an unreadable file): every rank leaves the epoch
+	ctlBad     = iota // ranks whose loss is not finite
+	ctlStop           // ranks asked to stop
+	ctlLoss           // Σ loss·targets over the ranks
+	ctlCorrect        // Σ correct
+	ctlCount          // Σ targets
 	ctlLen
+)
+
+// status is the layout of the all-reduce that opens each step, before any
+// other collective of it.
+const (
+	stReadFail = iota // ranks whose loader failed (an unreadable file): every rank leaves the epoch
+	stEmpty           // ranks none of whose batch's files could be read: every rank skips the step
+	stSkipped         // Σ unreadable files left out of the batches
+	stStop            // ranks asked to stop (read when the step is skipped)
+	stLen
 )
 
 // ddp is the data-parallel state of a run.
@@ -409,17 +423,32 @@ func (d *ddp) hook(tape *ag.Tape) {
 	})
 }
 
-// failStep is the step of a rank whose loader failed: the control
-// all-reduce with ctlReadFail set and the gradient all-reduce with zeros,
-// matching the collectives the other ranks' step runs, so that all of them
-// leave the epoch together.
-func (d *ddp) failStep(params []*ag.Value) error {
-	ctl := make([]float32, ctlLen)
-	ctl[ctlReadFail] = 1
-	for _, p := range params {
-		p.ZeroGrad()
+// batchStatus is the all-reduce that opens a step, before any other
+// collective of it: every rank learns whether any rank's loader failed and
+// whether any rank's batch is empty, so that all of them run the step's
+// other collectives or none does.
+func (d *ddp) batchStatus(ctx context.Context, b data.Batch) ([]float32, error) {
+	st := make([]float32, stLen)
+	st[stSkipped], st[stStop] = float32(b.Skipped), stopRequested(ctx)
+	if b.Empty() {
+		st[stEmpty] = 1
 	}
-	return d.finishStep(params, d.comm.StartAllReduceSum(ctl))
+	return st, d.reduceStatus(st)
+}
+
+// readFailed is the step of a rank whose loader failed: its batch status
+// says so, and every rank leaves the epoch there.
+func (d *ddp) readFailed() error {
+	st := make([]float32, stLen)
+	st[stReadFail] = 1
+	return d.reduceStatus(st)
+}
+
+func (d *ddp) reduceStatus(st []float32) error {
+	if err := d.comm.AllReduceSum(st); err != nil {
+		return fmt.Errorf("train: agreeing on the step's batches: %w", err)
+	}
+	return nil
 }
 
 // finishStep hands in the gradients the backward pass did not report (a

@@ -45,6 +45,37 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 		}
 		loader := r.loader(r.epochData(r.epoch), true)
 		for b := range loader.Epoch(epochCtx, r.epoch, r.batch) {
+			if r.ddp != nil {
+				// Every collective of the step (SyncBN's, the global loss
+				// norm's, the gradients') needs every rank: they first
+				// agree whether each has a batch.
+				st, err := r.ddp.batchStatus(ctx, b)
+				if err != nil {
+					cancel()
+					return nil, err
+				}
+				if st[stReadFail] > 0 {
+					break // a rank's loader failed: every rank leaves the epoch at this step, untaken (agree names the rank)
+				}
+				r.skipped += int(st[stSkipped])
+				if st[stEmpty] > 0 {
+					fmt.Fprintf(quiet(r.cfg), "epoch %d, batch %d: no file of %g rank(s)' batches could be read; every rank skips the step\n", r.epoch+1, b.Index+1, st[stEmpty])
+					r.batch = b.Index + 1
+					r.progress(0)
+					if stop = st[stStop] > 0; stop {
+						break
+					}
+					continue
+				}
+			} else if b.Empty() {
+				r.skipped += b.Skipped
+				r.batch = b.Index + 1
+				r.progress(0)
+				if ctx.Err() != nil {
+					break
+				}
+				continue
+			}
 			for _, p := range params {
 				p.ZeroGrad()
 			}
@@ -63,7 +94,6 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			if r.ddp != nil {
 				ctl = make([]float32, ctlLen)
 				ctl[ctlStop], ctl[ctlLoss], ctl[ctlCorrect], ctl[ctlCount] = stopRequested(ctx), float32(lv*counted), float32(hits), float32(counted)
-				ctl[ctlSkipped] = float32(b.Skipped)
 				if r.globalLoss(weights) {
 					ctl[ctlLoss] = float32(lv) // a share: the ranks' shares sum to size × the global loss
 				}
@@ -87,13 +117,6 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 					return nil, fmt.Errorf("train: the loss is not finite on %g of %d ranks at epoch %d, batch %d (step %d; here %g); stopped, checkpoints left as they were (try a lower learning rate)",
 						ctl[ctlBad], r.worldSize(), r.epoch+1, b.Index+1, r.opt.Steps()+1, lv)
 				}
-				if ctl[ctlReadFail] > 0 {
-					// A rank could not read its batch (its loader's error,
-					// named by agree below): every rank leaves the epoch at
-					// this step, untaken.
-					tape.Reset()
-					break
-				}
 				stop = ctl[ctlStop] > 0
 				lv = float64(ctl[ctlLoss]) / max(float64(ctl[ctlCount]), 1) // the global batch's
 				if r.globalLoss(weights) {
@@ -102,7 +125,6 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 				r.accSum += float64(ctl[ctlCorrect])
 				r.lossSum += lv * float64(ctl[ctlCount])
 				r.seen += int(ctl[ctlCount])
-				r.skipped += int(ctl[ctlSkipped])
 			} else {
 				r.accSum += hits
 				r.lossSum += lv * counted
@@ -126,7 +148,7 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			}
 			tape.Reset()
 			r.batch = b.Index + 1
-			r.progress()
+			r.progress(r.cfg.Batch * r.worldSize())
 			if (r.ddp == nil && ctx.Err() != nil) || stop {
 				break
 			}
@@ -137,10 +159,10 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			lerr = fmt.Errorf("train: epoch %d: %w", r.epoch+1, lerr)
 		}
 		if r.ddp != nil && lerr != nil && !stop {
-			// The other ranks are at this step's all-reduces: join them
-			// with no gradient and the flag that stops them all (they
-			// waited there for ever, this rank in agree's all-reduce).
-			if err := r.ddp.failStep(params); err != nil {
+			// The other ranks are at this step's batch status: join it
+			// with the flag that stops them all (they waited there for
+			// ever, this rank in agree's all-reduce).
+			if err := r.ddp.readFailed(); err != nil {
 				return nil, errors.Join(lerr, err)
 			}
 		}
@@ -398,8 +420,10 @@ func (r *run) endEpochHere(ctx context.Context) error {
 	return nil
 }
 
-func (r *run) progress() {
-	r.imgs += r.cfg.Batch * r.worldSize()
+// progress counts a step's images (0 for a step skipped) into the
+// epoch's rate and shows the epoch's progress line.
+func (r *run) progress(images int) {
+	r.imgs += images
 	n := r.stepsPerEpoch
 	el := time.Since(r.epochStart).Seconds()
 	rate := float64(r.imgs) / el

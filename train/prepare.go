@@ -359,6 +359,7 @@ func (r *run) loader(d *data.Dataset, training bool) *data.Loader {
 	l := &data.Loader{Data: d, Batch: r.cfg.Batch, Seed: r.cfg.Seed, Normalisation: r.norm}
 	if training { // under Config.Comm the Sampler has shuffled the epoch's shard
 		l.Shuffle, l.Augment = r.ddp == nil, *r.cfg.Augment
+		l.KeepEmpty = true // a batch of unreadable files is a step skipped (under Config.Comm, on every rank)
 	}
 	return l
 }
