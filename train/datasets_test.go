@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -270,6 +271,40 @@ func TestEmptyBatchSkipped(t *testing.T) {
 	for _, m := range res.History {
 		if m.Skipped != 1 {
 			t.Errorf("epoch %d: Skipped %d, want 1", m.Epoch, m.Skipped)
+		}
+	}
+	// Stopped after every step but an epoch's last (by its progress line)
+	// and resumed: the count of an epoch cut short is kept in its
+	// checkpoint (checkpoint.Partial.Skipped) and the resumed epoch counts
+	// it.
+	stopped := cfg
+	stopped.Out = t.TempDir()
+	runs := 0
+	for ; runs < 40; runs++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		stopped.Log = &cancelAfter{text: "ETA", cancel: cancel}
+		res, err = Run(ctx, stopped)
+		cancel()
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrInterrupted) {
+			t.Fatalf("run %d: %v", runs+1, err)
+		}
+		stopped.Resume = true
+	}
+	if err != nil || runs < cfg.Epochs*(train.Len()-2) {
+		t.Fatalf("%d runs, the last %v; want one a step", runs+1, err)
+	}
+	for _, m := range res.History {
+		if m.Skipped != 1 {
+			t.Errorf("resumed at every step: epoch %d: Skipped %d, want 1", m.Epoch, m.Skipped)
+		}
+	}
+	want := weights(t, filepath.Join(cfg.Out, LastCheckpoint))
+	for k, v := range weights(t, filepath.Join(stopped.Out, LastCheckpoint)) {
+		if !slices.Equal(v, want[k]) {
+			t.Errorf("resumed at every step, %s differs from the run's in one go", k)
 		}
 	}
 	for _, syncBN := range []bool{false, true} {
