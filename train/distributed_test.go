@@ -412,6 +412,11 @@ func TestDataParallelStopAndResume(t *testing.T) {
 			t.Fatalf("rank %d: %v, want ErrInterrupted", r, err)
 		}
 	}
+	// Each rank's error names why: rank 1's its context's cancellation,
+	// rank 0's the other rank's request.
+	if !errors.Is(errs[1], context.Canceled) || !strings.Contains(errs[0].Error(), "another rank was asked to stop") {
+		t.Errorf("the ranks' errors: %v; %v", errs[0], errs[1])
+	}
 	if steps[0] != 1 || steps[1] != 1 {
 		t.Fatalf("the ranks stopped after steps %v, want both after the first", steps)
 	}

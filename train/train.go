@@ -234,7 +234,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 // and Seconds, no test figures (also when the run replaced another and
 // was stopped before its first epoch's end, so that nothing of it was
 // kept). Under Config.Comm a rank stopped because another rank's context
-// was cancelled has no cause of its own to wrap. If the loss becomes NaN
+// was cancelled says so in its error, which is ErrInterrupted and no
+// context error. If the loss becomes NaN
 // it returns an error naming the step (the previous checkpoints stay as
 // they were). A Trainer trains once.
 func (t *Trainer) Train(ctx context.Context) (*Result, error) {
@@ -297,12 +298,21 @@ func (t *Trainer) Train(ctx context.Context) (*Result, error) {
 	}
 	if errors.Is(err, ErrInterrupted) {
 		res = r.result()
-		if cause := context.Cause(ctx); cause != nil {
+		cause := context.Cause(ctx)
+		if cause == nil && r.ddp != nil {
+			cause = errStopOtherRank // the ranks stop together: one of the others was asked to
+		}
+		if cause != nil {
 			err = interruptedBy{err, cause}
 		}
 	}
 	return res, err
 }
+
+// errStopOtherRank is the cause of the interruption of a rank whose own
+// context was not cancelled: another rank's was (a signal to that rank),
+// and every rank stopped at the same step.
+var errStopOtherRank = errors.New("another rank was asked to stop")
 
 // interruptedBy is an ErrInterrupted (or one of its kinds) with the
 // cancelled context's cause, so that errors.Is finds both: ErrInterrupted
