@@ -41,7 +41,10 @@ type ImageOptions struct {
 	// RandomResizedCrop of this size.
 	ImageSize int
 	// SkipBadImages skips a file that cannot be decoded or is over the
-	// limits, with a warning naming it, instead of failing.
+	// limits, with a warning naming it, instead of failing: at open when
+	// its header is bad, otherwise out of its batch (Batch.Skipped; a
+	// batch of no readable file is left out, or empty with
+	// Loader.KeepEmpty).
 	SkipBadImages bool
 	// Log receives the warnings for skipped files (nil: standard error).
 	Log io.Writer

@@ -165,6 +165,9 @@ func (l *Loader) Epoch(ctx context.Context, epoch, skip int) <-chan Batch {
 					return
 				}
 				if batch.Empty() && !l.KeepEmpty {
+					if ctx.Err() != nil {
+						return
+					}
 					continue
 				}
 			} else {

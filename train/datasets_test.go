@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/residual-nn/residual/data"
+	"github.com/residual-nn/residual/distributed"
 	"github.com/residual-nn/residual/models"
 )
 
@@ -173,7 +174,14 @@ func TestUnreadableFilesCounted(t *testing.T) {
 // badFolders opens a training folder of imageFolder(4, true) and a test
 // folder of imageFolder(2, false) with opts.
 func badFolders(t *testing.T, opts *data.ImageOptions) (train, test *data.Dataset) {
-	train, err := data.FolderWith(context.Background(), imageFolder(t, 4, true), opts, nil)
+	return openFolders(t, 4, true, opts)
+}
+
+// openFolders opens a training folder of imageFolder(n, bad) and a test
+// folder of imageFolder(2, false) with opts.
+func openFolders(t *testing.T, n int, bad bool, opts *data.ImageOptions) (train, test *data.Dataset) {
+	t.Helper()
+	train, err := data.FolderWith(context.Background(), imageFolder(t, n, bad), opts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,5 +354,134 @@ func runRanksWithin(t *testing.T, d time.Duration, cfg Config, size int) []rankR
 	case <-time.After(d):
 		t.Fatalf("the ranks did not stop within %v (one waits in a collective another never joins)", d)
 		return nil
+	}
+}
+
+// corrupt overwrites file with a PNG whose header is good and whose pixel
+// data is cut short, after its folder was opened (openFolders).
+func corrupt(t *testing.T, file string) {
+	t.Helper()
+	var b bytes.Buffer
+	if err := png.Encode(&b, image.NewGray(image.Rect(0, 0, 64, 64))); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, b.Bytes()[:b.Len()-30], 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// shardFiles returns the files of rank's share of epoch 0 on size ranks, in
+// the order the trainer takes them (the Sampler it makes).
+func shardFiles(t *testing.T, cfg Config, rank, size int) []string {
+	t.Helper()
+	s, err := distributed.NewSampler(cfg.TrainSet.Len(), rank, size, true, cfg.Seed, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	for _, i := range s.Indices(0) {
+		files = append(files, cfg.TrainSet.Files[i])
+	}
+	return files
+}
+
+// Both ranks' loaders fail, rank 0's at its second step and rank 1's at
+// its third, which rank 1 has made ahead when it learns of rank 0's
+// failure: each names its file or the other rank. Rank 1 also announced
+// its own failure in a batch status the others never joined (mismatched
+// collectives: "collective 17 is AllReduceSum … AllReduceSumFloat64").
+func TestDataParallelTwoRanksUnreadable(t *testing.T) {
+	train, test := openFolders(t, 8, false, &data.ImageOptions{Channels: 1, ImageSize: 8})
+	cfg := tiny(t.TempDir())
+	cfg.Model.Arch.(*models.ResNet).Config.Classes = 2
+	cfg.Data, cfg.TrainSet, cfg.TestSet, cfg.Limit, cfg.ValSplit, cfg.Batch, cfg.Log = "two folders", train, test, 0, 0, 1, io.Discard
+	bad := []string{shardFiles(t, cfg, 0, 2)[1], shardFiles(t, cfg, 1, 2)[2]}
+	for _, f := range bad {
+		corrupt(t, f)
+	}
+	for r, run := range runRanksWithin(t, 60*time.Second, cfg, 2) {
+		// One line: a mismatched collective's error is joined to the file's.
+		if run.err == nil || strings.Contains(run.err.Error(), "\n") || !strings.Contains(run.err.Error(), bad[r]) && !errors.Is(run.err, ErrOtherRank) {
+			t.Errorf("rank %d: %v; want %s named or ErrOtherRank, alone", r, run.err, bad[r])
+		}
+	}
+}
+
+// Rank 1 is told to stop from the start and its first step has no
+// readable file: both ranks stop after that skipped step and, resumed,
+// end as the run never stopped, bit for bit, with the same counts.
+func TestDataParallelStopAtSkippedStep(t *testing.T) {
+	for _, syncBN := range []bool{false, true} {
+		t.Run(fmt.Sprintf("syncbn=%v", syncBN), func(t *testing.T) {
+			train, test := openFolders(t, 8, false, &data.ImageOptions{Channels: 1, ImageSize: 8, SkipBadImages: true, Log: io.Discard})
+			cfg := tiny(t.TempDir())
+			cfg.Model.Arch.(*models.ResNet).Config.Classes = 2
+			cfg.Data, cfg.TrainSet, cfg.TestSet, cfg.Limit, cfg.ValSplit, cfg.Batch, cfg.Log = "two folders", train, test, 0, 0, 1, io.Discard
+			cfg.SyncBN = syncBN
+			corrupt(t, shardFiles(t, cfg, 1, 2)[0])
+			whole := runRanksWithin(t, 60*time.Second, cfg, 2)
+			if whole[0].err != nil {
+				t.Fatal(whole[0].err)
+			}
+			stopped := cfg
+			stopped.Out = t.TempDir()
+			cancelled, cancel := context.WithCancel(context.Background())
+			cancel()
+			errs, steps := stopRank1(t, stopped, cancelled)
+			for r, err := range errs {
+				if !errors.Is(err, ErrInterrupted) || steps[r] != 0 {
+					t.Fatalf("rank %d: %v after %d steps; want ErrInterrupted after the skipped one", r, err, steps[r])
+				}
+			}
+			stopped.Resume = true
+			resumed := runRanksWithin(t, 60*time.Second, stopped, 2)
+			for r, run := range resumed {
+				if run.err != nil {
+					t.Fatalf("resumed rank %d: %v", r, run.err)
+				}
+			}
+			if _, dw := compareRuns(t, rankRun{state: resumed[0].state}, rankRun{state: whole[0].state}); dw != 0 || !slices.Equal(resumed[0].res.StepLoss, whole[0].res.StepLoss) {
+				t.Errorf("resumed: the weights differ by %g, or the step losses do", dw)
+			}
+			for i, m := range whole[0].res.History {
+				if got := resumed[0].res.History[i].Skipped; got != m.Skipped || m.Skipped < 1 {
+					t.Errorf("epoch %d: Skipped %d uninterrupted, %d resumed; want the same, ≥ 1", i+1, m.Skipped, got)
+				}
+			}
+		})
+	}
+}
+
+// A validation (and test) set of which no file can be read, with
+// skip-bad, stops the run at its first validation, naming the set: it
+// measured 0 loss and 0% accuracy, every epoch.
+func TestNothingReadableToEvaluate(t *testing.T) {
+	opts := &data.ImageOptions{Channels: 1, ImageSize: 8, SkipBadImages: true, Log: io.Discard}
+	train, test := openFolders(t, 4, false, opts)
+	for _, f := range test.Files {
+		corrupt(t, f)
+	}
+	cfg := tiny(t.TempDir())
+	cfg.Model.Arch.(*models.ResNet).Config.Classes = 2
+	cfg.Data, cfg.TrainSet, cfg.TestSet, cfg.Limit, cfg.ValSplit, cfg.Batch, cfg.Log = "two folders", train, test, 0, 0, 2, io.Discard
+	if _, err := Run(context.Background(), cfg); !errors.Is(err, errNothingEvaluated) || !strings.Contains(err.Error(), "validation set") {
+		t.Errorf("one process: %v; want the validation set to have no image read", err)
+	}
+	cfg.Out = t.TempDir()
+	for r, run := range runRanksWithin(t, 60*time.Second, cfg, 2) {
+		if !errors.Is(run.err, errNothingEvaluated) {
+			t.Errorf("rank %d: %v; want the validation set to have no image read", r, run.err)
+		}
+	}
+}
+
+// The progress line of an epoch whose first steps were skipped (no image
+// trained yet) has no ETA to give: it said -2562047h47m16s.
+func TestProgressBeforeAnyImage(t *testing.T) {
+	var log strings.Builder
+	r := &run{cfg: Config{Epochs: 1, Batch: 1, Log: &log}, stepsPerEpoch: 9, epochStart: time.Now().Add(-time.Second), batch: 1}
+	r.progress(0)
+	if !strings.Contains(log.String(), "ETA ?") {
+		t.Errorf("%q", log.String())
 	}
 }

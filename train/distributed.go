@@ -548,13 +548,24 @@ func (r *run) evaluateOn(ctx context.Context, net nn.Layer, test bool) (evaluati
 		if lerr == nil && ctx.Err() != nil {
 			return e, errEvalStopped
 		}
+		if lerr == nil && e.n == 0 {
+			lerr = fmt.Errorf("train: %s: %w", name, errNothingEvaluated)
+		}
 		return e, lerr
 	}
 	if err := agree(r.ddp.comm, "evaluating the "+name, lerr); err != nil {
 		return e, err
 	}
-	return r.reduceEval(ctx, e)
+	e, err := r.reduceEval(ctx, e)
+	if err == nil && e.n == 0 { // the global count: every rank says so
+		err = fmt.Errorf("train: %s: %w", name, errNothingEvaluated)
+	}
+	return e, err
 }
+
+// errNothingEvaluated is an evaluation of no image or pixel: its figures
+// (0 loss, 0 accuracy) would mean nothing.
+var errNothingEvaluated = errors.New("no image could be read (with --skip-bad-images, every file was left out) or no pixel is labelled")
 
 // weightNorm returns, for a weighted loss or one with ignored targets
 // under Config.Comm, the factor that turns this rank's Σ w·loss into its

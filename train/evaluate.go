@@ -108,7 +108,7 @@ func Evaluate(ctx context.Context, m nn.Layer, l *data.Loader, classes int, p ag
 		return Evaluation{}, err
 	}
 	if e.n == 0 { // figures of nothing: 0 loss and accuracy that mean nothing
-		return Evaluation{}, errors.New("train: evaluate: the data set holds no images (or no labelled pixels)")
+		return Evaluation{}, fmt.Errorf("train: evaluate: the data set holds no images: %w", errNothingEvaluated)
 	}
 	return Evaluation{Loss: e.loss, Accuracy: e.acc, Top5: e.top5, Confusion: e.confusion}, nil
 }

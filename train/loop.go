@@ -44,6 +44,7 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			epochCtx, cancel = context.WithCancel(context.Background())
 		}
 		loader := r.loader(r.epochData(r.epoch), true)
+		failSeen := false // the batch status said a rank's loader failed (Config.Comm)
 		for b := range loader.Epoch(epochCtx, r.epoch, r.batch) {
 			if r.ddp != nil {
 				// Every collective of the step (SyncBN's, the global loss
@@ -55,11 +56,12 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 					return nil, err
 				}
 				if st[stReadFail] > 0 {
+					failSeen = true
 					break // a rank's loader failed: every rank leaves the epoch at this step, untaken (agree names the rank)
 				}
 				r.skipped += int(st[stSkipped])
 				if st[stEmpty] > 0 {
-					fmt.Fprintf(quiet(r.cfg), "epoch %d, batch %d: no file of %g rank(s)' batches could be read; every rank skips the step\n", r.epoch+1, b.Index+1, st[stEmpty])
+					fmt.Fprintf(quiet(r.cfg), "%sepoch %d, batch %d: no file of %g rank(s)' batches could be read; every rank skips the step\n", r.clearLive(), r.epoch+1, b.Index+1, st[stEmpty])
 					r.batch = b.Index + 1
 					r.progress(0)
 					if stop = st[stStop] > 0; stop {
@@ -158,10 +160,12 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 		if lerr != nil {
 			lerr = fmt.Errorf("train: epoch %d: %w", r.epoch+1, lerr)
 		}
-		if r.ddp != nil && lerr != nil && !stop {
+		if r.ddp != nil && lerr != nil && !stop && !failSeen {
 			// The other ranks are at this step's batch status: join it
 			// with the flag that stops them all (they waited there for
-			// ever, this rank in agree's all-reduce).
+			// ever, this rank in agree's all-reduce). A rank that learnt
+			// there of another's failure goes on to agree, even when its
+			// own loader failed ahead of the step too.
 			if err := r.ddp.readFailed(); err != nil {
 				return nil, errors.Join(lerr, err)
 			}
@@ -346,9 +350,7 @@ func (r *run) endEpochHere(ctx context.Context) error {
 		m.ValAccEMA, m.ValLossEMA = e.acc, e.loss
 	}
 	r.history = append(r.history, m)
-	if r.cfg.Live {
-		fmt.Fprint(r.cfg.Log, "\r\033[K")
-	}
+	fmt.Fprint(r.cfg.Log, r.clearLive())
 	miou := ""
 	if r.cfg.Task == models.Segment {
 		miou = fmt.Sprintf(" mIoU %.4f", m.ValMeanIoU)
@@ -427,15 +429,27 @@ func (r *run) progress(images int) {
 	n := r.stepsPerEpoch
 	el := time.Since(r.epochStart).Seconds()
 	rate := float64(r.imgs) / el
-	eta := time.Duration(float64(n-r.batch) * float64(r.cfg.Batch*r.worldSize()) / rate * float64(time.Second)).Round(time.Second)
+	eta := "?" // no image trained yet: the epoch's first steps were skipped
+	if r.imgs > 0 {
+		eta = time.Duration(float64(n-r.batch) * float64(r.cfg.Batch*r.worldSize()) / rate * float64(time.Second)).Round(time.Second).String()
+	}
 	line := fmt.Sprintf("epoch %d/%d %s %d/%d  ETA %s  loss %.4f  acc %.2f%%  %.0f img/s",
 		r.epoch+1, r.cfg.Epochs, bar(r.batch, n, 20), r.batch, n, eta, r.lossSum/float64(max(r.seen, 1)), 100*r.accSum/float64(max(r.seen, 1)), rate)
 	switch {
 	case r.cfg.Live:
-		fmt.Fprint(r.cfg.Log, "\r\033[K"+line)
+		fmt.Fprint(r.cfg.Log, r.clearLive()+line)
 	case r.batch%max(n/5, 1) == 0 && r.batch < n:
 		fmt.Fprintln(r.cfg.Log, line)
 	}
+}
+
+// clearLive returns what clears the live progress line (Config.Live)
+// before a line of its own: nothing without it.
+func (r *run) clearLive() string {
+	if r.cfg.Live {
+		return "\r\033[K"
+	}
+	return ""
 }
 
 func bar(done, total, width int) string {
