@@ -381,7 +381,8 @@ func TestFolderBadFiles(t *testing.T) {
 	for _, keep := range []bool{false, true} {
 		var index []int
 		empty := 0
-		for _, b := range batches(t, &Loader{Data: skip, Batch: 1, KeepEmpty: keep}, 0) {
+		l := &Loader{Data: skip, Batch: 1, KeepEmpty: keep}
+		for _, b := range batches(t, l, 0) {
 			index = append(index, b.Index)
 			if b.Empty() {
 				if b.Skipped != 1 || len(b.Y) != 0 || b.X.Shape[0] != 0 {
@@ -392,6 +393,9 @@ func TestFolderBadFiles(t *testing.T) {
 		}
 		if want := map[bool]int{false: 6, true: 7}[keep]; len(index) != want || empty != map[bool]int{false: 0, true: 1}[keep] {
 			t.Errorf("KeepEmpty=%v: batches %v, %d empty; want %d batches", keep, index, empty, want)
+		}
+		if l.Skipped() != 1 { // a batch left out whole counts too
+			t.Errorf("KeepEmpty=%v: the loader's Skipped %d, want 1", keep, l.Skipped())
 		}
 	}
 

@@ -61,8 +61,9 @@ type Loader struct {
 	// training needs it: every rank must see every batch index.
 	KeepEmpty bool
 
-	mu  sync.Mutex
-	err error // what cut the last epoch short
+	mu      sync.Mutex
+	err     error // what cut the last epoch short
+	skipped int   // unreadable files the last epoch's batches left out
 }
 
 // Batch is one batch: images [B,H,W,C] and their labels — for a
@@ -146,6 +147,9 @@ func (l *Loader) Epoch(ctx context.Context, epoch, skip int) <-chan Batch {
 	}
 	order := l.order(epoch)
 	l.setErr(nil)
+	l.mu.Lock()
+	l.skipped = 0
+	l.mu.Unlock()
 	go func() {
 		defer close(ch)
 		b := skip
@@ -164,6 +168,9 @@ func (l *Loader) Epoch(ctx context.Context, epoch, skip int) <-chan Batch {
 					l.setErr(err)
 					return
 				}
+				l.mu.Lock()
+				l.skipped += batch.Skipped
+				l.mu.Unlock()
 				if batch.Empty() && !l.KeepEmpty {
 					if ctx.Err() != nil {
 						return
@@ -293,6 +300,16 @@ func (l *Loader) Err() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.err
+}
+
+// Skipped returns how many files the batches of the loader's last epoch
+// have left out as unreadable (ImageOptions.SkipBadImages), those of the
+// batches it left out whole included; call it once the channel is
+// closed.
+func (l *Loader) Skipped() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.skipped
 }
 
 func (l *Loader) setErr(err error) {

@@ -51,6 +51,9 @@ type Evaluation struct {
 	Top5 float64
 	// Confusion counts true class (rows) against predicted (columns).
 	Confusion [][]int
+	// Skipped counts the files of the set left out as unreadable
+	// (data.ImageOptions.SkipBadImages): the figures are of the others.
+	Skipped int
 }
 
 // Loader returns a loader of d's images in batches of batch, normalised
@@ -110,7 +113,7 @@ func Evaluate(ctx context.Context, m nn.Layer, l *data.Loader, classes int, p ag
 	if e.n == 0 { // figures of nothing: 0 loss and accuracy that mean nothing
 		return Evaluation{}, fmt.Errorf("train: evaluate: the data set holds no images: %w", errNothingEvaluated)
 	}
-	return Evaluation{Loss: e.loss, Accuracy: e.acc, Top5: e.top5, Confusion: e.confusion}, nil
+	return Evaluation{Loss: e.loss, Accuracy: e.acc, Top5: e.top5, Confusion: e.confusion, Skipped: l.Skipped()}, nil
 }
 
 // evalBatchHook, set by tests, runs before each batch that evaluate

@@ -54,9 +54,17 @@ func TestTrainOnImageFolder(t *testing.T) {
 		t.Errorf("a truncated file without --skip-bad-images: exit %d, %s", code, errs)
 	}
 	os.Rename(filepath.Join(dir, "broken.txt"), filepath.Join(dir, "dark", "broken.png"))
-	code, out, errs := run1("--skip-bad-images")
+	runDir := filepath.Join(t.TempDir(), "run")
+	code, out, errs := run1("--skip-bad-images", "--out", runDir)
 	if code != 0 || !strings.Contains(out, "21 images of 16x16x3") || !strings.Contains(out, "test accuracy") {
 		t.Errorf("exit %d\nstdout %s\nstderr %s", code, out, errs)
+	}
+	// eval counts the file it left out in the epoch (the one refused at
+	// open is not among the set's images).
+	var evalOut, evalErr bytes.Buffer
+	if code := run(context.Background(), []string{"eval", filepath.Join(runDir, "best.safetensors"), "--data", "folder,all,skip-bad:" + dir}, &evalOut, &evalErr); code != 0 ||
+		!strings.Contains(evalOut.String(), "(25 test images, 1 left out as unreadable)") {
+		t.Errorf("eval with skip-bad: exit %d\nstdout %s\nstderr %s", code, evalOut.String(), evalErr.String())
 	}
 	var out2, errb bytes.Buffer
 	if code := run(context.Background(), []string{"train", "--data", "mnist", "--image-size", "64"}, &out2, &errb); code == 0 || !strings.Contains(errb.String(), "folder:DIR") {

@@ -440,9 +440,13 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	loss, acc, top5, conf := e.Loss, e.Accuracy, e.Top5, e.Confusion
+	images := fmt.Sprintf("%d test images", test.Len())
+	if e.Skipped > 0 {
+		images += fmt.Sprintf(", %d left out as unreadable", e.Skipped)
+	}
 	if c.Model.Dense() {
 		iou, mean := train.IoU(conf)
-		fmt.Fprintf(stdout, "%s on %s (%d test images): pixel accuracy %.2f%%, mean IoU %.4f, loss %.4f\n\nIoU per class:\n", *weights, *spec, test.Len(), 100*acc, mean, loss)
+		fmt.Fprintf(stdout, "%s on %s (%s): pixel accuracy %.2f%%, mean IoU %.4f, loss %.4f\n\nIoU per class:\n", *weights, *spec, images, 100*acc, mean, loss)
 		for i, v := range iou {
 			fmt.Fprintf(stdout, "  %-12s %.4f\n", c.Classes[i], v)
 		}
@@ -452,7 +456,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if len(c.Classes) >= 5 {
 		top = fmt.Sprintf(", top-5 %.2f%%", 100*top5)
 	}
-	fmt.Fprintf(stdout, "%s on %s (%d test images): accuracy %.2f%%%s, loss %.4f\n", *weights, *spec, test.Len(), 100*acc, top, loss)
+	fmt.Fprintf(stdout, "%s on %s (%s): accuracy %.2f%%%s, loss %.4f\n", *weights, *spec, images, 100*acc, top, loss)
 	// A set that holds a few of a model's many classes (a folder of
 	// photos against ImageNet's 1,000) is shown on the classes its images
 	// have or were predicted as, not on a 1,000 × 1,000 matrix of zeros.
