@@ -391,8 +391,12 @@ func TestFolderBadFiles(t *testing.T) {
 				empty++
 			}
 		}
-		if want := map[bool]int{false: 6, true: 7}[keep]; len(index) != want || empty != map[bool]int{false: 0, true: 1}[keep] {
-			t.Errorf("KeepEmpty=%v: batches %v, %d empty; want %d batches", keep, index, empty, want)
+		wantBatches, wantEmpty := 6, 0
+		if keep {
+			wantBatches, wantEmpty = 7, 1
+		}
+		if len(index) != wantBatches || empty != wantEmpty {
+			t.Errorf("KeepEmpty=%v: batches %v, %d empty; want %d batches, %d empty", keep, index, empty, wantBatches, wantEmpty)
 		}
 		if l.Skipped() != 1 { // a batch left out whole counts too
 			t.Errorf("KeepEmpty=%v: the loader's Skipped %d, want 1", keep, l.Skipped())
@@ -754,4 +758,34 @@ func mustLoad(t *testing.T, path string) image.Image {
 		t.Fatal(err)
 	}
 	return img
+}
+
+// A consumer that leaves an epoch early (cancelling, as Epoch asks) and
+// starts another on the same loader: Skipped counts the new epoch's files
+// only. The first epoch's goroutine, still making the batches it had room
+// for, added to the count after Epoch reset it (10 of 50 trials).
+func TestLoaderSkippedPerEpoch(t *testing.T) {
+	dir := t.TempDir()
+	var buf bytes.Buffer
+	png.Encode(&buf, image.NewGray(image.Rect(0, 0, 64, 64)))
+	for i := range 10 {
+		writeBytes(t, filepath.Join(dir, "a", fmt.Sprintf("%d.png", i)), buf.Bytes()[:buf.Len()-30])
+	}
+	d, err := FolderWith(context.Background(), dir, &ImageOptions{Channels: 1, ImageSize: 8, SkipBadImages: true, Log: io.Discard}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for trial := range 50 {
+		l := &Loader{Data: d, Batch: 1, KeepEmpty: true}
+		ctx, cancel := context.WithCancel(context.Background())
+		<-l.Epoch(ctx, 0, 0)
+		cancel()
+		n := 0
+		for range l.Epoch(context.Background(), 0, 0) {
+			n++
+		}
+		if l.Skipped() != n {
+			t.Fatalf("trial %d: %d batches of one unreadable file each, Skipped %d", trial, n, l.Skipped())
+		}
+	}
 }

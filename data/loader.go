@@ -62,6 +62,7 @@ type Loader struct {
 	KeepEmpty bool
 
 	mu      sync.Mutex
+	epochs  int   // Epoch calls: an earlier epoch's goroutine, cancelled, records nothing
 	err     error // what cut the last epoch short
 	skipped int   // unreadable files the last epoch's batches left out
 }
@@ -140,16 +141,33 @@ func (l *Loader) order(epoch int) []int {
 // value).
 func (l *Loader) Epoch(ctx context.Context, epoch, skip int) <-chan Batch {
 	ch := make(chan Batch, 2)
+	l.mu.Lock()
+	l.epochs++
+	gen := l.epochs
+	l.err, l.skipped = nil, 0
+	l.mu.Unlock()
+	// setErr and addSkipped record what this epoch's goroutine finds, not
+	// what one of an earlier epoch, left running, still makes.
+	setErr := func(err error) {
+		l.mu.Lock()
+		if l.epochs == gen {
+			l.err = err
+		}
+		l.mu.Unlock()
+	}
+	addSkipped := func(n int) {
+		l.mu.Lock()
+		if l.epochs == gen {
+			l.skipped += n
+		}
+		l.mu.Unlock()
+	}
 	if err := l.check(skip); err != nil {
-		l.setErr(err)
+		setErr(err)
 		close(ch)
 		return ch
 	}
 	order := l.order(epoch)
-	l.setErr(nil)
-	l.mu.Lock()
-	l.skipped = 0
-	l.mu.Unlock()
 	go func() {
 		defer close(ch)
 		b := skip
@@ -157,7 +175,7 @@ func (l *Loader) Epoch(ctx context.Context, epoch, skip int) <-chan Batch {
 		// where the consumer could not recover it.
 		defer func() {
 			if r := recover(); r != nil {
-				l.setErr(fmt.Errorf("data: the loader panicked making batch %d of epoch %d: %v", b+1, epoch, r))
+				setErr(fmt.Errorf("data: the loader panicked making batch %d of epoch %d: %v", b+1, epoch, r))
 			}
 		}()
 		for ; b < l.Batches(); b++ {
@@ -165,12 +183,10 @@ func (l *Loader) Epoch(ctx context.Context, epoch, skip int) <-chan Batch {
 			if l.Data.Files != nil {
 				var err error
 				if batch, err = l.makeFiles(order, epoch, b); err != nil {
-					l.setErr(err)
+					setErr(err)
 					return
 				}
-				l.mu.Lock()
-				l.skipped += batch.Skipped
-				l.mu.Unlock()
+				addSkipped(batch.Skipped)
 				if batch.Empty() && !l.KeepEmpty {
 					if ctx.Err() != nil {
 						return
@@ -304,18 +320,13 @@ func (l *Loader) Err() error {
 
 // Skipped returns how many files the batches of the loader's last epoch
 // have left out as unreadable (ImageOptions.SkipBadImages), those of the
-// batches it left out whole included; call it once the channel is
-// closed.
+// batches it left out whole included: of the batches it made, from the
+// one Epoch was asked to start at, also those made ahead and not taken
+// when the consumer stopped early. Call it once the channel is closed.
 func (l *Loader) Skipped() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.skipped
-}
-
-func (l *Loader) setErr(err error) {
-	l.mu.Lock()
-	l.err = err
-	l.mu.Unlock()
 }
 
 // makeFiles builds batch b of an epoch of a folder's files: each image is

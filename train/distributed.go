@@ -436,9 +436,9 @@ func (d *ddp) batchStatus(ctx context.Context, b data.Batch) ([]float32, error) 
 	return st, d.reduceStatus(st)
 }
 
-// readFailed is the step of a rank whose loader failed: its batch status
-// says so, and every rank leaves the epoch there.
-func (d *ddp) readFailed() error {
+// announceReadFailure is the step of a rank whose loader failed: its
+// batch status says so, and every rank leaves the epoch there.
+func (d *ddp) announceReadFailure() error {
 	st := make([]float32, stLen)
 	st[stReadFail] = 1
 	return d.reduceStatus(st)
@@ -549,7 +549,7 @@ func (r *run) evaluateOn(ctx context.Context, net nn.Layer, test bool) (evaluati
 			return e, errEvalStopped
 		}
 		if lerr == nil && e.n == 0 {
-			lerr = fmt.Errorf("train: %s: %w", name, errNothingEvaluated)
+			lerr = fmt.Errorf("train: %s: %w", name, nothingEvaluated(d, l.Skipped()))
 		}
 		return e, lerr
 	}
@@ -558,14 +558,10 @@ func (r *run) evaluateOn(ctx context.Context, net nn.Layer, test bool) (evaluati
 	}
 	e, err := r.reduceEval(ctx, e)
 	if err == nil && e.n == 0 { // the global count: every rank says so
-		err = fmt.Errorf("train: %s: %w", name, errNothingEvaluated)
+		err = fmt.Errorf("train: %s: %w", name, nothingEvaluated(d, l.Skipped()))
 	}
 	return e, err
 }
-
-// errNothingEvaluated is an evaluation of no image or pixel: its figures
-// (0 loss, 0 accuracy) would mean nothing.
-var errNothingEvaluated = errors.New("no image could be read (with --skip-bad-images, every file was left out) or no pixel is labelled")
 
 // weightNorm returns, for a weighted loss or one with ignored targets
 // under Config.Comm, the factor that turns this rank's Σ w·loss into its

@@ -51,8 +51,10 @@ type Evaluation struct {
 	Top5 float64
 	// Confusion counts true class (rows) against predicted (columns).
 	Confusion [][]int
-	// Skipped counts the files of the set left out as unreadable
-	// (data.ImageOptions.SkipBadImages): the figures are of the others.
+	// Skipped counts the files of the set left out as unreadable during
+	// the pass (data.ImageOptions.SkipBadImages; not those refused when
+	// the set was opened, which are not among its images): the figures
+	// are of the others.
 	Skipped int
 }
 
@@ -111,9 +113,25 @@ func Evaluate(ctx context.Context, m nn.Layer, l *data.Loader, classes int, p ag
 		return Evaluation{}, err
 	}
 	if e.n == 0 { // figures of nothing: 0 loss and accuracy that mean nothing
-		return Evaluation{}, fmt.Errorf("train: evaluate: the data set holds no images: %w", errNothingEvaluated)
+		return Evaluation{}, fmt.Errorf("train: evaluate: %w", nothingEvaluated(l.Data, l.Skipped()))
 	}
 	return Evaluation{Loss: e.loss, Accuracy: e.acc, Top5: e.top5, Confusion: e.confusion, Skipped: l.Skipped()}, nil
+}
+
+// errNothingEvaluated is in the error of an evaluation that counted no
+// image or pixel: its figures (0 loss, 0 accuracy) would mean nothing.
+var errNothingEvaluated = errors.New("nothing to evaluate")
+
+// nothingEvaluated says why an evaluation of d, which left out skipped
+// unreadable files, counted nothing.
+func nothingEvaluated(d *data.Dataset, skipped int) error {
+	switch {
+	case skipped > 0:
+		return fmt.Errorf("%w: no file of the set could be read (%d left out as unreadable)", errNothingEvaluated, skipped)
+	case d != nil && d.Len() > 0 && d.Masks != nil:
+		return fmt.Errorf("%w: no pixel of the set is labelled", errNothingEvaluated)
+	}
+	return fmt.Errorf("%w: the data set holds no images", errNothingEvaluated)
 }
 
 // evalBatchHook, set by tests, runs before each batch that evaluate
@@ -158,6 +176,9 @@ func evaluate(ctx context.Context, m nn.Layer, l *data.Loader, classes int, tape
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	for b := range l.Epoch(lctx, 0, 0) {
+		if b.Empty() { // a loader with KeepEmpty: its files are in l.Skipped()
+			continue
+		}
 		if evalBatchHook != nil {
 			evalBatchHook()
 		}

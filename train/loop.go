@@ -61,7 +61,7 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 				}
 				r.skipped += int(st[stSkipped])
 				if st[stEmpty] > 0 {
-					fmt.Fprintf(quiet(r.cfg), "%sepoch %d, batch %d: no file of %g rank(s)' batches could be read; every rank skips the step\n", r.clearLive(), r.epoch+1, b.Index+1, st[stEmpty])
+					fmt.Fprintf(quiet(r.cfg), "%sepoch %d, batch %d: %d of %d ranks could read no file of their batch; every rank skips the step\n", r.clearLive(), r.epoch+1, b.Index+1, int(st[stEmpty]), r.worldSize())
 					r.batch = b.Index + 1
 					r.progress(0)
 					if stop = st[stStop] > 0; stop {
@@ -69,14 +69,17 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 					}
 					continue
 				}
-			} else if b.Empty() {
+			} else {
 				r.skipped += b.Skipped
-				r.batch = b.Index + 1
-				r.progress(0)
-				if ctx.Err() != nil {
-					break
+				if b.Empty() {
+					fmt.Fprintf(r.cfg.Log, "%sepoch %d, batch %d: no file of the batch could be read; the step is skipped\n", r.clearLive(), r.epoch+1, b.Index+1)
+					r.batch = b.Index + 1
+					r.progress(0)
+					if ctx.Err() != nil {
+						break
+					}
+					continue
 				}
-				continue
 			}
 			for _, p := range params {
 				p.ZeroGrad()
@@ -131,7 +134,6 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 				r.accSum += hits
 				r.lossSum += lv * counted
 				r.seen += int(counted)
-				r.skipped += b.Skipped
 			}
 			if r.cfg.ClipGrad > 0 {
 				optim.ClipGradNorm(r.params, r.cfg.ClipGrad)
@@ -157,6 +159,12 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 		}
 		cancel()
 		lerr := loader.Err() // an unreadable image file
+		if (r.ddp == nil && ctx.Err() != nil) || stop {
+			// Asked to stop: a file that the loader, making batches
+			// ahead, could not read is past the step reached, and met
+			// again when the run is resumed.
+			lerr = nil
+		}
 		if lerr != nil {
 			lerr = fmt.Errorf("train: epoch %d: %w", r.epoch+1, lerr)
 		}
@@ -166,7 +174,7 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			// ever, this rank in agree's all-reduce). A rank that learnt
 			// there of another's failure goes on to agree, even when its
 			// own loader failed ahead of the step too.
-			if err := r.ddp.readFailed(); err != nil {
+			if err := r.ddp.announceReadFailure(); err != nil {
 				return nil, errors.Join(lerr, err)
 			}
 		}

@@ -115,6 +115,9 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			if err := l.Err(); err != nil {
 				return nil, err
 			}
+			if n == 0 && l.Skipped() > 0 {
+				return nil, fmt.Errorf("%s: no file could be read (%d left out as unreadable)", *spec, l.Skipped())
+			}
 			return nil, nil // the set is smaller than the batches asked for
 		}
 		n++

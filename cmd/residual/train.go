@@ -442,7 +442,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	loss, acc, top5, conf := e.Loss, e.Accuracy, e.Top5, e.Confusion
 	images := fmt.Sprintf("%d test images", test.Len())
 	if e.Skipped > 0 {
-		images += fmt.Sprintf(", %d left out as unreadable", e.Skipped)
+		images = fmt.Sprintf("%d of %d test images; %d left out as unreadable", test.Len()-e.Skipped, test.Len(), e.Skipped)
 	}
 	if c.Model.Dense() {
 		iou, mean := train.IoU(conf)
