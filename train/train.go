@@ -234,10 +234,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 // and Seconds, no test figures (also when the run replaced another and
 // was stopped before its first epoch's end, so that nothing of it was
 // kept). Under Config.Comm a rank stopped because another rank's context
-// was cancelled says so in its error, which is ErrInterrupted and no
-// context error. If the loss becomes NaN
-// it returns an error naming the step (the previous checkpoints stay as
-// they were). A Trainer trains once.
+// was cancelled returns ErrInterrupted, its message ending "(another rank
+// was asked to stop)". If the loss becomes NaN it returns an error naming
+// the step (the previous checkpoints stay as they were). A Trainer trains
+// once.
 func (t *Trainer) Train(ctx context.Context) (*Result, error) {
 	switch {
 	case t == nil || t.r == nil:
