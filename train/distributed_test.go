@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/distributed"
@@ -510,5 +511,23 @@ func TestWeightNormOfNothing(t *testing.T) {
 				t.Errorf("targets %v, rank %d: factor %g, %v; want %g", tc.targets, rank, got[rank], errs[rank], tc.want)
 			}
 		}
+	}
+}
+
+// Rank 0 alone writes TensorBoard's events: when it cannot start them (an
+// earlier run's event "file" here a folder it cannot remove), every rank
+// stops with it; the others waited in the first step for ever.
+func TestDataParallelEventFileFails(t *testing.T) {
+	cfg := ddpTiny(t.TempDir(), 32)
+	cfg.TensorBoard, cfg.Limit = true, 128
+	if err := os.MkdirAll(filepath.Join(cfg.Out, "events.out.tfevents.stuck", "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	runs := runRanksWithin(t, 60*time.Second, cfg, 2)
+	if err := runs[0].err; err == nil || !strings.Contains(err.Error(), "events.out.tfevents.stuck") {
+		t.Errorf("rank 0: %v; want the event file named", err)
+	}
+	if !errors.Is(runs[1].err, ErrOtherRank) {
+		t.Errorf("rank 1: %v; want ErrOtherRank", runs[1].err)
 	}
 }

@@ -251,22 +251,15 @@ func (t *Trainer) Train(ctx context.Context) (*Result, error) {
 	}
 	r.trained = true
 	defer r.release()
+	var tbErr error
 	if cfg.TensorBoard {
-		if !cfg.Resume {
-			if err := tensorboard.RemoveEventFiles(cfg.Out); err != nil {
-				return nil, err
-			}
-		}
-		var err error
-		if r.tb, err = tensorboard.NewWriter(cfg.Out); err != nil {
-			return nil, err
-		}
-		// The first step to come: TensorBoard keeps the steps before it
-		// from earlier files (the checkpoint's step among them).
-		if err := r.tb.SessionStart(int64(r.opt.Steps()) + 1); err != nil {
-			r.tb.Close()
-			return nil, err
-		}
+		tbErr = r.openEvents()
+	}
+	if r.ddp != nil { // rank 0 alone writes them: the others would wait for it in the first step
+		tbErr = agree(r.ddp.comm, "opening the TensorBoard event file", tbErr)
+	}
+	if tbErr != nil {
+		return nil, tbErr
 	}
 	res, err := r.loop(ctx)
 	if r.tb != nil {
@@ -307,6 +300,28 @@ func (t *Trainer) Train(ctx context.Context) (*Result, error) {
 		}
 	}
 	return res, err
+}
+
+// openEvents starts the run's TensorBoard event file (Config.TensorBoard),
+// a fresh run's replacing those of an earlier one in the folder.
+func (r *run) openEvents() error {
+	if !r.cfg.Resume {
+		if err := tensorboard.RemoveEventFiles(r.cfg.Out); err != nil {
+			return err
+		}
+	}
+	var err error
+	if r.tb, err = tensorboard.NewWriter(r.cfg.Out); err != nil {
+		return err
+	}
+	// The first step to come: TensorBoard keeps the steps before it from
+	// earlier files (the checkpoint's step among them).
+	if err := r.tb.SessionStart(int64(r.opt.Steps()) + 1); err != nil {
+		r.tb.Close()
+		r.tb = nil
+		return err
+	}
+	return nil
 }
 
 // errStopOtherRank is the cause of the interruption of a rank whose own
