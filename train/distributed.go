@@ -29,8 +29,8 @@ import (
 // Tape.SetGradReady), so that every rank takes the same optimizer step.
 //
 // Each step opens with a small all-reduce of the ranks' batch status
-// (batchStatus): whether a rank's loader failed (every rank then leaves
-// the epoch) or its batch is empty (every rank then skips the step), so
+// (batchStatus): whether a rank's loader failed, or rank 0 could not
+// record the step before (every rank then leaves the epoch) or its batch is empty (every rank then skips the step), so
 // that either all ranks run the step's other collectives — SyncBN's, the
 // global loss norm's, the gradients' — or none does.
 //
@@ -62,10 +62,10 @@ const (
 // status is the layout of the all-reduce that opens each step, before any
 // other collective of it.
 const (
-	stReadFail = iota // ranks whose loader failed (an unreadable file): every rank leaves the epoch
-	stEmpty           // ranks none of whose batch's files could be read: every rank skips the step
-	stSkipped         // Σ unreadable files left out of the batches
-	stStop            // ranks asked to stop (read when the step is skipped)
+	stFail    = iota // ranks whose loader failed (an unreadable file) or whose step's record did (rank 0's events): every rank leaves the epoch
+	stEmpty          // ranks none of whose batch's files could be read: every rank skips the step
+	stSkipped        // Σ unreadable files left out of the batches
+	stStop           // ranks asked to stop (read when the step is skipped)
 	stLen
 )
 
@@ -436,11 +436,12 @@ func (d *ddp) batchStatus(ctx context.Context, b data.Batch) ([]float32, error) 
 	return st, d.reduceStatus(st)
 }
 
-// announceReadFailure is the step of a rank whose loader failed: its
-// batch status says so, and every rank leaves the epoch there.
-func (d *ddp) announceReadFailure() error {
+// announceFailure is the step of a rank whose loader failed, or which
+// failed to record the step before: its batch status says so, and every
+// rank leaves the epoch there.
+func (d *ddp) announceFailure() error {
 	st := make([]float32, stLen)
-	st[stReadFail] = 1
+	st[stFail] = 1
 	return d.reduceStatus(st)
 }
 

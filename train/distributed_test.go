@@ -531,3 +531,67 @@ func TestDataParallelEventFileFails(t *testing.T) {
 		t.Errorf("rank 1: %v; want ErrOtherRank", runs[1].err)
 	}
 }
+
+// closeEvents is a log that closes its Trainer's TensorBoard events once
+// a line holding text has been written: the next step's record fails.
+type closeEvents struct {
+	text string
+	tr   *Trainer
+	done bool
+}
+
+func (c *closeEvents) Write(p []byte) (int, error) {
+	if !c.done && c.tr != nil && c.tr.r.tb != nil && bytes.Contains(p, []byte(c.text)) {
+		c.tr.r.tb.Close()
+		c.done = true
+	}
+	return len(p), nil
+}
+
+// Rank 0's TensorBoard record of a step fails (a full disk): every rank
+// stops, rank 0 with the error and the other with ErrOtherRank, whether
+// a step follows in the epoch (they meet at its batch status) or not
+// (they meet at the epoch's end). The others waited at the next step.
+func TestDataParallelEventWriteFails(t *testing.T) {
+	for _, at := range []string{" 1/6 ", " 5/6 "} { // 384 images, 2 ranks of 32: 6 steps an epoch
+		t.Run(strings.TrimSpace(at), func(t *testing.T) {
+			cfg := ddpTiny(t.TempDir(), 32)
+			cfg.TensorBoard, cfg.Live = true, true // a progress line every step
+			log := &closeEvents{text: at}
+			trainers := make([]*Trainer, 2)
+			errs := make([]error, 2)
+			var wg sync.WaitGroup
+			for r, comm := range distributed.NewGroup(2) {
+				c := cfg
+				c.Comm = comm
+				if r == 0 {
+					c.Log = log
+				} else {
+					c.Out = t.TempDir()
+				}
+				wg.Go(func() {
+					if trainers[r], errs[r] = Prepare(context.Background(), c); errs[r] != nil {
+						return
+					}
+					if r == 0 {
+						log.tr = trainers[0]
+					}
+					_, errs[r] = trainers[r].Train(context.Background())
+				})
+			}
+			done := make(chan struct{})
+			go func() { wg.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(60 * time.Second):
+				t.Fatal("the ranks did not stop within 60 s")
+			}
+			if !log.done || errs[0] == nil || !strings.Contains(errs[0].Error(), "is closed") {
+				t.Errorf("rank 0: %v (events closed: %v); want the events' error", errs[0], log.done)
+			}
+			if !errors.Is(errs[1], ErrOtherRank) {
+				t.Errorf("rank 1: %v; want ErrOtherRank", errs[1])
+			}
+		})
+	}
+}

@@ -44,7 +44,8 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			epochCtx, cancel = context.WithCancel(context.Background())
 		}
 		loader := r.loader(r.epochData(r.epoch), true)
-		failSeen := false // the batch status said a rank's loader failed (Config.Comm)
+		failSeen := false // the batch status said a rank failed (Config.Comm)
+		var stepErr error // rank 0's record of a step (its TensorBoard events) failed, under Config.Comm
 		for b := range loader.Epoch(epochCtx, r.epoch, r.batch) {
 			if r.ddp != nil {
 				// Every collective of the step (SyncBN's, the global loss
@@ -55,9 +56,9 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 					cancel()
 					return nil, err
 				}
-				if st[stReadFail] > 0 {
+				if st[stFail] > 0 {
 					failSeen = true
-					break // a rank's loader failed: every rank leaves the epoch at this step, untaken (agree names the rank)
+					break // a rank failed: every rank leaves the epoch at this step, untaken (agree names the rank)
 				}
 				r.skipped += int(st[stSkipped])
 				if st[stEmpty] > 0 {
@@ -146,14 +147,17 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			r.steps, r.stepLoss = append(r.steps, r.opt.Steps()), append(r.stepLoss, lv)
 			if r.tb != nil {
 				if err := r.tb.TrainStep(int64(r.opt.Steps()), lv, lr); err != nil {
-					cancel()
-					return nil, err
+					if r.ddp == nil {
+						cancel()
+						return nil, err
+					}
+					stepErr = err // the others learn it at the next step's batch status, or the epoch's end
 				}
 			}
 			tape.Reset()
 			r.batch = b.Index + 1
 			r.progress(r.cfg.Batch * r.worldSize())
-			if (r.ddp == nil && ctx.Err() != nil) || stop {
+			if stepErr != nil || (r.ddp == nil && ctx.Err() != nil) || stop {
 				break
 			}
 		}
@@ -168,18 +172,21 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 		if lerr != nil {
 			lerr = fmt.Errorf("train: epoch %d: %w", r.epoch+1, lerr)
 		}
-		if r.ddp != nil && lerr != nil && !stop && !failSeen {
-			// The other ranks are at this step's batch status: join it
-			// with the flag that stops them all (they waited there for
-			// ever, this rank in agree's all-reduce). A rank that learnt
-			// there of another's failure goes on to agree, even when its
-			// own loader failed ahead of the step too.
-			if err := r.ddp.announceReadFailure(); err != nil {
+		lerr = errors.Join(lerr, stepErr)
+		if r.ddp != nil && lerr != nil && !stop && !failSeen && r.batch < loader.Batches() {
+			// The other ranks are at the next step's batch status: join
+			// it with the flag that stops them all (they waited there for
+			// ever, this rank in agree's all-reduce). After the epoch's
+			// last step, or one where a stop was agreed, they are in
+			// agree already. A rank that learnt at the batch status of
+			// another's failure goes on to agree, even when its own
+			// loader failed ahead of the step too.
+			if err := r.ddp.announceFailure(); err != nil {
 				return nil, errors.Join(lerr, err)
 			}
 		}
 		if r.ddp != nil {
-			lerr = agree(r.ddp.comm, fmt.Sprintf("reading epoch %d", r.epoch+1), lerr)
+			lerr = agree(r.ddp.comm, fmt.Sprintf("epoch %d", r.epoch+1), lerr)
 		}
 		if lerr != nil {
 			return nil, lerr
