@@ -29,10 +29,11 @@ import (
 // Tape.SetGradReady), so that every rank takes the same optimizer step.
 //
 // Each step opens with a small all-reduce of the ranks' batch status
-// (batchStatus): whether a rank's loader failed, or rank 0 could not
-// record the step before (every rank then leaves the epoch) or its batch is empty (every rank then skips the step), so
-// that either all ranks run the step's other collectives — SyncBN's, the
-// global loss norm's, the gradients' — or none does.
+// (batchStatus): whether a rank's loader failed or rank 0 could not
+// record the previous step (every rank then leaves the epoch), or a
+// rank's batch is empty (every rank then skips the step), so that either
+// all ranks run the step's other collectives — SyncBN's, the global loss
+// norm's, the gradients' — or none does.
 //
 // Another small all-reduce per step, started after the forward pass and
 // completed with the buckets, carries the step's loss sum, correct count

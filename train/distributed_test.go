@@ -533,9 +533,11 @@ func TestDataParallelEventFileFails(t *testing.T) {
 }
 
 // closeEvents is a log that closes its Trainer's TensorBoard events once
-// a line holding text has been written: the next step's record fails.
+// a line holding text has been written, and calls also if set: the next
+// step's record fails.
 type closeEvents struct {
 	text string
+	also context.CancelFunc
 	tr   *Trainer
 	done bool
 }
@@ -543,29 +545,44 @@ type closeEvents struct {
 func (c *closeEvents) Write(p []byte) (int, error) {
 	if !c.done && c.tr != nil && c.tr.r.tb != nil && bytes.Contains(p, []byte(c.text)) {
 		c.tr.r.tb.Close()
+		if c.also != nil {
+			c.also()
+		}
 		c.done = true
 	}
 	return len(p), nil
 }
 
 // Rank 0's TensorBoard record of a step fails (a full disk): every rank
-// stops, rank 0 with the error and the other with ErrOtherRank, whether
-// a step follows in the epoch (they meet at its batch status) or not
-// (they meet at the epoch's end). The others waited at the next step.
+// stops after that step, rank 0 with the error and the other with
+// ErrOtherRank, whether a step follows in the epoch (they meet at its
+// batch status), none does (they meet at the epoch's end), or a stop was
+// agreed at that step (rank 0's context cancelled with the close: no
+// announcement, they meet at the epoch's end). The others waited at the
+// next step, or the epoch's end, for ever.
 func TestDataParallelEventWriteFails(t *testing.T) {
-	for _, at := range []string{" 1/6 ", " 5/6 "} { // 384 images, 2 ranks of 32: 6 steps an epoch
-		t.Run(strings.TrimSpace(at), func(t *testing.T) {
+	for _, tc := range []struct {
+		at    string // the progress line after which the events close: 384 images, 2 ranks of 32, 6 steps an epoch
+		stop  bool
+		steps int
+	}{{" 1/6 ", false, 2}, {" 5/6 ", false, 6}, {" 2/6 ", true, 3}} {
+		t.Run(fmt.Sprintf("%s,stop=%v", strings.TrimSpace(tc.at), tc.stop), func(t *testing.T) {
 			cfg := ddpTiny(t.TempDir(), 32)
 			cfg.TensorBoard, cfg.Live = true, true // a progress line every step
-			log := &closeEvents{text: at}
+			ctx0, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			log := &closeEvents{text: tc.at}
+			if tc.stop {
+				log.also = cancel
+			}
 			trainers := make([]*Trainer, 2)
 			errs := make([]error, 2)
 			var wg sync.WaitGroup
 			for r, comm := range distributed.NewGroup(2) {
-				c := cfg
+				c, ctx := cfg, context.Background()
 				c.Comm = comm
 				if r == 0 {
-					c.Log = log
+					c.Log, ctx = log, ctx0
 				} else {
 					c.Out = t.TempDir()
 				}
@@ -574,9 +591,9 @@ func TestDataParallelEventWriteFails(t *testing.T) {
 						return
 					}
 					if r == 0 {
-						log.tr = trainers[0]
+						log.tr = trainers[0] // Write runs on this goroutine: rank 0's Train
 					}
-					_, errs[r] = trainers[r].Train(context.Background())
+					_, errs[r] = trainers[r].Train(ctx)
 				})
 			}
 			done := make(chan struct{})
@@ -591,6 +608,11 @@ func TestDataParallelEventWriteFails(t *testing.T) {
 			}
 			if !errors.Is(errs[1], ErrOtherRank) {
 				t.Errorf("rank 1: %v; want ErrOtherRank", errs[1])
+			}
+			for r, tr := range trainers {
+				if tr != nil && tr.r.opt.Steps() != tc.steps {
+					t.Errorf("rank %d took %d steps, want %d (the step whose record failed the last)", r, tr.r.opt.Steps(), tc.steps)
+				}
 			}
 		})
 	}
