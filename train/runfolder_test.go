@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"io/fs"
 	"maps"
 	"math"
@@ -118,6 +119,27 @@ func TestRunFolderSafety(t *testing.T) {
 		t.Fatalf("an interrupted run: %v; want ErrInterrupted saying the replaced run is back", err)
 	}
 	same("an interrupted run")
+	// So does one whose TensorBoard events cannot start (a stale event
+	// "file" that cannot be removed, there after the set-aside): Train
+	// tries to put the run back (which this stale folder blocks in turn,
+	// named; removed, the next start would finish it).
+	withEvents := over
+	withEvents.TensorBoard = true
+	tr, err := Prepare(ctx, withEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stuck := filepath.Join(c.Out, "events.out.tfevents.stuck")
+	if err := os.MkdirAll(filepath.Join(stuck, "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Train(ctx); err == nil || !strings.Contains(err.Error(), stuck) || !strings.Contains(err.Error(), "putting the replaced run back") {
+		t.Fatalf("a run whose events cannot start: %v; want the event file named and the replaced run put back", err)
+	}
+	if err := errors.Join(os.RemoveAll(stuck), restoreReplaced(c.Out, io.Discard)); err != nil {
+		t.Fatal(err)
+	}
+	same("a run whose events cannot start")
 
 	// What a killed overwrite leaves is settled at the next start: a
 	// set-aside cut short (no marker) goes back whole; a whole one (the

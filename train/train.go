@@ -251,17 +251,17 @@ func (t *Trainer) Train(ctx context.Context) (*Result, error) {
 	}
 	r.trained = true
 	defer r.release()
-	var tbErr error
+	var err error
 	if cfg.TensorBoard {
-		tbErr = r.openEvents()
+		err = r.openEvents()
 	}
 	if r.ddp != nil { // rank 0 alone writes them: the others would wait for it in the first step
-		tbErr = agree(r.ddp.comm, "opening the TensorBoard event file", tbErr)
+		err = agree(r.ddp.comm, "opening the TensorBoard event file", err)
 	}
-	if tbErr != nil {
-		return nil, tbErr
+	var res *Result
+	if err == nil { // else a run that --overwrite was replacing goes back, below
+		res, err = r.loop(ctx)
 	}
-	res, err := r.loop(ctx)
 	if r.tb != nil {
 		if cerr := r.tb.Close(); err == nil && cerr != nil {
 			err = cerr
