@@ -343,10 +343,7 @@ func TestFolderBadFiles(t *testing.T) {
 	for i := range 6 {
 		writeImage(t, filepath.Join(dir, "a", fmt.Sprintf("%d.png", i)), flat("gray", 20, 20, color.NRGBA{uint8(i), 0, 0, 255}))
 	}
-	var buf bytes.Buffer
-	png.Encode(&buf, image.NewGray(image.Rect(0, 0, 64, 64)))
-	truncated := buf.Bytes()[:buf.Len()-30] // the header intact, the pixel data cut
-	writeBytes(t, filepath.Join(dir, "a", "3t.png"), truncated)
+	writeBytes(t, filepath.Join(dir, "a", "3t.png"), fixture.CutPNG())
 	if _, _, err := Open(context.Background(), "folder,size=8:"+dir, 1); err != nil {
 		t.Fatalf("the truncated file's header is good: %v", err)
 	}
@@ -766,10 +763,8 @@ func mustLoad(t *testing.T, path string) image.Image {
 // for, added to the count after Epoch reset it (10 of 50 trials).
 func TestLoaderSkippedPerEpoch(t *testing.T) {
 	dir := t.TempDir()
-	var buf bytes.Buffer
-	png.Encode(&buf, image.NewGray(image.Rect(0, 0, 64, 64)))
 	for i := range 10 {
-		writeBytes(t, filepath.Join(dir, "a", fmt.Sprintf("%d.png", i)), buf.Bytes()[:buf.Len()-30])
+		writeBytes(t, filepath.Join(dir, "a", fmt.Sprintf("%d.png", i)), fixture.CutPNG())
 	}
 	d, err := FolderWith(context.Background(), dir, &ImageOptions{Channels: 1, ImageSize: 8, SkipBadImages: true, Log: io.Discard}, nil)
 	if err != nil {

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/residual-nn/residual/internal/fixture"
+
 	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/distributed"
 	"github.com/residual-nn/residual/models"
@@ -134,10 +136,8 @@ func TestUnreadableFilesCounted(t *testing.T) {
 	if train.Len() != 9 {
 		t.Fatalf("the training folder opens with %d images, want 9 (the cut one's header is good)", train.Len())
 	}
-	cfg := tiny(t.TempDir())
-	cfg.Model.Arch.(*models.ResNet).Config.Classes = 2
 	var log strings.Builder
-	cfg.Data, cfg.TrainSet, cfg.TestSet, cfg.Limit, cfg.ValSplit, cfg.Batch, cfg.Log = "two folders", train, test, 0, 0, 4, &log
+	cfg := folderConfig(t, train, test, 4, &log)
 	res, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -186,6 +186,16 @@ func openFolders(t *testing.T, n int, bad bool, opts *data.ImageOptions) (train,
 	return train, test
 }
 
+// folderConfig is tiny's run on the two classes of openFolders' train
+// and test sets, all of train for training and test for validating, in
+// batches of batch, logging to log.
+func folderConfig(t *testing.T, train, test *data.Dataset, batch int, log io.Writer) Config {
+	cfg := tiny(t.TempDir())
+	cfg.Model.Arch.(*models.ResNet).Config.Classes = 2
+	cfg.Data, cfg.TrainSet, cfg.TestSet, cfg.Limit, cfg.ValSplit, cfg.Batch, cfg.Log = "two folders", train, test, 0, 0, batch, log
+	return cfg
+}
+
 // imageFolder writes classes p and q of n grey 8×8 PNGs each, and with bad
 // p/cut.png, whose header is good and whose pixel data is cut short.
 func imageFolder(t *testing.T, n int, bad bool) string {
@@ -224,9 +234,7 @@ func TestDataParallelUnreadableFileStopsEveryRank(t *testing.T) {
 		t.Run(fmt.Sprintf("syncbn=%v", syncBN), func(t *testing.T) {
 			opts := &data.ImageOptions{Channels: 1, ImageSize: 8}
 			train, test := openFolders(t, 4, true, opts)
-			cfg := tiny(t.TempDir())
-			cfg.Model.Arch.(*models.ResNet).Config.Classes = 2
-			cfg.Data, cfg.TrainSet, cfg.TestSet, cfg.Limit, cfg.ValSplit, cfg.Batch, cfg.Log = "two folders", train, test, 0, 0, 2, io.Discard
+			cfg := folderConfig(t, train, test, 2, io.Discard)
 			cfg.SyncBN = syncBN
 			runs := runRanksWithin(t, 60*time.Second, cfg, 2)
 			named := 0
@@ -253,10 +261,8 @@ func TestDataParallelUnreadableFileStopsEveryRank(t *testing.T) {
 func TestEmptyBatchSkipped(t *testing.T) {
 	opts := &data.ImageOptions{Channels: 1, ImageSize: 8, SkipBadImages: true, Log: io.Discard}
 	train, test := openFolders(t, 4, true, opts)
-	cfg := tiny(t.TempDir())
-	cfg.Model.Arch.(*models.ResNet).Config.Classes = 2
 	var log strings.Builder
-	cfg.Data, cfg.TrainSet, cfg.TestSet, cfg.Limit, cfg.ValSplit, cfg.Batch, cfg.Log = "two folders", train, test, 0, 0, 1, &log
+	cfg := folderConfig(t, train, test, 1, &log)
 	res, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -352,11 +358,7 @@ func runRanksWithin(t *testing.T, d time.Duration, cfg Config, size int) []rankR
 // is cut short (over a file of a folder already opened: openFolders).
 func corrupt(t *testing.T, file string) {
 	t.Helper()
-	var b bytes.Buffer
-	if err := png.Encode(&b, image.NewGray(image.Rect(0, 0, 64, 64))); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(file, b.Bytes()[:b.Len()-30], 0o644); err != nil {
+	if err := os.WriteFile(file, fixture.CutPNG(), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -383,9 +385,7 @@ func shardFiles(t *testing.T, cfg Config, rank, size int) []string {
 // collectives: "collective 17 is AllReduceSum … AllReduceSumFloat64").
 func TestDataParallelTwoRanksUnreadable(t *testing.T) {
 	train, test := openFolders(t, 8, false, &data.ImageOptions{Channels: 1, ImageSize: 8})
-	cfg := tiny(t.TempDir())
-	cfg.Model.Arch.(*models.ResNet).Config.Classes = 2
-	cfg.Data, cfg.TrainSet, cfg.TestSet, cfg.Limit, cfg.ValSplit, cfg.Batch, cfg.Log = "two folders", train, test, 0, 0, 1, io.Discard
+	cfg := folderConfig(t, train, test, 1, io.Discard)
 	bad := []string{shardFiles(t, cfg, 0, 2)[1], shardFiles(t, cfg, 1, 2)[2]}
 	for _, f := range bad {
 		corrupt(t, f)
@@ -405,9 +405,7 @@ func TestDataParallelStopAtSkippedStep(t *testing.T) {
 	for _, syncBN := range []bool{false, true} {
 		t.Run(fmt.Sprintf("syncbn=%v", syncBN), func(t *testing.T) {
 			train, test := openFolders(t, 8, false, &data.ImageOptions{Channels: 1, ImageSize: 8, SkipBadImages: true, Log: io.Discard})
-			cfg := tiny(t.TempDir())
-			cfg.Model.Arch.(*models.ResNet).Config.Classes = 2
-			cfg.Data, cfg.TrainSet, cfg.TestSet, cfg.Limit, cfg.ValSplit, cfg.Batch, cfg.Log = "two folders", train, test, 0, 0, 1, io.Discard
+			cfg := folderConfig(t, train, test, 1, io.Discard)
 			cfg.SyncBN = syncBN
 			corrupt(t, shardFiles(t, cfg, 1, 2)[0])
 			whole := runRanksWithin(t, 60*time.Second, cfg, 2)
@@ -454,9 +452,7 @@ func TestNothingReadableToEvaluate(t *testing.T) {
 	for _, f := range test.Files {
 		corrupt(t, f)
 	}
-	cfg := tiny(t.TempDir())
-	cfg.Model.Arch.(*models.ResNet).Config.Classes = 2
-	cfg.Data, cfg.TrainSet, cfg.TestSet, cfg.Limit, cfg.ValSplit, cfg.Batch, cfg.Log = "two folders", train, test, 0, 0, 2, io.Discard
+	cfg := folderConfig(t, train, test, 2, io.Discard)
 	if _, err := Run(context.Background(), cfg); !errors.Is(err, errNothingEvaluated) || !strings.Contains(err.Error(), "validation set") {
 		t.Errorf("one process: %v; want the validation set to have no image read", err)
 	}
@@ -489,9 +485,8 @@ func TestStopBeforeUnreadableFile(t *testing.T) {
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
 	for seed := uint64(1); seed <= 12; seed++ {
-		cfg := tiny(t.TempDir())
-		cfg.Model.Arch.(*models.ResNet).Config.Classes = 2
-		cfg.Data, cfg.TrainSet, cfg.TestSet, cfg.Limit, cfg.ValSplit, cfg.Batch, cfg.Log, cfg.Seed = "two folders", train, test, 0, 0, 1, io.Discard, seed
+		cfg := folderConfig(t, train, test, 1, io.Discard)
+		cfg.Seed = seed
 		tr, err := Prepare(context.Background(), cfg) // a folder's statistics watch the context
 		if err != nil {
 			t.Fatal(err)

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/residual-nn/residual/internal/fixture"
 )
 
 // TestTrainOnImageFolder trains for one epoch on a folder of PNGs of mixed
@@ -46,9 +48,7 @@ func TestTrainOnImageFolder(t *testing.T) {
 	}
 	// A file whose header is good but whose pixel data is cut stops the
 	// run in the epoch, named.
-	var buf bytes.Buffer
-	png.Encode(&buf, image.NewGray(image.Rect(0, 0, 64, 64)))
-	os.WriteFile(filepath.Join(dir, "light", "cut.png"), buf.Bytes()[:buf.Len()-40], 0o644)
+	os.WriteFile(filepath.Join(dir, "light", "cut.png"), fixture.CutPNG(), 0o644)
 	os.Rename(filepath.Join(dir, "dark", "broken.png"), filepath.Join(dir, "broken.txt"))
 	if code, _, errs := run1(); code == 0 || !strings.Contains(errs, "cut.png") {
 		t.Errorf("a truncated file without --skip-bad-images: exit %d, %s", code, errs)

@@ -3,12 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"image"
-	"image/png"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/residual-nn/residual/internal/fixture"
 
 	"github.com/residual-nn/residual/checkpoint"
 )
@@ -135,11 +135,7 @@ func TestQuantizeSmallFolder(t *testing.T) {
 	}
 	// Its one file's pixel data cut: skip-bad leaves it out, and nothing
 	// is left to calibrate on (it said only "no calibration batches").
-	var cut bytes.Buffer
-	if err := png.Encode(&cut, image.NewGray(image.Rect(0, 0, 64, 64))); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(one, "a", "x.png"), cut.Bytes()[:cut.Len()-30], 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(one, "a", "x.png"), fixture.CutPNG(), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if code, _, errs := runCLI("quantize", tinyCkpt, "--calibrate", "folder,all,skip-bad:"+one, "--out", out+"2"); code == 0 || !strings.Contains(errs, "no file could be read (1 left out as unreadable)") {
