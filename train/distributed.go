@@ -80,6 +80,11 @@ type ddp struct {
 	testEval *data.Dataset // … and of the test set
 	syncErr  error         // the first failure of a SyncBN all-reduce or a MarkReady
 	marked   []bool
+	// The buffers of a step's batch status and control all-reduces,
+	// reused: a step allocates nothing for them. Each is an allocation of
+	// its own: cgo (the MPI build) refuses memory that holds Go pointers,
+	// as ddp does, to be handed to C.
+	status, ctl []float32
 }
 
 // agree makes every rank of c learn whether any rank failed: it returns
@@ -240,7 +245,7 @@ func joinGroup(c distributed.Comm, r *run, err error) error {
 	if err := distributed.CheckSame(c, "the data", r.dataText()); err != nil {
 		return err
 	}
-	d := &ddp{comm: c, index: map[*ag.Value]int{}}
+	d := &ddp{comm: c, index: map[*ag.Value]int{}, status: make([]float32, stLen), ctl: make([]float32, ctlLen)}
 	r.ddp = d
 	if d.sampler, err = distributed.NewSampler(r.trainSet.Len(), c.Rank(), c.Size(), true, cfg.Seed, false); err != nil {
 		return err
@@ -427,9 +432,11 @@ func (d *ddp) hook(tape *ag.Tape) {
 // batchStatus is the all-reduce that opens a step, before any other
 // collective of it: every rank learns whether any rank's loader failed and
 // whether any rank's batch is empty, so that all of them run the step's
-// other collectives or none does.
+// other collectives or none does. The status it returns is valid until the
+// next step's.
 func (d *ddp) batchStatus(ctx context.Context, b data.Batch) ([]float32, error) {
-	st := make([]float32, stLen)
+	st := d.status
+	clear(st)
 	st[stSkipped], st[stStop] = float32(b.Skipped), stopRequested(ctx)
 	if b.Empty() {
 		st[stEmpty] = 1
@@ -441,7 +448,8 @@ func (d *ddp) batchStatus(ctx context.Context, b data.Batch) ([]float32, error) 
 // failed to record the step before: its batch status says so, and every
 // rank leaves the epoch there.
 func (d *ddp) announceFailure() error {
-	st := make([]float32, stLen)
+	st := d.status
+	clear(st)
 	st[stFail] = 1
 	return d.reduceStatus(st)
 }

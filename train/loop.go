@@ -47,6 +47,7 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 		failSeen := false // the batch status said a rank failed (Config.Comm)
 		var stepErr error // rank 0's record of a step (its TensorBoard events) failed, under Config.Comm
 		for b := range loader.Epoch(epochCtx, r.epoch, r.batch) {
+			skip := b.Empty() // no file of the batch could be read
 			if r.ddp != nil {
 				// Every collective of the step (SyncBN's, the global loss
 				// norm's, the gradients') needs every rank: they first
@@ -61,26 +62,23 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 					break // a rank failed: every rank leaves the epoch at this step, untaken (agree names the rank)
 				}
 				r.skipped += int(st[stSkipped])
-				if st[stEmpty] > 0 {
+				if skip = st[stEmpty] > 0; skip {
+					stop = st[stStop] > 0 // a step taken reads it from its control all-reduce
 					fmt.Fprintf(quiet(r.cfg), "%sepoch %d, batch %d: %d of %d ranks could read no file of their batch; every rank skips the step\n", r.clearLive(), r.epoch+1, b.Index+1, int(st[stEmpty]), r.worldSize())
-					r.batch = b.Index + 1
-					r.progress(0)
-					if stop = st[stStop] > 0; stop {
-						break
-					}
-					continue
 				}
 			} else {
 				r.skipped += b.Skipped
-				if b.Empty() {
+				if skip {
 					fmt.Fprintf(r.cfg.Log, "%sepoch %d, batch %d: no file of the batch could be read; the step is skipped\n", r.clearLive(), r.epoch+1, b.Index+1)
-					r.batch = b.Index + 1
-					r.progress(0)
-					if ctx.Err() != nil {
-						break
-					}
-					continue
 				}
+			}
+			if skip {
+				r.batch = b.Index + 1
+				r.progress(0)
+				if (r.ddp == nil && ctx.Err() != nil) || stop {
+					break
+				}
+				continue
 			}
 			for _, p := range params {
 				p.ZeroGrad()
@@ -98,7 +96,8 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			var ctl []float32
 			var ctlReq distributed.Request
 			if r.ddp != nil {
-				ctl = make([]float32, ctlLen)
+				ctl = r.ddp.ctl // the last step's request is complete (finishStep)
+				clear(ctl)
 				ctl[ctlStop], ctl[ctlLoss], ctl[ctlCorrect], ctl[ctlCount] = stopRequested(ctx), float32(lv*counted), float32(hits), float32(counted)
 				if r.globalLoss(weights) {
 					ctl[ctlLoss] = float32(lv) // a share: the ranks' shares sum to size × the global loss
