@@ -335,10 +335,17 @@ var errStopOtherRank = errors.New("another rank was asked to stop")
 // context.WithCancelCause.
 type interruptedBy struct{ err, cause error }
 
-// Error names the cause after the interruption's first line (an
-// errors.Join puts a failure to restore a replaced run on the next).
+// Error names the cause right after "interrupted" ("train: interrupted
+// (signal: terminated); the last checkpoint …"), or at the end of the
+// first line of a message without that word (an errors.Join puts a
+// failure to restore a replaced run on the next line).
 func (e interruptedBy) Error() string {
-	first, rest, more := strings.Cut(e.err.Error(), "\n")
+	msg := e.err.Error()
+	const word = "interrupted"
+	if head, tail, ok := strings.Cut(msg, word); ok && !strings.Contains(head, "\n") {
+		return fmt.Sprintf("%s%s (%v)%s", head, word, e.cause, tail)
+	}
+	first, rest, more := strings.Cut(msg, "\n")
 	if more {
 		rest = "\n" + rest
 	}

@@ -442,16 +442,23 @@ func TestInterruptDuringTest(t *testing.T) {
 	}
 }
 
-// An interruption's error names its cause on its first line, also when a
-// failure to put a replaced run back follows on the next.
+// An interruption's error names its cause right after "interrupted", also
+// when a failure to put a replaced run back follows on the next line, and
+// at the end of the first line of a message without the word.
 func TestInterruptedByNamesTheCause(t *testing.T) {
-	cause := errors.New("deadline")
-	if got := (interruptedBy{ErrInterrupted, cause}).Error(); got != ErrInterrupted.Error()+" (deadline)" {
-		t.Errorf("%q", got)
-	}
-	joined := errors.Join(errReplacedBack{"out"}, errors.New("train: putting the replaced run back: disk full"))
-	got := (interruptedBy{joined, cause}).Error()
-	if want := (errReplacedBack{"out"}).Error() + " (deadline)\ntrain: putting the replaced run back: disk full"; got != want {
-		t.Errorf("%q\nwant %q", got, want)
+	cause := errors.New("stopped by SIGTERM")
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{ErrInterrupted, "train: interrupted (stopped by SIGTERM); the last checkpoint holds the step reached (resume with --resume, Config.Resume)"},
+		{errTestStopped{}, "train: interrupted (stopped by SIGTERM) during the test evaluation; the training is complete and saved (residual eval measures the test set)"},
+		{errors.Join(errReplacedBack{"out"}, errors.New("train: putting the replaced run back: disk full")),
+			"train: interrupted (stopped by SIGTERM) before the first epoch's end; the run --overwrite was replacing is back in out, and nothing of this run was kept\ntrain: putting the replaced run back: disk full"},
+		{errors.Join(errors.New("train: stopped"), errors.New("second: interrupted")), "train: stopped (stopped by SIGTERM)\nsecond: interrupted"},
+	} {
+		if got := (interruptedBy{c.err, cause}).Error(); got != c.want {
+			t.Errorf("%q\nwant %q", got, c.want)
+		}
 	}
 }
