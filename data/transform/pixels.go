@@ -82,6 +82,14 @@ func Pixels(img image.Image, c int) []uint8 {
 				put(y*w+x, r, g, bl, 255)
 			}
 		}
+	case *image.NYCbCrA: // x/image/webp's lossy image with alpha
+		for y := 0; y < h; y++ {
+			for x := 0; x < w; x++ {
+				yi, ci := m.YOffset(b.Min.X+x, b.Min.Y+y), m.COffset(b.Min.X+x, b.Min.Y+y)
+				r, g, bl := color.YCbCrToRGB(m.Y[yi], m.Cb[ci], m.Cr[ci])
+				put(y*w+x, r, g, bl, m.A[m.AOffset(b.Min.X+x, b.Min.Y+y)])
+			}
+		}
 	default:
 		for y := 0; y < h; y++ {
 			for x := 0; x < w; x++ {
@@ -103,6 +111,9 @@ func rawNRGBA(c color.Color) (r, g, b, a uint8) {
 		return c.R, c.G, c.B, c.A
 	case color.NRGBA64:
 		return uint8(c.R >> 8), uint8(c.G >> 8), uint8(c.B >> 8), uint8(c.A >> 8)
+	case color.NYCbCrA:
+		r, g, b := color.YCbCrToRGB(c.Y, c.Cb, c.Cr)
+		return r, g, b, c.A
 	}
 	p := color.NRGBA64Model.Convert(c).(color.NRGBA64)
 	return uint8(p.R >> 8), uint8(p.G >> 8), uint8(p.B >> 8), uint8(p.A >> 8)

@@ -1,6 +1,8 @@
 package transform_test
 
 import (
+	"bytes"
+	"image"
 	"path/filepath"
 	"testing"
 
@@ -25,6 +27,38 @@ func TestPixelsDropsAlphaAsPIL(t *testing.T) {
 			want := transform.Pixels(mustLoad(t, filepath.Join(pilDir, "alpha", name+c.suffix+".png")), c.ch)
 			if worst, n := fixture.ByteDiff(t, transform.Pixels(img, c.ch), want); worst != 0 {
 				t.Errorf("%s.png (%T) in %d channels: %d bytes differ from PIL's, by up to %d", name, img, c.ch, n, worst)
+			}
+		}
+	}
+}
+
+// A lossy WebP with alpha decodes (golang.org/x/image/webp) to an
+// *image.NYCbCrA: its colour is that of its YCbCr planes whatever the
+// alpha, as PIL's convert("RGB") keeps a transparent pixel's colour. Going
+// through premultiplied values made every fully transparent pixel black.
+func TestPixelsNYCbCrAKeepsColour(t *testing.T) {
+	img := image.NewNYCbCrA(image.Rect(0, 0, 5, 3), image.YCbCrSubsampleRatio420)
+	for i := range img.Y {
+		img.Y[i] = uint8(35 + 40*i)
+	}
+	for i := range img.Cb {
+		img.Cb[i], img.Cr[i] = uint8(253-60*i), uint8(30*i)
+	}
+	for i := range img.A {
+		img.A[i] = []uint8{0, 1, 128, 255}[i%4]
+	}
+	want := transform.Pixels(&img.YCbCr, 3)
+	for _, c := range []struct {
+		name string
+		img  image.Image
+	}{{"*image.NYCbCrA", img}, {"its colours one by one", struct{ image.Image }{img}}} {
+		if got := transform.Pixels(c.img, 3); !bytes.Equal(got, want) {
+			t.Errorf("%s: RGB %v; want its YCbCr planes' %v", c.name, got, want)
+		}
+		rgba := transform.Pixels(c.img, 4)
+		for i, a := range img.A {
+			if rgba[4*i+3] != a {
+				t.Errorf("%s: pixel %d's alpha %d; want %d", c.name, i, rgba[4*i+3], a)
 			}
 		}
 	}
