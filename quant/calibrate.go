@@ -47,7 +47,10 @@ type observer struct {
 	min, max float64
 	top      float64
 	pos, neg [histBins]float64
-	seen     bool
+	// zeros counts the values seen before the histogram had a range
+	// (every one of them 0): they go into its first bin once it has.
+	zeros float64
+	seen  bool
 }
 
 // add observes xs. A NaN or an infinity is an error: no range holds it,
@@ -68,11 +71,13 @@ func (o *observer) add(xs []float32, hist bool) error {
 		return nil
 	}
 	m := max(o.max, -o.min)
-	if m == 0 {
+	if m == 0 { // every value so far is 0: no range to bin them in yet
+		o.zeros += float64(len(xs))
 		return nil
 	}
 	if o.top == 0 {
 		o.top = m
+		o.pos[0], o.zeros = o.zeros, 0
 	}
 	for o.top < m {
 		for _, h := range []*[histBins]float64{&o.pos, &o.neg} {

@@ -274,6 +274,40 @@ func TestQuantizeRefusesNonFinite(t *testing.T) {
 // range (merging its bins loses nothing); an exponential bulk (scale 64
 // bins) plus three outliers at the far end is clipped within the bulk's
 // tail (255…1024 bins), not at the outliers.
+// Calibration's ranges do not depend on the batches' order: batches in
+// which a value is all zeros (a black image, no mean subtracted) count
+// whether they come before its first non-zero batch or after. Counted only
+// after, 100,000 zeros and 1, 2, …, 1000 had a 99th percentile of 990.
+func TestObserverCountsEveryZero(t *testing.T) {
+	xs := make([]float32, 1000)
+	for i := range xs {
+		xs[i] = float32(i + 1)
+	}
+	zeros := make([]float32, 100000)
+	for _, m := range []Method{Percentile, Entropy} {
+		var first, last observer
+		for _, b := range [][]float32{zeros, zeros, xs} {
+			if err := first.add(b, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, b := range [][]float32{xs, zeros, zeros} {
+			if err := last.add(b, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		lo1, hi1 := first.rangeOf(m, 99)
+		lo2, hi2 := last.rangeOf(m, 99)
+		if lo1 != lo2 || hi1 != hi2 {
+			t.Errorf("%s: the zeros first [%g, %g], last [%g, %g]; want the same", m, lo1, hi1, lo2, hi2)
+		}
+		// 99% of the 201,000 values are 0: the 99th percentile is the first bin's top.
+		if bin := 1000.0 / histBins; m == Percentile && hi1 > bin {
+			t.Errorf("99th percentile of 200,000 zeros and 1…1000: %g; want ≤ one bin, %g", hi1, bin)
+		}
+	}
+}
+
 func TestKLThreshold(t *testing.T) {
 	h := make([]float64, histBins)
 	for i := range histBins {
