@@ -163,7 +163,8 @@ var errNoModel = errors.New("infer: no model (nil; Open or New makes one)")
 // the network and returns its logits: [N,Classes] for a classifier,
 // [N,H',W',Classes] for a segmentation network (H'×W' is smaller than the
 // input for a valid U-Net). A server batches requests through it. Inputs
-// the network cannot take are an error, as is a done ctx. A float network
+// the network cannot take are an error, as is a done ctx (an int8 network
+// also looks at it between its layers). A float network
 // takes any H×W it can compute on: a classifier pools globally, so images
 // of another size than Info's give logits without complaint (Preprocess
 // and Classify resize to Info's size); an int8 network takes only the
@@ -191,14 +192,15 @@ func (m *Model) Forward(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, 
 	if len(x.Data) != tensor.NumElements(x.Shape) {
 		return nil, fmt.Errorf("infer: input holds %d values for shape %v", len(x.Data), x.Shape)
 	}
-	return m.forward(x)
+	return m.forward(ctx, x)
 }
 
 // forward runs the network on its own pooled tape and copies the output
-// out of the tape's buffers.
-func (m *Model) forward(x *tensor.Tensor) (y *tensor.Tensor, err error) {
+// out of the tape's buffers. The int8 network looks at ctx between its
+// layers; the float one runs to the end.
+func (m *Model) forward(ctx context.Context, x *tensor.Tensor) (y *tensor.Tensor, err error) {
 	if m.int8 != nil {
-		y, err := m.int8.Forward(context.Background(), x)
+		y, err := m.int8.Forward(ctx, x)
 		if err != nil {
 			return nil, fmt.Errorf("infer: %s (int8): %w", m.info.Name, err)
 		}

@@ -2,6 +2,7 @@ package infer_test
 
 import (
 	"context"
+	"errors"
 	"image"
 	"path/filepath"
 	"testing"
@@ -83,4 +84,23 @@ func TestOpenInt8(t *testing.T) {
 	if _, err := m.Forward(context.Background(), tensor.New(1, 14, 14, 1)); err == nil {
 		t.Error("int8 model took a 14×14 input (quantized at 28×28)")
 	}
+	// The int8 network looks at the caller's context between its layers:
+	// one cancelled after Forward's own look stops the pass.
+	if _, err := m.Forward(&cancelAfter{Context: context.Background(), looks: 1}, x); !errors.Is(err, context.Canceled) {
+		t.Errorf("a context cancelled during the int8 pass: %v; want context.Canceled", err)
+	}
+}
+
+// cancelAfter is a context whose Err reports it cancelled after its first
+// looks calls.
+type cancelAfter struct {
+	context.Context
+	looks int
+}
+
+func (c *cancelAfter) Err() error {
+	if c.looks--; c.looks < 0 {
+		return context.Canceled
+	}
+	return nil
 }
