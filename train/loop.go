@@ -32,6 +32,8 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 		nn.SetTraining(r.model, true)
 		r.epochStart = time.Now()
 		r.lossSum, r.accSum, r.seen, r.imgs, r.skipped = 0, 0, 0, 0, 0
+		// An epoch that takes no step records the rate it would have.
+		r.epochLR = r.opt.LR(0)
 		if p := r.partial; p != nil && r.batch > 0 { // resumed in this epoch's middle: its metrics cover all of it
 			r.lossSum, r.accSum, r.seen, r.imgs, r.skipped = p.LossSum, p.Hits, p.Seen, p.Images, p.Skipped
 			r.epochStart = r.epochStart.Add(-time.Duration(p.Seconds * float64(time.Second)))
@@ -140,6 +142,7 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			}
 			lr := r.opt.LR(0) // this step's, before Step advances the schedule
 			r.opt.Step()
+			r.epochLR = lr
 			if r.ema != nil {
 				r.ema.Update()
 			}
@@ -347,7 +350,7 @@ func (r *run) endEpochHere(ctx context.Context) error {
 	}
 	valLoss, valAcc, confusion := val.loss, val.acc, val.confusion
 	secs := time.Since(r.epochStart).Seconds()
-	m := Metrics{Epoch: r.epoch + 1, Step: r.opt.Steps(), LR: r.opt.LR(0), TrainLoss: r.lossSum / float64(max(r.seen, 1)),
+	m := Metrics{Epoch: r.epoch + 1, Step: r.opt.Steps(), LR: r.epochLR, TrainLoss: r.lossSum / float64(max(r.seen, 1)),
 		TrainAcc: r.accSum / float64(max(r.seen, 1)), ValLoss: valLoss, ValAcc: valAcc, ImgPerSec: float64(r.imgs) / secs, Seconds: secs, Skipped: r.skipped}
 	score := valAcc // what picks the best checkpoint
 	if r.cfg.Task == models.Segment {

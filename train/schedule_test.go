@@ -1,6 +1,7 @@
 package train
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"strings"
@@ -122,5 +123,24 @@ func TestScheduleJSON(t *testing.T) {
 	var back Schedule
 	if err := json.Unmarshal(b, &back); err != nil || back.String() != s.String() || back.WarmupEpochs != 0.5 || len(back.Milestones) != 2 {
 		t.Errorf("%s read back as %+v (%v)", b, back, err)
+	}
+}
+
+// An epoch's metrics carry the learning rate its last step took, not the
+// next epoch's: He's schedule divides by 10 at steps 6 and 9 of 12 (two
+// epochs of 6), so epoch 1 trains at 0.05 throughout and ends at it, and
+// epoch 2 ends at 0.0005. The next step's rate recorded 0.005 for epoch 1.
+func TestMetricsLRIsTheEpochsLastStep(t *testing.T) {
+	c := tiny(t.TempDir())
+	c.Schedule = Schedule{Kind: ScheduleHe}
+	c.TensorBoard = false
+	res, err := Run(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []float64{c.LR, c.LR / 100} {
+		if got := res.History[i].LR; math.Abs(got-want) > 1e-12 {
+			t.Errorf("epoch %d: lr %g; want %g, its last step's", i+1, got, want)
+		}
 	}
 }

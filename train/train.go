@@ -84,8 +84,11 @@ func (e configError) Is(target error) bool { return target == ErrConfig }
 
 // Metrics is one line of metrics.jsonl, written after every epoch.
 type Metrics struct {
-	Epoch      int     `json:"epoch"`
-	Step       int     `json:"step"`
+	Epoch int `json:"epoch"`
+	Step  int `json:"step"`
+	// LR is the learning rate (the first parameter group's) of the
+	// epoch's last step, as train/lr logs it at that step; the next
+	// epoch's first step may take another (a milestone, a cosine).
 	LR         float64 `json:"lr"`
 	TrainLoss  float64 `json:"train_loss"`
 	TrainAcc   float64 `json:"train_acc"`
@@ -122,7 +125,8 @@ type run struct {
 	stepsPerEpoch     int
 	lossSum, accSum   float64 // the epoch's running sums, over seen targets
 	seen, imgs        int
-	skipped           int // unreadable files the epoch left out (Metrics.Skipped)
+	skipped           int     // unreadable files the epoch left out (Metrics.Skipped)
+	epochLR           float64 // the learning rate of the epoch's last step (Metrics.LR)
 	epochStart, start time.Time
 	partial           *checkpoint.Partial // the running sums of the epoch resumed in its middle
 	tb                *tensorboard.Writer // nil without Config.TensorBoard
