@@ -17,9 +17,10 @@ import (
 	"github.com/residual-nn/residual/tensor"
 )
 
-// Group is a set of parameters sharing hyper-parameters. Zero fields other
-// than WeightDecay take the optimizer's defaults; set NoWeightDecay to turn
-// weight decay off for the group (e.g. for BN parameters and biases).
+// Group is a set of parameters sharing hyper-parameters. Zero fields take
+// the optimizer's defaults, WeightDecay included (a zero WeightDecay is the
+// optimizer's, not none); set NoWeightDecay to turn weight decay off for the
+// group (e.g. for BN parameters and biases).
 type Group struct {
 	Params        []*autograd.Value
 	LR            float64
@@ -224,7 +225,8 @@ func (o *SGD) State() map[string]*tensor.Tensor {
 }
 
 // AdamConfig are Adam's hyper-parameters (torch.optim.Adam / AdamW).
-// Zero betas and eps take PyTorch's defaults (0.9, 0.999, 1e-8).
+// Zero betas and eps take PyTorch's defaults (0.9, 0.999, 1e-8), so a
+// beta of 0, which PyTorch accepts, cannot be asked for.
 type AdamConfig struct {
 	LR, Beta1, Beta2, Eps, WeightDecay float64
 	Schedule                           Schedule
@@ -243,7 +245,7 @@ type Adam struct {
 
 // NewAdam returns Adam (L2 weight decay added to the gradient) over the
 // groups. Zero betas and Eps take PyTorch's defaults (0.9, 0.999, 1e-8);
-// betas outside [0, 1) or a parameter in more than one group are errors.
+// betas outside (0, 1) or a parameter in more than one group are errors.
 func NewAdam(groups []Group, c AdamConfig) (*Adam, error) { return newAdam(groups, c, false) }
 
 // NewAdamW returns AdamW (decoupled weight decay) over the groups. Note that
@@ -264,7 +266,7 @@ func newAdam(groups []Group, c AdamConfig, decoupled bool) (*Adam, error) {
 		c.Eps = 1e-8
 	}
 	if c.Beta1 < 0 || c.Beta1 >= 1 || c.Beta2 < 0 || c.Beta2 >= 1 {
-		return nil, fmt.Errorf("optim: Adam betas (%g, %g) outside [0, 1)", c.Beta1, c.Beta2)
+		return nil, fmt.Errorf("optim: Adam betas (%g, %g) outside (0, 1) (0 means the default)", c.Beta1, c.Beta2)
 	}
 	return &Adam{base: base{groups: groups, lr: c.LR, wd: c.WeightDecay, schedule: c.Schedule}, cfg: c, decoupled: decoupled,
 		m: map[*autograd.Value]*tensor.Tensor{}, v: map[*autograd.Value]*tensor.Tensor{}, pstep: map[*autograd.Value]int{}}, nil
