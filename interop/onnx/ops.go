@@ -583,16 +583,26 @@ func softmax(m *Model, a attrMap, args []*value, log bool) ([]*value, error) {
 	if err != nil {
 		return nil, err
 	}
-	axis := a.int("axis", -1)
+	// Before opset 13 the input is coerced to 2-D at axis, 1 unless given
+	// (an explicit -1 is the last axis, as tf2onnx writes it); from 13 on
+	// the softmax is along axis, the last unless given.
+	def := -1
+	if m.opset < 13 {
+		def = 1
+	}
+	axis, r := a.int("axis", def), x.Rank()
+	if axis < -r || axis >= r {
+		name := "Softmax"
+		if log {
+			name = "LogSoftmax"
+		}
+		return nil, fmt.Errorf("%s: axis %d outside [-%d, %d) for an input of rank %d", name, axis, r, r, r)
+	}
+	if axis < 0 {
+		axis += r
+	}
 	v := ag.Constant(x)
 	if m.opset < 13 {
-		// Before opset 13 the input is coerced to 2-D at axis.
-		if axis == -1 {
-			axis = 1
-		}
-		if axis < 0 {
-			axis += x.Rank()
-		}
 		v = ag.Flatten(v, axis)
 		axis = 1
 	}
