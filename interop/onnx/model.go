@@ -33,8 +33,6 @@ import (
 	"sort"
 	"strings"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/residual-nn/residual/internal/onnxpb"
 	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/tensor"
@@ -68,9 +66,9 @@ func Load(path string) (*Model, error) {
 // Parse decodes a serialised ModelProto and checks that every operator is
 // supported and every node input is defined.
 func Parse(b []byte) (*Model, error) {
-	var mp onnxpb.ModelProto
-	if err := proto.Unmarshal(b, &mp); err != nil {
-		return nil, fmt.Errorf("onnx: not a valid model: %w", err)
+	mp, err := unmarshalModel(b)
+	if err != nil {
+		return nil, fmt.Errorf("onnx: %w", err)
 	}
 	g := mp.GetGraph()
 	if g == nil {

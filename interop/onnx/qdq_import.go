@@ -6,8 +6,6 @@ import (
 	"slices"
 	"strings"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/residual-nn/residual/internal/onnxpb"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/quant"
@@ -43,9 +41,9 @@ func ImportInt8(b []byte, net nn.Layer, input []int) (q *quant.Model, err error)
 			q, err = nil, fmt.Errorf("onnx: import int8: malformed model: %v", r)
 		}
 	}()
-	var mp onnxpb.ModelProto
-	if err := proto.Unmarshal(b, &mp); err != nil {
-		return nil, fmt.Errorf("onnx: import int8: not a valid model: %w", err)
+	mp, err := unmarshalModel(b)
+	if err != nil {
+		return nil, fmt.Errorf("onnx: import int8: %w", err)
 	}
 	g := mp.GetGraph()
 	if g == nil {
@@ -812,9 +810,9 @@ type Info struct {
 
 // Describe reads a serialised model's Info.
 func Describe(b []byte) (Info, error) {
-	var mp onnxpb.ModelProto
-	if err := proto.Unmarshal(b, &mp); err != nil {
-		return Info{}, fmt.Errorf("onnx: not a valid model: %w", err)
+	mp, err := unmarshalModel(b)
+	if err != nil {
+		return Info{}, fmt.Errorf("onnx: %w", err)
 	}
 	info := Info{Props: map[string]string{}}
 	for _, p := range mp.MetadataProps {

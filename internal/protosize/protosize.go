@@ -1,0 +1,155 @@
+// Package protosize estimates, from a serialised protocol buffer's wire
+// format alone, what decoding it with proto.Unmarshal would allocate: a
+// message of a few bytes on the wire becomes a Go struct of a hundred or
+// more, a packed one-byte varint an 8-byte int64. A reader of untrusted
+// messages (ONNX files, gRPC requests) checks the estimate against its
+// bounds before it decodes.
+package protosize
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+)
+
+// Size is what decoding a message would allocate, in bytes.
+type Size struct {
+	// Messages counts the message values, the outermost included.
+	Messages int64
+	// Structure is the messages' Go structs and strings, twice their
+	// sizes summed (the spare capacity of the slices append grows).
+	Structure int64
+	// Data is bytes fields and repeated numbers as Go stores them (an
+	// unpacked list's unpackedGrowth times).
+	Data int64
+}
+
+// ErrTooDeep is what Of returns for messages nested deeper than its bound.
+var ErrTooDeep = errors.New("protosize: messages nested too deep")
+
+// Of walks b, a serialised message of descriptor md, and returns what
+// decoding it would allocate; an error for bytes that are not the wire
+// format (a truncated field, a bad tag: what proto.Unmarshal refuses too)
+// or nest messages deeper than maxDepth (ErrTooDeep). Unknown fields count
+// as the bytes they are kept in.
+func Of(b []byte, md protoreflect.MessageDescriptor, maxDepth int) (Size, error) {
+	w := walk{sizes: map[protoreflect.FullName]int64{}, maxDepth: maxDepth}
+	if err := w.message(b, md, 1); err != nil {
+		return Size{}, err
+	}
+	return Size{Messages: w.messages, Structure: 2 * w.structure, Data: w.data}, nil
+}
+
+// unpackedGrowth bounds what append allocates in all, over the copies it
+// leaves behind, for each element of a list decoded one number at a time
+// (an unpacked repeated field, proto2's default, which onnx.proto's dims
+// and ints use): a large slice grows by a quarter, so the copies sum to
+// 5 times the last capacity, itself up to 1.25 times the length, and
+// rounding to the allocator's size classes adds a little.
+const unpackedGrowth = 7
+
+// walk sums what decoding a message would allocate.
+type walk struct {
+	messages, structure, data int64
+	sizes                     map[protoreflect.FullName]int64 // Go struct sizes by message name
+	maxDepth                  int
+}
+
+// message adds one message's costs, its nested messages' included.
+func (w *walk) message(b []byte, md protoreflect.MessageDescriptor, depth int) error {
+	if depth > w.maxDepth {
+		return fmt.Errorf("%w: deeper than %d", ErrTooDeep, w.maxDepth)
+	}
+	w.messages++
+	w.structure += w.structSize(md)
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		b = b[n:]
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return fmt.Errorf("%s field %d: %w", md.Name(), num, protowire.ParseError(n))
+		}
+		val := b[:n]
+		b = b[n:]
+		fd := md.Fields().ByNumber(num)
+		if fd == nil {
+			w.structure += 24 + int64(n) // an unknown field, kept as its bytes
+			continue
+		}
+		k, length := fd.Kind(), typ == protowire.BytesType
+		v, _ := protowire.ConsumeBytes(val)
+		switch {
+		case k == protoreflect.MessageKind && length:
+			w.structure += 8 // the pointer to it
+			if err := w.message(v, fd.Message(), depth+1); err != nil {
+				return err
+			}
+		case k == protoreflect.StringKind && length:
+			w.structure += 16 + int64(len(v))
+		case k == protoreflect.BytesKind && length:
+			w.data += 24 + int64(len(v))
+		case k == protoreflect.MessageKind || k == protoreflect.StringKind || k == protoreflect.BytesKind || k == protoreflect.GroupKind:
+			w.structure += 24 + int64(n) // the wrong wire type: an unknown field
+		case length && fd.IsList(): // a packed list of numbers
+			w.data += packedCount(v, k) * scalarSize(k)
+		case length:
+			w.structure += 24 + int64(n)
+		case fd.IsList(): // one number of an unpacked list, which append grows
+			w.data += unpackedGrowth * scalarSize(k)
+		}
+	}
+	return nil
+}
+
+// structSize is the size of the Go struct a message decodes to (256 bytes
+// for one not registered, more than any of onnx.proto's).
+func (w *walk) structSize(md protoreflect.MessageDescriptor) int64 {
+	if s, ok := w.sizes[md.FullName()]; ok {
+		return s
+	}
+	s := int64(256)
+	if mt, err := protoregistry.GlobalTypes.FindMessageByName(md.FullName()); err == nil {
+		if t := reflect.TypeOf(mt.Zero().Interface()); t.Kind() == reflect.Pointer {
+			s = int64(t.Elem().Size())
+		}
+	}
+	w.sizes[md.FullName()] = s
+	return s
+}
+
+// packedCount is the number of numbers in a packed list's bytes (for
+// varints, the bytes that end one; a truncated last varint counts too).
+func packedCount(v []byte, k protoreflect.Kind) int64 {
+	switch k {
+	case protoreflect.Fixed32Kind, protoreflect.Sfixed32Kind, protoreflect.FloatKind:
+		return int64(len(v)) / 4
+	case protoreflect.Fixed64Kind, protoreflect.Sfixed64Kind, protoreflect.DoubleKind:
+		return int64(len(v)) / 8
+	}
+	var n int64
+	for _, c := range v {
+		if c < 0x80 {
+			n++
+		}
+	}
+	return n
+}
+
+// scalarSize is the bytes a number of kind k takes in a Go slice.
+func scalarSize(k protoreflect.Kind) int64 {
+	switch k {
+	case protoreflect.BoolKind:
+		return 1
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Uint32Kind, protoreflect.EnumKind,
+		protoreflect.Fixed32Kind, protoreflect.Sfixed32Kind, protoreflect.FloatKind:
+		return 4
+	}
+	return 8
+}
