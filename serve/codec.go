@@ -389,3 +389,84 @@ func finite(xs []float32) int {
 	}
 	return -1
 }
+
+// maxJSONList bounds the elements of a request's JSON lists (inputs,
+// outputs, a shape's dimensions: the rank ONNX Runtime allows), and
+// maxJSONParams the values of a parameters object, nested ones included:
+// a request needs a few; decoded unbounded, each element of
+// {"inputs":[{},{},…]} took about 150 bytes for its 3.
+const (
+	maxJSONList   = 64
+	maxJSONParams = 256
+)
+
+// jsonList is a JSON array of at most maxJSONList elements, counted
+// before it is decoded.
+type jsonList[T any] []T
+
+func (l *jsonList[T]) UnmarshalJSON(raw []byte) error {
+	if n, _ := jsonCounts(raw); n > maxJSONList {
+		return fmt.Errorf("a list (inputs, outputs or shape) of %d elements, more than %d", n, maxJSONList)
+	}
+	return json.Unmarshal(raw, (*[]T)(l))
+}
+
+// jsonParams is a parameters object of at most maxJSONParams values,
+// counted before it is decoded.
+type jsonParams map[string]any
+
+func (p *jsonParams) UnmarshalJSON(raw []byte) error {
+	if _, n := jsonCounts(raw); n > maxJSONParams {
+		return fmt.Errorf("parameters of about %d values, more than %d", n, maxJSONParams)
+	}
+	return json.Unmarshal(raw, (*map[string]any)(p))
+}
+
+// jsonCounts returns the elements (or members) of raw's outermost array
+// (or object), and its containers and commas at any depth (at least the
+// values less each non-empty container's first, which follows no comma;
+// at most twice the values), without allocating. raw is valid JSON, as
+// encoding/json hands it to UnmarshalJSON.
+func jsonCounts(raw []byte) (top, values int) {
+	depth, inString, escaped, nonEmpty := 0, false, false, false
+	for _, c := range raw {
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case ' ', '\t', '\n', '\r', ':':
+			continue
+		case ']', '}':
+			depth--
+			continue
+		case ',':
+			values++
+			if depth == 1 {
+				top++
+			}
+			continue
+		}
+		if depth == 1 {
+			nonEmpty = true // a value (or a key) inside the outermost container
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '[', '{':
+			depth++
+			values++
+		}
+	}
+	if nonEmpty {
+		top++
+	}
+	return top, values
+}

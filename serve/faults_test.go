@@ -15,11 +15,16 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/residual-nn/residual/safetensors"
 	"github.com/residual-nn/residual/serve/inferencepb"
@@ -703,4 +708,75 @@ func TestDrainCutOff(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return")
 	}
+}
+
+// TestAmplifiedRequests: requests within the body limit whose decoding
+// would take a hundred times their size — a JSON request of 8 MB of empty
+// inputs, outputs, shape dimensions or parameter values, a gRPC request of
+// a million empty input tensors — are refused (400 naming the bound;
+// gRPC's INTERNAL naming it, see TestGRPCMalformedMessage) while the
+// process (client and server: runtime.MemStats.TotalAlloc) allocates at
+// most 8 times the body: the body read once, and the JSON decoder's copy
+// of it in a buffer grown by doubling (up to 4 times the body in all);
+// 5–6.5 times measured. The gRPC message is decoded by neither side.
+// Decoded, {"inputs":[{},{},…]} took about 150 bytes for each 3 (1.5 GB
+// for 10 MB). The server answers the next request.
+func TestAmplifiedRequests(t *testing.T) {
+	ts := start(t, Config{}, map[string]Backend{"m": newFake()})
+	const size = 8 << 20
+	for _, c := range []struct{ name, pre, elem, post, want string }{
+		{"empty inputs", `{"inputs":[`, `{},`, `{}]}`, "more than 64"},
+		{"empty outputs", `{"inputs":[{"name":"input","shape":[1,2,2,1],"datatype":"FP32","data":[1,2,3,4]}],"outputs":[`, `{},`, `{}]}`, "more than 64"},
+		{"a long shape", `{"inputs":[{"name":"input","datatype":"FP32","shape":[`, `1,`, `1]}]}`, "more than 64"},
+		{"nested parameters", `{"parameters":{"p":[`, `[],`, `[]]},"inputs":[]}`, "more than 256"},
+		{"input parameters", `{"inputs":[{"name":"input","parameters":{"p":[`, `{},`, `{}]}}]}`, "more than 256"},
+	} {
+		body := []byte(c.pre + strings.Repeat(c.elem, size/len(c.elem)) + c.post)
+		var code int
+		var b []byte
+		a := allocatedBy(func() { code, _, b = post(t, ts.url+"/v2/models/m/infer", "application/json", body) })
+		if code != http.StatusBadRequest || !strings.Contains(string(b), c.want) {
+			t.Errorf("%s: %d %.200s; want 400 naming %q", c.name, code, b, c.want)
+		}
+		if a > 8*size {
+			t.Errorf("%s: %d MB allocated for a %d MB body", c.name, a>>20, size>>20)
+		}
+	}
+	serving(t, ts, "m")
+
+	conn, err := grpc.NewClient(ts.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var msg []byte // ModelInferRequest: model_name (1), then a million empty inputs (5)
+	msg = protowire.AppendBytes(protowire.AppendTag(msg, 1, protowire.BytesType), []byte("m"))
+	for range 1 << 20 {
+		msg = protowire.AppendBytes(protowire.AppendTag(msg, 5, protowire.BytesType), nil)
+	}
+	var out []byte
+	a := allocatedBy(func() {
+		err = conn.Invoke(ctx, "/inference.GRPCInferenceService/ModelInfer", msg, &out, grpc.ForceCodec(rawCodec{}))
+	})
+	if err == nil || !strings.Contains(err.Error(), "would take") {
+		t.Errorf("a million empty input tensors: %v; want an error naming the decoded size", err)
+	}
+	if a > 8*int64(len(msg)) {
+		t.Errorf("a million empty input tensors: %d MB allocated for a %d MB message", a>>20, len(msg)>>20)
+	}
+	if _, err := grpcClient(t, ts).ServerLive(ctx, &inferencepb.ServerLiveRequest{}); err != nil {
+		t.Error(err)
+	}
+}
+
+// allocatedBy is the bytes this process allocates while f runs.
+func allocatedBy(f func()) int64 {
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	f()
+	runtime.ReadMemStats(&m1)
+	return int64(m1.TotalAlloc - m0.TotalAlloc)
 }

@@ -220,3 +220,70 @@ func FuzzInferGRPC(f *testing.F) {
 		}
 	})
 }
+
+// FuzzJSONCounts: for any JSON array or object, jsonCounts' elements are
+// those encoding/json decodes, and its containers and commas are at least
+// the values less the first of each non-empty container and at most twice
+// the values (counted on what encoding/json decodes).
+func FuzzJSONCounts(f *testing.F) {
+	for _, s := range []string{`[]`, `{}`, `null`, `[1]`, ` [ 1 , [2,3] , {"a":[4]} ] `, `["],[\"{", "\\", 5]`,
+		`{"a":"}","b":{"c":[[],[]]}}`, `[[[]]]`, `["\u005d", true, false, null, -1.5e3]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var v any
+		if json.Unmarshal(raw, &v) != nil {
+			return // jsonCounts reads valid JSON only
+		}
+		var values, firsts func(any) int
+		values = func(v any) int {
+			n := 1
+			switch v := v.(type) {
+			case []any:
+				for _, e := range v {
+					n += values(e)
+				}
+			case map[string]any:
+				for _, e := range v {
+					n += values(e)
+				}
+			}
+			return n
+		}
+		firsts = func(v any) int { // non-empty containers
+			n := 0
+			switch v := v.(type) {
+			case []any:
+				n = min(len(v), 1)
+				for _, e := range v {
+					n += firsts(e)
+				}
+			case map[string]any:
+				n = min(len(v), 1)
+				for _, e := range v {
+					n += firsts(e)
+				}
+			}
+			return n
+		}
+		top, counted := jsonCounts(raw)
+		want := 0
+		switch v := v.(type) {
+		case []any:
+			want = len(v)
+		case map[string]any:
+			want = len(v)
+			if top > want { // duplicate keys: encoding/json keeps the last
+				return
+			}
+		default:
+			return
+		}
+		if top != want {
+			t.Errorf("%s: %d elements; encoding/json decodes %d", raw, top, want)
+		}
+		if n, f := values(v), firsts(v); counted < n-f || counted > 2*n {
+			t.Errorf("%s: %d containers and commas; want between %d and %d (values %d, non-empty containers %d)", raw, counted, n-f, 2*n, n, f)
+		}
+	})
+}

@@ -12,17 +12,23 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	grpcproto "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/residual-nn/residual/internal/protosize"
+	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/serve/inferencepb"
 	"github.com/residual-nn/residual/tensor"
 )
 
 // NewGRPC returns a gRPC server with the Open Inference Protocol's
 // inference.GRPCInferenceService registered, its messages bounded by
-// Config.MaxBodyBytes, at most maxGRPCStreams calls at once on a
+// Config.MaxBodyBytes and by what they would take decoded (boundedCodec), at most maxGRPCStreams calls at once on a
 // connection, a connection's handshake bounded by
 // Config.ReadHeaderTimeout and an idle one closed after
 // Config.IdleTimeout, a call given at most Config.WriteTimeout
@@ -32,6 +38,7 @@ import (
 func (s *Server) NewGRPC(opts ...grpc.ServerOption) *grpc.Server {
 	opts = append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(int(min(s.cfg.MaxBodyBytes, math.MaxInt32))),
+		grpc.ForceServerCodecV2(boundedCodec{encoding.GetCodecV2(grpcproto.Name), 8 * s.cfg.MaxBodyBytes}),
 		grpc.MaxConcurrentStreams(maxGRPCStreams),
 		grpc.ConnectionTimeout(s.cfg.ReadHeaderTimeout),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: s.cfg.IdleTimeout}),
@@ -316,4 +323,40 @@ func typedContents(dt string, c *inferencepb.InferTensorContents, n int) ([]floa
 		return nil, badRequest("input %q: FP16 has no typed contents; send it as raw_input_contents", inputName)
 	}
 	return out, err
+}
+
+// boundedCodec is grpc-go's protobuf codec with a request's decoded size
+// bounded before it is decoded (package protosize reads the wire format):
+// its messages by maxGRPCStructure, its strings, bytes and numbers by data
+// (8 × Config.MaxBodyBytes: any packed list of numbers fits, as none
+// takes more than 8 bytes a byte). proto.Unmarshal makes a Go struct
+// of a hundred bytes or more for each message, 2 bytes on the wire when
+// empty: a 32 MB request of empty input tensors would have taken gigabytes.
+type boundedCodec struct {
+	encoding.CodecV2
+	data int64
+}
+
+// maxGRPCStructure bounds a request's messages decoded: an inference
+// request has a few (its inputs, outputs and parameters).
+const maxGRPCStructure = 4 << 20
+
+func (c boundedCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	m, ok := v.(proto.Message)
+	if !ok {
+		return c.CodecV2.Unmarshal(data, v)
+	}
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	defer buf.Free()
+	b, name := buf.ReadOnlyData(), m.ProtoReflect().Descriptor().Name()
+	size, err := protosize.Of(b, m.ProtoReflect().Descriptor(), limits.Nesting)
+	switch {
+	case err != nil:
+		return fmt.Errorf("a %s that does not parse: %w", name, err)
+	case size.Structure > maxGRPCStructure:
+		return fmt.Errorf("a %s of %d messages, which would take %d MB decoded (at most %d MB)", name, size.Messages, size.Structure>>20, maxGRPCStructure>>20)
+	case size.Data > c.data:
+		return fmt.Errorf("a %s whose contents would take %d MB decoded (at most %d MB, 8 × --max-body)", name, size.Data>>20, c.data>>20)
+	}
+	return proto.Unmarshal(b, m)
 }

@@ -370,24 +370,27 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"models": list})
 }
 
-// v2 request and response bodies (JSON).
+// v2 request and response bodies (JSON). A request's lists and
+// parameters are bounded types (jsonList, jsonParams) that count their
+// JSON before decoding it: decoded as plain slices and maps, a 10 MB body
+// of empty inputs ({"inputs":[{},{},…]}) allocated 1.5 GB.
 type (
 	inferInput struct {
 		Name       string          `json:"name"`
-		Shape      []int64         `json:"shape"`
+		Shape      jsonList[int64] `json:"shape"`
 		Datatype   string          `json:"datatype"`
-		Parameters map[string]any  `json:"parameters,omitempty"`
+		Parameters jsonParams      `json:"parameters,omitempty"`
 		Data       json.RawMessage `json:"data,omitempty"`
 	}
 	inferOutputRequest struct {
-		Name       string         `json:"name"`
-		Parameters map[string]any `json:"parameters,omitempty"`
+		Name       string     `json:"name"`
+		Parameters jsonParams `json:"parameters,omitempty"`
 	}
 	inferRequest struct {
-		ID         string               `json:"id,omitempty"`
-		Parameters map[string]any       `json:"parameters,omitempty"`
-		Inputs     []inferInput         `json:"inputs"`
-		Outputs    []inferOutputRequest `json:"outputs,omitempty"`
+		ID         string                       `json:"id,omitempty"`
+		Parameters jsonParams                   `json:"parameters,omitempty"`
+		Inputs     jsonList[inferInput]         `json:"inputs"`
+		Outputs    jsonList[inferOutputRequest] `json:"outputs,omitempty"`
 	}
 	inferOutput struct {
 		Name       string         `json:"name"`

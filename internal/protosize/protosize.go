@@ -20,11 +20,14 @@ import (
 type Size struct {
 	// Messages counts the message values, the outermost included.
 	Messages int64
-	// Structure is the messages' Go structs and strings, twice their
-	// sizes summed (the spare capacity of the slices append grows).
+	// Structure is the messages' Go structs (and unknown fields), twice
+	// their sizes summed (the spare capacity of the slices append grows):
+	// what a message of a few bytes on the wire makes a hundred times
+	// larger.
 	Structure int64
-	// Data is bytes fields and repeated numbers as Go stores them (an
-	// unpacked list's unpackedGrowth times).
+	// Data is strings, bytes and lists of numbers as Go stores them (an
+	// unpacked list's unpackedGrowth times): at most 8 times their bytes
+	// on the wire, once packed.
 	Data int64
 }
 
@@ -92,7 +95,7 @@ func (w *walk) message(b []byte, md protoreflect.MessageDescriptor, depth int) e
 				return err
 			}
 		case k == protoreflect.StringKind && length:
-			w.structure += 16 + int64(len(v))
+			w.data += 16 + int64(len(v))
 		case k == protoreflect.BytesKind && length:
 			w.data += 24 + int64(len(v))
 		case k == protoreflect.MessageKind || k == protoreflect.StringKind || k == protoreflect.BytesKind || k == protoreflect.GroupKind:

@@ -30,9 +30,9 @@ func unmarshalModel(b []byte) (*onnxpb.ModelProto, error) {
 
 // decodedSize returns an error naming the bound exceeded if decoding b, a
 // serialised message of descriptor md, would take more than
-// limits.HeaderBytes for its structure (messages, strings), more than
-// limits.TotalBytes for its data (bytes fields and repeated numbers, as Go
-// stores them: a one-byte varint of a packed int64 list takes 8), more
+// limits.HeaderBytes for its messages, more than limits.TotalBytes for
+// its data (strings, bytes and lists of numbers, as Go stores them: a
+// one-byte varint of a packed int64 list takes 8), more
 // than the memory available for both (limits.CheckMemory), or nests deeper
 // than limits.Nesting (package protosize estimates it from the wire
 // format).
@@ -49,7 +49,7 @@ func decodedSize(b []byte, md protoreflect.MessageDescriptor) error {
 			s.Messages, s.Structure>>20, limits.HeaderBytes>>20)
 	}
 	if s.Data > limits.TotalBytes {
-		return fmt.Errorf("the model's tensors would take %d MB decoded, more than limits.TotalBytes (%d MB)",
+		return fmt.Errorf("the model's tensors and strings would take %d MB decoded, more than limits.TotalBytes (%d MB)",
 			s.Data>>20, limits.TotalBytes>>20)
 	}
 	return limits.CheckMemory("decoding the model", s.Structure+s.Data)
