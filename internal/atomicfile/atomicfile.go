@@ -8,14 +8,19 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 )
 
 // Write writes b to path through a synced temporary file and a
-// rename, so path holds either its old contents or all of b. The file gets
-// mode 0644, as os.WriteFile would give it. Folders of path that do not
-// exist are created (mode 0755), and removed again if the write fails. An
+// rename, so path holds either its old contents or all of b. A path that
+// exists keeps its permission bits (a 0600 checkpoint stays 0600); a new
+// file gets 0666 less the umask, as os.WriteFile(path, b, 0o666) would
+// give it (0644 under the usual umask 022, 0600 under 077). Folders of
+// path that do not exist are created (mode 0755 less the umask), and
+// removed again if the write fails. An
 // error names path (not the temporary file). A path that is a folder is
 // refused before anything is written.
 func Write(path string, b []byte) error {
@@ -63,8 +68,16 @@ func WriteAll(paths []string, data [][]byte) error {
 // missing folders of path; it returns the file's name and the outermost
 // folder it created ("" if none). On failure it leaves nothing behind.
 func stage(path string, b []byte) (tmp, made string, err error) {
-	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		return "", "", fmt.Errorf("writing %s: it is a folder, not a file", path)
+	// A new file is created 0666 less the umask, as os.WriteFile would
+	// create it; the temporary file for an existing one 0600 (no one else
+	// can open it while it is written) and then given the existing file's
+	// permission bits.
+	exists, keep := false, fs.FileMode(0)
+	if st, err := os.Stat(path); err == nil {
+		if st.IsDir() {
+			return "", "", fmt.Errorf("writing %s: it is a folder, not a file", path)
+		}
+		exists, keep = true, st.Mode().Perm()
 	}
 	dir := filepath.Dir(path)
 	for d := dir; ; d = filepath.Dir(d) {
@@ -82,13 +95,20 @@ func stage(path string, b []byte) (tmp, made string, err error) {
 			return "", "", fmt.Errorf("writing %s: creating its folder: %w", path, err)
 		}
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+	perm := fs.FileMode(0o666)
+	if exists {
+		perm = 0o600
+	}
+	f, err := createTemp(dir, "."+filepath.Base(path)+".", ".tmp", perm)
 	if err != nil {
 		removeMade(dir, made)
 		return "", "", writeError(path, err)
 	}
 	tmp = f.Name()
-	if err = f.Chmod(0o644); err == nil {
+	if exists { // fchmod, unlike open, does not apply the umask
+		err = f.Chmod(keep)
+	}
+	if err == nil {
 		_, err = f.Write(b)
 	}
 	if err == nil {
@@ -103,6 +123,22 @@ func stage(path string, b []byte) (tmp, made string, err error) {
 		return "", "", writeError(path, err)
 	}
 	return tmp, made, nil
+}
+
+// createTemp creates a new file prefix+random+suffix in dir, as
+// os.CreateTemp does but with mode perm less the umask, so that the kernel
+// applies the umask to a new file as os.WriteFile has it do (os.CreateTemp
+// always creates 0600, and reading the umask with syscall.Umask changes it
+// for a moment under every other goroutine's feet).
+func createTemp(dir, prefix, suffix string, perm fs.FileMode) (*os.File, error) {
+	for try := 0; ; try++ {
+		name := filepath.Join(dir, prefix+strconv.FormatUint(uint64(rand.Uint32()), 10)+suffix)
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
+		if errors.Is(err, fs.ErrExist) && try < 10000 {
+			continue
+		}
+		return f, err
+	}
 }
 
 // removeMade removes dir and the folders above it up to made, the
