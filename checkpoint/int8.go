@@ -3,9 +3,11 @@ package checkpoint
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/residual-nn/residual/models"
+	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/quant"
 	"github.com/residual-nn/residual/safetensors"
 	"github.com/residual-nn/residual/tensor"
@@ -18,6 +20,9 @@ import (
 // input's scale times the weight scale, as ONNX's QLinearConv takes it);
 // the usual metadata; "precision" = "int8"; and "quant", the calibration
 // record (quant.Params as JSON: the activations' scales and zero points).
+// Nothing else: Load refuses any other tensor (an optimizer's state, a
+// layer the model does not have), as it refuses a float checkpoint's
+// unexpected keys.
 
 // precisionKey is the metadata key naming an int8 checkpoint's precision.
 const precisionKey = "precision"
@@ -25,7 +30,8 @@ const precisionKey = "precision"
 // WriteInt8 writes a quantized model's checkpoint atomically; meta is the
 // float checkpoint's (its training position is dropped: an int8 model
 // does not resume training). It refuses metadata whose model and input
-// the quantized model does not rebuild from, as loading would.
+// the quantized model does not rebuild from, and a layer the model's graph
+// does not run, as loading would.
 func WriteInt8(path string, q *quant.Model, meta Meta) error {
 	meta.Position = nil
 	if err := meta.Validate(); err != nil {
@@ -40,7 +46,8 @@ func WriteInt8(path string, q *quant.Model, meta Meta) error {
 	if err != nil {
 		return fmt.Errorf("checkpoint: not writing %s: %w", path, err)
 	}
-	if _, err := quant.New(net, int8Input(meta), q.Params(), q.Layers()); err != nil {
+	rebuilt, err := quant.New(net, int8Input(meta), q.Params(), q.Layers())
+	if err != nil {
 		return fmt.Errorf("checkpoint: not writing %s: its metadata does not describe the quantized model: %w", path, err)
 	}
 	md, err := meta.encode()
@@ -76,6 +83,18 @@ func WriteInt8(path string, q *quant.Model, meta Meta) error {
 			}
 			tensors[name+".bias"], dtypes[name+".bias"] = b, "I32"
 		}
+	}
+	// A layer the graph does not run would make a file Load refuses.
+	read := graphKeys(rebuilt)
+	var extra []string
+	for name := range q.Layers() {
+		if !read[name+".weight"] {
+			extra = append(extra, name)
+		}
+	}
+	if len(extra) > 0 {
+		slices.Sort(extra)
+		return fmt.Errorf("checkpoint: not writing %s: the quantized model holds %d layers its graph does not run: %s", path, len(extra), strings.Join(extra, ", "))
 	}
 	return safetensors.WriteDtypes(path, tensors, dtypes, md)
 }
@@ -133,8 +152,31 @@ func fromInt8(f *safetensors.File, meta Meta, c *Checkpoint) error {
 	if err != nil {
 		return err
 	}
+	if err := checkUnread(q, f.Tensors); err != nil {
+		return err
+	}
 	c.Int8 = q
 	return nil
+}
+
+// checkUnread refuses tensors that no layer of q's graph reads (q's
+// layers were read only from the "*.weight_scale" groups; a stray tensor,
+// an optimizer's state or a layer the model does not have would
+// otherwise be ignored): a *nn.StateError listing them, as the float
+// checkpoint's load refuses unexpected keys.
+func checkUnread(q *quant.Model, tensors map[string]*tensor.Tensor) error {
+	read := graphKeys(q)
+	var unread []string
+	for k := range tensors {
+		if !read[k] {
+			unread = append(unread, k)
+		}
+	}
+	if len(unread) == 0 {
+		return nil
+	}
+	slices.Sort(unread)
+	return &nn.StateError{Unexpected: unread}
 }
 
 // int8Input is the input shape an int8 model is traced at: one image of
@@ -145,4 +187,19 @@ func int8Input(meta Meta) []int {
 		in = []int{1, meta.Preprocess.Height, meta.Preprocess.Width, in[3]}
 	}
 	return in
+}
+
+// graphKeys is the set of tensor names q's graph reads: each convolution's
+// and linear layer's weight, weight scales and (if it has one) bias.
+func graphKeys(q *quant.Model) map[string]bool {
+	read := map[string]bool{}
+	for _, op := range q.Graph().Ops {
+		if op.Kind == quant.OpConv || op.Kind == quant.OpLinear {
+			read[op.Layer+".weight"], read[op.Layer+".weight_scale"] = true, true
+			if op.Bias {
+				read[op.Layer+".bias"] = true
+			}
+		}
+	}
+	return read
 }

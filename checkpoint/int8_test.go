@@ -2,6 +2,8 @@ package checkpoint_test
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -149,6 +151,17 @@ func TestInt8Damaged(t *testing.T) {
 			break
 		}
 	}
+	// A quantized model holding a layer its graph does not run is not
+	// written: Load would refuse the file.
+	extra := maps.Clone(q.Layers())
+	extra["nolayer"] = extra[some]
+	qx, err := quant.New(c.Net, []int{1, 28, 28, 1}, q.Params(), extra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkpoint.WriteInt8(filepath.Join(dir, "extra.safetensors"), qx, c.Meta); err == nil || !strings.Contains(err.Error(), "1 layers its graph does not run: nolayer") {
+		t.Errorf("int8 model with a layer not in its graph written: %v", err)
+	}
 	for _, tc := range []struct {
 		name, want string
 		edit       func(ts map[string]*tensor.Tensor, dt, md map[string]string)
@@ -175,6 +188,24 @@ func TestInt8Damaged(t *testing.T) {
 		}},
 		{"extraact", "1 more than the model's operations read", func(ts map[string]*tensor.Tensor, dt, md map[string]string) {
 			md["quant"] = strings.Replace(md["quant"], `"activations":{`, `"activations":{"9999":{"scale":1,"zero_point":0},`, 1)
+		}},
+		// Tensors no layer reads are refused, as a float checkpoint's
+		// unexpected keys are (they were ignored): a stray key, an
+		// optimizer's state, a layer the model does not have.
+		{"junk", "1 unexpected keys: junk", func(ts map[string]*tensor.Tensor, dt, md map[string]string) {
+			ts["junk"] = tensor.New(3)
+		}},
+		{"optimizer", "1 unexpected keys: optimizer.x", func(ts map[string]*tensor.Tensor, dt, md map[string]string) {
+			ts["optimizer.x"] = tensor.New(3)
+		}},
+		{"nolayer", "2 unexpected keys: nolayer.weight, nolayer.weight_scale", func(ts map[string]*tensor.Tensor, dt, md map[string]string) {
+			ts["nolayer.weight"], dt["nolayer.weight"] = ts[some+".weight"].Clone(), "I8"
+			ts["nolayer.weight_scale"] = ts[some+".weight_scale"].Clone()
+		}},
+		{"manyjunk", "10 unexpected keys: junk0, junk1, junk2, junk3, junk4, junk5, junk6, junk7 and 2 more", func(ts map[string]*tensor.Tensor, dt, md map[string]string) {
+			for i := range 10 {
+				ts[fmt.Sprintf("junk%d", i)] = tensor.New(1)
+			}
 		}},
 		{"noprecision", `no "precision"`, func(ts map[string]*tensor.Tensor, dt, md map[string]string) { delete(md, "precision") }},
 		{"otherprecision", `precision "fp8"`, func(ts map[string]*tensor.Tensor, dt, md map[string]string) { md["precision"] = "fp8" }},
