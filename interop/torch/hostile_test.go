@@ -238,7 +238,14 @@ func TestHostilePth(t *testing.T) {
 		{"huge tensor", one(spec{"w", "FloatStorage", "0", 4, 0, []int64{1 << 20, 1 << 20}, []int64{0, 0}}), nil, "limits.TensorElements"},
 		{"negative size", one(spec{"w", "FloatStorage", "0", 4, 0, []int64{-4}, []int64{1}}), nil, "non-negative"},
 		{"negative offset", one(spec{"w", "FloatStorage", "0", 4, -1, []int64{4}, []int64{1}}), nil, "offset"},
-		{"view past the storage", one(spec{"w", "FloatStorage", "0", 4, 2, []int64{4}, []int64{1}}), nil, "reach value 5"},
+		{"view past the storage", one(spec{"w", "FloatStorage", "0", 4, 2, []int64{4}, []int64{1}}), nil, "reach past the end"},
+		// An empty tensor's offset was never checked, and one of MaxInt64
+		// wrapped the last element's index negative: both panicked slicing
+		// the storage.
+		{"empty tensor past the storage", one(spec{"w", "FloatStorage", "0", 2, 100, []int64{0}, []int64{1}}), map[string][]byte{"0": floats(1, 2)}, "offset 100 lies beyond its 2-value storage"},
+		{"offset of MaxInt64", one(spec{"w", "FloatStorage", "0", 2, math.MaxInt64, []int64{2}, []int64{1}}), map[string][]byte{"0": floats(1, 2)}, "lies beyond its 2-value storage"},
+		{"offset at the end", one(spec{"w", "FloatStorage", "0", 2, 2, []int64{1}, []int64{1}}), map[string][]byte{"0": floats(1, 2)}, "starts past the end"},
+		{"stride of MaxInt64", one(spec{"w", "FloatStorage", "0", 2, 0, []int64{2}, []int64{math.MaxInt64}}), map[string][]byte{"0": floats(1, 2)}, "stride"},
 		{"expanded class count", one(spec{"fc.bias", "FloatStorage", "0", 1, 0, []int64{1 << 27}, []int64{0}}), map[string][]byte{"0": floats(1)}, "storage only 1"},
 		{"class count the file lacks", one(spec{"fc.bias", "FloatStorage", "0", 1 << 27, 0, []int64{1 << 27}, []int64{1}}), map[string][]byte{"0": floats(1, 2)}, "holds 8 bytes, the pickle describes 536870912"},
 		{"truncated storage", one(spec{"w", "FloatStorage", "0", 4, 0, []int64{4}, []int64{1}}), map[string][]byte{"0": floats(1, 2, 3)}, "holds 12 bytes, the pickle describes 16"},

@@ -98,20 +98,30 @@ func (rebuildTensor) Call(args ...any) (any, error) {
 	if err := limits.CheckElements("tensor", size...); err != nil {
 		return nil, err
 	}
+	// The offset is checked first, whatever the size: an empty tensor's
+	// offset is sliced at too. offset ≤ numel ≤ limits.TotalBytes, and
+	// each step below is checked before it is added, so nothing overflows.
+	if int64(offset) > st.numel {
+		return nil, fmt.Errorf("storage offset %d lies beyond its %d-value storage", offset, st.numel)
+	}
 	n := int64(tensor.NumElements(size))
 	if n > st.numel {
 		return nil, fmt.Errorf("tensor of size %v holds %d values, its storage only %d (expanded views are not supported)", size, n, st.numel)
 	}
 	if n > 0 { // the last element must lie inside the storage
-		last := int64(offset)
+		if int64(offset) == st.numel {
+			return nil, fmt.Errorf("size %v at offset %d starts past the end of its %d-value storage", size, offset, st.numel)
+		}
+		last := int64(offset) // < st.numel
 		for i, d := range size {
-			if stride[i] < 0 || int64(stride[i]) > st.numel {
+			s := int64(stride[i])
+			if s < 0 || s > st.numel {
 				return nil, fmt.Errorf("stride %v outside its %d-value storage", stride, st.numel)
 			}
-			last += int64(d-1) * int64(stride[i])
-		}
-		if last >= st.numel {
-			return nil, fmt.Errorf("size %v, stride %v at offset %d reach value %d of a %d-value storage", size, stride, offset, last, st.numel)
+			if s > 0 && int64(d-1) > (st.numel-1-last)/s {
+				return nil, fmt.Errorf("size %v, stride %v at offset %d reach past the end of a %d-value storage", size, stride, offset, st.numel)
+			}
+			last += int64(d-1) * s
 		}
 	}
 	return &tensorRef{st: st, offset: offset, size: size, stride: stride}, nil

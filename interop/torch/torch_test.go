@@ -3,6 +3,7 @@ package torch
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -115,6 +116,12 @@ func FuzzStateDict(f *testing.F) {
 	f.Add(pthBytes(pkl, map[string][]byte{"0": floats(1, 2, 3, 4, 5, 6), "1": {0, 0x3c}}, 0))
 	f.Add(pthBytes(pkl, map[string][]byte{"0": floats(1, 2, 3, 4, 5, 6), "1": {0, 0x3c}}, 8))
 	f.Add(legacy(legacyStateDict(3), []string{"k"}, [][]byte{floats(1, 2, 3)}, []uint64{3}))
+	// Offsets past the storage: of an empty tensor, and one of MaxInt64
+	// (both panicked).
+	for _, v := range [][2]int64{{100, 0}, {math.MaxInt64, 2}} {
+		pkl := statePickle(spec{"w", "FloatStorage", "0", 2, v[0], []int64{v[1]}, []int64{1}})
+		f.Add(pthBytes(pkl, map[string][]byte{"0": floats(1, 2)}, 0))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// decode is LoadStateDict after it has opened the file and checked
 		// its size.
