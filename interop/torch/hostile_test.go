@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/residual-nn/residual/limits"
 )
 
 // pk writes pickles opcode by opcode, for hand-made (and hostile) state
@@ -266,6 +268,51 @@ func TestHostilePth(t *testing.T) {
 	}
 }
 
+// Tensors that view the same storage may hold twice its values (a tied
+// weight), plus 2^20 for small state dicts: a few kB of deflated zeros
+// viewed 16 times decoded to 16 times their float32 values (a 16 kB file
+// to 1 GB), now refused before the storage is read.
+func TestSharedStorages(t *testing.T) {
+	const n = 1 << 21 // a 2 MB byte storage, deflated to about 2 kB
+	zeros := map[string][]byte{"0": make([]byte, n)}
+	if _, err := LoadStateDict(pth(t, statePickle(views(2, n)...), zeros, zip.Deflate)); err != nil {
+		t.Errorf("two views of one storage (a tied weight): %v", err)
+	}
+	if _, err := LoadStateDict(pth(t, statePickle(views(5, 1000)...), map[string][]byte{"0": make([]byte, 1000)}, zip.Store)); err != nil {
+		t.Errorf("five views of a small storage: %v", err)
+	}
+	for _, k := range []int{3, 16} {
+		err := loadBounded(t, pth(t, statePickle(views(k, n)...), zeros, zip.Deflate))
+		if err == nil || !strings.Contains(err.Error(), "more than twice the 2097152 values of the storages they view") {
+			t.Errorf("%d views of one storage: got %v", k, err)
+		}
+	}
+}
+
+// A state dict whose storages and float32 tensors need more memory than
+// is available is refused before its storages are read, in either format.
+func TestStateDictMemory(t *testing.T) {
+	defer func(m int64) { limits.Memory = m }(limits.Memory)
+	limits.Memory = 1 << 20
+	const n = 1 << 18 // 1 MB of float32, and 1 MB decoded
+	zipped := pth(t, statePickle(spec{"w", "FloatStorage", "0", n, 0, []int64{n}, []int64{1}}), map[string][]byte{"0": make([]byte, 4*n)}, zip.Store)
+	p := filepath.Join(t.TempDir(), "legacy.pt")
+	if err := os.WriteFile(p, legacy(legacyStateDict(n), []string{"k"}, [][]byte{make([]byte, 4*n)}, []uint64{n}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{zipped, p} {
+		if _, err := LoadStateDict(path); err == nil || !strings.Contains(err.Error(), "needs at least 2.1 MB of memory; 1.0 MB is available") {
+			t.Errorf("%s: got %v", filepath.Base(path), err)
+		}
+	}
+	limits.Memory = 4 << 20
+	for _, path := range []string{zipped, p} {
+		if _, err := LoadStateDict(path); err != nil {
+			t.Errorf("%s with 4 MB: %v", filepath.Base(path), err)
+		}
+	}
+}
+
 // Zip entries whose headers declare more data than they hold are refused
 // before that much is allocated.
 func TestLyingZipSizes(t *testing.T) {
@@ -357,8 +404,8 @@ func TestLegacyFormat(t *testing.T) {
 		b    []byte
 		want string
 	}{
-		"truncated":             {legacy(p.Bytes(), []string{"k"}, [][]byte{floats(1, 2)}, []uint64{3}), "truncated: 12 bytes, the file has 8 left"},
-		"huge storage, no data": {legacy(legacyStateDict(1<<28), []string{"k"}, nil, []uint64{1 << 28}), "truncated: 1073741824 bytes, the file has 0 left"},
+		"truncated":             {legacy(p.Bytes(), []string{"k"}, [][]byte{floats(1, 2)}, []uint64{3}), "storages truncated: 20 bytes with their counts, the file has 16 left"},
+		"huge storage, no data": {legacy(legacyStateDict(1<<28), []string{"k"}, nil, []uint64{1 << 28}), "storages truncated: 1073741832 bytes with their counts, the file has 8 left"},
 		"huge count":            {legacy(p.Bytes(), []string{"k"}, [][]byte{floats(1, 2, 3)}, []uint64{1 << 60}), "holds 1152921504606846976 values, the pickle describes 3"},
 		"unknown key":           {legacy(p.Bytes(), []string{"j"}, [][]byte{floats(1, 2, 3)}, []uint64{3}), "unknown or repeated"},
 	} {

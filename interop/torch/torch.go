@@ -14,11 +14,17 @@
 // before anything is allocated: each pickle's lengths against its bytes
 // and limits.HeaderBytes (readPickle), each storage against its zip entry
 // and limits.TotalBytes, each tensor against limits.TensorElements and the
-// storage it views. A tensor may not hold more values than its storage,
-// so what a file decodes to is bounded by its size. Storage data is read
-// with io.ReadFull and checked against the archive's CRC, so a truncated
-// or corrupt file is an error, never zeros; deflate-compressed entries
-// are read like stored ones.
+// storage it views, and all the tensors together against the storages: a
+// tensor may not hold more values than its storage, and tensors that view
+// the same storages may not hold more than twice their values in all
+// (plus 4 MB of float32, for small state dicts that share more;
+// checkDecoded), nor more than the memory available. What a file decodes
+// to is thus at most 8 float32 bytes per byte of its storages, plus 4 MB,
+// and its storages hold no more bytes than the file where they are
+// stored, up to 1032 times more where they are deflated. Storage data is
+// read with io.ReadFull and checked against the archive's CRC, so a
+// truncated or corrupt file is an error, never zeros; deflate-compressed
+// entries are read like stored ones.
 package torch
 
 import (
@@ -57,6 +63,12 @@ type storage struct {
 	key   string
 	numel int64
 	data  []byte // the raw values, once read
+}
+
+// bytes returns the size of the storage's values.
+func (st *storage) bytes() int64 {
+	size, _ := safetensors.DtypeSize(st.class.dtype)
+	return st.numel * int64(size)
 }
 
 // tensorRef is what torch._utils._rebuild_tensor_v2 returns: a checked
@@ -324,13 +336,27 @@ func loadZip(f io.ReaderAt, size int64) (map[string]*tensor.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkDecoded(refs, ss); err != nil {
+		return nil, err
+	}
+	// Every storage's entry is found and its declared size checked before
+	// the memory they take is: a file that lacks them says so.
+	storageEntries := map[*storage]*zip.File{}
 	for _, st := range ss.byKey {
 		zf, ok := entries[prefix+"data/"+st.key]
 		if !ok {
 			return nil, fmt.Errorf("storage %q has no entry %sdata/%s in the archive", st.key, prefix, st.key)
 		}
-		size, _ := safetensors.DtypeSize(st.class.dtype)
-		if st.data, err = readEntry(zf, st.numel*int64(size), st.numel*int64(size)); err != nil {
+		if err := checkEntry(zf, st.bytes(), st.bytes()); err != nil {
+			return nil, fmt.Errorf("storage %q: %w", st.key, err)
+		}
+		storageEntries[st] = zf
+	}
+	if err := checkMemory(refs, ss); err != nil {
+		return nil, err
+	}
+	for st, zf := range storageEntries {
+		if st.data, err = readEntry(zf, st.bytes(), st.bytes()); err != nil {
 			return nil, fmt.Errorf("storage %q: %w", st.key, err)
 		}
 	}
@@ -345,30 +371,13 @@ func pathSplit(name string) (dir, base string) {
 }
 
 // readEntry reads a whole zip entry of exactly want bytes (any size up to
-// limit when want is 0), checking its declared size before allocating and
-// its CRC after reading.
+// limit when want is 0), checking its declared size before allocating
+// (checkEntry) and its CRC after reading.
 func readEntry(zf *zip.File, want, limit int64) ([]byte, error) {
+	if err := checkEntry(zf, want, limit); err != nil {
+		return nil, err
+	}
 	n := zf.UncompressedSize64
-	if (want > 0 && n != uint64(want)) || n > uint64(limit) {
-		if want > 0 {
-			return nil, fmt.Errorf("entry %s holds %d bytes, the pickle describes %d", zf.Name, n, want)
-		}
-		return nil, fmt.Errorf("entry %s holds %d bytes, more than %d", zf.Name, n, limit)
-	}
-	// The declared size must be one the stored bytes can give: equal to
-	// them when stored, within deflate's ratio (at most 1032:1) when
-	// compressed, so that a header cannot make this allocate what the file
-	// does not hold.
-	switch c := zf.CompressedSize64; zf.Method {
-	case zip.Store:
-		if c != n {
-			return nil, fmt.Errorf("entry %s is stored with %d bytes but declares %d", zf.Name, c, n)
-		}
-	case zip.Deflate:
-		if n > 1032*c+64 {
-			return nil, fmt.Errorf("entry %s declares %d bytes, more than its %d compressed bytes can hold", zf.Name, n, c)
-		}
-	}
 	rc, err := zf.Open()
 	if err != nil {
 		return nil, fmt.Errorf("entry %s: %w", zf.Name, err)
@@ -387,6 +396,33 @@ func readEntry(zf *zip.File, want, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("entry %s: %w", zf.Name, err)
 	}
 	return b, nil
+}
+
+// checkEntry checks that a zip entry declares exactly want bytes (any
+// size up to limit when want is 0), and a size its stored bytes can give.
+func checkEntry(zf *zip.File, want, limit int64) error {
+	n := zf.UncompressedSize64
+	if (want > 0 && n != uint64(want)) || n > uint64(limit) {
+		if want > 0 {
+			return fmt.Errorf("entry %s holds %d bytes, the pickle describes %d", zf.Name, n, want)
+		}
+		return fmt.Errorf("entry %s holds %d bytes, more than %d", zf.Name, n, limit)
+	}
+	// The declared size must be one the stored bytes can give: equal to
+	// them when stored, within deflate's ratio (at most 1032:1) when
+	// compressed, so that a header cannot make this allocate what the file
+	// does not hold.
+	switch c := zf.CompressedSize64; zf.Method {
+	case zip.Store:
+		if c != n {
+			return fmt.Errorf("entry %s is stored with %d bytes but declares %d", zf.Name, c, n)
+		}
+	case zip.Deflate:
+		if n > 1032*c+64 {
+			return fmt.Errorf("entry %s declares %d bytes, more than its %d compressed bytes can hold", zf.Name, n, c)
+		}
+	}
+	return nil
 }
 
 // loadLegacy reads torch.save's format before PyTorch 1.6: pickles of
@@ -437,6 +473,9 @@ func loadLegacy(r *bufio.Reader, remaining func() int64) (map[string]*tensor.Ten
 	if err != nil {
 		return nil, err
 	}
+	if err := checkDecoded(refs, ss); err != nil {
+		return nil, err
+	}
 	keys, err := next("storage keys", nil)
 	if err != nil {
 		return nil, err
@@ -444,6 +483,14 @@ func loadLegacy(r *bufio.Reader, remaining func() int64) (map[string]*tensor.Ten
 	list, ok := keys.(*types.List)
 	if !ok || list.Len() != len(ss.byKey) {
 		return nil, fmt.Errorf("the storage key list %v does not name the %d storages the state dict uses", keys, len(ss.byKey))
+	}
+	// The storages, each after its 8-byte count, must fit in what is left
+	// of the file before the memory they take is checked.
+	if need, left := ss.bytes+8*int64(list.Len()), remaining(); need > left {
+		return nil, fmt.Errorf("storages truncated: %d bytes with their counts, the file has %d left", need, left)
+	}
+	if err := checkMemory(refs, ss); err != nil {
+		return nil, err
 	}
 	for i := range list.Len() {
 		key, _ := list.Get(i).(string)
@@ -458,11 +505,10 @@ func loadLegacy(r *bufio.Reader, remaining func() int64) (map[string]*tensor.Ten
 		if c := binary.LittleEndian.Uint64(count[:]); c != uint64(st.numel) {
 			return nil, fmt.Errorf("storage %q holds %d values, the pickle describes %d", key, c, st.numel)
 		}
-		size, _ := safetensors.DtypeSize(st.class.dtype)
-		if n, left := st.numel*int64(size), remaining(); n > left {
+		if n, left := st.bytes(), remaining(); n > left {
 			return nil, fmt.Errorf("storage %q truncated: %d bytes, the file has %d left", key, n, left)
 		}
-		st.data = make([]byte, st.numel*int64(size))
+		st.data = make([]byte, st.bytes())
 		if m, err := io.ReadFull(r, st.data); err != nil {
 			return nil, fmt.Errorf("storage %q truncated: %d of %d bytes", key, m, len(st.data))
 		}
@@ -509,15 +555,47 @@ func stateDict(obj any) ([]named, error) {
 		}
 		out = append(out, named{name, t})
 	}
-	// Tensors may share a storage, so their values are bounded together
-	// too, before any storage is read.
-	var values int64
-	for _, n := range out {
+	return out, nil
+}
+
+// sharedValues is what the tensors of a state dict may hold beyond
+// twice the values of the storages they view (see checkDecoded).
+const sharedValues = 1 << 20
+
+// checkDecoded bounds what the tensors decode to, before any storage is
+// read. Tensors may view the same storage (a tied weight is one storage
+// viewed twice), and each may hold as many values as its storage, so
+// their values in all are bounded by the storages' values: at most twice
+// them, plus sharedValues (4 MB of float32) for small state dicts that
+// share more. Without this, a 16 kB deflated file of 16 views of one
+// 16 MB storage decoded to 1 GB. The values must also fit within
+// limits.TotalBytes as float32; checkMemory bounds them by the memory
+// available once the storages are known to be in the file.
+func checkDecoded(refs []named, ss *storages) error {
+	var values, stored int64
+	for _, n := range refs {
 		if values += int64(tensor.NumElements(n.t.size)); values > limits.TotalBytes/4 {
-			return nil, fmt.Errorf("the tensors hold more than %d bytes of float32 values (limits.TotalBytes)", limits.TotalBytes)
+			return fmt.Errorf("the tensors hold more than %d bytes of float32 values (limits.TotalBytes)", limits.TotalBytes)
 		}
 	}
-	return out, nil
+	for _, st := range ss.byKey {
+		stored += st.numel // each ≤ limits.TotalBytes, as are their bytes in all
+	}
+	if values > 2*stored+sharedValues {
+		return fmt.Errorf("the tensors hold %d values, more than twice the %d values of the storages they view (plus %d): more views of the same values than a state dict has", values, stored, sharedValues)
+	}
+	return nil
+}
+
+// checkMemory refuses a state dict whose storages and float32 tensors
+// need more memory than is available (limits.CheckMemory), once the file
+// is known to hold the storages.
+func checkMemory(refs []named, ss *storages) error {
+	var values int64
+	for _, n := range refs {
+		values += int64(tensor.NumElements(n.t.size))
+	}
+	return limits.CheckMemory("the state dict's storages and tensors", ss.bytes+4*values)
 }
 
 // dictEntries returns the key-value pairs of an unpickled dict, in order,
