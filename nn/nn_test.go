@@ -264,12 +264,19 @@ func TestNumBatchesTrackedTensor(t *testing.T) {
 	if err := nn.LoadTorchState(b, st, true); err != nil || b.BN1.NumBatchesTracked != 3 {
 		t.Errorf("without the counter: %v, counter %d (want 3, unchanged)", err, b.BN1.NumBatchesTracked)
 	}
-	for _, v := range []float32{-1, 2.5, float32(math.NaN()), float32(math.Inf(1))} {
+	// 2^63 (an I64 counter of MaxInt64 read as float32) loaded as
+	// MinInt64, which no writer could store again.
+	for _, v := range []float32{-1, 2.5, float32(math.NaN()), float32(math.Inf(1)), 0x1p63} {
 		st["bn1.num_batches_tracked"] = &tensor.Tensor{Data: []float32{v}}
 		err := nn.LoadTorchState(b, st, true)
 		if err == nil || !strings.Contains(err.Error(), "bn1.num_batches_tracked") {
-			t.Errorf("count %v: %v", v, err)
+			t.Errorf("count %v: %v (counter %d)", v, err, b.BN1.NumBatchesTracked)
 		}
+	}
+	big := math.Nextafter32(0x1p63, 0) // the greatest float32 an int64 holds
+	st["bn1.num_batches_tracked"] = &tensor.Tensor{Data: []float32{big}}
+	if err := nn.LoadTorchState(b, st, true); err != nil || b.BN1.NumBatchesTracked != int64(big) {
+		t.Errorf("count %v: %v, counter %d", big, err, b.BN1.NumBatchesTracked)
 	}
 }
 

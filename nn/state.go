@@ -144,9 +144,9 @@ func (e *StateError) wrapperPrefix() string {
 // LoadTorchState copies a state dict in PyTorch's layouts into m. With
 // strict, missing and unexpected keys are errors (a *StateError);
 // mis-shaped keys always are. A batch norm's num_batches_tracked sets its
-// NumBatchesTracked when present (a single whole number ≥ 0) and is never
-// missing: Keras models and older checkpoints have none. Nothing is copied
-// unless everything fits.
+// NumBatchesTracked when present (a single whole number ≥ 0 and below
+// 2^63) and is never missing: Keras models and older checkpoints have
+// none. Nothing is copied unless everything fits.
 func LoadTorchState(m any, state map[string]*tensor.Tensor, strict bool) error {
 	entries := StateDict(m)
 	se := &StateError{}
@@ -203,13 +203,15 @@ func LoadTorchState(m any, state map[string]*tensor.Tensor, strict bool) error {
 	return nil
 }
 
-// batchCount reads a num_batches_tracked tensor: one whole number ≥ 0.
+// batchCount reads a num_batches_tracked tensor: one whole number ≥ 0
+// that an int64 holds (below 2^63: float64(math.MaxInt64) is 2^63, which
+// converts to a negative int64).
 func batchCount(name string, t *tensor.Tensor) (int64, error) {
 	if len(t.Data) != 1 {
 		return 0, fmt.Errorf("%s: shape %v, want a single count", name, t.Shape)
 	}
 	v := float64(t.Data[0])
-	if v < 0 || v != math.Trunc(v) || math.IsInf(v, 0) {
+	if v < 0 || v >= 0x1p63 || v != math.Trunc(v) {
 		return 0, fmt.Errorf("%s: %v is not a batch count", name, v)
 	}
 	return int64(v), nil

@@ -337,8 +337,10 @@ func Encode(tensors map[string]*tensor.Tensor, metadata map[string]string) ([]by
 }
 
 // intRange is the range of values each integer dtype EncodeDtypes writes
-// holds.
-var intRange = map[string][2]float64{"I64": {math.MinInt64, math.MaxInt64}, "I32": {math.MinInt32, math.MaxInt32}, "I8": {-128, 127}, "U8": {0, 255}}
+// holds: from the least value to the first one past the greatest, each
+// exact as a float64 (math.MaxInt64 is not: float64(math.MaxInt64) is
+// 2^63, which an int64 cannot hold).
+var intRange = map[string][2]float64{"I64": {-0x1p63, 0x1p63}, "I32": {-0x1p31, 0x1p31}, "I8": {-128, 128}, "U8": {0, 256}}
 
 // EncodeDtypes is Encode with the tensors named in dtypes stored as an
 // integer type instead of F32: "I64" (PyTorch's torch.long, e.g.
@@ -375,7 +377,7 @@ func EncodeDtypes(tensors map[string]*tensor.Tensor, dtypes, metadata map[string
 			dtype = d
 			lo, hi := intRange[d][0], intRange[d][1]
 			for _, v := range t.Data {
-				if float64(v) != math.Trunc(float64(v)) || float64(v) < lo || float64(v) > hi {
+				if float64(v) != math.Trunc(float64(v)) || float64(v) < lo || float64(v) >= hi {
 					return nil, fmt.Errorf("safetensors: tensor %q: %v cannot be stored as %s", k, v, d)
 				}
 			}

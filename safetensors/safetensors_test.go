@@ -279,6 +279,22 @@ func TestI64RoundTrip(t *testing.T) {
 	if _, err := EncodeDtypes(ts, map[string]string{"bn.num_batches_tracked": "I64"}, nil); err == nil {
 		t.Error("2.5 stored as I64")
 	}
+	// 2^63 is one past MaxInt64: it was written as MinInt64 (-9.22e18).
+	ts["bn.num_batches_tracked"].Data[0] = 0x1p63
+	if _, err := EncodeDtypes(ts, map[string]string{"bn.num_batches_tracked": "I64"}, nil); err == nil || !strings.Contains(err.Error(), "cannot be stored as I64") {
+		t.Errorf("2^63 as I64: %v", err)
+	}
+	// The int64s nearest the ends that a float32 holds round-trip.
+	for _, v := range []float32{-0x1p63, math.Nextafter32(0x1p63, 0)} {
+		ts["bn.num_batches_tracked"].Data[0] = v
+		b, err := EncodeDtypes(ts, map[string]string{"bn.num_batches_tracked": "I64"}, nil)
+		if err != nil {
+			t.Fatalf("%v as I64: %v", v, err)
+		}
+		if got := int64(binary.LittleEndian.Uint64(b[8+binary.LittleEndian.Uint64(b):])); got != int64(v) {
+			t.Errorf("%v stored as %d", v, got)
+		}
+	}
 }
 
 // Integer dtypes round-trip by value, and a value outside a dtype's range
@@ -306,7 +322,7 @@ func TestIntegerDtypes(t *testing.T) {
 	for _, bad := range []struct {
 		v  float32
 		dt string
-	}{{128, "I8"}, {-129, "I8"}, {256, "U8"}, {-1, "U8"}, {0.5, "I32"}, {3e9, "I32"}} {
+	}{{128, "I8"}, {-129, "I8"}, {256, "U8"}, {-1, "U8"}, {0.5, "I32"}, {3e9, "I32"}, {0x1p31, "I32"}, {0x1p63, "I64"}, {float32(math.Inf(-1)), "I64"}} {
 		_, err := EncodeDtypes(map[string]*tensor.Tensor{"x": {Shape: []int{1}, Data: []float32{bad.v}}}, map[string]string{"x": bad.dt}, nil)
 		if err == nil || !strings.Contains(err.Error(), `"x"`) {
 			t.Errorf("%v as %s: error %v", bad.v, bad.dt, err)
