@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -272,6 +273,20 @@ func TestNumBatchesTrackedTensor(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "bn1.num_batches_tracked") {
 			t.Errorf("count %v: %v (counter %d)", v, err, b.BN1.NumBatchesTracked)
 		}
+	}
+	// Only the model's batch norms have counters: others are unexpected
+	// keys (any key ending in num_batches_tracked was let through).
+	st["bn1.num_batches_tracked"] = tensor.New()
+	for _, k := range []string{"bogusnum_batches_tracked", "layer9.0.bn1.num_batches_tracked", "conv1.num_batches_tracked"} {
+		st[k] = tensor.New()
+		var se *nn.StateError
+		if err := nn.LoadTorchState(b, st, true); !errors.As(err, &se) || !slices.Equal(se.Unexpected, []string{k}) {
+			t.Errorf("stray counter %s: %v", k, err)
+		}
+		if err := nn.LoadTorchState(b, st, false); err != nil {
+			t.Errorf("stray counter %s, not strict: %v", k, err)
+		}
+		delete(st, k)
 	}
 	big := math.Nextafter32(0x1p63, 0) // the greatest float32 an int64 holds
 	st["bn1.num_batches_tracked"] = &tensor.Tensor{Data: []float32{big}}

@@ -146,7 +146,8 @@ func (e *StateError) wrapperPrefix() string {
 // mis-shaped keys always are. A batch norm's num_batches_tracked sets its
 // NumBatchesTracked when present (a single whole number ≥ 0 and below
 // 2^63) and is never missing: Keras models and older checkpoints have
-// none. Nothing is copied unless everything fits.
+// none; a num_batches_tracked of no batch norm of m is an unexpected key,
+// as any other. Nothing is copied unless everything fits.
 func LoadTorchState(m any, state map[string]*tensor.Tensor, strict bool) error {
 	entries := StateDict(m)
 	se := &StateError{}
@@ -183,8 +184,10 @@ func LoadTorchState(m any, state map[string]*tensor.Tensor, strict bool) error {
 			tracked[b] = n
 		}
 	}
+	// Only the counters of the model's batch norms are known: any other
+	// key, a counter of a layer the model lacks included, is unexpected.
 	for k := range state {
-		if !known[k] && !strings.HasSuffix(k, NumBatchesTracked) {
+		if !known[k] {
 			se.Unexpected = append(se.Unexpected, k)
 		}
 	}
