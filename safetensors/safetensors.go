@@ -6,12 +6,15 @@
 // PyTorch state dicts saved with it.
 //
 // The reader checks everything a corrupt or hostile file could get wrong
-// (header size, offsets outside the data, overlapping or unordered ranges,
+// (header size, a tensor named twice, fields other than dtype, shape and
+// data_offsets or named in another case, offsets that are not two
+// numbers, offsets outside the data, overlapping or unordered ranges,
 // sizes that do not match the shape) and returns an error naming the
 // problem. The writer replaces its target atomically.
 package safetensors
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -190,21 +193,22 @@ type namedEntry struct {
 // limits.TotalBytes, stored and as float32 values. Nothing is allocated
 // for the data before all of it holds.
 func parseHeader(hdr []byte) (*header, error) {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(hdr, &raw); err != nil {
+	raw, err := objectFields(hdr)
+	if err != nil {
 		return nil, fmt.Errorf("safetensors: bad header: %w", err)
 	}
 	h := &header{metadata: map[string]string{}}
 	var values, stored int64
-	for name, msg := range raw {
+	for _, f := range raw {
+		name, msg := f.name, f.value
 		if name == "__metadata__" {
 			if err := json.Unmarshal(msg, &h.metadata); err != nil {
 				return nil, fmt.Errorf("safetensors: metadata must map strings to strings: %w", err)
 			}
 			continue
 		}
-		var e entry
-		if err := json.Unmarshal(msg, &e); err != nil {
+		e, err := parseEntry(msg)
+		if err != nil {
 			return nil, fmt.Errorf("safetensors: tensor %q: %w", name, err)
 		}
 		size, ok := dtypeSize[e.Dtype]
@@ -243,6 +247,97 @@ func parseHeader(hdr []byte) (*header, error) {
 	}
 	h.values = values
 	return h, nil
+}
+
+// field is one member of a JSON object, in the order it comes.
+type field struct {
+	name  string
+	value json.RawMessage
+}
+
+// objectFields splits a JSON object into its members, refusing anything
+// else and a name that appears twice (which encoding/json's maps and
+// structs take silently, keeping the last).
+func objectFields(b []byte) ([]field, error) {
+	if !json.Valid(b) { // json.Unmarshal names the syntax error and its offset
+		var v any
+		return nil, json.Unmarshal(b, &v)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := dec.Token(); err != nil {
+		return nil, err
+	} else if tok != json.Delim('{') {
+		return nil, fmt.Errorf("not a JSON object")
+	}
+	var out []field
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		name, ok := tok.(string)
+		if !ok { // never: an object's names are strings
+			return nil, fmt.Errorf("a member name of type %T", tok)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("%q appears twice", name)
+		}
+		seen[name] = true
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, field{name, v})
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return nil, err
+	}
+	return out, nil // json.Valid: nothing but spaces follows
+}
+
+// parseEntry decodes a tensor's entry: exactly the fields "dtype" (a
+// string), "shape" (a list of integers) and "data_offsets" (two
+// integers), named exactly so. encoding/json alone would match names in
+// any case, ignore other fields and drop a third offset.
+func parseEntry(msg json.RawMessage) (entry, error) {
+	var e entry
+	fields, err := objectFields(msg)
+	if err != nil {
+		return e, err
+	}
+	seen := map[string]bool{}
+	for _, f := range fields {
+		if string(f.value) == "null" {
+			return e, fmt.Errorf("%q is null", f.name)
+		}
+		switch f.name {
+		case "dtype":
+			err = json.Unmarshal(f.value, &e.Dtype)
+		case "shape":
+			err = json.Unmarshal(f.value, &e.Shape)
+		case "data_offsets":
+			var offsets []int64
+			if err = json.Unmarshal(f.value, &offsets); err == nil && len(offsets) != 2 {
+				err = fmt.Errorf("data_offsets %v: want two numbers, [begin, end]", offsets)
+			}
+			if err == nil {
+				e.Offsets = [2]int64{offsets[0], offsets[1]}
+			}
+		default:
+			return e, fmt.Errorf("unknown field %q (an entry has exactly \"dtype\", \"shape\" and \"data_offsets\")", f.name)
+		}
+		if err != nil {
+			return e, err
+		}
+		seen[f.name] = true
+	}
+	for _, k := range []string{"dtype", "shape", "data_offsets"} {
+		if !seen[k] {
+			return e, fmt.Errorf("no %q field", k)
+		}
+	}
+	return e, nil
 }
 
 // decode converts the checked data to float32 tensors.

@@ -108,6 +108,35 @@ func TestCorruptFiles(t *testing.T) {
 	}
 }
 
+// A header is read as written: a tensor or field named twice, a field
+// other than dtype, shape and data_offsets (in any case), and offsets
+// that are not two numbers are errors naming the problem, where
+// encoding/json kept the last of two names, matched field names in any
+// case and dropped a third offset.
+func TestStrictHeader(t *testing.T) {
+	for _, c := range []struct{ hdr, want string }{
+		{`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"I32","shape":[1],"data_offsets":[0,4]}}`, `"a" appears twice`},
+		{`{"__metadata__":{},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"__metadata__":{}}`, `"__metadata__" appears twice`},
+		{`{"a":{"dtype":"I32","shape":[1],"data_offsets":[0,4],"dtype":"F32"}}`, `tensor "a": "dtype" appears twice`},
+		{`{"a":{"DTYPE":"F32","shape":[1],"data_offsets":[0,4]}}`, `tensor "a": unknown field "DTYPE"`},
+		{`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"Dtype":"I32"}}`, `unknown field "Dtype"`},
+		{`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"junk":1}}`, `unknown field "junk"`},
+		{`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4,8]}}`, `data_offsets [0 4 8]: want two numbers`},
+		{`{"a":{"dtype":"F32","shape":[1],"data_offsets":[4]}}`, `data_offsets [4]: want two numbers`},
+		{`{"a":{"dtype":"F32","data_offsets":[0,4]}}`, `no "shape" field`},
+		{`{"a":{"dtype":"F32","shape":null,"data_offsets":[0,4]}}`, `"shape" is null`},
+		{`{"a":[1]}`, `tensor "a": not a JSON object`},
+		{`[]`, `bad header: not a JSON object`},
+		{`{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}} {}`, `after top-level value`},
+	} {
+		b := binary.LittleEndian.AppendUint64(nil, uint64(len(c.hdr)))
+		b = append(append(b, c.hdr...), 1, 0, 0, 0)
+		if _, err := Decode(b); err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "safetensors: ") {
+			t.Errorf("%s: got %v, want %q", c.hdr, err, c.want)
+		}
+	}
+}
+
 func TestWriteIsAtomic(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "ckpt.safetensors")
@@ -150,6 +179,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add(good)
 	f.Add(good[:len(good)/2])
 	f.Add([]byte{8, 0, 0, 0, 0, 0, 0, 0, '{', '}', ' ', ' ', ' ', ' ', ' ', ' '})
+	dup := `{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"I32","shape":[1],"data_offsets":[0,4]}}`
+	f.Add(append(append(binary.LittleEndian.AppendUint64(nil, uint64(len(dup))), dup...), 1, 0, 0, 0))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		file, err := Decode(b)
 		// The streaming reader agrees with the in-memory one, whether or
