@@ -255,6 +255,12 @@ func TestHostilePth(t *testing.T) {
 		{"many views of one storage", string(statePickle(views(40, 1<<25)...)), nil, "limits.TotalBytes"},
 		{"foreign global", "\x80\x02cos\nsystem\n.", nil, "os.system"},
 		{"not a dict", "\x80\x02N.", nil, "not a state dict"},
+		// gopickle resolves these two itself, before findClass sees them;
+		// they build nothing a state dict holds.
+		{"copy_reg._reconstructor", "\x80\x02ccopy_reg\n_reconstructor\n.", nil, "not a state dict"},
+		{"__builtin__.object", "\x80\x02c__builtin__\nobject\n.", nil, "not a state dict"},
+		{"reconstructed object", "\x80\x02ccopy_reg\n_reconstructor\nc__builtin__\nobject\nc__builtin__\nobject\nN\x87R.", nil, "PyNew"},
+		{"reconstructed foreign class", "\x80\x02ccopy_reg\n_reconstructor\ncos\nsystem\nc__builtin__\nobject\nN\x87R.", nil, "os.system"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

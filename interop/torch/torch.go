@@ -4,10 +4,14 @@
 // nn.LoadTorchState.
 //
 // Pickles are interpreted with github.com/nlpodyssey/gopickle, which runs
-// the pickle opcodes in Go and never executes code; this package resolves
-// the few globals a state dict needs (torch storage classes, the tensor
-// rebuild functions and OrderedDict) itself and refuses any other by name,
-// as PyTorch's weights_only loading does.
+// the pickle opcodes in Go and never executes code. gopickle resolves
+// collections.OrderedDict, copy_reg._reconstructor and __builtin__.object
+// itself, in Go; this package resolves the other globals a state dict
+// needs (torch storage classes and the tensor rebuild functions) and
+// refuses any other by name, as PyTorch's weights_only loading does. The
+// two gopickle resolves beyond OrderedDict build no tensor: a pickle that
+// uses them is refused, as no state dict or with gopickle's error when it
+// calls them.
 //
 // Everything else — the zip archive, the legacy stream, the storages and
 // the tensors' sizes, strides and offsets — is read here, and checked
@@ -176,7 +180,9 @@ func intTuple(what string, v any) ([]int, error) {
 }
 
 // findClass resolves the globals a state dict needs and refuses any other
-// (collections.OrderedDict the pickle reader resolves itself).
+// by name. The pickle reader resolves collections.OrderedDict,
+// copy_reg._reconstructor and __builtin__.object itself, before asking
+// this.
 func findClass(module, name string) (any, error) {
 	switch module + "." + name {
 	case "torch._utils._rebuild_tensor_v2":
