@@ -39,7 +39,8 @@ var dtypeSize = map[string]int{"F32": 4, "F64": 8, "F16": 2, "BF16": 2, "I64": 8
 // File is a decoded safetensors file: float tensors (converted to float32
 // from F32, F64, F16, BF16 and the integer types) and the metadata.
 type File struct {
-	Tensors  map[string]*tensor.Tensor
+	Tensors map[string]*tensor.Tensor
+	// Metadata is the header's "__metadata__", empty (not nil) without it.
 	Metadata map[string]string
 	// Dtypes records each tensor's stored dtype.
 	Dtypes map[string]string
@@ -204,6 +205,9 @@ func parseHeader(hdr []byte) (*header, error) {
 		if name == "__metadata__" {
 			if err := json.Unmarshal(msg, &h.metadata); err != nil {
 				return nil, fmt.Errorf("safetensors: metadata must map strings to strings: %w", err)
+			}
+			if h.metadata == nil { // "__metadata__": null, as none
+				h.metadata = map[string]string{}
 			}
 			continue
 		}

@@ -137,6 +137,21 @@ func TestStrictHeader(t *testing.T) {
 	}
 }
 
+// A "__metadata__" of null is no metadata: an empty map a caller may
+// write to, as without the field (it was nil, and writing to it panicked).
+func TestNullMetadata(t *testing.T) {
+	for _, hdr := range []string{`{"__metadata__":null,"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`, `{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`} {
+		b := binary.LittleEndian.AppendUint64(nil, uint64(len(hdr)))
+		f, err := Decode(append(append(b, hdr...), 1, 0, 0, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Metadata == nil || len(f.Metadata) != 0 {
+			t.Errorf("%s: Metadata %#v; want an empty map", hdr, f.Metadata)
+		}
+	}
+}
+
 func TestWriteIsAtomic(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "ckpt.safetensors")
