@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -779,4 +780,72 @@ func allocatedBy(f func()) int64 {
 	f()
 	runtime.ReadMemStats(&m1)
 	return int64(m1.TotalAlloc - m0.TotalAlloc)
+}
+
+// TestRepositoryStartedEmpty: in a repository that held nothing at the
+// first scan, a file that appears waits one scan to settle like any other
+// (it was read on the scan that first saw it, half written); and a model
+// folder that is a symbolic link to a folder elsewhere (a mounted model)
+// is served (it was skipped without a word).
+func TestRepositoryStartedEmpty(t *testing.T) {
+	dir, elsewhere := t.TempDir(), t.TempDir()
+	var mu sync.Mutex
+	var opened []string
+	open := func(p string) (Backend, error) {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		mu.Lock()
+		opened = append(opened, fmt.Sprintf("%s (%d bytes)", p, len(b)))
+		mu.Unlock()
+		return newFake(), nil
+	}
+	opens := func() []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(opened) }
+	s := newServer(t, Config{Repository: dir, PollInterval: time.Hour, Open: open})
+	if err := s.ScanRepository(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "m", "1", "model.safetensors")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("half"), 0o644); err != nil { // its writer is not done
+		t.Fatal(err)
+	}
+	if err := s.ScanRepository(); err != nil {
+		t.Fatal(err)
+	}
+	if o := opens(); len(o) != 0 {
+		t.Errorf("a file new to an empty repository was opened on the scan that first saw it: %v", o)
+	}
+	if err := os.WriteFile(path, []byte("whole file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // changed: waits one more scan, then is read
+		if err := s.ScanRepository(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o := opens(); len(o) != 1 || !strings.Contains(o[0], "(10 bytes)") {
+		t.Errorf("opened %v; want the whole file once", o)
+	}
+
+	if err := os.MkdirAll(filepath.Join(elsewhere, "1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(elsewhere, "1", "model.safetensors"), []byte("mounted"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, filepath.Join(dir, "linked")); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := s.ScanRepository(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !s.modelsServed("linked", "1") {
+		t.Errorf("a model folder linked to %s is not served; opened %v", elsewhere, opens())
+	}
 }

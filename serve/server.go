@@ -210,6 +210,7 @@ type Server struct {
 	files   map[string]fileStat // repository files loaded (or failed), by path
 	changed map[string]fileStat // changed files waiting one poll to settle
 	ignored map[string]bool     // repository folders skipped (and logged), by path
+	scanned bool                // the repository's first scan is done: later files wait to settle
 }
 
 type fileStat struct {
@@ -618,6 +619,17 @@ func (m *model) checkShape(shape []int) error {
 	return nil
 }
 
+// isDir reports whether a folder's entry is a folder, or a symbolic link
+// to one (a model mounted elsewhere, as Kubernetes and model meshes lay
+// repositories out; Triton follows them too).
+func isDir(dir string, e fs.DirEntry) bool {
+	if e.Type()&fs.ModeSymlink == 0 {
+		return e.IsDir()
+	}
+	fi, err := os.Stat(filepath.Join(dir, e.Name()))
+	return err == nil && fi.IsDir()
+}
+
 // ScanRepository loads new and changed models of Config.Repository and
 // unloads removed ones (see Config.Repository). The first scan loads every
 // model at once; later ones wait for a changed file to settle. Errors
@@ -630,11 +642,12 @@ func (s *Server) ScanRepository() error {
 	}
 	s.repoMu.Lock()
 	defer s.repoMu.Unlock()
-	first := len(s.files) == 0 && len(s.changed) == 0
+	first := !s.scanned // the files there at the start are read at once
 	names, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("serve: repository: %w", err)
 	}
+	s.scanned = true
 	seen := map[string]bool{}
 	ignored := map[string]bool{}
 	// ignore skips a folder, logging it on the first scan that finds it.
@@ -646,7 +659,7 @@ func (s *Server) ScanRepository() error {
 		}
 	}
 	for _, n := range names {
-		if !n.IsDir() || strings.HasPrefix(n.Name(), ".") { // hidden folders (.git) are no models
+		if !isDir(dir, n) || strings.HasPrefix(n.Name(), ".") { // hidden folders (.git) are no models
 			continue
 		}
 		if err := checkName("model name", n.Name()); err != nil {
@@ -662,7 +675,7 @@ func (s *Server) ScanRepository() error {
 			continue
 		}
 		for _, v := range vers {
-			if !v.IsDir() || strings.HasPrefix(v.Name(), ".") {
+			if !isDir(filepath.Join(dir, n.Name()), v) || strings.HasPrefix(v.Name(), ".") {
 				continue
 			}
 			if !repositoryVersion(v.Name()) {
