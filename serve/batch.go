@@ -104,9 +104,7 @@ func (bt *batcher) submit(ctx context.Context, x *tensor.Tensor) (result, error)
 		return result{}, overloaded("queue full (%d requests waiting)", cap(bt.queue))
 	}
 	bt.mu.RUnlock()
-	if bt.metrics != nil {
-		bt.metrics.queueItems.Set(float64(bt.queued.Load()))
-	}
+	bt.setQueueGauge()
 	select {
 	case r := <-j.done:
 		return r, r.err
@@ -208,6 +206,7 @@ func (bt *batcher) run(batch []*job, size int) {
 		live = append(live, j)
 	}
 	if len(live) == 0 {
+		bt.setQueueGauge() // the jobs left out are no longer queued
 		return
 	}
 	x := live[0].x
@@ -254,6 +253,11 @@ func (bt *batcher) run(batch []*job, size int) {
 		bt.queued.Add(-int64(j.n))
 		j.done <- r
 	}
+	bt.setQueueGauge()
+}
+
+// setQueueGauge sets residual_queue_images to the images queued.
+func (bt *batcher) setQueueGauge() {
 	if bt.metrics != nil {
 		bt.metrics.queueItems.Set(float64(bt.queued.Load()))
 	}

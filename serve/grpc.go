@@ -82,6 +82,8 @@ func (s *Server) logBadMessage(method string, h grpc.MethodHandler) grpc.MethodH
 // what it sent) for as long as its own deadline, or for ever. The message
 // is read under this context, so the stream ends when it does.
 func (s *Server) boundStream(ctx context.Context, _ *tap.Info) (context.Context, error) {
+	_, client := ctx.Deadline() // grpc-go has set the client's grpc-timeout
+	ctx = context.WithValue(ctx, clientDeadline{}, client)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
 	context.AfterFunc(ctx, cancel) // the stream's end cancels ctx; this frees its timer
 	return ctx, nil
@@ -108,7 +110,7 @@ func (s *Server) grpcInterceptor(ctx context.Context, req any, info *grpc.UnaryS
 		}
 		s.log.LogAttrs(ctx, lvl, "grpc", slog.String("method", info.FullMethod), slog.String("code", code.String()), slog.Duration("duration", time.Since(start)))
 	}()
-	ctx, cancel := s.withTimeout(ctx, 0)
+	ctx, cancel := s.grpcTimeout(ctx)
 	defer cancel()
 	resp, err = handler(ctx, req)
 	if err != nil {
@@ -118,6 +120,20 @@ func (s *Server) grpcInterceptor(ctx context.Context, req any, info *grpc.UnaryS
 		}
 	}
 	return resp, err
+}
+
+// clientDeadline is the context key under which boundStream records
+// whether the call's client gave a deadline (grpc-timeout).
+type clientDeadline struct{}
+
+// grpcTimeout gives a call Config.Timeout unless its client gave a
+// deadline: the bound boundStream puts on every stream is not one (it
+// kept the default from applying, every call getting WriteTimeout).
+func (s *Server) grpcTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if client, ok := ctx.Value(clientDeadline{}).(bool); ok && !client {
+		return context.WithTimeout(ctx, s.cfg.Timeout)
+	}
+	return s.withTimeout(ctx, 0)
 }
 
 type grpcService struct {

@@ -280,3 +280,26 @@ func TestGRPCMalformedMessage(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestGRPCDefaultTimeout: a gRPC call whose client gives no deadline gets
+// Config.Timeout, as a REST request does: the bound every stream gets
+// (Config.WriteTimeout) was taken for a client's deadline, so the default
+// never applied and the call ran to the model's end.
+func TestGRPCDefaultTimeout(t *testing.T) {
+	slow := newFake()
+	ts := start(t, Config{Timeout: 200 * time.Millisecond}, map[string]Backend{"slow": slow})
+	slow.delay = 2 * time.Second // after the warm-up, so that admission expects a quick answer
+	req := &inferencepb.ModelInferRequest{ModelName: "slow", Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{{Name: "input", Datatype: "FP32",
+		Shape: []int64{1, 2, 2, 1}, Contents: &inferencepb.InferTensorContents{Fp32Contents: []float32{1, 2, 3, 4}}}}}
+	_, err := grpcClient(t, ts).ModelInfer(context.Background(), req)
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("a call without a deadline on a server with Timeout 200ms: %v; want DEADLINE_EXCEEDED", err)
+	}
+	// A client's own deadline still decides (here a longer one: the model's 2 s run completes).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	slow.delay = 300 * time.Millisecond
+	if _, err := grpcClient(t, ts).ModelInfer(ctx, req); err != nil {
+		t.Errorf("a call with a 10 s deadline, a 300 ms model: %v", err)
+	}
+}

@@ -209,7 +209,9 @@ func (s *Server) image(w http.ResponseWriter, r *http.Request) (err error) {
 	}
 	if i := finite(y.Data); i >= 0 {
 		// An image's pixels are bounded: the model overflowed by itself.
-		return internal("model %q computed a non-finite output at %d from an image (weights of extreme magnitude?)", m.name, i)
+		// The model ran and was counted a success, as the tensor routes
+		// count a non-finite output; not a failure too.
+		return counted{internal("model %q computed a non-finite output at %d from an image (weights of extreme magnitude?)", m.name, i)}
 	}
 	if action == models.Classify {
 		writeJSON(w, http.StatusOK, ClassifyResponse{Model: m.name, Version: m.version, Predictions: topK(softmaxLast(y).Data, m.info.Classes, top)})

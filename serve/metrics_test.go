@@ -8,6 +8,7 @@ import (
 	"image"
 	"image/png"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -192,5 +193,74 @@ func TestSegmentSlotNotHeldWhileSending(t *testing.T) {
 	}
 	if code, _, b := post(t, ts.url+"/v1/models/cls:classify", "image/png", small.Bytes(), HeaderTimeout, "10s"); code != http.StatusOK {
 		t.Errorf(":classify while %d clients do not read their :segment answers: %d %s", slow, code, b)
+	}
+}
+
+// TestImageRouteNonFiniteCountedOnce: a :classify request whose model
+// computes a non-finite output (500) is counted once, as the model ran (a
+// success, as the tensor routes count it), not also as a failure.
+func TestImageRouteNonFiniteCountedOnce(t *testing.T) {
+	inf := newFake()
+	inf.scale = float32(math.Inf(1))
+	ts := start(t, Config{}, map[string]Backend{"m": inf})
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, image.NewGray(image.Rect(0, 0, 2, 2))); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if code, _, b := post(t, ts.url+"/v1/models/m:classify", "image/png", buf.Bytes()); code != http.StatusInternalServerError {
+			t.Fatalf("request %d: %d %s; want 500", i, code, b)
+		}
+	}
+	ok, _ := series(t, ts.Server, "nv_inference_request_success", "m", "1")
+	failed, _ := series(t, ts.Server, "nv_inference_request_failure", "m", "1")
+	if ok+failed != 2 {
+		t.Errorf("two requests counted %v successes and %v failures", ok, failed)
+	}
+}
+
+// TestQueueGaugeAfterDroppedBatch: when every request of a batch has left
+// before it runs, residual_queue_images goes back to what is queued (0),
+// where it kept counting them.
+func TestQueueGaugeAfterDroppedBatch(t *testing.T) {
+	f := newFake()
+	ts := start(t, Config{MaxBatch: 1}, map[string]Backend{"m": f})
+	gate := make(chan struct{})
+	f.gate = gate // after the warm-up
+	first := make(chan int, 1)
+	go func() {
+		code, _, _ := post(t, ts.url+"/v2/models/m/infer", "application/json", inferJSON([]int{1, 2, 2, 1}, []float32{1, 2, 3, 4}, ""))
+		first <- code
+	}()
+	queued := func(want float64) bool { // polls the gauge for up to 5 s
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if v, _ := series(t, ts.Server, "residual_queue_images", "m", "1"); v == want {
+				return true
+			}
+		}
+		return false
+	}
+	if !queued(1) { // the first request holds the model at the gate
+		t.Fatal("the first request never queued")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ts.url+"/v2/models/m/infer", bytes.NewReader(inferJSON([]int{1, 2, 2, 1}, []float32{1, 2, 3, 4}, "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := make(chan error, 1)
+	go func() { _, err := client.Do(req); second <- err }()
+	if !queued(2) {
+		t.Fatal("the second request never queued")
+	}
+	cancel() // the second client leaves while queued
+	<-second
+	close(gate)
+	if code := <-first; code != http.StatusOK {
+		t.Fatalf("first request: %d", code)
+	}
+	if !queued(0) {
+		v, _ := series(t, ts.Server, "residual_queue_images", "m", "1")
+		t.Errorf("residual_queue_images %v with nothing queued or running", v)
 	}
 }
