@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/internal/onnxpb"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/quant"
@@ -34,7 +35,16 @@ import (
 // must have net's shapes and geometry. Every other activation's scale must
 // be the one residual's int8 graph derives for it (max pooling, global
 // pooling and reshapes keep their input's): a graph that requantizes
-// elsewhere is refused, naming the value.
+// elsewhere is refused, naming the value. The operations that keep the
+// scale (on the u8 tensor, or between a DequantizeLinear and a
+// QuantizeLinear of that scale) must be net's too: MaxPool with its
+// kernel, strides, pads, dilations and ceil_mode, an option-A shortcut's
+// Slice nodes and Pad by the zero point, padding and reshapes as
+// ExportInt8 writes them (the pooled [N,C,1,1] flattened by Flatten or
+// Reshape). Each DequantizeLinear must read the u8 tensor of the value the
+// int8 graph reads there, and a node the output depends on that no
+// operation of the int8 graph accounts for (a Transpose, an Identity but
+// before the output) is refused, naming it.
 func ImportInt8(b []byte, net nn.Layer, input []int) (q *quant.Model, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -64,7 +74,8 @@ func ImportInt8(b []byte, net nn.Layer, input []int) (q *quant.Model, err error)
 	}
 	im := &qdqImporter{g: g, plan: plan, inits: map[string]*onnxpb.TensorProto{}, producer: map[string]*onnxpb.NodeProto{},
 		consumers: map[string][]*onnxpb.NodeProto{}, outputs: map[string]bool{}, used: map[*onnxpb.NodeProto]bool{},
-		p: quant.Params{Version: 1, Method: quant.FromQDQ, Ops: plan.Traced, Acts: map[int]quant.QParams{}}, layers: map[string]*quant.Layer{}}
+		p: quant.Params{Version: 1, Method: quant.FromQDQ, Ops: plan.Traced, Acts: map[int]quant.QParams{}}, layers: map[string]*quant.Layer{},
+		u8: make([]string, plan.Values), claimed: map[*onnxpb.NodeProto]bool{}}
 	if err := im.index(); err != nil {
 		return nil, fmt.Errorf("onnx: import int8: %w", err)
 	}
@@ -84,15 +95,23 @@ type qdqImporter struct {
 	used      map[*onnxpb.NodeProto]bool // Add nodes a layer absorbed
 	p         quant.Params
 	layers    map[string]*quant.Layer
-	// seen are the scales and zero points the graph dequantizes each
-	// value with, checked against what the int8 graph derives.
+	// seen are the u8 tensors the graph dequantizes for the layers,
+	// additions and batch norms, with their scales and zero points,
+	// checked against the values the int8 graph reads there.
 	seen []seenParams
+	// u8 names each value's u8 tensor in the graph ("" for the final
+	// layer's float output).
+	u8 []string
+	// claimed are the nodes read as part of an operation of the int8
+	// graph; the graph may have no others.
+	claimed map[*onnxpb.NodeProto]bool
 }
 
 type seenParams struct {
 	values []int // the value, or either of an Add's operands
 	q      quant.QParams
 	node   string
+	u8     string // the tensor dequantized
 }
 
 func (im *qdqImporter) index() error {
@@ -149,6 +168,7 @@ func (im *qdqImporter) read() error {
 	if im.p.Input, err = im.scalarParams(q); err != nil {
 		return err
 	}
+	im.claimed[q], im.u8[0] = true, q.Output[0]
 	if err := im.readLayers(); err != nil {
 		return err
 	}
@@ -181,15 +201,18 @@ func (im *qdqImporter) read() error {
 	}
 	for i, op := range adds {
 		n := addNodes[i]
-		pa, err := im.dqParams(n.Input[0])
+		_, a, err := im.readDQ(n.Input[0], op.In, n.GetName())
 		if err != nil {
 			return fmt.Errorf("Add %q: %w", n.GetName(), err)
 		}
-		pb, err := im.dqParams(n.Input[1])
+		_, b, err := im.readDQ(n.Input[1], op.In, n.GetName())
 		if err != nil {
 			return fmt.Errorf("Add %q: %w", n.GetName(), err)
 		}
-		im.seen = append(im.seen, seenParams{op.In, pa, n.GetName()}, seenParams{op.In, pb, n.GetName()})
+		if a == b && op.In[0] != op.In[1] {
+			return fmt.Errorf("the Add %q adds %q to itself; the model's int8 graph adds two values", n.GetName(), a)
+		}
+		im.claimed[n] = true
 		y, err := im.epilogue(n.GetName(), n.Output[0], op, false)
 		if err != nil {
 			return err
@@ -207,7 +230,40 @@ func (im *qdqImporter) read() error {
 	if err := im.checkOperators(); err != nil {
 		return err
 	}
-	return im.checkSeen()
+	qp := im.valueParams()
+	if err := im.readKept(qp); err != nil {
+		return err
+	}
+	if err := im.readOutput(qp); err != nil {
+		return err
+	}
+	// Every node the output depends on must be part of an operation read.
+	live := map[*onnxpb.NodeProto]bool{}
+	var stack []*onnxpb.NodeProto
+	for _, o := range im.g.Output {
+		if p := im.producer[o.GetName()]; p != nil {
+			stack = append(stack, p)
+		}
+	}
+	for len(stack) > 0 {
+		n := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if live[n] {
+			continue
+		}
+		live[n] = true
+		for _, in := range n.Input {
+			if p := im.producer[in]; p != nil {
+				stack = append(stack, p)
+			}
+		}
+	}
+	for _, n := range im.g.Node {
+		if live[n] && !im.claimed[n] {
+			return fmt.Errorf("%s (reading %q) is not part of residual's int8 graph there: the import refuses an operation it would not compute", describe(n), n.Input)
+		}
+	}
+	return im.checkSeen(qp)
 }
 
 // qdqOperators are the operators a QDQ graph of residual's int8 graph
@@ -222,9 +278,8 @@ var (
 
 // checkOperators checks that the graph uses only operators residual's
 // int8 graph has, and as many max and global poolings and lone Relus (those
-// no layer or addition absorbed) as it does: a graph with operations the
-// layers and scales read do not show is refused, not imported without
-// them.
+// no layer or addition absorbed) as it does (readKept then reads each, and
+// read refuses any node no operation of the int8 graph accounts for).
 func (im *qdqImporter) checkOperators() error {
 	count := map[string]int{}
 	for _, n := range im.g.Node {
@@ -339,11 +394,11 @@ func (im *qdqImporter) readLayer(n *onnxpb.NodeProto, op quant.Op) error {
 	if len(n.Input) < 2 || len(n.Input) > 3 {
 		return fmt.Errorf("%d inputs", len(n.Input))
 	}
-	px, err := im.dqParams(n.Input[0])
+	px, _, err := im.readDQ(n.Input[0], []int{op.In[0]}, n.GetName())
 	if err != nil {
 		return fmt.Errorf("input: %w", err)
 	}
-	im.seen = append(im.seen, seenParams{[]int{op.In[0]}, px, n.GetName()})
+	im.claimed[n] = true
 	l := &quant.Layer{KH: kh, KW: kw, IC: ic, OC: oc, W: make([]int8, kh*kw*ic*oc)}
 	wdims := []int{oc, ic, kh, kw}
 	if op.Kind == quant.OpLinear {
@@ -402,6 +457,7 @@ func (im *qdqImporter) epilogue(name, out string, op quant.Op, layer bool) (quan
 				y := dq.Output[0]
 				if (next == "" && im.outputs[y]) || (next != "" && im.only(y, next) != nil) {
 					cur = y
+					im.claimed[q], im.claimed[dq] = true, true
 				}
 			}
 		}
@@ -416,12 +472,10 @@ func (im *qdqImporter) epilogue(name, out string, op quant.Op, layer bool) (quan
 		if other == cur {
 			other = add.Input[1]
 		}
-		pr, err := im.dqParams(other)
-		if err != nil {
+		if _, _, err := im.readDQ(other, []int{op.Res}, add.GetName()); err != nil {
 			return quant.QParams{}, fmt.Errorf("%s: residual Add %q: %w", name, add.GetName(), err)
 		}
-		im.seen = append(im.seen, seenParams{[]int{op.Res}, pr, add.GetName()})
-		im.used[add] = true
+		im.used[add], im.claimed[add] = true, true
 		cur = add.Output[0]
 	}
 	relu := false
@@ -429,7 +483,7 @@ func (im *qdqImporter) epilogue(name, out string, op quant.Op, layer bool) (quan
 		skipQDQ("Relu")
 		if r := im.only(cur, "Relu"); r != nil {
 			cur, relu = r.Output[0], true
-			im.used[r] = true
+			im.used[r], im.claimed[r] = true, true
 		}
 	}
 	if final {
@@ -437,6 +491,7 @@ func (im *qdqImporter) epilogue(name, out string, op quant.Op, layer bool) (quan
 			skipQDQ("")
 			if id := im.only(cur, "Identity"); id != nil {
 				cur = id.Output[0]
+				im.claimed[id] = true
 			}
 			if !im.outputs[cur] {
 				return quant.QParams{}, fmt.Errorf("%s: the model's output comes from this layer; the graph does not output it", name)
@@ -461,6 +516,7 @@ func (im *qdqImporter) epilogue(name, out string, op quant.Op, layer bool) (quan
 	if !op.ReLU && relu {
 		return quant.QParams{}, fmt.Errorf("%s: the graph applies a Relu the model's int8 graph does not have here", name)
 	}
+	im.claimed[q], im.u8[op.Out] = true, q.Output[0]
 	return p, nil
 }
 
@@ -469,11 +525,11 @@ func (im *qdqImporter) epilogue(name, out string, op quant.Op, layer bool) (quan
 // dequantized value, then a QuantizeLinear.
 func (im *qdqImporter) readAffine(n *onnxpb.NodeProto, op quant.Op) error {
 	c := len(op.A)
-	px, err := im.dqParams(n.Input[0])
+	_, _, err := im.readDQ(n.Input[0], []int{op.In[0]}, n.GetName())
 	if err != nil {
 		return err
 	}
-	im.seen = append(im.seen, seenParams{[]int{op.In[0]}, px, n.GetName()})
+	im.claimed[n] = true
 	vec := func(name string) ([]float32, error) {
 		v, err := im.floats(name)
 		if err != nil {
@@ -514,6 +570,7 @@ func (im *qdqImporter) readAffine(n *onnxpb.NodeProto, op quant.Op) error {
 			return err
 		}
 		out = add.Output[0]
+		im.claimed[add] = true
 	}
 	q := im.only(out, "QuantizeLinear")
 	if q == nil {
@@ -523,6 +580,7 @@ func (im *qdqImporter) readAffine(n *onnxpb.NodeProto, op quant.Op) error {
 	if err != nil {
 		return err
 	}
+	im.claimed[q], im.u8[op.Out] = true, q.Output[0]
 	im.p.Acts[op.Trace] = p
 	if im.p.Affine == nil {
 		im.p.Affine = map[int]quant.Affine{}
@@ -531,9 +589,9 @@ func (im *qdqImporter) readAffine(n *onnxpb.NodeProto, op quant.Op) error {
 	return nil
 }
 
-// checkSeen checks every scale and zero point the graph dequantizes a
-// value with against the int8 graph's.
-func (im *qdqImporter) checkSeen() error {
+// valueParams returns the scale and zero point of each value of the int8
+// graph, from those read.
+func (im *qdqImporter) valueParams() []quant.QParams {
 	qp := make([]quant.QParams, im.plan.Values)
 	qp[0] = im.p.Input
 	for _, op := range im.plan.Ops {
@@ -543,20 +601,492 @@ func (im *qdqImporter) checkSeen() error {
 			qp[op.Out] = qp[op.In[0]]
 		}
 	}
+	return qp
+}
+
+// checkSeen checks that the layers, additions and batch norms dequantize
+// the u8 tensors of the values the int8 graph reads there, with those
+// values' scales and zero points.
+func (im *qdqImporter) checkSeen(qp []quant.QParams) error {
 	for _, s := range im.seen {
-		ok := false
-		for _, v := range s.values {
-			want := qp[v]
-			ok = ok || (float32(want.Scale) == float32(s.q.Scale) && want.Zero == s.q.Zero)
+		v := -1
+		for _, c := range s.values {
+			if im.u8[c] == s.u8 {
+				v = c
+				break
+			}
 		}
-		if !ok {
-			want := qp[s.values[0]]
-			return fmt.Errorf("node %q dequantizes value %d with scale %v and zero point %d; residual's int8 graph computes it with scale %v and zero point %d "+
-				"(it requantizes only after layers, additions and unfolded batch norms; pooling and reshapes keep their input's scale)",
-				s.node, s.values[0], s.q.Scale, s.q.Zero, want.Scale, want.Zero)
+		if v < 0 {
+			var want []string
+			for _, c := range s.values {
+				want = append(want, fmt.Sprintf("value %d (%q)", c, im.u8[c]))
+			}
+			return fmt.Errorf("node %q reads %q%s; residual's int8 graph reads %s there", s.node, s.u8, im.origin(s.u8), strings.Join(want, " and "))
+		}
+		if err := sameParams(s.node, v, s.q, qp[v]); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// sameParams checks that node dequantizes value v with the scale and zero
+// point the int8 graph gives it.
+func sameParams(node string, v int, got, want quant.QParams) error {
+	if float32(want.Scale) == float32(got.Scale) && want.Zero == got.Zero {
+		return nil
+	}
+	return fmt.Errorf("node %q dequantizes value %d with scale %v and zero point %d; residual's int8 graph computes it with scale %v and zero point %d "+
+		"(it requantizes only after layers, additions and unfolded batch norms; pooling and reshapes keep their input's scale)",
+		node, v, got.Scale, got.Zero, want.Scale, want.Zero)
+}
+
+// origin says where a tensor comes from, for errors.
+func (im *qdqImporter) origin(name string) string {
+	if p := im.producer[name]; p != nil {
+		return ", the output of " + describe(p)
+	}
+	return ", which no node produces"
+}
+
+// readers lists, for errors, the nodes reading x that no operation read
+// has claimed.
+func (im *qdqImporter) readers(x string) string {
+	var r []string
+	for _, c := range im.consumers[x] {
+		if !im.claimed[c] {
+			r = append(r, describe(c))
+		}
+	}
+	if len(r) == 0 {
+		return ""
+	}
+	return "; it is read by " + strings.Join(r, ", ")
+}
+
+// describe names a node for errors: its type and name, or its output when
+// it has no name.
+func describe(n *onnxpb.NodeProto) string {
+	if n.GetName() != "" {
+		return fmt.Sprintf("%s %q", n.GetOpType(), n.GetName())
+	}
+	if len(n.Output) > 0 {
+		return fmt.Sprintf("%s (output %q)", n.GetOpType(), n.Output[0])
+	}
+	return n.GetOpType()
+}
+
+// readOutput checks the graph's output: the final layer's (which its
+// epilogue read) or a DequantizeLinear of the model's output value.
+func (im *qdqImporter) readOutput(qp []quant.QParams) error {
+	if len(im.g.Output) != 1 {
+		return fmt.Errorf("the graph has %d outputs; residual's int8 graph has one", len(im.g.Output))
+	}
+	for _, op := range im.plan.Ops {
+		if op.Out == im.plan.Output && (op.Kind == quant.OpConv || op.Kind == quant.OpLinear) {
+			return nil
+		}
+	}
+	v, name := im.plan.Output, im.g.Output[0].GetName()
+	dq := im.producer[name]
+	if dq == nil || dq.GetOpType() != "DequantizeLinear" || dq.Input[0] != im.u8[v] {
+		return fmt.Errorf("the graph's output %q is not a DequantizeLinear of %q, the model's output (value %d)", name, im.u8[v], v)
+	}
+	p, err := im.scalarParams(dq)
+	if err != nil {
+		return err
+	}
+	im.claimed[dq] = true
+	return sameParams(dq.GetName(), v, p, qp[v])
+}
+
+// readKept reads the operations that keep their input's scale (max and
+// global pooling, lone ReLUs, reshapes, padding and option-A shortcuts),
+// in the int8 graph's order, from the u8 tensor of the value each reads:
+// each must be there, with the model's parameters, and gives the u8
+// tensor of its output.
+func (im *qdqImporter) readKept(qp []quant.QParams) error {
+	for _, op := range im.plan.Ops {
+		if op.Calibrated() {
+			continue
+		}
+		v := op.In[0]
+		x := im.u8[v]
+		if x == "" {
+			return fmt.Errorf("the model's %s of value %d: the graph does not quantize that value", op.Kind, v)
+		}
+		what := fmt.Sprintf("the model's %s of value %d (%q)", op.Kind, v, x)
+		must := func(x string, types []string, u8 bool, check func(*onnxpb.NodeProto, bool) error) (string, error) {
+			y, ok, err := im.step(x, qp[v], types, u8, check)
+			switch {
+			case err != nil:
+				err = fmt.Errorf("%s: %w", what, err)
+			case !ok:
+				err = fmt.Errorf("%s: no %s reads %q (directly or through a DequantizeLinear)%s", what, strings.Join(types, " or "), x, im.readers(x))
+			}
+			return y, err
+		}
+		var y string
+		var err error
+		switch op.Kind {
+		case quant.OpMaxPool:
+			y, err = must(x, []string{"MaxPool"}, true, im.checkMaxPool(op.Pool))
+		case quant.OpReLU:
+			y, err = must(x, []string{"Relu"}, false, oneInput)
+		case quant.OpGlobalAvgPool:
+			// ONNX's pooling gives [N,C,1,1], residual's [N,C].
+			if y, err = must(x, []string{"GlobalAveragePool"}, false, oneInput); err == nil {
+				c := op.Shape[len(op.Shape)-1]
+				y, err = must(y, []string{"Flatten", "Reshape"}, true, im.checkFlatten(append([]int{op.Shape[0], c}, 1, 1), []int{op.Shape[0], c}))
+			}
+		case quant.OpReshape:
+			// As ExportInt8 writes it: residual reshapes in NHWC order.
+			y = x
+			if len(op.InShape) == 4 {
+				y, err = must(y, []string{"Transpose"}, true, checkPerm(0, 2, 3, 1))
+			}
+			if err == nil {
+				y, err = must(y, []string{"Reshape"}, true, im.checkFlatten(op.InShape, op.Shape))
+			}
+			if err == nil && len(op.Shape) == 4 {
+				y, err = must(y, []string{"Transpose"}, true, checkPerm(0, 3, 1, 2))
+			}
+		case quant.OpSubsamplePad:
+			if y, err = im.readSubsample(x, qp[v], op, what); err == nil {
+				s := op.Sub
+				y, err = must(y, []string{"Pad"}, true, im.checkPad([]int64{0, int64(s.Before), 0, 0, 0, int64(s.After), 0, 0}, qp[v].Zero))
+			}
+		case quant.OpPad:
+			rank := len(op.InShape)
+			pads := make([]int64, 2*rank)
+			for ax, p := range op.Pads {
+				at := ax
+				if rank == 4 {
+					at = nhwcToNCHW[ax]
+				}
+				pads[at], pads[rank+at] = int64(p[0]), int64(p[1])
+			}
+			y, err = must(x, []string{"Pad"}, true, im.checkPad(pads, qp[v].Zero))
+		default:
+			err = fmt.Errorf("%s: not an operation a QDQ graph can hold", what)
+		}
+		if err != nil {
+			return err
+		}
+		im.u8[op.Out] = y
+	}
+	return nil
+}
+
+// step finds the first unclaimed node of one of types that reads the u8
+// tensor x, directly (where u8 is set: ONNX defines the operator on
+// uint8) or through a DequantizeLinear of x whose output the node reads,
+// the node's output then read by a QuantizeLinear alone; the
+// DequantizeLinear and the QuantizeLinear must have x's scale and zero
+// point, want. It checks the node with check (told which form it has),
+// claims the nodes and returns the u8 tensor computed; ok is false when
+// there is no such node.
+func (im *qdqImporter) step(x string, want quant.QParams, types []string, u8 bool, check func(*onnxpb.NodeProto, bool) error) (y string, ok bool, err error) {
+	var n, dq *onnxpb.NodeProto
+	for _, c := range im.consumers[x] {
+		if len(c.Input) == 0 || c.Input[0] != x {
+			continue
+		}
+		if u8 && !im.claimed[c] && slices.Contains(types, c.GetOpType()) {
+			n = c
+			break
+		}
+		if c.GetOpType() == "DequantizeLinear" {
+			for _, d := range im.consumers[c.Output[0]] {
+				if !im.claimed[d] && slices.Contains(types, d.GetOpType()) && d.Input[0] == c.Output[0] {
+					n, dq = d, c
+					break
+				}
+			}
+			if n != nil {
+				break
+			}
+		}
+	}
+	if n == nil {
+		return "", false, nil
+	}
+	if err := check(n, dq == nil); err != nil {
+		return "", false, fmt.Errorf("%s: %w", describe(n), err)
+	}
+	im.claimed[n] = true
+	if dq == nil {
+		return n.Output[0], true, nil
+	}
+	p, err := im.scalarParams(dq)
+	if err != nil {
+		return "", false, err
+	}
+	if float32(p.Scale) != float32(want.Scale) || p.Zero != want.Zero {
+		return "", false, fmt.Errorf("DequantizeLinear %q dequantizes %q, of scale %v and zero point %d, with scale %v and zero point %d", dq.GetName(), x, want.Scale, want.Zero, p.Scale, p.Zero)
+	}
+	q := im.only(n.Output[0], "QuantizeLinear")
+	if q == nil {
+		return "", false, fmt.Errorf("%s: its output is not read by a QuantizeLinear alone", describe(n))
+	}
+	if p, err = im.scalarParams(q); err != nil {
+		return "", false, err
+	}
+	if float32(p.Scale) != float32(want.Scale) || p.Zero != want.Zero {
+		return "", false, fmt.Errorf("QuantizeLinear %q after %s requantizes with scale %v and zero point %d; residual's int8 graph keeps the input's, %v and %d",
+			q.GetName(), describe(n), p.Scale, p.Zero, want.Scale, want.Zero)
+	}
+	im.claimed[dq], im.claimed[q] = true, true
+	return q.Output[0], true, nil
+}
+
+func oneInput(n *onnxpb.NodeProto, _ bool) error {
+	if len(n.Input) != 1 {
+		return fmt.Errorf("%d inputs", len(n.Input))
+	}
+	return nil
+}
+
+// checkMaxPool checks a MaxPool's attributes against the model's max
+// pooling p.
+func (im *qdqImporter) checkMaxPool(p ag.PoolParams) func(*onnxpb.NodeProto, bool) error {
+	return func(n *onnxpb.NodeProto, _ bool) error {
+		if err := oneInput(n, false); err != nil {
+			return err
+		}
+		if len(n.Output) > 1 && n.Output[1] != "" {
+			return fmt.Errorf("its Indices output is used; residual's max pooling has none")
+		}
+		stride := p.Stride
+		if stride == [2]int{} {
+			stride = p.Kernel
+		}
+		a := attrs(n)
+		for _, c := range []struct {
+			name      string
+			want, def []int
+		}{
+			{"kernel_shape", p.Kernel[:], nil},
+			{"strides", stride[:], []int{1, 1}},
+			{"pads", p.Pad[:], []int{0, 0, 0, 0}},
+			{"dilations", []int{max(p.Dilation[0], 1), max(p.Dilation[1], 1)}, []int{1, 1}},
+		} {
+			if got := a.ints(c.name, c.def); !slices.Equal(got, c.want) {
+				return fmt.Errorf("%s %v, the model's max pooling has %v", c.name, got, c.want)
+			}
+		}
+		if got, want := a.int("ceil_mode", 0), int(b2i(p.CeilMode)); got != want {
+			return fmt.Errorf("ceil_mode %d, the model's max pooling has %d", got, want)
+		}
+		if got := a.int("storage_order", 0); got != 0 {
+			return fmt.Errorf("storage_order %d (residual's max pooling is 0, the default)", got)
+		}
+		if got := a.str("auto_pad", "NOTSET"); got != "NOTSET" {
+			return fmt.Errorf("auto_pad %s (explicit pads only)", got)
+		}
+		return nil
+	}
+}
+
+// checkPerm checks a Transpose's perm.
+func checkPerm(perm ...int) func(*onnxpb.NodeProto, bool) error {
+	return func(n *onnxpb.NodeProto, _ bool) error {
+		if err := oneInput(n, false); err != nil {
+			return err
+		}
+		if got := attrs(n).ints("perm", nil); !slices.Equal(got, perm) {
+			return fmt.Errorf("perm %v; the model's int8 graph reorders %v here", got, perm)
+		}
+		return nil
+	}
+}
+
+// checkFlatten checks that a Flatten (axis 1, for a 2-D result) or a
+// Reshape (by a constant shape) turns a tensor of shape in into one of
+// shape out (batch first: in[0] = out[0]) in row-major order.
+func (im *qdqImporter) checkFlatten(in, out []int) func(*onnxpb.NodeProto, bool) error {
+	return func(n *onnxpb.NodeProto, _ bool) error {
+		a := attrs(n)
+		if n.GetOpType() == "Flatten" {
+			if err := oneInput(n, false); err != nil {
+				return err
+			}
+			axis := a.int("axis", 1)
+			if len(out) != 2 || (axis != 1 && axis != 1-len(in)) {
+				return fmt.Errorf("axis %d; the model's int8 graph has shape %v here", axis, out)
+			}
+			return nil
+		}
+		if len(n.Input) != 2 || n.Input[1] == "" {
+			return fmt.Errorf("%d inputs, want the tensor and its shape", len(n.Input))
+		}
+		s, err := im.ints(n.Input[1])
+		if err != nil {
+			return fmt.Errorf("shape: %w", err)
+		}
+		ok := len(s) == len(out)
+		unknown := 0
+		for i := 0; ok && i < len(s); i++ {
+			switch {
+			case s[i] == -1:
+				unknown++
+			case s[i] == 0 && a.int("allowzero", 0) == 0:
+				ok = i < len(in) && in[i] == out[i]
+			default:
+				ok = s[i] == int64(out[i])
+			}
+		}
+		if !ok || unknown > 1 {
+			return fmt.Errorf("shape %v; the model's int8 graph has shape %v here", s, out)
+		}
+		return nil
+	}
+}
+
+// checkPad checks a Pad: constant, by the given pads (ONNX's order: the
+// starts of every axis, then the ends) and by the zero point zero on the
+// u8 tensor or by 0 between a DequantizeLinear and a QuantizeLinear (the
+// same real value).
+func (im *qdqImporter) checkPad(want []int64, zero int) func(*onnxpb.NodeProto, bool) error {
+	return func(n *onnxpb.NodeProto, u8 bool) error {
+		if len(n.Input) < 2 || n.Input[1] == "" {
+			return fmt.Errorf("no pads input")
+		}
+		if len(n.Input) > 3 && n.Input[3] != "" {
+			return fmt.Errorf("an axes input; the model's padding gives every axis")
+		}
+		if m := attrs(n).str("mode", "constant"); m != "constant" {
+			return fmt.Errorf("mode %s; the model pads with a constant", m)
+		}
+		pads, err := im.ints(n.Input[1])
+		if err != nil {
+			return fmt.Errorf("pads: %w", err)
+		}
+		if !slices.Equal(pads, want) {
+			return fmt.Errorf("pads %v; the model's int8 graph pads %v here", pads, want)
+		}
+		value, real := 0.0, "0"
+		if len(n.Input) > 2 && n.Input[2] != "" {
+			if u8 {
+				v, err := im.ints(n.Input[2])
+				if err != nil || len(v) != 1 {
+					return fmt.Errorf("constant_value %q is not one integer (%v)", n.Input[2], err)
+				}
+				value = float64(v[0])
+			} else {
+				v, err := im.floats(n.Input[2])
+				if err != nil || len(v) != 1 {
+					return fmt.Errorf("constant_value %q is not one float (%v)", n.Input[2], err)
+				}
+				value = float64(v[0])
+			}
+		}
+		if u8 {
+			real = fmt.Sprintf("its zero point, %d", zero)
+		}
+		if (u8 && value != float64(zero)) || (!u8 && value != 0) {
+			return fmt.Errorf("pads with %v; the model pads with the real value 0 (%s)", value, real)
+		}
+		return nil
+	}
+}
+
+// readSubsample reads the Slice nodes (one or more in a row) of an
+// option-A shortcut op on the u8 tensor x: together they must take every
+// Sub.Stride-th row and column from the first, and all of the batch and
+// channels. It returns the tensor they give.
+func (im *qdqImporter) readSubsample(x string, want quant.QParams, op quant.Op, what string) (string, error) {
+	// Each axis (ONNX's order) of what the slices took so far: the
+	// entries start + step·i for i < n of the input's.
+	type taken struct{ start, step, n int64 }
+	in := op.InShape // NHWC
+	sel := [4]taken{{0, 1, int64(in[0])}, {0, 1, int64(in[3])}, {0, 1, int64(in[1])}, {0, 1, int64(in[2])}}
+	var last *onnxpb.NodeProto
+	slice := func(n *onnxpb.NodeProto, _ bool) error {
+		last = n
+		if len(n.Input) < 3 || n.Input[1] == "" || n.Input[2] == "" {
+			return fmt.Errorf("no starts and ends")
+		}
+		list := make([][]int64, 4)
+		for i := 1; i < len(n.Input) && i < 5; i++ {
+			if n.Input[i] == "" {
+				continue
+			}
+			v, err := im.ints(n.Input[i])
+			if err != nil {
+				return err
+			}
+			list[i-1] = v
+		}
+		starts, ends, axes, steps := list[0], list[1], list[2], list[3]
+		if axes == nil {
+			for i := range starts {
+				axes = append(axes, int64(i))
+			}
+		}
+		if steps == nil {
+			steps = slices.Repeat([]int64{1}, len(starts))
+		}
+		if len(ends) != len(starts) || len(axes) != len(starts) || len(steps) != len(starts) {
+			return fmt.Errorf("%d starts, %d ends, %d axes, %d steps", len(starts), len(ends), len(axes), len(steps))
+		}
+		done := [4]bool{}
+		for k, ax := range axes {
+			if ax < 0 {
+				ax += 4
+			}
+			if ax < 0 || ax >= 4 || done[ax] {
+				return fmt.Errorf("axes %v for rank 4", axes)
+			}
+			done[ax] = true
+			if steps[k] < 1 || steps[k] > maxGeometry {
+				return fmt.Errorf("step %d (the model's shortcut takes positive steps)", steps[k])
+			}
+			t := &sel[ax]
+			clamp := func(v int64) int64 {
+				if v < 0 {
+					v += t.n
+				}
+				return min(max(v, 0), t.n)
+			}
+			lo, hi, cnt := clamp(starts[k]), clamp(ends[k]), int64(0)
+			if hi > lo {
+				cnt = (hi-lo-1)/steps[k] + 1
+			}
+			t.start, t.step, t.n = t.start+t.step*lo, t.step*steps[k], cnt
+			if t.n <= 1 {
+				t.step = 1 // one entry: no step
+			}
+		}
+		return nil
+	}
+	y := x
+	for {
+		z, ok, err := im.step(y, want, []string{"Slice"}, true, slice)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", what, err)
+		}
+		if !ok {
+			break
+		}
+		y = z
+	}
+	if last == nil {
+		return "", fmt.Errorf("%s: no Slice reads %q (directly or through a DequantizeLinear)%s", what, x, im.readers(x))
+	}
+	s := int64(op.Sub.Stride)
+	for ax, t := range sel {
+		step, n := int64(1), []int64{int64(in[0]), int64(in[3])}
+		if ax >= 2 {
+			step, n = s, []int64{(int64(in[1]) + s - 1) / s, (int64(in[2]) + s - 1) / s}
+		}
+		wantN := n[ax%2]
+		if t.start != 0 || t.n != wantN || (t.n > 1 && t.step != step) {
+			return "", fmt.Errorf("%s: the Slice nodes up to %s take %d entries of axis %d from %d every %d; the model's shortcut takes %d from 0 every %d",
+				what, describe(last), t.n, ax, t.start, t.step, wantN, step)
+		}
+	}
+	return y, nil
 }
 
 // only returns the single node reading name if it is of type op (and
@@ -574,17 +1104,25 @@ func (im *qdqImporter) isDQ(name string) bool {
 	return p != nil && p.GetOpType() == "DequantizeLinear"
 }
 
-// dqParams returns the scale and zero point of the DequantizeLinear that
-// produces name from a u8 activation.
-func (im *qdqImporter) dqParams(name string) (quant.QParams, error) {
+// readDQ reads the DequantizeLinear that produces name, which reader
+// reads as one of values: it returns its scale and zero point and the u8
+// tensor it dequantizes (which checkSeen checks is that value's, once
+// every value's is known).
+func (im *qdqImporter) readDQ(name string, values []int, reader string) (quant.QParams, string, error) {
 	dq := im.producer[name]
 	if dq == nil || dq.GetOpType() != "DequantizeLinear" {
-		return quant.QParams{}, fmt.Errorf("%q is not the output of a DequantizeLinear", name)
+		return quant.QParams{}, "", fmt.Errorf("%q is not the output of a DequantizeLinear", name)
 	}
 	if im.inits[dq.Input[0]] != nil {
-		return quant.QParams{}, fmt.Errorf("DequantizeLinear %q dequantizes an initializer where an activation was expected", dq.GetName())
+		return quant.QParams{}, "", fmt.Errorf("DequantizeLinear %q dequantizes an initializer where an activation was expected", dq.GetName())
 	}
-	return im.scalarParams(dq)
+	p, err := im.scalarParams(dq)
+	if err != nil {
+		return quant.QParams{}, "", err
+	}
+	im.claimed[dq] = true
+	im.seen = append(im.seen, seenParams{values: values, q: p, node: reader, u8: dq.Input[0]})
+	return p, dq.Input[0], nil
 }
 
 // scalarParams reads a per-tensor (scalar) scale and u8 zero point of a
@@ -650,6 +1188,7 @@ func (im *qdqImporter) weights(name string, dims []int) ([]int64, []float32, err
 	if err != nil {
 		return nil, nil, err
 	}
+	im.claimed[dq] = true
 	return w, scale, nil
 }
 
@@ -707,6 +1246,7 @@ func (im *qdqImporter) bias(name string, oc int, sx float32, sw []float32) ([]in
 		}
 		out[o] = int32(b[o])
 	}
+	im.claimed[dq] = true
 	return out, nil
 }
 

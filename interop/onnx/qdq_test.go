@@ -17,10 +17,12 @@ import (
 	"golang.org/x/sys/cpu"
 	"google.golang.org/protobuf/proto"
 
+	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/internal/fixture"
 	"github.com/residual-nn/residual/internal/onnxpb"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/models/resnet"
+	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/quant"
 	"github.com/residual-nn/residual/tensor"
 )
@@ -653,6 +655,265 @@ func TestQDQImportMalformed(t *testing.T) {
 			t.Errorf("corruption %d: %v", i, err)
 		}
 	}
+}
+
+// padNet is a network whose int8 graph pads, max-pools with a stride and
+// flattens an image (OpPad, OpReshape: Transpose, Reshape in the QDQ
+// graph), which no zoo model does.
+type padNet struct {
+	C  *nn.Conv2d
+	FC *nn.Linear
+}
+
+func newPadNet() *padNet {
+	rng := tensor.NewRNG(5)
+	n := &padNet{C: nn.NewConv2d(rng, 3, 4, 3, nn.ConvOptions{}), FC: nn.NewLinear(rng, 48, 5, true)}
+	nn.Name(n)
+	return n
+}
+
+func (p *padNet) Forward(x *ag.Value) *ag.Value {
+	y := ag.ReLU(p.C.Forward(x)) // [N,6,6,4]
+	y = ag.Pad(y, [][2]int{{0, 0}, {1, 2}, {0, 1}, {0, 0}}, ag.PadConstant, 0)
+	y = ag.MaxPool2d(y, ag.PoolParams{Kernel: [2]int{2, 2}, Stride: [2]int{2, 2}}) // [N,4,3,4]
+	return p.FC.Forward(ag.Flatten(y, 1))
+}
+
+// TestQDQImportRefusesOtherComputations changes what the operations that
+// keep their input's scale compute (pooling, option-A shortcuts, padding,
+// reshapes), inserts nodes the int8 graph does not have, or makes a layer
+// read another value of the same scale: each graph is refused with an
+// error naming the node, where the import used to read the model's own
+// operation in its place. Equivalent forms (a Slice per axis, a Reshape
+// for the Flatten) import, with the same outputs.
+func TestQDQImportRefusesOtherComputations(t *testing.T) {
+	cases := qdqCases(t)
+	type variant struct {
+		name   string
+		mutate func(g *onnxpb.GraphProto) []string // the substrings the error must hold; nil: it imports
+	}
+	r20 := []variant{
+		{"Slice from the second pixel", func(g *onnxpb.GraphProto) []string {
+			n := nodeOf(t, g, "Slice", 0)
+			n.Input[1] = addInt64s(g, "starts1", 1, 1)
+			return []string{fmt.Sprintf("the Slice nodes up to Slice %q take 8 entries of axis 2 from 1 every 2", n.GetName())}
+		}},
+		{"Slice of every pixel", func(g *onnxpb.GraphProto) []string {
+			n := nodeOf(t, g, "Slice", 0)
+			n.Input[4] = addInt64s(g, "steps1", 1, 1)
+			return []string{fmt.Sprintf("Slice %q take 16 entries of axis 2 from 0 every 1", n.GetName())}
+		}},
+		{"Pad channels before", func(g *onnxpb.GraphProto) []string {
+			n := nodeOf(t, g, "Pad", 0)
+			n.Input[1] = addInt64s(g, "pads1", 0, 16, 0, 0, 0, 0, 0, 0)
+			return []string{fmt.Sprintf("Pad %q: pads [0 16 0 0 0 0 0 0]; the model's int8 graph pads [0 8 0 0 0 8 0 0]", n.GetName())}
+		}},
+		{"Pad by another value", func(g *onnxpb.GraphProto) []string {
+			n := nodeOf(t, g, "Pad", 0)
+			g.Initializer = append(g.Initializer, rawInit("seven", onnxpb.TensorProto_UINT8, nil, []byte{7}))
+			n.Input[2] = "seven"
+			return []string{fmt.Sprintf("Pad %q: pads with 7", n.GetName())}
+		}},
+		{"Reshape before the classifier", func(g *onnxpb.GraphProto) []string {
+			gemm := nodeOf(t, g, "Gemm", 0)
+			dq := producerOf(t, g, gemm.Input[0])
+			g.Node = append(g.Node, &onnxpb.NodeProto{OpType: proto.String("Reshape"), Name: proto.String("extra"),
+				Input: []string{dq.Input[0], addInt64s(g, "flat", 0, -1)}, Output: []string{"reshaped"}})
+			dq.Input[0] = "reshaped"
+			return []string{`Reshape "extra"`, "is not part of residual's int8 graph"}
+		}},
+		{"Flatten on axis 2", func(g *onnxpb.GraphProto) []string {
+			n := nodeOf(t, g, "Flatten", 0)
+			n.Attribute = []*onnxpb.AttributeProto{intAttr("axis", 2)}
+			return []string{fmt.Sprintf("Flatten %q: axis 2", n.GetName())}
+		}},
+		{"a Slice per axis", func(g *onnxpb.GraphProto) []string {
+			for i, n := range g.Node {
+				if n.GetOpType() != "Slice" {
+					continue
+				}
+				h := &onnxpb.NodeProto{OpType: proto.String("Slice"), Name: proto.String(n.GetName() + "_h"), Output: []string{n.Output[0] + "_h"},
+					Input: []string{n.Input[0], addInt64s(g, n.GetName()+"s", 0), addInt64s(g, n.GetName()+"e", math.MaxInt64), addInt64s(g, n.GetName()+"a", 2),
+						addInt64s(g, n.GetName()+"st", 2)}}
+				n.Input = []string{h.Output[0], addInt64s(g, n.GetName()+"s3", 0), addInt64s(g, n.GetName()+"e3", 1<<62), addInt64s(g, n.GetName()+"a3", -1),
+					addInt64s(g, n.GetName()+"st3", 2)}
+				g.Node = slices.Insert(g.Node, i, h)
+				break
+			}
+			return nil
+		}},
+		{"Reshape for the Flatten", func(g *onnxpb.GraphProto) []string {
+			n := nodeOf(t, g, "Flatten", 0)
+			n.OpType, n.Attribute = proto.String("Reshape"), nil
+			n.Input = append(n.Input, addInt64s(g, "flat", -1, 64))
+			return nil
+		}},
+	}
+	r18 := []variant{
+		{"MaxPool k2 s2 p0", func(g *onnxpb.GraphProto) []string {
+			n := nodeOf(t, g, "MaxPool", 0)
+			n.Attribute = []*onnxpb.AttributeProto{intsAttr("kernel_shape", 2, 2), intsAttr("strides", 2, 2), intsAttr("pads", 0, 0, 0, 0)}
+			return []string{fmt.Sprintf("MaxPool %q: kernel_shape [2 2], the model's max pooling has [3 3]", n.GetName())}
+		}},
+		{"MaxPool ceil_mode", func(g *onnxpb.GraphProto) []string {
+			n := nodeOf(t, g, "MaxPool", 0)
+			for _, a := range n.Attribute {
+				if a.GetName() == "ceil_mode" {
+					a.I = proto.Int64(1)
+				}
+			}
+			return []string{fmt.Sprintf("MaxPool %q: ceil_mode 1, the model's max pooling has 0", n.GetName())}
+		}},
+		{"MaxPool storage_order", func(g *onnxpb.GraphProto) []string {
+			n := nodeOf(t, g, "MaxPool", 0)
+			n.Attribute = append(n.Attribute, intAttr("storage_order", 1))
+			return []string{fmt.Sprintf("MaxPool %q: storage_order 1", n.GetName())}
+		}},
+		{"Transpose after the input", func(g *onnxpb.GraphProto) []string {
+			q := nodeOf(t, g, "QuantizeLinear", 0)
+			tr := &onnxpb.NodeProto{OpType: proto.String("Transpose"), Input: []string{"v0_pre"}, Output: []string{q.Output[0]},
+				Attribute: []*onnxpb.AttributeProto{intsAttr("perm", 0, 1, 3, 2)}}
+			q.Output[0] = "v0_pre"
+			g.Node = slices.Insert(g.Node, 1, tr)
+			return []string{`Transpose (output "v0") (reading ["v0_pre"]) is not part of residual's int8 graph`}
+		}},
+		{"Identity after the pooling", func(g *onnxpb.GraphProto) []string {
+			n := nodeOf(t, g, "MaxPool", 0)
+			y := n.Output[0]
+			n.Output[0] = y + "_pre"
+			g.Node = append(g.Node, &onnxpb.NodeProto{OpType: proto.String("Identity"), Name: proto.String("id"), Input: []string{y + "_pre"}, Output: []string{y}})
+			return []string{`Identity "id"`, "is not part of residual's int8 graph"}
+		}},
+		{"a layer reads the pooling's input", func(g *onnxpb.GraphProto) []string {
+			n := nodeOf(t, g, "MaxPool", 0)
+			for _, d := range g.Node {
+				if d.GetOpType() == "DequantizeLinear" && d.Input[0] == n.Output[0] {
+					d.Input[0] = n.Input[0] // the same scale and zero point
+					break
+				}
+			}
+			return []string{fmt.Sprintf("reads %q, the output of QuantizeLinear", n.Input[0]), fmt.Sprintf("reads value 2 (%q) there", n.Output[0])}
+		}},
+	}
+	pn := []variant{
+		{"as exported", func(*onnxpb.GraphProto) []string { return nil }},
+		{"Pad by other pads", func(g *onnxpb.GraphProto) []string {
+			n := nodeOf(t, g, "Pad", 0)
+			n.Input[1] = addInt64s(g, "pads1", 0, 0, 2, 0, 0, 0, 1, 1)
+			return []string{fmt.Sprintf("Pad %q: pads [0 0 2 0 0 0 1 1]; the model's int8 graph pads [0 0 1 0 0 0 2 1]", n.GetName())}
+		}},
+		{"Reshape in NCHW order", func(g *onnxpb.GraphProto) []string {
+			n := nodeOf(t, g, "Transpose", 0)
+			n.Attribute = []*onnxpb.AttributeProto{intsAttr("perm", 0, 1, 2, 3)}
+			return []string{fmt.Sprintf("Transpose %q: perm [0 1 2 3]; the model's int8 graph reorders [0 2 3 1] here", n.GetName())}
+		}},
+		{"Reshape to other dimensions", func(g *onnxpb.GraphProto) []string {
+			n := nodeOf(t, g, "Reshape", 0)
+			n.Input[1] = addInt64s(g, "shape1", 0, 12, 4)
+			return []string{fmt.Sprintf("Reshape %q: shape [0 12 4]; the model's int8 graph has shape [1 48] here", n.GetName())}
+		}},
+	}
+	run := func(t *testing.T, q *quant.Model, build func() nn.Layer, in []int, vs []variant) {
+		good, err := ExportInt8(q, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range vs {
+			var mp onnxpb.ModelProto
+			if err := proto.Unmarshal(good, &mp); err != nil {
+				t.Fatal(err)
+			}
+			want := v.mutate(mp.Graph)
+			q2, err := ImportInt8(mustMarshalModel(t, &mp), build(), in)
+			if want == nil {
+				if err != nil {
+					t.Errorf("%s: %v", v.name, err)
+					continue
+				}
+				x := input(append([]int{2}, in[1:]...))
+				y, _ := q.Forward(context.Background(), x)
+				y2, err := q2.Forward(context.Background(), x)
+				if err != nil || !slices.Equal(y.Data, y2.Data) {
+					t.Errorf("%s: the outputs differ (%v)", v.name, err)
+				}
+				continue
+			}
+			if err == nil {
+				t.Errorf("%s: imported", v.name)
+				continue
+			}
+			for _, w := range want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("%s: %v\nwant an error containing %s", v.name, err, w)
+				}
+			}
+		}
+	}
+	for _, c := range []struct {
+		c  exportCase
+		vs []variant
+	}{{cases[0], r20}, {cases[2], r18}} {
+		t.Run(c.c.name, func(t *testing.T) {
+			run(t, quantizeCase(t, c.c), func() nn.Layer {
+				net, err := models.Build(c.c.cfg, tensor.NewRNG(9))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return net
+			}, c.c.input, c.vs)
+		})
+	}
+	t.Run("pad-reshape", func(t *testing.T) {
+		in := []int{1, 8, 8, 3}
+		calls := 0
+		q, err := quant.Quantize(context.Background(), newPadNet(), in, func() (*tensor.Tensor, error) {
+			if calls++; calls > 2 {
+				return nil, nil
+			}
+			return input([]int{2, 8, 8, 3}), nil
+		}, quant.Options{Method: quant.MinMax})
+		if err != nil {
+			t.Fatal(err)
+		}
+		run(t, q, func() nn.Layer { return newPadNet() }, in, pn)
+	})
+}
+
+// nodeOf returns the graph's nth node of type op.
+func nodeOf(t *testing.T, g *onnxpb.GraphProto, op string, nth int) *onnxpb.NodeProto {
+	t.Helper()
+	for _, n := range g.Node {
+		if n.GetOpType() == op {
+			if nth == 0 {
+				return n
+			}
+			nth--
+		}
+	}
+	t.Fatalf("no %s", op)
+	return nil
+}
+
+// producerOf returns the node that produces name.
+func producerOf(t *testing.T, g *onnxpb.GraphProto, name string) *onnxpb.NodeProto {
+	t.Helper()
+	for _, n := range g.Node {
+		if slices.Contains(n.Output, name) {
+			return n
+		}
+	}
+	t.Fatalf("nothing produces %s", name)
+	return nil
+}
+
+// addInt64s adds an INT64 initializer and returns its name.
+func addInt64s(g *onnxpb.GraphProto, name string, v ...int64) string {
+	raw := make([]byte, 8*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint64(raw[8*i:], uint64(x))
+	}
+	g.Initializer = append(g.Initializer, rawInit(name, onnxpb.TensorProto_INT64, []int64{int64(len(v))}, raw))
+	return name
 }
 
 // ortStyle rewrites an ExportInt8 graph into the forms ONNX Runtime's
