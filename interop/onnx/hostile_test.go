@@ -57,14 +57,16 @@ func intConst(name string, v ...int64) *onnxpb.NodeProto {
 // operator and limits.TensorElements.
 func TestHostileGraphs(t *testing.T) {
 	pads := ints("pads", 65535, 65535, 65535, 65535)
+	poolPads := ints("pads", 65534, 65534, 65534, 65534)
 	cases := []struct {
 		name string
 		b    []byte
 		in   []int
 		want string
 	}{
-		{"MaxPool pads (68 GB)", graph(13, nil, node("MaxPool", []string{"x"}, []string{"y"}, ints("kernel_shape", 1, 1), pads)), []int{1, 1, 1, 1}, "MaxPool: output 0"},
-		{"AveragePool pads", graph(13, nil, node("AveragePool", []string{"x"}, []string{"y"}, ints("kernel_shape", 1, 1), pads, iattr("count_include_pad", 1))), []int{1, 1, 1, 1}, "AveragePool: output 0"},
+		// A pooling's pads must be smaller than its kernel.
+		{"MaxPool pads (17 GB)", graph(13, nil, node("MaxPool", []string{"x"}, []string{"y"}, ints("kernel_shape", 65535, 65535), poolPads)), []int{1, 1, 1, 1}, "MaxPool: output 0"},
+		{"AveragePool pads", graph(13, nil, node("AveragePool", []string{"x"}, []string{"y"}, ints("kernel_shape", 65535, 65535), poolPads, iattr("count_include_pad", 1))), []int{1, 1, 1, 1}, "AveragePool: output 0"},
 		{"Conv pads (409 GB)", graph(13, map[string][]int{"w": {6, 1, 1, 1}}, node("Conv", []string{"x", "w"}, []string{"y"}, pads)), []int{1, 1, 1, 1}, "Conv: output 0"},
 		{"ConvTranspose output_shape", graph(13, map[string][]int{"w": {1, 8, 1, 1}}, node("ConvTranspose", []string{"x", "w"}, []string{"y"}, ints("strides", 60000, 60000))), []int{1, 1, 2, 2}, "ConvTranspose: output 0"},
 		{"Gemm of grown inputs", graph(13, nil,
@@ -184,7 +186,9 @@ func oneNode(opIdx uint8, k, stride, pad, axis int64, rank uint8, i0, i1 int64) 
 func TestShapeInferenceReachesEveryOperator(t *testing.T) {
 	ran := map[string]int{}
 	for opIdx := range len(operators) {
-		for v := int64(0); v < 24; v++ {
+		// Up to 48: the first pooling whose pads are smaller than its
+		// kernel, as they must be, comes at 42.
+		for v := int64(0); v < 48; v++ {
 			op, err := oneNode(uint8(opIdx), v, v/3, v/5, v%8, uint8(v+v/8), v/2, v/4)
 			if err == nil {
 				ran[op]++
@@ -265,5 +269,61 @@ func TestLiveValuesBounded(t *testing.T) {
 	}
 	if _, err := m.Run(map[string]*tensor.Tensor{"x": tensor.New(1, 1, 1, 1)}); err == nil || !strings.Contains(err.Error(), "values alive") {
 		t.Errorf("five values of 4 M alive under a 16 M limit: %v; want the limit named", err)
+	}
+}
+
+// TestBadAttributes runs one node whose attributes ONNX Runtime refuses:
+// each is an error naming the node and the attribute (a zero stride or
+// dilation was read as 1, a max pooling's zero stride as its kernel,
+// padding as wide as the window gave windows of padding alone, −Inf or
+// NaN, SAME padding with a zero stride divided by zero).
+func TestBadAttributes(t *testing.T) {
+	str := func(name, v string) *onnxpb.AttributeProto {
+		t := onnxpb.AttributeProto_STRING
+		return &onnxpb.AttributeProto{Name: strPtr(name), S: []byte(v), Type: &t}
+	}
+	k := ints("kernel_shape", 2, 2)
+	w := map[string][]int{"w": {1, 1, 2, 2}}
+	conv := func(attrs ...*onnxpb.AttributeProto) []byte {
+		return graph(13, w, node("Conv", []string{"x", "w"}, []string{"y"}, attrs...))
+	}
+	one := func(op string, attrs ...*onnxpb.AttributeProto) []byte {
+		return graph(13, nil, node(op, []string{"x"}, []string{"y"}, attrs...))
+	}
+	cases := []struct {
+		name string
+		b    []byte
+		in   []int
+		want string // the error's text, or "shape [...]" for the output's shape
+	}{
+		{"Conv stride 0", conv(ints("strides", 0, 1)), []int{1, 1, 4, 4}, `node 0 (Conv ""): Conv: strides [0 1]: each must be at least 1`},
+		{"Conv dilation 0", conv(ints("dilations", 1, 0)), []int{1, 1, 4, 4}, "Conv: dilations [1 0]: each must be at least 1"},
+		{"Conv SAME stride 0", conv(str("auto_pad", "SAME_UPPER"), ints("strides", 0, 0)), []int{1, 1, 4, 4}, "Conv: strides [0 0]: each must be at least 1"},
+		{"ConvTranspose stride 0", graph(13, w, node("ConvTranspose", []string{"x", "w"}, []string{"y"}, ints("strides", 0, 2))), []int{1, 1, 4, 4},
+			"ConvTranspose: strides [0 2]: each must be at least 1"},
+		{"ConvTranspose dilation 0", graph(13, w, node("ConvTranspose", []string{"x", "w"}, []string{"y"}, ints("dilations", 0, 0))), []int{1, 1, 4, 4},
+			"ConvTranspose: dilations [0 0]: each must be at least 1"},
+		{"MaxPool stride 0", one("MaxPool", k, ints("strides", 0, 0)), []int{1, 1, 4, 4}, "MaxPool: strides [0 0]: each must be at least 1"},
+		{"MaxPool dilation 0", one("MaxPool", k, ints("dilations", 0, 1)), []int{1, 1, 4, 4}, "MaxPool: dilations [0 1]: each must be at least 1"},
+		{"MaxPool SAME stride 0", one("MaxPool", k, str("auto_pad", "SAME_LOWER"), ints("strides", 0, 1)), []int{1, 1, 4, 4}, "MaxPool: strides [0 1]: each must be at least 1"},
+		{"MaxPool pads of the kernel", one("MaxPool", k, ints("pads", 2, 0, 0, 0)), []int{1, 1, 4, 4}, "MaxPool: pads [2 0 0 0]: each must be smaller than the kernel_shape [2 2]"},
+		{"AveragePool pads beyond the kernel", one("AveragePool", k, ints("pads", 0, 0, 0, 3)), []int{1, 1, 4, 4}, "AveragePool: pads [0 0 0 3]: each must be smaller than the kernel_shape [2 2]"},
+		{"AveragePool stride 0", one("AveragePool", k, ints("strides", 1, 0)), []int{1, 1, 4, 4}, "AveragePool: strides [1 0]: each must be at least 1"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m, err := Parse(c.b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := m.Run(map[string]*tensor.Tensor{"x": tensor.New(c.in...)})
+			got := fmt.Sprint(err)
+			if err == nil {
+				got = fmt.Sprintf("shape %v", out["y"].Shape)
+			}
+			if !strings.Contains(got, c.want) {
+				t.Errorf("got %s, want %s", got, c.want)
+			}
+		})
 	}
 }

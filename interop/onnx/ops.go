@@ -70,6 +70,23 @@ func floats(v *value, op string) (*tensor.Tensor, error) {
 	return v.nchw(), nil
 }
 
+// atLeastOne checks that strides s and dilations d are at least 1 (the
+// engine would read 0 as 1, or a pooling's stride 0 as its kernel, and
+// SAME padding would divide by it); ONNX Runtime refuses them.
+func atLeastOne(op string, s, d []int) error {
+	for _, c := range []struct {
+		name string
+		v    []int
+	}{{"strides", s}, {"dilations", d}} {
+		for _, x := range c.v {
+			if x < 1 {
+				return fmt.Errorf("%s: %s %v: each must be at least 1", op, c.name, c.v)
+			}
+		}
+	}
+	return nil
+}
+
 // geometry resolves strides, dilations and padding (auto_pad included) of
 // a 2-D spatial operator over an input of height h and width w.
 func geometry(op string, a attrMap, k [2]int, h, w int) (stride, dil [2]int, pad [4]int, err error) {
@@ -78,6 +95,9 @@ func geometry(op string, a attrMap, k [2]int, h, w int) (stride, dil [2]int, pad
 	p := a.ints("pads", []int{0, 0, 0, 0})
 	if len(s) != 2 || len(d) != 2 || len(p) != 4 {
 		return stride, dil, pad, fmt.Errorf("%s: only 2-D spatial attributes are supported (strides %v, dilations %v, pads %v)", op, s, d, p)
+	}
+	if err := atLeastOne(op, s, d); err != nil {
+		return stride, dil, pad, err
 	}
 	stride, dil, pad = [2]int{s[0], s[1]}, [2]int{d[0], d[1]}, [4]int{p[0], p[1], p[2], p[3]}
 	switch ap := a.str("auto_pad", "NOTSET"); ap {
@@ -165,6 +185,9 @@ func convTransposeParams(a attrMap, in, k [2]int) (ag.ConvParams, error) {
 	op := a.ints("output_padding", []int{0, 0})
 	if len(s) != 2 || len(d) != 2 || len(p) != 4 || len(op) != 2 {
 		return ag.ConvParams{}, fmt.Errorf("ConvTranspose: only 2-D spatial attributes are supported")
+	}
+	if err := atLeastOne("ConvTranspose", s, d); err != nil {
+		return ag.ConvParams{}, err
 	}
 	prm := ag.ConvParams{Stride: [2]int{s[0], s[1]}, Dilation: [2]int{d[0], d[1]}, Pad: [4]int{p[0], p[1], p[2], p[3]}, OutputPadding: [2]int{op[0], op[1]}}
 	outShape := a.ints("output_shape", nil)
@@ -351,6 +374,12 @@ func poolParams(op string, a attrMap, x *tensor.Tensor) (ag.PoolParams, error) {
 	stride, dil, pad, err := geometry(op, a, [2]int{k[0], k[1]}, x.Shape[1], x.Shape[2])
 	if err != nil {
 		return ag.PoolParams{}, err
+	}
+	// A window of padding alone has no maximum (−Inf) and no mean (NaN).
+	for i, p := range pad {
+		if p >= k[i%2] && a.str("auto_pad", "NOTSET") == "NOTSET" {
+			return ag.PoolParams{}, fmt.Errorf("%s: pads %v: each must be smaller than the kernel_shape %v", op, pad, k)
+		}
 	}
 	return ag.PoolParams{Kernel: [2]int{k[0], k[1]}, Stride: stride, Dilation: dil, Pad: pad,
 		CeilMode: a.int("ceil_mode", 0) != 0, CountIncludePad: a.int("count_include_pad", 0) != 0}, nil
