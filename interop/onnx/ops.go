@@ -970,16 +970,17 @@ func intArith(op string, f func(a, b int64) (int64, error)) opFunc {
 		if !a.isInt || !b.isInt {
 			return nil, fmt.Errorf("%s: only integer (shape) arithmetic is supported", op)
 		}
-		shape := a.shape
+		// The result has the shape of the operand that is not a single
+		// value (which may be empty).
+		shape, n := a.shape, len(a.ints)
 		switch {
 		case len(a.ints) == len(b.ints) && tensor.SameShape(a.shape, b.shape):
 		case len(b.ints) == 1:
 		case len(a.ints) == 1:
-			shape = b.shape
+			shape, n = b.shape, len(b.ints)
 		default:
 			return nil, fmt.Errorf("%s: shapes %v and %v do not broadcast (single values only)", op, a.shape, b.shape)
 		}
-		n := max(len(a.ints), len(b.ints))
 		out := &value{isInt: true, shape: append([]int(nil), shape...), ints: make([]int64, n)}
 		for i := range out.ints {
 			x, y := a.ints[min(i, len(a.ints)-1)], b.ints[min(i, len(b.ints)-1)]
