@@ -276,7 +276,8 @@ func TestLiveValuesBounded(t *testing.T) {
 // each is an error naming the node and the attribute (a zero stride or
 // dilation was read as 1, a max pooling's zero stride as its kernel,
 // padding as wide as the window gave windows of padding alone, −Inf or
-// NaN, SAME padding with a zero stride divided by zero); or one on inputs
+// NaN, SAME padding with a zero stride divided by zero, an attribute of
+// another type than the operator's read as 0 or empty); or one on inputs
 // the evaluator got wrong, which must give the right result (integer
 // arithmetic on an empty tensor and a scalar indexed element −1).
 func TestBadAttributes(t *testing.T) {
@@ -311,6 +312,12 @@ func TestBadAttributes(t *testing.T) {
 		{"MaxPool pads of the kernel", one("MaxPool", k, ints("pads", 2, 0, 0, 0)), []int{1, 1, 4, 4}, "MaxPool: pads [2 0 0 0]: each must be smaller than the kernel_shape [2 2]"},
 		{"AveragePool pads beyond the kernel", one("AveragePool", k, ints("pads", 0, 0, 0, 3)), []int{1, 1, 4, 4}, "AveragePool: pads [0 0 0 3]: each must be smaller than the kernel_shape [2 2]"},
 		{"AveragePool stride 0", one("AveragePool", k, ints("strides", 1, 0)), []int{1, 1, 4, 4}, "AveragePool: strides [1 0]: each must be at least 1"},
+		{"Gemm alpha of type INT", graph(13, map[string][]int{"b": {2, 2}}, node("Gemm", []string{"x", "b"}, []string{"y"}, iattr("alpha", 2))), []int{2, 2},
+			`node 0 (Gemm ""): attribute alpha is an INT; the operator reads a FLOAT`},
+		{"Conv strides of type INT", conv(iattr("strides", 2)), []int{1, 1, 4, 4}, "attribute strides is an INT; the operator reads INTS"},
+		{"Flatten axis of type INTS", one("Flatten", ints("axis", 1)), []int{2, 3}, "attribute axis is INTS; the operator reads an INT"},
+		{"Pad mode of type INT", graph(13, nil, intConst("p", 0, 1, 0, 1), node("Pad", []string{"x", "p"}, []string{"y"}, iattr("mode", 1))), []int{2, 3},
+			"attribute mode is an INT; the operator reads a STRING"},
 		{"integer Add of an empty tensor and a scalar", graph(13, nil, intConst("e"), intConst("s", 5), node("Add", []string{"e", "s"}, []string{"y"})), []int{1}, "shape [0]"},
 		{"integer Sub of a scalar and an empty tensor", graph(13, nil, intConst("e"), intConst("s", 5), node("Sub", []string{"s", "e"}, []string{"y"})), []int{1}, "shape [0]"},
 	}

@@ -280,12 +280,17 @@ func (m *Model) run(inputs map[string]*value) (map[string]*tensor.Tensor, error)
 // ask for gigabytes; what the operator produces must then have exactly
 // the inferred shapes.
 func (m *Model) evalNode(n *onnxpb.NodeProto, args []*value) (res []*value, err error) {
+	a := attrs(n)
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%v", r)
 		}
+		// An attribute of another type than the operator's was read as
+		// its zero value: whatever followed is not what the graph says.
+		if *a.bad != nil {
+			res, err = nil, *a.bad
+		}
 	}()
-	a := attrs(n)
 	for _, name := range []string{"strides", "pads", "dilations", "output_padding", "output_shape", "kernel_shape"} {
 		for _, v := range a.ints(name, nil) {
 			if v > maxGeometry || v < -maxGeometry {
@@ -331,18 +336,65 @@ const maxGeometry = 1 << 16
 type attrMap struct {
 	m       map[string]*onnxpb.AttributeProto
 	outputs int
+	// bad records the first attribute read as another type than its own
+	// (which reads as that type's zero value); evalNode reports it.
+	bad *error
 }
 
 func attrs(n *onnxpb.NodeProto) attrMap {
-	a := attrMap{m: map[string]*onnxpb.AttributeProto{}, outputs: len(n.Output)}
+	a := attrMap{m: map[string]*onnxpb.AttributeProto{}, outputs: len(n.Output), bad: new(error)}
 	for _, at := range n.Attribute {
 		a.m[at.GetName()] = at
 	}
 	return a
 }
 
-func (a attrMap) ints(name string, def []int) []int {
+// get returns the attribute name, recording in a.bad that it is not of
+// type want. An attribute without a type (an old writer's) has the type of
+// the field it sets.
+func (a attrMap) get(name string, want onnxpb.AttributeProto_AttributeType) (*onnxpb.AttributeProto, bool) {
 	at, ok := a.m[name]
+	if !ok {
+		return nil, false
+	}
+	got := at.GetType()
+	if got == onnxpb.AttributeProto_UNDEFINED {
+		switch {
+		case at.F != nil:
+			got = onnxpb.AttributeProto_FLOAT
+		case at.I != nil:
+			got = onnxpb.AttributeProto_INT
+		case at.S != nil:
+			got = onnxpb.AttributeProto_STRING
+		case at.T != nil:
+			got = onnxpb.AttributeProto_TENSOR
+		case len(at.Floats) > 0:
+			got = onnxpb.AttributeProto_FLOATS
+		case len(at.Ints) > 0:
+			got = onnxpb.AttributeProto_INTS
+		case len(at.Strings) > 0:
+			got = onnxpb.AttributeProto_STRINGS
+		}
+	}
+	if got != want && got != onnxpb.AttributeProto_UNDEFINED && *a.bad == nil {
+		*a.bad = fmt.Errorf("attribute %s is %s; the operator reads %s", name, attrType(got), attrType(want))
+	}
+	return at, true
+}
+
+// attrType names an attribute type with its article, for errors.
+func attrType(t onnxpb.AttributeProto_AttributeType) string {
+	switch t {
+	case onnxpb.AttributeProto_INT, onnxpb.AttributeProto_UNDEFINED:
+		return "an " + t.String()
+	case onnxpb.AttributeProto_FLOAT, onnxpb.AttributeProto_STRING, onnxpb.AttributeProto_TENSOR, onnxpb.AttributeProto_GRAPH:
+		return "a " + t.String()
+	}
+	return t.String()
+}
+
+func (a attrMap) ints(name string, def []int) []int {
+	at, ok := a.get(name, onnxpb.AttributeProto_INTS)
 	if !ok {
 		return def
 	}
@@ -354,21 +406,21 @@ func (a attrMap) ints(name string, def []int) []int {
 }
 
 func (a attrMap) int(name string, def int) int {
-	if at, ok := a.m[name]; ok {
+	if at, ok := a.get(name, onnxpb.AttributeProto_INT); ok {
 		return int(at.GetI())
 	}
 	return def
 }
 
 func (a attrMap) float(name string, def float32) float32 {
-	if at, ok := a.m[name]; ok {
+	if at, ok := a.get(name, onnxpb.AttributeProto_FLOAT); ok {
 		return at.GetF()
 	}
 	return def
 }
 
 func (a attrMap) str(name, def string) string {
-	if at, ok := a.m[name]; ok {
+	if at, ok := a.get(name, onnxpb.AttributeProto_STRING); ok {
 		return string(at.GetS())
 	}
 	return def

@@ -114,6 +114,18 @@ type seenParams struct {
 	u8     string // the tensor dequantized
 }
 
+// qdqAttrTypes are the types of the attributes the import reads (of the
+// operators qdqOperators allows): one of another type would read as 0.
+var qdqAttrTypes = map[string]onnxpb.AttributeProto_AttributeType{
+	"kernel_shape": onnxpb.AttributeProto_INTS, "strides": onnxpb.AttributeProto_INTS, "pads": onnxpb.AttributeProto_INTS,
+	"dilations": onnxpb.AttributeProto_INTS, "perm": onnxpb.AttributeProto_INTS,
+	"group": onnxpb.AttributeProto_INT, "transA": onnxpb.AttributeProto_INT, "transB": onnxpb.AttributeProto_INT,
+	"ceil_mode": onnxpb.AttributeProto_INT, "storage_order": onnxpb.AttributeProto_INT, "axis": onnxpb.AttributeProto_INT,
+	"allowzero": onnxpb.AttributeProto_INT, "training_mode": onnxpb.AttributeProto_INT,
+	"alpha": onnxpb.AttributeProto_FLOAT, "beta": onnxpb.AttributeProto_FLOAT, "epsilon": onnxpb.AttributeProto_FLOAT,
+	"auto_pad": onnxpb.AttributeProto_STRING, "mode": onnxpb.AttributeProto_STRING,
+}
+
 func (im *qdqImporter) index() error {
 	for _, t := range im.g.Initializer {
 		im.inits[t.GetName()] = t
@@ -124,6 +136,15 @@ func (im *qdqImporter) index() error {
 		}
 		if len(n.Output) == 0 || n.Output[0] == "" {
 			return fmt.Errorf("node %q (%s) has no output", n.GetName(), n.GetOpType())
+		}
+		a := attrs(n)
+		for _, at := range n.Attribute {
+			if t, ok := qdqAttrTypes[at.GetName()]; ok {
+				a.get(at.GetName(), t)
+			}
+		}
+		if *a.bad != nil {
+			return fmt.Errorf("%s: %w", describe(n), *a.bad)
 		}
 		switch t := n.GetOpType(); {
 		case (t == "QuantizeLinear" || t == "DequantizeLinear") && (len(n.Input) < 2 || n.Input[0] == "" || n.Input[1] == ""):

@@ -764,6 +764,15 @@ func TestQDQImportRefusesOtherComputations(t *testing.T) {
 			}
 			return []string{fmt.Sprintf("MaxPool %q: ceil_mode 1, the model's max pooling has 0", n.GetName())}
 		}},
+		{"MaxPool ceil_mode of type FLOAT", func(g *onnxpb.GraphProto) []string {
+			n := nodeOf(t, g, "MaxPool", 0)
+			for _, a := range n.Attribute {
+				if a.GetName() == "ceil_mode" {
+					a.Type, a.I, a.F = onnxpb.AttributeProto_FLOAT.Enum(), nil, proto.Float32(1)
+				}
+			}
+			return []string{fmt.Sprintf("MaxPool %q: attribute ceil_mode is a FLOAT; the operator reads an INT", n.GetName())}
+		}},
 		{"MaxPool storage_order", func(g *onnxpb.GraphProto) []string {
 			n := nodeOf(t, g, "MaxPool", 0)
 			n.Attribute = append(n.Attribute, intAttr("storage_order", 1))
