@@ -613,3 +613,22 @@ func TestGradReady(t *testing.T) {
 		}
 	}
 }
+
+// TestFlattenEmpty: Flatten of an empty tensor keeps the sizes of the axes
+// it joins, as ONNX's Flatten does ([0,3] gave [0,0], the element count
+// divided by the outer size).
+func TestFlattenEmpty(t *testing.T) {
+	tape := ag.NewNoGradTape()
+	for _, c := range []struct {
+		shape []int
+		axis  int
+		want  []int
+	}{
+		{[]int{0, 3}, 1, []int{0, 3}}, {[]int{2, 0, 3}, 2, []int{0, 3}}, {[]int{2, 0, 3}, 1, []int{2, 0}},
+		{[]int{0, 3}, 0, []int{1, 0}}, {[]int{0, 3}, 2, []int{0, 1}}, {[]int{2, 3, 4}, -1, []int{6, 4}},
+	} {
+		if got := ag.Flatten(tape.Constant(tensor.New(c.shape...)), c.axis).Data.Shape; !slices.Equal(got, c.want) {
+			t.Errorf("Flatten(%v, %d): %v, want %v", c.shape, c.axis, got, c.want)
+		}
+	}
+}

@@ -155,8 +155,9 @@ func Flatten(x *Value, axis int) *Value {
 	if axis < 0 || axis > len(s) {
 		shapeErr("Flatten", "axis %d for shape %v", axis, s)
 	}
-	outer := tensor.NumElements(s[:axis])
-	return Reshape(x, outer, x.numel()/max(outer, 1))
+	// The product of the sizes after axis, not the element count over the
+	// outer size: an empty [0,3] flattens to [0,3].
+	return Reshape(x, tensor.NumElements(s[:axis]), tensor.NumElements(s[axis:]))
 }
 
 // axisSplit returns the sizes before, at, and after axis.

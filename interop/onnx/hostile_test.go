@@ -279,7 +279,8 @@ func TestLiveValuesBounded(t *testing.T) {
 // NaN, SAME padding with a zero stride divided by zero, an attribute of
 // another type than the operator's read as 0 or empty); or one on inputs
 // the evaluator got wrong, which must give the right result (integer
-// arithmetic on an empty tensor and a scalar indexed element −1).
+// arithmetic on an empty tensor and a scalar indexed element −1, Flatten of
+// an empty [0,3] gave [0,0]).
 func TestBadAttributes(t *testing.T) {
 	str := func(name, v string) *onnxpb.AttributeProto {
 		t := onnxpb.AttributeProto_STRING
@@ -318,6 +319,9 @@ func TestBadAttributes(t *testing.T) {
 		{"Flatten axis of type INTS", one("Flatten", ints("axis", 1)), []int{2, 3}, "attribute axis is INTS; the operator reads an INT"},
 		{"Pad mode of type INT", graph(13, nil, intConst("p", 0, 1, 0, 1), node("Pad", []string{"x", "p"}, []string{"y"}, iattr("mode", 1))), []int{2, 3},
 			"attribute mode is an INT; the operator reads a STRING"},
+		{"Flatten of [0,3]", one("Flatten"), []int{0, 3}, "shape [0 3]"},
+		{"Flatten of [2,0,3] on axis 2", one("Flatten", iattr("axis", 2)), []int{2, 0, 3}, "shape [0 3]"},
+		{"Flatten of [0,3] on axis 0", one("Flatten", iattr("axis", 0)), []int{0, 3}, "shape [1 0]"},
 		{"integer Add of an empty tensor and a scalar", graph(13, nil, intConst("e"), intConst("s", 5), node("Add", []string{"e", "s"}, []string{"y"})), []int{1}, "shape [0]"},
 		{"integer Sub of a scalar and an empty tensor", graph(13, nil, intConst("e"), intConst("s", 5), node("Sub", []string{"s", "e"}, []string{"y"})), []int{1}, "shape [0]"},
 	}
