@@ -154,6 +154,11 @@ func Decode(b []byte, name string) (img image.Image, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("imagefile: %s: corrupt %s image: %w", name, format, err)
 	}
+	if r := img.Bounds(); format != "gif" && (r.Dx() != cfg.Width || r.Dy() != cfg.Height) {
+		// Its header checked one size and the decoder made another (a
+		// GIF's first frame may be smaller than its screen: gifColours).
+		return nil, fmt.Errorf("imagefile: %s: corrupt %s image: its header says %d×%d, its data %d×%d", name, format, cfg.Width, cfg.Height, r.Dx(), r.Dy())
+	}
 	if format == "webp" {
 		img = webpRGB(img)
 	}
@@ -218,6 +223,11 @@ func CheckHeader(b []byte, name string) (format string, cfg image.Config, err er
 	if format == "webp" && len(b) >= 21 && string(b[12:16]) == "VP8X" && b[20]&0x02 != 0 {
 		return "", cfg, fmt.Errorf("imagefile: %s: an animated WebP, which Go's WebP decoder cannot read; save its first frame as a still image", name)
 	}
+	if format == "webp" && err == nil {
+		if w, h, ok := webpBitstreamSize(b); ok && (w != cfg.Width || h != cfg.Height) {
+			return "", cfg, fmt.Errorf("imagefile: %s: corrupt webp header: its canvas is %d×%d and its image %d×%d (libwebp and PIL refuse such a file)", name, cfg.Width, cfg.Height, w, h)
+		}
+	}
 	if err != nil {
 		return "", cfg, fmt.Errorf("imagefile: %s: corrupt %s header: %w", name, format, err)
 	}
@@ -225,6 +235,40 @@ func CheckHeader(b []byte, name string) (format string, cfg image.Config, err er
 		return "", cfg, err
 	}
 	return format, cfg, nil
+}
+
+// webpBitstreamSize returns the size a WebP's image data ("VP8 " or
+// "VP8L" chunk) is coded at, and false when b ends before it: an extended
+// WebP ("VP8X") gives its canvas size in its own chunk, which is what
+// golang.org/x/image/webp's DecodeConfig reports, but its decoder decodes
+// the size in the image data, so a 56-byte file whose canvas is 1×1 decoded
+// to 16384×16384 pixels (1.15 GB) past the limits CheckHeader applies.
+// The RIFF chunks are walked to the first image chunk (WebP container
+// specification: "Extended File Format").
+func webpBitstreamSize(b []byte) (w, h int, ok bool) {
+	le := func(b []byte) int { return int(b[0]) | int(b[1])<<8 | int(b[2])<<16 | int(b[3])<<24 }
+	for o := 12; o+8 <= len(b); {
+		fourcc, size := string(b[o:o+4]), le(b[o+4:o+8])
+		p := b[o+8:]
+		switch fourcc {
+		case "VP8 ": // frame tag (3 bytes), start code (3), then 14-bit width and height
+			if len(p) < 10 {
+				return 0, 0, false
+			}
+			return (int(p[6]) | int(p[7])<<8) & 0x3fff, (int(p[8]) | int(p[9])<<8) & 0x3fff, true
+		case "VP8L": // signature 0x2f, then width-1 and height-1 in 14 bits each
+			if len(p) < 5 {
+				return 0, 0, false
+			}
+			v := le(p[1:5])
+			return v&0x3fff + 1, (v>>14)&0x3fff + 1, true
+		}
+		if size < 0 || size > len(b) { // a size past the file: nothing further to read
+			return 0, 0, false
+		}
+		o += 8 + size + size&1
+	}
+	return 0, 0, false
 }
 
 // CheckFile reads only the header of an image file and checks it as

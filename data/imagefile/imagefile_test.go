@@ -3,6 +3,7 @@ package imagefile
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"image"
 	"image/color"
 	"image/color/palette"
@@ -295,6 +296,48 @@ func TestBombsRefused(t *testing.T) {
 	}
 }
 
+// webpCanvasBomb is a 56-byte extended WebP whose canvas (VP8X) is 1×1
+// and whose lossless image data is 16384×16384 of one colour.
+const webpCanvasBomb = "52494646300000005745425056503858" + "0a000000000000000000000000005650" + "384c11000000" + "2fffffff0f0750e42ad4a3ff8188e87f0000"
+
+// TestWebPCanvasMatchesImage: an extended WebP is refused at its header
+// when its canvas and its image data disagree, as libwebp (and so PIL)
+// refuse it: golang.org/x/image/webp reports the canvas and decodes the
+// data, so webpCanvasBomb passed the limits as 1×1 and decoded to 268
+// million pixels (1.15 GB). PIL's lossy WebP with alpha (VP8X, ALPH, VP8)
+// still loads; with its canvas a pixel wider it is refused.
+func TestWebPCanvasMatchesImage(t *testing.T) {
+	bomb, err := hex.DecodeString(webpCanvasBomb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err = Decode(bomb, "bomb.webp")
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "canvas is 1×1 and its image 16384×16384") {
+		t.Errorf("bomb.webp: %v; want its canvas and image sizes named", err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 1<<20 {
+		t.Errorf("bomb.webp: %d bytes allocated to refuse it", alloc)
+	}
+	b, err := os.ReadFile(filepath.Join(pilDir, "webp/lossy_alpha.webp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b[12:16]) != "VP8X" {
+		t.Fatalf("lossy_alpha.webp holds %q first; want VP8X", b[12:16])
+	}
+	if _, err := Decode(b, "lossy_alpha.webp"); err != nil {
+		t.Fatal(err)
+	}
+	wider := bytes.Clone(b)
+	wider[24]++ // the canvas's width − 1, low byte (VP8X payload bytes 4–6)
+	if _, err := Decode(wider, "wider.webp"); err == nil || !strings.Contains(err.Error(), "its canvas is") {
+		t.Errorf("a canvas a pixel wider than the image: %v", err)
+	}
+}
+
 // TestWideImageBounded is issue 21's 260-byte PNG of 60,000×1 pixels: it
 // is within the header limits (60,000 pixels) and decodes, but the
 // evaluation transform would resize its shorter side (1) to 256 and so
@@ -366,7 +409,10 @@ func FuzzDecodeImage(f *testing.F) {
 	buf.Reset()
 	jpeg.Encode(&buf, image.NewRGBA(image.Rect(0, 0, 9, 7)), nil)
 	f.Add(buf.Bytes())
-	for _, name := range []string{"webp/lossy.webp", "webp/lossless_alpha.webp", "exif/orientation6.jpg", "tiff/rgb_lzw_predictor.tif", "tiff/bitmap_g4.tif", "tiff/palette.tif", "pnm/p6_1000.pnm", "pnm/p1.pnm"} {
+	if b, err := hex.DecodeString(webpCanvasBomb); err == nil {
+		f.Add(b)
+	}
+	for _, name := range []string{"webp/lossy.webp", "webp/lossless_alpha.webp", "webp/lossy_alpha.webp", "exif/orientation6.jpg", "tiff/rgb_lzw_predictor.tif", "tiff/bitmap_g4.tif", "tiff/palette.tif", "pnm/p6_1000.pnm", "pnm/p1.pnm"} {
 		if b, err := os.ReadFile(filepath.Join(pilDir, name)); err == nil {
 			f.Add(b)
 		}
