@@ -251,11 +251,11 @@ type PoolParams struct {
 	CountIncludePad bool
 }
 
-func poolShape(op string, x *Value, p PoolParams) kernels.PoolShape {
-	xs := x.Data.Shape
-	if len(xs) != 4 {
-		shapeErr(op, "needs an NHWC input, got %v", xs)
-	}
+// norm gives the zero fields their meaning: a stride of 0 is the
+// kernel's size (PyTorch's default), a dilation of 0 is 1. The pools
+// trace the normalised parameters, so that what reads a traced graph
+// (exporters, package quant) sees the strides the pool used.
+func (p PoolParams) norm() PoolParams {
 	for i := range 2 {
 		if p.Stride[i] == 0 {
 			p.Stride[i] = p.Kernel[i]
@@ -264,6 +264,15 @@ func poolShape(op string, x *Value, p PoolParams) kernels.PoolShape {
 			p.Dilation[i] = 1
 		}
 	}
+	return p
+}
+
+func poolShape(op string, x *Value, p PoolParams) kernels.PoolShape {
+	xs := x.Data.Shape
+	if len(xs) != 4 {
+		shapeErr(op, "needs an NHWC input, got %v", xs)
+	}
+	p = p.norm()
 	s := kernels.PoolShape{N: xs[0], H: xs[1], W: xs[2], C: xs[3], KH: p.Kernel[0], KW: p.Kernel[1],
 		SH: p.Stride[0], SW: p.Stride[1], DH: p.Dilation[0], DW: p.Dilation[1],
 		PT: p.Pad[0], PL: p.Pad[1], PB: p.Pad[2], PR: p.Pad[3], CeilMode: p.CeilMode, CountIncludePad: p.CountIncludePad}
@@ -275,6 +284,7 @@ func poolShape(op string, x *Value, p PoolParams) kernels.PoolShape {
 
 // MaxPool2d max-pools x [N,H,W,C].
 func MaxPool2d(x *Value, p PoolParams) *Value {
+	p = p.norm()
 	s := poolShape("MaxPool2d", x, p)
 	y := result([]int{s.N, s.OH(), s.OW(), s.C}, x)
 	trace(y, OpMaxPool2d, p, x)
@@ -292,6 +302,7 @@ func MaxPool2d(x *Value, p PoolParams) *Value {
 // AvgPool2d average-pools x [N,H,W,C].
 func AvgPool2d(x *Value, p PoolParams) *Value {
 	p.Dilation = [2]int{1, 1}
+	p = p.norm()
 	s := poolShape("AvgPool2d", x, p)
 	y := result([]int{s.N, s.OH(), s.OW(), s.C}, x)
 	trace(y, OpAvgPool2d, p, x)

@@ -568,3 +568,40 @@ func TestFromRangeWithinBounds(t *testing.T) {
 		}
 	}
 }
+
+// A max pooling whose stride is left 0 (the kernel's size, as in PyTorch)
+// quantizes and runs as the float pool does: the pools trace their
+// normalised parameters. quant read the raw 0 as a stride of 1 and its
+// Forward panicked (slice bounds) on the smaller output the float graph
+// had traced.
+func TestMaxPoolDefaultStride(t *testing.T) {
+	rng := tensor.NewRNG(5)
+	net := nn.Sequential{nn.NewConv2d(rng, 3, 8, 3, nn.ConvOptions{Padding: 1}), nn.ReLU{},
+		nn.MaxPool2d{P: ag.PoolParams{Kernel: [2]int{2, 2}}}, nn.GlobalAvgPool{}, nn.Flatten{}, nn.NewLinear(rng, 8, 4, true)}
+	x := tensor.New(2, 8, 8, 3)
+	for i := range x.Data {
+		x.Data[i] = float32(rng.Normal())
+	}
+	calls := 0
+	q, err := Quantize(context.Background(), net, []int{2, 8, 8, 3}, func() (*tensor.Tensor, error) {
+		if calls++; calls > 1 {
+			return nil, nil
+		}
+		return x, nil
+	}, Options{Method: MinMax})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range q.Graph().Ops {
+		if op.Kind == OpMaxPool && op.Pool.Stride != [2]int{2, 2} {
+			t.Errorf("the max pool's stride %v; want [2 2], its kernel's", op.Pool.Stride)
+		}
+	}
+	y, err := q.Forward(context.Background(), x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tensor.SameShape(y.Shape, []int{2, 4}) {
+		t.Errorf("output shape %v; want [2 4]", y.Shape)
+	}
+}

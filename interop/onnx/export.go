@@ -391,7 +391,7 @@ func poolExport(kind string) exportFunc {
 			intsAttr("pads", int64(p.Pad[0]), int64(p.Pad[1]), int64(p.Pad[2]), int64(p.Pad[3])), intAttr("ceil_mode", b2i(p.CeilMode))}
 		if kind == "AveragePool" {
 			attrs = append(attrs, intAttr("count_include_pad", b2i(p.CountIncludePad)))
-		} else if p.Dilation != [2]int{} {
+		} else if p.Dilation != [2]int{} && p.Dilation != [2]int{1, 1} { // ONNX's default is 1
 			attrs = append(attrs, intsAttr("dilations", int64(max(p.Dilation[0], 1)), int64(max(p.Dilation[1], 1))))
 		}
 		e.node(kind, []string{x}, out, attrs)
