@@ -1,8 +1,10 @@
 package kernels
 
 import (
+	"fmt"
 	"math"
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"sort"
 	"sync"
@@ -101,14 +103,50 @@ func runChunks(n, p, chunk int, fn func(lo, hi int)) {
 			startWorker()
 		}
 	}
-	j.work()
+	j.workRecovering()
 	joined := j.state.Or(closed) &^ closed
 	pending.CompareAndSwap(j, nil)
 	for j.done.Load() != joined { // each is finishing its last chunk
 		runtime.Gosched()
 	}
+	failed := j.failed.Swap(nil)
 	j.fn = nil
 	jobs.Put(j)
+	if failed != nil {
+		panic(*failed) // in the caller, where a recover (a server's, a test's) can catch it
+	}
+}
+
+// WorkerPanic is what a parallel loop panics with, in its caller, when
+// one of its chunks panicked (on the caller or on a worker goroutine): the
+// chunk's panic value and stack. A worker's panic used to end the
+// program, past any recover of the loop's caller.
+type WorkerPanic struct {
+	Value any
+	Stack []byte
+}
+
+func (p WorkerPanic) Error() string {
+	return fmt.Sprintf("kernels: a parallel loop's chunk panicked: %v\n%s", p.Value, p.Stack)
+}
+
+// Unwrap returns the chunk's panic value when it is an error (a
+// runtime.Error: an index out of range).
+func (p WorkerPanic) Unwrap() error {
+	err, _ := p.Value.(error)
+	return err
+}
+
+// workRecovering is work, recording a chunk's panic in the job (the first
+// of several) instead of letting it unwind a worker goroutine, which would
+// end the program.
+func (j *job) workRecovering() {
+	defer func() {
+		if r := recover(); r != nil {
+			j.failed.CompareAndSwap(nil, &WorkerPanic{r, debug.Stack()})
+		}
+	}()
+	j.work()
 }
 
 // A job is one parallelFor call: its function, its chunks, the next chunk
@@ -119,8 +157,9 @@ type job struct {
 	n, chunk int
 	helpers  atomic.Int32 // how many helpers may join: the split's goroutines less the caller (atomic: a late worker may read a recycled job's)
 	next     atomic.Int64
-	state    atomic.Int32 // helpers joined, | closed once the caller is done
-	done     atomic.Int32 // helpers finished
+	state    atomic.Int32                // helpers joined, | closed once the caller is done
+	done     atomic.Int32                // helpers finished
+	failed   atomic.Pointer[WorkerPanic] // the first chunk that panicked
 }
 
 // closed marks a job's state once its caller has run out of chunks: no
@@ -152,7 +191,7 @@ func (j *job) help() bool {
 			break
 		}
 	}
-	j.work()
+	j.workRecovering()
 	j.done.Add(1)
 	return true
 }

@@ -1,9 +1,11 @@
 package kernels
 
 import (
+	"errors"
 	"runtime"
 	"runtime/metrics"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -212,5 +214,48 @@ func TestSetThreadsCapsLoops(t *testing.T) {
 	SetThreads(0)
 	if m := most.Load(); m > 2 {
 		t.Errorf("capped at two threads after four had run: a loop ran on %d goroutines at once", m)
+	}
+}
+
+// TestParallelForPanicReachesCaller: a chunk that panics on a worker
+// goroutine panics in the loop's caller (WorkerPanic, the chunk's value
+// and stack), where a recover catches it — a server's answers that request
+// with 500 — and the loops after it run; the panic ended the program. The
+// first chunk holds the caller until another chunk (a worker's) has
+// started, so that the panicking chunk is a worker's.
+func TestParallelForPanicReachesCaller(t *testing.T) {
+	if threads() < 2 {
+		t.Skip("needs 2 threads for a worker to take a chunk")
+	}
+	for range 20 {
+		other := make(chan struct{})
+		var once sync.Once
+		got := func() (r any) {
+			defer func() { r = recover() }()
+			parallelFor(64, func(lo, hi int) {
+				if lo == 0 {
+					select {
+					case <-other:
+					case <-time.After(2 * time.Second):
+					}
+					return
+				}
+				once.Do(func() { close(other) })
+				var s []int
+				_ = s[lo] // index out of range
+			})
+			return nil
+		}()
+		wp, ok := got.(WorkerPanic)
+		var re runtime.Error
+		if !ok || !errors.As(wp, &re) || !strings.Contains(wp.Error(), "index out of range") {
+			t.Fatalf("recovered %v (%T); want a WorkerPanic of the index error", got, got)
+		}
+	}
+	n := 0
+	var mu sync.Mutex
+	parallelFor(64, func(lo, hi int) { mu.Lock(); n += hi - lo; mu.Unlock() })
+	if n != 64 {
+		t.Errorf("the loop after: %d indices run, want 64", n)
 	}
 }
