@@ -220,6 +220,11 @@ func CheckHeader(b []byte, name string) (format string, cfg image.Config, err er
 			return "", cfg, fmt.Errorf("imagefile: %s: %s, which Go's JPEG decoder cannot read; re-encode it (for example with PIL, or jpegtran without -arithmetic or -restart)", name, why)
 		}
 	}
+	if format == "gif" {
+		if why := gifFrameOutside(b); why != "" {
+			return "", cfg, fmt.Errorf("imagefile: %s: %s, which Go's GIF decoder cannot read (PIL enlarges the screen); save it again with a screen that holds the image", name, why)
+		}
+	}
 	if format == "webp" && len(b) >= 21 && string(b[12:16]) == "VP8X" && b[20]&0x02 != 0 {
 		return "", cfg, fmt.Errorf("imagefile: %s: an animated WebP, which Go's WebP decoder cannot read; save its first frame as a still image", name)
 	}
@@ -374,19 +379,10 @@ func gifColours(img image.Image, b []byte) image.Image {
 		return b[at : at+n]
 	}
 	colours := table(b[10], 13)
-	i := 13 + len(colours)
 	if b[10]&0x80 != 0 && colours == nil {
 		return img
 	}
-	// Extensions (0x21 label, sub-blocks) up to the first image (0x2C).
-	for i < len(b) && b[i] == 0x21 {
-		i += 2
-		for i < len(b) && b[i] != 0 {
-			i += int(b[i]) + 1
-		}
-		i++
-	}
-	if i+10 <= len(b) && b[i] == 0x2c {
+	if i, ok := gifFirstImage(b); ok {
 		if local := table(b[i+9], i+10); local != nil {
 			colours = local
 		}
@@ -425,6 +421,46 @@ func gifColours(img image.Image, b []byte) image.Image {
 		return img
 	}
 	return &q
+}
+
+// gifFirstImage returns where a GIF's first image descriptor (0x2C, then
+// left, top, width, height and flags) starts, past the global colour
+// table and the extensions before it, and false if b ends first.
+func gifFirstImage(b []byte) (int, bool) {
+	if len(b) < 13 {
+		return 0, false
+	}
+	i := 13
+	if b[10]&0x80 != 0 {
+		i += 3 << (b[10]&7 + 1)
+	}
+	// Extensions (0x21 label, sub-blocks) up to the first image (0x2C).
+	for i < len(b) && b[i] == 0x21 {
+		i += 2
+		for i < len(b) && b[i] != 0 {
+			i += int(b[i]) + 1
+		}
+		i++
+	}
+	return i, i+10 <= len(b) && b[i] == 0x2c
+}
+
+// gifFrameOutside returns, for a GIF whose first image extends past its
+// screen, a sentence saying so, or "": Go's decoder refuses such a file
+// ("frame bounds larger than image bounds"), where PIL enlarges the
+// screen to hold the image.
+func gifFrameOutside(b []byte) string {
+	i, ok := gifFirstImage(b)
+	if !ok {
+		return ""
+	}
+	u16 := func(at int) int { return int(binary.LittleEndian.Uint16(b[at:])) }
+	sw, sh := u16(6), u16(8)
+	x, y, w, h := u16(i+1), u16(i+3), u16(i+5), u16(i+7)
+	if x+w <= sw && y+h <= sh {
+		return ""
+	}
+	return fmt.Sprintf("a GIF whose first image (%d×%d at %d,%d) extends past its %d×%d screen", w, h, x, y, sw, sh)
 }
 
 // jpegUnsupported returns what makes a JPEG one that Go's decoder cannot

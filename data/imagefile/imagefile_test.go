@@ -476,6 +476,29 @@ func TestUnsupportedImagesRefusedAtTheHeader(t *testing.T) {
 			t.Errorf("%s: header check %v; want it named as %s", file, err, says)
 		}
 	}
+	// A GIF whose first image extends past its screen (Go's decoder:
+	// "frame bounds larger than image bounds"; PIL enlarges the screen) is
+	// refused at its header, not in the middle of an epoch.
+	var buf bytes.Buffer
+	if err := gif.Encode(&buf, image.NewPaletted(image.Rect(0, 0, 5, 6), color.Palette{color.Black, color.White}), nil); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	i, ok := gifFirstImage(b)
+	if !ok {
+		t.Fatal("no image descriptor in Go's GIF")
+	}
+	if _, err := Decode(b, "inside.gif"); err != nil {
+		t.Fatalf("the GIF as written: %v", err)
+	}
+	b[i+1] = 3 // left: the 5-wide image at x = 3 on the 5×6 screen
+	path := filepath.Join(t.TempDir(), "outside.gif")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckFile(path); err == nil || !strings.Contains(err.Error(), "first image (5×6 at 3,0) extends past its 5×6 screen") {
+		t.Errorf("outside.gif: header check %v; want the image and screen named", err)
+	}
 	// Progressive JPEGs with restarts but no subsampling, and without
 	// restarts, decode (the fixtures of TestJPEGMatchesPIL cover them).
 	for _, file := range []string{"s420_progressive.jpg", "s444_odd.jpg"} {
