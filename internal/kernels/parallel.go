@@ -1,10 +1,8 @@
 package kernels
 
 import (
-	"fmt"
 	"math"
 	"runtime"
-	"runtime/debug"
 	"runtime/metrics"
 	"sort"
 	"sync"
@@ -113,37 +111,23 @@ func runChunks(n, p, chunk int, fn func(lo, hi int)) {
 	j.fn = nil
 	jobs.Put(j)
 	if failed != nil {
-		panic(*failed) // in the caller, where a recover (a server's, a test's) can catch it
+		// In the caller, where a recover (a server's, a test's) can catch
+		// it, with the chunk's own value: what a loop run inline (one
+		// thread) panics with, whichever goroutine ran the chunk.
+		panic(failed.value)
 	}
 }
 
-// WorkerPanic is what a parallel loop panics with, in its caller, when
-// one of its chunks panicked (on the caller or on a worker goroutine): the
-// chunk's panic value and stack. A worker's panic used to end the
-// program, past any recover of the loop's caller.
-type WorkerPanic struct {
-	Value any
-	Stack []byte
-}
-
-func (p WorkerPanic) Error() string {
-	return fmt.Sprintf("kernels: a parallel loop's chunk panicked: %v\n%s", p.Value, p.Stack)
-}
-
-// Unwrap returns the chunk's panic value when it is an error (a
-// runtime.Error: an index out of range).
-func (p WorkerPanic) Unwrap() error {
-	err, _ := p.Value.(error)
-	return err
-}
+// chunkPanic is a chunk's panic value, boxed to be stored atomically.
+type chunkPanic struct{ value any }
 
 // workRecovering is work, recording a chunk's panic in the job (the first
-// of several) instead of letting it unwind a worker goroutine, which would
-// end the program.
+// of several) instead of letting it unwind a worker goroutine, which
+// ended the program past any recover of the loop's caller.
 func (j *job) workRecovering() {
 	defer func() {
 		if r := recover(); r != nil {
-			j.failed.CompareAndSwap(nil, &WorkerPanic{r, debug.Stack()})
+			j.failed.CompareAndSwap(nil, &chunkPanic{r})
 		}
 	}()
 	j.work()
@@ -157,9 +141,9 @@ type job struct {
 	n, chunk int
 	helpers  atomic.Int32 // how many helpers may join: the split's goroutines less the caller (atomic: a late worker may read a recycled job's)
 	next     atomic.Int64
-	state    atomic.Int32                // helpers joined, | closed once the caller is done
-	done     atomic.Int32                // helpers finished
-	failed   atomic.Pointer[WorkerPanic] // the first chunk that panicked
+	state    atomic.Int32               // helpers joined, | closed once the caller is done
+	done     atomic.Int32               // helpers finished
+	failed   atomic.Pointer[chunkPanic] // the first chunk that panicked
 }
 
 // closed marks a job's state once its caller has run out of chunks: no
