@@ -719,7 +719,9 @@ func TestDrainCutOff(t *testing.T) {
 // process (client and server: runtime.MemStats.TotalAlloc) allocates at
 // most 8 times the body: the body read once, and the JSON decoder's copy
 // of it in a buffer grown by doubling (up to 4 times the body in all);
-// 5–6.5 times measured. The gRPC message is decoded by neither side.
+// 5–6.5 times measured. The gRPC messages are decoded by neither side:
+// a million empty input tensors, and one tensor whose contents come in
+// 20,000 packed chunks (protobuf-go reallocates the list at each).
 // Decoded, {"inputs":[{},{},…]} took about 150 bytes for each 3 (1.5 GB
 // for 10 MB). The server answers the next request.
 func TestAmplifiedRequests(t *testing.T) {
@@ -731,6 +733,7 @@ func TestAmplifiedRequests(t *testing.T) {
 		{"a long shape", `{"inputs":[{"name":"input","datatype":"FP32","shape":[`, `1,`, `1]}]}`, "more than 64"},
 		{"nested parameters", `{"parameters":{"p":[`, `[],`, `[]]},"inputs":[]}`, "more than 256"},
 		{"input parameters", `{"inputs":[{"name":"input","parameters":{"p":[`, `{},`, `{}]}}]}`, "more than 256"},
+		{"parameters given again and again", `{"inputs":[],`, `"parameters":{"a":1,"b":2},`, `"parameters":{}}`, "given twice"},
 	} {
 		body := []byte(c.pre + strings.Repeat(c.elem, size/len(c.elem)) + c.post)
 		var code int
@@ -766,6 +769,25 @@ func TestAmplifiedRequests(t *testing.T) {
 	}
 	if a > 8*int64(len(msg)) {
 		t.Errorf("a million empty input tensors: %d MB allocated for a %d MB message", a>>20, len(msg)>>20)
+	}
+	// One input tensor whose fp32_contents come in 20,000 packed chunks of
+	// one float (120 kB): protobuf-go reallocates the list at each chunk,
+	// 857 MB in all.
+	var contents []byte
+	for range 20000 {
+		contents = protowire.AppendBytes(protowire.AppendTag(contents, 6, protowire.BytesType), []byte{0, 0, 128, 63}) // fp32_contents: 1
+	}
+	in := protowire.AppendBytes(protowire.AppendTag(nil, 5, protowire.BytesType), contents) // InferInputTensor.contents
+	msg = protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), []byte("m"))
+	msg = protowire.AppendBytes(protowire.AppendTag(msg, 5, protowire.BytesType), in)
+	a = allocatedBy(func() {
+		err = conn.Invoke(ctx, "/inference.GRPCInferenceService/ModelInfer", msg, &out, grpc.ForceCodec(rawCodec{}))
+	})
+	if err == nil || !strings.Contains(err.Error(), "would take") {
+		t.Errorf("20,000 chunks of one float: %v; want an error naming the decoded size", err)
+	}
+	if a > 8*int64(len(msg))+1<<20 {
+		t.Errorf("20,000 chunks of one float: %d MB allocated for a %d kB message", a>>20, len(msg)>>10)
 	}
 	if _, err := grpcClient(t, ts).ServerLive(ctx, &inferencepb.ServerLiveRequest{}); err != nil {
 		t.Error(err)

@@ -25,9 +25,12 @@ type Size struct {
 	// what a message of a few bytes on the wire makes a hundred times
 	// larger.
 	Structure int64
-	// Data is strings, bytes and lists of numbers as Go stores them (an
-	// unpacked list's unpackedGrowth times): at most 8 times their bytes
-	// on the wire, once packed.
+	// Data is strings, bytes and lists of numbers as Go stores them, with
+	// what growing the lists takes: an unpacked list's elements (and a
+	// list of strings' headers) unpackedGrowth times; a packed list's
+	// elements once if in one chunk, but a list in many chunks is
+	// reallocated at each to exactly its length so far (protobuf-go), so
+	// that its cost grows as the square of its chunks.
 	Data int64
 }
 
@@ -41,7 +44,7 @@ var ErrTooDeep = errors.New("protosize: messages nested too deep")
 // as the bytes they are kept in.
 func Of(b []byte, md protoreflect.MessageDescriptor, maxDepth int) (Size, error) {
 	w := walk{sizes: map[protoreflect.FullName]int64{}, maxDepth: maxDepth}
-	if err := w.message(b, md, 1); err != nil {
+	if err := w.message(b, md, 1, &fields{}); err != nil {
 		return Size{}, err
 	}
 	return Size{Messages: w.messages, Structure: 2 * w.structure, Data: w.data}, nil
@@ -60,10 +63,66 @@ type walk struct {
 	messages, structure, data int64
 	sizes                     map[protoreflect.FullName]int64 // Go struct sizes by message name
 	maxDepth                  int
+	// scratch holds, by depth, the fields of the list element being
+	// walked there, reused from one element to the next: a state each
+	// would allocate a million times for a million nodes.
+	scratch []*fields
 }
 
-// message adds one message's costs, its nested messages' included.
-func (w *walk) message(b []byte, md protoreflect.MessageDescriptor, depth int) error {
+// fresh returns an empty fields for a list element at depth.
+func (w *walk) fresh(depth int) *fields {
+	for len(w.scratch) <= depth {
+		w.scratch = append(w.scratch, &fields{})
+	}
+	f := w.scratch[depth]
+	*f = fields{}
+	return f
+}
+
+// fields is what a message's fields have decoded so far: the elements of
+// each list (a packed chunk reallocates the list to exactly its length
+// plus the chunk's), and the state of each singular message field, which
+// proto.Unmarshal merges when the field comes again.
+type fields struct {
+	lists map[protowire.Number]*list
+	kids  map[protowire.Number]*fields
+}
+
+// list is a list field's length so far, and whether a packed chunk made
+// its capacity its length.
+type list struct {
+	n     int64
+	exact bool
+}
+
+func (f *fields) list(num protowire.Number) *list {
+	if f.lists == nil {
+		f.lists = map[protowire.Number]*list{}
+	}
+	l := f.lists[num]
+	if l == nil {
+		l = &list{}
+		f.lists[num] = l
+	}
+	return l
+}
+
+func (f *fields) kid(num protowire.Number) *fields {
+	if f.kids == nil {
+		f.kids = map[protowire.Number]*fields{}
+	}
+	k := f.kids[num]
+	if k == nil {
+		k = &fields{}
+		f.kids[num] = k
+	}
+	return k
+}
+
+// message adds one message's costs, its nested messages' included; f is
+// what its fields hold already (a singular message field's earlier
+// occurrences, which decoding merges into one).
+func (w *walk) message(b []byte, md protoreflect.MessageDescriptor, depth int, f *fields) error {
 	if depth > w.maxDepth {
 		return fmt.Errorf("%w: deeper than %d", ErrTooDeep, w.maxDepth)
 	}
@@ -91,25 +150,62 @@ func (w *walk) message(b []byte, md protoreflect.MessageDescriptor, depth int) e
 		switch {
 		case k == protoreflect.MessageKind && length:
 			w.structure += 8 // the pointer to it
-			if err := w.message(v, fd.Message(), depth+1); err != nil {
+			var kid *fields
+			if fd.IsList() || fd.IsMap() { // an element (an entry) is a message of its own
+				kid = w.fresh(depth + 1)
+			} else {
+				kid = f.kid(num)
+			}
+			if err := w.message(v, fd.Message(), depth+1, kid); err != nil {
 				return err
 			}
-		case k == protoreflect.StringKind && length:
-			w.data += 16 + int64(len(v))
-		case k == protoreflect.BytesKind && length:
-			w.data += 24 + int64(len(v))
+		case (k == protoreflect.StringKind || k == protoreflect.BytesKind) && length:
+			header := int64(16)
+			if k == protoreflect.BytesKind {
+				header = 24
+			}
+			if fd.IsList() { // append grows the list of headers
+				header *= unpackedGrowth
+			}
+			w.data += header + int64(len(v))
 		case k == protoreflect.MessageKind || k == protoreflect.StringKind || k == protoreflect.BytesKind || k == protoreflect.GroupKind:
 			w.structure += 24 + int64(n) // the wrong wire type: an unknown field
-		case length && fd.IsList(): // a packed list of numbers
-			w.data += packedCount(v, k) * scalarSize(k)
+		case length && fd.IsList(): // a packed chunk: the list reallocated to its length plus the chunk's
+			l, c := f.list(num), packedCount(v, k)
+			if c > 0 {
+				l.n += c
+				l.exact = true
+				w.data += rounded(l.n * scalarSize(k))
+			}
 		case length:
 			w.structure += 24 + int64(n)
 		case fd.IsList(): // one number of an unpacked list, which append grows
+			l := f.list(num)
+			if l.exact { // full after a packed chunk: append copies it into a larger one
+				w.data += rounded(grown(l.n) * scalarSize(k))
+				l.exact = false
+			}
+			l.n++
 			w.data += unpackedGrowth * scalarSize(k)
 		}
 	}
 	return nil
 }
+
+// grown is the capacity append gives a full slice of n elements
+// (runtime.growslice: twice below 256 elements, then a quarter more and
+// 192).
+func grown(n int64) int64 {
+	if n < 256 {
+		return 2*n + 1
+	}
+	return n + (n+3*256)/4
+}
+
+// rounded is an allocation of b bytes as the allocator makes it: its size
+// classes round a request up by at most an eighth, and the smallest
+// requests up to 16 bytes.
+func rounded(b int64) int64 { return b + b/8 + 16 }
 
 // structSize is the size of the Go struct a message decodes to (256 bytes
 // for one not registered, more than any of onnx.proto's).

@@ -60,11 +60,68 @@ func unpackedInt64s(n int) []byte {
 	return protowire.AppendBytes(protowire.AppendTag(nil, 7, protowire.BytesType), g)
 }
 
+// wrap puts a TensorProto's bytes into a ModelProto's graph as its one
+// initializer.
+func wrapTensor(t []byte) []byte {
+	g := protowire.AppendBytes(protowire.AppendTag(nil, 5, protowire.BytesType), t) // GraphProto.initializer
+	return protowire.AppendBytes(protowire.AppendTag(nil, 7, protowire.BytesType), g)
+}
+
+// chunkedFloats is an initializer whose float_data is n packed chunks of
+// one float each: protobuf-go reallocates the list at each chunk to its
+// length so far, n²/2 floats in all.
+func chunkedFloats(n int) []byte {
+	t := make([]byte, 0, 6*n)
+	for range n {
+		t = protowire.AppendBytes(protowire.AppendTag(t, 4, protowire.BytesType), []byte{0, 0, 0, 0}) // TensorProto.float_data
+	}
+	return wrapTensor(t)
+}
+
+// alternating is an initializer whose int64_data alternates a packed
+// chunk of one number and an unpacked one: each append after a chunk
+// copies the list.
+func alternating(n int) []byte {
+	var t []byte
+	for range n / 2 {
+		t = protowire.AppendBytes(protowire.AppendTag(t, 7, protowire.BytesType), []byte{0}) // TensorProto.int64_data, packed
+		t = protowire.AppendVarint(protowire.AppendTag(t, 7, protowire.VarintType), 0)
+	}
+	return wrapTensor(t)
+}
+
+// emptyInputs is a node with n empty input names.
+func emptyInputs(n int) []byte {
+	var nd []byte
+	for range n {
+		nd = protowire.AppendBytes(protowire.AppendTag(nd, 1, protowire.BytesType), nil) // NodeProto.input
+	}
+	g := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), nd) // GraphProto.node
+	return protowire.AppendBytes(protowire.AppendTag(nil, 7, protowire.BytesType), g)
+}
+
+// mergedTensors is a node attribute whose tensor (AttributeProto.t, a
+// singular field) comes n times with one float each: decoding merges them
+// into one tensor, its float_data reallocated at each.
+func mergedTensors(n int) []byte {
+	var a []byte
+	for range n {
+		t := protowire.AppendBytes(protowire.AppendTag(nil, 4, protowire.BytesType), []byte{0, 0, 0, 0})
+		a = protowire.AppendBytes(protowire.AppendTag(a, 5, protowire.BytesType), t) // AttributeProto.t
+	}
+	nd := protowire.AppendBytes(protowire.AppendTag(nil, 5, protowire.BytesType), a) // NodeProto.attribute
+	g := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), nd)
+	return protowire.AppendBytes(protowire.AppendTag(nil, 7, protowire.BytesType), g)
+}
+
 // protosize's estimate bounds what proto.Unmarshal allocates,
 // as the Go runtime measures it (TotalAlloc), on the shapes that amplify
-// most (empty messages: about 90×; packed one-byte int64s: 8×) and on an
-// exported ResNet (tensor data, a few hundred nodes); and it is not so
-// loose that real models come near the bounds: within 3× and 1 MB.
+// most (empty messages: about 90×; packed one-byte int64s: 8×; a list in
+// many packed chunks, or in chunks alternating with unpacked numbers,
+// grows as the square of its chunks, also through a singular message
+// that decoding merges; a list of empty strings) and on an exported ResNet
+// (tensor data, a few hundred nodes); and it is not so loose that real
+// models come near the bounds: within 3× and 1 MB.
 func TestDecodedSizeBoundsUnmarshal(t *testing.T) {
 	exported, err := Export(build(t, exportCases(t)[0].cfg), []int{1, 32, 32, 3})
 	if err != nil {
@@ -74,7 +131,9 @@ func TestDecodedSizeBoundsUnmarshal(t *testing.T) {
 		name string
 		b    []byte
 	}{{"65,536 empty nodes", emptyNodes(1 << 16)}, {"1M packed int64 zeros", smallInt64s(1 << 20)},
-		{"1M unpacked int64 zeros", unpackedInt64s(1 << 20)}, {"an exported ResNet", exported}} {
+		{"1M unpacked int64 zeros", unpackedInt64s(1 << 20)}, {"an exported ResNet", exported},
+		{"5,000 packed chunks of one float", chunkedFloats(5000)}, {"5,000 packed and unpacked int64s alternating", alternating(5000)},
+		{"1M empty input names", emptyInputs(1 << 20)}, {"a tensor attribute given 5,000 times", mergedTensors(5000)}} {
 		var mp onnxpb.ModelProto
 		size, err := protosize.Of(c.b, mp.ProtoReflect().Descriptor(), limits.Nesting)
 		if err != nil {
@@ -96,8 +155,9 @@ func TestDecodedSizeBoundsUnmarshal(t *testing.T) {
 // A 2 MB file of empty nodes, which decoded asked for 186 MB (and a file
 // within Load's size bound for hundreds of GB), is refused before it is
 // decoded by Parse, Describe and ImportInt8, naming the bound; so is one
-// whose packed integers would exceed limits.TotalBytes, and one nested
-// past limits.Nesting.
+// whose packed integers would exceed limits.TotalBytes, one nested past
+// limits.Nesting, and a 1.2 MB list of 200,000 packed chunks, which would
+// take 80 GB of reallocations.
 func TestDecodingBounded(t *testing.T) {
 	nodes := emptyNodes(1 << 20)
 	defer func(n int64) { limits.TotalBytes = n }(limits.TotalBytes)
@@ -116,7 +176,8 @@ func TestDecodingBounded(t *testing.T) {
 	for _, c := range []struct {
 		name, want string
 		b          []byte
-	}{{"empty nodes", "limits.HeaderBytes", nodes}, {"packed ints", "limits.TotalBytes", ints}, {"nested graphs", "limits.Nesting", deep}} {
+	}{{"empty nodes", "limits.HeaderBytes", nodes}, {"packed ints", "limits.TotalBytes", ints}, {"nested graphs", "limits.Nesting", deep},
+		{"packed chunks", "limits.TotalBytes", chunkedFloats(200000)}} {
 		for _, f := range []struct {
 			name string
 			run  func([]byte) error
