@@ -416,6 +416,11 @@ func (l *jsonList[T]) UnmarshalJSON(raw []byte) error {
 type jsonParams map[string]any
 
 func (p *jsonParams) UnmarshalJSON(raw []byte) error {
+	if *p != nil {
+		// encoding/json decodes a key given twice into the same map, which
+		// would grow past the bound one occurrence at a time.
+		return errors.New("parameters given twice in one object")
+	}
 	if _, n := jsonCounts(raw); n > maxJSONParams {
 		return fmt.Errorf("parameters of about %d values, more than %d", n, maxJSONParams)
 	}
