@@ -161,7 +161,7 @@ func checkTrain(fs *flag.FlagSet, _ []string) error {
 		intIn(fs, "base", 0, limits.Channels),
 		intIn(fs, "threads", 0, math.MaxInt),
 		floatIn(fs, "warmup-epochs", 0, true, inf, false),
-		floatIn(fs, "head-lr-mult", 0, true, inf, false),
+		floatIn(fs, "head-lr-mult", 0, false, inf, false), // the library reads 0 as 1
 		floatIn(fs, "label-smoothing", 0, true, 1, false),
 		floatIn(fs, "ema", 0, true, 1, false),
 		floatIn(fs, "clip-grad", 0, true, inf, false),

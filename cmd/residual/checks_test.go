@@ -97,6 +97,7 @@ func TestFlagChecks(t *testing.T) {
 		{[]string{"train", "--schedule", "cosine:x"}, 2, []string{"--schedule cosine:x"}},
 		{[]string{"train", "--schedule", "linear"}, 2, []string{"--schedule linear"}},
 		{[]string{"train", "--head-lr-mult", "-1"}, 2, []string{"--head-lr-mult -1"}},
+		{[]string{"train", "--head-lr-mult", "0", "--out", filepath.Join(file, "run")}, 2, []string{"--head-lr-mult 0", "> 0"}}, // it trained as 1
 		{[]string{"train", "--label-smoothing", "1"}, 2, []string{"--label-smoothing 1", "[0, 1)"}},
 		{[]string{"train", "--ema", "1"}, 2, []string{"--ema 1", "[0, 1)"}},
 		{[]string{"train", "--ema", "NaN"}, 2, []string{"--ema NaN"}},

@@ -60,7 +60,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	limit := fs.Int("limit", 0, "use only N training (and test) images (0: all): the first N, or for folder:DIR N spread over the classes")
 	initCkpt := fs.String("init", "", "start from this checkpoint's weights (ours or imported): tensors whose name and shape match are loaded, the rest (the head, for another class count) is left fresh; its normalisation (mean, std, channel order and scale) is kept, and a folder is read at its input size unless --image-size says otherwise")
 	freeze := fs.String("freeze", "none", "none, backbone (all but the classifier head) or module prefixes separated by commas (e.g. conv1,bn1,layer1)")
-	headLR := fs.Float64("head-lr-mult", 1, "multiply the classifier head's learning rate by this")
+	headLR := fs.Float64("head-lr-mult", 1, "multiply the classifier head's learning rate by this (> 0; to leave the head as it is, --freeze it)")
 	smooth := fs.Float64("label-smoothing", 0, "label smoothing of the cross-entropy, in [0, 1)")
 	ema := fs.Float64("ema", 0, "keep a moving average of the weights with this decay in (0, 1), validated each epoch and saved as ema.safetensors (0: none)")
 	clip := fs.Float64("clip-grad", 0, "clip the gradients' joint L2 norm to this before each step (0: none)")
