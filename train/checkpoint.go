@@ -76,8 +76,8 @@ func (r *run) restore(path string) error {
 		return err
 	}
 	if c.Model.Marshal() != r.cfg.Model.Marshal() {
-		return fmt.Errorf("train: %s holds a %s that differs from this run's %s in %s; resume with the same model and data",
-			path, c.Model.Name, r.cfg.Model.Name, configDiff(c.Model.Marshal(), r.cfg.Model.Marshal()))
+		return configError{fmt.Errorf("train: %s holds a %s that differs from this run's %s in %s; resume with the same model and data",
+			path, c.Model.Name, r.cfg.Model.Name, configDiff(c.Model.Marshal(), r.cfg.Model.Marshal()))}
 	}
 	if c.Position == nil {
 		return fmt.Errorf("train: %s was not written by a training run (no position to resume from)", path)

@@ -401,7 +401,8 @@ func (e noRunError) Error() string {
 func (e noRunError) Is(target error) bool { return target == fs.ErrNotExist }
 
 // checkResume refuses a --resume whose position settings differ from the
-// checkpoint's, naming each one.
+// checkpoint's, naming each one (ErrConfig: the settings are the caller's
+// to change).
 func checkResume(c *checkpoint.Checkpoint, path string, cfg Config) error {
 	var was struct {
 		WorldSize int `json:"world_size"`
@@ -416,16 +417,16 @@ func checkResume(c *checkpoint.Checkpoint, path string, cfg Config) error {
 			}
 			return fmt.Sprintf("%d ranks", n)
 		}
-		return fmt.Errorf("train: --resume (Config.Resume) from %s: the run was trained on %s, this one runs on %s; each rank's shard of the data, and so the saved position, depends on the number of ranks — resume with %s, or start over with --overwrite",
-			path, ranks(was.WorldSize), ranks(cfg.WorldSize), ranks(was.WorldSize))
+		return configError{fmt.Errorf("train: --resume (Config.Resume) from %s: the run was trained on %s, this one runs on %s; each rank's shard of the data, and so the saved position, depends on the number of ranks — resume with %s, or start over with --overwrite",
+			path, ranks(was.WorldSize), ranks(cfg.WorldSize), ranks(was.WorldSize))}
 	}
 	diffs, err := resumeChanges(c.Train, cfg, positionSettings)
 	if err != nil {
 		return fmt.Errorf("train: %s: %w", path, err)
 	}
 	if len(diffs) > 0 {
-		return fmt.Errorf("train: --resume (Config.Resume) from %s with other settings than the run's: %s; the saved position (epoch %d, batch %d) would mean other images — resume with the run's settings, or start over with --overwrite",
-			path, strings.Join(diffs, ", "), c.Position.Epoch+1, c.Position.Batch)
+		return configError{fmt.Errorf("train: --resume (Config.Resume) from %s with other settings than the run's: %s; the saved position (epoch %d, batch %d) would mean other images — resume with the run's settings, or start over with --overwrite",
+			path, strings.Join(diffs, ", "), c.Position.Epoch+1, c.Position.Batch)}
 	}
 	if !cfg.ResumeSame {
 		return nil

@@ -352,3 +352,13 @@ func TestResumeConfigGroup(t *testing.T) {
 		}
 	}
 }
+
+// A resume on another number of ranks than the run's is the caller's to
+// change (ErrConfig: the CLI's exit status 2), and names both counts.
+func TestCheckResumeWorldSize(t *testing.T) {
+	c := &checkpoint.Checkpoint{Meta: checkpoint.Meta{Train: json.RawMessage(`{"world_size":2}`), Position: &checkpoint.Position{}}}
+	err := checkResume(c, "last.safetensors", Config{WorldSize: 3})
+	if err == nil || !strings.Contains(err.Error(), "the run was trained on 2 ranks, this one runs on 3 ranks") || !errors.Is(err, ErrConfig) {
+		t.Errorf("resume on 3 ranks of a 2-rank run: %v (ErrConfig: %v)", err, errors.Is(err, ErrConfig))
+	}
+}

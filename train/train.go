@@ -71,9 +71,10 @@ var ErrInterrupted = errors.New("train: interrupted; the last checkpoint holds t
 // parameter under, a Task, Loss or weighting the model and the data do
 // not fit, a model that does not take the data's images, channels or
 // classes, a Freeze of the backbone or a HeadLRMult for a model without a
-// known classifier head. The CLI exits with status 2 for it, as for its
-// other usage errors. A data set that cannot be read, or holds a single
-// class, is not one.
+// known classifier head; and of a Resume whose model, number of ranks or
+// other setting the saved position depends on differs from the run's.
+// The CLI exits with status 2 for it, as for its other usage errors. A
+// data set that cannot be read, or holds a single class, is not one.
 var ErrConfig = errors.New("train: the config is wrong, or does not fit the model or the data")
 
 // configError marks err as ErrConfig's, its message unchanged.

@@ -228,10 +228,17 @@ func TestBadResumes(t *testing.T) {
 	other.Model.Name = "other"
 	other.Model.Arch.(*models.ResNet).Widths = []int{8, 8}
 	// The message names what differs (it used to print the checkpoint's
-	// whole config and the run's name alone).
+	// whole config and the run's name alone). Another model, or another
+	// setting the saved position depends on, is the caller's to change:
+	// ErrConfig (the CLI's exit status 2, as for --resume --overwrite).
 	if _, err := Run(context.Background(), other); err == nil || !strings.Contains(err.Error(), "same model") ||
-		!strings.Contains(err.Error(), `widths [4,8] (this run: [8,8]), name "tiny" (this run: "other")`) {
-		t.Errorf("resuming another architecture: %v", err)
+		!strings.Contains(err.Error(), `widths [4,8] (this run: [8,8]), name "tiny" (this run: "other")`) || !errors.Is(err, ErrConfig) {
+		t.Errorf("resuming another architecture: %v (ErrConfig: %v)", err, errors.Is(err, ErrConfig))
+	}
+	batch := c
+	batch.Resume, batch.Batch = true, 64
+	if _, err := Run(context.Background(), batch); err == nil || !strings.Contains(err.Error(), "batch 32 → 64") || !errors.Is(err, ErrConfig) {
+		t.Errorf("resuming with another batch: %v (ErrConfig: %v)", err, errors.Is(err, ErrConfig))
 	}
 	path := filepath.Join(c.Out, LastCheckpoint)
 	b := must(os.ReadFile(path))

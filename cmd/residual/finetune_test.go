@@ -50,7 +50,7 @@ func TestFineTuneFlags(t *testing.T) {
 // --resume takes the run's recorded settings for every flag not given: a
 // run trained with several non-default flags continues from --out and
 // --epochs alone, and a position setting given anew (--batch) is refused
-// naming both values.
+// naming both values, as a usage error (exit status 2).
 func TestResumeTakesTheRunsSettings(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "run")
 	var out, errb bytes.Buffer
@@ -69,7 +69,7 @@ func TestResumeTakesTheRunsSettings(t *testing.T) {
 	}
 	out.Reset()
 	errb.Reset()
-	if code := run(context.Background(), []string{"train", "--resume", "--out", dir, "--epochs", "3", "--batch", "32"}, &out, &errb); code == 0 || !strings.Contains(errb.String(), "batch 64 → 32") {
+	if code := run(context.Background(), []string{"train", "--resume", "--out", dir, "--epochs", "3", "--batch", "32"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "batch 64 → 32") {
 		t.Errorf("--resume with another --batch: exit %d: %s", code, errb.String())
 	}
 	// Without --out, the default folder is looked in, and the error says
