@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -316,8 +317,10 @@ func orNone(s string) string {
 // a run does not record is left at its zero value: Log (set it to see
 // progress), Live, TensorBoard, Overwrite, Comm, and in-memory TrainSet and
 // TestSet (a run trained on those cannot be resumed this way). The
-// settings that a saved position depends on (positionSettings) must stay as
-// they are; Prepare refuses the run otherwise.
+// settings that a saved position depends on (positionSettings), and those
+// its optimizer state depends on (the optimizer, SGD against Adam or
+// AdamW; a momentum from 0; Freeze), must stay as they are; Prepare
+// refuses the run otherwise.
 func ResumeConfig(dir string) (Config, error) {
 	path := filepath.Join(dir, LastCheckpoint)
 	if _, err := os.Stat(filepath.Join(dir, replacedDir, LastCheckpoint)); err == nil {
@@ -401,13 +404,18 @@ func (e noRunError) Error() string {
 func (e noRunError) Is(target error) bool { return target == fs.ErrNotExist }
 
 // checkResume refuses a --resume whose position settings differ from the
-// checkpoint's, naming each one (ErrConfig: the settings are the caller's
-// to change).
+// checkpoint's, naming each one, or whose optimizer could not take the
+// checkpoint's optimizer state (checkOptimizerState) (ErrConfig: the
+// settings are the caller's to change).
 func checkResume(c *checkpoint.Checkpoint, path string, cfg Config) error {
 	var was struct {
-		WorldSize int `json:"world_size"`
+		WorldSize int       `json:"world_size"`
+		Optimizer Optimizer `json:"optimizer"`
+		Momentum  float64   `json:"momentum"`
+		Freeze    []string  `json:"freeze"`
 	}
-	if len(c.Train) > 0 && json.Unmarshal(c.Train, &was) == nil && was.WorldSize != cfg.WorldSize {
+	recorded := len(c.Train) > 0 && json.Unmarshal(c.Train, &was) == nil
+	if recorded && was.WorldSize != cfg.WorldSize {
 		ranks := func(n int) string {
 			switch n {
 			case 0:
@@ -428,6 +436,11 @@ func checkResume(c *checkpoint.Checkpoint, path string, cfg Config) error {
 		return configError{fmt.Errorf("train: --resume (Config.Resume) from %s with other settings than the run's: %s; the saved position (epoch %d, batch %d) would mean other images — resume with the run's settings, or start over with --overwrite",
 			path, strings.Join(diffs, ", "), c.Position.Epoch+1, c.Position.Batch)}
 	}
+	if recorded {
+		if err := checkOptimizerState(was.Optimizer, was.Momentum, was.Freeze, path, cfg); err != nil {
+			return configError{err}
+		}
+	}
 	if !cfg.ResumeSame {
 		return nil
 	}
@@ -437,6 +450,43 @@ func checkResume(c *checkpoint.Checkpoint, path string, cfg Config) error {
 	if len(diffs) > 0 {
 		return fmt.Errorf("train: resuming %s, trained with other settings: %s; this run must follow the one recipe it started with — resume with its settings, or start over",
 			path, strings.Join(diffs, ", "))
+	}
+	return nil
+}
+
+// checkOptimizerState refuses a resume whose optimizer would want other
+// state than the run's checkpoint holds (path; the run's optimizer,
+// momentum and frozen prefixes were opt, momentum and freeze): SGD's
+// momentum buffers against Adam's and AdamW's two moments (Adam and AdamW
+// keep the same ones), SGD momentum where the run kept none, and other
+// frozen modules (other parameters trained, whose state the checkpoint
+// lacks or holds needlessly). A momentum set to 0 drops the buffers, and
+// may change.
+func checkOptimizerState(opt Optimizer, momentum float64, freeze []string, path string, cfg Config) error {
+	now := cfg.Optimizer
+	if opt == "" {
+		opt = SGD
+	}
+	if now == "" {
+		now = SGD
+	}
+	fresh := fmt.Sprintf("resume with the run's, or start a new run in another folder from its weights (--init %s, Config.Init)", path)
+	switch {
+	case (opt == SGD) != (now == SGD):
+		return fmt.Errorf("train: --resume (Config.Resume) from %s: --optimizer (Config.Optimizer) %s → %s: the checkpoint holds %s's optimizer state, which %s cannot continue from — %s",
+			path, opt, now, opt, now, fresh)
+	case now == SGD && momentum == 0 && cfg.Momentum > 0:
+		return fmt.Errorf("train: --resume (Config.Resume) from %s: --momentum (Config.Momentum) 0 → %g: the run kept no momentum buffers to continue from — %s",
+			path, cfg.Momentum, fresh)
+	case !slices.Equal(freeze, cfg.Freeze):
+		names := func(f []string) string {
+			if len(f) == 0 {
+				return "none"
+			}
+			return strings.Join(f, ",")
+		}
+		return fmt.Errorf("train: --resume (Config.Resume) from %s: --freeze (Config.Freeze) %s → %s: other parameters would train, and the checkpoint holds the optimizer state of the run's — %s",
+			path, names(freeze), names(cfg.Freeze), fresh)
 	}
 	return nil
 }

@@ -362,3 +362,54 @@ func TestCheckResumeWorldSize(t *testing.T) {
 		t.Errorf("resume on 3 ranks of a 2-rank run: %v (ErrConfig: %v)", err, errors.Is(err, ErrConfig))
 	}
 }
+
+// A resume whose optimizer could not take the checkpoint's optimizer
+// state is refused before it loads any, naming the flag and both values,
+// with ErrConfig (it failed at the load, exit status 1, asking whether the
+// run was trained with another optimizer, also for --freeze); a change
+// that keeps the state (Adam and AdamW, a momentum dropped to 0) passes.
+func TestCheckResumeOptimizerState(t *testing.T) {
+	base := tiny(t.TempDir()) // SGD, momentum 0.9, nothing frozen
+	for _, tc := range []struct {
+		was, now func(*Config)
+		want     []string // nil: passes
+	}{
+		{nil, func(c *Config) { c.Optimizer = Adam }, []string{"--optimizer (Config.Optimizer) sgd → adam"}},
+		{nil, func(c *Config) { c.Optimizer = "" }, nil}, // SGD
+		{func(c *Config) { c.Optimizer = AdamW }, func(c *Config) { c.Optimizer = SGD }, []string{"--optimizer (Config.Optimizer) adamw → sgd"}},
+		{func(c *Config) { c.Optimizer = Adam }, func(c *Config) { c.Optimizer = AdamW }, nil},
+		{func(c *Config) { c.Momentum = 0 }, func(c *Config) { c.Momentum = 0.9 }, []string{"--momentum (Config.Momentum) 0 → 0.9", "no momentum buffers"}},
+		{nil, func(c *Config) { c.Momentum = 0 }, nil},
+		{nil, func(c *Config) { c.Freeze = []string{"backbone"} }, []string{"--freeze (Config.Freeze) none → backbone"}},
+		{func(c *Config) { c.Freeze = []string{"backbone"} }, func(c *Config) { c.Freeze = nil }, []string{"--freeze (Config.Freeze) backbone → none"}},
+		{func(c *Config) { c.Freeze = []string{"conv1", "bn1"} }, func(c *Config) { c.Freeze = []string{"conv1", "bn1"} }, nil},
+	} {
+		was := base
+		if tc.was != nil {
+			tc.was(&was)
+		}
+		now := was
+		tc.now(&now)
+		rec, err := json.Marshal(was)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &checkpoint.Checkpoint{Meta: checkpoint.Meta{Train: rec, Position: &checkpoint.Position{}}}
+		err = checkResume(c, "last.safetensors", now)
+		if tc.want == nil {
+			if err != nil {
+				t.Errorf("%s %g %v → %s %g %v: %v", was.Optimizer, was.Momentum, was.Freeze, now.Optimizer, now.Momentum, now.Freeze, err)
+			}
+			continue
+		}
+		if err == nil || !errors.Is(err, ErrConfig) {
+			t.Errorf("%s %g %v → %s %g %v: %v (ErrConfig: %v)", was.Optimizer, was.Momentum, was.Freeze, now.Optimizer, now.Momentum, now.Freeze, err, errors.Is(err, ErrConfig))
+			continue
+		}
+		for _, w := range append(tc.want, "--init last.safetensors") {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%v lacks %q", err, w)
+			}
+		}
+	}
+}

@@ -72,6 +72,14 @@ func TestResumeTakesTheRunsSettings(t *testing.T) {
 	if code := run(context.Background(), []string{"train", "--resume", "--out", dir, "--epochs", "3", "--batch", "32"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "batch 64 → 32") {
 		t.Errorf("--resume with another --batch: exit %d: %s", code, errb.String())
 	}
+	// Another optimizer could not continue from the saved state: refused
+	// before it is loaded (it failed there, exit 1, with a hint that did
+	// not name the flag).
+	errb.Reset()
+	if code := run(context.Background(), []string{"train", "--resume", "--out", dir, "--epochs", "3", "--optimizer", "adam"}, &out, &errb); code != 2 ||
+		!strings.Contains(errb.String(), "--optimizer (Config.Optimizer) sgd → adam") {
+		t.Errorf("--resume with another --optimizer: exit %d: %s", code, errb.String())
+	}
 	// Without --out, the default folder is looked in, and the error says
 	// that --out names the run.
 	t.Chdir(t.TempDir())
