@@ -80,6 +80,12 @@ func TestResumeTakesTheRunsSettings(t *testing.T) {
 		!strings.Contains(errb.String(), "--optimizer (Config.Optimizer) sgd → adam") {
 		t.Errorf("--resume with another --optimizer: exit %d: %s", code, errb.String())
 	}
+	// --image-size applies to the run's data set, which is no folder.
+	errb.Reset()
+	if code := run(context.Background(), []string{"train", "--resume", "--out", dir, "--image-size", "48"}, &out, &errb); code != 2 ||
+		!strings.Contains(errb.String(), `--image-size 48 with --resume: data: an image size and skipping bad images are for folder:DIR, not "mnist" (the run's data set)`) {
+		t.Errorf("--resume --image-size on an mnist run: exit %d: %s", code, errb.String())
+	}
 	// Without --out, the default folder is looked in, and the error says
 	// that --out names the run.
 	t.Chdir(t.TempDir())

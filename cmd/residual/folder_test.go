@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"image"
 	"image/color"
@@ -77,18 +78,7 @@ func TestTrainOnImageFolder(t *testing.T) {
 // folder default of 224), so a model trained at any --image-size can be
 // evaluated and calibrated on a new folder of photos with no flag.
 func TestFolderAtModelSize(t *testing.T) {
-	dir := t.TempDir()
-	for i := range 12 {
-		class := []string{"dark", "light"}[i%2]
-		img := image.NewGray(image.Rect(0, 0, 18+i, 30-i))
-		for p := range img.Pix {
-			img.Pix[p] = uint8(30 + 180*(i%2) + p%7)
-		}
-		var buf bytes.Buffer
-		png.Encode(&buf, img)
-		os.MkdirAll(filepath.Join(dir, class), 0o755)
-		os.WriteFile(filepath.Join(dir, class, fmt.Sprintf("%02d.png", i)), buf.Bytes(), 0o644)
-	}
+	dir := greyFolder(t)
 	runDir := filepath.Join(t.TempDir(), "run")
 	var out, errb bytes.Buffer
 	if code := run(context.Background(), []string{"train", "--model", "resnet8", "--data", "folder:" + dir, "--image-size", "16", "--epochs", "1", "--batch", "4",
@@ -105,6 +95,85 @@ func TestFolderAtModelSize(t *testing.T) {
 		if code := run(context.Background(), args, &out, &errb); code != 0 {
 			t.Errorf("%v: exit %d: %s", args, code, errb.String())
 		}
+	}
+}
+
+// greyFolder writes a folder of 12 grey PNGs of mixed sizes in two
+// classes, dark and light, and returns it.
+func greyFolder(t *testing.T) string {
+	dir := t.TempDir()
+	for i := range 12 {
+		class := []string{"dark", "light"}[i%2]
+		img := image.NewGray(image.Rect(0, 0, 18+i, 30-i))
+		for p := range img.Pix {
+			img.Pix[p] = uint8(30 + 180*(i%2) + p%7)
+		}
+		var buf bytes.Buffer
+		png.Encode(&buf, img)
+		os.MkdirAll(filepath.Join(dir, class), 0o755)
+		os.WriteFile(filepath.Join(dir, class, fmt.Sprintf("%02d.png", i)), buf.Bytes(), 0o644)
+	}
+	return dir
+}
+
+// --image-size and --skip-bad-images given with --resume and without
+// --data apply to the run's data set, not to --data's default (mnist,
+// which they were refused for): restating the run's size resumes, another
+// size or skipping is refused naming the flag and both specs, and on a
+// run that is not on a folder they are refused naming its data set.
+func TestResumeFolderOptions(t *testing.T) {
+	dir := greyFolder(t)
+	runDir := filepath.Join(t.TempDir(), "run")
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"train", "--model", "resnet8", "--data", "folder:" + dir, "--image-size", "16", "--epochs", "1", "--batch", "4",
+		"--val-split", "0", "--out", runDir}, &out, &errb); code != 0 {
+		t.Fatalf("train: exit %d: %s", code, errb.String())
+	}
+	spec := "folder,size=16:" + dir
+	for _, tc := range []struct {
+		args []string
+		code int
+		want []string // in standard error, or standard output for exit 0
+	}{
+		{[]string{"--image-size", "24"}, 2, []string{"--image-size 24 with --resume", "the run read " + spec, "folder,size=24:" + dir}},
+		{[]string{"--skip-bad-images"}, 2, []string{"--skip-bad-images=true with --resume", "the run read " + spec, "folder,size=16,skip-bad:" + dir}},
+		{[]string{"--image-size", "16"}, 0, []string{"resuming " + runDir + " with the run's settings, with --epochs --image-size as given", "epoch 2/2"}},
+	} {
+		out.Reset()
+		errb.Reset()
+		args := append([]string{"train", "--resume", "--out", runDir, "--epochs", "2"}, tc.args...)
+		code := run(context.Background(), args, &out, &errb)
+		got := errb.String()
+		if tc.code == 0 {
+			got = out.String()
+		}
+		if code != tc.code {
+			t.Errorf("%q: exit %d, want %d: %s", args, code, tc.code, errb.String())
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%q: %q lacks %q", args, got, w)
+			}
+		}
+	}
+}
+
+// resumeFolderSpec: a size restated that the run had by default (a folder
+// read without a size is read at 224) keeps the run's spec.
+func TestResumeFolderSpecDefaultSize(t *testing.T) {
+	fs := flag.NewFlagSet("residual train", flag.ContinueOnError)
+	fs.Int("image-size", 0, "")
+	fs.Bool("skip-bad-images", false, "")
+	fs.String("data", "mnist", "")
+	if err := fs.Parse([]string{"--image-size", "224"}); err != nil {
+		t.Fatal(err)
+	}
+	if spec, err := resumeFolderSpec(fs, "folder:photos"); spec != "folder:photos" || err != nil {
+		t.Errorf("--image-size 224 on folder:photos: %q, %v", spec, err)
+	}
+	if spec, err := resumeFolderSpec(fs, "folder,size=112:photos"); err == nil || !strings.Contains(err.Error(), "folder,size=224:photos") {
+		t.Errorf("--image-size 224 on folder,size=112:photos: %q, %v", spec, err)
 	}
 }
 

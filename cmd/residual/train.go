@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -118,8 +119,10 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("%w: --model %s: %v", errUsage, *model, err)
 		}
 	}
-	if *spec, err = data.FolderSpec(*spec, *imageSize, *skipBad); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if !*resume || flagSet(fs, "data") { // else they apply to the run's data set (resumeConfig)
+		if *spec, err = data.FolderSpec(*spec, *imageSize, *skipBad); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
 	}
 	if *base > 0 {
 		u, ok := mc.Arch.(*models.UNet) // with a U-Net from --init: refused, as its widths are the checkpoint's
@@ -262,6 +265,7 @@ func resumeConfig(fs *flag.FlagSet, flags train.Config, out io.Writer) (train.Co
 	}
 	cfg.Out, cfg.Resume, cfg.Overwrite = flags.Out, true, flags.Overwrite
 	cfg.TensorBoard, cfg.Log, cfg.Live, cfg.Comm = flags.TensorBoard, flags.Log, flags.Live, flags.Comm
+	recorded := cfg.Data
 	var given []string
 	fs.Visit(func(f *flag.Flag) {
 		if set, ok := resumeFields[f.Name]; ok {
@@ -269,12 +273,51 @@ func resumeConfig(fs *flag.FlagSet, flags train.Config, out io.Writer) (train.Co
 			given = append(given, "--"+f.Name)
 		}
 	})
+	if !flagSet(fs, "data") {
+		if cfg.Data, err = resumeFolderSpec(fs, recorded); err != nil {
+			return cfg, err
+		}
+	}
 	note := "the run's settings"
 	if len(given) > 0 {
 		note += ", with " + strings.Join(given, " ") + " as given"
 	}
 	fmt.Fprintf(out, "resuming %s with %s\n", cfg.Out, note)
 	return cfg, nil
+}
+
+// resumeFolderSpec is the run's data set (recorded, its spec) with the
+// --image-size and --skip-bad-images given with --resume and without
+// --data, which apply to it: refused unless it is an image folder read
+// with that size and skipping already (the saved position depends on the
+// images).
+func resumeFolderSpec(fs *flag.FlagSet, recorded string) (string, error) {
+	var given []string
+	size, _ := flagValue(fs, "image-size").(int)
+	skip, _ := flagValue(fs, "skip-bad-images").(bool)
+	if flagSet(fs, "image-size") {
+		given = append(given, fmt.Sprintf("--image-size %d", size))
+	}
+	if flagSet(fs, "skip-bad-images") {
+		given = append(given, fmt.Sprintf("--skip-bad-images=%v", skip))
+	}
+	if len(given) == 0 {
+		return recorded, nil
+	}
+	spec, err := data.FolderSpec(recorded, size, skip)
+	if err != nil {
+		return recorded, fmt.Errorf("%w: %s with --resume: %v (the run's data set)", errUsage, strings.Join(given, " "), err)
+	}
+	// A size restated that the run had by default reads the same images.
+	norm := func(s string) string {
+		n, _ := data.FolderSpec(s, cmp.Or(data.FolderSize(s), data.DefaultImageSize), false)
+		return n
+	}
+	if norm(spec) != norm(recorded) {
+		return recorded, fmt.Errorf("%w: %s with --resume: the run read %s, and %s would be other images, on which the saved position does not hold — resume without it, or start over with --overwrite",
+			errUsage, strings.Join(given, " "), recorded, spec)
+	}
+	return recorded, nil
 }
 
 // resumeOnEveryRank returns a usage error, on every rank, unless all ranks
