@@ -178,6 +178,12 @@ func checkTrain(fs *flag.FlagSet, _ []string) error {
 			return fmt.Errorf("%w: --resume continues the run in --out and --overwrite replaces it; give one", errUsage)
 		}
 	}
+	if resume, _ := flagValue(fs, "resume").(bool); !resume { // else the run's optimizer: resumeConfig checks
+		nesterov, _ := flagValue(fs, "nesterov").(bool)
+		if err := checkSGDFlags(fs, stringFlag(fs, "optimizer"), floatFlag(fs, "momentum"), nesterov); err != nil {
+			return err
+		}
+	}
 	if fs.Lookup("data") != nil && stringFlag(fs, "data") == "" {
 		return badFlag("data", `""`, "names no data set; want %s", dataSpecs)
 	}
@@ -230,6 +236,25 @@ func checkTrain(fs *flag.FlagSet, _ []string) error {
 		return nil // only rank 0 writes the run folder, which need not exist on this machine
 	}
 	return checkWritableDir("out", out)
+}
+
+// checkSGDFlags refuses SGD's --momentum (given) and --nesterov with
+// another optimizer, which has no use for them, and --nesterov without
+// momentum, which SGD refuses; opt, momentum and nesterov are the run's.
+func checkSGDFlags(fs *flag.FlagSet, opt string, momentum float64, nesterov bool) error {
+	if opt != "" && opt != string(train.SGD) {
+		if flagSet(fs, "momentum") {
+			return badFlag("momentum", momentum, "is SGD's; --optimizer %s takes none (its betas are PyTorch's defaults, 0.9 and 0.999)", opt)
+		}
+		if nesterov {
+			return badFlag("nesterov", nesterov, "is SGD's; --optimizer %s takes none", opt)
+		}
+		return nil
+	}
+	if nesterov && momentum == 0 {
+		return badFlag("nesterov", nesterov, "needs momentum, and --momentum is 0")
+	}
+	return nil
 }
 
 // imageFolder returns the folder of an image-folder data spec

@@ -71,6 +71,13 @@ func TestFlagChecks(t *testing.T) {
 		{[]string{"train", "--grad-compression", "bf16", "--distributed", "none", "--out", out("gc")}, 2, []string{"--grad-compression needs data-parallel training"}},
 		{[]string{"train", "--grad-compression", "fp16", "--out", out("gc16")}, 2, []string{"--grad-compression", `"fp16"`, "none, bf16"}},
 		{[]string{"train", "--momentum", "5"}, 2, []string{"--momentum 5"}},
+		// SGD's flags with another optimizer were ignored, and --nesterov
+		// without momentum failed in the optimizer (exit 1); the default
+		// momentum is no flag given.
+		{[]string{"train", "--optimizer", "adam", "--momentum", "0.5", "--out", filepath.Join(file, "run")}, 2, []string{"--momentum 0.5", "is SGD's; --optimizer adam"}},
+		{[]string{"train", "--optimizer", "adamw", "--nesterov", "--out", filepath.Join(file, "run")}, 2, []string{"--nesterov true", "is SGD's; --optimizer adamw"}},
+		{[]string{"train", "--nesterov", "--momentum", "0", "--out", filepath.Join(file, "run")}, 2, []string{"--nesterov true", "needs momentum, and --momentum is 0"}},
+		{[]string{"train", "--optimizer", "adam", "--out", filepath.Join(file, "run")}, 1, []string{"--out " + filepath.Join(file, "run"), "cannot create"}},
 		{[]string{"train", "--momentum", "1"}, 2, []string{"--momentum 1"}},
 		{[]string{"train", "--weight-decay", "-1"}, 2, []string{"--weight-decay -1", "≥ 0"}},
 		{[]string{"train", "--weight-decay", "NaN"}, 2, []string{"--weight-decay NaN"}},

@@ -80,6 +80,12 @@ func TestResumeTakesTheRunsSettings(t *testing.T) {
 		!strings.Contains(errb.String(), "--optimizer (Config.Optimizer) sgd → adam") {
 		t.Errorf("--resume with another --optimizer: exit %d: %s", code, errb.String())
 	}
+	// --nesterov needs momentum (it failed in the optimizer, exit 1).
+	errb.Reset()
+	if code := run(context.Background(), []string{"train", "--resume", "--out", dir, "--epochs", "3", "--nesterov", "--momentum", "0"}, &out, &errb); code != 2 ||
+		!strings.Contains(errb.String(), "--nesterov true: needs momentum, and --momentum is 0") {
+		t.Errorf("--resume --nesterov --momentum 0: exit %d: %s", code, errb.String())
+	}
 	// --image-size applies to the run's data set, which is no folder.
 	errb.Reset()
 	if code := run(context.Background(), []string{"train", "--resume", "--out", dir, "--image-size", "48"}, &out, &errb); code != 2 ||

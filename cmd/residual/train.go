@@ -44,8 +44,8 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	batch := fs.Int("batch", 128, "batch size")
 	opt := fs.String("optimizer", "sgd", "sgd, adam or adamw")
 	lr := fs.Float64("lr", 0.1, "learning rate")
-	mom := fs.Float64("momentum", 0.9, "SGD momentum")
-	nesterov := fs.Bool("nesterov", false, "Nesterov momentum")
+	mom := fs.Float64("momentum", 0.9, "SGD momentum (sgd only)")
+	nesterov := fs.Bool("nesterov", false, "Nesterov momentum (sgd only, with --momentum > 0)")
 	wd := fs.Float64("weight-decay", 1e-4, "weight decay (not on BN parameters and biases)")
 	sched := fs.String("schedule", "cosine", `learning-rate schedule: cosine, he (÷10 at 50% and 75%), constant, multistep:S1,S2[:gamma], cosine:STEPS, warmup:N+... (S, STEPS, N in steps)`)
 	warmup := fs.Float64("warmup-epochs", 0, "epochs (fractions allowed) of linear learning-rate warm-up from 0 at the start of the run: a cosine spans the rest, he's and multistep's epochs stay where they are, a schedule in steps starts after it (and may not have a warmup: of its own)")
@@ -277,6 +277,9 @@ func resumeConfig(fs *flag.FlagSet, flags train.Config, out io.Writer) (train.Co
 		if cfg.Data, err = resumeFolderSpec(fs, recorded); err != nil {
 			return cfg, err
 		}
+	}
+	if err := checkSGDFlags(fs, string(cfg.Optimizer), cfg.Momentum, cfg.Nesterov); err != nil {
+		return cfg, err
 	}
 	note := "the run's settings"
 	if len(given) > 0 {
