@@ -156,6 +156,22 @@ func TestVarianceRefusesNoBlocks(t *testing.T) {
 	}
 }
 
+// One seed is refused before any measurement: the figure draws the spread
+// over the seeds on a log scale, which failed at the end with a spread of
+// 0, leaving a partial folder.
+func TestVarianceRefusesOneSeed(t *testing.T) {
+	c := QuickVariance()
+	c.Seeds = 1
+	dir := filepath.Join(t.TempDir(), "out")
+	_, err := Variance(context.Background(), c, dir)
+	if err == nil || !strings.Contains(err.Error(), "2 seeds") || !strings.Contains(err.Error(), "1 seeds") {
+		t.Errorf("1 seed: %v", err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the refused experiment wrote %s (%v)", dir, err)
+	}
+}
+
 // The counts are checked against independent ones: parameters against
 // torchvision's model table and by hand, multiply-adds by hand for the
 // blocks; the networks' multiply-adds are claims checked against the paper

@@ -46,10 +46,14 @@ func QuickShatter() ShatterConfig {
 		Inits: 48, MaxDepth: 12, Dim: 200, Batch: 64, Arc: 64, Seed: 1}
 }
 
+// MinShatterInits is the fewest initialisations (ShatterConfig.Inits)
+// Shatter takes.
+const MinShatterInits = 16
+
 func (c ShatterConfig) validate() error {
-	if c.Points < 8 || c.Width < 2 || c.PlainDepth < 2 || c.ResBlocks < 1 || c.Inits < 16 || c.MaxDepth < 1 ||
+	if c.Points < 8 || c.Width < 2 || c.PlainDepth < 2 || c.ResBlocks < 1 || c.Inits < MinShatterInits || c.MaxDepth < 1 ||
 		c.Dim < 3 || c.Batch < 4 || c.Batch%2 != 0 || c.Arc < 2 || c.Arc%2 != 0 {
-		return fmt.Errorf("experiments: shatter needs ≥ 8 points, width ≥ 2, plain depth ≥ 2, ≥ 1 block, ≥ 16 initialisations, depth ≥ 1, input dimension ≥ 3, an even batch ≥ 4 and an even arc ≥ 2; got %+v", c)
+		return fmt.Errorf("experiments: shatter needs ≥ 8 points, width ≥ 2, plain depth ≥ 2, ≥ 1 block, ≥ %d initialisations, depth ≥ 1, input dimension ≥ 3, an even batch ≥ 4 and an even arc ≥ 2; got %+v", MinShatterInits, c)
 	}
 	return nil
 }

@@ -226,12 +226,17 @@ func (v VarianceCurve) label() string {
 	return fmt.Sprintf("conv, %d channels, %s padding", v.Width, v.Padding)
 }
 
+// MinVarianceSeeds is the fewest seeds Variance takes: the spread of the
+// last/first ratio over the seeds, which its figure draws on a log scale,
+// needs two.
+const MinVarianceSeeds = 2
+
 // Variance runs the experiment: for each variant and network (an MLP and
 // convolutional nets of each channel count with zero and circular
 // padding), the variance after every block on Gaussian inputs, over seeds.
 func Variance(ctx context.Context, c VarianceConfig, out string) ([]VarianceCurve, error) {
-	if c.Blocks < 1 || c.Width < 1 || c.Batch < 1 || c.Seeds < 1 || c.Side < 3 || c.ConvValues < 1 {
-		return nil, fmt.Errorf("experiments: variance needs at least one block, unit, input and seed and a side ≥ 3; got %d blocks, width %d, batch %d, %d seeds, side %d", c.Blocks, c.Width, c.Batch, c.Seeds, c.Side)
+	if c.Blocks < 1 || c.Width < 1 || c.Batch < 1 || c.Seeds < MinVarianceSeeds || c.Side < 3 || c.ConvValues < 1 {
+		return nil, fmt.Errorf("experiments: variance needs at least one block, unit and input, %d seeds and a side ≥ 3; got %d blocks, width %d, batch %d, %d seeds, side %d", MinVarianceSeeds, c.Blocks, c.Width, c.Batch, c.Seeds, c.Side)
 	}
 	for _, ch := range c.Channels {
 		if ch < 1 {

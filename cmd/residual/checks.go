@@ -15,6 +15,7 @@ import (
 
 	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/distributed"
+	"github.com/residual-nn/residual/experiments"
 	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/serve"
 	"github.com/residual-nn/residual/train"
@@ -627,7 +628,7 @@ func checkBench(fs *flag.FlagSet, _ []string) error {
 	return firstError(intIn(fs, "runs", 1, maxRuns), intIn(fs, "warmup", 0, maxRuns))
 }
 
-func checkExperiment(fs *flag.FlagSet, _ []string) error {
+func checkExperiment(fs *flag.FlagSet, pos []string) error {
 	err := firstError(
 		intIn(fs, "seeds", 0, maxSeeds),   // 0: the experiment's default
 		intIn(fs, "blocks", 0, maxBlocks), // 0: the default
@@ -644,6 +645,15 @@ func checkExperiment(fs *flag.FlagSet, _ []string) error {
 	}
 	if err := checkDataSpec("data", stringFlag(fs, "data")); err != nil {
 		return err
+	}
+	// The fewest seeds the measurements take (0: the default).
+	if n := intFlag(fs, "seeds"); n > 0 && len(pos) == 1 {
+		switch {
+		case pos[0] == "shatter" && n < experiments.MinShatterInits:
+			return badFlag("seeds", n, "shatter needs at least %d initialisations", experiments.MinShatterInits)
+		case pos[0] == "variance" && n < experiments.MinVarianceSeeds:
+			return badFlag("seeds", n, "variance needs at least %d seeds: its figure draws their spread", experiments.MinVarianceSeeds)
+		}
 	}
 	return floatIn(fs, "warmup", 0, true, 1, false) // a warm-up over every step leaves no schedule
 }

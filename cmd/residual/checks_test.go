@@ -120,6 +120,10 @@ func TestFlagChecks(t *testing.T) {
 		{[]string{"experiment", "degradation", "--warmup", "1"}, 2, []string{"--warmup 1", "[0, 1)"}},
 		{[]string{"experiment", "order", "--data", "nosuch"}, 2, []string{"--data nosuch"}},
 		{[]string{"experiment", "shatter", "--seeds", "-1"}, 2, []string{"--seeds -1"}},
+		// Too few seeds failed after the work (variance: at its figure) or
+		// with the experiment's config printed as a Go struct (shatter).
+		{[]string{"experiment", "--quick", "--seeds", "1", "--out", out("ev1"), "variance"}, 2, []string{"--seeds 1", "variance needs at least 2 seeds"}},
+		{[]string{"experiment", "--quick", "--seeds", "5", "--out", out("exp1"), "shatter"}, 2, []string{"--seeds 5", "shatter needs at least 16 initialisations"}},
 		{[]string{"experiment", "order", "--warmup", "2"}, 2, []string{"--warmup 2"}},
 		{[]string{"experiment", "order", "--warmup", "-1"}, 2, []string{"--warmup -1"}}, // once the "not given" marker
 		{[]string{"train", "--resume", "--overwrite", "--out", filepath.Join(dir, "r")}, 2, []string{"--resume continues", "--overwrite replaces", "give one"}},
