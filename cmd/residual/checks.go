@@ -178,6 +178,9 @@ func checkTrain(fs *flag.FlagSet, _ []string) error {
 		if overwrite, _ := flagValue(fs, "overwrite").(bool); overwrite {
 			return fmt.Errorf("%w: --resume continues the run in --out and --overwrite replaces it; give one", errUsage)
 		}
+		if init := stringFlag(fs, "init"); flagSet(fs, "init") {
+			return badFlag("init", init, "starts a new run from a checkpoint's weights, and --resume continues the run in --out from its own; give one (a new run needs another --out, or --overwrite)")
+		}
 	}
 	if resume, _ := flagValue(fs, "resume").(bool); !resume { // else the run's optimizer: resumeConfig checks
 		nesterov, _ := flagValue(fs, "nesterov").(bool)

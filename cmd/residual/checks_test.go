@@ -127,6 +127,7 @@ func TestFlagChecks(t *testing.T) {
 		{[]string{"experiment", "order", "--warmup", "2"}, 2, []string{"--warmup 2"}},
 		{[]string{"experiment", "order", "--warmup", "-1"}, 2, []string{"--warmup -1"}}, // once the "not given" marker
 		{[]string{"train", "--resume", "--overwrite", "--out", filepath.Join(dir, "r")}, 2, []string{"--resume continues", "--overwrite replaces", "give one"}},
+		{[]string{"train", "--resume", "--init", ck, "--out", filepath.Join(file, "run")}, 2, []string{"--init " + ck, "--resume continues the run in --out", "give one"}}, // it was ignored
 		{[]string{"experiment", "ensemble", "--quick", "--plain-weights", filepath.Join(dir, "absent.safetensors"), "--out", filepath.Join(dir, "ens")}, 1, []string{"--plain-weights " + filepath.Join(dir, "absent.safetensors")}},
 		{[]string{"import", "keras-tfjs", dir, "--classes", "5", "--out", out("k.safetensors")}, 2, []string{"--classes 5", "keras-tfjs"}},
 		{[]string{"import", "keras-tfjs", dir, "--model", "resnet50", "--out", out("k.safetensors")}, 2, []string{"--model resnet50", "keras-tfjs"}},
