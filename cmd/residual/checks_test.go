@@ -206,6 +206,11 @@ func TestFlagChecks(t *testing.T) {
 		{[]string{"export", "torch", folder, "--out", out("x.safetensors")}, 2, []string{folder + " is a folder"}},
 		{[]string{"summary", "resnet8", "--input", "32x32junk"}, 2, []string{"--input 32x32junk", "HxW"}},
 		{[]string{"summary", "resnet8", "--input", "x32"}, 2, []string{"--input x32"}},
+		// A size a U-Net's levels cannot halve (it failed in the network,
+		// exit 1).
+		{[]string{"summary", "unet", "--input", "100x100"}, 2, []string{"--input 100x100", "unet cannot take it", "nearest sides that fit: 188"}},
+		{[]string{"summary", "unet", "--input", "188x100"}, 2, []string{"--input 188x100", "input 100"}},
+		{[]string{"export", "onnx", "--model", "unet", "--input", "3x3", "--out", out("u.onnx")}, 2, []string{"--input 3x3", "unet cannot take it"}},
 		{[]string{"summary", "resnet999999999999999992"}, 2, []string{"resnet999999999999999992", "limits.Layers"}},
 		{[]string{"summary", "--base", "8", "resnet20"}, 2, []string{"--base is for U-Nets"}},
 		{[]string{"train", "--data", "bogus"}, 2, []string{"--data bogus", "unknown data set"}},

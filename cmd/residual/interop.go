@@ -314,11 +314,11 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
-		net, err := models.Build(mc, tensor.NewRNG(1))
+		shape, err := withSize(mc.InputShape(1, mc.DefaultSide()), *input, mc, *model)
 		if err != nil {
 			return err
 		}
-		shape, err := withSize(mc.InputShape(1, mc.DefaultSide()), *input, *model)
+		net, err := models.Build(mc, tensor.NewRNG(1))
 		if err != nil {
 			return err
 		}
@@ -348,7 +348,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if len(shape) == 4 && p.Height > 0 {
 			shape[1], shape[2] = p.Height, p.Width
 		}
-		if shape, err = withSize(shape, *input, c.Model.Name); err != nil {
+		if shape, err = withSize(shape, *input, c.Model, c.Model.Name); err != nil {
 			return err
 		}
 		// As torch.onnx.export in evaluation mode: batch norms fold into

@@ -50,7 +50,7 @@ func runSummary(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := cfg.Validate(); err != nil { // a name Preset reads but beyond the limits (resnet999999999999999992)
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	shape, err := withSize(cfg.InputShape(1, cfg.DefaultSide()), *input, pos[0])
+	shape, err := withSize(cfg.InputShape(1, cfg.DefaultSide()), *input, cfg, pos[0])
 	if err != nil {
 		return err
 	}
@@ -81,8 +81,9 @@ func runSummary(ctx context.Context, args []string, stdout, stderr io.Writer) er
 }
 
 // withSize returns shape (NHWC) with the image size of an --input flag
-// ("HxW"; empty keeps shape).
-func withSize(shape []int, size, model string) ([]int, error) {
+// ("HxW"; empty keeps shape) for the model m (named model), refusing a
+// size it cannot take: a U-Net's every level must halve evenly.
+func withSize(shape []int, size string, m models.Config, model string) ([]int, error) {
 	if size == "" {
 		return shape, nil
 	}
@@ -95,6 +96,13 @@ func withSize(shape []int, size, model string) ([]int, error) {
 	}
 	if len(shape) != 4 {
 		return nil, fmt.Errorf("%w: %s takes no image size", errUsage, model)
+	}
+	if u, ok := m.Arch.(*models.UNet); ok {
+		for _, side := range []int{h, w} {
+			if _, err := u.Config.OutputSize(side); err != nil {
+				return nil, badFlag("input", size, "%s cannot take it: %v", model, err)
+			}
+		}
 	}
 	shape[1], shape[2] = h, w
 	return shape, nil
