@@ -698,6 +698,9 @@ func checkServe(fs *flag.FlagSet, _ []string) error {
 			return badFlag(d.name, v, "must be %s", map[bool]string{true: "≥ 0", false: "> 0"}[d.zero])
 		}
 	}
+	if flagSet(fs, "poll") && stringFlag(fs, "repository") == "" {
+		return badFlag("poll", flagValue(fs, "poll"), "is how often --repository is scanned, and no repository is given (the --model checkpoints are read once)")
+	}
 	seen := map[string]string{}
 	for _, m := range *fs.Lookup("model").Value.(*modelFlags) {
 		name, path, ok := strings.Cut(m, "=")

@@ -172,6 +172,7 @@ func TestFlagChecks(t *testing.T) {
 		{[]string{"serve", "--model", "a/b=" + ck}, 2, []string{"--model a/b=" + ck, "may only hold letters"}},
 		{[]string{"import", "torch", file, "--model", "resnet18", "--input", "0x0", "--out", out("i.safetensors")}, 2, []string{"residual import: bad usage: --input 0x0: want HxW"}},
 		{[]string{"serve", "--model", "m=" + ck, "--drain", "0s"}, 2, []string{"--drain 0s", "> 0"}},
+		{[]string{"serve", "--model", "m=" + ck, "--poll", "1s", "--addr", "127.0.0.1:0", "--grpc-addr", ""}, 2, []string{"--poll 1s", "no repository is given"}}, // it was ignored
 		{[]string{"serve", "--model", "folder=" + ck, "--repository", dir}, 2, []string{"--model folder=" + ck, "the repository also holds", folder}},
 		{[]string{"serve", "--model", ck}, 2, []string{"--model " + ck, "NAME=CKPT"}},
 		{[]string{"predict", "--weights", ck, "--top", "0", img}, 2, []string{"--top 0"}},

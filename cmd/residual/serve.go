@@ -38,7 +38,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Int64Var(&cfg.MaxBodyBytes, "max-body", 32<<20, "request body bytes at most")
 	fs.IntVar(&cfg.MaxImagePixels, "max-pixels", 1<<24, "uploaded image pixels (width × height) at most")
 	fs.DurationVar(&cfg.Timeout, "timeout", 30e9, "deadline of requests that set none (Request-Timeout header, grpc-timeout)")
-	fs.DurationVar(&cfg.PollInterval, "poll", 2e9, "how often the repository is scanned")
+	fs.DurationVar(&cfg.PollInterval, "poll", 2e9, "how often the --repository is scanned")
 	drain := fs.Duration("drain", 30e9, "on SIGTERM or interrupt, how long in-flight requests may take (> 0); those still running then are cut off and the exit status is the signal's (143, 130) instead of 0")
 	logJSON := fs.Bool("log-json", false, "log as JSON lines instead of text (durations as strings such as \"1.5s\"); nothing else is written to standard output or error, bar a second signal's notice")
 	threads := fs.Int("threads", 0, "threads for the models and the server (0: all cores); 1 suits a model whose batch takes well under a millisecond and one client at a time (docs/SERVING.md)")
