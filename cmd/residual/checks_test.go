@@ -153,6 +153,7 @@ func TestFlagChecks(t *testing.T) {
 		{[]string{"import", "torch", ck, "--model", "resnet8", "--out", out("y.pth")}, 2, []string{"--out " + out("y.pth"), "y.safetensors"}},
 		{[]string{"import", "torch", ck, "--model", "resnet8", "--classes", "-1", "--out", out("y.safetensors")}, 2, []string{"--classes -1"}},
 		{[]string{"quantize", ck, "--calibrate", "mnist", "--out", ck}, 2, []string{"--out " + ck, "overwrite"}},
+		{[]string{"quantize", ck, "--calibrate", "mnist", "--method", "minmax", "--percentile", "99.9", "--out", out("q.safetensors")}, 2, []string{"--percentile 99.9", "--method percentile, not --method minmax"}}, // it was ignored
 		{[]string{"quantize", "--weights", ck, "--calibrate", "mnist", "--out", ckLink}, 2, []string{"--out " + ckLink, "overwrite"}},
 		{[]string{"quantize", ck, "--calibrate", "mnist", "--out", filepath.Dir(ck)}, 2, []string{"--out " + filepath.Dir(ck), "is a folder"}},
 		{[]string{"quantize", ck, "--calibrate-images", "", "--out", out("q.safetensors")}, 2, []string{"--calibrate-images", "no image files"}},

@@ -28,7 +28,7 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	batches := fs.Int("batches", 8, "calibration batches")
 	batch := fs.Int("batch", 32, "images per calibration batch")
 	method := fs.String("method", "percentile", "calibration: minmax, percentile or entropy")
-	pct := fs.Float64("percentile", 99.99, "percentile: the percentile of magnitudes kept")
+	pct := fs.Float64("percentile", 99.99, "with --method percentile: the percentile of magnitudes kept")
 	out := fs.String("out", "", "int8 checkpoint to write (.safetensors)")
 	weights := fs.String("weights", "", "the float checkpoint (or give it as the argument)")
 	pos, err := parseInterleaved(fs, args)
@@ -153,6 +153,9 @@ func checkQuantize(fs *flag.FlagSet, pos []string) error {
 	if err := firstError(intIn(fs, "batches", 1, 1<<20), intIn(fs, "batch", 1, 4096),
 		floatIn(fs, "percentile", 50, false, 100, true), checkOutName(fs, "out", "safetensors", ".safetensors")); err != nil {
 		return err
+	}
+	if m := stringFlag(fs, "method"); flagSet(fs, "percentile") && m != string(quant.Percentile) {
+		return badFlag("percentile", floatFlag(fs, "percentile"), "applies to --method percentile, not --method %s", m)
 	}
 	var images []string
 	if flagSet(fs, "calibrate-images") {
