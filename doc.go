@@ -42,6 +42,7 @@
 //	internal/atomicfile          files written whole or not at all (a synced temporary file, then a rename)
 //	internal/fifotest            named pipes for the tests of readers that must not wait on one
 //	internal/onnxpb              ONNX's protobuf schema, compiled by protoc-gen-go
+//	internal/protosize           what decoding a protobuf message would allocate, read from its wire format
 //	internal/bmp                 Windows and OS/2 bitmaps (16-bit, RLE and bitfields too), decoded as PIL decodes them
 //	internal/pnm                 the Netpbm image formats (PBM, PGM, PPM), decoded as PIL decodes them
 //	internal/slicepool           slices recycled by size class (the kernels' scratch, the server's request buffers)
