@@ -184,6 +184,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("train: learning rate must be finite and > 0, got %g", c.LR)
 	case !(c.Momentum >= 0 && c.Momentum < 1):
 		return fmt.Errorf("train: momentum %g outside [0, 1)", c.Momentum)
+	case c.Nesterov && c.Momentum == 0 && (c.Optimizer == "" || c.Optimizer == SGD):
+		return fmt.Errorf("train: Nesterov momentum needs a momentum > 0 (Config.Momentum, --momentum)")
 	case !(c.WeightDecay >= 0) || math.IsInf(c.WeightDecay, 1):
 		return fmt.Errorf("train: weight decay must be finite and ≥ 0, got %g", c.WeightDecay)
 	case c.Limit < 0:

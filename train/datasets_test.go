@@ -97,7 +97,8 @@ func TestInMemoryDataSetsChecked(t *testing.T) {
 
 // Config.Validate refuses values that would train nonsense or fail late:
 // an infinite learning rate, a NaN or out-of-range momentum, weight decay
-// or validation split, a negative limit.
+// or validation split, a negative limit, Nesterov without momentum (which
+// failed at Prepare, not as ErrConfig).
 func TestConfigValidateRanges(t *testing.T) {
 	nan, inf := math.NaN(), math.Inf(1)
 	for _, tc := range []struct {
@@ -112,6 +113,7 @@ func TestConfigValidateRanges(t *testing.T) {
 		{func(c *Config) { c.WeightDecay = -1 }, "weight decay"},
 		{func(c *Config) { c.ValSplit = nan }, "validation split"},
 		{func(c *Config) { c.Limit = -5 }, "limit"},
+		{func(c *Config) { c.Nesterov, c.Momentum = true, 0 }, "Nesterov momentum needs a momentum > 0"},
 	} {
 		cfg := tiny(t.TempDir())
 		tc.edit(&cfg)

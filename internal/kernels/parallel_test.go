@@ -256,3 +256,14 @@ func TestParallelForPanicReachesCaller(t *testing.T) {
 		t.Errorf("the loop after: %d indices run, want 64", n)
 	}
 }
+
+// BenchmarkParallelForOverhead is one parallelFor over 64 indices whose
+// chunks do nothing: what a loop costs beyond its work (offering the job,
+// the workers joining, the caller waiting for them), which a training step
+// pays thousands of times.
+func BenchmarkParallelForOverhead(b *testing.B) {
+	var sink atomic.Int64
+	for b.Loop() {
+		parallelFor(64, func(lo, hi int) { sink.Add(int64(hi - lo)) })
+	}
+}
