@@ -6,9 +6,8 @@
 // PyTorch state dicts saved with it.
 //
 // The reader checks everything a corrupt or hostile file could get wrong
-// (header size, a tensor named twice, fields other than dtype, shape and
-// data_offsets or named in another case, offsets that are not two
-// numbers, offsets outside the data, overlapping or unordered ranges,
+// (header size, a tensor or a field named twice, a field missing, offsets
+// that are not two numbers, offsets outside the data, overlapping or unordered ranges,
 // sizes that do not match the shape) and returns an error naming the
 // problem. The writer replaces its target atomically.
 package safetensors
@@ -300,10 +299,12 @@ func objectFields(b []byte) ([]field, error) {
 	return out, nil // json.Valid: nothing but spaces follows
 }
 
-// parseEntry decodes a tensor's entry: exactly the fields "dtype" (a
-// string), "shape" (a list of integers) and "data_offsets" (two
-// integers), named exactly so. encoding/json alone would match names in
-// any case, ignore other fields and drop a third offset.
+// parseEntry decodes a tensor's entry: the fields "dtype" (a string),
+// "shape" (a list of integers) and "data_offsets" (two integers), named
+// exactly so and each once, as the reference reader (Rust, serde) wants
+// them; other fields are ignored, as it ignores them. encoding/json alone
+// would match the names in any case (a "DTYPE" after "dtype" won) and
+// drop a third offset.
 func parseEntry(msg json.RawMessage) (entry, error) {
 	var e entry
 	fields, err := objectFields(msg)
@@ -312,8 +313,13 @@ func parseEntry(msg json.RawMessage) (entry, error) {
 	}
 	seen := map[string]bool{}
 	for _, f := range fields {
-		if string(f.value) == "null" {
-			return e, fmt.Errorf("%q is null", f.name)
+		switch f.name {
+		case "dtype", "shape", "data_offsets":
+			if string(f.value) == "null" {
+				return e, fmt.Errorf("%q is null", f.name)
+			}
+		default:
+			continue // another field: ignored, as the reference reader (serde) ignores it
 		}
 		switch f.name {
 		case "dtype":
@@ -328,8 +334,6 @@ func parseEntry(msg json.RawMessage) (entry, error) {
 			if err == nil {
 				e.Offsets = [2]int64{offsets[0], offsets[1]}
 			}
-		default:
-			return e, fmt.Errorf("unknown field %q (an entry has exactly \"dtype\", \"shape\" and \"data_offsets\")", f.name)
 		}
 		if err != nil {
 			return e, err
