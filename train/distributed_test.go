@@ -617,3 +617,33 @@ func TestDataParallelEventWriteFails(t *testing.T) {
 		})
 	}
 }
+
+// Each rank's training loader draws its augmentation from a seed of its
+// own: the same images in the same batch position on two ranks are
+// shifted and flipped differently (with one seed for every rank, the k-th
+// image of every rank's batch b was augmented alike, so a global batch held
+// each draw once per rank). The ranks' own shards are the same images
+// here, so any difference is the augmentation's.
+func TestDataParallelAugmentationPerRank(t *testing.T) {
+	x := make([]uint8, 8*8*8)
+	for i := range x {
+		x[i] = uint8(i % 61)
+	}
+	set := &data.Dataset{H: 8, W: 8, C: 1, Classes: []string{"a", "b"}, Pixels: x, Labels: make([]int32, 8)}
+	comms := distributed.NewGroup(2)
+	var batches [2][]float32
+	for rank, comm := range comms {
+		r := &run{cfg: Config{Batch: 4, Seed: 3, Augment: &data.Augment{Pad: 2, Flip: true}}, ddp: &ddp{comm: comm}}
+		l := r.loader(set, true)
+		for b := range l.Epoch(context.Background(), 0, 0) {
+			batches[rank] = append(batches[rank], b.X.Data...)
+		}
+	}
+	if slices.Equal(batches[0], batches[1]) {
+		t.Error("two ranks augmented the same images in the same positions alike")
+	}
+	r := &run{cfg: Config{Batch: 4, Seed: 3, Augment: &data.Augment{Pad: 2, Flip: true}}}
+	if l := r.loader(set, true); l.Seed != 3 {
+		t.Errorf("one process's loader seed %d; want the run's, 3", l.Seed)
+	}
+}

@@ -360,6 +360,12 @@ func (r *run) loader(d *data.Dataset, training bool) *data.Loader {
 	if training { // under Config.Comm the Sampler has shuffled the epoch's shard
 		l.Shuffle, l.Augment = r.ddp == nil, *r.cfg.Augment
 		l.KeepEmpty = true // a batch of unreadable files is a step skipped (under Config.Comm, on every rank)
+		if r.ddp != nil {
+			// The Loader seeds its augmentation by batch and position: each
+			// rank's own seed, or the k-th image of every rank's batch b
+			// would be shifted, flipped and cropped alike.
+			l.Seed += uint64(r.ddp.comm.Rank()) * 0x9e3779b97f4a7c15
+		}
 	}
 	return l
 }
