@@ -250,6 +250,14 @@ func TestFolder(t *testing.T) {
 	if _, _, err := Open(context.Background(), "imagenet", 3); err == nil || !strings.Contains(err.Error(), "folder[,size=N][,skip-bad][,all]:DIR") {
 		t.Errorf("unknown data set: %v; want the kinds with their options", err)
 	}
+	// The embedded MNIST takes no folder (one was ignored: the user's own
+	// MNIST files went untrained), and idx needs one (it read the working
+	// directory).
+	for spec, want := range map[string]string{"mnist:" + dir: "takes no folder", "idx": "idx needs a folder", "idx:": "idx needs a folder"} {
+		if _, _, err := Open(context.Background(), spec, 1); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v; want an error saying it %s", spec, err, want)
+		}
+	}
 	// Options after the folder's path (a user's guess) are named as such.
 	if _, _, err := Open(context.Background(), "folder:"+dir+",size=32", 1); err == nil || !strings.Contains(err.Error(), "options go before the colon: folder,size=32:"+dir) {
 		t.Errorf("options after the path: %v", err)

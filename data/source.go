@@ -141,10 +141,16 @@ func open(ctx context.Context, spec string, channels int) (train, test *Dataset,
 		test.Classes = train.Classes
 		return train, test, nil
 	case "mnist":
+		if dir != "" { // a folder of the user's own MNIST files would be ignored
+			return nil, nil, fmt.Errorf("data: mnist is the embedded MNIST and takes no folder (%q); an MNIST-layout folder is idx:DIR", dir)
+		}
 		return MNIST()
 	case "fashion-mnist":
 		return FashionMNIST(dir)
 	case "idx":
+		if dir == "" {
+			return nil, nil, fmt.Errorf("data: idx needs a folder: idx:DIR (train-images-idx3-ubyte[.gz] and the other three inside)")
+		}
 		return IDXDir(dir, nil)
 	case "cifar10", "cifar100":
 		if dir == "" {
