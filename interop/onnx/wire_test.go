@@ -114,12 +114,53 @@ func mergedTensors(n int) []byte {
 	return protowire.AppendBytes(protowire.AppendTag(nil, 7, protowire.BytesType), g)
 }
 
+// wrongWireType is a model whose ir_version (a varint) comes n times as
+// a fixed64: protobuf-go keeps each as an unknown field's bytes.
+func wrongWireType(n int) []byte {
+	var b []byte
+	for range n {
+		b = protowire.AppendFixed64(protowire.AppendTag(b, 1, protowire.Fixed64Type), 0) // ModelProto.ir_version
+	}
+	return b
+}
+
+// unknownFields is a model with n unknown fields of 1 kB each.
+func unknownFields(n int) []byte {
+	var b []byte
+	for range n {
+		b = protowire.AppendBytes(protowire.AppendTag(b, 999, protowire.BytesType), make([]byte, 1000))
+	}
+	return b
+}
+
+// oneofSwitches is a value info whose shape's one dimension alternates n
+// times between dim_value and dim_param (a oneof): each switch allocates
+// the case's wrapper.
+func oneofSwitches(n int) []byte {
+	var d []byte
+	for i := range n {
+		if i%2 == 0 {
+			d = protowire.AppendVarint(protowire.AppendTag(d, 1, protowire.VarintType), 7) // Dimension.dim_value
+		} else {
+			d = protowire.AppendBytes(protowire.AppendTag(d, 2, protowire.BytesType), nil) // Dimension.dim_param
+		}
+	}
+	shape := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), d)      // TensorShapeProto.dim
+	tensor := protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), shape) // TypeProto.Tensor.shape
+	typ := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), tensor)   // TypeProto.tensor_type
+	vi := protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), typ)       // ValueInfoProto.type
+	g := protowire.AppendBytes(protowire.AppendTag(nil, 11, protowire.BytesType), vi)        // GraphProto.input
+	return protowire.AppendBytes(protowire.AppendTag(nil, 7, protowire.BytesType), g)        // ModelProto.graph
+}
+
 // protosize's estimate bounds what proto.Unmarshal allocates,
 // as the Go runtime measures it (TotalAlloc), on the shapes that amplify
 // most (empty messages: about 90×; packed one-byte int64s: 8×; a list in
 // many packed chunks, or in chunks alternating with unpacked numbers,
 // grows as the square of its chunks, also through a singular message
-// that decoding merges; a list of empty strings) and on an exported ResNet
+// that decoding merges; a list of empty strings; a known field of another
+// wire type and unknown fields, kept as bytes that append grows; a oneof
+// switching case, a wrapper each time) and on an exported ResNet
 // (tensor data, a few hundred nodes); and it is not so loose that real
 // models come near the bounds: within 3× and 1 MB.
 func TestDecodedSizeBoundsUnmarshal(t *testing.T) {
@@ -133,7 +174,9 @@ func TestDecodedSizeBoundsUnmarshal(t *testing.T) {
 	}{{"65,536 empty nodes", emptyNodes(1 << 16)}, {"1M packed int64 zeros", smallInt64s(1 << 20)},
 		{"1M unpacked int64 zeros", unpackedInt64s(1 << 20)}, {"an exported ResNet", exported},
 		{"5,000 packed chunks of one float", chunkedFloats(5000)}, {"5,000 packed and unpacked int64s alternating", alternating(5000)},
-		{"1M empty input names", emptyInputs(1 << 20)}, {"a tensor attribute given 5,000 times", mergedTensors(5000)}} {
+		{"1M empty input names", emptyInputs(1 << 20)}, {"a tensor attribute given 5,000 times", mergedTensors(5000)},
+		{"100,000 ir_versions as fixed64", wrongWireType(100000)}, {"2,000 unknown fields of 1 kB", unknownFields(2000)},
+		{"a dimension switching its oneof 100,000 times", oneofSwitches(100000)}} {
 		var mp onnxpb.ModelProto
 		size, err := protosize.Of(c.b, mp.ProtoReflect().Descriptor(), limits.Nesting)
 		if err != nil {
