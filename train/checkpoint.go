@@ -85,6 +85,14 @@ func (r *run) restore(path string) error {
 	if err := checkResume(c, path, r.cfg); err != nil {
 		return err
 	}
+	var was struct {
+		Freeze []string `json:"freeze"`
+	}
+	if len(c.Train) > 0 && json.Unmarshal(c.Train, &was) == nil {
+		if err := r.checkFreeze(was.Freeze, path); err != nil {
+			return err
+		}
+	}
 	// Into the model and optimizer Prepare built: the same architecture.
 	if err := nn.LoadTorchState(r.model, nn.TorchState(c.Net), true); err != nil {
 		return fmt.Errorf("train: %s: %w", path, err)

@@ -136,15 +136,30 @@ func (r *run) freeze() error {
 	if len(r.cfg.Freeze) == 0 {
 		return nil
 	}
+	prefixes, err := r.freezePrefixes(r.cfg.Freeze)
+	if err != nil {
+		return err
+	}
+	n, err := nn.Freeze(r.model, prefixes...)
+	if err != nil {
+		return configError{fmt.Errorf("train: --freeze (Config.Freeze) %s: %w", strings.Join(r.cfg.Freeze, ","), err)}
+	}
+	fmt.Fprintf(r.cfg.Log, "froze %d parameter tensors (%s)\n", n, strings.Join(prefixes, ", "))
+	return nil
+}
+
+// freezePrefixes resolves Config.Freeze's names to module prefixes:
+// "backbone" is every top-level module but the head.
+func (r *run) freezePrefixes(freeze []string) ([]string, error) {
 	var prefixes []string
-	for _, p := range r.cfg.Freeze {
+	for _, p := range freeze {
 		if p != "backbone" {
 			prefixes = append(prefixes, p)
 			continue
 		}
 		if r.head == "" {
 			_, err := headName(r.cfg.Model, r.model)
-			return err
+			return nil, err
 		}
 		for _, e := range nn.StateDict(r.model) { // the top-level modules but the head
 			top, _, _ := strings.Cut(e.Name, ".")
@@ -153,12 +168,14 @@ func (r *run) freeze() error {
 			}
 		}
 	}
-	n, err := nn.Freeze(r.model, prefixes...)
-	if err != nil {
-		return configError{fmt.Errorf("train: --freeze (Config.Freeze) %s: %w", strings.Join(r.cfg.Freeze, ","), err)}
-	}
-	fmt.Fprintf(r.cfg.Log, "froze %d parameter tensors (%s)\n", n, strings.Join(prefixes, ", "))
-	return nil
+	return prefixes, nil
+}
+
+// underPrefix reports whether a state-dict name is a module prefix's (as
+// nn.Freeze reads them: "layer1" covers "layer1.0.conv1.weight", not
+// "layer10"; "" covers everything).
+func underPrefix(name, prefix string) bool {
+	return prefix == "" || name == prefix || strings.HasPrefix(name, prefix+".")
 }
 
 // startEMA begins the moving average of the model's tensors, from the run

@@ -19,6 +19,7 @@ import (
 	"github.com/residual-nn/residual/distributed"
 	"github.com/residual-nn/residual/internal/atomicfile"
 	"github.com/residual-nn/residual/limits"
+	"github.com/residual-nn/residual/nn"
 )
 
 // The run folder's records: one line per epoch, one per step.
@@ -319,7 +320,8 @@ func orNone(s string) string {
 // TestSet (a run trained on those cannot be resumed this way). The
 // settings that a saved position depends on (positionSettings), and those
 // its optimizer state depends on (the optimizer, SGD against Adam or
-// AdamW; a momentum from 0; Freeze), must stay as they are; Prepare
+// AdamW; a momentum from 0; a Freeze under which a parameter the run
+// froze would train), must stay as they are; Prepare
 // refuses the run otherwise.
 func ResumeConfig(dir string) (Config, error) {
 	path := filepath.Join(dir, LastCheckpoint)
@@ -437,7 +439,7 @@ func checkResume(c *checkpoint.Checkpoint, path string, cfg Config) error {
 			path, strings.Join(diffs, ", "), c.Position.Epoch+1, c.Position.Batch)}
 	}
 	if recorded {
-		if err := checkOptimizerState(was.Optimizer, was.Momentum, was.Freeze, path, cfg); err != nil {
+		if err := checkOptimizerState(was.Optimizer, was.Momentum, path, cfg); err != nil {
 			return configError{err}
 		}
 	}
@@ -455,14 +457,13 @@ func checkResume(c *checkpoint.Checkpoint, path string, cfg Config) error {
 }
 
 // checkOptimizerState refuses a resume whose optimizer would want other
-// state than the run's checkpoint holds (path; the run's optimizer,
-// momentum and frozen prefixes were opt, momentum and freeze): SGD's
+// state than the run's checkpoint holds (path; the run's optimizer and
+// momentum were opt and momentum): SGD's
 // momentum buffers against Adam's and AdamW's two moments (Adam and AdamW
-// keep the same ones), SGD momentum where the run kept none, and other
-// frozen modules (other parameters trained, whose state the checkpoint
-// lacks or holds needlessly). A momentum set to 0 drops the buffers, and
-// may change.
-func checkOptimizerState(opt Optimizer, momentum float64, freeze []string, path string, cfg Config) error {
+// keep the same ones), and SGD momentum where the run kept none. A
+// momentum set to 0 drops the buffers, and may change. (What --freeze
+// may change, the run's restore checks on the model: checkFreeze.)
+func checkOptimizerState(opt Optimizer, momentum float64, path string, cfg Config) error {
 	now := cfg.Optimizer
 	if opt == "" {
 		opt = SGD
@@ -478,17 +479,42 @@ func checkOptimizerState(opt Optimizer, momentum float64, freeze []string, path 
 	case now == SGD && momentum == 0 && cfg.Momentum > 0:
 		return fmt.Errorf("train: --resume (Config.Resume) from %s: --momentum (Config.Momentum) 0 → %g: the run kept no momentum buffers to continue from — %s",
 			path, cfg.Momentum, fresh)
-	case !slices.Equal(freeze, cfg.Freeze):
-		names := func(f []string) string {
-			if len(f) == 0 {
-				return "none"
-			}
-			return strings.Join(f, ",")
-		}
-		return fmt.Errorf("train: --resume (Config.Resume) from %s: --freeze (Config.Freeze) %s → %s: other parameters would train, and the checkpoint holds the optimizer state of the run's — %s",
-			path, names(freeze), names(cfg.Freeze), fresh)
 	}
 	return nil
+}
+
+// checkFreeze refuses a resume (from path, whose run froze the modules
+// freeze names) in which a parameter the run kept frozen would train: the
+// checkpoint holds no optimizer state for it. The same parameters named
+// otherwise ("backbone", or its modules listed, in any order), or more of
+// them frozen, resume.
+func (r *run) checkFreeze(freeze []string, path string) error {
+	was, err := r.freezePrefixes(freeze)
+	if err != nil {
+		return configError{fmt.Errorf("train: %s: the run's --freeze %s: %w", path, strings.Join(freeze, ","), err)}
+	}
+	var thaw []string
+	for _, e := range nn.StateDict(r.model) {
+		if e.Param != nil && e.Param.RequiresGrad() && slices.ContainsFunc(was, func(p string) bool { return underPrefix(e.Name, p) }) {
+			thaw = append(thaw, e.Name)
+		}
+	}
+	if len(thaw) == 0 {
+		return nil
+	}
+	names := func(f []string) string {
+		if len(f) == 0 {
+			return "none"
+		}
+		return strings.Join(f, ",")
+	}
+	more := ""
+	if len(thaw) > 3 {
+		more = fmt.Sprintf(" and %d more", len(thaw)-3)
+		thaw = thaw[:3]
+	}
+	return configError{fmt.Errorf("train: --resume (Config.Resume) from %s: --freeze (Config.Freeze) %s → %s: %s%s, frozen in the run, would train, and the checkpoint holds no optimizer state for them — resume with the run's, or start a new run in another folder from its weights (--init %s, Config.Init)",
+		path, names(freeze), names(r.cfg.Freeze), strings.Join(thaw, ", "), more, path)}
 }
 
 // checkFinite refuses metrics that JSON cannot hold and that say the run
