@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/residual-nn/residual/tensor"
 )
@@ -208,6 +209,32 @@ func TestGroupMismatchFailsInsteadOfHanging(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "2 values on rank 0 and 3 on rank 1") {
 			t.Errorf("rank %d: %v, want an error naming the lengths", r, err)
 		}
+	}
+	// Three ranks: the mismatch is found when the second comes, and the
+	// third, coming later to the failed collective, gets its error too
+	// (it made a fresh round and waited for the others for ever); the
+	// next collective works on all three.
+	finished := make(chan []error, 1)
+	go func() {
+		finished <- onRanks(3, func(c Comm) error {
+			time.Sleep(time.Duration(c.Rank()) * 50 * time.Millisecond)
+			var err error
+			if c.Rank() == 1 {
+				err = c.Barrier()
+			} else {
+				err = c.AllReduceSum(make([]float32, 4))
+			}
+			if err == nil || !strings.Contains(err.Error(), "collective 0 is") {
+				return fmt.Errorf("the mismatched collective: %v, want an error naming it", err)
+			}
+			return c.Barrier()
+		})
+	}()
+	select {
+	case errs := <-finished:
+		noErrors(t, errs)
+	case <-time.After(20 * time.Second):
+		t.Fatal("three ranks, one of them late to a mismatched collective: still waiting after 20 s")
 	}
 	// A rank that leaves makes the others' collectives fail.
 	errs = onRanks(3, func(c Comm) error {

@@ -135,7 +135,10 @@ func join[B buffer](m *member, op string, root int, buf B) Request {
 		}
 	}
 	select {
-	case <-rd.done: // failed already
+	case <-rd.done: // failed already, before every rank came
+		if rd.arrived++; rd.arrived == g.size {
+			delete(g.rounds, n)
+		}
 		return rd
 	default:
 	}
@@ -159,7 +162,10 @@ func join[B buffer](m *member, op string, root int, buf B) Request {
 	return rd
 }
 
-// finish completes round n with err. Called with g.mu held.
+// finish completes round n with err. Called with g.mu held. A round
+// that failed before every rank came stays, so that the ranks still to
+// come find it and return its error (join deletes it when the last one
+// has): a fresh round would wait for ranks that have moved past it.
 func (g *group) finish(n int, rd *round, err error) {
 	select {
 	case <-rd.done:
@@ -167,7 +173,9 @@ func (g *group) finish(n int, rd *round, err error) {
 	default:
 	}
 	rd.err = err
-	delete(g.rounds, n)
+	if rd.arrived == g.size {
+		delete(g.rounds, n)
+	}
 	close(rd.done)
 }
 
