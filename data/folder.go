@@ -263,7 +263,11 @@ func imageFilesBelow(dir string) ([]string, error) {
 // FolderTestFraction of each class's images (rounded down, at least one
 // of a class with two or more) are held out, chosen by a permutation
 // seeded with the FNV-1a hash of the class name, so that the split is the
-// same on every run, whatever the training seed. A train/ without test/ or
+// same on every run over the same files, whatever the training seed. The
+// permutation is of each class's files in name order: a file added to (or
+// removed from) a class moves others between the sets, so a run resumed,
+// or evaluated, after the folder changed has other test images, some of
+// which it trained on; a test/ folder keeps a split fixed. A train/ without test/ or
 // val/ is split the same way. Nil options are the zero ImageOptions (the
 // defaults: RGB samples of DefaultImageSize). The scan stops, with ctx's
 // cause, once ctx is done.

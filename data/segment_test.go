@@ -369,6 +369,19 @@ func TestSegFolderSpec(t *testing.T) {
 	if _, _, err := Open(context.Background(), "segfolder:"+dir, 3); err == nil || !strings.Contains(err.Error(), "mask "+filepath.Join(dir, "test", "masks", "c.png")+": value 4 at pixel (5, 3) is not one of the training set's 3 classes") {
 		t.Errorf("a test mask beyond the training classes: %v", err)
 	}
+	// The test set's classes.txt must name the same values alike (it was
+	// replaced by the training set's without a look: masks scored under
+	// swapped names); the same names, or none, are fine.
+	os.Remove(filepath.Join(dir, "test", "masks", "c.png"))
+	os.Remove(filepath.Join(dir, "test", "images", "c.png"))
+	os.WriteFile(filepath.Join(dir, "train", "classes.txt"), []byte("background\ncat\ndog\n"), 0o644)
+	for names, want := range map[string]string{"background\ncat\ndog\n": "", "background\ndog\ncat\n": `test/classes.txt names ["background" "dog" "cat"]`} {
+		os.WriteFile(filepath.Join(dir, "test", "classes.txt"), []byte(names), 0o644)
+		_, _, err := Open(context.Background(), "segfolder:"+dir, 3)
+		if (want == "" && err != nil) || (want != "" && (err == nil || !strings.Contains(err.Error(), want))) {
+			t.Errorf("test/classes.txt %q: %v; want %q", names, err, want)
+		}
+	}
 	os.RemoveAll(filepath.Join(dir, "test"))
 	write("test", "b", 8, 4, 1)
 	if _, _, err := Open(context.Background(), "segfolder:"+dir, 3); err == nil || !strings.Contains(err.Error(), "the test images are 8x4, the training images 6x4") {

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -137,6 +139,11 @@ func open(ctx context.Context, spec string, channels int) (train, test *Dataset,
 		}
 		if len(test.Classes) > len(train.Classes) {
 			return nil, nil, beyondClasses(dir, train, test)
+		}
+		if _, err := os.Stat(dir + "/test/classes.txt"); err == nil && !slices.Equal(test.Classes, train.Classes[:len(test.Classes)]) {
+			// The test masks' values are the training set's classes: names
+			// in another order would score them under the wrong ones.
+			return nil, nil, fmt.Errorf("data: %s: test/classes.txt names %q, train/classes.txt %q: the same values must name the same classes (or leave test/classes.txt out)", dir, test.Classes, train.Classes[:len(test.Classes)])
 		}
 		test.Classes = train.Classes
 		return train, test, nil
