@@ -261,13 +261,12 @@ func imageFilesBelow(dir string) ([]string, error) {
 //
 // or, without train/, as DIR/CLASS/… split into training and test sets:
 // FolderTestFraction of each class's images (rounded down, at least one
-// of a class with two or more) are held out, chosen by a permutation
-// seeded with the FNV-1a hash of the class name, so that the split is the
-// same on every run over the same files, whatever the training seed. The
-// permutation is of each class's files in name order: a file added to (or
-// removed from) a class moves others between the sets, so a run resumed,
-// or evaluated, after the folder changed has other test images, some of
-// which it trained on; a test/ folder keeps a split fixed. A train/ without test/ or
+// of a class with two or more) are held out: those whose FNV-1a hash of
+// class and file name is lowest, so that the split is the same on every
+// run, whatever the training seed or where the folder is. Adding files to
+// a class moves an image from training to the test set only as the count
+// held out grows (one for five files added); a test/ folder keeps a split
+// fixed. A train/ without test/ or
 // val/ is split the same way. Nil options are the zero ImageOptions (the
 // defaults: RGB samples of DefaultImageSize). The scan stops, with ctx's
 // cause, once ctx is done.
@@ -330,12 +329,25 @@ func (d *Dataset) classSplit() (train, test *Dataset) {
 		if n == 0 && len(idx) >= 2 {
 			n = 1
 		}
-		h := fnv.New64a()
-		h.Write([]byte(d.Classes[c]))
-		perm := tensor.NewRNG(h.Sum64()).Perm(len(idx))
+		// The n files whose names hash lowest: a file's place in the order
+		// is its own, so adding files to the class moves none from the test
+		// set to training but the few that n's growth takes (one in five
+		// files added). (A permutation of the files by position moved many:
+		// 3 of 8 test images were trained ones after one file was added.)
+		key := make([]uint64, len(idx))
+		for k, i := range idx {
+			h := fnv.New64a()
+			h.Write([]byte(d.Classes[c] + "/" + filepath.Base(d.Files[i])))
+			key[k] = h.Sum64()
+		}
+		rank := make([]int, len(idx))
+		for k := range rank {
+			rank[k] = k
+		}
+		sort.SliceStable(rank, func(a, b int) bool { return key[rank[a]] < key[rank[b]] })
 		held := make([]bool, len(idx))
-		for _, p := range perm[:n] {
-			held[p] = true
+		for _, k := range rank[:n] {
+			held[k] = true
 		}
 		for k, i := range idx { // each side keeps the folder's order
 			if held[k] {

@@ -784,3 +784,48 @@ func TestLoaderSkippedPerEpoch(t *testing.T) {
 		}
 	}
 }
+
+// A folder of classes keeps its split as photos are added: a file's place
+// is its own name's hash, so one more file in a class of 20 (4 held out
+// either way) moves no training image into the test set, and five more (5
+// held out) at most one. (Held out by position in the class's file list,
+// one added file put 3 of 8 trained images in the test set.)
+func TestFolderSplitStableAsFilesAreAdded(t *testing.T) {
+	dir := t.TempDir()
+	add := func(class string, i int) {
+		writeImage(t, filepath.Join(dir, class, fmt.Sprintf("%04d.png", i)), flat("gray", 4, 4, color.NRGBA{uint8(i), 0, 0, 255}))
+	}
+	for _, class := range []string{"a", "b"} {
+		for i := 1; i <= 20; i++ {
+			add(class, i)
+		}
+	}
+	open := func() (train, test []string) {
+		tr, te, err := Open(context.Background(), "folder,size=8:"+dir, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr.Files, te.Files
+	}
+	trained, _ := open()
+	moved := func() int {
+		_, test := open()
+		n := 0
+		for _, f := range test {
+			if slices.Contains(trained, f) {
+				n++
+			}
+		}
+		return n
+	}
+	add("a", 0) // sorts first: every position in the class moves
+	if n := moved(); n != 0 {
+		t.Errorf("one file added to a class of 20: %d training images now in the test set; want 0", n)
+	}
+	for i := 21; i < 25; i++ {
+		add("a", i)
+	}
+	if n := moved(); n > 1 {
+		t.Errorf("five files added to a class of 20: %d training images now in the test set; want at most 1", n)
+	}
+}
