@@ -7,6 +7,7 @@ import (
 
 	"github.com/residual-nn/residual/internal/fixture"
 	"github.com/residual-nn/residual/models"
+	"github.com/residual-nn/residual/models/mlp"
 	"github.com/residual-nn/residual/models/unet"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
@@ -234,6 +235,22 @@ func TestParamEstimate(t *testing.T) {
 		got, est := float64(nn.NumParams(m)), c.Arch.ParamEstimate()
 		if est < got || est > 1.02*got {
 			t.Errorf("%s: estimate %.0f, built %.0f parameters", name, est, got)
+		}
+	}
+	// MLPs with and without batch norms, narrow and deep: those without
+	// were estimated 1.12–1.4 times their size (a batch norm counted in
+	// every block), and checkpoint.Write refused them.
+	for _, bn := range []bool{false, true} {
+		for _, mc := range []mlp.Config{{In: 3, Out: 2, Width: 4, Depth: 100, Skip: true}, {In: 2, Out: 3, Width: 16, Depth: 20, Skip: true}} {
+			mc.BatchNorm = bn
+			c := models.Config{Name: "mlp", Arch: &models.MLP{Config: mc}}
+			m, err := models.Build(c, tensor.NewRNG(1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, est := float64(nn.NumParams(m)), c.Arch.ParamEstimate(); est < got || est > 1.02*got {
+				t.Errorf("%+v: estimate %.0f, built %.0f parameters", mc, est, got)
+			}
 		}
 	}
 }
