@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"path/filepath"
+	"slices"
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/checkpoint"
@@ -309,8 +311,8 @@ func UNetClaims(rows []UNetRow) []Claim {
 		byseed[r.Seed], has[r.Seed] = v, h
 	}
 	var diffs, padded []float64
-	for s, v := range byseed {
-		if has[s][0] && has[s][1] {
+	for _, s := range slices.Sorted(maps.Keys(byseed)) { // in seed order: a map's order changed the sums' last bits
+		if v := byseed[s]; has[s][0] && has[s][1] {
 			diffs, padded = append(diffs, v[1]-v[0]), append(padded, v[0])
 		}
 	}
