@@ -143,6 +143,15 @@ func shortcutOnly(b nn.Layer, x *ag.Value) *ag.Value {
 	if j == nil || j.Downsample == nil {
 		return x
 	}
+	// A pre-activation block's projection takes relu(bn1(x)), as in its
+	// Forward (shortcutInput); the raw x made a deleted block another
+	// network than its shortcut alone.
+	switch v := b.(type) {
+	case *PreActBlock:
+		return j.Downsample.Forward(j.shortcutInput(x, ag.ReLU(v.BN1.Forward(x))))
+	case *PreActBottleneck:
+		return j.Downsample.Forward(j.shortcutInput(x, ag.ReLU(v.BN1.Forward(x))))
+	}
 	return j.Downsample.Forward(x)
 }
 

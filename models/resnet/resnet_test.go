@@ -3,6 +3,7 @@ package resnet
 import (
 	"testing"
 
+	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
 )
@@ -42,5 +43,53 @@ func TestPreActCounts(t *testing.T) {
 			t.Errorf("%s: %.0f parameters, published ≈%.1fM", name, got, want/1e6)
 		}
 		t.Logf("%s: %d parameters", name, int(got))
+	}
+}
+
+// A lesioned block is its shortcut alone, as its Forward computes the
+// shortcut: a pre-activation block's projection takes relu(bn1(x)), so
+// the deleted block of a pre-activation ResNet with a projection gives
+// exactly what Forward's shortcut term does (the raw x differed by up
+// to 2.45 with trained batch-norm statistics).
+func TestLesionIsTheShortcut(t *testing.T) {
+	for _, c := range []Config{
+		{Block: "basic", Layers: []int{1, 1}, Widths: []int{4, 8}, Stem: "cifar", StemWidth: 4, Ordering: PreActivation, Shortcut: ShortcutB, Classes: 3, InChannels: 1},
+		{Block: "bottleneck", Layers: []int{1, 1}, Widths: []int{4, 8}, Stem: "cifar", StemWidth: 4, Ordering: PreActivation, Shortcut: ShortcutB, Classes: 3, InChannels: 1},
+	} {
+		rng := tensor.NewRNG(4)
+		n, err := New(c, rng)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range nn.Layers(n) {
+			if bn, ok := l.Layer.(*nn.BatchNorm); ok {
+				for i := range bn.RunningMean.Data {
+					bn.RunningMean.Data[i], bn.RunningVar.Data[i] = float32(rng.Normal()), 0.2+float32(rng.Float64())
+				}
+			}
+		}
+		nn.SetTraining(n, false)
+		b := n.Stages()[1][0] // the downsampling block, with its projection
+		j := JoinOf(b)
+		var bn1 *nn.BatchNorm
+		switch v := b.(type) {
+		case *PreActBlock:
+			bn1 = v.BN1
+		case *PreActBottleneck:
+			bn1 = v.BN1
+		default:
+			t.Fatalf("%s: block %T", c.Block, b)
+		}
+		x := ag.Constant(tensor.New(2, 8, 8, len(bn1.RunningMean.Data)))
+		for i := range x.Data.Data {
+			x.Data.Data[i] = float32(rng.Normal())
+		}
+		want := j.Downsample.Forward(ag.ReLU(bn1.Forward(x))).Data
+		got := shortcutOnly(b, x).Data
+		for i := range want.Data {
+			if got.Data[i] != want.Data[i] {
+				t.Fatalf("%s: the lesioned block's output %v at %d; its shortcut's %v", c.Block, got.Data[i], i, want.Data[i])
+			}
+		}
 	}
 }
