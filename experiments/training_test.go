@@ -406,11 +406,18 @@ func TestEnsembleClaims(t *testing.T) {
 		flat.TotalGrad[k] = flat.PathCounts[k] * flat.PathGrad[k]
 	}
 	flat.PathFitSlope, flat.PathFitR2 = logLinearFit(flat.PathGrad)
+	// A network of 9 blocks whose total gradient peaks at k = 5, past the
+	// binomial centre: not short paths (a fixed bound of 9 passed it).
+	small := mk(-1)
+	small.Blocks, small.TotalGrad = 9, nil
+	for k := 0; k <= 9; k++ {
+		small.TotalGrad = append(small.TotalGrad, binomial(9, k)*math.Exp(0.1*float64(k)))
+	}
 	for _, tc := range []struct {
 		name string
 		res  *EnsembleResult
 		fail []int
-	}{{"cliff", cliff, []int{4, 5}}, {"plain", plain, []int{3}}, {"flat", flat, []int{7, 8}}, {"long paths", long, []int{8}}} {
+	}{{"cliff", cliff, []int{4, 5}}, {"plain", plain, []int{3}}, {"flat", flat, []int{7, 8}}, {"long paths", long, []int{8}}, {"9 blocks, peak past the centre", small, []int{8}}} {
 		got := EnsembleClaims(tc.res)
 		for _, i := range tc.fail {
 			if got[i].Pass {
