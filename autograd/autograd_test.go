@@ -294,6 +294,40 @@ func TestDropout(t *testing.T) {
 	if ag.Dropout(x, 0.3, false, rng) != x {
 		t.Error("evaluation-mode dropout is not the identity")
 	}
+	// p = 1 drops everything, as PyTorch's nn.Dropout(1) does (it was
+	// refused as a probability outside [0, 1)).
+	for _, v := range ag.Dropout(x, 1, true, rng).Data.Data {
+		if v != 0 {
+			t.Fatalf("dropout with p = 1 kept %g", v)
+		}
+	}
+}
+
+// A pooling window may not lie in the padding alone (kernel 2, pad 2: max
+// pooling gave −Inf and average pooling without the padding NaN in 12 of
+// 16 outputs); padding up to a window's width less one still pools.
+func TestPoolPaddingNarrowerThanTheWindow(t *testing.T) {
+	tape := ag.NewNoGradTape()
+	x := tape.Constant(tensor.Full(1, 1, 4, 4, 1))
+	for _, pad := range []int{2, 3} {
+		p := ag.PoolParams{Kernel: [2]int{2, 2}, Stride: [2]int{2, 2}, Pad: [4]int{pad, pad, pad, pad}}
+		for name, pool := range map[string]func(*ag.Value, ag.PoolParams) *ag.Value{"MaxPool2d": ag.MaxPool2d, "AvgPool2d": ag.AvgPool2d} {
+			func() {
+				defer func() {
+					if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "padding alone") {
+						t.Errorf("%s, kernel 2, pad %d: %v; want a refusal naming the padding", name, pad, r)
+					}
+				}()
+				pool(x, p)
+			}()
+		}
+	}
+	p := ag.PoolParams{Kernel: [2]int{2, 2}, Stride: [2]int{2, 2}, Pad: [4]int{1, 1, 1, 1}}
+	for _, v := range ag.MaxPool2d(x, p).Data.Data {
+		if v != 1 {
+			t.Fatalf("kernel 2, pad 1: %v; want ones", v)
+		}
+	}
 }
 
 func TestNoGradTapeRecyclesAndRecordsNothing(t *testing.T) {

@@ -344,13 +344,16 @@ func SubsamplePadChannels(x *Value, stride, before, after int) *Value {
 
 // Dropout zeroes each element with probability p and scales the rest by
 // 1/(1−p) (inverted dropout), drawing from rng. With training false or p = 0
-// it returns x.
+// it returns x; with p = 1, zeros (as PyTorch's nn.Dropout(1)).
 func Dropout(x *Value, p float64, training bool, rng *tensor.RNG) *Value {
 	if !training || p == 0 {
 		return x
 	}
-	if p < 0 || p >= 1 {
-		shapeErr("Dropout", "probability %g outside [0, 1)", p)
+	if !(p >= 0 && p <= 1) {
+		shapeErr("Dropout", "probability %g outside [0, 1]", p)
+	}
+	if p == 1 {
+		return Scale(x, 0)
 	}
 	y := result(x.Data.Shape, x)
 	if y.dry() { // a shape tape computes nothing, and draws nothing from rng

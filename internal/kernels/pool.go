@@ -50,6 +50,11 @@ func (s PoolShape) Validate() error {
 		return fmt.Errorf("pool: stride and dilation must be ≥ 1, got %+v", s)
 	case s.PT < 0 || s.PL < 0 || s.PB < 0 || s.PR < 0:
 		return fmt.Errorf("pool: negative padding in %+v", s)
+	case max(s.PT, s.PB) >= s.DH*(s.KH-1)+1 || max(s.PL, s.PR) >= s.DW*(s.KW-1)+1:
+		// A window of padding alone: −Inf from max pooling, 0/0 from an
+		// average that leaves the padding out (PyTorch refuses any pad
+		// over half the window; ONNX Runtime one as wide as the kernel).
+		return fmt.Errorf("pool: padding %d,%d,%d,%d (top, left, bottom, right) as wide as the %dx%d window: a window would hold padding alone", s.PT, s.PL, s.PB, s.PR, s.DH*(s.KH-1)+1, s.DW*(s.KW-1)+1)
 	case s.OH() < 1 || s.OW() < 1:
 		return fmt.Errorf("pool: window %dx%d larger than padded input %dx%d", s.KH, s.KW, s.H+s.PT+s.PB, s.W+s.PL+s.PR)
 	}
