@@ -95,28 +95,21 @@ type list struct {
 	exact bool
 }
 
-func (f *fields) list(num protowire.Number) *list {
-	if f.lists == nil {
-		f.lists = map[protowire.Number]*list{}
-	}
-	l := f.lists[num]
-	if l == nil {
-		l = &list{}
-		f.lists[num] = l
-	}
-	return l
-}
+func (f *fields) list(num protowire.Number) *list { return entry(&f.lists, num) }
 
-func (f *fields) kid(num protowire.Number) *fields {
-	if f.kids == nil {
-		f.kids = map[protowire.Number]*fields{}
+func (f *fields) kid(num protowire.Number) *fields { return entry(&f.kids, num) }
+
+// entry returns m's value for num, made (and the map too) the first time.
+func entry[T any](m *map[protowire.Number]*T, num protowire.Number) *T {
+	if *m == nil {
+		*m = map[protowire.Number]*T{}
 	}
-	k := f.kids[num]
-	if k == nil {
-		k = &fields{}
-		f.kids[num] = k
+	v := (*m)[num]
+	if v == nil {
+		v = new(T)
+		(*m)[num] = v
 	}
-	return k
+	return v
 }
 
 // message adds one message's costs, its nested messages' included; f is

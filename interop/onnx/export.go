@@ -112,6 +112,21 @@ type exporter struct {
 // nhwcToNCHW maps an NHWC axis to its NCHW position.
 var nhwcToNCHW = [4]int{0, 2, 3, 1}
 
+// onnxPads is ONNX Pad's pads input (all befores, then all afters) for
+// padding of each axis of a rank-r value, NHWC axes moved to NCHW when r
+// is 4.
+func onnxPads(pads [][2]int, r int) []int64 {
+	out := make([]int64, 2*r)
+	for ax, p := range pads {
+		at := ax
+		if r == 4 {
+			at = nhwcToNCHW[ax]
+		}
+		out[at], out[r+at] = int64(p[0]), int64(p[1])
+	}
+	return out
+}
+
 func (e *exporter) fresh(prefix string) string {
 	e.n++
 	return fmt.Sprintf("%s_%d", prefix, e.n)
@@ -594,14 +609,7 @@ func exportPad(e *exporter, op ag.Op, out string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	pads := make([]int64, 2*rank)
-	for ax, p := range a.Pads {
-		at := ax
-		if image {
-			at = nhwcToNCHW[ax]
-		}
-		pads[at], pads[rank+at] = int64(p[0]), int64(p[1])
-	}
+	pads := onnxPads(a.Pads, rank)
 	mode, ok := padModes[a.Mode]
 	if !ok {
 		return false, fmt.Errorf("Pad: mode %v has no ONNX counterpart", a.Mode)

@@ -207,17 +207,8 @@ func (e *qdqExporter) op(op quant.Op) error {
 			[]*onnxpb.AttributeProto{stringAttr("mode", "constant")})
 	case quant.OpPad:
 		_, z := e.params(op.In[0])
-		rank := len(op.InShape)
-		pads := make([]int64, 2*rank)
-		for ax, p := range op.Pads {
-			at := ax
-			if rank == 4 {
-				at = nhwcToNCHW[ax]
-			}
-			pads[at], pads[rank+at] = int64(p[0]), int64(p[1])
-		}
 		e.u8[op.Out] = fmt.Sprintf("v%d", op.Out)
-		e.node("Pad", []string{e.u8[op.In[0]], e.ints(pads...), z}, e.u8[op.Out], []*onnxpb.AttributeProto{stringAttr("mode", "constant")})
+		e.node("Pad", []string{e.u8[op.In[0]], e.ints(onnxPads(op.Pads, len(op.InShape))...), z}, e.u8[op.Out], []*onnxpb.AttributeProto{stringAttr("mode", "constant")})
 	case quant.OpAffine:
 		c := len(op.A)
 		dims := []int64{int64(c)}

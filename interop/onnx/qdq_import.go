@@ -778,16 +778,7 @@ func (im *qdqImporter) readKept(qp []quant.QParams) error {
 				y, err = must(y, []string{"Pad"}, true, im.checkPad([]int64{0, int64(s.Before), 0, 0, 0, int64(s.After), 0, 0}, qp[v].Zero))
 			}
 		case quant.OpPad:
-			rank := len(op.InShape)
-			pads := make([]int64, 2*rank)
-			for ax, p := range op.Pads {
-				at := ax
-				if rank == 4 {
-					at = nhwcToNCHW[ax]
-				}
-				pads[at], pads[rank+at] = int64(p[0]), int64(p[1])
-			}
-			y, err = must(x, []string{"Pad"}, true, im.checkPad(pads, qp[v].Zero))
+			y, err = must(x, []string{"Pad"}, true, im.checkPad(onnxPads(op.Pads, len(op.InShape)), qp[v].Zero))
 		default:
 			err = fmt.Errorf("%s: not an operation a QDQ graph can hold", what)
 		}
