@@ -24,7 +24,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/residual-nn/residual/safetensors"
@@ -715,7 +717,7 @@ func TestDrainCutOff(t *testing.T) {
 // would take a hundred times their size — a JSON request of 8 MB of empty
 // inputs, outputs, shape dimensions or parameter values, a gRPC request of
 // a million empty input tensors — are refused (400 naming the bound;
-// gRPC's INTERNAL naming it, see TestGRPCMalformedMessage) while the
+// gRPC's RESOURCE_EXHAUSTED naming it, where it was grpc-go's INTERNAL) while the
 // process (client and server: runtime.MemStats.TotalAlloc) allocates at
 // most 8 times the body: the body read once, and the JSON decoder's copy
 // of it in a buffer grown by doubling (up to 4 times the body in all);
@@ -764,8 +766,8 @@ func TestAmplifiedRequests(t *testing.T) {
 	a := allocatedBy(func() {
 		err = conn.Invoke(ctx, "/inference.GRPCInferenceService/ModelInfer", msg, &out, grpc.ForceCodec(rawCodec{}))
 	})
-	if err == nil || !strings.Contains(err.Error(), "would take") {
-		t.Errorf("a million empty input tensors: %v; want an error naming the decoded size", err)
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(status.Convert(err).Message(), "would take") {
+		t.Errorf("a million empty input tensors: %v; want RESOURCE_EXHAUSTED naming the decoded size", err)
 	}
 	if a > 8*int64(len(msg)) {
 		t.Errorf("a million empty input tensors: %d MB allocated for a %d MB message", a>>20, len(msg)>>20)
@@ -783,8 +785,8 @@ func TestAmplifiedRequests(t *testing.T) {
 	a = allocatedBy(func() {
 		err = conn.Invoke(ctx, "/inference.GRPCInferenceService/ModelInfer", msg, &out, grpc.ForceCodec(rawCodec{}))
 	})
-	if err == nil || !strings.Contains(err.Error(), "would take") {
-		t.Errorf("20,000 chunks of one float: %v; want an error naming the decoded size", err)
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(status.Convert(err).Message(), "would take") {
+		t.Errorf("20,000 chunks of one float: %v; want RESOURCE_EXHAUSTED naming the decoded size", err)
 	}
 	if a > 8*int64(len(msg))+1<<20 {
 		t.Errorf("20,000 chunks of one float: %d MB allocated for a %d kB message", a>>20, len(msg)>>10)

@@ -28,7 +28,9 @@ import (
 
 // NewGRPC returns a gRPC server with the Open Inference Protocol's
 // inference.GRPCInferenceService registered, its messages bounded by
-// Config.MaxBodyBytes and by what they would take decoded (boundedCodec), at most maxGRPCStreams calls at once on a
+// Config.MaxBodyBytes and by what they would take decoded (boundedCodec;
+// a message refused is answered RESOURCE_EXHAUSTED, one that does not
+// parse INVALID_ARGUMENT), at most maxGRPCStreams calls at once on a
 // connection, a connection's handshake bounded by
 // Config.ReadHeaderTimeout and an idle one closed after
 // Config.IdleTimeout, a call given at most Config.WriteTimeout
@@ -49,30 +51,51 @@ func (s *Server) NewGRPC(opts ...grpc.ServerOption) *grpc.Server {
 	desc := inferencepb.GRPCInferenceService_ServiceDesc // a copy, its handlers wrapped
 	desc.Methods = slices.Clone(desc.Methods)
 	for i, m := range desc.Methods {
-		desc.Methods[i].Handler = s.logBadMessage("/"+desc.ServiceName+"/"+m.MethodName, m.Handler)
+		desc.Methods[i].Handler = s.refuseBadMessage("/"+desc.ServiceName+"/"+m.MethodName, m.Handler)
 	}
 	g.RegisterService(&desc, &grpcService{s: s})
 	return g
 }
 
-// logBadMessage wraps a generated method handler so that a request
-// message that does not parse is logged, as every other call is: grpc-go
-// decodes the message before any interceptor runs, so such calls went
-// unlogged. Their status stays grpc-go's INTERNAL ("failed to unmarshal
-// the received message"), although the protocol would have
-// INVALID_ARGUMENT: grpc-go writes that status itself when the decoding
-// fails, before the handler can answer.
-func (s *Server) logBadMessage(method string, h grpc.MethodHandler) grpc.MethodHandler {
+// refuseBadMessage wraps a generated method handler so that a request
+// message the server will not decode is answered with the status that says
+// why — RESOURCE_EXHAUSTED for one that would take too much decoded,
+// INVALID_ARGUMENT for one that does not parse — and logged, as every
+// other call is (grpc-go decodes the message before any interceptor runs).
+// grpc-go makes any error of a codec INTERNAL ("failed to unmarshal the
+// received message"; a codec's *status.Status error is wrapped, not passed
+// on) and writes that status itself before the handler returns, so the
+// message is decoded as a grpcRequest, for which boundedCodec records its
+// refusal and reports none; the handler returns it.
+func (s *Server) refuseBadMessage(method string, h grpc.MethodHandler) grpc.MethodHandler {
 	return func(srv any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (any, error) {
 		return h(srv, ctx, func(v any) error {
-			err := dec(v)
+			m, ok := v.(proto.Message)
+			if !ok {
+				return dec(v)
+			}
+			r := &grpcRequest{Message: m}
+			err := dec(r)
+			if err == nil && r.refused != nil {
+				ae := classify(r.refused)
+				err = status.Error(ae.code, ae.msg)
+			}
 			if err != nil {
 				s.log.LogAttrs(ctx, slog.LevelInfo, "grpc", slog.String("method", method), slog.String("code", status.Code(err).String()),
-					slog.String("err", fmt.Sprintf("a %T that does not parse: %s", v, status.Convert(err).Message())))
+					slog.String("err", status.Convert(err).Message()))
 			}
 			return err
 		}, ic)
 	}
+}
+
+// grpcRequest is what refuseBadMessage has grpc-go decode a request
+// into: the request's message (embedded, so that a stats handler's
+// InPayload.Payload is still a proto.Message) and, when boundedCodec
+// refuses it, why.
+type grpcRequest struct {
+	proto.Message
+	refused error
 }
 
 // boundStream gives every gRPC call at most Config.WriteTimeout from its
@@ -357,22 +380,37 @@ type boundedCodec struct {
 // request has a few (its inputs, outputs and parameters).
 const maxGRPCStructure = 4 << 20
 
+// Unmarshal decodes a message within the codec's bounds. A grpcRequest
+// refused is recorded in it and no error returned (see refuseBadMessage);
+// any other message's refusal is an error, which grpc-go answers INTERNAL.
 func (c boundedCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	m, ok := v.(proto.Message)
-	if !ok {
-		return c.CodecV2.Unmarshal(data, v)
+	if r, ok := v.(*grpcRequest); ok {
+		r.refused = c.decode(data, r.Message)
+		return nil
 	}
+	if m, ok := v.(proto.Message); ok {
+		return c.decode(data, m)
+	}
+	return c.CodecV2.Unmarshal(data, v)
+}
+
+// decode decodes data into m unless it would take more than the codec's
+// bounds decoded (tooLarge) or does not parse (badRequest).
+func (c boundedCodec) decode(data mem.BufferSlice, m proto.Message) error {
 	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
 	defer buf.Free()
 	b, name := buf.ReadOnlyData(), m.ProtoReflect().Descriptor().Name()
 	size, err := protosize.Of(b, m.ProtoReflect().Descriptor(), limits.Nesting)
 	switch {
 	case err != nil:
-		return fmt.Errorf("a %s that does not parse: %w", name, err)
+		return badRequest("a %s that does not parse: %v", name, err)
 	case size.Structure > maxGRPCStructure:
-		return fmt.Errorf("a %s of %d messages, which would take %d MB decoded (at most %d MB)", name, size.Messages, size.Structure>>20, maxGRPCStructure>>20)
+		return tooLarge("a %s of %d messages, which would take %d MB decoded (at most %d MB)", name, size.Messages, size.Structure>>20, maxGRPCStructure>>20)
 	case size.Data > c.data:
-		return fmt.Errorf("a %s whose contents would take %d MB decoded (at most %d MB, 8 × --max-body)", name, size.Data>>20, c.data>>20)
+		return tooLarge("a %s whose contents would take %d MB decoded (at most %d MB, 8 × --max-body)", name, size.Data>>20, c.data>>20)
 	}
-	return proto.Unmarshal(b, m)
+	if err := proto.Unmarshal(b, m); err != nil {
+		return badRequest("a %s that does not parse: %v", name, err)
+	}
+	return nil
 }

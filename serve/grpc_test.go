@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/serve/inferencepb"
@@ -254,10 +255,10 @@ func (rawCodec) Unmarshal(b []byte, v any) error {
 func (rawCodec) Name() string { return "proto" }
 
 // TestGRPCMalformedMessage: a ModelInfer request whose bytes are no
-// ModelInferRequest is logged (grpc-go refuses it before any interceptor
-// runs: it went unlogged). Its status is grpc-go's INTERNAL, which grpc-go
-// writes itself (the protocol would have INVALID_ARGUMENT; see
-// logBadMessage).
+// ModelInferRequest (a truncated field; a model name that is not UTF-8,
+// which only protobuf-go's decoder refuses) is answered INVALID_ARGUMENT
+// naming the problem, and logged: grpc-go answered INTERNAL ("failed to
+// unmarshal"), writing that status itself before any interceptor ran.
 func TestGRPCMalformedMessage(t *testing.T) {
 	ts := start(t, Config{}, map[string]Backend{"m": newFake()})
 	conn, err := grpc.NewClient(ts.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -267,12 +268,21 @@ func TestGRPCMalformedMessage(t *testing.T) {
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var out []byte
-	err = conn.Invoke(ctx, "/inference.GRPCInferenceService/ModelInfer", []byte{0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f}, &out, grpc.ForceCodec(rawCodec{}))
-	if status.Code(err) != codes.Internal || !strings.Contains(err.Error(), "unmarshal") {
-		t.Errorf("malformed message: %v; want grpc-go's INTERNAL", err)
+	for _, c := range []struct {
+		name string
+		msg  []byte
+		want string
+	}{
+		{"a truncated field", []byte{0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f}, "a ModelInferRequest that does not parse"},
+		{"a model name that is not UTF-8", protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), []byte{'m', 0xff}), "a ModelInferRequest that does not parse"},
+	} {
+		var out []byte
+		err = conn.Invoke(ctx, "/inference.GRPCInferenceService/ModelInfer", c.msg, &out, grpc.ForceCodec(rawCodec{}))
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), c.want) {
+			t.Errorf("%s: %v; want INVALID_ARGUMENT naming %q", c.name, err, c.want)
+		}
 	}
-	if !ts.logged(5*time.Second, "method=/inference.GRPCInferenceService/ModelInfer code=Internal", "a *inferencepb.ModelInferRequest that does not parse") {
+	if !ts.logged(5*time.Second, "method=/inference.GRPCInferenceService/ModelInfer code=InvalidArgument", "a ModelInferRequest that does not parse") {
 		t.Errorf("the call is not logged within 5 s:\n%s", ts.logs.String())
 	}
 	// A well-formed call still passes.
