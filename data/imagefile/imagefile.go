@@ -165,6 +165,9 @@ func Decode(b []byte, name string) (img image.Image, err error) {
 	if format == "gif" {
 		img = gifColours(img, b)
 	}
+	if format == "png" {
+		pngShortPalette(img, b)
+	}
 	if format == "tiff" {
 		img = tiffUpright(img, b)
 	}
@@ -421,6 +424,46 @@ func gifColours(img image.Image, b []byte) image.Image {
 		return img
 	}
 	return &q
+}
+
+// pngShortPalette gives the pixels of a paletted PNG whose index is past
+// its PLTE chunk's entries the colour PIL reads for them, grey (i, i, i)
+// opaque for index i (PIL's palette starts as a grey ramp, which the PLTE
+// overwrites): Go's decoder extends the palette with opaque black, as
+// libpng 1.5.13 does (the PNG specification calls such an index an
+// error). The palette is the decoder's own, changed in place.
+func pngShortPalette(img image.Image, b []byte) {
+	p, ok := img.(*image.Paletted)
+	if !ok {
+		return
+	}
+	n, ok := pngPaletteEntries(b)
+	if !ok {
+		return
+	}
+	for i := n; i < len(p.Palette); i++ {
+		p.Palette[i] = color.RGBA{uint8(i), uint8(i), uint8(i), 255}
+	}
+}
+
+// pngPaletteEntries returns the entries of a PNG's PLTE chunk, walking
+// the chunks from the signature (8 bytes; then each chunk's length, type,
+// data and CRC), and false without one before the image data.
+func pngPaletteEntries(b []byte) (int, bool) {
+	for o := 8; o+8 <= len(b); {
+		n := int(binary.BigEndian.Uint32(b[o:]))
+		if n > len(b) {
+			return 0, false
+		}
+		switch string(b[o+4 : o+8]) {
+		case "PLTE":
+			return n / 3, true
+		case "IDAT":
+			return 0, false
+		}
+		o += 12 + n
+	}
+	return 0, false
 }
 
 // gifFirstImage returns where a GIF's first image descriptor (0x2C, then

@@ -520,6 +520,21 @@ func TestGIFTransparentColour(t *testing.T) {
 	}
 }
 
+// TestPNGShortPalette: a paletted PNG (1, 2, 4 and 8 bits; one with a
+// tRNS chunk) whose pixels index past its PLTE reads as PIL's
+// convert("RGB") reads it, such an index i as grey (i, i, i): Go's decoder
+// made them black (testdata/pil/palette, gen_fixtures.py).
+func TestPNGShortPalette(t *testing.T) {
+	dir := filepath.Join(pilDir, "palette")
+	for _, name := range []string{"short1", "short2", "short4", "short8", "short8_trns"} {
+		got := transform.Pixels(mustLoad(t, filepath.Join(dir, name+".png")), 3)
+		want := transform.Pixels(mustLoad(t, filepath.Join(dir, name+"_rgb.png")), 3)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s.png: %v, PIL %v", name, got, want)
+		}
+	}
+}
+
 // TestEXIFOrientationLong: an Orientation tag stored as a LONG, as some
 // writers store it, is applied as a SHORT one is (PIL reads both).
 func TestEXIFOrientationLong(t *testing.T) {

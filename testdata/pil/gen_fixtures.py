@@ -41,6 +41,11 @@ It writes, into testdata/pil/:
   32-bit bitfields with alpha, RLE8 and RLE4, OS/2 headers, short palettes,
   gaps before the pixels, top-down) and PIL's decoding of each, converted
   to RGB; bmp/bad_*.bmp, files PIL refuses.
+- palette/short*.png and palette/short*_rgb.png: paletted PNGs of 1, 2, 4
+  and 8 bits whose pixels index past their PLTE chunk (PIL writes as many
+  entries as the palette holds, then the bit depth that holds them), one
+  with a tRNS chunk, and PIL's convert("RGB") of each: such an index i
+  reads as grey (i, i, i).
 - torchvision/*.png and torchvision/cases.json: torchvision's evaluation
   transform (Resize(size/0.875) + CenterCrop(size)) and resized crops at
   given windows (F.resized_crop) of the resize inputs, and statistics of
@@ -280,6 +285,41 @@ def unsupported_fixtures():
     dec = Image.open(path)
     dec.load()
     dec.convert("RGB").save(os.path.join(out, "canvas.png"))
+
+
+def short_palette_fixtures():
+    """Paletted PNGs whose pixels index past their palette: PIL writes a
+    PLTE of the entries the palette holds and the smallest bit depth that
+    holds them, so every index up to the depth's maximum is written as
+    it is. PIL reads an index past the PLTE as grey (i, i, i), opaque;
+    Go's decoder as opaque black."""
+    out = os.path.join(HERE, "palette")
+    os.makedirs(out, exist_ok=True)
+    cases = [
+        # name, entries, bits, size, transparent entry
+        ("short1", 1, 1, (2, 1), None),
+        ("short2", 3, 2, (4, 2), None),
+        ("short4", 5, 4, (8, 2), None),
+        ("short8", 20, 8, (16, 16), None),
+        ("short8_trns", 20, 8, (16, 16), 2),
+    ]
+    for name, entries, bits, size, transparent in cases:
+        p = Image.new("P", size)
+        p.putpalette([(37 * i + 11 * c) % 256 for i in range(entries) for c in range(3)])
+        p.putdata([i % (1 << bits) for i in range(size[0] * size[1])])  # every index
+        path = os.path.join(out, name + ".png")
+        if transparent is None:
+            p.save(path)
+        else:
+            p.save(path, transparency=transparent)
+        b = open(path, "rb").read()
+        assert b[24] == bits, (name, b[24])
+        i = b.index(b"PLTE")
+        assert int.from_bytes(b[i - 4:i], "big") == 3 * entries, name
+        dec = Image.open(path)
+        dec.load()
+        assert max(dec.getdata()) == (1 << bits) - 1, name
+        dec.convert("RGB").save(os.path.join(out, name + "_rgb.png"))
 
 
 def pil_values(im):
@@ -671,6 +711,7 @@ if __name__ == "__main__":
     alpha_fixtures()
     jpeg_fixtures()
     unsupported_fixtures()
+    short_palette_fixtures()
     pnm_fixtures()
     tiff_fixtures()
     tiff16_fixtures()
