@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/residual-nn/residual/limits"
+	"github.com/residual-nn/residual/tensor"
 )
 
 // pk writes pickles opcode by opcode, for hand-made (and hostile) state
@@ -75,11 +76,21 @@ func statePickle(specs ...spec) []byte {
 }
 
 // views returns n tensors that each view all of one storage of size
-// values.
+// values (a weight tied under n names).
 func views(n int, size int64) []spec {
 	out := make([]spec, n)
 	for i := range out {
 		out[i] = spec{fmt.Sprintf("t%d", i), "ByteStorage", "0", size, 0, []int64{size}, []int64{1}}
+	}
+	return out
+}
+
+// distinctViews returns n tensors that each view all but n values of one
+// storage of size values, each from its own offset: n distinct views.
+func distinctViews(n int, size int64) []spec {
+	out := views(n, size)
+	for i := range out {
+		out[i].offset, out[i].size = int64(i), []int64{size - int64(n)}
 	}
 	return out
 }
@@ -126,14 +137,22 @@ func floats(vs ...float32) []byte {
 // 64 MB: a hostile header must be refused before its sizes are allocated.
 func loadBounded(t *testing.T, path string) error {
 	t.Helper()
+	_, err := loadBoundedState(t, path, 64<<20)
+	return err
+}
+
+// loadBoundedState loads path and fails the test if that allocated more
+// than limit bytes.
+func loadBoundedState(t *testing.T, path string, limit uint64) (map[string]*tensor.Tensor, error) {
+	t.Helper()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	_, err := LoadStateDict(path)
+	st, err := LoadStateDict(path)
 	runtime.ReadMemStats(&after)
-	if d := after.TotalAlloc - before.TotalAlloc; d > 64<<20 {
-		t.Errorf("allocated %d MB before refusing", d>>20)
+	if d := after.TotalAlloc - before.TotalAlloc; d > limit {
+		t.Errorf("allocated %d MB loading %s (at most %d MB)", d>>20, filepath.Base(path), limit>>20)
 	}
-	return err
+	return st, err
 }
 
 func TestHandMadeStateDict(t *testing.T) {
@@ -252,7 +271,7 @@ func TestHostilePth(t *testing.T) {
 		{"class count the file lacks", one(spec{"fc.bias", "FloatStorage", "0", 1 << 27, 0, []int64{1 << 27}, []int64{1}}), map[string][]byte{"0": floats(1, 2)}, "holds 8 bytes, the pickle describes 536870912"},
 		{"truncated storage", one(spec{"w", "FloatStorage", "0", 4, 0, []int64{4}, []int64{1}}), map[string][]byte{"0": floats(1, 2, 3)}, "holds 12 bytes, the pickle describes 16"},
 		{"missing storage", one(spec{"w", "FloatStorage", "0", 4, 0, []int64{4}, []int64{1}}), nil, "no entry archive/data/0"},
-		{"many views of one storage", string(statePickle(views(40, 1<<25)...)), nil, "limits.TotalBytes"},
+		{"many views of one storage", string(statePickle(distinctViews(40, 1<<25)...)), nil, "limits.TotalBytes"},
 		{"foreign global", "\x80\x02cos\nsystem\n.", nil, "os.system"},
 		{"not a dict", "\x80\x02N.", nil, "not a state dict"},
 		// gopickle resolves these two itself, before findClass sees them;
@@ -274,23 +293,34 @@ func TestHostilePth(t *testing.T) {
 	}
 }
 
-// Tensors that view the same storage may hold twice its values (a tied
-// weight), plus 2^20 for small state dicts: a few kB of deflated zeros
-// viewed 16 times decoded to 16 times their float32 values (a 16 kB file
-// to 1 GB), now refused before the storage is read.
+// The distinct views of a storage may hold twice its values (a weight and
+// views of its parts), plus 2^20 for small state dicts; names that view the
+// same values (a tied weight) are one view, decoded once. A few kB of
+// deflated zeros viewed 16 times decoded to 16 times their float32 values
+// (a 16 kB file to 1 GB): 16 views from 16 offsets are refused before the
+// storage is read, and 16 names of one view take the memory of one.
 func TestSharedStorages(t *testing.T) {
-	const n = 1 << 21 // a 2 MB byte storage, deflated to about 2 kB
+	const n = 1 << 21 // a 2 MB byte storage, deflated to about 2 kB; 8 MB as float32
 	zeros := map[string][]byte{"0": make([]byte, n)}
-	if _, err := LoadStateDict(pth(t, statePickle(views(2, n)...), zeros, zip.Deflate)); err != nil {
-		t.Errorf("two views of one storage (a tied weight): %v", err)
+	for _, k := range []int{2, 3, 16} {
+		st, err := loadBoundedState(t, pth(t, statePickle(views(k, n)...), zeros, zip.Deflate), 40<<20)
+		if err != nil {
+			t.Errorf("%d names of one storage (a tied weight): %v", k, err)
+		} else if len(st) != k || st["t0"] != st[fmt.Sprintf("t%d", k-1)] {
+			t.Errorf("%d names of one storage: %d tensors, t0 and t%d not one tensor", k, len(st), k-1)
+		}
 	}
-	if _, err := LoadStateDict(pth(t, statePickle(views(5, 1000)...), map[string][]byte{"0": make([]byte, 1000)}, zip.Store)); err != nil {
+	if _, err := LoadStateDict(pth(t, statePickle(distinctViews(5, 1000)...), map[string][]byte{"0": make([]byte, 1000)}, zip.Store)); err != nil {
 		t.Errorf("five views of a small storage: %v", err)
 	}
+	half := spec{"half", "ByteStorage", "0", n, n / 2, []int64{n / 2}, []int64{1}}
+	if _, err := LoadStateDict(pth(t, statePickle(append(views(3, n), half)...), zeros, zip.Deflate)); err != nil {
+		t.Errorf("three names of one storage and a view of its second half: %v", err)
+	}
 	for _, k := range []int{3, 16} {
-		err := loadBounded(t, pth(t, statePickle(views(k, n)...), zeros, zip.Deflate))
+		err := loadBounded(t, pth(t, statePickle(distinctViews(k, n)...), zeros, zip.Deflate))
 		if err == nil || !strings.Contains(err.Error(), "more than twice the 2097152 values of the storages they view") {
-			t.Errorf("%d views of one storage: got %v", k, err)
+			t.Errorf("%d distinct views of one storage: got %v", k, err)
 		}
 	}
 }

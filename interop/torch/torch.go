@@ -19,16 +19,18 @@
 // and limits.HeaderBytes (readPickle), each storage against its zip entry
 // and limits.TotalBytes, each tensor against limits.TensorElements and the
 // storage it views, and all the tensors together against the storages: a
-// tensor may not hold more values than its storage, and tensors that view
-// the same storages may not hold more than twice their values in all
-// (plus 4 MB of float32, for small state dicts that share more;
-// checkDecoded), nor more than the memory available. What a file decodes
-// to is thus at most 8 float32 bytes per byte of its storages, plus 4 MB,
-// and its storages hold no more bytes than the file where they are
-// stored, up to 1032 times more where they are deflated. Storage data is
-// read with io.ReadFull and checked against the archive's CRC, so a
-// truncated or corrupt file is an error, never zeros; deflate-compressed
-// entries are read like stored ones.
+// tensor may not hold more values than its storage, and the distinct views
+// of the storages may not hold more than twice their values in all (plus
+// 4 MB of float32, for small state dicts that share more; checkDecoded),
+// nor more than the memory available. Names that view the same values (a
+// tied weight saved under several keys: the same storage, offset, size
+// and stride) are one view, decoded once into one tensor that they
+// share. What a file decodes to is thus at most 8 float32 bytes per byte
+// of its storages, plus 4 MB, and its storages hold no more bytes than
+// the file where they are stored, up to 1032 times more where they are
+// deflated. Storage data is read with io.ReadFull and checked against the
+// archive's CRC, so a truncated or corrupt file is an error, never zeros;
+// deflate-compressed entries are read like stored ones.
 package torch
 
 import (
@@ -236,7 +238,9 @@ func (s *storages) ref(pid any, legacy bool) (any, error) {
 
 // LoadStateDict reads a state dict from a .safetensors file or a
 // torch.save file (.pth, .pt, .bin) and returns its tensors by name as
-// float32 (integer entries such as num_batches_tracked converted).
+// float32 (integer entries such as num_batches_tracked converted). Names
+// of a torch.save file that view the same values (a tied weight) map to
+// the same tensor, as they share one storage in PyTorch.
 func LoadStateDict(path string) (map[string]*tensor.Tensor, error) {
 	if strings.EqualFold(filepath.Ext(path), ".safetensors") {
 		f, err := safetensors.Read(path)
@@ -564,31 +568,33 @@ func stateDict(obj any) ([]named, error) {
 	return out, nil
 }
 
-// sharedValues is what the tensors of a state dict may hold beyond
-// twice the values of the storages they view (see checkDecoded).
+// sharedValues is what the distinct views of a state dict may hold
+// beyond twice the values of the storages they view (see checkDecoded).
 const sharedValues = 1 << 20
 
 // checkDecoded bounds what the tensors decode to, before any storage is
-// read. Tensors may view the same storage (a tied weight is one storage
-// viewed twice), and each may hold as many values as its storage, so
-// their values in all are bounded by the storages' values: at most twice
-// them, plus sharedValues (4 MB of float32) for small state dicts that
-// share more. Without this, a 16 kB deflated file of 16 views of one
-// 16 MB storage decoded to 1 GB. The values must also fit within
+// read. Tensors may view the same storage, and each may hold as many
+// values as its storage, so the values of the distinct views (viewKey:
+// names that view the same values are decoded once, into one tensor) are
+// bounded by the storages' values: at most twice them, plus sharedValues
+// (4 MB of float32) for small state dicts that share more. A tied weight
+// saved under any number of names is one view; a weight and views of its
+// parts (the rows of a fused projection) hold twice its values. Without
+// this, a 16 kB deflated file of 16 views of one 16 MB storage, each at
+// its own offset, decoded to 1 GB. The values must also fit within
 // limits.TotalBytes as float32; checkMemory bounds them by the memory
 // available once the storages are known to be in the file.
 func checkDecoded(refs []named, ss *storages) error {
-	var values, stored int64
-	for _, n := range refs {
-		if values += int64(tensor.NumElements(n.t.size)); values > limits.TotalBytes/4 {
-			return fmt.Errorf("the tensors hold more than %d bytes of float32 values (limits.TotalBytes)", limits.TotalBytes)
-		}
+	values := viewValues(refs)
+	if values > limits.TotalBytes/4 {
+		return fmt.Errorf("the tensors hold more than %d bytes of float32 values (limits.TotalBytes)", limits.TotalBytes)
 	}
+	var stored int64
 	for _, st := range ss.byKey {
 		stored += st.numel // each ≤ limits.TotalBytes, as are their bytes in all
 	}
 	if values > 2*stored+sharedValues {
-		return fmt.Errorf("the tensors hold %d values, more than twice the %d values of the storages they view (plus %d): more views of the same values than a state dict has", values, stored, sharedValues)
+		return fmt.Errorf("the tensors' distinct views hold %d values, more than twice the %d values of the storages they view (plus %d): more views of the same values than a state dict has", values, stored, sharedValues)
 	}
 	return nil
 }
@@ -597,11 +603,33 @@ func checkDecoded(refs []named, ss *storages) error {
 // need more memory than is available (limits.CheckMemory), once the file
 // is known to hold the storages.
 func checkMemory(refs []named, ss *storages) error {
+	return limits.CheckMemory("the state dict's storages and tensors", ss.bytes+4*viewValues(refs))
+}
+
+// viewKey identifies the values a tensorRef views: names whose views have
+// the same key share one tensor.
+type viewKey struct {
+	st     *storage
+	offset int
+	shape  string // the size and the stride
+}
+
+func (r *tensorRef) key() viewKey { return viewKey{r.st, r.offset, fmt.Sprint(r.size, r.stride)} }
+
+// viewValues returns the values of the refs' distinct views: what they
+// decode to. Each view holds at most limits.TensorElements values and
+// there are fewer views than bytes of pickle (limits.HeaderBytes), so the
+// sum does not overflow.
+func viewValues(refs []named) int64 {
+	seen := map[viewKey]bool{}
 	var values int64
 	for _, n := range refs {
-		values += int64(tensor.NumElements(n.t.size))
+		if k := n.t.key(); !seen[k] {
+			seen[k] = true
+			values += int64(tensor.NumElements(n.t.size))
+		}
 	}
-	return limits.CheckMemory("the state dict's storages and tensors", ss.bytes+4*values)
+	return values
 }
 
 // dictEntries returns the key-value pairs of an unpickled dict, in order,
@@ -679,14 +707,20 @@ func pyType(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
-// convertAll converts every tensor once the storages are read.
+// convertAll converts every distinct view once the storages are read:
+// names that view the same values share its tensor.
 func convertAll(refs []named) (map[string]*tensor.Tensor, error) {
 	out := make(map[string]*tensor.Tensor, len(refs))
+	views := map[viewKey]*tensor.Tensor{}
 	for _, r := range refs {
 		if _, dup := out[r.name]; dup {
 			return nil, fmt.Errorf("%q appears twice", r.name)
 		}
-		out[r.name] = r.t.convert()
+		k := r.t.key()
+		if views[k] == nil {
+			views[k] = r.t.convert()
+		}
+		out[r.name] = views[k]
 	}
 	return out, nil
 }

@@ -136,3 +136,27 @@ func FuzzStateDict(f *testing.F) {
 		}
 	})
 }
+
+// A weight tied under three names, as torch.save writes a model whose
+// modules share it (testdata/torch/gen_tied.py: three tensors viewing one
+// 6 MB storage) loads, the names sharing one tensor of the weight's
+// values: it was refused as more views of the same values than a state
+// dict has (three times the storage's values, over twice them plus 4 MB).
+func TestTiedWeight(t *testing.T) {
+	st, err := loadBoundedState(t, filepath.Join(dir, "tied.pth"), 48<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := st["a.weight"]
+	if len(st) != 3 || w == nil || !tensor.SameShape(w.Shape, []int{1024, 1536}) {
+		t.Fatalf("%d tensors, a.weight %v; want 3 names of a 1024×1536 weight", len(st), w)
+	}
+	for i, v := range w.Data {
+		if v != float32(i%251) {
+			t.Fatalf("a.weight[%d] = %v, want %d", i, v, i%251)
+		}
+	}
+	if st["b.weight"] != w || st["c.weight"] != w {
+		t.Errorf("b.weight and c.weight are not a.weight's tensor: the tied weight was decoded more than once")
+	}
+}
