@@ -119,6 +119,26 @@ func TestIDXCorrupt(t *testing.T) {
 	if d := after.TotalAlloc - before.TotalAlloc; d > 16<<20 {
 		t.Errorf("the gzip bomb allocated %d MB before its error", d>>20)
 	}
+	// A header claiming 2^28 values (limits.TensorElements: 256 MB) over
+	// 1 MB of data, gzipped (1 kB) or not, is refused as truncated having
+	// allocated about what arrived: the values are read as they arrive,
+	// not into a buffer of the claimed size.
+	lying := idxBytes([]uint32{1 << 16, 1 << 6, 1 << 6}, make([]byte, 1<<20))
+	var lz bytes.Buffer
+	lw := gzip.NewWriter(&lz)
+	lw.Write(lying)
+	lw.Close()
+	for name, b := range map[string][]byte{"gzipped": lz.Bytes(), "plain": lying} {
+		runtime.ReadMemStats(&before)
+		_, _, err := ReadIDX(bytes.NewReader(b))
+		runtime.ReadMemStats(&after)
+		if err == nil || !strings.Contains(err.Error(), "[65536 64 64] values promised, data truncated after 1048576") {
+			t.Errorf("%s header claiming 2^28 values over 1 MB: %v", name, err)
+		}
+		if d := after.TotalAlloc - before.TotalAlloc; d > 16<<20 {
+			t.Errorf("%s header claiming 2^28 values over 1 MB: %d MB allocated before its error", name, d>>20)
+		}
+	}
 	// Labels that do not match the images, or a label outside the classes.
 	img := idxBytes([]uint32{2, 1, 1}, []byte{0, 255})
 	if _, err := ReadIDXPair(bytes.NewReader(img), bytes.NewReader(idxBytes([]uint32{3}, []byte{0, 1, 2})), digits); err == nil {

@@ -18,7 +18,10 @@ var mnistFiles embed.FS
 
 // ReadIDX decodes an IDX file (gzipped or not) of unsigned bytes: images
 // (3 dimensions: N, H, W) or labels (1 dimension). It returns the
-// dimensions and the values.
+// dimensions and the values. The dimensions may make at most
+// limits.TensorElements values, which are read as they arrive: a header
+// that claims more than its data is refused where the data ends, having
+// allocated about what arrived, not what it claimed.
 func ReadIDX(r io.Reader) (dims []int, values []uint8, err error) {
 	br := bufio.NewReader(r)
 	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
