@@ -451,6 +451,27 @@ func FolderSpec(spec string, imageSize int, skipBad bool) (string, error) {
 	return kind + ":" + dir, nil
 }
 
+// WithoutSkipBad returns a folder spec with its skip-bad option removed,
+// so that an unreadable file stops the reading, named, where the spec
+// left it out (what a caller's explicit "do not skip" asks of a spec
+// that skips, which FolderSpec's skipBad cannot undo). The folder is
+// read in the same order with the same images, or not at all. Any other
+// spec is returned as it is.
+func WithoutSkipBad(spec string) string {
+	kind, dir, found := strings.Cut(spec, ":")
+	if !IsFolderSpec(spec) || !found {
+		return spec
+	}
+	parts := strings.Split(kind, ",")
+	kept := parts[:1]
+	for _, p := range parts[1:] {
+		if p != "skip-bad" {
+			kept = append(kept, p)
+		}
+	}
+	return strings.Join(kept, ",") + ":" + dir
+}
+
 // appendImage decodes an image file and appends its pixels, converted to
 // d.C channels; the first image sets the size, which every other must
 // have (SegFolder's images, which stay in memory).

@@ -332,6 +332,18 @@ func TestFolderLayouts(t *testing.T) {
 			t.Errorf("FolderSpec(%q, %d, %v) = %q, %v", c.spec, c.size, c.skip, got, err)
 		}
 	}
+	for spec, want := range map[string]string{
+		"folder,skip-bad:d":             "folder:d",
+		"folder,size=64,skip-bad,all:d": "folder,size=64,all:d",
+		"folder,size=64:skip-bad":       "folder,size=64:skip-bad", // a folder named so
+		"folder:d":                      "folder:d",
+		"segfolder:skip-bad":            "segfolder:skip-bad",
+		"mnist":                         "mnist",
+	} {
+		if got := WithoutSkipBad(spec); got != want {
+			t.Errorf("WithoutSkipBad(%q) = %q, want %q", spec, got, want)
+		}
+	}
 }
 
 // TestFolderBadFiles checks broken files: refused at open with the file

@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/residual-nn/residual/checkpoint"
+	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/distributed"
 	"github.com/residual-nn/residual/internal/atomicfile"
 	"github.com/residual-nn/residual/limits"
@@ -249,7 +250,9 @@ func prepareFolder(cfg Config) (lock io.Closer, err error) {
 // positionSettings are the settings a saved position depends on: with
 // another value the same epoch and batch would mean other images, or
 // another order of them. Epochs, the learning rate and the schedule may
-// change on --resume (training continues, along another schedule).
+// change on --resume (training continues, along another schedule), and
+// the data may lose a folder's skip-bad (checkResume: the same images, or
+// an error naming an unreadable one).
 var positionSettings = []string{"model", "data", "task", "batch", "seed", "limit", "val_split", "augment", "world_size"}
 
 // resumeChanges compares the training config a checkpoint recorded with
@@ -411,6 +414,7 @@ func (e noRunError) Is(target error) bool { return target == fs.ErrNotExist }
 // settings are the caller's to change).
 func checkResume(c *checkpoint.Checkpoint, path string, cfg Config) error {
 	var was struct {
+		Data      string    `json:"data"`
 		WorldSize int       `json:"world_size"`
 		Optimizer Optimizer `json:"optimizer"`
 		Momentum  float64   `json:"momentum"`
@@ -430,7 +434,14 @@ func checkResume(c *checkpoint.Checkpoint, path string, cfg Config) error {
 		return configError{fmt.Errorf("train: --resume (Config.Resume) from %s: the run was trained on %s, this one runs on %s; each rank's shard of the data, and so the saved position, depends on the number of ranks — resume with %s, or start over with --overwrite",
 			path, ranks(was.WorldSize), ranks(cfg.WorldSize), ranks(was.WorldSize))}
 	}
-	diffs, err := resumeChanges(c.Train, cfg, positionSettings)
+	position := cfg
+	if recorded && cfg.Data != was.Data && cfg.Data == data.WithoutSkipBad(was.Data) {
+		// A folder the run read skipping unreadable files, read now
+		// without: the same images in the same order, or an error naming
+		// the unreadable one.
+		position.Data = was.Data
+	}
+	diffs, err := resumeChanges(c.Train, position, positionSettings)
 	if err != nil {
 		return fmt.Errorf("train: %s: %w", path, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"maps"
@@ -407,6 +408,38 @@ func TestCheckResumeOptimizerState(t *testing.T) {
 			if !strings.Contains(err.Error(), w) {
 				t.Errorf("%v lacks %q", err, w)
 			}
+		}
+	}
+}
+
+// A resume may read the run's image folder without the skip-bad it had
+// (the same images, or an error naming an unreadable one) but not with
+// one it lacked (a file gone bad since would be left out: other images
+// at the saved position), nor another folder, nor another size.
+func TestCheckResumeSkipBad(t *testing.T) {
+	for _, tc := range []struct {
+		was, now string
+		ok       bool
+	}{
+		{"folder,size=16,skip-bad:d", "folder,size=16:d", true},
+		{"folder,skip-bad,all:d", "folder,all:d", true},
+		{"folder,size=16:d", "folder,size=16,skip-bad:d", false},
+		{"folder,size=16,skip-bad:d", "folder,size=16:e", false},
+		{"folder,size=16,skip-bad:d", "folder,size=24:d", false},
+	} {
+		was, now := tiny(""), tiny("")
+		was.Data, now.Data = tc.was, tc.now
+		rec, err := json.Marshal(was)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &checkpoint.Checkpoint{Meta: checkpoint.Meta{Train: rec, Position: &checkpoint.Position{}}}
+		err = checkResume(c, "last.safetensors", now)
+		if tc.ok && err != nil {
+			t.Errorf("%s → %s: %v", tc.was, tc.now, err)
+		}
+		if !tc.ok && (err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), fmt.Sprintf("data %q → %q", tc.was, tc.now))) {
+			t.Errorf("%s → %s: %v, want ErrConfig naming both", tc.was, tc.now, err)
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/residual-nn/residual/internal/fixture"
+	"github.com/residual-nn/residual/train"
 )
 
 // TestTrainOnImageFolder trains for one epoch on a folder of PNGs of mixed
@@ -156,6 +157,50 @@ func TestResumeFolderOptions(t *testing.T) {
 				t.Errorf("%q: %q lacks %q", args, got, w)
 			}
 		}
+	}
+}
+
+// An explicit --skip-bad-images=false wins over a skip-bad the run
+// recorded (on --resume; the folder then reads the run's images or stops
+// naming an unreadable one, so the saved position holds) and over one in
+// --data's spec, as --image-size wins over its size=: the run records its
+// folder without skip-bad. It was ignored in both.
+func TestSkipBadImagesFalseWins(t *testing.T) {
+	dir := greyFolder(t)
+	runDir := filepath.Join(t.TempDir(), "run")
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"train", "--model", "resnet8", "--data", "folder:" + dir, "--image-size", "16", "--skip-bad-images", "--epochs", "1", "--batch", "4",
+		"--val-split", "0", "--out", runDir}, &out, &errb); code != 0 {
+		t.Fatalf("train: exit %d: %s", code, errb.String())
+	}
+	recordedData := func(dir string) string {
+		t.Helper()
+		cfg, err := train.ResumeConfig(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg.Data
+	}
+	if got, want := recordedData(runDir), "folder,size=16,skip-bad:"+dir; got != want {
+		t.Fatalf("the first run recorded %q, want %q", got, want)
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"train", "--resume", "--out", runDir, "--epochs", "2", "--skip-bad-images=false"}, &out, &errb); code != 0 {
+		t.Fatalf("--resume --skip-bad-images=false: exit %d: %s", code, errb.String())
+	}
+	if want := "with --epochs --skip-bad-images as given"; !strings.Contains(out.String(), want) {
+		t.Errorf("the resumed run's output lacks %q:\n%s", want, out.String())
+	}
+	if got, want := recordedData(runDir), "folder,size=16:"+dir; got != want {
+		t.Errorf("--resume --skip-bad-images=false recorded %q, want %q", got, want)
+	}
+	fresh := filepath.Join(t.TempDir(), "fresh")
+	if code := run(context.Background(), []string{"train", "--model", "resnet8", "--data", "folder,size=16,skip-bad:" + dir, "--skip-bad-images=false", "--epochs", "1", "--batch", "4",
+		"--val-split", "0", "--out", fresh}, &out, &errb); code != 0 {
+		t.Fatalf("--data folder,size=16,skip-bad: --skip-bad-images=false: exit %d: %s", code, errb.String())
+	}
+	if got, want := recordedData(fresh), "folder,size=16:"+dir; got != want {
+		t.Errorf("--data folder,size=16,skip-bad: --skip-bad-images=false recorded %q, want %q", got, want)
 	}
 }
 

@@ -51,7 +51,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	warmup := fs.Float64("warmup-epochs", 0, "epochs (fractions allowed) of linear learning-rate warm-up from 0 at the start of the run: a cosine spans the rest, he's and multistep's epochs stay where they are, a schedule in steps starts after it (and may not have a warmup: of its own)")
 	aug := fs.String("augment", "auto", "augmentation: none, pad=N, flip, resized-crop (torchvision's RandomResizedCrop), combined with commas; auto: resized-crop,flip for folder:DIR, pad=2 for grey images, pad=4,flip for colour")
 	imageSize := fs.Int("image-size", 0, "folder:DIR: side of the square images made from the files (0: the --init checkpoint's input size, else 224)")
-	skipBad := fs.Bool("skip-bad-images", false, "folder:DIR: skip unreadable image files with a warning instead of failing")
+	skipBad := fs.Bool("skip-bad-images", false, "folder:DIR: skip unreadable image files with a warning instead of failing (=false turns off a skip-bad in --data's spec or in the run --resume continues)")
 	val := fs.Float64("val-split", 0.1, "fraction of the training set held out for validation (0: validate on the test set)")
 	seed := fs.Uint64("seed", 1, "random seed")
 	threads := fs.Int("threads", 0, "threads (0: all cores)")
@@ -122,6 +122,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if !*resume || flagSet(fs, "data") { // else they apply to the run's data set (resumeConfig)
 		if *spec, err = data.FolderSpec(*spec, *imageSize, *skipBad); err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		if flagSet(fs, "skip-bad-images") && !*skipBad { // wins over the spec's skip-bad, as --image-size over its size=
+			*spec = data.WithoutSkipBad(*spec)
 		}
 	}
 	if *base > 0 {
@@ -293,7 +296,8 @@ func resumeConfig(fs *flag.FlagSet, flags train.Config, out io.Writer) (train.Co
 // --image-size and --skip-bad-images given with --resume and without
 // --data, which apply to it: refused unless it is an image folder read
 // with that size and skipping already (the saved position depends on the
-// images).
+// images). --skip-bad-images=false turns a run's skipping off: the folder
+// then reads the run's images, or stops naming an unreadable one.
 func resumeFolderSpec(fs *flag.FlagSet, recorded string) (string, error) {
 	var given []string
 	size, _ := flagValue(fs, "image-size").(int)
@@ -303,6 +307,9 @@ func resumeFolderSpec(fs *flag.FlagSet, recorded string) (string, error) {
 	}
 	if flagSet(fs, "skip-bad-images") {
 		given = append(given, fmt.Sprintf("--skip-bad-images=%v", skip))
+		if !skip {
+			recorded = data.WithoutSkipBad(recorded)
+		}
 	}
 	if len(given) == 0 {
 		return recorded, nil
