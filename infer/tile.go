@@ -33,6 +33,9 @@ import (
 // pooling grids are the whole pass's — so tiles only bound the memory
 // used: the logits equal the one pass's up to the order of float32 sums.
 //
+// A tile side out of [0, limits.ImageSide] is refused: a larger one is no
+// image the network could see.
+//
 // The network should be in evaluation mode.
 //
 // The convolutions and matrix products run in precision p
@@ -49,6 +52,10 @@ func SegmentUNet(ctx context.Context, n *unet.Net, x *tensor.Tensor, out int, p 
 		return nil, errors.New("infer: SegmentUNet: no image (nil)")
 	case p != ag.FP32 && p != ag.BF16:
 		return nil, fmt.Errorf("infer: SegmentUNet: unknown precision ag.Precision(%d) (want ag.FP32 or ag.BF16)", int(p))
+	case out < 0 || out > limits.ImageSide:
+		// A padded U-Net's tile near MaxInt overflowed its rounding up
+		// into a negative input side.
+		return nil, fmt.Errorf("infer: SegmentUNet: tiles of %d output pixels: want 0 (the network's default) to %d (limits.ImageSide)", out, limits.ImageSide)
 	}
 	if x.Rank() != 4 || x.Shape[0] != 1 || x.Shape[3] != n.Config.InChannels {
 		return nil, fmt.Errorf("infer: segmenting needs one image [1,H,W,%d], got %v", n.Config.InChannels, x.Shape)

@@ -2,6 +2,8 @@ package infer_test
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -95,6 +97,39 @@ func TestPaddedTiles(t *testing.T) {
 		}
 		if err := fixture.Compare(got, want, 1e-5); err != nil {
 			t.Errorf("tiles of %d: %v", out, err)
+		}
+	}
+}
+
+// SegmentUNet refuses a tile side below 0 or beyond limits.ImageSide,
+// naming it, for both forms (a padded U-Net's tile of MaxInt overflowed
+// into a negative input side, refused by the network's size check in
+// words about levels; a negative one was the default). Any side in range
+// passes: a padded U-Net's tile is rounded up to a multiple of 2^Depth
+// (TestPaddedTiles: the logits do not change), a valid one's to the next
+// output side the network gives, which need not be such a multiple (the
+// original's are 4 + 16k).
+func TestSegmentTileRange(t *testing.T) {
+	if o, err := unet.Original().OutputSize(572); err != nil || o%16 != 4 {
+		t.Fatalf("the original U-Net's output of 572: %d, %v", o, err)
+	}
+	x := tensor.New(1, 10, 7, 1)
+	for _, valid := range []bool{false, true} {
+		n, err := unet.New(unet.Config{InChannels: 1, Classes: 2, Depth: 2, Base: 4, Valid: valid}, tensor.NewRNG(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		nn.SetTraining(n, false)
+		for _, out := range []int{-1, limits.ImageSide + 1, math.MaxInt} {
+			_, err := infer.SegmentUNet(context.Background(), n, x, out, ag.FP32)
+			if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("tiles of %d output pixels: want 0 (the network's default) to %d", out, limits.ImageSide)) {
+				t.Errorf("valid %v, tile %d: %v", valid, out, err)
+			}
+		}
+		for _, out := range []int{0, 1, 5, 100} {
+			if _, err := infer.SegmentUNet(context.Background(), n, x, out, ag.FP32); err != nil {
+				t.Errorf("valid %v, tile %d: %v", valid, out, err)
+			}
 		}
 	}
 }

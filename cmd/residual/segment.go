@@ -20,7 +20,7 @@ func runSegment(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	weights := fs.String("weights", "", "U-Net checkpoint (.safetensors), if not given as the first argument")
 	out := fs.String("out", "", "mask to write: a grey PNG of class indices")
 	overlay := fs.String("overlay", "", "coloured overlay PNG (default: the mask's name with -overlay)")
-	tile := fs.Int("tile", 0, "output pixels per tile side (0: the network's default)")
+	tile := fs.Int("tile", 0, "output pixels per tile side (0: the network's default); rounded up to a side the network gives: a multiple of 2^levels for a padded U-Net (the mask is the same), the next output side of a valid one")
 	pos, err := parseCheckpointFirst(fs, args)
 	if err != nil {
 		return err
