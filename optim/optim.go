@@ -225,11 +225,16 @@ func (o *SGD) State() map[string]*tensor.Tensor {
 }
 
 // AdamConfig are Adam's hyper-parameters (torch.optim.Adam / AdamW).
-// Zero betas and eps take PyTorch's defaults (0.9, 0.999, 1e-8), so a
-// beta of 0, which PyTorch accepts, cannot be asked for.
+// Zero betas and eps take PyTorch's defaults (0.9, 0.999, 1e-8), unless
+// ExplicitBetas says that the betas are as given.
 type AdamConfig struct {
 	LR, Beta1, Beta2, Eps, WeightDecay float64
 	Schedule                           Schedule
+	// ExplicitBetas takes Beta1 and Beta2 as they are, 0 included, as
+	// PyTorch does (0 ≤ β < 1): β1 = 0 keeps no moving average of the
+	// gradient (an RMSprop-like update), β2 = 0 divides by the last
+	// gradient's magnitude alone. The bias corrections 1 − β^t are then 1.
+	ExplicitBetas bool
 }
 
 // Adam is torch.optim.Adam (L2 weight decay added to the gradient) or, with
@@ -244,8 +249,9 @@ type Adam struct {
 }
 
 // NewAdam returns Adam (L2 weight decay added to the gradient) over the
-// groups. Zero betas and Eps take PyTorch's defaults (0.9, 0.999, 1e-8);
-// betas outside (0, 1) or a parameter in more than one group are errors.
+// groups. Zero betas (unless c.ExplicitBetas) and Eps take PyTorch's
+// defaults (0.9, 0.999, 1e-8); betas outside [0, 1) or a parameter in
+// more than one group are errors.
 func NewAdam(groups []Group, c AdamConfig) (*Adam, error) { return newAdam(groups, c, false) }
 
 // NewAdamW returns AdamW (decoupled weight decay) over the groups. Note that
@@ -256,17 +262,21 @@ func newAdam(groups []Group, c AdamConfig, decoupled bool) (*Adam, error) {
 	if err := checkGroups(groups); err != nil {
 		return nil, err
 	}
-	if c.Beta1 == 0 {
+	if c.Beta1 == 0 && !c.ExplicitBetas {
 		c.Beta1 = 0.9
 	}
-	if c.Beta2 == 0 {
+	if c.Beta2 == 0 && !c.ExplicitBetas {
 		c.Beta2 = 0.999
 	}
 	if c.Eps == 0 {
 		c.Eps = 1e-8
 	}
-	if c.Beta1 < 0 || c.Beta1 >= 1 || c.Beta2 < 0 || c.Beta2 >= 1 {
-		return nil, fmt.Errorf("optim: Adam betas (%g, %g) outside (0, 1) (0 means the default)", c.Beta1, c.Beta2)
+	if !(c.Beta1 >= 0 && c.Beta1 < 1 && c.Beta2 >= 0 && c.Beta2 < 1) { // NaN too
+		zero := "0 means the default; AdamConfig.ExplicitBetas takes it as 0"
+		if c.ExplicitBetas {
+			zero = "as given: AdamConfig.ExplicitBetas"
+		}
+		return nil, fmt.Errorf("optim: Adam betas (%g, %g) outside [0, 1) (%s)", c.Beta1, c.Beta2, zero)
 	}
 	return &Adam{base: base{groups: groups, lr: c.LR, wd: c.WeightDecay, schedule: c.Schedule}, cfg: c, decoupled: decoupled,
 		m: map[*autograd.Value]*tensor.Tensor{}, v: map[*autograd.Value]*tensor.Tensor{}, pstep: map[*autograd.Value]int{}}, nil

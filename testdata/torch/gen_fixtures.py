@@ -245,6 +245,11 @@ def optim_cases():
         ("adam", dict(lr=0.01, weight_decay=1e-2)),
         ("adam", dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6)),
         ("adamw", dict(lr=0.01, weight_decay=0.1)),
+        # Zero betas, which PyTorch accepts: beta1 = 0 keeps no first moment
+        # (RMSprop-like), beta2 = 0 only the last squared gradient.
+        ("adam", dict(lr=0.01, betas=(0.0, 0.999), weight_decay=1e-2)),
+        ("adamw", dict(lr=0.01, betas=(0.0, 0.99), weight_decay=0.1)),
+        ("adam", dict(lr=0.01, betas=(0.9, 0.0), eps=1e-6)),
     ]
     for kind, cfg in configs:
         ps = [p.clone().requires_grad_(True) for p in p0]
