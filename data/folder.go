@@ -367,7 +367,13 @@ func (d *Dataset) classSplit() (train, test *Dataset) {
 func folderSpec(kind string, channels int) (*ImageOptions, error) {
 	o := &ImageOptions{Channels: channels}
 	parts := strings.Split(kind, ",")
+	seen := map[string]string{} // option name → as first given
 	for _, p := range parts[1:] {
+		key, _, _ := strings.Cut(p, "=")
+		if was, ok := seen[key]; ok {
+			return nil, fmt.Errorf("data: folder option %s given twice (%q, then %q): give it once", key, was, p)
+		}
+		seen[key] = p
 		switch {
 		case strings.HasPrefix(p, "size="):
 			n, err := strconv.Atoi(strings.TrimPrefix(p, "size="))

@@ -307,7 +307,11 @@ func TestFolderLayouts(t *testing.T) {
 		"folder,size=9999:" + lay: "outside",
 		"folder,zoom:" + lay:      "unknown folder option",
 		"mnist,size=3":            "takes no options",
-		"folder:" + t.TempDir():   "no class sub-folders",
+		// A repeated option took its last value without a word.
+		"folder,size=64,size=32:" + lay:          `folder option size given twice ("size=64", then "size=32")`,
+		"folder,skip-bad,size=8,skip-bad:" + lay: `folder option skip-bad given twice ("skip-bad", then "skip-bad")`,
+		"folder,all,all:" + lay:                  "folder option all given twice",
+		"folder:" + t.TempDir():                  "no class sub-folders",
 	} {
 		if _, _, err := Open(context.Background(), spec, 3); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", spec, err, want)
@@ -326,6 +330,7 @@ func TestFolderLayouts(t *testing.T) {
 		{"folder:d", 0, true, "folder,skip-bad:d", ""},
 		{"mnist", 0, false, "mnist", ""},
 		{"mnist", 32, false, "", "for folder:DIR"},
+		{"folder,size=64,size=32:d", 16, false, "", "folder option size given twice"},
 	} {
 		got, err := FolderSpec(c.spec, c.size, c.skip)
 		if got != c.want || (err == nil) != (c.wantErr == "") || (err != nil && !strings.Contains(err.Error(), c.wantErr)) {

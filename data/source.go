@@ -47,7 +47,8 @@ func maxCanvasSide(n int) int {
 //	                      (see OpenFolder); N×N samples (224 by default), decoded by the
 //	                      loader; skip-bad skips unreadable files with a warning; all
 //	                      reads every image of DIR/CLASS/… as the test set (and as the
-//	                      training set: for evaluation and calibration only)
+//	                      training set: for evaluation and calibration only); each
+//	                      option once
 //	                      (ImageOptions; channels 1 or 3, 3 by default)
 //
 // and segmentation sets (masks of class indices, class 0 the background):
