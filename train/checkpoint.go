@@ -105,12 +105,12 @@ func (r *run) restore(path string) error {
 		copy(t.Data, src.Data)
 	}
 	p := c.Position
-	if p.Batch > r.stepsPerEpoch || p.Step > (p.Epoch+1)*r.stepsPerEpoch { // negative ones: refused by checkpoint.Load
-		return fmt.Errorf("train: %s records a position this run cannot have reached (epoch %d, batch %d, step %d; an epoch has %d batches): not a checkpoint this trainer wrote for these settings",
+	if p.Batch > r.stepsPerEpoch || p.Step > p.Epoch*r.stepsPerEpoch+p.Batch { // negative ones: refused by checkpoint.Load
+		return fmt.Errorf("train: %s records a position this run cannot have reached (epoch %d, batch %d, step %d; an epoch has %d batches, each a step at most): not a checkpoint this trainer wrote for these settings",
 			path, p.Epoch+1, p.Batch, p.Step, r.stepsPerEpoch)
 	}
 	r.epoch, r.batch, r.best = p.Epoch, p.Batch, p.BestValAcc
-	r.opt.SetSteps(p.Step)
+	r.setSteps(p.Step)
 	if r.rng.UnmarshalBinary(p.RNG) != nil {
 		return fmt.Errorf("train: %s: bad RNG state", path)
 	}

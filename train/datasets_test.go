@@ -340,6 +340,69 @@ func TestEmptyBatchSkipped(t *testing.T) {
 	}
 }
 
+// A skipped step advances the learning-rate schedule, as PyTorch's loop
+// calls scheduler.step() every iteration whatever GradScaler skips: a run
+// of 9 batches an epoch, one of them unreadable, ends at the learning rate
+// of the same run on 9 readable files (multistep:17, its milestone at the
+// 18th batch), where it ended a milestone short (0.05 against 0.005);
+// stopped after every step and resumed, it ends the same way.
+func TestSkippedStepAdvancesSchedule(t *testing.T) {
+	opts := &data.ImageOptions{Channels: 1, ImageSize: 8, SkipBadImages: true, Log: io.Discard}
+	bad := imageFolder(t, 4, true)
+	clean := imageFolder(t, 4, true)
+	good, err := os.ReadFile(filepath.Join(clean, "p", "0.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(clean, "p", "cut.png"), good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	test, err := data.FolderWith(context.Background(), imageFolder(t, 2, false), opts, []string{"p", "q"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lastLR := func(dir string, stopEveryStep bool) (float64, int) {
+		t.Helper()
+		train, err := data.FolderWith(context.Background(), dir, opts, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := folderConfig(t, train, test, 1, io.Discard)
+		cfg.Schedule = Schedule{Steps: "multistep:17"}
+		for range 40 {
+			ctx, cancel := context.WithCancel(context.Background())
+			if stopEveryStep {
+				cfg.Log = &cancelAfter{text: "ETA", cancel: cancel}
+			}
+			tr, err := Prepare(ctx, cfg)
+			if err != nil {
+				cancel()
+				t.Fatal(err)
+			}
+			res, err := tr.Train(ctx)
+			cancel()
+			if err == nil {
+				return tr.r.opt.LR(0), len(res.StepLoss)
+			}
+			if !errors.Is(err, ErrInterrupted) {
+				t.Fatal(err)
+			}
+			cfg.Resume = true
+		}
+		t.Fatal("40 runs did not finish")
+		return 0, 0
+	}
+	want, n := lastLR(clean, false)
+	if n != 18 || math.Abs(want-0.005) > 1e-12 {
+		t.Fatalf("the clean run: %d steps, last learning rate %g; want 18, 0.005", n, want)
+	}
+	for _, stop := range []bool{false, true} {
+		if got, n := lastLR(bad, stop); n != 16 || got != want {
+			t.Errorf("stopped at every step %v: %d steps taken, learning rate %g after them; want 16, %g (the clean run's)", stop, n, got, want)
+		}
+	}
+}
+
 // runRanksWithin is runRanks with a context.Background, failing the test
 // when the ranks have not all returned within d (a rank waiting in a
 // collective another never joins).

@@ -353,7 +353,7 @@ func (r *run) broadcastState() error {
 	if c.Rank() != 0 {
 		r.epoch, r.batch, r.best, r.history = p.Epoch, p.Batch, p.Best, p.History
 		r.partial, r.steps, r.stepLoss = p.Partial, p.Steps, p.StepLoss
-		r.opt.SetSteps(p.Step)
+		r.setSteps(p.Step)
 		if err := r.rng.UnmarshalBinary(p.RNG); err != nil {
 			return fmt.Errorf("train: rank 0's RNG state: %w", err)
 		}

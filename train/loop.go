@@ -76,6 +76,7 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			}
 			if skip {
 				r.batch = b.Index + 1
+				r.skippedSteps++ // the schedule goes on (batchSchedule)
 				r.progress(0)
 				if (r.ddp == nil && ctx.Err() != nil) || stop {
 					break

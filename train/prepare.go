@@ -306,10 +306,11 @@ func (c *Config) optimizerStateFloats() int {
 // rate differs.
 func (r *run) newOptimizer() (optim.Optimizer, error) {
 	cfg := r.cfg
-	sched, err := cfg.Schedule.resolve(r.stepsPerEpoch, cfg.Epochs)
+	resolved, err := cfg.Schedule.resolve(r.stepsPerEpoch, cfg.Epochs)
 	if err != nil {
 		return nil, err
 	}
+	sched := batchSchedule{resolved, &r.skippedSteps}
 	inHead := map[*ag.Value]bool{}
 	for _, e := range nn.StateDict(r.model) {
 		if e.Param != nil && r.head != "" && under(e.Name, r.head) {

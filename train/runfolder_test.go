@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -283,7 +284,7 @@ func TestResumeConfigRefuses(t *testing.T) {
 }
 
 // A checkpoint whose position was edited to one the run cannot reach (a
-// batch past the epoch's end, a step past the epoch's) is refused on
+// batch past the epoch's end, more steps than batches) is refused on
 // --resume, naming it; it resumed and ran on with the position as given.
 // (Negative ones are refused as the checkpoint is read.)
 func TestResumeRefusesImpossiblePosition(t *testing.T) {
@@ -297,7 +298,13 @@ func TestResumeRefusesImpossiblePosition(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, edit := range []map[string]string{{"batch": "99999"}, {"step": "999999999"}} {
+	steps, err := strconv.Atoi(orig.Metadata["step"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A step past the batches before the position: each batch is a step
+	// at most (the schedule counts the skipped ones as the difference).
+	for _, edit := range []map[string]string{{"batch": "99999"}, {"step": "999999999"}, {"step": strconv.Itoa(steps + 1)}} {
 		md := maps.Clone(orig.Metadata)
 		maps.Copy(md, edit)
 		if err := safetensors.Write(path, orig.Tensors, md); err != nil {

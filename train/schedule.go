@@ -30,7 +30,8 @@ const (
 
 // Schedule is a run's learning-rate schedule in terms of epochs; the
 // trainer turns it into an optim.Schedule over steps once it knows how
-// many steps an epoch has.
+// many steps an epoch has, and takes it at every batch, a step skipped
+// included (batchSchedule).
 type Schedule struct {
 	Kind ScheduleKind `json:"kind,omitempty"`
 	// Milestones are the epochs (counted from the start of training,
@@ -194,4 +195,28 @@ func (s Schedule) resolve(stepsPerEpoch, epochs int) (optim.Schedule, error) {
 		return inner, nil
 	}
 	return optim.Warmup{Steps: warm, Then: inner, Offset: offset}, nil
+}
+
+// batchSchedule takes a schedule at the run's batches rather than at the
+// optimizer's steps: a step skipped (a batch of which no file could be
+// read) advances it as a step taken does, as PyTorch's loop calls
+// scheduler.step() every iteration whether or not GradScaler skipped
+// optimizer.step(). The optimizer's own count (optim.Optimizer.Steps,
+// Adam's bias correction, Position.Step) is of the updates applied;
+// *skipped is the difference.
+type batchSchedule struct {
+	s       optim.Schedule
+	skipped *int
+}
+
+// Factor returns the schedule's factor at the batch after step updates
+// and the steps skipped so far.
+func (b batchSchedule) Factor(step int) float64 { return b.s.Factor(step + *b.skipped) }
+
+// setSteps restores the optimizer's count of updates, step, at the
+// position r.epoch, r.batch (when resuming): each batch before it was a
+// step, taken or skipped, so the rest were skipped.
+func (r *run) setSteps(step int) {
+	r.opt.SetSteps(step)
+	r.skippedSteps = r.epoch*r.stepsPerEpoch + r.batch - step
 }

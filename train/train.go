@@ -86,7 +86,9 @@ func (e configError) Is(target error) bool { return target == ErrConfig }
 // Metrics is one line of metrics.jsonl, written after every epoch.
 type Metrics struct {
 	Epoch int `json:"epoch"`
-	Step  int `json:"step"`
+	// Step counts the updates applied so far; a step skipped (a batch of
+	// no readable file) is none, though the schedule counts it.
+	Step int `json:"step"`
 	// LR is the learning rate (the first parameter group's) of the
 	// epoch's last step, as train/lr logs it at that step; the next
 	// epoch's first step may take another (a milestone, a cosine).
@@ -124,6 +126,7 @@ type run struct {
 	history           []Metrics
 	rng               *tensor.RNG
 	stepsPerEpoch     int
+	skippedSteps      int     // the run's steps skipped (batches of no readable file), which the schedule counts (batchSchedule)
 	lossSum, accSum   float64 // the epoch's running sums, over seen targets
 	seen, imgs        int
 	skipped           int     // unreadable files the epoch left out (Metrics.Skipped)
