@@ -509,8 +509,9 @@ func TestDataParallelStopAtSkippedStep(t *testing.T) {
 }
 
 // A validation (and test) set of which no file can be read, with
-// skip-bad, stops the run at its first validation, naming the set: it
-// measured 0 loss and 0% accuracy, every epoch.
+// skip-bad, stops the run before training, naming the set: it measured
+// 0 loss and 0% accuracy, every epoch, then stopped the run at its first
+// validation.
 func TestNothingReadableToEvaluate(t *testing.T) {
 	opts := &data.ImageOptions{Channels: 1, ImageSize: 8, SkipBadImages: true, Log: io.Discard}
 	train, test := openFolders(t, 4, false, opts)
@@ -518,13 +519,55 @@ func TestNothingReadableToEvaluate(t *testing.T) {
 		corrupt(t, f)
 	}
 	cfg := folderConfig(t, train, test, 2, io.Discard)
-	if _, err := Run(context.Background(), cfg); !errors.Is(err, errNothingEvaluated) || !strings.Contains(err.Error(), "validation set") {
-		t.Errorf("one process: %v; want the validation set to have no image read", err)
+	if _, err := Run(context.Background(), cfg); !errors.Is(err, errNothingEvaluated) || !strings.Contains(err.Error(), "validation set (read before training)") {
+		t.Errorf("one process: %v; want the validation set to have no image read, before training", err)
 	}
 	cfg.Out = t.TempDir()
 	for r, run := range runRanksWithin(t, 60*time.Second, cfg, 2) {
-		if !errors.Is(run.err, errNothingEvaluated) {
-			t.Errorf("rank %d: %v; want the validation set to have no image read", r, run.err)
+		if !errors.Is(run.err, errNothingEvaluated) || len(run.stepLoss) != 0 {
+			t.Errorf("rank %d: %v after %d steps; want the validation set to have no image read, before training", r, run.err, len(run.stepLoss))
+		}
+	}
+}
+
+// A validation or test set file whose header is good and whose pixel data
+// is cut stops the run before its first step, naming the set and the
+// file, on one process and on two ranks (one names it, the other
+// ErrOtherRank): it was found at the first validation, an epoch of
+// training later, or as the test set at the end of the run.
+func TestUnreadableEvalSetBeforeTraining(t *testing.T) {
+	for _, valSplit := range []float64{0, 0.25} {
+		set := map[bool]string{true: "validation set", false: "test set"}[valSplit == 0]
+		train, test := openFolders(t, 4, false, &data.ImageOptions{Channels: 1, ImageSize: 8})
+		corrupt(t, test.Files[1])
+		cfg := folderConfig(t, train, test, 2, io.Discard)
+		cfg.ValSplit = valSplit
+		tr, err := Prepare(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = tr.Train(context.Background())
+		if err == nil || !strings.Contains(err.Error(), set+" (read before training)") || !strings.Contains(err.Error(), test.Files[1]) {
+			t.Errorf("val split %g: %v; want the %s and %s named", valSplit, err, set, test.Files[1])
+		}
+		if n := tr.r.opt.Steps(); n != 0 {
+			t.Errorf("val split %g: %d steps taken before the error, want 0", valSplit, n)
+		}
+		cfg.Out = t.TempDir()
+		named := 0
+		for r, run := range runRanksWithin(t, 60*time.Second, cfg, 2) {
+			switch {
+			case run.err != nil && strings.Contains(run.err.Error(), test.Files[1]):
+				named++
+			case !errors.Is(run.err, ErrOtherRank):
+				t.Errorf("val split %g, rank %d: %v; want the file named or ErrOtherRank", valSplit, r, run.err)
+			}
+			if len(run.stepLoss) != 0 {
+				t.Errorf("val split %g, rank %d: %d steps taken before the error, want 0", valSplit, r, len(run.stepLoss))
+			}
+		}
+		if named != 1 {
+			t.Errorf("val split %g: %d ranks named the file, want 1", valSplit, named)
 		}
 	}
 }

@@ -280,6 +280,60 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 	return res, nil
 }
 
+// checkEvalSets reads every image of the validation and test sets kept as
+// files (a folder's; this rank's shares under Config.Comm) as their
+// evaluations will, before the first step: a file whose header is good
+// and whose pixel data is not (found only by decoding it) stopped the run
+// at the first validation, an epoch of training later, or at the test
+// pass after all of it; so did, with skip-bad, a set of which no file
+// could be read. A ctx done during the reading ends it quietly: the
+// loop then stops before its first step, as asked.
+func (r *run) checkEvalSets(ctx context.Context) error {
+	readCtx := ctx
+	if r.ddp != nil { // every rank reads its whole share, as in the loop's epochs
+		readCtx = context.Background()
+	}
+	names := [2]string{"validation set", "test set"}
+	// Per set, the images read and the files left out as unreadable; −1
+	// read for a set not read here (in memory, or the validation set).
+	var counts [4]float64
+	read, skipped := counts[:2], counts[2:]
+	err := func() error {
+		for i, test := range []bool{false, true} {
+			d := r.evalSet(test)
+			if d.Files == nil || (test && r.valSet == r.testSet) {
+				read[i] = -1
+				continue
+			}
+			fmt.Fprintf(r.cfg.Log, "reading the %d images of the %s once, to find unreadable files before training\n", d.Len(), names[i])
+			l := r.loader(d, false)
+			for range l.Epoch(readCtx, 0, 0) {
+			}
+			if err := l.Err(); err != nil {
+				return fmt.Errorf("train: %s (read before training): %w", names[i], err)
+			}
+			read[i], skipped[i] = float64(d.Len()-l.Skipped()), float64(l.Skipped())
+		}
+		return nil
+	}()
+	if r.ddp != nil {
+		if err = agree(r.ddp.comm, "reading the validation and test sets", err); err == nil {
+			if err = r.ddp.comm.AllReduceSumFloat64(counts[:]); err != nil { // the ranks' shares
+				err = fmt.Errorf("train: counting the readable images of the validation and test sets: %w", err)
+			}
+		}
+	}
+	if err != nil || (r.ddp == nil && ctx.Err() != nil) {
+		return err
+	}
+	for i, n := range read {
+		if n == 0 {
+			return fmt.Errorf("train: %s (read before training): %w", names[i], nothingEvaluated(nil, int(skipped[i])))
+		}
+	}
+	return nil
+}
+
 // result is the Result of the run so far, without the test figures: an
 // interrupted run's, and a finished one's before its test pass.
 func (r *run) result() *Result {

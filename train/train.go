@@ -244,7 +244,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 // kept). Under Config.Comm a rank stopped because another rank's context
 // was cancelled returns ErrInterrupted, its message ending "(another rank
 // was asked to stop)". If the loss becomes NaN it returns an error naming
-// the step (the previous checkpoints stay as they were). A Trainer trains
+// the step (the previous checkpoints stay as they were). Before its first
+// step it reads every image of a validation or test set kept as files (a
+// folder's, which Prepare checked by their headers only), as their
+// evaluations will: a file that cannot be decoded is an error naming the
+// set and the file then, not at the first validation. A Trainer trains
 // once.
 func (t *Trainer) Train(ctx context.Context) (*Result, error) {
 	switch {
@@ -265,6 +269,9 @@ func (t *Trainer) Train(ctx context.Context) (*Result, error) {
 	}
 	if r.ddp != nil { // rank 0 alone writes them: the others would wait for it in the first step
 		err = agree(r.ddp.comm, "opening the TensorBoard event file", err)
+	}
+	if err == nil {
+		err = r.checkEvalSets(ctx)
 	}
 	var res *Result
 	if err == nil { // else a run that --overwrite was replacing goes back, below
