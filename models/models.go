@@ -52,7 +52,7 @@ type Arch interface {
 	// describes no network or one beyond the bounds of package limits.
 	Validate() error
 	// ParamEstimate is the number of weights the network will have,
-	// from the config alone (within 2%, never under), so
+	// counted exactly from the config alone (TestParamEstimate), so
 	// that a loader can refuse a config its file cannot fill before
 	// building it. Valid only for a config that passed Validate's
 	// field checks.

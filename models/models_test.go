@@ -1,6 +1,7 @@
 package models_test
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 	"github.com/residual-nn/residual/internal/fixture"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/models/mlp"
+	"github.com/residual-nn/residual/models/resnet"
 	"github.com/residual-nn/residual/models/unet"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/tensor"
@@ -218,23 +220,54 @@ func TestCloneSharesNothing(t *testing.T) {
 	}
 }
 
-// ParamEstimate is never under the built network's parameter count and
-// at most 2% over it (measured: 1.1% for resnet20, whose option-A
-// shortcuts it counts as projections; under 0.1% for the others).
+// ParamEstimate is the built network's parameter count exactly, for
+// every family: the presets (resnet8 was estimated 3.8% over, option A's
+// shortcuts counted as projections and a batch norm before every
+// classifier; the U-Nets 0.04% over, a convolution's bias and its batch
+// norm counted both), small ResNets of every block, ordering, shortcut
+// option and stem, plain or not, with widths that grow and that drop, and
+// MLPs and U-Nets with and without batch norms.
 func TestParamEstimate(t *testing.T) {
-	names := []string{"resnet20", "resnet56", "plain20", "preact-resnet110", "preact-resnet164", "resnet18", "resnet50", "unet", "unet-padded", "resmlp"}
+	exact := func(c models.Config, what string) {
+		t.Helper()
+		m, err := models.Build(c, tensor.NewRNG(1))
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if got, est := float64(nn.NumParams(m)), c.Arch.ParamEstimate(); est != got {
+			t.Errorf("%s: estimate %.0f, built %.0f parameters (%+.2f%%)", what, est, got, 100*(est/got-1))
+		}
+	}
+	names := []string{"resnet8", "plain8", "resnet14", "resnet20", "resnet56", "plain20", "preact-resnet110", "preact-resnet164", "resnet18", "resnet50", "resnet50-v1", "unet", "unet-padded", "resmlp"}
 	if testing.Short() {
-		names = []string{"resnet20", "preact-resnet164", "unet-padded", "resmlp"}
+		names = []string{"resnet8", "plain8", "resnet20", "preact-resnet164", "unet-padded", "resmlp"}
 	}
 	for _, name := range names {
-		c, _ := models.Preset(name)
-		m, err := models.Build(c, tensor.NewRNG(1))
+		c, err := models.Preset(name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, est := float64(nn.NumParams(m)), c.Arch.ParamEstimate()
-		if est < got || est > 1.02*got {
-			t.Errorf("%s: estimate %.0f, built %.0f parameters", name, est, got)
+		exact(c, name)
+	}
+	orderings := []resnet.Ordering{resnet.PostActivation, resnet.BNAfterAdd, resnet.ReLUBeforeAdd, resnet.ReLUOnlyPreAct, resnet.PreActivation}
+	for _, block := range []string{"basic", "bottleneck"} {
+		for _, o := range orderings {
+			if block == "bottleneck" && o != resnet.PostActivation && o != resnet.PreActivation {
+				continue // resnet.Config.Validate: bottlenecks come post- or pre-activated
+			}
+			for _, sc := range []resnet.Shortcut{resnet.ShortcutA, resnet.ShortcutB, resnet.ShortcutC} {
+				for _, stem := range []string{"cifar", "imagenet"} {
+					for _, plain := range []bool{false, true} {
+						// Widths 4 → 8 grow; 8 → 2 drop (option A then
+						// projects).
+						for _, widths := range [][]int{{4, 8}, {8, 2}} {
+							rc := resnet.Config{Block: block, Layers: []int{2, 2}, Widths: widths, Stem: stem, StemWidth: 6, Ordering: o,
+								Shortcut: sc, Plain: plain, Classes: 3, InChannels: 2}
+							exact(models.Config{Name: "resnet", Arch: &models.ResNet{Config: rc}}, fmt.Sprintf("%+v", rc))
+						}
+					}
+				}
+			}
 		}
 	}
 	// MLPs with and without batch norms, narrow and deep: those without
@@ -243,14 +276,11 @@ func TestParamEstimate(t *testing.T) {
 	for _, bn := range []bool{false, true} {
 		for _, mc := range []mlp.Config{{In: 3, Out: 2, Width: 4, Depth: 100, Skip: true}, {In: 2, Out: 3, Width: 16, Depth: 20, Skip: true}} {
 			mc.BatchNorm = bn
-			c := models.Config{Name: "mlp", Arch: &models.MLP{Config: mc}}
-			m, err := models.Build(c, tensor.NewRNG(1))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got, est := float64(nn.NumParams(m)), c.Arch.ParamEstimate(); est < got || est > 1.02*got {
-				t.Errorf("%+v: estimate %.0f, built %.0f parameters", mc, est, got)
-			}
+			exact(models.Config{Name: "mlp", Arch: &models.MLP{Config: mc}}, fmt.Sprintf("%+v", mc))
+		}
+		for _, valid := range []bool{false, true} {
+			uc := unet.Config{InChannels: 2, Classes: 3, Depth: 2, Base: 4, Valid: valid, BatchNorm: bn}
+			exact(models.Config{Name: "unet", Arch: &models.UNet{Config: uc}}, fmt.Sprintf("%+v", uc))
 		}
 	}
 }
