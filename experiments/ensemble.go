@@ -282,7 +282,7 @@ func Ensemble(ctx context.Context, c EnsembleConfig, out string) (*EnsembleResul
 	}
 	stop()
 	res.PathFitSlope, res.PathFitR2 = logLinearFit(res.PathGrad)
-	if err := ensembleFigure(r, c, res, idBlocks); err != nil {
+	if err := ensembleFigure(r, c, res); err != nil {
 		return nil, err
 	}
 	ensembleSummary(r, c, res, test.Len())
@@ -302,24 +302,34 @@ func logOf(b Budget) io.Writer {
 	return b.Log
 }
 
-func ensembleFigure(r *Report, c EnsembleConfig, res *EnsembleResult, idBlocks []int) error {
+func ensembleFigure(r *Report, c EnsembleConfig, res *EnsembleResult) error {
+	return r.Figure("ensemble.png", 2, 440, 330, ensemblePanels(c, res)...)
+}
+
+// ensemblePanels returns the study's four panels: the path gradients, one
+// block deleted, k blocks deleted, and the re-orderings' errors in the
+// order of their Kendall τ (joined in the order of their swaps, the line
+// zigzagged and meant nothing).
+func ensemblePanels(c EnsembleConfig, res *EnsembleResult) []Panel {
 	n := res.Blocks
 	ks := seq(0, n)
 	is := seq(0, n-1)
+	byTau := append([]Reordering(nil), res.Reorder...)
+	sort.SliceStable(byTau, func(i, j int) bool { return byTau[i].Kendall < byTau[j].Kendall })
 	var tau, rerr []float64
-	for _, o := range res.Reorder {
+	for _, o := range byTau {
 		tau, rerr = append(tau, o.Kendall), append(rerr, 100*o.Error)
 	}
-	return r.Figure("ensemble.png", 2, 440, 330,
-		Panel{Title: "Loss gradient at the first block's input, paths of length k", XLabel: "path length (branches)", YLabel: "‖dL/dh‖", LogY: true, Lines: []Line{
+	return []Panel{
+		{Title: "Loss gradient at the first block's input, paths of length k", XLabel: "path length (branches)", YLabel: "‖dL/dh‖", LogY: true, Lines: []Line{
 			{Label: "one path", X: ks, Y: res.PathGrad, Color: 1}, {Label: "all C(n,k) paths of that length", X: ks, Y: res.TotalGrad, Color: 2}}},
-		Panel{Title: "Test error with one block deleted", XLabel: "block deleted", YLabel: "error (%)", Lines: []Line{
+		{Title: "Test error with one block deleted", XLabel: "block deleted", YLabel: "error (%)", Lines: []Line{
 			{Label: c.Model, X: is, Y: pct(res.DeleteOne), Color: 0}, {Label: c.Plain, X: is, Y: pct(res.PlainDelete), Color: 1, Dashed: true},
 			{Label: c.Model + " intact", X: is, Y: constant(100*res.BaseError, n), Color: 7, Dashed: true}}},
-		Panel{Title: "Test error with k random identity blocks deleted", XLabel: "blocks deleted", YLabel: "error (%)", Lines: []Line{
+		{Title: "Test error with k random identity blocks deleted", XLabel: "blocks deleted", YLabel: "error (%)", Lines: []Line{
 			{Label: c.Model, X: seq(0, len(res.DeleteK)-1), Y: pct(res.DeleteK), Color: 0}}},
-		Panel{Title: "Test error after random re-orderings", XLabel: "Kendall's τ with the trained order", YLabel: "error (%)", Lines: []Line{
-			{Label: c.Model, X: tau, Y: rerr, Color: 0}}})
+		{Title: "Test error after random re-orderings", XLabel: "Kendall's τ with the trained order", YLabel: "error (%)", Lines: []Line{
+			{Label: c.Model, X: tau, Y: rerr, Color: 0}}}}
 }
 
 func ensembleSummary(r *Report, c EnsembleConfig, res *EnsembleResult, images int) {
