@@ -353,26 +353,7 @@ func varianceClaims(c VarianceConfig, curves []VarianceCurve) []Claim {
 // varianceFigures draws the seed-mean curves of every network and the
 // single-draw spread against width.
 func varianceFigures(r *Report, c VarianceConfig, curves []VarianceCurve) error {
-	ks := seq(0, c.Blocks)
-	var panels []Panel
-	for i := 0; i < len(curves); i += len(variants) {
-		var lines []Line
-		for vi, v := range curves[i : i+len(variants)] {
-			lines = append(lines, Line{Label: string(v.Variant), X: ks, Y: v.Act, Color: vi})
-			if v.Grad != nil {
-				lines = append(lines, Line{X: ks, Y: v.Grad, Color: vi, Dashed: true})
-			}
-		}
-		v0, b0 := curves[i+1].Act[0], curves[i+3].Act[0]
-		dbl, lin := make([]float64, len(ks)), make([]float64, len(ks))
-		for k := range ks {
-			dbl[k], lin[k] = v0*math.Pow(2, ks[k]), b0+ks[k]
-		}
-		lines = append(lines, Line{Label: "theory: doubles", X: ks, Y: dbl, Color: 7, Dashed: true},
-			Line{Label: "theory: +1 a block (BN)", X: ks, Y: lin, Color: 6, Dashed: true})
-		panels = append(panels, Panel{Title: curves[i].label() + fmt.Sprintf(" (mean of %d seeds)", c.Seeds), XLabel: "block", YLabel: "variance", LogY: true, Lines: lines})
-	}
-	if err := r.Figure("variance.png", 3, 420, 330, panels...); err != nil {
+	if err := r.Figure("variance.png", 3, 420, 330, variancePanels(c, curves)...); err != nil {
 		return err
 	}
 	// Spread against width: the sd over seeds of log2(last/first) for the
@@ -395,4 +376,36 @@ func varianceFigures(r *Report, c VarianceConfig, curves []VarianceCurve) error 
 		return nil
 	}
 	return r.Figure("spread.png", 1, 520, 380, Panel{Title: "Spread of one draw: sd over seeds of log2(last/first variance)", XLabel: "channels", YLabel: "sd of log2 ratio", LogX: true, LogY: true, Lines: lines})
+}
+
+// variancePanels returns a panel per network of its variants' seed-mean
+// activation variance against the two theories and, beside the MLP's, a
+// panel of its gradient variance: every curve with a legend entry (the
+// gradients, drawn dashed in the activations' panel, had none, and
+// dashes there meant theory too).
+func variancePanels(c VarianceConfig, curves []VarianceCurve) []Panel {
+	ks := seq(0, c.Blocks)
+	var panels []Panel
+	for i := 0; i < len(curves); i += len(variants) {
+		var lines, grads []Line
+		for vi, v := range curves[i : i+len(variants)] {
+			lines = append(lines, Line{Label: string(v.Variant), X: ks, Y: v.Act, Color: vi})
+			if v.Grad != nil {
+				grads = append(grads, Line{Label: string(v.Variant), X: ks, Y: v.Grad, Color: vi})
+			}
+		}
+		v0, b0 := curves[i+1].Act[0], curves[i+3].Act[0]
+		dbl, lin := make([]float64, len(ks)), make([]float64, len(ks))
+		for k := range ks {
+			dbl[k], lin[k] = v0*math.Pow(2, ks[k]), b0+ks[k]
+		}
+		lines = append(lines, Line{Label: "theory: doubles", X: ks, Y: dbl, Color: 7, Dashed: true},
+			Line{Label: "theory: +1 a block (BN)", X: ks, Y: lin, Color: 6, Dashed: true})
+		panels = append(panels, Panel{Title: curves[i].label() + fmt.Sprintf(" (mean of %d seeds)", c.Seeds), XLabel: "block", YLabel: "variance", LogY: true, Lines: lines})
+		if grads != nil {
+			panels = append(panels, Panel{Title: curves[i].label() + fmt.Sprintf(": gradient variance (mean of %d seeds)", c.Seeds),
+				XLabel: "block", YLabel: "gradient variance", LogY: true, Lines: grads})
+		}
+	}
+	return panels
 }
