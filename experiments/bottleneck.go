@@ -47,6 +47,7 @@ func Bottleneck(out string) (*BottleneckResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer r.abandon()
 	rng := tensor.NewRNG(1)
 	const side = 56
 	res := &BottleneckResult{}

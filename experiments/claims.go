@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 	"sort"
 )
 
@@ -88,7 +87,7 @@ func (r *Report) Claims(claims []Claim) error {
 	if err := enc.Encode(claims); err != nil {
 		return fmt.Errorf("experiments: claims: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(r.Dir, "claims.json"), b.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(r.path("claims.json"), b.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("experiments: %w", err)
 	}
 	r.Printf("\n| claim | source | measured | criterion | pass |\n|---|---|---|---|---|")

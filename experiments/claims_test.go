@@ -24,6 +24,9 @@ func TestClaimsFile(t *testing.T) {
 	if err := r.Claims(claims); err != nil {
 		t.Fatal(err)
 	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
 	b, err := os.ReadFile(filepath.Join(dir, "claims.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -39,9 +42,6 @@ func TestClaimsFile(t *testing.T) {
 		if _, ok := got[0][k]; !ok {
 			t.Errorf("claims.json lacks %q: %s", k, b)
 		}
-	}
-	if err := r.Close(); err != nil {
-		t.Fatal(err)
 	}
 	s, _ := os.ReadFile(filepath.Join(dir, "summary.md"))
 	if !strings.Contains(string(s), "| slope is one | Prince Fig. 11.6 | 1.03 | 1 ± 0.05 | yes |") {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -80,10 +79,11 @@ func Degradation(ctx context.Context, c DegradationConfig, out string) ([]Degrad
 			return nil, err
 		}
 	}
-	r, err := NewReport(out, "Degradation: plain against residual networks")
+	r, err := newReport(out, "Degradation: plain against residual networks", c.Budget.Resume)
 	if err != nil {
 		return nil, err
 	}
+	defer r.abandon()
 	var rows []DegradationRow
 	var trainLines, testLines []Line
 	for si, seed := range seeds(c.Budget.Seed, c.Seeds) {
@@ -91,7 +91,7 @@ func Degradation(ctx context.Context, c DegradationConfig, out string) ([]Degrad
 			d, plain, _ := depthOf(name)
 			b := c.Budget
 			b.Seed = seed
-			res, ck, err := b.trained(ctx, preset(name), filepath.Join(out, "runs", fmt.Sprintf("%s-seed%d", name, seed)))
+			res, ck, err := b.trained(ctx, preset(name), r.path("runs", fmt.Sprintf("%s-seed%d", name, seed)))
 			if err != nil {
 				return nil, err
 			}

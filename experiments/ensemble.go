@@ -131,15 +131,16 @@ func (c EnsembleConfig) trainedOrLoaded(ctx context.Context, model, weights, out
 // gradient through paths of each length, and tests Veit et al.'s claims
 // (claims.json).
 func Ensemble(ctx context.Context, c EnsembleConfig, out string) (*EnsembleResult, error) {
-	r, err := NewReport(out, "Residual networks as ensembles of shallow paths")
+	r, err := newReport(out, "Residual networks as ensembles of shallow paths", c.Budget.Resume)
 	if err != nil {
 		return nil, err
 	}
-	rc, rpath, err := c.trainedOrLoaded(ctx, c.Model, c.Weights, out)
+	defer r.abandon()
+	rc, rpath, err := c.trainedOrLoaded(ctx, c.Model, c.Weights, r.path())
 	if err != nil {
 		return nil, err
 	}
-	pc, ppath, err := c.trainedOrLoaded(ctx, c.Plain, c.PlainWeights, out)
+	pc, ppath, err := c.trainedOrLoaded(ctx, c.Plain, c.PlainWeights, r.path())
 	if err != nil {
 		return nil, err
 	}

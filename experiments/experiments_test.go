@@ -3,12 +3,14 @@ package experiments
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"strings"
-
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -209,4 +211,117 @@ func TestBottleneck(t *testing.T) {
 			t.Errorf("claim %q failed: measured %v, criterion %v", c["claim"], c["measured"], c["criterion"])
 		}
 	}
+}
+
+// cancelAtCheck is a context cancelled by its n-th Err check, so that a
+// test can stop an experiment at a point of its work.
+type cancelAtCheck struct {
+	context.Context
+	cancel context.CancelFunc
+	n      atomic.Int64
+}
+
+func newCancelAtCheck(n int64) *cancelAtCheck {
+	c := &cancelAtCheck{}
+	c.Context, c.cancel = context.WithCancel(context.Background())
+	c.n.Store(n)
+	return c
+}
+
+func (c *cancelAtCheck) Err() error {
+	if c.n.Add(-1) == 0 {
+		c.cancel()
+	}
+	return c.Context.Err()
+}
+
+// folderHolds checks that dir holds exactly the entries of want, files
+// with their contents where want gives one ("" for any), and that no
+// staging folder is left beside it.
+func folderHolds(t *testing.T, dir string, want map[string]string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, names []string
+	for _, e := range entries {
+		got = append(got, e.Name())
+	}
+	for name, content := range want {
+		names = append(names, name)
+		if content == "" {
+			continue
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, name)); err != nil || string(b) != content {
+			t.Errorf("%s holds %.40q (%v), want %q", name, b, err, content)
+		}
+	}
+	slices.Sort(names)
+	if !slices.Equal(got, names) {
+		t.Errorf("%s holds %v, want %v", dir, got, names)
+	}
+	for _, d := range []string{dir + ".partial", dir + ".old"} {
+		if _, err := os.Lstat(d); !os.IsNotExist(err) {
+			t.Errorf("%s left behind (%v)", d, err)
+		}
+	}
+}
+
+// An experiment stopped midway leaves its output folder as the run before
+// left it (and no staging folder); one that finishes replaces the folder
+// as a whole. Shatter, quick, is stopped in its statistics, after drawing
+// Fig. 1's two figures, which went straight into the folder beside the
+// earlier run's numbers and summary; then a small variance run finishes
+// in the same folder, and the earlier run's files are gone, the ones it
+// did not write too. An earlier run left in OUT.old by a Close cut short
+// is put back. A folder that holds a file no experiment writes is refused
+// and left as it is.
+func TestStoppedExperimentKeepsTheEarlierRun(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "out")
+	earlier := map[string]string{"summary.md": "# the earlier run\n", "claims.json": "[]\n", "shatter.json": "{}\n", "gradients.png": "earlier", "spread.png": "earlier"}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range earlier {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Fig. 1 checks the context once for each of its 12 networks.
+	ctx := newCancelAtCheck(13)
+	if _, err := Shatter(ctx, QuickShatter(), dir); !errors.Is(err, context.Canceled) {
+		t.Fatalf("shatter stopped: %v", err)
+	}
+	if ctx.n.Load() > 0 {
+		t.Fatalf("shatter stopped before it drew Fig. 1 (%d checks to go)", ctx.n.Load())
+	}
+	folderHolds(t, dir, earlier)
+
+	c := QuickVariance()
+	c.Blocks, c.Channels, c.Seeds = 2, nil, 2
+	if _, err := Variance(context.Background(), c, dir); err != nil {
+		t.Fatal(err)
+	}
+	folderHolds(t, dir, map[string]string{"summary.md": "", "claims.json": "", "variance.json": "", "variance.png": ""})
+
+	// A run that ended between Close's two renames (the earlier run in
+	// OUT.old, none in OUT) is put back by the next one, here stopped.
+	if err := os.Rename(dir, dir+".old"); err != nil {
+		t.Fatal(err)
+	}
+	stopped, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Variance(stopped, c, dir); !errors.Is(err, context.Canceled) {
+		t.Fatalf("variance stopped: %v", err)
+	}
+	folderHolds(t, dir, map[string]string{"summary.md": "", "claims.json": "", "variance.json": "", "variance.png": ""})
+
+	if err := os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Variance(context.Background(), c, dir); err == nil || !strings.Contains(err.Error(), "notes.txt") {
+		t.Errorf("a folder holding notes.txt: %v", err)
+	}
+	folderHolds(t, dir, map[string]string{"summary.md": "", "claims.json": "", "variance.json": "", "variance.png": "", "notes.txt": "mine"})
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"path/filepath"
 
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/models/resnet"
@@ -79,10 +78,11 @@ func Order(ctx context.Context, c OrderConfig, out string) ([]OrderRow, error) {
 	if c.Segments < 1 {
 		c.Segments = 10
 	}
-	r, err := NewReport(out, "Block orderings (He et al. 2016, Table 2)")
+	r, err := newReport(out, "Block orderings (He et al. 2016, Table 2)", c.Budget.Resume)
 	if err != nil {
 		return nil, err
 	}
+	defer r.abandon()
 	var rows []OrderRow
 	var lossLines, errLines []Line
 	for si, seed := range seeds(c.Budget.Seed, c.Seeds) {
@@ -92,7 +92,7 @@ func Order(ctx context.Context, c OrderConfig, out string) ([]OrderRow, error) {
 			mc.Name = fmt.Sprintf("resnet%d-%s", c.Depth, o)
 			b := c.Budget
 			b.Seed = seed
-			dir := filepath.Join(out, "runs", fmt.Sprintf("%s-seed%d", o, seed))
+			dir := r.path("runs", fmt.Sprintf("%s-seed%d", o, seed))
 			res, _, err := b.trained(ctx, mc, dir)
 			if err != nil {
 				return nil, err

@@ -4,7 +4,8 @@
 // (Prince, Understanding Deep Learning, Fig. 11.6), and the cost of basic
 // against bottleneck blocks. Each experiment writes PNG figures, its raw
 // numbers (JSON) and a Markdown summary that sets the measured numbers next
-// to the theory, and is deterministic for a given seed.
+// to the theory into its output folder, which it replaces as a whole when
+// it finishes (Report), and is deterministic for a given seed.
 package experiments
 
 import (
@@ -23,20 +24,102 @@ import (
 	"gonum.org/v1/plot/vg/vgimg"
 )
 
-// Report collects an experiment's outputs in a folder.
+// Report collects an experiment's outputs and puts them in its folder
+// Dir as a whole when it closes. Until then they are written to a staging
+// folder beside Dir (Dir + ".partial"), so that an experiment stopped or
+// failed midway leaves Dir as the run before left it, never partly new:
+// Close moves the finished outputs in place of the earlier ones, which
+// are removed, whatever they held.
 type Report struct {
-	Dir     string
+	Dir     string // where the outputs are once Close succeeds
 	Title   string
+	work    string // the staging folder: Dir + ".partial"
+	closed  bool   // Close finished the run: abandon leaves work alone
 	lines   []string
 	figures []string
 }
 
-// NewReport creates the output folder.
-func NewReport(dir, title string) (*Report, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// NewReport starts a report for dir, which must be absent, empty or hold
+// only what an experiment writes (runs/, *.png, *.json, *.md), since
+// Close replaces it: its staging folder starts empty (one a stopped run
+// left is removed).
+func NewReport(dir, title string) (*Report, error) { return newReport(dir, title, false) }
+
+// newReport is NewReport for an experiment that trains networks in the
+// report's runs/ folder. With resume it continues the staging folder a
+// stopped run left, or, where there is none, starts one with a copy of
+// dir's runs/: runs that finished are evaluated again, and dir stays as
+// it is until Close.
+func newReport(dir, title string, resume bool) (*Report, error) {
+	dir = filepath.Clean(dir)
+	if b := filepath.Base(dir); b == "." || b == ".." || b == string(filepath.Separator) {
+		return nil, fmt.Errorf("experiments: output folder %q: name a folder of its own (the experiment replaces it as a whole when it finishes)", dir)
+	}
+	r := &Report{Dir: dir, Title: title, work: dir + ".partial"}
+	old := dir + ".old"
+	for _, d := range []string{dir, r.work, old} {
+		if err := onlyOutputs(d); err != nil {
+			return nil, err
+		}
+	}
+	// Close stopped between its two renames: the earlier run goes back.
+	if _, err := os.Lstat(dir); os.IsNotExist(err) {
+		if err := os.Rename(old, dir); err != nil && !os.IsNotExist(err) {
+			return nil, fmt.Errorf("experiments: %w", err)
+		}
+	}
+	_, err := os.Lstat(r.work)
+	switch {
+	case resume && err == nil:
+		return r, nil
+	case err == nil:
+		if err := os.RemoveAll(r.work); err != nil {
+			return nil, fmt.Errorf("experiments: %w", err)
+		}
+	}
+	if err := os.MkdirAll(r.work, 0o755); err != nil {
 		return nil, fmt.Errorf("experiments: %w", err)
 	}
-	return &Report{Dir: dir, Title: title}, nil
+	if runs := filepath.Join(dir, "runs"); resume {
+		if _, err := os.Stat(runs); err == nil {
+			if err := os.CopyFS(r.path("runs"), os.DirFS(runs)); err != nil {
+				os.RemoveAll(r.work) // a half-copied checkpoint must not be resumed
+				return nil, fmt.Errorf("experiments: copying the finished runs to resume them: %w", err)
+			}
+		}
+	}
+	return r, nil
+}
+
+// onlyOutputs refuses a folder that holds anything an experiment does not
+// write: it is about to be replaced or removed.
+func onlyOutputs(dir string) error {
+	st, err := os.Lstat(dir)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("experiments: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("experiments: %s is a file or a link, not a folder; an experiment's output folder is replaced as a whole when it finishes", dir)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("experiments: %w", err)
+	}
+	for _, e := range entries {
+		ext := filepath.Ext(e.Name())
+		if !(e.Name() == "runs" && e.IsDir()) && !(e.Type().IsRegular() && (ext == ".png" || ext == ".json" || ext == ".md")) {
+			return fmt.Errorf("experiments: %s holds %s, which no experiment writes, and is replaced as a whole when the experiment finishes: move it away or choose another output folder", dir, e.Name())
+		}
+	}
+	return nil
+}
+
+// path is where the report writes name until Close moves it into Dir.
+func (r *Report) path(name ...string) string {
+	return filepath.Join(append([]string{r.work}, name...)...)
 }
 
 // Printf adds a line to the Markdown summary.
@@ -50,10 +133,12 @@ func (r *Report) JSON(name string, v any) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(r.Dir, name), b, 0o644)
+	return os.WriteFile(r.path(name), b, 0o644)
 }
 
-// Close writes summary.md.
+// Close writes summary.md and puts the outputs in Dir: Dir (the earlier
+// run) is renamed to Dir + ".old", the staging folder to Dir, and the
+// earlier run removed.
 func (r *Report) Close() error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# %s\n\n", r.Title)
@@ -63,7 +148,41 @@ func (r *Report) Close() error {
 	for _, l := range r.lines {
 		b.WriteString(l + "\n")
 	}
-	return os.WriteFile(filepath.Join(r.Dir, "summary.md"), []byte(b.String()), 0o644)
+	if err := os.WriteFile(r.path("summary.md"), []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("experiments: %w", err)
+	}
+	old := r.Dir + ".old"
+	if err := os.RemoveAll(old); err != nil {
+		return fmt.Errorf("experiments: %w", err)
+	}
+	if err := os.Rename(r.Dir, old); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("experiments: %w", err)
+	}
+	if err := os.Rename(r.work, r.Dir); err != nil {
+		if e := os.Rename(old, r.Dir); e != nil && !os.IsNotExist(e) {
+			err = fmt.Errorf("%w; the earlier run is in %s", err, old)
+		}
+		r.closed = true // abandon must not remove the finished run
+		return fmt.Errorf("experiments: the finished run is in %s: %w", r.work, err)
+	}
+	r.closed = true
+	if err := os.RemoveAll(old); err != nil {
+		return fmt.Errorf("experiments: the run is in %s, but removing the earlier one: %w", r.Dir, err)
+	}
+	return nil
+}
+
+// abandon removes the staging folder of a report that did not close,
+// unless it holds training runs (runs/), which a resumed experiment
+// continues. Deferred by every experiment.
+func (r *Report) abandon() {
+	if r == nil || r.closed {
+		return
+	}
+	if _, err := os.Stat(r.path("runs")); err == nil {
+		return
+	}
+	os.RemoveAll(r.work)
 }
 
 // Line is one curve of a panel.
@@ -148,7 +267,7 @@ func (r *Report) Figure(name string, cols int, w, h vg.Length, panels ...Panel) 
 	if err := drawGrid(grid, tiles, dc); err != nil {
 		return fmt.Errorf("experiments: %s: %w", name, err)
 	}
-	f, err := os.Create(filepath.Join(r.Dir, name))
+	f, err := os.Create(r.path(name))
 	if err != nil {
 		return fmt.Errorf("experiments: %w", err)
 	}

@@ -235,6 +235,7 @@ func Shatter(ctx context.Context, c ShatterConfig, out string) (*ShatterResult, 
 	if err != nil {
 		return nil, err
 	}
+	defer r.abandon()
 	res := &ShatterResult{}
 	if err := c.figure1(ctx, r, res); err != nil {
 		return nil, err

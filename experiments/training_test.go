@@ -184,6 +184,14 @@ func TestTrainingExperimentsQuick(t *testing.T) {
 	if _, err := Order(cctx, one, resDir); !errors.Is(err, train.ErrInterrupted) {
 		t.Fatalf("order stopped in its second run: %v", err)
 	}
+	// The stopped experiment's runs wait in the staging folder; the
+	// output folder is not made until the experiment finishes.
+	if _, err := os.Stat(filepath.Join(resDir+".partial", "runs", "post-seed1")); err != nil {
+		t.Errorf("the stopped experiment's first run: %v", err)
+	}
+	if _, err := os.Lstat(resDir); !os.IsNotExist(err) {
+		t.Errorf("the stopped experiment made %s (%v)", resDir, err)
+	}
 	one.Budget.Log, one.Budget.Resume = nil, true
 	again, err := Order(ctx, one, resDir)
 	if err != nil || len(again) != len(Orderings) {
@@ -196,10 +204,16 @@ func TestTrainingExperimentsQuick(t *testing.T) {
 				r.Ordering, r.TrainError, r.TestError, r.StepLoss, w.TrainError, w.TestError, w.StepLoss)
 		}
 	}
-	// A run trained to another recipe is refused, naming the difference.
+	folderHolds(t, resDir, map[string]string{"summary.md": "", "claims.json": "", "order.json": "", "order.png": "", "runs": ""})
+	// A run trained to another recipe is refused, naming the difference
+	// (the finished runs, copied to be resumed), and the finished
+	// experiment is left as it is.
 	one.Budget.Epochs = 2
 	if _, err := Order(ctx, one, resDir); err == nil || !strings.Contains(err.Error(), "epochs 1 → 2") {
 		t.Errorf("order resumed with 2 epochs over runs of 1: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(resDir, "runs", "post-seed1", train.LastCheckpoint)); err != nil {
+		t.Errorf("the finished experiment's run: %v", err)
 	}
 
 	segDir := filepath.Join(dir, "segment-unet")

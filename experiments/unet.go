@@ -149,10 +149,11 @@ func SegmentUNet(ctx context.Context, c UNetConfig, out string) ([]UNetRow, erro
 		return nil, err
 	}
 	vTrain, vVal := mirrorSet(trainC, margin), mirrorSet(valC, margin)
-	r, err := NewReport(out, "The valid-convolution U-Net beside the padded one")
+	r, err := newReport(out, "The valid-convolution U-Net beside the padded one", c.Resume)
 	if err != nil {
 		return nil, err
 	}
+	defer r.abandon()
 	var rows []UNetRow
 	for _, seed := range seeds(c.Seed, c.Seeds) {
 		for _, v := range []struct {
@@ -165,7 +166,7 @@ func SegmentUNet(ctx context.Context, c UNetConfig, out string) ([]UNetRow, erro
 			{"padded", pc, trainC, valC, []int{0, -c.Side}, []string{"whole image", fmt.Sprintf("%d-pixel tiles without context", c.Side)}},
 			{"valid", vc, vTrain, vVal, []int{c.Side}, []string{fmt.Sprintf("overlap-tile, %d-pixel output tiles, %d-pixel mirrored margin", c.Side, margin)}},
 		} {
-			dir := filepath.Join(out, "runs", fmt.Sprintf("unet-%s-seed%d", v.name, seed))
+			dir := r.path("runs", fmt.Sprintf("unet-%s-seed%d", v.name, seed))
 			fmt.Fprintf(log, "training the %s U-Net (%d epochs on %d canvases, seed %d)\n", v.name, c.Epochs, c.Train, seed)
 			res, err := trainIn(ctx, train.Config{Model: models.Config{Name: "unet-" + v.name, Arch: &models.UNet{Config: v.cfg}},
 				Data: fmt.Sprintf("%s canvases (experiment segment-unet)", c.Source), TrainSet: v.tr, TestSet: v.va, Task: models.Segment,

@@ -247,6 +247,7 @@ func Variance(ctx context.Context, c VarianceConfig, out string) ([]VarianceCurv
 	if err != nil {
 		return nil, err
 	}
+	defer r.abandon()
 	type netCfg struct {
 		channels int
 		circular bool

@@ -15,7 +15,7 @@ var experimentNames = []string{"shatter", "variance", "degradation", "ensemble",
 
 func runExperiment(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("experiment", stderr)
-	out := fs.String("out", "", "output folder (default runs/experiment-NAME)")
+	out := fs.String("out", "", "output folder (default runs/experiment-NAME), replaced as a whole when the experiment finishes; until then it is written in OUT.partial, and a stopped experiment leaves OUT as it was")
 	seed := fs.Uint64("seed", 1, "random seed (the first of --seeds for the training experiments)")
 	seeds := fs.Int("seeds", 0, "shatter: initialisations (default 500, at least 16); variance: seeds (default 50, at least 2); degradation, order, segment-unet: seeds per network (default 2)")
 	quick := fs.Bool("quick", false, "the small version the tests run (seconds to minutes; its numbers do not test the claims: shatter and variance may report FAIL at these sizes)")
@@ -28,7 +28,7 @@ func runExperiment(ctx context.Context, args []string, stdout, stderr io.Writer)
 	warmup := fs.Float64("warmup", 0, "degradation, ensemble, order: fraction of the steps with a linear learning-rate warm-up (default 0, or 0.05 for ensemble)")
 	weights := fs.String("weights", "", "ensemble: a trained ResNet checkpoint to study instead of training one")
 	plainWeights := fs.String("plain-weights", "", "ensemble: a trained plain-network checkpoint to study instead of training one")
-	resume := fs.Bool("resume", false, "degradation, ensemble, order, segment-unet: continue a stopped experiment in --out with the same flags: finished runs are evaluated again, a stopped one goes on from its checkpoint, the rest are trained; a run trained with other settings is refused")
+	resume := fs.Bool("resume", false, "degradation, ensemble, order, segment-unet: continue a stopped experiment (its runs in OUT.partial, or a finished one's in --out) with the same flags: finished runs are evaluated again, a stopped one goes on from its checkpoint, the rest are trained; a run trained with other settings is refused")
 	fs.Usage = func() { printUsage(fs, "experiments: "+strings.Join(experimentNames, ", ")) }
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
