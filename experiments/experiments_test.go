@@ -272,14 +272,15 @@ func folderHolds(t *testing.T, dir string, want map[string]string) {
 // left it (and no staging folder); one that finishes replaces the folder
 // as a whole. Shatter, quick, is stopped in its statistics, after drawing
 // Fig. 1's two figures, which went straight into the folder beside the
-// earlier run's numbers and summary; then a small variance run finishes
-// in the same folder, and the earlier run's files are gone, the ones it
-// did not write too. An earlier run left in OUT.old by a Close cut short
+// earlier run's numbers and summary; a small variance run in the same
+// folder is refused, as it would replace shatter's results; over an
+// earlier variance run's files it finishes, and they are gone, the ones
+// it did not write too. An earlier run left in OUT.old by a Close cut short
 // is put back. A folder that holds a file no experiment writes is refused
 // and left as it is.
 func TestStoppedExperimentKeepsTheEarlierRun(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "out")
-	earlier := map[string]string{"summary.md": "# the earlier run\n", "claims.json": "[]\n", "shatter.json": "{}\n", "gradients.png": "earlier", "spread.png": "earlier"}
+	earlier := map[string]string{"summary.md": "# Shattered gradients\n\nthe earlier run\n", "claims.json": "[]\n", "shatter.json": "{}\n", "gradients.png": "earlier", "spread.png": "earlier"}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -298,8 +299,19 @@ func TestStoppedExperimentKeepsTheEarlierRun(t *testing.T) {
 	}
 	folderHolds(t, dir, earlier)
 
+	// Another experiment would replace shatter's results: refused.
 	c := QuickVariance()
 	c.Blocks, c.Channels, c.Seeds = 2, nil, 2
+	if _, err := Variance(context.Background(), c, dir); err == nil || !strings.Contains(err.Error(), "another experiment (\"Shattered gradients\")") {
+		t.Errorf("variance over shatter's results: %v", err)
+	}
+	folderHolds(t, dir, earlier)
+
+	// An earlier variance run's files are replaced as a whole, the ones
+	// the new run does not write too.
+	if err := os.WriteFile(filepath.Join(dir, "summary.md"), []byte("# Activation variance at initialisation\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := Variance(context.Background(), c, dir); err != nil {
 		t.Fatal(err)
 	}

@@ -40,7 +40,8 @@ type Report struct {
 }
 
 // NewReport starts a report for dir, which must be absent, empty or hold
-// only what an experiment writes (runs/, *.png, *.json, *.md), since
+// only what an experiment writes (runs/, *.png, *.json, *.md) and no
+// other experiment's results (a summary.md of another title), since
 // Close replaces it: its staging folder starts empty (one a stopped run
 // left is removed).
 func NewReport(dir, title string) (*Report, error) { return newReport(dir, title, false) }
@@ -61,6 +62,9 @@ func newReport(dir, title string, resume bool) (*Report, error) {
 		if err := onlyOutputs(d); err != nil {
 			return nil, err
 		}
+	}
+	if err := sameExperiment(dir, old, title); err != nil {
+		return nil, err
 	}
 	// Close stopped between its two renames: the earlier run goes back.
 	if _, err := os.Lstat(dir); os.IsNotExist(err) {
@@ -113,6 +117,28 @@ func onlyOutputs(dir string) error {
 		if !(e.Name() == "runs" && e.IsDir()) && !(e.Type().IsRegular() && (ext == ".png" || ext == ".json" || ext == ".md")) {
 			return fmt.Errorf("experiments: %s holds %s, which no experiment writes, and is replaced as a whole when the experiment finishes: move it away or choose another output folder", dir, e.Name())
 		}
+	}
+	return nil
+}
+
+// sameExperiment refuses a folder (or, where a Close was cut short, its
+// earlier run in old) that holds another experiment's results, which the
+// run would replace when it finishes: its summary.md starts with that
+// experiment's title, where this one's would start with title.
+func sameExperiment(dir, old, title string) error {
+	for _, d := range []string{dir, old} {
+		b, err := os.ReadFile(filepath.Join(d, "summary.md"))
+		if os.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("experiments: %w", err)
+		}
+		first, _, _ := strings.Cut(string(b), "\n")
+		if first != "# "+title {
+			return fmt.Errorf("experiments: %s holds the results of another experiment (%.80q), which this one would replace when it finishes: choose another output folder", d, strings.TrimPrefix(first, "# "))
+		}
+		return nil
 	}
 	return nil
 }
