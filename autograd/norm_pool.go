@@ -276,10 +276,29 @@ func poolShape(op string, x *Value, p PoolParams) kernels.PoolShape {
 	s := kernels.PoolShape{N: xs[0], H: xs[1], W: xs[2], C: xs[3], KH: p.Kernel[0], KW: p.Kernel[1],
 		SH: p.Stride[0], SW: p.Stride[1], DH: p.Dilation[0], DW: p.Dilation[1],
 		PT: p.Pad[0], PL: p.Pad[1], PB: p.Pad[2], PR: p.Pad[3], CeilMode: p.CeilMode, CountIncludePad: p.CountIncludePad}
+	if s.KH >= 1 && s.KW >= 1 && s.DH >= 1 && s.DW >= 1 {
+		halfWindowPad(op, p)
+	}
 	if err := s.Validate(); err != nil {
 		shapeErr(op, "input %v: %v", xs, err)
 	}
 	return s
+}
+
+// halfWindowPad refuses PyTorch's way a pad past half the effective
+// kernel size, dilation·(kernel−1)+1 (dilation 1 for average pooling), on
+// each side of each dimension: PyTorch's pools refuse it ("pad should be
+// at most half of effective kernel size"). The kernels compute wider
+// padding (interop/onnx runs ONNX's, which allows a pad up to the
+// kernel's size less one, through them), but a PyTorch model never has it.
+func halfWindowPad(op string, p PoolParams) {
+	for i, dim := range [2]string{"height", "width"} {
+		eff := p.Dilation[i]*(p.Kernel[i]-1) + 1
+		if pad := max(p.Pad[i], p.Pad[i+2]); pad > eff/2 {
+			shapeErr(op, "%s padding %d (pads %v: top, left, bottom, right) is past half the effective kernel size %d (kernel %d, dilation %d): pad should be at most %d, as in PyTorch",
+				dim, pad, p.Pad, eff, p.Kernel[i], p.Dilation[i], eff/2)
+		}
+	}
 }
 
 // MaxPool2d max-pools x [N,H,W,C].

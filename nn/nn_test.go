@@ -126,6 +126,29 @@ func TestLayerShapeErrorNamesLayer(t *testing.T) {
 	m.Layer1[0].Forward(ag.Constant(tensor.New(2, 5, 5, 3)))
 }
 
+// The pooling layers take PyTorch's padding rule (nn.MaxPool2d(3, 2, 2)
+// is refused at its first forward, as PyTorch's is): at most half the
+// window, here 1 for a 3×3 kernel.
+func TestPoolLayersRefusePaddingPastHalfTheWindow(t *testing.T) {
+	x := ag.Constant(tensor.New(1, 6, 6, 2))
+	for name, l := range map[string]nn.Layer{
+		"MaxPool2d": nn.NewMaxPool2d(3, 2, 2),
+		"AvgPool2d": nn.AvgPool2d{P: ag.PoolParams{Kernel: [2]int{3, 3}, Pad: [4]int{0, 2, 0, 2}}},
+	} {
+		func() {
+			defer func() {
+				if msg := fmt.Sprint(recover()); !strings.Contains(msg, name+": ") || !strings.Contains(msg, "pad should be at most 1") {
+					t.Errorf("%s, kernel 3, pad 2: %q; want a refusal giving the bound", name, msg)
+				}
+			}()
+			l.Forward(x)
+		}()
+	}
+	if y := nn.NewMaxPool2d(3, 2, 1).Forward(x); !slices.Equal(y.Data.Shape, []int{1, 3, 3, 2}) {
+		t.Errorf("kernel 3, pad 1: shape %v, want [1 3 3 2]", y.Data.Shape)
+	}
+}
+
 func TestSetTraining(t *testing.T) {
 	m := newTiny()
 	m.Hidden = nil

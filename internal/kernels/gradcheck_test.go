@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	kt "github.com/residual-nn/residual/internal/kernels/kernelstest"
@@ -193,6 +194,29 @@ func TestGradPool(t *testing.T) {
 			GlobalAvgPoolBackward(2, 15, 4, dy, dx)
 			return [][]float64{dx}
 		}})
+}
+
+// TestPoolShapePaddingAlone: Validate refuses a pad as wide as the
+// (dilated) window, where a window would hold padding alone (−Inf from max
+// pooling, 0/0 from an average leaving the padding out), on any side, and
+// takes one narrower (ONNX's rule, which interop/onnx runs here; autograd
+// takes PyTorch's half of the window).
+func TestPoolShapePaddingAlone(t *testing.T) {
+	base := PoolShape{N: 1, H: 4, W: 4, C: 1, KH: 2, KW: 3, SH: 1, SW: 1, DH: 2, DW: 1}
+	for _, c := range []struct {
+		pad [4]int // top, left, bottom, right
+		ok  bool
+	}{
+		{[4]int{2, 2, 2, 2}, true}, {[4]int{3, 0, 0, 0}, false}, {[4]int{0, 0, 3, 0}, false},
+		{[4]int{0, 3, 0, 0}, false}, {[4]int{0, 0, 0, 3}, false},
+	} {
+		s := base
+		s.PT, s.PL, s.PB, s.PR = c.pad[0], c.pad[1], c.pad[2], c.pad[3]
+		err := s.Validate()
+		if c.ok != (err == nil) || err != nil && !strings.Contains(err.Error(), "padding alone") {
+			t.Errorf("pads %v on a 3x3 window: %v; want ok %v or a refusal naming the padding", c.pad, err, c.ok)
+		}
+	}
 }
 
 func TestGradBatchNorm(t *testing.T) {

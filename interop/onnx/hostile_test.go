@@ -312,6 +312,10 @@ func TestBadAttributes(t *testing.T) {
 		{"MaxPool SAME stride 0", one("MaxPool", k, str("auto_pad", "SAME_LOWER"), ints("strides", 0, 1)), []int{1, 1, 4, 4}, "MaxPool: strides [0 1]: each must be at least 1"},
 		{"MaxPool pads of the kernel", one("MaxPool", k, ints("pads", 2, 0, 0, 0)), []int{1, 1, 4, 4}, "MaxPool: pads [2 0 0 0]: each must be smaller than the kernel_shape [2 2]"},
 		{"AveragePool pads beyond the kernel", one("AveragePool", k, ints("pads", 0, 0, 0, 3)), []int{1, 1, 4, 4}, "AveragePool: pads [0 0 0 3]: each must be smaller than the kernel_shape [2 2]"},
+		// ONNX (and ONNX Runtime) take pads past half the kernel that
+		// autograd's pools, like PyTorch's, refuse: the importer runs them.
+		{"MaxPool pads past half the kernel", one("MaxPool", ints("kernel_shape", 3, 3), ints("pads", 2, 2, 2, 2)), []int{1, 1, 4, 4}, "shape [1 1 6 6]"},
+		{"AveragePool pads past half the kernel", one("AveragePool", ints("kernel_shape", 3, 3), ints("pads", 2, 0, 2, 0)), []int{1, 1, 4, 4}, "shape [1 1 6 2]"},
 		{"AveragePool stride 0", one("AveragePool", k, ints("strides", 1, 0)), []int{1, 1, 4, 4}, "AveragePool: strides [1 0]: each must be at least 1"},
 		{"Gemm alpha of type INT", graph(13, map[string][]int{"b": {2, 2}}, node("Gemm", []string{"x", "b"}, []string{"y"}, iattr("alpha", 2))), []int{2, 2},
 			`node 0 (Gemm ""): attribute alpha is an INT; the operator reads a FLOAT`},

@@ -366,27 +366,40 @@ func opAdd(m *Model, at attrMap, args []*value) ([]*value, error) {
 	return []*value{floatValue(ag.Add(ag.Constant(a.f), ag.Constant(b.f)).Data)}, nil
 }
 
-func poolParams(op string, a attrMap, x *tensor.Tensor) (ag.PoolParams, error) {
+// poolShape reads a MaxPool's or AveragePool's attributes as the kernels'
+// geometry for an NHWC input of shape xs. ONNX takes pads up to the
+// kernel's size less one, as ONNX Runtime does (its own conformance cases
+// test_maxpool_2d_pads and test_averagepool_2d_pads pad a 3×3 kernel by 2),
+// past the half of the window that autograd's pools take from PyTorch, so
+// the importer runs the pooling kernels itself.
+func poolShape(op string, a attrMap, xs []int) (kernels.PoolShape, error) {
 	k := a.ints("kernel_shape", nil)
 	if len(k) != 2 {
-		return ag.PoolParams{}, fmt.Errorf("%s: kernel_shape %v; only 2-D pooling is supported", op, k)
+		return kernels.PoolShape{}, fmt.Errorf("%s: kernel_shape %v; only 2-D pooling is supported", op, k)
 	}
-	stride, dil, pad, err := geometry(op, a, [2]int{k[0], k[1]}, x.Shape[1], x.Shape[2])
+	stride, dil, pad, err := geometry(op, a, [2]int{k[0], k[1]}, xs[1], xs[2])
 	if err != nil {
-		return ag.PoolParams{}, err
+		return kernels.PoolShape{}, err
+	}
+	if op == "AveragePool" && dil != [2]int{1, 1} {
+		return kernels.PoolShape{}, fmt.Errorf("AveragePool: dilations %v not supported", dil)
 	}
 	// A window of padding alone has no maximum (−Inf) and no mean (NaN).
 	for i, p := range pad {
 		if p >= k[i%2] && a.str("auto_pad", "NOTSET") == "NOTSET" {
-			return ag.PoolParams{}, fmt.Errorf("%s: pads %v: each must be smaller than the kernel_shape %v", op, pad, k)
+			return kernels.PoolShape{}, fmt.Errorf("%s: pads %v: each must be smaller than the kernel_shape %v", op, pad, k)
 		}
 	}
-	return ag.PoolParams{Kernel: [2]int{k[0], k[1]}, Stride: stride, Dilation: dil, Pad: pad,
-		CeilMode: a.int("ceil_mode", 0) != 0, CountIncludePad: a.int("count_include_pad", 0) != 0}, nil
+	s := kernels.PoolShape{N: xs[0], H: xs[1], W: xs[2], C: xs[3], KH: k[0], KW: k[1],
+		SH: stride[0], SW: stride[1], DH: dil[0], DW: dil[1], PT: pad[0], PL: pad[1], PB: pad[2], PR: pad[3],
+		CeilMode: a.int("ceil_mode", 0) != 0, CountIncludePad: a.int("count_include_pad", 0) != 0}
+	if err := s.Validate(); err != nil {
+		return kernels.PoolShape{}, fmt.Errorf("%s: input %v (NHWC): %w", op, xs, err)
+	}
+	return s, nil
 }
 
 func opMaxPool(_ *Model, a attrMap, args []*value) ([]*value, error) {
-	wantIndices := a.outputs > 1
 	if err := need(args, 1, "MaxPool"); err != nil {
 		return nil, err
 	}
@@ -394,25 +407,19 @@ func opMaxPool(_ *Model, a attrMap, args []*value) ([]*value, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := poolParams("MaxPool", a, x)
+	s, err := poolShape("MaxPool", a, x.Shape)
 	if err != nil {
-		return nil, err
-	}
-	if !wantIndices {
-		return []*value{{f: ag.MaxPool2d(ag.Constant(x), p).Data, nhwc: true}}, nil
-	}
-	colMajor := a.int("storage_order", 0) != 0
-	// The Indices output: flat positions of the maxima in the NCHW input.
-	s := kernels.PoolShape{N: x.Shape[0], H: x.Shape[1], W: x.Shape[2], C: x.Shape[3], KH: p.Kernel[0], KW: p.Kernel[1],
-		SH: p.Stride[0], SW: p.Stride[1], DH: p.Dilation[0], DW: p.Dilation[1],
-		PT: p.Pad[0], PL: p.Pad[1], PB: p.Pad[2], PR: p.Pad[3], CeilMode: p.CeilMode}
-	if err := s.Validate(); err != nil {
 		return nil, err
 	}
 	y := tensor.New(s.N, s.OH(), s.OW(), s.C)
 	arg := make([]int32, y.Len())
 	kernels.MaxPoolForward(s, x.Data, y.Data, arg)
 	yv := &value{f: y, nhwc: true}
+	if a.outputs < 2 {
+		return []*value{yv}, nil
+	}
+	colMajor := a.int("storage_order", 0) != 0
+	// The Indices output: flat positions of the maxima in the NCHW input.
 	idx := &value{isInt: true, shape: yv.onnxShape(), ints: make([]int64, len(arg))}
 	oh, ow := s.OH(), s.OW()
 	for i, a := range arg { // i runs over NHWC outputs; write NCHW order
@@ -437,14 +444,13 @@ func opAvgPool(_ *Model, a attrMap, args []*value) ([]*value, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := poolParams("AveragePool", a, x)
+	s, err := poolShape("AveragePool", a, x.Shape)
 	if err != nil {
 		return nil, err
 	}
-	if p.Dilation != [2]int{1, 1} {
-		return nil, fmt.Errorf("AveragePool: dilations %v not supported", p.Dilation)
-	}
-	return []*value{{f: ag.AvgPool2d(ag.Constant(x), p).Data, nhwc: true}}, nil
+	y := tensor.New(s.N, s.OH(), s.OW(), s.C)
+	kernels.AvgPoolForward(s, x.Data, y.Data)
+	return []*value{{f: y, nhwc: true}}, nil
 }
 
 func opGlobalAvgPool(_ *Model, _ attrMap, args []*value) ([]*value, error) {
