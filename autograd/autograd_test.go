@@ -363,6 +363,38 @@ func TestPoolPaddingAtMostHalfTheWindow(t *testing.T) {
 	}
 }
 
+// A transposed convolution's output padding may reach max(stride,
+// dilation) − 1 in each dimension, as PyTorch's: one more is refused,
+// naming the dimension, the stride and the dilation (PyTorch's values for
+// the ones it takes are in TestTorchGoldenConvTransposeOutputPadding).
+func TestConvTransposeOutputPaddingBound(t *testing.T) {
+	x := ag.Constant(tensor.New(1, 3, 3, 2))
+	w := ag.Constant(tensor.New(2, 2, 3, 2))
+	for _, c := range []struct {
+		stride, dilation, op [2]int
+		want                 string // the refusal; "" for the output's shape
+	}{
+		{[2]int{1, 2}, [2]int{2, 1}, [2]int{1, 1}, ""},
+		{[2]int{1, 2}, [2]int{2, 1}, [2]int{2, 1}, "height output padding 2 (output padding [2 1]) must be at least 0 and smaller than the larger of the stride 1 and the dilation 2"},
+		{[2]int{1, 2}, [2]int{2, 1}, [2]int{1, 2}, "width output padding 2 (output padding [1 2]) must be at least 0 and smaller than the larger of the stride 2 and the dilation 1"},
+		{[2]int{1, 1}, [2]int{1, 1}, [2]int{0, -1}, "width output padding -1"},
+	} {
+		func() {
+			defer func() {
+				r := recover()
+				if c.want == "" && r != nil || c.want != "" && !strings.Contains(fmt.Sprint(r), "ConvTranspose2d: "+c.want) {
+					t.Errorf("stride %v, dilation %v, output padding %v: %v; want %q", c.stride, c.dilation, c.op, r, c.want)
+				}
+			}()
+			y := ag.ConvTranspose2d(x, w, nil, ag.ConvParams{Stride: c.stride, Dilation: c.dilation, OutputPadding: c.op})
+			// (3−1)·s + d·(2−1) + op + 1 each way
+			if want := []int{1, 2 + 2 + 1 + 1, 4 + 1 + 1 + 1, 3}; !slices.Equal(y.Data.Shape, want) {
+				t.Errorf("output padding %v: shape %v, want %v", c.op, y.Data.Shape, want)
+			}
+		}()
+	}
+}
+
 func TestNoGradTapeRecyclesAndRecordsNothing(t *testing.T) {
 	tape := ag.NewNoGradTape()
 	w := ag.Param(tensor.Full(1, 3, 3, 2, 2), "w")

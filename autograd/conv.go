@@ -13,7 +13,7 @@ type ConvParams struct {
 	Pad [4]int
 	// OutputPadding adds rows/columns at the bottom/right of a transposed
 	// convolution's output (PyTorch's output_padding); each must be
-	// smaller than the stride.
+	// smaller than the larger of its stride and dilation.
 	OutputPadding [2]int
 }
 
@@ -141,7 +141,9 @@ func convShape(op string, x, w, b *Value, p ConvParams) kernels.ConvShape {
 // ConvTranspose2d is the transposed convolution (PyTorch's ConvTranspose2d)
 // of x [N,H,W,IC] with w [KH,KW,OC,IC] (residual's layout for PyTorch's
 // [IC,OC,KH,KW]; see tensor.IOHWToHWOI) plus b [OC], giving
-// [N, (H−1)·s − pt − pb + d·(KH−1) + op + 1, …, OC].
+// [N, (H−1)·s − pt − pb + d·(KH−1) + op + 1, …, OC]. Each output padding
+// op must be below the larger of its stride and dilation, as in PyTorch;
+// the rows and columns it adds that no input reaches hold the bias.
 func ConvTranspose2d(x, w, b *Value, p ConvParams) *Value {
 	p = p.norm()
 	xs, ws := x.Data.Shape, w.Data.Shape
@@ -151,18 +153,31 @@ func ConvTranspose2d(x, w, b *Value, p ConvParams) *Value {
 	if b != nil && b.numel() != ws[2] {
 		shapeErr("ConvTranspose2d", "bias %v for weight %v", b.Data.Shape, ws)
 	}
-	for i := range 2 {
-		if p.OutputPadding[i] < 0 || p.OutputPadding[i] >= max(p.Stride[i], p.Dilation[i]) {
-			shapeErr("ConvTranspose2d", "output padding %v must be below stride %v or dilation %v", p.OutputPadding, p.Stride, p.Dilation)
+	for i, dim := range [2]string{"height", "width"} {
+		if op := p.OutputPadding[i]; op < 0 || op >= max(p.Stride[i], p.Dilation[i]) {
+			shapeErr("ConvTranspose2d", "%s output padding %d (output padding %v) must be at least 0 and smaller than the larger of the stride %d and the dilation %d, as in PyTorch",
+				dim, op, p.OutputPadding, p.Stride[i], p.Dilation[i])
 		}
 	}
 	oh := (xs[1]-1)*p.Stride[0] - p.Pad[0] - p.Pad[2] + p.Dilation[0]*(ws[0]-1) + p.OutputPadding[0] + 1
 	ow := (xs[2]-1)*p.Stride[1] - p.Pad[1] - p.Pad[3] + p.Dilation[1]*(ws[1]-1) + p.OutputPadding[1] + 1
 	// The equivalent forward convolution maps the output [oh,ow,OC] to the
-	// input [H,W,IC].
-	s := kernels.ConvShape{N: xs[0], H: oh, W: ow, C: ws[2], OC: ws[3], KH: ws[0], KW: ws[1],
+	// input [H,W,IC]: with a bottom pad pb' it has
+	// ⌊((H−1)·s + op − pb + pb')/s⌋ + 1 outputs, H for pb − op ≤ pb' <
+	// pb − op + s, and its windows do not depend on pb'. Where no pb' ≥ 0
+	// is below pb − op + s (op ≥ pb + s, which a dilation above the stride
+	// allows), the last op − pb − s + 1 rows, beyond every input's reach,
+	// are left out of it (trim) and hold zeros.
+	var trim [2]int
+	pad := p.Pad
+	for i := range 2 {
+		st, op, pb := p.Stride[i], p.OutputPadding[i], p.Pad[i+2]
+		trim[i] = max(op-pb-st+1, 0)
+		pad[i+2] = min(pb, pb-op+trim[i]+st-1)
+	}
+	s := kernels.ConvShape{N: xs[0], H: oh - trim[0], W: ow - trim[1], C: ws[2], OC: ws[3], KH: ws[0], KW: ws[1],
 		SH: p.Stride[0], SW: p.Stride[1], DH: p.Dilation[0], DW: p.Dilation[1],
-		PT: p.Pad[0], PL: p.Pad[1], PB: p.Pad[2], PR: p.Pad[3]}
+		PT: pad[0], PL: pad[1], PB: pad[2], PR: pad[3]}
 	if err := s.Validate(); err != nil || s.OH() != xs[1] || s.OW() != xs[2] {
 		shapeErr("ConvTranspose2d", "input %v, weight %v, params %+v give no valid output", xs, ws, p)
 	}
@@ -172,14 +187,31 @@ func ConvTranspose2d(x, w, b *Value, p ConvParams) *Value {
 		return y
 	}
 	pr := y.tape.Precision()
-	convBackwardData(pr, s, x.Data.Data, w.Data.Data, y.Data.Data)
+	if trim == [2]int{} {
+		convBackwardData(pr, s, x.Data.Data, w.Data.Data, y.Data.Data)
+	} else {
+		z := y.tape.alloc(s.N * s.H * s.W * s.C)
+		convBackwardData(pr, s, x.Data.Data, w.Data.Data, z)
+		kernels.CropBackward(s.N, oh, ow, s.C, 0, 0, s.H, s.W, z, y.Data.Data) // z at the top left, zeros past it
+		if y.tape != nil {
+			y.tape.release(z)
+		}
+	}
 	if b != nil {
 		kernels.BiasForward(y.Data.Data, b.Data.Data)
 	}
 	record(y, func() {
 		tp, dy := y.tape, y.Grad.Data
-		tp.contribute(x, func(dst []float32) { convForward(pr, s, dy, w.Data.Data, dst, kernels.ConvEpilogue[float32]{}) })
-		tp.contribute(w, func(dst []float32) { convBackwardWeight(pr, s, dy, x.Data.Data, dst) })
+		dz := dy
+		if trim != [2]int{} && (x.needsGrad || w.needsGrad) {
+			dz = tp.alloc(s.N * s.H * s.W * s.C)
+			kernels.CropForward(s.N, oh, ow, s.C, 0, 0, s.H, s.W, dy, dz)
+		}
+		tp.contribute(x, func(dst []float32) { convForward(pr, s, dz, w.Data.Data, dst, kernels.ConvEpilogue[float32]{}) })
+		tp.contribute(w, func(dst []float32) { convBackwardWeight(pr, s, dz, x.Data.Data, dst) })
+		if len(dz) != len(dy) {
+			tp.release(dz)
+		}
 		tp.contribute(b, func(dst []float32) { kernels.BiasBackward(dy, dst) })
 	}, x, w, b)
 	return y

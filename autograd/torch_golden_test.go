@@ -319,3 +319,16 @@ func TestTorchGoldenOpsExtra(t *testing.T) {
 		}
 	}
 }
+
+// TestTorchGoldenConvTransposeOutputPadding compares transposed
+// convolutions whose output padding is at least the stride (below the
+// dilation, which PyTorch allows) with PyTorch
+// (testdata/torch/gen_convtranspose_outpad.py): output and the gradients
+// of input, weight and bias, at goldenRtol. They panicked with "give no
+// valid output": the equivalent forward convolution had more outputs than
+// the input has rows.
+func TestTorchGoldenConvTransposeOutputPadding(t *testing.T) {
+	if seen := runGoldenOps(t, "../testdata/torch/convtranspose_outpad.json"); seen["conv_transpose2d"] != 4 {
+		t.Errorf("fixture has %d transposed convolutions, want 4", seen["conv_transpose2d"])
+	}
+}

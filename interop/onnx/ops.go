@@ -208,6 +208,12 @@ func convTransposeParams(a attrMap, in, k [2]int) (ag.ConvParams, error) {
 		for i := range 2 {
 			total := s[i]*(in[i]-1) + op[i] + (k[i]-1)*d[i] + 1 - outShape[i]
 			if total < 0 {
+				// Rows past the input's reach, as output padding: PyTorch
+				// and ONNX Runtime take fewer than max(stride, dilation).
+				if op[i]-total >= max(s[i], d[i]) {
+					return ag.ConvParams{}, fmt.Errorf("ConvTranspose: output_shape %v is %d past the %d that the input gives in spatial dimension %d: with output_padding %d, at most %d (max(stride %d, dilation %d) − 1)",
+						outShape, -total, outShape[i]+total, i, op[i], max(s[i], d[i])-1-op[i], s[i], d[i])
+				}
 				prm.OutputPadding[i] = op[i] - total
 				prm.Pad[i], prm.Pad[i+2] = 0, 0
 				continue

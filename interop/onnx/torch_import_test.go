@@ -151,3 +151,49 @@ func FuzzParse(f *testing.F) {
 		m.Run(in) // errors are fine; panics are not (Run recovers shape panics)
 	})
 }
+
+// TestImportConvTransposeOutputPaddingPastTheStride runs PyTorch's
+// transposed convolutions whose output padding is at least the stride
+// (below the dilation; testdata/torch/gen_convtranspose_outpad.py) as ONNX
+// ConvTranspose nodes and compares with PyTorch's outputs at 1e-5: they
+// were refused as giving "no valid output". ONNX Runtime 1.30 takes the
+// same bound (output_padding below max(stride, dilation)) but then fails
+// them too ("output_padding may be too large for stride").
+func TestImportConvTransposeOutputPaddingPastTheStride(t *testing.T) {
+	f, err := fixture.Load("../../testdata/torch/convtranspose_outpad.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Cases) != 4 {
+		t.Fatalf("%d cases, want 4", len(f.Cases))
+	}
+	for i, c := range f.Cases {
+		pair := func(name string) []int64 {
+			l := c.Attrs[name].([]any)
+			return []int64{int64(l[0].(float64)), int64(l[1].(float64))}
+		}
+		p := pair("pad")
+		in := []string{"x", "w"}
+		inits := []*onnxpb.TensorProto{encodeTensor("w", c.T("weight"))}
+		if c.Has("bias") {
+			in = append(in, "b")
+			inits = append(inits, encodeTensor("b", c.T("bias")))
+		}
+		g := &onnxpb.GraphProto{Input: []*onnxpb.ValueInfoProto{{Name: strPtr("x")}}, Output: []*onnxpb.ValueInfoProto{{Name: strPtr("y")}},
+			Initializer: inits, Node: []*onnxpb.NodeProto{node("ConvTranspose", in, []string{"y"}, ints("strides", pair("stride")...),
+				ints("pads", p[0], p[1], p[0], p[1]), ints("output_padding", pair("output_padding")...), ints("dilations", pair("dilation")...))}}
+		opset := int64(13)
+		m, err := Parse(mustMarshalModel(t, &onnxpb.ModelProto{Graph: g, OpsetImport: []*onnxpb.OperatorSetIdProto{{Version: &opset}}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := m.Run(map[string]*tensor.Tensor{"x": c.T("x")})
+		if err != nil {
+			t.Errorf("case %d %v: %v", i, c.Attrs, err)
+			continue
+		}
+		if err := fixture.Compare(out["y"], c.T("out"), 1e-5); err != nil {
+			t.Errorf("case %d %v: %v", i, c.Attrs, err)
+		}
+	}
+}

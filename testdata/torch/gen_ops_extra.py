@@ -32,6 +32,22 @@ torch.set_num_threads(2)
 OUT = os.path.dirname(os.path.abspath(__file__))
 
 
+def conv_transpose_cases(rows):
+    """Transposed convolutions, one case per row of (N, C, H, W, OC,
+    (kh, kw), stride, pad, output_padding, dilation, bias), drawing the
+    weight, bias and input in that order."""
+    cs = []
+    r = torch.randn
+    for (nb, c, h, w, oc, ks, st, p, op_, dl, bias) in rows:
+        params = {"weight": r(c, oc, *ks)}
+        if bias:
+            params["bias"] = r(oc)
+        cs.append(case("conv_transpose2d", dict(stride=list(st), pad=list(p), output_padding=list(op_), dilation=list(dl)),
+                       lambda x, weight, bias=None, st=st, p=p, op_=op_, dl=dl:
+                       F.conv_transpose2d(x, weight, bias, st, p, op_, 1, dl), {"x": r(nb, c, h, w)}, params))
+    return cs
+
+
 def cases():
     cs = []
     r = torch.randn
@@ -82,16 +98,10 @@ def cases():
             t, lft, b, rt = pads
             return F.conv2d(F.pad(x, (lft, rt, t, b)), weight, bias, st, 0, dl)
         cs.append(case("conv2d", dict(stride=list(st), dilation=list(dl), pads=pads), conv, {"x": r(nb, c, h, w)}, params))
-    for (nb, c, h, w, oc, ks, st, p, op_, dl, bias) in [
+    cs += conv_transpose_cases([
         (1, 2, 4, 3, 3, (3, 3), (2, 2), (1, 1), (1, 1), (2, 2), True),
         (1, 3, 3, 4, 2, (3, 2), (2, 1), (1, 0), (1, 0), (2, 1), False),
-    ]:
-        params = {"weight": r(c, oc, *ks)}
-        if bias:
-            params["bias"] = r(oc)
-        cs.append(case("conv_transpose2d", dict(stride=list(st), pad=list(p), output_padding=list(op_), dilation=list(dl)),
-                       lambda x, weight, bias=None, st=st, p=p, op_=op_, dl=dl:
-                       F.conv_transpose2d(x, weight, bias, st, p, op_, 1, dl), {"x": r(nb, c, h, w)}, params))
+    ])
     # Max pooling with dilation, and with a rectangular kernel and stride.
     for ks, st, p, dl, ceil in [((3, 3), (2, 2), (1, 1), (2, 2), False), ((3, 3), (2, 2), (1, 1), (2, 2), True),
                                 ((2, 3), (1, 2), (0, 1), (1, 1), False)]:
