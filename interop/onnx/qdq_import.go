@@ -18,7 +18,8 @@ import (
 // (NHWC), ready for checkpoint.WriteInt8.
 //
 // It reads what ExportInt8 writes, and the QDQ form of ONNX Runtime's
-// quantize_static (per-channel int8 weights, u8 activations): each Conv or
+// quantize_static (per-channel int8 weights, u8 activations: a
+// QuantizeLinear's output_dtype, where given, is UINT8): each Conv or
 // Gemm must read DequantizeLinear of its input (u8) and of an INT8 weight
 // initializer (per output channel on axis 0, or one scale; zero points
 // 0), and of an INT32 bias whose scale is the input's times the weight's
@@ -32,7 +33,9 @@ import (
 // which changes the result by at most half a step of that dropped
 // quantization. Layers are matched to net's by their weight names
 // (state-dict names, as both exporters keep them) or else in order, and
-// must have net's shapes and geometry. Every other activation's scale must
+// must have net's shapes and geometry. An unfolded batch norm is a Mul and
+// an Add or a BatchNormalization in inference mode (training_mode 0, one
+// output). Every other activation's scale must
 // be the one residual's int8 graph derives for it (max pooling, global
 // pooling and reshapes keep their input's): a graph that requantizes
 // elsewhere is refused, naming the value. The operations that keep the
@@ -121,7 +124,7 @@ var qdqAttrTypes = map[string]onnxpb.AttributeProto_AttributeType{
 	"dilations": onnxpb.AttributeProto_INTS, "perm": onnxpb.AttributeProto_INTS,
 	"group": onnxpb.AttributeProto_INT, "transA": onnxpb.AttributeProto_INT, "transB": onnxpb.AttributeProto_INT,
 	"ceil_mode": onnxpb.AttributeProto_INT, "storage_order": onnxpb.AttributeProto_INT, "axis": onnxpb.AttributeProto_INT,
-	"allowzero": onnxpb.AttributeProto_INT, "training_mode": onnxpb.AttributeProto_INT,
+	"allowzero": onnxpb.AttributeProto_INT, "training_mode": onnxpb.AttributeProto_INT, "output_dtype": onnxpb.AttributeProto_INT,
 	"alpha": onnxpb.AttributeProto_FLOAT, "beta": onnxpb.AttributeProto_FLOAT, "epsilon": onnxpb.AttributeProto_FLOAT,
 	"auto_pad": onnxpb.AttributeProto_STRING, "mode": onnxpb.AttributeProto_STRING,
 }
@@ -566,6 +569,15 @@ func (im *qdqImporter) readAffine(n *onnxpb.NodeProto, op quant.Op) error {
 	if n.GetOpType() == "BatchNormalization" {
 		if len(n.Input) != 5 {
 			return fmt.Errorf("%d inputs, want 5", len(n.Input))
+		}
+		// Training mode normalises by the batch's statistics (and writes
+		// running ones); the int8 graph's batch norm is the fixed affine
+		// map of the stored mean and variance.
+		if m := attrs(n).int("training_mode", 0); m != 0 {
+			return fmt.Errorf("training_mode %d: it normalises by each batch's statistics; residual's int8 graph applies the stored mean and variance (training_mode 0)", m)
+		}
+		if slices.ContainsFunc(n.Output[1:], func(o string) bool { return o != "" }) {
+			return fmt.Errorf("outputs %q: a batch norm's statistics are outputs only in training mode; residual's int8 graph has one output", n.Output[1:])
 		}
 		var p [4][]float32
 		for i := range p {
@@ -1152,6 +1164,11 @@ func (im *qdqImporter) scalarParams(n *onnxpb.NodeProto) (quant.QParams, error) 
 	}
 	if !(s[0] > 0) || math.IsInf(float64(s[0]), 0) {
 		return quant.QParams{}, fmt.Errorf("%s %q: scale %v (want finite and positive)", n.GetOpType(), n.GetName(), s[0])
+	}
+	// Opset 21's output_dtype sets the type a QuantizeLinear without a
+	// zero point gives (UINT8 by default).
+	if dt := onnxpb.TensorProto_DataType(attrs(n).int("output_dtype", 0)); n.GetOpType() == "QuantizeLinear" && dt != 0 && dt != onnxpb.TensorProto_UINT8 {
+		return quant.QParams{}, fmt.Errorf("%s %q: output_dtype %s; residual's activations are UINT8", n.GetOpType(), n.GetName(), dt)
 	}
 	p := quant.QParams{Scale: float64(s[0])}
 	if len(n.Input) > 2 && n.Input[2] != "" {

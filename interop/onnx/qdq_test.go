@@ -804,6 +804,75 @@ func TestQDQImportRefusesOtherComputations(t *testing.T) {
 			return []string{fmt.Sprintf("reads %q, the output of QuantizeLinear", n.Input[0]), fmt.Sprintf("reads value 2 (%q) there", n.Output[0])}
 		}},
 	}
+	// toBN writes the first unfolded batch norm (Mul, Add) as the
+	// BatchNormalization of the same map (mean 0, variance 1, epsilon 0)
+	// with the given attributes and outputs after its first.
+	toBN := func(g *onnxpb.GraphProto, extra []string, attrs ...*onnxpb.AttributeProto) *onnxpb.NodeProto {
+		mul := nodeOf(t, g, "Mul", 0)
+		var add *onnxpb.NodeProto
+		for _, n := range g.Node {
+			if n.GetOpType() == "Add" && n.Input[0] == mul.Output[0] {
+				add = n
+			}
+		}
+		if add == nil {
+			t.Fatal("test premise: the Mul is not followed by an Add")
+		}
+		c := 0
+		for _, in := range g.Initializer { // BatchNormalization's are 1-D, [C]
+			if name := in.GetName(); name == mul.Input[1] || name == add.Input[1] {
+				v := proto.Clone(in).(*onnxpb.TensorProto)
+				c = len(v.RawData) / 4
+				v.Name, v.Dims = proto.String("bn_"+name), []int64{int64(c)}
+				g.Initializer = append(g.Initializer, v)
+			}
+		}
+		dims := []int64{int64(c)}
+		g.Initializer = append(g.Initializer, float32Init("bn_mean", dims, make([]float32, c)), float32Init("bn_var", dims, slices.Repeat([]float32{1}, c)))
+		bn := &onnxpb.NodeProto{OpType: proto.String("BatchNormalization"), Name: proto.String("bn"), Input: []string{mul.Input[0], "bn_" + mul.Input[1], "bn_" + add.Input[1], "bn_mean", "bn_var"},
+			Output: append([]string{add.Output[0]}, extra...), Attribute: append([]*onnxpb.AttributeProto{floatAttr("epsilon", 0)}, attrs...)}
+		var out []*onnxpb.NodeProto
+		for _, n := range g.Node {
+			switch n {
+			case mul:
+				out = append(out, bn)
+			case add:
+			default:
+				out = append(out, n)
+			}
+		}
+		g.Node = out
+		return bn
+	}
+	pre := []variant{
+		{"BatchNormalization for the Mul and Add", func(g *onnxpb.GraphProto) []string {
+			toBN(g, nil, intAttr("training_mode", 0))
+			return nil
+		}},
+		{"BatchNormalization in training mode", func(g *onnxpb.GraphProto) []string {
+			toBN(g, nil, intAttr("training_mode", 1))
+			return []string{`BatchNormalization "bn": training_mode 1: it normalises by each batch's statistics`}
+		}},
+		{"BatchNormalization with running statistics", func(g *onnxpb.GraphProto) []string {
+			toBN(g, []string{"running_mean", "running_var"})
+			return []string{`BatchNormalization "bn": outputs ["running_mean" "running_var"]: a batch norm's statistics are outputs only in training mode`}
+		}},
+		{"QuantizeLinear to UINT8 by output_dtype", func(g *onnxpb.GraphProto) []string {
+			q := nodeOf(t, g, "QuantizeLinear", 0)
+			q.Attribute = append(q.Attribute, intAttr("output_dtype", int64(onnxpb.TensorProto_UINT8)))
+			return nil
+		}},
+		{"QuantizeLinear to INT8 by output_dtype", func(g *onnxpb.GraphProto) []string {
+			q := nodeOf(t, g, "QuantizeLinear", 1)
+			q.Attribute = append(q.Attribute, intAttr("output_dtype", int64(onnxpb.TensorProto_INT8)))
+			return []string{fmt.Sprintf("QuantizeLinear %q: output_dtype INT8; residual's activations are UINT8", q.GetName())}
+		}},
+		{"QuantizeLinear output_dtype of type FLOAT", func(g *onnxpb.GraphProto) []string {
+			q := nodeOf(t, g, "QuantizeLinear", 0)
+			q.Attribute = append(q.Attribute, floatAttr("output_dtype", 2))
+			return []string{fmt.Sprintf("QuantizeLinear %q: attribute output_dtype is a FLOAT; the operator reads an INT", q.GetName())}
+		}},
+	}
 	pn := []variant{
 		{"as exported", func(*onnxpb.GraphProto) []string { return nil }},
 		{"Pad by other pads", func(g *onnxpb.GraphProto) []string {
@@ -861,7 +930,7 @@ func TestQDQImportRefusesOtherComputations(t *testing.T) {
 	for _, c := range []struct {
 		c  exportCase
 		vs []variant
-	}{{cases[0], r20}, {cases[2], r18}} {
+	}{{cases[0], r20}, {cases[1], pre}, {cases[2], r18}} {
 		t.Run(c.c.name, func(t *testing.T) {
 			run(t, quantizeCase(t, c.c), func() nn.Layer {
 				net, err := models.Build(c.c.cfg, tensor.NewRNG(9))
