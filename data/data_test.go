@@ -404,7 +404,7 @@ func TestLoaderRefusesBadArguments(t *testing.T) {
 		{"label outside the classes", &Loader{Data: label, Batch: 1}, 0, "label 2"},
 		{"one mean for 3 channels", &Loader{Data: rgb, Batch: 1, Normalisation: transform.Normalisation{Mean: []float64{0.5}, Std: []float64{1, 1, 1}}}, 0, "3 channels"},
 		{"one std for 3 channels", &Loader{Data: rgb, Batch: 1, Normalisation: transform.Normalisation{Std: []float64{0.5}}}, 0, "3 channels"},
-		{"huge pad", &Loader{Data: set(), Batch: 1, Augment: Augment{Pad: 1 << 62}}, 0, "pad 4611686018427387904 outside [0, 64]"},
+		{"huge pad", &Loader{Data: set(), Batch: 1, Augment: Augment{Pad: min(1<<62, math.MaxInt)}}, 0, fmt.Sprintf("pad %d outside [0, 64]", min(1<<62, math.MaxInt))},
 		{"pad over MaxPad", &Loader{Data: set(), Batch: 1, Augment: Augment{Pad: MaxPad + 1}}, 0, "pad 65"},
 		{"negative pad", &Loader{Data: set(), Batch: 1, Augment: Augment{Pad: -1}}, 0, "pad -1"},
 		// Normalisations that make every input infinite or NaN (the batches
@@ -499,7 +499,7 @@ func TestOpenChannels(t *testing.T) {
 // a makeslice panic; 2,000 an attempt at 80 GB), and the sides the
 // valid-convolution U-Net needs (188 and up) are not.
 func TestOpenCanvasSide(t *testing.T) {
-	if s := maxCanvasSide(10000); s != 463 || 2*10000*s*s > 4<<30 || 2*10000*(s+1)*(s+1) <= 4<<30 {
+	if s := int64(maxCanvasSide(10000)); s != 463 || 2*10000*s*s > 4<<30 || 2*10000*(s+1)*(s+1) <= 4<<30 {
 		t.Errorf("maxCanvasSide(10000) = %d", s)
 	}
 	for _, side := range []string{"464", "9999999"} {
@@ -515,7 +515,7 @@ func TestOpenCanvasSide(t *testing.T) {
 // TestCheckSizes: Check refuses sizes whose product would overflow, and a
 // folder's files in other than 1 or 3 channels (Pixels has no other).
 func TestCheckSizes(t *testing.T) {
-	huge := &Dataset{H: 1 << 31, W: 1 << 31, C: 4, Labels: []int32{0}, Classes: []string{"a"}}
+	huge := &Dataset{H: min(1<<31, math.MaxInt), W: min(1<<31, math.MaxInt), C: 4, Labels: []int32{0}, Classes: []string{"a"}}
 	if err := huge.Check(); err == nil || !strings.Contains(err.Error(), "image size") {
 		t.Errorf("%dx%dx%d images: %v", huge.H, huge.W, huge.C, err)
 	}

@@ -12,9 +12,9 @@ import (
 func ExampleCheckImage() {
 	fmt.Println(limits.CheckImage("photo.png", 4000, 3000))
 	fmt.Println(limits.CheckImage("photo.png", 70000, 10))
-	fmt.Println(limits.CheckElements("conv1.weight", 1<<40, 1<<40))
+	fmt.Println(limits.CheckElements("conv1.weight", 1<<30, 1<<30, 1<<30))
 	// Output:
 	// <nil>
 	// photo.png: image of 70000×10 pixels has a side over 65536 (limits.ImageSide)
-	// conv1.weight: shape [1099511627776 1099511627776] holds more than 268435456 values (limits.TensorElements)
+	// conv1.weight: shape [1073741824 1073741824 1073741824] holds more than 268435456 values (limits.TensorElements)
 }

@@ -7,6 +7,7 @@ import (
 	"image"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -78,11 +79,11 @@ func TestConfigRefused(t *testing.T) {
 	}{
 		{Config{Repository: dir, PollInterval: -time.Second, Open: open}, "PollInterval"},
 		{Config{MaxBatch: -5}, "MaxBatch"},
-		{Config{MaxBatch: 1 << 40}, "MaxBatch"},
+		{Config{MaxBatch: min(1<<40, math.MaxInt)}, "MaxBatch"},
 		{Config{Timeout: -time.Second}, "Timeout"},
 		{Config{MaxDelay: -time.Millisecond}, "MaxDelay"},
 		{Config{MaxQueue: -1}, "MaxQueue"},
-		{Config{MaxQueue: 1 << 40}, "MaxQueue"},
+		{Config{MaxQueue: min(1<<40, math.MaxInt)}, "MaxQueue"},
 		{Config{Instances: -2}, "Instances"},
 		{Config{Instances: 1 << 30}, "Instances"},
 		{Config{MaxBodyBytes: -1}, "MaxBodyBytes"},

@@ -210,8 +210,12 @@ type convGeom struct {
 	// row3 holds, when the interior runs the row-of-three kernels, the
 	// tables of their left taps, one pair per kernel row: row3[ri·len(blocks)+bi].
 	row3   [][]int
-	border []int // the other runs' columns, as run<<32 | column
+	border []borderColumn // the other runs' columns
 }
+
+// borderColumn is an output column outside the interior and the column run
+// it lies in.
+type borderColumn struct{ run, col int }
 
 // table returns the tap table of row run ri, column run ci and block bi.
 func (g *convGeom) table(ri, ci, bi, nblocks int) []int {
@@ -297,7 +301,7 @@ func (p *convPlan) geometry() *convGeom {
 	for i, c := range g.runs {
 		if i != g.main {
 			for o := c.o0; o < c.o0+c.n; o++ {
-				g.border = append(g.border, i<<32|o)
+				g.border = append(g.border, borderColumn{i, o})
 			}
 		}
 	}
@@ -380,14 +384,14 @@ func (p *convPlan) run(x, y []float32) {
 		}
 	}
 	mainRow := func(n, r, bi int) { mainRowSpan(n, r, bi, cm.o0, cm.n) }
-	borderColumn := func(n, bc, bi int) {
+	borderCol := func(n int, bc borderColumn, bi int) {
 		b := p.blocks[bi]
-		o := bc & (1<<32 - 1)
+		o := bc.col
 		for ri, rr := range rowRuns {
-			tb := g.table(ri, bc>>32, bi, nbl)
+			tb := g.table(ri, bc.run, bi, nbl)
 			for r, left := rr.o0, rr.n; left > 0; {
 				mr, t := equalTiles(left, p.k.maxConv[b.vi])
-				tile(p.k.conv[b.vi][mr-1], b, tb, g.ic[bc>>32], n, r, o, true, t)
+				tile(p.k.conv[b.vi][mr-1], b, tb, g.ic[bc.run], n, r, o, true, t)
 				r, left = r+t*mr, left-t*mr
 			}
 		}
@@ -412,10 +416,10 @@ func (p *convPlan) run(x, y []float32) {
 			}
 		}
 	}
-	borders := func(n int, columns []int) {
+	borders := func(n int, columns []borderColumn) {
 		for _, bc := range columns {
 			for bi := range p.blocks {
-				borderColumn(n, bc, bi)
+				borderCol(n, bc, bi)
 			}
 		}
 	}

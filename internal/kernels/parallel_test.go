@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"math"
 	"runtime"
 	"runtime/metrics"
 	"slices"
@@ -190,7 +191,7 @@ func TestSetThreadsCapsLoops(t *testing.T) {
 	if got := threads(); got != 2 {
 		t.Errorf("a negative cap: threads() = %d, want GOMAXPROCS's 2", got)
 	}
-	SetThreads(1<<32 + 1) // past int32: no cap, not a cap of 1
+	SetThreads(min(1<<32+1, math.MaxInt)) // past int32 (where int is wider): no cap, not a cap of 1
 	if got := threads(); got != 2 {
 		t.Errorf("a cap of 2³²+1: threads() = %d, want GOMAXPROCS's 2", got)
 	}
