@@ -29,9 +29,14 @@ func New(shape ...int) *Tensor {
 }
 
 // FromData wraps data in a tensor of the given shape. It returns an error if
-// the number of values does not match the shape.
+// a dimension is negative, the shape holds more elements than an int counts,
+// or the number of values does not match the shape.
 func FromData(data []float32, shape ...int) (*Tensor, error) {
-	if n := NumElements(shape); n != len(data) {
+	n, err := elements(shape)
+	if err != nil {
+		return nil, err
+	}
+	if n != len(data) {
 		return nil, fmt.Errorf("tensor: %d values do not fill shape %v (%d elements)", len(data), shape, n)
 	}
 	return &Tensor{Shape: append([]int(nil), shape...), Data: data}, nil
@@ -56,16 +61,40 @@ func Full(v float32, shape ...int) *Tensor {
 	return t
 }
 
-// NumElements returns the product of the dimensions of shape (1 for a scalar).
+// NumElements returns the product of the dimensions of shape (1 for a
+// scalar). It panics on a negative dimension and on a product that
+// overflows an int, where it would otherwise return a wrong count.
 func NumElements(shape []int) int {
+	n, err := elements(shape)
+	if err != nil {
+		panic(err.Error())
+	}
+	return n
+}
+
+// elements is NumElements returning its error: a negative dimension, or a
+// product that overflows an int (a shape with a zero dimension has none,
+// whatever the others).
+func elements(shape []int) (int, error) {
 	n := 1
 	for _, d := range shape {
 		if d < 0 {
-			panic(fmt.Sprintf("tensor: negative dimension in shape %v", shape))
+			return 0, fmt.Errorf("tensor: negative dimension in shape %v", shape)
+		}
+		if d == 0 {
+			n = 0
+		}
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	for _, d := range shape {
+		if n > math.MaxInt/d {
+			return 0, fmt.Errorf("tensor: shape %v holds more elements than an int counts", shape)
 		}
 		n *= d
 	}
-	return n
+	return n, nil
 }
 
 // Len returns the number of elements.

@@ -61,3 +61,41 @@ func TestShapeChecks(t *testing.T) {
 	}()
 	New(2, 3).Reshape(4, 2)
 }
+
+// FromData is where a shape from outside (a file, a request) becomes a
+// tensor: a negative dimension, or one whose product overflows and so
+// "matches" a short slice, is an error, not a panic or a tensor whose
+// shape lies about its data.
+func TestFromDataRefusesImpossibleShapes(t *testing.T) {
+	for _, c := range []struct {
+		data  []float32
+		shape []int
+	}{
+		{[]float32{1, 2, 3}, []int{-1, -3}},
+		{nil, []int{2, -1}},
+		{nil, []int{1 << 32, 1 << 32}},            // 2^64 wraps to 0
+		{make([]float32, 4), []int{1<<62 + 1, 4}}, // 2^64+4 wraps to 4
+	} {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("FromData(%d values, %v) panicked: %v", len(c.data), c.shape, r)
+				}
+			}()
+			if x, err := FromData(c.data, c.shape...); err == nil {
+				t.Errorf("FromData(%d values, %v) = %v, want an error", len(c.data), c.shape, x.Shape)
+			}
+		}()
+	}
+	if x, err := FromData(nil, 1<<40, 0, 1<<40); err != nil || x.Len() != 0 {
+		t.Errorf("FromData(nil, [2^40 0 2^40]) = %v, %v; a zero dimension makes an empty tensor", x, err)
+	}
+	func() {
+		defer func() {
+			if r := recover(); r == nil {
+				t.Error("NumElements of an overflowing shape did not panic")
+			}
+		}()
+		NumElements([]int{1 << 32, 1 << 32})
+	}()
+}
