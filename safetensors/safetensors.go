@@ -435,6 +435,8 @@ func halfToFloat(h uint16) float32 {
 }
 
 // Encode serialises float32 tensors (as F32, in name order) and metadata.
+// A nil tensor, a shape its values do not fill and the reserved name
+// "__metadata__" are errors.
 func Encode(tensors map[string]*tensor.Tensor, metadata map[string]string) ([]byte, error) {
 	return EncodeDtypes(tensors, nil, metadata)
 }
@@ -466,8 +468,11 @@ func EncodeDtypes(tensors map[string]*tensor.Tensor, dtypes, metadata map[string
 	var off int64
 	for _, k := range names {
 		t := tensors[k]
-		if tensor.NumElements(t.Shape) != len(t.Data) {
-			return nil, fmt.Errorf("safetensors: tensor %q: %d values for shape %v", k, len(t.Data), t.Shape)
+		if t == nil {
+			return nil, fmt.Errorf("safetensors: tensor %q is nil", k)
+		}
+		if _, err := tensor.FromData(t.Data, t.Shape...); err != nil { // the shape's checks, without a panic
+			return nil, fmt.Errorf("safetensors: tensor %q: %w", k, err)
 		}
 		shape := t.Shape
 		if shape == nil {

@@ -393,3 +393,26 @@ func TestHalfToFloat(t *testing.T) {
 		t.Error("infinity or NaN not kept")
 	}
 }
+
+// What a caller hands Encode (and Write, and a checkpoint's optimizer
+// state) is checked, not trusted: a nil tensor or an impossible shape is
+// an error naming the tensor, never a panic.
+func TestEncodeRefusesBadTensors(t *testing.T) {
+	for name, tensors := range map[string]map[string]*tensor.Tensor{
+		"nil":      {"w": nil},
+		"negative": {"w": {Shape: []int{-1, -1}, Data: []float32{1}}},
+		"short":    {"w": {Shape: []int{2, 2}, Data: []float32{1}}},
+		"overflow": {"w": {Shape: []int{1 << 32, 1 << 32}}},
+	} {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("%s: Encode panicked: %v", name, r)
+				}
+			}()
+			if _, err := Encode(tensors, nil); err == nil || !strings.Contains(err.Error(), `"w"`) {
+				t.Errorf("%s: Encode error %v, want one naming tensor \"w\"", name, err)
+			}
+		}()
+	}
+}
