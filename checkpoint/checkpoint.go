@@ -370,8 +370,11 @@ func Load(path string) (*Checkpoint, error) {
 }
 
 // FromFile rebuilds a checkpoint from a decoded safetensors file (Load
-// without the reading).
+// without the reading). A nil file is an error.
 func FromFile(f *safetensors.File) (*Checkpoint, error) {
+	if f == nil {
+		return nil, errors.New("checkpoint: no file (nil)")
+	}
 	meta, err := decodeMeta(f.Metadata)
 	if err != nil {
 		return nil, err

@@ -369,3 +369,19 @@ func TestMetaProps(t *testing.T) {
 		t.Errorf("malformed classes: ok %v, %v", ok, err)
 	}
 }
+
+// FromFile and IsInt8 take a decoded file from the caller: a nil one is an
+// error (not an int8 file), never a nil dereference.
+func TestFromFileNil(t *testing.T) {
+	defer func() {
+		if r := recover(); r != nil {
+			t.Fatalf("panicked on a nil file: %v", r)
+		}
+	}()
+	if checkpoint.IsInt8(nil) {
+		t.Error("IsInt8(nil) = true")
+	}
+	if c, err := checkpoint.FromFile(nil); err == nil || c != nil {
+		t.Errorf("FromFile(nil) = %v, %v; want an error", c, err)
+	}
+}

@@ -100,7 +100,7 @@ func WriteInt8(path string, q *quant.Model, meta Meta) error {
 }
 
 // IsInt8 reports whether a decoded file is an int8 checkpoint.
-func IsInt8(f *safetensors.File) bool { return f.Metadata[precisionKey] == "int8" }
+func IsInt8(f *safetensors.File) bool { return f != nil && f.Metadata[precisionKey] == "int8" }
 
 // fromInt8 rebuilds an int8 checkpoint: the model built from its config
 // (float weights untouched, batch norms folded: the structure the int8
