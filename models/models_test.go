@@ -284,3 +284,29 @@ func TestParamEstimate(t *testing.T) {
 		}
 	}
 }
+
+// The families' constructors, called directly rather than through Build,
+// refuse a nil RNG with an error as Build does (they panicked in the first
+// layer's initialisation).
+func TestFamilyNewNilRNG(t *testing.T) {
+	rc, err := resnet.Preset("resnet20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, build := range map[string]func() error{
+		"resnet": func() error { _, err := resnet.New(rc, nil); return err },
+		"unet":   func() error { _, err := unet.New(unet.Padded(), nil); return err },
+		"mlp":    func() error { _, err := mlp.New(mlp.Config{In: 2, Out: 2, Width: 4, Depth: 1}, nil); return err },
+	} {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("%s.New(c, nil) panicked: %v", name, r)
+				}
+			}()
+			if err := build(); err == nil || !strings.Contains(err.Error(), "no RNG") {
+				t.Errorf("%s.New(c, nil): error %v, want one saying there is no RNG", name, err)
+			}
+		}()
+	}
+}

@@ -4,6 +4,7 @@
 package mlp
 
 import (
+	"errors"
 	"fmt"
 	"math"
 
@@ -63,10 +64,14 @@ type Net struct {
 	Config Config `nn:"-"`
 }
 
-// New builds a network; it returns an error for a config that makes none.
+// New builds a network initialised from rng (Config.Init); a config that
+// makes none (a size below 1, an unknown Init) and a nil rng are errors.
 func New(c Config, rng *tensor.RNG) (*Net, error) {
 	if c.In < 1 || c.Out < 1 || c.Width < 1 || c.Depth < 0 {
 		return nil, fmt.Errorf("mlp: sizes must be positive: %+v", c)
+	}
+	if rng == nil {
+		return nil, errors.New("mlp: no RNG for the initial weights (nil; tensor.NewRNG(seed) makes one)")
 	}
 	if c.Init == "" {
 		c.Init = "he"

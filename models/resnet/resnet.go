@@ -9,6 +9,7 @@
 package resnet
 
 import (
+	"errors"
 	"fmt"
 
 	ag "github.com/residual-nn/residual/autograd"
@@ -208,10 +209,14 @@ func (c Config) Validate() error {
 
 // New builds the network with torchvision's initialisation: He normal
 // (fan-out) convolutions, BN γ = 1 and β = 0, PyTorch's default for the
-// classifier.
+// classifier, drawn from rng. A config that Validate refuses and a nil rng
+// are errors.
 func New(c Config, rng *tensor.RNG) (*Net, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
+	}
+	if rng == nil {
+		return nil, errors.New("resnet: no RNG for the initial weights (nil; tensor.NewRNG(seed) makes one)")
 	}
 	pre := c.Ordering == PreActivation || c.Ordering == ReLUOnlyPreAct
 	n := &Net{Config: c}

@@ -14,6 +14,7 @@
 package unet
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -58,10 +59,14 @@ type Net struct {
 }
 
 // New builds a U-Net; convolutions get He normal (fan-out)
-// initialisation, up-convolutions and the head PyTorch's default.
+// initialisation, up-convolutions and the head PyTorch's default, drawn
+// from rng. A size below 1 and a nil rng are errors.
 func New(c Config, rng *tensor.RNG) (*Net, error) {
 	if c.InChannels < 1 || c.Classes < 1 || c.Depth < 1 || c.Base < 1 {
 		return nil, fmt.Errorf("unet: sizes must be positive: %+v", c)
+	}
+	if rng == nil {
+		return nil, errors.New("unet: no RNG for the initial weights (nil; tensor.NewRNG(seed) makes one)")
 	}
 	n := &Net{Config: c}
 	ch := c.InChannels
