@@ -37,6 +37,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/residual-nn/residual/internal/typednil"
 	"github.com/residual-nn/residual/limits"
 )
 
@@ -150,10 +151,14 @@ func RemoveEventFiles(dir string) error {
 // NewWriterTo writes events to w instead of a file, taking each event's
 // wall time from clock (time.Now if nil): for tests that need the same
 // bytes every run, and for callers with their own storage. It writes the
-// file-version event into its buffer; Flush sends it to w.
+// file-version event into its buffer; Flush sends it to w. With a nil w
+// every call returns an error saying so.
 func NewWriterTo(w io.Writer, clock func() time.Time) *Writer {
 	if clock == nil {
 		clock = time.Now
+	}
+	if typednil.Is(w) {
+		return &Writer{path: "event stream", err: errors.New("tensorboard: NewWriterTo: no io.Writer (nil)"), clock: clock}
 	}
 	return newWriter(w, "event stream", clock)
 }
@@ -288,10 +293,14 @@ func (w *Writer) ImagePNG(tag string, step int64, encoded []byte) error {
 	return w.summaryEvent(step, vals)
 }
 
-// Image encodes img as PNG and writes it for tag at step.
+// Image encodes img as PNG and writes it for tag at step. A nil img is an
+// error.
 func (w *Writer) Image(tag string, step int64, img image.Image) error {
 	if err := checkTag(tag); err != nil {
 		return err
+	}
+	if typednil.Is(img) {
+		return fmt.Errorf("tensorboard: image %q is nil", tag)
 	}
 	var b bytes.Buffer
 	if err := png.Encode(&b, img); err != nil {

@@ -451,6 +451,32 @@ func TestErrors(t *testing.T) {
 	}
 }
 
+// A nil image, or a Writer given no io.Writer, is an error, not a panic
+// (png.Encode, and the first Flush, dereferenced them).
+func TestNilInputs(t *testing.T) {
+	defer func() {
+		if r := recover(); r != nil {
+			t.Fatalf("panicked: %v", r)
+		}
+	}()
+	w := NewWriterTo(&bytes.Buffer{}, fixedClock())
+	var g *image.Gray
+	for _, img := range []image.Image{nil, g} {
+		if err := w.Image("img", 1, img); err == nil || !strings.Contains(err.Error(), `image "img" is nil`) {
+			t.Errorf("Image(%T nil): error %v", img, err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Errorf("Flush after a refused nil image: %v", err)
+	}
+	nw := NewWriterTo(nil, nil)
+	for name, err := range map[string]error{"Scalar": nw.Scalar("x", 1, 1), "Flush": nw.Flush(), "Close": nw.Close()} {
+		if err == nil || !strings.Contains(err.Error(), "no io.Writer") {
+			t.Errorf("%s on NewWriterTo(nil): error %v, want one saying there is no io.Writer", name, err)
+		}
+	}
+}
+
 // TestFlushInterval checks that events reach the io.Writer without Flush
 // once FlushInterval has passed since the last flush, and not before.
 func TestFlushInterval(t *testing.T) {
