@@ -3,10 +3,16 @@ package distributed
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/residual-nn/residual/internal/typednil"
 )
+
+// errNoComm is what the functions that take a Comm return for a nil one.
+var errNoComm = errors.New("distributed: no Comm (nil; Init or NewGroup makes one)")
 
 // CheckSame fails, on every rank alike, unless every rank of c holds the
 // same value: the start-up check that the ranks agree on the model
@@ -16,6 +22,9 @@ import (
 // that differ and shows what differs. With value written as one
 // "key=value" per line, the message lists just the lines that differ.
 func CheckSame(c Comm, name, value string) error {
+	if typednil.Is(c) {
+		return errNoComm
+	}
 	sum := sha256.Sum256([]byte(value))
 	h0 := sum
 	if err := c.BroadcastBytes(h0[:], 0); err != nil {
@@ -53,6 +62,9 @@ func CheckSame(c Comm, name, value string) error {
 // ignored): its length, then its bytes, so that the ranks need not know
 // the length beforehand. Every rank must call it.
 func BroadcastString(c Comm, s string, root int) (string, error) {
+	if typednil.Is(c) {
+		return "", errNoComm
+	}
 	var n [8]byte
 	binary.LittleEndian.PutUint64(n[:], uint64(len(s)))
 	if err := c.BroadcastBytes(n[:], root); err != nil {

@@ -654,6 +654,31 @@ func TestReducerRejectsBadInput(t *testing.T) {
 	}
 }
 
+// The functions that take a Comm refuse a nil one with an error: NewReducer
+// accepted it (and its Reducer panicked at the first bucket), the others
+// panicked.
+func TestNilComm(t *testing.T) {
+	defer func() {
+		if r := recover(); r != nil {
+			t.Fatalf("panicked on a nil Comm: %v", r)
+		}
+	}()
+	var typed *Local
+	for _, c := range []Comm{nil, typed} {
+		_, rerr := NewReducer(c, []int{3}, ReducerOptions{})
+		_, serr := BroadcastString(c, "x", 0)
+		for name, err := range map[string]error{
+			"NewReducer": rerr, "BroadcastString": serr,
+			"CheckSame":        CheckSame(c, "model", "resnet20"),
+			"BroadcastTensors": BroadcastTensors(c, [][]float32{{1}}, 0),
+		} {
+			if err == nil || !strings.Contains(err.Error(), "no Comm") {
+				t.Errorf("%s(%T nil): error %v, want one saying there is no Comm", name, c, err)
+			}
+		}
+	}
+}
+
 func TestCheckSame(t *testing.T) {
 	noErrors(t, onRanks(3, func(c Comm) error { return CheckSame(c, "model", "resnet20") }))
 	for _, c := range []struct {

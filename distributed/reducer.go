@@ -6,6 +6,7 @@ import (
 	"runtime"
 
 	"github.com/residual-nn/residual/internal/kernels"
+	"github.com/residual-nn/residual/internal/typednil"
 )
 
 // Bucket sizes of PyTorch's DistributedDataParallel.
@@ -107,8 +108,12 @@ type bucket struct {
 type slot struct{ bucket, offset int }
 
 // NewReducer returns a Reducer for parameters whose gradients hold
-// sizes[i] float32 values, in the model's parameter order.
+// sizes[i] float32 values, in the model's parameter order. A nil comm, a
+// size below 1 and an unknown Compression are errors.
 func NewReducer(comm Comm, sizes []int, o ReducerOptions) (*Reducer, error) {
+	if typednil.Is(comm) {
+		return nil, errNoComm
+	}
 	if o.BucketBytes <= 0 {
 		o.BucketBytes = DefaultBucketBytes
 	}
