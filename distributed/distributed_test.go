@@ -836,8 +836,9 @@ func TestSamplerEpochs(t *testing.T) {
 		}
 	}
 	for _, c := range []struct{ n, r, size int }{{-1, 0, 1}, {10, 3, 3}, {10, 0, 0}} {
-		if _, err := NewSampler(c.n, c.r, c.size, false, 0, false); err == nil {
-			t.Errorf("NewSampler(n=%d, rank %d of %d): no error", c.n, c.r, c.size)
+		// No Sampler with the error: one whose Size is 0 divides by zero.
+		if s, err := NewSampler(c.n, c.r, c.size, false, 0, false); err == nil || s != nil {
+			t.Errorf("NewSampler(n=%d, rank %d of %d) = %v, %v; want nil and an error", c.n, c.r, c.size, s, err)
 		}
 	}
 	if _, err := NewSampler(2, 0, 3, false, 0, true); err == nil {

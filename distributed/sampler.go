@@ -19,6 +19,9 @@ import (
 // Taking every Size-th position, rather than contiguous blocks, makes
 // Size ranks with batch B see, step by step, the same samples as one
 // process with batch Size·B over the same permutation.
+//
+// NewSampler checks the fields; a Sampler set up otherwise must have
+// Size ≥ 1 and Rank in [0, Size), or its methods panic.
 type Sampler struct {
 	N          int // data set size
 	Rank, Size int
@@ -27,10 +30,15 @@ type Sampler struct {
 	DropLast   bool
 }
 
-// NewSampler returns the Sampler of rank of size ranks over n samples.
+// NewSampler returns the Sampler of rank of size ranks over n samples. A
+// negative n, a rank outside [0, size), and DropLast with fewer samples
+// than ranks are errors (with a nil Sampler).
 func NewSampler(n, rank, size int, shuffle bool, seed uint64, dropLast bool) (*Sampler, error) {
 	s := &Sampler{N: n, Rank: rank, Size: size, Shuffle: shuffle, Seed: seed, DropLast: dropLast}
-	return s, s.check()
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 func (s *Sampler) check() error {
