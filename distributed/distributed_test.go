@@ -146,6 +146,12 @@ func TestDetectLauncher(t *testing.T) {
 			t.Errorf("%s: %q, want %q", c.name, l.String(), c.want)
 		}
 	}
+	// A nil getenv is the process's environment.
+	t.Setenv("PMI_RANK", "1")
+	t.Setenv("PMI_SIZE", "2")
+	if l, ok, err := DetectLauncher(nil); err != nil || !ok || l.Rank != 1 || l.Size != 2 {
+		t.Errorf("DetectLauncher(nil) with PMI_RANK=1 PMI_SIZE=2 set: %v, %v, %v", l, ok, err)
+	}
 }
 
 func TestGroupCollectives(t *testing.T) {

@@ -2,6 +2,7 @@ package distributed
 
 import (
 	"fmt"
+	"os"
 	"strconv"
 )
 
@@ -62,8 +63,12 @@ var launcherVars = []struct {
 // then MPICH/Hydra's PMI_RANK/PMI_SIZE/MPI_LOCALRANKID, then srun's
 // SLURM_PROCID/SLURM_STEP_NUM_TASKS/SLURM_LOCALID, and the MPI Operator's
 // K_MPI_JOB_ROLE. ok is false when no launcher's pair is set; an error
-// says which variable holds a value that is no rank.
+// says which variable holds a value that is no rank. A nil getenv reads
+// the process's environment (os.Getenv).
 func DetectLauncher(getenv func(string) string) (l Launcher, ok bool, err error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
 	role := getenv("K_MPI_JOB_ROLE")
 	for _, v := range launcherVars {
 		rs, ss := getenv(v.rank), getenv(v.size)
