@@ -186,13 +186,23 @@ func (m *Model) Forward(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, 
 		}
 		return nil, fmt.Errorf("infer: input of shape %v, want [N,H,W,%d] with N ≥ 1", shape, m.info.Channels)
 	}
-	if err := limits.CheckElements("infer: input", x.Shape...); err != nil {
+	if err := checkValues(x); err != nil {
 		return nil, err
 	}
-	if len(x.Data) != tensor.NumElements(x.Shape) {
-		return nil, fmt.Errorf("infer: input holds %d values for shape %v", len(x.Data), x.Shape)
-	}
 	return m.forward(ctx, x)
+}
+
+// checkValues refuses an input whose shape is beyond limits.TensorElements
+// or whose values do not fill it (a shape claimed without the data would
+// have the input extended, or run, at its claimed size).
+func checkValues(x *tensor.Tensor) error {
+	if err := limits.CheckElements("infer: input", x.Shape...); err != nil {
+		return err
+	}
+	if len(x.Data) != tensor.NumElements(x.Shape) {
+		return fmt.Errorf("infer: input holds %d values for shape %v", len(x.Data), x.Shape)
+	}
+	return nil
 }
 
 // forward runs the network on its own pooled tape and copies the output

@@ -33,10 +33,10 @@ import (
 // pooling grids are the whole pass's — so tiles only bound the memory
 // used: the logits equal the one pass's up to the order of float32 sums.
 //
-// A tile side out of [0, limits.ImageSide] is refused: a larger one is no
-// image the network could see.
-//
-// The network should be in evaluation mode.
+// The network should be in evaluation mode. An x that is not one image
+// of the network's channels, or whose values do not fill its shape, and a
+// tile side out of [0, limits.ImageSide] (a larger one is no image the
+// network could see) are errors.
 //
 // The convolutions and matrix products run in precision p
 // (autograd.Precision: FP32, or BF16's products of bfloat16 operands). It
@@ -60,10 +60,13 @@ func SegmentUNet(ctx context.Context, n *unet.Net, x *tensor.Tensor, out int, p 
 	if x.Rank() != 4 || x.Shape[0] != 1 || x.Shape[3] != n.Config.InChannels {
 		return nil, fmt.Errorf("infer: segmenting needs one image [1,H,W,%d], got %v", n.Config.InChannels, x.Shape)
 	}
+	if err := checkValues(x); err != nil {
+		return nil, err
+	}
 	if !n.Config.Valid {
 		return segmentPadded(ctx, n, x, out, p)
 	}
-	if out <= 0 {
+	if out == 0 {
 		out = 128
 	}
 	in, t := n.Config.TileFor(out)

@@ -157,6 +157,48 @@ func TestSegmentTileMemory(t *testing.T) {
 	}
 }
 
+// SegmentUNet refuses what it cannot segment before it extends the image:
+// a shape its values do not fill (it sliced past them, or, for a shape
+// of 2^40 pixels claimed with no data, allocated the extension and ran
+// out of memory), one over limits.TensorElements, as Forward does, and a
+// negative tile (a padded U-Net took it for 0).
+func TestSegmentRefusesBadInput(t *testing.T) {
+	for _, valid := range []bool{false, true} {
+		n, err := unet.New(unet.Config{InChannels: 1, Classes: 2, Depth: 2, Base: 4, Valid: valid}, tensor.NewRNG(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		nn.SetTraining(n, false)
+		for _, c := range []struct {
+			name string
+			x    *tensor.Tensor
+			out  int
+			want string
+		}{
+			{"short", &tensor.Tensor{Shape: []int{1, 8, 8, 1}}, 0, "holds 0 values for shape [1 8 8 1]"},
+			{"negative tile", tensor.New(1, 8, 8, 1), -3, "tiles of -3 output pixels"},
+		} {
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						t.Errorf("valid %v, %s: panicked: %v", valid, c.name, r)
+					}
+				}()
+				if _, err := infer.SegmentUNet(context.Background(), n, c.x, c.out, ag.FP32); err == nil || !strings.Contains(err.Error(), c.want) {
+					t.Errorf("valid %v, %s: error %v, want one containing %q", valid, c.name, err, c.want)
+				}
+			}()
+		}
+		bound := limits.TensorElements
+		limits.TensorElements = 63
+		_, err = infer.SegmentUNet(context.Background(), n, tensor.New(1, 8, 8, 1), 0, ag.FP32)
+		limits.TensorElements = bound
+		if err == nil || !strings.Contains(err.Error(), "infer: input") {
+			t.Errorf("valid %v: 64 values over limits.TensorElements = 63: error %v", valid, err)
+		}
+	}
+}
+
 // TestSegmentPrecision: SegmentUNet computes in the precision it is
 // given, in both forms: a padded U-Net's one pass in BF16 equals Forward
 // on a BF16 tape bit for bit and differs from the FP32 pass (it was
