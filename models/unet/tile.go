@@ -1,6 +1,8 @@
 package unet
 
 import (
+	"fmt"
+
 	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/tensor"
 )
@@ -60,8 +62,14 @@ func mirror(i, n int) int {
 }
 
 // Mirrored returns the image x [1,H,W,C] extended by top, left, bottom and
-// right pixels of mirror image.
+// right pixels of mirror image: reflected about the edge pixels (numpy.pad's
+// "reflect" mode), repeatedly where an extension is wider than the image.
+// It panics, naming the shape, on an x that is not one non-empty image and
+// on a negative extension.
 func Mirrored(x *tensor.Tensor, top, left, bottom, right int) *tensor.Tensor {
+	if x.Rank() != 4 || x.Shape[0] != 1 || x.Shape[1] < 1 || x.Shape[2] < 1 || top < 0 || left < 0 || bottom < 0 || right < 0 {
+		panic(fmt.Sprintf("unet: Mirrored needs one image [1,H,W,C] and extensions ≥ 0, got %v extended by %d, %d, %d, %d", x.Shape, top, left, bottom, right))
+	}
 	h, w, c := x.Shape[1], x.Shape[2], x.Shape[3]
 	oh, ow := h+top+bottom, w+left+right
 	out := tensor.New(1, oh, ow, c)

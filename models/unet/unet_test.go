@@ -1,6 +1,7 @@
 package unet
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -80,5 +81,37 @@ func TestMirror(t *testing.T) {
 		if got := mirror(i, 5); got != want {
 			t.Errorf("mirror(%d, 5) = %d, want %d", i, got, want)
 		}
+	}
+}
+
+// Mirrored extends by reflection as numpy.pad(mode="reflect") does,
+// repeatedly beyond the image's width, and refuses with a message naming
+// the shape what is not one image or a negative extension (it indexed out
+// of range, or silently cropped).
+func TestMirrored(t *testing.T) {
+	x := tensor.MustFromData([]float32{1, 2, 3}, 1, 1, 3, 1)
+	// numpy.pad([1, 2, 3], (4, 5), mode="reflect")
+	want := []float32{1, 2, 3, 2, 1, 2, 3, 2, 1, 2, 3, 2}
+	if got := Mirrored(x, 0, 4, 0, 5).Data; !slices.Equal(got, want) {
+		t.Errorf("Mirrored([1 2 3], left 4, right 5) = %v, want %v", got, want)
+	}
+	for _, c := range []struct {
+		x    *tensor.Tensor
+		pads [4]int
+	}{
+		{tensor.New(3, 1), [4]int{1, 0, 0, 0}},
+		{tensor.New(2, 2, 2, 1), [4]int{1, 0, 0, 0}},
+		{tensor.New(1, 0, 2, 1), [4]int{1, 0, 0, 0}},
+		{tensor.New(1, 2, 2, 1), [4]int{-1, 0, 0, 0}},
+	} {
+		func() {
+			defer func() {
+				r := recover()
+				if msg, ok := r.(string); !ok || !strings.Contains(msg, "unet: Mirrored needs one image") {
+					t.Errorf("Mirrored(%v, %v): panic %v, want one naming the shape", c.x.Shape, c.pads, r)
+				}
+			}()
+			Mirrored(c.x, c.pads[0], c.pads[1], c.pads[2], c.pads[3])
+		}()
 	}
 }
