@@ -263,8 +263,13 @@ func quantize8(v, s float32, zero int) uint8 {
 	return uint8(min(max(r, 0), 255))
 }
 
-// Dequantize8 returns u8 values as float32: Scale·(q − Zero).
+// Dequantize8 returns u8 values as a float32 tensor of the given shape:
+// Scale·(q − Zero). It panics, naming both, if the shape does not hold
+// len(q) values.
 func Dequantize8(q []uint8, p QParams, shape []int) *tensor.Tensor {
+	if n := tensor.NumElements(shape); n != len(q) {
+		panic(fmt.Sprintf("quant: Dequantize8 of %d values into shape %v (%d elements)", len(q), shape, n))
+	}
 	t := tensor.New(shape...)
 	for i, v := range q {
 		t.Data[i] = float32(p.Scale * float64(int(v)-p.Zero))

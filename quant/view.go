@@ -122,7 +122,8 @@ func (g *graph) view() *Graph {
 // Graph returns the model's int8 graph (not to be changed).
 func (m *Model) Graph() *Graph { return m.g.view() }
 
-// ValueParams returns the scale and zero point of value v of the graph.
+// ValueParams returns the scale and zero point of value v of the graph
+// (0 to Graph().Values−1; it panics for another v, as indexing does).
 func (m *Model) ValueParams(v int) QParams { return m.qp[v] }
 
 // Plan folds net's batch norms (net must not be trained afterwards) and
