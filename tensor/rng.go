@@ -38,10 +38,11 @@ func (g *RNG) Normal() float64 {
 	return math.Sqrt(-2*math.Log(u1)) * math.Cos(2*math.Pi*u2)
 }
 
-// IntN returns a uniform integer in [0, n).
+// IntN returns a uniform integer in [0, n). It panics if n ≤ 0, as
+// math/rand/v2's does.
 func (g *RNG) IntN(n int) int { return g.r.IntN(n) }
 
-// Perm returns a random permutation of 0..n-1.
+// Perm returns a random permutation of 0..n-1. It panics if n < 0.
 func (g *RNG) Perm(n int) []int { return g.r.Perm(n) }
 
 // Uint64 returns a uniform 64-bit value (e.g. to seed another generator).
@@ -73,7 +74,9 @@ func (g *RNG) FillNormal(t *Tensor, mean, std float64) {
 	}
 }
 
-// FillUniform fills t with uniform numbers in [lo, hi).
+// FillUniform fills t with uniform numbers from [lo, hi) rounded to
+// float32, which can round up to hi itself (for [0, 1), about once in 2^25
+// values).
 func (g *RNG) FillUniform(t *Tensor, lo, hi float64) {
 	for i := range t.Data {
 		t.Data[i] = float32(g.Uniform(lo, hi))
