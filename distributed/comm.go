@@ -8,10 +8,11 @@ import (
 )
 
 // Comm is a group of processes (ranks) that run the same program and
-// exchange float32 buffers with collective operations.
+// exchange buffers (float32, and float64, bfloat16 and bytes) with
+// collective operations.
 //
-// Every collective (AllReduceSum, StartAllReduceSum, Broadcast,
-// BroadcastBytes, Barrier) must be called by every rank of the group, in
+// Every collective (every method but Rank and Size: the all-reduces,
+// started or blocking, the broadcasts, Barrier and Finalize) must be called by every rank of the group, in
 // the same order on each, with buffers of the same length: that is MPI's
 // rule, and a rank that calls them in another order deadlocks or gets an
 // error. The methods may be called from any goroutine, but the order of
@@ -20,7 +21,7 @@ import (
 //
 // A buffer handed to a collective belongs to the Comm until the operation
 // completes (until a blocking call returns, or until Wait for
-// StartAllReduceSum): the caller must neither read nor write it before.
+// StartAllReduceSum and StartAllReduceSumBF16): the caller must neither read nor write it before.
 //
 // An error from a collective leaves the group in an unknown state (some
 // ranks may have completed the operation, others not): the program should
