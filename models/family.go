@@ -311,9 +311,7 @@ func (c *MLP) Validate() error {
 
 // ParamEstimate counts the parameters from the config alone, exactly:
 // the input and output layers, each block's fully connected layer and,
-// with BatchNorm, its batch norm's weight and bias (they were counted
-// whether present or not: a net without batch norms was estimated up to
-// 1.4 times its size, and its checkpoint refused).
+// with BatchNorm only, its batch norm's weight and bias.
 func (c *MLP) ParamEstimate() float64 {
 	w := float64(c.Width)
 	block := w*w + w

@@ -33,10 +33,13 @@ type Arch interface {
 	Kind() string
 	// Build constructs the network, initialised from rng.
 	Build(rng *tensor.RNG) (nn.Layer, error)
-	// Classes is the number of outputs per example (per pixel when Dense).
+	// Classes is the number of outputs per example (per pixel when
+	// Dense); SetClasses changes it (to the data's class count, before
+	// Build).
 	Classes() int
 	SetClasses(n int)
-	// InChannels is the number of input channels (inputs of an MLP).
+	// InChannels is the number of input channels (inputs of an MLP);
+	// SetInChannels changes it.
 	InChannels() int
 	SetInChannels(n int)
 	// InputShape is the input of a batch of n: NHWC images of side×side,
@@ -275,7 +278,9 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Marshal returns the config as JSON (for checkpoint metadata).
+// Marshal returns the config as JSON (for checkpoint metadata), or "" for
+// one that MarshalJSON refuses (no Arch, a value such as NaN that JSON
+// cannot hold): json.Marshal(c) returns that error.
 func (c Config) Marshal() string {
 	b, err := json.Marshal(c)
 	if err != nil {
