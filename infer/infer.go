@@ -256,8 +256,10 @@ func (m *Model) SetPrecision(p ag.Precision) error {
 
 // Guess is one class and its probability.
 type Guess struct {
-	Class       int
-	Name        string
+	// Class is the output's index, and Name its entry in Info.Classes.
+	Class int
+	Name  string
+	// Probability is the softmax of the logits at Class, in [0, 1].
 	Probability float64
 }
 

@@ -28,15 +28,18 @@ import (
 
 // NewGRPC returns a gRPC server with the Open Inference Protocol's
 // inference.GRPCInferenceService registered, its messages bounded by
-// Config.MaxBodyBytes and by what they would take decoded (boundedCodec;
-// a message refused is answered RESOURCE_EXHAUSTED, one that does not
-// parse INVALID_ARGUMENT), at most maxGRPCStreams calls at once on a
-// connection, a connection's handshake bounded by
-// Config.ReadHeaderTimeout and an idle one closed after
-// Config.IdleTimeout, a call given at most Config.WriteTimeout
-// (boundStream), panics recovered (INTERNAL) and calls logged. The
+// Config.MaxBodyBytes on the wire and by 8 × Config.MaxBodyBytes decoded
+// (a message refused is answered RESOURCE_EXHAUSTED, one that does not
+// parse INVALID_ARGUMENT), at most 100 calls at once on a connection, a
+// connection's handshake bounded by Config.ReadHeaderTimeout and an idle
+// one closed after Config.IdleTimeout, a call given at most
+// Config.WriteTimeout, panics recovered (INTERNAL) and calls logged. The
 // client's deadline (grpc-timeout) is the request's; without one the
-// server's Config.Timeout applies.
+// server's Config.Timeout applies. opts are applied after the server's own
+// options, so one of the same kind replaces the server's (a codec its
+// decoded bound, a MaxRecvMsgSize its wire bound); grpc.InTapHandle, which
+// the server sets, cannot be given again (grpc.NewServer panics). Serve it
+// on a listener of your own, or let Run do it.
 func (s *Server) NewGRPC(opts ...grpc.ServerOption) *grpc.Server {
 	opts = append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(int(min(s.cfg.MaxBodyBytes, math.MaxInt32))),

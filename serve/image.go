@@ -123,12 +123,17 @@ func imageBody(r *http.Request) ([]byte, error) {
 
 // Guess is one class of a classification answer.
 type Guess struct {
-	Class       int     `json:"class"`
-	Label       string  `json:"label"`
+	// Class is the output's index; Label its name in ModelInfo.Classes
+	// ("" where the model names fewer classes than it has outputs).
+	Class int    `json:"class"`
+	Label string `json:"label"`
+	// Probability is the softmax of the logits at Class, in [0, 1].
 	Probability float64 `json:"probability"`
 }
 
-// ClassifyResponse is the answer of POST /v1/models/NAME:classify.
+// ClassifyResponse is the answer of POST /v1/models/NAME:classify: the
+// model and version that answered, and the most probable classes, most
+// probable first.
 type ClassifyResponse struct {
 	Model       string  `json:"model"`
 	Version     string  `json:"version"`
