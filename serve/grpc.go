@@ -28,7 +28,8 @@ import (
 
 // NewGRPC returns a gRPC server with the Open Inference Protocol's
 // inference.GRPCInferenceService registered, its messages bounded by
-// Config.MaxBodyBytes on the wire and by 8 × Config.MaxBodyBytes decoded
+// Config.MaxBodyBytes on the wire (at most gRPC's 2 GiB − 1) and by 8 times
+// that decoded
 // (a message refused is answered RESOURCE_EXHAUSTED, one that does not
 // parse INVALID_ARGUMENT), at most 100 calls at once on a connection, a
 // connection's handshake bounded by Config.ReadHeaderTimeout and an idle
@@ -41,9 +42,10 @@ import (
 // the server sets, cannot be given again (grpc.NewServer panics). Serve it
 // on a listener of your own, or let Run do it.
 func (s *Server) NewGRPC(opts ...grpc.ServerOption) *grpc.Server {
+	wire := min(s.cfg.MaxBodyBytes, math.MaxInt32) // 8× a larger bound could overflow
 	opts = append([]grpc.ServerOption{
-		grpc.MaxRecvMsgSize(int(min(s.cfg.MaxBodyBytes, math.MaxInt32))),
-		grpc.ForceServerCodecV2(boundedCodec{encoding.GetCodecV2(grpcproto.Name), 8 * s.cfg.MaxBodyBytes}),
+		grpc.MaxRecvMsgSize(int(wire)),
+		grpc.ForceServerCodecV2(boundedCodec{encoding.GetCodecV2(grpcproto.Name), 8 * wire}),
 		grpc.MaxConcurrentStreams(maxGRPCStreams),
 		grpc.ConnectionTimeout(s.cfg.ReadHeaderTimeout),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: s.cfg.IdleTimeout}),
@@ -370,7 +372,7 @@ func typedContents(dt string, c *inferencepb.InferTensorContents, n int) ([]floa
 // boundedCodec is grpc-go's protobuf codec with a request's decoded size
 // bounded before it is decoded (package protosize reads the wire format):
 // its messages by maxGRPCStructure, its strings, bytes and numbers by data
-// (8 × Config.MaxBodyBytes: any packed list of numbers fits, as none
+// (8 × the wire's bound: any packed list of numbers fits, as none
 // takes more than 8 bytes a byte). proto.Unmarshal makes a Go struct
 // of a hundred bytes or more for each message, 2 bytes on the wire when
 // empty: a 32 MB request of empty input tensors would have taken gigabytes.

@@ -322,3 +322,17 @@ func TestGRPCDefaultTimeout(t *testing.T) {
 		t.Errorf("a call with a 10 s deadline, a 100 ms model: %v", err)
 	}
 }
+
+// A MaxBodyBytes beyond gRPC's own 2 GiB − 1 (math.MaxInt64 for "no
+// bound") serves gRPC calls: the decoded bound, 8 × the wire's, overflowed
+// to a negative number and every message was refused as too large.
+func TestGRPCHugeMaxBody(t *testing.T) {
+	ts := start(t, Config{MaxBodyBytes: math.MaxInt64}, map[string]Backend{"fake": newFake()})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := grpcClient(t, ts).ModelInfer(ctx, &inferencepb.ModelInferRequest{ModelName: "fake", Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{{Name: "input",
+		Datatype: "FP32", Shape: []int64{1, 2, 2, 1}, Contents: &inferencepb.InferTensorContents{Fp32Contents: []float32{1, 2, 3, 4}}}}})
+	if err != nil {
+		t.Errorf("a 16-byte tensor with MaxBodyBytes math.MaxInt64: %v", err)
+	}
+}
