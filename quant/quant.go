@@ -132,9 +132,10 @@ type convState struct {
 // (any N) until it returns nil. The weights get one symmetric int8 scale
 // per output channel; each activation the int8 graph keeps gets a u8 scale
 // and zero point from the values it took on the batches, by opt.Method.
-// A nil net or batches, an input shape with a dimension < 1, an unknown
-// method and a percentile outside (50, 100] are errors, as is a batch
-// whose data does not fill its shape.
+// A nil net, batches or ctx, an input shape with a dimension < 1, an
+// unknown method and a percentile outside (50, 100] are errors, as is a
+// batch whose data does not fill its shape. It stops before each batch
+// when ctx is done, returning ctx's error.
 func Quantize(ctx context.Context, net nn.Layer, input []int, batches func() (*tensor.Tensor, error), opt Options) (*Model, error) {
 	if ctx == nil {
 		return nil, errors.New("quant: Quantize: nil context")

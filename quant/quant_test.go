@@ -550,6 +550,19 @@ func TestQuantizeRefusesBadArguments(t *testing.T) {
 	if _, err := m.Forward(context.Background(), short); err == nil || !strings.Contains(err.Error(), "input holds 5 values for shape") {
 		t.Errorf("Forward of 5 values: %v; want the count named", err)
 	}
+	// A batch size whose element count overflows is refused by the
+	// bound, not counted (tensor.NumElements panics on it).
+	huge := &tensor.Tensor{Shape: append([]int{1 << 62}, good.Shape[1:]...)}
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				t.Errorf("Forward of a batch of 2^62: panicked: %v", r)
+			}
+		}()
+		if _, err := m.Forward(context.Background(), huge); err == nil || !strings.Contains(err.Error(), "quant: input") {
+			t.Errorf("Forward of a batch of 2^62: %v", err)
+		}
+	}()
 	if _, err := New(nil, in, Params{Version: 1}, nil); err == nil || !strings.Contains(err.Error(), "net is nil") {
 		t.Errorf("New with a nil net: %v", err)
 	}

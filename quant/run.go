@@ -17,7 +17,9 @@ import (
 
 // Forward runs the quantized network on x [N,H,W,C] (float32, the
 // float network's input; N ≥ 1, H, W, C as quantized) and returns its
-// output in float32 ([N,classes] logits for a classifier).
+// output in float32 ([N,classes] logits for a classifier). Another shape,
+// values that do not fill it and a nil ctx are errors; it stops between
+// operations when ctx is done, returning ctx's error.
 func (m *Model) Forward(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
 	y, _, err := m.run(ctx, x, false)
 	return y, err
@@ -41,9 +43,6 @@ func (m *Model) run(ctx context.Context, x *tensor.Tensor, keep bool) (*tensor.T
 		return nil, nil, errors.New("quant: running with a nil context")
 	}
 	in := m.g.input
-	if x != nil && x.Rank() == len(in) && x.Shape[0] >= 1 && equalTail(x.Shape, in) && len(x.Data) != tensor.NumElements(x.Shape) {
-		return nil, nil, fmt.Errorf("quant: input holds %d values for shape %v", len(x.Data), x.Shape)
-	}
 	if x == nil || x.Rank() != len(in) || x.Shape[0] < 1 || !equalTail(x.Shape, in) {
 		var shape []int
 		if x != nil {
@@ -51,8 +50,11 @@ func (m *Model) run(ctx context.Context, x *tensor.Tensor, keep bool) (*tensor.T
 		}
 		return nil, nil, fmt.Errorf("quant: input of shape %v, want %s", shape, batchOf(in))
 	}
-	if err := limits.CheckElements("quant: input", x.Shape...); err != nil {
+	if err := limits.CheckElements("quant: input", x.Shape...); err != nil { // before counting: N may overflow
 		return nil, nil, err
+	}
+	if len(x.Data) != tensor.NumElements(x.Shape) {
+		return nil, nil, fmt.Errorf("quant: input holds %d values for shape %v", len(x.Data), x.Shape)
 	}
 	n := x.Shape[0]
 	vals := make([][]uint8, m.g.nvals)
