@@ -220,7 +220,7 @@ func (bt *batcher) run(batch []*job, size int) {
 	}
 	y, err := bt.forward(x)
 	compute := time.Since(start)
-	if err == nil && (y == nil || len(y.Shape) == 0 || y.Shape[0] != size || len(y.Data) != tensor.NumElements(y.Shape)) {
+	if err == nil && (y == nil || len(y.Shape) == 0 || y.Shape[0] != size || !fills(y)) {
 		err = internal("model returned a malformed output for a batch of %d", size)
 		if y != nil {
 			err = internal("model returned shape %v with %d values for a batch of %d", y.Shape, len(y.Data), size)
@@ -277,4 +277,11 @@ func (bt *batcher) forward(x *tensor.Tensor) (y *tensor.Tensor, err error) {
 	// The batch runs to completion even if some of its requests give up:
 	// the others wait for it.
 	return bt.backend.Forward(context.Background(), x)
+}
+
+// fills reports whether y's values fill its shape exactly, without
+// panicking on a Backend's negative or overflowing shape.
+func fills(y *tensor.Tensor) bool {
+	_, err := tensor.FromData(y.Data, y.Shape...)
+	return err == nil
 }

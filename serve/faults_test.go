@@ -647,14 +647,22 @@ func (b badShape) Forward(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor
 	if x.Data[0] == 8 {
 		return &tensor.Tensor{Shape: []int{x.Shape[0], 3}, Data: make([]float32, 1)}, nil
 	}
+	if x.Data[0] == 9 { // a negative dimension
+		return &tensor.Tensor{Shape: []int{x.Shape[0], -3}, Data: make([]float32, 3)}, nil
+	}
+	if x.Data[0] == 10 { // (2^62+1)·4 wraps to 4, as many values as it holds
+		return &tensor.Tensor{Shape: []int{x.Shape[0], 1<<62 + 1, 4}, Data: make([]float32, 4)}, nil
+	}
 	return b.fakeBackend.Forward(ctx, x)
 }
 
 // TestMalformedModelOutput: a model answering the wrong shape, or a shape
-// its data does not fill, gets 500 naming it, and the server serves on.
+// its data does not fill (a negative or overflowing one among them, which
+// panicked outside the model's recovery and ended the process), gets 500
+// naming it, and the server serves on.
 func TestMalformedModelOutput(t *testing.T) {
 	ts := start(t, Config{}, map[string]Backend{"m": badShape{newFake()}})
-	for _, v := range []float32{7, 8} {
+	for _, v := range []float32{7, 8, 9, 10} {
 		code, _, b := post(t, ts.url+"/v2/models/m/infer", "application/json", inferJSON([]int{1, 2, 2, 1}, []float32{v, 0, 0, 0}, ""))
 		if code != 500 || !strings.Contains(string(b), "model returned shape") {
 			t.Errorf("input %v: %d %s", v, code, b)
