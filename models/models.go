@@ -9,6 +9,10 @@
 // bounds of package limits. A Config is a name and an Arch; it is stored as
 // {"name", "kind", "config"}. Adding a family means one Arch type and one
 // entry in the table of kinds (family.go).
+//
+// Start from a published network: Preset("resnet20") (Names lists them),
+// then SetClasses and SetInChannels for the data, then Build with a seeded
+// tensor.RNG; checkpoint.Load builds a stored one.
 package models
 
 import (

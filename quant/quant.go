@@ -22,6 +22,10 @@
 // the weights as I8, their scales as F32, the biases as I32 under the
 // layers' state-dict names, and the activations' scales and zero points in
 // the metadata (Params).
+//
+// Quantize a float network with Quantize, giving it calibration batches,
+// and run the result with Model.Forward; checkpoint.WriteInt8 stores it,
+// and infer.Open runs an int8 checkpoint as it runs a float one.
 package quant
 
 import (

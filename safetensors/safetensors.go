@@ -10,6 +10,10 @@
 // that are not two numbers, offsets outside the data, overlapping or unordered ranges,
 // sizes that do not match the shape) and returns an error naming the
 // problem. The writer replaces its target atomically.
+//
+// Read and Write work on files (Decode and Encode in memory, ReadFrom on
+// a stream); WriteDtypes stores chosen tensors as integers. Every tensor
+// reads back as float32, its stored dtype in File.Dtypes.
 package safetensors
 
 import (

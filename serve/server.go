@@ -17,6 +17,12 @@
 // before it is decoded; a panic in a model answers its requests with 500
 // and the server keeps serving. docs/SERVING.md describes the routes,
 // flags and measurements.
+//
+// In a Go program: New makes a Server, Add serves a Backend (FromInfer
+// wraps an infer.Model) or Load opens a file with Config.Open
+// (OpenCheckpoint for residual's checkpoints), and Run serves HTTP and gRPC
+// on listeners until its context ends; Handler and NewGRPC give the two
+// APIs to mount elsewhere.
 package serve
 
 import (

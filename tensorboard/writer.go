@@ -18,6 +18,10 @@
 // Writer.Metrics), all against the global training step so that the
 // charts share their x axis and a resumed run replaces what a crashed one
 // wrote after its checkpoint (Writer.SessionStart).
+//
+// NewWriter starts an event file in a run folder; Scalar, Scalars, Metrics
+// and Image append events, Flush makes them visible and Close ends the
+// file.
 package tensorboard
 
 import (
