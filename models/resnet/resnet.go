@@ -261,7 +261,9 @@ func conv(rng *tensor.RNG, in, out, k, stride int) *nn.Conv2d {
 
 // NewBlock builds one block of the config's kind (block type, ordering,
 // shortcut option, branch scale) from in channels at the given stride; width
-// is a basic block's output width or a bottleneck's inner width.
+// is a basic block's output width or a bottleneck's inner width. It checks
+// nothing: c must pass Validate (a basic block of another ordering is nil),
+// and rng, the sizes and the stride must be usable (it panics otherwise).
 func NewBlock(rng *tensor.RNG, c Config, in, width, stride int) nn.Layer {
 	out := width
 	if c.Block == "bottleneck" {
