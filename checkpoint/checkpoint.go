@@ -87,6 +87,9 @@ func (p Preprocess) Validate() error {
 // Position is where a training run stood when it wrote the checkpoint; the
 // trainer fills it and reads it back to resume.
 type Position struct {
+	// Epoch is the number of epochs completed (the index, from 0, of the
+	// epoch in progress), Batch the batches done of that epoch (0 at an
+	// epoch's end), and Step the optimizer updates made in all.
 	Epoch, Batch, Step int
 	// BestValAcc is the best validation metric so far.
 	BestValAcc float64
@@ -120,8 +123,11 @@ type Partial struct {
 // __metadata__: the model's config, the class names, the preprocessing
 // and, for a training run's checkpoint, its config and position.
 type Meta struct {
-	Model      models.Config
-	Classes    []string
+	// Model is the network's config; Load builds it (models.Build).
+	Model models.Config
+	// Classes names the model's outputs, one per class.
+	Classes []string
+	// Preprocess turns an image into the model's input.
 	Preprocess Preprocess
 	// Train is the training run's config as the trainer recorded it
 	// (JSON); nil for a model not trained here (imported weights).
@@ -238,9 +244,12 @@ func (m Meta) Validate() error {
 // the config, batch norms folded, weights not loaded): it must not be run.
 type Checkpoint struct {
 	Meta
-	Net       nn.Layer
+	// Net is the model, built from Meta.Model with the stored weights.
+	Net nn.Layer
+	// Optimizer holds the optimizer's state tensors by name.
 	Optimizer map[string]*tensor.Tensor
-	Int8      *quant.Model
+	// Int8 is an int8 checkpoint's quantized model, nil for a float one.
+	Int8 *quant.Model
 }
 
 // Write writes a checkpoint atomically: net's weights and batch norm
