@@ -384,3 +384,26 @@ func TestVersionOrder(t *testing.T) {
 		t.Errorf("newest of %v: %s, want b", vs, n)
 	}
 }
+
+// CheckName takes what is safe in a URL, a metric label and a file name,
+// and says why it refuses the rest: "." and ".." were refused as holding
+// characters other than letters, digits, '-', '_' and '.'.
+func TestCheckName(t *testing.T) {
+	for _, ok := range []string{"resnet20", "a", "v1.2_b-3", strings.Repeat("x", 128), "..."} {
+		if err := CheckName(ok); err != nil {
+			t.Errorf("CheckName(%q): %v", ok, err)
+		}
+	}
+	for s, want := range map[string]string{
+		"":                       "1 to 128 characters",
+		strings.Repeat("x", 129): "1 to 128 characters",
+		".":                      "names a folder",
+		"..":                     "names a folder",
+		"a/b":                    "may only hold",
+		"é":                      "may only hold",
+	} {
+		if err := CheckName(s); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("CheckName(%q): %v, want an error containing %q", s, err, want)
+		}
+	}
+}

@@ -471,8 +471,11 @@ func checkName(what, s string) error {
 	if s == "" || len(s) > 128 {
 		return fmt.Errorf("serve: %s %q must have 1 to 128 characters", what, s)
 	}
+	if s == "." || s == ".." {
+		return fmt.Errorf("serve: %s %q names a folder, not a model", what, s)
+	}
 	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') || s == "." || s == ".." {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
 			return fmt.Errorf("serve: %s %q may only hold letters, digits, '-', '_' and '.'", what, s)
 		}
 	}
