@@ -195,7 +195,7 @@ func (c Config) Validate() error {
 }
 
 // Build validates the config and constructs the model, initialised from
-// rng.
+// rng. A config Validate refuses and a nil rng are errors.
 func Build(c Config, rng *tensor.RNG) (nn.Layer, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
