@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"strings"
 	"testing"
@@ -552,7 +553,7 @@ func TestQuantizeRefusesBadArguments(t *testing.T) {
 	}
 	// A batch size whose element count overflows is refused by the
 	// bound, not counted (tensor.NumElements panics on it).
-	huge := &tensor.Tensor{Shape: append([]int{1 << 62}, good.Shape[1:]...)}
+	huge := &tensor.Tensor{Shape: append([]int{1 << (bits.UintSize - 2)}, good.Shape[1:]...)}
 	func() {
 		defer func() {
 			if r := recover(); r != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -402,7 +403,7 @@ func TestEncodeRefusesBadTensors(t *testing.T) {
 		"nil":      {"w": nil},
 		"negative": {"w": {Shape: []int{-1, -1}, Data: []float32{1}}},
 		"short":    {"w": {Shape: []int{2, 2}, Data: []float32{1}}},
-		"overflow": {"w": {Shape: []int{1 << 32, 1 << 32}}},
+		"overflow": {"w": {Shape: []int{1 << (bits.UintSize / 2), 1 << (bits.UintSize / 2)}}},
 	} {
 		func() {
 			defer func() {

@@ -11,6 +11,7 @@ import (
 	"image"
 	"image/png"
 	"io"
+	"math/bits"
 	"net"
 	"net/http"
 	"os"
@@ -650,8 +651,8 @@ func (b badShape) Forward(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor
 	if x.Data[0] == 9 { // a negative dimension
 		return &tensor.Tensor{Shape: []int{x.Shape[0], -3}, Data: make([]float32, 3)}, nil
 	}
-	if x.Data[0] == 10 { // (2^62+1)·4 wraps to 4, as many values as it holds
-		return &tensor.Tensor{Shape: []int{x.Shape[0], 1<<62 + 1, 4}, Data: make([]float32, 4)}, nil
+	if x.Data[0] == 10 { // (2^62+1)·4 wraps to 4 (on 32 bits, (2^30+1)·4), as many values as it holds
+		return &tensor.Tensor{Shape: []int{x.Shape[0], 1<<(bits.UintSize-2) + 1, 4}, Data: make([]float32, 4)}, nil
 	}
 	return b.fakeBackend.Forward(ctx, x)
 }

@@ -2,6 +2,8 @@ package tensor
 
 import (
 	"fmt"
+	"math"
+	"math/bits"
 	"testing"
 )
 
@@ -73,8 +75,8 @@ func TestFromDataRefusesImpossibleShapes(t *testing.T) {
 	}{
 		{[]float32{1, 2, 3}, []int{-1, -3}},
 		{nil, []int{2, -1}},
-		{nil, []int{1 << 32, 1 << 32}},            // 2^64 wraps to 0
-		{make([]float32, 4), []int{1<<62 + 1, 4}}, // 2^64+4 wraps to 4
+		{nil, []int{1 << (bits.UintSize / 2), 1 << (bits.UintSize / 2)}}, // 2^64 wraps to 0 (2^32 on 32 bits)
+		{make([]float32, 4), []int{1<<(bits.UintSize-2) + 1, 4}},         // 2^64+4 wraps to 4 (2^32+4 on 32 bits)
 	} {
 		func() {
 			defer func() {
@@ -87,8 +89,8 @@ func TestFromDataRefusesImpossibleShapes(t *testing.T) {
 			}
 		}()
 	}
-	if x, err := FromData(nil, 1<<40, 0, 1<<40); err != nil || x.Len() != 0 {
-		t.Errorf("FromData(nil, [2^40 0 2^40]) = %v, %v; a zero dimension makes an empty tensor", x, err)
+	if x, err := FromData(nil, math.MaxInt, 0, math.MaxInt); err != nil || x.Len() != 0 {
+		t.Errorf("FromData(nil, [MaxInt 0 MaxInt]) = %v, %v; a zero dimension makes an empty tensor", x, err)
 	}
 	func() {
 		defer func() {
@@ -96,6 +98,6 @@ func TestFromDataRefusesImpossibleShapes(t *testing.T) {
 				t.Error("NumElements of an overflowing shape did not panic")
 			}
 		}()
-		NumElements([]int{1 << 32, 1 << 32})
+		NumElements([]int{1 << (bits.UintSize / 2), 1 << (bits.UintSize / 2)})
 	}()
 }
