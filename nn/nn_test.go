@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"strings"
 	"testing"
@@ -93,8 +94,17 @@ func TestTorchStateRoundTripAndErrors(t *testing.T) {
 	st = nn.TorchState(a)
 	st["fc.weight"] = &tensor.Tensor{Shape: st["fc.weight"].Shape, Data: st["fc.weight"].Data[:2]}
 	st["fc.bias"] = nil
-	if err := nn.LoadTorchState(b, st, true); !errors.As(err, &se) || len(se.Mismatched) != 2 || !strings.Contains(err.Error(), "fc.weight: a tensor whose 2 values do not fill its shape") {
+	if err := nn.LoadTorchState(b, st, true); !errors.As(err, &se) || len(se.Mismatched) != 2 || !strings.Contains(err.Error(), "fc.weight: tensor: 2 values do not fill shape") {
 		t.Errorf("short and nil tensors: %v", err)
+	}
+	// So are negative and overflowing shapes (tensor.NumElements panics
+	// on them).
+	for _, shape := range [][]int{{-2, -1}, {1 << (bits.UintSize / 2), 1 << (bits.UintSize / 2)}} {
+		st = nn.TorchState(a)
+		st["fc.weight"] = &tensor.Tensor{Shape: shape}
+		if err := nn.LoadTorchState(b, st, true); !errors.As(err, &se) || len(se.Mismatched) != 1 || !strings.Contains(err.Error(), "fc.weight: tensor: ") {
+			t.Errorf("shape %v: %v", shape, err)
+		}
 	}
 	// A state dict saved inside DataParallel names every key "module.…":
 	// the error says to strip the prefix; a mere mix of missing and

@@ -50,12 +50,11 @@ func ToTorchLayout(t *tensor.Tensor, l Layout) *tensor.Tensor {
 }
 
 func fromTorch(e Entry, t *tensor.Tensor) (*tensor.Tensor, error) {
-	if t == nil || len(t.Data) != tensor.NumElements(t.Shape) {
-		n := -1
-		if t != nil {
-			n = len(t.Data)
-		}
-		return nil, fmt.Errorf("%s: a tensor whose %d values do not fill its shape", e.Name, n)
+	if t == nil {
+		return nil, fmt.Errorf("%s: no tensor (nil)", e.Name)
+	}
+	if _, err := tensor.FromData(t.Data, t.Shape...); err != nil { // a negative or overflowing shape too
+		return nil, fmt.Errorf("%s: %w", e.Name, err)
 	}
 	if t.Rank() == 4 {
 		switch e.Layout {
