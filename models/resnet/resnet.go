@@ -262,8 +262,8 @@ func conv(rng *tensor.RNG, in, out, k, stride int) *nn.Conv2d {
 // NewBlock builds one block of the config's kind (block type, ordering,
 // shortcut option, branch scale) from in channels at the given stride; width
 // is a basic block's output width or a bottleneck's inner width. It checks
-// nothing: c must pass Validate (a basic block of another ordering is nil),
-// and rng, the sizes and the stride must be usable (it panics otherwise).
+// nothing: c must pass Validate, and rng, the sizes and the stride must be
+// usable; it panics otherwise (an unknown ordering, naming it).
 func NewBlock(rng *tensor.RNG, c Config, in, width, stride int) nn.Layer {
 	out := width
 	if c.Block == "bottleneck" {
@@ -306,6 +306,8 @@ func NewBlock(rng *tensor.RNG, c Config, in, width, stride int) nn.Layer {
 			b, last = blk, blk.BN2
 		case PreActivation:
 			b = &PreActBlock{BN1: bn(in), Conv1: c1, BN2: bn(out), Conv2: c2, Join: j}
+		default:
+			panic(fmt.Sprintf("resnet: NewBlock: ordering %q, which Validate refuses", c.Ordering))
 		}
 	}
 	if c.ZeroInitResidual && last != nil {

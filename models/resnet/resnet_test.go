@@ -1,6 +1,8 @@
 package resnet
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
 	ag "github.com/residual-nn/residual/autograd"
@@ -92,4 +94,22 @@ func TestLesionIsTheShortcut(t *testing.T) {
 			}
 		}
 	}
+}
+
+// NewBlock checks nothing, but a basic block of an ordering Validate
+// refuses panics naming it, rather than returning a nil block that a
+// network would hold and call.
+func TestNewBlockUnknownOrdering(t *testing.T) {
+	c, err := Preset("resnet20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Ordering = "sideways"
+	defer func() {
+		if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), `"sideways"`) {
+			t.Errorf("NewBlock of an unknown ordering: recovered %v; want a panic naming it", r)
+		}
+	}()
+	b := NewBlock(tensor.NewRNG(1), c, 16, 16, 1)
+	t.Errorf("NewBlock of an unknown ordering returned %T", b)
 }
