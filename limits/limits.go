@@ -33,8 +33,9 @@ var (
 	TotalBytes int64 = 4 << 30
 	// HeaderBytes bounds the structured part of a file that is read whole
 	// before its tensor data: a safetensors JSON header, a pickle (a .pth's
-	// data.pkl), a Keras model.json or labels.json. 100 MB, the bound of
-	// the reference safetensors reader; ResNet-152's data.pkl is 40 kB.
+	// data.pkl), a Keras model.json or labels.json. 100 MiB, just above
+	// the reference safetensors reader's 100,000,000 bytes; ResNet-152's
+	// data.pkl is 40 kB.
 	HeaderBytes int64 = 100 << 20
 	// ImagePixels bounds an image's width × height, checked from its
 	// header before it is decoded: PIL's MAX_IMAGE_PIXELS (89,478,485, a
@@ -50,10 +51,11 @@ var (
 	// Channels bounds the channels of a layer described by a file.
 	Channels = 1 << 16
 	// Layers bounds the depth a file may ask a network to have (blocks per
-	// stage, nodes of a graph): ResNet-1202 has 600 blocks.
+	// stage, an MLP's depth): ResNet-1202 has 600 blocks.
 	Layers = 1 << 14
-	// Nesting bounds the nesting of structured data in a file (pickle
-	// frames, JSON of a model config).
+	// Nesting bounds the nesting of structured data in a file or request:
+	// a pickle's MARKs, an ONNX model's or a gRPC request's messages, the
+	// data arrays of a JSON request.
 	Nesting = 1 << 10
 	// Memory, when positive, is the memory in bytes that CheckMemory
 	// allows, in place of what the system has available: to keep a process
