@@ -1,10 +1,11 @@
 // Package kernels holds the numeric kernels behind residual's operations.
 //
-// Every kernel is a reference implementation written once for float32 and
-// float64 (the Float constraint): the finite-difference gradient checks run
+// Every kernel of the float32 operations is a reference implementation
+// written once for float32 and float64 (the Float constraint; the bfloat16
+// and int8 kernels have no such form): the finite-difference gradient checks run
 // it on float64, and it is the float32 path where no faster kernel
 // applies. The kernels that have faster float32 versions (convolutions,
-// Gemm, batch norm in training, max pooling, ReLU, Add) are exported as
+// Gemm, batch norm, max pooling, ReLU, Add) are exported as
 // float32 entry points: each takes the assembly kernels of the active
 // level (see Level; resolved once, at start or by SetLevel) where the shape
 // suits them, and its reference (the unexported generic function of the
