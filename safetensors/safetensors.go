@@ -7,7 +7,7 @@
 //
 // The reader checks everything a corrupt or hostile file could get wrong
 // (header size, a tensor or a field named twice, a field missing, offsets
-// that are not two numbers, offsets outside the data, overlapping or unordered ranges,
+// that are not two numbers, offsets outside the data, ranges that overlap or leave gaps,
 // sizes that do not match the shape) and returns an error naming the
 // problem. The writer replaces its target atomically.
 //
