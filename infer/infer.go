@@ -263,10 +263,24 @@ type Guess struct {
 	Probability float64
 }
 
+// ImageError is Classify's error for one of its images that cannot be
+// classified (nil, or refused by Preprocess: too large, of no pixels):
+// Index is its place in the images given, so that a caller can name its
+// file and classify the others.
+type ImageError struct {
+	Index int
+	Err   error
+}
+
+func (e *ImageError) Error() string { return fmt.Sprintf("infer: image %d: %v", e.Index, e.Err) }
+
+func (e *ImageError) Unwrap() error { return e.Err }
+
 // Classify returns the k most probable classes of each image, most
 // probable first (k is capped at the number of classes). Images are
 // preprocessed as in training's evaluation and run in batches; ctx is
-// checked between batches. A nil image is an error naming its index.
+// checked between batches. An image that is nil or that Preprocess
+// refuses is an *ImageError naming its index.
 func (m *Model) Classify(ctx context.Context, imgs []image.Image, k int) ([][]Guess, error) {
 	switch {
 	case m == nil:
@@ -282,7 +296,7 @@ func (m *Model) Classify(ctx context.Context, imgs []image.Image, k int) ([][]Gu
 	}
 	for i, img := range imgs {
 		if typednil.Is(img) {
-			return nil, fmt.Errorf("infer: image %d is nil", i)
+			return nil, &ImageError{i, errors.New("no image (nil)")}
 		}
 	}
 	k = min(k, len(m.info.Classes))
@@ -298,7 +312,7 @@ func (m *Model) Classify(ctx context.Context, imgs []image.Image, k int) ([][]Gu
 		for i, img := range batch {
 			xi, err := m.Preprocess(img)
 			if err != nil {
-				return nil, fmt.Errorf("infer: image %d: %w", lo+i, err)
+				return nil, &ImageError{lo + i, err}
 			}
 			copy(x.Data[i*per:], xi.Data)
 		}

@@ -352,8 +352,8 @@ func TestErrors(t *testing.T) {
 		}, "image 0"},
 		{"bomb", func() error { _, err := m.Preprocess(image.NewGray(image.Rect(0, 0, 100000, 1))); return err }, "limits.ImageSide"},
 		{"negative tile", func() error { _, err := u.SegmentTiles(ctx, img, -1); return err }, "tile"},
-		{"nil image", func() error { _, err := m.Classify(ctx, []image.Image{img, nil}, 3); return err }, "image 1 is nil"},
-		{"typed nil image", func() error { _, err := m.Classify(ctx, []image.Image{(*image.Gray)(nil)}, 3); return err }, "image 0 is nil"},
+		{"nil image", func() error { _, err := m.Classify(ctx, []image.Image{img, nil}, 3); return err }, "image 1: no image (nil)"},
+		{"typed nil image", func() error { _, err := m.Classify(ctx, []image.Image{(*image.Gray)(nil)}, 3); return err }, "image 0: no image (nil)"},
 		{"preprocess nil", func() error { _, err := m.Preprocess(nil); return err }, "image is nil"},
 		{"preprocess typed nil", func() error { _, err := m.Preprocess((*image.RGBA)(nil)); return err }, "image is nil"},
 		{"segment nil", func() error { _, err := u.Segment(ctx, nil); return err }, "image is nil"},
@@ -483,6 +483,28 @@ func TestRepeatedForwardIsExact(t *testing.T) {
 			} else if !slices.Equal(y.Data, want) {
 				t.Fatalf("%s: pass %d (batch %d) differs from the first pass of its size", c.name, pass, n)
 			}
+		}
+	}
+}
+
+// An image Classify cannot take is an *ImageError holding its index among
+// the images given, so that a caller (residual predict) names its file and
+// classifies the others.
+func TestClassifyImageError(t *testing.T) {
+	m := open(t, "mnist-tiny.safetensors")
+	ok := image.NewGray(image.Rect(0, 0, 28, 28))
+	wide := image.NewGray(image.Rect(0, 0, 100000, 1)) // past limits.ImageSide
+	for _, c := range []struct {
+		imgs  []image.Image
+		index int
+	}{
+		{[]image.Image{ok, wide, ok}, 1},
+		{[]image.Image{ok, ok, nil}, 2},
+	} {
+		_, err := m.Classify(context.Background(), c.imgs, 1)
+		var ie *infer.ImageError
+		if !errors.As(err, &ie) || ie.Index != c.index {
+			t.Errorf("%v: want an *ImageError of index %d", err, c.index)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/data/imagefile"
 	"github.com/residual-nn/residual/infer"
 )
@@ -127,8 +128,30 @@ func TestTrainEvalPredict(t *testing.T) {
 	broken := filepath.Join(dir, "broken.png")
 	os.WriteFile(broken, []byte("not a png"), 0o644)
 	if code := run(context.Background(), []string{"predict", "--weights", ck, "--top", "1", digit, broken, digit}, &out, &errb); code != 1 ||
-		strings.Count(out.String(), "(class ") != 2 || !strings.Contains(errb.String(), "1 of 3 images could not be read: "+broken) {
+		strings.Count(out.String(), "(class ") != 2 || !strings.Contains(errb.String(), "1 of 3 images could not be read or classified: "+broken) {
 		t.Errorf("predict with a broken image: exit %d: %s %s", code, out.String(), errb.String())
+	}
+	// One the model cannot take (60,000×1, its shorter side resized to 32
+	// as an ImageNet model's: a side past limits.ImageSide) is named by its
+	// file, not its index among the readable ones, and the others are
+	// classified.
+	out.Reset()
+	errb.Reset()
+	wide := filepath.Join(dir, "wide.png")
+	writeGray(t, wide, 60000, 1)
+	c, err := checkpoint.Load(ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Preprocess.ResizeShorter = 32
+	cropped := filepath.Join(dir, "cropped.safetensors")
+	if err := checkpoint.Write(cropped, c.Net, c.Meta, nil); err != nil {
+		t.Fatal(err)
+	}
+	if code := run(context.Background(), []string{"predict", "--weights", cropped, "--top", "1", broken, digit, wide, digit}, &out, &errb); code != 1 ||
+		strings.Count(out.String(), "(class ") != 2 || !strings.Contains(errb.String(), wide+": ") ||
+		!strings.Contains(errb.String(), "2 of 4 images could not be read or classified: "+broken+", "+wide) {
+		t.Errorf("predict with an image too wide: exit %d: %s %s", code, out.String(), errb.String())
 	}
 	for _, bad := range [][]string{
 		{"train", "--model", "resnet8", "--data", "cifar10:/nonexistent"},

@@ -604,8 +604,9 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := m.SetPrecision(pr); err != nil {
 		return fmt.Errorf("%w: --precision: %v", errUsage, err)
 	}
-	// An unreadable image is reported and skipped; the others are still
-	// classified, and the command then fails naming how many were not.
+	// An unreadable image, or one the model cannot take, is reported and
+	// skipped; the others are still classified, and the command then fails
+	// naming how many were not.
 	var decoded []image.Image
 	var readable []string
 	var bad []string
@@ -621,8 +622,17 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		decoded, readable = append(decoded, img), append(readable, path)
 	}
-	if len(decoded) > 0 {
+	for len(decoded) > 0 {
 		guesses, err := m.Classify(ctx, decoded, *top)
+		var ie *infer.ImageError
+		if errors.As(err, &ie) && ie.Index < len(readable) {
+			// Decoded but not classifiable (a side past limits.ImageSide,
+			// say): named and left out like an unreadable file.
+			fmt.Fprintf(stderr, "%s: %v\n", readable[ie.Index], ie.Err)
+			bad = append(bad, readable[ie.Index])
+			decoded, readable = slices.Delete(decoded, ie.Index, ie.Index+1), slices.Delete(readable, ie.Index, ie.Index+1)
+			continue
+		}
 		if err != nil {
 			if cause := stopped(ctx); cause != nil {
 				return cause // the signal, for the exit status
@@ -635,9 +645,10 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 				fmt.Fprintf(stdout, "  %6.2f%%  %s (class %d)\n", 100*g.Probability, g.Name, g.Class)
 			}
 		}
+		break
 	}
 	if len(bad) > 0 {
-		return fmt.Errorf("%d of %d images could not be read: %s", len(bad), len(images), strings.Join(bad, ", "))
+		return fmt.Errorf("%d of %d images could not be read or classified: %s", len(bad), len(images), strings.Join(bad, ", "))
 	}
 	return nil
 }
