@@ -6,10 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os/signal"
 	"runtime"
 	"strings"
-	"syscall"
 
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/infer"
@@ -77,8 +75,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM)
-	defer stop()
+	// ctx is main's: SIGTERM and SIGINT cancel it, naming the signal
+	// (the drain record's cause, the exit status when --drain runs out).
 	hl, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err

@@ -249,3 +249,30 @@ func TestSignals(t *testing.T) {
 		t.Errorf("version: %v\n%s", err, out)
 	}
 }
+
+// TestServeSIGTERMCause stops real serve processes with SIGTERM: each
+// drains, exits 0 and logs the drain's cause as "stopped by SIGTERM", as
+// the commands name the signal. serve used to watch SIGTERM itself too,
+// and the two watchers raced: about one stop in five logged Go's
+// "terminated signal received" instead. Twelve stops, so that the race
+// would show.
+func TestServeSIGTERMCause(t *testing.T) {
+	bin := residualBinary(t)
+	ckpt := filepath.Join("..", "..", "testdata", "checkpoint", "mnist-tiny.safetensors")
+	for i := range 12 {
+		p := start(t, bin, "serve", "--model", "m="+ckpt, "--addr", "127.0.0.1:0", "--grpc-addr", "")
+		p.waitLine(t, "serving on ")
+		for deadline := time.Now().Add(time.Minute); !strings.Contains(p.stderr.String(), `msg="model ready"`); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("stop %d: not ready within a minute: %s", i, p.stderr.String())
+			}
+		}
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		if code := p.wait(t); code != 0 {
+			t.Fatalf("stop %d: exit %d after SIGTERM, want 0; stderr %s", i, code, p.stderr.String())
+		}
+		if !strings.Contains(p.stderr.String(), `msg=draining timeout=30s cause="stopped by SIGTERM"`) {
+			t.Fatalf("stop %d: the drain does not name SIGTERM as the commands do:\n%s", i, p.stderr.String())
+		}
+	}
+}
