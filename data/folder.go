@@ -145,7 +145,7 @@ func FolderWith(ctx context.Context, dir string, o *ImageOptions, classes []stri
 					o.warn(err)
 					continue
 				}
-				return nil, err
+				return nil, unreadable(err)
 			}
 			d.Files = append(d.Files, f)
 			d.Labels = append(d.Labels, int32(label))
@@ -182,6 +182,15 @@ func checkFolderImage(path string, size int) error {
 	}
 	oh, ow := transform.ShorterSide(cfg.Height, cfg.Width, transform.EvalResize(size))
 	return limits.CheckImage(fmt.Sprintf("data: %s: %d×%d resized for evaluation", path, cfg.Width, cfg.Height), ow, oh)
+}
+
+// unreadable adds to the error of a file that cannot be read, or is over
+// the limits, the way to skip such files, for a folder read without
+// SkipBadImages: eval and quantize have no --skip-bad-images flag, and
+// their folder spec's skip-bad option is otherwise named nowhere a user
+// would look.
+func unreadable(err error) error {
+	return fmt.Errorf("%w (folder,skip-bad:DIR skips unreadable files, as train's --skip-bad-images does; ImageOptions.SkipBadImages)", err)
 }
 
 // listDir returns the names of the entries of dir that keep accepts,

@@ -351,10 +351,14 @@ func TestFolderLayouts(t *testing.T) {
 	}
 }
 
+// skipBadHint is how an unreadable file's error, without SkipBadImages,
+// says to skip such files (eval and quantize have no --skip-bad-images).
+const skipBadHint = "folder,skip-bad:DIR skips unreadable files"
+
 // TestFolderBadFiles checks broken files: refused at open with the file
-// named when the header is bad (not an image, a bomb), or in the epoch
-// when only the pixel data is (a truncated PNG); with SkipBadImages each
-// is left out with one warning naming it.
+// and the way to skip it named when the header is bad (not an image, a
+// bomb), or in the epoch when only the pixel data is (a truncated PNG);
+// with SkipBadImages each is left out with one warning naming it.
 func TestFolderBadFiles(t *testing.T) {
 	dir := t.TempDir()
 	for i := range 6 {
@@ -373,8 +377,8 @@ func TestFolderBadFiles(t *testing.T) {
 	for range l.Epoch(context.Background(), 0, 0) {
 		n++
 	}
-	if err := l.Err(); err == nil || !strings.Contains(err.Error(), "3t.png") || n != 1 {
-		t.Errorf("a truncated file in the epoch: %d batches before it, error %v", n, err)
+	if err := l.Err(); err == nil || !strings.Contains(err.Error(), "3t.png") || !strings.Contains(err.Error(), skipBadHint) || n != 1 {
+		t.Errorf("a truncated file in the epoch: %d batches before it, error %v; want the file and the way to skip it named", n, err)
 	}
 	var log strings.Builder
 	skip, err := FolderWith(context.Background(), dir, &ImageOptions{Channels: 1, ImageSize: 8, SkipBadImages: true, Log: &log}, nil)
@@ -421,12 +425,12 @@ func TestFolderBadFiles(t *testing.T) {
 		bad := t.TempDir()
 		writeImage(t, filepath.Join(bad, "a", "ok.png"), flat("gray", 4, 4, color.NRGBA{}))
 		writeBytes(t, filepath.Join(bad, "a", name), b)
-		if _, err := FolderWith(context.Background(), bad, &ImageOptions{}, nil); err == nil || !strings.Contains(err.Error(), name) {
-			t.Errorf("%s: %v", name, err)
+		if _, err := FolderWith(context.Background(), bad, &ImageOptions{}, nil); err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), skipBadHint) {
+			t.Errorf("%s: %v; want the file and the way to skip it named", name, err)
 		}
 		log.Reset()
 		d, err := FolderWith(context.Background(), bad, &ImageOptions{SkipBadImages: true, Log: &log}, nil)
-		if err != nil || d.Len() != 1 || !strings.Contains(log.String(), name) {
+		if err != nil || d.Len() != 1 || !strings.Contains(log.String(), name) || strings.Contains(log.String(), skipBadHint) {
 			t.Errorf("%s skipped: %v, %d images, log %q", name, err, d.Len(), log.String())
 		}
 	}

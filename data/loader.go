@@ -379,7 +379,7 @@ func (l *Loader) makeFiles(order []int, epoch, b int) (Batch, error) {
 	for k, err := range errs {
 		if err != nil {
 			if !d.Images.SkipBadImages {
-				return Batch{}, err
+				return Batch{}, unreadable(err)
 			}
 			d.Images.warn(err)
 			continue
