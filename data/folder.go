@@ -186,11 +186,9 @@ func checkFolderImage(path string, size int) error {
 
 // unreadable adds to the error of a file that cannot be read, or is over
 // the limits, the way to skip such files, for a folder read without
-// SkipBadImages: eval and quantize have no --skip-bad-images flag, and
-// their folder spec's skip-bad option is otherwise named nowhere a user
-// would look.
+// SkipBadImages.
 func unreadable(err error) error {
-	return fmt.Errorf("%w (folder,skip-bad:DIR skips unreadable files, as train's --skip-bad-images does; ImageOptions.SkipBadImages)", err)
+	return fmt.Errorf("%w (--skip-bad-images, or folder,skip-bad:DIR, skips unreadable files; ImageOptions.SkipBadImages)", err)
 }
 
 // listDir returns the names of the entries of dir that keep accepts,

@@ -353,7 +353,7 @@ func TestFolderLayouts(t *testing.T) {
 
 // skipBadHint is how an unreadable file's error, without SkipBadImages,
 // says to skip such files (eval and quantize have no --skip-bad-images).
-const skipBadHint = "folder,skip-bad:DIR skips unreadable files"
+const skipBadHint = "(--skip-bad-images, or folder,skip-bad:DIR, skips unreadable files"
 
 // TestFolderBadFiles checks broken files: refused at open with the file
 // and the way to skip it named when the header is bad (not an image, a

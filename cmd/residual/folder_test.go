@@ -68,6 +68,30 @@ func TestTrainOnImageFolder(t *testing.T) {
 		!strings.Contains(evalOut.String(), "(24 of 25 test images; 1 left out as unreadable)") {
 		t.Errorf("eval with skip-bad: exit %d\nstdout %s\nstderr %s", code, evalOut.String(), evalErr.String())
 	}
+	// eval and quantize take --skip-bad-images as train does: without it
+	// the file stops them, named, with the way to skip it; with it, they
+	// skip it; =false undoes the spec's skip-bad.
+	best := filepath.Join(runDir, "best.safetensors")
+	q := filepath.Join(t.TempDir(), "q.safetensors")
+	for _, c := range []struct {
+		args []string
+		ok   bool
+		want string
+	}{
+		{[]string{"eval", best, "--data", "folder,all:" + dir}, false, "--skip-bad-images"},
+		{[]string{"eval", best, "--data", "folder,all:" + dir, "--skip-bad-images"}, true, "(24 of 25 test images; 1 left out as unreadable)"},
+		{[]string{"eval", best, "--data", "folder,all,skip-bad:" + dir, "--skip-bad-images=false"}, false, "--skip-bad-images"},
+		{[]string{"eval", best, "--data", "mnist", "--skip-bad-images"}, false, "for folder:DIR"},
+		{[]string{"quantize", best, "--calibrate", "folder,all:" + dir, "--out", q}, false, "--skip-bad-images"},
+		{[]string{"quantize", best, "--calibrate", "folder,all:" + dir, "--skip-bad-images", "--out", q}, true, "int8"},
+	} {
+		evalOut.Reset()
+		evalErr.Reset()
+		code := run(context.Background(), c.args, &evalOut, &evalErr)
+		if (code == 0) != c.ok || !strings.Contains(evalOut.String()+evalErr.String(), c.want) {
+			t.Errorf("%v: exit %d, want %q\nstdout %s\nstderr %s", c.args[3:], code, c.want, evalOut.String(), evalErr.String())
+		}
+	}
 	var out2, errb bytes.Buffer
 	if code := run(context.Background(), []string{"train", "--data", "mnist", "--image-size", "64"}, &out2, &errb); code == 0 || !strings.Contains(errb.String(), "folder:DIR") {
 		t.Errorf("--image-size on mnist: exit %d, %s", code, errb.String())

@@ -31,6 +31,7 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	pct := fs.Float64("percentile", 99.99, "with --method percentile: the percentile of magnitudes kept")
 	out := fs.String("out", "", "int8 checkpoint to write (.safetensors)")
 	weights := fs.String("weights", "", "the float checkpoint (or give it as the argument)")
+	skipBad := skipBadFlag(fs)
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -86,6 +87,9 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if *spec = c.DataSpec(); *spec == "" {
 			return fmt.Errorf("%w: the checkpoint does not name its data set; pass --calibrate", errUsage)
 		}
+	}
+	if *spec, err = withSkipBad(fs, *spec, *skipBad); err != nil {
+		return err
 	}
 	if *spec, err = folderAtModelSize(*spec, p); err != nil {
 		return err

@@ -422,6 +422,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	weights := fs.String("weights", "", "checkpoint (.safetensors), if not given as the first argument")
 	spec := fs.String("data", "", "data set (default: the one the checkpoint was trained on); folder,all:DIR evaluates every image of DIR/CLASS/… (folder:DIR, its held-out share or its test/)")
 	png := fs.String("confusion", "", "write the confusion matrix PNG here (default: next to the checkpoint)")
+	skipBad := skipBadFlag(fs)
 	precision := precisionFlag(fs)
 	pos, err := parseCheckpointFirst(fs, args)
 	if err != nil {
@@ -448,6 +449,9 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if *spec = c.DataSpec(); *spec == "" {
 			return fmt.Errorf("%w: the checkpoint does not name its data set; pass --data", errUsage)
 		}
+	}
+	if *spec, err = withSkipBad(fs, *spec, *skipBad); err != nil {
+		return err
 	}
 	if *spec, err = folderAtModelSize(*spec, c.Preprocess); err != nil {
 		return err
@@ -651,6 +655,29 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("%d of %d images could not be read or classified: %s", len(bad), len(images), strings.Join(bad, ", "))
 	}
 	return nil
+}
+
+// skipBadFlag is eval's and quantize's --skip-bad-images, train's
+// without its resume rules.
+func skipBadFlag(fs *flag.FlagSet) *bool {
+	return fs.Bool("skip-bad-images", false, "folder:DIR: skip unreadable image files with a warning instead of failing (=false turns off a skip-bad in the spec or the checkpoint's data set)")
+}
+
+// withSkipBad applies an explicit --skip-bad-images to a data spec: true
+// adds skip-bad to a folder spec (refused for another), false removes it;
+// a flag not given leaves the spec as it is.
+func withSkipBad(fs *flag.FlagSet, spec string, skip bool) (string, error) {
+	switch {
+	case !flagSet(fs, "skip-bad-images"):
+		return spec, nil
+	case !skip:
+		return data.WithoutSkipBad(spec), nil
+	}
+	s, err := data.FolderSpec(spec, 0, true)
+	if err != nil {
+		return "", fmt.Errorf("%w: --skip-bad-images: %v", errUsage, err)
+	}
+	return s, nil
 }
 
 // folderAtModelSize reads an image folder (folder:DIR, without a size=
