@@ -178,6 +178,13 @@ func ConvTranspose2d(x, w, b *Value, p ConvParams) *Value {
 	s := kernels.ConvShape{N: xs[0], H: oh - trim[0], W: ow - trim[1], C: ws[2], OC: ws[3], KH: ws[0], KW: ws[1],
 		SH: p.Stride[0], SW: p.Stride[1], DH: p.Dilation[0], DW: p.Dilation[1],
 		PT: pad[0], PL: pad[1], PB: pad[2], PR: pad[3]}
+	// Where the trim leaves no row (or column), the top pad is past every
+	// input's reach (pt ≥ H·s + d·(KH−1); with PyTorch's symmetric padding,
+	// only for a kernel of 1 there): no input reaches the output, which
+	// holds the bias alone, as PyTorch's does.
+	if oh >= 1 && ow >= 1 && (s.H < 1 || s.W < 1) && min(xs[0], xs[1], xs[2], xs[3], ws[0], ws[1], ws[2]) >= 1 {
+		return convTransposeUnreached(x, w, b, p, []int{s.N, oh, ow, s.C})
+	}
 	if err := s.Validate(); err != nil || s.OH() != xs[1] || s.OW() != xs[2] {
 		shapeErr("ConvTranspose2d", "input %v, weight %v, params %+v give no valid output", xs, ws, p)
 	}
@@ -212,6 +219,29 @@ func ConvTranspose2d(x, w, b *Value, p ConvParams) *Value {
 		if len(dz) != len(dy) {
 			tp.release(dz)
 		}
+		tp.contribute(b, func(dst []float32) { kernels.BiasBackward(dy, dst) })
+	}, x, w, b)
+	return y
+}
+
+// convTransposeUnreached is ConvTranspose2d(x, w, b, p) of output shape
+// where no input reaches any output: the output is b (zeros without one),
+// x and w get zero gradients.
+func convTransposeUnreached(x, w, b *Value, p ConvParams, shape []int) *Value {
+	y := result(shape, x, w, b)
+	trace(y, OpConvTranspose2d, p, x, w, b)
+	if y.dry() {
+		return y
+	}
+	clear(y.Data.Data) // a recycled buffer is not cleared
+	if b != nil {
+		kernels.BiasForward(y.Data.Data, b.Data.Data)
+	}
+	record(y, func() {
+		tp, dy := y.tape, y.Grad.Data
+		zero := func(dst []float32) { clear(dst) }
+		tp.contribute(x, zero)
+		tp.contribute(w, zero)
 		tp.contribute(b, func(dst []float32) { kernels.BiasBackward(dy, dst) })
 	}, x, w, b)
 	return y

@@ -3,7 +3,9 @@
 convolutions whose output padding is at least the stride, which PyTorch
 takes while it is below the dilation (output_padding < max(stride,
 dilation) per dimension): rows and columns past every input's reach, with
-and without bottom/right padding, a batch of two and a bias.
+and without bottom/right padding, a batch of two and a bias, and two whose
+top/left padding leaves no input inside the output at all (kernel 1 in that
+dimension, padding at least the input's extent): the bias alone, or zeros.
 
 Run from the repository root with Debian's PyTorch (python3-torch 1.13):
     /usr/bin/python3 testdata/torch/gen_convtranspose_outpad.py
@@ -34,6 +36,8 @@ def cases():
         (1, 3, 4, 3, 2, (2, 3), (1, 2), (1, 0), (2, 1), (3, 1), False),  # height 2 ≥ stride 1, width as before
         (1, 2, 3, 3, 2, (3, 2), (2, 1), (2, 1), (2, 1), (3, 2), True),   # output padding within the padding
         (2, 2, 3, 3, 3, (2, 2), (1, 1), (0, 1), (1, 2), (2, 3), True),   # a batch of two, both dimensions
+        (2, 2, 2, 2, 3, (1, 2), (1, 1), (2, 0), (3, 0), (4, 1), True),   # no input reaches any row: the bias
+        (1, 2, 2, 1, 2, (2, 1), (1, 1), (0, 1), (0, 2), (1, 3), False),  # no input reaches any column: zeros
     ])
 
 
