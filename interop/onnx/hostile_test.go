@@ -309,6 +309,11 @@ func TestBadAttributes(t *testing.T) {
 			"ConvTranspose: dilations [0 0]: each must be at least 1"},
 		{"ConvTranspose output_padding of the stride", graph(13, w, node("ConvTranspose", []string{"x", "w"}, []string{"y"}, ints("strides", 2, 2), ints("output_padding", 0, 2))), []int{1, 1, 4, 4},
 			"ConvTranspose2d: width output padding 2 (output padding [0 2]) must be at least 0 and smaller than the larger of the stride 2 and the dilation 1"},
+		// An output_padding already past the bound, where output_shape
+		// grows the output further, is named itself (it was "output_shape
+		// [8 11] is 1 past the 10 …: with output_padding 2, at most -1").
+		{"ConvTranspose output_padding of the stride, output_shape past it", graph(13, w, node("ConvTranspose", []string{"x", "w"}, []string{"y"}, ints("strides", 2, 2), ints("output_padding", 0, 2), ints("output_shape", 8, 11))), []int{1, 1, 4, 4},
+			"ConvTranspose: output_padding [0 2] in spatial dimension 1: 2 is not smaller than the larger of the stride 2 and the dilation 1"},
 		{"ConvTranspose output_shape past the stride", graph(13, w, node("ConvTranspose", []string{"x", "w"}, []string{"y"}, ints("strides", 2, 2), ints("output_shape", 9, 11))), []int{1, 1, 4, 4},
 			"ConvTranspose: output_shape [9 11] is 3 past the 8 that the input gives in spatial dimension 1: with output_padding 0, at most 1 (max(stride 2, dilation 1) − 1)"},
 		{"ConvTranspose output_padding below the dilation", graph(13, w, node("ConvTranspose", []string{"x", "w"}, []string{"y"}, ints("dilations", 2, 2), ints("output_padding", 1, 1))), []int{1, 1, 4, 4},

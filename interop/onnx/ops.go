@@ -210,6 +210,11 @@ func convTransposeParams(a attrMap, in, k [2]int) (ag.ConvParams, error) {
 			if total < 0 {
 				// Rows past the input's reach, as output padding: PyTorch
 				// and ONNX Runtime take fewer than max(stride, dilation).
+				// An output_padding already past that is its own fault.
+				if op[i] >= max(s[i], d[i]) {
+					return ag.ConvParams{}, fmt.Errorf("ConvTranspose: output_padding %v in spatial dimension %d: %d is not smaller than the larger of the stride %d and the dilation %d",
+						op, i, op[i], s[i], d[i])
+				}
 				if op[i]-total >= max(s[i], d[i]) {
 					return ag.ConvParams{}, fmt.Errorf("ConvTranspose: output_shape %v is %d past the %d that the input gives in spatial dimension %d: with output_padding %d, at most %d (max(stride %d, dilation %d) − 1)",
 						outShape, -total, outShape[i]+total, i, op[i], max(s[i], d[i])-1-op[i], s[i], d[i])
