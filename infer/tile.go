@@ -73,12 +73,14 @@ func SegmentUNet(ctx context.Context, n *unet.Net, x *tensor.Tensor, out int, p 
 	if in == 0 {
 		return nil, fmt.Errorf("infer: no U-Net input side up to %d gives tiles of %d pixels", limits.ImageSide, out)
 	}
-	if err := checkTileMemory(n, in, in); err != nil {
-		return nil, err
-	}
 	m := (in - t) / 2
 	h, w := x.Shape[1], x.Shape[2]
 	ty, tx := (h+t-1)/t, (w+t-1)/t
+	// The result, and the image mirrored by the margin around whole tiles.
+	whole := int64(h)*int64(w)*int64(n.Config.Classes) + int64(ty*t+2*m)*int64(tx*t+2*m)*int64(x.Shape[3])
+	if err := checkTileMemory(n, in, in, 4*whole); err != nil {
+		return nil, err
+	}
 	big := unet.Mirrored(x, m, m, ty*t-h+m, tx*t-w+m)
 	k := n.Config.Classes
 	res := tensor.New(1, h, w, k)
@@ -127,7 +129,9 @@ func segmentPadded(ctx context.Context, n *unet.Net, x *tensor.Tensor, out int, 
 	valid := n.Config
 	valid.Valid = true
 	m := up(valid.Margin() + a)
-	if err := checkTileMemory(n, min(out+2*m, eh), min(out+2*m, ew)); err != nil {
+	// The result, and the image extended to multiples of a.
+	whole := int64(h)*int64(w)*int64(k) + int64(eh)*int64(ew)*int64(c)
+	if err := checkTileMemory(n, min(out+2*m, eh), min(out+2*m, ew), 4*whole); err != nil {
 		return nil, err
 	}
 	ext := unet.Mirrored(x, 0, 0, eh-h, ew-w)
@@ -166,15 +170,20 @@ func segmentPadded(ctx context.Context, n *unet.Net, x *tensor.Tensor, out int, 
 
 // checkTileMemory refuses tiles of h×w input pixels whose inference pass
 // needs more memory than is available (limits.CheckMemory; a lower bound,
-// nn.Summary.InferenceBytes), before any is allocated: a tile as large as
-// a 8000×8000 photo grew until the kernel killed the process.
-func checkTileMemory(n *unet.Net, h, w int) error {
+// nn.Summary.InferenceBytes), and a whole image whose result and padded
+// copy (wholeBytes) would not fit beside it, before any is allocated: a
+// tile as large as a 8000×8000 photo grew until the kernel killed the
+// process, and so did the logits of a large image under many classes.
+func checkTileMemory(n *unet.Net, h, w int, wholeBytes int64) error {
 	s, err := nn.Summarize(n, []int{1, h, w, n.Config.InChannels})
 	if err != nil {
 		return fmt.Errorf("infer: segment: %w", err)
 	}
 	if err := limits.CheckMemory(fmt.Sprintf("infer: segmenting in tiles of %dx%d input pixels", w, h), s.InferenceBytes()); err != nil {
 		return fmt.Errorf("%w: use smaller tiles", err)
+	}
+	if err := limits.CheckMemory(fmt.Sprintf("infer: segmenting an image into %d classes", n.Config.Classes), s.InferenceBytes()+wholeBytes); err != nil {
+		return fmt.Errorf("%w: segment a smaller image", err)
 	}
 	return nil
 }

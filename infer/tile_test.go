@@ -236,3 +236,26 @@ func TestSegmentPrecision(t *testing.T) {
 		}
 	}
 }
+
+// SegmentUNet refuses an image whose logits (H·W·classes) would not fit
+// in memory beside a tile's pass, before allocating them, in both forms:
+// with 2000 classes a 256×256 image's logits take 524 MB, where an 8×8
+// image's tiles run within a 256 MB budget.
+func TestSegmentWholeImageMemory(t *testing.T) {
+	defer func(m int64) { limits.Memory = m }(limits.Memory)
+	limits.Memory = 256 << 20
+	for _, valid := range []bool{false, true} {
+		n, err := unet.New(unet.Config{InChannels: 1, Classes: 2000, Depth: 2, Base: 4, Valid: valid}, tensor.NewRNG(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		nn.SetTraining(n, false)
+		if _, err := infer.SegmentUNet(context.Background(), n, tensor.New(1, 8, 8, 1), 8, ag.FP32); err != nil {
+			t.Errorf("valid %v, 8×8: %v", valid, err)
+		}
+		_, err = infer.SegmentUNet(context.Background(), n, tensor.New(1, 256, 256, 1), 8, ag.FP32)
+		if err == nil || !strings.Contains(err.Error(), "segmenting an image into 2000 classes") {
+			t.Errorf("valid %v, 256×256: %v; want the whole image's memory refused", valid, err)
+		}
+	}
+}
