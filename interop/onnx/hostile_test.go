@@ -316,6 +316,10 @@ func TestBadAttributes(t *testing.T) {
 			"ConvTranspose: output_padding [0 2] in spatial dimension 1: 2 is not smaller than the larger of the stride 2 and the dilation 1"},
 		{"ConvTranspose output_shape past the stride", graph(13, w, node("ConvTranspose", []string{"x", "w"}, []string{"y"}, ints("strides", 2, 2), ints("output_shape", 9, 11))), []int{1, 1, 4, 4},
 			"ConvTranspose: output_shape [9 11] is 3 past the 8 that the input gives in spatial dimension 1: with output_padding 0, at most 1 (max(stride 2, dilation 1) − 1)"},
+		// A negative output_padding, refused without output_shape by
+		// autograd, is refused where output_shape makes up for it too.
+		{"ConvTranspose negative output_padding, output_shape past it", graph(13, w, node("ConvTranspose", []string{"x", "w"}, []string{"y"}, ints("strides", 2, 2), ints("output_padding", 0, -1), ints("output_shape", 8, 9))), []int{1, 1, 4, 4},
+			"ConvTranspose: output_padding [0 -1]: each must be at least 0"},
 		{"ConvTranspose output_padding below the dilation", graph(13, w, node("ConvTranspose", []string{"x", "w"}, []string{"y"}, ints("dilations", 2, 2), ints("output_padding", 1, 1))), []int{1, 1, 4, 4},
 			"shape [1 1 7 7]"},
 		{"MaxPool stride 0", one("MaxPool", k, ints("strides", 0, 0)), []int{1, 1, 4, 4}, "MaxPool: strides [0 0]: each must be at least 1"},

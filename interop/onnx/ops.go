@@ -189,6 +189,9 @@ func convTransposeParams(a attrMap, in, k [2]int) (ag.ConvParams, error) {
 	if err := atLeastOne("ConvTranspose", s, d); err != nil {
 		return ag.ConvParams{}, err
 	}
+	if op[0] < 0 || op[1] < 0 { // even where output_shape would make up for it
+		return ag.ConvParams{}, fmt.Errorf("ConvTranspose: output_padding %v: each must be at least 0", op)
+	}
 	prm := ag.ConvParams{Stride: [2]int{s[0], s[1]}, Dilation: [2]int{d[0], d[1]}, Pad: [4]int{p[0], p[1], p[2], p[3]}, OutputPadding: [2]int{op[0], op[1]}}
 	outShape := a.ints("output_shape", nil)
 	autoPad := a.str("auto_pad", "NOTSET")
