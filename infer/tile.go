@@ -34,9 +34,9 @@ import (
 // used: the logits equal the one pass's up to the order of float32 sums.
 //
 // The network should be in evaluation mode. An x that is not one image
-// of the network's channels, or whose values do not fill its shape, and a
-// tile side out of [0, limits.ImageSide] (a larger one is no image the
-// network could see) are errors.
+// of the network's channels with at least one pixel, or whose values do
+// not fill its shape, and a tile side out of [0, limits.ImageSide] (a
+// larger one is no image the network could see) are errors.
 //
 // The convolutions and matrix products run in precision p
 // (autograd.Precision: FP32, or BF16's products of bfloat16 operands). It
@@ -57,8 +57,10 @@ func SegmentUNet(ctx context.Context, n *unet.Net, x *tensor.Tensor, out int, p 
 		// into a negative input side.
 		return nil, fmt.Errorf("infer: SegmentUNet: tiles of %d output pixels: want 0 (the network's default) to %d (limits.ImageSide)", out, limits.ImageSide)
 	}
-	if x.Rank() != 4 || x.Shape[0] != 1 || x.Shape[3] != n.Config.InChannels {
-		return nil, fmt.Errorf("infer: segmenting needs one image [1,H,W,%d], got %v", n.Config.InChannels, x.Shape)
+	if x.Rank() != 4 || x.Shape[0] != 1 || x.Shape[1] < 1 || x.Shape[2] < 1 || x.Shape[3] != n.Config.InChannels {
+		// An empty image has nothing to mirror (a valid U-Net's extension
+		// panicked) and nothing to segment.
+		return nil, fmt.Errorf("infer: segmenting needs one image [1,H,W,%d] with H, W ≥ 1, got %v", n.Config.InChannels, x.Shape)
 	}
 	if err := checkValues(x); err != nil {
 		return nil, err

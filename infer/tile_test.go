@@ -160,8 +160,8 @@ func TestSegmentTileMemory(t *testing.T) {
 // SegmentUNet refuses what it cannot segment before it extends the image:
 // a shape its values do not fill (it sliced past them, or, for a shape
 // of 2^40 pixels claimed with no data, allocated the extension and ran
-// out of memory), one over limits.TensorElements, as Forward does, and a
-// negative tile (a padded U-Net took it for 0).
+// out of memory), one over limits.TensorElements, as Forward does, an
+// image of no pixels, and a negative tile (a padded U-Net took it for 0).
 func TestSegmentRefusesBadInput(t *testing.T) {
 	for _, valid := range []bool{false, true} {
 		n, err := unet.New(unet.Config{InChannels: 1, Classes: 2, Depth: 2, Base: 4, Valid: valid}, tensor.NewRNG(1))
@@ -177,6 +177,10 @@ func TestSegmentRefusesBadInput(t *testing.T) {
 		}{
 			{"short", &tensor.Tensor{Shape: []int{1, 8, 8, 1}}, 0, "holds 0 values for shape [1 8 8 1]"},
 			{"negative tile", tensor.New(1, 8, 8, 1), -3, "tiles of -3 output pixels"},
+			// No pixel: a valid U-Net's mirrored extension panicked, a
+			// padded one's pass was refused in words about levels.
+			{"no rows", tensor.New(1, 0, 8, 1), 0, "one image [1,H,W,1] with H, W ≥ 1, got [1 0 8 1]"},
+			{"no columns", tensor.New(1, 8, 0, 1), 4, "one image [1,H,W,1] with H, W ≥ 1, got [1 8 0 1]"},
 		} {
 			func() {
 				defer func() {
