@@ -263,7 +263,8 @@ func conv(rng *tensor.RNG, in, out, k, stride int) *nn.Conv2d {
 // shortcut option, branch scale) from in channels at the given stride; width
 // is a basic block's output width or a bottleneck's inner width. It checks
 // nothing: c must pass Validate, and rng, the sizes and the stride must be
-// usable; it panics otherwise (an unknown ordering, naming it).
+// usable; it panics otherwise (an ordering Validate refuses for the
+// block, naming it).
 func NewBlock(rng *tensor.RNG, c Config, in, width, stride int) nn.Layer {
 	out := width
 	if c.Block == "bottleneck" {
@@ -278,6 +279,10 @@ func NewBlock(rng *tensor.RNG, c Config, in, width, stride int) nn.Layer {
 	var last *nn.BatchNorm
 	var b nn.Layer
 	if c.Block == "bottleneck" {
+		if !pre && c.Ordering != PostActivation {
+			// It built a post-activation bottleneck in its place.
+			panic(fmt.Sprintf("resnet: NewBlock: a bottleneck of ordering %q, which Validate refuses", c.Ordering))
+		}
 		s1, s2 := 1, stride
 		if c.StrideOn1x1 {
 			s1, s2 = stride, 1

@@ -96,20 +96,35 @@ func TestLesionIsTheShortcut(t *testing.T) {
 	}
 }
 
-// NewBlock checks nothing, but a basic block of an ordering Validate
-// refuses panics naming it, rather than returning a nil block that a
-// network would hold and call.
+// NewBlock checks nothing, but a block of an ordering Validate refuses
+// panics naming it, rather than returning a nil block that a network
+// would hold and call (a basic block) or a post-activation one in its
+// place (a bottleneck, whose only orderings are post and preact).
 func TestNewBlockUnknownOrdering(t *testing.T) {
-	c, err := Preset("resnet20")
+	basic, err := Preset("resnet20")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Ordering = "sideways"
-	defer func() {
-		if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), `"sideways"`) {
-			t.Errorf("NewBlock of an unknown ordering: recovered %v; want a panic naming it", r)
+	bottleneck, err := Preset("resnet50")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		cfg      Config
+		ordering Ordering
+	}{{basic, "sideways"}, {bottleneck, "sideways"}, {bottleneck, BNAfterAdd}, {bottleneck, ReLUOnlyPreAct}} {
+		c.cfg.Ordering = c.ordering
+		if c.cfg.Validate() == nil {
+			t.Fatalf("%s blocks of ordering %q: Validate takes them", c.cfg.Block, c.ordering)
 		}
-	}()
-	b := NewBlock(tensor.NewRNG(1), c, 16, 16, 1)
-	t.Errorf("NewBlock of an unknown ordering returned %T", b)
+		func() {
+			defer func() {
+				if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), fmt.Sprintf("%q", c.ordering)) {
+					t.Errorf("NewBlock of a %s block of ordering %q: recovered %v; want a panic naming it", c.cfg.Block, c.ordering, r)
+				}
+			}()
+			b := NewBlock(tensor.NewRNG(1), c.cfg, 16, 16, 1)
+			t.Errorf("NewBlock of a %s block of ordering %q returned %T", c.cfg.Block, c.ordering, b)
+		}()
+	}
 }
