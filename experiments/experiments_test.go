@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 )
 
@@ -336,4 +337,46 @@ func TestStoppedExperimentKeepsTheEarlierRun(t *testing.T) {
 		t.Errorf("a folder holding notes.txt: %v", err)
 	}
 	folderHolds(t, dir, map[string]string{"summary.md": "", "claims.json": "", "variance.json": "", "variance.png": "", "notes.txt": "mine"})
+}
+
+// A finished run whose Close cannot move the earlier run aside (--out a
+// mount point, or a folder another program holds open) keeps its outputs
+// in OUT.partial and says so, the earlier run staying in OUT: the
+// experiment's deferred abandon removed them, the whole run lost.
+func TestCloseFailureKeepsTheFinishedRun(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "out")
+	const earlier = "# Numbers\n\nthe earlier run\n"
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "summary.md"), []byte(earlier), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer func(f func(string, string) error) { rename = f }(rename)
+	rename = func(from, to string) error {
+		if to == dir+".old" {
+			return &os.LinkError{Op: "rename", Old: from, New: to, Err: syscall.EBUSY}
+		}
+		return os.Rename(from, to)
+	}
+	r, err := NewReport(dir, "Numbers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.JSON("numbers.json", []int{1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	err = r.Close()
+	r.abandon() // as every experiment defers it
+	if err == nil || !strings.Contains(err.Error(), "the finished run is in "+dir+".partial") {
+		t.Errorf("Close unable to move the earlier run aside: %v, want an error naming where the finished run is", err)
+	}
+	for _, name := range []string{"summary.md", "numbers.json"} {
+		if _, err := os.Stat(filepath.Join(dir+".partial", name)); err != nil {
+			t.Errorf("the finished run's %s: %v", name, err)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "summary.md")); err != nil || string(b) != earlier {
+		t.Errorf("the earlier run's summary.md: %.40q, %v", b, err)
+	}
 }

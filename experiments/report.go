@@ -143,6 +143,10 @@ func sameExperiment(dir, old, title string) error {
 	return nil
 }
 
+// rename is os.Rename, which Close moves the folders with (a test makes
+// it fail).
+var rename = os.Rename
+
 // path is where the report writes name until Close moves it into Dir.
 func (r *Report) path(name ...string) string {
 	return filepath.Join(append([]string{r.work}, name...)...)
@@ -177,21 +181,22 @@ func (r *Report) Close() error {
 	if err := os.WriteFile(r.path("summary.md"), []byte(b.String()), 0o644); err != nil {
 		return fmt.Errorf("experiments: %w", err)
 	}
+	// The run is finished: whatever fails from here, abandon must not
+	// remove it (it did where the earlier run could not be moved aside).
+	r.closed = true
 	old := r.Dir + ".old"
 	if err := os.RemoveAll(old); err != nil {
-		return fmt.Errorf("experiments: %w", err)
-	}
-	if err := os.Rename(r.Dir, old); err != nil && !os.IsNotExist(err) {
-		return fmt.Errorf("experiments: %w", err)
-	}
-	if err := os.Rename(r.work, r.Dir); err != nil {
-		if e := os.Rename(old, r.Dir); e != nil && !os.IsNotExist(e) {
-			err = fmt.Errorf("%w; the earlier run is in %s", err, old)
-		}
-		r.closed = true // abandon must not remove the finished run
 		return fmt.Errorf("experiments: the finished run is in %s: %w", r.work, err)
 	}
-	r.closed = true
+	if err := rename(r.Dir, old); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("experiments: the finished run is in %s, the earlier one in %s: %w", r.work, r.Dir, err)
+	}
+	if err := rename(r.work, r.Dir); err != nil {
+		if e := rename(old, r.Dir); e != nil && !os.IsNotExist(e) {
+			err = fmt.Errorf("%w; the earlier run is in %s", err, old)
+		}
+		return fmt.Errorf("experiments: the finished run is in %s: %w", r.work, err)
+	}
 	if err := os.RemoveAll(old); err != nil {
 		return fmt.Errorf("experiments: the run is in %s, but removing the earlier one: %w", r.Dir, err)
 	}
