@@ -380,3 +380,38 @@ func TestCloseFailureKeepsTheFinishedRun(t *testing.T) {
 		t.Errorf("the earlier run's summary.md: %.40q, %v", b, err)
 	}
 }
+
+// A folder holding files that no finished experiment left (figures and
+// notes of the user's own: *.png, *.md and *.json without a summary.md)
+// is refused and left as it is: it was taken, and replaced as a whole,
+// its files removed, when the run finished. One holding only runs/ (a
+// training experiment stopped before its runs waited in OUT.partial) is
+// taken, for --resume to continue.
+func TestReportRefusesFilesOfNoExperiment(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "plots")
+	mine := map[string]string{"loss.png": "mine", "notes.md": "mine", "numbers.json": "{}"}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range mine {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := NewReport(dir, "Shattered gradients"); err == nil || !strings.Contains(err.Error(), "but no summary.md") {
+		t.Errorf("a folder of the user's figures and notes: %v", err)
+	}
+	folderHolds(t, dir, mine)
+
+	stopped := filepath.Join(t.TempDir(), "order")
+	if err := os.MkdirAll(filepath.Join(stopped, "runs", "post-seed1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r, err := newReport(stopped, "Block orderings (He et al. 2016, Table 2)", true)
+	if err != nil {
+		t.Fatalf("a stopped training experiment's runs/ alone: %v", err)
+	}
+	if _, err := os.Stat(r.path("runs", "post-seed1")); err != nil {
+		t.Errorf("the runs to resume: %v", err)
+	}
+}

@@ -40,10 +40,10 @@ type Report struct {
 }
 
 // NewReport starts a report for dir, which must be absent, empty or hold
-// only what an experiment writes (runs/, *.png, *.json, *.md) and no
-// other experiment's results (a summary.md of another title), since
-// Close replaces it: its staging folder starts empty (one a stopped run
-// left is removed).
+// only what an experiment writes (runs/, *.png, *.json, *.md), with the
+// summary.md of a finished run of this experiment (of this title) beside
+// anything but runs/, since Close replaces it: its staging folder starts
+// empty (one a stopped run left is removed).
 func NewReport(dir, title string) (*Report, error) { return newReport(dir, title, false) }
 
 // newReport is NewReport for an experiment that trains networks in the
@@ -124,11 +124,25 @@ func onlyOutputs(dir string) error {
 // sameExperiment refuses a folder (or, where a Close was cut short, its
 // earlier run in old) that holds another experiment's results, which the
 // run would replace when it finishes: its summary.md starts with that
-// experiment's title, where this one's would start with title.
+// experiment's title, where this one's would start with title. So is one
+// holding files without a summary.md, which no finished experiment left
+// (figures of the user's own, say: the extensions onlyOutputs allows do
+// not make them an experiment's), but for a runs/ alone, a training
+// experiment stopped before its runs were kept in OUT.partial, which
+// --resume continues.
 func sameExperiment(dir, old, title string) error {
 	for _, d := range []string{dir, old} {
 		b, err := os.ReadFile(filepath.Join(d, "summary.md"))
 		if os.IsNotExist(err) {
+			entries, err := os.ReadDir(d)
+			if err != nil && !os.IsNotExist(err) {
+				return fmt.Errorf("experiments: %w", err)
+			}
+			for _, e := range entries {
+				if e.Name() != "runs" {
+					return fmt.Errorf("experiments: %s holds %s but no summary.md, so no finished experiment's results, and would be replaced as a whole when the experiment finishes: move them away or choose another output folder", d, e.Name())
+				}
+			}
 			continue
 		}
 		if err != nil {
