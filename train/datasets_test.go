@@ -572,6 +572,31 @@ func TestUnreadableEvalSetBeforeTraining(t *testing.T) {
 	}
 }
 
+// A ctx done while the validation set is read before training ends the
+// reading there, the run then saving its position at its first step
+// boundary: the test set was read after the validation set all the same.
+func TestStopWhileReadingEvalSets(t *testing.T) {
+	train, test := openFolders(t, 8, false, &data.ImageOptions{Channels: 1, ImageSize: 8})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := &cancelAfter{text: "of the validation set once", cancel: cancel}
+	cfg := folderConfig(t, train, test, 1, log)
+	cfg.ValSplit = 0.25
+	tr, err := Prepare(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Train(ctx); !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("stopped while reading the validation set: %v, want ErrInterrupted", err)
+	}
+	if out := log.buf.String(); strings.Contains(out, "of the test set") {
+		t.Errorf("the test set was read after the stop:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.Out, LastCheckpoint)); err != nil {
+		t.Errorf("the stopped run's checkpoint: %v", err)
+	}
+}
+
 // The progress line of an epoch whose first steps were skipped (no image
 // trained yet) has no ETA to give: it said -2562047h47m16s.
 func TestProgressBeforeAnyImage(t *testing.T) {

@@ -286,8 +286,9 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 // and whose pixel data is not (found only by decoding it) stopped the run
 // at the first validation, an epoch of training later, or at the test
 // pass after all of it; so did, with skip-bad, a set of which no file
-// could be read. A ctx done during the reading ends it quietly: the
-// loop then stops before its first step, as asked.
+// could be read. A ctx done during the reading ends it quietly (without
+// Config.Comm; under it every rank reads its whole share): the loop then
+// stops at its first step boundary, as for a ctx done before Train.
 func (r *run) checkEvalSets(ctx context.Context) error {
 	readCtx := ctx
 	if r.ddp != nil { // every rank reads its whole share, as in the loop's epochs
@@ -300,6 +301,9 @@ func (r *run) checkEvalSets(ctx context.Context) error {
 	read, skipped := counts[:2], counts[2:]
 	err := func() error {
 		for i, test := range []bool{false, true} {
+			if readCtx.Err() != nil {
+				break // it read the test set after a validation set cut short
+			}
 			d := r.evalSet(test)
 			if d.Files == nil || (test && r.valSet == r.testSet) {
 				read[i] = -1
