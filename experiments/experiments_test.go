@@ -342,7 +342,8 @@ func TestStoppedExperimentKeepsTheEarlierRun(t *testing.T) {
 // A finished run whose Close cannot move the earlier run aside (--out a
 // mount point, or a folder another program holds open) keeps its outputs
 // in OUT.partial and says so, the earlier run staying in OUT: the
-// experiment's deferred abandon removed them, the whole run lost.
+// experiment's deferred abandon removed them, the whole run lost. A run
+// started again then refuses to remove them.
 func TestCloseFailureKeepsTheFinishedRun(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "out")
 	const earlier = "# Numbers\n\nthe earlier run\n"
@@ -378,6 +379,17 @@ func TestCloseFailureKeepsTheFinishedRun(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "summary.md")); err != nil || string(b) != earlier {
 		t.Errorf("the earlier run's summary.md: %.40q, %v", b, err)
+	}
+	// The next run, which removed OUT.partial to start afresh, refuses
+	// to while it holds that finished run.
+	rename = os.Rename
+	if _, err := NewReport(dir, "Numbers"); err == nil || !strings.Contains(err.Error(), dir+".partial holds a finished run") {
+		t.Errorf("a run started over the finished one in OUT.partial: %v", err)
+	}
+	for _, name := range []string{"summary.md", "numbers.json"} {
+		if _, err := os.Stat(filepath.Join(dir+".partial", name)); err != nil {
+			t.Errorf("after a run started over it, the finished run's %s: %v", name, err)
+		}
 	}
 }
 

@@ -77,6 +77,11 @@ func newReport(dir, title string, resume bool) (*Report, error) {
 	case resume && err == nil:
 		return r, nil
 	case err == nil:
+		if _, err := os.Stat(filepath.Join(r.work, "summary.md")); err == nil {
+			// A finished run that Close could not put in place, as its
+			// error said: starting over would remove it.
+			return nil, fmt.Errorf("experiments: %s holds a finished run that was not put in place of %s: move it there, or away, first", r.work, dir)
+		}
 		if err := os.RemoveAll(r.work); err != nil {
 			return nil, fmt.Errorf("experiments: %w", err)
 		}
