@@ -626,30 +626,24 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		decoded, readable = append(decoded, img), append(readable, path)
 	}
-	for len(decoded) > 0 {
-		guesses, err := m.Classify(ctx, decoded, *top)
-		var ie *infer.ImageError
-		if errors.As(err, &ie) && ie.Index < len(readable) {
-			// Decoded but not classifiable (a side past limits.ImageSide,
-			// say): named and left out like an unreadable file.
-			fmt.Fprintf(stderr, "%s: %v\n", readable[ie.Index], ie.Err)
-			bad = append(bad, readable[ie.Index])
-			decoded, readable = slices.Delete(decoded, ie.Index, ie.Index+1), slices.Delete(readable, ie.Index, ie.Index+1)
-			continue
-		}
-		if err != nil {
-			if cause := stopped(ctx); cause != nil {
-				return cause // the signal, for the exit status
-			}
-			return err
-		}
-		for i, gs := range guesses {
+	err = classifyEach(decoded, func(imgs []image.Image) ([][]infer.Guess, error) { return m.Classify(ctx, imgs, *top) },
+		func(i int, gs []infer.Guess) {
 			fmt.Fprintln(stdout, readable[i])
 			for _, g := range gs {
 				fmt.Fprintf(stdout, "  %6.2f%%  %s (class %d)\n", 100*g.Probability, g.Name, g.Class)
 			}
+		},
+		func(i int, err error) {
+			// Decoded but not classifiable (a side past limits.ImageSide,
+			// say): named and left out like an unreadable file.
+			fmt.Fprintf(stderr, "%s: %v\n", readable[i], err)
+			bad = append(bad, readable[i])
+		})
+	if err != nil {
+		if cause := stopped(ctx); cause != nil {
+			return cause // the signal, for the exit status
 		}
-		break
+		return err
 	}
 	if len(bad) > 0 {
 		return fmt.Errorf("%d of %d images could not be read or classified: %s", len(bad), len(images), strings.Join(bad, ", "))
@@ -678,6 +672,44 @@ func withSkipBad(fs *flag.FlagSet, spec string, skip bool) (string, error) {
 		return "", fmt.Errorf("%w: --skip-bad-images: %v", errUsage, err)
 	}
 	return s, nil
+}
+
+// classifyEach classifies imgs with classify (infer.Model.Classify), in
+// order: each gets the guesses of every image it takes, skip the index
+// and error of one it cannot take (an *infer.ImageError), and the others
+// are classified on. Classify stops at such an image, having taken the
+// ones before it: those are classified again without it, and the rest
+// after it, so that each image is classified about twice at most (it
+// classified the whole list again for every image left out).
+func classifyEach(imgs []image.Image, classify func([]image.Image) ([][]infer.Guess, error), each func(int, []infer.Guess), skip func(int, error)) error {
+	return classifyFrom(0, imgs, classify, each, skip)
+}
+
+// classifyFrom is classifyEach of imgs, the first of which is image
+// offset of the list.
+func classifyFrom(offset int, imgs []image.Image, classify func([]image.Image) ([][]infer.Guess, error), each func(int, []infer.Guess), skip func(int, error)) error {
+	for lo := 0; lo < len(imgs); {
+		guesses, err := classify(imgs[lo:])
+		var ie *infer.ImageError
+		if errors.As(err, &ie) && ie.Index >= 0 && lo+ie.Index < len(imgs) {
+			// The ones before it (all taken, unless Classify looked at
+			// every image first: a nil one, then, is left out in turn).
+			if err := classifyFrom(offset+lo, imgs[lo:lo+ie.Index], classify, each, skip); err != nil {
+				return err
+			}
+			skip(offset+lo+ie.Index, ie.Err)
+			lo += ie.Index + 1
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for i, gs := range guesses {
+			each(offset+lo+i, gs)
+		}
+		return nil
+	}
+	return nil
 }
 
 // folderAtModelSize reads an image folder (folder:DIR, without a size=
