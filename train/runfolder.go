@@ -321,11 +321,13 @@ func orNone(s string) string {
 // a run does not record is left at its zero value: Log (set it to see
 // progress), Live, TensorBoard, Overwrite, Comm, and in-memory TrainSet and
 // TestSet (a run trained on those cannot be resumed this way). The
-// settings that a saved position depends on (positionSettings), and those
-// its optimizer state depends on (the optimizer, SGD against Adam or
-// AdamW; a momentum from 0; a Freeze under which a parameter the run
-// froze would train), must stay as they are; Prepare
-// refuses the run otherwise.
+// settings that a saved position depends on (Model, Data, Task, Batch,
+// Seed, Limit, ValSplit, Augment and the number of ranks; an image
+// folder's Data may only lose its skip-bad, data.WithoutSkipBad, which
+// reads the same images or stops naming an unreadable one), and those its
+// optimizer state depends on (the optimizer, SGD against Adam or AdamW; a
+// momentum from 0; a Freeze under which a parameter the run froze would
+// train), must stay as they are; Prepare refuses the run otherwise.
 func ResumeConfig(dir string) (Config, error) {
 	path := filepath.Join(dir, LastCheckpoint)
 	if _, err := os.Stat(filepath.Join(dir, replacedDir, LastCheckpoint)); err == nil {
