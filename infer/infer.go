@@ -272,8 +272,10 @@ type ImageError struct {
 	Err   error
 }
 
+// Error names the image by its index and says why it was refused.
 func (e *ImageError) Error() string { return fmt.Sprintf("infer: image %d: %v", e.Index, e.Err) }
 
+// Unwrap returns why the image was refused, for errors.Is and errors.As.
 func (e *ImageError) Unwrap() error { return e.Err }
 
 // Classify returns the k most probable classes of each image, most
