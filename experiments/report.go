@@ -200,8 +200,8 @@ func (r *Report) Close() error {
 	if err := os.WriteFile(r.path("summary.md"), []byte(b.String()), 0o644); err != nil {
 		return fmt.Errorf("experiments: %w", err)
 	}
-	// The run is finished: whatever fails from here, abandon must not
-	// remove it (it did where the earlier run could not be moved aside).
+	// The run is finished: whatever fails from here (the earlier run not
+	// moved aside, say), abandon must not remove it.
 	r.closed = true
 	old := r.Dir + ".old"
 	if err := os.RemoveAll(old); err != nil {

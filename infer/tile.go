@@ -59,7 +59,7 @@ func SegmentUNet(ctx context.Context, n *unet.Net, x *tensor.Tensor, out int, p 
 	}
 	if x.Rank() != 4 || x.Shape[0] != 1 || x.Shape[1] < 1 || x.Shape[2] < 1 || x.Shape[3] != n.Config.InChannels {
 		// An empty image has nothing to mirror (a valid U-Net's extension
-		// panicked) and nothing to segment.
+		// would panic) and nothing to segment.
 		return nil, fmt.Errorf("infer: segmenting needs one image [1,H,W,%d] with H, W ≥ 1, got %v", n.Config.InChannels, x.Shape)
 	}
 	if err := checkValues(x); err != nil {

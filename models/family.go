@@ -134,9 +134,7 @@ func (c *ResNet) Validate() error {
 // (without biases) and batch norms, its projection shortcut where it has
 // one (option A's shortcut is parameter-free; a pre-activation
 // projection has no batch norm), the final batch norm of a
-// pre-activation network and the classifier. (It counted option A's
-// shortcuts as projections and a batch norm before every classifier:
-// resnet8 was estimated 3.8% over its size.)
+// pre-activation network and the classifier.
 func (c *ResNet) ParamEstimate() float64 {
 	k := 3.0
 	if c.Stem == "imagenet" {
@@ -244,7 +242,7 @@ func (c *UNet) Validate() error {
 // ParamEstimate counts the weights from the config alone, exactly, as
 // unet.New builds them: the double convolutions of every level, each
 // convolution with its bias or, with BatchNorm, its batch norm's weight
-// and bias (it counted both), the up-convolutions and the head.
+// and bias, the up-convolutions and the head.
 func (c *UNet) ParamEstimate() float64 {
 	in, n := float64(c.Config.InChannels), 0.0
 	for d := 0; d <= c.Depth; d++ {

@@ -302,7 +302,7 @@ func (r *run) checkEvalSets(ctx context.Context) error {
 	err := func() error {
 		for i, test := range []bool{false, true} {
 			if readCtx.Err() != nil {
-				break // it read the test set after a validation set cut short
+				break // no test set after a validation set cut short
 			}
 			d := r.evalSet(test)
 			if d.Files == nil || (test && r.valSet == r.testSet) {

@@ -679,8 +679,8 @@ func withSkipBad(fs *flag.FlagSet, spec string, skip bool) (string, error) {
 // and error of one it cannot take (an *infer.ImageError), and the others
 // are classified on. Classify stops at such an image, having taken the
 // ones before it: those are classified again without it, and the rest
-// after it, so that each image is classified about twice at most (it
-// classified the whole list again for every image left out).
+// after it, so that each image is classified about twice at most, not
+// the whole list again for every image left out.
 func classifyEach(imgs []image.Image, classify func([]image.Image) ([][]infer.Guess, error), each func(int, []infer.Guess), skip func(int, error)) error {
 	return classifyFrom(0, imgs, classify, each, skip)
 }
