@@ -365,6 +365,20 @@ func TestSegFolderSpec(t *testing.T) {
 	if err != nil || train.Len() != 1 || test.Len() != 1 || len(test.Classes) != 3 {
 		t.Fatalf("segfolder: %v", err)
 	}
+	// A classes.txt beside train/ and test/ is refused, naming where it
+	// belongs, rather than left unread with the classes numbered; with
+	// train/classes.txt there it is not in the way.
+	top := filepath.Join(dir, "classes.txt")
+	os.WriteFile(top, []byte("background\ncat\ndog\n"), 0o644)
+	if _, _, err := Open(context.Background(), "segfolder:"+dir, 3); err == nil || !strings.Contains(err.Error(), top+" is not read") || !strings.Contains(err.Error(), "move it to "+filepath.Join(dir, "train", "classes.txt")) {
+		t.Errorf("classes.txt beside train/: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "train", "classes.txt"), []byte("background\ncat\ndog\n"), 0o644)
+	if train, _, err := Open(context.Background(), "segfolder:"+dir, 3); err != nil || train.Classes[1] != "cat" {
+		t.Errorf("classes.txt beside train/ and in it: %v", err)
+	}
+	os.Remove(top)
+	os.Remove(filepath.Join(dir, "train", "classes.txt"))
 	write("test", "c", 6, 4, 4)
 	if _, _, err := Open(context.Background(), "segfolder:"+dir, 3); err == nil || !strings.Contains(err.Error(), "mask "+filepath.Join(dir, "test", "masks", "c.png")+": value 4 at pixel (5, 3) is not one of the training set's 3 classes") {
 		t.Errorf("a test mask beyond the training classes: %v", err)

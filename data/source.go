@@ -129,6 +129,9 @@ func open(ctx context.Context, spec string, channels int) (train, test *Dataset,
 		if err != nil {
 			return nil, nil, err
 		}
+		if err := strayClasses(dir); err != nil {
+			return nil, nil, err
+		}
 		if train, err = SegFolder(ctx, dir+"/train", channels, ignore); err != nil {
 			return nil, nil, err
 		}
@@ -204,6 +207,21 @@ func segfolderSpec(kind string) (Ignore, error) {
 		g = Ignore{Set: true, Value: uint8(n)}
 	}
 	return g, nil
+}
+
+// strayClasses refuses a classes.txt beside a segfolder's train/ and
+// test/ when train/ has none: the names are read from train/classes.txt,
+// and one at the top was ignored without a word, the classes numbered
+// 0, 1, … instead.
+func strayClasses(dir string) error {
+	top := filepath.Join(dir, "classes.txt")
+	if _, err := os.Lstat(top); err != nil {
+		return nil
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "train", "classes.txt")); err == nil {
+		return nil
+	}
+	return fmt.Errorf("data: %s is not read: a segfolder's classes are named by train/classes.txt (test/classes.txt, if any, naming the same); move it to %s", top, filepath.Join(dir, "train", "classes.txt"))
 }
 
 // beyondClasses names the first test mask pixel of segfolder dir whose
