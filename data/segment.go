@@ -427,7 +427,7 @@ func SegFolder(ctx context.Context, dir string, channels int, ignore Ignore) (*D
 		if mb := mimg.Bounds(); mb.Dy() != d.H || mb.Dx() != d.W {
 			return nil, fmt.Errorf("data: mask %s is %dx%d, its image %dx%d", mp, mb.Dx(), mb.Dy(), d.W, d.H)
 		}
-		m, err := maskIndices(mimg)
+		m, err := maskIndices(mimg, raw)
 		if err != nil {
 			return nil, fmt.Errorf("data: mask %s: %w", mp, err)
 		}
@@ -497,23 +497,52 @@ func ignoreHint(ignore Ignore) string {
 	return " (if it marks pixels to leave out, as VOC's 255 does, read the folder as segfolder,ignore=V:DIR)"
 }
 
+// pngHeader returns the bit depth and colour type of a PNG from its
+// header, ok false if b does not start with one.
+func pngHeader(b []byte) (depth, colour int, ok bool) {
+	// The signature (8 bytes), then IHDR: length, "IHDR", width, height,
+	// bit depth, colour type.
+	if len(b) < 26 || string(b[1:4]) != "PNG" || string(b[12:16]) != "IHDR" {
+		return 0, 0, false
+	}
+	return int(b[24]), int(b[25]), true
+}
+
 // pngGreyDepth returns the bit depth of a grey PNG (colour type 0) from
 // its header, and 8 for anything else.
 func pngGreyDepth(b []byte) int {
-	// The signature (8 bytes), then IHDR: length, "IHDR", width, height,
-	// bit depth, colour type.
-	if len(b) < 26 || string(b[1:4]) != "PNG" || string(b[12:16]) != "IHDR" || b[25] != 0 {
-		return 8
-	}
-	switch d := int(b[24]); d {
-	case 1, 2, 4:
-		return d
+	if depth, colour, ok := pngHeader(b); ok && colour == 0 {
+		switch depth {
+		case 1, 2, 4:
+			return depth
+		}
 	}
 	return 8
 }
 
-// maskIndices returns the class index of every pixel of a mask image.
-func maskIndices(img image.Image) ([]uint8, error) {
+// pngMaskKind names, for an error, the kind of a PNG that is no mask of
+// class indices, from its header: what the user saved it as.
+func pngMaskKind(b []byte) string {
+	depth, colour, _ := pngHeader(b)
+	switch colour {
+	case 0:
+		if depth == 16 {
+			return "a 16-bit grey PNG"
+		}
+		return "a grey PNG with a transparent colour (a tRNS chunk)"
+	case 2:
+		return "an RGB PNG: colours are no class indices; store each pixel's class as its grey value (or as a palette index)"
+	case 4:
+		return "a grey PNG with alpha"
+	case 6:
+		return "an RGBA PNG: colours are no class indices; store each pixel's class as its grey value (or as a palette index)"
+	}
+	return "not a PNG whose header could be read"
+}
+
+// maskIndices returns the class index of every pixel of a mask image,
+// decoded from the PNG file raw.
+func maskIndices(img image.Image, raw []byte) ([]uint8, error) {
 	b := img.Bounds()
 	out := make([]uint8, 0, b.Dx()*b.Dy())
 	switch m := img.(type) {
@@ -530,7 +559,7 @@ func maskIndices(img image.Image) ([]uint8, error) {
 			}
 		}
 	default:
-		return nil, fmt.Errorf("a mask must be a grey PNG (8, 4, 2 or 1 bits, no alpha) or a paletted PNG of class indices, this one is %T", img)
+		return nil, fmt.Errorf("a mask must be a grey PNG (8, 4, 2 or 1 bits, no alpha) or a paletted PNG of class indices, this one is %s", pngMaskKind(raw))
 	}
 	return out, nil
 }

@@ -175,7 +175,19 @@ func TestSegFolder(t *testing.T) {
 	}{
 		// An index beyond classes.txt names its mask file and pixel.
 		{func() { os.WriteFile(filepath.Join(dir, "classes.txt"), []byte("bg\nfg\n"), 0o644) }, "mask " + filepath.Join(dir, "masks", "a.png") + ": value 2 at pixel (2, 0) is not one of the 2 classes"},
-		{func() { writeImagePNG(t, filepath.Join(dir, "masks", "c.png"), image.NewRGBA(image.Rect(0, 0, 6, 4))) }, "a grey PNG (8, 4, 2 or 1 bits, no alpha) or a paletted PNG"},
+		// A mask of another kind is named as it was saved (not as Go's
+		// decoder's *image.RGBA): an opaque RGBA image is written as RGB.
+		{func() {
+			rgb := image.NewRGBA(image.Rect(0, 0, 6, 4))
+			for p := 3; p < len(rgb.Pix); p += 4 {
+				rgb.Pix[p] = 255 // opaque: written as RGB
+			}
+			writeImagePNG(t, filepath.Join(dir, "masks", "c.png"), rgb)
+		}, "a grey PNG (8, 4, 2 or 1 bits, no alpha) or a paletted PNG of class indices, this one is an RGB PNG: colours are no class indices"},
+		{func() { writeImagePNG(t, filepath.Join(dir, "masks", "c.png"), image.NewNRGBA(image.Rect(0, 0, 6, 4))) }, "this one is an RGBA PNG"},
+		{func() {
+			writeImagePNG(t, filepath.Join(dir, "masks", "c.png"), image.NewGray16(image.Rect(0, 0, 6, 4)))
+		}, "this one is a 16-bit grey PNG"},
 		{func() { writeImagePNG(t, filepath.Join(dir, "masks", "c.png"), image.NewGray(image.Rect(0, 0, 5, 4))) }, "is 5x4, its image 6x4"},
 		// A JPEG named .png: its ringing invented classes at the edges.
 		{func() {
