@@ -360,16 +360,28 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 		fmt.Fprintf(stdout, "wrote %s as ONNX (opset %d, input %v NCHW with any batch size) to %s\n", c.Model.Name, onnx.ExportOpset, onnxOrder(shape), *out)
+		printExportInput(stdout, c.Preprocess)
 		return nil
 	}
 	if err := checkpoint.ExportWeights(*out, c.Net); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote the weights of %s to %s (load with safetensors.torch.load_file, from pip's safetensors, and model.load_state_dict)\n", c.Model.Name, *out)
+	printExportInput(stdout, c.Preprocess)
 	for _, n := range torchNotes(c.Model) {
 		fmt.Fprintf(stdout, "note: %s\n", n)
 	}
 	return nil
+}
+
+// printExportInput says how the images a checkpoint's network was
+// trained on were preprocessed: an exported network takes them so, and
+// its file (the weights alone, or the graph) does not record it.
+func printExportInput(w io.Writer, p checkpoint.Preprocess) {
+	if p.Height == 0 {
+		return
+	}
+	fmt.Fprintf(w, "its input: %s, as the checkpoint's images were (the file does not record it; do the same before its forward pass)\n", describePreprocess(p))
 }
 
 // torchNotes lists how a ResNet differs from torchvision's builder in

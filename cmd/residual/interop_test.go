@@ -29,8 +29,19 @@ func TestImportTorchPreprocessing(t *testing.T) {
 	ck := filepath.Join(dir, "r20.safetensors")
 	writeCheckpoint(t, ck, "resnet20", pre, classes)
 	exported := filepath.Join(dir, "r20.torch.safetensors")
-	if code, _, errs := runCLI("export", "torch", ck, "--out", exported); code != 0 {
+	code, out, errs := runCLI("export", "torch", ck, "--out", exported)
+	if code != 0 {
 		t.Fatalf("export: %s", errs)
+	}
+	// The exported weights do not record it either: export says what a
+	// PyTorch program must do to the images (a network trained on a
+	// folder normalises with the folder's own mean and std).
+	const says = "its input: 28x28, 1 channels, pixels in [0, 1] normalised with mean [0.1307] and std [0.3081], as the checkpoint's images were"
+	if !strings.Contains(out, says) {
+		t.Errorf("export torch said %q, want %q", out, says)
+	}
+	if code, out, errs := runCLI("export", "onnx", ck, "--out", filepath.Join(dir, "r20.onnx")); code != 0 || !strings.Contains(out, says) {
+		t.Errorf("export onnx: exit %d, said %q (%s), want %q", code, out, errs, says)
 	}
 	load := func(args ...string) (*checkpoint.Checkpoint, string) {
 		t.Helper()
