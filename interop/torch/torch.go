@@ -195,7 +195,12 @@ func findClass(module, name string) (any, error) {
 	if dt, ok := storageDtypes[name]; ok && module == "torch" {
 		return storageClass{dt}, nil
 	}
-	return nil, fmt.Errorf("the pickle names %s.%s, which a state dict does not need; refusing to load it", module, name)
+	hint := ""
+	if module == "__main__" || strings.HasPrefix(module, "torch.nn.") || strings.HasPrefix(module, "torchvision.") {
+		// A module class: torch.save(model) pickles the whole module.
+		hint = " (a whole model, saved with torch.save(model)? save model.state_dict() instead, and import that)"
+	}
+	return nil, fmt.Errorf("the pickle names %s.%s, which a state dict does not need; refusing to load it%s", module, name, hint)
 }
 
 // storages collects the storages a pickle refers to, by key.

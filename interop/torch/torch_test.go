@@ -66,8 +66,14 @@ func TestLoadsTorchvisionStateDicts(t *testing.T) {
 
 func TestRefusesWhatIsNotAStateDict(t *testing.T) {
 	_, err := LoadStateDict(filepath.Join(dir, "evil.pth"))
-	if err == nil || !strings.Contains(err.Error(), "collections.Counter") {
+	if err == nil || !strings.Contains(err.Error(), "collections.Counter") || strings.Contains(err.Error(), "whole model") {
 		t.Errorf("a pickle naming collections.Counter: %v", err)
+	}
+	// torch.save(model) instead of its state dict: the error names the
+	// module's class and says what to save instead.
+	_, err = LoadStateDict(filepath.Join(dir, "whole.pth"))
+	if err == nil || !strings.Contains(err.Error(), "torchvision.models.resnet.BasicBlock") || !strings.Contains(err.Error(), "save model.state_dict() instead") {
+		t.Errorf("a whole module saved: %v", err)
 	}
 	// A training checkpoint wrapping the state dict, as PyTorch's
 	// tutorials save one ({"epoch", "model_state_dict",

@@ -3,8 +3,10 @@
 a small ResNet with torchvision's structure and names (torchvision's own
 BasicBlock; widths 8 and 16 so the files stay small) saved with torch.save
 (small.pth) and as safetensors (small.safetensors), its logits in evaluation
-mode for the hashed input of gen_models.py, and a .pth that names a global a
-state dict never needs (evil.pth).
+mode for the hashed input of gen_models.py, a .pth that names a global a
+state dict never needs (evil.pth), a training checkpoint that wraps a state
+dict (wrapped.pth) and a whole module saved instead of its state dict
+(whole.pth).
 
 Run from the repository root: /usr/bin/python3 testdata/torch/gen_interop.py
 """
@@ -130,4 +132,7 @@ for name, net, inp in [("small_resnet", m, x), ("tiny_unet", u, xu)]:
         cases[name] = {"input": list(inp.shape), "output": T(net(inp))}
 json.dump({"generator": "testdata/torch/gen_interop.py", "torch": torch.__version__, "cases": cases},
           open(os.path.join(OUT, "onnx.json"), "w"))
+# A whole module saved with torch.save(model) rather than its state dict
+# (last, so that its initialisation draws nothing the fixtures above use).
+torch.save(BasicBlock(2, 2), os.path.join(OUT, "whole.pth"))
 print("wrote", sorted(os.listdir(OUT)))
