@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"sort"
 )
 
@@ -51,6 +52,37 @@ func (c Claim) MarshalJSON() ([]byte, error) {
 		out.Spread = &c.Spread
 	}
 	return json.Marshal(out)
+}
+
+// UnmarshalJSON reads a claim as MarshalJSON writes it: a null Measured
+// (a statistic that could not be computed) is NaN.
+func (c *Claim) UnmarshalJSON(b []byte) error {
+	type plain Claim
+	in := struct {
+		*plain
+		Measured *float64 `json:"measured"`
+	}{plain: (*plain)(c)}
+	if err := json.Unmarshal(b, &in); err != nil {
+		return err
+	}
+	c.Measured = math.NaN()
+	if in.Measured != nil {
+		c.Measured = *in.Measured
+	}
+	return nil
+}
+
+// ReadClaims reads the claims.json that an experiment wrote into dir.
+func ReadClaims(dir string) ([]Claim, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "claims.json"))
+	if err != nil {
+		return nil, fmt.Errorf("experiments: %w", err)
+	}
+	var claims []Claim
+	if err := json.Unmarshal(b, &claims); err != nil {
+		return nil, fmt.Errorf("experiments: %s: %w", filepath.Join(dir, "claims.json"), err)
+	}
+	return claims, nil
 }
 
 // Within returns a claim that passes when |measured − want| ≤ tol.

@@ -47,6 +47,17 @@ func TestClaimsFile(t *testing.T) {
 	if !strings.Contains(string(s), "| slope is one | Prince Fig. 11.6 | 1.03 | 1 ± 0.05 | yes |") {
 		t.Errorf("summary.md lacks the claims table:\n%s", s)
 	}
+	// ReadClaims gives back what was written, the null measurement as NaN.
+	back, err := ReadClaims(dir)
+	if err != nil || len(back) != 3 {
+		t.Fatalf("ReadClaims: %v, %d claims", err, len(back))
+	}
+	if back[0] != claims[0] || back[1] != claims[1] || !math.IsNaN(back[2].Measured) || back[2].Pass || back[2].Claim != "nan" {
+		t.Errorf("ReadClaims = %+v, want %+v", back, claims)
+	}
+	if _, err := ReadClaims(t.TempDir()); err == nil || !strings.Contains(err.Error(), "claims.json") {
+		t.Errorf("ReadClaims of a folder without claims.json: %v", err)
+	}
 }
 
 func TestMeanSpreadMedian(t *testing.T) {
