@@ -138,6 +138,11 @@ func TestFlagChecks(t *testing.T) {
 		{[]string{"segment", "--weights", ck, img, "--out", out("m.png"), "--tile", "100000"}, 2, []string{"--tile 100000", "65536"}},
 		{[]string{"segment", "--weights", ck, img, "--out", out("m.png"), "--tile", "20000"}, 2, []string{"--tile 20000", "decompression bomb"}},
 		{[]string{"segment", "--weights", ck, img, "--out", out("m.png"), "--tile", "-1"}, 2, []string{"--tile -1"}},
+		// What is missing is named, not left to the usage line.
+		{[]string{"segment", ck, img}, 2, []string{"no --out given for the mask"}},
+		{[]string{"segment", ck, "--out", out("m.png")}, 2, []string{"no image given"}},
+		{[]string{"segment", ck, img, img, "--out", out("m.png")}, 2, []string{"one image at a time (2 given)"}},
+		{[]string{"segment", "--out", out("m.png")}, 2, []string{"no checkpoint given"}},
 		{[]string{"segment", "--weights", ck, img, "--out", img}, 2, []string{"--out " + img, "overwrite"}},
 		{[]string{"segment", "--weights", ck, img, "--out", link}, 2, []string{"--out " + link, "is the input " + img}},
 		{[]string{"segment", "--weights", ck, img, "--out", out("m.png"), "--overlay", img}, 2, []string{"--overlay " + img}},

@@ -26,7 +26,18 @@ func runSegment(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	if *weights == "" || *out == "" || len(pos) != 1 {
-		return fmt.Errorf("%w: residual segment CKPT IMAGE --out MASK.png [--overlay OVERLAY.png] (or the checkpoint as --weights CKPT)", errUsage)
+		// Name what is missing: the usage line alone left it to guess.
+		what := "no checkpoint given"
+		switch {
+		case *weights == "":
+		case len(pos) == 0:
+			what = "no image given"
+		case len(pos) > 1:
+			what = fmt.Sprintf("one image at a time (%d given)", len(pos))
+		default:
+			what = "no --out given for the mask"
+		}
+		return fmt.Errorf("%w: %s: residual segment CKPT IMAGE --out MASK.png [--overlay OVERLAY.png] (or the checkpoint as --weights CKPT)", errUsage, what)
 	}
 	*overlay = overlayPath(*out, *overlay)
 	m, err := infer.Open(*weights)
