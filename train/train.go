@@ -1,7 +1,10 @@
-// Package train trains image classifiers: the loop with validation every
-// epoch, a progress display, metrics (JSON lines) and curves (PNG),
-// checkpoints in safetensors written atomically (the last and the best),
-// exact resumption, and clean stops on cancellation or a NaN loss.
+// Package train trains image classifiers and segmentation networks
+// (U-Nets, per-pixel losses, IoU): the loop with validation every
+// epoch, a progress display, metrics (JSON lines), curves (PNG) and
+// TensorBoard events, checkpoints in safetensors written atomically (the
+// last and the best), exact resumption, data-parallel training over the
+// ranks of a distributed.Comm, and clean stops on cancellation or a NaN
+// loss.
 package train
 
 import (
