@@ -207,6 +207,9 @@ func TestCIFARLayout(t *testing.T) {
 	}
 }
 
+// FuzzIDX: an IDX file that reads has as many values as its dimensions
+// make, and written again (uncompressed) it is the same bytes, or for a
+// gzipped one reads back as the same dimensions and values.
 func FuzzIDX(f *testing.F) {
 	f.Add(idxBytes([]uint32{2, 2, 2}, []byte{1, 2, 3, 4, 5, 6, 7, 8}))
 	f.Add(idxBytes([]uint32{3}, []byte{1, 2, 3}))
@@ -223,9 +226,23 @@ func FuzzIDX(f *testing.F) {
 		if n != len(v) {
 			t.Fatalf("dims %v but %d values", dims, len(v))
 		}
+		u := make([]uint32, len(dims))
+		for i, d := range dims {
+			u[i] = uint32(d)
+		}
+		again := idxBytes(u, v)
+		if b[0] != 0x1f && !bytes.Equal(again, b) {
+			t.Fatalf("read %v and %d values from %x, which write as %x", dims, len(v), b, again)
+		}
+		dims2, v2, err := ReadIDX(bytes.NewReader(again))
+		if err != nil || !slices.Equal(dims2, dims) || !bytes.Equal(v2, v) {
+			t.Fatalf("%v and %d values written read back as %v and %d values: %v", dims, len(v), dims2, len(v2), err)
+		}
 	})
 }
 
+// FuzzCIFAR: a CIFAR batch that reads is consistent, holds one sample a
+// record, each with the record's label and its colour planes interleaved.
 func FuzzCIFAR(f *testing.F) {
 	f.Add(cifarRecord(1, 2, 3, 4), 1)
 	f.Add(append([]byte{0}, cifarRecord(5, 0, 0, 0)...), 2)
@@ -235,8 +252,23 @@ func FuzzCIFAR(f *testing.F) {
 		}
 		names := make([]string, 100)
 		d, err := ReadCIFAR(b, lb, names)
-		if err == nil && d.Check() != nil {
+		if err != nil {
+			return
+		}
+		if d.Check() != nil {
 			t.Fatal("accepted an inconsistent data set")
+		}
+		rec := lb + 3072
+		if d.Len() != len(b)/rec {
+			t.Fatalf("%d samples from %d records", d.Len(), len(b)/rec)
+		}
+		for i := range d.Len() {
+			r := b[i*rec+lb:]
+			p := d.Pixels[i*3072:]
+			if d.Labels[i] != int32(b[i*rec+lb-1]) || p[0] != r[0] || p[1] != r[1024] || p[3071] != r[3071] {
+				t.Fatalf("sample %d: label %d, pixels %v…%v; record's label %d, planes begin %v %v, end %v",
+					i, d.Labels[i], p[:2], p[3071], b[i*rec+lb-1], r[0], r[1024], r[3071])
+			}
 		}
 	})
 }

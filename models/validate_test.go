@@ -54,7 +54,9 @@ func TestHostileConfigs(t *testing.T) {
 var errPrefix = regexp.MustCompile(`^(models|resnet|unet|mlp): `)
 
 // FuzzConfig reads a model config as a checkpoint's metadata holds it:
-// whatever Validate accepts and is small must build without a panic.
+// whatever Unmarshal accepts must Marshal to a config that reads back
+// and marshals to the same text (a checkpoint rewritten keeps its model),
+// and whatever Validate accepts and is small must build without a panic.
 func FuzzConfig(f *testing.F) {
 	for _, name := range []string{"resnet20", "resnet18", "unet", "resmlp", "preact-resnet164"} {
 		c, _ := Preset(name)
@@ -67,6 +69,14 @@ func FuzzConfig(f *testing.F) {
 		c, err := Unmarshal(s)
 		if err != nil {
 			return
+		}
+		m := c.Marshal()
+		again, err := Unmarshal(m)
+		if err != nil {
+			t.Fatalf("%s marshals as %s, which does not read back: %v", s, m, err)
+		}
+		if m2 := again.Marshal(); m2 != m {
+			t.Fatalf("%s marshals as %s, then as %s", s, m, m2)
 		}
 		if c.Validate() != nil || c.Arch.ParamEstimate() > 2e5 {
 			return

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"math"
 	"math/bits"
 	"os"
@@ -216,7 +217,8 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			return
 		}
-		// Whatever decodes must re-encode and decode to the same tensors.
+		// Whatever decodes must re-encode (as F32) and decode to the same
+		// tensors, bit for bit, and the same metadata.
 		out, err := Encode(file.Tensors, file.Metadata)
 		if err != nil {
 			t.Fatal(err)
@@ -224,6 +226,23 @@ func FuzzDecode(f *testing.F) {
 		again, err := Decode(out)
 		if err != nil || len(again.Tensors) != len(file.Tensors) {
 			t.Fatalf("re-encoding failed: %v", err)
+		}
+		for name, v := range file.Tensors {
+			w := again.Tensors[name]
+			if w == nil || !tensor.SameShape(v.Shape, w.Shape) || len(v.Data) != len(w.Data) {
+				t.Fatalf("%q: %v re-encoded as %v", name, v.Shape, w)
+			}
+			for i := range v.Data {
+				if math.Float32bits(v.Data[i]) != math.Float32bits(w.Data[i]) {
+					t.Fatalf("%q[%d]: %v re-encoded as %v", name, i, v.Data[i], w.Data[i])
+				}
+			}
+			if again.Dtypes[name] != "F32" {
+				t.Fatalf("%q re-encoded as %s, want F32", name, again.Dtypes[name])
+			}
+		}
+		if !maps.Equal(again.Metadata, file.Metadata) {
+			t.Fatalf("metadata %q re-encoded as %q", file.Metadata, again.Metadata)
 		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"image"
+	"image/color"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -98,7 +99,8 @@ func TestRefusedAsPIL(t *testing.T) {
 }
 
 // FuzzDecode: no input panics or allocates beyond what its header and
-// length allow.
+// length allow, and an image that decodes has the size and kind of colour
+// model DecodeConfig reported (the callers judge the size from it).
 func FuzzDecode(f *testing.F) {
 	files, _ := filepath.Glob(filepath.Join(dir, "*.bmp"))
 	for _, p := range files {
@@ -111,7 +113,17 @@ func FuzzDecode(f *testing.F) {
 		if err != nil || cfg.Width*cfg.Height > 1<<20 {
 			return // the callers check the size against package limits first
 		}
-		Decode(bytes.NewReader(b))
+		img, err := Decode(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		if r := img.Bounds(); r.Min != (image.Point{}) || r.Dx() != cfg.Width || r.Dy() != cfg.Height {
+			t.Fatalf("decoded %v; DecodeConfig said %d×%d", r, cfg.Width, cfg.Height)
+		}
+		_, paletted := img.(*image.Paletted)
+		if _, pal := cfg.ColorModel.(color.Palette); pal != paletted {
+			t.Fatalf("decoded a %T; DecodeConfig's colour model is a %T", img, cfg.ColorModel)
+		}
 	})
 }
 

@@ -156,7 +156,8 @@ func TestPlainComments(t *testing.T) {
 
 // FuzzDecode: no input makes the decoder panic, and none makes it
 // allocate an image larger than its bytes can fill (at most one pixel a
-// bit of the input, a PBM's eight a byte).
+// bit of the input, a PBM's eight a byte); an image that decodes has the
+// size and colour model DecodeConfig reported.
 func FuzzDecode(f *testing.F) {
 	files, _ := filepath.Glob(filepath.Join(dir, "*.pnm"))
 	for _, file := range files {
@@ -170,8 +171,16 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if r := img.Bounds(); r.Dx()*r.Dy() > 8*len(b) {
+		r := img.Bounds()
+		if r.Dx()*r.Dy() > 8*len(b) {
 			t.Fatalf("%d×%d pixels from %d bytes", r.Dx(), r.Dy(), len(b))
+		}
+		cfg, err := DecodeConfig(bytes.NewReader(b))
+		if err != nil {
+			t.Fatalf("decoded %v, but DecodeConfig: %v", r, err)
+		}
+		if r.Min != (image.Point{}) || r.Dx() != cfg.Width || r.Dy() != cfg.Height || img.ColorModel() != cfg.ColorModel {
+			t.Fatalf("decoded %v (%T); DecodeConfig said %d×%d (%v)", r, img, cfg.Width, cfg.Height, cfg.ColorModel)
 		}
 	})
 }
