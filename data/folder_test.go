@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -849,4 +850,67 @@ func TestFolderSplitStableAsFilesAreAdded(t *testing.T) {
 	if n := moved(); n > 1 {
 		t.Errorf("five files added to a class of 20: %d training images now in the test set; want at most 1", n)
 	}
+}
+
+// FuzzFolderSpec feeds arbitrary data specs, image sizes and skip-bad
+// settings to the folder spec functions: FolderSpec with neither setting
+// returns the spec as it is; a spec it writes parses, keeps the folder,
+// holds the size and skip-bad asked (the spec's own where not asked) and
+// its all, is written again unchanged, and WithoutSkipBad takes only
+// skip-bad out of it; a segfolder spec's ignored value reads back the same.
+func FuzzFolderSpec(f *testing.F) {
+	for _, s := range []string{"folder:d", "folder,size=64,skip-bad,all:d", "folder,size=08:a:b", "folder,all:skip-bad", "folder,size=0:d",
+		"folder,size=64,size=32:d", "folder,x:d", "folder", "mnist", "segfolder,ignore=255:d", "segfolder,ignore=1,ignore=2:d"} {
+		f.Add(s, 0, false)
+		f.Add(s, 32, true)
+	}
+	f.Add("folder:d", -1, false)
+	f.Add("folder:d", 4097, true)
+	f.Fuzz(func(t *testing.T, spec string, size int, skip bool) {
+		kind, dir, _ := strings.Cut(spec, ":")
+		if g, err := segfolderSpec(kind); err == nil && g.Set {
+			if again, err := segfolderSpec("segfolder,ignore=" + strconv.Itoa(int(g.Value))); err != nil || again != g {
+				t.Fatalf("%q ignores %d, which reads back as %+v: %v", spec, g.Value, again, err)
+			}
+		}
+		out, err := FolderSpec(spec, size, skip)
+		if size == 0 && !skip {
+			if out != spec || err != nil {
+				t.Fatalf("FolderSpec(%q, 0, false) = %q, %v; want the spec as it is", spec, out, err)
+			}
+			return
+		}
+		if err != nil {
+			return
+		}
+		was, err := folderSpec(kind, 0)
+		if err != nil {
+			t.Fatalf("FolderSpec(%q, %d, %v) = %q from options that do not parse: %v", spec, size, skip, out, err)
+		}
+		okind, odir, found := strings.Cut(out, ":")
+		o, err := folderSpec(okind, 0)
+		if !found || odir != dir || !IsFolderSpec(out) || err != nil {
+			t.Fatalf("FolderSpec(%q, %d, %v) = %q: not a folder spec of %q (%v)", spec, size, skip, out, dir, err)
+		}
+		wantSize := size
+		if size == 0 {
+			wantSize = was.ImageSize
+		}
+		if o.ImageSize != wantSize || o.SkipBadImages != (skip || was.SkipBadImages) || o.All != was.All {
+			t.Fatalf("FolderSpec(%q, %d, %v) = %q: size %d, skip-bad %v, all %v; want %d, %v, %v",
+				spec, size, skip, out, o.ImageSize, o.SkipBadImages, o.All, wantSize, skip || was.SkipBadImages, was.All)
+		}
+		if size != 0 && FolderSize(out) != size {
+			t.Fatalf("FolderSpec(%q, %d, %v) = %q, whose FolderSize is %d", spec, size, skip, out, FolderSize(out))
+		}
+		if again, err := FolderSpec(out, size, skip); again != out || err != nil {
+			t.Fatalf("FolderSpec(%q, %d, %v) = %q, then %q, %v", spec, size, skip, out, again, err)
+		}
+		w := WithoutSkipBad(out)
+		wkind, wdir, _ := strings.Cut(w, ":")
+		wo, err := folderSpec(wkind, 0)
+		if err != nil || wdir != dir || wo.SkipBadImages || wo.ImageSize != o.ImageSize || wo.All != o.All || FolderSize(w) != FolderSize(out) {
+			t.Fatalf("WithoutSkipBad(%q) = %q (%v)", out, w, err)
+		}
+	})
 }
