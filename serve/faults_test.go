@@ -11,6 +11,7 @@ import (
 	"image"
 	"image/png"
 	"io"
+	"log/slog"
 	"math/bits"
 	"net"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -880,5 +882,162 @@ func TestRepositoryStartedEmpty(t *testing.T) {
 	}
 	if !s.modelsServed("linked", "1") {
 		t.Errorf("a model folder linked to %s is not served; opened %v", elsewhere, opens())
+	}
+}
+
+// heldBackend is a fake model whose Forward, on an input whose first value
+// is 5, closes entered and waits for release.
+type heldBackend struct {
+	*fakeBackend
+	entered, release chan struct{}
+}
+
+func (h heldBackend) Forward(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	if x.Data[0] == 5 {
+		close(h.entered)
+		<-h.release
+	}
+	return h.fakeBackend.Forward(ctx, x)
+}
+
+// TestRunStopsRepositoryScan: a repository scan in progress when Run's
+// drain starts loads no further model (it went on loading every model of
+// the repository into the draining server, while a request held the drain
+// open), whether Run's own polling started it or a caller (residual
+// serve's first scan), and Run returns only once the model its scan was
+// loading is done with (it returned with the scan still inside
+// Config.Open).
+func TestRunStopsRepositoryScan(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		held   bool // a request in flight holds the drain open
+		caller bool // the scan is the caller's ScanRepository, not Run's polling
+	}{
+		{"polling", false, false},
+		{"polling_request_in_flight", true, false},
+		{"caller_request_in_flight", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, name := range []string{"a", "b"} { // scanned in this order
+				path := filepath.Join(dir, name, "1", "model.safetensors")
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, []byte("model"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			opening, releaseOpen := make(chan struct{}), make(chan struct{})
+			var mu sync.Mutex
+			var opened []string
+			var inOpen atomic.Int32
+			open := func(path string) (Backend, error) {
+				inOpen.Add(1)
+				defer inOpen.Add(-1)
+				name := filepath.Base(filepath.Dir(filepath.Dir(path)))
+				mu.Lock()
+				opened = append(opened, name)
+				mu.Unlock()
+				if name == "a" {
+					close(opening)
+					<-releaseOpen
+				}
+				return newFake(), nil
+			}
+			logs := &syncBuffer{}
+			poll := 10 * time.Millisecond
+			if tc.caller {
+				poll = time.Hour
+			}
+			s := newServer(t, Config{Repository: dir, PollInterval: poll, Open: open, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+			h := heldBackend{newFake(), make(chan struct{}), make(chan struct{})}
+			if err := s.Add("held", "1", h); err != nil {
+				t.Fatal(err)
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- s.Run(ctx, ln, nil, 10*time.Second) }()
+			scanned := make(chan error, 1)
+			if tc.caller {
+				go func() { scanned <- s.ScanRepository() }()
+			}
+			waitFor := func(c <-chan struct{}, what string) {
+				t.Helper()
+				select {
+				case <-c:
+				case <-time.After(10 * time.Second):
+					t.Fatalf("%s within 10 s", what)
+				}
+			}
+			waitFor(opening, "the repository's first scan did not open model a")
+			answered := make(chan int, 1)
+			if tc.held {
+				go func() {
+					resp, err := client.Post("http://"+ln.Addr().String()+"/v2/models/held/infer", "application/json",
+						bytes.NewReader(inferJSON([]int{1, 2, 2, 1}, []float32{5, 0, 0, 0}, "")))
+					if err != nil {
+						answered <- 0
+						return
+					}
+					resp.Body.Close()
+					answered <- resp.StatusCode
+				}()
+				waitFor(h.entered, "the held request did not reach the model")
+			}
+			cancel()
+			for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "draining"); time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("Run did not start draining within 10 s")
+				}
+			}
+			if tc.held {
+				close(releaseOpen)
+				// Model a, whose load had begun, is served by the
+				// draining server; b's load would follow at once.
+				for deadline := time.Now().Add(10 * time.Second); !s.modelsServed("a", "1"); time.Sleep(time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatal("model a was not served within 10 s of its Open returning")
+					}
+				}
+				if tc.caller {
+					if err := <-scanned; err != nil {
+						t.Errorf("ScanRepository during the drain: %v", err)
+					}
+				} else {
+					time.Sleep(200 * time.Millisecond)
+				}
+				close(h.release)
+				if code := <-answered; code != 200 {
+					t.Errorf("the request in flight during the drain got %d", code)
+				}
+			} else {
+				time.AfterFunc(300*time.Millisecond, func() { close(releaseOpen) })
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Run did not return within 10 s")
+			}
+			if n := inOpen.Load(); n != 0 && !tc.caller {
+				t.Errorf("Run returned with its repository scan still in Config.Open")
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if !slices.Equal(opened, []string{"a"}) {
+				t.Errorf("models opened: %v; want a alone (the scan's load when the drain began)", opened)
+			}
+			if s.modelsServed("a", "1") {
+				t.Error("model a is still served after Run returned")
+			}
+		})
 	}
 }

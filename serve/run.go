@@ -33,9 +33,12 @@ func (s *Server) HTTPServer() *http.Server {
 // answered (for at most drain; 0 means 30 s), queued batches run, and the
 // models are unloaded. Connections that carry no request (a browser's
 // spare one, an idle keep-alive) are closed once no request has been in
-// flight for 250 ms, rather than waited on. It returns nil after a
-// clean drain. A nil ctx, a negative drain, or a server already closed, is
-// returned at once, with the listeners closed.
+// flight for 250 ms, rather than waited on. A repository scan in
+// progress loads no further model once the drain starts, and Run returns
+// only when the model it was loading is done with (refused, the server
+// being closed), so that no goroutine of Run's is left in Config.Open. It
+// returns nil after a clean drain. A nil ctx, a negative drain, or a
+// server already closed, is returned at once, with the listeners closed.
 func (s *Server) Run(ctx context.Context, httpLn, grpcLn net.Listener, drain time.Duration) error {
 	var err error
 	switch {
@@ -78,8 +81,14 @@ func (s *Server) Run(ctx context.Context, httpLn, grpcLn net.Listener, drain tim
 	}
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
+	watched := make(chan struct{}) // closed when the repository's watch has returned
 	if s.cfg.Repository != "" {
-		go s.watch(wctx)
+		go func() {
+			defer close(watched)
+			s.watch(wctx)
+		}()
+	} else {
+		close(watched)
 	}
 	closed := false
 	select {
@@ -88,7 +97,8 @@ func (s *Server) Run(ctx context.Context, httpLn, grpcLn net.Listener, drain tim
 	case <-s.stop:
 		closed = true
 	}
-	stopWatch() // no repository model loads into a draining server
+	s.draining.Store(true) // no repository model loads into a draining server,
+	stopWatch()            // and no scan starts
 	cause := "stopped"
 	switch {
 	case ctx.Err() != nil:
@@ -118,6 +128,10 @@ func (s *Server) Run(ctx context.Context, httpLn, grpcLn net.Listener, drain tim
 		err = fmt.Errorf("serve: drain: requests still in flight after %v were cut off: %w", drain, context.DeadlineExceeded)
 	}
 	s.Close()
+	// A scan stopped by stopWatch may still be loading one model (Add
+	// refuses it now): Run returns with no goroutine of its own left, none
+	// still in Config.Open.
+	<-watched
 	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
 		err = nil
 	}

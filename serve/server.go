@@ -203,12 +203,13 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 
-	mu      sync.RWMutex
-	models  map[string]map[string]*model // name → version → model
-	closed  bool                         // Close has run: Add refuses
-	stop    chan struct{}                // closed by Close: Run drains
-	loading atomic.Int32                 // loads in progress
-	pending map[[2]string]int            // loads in progress of versions not yet served, by (name, version)
+	mu       sync.RWMutex
+	models   map[string]map[string]*model // name → version → model
+	closed   bool                         // Close has run: Add refuses
+	stop     chan struct{}                // closed by Close: Run drains
+	loading  atomic.Int32                 // loads in progress
+	draining atomic.Bool                  // Run's drain has begun: repository scans load no further model
+	pending  map[[2]string]int            // loads in progress of versions not yet served, by (name, version)
 
 	decoding chan struct{} // bounds concurrent image decodes (memory)
 
@@ -644,6 +645,10 @@ func isDir(dir string, e fs.DirEntry) bool {
 // model at once; later ones wait for a changed file to settle. Errors
 // loading one model are logged and leave the other models (and the
 // model's previous version) serving.
+//
+// Once Run's drain has begun, a scan loads no further model: the one it
+// is loading finishes, and the others and the removals are left to a scan
+// that will not come.
 func (s *Server) ScanRepository() error {
 	dir := s.cfg.Repository
 	if dir == "" {
@@ -712,6 +717,9 @@ func (s *Server) ScanRepository() error {
 			if p, ok := s.changed[path]; !first && (!ok || p != st) {
 				s.changed[path] = st // wait one poll for the file to settle
 				continue
+			}
+			if s.draining.Load() {
+				return nil // before the removals below, which count on every model folder seen
 			}
 			delete(s.changed, path)
 			s.files[path] = st
