@@ -192,6 +192,27 @@ func TestHugeBody(t *testing.T) {
 	serving(t, ts, "m")
 }
 
+// TestImagePanicFreesDecodeSlot: a panic while an image request holds a
+// decoding slot (here in a decoder the program registered, on the image's
+// header) is answered 500 and gives the slot back: the slot was kept for
+// ever, and once every slot was kept each image request waited out its
+// deadline (504).
+func TestImagePanicFreesDecodeSlot(t *testing.T) {
+	panicking := func(io.Reader) (image.Config, error) { panic("decoder bug") }
+	image.RegisterFormat("rspanic", "RSPANIC!", func(io.Reader) (image.Image, error) { panic("decoder bug") }, panicking)
+	ts := start(t, Config{Timeout: 2 * time.Second}, map[string]Backend{"m": newFake()})
+	for i := range cap(ts.decoding) + 1 {
+		code, _, b := post(t, ts.url+"/v1/models/m:classify", "application/octet-stream", []byte("RSPANIC! a header its decoder panics on"))
+		if code != http.StatusInternalServerError || !strings.Contains(string(b), "panicked") {
+			t.Fatalf("request %d with a panicking decoder: %d %s", i+1, code, b)
+		}
+	}
+	code, _, b := post(t, ts.url+"/v1/models/m:classify", "image/png", pngBytes(t, image.NewGray(image.Rect(0, 0, 2, 2))))
+	if code != http.StatusOK {
+		t.Errorf("an image after %d decoder panics (the server's %d decoding slots): %d %s", cap(ts.decoding)+1, cap(ts.decoding), code, b)
+	}
+}
+
 // TestDecompressionBomb: a 25 KB PNG that would decode to 5000×5000
 // pixels is refused from its header (413), before decoding, under the
 // server's pixel limit.

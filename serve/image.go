@@ -194,17 +194,14 @@ func (s *Server) image(w http.ResponseWriter, r *http.Request) (err error) {
 	if err != nil {
 		return err
 	}
-	select {
-	case s.decoding <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	img, err := decodeImage(b, s.cfg.MaxImagePixels)
+	var img image.Image
 	var x *tensor.Tensor
-	if err == nil {
-		x, err = preprocess(m.backend, img)
-	}
-	<-s.decoding
+	err = s.decodeSlot(ctx, func() (err error) {
+		if img, err = decodeImage(b, s.cfg.MaxImagePixels); err == nil {
+			x, err = preprocess(m.backend, img)
+		}
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -227,13 +224,11 @@ func (s *Server) image(w http.ResponseWriter, r *http.Request) (err error) {
 	// 200 MB with the overlay), so they take a decoding slot too — not
 	// the sending, which a client that does not read would stretch to the
 	// write timeout, holding the slot from everyone else.
-	select {
-	case s.decoding <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	answer, err := encodeMask(ctx, img, y, overlay)
-	<-s.decoding
+	var answer []byte
+	err = s.decodeSlot(ctx, func() (err error) {
+		answer, err = encodeMask(ctx, img, y, overlay)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -241,6 +236,21 @@ func (s *Server) image(w http.ResponseWriter, r *http.Request) (err error) {
 	w.Header().Set("Content-Length", fmt.Sprint(len(answer)))
 	w.Write(answer)
 	return nil
+}
+
+// decodeSlot runs f holding one of the server's decoding slots, waiting
+// for one until ctx ends, and gives the slot back however f ends: a panic
+// in f, which the middleware recovers to answer 500, kept its slot for
+// ever, and once every slot was kept each image request waited out its
+// deadline.
+func (s *Server) decodeSlot(ctx context.Context, f func() error) error {
+	select {
+	case s.decoding <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.decoding }()
+	return f()
 }
 
 // preprocess calls the backend's Preprocess, turning its panics and errors
