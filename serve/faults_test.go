@@ -1062,3 +1062,64 @@ func TestRunStopsRepositoryScan(t *testing.T) {
 		})
 	}
 }
+
+// TestRunLeavesNoGoroutines: once Run has returned, no goroutine of the
+// server is left (the HTTP and gRPC servers', the repository's watch, the
+// models' batching instances), after requests over both protocols and a
+// repository model loaded by the watch.
+func TestRunLeavesNoGoroutines(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "r", "1", "model.safetensors")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("model"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := runtime.NumGoroutine()
+	ts := start(t, Config{Repository: dir, PollInterval: 5 * time.Millisecond, Instances: 2,
+		Open: func(string) (Backend, error) { return newFake(), nil }}, map[string]Backend{"m": newFake()})
+	tr := &http.Transport{}
+	hc := &http.Client{Transport: tr, Timeout: 20 * time.Second}
+	for deadline := time.Now().Add(10 * time.Second); !ts.modelsServed("r", "1"); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the repository's model was not served within 10 s")
+		}
+	}
+	for _, model := range []string{"m", "r"} {
+		resp, err := hc.Post(ts.url+"/v2/models/"+model+"/infer", "application/json",
+			bytes.NewReader(inferJSON([]int{1, 2, 2, 1}, []float32{1, 2, 3, 4}, "")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("model %s: %d", model, resp.StatusCode)
+		}
+	}
+	conn, err := grpc.NewClient(ts.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inferencepb.NewGRPCInferenceServiceClient(conn).ServerLive(context.Background(), &inferencepb.ServerLiveRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	ts.cancel()
+	select {
+	case err := <-ts.done:
+		ts.done <- err // for start's cleanup
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run did not return within 15 s")
+	}
+	conn.Close() // the clients' own goroutines
+	tr.CloseIdleConnections()
+	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines before the server, %d 5 s after Run returned:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+	}
+}
