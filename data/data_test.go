@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/residual-nn/residual/data/transform"
 	"github.com/residual-nn/residual/tensor"
@@ -316,6 +317,32 @@ func TestFolder(t *testing.T) {
 	}
 	if _, _, err := Open(context.Background(), "fashion-mnist:"+t.TempDir(), 1); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("missing Fashion-MNIST files: %v", err)
+	}
+}
+
+// A consumer that cancels and stops reading leaves no goroutine of the
+// loader behind: the goroutine waiting to hand over its next batch returns.
+func TestLoaderGoroutineEndsWhenCancelled(t *testing.T) {
+	train, _, err := MNIST()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := make([]int, 64)
+	for i := range idx {
+		idx[i] = i
+	}
+	l := &Loader{Data: train.Subset(idx), Batch: 1}
+	before := runtime.NumGoroutine()
+	ctx, cancel := context.WithCancel(context.Background())
+	if _, ok := <-l.Epoch(ctx, 0, 0); !ok {
+		t.Fatalf("no batch: %v", l.Err())
+	}
+	cancel()
+	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines before the epoch, %d 5 s after its consumer cancelled:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
 	}
 }
 
