@@ -120,11 +120,12 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	if !*resume || flagSet(fs, "data") { // else they apply to the run's data set (resumeConfig)
-		if *spec, err = data.FolderSpec(*spec, *imageSize, *skipBad); err != nil {
+		if *spec, err = data.FolderSpec(*spec, *imageSize, false); err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
-		if flagSet(fs, "skip-bad-images") && !*skipBad { // wins over the spec's skip-bad, as --image-size over its size=
-			*spec = data.WithoutSkipBad(*spec)
+		// Given, it wins over the spec's skip-bad, as --image-size over its size=.
+		if *spec, err = withSkipBad(fs, *spec, *skipBad); err != nil {
+			return err
 		}
 	}
 	if *base > 0 {
