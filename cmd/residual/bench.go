@@ -54,19 +54,24 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			continue
 		}
-		kern := r.Kernels + " kernels"
-		if r.BF16Path != "" {
-			kern += ", bf16 " + r.BF16Path // on AMX tiles, VDPBF16PS, or emulated
-		}
-		fmt.Fprintf(stdout, "%-16s %9.1f %-7s (min %.1f, max %.1f; %d runs, %d threads, %s)",
-			r.Name, r.Median, r.Unit, r.Min, r.Max, r.Runs, r.Threads, kern)
-		if r.Batch > 0 {
-			fmt.Fprintf(stdout, "  batch %d", r.Batch)
-		}
-		if r.GFLOPS > 0 {
-			fmt.Fprintf(stdout, "  %.0f GFLOP/s, %.0f allocs/step", r.GFLOPS, r.AllocsPerStep)
-		}
-		fmt.Fprintln(stdout)
+		fmt.Fprintln(stdout, benchLine(r))
 	}
 	return nil
+}
+
+// benchLine is bench's line for r without --json.
+func benchLine(r bench.Result) string {
+	kern := r.Kernels + " kernels"
+	if r.BF16Path != "" {
+		kern += ", bf16 " + r.BF16Path // on AMX tiles, VDPBF16PS, or emulated
+	}
+	s := fmt.Sprintf("%-16s %9.1f %-7s (min %.1f, max %.1f; %s, %s, %s)",
+		r.Name, r.Median, r.Unit, r.Min, r.Max, counted(r.Runs, "run"), counted(r.Threads, "thread"), kern)
+	if r.Batch > 0 {
+		s += fmt.Sprintf("  batch %d", r.Batch)
+	}
+	if r.GFLOPS > 0 {
+		s += fmt.Sprintf("  %.0f GFLOP/s, %.0f allocs/step", r.GFLOPS, r.AllocsPerStep)
+	}
+	return s
 }

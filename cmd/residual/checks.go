@@ -665,7 +665,7 @@ func checkExperiment(fs *flag.FlagSet, pos []string) error {
 // threads than CPUs only adds switching.
 func clampThreads(fs *flag.FlagSet) {
 	if n := intFlag(fs, "threads"); n > runtime.NumCPU() {
-		fmt.Fprintf(fs.Output(), "%s: --threads %d: this machine has %d CPUs; using %d\n", fs.Name(), n, runtime.NumCPU(), runtime.NumCPU())
+		fmt.Fprintf(fs.Output(), "%s: --threads %d: this machine has %s; using %d\n", fs.Name(), n, counted(runtime.NumCPU(), "CPU"), runtime.NumCPU())
 		fs.Set("threads", fmt.Sprint(runtime.NumCPU()))
 	}
 }

@@ -281,7 +281,7 @@ func TestThreadsClamped(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	before := runtime.GOMAXPROCS(0)
 	code := run(context.Background(), []string{"train", "--threads", "100000", "--out", filepath.Join(file, "run")}, &stdout, &stderr)
-	want := "--threads 100000: this machine has " + strconv.Itoa(runtime.NumCPU()) + " CPUs; using " + strconv.Itoa(runtime.NumCPU())
+	want := "--threads 100000: this machine has " + counted(runtime.NumCPU(), "CPU") + "; using " + strconv.Itoa(runtime.NumCPU())
 	if code != 1 || !strings.Contains(stderr.String(), want) {
 		t.Errorf("exit %d, stderr %q; want 1 and %q", code, stderr.String(), want)
 	}

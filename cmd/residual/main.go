@@ -412,3 +412,12 @@ func parsePositionals(fs *flag.FlagSet, args []string) ([]string, error) {
 		args = args[1:]
 	}
 }
+
+// counted returns n with the noun, in the plural unless n is 1: "1 thread",
+// "2 threads" (for nouns whose plural adds an s).
+func counted(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

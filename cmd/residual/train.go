@@ -348,17 +348,19 @@ func trainRun(ctx context.Context, cfg train.Config, spec string, stdout io.Writ
 		return nil, err
 	}
 	trainSet, _, _ := t.Data()
-	ranks := ""
-	if cfg.Comm != nil {
-		ranks = fmt.Sprintf(" × %d ranks", cfg.Comm.Size())
-	}
-	epochs := fmt.Sprintf("%d epochs", cfg.Epochs)
-	if cfg.Epochs == 1 {
-		epochs = "1 epoch"
-	}
-	fmt.Fprintf(stdout, "training %s on %s (%d images of %dx%dx%d, %d classes) for %s, %d threads%s, run folder %s\n",
-		t.Config().Model.Name, spec, trainSet.Len(), trainSet.H, trainSet.W, trainSet.C, len(trainSet.Classes), epochs, runtime.GOMAXPROCS(0), ranks, cfg.Out)
+	fmt.Fprintf(stdout, "training %s on %s (%d images of %dx%dx%d, %d classes) for %s, %s, run folder %s\n",
+		t.Config().Model.Name, spec, trainSet.Len(), trainSet.H, trainSet.W, trainSet.C, len(trainSet.Classes), counted(cfg.Epochs, "epoch"), threadsAndRanks(runtime.GOMAXPROCS(0), cfg.Comm), cfg.Out)
 	return t.Train(ctx)
+}
+
+// threadsAndRanks describes what a training runs on for its start line:
+// "4 threads", or with a communicator "1 thread × 2 ranks".
+func threadsAndRanks(threads int, comm distributed.Comm) string {
+	s := counted(threads, "thread")
+	if comm != nil {
+		s += " × " + counted(comm.Size(), "rank")
+	}
+	return s
 }
 
 // freezeList reads --freeze: nil for none.
