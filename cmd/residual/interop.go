@@ -135,8 +135,36 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	fmt.Fprintf(stdout, "imported %d tensors into %s (%d parameters), wrote %s\n", len(st), mc.Name, nn.NumParams(net), *out)
-	fmt.Fprintf(stdout, "its input: %s (a state dict does not say; --like CKPT, --input, --mean and --std set it)\n", describePreprocess(p))
+	var given []string
+	for _, f := range []struct{ name, value string }{{"--input", *input}, {"--mean", *meanFlag}, {"--std", *stdFlag}} {
+		if f.value != "" {
+			given = append(given, f.name)
+		}
+	}
+	fmt.Fprintf(stdout, "its input: %s (%s)\n", describePreprocess(p), importedInputFrom(*like, given))
 	return nil
+}
+
+// importedInputFrom says where import torch's preprocessing came from:
+// the checkpoint --like names, the flags given (over --like's), and the
+// model's defaults for the rest where a state dict, which records none, is
+// all there is.
+func importedInputFrom(like string, given []string) string {
+	flags := strings.Join(given, " and ")
+	if len(given) == 3 {
+		flags = given[0] + ", " + given[1] + " and " + given[2]
+	}
+	switch {
+	case like != "" && len(given) > 0:
+		return "from --like " + like + ", " + flags + " as given"
+	case like != "":
+		return "from --like " + like
+	}
+	const hint = "; --like CKPT, --input, --mean and --std set it"
+	if len(given) == 0 {
+		return "the state dict does not record it: the model's defaults" + hint
+	}
+	return "the state dict does not record it: " + flags + " as given, the rest the model's defaults" + hint
 }
 
 // describePreprocess says in a line what a checkpoint's images go

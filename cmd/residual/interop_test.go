@@ -56,17 +56,35 @@ func TestImportTorchPreprocessing(t *testing.T) {
 		}
 		return c, out
 	}
+	// What it prints says where the input came from: --like's checkpoint
+	// records it, a state dict does not.
+	const unrecorded = "the state dict does not record it: "
+	const hint = "; --like CKPT, --input, --mean and --std set it)"
 	c, out := load()
-	if c.Preprocess.Height != 32 || !strings.Contains(out, "its input: 32x32, 1 channels, pixels in [0, 1], not normalised") {
-		t.Errorf("plain import: %+v, said %q", c.Preprocess, out)
+	if want := "its input: 32x32, 1 channels, pixels in [0, 1], not normalised (" + unrecorded + "the model's defaults" + hint; c.Preprocess.Height != 32 || !strings.Contains(out, want) {
+		t.Errorf("plain import: %+v, said %q, want %q", c.Preprocess, out, want)
 	}
-	c, _ = load("--like", ck)
+	c, out = load("--like", ck)
 	if !reflect.DeepEqual(c.Preprocess, pre) || !reflect.DeepEqual(c.Classes, classes) {
 		t.Errorf("--like: %+v %v, want %+v %v", c.Preprocess, c.Classes, pre, classes)
 	}
-	c, _ = load("--input", "28x28", "--mean", "0.1307", "--std", "0.3081")
+	if want := "its input: 28x28, 1 channels, pixels in [0, 1] normalised with mean [0.1307] and std [0.3081] (from --like " + ck + ")\n"; !strings.Contains(out, want) || strings.Contains(out, "does not record") {
+		t.Errorf("--like: said %q, want %q", out, want)
+	}
+	_, out = load("--like", ck, "--mean", "0.5")
+	if want := "mean [0.5] and std [0.3081] (from --like " + ck + ", --mean as given)\n"; !strings.Contains(out, want) {
+		t.Errorf("--like --mean: said %q, want %q", out, want)
+	}
+	c, out = load("--input", "28x28", "--mean", "0.1307", "--std", "0.3081")
 	if !reflect.DeepEqual(c.Preprocess, pre) {
 		t.Errorf("--input --mean --std: %+v, want %+v", c.Preprocess, pre)
+	}
+	if want := "(" + unrecorded + "--input, --mean and --std as given, the rest the model's defaults" + hint; !strings.Contains(out, want) {
+		t.Errorf("--input --mean --std: said %q, want %q", out, want)
+	}
+	_, out = load("--input", "28x28")
+	if want := "(" + unrecorded + "--input as given, the rest the model's defaults" + hint; !strings.Contains(out, want) {
+		t.Errorf("--input: said %q, want %q", out, want)
 	}
 	for _, tc := range []struct {
 		args []string
