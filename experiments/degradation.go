@@ -79,7 +79,7 @@ func Degradation(ctx context.Context, c DegradationConfig, out string) ([]Degrad
 			return nil, err
 		}
 	}
-	r, err := newReport(out, "Degradation: plain against residual networks", c.Budget.Resume)
+	r, err := newReport(out, "Degradation: plain against residual networks", true, c.Budget.Resume)
 	if err != nil {
 		return nil, err
 	}

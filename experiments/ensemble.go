@@ -131,7 +131,7 @@ func (c EnsembleConfig) trainedOrLoaded(ctx context.Context, model, weights, out
 // gradient through paths of each length, and tests Veit et al.'s claims
 // (claims.json).
 func Ensemble(ctx context.Context, c EnsembleConfig, out string) (*EnsembleResult, error) {
-	r, err := newReport(out, "Residual networks as ensembles of shallow paths", c.Budget.Resume)
+	r, err := newReport(out, "Residual networks as ensembles of shallow paths", true, c.Budget.Resume)
 	if err != nil {
 		return nil, err
 	}

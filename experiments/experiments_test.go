@@ -419,11 +419,112 @@ func TestReportRefusesFilesOfNoExperiment(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(stopped, "runs", "post-seed1"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	r, err := newReport(stopped, "Block orderings (He et al. 2016, Table 2)", true)
+	r, err := newReport(stopped, "Block orderings (He et al. 2016, Table 2)", true, true)
 	if err != nil {
 		t.Fatalf("a stopped training experiment's runs/ alone: %v", err)
 	}
 	if _, err := os.Stat(r.path("runs", "post-seed1")); err != nil {
 		t.Errorf("the runs to resume: %v", err)
 	}
+}
+
+// A stopped training experiment's runs in OUT.partial/runs/ (what
+// --resume continues) are refused, and left as they are, by an experiment
+// that trains nothing given the same --out, and by another training
+// experiment: both removed them to start their own run. The refusal names
+// the folder and the experiment that left them. The experiment itself
+// takes them: without --resume to start over, with it to continue.
+func TestReportKeepsAnotherExperimentsStoppedRuns(t *testing.T) {
+	const order = "Block orderings (He et al. 2016, Table 2)"
+	const degradation = "Degradation: plain against residual networks"
+	dir := filepath.Join(t.TempDir(), "order")
+	ck := filepath.Join(dir+".partial", "runs", "post-seed1", "last.safetensors")
+	stop := func(marked bool) {
+		t.Helper()
+		if marked {
+			r, err := newReport(dir, order, true, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.abandon() // as the stopped experiment did
+		}
+		if err := os.MkdirAll(filepath.Dir(ck), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(ck, []byte("weights"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kept := func(what string) {
+		t.Helper()
+		if b, err := os.ReadFile(ck); err != nil || string(b) != "weights" {
+			t.Errorf("%s: the stopped run's checkpoint %q, %v", what, b, err)
+		}
+	}
+	stop(true)
+	for _, tc := range []struct {
+		what           string
+		title          string
+		trains, resume bool
+	}{
+		{"shatter", "Shattered gradients", false, false},
+		{"degradation", degradation, true, false},
+		{"degradation --resume", degradation, true, true},
+	} {
+		_, err := newReport(dir, tc.title, tc.trains, tc.resume)
+		if want := dir + ".partial holds the runs of a stopped experiment (\"" + order + "\")"; err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s over order's stopped runs: %v, want an error saying %q", tc.what, err, want)
+		}
+		kept(tc.what)
+	}
+	r, err := newReport(dir, order, true, true)
+	if err != nil {
+		t.Fatalf("order --resume over its own stopped runs: %v", err)
+	}
+	kept("order --resume")
+	r.abandon()
+
+	// Runs from before the staging folder recorded its experiment name
+	// none: an experiment that trains nothing refuses them, a training
+	// one takes them as its own.
+	if err := os.Remove(filepath.Join(dir+".partial", startedBy)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewReport(dir, "Shattered gradients"); err == nil || !strings.Contains(err.Error(), dir+".partial holds the runs of a stopped experiment (a training experiment") {
+		t.Errorf("shatter over unnamed stopped runs: %v", err)
+	}
+	kept("shatter over unnamed runs")
+	if _, err := newReport(dir, degradation, true, true); err != nil {
+		t.Errorf("degradation --resume over unnamed stopped runs: %v", err)
+	}
+	kept("degradation --resume over unnamed runs")
+
+	// So is a runs/ alone in --out (a training experiment stopped before
+	// its runs waited in OUT.partial).
+	if err := os.RemoveAll(dir + ".partial"); err != nil {
+		t.Fatal(err)
+	}
+	ck = filepath.Join(dir, "runs", "post-seed1", "last.safetensors")
+	stop(false)
+	if _, err := NewReport(dir, "Shattered gradients"); err == nil || !strings.Contains(err.Error(), dir+" holds the runs of a stopped training experiment") {
+		t.Errorf("shatter over a --out holding runs/ alone: %v", err)
+	}
+	kept("shatter over a --out holding runs/ alone")
+}
+
+// Close leaves no trace of the name a training experiment's staging
+// folder records while it runs: the summary records it.
+func TestCloseRemovesTheStartedMark(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "out")
+	r, err := newReport(dir, "Numbers", true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(r.path(startedBy)); err != nil || string(b) != "# Numbers\n" {
+		t.Errorf("the staging folder's %s: %q, %v", startedBy, b, err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	folderHolds(t, dir, map[string]string{"summary.md": "# Numbers\n\n"})
 }

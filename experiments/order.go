@@ -78,7 +78,7 @@ func Order(ctx context.Context, c OrderConfig, out string) ([]OrderRow, error) {
 	if c.Segments < 1 {
 		c.Segments = 10
 	}
-	r, err := newReport(out, "Block orderings (He et al. 2016, Table 2)", c.Budget.Resume)
+	r, err := newReport(out, "Block orderings (He et al. 2016, Table 2)", true, c.Budget.Resume)
 	if err != nil {
 		return nil, err
 	}

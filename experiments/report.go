@@ -43,15 +43,23 @@ type Report struct {
 // only what an experiment writes (runs/, *.png, *.json, *.md), with the
 // summary.md of a finished run of this experiment (of this title) beside
 // anything but runs/, since Close replaces it: its staging folder starts
-// empty (one a stopped run left is removed).
-func NewReport(dir, title string) (*Report, error) { return newReport(dir, title, false) }
+// empty (one a stopped run left is removed). The report is for an
+// experiment that trains nothing: it refuses a dir, or staging folder,
+// holding a stopped training experiment's runs/, which it would remove.
+func NewReport(dir, title string) (*Report, error) { return newReport(dir, title, false, false) }
+
+// startedBy is the file in a training experiment's staging folder that
+// records its title ("# title") until Close, so that another experiment
+// given the same output folder can name the one whose runs it holds.
+const startedBy = "experiment.md"
 
 // newReport is NewReport for an experiment that trains networks in the
-// report's runs/ folder. With resume it continues the staging folder a
-// stopped run left, or, where there is none, starts one with a copy of
+// report's runs/ folder where trains is true. Such a report starts over
+// the runs a stopped run of its own left in the staging folder, or with
+// resume continues them, or, where there are none, starts with a copy of
 // dir's runs/: runs that finished are evaluated again, and dir stays as
-// it is until Close.
-func newReport(dir, title string, resume bool) (*Report, error) {
+// it is until Close. It refuses runs another training experiment left.
+func newReport(dir, title string, trains, resume bool) (*Report, error) {
 	dir = filepath.Clean(dir)
 	if b := filepath.Base(dir); b == "." || b == ".." || b == string(filepath.Separator) {
 		return nil, fmt.Errorf("experiments: output folder %q: name a folder of its own (the experiment replaces it as a whole when it finishes)", dir)
@@ -63,7 +71,7 @@ func newReport(dir, title string, resume bool) (*Report, error) {
 			return nil, err
 		}
 	}
-	if err := sameExperiment(dir, old, title); err != nil {
+	if err := sameExperiment(dir, old, title, trains); err != nil {
 		return nil, err
 	}
 	// Close stopped between its two renames: the earlier run goes back.
@@ -75,12 +83,18 @@ func newReport(dir, title string, resume bool) (*Report, error) {
 	_, err := os.Lstat(r.work)
 	switch {
 	case resume && err == nil:
-		return r, nil
+		if err := stoppedRuns(r.work, title, trains); err != nil {
+			return nil, err
+		}
+		return r, r.markStarted()
 	case err == nil:
 		if _, err := os.Stat(filepath.Join(r.work, "summary.md")); err == nil {
 			// A finished run that Close could not put in place, as its
 			// error said: starting over would remove it.
 			return nil, fmt.Errorf("experiments: %s holds a finished run that was not put in place of %s: move it there, or away, first", r.work, dir)
+		}
+		if err := stoppedRuns(r.work, title, trains); err != nil {
+			return nil, err
 		}
 		if err := os.RemoveAll(r.work); err != nil {
 			return nil, fmt.Errorf("experiments: %w", err)
@@ -88,6 +102,11 @@ func newReport(dir, title string, resume bool) (*Report, error) {
 	}
 	if err := os.MkdirAll(r.work, 0o755); err != nil {
 		return nil, fmt.Errorf("experiments: %w", err)
+	}
+	if trains {
+		if err := r.markStarted(); err != nil {
+			return nil, err
+		}
 	}
 	if runs := filepath.Join(dir, "runs"); resume {
 		if _, err := os.Stat(runs); err == nil {
@@ -98,6 +117,41 @@ func newReport(dir, title string, resume bool) (*Report, error) {
 		}
 	}
 	return r, nil
+}
+
+// stoppedRuns refuses a staging folder holding the runs/ of a stopped
+// training experiment other than this one (of another title, or any where
+// this one trains nothing), which starting this one would remove, or
+// resuming it mix with its own. Runs from before startedBy was written
+// name no experiment: a training experiment takes them as its own.
+func stoppedRuns(work, title string, trains bool) error {
+	if _, err := os.Stat(filepath.Join(work, "runs")); err != nil {
+		return nil
+	}
+	b, err := os.ReadFile(filepath.Join(work, startedBy))
+	if err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("experiments: %w", err)
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	other := strings.TrimPrefix(first, "# ")
+	if trains && (other == "" || other == title) {
+		return nil
+	}
+	if other == "" {
+		other = "a training experiment: degradation, ensemble, order or segment-unet"
+	} else {
+		other = fmt.Sprintf("%.80q", other)
+	}
+	return fmt.Errorf("experiments: %s holds the runs of a stopped experiment (%s), which this one would remove: resume that one with --resume, remove them, or choose another output folder", work, other)
+}
+
+// markStarted records the report's title in its staging folder
+// (startedBy) for stoppedRuns.
+func (r *Report) markStarted() error {
+	if err := os.WriteFile(r.path(startedBy), []byte("# "+r.Title+"\n"), 0o644); err != nil {
+		return fmt.Errorf("experiments: %w", err)
+	}
+	return nil
 }
 
 // onlyOutputs refuses a folder that holds anything an experiment does not
@@ -134,8 +188,9 @@ func onlyOutputs(dir string) error {
 // (figures of the user's own, say: the extensions onlyOutputs allows do
 // not make them an experiment's), but for a runs/ alone, a training
 // experiment stopped before its runs were kept in OUT.partial, which
-// --resume continues.
-func sameExperiment(dir, old, title string) error {
+// --resume continues, and which an experiment that trains nothing
+// (trains false) refuses as well.
+func sameExperiment(dir, old, title string, trains bool) error {
 	for _, d := range []string{dir, old} {
 		b, err := os.ReadFile(filepath.Join(d, "summary.md"))
 		if os.IsNotExist(err) {
@@ -146,6 +201,9 @@ func sameExperiment(dir, old, title string) error {
 			for _, e := range entries {
 				if e.Name() != "runs" {
 					return fmt.Errorf("experiments: %s holds %s but no summary.md, so no finished experiment's results, and would be replaced as a whole when the experiment finishes: move them away or choose another output folder", d, e.Name())
+				}
+				if !trains {
+					return fmt.Errorf("experiments: %s holds the runs of a stopped training experiment (runs/ but no summary.md), which this one would remove: resume that one with --resume, remove them, or choose another output folder", d)
 				}
 			}
 			continue
@@ -189,6 +247,10 @@ func (r *Report) JSON(name string, v any) error {
 // run) is renamed to Dir + ".old", the staging folder to Dir, and the
 // earlier run removed.
 func (r *Report) Close() error {
+	// The summary records the title from here on.
+	if err := os.Remove(r.path(startedBy)); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("experiments: %w", err)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "# %s\n\n", r.Title)
 	for _, f := range r.figures {

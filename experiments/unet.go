@@ -149,7 +149,7 @@ func SegmentUNet(ctx context.Context, c UNetConfig, out string) ([]UNetRow, erro
 		return nil, err
 	}
 	vTrain, vVal := mirrorSet(trainC, margin), mirrorSet(valC, margin)
-	r, err := newReport(out, "The valid-convolution U-Net beside the padded one", c.Resume)
+	r, err := newReport(out, "The valid-convolution U-Net beside the padded one", true, c.Resume)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -38,5 +39,32 @@ func TestExperimentPrintsClaims(t *testing.T) {
 	}
 	if n := strings.Count(stdout, "(criterion "); n != len(claims) {
 		t.Errorf("%d claim lines printed, claims.json holds %d", n, len(claims))
+	}
+}
+
+// TestExperimentKeepsAStoppedTrainingRun: an experiment that trains
+// nothing, given the --out of a stopped training experiment whose runs
+// wait in OUT.partial/runs/ for --resume, refuses, naming the folder and
+// that experiment, and leaves the runs as they were: it removed them.
+func TestExperimentKeepsAStoppedTrainingRun(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "order")
+	partial := out + ".partial"
+	ck := filepath.Join(partial, "runs", "post-seed1", "last.safetensors")
+	if err := os.MkdirAll(filepath.Dir(ck), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// What order leaves when stopped during its first network.
+	for path, content := range map[string]string{ck: "weights", filepath.Join(partial, "experiment.md"): "# Block orderings (He et al. 2016, Table 2)\n"} {
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, _, stderr := runCLI("experiment", "variance", "--quick", "--out", out)
+	want := partial + ` holds the runs of a stopped experiment ("Block orderings (He et al. 2016, Table 2)")`
+	if code != 1 || !strings.Contains(stderr, want) {
+		t.Errorf("exit %d, stderr %q; want 1 and %q", code, stderr, want)
+	}
+	if b, err := os.ReadFile(ck); err != nil || string(b) != "weights" {
+		t.Errorf("the stopped run's checkpoint: %q, %v", b, err)
 	}
 }
