@@ -471,6 +471,10 @@ func ParseSchedule(s string) (Schedule, error) {
 			}
 			ms.Gamma = g
 		}
+		// The factor after the last milestone, as Factor computes it.
+		if f := ms.Factor(ms.Milestones[len(ms.Milestones)-1]); math.IsInf(f, 0) {
+			return nil, fmt.Errorf("optim: bad gamma %g: over %d milestones it multiplies the rate by more than a float64 holds", ms.Gamma, len(ms.Milestones))
+		}
 		return ms, nil
 	case "cosine":
 		if len(parts) < 2 || len(parts) > 3 {

@@ -105,7 +105,9 @@ func TestParseSchedule(t *testing.T) {
 	}
 	for _, bad := range []string{"multistep", "multistep:5,3", "cosine:x", "warmup:0+constant", "step:3", "warmup:5",
 		// once accepted: Sscanf read a prefix, and NaN, negative or extra fields passed
-		"::", "constant:junk", "multistep:5:NaN", "multistep:-5", "multistep:5abc,7", "multistep:5:0.1:3", "cosine:10:NaN", "cosine:10:-3", "cosine:10x", "warmup:5x+constant", "warmup:5+"} {
+		"::", "constant:junk", "multistep:5:NaN", "multistep:-5", "multistep:5abc,7", "multistep:5:0.1:3", "cosine:10:NaN", "cosine:10:-3", "cosine:10x", "warmup:5x+constant", "warmup:5+",
+		// once accepted: a factor of +Inf after the second milestone
+		"multistep:1,2:1e300"} {
 		if _, err := optim.ParseSchedule(bad); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
