@@ -91,5 +91,9 @@ func (mi ModelInfo) checkOutput(y *tensor.Tensor, n int) error {
 
 // Opener loads the model file at path (a checkpoint of any kind residual
 // reads); the server calls it for --model flags and for every new or
-// changed file of a repository.
+// changed file of a repository. It takes no context, so nothing can stop
+// it: it must return, and soon (a file read). Load waits for it as long
+// as it takes; Run, draining, waits for the one a repository scan is in
+// for at most what is left of the drain, then returns an error naming
+// the file and leaves it running (the model it returns is refused).
 type Opener func(path string) (Backend, error)

@@ -941,13 +941,7 @@ func TestRunStopsRepositoryScan(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			for _, name := range []string{"a", "b"} { // scanned in this order
-				path := filepath.Join(dir, name, "1", "model.safetensors")
-				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, []byte("model"), 0o644); err != nil {
-					t.Fatal(err)
-				}
+				repositoryModel(t, dir, name)
 			}
 			opening, releaseOpen := make(chan struct{}), make(chan struct{})
 			var mu sync.Mutex
@@ -1063,19 +1057,74 @@ func TestRunStopsRepositoryScan(t *testing.T) {
 	}
 }
 
-// TestRunLeavesNoGoroutines: once Run has returned, no goroutine of the
-// server is left (the HTTP and gRPC servers', the repository's watch, the
-// models' batching instances), after requests over both protocols and a
-// repository model loaded by the watch.
-func TestRunLeavesNoGoroutines(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "r", "1", "model.safetensors")
+// repositoryModel writes version 1 of model name into the repository dir
+// (a file the tests' Openers do not read) and returns its path.
+func repositoryModel(t *testing.T, dir, name string) string {
+	t.Helper()
+	path := filepath.Join(dir, name, "1", "model.safetensors")
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(path, []byte("model"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return path
+}
+
+// TestRunOutlastedByOpen: an Opener takes no context, and one that does
+// not return holds a repository scan; Run, its ctx cancelled, returns
+// once the drain's time is up, with an error naming the file the scan was
+// loading (it waited for the scan for ever). The model, opened at last,
+// is refused by the closed server.
+func TestRunOutlastedByOpen(t *testing.T) {
+	dir := t.TempDir()
+	path := repositoryModel(t, dir, "m")
+	opening, release := make(chan struct{}), make(chan struct{})
+	opened := make(chan struct{})
+	open := func(string) (Backend, error) {
+		defer close(opened)
+		close(opening)
+		<-release
+		return newFake(), nil
+	}
+	s := newServer(t, quietConfig(Config{Repository: dir, PollInterval: 10 * time.Millisecond, Open: open}))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	// No listener: the repository's watch alone.
+	go func() { done <- s.Run(ctx, nil, nil, 200*time.Millisecond) }()
+	// The Opener returns at last, and its scan ends.
+	defer func() {
+		close(release)
+		<-opened
+		if s.modelsServed("m", "1") {
+			t.Error("the model opened after Run returned is served")
+		}
+	}()
+	select {
+	case <-opening:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the repository scan did not open the model within 10 s")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		want := "a repository scan was still loading " + path + " (in Config.Open or its warm-up) after 200ms"
+		if err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Run: %v; want an error saying %q", err, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10 s of its ctx ending, a drain of 200 ms, while Config.Open held its scan")
+	}
+}
+
+// TestRunLeavesNoGoroutines: once Run has returned, no goroutine of the
+// server is left (the HTTP and gRPC servers', the repository's watch, the
+// models' batching instances), after requests over both protocols and a
+// repository model loaded by the watch.
+func TestRunLeavesNoGoroutines(t *testing.T) {
+	dir := t.TempDir()
+	repositoryModel(t, dir, "r")
 	before := runtime.NumGoroutine()
 	ts := start(t, Config{Repository: dir, PollInterval: 5 * time.Millisecond, Instances: 2,
 		Open: func(string) (Backend, error) { return newFake(), nil }}, map[string]Backend{"m": newFake()})

@@ -36,8 +36,10 @@ func (s *Server) HTTPServer() *http.Server {
 // flight for 250 ms, rather than waited on. A repository scan in
 // progress loads no further model once the drain starts, and Run returns
 // only when the model it was loading is done with (refused, the server
-// being closed), so that no goroutine of Run's is left in Config.Open. It
-// returns nil after a clean drain. A nil ctx, a negative drain, or a
+// being closed), so that no goroutine of Run's is left in Config.Open;
+// one still loading when the drain's time is up (an Opener that does not
+// return) is left, and Run returns an error naming its file. It returns
+// nil after a clean drain. A nil ctx, a negative drain, or a
 // server already closed, is returned at once, with the listeners closed.
 func (s *Server) Run(ctx context.Context, httpLn, grpcLn net.Listener, drain time.Duration) error {
 	var err error
@@ -130,8 +132,25 @@ func (s *Server) Run(ctx context.Context, httpLn, grpcLn net.Listener, drain tim
 	s.Close()
 	// A scan stopped by stopWatch may still be loading one model (Add
 	// refuses it now): Run returns with no goroutine of its own left, none
-	// still in Config.Open.
-	<-watched
+	// still in Config.Open, unless that load outlasts the drain (an Opener
+	// takes no context: nothing can stop it).
+	select {
+	case <-watched:
+	default:
+		select {
+		case <-watched:
+		case <-dctx.Done():
+			what := "a model"
+			if p := s.scanLoad.Load(); p != nil {
+				what = *p
+			}
+			stuck := fmt.Errorf("serve: drain: a repository scan was still loading %s (in Config.Open or its warm-up) after %v; Run returns without it: %w", what, drain, context.DeadlineExceeded)
+			s.log.Error("repository load outlasted the drain", "err", stuck)
+			if err == nil {
+				err = stuck
+			}
+		}
+	}
 	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
 		err = nil
 	}

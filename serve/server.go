@@ -96,7 +96,7 @@ type Config struct {
 	PollInterval time.Duration
 	// Open loads model files (required for Repository and Load; a
 	// Repository without it is refused); OpenCheckpoint opens residual's
-	// checkpoints.
+	// checkpoints. It takes no context, and must return (see Opener).
 	Open Opener
 	// Logger receives request logs and events (default slog.Default()).
 	Logger *slog.Logger
@@ -218,6 +218,9 @@ type Server struct {
 	changed map[string]fileStat // changed files waiting one poll to settle
 	ignored map[string]bool     // repository folders skipped (and logged), by path
 	scanned bool                // the repository's first scan is done: later files wait to settle
+	// scanLoad is the file a repository scan is loading (Load), if any:
+	// named by Run when the load outlasts its drain.
+	scanLoad atomic.Pointer[string]
 }
 
 type fileStat struct {
@@ -723,7 +726,10 @@ func (s *Server) ScanRepository() error {
 			}
 			delete(s.changed, path)
 			s.files[path] = st
-			if err := s.Load(n.Name(), v.Name(), path); err != nil {
+			s.scanLoad.Store(&path)
+			err = s.Load(n.Name(), v.Name(), path)
+			s.scanLoad.Store(nil)
+			if err != nil {
 				s.log.Error("repository model not loaded", "path", path, "err", err)
 			}
 		}
