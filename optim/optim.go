@@ -439,6 +439,11 @@ func ParseSchedule(s string) (Schedule, error) {
 		if !ok || steps < 1 || !found || tail == "" {
 			return nil, fmt.Errorf("optim: bad warm-up %q (want warmup:STEPS+SCHEDULE, e.g. warmup:500+cosine:10000)", s)
 		}
+		if strings.HasPrefix(tail, "warmup:") {
+			// The second warm-up would start again from a rate of 0 where
+			// the first ends.
+			return nil, fmt.Errorf("optim: bad warm-up %q: two warm-ups, give one", s)
+		}
 		then, err := ParseSchedule(tail)
 		if err != nil {
 			return nil, err

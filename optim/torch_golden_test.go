@@ -107,7 +107,9 @@ func TestParseSchedule(t *testing.T) {
 		// once accepted: Sscanf read a prefix, and NaN, negative or extra fields passed
 		"::", "constant:junk", "multistep:5:NaN", "multistep:-5", "multistep:5abc,7", "multistep:5:0.1:3", "cosine:10:NaN", "cosine:10:-3", "cosine:10x", "warmup:5x+constant", "warmup:5+",
 		// once accepted: a factor of +Inf after the second milestone
-		"multistep:1,2:1e300"} {
+		"multistep:1,2:1e300",
+		// once accepted: the second warm-up started from 0 again
+		"warmup:5+warmup:3+constant"} {
 		if _, err := optim.ParseSchedule(bad); err == nil {
 			t.Errorf("%q: no error", bad)
 		}

@@ -139,6 +139,10 @@ func (s Schedule) validate(epochs int) error {
 			if !(s.Gamma >= 0) || math.IsInf(s.Gamma, 0) {
 				return fmt.Errorf("train: schedule gamma %g must be ≥ 0", s.Gamma)
 			}
+			// The factor after the last milestone: +Inf made every weight NaN.
+			if math.IsInf(math.Pow(s.gamma(), float64(len(s.Milestones))), 0) {
+				return fmt.Errorf("train: schedule gamma %g: over %d milestones it multiplies the rate by more than a float64 holds", s.Gamma, len(s.Milestones))
+			}
 		default:
 			return fmt.Errorf("train: unknown schedule %q (cosine, he, multistep, constant)", s.Kind)
 		}

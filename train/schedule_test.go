@@ -93,6 +93,8 @@ func TestScheduleValidate(t *testing.T) {
 		// A schedule with its own warm-up and WarmupEpochs: the second
 		// started at 0 again after the first (a rate of 0 for both).
 		{Schedule{Steps: "warmup:4+cosine:36", WarmupEpochs: 2}, "two warm-ups"},
+		// A factor of +Inf after the second milestone.
+		{Schedule{Kind: ScheduleMultiStep, Milestones: []float64{1, 2}, Gamma: 1e300}, "more than a float64"},
 	} {
 		if err := c.s.validate(6); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: error %v, want one about %q", c.s, err, c.want)
