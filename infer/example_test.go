@@ -36,7 +36,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	for _, g := range guesses[0] {
-		fmt.Printf("%5.1f%%  %s\n", 100*g.Probability, g.Name)
+		fmt.Printf("%5.1f%%  %s\n", 100*g.Probability, g.Label)
 	}
 	// Output:
 	// mnist-tiny: classify into 10 classes, input 28x28x1

@@ -256,9 +256,10 @@ func (m *Model) SetPrecision(p ag.Precision) error {
 
 // Guess is one class and its probability.
 type Guess struct {
-	// Class is the output's index, and Name its entry in Info.Classes.
+	// Class is the output's index, and Label its name: its entry in
+	// Info.Classes (serve.Guess's Label, torchvision's and KServe's word).
 	Class int
-	Name  string
+	Label string
 	// Probability is the softmax of the logits at Class, in [0, 1].
 	Probability float64
 }
@@ -340,7 +341,7 @@ func top(probs []float32, names []string, k int) []Guess {
 	idx := tensor.TopK(probs, k)
 	gs := make([]Guess, len(idx))
 	for j, i := range idx {
-		gs[j] = Guess{Class: i, Name: names[i], Probability: float64(probs[i])}
+		gs[j] = Guess{Class: i, Label: names[i], Probability: float64(probs[i])}
 	}
 	return gs
 }

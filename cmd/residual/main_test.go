@@ -330,7 +330,7 @@ func TestPredictEqualsInfer(t *testing.T) {
 	for i, gs := range guesses {
 		fmt.Fprintln(&want, paths[i])
 		for _, g := range gs {
-			fmt.Fprintf(&want, "  %6.2f%%  %s (class %d)\n", 100*g.Probability, g.Name, g.Class)
+			fmt.Fprintf(&want, "  %6.2f%%  %s (class %d)\n", 100*g.Probability, g.Label, g.Class)
 		}
 	}
 	var out, errb bytes.Buffer

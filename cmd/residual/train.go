@@ -633,7 +633,7 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		func(i int, gs []infer.Guess) {
 			fmt.Fprintln(stdout, readable[i])
 			for _, g := range gs {
-				fmt.Fprintf(stdout, "  %6.2f%%  %s (class %d)\n", 100*g.Probability, g.Name, g.Class)
+				fmt.Fprintf(stdout, "  %6.2f%%  %s (class %d)\n", 100*g.Probability, g.Label, g.Class)
 			}
 		},
 		func(i int, err error) {
