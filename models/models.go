@@ -212,11 +212,11 @@ func (c Config) Clone() (Config, error) {
 	if c.Arch == nil {
 		return c, nil
 	}
-	b, err := json.Marshal(c)
+	s, err := c.Marshal()
 	if err != nil {
-		return Config{}, fmt.Errorf("models: config %q: %w", c.Name, err)
+		return Config{}, err
 	}
-	return Unmarshal(string(b))
+	return Unmarshal(s)
 }
 
 // stored is a Config as JSON: {"name", "kind", "config"}.
@@ -233,7 +233,7 @@ func (c Config) MarshalJSON() ([]byte, error) {
 	}
 	b, err := json.Marshal(c.Arch)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("models: config %q: %w", c.Name, err)
 	}
 	return json.Marshal(stored{Name: c.Name, Kind: c.Arch.Kind(), Config: b})
 }
@@ -282,15 +282,15 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Marshal returns the config as JSON (for checkpoint metadata), or "" for
-// one that MarshalJSON refuses (no Arch, a value such as NaN that JSON
-// cannot hold): json.Marshal(c) returns that error.
-func (c Config) Marshal() string {
-	b, err := json.Marshal(c)
+// Marshal returns the config as JSON text, as checkpoint metadata holds
+// it and Unmarshal reads it. A config that MarshalJSON refuses (no Arch, a
+// value such as a NaN BranchScale that JSON cannot hold) is an error.
+func (c Config) Marshal() (string, error) {
+	b, err := c.MarshalJSON()
 	if err != nil {
-		return ""
+		return "", err
 	}
-	return string(b)
+	return string(b), nil
 }
 
 // Unmarshal reads a config written by Marshal (or in the first format).

@@ -100,10 +100,26 @@ func TestConfigRoundTripAndErrors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		back, err := models.Unmarshal(c.Marshal())
-		if err != nil || back.Marshal() != c.Marshal() {
-			t.Errorf("%s: config does not survive JSON: %v", name, err)
+		text, err := c.Marshal()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
 		}
+		back, err := models.Unmarshal(text)
+		if err != nil {
+			t.Errorf("%s: config does not survive JSON: %v", name, err)
+		} else if again, err := back.Marshal(); err != nil || again != text {
+			t.Errorf("%s: config marshals as\n%s\nthen as\n%s (%v)", name, text, again, err)
+		}
+	}
+	// A config that JSON cannot hold is an error naming it, not "" (two
+	// such configs compared equal as "", as resuming compares them).
+	nan, _ := models.Preset("resnet20")
+	nan.Arch.(*models.ResNet).BranchScale = float32(math.NaN())
+	if got, err := nan.Marshal(); err == nil || got != "" || !strings.Contains(err.Error(), `models: config "resnet20"`) || !strings.Contains(err.Error(), "NaN") {
+		t.Errorf("a NaN branch scale marshals as %q, %v", got, err)
+	}
+	if got, err := (models.Config{Name: "empty"}).Marshal(); err == nil || got != "" || !strings.Contains(err.Error(), `"empty" describes no network`) {
+		t.Errorf("a config of no network marshals as %q, %v", got, err)
 	}
 	if _, err := models.Preset("resnet19"); err == nil {
 		t.Error("resnet19 accepted")
@@ -137,8 +153,8 @@ func TestConfigReadsFirstFormat(t *testing.T) {
 		t.Fatalf("read %+v from the first format", c)
 	}
 	want := `{"name":"tiny","kind":"resnet","config":{"block":"basic","layers":[1,1],"widths":[4,8],"stem":"cifar","stem_width":4,"ordering":"a","shortcut":"B","classes":10,"in_channels":1}}`
-	if got := c.Marshal(); got != want {
-		t.Errorf("stored as\n%s\nwant\n%s", got, want)
+	if got, err := c.Marshal(); err != nil || got != want {
+		t.Errorf("stored as\n%s (%v)\nwant\n%s", got, err, want)
 	}
 	u, err := models.Unmarshal(`{"name":"u","unet":{"in_channels":3,"classes":2,"depth":2,"base":4,"valid":false,"batch_norm":true},"resnet":null,"mlp":null}`)
 	if err != nil || !u.Dense() || u.Classes() != 2 || u.InChannels() != 3 {

@@ -60,7 +60,11 @@ var errPrefix = regexp.MustCompile(`^(models|resnet|unet|mlp): `)
 func FuzzConfig(f *testing.F) {
 	for _, name := range []string{"resnet20", "resnet18", "unet", "resmlp", "preact-resnet164"} {
 		c, _ := Preset(name)
-		f.Add(c.Marshal())
+		s, err := c.Marshal()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(s)
 	}
 	f.Add(`{"name":"x","resnet":{"block":"bottleneck","layers":[1,1],"widths":[2,3],"stem":"cifar","stem_width":1,"ordering":"preact","shortcut":"A","classes":1,"in_channels":1}}`)
 	f.Add(`{"name":"x","unet":{"in_channels":1,"classes":2,"depth":2,"base":2,"valid":true}}`)
@@ -70,13 +74,16 @@ func FuzzConfig(f *testing.F) {
 		if err != nil {
 			return
 		}
-		m := c.Marshal()
+		m, err := c.Marshal()
+		if err != nil {
+			t.Fatalf("%s reads but does not marshal: %v", s, err)
+		}
 		again, err := Unmarshal(m)
 		if err != nil {
 			t.Fatalf("%s marshals as %s, which does not read back: %v", s, m, err)
 		}
-		if m2 := again.Marshal(); m2 != m {
-			t.Fatalf("%s marshals as %s, then as %s", s, m, m2)
+		if m2, err := again.Marshal(); err != nil || m2 != m {
+			t.Fatalf("%s marshals as %s, then as %s (%v)", s, m, m2, err)
 		}
 		if c.Validate() != nil || c.Arch.ParamEstimate() > 2e5 {
 			return

@@ -75,9 +75,17 @@ func (r *run) restore(path string) error {
 		}
 		return err
 	}
-	if c.Model.Marshal() != r.cfg.Model.Marshal() {
+	ck, err := c.Model.Marshal()
+	if err != nil {
+		return fmt.Errorf("train: %s: %w", path, err)
+	}
+	run, err := r.cfg.Model.Marshal()
+	if err != nil {
+		return configError{fmt.Errorf("train: %w", err)}
+	}
+	if ck != run {
 		return configError{fmt.Errorf("train: %s holds a %s that differs from this run's %s in %s; resume with the same model and data",
-			path, c.Model.Name, r.cfg.Model.Name, configDiff(c.Model.Marshal(), r.cfg.Model.Marshal()))}
+			path, c.Model.Name, r.cfg.Model.Name, configDiff(ck, run))}
 	}
 	if c.Position == nil {
 		return fmt.Errorf("train: %s was not written by a training run (no position to resume from)", path)

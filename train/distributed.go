@@ -226,11 +226,17 @@ type position struct {
 // the run folder and (with Resume) loads the checkpoint, and every rank
 // takes rank 0's parameters, buffers, optimizer state and position.
 func joinGroup(c distributed.Comm, r *run, err error) error {
+	var model string // compared below; a config JSON refuses fails here, with the group
+	if err == nil {
+		if model, err = r.cfg.Model.Marshal(); err != nil {
+			err = fmt.Errorf("train: %w", err)
+		}
+	}
 	if err := agree(c, "preparing the run", err); err != nil {
 		return err
 	}
 	cfg := r.cfg
-	if err := distributed.CheckSame(c, "the model config", cfg.Model.Marshal()); err != nil {
+	if err := distributed.CheckSame(c, "the model config", model); err != nil {
 		return err
 	}
 	// The flags before the data: a --seed, --limit or --val-split given

@@ -44,6 +44,16 @@ func weights(t *testing.T, path string) map[string][]float32 {
 	return out
 }
 
+// marshal returns c.Marshal(), failing the test on its error.
+func marshal(t *testing.T, c models.Config) string {
+	t.Helper()
+	s, err := c.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // Training 2 epochs equals training 1 epoch, stopping, and resuming; and
 // equals being interrupted after the first step and resumed: identical
 // weights and optimizer state, bit for bit, and the same loss for every
@@ -83,7 +93,7 @@ func TestResumeIsExact(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !rc.Resume || rc.Out != recorded.Out || rc.Epochs != 1 || rc.Batch != recorded.Batch || rc.Seed != recorded.Seed || rc.Limit != recorded.Limit ||
-		rc.Model.Marshal() != recorded.Model.Marshal() || rc.Augment == nil || *rc.Augment != *recorded.Augment || rc.Schedule.Steps != recorded.Schedule.Steps {
+		marshal(t, rc.Model) != marshal(t, recorded.Model) || rc.Augment == nil || *rc.Augment != *recorded.Augment || rc.Schedule.Steps != recorded.Schedule.Steps {
 		t.Fatalf("ResumeConfig: %+v\nthe run's config: %+v", rc, recorded)
 	}
 	rc.Epochs = 2
