@@ -68,7 +68,8 @@ func TestMetricsOfReAddedVersion(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	unloaded := make(chan struct{})
-	go func() { s.Unload("m", "2"); close(unloaded) }()
+	var unloadErr error
+	go func() { unloadErr = s.Unload("m", "2"); close(unloaded) }()
 	for s.modelsServed("m", "2") { // Unload has taken it out and drains
 		time.Sleep(time.Millisecond)
 	}
@@ -77,6 +78,9 @@ func TestMetricsOfReAddedVersion(t *testing.T) {
 	}
 	gate <- struct{}{} // the drain ends
 	<-unloaded
+	if unloadErr != nil {
+		t.Fatal(unloadErr)
+	}
 	for range 3 {
 		if _, _, err := s.infer(context.Background(), "http", "m", "2", x); err != nil {
 			t.Fatal(err)

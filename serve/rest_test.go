@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
@@ -280,13 +281,42 @@ func TestUnloadDropsMetrics(t *testing.T) {
 	if !strings.Contains(string(mb), `nv_inference_count{model="m",version="2"} 1`) {
 		t.Fatalf("metrics lack version 2's count:\n%s", mb)
 	}
-	ts.Unload("m", "2")
+	if err := ts.Unload("m", "2"); err != nil {
+		t.Fatal(err)
+	}
 	_, mb = get(t, ts.url+"/metrics")
 	if strings.Contains(string(mb), `version="2"`) {
 		t.Errorf("metrics still hold version 2 after Unload:\n%s", mb)
 	}
 	if !strings.Contains(string(mb), `nv_inference_count{model="m",version="1"} 0`) {
 		t.Errorf("metrics lost version 1 with version 2")
+	}
+}
+
+// TestUnloadNotServed: Unload of a version the server does not serve is
+// an error naming it (it did nothing, silently), and leaves the served
+// versions alone.
+func TestUnloadNotServed(t *testing.T) {
+	ts := start(t, Config{}, map[string]Backend{"m": newFake()})
+	if err := ts.Add("m", "2", newFake()); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ name, version, want string }{
+		{"nope", "1", "model nope version 1: serve: not served"},
+		{"m", "3", "model m version 3: serve: not served (versions served: 1, 2)"},
+	} {
+		if err := ts.Unload(c.name, c.version); !errors.Is(err, ErrNotServed) || err.Error() != c.want {
+			t.Errorf("Unload(%q, %q) = %v, want %q", c.name, c.version, err, c.want)
+		}
+	}
+	if err := ts.Unload("m", "2"); err != nil {
+		t.Fatalf("Unload of a served version: %v", err)
+	}
+	if err := ts.Unload("m", "2"); !errors.Is(err, ErrNotServed) {
+		t.Errorf("Unload of a version unloaded already = %v, want ErrNotServed", err)
+	}
+	if code, b := get(t, ts.url+"/v2/models/m/versions/1/ready"); code != http.StatusOK {
+		t.Errorf("version 1 after the Unloads: %d %s", code, b)
 	}
 }
 

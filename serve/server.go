@@ -398,27 +398,40 @@ func (s *Server) loadingVersion(name, version string) bool {
 }
 
 // Unload stops serving a model version after answering its queued
-// requests.
-func (s *Server) Unload(name, version string) {
+// requests. A version the server does not serve (never added, unloaded
+// already, or still loading) is an error naming it, wrapping ErrNotServed.
+func (s *Server) Unload(name, version string) error {
 	s.mu.Lock()
 	m := s.models[name][version]
-	if m != nil {
-		delete(s.models[name], version)
-		if len(s.models[name]) == 0 {
-			delete(s.models, name)
+	if m == nil {
+		var why string
+		switch vs := s.models[name]; {
+		case s.loadingVersion(name, version):
+			why = " (it is loading)"
+		case len(vs) > 0:
+			why = fmt.Sprintf(" (versions served: %s)", strings.Join(versions(vs), ", "))
 		}
+		s.mu.Unlock()
+		return fmt.Errorf("model %s version %s: %w%s", name, version, ErrNotServed, why)
+	}
+	delete(s.models[name], version)
+	if len(s.models[name]) == 0 {
+		delete(s.models, name)
 	}
 	s.mu.Unlock()
-	if m != nil {
-		m.ready.Store(false)
-		m.bt.close()
-		s.metrics.release(name, version)
-		s.log.Info("model unloaded", "model", name, "version", version)
-	}
+	m.ready.Store(false)
+	m.bt.close()
+	s.metrics.release(name, version)
+	s.log.Info("model unloaded", "model", name, "version", version)
+	return nil
 }
 
 // ErrClosed is Add's and Load's error on a server that Close has closed.
 var ErrClosed = errors.New("serve: server closed")
+
+// ErrNotServed is in Unload's error for a model version the server does
+// not serve.
+var ErrNotServed = errors.New("serve: not served")
 
 // Close unloads every model, answering queued requests first; the server
 // serves nothing afterwards (Add and Load return ErrClosed), and a Run in
@@ -439,7 +452,7 @@ func (s *Server) Close() {
 	}
 	s.mu.Unlock()
 	for _, nv := range all {
-		s.Unload(nv[0], nv[1])
+		_ = s.Unload(nv[0], nv[1]) // ErrNotServed: a concurrent Unload took it first
 	}
 }
 
@@ -744,7 +757,9 @@ func (s *Server) ScanRepository() error {
 			delete(s.files, path)
 			delete(s.changed, path)
 			ver := filepath.Dir(path)
-			s.Unload(filepath.Base(filepath.Dir(ver)), filepath.Base(ver))
+			// ErrNotServed where its load failed (logged then) or a call
+			// to Unload took it already: nothing is left to do.
+			_ = s.Unload(filepath.Base(filepath.Dir(ver)), filepath.Base(ver))
 		}
 	}
 	return nil
