@@ -41,7 +41,7 @@ func TestWebPage(t *testing.T) {
 	// page must show and use the newest, which its unversioned requests
 	// reach (it took the oldest's metadata and task).
 	ts := start(t, Config{}, map[string]Backend{"resnet": seg, "unet": seg})
-	if err := ts.Add("resnet", "2", net); err != nil {
+	if err := ts.Add(context.Background(), "resnet", "2", net); err != nil {
 		t.Fatal(err)
 	}
 	photo, err := filepath.Abs("testdata/ring.png")

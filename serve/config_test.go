@@ -145,7 +145,7 @@ func TestNilBackend(t *testing.T) {
 		{"panic", func(string) (Backend, error) { panic("opener bug") }},
 	} {
 		s := newServer(t, quietConfig(Config{Open: c.open}))
-		if err := s.Load("digits", "3", "x.safetensors"); err == nil || !strings.Contains(err.Error(), "model digits version 3") {
+		if err := s.Load(context.Background(), "digits", "3", "x.safetensors"); err == nil || !strings.Contains(err.Error(), "model digits version 3") {
 			t.Errorf("Opener %s: Load: %v; want an error naming model digits version 3", c.what, err)
 		}
 		if s.Ready() {
@@ -154,7 +154,7 @@ func TestNilBackend(t *testing.T) {
 	}
 	s := newServer(t, quietConfig(Config{}))
 	for _, b := range []Backend{nil, typedNil} {
-		if err := s.Add("m", "1", b); err == nil || !strings.Contains(err.Error(), "model m version 1") {
+		if err := s.Add(context.Background(), "m", "1", b); err == nil || !strings.Contains(err.Error(), "model m version 1") {
 			t.Errorf("Add(%#v): %v; want an error naming model m version 1", b, err)
 		}
 	}
@@ -167,7 +167,7 @@ func TestNilBackend(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = newServer(t, quietConfig(Config{Repository: dir, Open: func(string) (Backend, error) { panic("opener bug") }}))
-	if err := s.ScanRepository(); err != nil {
+	if err := s.ScanRepository(context.Background()); err != nil {
 		t.Errorf("ScanRepository: %v", err)
 	}
 }
@@ -206,7 +206,7 @@ func TestOutputMismatchesInfo(t *testing.T) {
 		{"empty mask", wrongOutput{segmenter, func(n int) []int { return []int{n, 0, 2, 2} }}, "[1 0 2 2]"},
 	} {
 		s := newServer(t, quietConfig(Config{}))
-		err := s.Add("m", "1", c.b)
+		err := s.Add(context.Background(), "m", "1", c.b)
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "2 classes") || !strings.Contains(err.Error(), "model m version 1") {
 			t.Errorf("%s: %v; want an error naming model m version 1, shape %s and the 2 classes of its Info", c.what, err, c.want)
 		}
@@ -231,7 +231,7 @@ func TestOutputMismatchesInfo(t *testing.T) {
 	// Good shapes are served.
 	for _, b := range []Backend{classifier, segmenter} {
 		s := newServer(t, quietConfig(Config{}))
-		if err := s.Add("m", "1", b); err != nil {
+		if err := s.Add(context.Background(), "m", "1", b); err != nil {
 			t.Errorf("%s model: %v", b.Info().Task, err)
 		}
 		s.Close()
@@ -242,17 +242,17 @@ func TestOutputMismatchesInfo(t *testing.T) {
 // (Add returned nil and the model was never served: 404s).
 func TestAddAfterClose(t *testing.T) {
 	s := newServer(t, quietConfig(Config{}))
-	if err := s.Add("m", "1", newFake()); err != nil {
+	if err := s.Add(context.Background(), "m", "1", newFake()); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
-	if err := s.Add("d", "1", newFake()); !errors.Is(err, ErrClosed) {
+	if err := s.Add(context.Background(), "d", "1", newFake()); !errors.Is(err, ErrClosed) {
 		t.Errorf("Add after Close: %v; want ErrClosed", err)
 	}
 	opened := false
 	s2 := newServer(t, quietConfig(Config{Open: func(string) (Backend, error) { opened = true; return newFake(), nil }}))
 	s2.Close()
-	if err := s2.Load("d", "1", "x"); !errors.Is(err, ErrClosed) || opened {
+	if err := s2.Load(context.Background(), "d", "1", "x"); !errors.Is(err, ErrClosed) || opened {
 		t.Errorf("Load after Close: %v (file opened: %v); want ErrClosed before opening", err, opened)
 	}
 	if s.Ready() {
@@ -289,7 +289,7 @@ func TestOpenCheckpoint(t *testing.T) {
 	}
 	s := newServer(t, quietConfig(Config{Open: OpenCheckpoint}))
 	defer s.Close()
-	if err := s.Load("digits", "1", "../testdata/checkpoint/mnist-tiny.safetensors"); err != nil || !s.Ready() {
+	if err := s.Load(context.Background(), "digits", "1", "../testdata/checkpoint/mnist-tiny.safetensors"); err != nil || !s.Ready() {
 		t.Errorf("Load: %v (ready %v)", err, s.Ready())
 	}
 	if _, err := FromInfer(nil); err == nil {
@@ -313,7 +313,7 @@ func TestAddRefusesUnencodableInfo(t *testing.T) {
 	b := newFake()
 	info := b.Info()
 	info.Preprocessing = make(chan int)
-	if err := s.Add("m", "1", withInfo{b, info}); err == nil || !strings.Contains(err.Error(), "does not encode to JSON") {
+	if err := s.Add(context.Background(), "m", "1", withInfo{b, info}); err == nil || !strings.Contains(err.Error(), "does not encode to JSON") {
 		t.Errorf("Add with a channel as preprocessing: %v", err)
 	}
 }
@@ -341,11 +341,11 @@ func TestRepositoryLeavesOutsideModels(t *testing.T) {
 		return b, nil
 	}})
 	defer s.Close()
-	if err := s.Add("m", "1", newFake()); err != nil {
+	if err := s.Add(context.Background(), "m", "1", newFake()); err != nil {
 		t.Fatal(err)
 	}
 	for range 2 { // the warning is logged once
-		if err := s.ScanRepository(); err != nil {
+		if err := s.ScanRepository(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -405,5 +405,76 @@ func TestCheckName(t *testing.T) {
 		if err := CheckName(s); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("CheckName(%q): %v, want an error containing %q", s, err, want)
 		}
+	}
+}
+
+// TestLoadContext: Add, Load and ScanRepository stop with their context's
+// error: an ended ctx opens and warms up nothing, one that ends during the
+// warm-up leaves the model unserved, one that ends while Config.Open
+// runs serves nothing and leaves the file for a later scan; a nil ctx is
+// an error, not a panic.
+func TestLoadContext(t *testing.T) {
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	opened := 0
+	s := newServer(t, quietConfig(Config{Open: func(string) (Backend, error) { opened++; return newFake(), nil }}))
+	f := newFake()
+	if err := s.Add(ended, "m", "1", f); !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "model m version 1") {
+		t.Errorf("Add with an ended ctx: %v", err)
+	}
+	if err := s.Load(ended, "m", "1", "x.safetensors"); !errors.Is(err, context.Canceled) || opened != 0 {
+		t.Errorf("Load with an ended ctx: %v, Config.Open called %d times", err, opened)
+	}
+	var none context.Context
+	if err := s.Add(none, "m", "1", f); err == nil || !strings.Contains(err.Error(), "nil context") {
+		t.Errorf("Add with a nil ctx: %v", err)
+	}
+	if err := s.Load(none, "m", "1", "x.safetensors"); err == nil || !strings.Contains(err.Error(), "nil context") || opened != 0 {
+		t.Errorf("Load with a nil ctx: %v", err)
+	}
+	if err := s.ScanRepository(none); err == nil || !strings.Contains(err.Error(), "nil context") {
+		t.Errorf("ScanRepository with a nil ctx: %v", err)
+	}
+	if f.calls.Load() != 0 {
+		t.Errorf("%d warm-ups for an ended ctx", f.calls.Load())
+	}
+
+	// Ended during the warm-up, which the backend holds until released.
+	f.gate = make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	added := make(chan error, 1)
+	go func() { added <- s.Add(ctx, "m", "1", f) }()
+	for f.calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	f.gate <- struct{}{} // the warm-up pass ends: Forward is not interrupted
+	if err := <-added; !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "warm-up") {
+		t.Errorf("Add whose ctx ended during the warm-up: %v", err)
+	}
+	if s.modelsServed("m", "1") {
+		t.Error("a model whose Add was cancelled is served")
+	}
+
+	// Ended while a repository scan's Config.Open runs.
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "r", "1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "r", "1", "model.safetensors"), []byte("weights"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	s = newServer(t, quietConfig(Config{Repository: dir, Open: func(string) (Backend, error) { cancel(); return newFake(), nil }}))
+	if err := s.ScanRepository(ctx); !errors.Is(err, context.Canceled) || s.modelsServed("r", "1") {
+		t.Errorf("ScanRepository whose ctx ended in Config.Open: %v, served %v", err, s.modelsServed("r", "1"))
+	}
+	for range 2 { // the file settles for a poll, then loads
+		if err := s.ScanRepository(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !s.modelsServed("r", "1") {
+		t.Error("the file a cancelled scan was loading is not loaded by a later scan")
 	}
 }

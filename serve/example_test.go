@@ -58,7 +58,7 @@ func Example() {
 		return
 	}
 	defer s.Close()
-	if err := s.Add("brightness", "1", brightness{}); err != nil {
+	if err := s.Add(context.Background(), "brightness", "1", brightness{}); err != nil {
 		fmt.Println(err)
 		return
 	}
@@ -97,7 +97,7 @@ func Example_checkpoint() {
 		return
 	}
 	defer s.Close()
-	if err := s.Load("digits", "1", "../testdata/checkpoint/mnist-tiny.safetensors"); err != nil {
+	if err := s.Load(context.Background(), "digits", "1", "../testdata/checkpoint/mnist-tiny.safetensors"); err != nil {
 		fmt.Println(err)
 		return
 	}
@@ -134,7 +134,7 @@ func ExampleServer_NewGRPC() {
 		return
 	}
 	defer s.Close()
-	if err := s.Add("brightness", "1", brightness{}); err != nil {
+	if err := s.Add(context.Background(), "brightness", "1", brightness{}); err != nil {
 		fmt.Println(err)
 		return
 	}
@@ -195,7 +195,7 @@ func ExampleServer_Run() {
 		fmt.Println(err)
 		return
 	}
-	if err := s.Add("digits", "1", b); err != nil {
+	if err := s.Add(context.Background(), "digits", "1", b); err != nil {
 		fmt.Println(err)
 		return
 	}

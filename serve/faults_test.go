@@ -319,7 +319,7 @@ func TestRepositoryReload(t *testing.T) {
 	}
 	write(1)
 	ts := start(t, Config{Repository: dir, PollInterval: 20 * time.Millisecond, Open: open}, nil)
-	if err := ts.ScanRepository(); err != nil {
+	if err := ts.ScanRepository(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	logit := func() (int, float32) {
@@ -449,7 +449,7 @@ func TestRepositoryVersionFolders(t *testing.T) {
 	}
 	ts := start(t, Config{Repository: dir, PollInterval: time.Hour, Open: open}, nil)
 	for range 3 {
-		if err := ts.ScanRepository(); err != nil {
+		if err := ts.ScanRepository(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -490,10 +490,10 @@ func TestRepositoryVersionFolders(t *testing.T) {
 	if err := os.RemoveAll(ignored[0]); err != nil {
 		t.Fatal(err)
 	}
-	ts.ScanRepository()
+	ts.ScanRepository(context.Background())
 	write("m", "notanumber")
-	ts.ScanRepository()
-	ts.ScanRepository()
+	ts.ScanRepository(context.Background())
+	ts.ScanRepository(context.Background())
 	if n := warned(ignored[0]); n != 2 {
 		t.Errorf("folder %s removed and made again: warned %d times in all; want 2", ignored[0], n)
 	}
@@ -700,7 +700,7 @@ func TestMalformedModelOutput(t *testing.T) {
 func TestDrainCutOff(t *testing.T) {
 	f := newFake()
 	s := newServer(t, quietConfig(Config{}))
-	if err := s.Add("m", "1", f); err != nil {
+	if err := s.Add(context.Background(), "m", "1", f); err != nil {
 		t.Fatal(err)
 	}
 	gate := make(chan struct{})
@@ -859,7 +859,7 @@ func TestRepositoryStartedEmpty(t *testing.T) {
 	}
 	opens := func() []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(opened) }
 	s := newServer(t, Config{Repository: dir, PollInterval: time.Hour, Open: open})
-	if err := s.ScanRepository(); err != nil {
+	if err := s.ScanRepository(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "m", "1", "model.safetensors")
@@ -869,7 +869,7 @@ func TestRepositoryStartedEmpty(t *testing.T) {
 	if err := os.WriteFile(path, []byte("half"), 0o644); err != nil { // its writer is not done
 		t.Fatal(err)
 	}
-	if err := s.ScanRepository(); err != nil {
+	if err := s.ScanRepository(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if o := opens(); len(o) != 0 {
@@ -879,7 +879,7 @@ func TestRepositoryStartedEmpty(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 { // changed: waits one more scan, then is read
-		if err := s.ScanRepository(); err != nil {
+		if err := s.ScanRepository(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -897,7 +897,7 @@ func TestRepositoryStartedEmpty(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		if err := s.ScanRepository(); err != nil {
+		if err := s.ScanRepository(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -925,8 +925,9 @@ func (h heldBackend) Forward(ctx context.Context, x *tensor.Tensor) (*tensor.Ten
 // drain starts loads no further model (it went on loading every model of
 // the repository into the draining server, while a request held the drain
 // open), whether Run's own polling started it or a caller (residual
-// serve's first scan), and Run returns only once the model its scan was
-// loading is done with (it returned with the scan still inside
+// serve's first scan); Run's polling gives up the model it was loading
+// (a caller's scan, under its own ctx, serves it), and Run returns only
+// once that model is done with (it returned with the scan still inside
 // Config.Open).
 func TestRunStopsRepositoryScan(t *testing.T) {
 	for _, tc := range []struct {
@@ -967,7 +968,7 @@ func TestRunStopsRepositoryScan(t *testing.T) {
 			}
 			s := newServer(t, Config{Repository: dir, PollInterval: poll, Open: open, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 			h := heldBackend{newFake(), make(chan struct{}), make(chan struct{})}
-			if err := s.Add("held", "1", h); err != nil {
+			if err := s.Add(context.Background(), "held", "1", h); err != nil {
 				t.Fatal(err)
 			}
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -980,7 +981,7 @@ func TestRunStopsRepositoryScan(t *testing.T) {
 			go func() { done <- s.Run(ctx, ln, nil, 10*time.Second) }()
 			scanned := make(chan error, 1)
 			if tc.caller {
-				go func() { scanned <- s.ScanRepository() }()
+				go func() { scanned <- s.ScanRepository(context.Background()) }()
 			}
 			waitFor := func(c <-chan struct{}, what string) {
 				t.Helper()
@@ -1013,19 +1014,26 @@ func TestRunStopsRepositoryScan(t *testing.T) {
 			}
 			if tc.held {
 				close(releaseOpen)
-				// Model a, whose load had begun, is served by the
-				// draining server; b's load would follow at once.
-				for deadline := time.Now().Add(10 * time.Second); !s.modelsServed("a", "1"); time.Sleep(time.Millisecond) {
-					if time.Now().After(deadline) {
-						t.Fatal("model a was not served within 10 s of its Open returning")
-					}
-				}
 				if tc.caller {
+					// Model a, whose load had begun under the caller's
+					// ctx, is served by the draining server; b's load
+					// would follow at once.
+					for deadline := time.Now().Add(10 * time.Second); !s.modelsServed("a", "1"); time.Sleep(time.Millisecond) {
+						if time.Now().After(deadline) {
+							t.Fatal("model a was not served within 10 s of its Open returning")
+						}
+					}
 					if err := <-scanned; err != nil {
 						t.Errorf("ScanRepository during the drain: %v", err)
 					}
 				} else {
+					// Run's polling scan, whose ctx the drain ended, gives
+					// model a up once its Open returns; b's load would
+					// follow at once.
 					time.Sleep(200 * time.Millisecond)
+					if s.modelsServed("a", "1") {
+						t.Error("the polling scan served model a in the draining server")
+					}
 				}
 				close(h.release)
 				if code := <-answered; code != 200 {

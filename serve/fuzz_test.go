@@ -56,7 +56,7 @@ func (sumBackend) Forward(_ context.Context, x *tensor.Tensor) (*tensor.Tensor, 
 func fuzzServer(f *testing.F) *Server {
 	s := newServer(f, Config{MaxBatch: 4, MaxBodyBytes: 1 << 16, MaxImagePixels: 1 << 12,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err := s.Add("m", "1", sumBackend{}); err != nil {
+	if err := s.Add(context.Background(), "m", "1", sumBackend{}); err != nil {
 		f.Fatal(err)
 	}
 	f.Cleanup(s.Close)

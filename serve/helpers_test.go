@@ -207,7 +207,7 @@ func start(t testing.TB, cfg Config, backends map[string]Backend) *testServer {
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	s := newServer(t, cfg)
 	for name, b := range backends {
-		if err := s.Add(name, "1", b); err != nil {
+		if err := s.Add(context.Background(), name, "1", b); err != nil {
 			t.Fatal(err)
 		}
 	}

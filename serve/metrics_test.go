@@ -59,7 +59,7 @@ func TestMetricsOfReAddedVersion(t *testing.T) {
 	f1 := newFake()
 	f1.gate = gate
 	go func() { gate <- struct{}{} }() // the warm-up
-	if err := s.Add("m", "2", f1); err != nil {
+	if err := s.Add(context.Background(), "m", "2", f1); err != nil {
 		t.Fatal(err)
 	}
 	x := tensor.New(1, 2, 2, 1)
@@ -73,7 +73,7 @@ func TestMetricsOfReAddedVersion(t *testing.T) {
 	for s.modelsServed("m", "2") { // Unload has taken it out and drains
 		time.Sleep(time.Millisecond)
 	}
-	if err := s.Add("m", "2", newFake()); err != nil {
+	if err := s.Add(context.Background(), "m", "2", newFake()); err != nil {
 		t.Fatal(err)
 	}
 	gate <- struct{}{} // the drain ends
@@ -90,7 +90,7 @@ func TestMetricsOfReAddedVersion(t *testing.T) {
 	if v, ok := series(t, s, "nv_inference_count", "m", "2"); !ok || v < 3 {
 		t.Errorf("version 2, served again, counted %v (exported %v); want at least 3", v, ok)
 	}
-	if err := s.Add("m", "9", badWarmUp{newFake()}); err == nil {
+	if err := s.Add(context.Background(), "m", "9", badWarmUp{newFake()}); err == nil {
 		t.Fatal("a warm-up of the wrong shape was accepted")
 	}
 	if _, ok := series(t, s, "nv_inference_count", "m", "9"); ok {

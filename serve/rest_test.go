@@ -2,6 +2,7 @@ package serve
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -271,7 +272,7 @@ func TestUncleanPaths(t *testing.T) {
 // (a repository whose versions come and go exported each forever).
 func TestUnloadDropsMetrics(t *testing.T) {
 	ts := start(t, Config{}, map[string]Backend{"m": newFake()})
-	if err := ts.Add("m", "2", newFake()); err != nil {
+	if err := ts.Add(context.Background(), "m", "2", newFake()); err != nil {
 		t.Fatal(err)
 	}
 	if code, _, b := post(t, ts.url+"/v2/models/m/versions/2/infer", "application/json", inferJSON([]int{1, 2, 2, 1}, []float32{1, 2, 3, 4}, "")); code != 200 {
@@ -298,7 +299,7 @@ func TestUnloadDropsMetrics(t *testing.T) {
 // versions alone.
 func TestUnloadNotServed(t *testing.T) {
 	ts := start(t, Config{}, map[string]Backend{"m": newFake()})
-	if err := ts.Add("m", "2", newFake()); err != nil {
+	if err := ts.Add(context.Background(), "m", "2", newFake()); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct{ name, version, want string }{
@@ -400,7 +401,7 @@ func TestHealthAndMetadata(t *testing.T) {
 	slow := newFake()
 	slow.gate = make(chan struct{})
 	added := make(chan error, 1)
-	go func() { added <- ts.Add("slow", "1", slow) }()
+	go func() { added <- ts.Add(context.Background(), "slow", "1", slow) }()
 	for slow.calls.Load() == 0 {
 		time.Sleep(time.Millisecond)
 	}
@@ -435,7 +436,7 @@ func TestHealthAndMetadata(t *testing.T) {
 	// answers until the new one has warmed up.
 	next := newFake()
 	next.gate = make(chan struct{})
-	go func() { added <- ts.Add("m", "1", next) }()
+	go func() { added <- ts.Add(context.Background(), "m", "1", next) }()
 	for next.calls.Load() == 0 {
 		time.Sleep(time.Millisecond)
 	}

@@ -255,10 +255,15 @@ func New(cfg Config) (*Server, error) {
 // draining) a model already served under that name and version. The
 // warm-up's output must have the shape b's Info declares ([1, classes]
 // for a classifier, [1, H', W', classes] for a segmenter); a model that
-// answers otherwise is refused.
-func (s *Server) Add(name, version string, b Backend) error {
+// answers otherwise is refused. A ctx that ends before the warm-up has
+// answered leaves the model unserved, with ctx's error (a warm-up pass
+// already running ends first: Backend.Forward is not interrupted).
+func (s *Server) Add(ctx context.Context, name, version string, b Backend) error {
 	if s.isClosed() {
 		return fmt.Errorf("model %s version %s: %w", name, version, ErrClosed)
+	}
+	if err := loadContext(ctx, name, version); err != nil {
+		return err
 	}
 	defer s.pendingLoad(name, version)()
 	if err := checkName("model name", name); err != nil {
@@ -284,7 +289,7 @@ func (s *Server) Add(name, version string, b Backend) error {
 	m := &model{name: name, version: version, backend: b, info: info, metrics: mm,
 		bt: newBatcher(b, s.cfg.MaxBatch, s.cfg.MaxDelay, s.cfg.MaxQueue, s.cfg.Instances, mm)}
 	start := time.Now()
-	r, err := m.bt.submit(context.Background(), tensor.New(1, info.Height, info.Width, info.Channels))
+	r, err := m.bt.submit(ctx, tensor.New(1, info.Height, info.Width, info.Channels))
 	if err == nil {
 		err = info.checkOutput(r.y, 1)
 	}
@@ -320,10 +325,14 @@ func (s *Server) Add(name, version string, b Backend) error {
 
 // Load opens path with Config.Open and serves it (see Add). An Opener
 // that panics, or returns neither a Backend nor an error, is an error
-// naming the model.
-func (s *Server) Load(name, version, path string) error {
+// naming the model. ctx is checked before and after Config.Open (which
+// takes none) and then holds for the warm-up as in Add.
+func (s *Server) Load(ctx context.Context, name, version, path string) error {
 	if s.isClosed() { // before opening the file for nothing
 		return fmt.Errorf("model %s version %s: %w", name, version, ErrClosed)
+	}
+	if err := loadContext(ctx, name, version); err != nil {
+		return err
 	}
 	if s.cfg.Open == nil {
 		return fmt.Errorf("serve: model %s version %s: Config.Open is nil: nothing can load %s", name, version, path)
@@ -333,10 +342,25 @@ func (s *Server) Load(name, version, path string) error {
 	if err == nil && b == nil {
 		err = fmt.Errorf("Config.Open returned neither a Backend nor an error for %s", path)
 	}
+	if err == nil {
+		err = ctx.Err()
+	}
 	if err != nil {
 		return fmt.Errorf("serve: model %s version %s: %w", name, version, err)
 	}
-	return s.Add(name, version, b)
+	return s.Add(ctx, name, version, b)
+}
+
+// loadContext returns Add's and Load's error for a ctx that is nil or has
+// ended.
+func loadContext(ctx context.Context, name, version string) error {
+	if ctx == nil {
+		return fmt.Errorf("serve: model %s version %s: nil context", name, version)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("serve: model %s version %s: %w", name, version, err)
+	}
+	return nil
 }
 
 // open calls Config.Open, turning a panic into an error: from a
@@ -662,10 +686,14 @@ func isDir(dir string, e fs.DirEntry) bool {
 // loading one model are logged and leave the other models (and the
 // model's previous version) serving.
 //
-// Once Run's drain has begun, a scan loads no further model: the one it
-// is loading finishes, and the others and the removals are left to a scan
-// that will not come.
-func (s *Server) ScanRepository() error {
+// Once Run's drain has begun or ctx has ended, a scan loads no further
+// model: the one it is loading finishes (its warm-up stopped by ctx, see
+// Add), and the others and the removals are left to a later scan (none
+// after a drain), with ctx's error (nil for the drain).
+func (s *Server) ScanRepository(ctx context.Context) error {
+	if ctx == nil {
+		return errors.New("serve: ScanRepository: nil context")
+	}
 	dir := s.cfg.Repository
 	if dir == "" {
 		return nil
@@ -737,12 +765,22 @@ func (s *Server) ScanRepository() error {
 			if s.draining.Load() {
 				return nil // before the removals below, which count on every model folder seen
 			}
+			if err := ctx.Err(); err != nil {
+				return err // as for the drain
+			}
 			delete(s.changed, path)
+			prev, had := s.files[path]
 			s.files[path] = st
 			s.scanLoad.Store(&path)
-			err = s.Load(n.Name(), v.Name(), path)
+			err = s.Load(ctx, n.Name(), v.Name(), path)
 			s.scanLoad.Store(nil)
 			if err != nil {
+				if cerr := ctx.Err(); cerr != nil { // not the file's fault: a later scan loads it
+					if delete(s.files, path); had {
+						s.files[path] = prev
+					}
+					return cerr
+				}
 				s.log.Error("repository model not loaded", "path", path, "err", err)
 			}
 		}
@@ -805,7 +843,7 @@ func (s *Server) watch(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := s.ScanRepository(); err != nil {
+			if err := s.ScanRepository(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("repository scan", "err", err)
 			}
 		}

@@ -40,7 +40,7 @@ func TestRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.Add("sum", "1", sum{}); err != nil {
+	if err := s.Add(context.Background(), "sum", "1", sum{}); err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(s.Handler())

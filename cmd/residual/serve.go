@@ -103,12 +103,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var loadErr error
 	for _, m := range models {
 		name, path, _ := strings.Cut(m, "=") // checked by checkServe
-		if loadErr = s.Load(name, "1", path); loadErr != nil {
+		if loadErr = s.Load(ctx, name, "1", path); loadErr != nil {
 			break
 		}
 	}
 	if loadErr == nil {
-		loadErr = s.ScanRepository()
+		loadErr = s.ScanRepository(ctx)
 	}
 	if loadErr != nil && ctx.Err() != nil {
 		// A signal during the loads: a stop, not a failure (Kubernetes
