@@ -761,7 +761,7 @@ func TestSamplerMatchesTorch(t *testing.T) {
 	}
 	for _, c := range f.Cases {
 		for r := range c.Size {
-			s, err := NewSampler(c.N, r, c.Size, c.Shuffle, c.Seed, c.DropLast)
+			s, err := NewSampler(Sampler{N: c.N, Rank: r, Size: c.Size, Shuffle: c.Shuffle, Seed: c.Seed, DropLast: c.DropLast})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -785,7 +785,7 @@ func TestSamplerEpochs(t *testing.T) {
 	shards := func(epoch int) [][]int {
 		out := make([][]int, size)
 		for r := range size {
-			s, err := NewSampler(n, r, size, true, 42, false)
+			s, err := NewSampler(Sampler{N: n, Rank: r, Size: size, Shuffle: true, Seed: 42})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -826,7 +826,7 @@ func TestSamplerEpochs(t *testing.T) {
 	}
 	// Size ranks with batch B see, step by step, one process's batch
 	// Size·B of the same order.
-	one, _ := NewSampler(n, 0, 1, true, 42, false)
+	one, _ := NewSampler(Sampler{N: n, Size: 1, Shuffle: true, Seed: 42})
 	all := one.Indices(1)
 	const b = 4
 	for step := 0; step*b < 334 && (step+1)*b*size <= n; step++ {
@@ -843,11 +843,16 @@ func TestSamplerEpochs(t *testing.T) {
 	}
 	for _, c := range []struct{ n, r, size int }{{-1, 0, 1}, {10, 3, 3}, {10, 0, 0}} {
 		// No Sampler with the error: one whose Size is 0 divides by zero.
-		if s, err := NewSampler(c.n, c.r, c.size, false, 0, false); err == nil || s != nil {
+		if s, err := NewSampler(Sampler{N: c.n, Rank: c.r, Size: c.size}); err == nil || s != nil {
 			t.Errorf("NewSampler(n=%d, rank %d of %d) = %v, %v; want nil and an error", c.n, c.r, c.size, s, err)
 		}
 	}
-	if _, err := NewSampler(2, 0, 3, false, 0, true); err == nil {
+	if _, err := NewSampler(Sampler{N: 2, Size: 3, DropLast: true}); err == nil {
 		t.Error("DropLast with fewer samples than ranks: no error")
+	}
+	// The fields given, each by its name.
+	in := Sampler{N: 7, Rank: 1, Size: 2, Shuffle: true, Seed: 9, DropLast: true}
+	if s, err := NewSampler(in); err != nil || *s != in {
+		t.Errorf("NewSampler(%+v) = %+v, %v", in, s, err)
 	}
 }

@@ -69,7 +69,7 @@ func eqTrain(c distributed.Comm, b int, initSeed uint64) ([][]float32, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := distributed.NewSampler(eqN, c.Rank(), c.Size(), true, eqSeed, false)
+	s, err := distributed.NewSampler(distributed.Sampler{N: eqN, Rank: c.Rank(), Size: c.Size(), Shuffle: true, Seed: eqSeed})
 	if err != nil {
 		return nil, err
 	}

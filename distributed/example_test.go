@@ -63,7 +63,7 @@ func ExampleReducer() {
 // makes the same number of steps.
 func ExampleSampler() {
 	for r := range 3 {
-		s, err := distributed.NewSampler(10, r, 3, false, 0, false)
+		s, err := distributed.NewSampler(distributed.Sampler{N: 10, Rank: r, Size: 3})
 		if err != nil {
 			panic(err)
 		}

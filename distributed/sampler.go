@@ -22,6 +22,9 @@ import (
 //
 // NewSampler checks the fields; a Sampler set up otherwise must have
 // Size ≥ 1 and Rank in [0, Size), or its methods panic.
+//
+// The fields are PyTorch's arguments: N is len(dataset), Size
+// num_replicas, then rank, shuffle, seed and drop_last.
 type Sampler struct {
 	N          int // data set size
 	Rank, Size int
@@ -30,15 +33,15 @@ type Sampler struct {
 	DropLast   bool
 }
 
-// NewSampler returns the Sampler of rank of size ranks over n samples. A
-// negative n, a rank outside [0, size), and DropLast with fewer samples
-// than ranks are errors (with a nil Sampler).
-func NewSampler(n, rank, size int, shuffle bool, seed uint64, dropLast bool) (*Sampler, error) {
-	s := &Sampler{N: n, Rank: rank, Size: size, Shuffle: shuffle, Seed: seed, DropLast: dropLast}
+// NewSampler returns a copy of s once its fields are checked, as in
+// NewSampler(Sampler{N: n, Rank: c.Rank(), Size: c.Size(), Shuffle: true,
+// Seed: seed}). A negative N, a Rank outside [0, Size), and DropLast with
+// fewer samples than ranks are errors (with a nil Sampler).
+func NewSampler(s Sampler) (*Sampler, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	return s, nil
+	return &s, nil
 }
 
 func (s *Sampler) check() error {

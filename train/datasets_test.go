@@ -432,7 +432,7 @@ func corrupt(t *testing.T, file string) {
 // the order the trainer takes them (the Sampler it makes).
 func shardFiles(t *testing.T, cfg Config, rank, size int) []string {
 	t.Helper()
-	s, err := distributed.NewSampler(cfg.TrainSet.Len(), rank, size, true, cfg.Seed, false)
+	s, err := distributed.NewSampler(distributed.Sampler{N: cfg.TrainSet.Len(), Rank: rank, Size: size, Shuffle: true, Seed: cfg.Seed})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -253,7 +253,7 @@ func joinGroup(c distributed.Comm, r *run, err error) error {
 	}
 	d := &ddp{comm: c, index: map[*ag.Value]int{}, status: make([]float32, stLen), ctl: make([]float32, ctlLen)}
 	r.ddp = d
-	if d.sampler, err = distributed.NewSampler(r.trainSet.Len(), c.Rank(), c.Size(), true, cfg.Seed, false); err != nil {
+	if d.sampler, err = distributed.NewSampler(distributed.Sampler{N: r.trainSet.Len(), Rank: c.Rank(), Size: c.Size(), Shuffle: true, Seed: cfg.Seed}); err != nil {
 		return err
 	}
 	d.valShard, d.testEval = shard(r.valSet, c), shard(r.testSet, c)
