@@ -350,7 +350,9 @@ func top(probs []float32, names []string, k int) []Guess {
 // image's own size.
 type Mask struct {
 	Width, Height int
-	// Class holds the class index of each pixel, row by row.
+	// Class holds the class index of each pixel, row by row: an int32,
+	// since a U-Net's classes are bounded by limits.Classes, not by the
+	// MaskClasses that MaskImage's bytes hold.
 	Class []int32
 	// Names are the class names.
 	Names []string

@@ -6,6 +6,12 @@ import (
 	"image/color"
 )
 
+// MaskClasses is how many classes the masks of MaskImage and Overlay
+// hold: one byte a pixel, as data.SegFolder reads masks. Mask.Class is
+// wider because a U-Net may have up to limits.Classes classes: a
+// segmentation of more than MaskClasses needs another encoding.
+const MaskClasses = 256
+
 // MaskImage returns a mask (h·w class indices, row by row) as
 // an 8-bit grey image of class indices (what data.SegFolder reads); the
 // pixels a shorter mask does not reach are 0, the background.

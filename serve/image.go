@@ -171,6 +171,9 @@ func (s *Server) image(w http.ResponseWriter, r *http.Request) (err error) {
 	if m.info.Task != action {
 		return badRequest("model %q is a %s model; it cannot %s", name, m.info.Task, action)
 	}
+	if action == models.Segment && len(m.info.Classes) > infer.MaskClasses {
+		return badRequest("model %q has %d classes; a grey PNG mask holds %d (POST /v2/models/%s/infer answers the logits)", name, len(m.info.Classes), infer.MaskClasses, name)
+	}
 	overlay := false
 	if action == models.Segment && r.URL.Query().Has("overlay") {
 		q := r.URL.Query().Get("overlay")
@@ -302,7 +305,7 @@ func encodeMask(ctx context.Context, img image.Image, y *tensor.Tensor, overlay 
 		sy := py * mh / h
 		for px := range wd {
 			best := tensor.ArgMax(y.Data[(sy*mw+px*mw/wd)*k:][:k])
-			mask[py*wd+px] = uint8(min(best, 255))
+			mask[py*wd+px] = uint8(best) // < MaskClasses: image checked the model
 		}
 	}
 	var out image.Image = infer.MaskImage(mask, h, wd)

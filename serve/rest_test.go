@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -728,6 +729,50 @@ func TestSegmentRoute(t *testing.T) {
 	// A value it cannot read is refused (it gave the plain mask).
 	if code, _, b = post(t, ts.url+"/v1/models/unet:segment?overlay=yes", "image/png", pngBytes(t, img)); code != http.StatusBadRequest || !strings.Contains(string(b), `overlay=\"yes\"`) {
 		t.Errorf("overlay=yes: %d %s, want 400 naming it", code, b)
+	}
+}
+
+// manyClasses is a segmenter of f.classes classes: the last where its
+// input is over 0.5, else class 0.
+type manyClasses struct{ *fakeBackend }
+
+func (m manyClasses) Forward(_ context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	k := m.classes
+	y := tensor.New(x.Shape[0], 2, 2, k)
+	for i, v := range x.Data {
+		if v > 0.5 {
+			y.Data[i*k+k-1] = 1
+		} else {
+			y.Data[i*k] = 1
+		}
+	}
+	return y, nil
+}
+
+// TestSegmentClassesOverMask: :segment of a model with more classes than
+// a grey PNG's 256 values is a 400 saying so (it answered 200, every
+// class from 255 on written as 255); 256 classes give their last as 255.
+func TestSegmentClassesOverMask(t *testing.T) {
+	big, most := newFake(), newFake()
+	big.task, big.classes = models.Segment, 300
+	most.task, most.classes = models.Segment, 256
+	ts := start(t, Config{}, map[string]Backend{"big": manyClasses{big}, "most": manyClasses{most}})
+	img := image.NewGray(image.Rect(0, 0, 2, 2))
+	img.SetGray(1, 1, color.Gray{255})
+	code, _, b := post(t, ts.url+"/v1/models/big:segment", "image/png", pngBytes(t, img))
+	if code != http.StatusBadRequest || !strings.Contains(string(b), `model \"big\" has 300 classes; a grey PNG mask holds 256`) {
+		t.Errorf("300 classes: %d %s, want 400 naming them", code, b)
+	}
+	code, _, b = post(t, ts.url+"/v1/models/most:segment", "image/png", pngBytes(t, img))
+	if code != 200 {
+		t.Fatalf("256 classes: %d %s", code, b)
+	}
+	mask, err := png.Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, ok := mask.(*image.Gray); !ok || !slices.Equal(g.Pix, []uint8{0, 0, 0, 255}) {
+		t.Errorf("256 classes: mask %v, want [0 0 0 255]", mask)
 	}
 }
 

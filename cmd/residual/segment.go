@@ -48,8 +48,8 @@ func runSegment(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if info.Task != models.Segment {
 		return fmt.Errorf("%w: %s holds %s, which classifies whole images; residual predict --weights %s IMAGE classifies one", errUsage, *weights, info.Name, *weights)
 	}
-	if len(info.Classes) > 256 {
-		return fmt.Errorf("%s has %d classes; a grey PNG mask holds 256", *weights, len(info.Classes))
+	if len(info.Classes) > infer.MaskClasses {
+		return fmt.Errorf("%s has %d classes; a grey PNG mask holds %d", *weights, len(info.Classes), infer.MaskClasses)
 	}
 	if err := stopped(ctx); err != nil {
 		return err
