@@ -12,17 +12,17 @@ import (
 	"github.com/residual-nn/residual/internal/kernels"
 )
 
-// TestHelp: help goes to standard output with status 0 and shows each
-// command's positional arguments; 'help CMD', 'CMD -h' and 'CMD --help'
-// print the same usage and flags; mistakes go to standard error with
-// status 2.
+// TestHelp: help (also 'help help' and 'help --help') goes to standard
+// output with status 0 and shows each command's positional arguments;
+// 'help CMD', 'CMD -h' and 'CMD --help' print the same usage and flags;
+// mistakes go to standard error with status 2.
 func TestHelp(t *testing.T) {
 	call := func(args ...string) (int, string, string) {
 		var stdout, stderr bytes.Buffer
 		code := run(context.Background(), args, &stdout, &stderr)
 		return code, stdout.String(), stderr.String()
 	}
-	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}} {
+	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}, {"help", "help"}, {"help", "-h"}, {"help", "--help"}, {"help", "-help"}} {
 		code, out, errs := call(args...)
 		if code != 0 || errs != "" {
 			t.Errorf("%q: exit %d, stderr %q", args, code, errs)

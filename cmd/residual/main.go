@@ -215,7 +215,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		args = append([]string{"version"}, args[1:]...)
 	case "help":
 		switch {
-		case len(args) == 1 || args[1] == "help":
+		case len(args) == 1 || args[1] == "help" || args[1] == "-h" || args[1] == "-help" || args[1] == "--help":
 			usage(stdout)
 			return 0
 		case len(args) > 2:
