@@ -357,8 +357,24 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return nil
 	}
 	if len(pos) != 2 || (pos[0] != "torch" && pos[0] != "onnx") || *out == "" {
-		return fmt.Errorf("%w: residual export torch --weights CKPT --out FILE.safetensors\n"+
-			"       residual export onnx --weights CKPT|--model NAME --out FILE.onnx [--input HxW]", errUsage)
+		// Name what is wrong: the usage lines alone left it to guess.
+		var what string
+		switch {
+		case len(pos) == 0:
+			what = "no format given (torch or onnx)"
+		case pos[0] != "torch" && pos[0] != "onnx":
+			what = fmt.Sprintf("unknown format %q (want torch or onnx)", pos[0])
+		case len(pos) == 1 && pos[0] == "torch":
+			what = "no checkpoint given"
+		case len(pos) == 1 && *model == "":
+			what = "no checkpoint given (or --model NAME, for random weights)"
+		case len(pos) > 2:
+			what = fmt.Sprintf("unexpected argument %q (export writes one checkpoint)", pos[2])
+		default:
+			what = "no --out given"
+		}
+		return fmt.Errorf("%w: %s: residual export torch --weights CKPT --out FILE.safetensors\n"+
+			"       residual export onnx --weights CKPT|--model NAME --out FILE.onnx [--input HxW]", errUsage, what)
 	}
 	c, err := checkpoint.Load(pos[1])
 	if err != nil {
