@@ -44,9 +44,25 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return importONNXInt8(ctx, pos[1], *model, *classes, *out, stdout)
 	}
 	if len(pos) != 2 || pos[0] != "torch" || (*model == "" && *like == "") || *out == "" {
-		return fmt.Errorf("%w: residual import torch FILE.pth|FILE.safetensors --model NAME|--like CKPT --out CKPT\n"+
+		// Name what is wrong: the usage lines alone left it to guess.
+		var what string
+		switch {
+		case len(pos) == 0:
+			what = "no format given (torch, keras-tfjs or onnx)"
+		case pos[0] != "torch" && pos[0] != "keras-tfjs" && pos[0] != "onnx":
+			what = fmt.Sprintf("unknown format %q (want torch, keras-tfjs or onnx)", pos[0])
+		case len(pos) == 1:
+			what = "no file given to import"
+		case len(pos) > 2:
+			what = fmt.Sprintf("unexpected argument %q (import reads one file)", pos[2])
+		case *out == "":
+			what = "no --out given for the checkpoint"
+		default:
+			what = "import torch needs --model NAME (the architecture the weights belong to) or --like CKPT"
+		}
+		return fmt.Errorf("%w: %s: residual import torch FILE.pth|FILE.safetensors --model NAME|--like CKPT --out CKPT\n"+
 			"       residual import keras-tfjs DIR|model.json --out CKPT\n"+
-			"       residual import onnx FILE.onnx [--model NAME] --out CKPT8 (a QDQ int8 model)", errUsage)
+			"       residual import onnx FILE.onnx [--model NAME] --out CKPT8 (a QDQ int8 model)", errUsage, what)
 	}
 	st, err := torch.LoadStateDict(pos[1])
 	if err != nil {
