@@ -37,12 +37,22 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	if len(pos) == 1 && *weights == "" {
-		*weights = pos[0]
-	} else if len(pos) != 0 {
-		return fmt.Errorf("%w: residual quantize CKPT [--calibrate SPEC] --out CKPT8", errUsage)
+		*weights, pos = pos[0], nil
 	}
-	if *weights == "" || *out == "" {
-		return fmt.Errorf("%w: residual quantize CKPT [--calibrate SPEC] --out CKPT8", errUsage)
+	// Name what is wrong: the usage line alone left it to guess.
+	what := ""
+	switch {
+	case len(pos) > 1 && *weights == "":
+		what = fmt.Sprintf("one checkpoint at a time (%d given)", len(pos))
+	case len(pos) > 0:
+		what = fmt.Sprintf("unexpected argument %q (the checkpoint is --weights %s)", pos[0], *weights)
+	case *weights == "":
+		what = "no checkpoint given"
+	case *out == "":
+		what = "no --out given for the int8 checkpoint"
+	}
+	if what != "" {
+		return fmt.Errorf("%w: %s: residual quantize CKPT [--calibrate SPEC] --out CKPT8", errUsage, what)
 	}
 	m, err := quant.ParseMethod(*method)
 	if err != nil {
