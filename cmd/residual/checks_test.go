@@ -157,6 +157,7 @@ func TestFlagChecks(t *testing.T) {
 		{[]string{"import", "onnx", file}, 2, []string{"no --out given for the checkpoint"}},
 		{[]string{"import", "torch", file, "--out", out("i.safetensors")}, 2, []string{"import torch needs --model NAME", "or --like CKPT"}},
 		{[]string{"import", "torch", file, file, "--model", "resnet8", "--out", out("i.safetensors")}, 2, []string{`unexpected argument "` + file + `"`}},
+		{[]string{"serve", "--addr", "127.0.0.1:0"}, 2, []string{"no model to serve (give --model NAME=CKPT or --repository DIR)"}},
 		{[]string{"quantize", "--out", out("q.safetensors")}, 2, []string{"no checkpoint given"}},
 		{[]string{"quantize", ck}, 2, []string{"no --out given for the int8 checkpoint"}},
 		{[]string{"quantize", ck, file, "--out", out("q.safetensors")}, 2, []string{"one checkpoint at a time (2 given)"}},

@@ -56,7 +56,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer kernels.SetThreads(kernels.SetThreads(*modelThreads))
 	}
 	if len(models) == 0 && *repo == "" {
-		return fmt.Errorf("%w: residual serve --model NAME=CKPT [--model ...] | --repository DIR [--addr HOST:PORT]", errUsage)
+		return fmt.Errorf("%w: no model to serve (give --model NAME=CKPT or --repository DIR): residual serve --model NAME=CKPT [--model ...] | --repository DIR [--addr HOST:PORT]", errUsage)
 	}
 	var h slog.Handler = slog.NewTextHandler(stderr, nil)
 	if *logJSON {
