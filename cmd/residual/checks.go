@@ -299,6 +299,15 @@ func checkDataSpec(name, spec string) error {
 // folderKinds are the data kinds that read a folder named after the colon.
 var folderKinds = []string{"idx", "cifar10", "cifar100", "folder", "segfolder"}
 
+// segmentationSpec reports whether a data spec names a segmentation set
+// (images with masks), which data.Open reads for mnist-canvas,
+// fashion-canvas and segfolder alone.
+func segmentationSpec(spec string) bool {
+	kind, _, _ := strings.Cut(spec, ":")
+	kind, _, _ = strings.Cut(kind, ",")
+	return kind == "mnist-canvas" || kind == "fashion-canvas" || kind == "segfolder"
+}
+
 // within reports whether path is dir or below it.
 func within(path, dir string) bool {
 	ap, err1 := filepath.Abs(path)

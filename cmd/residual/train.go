@@ -453,6 +453,15 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return fmt.Errorf("%w: the checkpoint does not name its data set; pass --data", errUsage)
 		}
 	}
+	// A set of the other task is refused before it is read: a classifier
+	// on canvases, or a U-Net on MNIST, failed only on the images' size,
+	// or on relabelling masks as classes.
+	switch seg := segmentationSpec(*spec); {
+	case seg && !c.Model.Dense():
+		return badFlag("data", *spec, "%s holds %s, a classifier, and the set holds segmentation masks; evaluate it on a set labelled by image", *weights, c.Model.Name)
+	case !seg && c.Model.Dense():
+		return badFlag("data", *spec, "%s holds %s, a segmentation model, and the set is labelled by image; evaluate it on a set with masks (mnist-canvas, fashion-canvas, segfolder:DIR)", *weights, c.Model.Name)
+	}
 	if *spec, err = withSkipBad(fs, *spec, *skipBad); err != nil {
 		return err
 	}
