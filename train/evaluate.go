@@ -245,6 +245,16 @@ func forward(m nn.Layer, x *ag.Value) (y *ag.Value, err error) {
 	return m.Forward(x), nil
 }
 
+// FormatIoU writes a class's IoU as the commands print it: with four
+// decimals, or for IoU's NaN (a class in no true mask and predicted
+// nowhere, whose IoU is 0/0) "n/a" and why.
+func FormatIoU(v float64) string {
+	if math.IsNaN(v) {
+		return "n/a (in no mask, predicted nowhere)"
+	}
+	return fmt.Sprintf("%.4f", v)
+}
+
 // IoU returns the intersection over union of every class from a confusion
 // matrix (rows: true class, columns: predicted) — TP/(TP + FP + FN) — and
 // their mean over the classes that occur in the truth or the predictions

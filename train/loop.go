@@ -268,7 +268,7 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 	if r.cfg.Task == models.Segment {
 		fmt.Fprintf(r.cfg.Log, "test pixel accuracy %.2f%%, mean IoU %.4f (loss %.4f) after %d epoch%s\n", 100*testAcc, res.TestMeanIoU, testLoss, r.epoch, map[bool]string{true: "s"}[r.epoch != 1])
 		for c, v := range res.TestIoU {
-			fmt.Fprintf(r.cfg.Log, "  IoU %-12s %.4f\n", r.testSet.Classes[c], v)
+			fmt.Fprintf(r.cfg.Log, "  IoU %-12s %s\n", r.testSet.Classes[c], FormatIoU(v))
 		}
 		return res, nil
 	}

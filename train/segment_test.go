@@ -15,7 +15,7 @@ import (
 	"github.com/residual-nn/residual/tensor"
 )
 
-// TestIoU checks IoU on hand-made confusion matrices.
+// TestIoU checks IoU on hand-made confusion matrices, and FormatIoU.
 func TestIoU(t *testing.T) {
 	// 3 classes: class 0 all right (TP 5, FP 1 from class 1), class 1 TP 2,
 	// FN 2 (1 to class 0, 1 to class 2), class 2 TP 0, FP 1, FN 0; a fourth
@@ -30,6 +30,13 @@ func TestIoU(t *testing.T) {
 	}
 	if !math.IsNaN(iou[3]) || math.Abs(mean-(5.0/6+0.5)/3) > 1e-12 {
 		t.Errorf("absent class %g, mean %g", iou[3], mean)
+	}
+	// The commands print the absent class's NaN as n/a, saying why.
+	if got := FormatIoU(iou[3]); got != "n/a (in no mask, predicted nowhere)" {
+		t.Errorf("FormatIoU(NaN) = %q", got)
+	}
+	if got := FormatIoU(iou[0]); got != "0.8333" {
+		t.Errorf("FormatIoU(5/6) = %q", got)
 	}
 	// A ragged matrix has no IoU (it used to index past its short row).
 	if iou, mean := IoU([][]int{{1, 2}, {3}}); len(iou) != 2 || !math.IsNaN(iou[0]) || !math.IsNaN(mean) {

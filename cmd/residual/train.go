@@ -517,7 +517,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		iou, mean := train.IoU(conf)
 		fmt.Fprintf(stdout, "%s on %s (%s): pixel accuracy %.2f%%, mean IoU %.4f, loss %.4f\n\nIoU per class:\n", *weights, *spec, images, 100*acc, mean, loss)
 		for i, v := range iou {
-			fmt.Fprintf(stdout, "  %-12s %.4f\n", c.Classes[i], v)
+			fmt.Fprintf(stdout, "  %-12s %s\n", c.Classes[i], train.FormatIoU(v))
 		}
 		return nil
 	}
