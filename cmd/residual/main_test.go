@@ -17,6 +17,7 @@ import (
 	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/data/imagefile"
 	"github.com/residual-nn/residual/infer"
+	"github.com/residual-nn/residual/internal/kernels"
 )
 
 func TestCLIErrors(t *testing.T) {
@@ -90,6 +91,19 @@ func TestSummary(t *testing.T) {
 	}
 }
 
+// TestTrainSaysPrecision: the start line of a bfloat16 run says so, and
+// on which path (float32's, the default, goes unsaid: TestTrainEvalPredict).
+func TestTrainSaysPrecision(t *testing.T) {
+	var out, errb bytes.Buffer
+	args := []string{"train", "--model", "resnet8", "--epochs", "1", "--limit", "100", "--batch", "50", "--precision", "bf16", "--out", t.TempDir()}
+	if code := run(context.Background(), args, &out, &errb); code != 0 {
+		t.Fatalf("train: exit %d: %s", code, errb.String())
+	}
+	if want := "for 1 epoch in bf16 (" + kernels.BF16Path() + "), "; !strings.Contains(out.String(), want) {
+		t.Errorf("train output %q does not say %q", out.String(), want)
+	}
+}
+
 func TestTrainEvalPredict(t *testing.T) {
 	dir := t.TempDir()
 	var out, errb bytes.Buffer
@@ -97,7 +111,7 @@ func TestTrainEvalPredict(t *testing.T) {
 	if code := run(context.Background(), args, &out, &errb); code != 0 {
 		t.Fatalf("train: exit %d: %s", code, errb.String())
 	}
-	if !strings.Contains(out.String(), "test accuracy") {
+	if !strings.Contains(out.String(), "test accuracy") || strings.Contains(out.String(), " in fp32") {
 		t.Errorf("train output: %s", out.String())
 	}
 	out.Reset()

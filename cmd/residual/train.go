@@ -24,6 +24,7 @@ import (
 	"github.com/residual-nn/residual/data/imagefile"
 	"github.com/residual-nn/residual/distributed"
 	"github.com/residual-nn/residual/infer"
+	"github.com/residual-nn/residual/internal/kernels"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/train"
 )
@@ -348,9 +349,19 @@ func trainRun(ctx context.Context, cfg train.Config, spec string, stdout io.Writ
 		return nil, err
 	}
 	trainSet, _, _ := t.Data()
-	fmt.Fprintf(stdout, "training %s on %s (%d images of %dx%dx%d, %d classes) for %s, %s, run folder %s\n",
-		t.Config().Model.Name, spec, trainSet.Len(), trainSet.H, trainSet.W, trainSet.C, len(trainSet.Classes), counted(cfg.Epochs, "epoch"), threadsAndRanks(runtime.GOMAXPROCS(0), cfg.Comm), cfg.Out)
+	fmt.Fprintf(stdout, "training %s on %s (%d images of %dx%dx%d, %d classes) for %s%s, %s, run folder %s\n",
+		t.Config().Model.Name, spec, trainSet.Len(), trainSet.H, trainSet.W, trainSet.C, len(trainSet.Classes), counted(cfg.Epochs, "epoch"), inPrecision(t.Config().Precision), threadsAndRanks(runtime.GOMAXPROCS(0), cfg.Comm), cfg.Out)
 	return t.Train(ctx)
+}
+
+// inPrecision says, for the start line, in what a run other than float32
+// computes, and on which of the machine's paths: " in bf16 (avx512bf16+amx)".
+// Float32, the default, goes unsaid.
+func inPrecision(p ag.Precision) string {
+	if p == ag.FP32 {
+		return ""
+	}
+	return fmt.Sprintf(" in %s (%s)", p, kernels.BF16Path())
 }
 
 // threadsAndRanks describes what a training runs on for its start line:
