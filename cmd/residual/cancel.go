@@ -1,6 +1,10 @@
 package main
 
-import "context"
+import (
+	"context"
+
+	"github.com/residual-nn/residual/internal/atomicfile"
+)
 
 // evalBatch is the batch size of eval.
 const evalBatch = 256
@@ -13,4 +17,15 @@ func stopped(ctx context.Context) error {
 		return context.Cause(ctx)
 	}
 	return nil
+}
+
+// writeUnlessStopped writes b to path atomically (atomicfile.Write) unless
+// ctx is cancelled: the last look before a command's output replaces what
+// path held, so that a signal during the work before it leaves path as it
+// was and the command exits with the signal's status.
+func writeUnlessStopped(ctx context.Context, path string, b []byte) error {
+	if err := stopped(ctx); err != nil {
+		return err
+	}
+	return atomicfile.Write(path, b)
 }

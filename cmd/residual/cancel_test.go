@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 )
@@ -40,5 +43,76 @@ func TestCommandsStopWhenCancelled(t *testing.T) {
 	stopsAt(t, "export", "onnx", "--model", "resnet8", "--out", dir+"/x.onnx")
 	for _, name := range []string{"bottleneck", "variance", "shatter"} {
 		stopsAt(t, "experiment", name, "--out", dir+"/"+name)
+	}
+}
+
+// looksCtx is a context that a signal cancels, as main's, when the
+// command has looked at it (called Err) a given number of times.
+type looksCtx struct {
+	context.Context
+	left   atomic.Int64
+	cancel context.CancelCauseFunc
+	sig    syscall.Signal
+}
+
+func (c *looksCtx) Err() error {
+	err := c.Context.Err()
+	if c.left.Add(-1) == 0 {
+		c.cancel(signalCause{c.sig})
+	}
+	return err
+}
+
+// signalAfterLooks returns a context that sig cancels just after the
+// command's n-th look at it: a signal that arrives while the command works
+// between that look and the next.
+func signalAfterLooks(n int, sig syscall.Signal) context.Context {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	c := &looksCtx{Context: ctx, cancel: cancel, sig: sig}
+	c.left.Store(int64(n))
+	return c
+}
+
+// stopsBeforeWriting runs args with ctx, which SIGTERM cancels while the
+// command works, and checks that it exits with 143 naming the signal and
+// leaves out as it was (holding earlier), with no temporary file beside it.
+func stopsBeforeWriting(t *testing.T, ctx context.Context, out string, earlier []byte, args ...string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, args, &stdout, &stderr)
+	if code != 143 || !strings.Contains(stderr.String(), "stopped by SIGTERM") {
+		t.Errorf("%q, SIGTERM while it worked: exit %d, stderr %q; want 143 and the signal named", args, code, stderr.String())
+	}
+	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, earlier) {
+		t.Errorf("%q, SIGTERM while it worked: %s holds %d bytes (%v), want the earlier %d", args, out, len(got), err, len(earlier))
+	}
+	if tmps, _ := filepath.Glob(filepath.Join(filepath.Dir(out), ".*.tmp")); len(tmps) > 0 {
+		t.Errorf("%q, SIGTERM while it worked: left %q", args, tmps)
+	}
+}
+
+// TestExportStopsBeforeWriting: a signal while export builds or traces a
+// model (after its first look at the context, before the work) stops it
+// before it writes: exit 143, and the file at --out stays as it was.
+// export used to go on, write the file and exit 0 after saying it was
+// stopping (resnet152's build and trace take seconds).
+func TestExportStopsBeforeWriting(t *testing.T) {
+	dir := t.TempDir()
+	int8Ckpt := filepath.Join(dir, "tiny8.safetensors")
+	var o, e bytes.Buffer
+	if code := run(context.Background(), []string{"quantize", tinyCkpt, "--calibrate-images", digit0PNG, "--out", int8Ckpt}, &o, &e); code != 0 {
+		t.Fatalf("quantize: status %d: %s", code, e.String())
+	}
+	out := filepath.Join(dir, "model.onnx")
+	earlier := []byte("an earlier export")
+	if err := os.WriteFile(out, earlier, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"export", "onnx", "--model", "resnet8", "--out", out},
+		{"export", "onnx", "--weights", tinyCkpt, "--out", out},
+		{"export", "onnx", "--weights", int8Ckpt, "--out", out},
+	} {
+		stopsBeforeWriting(t, signalAfterLooks(1, syscall.SIGTERM), out, earlier, args...)
 	}
 }

@@ -366,7 +366,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return err
 		}
-		if err := onnx.ExportFile(*out, net, shape); err != nil {
+		if err := exportONNX(ctx, *out, net, shape); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "wrote %s with random weights as ONNX (opset %d, input %v NCHW) to %s\n", *model, onnx.ExportOpset, onnxOrder(shape), *out)
@@ -400,7 +400,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if c.Int8 != nil {
-		return exportInt8(pos[0], c, *input, *out, stdout)
+		return exportInt8(ctx, pos[0], c, *input, *out, stdout)
 	}
 	if pos[0] == "onnx" {
 		p := c.Preprocess
@@ -416,7 +416,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err := models.ForInference(c.Model, c.Net); err != nil {
 			return err
 		}
-		if err := onnx.ExportFile(*out, c.Net, shape); err != nil {
+		if err := exportONNX(ctx, *out, c.Net, shape); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "wrote %s as ONNX (opset %d, input %v NCHW with any batch size) to %s\n", c.Model.Name, onnx.ExportOpset, onnxOrder(shape), *out)
@@ -473,7 +473,7 @@ func torchNotes(mc models.Config) []string {
 // exportInt8 writes an int8 checkpoint as a QDQ ONNX model, with the
 // checkpoint's model config, class names and preprocessing in its
 // metadata so that `residual import onnx` rebuilds the checkpoint.
-func exportInt8(format string, c *checkpoint.Checkpoint, input, out string, stdout io.Writer) error {
+func exportInt8(ctx context.Context, format string, c *checkpoint.Checkpoint, input, out string, stdout io.Writer) error {
 	if format != "onnx" {
 		return fmt.Errorf("%w: an int8 checkpoint exports to ONNX only (QDQ: residual export onnx --weights CKPT8 --out FILE.onnx)", errUsage)
 	}
@@ -488,11 +488,29 @@ func exportInt8(format string, c *checkpoint.Checkpoint, input, out string, stdo
 	if err != nil {
 		return err
 	}
-	if err := onnx.ExportInt8File(out, c.Int8, props); err != nil {
+	b, err := onnx.ExportInt8(c.Int8, props)
+	if err != nil {
+		return err
+	}
+	if err := writeUnlessStopped(ctx, out, b); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote int8 %s as QDQ ONNX (opset %d, input %v NCHW float32 with any batch size) to %s\n", c.Model.Name, onnx.ExportOpset, onnxOrder(c.Int8.InputShape()), out)
 	return nil
+}
+
+// exportONNX writes net traced at shape as ONNX to out (onnx.ExportFile)
+// unless ctx is cancelled first: building a large model and tracing it
+// take seconds, and a signal meanwhile leaves out as it was.
+func exportONNX(ctx context.Context, out string, net nn.Layer, shape []int) error {
+	if err := stopped(ctx); err != nil {
+		return err
+	}
+	b, err := onnx.Export(net, shape)
+	if err != nil {
+		return err
+	}
+	return writeUnlessStopped(ctx, out, b)
 }
 
 // onnxOrder shows an NHWC shape in ONNX's NCHW order.
