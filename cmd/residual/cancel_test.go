@@ -98,11 +98,7 @@ func stopsBeforeWriting(t *testing.T, ctx context.Context, out string, earlier [
 // stopping (resnet152's build and trace take seconds).
 func TestExportStopsBeforeWriting(t *testing.T) {
 	dir := t.TempDir()
-	int8Ckpt := filepath.Join(dir, "tiny8.safetensors")
-	var o, e bytes.Buffer
-	if code := run(context.Background(), []string{"quantize", tinyCkpt, "--calibrate-images", digit0PNG, "--out", int8Ckpt}, &o, &e); code != 0 {
-		t.Fatalf("quantize: status %d: %s", code, e.String())
-	}
+	int8Ckpt := tinyInt8(t, dir)
 	out := filepath.Join(dir, "model.onnx")
 	earlier := []byte("an earlier export")
 	if err := os.WriteFile(out, earlier, 0o644); err != nil {
@@ -115,4 +111,34 @@ func TestExportStopsBeforeWriting(t *testing.T) {
 	} {
 		stopsBeforeWriting(t, signalAfterLooks(1, syscall.SIGTERM), out, earlier, args...)
 	}
+}
+
+// tinyInt8 quantizes mnist-tiny into dir and returns the int8 checkpoint.
+func tinyInt8(t *testing.T, dir string) string {
+	t.Helper()
+	ckpt := filepath.Join(dir, "tiny8.safetensors")
+	var o, e bytes.Buffer
+	if code := run(context.Background(), []string{"quantize", tinyCkpt, "--calibrate-images", digit0PNG, "--out", ckpt}, &o, &e); code != 0 {
+		t.Fatalf("quantize: status %d: %s", code, e.String())
+	}
+	return ckpt
+}
+
+// TestImportONNXStopsBeforeWriting: a signal while import onnx builds the
+// model and reads its int8 layers (after its first look at the context)
+// stops it before it writes: exit 143, and --out stays as it was. It
+// wrote the checkpoint and exited 0.
+func TestImportONNXStopsBeforeWriting(t *testing.T) {
+	dir := t.TempDir()
+	qdq := filepath.Join(dir, "tiny8.onnx")
+	var o, e bytes.Buffer
+	if code := run(context.Background(), []string{"export", "onnx", "--weights", tinyInt8(t, dir), "--out", qdq}, &o, &e); code != 0 {
+		t.Fatalf("export onnx: status %d: %s", code, e.String())
+	}
+	out := filepath.Join(dir, "back8.safetensors")
+	earlier := []byte("an earlier import")
+	if err := os.WriteFile(out, earlier, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stopsBeforeWriting(t, signalAfterLooks(1, syscall.SIGTERM), out, earlier, "import", "onnx", qdq, "--out", out)
 }

@@ -291,6 +291,9 @@ func importONNXInt8(ctx context.Context, path, model string, classes int, out st
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
+	if err := stopped(ctx); err != nil { // the build and the import took seconds for a large model
+		return err
+	}
 	if err := checkpoint.WriteInt8(out, q, meta); err != nil {
 		return err
 	}
