@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"image"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
+
+	"github.com/residual-nn/residual/infer"
 )
 
 // cancelledBy returns a context cancelled as main's is by sig.
@@ -141,4 +145,57 @@ func TestImportONNXStopsBeforeWriting(t *testing.T) {
 		t.Fatal(err)
 	}
 	stopsBeforeWriting(t, signalAfterLooks(1, syscall.SIGTERM), out, earlier, "import", "onnx", qdq, "--out", out)
+}
+
+// TestSegmentStopsWhileEncoding: a signal once the image is segmented,
+// while the mask and the overlay are encoded (seconds for a large image),
+// stops segment before it writes, wherever it comes: both files stay as
+// they were. It went on to write them and exit 0 (7 s after the signal,
+// for a 3000×3000 image).
+func TestSegmentStopsWhileEncoding(t *testing.T) {
+	dir := t.TempDir()
+	out, overlay := filepath.Join(dir, "mask.png"), filepath.Join(dir, "mask-overlay.png")
+	earlier := []byte("an earlier mask")
+	img := image.NewRGBA(image.Rect(0, 0, 300, 200))
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(rng.Uint32())
+	}
+	seg := &infer.Mask{Width: 300, Height: 200, Class: make([]int32, 300*200), Names: []string{"bg", "a", "b"}}
+	for i := range seg.Class {
+		seg.Class[i] = int32(rng.IntN(3))
+	}
+	for n := 1; ; n++ {
+		for _, f := range []string{out, overlay} {
+			if err := os.WriteFile(f, earlier, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ctx := signalAfterLooks(n, syscall.SIGTERM)
+		_, err := writeMasks(ctx, img, seg, 3, out, overlay)
+		if err == nil { // the signal came after the last look, before the write
+			if n == 1 {
+				t.Fatal("writeMasks wrote the files after a signal that came as it began to encode them")
+			}
+			if ctx.Err() == nil {
+				t.Fatalf("writeMasks looked at its context %d times and wrote the files, but the signal never came", n-1)
+			}
+			if b := readFile(t, out); bytes.Equal(b, earlier) {
+				t.Errorf("writeMasks returned no error and left %s as it was", out)
+			}
+			t.Logf("a signal after each of the first %d looks stopped it", n-1)
+			return
+		}
+		if err.Error() != "stopped by SIGTERM" {
+			t.Errorf("a signal after look %d: %v, want the signal", n, err)
+		}
+		for _, f := range []string{out, overlay} {
+			if b := readFile(t, f); !bytes.Equal(b, earlier) {
+				t.Fatalf("a signal after look %d: %s was replaced", n, f)
+			}
+		}
+		if tmps, _ := filepath.Glob(filepath.Join(dir, ".*.tmp")); len(tmps) > 0 {
+			t.Fatalf("a signal after look %d left %q", n, tmps)
+		}
+	}
 }

@@ -65,44 +65,78 @@ func runSegment(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		return err
 	}
+	counts, err := writeMasks(ctx, img, seg, info.Channels, *out, *overlay)
+	if err != nil {
+		return err
+	}
 	h, w := seg.Height, seg.Width
-	mask := make([]uint8, len(seg.Class))
-	counts := make([]int, len(info.Classes))
-	for i, k := range seg.Class {
-		mask[i] = uint8(k)
-		counts[k]++
-	}
-	// Both files are encoded and staged before either replaces a file:
-	// a failure leaves both paths as they were (see atomicfile.WriteAll).
-	maskPNG, err := encodePNG(infer.MaskImage(mask, h, w))
-	if err != nil {
-		return err
-	}
-	over, err := infer.Overlay(transform.Pixels(img, info.Channels), mask, h, w, info.Channels)
-	if err != nil {
-		return err
-	}
-	overlayPNG, err := encodePNG(over)
-	if err != nil {
-		return err
-	}
-	if err := atomicfile.WriteAll([]string{*out, *overlay}, [][]byte{maskPNG, overlayPNG}); err != nil {
-		return err
-	}
 	fmt.Fprintf(stdout, "%s: %dx%d pixels segmented, mask %s, overlay %s\n", pos[0], w, h, *out, *overlay)
 	for k, n := range counts {
 		if n > 0 {
-			fmt.Fprintf(stdout, "  %-12s %6.2f%%\n", info.Classes[k], 100*float64(n)/float64(len(mask)))
+			fmt.Fprintf(stdout, "  %-12s %6.2f%%\n", info.Classes[k], 100*float64(n)/float64(h*w))
 		}
 	}
 	return nil
 }
 
-// encodePNG returns img as a PNG file.
-func encodePNG(img image.Image) ([]byte, error) {
-	var b bytes.Buffer
-	if err := png.Encode(&b, img); err != nil {
+// writeMasks writes seg, the segmentation of img (channels as the model
+// takes it), as a grey PNG of class indices to out and as a coloured
+// overlay to overlay, and returns how many pixels each class has. Both
+// files are encoded and staged before either replaces a file: a failure
+// leaves both paths as they were (see atomicfile.WriteAll), and so does
+// ctx cancelled before the write, which stops the encoding (seconds for
+// a large image) at once.
+func writeMasks(ctx context.Context, img image.Image, seg *infer.Mask, channels int, out, overlay string) ([]int, error) {
+	h, w := seg.Height, seg.Width
+	mask := make([]uint8, len(seg.Class))
+	counts := make([]int, len(seg.Names))
+	for i, k := range seg.Class {
+		mask[i] = uint8(k)
+		counts[k]++
+	}
+	maskPNG, err := encodePNG(ctx, infer.MaskImage(mask, h, w))
+	if err != nil {
 		return nil, err
 	}
-	return b.Bytes(), nil
+	over, err := infer.Overlay(transform.Pixels(img, channels), mask, h, w, channels)
+	if err != nil {
+		return nil, err
+	}
+	overlayPNG, err := encodePNG(ctx, over)
+	if err != nil {
+		return nil, err
+	}
+	if err := stopped(ctx); err != nil {
+		return nil, err
+	}
+	return counts, atomicfile.WriteAll([]string{out, overlay}, [][]byte{maskPNG, overlayPNG})
+}
+
+// encodePNG returns img as a PNG file, or ctx's cause once ctx is
+// cancelled: the encoder's output goes through a writer that refuses it
+// then, so that the encoding stops at its next write (every 32 KiB of
+// compressed data).
+func encodePNG(ctx context.Context, img image.Image) ([]byte, error) {
+	w := &stopWriter{ctx: ctx}
+	if err := png.Encode(w, img); err != nil {
+		if cause := stopped(ctx); cause != nil {
+			return nil, cause
+		}
+		return nil, err
+	}
+	return w.b.Bytes(), nil
+}
+
+// stopWriter is a bytes.Buffer whose Write fails with ctx's cause once
+// ctx is cancelled.
+type stopWriter struct {
+	ctx context.Context
+	b   bytes.Buffer
+}
+
+func (w *stopWriter) Write(p []byte) (int, error) {
+	if err := stopped(w.ctx); err != nil {
+		return 0, err
+	}
+	return w.b.Write(p)
 }
