@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"image"
 	"math/rand/v2"
 	"os"
@@ -197,5 +198,41 @@ func TestSegmentStopsWhileEncoding(t *testing.T) {
 		if tmps, _ := filepath.Glob(filepath.Join(dir, ".*.tmp")); len(tmps) > 0 {
 			t.Fatalf("a signal after look %d left %q", n, tmps)
 		}
+	}
+}
+
+// cancellingWriter cancels its context, as sig would, at its first write.
+type cancellingWriter struct {
+	bytes.Buffer
+	cancel context.CancelCauseFunc
+	sig    syscall.Signal
+}
+
+func (w *cancellingWriter) Write(p []byte) (int, error) {
+	w.cancel(signalCause{w.sig})
+	return w.Buffer.Write(p)
+}
+
+// TestPredictKeepsWhatItPrinted: a signal after predict has printed its
+// first guesses stops it before the next images (exit 143, saying how many
+// it classified), and what it printed stays printed. predict read every
+// image first and printed nothing until it had classified them all, so a
+// signal lost every guess (and a long list of photos was held decoded).
+func TestPredictKeepsWhatItPrinted(t *testing.T) {
+	images := make([]string, 40)
+	for i := range images {
+		images[i] = digit0PNG
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	stdout := &cancellingWriter{cancel: cancel, sig: syscall.SIGTERM}
+	var stderr bytes.Buffer
+	code := run(ctx, append([]string{"predict", tinyCkpt, "--top", "1"}, images...), stdout, &stderr)
+	printed := strings.Count(stdout.String(), digit0PNG+"\n")
+	if code != 143 || !strings.Contains(stderr.String(), fmt.Sprintf("stopped by SIGTERM after classifying %d of 40 images", printed)) {
+		t.Errorf("SIGTERM at predict's first guesses: exit %d, stderr %q; want 143, the signal and %d of 40 images", code, stderr.String(), printed)
+	}
+	if printed == 0 || printed == len(images) {
+		t.Errorf("SIGTERM at predict's first guesses: it printed %d of %d images' guesses, want the first batch's", printed, len(images))
 	}
 }

@@ -633,45 +633,62 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	// An unreadable image, or one the model cannot take, is reported and
 	// skipped; the others are still classified, and the command then fails
-	// naming how many were not.
-	var decoded []image.Image
-	var readable []string
+	// naming how many were not. The images are read and classified
+	// predictBatch at a time, each batch's guesses printed before the next
+	// is read: a long list holds one batch in memory, and a signal keeps
+	// what was printed.
 	var bad []string
-	for _, path := range images {
-		if err := stopped(ctx); err != nil {
+	done := 0
+	for lo := 0; lo < len(images); lo += predictBatch {
+		var decoded []image.Image
+		var readable []string
+		for _, path := range images[lo:min(lo+predictBatch, len(images))] {
+			if err := stopped(ctx); err != nil {
+				return stoppedAfter(err, done, len(images))
+			}
+			img, err := imagefile.Load(path)
+			if err != nil {
+				fmt.Fprintln(stderr, err)
+				bad = append(bad, path)
+				continue
+			}
+			decoded, readable = append(decoded, img), append(readable, path)
+		}
+		err = classifyEach(decoded, func(imgs []image.Image) ([][]infer.Guess, error) { return m.Classify(ctx, imgs, *top) },
+			func(i int, gs []infer.Guess) {
+				fmt.Fprintln(stdout, readable[i])
+				for _, g := range gs {
+					fmt.Fprintf(stdout, "  %6.2f%%  %s (class %d)\n", 100*g.Probability, g.Label, g.Class)
+				}
+				done++
+			},
+			func(i int, err error) {
+				// Decoded but not classifiable (a side past limits.ImageSide,
+				// say): named and left out like an unreadable file.
+				fmt.Fprintf(stderr, "%s: %v\n", readable[i], err)
+				bad = append(bad, readable[i])
+			})
+		if err != nil {
+			if cause := stopped(ctx); cause != nil {
+				return stoppedAfter(cause, done, len(images)) // the signal, for the exit status
+			}
 			return err
 		}
-		img, err := imagefile.Load(path)
-		if err != nil {
-			fmt.Fprintln(stderr, err)
-			bad = append(bad, path)
-			continue
-		}
-		decoded, readable = append(decoded, img), append(readable, path)
-	}
-	err = classifyEach(decoded, func(imgs []image.Image) ([][]infer.Guess, error) { return m.Classify(ctx, imgs, *top) },
-		func(i int, gs []infer.Guess) {
-			fmt.Fprintln(stdout, readable[i])
-			for _, g := range gs {
-				fmt.Fprintf(stdout, "  %6.2f%%  %s (class %d)\n", 100*g.Probability, g.Label, g.Class)
-			}
-		},
-		func(i int, err error) {
-			// Decoded but not classifiable (a side past limits.ImageSide,
-			// say): named and left out like an unreadable file.
-			fmt.Fprintf(stderr, "%s: %v\n", readable[i], err)
-			bad = append(bad, readable[i])
-		})
-	if err != nil {
-		if cause := stopped(ctx); cause != nil {
-			return cause // the signal, for the exit status
-		}
-		return err
 	}
 	if len(bad) > 0 {
 		return fmt.Errorf("%d of %d images could not be read or classified: %s", len(bad), len(images), strings.Join(bad, ", "))
 	}
 	return nil
+}
+
+// predictBatch is how many images predict reads and classifies at a
+// time (infer.Model.Classify runs 16 at once).
+const predictBatch = 16
+
+// stoppedAfter is predict's error when a signal (cause) stops it: how many
+// of the images it classified and printed.
+func stoppedAfter(cause error, done, n int) error {
+	return fmt.Errorf("%w after classifying %d of %s", cause, done, counted(n, "image"))
 }
 
 // skipBadFlag is eval's and quantize's --skip-bad-images, train's
