@@ -13,7 +13,10 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/infer"
+	"github.com/residual-nn/residual/quant"
+	"github.com/residual-nn/residual/tensor"
 )
 
 // cancelledBy returns a context cancelled as main's is by sig.
@@ -234,5 +237,45 @@ func TestPredictKeepsWhatItPrinted(t *testing.T) {
 	}
 	if printed == 0 || printed == len(images) {
 		t.Errorf("SIGTERM at predict's first guesses: it printed %d of %d images' guesses, want the first batch's", printed, len(images))
+	}
+}
+
+// TestQuantizeStopsBeforeWriting: a signal as calibration ends — here as
+// the batches run out, as when a signal ends the loader's epoch and it
+// hands over no more — stops quantize before it writes: the cause, and
+// --out as it was. quantize wrote the int8 checkpoint, calibrated on what
+// it had, and exited 0.
+func TestQuantizeStopsBeforeWriting(t *testing.T) {
+	c, err := checkpoint.Load(tinyCkpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "tiny8.safetensors")
+	earlier := []byte("an earlier int8 checkpoint")
+	if err := os.WriteFile(out, earlier, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	x := tensor.New(2, 28, 28, 1)
+	for i := range x.Data {
+		x.Data[i] = float32(i%17) / 17
+	}
+	given := false
+	next := func() (*tensor.Tensor, error) {
+		if !given {
+			given = true
+			return x, nil
+		}
+		cancel(signalCause{syscall.SIGTERM}) // the signal, as the batches end
+		return nil, nil
+	}
+	var stdout bytes.Buffer
+	err = quantizeAndWrite(ctx, c, []int{1, 28, 28, 1}, next, quant.MinMax, 0, out, func() string { return "1 batch" }, &stdout)
+	if err == nil || err.Error() != "stopped by SIGTERM" {
+		t.Errorf("a signal as calibration ended: %v, want the signal", err)
+	}
+	if got := readFile(t, out); !bytes.Equal(got, earlier) {
+		t.Errorf("a signal as calibration ended: %s was replaced (%d bytes); stdout %q", out, len(got), stdout.String())
 	}
 }

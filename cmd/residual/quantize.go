@@ -156,6 +156,13 @@ func quantizeAndWrite(ctx context.Context, c *checkpoint.Checkpoint, in []int, n
 		}
 		return err
 	}
+	// A signal once the last batch ran, or one that ended the loader's
+	// epoch early (next then returns no batch, as at the set's end), is
+	// seen here: a model calibrated on fewer batches than asked for is
+	// not written.
+	if err := stopped(ctx); err != nil {
+		return err
+	}
 	if err := checkpoint.WriteInt8(out, q, c.Meta); err != nil {
 		return err
 	}
