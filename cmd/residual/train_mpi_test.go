@@ -391,3 +391,63 @@ func TestMPIWorldDisagreesWithLauncher(t *testing.T) {
 		t.Errorf("rank 1 of 2 by the environment, alone by MPI: %v:\n%s", err, out)
 	}
 }
+
+// TestMPISignalToMpirun: SIGINT to mpirun itself (Ctrl-C where the job
+// was started) ends every rank within seconds — mpirun passes SIGTERM on
+// to the ranks and kills those still running a moment later — leaves no
+// rank running, and no partial file in the run folder: a checkpoint
+// there loads, and no temporary file of an interrupted write is left.
+func TestMPISignalToMpirun(t *testing.T) {
+	bin := mpiResidual(t)
+	dir := t.TempDir()
+	args := append([]string{"train", "--distributed", "mpi"}, mpiArgs(dir, 16)...)
+	args = append(args[:len(args):len(args)], "--epochs", "50", "--limit", "1024")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := mpiCmd(ctx, bin, 2, args...)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ranks := []int{rankPID(t, cmd.Process.Pid, 0), rankPID(t, cmd.Process.Pid, 1)}
+	for deadline := time.Now().Add(2 * time.Minute); !strings.Contains(out.String(), "data-parallel over 2 ranks"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the ranks did not start training within 2 minutes:\n%s", out.String())
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // into the first epoch
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	signalled := time.Now()
+	err := cmd.Wait()
+	took := time.Since(signalled)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+		t.Errorf("SIGINT to mpirun: it ended with %v, want a non-zero status:\n%s", err, out.String())
+	}
+	if took > 20*time.Second {
+		t.Errorf("SIGINT to mpirun: it took %s to end the job, want seconds", took)
+	}
+	// A rank, once mpirun is gone, is reparented and reaped: give that a
+	// moment before calling one that still answers a running orphan.
+	for _, pid := range ranks {
+		for deadline := time.Now().Add(10 * time.Second); syscall.Kill(pid, 0) == nil; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Errorf("SIGINT to mpirun: rank process %d is still running 10 s after mpirun exited", pid)
+				syscall.Kill(pid, syscall.SIGKILL)
+				break
+			}
+		}
+	}
+	if tmps, _ := filepath.Glob(filepath.Join(dir, ".*.tmp")); len(tmps) > 0 {
+		t.Errorf("SIGINT to mpirun left %q", tmps)
+	}
+	if _, err := os.Stat(filepath.Join(dir, train.LastCheckpoint)); err == nil {
+		if _, err := checkpoint.Load(filepath.Join(dir, train.LastCheckpoint)); err != nil {
+			t.Errorf("the checkpoint after SIGINT to mpirun: %v", err)
+		}
+	}
+	t.Logf("SIGINT to mpirun: exit %v after %s", err, took.Round(time.Millisecond))
+}
