@@ -454,7 +454,7 @@ func (r *run) endEpochHere(ctx context.Context) error {
 	if err := writeMetrics(r.cfg.Out, r.history); err != nil {
 		return err
 	}
-	if err := PlotCurves(r.history, r.cfg.Out); err != nil {
+	if err := PlotCurves(r.history, r.cfg.Out, r.cfg.Task); err != nil {
 		return err
 	}
 	if len(r.steps) > 0 { // none when resumed at an epoch's end without a record

@@ -17,6 +17,7 @@ import (
 	"gonum.org/v1/plot/vg/vgimg"
 
 	"github.com/residual-nn/residual/internal/atomicfile"
+	"github.com/residual-nn/residual/models"
 )
 
 // plotDPI is the resolution plots are drawn at: twice the 96 dpi that
@@ -26,30 +27,16 @@ const plotDPI = 192
 
 // PlotCurves draws loss.png and accuracy.png (train and validation
 // against epoch, with whole-epoch ticks and the legend below the axes)
-// into dir, at plotDPI.
-func PlotCurves(h []Metrics, dir string) error {
-	series := func(f func(Metrics) float64) plotter.XYs {
-		xy := make(plotter.XYs, len(h))
-		for i, m := range h {
-			xy[i].X, xy[i].Y = float64(m.Epoch), f(m)
-		}
-		return xy
-	}
-	for _, c := range []struct {
-		file, title, y string
-		train, val     func(Metrics) float64
-	}{
-		{"loss.png", "Cross-entropy", "loss", func(m Metrics) float64 { return m.TrainLoss }, func(m Metrics) float64 { return m.ValLoss }},
-		{"accuracy.png", "Accuracy", "accuracy (%)", func(m Metrics) float64 { return 100 * m.TrainAcc }, func(m Metrics) float64 { return 100 * m.ValAcc }},
-	} {
+// into dir, at plotDPI. For task models.Segment accuracy.png also draws
+// the validation mean IoU (as a percentage), the score that picks a
+// segmentation run's best checkpoint; its accuracies are per pixel.
+func PlotCurves(h []Metrics, dir string, task models.Task) error {
+	for _, c := range curveFigures(h, task) {
 		p := plot.New()
 		p.Title.Text, p.X.Label.Text, p.Y.Label.Text = c.title, "epoch", c.y
 		p.Add(plotter.NewGrid())
 		var legend []legendItem
-		for i, s := range []struct {
-			name string
-			xy   plotter.XYs
-		}{{"train", series(c.train)}, {"validation", series(c.val)}} {
+		for i, s := range c.series {
 			l, pts, err := plotter.NewLinePoints(s.xy)
 			if err != nil {
 				return fmt.Errorf("train: plot %s: %s: %w", c.file, s.name, err)
@@ -68,6 +55,47 @@ func PlotCurves(h []Metrics, dir string) error {
 		}
 	}
 	return nil
+}
+
+// curveFigure is one figure of PlotCurves: its file, title, y axis label
+// and the series it draws against epoch.
+type curveFigure struct {
+	file, title, y string
+	series         []curveSeries
+}
+
+// curveSeries is one named curve of a curveFigure.
+type curveSeries struct {
+	name string
+	xy   plotter.XYs
+}
+
+// curveFigures returns what PlotCurves draws from the history h of a run
+// of the task: the losses, and the accuracies in percent; a segmentation
+// run's are pixel accuracies, with the validation mean IoU beside them
+// (the one IoU recorded: Metrics has none for the training batches).
+func curveFigures(h []Metrics, task models.Task) []curveFigure {
+	series := func(name string, f func(Metrics) float64) curveSeries {
+		xy := make(plotter.XYs, len(h))
+		for i, m := range h {
+			xy[i].X, xy[i].Y = float64(m.Epoch), f(m)
+		}
+		return curveSeries{name, xy}
+	}
+	loss := curveFigure{"loss.png", "Cross-entropy", "loss", []curveSeries{
+		series("train", func(m Metrics) float64 { return m.TrainLoss }),
+		series("validation", func(m Metrics) float64 { return m.ValLoss }),
+	}}
+	acc := curveFigure{"accuracy.png", "Accuracy", "accuracy (%)", []curveSeries{
+		series("train", func(m Metrics) float64 { return 100 * m.TrainAcc }),
+		series("validation", func(m Metrics) float64 { return 100 * m.ValAcc }),
+	}}
+	if task == models.Segment {
+		acc.title, acc.y = "Pixel accuracy and mean IoU", "pixel accuracy, mean IoU (%)"
+		acc.series[0].name, acc.series[1].name = "train pixel accuracy", "validation pixel accuracy"
+		acc.series = append(acc.series, series("validation mean IoU", func(m Metrics) float64 { return 100 * m.ValMeanIoU }))
+	}
+	return []curveFigure{loss, acc}
 }
 
 // PlotStepLoss draws the training loss of every step (steps[i], losses[i])
@@ -207,7 +235,9 @@ func savePlot(p *plot.Plot, legend []legendItem, w, h vg.Length, path string) er
 			}
 		}
 		data := p.DataCanvas(area)
-		x := max(data.Center().X-total/2, dc.Min.X)
+		// Centred under the data, moved left as far as the legend needs
+		// to end inside the canvas, but starting no further left than it.
+		x := max(min(data.Center().X-total/2, dc.Max.X-total), dc.Min.X)
 		for i, it := range legend {
 			l := plot.NewLegend()
 			l.Left, l.Top, l.ThumbnailWidth = true, true, thumbW

@@ -14,6 +14,7 @@ import (
 	"gonum.org/v1/plot/plotutil"
 
 	"github.com/residual-nn/residual/internal/fixture"
+	"github.com/residual-nn/residual/models"
 )
 
 // rowsWith returns the rows of img holding a pixel of color c.
@@ -43,7 +44,7 @@ func TestPlotCurves(t *testing.T) {
 		f := float64(e)
 		h = append(h, Metrics{Epoch: e, TrainLoss: 2 / f, ValLoss: 2.2 / f, TrainAcc: 1 - 0.5/f, ValAcc: 1 - 0.6/f})
 	}
-	if err := PlotCurves(h, dir); err != nil {
+	if err := PlotCurves(h, dir, models.Classify); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"loss.png", "accuracy.png"} {
@@ -66,7 +67,7 @@ func TestPlotCurves(t *testing.T) {
 			}
 		}
 	}
-	if err := PlotCurves(h[:1], dir); err != nil {
+	if err := PlotCurves(h[:1], dir, models.Classify); err != nil {
 		t.Errorf("one epoch: %v", err)
 	}
 	// Other formats follow the extension, as plot.Save does.
@@ -78,6 +79,58 @@ func TestPlotCurves(t *testing.T) {
 	}
 	if err := PlotConfusion([][]int{{3}}, []string{"a"}, filepath.Join(dir, "c.bmp")); err == nil || !strings.Contains(err.Error(), "c.bmp") {
 		t.Errorf("unknown format: %v", err)
+	}
+}
+
+// A segmentation run's accuracy figure draws the validation mean IoU
+// (the score that picks its best checkpoint) beside its pixel
+// accuracies, in percent, and says so on its axis; a classifier's draws
+// its train and validation accuracy alone, as it did.
+func TestCurveFiguresMeanIoU(t *testing.T) {
+	h := []Metrics{
+		{Epoch: 1, TrainAcc: 0.90, ValAcc: 0.91, ValMeanIoU: 0.55},
+		{Epoch: 2, TrainAcc: 0.95, ValAcc: 0.96, ValMeanIoU: 0.75},
+	}
+	accuracy := func(task models.Task) curveFigure {
+		t.Helper()
+		for _, f := range curveFigures(h, task) {
+			if f.file == "accuracy.png" {
+				return f
+			}
+		}
+		t.Fatalf("%s: no accuracy.png among the figures", task)
+		return curveFigure{}
+	}
+	seg := accuracy(models.Segment)
+	var names []string
+	for _, s := range seg.series {
+		names = append(names, s.name)
+	}
+	if want := "train pixel accuracy, validation pixel accuracy, validation mean IoU"; strings.Join(names, ", ") != want {
+		t.Errorf("segmentation: series %q, want %s", names, want)
+	}
+	if !strings.Contains(seg.y, "mean IoU") || !strings.Contains(seg.y, "pixel accuracy") || !strings.Contains(seg.title, "mean IoU") {
+		t.Errorf("segmentation: title %q, y axis %q: want both measures named", seg.title, seg.y)
+	}
+	if len(seg.series) == 3 {
+		for i, xy := range seg.series[2].xy {
+			if want := 100 * h[i].ValMeanIoU; xy.X != float64(h[i].Epoch) || math.Abs(xy.Y-want) > 1e-9 {
+				t.Errorf("segmentation: mean IoU point %d at (%g, %g), want (%d, %g)", i, xy.X, xy.Y, h[i].Epoch, want)
+			}
+		}
+	}
+	for _, task := range []models.Task{models.Classify, ""} {
+		c := accuracy(task)
+		if len(c.series) != 2 || c.series[0].name != "train" || c.series[1].name != "validation" || c.y != "accuracy (%)" || c.title != "Accuracy" {
+			t.Errorf("task %q: %q %q, %d series, want the classifier's accuracy figure", task, c.title, c.y, len(c.series))
+		}
+		if len(c.series) > 0 && c.series[1].xy[1].Y != 100*h[1].ValAcc {
+			t.Errorf("task %q: validation accuracy %g at epoch 2, want %g", task, c.series[1].xy[1].Y, 100*h[1].ValAcc)
+		}
+	}
+	dir := t.TempDir()
+	if err := PlotCurves(h, dir, models.Segment); err != nil {
+		t.Fatal(err)
 	}
 }
 
