@@ -9,7 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/recorder"
 	"gonum.org/v1/plot/vg/vgsvg"
 )
 
@@ -17,12 +20,10 @@ import (
 // tests can read.
 func svgOf(t *testing.T, p Panel) string {
 	t.Helper()
-	pl, err := p.plot()
-	if err != nil {
+	c := vgsvg.New(420, 330)
+	if err := drawPanels(draw.New(c), 1, []Panel{p}); err != nil {
 		t.Fatalf("%s: %v", p.Title, err)
 	}
-	c := vgsvg.New(420, 330)
-	pl.Draw(draw.New(c))
 	var b bytes.Buffer
 	if _, err := c.WriteTo(&b); err != nil {
 		t.Fatal(err)
@@ -107,5 +108,81 @@ func TestEnsembleReorderingsInTauOrder(t *testing.T) {
 	}
 	for _, p := range panels {
 		svgOf(t, p) // every panel draws
+	}
+}
+
+// No legend covers a curve: drawn as Report.Figure draws them, panels
+// whose curves fill the top right (where the legend was always drawn),
+// the top left and bottom right, or every place a legend could take,
+// with linear and log axes, side by side, have no curve segment through
+// a legend entry's text or line sample. What was drawn is read back from
+// a recording canvas.
+func TestLegendCoversNoCurve(t *testing.T) {
+	x := seq(0, 40)
+	rising, half, falling, zigzag, zigzagLog := make([]float64, len(x)), make([]float64, len(x)), make([]float64, len(x)), make([]float64, len(x)), make([]float64, len(x))
+	for i, v := range x {
+		rising[i], half[i], falling[i] = v, v/2, math.Pow(10, -v/4)
+		zigzag[i], zigzagLog[i] = float64(i%2), math.Pow(1000, float64(i%2))
+	}
+	line := func(label string, y []float64) Line { return Line{Label: label, X: x, Y: y, Color: -1} }
+	panels := []Panel{
+		{Title: "rising", Lines: []Line{line("rising one", rising), line("rising half", half), line("rising again", rising)}},
+		{Title: "falling", LogY: true, Lines: []Line{line("falling one", falling), line("falling two", falling)}},
+		{Title: "everywhere", Lines: []Line{line("zigzag one", zigzag), line("zigzag two", zigzag)}},
+		{Title: "everywhere, log", LogY: true, Lines: []Line{line("zigzag log", zigzagLog)}},
+	}
+	rec := &recorder.Canvas{}
+	if err := drawPanels(draw.NewCanvas(rec, 840, 660), 2, panels); err != nil {
+		t.Fatal(err)
+	}
+	sty := plot.NewLegend().TextStyle
+	ext := sty.FontExtents()
+	labels := map[string]bool{}
+	for _, p := range panels {
+		for _, l := range p.Lines {
+			labels[l.Label] = false
+		}
+	}
+	var boxes []vg.Rectangle // the legend's texts and line samples
+	var curves []vg.Path
+	for _, a := range rec.Actions {
+		switch a := a.(type) {
+		case *recorder.FillString:
+			if _, ok := labels[a.String]; ok {
+				labels[a.String] = true
+				boxes = append(boxes, vg.Rectangle{Min: vg.Point{X: a.Point.X, Y: a.Point.Y - ext.Descent},
+					Max: vg.Point{X: a.Point.X + sty.Rectangle(a.String).Max.X, Y: a.Point.Y + ext.Ascent}})
+			}
+		case *recorder.Stroke:
+			switch {
+			case len(a.Path) > 2: // a curve; axes, ticks and grid lines are single segments
+				curves = append(curves, a.Path)
+			case len(a.Path) == 2 && a.Path[0].Pos.Y == a.Path[1].Pos.Y && a.Path[1].Pos.X-a.Path[0].Pos.X == plot.NewLegend().ThumbnailWidth:
+				boxes = append(boxes, vg.Rectangle{Min: a.Path[0].Pos, Max: a.Path[1].Pos}) // a legend's line sample
+			}
+		}
+	}
+	for l, drawn := range labels {
+		if !drawn {
+			t.Errorf("legend entry %q not drawn", l)
+		}
+	}
+	if len(curves) != 8 {
+		t.Fatalf("%d curves drawn, want 8", len(curves))
+	}
+	for _, c := range curves {
+		for i := 1; i < len(c); i++ {
+			a, b := c[i-1].Pos, c[i].Pos
+			n := int(math.Ceil(float64(max(vg.Length(math.Abs(float64(b.X-a.X))), vg.Length(math.Abs(float64(b.Y-a.Y))))*4))) + 1
+			for k := 0; k <= n; k++ {
+				f := vg.Length(k) / vg.Length(n)
+				p := vg.Point{X: a.X + f*(b.X-a.X), Y: a.Y + f*(b.Y-a.Y)}
+				for _, r := range boxes {
+					if p.X >= r.Min.X && p.X <= r.Max.X && p.Y >= r.Min.Y && p.Y <= r.Max.Y {
+						t.Fatalf("a curve passes through the legend at (%.1f, %.1f), in %v", p.X, p.Y, r)
+					}
+				}
+			}
+		}
 	}
 }

@@ -318,7 +318,9 @@ var colors = []color.Color{
 	color.RGBA{0, 0, 0, 255}, color.RGBA{127, 127, 127, 255},
 }
 
-func (p Panel) plot() (*plot.Plot, error) {
+// plot builds the panel's plot and returns it with the points of its
+// curves, as drawn (without the values a log axis cannot show).
+func (p Panel) plot() (*plot.Plot, []plotter.XYs, error) {
 	pl := plot.New()
 	pl.Title.Text, pl.X.Label.Text, pl.Y.Label.Text = p.Title, p.XLabel, p.YLabel
 	if p.LogX {
@@ -328,6 +330,7 @@ func (p Panel) plot() (*plot.Plot, error) {
 		pl.Y.Scale, pl.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
 	}
 	pl.Add(plotter.NewGrid())
+	curves := make([]plotter.XYs, 0, len(p.Lines))
 	for i, l := range p.Lines {
 		xy := make(plotter.XYs, 0, len(l.X))
 		for j := range l.X {
@@ -338,7 +341,7 @@ func (p Panel) plot() (*plot.Plot, error) {
 		}
 		ln, err := plotter.NewLine(xy)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		c := l.Color
 		if c < 0 {
@@ -350,12 +353,13 @@ func (p Panel) plot() (*plot.Plot, error) {
 			ln.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
 		}
 		pl.Add(ln)
+		curves = append(curves, xy)
 		if l.Label != "" {
 			pl.Legend.Add(l.Label, ln)
 		}
 	}
-	pl.Legend.Top = true
-	return pl, nil
+	pl.Legend.Top, pl.Legend.Left = true, true // drawn by drawPanels in the box placeLegend finds
+	return pl, curves, nil
 }
 
 // Figure draws panels in a grid of cols columns to name (PNG) and adds it
@@ -363,20 +367,7 @@ func (p Panel) plot() (*plot.Plot, error) {
 func (r *Report) Figure(name string, cols int, w, h vg.Length, panels ...Panel) error {
 	rows := (len(panels) + cols - 1) / cols
 	img := vgimg.New(w*vg.Length(cols), h*vg.Length(rows))
-	dc := draw.New(img)
-	tiles := draw.Tiles{Rows: rows, Cols: cols, PadX: vg.Points(6), PadY: vg.Points(6)}
-	grid := make([][]*plot.Plot, rows)
-	for i := range grid {
-		grid[i] = make([]*plot.Plot, cols)
-	}
-	for i, p := range panels {
-		pl, err := p.plot()
-		if err != nil {
-			return fmt.Errorf("experiments: %s: %w", name, err)
-		}
-		grid[i/cols][i%cols] = pl
-	}
-	if err := drawGrid(grid, tiles, dc); err != nil {
+	if err := drawPanels(draw.New(img), cols, panels); err != nil {
 		return fmt.Errorf("experiments: %s: %w", name, err)
 	}
 	f, err := os.Create(r.path(name))
@@ -391,24 +382,156 @@ func (r *Report) Figure(name string, cols int, w, h vg.Length, panels ...Panel) 
 	return nil
 }
 
-// drawGrid draws the plots into their tiles of dc. The plotting library
-// panics on data it cannot draw (a value ≤ 0 or a NaN on a log axis, as a
-// diverged run gives); that is returned as an error.
-func drawGrid(grid [][]*plot.Plot, tiles draw.Tiles, dc draw.Canvas) (err error) {
+// drawPanels draws panels into dc in a grid of cols columns, their axes
+// aligned, each legend where it covers none of its panel's curves
+// (placeLegend). The plotting library panics on data it cannot draw (a
+// value ≤ 0 or a NaN on a log axis, as a diverged run gives); that is
+// returned as an error.
+func drawPanels(dc draw.Canvas, cols int, panels []Panel) (err error) {
+	rows := (len(panels) + cols - 1) / cols
+	grid := make([][]*plot.Plot, rows)
+	for i := range grid {
+		grid[i] = make([]*plot.Plot, cols)
+	}
+	curves := make([][]plotter.XYs, len(panels))
+	for i, p := range panels {
+		if grid[i/cols][i%cols], curves[i], err = p.plot(); err != nil {
+			return err
+		}
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("cannot draw the figure: %v", r)
 		}
 	}()
+	tiles := draw.Tiles{Rows: rows, Cols: cols, PadX: vg.Points(6), PadY: vg.Points(6)}
+	legends := make([]plot.Legend, len(panels))
+	for i := range panels { // drawn apart from their plots, where placeLegend says
+		pl := grid[i/cols][i%cols]
+		legends[i], pl.Legend = pl.Legend, plot.NewLegend()
+	}
 	canvases := plot.Align(grid, tiles, dc)
-	for i := range grid {
-		for j := range grid[i] {
-			if grid[i][j] != nil {
-				grid[i][j].Draw(canvases[i][j])
-			}
+	boxes := make([]vg.Rectangle, len(panels))
+	raised := false
+	for i := range panels {
+		var r bool
+		boxes[i], r = placeLegend(grid[i/cols][i%cols], &legends[i], curves[i], canvases[i/cols][i%cols], true)
+		raised = raised || r
+	}
+	if raised { // a raised axis may have new tick labels: align again, and place again
+		canvases = plot.Align(grid, tiles, dc)
+		for i := range panels {
+			boxes[i], _ = placeLegend(grid[i/cols][i%cols], &legends[i], curves[i], canvases[i/cols][i%cols], false)
 		}
 	}
+	for i := range panels {
+		c := canvases[i/cols][i%cols]
+		grid[i/cols][i%cols].Draw(c)
+		legends[i].Draw(draw.Canvas{Canvas: c.Canvas, Rectangle: boxes[i]})
+	}
 	return nil
+}
+
+// legendMargin is the gap a legend keeps from the axes, and from the
+// curves when placeLegend makes room for it.
+const legendMargin = vg.Length(4)
+
+// legendPlaces are the places placeLegend tries, in order of preference:
+// the corners, then the middles of the sides. h is -1 for the left, 0 the
+// centre, 1 the right; v is -1 for the bottom, 0 the middle, 1 the top.
+var legendPlaces = []struct{ h, v int }{{1, 1}, {-1, 1}, {1, -1}, {-1, -1}, {0, 1}, {0, -1}, {1, 0}, {-1, 0}}
+
+// placeLegend returns the box, inside the data area of pl drawn on c, to
+// draw its legend leg in (leg.Top and leg.Left set, no offsets): at the
+// first of legendPlaces where the box crosses none of the curves (their
+// points in data coordinates), or, where every place crosses one, at the
+// top right with the top of the y axis raised to leave the legend room
+// above every curve; it reports that raise, which is made only when raise
+// is true and leaves the curves half the height at least. With no room
+// made the box is where it crosses the fewest curve segments.
+func placeLegend(pl *plot.Plot, leg *plot.Legend, curves []plotter.XYs, c draw.Canvas, raise bool) (box vg.Rectangle, raised bool) {
+	area := pl.DataCanvas(c)
+	size := leg.Rectangle(area).Size()
+	if size.Y == 0 {
+		return vg.Rectangle{}, false
+	}
+	// Drawn from the top of its box, a legend's entries start a descent
+	// below it and their last one's descenders reach half a descent below
+	// the entries' height.
+	descent := leg.TextStyle.FontExtents().Descent
+	w, h := size.X, size.Y+1.5*descent
+	free := area.Size().Sub(vg.Point{X: w + 2*legendMargin, Y: h + 2*legendMargin})
+	at := func(horiz, vert int) vg.Rectangle {
+		corner := vg.Point{X: area.Min.X + legendMargin + free.X*vg.Length(horiz+1)/2, Y: area.Min.Y + legendMargin + free.Y*vg.Length(vert+1)/2}
+		return vg.Rectangle{Min: corner, Max: corner.Add(vg.Point{X: w, Y: h})}
+	}
+	tx, ty := pl.Transforms(&area)
+	crossings := func(box vg.Rectangle) int {
+		n := 0
+		for _, xy := range curves {
+			for i := range xy {
+				a := vg.Point{X: tx(xy[i].X), Y: ty(xy[i].Y)}
+				b := a
+				if i > 0 {
+					b = vg.Point{X: tx(xy[i-1].X), Y: ty(xy[i-1].Y)}
+				} else if len(xy) > 1 {
+					continue // a point of a line is in its segments
+				}
+				if segmentMeets(box, a, b) {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	fewest := -1
+	for _, p := range legendPlaces {
+		b := at(p.h, p.v)
+		if n := crossings(b); fewest < 0 || n < fewest {
+			box, fewest = b, n
+		}
+		if fewest == 0 {
+			break
+		}
+	}
+	frac := float64((area.Size().Y - h - 2*legendMargin) / area.Size().Y) // of the height left to the curves
+	if fewest > 0 && raise && frac >= 0.5 && pl.Y.Max > pl.Y.Min {
+		if _, log := pl.Y.Scale.(plot.LogScale); log {
+			pl.Y.Max = pl.Y.Min * math.Pow(pl.Y.Max/pl.Y.Min, 1/frac)
+		} else {
+			pl.Y.Max = pl.Y.Min + (pl.Y.Max-pl.Y.Min)/frac
+		}
+		box, raised = at(1, 1), true
+	}
+	return box, raised
+}
+
+// segmentMeets reports whether the segment from a to b has a point in r
+// (Liang and Barsky's clipping: the segment's parameter range left inside
+// each of r's four half-planes is not empty).
+func segmentMeets(r vg.Rectangle, a, b vg.Point) bool {
+	t0, t1 := 0.0, 1.0
+	d := b.Sub(a)
+	for _, s := range [4]struct{ p, q vg.Length }{
+		{-d.X, a.X - r.Min.X}, {d.X, r.Max.X - a.X},
+		{-d.Y, a.Y - r.Min.Y}, {d.Y, r.Max.Y - a.Y},
+	} {
+		if s.p == 0 {
+			if s.q < 0 {
+				return false
+			}
+			continue
+		}
+		if t := float64(s.q / s.p); s.p < 0 {
+			t0 = max(t0, t)
+		} else {
+			t1 = min(t1, t)
+		}
+		if t0 > t1 {
+			return false
+		}
+	}
+	return true
 }
 
 // fitLine returns the least-squares slope and intercept of y on x.
