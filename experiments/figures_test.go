@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -184,5 +185,55 @@ func TestLegendCoversNoCurve(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A log axis labels exact powers of ten, at most 8 of them (with no
+// ticks between them then), or 1, 2 and 5 times them (every tick where
+// that is too few) on a range too short for two; gonum's LogTicks, which the figures used, labelled the
+// ensemble figure's path gradients 0.9999999999999998, 0.09999999999999998, …
+func TestLogTicks(t *testing.T) {
+	for _, c := range []struct {
+		lo, hi float64
+		labels string
+		ticks  int
+	}{
+		{1e-13, 1, "1e-12 1e-10 1e-8 1e-6 1e-4 0.01 1", 14}, // the powers of ten alone
+		{1e-15, 0.3, "1e-14 1e-12 1e-10 1e-8 1e-6 1e-4 0.01", 15},
+		{1, 1e6, "1 10 100 1000 10000 1e5 1e6", 6*9 + 1},
+		{0.45, 2.3, "0.5 1 2", 7},
+		{16, 256, "20 50 100 200", 10},
+		{0.6, 0.95, "0.6 0.7 0.8 0.9", 4},
+	} {
+		var labels []string
+		prev := 0.0
+		ticks := (logTicks{}).Ticks(c.lo, c.hi)
+		if len(ticks) != c.ticks {
+			t.Errorf("[%g, %g]: %d ticks, want %d", c.lo, c.hi, len(ticks), c.ticks)
+		}
+		for _, tk := range ticks {
+			if tk.Value < c.lo || tk.Value > c.hi || tk.Value <= prev {
+				t.Errorf("[%g, %g]: tick at %g after %g", c.lo, c.hi, tk.Value, prev)
+			}
+			prev = tk.Value
+			if tk.Label != "" {
+				labels = append(labels, tk.Label)
+				if v, err := strconv.ParseFloat(tk.Label, 64); err != nil || v != tk.Value {
+					t.Errorf("[%g, %g]: tick %g labelled %q", c.lo, c.hi, tk.Value, tk.Label)
+				}
+			}
+		}
+		if got := strings.Join(labels, " "); got != c.labels {
+			t.Errorf("[%g, %g]: labels %q, want %q", c.lo, c.hi, got, c.labels)
+		}
+	}
+	// As a figure draws them.
+	y := make([]float64, 14)
+	for i := range y {
+		y[i] = math.Pow(0.1, float64(i)) * (1 + 0.01*float64(i))
+	}
+	svg := svgOf(t, Panel{Title: "path gradients", LogY: true, Lines: []Line{{X: seq(0, 13), Y: y, Color: -1}}})
+	if strings.Contains(svg, "99999") || !strings.Contains(svg, ">1e-10</text>") {
+		t.Errorf("a log axis from 1e-13 to 1 drawn without the label 1e-10, or with a label of 99999…")
 	}
 }

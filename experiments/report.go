@@ -15,6 +15,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"gonum.org/v1/plot"
@@ -324,10 +325,10 @@ func (p Panel) plot() (*plot.Plot, []plotter.XYs, error) {
 	pl := plot.New()
 	pl.Title.Text, pl.X.Label.Text, pl.Y.Label.Text = p.Title, p.XLabel, p.YLabel
 	if p.LogX {
-		pl.X.Scale, pl.X.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
+		pl.X.Scale, pl.X.Tick.Marker = plot.LogScale{}, logTicks{}
 	}
 	if p.LogY {
-		pl.Y.Scale, pl.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
+		pl.Y.Scale, pl.Y.Tick.Marker = plot.LogScale{}, logTicks{}
 	}
 	pl.Add(plotter.NewGrid())
 	curves := make([]plotter.XYs, 0, len(p.Lines))
@@ -360,6 +361,77 @@ func (p Panel) plot() (*plot.Plot, []plotter.XYs, error) {
 	}
 	pl.Legend.Top, pl.Legend.Left = true, true // drawn by drawPanels in the box placeLegend finds
 	return pl, curves, nil
+}
+
+// logTicks marks a log axis at 1, 2, …, 9 times each power of ten in its
+// range, or at the powers alone when it spans over 8 of them. It labels
+// the powers of ten (every second or more on over 8, so that at most 8
+// are labelled); where that
+// labels fewer than two ticks, it labels 1, 2 and 5 times each power,
+// and where that too labels fewer than two, every tick. Labels are exact:
+// 0.001 to 90000 written out, 1e-5 and 2e6 beyond. (gonum's LogTicks
+// multiplies its way up from the lowest power of ten and labels what it
+// reaches: 9.999999999999999e-05, 0.9999999999999998.) A range not
+// above 0 panics, as with LogTicks.
+type logTicks struct{}
+
+func (logTicks) Ticks(lo, hi float64) []plot.Tick {
+	if !(lo > 0 && hi >= lo) || math.IsInf(hi, 0) {
+		// As LogTicks does: drawPanels makes it an error naming the figure.
+		panic(fmt.Sprintf("a log axis from %g to %g", lo, hi))
+	}
+	type mark struct{ i, k int }
+	var marks []mark
+	for k := int(math.Floor(math.Log10(lo))); k <= int(math.Ceil(math.Log10(hi))); k++ {
+		for i := 1; i <= 9; i++ {
+			if v := logValue(i, k); v >= lo*(1-1e-9) && v <= hi*(1+1e-9) {
+				marks = append(marks, mark{i, k})
+			}
+		}
+	}
+	labelled := func(m mark, level int) bool {
+		return m.i == 1 || (level == 1 && (m.i == 2 || m.i == 5)) || level == 2
+	}
+	level, every := 0, 1 // the multiples labelled, and the powers of ten's exponent step
+	for ; level < 2; level++ {
+		n := 0
+		for _, m := range marks {
+			if labelled(m, level) {
+				n++
+			}
+		}
+		if n >= 2 {
+			every = (n + 7) / 8
+			break
+		}
+	}
+	var ticks []plot.Tick
+	for _, m := range marks {
+		if m.i != 1 && every > 1 {
+			continue // 8 marks a decade on over 8 decades: a comb, not a scale
+		}
+		t := plot.Tick{Value: logValue(m.i, m.k)}
+		if labelled(m, level) && (m.i != 1 || m.k%every == 0) {
+			t.Label = logLabel(m.i, m.k)
+		}
+		ticks = append(ticks, t)
+	}
+	return ticks
+}
+
+// logValue returns i×10^k, rounded once.
+func logValue(i, k int) float64 {
+	v, _ := strconv.ParseFloat(fmt.Sprintf("%de%d", i, k), 64)
+	return v
+}
+
+// logLabel writes i×10^k: in full from 0.001 to 90000, as 1e-5 or 2e6
+// beyond.
+func logLabel(i, k int) string {
+	if k < -3 || k > 4 {
+		return fmt.Sprintf("%de%d", i, k)
+	}
+	return strconv.FormatFloat(logValue(i, k), 'f', -1, 64)
 }
 
 // Figure draws panels in a grid of cols columns to name (PNG) and adds it
