@@ -66,6 +66,8 @@ type Evaluation struct {
 // its spec, see data.FolderSpec, and any data set in the channels it is
 // asked for): an error names both sizes otherwise, as a model that pools
 // globally would compute on images of another size without complaint.
+// That error, about the data set and not the call, carries no package
+// prefix: the caller names the set.
 func Loader(p checkpoint.Preprocess, d *data.Dataset, batch int) (*data.Loader, error) {
 	if d == nil {
 		return nil, errors.New("train: loader: nil data set")
@@ -76,9 +78,9 @@ func Loader(p checkpoint.Preprocess, d *data.Dataset, batch int) (*data.Loader, 
 	switch {
 	case d.C == p.Channels && (d.H != p.Height || d.W != p.Width):
 		// The channels are the model's when data.Open read them so.
-		return nil, fmt.Errorf("train: the data set's images are %dx%d pixels (height×width); the model takes %dx%d", d.H, d.W, p.Height, p.Width)
+		return nil, fmt.Errorf("the data set's images are %dx%d pixels (height×width); the model takes %dx%d", d.H, d.W, p.Height, p.Width)
 	case d.H != p.Height || d.W != p.Width || d.C != p.Channels:
-		return nil, fmt.Errorf("train: the data set holds %dx%dx%d images (height×width×channels); the model takes %dx%dx%d", d.H, d.W, d.C, p.Height, p.Width, p.Channels)
+		return nil, fmt.Errorf("the data set holds %dx%dx%d images (height×width×channels); the model takes %dx%dx%d", d.H, d.W, d.C, p.Height, p.Width, p.Channels)
 	}
 	return &data.Loader{Data: d, Batch: batch, Normalisation: p.Normalisation}, nil
 }
@@ -92,7 +94,9 @@ func Loader(p checkpoint.Preprocess, d *data.Dataset, batch int) (*data.Loader, 
 // labelled by image, labels outside the classes, an unknown precision), a
 // loader that failed (l.Err: an unreadable image file), or a set with
 // nothing to count. The model is left in the mode it was in
-// (nn.SaveModes).
+// (nn.SaveModes). Errors about the model or the data set (not the call's
+// arguments) carry no package prefix, as Loader's: the caller names the
+// set.
 func Evaluate(ctx context.Context, m nn.Layer, l *data.Loader, classes int, p ag.Precision) (Evaluation, error) {
 	switch {
 	case ctx == nil:
@@ -113,7 +117,7 @@ func Evaluate(ctx context.Context, m nn.Layer, l *data.Loader, classes int, p ag
 		return Evaluation{}, err
 	}
 	if e.n == 0 { // figures of nothing: 0 loss and accuracy that mean nothing
-		return Evaluation{}, fmt.Errorf("train: evaluate: %w", nothingEvaluated(l.Data, l.Skipped()))
+		return Evaluation{}, nothingEvaluated(l.Data, l.Skipped())
 	}
 	return Evaluation{Loss: e.loss, Accuracy: e.acc, Top5: e.top5, Confusion: e.confusion, Skipped: l.Skipped()}, nil
 }
@@ -193,17 +197,17 @@ func evaluate(ctx context.Context, m nn.Layer, l *data.Loader, classes int, tape
 		k := s[len(s)-1]
 		switch {
 		case k != classes:
-			return evaluation{}, fmt.Errorf("train: evaluate: the model has %d outputs, evaluated against %d classes", k, classes)
+			return evaluation{}, fmt.Errorf("the model has %d outputs, evaluated against %d classes", k, classes)
 		case len(s) == 4 && b.X.Rank() == 4 && len(b.Y) != b.X.Shape[0]*b.X.Shape[1]*b.X.Shape[2]:
-			return evaluation{}, fmt.Errorf("train: evaluate: the model segments (output %v) and the data set labels whole images", s)
+			return evaluation{}, fmt.Errorf("the model segments (output %v) and the data set labels whole images", s)
 		}
 		targets, _ := fitTargets(logits, b)
 		if len(targets)*k != tensor.NumElements(s) {
-			return evaluation{}, fmt.Errorf("train: evaluate: %d targets for logits of shape %v (a classifier on a segmentation set?)", len(targets), s)
+			return evaluation{}, fmt.Errorf("%d targets for logits of shape %v (a classifier on a segmentation set?)", len(targets), s)
 		}
 		lv, err := ag.CrossEntropy(logits, targets, ag.CrossEntropyOptions{Ignore: true, IgnoreIndex: ignoreIndex, Sum: true})
 		if err != nil {
-			return evaluation{}, fmt.Errorf("train: evaluate: %w", err)
+			return evaluation{}, err
 		}
 		loss += float64(lv.Data.Data[0])
 		for i, y := range targets {
@@ -239,7 +243,7 @@ func evaluate(ctx context.Context, m nn.Layer, l *data.Loader, classes int, tape
 func forward(m nn.Layer, x *ag.Value) (y *ag.Value, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			y, err = nil, fmt.Errorf("train: evaluate: the model cannot take the data set's images: %v", p)
+			y, err = nil, fmt.Errorf("the model cannot take the data set's images: %v", p)
 		}
 	}()
 	return m.Forward(x), nil

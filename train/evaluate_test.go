@@ -110,8 +110,14 @@ func TestEvaluate(t *testing.T) {
 		// An empty set (it gave loss 0 and accuracy 0 without an error).
 		{net, loader(test.Subset(nil)), 10, ag.FP32, "holds no images"},
 	} {
-		if _, err := Evaluate(context.Background(), tc.m, tc.l, tc.classes, tc.p); err == nil || !strings.Contains(err.Error(), tc.want) {
+		_, err := Evaluate(context.Background(), tc.m, tc.l, tc.classes, tc.p)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("want an error with %q, got %v", tc.want, err)
+		}
+		// One about the model or the data, which residual eval shows its
+		// user, is not train's: the caller names the set.
+		if data := tc.m != nil && tc.l != nil && tc.classes > 0 && tc.p == ag.FP32; data && err != nil && strings.HasPrefix(err.Error(), "train:") {
+			t.Errorf("%v: the package prefix on an error about the model or the data", err)
 		}
 	}
 	cause := errors.New("stopped by a test")

@@ -185,11 +185,13 @@ func TestEvalAllImages(t *testing.T) {
 		t.Errorf("folder,all: exit %d, stdout %q, stderr %q; want the 8 images", code, out.String(), errb.String())
 	}
 	// Another size: the message gives the images' size, not the channels
-	// the model's reading gave them (it said "28x28x3" of MNIST).
+	// the model's reading gave them (it said "28x28x3" of MNIST), as the
+	// command's own: it said "train:", from the package that checks it.
 	for _, args := range [][]string{{"eval", "--weights", ck, "--data", "mnist"}, {"quantize", ck, "--calibrate", "mnist", "--out", filepath.Join(t.TempDir(), "q.safetensors")}} {
 		out.Reset()
 		errb.Reset()
-		if code := run(context.Background(), args, &out, &errb); code != 1 || !strings.Contains(errb.String(), "mnist: train: the data set's images are 28x28 pixels (height×width); the model takes 16x16") {
+		want := "residual " + args[0] + ": mnist: the data set's images are 28x28 pixels (height×width); the model takes 16x16\n"
+		if code := run(context.Background(), args, &out, &errb); code != 1 || !strings.Contains(errb.String(), want) {
 			t.Errorf("%q: exit %d, stderr %q", args, code, errb.String())
 		}
 	}
