@@ -188,7 +188,7 @@ func checkFolderImage(path string, size int) error {
 // the limits, the way to skip such files, for a folder read without
 // SkipBadImages.
 func unreadable(err error) error {
-	return fmt.Errorf("%w (--skip-bad-images, or folder,skip-bad:DIR, skips unreadable files; ImageOptions.SkipBadImages)", err)
+	return fmt.Errorf("%w; --skip-bad-images (ImageOptions.SkipBadImages), or a folder,skip-bad:DIR spec, skips unreadable files", err)
 }
 
 // listDir returns the names of the entries of dir that keep accepts,

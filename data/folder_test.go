@@ -353,8 +353,9 @@ func TestFolderLayouts(t *testing.T) {
 }
 
 // skipBadHint is how an unreadable file's error, without SkipBadImages,
-// says to skip such files (eval and quantize have no --skip-bad-images).
-const skipBadHint = "(--skip-bad-images, or folder,skip-bad:DIR, skips unreadable files"
+// says to skip such files: the flag of the commands that read folders
+// first, then the field.
+const skipBadHint = "; --skip-bad-images (ImageOptions.SkipBadImages), or a folder,skip-bad:DIR spec, skips unreadable files"
 
 // TestFolderBadFiles checks broken files: refused at open with the file
 // and the way to skip it named when the header is bad (not an image, a

@@ -259,7 +259,7 @@ func initMPI(o Options) (Comm, error) {
 		}
 	case <-expired:
 		mpiInitAbandoned = true
-		return nil, fmt.Errorf("distributed: MPI_Init has waited %v for the other ranks (Options.Timeout, --dist-timeout): one of them never started, or is not this program", o.Timeout)
+		return nil, fmt.Errorf("distributed: MPI_Init has waited the --dist-timeout (Options.Timeout) of %v for the other ranks: one of them never started, or is not this program", o.Timeout)
 	}
 	mpiWorld = c
 	return c, nil

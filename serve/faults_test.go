@@ -1117,7 +1117,7 @@ func TestRunOutlastedByOpen(t *testing.T) {
 	cancel()
 	select {
 	case err := <-done:
-		want := "a repository scan was still loading " + path + " (in Config.Open or its warm-up) after 200ms"
+		want := "a repository scan was still opening " + path + " (Config.Open) or warming it up after 200ms"
 		if err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Run: %v; want an error saying %q", err, want)
 		}

@@ -145,7 +145,7 @@ func (s *Server) Run(ctx context.Context, httpLn, grpcLn net.Listener, drain tim
 			if p := s.scanLoad.Load(); p != nil {
 				what = *p
 			}
-			stuck := fmt.Errorf("serve: drain: a repository scan was still loading %s (in Config.Open or its warm-up) after %v; Run returns without it: %w", what, drain, context.DeadlineExceeded)
+			stuck := fmt.Errorf("serve: drain: a repository scan was still opening %s (Config.Open) or warming it up after %v; Run returns without it: %w", what, drain, context.DeadlineExceeded)
 			s.log.Error("repository load outlasted the drain", "err", stuck)
 			if err == nil {
 				err = stuck

@@ -185,7 +185,7 @@ func (c *Config) validate() error {
 	case !(c.Momentum >= 0 && c.Momentum < 1):
 		return fmt.Errorf("train: momentum %g outside [0, 1)", c.Momentum)
 	case c.Nesterov && c.Momentum == 0 && (c.Optimizer == "" || c.Optimizer == SGD):
-		return fmt.Errorf("train: Nesterov momentum needs a momentum > 0 (Config.Momentum, --momentum)")
+		return fmt.Errorf("train: --nesterov (Config.Nesterov) needs --momentum (Config.Momentum) > 0")
 	case !(c.WeightDecay >= 0) || math.IsInf(c.WeightDecay, 1):
 		return fmt.Errorf("train: weight decay must be finite and ≥ 0, got %g", c.WeightDecay)
 	case c.Limit < 0:
@@ -199,16 +199,23 @@ func (c *Config) validate() error {
 	case c.Loss != "" && c.Loss != CE && c.Loss != Dice && c.Loss != CEDice:
 		return fmt.Errorf("train: unknown loss %q (ce, dice, ce+dice)", c.Loss)
 	case c.Task != "" && c.Task != models.Segment && (c.Loss == Dice || c.Loss == CEDice || c.BorderWeights || c.ClassWeights):
-		return fmt.Errorf("train: Dice loss and class or border weights are for segmentation (--task segment, Config.Task models.Segment)")
+		given := "--border-weights (Config.BorderWeights)" // the first of the three set
+		switch {
+		case c.Loss == Dice || c.Loss == CEDice:
+			given = fmt.Sprintf("--loss (Config.Loss) %s", c.Loss)
+		case c.ClassWeights:
+			given = "--class-weights (Config.ClassWeights)"
+		}
+		return fmt.Errorf("train: %s is for segmentation: --task segment (Config.Task models.Segment)", given)
 	case c.Optimizer != "" && c.Optimizer != SGD && c.Optimizer != Adam && c.Optimizer != AdamW:
 		return fmt.Errorf("train: unknown optimizer %q (sgd, adam, adamw)", c.Optimizer)
 	case c.SyncBN && c.Comm == nil:
-		return fmt.Errorf("train: SyncBatchNorm (--sync-bn) is for data-parallel training (--distributed, Config.Comm)")
+		return fmt.Errorf("train: --sync-bn (Config.SyncBN) is for data-parallel training: --distributed (Config.Comm)")
 	}
 	if comp, err := distributed.ParseCompression(c.GradCompression); err != nil {
 		return fmt.Errorf("train: %v", err)
 	} else if comp != distributed.NoCompression && c.Comm == nil {
-		return fmt.Errorf("train: gradient compression (--grad-compression %s) is for data-parallel training (--distributed, Config.Comm)", comp)
+		return fmt.Errorf("train: --grad-compression (Config.GradCompression) %s is for data-parallel training: --distributed (Config.Comm)", comp)
 	}
 	if err := c.validateFineTuning(); err != nil {
 		return err

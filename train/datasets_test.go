@@ -113,7 +113,7 @@ func TestConfigValidateRanges(t *testing.T) {
 		{func(c *Config) { c.WeightDecay = -1 }, "weight decay"},
 		{func(c *Config) { c.ValSplit = nan }, "validation split"},
 		{func(c *Config) { c.Limit = -5 }, "limit"},
-		{func(c *Config) { c.Nesterov, c.Momentum = true, 0 }, "Nesterov momentum needs a momentum > 0"},
+		{func(c *Config) { c.Nesterov, c.Momentum = true, 0 }, "--nesterov (Config.Nesterov) needs --momentum (Config.Momentum) > 0"},
 	} {
 		cfg := tiny(t.TempDir())
 		tc.edit(&cfg)

@@ -107,7 +107,7 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{func(c *Config) { c.Freeze = []string{"nonsense"} }, true, `no parameter or buffer is named "nonsense"`},
 		{func(c *Config) { c.Task = models.Segment }, true, "segmentation needs a U-Net"},
-		{func(c *Config) { c.Loss = Dice }, true, "Dice loss and class or border weights are for segmentation"},
+		{func(c *Config) { c.Loss = Dice }, true, "--loss (Config.Loss) dice is for segmentation: --task segment (Config.Task models.Segment)"},
 		{func(c *Config) { c.Batch = 0 }, true, "batch must be ≥ 1"},
 		{func(c *Config) { c.Init = filepath.Join(t.TempDir(), "none.safetensors") }, false, "no checkpoint at"},
 	} {

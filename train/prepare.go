@@ -93,7 +93,7 @@ func setup(ctx context.Context, cfg Config) (*run, error) {
 		if cfg.TrainSet != nil {
 			return nil, errors.New("train: Config.TrainSet and TestSet are the same data set; testing on the training images measures nothing")
 		}
-		return nil, fmt.Errorf("train: %s gives the same images for training and testing (folder,all: is for eval and for quantize --calibrate, not for Config.Data)", cfg.Data)
+		return nil, fmt.Errorf("train: %s gives the same images for training and testing: folder,all: is for eval and for quantize --calibrate, not for --data (Config.Data)", cfg.Data)
 	}
 	if err := checkSets(trainSet, testSet); err != nil {
 		return nil, err
@@ -223,7 +223,7 @@ func (r *run) checkShapes() error {
 			what := fmt.Sprintf("train: a step of %s on %d images of %dx%dx%d", r.cfg.Model.Name, b, d.H, d.W, d.C)
 			need := s.TrainingBytes() + 4*int64(s.TrainableParams)*int64(r.cfg.optimizerStateFloats())
 			if err := limits.CheckMemory(what, need); err != nil {
-				return fmt.Errorf("%w: lower the batch (--batch, Config.Batch) or the image size", err)
+				return fmt.Errorf("%w: lower --batch (Config.Batch) or the image size", err)
 			}
 		}
 	}

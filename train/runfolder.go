@@ -484,7 +484,7 @@ func checkOptimizerState(opt Optimizer, momentum float64, path string, cfg Confi
 	if now == "" {
 		now = SGD
 	}
-	fresh := fmt.Sprintf("resume with the run's, or start a new run in another folder from its weights (--init %s, Config.Init)", path)
+	fresh := fmt.Sprintf("resume with the run's, or start a new run in another folder from its weights with --init %s (Config.Init)", path)
 	switch {
 	case (opt == SGD) != (now == SGD):
 		return fmt.Errorf("train: --resume (Config.Resume) from %s: --optimizer (Config.Optimizer) %s → %s: the checkpoint holds %s's optimizer state, which %s cannot continue from — %s",

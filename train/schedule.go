@@ -64,7 +64,7 @@ func ParseSchedule(s string) (Schedule, error) {
 		return Schedule{Kind: k}, nil
 	}
 	if _, err := optim.ParseSchedule(s); err != nil {
-		return Schedule{}, fmt.Errorf("train: schedule %q: %w (or cosine, he, constant over the run's epochs, with --warmup-epochs, Schedule.WarmupEpochs, for a warm-up)", s, err)
+		return Schedule{}, fmt.Errorf("train: schedule %q: %w; or cosine, he, constant over the run's epochs, with --warmup-epochs (Schedule.WarmupEpochs) for a warm-up", s, err)
 	}
 	return Schedule{Steps: s}, nil
 }

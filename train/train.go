@@ -66,7 +66,7 @@ type Result struct {
 // a checkpoint to resume from, or, once every epoch was trained and
 // saved, during the final test pass (a resumed run then measures the test
 // set). The error wraps the context's cause too.
-var ErrInterrupted = errors.New("train: interrupted; the last checkpoint holds the step reached (resume with --resume, Config.Resume)")
+var ErrInterrupted = errors.New("train: interrupted; the last checkpoint holds the step reached: resume with --resume (Config.Resume)")
 
 // ErrConfig is in the error of a Config that is wrong in itself
 // (Config.Validate's errors) or for the model and the data, which Prepare

@@ -381,7 +381,7 @@ func TestPrepareChecksShapes(t *testing.T) {
 		// of 3×28×28×16, 12 of 3×14×14×32, 12 of 3×7×7×64, input, logits)
 		// and 4.31 MB for the 269,434 parameters, their gradients and
 		// Adam's two moments.
-		{"resnet20", "mnist", 3, []string{"a step of resnet20 on 3 images of 28x28x1 needs at least 7.8 MB of memory; 1.0 MB is available", "lower the batch (--batch, Config.Batch)"}},
+		{"resnet20", "mnist", 3, []string{"a step of resnet20 on 3 images of 28x28x1 needs at least 7.8 MB of memory; 1.0 MB is available", "lower --batch (Config.Batch)"}},
 	} {
 		mc, err := models.Preset(tc.model)
 		if err != nil {
@@ -468,7 +468,7 @@ func TestInterruptedByNamesTheCause(t *testing.T) {
 		err  error
 		want string
 	}{
-		{ErrInterrupted, "train: interrupted (stopped by SIGTERM); the last checkpoint holds the step reached (resume with --resume, Config.Resume)"},
+		{ErrInterrupted, "train: interrupted (stopped by SIGTERM); the last checkpoint holds the step reached: resume with --resume (Config.Resume)"},
 		{errTestStopped{}, "train: interrupted (stopped by SIGTERM) during the test evaluation; the training is complete and saved (residual eval measures the test set)"},
 		{errors.Join(errReplacedBack{"out"}, errors.New("train: putting the replaced run back: disk full")),
 			"train: interrupted (stopped by SIGTERM) before the first epoch's end; the run --overwrite was replacing is back in out, and nothing of this run was kept\ntrain: putting the replaced run back: disk full"},

@@ -248,7 +248,11 @@ func TestFlagChecks(t *testing.T) {
 		// Refused once the network and the data are known (train.ErrConfig).
 		{[]string{"train", "--freeze", "nonsense", "--limit", "32", "--out", out("fz")}, 2, []string{"--freeze (Config.Freeze) nonsense", `no parameter or buffer is named "nonsense"`}},
 		{[]string{"train", "--task", "segment", "--limit", "32", "--out", out("tk")}, 2, []string{"--task (Config.Task) segment", "segmentation needs a U-Net"}},
-		{[]string{"train", "--loss", "dice", "--limit", "32", "--out", out("dl")}, 2, []string{"Dice loss and class or border weights are for segmentation"}},
+		// Library errors name the flag, then the Go field (one said
+		// "Dice loss … (--task segment, Config.Task models.Segment)").
+		{[]string{"train", "--loss", "dice", "--limit", "32", "--out", out("dl")}, 2, []string{"train: --loss (Config.Loss) dice is for segmentation: --task segment (Config.Task models.Segment)"}},
+		{[]string{"train", "--class-weights", "--limit", "32", "--out", out("cw")}, 2, []string{"train: --class-weights (Config.ClassWeights) is for segmentation: --task segment"}},
+		{[]string{"train", "--schedule", "bogus", "--limit", "32", "--out", out("sb")}, 2, []string{"--schedule bogus", "; or cosine, he, constant over the run's epochs, with --warmup-epochs (Schedule.WarmupEpochs) for a warm-up\n"}},
 		{[]string{"eval", "--weights", ck, "--data", "segfolder:"}, 2, []string{"--data segfolder:", "want segfolder:DIR"}},
 		{[]string{"quantize", ck, "--calibrate", "cifar100:", "--out", out("q.safetensors")}, 2, []string{"--calibrate cifar100:", "want cifar100:DIR"}},
 		{[]string{"train", "--data", "folder,all:" + dir}, 2, []string{"--data folder,all:" + dir, "is for eval and quantize --calibrate"}},

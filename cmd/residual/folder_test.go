@@ -70,7 +70,8 @@ func TestTrainOnImageFolder(t *testing.T) {
 	}
 	// eval and quantize take --skip-bad-images as train does: without it
 	// the file stops them, named, with the way to skip it; with it, they
-	// skip it; =false undoes the spec's skip-bad.
+	// skip it; =false undoes the spec's skip-bad. The way to skip names
+	// the flag, then the field (it named the field alone, after the spec).
 	best := filepath.Join(runDir, "best.safetensors")
 	q := filepath.Join(t.TempDir(), "q.safetensors")
 	for _, c := range []struct {
@@ -78,7 +79,7 @@ func TestTrainOnImageFolder(t *testing.T) {
 		ok   bool
 		want string
 	}{
-		{[]string{"eval", best, "--data", "folder,all:" + dir}, false, "--skip-bad-images"},
+		{[]string{"eval", best, "--data", "folder,all:" + dir}, false, "; --skip-bad-images (ImageOptions.SkipBadImages), or a folder,skip-bad:DIR spec, skips unreadable files\n"},
 		{[]string{"eval", best, "--data", "folder,all:" + dir, "--skip-bad-images"}, true, "(24 of 25 test images; 1 left out as unreadable)"},
 		{[]string{"eval", best, "--data", "folder,all,skip-bad:" + dir, "--skip-bad-images=false"}, false, "--skip-bad-images"},
 		{[]string{"eval", best, "--data", "mnist", "--skip-bad-images"}, false, "for folder:DIR"},
