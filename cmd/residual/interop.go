@@ -480,12 +480,8 @@ func exportInt8(ctx context.Context, format string, c *checkpoint.Checkpoint, in
 	if format != "onnx" {
 		return fmt.Errorf("%w: an int8 checkpoint exports to ONNX only (QDQ: residual export onnx --weights CKPT8 --out FILE.onnx)", errUsage)
 	}
-	if input != "" {
-		// The size it was quantized at is the only one it takes.
-		h, w, err := parseSize(input)
-		if in := c.Int8.InputShape(); err != nil || h != in[1] || w != in[2] {
-			return fmt.Errorf("%w: --input %s: an int8 checkpoint's graph is fixed at the size it was quantized at (%dx%d)", errUsage, input, in[1], in[2])
-		}
+	if err := checkInt8Size(c, input); err != nil {
+		return err
 	}
 	props, err := c.Meta.Props()
 	if err != nil {
@@ -514,6 +510,22 @@ func exportONNX(ctx context.Context, out string, net nn.Layer, shape []int) erro
 		return err
 	}
 	return writeUnlessStopped(ctx, out, b)
+}
+
+// checkInt8Size refuses an --input (HxW; "" passes) other than the size
+// the int8 checkpoint c was quantized at, the only one its graph takes.
+func checkInt8Size(c *checkpoint.Checkpoint, input string) error {
+	in := c.Int8.InputShape()
+	switch {
+	case input == "":
+		return nil
+	case len(in) != 4: // an MLP's [N,inputs]
+		return fmt.Errorf("%w: --input %s: an int8 checkpoint's graph is fixed at the input it was quantized at (%v)", errUsage, input, in)
+	}
+	if h, w, err := parseSize(input); err != nil || h != in[1] || w != in[2] {
+		return fmt.Errorf("%w: --input %s: an int8 checkpoint's graph is fixed at the size it was quantized at (%dx%d)", errUsage, input, in[1], in[2])
+	}
+	return nil
 }
 
 // onnxOrder shows an NHWC shape in ONNX's NCHW order.

@@ -14,6 +14,7 @@ import (
 	"github.com/residual-nn/residual/data/transform"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/nn"
+	"github.com/residual-nn/residual/quant"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -267,5 +268,49 @@ func TestImportTorchLikeRoundTrip(t *testing.T) {
 		if code != 2 || !strings.Contains(errs, "--model resnet18, but --like "+ck+" holds a "+a.Model.Name) {
 			t.Errorf("--model naming another model than --like's: exit %d, %q", code, errs)
 		}
+	}
+}
+
+// int8MLPCheckpoint writes at path an int8 checkpoint of a small residual
+// MLP (4 inputs, 3 classes), which only Go can write: its input has no
+// image size.
+func int8MLPCheckpoint(t *testing.T, path string) {
+	t.Helper()
+	cfg, err := models.Preset("resmlp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := cfg.Arch.(*models.MLP)
+	m.In, m.Out, m.Width, m.Depth = 4, 3, 8, 2
+	net, err := models.Build(cfg, tensor.NewRNG(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := false
+	q, err := quant.Quantize(context.Background(), net, []int{1, 4}, func() (*tensor.Tensor, error) {
+		if done {
+			return nil, nil
+		}
+		done = true
+		return tensor.MustFromData([]float32{1, -2, 3, -4, 0.5, 0.25, -1, 2}, 2, 4), nil
+	}, quant.Options{Method: quant.MinMax})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkpoint.WriteInt8(path, q, checkpoint.Meta{Model: cfg, Classes: []string{"a", "b", "c"}, Preprocess: checkpoint.Preprocess{Height: 1, Width: 1, Channels: 1}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestExportInt8MLPInput: export onnx --input of an int8 MLP checkpoint
+// is refused, naming the input it was quantized at; it panicked, indexing
+// an image's height and width in the MLP's [N,inputs].
+func TestExportInt8MLPInput(t *testing.T) {
+	dir := t.TempDir()
+	ck := filepath.Join(dir, "mlp8.safetensors")
+	int8MLPCheckpoint(t, ck)
+	code, _, errs := runCLI("export", "onnx", "--weights", ck, "--input", "28x28", "--out", filepath.Join(dir, "m.onnx"))
+	if code != 2 || !strings.Contains(errs, "--input 28x28: an int8 checkpoint's graph is fixed at the input it was quantized at ([1 4])") {
+		t.Errorf("exit %d, stderr %q", code, errs)
 	}
 }
