@@ -128,6 +128,14 @@ func writeCheckpoint(t *testing.T, path, preset string, pre checkpoint.Preproces
 	if err != nil {
 		t.Fatal(err)
 	}
+	writeConfigCheckpoint(t, path, cfg, pre, classes)
+}
+
+// writeConfigCheckpoint writes at path the network of cfg (random
+// weights, seed 1) for pre's images (its input channels) into the named
+// classes.
+func writeConfigCheckpoint(t *testing.T, path string, cfg models.Config, pre checkpoint.Preprocess, classes []string) {
+	t.Helper()
 	cfg.SetInChannels(pre.Channels)
 	cfg.SetClasses(len(classes))
 	net, err := models.Build(cfg, tensor.NewRNG(1))

@@ -27,7 +27,7 @@ func TestHelp(t *testing.T) {
 		if code != 0 || errs != "" {
 			t.Errorf("%q: exit %d, stderr %q", args, code, errs)
 		}
-		for _, want := range []string{"residual predict --weights CKPT [--top K] IMAGE...", "residual summary [flags] MODEL",
+		for _, want := range []string{"residual predict --weights CKPT [--top K] IMAGE...", "residual summary [flags] MODEL", "residual summary [flags] CKPT",
 			"residual export torch --weights CKPT --out FILE.safetensors", "residual version", "residual help [COMMAND]"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("%q: standard output lacks %q:\n%s", args, want, out)

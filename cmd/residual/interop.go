@@ -406,12 +406,8 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return exportInt8(ctx, pos[0], c, *input, *out, stdout)
 	}
 	if pos[0] == "onnx" {
-		p := c.Preprocess
-		shape := c.Model.InputShape(1, c.Model.DefaultSide())
-		if len(shape) == 4 && p.Height > 0 {
-			shape[1], shape[2] = p.Height, p.Width
-		}
-		if shape, err = withSize(shape, *input, c.Model, c.Model.Name); err != nil {
+		shape, err := withSize(checkpointInput(c), *input, c.Model, c.Model.Name)
+		if err != nil {
 			return err
 		}
 		// As torch.onnx.export in evaluation mode: batch norms fold into
@@ -526,6 +522,17 @@ func checkInt8Size(c *checkpoint.Checkpoint, input string) error {
 		return fmt.Errorf("%w: --input %s: an int8 checkpoint's graph is fixed at the size it was quantized at (%dx%d)", errUsage, input, in[1], in[2])
 	}
 	return nil
+}
+
+// checkpointInput is the input shape (NHWC for images, batch 1) of the
+// checkpoint c's model at the image size its preprocessing records (the
+// model's published size if it records none).
+func checkpointInput(c *checkpoint.Checkpoint) []int {
+	shape := c.Model.InputShape(1, c.Model.DefaultSide())
+	if p := c.Preprocess; len(shape) == 4 && p.Height > 0 {
+		shape[1], shape[2] = p.Height, p.Width
+	}
+	return shape
 }
 
 // onnxOrder shows an NHWC shape in ONNX's NCHW order.

@@ -4,6 +4,7 @@
 //
 //	residual demo [flags]                  fit a residual MLP to a 1-D function and print the loss falling
 //	residual summary [flags] MODEL         a model's layers, shapes, parameters and multiply-adds
+//	residual summary [flags] CKPT          the same of a checkpoint's model, at its input size
 //	residual train [flags]                 train a model (default: ResNet-20 on the embedded MNIST)
 //	residual eval CKPT [--data SPEC] [flags]
 //	residual eval --weights CKPT [--data SPEC] [flags]
@@ -66,7 +67,7 @@ var commands = map[string]command{
 	"version":    {"print the module version, VCS revision, Go version, kernel level and int8 and bf16 paths", runVersion},
 	"bench":      {"measure images/s of the standard workloads (see docs/PERFORMANCE.md)", runBench},
 	"demo":       {"fit a small residual MLP to sin(3x) and print the loss falling", runDemo},
-	"summary":    {"list a model's layers, output shapes, parameters and multiply-adds", runSummary},
+	"summary":    {"list a model's layers, output shapes, parameters and multiply-adds: a model by name, or a checkpoint's", runSummary},
 	"train":      {"train a model on a data set (default: a ResNet-20 on MNIST)", runTrain},
 	"eval":       {"accuracy, per-class accuracy and confusion matrix of a classifier; pixel accuracy and IoU per class of a U-Net", runEval},
 	"export":     {"export a checkpoint: export torch CKPT --out FILE.safetensors, export onnx CKPT --out FILE.onnx", runExport},
@@ -83,7 +84,7 @@ var commands = map[string]command{
 var synopses = map[string][]string{
 	"bench":      {"residual bench [flags] [NAME...]"},
 	"demo":       {"residual demo [flags]"},
-	"summary":    {"residual summary [flags] MODEL"},
+	"summary":    {"residual summary [flags] MODEL", "residual summary [flags] CKPT"},
 	"train":      {"residual train [flags]"},
 	"eval":       {"residual eval CKPT [--data SPEC] [flags]", "residual eval --weights CKPT [--data SPEC] [flags]"},
 	"export":     {"residual export torch --weights CKPT --out FILE.safetensors", "residual export onnx --weights CKPT --out FILE.onnx [--input HxW]", "residual export onnx --model NAME --out FILE.onnx [--input HxW]"},
