@@ -186,7 +186,7 @@ func importedInputFrom(like string, given []string) string {
 // describePreprocess says in a line what a checkpoint's images go
 // through before the network.
 func describePreprocess(p checkpoint.Preprocess) string {
-	s := fmt.Sprintf("%dx%d, %d channels", p.Height, p.Width, p.Channels)
+	s := fmt.Sprintf("%dx%d, %s", p.Height, p.Width, counted(p.Channels, "channel"))
 	if p.ResizeShorter > 0 {
 		s += fmt.Sprintf(", shorter side resized to %d then centre-cropped", p.ResizeShorter)
 	}

@@ -36,8 +36,9 @@ func TestImportTorchPreprocessing(t *testing.T) {
 	}
 	// The exported weights do not record it either: export says what a
 	// PyTorch program must do to the images (a network trained on a
-	// folder normalises with the folder's own mean and std).
-	const says = "its input: 28x28, 1 channels, pixels in [0, 1] normalised with mean [0.1307] and std [0.3081], as the checkpoint's images were"
+	// folder normalises with the folder's own mean and std), its count
+	// agreeing with its noun ("1 channel": it said "1 channels").
+	const says = "its input: 28x28, 1 channel, pixels in [0, 1] normalised with mean [0.1307] and std [0.3081], as the checkpoint's images were"
 	if !strings.Contains(out, says) {
 		t.Errorf("export torch said %q, want %q", out, says)
 	}
@@ -62,14 +63,14 @@ func TestImportTorchPreprocessing(t *testing.T) {
 	const unrecorded = "the state dict does not record it: "
 	const hint = "; --like CKPT, --input, --mean and --std set it)"
 	c, out := load()
-	if want := "its input: 32x32, 1 channels, pixels in [0, 1], not normalised (" + unrecorded + "the model's defaults" + hint; c.Preprocess.Height != 32 || !strings.Contains(out, want) {
+	if want := "its input: 32x32, 1 channel, pixels in [0, 1], not normalised (" + unrecorded + "the model's defaults" + hint; c.Preprocess.Height != 32 || !strings.Contains(out, want) {
 		t.Errorf("plain import: %+v, said %q, want %q", c.Preprocess, out, want)
 	}
 	c, out = load("--like", ck)
 	if !reflect.DeepEqual(c.Preprocess, pre) || !reflect.DeepEqual(c.Classes, classes) {
 		t.Errorf("--like: %+v %v, want %+v %v", c.Preprocess, c.Classes, pre, classes)
 	}
-	if want := "its input: 28x28, 1 channels, pixels in [0, 1] normalised with mean [0.1307] and std [0.3081] (from --like " + ck + ")\n"; !strings.Contains(out, want) || strings.Contains(out, "does not record") {
+	if want := "its input: 28x28, 1 channel, pixels in [0, 1] normalised with mean [0.1307] and std [0.3081] (from --like " + ck + ")\n"; !strings.Contains(out, want) || strings.Contains(out, "does not record") {
 		t.Errorf("--like: said %q, want %q", out, want)
 	}
 	_, out = load("--like", ck, "--mean", "0.5")
