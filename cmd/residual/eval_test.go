@@ -218,6 +218,35 @@ func TestEvalUnnamedClasses(t *testing.T) {
 	}
 }
 
+// TestEvalNamesTheSetItCannotEvaluate: an evaluation that fails on the
+// set (every test image unreadable and skipped) names the set, by the
+// spec eval reads (the checkpoint's size in it), as a set of another
+// image size does; since train's errors about the data carry
+// no prefix for their caller to name it, eval said only "nothing to
+// evaluate: no file of the set could be read".
+func TestEvalNamesTheSetItCannotEvaluate(t *testing.T) {
+	dir := t.TempDir()
+	colourFolder(t, dir)
+	for _, class := range []string{"a", "b"} {
+		for i := range 4 {
+			f := filepath.Join(dir, "test", class, fmt.Sprintf("%d.png", i))
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(f, b[:60], 0o644); err != nil { // the header, not the pixels
+				t.Fatal(err)
+			}
+		}
+	}
+	ck := filepath.Join(t.TempDir(), "m.safetensors")
+	colourCheckpoint(t, ck, []string{"a", "b"})
+	code, _, errs := runCLI("eval", ck, "--data", "folder:"+dir, "--skip-bad-images")
+	if want := "residual eval: folder,size=16,skip-bad:" + dir + ": nothing to evaluate: no file of the set could be read (8 left out as unreadable)\n"; code != 1 || !strings.Contains(errs, want) {
+		t.Errorf("exit %d, stderr %q; want 1 and %q", code, errs, want)
+	}
+}
+
 // TestUsedClasses: a confusion matrix over many classes of which the
 // images use few is cut to those with an image or a prediction, in the
 // model's order; a small or fully used one is kept whole.

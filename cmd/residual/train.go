@@ -516,8 +516,11 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	e, err := train.Evaluate(ctx, net, l, len(c.Classes), pr)
-	if err != nil {
-		return err
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return err // the signal's own words
+	case err != nil: // about the model or the set, which train leaves its caller to name
+		return fmt.Errorf("%s: %w", *spec, err)
 	}
 	loss, acc, top5, conf := e.Loss, e.Accuracy, e.Top5, e.Confusion
 	images := fmt.Sprintf("%d test images", test.Len())
