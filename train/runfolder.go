@@ -484,7 +484,7 @@ func checkOptimizerState(opt Optimizer, momentum float64, path string, cfg Confi
 	if now == "" {
 		now = SGD
 	}
-	fresh := fmt.Sprintf("resume with the run's, or start a new run in another folder from its weights with --init %s (Config.Init)", path)
+	fresh := startAfresh(path)
 	switch {
 	case (opt == SGD) != (now == SGD):
 		return fmt.Errorf("train: --resume (Config.Resume) from %s: --optimizer (Config.Optimizer) %s → %s: the checkpoint holds %s's optimizer state, which %s cannot continue from — %s",
@@ -526,8 +526,14 @@ func (r *run) checkFreeze(freeze []string, path string) error {
 		more = fmt.Sprintf(" and %d more", len(thaw)-3)
 		thaw = thaw[:3]
 	}
-	return configError{fmt.Errorf("train: --resume (Config.Resume) from %s: --freeze (Config.Freeze) %s → %s: %s%s, frozen in the run, would train, and the checkpoint holds no optimizer state for them — resume with the run's, or start a new run in another folder from its weights (--init %s, Config.Init)",
-		path, names(freeze), names(r.cfg.Freeze), strings.Join(thaw, ", "), more, path)}
+	return configError{fmt.Errorf("train: --resume (Config.Resume) from %s: --freeze (Config.Freeze) %s → %s: %s%s, frozen in the run, would train, and the checkpoint holds no optimizer state for them — %s",
+		path, names(freeze), names(r.cfg.Freeze), strings.Join(thaw, ", "), more, startAfresh(path))}
+}
+
+// startAfresh is what a resume from path refused for want of optimizer
+// state (checkOptimizerState, checkFreeze) says to do instead.
+func startAfresh(path string) string {
+	return fmt.Sprintf("resume with the run's, or start a new run in another folder from its weights with --init %s (Config.Init)", path)
 }
 
 // checkFinite refuses metrics that JSON cannot hold and that say the run

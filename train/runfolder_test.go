@@ -484,6 +484,10 @@ func TestResumeFreeze(t *testing.T) {
 			t.Errorf("--freeze %v: %v", tc.freeze, err)
 		case tc.want != "" && (!errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "would train")):
 			t.Errorf("--freeze %v: %v; want ErrConfig naming %s", tc.freeze, err, tc.want)
+		case tc.want != "" && !strings.Contains(err.Error(), "from its weights with --init "+filepath.Join(dir, "last.safetensors")+" (Config.Init)"):
+			// The flag, then the field, as every error a command shows
+			// (it said "(--init PATH, Config.Init)").
+			t.Errorf("--freeze %v: %v; want the way to start afresh as --init PATH (Config.Init)", tc.freeze, err)
 		}
 	}
 }
