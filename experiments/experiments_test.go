@@ -528,3 +528,44 @@ func TestCloseRemovesTheStartedMark(t *testing.T) {
 	}
 	folderHolds(t, dir, map[string]string{"summary.md": "# Numbers\n\n"})
 }
+
+// A Close that cannot write summary.md leaves the staging folder's mark:
+// the runs there still name their experiment, and another training
+// experiment given the same --out refuses them. Close removed the mark
+// first, and the runs, named by nothing, were taken by any training
+// experiment, whose start removed them.
+func TestFailedCloseKeepsTheStartedMark(t *testing.T) {
+	const order = "Block orderings (He et al. 2016, Table 2)"
+	dir := filepath.Join(t.TempDir(), "order")
+	r, err := newReport(dir, order, true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck := r.path(filepath.Join("runs", "post-seed1", "last.safetensors"))
+	if err := os.MkdirAll(filepath.Dir(ck), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ck, []byte("weights"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(r.path("summary.md"), 0o755); err != nil { // what WriteFile cannot replace
+		t.Fatal(err)
+	}
+	if err := r.Close(); err == nil {
+		t.Fatal("Close wrote summary.md over a folder")
+	}
+	r.abandon()
+	if err := os.Remove(r.path("summary.md")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(r.path(startedBy)); err != nil || string(b) != "# "+order+"\n" {
+		t.Errorf("after a failed Close, the staging folder's %s: %q, %v", startedBy, b, err)
+	}
+	_, err = newReport(dir, "Degradation: plain against residual networks", true, false)
+	if want := "holds the runs of a stopped experiment (\"" + order + "\")"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("degradation over order's runs after a failed Close: %v, want an error saying %q", err, want)
+	}
+	if b, err := os.ReadFile(ck); err != nil || string(b) != "weights" {
+		t.Errorf("the run's checkpoint: %q, %v", b, err)
+	}
+}

@@ -248,10 +248,6 @@ func (r *Report) JSON(name string, v any) error {
 // run) is renamed to Dir + ".old", the staging folder to Dir, and the
 // earlier run removed.
 func (r *Report) Close() error {
-	// The summary records the title from here on.
-	if err := os.Remove(r.path(startedBy)); err != nil && !os.IsNotExist(err) {
-		return fmt.Errorf("experiments: %w", err)
-	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "# %s\n\n", r.Title)
 	for _, f := range r.figures {
@@ -266,6 +262,11 @@ func (r *Report) Close() error {
 	// The run is finished: whatever fails from here (the earlier run not
 	// moved aside, say), abandon must not remove it.
 	r.closed = true
+	// The summary records the title from here on (a summary.md that
+	// could not be written left the mark, and the runs named by it).
+	if err := os.Remove(r.path(startedBy)); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("experiments: the finished run is in %s: %w", r.work, err)
+	}
 	old := r.Dir + ".old"
 	if err := os.RemoveAll(old); err != nil {
 		return fmt.Errorf("experiments: the finished run is in %s: %w", r.work, err)
