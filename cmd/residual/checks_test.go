@@ -149,7 +149,7 @@ func TestFlagChecks(t *testing.T) {
 		{[]string{"export", "onnx", "--out", out("x.onnx")}, 2, []string{"no checkpoint given (or --model NAME, for random weights)"}},
 		{[]string{"export", "onnx", ck}, 2, []string{"no --out given"}},
 		{[]string{"export", "onnx", "--model", "resnet8"}, 2, []string{"no --out given"}},
-		{[]string{"export", "onnx", ck, img, "--out", out("x.onnx")}, 2, []string{`unexpected argument "` + img + `"`}},
+		{[]string{"export", "onnx", ck, img, "--out", out("x.onnx")}, 2, []string{`unexpected argument "` + img + `" (export reads one checkpoint)`}},
 		{[]string{"import"}, 2, []string{"no format given (torch, keras-tfjs or onnx)"}},
 		{[]string{"import", "pytorch", file, "--model", "resnet8", "--out", out("i.safetensors")}, 2, []string{`unknown format "pytorch" (want torch, keras-tfjs or onnx)`}},
 		{[]string{"import", "torch", "--model", "resnet8", "--out", out("i.safetensors")}, 2, []string{"no file given to import"}},

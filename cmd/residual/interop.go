@@ -388,7 +388,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		case len(pos) == 1 && *model == "":
 			what = "no checkpoint given (or --model NAME, for random weights)"
 		case len(pos) > 2:
-			what = fmt.Sprintf("unexpected argument %q (export writes one checkpoint)", pos[2])
+			what = fmt.Sprintf("unexpected argument %q (export reads one checkpoint)", pos[2])
 		default:
 			what = "no --out given"
 		}
