@@ -221,7 +221,7 @@ func (w *Writer) Scalar(tag string, step int64, value float64) error {
 // Scalars writes one event at step holding values[i] for tags[i].
 func (w *Writer) Scalars(step int64, tags []string, values []float64) error {
 	if len(tags) != len(values) {
-		return fmt.Errorf("tensorboard: %d tags for %d values", len(tags), len(values))
+		return fmt.Errorf("tensorboard: tags and values differ in number (%d and %d)", len(tags), len(values))
 	}
 	if len(tags) == 0 {
 		return errors.New("tensorboard: no values to write")

@@ -411,7 +411,7 @@ func TestErrors(t *testing.T) {
 		want string
 	}{
 		{"empty tag", w.Scalar("", 1, 1), "empty tag"},
-		{"lengths", w.Scalars(1, []string{"a", "b"}, []float64{1}), "2 tags for 1 values"},
+		{"lengths", w.Scalars(1, []string{"a", "b"}, []float64{1}), "tags and values differ in number (2 and 1)"},
 		{"no values", w.Scalars(1, nil, nil), "no values"},
 		{"not png", w.ImagePNG("img", 1, []byte("GIF89a....")), `image "img": not a PNG`},
 		{"bomb", w.ImagePNG("img", 1, pngHeader(50000, 50000)), "decompression bomb"},

@@ -80,7 +80,7 @@ func TestInMemoryDataSetsChecked(t *testing.T) {
 		train, test *data.Dataset
 		want        string
 	}{
-		{set(8, 8, 1, "a", "b"), set(4, 8, 3, "a", "b"), "1 channels, the test images 3"},
+		{set(8, 8, 1, "a", "b"), set(4, 8, 3, "a", "b"), "the training and test images differ in channels (1 and 3)"},
 		{short, set(4, 8, 1, "a", "b"), "the training set: data: 10 pixel values for 8 images"},
 		{set(8, 8, 1, "a", "b"), set(4, 8, 1, "a", "b", "c"), `classes ["a" "b"] differ from the test set's ["a" "b" "c"]`},
 		{set(8, 8, 1, "a", "b"), set(0, 8, 1, "a", "b"), "the test set is empty"},

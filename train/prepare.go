@@ -250,7 +250,7 @@ func checkSets(train, test *data.Dataset) error {
 	}
 	switch {
 	case train.C != test.C:
-		return fmt.Errorf("train: the training images have %d channels, the test images %d", train.C, test.C)
+		return fmt.Errorf("train: the training and test images differ in channels (%d and %d)", train.C, test.C)
 	case train.C != 1 && train.C != 3:
 		// A checkpoint's preprocessing takes grey or RGB images: refused
 		// now rather than when the first epoch's checkpoint is written.

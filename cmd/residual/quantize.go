@@ -83,7 +83,7 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			}
 			copy(x.Data[i*len(xi.Data):], xi.Data)
 		}
-		*spec = fmt.Sprintf("%d images", len(files))
+		*spec = counted(len(files), "image")
 		next = func() (*tensor.Tensor, error) {
 			if n++; n > 1 {
 				n = 1

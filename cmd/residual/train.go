@@ -557,7 +557,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			fmt.Fprintf(stdout, "  %-12s %7s  (0 images)\n", names[i], "n/a")
 			continue
 		}
-		fmt.Fprintf(stdout, "  %-12s %6.2f%%  (%d images)\n", names[i], 100*float64(row[i])/float64(t), t)
+		fmt.Fprintf(stdout, "  %-12s %6.2f%%  (%s)\n", names[i], 100*float64(row[i])/float64(t), counted(t, "image"))
 	}
 	fmt.Fprintf(stdout, "\nconfusion matrix (rows: true class, columns: predicted):\n")
 	for i, row := range conf {

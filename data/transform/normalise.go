@@ -37,7 +37,7 @@ func (n Normalisation) Check(channels int) error {
 		positive bool
 	}{{"Mean", n.Mean, false}, {"Std", n.Std, true}} {
 		if len(v.vs) != 0 && len(v.vs) != channels {
-			return fmt.Errorf("%d values of %s for %d channels", len(v.vs), v.name, channels)
+			return fmt.Errorf("%s takes one value per channel (%d), not %d", v.name, channels, len(v.vs))
 		}
 		for i, x := range v.vs {
 			if math.IsNaN(x) || math.Abs(x) > math.MaxFloat32 || (v.positive && !(x >= 0x1p-126)) {

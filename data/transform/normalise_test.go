@@ -105,8 +105,8 @@ func TestNormalisation(t *testing.T) {
 		msg       string
 	}{
 		{pix, 2, 2, 2, nil, nil, "4 pixel values as a 2×2×2 image"},
-		{pix, 1, 2, 2, []float64{0.5}, nil, "1 values of Mean for 2 channels"},
-		{pix, 1, 2, 2, nil, []float64{1, 1, 1}, "3 values of Std for 2 channels"},
+		{pix, 1, 2, 2, []float64{0.5}, nil, "Mean takes one value per channel (2), not 1"},
+		{pix, 1, 2, 2, nil, []float64{1, 1, 1}, "Std takes one value per channel (2), not 3"},
 		{pix, 0, 4, 1, nil, nil, "a 0×4 image"},
 		{pix, 1 << 20, 1 << 20, 1 << 20, nil, nil, "sides 1.."},
 		{pix, 1, 2, 2, nil, []float64{1, 0}, "Std[1] = 0 (want a finite float32 of at least 2^-126)"},
