@@ -143,7 +143,7 @@ func stoppedRuns(work, title string, trains bool) error {
 	} else {
 		other = fmt.Sprintf("%.80q", other)
 	}
-	return fmt.Errorf("experiments: %s holds the runs of a stopped experiment (%s), which this one would remove: resume that one with --resume, remove them, or choose another output folder", work, other)
+	return fmt.Errorf("experiments: %s holds the runs of a stopped experiment (%s), which this one would remove or mix with its own: resume that one with --resume, remove them, or choose another output folder", work, other)
 }
 
 // markStarted records the report's title in its staging folder

@@ -372,7 +372,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err := exportONNX(ctx, *out, net, shape); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "wrote %s with random weights as ONNX (opset %d, input %v NCHW) to %s\n", *model, onnx.ExportOpset, onnxOrder(shape), *out)
+		fmt.Fprintf(stdout, "wrote %s with random weights as ONNX (opset %d, input %s) to %s\n", *model, onnx.ExportOpset, onnxInput(shape), *out)
 		return nil
 	}
 	if len(pos) != 2 || (pos[0] != "torch" && pos[0] != "onnx") || *out == "" {
@@ -418,7 +418,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err := exportONNX(ctx, *out, c.Net, shape); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "wrote %s as ONNX (opset %d, input %v NCHW with any batch size) to %s\n", c.Model.Name, onnx.ExportOpset, onnxOrder(shape), *out)
+		fmt.Fprintf(stdout, "wrote %s as ONNX (opset %d, input %s with any batch size) to %s\n", c.Model.Name, onnx.ExportOpset, onnxInput(shape), *out)
 		printExportInput(stdout, c.Preprocess)
 		return nil
 	}
@@ -490,7 +490,7 @@ func exportInt8(ctx context.Context, format string, c *checkpoint.Checkpoint, in
 	if err := writeUnlessStopped(ctx, out, b); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "wrote int8 %s as QDQ ONNX (opset %d, input %v NCHW float32 with any batch size) to %s\n", c.Model.Name, onnx.ExportOpset, onnxOrder(c.Int8.InputShape()), out)
+	fmt.Fprintf(stdout, "wrote int8 %s as QDQ ONNX (opset %d, input %s float32 with any batch size) to %s\n", c.Model.Name, onnx.ExportOpset, onnxInput(c.Int8.InputShape()), out)
 	return nil
 }
 
@@ -535,10 +535,12 @@ func checkpointInput(c *checkpoint.Checkpoint) []int {
 	return shape
 }
 
-// onnxOrder shows an NHWC shape in ONNX's NCHW order.
-func onnxOrder(s []int) []int {
+// onnxInput shows an input shape as the ONNX graph takes it: an image's
+// NHWC shape in NCHW order, "[1 3 224 224] NCHW"; an MLP's [N, inputs] as
+// it is.
+func onnxInput(s []int) string {
 	if len(s) == 4 {
-		return []int{s[0], s[3], s[1], s[2]}
+		return fmt.Sprintf("%v NCHW", []int{s[0], s[3], s[1], s[2]})
 	}
-	return s
+	return fmt.Sprint(s)
 }

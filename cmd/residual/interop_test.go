@@ -315,3 +315,18 @@ func TestExportInt8MLPInput(t *testing.T) {
 		t.Errorf("exit %d, stderr %q", code, errs)
 	}
 }
+
+// TestExportSaysMLPInput: export onnx of an int8 MLP names its input as
+// the graph takes it, [N, inputs], not as an NCHW image.
+func TestExportSaysMLPInput(t *testing.T) {
+	dir := t.TempDir()
+	ck := filepath.Join(dir, "mlp8.safetensors")
+	int8MLPCheckpoint(t, ck)
+	code, out, errs := runCLI("export", "onnx", "--weights", ck, "--out", filepath.Join(dir, "m.onnx"))
+	if code != 0 || !strings.Contains(out, "input [1 4] float32") || strings.Contains(out, "NCHW") {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if got := onnxInput([]int{1, 224, 224, 3}); got != "[1 3 224 224] NCHW" {
+		t.Errorf("onnxInput of an NHWC image: %q", got)
+	}
+}
