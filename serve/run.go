@@ -35,13 +35,13 @@ func (s *Server) HTTPServer() *http.Server {
 // spare one, an idle keep-alive) are closed once no request has been in
 // flight for 250 ms, rather than waited on. A repository scan in
 // progress loads no further model once the drain starts (the one it is
-// loading is given up at its warm-up), and Run returns only when the
-// model it was loading is done with, so that no goroutine of Run's is
-// left in Config.Open; one still loading when the drain's time is up (an
-// Opener that does not return) is left, and Run returns an error naming
-// its file. It returns nil after a clean drain. A nil ctx, a negative
-// drain, or a server already closed, is returned at once, with the
-// listeners closed.
+// loading is given up once Config.Open returns, or during its warm-up),
+// and Run returns only when the model it was loading is done with, so
+// that no goroutine of Run's is left in Config.Open; one still loading
+// when the drain's time is up (an Opener that does not return) is left,
+// and Run returns an error naming its file. It returns nil after a clean
+// drain. A nil ctx, a negative drain, or a server already closed, is
+// returned at once, with the listeners closed.
 func (s *Server) Run(ctx context.Context, httpLn, grpcLn net.Listener, drain time.Duration) error {
 	var err error
 	switch {
