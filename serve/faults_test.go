@@ -1101,11 +1101,22 @@ func TestRunOutlastedByOpen(t *testing.T) {
 	done := make(chan error, 1)
 	// No listener: the repository's watch alone.
 	go func() { done <- s.Run(ctx, nil, nil, 200*time.Millisecond) }()
-	// The Opener returns at last, and its scan ends.
+	// The Opener returns at last, and its scan ends: the model is not
+	// served. The scan holds repoMu until its Load is done with the model
+	// (opened only says that Config.Open has returned, before Load goes
+	// on). Nothing to wait for if the scan never opened it.
 	defer func() {
 		close(release)
+		select {
+		case <-opening:
+		default:
+			return
+		}
 		<-opened
-		if s.modelsServed("m", "1") {
+		s.repoMu.Lock()
+		served := s.modelsServed("m", "1")
+		s.repoMu.Unlock()
+		if served {
 			t.Error("the model opened after Run returned is served")
 		}
 	}()
