@@ -171,8 +171,10 @@ func (s *Server) image(w http.ResponseWriter, r *http.Request) (err error) {
 	if m.info.Task != action {
 		return badRequest("model %q is a %s model; it cannot %s", name, m.info.Task, action)
 	}
-	if action == models.Segment && len(m.info.Classes) > infer.MaskClasses {
-		return badRequest("model %q has %d classes; a grey PNG mask holds %d (POST /v2/models/%s/infer answers the logits)", name, len(m.info.Classes), infer.MaskClasses, name)
+	if action == models.Segment {
+		if err := maskable(m, name); err != nil {
+			return err // before its image is read and the model runs
+		}
 	}
 	overlay := false
 	if action == models.Segment && r.URL.Query().Has("overlay") {
@@ -221,6 +223,12 @@ func (s *Server) image(w http.ResponseWriter, r *http.Request) (err error) {
 	if action == models.Classify {
 		writeJSON(w, http.StatusOK, ClassifyResponse{Model: m.name, Version: m.version, Predictions: topK(softmaxLast(y).Data, m.info.Classes, top)})
 		return nil
+	}
+	if err := maskable(m, name); err != nil {
+		// m is the model that ran, which may have replaced the one
+		// checked above since: its y has m's classes. It ran and was
+		// counted a success, as for a non-finite output.
+		return counted{err}
 	}
 	// The mask is as large as the image: scaling it, the overlay and the
 	// PNG cost a 4096² image more than its decoding did (seconds and
@@ -284,6 +292,15 @@ func topK(probs []float32, classes []string, k int) []Guess {
 	return gs
 }
 
+// maskable refuses (400) a segmentation model of more classes than a
+// grey PNG mask holds (infer.MaskClasses), as residual segment does.
+func maskable(m *model, name string) error {
+	if n := len(m.info.Classes); n > infer.MaskClasses {
+		return badRequest("model %q has %d classes; a grey PNG mask holds %d (POST /v2/models/%s/infer answers the logits)", name, n, infer.MaskClasses, name)
+	}
+	return nil
+}
+
 // encodeMask returns a segmentation's answer: logits [1,H',W',K] become a
 // mask of class indices scaled (nearest neighbour) to the image's size,
 // as a grey PNG or blended over the image. It stops, with ctx's error,
@@ -305,7 +322,7 @@ func encodeMask(ctx context.Context, img image.Image, y *tensor.Tensor, overlay 
 		sy := py * mh / h
 		for px := range wd {
 			best := tensor.ArgMax(y.Data[(sy*mw+px*mw/wd)*k:][:k])
-			mask[py*wd+px] = uint8(best) // < MaskClasses: image checked the model
+			mask[py*wd+px] = uint8(best) // < MaskClasses: image checked the model that ran
 		}
 	}
 	var out image.Image = infer.MaskImage(mask, h, wd)

@@ -776,6 +776,69 @@ func TestSegmentClassesOverMask(t *testing.T) {
 	}
 }
 
+// heldPreprocess is a backend whose Preprocess says so on entered, then
+// waits for release: a request held between its model's lookup and its
+// batch.
+type heldPreprocess struct {
+	Backend
+	entered, release chan struct{}
+}
+
+func (h heldPreprocess) Preprocess(img image.Image) (*tensor.Tensor, error) {
+	h.entered <- struct{}{}
+	<-h.release
+	return h.Backend.Preprocess(img)
+}
+
+// TestSegmentReplacedOverMask: a :segment request whose model version is
+// replaced, while its image is read, by one of more than 256 classes is
+// the 400 that model gets from the start: the classes were checked on the
+// model looked up first, and the mask took the new one's classes modulo
+// 256 (class 299 written as 43), with a 200.
+func TestSegmentReplacedOverMask(t *testing.T) {
+	small, big := newFake(), newFake()
+	small.task, small.classes = models.Segment, 2
+	big.task, big.classes = models.Segment, 300
+	held := heldPreprocess{manyClasses{small}, make(chan struct{}), make(chan struct{})}
+	ts := start(t, Config{}, map[string]Backend{"m": held})
+	img := image.NewGray(image.Rect(0, 0, 2, 2))
+	img.SetGray(1, 1, color.Gray{255})
+	body := pngBytes(t, img)
+	type answer struct {
+		code int
+		body []byte
+		err  error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		resp, err := client.Post(ts.url+"/v1/models/m:segment", "image/png", bytes.NewReader(body))
+		if err != nil {
+			answered <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		answered <- answer{resp.StatusCode, b, err}
+	}()
+	select {
+	case <-held.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request did not reach the model's Preprocess within 10 s")
+	}
+	if err := ts.Add(context.Background(), "m", "1", manyClasses{big}); err != nil {
+		close(held.release)
+		t.Fatal(err)
+	}
+	close(held.release)
+	a := <-answered
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	if a.code != http.StatusBadRequest || !strings.Contains(string(a.body), `has 300 classes; a grey PNG mask holds 256`) {
+		t.Errorf(":segment answered by a replacement of 300 classes: %d %q, want 400 naming them", a.code, a.body)
+	}
+}
+
 // TestReadAll: the body arrives whole whatever length the client declared
 // (exact, short, long, none), a declared length never makes a buffer
 // beyond maxPreallocated before the bytes come, and a reader's error is
