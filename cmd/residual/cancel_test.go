@@ -279,3 +279,43 @@ func TestQuantizeStopsBeforeWriting(t *testing.T) {
 		t.Errorf("a signal as calibration ended: %s was replaced (%d bytes); stdout %q", out, len(got), stdout.String())
 	}
 }
+
+// TestEvalStopsBeforeTheConfusionImage: a signal while eval prints its
+// results, after the evaluation's last look at the context, stops it
+// before it writes the confusion matrix image (it was written, exit 0).
+func TestEvalStopsBeforeTheConfusionImage(t *testing.T) {
+	dir := t.TempDir()
+	colourFolder(t, dir)
+	ck := filepath.Join(t.TempDir(), "m.safetensors")
+	colourCheckpoint(t, ck, []string{"a", "b"})
+	png := filepath.Join(t.TempDir(), "confusion.png")
+	earlier := []byte("an earlier image")
+	if err := os.WriteFile(png, earlier, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	stdout := signalOnPrint{w: new(bytes.Buffer), at: "confusion matrix (rows", cancel: func() { cancel(signalCause{syscall.SIGTERM}) }}
+	var stderr bytes.Buffer
+	code := run(ctx, []string{"eval", "--weights", ck, "--data", "folder,all:" + filepath.Join(dir, "test"), "--confusion", png}, stdout, &stderr)
+	if code != 143 || !strings.Contains(stderr.String(), "stopped by SIGTERM") {
+		t.Errorf("SIGTERM as eval printed its confusion matrix: exit %d, stderr %q; want 143 and the signal named", code, stderr.String())
+	}
+	if got := readFile(t, png); !bytes.Equal(got, earlier) {
+		t.Errorf("SIGTERM as eval printed its confusion matrix: %s was replaced", png)
+	}
+}
+
+// signalOnPrint is a command's stdout that calls cancel (a signal) when
+// the command prints a line holding at.
+type signalOnPrint struct {
+	w      *bytes.Buffer
+	at     string
+	cancel func()
+}
+
+func (s signalOnPrint) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), s.at) {
+		s.cancel()
+	}
+	return s.w.Write(p)
+}

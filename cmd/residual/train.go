@@ -567,6 +567,9 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		fmt.Fprintln(stdout)
 	}
+	if err := stopped(ctx); err != nil { // a signal since the evaluation: no image
+		return err
+	}
 	if err := train.PlotConfusion(conf, names, *png); err != nil {
 		return err
 	}
