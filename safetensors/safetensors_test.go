@@ -287,6 +287,38 @@ func TestHostileFiles(t *testing.T) {
 	}
 }
 
+// A dimension that an int cannot hold gets the same error on every
+// platform: limits.TensorElements's when the shape would hold too many
+// values, and one naming the tensor, the dimension and the platform's
+// bound when a zero dimension first leaves the shape empty. 2³² is past a
+// 32-bit int only, so its zero-first shape reads on a 64-bit platform.
+func TestShapeDimensionPastInt(t *testing.T) {
+	decode := func(shape string) error {
+		h := `{"a":{"dtype":"F32","shape":` + shape + `,"data_offsets":[0,0]}}`
+		_, err := Decode(append(binary.LittleEndian.AppendUint64(nil, uint64(len(h))), h...))
+		return err
+	}
+	elems := fmt.Sprint(limits.TensorElements) + " values (limits.TensorElements)"
+	pastInt := fmt.Sprintf("does not fit an int, at most %d on this %d-bit platform", math.MaxInt, bits.UintSize)
+	cases := []struct{ shape, want string }{
+		{`[99999999999999999999]`, `safetensors: tensor "a": shape [99999999999999999999] holds more than ` + elems},
+		{`[4294967296,0]`, `safetensors: tensor "a": shape [4294967296 0] holds more than ` + elems},
+		{`[0,99999999999999999999,3]`, `safetensors: tensor "a": shape [0 99999999999999999999 3]: dimension 99999999999999999999 ` + pastInt},
+		{`[0,-99999999999999999999]`, `safetensors: tensor "a": negative dimension in shape [0 -99999999999999999999]`},
+		{`[2.5,99999999999999999999]`, `safetensors: tensor "a": json: cannot unmarshal number 2.5 into Go value of type int`},
+	}
+	if math.MaxInt < 1<<32 {
+		cases = append(cases, struct{ shape, want string }{`[0,4294967296]`, `safetensors: tensor "a": shape [0 4294967296]: dimension 4294967296 ` + pastInt})
+	} else if err := decode(`[0,4294967296]`); err != nil {
+		t.Errorf("shape [0 4294967296] on a %d-bit platform: %v", bits.UintSize, err)
+	}
+	for _, c := range cases {
+		if err := decode(c.shape); err == nil || err.Error() != c.want {
+			t.Errorf("shape %s: got %v, want %s", c.shape, err, c.want)
+		}
+	}
+}
+
 // A file of unknown size (a pipe) is read up to what its header
 // describes, and bytes after that are refused.
 func TestReadFromStream(t *testing.T) {
