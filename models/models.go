@@ -19,9 +19,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"sort"
 	"strings"
 
+	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/models/mlp"
 	"github.com/residual-nn/residual/models/resnet"
 	"github.com/residual-nn/residual/models/unet"
@@ -97,9 +99,33 @@ func Preset(name string) (Config, error) {
 	}
 	rc, err := resnet.Preset(name)
 	if err != nil {
+		if err := pastIntDepth(name); err != nil {
+			return Config{}, err
+		}
 		return Config{}, fmt.Errorf("models: unknown model %q; known: %s (and %s)", name, strings.Join(Names(), ", "), NameRules)
 	}
 	return Config{Name: name, Arch: &ResNet{rc}}, nil
+}
+
+// pastIntDepth returns, for a resnetN or plainN whose depth N = 6n+2 an
+// int cannot hold (past 2³¹−1 on 386 and arm, past 2⁶³−1 elsewhere: a
+// number resnet.Preset cannot read), the error Validate gives a preset
+// whose n is past limits.Layers, so that such a name is refused as too
+// deep on every platform rather than as unknown; nil for any other name.
+func pastIntDepth(name string) error {
+	digits, ok := strings.CutPrefix(name, "resnet")
+	if !ok {
+		digits, ok = strings.CutPrefix(name, "plain")
+	}
+	d, isNum := new(big.Int).SetString(digits, 10)
+	if !ok || !isNum || d.Sign() < 0 || d.IsInt64() && int64(int(d.Int64())) == d.Int64() {
+		return nil
+	}
+	n, rem := new(big.Int).QuoRem(d.Sub(d, big.NewInt(2)), big.NewInt(6), new(big.Int))
+	if rem.Sign() != 0 {
+		return nil // not 6n+2: unknown, as a depth an int holds would be
+	}
+	return fmt.Errorf("models: %s: resnet: layers[0] %v outside [1, %d] (limits.Layers)", name, n, limits.Layers)
 }
 
 // Kind returns the family's name ("" without an Arch).

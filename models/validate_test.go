@@ -1,11 +1,13 @@
 package models
 
 import (
+	"fmt"
 	"regexp"
 	"runtime"
 	"strings"
 	"testing"
 
+	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/tensor"
 )
 
@@ -103,6 +105,34 @@ func TestValidateAcceptsThePresets(t *testing.T) {
 		}
 		if err := c.Validate(); err != nil {
 			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// A resnetN or plainN whose depth an int cannot hold is refused as too
+// deep on every platform, in the words Validate uses for a depth an int
+// holds; one that is not 6n+2, or is negative, is unknown, as a small one
+// would be.
+func TestPresetDepthPastInt(t *testing.T) {
+	refuse := func(name string) error {
+		c, err := Preset(name)
+		if err == nil {
+			err = c.Validate()
+		}
+		return err
+	}
+	for name, n := range map[string]string{
+		"resnet999999999999999992":  "166666666666666665",   // past a 32-bit int
+		"plain99999999999999999992": "16666666666666666665", // past a 64-bit int too
+	} {
+		want := fmt.Sprintf("models: %s: resnet: layers[0] %s outside [1, %d] (limits.Layers)", name, n, limits.Layers)
+		if err := refuse(name); err == nil || err.Error() != want {
+			t.Errorf("%s: got %v, want %s", name, err, want)
+		}
+	}
+	for _, name := range []string{"resnet99999999999999999993", "plain-99999999999999999992", "resnet99999999999999999992x"} {
+		if err := refuse(name); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("unknown model %q", name)) {
+			t.Errorf("%s: got %v, want it unknown", name, err)
 		}
 	}
 }

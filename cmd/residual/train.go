@@ -113,10 +113,10 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var mc models.Config // with --init and no --model: the checkpoint's network (train.Prepare reads it)
 	if *initCkpt == "" || flagSet(fs, "model") {
 		var err error
-		if mc, err = models.Preset(*model); err != nil {
-			return fmt.Errorf("%w: %v", errUsage, err)
+		if mc, err = models.Preset(*model); err == nil {
+			err = mc.Validate() // a name Preset reads but beyond the limits
 		}
-		if err = mc.Validate(); err != nil { // a name Preset reads but beyond the limits
+		if err != nil {
 			return fmt.Errorf("%w: --model %s: %v", errUsage, *model, err)
 		}
 	}
