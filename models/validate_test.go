@@ -2,6 +2,7 @@ package models
 
 import (
 	"fmt"
+	"math"
 	"regexp"
 	"runtime"
 	"strings"
@@ -15,19 +16,33 @@ import (
 // refused by Build, naming the limit, before anything is allocated.
 func TestHostileConfigs(t *testing.T) {
 	cases := map[string]string{
-		`{"name":"x","resnet":{"block":"basic","layers":[2,2],"widths":[64,4000000],"stem":"cifar","stem_width":16,"ordering":"post","shortcut":"B","classes":10,"in_channels":3}}`:                                "limits.Channels",
-		`{"name":"x","resnet":{"block":"basic","layers":[100000],"widths":[16],"stem":"cifar","stem_width":16,"ordering":"post","shortcut":"B","classes":10,"in_channels":3}}`:                                     "limits.Layers",
-		`{"name":"x","resnet":{"block":"basic","layers":[9223372036854775807,9223372036854775807],"widths":[16,16],"stem":"cifar","stem_width":16,"ordering":"post","shortcut":"B","classes":10,"in_channels":3}}`: "limits.Layers",
-		`{"name":"x","resnet":{"block":"basic","layers":[1],"widths":[16],"stem":"cifar","stem_width":16,"ordering":"post","shortcut":"B","classes":100000000,"in_channels":3}}`:                                   "limits.Classes",
-		`{"name":"x","resnet":{"block":"bottleneck","layers":[3,4,6,3],"widths":[16384,16384,16384,16384],"stem":"imagenet","stem_width":64,"ordering":"post","shortcut":"B","classes":10,"in_channels":3}}`:       "limits.TotalBytes",
-		`{"name":"x","resnet":{"block":"basic","layers":[2000,2000,2000,2000],"widths":[2048,2048,2048,2048],"stem":"cifar","stem_width":16,"ordering":"post","shortcut":"B","classes":10,"in_channels":3}}`:       "limits.TotalBytes",
-		`{"name":"x","resnet":{"block":"basic","layers":[1],"widths":[16],"stem":"cifar","stem_width":16,"ordering":"post","shortcut":"B","classes":10,"in_channels":3,"bn_eps":-1}}`:                              "bn_eps -1",
-		`{"name":"x","resnet":{"block":"basic","layers":[1],"widths":[-16],"stem":"cifar","stem_width":16,"ordering":"post","shortcut":"B","classes":10,"in_channels":3}}`:                                         "widths[0] -16",
-		`{"name":"x","unet":{"in_channels":1,"classes":2,"depth":40,"base":64}}`:                                                                                                                                   "depth 40",
-		`{"name":"x","unet":{"in_channels":1,"classes":2,"depth":1,"base":4611686018427387904}}`:                                                                                                                   "limits.Channels",
-		`{"name":"x","unet":{"in_channels":1,"classes":2,"depth":0,"base":64}}`:                                                                                                                                    "depth 0",
-		`{"name":"x","mlp":{"In":1,"Out":1,"Width":10000,"Depth":14000}}`:                                                                                                                                          "limits.TotalBytes",
-		`{"name":"x","mlp":{"In":1,"Out":1,"Width":10,"Depth":1000000}}`:                                                                                                                                           "limits.Layers",
+		`{"name":"x","resnet":{"block":"basic","layers":[2,2],"widths":[64,4000000],"stem":"cifar","stem_width":16,"ordering":"post","shortcut":"B","classes":10,"in_channels":3}}`:                          "limits.Channels",
+		`{"name":"x","resnet":{"block":"basic","layers":[100000],"widths":[16],"stem":"cifar","stem_width":16,"ordering":"post","shortcut":"B","classes":10,"in_channels":3}}`:                               "limits.Layers",
+		`{"name":"x","resnet":{"block":"basic","layers":[1],"widths":[16],"stem":"cifar","stem_width":16,"ordering":"post","shortcut":"B","classes":100000000,"in_channels":3}}`:                             "limits.Classes",
+		`{"name":"x","resnet":{"block":"bottleneck","layers":[3,4,6,3],"widths":[16384,16384,16384,16384],"stem":"imagenet","stem_width":64,"ordering":"post","shortcut":"B","classes":10,"in_channels":3}}`: "limits.TotalBytes",
+		`{"name":"x","resnet":{"block":"basic","layers":[2000,2000,2000,2000],"widths":[2048,2048,2048,2048],"stem":"cifar","stem_width":16,"ordering":"post","shortcut":"B","classes":10,"in_channels":3}}`: "limits.TotalBytes",
+		`{"name":"x","resnet":{"block":"basic","layers":[1],"widths":[16],"stem":"cifar","stem_width":16,"ordering":"post","shortcut":"B","classes":10,"in_channels":3,"bn_eps":-1}}`:                        "bn_eps -1",
+		`{"name":"x","resnet":{"block":"basic","layers":[1],"widths":[-16],"stem":"cifar","stem_width":16,"ordering":"post","shortcut":"B","classes":10,"in_channels":3}}`:                                   "widths[0] -16",
+		`{"name":"x","unet":{"in_channels":1,"classes":2,"depth":40,"base":64}}`:                                                                                                                             "depth 40",
+		`{"name":"x","unet":{"in_channels":1,"classes":2,"depth":0,"base":64}}`:                                                                                                                              "depth 0",
+		`{"name":"x","mlp":{"In":1,"Out":1,"Width":10000,"Depth":14000}}`:                                                                                                                                    "limits.TotalBytes",
+		`{"name":"x","mlp":{"In":1,"Out":1,"Width":10,"Depth":1000000}}`:                                                                                                                                     "limits.Layers",
+	}
+	// Sums and doublings past an int: the largest int, and half of it plus
+	// one. They are 2⁶³−1 and 2⁶² on a 64-bit platform; on a 32-bit one an
+	// int holds no more than 2³¹−1, and a config with those 64-bit
+	// numbers is refused while it is read, naming the field.
+	cases[fmt.Sprintf(`{"name":"x","resnet":{"block":"basic","layers":[%d,%d],"widths":[16,16],"stem":"cifar","stem_width":16,"ordering":"post","shortcut":"B","classes":10,"in_channels":3}}`, math.MaxInt, math.MaxInt)] = "limits.Layers"
+	cases[fmt.Sprintf(`{"name":"x","unet":{"in_channels":1,"classes":2,"depth":1,"base":%d}}`, math.MaxInt/2+1)] = "limits.Channels"
+	if math.MaxInt < 1<<62 {
+		for js, field := range map[string]string{
+			`{"name":"x","resnet":{"block":"basic","layers":[9223372036854775807],"widths":[16],"stem":"cifar","stem_width":16,"ordering":"post","shortcut":"B","classes":10,"in_channels":3}}`: "number 9223372036854775807 into Go struct field ResNet.Config.layers of type int",
+			`{"name":"x","unet":{"in_channels":1,"classes":2,"depth":1,"base":4611686018427387904}}`:                                                                                            "number 4611686018427387904 into Go struct field UNet.Config.base of type int",
+		} {
+			if _, err := Unmarshal(js); err == nil || !strings.Contains(err.Error(), field) {
+				t.Errorf("%s on a 32-bit platform: got %v, want an error containing %q", js, err, field)
+			}
+		}
 	}
 	// Configs that name two networks or none are refused while reading.
 	for _, js := range []string{`{"name":"x","mlp":{"In":1,"Out":1,"Width":10,"Depth":1},"unet":{"in_channels":1,"classes":2,"depth":1,"base":4}}`, `{"name":"x"}`} {
