@@ -294,6 +294,18 @@ func TestBombsRefused(t *testing.T) {
 	if _, err := Decode(fixture.PNGWithSize(20000, 20000), "big.png"); err == nil || !strings.Contains(err.Error(), "limits.ImagePixels") {
 		t.Errorf("20000×20000: %v", err)
 	}
+	// Sizes whose pixels Go's PNG decoder refuses as a "dimension
+	// overflow" of its int (from 20,000×20,000 on a 32-bit platform, from
+	// 2³⁰×2³⁰ on a 64-bit one) get the limit's error, as smaller ones do;
+	// with a bad checksum the header is corrupt.
+	huge := fixture.PNGWithSize(1<<30, 1<<30)
+	if _, err := Decode(huge, "huge.png"); err == nil || err.Error() != "imagefile: huge.png: image of 1073741824×1073741824 pixels has a side over 65536 (limits.ImageSide)" {
+		t.Errorf("2³⁰×2³⁰: %v", err)
+	}
+	huge[29] ^= 1
+	if _, err := Decode(huge, "huge.png"); err == nil || !strings.Contains(err.Error(), "imagefile: huge.png: corrupt png header") {
+		t.Errorf("2³⁰×2³⁰ with a bad checksum: %v", err)
+	}
 }
 
 // webpCanvasBomb is a 56-byte extended WebP whose canvas (VP8X) is 1×1
