@@ -16,6 +16,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -158,11 +159,21 @@ func memAvailable(r io.Reader) (int64, bool) {
 // memory available now (Memory if set, else AvailableMemory; nil where
 // that is unknown):
 // for work that would otherwise grow until the kernel kills the process,
-// without a message and without saving anything.
+// without a message and without saving anything. On a 32-bit platform
+// it allows at most 2³¹−1 bytes (2.1 GB), whatever Memory or the machine
+// says: the longest slice, and half of the 4 GiB such a process can
+// address at best; past that an allocation panics (makeslice: len out of
+// range) or exhausts the address space.
 func CheckMemory(what string, need int64) error {
 	avail, ok := Memory, Memory > 0
 	if !ok {
 		avail, ok = AvailableMemory()
+	}
+	if strconv.IntSize == 32 && (!ok || avail > math.MaxInt32) {
+		if need <= math.MaxInt32 {
+			return nil
+		}
+		return fmt.Errorf("%s needs at least %s of memory; a 32-bit process holds %s at most", what, sizeText(need), sizeText(math.MaxInt32))
 	}
 	if !ok || need <= avail {
 		return nil

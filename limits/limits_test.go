@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -87,5 +88,28 @@ func TestMemory(t *testing.T) {
 	defer func() { Memory = 0 }()
 	if err := CheckMemory("a batch", 1<<20); err == nil || !strings.Contains(err.Error(), "a batch needs at least 1.0 MB of memory; 0.5 MB is available") {
 		t.Errorf("CheckMemory of 1 MB within limits.Memory 512 kB: %v", err)
+	}
+}
+
+// On a 32-bit platform CheckMemory allows no more than 2³¹−1 bytes, even
+// where limits.Memory and the machine allow more: a longer slice panics
+// (makeslice: len out of range) and the address space ends soon after.
+func TestMemory32Bit(t *testing.T) {
+	if strconv.IntSize != 32 {
+		t.Skipf("%d-bit ints: CheckMemory is bounded by limits.Memory or the machine alone (TestMemory)", strconv.IntSize)
+	}
+	defer func(m int64) { Memory = m }(Memory)
+	for _, m := range []int64{3 << 30, 1 << 40} {
+		Memory = m
+		if err := CheckMemory("a batch", math.MaxInt32); err != nil {
+			t.Errorf("limits.Memory %d: CheckMemory of 2³¹−1 bytes: %v", m, err)
+		}
+		if err := CheckMemory("a batch", math.MaxInt32+1); err == nil || err.Error() != "a batch needs at least 2.1 GB of memory; a 32-bit process holds 2.1 GB at most" {
+			t.Errorf("limits.Memory %d: CheckMemory of 2³¹ bytes: %v", m, err)
+		}
+	}
+	Memory = 1 << 30 // less: named as what is available
+	if err := CheckMemory("a batch", 1<<31); err == nil || err.Error() != "a batch needs at least 2.1 GB of memory; 1.1 GB is available" {
+		t.Errorf("limits.Memory 1 GiB: CheckMemory of 2³¹ bytes: %v", err)
 	}
 }

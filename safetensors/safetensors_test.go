@@ -319,6 +319,38 @@ func TestShapeDimensionPastInt(t *testing.T) {
 	}
 }
 
+// A 2 GiB file, within limits.TotalBytes, is refused for memory before
+// its data is allocated: on a 32-bit platform whatever limits.Memory
+// says (a []byte of 2³¹ bytes panicked there: makeslice: len out of
+// range), elsewhere when limits.Memory is less than it needs. The file is
+// sparse: it takes no disk.
+func TestReadPastMemory(t *testing.T) {
+	h := `{"a":{"dtype":"F32","shape":[268435456],"data_offsets":[0,1073741824]},"b":{"dtype":"F32","shape":[268435456],"data_offsets":[1073741824,2147483648]}}`
+	p := filepath.Join(t.TempDir(), "big.safetensors")
+	if err := os.WriteFile(p, append(binary.LittleEndian.AppendUint64(nil, uint64(len(h))), h...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(p, int64(8+len(h))+2<<30); err != nil {
+		t.Fatal(err)
+	}
+	defer func(m int64) { limits.Memory = m }(limits.Memory)
+	want := "a 32-bit process holds 2.1 GB at most"
+	limits.Memory = 1 << 40
+	if math.MaxInt > math.MaxInt32 {
+		limits.Memory, want = 1<<30, "1.1 GB is available"
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := Read(p)
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.HasSuffix(err.Error(), "safetensors: the header's tensors needs at least 4.3 GB of memory; "+want) {
+		t.Errorf("2 GiB of F32 with limits.Memory %d: %v", limits.Memory, err)
+	}
+	if d := after.TotalAlloc - before.TotalAlloc; d > 64<<20 {
+		t.Errorf("2 GiB of F32: allocated %d MB before refusing", d>>20)
+	}
+}
+
 // A file of unknown size (a pipe) is read up to what its header
 // describes, and bytes after that are refused.
 func TestReadFromStream(t *testing.T) {
@@ -335,7 +367,9 @@ func TestReadFromStream(t *testing.T) {
 	}
 	// A header of a few hundred bytes declaring 3 GB (within
 	// limits.TotalBytes) and a stream that ends there: refused as
-	// truncated without allocating what the header declares.
+	// truncated without allocating what the header declares. A 32-bit
+	// process cannot hold 3 GB: there it is refused for memory, before
+	// any data is read.
 	h := `{"a":{"dtype":"F32","shape":[268435456],"data_offsets":[0,1073741824]},"b":{"dtype":"F32","shape":[268435456],"data_offsets":[1073741824,2147483648]},` +
 		`"c":{"dtype":"F32","shape":[268435456],"data_offsets":[2147483648,3221225472]}}`
 	stream := append(binary.LittleEndian.AppendUint64(nil, uint64(len(h))), h...)
@@ -345,8 +379,12 @@ func TestReadFromStream(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	_, err = ReadFrom(bytes.NewReader(append(stream, 1, 2, 3)), -1)
 	runtime.ReadMemStats(&after)
-	if err == nil || !strings.Contains(err.Error(), "truncated: 3 of") {
-		t.Errorf("a 3 GB header on a stream of 3 data bytes: %v", err)
+	want := "truncated: 3 of"
+	if math.MaxInt == math.MaxInt32 {
+		want = "a 32-bit process holds 2.1 GB at most"
+	}
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("a 3 GB header on a stream of 3 data bytes: %v; want an error containing %q", err, want)
 	}
 	if d := after.TotalAlloc - before.TotalAlloc; d > 64<<20 {
 		t.Errorf("a 3 GB header on a stream of 3 data bytes: allocated %d MB before refusing", d>>20)
