@@ -97,7 +97,8 @@ func CheckImage(what string, w, h int) error {
 
 // ReadFile reads a whole file that must be a regular file of at most
 // limit bytes: its size comes from Stat and is checked before anything is
-// allocated, and a device, a pipe or a folder is refused rather than read
+// allocated (on a 32-bit platform also against 2³¹−1 bytes, the longest
+// slice), and a device, a pipe or a folder is refused rather than read
 // without end. It opens as OpenNoWait does: a FIFO that no process writes
 // would block the open itself.
 func ReadFile(path string, limit int64) ([]byte, error) {
@@ -115,6 +116,9 @@ func ReadFile(path string, limit int64) ([]byte, error) {
 	}
 	if st.Size() > limit {
 		return nil, fmt.Errorf("%s has %d bytes, more than the %d allowed", path, st.Size(), limit)
+	}
+	if int64(int(st.Size())) != st.Size() { // past 2³¹−1 on a 32-bit platform: no slice is that long
+		return nil, fmt.Errorf("%s has %d bytes, more than a 32-bit process holds (%d)", path, st.Size(), math.MaxInt)
 	}
 	b := make([]byte, st.Size())
 	if n, err := io.ReadFull(f, b); err != nil {

@@ -62,6 +62,27 @@ func TestReadFile(t *testing.T) {
 	}
 }
 
+// A file within the limit it is read with but longer than a slice can be
+// (2³¹ bytes on a 32-bit platform) is refused, naming it, before any
+// allocation: make panicked (makeslice: len out of range). The file is
+// sparse: it takes no disk.
+func TestReadFilePastSlice(t *testing.T) {
+	if strconv.IntSize != 32 {
+		t.Skipf("%d-bit ints: every file size fits a slice's length", strconv.IntSize)
+	}
+	p := filepath.Join(t.TempDir(), "big")
+	if err := os.WriteFile(p, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(p, 1<<31); err != nil {
+		t.Fatal(err)
+	}
+	want := p + " has 2147483648 bytes, more than a 32-bit process holds (2147483647)"
+	if _, err := ReadFile(p, 4<<30); err == nil || err.Error() != want {
+		t.Errorf("a 2 GiB file: %v; want %s", err, want)
+	}
+}
+
 // TestMemory reads MemAvailable from a /proc/meminfo and refuses a need
 // beyond what is available, naming it; a file without the line is
 // unknown.
