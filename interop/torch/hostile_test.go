@@ -237,6 +237,16 @@ func TestHostilePth(t *testing.T) {
 		return append(binary.LittleEndian.AppendUint64([]byte{0x80, 4, 0x95}, size), '.')
 	}
 	one := func(s spec) string { return string(statePickle(s)) }
+	// An integer past a 32-bit int is refused as that while the pickle is
+	// scanned on a 32-bit platform, where its interpreter would drop the
+	// bits that do not fit (2⁴⁰ read as 0, 2⁶³−1 as −1); elsewhere it is
+	// refused for what it says.
+	fits := func(v int64, want string) string {
+		if int64(int(v)) != v {
+			return fmt.Sprintf("archive/data.pkl: pickle integer %d does not fit an int, at most %d on this 32-bit platform", v, math.MaxInt)
+		}
+		return want
+	}
 	cases := []struct {
 		name     string
 		pkl      string
@@ -250,11 +260,14 @@ func TestHostilePth(t *testing.T) {
 		{"huge BINBYTES8", "\x80\x04\x8e" + string(binary.LittleEndian.AppendUint64(nil, 1<<50)) + ".", nil, "exceeds"},
 		{"negative BINSTRING", "\x80\x02T\xff\xff\xff\xff.", nil, "exceeds"},
 		{"huge LONG4", "\x80\x02\x8b\x00\x00\x00\x10.", nil, "integer of"},
+		{"LONG4 past 32 bits", "\x80\x02\x8b\x05\x00\x00\x00\x00\x00\x00\x00\x01.", nil, fits(1<<32, "not a state dict")},
+		{"LONG past 32 bits", "\x80\x02L4294967296L\n.", nil, fits(1<<32, "not a state dict")},
+		{"negative LONG1 past 32 bits", "\x80\x02\x8a\x05\x00\x00\x00\x00\xff.", nil, fits(-1<<32, "not a state dict")},
 		{"empty LONG1", "\x80\x02\x8a\x00.", nil, "malformed pickle"},
 		{"deep nesting", "\x80\x02" + strings.Repeat("(", 5000) + ".", nil, "nests deeper"},
 		{"empty stack", "\x80\x02R.", nil, "stack is empty"},
 		{"no STOP", "\x80\x02N", nil, "no STOP"},
-		{"huge storage", one(spec{"w", "FloatStorage", "0", 1 << 40, 0, []int64{1}, []int64{1}}), nil, "limits.TotalBytes"},
+		{"huge storage", one(spec{"w", "FloatStorage", "0", 1 << 40, 0, []int64{1}, []int64{1}}), nil, fits(1<<40, "limits.TotalBytes")},
 		{"negative storage", one(spec{"w", "FloatStorage", "0", -5, 0, []int64{1}, []int64{1}}), nil, "storage reference"},
 		{"huge tensor", one(spec{"w", "FloatStorage", "0", 4, 0, []int64{1 << 20, 1 << 20}, []int64{0, 0}}), nil, "limits.TensorElements"},
 		{"negative size", one(spec{"w", "FloatStorage", "0", 4, 0, []int64{-4}, []int64{1}}), nil, "non-negative"},
@@ -264,9 +277,9 @@ func TestHostilePth(t *testing.T) {
 		// wrapped the last element's index negative: both panicked slicing
 		// the storage.
 		{"empty tensor past the storage", one(spec{"w", "FloatStorage", "0", 2, 100, []int64{0}, []int64{1}}), map[string][]byte{"0": floats(1, 2)}, "offset 100 lies beyond its 2-value storage"},
-		{"offset of MaxInt64", one(spec{"w", "FloatStorage", "0", 2, math.MaxInt64, []int64{2}, []int64{1}}), map[string][]byte{"0": floats(1, 2)}, "lies beyond its 2-value storage"},
+		{"offset of MaxInt64", one(spec{"w", "FloatStorage", "0", 2, math.MaxInt64, []int64{2}, []int64{1}}), map[string][]byte{"0": floats(1, 2)}, fits(math.MaxInt64, "storage offset 9223372036854775807 lies beyond its 2-value storage")},
 		{"offset at the end", one(spec{"w", "FloatStorage", "0", 2, 2, []int64{1}, []int64{1}}), map[string][]byte{"0": floats(1, 2)}, "starts past the end"},
-		{"stride of MaxInt64", one(spec{"w", "FloatStorage", "0", 2, 0, []int64{2}, []int64{math.MaxInt64}}), map[string][]byte{"0": floats(1, 2)}, "stride"},
+		{"stride of MaxInt64", one(spec{"w", "FloatStorage", "0", 2, 0, []int64{2}, []int64{math.MaxInt64}}), map[string][]byte{"0": floats(1, 2)}, fits(math.MaxInt64, "stride [9223372036854775807] outside its 2-value storage")},
 		{"expanded class count", one(spec{"fc.bias", "FloatStorage", "0", 1, 0, []int64{1 << 27}, []int64{0}}), map[string][]byte{"0": floats(1)}, "storage only 1"},
 		{"class count the file lacks", one(spec{"fc.bias", "FloatStorage", "0", 1 << 27, 0, []int64{1 << 27}, []int64{1}}), map[string][]byte{"0": floats(1, 2)}, "holds 8 bytes, the pickle describes 536870912"},
 		{"truncated storage", one(spec{"w", "FloatStorage", "0", 4, 0, []int64{4}, []int64{1}}), map[string][]byte{"0": floats(1, 2, 3)}, "holds 12 bytes, the pickle describes 16"},

@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"strconv"
+	"strings"
 
 	"github.com/nlpodyssey/gopickle/pickle"
 
@@ -135,11 +138,23 @@ func readPickle(r byteReader) ([]byte, error) {
 			if err2 = line(); err2 == nil {
 				err2 = line()
 			}
-		case 'F', 'I', 'L', 'P', 'S', 'V', 'g', 'p': // text arguments
+		case 'L': // LONG: a decimal line
+			start := out.Len()
+			if err2 = line(); err2 == nil {
+				err2 = textLongFits(out.Bytes()[start:])
+			}
+		case 'F', 'I', 'P', 'S', 'V', 'g', 'p': // text arguments
 			err2 = line()
-		case 'K', 'U', 'h', 'q', 0x80, 0x82, 'C', 0x8c, 0x8a: // one-byte argument, or length and data
+		case 0x8a: // LONG1: a one-byte count, then the integer's bytes
+			var b []byte
+			if b, err2 = take(1); err2 == nil {
+				if b, err2 = take(int64(b[0])); err2 == nil {
+					err2 = longFits(b)
+				}
+			}
+		case 'K', 'U', 'h', 'q', 0x80, 0x82, 'C', 0x8c: // one-byte argument, or length and data
 			switch op {
-			case 'U', 'C', 0x8c, 0x8a: // SHORT_BINSTRING, SHORT_BINBYTES, SHORT_BINUNICODE, LONG1
+			case 'U', 'C', 0x8c: // SHORT_BINSTRING, SHORT_BINBYTES, SHORT_BINUNICODE
 				err2 = length(1, false)
 			default:
 				_, err2 = take(1)
@@ -157,8 +172,8 @@ func readPickle(r byteReader) ([]byte, error) {
 			if b, err2 = take(4); err2 == nil {
 				if n := int32(binary.LittleEndian.Uint32(b)); n < 0 || n > maxLong {
 					err2 = fmt.Errorf("pickle integer of %d bytes; a state dict needs at most %d", n, maxLong)
-				} else {
-					_, err2 = take(int64(n))
+				} else if b, err2 = take(int64(n)); err2 == nil {
+					err2 = longFits(b)
 				}
 			}
 		case 'X', 'B': // BINUNICODE, BINBYTES
@@ -186,6 +201,44 @@ func readPickle(r byteReader) ([]byte, error) {
 			return nil, err2
 		}
 	}
+}
+
+// longFits refuses a LONG1 or LONG4 integer (little-endian two's
+// complement) of 1 to 8 bytes that an int cannot hold: the interpreter
+// makes those an int and drops what does not fit, so on a 32-bit platform
+// a storage of 2⁴⁰ values read as 0 and an offset of 2⁶³−1 as −1. Longer
+// ones it makes a *big.Int, which no state dict field takes, and an
+// empty one it refuses itself.
+func longFits(b []byte) error {
+	if len(b) == 0 || len(b) > 8 {
+		return nil
+	}
+	var u uint64
+	for i := len(b) - 1; i >= 0; i-- {
+		u = u<<8 | uint64(b[i])
+	}
+	shift := 64 - 8*len(b)
+	return intFits(int64(u<<shift) >> shift)
+}
+
+// textLongFits is longFits for a protocol-0 LONG's decimal line (with
+// its newline, and an L after the digits where Python 2 wrote one),
+// which the interpreter reads as an int64 and makes an int; past an
+// int64 it makes a *big.Int, and what is no number it refuses itself.
+func textLongFits(line []byte) error {
+	v, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSuffix(string(line), "\n"), "L"), 10, 64)
+	if err != nil {
+		return nil
+	}
+	return intFits(v)
+}
+
+// intFits refuses a pickle integer past the platform's int.
+func intFits(v int64) error {
+	if int64(int(v)) != v {
+		return fmt.Errorf("pickle integer %d does not fit an int, at most %d on this %d-bit platform", v, math.MaxInt, strconv.IntSize)
+	}
+	return nil
 }
 
 // unpickle interprets a pickle that readPickle checked, with globals
