@@ -14,9 +14,11 @@ package limits
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
+	"math/big"
 	"os"
 	"strconv"
 	"strings"
@@ -79,6 +81,54 @@ func CheckElements(what string, shape ...int) error {
 		n *= d
 	}
 	return nil
+}
+
+// ParseShape decodes a JSON list of dimensions (a safetensors header's
+// or a TensorFlow.js weight manifest's "shape") into ints, with
+// encoding/json's error for anything else; a shape it returns is still to
+// be checked with CheckElements. A dimension that an int cannot hold (past
+// 2³¹−1 on 386 and arm, past 2⁶³−1 elsewhere) does not get encoding/json's
+// "cannot unmarshal number": the shape is checked as CheckElements checks
+// one, on numbers of any size, so that one that holds too many values gets
+// that error (without its what) on every platform, and one that does not
+// (a zero comes first) an error naming the dimension and the platform's
+// bound.
+func ParseShape(b []byte) ([]int, error) {
+	var shape []int
+	err := json.Unmarshal(b, &shape)
+	if err == nil {
+		return shape, nil
+	}
+	var dims []json.RawMessage
+	if json.Unmarshal(b, &dims) != nil {
+		return nil, err
+	}
+	vals := make([]*big.Int, len(dims))
+	var wide *big.Int // the first dimension past an int
+	for i, d := range dims {
+		v, ok := new(big.Int).SetString(string(d), 10)
+		if !ok {
+			return nil, err // not a whole number: encoding/json's error names it
+		}
+		vals[i] = v
+		if wide == nil && (!v.IsInt64() || int64(int(v.Int64())) != v.Int64()) {
+			wide = v
+		}
+	}
+	if wide == nil { // every dimension fits: encoding/json refused something else
+		return nil, err
+	}
+	// CheckElements's checks, in its order, on numbers of any size.
+	n, most := big.NewInt(1), big.NewInt(int64(TensorElements))
+	for _, v := range vals {
+		if v.Sign() < 0 {
+			return nil, fmt.Errorf("negative dimension in shape %v", vals)
+		}
+		if n.Mul(n, v).Cmp(most) > 0 {
+			return nil, fmt.Errorf("shape %v holds more than %d values (limits.TensorElements)", vals, TensorElements)
+		}
+	}
+	return nil, fmt.Errorf("shape %v: dimension %v does not fit an int, at most %d on this %d-bit platform", vals, wide, math.MaxInt, strconv.IntSize)
 }
 
 // CheckImage returns an error naming what if a w×h image is empty or

@@ -134,3 +134,24 @@ func TestMemory32Bit(t *testing.T) {
 		t.Errorf("limits.Memory 1 GiB: CheckMemory of 2³¹ bytes: %v", err)
 	}
 }
+
+// ParseShape reads a shape an int holds as encoding/json does, and one
+// with a dimension past an int as CheckElements would judge it (the
+// callers' tests check their messages: safetensors' and keras').
+func TestParseShape(t *testing.T) {
+	if s, err := ParseShape([]byte(` [2, 0,3]`)); err != nil || len(s) != 3 || s[0] != 2 || s[1] != 0 || s[2] != 3 {
+		t.Errorf("[2, 0, 3]: %v, %v", s, err)
+	}
+	for in, want := range map[string]string{
+		`"x"`:                       "json: cannot unmarshal string into Go value of type []int",
+		`[1.5]`:                     "json: cannot unmarshal number 1.5 into Go value of type int",
+		`[1e30]`:                    "json: cannot unmarshal number 1e30 into Go value of type int",
+		`[2,99999999999999999999]`:  "shape [2 99999999999999999999] holds more than " + strconv.Itoa(TensorElements) + " values (limits.TensorElements)",
+		`[-1,99999999999999999999]`: "negative dimension in shape [-1 99999999999999999999]",
+		`[0,99999999999999999999]`:  "shape [0 99999999999999999999]: dimension 99999999999999999999 does not fit an int, at most " + strconv.Itoa(math.MaxInt) + " on this " + strconv.Itoa(strconv.IntSize) + "-bit platform",
+	} {
+		if _, err := ParseShape([]byte(in)); err == nil || err.Error() != want {
+			t.Errorf("%s: got %v, want %s", in, err, want)
+		}
+	}
+}

@@ -23,9 +23,7 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"math/big"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/residual-nn/residual/internal/atomicfile"
@@ -331,7 +329,7 @@ func parseEntry(msg json.RawMessage) (entry, error) {
 		case "dtype":
 			err = json.Unmarshal(f.value, &e.Dtype)
 		case "shape":
-			e.Shape, err = parseShape(f.value)
+			e.Shape, err = limits.ParseShape(f.value)
 		case "data_offsets":
 			var offsets []int64
 			if err = json.Unmarshal(f.value, &offsets); err == nil && len(offsets) != 2 {
@@ -352,51 +350,6 @@ func parseEntry(msg json.RawMessage) (entry, error) {
 		}
 	}
 	return e, nil
-}
-
-// parseShape decodes a tensor's "shape", a list of whole numbers, into
-// ints. A shape with a dimension that an int cannot hold (past 2³¹−1 on
-// 386 and arm, past 2⁶³−1 elsewhere) is checked as limits.CheckElements
-// checks a shape, on numbers of any size, so that one that holds too many
-// values gets that error on every platform; one that does not (a zero
-// comes first) gets an error naming the dimension and the platform's
-// bound, in place of encoding/json's "cannot unmarshal number".
-func parseShape(b json.RawMessage) ([]int, error) {
-	var shape []int
-	err := json.Unmarshal(b, &shape)
-	if err == nil {
-		return shape, nil
-	}
-	var dims []json.RawMessage
-	if json.Unmarshal(b, &dims) != nil {
-		return nil, err
-	}
-	vals := make([]*big.Int, len(dims))
-	var wide *big.Int // the first dimension past an int
-	for i, d := range dims {
-		v, ok := new(big.Int).SetString(string(d), 10)
-		if !ok {
-			return nil, err // not a whole number: encoding/json's error names it
-		}
-		vals[i] = v
-		if wide == nil && (!v.IsInt64() || int64(int(v.Int64())) != v.Int64()) {
-			wide = v
-		}
-	}
-	if wide == nil { // every dimension fits: encoding/json refused something else
-		return nil, err
-	}
-	// limits.CheckElements's checks, in its order, on numbers of any size.
-	n, most := big.NewInt(1), big.NewInt(int64(limits.TensorElements))
-	for _, v := range vals {
-		if v.Sign() < 0 {
-			return nil, fmt.Errorf("negative dimension in shape %v", vals)
-		}
-		if n.Mul(n, v).Cmp(most) > 0 {
-			return nil, fmt.Errorf("shape %v holds more than %d values (limits.TensorElements)", vals, limits.TensorElements)
-		}
-	}
-	return nil, fmt.Errorf("shape %v: dimension %v does not fit an int, at most %d on this %d-bit platform", vals, wide, math.MaxInt, strconv.IntSize)
 }
 
 // decode converts the checked data to float32 tensors.

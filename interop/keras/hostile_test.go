@@ -159,7 +159,11 @@ func TestHostileModels(t *testing.T) {
 		{"epsilon 0", edit(`"epsilon":0.001`, `"epsilon":0`), bin, "epsilon 0"},
 		{"negative epsilon", edit(`"epsilon":0.001`, `"epsilon":-1`), bin, "epsilon -1"},
 		{"huge shape", edit(`"shape":[2048,3]`, `"shape":[65536,65536,65536]`), bin, "limits.TensorElements"},
-		{"overflowing shape", edit(`"shape":[2048,3]`, `"shape":[4294967296,4294967296,4294967296,4294967296]`), bin, "limits.TensorElements"},
+		// Dimensions an int cannot hold (2³² past a 32-bit one) get the
+		// same error on every platform.
+		{"overflowing shape", edit(`"shape":[2048,3]`, `"shape":[4294967296,4294967296,4294967296,4294967296]`), bin, "weight fc1000/kernel: shape [4294967296 4294967296 4294967296 4294967296] holds more than 268435456 values (limits.TensorElements)"},
+		{"shape past 64 bits", edit(`"shape":[2048,3]`, `"shape":[99999999999999999999,3]`), bin, "weight fc1000/kernel: shape [99999999999999999999 3] holds more than 268435456 values (limits.TensorElements)"},
+		{"empty shape past 64 bits", edit(`"shape":[2048,3]`, `"shape":[0,99999999999999999999]`), bin, "weight fc1000/kernel: shape [0 99999999999999999999]: dimension 99999999999999999999 does not fit an int"},
 		{"class count the shard lacks", edit(`"shape":[2048,3]`, `"shape":[2048,100000]`), bin, "truncated shard"},
 		{"negative dimension", edit(`"shape":[2048,3]`, `"shape":[-2048,-3]`), bin, "negative dimension"},
 		{"missing shard", model, nil, "w.bin"},

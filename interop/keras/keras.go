@@ -76,7 +76,7 @@ type modelJSON struct {
 		Paths   []string `json:"paths"`
 		Weights []struct {
 			Name         string          `json:"name"`
-			Shape        []int           `json:"shape"`
+			Shape        json.RawMessage `json:"shape"` // limits.ParseShape
 			DType        string          `json:"dtype"`
 			Quantization json.RawMessage `json:"quantization"`
 		} `json:"weights"`
@@ -220,19 +220,26 @@ func readWeights(dir string, mj *modelJSON) (map[string]*tensor.Tensor, error) {
 			if w.DType != "float32" || len(w.Quantization) > 0 {
 				return nil, fmt.Errorf("weight %s is %s%s; only unquantised float32 is supported", w.Name, w.DType, map[bool]string{true: " (quantised)"}[len(w.Quantization) > 0])
 			}
-			if err := limits.CheckElements("weight "+w.Name, w.Shape...); err != nil {
+			var shape []int // none: a scalar, as encoding/json read it
+			if len(w.Shape) > 0 {
+				var err error
+				if shape, err = limits.ParseShape(w.Shape); err != nil {
+					return nil, fmt.Errorf("weight %s: %w", w.Name, err)
+				}
+			}
+			if err := limits.CheckElements("weight "+w.Name, shape...); err != nil {
 				return nil, err
 			}
-			n := tensor.NumElements(w.Shape)
-			for _, d := range w.Shape {
+			n := tensor.NumElements(shape)
+			for _, d := range shape {
 				if d <= 0 {
-					return nil, fmt.Errorf("weight %s has shape %v, with an empty dimension", w.Name, w.Shape)
+					return nil, fmt.Errorf("weight %s has shape %v, with an empty dimension", w.Name, shape)
 				}
 			}
 			if need+4*n > len(buf) {
 				return nil, fmt.Errorf("weight group %d: its shards hold %d bytes, but the manifest needs more (truncated shard?) at %s", gi, len(buf), w.Name)
 			}
-			t := tensor.New(w.Shape...)
+			t := tensor.New(shape...)
 			for i := range t.Data {
 				t.Data[i] = math.Float32frombits(binary.LittleEndian.Uint32(buf[need+4*i:]))
 			}
