@@ -41,6 +41,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/residual-nn/residual/internal/pngsize"
 	"github.com/residual-nn/residual/internal/typednil"
 	"github.com/residual-nn/residual/limits"
 )
@@ -286,6 +287,11 @@ func (w *Writer) ImagePNG(tag string, step int64, encoded []byte) error {
 		return err
 	}
 	cfg, err := png.DecodeConfig(bytes.NewReader(encoded))
+	if w, h, ok := pngsize.Overflowed(encoded, err); ok { // too large for the decoder's int: named by the limit
+		if err := limits.CheckImage("tensorboard: image "+strconv.Quote(tag), w, h); err != nil {
+			return err
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("tensorboard: image %q: not a PNG: %w", tag, err)
 	}

@@ -416,6 +416,9 @@ func TestErrors(t *testing.T) {
 		{"not png", w.ImagePNG("img", 1, []byte("GIF89a....")), `image "img": not a PNG`},
 		{"bomb", w.ImagePNG("img", 1, pngHeader(50000, 50000)), "decompression bomb"},
 		{"wide", w.ImagePNG("img", 1, pngHeader(1<<20, 1)), "limits.ImageSide"},
+		// Past the PNG decoder's int (a 32-bit one's from 20,000×20,000):
+		// named by the limit all the same.
+		{"huge", w.ImagePNG("img", 1, pngHeader(1<<30, 1<<30)), `tensorboard: image "img": image of 1073741824×1073741824 pixels has a side over 65536 (limits.ImageSide)`},
 		{"metrics not object", w.Metrics(EpochPrefix, 1, []float64{1}), "not a JSON object"},
 		{"metrics no numbers", w.Metrics(EpochPrefix, 1, map[string]string{"a": "b"}), "no numeric fields"},
 		{"metrics unencodable", w.Metrics(EpochPrefix, 1, map[string]any{"a": make(chan int)}), "metrics"},

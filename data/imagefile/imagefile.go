@@ -13,12 +13,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"image"
 	"image/color"
 	_ "image/gif" // registers GIF decoding
 	_ "image/jpeg"
-	"image/png"
+	_ "image/png"
 	"io"
 	"io/fs"
 	"iter"
@@ -32,6 +31,7 @@ import (
 
 	"github.com/residual-nn/residual/data/transform"
 	"github.com/residual-nn/residual/internal/bmp"
+	"github.com/residual-nn/residual/internal/pngsize"
 	_ "github.com/residual-nn/residual/internal/pnm" // registers PBM, PGM and PPM decoding
 	"github.com/residual-nn/residual/limits"
 )
@@ -237,7 +237,7 @@ func CheckHeader(b []byte, name string) (format string, cfg image.Config, err er
 			return "", cfg, fmt.Errorf("imagefile: %s: corrupt webp header: its canvas is %d×%d and its image %d×%d (libwebp and PIL refuse such a file)", name, cfg.Width, cfg.Height, w, h)
 		}
 	}
-	if w, h, ok := pngOverflowSize(b, err); ok {
+	if w, h, ok := pngsize.Overflowed(b, err); ok { // too large for the decoder's int: named by the limit
 		if err := limits.CheckImage("imagefile: "+name, w, h); err != nil {
 			return "", cfg, err
 		}
@@ -249,22 +249,6 @@ func CheckHeader(b []byte, name string) (format string, cfg image.Config, err er
 		return "", cfg, err
 	}
 	return format, cfg, nil
-}
-
-// pngOverflowSize returns the width and height of a PNG's sound header
-// chunk that Go's decoder refused as a "dimension overflow": pixels, times
-// the 8 bytes of the widest, past an int, which a 32-bit int is from 2²⁸
-// pixels (20,000 × 20,000) and a 64-bit one from 2⁶⁰. CheckHeader gives
-// limits.CheckImage's error for them, as a platform whose decoder reads
-// the size gets, rather than calling the header corrupt.
-func pngOverflowSize(b []byte, err error) (w, h int, ok bool) {
-	if !errors.Is(err, png.UnsupportedError("dimension overflow")) || len(b) < 33 ||
-		string(b[:16]) != "\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR" ||
-		crc32.ChecksumIEEE(b[12:29]) != binary.BigEndian.Uint32(b[29:33]) {
-		return 0, 0, false
-	}
-	// The decoder has read both as positive int32s.
-	return int(binary.BigEndian.Uint32(b[16:20])), int(binary.BigEndian.Uint32(b[20:24])), true
 }
 
 // webpBitstreamSize returns the size a WebP's image data ("VP8 " or
