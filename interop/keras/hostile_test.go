@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -210,4 +211,40 @@ func TestHostileModels(t *testing.T) {
 			t.Errorf("got %v", err)
 		}
 	})
+}
+
+// A weight group's shards are read into one slice, so on a 32-bit
+// platform they may hold no more than 2³¹−1 bytes in all, each shard
+// within that and all within limits.TotalBytes: a shard that would take
+// the group past it is refused before it is read. Appending it panicked
+// (growslice: len out of range) once a 2 GiB file had been read. The
+// shard is sparse: it takes no disk.
+func TestShardsPastSlice(t *testing.T) {
+	if strconv.IntSize != 32 {
+		t.Skipf("%d-bit ints: limits.TotalBytes bounds a group's shards long before a slice's length", strconv.IntSize)
+	}
+	model, bin := synthetic(3)
+	two := strings.Replace(string(model), `"paths":["w.bin"]`, `"paths":["w.bin","more.bin"]`, 1)
+	if two == string(model) {
+		t.Fatal(`no "paths":["w.bin"] in the model.json`)
+	}
+	dir := writeModel(t, []byte(two), bin)
+	more := filepath.Join(dir, "more.bin")
+	if err := os.WriteFile(more, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(more, math.MaxInt32); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := LoadTFJS(dir)
+	runtime.ReadMemStats(&after)
+	want := fmt.Sprintf("weight shard: %s has 2147483647 bytes, more than the %d allowed (a weight group's shards are read into one slice: 2147483647 bytes in all at most on a 32-bit platform)", more, math.MaxInt32-len(bin))
+	if err == nil || !strings.HasSuffix(err.Error(), ": "+want) {
+		t.Errorf("a group of %d bytes and 2³¹−1: %v; want %s", len(bin), err, want)
+	}
+	if d := after.TotalAlloc - before.TotalAlloc; d > 64<<20 {
+		t.Errorf("allocated %d MB before refusing", d>>20)
+	}
 }

@@ -205,9 +205,18 @@ func readWeights(dir string, mj *modelJSON) (map[string]*tensor.Tensor, error) {
 			if filepath.Base(p) != p || p == "." || p == ".." {
 				return nil, fmt.Errorf("weight shard path %q leaves the model's folder", p)
 			}
-			b, err := limits.ReadFile(filepath.Join(dir, p), limits.TotalBytes-total)
+			// The group's shards are read into one slice: on a 32-bit
+			// platform that bounds them before limits.TotalBytes does.
+			limit, inSlice := limits.TotalBytes-total, false
+			if room := int64(math.MaxInt - len(buf)); room < limit {
+				limit, inSlice = room, true
+			}
+			b, err := limits.ReadFile(filepath.Join(dir, p), limit)
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil, fmt.Errorf("weight shard %s, listed in model.json's weightsManifest, is missing: %w", p, err)
+			}
+			if err != nil && inSlice {
+				return nil, fmt.Errorf("weight shard: %w (a weight group's shards are read into one slice: %d bytes in all at most on a %d-bit platform)", err, math.MaxInt, strconv.IntSize)
 			}
 			if err != nil {
 				return nil, fmt.Errorf("weight shard: %w (the shards may hold %d bytes in all, limits.TotalBytes)", err, limits.TotalBytes)
@@ -236,7 +245,7 @@ func readWeights(dir string, mj *modelJSON) (map[string]*tensor.Tensor, error) {
 					return nil, fmt.Errorf("weight %s has shape %v, with an empty dimension", w.Name, shape)
 				}
 			}
-			if need+4*n > len(buf) {
+			if int64(need)+4*int64(n) > int64(len(buf)) { // past a 32-bit int for a group over 1 GiB
 				return nil, fmt.Errorf("weight group %d: its shards hold %d bytes, but the manifest needs more (truncated shard?) at %s", gi, len(buf), w.Name)
 			}
 			t := tensor.New(shape...)
