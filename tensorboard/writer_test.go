@@ -416,7 +416,7 @@ func TestErrors(t *testing.T) {
 		{"not png", w.ImagePNG("img", 1, []byte("GIF89a....")), `image "img": not a PNG`},
 		{"bomb", w.ImagePNG("img", 1, pngHeader(50000, 50000)), "decompression bomb"},
 		{"wide", w.ImagePNG("img", 1, pngHeader(1<<20, 1)), "limits.ImageSide"},
-		// Past the PNG decoder's int (a 32-bit one's from 20,000×20,000):
+		// Past the PNG decoder's int (a 32-bit one's from 16,384×16,384):
 		// named by the limit all the same.
 		{"huge", w.ImagePNG("img", 1, pngHeader(1<<30, 1<<30)), `tensorboard: image "img": image of 1073741824×1073741824 pixels has a side over 65536 (limits.ImageSide)`},
 		{"metrics not object", w.Metrics(EpochPrefix, 1, []float64{1}), "not a JSON object"},

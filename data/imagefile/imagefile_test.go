@@ -295,7 +295,7 @@ func TestBombsRefused(t *testing.T) {
 		t.Errorf("20000×20000: %v", err)
 	}
 	// Sizes whose pixels Go's PNG decoder refuses as a "dimension
-	// overflow" of its int (from 20,000×20,000 on a 32-bit platform, from
+	// overflow" of its int (from 16,384×16,384 on a 32-bit platform, from
 	// 2³⁰×2³⁰ on a 64-bit one) get the limit's error, as smaller ones do;
 	// with a bad checksum the header is corrupt.
 	huge := fixture.PNGWithSize(1<<30, 1<<30)

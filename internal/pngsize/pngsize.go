@@ -13,7 +13,7 @@ import (
 // Overflowed returns the width and height of the PNG b when err, what
 // png.DecodeConfig returned for it, is its "dimension overflow": pixels,
 // times the 8 bytes of the widest, past an int, which a 32-bit int is
-// from 2²⁸ pixels (20,000 × 20,000) and a 64-bit one from 2⁶⁰. ok is
+// from 2²⁸ pixels (16,384 × 16,384) and a 64-bit one from 2⁶⁰. ok is
 // false for any other error and for a header chunk that is not sound
 // (its length, type or checksum wrong).
 func Overflowed(b []byte, err error) (w, h int, ok bool) {
