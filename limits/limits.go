@@ -107,8 +107,12 @@ func ParseShape(b []byte) ([]int, error) {
 	var wide *big.Int // the first dimension past an int
 	for i, d := range dims {
 		v, ok := new(big.Int).SetString(string(d), 10)
-		if !ok {
-			return nil, err // not a whole number: encoding/json's error names it
+		if !ok { // not a whole number: what encoding/json makes of it in an int
+			var x int // null leaves 0
+			if err := json.Unmarshal(d, &x); err != nil {
+				return nil, err // naming it, where err may name a wide dimension before it
+			}
+			v = new(big.Int)
 		}
 		vals[i] = v
 		if wide == nil && (!v.IsInt64() || int64(int(v.Int64())) != v.Int64()) {

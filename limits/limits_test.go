@@ -149,6 +149,12 @@ func TestParseShape(t *testing.T) {
 		`[2,99999999999999999999]`:  "shape [2 99999999999999999999] holds more than " + strconv.Itoa(TensorElements) + " values (limits.TensorElements)",
 		`[-1,99999999999999999999]`: "negative dimension in shape [-1 99999999999999999999]",
 		`[0,99999999999999999999]`:  "shape [0 99999999999999999999]: dimension 99999999999999999999 does not fit an int, at most " + strconv.Itoa(math.MaxInt) + " on this " + strconv.Itoa(strconv.IntSize) + "-bit platform",
+		// What is not a whole number gets encoding/json's error for it,
+		// not for the wide dimension before it (which a 64-bit int holds
+		// in the first), and null is 0, as encoding/json reads it.
+		`[99999999999999999999,2.5]`:  "json: cannot unmarshal number 2.5 into Go value of type int",
+		`[4294967296,"4"]`:            "json: cannot unmarshal string into Go value of type int",
+		`[99999999999999999999,null]`: "shape [99999999999999999999 0] holds more than " + strconv.Itoa(TensorElements) + " values (limits.TensorElements)",
 	} {
 		if _, err := ParseShape([]byte(in)); err == nil || err.Error() != want {
 			t.Errorf("%s: got %v, want %s", in, err, want)
