@@ -200,11 +200,30 @@ type legendItem struct {
 	thumbs []plot.Thumbnailer
 }
 
-// savePlot draws p on a w×h canvas with the legend entries in one row
-// under the axes, off the data, and writes it to path through a temporary
-// file, so that a reader never sees half a plot. The format follows the
-// extension as for plot.Save; PNG is drawn at plotDPI.
+// savePlot draws p as drawPlot does and writes it to path (writePlot).
 func savePlot(p *plot.Plot, legend []legendItem, w, h vg.Length, path string) error {
+	b, err := drawPlot(p, legend, w, h, path)
+	if err != nil {
+		return err
+	}
+	return writePlot(path, b)
+}
+
+// writePlot writes a drawn plot to path through a temporary file, so
+// that a reader never sees half a plot.
+func writePlot(path string, b []byte) error {
+	// The one atomic write the run folder uses (checkpoints, metrics): its
+	// temporary files are the ones prepareFolder removes after a kill.
+	if err := atomicfile.Write(path, b); err != nil {
+		return fmt.Errorf("train: plot: %w", err)
+	}
+	return nil
+}
+
+// drawPlot draws p on a w×h canvas with the legend entries in one row
+// under the axes, off the data, and returns it encoded in the format
+// path's extension names, as for plot.Save; PNG is drawn at plotDPI.
+func drawPlot(p *plot.Plot, legend []legendItem, w, h vg.Length, path string) ([]byte, error) {
 	var c vg.CanvasWriterTo
 	switch format := strings.ToLower(strings.TrimPrefix(filepath.Ext(path), ".")); format {
 	case "png":
@@ -212,7 +231,7 @@ func savePlot(p *plot.Plot, legend []legendItem, w, h vg.Length, path string) er
 	default:
 		var err error
 		if c, err = draw.NewFormattedCanvas(w, h, format); err != nil {
-			return fmt.Errorf("train: plot %s: %w", path, err)
+			return nil, fmt.Errorf("train: plot %s: %w", path, err)
 		}
 	}
 	dc := draw.New(c)
@@ -251,14 +270,9 @@ func savePlot(p *plot.Plot, legend []legendItem, w, h vg.Length, path string) er
 	}
 	var b bytes.Buffer
 	if _, err := c.WriteTo(&b); err != nil {
-		return fmt.Errorf("train: plot %s: %w", path, err)
+		return nil, fmt.Errorf("train: plot %s: %w", path, err)
 	}
-	// The one atomic write the run folder uses (checkpoints, metrics): its
-	// temporary files are the ones prepareFolder removes after a kill.
-	if err := atomicfile.Write(path, b.Bytes()); err != nil {
-		return fmt.Errorf("train: plot: %w", err)
-	}
-	return nil
+	return b.Bytes(), nil
 }
 
 // confusionGrid adapts a confusion matrix to plotter.GridXYZ, whose Y must
@@ -286,6 +300,17 @@ func rowFrac(row []int, c int) float64 {
 // predicted, shaded by the fraction of the row) to an image file (PNG at
 // plotDPI, or as the extension says: .svg, .pdf, …).
 func PlotConfusion(confusion [][]int, classes []string, path string) error {
+	b, err := ConfusionImage(confusion, classes, path)
+	if err != nil {
+		return err
+	}
+	return writePlot(path, b)
+}
+
+// ConfusionImage returns the image file PlotConfusion writes to path,
+// without writing it: for a caller that looks for a signal between the
+// drawing, which takes seconds for a hundred classes, and the write.
+func ConfusionImage(confusion [][]int, classes []string, path string) ([]byte, error) {
 	p := plot.New()
 	p.Title.Text = "Confusion matrix: counts; shade = (fraction of the row)^(1/3)"
 	p.X.Label.Text, p.Y.Label.Text = "predicted class", "true class"
@@ -316,7 +341,7 @@ func PlotConfusion(confusion [][]int, classes []string, path string) error {
 	p.X.Tick.Marker, p.Y.Tick.Marker = plot.ConstantTicks(ticks), plot.ConstantTicks(yticks)
 	side := vg.Length(2+len(classes)/3) * vg.Inch
 	width := max(side+vg.Inch, p.Title.TextStyle.Rectangle(p.Title.Text).Size().X+vg.Inch/4) // the whole title
-	return savePlot(p, nil, width, side, path)
+	return drawPlot(p, nil, width, side, path)
 }
 
 // whiteToBlue is a palette from white (0) to dark blue (1).

@@ -281,8 +281,9 @@ func TestQuantizeStopsBeforeWriting(t *testing.T) {
 }
 
 // TestEvalStopsBeforeTheConfusionImage: a signal while eval prints its
-// results, after the evaluation's last look at the context, stops it
-// before it writes the confusion matrix image (it was written, exit 0).
+// results, after the evaluation's last look at the context, or while it
+// draws the confusion matrix image (seconds for a hundred classes) stops
+// it before it writes that image (it was written, exit 0).
 func TestEvalStopsBeforeTheConfusionImage(t *testing.T) {
 	dir := t.TempDir()
 	colourFolder(t, dir)
@@ -293,15 +294,27 @@ func TestEvalStopsBeforeTheConfusionImage(t *testing.T) {
 	if err := os.WriteFile(png, earlier, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancelCause(context.Background())
-	stdout := signalOnPrint{w: new(bytes.Buffer), at: "confusion matrix (rows", cancel: func() { cancel(signalCause{syscall.SIGTERM}) }}
-	var stderr bytes.Buffer
-	code := run(ctx, []string{"eval", "--weights", ck, "--data", "folder,all:" + filepath.Join(dir, "test"), "--confusion", png}, stdout, &stderr)
-	if code != 143 || !strings.Contains(stderr.String(), "stopped by SIGTERM") {
-		t.Errorf("SIGTERM as eval printed its confusion matrix: exit %d, stderr %q; want 143 and the signal named", code, stderr.String())
-	}
-	if got := readFile(t, png); !bytes.Equal(got, earlier) {
-		t.Errorf("SIGTERM as eval printed its confusion matrix: %s was replaced", png)
+	defer func(h func()) { testHookConfusionDrawn = h }(testHookConfusionDrawn)
+	for _, c := range []struct {
+		at     string
+		onDraw bool // the signal comes once the image is drawn, not as the matrix is printed
+	}{{"as eval printed its confusion matrix", false}, {"as eval drew its confusion image", true}} {
+		ctx, cancel := context.WithCancelCause(context.Background())
+		signal, none := func() { cancel(signalCause{syscall.SIGTERM}) }, func() {}
+		stdout := signalOnPrint{w: new(bytes.Buffer), at: "confusion matrix (rows", cancel: signal}
+		testHookConfusionDrawn = none
+		if c.onDraw {
+			stdout.cancel, testHookConfusionDrawn = none, signal
+		}
+		var stderr bytes.Buffer
+		code := run(ctx, []string{"eval", "--weights", ck, "--data", "folder,all:" + filepath.Join(dir, "test"), "--confusion", png}, stdout, &stderr)
+		cancel(nil)
+		if code != 143 || !strings.Contains(stderr.String(), "stopped by SIGTERM") {
+			t.Errorf("SIGTERM %s: exit %d, stderr %q; want 143 and the signal named", c.at, code, stderr.String())
+		}
+		if got := readFile(t, png); !bytes.Equal(got, earlier) {
+			t.Errorf("SIGTERM %s: %s was replaced", c.at, png)
+		}
 	}
 }
 

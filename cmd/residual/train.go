@@ -567,15 +567,24 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		fmt.Fprintln(stdout)
 	}
-	if err := stopped(ctx); err != nil { // a signal since the evaluation: no image
+	if err := stopped(ctx); err != nil { // a signal since the evaluation: not drawn
 		return err
 	}
-	if err := train.PlotConfusion(conf, names, *png); err != nil {
+	img, err := train.ConfusionImage(conf, names, *png)
+	if err != nil {
+		return err
+	}
+	testHookConfusionDrawn()
+	if err := writeUnlessStopped(ctx, *png, img); err != nil { // a signal while it was drawn: not written
 		return err
 	}
 	fmt.Fprintf(stdout, "\nconfusion matrix image: %s\n", *png)
 	return nil
 }
+
+// testHookConfusionDrawn, set by tests, runs between eval's drawing of
+// its confusion image and its writing it.
+var testHookConfusionDrawn = func() {}
 
 // usedClasses returns the confusion matrix and class names restricted to
 // the classes that some image has (a row with a count) or was predicted as
