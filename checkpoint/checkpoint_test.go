@@ -124,7 +124,7 @@ func TestHostileMetadata(t *testing.T) {
 		{"model", strings.Replace(model, `"in_channels":1`, `"in_channels":3`, 1), "Channels 1 for a model with 3 input channels"},
 		{"classes", `["a","b"]`, "2 names for a model with 10 outputs"},
 		{"classes", `{}`, "classes"},
-		{"preprocess", `{"Height":28,"Width":28,"Channels":1,"Mean":[0.1,0.2,0.3],"Std":[0.3]}`, "3 values of Mean for 1 channels"},
+		{"preprocess", `{"Height":28,"Width":28,"Channels":1,"Mean":[0.1,0.2,0.3],"Std":[0.3]}`, "Mean takes one value per channel (1), not 3"},
 		{"preprocess", `{"Height":28,"Width":28,"Channels":1,"Mean":[0.1],"Std":[0]}`, "Std[0] = 0"},
 		{"preprocess", `{"Height":-28,"Width":28,"Channels":1}`, "empty"},
 		{"preprocess", `{"Height":28,"Width":28,"Channels":0}`, "Channels 0"},
