@@ -317,32 +317,51 @@ func ConfusionImage(confusion [][]int, classes []string, path string) ([]byte, e
 	h := plotter.NewHeatMap(confusionGrid(confusion), whiteToBlue{})
 	h.Min, h.Max = 0, 1
 	p.Add(h)
-	var labels plotter.XYLabels
-	for r, row := range confusion {
-		for c, v := range row {
-			if v > 0 {
-				labels.XYs = append(labels.XYs, plotter.XY{X: float64(c), Y: float64(len(confusion) - 1 - r)})
-				labels.Labels = append(labels.Labels, fmt.Sprint(v))
+	// The image is at most confusionSide square: ImageNet's 1,000 classes
+	// at a third of an inch each made a 64,000-pixel square (16 GB). Cells
+	// too small for a count show their shade alone, and at most
+	// confusionTicks classes are named on each axis.
+	n := len(classes)
+	side := min(vg.Length(2+n/3)*vg.Inch, confusionSide)
+	counts := side/vg.Length(max(n, 1)) >= vg.Inch/4
+	if counts {
+		var labels plotter.XYLabels
+		for r, row := range confusion {
+			for c, v := range row {
+				if v > 0 {
+					labels.XYs = append(labels.XYs, plotter.XY{X: float64(c), Y: float64(len(confusion) - 1 - r)})
+					labels.Labels = append(labels.Labels, fmt.Sprint(v))
+				}
 			}
 		}
-	}
-	if l, err := plotter.NewLabels(labels); err == nil {
-		for i := range l.TextStyle {
-			l.TextStyle[i].XAlign, l.TextStyle[i].YAlign = draw.XCenter, draw.YCenter
-			l.TextStyle[i].Font.Size = vg.Points(8)
+		if l, err := plotter.NewLabels(labels); err == nil {
+			for i := range l.TextStyle {
+				l.TextStyle[i].XAlign, l.TextStyle[i].YAlign = draw.XCenter, draw.YCenter
+				l.TextStyle[i].Font.Size = vg.Points(8)
+			}
+			p.Add(l)
 		}
-		p.Add(l)
 	}
 	var ticks, yticks []plot.Tick
+	every := (n + confusionTicks - 1) / confusionTicks
 	for i, c := range classes {
+		if i%every != 0 {
+			c = "" // a minor tick
+		}
 		ticks = append(ticks, plot.Tick{Value: float64(i), Label: c})
-		yticks = append(yticks, plot.Tick{Value: float64(len(classes) - 1 - i), Label: c})
+		yticks = append(yticks, plot.Tick{Value: float64(n - 1 - i), Label: c})
 	}
 	p.X.Tick.Marker, p.Y.Tick.Marker = plot.ConstantTicks(ticks), plot.ConstantTicks(yticks)
-	side := vg.Length(2+len(classes)/3) * vg.Inch
 	width := max(side+vg.Inch, p.Title.TextStyle.Rectangle(p.Title.Text).Size().X+vg.Inch/4) // the whole title
 	return drawPlot(p, nil, width, side, path)
 }
+
+// confusionSide and confusionTicks bound a confusion matrix image: its
+// side, and the classes named along each axis.
+const (
+	confusionSide  = 16 * vg.Inch
+	confusionTicks = 50
+)
 
 // whiteToBlue is a palette from white (0) to dark blue (1).
 type whiteToBlue struct{}

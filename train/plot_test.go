@@ -1,8 +1,11 @@
 package train
 
 import (
+	"bytes"
+	"fmt"
 	"image"
 	"image/color"
+	"image/png"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -209,5 +212,35 @@ func TestPlotStepLoss(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "bad.png")); !os.IsNotExist(err) {
 		t.Errorf("a refused plot left a file: %v", err)
+	}
+}
+
+// TestConfusionImageBounded: a confusion matrix of 150 classes (of ImageNet's 1,000
+// alike) is drawn at most 16 inches square (it was 10,000 pixels, and 64,000
+// for 1,000: 16 GB of RGBA), its cells shaded without counts; ten classes
+// keep a third of an inch a class and their counts.
+func TestConfusionImageBounded(t *testing.T) {
+	for _, tc := range []struct {
+		n        int
+		maxPixel int
+	}{{10, int((2 + 10/3) * plotDPI)}, {150, 16 * plotDPI}} {
+		conf := make([][]int, tc.n)
+		names := make([]string, tc.n)
+		for i := range conf {
+			conf[i] = make([]int, tc.n)
+			conf[i][i], conf[i][(i+1)%tc.n] = 7, 1
+			names[i] = fmt.Sprint("class", i)
+		}
+		b, err := ConfusionImage(conf, names, "c.png")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := png.DecodeConfig(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Height > tc.maxPixel || cfg.Height < tc.maxPixel*9/10 {
+			t.Errorf("%d classes: a %dx%d image, want about %d pixels high", tc.n, cfg.Width, cfg.Height, tc.maxPixel)
+		}
 	}
 }
