@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"image"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -204,15 +205,19 @@ func TestSegmentStopsWhileEncoding(t *testing.T) {
 	}
 }
 
-// cancellingWriter cancels its context, as sig would, at its first write.
+// cancellingWriter cancels its context, as sig would, at its first write
+// (holding at, if at is set).
 type cancellingWriter struct {
 	bytes.Buffer
 	cancel context.CancelCauseFunc
 	sig    syscall.Signal
+	at     string
 }
 
 func (w *cancellingWriter) Write(p []byte) (int, error) {
-	w.cancel(signalCause{w.sig})
+	if w.at == "" || bytes.Contains(p, []byte(w.at)) {
+		w.cancel(signalCause{w.sig})
+	}
 	return w.Buffer.Write(p)
 }
 
@@ -300,11 +305,10 @@ func TestEvalStopsBeforeTheConfusionImage(t *testing.T) {
 		onDraw bool // the signal comes once the image is drawn, not as the matrix is printed
 	}{{"as eval printed its confusion matrix", false}, {"as eval drew its confusion image", true}} {
 		ctx, cancel := context.WithCancelCause(context.Background())
-		signal, none := func() { cancel(signalCause{syscall.SIGTERM}) }, func() {}
-		stdout := signalOnPrint{w: new(bytes.Buffer), at: "confusion matrix (rows", cancel: signal}
-		testHookConfusionDrawn = none
+		var stdout io.Writer = &cancellingWriter{cancel: cancel, sig: syscall.SIGTERM, at: "confusion matrix (rows"}
+		testHookConfusionDrawn = func() {}
 		if c.onDraw {
-			stdout.cancel, testHookConfusionDrawn = none, signal
+			stdout, testHookConfusionDrawn = new(bytes.Buffer), func() { cancel(signalCause{syscall.SIGTERM}) }
 		}
 		var stderr bytes.Buffer
 		code := run(ctx, []string{"eval", "--weights", ck, "--data", "folder,all:" + filepath.Join(dir, "test"), "--confusion", png}, stdout, &stderr)
@@ -316,19 +320,4 @@ func TestEvalStopsBeforeTheConfusionImage(t *testing.T) {
 			t.Errorf("SIGTERM %s: %s was replaced", c.at, png)
 		}
 	}
-}
-
-// signalOnPrint is a command's stdout that calls cancel (a signal) when
-// the command prints a line holding at.
-type signalOnPrint struct {
-	w      *bytes.Buffer
-	at     string
-	cancel func()
-}
-
-func (s signalOnPrint) Write(p []byte) (int, error) {
-	if strings.Contains(string(p), s.at) {
-		s.cancel()
-	}
-	return s.w.Write(p)
 }
