@@ -287,8 +287,8 @@ func (w *Writer) ImagePNG(tag string, step int64, encoded []byte) error {
 		return err
 	}
 	cfg, err := png.DecodeConfig(bytes.NewReader(encoded))
-	if w, h, ok := pngsize.Overflowed(encoded, err); ok { // too large for the decoder's int: named by the limit
-		if err := limits.CheckImage("tensorboard: image "+strconv.Quote(tag), w, h); err != nil {
+	if width, height, ok := pngsize.Overflowed(encoded, err); ok { // too large for the decoder's int: named by the limit
+		if err := limits.CheckImage("tensorboard: image "+strconv.Quote(tag), width, height); err != nil {
 			return err
 		}
 	}
