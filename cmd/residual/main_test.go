@@ -104,6 +104,29 @@ func TestTrainSaysPrecision(t *testing.T) {
 	}
 }
 
+// TestTrainProgress: --progress live redraws one line (as on a terminal)
+// where stdout is not one; lines, the default off a terminal, never
+// redraws (under mpirun a rank's stdout is a terminal even where mpirun
+// writes to a file, and the redraws filled the log); others are refused.
+func TestTrainProgress(t *testing.T) {
+	for _, tc := range []struct {
+		progress string
+		redraws  bool
+	}{{"live", true}, {"lines", false}, {"auto", false}} {
+		var out, errb bytes.Buffer
+		args := []string{"train", "--model", "resnet8", "--epochs", "1", "--limit", "100", "--batch", "25", "--progress", tc.progress, "--out", t.TempDir()}
+		if code := run(context.Background(), args, &out, &errb); code != 0 {
+			t.Fatalf("--progress %s: exit %d: %s", tc.progress, code, errb.String())
+		}
+		if got := strings.Contains(out.String(), "\r\033[K"); got != tc.redraws {
+			t.Errorf("--progress %s: redraws %v, want %v: %q", tc.progress, got, tc.redraws, out.String())
+		}
+	}
+	if code, _, errs := runCLI("train", "--progress", "bar", "--out", t.TempDir()); code != 2 || !strings.Contains(errs, `--progress "bar": auto, lines or live`) {
+		t.Errorf("--progress bar: exit %d, stderr %q", code, errs)
+	}
+}
+
 func TestTrainEvalPredict(t *testing.T) {
 	dir := t.TempDir()
 	var out, errb bytes.Buffer

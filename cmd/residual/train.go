@@ -68,12 +68,17 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	clip := fs.Float64("clip-grad", 0, "clip the gradients' joint L2 norm to this before each step (0: none)")
 	patience := fs.Int("patience", 0, "stop when the validation metric has not improved for N epochs (0: never)")
 	precision := precisionFlag(fs)
+	progress := fs.String("progress", "auto", "auto (redraw one line on a terminal, else five lines an epoch), lines or live; not recorded. Under mpirun each rank writes to a terminal even where mpirun's output goes to a file: give lines there")
 	tb := fs.Bool("tensorboard", true, "write TensorBoard event files into the run folder (tensorboard --logdir RUNS); not recorded: --resume writes them unless given --tensorboard=false again")
 	dist := fs.String("distributed", distributed.KindAuto, "data-parallel training: none (this process alone), mpi (one rank of an mpirun/srun/MPIJob job; a binary built with -tags mpi) or auto (mpi when a launcher started several processes); --batch is per rank, see docs/DISTRIBUTED.md")
 	syncBN := fs.Bool("sync-bn", false, "with --distributed: batch norms use the statistics of the global batch over all ranks (SyncBatchNorm)")
 	gradComp := fs.String("grad-compression", "none", "with --distributed: all-reduce the gradients as none (float32) or bf16 (half the bytes, for slow links; see docs/DISTRIBUTED.md)")
 	distTimeout := fs.Duration("dist-timeout", distributed.DefaultTimeout, "with --distributed: abort the job when a collective waits longer than this for the other ranks (a hung rank)")
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	live, err := progressLive(*progress, stdout)
+	if err != nil {
 		return err
 	}
 	pr, err := ag.ParsePrecision(*precision)
@@ -150,7 +155,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	schedule.WarmupEpochs = *warmup
 	cfg := train.Config{Model: mc, Data: *spec, Task: models.Task(*task), Loss: train.Loss(*lossName), BorderWeights: *border, ClassWeights: *classW, Epochs: *epochs, Batch: *batch,
 		Optimizer: train.Optimizer(*opt), LR: *lr, Momentum: *mom, Nesterov: *nesterov, WeightDecay: *wd, Schedule: schedule, Augment: a, ValSplit: *val, Seed: *seed, Limit: *limit,
-		Out: *out, Resume: *resume, Overwrite: *overwrite, TensorBoard: *tb, Log: stdout, Live: isTerminal(stdout),
+		Out: *out, Resume: *resume, Overwrite: *overwrite, TensorBoard: *tb, Log: stdout, Live: live,
 		Init: *initCkpt, Freeze: freezeList(*freeze), HeadLRMult: *headLR, LabelSmoothing: *smooth, EMA: *ema, ClipGrad: *clip, Patience: *patience, Precision: pr,
 		SyncBN: *syncBN, GradCompression: gradCompression}
 	if comm != nil {
@@ -245,7 +250,7 @@ var resumeFields = map[string]func(dst *train.Config, src train.Config){
 
 // unrecordedTrainFlags are the train flags a run does not record: they
 // take their value from the command line on --resume as on any run.
-var unrecordedTrainFlags = []string{"out", "resume", "overwrite", "tensorboard", "threads", "distributed", "dist-timeout"}
+var unrecordedTrainFlags = []string{"out", "resume", "overwrite", "tensorboard", "progress", "threads", "distributed", "dist-timeout"}
 
 // resumeConfig is the config of a --resume: the run's recorded settings
 // (train.ResumeConfig), with those whose flags were given taken from
@@ -424,6 +429,20 @@ func precisionFlag(fs *flag.FlagSet) *string {
 		where = "in training forward and backward, with float32 weights, batch norm, losses and optimizer state"
 	}
 	return fs.String("precision", "fp32", "fp32, or bf16: convolutions and linear layers on bfloat16 operands with float32 sums (PyTorch's CPU autocast; "+where+"); VDPBF16PS where the CPU has AVX512-BF16, emulated in float32 otherwise")
+}
+
+// progressLive reads --progress: whether training redraws one progress
+// line (train.Config.Live) on stdout.
+func progressLive(progress string, stdout io.Writer) (bool, error) {
+	switch progress {
+	case "auto":
+		return isTerminal(stdout), nil
+	case "lines":
+		return false, nil
+	case "live":
+		return true, nil
+	}
+	return false, fmt.Errorf("%w: --progress %q: auto, lines or live", errUsage, progress)
 }
 
 func isTerminal(w io.Writer) bool {
