@@ -45,7 +45,7 @@
 //	internal/protosize           what decoding a protobuf message would allocate, read from its wire format
 //	internal/bmp                 Windows and OS/2 bitmaps (16-bit, RLE and bitfields too), decoded as PIL decodes them
 //	internal/pnm                 the Netpbm image formats (PBM, PGM, PPM), decoded as PIL decodes them
-//	internal/pngsize             a PNG's size where Go's decoder refuses it as past its int, for the limits to judge
+//	internal/pngheader           a PNG's header: its size where Go's decoder refuses it as past its int, its depth and colour type
 //	internal/slicepool           slices recycled by size class (the kernels' scratch, the server's request buffers)
 //	internal/typednil            whether an interface value is nil or holds a nil pointer (checks at API boundaries)
 package residual

@@ -12,7 +12,7 @@ import (
 // (cmd → serve/train/experiments/bench → infer/interop → checkpoint/data →
 // models → quant → nn/optim → autograd → tensor/kernels → slicepool).
 var layer = map[string]int{
-	"internal/slicepool": -1, "internal/typednil": -1, "internal/fifotest": -1, "internal/pnm": -1, "internal/bmp": -1, "internal/pngsize": -1, "internal/atomicfile": -1, "internal/protosize": -1,
+	"internal/slicepool": -1, "internal/typednil": -1, "internal/fifotest": -1, "internal/pnm": -1, "internal/bmp": -1, "internal/pngheader": -1, "internal/atomicfile": -1, "internal/protosize": -1,
 	"tensor": 0, "limits": 0, "internal/kernels": 0, "internal/kernels/kernelstest": 0, "internal/kernels/gen": 0,
 	"internal/onnxpb": 0, "safetensors": 1, "data/transform": 1, "tensorboard": 1, "distributed": 1,
 	"autograd": 2, "data/imagefile": 2,

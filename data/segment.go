@@ -14,6 +14,7 @@ import (
 
 	"github.com/residual-nn/residual/data/imagefile"
 	"github.com/residual-nn/residual/data/transform"
+	"github.com/residual-nn/residual/internal/pngheader"
 	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/tensor"
 )
@@ -497,24 +498,13 @@ func ignoreHint(ignore Ignore) string {
 	return " (if it marks pixels to leave out, as VOC's 255 does, read the folder as segfolder,ignore=V:DIR)"
 }
 
-// pngHeader returns the bit depth and colour type of a PNG from its
-// header, ok false if b does not start with one.
-func pngHeader(b []byte) (depth, colour int, ok bool) {
-	// The signature (8 bytes), then IHDR: length, "IHDR", width, height,
-	// bit depth, colour type.
-	if len(b) < 26 || string(b[1:4]) != "PNG" || string(b[12:16]) != "IHDR" {
-		return 0, 0, false
-	}
-	return int(b[24]), int(b[25]), true
-}
-
 // pngGreyDepth returns the bit depth of a grey PNG (colour type 0) from
 // its header, and 8 for anything else.
 func pngGreyDepth(b []byte) int {
-	if depth, colour, ok := pngHeader(b); ok && colour == 0 {
-		switch depth {
+	if h, ok := pngheader.Read(b); ok && h.Colour == 0 {
+		switch h.Depth {
 		case 1, 2, 4:
-			return depth
+			return h.Depth
 		}
 	}
 	return 8
@@ -523,18 +513,18 @@ func pngGreyDepth(b []byte) int {
 // pngMaskKind names, for an error, the kind of a PNG that is no mask of
 // class indices, from its header: what the user saved it as.
 func pngMaskKind(b []byte) string {
-	depth, colour, _ := pngHeader(b)
-	switch colour {
-	case 0:
-		if depth == 16 {
-			return "a 16-bit grey PNG"
-		}
+	h, ok := pngheader.Read(b)
+	switch {
+	case !ok:
+	case h.Colour == 0 && h.Depth == 16:
+		return "a 16-bit grey PNG"
+	case h.Colour == 0:
 		return "a grey PNG with a transparent colour (a tRNS chunk)"
-	case 2:
+	case h.Colour == 2:
 		return "an RGB PNG: colours are no class indices; store each pixel's class as its grey value (or as a palette index)"
-	case 4:
+	case h.Colour == 4:
 		return "a grey PNG with alpha"
-	case 6:
+	case h.Colour == 6:
 		return "an RGBA PNG: colours are no class indices; store each pixel's class as its grey value (or as a palette index)"
 	}
 	return "not a PNG whose header could be read"

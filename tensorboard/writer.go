@@ -41,7 +41,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/residual-nn/residual/internal/pngsize"
+	"github.com/residual-nn/residual/internal/pngheader"
 	"github.com/residual-nn/residual/internal/typednil"
 	"github.com/residual-nn/residual/limits"
 )
@@ -287,7 +287,7 @@ func (w *Writer) ImagePNG(tag string, step int64, encoded []byte) error {
 		return err
 	}
 	cfg, err := png.DecodeConfig(bytes.NewReader(encoded))
-	if width, height, ok := pngsize.Overflowed(encoded, err); ok { // too large for the decoder's int: named by the limit
+	if width, height, ok := pngheader.Overflowed(encoded, err); ok { // too large for the decoder's int: named by the limit
 		if err := limits.CheckImage("tensorboard: image "+strconv.Quote(tag), width, height); err != nil {
 			return err
 		}

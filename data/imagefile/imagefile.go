@@ -31,7 +31,7 @@ import (
 
 	"github.com/residual-nn/residual/data/transform"
 	"github.com/residual-nn/residual/internal/bmp"
-	"github.com/residual-nn/residual/internal/pngsize"
+	"github.com/residual-nn/residual/internal/pngheader"
 	_ "github.com/residual-nn/residual/internal/pnm" // registers PBM, PGM and PPM decoding
 	"github.com/residual-nn/residual/limits"
 )
@@ -237,7 +237,7 @@ func CheckHeader(b []byte, name string) (format string, cfg image.Config, err er
 			return "", cfg, fmt.Errorf("imagefile: %s: corrupt webp header: its canvas is %d×%d and its image %d×%d (libwebp and PIL refuse such a file)", name, cfg.Width, cfg.Height, w, h)
 		}
 	}
-	if w, h, ok := pngsize.Overflowed(b, err); ok { // too large for the decoder's int: named by the limit
+	if w, h, ok := pngheader.Overflowed(b, err); ok { // too large for the decoder's int: named by the limit
 		if err := limits.CheckImage("imagefile: "+name, w, h); err != nil {
 			return "", cfg, err
 		}

@@ -1,8 +1,9 @@
-package pngsize
+package pngheader
 
 import (
 	"bytes"
 	"errors"
+	"image"
 	"image/png"
 	"testing"
 
@@ -30,5 +31,35 @@ func TestOverflowed(t *testing.T) {
 	}
 	if _, _, ok := Overflowed(fixture.PNGWithSize(1<<30, 1<<30), errors.New("other")); ok {
 		t.Error("another error: an overflow")
+	}
+}
+
+// Read gives what image/png wrote: the size, bit depth and colour type;
+// nothing for a bad checksum or a file that is no PNG.
+func TestRead(t *testing.T) {
+	for _, tc := range []struct {
+		img           image.Image
+		depth, colour int
+	}{
+		{image.NewGray(image.Rect(0, 0, 3, 2)), 8, 0},
+		{image.NewGray16(image.Rect(0, 0, 3, 2)), 16, 0},
+		{image.NewNRGBA(image.Rect(0, 0, 3, 2)), 8, 6}, // transparent: RGBA
+	} {
+		var b bytes.Buffer
+		if err := png.Encode(&b, tc.img); err != nil {
+			t.Fatal(err)
+		}
+		want := Header{Width: 3, Height: 2, Depth: tc.depth, Colour: tc.colour}
+		if h, ok := Read(b.Bytes()); !ok || h != want {
+			t.Errorf("%T: %+v, %v; want %+v", tc.img, h, ok, want)
+		}
+		bad := b.Bytes()
+		bad[29] ^= 1
+		if _, ok := Read(bad); ok {
+			t.Errorf("%T with a bad checksum: read", tc.img)
+		}
+	}
+	if _, ok := Read([]byte("GIF89a")); ok {
+		t.Error("a GIF: read")
 	}
 }
