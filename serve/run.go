@@ -134,7 +134,8 @@ func (s *Server) Run(ctx context.Context, httpLn, grpcLn net.Listener, drain tim
 	// A scan stopped by stopWatch may still be loading one model (Add
 	// refuses it now): Run returns with no goroutine of its own left, none
 	// still in Config.Open, unless that load outlasts the drain (an Opener
-	// takes no context: nothing can stop it).
+	// takes no context: nothing can stop it). A scan already done wins
+	// over a drain also spent (one select would pick between them).
 	select {
 	case <-watched:
 	default:
