@@ -36,7 +36,8 @@
 // running command: training writes a checkpoint to resume from, and the
 // process exits with 128 + the signal number (130 for SIGINT, 143 for
 // SIGTERM), as a shell reports a process killed by that signal. A second
-// signal exits at once.
+// signal exits at once, with its own status, removing the temporary file
+// of a write under way (an output keeps its old contents).
 package main
 
 import (
@@ -51,9 +52,11 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/residual-nn/residual/data/imagefile"
 	"github.com/residual-nn/residual/distributed"
+	"github.com/residual-nn/residual/internal/atomicfile"
 	"github.com/residual-nn/residual/internal/kernels"
 )
 
@@ -126,8 +129,30 @@ func usage(w io.Writer) {
 func main() {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	ctx := watchSignals(context.Background(), sigs, os.Stderr, os.Exit)
+	ctx := watchSignals(context.Background(), sigs, os.Stderr, exitAbandoning)
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// abandonWait is how long the exit of a second signal waits for
+// atomicfile.Abandon, which waits for a write's folder creation or renames
+// under way (a moment, unless the file system hangs).
+const abandonWait = 2 * time.Second
+
+// exitAbandoning is the exit of a second signal: it removes the temporary
+// files of the writes under way (atomicfile.Abandon), which the exit would
+// otherwise leave beside their outputs as hidden .NAME.*.tmp files, waiting
+// at most abandonWait for that, and exits with code.
+func exitAbandoning(code int) {
+	done := make(chan struct{})
+	go func() {
+		atomicfile.Abandon()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(abandonWait):
+	}
+	os.Exit(code)
 }
 
 // signalCause is the cancellation cause of the context that main passes to

@@ -7,14 +7,18 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/residual-nn/residual/internal/atomicfile"
 )
 
 // TestWatchSignals: the first signal cancels the context with the signal
@@ -97,7 +101,27 @@ func residualBinary(t *testing.T) string {
 	return built.bin
 }
 
+// holdWritesEnv, set in its environment, makes this test binary the
+// residual command with its arguments, every write of which stops before
+// its renames (see holdWrites).
+const holdWritesEnv = "RESIDUAL_TEST_HOLD_WRITES"
+
+// holdWrites makes every atomic write print "staged PATH..." on standard
+// output once its temporary files are written, and then wait there for a
+// minute, as a write to a slow disk would: for signals to arrive during
+// it.
+func holdWrites() {
+	atomicfile.TestHookStaged = func(paths []string) {
+		fmt.Println("staged", strings.Join(paths, " "))
+		time.Sleep(time.Minute)
+	}
+}
+
 func TestMain(m *testing.M) {
+	if os.Getenv(holdWritesEnv) != "" {
+		holdWrites()
+		main()
+	}
 	code := m.Run()
 	if built.bin != "" {
 		os.RemoveAll(filepath.Dir(built.bin))
@@ -248,6 +272,92 @@ func TestSignals(t *testing.T) {
 	if err != nil || strings.HasPrefix(string(out), "residual (unknown)") {
 		t.Errorf("version: %v\n%s", err, out)
 	}
+}
+
+// TestSecondSignalMidWrite runs commands whose output write is held after
+// its temporary files are written (holdWrites) and signals them twice: the
+// first signal waits for the write, the second exits at once with its
+// own status and leaves the output folder as it was: no hidden
+// .NAME.*.tmp file, no folder the write created, an existing output with
+// its old contents. The exit left the temporary files behind (only train
+// removes them, on its next start). Signals of each kind, and a segment
+// with its two outputs.
+func TestSecondSignalMidWrite(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(holdWritesEnv, "1")
+	for _, c := range []struct {
+		name   string
+		args   []string // OUT stands for the test's folder
+		old    string   // a file of OUT that holds "old" before and after, or ""
+		first  syscall.Signal
+		second syscall.Signal
+	}{
+		{"export onnx", []string{"export", "onnx", "--model", "resnet8", "--out", "OUT/new/m.onnx"}, "", syscall.SIGINT, syscall.SIGINT},
+		{"segment", []string{"segment", unetCkpt, "--out", "OUT/seg/mask.png", "--overlay", "OUT/seg/overlay.png", colorPNG}, "", syscall.SIGTERM, syscall.SIGTERM},
+		{"quantize over a file", []string{"quantize", tinyCkpt, "--calibrate-images", digit0PNG, "--out", "OUT/q.safetensors"}, "q.safetensors", syscall.SIGINT, syscall.SIGTERM},
+		{"export torch", []string{"export", "torch", "--weights", tinyCkpt, "--out", "OUT/t/w.safetensors"}, "", syscall.SIGTERM, syscall.SIGINT},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if c.old != "" {
+				if err := os.WriteFile(filepath.Join(dir, c.old), []byte("old"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var args []string
+			for _, a := range c.args {
+				args = append(args, strings.Replace(a, "OUT", dir, 1))
+			}
+			p := start(t, exe, args...)
+			p.waitLine(t, "staged ")
+			held := tree(t, dir)
+			if !slices.ContainsFunc(held, func(p string) bool { return strings.HasPrefix(filepath.Base(p), ".") && strings.HasSuffix(p, ".tmp") }) {
+				t.Fatalf("no temporary file while the write is held: %q", held)
+			}
+			p.cmd.Process.Signal(c.first)
+			for deadline := time.Now().Add(time.Minute); !strings.Contains(p.stderr.String(), "received, stopping"); time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("no notice of the first signal within a minute: %s", p.stderr.String())
+				}
+			}
+			p.cmd.Process.Signal(c.second)
+			if code := p.wait(t); code != 128+int(c.second) || !strings.Contains(p.stderr.String(), "second "+signalName(c.second)+", exiting at once") {
+				t.Errorf("exit %d, stderr %q; want %d and the second signal's notice", code, p.stderr.String(), 128+int(c.second))
+			}
+			var want []string
+			if c.old != "" {
+				want = []string{c.old}
+			}
+			if left := tree(t, dir); !slices.Equal(left, want) {
+				t.Errorf("left in the output folder: %q, want %q", left, want)
+			}
+			if c.old != "" {
+				if b, _ := os.ReadFile(filepath.Join(dir, c.old)); string(b) != "old" {
+					t.Errorf("%s holds %q, want its old contents", c.old, b)
+				}
+			}
+		})
+	}
+}
+
+// tree lists the files and folders below dir, as paths relative to it.
+func tree(t *testing.T, dir string) []string {
+	t.Helper()
+	var paths []string
+	err := filepath.WalkDir(dir, func(path string, _ os.DirEntry, err error) error {
+		if err == nil && path != dir {
+			rel, _ := filepath.Rel(dir, path)
+			paths = append(paths, rel)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return paths
 }
 
 // TestServeSIGTERMCause stops real serve processes with SIGTERM: each

@@ -1,7 +1,9 @@
 // Package atomicfile writes files so that a reader, or a crash, sees
 // either the old contents or all of the new: through a synced temporary
 // file in the same folder and a rename. Checkpoints, ONNX files, plots,
-// metrics and masks are all written this way.
+// metrics and masks are all written this way. A process that must exit
+// in the middle of a write (the CLI on a second Ctrl-C) calls Abandon
+// first, which removes the temporary files of the writes under way.
 package atomicfile
 
 import (
@@ -11,7 +13,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"sync"
 )
 
 // Write writes b to path through a synced temporary file and a
@@ -37,37 +41,105 @@ func WriteAll(paths []string, data [][]byte) error {
 	if len(paths) != len(data) {
 		return fmt.Errorf("atomicfile: %d paths for %d contents", len(paths), len(data))
 	}
-	var tmps, made []string // made: the outermost folder each staging created, or ""
-	cleanup := func(from int) {
-		for _, t := range tmps[from:] {
-			os.Remove(t)
-		}
-		for i := len(made) - 1; i >= 0; i-- {
-			removeMade(filepath.Dir(paths[i]), made[i])
-		}
-	}
+	var ss []*staged
 	for i, path := range paths {
-		tmp, m, err := stage(path, data[i])
-		made = append(made, m)
+		s, err := stage(path, data[i])
 		if err != nil {
-			cleanup(0)
+			inFlight.mu.Lock()
+			drop(ss, 0)
+			inFlight.mu.Unlock()
 			return err
 		}
-		tmps = append(tmps, tmp)
+		ss = append(ss, s)
+	}
+	if h := TestHookStaged; h != nil {
+		h(paths)
+	}
+	return commit(paths, ss)
+}
+
+// TestHookStaged, when not nil, is called by WriteAll (and so Write) with
+// its paths once their temporary files are written and synced, before the
+// renames. Only tests set it, before any write: one that blocks holds a
+// write in flight, as a slow disk would, for a signal to arrive during it.
+var TestHookStaged func(paths []string)
+
+// staged is a temporary file written for a path and not yet renamed.
+type staged struct {
+	tmp  string // the temporary file
+	dir  string // its folder, path's
+	made string // the outermost folder of dir its write created, or ""
+}
+
+// inFlight registers the temporary files of the writes under way, from
+// the moment each is created to its rename or removal, for Abandon.
+var inFlight struct {
+	mu        sync.Mutex
+	writes    []*staged // in the order they were created
+	abandoned bool      // set by Abandon: writes fail before creating anything
+}
+
+// errAbandoned is the cause of a write that Abandon stopped.
+var errAbandoned = errors.New("abandoned, the process is exiting")
+
+// Abandon removes the temporary file of every write under way, and the
+// folders those writes created, and makes every write from then on fail
+// without creating anything. It is for a process about to exit in the
+// middle of a write (the CLI on a second Ctrl-C), which would otherwise
+// leave a hidden .NAME.*.tmp file beside the path; the path keeps its old
+// contents, and the write fails. A WriteAll whose renames have begun
+// completes them first (Abandon waits for that moment), so its paths hold
+// all of the old contents or all of the new, as after any write. The
+// process is meant to exit next: nothing undoes Abandon.
+func Abandon() {
+	inFlight.mu.Lock()
+	defer inFlight.mu.Unlock()
+	inFlight.abandoned = true
+	drop(slices.Clone(inFlight.writes), 0)
+}
+
+// drop removes the temporary files of ss[from:] (those before were
+// renamed) and the folders every write of ss created, the last first as
+// they nest (os.Remove leaves a folder that has a file since), and takes
+// ss out of inFlight. The caller holds inFlight.mu.
+func drop(ss []*staged, from int) {
+	for _, s := range ss[from:] {
+		os.Remove(s.tmp)
+	}
+	for i := len(ss) - 1; i >= 0; i-- {
+		removeMade(ss[i].dir, ss[i].made)
+	}
+	unregister(ss)
+}
+
+// unregister takes ss out of inFlight. The caller holds inFlight.mu.
+func unregister(ss []*staged) {
+	inFlight.writes = slices.DeleteFunc(inFlight.writes, func(w *staged) bool { return slices.Contains(ss, w) })
+}
+
+// commit renames the temporary files ss[i] to paths[i], all under
+// inFlight.mu so that Abandon comes before the first or after the last. A
+// rename that fails leaves the temporary files not yet renamed removed.
+func commit(paths []string, ss []*staged) error {
+	inFlight.mu.Lock()
+	defer inFlight.mu.Unlock()
+	if inFlight.abandoned { // which removed ss's files
+		drop(ss, 0)
+		return fmt.Errorf("writing %s: %w", paths[0], errAbandoned)
 	}
 	for i, path := range paths {
-		if err := os.Rename(tmps[i], path); err != nil {
-			cleanup(i)
+		if err := os.Rename(ss[i].tmp, path); err != nil {
+			drop(ss, i)
 			return writeError(path, err)
 		}
 	}
+	unregister(ss)
 	return nil
 }
 
-// stage writes b to a synced temporary file next to path, creating the
-// missing folders of path; it returns the file's name and the outermost
-// folder it created ("" if none). On failure it leaves nothing behind.
-func stage(path string, b []byte) (tmp, made string, err error) {
+// stage writes b to a synced temporary file next to path (see create);
+// on failure it leaves nothing behind.
+func stage(path string, b []byte) (*staged, error) {
 	// A new file is created 0666 less the umask, as os.WriteFile would
 	// create it; the temporary file for an existing one 0600 (no one else
 	// can open it while it is written) and then given the existing file's
@@ -75,36 +147,18 @@ func stage(path string, b []byte) (tmp, made string, err error) {
 	exists, keep := false, fs.FileMode(0)
 	if st, err := os.Stat(path); err == nil {
 		if st.IsDir() {
-			return "", "", fmt.Errorf("writing %s: it is a folder, not a file", path)
+			return nil, fmt.Errorf("writing %s: it is a folder, not a file", path)
 		}
 		exists, keep = true, st.Mode().Perm()
-	}
-	dir := filepath.Dir(path)
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Lstat(d); !errors.Is(err, fs.ErrNotExist) {
-			break
-		}
-		made = d
-		if filepath.Dir(d) == d {
-			break
-		}
-	}
-	if made != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			removeMade(dir, made)
-			return "", "", fmt.Errorf("writing %s: creating its folder: %w", path, err)
-		}
 	}
 	perm := fs.FileMode(0o666)
 	if exists {
 		perm = 0o600
 	}
-	f, err := createTemp(dir, "."+filepath.Base(path)+".", ".tmp", perm)
+	s, f, err := create(path, perm)
 	if err != nil {
-		removeMade(dir, made)
-		return "", "", writeError(path, err)
+		return nil, err
 	}
-	tmp = f.Name()
 	if exists { // fchmod, unlike open, does not apply the umask
 		err = f.Chmod(keep)
 	}
@@ -118,11 +172,48 @@ func stage(path string, b []byte) (tmp, made string, err error) {
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(tmp)
-		removeMade(dir, made)
-		return "", "", writeError(path, err)
+		inFlight.mu.Lock()
+		drop([]*staged{s}, 0)
+		inFlight.mu.Unlock()
+		return nil, writeError(path, err)
 	}
-	return tmp, made, nil
+	return s, nil
+}
+
+// create creates the missing folders of path and, in path's folder, a new
+// temporary file of mode perm less the umask, registered in inFlight: both
+// under inFlight.mu, so that Abandon finds every file and folder a write
+// has made. On failure it leaves nothing behind.
+func create(path string, perm fs.FileMode) (*staged, *os.File, error) {
+	inFlight.mu.Lock()
+	defer inFlight.mu.Unlock()
+	if inFlight.abandoned {
+		return nil, nil, fmt.Errorf("writing %s: %w", path, errAbandoned)
+	}
+	s := &staged{dir: filepath.Dir(path)}
+	for d := s.dir; ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		s.made = d
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	if s.made != "" {
+		if err := os.MkdirAll(s.dir, 0o755); err != nil {
+			removeMade(s.dir, s.made)
+			return nil, nil, fmt.Errorf("writing %s: creating its folder: %w", path, err)
+		}
+	}
+	f, err := createTemp(s.dir, "."+filepath.Base(path)+".", ".tmp", perm)
+	if err != nil {
+		removeMade(s.dir, s.made)
+		return nil, nil, writeError(path, err)
+	}
+	s.tmp = f.Name()
+	inFlight.writes = append(inFlight.writes, s)
+	return s, f, nil
 }
 
 // createTemp creates a new file prefix+random+suffix in dir, as
