@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"math"
@@ -16,6 +15,7 @@ import (
 	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/distributed"
 	"github.com/residual-nn/residual/experiments"
+	"github.com/residual-nn/residual/internal/atomicfile"
 	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/serve"
 	"github.com/residual-nn/residual/train"
@@ -356,7 +356,7 @@ func defaultRunFolder(model, spec string) string {
 }
 
 // checkWritableDir proves that files can be created in dir by creating
-// and removing one, so that a folder that cannot be written is reported
+// and removing one (atomicfile.Probe), so that a folder that cannot be written is reported
 // before the work whose results would go there. Folders it had to create
 // for that are removed again (the command creates them when it writes:
 // atomicfile.Write, which every command's writes go through,
@@ -398,16 +398,12 @@ func checkWritable(name, value, dir string) (err error) {
 			}
 		}()
 	}
-	f, err := os.CreateTemp(dir, ".residual-write-test-*")
-	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err // the probe's name would only puzzle the reader
-		}
+	// atomicfile's probe, so that a second signal's exit leaves no probe
+	// file behind either.
+	if err := atomicfile.Probe(dir); err != nil {
 		return fmt.Errorf("--%s %s: cannot write in %s: %w", name, value, folder, err)
 	}
-	f.Close()
-	return os.Remove(f.Name())
+	return nil
 }
 
 // checkOutFile refuses an output file that names a folder, or whose

@@ -3,6 +3,7 @@ package atomicfile
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -153,5 +154,51 @@ func TestAbandonRegistry(t *testing.T) {
 	}
 	if n := registered(); n != 0 {
 		t.Errorf("%d writes registered after Abandon", n)
+	}
+}
+
+// TestProbe: a probe leaves its folder as it was and names no file in
+// its error; Abandon waits for a probe under way, so that a folder
+// probed over and over is empty the moment Abandon returns, and probes
+// after it fail.
+func TestProbe(t *testing.T) {
+	unabandon(t)
+	dir := t.TempDir()
+	if err := Probe(dir); err != nil {
+		t.Fatal(err)
+	}
+	if got := tree(t, dir); len(got) != 0 {
+		t.Errorf("a probe left %v", got)
+	}
+	missing := filepath.Join(dir, "missing")
+	if err := Probe(missing); !errors.Is(err, fs.ErrNotExist) || strings.Contains(err.Error(), "residual-write-test") {
+		t.Errorf("a missing folder: %v", err)
+	}
+	for range 100 {
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				Probe(dir)
+			}
+		}()
+		time.Sleep(time.Millisecond)
+		Abandon()
+		if got := tree(t, dir); len(got) != 0 {
+			t.Fatalf("when Abandon returned: %v", got)
+		}
+		if err := Probe(dir); !errors.Is(err, errAbandoned) {
+			t.Fatalf("a probe after Abandon: %v", err)
+		}
+		close(stop)
+		<-done
+		inFlight.mu.Lock()
+		inFlight.abandoned = false
+		inFlight.mu.Unlock()
 	}
 }

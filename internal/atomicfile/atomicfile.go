@@ -98,6 +98,26 @@ func Abandon() {
 	drop(slices.Clone(inFlight.writes), 0)
 }
 
+// Probe proves that a file can be created in the folder dir by creating an
+// empty hidden one there (.residual-write-test-N) and removing it, while
+// Abandon waits, so that a process exiting meanwhile leaves no such file
+// behind. Its error is the cause alone (matching fs.ErrPermission, say),
+// without the file's name, which would only puzzle a reader; after
+// Abandon it fails without creating anything.
+func Probe(dir string) error {
+	inFlight.mu.Lock()
+	defer inFlight.mu.Unlock()
+	if inFlight.abandoned {
+		return errAbandoned
+	}
+	f, err := createTemp(dir, ".residual-write-test-", "", 0o600)
+	if err != nil {
+		return bareCause(err)
+	}
+	f.Close()
+	return bareCause(os.Remove(f.Name()))
+}
+
 // drop removes the temporary files of ss[from:] (those before were
 // renamed) and the folders every write of ss created, the last first as
 // they nest (os.Remove leaves a folder that has a file since), and takes
@@ -251,13 +271,19 @@ func removeMade(dir, made string) {
 // the temporary file's name (which means nothing to whoever reads the
 // message), still matching errors.Is(err, fs.ErrPermission) and the like.
 func writeError(path string, err error) error {
+	return fmt.Errorf("writing %s: %w", path, bareCause(err))
+}
+
+// bareCause is err without the file name of an *fs.PathError or
+// *os.LinkError, or nil for nil.
+func bareCause(err error) error {
 	var pe *fs.PathError
 	var le *os.LinkError
 	switch {
 	case errors.As(err, &pe):
-		err = pe.Err
+		return pe.Err
 	case errors.As(err, &le):
-		err = le.Err
+		return le.Err
 	}
-	return fmt.Errorf("writing %s: %w", path, err)
+	return err
 }
