@@ -18,8 +18,8 @@ package models
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"math/big"
 	"sort"
 	"strings"
 
@@ -98,34 +98,16 @@ func Preset(name string) (Config, error) {
 		return Config{Name: name, Arch: &MLP{mlp.Config{In: 1, Out: 1, Width: 200, Depth: 50, Skip: true, BatchNorm: true}}}, nil
 	}
 	rc, err := resnet.Preset(name)
+	var deep *resnet.DepthError
+	if errors.As(err, &deep) {
+		// Refused as too deep on every platform, in Validate's words for
+		// an n an int holds.
+		return Config{}, fmt.Errorf("models: %s: resnet: layers[0] %v outside [1, %d] (limits.Layers)", name, deep.Blocks, limits.Layers)
+	}
 	if err != nil {
-		if err := pastIntDepth(name); err != nil {
-			return Config{}, err
-		}
 		return Config{}, fmt.Errorf("models: unknown model %q; known: %s (and %s)", name, strings.Join(Names(), ", "), NameRules)
 	}
 	return Config{Name: name, Arch: &ResNet{rc}}, nil
-}
-
-// pastIntDepth returns, for a resnetN or plainN whose depth N = 6n+2 an
-// int cannot hold (past 2³¹−1 on 386 and arm, past 2⁶³−1 elsewhere: a
-// number resnet.Preset cannot read), the error Validate gives a preset
-// whose n is past limits.Layers, so that such a name is refused as too
-// deep on every platform rather than as unknown; nil for any other name.
-func pastIntDepth(name string) error {
-	digits, ok := strings.CutPrefix(name, "resnet")
-	if !ok {
-		digits, ok = strings.CutPrefix(name, "plain")
-	}
-	d, isNum := new(big.Int).SetString(digits, 10)
-	if !ok || !isNum || d.Sign() < 0 || d.IsInt64() && int64(int(d.Int64())) == d.Int64() {
-		return nil
-	}
-	n, rem := new(big.Int).QuoRem(d.Sub(d, big.NewInt(2)), big.NewInt(6), new(big.Int))
-	if rem.Sign() != 0 {
-		return nil // not 6n+2: unknown, as a depth an int holds would be
-	}
-	return fmt.Errorf("models: %s: resnet: layers[0] %v outside [1, %d] (limits.Layers)", name, n, limits.Layers)
 }
 
 // Kind returns the family's name ("" without an Arch).

@@ -137,8 +137,9 @@ func TestPresetDepthPastInt(t *testing.T) {
 		return err
 	}
 	for name, n := range map[string]string{
-		"resnet999999999999999992":  "166666666666666665",   // past a 32-bit int
-		"plain99999999999999999992": "16666666666666666665", // past a 64-bit int too
+		"resnet999999999999999992":   "166666666666666665",   // past a 32-bit int
+		"plain99999999999999999992":  "16666666666666666665", // past a 64-bit int too
+		"resnet27670116110564327426": "4611686018427387904",  // N past an int64, n = 2⁶² is not
 	} {
 		want := fmt.Sprintf("models: %s: resnet: layers[0] %s outside [1, %d] (limits.Layers)", name, n, limits.Layers)
 		if err := refuse(name); err == nil || err.Error() != want {

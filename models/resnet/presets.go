@@ -2,6 +2,7 @@ package resnet
 
 import (
 	"fmt"
+	"math/big"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,6 +16,9 @@ import (
 //	plain20 … plain110                     their plain counterparts
 //	preact-resnet110                       He et al. 2016, basic blocks (option B)
 //	preact-resnet164, preact-resnet1001    He et al. 2016, bottlenecks (9n+2 layers)
+//
+// The CIFAR families take any 6n+2 depth, written at any length: one whose
+// n an int cannot hold is a *DepthError.
 func Preset(name string) (Config, error) {
 	imagenet := map[string]struct {
 		block  string
@@ -52,15 +56,44 @@ func Preset(name string) (Config, error) {
 		return c, nil
 	case strings.HasPrefix(name, "resnet"), strings.HasPrefix(name, "plain"):
 		plain := strings.HasPrefix(name, "plain")
-		d, err := strconv.Atoi(strings.TrimPrefix(strings.TrimPrefix(name, "resnet"), "plain"))
-		if err != nil || d < 8 || (d-2)%6 != 0 {
+		n, ok := blocksPerStage(strings.TrimPrefix(strings.TrimPrefix(name, "resnet"), "plain"))
+		if !ok {
 			break
 		}
-		c := cifar("basic", (d-2)/6)
+		if !n.IsInt64() || int64(int(n.Int64())) != n.Int64() {
+			return Config{}, &DepthError{Name: name, Blocks: n}
+		}
+		c := cifar("basic", int(n.Int64()))
 		c.Plain = plain
 		return c, nil
 	}
 	return Config{}, fmt.Errorf("resnet: no preset %q; known: %s", name, strings.Join(Names(), ", "))
+}
+
+// blocksPerStage reads the depth N of a CIFAR resnetN or plainN, a
+// decimal of any length, and returns its blocks a stage n = (N−2)/6; ok
+// is false for a depth that is not 6n+2 with n ≥ 1.
+func blocksPerStage(depth string) (n *big.Int, ok bool) {
+	d, ok := new(big.Int).SetString(depth, 10)
+	if !ok || d.Cmp(big.NewInt(8)) < 0 {
+		return nil, false
+	}
+	n, rem := new(big.Int).QuoRem(d.Sub(d, big.NewInt(2)), big.NewInt(6), new(big.Int))
+	return n, rem.Sign() == 0
+}
+
+// DepthError is Preset's error for a resnetN or plainN of the CIFAR
+// family's 6n+2 depths whose n an int cannot hold (past 2³¹−1 on 386
+// and arm, past 2⁶³−1 elsewhere), so no Config can describe it. Such a
+// name is too deep rather than unknown: package models reports it as
+// Validate reports any n past limits.Layers.
+type DepthError struct {
+	Name   string
+	Blocks *big.Int // n, the blocks a stage the name asks for
+}
+
+func (e *DepthError) Error() string {
+	return fmt.Sprintf("resnet: preset %q asks for %v blocks a stage, more than an int holds", e.Name, e.Blocks)
 }
 
 // Names lists the preset names (the CIFAR families also take any 6n+2
