@@ -668,15 +668,15 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	// An unreadable image, or one the model cannot take, is reported and
 	// skipped; the others are still classified, and the command then fails
 	// naming how many were not. The images are read and classified
-	// predictBatch at a time, each batch's guesses printed before the next
+	// infer.Batch at a time, each batch's guesses printed before the next
 	// is read: a long list holds one batch in memory, and a signal keeps
 	// what was printed.
 	var bad []string
 	done := 0
-	for lo := 0; lo < len(images); lo += predictBatch {
+	for lo := 0; lo < len(images); lo += infer.Batch {
 		var decoded []image.Image
 		var readable []string
-		for _, path := range images[lo:min(lo+predictBatch, len(images))] {
+		for _, path := range images[lo:min(lo+infer.Batch, len(images))] {
 			if err := stopped(ctx); err != nil {
 				return stoppedAfter(err, done, len(images))
 			}
@@ -714,10 +714,6 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	return nil
 }
-
-// predictBatch is how many images predict reads and classifies at a
-// time (infer.Model.Classify runs 16 at once).
-const predictBatch = 16
 
 // stoppedAfter is predict's error when a signal (cause) stops it: how many
 // of the images it classified and printed.
