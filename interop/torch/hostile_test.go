@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -262,6 +263,11 @@ func TestHostilePth(t *testing.T) {
 		{"huge LONG4", "\x80\x02\x8b\x00\x00\x00\x10.", nil, "integer of"},
 		{"LONG4 past 32 bits", "\x80\x02\x8b\x05\x00\x00\x00\x00\x00\x00\x00\x01.", nil, fits(1<<32, "not a state dict")},
 		{"LONG past 32 bits", "\x80\x02L4294967296L\n.", nil, fits(1<<32, "not a state dict")},
+		// The interpreter reads a protocol-0 INT with strconv.Atoi, which
+		// refused one past an int in its own words.
+		{"INT past 32 bits", "\x80\x02I4294967296\n.", nil, fits(1<<32, "not a state dict")},
+		{"negative INT past 32 bits", "\x80\x02I-4294967296\n.", nil, fits(-1<<32, "not a state dict")},
+		{"INT past 64 bits", "\x80\x02I99999999999999999999\n.", nil, fmt.Sprintf("archive/data.pkl: pickle integer 99999999999999999999 does not fit an int, at most %d on this %d-bit platform", math.MaxInt, strconv.IntSize)},
 		{"negative LONG1 past 32 bits", "\x80\x02\x8a\x05\x00\x00\x00\x00\xff.", nil, fits(-1<<32, "not a state dict")},
 		{"empty LONG1", "\x80\x02\x8a\x00.", nil, "malformed pickle"},
 		{"deep nesting", "\x80\x02" + strings.Repeat("(", 5000) + ".", nil, "nests deeper"},

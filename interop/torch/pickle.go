@@ -138,12 +138,12 @@ func readPickle(r byteReader) ([]byte, error) {
 			if err2 = line(); err2 == nil {
 				err2 = line()
 			}
-		case 'L': // LONG: a decimal line
+		case 'I', 'L': // INT, LONG: a decimal line
 			start := out.Len()
 			if err2 = line(); err2 == nil {
-				err2 = textLongFits(out.Bytes()[start:])
+				err2 = textIntFits(out.Bytes()[start:], op == 'L')
 			}
-		case 'F', 'I', 'P', 'S', 'V', 'g', 'p': // text arguments
+		case 'F', 'P', 'S', 'V', 'g', 'p': // text arguments
 			err2 = line()
 		case 0x8a: // LONG1: a one-byte count, then the integer's bytes
 			var b []byte
@@ -221,12 +221,23 @@ func longFits(b []byte) error {
 	return intFits(int64(u<<shift) >> shift)
 }
 
-// textLongFits is longFits for a protocol-0 LONG's decimal line (with
-// its newline, and an L after the digits where Python 2 wrote one),
-// which the interpreter reads as an int64 and makes an int; past an
-// int64 it makes a *big.Int, and what is no number it refuses itself.
-func textLongFits(line []byte) error {
-	v, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSuffix(string(line), "\n"), "L"), 10, 64)
+// textIntFits is longFits for a protocol-0 INT's or LONG's decimal line
+// (with its newline; a LONG with an L after the digits where Python 2
+// wrote one). The interpreter reads an INT with strconv.Atoi, refusing one
+// past an int in strconv's words ("value out of range", past 2³¹−1 on a
+// 32-bit platform only): refused here, as the binary integers are, in
+// the same words on every platform. It reads a LONG as an int64 made an
+// int, and past an int64 as a *big.Int. What is no number the
+// interpreter refuses itself.
+func textIntFits(line []byte, long bool) error {
+	s := strings.TrimSuffix(string(line), "\n")
+	if long {
+		s = strings.TrimSuffix(s, "L")
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if !long && errors.Is(err, strconv.ErrRange) {
+		return errIntPastInt(s)
+	}
 	if err != nil {
 		return nil
 	}
@@ -236,9 +247,15 @@ func textLongFits(line []byte) error {
 // intFits refuses a pickle integer past the platform's int.
 func intFits(v int64) error {
 	if int64(int(v)) != v {
-		return fmt.Errorf("pickle integer %d does not fit an int, at most %d on this %d-bit platform", v, math.MaxInt, strconv.IntSize)
+		return errIntPastInt(v)
 	}
 	return nil
+}
+
+// errIntPastInt is the error for a pickle integer v that an int cannot
+// hold.
+func errIntPastInt(v any) error {
+	return fmt.Errorf("pickle integer %v does not fit an int, at most %d on this %d-bit platform", v, math.MaxInt, strconv.IntSize)
 }
 
 // unpickle interprets a pickle that readPickle checked, with globals
