@@ -91,8 +91,8 @@ func CheckElements(what string, shape ...int) error {
 // "cannot unmarshal number": the shape is checked as CheckElements checks
 // one, on numbers of any size, so that one that holds too many values gets
 // that error (without its what) on every platform, and one that does not
-// (a zero comes first) an error naming the dimension and the platform's
-// bound.
+// (a zero comes first) a *WideDimensionError naming the dimension and the
+// platform's bound.
 func ParseShape(b []byte) ([]int, error) {
 	var shape []int
 	err := json.Unmarshal(b, &shape)
@@ -132,7 +132,22 @@ func ParseShape(b []byte) ([]int, error) {
 			return nil, fmt.Errorf("shape %v holds more than %d values (limits.TensorElements)", vals, TensorElements)
 		}
 	}
-	return nil, fmt.Errorf("shape %v: dimension %v does not fit an int, at most %d on this %d-bit platform", vals, wide, math.MaxInt, strconv.IntSize)
+	return nil, &WideDimensionError{Shape: vals, Dim: wide}
+}
+
+// WideDimensionError is ParseShape's error for a shape that holds no
+// values, a zero dimension coming before one that an int cannot hold, so
+// that CheckElements's checks pass it and only the platform's int refuses
+// it. A reader that refuses an empty dimension anyway (a TensorFlow.js
+// weight) finds the zero in Shape and names that instead, in the same
+// words on every platform.
+type WideDimensionError struct {
+	Shape []*big.Int // every dimension, at full size
+	Dim   *big.Int   // the first dimension past an int
+}
+
+func (e *WideDimensionError) Error() string {
+	return fmt.Sprintf("shape %v: dimension %v does not fit an int, at most %d on this %d-bit platform", e.Shape, e.Dim, math.MaxInt, strconv.IntSize)
 }
 
 // CheckImage returns an error naming what if a w×h image is empty or

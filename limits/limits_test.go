@@ -1,6 +1,8 @@
 package limits
 
 import (
+	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -159,5 +161,11 @@ func TestParseShape(t *testing.T) {
 		if _, err := ParseShape([]byte(in)); err == nil || err.Error() != want {
 			t.Errorf("%s: got %v, want %s", in, err, want)
 		}
+	}
+	// The empty shape's error holds its dimensions, for a caller that
+	// refuses an empty one in words of its own.
+	var wide *WideDimensionError
+	if _, err := ParseShape([]byte(`[2,0,99999999999999999999]`)); !errors.As(err, &wide) || fmt.Sprint(wide.Shape) != "[2 0 99999999999999999999]" || wide.Dim.String() != "99999999999999999999" {
+		t.Errorf("[2,0,99999999999999999999]: got %v, want a *WideDimensionError with its dimensions", err)
 	}
 }

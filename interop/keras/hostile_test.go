@@ -164,7 +164,12 @@ func TestHostileModels(t *testing.T) {
 		// same error on every platform.
 		{"overflowing shape", edit(`"shape":[2048,3]`, `"shape":[4294967296,4294967296,4294967296,4294967296]`), bin, "weight fc1000/kernel: shape [4294967296 4294967296 4294967296 4294967296] holds more than 268435456 values (limits.TensorElements)"},
 		{"shape past 64 bits", edit(`"shape":[2048,3]`, `"shape":[99999999999999999999,3]`), bin, "weight fc1000/kernel: shape [99999999999999999999 3] holds more than 268435456 values (limits.TensorElements)"},
-		{"empty shape past 64 bits", edit(`"shape":[2048,3]`, `"shape":[0,99999999999999999999]`), bin, "weight fc1000/kernel: shape [0 99999999999999999999]: dimension 99999999999999999999 does not fit an int"},
+		// An empty one is refused as empty whatever its other dimensions:
+		// past a 32-bit int, 386 named the wide dimension and amd64 the
+		// zero.
+		{"empty shape", edit(`"shape":[2048,3]`, `"shape":[0,3]`), bin, "weight fc1000/kernel has shape [0 3], with an empty dimension"},
+		{"empty shape past 32 bits", edit(`"shape":[2048,3]`, `"shape":[0,4294967296]`), bin, "weight fc1000/kernel has shape [0 4294967296], with an empty dimension"},
+		{"empty shape past 64 bits", edit(`"shape":[2048,3]`, `"shape":[0,99999999999999999999]`), bin, "weight fc1000/kernel has shape [0 99999999999999999999], with an empty dimension"},
 		{"class count the shard lacks", edit(`"shape":[2048,3]`, `"shape":[2048,100000]`), bin, "truncated shard"},
 		{"negative dimension", edit(`"shape":[2048,3]`, `"shape":[-2048,-3]`), bin, "negative dimension"},
 		{"missing shard", model, nil, "w.bin"},

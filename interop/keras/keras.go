@@ -30,6 +30,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -232,7 +233,14 @@ func readWeights(dir string, mj *modelJSON) (map[string]*tensor.Tensor, error) {
 			var shape []int // none: a scalar, as encoding/json read it
 			if len(w.Shape) > 0 {
 				var err error
-				if shape, err = limits.ParseShape(w.Shape); err != nil {
+				var wide *limits.WideDimensionError
+				if shape, err = limits.ParseShape(w.Shape); errors.As(err, &wide) {
+					// Empty, as a shape an int holds is refused below: a
+					// 32-bit platform would name the wide dimension
+					// where a 64-bit one names the zero.
+					return nil, emptyDimension(w.Name, wide.Shape)
+				}
+				if err != nil {
 					return nil, fmt.Errorf("weight %s: %w", w.Name, err)
 				}
 			}
@@ -240,10 +248,8 @@ func readWeights(dir string, mj *modelJSON) (map[string]*tensor.Tensor, error) {
 				return nil, err
 			}
 			n := tensor.NumElements(shape)
-			for _, d := range shape {
-				if d <= 0 {
-					return nil, fmt.Errorf("weight %s has shape %v, with an empty dimension", w.Name, shape)
-				}
+			if slices.Contains(shape, 0) { // CheckElements refused a negative one
+				return nil, emptyDimension(w.Name, shape)
 			}
 			if int64(need)+4*int64(n) > int64(len(buf)) { // past a 32-bit int for a group over 1 GiB
 				return nil, fmt.Errorf("weight group %d: its shards hold %d bytes, but the manifest needs more (truncated shard?) at %s", gi, len(buf), w.Name)
@@ -264,6 +270,13 @@ func readWeights(dir string, mj *modelJSON) (map[string]*tensor.Tensor, error) {
 		}
 	}
 	return out, nil
+}
+
+// emptyDimension is readWeights' error for a weight whose shape (ints,
+// or *big.Ints where an int cannot hold one) has a zero dimension: a
+// TensorFlow.js model holds no empty weight.
+func emptyDimension(name string, shape any) error {
+	return fmt.Errorf("weight %s has shape %v, with an empty dimension", name, shape)
 }
 
 // readLabels reads labels.json ({"0": "tench", ...}) from the model's
