@@ -218,38 +218,93 @@ func TestHostileModels(t *testing.T) {
 	})
 }
 
-// A weight group's shards are read into one slice, so on a 32-bit
-// platform they may hold no more than 2³¹−1 bytes in all, each shard
-// within that and all within limits.TotalBytes: a shard that would take
-// the group past it is refused before it is read. Appending it panicked
-// (growslice: len out of range) once a 2 GiB file had been read. The
-// shard is sparse: it takes no disk.
+// A weight group's shards are joined in one slice and then decoded, all
+// groups' tensors held together: on a 32-bit platform that may take no
+// more than 2³¹−1 bytes, so the shards are measured and refused before
+// any is read. A shard that took its group past 2³¹−1 bytes was refused
+// only once the shards before it had been read, and a group of three
+// 600 MiB shards, within a slice, exhausted the address space as they
+// were joined (fatal error: out of memory). The shards are sparse: they
+// take no disk.
 func TestShardsPastSlice(t *testing.T) {
 	if strconv.IntSize != 32 {
-		t.Skipf("%d-bit ints: limits.TotalBytes bounds a group's shards long before a slice's length", strconv.IntSize)
+		t.Skipf("%d-bit ints: the memory a group takes is bounded by the machine's alone (TestShardsPastMemory)", strconv.IntSize)
 	}
 	model, bin := synthetic(3)
-	two := strings.Replace(string(model), `"paths":["w.bin"]`, `"paths":["w.bin","more.bin"]`, 1)
-	if two == string(model) {
-		t.Fatal(`no "paths":["w.bin"] in the model.json`)
+	for _, sizes := range [][]int64{{math.MaxInt32}, {600 << 20, 600 << 20, 600 << 20}} {
+		var paths []string
+		total := int64(len(bin))
+		for i, n := range sizes {
+			paths = append(paths, fmt.Sprintf(`"more%d.bin"`, i))
+			total += n
+		}
+		more := strings.Replace(string(model), `"paths":["w.bin"]`, `"paths":["w.bin",`+strings.Join(paths, ",")+`]`, 1)
+		if more == string(model) {
+			t.Fatal(`no "paths":["w.bin"] in the model.json`)
+		}
+		dir := writeModel(t, []byte(more), bin)
+		for i, n := range sizes {
+			p := filepath.Join(dir, fmt.Sprintf("more%d.bin", i))
+			if err := os.WriteFile(p, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Truncate(p, n); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := LoadTFJS(dir)
+		runtime.ReadMemStats(&after)
+		want := fmt.Sprintf("reading %d bytes of weights (%d in the largest group, joined before it is decoded) needs at least %.1f GB of memory; a 32-bit process holds 2.1 GB at most", total, total, float64(2*total)/1e9)
+		if err == nil || !strings.HasSuffix(err.Error(), ": "+want) {
+			t.Errorf("a group of %d bytes and %v: %v; want %s", len(bin), sizes, err, want)
+		}
+		if d := after.TotalAlloc - before.TotalAlloc; d > 64<<20 {
+			t.Errorf("a group of %d bytes and %v: allocated %d MB before refusing", len(bin), sizes, d>>20)
+		}
 	}
-	dir := writeModel(t, []byte(two), bin)
-	more := filepath.Join(dir, "more.bin")
-	if err := os.WriteFile(more, nil, 0o644); err != nil {
+}
+
+// Before any shard is read, the shards are measured against
+// limits.TotalBytes and the memory they take decoded (every group's
+// bytes as float32 tensors, the largest group's also joined) against
+// limits.CheckMemory, on every platform: here, a model of two groups
+// whose second is missing its last shard.
+func TestShardsPastMemory(t *testing.T) {
+	model, bin := synthetic(3)
+	// A second group: the shard w.bin again, then one that is missing
+	// (found before the first is read).
+	var mj map[string]any
+	if err := json.Unmarshal(model, &mj); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Truncate(more, math.MaxInt32); err != nil {
+	groups := mj["weightsManifest"].([]any)
+	mj["weightsManifest"] = append(groups, map[string]any{"paths": []string{"w.bin", "gone.bin"}, "weights": []any{}})
+	two, err := json.Marshal(mj)
+	if err != nil {
 		t.Fatal(err)
 	}
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	_, err := LoadTFJS(dir)
-	runtime.ReadMemStats(&after)
-	want := fmt.Sprintf("weight shard: %s has 2147483647 bytes, more than the %d allowed (a weight group's shards are read into one slice: 2147483647 bytes in all at most on a 32-bit platform)", more, math.MaxInt32-len(bin))
-	if err == nil || !strings.HasSuffix(err.Error(), ": "+want) {
-		t.Errorf("a group of %d bytes and 2³¹−1: %v; want %s", len(bin), err, want)
+	dir := writeModel(t, two, bin)
+	n := int64(len(bin))
+	defer func(m, b int64) { limits.Memory, limits.TotalBytes = m, b }(limits.Memory, limits.TotalBytes)
+	if _, err := LoadTFJS(dir); err == nil || !strings.Contains(err.Error(), "weight shard gone.bin, listed in model.json's weightsManifest, is missing") {
+		t.Errorf("a missing shard: %v", err)
 	}
-	if d := after.TotalAlloc - before.TotalAlloc; d > 64<<20 {
-		t.Errorf("allocated %d MB before refusing", d>>20)
+	if err := os.WriteFile(filepath.Join(dir, "gone.bin"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		memory, total int64
+		want          string
+	}{
+		{3*n - 1, 2 * n, fmt.Sprintf("reading %d bytes of weights (%d in the largest group, joined before it is decoded) needs at least %.1f MB of memory; %.1f MB is available", 2*n, n, float64(3*n)/1e6, float64(3*n-1)/1e6)},
+		{3 * n, 2*n - 1, fmt.Sprintf("weight shards hold more than the %d bytes allowed in all (limits.TotalBytes), at w.bin of %d bytes", 2*n-1, n)},
+		{3 * n, 2 * n, "weight group 1: its shards hold " + strconv.FormatInt(n, 10) + " bytes, the manifest describes 0"},
+	} {
+		limits.Memory, limits.TotalBytes = c.memory, c.total
+		if _, err := LoadTFJS(dir); err == nil || !strings.HasSuffix(err.Error(), ": "+c.want) {
+			t.Errorf("limits.Memory %d, limits.TotalBytes %d: %v; want %s", c.memory, c.total, err, c.want)
+		}
 	}
 }

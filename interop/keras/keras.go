@@ -196,33 +196,23 @@ func parseTopology(raw json.RawMessage) ([]layer, error) {
 }
 
 // readWeights reads every shard group of the manifest and cuts it into the
-// named tensors (Keras layouts).
+// named tensors (Keras layouts), once shardSizes has measured the shards.
 func readWeights(dir string, mj *modelJSON) (map[string]*tensor.Tensor, error) {
+	sizes, err := shardSizes(dir, mj)
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]*tensor.Tensor{}
-	total := int64(0) // shard bytes read so far, bounded by limits.TotalBytes
 	for gi, g := range mj.Manifest {
-		var buf []byte
-		for _, p := range g.Paths {
-			if filepath.Base(p) != p || p == "." || p == ".." {
-				return nil, fmt.Errorf("weight shard path %q leaves the model's folder", p)
-			}
-			// The group's shards are read into one slice: on a 32-bit
-			// platform that bounds them before limits.TotalBytes does.
-			limit, inSlice := limits.TotalBytes-total, false
-			if room := int64(math.MaxInt - len(buf)); room < limit {
-				limit, inSlice = room, true
-			}
-			b, err := limits.ReadFile(filepath.Join(dir, p), limit)
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("weight shard %s, listed in model.json's weightsManifest, is missing: %w", p, err)
-			}
-			if err != nil && inSlice {
-				return nil, fmt.Errorf("weight shard: %w (a weight group's shards are read into one slice: %d bytes in all at most on a %d-bit platform)", err, math.MaxInt, strconv.IntSize)
-			}
+		buf := make([]byte, 0, sum(sizes[gi]))
+		for pi, p := range g.Paths {
+			// Each shard within the size it had when it was measured (one
+			// that has grown since is refused), so that the group stays
+			// within its slice and all within the estimate.
+			b, err := limits.ReadFile(filepath.Join(dir, p), sizes[gi][pi])
 			if err != nil {
-				return nil, fmt.Errorf("weight shard: %w (the shards may hold %d bytes in all, limits.TotalBytes)", err, limits.TotalBytes)
+				return nil, fmt.Errorf("weight shard: %w", err)
 			}
-			total += int64(len(b))
 			buf = append(buf, b...)
 		}
 		need := 0
@@ -270,6 +260,59 @@ func readWeights(dir string, mj *modelJSON) (map[string]*tensor.Tensor, error) {
 		}
 	}
 	return out, nil
+}
+
+// shardSizes returns the bytes of each weight group's shards, [group]
+// [shard], as their files hold them now (0 for what is no regular file,
+// which limits.ReadFile then refuses), before any is read: it refuses a
+// path that leaves dir, a missing shard, shards past limits.TotalBytes in
+// all, and shards that need more memory than is available
+// (limits.CheckMemory): all of them decoded to float32 tensors, and the
+// largest group's also joined in one slice before they are decoded. On a
+// 32-bit platform that is at most 2³¹−1 bytes, which also bounds a
+// group's slice: a group under 2 GiB exhausted the address space there
+// as its shards were joined.
+func shardSizes(dir string, mj *modelJSON) ([][]int64, error) {
+	sizes := make([][]int64, len(mj.Manifest))
+	total, largest := int64(0), int64(0)
+	for gi, g := range mj.Manifest {
+		for _, p := range g.Paths {
+			if filepath.Base(p) != p || p == "." || p == ".." {
+				return nil, fmt.Errorf("weight shard path %q leaves the model's folder", p)
+			}
+			st, err := os.Stat(filepath.Join(dir, p))
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("weight shard %s, listed in model.json's weightsManifest, is missing: %w", p, err)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("weight shard: %w", err)
+			}
+			n := int64(0)
+			if st.Mode().IsRegular() {
+				n = st.Size()
+			}
+			if n > limits.TotalBytes-total {
+				return nil, fmt.Errorf("weight shards hold more than the %d bytes allowed in all (limits.TotalBytes), at %s of %d bytes", limits.TotalBytes, p, n)
+			}
+			total += n
+			sizes[gi] = append(sizes[gi], n)
+		}
+		largest = max(largest, sum(sizes[gi]))
+	}
+	what := fmt.Sprintf("reading %d bytes of weights (%d in the largest group, joined before it is decoded)", total, largest)
+	if err := limits.CheckMemory(what, total+largest); err != nil {
+		return nil, err
+	}
+	return sizes, nil
+}
+
+// sum adds up a group's shard sizes.
+func sum(sizes []int64) int64 {
+	s := int64(0)
+	for _, n := range sizes {
+		s += n
+	}
+	return s
 }
 
 // emptyDimension is readWeights' error for a weight whose shape (ints,
