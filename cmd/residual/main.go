@@ -12,8 +12,8 @@
 //	residual predict --weights CKPT [--top K] IMAGE...
 //	residual quantize CKPT [--calibrate SPEC] [--batches N] [--method minmax|percentile|entropy] --out CKPT8
 //	residual quantize CKPT --calibrate-images FILE,FILE... --out CKPT8
-//	residual segment CKPT --out MASK.png [--overlay OVERLAY.png] [--tile N] IMAGE
-//	residual segment --weights CKPT --out MASK.png [--overlay OVERLAY.png] [--tile N] IMAGE
+//	residual segment CKPT --out MASK.png [--overlay OVERLAY.png] [--tile N] [--precision bf16] IMAGE
+//	residual segment --weights CKPT --out MASK.png [--overlay OVERLAY.png] [--tile N] [--precision bf16] IMAGE
 //	residual import torch FILE.pth|FILE.safetensors --model NAME --out CKPT.safetensors [--classes N]
 //	residual import keras-tfjs DIR|model.json --out CKPT.safetensors
 //	residual import onnx FILE.onnx [--model NAME] --out CKPT8.safetensors
@@ -95,7 +95,7 @@ var synopses = map[string][]string{
 	"experiment": {"residual experiment [flags] NAME"},
 	"predict":    {"residual predict CKPT [--top K] IMAGE...", "residual predict --weights CKPT [--top K] IMAGE..."},
 	"quantize":   {"residual quantize CKPT [--calibrate SPEC] [--batches N] [--method minmax|percentile|entropy] --out CKPT8", "residual quantize CKPT --calibrate-images FILE,FILE... --out CKPT8"},
-	"segment":    {"residual segment CKPT --out MASK.png [--overlay OVERLAY.png] [--tile N] IMAGE", "residual segment --weights CKPT --out MASK.png [--overlay OVERLAY.png] [--tile N] IMAGE"},
+	"segment":    {"residual segment CKPT --out MASK.png [--overlay OVERLAY.png] [--tile N] [--precision bf16] IMAGE", "residual segment --weights CKPT --out MASK.png [--overlay OVERLAY.png] [--tile N] [--precision bf16] IMAGE"},
 	"serve":      {"residual serve --model NAME=CKPT [--model NAME=CKPT...] [flags]", "residual serve --repository DIR [flags]"},
 	"version":    {"residual version"},
 }

@@ -260,6 +260,12 @@ func writeGray(t *testing.T, path string, w, h int) {
 	for i := range img.Pix {
 		img.Pix[i] = uint8(i * 7)
 	}
+	writePNG(t, path, img)
+}
+
+// writePNG writes img to path as a PNG.
+func writePNG(t *testing.T, path string, img image.Image) {
+	t.Helper()
 	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)

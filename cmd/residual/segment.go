@@ -21,7 +21,12 @@ func runSegment(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	out := fs.String("out", "", "mask to write: a grey PNG of class indices")
 	overlay := fs.String("overlay", "", "coloured overlay PNG (default: the mask's name with -overlay)")
 	tile := fs.Int("tile", 0, "output pixels per tile side (0: the network's default); rounded up to a side the network gives: a multiple of 2^levels for a padded U-Net (the mask is the same), the next output side of a valid one")
+	precision := precisionFlag(fs)
 	pos, err := parseCheckpointFirst(fs, args)
+	if err != nil {
+		return err
+	}
+	pr, err := parsePrecision(*precision)
 	if err != nil {
 		return err
 	}
@@ -40,14 +45,11 @@ func runSegment(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("%w: %s: residual segment CKPT IMAGE --out MASK.png [--overlay OVERLAY.png] (or the checkpoint as --weights CKPT)", errUsage, what)
 	}
 	*overlay = overlayPath(*out, *overlay)
-	m, err := infer.Open(*weights)
+	m, err := openForTask(*weights, models.Segment, pr)
 	if err != nil {
 		return err
 	}
 	info := m.Info()
-	if info.Task != models.Segment {
-		return fmt.Errorf("%w: %s holds %s, which classifies whole images; residual predict --weights %s IMAGE classifies one", errUsage, *weights, info.Name, *weights)
-	}
 	if len(info.Classes) > infer.MaskClasses {
 		return fmt.Errorf("%s has %d classes; a grey PNG mask holds %d", *weights, len(info.Classes), infer.MaskClasses)
 	}

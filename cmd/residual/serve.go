@@ -45,9 +45,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	pr, err := ag.ParsePrecision(*precision)
+	pr, err := parsePrecision(*precision)
 	if err != nil {
-		return fmt.Errorf("%w: --precision: %v", errUsage, err)
+		return err
 	}
 	if *threads > 0 {
 		runtime.GOMAXPROCS(*threads)

@@ -81,9 +81,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	pr, err := ag.ParsePrecision(*precision)
+	pr, err := parsePrecision(*precision)
 	if err != nil {
-		return fmt.Errorf("%w: --precision: %v", errUsage, err)
+		return err
 	}
 	comp, err := distributed.ParseCompression(*gradComp)
 	if err != nil {
@@ -431,6 +431,16 @@ func precisionFlag(fs *flag.FlagSet) *string {
 	return fs.String("precision", "fp32", "fp32, or bf16: convolutions and linear layers on bfloat16 operands with float32 sums (PyTorch's CPU autocast; "+where+"); VDPBF16PS where the CPU has AVX512-BF16, emulated in float32 otherwise")
 }
 
+// parsePrecision reads --precision's value (precisionFlag): a name
+// autograd does not know is a usage error naming the flag.
+func parsePrecision(s string) (ag.Precision, error) {
+	pr, err := ag.ParsePrecision(s)
+	if err != nil {
+		return pr, fmt.Errorf("%w: --precision: %v", errUsage, err)
+	}
+	return pr, nil
+}
+
 // progressLive reads --progress: whether training redraws one progress
 // line (train.Config.Live) on stdout.
 func progressLive(progress string, stdout io.Writer) (bool, error) {
@@ -464,9 +474,9 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if len(pos) > 0 {
 		return fmt.Errorf("%w: unexpected argument %q (eval reads one checkpoint; --data names the images)", errUsage, pos[0])
 	}
-	pr, err := ag.ParsePrecision(*precision)
+	pr, err := parsePrecision(*precision)
 	if err != nil {
-		return fmt.Errorf("%w: --precision: %v", errUsage, err)
+		return err
 	}
 	if *weights == "" {
 		return fmt.Errorf("%w: no checkpoint: residual eval CKPT (or --weights CKPT)", errUsage)
@@ -643,9 +653,9 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	pr, err := ag.ParsePrecision(*precision)
+	pr, err := parsePrecision(*precision)
 	if err != nil {
-		return fmt.Errorf("%w: --precision: %v", errUsage, err)
+		return err
 	}
 	switch {
 	case *weights == "" && len(images) > 0:
@@ -655,15 +665,9 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	case len(images) == 0:
 		return fmt.Errorf("%w: no image given: residual predict CKPT IMAGE [IMAGE ...]", errUsage)
 	}
-	m, err := infer.Open(*weights)
+	m, err := openForTask(*weights, models.Classify, pr)
 	if err != nil {
 		return err
-	}
-	if info := m.Info(); info.Task == models.Segment {
-		return fmt.Errorf("%w: %s holds %s, a segmentation model; residual segment --weights %s --out MASK.png IMAGE segments an image", errUsage, *weights, info.Name, *weights)
-	}
-	if err := m.SetPrecision(pr); err != nil {
-		return fmt.Errorf("%w: --precision: %v", errUsage, err)
 	}
 	// An unreadable image, or one the model cannot take, is reported and
 	// skipped; the others are still classified, and the command then fails
@@ -713,6 +717,29 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("%d of %d images could not be read or classified: %s", len(bad), len(images), strings.Join(bad, ", "))
 	}
 	return nil
+}
+
+// openForTask opens the checkpoint weights (--weights) with package infer
+// for a command of task (predict: models.Classify, segment:
+// models.Segment) in precision pr (--precision). A model of the other
+// task is a usage error naming the command that runs it; so is a
+// precision other than fp32 for an int8 checkpoint, which computes in
+// int8, naming --precision.
+func openForTask(weights string, task models.Task, pr ag.Precision) (*infer.Model, error) {
+	m, err := infer.Open(weights)
+	if err != nil {
+		return nil, err
+	}
+	switch info := m.Info(); {
+	case task == models.Classify && info.Task == models.Segment:
+		return nil, fmt.Errorf("%w: %s holds %s, a segmentation model; residual segment --weights %s --out MASK.png IMAGE segments an image", errUsage, weights, info.Name, weights)
+	case task == models.Segment && info.Task != models.Segment:
+		return nil, fmt.Errorf("%w: %s holds %s, which classifies whole images; residual predict --weights %s IMAGE classifies one", errUsage, weights, info.Name, weights)
+	}
+	if err := m.SetPrecision(pr); err != nil {
+		return nil, fmt.Errorf("%w: --precision %s: %v", errUsage, pr, err)
+	}
+	return m, nil
 }
 
 // stoppedAfter is predict's error when a signal (cause) stops it: how many
