@@ -256,10 +256,10 @@ func TestFlagChecks(t *testing.T) {
 		{[]string{"eval", "--weights", ck, "--data", "segfolder:"}, 2, []string{"--data segfolder:", "want segfolder:DIR"}},
 		{[]string{"quantize", ck, "--calibrate", "cifar100:", "--out", out("q.safetensors")}, 2, []string{"--calibrate cifar100:", "want cifar100:DIR"}},
 		{[]string{"train", "--data", "folder,all:" + dir}, 2, []string{"--data folder,all:" + dir, "is for eval and quantize --calibrate"}},
-		{[]string{"train", "--model", "resnet999999999999999992", "--out", out("big")}, 2, []string{"--model resnet999999999999999992", "limits.Layers"}},
+		{[]string{"train", "--model", "resnet999999999999999992", "--out", out("big")}, 2, []string{"--model: models: resnet999999999999999992: ", "limits.Layers"}},
 		// Past an int on every platform (resnet999999999999999992 only on
 		// 32-bit ones): as deep as that, not unknown.
-		{[]string{"train", "--model", "plain99999999999999999992", "--out", out("big")}, 2, []string{"--model plain99999999999999999992", "limits.Layers"}},
+		{[]string{"train", "--model", "plain99999999999999999992", "--out", out("big")}, 2, []string{"--model: models: plain99999999999999999992: ", "limits.Layers"}},
 		{[]string{"quantize", ck, "--calibrate-images", img + ",", "--out", out("q.safetensors")}, 2, []string{"--calibrate-images " + img + ",", "empty item"}},
 		{[]string{"quantize", ck, "--calibrate-images", img + ",," + img, "--out", out("q.safetensors")}, 2, []string{"empty item"}},
 		{[]string{"quantize", ck, "--calibrate-images", model, "--out", model}, 2, []string{"--out " + model, "calibration image"}},

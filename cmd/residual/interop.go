@@ -88,8 +88,8 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		mc = lc.Model
 	} else {
-		if mc, err = models.Preset(*model); err != nil {
-			return fmt.Errorf("%w: %v", errUsage, err)
+		if mc, err = modelFlag(*model); err != nil {
+			return err
 		}
 		if *classes > 0 {
 			mc.SetClasses(*classes)
@@ -313,9 +313,9 @@ func onnxImportMeta(info onnx.Info, model string, classes int) (checkpoint.Meta,
 		}
 		return m, fmt.Errorf("%w: the model does not say its architecture (no residual metadata); pass --model NAME", errUsage)
 	}
-	mc, err := models.Preset(model)
+	mc, err := modelFlag(model)
 	if err != nil {
-		return m, fmt.Errorf("%w: %v", errUsage, err)
+		return m, err
 	}
 	if len(info.Input) != 4 || info.Input[1] <= 0 || info.Input[2] <= 0 || info.Input[3] <= 0 {
 		return m, fmt.Errorf("the graph's input has dimensions %v; want an NCHW image of a fixed size", info.Input)
@@ -357,9 +357,9 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err := stopped(ctx); err != nil {
 			return err
 		}
-		mc, err := models.Preset(*model)
+		mc, err := modelFlag(*model)
 		if err != nil {
-			return fmt.Errorf("%w: %v", errUsage, err)
+			return err
 		}
 		shape, err := withSize(mc.InputShape(1, mc.DefaultSide()), *input, mc, *model)
 		if err != nil {

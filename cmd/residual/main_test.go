@@ -42,6 +42,39 @@ func TestCLIErrors(t *testing.T) {
 	}
 }
 
+// TestModelFlagNamedOnce: an unknown --model, or a resnetN past package
+// limits, is a usage error naming the flag and the model once (train
+// named it twice: "--model foo: models: unknown model "foo""), the same
+// in every command that takes a zoo model's name; an unknown one lists
+// the known names. Import and export named no flag, and took a model too
+// deep as a failure (status 1) or not at all.
+func TestModelFlagNamedOnce(t *testing.T) {
+	dir := t.TempDir()
+	qdq := filepath.Join(dir, "tiny8.onnx")
+	if code, _, errs := runCLI("export", "onnx", "--weights", tinyInt8(t, dir), "--out", qdq); code != 0 {
+		t.Fatalf("export onnx: %s", errs)
+	}
+	for _, model := range []string{"foo", "resnet6000002"} {
+		for _, args := range [][]string{
+			{"train", "--model", model, "--out", filepath.Join(dir, "run")},
+			{"export", "onnx", "--model", model, "--out", filepath.Join(dir, "x.onnx")},
+			{"import", "torch", tinyCkpt, "--model", model, "--out", filepath.Join(dir, "x.safetensors")},
+			{"import", "onnx", qdq, "--model", model, "--out", filepath.Join(dir, "x.safetensors")},
+		} {
+			code, _, errs := runCLI(args...)
+			want := []string{"--model: models: unknown model \"foo\"; known: ", "resnet20, resnet32"}
+			if model != "foo" {
+				want = []string{"--model: models: resnet6000002: ", "outside [1, 16384]"}
+			}
+			for _, w := range want {
+				if code != 2 || !strings.Contains(errs, w) || strings.Count(errs, model) != 1 {
+					t.Errorf("%q: exit %d, stderr %q; want 2, %q and the model named once", args, code, errs, w)
+				}
+			}
+		}
+	}
+}
+
 func TestDemoLossFalls(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run(context.Background(), []string{"demo", "--steps", "60", "--depth", "2", "--width", "16"}, &out, &errb); code != 0 {

@@ -118,11 +118,8 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var mc models.Config // with --init and no --model: the checkpoint's network (train.Prepare reads it)
 	if *initCkpt == "" || flagSet(fs, "model") {
 		var err error
-		if mc, err = models.Preset(*model); err == nil {
-			err = mc.Validate() // a name Preset reads but beyond the limits
-		}
-		if err != nil {
-			return fmt.Errorf("%w: --model %s: %v", errUsage, *model, err)
+		if mc, err = modelFlag(*model); err != nil {
+			return err
 		}
 	}
 	if !*resume || flagSet(fs, "data") { // else they apply to the run's data set (resumeConfig)
@@ -439,6 +436,21 @@ func parsePrecision(s string) (ag.Precision, error) {
 		return pr, fmt.Errorf("%w: --precision: %v", errUsage, err)
 	}
 	return pr, nil
+}
+
+// modelFlag returns the zoo model --model names (models.Preset). A name
+// Preset does not know, or one it reads but beyond package limits (a
+// resnetN too deep), is a usage error naming the flag; models' message
+// names the model, and for an unknown one lists the known names.
+func modelFlag(name string) (models.Config, error) {
+	mc, err := models.Preset(name)
+	if err == nil {
+		err = mc.Validate()
+	}
+	if err != nil {
+		return mc, fmt.Errorf("%w: --model: %v", errUsage, err)
+	}
+	return mc, nil
 }
 
 // progressLive reads --progress: whether training redraws one progress
