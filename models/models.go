@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"sort"
 	"strings"
 
@@ -87,7 +88,9 @@ func Names() []string {
 // whose depth is part of the name.
 const NameRules = "resnetN, plainN for any depth N = 6n+2, e.g. resnet8; resnet50-v1, resnet101-v1, resnet152-v1 for the paper's v1 bottleneck"
 
-// Preset returns the published configuration of a named model.
+// Preset returns the published configuration of a named model. A
+// resnetN or plainN deeper than package limits allows (n = (N−2)/6 blocks
+// a stage past limits.Layers) is an error saying so in the name's terms.
 func Preset(name string) (Config, error) {
 	switch name {
 	case "unet":
@@ -99,15 +102,25 @@ func Preset(name string) (Config, error) {
 	}
 	rc, err := resnet.Preset(name)
 	var deep *resnet.DepthError
-	if errors.As(err, &deep) {
-		// Refused as too deep on every platform, in Validate's words for
-		// an n an int holds.
-		return Config{}, fmt.Errorf("models: %s: resnet: layers[0] %v outside [1, %d] (limits.Layers)", name, deep.Blocks, limits.Layers)
+	if errors.As(err, &deep) { // an n no int holds: too deep on every platform
+		return Config{}, tooDeep(name, deep.Blocks)
 	}
 	if err != nil {
 		return Config{}, fmt.Errorf("models: unknown model %q; known: %s (and %s)", name, strings.Join(Names(), ", "), NameRules)
 	}
+	for _, n := range rc.Layers { // only a resnetN's or plainN's can be past the limit
+		if n > limits.Layers {
+			return Config{}, tooDeep(name, big.NewInt(int64(n)))
+		}
+	}
 	return Config{Name: name, Arch: &ResNet{rc}}, nil
+}
+
+// tooDeep is Preset's error for a resnetN or plainN of n blocks a stage,
+// past limits.Layers: it says so in the terms of the name (its depth
+// 6n+2) rather than of the config it would give (layers[0]).
+func tooDeep(name string, n *big.Int) error {
+	return fmt.Errorf("models: %s is too deep: its depth 6n+2 gives n = %v blocks a stage, over the %d that limits.Layers allows", name, n, limits.Layers)
 }
 
 // Kind returns the family's name ("" without an Arch).

@@ -124,10 +124,11 @@ func TestValidateAcceptsThePresets(t *testing.T) {
 	}
 }
 
-// A resnetN or plainN whose depth an int cannot hold is refused as too
-// deep on every platform, in the words Validate uses for a depth an int
-// holds; one that is not 6n+2, or is negative, is unknown, as a small one
-// would be.
+// A resnetN or plainN deeper than limits.Layers allows is refused by
+// Preset in the name's terms (its depth 6n+2, not the config's
+// layers[0], which the user of a name never wrote), whether an int holds
+// its depth or not, on every platform; one that is not 6n+2, or is
+// negative, is unknown, as a small one would be.
 func TestPresetDepthPastInt(t *testing.T) {
 	refuse := func(name string) error {
 		c, err := Preset(name)
@@ -137,12 +138,14 @@ func TestPresetDepthPastInt(t *testing.T) {
 		return err
 	}
 	for name, n := range map[string]string{
+		"resnet98312":                "16385",                // one block a stage past the limit
+		"plain6000002":               "1000000",              // an int holds it everywhere
 		"resnet999999999999999992":   "166666666666666665",   // past a 32-bit int
 		"plain99999999999999999992":  "16666666666666666665", // past a 64-bit int too
 		"resnet27670116110564327426": "4611686018427387904",  // N past an int64, n = 2⁶² is not
 	} {
-		want := fmt.Sprintf("models: %s: resnet: layers[0] %s outside [1, %d] (limits.Layers)", name, n, limits.Layers)
-		if err := refuse(name); err == nil || err.Error() != want {
+		want := fmt.Sprintf("models: %s is too deep: its depth 6n+2 gives n = %s blocks a stage, over the %d that limits.Layers allows", name, n, limits.Layers)
+		if _, err := Preset(name); err == nil || err.Error() != want {
 			t.Errorf("%s: got %v, want %s", name, err, want)
 		}
 	}

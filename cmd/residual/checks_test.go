@@ -237,7 +237,7 @@ func TestFlagChecks(t *testing.T) {
 		{[]string{"summary", "unet", "--input", "100x100"}, 2, []string{"--input 100x100", "unet cannot take it", "nearest sides that fit: 188"}},
 		{[]string{"summary", "unet", "--input", "188x100"}, 2, []string{"--input 188x100", "input 100"}},
 		{[]string{"export", "onnx", "--model", "unet", "--input", "3x3", "--out", out("u.onnx")}, 2, []string{"--input 3x3", "unet cannot take it"}},
-		{[]string{"summary", "resnet999999999999999992"}, 2, []string{"resnet999999999999999992", "limits.Layers"}},
+		{[]string{"summary", "resnet999999999999999992"}, 2, []string{"resnet999999999999999992 is too deep", "limits.Layers"}},
 		{[]string{"summary", "--base", "8", "resnet20"}, 2, []string{"--base is for U-Nets"}},
 		{[]string{"train", "--data", "bogus"}, 2, []string{"--data bogus", "unknown data set"}},
 		{[]string{"train", "--data", ""}, 2, []string{`--data ""`, "names no data set"}},
@@ -256,10 +256,10 @@ func TestFlagChecks(t *testing.T) {
 		{[]string{"eval", "--weights", ck, "--data", "segfolder:"}, 2, []string{"--data segfolder:", "want segfolder:DIR"}},
 		{[]string{"quantize", ck, "--calibrate", "cifar100:", "--out", out("q.safetensors")}, 2, []string{"--calibrate cifar100:", "want cifar100:DIR"}},
 		{[]string{"train", "--data", "folder,all:" + dir}, 2, []string{"--data folder,all:" + dir, "is for eval and quantize --calibrate"}},
-		{[]string{"train", "--model", "resnet999999999999999992", "--out", out("big")}, 2, []string{"--model: models: resnet999999999999999992: ", "limits.Layers"}},
+		{[]string{"train", "--model", "resnet999999999999999992", "--out", out("big")}, 2, []string{"--model: models: resnet999999999999999992 is too deep", "limits.Layers"}},
 		// Past an int on every platform (resnet999999999999999992 only on
 		// 32-bit ones): as deep as that, not unknown.
-		{[]string{"train", "--model", "plain99999999999999999992", "--out", out("big")}, 2, []string{"--model: models: plain99999999999999999992: ", "limits.Layers"}},
+		{[]string{"train", "--model", "plain99999999999999999992", "--out", out("big")}, 2, []string{"--model: models: plain99999999999999999992 is too deep", "limits.Layers"}},
 		{[]string{"quantize", ck, "--calibrate-images", img + ",", "--out", out("q.safetensors")}, 2, []string{"--calibrate-images " + img + ",", "empty item"}},
 		{[]string{"quantize", ck, "--calibrate-images", img + ",," + img, "--out", out("q.safetensors")}, 2, []string{"empty item"}},
 		{[]string{"quantize", ck, "--calibrate-images", model, "--out", model}, 2, []string{"--out " + model, "calibration image"}},

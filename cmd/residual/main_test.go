@@ -64,7 +64,7 @@ func TestModelFlagNamedOnce(t *testing.T) {
 			code, _, errs := runCLI(args...)
 			want := []string{"--model: models: unknown model \"foo\"; known: ", "resnet20, resnet32"}
 			if model != "foo" {
-				want = []string{"--model: models: resnet6000002: ", "outside [1, 16384]"}
+				want = []string{"--model: models: resnet6000002 is too deep: ", "over the 16384 that limits.Layers allows"}
 			}
 			for _, w := range want {
 				if code != 2 || !strings.Contains(errs, w) || strings.Count(errs, model) != 1 {

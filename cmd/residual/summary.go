@@ -57,7 +57,7 @@ func runSummary(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		u.Base = *base
 	}
-	if err := cfg.Validate(); err != nil { // a name Preset reads but beyond the limits (resnet999999999999999992)
+	if err := cfg.Validate(); err != nil { // a config past the limits: resnet98306's weights, a U-Net's --base
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	shape, err := withSize(cfg.InputShape(1, cfg.DefaultSide()), *input, cfg, pos[0])

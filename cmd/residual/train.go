@@ -439,9 +439,10 @@ func parsePrecision(s string) (ag.Precision, error) {
 }
 
 // modelFlag returns the zoo model --model names (models.Preset). A name
-// Preset does not know, or one it reads but beyond package limits (a
-// resnetN too deep), is a usage error naming the flag; models' message
-// names the model, and for an unknown one lists the known names.
+// Preset does not know or refuses (a resnetN too deep), or one whose
+// config is beyond package limits (resnet98306's weights), is a usage
+// error naming the flag; models' message names the model, and for an
+// unknown one lists the known names.
 func modelFlag(name string) (models.Config, error) {
 	mc, err := models.Preset(name)
 	if err == nil {
