@@ -68,8 +68,11 @@ func runBriefly(t *testing.T, s *Server, drain time.Duration) error {
 // Validate and New, which returns no server, never a panic (a
 // negative PollInterval used to panic in Run's watch goroutine, killing
 // the process) nor a value silently replaced by its default (MaxBatch -5
-// served as 8; Timeout -1s refused every request with 429). Zero fields
-// keep meaning the default.
+// served as 8; Timeout -1s refused every request with 429). The field
+// comes after residual serve's flag for it, where it has one, and a
+// missing Opener is named with the one to give (it said only "Config.Open
+// is nil"); Load without one says so too. Zero fields keep meaning the
+// default.
 func TestConfigRefused(t *testing.T) {
 	dir := t.TempDir()
 	open := func(string) (Backend, error) { return newFake(), nil }
@@ -77,24 +80,24 @@ func TestConfigRefused(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{Config{Repository: dir, PollInterval: -time.Second, Open: open}, "PollInterval"},
-		{Config{MaxBatch: -5}, "MaxBatch"},
-		{Config{MaxBatch: min(1<<40, math.MaxInt)}, "MaxBatch"},
-		{Config{Timeout: -time.Second}, "Timeout"},
-		{Config{MaxDelay: -time.Millisecond}, "MaxDelay"},
-		{Config{MaxQueue: -1}, "MaxQueue"},
-		{Config{MaxQueue: min(1<<40, math.MaxInt)}, "MaxQueue"},
-		{Config{Instances: -2}, "Instances"},
-		{Config{Instances: 1 << 30}, "Instances"},
-		{Config{MaxBodyBytes: -1}, "MaxBodyBytes"},
-		{Config{MaxImagePixels: -1}, "MaxImagePixels"},
-		{Config{ReadHeaderTimeout: -1}, "ReadHeaderTimeout"},
-		{Config{ReadTimeout: -1}, "ReadTimeout"},
-		{Config{WriteTimeout: -1}, "WriteTimeout"},
-		{Config{IdleTimeout: -1}, "IdleTimeout"},
+		{Config{Repository: dir, PollInterval: -time.Second, Open: open}, "--poll (Config.PollInterval) -1s is negative"},
+		{Config{MaxBatch: -5}, "--max-batch (Config.MaxBatch) -5 is negative"},
+		{Config{MaxBatch: min(1<<40, math.MaxInt)}, "--max-batch (Config.MaxBatch) "},
+		{Config{Timeout: -time.Second}, "--timeout (Config.Timeout) -1s"},
+		{Config{MaxDelay: -time.Millisecond}, "--max-delay (Config.MaxDelay) -1ms"},
+		{Config{MaxQueue: -1}, "--max-queue (Config.MaxQueue) -1"},
+		{Config{MaxQueue: min(1<<40, math.MaxInt)}, "--max-queue (Config.MaxQueue) "},
+		{Config{Instances: -2}, "--instances (Config.Instances) -2"},
+		{Config{Instances: 1 << 30}, "--instances (Config.Instances) 1073741824 is over its limit of 256"},
+		{Config{MaxBodyBytes: -1}, "--max-body (Config.MaxBodyBytes) -1"},
+		{Config{MaxImagePixels: -1}, "--max-pixels (Config.MaxImagePixels) -1"},
+		{Config{ReadHeaderTimeout: -1}, "Config.ReadHeaderTimeout -1ns"},
+		{Config{ReadTimeout: -1}, "Config.ReadTimeout -1ns"},
+		{Config{WriteTimeout: -1}, "Config.WriteTimeout -1ns"},
+		{Config{IdleTimeout: -1}, "Config.IdleTimeout -1ns"},
 		// A repository holding a model but no Open to load it with (it was
 		// a server that stayed unready forever).
-		{Config{Repository: dir}, "Open"},
+		{Config{Repository: dir}, "--repository (Config.Repository) " + fmt.Sprintf("%q", dir) + " is given but nothing can open its models: Config.Open is nil (serve.OpenCheckpoint opens residual's checkpoints)"},
 	} {
 		name := fmt.Sprintf("%+v", c.cfg)
 		if err := c.cfg.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
@@ -105,6 +108,9 @@ func TestConfigRefused(t *testing.T) {
 		}
 	}
 	s := newServer(t, quietConfig(Config{}))
+	if err := s.Load(context.Background(), "m", "1", "x.safetensors"); err == nil || !strings.Contains(err.Error(), "model m version 1: nothing can open x.safetensors: Config.Open is nil (serve.OpenCheckpoint opens") {
+		t.Errorf("Load without Config.Open: %v; want an error naming the file and serve.OpenCheckpoint", err)
+	}
 	if err := runBriefly(t, s, -time.Second); err == nil || !strings.Contains(err.Error(), "drain") {
 		t.Errorf("Run with drain -1s: %v; want an error naming the drain", err)
 	}

@@ -114,44 +114,50 @@ const (
 // Validate reports the first field of c that a server cannot take: a
 // negative duration or size (zero means the default, so a negative value
 // is a mistake, never replaced by the default), MaxBatch, MaxQueue or
-// Instances over its bound, or a Repository without Open. New returns
-// the error, with no server.
+// Instances over its bound, or a Repository without Open. The error names
+// the field after residual serve's flag for it, where there is one
+// ("--max-batch (Config.MaxBatch) -5 is negative"). New returns the
+// error, with no server.
 func (c Config) Validate() error {
 	for _, f := range []struct {
 		name     string
 		v, limit int64
 	}{
-		{"MaxBatch", int64(c.MaxBatch), MaxBatchLimit},
-		{"MaxQueue", int64(c.MaxQueue), MaxQueueLimit},
-		{"Instances", int64(c.Instances), MaxInstancesLimit},
-		{"MaxBodyBytes", c.MaxBodyBytes, 0},
-		{"MaxImagePixels", int64(c.MaxImagePixels), 0},
+		{"--max-batch (Config.MaxBatch)", int64(c.MaxBatch), MaxBatchLimit},
+		{"--max-queue (Config.MaxQueue)", int64(c.MaxQueue), MaxQueueLimit},
+		{"--instances (Config.Instances)", int64(c.Instances), MaxInstancesLimit},
+		{"--max-body (Config.MaxBodyBytes)", c.MaxBodyBytes, 0},
+		{"--max-pixels (Config.MaxImagePixels)", int64(c.MaxImagePixels), 0},
 	} {
 		switch {
 		case f.v < 0:
-			return fmt.Errorf("serve: Config.%s %d is negative (0 means the default)", f.name, f.v)
+			return fmt.Errorf("serve: %s %d is negative (0 means the default)", f.name, f.v)
 		case f.limit > 0 && f.v > f.limit:
-			return fmt.Errorf("serve: Config.%s %d is over its limit of %d", f.name, f.v, f.limit)
+			return fmt.Errorf("serve: %s %d is over its limit of %d", f.name, f.v, f.limit)
 		}
 	}
 	for _, f := range []struct {
 		name string
 		d    time.Duration
 	}{
-		{"MaxDelay", c.MaxDelay}, {"Timeout", c.Timeout},
-		{"ReadHeaderTimeout", c.ReadHeaderTimeout}, {"ReadTimeout", c.ReadTimeout},
-		{"WriteTimeout", c.WriteTimeout}, {"IdleTimeout", c.IdleTimeout},
-		{"PollInterval", c.PollInterval},
+		{"--max-delay (Config.MaxDelay)", c.MaxDelay}, {"--timeout (Config.Timeout)", c.Timeout},
+		{"Config.ReadHeaderTimeout", c.ReadHeaderTimeout}, {"Config.ReadTimeout", c.ReadTimeout},
+		{"Config.WriteTimeout", c.WriteTimeout}, {"Config.IdleTimeout", c.IdleTimeout},
+		{"--poll (Config.PollInterval)", c.PollInterval},
 	} {
 		if f.d < 0 {
-			return fmt.Errorf("serve: Config.%s %v is negative (0 means the default)", f.name, f.d)
+			return fmt.Errorf("serve: %s %v is negative (0 means the default)", f.name, f.d)
 		}
 	}
 	if c.Repository != "" && c.Open == nil {
-		return fmt.Errorf("serve: Config.Repository %q is set but Config.Open is nil: nothing can load its models", c.Repository)
+		return fmt.Errorf("serve: --repository (Config.Repository) %q is given but nothing can open its models: %s", c.Repository, noOpener)
 	}
 	return nil
 }
+
+// noOpener ends the errors of a server that must open a model file and
+// has no Opener: what is missing, and what to give.
+const noOpener = "Config.Open is nil (serve.OpenCheckpoint opens residual's checkpoints)"
 
 // defaults gives c's zero fields their defaults; negative ones are left
 // for Validate to refuse.
@@ -335,7 +341,7 @@ func (s *Server) Load(ctx context.Context, name, version, path string) error {
 		return err
 	}
 	if s.cfg.Open == nil {
-		return fmt.Errorf("serve: model %s version %s: Config.Open is nil: nothing can load %s", name, version, path)
+		return fmt.Errorf("serve: model %s version %s: nothing can open %s: %s", name, version, path, noOpener)
 	}
 	defer s.pendingLoad(name, version)()
 	b, err := s.open(path)
