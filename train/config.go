@@ -13,6 +13,10 @@ import (
 
 // Config is a training run.
 type Config struct {
+	// Model is the network to train (models.Preset, then any change to
+	// its Arch); Prepare sizes a copy of it to the data, its input
+	// channels and classes, so those need not be set. With Init it may be
+	// left zero: the checkpoint's own network is trained.
 	Model models.Config `json:"model"`
 	// Data names the data set (see data.Open), e.g. "mnist", or
 	// "folder,size=112:photos" for a folder of images made 112×112 (the
@@ -34,13 +38,24 @@ type Config struct {
 	BorderWeights bool `json:"border_weights,omitempty"`
 	// ClassWeights weights the per-pixel cross-entropy by inverse class
 	// frequency only (the class-balance term of the weight map).
-	ClassWeights bool      `json:"class_weights,omitempty"`
-	Epochs       int       `json:"epochs"`
-	Batch        int       `json:"batch"`
-	Optimizer    Optimizer `json:"optimizer"` // SGD (the default, ""), Adam or AdamW
-	LR           float64   `json:"lr"`
-	Momentum     float64   `json:"momentum"`
-	Nesterov     bool      `json:"nesterov,omitempty"`
+	ClassWeights bool `json:"class_weights,omitempty"`
+	// Epochs is the length of the whole run, counted from its start: a
+	// resumed run trains from where it stopped up to Epochs (and the
+	// schedule spans them all).
+	Epochs int `json:"epochs"`
+	// Batch is the number of images of a training step (under Comm, of
+	// each rank's share of it); an epoch's last batch holds what is left.
+	Batch     int       `json:"batch"`
+	Optimizer Optimizer `json:"optimizer"` // SGD (the default, ""), Adam or AdamW
+	// LR is the base learning rate, which Schedule scales at every step:
+	// the rate of a constant schedule, the one a warm-up rises to and a
+	// cosine or the milestones decay from (HeadLRMult scales the head's).
+	LR float64 `json:"lr"`
+	// Momentum is SGD's momentum, in [0, 1) (0: none). Adam and AdamW
+	// do not read it: their betas are PyTorch's defaults, 0.9 and 0.999.
+	Momentum float64 `json:"momentum"`
+	// Nesterov makes SGD's momentum Nesterov's (Momentum must be > 0).
+	Nesterov bool `json:"nesterov,omitempty"`
 	// WeightDecay applies to weights of rank ≥ 2; BN parameters and biases
 	// get none.
 	WeightDecay float64 `json:"weight_decay"`
@@ -51,7 +66,10 @@ type Config struct {
 	// ValSplit holds out this fraction of the training set for validation;
 	// 0 validates on the test set.
 	ValSplit float64 `json:"val_split"`
-	Seed     uint64  `json:"seed"`
+	// Seed seeds the run's randomness: the initial weights, the
+	// validation split (ValSplit), and the order and augmentation of the
+	// training images.
+	Seed uint64 `json:"seed"`
 	// Limit keeps only Limit training and test images (0: all), for quick
 	// runs: the first ones, or for an image folder ones spread evenly over
 	// its files, so that every class is kept.
@@ -118,8 +136,14 @@ type Config struct {
 	// process alone, as without package distributed.
 	Comm distributed.Comm `json:"-"`
 	// Out is the run folder: checkpoints, metrics.jsonl, curves.
-	Out    string `json:"-"`
-	Resume bool   `json:"-"`
+	Out string `json:"-"`
+	// Resume continues the run in Out from its last checkpoint
+	// (LastCheckpoint: the weights, the optimizer state, the epoch and
+	// batch reached), which must exist. The settings
+	// the saved position depends on must be the run's (see ResumeConfig,
+	// which reads them back and sets Resume); others, such as Epochs,
+	// may change.
+	Resume bool `json:"-"`
 	// ResumeSame makes Resume refuse a checkpoint trained with any other
 	// recorded setting (epochs, learning rate, schedule…), not only with
 	// another of those the saved position depends on: for runs that must
