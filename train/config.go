@@ -215,7 +215,7 @@ func (c *Config) validate() error {
 	case c.Limit < 0:
 		return fmt.Errorf("train: limit %d must be ≥ 0 (0: every image)", c.Limit)
 	case c.Out == "":
-		return fmt.Errorf("train: no output folder")
+		return fmt.Errorf("train: no run folder: --out (Config.Out) is empty; it names the folder of the run's checkpoints and metrics")
 	case !(c.ValSplit >= 0 && c.ValSplit < 1):
 		return fmt.Errorf("train: validation split %g outside [0, 1)", c.ValSplit)
 	case c.Task != "" && c.Task != models.Classify && c.Task != models.Segment:

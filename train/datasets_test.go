@@ -98,7 +98,8 @@ func TestInMemoryDataSetsChecked(t *testing.T) {
 // Config.Validate refuses values that would train nonsense or fail late:
 // an infinite learning rate, a NaN or out-of-range momentum, weight decay
 // or validation split, a negative limit, Nesterov without momentum (which
-// failed at Prepare, not as ErrConfig).
+// failed at Prepare, not as ErrConfig), and no run folder, named by its
+// field.
 func TestConfigValidateRanges(t *testing.T) {
 	nan, inf := math.NaN(), math.Inf(1)
 	for _, tc := range []struct {
@@ -114,6 +115,7 @@ func TestConfigValidateRanges(t *testing.T) {
 		{func(c *Config) { c.ValSplit = nan }, "validation split"},
 		{func(c *Config) { c.Limit = -5 }, "limit"},
 		{func(c *Config) { c.Nesterov, c.Momentum = true, 0 }, "--nesterov (Config.Nesterov) needs --momentum (Config.Momentum) > 0"},
+		{func(c *Config) { c.Out = "" }, "no run folder: --out (Config.Out) is empty"},
 	} {
 		cfg := tiny(t.TempDir())
 		tc.edit(&cfg)
