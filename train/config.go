@@ -185,8 +185,9 @@ const (
 	AdamW Optimizer = "adamw"
 )
 
-// Validate checks the config before any work: counts, rates, names of the
-// task, loss and optimizer, and the schedule. Its errors carry ErrConfig.
+// Validate checks the config before any work: a model (or an Init to take
+// it from), a run folder, counts, rates, names of the task, loss and
+// optimizer, and the schedule. Its errors carry ErrConfig.
 func (c *Config) Validate() error {
 	if err := c.validate(); err != nil {
 		return configError{err}
@@ -214,6 +215,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("train: weight decay must be finite and ≥ 0, got %g", c.WeightDecay)
 	case c.Limit < 0:
 		return fmt.Errorf("train: limit %d must be ≥ 0 (0: every image)", c.Limit)
+	case c.Model.Arch == nil && c.Init == "":
+		return fmt.Errorf("train: no model: Config.Model is empty (models.Preset(\"resnet20\") gives one) and no --init (Config.Init) checkpoint supplies it")
 	case c.Out == "":
 		return fmt.Errorf("train: no run folder: --out (Config.Out) is empty; it names the folder of the run's checkpoints and metrics")
 	case !(c.ValSplit >= 0 && c.ValSplit < 1):

@@ -98,8 +98,9 @@ func TestInMemoryDataSetsChecked(t *testing.T) {
 // Config.Validate refuses values that would train nonsense or fail late:
 // an infinite learning rate, a NaN or out-of-range momentum, weight decay
 // or validation split, a negative limit, Nesterov without momentum (which
-// failed at Prepare, not as ErrConfig), and no run folder, named by its
-// field.
+// failed at Prepare, not as ErrConfig), no run folder, named by its field,
+// and no model (which Prepare refused only after reading the data, as a
+// config "" that "describes no network").
 func TestConfigValidateRanges(t *testing.T) {
 	nan, inf := math.NaN(), math.Inf(1)
 	for _, tc := range []struct {
@@ -116,6 +117,7 @@ func TestConfigValidateRanges(t *testing.T) {
 		{func(c *Config) { c.Limit = -5 }, "limit"},
 		{func(c *Config) { c.Nesterov, c.Momentum = true, 0 }, "--nesterov (Config.Nesterov) needs --momentum (Config.Momentum) > 0"},
 		{func(c *Config) { c.Out = "" }, "no run folder: --out (Config.Out) is empty"},
+		{func(c *Config) { c.Model = models.Config{} }, "no model: Config.Model is empty"},
 	} {
 		cfg := tiny(t.TempDir())
 		tc.edit(&cfg)
@@ -126,6 +128,10 @@ func TestConfigValidateRanges(t *testing.T) {
 	cfg := tiny(t.TempDir())
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("the tiny config: %v", err)
+	}
+	cfg.Model, cfg.Init = models.Config{}, "start.safetensors" // the checkpoint's network
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("no model but an init checkpoint: %v", err)
 	}
 }
 
