@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/residual-nn/residual/data/imagefile"
 	"github.com/residual-nn/residual/infer"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/serve"
@@ -225,4 +226,81 @@ func ExampleServer_Run() {
 	// Output:
 	// ready: 200
 	// Run returned: <nil>
+}
+
+// A Go client of the Open Inference Protocol over REST: the image,
+// preprocessed as the model's metadata says (infer.Model.Preprocess does
+// it for a checkpoint), goes to /v2/models/NAME/infer as a JSON tensor,
+// NHWC, and the probabilities come back as JSON data.
+func ExampleServer_Handler() {
+	m, err := infer.Open("../testdata/checkpoint/mnist-tiny.safetensors")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	b, err := serve.FromInfer(m)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	s, err := serve.New(serve.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer s.Close()
+	if err := s.Add(context.Background(), "digits", "1", b); err != nil {
+		fmt.Println(err)
+		return
+	}
+	ts := httptest.NewServer(s.Handler()) // on 127.0.0.1
+	defer ts.Close()
+
+	img, err := imagefile.Load("../testdata/checkpoint/digit0.png") // MNIST's first test digit, a 7
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	x, err := m.Preprocess(img) // [1, 28, 28, 1]
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	type tensorJSON struct {
+		Name     string    `json:"name"`
+		Shape    []int     `json:"shape"`
+		Datatype string    `json:"datatype,omitempty"`
+		Data     []float32 `json:"data"`
+	}
+	req, err := json.Marshal(map[string]any{
+		"inputs":  []tensorJSON{{Name: "input", Shape: x.Shape, Datatype: "FP32", Data: x.Data}},
+		"outputs": []map[string]string{{"name": "probabilities"}},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp, err := http.Post(ts.URL+"/v2/models/digits/infer", "application/json", bytes.NewReader(req))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	var answer struct {
+		Outputs []tensorJSON `json:"outputs"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
+		fmt.Println(resp.Status, err)
+		return
+	}
+	p := answer.Outputs[0]
+	best := 0
+	for i, v := range p.Data {
+		if v > p.Data[best] {
+			best = i
+		}
+	}
+	fmt.Printf("%s %v: class %s, probability %.3f\n", p.Name, p.Shape, m.Info().Classes[best], p.Data[best])
+	// Output:
+	// probabilities [1 10]: class 7, probability 0.602
 }
