@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/internal/fixture"
 	"github.com/residual-nn/residual/internal/onnxpb"
@@ -315,5 +317,62 @@ func TestNilModels(t *testing.T) {
 	var m *Model
 	if _, err := m.Run(nil); err == nil || !strings.Contains(err.Error(), "no model (nil)") {
 		t.Errorf("(*Model)(nil).Run: %v", err)
+	}
+}
+
+// TestRunDeclaredShape checks that Run holds its inputs to the shape the
+// graph declares, as ONNX Runtime does: an NHWC image given to an NCHW
+// graph is named as that (it failed inside the first Conv, in terms of
+// the engine's NHWC input and HWIO weight), another rank or a fixed
+// dimension that differs is refused naming both shapes, and the symbolic
+// batch takes any size.
+func TestRunDeclaredShape(t *testing.T) {
+	c := exportCases(t)[0] // resnet20 at 32×32×3, batch symbolic
+	b, err := Export(build(t, c.cfg), c.input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		shape []int
+		want  string // "" runs
+	}{
+		{[]int{1, 3, 32, 32}, ""},
+		{[]int{5, 3, 32, 32}, ""},
+		{[]int{1, 32, 32, 3}, `input "input" has shape [1 32 32 3], but the graph declares [-1 3 32 32] (−1: any size): the image is NHWC, the graph's input NCHW (tensor.NHWCToNCHW converts it)`},
+		{[]int{1, 3, 16, 16}, `input "input" has shape [1 3 16 16], but the graph declares [-1 3 32 32] (−1: any size)`},
+		{[]int{3, 32, 32}, `input "input" has shape [3 32 32], but the graph declares [-1 3 32 32]`},
+	} {
+		_, err := m.Run(map[string]*tensor.Tensor{"input": input(tc.shape)})
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%v: %v", tc.shape, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%v: got %v, want an error with %q", tc.shape, err, tc.want)
+		case tc.want != "" && strings.Contains(err.Error(), "NHWC") != (tc.shape[len(tc.shape)-1] == 3 && len(tc.shape) == 4):
+			t.Errorf("%v: %v says NHWC wrongly", tc.shape, err)
+		}
+	}
+	// A graph whose input declares no shape is not held to one: the NHWC
+	// image reaches the Conv, which refuses it.
+	var mp onnxpb.ModelProto
+	if err := proto.Unmarshal(b, &mp); err != nil {
+		t.Fatal(err)
+	}
+	mp.Graph.Input[0].Type.GetTensorType().Shape = nil
+	if b, err = proto.Marshal(&mp); err != nil {
+		t.Fatal(err)
+	}
+	if m, err = Parse(b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Run(map[string]*tensor.Tensor{"input": input([]int{1, 32, 32, 3})}); err == nil || strings.Contains(err.Error(), "declares") {
+		t.Errorf("no declared shape: %v", err)
+	}
+	if _, err := m.Run(map[string]*tensor.Tensor{"input": input([]int{1, 3, 32, 32})}); err != nil {
+		t.Errorf("no declared shape: %v", err)
 	}
 }

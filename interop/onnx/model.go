@@ -45,6 +45,9 @@ type Model struct {
 	opset  int64
 	inits  map[string]*value
 	inputs []string // graph inputs that are not initializers
+	// shapes holds the inputs' shapes as their types declare them
+	// (declaredShape), for Run to check what it is given against.
+	shapes map[string][]int
 	output []string
 }
 
@@ -74,7 +77,7 @@ func Parse(b []byte) (*Model, error) {
 	if g == nil {
 		return nil, fmt.Errorf("onnx: model has no graph")
 	}
-	m := &Model{graph: g, inits: map[string]*value{}}
+	m := &Model{graph: g, inits: map[string]*value{}, shapes: map[string][]int{}}
 	for _, o := range mp.OpsetImport {
 		if d := o.GetDomain(); d == "" || d == "ai.onnx" {
 			m.opset = o.GetVersion()
@@ -97,6 +100,9 @@ func Parse(b []byte) (*Model, error) {
 	for _, in := range g.Input {
 		if _, ok := m.inits[in.GetName()]; !ok {
 			m.inputs = append(m.inputs, in.GetName())
+			if d, ok := declaredShape(in); ok {
+				m.shapes[in.GetName()] = d
+			}
 		}
 		defined[in.GetName()] = true
 	}
@@ -152,7 +158,9 @@ func (m *Model) Outputs() []string { return m.output }
 // Run evaluates the graph (inference only) on inputs given in ONNX's layout
 // (NCHW images) and returns every graph output in ONNX's layout.
 // Integer-valued inputs (e.g. Pad's pads) may be passed as float tensors
-// holding whole numbers.
+// holding whole numbers. An input must have the rank and the fixed
+// dimensions its type declares, as ONNX Runtime requires: an NHWC image
+// given to a graph that declares NCHW is an error naming both shapes.
 func (m *Model) Run(inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
 	if m == nil {
 		return nil, errors.New("onnx: Run: no model (nil)")
@@ -171,6 +179,11 @@ func (m *Model) Run(inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor
 	for _, name := range slices.Sorted(maps.Keys(inputs)) {
 		if _, ok := in[name]; !ok {
 			return nil, fmt.Errorf("onnx: input %q given, but the graph has no such input (it takes %q)", name, m.inputs)
+		}
+	}
+	for _, name := range m.inputs {
+		if err := checkDeclaredShape(name, inputs[name].Shape, m.shapes[name]); err != nil {
+			return nil, err
 		}
 	}
 	return m.run(in)
@@ -193,6 +206,53 @@ func checkInputTensor(name string, t *tensor.Tensor) error {
 		return fmt.Errorf("onnx: input %q has shape %v (%d values) but %d values", name, t.Shape, n, len(t.Data))
 	}
 	return nil
+}
+
+// declaredShape returns the shape a graph value's type declares, −1 for a
+// dimension that is symbolic or unknown (or out of the bounds of an image
+// network's geometry); ok is false when the type declares no shape.
+func declaredShape(v *onnxpb.ValueInfoProto) (dims []int, ok bool) {
+	shape := v.GetType().GetTensorType().GetShape()
+	if shape == nil {
+		return nil, false
+	}
+	dims = []int{}
+	for _, x := range shape.GetDim() {
+		if x.GetDimParam() != "" || x.GetDimValue() <= 0 || x.GetDimValue() > maxGeometry {
+			dims = append(dims, -1)
+		} else {
+			dims = append(dims, int(x.GetDimValue()))
+		}
+	}
+	return dims, true
+}
+
+// checkDeclaredShape refuses an input whose shape has another rank than
+// the declared one (nil: none declared) or differs in a fixed dimension;
+// for a 4-D image in NHWC where the graph declares NCHW it says so.
+func checkDeclaredShape(name string, shape, declared []int) error {
+	if declared == nil {
+		return nil
+	}
+	fits := func(s []int) bool {
+		if len(s) != len(declared) {
+			return false
+		}
+		for i, d := range declared {
+			if d >= 0 && s[i] != d {
+				return false
+			}
+		}
+		return true
+	}
+	if fits(shape) {
+		return nil
+	}
+	err := fmt.Errorf("onnx: input %q has shape %v, but the graph declares %v (−1: any size)", name, shape, declared)
+	if len(shape) == 4 && fits([]int{shape[0], shape[3], shape[1], shape[2]}) {
+		err = fmt.Errorf("%w: the image is NHWC, the graph's input NCHW (tensor.NHWCToNCHW converts it)", err)
+	}
+	return err
 }
 
 // run evaluates the graph on values (which may be integer tensors).

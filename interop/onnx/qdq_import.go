@@ -1396,15 +1396,10 @@ func Describe(b []byte) (Info, error) {
 		inits[t.GetName()] = true
 	}
 	dims := func(v *onnxpb.ValueInfoProto) []int {
-		var d []int
-		for _, x := range v.GetType().GetTensorType().GetShape().GetDim() {
-			if x.GetDimParam() != "" || x.GetDimValue() <= 0 || x.GetDimValue() > maxGeometry {
-				d = append(d, -1)
-			} else {
-				d = append(d, int(x.GetDimValue()))
-			}
+		if d, _ := declaredShape(v); len(d) > 0 {
+			return d
 		}
-		return d
+		return nil
 	}
 	for _, in := range g.Input {
 		if !inits[in.GetName()] {

@@ -83,7 +83,9 @@ func TestImportErrors(t *testing.T) {
 		t.Errorf("missing initializer %s: %v", w, err)
 	}
 	m, _ = Parse(b)
-	if _, err := m.Run(map[string]*tensor.Tensor{"input": tensor.New(1, 5, 40, 40)}); err == nil || !strings.Contains(err.Error(), "Conv") {
+	// The graph declares its input's channels, and Run holds the input
+	// to them (TestRunDeclaredShape).
+	if _, err := m.Run(map[string]*tensor.Tensor{"input": tensor.New(1, 5, 40, 40)}); err == nil || !strings.Contains(err.Error(), `input "input" has shape [1 5 40 40], but the graph declares [-1 3 40 40]`) {
 		t.Errorf("wrong channels: %v", err)
 	}
 	// Inputs that are nil, whose data does not fill their shape, or that
