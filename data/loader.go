@@ -43,17 +43,28 @@ func (a Augment) Validate() error {
 
 // Loader cuts a data set into batches of normalised NHWC float32 images.
 type Loader struct {
-	Data    *Dataset
-	Batch   int
+	// Data is the data set the batches are cut from.
+	Data *Dataset
+	// Batch is the number of images of a batch (≥ 1).
+	Batch int
+	// Shuffle draws a new order of the images every epoch, from Seed and
+	// the epoch's number; otherwise they come in the set's order.
 	Shuffle bool
 	// DropLast leaves out the last batch when it would be smaller than
 	// Batch (as torch's DataLoader(drop_last=True)); otherwise it is kept.
 	DropLast bool
-	Augment  Augment
+	// Augment is the random augmentation of every image; the zero
+	// Augment applies none, a folder's files getting the evaluation
+	// transform (what evaluation and calibration want).
+	Augment Augment
 	// Normalisation turns the pixels into the model's input (Mean, Std,
 	// and Caffe's BGR and Scale255, which Keras ResNets expect), as
 	// checkpoint.Preprocess records it.
 	transform.Normalisation
+	// Seed seeds the shuffled order and the augmentation's random
+	// choices, each epoch's and each image's its own: a batch holds the
+	// same images, transformed alike, whenever it is made (a resumed
+	// epoch's included).
 	Seed uint64
 	// KeepEmpty hands over a batch none of whose files could be read
 	// (ImageOptions.SkipBadImages) as an empty batch — no rows, Skipped its
