@@ -304,3 +304,56 @@ func ExampleServer_Handler() {
 	// Output:
 	// probabilities [1 10]: class 7, probability 0.602
 }
+
+// Serving HTTP on an http.Server of the program's own, and shutting it
+// down gracefully with a context: Shutdown stops taking connections and
+// waits, until the context's deadline, for the requests in flight to be
+// answered; Close then unloads the models.
+func ExampleServer_HTTPServer() {
+	s, err := serve.New(serve.Config{Open: serve.OpenCheckpoint, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	if err := s.Load(context.Background(), "digits", "1", "../testdata/checkpoint/mnist-tiny.safetensors"); err != nil {
+		fmt.Println(err)
+		return
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	hs := s.HTTPServer()
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+
+	png, err := os.ReadFile("../testdata/checkpoint/digit0.png") // a 7
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp, err := http.Post("http://"+ln.Addr().String()+"/v1/models/digits:classify?top=1", "image/png", bytes.NewReader(png))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	var r serve.ClassifyResponse
+	err = json.NewDecoder(resp.Body).Decode(&r)
+	resp.Body.Close()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("classified:", r.Predictions[0].Label)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	fmt.Println("Shutdown:", hs.Shutdown(ctx)) // as a SIGTERM handler would
+	s.Close()
+	fmt.Println("Serve:", <-served)
+	// Output:
+	// classified: 7
+	// Shutdown: <nil>
+	// Serve: http: Server closed
+}

@@ -14,7 +14,10 @@ import (
 
 // HTTPServer returns an http.Server for Handler with the configured
 // timeouts: ReadHeaderTimeout and ReadTimeout end slowloris clients,
-// IdleTimeout idle keep-alive connections.
+// IdleTimeout idle keep-alive connections. A program that serves it
+// itself stops it with its Shutdown, which answers the requests in flight
+// until a context ends, and then calls Close to unload the models; Run
+// does both, bounded by a duration.
 func (s *Server) HTTPServer() *http.Server {
 	return &http.Server{
 		Handler:           s.Handler(),
