@@ -88,9 +88,13 @@ func Names() []string {
 // whose depth is part of the name.
 const NameRules = "resnetN, plainN for any depth N = 6n+2, e.g. resnet8; resnet50-v1, resnet101-v1, resnet152-v1 for the paper's v1 bottleneck"
 
-// Preset returns the published configuration of a named model. A
-// resnetN or plainN deeper than package limits allows (n = (N−2)/6 blocks
-// a stage past limits.Layers) is an error saying so in the name's terms.
+// Preset returns the published configuration of a named model: one of
+// Names, or a depth NameRules describes (resnet8, plain14); an unknown name
+// is an error that lists them, and a resnetN or plainN deeper than package
+// limits allows (n = (N−2)/6 blocks a stage past limits.Layers) an error
+// saying so in the name's terms. The classes and input channels are the
+// published ones: SetClasses and SetInChannels size the config for other
+// data (train.Prepare does so from its data set).
 func Preset(name string) (Config, error) {
 	switch name {
 	case "unet":
