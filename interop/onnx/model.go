@@ -169,7 +169,7 @@ func (m *Model) Run(inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor
 	for _, name := range m.inputs {
 		t, ok := inputs[name]
 		if !ok {
-			return nil, fmt.Errorf("onnx: input %q not given", name)
+			return nil, fmt.Errorf("onnx: input %q not given (the graph takes %q; given %q)", name, m.inputs, slices.Sorted(maps.Keys(inputs)))
 		}
 		if err := checkInputTensor(name, t); err != nil {
 			return nil, err

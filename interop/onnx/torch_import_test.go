@@ -88,9 +88,10 @@ func TestImportErrors(t *testing.T) {
 	if _, err := m.Run(map[string]*tensor.Tensor{"input": tensor.New(1, 5, 40, 40)}); err == nil || !strings.Contains(err.Error(), `input "input" has shape [1 5 40 40], but the graph declares [-1 3 40 40]`) {
 		t.Errorf("wrong channels: %v", err)
 	}
-	// Inputs that are nil, whose data does not fill their shape, or that
-	// the graph does not take: errors naming the input (a runtime error's
-	// text, or silence, before).
+	// Inputs that are nil, whose data does not fill their shape, that the
+	// graph does not take, or one given under another name: errors naming
+	// the input (a runtime error's text, or silence, before; for the last,
+	// the names given and taken).
 	short := tensor.New(1, 3, 8, 8)
 	short.Data = short.Data[:5]
 	for _, tc := range []struct {
@@ -101,6 +102,7 @@ func TestImportErrors(t *testing.T) {
 		{map[string]*tensor.Tensor{"input": short}, `input "input" has shape [1 3 8 8] (192 values) but 5 values`},
 		{map[string]*tensor.Tensor{"input": {Shape: []int{1, -3, 8, 8}}}, "negative dimension"},
 		{map[string]*tensor.Tensor{"input": tensor.New(1, 3, 8, 8), "extra": tensor.New(1)}, `input "extra" given, but the graph has no such input`},
+		{map[string]*tensor.Tensor{"x": tensor.New(1, 3, 40, 40)}, `input "input" not given (the graph takes ["input"]; given ["x"])`},
 	} {
 		if _, err := m.Run(tc.in); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("want an error with %q, got %v", tc.want, err)
