@@ -99,9 +99,13 @@ func ExampleModel_SetPrecision() {
 		if p == ag.FP32 {
 			fp32 = best.Probability
 		}
-		fmt.Printf("%s: %s, %.2f (%.3f from fp32's)\n", m.Info().Precision, best.Label, best.Probability, math.Abs(best.Probability-fp32))
+		// bf16 keeps 8 bits of each operand's mantissa (a relative
+		// rounding of 2⁻⁹), so the probability moves by about a
+		// thousandth here, the amount depending on the kernels the CPU
+		// runs: 0.01 is a bound, not the value.
+		fmt.Printf("%s: %s, within 0.01 of fp32's probability: %v\n", m.Info().Precision, best.Label, math.Abs(best.Probability-fp32) < 0.01)
 	}
 	// Output:
-	// fp32: 7, 0.60 (0.000 from fp32's)
-	// bf16: 7, 0.60 (0.001 from fp32's)
+	// fp32: 7, within 0.01 of fp32's probability: true
+	// bf16: 7, within 0.01 of fp32's probability: true
 }
