@@ -21,6 +21,11 @@ func NewRNG(seed uint64) *RNG {
 	return &RNG{src: src, r: rand.New(src)}
 }
 
+// Reseed restarts the generator on the stream NewRNG(seed) gives, without
+// allocating: for a loop that needs a stream of its own per item (a data
+// loader's per-image augmentation) and reuses one generator for all.
+func (g *RNG) Reseed(seed uint64) { g.src.Seed(seed, seed^0x9e3779b97f4a7c15) }
+
 // Float64 returns a uniform number in [0, 1).
 func (g *RNG) Float64() float64 { return g.r.Float64() }
 

@@ -52,6 +52,23 @@ func TestRNGDeterministicAndRestorable(t *testing.T) {
 	}
 }
 
+// Reseed, on a generator that has drawn numbers, gives the stream a new
+// one of that seed gives, without allocating.
+func TestRNGReseed(t *testing.T) {
+	g := NewRNG(5)
+	g.Uint64()
+	g.Reseed(42)
+	want := NewRNG(42)
+	for i := range 100 {
+		if a, b := g.Uint64(), want.Uint64(); a != b {
+			t.Fatalf("draw %d after Reseed(42): %#x, want NewRNG(42)'s %#x", i, a, b)
+		}
+	}
+	if n := testing.AllocsPerRun(10, func() { g.Reseed(7) }); n != 0 {
+		t.Errorf("Reseed allocates %g times", n)
+	}
+}
+
 func TestShapeChecks(t *testing.T) {
 	if _, err := FromData(make([]float32, 5), 2, 3); err == nil {
 		t.Error("5 values accepted for [2 3]")
