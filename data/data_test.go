@@ -466,6 +466,10 @@ func TestLoaderRefusesBadArguments(t *testing.T) {
 		{"huge pad", &Loader{Data: set(), Batch: 1, Augment: Augment{Pad: min(1<<62, math.MaxInt)}}, 0, fmt.Sprintf("pad %d outside [0, 64]", min(1<<62, math.MaxInt))},
 		{"pad over MaxPad", &Loader{Data: set(), Batch: 1, Augment: Augment{Pad: MaxPad + 1}}, 0, "pad 65"},
 		{"negative pad", &Loader{Data: set(), Batch: 1, Augment: Augment{Pad: -1}}, 0, "pad -1"},
+		{"shuffle and a sampler", &Loader{Data: set(), Batch: 1, Shuffle: true, Sampler: fixedSampler{0, 1}}, 0, "both Shuffle and a Sampler"},
+		{"sampler index outside", &Loader{Data: set(), Batch: 1, Sampler: fixedSampler{1, 2}}, 0, "index 2 for epoch 0, outside the data set's [0, 2)"},
+		{"negative sampler index", &Loader{Data: set(), Batch: 1, Sampler: fixedSampler{-1}}, 0, "index -1"},
+		{"sampler shorter than its Len", &Loader{Data: set(), Batch: 1, Sampler: shortSampler{}}, 0, "gave 1 indices for epoch 0, its Len is 2"},
 		// Normalisations that make every input infinite or NaN (the batches
 		// came with no error).
 		{"std 0", &Loader{Data: set(), Batch: 1, Normalisation: transform.Normalisation{Std: []float64{0}}}, 0, "Std[0] = 0"},
@@ -489,6 +493,94 @@ func TestLoaderRefusesBadArguments(t *testing.T) {
 	}
 	if n := (&Loader{Data: set()}).Batches(); n != 0 {
 		t.Errorf("Batches with batch size 0: %d", n)
+	}
+}
+
+// fixedSampler gives its indices every epoch.
+type fixedSampler []int
+
+func (s fixedSampler) Len() int          { return len(s) }
+func (s fixedSampler) Indices(int) []int { return s }
+
+// shortSampler gives fewer indices than its Len.
+type shortSampler struct{}
+
+func (shortSampler) Len() int          { return 2 }
+func (shortSampler) Indices(int) []int { return []int{0} }
+
+// An image's augmentation depends on the seed, the epoch and its index in
+// the set alone, not on its batch or its position in it: batches of 4, 3
+// and 1, and a Sampler giving some of the images in another order, give
+// each the same pixels and mask (drawn from one stream per batch, the
+// images of a batch of 4 were shifted and flipped otherwise than in one
+// of 3). Another epoch gives most images others. Making a batch allocates
+// as much for 32 images as for 2 (one generator, reseeded per image).
+func TestLoaderAugmentsPerImage(t *testing.T) {
+	const n = 32
+	rng := tensor.NewRNG(4)
+	set := &Dataset{H: 6, W: 6, C: 1, Pixels: make([]uint8, n*36), Masks: make([]uint8, n*36), Classes: []string{"a", "b"}}
+	for i := range set.Pixels {
+		set.Pixels[i], set.Masks[i] = uint8(rng.IntN(256)), uint8(rng.IntN(2))
+	}
+	// images returns the augmented pixels and mask of each image of the
+	// epoch, by index, the loader taking them in order.
+	images := func(l *Loader, order []int, epoch int) map[int][]float32 {
+		got := map[int][]float32{}
+		at := 0
+		for b := range l.Epoch(context.Background(), epoch, 0) {
+			for k := range b.X.Shape[0] {
+				img := slices.Clone(b.X.Data[k*36 : (k+1)*36])
+				for _, y := range b.Y[k*36 : (k+1)*36] {
+					img = append(img, float32(y))
+				}
+				got[order[at]] = img
+				at++
+			}
+		}
+		if err := l.Err(); err != nil || at != len(order) {
+			t.Fatalf("%d of %d images, error %v", at, len(order), err)
+		}
+		return got
+	}
+	all := make([]int, n)
+	for i := range all {
+		all[i] = i
+	}
+	aug := Augment{Pad: 2, Flip: true}
+	var want [2]map[int][]float32
+	for epoch := range 2 {
+		want[epoch] = images(&Loader{Data: set, Batch: 4, Augment: aug, Seed: 5}, all, epoch)
+		for _, batch := range []int{3, 1} {
+			got := images(&Loader{Data: set, Batch: batch, Augment: aug, Seed: 5}, all, epoch)
+			for i := range n {
+				if !slices.Equal(got[i], want[epoch][i]) {
+					t.Errorf("epoch %d: image %d augmented otherwise in batches of %d than of 4", epoch, i, batch)
+				}
+			}
+		}
+		some := fixedSampler{7, 2, 9, 0}
+		got := images(&Loader{Data: set, Batch: 3, Augment: aug, Seed: 5, Sampler: some}, some, epoch)
+		for _, i := range some {
+			if !slices.Equal(got[i], want[epoch][i]) {
+				t.Errorf("epoch %d: image %d augmented otherwise from a sampler", epoch, i)
+			}
+		}
+	}
+	same := 0
+	for i := range n {
+		if slices.Equal(want[0][i], want[1][i]) {
+			same++
+		}
+	}
+	if same > n/2 {
+		t.Errorf("%d of %d images augmented alike in epochs 0 and 1", same, n)
+	}
+	allocs := func(batch int) float64 {
+		l := &Loader{Data: set, Batch: batch, Augment: aug}
+		return testing.AllocsPerRun(5, func() { l.make(all, 0, 0) })
+	}
+	if a2, a32 := allocs(2), allocs(32); a32 != a2 {
+		t.Errorf("a batch of 32 images allocates %g times, one of 2 %g", a32, a2)
 	}
 }
 

@@ -41,15 +41,35 @@ func (a Augment) Validate() error {
 	return nil
 }
 
+// A Sampler gives the indices into a Loader's data set of each epoch's
+// images, in order, as a torch DataLoader's sampler does: a rank's shard of
+// a data-parallel run's permutation (distributed.Sampler satisfies it).
+type Sampler interface {
+	// Len returns the number of indices of every epoch.
+	Len() int
+	// Indices returns epoch's indices, Len of them, each in [0, N) for the
+	// N images of the data set.
+	Indices(epoch int) []int
+}
+
 // Loader cuts a data set into batches of normalised NHWC float32 images.
+//
+// Augmentation is drawn per image, from a stream seeded by Seed, the epoch
+// and the image's index in Data alone: an image is shifted, flipped and
+// cropped alike in an epoch whatever batch, position, goroutine or rank
+// makes it (see Sampler), and differently in another epoch.
 type Loader struct {
 	// Data is the data set the batches are cut from.
 	Data *Dataset
 	// Batch is the number of images of a batch (≥ 1).
 	Batch int
 	// Shuffle draws a new order of the images every epoch, from Seed and
-	// the epoch's number; otherwise they come in the set's order.
+	// the epoch's number; otherwise they come in the set's order (or the
+	// Sampler's: the two cannot be set together).
 	Shuffle bool
+	// Sampler, if set, gives each epoch's images (indices into Data) in
+	// place of all of them in order or Shuffle's permutation.
+	Sampler Sampler
 	// DropLast leaves out the last batch when it would be smaller than
 	// Batch (as torch's DataLoader(drop_last=True)); otherwise it is kept.
 	DropLast bool
@@ -62,9 +82,9 @@ type Loader struct {
 	// checkpoint.Preprocess records it.
 	transform.Normalisation
 	// Seed seeds the shuffled order and the augmentation's random
-	// choices, each epoch's and each image's its own: a batch holds the
-	// same images, transformed alike, whenever it is made (a resumed
-	// epoch's included).
+	// choices, each epoch's and each image's its own (see above): a batch
+	// holds the same images, transformed alike, whenever it is made (a
+	// resumed epoch's included).
 	Seed uint64
 	// KeepEmpty hands over a batch none of whose files could be read
 	// (ImageOptions.SkipBadImages) as an empty batch — no rows, Skipped its
@@ -96,47 +116,74 @@ type Batch struct {
 // unreadable (Loader.KeepEmpty).
 func (b Batch) Empty() bool { return b.X == nil || b.X.Shape[0] == 0 }
 
-// Batches returns the number of batches in an epoch: ⌈Len/Batch⌉, or
-// ⌊Len/Batch⌋ with DropLast; 0 without data or with a Batch below 1.
+// Batches returns the number of batches in an epoch of Len images (the
+// data set's, or the Sampler's Len): ⌈Len/Batch⌉, or ⌊Len/Batch⌋ with
+// DropLast; 0 without data or with a Batch below 1.
 func (l *Loader) Batches() int {
 	if l.Data == nil || l.Batch < 1 {
 		return 0
 	}
-	n := l.Data.Len() / l.Batch
-	if !l.DropLast && l.Data.Len()%l.Batch != 0 {
+	size := l.Data.Len()
+	if l.Sampler != nil {
+		size = l.Sampler.Len()
+	}
+	n := size / l.Batch
+	if !l.DropLast && size%l.Batch != 0 {
 		n++
 	}
 	return n
 }
 
-// seedFor derives an independent seed for (epoch, batch) from the
-// loader's seed, so that each batch's content is fixed whatever goroutine
-// makes it and wherever an epoch is resumed.
-func (l *Loader) seedFor(epoch, batch int) uint64 {
+// shuffleSeed derives the seed of an epoch's permutation from the
+// loader's seed (the hash of "seed/epoch/-1", as the loader has always
+// drawn it).
+func (l *Loader) shuffleSeed(epoch int) uint64 {
 	h := fnv.New64a()
-	fmt.Fprintf(h, "%d/%d/%d", l.Seed, epoch, batch)
+	fmt.Fprintf(h, "%d/%d/-1", l.Seed, epoch)
 	return h.Sum64()
 }
 
-// sampleSeed derives the seed of the random choices for the image at
-// position i of an epoch's order (a folder's files are transformed one
-// image per goroutine).
+// sampleSeed derives the seed of the random choices for image i of the
+// data set (its index in Data, not its position in the epoch) in an epoch,
+// from the loader's seed, the epoch and i alone, without allocating: each
+// step is SplitMix64's mixer, a bijection that gives neighbouring inputs
+// unrelated outputs.
 func (l *Loader) sampleSeed(epoch, i int) uint64 {
-	h := fnv.New64a()
-	fmt.Fprintf(h, "%d/%d/image %d", l.Seed, epoch, i)
-	return h.Sum64()
+	return splitMix(splitMix(splitMix(l.Seed)^uint64(epoch)) ^ uint64(i))
 }
 
-// order returns the epoch's image order.
-func (l *Loader) order(epoch int) []int {
+// splitMix is SplitMix64's output function of state z (Steele et al.,
+// 2014): the state advanced by the golden-ratio increment, then mixed.
+func splitMix(z uint64) uint64 {
+	z += 0x9e3779b97f4a7c15
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}
+
+// order returns the epoch's image order: the Sampler's indices, checked
+// against the data set, or all of its images, shuffled with Shuffle.
+func (l *Loader) order(epoch int) ([]int, error) {
+	if l.Sampler != nil {
+		idx := l.Sampler.Indices(epoch)
+		if len(idx) != l.Sampler.Len() {
+			return nil, fmt.Errorf("data: loader: the sampler gave %d indices for epoch %d, its Len is %d", len(idx), epoch, l.Sampler.Len())
+		}
+		for _, i := range idx {
+			if i < 0 || i >= l.Data.Len() {
+				return nil, fmt.Errorf("data: loader: the sampler gave index %d for epoch %d, outside the data set's [0, %d)", i, epoch, l.Data.Len())
+			}
+		}
+		return idx, nil
+	}
 	if !l.Shuffle {
 		idx := make([]int, l.Data.Len())
 		for i := range idx {
 			idx[i] = i
 		}
-		return idx
+		return idx, nil
 	}
-	return tensor.NewRNG(l.seedFor(epoch, -1)).Perm(l.Data.Len())
+	return tensor.NewRNG(l.shuffleSeed(epoch)).Perm(l.Data.Len()), nil
 }
 
 // Epoch prepares the batches of an epoch from batch number skip on, on a
@@ -146,8 +193,9 @@ func (l *Loader) order(epoch int) []int {
 // over its next batch. A loader that cannot make the
 // epoch — a Batch below 1, a negative skip, a data set that fails
 // Dataset.Check, Mean or Std not of one value per channel, an Augment
-// that fails Validate — gives a closed channel and Err says why; so it
-// does for a failure while making a batch (an unreadable image file, or
+// that fails Validate, Shuffle with a Sampler, a Sampler's indices not
+// Len of them or outside the data set — gives a closed channel and Err
+// says why; so it does for a failure while making a batch (an unreadable image file, or
 // any panic, which is recovered on the goroutine and reported with its
 // value).
 func (l *Loader) Epoch(ctx context.Context, epoch, skip int) <-chan Batch {
@@ -173,12 +221,16 @@ func (l *Loader) Epoch(ctx context.Context, epoch, skip int) <-chan Batch {
 		}
 		l.mu.Unlock()
 	}
-	if err := l.check(skip); err != nil {
+	var order []int
+	err := l.check(skip)
+	if err == nil {
+		order, err = l.order(epoch)
+	}
+	if err != nil {
 		setErr(err)
 		close(ch)
 		return ch
 	}
-	order := l.order(epoch)
 	go func() {
 		defer close(ch)
 		b := skip
@@ -235,6 +287,8 @@ func (l *Loader) check(skip int) error {
 		return fmt.Errorf("data: loader batch size %d (want ≥ 1)", l.Batch)
 	case skip < 0:
 		return fmt.Errorf("data: loader asked to skip %d batches (want ≥ 0)", skip)
+	case l.Shuffle && l.Sampler != nil:
+		return fmt.Errorf("data: loader with both Shuffle and a Sampler (the sampler gives the order: shuffle there)")
 	}
 	if err := l.Data.Check(); err != nil {
 		return fmt.Errorf("data: loader: %w", err)
@@ -248,7 +302,7 @@ func (l *Loader) check(skip int) error {
 // make builds batch b of an epoch.
 func (l *Loader) make(order []int, epoch, b int) Batch {
 	d := l.Data
-	lo, hi := b*l.Batch, min((b+1)*l.Batch, d.Len())
+	lo, hi := b*l.Batch, min((b+1)*l.Batch, len(order))
 	x := tensor.New(hi-lo, d.H, d.W, d.C)
 	seg := d.IsSegmentation()
 	y := make([]int32, hi-lo)
@@ -259,9 +313,10 @@ func (l *Loader) make(order []int, epoch, b int) Batch {
 			wt = make([]float32, len(y))
 		}
 	}
-	rng := tensor.NewRNG(l.seedFor(epoch, b))
+	rng := tensor.NewRNG(0)
 	n := d.H * d.W * d.C
 	for i := lo; i < hi; i++ {
+		rng.Reseed(l.sampleSeed(epoch, order[i]))
 		src := d.Image(order[i])
 		if l.Augment.ResizedCrop && !seg {
 			if crop, err := transform.RandomResizedCrop(rng, src, d.H, d.W, d.C, d.H, d.W); err == nil { // the set's own size: within the limits
@@ -342,19 +397,19 @@ func (l *Loader) Skipped() int {
 
 // makeFiles builds batch b of an epoch of a folder's files: each image is
 // decoded and transformed on its own goroutine, its random choices drawn
-// from a stream seeded by (seed, epoch, position in the epoch), so that
-// the batch does not depend on which goroutine makes what. A file that
-// cannot be read is an error naming it, or, with
+// from its own stream (sampleSeed), so that the batch does not depend on
+// which goroutine makes what. A file that cannot be read is an error
+// naming it, or, with
 // ImageOptions.SkipBadImages, is left out of the batch with a warning
 // (a batch of no readable file is empty).
 func (l *Loader) makeFiles(order []int, epoch, b int) (Batch, error) {
 	d := l.Data
-	lo, hi := b*l.Batch, min((b+1)*l.Batch, d.Len())
+	lo, hi := b*l.Batch, min((b+1)*l.Batch, len(order))
 	n := d.H * d.W * d.C
 	x := tensor.New(hi-lo, d.H, d.W, d.C)
 	errs := make([]error, hi-lo)
 	parallel(hi-lo, func(k int) {
-		rng := tensor.NewRNG(l.sampleSeed(epoch, lo+k))
+		rng := tensor.NewRNG(l.sampleSeed(epoch, order[lo+k]))
 		src, err := d.sample(order[lo+k], l.Augment.ResizedCrop, rng)
 		if err != nil {
 			errs[k] = err

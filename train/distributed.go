@@ -410,16 +410,6 @@ func (r *run) stepsFor(batch int) int {
 	return (n + batch - 1) / batch // data.Loader.Batches without DropLast
 }
 
-// epochData returns the training images of an epoch, in their order
-// (the loader does not shuffle them again under Config.Comm): this rank's
-// shard of the epoch's permutation.
-func (r *run) epochData(epoch int) *data.Dataset {
-	if r.ddp == nil {
-		return r.trainSet
-	}
-	return r.trainSet.Subset(r.ddp.sampler.Indices(epoch))
-}
-
 // hook arms the Reducer for a step: SetGradReady hands each
 // parameter's gradient to it as soon as the backward pass has finished it.
 func (d *ddp) hook(tape *ag.Tape) {

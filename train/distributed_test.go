@@ -19,6 +19,7 @@ import (
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/models/unet"
 	"github.com/residual-nn/residual/nn"
+	"github.com/residual-nn/residual/tensor"
 )
 
 // rankRun is what one rank of a data-parallel run ended with.
@@ -101,13 +102,13 @@ func compareRuns(t *testing.T, a, b rankRun) (loss, weight float64) {
 }
 
 // ddpTiny is the tiny ResNet of the other tests (batch norm in every
-// block) on 512 MNIST images, without augmentation: its random shifts
-// are drawn per batch (data.Loader seeds them from the batch number), so
-// two ranks' halves of a batch would get other shifts than the whole
-// batch does in one process. Equivalence needs the same inputs.
+// block) on 512 MNIST images, shifted and flipped: data.Loader draws an
+// image's augmentation from the seed, the epoch and the image's index
+// alone, so two ranks' halves of a batch get the shifts the whole batch
+// gets in one process, as equivalence needs.
 func ddpTiny(out string, batch int) Config {
 	c := tiny(out)
-	c.Batch, c.Limit, c.Augment, c.ValSplit = batch, 512, &data.Augment{}, 0.25
+	c.Batch, c.Limit, c.Augment, c.ValSplit = batch, 512, &data.Augment{Pad: 2, Flip: true}, 0.25
 	return c
 }
 
@@ -117,7 +118,9 @@ func ddpTiny(out string, batch int) Config {
 // Comm, so that the epoch's order is the Sampler's permutation in both),
 // and a network without batch norm (a U-Net on MNIST canvases, with the
 // border-weighted cross-entropy, whose normaliser Σw is all-reduced) 2 ×
-// 8 those of 1 × 16.
+// 8 those of 1 × 16. Every run is augmented (random shifts and flips):
+// with each rank drawing from a seed of its own, the runs differed by
+// 2.8e-3 to 6.7e-3 in the losses and 3.2e-3 to 8.8e-2 in the weights.
 //
 // Tolerance. The runs differ only in the order of float32 additions: a
 // weight gradient is one sum over the 128 images' positions in one
@@ -170,14 +173,14 @@ func TestDataParallelTrainEqualsOneProcess(t *testing.T) {
 			c := unet.Config{InChannels: 1, Classes: 11, Depth: 1, Base: 4}
 			return Config{Model: models.Config{Name: "unet-nobn", Arch: &models.UNet{Config: c}}, Data: "mnist-canvas:40", Task: models.Segment,
 				BorderWeights: true, Epochs: 2, Batch: batch, Optimizer: SGD, LR: 0.05, Momentum: 0.9, Schedule: Schedule{Kind: ScheduleConstant},
-				Augment: &data.Augment{}, ValSplit: 0.25, Seed: 2, Limit: 128, Out: out}
+				Augment: &data.Augment{Pad: 2, Flip: true}, ValSplit: 0.25, Seed: 2, Limit: 128, Out: out}
 		}, 8, false, 5e-4, 5e-4},
 		{"unet without BN, ignored pixels", func(out string, batch int) Config {
 			c := unet.Config{InChannels: 1, Classes: 11, Depth: 1, Base: 4}
 			return Config{Model: models.Config{Name: "unet-nobn", Arch: &models.UNet{Config: c}}, Data: "canvases with ignored pixels",
 				TrainSet: ignTrain, TestSet: ignTest, Task: models.Segment,
 				Epochs: 2, Batch: batch, Optimizer: SGD, LR: 0.05, Momentum: 0.9, Schedule: Schedule{Kind: ScheduleConstant},
-				Augment: &data.Augment{}, ValSplit: 0.25, Seed: 2, Out: out}
+				Augment: &data.Augment{Pad: 2, Flip: true}, ValSplit: 0.25, Seed: 2, Out: out}
 		}, 8, false, 5e-4, 5e-4},
 	}
 	for _, tc := range cases {
@@ -618,32 +621,92 @@ func TestDataParallelEventWriteFails(t *testing.T) {
 	}
 }
 
-// Each rank's training loader draws its augmentation from a seed of its
-// own: the same images in the same batch position on two ranks are
-// shifted and flipped differently (with one seed for every rank, the k-th
-// image of every rank's batch b was augmented alike, so a global batch held
-// each draw once per rank). The ranks' own shards are the same images
-// here, so any difference is the augmentation's.
-func TestDataParallelAugmentationPerRank(t *testing.T) {
-	x := make([]uint8, 8*8*8)
-	for i := range x {
-		x[i] = uint8(i % 61)
+// An image's augmentation in an epoch is a function of the seed, the epoch
+// and its index alone: one process, and every rank of one, two and three
+// (the Sampler's shards of the epoch's permutation, with a third of the
+// batch on three ranks, so the image sits at another batch position),
+// give image i of epoch e the same bytes, the copy of an image that pads
+// a shard included; another epoch gives it others. Each rank drew from a
+// seed of its own by batch and position: two ranks could not reproduce
+// one's augmentation. Sets in memory (pad and flip, whose draws were per
+// batch) and of files (RandomResizedCrop too; per position in the epoch).
+func TestDataParallelAugmentationPerSample(t *testing.T) {
+	const n = 11
+	labels, classes := make([]int32, n), make([]string, n)
+	for i := range labels { // the label names the image
+		labels[i], classes[i] = int32(i), fmt.Sprint(i)
 	}
-	set := &data.Dataset{H: 8, W: 8, C: 1, Classes: []string{"a", "b"}, Pixels: x, Labels: make([]int32, 8)}
-	comms := distributed.NewGroup(2)
-	var batches [2][]float32
-	for rank, comm := range comms {
-		r := &run{cfg: Config{Batch: 4, Seed: 3, Augment: &data.Augment{Pad: 2, Flip: true}}, ddp: &ddp{comm: comm}}
-		l := r.loader(set, true)
-		for b := range l.Epoch(context.Background(), 0, 0) {
-			batches[rank] = append(batches[rank], b.X.Data...)
-		}
+	pix := make([]uint8, n*8*8)
+	rng := tensor.NewRNG(1)
+	for i := range pix {
+		pix[i] = uint8(rng.IntN(256))
 	}
-	if slices.Equal(batches[0], batches[1]) {
-		t.Error("two ranks augmented the same images in the same positions alike")
-	}
-	r := &run{cfg: Config{Batch: 4, Seed: 3, Augment: &data.Augment{Pad: 2, Flip: true}}}
-	if l := r.loader(set, true); l.Seed != 3 {
-		t.Errorf("one process's loader seed %d; want the run's, 3", l.Seed)
+	mem := &data.Dataset{H: 8, W: 8, C: 1, Classes: classes, Pixels: pix, Labels: labels}
+	folder, _ := openFolders(t, 6, false, &data.ImageOptions{Channels: 1, ImageSize: 8})
+	files := &data.Dataset{H: 8, W: 8, C: 1, Classes: classes, Files: folder.Files[:n], Images: folder.Images, Labels: labels}
+	for _, tc := range []struct {
+		name string
+		set  *data.Dataset
+		aug  data.Augment
+	}{
+		{"in memory", mem, data.Augment{Pad: 2, Flip: true}},
+		{"files", files, data.Augment{ResizedCrop: true, Pad: 1, Flip: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// images returns each image's augmented pixels in epoch, by
+			// label, on size ranks (0: one process, without Comm), in a
+			// global batch of 6.
+			images := func(epoch, size int) map[int32][]float32 {
+				got := map[int32][]float32{}
+				for rank := range max(size, 1) {
+					r := &run{cfg: Config{Batch: 6 / max(size, 1), Seed: 3, Augment: &tc.aug}, trainSet: tc.set}
+					if size > 0 {
+						s, err := distributed.NewSampler(distributed.Sampler{N: n, Rank: rank, Size: size, Shuffle: true, Seed: 3})
+						if err != nil {
+							t.Fatal(err)
+						}
+						r.ddp = &ddp{sampler: s}
+					}
+					l := r.loader(r.trainSet, true)
+					for b := range l.Epoch(context.Background(), epoch, 0) {
+						for k, y := range b.Y {
+							img := b.X.Data[k*64 : (k+1)*64]
+							if seen, ok := got[y]; ok && !slices.Equal(seen, img) {
+								t.Errorf("epoch %d, %d ranks: image %d augmented two ways (a shard's padding)", epoch, size, y)
+							}
+							got[y] = img
+						}
+					}
+					if err := l.Err(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if len(got) != n {
+					t.Fatalf("epoch %d, %d ranks: %d of the %d images", epoch, size, len(got), n)
+				}
+				return got
+			}
+			var first [2]map[int32][]float32
+			for epoch := range 2 {
+				first[epoch] = images(epoch, 0)
+				for _, size := range []int{1, 2, 3} {
+					got := images(epoch, size)
+					for i := range int32(n) {
+						if !slices.Equal(got[i], first[epoch][i]) {
+							t.Errorf("epoch %d: image %d augmented otherwise on %d ranks than in one process", epoch, i, size)
+						}
+					}
+				}
+			}
+			same := 0
+			for i := range int32(n) {
+				if slices.Equal(first[0][i], first[1][i]) {
+					same++
+				}
+			}
+			if same > n/2 {
+				t.Errorf("%d of %d images augmented alike in epochs 0 and 1", same, n)
+			}
+		})
 	}
 }

@@ -45,7 +45,7 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 		if r.ddp != nil {
 			epochCtx, cancel = context.WithCancel(context.Background())
 		}
-		loader := r.loader(r.epochData(r.epoch), true)
+		loader := r.loader(r.trainSet, true)
 		failSeen := false // the batch status said a rank failed (Config.Comm)
 		var stepErr error // rank 0's record of a step (its TensorBoard events) failed, under Config.Comm
 		for b := range loader.Epoch(epochCtx, r.epoch, r.batch) {

@@ -358,14 +358,14 @@ func (r *run) newOptimizer() (optim.Optimizer, error) {
 
 func (r *run) loader(d *data.Dataset, training bool) *data.Loader {
 	l := &data.Loader{Data: d, Batch: r.cfg.Batch, Seed: r.cfg.Seed, Normalisation: r.norm}
-	if training { // under Config.Comm the Sampler has shuffled the epoch's shard
+	if training {
 		l.Shuffle, l.Augment = r.ddp == nil, *r.cfg.Augment
 		l.KeepEmpty = true // a batch of unreadable files is a step skipped (under Config.Comm, on every rank)
 		if r.ddp != nil {
-			// The Loader seeds its augmentation by batch and position: each
-			// rank's own seed, or the k-th image of every rank's batch b
-			// would be shifted, flipped and cropped alike.
-			l.Seed += uint64(r.ddp.comm.Rank()) * 0x9e3779b97f4a7c15
+			// This rank's shard of the epoch's permutation. The loader
+			// seeds an image's augmentation by its index in d, so an image
+			// is augmented alike on any rank and in one process.
+			l.Sampler = r.ddp.sampler
 		}
 	}
 	return l

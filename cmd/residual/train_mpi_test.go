@@ -80,11 +80,12 @@ func mpiTrain(t *testing.T, np int, args ...string) string {
 }
 
 // mpiArgs is a small run: ResNet-8 on 384 MNIST images (288 to train, 96
-// to validate), no augmentation (its random shifts are drawn per batch,
-// so they differ between one batch and its shards), 2 epochs, learning
-// rate 0.01 (see TestMPITrainEquivalence for why not more).
+// to validate), shifted and flipped (each image's draws depend on the
+// seed, the epoch and its index alone, so one batch and its shards are
+// augmented alike), 2 epochs, learning rate 0.01 (see
+// TestMPITrainEquivalence for why not more).
 func mpiArgs(out string, batch int, extra ...string) []string {
-	return append([]string{"--model", "resnet8", "--data", "mnist", "--limit", "384", "--val-split", "0.25", "--augment", "none",
+	return append([]string{"--model", "resnet8", "--data", "mnist", "--limit", "384", "--val-split", "0.25", "--augment", "pad=2,flip",
 		"--epochs", "2", "--batch", strconv.Itoa(batch), "--lr", "0.01", "--schedule", "constant", "--tensorboard=false", "--out", out}, extra...)
 }
 
@@ -115,7 +116,10 @@ func mpiArgs(out string, batch int, extra ...string) []string {
 // the learning rate 0.01: the linear estimate is 6 steps × η/(1−μ) = 0.1 ×
 // (5e-4 × 0.1, the largest gradient) ≈ 3e-5, and the measured spread of
 // one process with 1 and 2 threads is 9.2e-5 (2 ranks: 9.1e-5; 3 ranks:
-// 3.7e-5; without --sync-bn: 1.8e-2). The test allows 5e-4, five times the
+// 3.7e-5; without --sync-bn: 1.8e-2; all unaugmented; augmented, as the
+// run is now, 7.2e-5, 2.4e-5 and 1.8e-2, and with each rank drawing its
+// augmentation from a seed of its own, as the trainer used to, 2.5e-2
+// and 1.3e-2 with --sync-bn). The test allows 5e-4, five times the
 // one-process spread and 35 times below unsynchronised statistics. The
 // optimizer's momentum buffers are left out of the comparison, as in the
 // in-process test: they hold gradients (conv1's is that cancelling sum),
