@@ -85,8 +85,9 @@ func blocksPerStage(depth string) (n *big.Int, ok bool) {
 // DepthError is Preset's error for a resnetN or plainN of the CIFAR
 // family's 6n+2 depths whose n an int cannot hold (past 2³¹−1 on 386
 // and arm, past 2⁶³−1 elsewhere), so no Config can describe it. Such a
-// name is too deep rather than unknown: package models reports it as
-// Validate reports any n past limits.Layers.
+// name is too deep rather than unknown: models.Preset refuses it as it
+// refuses any n past limits.Layers, in the name's terms (its depth 6n+2
+// and n).
 type DepthError struct {
 	Name   string
 	Blocks *big.Int // n, the blocks a stage the name asks for
