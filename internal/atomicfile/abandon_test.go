@@ -105,6 +105,12 @@ func TestAbandonInFlight(t *testing.T) {
 	if got := tree(t, dir); !slices.Equal(got, []string{"keep"}) || registered() != 0 {
 		t.Errorf("after a later write: %v, %d registered; want [keep], 0", got, registered())
 	}
+	// A WriteAll of no paths writes nothing, before Abandon as after: it
+	// indexed its first path to name it in the abandoned error, and
+	// panicked.
+	if err := WriteAll(nil, nil); err != nil {
+		t.Errorf("WriteAll of no paths after Abandon: %v", err)
+	}
 }
 
 // TestAbandonRegistry: writes that succeed or fail leave nothing in the

@@ -36,10 +36,14 @@ func Write(path string, b []byte) error {
 // rename: a failure before the renames (a folder that cannot be written,
 // a full disk) leaves every path as it was. Only a rename failing after
 // another succeeded (rare: the folders were writable a moment before)
-// leaves some paths replaced and the others not.
+// leaves some paths replaced and the others not. No paths is no write:
+// nil, after Abandon too.
 func WriteAll(paths []string, data [][]byte) error {
 	if len(paths) != len(data) {
 		return fmt.Errorf("atomicfile: %d paths for %d contents", len(paths), len(data))
+	}
+	if len(paths) == 0 {
+		return nil // nothing to stage, and no path for commit to name
 	}
 	var ss []*staged
 	for i, path := range paths {
