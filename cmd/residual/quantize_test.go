@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -86,6 +87,12 @@ func TestQuantizeCommand(t *testing.T) {
 		e.Reset()
 		if code := run(context.Background(), bad, &o, &e); code != 2 || !strings.Contains(e.String(), "int8") {
 			t.Errorf("%v: status %d, want 2 with a message naming int8 (%s)", bad, code, e.String())
+		}
+		// The precision refused is named once, as --precision's other
+		// errors name it (predict said "--precision bf16: infer: … precision
+		// bf16 applies to float models only").
+		if slices.Contains(bad, "--precision") && strings.Count(e.String(), "bf16") != 1 {
+			t.Errorf("%v: %q names bf16 %d times, want once", bad, e.String(), strings.Count(e.String(), "bf16"))
 		}
 	}
 	// serve refuses to load it in bf16: the command ends non-zero, naming int8.

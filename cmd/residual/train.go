@@ -750,7 +750,7 @@ func openForTask(weights string, task models.Task, pr ag.Precision) (*infer.Mode
 		return nil, fmt.Errorf("%w: %s holds %s, which classifies whole images; residual predict --weights %s IMAGE classifies one", errUsage, weights, info.Name, weights)
 	}
 	if err := m.SetPrecision(pr); err != nil {
-		return nil, fmt.Errorf("%w: --precision %s: %v", errUsage, pr, err)
+		return nil, fmt.Errorf("%w: --precision: %v", errUsage, err) // infer's message names pr
 	}
 	return m, nil
 }
