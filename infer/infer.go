@@ -47,13 +47,13 @@ import (
 	"github.com/residual-nn/residual/tensor"
 )
 
-// Batch is how many images Classify runs through the network at once:
-// enough to use the cores' vector units, few enough that a ResNet-50's
-// activations stay around 1 GB. A caller with a long list of image files
-// reads and hands Classify Batch of them at a time (as residual predict
-// does) to hold one batch decoded and give each batch's guesses as it
-// goes, with nothing lost to Classify's batching.
-const Batch = 16
+// ClassifyBatch is how many images Classify runs through the network at
+// once: enough to use the cores' vector units, few enough that a
+// ResNet-50's activations stay around 1 GB. A caller with a long list of
+// image files reads and hands Classify ClassifyBatch of them at a time (as
+// residual predict does) to hold one batch decoded and give each batch's
+// guesses as it goes, with nothing lost to Classify's batching.
+const ClassifyBatch = 16
 
 // Model is an opened checkpoint, ready for inference.
 type Model struct {
@@ -308,11 +308,11 @@ func (m *Model) Classify(ctx context.Context, imgs []image.Image, k int) ([][]Gu
 	k = min(k, len(m.info.Classes))
 	out := make([][]Guess, 0, len(imgs))
 	p := m.info.Preprocess
-	for lo := 0; lo < len(imgs); lo += Batch {
+	for lo := 0; lo < len(imgs); lo += ClassifyBatch {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		batch := imgs[lo:min(lo+Batch, len(imgs))]
+		batch := imgs[lo:min(lo+ClassifyBatch, len(imgs))]
 		x := tensor.New(len(batch), p.Height, p.Width, p.Channels)
 		per := p.Height * p.Width * p.Channels
 		for i, img := range batch {

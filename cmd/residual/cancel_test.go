@@ -240,8 +240,8 @@ func TestPredictKeepsWhatItPrinted(t *testing.T) {
 	if code != 143 || !strings.Contains(stderr.String(), fmt.Sprintf("stopped by SIGTERM after classifying %d of 40 images", printed)) {
 		t.Errorf("SIGTERM at predict's first guesses: exit %d, stderr %q; want 143, the signal and %d of 40 images", code, stderr.String(), printed)
 	}
-	if printed != infer.Batch {
-		t.Errorf("SIGTERM at predict's first guesses: it printed %d of %d images' guesses, want the first batch's %d (infer.Batch)", printed, len(images), infer.Batch)
+	if printed != infer.ClassifyBatch {
+		t.Errorf("SIGTERM at predict's first guesses: it printed %d of %d images' guesses, want the first batch's %d (infer.ClassifyBatch)", printed, len(images), infer.ClassifyBatch)
 	}
 }
 

@@ -685,15 +685,15 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	// An unreadable image, or one the model cannot take, is reported and
 	// skipped; the others are still classified, and the command then fails
 	// naming how many were not. The images are read and classified
-	// infer.Batch at a time, each batch's guesses printed before the next
+	// infer.ClassifyBatch at a time, each batch's guesses printed before the next
 	// is read: a long list holds one batch in memory, and a signal keeps
 	// what was printed.
 	var bad []string
 	done := 0
-	for lo := 0; lo < len(images); lo += infer.Batch {
+	for lo := 0; lo < len(images); lo += infer.ClassifyBatch {
 		var decoded []image.Image
 		var readable []string
-		for _, path := range images[lo:min(lo+infer.Batch, len(images))] {
+		for _, path := range images[lo:min(lo+infer.ClassifyBatch, len(images))] {
 			if err := stopped(ctx); err != nil {
 				return stoppedAfter(err, done, len(images))
 			}
