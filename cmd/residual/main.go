@@ -50,6 +50,7 @@ import (
 	"os/signal"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -130,7 +131,29 @@ func main() {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	ctx := watchSignals(context.Background(), sigs, os.Stderr, exitAbandoning)
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// exiting is held by the exit under way, and never released: a command
+// whose write failed because a second signal's exitAbandoning abandoned it
+// returns to main, whose exit then waits for that one, so that the process
+// ends with the second signal's status, not the command's.
+var exiting sync.Mutex
+
+// osExit, abandon and resetSignals are what the exits do, replaced by the
+// tests of their order (atomicfile.Abandon cannot be undone in the test
+// process, nor os.Exit or signal.Reset wanted there).
+var (
+	osExit       = os.Exit
+	abandon      = atomicfile.Abandon
+	resetSignals = func() { signal.Reset(os.Interrupt, syscall.SIGTERM) }
+)
+
+// exit is main's exit with the command's status code, unless a second
+// signal's exit is under way.
+func exit(code int) {
+	exiting.Lock()
+	osExit(code)
 }
 
 // abandonWait is how long the exit of a second signal waits for
@@ -141,18 +164,22 @@ const abandonWait = 2 * time.Second
 // exitAbandoning is the exit of a second signal: it removes the temporary
 // files of the writes under way (atomicfile.Abandon), which the exit would
 // otherwise leave beside their outputs as hidden .NAME.*.tmp files, waiting
-// at most abandonWait for that, and exits with code.
+// at most abandonWait for that, and exits with code. A third signal
+// meanwhile kills the process at once (the signals' default action is
+// restored first).
 func exitAbandoning(code int) {
+	exiting.Lock()
+	resetSignals()
 	done := make(chan struct{})
 	go func() {
-		atomicfile.Abandon()
+		abandon()
 		close(done)
 	}()
 	select {
 	case <-done:
 	case <-time.After(abandonWait):
 	}
-	os.Exit(code)
+	osExit(code)
 }
 
 // signalCause is the cancellation cause of the context that main passes to

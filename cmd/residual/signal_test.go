@@ -386,3 +386,55 @@ func TestServeSIGTERMCause(t *testing.T) {
 		}
 	}
 }
+
+// TestExitOrder: a second signal's exit restores the signals' default
+// action before it abandons the writes under way (so a third kills at
+// once), and main's exit with the command's status — which a write the
+// abandon failed brings about — waits for it: the process ends with the
+// signal's status.
+func TestExitOrder(t *testing.T) {
+	var mu sync.Mutex
+	var events []string
+	note := func(e string) {
+		mu.Lock()
+		events = append(events, e)
+		mu.Unlock()
+	}
+	abandoning, release := make(chan struct{}), make(chan struct{})
+	exited := make(chan int, 2)
+	defer func(e func(int), a, r func()) { osExit, abandon, resetSignals = e, a, r }(osExit, abandon, resetSignals)
+	osExit = func(code int) { note(fmt.Sprint("exit ", code)); exited <- code }
+	resetSignals = func() { note("reset") }
+	abandon = func() {
+		note("abandon")
+		close(abandoning)
+		<-release
+	}
+	go exitAbandoning(143)
+	<-abandoning
+	go exit(1) // the command, its write refused, returns to main (this goroutine waits on exiting for good, as the process would end)
+	select {
+	case code := <-exited:
+		t.Fatalf("exit %d while the second signal's exit was abandoning the writes", code)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	select {
+	case code := <-exited:
+		if code != 143 {
+			t.Errorf("exit %d, want the second signal's 143", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no exit after the abandon")
+	}
+	select {
+	case code := <-exited:
+		t.Errorf("a second exit, %d, after the signal's", code)
+	case <-time.After(200 * time.Millisecond):
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"reset", "abandon", "exit 143"}; !slices.Equal(events, want) {
+		t.Errorf("events %q, want %q", events, want)
+	}
+}
