@@ -237,3 +237,45 @@ func TestLogTicks(t *testing.T) {
 		t.Errorf("a log axis from 1e-13 to 1 drawn without the label 1e-10, or with a label of 99999…")
 	}
 }
+
+// A linear axis labels the multiples of 1, 2 or 5 times a power of ten,
+// at most 6 of them, with the step's decimals, and marks the fifths (or
+// halves) between; gonum's DefaultTicks labelled 0 to 27 "0.00" and
+// "25.00", and 0.8 to 0.98 at 0.8, 0.88 and 0.96.
+func TestLinearTicks(t *testing.T) {
+	for _, c := range []struct {
+		lo, hi float64
+		labels string
+		ticks  int
+	}{
+		{0, 27, "0 5 10 15 20 25", 28},
+		{6.5, 92.5, "20 40 60 80", 9},
+		{0, 10, "0 2 4 6 8 10", 11},
+		{0.8, 0.98, "0.80 0.85 0.90 0.95", 19},
+		{-1.5, 0.5, "-1.5 -1.0 -0.5 0.0 0.5", 21},
+		{3, 3, "3.0", 1},
+		{0, 0.15, "0.00 0.05 0.10 0.15", 16},
+	} {
+		var labels []string
+		prev := math.Inf(-1)
+		ticks := (linearTicks{}).Ticks(c.lo, c.hi)
+		if len(ticks) != c.ticks {
+			t.Errorf("[%g, %g]: %d ticks, want %d", c.lo, c.hi, len(ticks), c.ticks)
+		}
+		for _, tk := range ticks {
+			if tk.Value < c.lo || tk.Value > c.hi || tk.Value <= prev {
+				t.Errorf("[%g, %g]: tick at %g after %g", c.lo, c.hi, tk.Value, prev)
+			}
+			prev = tk.Value
+			if tk.Label != "" {
+				labels = append(labels, tk.Label)
+				if v, err := strconv.ParseFloat(tk.Label, 64); err != nil || math.Abs(v-tk.Value) > 1e-9 {
+					t.Errorf("[%g, %g]: tick %g labelled %q", c.lo, c.hi, tk.Value, tk.Label)
+				}
+			}
+		}
+		if got := strings.Join(labels, " "); got != c.labels {
+			t.Errorf("[%g, %g]: labels %q, want %q", c.lo, c.hi, got, c.labels)
+		}
+	}
+}

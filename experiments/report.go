@@ -325,6 +325,7 @@ var colors = []color.Color{
 func (p Panel) plot() (*plot.Plot, []plotter.XYs, error) {
 	pl := plot.New()
 	pl.Title.Text, pl.X.Label.Text, pl.Y.Label.Text = p.Title, p.XLabel, p.YLabel
+	pl.X.Tick.Marker, pl.Y.Tick.Marker = linearTicks{}, linearTicks{}
 	if p.LogX {
 		pl.X.Scale, pl.X.Tick.Marker = plot.LogScale{}, logTicks{}
 	}
@@ -362,6 +363,62 @@ func (p Panel) plot() (*plot.Plot, []plotter.XYs, error) {
 	}
 	pl.Legend.Top, pl.Legend.Left = true, true // drawn by drawPanels in the box placeLegend finds
 	return pl, curves, nil
+}
+
+// linearTicks labels a linear axis at the multiples of a step of 1, 2 or
+// 5 times a power of ten, the smallest step that labels at most 6 of them,
+// each label with the decimals of the step (0.80 0.85 0.90); unlabelled
+// ticks mark the fifths between (the halves for a step of 2·10^k). gonum's
+// DefaultTicks, which the figures used, labelled the ensemble figure's
+// path lengths 0 to 27 "0.00" and "25.00" alone, and 0.8 to 0.98 at 0.8,
+// 0.88 and 0.96.
+type linearTicks struct{}
+
+func (linearTicks) Ticks(lo, hi float64) []plot.Tick {
+	if !(lo <= hi) || math.IsInf(lo, 0) || math.IsInf(hi, 0) {
+		return nil
+	}
+	span := hi - lo
+	if span == 0 {
+		span = math.Max(math.Abs(lo), 1)
+	}
+	var m, k int
+	for k = int(math.Floor(math.Log10(span))) - 1; ; k++ { // from a step that labels 10 to 100
+		if m = linearStep(lo, hi, k); m != 0 {
+			break
+		}
+	}
+	step, parts := logValue(m, k), 5.0
+	if m == 2 {
+		parts = 2
+	}
+	var ticks []plot.Tick
+	const eps = 1e-9 // of a tick's step: 0.98/0.01 is 98.00000000000001
+	for i := math.Ceil(lo/step*parts - eps); i <= hi/step*parts+eps; i++ {
+		v := min(max(i*step/parts, lo), hi)
+		if v == 0 {
+			v = 0 // not -0
+		}
+		t := plot.Tick{Value: v}
+		if math.Mod(i, parts) == 0 {
+			t.Label = strconv.FormatFloat(v, 'f', max(0, -k), 64)
+		}
+		ticks = append(ticks, t)
+	}
+	return ticks
+}
+
+// linearStep returns the first m of 1, 2 and 5 whose step m×10^k labels
+// at most 6 values of [lo, hi], or 0 if none does.
+func linearStep(lo, hi float64, k int) int {
+	const eps = 1e-9
+	for _, m := range []int{1, 2, 5} {
+		step := logValue(m, k)
+		if math.Floor(hi/step+eps)-math.Ceil(lo/step-eps)+1 <= 6 {
+			return m
+		}
+	}
+	return 0
 }
 
 // logTicks marks a log axis at 1, 2, …, 9 times each power of ten in its
