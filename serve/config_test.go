@@ -63,16 +63,13 @@ func runBriefly(t *testing.T, s *Server, drain time.Duration) error {
 	}
 }
 
-// TestConfigRefused: a negative duration or size, an absurd one, or a
-// repository without an Opener is an error naming the field from
-// Validate and New, which returns no server, never a panic (a
-// negative PollInterval used to panic in Run's watch goroutine, killing
-// the process) nor a value silently replaced by its default (MaxBatch -5
-// served as 8; Timeout -1s refused every request with 429). The field
-// comes after residual serve's flag for it, where it has one, and a
-// missing Opener is named with the one to give (it said only "Config.Open
-// is nil"); Load without one says so too. Zero fields keep meaning the
-// default.
+// TestConfigRefused: a negative duration or size, or an absurd one, is
+// an error naming the field from Validate and New, which returns no
+// server, never a panic (a negative PollInterval used to panic in Run's
+// watch goroutine, killing the process) nor a value silently replaced by
+// its default (MaxBatch -5 served as 8; Timeout -1s refused every request
+// with 429). The field comes after residual serve's flag for it, where it
+// has one. Zero fields keep meaning the default.
 func TestConfigRefused(t *testing.T) {
 	dir := t.TempDir()
 	open := func(string) (Backend, error) { return newFake(), nil }
@@ -95,9 +92,6 @@ func TestConfigRefused(t *testing.T) {
 		{Config{ReadTimeout: -1}, "Config.ReadTimeout -1ns"},
 		{Config{WriteTimeout: -1}, "Config.WriteTimeout -1ns"},
 		{Config{IdleTimeout: -1}, "Config.IdleTimeout -1ns"},
-		// A repository holding a model but no Open to load it with (it was
-		// a server that stayed unready forever).
-		{Config{Repository: dir}, "--repository (Config.Repository) " + fmt.Sprintf("%q", dir) + " is given but nothing can open its models: Config.Open is nil (serve.OpenCheckpoint opens residual's checkpoints)"},
 	} {
 		name := fmt.Sprintf("%+v", c.cfg)
 		if err := c.cfg.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
@@ -108,9 +102,6 @@ func TestConfigRefused(t *testing.T) {
 		}
 	}
 	s := newServer(t, quietConfig(Config{}))
-	if err := s.Load(context.Background(), "m", "1", "x.safetensors"); err == nil || !strings.Contains(err.Error(), "model m version 1: nothing can open x.safetensors: Config.Open is nil (serve.OpenCheckpoint opens") {
-		t.Errorf("Load without Config.Open: %v; want an error naming the file and serve.OpenCheckpoint", err)
-	}
 	if err := runBriefly(t, s, -time.Second); err == nil || !strings.Contains(err.Error(), "drain") {
 		t.Errorf("Run with drain -1s: %v; want an error naming the drain", err)
 	}
@@ -282,7 +273,9 @@ func TestAddAfterClose(t *testing.T) {
 
 // TestOpenCheckpoint: OpenCheckpoint serves a residual checkpoint through
 // infer as `residual serve` does, its metadata's preprocessing an object
-// of SERVING.md's keys; FromInfer refuses a nil model.
+// of SERVING.md's keys; FromInfer refuses a nil model. It is the Opener
+// of a Config without one, for Load and a repository alike (which were
+// refused: Config.Open is nil), as a nil Handler is http.DefaultServeMux.
 func TestOpenCheckpoint(t *testing.T) {
 	b, err := OpenCheckpoint("../testdata/checkpoint/mnist-tiny.safetensors")
 	if err != nil {
@@ -293,10 +286,29 @@ func TestOpenCheckpoint(t *testing.T) {
 	if info.Task != models.Classify || len(info.Classes) != 10 || info.Height != 28 || !ok || pre["channel_order"] != "grey" || pre["layout"] != "NHWC" {
 		t.Errorf("info %+v", info)
 	}
-	s := newServer(t, quietConfig(Config{Open: OpenCheckpoint}))
+	s := newServer(t, quietConfig(Config{}))
 	defer s.Close()
 	if err := s.Load(context.Background(), "digits", "1", "../testdata/checkpoint/mnist-tiny.safetensors"); err != nil || !s.Ready() {
-		t.Errorf("Load: %v (ready %v)", err, s.Ready())
+		t.Errorf("Load with no Config.Open: %v (ready %v)", err, s.Ready())
+	}
+	// A repository, the same.
+	ckpt, err := os.ReadFile("../testdata/checkpoint/mnist-tiny.safetensors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := repositoryModel(t, dir, "digits")
+	if err := os.WriteFile(path, ckpt, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Repository: dir}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Validate of a Repository with no Config.Open: %v", err)
+	}
+	r := newServer(t, quietConfig(cfg))
+	defer r.Close()
+	if err := r.ScanRepository(context.Background()); err != nil || !r.modelsServed("digits", "1") {
+		t.Errorf("ScanRepository with no Config.Open: %v (served %v)", err, r.modelsServed("digits", "1"))
 	}
 	if _, err := FromInfer(nil); err == nil {
 		t.Error("FromInfer(nil): no error")

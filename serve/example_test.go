@@ -88,11 +88,12 @@ func Example() {
 	// dark 0.0180
 }
 
-// Serving a checkpoint trained or imported by residual: OpenCheckpoint
-// opens it through package infer (the Opener `residual serve` uses), and
-// the image route classifies a PNG file's bytes.
+// Serving a checkpoint trained or imported by residual: Load opens it
+// with OpenCheckpoint, through package infer (Config.Open's default, as
+// `residual serve` opens its models), and the image route classifies a
+// PNG file's bytes.
 func Example_checkpoint() {
-	s, err := serve.New(serve.Config{Open: serve.OpenCheckpoint, Logger: slog.New(slog.DiscardHandler)})
+	s, err := serve.New(serve.Config{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -310,7 +311,7 @@ func ExampleServer_Handler() {
 // waits, until the context's deadline, for the requests in flight to be
 // answered; Close then unloads the models.
 func ExampleServer_HTTPServer() {
-	s, err := serve.New(serve.Config{Open: serve.OpenCheckpoint, Logger: slog.New(slog.DiscardHandler)})
+	s, err := serve.New(serve.Config{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		fmt.Println(err)
 		return

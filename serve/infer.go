@@ -24,9 +24,9 @@ func FromInfer(m *infer.Model) (Backend, error) {
 	}}, nil
 }
 
-// OpenCheckpoint is an Opener (for Config.Open: Load and a repository)
-// of residual's checkpoints through infer.Open and FromInfer, in float32
-// or int8 as the checkpoint is.
+// OpenCheckpoint is the Opener of residual's checkpoints (Config.Open's
+// default, for Load and a repository) through infer.Open and FromInfer,
+// in float32 or int8 as the checkpoint is.
 func OpenCheckpoint(path string) (Backend, error) {
 	m, err := infer.Open(path)
 	if err != nil {

@@ -20,9 +20,9 @@
 //
 // In a Go program: New makes a Server, Add serves a Backend (FromInfer
 // wraps an infer.Model) or Load opens a file with Config.Open
-// (OpenCheckpoint for residual's checkpoints), and Run serves HTTP and gRPC
-// on listeners until its context ends; Handler and NewGRPC give the two
-// APIs to mount elsewhere.
+// (OpenCheckpoint, residual's checkpoints, unless another is given), and
+// Run serves HTTP and gRPC on listeners until its context ends; Handler
+// and NewGRPC give the two APIs to mount elsewhere.
 package serve
 
 import (
@@ -48,9 +48,8 @@ import (
 
 // Config sets the server's batching, limits and timeouts. Zero fields take
 // the defaults documented on each; a negative duration or size, a size
-// over its bound (MaxBatch 4096, MaxQueue 1<<20, Instances 256) or a
-// Repository without Open is refused (Validate): New returns the error
-// naming the field.
+// over its bound (MaxBatch 4096, MaxQueue 1<<20, Instances 256) is
+// refused (Validate): New returns the error naming the field.
 type Config struct {
 	// MaxBatch bounds the images of one model execution (default 8).
 	MaxBatch int
@@ -94,9 +93,10 @@ type Config struct {
 	// once per folder.
 	Repository   string
 	PollInterval time.Duration
-	// Open loads model files (required for Repository and Load; a
-	// Repository without it is refused); OpenCheckpoint opens residual's
-	// checkpoints. It takes no context, and must return (see Opener).
+	// Open loads the model files of Load and Repository (default
+	// OpenCheckpoint: residual's checkpoints, in the precision each
+	// holds; give another to open other kinds, or residual's in another
+	// precision). It takes no context, and must return (see Opener).
 	Open Opener
 	// Logger receives request logs and events (default slog.Default()).
 	Logger *slog.Logger
@@ -113,8 +113,8 @@ const (
 
 // Validate reports the first field of c that a server cannot take: a
 // negative duration or size (zero means the default, so a negative value
-// is a mistake, never replaced by the default), MaxBatch, MaxQueue or
-// Instances over its bound, or a Repository without Open. The error names
+// is a mistake, never replaced by the default), or MaxBatch, MaxQueue
+// or Instances over its bound. The error names
 // the field after residual serve's flag for it, where there is one
 // ("--max-batch (Config.MaxBatch) -5 is negative"). New returns the
 // error, with no server.
@@ -149,15 +149,8 @@ func (c Config) Validate() error {
 			return fmt.Errorf("serve: %s %v is negative (0 means the default)", f.name, f.d)
 		}
 	}
-	if c.Repository != "" && c.Open == nil {
-		return fmt.Errorf("serve: --repository (Config.Repository) %q is given but nothing can open its models: %s", c.Repository, noOpener)
-	}
 	return nil
 }
-
-// noOpener ends the errors of a server that must open a model file and
-// has no Opener: what is missing, and what to give.
-const noOpener = "Config.Open is nil (serve.OpenCheckpoint opens residual's checkpoints)"
 
 // defaults gives c's zero fields their defaults; negative ones are left
 // for Validate to refuse.
@@ -187,6 +180,9 @@ func (c *Config) defaults() {
 	setDur(&c.PollInterval, 2*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Open == nil {
+		c.Open = OpenCheckpoint
 	}
 }
 
@@ -339,9 +335,6 @@ func (s *Server) Load(ctx context.Context, name, version, path string) error {
 	}
 	if err := loadContext(ctx, name, version); err != nil {
 		return err
-	}
-	if s.cfg.Open == nil {
-		return fmt.Errorf("serve: model %s version %s: nothing can open %s: %s", name, version, path, noOpener)
 	}
 	defer s.pendingLoad(name, version)()
 	b, err := s.open(path)
