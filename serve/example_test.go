@@ -232,7 +232,8 @@ func ExampleServer_Run() {
 // A Go client of the Open Inference Protocol over REST: the image,
 // preprocessed as the model's metadata says (infer.Model.Preprocess does
 // it for a checkpoint), goes to /v2/models/NAME/infer as a JSON tensor,
-// NHWC, and the probabilities come back as JSON data.
+// NHWC, in an InferenceRequest, and the probabilities come back as JSON
+// data in an InferenceResponse.
 func ExampleServer_Handler() {
 	m, err := infer.Open("../testdata/checkpoint/mnist-tiny.safetensors")
 	if err != nil {
@@ -267,15 +268,13 @@ func ExampleServer_Handler() {
 		fmt.Println(err)
 		return
 	}
-	type tensorJSON struct {
-		Name     string    `json:"name"`
-		Shape    []int     `json:"shape"`
-		Datatype string    `json:"datatype,omitempty"`
-		Data     []float32 `json:"data"`
+	shape := make([]int64, len(x.Shape))
+	for i, d := range x.Shape {
+		shape[i] = int64(d)
 	}
-	req, err := json.Marshal(map[string]any{
-		"inputs":  []tensorJSON{{Name: "input", Shape: x.Shape, Datatype: "FP32", Data: x.Data}},
-		"outputs": []map[string]string{{"name": "probabilities"}},
+	req, err := json.Marshal(serve.InferenceRequest{
+		Inputs:  []serve.RequestInput{{Name: "input", Shape: shape, Datatype: "FP32", Data: x.Data}},
+		Outputs: []serve.RequestOutput{{Name: "probabilities"}},
 	})
 	if err != nil {
 		fmt.Println(err)
@@ -287,9 +286,7 @@ func ExampleServer_Handler() {
 		return
 	}
 	defer resp.Body.Close()
-	var answer struct {
-		Outputs []tensorJSON `json:"outputs"`
-	}
+	var answer serve.InferenceResponse
 	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
 		fmt.Println(resp.Status, err)
 		return

@@ -284,9 +284,9 @@ func inferJSON(shape []int, data []float32, extra string) []byte {
 }
 
 // decodeInfer parses a v2 JSON response.
-func decodeInfer(t testing.TB, b []byte) inferResponse {
+func decodeInfer(t testing.TB, b []byte) InferenceResponse {
 	t.Helper()
-	var r inferResponse
+	var r InferenceResponse
 	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatalf("response %q: %v", b, err)
 	}

@@ -370,10 +370,92 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"models": list})
 }
 
-// v2 request and response bodies (JSON). A request's lists and
-// parameters are bounded types (jsonList, jsonParams) that count their
-// JSON before decoding it: decoded as plain slices and maps, a 10 MB body
-// of empty inputs ({"inputs":[{},{},…]}) allocated 1.5 GB.
+// InferenceRequest is the Open Inference Protocol's (KServe v2)
+// inference request JSON object, the body of POST
+// /v2/models/NAME[/versions/V]/infer, for a Go client to encode; its
+// fields and JSON names are the protocol's. residual's models take one
+// input, "input" (an NHWC batch), and answer "logits" and
+// "probabilities" (softmax over the last dimension), both unless Outputs
+// names the ones wanted. The server decodes a request with bounds of its
+// own (at most 64 inputs, outputs or dimensions, 256 parameter values,
+// Config.MaxBodyBytes), not with this type.
+type InferenceRequest struct {
+	// ID, if set, is echoed in the response.
+	ID string `json:"id,omitempty"`
+	// Parameters: "timeout" (the request's deadline in microseconds,
+	// Triton's) and "binary_data_output" (true: the outputs as binary
+	// data after the JSON, Triton's binary tensor extension, unless
+	// their own "binary_data" says false; SERVING.md).
+	Parameters map[string]any `json:"parameters,omitempty"`
+	Inputs     []RequestInput `json:"inputs"`
+	// Outputs, if given, are the outputs to answer, in this order.
+	Outputs []RequestOutput `json:"outputs,omitempty"`
+}
+
+// RequestInput is an input tensor of an InferenceRequest (the protocol's
+// request input object).
+type RequestInput struct {
+	// Name is the model's input, "input".
+	Name string `json:"name"`
+	// Shape is [N, H, W, C], the model's metadata giving H, W and C.
+	Shape []int64 `json:"shape"`
+	// Datatype is FP32, or another numeric datatype of the protocol
+	// (FP16 only as binary data; the values are converted to float32,
+	// and an integer datatype takes only integers in its range).
+	Datatype string `json:"datatype"`
+	// Parameters: "binary_data_size" for data sent as binary after the
+	// JSON (then Data is nil).
+	Parameters map[string]any `json:"parameters,omitempty"`
+	// Data is the tensor's elements in row-major order, flat
+	// ([]float32 for FP32) or nested as Shape is.
+	Data any `json:"data,omitempty"`
+}
+
+// RequestOutput names an output an InferenceRequest wants ("logits" or
+// "probabilities"; the protocol's request output object).
+type RequestOutput struct {
+	Name string `json:"name"`
+	// Parameters: "binary_data" (true: this output as binary data after
+	// the JSON).
+	Parameters map[string]any `json:"parameters,omitempty"`
+}
+
+// InferenceResponse is the Open Inference Protocol's (KServe v2)
+// inference response JSON object, which the server answers an inference
+// request with and a Go client decodes; its fields and JSON names are
+// the protocol's. A response with binary outputs is this object's JSON,
+// Inference-Header-Content-Length bytes, followed by their data.
+type InferenceResponse struct {
+	ModelName    string `json:"model_name"`
+	ModelVersion string `json:"model_version"`
+	// ID is the request's.
+	ID string `json:"id,omitempty"`
+	// Parameters is the response's (the server sets none).
+	Parameters map[string]any   `json:"parameters,omitempty"`
+	Outputs    []ResponseOutput `json:"outputs"`
+}
+
+// ResponseOutput is an output tensor of an InferenceResponse (the
+// protocol's response output object): "logits" or "probabilities",
+// [N, classes] for a classifier and [N, H', W', classes] for a
+// segmenter, in FP32.
+type ResponseOutput struct {
+	Name     string  `json:"name"`
+	Shape    []int64 `json:"shape"`
+	Datatype string  `json:"datatype"`
+	// Parameters: "binary_data_size" of an output sent as binary data
+	// (then Data is empty).
+	Parameters map[string]any `json:"parameters,omitempty"`
+	// Data is the tensor's elements, flat in row-major order.
+	Data []float32 `json:"data,omitempty"`
+}
+
+// v2 request bodies (JSON) as the server decodes them: the JSON names of
+// InferenceRequest's, with lists and parameters of bounded types
+// (jsonList, jsonParams) that count their JSON before decoding it:
+// decoded as plain slices and maps, a 10 MB body of empty inputs
+// ({"inputs":[{},{},…]}) allocated 1.5 GB; the data is left raw for
+// decodeJSONData, which checks it against the shape.
 type (
 	inferInput struct {
 		Name       string          `json:"name"`
@@ -391,19 +473,6 @@ type (
 		Parameters jsonParams                   `json:"parameters,omitempty"`
 		Inputs     jsonList[inferInput]         `json:"inputs"`
 		Outputs    jsonList[inferOutputRequest] `json:"outputs,omitempty"`
-	}
-	inferOutput struct {
-		Name       string         `json:"name"`
-		Shape      []int64        `json:"shape"`
-		Datatype   string         `json:"datatype"`
-		Parameters map[string]any `json:"parameters,omitempty"`
-		Data       []float32      `json:"data,omitempty"`
-	}
-	inferResponse struct {
-		ModelName    string        `json:"model_name"`
-		ModelVersion string        `json:"model_version"`
-		ID           string        `json:"id,omitempty"`
-		Outputs      []inferOutput `json:"outputs"`
 	}
 )
 
@@ -568,10 +637,10 @@ func (s *Server) infer2(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return counted{err} // checked above; the model ran and was counted
 	}
-	resp := inferResponse{ModelName: m.name, ModelVersion: m.version, ID: req.ID}
+	resp := InferenceResponse{ModelName: m.name, ModelVersion: m.version, ID: req.ID}
 	var raw [][]byte
 	for i, name := range names {
-		o := inferOutput{Name: name, Shape: shape64(ts[i].Shape), Datatype: datatypeF32}
+		o := ResponseOutput{Name: name, Shape: shape64(ts[i].Shape), Datatype: datatypeF32}
 		if binary[name] || len(want) == 0 && binAll {
 			b := rawBytes(ts[i])
 			o.Parameters = map[string]any{"binary_data_size": len(b)}

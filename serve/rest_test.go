@@ -16,8 +16,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -892,5 +894,121 @@ func TestNonFiniteOutputFromAnImage(t *testing.T) {
 	code, _, b := post(t, ts.url+"/v1/models/m:classify", "image/png", pngBytes(t, img))
 	if code != http.StatusInternalServerError || !strings.Contains(string(b), `model \"m\" computed a non-finite output`) {
 		t.Errorf("classify: %d %s", code, b)
+	}
+}
+
+// TestInferenceTypesRoundTrip: a request built with InferenceRequest,
+// RequestInput and RequestOutput (flat and nested data, JSON and binary
+// outputs) is served, and its answer decodes into InferenceResponse with
+// the model's own logits and their softmax; the exported request types
+// carry the JSON names of those the server decodes, field for field.
+func TestInferenceTypesRoundTrip(t *testing.T) {
+	fake := newFake()
+	ts := start(t, Config{}, map[string]Backend{"m": fake})
+	x := tensor.MustFromData([]float32{0.5, -1, 2, 0.25, 3, 1, -0.5, 0}, 2, 2, 2, 1)
+	y, err := newFake().Forward(context.Background(), x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logits, probs := y.Data, softmaxLast(y).Data
+
+	infer := func(req InferenceRequest) (http.Header, InferenceResponse, []byte) {
+		t.Helper()
+		body, err := json.Marshal(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, h, b := post(t, ts.url+"/v2/models/m/versions/1/infer", "application/json", body)
+		if code != http.StatusOK {
+			t.Fatalf("request %s: %d %s", body, code, b)
+		}
+		js, rest := b, []byte(nil)
+		if l := h.Get(headerInferenceLength); l != "" {
+			n, err := strconv.Atoi(l)
+			if err != nil || n > len(b) {
+				t.Fatalf("%s %q for a %d-byte body", headerInferenceLength, l, len(b))
+			}
+			js, rest = b[:n], b[n:]
+		}
+		var r InferenceResponse
+		if err := json.Unmarshal(js, &r); err != nil {
+			t.Fatalf("response %q into InferenceResponse: %v", js, err)
+		}
+		// The protocol's names (InferenceResponse decodes what it
+		// encodes, whatever its tags say).
+		var top map[string]json.RawMessage
+		var outs struct{ Outputs []map[string]json.RawMessage }
+		if json.Unmarshal(js, &top) != nil || json.Unmarshal(js, &outs) != nil {
+			t.Fatalf("response %q is not a JSON object", js)
+		}
+		for k := range top {
+			if !slices.Contains([]string{"model_name", "model_version", "id", "parameters", "outputs"}, k) {
+				t.Errorf("response member %q, not the protocol's: %s", k, js)
+			}
+		}
+		for _, o := range outs.Outputs {
+			for k := range o {
+				if !slices.Contains([]string{"name", "shape", "datatype", "parameters", "data"}, k) {
+					t.Errorf("output member %q, not the protocol's: %s", k, js)
+				}
+			}
+		}
+		return h, r, rest
+	}
+
+	_, r, _ := infer(InferenceRequest{
+		ID:         "c1",
+		Parameters: map[string]any{"timeout": 5_000_000},
+		Inputs:     []RequestInput{{Name: "input", Shape: []int64{2, 2, 2, 1}, Datatype: "FP32", Data: x.Data}},
+		Outputs:    []RequestOutput{{Name: "probabilities"}, {Name: "logits"}},
+	})
+	if r.ModelName != "m" || r.ModelVersion != "1" || r.ID != "c1" || len(r.Outputs) != 2 {
+		t.Fatalf("response %+v", r)
+	}
+	for i, want := range []ResponseOutput{
+		{Name: "probabilities", Shape: []int64{2, 3}, Datatype: "FP32", Data: probs},
+		{Name: "logits", Shape: []int64{2, 3}, Datatype: "FP32", Data: logits},
+	} {
+		if got := r.Outputs[i]; got.Name != want.Name || !slices.Equal(got.Shape, want.Shape) || got.Datatype != want.Datatype || got.Parameters != nil || !slices.Equal(got.Data, want.Data) {
+			t.Errorf("output %d: %+v; want %+v", i, got, want)
+		}
+	}
+
+	// The same input nested as its shape, logits as binary data.
+	nested := [][][][]float32{{{{0.5}, {-1}}, {{2}, {0.25}}}, {{{3}, {1}}, {{-0.5}, {0}}}}
+	_, r, raw := infer(InferenceRequest{
+		Inputs:  []RequestInput{{Name: "input", Shape: []int64{2, 2, 2, 1}, Datatype: "FP32", Data: nested}},
+		Outputs: []RequestOutput{{Name: "logits", Parameters: map[string]any{"binary_data": true}}},
+	})
+	if len(r.Outputs) != 1 || r.ID != "" {
+		t.Fatalf("binary response %+v", r)
+	}
+	o := r.Outputs[0]
+	if o.Name != "logits" || !slices.Equal(o.Shape, []int64{2, 3}) || o.Data != nil || o.Parameters["binary_data_size"] != float64(4*len(logits)) || len(raw) != 4*len(logits) {
+		t.Fatalf("binary logits %+v with %d bytes after the JSON", o, len(raw))
+	}
+	for i, v := range logits {
+		if got := math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:])); got != v {
+			t.Errorf("binary logit %d: %v, want %v", i, got, v)
+		}
+	}
+
+	// The exported request types name their JSON as the server's decoding
+	// types do.
+	for _, p := range [][2]reflect.Type{
+		{reflect.TypeFor[InferenceRequest](), reflect.TypeFor[inferRequest]()},
+		{reflect.TypeFor[RequestInput](), reflect.TypeFor[inferInput]()},
+		{reflect.TypeFor[RequestOutput](), reflect.TypeFor[inferOutputRequest]()},
+	} {
+		if p[0].NumField() != p[1].NumField() {
+			t.Errorf("%v has %d fields, %v %d", p[0], p[0].NumField(), p[1], p[1].NumField())
+			continue
+		}
+		for i := range p[0].NumField() {
+			a, b := p[0].Field(i), p[1].Field(i)
+			if a.Name != b.Name || a.Tag.Get("json") != b.Tag.Get("json") {
+				t.Errorf("%v.%s `json:%q`; the server decodes %v.%s `json:%q`", p[0], a.Name, a.Tag.Get("json"), p[1], b.Name, b.Tag.Get("json"))
+			}
+		}
 	}
 }
