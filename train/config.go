@@ -163,6 +163,18 @@ type Config struct {
 	// line in place (a terminal), otherwise plain lines are written.
 	Log  io.Writer `json:"-"`
 	Live bool      `json:"-"`
+	// OnEpoch, when set, is called after every epoch the run completes,
+	// once the epoch is recorded (metrics.jsonl) and its checkpoints
+	// written, with its Metrics: the line metrics.jsonl gained. An error
+	// stops the run there as a cancelled context does: Train returns an
+	// error that matches ErrInterrupted and, for errors.Is, OnEpoch's
+	// error, with the Result so far and no test pass; the last
+	// checkpoint holds the epoch's end, to resume from. Under Config.Comm
+	// it is called on rank 0 alone (the rank that writes metrics.jsonl),
+	// and its error stops every rank (theirs match ErrInterrupted and say
+	// that rank 0's OnEpoch stopped the run). It is not recorded, and a
+	// resumed run may set another.
+	OnEpoch func(Metrics) error `json:"-"`
 }
 
 // Loss names a training loss.

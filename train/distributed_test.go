@@ -710,3 +710,27 @@ func TestDataParallelAugmentationPerSample(t *testing.T) {
 		})
 	}
 }
+
+// Under Config.Comm only rank 0 calls Config.OnEpoch, and its error stops
+// every rank after that epoch: rank 0's error matches the hook's, the
+// other's says rank 0's OnEpoch stopped the run, and both are
+// ErrInterrupted after 1 epoch.
+func TestDataParallelOnEpochStops(t *testing.T) {
+	c := ddpTiny(t.TempDir(), 16)
+	enough := errors.New("enough")
+	calls := make([][]int, 2)
+	runs := runRanks(t, context.Background(), c, 2, func(rank int, c *Config) {
+		c.OnEpoch = func(m Metrics) error { calls[rank] = append(calls[rank], m.Epoch); return enough }
+	})
+	if !slices.Equal(calls[0], []int{1}) || len(calls[1]) != 0 {
+		t.Errorf("OnEpoch called for epochs %v on rank 0, %v on rank 1; want [1] on rank 0 alone", calls[0], calls[1])
+	}
+	for r, run := range runs {
+		if !errors.Is(run.err, ErrInterrupted) || run.res == nil || run.res.Epochs != 1 {
+			t.Errorf("rank %d: %v, %+v; want ErrInterrupted after 1 epoch", r, run.err, run.res)
+		}
+	}
+	if !errors.Is(runs[0].err, enough) || !errors.Is(runs[1].err, errStopOnEpoch) || !strings.Contains(runs[1].err.Error(), "rank 0's Config.OnEpoch stopped the run") {
+		t.Errorf("rank 0: %v; rank 1: %v; want OnEpoch's error, and rank 0's OnEpoch named", runs[0].err, runs[1].err)
+	}
+}

@@ -96,8 +96,10 @@ func sum(v []int) (s int) {
 // (here it is cancelled before Train starts; Ctrl-C under
 // signal.NotifyContext stops it at whatever step it reached), and Train's
 // error matches ErrInterrupted; ResumeConfig reads the run's settings back
-// from its folder, and the resumed run trains to the end. A ResNet-8 on
-// 64 MNIST images (Limit), 2 epochs of 8 steps.
+// from its folder, and the resumed run trains to the end, its OnEpoch
+// watching each epoch's metrics (an error from it would stop the run
+// there, as the cancelled context did). A ResNet-8 on 64 MNIST images
+// (Limit), 2 epochs of 8 steps.
 func ExampleTrainer_Train() {
 	out, err := os.MkdirTemp("", "train-example")
 	if err != nil {
@@ -122,6 +124,10 @@ func ExampleTrainer_Train() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	cfg.OnEpoch = func(m train.Metrics) error {
+		fmt.Printf("epoch %d: step %d, validation accuracy in [0, 1]: %t\n", m.Epoch, m.Step, m.ValAcc >= 0 && m.ValAcc <= 1)
+		return nil
+	}
 	if res, err = train.Run(context.Background(), cfg); err != nil {
 		log.Fatal(err)
 	}
@@ -133,6 +139,8 @@ func ExampleTrainer_Train() {
 	fmt.Println(c.Model.Name, "for", c.Preprocess.Height, "×", c.Preprocess.Width, "images of", c.Preprocess.Channels, "channel,", len(c.Classes), "classes")
 	// Output:
 	// interrupted: true, after 0 epochs
+	// epoch 1: step 8, validation accuracy in [0, 1]: true
+	// epoch 2: step 16, validation accuracy in [0, 1]: true
 	// resumed: 2 epochs, 16 steps in all
 	// resnet8 for 28 × 28 images of 1 channel, 10 classes
 }

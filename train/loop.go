@@ -214,6 +214,9 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 			}
 			return nil, err
 		}
+		if err := r.onEpoch(); err != nil {
+			return nil, err
+		}
 		if n := r.staleEpochs(); r.cfg.Patience > 0 && n >= r.cfg.Patience && r.epoch+1 < r.cfg.Epochs {
 			fmt.Fprintf(r.cfg.Log, "stopping early after epoch %d of %d: the validation %s has not improved for %d epochs (best %.4f)\n",
 				r.epoch+1, r.cfg.Epochs, r.scoreName(), n, r.best)
@@ -496,6 +499,41 @@ func (r *run) endEpochHere(ctx context.Context) error {
 		dropReplaced(r.cfg.Out, r.cfg.Log)
 	}
 	return nil
+}
+
+// errStopOnEpoch is the cause of the interruption of a rank other than
+// 0 under Config.Comm when rank 0's Config.OnEpoch stopped the run.
+var errStopOnEpoch = errors.New("rank 0's Config.OnEpoch stopped the run")
+
+// onEpoch calls Config.OnEpoch with the epoch just ended (on rank 0 alone
+// under Config.Comm, whose ranks then learn its answer) and, when it asks
+// to stop, returns ErrInterrupted with the epoch counted as completed: the
+// last checkpoint (endEpoch's) holds its end.
+func (r *run) onEpoch() error {
+	var stop error
+	if r.cfg.OnEpoch != nil && r.rank0() {
+		stop = r.cfg.OnEpoch(r.history[len(r.history)-1])
+	}
+	if r.ddp != nil {
+		flag := []float64{0}
+		if stop != nil {
+			flag[0] = 1
+		}
+		if err := r.ddp.comm.AllReduceSumFloat64(flag); err != nil {
+			return fmt.Errorf("train: sharing rank 0's Config.OnEpoch answer after epoch %d: %w", r.epoch+1, err)
+		}
+		if flag[0] > 0 && stop == nil {
+			stop = errStopOnEpoch
+		}
+	}
+	if stop == nil {
+		return nil
+	}
+	r.epoch, r.batch = r.epoch+1, 0
+	r.stopCause = stop
+	fmt.Fprintf(r.cfg.Log, "stopped after epoch %d of %d by Config.OnEpoch (%v); checkpoint written to %s\n",
+		r.epoch, r.cfg.Epochs, stop, filepath.Join(r.cfg.Out, LastCheckpoint))
+	return ErrInterrupted
 }
 
 // progress counts a step's images (0 for a step skipped) into the

@@ -147,6 +147,7 @@ type run struct {
 	ema               *optim.EMA
 	emaModel          nn.Layer // evaluated and saved with the averages
 	ddp               *ddp     // nil without Config.Comm
+	stopCause         error    // what Config.OnEpoch returned to stop the run (or errStopOnEpoch)
 }
 
 // Trainer is a run made ready by Prepare: the data opened once, the model
@@ -246,7 +247,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 // was stopped before its first epoch's end, so that nothing of it was
 // kept). Under Config.Comm a rank stopped because another rank's context
 // was cancelled returns ErrInterrupted, its message ending "(another rank
-// was asked to stop)". If the loss becomes NaN it returns an error naming
+// was asked to stop)". An error from Config.OnEpoch stops it in the same
+// way after that epoch's checkpoint (ErrInterrupted, and for errors.Is
+// that error). If the loss becomes NaN it returns an error naming
 // the step (the previous checkpoints stay as they were). Before its first
 // step it reads every image of a validation or test set kept as files (a
 // folder's, which Prepare checked by their headers only), as their
@@ -310,6 +313,9 @@ func (t *Trainer) Train(ctx context.Context) (*Result, error) {
 	if errors.Is(err, ErrInterrupted) {
 		res = r.result()
 		cause := context.Cause(ctx)
+		if r.stopCause != nil {
+			cause = r.stopCause
+		}
 		if cause == nil && r.ddp != nil {
 			cause = errStopOtherRank // the ranks stop together: one of the others was asked to
 		}

@@ -3,6 +3,7 @@ package train
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -477,5 +478,59 @@ func TestInterruptedByNamesTheCause(t *testing.T) {
 		if got := (interruptedBy{c.err, cause}).Error(); got != c.want {
 			t.Errorf("%q\nwant %q", got, c.want)
 		}
+	}
+}
+
+// Config.OnEpoch is called once per completed epoch with the line that
+// metrics.jsonl gained, and its error stops the run there as a cancelled
+// context does: ErrInterrupted with that error, the Result so far, no
+// further epoch, and a last checkpoint at the epoch's end that a resumed
+// run (which calls its own OnEpoch) trains on from.
+func TestOnEpochWatchesAndStops(t *testing.T) {
+	cfg := tiny(t.TempDir())
+	cfg.Epochs = 3
+	enough := errors.New("accuracy good enough")
+	var seen []Metrics
+	cfg.OnEpoch = func(m Metrics) error {
+		seen = append(seen, m)
+		// Called once the epoch is recorded: metrics.jsonl ends with it.
+		lines := strings.Split(strings.TrimSpace(string(must(os.ReadFile(filepath.Join(cfg.Out, "metrics.jsonl"))))), "\n")
+		if got, want := lines[len(lines)-1], string(must(json.Marshal(m))); len(lines) != len(seen) || got != want {
+			t.Errorf("OnEpoch call %d: metrics.jsonl's %d lines end with %s; want its call's %s", len(seen), len(lines), got, want)
+		}
+		if m.Epoch == 2 {
+			return enough
+		}
+		return nil
+	}
+	res, err := Run(context.Background(), cfg)
+	if !errors.Is(err, ErrInterrupted) || !errors.Is(err, enough) || !strings.Contains(err.Error(), enough.Error()) {
+		t.Fatalf("stopped by OnEpoch: %v; want ErrInterrupted and OnEpoch's error, named", err)
+	}
+	if len(seen) != 2 || seen[0].Epoch != 1 || seen[1].Epoch != 2 {
+		t.Fatalf("OnEpoch saw %+v; want epochs 1 and 2, then the stop", seen)
+	}
+	if res == nil || res.Epochs != 2 || !slices.Equal(res.History, seen) || len(res.StepLoss) != 2*6 || res.TestAccuracy != 0 {
+		t.Fatalf("the stopped run's Result %+v; want 2 epochs (OnEpoch's metrics), 12 steps, no test", res)
+	}
+	if h := readMetrics(filepath.Join(cfg.Out, "metrics.jsonl"), 10); !slices.Equal(h, seen) {
+		t.Errorf("metrics.jsonl holds %+v; want OnEpoch's %+v", h, seen)
+	}
+	if f, _ := safetensors.Read(filepath.Join(cfg.Out, LastCheckpoint)); f == nil || f.Metadata["epoch"] != "2" || f.Metadata["batch"] != "0" {
+		t.Fatalf("the stopped run's checkpoint is not at epoch 2's end: %v", f)
+	}
+
+	rc, err := ResumeConfig(cfg.Out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resumed []int
+	rc.OnEpoch = func(m Metrics) error { resumed = append(resumed, m.Epoch); return nil }
+	res, err = Run(context.Background(), rc)
+	if err != nil || res.Epochs != 3 || len(res.StepLoss) != 3*6 || res.TestAccuracy == 0 {
+		t.Fatalf("resumed after OnEpoch's stop: %+v, %v; want epoch 3 trained and tested", res, err)
+	}
+	if !slices.Equal(resumed, []int{3}) {
+		t.Errorf("the resumed run's OnEpoch saw epochs %v; want [3]", resumed)
 	}
 }
