@@ -52,9 +52,12 @@ type Config struct {
 	// cosine or the milestones decay from (HeadLRMult scales the head's).
 	LR float64 `json:"lr"`
 	// Momentum is SGD's momentum, in [0, 1) (0: none). Adam and AdamW
-	// do not read it: their betas are PyTorch's defaults, 0.9 and 0.999.
+	// take none (their betas are PyTorch's defaults, 0.9 and 0.999):
+	// Validate refuses one other than 0 with them. ResumeConfig drops
+	// the 0.9 that runs of theirs recorded before it did.
 	Momentum float64 `json:"momentum"`
-	// Nesterov makes SGD's momentum Nesterov's (Momentum must be > 0).
+	// Nesterov makes SGD's momentum Nesterov's (Momentum must be > 0);
+	// Validate refuses it with Adam and AdamW.
 	Nesterov bool `json:"nesterov,omitempty"`
 	// WeightDecay applies to weights of rank ≥ 2; BN parameters and biases
 	// get none.
@@ -197,6 +200,19 @@ const (
 	AdamW Optimizer = "adamw"
 )
 
+// adam says whether o is Adam or AdamW, which take no SGD momentum.
+func (o Optimizer) adam() bool { return o == Adam || o == AdamW }
+
+// dropAdamMomentum clears the Momentum and Nesterov of an Adam or AdamW
+// run recorded before Validate refused them (the command line recorded
+// its --momentum default, 0.9, with any optimizer): neither ever had an
+// effect there, and Validate refuses them now.
+func (c *Config) dropAdamMomentum() {
+	if c.Optimizer.adam() {
+		c.Momentum, c.Nesterov = 0, false
+	}
+}
+
 // Validate checks the config before any work: a model (or an Init to take
 // it from), a run folder, counts, rates, names of the task, loss and
 // optimizer, and the schedule. Its errors carry ErrConfig.
@@ -223,6 +239,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("train: momentum %g outside [0, 1)", c.Momentum)
 	case c.Nesterov && c.Momentum == 0 && (c.Optimizer == "" || c.Optimizer == SGD):
 		return fmt.Errorf("train: --nesterov (Config.Nesterov) needs --momentum (Config.Momentum) > 0")
+	case c.Momentum != 0 && c.Optimizer.adam():
+		return fmt.Errorf("train: --momentum (Config.Momentum) %g has no effect with --optimizer (Config.Optimizer) %s, whose betas are PyTorch's defaults, 0.9 and 0.999; leave it 0", c.Momentum, c.Optimizer)
+	case c.Nesterov && c.Optimizer.adam():
+		return fmt.Errorf("train: --nesterov (Config.Nesterov) has no effect with --optimizer (Config.Optimizer) %s, which takes no momentum", c.Optimizer)
 	case !(c.WeightDecay >= 0) || math.IsInf(c.WeightDecay, 1):
 		return fmt.Errorf("train: weight decay must be finite and ≥ 0, got %g", c.WeightDecay)
 	case c.Limit < 0:

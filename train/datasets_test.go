@@ -99,8 +99,9 @@ func TestInMemoryDataSetsChecked(t *testing.T) {
 // an infinite learning rate, a NaN or out-of-range momentum, weight decay
 // or validation split, a negative limit, Nesterov without momentum (which
 // failed at Prepare, not as ErrConfig), no run folder, named by its field,
-// and no model (which Prepare refused only after reading the data, as a
-// config "" that "describes no network").
+// no model (which Prepare refused only after reading the data, as a
+// config "" that "describes no network"), and SGD's momentum or Nesterov
+// with Adam or AdamW (which ignored them).
 func TestConfigValidateRanges(t *testing.T) {
 	nan, inf := math.NaN(), math.Inf(1)
 	for _, tc := range []struct {
@@ -118,6 +119,9 @@ func TestConfigValidateRanges(t *testing.T) {
 		{func(c *Config) { c.Nesterov, c.Momentum = true, 0 }, "--nesterov (Config.Nesterov) needs --momentum (Config.Momentum) > 0"},
 		{func(c *Config) { c.Out = "" }, "no run folder: --out (Config.Out) is empty"},
 		{func(c *Config) { c.Model = models.Config{} }, "no model: Config.Model is empty"},
+		// Adam and AdamW ignored SGD's settings.
+		{func(c *Config) { c.Optimizer = Adam }, "--momentum (Config.Momentum) 0.9 has no effect with --optimizer (Config.Optimizer) adam, whose betas"},
+		{func(c *Config) { c.Optimizer, c.Momentum, c.Nesterov = AdamW, 0, true }, "--nesterov (Config.Nesterov) has no effect with --optimizer (Config.Optimizer) adamw"},
 	} {
 		cfg := tiny(t.TempDir())
 		tc.edit(&cfg)

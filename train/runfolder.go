@@ -258,7 +258,8 @@ var positionSettings = []string{"model", "data", "task", "batch", "seed", "limit
 // resumeChanges compares the training config a checkpoint recorded with
 // this run's and lists the settings among keys (nil: all of either) that
 // differ ("batch 128 → 64"), sorted; nothing for a checkpoint that
-// recorded none.
+// recorded none. An Adam or AdamW run's recorded Momentum and Nesterov are
+// left out: they had no effect (Config.dropAdamMomentum).
 func resumeChanges(stored json.RawMessage, cfg Config, keys []string) ([]string, error) {
 	if len(stored) == 0 {
 		return nil, nil
@@ -266,6 +267,13 @@ func resumeChanges(stored json.RawMessage, cfg Config, keys []string) ([]string,
 	var was, now map[string]json.RawMessage
 	if err := json.Unmarshal(stored, &was); err != nil {
 		return nil, fmt.Errorf("train: the checkpoint's training config: %w", err)
+	}
+	var opt Optimizer
+	if json.Unmarshal(was["optimizer"], &opt) == nil && opt.adam() {
+		// An Adam run recorded SGD's settings, unused, before Validate
+		// refused them (Config.dropAdamMomentum).
+		delete(was, "momentum")
+		delete(was, "nesterov")
 	}
 	b, err := json.Marshal(cfg)
 	if err != nil {
@@ -353,6 +361,7 @@ func ResumeConfig(dir string) (Config, error) {
 	if cfg.Data == "" {
 		return Config{}, fmt.Errorf("train: %s: the recorded training config names no data set", path)
 	}
+	cfg.dropAdamMomentum()
 	cfg.Out, cfg.Resume = dir, true
 	return cfg, nil
 }

@@ -491,3 +491,56 @@ func TestResumeFreeze(t *testing.T) {
 		}
 	}
 }
+
+// A run with Adam recorded SGD's momentum (the command line's default,
+// 0.9) and Nesterov, unused, before Validate refused them with Adam: its
+// folder still resumes, from its record alone (ResumeConfig drops them)
+// and from a config that restates the run without them under ResumeSame
+// (their recorded values are no difference).
+func TestResumeOldAdamRecord(t *testing.T) {
+	cfg := tiny(t.TempDir())
+	cfg.Optimizer, cfg.Momentum, cfg.Epochs = Adam, 0, 1
+	if _, err := Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(cfg.Out, LastCheckpoint)
+	oldAdamRecord(t, path)
+	rc, err := ResumeConfig(cfg.Out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc.Optimizer != Adam || rc.Momentum != 0 || rc.Nesterov {
+		t.Errorf("ResumeConfig of the old Adam run: optimizer %s, momentum %g, Nesterov %t; want adam, 0, false", rc.Optimizer, rc.Momentum, rc.Nesterov)
+	}
+	rc.Epochs = 2
+	if res, err := Run(context.Background(), rc); err != nil || res.Epochs != 2 {
+		t.Fatalf("resuming the old Adam run from its record: %v", err)
+	}
+
+	oldAdamRecord(t, path)
+	same := cfg
+	same.Epochs, same.Resume, same.ResumeSame = 2, true, true
+	if res, err := Run(context.Background(), same); err != nil || res.Epochs != 2 {
+		t.Fatalf("resuming the old Adam run with its settings restated under ResumeSame: %v", err)
+	}
+}
+
+// oldAdamRecord rewrites the training config that the checkpoint at path
+// records with momentum 0.9 and Nesterov, as an Adam run's was before
+// Validate refused them.
+func oldAdamRecord(t *testing.T, path string) {
+	t.Helper()
+	f, err := safetensors.Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]json.RawMessage // each setting's JSON as written
+	if err := json.Unmarshal([]byte(f.Metadata["train"]), &rec); err != nil {
+		t.Fatal(err)
+	}
+	rec["momentum"], rec["nesterov"] = json.RawMessage("0.9"), json.RawMessage("true")
+	f.Metadata["train"] = string(must(json.Marshal(rec)))
+	if err := safetensors.WriteDtypes(path, f.Tensors, f.Dtypes, f.Metadata); err != nil {
+		t.Fatal(err)
+	}
+}

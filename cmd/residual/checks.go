@@ -261,6 +261,23 @@ func checkSGDFlags(fs *flag.FlagSet, opt string, momentum float64, nesterov bool
 	return nil
 }
 
+// dropSGDDefaults clears the momentum and Nesterov flag cfg holds but
+// was not given on the command line (--momentum's default, 0.9, or an
+// SGD run's record on --resume) when its optimizer is Adam or AdamW,
+// which take neither: train.Config.Validate refuses them there. Given
+// ones stay, for checkSGDFlags to name.
+func dropSGDDefaults(fs *flag.FlagSet, cfg *train.Config) {
+	if cfg.Optimizer != train.Adam && cfg.Optimizer != train.AdamW {
+		return
+	}
+	if !flagSet(fs, "momentum") {
+		cfg.Momentum = 0
+	}
+	if !flagSet(fs, "nesterov") {
+		cfg.Nesterov = false
+	}
+}
+
 // imageFolder returns the folder of an image-folder data spec
 // (folder[,…]:DIR or segfolder[,…]:DIR).
 func imageFolder(spec string) (string, bool) {

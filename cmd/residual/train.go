@@ -155,6 +155,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Out: *out, Resume: *resume, Overwrite: *overwrite, TensorBoard: *tb, Log: stdout, Live: live,
 		Init: *initCkpt, Freeze: freezeList(*freeze), HeadLRMult: *headLR, LabelSmoothing: *smooth, EMA: *ema, ClipGrad: *clip, Patience: *patience, Precision: pr,
 		SyncBN: *syncBN, GradCompression: gradCompression}
+	dropSGDDefaults(fs, &cfg)
 	if comm != nil {
 		cfg.Comm = comm
 		// The ranks that resume share rank 0's record (a broadcast the
@@ -285,6 +286,7 @@ func resumeConfig(fs *flag.FlagSet, flags train.Config, out io.Writer) (train.Co
 			return cfg, err
 		}
 	}
+	dropSGDDefaults(fs, &cfg)
 	if err := checkSGDFlags(fs, string(cfg.Optimizer), cfg.Momentum, cfg.Nesterov); err != nil {
 		return cfg, err
 	}
