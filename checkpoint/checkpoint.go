@@ -99,6 +99,14 @@ type Position struct {
 	// (Batch > 0), so that, resumed, its metrics cover the whole epoch;
 	// nil otherwise, and in checkpoints written before it was recorded.
 	Partial *Partial
+	// EvalRead holds, per evaluation set kept as files ("validation",
+	// "test"), a fingerprint of its files (their names, sizes and
+	// modification times, and the options they are decoded with) as they
+	// were when the run read every one of them before its first step and
+	// found none it could not use: a resumed run whose files give the
+	// same fingerprint does not read them again. Nil in checkpoints
+	// written before it was recorded, and for sets held in memory.
+	EvalRead map[string]string
 }
 
 // Partial is the running record of an epoch cut short.
@@ -357,6 +365,13 @@ func (m Meta) encode() (map[string]string, error) {
 			}
 			md["epoch_partial"] = string(b)
 		}
+		if len(p.EvalRead) > 0 {
+			b, err := json.Marshal(p.EvalRead)
+			if err != nil {
+				return nil, fmt.Errorf("checkpoint: the evaluation sets' fingerprints: %w", err)
+			}
+			md["eval_read"] = string(b)
+		}
 	}
 	return md, nil
 }
@@ -576,6 +591,11 @@ func decodeMeta(md map[string]string) (Meta, error) {
 			p.Partial = &Partial{}
 			if err := json.Unmarshal([]byte(t), p.Partial); err != nil {
 				return m, fmt.Errorf("epoch_partial: %w", err)
+			}
+		}
+		if t, ok := md["eval_read"]; ok {
+			if err := json.Unmarshal([]byte(t), &p.EvalRead); err != nil {
+				return m, fmt.Errorf("eval_read: %w", err)
 			}
 		}
 		m.Position = p

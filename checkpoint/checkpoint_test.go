@@ -60,6 +60,10 @@ func TestWriteRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if c.Position == nil {
+		t.Fatal("the fixture holds no position")
+	}
+	c.Position.EvalRead = map[string]string{"validation": "0a1b", "test": "2c3d"}
 	path := filepath.Join(t.TempDir(), "c.safetensors")
 	if err := checkpoint.Write(path, c.Net, c.Meta, c.Optimizer); err != nil {
 		t.Fatal(err)
@@ -142,6 +146,7 @@ func TestHostileMetadata(t *testing.T) {
 		{"epoch_partial", `{"loss_sum":1e999}`, "epoch_partial"},
 		{"epoch_partial", `{"loss_sum":2.5,"hits":3,"seen":-4}`, "epoch_partial holds a negative count"},
 		{"epoch_partial", `{"loss_sum":2.5,"hits":3,"seen":4,"skipped":-1}`, "epoch_partial holds a negative count"},
+		{"eval_read", `["0a1b"]`, "eval_read"},
 		{"train", "{", "train"},
 		{"num_batches_tracked", `{"bn1":-5}`, "num_batches_tracked"},
 	}
