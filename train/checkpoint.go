@@ -42,14 +42,26 @@ func (r *run) meta() (checkpoint.Meta, error) {
 	if r.batch > 0 { // stopped in the middle of an epoch
 		partial = &checkpoint.Partial{LossSum: r.lossSum, Hits: r.accSum, Seen: r.seen, Images: r.imgs, Seconds: time.Since(r.epochStart).Seconds(), Skipped: r.skipped}
 	}
+	var read map[string]string
+	for i, name := range evalReadKeys {
+		if r.evalRead[i] != "" {
+			if read == nil {
+				read = map[string]string{}
+			}
+			read[name] = r.evalRead[i]
+		}
+	}
 	return checkpoint.Meta{
 		Model:      r.cfg.Model,
 		Classes:    r.trainSet.Classes,
 		Preprocess: pre,
 		Train:      cfg,
-		Position:   &checkpoint.Position{Epoch: r.epoch, Batch: r.batch, Step: r.opt.Steps(), BestValAcc: r.best, RNG: rng, Partial: partial},
+		Position:   &checkpoint.Position{Epoch: r.epoch, Batch: r.batch, Step: r.opt.Steps(), BestValAcc: r.best, RNG: rng, Partial: partial, EvalRead: read},
 	}, nil
 }
+
+// evalReadKeys name the validation and test sets in Position.EvalRead.
+var evalReadKeys = [2]string{"validation", "test"}
 
 // save writes a checkpoint atomically into the run folder.
 func (r *run) save(name string) error {
@@ -129,6 +141,9 @@ func (r *run) restore(path string) error {
 			filepath.Join(r.cfg.Out, stepLossFile), len(r.steps), p.Step)
 	}
 	r.partial = p.Partial
+	for i, name := range evalReadKeys {
+		r.evalRead[i] = p.EvalRead[name]
+	}
 	fmt.Fprintf(r.cfg.Log, "resuming %s at epoch %d, batch %d (step %d)\n", path, r.epoch+1, r.batch, p.Step)
 	return nil
 }

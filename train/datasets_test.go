@@ -18,9 +18,11 @@ import (
 
 	"github.com/residual-nn/residual/internal/fixture"
 
+	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/distributed"
 	"github.com/residual-nn/residual/models"
+	"github.com/residual-nn/residual/safetensors"
 )
 
 // Data sets in memory train like the named set they were cut from: the
@@ -606,6 +608,126 @@ func TestStopWhileReadingEvalSets(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(cfg.Out, LastCheckpoint)); err != nil {
 		t.Errorf("the stopped run's checkpoint: %v", err)
+	}
+}
+
+// A resumed run does not read again the evaluation files it read before
+// training, without fault, when their names, sizes and modification times
+// are unchanged (Position.EvalRead), on one process and on two ranks: a
+// test file spoilt with both kept is found by the test pass, after the
+// training, as before the reading existed. A file whose size or time
+// changed is read again before the first step, and found then.
+func TestResumeSkipsUnchangedEvalSets(t *testing.T) {
+	for _, ranks := range []int{1, 2} {
+		for _, kept := range []bool{true, false} {
+			train, test := openFolders(t, 4, false, &data.ImageOptions{Channels: 1, ImageSize: 8})
+			var log strings.Builder
+			cfg := folderConfig(t, train, test, 2, &log)
+			cfg.ValSplit, cfg.Epochs = 0.25, 1
+			run := func() []error {
+				if ranks == 1 {
+					_, err := Run(context.Background(), cfg)
+					return []error{err}
+				}
+				var errs []error
+				for _, run := range runRanksWithin(t, 60*time.Second, cfg, ranks) {
+					errs = append(errs, run.err)
+				}
+				return errs
+			}
+			for r, err := range run() {
+				if err != nil {
+					t.Fatalf("%d ranks, the first run, rank %d: %v", ranks, r, err)
+				}
+			}
+			bad := test.Files[1]
+			if kept {
+				spoilKeepingSizeAndTime(t, bad)
+			} else {
+				corrupt(t, bad)
+			}
+			log.Reset()
+			cfg.Resume, cfg.Epochs = true, 2
+			named := 0
+			for r, err := range run() {
+				before := err != nil && (strings.Contains(err.Error(), "(read before training)") || strings.Contains(err.Error(), "reading the validation and test sets failed on rank"))
+				if err != nil && strings.Contains(err.Error(), bad) {
+					named++
+				}
+				if err == nil || before == kept {
+					t.Errorf("%d ranks, size and time kept %v, rank %d: %v; want an error %s the training", ranks, kept, r, err, map[bool]string{true: "after", false: "before"}[kept])
+				}
+			}
+			if named != 1 {
+				t.Errorf("%d ranks, size and time kept %v: %d ranks named %s, want 1", ranks, kept, named, bad)
+			}
+			out := log.String()
+			valRead, testRead := strings.Contains(out, "images of the validation set once"), strings.Contains(out, "images of the test set once")
+			if valRead || !strings.Contains(out, "of the validation set have the names") || testRead == kept {
+				t.Errorf("%d ranks, size and time kept %v: the resumed run's log:\n%s", ranks, kept, out)
+			}
+		}
+	}
+}
+
+// A checkpoint without the evaluation sets' fingerprints (written before
+// they were recorded) has its sets read before the resumed run's first
+// step, as before; the checkpoint the resumed run writes records them.
+func TestResumeWithoutEvalReadReads(t *testing.T) {
+	train, test := openFolders(t, 4, false, &data.ImageOptions{Channels: 1, ImageSize: 8})
+	var log strings.Builder
+	cfg := folderConfig(t, train, test, 2, &log)
+	cfg.ValSplit, cfg.Epochs = 0.25, 1
+	if _, err := Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(cfg.Out, LastCheckpoint)
+	f, err := safetensors.Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Metadata["eval_read"] == "" {
+		t.Fatalf("the first run recorded no fingerprints: %v", f.Metadata)
+	}
+	delete(f.Metadata, "eval_read")
+	if err := safetensors.Write(path, f.Tensors, f.Metadata); err != nil {
+		t.Fatal(err)
+	}
+	log.Reset()
+	cfg.Resume, cfg.Epochs = true, 2
+	if _, err := Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if out := log.String(); !strings.Contains(out, "images of the validation set once") || !strings.Contains(out, "images of the test set once") {
+		t.Errorf("resumed from a checkpoint without fingerprints:\n%s", out)
+	}
+	c, err := checkpoint.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Position.EvalRead["validation"]) != 64 || len(c.Position.EvalRead["test"]) != 64 {
+		t.Errorf("the resumed run recorded %v, want two SHA-256s", c.Position.EvalRead)
+	}
+}
+
+// spoilKeepingSizeAndTime zeroes a PNG's bytes after its header, which no
+// decoder can then read, and gives it back its modification time.
+func spoilKeepingSizeAndTime(t *testing.T, file string) {
+	t.Helper()
+	st, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clear(b[33:]) // after the signature and IHDR
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(file, st.ModTime(), st.ModTime()); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -218,6 +218,7 @@ type position struct {
 	Partial            *checkpoint.Partial // the epoch resumed in its middle
 	Steps              []int               // the step record read back
 	StepLoss           []float64
+	EvalRead           [2]string // the fingerprints of the validation and test files recorded
 }
 
 // joinGroup makes the prepared run one rank of cfg.Comm's group (err is
@@ -344,7 +345,7 @@ func (r *run) broadcastState() error {
 		if err != nil {
 			return err
 		}
-		if msg, err = json.Marshal(position{r.epoch, r.batch, r.opt.Steps(), r.best, rng, r.history, r.partial, r.steps, r.stepLoss}); err != nil {
+		if msg, err = json.Marshal(position{r.epoch, r.batch, r.opt.Steps(), r.best, rng, r.history, r.partial, r.steps, r.stepLoss, r.evalRead}); err != nil {
 			return err
 		}
 	}
@@ -358,7 +359,7 @@ func (r *run) broadcastState() error {
 	}
 	if c.Rank() != 0 {
 		r.epoch, r.batch, r.best, r.history = p.Epoch, p.Batch, p.Best, p.History
-		r.partial, r.steps, r.stepLoss = p.Partial, p.Steps, p.StepLoss
+		r.partial, r.steps, r.stepLoss, r.evalRead = p.Partial, p.Steps, p.StepLoss, p.EvalRead
 		r.setSteps(p.Step)
 		if err := r.rng.UnmarshalBinary(p.RNG); err != nil {
 			return fmt.Errorf("train: rank 0's RNG state: %w", err)

@@ -2,6 +2,9 @@ package train
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -12,6 +15,7 @@ import (
 	ag "github.com/residual-nn/residual/autograd"
 	"github.com/residual-nn/residual/data"
 	"github.com/residual-nn/residual/distributed"
+	"github.com/residual-nn/residual/limits"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/optim"
@@ -289,7 +293,9 @@ func (r *run) loop(ctx context.Context) (*Result, error) {
 // and whose pixel data is not (found only by decoding it) stopped the run
 // at the first validation, an epoch of training later, or at the test
 // pass after all of it; so did, with skip-bad, a set of which no file
-// could be read. A ctx done during the reading ends it quietly (without
+// could be read. A set whose files have the fingerprint (evalPrints) the
+// resumed checkpoint recorded for it, after a read that passed, is not
+// read again. A ctx done during the reading ends it quietly (without
 // Config.Comm; under it every rank reads its whole share): the loop then
 // stops at its first step boundary, as for a ctx done before Train.
 func (r *run) checkEvalSets(ctx context.Context) error {
@@ -297,18 +303,32 @@ func (r *run) checkEvalSets(ctx context.Context) error {
 	if r.ddp != nil { // every rank reads its whole share, as in the loop's epochs
 		readCtx = context.Background()
 	}
+	// Recorded again only once this read has passed: a checkpoint of a
+	// run stopped during it says nothing was read.
+	was := r.evalRead
+	r.evalRead = [2]string{}
+	prints, err := r.evalPrints()
+	if err != nil {
+		return err
+	}
 	names := [2]string{"validation set", "test set"}
 	// Per set, the images read and the files left out as unreadable; −1
-	// read for a set not read here (in memory, or the validation set).
+	// read for a set not read here (in memory, the validation set, or
+	// unchanged since a read that passed).
 	var counts [4]float64
 	read, skipped := counts[:2], counts[2:]
-	err := func() error {
+	err = func() error {
 		for i, test := range []bool{false, true} {
 			if readCtx.Err() != nil {
 				break // no test set after a validation set cut short
 			}
 			d := r.evalSet(test)
 			if d.Files == nil || (test && r.valSet == r.testSet) {
+				read[i] = -1
+				continue
+			}
+			if prints[i] != "" && prints[i] == was[i] {
+				fmt.Fprintf(r.cfg.Log, "the %d files of the %s have the names, sizes and modification times they had when read before: not read again\n", d.Len(), names[i])
 				read[i] = -1
 				continue
 			}
@@ -338,7 +358,84 @@ func (r *run) checkEvalSets(ctx context.Context) error {
 			return fmt.Errorf("train: %s (read before training): %w", names[i], nothingEvaluated(nil, int(skipped[i])))
 		}
 	}
+	r.evalRead = prints
 	return nil
+}
+
+// evalPrints returns the fingerprints of the validation and test sets kept
+// as files ("" for one in memory, or with a file that cannot be stat'ed):
+// a SHA-256 over the options that decide whether a file can be read
+// (the image size and channels, skip-bad, the limits) and, per file, its
+// path as the loader opens it, size and modification time. Under
+// Config.Comm, of every rank's share, in rank order, the same on every
+// rank (one all-reduce). Stat'ing costs microseconds a file where
+// reading one costs milliseconds; a file rewritten with its size and
+// modification time kept is missed (its evaluation then finds it).
+func (r *run) evalPrints() ([2]string, error) {
+	var sums [2][sha256.Size]byte // zero: no fingerprint
+	for i, test := range []bool{false, true} {
+		if d := r.evalSet(test); d.Files != nil && !(test && r.valSet == r.testSet) {
+			sums[i] = filesPrint(d)
+		}
+	}
+	if r.ddp == nil {
+		var out [2]string
+		for i, s := range sums {
+			if s != ([sha256.Size]byte{}) {
+				out[i] = hex.EncodeToString(s[:])
+			}
+		}
+		return out, nil
+	}
+	// Each rank's sums, 32-bit words (exact in a float64) in its slots.
+	const words = sha256.Size / 4
+	c := r.ddp.comm
+	all := make([]float64, 2*words*c.Size())
+	for i, s := range sums {
+		for w := range words {
+			all[(c.Rank()*2+i)*words+w] = float64(binary.LittleEndian.Uint32(s[4*w:]))
+		}
+	}
+	if err := c.AllReduceSumFloat64(all); err != nil {
+		return [2]string{}, fmt.Errorf("train: comparing the ranks' validation and test files: %w", err)
+	}
+	var out [2]string
+	for i := range sums {
+		h := sha256.New()
+		fmt.Fprintf(h, "ranks=%d\n", c.Size())
+		ok := true
+		for k := range c.Size() {
+			var s [sha256.Size]byte
+			for w := range words {
+				binary.LittleEndian.PutUint32(s[4*w:], uint32(all[(k*2+i)*words+w]))
+			}
+			ok = ok && s != [sha256.Size]byte{}
+			h.Write(s[:])
+		}
+		if ok {
+			out[i] = hex.EncodeToString(h.Sum(nil))
+		}
+	}
+	return out, nil
+}
+
+// filesPrint is evalPrints' SHA-256 of one set (this rank's share): zero
+// when a file cannot be stat'ed.
+func filesPrint(d *data.Dataset) [sha256.Size]byte {
+	h := sha256.New()
+	skipBad := d.Images != nil && d.Images.SkipBadImages
+	fmt.Fprintf(h, "eval-read 1\n%dx%dx%d shorter=%d skip-bad=%v side=%d pixels=%d files=%d\n",
+		d.H, d.W, d.C, d.EvalShorter(), skipBad, limits.ImageSide, limits.ImagePixels, len(d.Files))
+	for _, f := range d.Files {
+		st, err := os.Stat(f)
+		if err != nil {
+			return [sha256.Size]byte{}
+		}
+		fmt.Fprintf(h, "%q %d %d\n", f, st.Size(), st.ModTime().UnixNano())
+	}
+	var s [sha256.Size]byte
+	h.Sum(s[:0])
+	return s
 }
 
 // result is the Result of the run so far, without the test figures: an

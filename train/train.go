@@ -136,6 +136,7 @@ type run struct {
 	epochLR           float64 // the learning rate of the epoch's last step (Metrics.LR)
 	epochStart, start time.Time
 	partial           *checkpoint.Partial // the running sums of the epoch resumed in its middle
+	evalRead          [2]string           // fingerprints of the validation and test files read without fault (checkEvalSets)
 	tb                *tensorboard.Writer // nil without Config.TensorBoard
 	steps             []int               // the run's steps and their losses (step_loss.csv, step_loss.png)
 	stepLoss          []float64
@@ -254,8 +255,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 // step it reads every image of a validation or test set kept as files (a
 // folder's, which Prepare checked by their headers only), as their
 // evaluations will: a file that cannot be decoded is an error naming the
-// set and the file then, not at the first validation. A Trainer trains
-// once.
+// set and the file then, not at the first validation. A resumed run skips
+// that read for a set whose files have the names, sizes and modification
+// times, and the image options, they had when a read of them passed (the
+// checkpoint's Position.EvalRead; under Config.Comm, on every rank); a
+// file rewritten with both kept is then found at its evaluation. A
+// Trainer trains once.
 func (t *Trainer) Train(ctx context.Context) (*Result, error) {
 	switch {
 	case t == nil || t.r == nil:
