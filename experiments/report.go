@@ -401,11 +401,29 @@ func (linearTicks) Ticks(lo, hi float64) []plot.Tick {
 		}
 		t := plot.Tick{Value: v}
 		if math.Mod(i, parts) == 0 {
-			t.Label = strconv.FormatFloat(v, 'f', max(0, -k), 64)
+			t.Label = linearLabel(math.Round(i/parts)*float64(m), k)
 		}
 		ticks = append(ticks, t)
 	}
 	return ticks
+}
+
+// linearLabel writes n×10^k, n a whole number, with k's decimals (0.80,
+// 25) from 0.001 to 90000, as logLabel does, and as 5e7 or 6e-5 beyond.
+func linearLabel(n float64, k int) string {
+	v, _ := strconv.ParseFloat(fmt.Sprintf("%.0fe%d", n, k), 64)
+	if v == 0 {
+		v = 0 // not -0
+	}
+	if k >= -3 && k <= 4 {
+		return strconv.FormatFloat(v, 'f', max(0, -k), 64)
+	}
+	mant, exp, _ := strings.Cut(strconv.FormatFloat(v, 'e', -1, 64), "e")
+	if v == 0 {
+		return "0"
+	}
+	e, _ := strconv.Atoi(exp)
+	return mant + "e" + strconv.Itoa(e)
 }
 
 // linearStep returns the first m of 1, 2 and 5 whose step m×10^k labels
