@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/vg"
@@ -279,6 +280,49 @@ func TestLinearTicks(t *testing.T) {
 		}
 		if got := strings.Join(labels, " "); got != c.labels {
 			t.Errorf("[%g, %g]: labels %q, want %q", c.lo, c.hi, got, c.labels)
+		}
+	}
+}
+
+// A linear axis at float64's limits gets ticks, within its range, in
+// order and none NaN, and in a bounded time: a span under about 1e-15 of
+// its values (1 to 1 + 1e-15, a curve constant but for rounding) counted
+// ticks past float64's integers, where i++ leaves i as it is, and looped
+// for ever; a span past the largest float64 gave one tick at NaN, and one
+// near it a tick at +Inf clamped to the end, labelled wrong.
+func TestLinearTicksAtFloatLimits(t *testing.T) {
+	for _, c := range [][2]float64{
+		{1, 1 + 1e-15},
+		{1e20, 1e20 + 1e5},
+		{-0.98, math.Nextafter(-0.98, 0)},
+		{-math.MaxFloat64, math.MaxFloat64},
+		{1e308, 1.7e308},
+		{0, 5e-324},
+		{-1e-300, 1e-300},
+	} {
+		done := make(chan []plot.Tick, 1)
+		go func() { done <- (linearTicks{}).Ticks(c[0], c[1]) }()
+		var ticks []plot.Tick
+		select {
+		case ticks = <-done:
+		case <-time.After(2 * time.Second):
+			t.Fatalf("[%g, %g]: no ticks after 2s", c[0], c[1])
+		}
+		labelled, prev := 0, math.Inf(-1)
+		for _, tk := range ticks {
+			if !(tk.Value >= c[0] && tk.Value <= c[1] && tk.Value > prev) {
+				t.Errorf("[%g, %g]: tick at %g after %g", c[0], c[1], tk.Value, prev)
+			}
+			prev = tk.Value
+			if tk.Label != "" {
+				labelled++
+				if v, err := strconv.ParseFloat(tk.Label, 64); err != nil || math.Abs(v-tk.Value) > 1e-9*math.Abs(tk.Value) {
+					t.Errorf("[%g, %g]: tick %g labelled %q", c[0], c[1], tk.Value, tk.Label)
+				}
+			}
+		}
+		if labelled == 0 {
+			t.Errorf("[%g, %g]: no label among %d ticks", c[0], c[1], len(ticks))
 		}
 	}
 }

@@ -371,7 +371,9 @@ func (p Panel) plot() (*plot.Plot, []plotter.XYs, error) {
 // ticks mark the fifths between (the halves for a step of 2·10^k). gonum's
 // DefaultTicks, which the figures used, labelled the ensemble figure's
 // path lengths 0 to 27 "0.00" and "25.00" alone, and 0.8 to 0.98 at 0.8,
-// 0.88 and 0.96.
+// 0.88 and 0.96. An axis whose span is under about 1e-15 of its values
+// (a curve constant but for rounding), or past the largest float64, is
+// labelled at its two ends alone.
 type linearTicks struct{}
 
 func (linearTicks) Ticks(lo, hi float64) []plot.Tick {
@@ -381,6 +383,9 @@ func (linearTicks) Ticks(lo, hi float64) []plot.Tick {
 	span := hi - lo
 	if span == 0 {
 		span = math.Max(math.Abs(lo), 1)
+	}
+	if math.IsInf(span, 0) { // hi − lo past the largest float64
+		return endTicks(lo, hi)
 	}
 	var m, k int
 	for k = int(math.Floor(math.Log10(span))) - 1; ; k++ { // from a step that labels 10 to 100
@@ -392,10 +397,21 @@ func (linearTicks) Ticks(lo, hi float64) []plot.Tick {
 	if m == 2 {
 		parts = 2
 	}
-	var ticks []plot.Tick
 	const eps = 1e-9 // of a tick's step: 0.98/0.01 is 98.00000000000001
-	for i := math.Ceil(lo/step*parts - eps); i <= hi/step*parts+eps; i++ {
-		v := min(max(i*step/parts, lo), hi)
+	first, last := math.Ceil(lo/step*parts-eps), math.Floor(hi/step*parts+eps)
+	if max(math.Abs(first), math.Abs(last)) > 1e15 {
+		// A span under about 1e-15 of the values' size: the ticks'
+		// numbers are past float64's integers (first+1 == first), and
+		// their values too close to tell apart.
+		return endTicks(lo, hi)
+	}
+	var ticks []plot.Tick
+	for i := first; i <= last; i++ {
+		v := i * step / parts
+		if math.IsInf(v, 0) { // i·step past the largest float64
+			v = i / parts * step
+		}
+		v = min(max(v, lo), hi)
 		if v == 0 {
 			v = 0 // not -0
 		}
@@ -418,12 +434,22 @@ func linearLabel(n float64, k int) string {
 	if k >= -3 && k <= 4 {
 		return strconv.FormatFloat(v, 'f', max(0, -k), 64)
 	}
-	mant, exp, _ := strings.Cut(strconv.FormatFloat(v, 'e', -1, 64), "e")
 	if v == 0 {
 		return "0"
 	}
+	mant, exp, _ := strings.Cut(strconv.FormatFloat(v, 'e', -1, 64), "e")
 	e, _ := strconv.Atoi(exp)
 	return mant + "e" + strconv.Itoa(e)
+}
+
+// endTicks labels an axis at its ends alone, each in full, for a span too
+// small for its values' precision or too large for a float64.
+func endTicks(lo, hi float64) []plot.Tick {
+	ticks := []plot.Tick{{Value: lo, Label: strconv.FormatFloat(lo, 'g', -1, 64)}}
+	if hi != lo {
+		ticks = append(ticks, plot.Tick{Value: hi, Label: strconv.FormatFloat(hi, 'g', -1, 64)})
+	}
+	return ticks
 }
 
 // linearStep returns the first m of 1, 2 and 5 whose step m×10^k labels
