@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 
 	"google.golang.org/protobuf/proto"
 
@@ -23,7 +25,7 @@ const ExportOpset = 13
 // evaluation mode) on an input of the given shape — NHWC for images, as
 // residual's models take them — and returns it as a serialised ONNX model
 // (opset 13) holding m's weights as initializers under their state-dict
-// (torchvision) names.
+// (torchvision) names. It writes no metadata_props: ExportWith takes them.
 //
 // The graph is laid out as ONNX and PyTorch expect: its input "input" is
 // NCHW, convolution weights OIHW, and an image output is NCHW. Its first
@@ -32,6 +34,22 @@ const ExportOpset = 13
 // operation without an ONNX counterpart (a loss, training-mode dropout or
 // batch norm) is an error.
 func Export(m nn.Layer, input []int) ([]byte, error) {
+	return ExportWith(m, input, ExportOptions{})
+}
+
+// ExportOptions is what ExportWith writes besides the graph.
+type ExportOptions struct {
+	// Props are stored in the model's metadata_props, sorted by key, as
+	// ExportInt8 stores its props: a checkpoint's checkpoint.Meta.Props
+	// (the model config, class names and preprocessing), which Describe
+	// reads back and checkpoint.MetaFromProps decodes.
+	Props map[string]string
+}
+
+// ExportWith is Export with the options opts: a checkpoint's metadata
+// goes with its graph, so that a program running the file labels its
+// outputs and preprocesses its images as the checkpoint did.
+func ExportWith(m nn.Layer, input []int, opts ExportOptions) ([]byte, error) {
 	if typednil.Is(m) {
 		return nil, errors.New("onnx: export: no model (nil)")
 	}
@@ -69,22 +87,37 @@ func Export(m nn.Layer, input []int) ([]byte, error) {
 	}
 	e.g.Input = append(e.g.Input, valueInfo("input", onnxShape(input, len(input) == 4)))
 	e.g.Output = append(e.g.Output, valueInfo("output", onnxShape(y.Shape(), len(y.Shape()) == 4)))
-	mp := &onnxpb.ModelProto{
-		IrVersion:    proto.Int64(7),
-		ProducerName: proto.String("residual"),
-		OpsetImport:  []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(ExportOpset)}},
-		Graph:        e.g,
-	}
-	return proto.Marshal(mp)
+	return proto.Marshal(modelProto(e.g, opts.Props))
 }
 
 // ExportFile writes Export's model to path atomically.
 func ExportFile(path string, m nn.Layer, input []int) error {
-	b, err := Export(m, input)
+	return ExportFileWith(path, m, input, ExportOptions{})
+}
+
+// ExportFileWith writes ExportWith's model to path atomically.
+func ExportFileWith(path string, m nn.Layer, input []int, opts ExportOptions) error {
+	b, err := ExportWith(m, input, opts)
 	if err != nil {
 		return err
 	}
 	return atomicfile.Write(path, b)
+}
+
+// modelProto wraps an exported graph (Export's or ExportInt8's) in a
+// model of opset ExportOpset, with props as its metadata_props in the
+// order of their keys (so that an export is the same bytes every time).
+func modelProto(g *onnxpb.GraphProto, props map[string]string) *onnxpb.ModelProto {
+	mp := &onnxpb.ModelProto{
+		IrVersion:    proto.Int64(7),
+		ProducerName: proto.String("residual"),
+		OpsetImport:  []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(ExportOpset)}},
+		Graph:        g,
+	}
+	for _, k := range slices.Sorted(maps.Keys(props)) {
+		mp.MetadataProps = append(mp.MetadataProps, &onnxpb.StringStringEntryProto{Key: proto.String(k), Value: proto.String(props[k])})
+	}
+	return mp
 }
 
 // forward runs the model, turning a shape panic into an error.

@@ -8,12 +8,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 
 	ag "github.com/residual-nn/residual/autograd"
+	"github.com/residual-nn/residual/checkpoint"
+	"github.com/residual-nn/residual/data/transform"
 	"github.com/residual-nn/residual/internal/fixture"
 	"github.com/residual-nn/residual/internal/onnxpb"
 	"github.com/residual-nn/residual/models"
@@ -155,7 +159,9 @@ func TestExportONNXRuntime(t *testing.T) {
 	for i, c := range exportCases(t) {
 		m := build(t, c.cfg)
 		path := filepath.Join(dir, fmt.Sprintf("%d.onnx", i))
-		if err := ExportFile(path, m, c.input); err != nil {
+		// With a checkpoint's metadata_props, as export onnx writes
+		// them: ONNX Runtime must load such a file as it loads a bare one.
+		if err := ExportFileWith(path, m, c.input, ExportOptions{Props: checkpointProps(t, c.cfg)}); err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
 		x := input(c.input)
@@ -227,6 +233,102 @@ func floatBytes(v []float32) []byte {
 		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(f))
 	}
 	return b
+}
+
+// checkpointProps returns the metadata_props of a checkpoint of model c
+// (checkpoint.Meta.Props) whose class names, preprocessing and
+// normalisation are none of the defaults: "class-0"… names, a crop from
+// a resize of the shorter side, a mean and std per channel, Caffe's
+// [0, 255] scale and BGR order.
+func checkpointProps(t *testing.T, c models.Config) map[string]string {
+	t.Helper()
+	meta := exportMeta(c)
+	props, err := meta.Props()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return props
+}
+
+// exportMeta is checkpointProps's metadata.
+func exportMeta(c models.Config) checkpoint.Meta {
+	classes := make([]string, c.Classes())
+	for i := range classes {
+		classes[i] = fmt.Sprintf("class-%d", i)
+	}
+	ch := c.InChannels()
+	p := checkpoint.Preprocess{Height: 32, Width: 48, Channels: ch, ResizeShorter: 40,
+		Normalisation: transform.Normalisation{Mean: make([]float64, ch), Std: make([]float64, ch), Scale255: true, BGR: ch == 3}}
+	for i := range ch {
+		p.Mean[i], p.Std[i] = 100+float64(i), 50+float64(i)
+	}
+	return checkpoint.Meta{Model: c, Classes: classes, Preprocess: p}
+}
+
+// TestExportWithMetadata: a float export given a checkpoint's metadata
+// carries it in metadata_props, as ExportInt8's files do, and reads back
+// (Describe, checkpoint.MetaFromProps) as the checkpoint's class names
+// and preprocessing; the graph is Export's, bit for bit, and still runs.
+// Export took no metadata, so a float file lost the labels and the
+// normalisation its network needs.
+func TestExportWithMetadata(t *testing.T) {
+	c := exportCases(t)[0] // resnet20
+	m := build(t, c.cfg)
+	want := exportMeta(c.cfg)
+	props, err := want.Props()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ExportWith(m, c.input, ExportOptions{Props: props})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := Describe(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := checkpoint.MetaFromProps(info.Props)
+	if !ok || err != nil {
+		t.Fatalf("metadata_props %v: residual metadata %v, %v", info.Props, ok, err)
+	}
+	if !reflect.DeepEqual(got.Classes, want.Classes) || !reflect.DeepEqual(got.Preprocess, want.Preprocess) || got.Model.Name != want.Model.Name {
+		t.Errorf("read back %s, classes %q, preprocess %+v; want %s, %q, %+v", got.Model.Name, got.Classes, got.Preprocess, want.Model.Name, want.Classes, want.Preprocess)
+	}
+	// The keys in order (the same bytes every time), as ExportInt8's.
+	var mp onnxpb.ModelProto
+	if err := proto.Unmarshal(b, &mp); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, p := range mp.MetadataProps {
+		keys = append(keys, p.GetKey())
+	}
+	if !slices.IsSorted(keys) || len(keys) != len(props) {
+		t.Errorf("metadata_props keys %q, want the %d of Props sorted", keys, len(props))
+	}
+	bare, err := Export(m, c.input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bp onnxpb.ModelProto
+	if err := proto.Unmarshal(bare, &bp); err != nil {
+		t.Fatal(err)
+	}
+	if len(bp.MetadataProps) != 0 || !proto.Equal(bp.GetGraph(), mp.GetGraph()) {
+		t.Errorf("Export wrote metadata %v, or a graph other than ExportWith's", bp.MetadataProps)
+	}
+	g, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := input(c.input)
+	out, err := g.Run(map[string]*tensor.Tensor{"input": toONNX(x)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fixture.Compare(out["output"], toONNX(m.Forward(ag.Constant(x)).Data), 1e-5); err != nil {
+		t.Error(err)
+	}
 }
 
 // TestExportErrors checks that what cannot be exported says so.

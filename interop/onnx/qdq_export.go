@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sort"
 
 	"google.golang.org/protobuf/proto"
 
@@ -38,8 +37,9 @@ import (
 // A convolution that absorbed a residual addition has no QuantizeLinear
 // between the Conv and the Add, because residual rounds only the sum;
 // ONNX Runtime runs such a Conv in float32 on the dequantized operands
-// (docs/QUANTIZATION.md). props are stored in the model's metadata_props:
-// a checkpoint's checkpoint.Meta.Props, from which residual import onnx
+// (docs/QUANTIZATION.md). props are stored in the model's metadata_props,
+// sorted by key, as ExportWith stores ExportOptions.Props: a checkpoint's
+// checkpoint.Meta.Props, from which residual import onnx
 // rebuilds its metadata (checkpoint.MetaFromProps; ImportInt8 takes the
 // network).
 func ExportInt8(q *quant.Model, props map[string]string) ([]byte, error) {
@@ -52,21 +52,7 @@ func ExportInt8(q *quant.Model, props map[string]string) ([]byte, error) {
 	if err := e.build(); err != nil {
 		return nil, fmt.Errorf("onnx: export int8: %w", err)
 	}
-	mp := &onnxpb.ModelProto{
-		IrVersion:    proto.Int64(7),
-		ProducerName: proto.String("residual"),
-		OpsetImport:  []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(ExportOpset)}},
-		Graph:        e.g,
-	}
-	keys := make([]string, 0, len(props))
-	for k := range props {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		mp.MetadataProps = append(mp.MetadataProps, &onnxpb.StringStringEntryProto{Key: proto.String(k), Value: proto.String(props[k])})
-	}
-	return proto.Marshal(mp)
+	return proto.Marshal(modelProto(e.g, props))
 }
 
 // ExportInt8File writes ExportInt8's model to path atomically.
