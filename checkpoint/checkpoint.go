@@ -156,8 +156,9 @@ func (m Meta) DataSpec() string {
 }
 
 // Props returns the metadata as string properties, the form an ONNX
-// model's metadata_props hold (onnx.ExportInt8's props; residual export
-// onnx writes them for an int8 checkpoint): the model config, class
+// model's metadata_props hold (onnx.ExportInt8's props and
+// onnx.ExportOptions.Props; residual export onnx writes them for every
+// checkpoint, float or int8): the model config, class
 // names and preprocessing as JSON under "residual.model",
 // "residual.classes" and "residual.preprocess", and the training data
 // spec under "residual.data" where the record names one. MetaFromProps

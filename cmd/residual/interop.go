@@ -126,10 +126,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return err
 		}
-		if p.ResizeShorter > 0 && p.Height > 0 { // keep the crop's proportion (256 for 224)
-			p.ResizeShorter = (p.ResizeShorter*min(h, w) + p.Height/2) / p.Height
-		}
-		p.Height, p.Width = h, w
+		p = atSize(p, h, w)
 	}
 	for _, f := range []struct {
 		name, value string
@@ -159,6 +156,17 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stdout, "its input: %s (%s)\n", describePreprocess(p), importedInputFrom(*like, given))
 	return nil
+}
+
+// atSize returns p for images of h×w: an ImageNet-style resize of the
+// shorter side keeps its proportion to the crop (256 for 224: 128 for
+// 112).
+func atSize(p checkpoint.Preprocess, h, w int) checkpoint.Preprocess {
+	if p.ResizeShorter > 0 && p.Height > 0 {
+		p.ResizeShorter = (p.ResizeShorter*min(h, w) + p.Height/2) / p.Height
+	}
+	p.Height, p.Width = h, w
+	return p
 }
 
 // importedInputFrom says where import torch's preprocessing came from:
@@ -369,7 +377,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return err
 		}
-		if err := exportONNX(ctx, *out, net, shape); err != nil {
+		if err := exportONNX(ctx, *out, net, shape, nil); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "wrote %s with random weights as ONNX (opset %d, input %s) to %s\n", *model, onnx.ExportOpset, onnxInput(shape), *out)
@@ -415,18 +423,28 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err := models.ForInference(c.Model, c.Net); err != nil {
 			return err
 		}
-		if err := exportONNX(ctx, *out, c.Net, shape); err != nil {
+		// The file carries the checkpoint's metadata, as an int8
+		// export's does, with the preprocessing at the size traced.
+		meta := c.Meta
+		if len(shape) == 4 && (shape[1] != meta.Preprocess.Height || shape[2] != meta.Preprocess.Width) {
+			meta.Preprocess = atSize(meta.Preprocess, shape[1], shape[2])
+		}
+		props, err := meta.Props()
+		if err != nil {
+			return err
+		}
+		if err := exportONNX(ctx, *out, c.Net, shape, props); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "wrote %s as ONNX (opset %d, input %s with any batch size) to %s\n", c.Model.Name, onnx.ExportOpset, onnxInput(shape), *out)
-		printExportInput(stdout, c.Preprocess)
+		printExportInput(stdout, meta.Preprocess, "recorded with its class names in the file's metadata_props: residual.preprocess, residual.classes")
 		return nil
 	}
 	if err := checkpoint.ExportWeights(*out, c.Net); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote the weights of %s to %s (load with safetensors.torch.load_file, from pip's safetensors, and model.load_state_dict)\n", c.Model.Name, *out)
-	printExportInput(stdout, c.Preprocess)
+	printExportInput(stdout, c.Preprocess, "the file does not record it; do the same before its forward pass")
 	for _, n := range torchNotes(c.Model) {
 		fmt.Fprintf(stdout, "note: %s\n", n)
 	}
@@ -434,13 +452,14 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 // printExportInput says how the images a checkpoint's network was
-// trained on were preprocessed: an exported network takes them so, and
-// its file (the weights alone, or the graph) does not record it.
-func printExportInput(w io.Writer, p checkpoint.Preprocess) {
+// trained on were preprocessed: an exported network takes them so.
+// where says where the exported file records it, or that it does not
+// (the weights alone).
+func printExportInput(w io.Writer, p checkpoint.Preprocess, where string) {
 	if p.Height == 0 {
 		return
 	}
-	fmt.Fprintf(w, "its input: %s, as the checkpoint's images were (the file does not record it; do the same before its forward pass)\n", describePreprocess(p))
+	fmt.Fprintf(w, "its input: %s, as the checkpoint's images were (%s)\n", describePreprocess(p), where)
 }
 
 // torchNotes lists how a ResNet differs from torchvision's builder in
@@ -494,14 +513,15 @@ func exportInt8(ctx context.Context, format string, c *checkpoint.Checkpoint, in
 	return nil
 }
 
-// exportONNX writes net traced at shape as ONNX to out (onnx.ExportFile)
-// unless ctx is cancelled first: building a large model and tracing it
-// take seconds, and a signal meanwhile leaves out as it was.
-func exportONNX(ctx context.Context, out string, net nn.Layer, shape []int) error {
+// exportONNX writes net traced at shape as ONNX to out, with props in
+// its metadata_props (onnx.ExportWith), unless ctx is cancelled first:
+// building a large model and tracing it take seconds, and a signal
+// meanwhile leaves out as it was.
+func exportONNX(ctx context.Context, out string, net nn.Layer, shape []int, props map[string]string) error {
 	if err := stopped(ctx); err != nil {
 		return err
 	}
-	b, err := onnx.Export(net, shape)
+	b, err := onnx.ExportWith(net, shape, onnx.ExportOptions{Props: props})
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/residual-nn/residual/checkpoint"
 	"github.com/residual-nn/residual/data/transform"
+	"github.com/residual-nn/residual/interop/onnx"
 	"github.com/residual-nn/residual/models"
 	"github.com/residual-nn/residual/nn"
 	"github.com/residual-nn/residual/quant"
@@ -148,6 +149,57 @@ func TestExportTorchNotes(t *testing.T) {
 		}
 		if tc.want == nil && strings.Contains(out, "note:") {
 			t.Errorf("%s: notes for a torchvision model: %q", tc.preset, out)
+		}
+	}
+}
+
+// TestExportONNXMetadata: export onnx of a float checkpoint writes its
+// class names and preprocessing into the file's metadata_props, as it did
+// for an int8 checkpoint only, so that they read back (onnx.Describe,
+// checkpoint.MetaFromProps) as the checkpoint's; at another --input the
+// record is of the size traced, its resize in proportion. The float file
+// held no metadata: a program running it had no labels and no
+// normalisation.
+func TestExportONNXMetadata(t *testing.T) {
+	dir := t.TempDir()
+	pre := checkpoint.Preprocess{Height: 32, Width: 32, Channels: 3, ResizeShorter: 36,
+		Normalisation: transform.Normalisation{Mean: []float64{103.9, 116.8, 123.7}, Std: []float64{57.4, 57.1, 58.4}, Scale255: true, BGR: true}}
+	classes := []string{"cat", "dog", "ant", "bee", "cow", "elk", "fox", "gnu", "hen", "owl"}
+	ck := filepath.Join(dir, "r20.safetensors")
+	writeCheckpoint(t, ck, "resnet20", pre, classes)
+	for _, tc := range []struct {
+		input string
+		want  checkpoint.Preprocess
+	}{
+		{"", pre},
+		{"64x64", func() checkpoint.Preprocess { p := pre; p.Height, p.Width, p.ResizeShorter = 64, 64, 72; return p }()},
+	} {
+		f := filepath.Join(dir, "r20"+tc.input+".onnx")
+		args := []string{"export", "onnx", ck, "--out", f}
+		if tc.input != "" {
+			args = append(args, "--input", tc.input)
+		}
+		code, out, errs := runCLI(args...)
+		if code != 0 {
+			t.Fatalf("%q: exit %d: %s", args, code, errs)
+		}
+		if !strings.Contains(out, "recorded with its class names in the file's metadata_props") {
+			t.Errorf("%q said %q; want where the file records the input", args, out)
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := onnx.Describe(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, ok, err := checkpoint.MetaFromProps(info.Props)
+		if !ok || err != nil {
+			t.Fatalf("%q: metadata_props %v: residual metadata %v, %v", args, info.Props, ok, err)
+		}
+		if m.Model.Name != "resnet20" || !reflect.DeepEqual(m.Classes, classes) || !reflect.DeepEqual(m.Preprocess, tc.want) {
+			t.Errorf("%q: read back %s, %q, %+v; want resnet20, %q, %+v", args, m.Model.Name, m.Classes, m.Preprocess, classes, tc.want)
 		}
 	}
 }
