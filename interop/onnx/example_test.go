@@ -102,3 +102,36 @@ func ExampleModel_Run() {
 	// [input] → [output] [1 10] class 7
 	// within 1e-5 of infer's: true
 }
+
+// A checkpoint exported with its metadata: the file's metadata_props
+// carry its class names and preprocessing, which a program running the
+// graph reads back to label its outputs and prepare its images as the
+// checkpoint did (residual export onnx writes them so).
+func ExampleExportWith() {
+	c, err := checkpoint.Load("../../testdata/checkpoint/mnist-tiny.safetensors")
+	if err != nil {
+		log.Fatal(err)
+	}
+	props, err := c.Meta.Props()
+	if err != nil {
+		log.Fatal(err)
+	}
+	b, err := onnx.ExportWith(c.Net, c.Model.InputShape(1, c.Preprocess.Height), onnx.ExportOptions{Props: props})
+	if err != nil {
+		log.Fatal(err)
+	}
+	info, err := onnx.Describe(b)
+	if err != nil {
+		log.Fatal(err)
+	}
+	meta, ok, err := checkpoint.MetaFromProps(info.Props)
+	if !ok || err != nil {
+		log.Fatal("no residual metadata: ", err)
+	}
+	p := meta.Preprocess
+	fmt.Println(meta.Model.Name, meta.Classes)
+	fmt.Printf("%dx%d, %d channel, mean %.4g, std %.4g\n", p.Height, p.Width, p.Channels, p.Mean, p.Std)
+	// Output:
+	// mnist-tiny [0 1 2 3 4 5 6 7 8 9]
+	// 28x28, 1 channel, mean [0.1308], std [0.3082]
+}
