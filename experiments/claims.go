@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 )
 
 // A Claim is one statement from the literature tested by an experiment: what
@@ -85,23 +86,48 @@ func ReadClaims(dir string) ([]Claim, error) {
 	return claims, nil
 }
 
+// FormatNumber writes x as claims state their numbers: to 4 significant
+// digits, which keeps a bound written with up to 4 ("1.056 ± 0.02") as it
+// was written, in plain decimals without trailing zeros (1/3 is "0.3333",
+// 0.0004 is "0.0004"), a whole number exactly ("60", "12345"), and in
+// exponent form below 1e-4 and from 1e6 up ("1.235e+06"). Criteria and
+// the measured values in summary.md and on the terminal use it, so that a
+// measurement and its bound read at the same precision.
+func FormatNumber(x float64) string {
+	a := math.Abs(x)
+	switch {
+	case x == 0:
+		return "0" // and not "-0"
+	case math.IsNaN(x) || math.IsInf(x, 0):
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	case a < 1e-4 || a >= 1e6:
+		return strconv.FormatFloat(x, 'g', 4, 64)
+	case x == math.Trunc(x):
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	}
+	// Round to 4 significant digits and write the result in plain decimals,
+	// where %.4g would write 12345.6 as 1.235e+04.
+	r, _ := strconv.ParseFloat(strconv.FormatFloat(x, 'e', 3, 64), 64)
+	return strconv.FormatFloat(r, 'f', -1, 64)
+}
+
 // Within returns a claim that passes when |measured − want| ≤ tol.
 func Within(claim, source string, measured, want, tol float64) Claim {
 	return Claim{Claim: claim, Source: source, Measured: measured,
-		Criterion: fmt.Sprintf("%g ± %g", want, tol),
+		Criterion: FormatNumber(want) + " ± " + FormatNumber(tol),
 		Pass:      math.Abs(measured-want) <= tol}
 }
 
 // AtMost returns a claim that passes when measured ≤ bound.
 func AtMost(claim, source string, measured, bound float64) Claim {
 	return Claim{Claim: claim, Source: source, Measured: measured,
-		Criterion: fmt.Sprintf("≤ %g", bound), Pass: measured <= bound}
+		Criterion: "≤ " + FormatNumber(bound), Pass: measured <= bound}
 }
 
 // AtLeast returns a claim that passes when measured ≥ bound.
 func AtLeast(claim, source string, measured, bound float64) Claim {
 	return Claim{Claim: claim, Source: source, Measured: measured,
-		Criterion: fmt.Sprintf("≥ %g", bound), Pass: measured >= bound}
+		Criterion: "≥ " + FormatNumber(bound), Pass: measured >= bound}
 }
 
 // Claims writes the claims to claims.json (sorted as given) and adds a table
@@ -124,7 +150,7 @@ func (r *Report) Claims(claims []Claim) error {
 	}
 	r.Printf("\n| claim | source | measured | criterion | pass |\n|---|---|---|---|---|")
 	for _, c := range claims {
-		m := fmt.Sprintf("%.4g", c.Measured)
+		m := FormatNumber(c.Measured)
 		if c.Spread != 0 {
 			m += fmt.Sprintf(" ± %.2g", c.Spread)
 		}

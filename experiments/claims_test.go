@@ -89,3 +89,74 @@ func TestFigureRefusesUndrawable(t *testing.T) {
 		t.Errorf("a drawable figure: %v", err)
 	}
 }
+
+func TestFormatNumber(t *testing.T) {
+	for _, c := range []struct {
+		x    float64
+		want string
+	}{
+		{1.0 / 3, "0.3333"},
+		{2.0 / 3, "0.6667"},
+		{8.0 / 3, "2.667"},
+		{1, "1"},
+		{60, "60"},
+		{-2, "-2"},
+		{12345, "12345"},
+		{1234.56, "1235"},
+		{12345.6, "12350"},
+		{1.056, "1.056"},
+		{4.09, "4.09"},
+		{0.5, "0.5"},
+		{0.05, "0.05"},
+		{0.01, "0.01"},
+		{0.0004, "0.0004"},
+		{0.000123456, "0.0001235"},
+		{-0.12345, "-0.1235"},
+		{1e-5, "1e-05"},
+		{2.5e6, "2.5e+06"},
+		{0, "0"},
+		{math.Copysign(0, -1), "0"},
+		{math.NaN(), "NaN"},
+		{math.Inf(1), "+Inf"},
+	} {
+		if got := FormatNumber(c.x); got != c.want {
+			t.Errorf("FormatNumber(%v) = %q, want %q", c.x, got, c.want)
+		}
+	}
+}
+
+// A criterion's bound reads as a person writes it, not as a float64 prints in
+// full ("≤ 0.3333333333333333"), and in summary.md at the measurement's
+// precision.
+func TestClaimsCriteriaRounded(t *testing.T) {
+	for _, c := range []struct{ got, want string }{
+		{AtMost("smooth", "s", 0.3421, 1.0/3).Criterion, "≤ 0.3333"},
+		{AtLeast("fraction", "s", 0.9, 2.0/3).Criterion, "≥ 0.6667"},
+		{Within("ratio", "s", 1.05, 1.056, 0.02).Criterion, "1.056 ± 0.02"},
+		{Within("third", "s", 0.3, 1.0/3, 0.1/3).Criterion, "0.3333 ± 0.03333"},
+	} {
+		if c.got != c.want {
+			t.Errorf("criterion %q, want %q", c.got, c.want)
+		}
+	}
+	dir := t.TempDir()
+	r, err := NewReport(dir, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Claims([]Claim{AtMost("smooth", "s", 0.342123, 1.0/3)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := os.ReadFile(filepath.Join(dir, "summary.md"))
+	if !strings.Contains(string(s), "| smooth | s | 0.3421 | ≤ 0.3333 | no |") {
+		t.Errorf("summary.md's claims table:\n%s", s)
+	}
+	// claims.json keeps the measurement exact: only the strings are rounded.
+	back, err := ReadClaims(dir)
+	if err != nil || len(back) != 1 || back[0].Measured != 0.342123 || back[0].Criterion != "≤ 0.3333" {
+		t.Errorf("ReadClaims = %+v, %v", back, err)
+	}
+}

@@ -185,7 +185,7 @@ func DegradationClaims(rows []DegradationRow) []Claim {
 		c.Seeds = lo.n
 		spread := math.Max(lo.rng, hi.rng)
 		claims = append(claims, c, Claim{Claim: fmt.Sprintf("… and by more than the seed spread (the larger seed range of plain-%d and plain-%d)", pd[0], pd[len(pd)-1]),
-			Source: src, Measured: gap, Spread: spread, Seeds: lo.n, Criterion: fmt.Sprintf("> %.3g points", spread), Pass: gap > spread})
+			Source: src, Measured: gap, Spread: spread, Seeds: lo.n, Criterion: "> " + FormatNumber(spread) + " points", Pass: gap > spread})
 	}
 	rd, rs := by(false)
 	if len(rd) >= 2 {

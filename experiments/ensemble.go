@@ -491,7 +491,7 @@ func EnsembleClaims(res *EnsembleResult) []Claim {
 		down = math.NaN()
 	}
 	claims = append(claims, Claim{Claim: "each downsampling block costs more than the median identity block (measured: the cheapest downsampling block's increase, points)",
-		Source: lesion, Measured: down, Criterion: fmt.Sprintf("> %.3g points (the median)", med), Pass: down > med})
+		Source: lesion, Measured: down, Criterion: "> " + FormatNumber(med) + " points (the median)", Pass: down > med})
 	plainMin := math.Inf(1)
 	np := 0
 	for _, e := range res.PlainDelete {

@@ -217,6 +217,6 @@ func OrderClaims(rows []OrderRow) []Claim {
 		}
 	}
 	claims = append(claims, Claim{Claim: "(b) and (c) end with a higher test error than each of (a), (d), (e) (measured: the smallest gap, points) by more than the seed spread",
-		Source: src, Measured: gap, Spread: spread, Seeds: len(seedList), Criterion: fmt.Sprintf("> %.3g points (the largest seed range)", spread), Pass: gap > spread})
+		Source: src, Measured: gap, Spread: spread, Seeds: len(seedList), Criterion: "> " + FormatNumber(spread) + " points (the largest seed range)", Pass: gap > spread})
 	return claims
 }

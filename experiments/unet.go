@@ -321,7 +321,7 @@ func UNetClaims(rows []UNetRow) []Claim {
 	pm, _ := meanSpread(padded)
 	c := Within("the valid-convolution U-Net with overlap-tile inference reaches the padded U-Net's mean IoU (measured: valid − padded, mean over seeds)",
 		"Ronneberger et al. 2015, Sec. 2 and Fig. 2 (overlap-tile strategy)", m, 0, 0.02)
-	c.Criterion += fmt.Sprintf(", the padded U-Net trained (its mean IoU %.3g ≥ 0.5)", pm)
+	c.Criterion += ", the padded U-Net trained (its mean IoU " + FormatNumber(pm) + " ≥ 0.5)"
 	c.Pass = c.Pass && pm >= 0.5
 	c.Spread, c.Seeds = sd, len(diffs)
 	return []Claim{c}

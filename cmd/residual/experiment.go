@@ -230,7 +230,7 @@ func printClaims(w io.Writer, claims []experiments.Claim) {
 			verdict = "pass"
 			passed++
 		}
-		fmt.Fprintf(w, "%s  %.4g (criterion %s): %s\n", verdict, c.Measured, c.Criterion, c.Claim)
+		fmt.Fprintf(w, "%s  %s (criterion %s): %s\n", verdict, experiments.FormatNumber(c.Measured), c.Criterion, c.Claim)
 	}
 	fmt.Fprintf(w, "%d of %d claims pass (claims.json)\n", passed, len(claims))
 }

@@ -30,7 +30,7 @@ func TestExperimentPrintsClaims(t *testing.T) {
 		if c.Pass {
 			verdict, passed = "pass", passed+1
 		}
-		if line := fmt.Sprintf("%s  %.4g (criterion %s): %s\n", verdict, c.Measured, c.Criterion, c.Claim); !strings.Contains(stdout, line) {
+		if line := fmt.Sprintf("%s  %s (criterion %s): %s\n", verdict, experiments.FormatNumber(c.Measured), c.Criterion, c.Claim); !strings.Contains(stdout, line) {
 			t.Errorf("the output lacks %q:\n%s", line, stdout)
 		}
 	}
@@ -39,6 +39,17 @@ func TestExperimentPrintsClaims(t *testing.T) {
 	}
 	if n := strings.Count(stdout, "(criterion "); n != len(claims) {
 		t.Errorf("%d claim lines printed, claims.json holds %d", n, len(claims))
+	}
+}
+
+// TestPrintClaimsRounds: the verdict line states the measurement and the
+// criterion at 4 significant digits; a bound of 1/3 printed in full, "≤
+// 0.3333333333333333".
+func TestPrintClaimsRounds(t *testing.T) {
+	var b strings.Builder
+	printClaims(&b, []experiments.Claim{experiments.AtMost("smooth", "s", 0.342123, 1.0/3)})
+	if want := "FAIL  0.3421 (criterion ≤ 0.3333): smooth\n0 of 1 claims pass (claims.json)\n"; b.String() != want {
+		t.Errorf("printed %q, want %q", b.String(), want)
 	}
 }
 
