@@ -38,7 +38,9 @@ type Claim struct {
 
 // MarshalJSON writes a non-finite Measured or Spread as null: JSON has no NaN,
 // and a claim whose statistic could not be computed must still be written
-// (and fail) rather than abort the report.
+// (and fail) rather than abort the report. It leaves "<", ">" and "&" as
+// they are (criteria say "> 0"), so that an encoder that does not escape
+// HTML writes them so; json.Marshal escapes them all the same.
 func (c Claim) MarshalJSON() ([]byte, error) {
 	type plain Claim
 	out := struct {
@@ -52,7 +54,13 @@ func (c Claim) MarshalJSON() ([]byte, error) {
 	if c.Spread != 0 && !math.IsNaN(c.Spread) && !math.IsInf(c.Spread, 0) {
 		out.Spread = &c.Spread
 	}
-	return json.Marshal(out)
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(out); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // UnmarshalJSON reads a claim as MarshalJSON writes it: a null Measured

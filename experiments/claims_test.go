@@ -139,17 +139,7 @@ func TestClaimsCriteriaRounded(t *testing.T) {
 			t.Errorf("criterion %q, want %q", c.got, c.want)
 		}
 	}
-	dir := t.TempDir()
-	r, err := NewReport(dir, "t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Claims([]Claim{AtMost("smooth", "s", 0.342123, 1.0/3)}); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Close(); err != nil {
-		t.Fatal(err)
-	}
+	dir := writeClaims(t, AtMost("smooth", "s", 0.342123, 1.0/3))
 	s, _ := os.ReadFile(filepath.Join(dir, "summary.md"))
 	if !strings.Contains(string(s), "| smooth | s | 0.3421 | ≤ 0.3333 | no |") {
 		t.Errorf("summary.md's claims table:\n%s", s)
@@ -159,4 +149,40 @@ func TestClaimsCriteriaRounded(t *testing.T) {
 	if err != nil || len(back) != 1 || back[0].Measured != 0.342123 || back[0].Criterion != "≤ 0.3333" {
 		t.Errorf("ReadClaims = %+v, %v", back, err)
 	}
+}
+
+// claims.json writes a criterion's ">" as it is: Claim.MarshalJSON, through
+// json.Marshal, wrote "\u003e 0" whatever the encoder that called it said.
+func TestClaimsFileKeepsComparisons(t *testing.T) {
+	c := Claim{Claim: "rises & falls", Source: "s", Measured: 0.5, Criterion: "> 0 (< 1)", Pass: true}
+	dir := writeClaims(t, c)
+	b, err := os.ReadFile(filepath.Join(dir, "claims.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"criterion": "> 0 (< 1)"`) || !strings.Contains(string(b), `"claim": "rises & falls"`) {
+		t.Errorf("claims.json = %s", b)
+	}
+	back, err := ReadClaims(dir)
+	if err != nil || len(back) != 1 || back[0] != c {
+		t.Errorf("ReadClaims = %+v, %v", back, err)
+	}
+}
+
+// writeClaims writes the claims with Report.Claims into a new folder's
+// claims.json and summary.md, and returns the folder.
+func writeClaims(t *testing.T, claims ...Claim) string {
+	t.Helper()
+	dir := t.TempDir()
+	r, err := NewReport(dir, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Claims(claims); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
