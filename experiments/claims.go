@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 )
 
 // A Claim is one statement from the literature tested by an experiment: what
@@ -169,9 +170,15 @@ func (r *Report) Claims(claims []Claim) error {
 		if c.Pass {
 			pass = "yes"
 		}
-		r.Printf("| %s | %s | %s | %s | %s |", c.Claim, c.Source, m, c.Criterion, pass)
+		r.Printf("| %s | %s | %s | %s | %s |", tableCell(c.Claim), tableCell(c.Source), m, tableCell(c.Criterion), pass)
 	}
 	return nil
+}
+
+// tableCell escapes the "|" in s (shatter's "largest |measured − theory|"),
+// which would otherwise end the Markdown table's cell.
+func tableCell(s string) string {
+	return strings.ReplaceAll(s, "|", `\|`)
 }
 
 // meanSpread returns the mean and the sample standard deviation of v (0 for

@@ -186,3 +186,20 @@ func writeClaims(t *testing.T, claims ...Claim) string {
 	}
 	return dir
 }
+
+// A "|" in a claim (shatter's "|measured − theory|") is escaped in
+// summary.md's table, whose row it split into more cells than the header's.
+func TestClaimsTableEscapesBars(t *testing.T) {
+	dir := writeClaims(t, AtMost("largest |measured − theory|", "a | b", 0.05, 0.1))
+	s, err := os.ReadFile(filepath.Join(dir, "summary.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `| largest \|measured − theory\| | a \| b | 0.05 | ≤ 0.1 | yes |`; !strings.Contains(string(s), want) {
+		t.Errorf("summary.md lacks %q:\n%s", want, s)
+	}
+	// claims.json keeps the claim as it was written.
+	if back, err := ReadClaims(dir); err != nil || len(back) != 1 || back[0].Claim != "largest |measured − theory|" {
+		t.Errorf("ReadClaims = %+v, %v", back, err)
+	}
+}
