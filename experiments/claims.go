@@ -99,9 +99,10 @@ func ReadClaims(dir string) ([]Claim, error) {
 // digits, which keeps a bound written with up to 4 ("1.056 ± 0.02") as it
 // was written, in plain decimals without trailing zeros (1/3 is "0.3333",
 // 0.0004 is "0.0004"), a whole number exactly ("60", "12345"), and in
-// exponent form below 1e-4 and from 1e6 up ("1.235e+06"). Criteria and
-// the measured values in summary.md and on the terminal use it, so that a
-// measurement and its bound read at the same precision.
+// exponent form below 1e-4 and from 1e6 up ("1.235e+06"). Criteria, and the
+// measured values and their spreads in summary.md and on the terminal, use
+// it, so that a measurement and its bound read at the same precision (a
+// bound that is the seed spread reads as the spread beside it).
 func FormatNumber(x float64) string {
 	a := math.Abs(x)
 	switch {
@@ -161,7 +162,7 @@ func (r *Report) Claims(claims []Claim) error {
 	for _, c := range claims {
 		m := FormatNumber(c.Measured)
 		if c.Spread != 0 {
-			m += fmt.Sprintf(" ± %.2g", c.Spread)
+			m += " ± " + FormatNumber(c.Spread)
 		}
 		if c.Seeds > 0 {
 			m += fmt.Sprintf(" (%d seeds)", c.Seeds)

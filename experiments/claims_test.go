@@ -203,3 +203,19 @@ func TestClaimsTableEscapesBars(t *testing.T) {
 		t.Errorf("ReadClaims = %+v, %v", back, err)
 	}
 }
+
+// degradation's and order's bound is the seed spread; summary.md writes the
+// spread beside the measurement as the criterion writes it, where it wrote
+// "2.333 ± 2.2 (2 seeds) | > 2.167 points".
+func TestClaimsTableSpreadAsCriterion(t *testing.T) {
+	spread := 13.0 / 6
+	dir := writeClaims(t, Claim{Claim: "gap", Source: "s", Measured: 7.0 / 3, Spread: spread, Seeds: 2,
+		Criterion: "> " + FormatNumber(spread) + " points", Pass: true})
+	s, err := os.ReadFile(filepath.Join(dir, "summary.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "| gap | s | 2.333 ± 2.167 (2 seeds) | > 2.167 points | yes |"; !strings.Contains(string(s), want) {
+		t.Errorf("summary.md lacks %q:\n%s", want, s)
+	}
+}
