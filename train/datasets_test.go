@@ -3,6 +3,7 @@ package train
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"image"
@@ -621,6 +622,7 @@ func TestResumeSkipsUnchangedEvalSets(t *testing.T) {
 	for _, ranks := range []int{1, 2} {
 		for _, kept := range []bool{true, false} {
 			train, test := openFolders(t, 4, false, &data.ImageOptions{Channels: 1, ImageSize: 8})
+			age(t, train.Files, test.Files)
 			var log strings.Builder
 			cfg := folderConfig(t, train, test, 2, &log)
 			cfg.ValSplit, cfg.Epochs = 0.25, 1
@@ -675,6 +677,7 @@ func TestResumeSkipsUnchangedEvalSets(t *testing.T) {
 // step, as before; the checkpoint the resumed run writes records them.
 func TestResumeWithoutEvalReadReads(t *testing.T) {
 	train, test := openFolders(t, 4, false, &data.ImageOptions{Channels: 1, ImageSize: 8})
+	age(t, train.Files, test.Files)
 	var log strings.Builder
 	cfg := folderConfig(t, train, test, 2, &log)
 	cfg.ValSplit, cfg.Epochs = 0.25, 1
@@ -707,6 +710,44 @@ func TestResumeWithoutEvalReadReads(t *testing.T) {
 	}
 	if len(c.Position.EvalRead["validation"]) != 64 || len(c.Position.EvalRead["test"]) != 64 {
 		t.Errorf("the resumed run recorded %v, want two SHA-256s", c.Position.EvalRead)
+	}
+}
+
+// A set with a file modified within mtimeSlack of its stat has no
+// fingerprint, so that the next resume reads it: on a file system that
+// keeps times to the second (ext3, HFS+; FAT to 2 s), a file rewritten
+// with its size in that second, after the stat or during the read that
+// passed, keeps its time, and a resumed run skipped reading it. Its
+// fingerprint counts once the file is older.
+func TestEvalPrintsDistrustsRecentFiles(t *testing.T) {
+	_, test := openFolders(t, 1, false, &data.ImageOptions{Channels: 1, ImageSize: 8})
+	now := time.Now()
+	sec := now.Truncate(time.Second) // the time a 1 s file system gives a write now
+	for _, f := range test.Files {
+		if err := os.Chtimes(f, sec, sec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := filesPrint(test, now); s != ([sha256.Size]byte{}) {
+		t.Errorf("files written in the second of the stat give the fingerprint %x; want none", s)
+	}
+	age(t, test.Files)
+	if s := filesPrint(test, now); s == ([sha256.Size]byte{}) {
+		t.Errorf("files written an hour before the stat give no fingerprint")
+	}
+}
+
+// age sets the modification time of files to an hour ago, past
+// mtimeSlack, so that evalPrints fingerprints them.
+func age(t *testing.T, sets ...[]string) {
+	t.Helper()
+	then := time.Now().Add(-time.Hour)
+	for _, files := range sets {
+		for _, f := range files {
+			if err := os.Chtimes(f, then, then); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }
 

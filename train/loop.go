@@ -363,19 +363,23 @@ func (r *run) checkEvalSets(ctx context.Context) error {
 }
 
 // evalPrints returns the fingerprints of the validation and test sets kept
-// as files ("" for one in memory, or with a file that cannot be stat'ed):
+// as files ("" for one in memory, or with a file that cannot be stat'ed
+// or was modified in the last mtimeSlack, which the next resume reads):
 // a SHA-256 over the options that decide whether a file can be read
 // (the image size and channels, skip-bad, the limits) and, per file, its
 // path as the loader opens it, size and modification time. Under
 // Config.Comm, of every rank's share, in rank order, the same on every
 // rank (one all-reduce). Stat'ing costs microseconds a file where
 // reading one costs milliseconds; a file rewritten with its size and
-// modification time kept is missed (its evaluation then finds it).
+// modification time kept (touch -r, an archive extracted again) is
+// missed (its evaluation then finds it). One rewritten within its
+// file system's tick of its stat is not, thanks to mtimeSlack.
 func (r *run) evalPrints() ([2]string, error) {
 	var sums [2][sha256.Size]byte // zero: no fingerprint
+	now := time.Now()
 	for i, test := range []bool{false, true} {
 		if d := r.evalSet(test); d.Files != nil && !(test && r.valSet == r.testSet) {
-			sums[i] = filesPrint(d)
+			sums[i] = filesPrint(d, now)
 		}
 	}
 	if r.ddp == nil {
@@ -419,16 +423,25 @@ func (r *run) evalPrints() ([2]string, error) {
 	return out, nil
 }
 
-// filesPrint is evalPrints' SHA-256 of one set (this rank's share): zero
-// when a file cannot be stat'ed.
-func filesPrint(d *data.Dataset) [sha256.Size]byte {
+// mtimeSlack is how long before evalPrints a file's modification time
+// must be for its fingerprint to count: FAT keeps times to 2 s, ext3 and
+// HFS+ to 1 s, and a file written again within the same tick, after the
+// stat or during the read, keeps its time. A file written since would
+// have a later one.
+const mtimeSlack = 2 * time.Second
+
+// filesPrint is evalPrints' SHA-256 of one set (this rank's share), its
+// files stat'ed at now: zero when a file cannot be stat'ed, or was
+// modified less than mtimeSlack before now (or after it), as git does
+// for a file as recent as its index.
+func filesPrint(d *data.Dataset, now time.Time) [sha256.Size]byte {
 	h := sha256.New()
 	skipBad := d.Images != nil && d.Images.SkipBadImages
 	fmt.Fprintf(h, "eval-read 1\n%dx%dx%d shorter=%d skip-bad=%v side=%d pixels=%d files=%d\n",
 		d.H, d.W, d.C, d.EvalShorter(), skipBad, limits.ImageSide, limits.ImagePixels, len(d.Files))
 	for _, f := range d.Files {
 		st, err := os.Stat(f)
-		if err != nil {
+		if err != nil || st.ModTime().After(now.Add(-mtimeSlack)) {
 			return [sha256.Size]byte{}
 		}
 		fmt.Fprintf(h, "%q %d %d\n", f, st.Size(), st.ModTime().UnixNano())

@@ -259,7 +259,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 // that read for a set whose files have the names, sizes and modification
 // times, and the image options, they had when a read of them passed (the
 // checkpoint's Position.EvalRead; under Config.Comm, on every rank); a
-// file rewritten with both kept is then found at its evaluation. A
+// file rewritten with both kept is then found at its evaluation. A set
+// with a file modified in the 2 s before that read (a file system's tick
+// of its modification times) records none, and is read again. A
 // Trainer trains once.
 func (t *Trainer) Train(ctx context.Context) (*Result, error) {
 	switch {
