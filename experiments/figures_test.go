@@ -289,7 +289,10 @@ func TestLinearTicks(t *testing.T) {
 // its values (1 to 1 + 1e-15, a curve constant but for rounding) counted
 // ticks past float64's integers, where i++ leaves i as it is, and looped
 // for ever; a span past the largest float64 gave one tick at NaN, and one
-// near it a tick at +Inf clamped to the end, labelled wrong.
+// near it a tick at +Inf clamped to the end, labelled wrong. A span under
+// about 1e-307 had its ticks at subnormal steps rounded onto one another
+// (0 to 5e-324 under GOARCH=386, whose math.Log10 is exact there), or,
+// with amd64's math.Log10, labels off their ticks or no tick at all.
 func TestLinearTicksAtFloatLimits(t *testing.T) {
 	for _, c := range [][2]float64{
 		{1, 1 + 1e-15},
@@ -299,6 +302,9 @@ func TestLinearTicksAtFloatLimits(t *testing.T) {
 		{1e308, 1.7e308},
 		{0, 5e-324},
 		{-1e-300, 1e-300},
+		{1e-320, 2e-320},
+		{0, 3e-308},
+		{-9.836980196356816e-302, -9.836980196356793e-302},
 	} {
 		done := make(chan []plot.Tick, 1)
 		go func() { done <- (linearTicks{}).Ticks(c[0], c[1]) }()

@@ -372,8 +372,8 @@ func (p Panel) plot() (*plot.Plot, []plotter.XYs, error) {
 // DefaultTicks, which the figures used, labelled the ensemble figure's
 // path lengths 0 to 27 "0.00" and "25.00" alone, and 0.8 to 0.98 at 0.8,
 // 0.88 and 0.96. An axis whose span is under about 1e-15 of its values
-// (a curve constant but for rounding), or past the largest float64, is
-// labelled at its two ends alone.
+// (a curve constant but for rounding) or 1e-307, or past the largest
+// float64, is labelled at its two ends alone.
 type linearTicks struct{}
 
 func (linearTicks) Ticks(lo, hi float64) []plot.Tick {
@@ -396,6 +396,12 @@ func (linearTicks) Ticks(lo, hi float64) []plot.Tick {
 	step, parts := logValue(m, k), 5.0
 	if m == 2 {
 		parts = 2
+	}
+	if step/parts < 0x1p-1022 {
+		// Ticks at subnormal steps (a span under about 1e-307) are
+		// rounded onto one another, or, where math.Log10 of a subnormal
+		// span is inexact (amd64's), fall outside the axis.
+		return endTicks(lo, hi)
 	}
 	const eps = 1e-9 // of a tick's step: 0.98/0.01 is 98.00000000000001
 	first, last := math.Ceil(lo/step*parts-eps), math.Floor(hi/step*parts+eps)
