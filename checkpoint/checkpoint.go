@@ -103,9 +103,12 @@ type Position struct {
 	// "test"), a fingerprint of its files (their names, sizes and
 	// modification times, and the options they are decoded with) as they
 	// were when the run read every one of them before its first step and
-	// found none it could not use: a resumed run whose files give the
-	// same fingerprint does not read them again. Nil in checkpoints
-	// written before it was recorded, and for sets held in memory.
+	// none stopped it (with skip-bad, the files left out are left out
+	// again): a resumed run whose files give the same fingerprint does
+	// not read them again. A set has none in checkpoints written before
+	// it was recorded, for sets held in memory, and where the read was
+	// cut short or a file was modified in the 2 s before it (train's
+	// guard against file systems that keep times to the second).
 	EvalRead map[string]string
 }
 
