@@ -242,7 +242,9 @@ func TestLogTicks(t *testing.T) {
 // A linear axis labels the multiples of 1, 2 or 5 times a power of ten,
 // at most 6 of them, with the step's decimals, and marks the fifths (or
 // halves) between; gonum's DefaultTicks labelled 0 to 27 "0.00" and
-// "25.00", and 0.8 to 0.98 at 0.8, 0.88 and 0.96.
+// "25.00", and 0.8 to 0.98 at 0.8, 0.88 and 0.96. Exponents label a step
+// past 10^4 and one under 0.001 on values under it, not an accuracy of
+// 0.99991 to 0.99995 (which read 9.9991e-1 to 9.9995e-1).
 func TestLinearTicks(t *testing.T) {
 	for _, c := range []struct {
 		lo, hi float64
@@ -259,6 +261,9 @@ func TestLinearTicks(t *testing.T) {
 		{-7e7, 1.05e8, "-5e7 0 5e7 1e8", 18}, // the shatter figure's gradients
 		{-5.5e-5, 7e-5, "-4e-5 -2e-5 0 2e-5 4e-5 6e-5", 13},
 		{0, 90000, "0 20000 40000 60000 80000", 10},
+		// A step under 0.001 on values over it: decimals, not 1.00001e0.
+		{1.00001, 1.00005, "1.00001 1.00002 1.00003 1.00004 1.00005", 21},
+		{0.99991, 0.99995, "0.99991 0.99992 0.99993 0.99994 0.99995", 21},
 	} {
 		var labels []string
 		prev := math.Inf(-1)

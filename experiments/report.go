@@ -411,6 +411,9 @@ func (linearTicks) Ticks(lo, hi float64) []plot.Tick {
 		// their values too close to tell apart.
 		return endTicks(lo, hi)
 	}
+	// Exponents for a step past 10^4 (5e7), or one under 0.001 on an
+	// axis of values all under it (6e-5); decimals otherwise (1.00005).
+	exp := k > 4 || (k < -3 && max(math.Abs(lo), math.Abs(hi)) < 1e-3)
 	var ticks []plot.Tick
 	for i := first; i <= last; i++ {
 		v := i * step / parts
@@ -423,7 +426,7 @@ func (linearTicks) Ticks(lo, hi float64) []plot.Tick {
 		}
 		t := plot.Tick{Value: v}
 		if math.Mod(i, parts) == 0 {
-			t.Label = linearLabel(math.Round(i/parts)*float64(m), k)
+			t.Label = linearLabel(math.Round(i/parts)*float64(m), k, exp)
 		}
 		ticks = append(ticks, t)
 	}
@@ -431,20 +434,20 @@ func (linearTicks) Ticks(lo, hi float64) []plot.Tick {
 }
 
 // linearLabel writes n×10^k, n a whole number, with k's decimals (0.80,
-// 25) from 0.001 to 90000, as logLabel does, and as 5e7 or 6e-5 beyond.
-func linearLabel(n float64, k int) string {
+// 25, 1.00005), or with an exponent (5e7, 6e-5) where exp is set.
+func linearLabel(n float64, k int, exp bool) string {
 	v, _ := strconv.ParseFloat(fmt.Sprintf("%.0fe%d", n, k), 64)
 	if v == 0 {
 		v = 0 // not -0
 	}
-	if k >= -3 && k <= 4 {
+	if !exp {
 		return strconv.FormatFloat(v, 'f', max(0, -k), 64)
 	}
 	if v == 0 {
 		return "0"
 	}
-	mant, exp, _ := strings.Cut(strconv.FormatFloat(v, 'e', -1, 64), "e")
-	e, _ := strconv.Atoi(exp)
+	mant, pow, _ := strings.Cut(strconv.FormatFloat(v, 'e', -1, 64), "e")
+	e, _ := strconv.Atoi(pow)
 	return mant + "e" + strconv.Itoa(e)
 }
 
