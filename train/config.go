@@ -175,8 +175,8 @@ type Config struct {
 	// checkpoint holds the epoch's end, to resume from. Under Config.Comm
 	// it is called on rank 0 alone (the rank that writes metrics.jsonl),
 	// and its error stops every rank (theirs match ErrInterrupted and say
-	// that rank 0's OnEpoch stopped the run). It is not recorded, and a
-	// resumed run may set another.
+	// that rank 0's OnEpoch stopped the run); a panic in it is such an
+	// error. It is not recorded, and a resumed run may set another.
 	OnEpoch func(Metrics) error `json:"-"`
 }
 

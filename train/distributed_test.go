@@ -734,3 +734,21 @@ func TestDataParallelOnEpochStops(t *testing.T) {
 		t.Errorf("rank 0: %v; rank 1: %v; want OnEpoch's error, and rank 0's OnEpoch named", runs[0].err, runs[1].err)
 	}
 }
+
+// A panic in rank 0's OnEpoch stops every rank as its error would, with
+// a checkpoint: the other ranks waited for ever in the all-reduce of
+// rank 0's answer, which the panicking rank never joined.
+func TestDataParallelOnEpochPanics(t *testing.T) {
+	c := ddpTiny(t.TempDir(), 16)
+	runs := runRanks(t, context.Background(), c, 2, func(rank int, c *Config) {
+		c.OnEpoch = func(Metrics) error { panic("boom") }
+	})
+	for r, run := range runs {
+		if !errors.Is(run.err, ErrInterrupted) || run.res == nil || run.res.Epochs != 1 {
+			t.Errorf("rank %d: %v, %+v; want ErrInterrupted after 1 epoch", r, run.err, run.res)
+		}
+	}
+	if !strings.Contains(fmt.Sprint(runs[0].err), "Config.OnEpoch panicked: boom") || !errors.Is(runs[1].err, errStopOnEpoch) {
+		t.Errorf("rank 0: %v; rank 1: %v; want the panic named on rank 0, rank 0's OnEpoch on rank 1", runs[0].err, runs[1].err)
+	}
+}

@@ -622,7 +622,7 @@ var errStopOnEpoch = errors.New("rank 0's Config.OnEpoch stopped the run")
 func (r *run) onEpoch() error {
 	var stop error
 	if r.cfg.OnEpoch != nil && r.rank0() {
-		stop = r.cfg.OnEpoch(r.history[len(r.history)-1])
+		stop = callOnEpoch(r.cfg.OnEpoch, r.history[len(r.history)-1])
 	}
 	if r.ddp != nil {
 		flag := []float64{0}
@@ -644,6 +644,19 @@ func (r *run) onEpoch() error {
 	fmt.Fprintf(r.cfg.Log, "stopped after epoch %d of %d by Config.OnEpoch (%v); checkpoint written to %s\n",
 		r.epoch, r.cfg.Epochs, stop, filepath.Join(r.cfg.Out, LastCheckpoint))
 	return ErrInterrupted
+}
+
+// callOnEpoch calls f with m, a panic in f an error that stops the run as
+// f's own would: under Config.Comm the other ranks wait in an all-reduce
+// for rank 0's answer, which a panic recovered by the caller of Train
+// would never give (they waited for ever).
+func callOnEpoch(f func(Metrics) error, m Metrics) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("Config.OnEpoch panicked: %v", p)
+		}
+	}()
+	return f(m)
 }
 
 // progress counts a step's images (0 for a step skipped) into the
