@@ -425,9 +425,9 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		// The file carries the checkpoint's metadata, as an int8
 		// export's does, with the preprocessing at the size traced.
-		meta := c.Meta
+		meta, as := c.Meta, asTrained
 		if len(shape) == 4 && (shape[1] != meta.Preprocess.Height || shape[2] != meta.Preprocess.Width) {
-			meta.Preprocess = atSize(meta.Preprocess, shape[1], shape[2])
+			meta.Preprocess, as = atSize(meta.Preprocess, shape[1], shape[2]), atInput
 		}
 		props, err := meta.Props()
 		if err != nil {
@@ -437,14 +437,14 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 		fmt.Fprintf(stdout, "wrote %s as ONNX (opset %d, input %s with any batch size) to %s\n", c.Model.Name, onnx.ExportOpset, onnxInput(shape), *out)
-		printExportInput(stdout, meta.Preprocess, "recorded with its class names in the file's metadata_props: residual.preprocess, residual.classes")
+		printExportInput(stdout, meta.Preprocess, as, "recorded with its class names in the file's metadata_props: residual.preprocess, residual.classes")
 		return nil
 	}
 	if err := checkpoint.ExportWeights(*out, c.Net); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote the weights of %s to %s (load with safetensors.torch.load_file, from pip's safetensors, and model.load_state_dict)\n", c.Model.Name, *out)
-	printExportInput(stdout, c.Preprocess, "the file does not record it; do the same before its forward pass")
+	printExportInput(stdout, c.Preprocess, asTrained, "the file does not record it; do the same before its forward pass")
 	for _, n := range torchNotes(c.Model) {
 		fmt.Fprintf(stdout, "note: %s\n", n)
 	}
@@ -452,15 +452,23 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 // printExportInput says how the images a checkpoint's network was
-// trained on were preprocessed: an exported network takes them so.
-// where says where the exported file records it, or that it does not
-// (the weights alone).
-func printExportInput(w io.Writer, p checkpoint.Preprocess, where string) {
+// trained on were preprocessed: an exported network takes them so. as
+// says whether p is the checkpoint's own (asTrained) or scaled to the
+// size traced (atInput); where says where the exported file records it,
+// or that it does not (the weights alone).
+func printExportInput(w io.Writer, p checkpoint.Preprocess, as, where string) {
 	if p.Height == 0 {
 		return
 	}
-	fmt.Fprintf(w, "its input: %s, as the checkpoint's images were (%s)\n", describePreprocess(p), where)
+	fmt.Fprintf(w, "its input: %s, %s (%s)\n", describePreprocess(p), as, where)
 }
+
+// How printExportInput's preprocessing relates to the checkpoint's: the
+// same, or scaled to another --input.
+const (
+	asTrained = "as the checkpoint's images were"
+	atInput   = "the checkpoint's preprocessing scaled to --input's size"
+)
 
 // torchNotes lists how a ResNet differs from torchvision's builder in
 // ways its state dict does not show: the names and shapes match, so

@@ -186,6 +186,10 @@ func TestExportONNXMetadata(t *testing.T) {
 		if !strings.Contains(out, "recorded with its class names in the file's metadata_props") {
 			t.Errorf("%q said %q; want where the file records the input", args, out)
 		}
+		// At another --input the preprocessing is not the checkpoint's own.
+		if as := map[bool]string{false: asTrained, true: atInput}[tc.input != ""]; !strings.Contains(out, as) {
+			t.Errorf("%q said %q; want %q", args, out, as)
+		}
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
