@@ -146,6 +146,8 @@ type WideDimensionError struct {
 	Dim   *big.Int   // the first dimension past an int
 }
 
+// Error names the shape and its first dimension past an int, with the
+// platform's largest int.
 func (e *WideDimensionError) Error() string {
 	return fmt.Sprintf("shape %v: dimension %v does not fit an int, at most %d on this %d-bit platform", e.Shape, e.Dim, math.MaxInt, strconv.IntSize)
 }

@@ -93,6 +93,7 @@ type DepthError struct {
 	Blocks *big.Int // n, the blocks a stage the name asks for
 }
 
+// Error names the preset and the blocks a stage it asks for.
 func (e *DepthError) Error() string {
 	return fmt.Sprintf("resnet: preset %q asks for %v blocks a stage, more than an int holds", e.Name, e.Blocks)
 }
