@@ -444,8 +444,8 @@ func TestRunDeclaredShape(t *testing.T) {
 	}{
 		{[]int{1, 3, 32, 32}, ""},
 		{[]int{5, 3, 32, 32}, ""},
-		{[]int{1, 32, 32, 3}, `input "input" has shape [1 32 32 3], but the graph declares [-1 3 32 32] (−1: any size): the image is NHWC, the graph's input NCHW (tensor.NHWCToNCHW converts it)`},
-		{[]int{1, 3, 16, 16}, `input "input" has shape [1 3 16 16], but the graph declares [-1 3 32 32] (−1: any size)`},
+		{[]int{1, 32, 32, 3}, `input "input" has shape [1 32 32 3], but the graph declares [-1 3 32 32] (-1: any size): the image is NHWC, the graph's input NCHW (tensor.NHWCToNCHW converts it)`},
+		{[]int{1, 3, 16, 16}, `input "input" has shape [1 3 16 16], but the graph declares [-1 3 32 32] (-1: any size)`},
 		{[]int{3, 32, 32}, `input "input" has shape [3 32 32], but the graph declares [-1 3 32 32]`},
 	} {
 		_, err := m.Run(map[string]*tensor.Tensor{"input": input(tc.shape)})

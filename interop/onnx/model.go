@@ -248,7 +248,7 @@ func checkDeclaredShape(name string, shape, declared []int) error {
 	if fits(shape) {
 		return nil
 	}
-	err := fmt.Errorf("onnx: input %q has shape %v, but the graph declares %v (−1: any size)", name, shape, declared)
+	err := fmt.Errorf("onnx: input %q has shape %v, but the graph declares %v (-1: any size)", name, shape, declared)
 	if len(shape) == 4 && fits([]int{shape[0], shape[3], shape[1], shape[2]}) {
 		err = fmt.Errorf("%w: the image is NHWC, the graph's input NCHW (tensor.NHWCToNCHW converts it)", err)
 	}
