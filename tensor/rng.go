@@ -17,13 +17,16 @@ type RNG struct {
 // is seeded with seed and seed XOR a constant). An RNG is not safe for
 // concurrent use: give each goroutine its own, seeded from Uint64.
 func NewRNG(seed uint64) *RNG {
-	src := rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)
-	return &RNG{src: src, r: rand.New(src)}
+	src := new(rand.PCG)
+	g := &RNG{src: src, r: rand.New(src)}
+	g.Reseed(seed)
+	return g
 }
 
-// Reseed restarts the generator on the stream NewRNG(seed) gives, without
-// allocating: for a loop that needs a stream of its own per item (a data
-// loader's per-image augmentation) and reuses one generator for all.
+// Reseed restarts the generator on the stream NewRNG(seed) gives (NewRNG
+// seeds through it), without allocating: for a loop that needs a stream
+// of its own per item (a data loader's per-image augmentation) and reuses
+// one generator for all.
 func (g *RNG) Reseed(seed uint64) { g.src.Seed(seed, seed^0x9e3779b97f4a7c15) }
 
 // Float64 returns a uniform number in [0, 1).
